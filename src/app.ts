@@ -1,0 +1,68 @@
+// Builds the Fastify application. Never listens: src/server.ts does, tests use inject/supertest.
+// Load order is written once here: outside resources → cross-cutting plugins → domain routes.
+import Fastify from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { randomUUID } from 'node:crypto';
+import type { Config } from './config.ts';
+import dbPlugin from './plugins/db.ts';
+import redisPlugin from './plugins/redis.ts';
+import metricsPlugin, { createMetrics, type Metrics } from './plugins/metrics.ts';
+import swaggerPlugin from './plugins/swagger.ts';
+import { installErrorHandler } from './plugins/errors.ts';
+import { installValidation } from './plugins/validation.ts';
+import { ErrorResponse, type App } from './lib/schemas.ts';
+import authPlugin from './modules/auth/plugin.ts';
+import { tokenRepository } from './modules/auth/repository.ts';
+import { authService } from './modules/auth/service.ts';
+import tokenRoutes from './modules/auth/routes.ts';
+import auditRoutes, { installRefusalAudit } from './modules/audit/routes.ts';
+import healthRoutes from './modules/health/routes.ts';
+import registryRoutes from './modules/registry/routes.ts';
+import operationRoutes from './modules/operations/routes.ts';
+
+export interface AppOptions {
+  config: Pick<Config, 'logLevel'> & { databaseUrl: string; redisUrl: string };
+  metrics?: Metrics;
+  /** Pino logger options; tests pass `false`. */
+  logger?: boolean | object;
+}
+
+export async function buildApp(opts: AppOptions): Promise<App> {
+  const app = Fastify({
+    logger: opts.logger ?? { level: opts.config.logLevel },
+    genReqId: (req) => (typeof req.headers['x-request-id'] === 'string' && req.headers['x-request-id'].length <= 100 ? req.headers['x-request-id'] : randomUUID()),
+    // Inline JSON bodies carry at most 100k IDs; bigger lists go as streamed NDJSON/text uploads.
+    bodyLimit: 8 * 1024 * 1024,
+    ajv: { customOptions: { removeAdditional: false } },
+  }).withTypeProvider<TypeBoxTypeProvider>();
+
+  installValidation(app);
+  installErrorHandler(app);
+  app.addSchema(ErrorResponse);
+
+  await app.register(dbPlugin, { url: opts.config.databaseUrl });
+  await app.register(redisPlugin, { url: opts.config.redisUrl });
+  await app.register(metricsPlugin, { metrics: opts.metrics ?? createMetrics() });
+  await app.register(swaggerPlugin);
+
+  const auth = authService(tokenRepository(app.db.prisma));
+  await app.register(authPlugin, { auth });
+  installRefusalAudit(app);
+
+  await app.register(healthRoutes);
+  await app.register(async (v1) => {
+    await v1.register(registryRoutes, { prefix: '/registry' });
+    await v1.register(operationRoutes);
+    await v1.register(tokenRoutes, { auth });
+    await v1.register(auditRoutes);
+  }, { prefix: '/v1' });
+
+  app.decorate('authService', auth);
+  return app;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    authService: ReturnType<typeof authService>;
+  }
+}

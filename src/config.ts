@@ -1,0 +1,91 @@
+// Configuration is environment variables only, validated once at start-up. Every setting is in
+// the README table; an invalid value stops the process with a message naming the variable.
+export interface Config {
+  /** Unset: `npm start` runs a project-owned local PostgreSQL (embedded mode). */
+  databaseUrl: string | undefined;
+  /** Unset: `npm start` runs a project-owned local Redis (embedded mode). */
+  redisUrl: string | undefined;
+  host: string;
+  port: number;
+  logLevel: string;
+  adminToken: string | undefined;
+  /** Run the execution workers inside the API process (the zero-config start does). */
+  workersInProcess: boolean;
+  workerConcurrency: number;
+  dataDir: string;
+  queuePrefix: string;
+  /** Secret for HMAC signatures on calls to downstream systems. */
+  signingSecret: string | undefined;
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`Invalid configuration:\n  - ${problems.join('\n  - ')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const problems: string[] = [];
+  const str = (name: string) => {
+    const v = env[name];
+    return v === undefined || v.trim() === '' ? undefined : v.trim();
+  };
+  const url = (name: string, protocols: string[]) => {
+    const v = str(name);
+    if (v === undefined) return undefined;
+    try {
+      const u = new URL(v);
+      if (!protocols.includes(u.protocol)) problems.push(`${name} must use ${protocols.join(' or ')} (got ${u.protocol})`);
+    } catch {
+      problems.push(`${name} is not a valid URL`);
+    }
+    return v;
+  };
+  const int = (name: string, dflt: number, min: number, max: number) => {
+    const v = str(name);
+    if (v === undefined) return dflt;
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min || n > max) {
+      problems.push(`${name} must be an integer from ${min} to ${max} (got "${v}")`);
+      return dflt;
+    }
+    return n;
+  };
+  const bool = (name: string, dflt: boolean) => {
+    const v = str(name);
+    if (v === undefined) return dflt;
+    if (['1', 'true', 'yes'].includes(v.toLowerCase())) return true;
+    if (['0', 'false', 'no'].includes(v.toLowerCase())) return false;
+    problems.push(`${name} must be true or false (got "${v}")`);
+    return dflt;
+  };
+
+  const logLevel = str('LOG_LEVEL') ?? 'info';
+  if (!LOG_LEVELS.includes(logLevel)) problems.push(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}`);
+  const adminToken = str('BLASTGATE_ADMIN_TOKEN');
+  if (adminToken !== undefined && adminToken.length < 24) {
+    problems.push('BLASTGATE_ADMIN_TOKEN must be at least 24 characters (it is the bootstrap admin credential)');
+  }
+  const signingSecret = str('BLASTGATE_SIGNING_SECRET');
+  if (signingSecret !== undefined && signingSecret.length < 32) {
+    problems.push('BLASTGATE_SIGNING_SECRET must be at least 32 characters');
+  }
+  const config: Config = {
+    databaseUrl: url('DATABASE_URL', ['postgres:', 'postgresql:']),
+    redisUrl: url('REDIS_URL', ['redis:', 'rediss:']),
+    host: str('HOST') ?? '127.0.0.1',
+    port: int('PORT', 3000, 0, 65535),
+    logLevel,
+    adminToken,
+    workersInProcess: bool('BLASTGATE_WORKERS_IN_PROCESS', true),
+    workerConcurrency: int('BLASTGATE_WORKER_CONCURRENCY', 8, 1, 256),
+    dataDir: str('BLASTGATE_DATA_DIR') ?? '.data',
+    queuePrefix: str('BLASTGATE_QUEUE_PREFIX') ?? 'blastgate',
+    signingSecret,
+  };
+  if (problems.length) throw new ConfigError(problems);
+  return config;
+}

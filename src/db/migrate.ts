@@ -1,0 +1,69 @@
+// Applies prisma/migrations to a database, recording them in `_prisma_migrations` exactly as
+// `prisma migrate deploy` does (same table, sha256 checksums), so a machine with the native
+// Prisma engine can take over. The Prisma CLI cannot migrate offline here (../shared/STACK.md).
+// An advisory lock makes concurrent start-ups (several API/worker processes) safe.
+import { createHash, randomUUID } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import pg from 'pg';
+
+export const MIGRATIONS_DIR = resolve(import.meta.dirname, '..', '..', 'prisma', 'migrations');
+const LOCK_KEY = 7_342_001; // arbitrary, fixed: one migrator at a time per database
+
+export interface MigrationResult {
+  applied: string[];
+  alreadyApplied: number;
+}
+
+export async function migrate(databaseUrl: string, dir = MIGRATIONS_DIR): Promise<MigrationResult> {
+  const names = existsSync(dir)
+    ? readdirSync(dir, { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => d.name).sort()
+    : [];
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  try {
+    await client.query('SELECT pg_advisory_lock($1)', [LOCK_KEY]);
+    await client.query(`CREATE TABLE IF NOT EXISTS "_prisma_migrations" (
+      "id" VARCHAR(36) PRIMARY KEY NOT NULL,
+      "checksum" VARCHAR(64) NOT NULL,
+      "finished_at" TIMESTAMPTZ,
+      "migration_name" VARCHAR(255) NOT NULL,
+      "logs" TEXT,
+      "rolled_back_at" TIMESTAMPTZ,
+      "started_at" TIMESTAMPTZ NOT NULL DEFAULT now(),
+      "applied_steps_count" INTEGER NOT NULL DEFAULT 0)`);
+    const done = await client.query<{ migration_name: string; checksum: string }>(
+      'SELECT migration_name, checksum FROM "_prisma_migrations" WHERE finished_at IS NOT NULL AND rolled_back_at IS NULL',
+    );
+    const applied = new Map(done.rows.map((r) => [r.migration_name, r.checksum]));
+    const result: MigrationResult = { applied: [], alreadyApplied: 0 };
+    for (const name of names) {
+      const sql = readFileSync(join(dir, name, 'migration.sql'), 'utf8');
+      const checksum = createHash('sha256').update(sql).digest('hex');
+      const seen = applied.get(name);
+      if (seen !== undefined) {
+        if (seen !== checksum) throw new Error(`migration ${name} was edited after it was applied (checksum differs)`);
+        result.alreadyApplied++;
+        continue;
+      }
+      await client.query('BEGIN');
+      try {
+        await client.query(sql);
+        await client.query(
+          `INSERT INTO "_prisma_migrations" (id, checksum, finished_at, migration_name, applied_steps_count)
+           VALUES ($1, $2, now(), $3, 1)`,
+          [randomUUID(), checksum, name],
+        );
+        await client.query('COMMIT');
+      } catch (err) {
+        await client.query('ROLLBACK');
+        throw new Error(`migration ${name} failed: ${(err as Error).message}`, { cause: err });
+      }
+      result.applied.push(name);
+    }
+    return result;
+  } finally {
+    await client.query('SELECT pg_advisory_unlock($1)', [LOCK_KEY]).catch(() => undefined);
+    await client.end();
+  }
+}

@@ -1,0 +1,55 @@
+// One error model for the whole service: every failure a client can cause is an AppError with a
+// stable machine-readable `code`, an HTTP status and optional `details` naming what was wrong.
+export class AppError extends Error {
+  constructor(
+    readonly statusCode: number,
+    readonly code: string,
+    message: string,
+    readonly details?: unknown,
+  ) {
+    super(message);
+    this.name = 'AppError';
+  }
+}
+
+export class BadRequestError extends AppError {
+  constructor(code: string, message: string, details?: unknown) {
+    super(400, code, message, details);
+  }
+}
+
+export class UnauthorizedError extends AppError {
+  constructor(message = 'A valid bearer token is required') {
+    super(401, 'UNAUTHORIZED', message);
+  }
+}
+
+export class ForbiddenError extends AppError {
+  constructor(message: string, details?: unknown) {
+    super(403, 'FORBIDDEN', message, details);
+  }
+}
+
+export class NotFoundError extends AppError {
+  constructor(what: string, id: string) {
+    super(404, 'NOT_FOUND', `${what} ${id} does not exist`, { [what.toLowerCase()]: id });
+  }
+}
+
+export class ConflictError extends AppError {
+  constructor(code: string, message: string, details?: unknown) {
+    super(409, code, message, details);
+  }
+}
+
+export class UnprocessableError extends AppError {
+  constructor(code: string, message: string, details?: unknown) {
+    super(422, code, message, details);
+  }
+}
+
+export class PayloadTooLargeError extends AppError {
+  constructor(message: string, details?: unknown) {
+    super(413, 'PAYLOAD_TOO_LARGE', message, details);
+  }
+}

@@ -1,0 +1,98 @@
+// The audit log is append-only (database triggers forbid UPDATE, DELETE and TRUNCATE) and each
+// event's hash covers the previous event's hash, so any edit or removal breaks the chain.
+import { createHash } from 'node:crypto';
+import { canonicalJson } from '../../lib/canonical-json.ts';
+import type { Queryable } from '../../lib/sql.ts';
+
+export interface AuditInput {
+  actor: string;
+  action: string;
+  outcome: 'accepted' | 'refused' | 'info';
+  operationId?: string | null;
+  payload?: Record<string, unknown>;
+}
+
+export interface AuditRow {
+  seq: number;
+  at: string;
+  actor: string;
+  action: string;
+  outcome: string;
+  operationId: string | null;
+  payload: Record<string, unknown>;
+  prevHash: string;
+  hash: string;
+}
+
+export const GENESIS_HASH = '0'.repeat(64);
+// Serialises appends so that each event chains onto exactly one predecessor.
+const CHAIN_LOCK = 7_342_002;
+
+export function eventHash(prevHash: string, e: Omit<AuditRow, 'seq' | 'prevHash' | 'hash'>): string {
+  const body = canonicalJson({ at: e.at, actor: e.actor, action: e.action, outcome: e.outcome, operationId: e.operationId, payload: e.payload });
+  return createHash('sha256').update(`${prevHash}\n${body}`).digest('hex');
+}
+
+/**
+ * Appends one event. Call inside the transaction that makes the change it records, so that the
+ * change and its audit event commit together; the chain lock is held until that commit.
+ */
+export async function appendAudit(db: Queryable, input: AuditInput): Promise<void> {
+  await db.query('SELECT pg_advisory_xact_lock($1)', [CHAIN_LOCK]);
+  const last = await db.query<{ hash: string }>('SELECT hash FROM audit_events ORDER BY seq DESC LIMIT 1');
+  const prevHash = last.rows[0]?.hash ?? GENESIS_HASH;
+  const e = {
+    at: new Date().toISOString(),
+    actor: input.actor,
+    action: input.action,
+    outcome: input.outcome,
+    operationId: input.operationId ?? null,
+    payload: input.payload ?? {},
+  };
+  await db.query(
+    `INSERT INTO audit_events (at, actor, action, outcome, operation_id, payload, prev_hash, hash)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+    [e.at, e.actor, e.action, e.outcome, e.operationId, JSON.stringify(e.payload), prevHash, eventHash(prevHash, e)],
+  );
+}
+
+const toRow = (r: Record<string, unknown>): AuditRow => ({
+  seq: Number(r.seq),
+  at: (r.at as Date).toISOString(),
+  actor: r.actor as string,
+  action: r.action as string,
+  outcome: r.outcome as string,
+  operationId: (r.operation_id as string | null) ?? null,
+  payload: r.payload as Record<string, unknown>,
+  prevHash: r.prev_hash as string,
+  hash: r.hash as string,
+});
+
+export async function listAudit(db: Queryable, q: { after?: number; limit: number; operationId?: string }) {
+  const res = await db.query(
+    `SELECT * FROM audit_events WHERE seq > $1 AND ($2::text IS NULL OR operation_id = $2)
+     ORDER BY seq LIMIT $3`,
+    [q.after ?? 0, q.operationId ?? null, q.limit],
+  );
+  return res.rows.map(toRow);
+}
+
+/** Walks the whole chain in pages; reports the first event whose link or hash does not hold. */
+export async function verifyAudit(db: Queryable, pageSize = 5000) {
+  let prevHash = GENESIS_HASH;
+  let after = 0;
+  let checked = 0;
+  for (;;) {
+    const res = await db.query('SELECT * FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2', [after, pageSize]);
+    if (res.rows.length === 0) break;
+    for (const raw of res.rows) {
+      const r = toRow(raw);
+      if (r.prevHash !== prevHash) return { valid: false, checked, brokenAt: r.seq, reason: 'prev_hash does not match the previous event' };
+      if (eventHash(prevHash, r) !== r.hash) return { valid: false, checked, brokenAt: r.seq, reason: 'hash does not match the event content' };
+      prevHash = r.hash;
+      after = r.seq;
+      checked++;
+    }
+  }
+  return { valid: true, checked, brokenAt: null, reason: null, head: prevHash };
+}

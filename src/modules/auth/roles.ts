@@ -1,0 +1,18 @@
+// Roles separate who may request, approve, operate and administer. They are not a ladder: an
+// approver cannot submit, a requester cannot approve. `admin` may do everything.
+export const ROLES = ['viewer', 'requester', 'approver', 'operator', 'admin'] as const;
+export type Role = (typeof ROLES)[number];
+
+/** What a route accepts: a list of roles, or 'any' authenticated token (reads). */
+export type RouteAuth = readonly Role[] | 'any';
+
+export interface Principal {
+  tokenId: string;
+  name: string;
+  role: Role;
+}
+
+export function roleAllows(auth: RouteAuth, role: Role): boolean {
+  if (role === 'admin' || auth === 'any') return true;
+  return auth.includes(role);
+}

@@ -1,0 +1,59 @@
+// The one error handler: every error leaves as { code, message, details, requestId }. Client
+// mistakes are 4xx with a stable code; 5xx messages are never shown to clients.
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { AppError } from '../lib/errors.ts';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The `code` of the error this request answered with, for the audit of refused requests. */
+    errorCode?: string;
+  }
+}
+
+const FASTIFY_CODES: Record<string, [number, string]> = {
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: [415, 'UNSUPPORTED_MEDIA_TYPE'],
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: [400, 'MALFORMED_BODY'],
+  FST_ERR_CTP_EMPTY_JSON_BODY: [400, 'MALFORMED_BODY'],
+  FST_ERR_CTP_INVALID_JSON_BODY: [400, 'MALFORMED_BODY'],
+  FST_ERR_CTP_BODY_TOO_LARGE: [413, 'PAYLOAD_TOO_LARGE'],
+  FST_ERR_CTP_INVALID_TYPE: [400, 'MALFORMED_BODY'],
+  FST_ERR_VALIDATION: [400, 'VALIDATION_FAILED'],
+};
+
+export function toClientError(err: FastifyError | AppError | Error): { status: number; code: string; message: string; details?: unknown } {
+  if (err instanceof AppError) return { status: err.statusCode, code: err.code, message: err.message, details: err.details };
+  const fe = err as FastifyError;
+  if (fe.validation) {
+    const details = fe.validation.map((v) => ({
+      field: `${fe.validationContext ?? 'body'}${v.instancePath ? v.instancePath.replace(/\//g, '.') : ''}`,
+      message: v.message,
+      ...(v.params && 'additionalProperty' in v.params ? { unknownField: v.params.additionalProperty } : {}),
+    }));
+    const unknown = details.find((d) => 'unknownField' in d);
+    const message = unknown
+      ? `Unknown field "${String(unknown.unknownField)}" in ${unknown.field}`
+      : `Invalid ${details[0]?.field ?? 'request'}: ${details[0]?.message ?? 'failed validation'}`;
+    return { status: 400, code: 'VALIDATION_FAILED', message, details };
+  }
+  const mapped = fe.code ? FASTIFY_CODES[fe.code] : undefined;
+  if (mapped) return { status: mapped[0], code: mapped[1], message: fe.message };
+  if (err instanceof SyntaxError) return { status: 400, code: 'MALFORMED_BODY', message: `Body is not valid JSON: ${err.message}` };
+  if (fe.statusCode && fe.statusCode >= 400 && fe.statusCode < 500) {
+    return { status: fe.statusCode, code: fe.code?.replace(/^FST_ERR_/, '') ?? 'BAD_REQUEST', message: fe.message };
+  }
+  return { status: 500, code: 'INTERNAL', message: 'Internal error; see the server log with this requestId' };
+}
+
+export function installErrorHandler(app: FastifyInstance) {
+  app.setErrorHandler((err: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
+    const e = toClientError(err);
+    if (e.status >= 500) request.log.error({ err }, 'request failed');
+    else request.log.info({ code: e.code, details: e.details }, e.message);
+    request.errorCode = e.code;
+    return reply.status(e.status).send({ code: e.code, message: e.message, details: e.details ?? null, requestId: request.id });
+  });
+  app.setNotFoundHandler((request, reply) => {
+    request.errorCode = 'ROUTE_NOT_FOUND';
+    return reply.status(404).send({ code: 'ROUTE_NOT_FOUND', message: `No route ${request.method} ${request.url.split('?')[0]}`, details: null, requestId: request.id });
+  });
+}

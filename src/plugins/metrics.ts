@@ -1,0 +1,43 @@
+// Prometheus metrics. One registry per app instance (tests build many apps in one process).
+import fp from 'fastify-plugin';
+import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export function createMetrics() {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'blastgate_process_' });
+  return {
+    registry,
+    httpRequests: new Counter({ name: 'blastgate_http_requests_total', help: 'HTTP requests by route and status', labelNames: ['method', 'route', 'status'], registers: [registry] }),
+    httpDuration: new Histogram({ name: 'blastgate_http_request_duration_seconds', help: 'HTTP request duration', labelNames: ['method', 'route'], buckets: [0.005, 0.02, 0.1, 0.5, 2, 10, 60], registers: [registry] }),
+    plans: new Counter({ name: 'blastgate_plans_total', help: 'Operation plans by outcome (planned, rejected, dry_run)', labelNames: ['outcome'], registers: [registry] }),
+    planIds: new Counter({ name: 'blastgate_plan_ids_total', help: 'IDs resolved by plans, by class', labelNames: ['class'], registers: [registry] }),
+    registryRows: new Counter({ name: 'blastgate_registry_rows_imported_total', help: 'Registry rows upserted, by kind', labelNames: ['kind'], registers: [registry] }),
+    items: new Counter({ name: 'blastgate_items_total', help: 'Operation items by outcome', labelNames: ['outcome'], registers: [registry] }),
+    halts: new Counter({ name: 'blastgate_halts_total', help: 'Operation halts by reason kind', labelNames: ['reason'], registers: [registry] }),
+    transitions: new Counter({ name: 'blastgate_operation_transitions_total', help: 'Lifecycle transitions by target state', labelNames: ['state'], registers: [registry] }),
+  };
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    metrics: Metrics;
+  }
+}
+
+export default fp<{ metrics: Metrics }>(
+  async (app, opts) => {
+    app.decorate('metrics', opts.metrics);
+    app.addHook('onResponse', async (request, reply) => {
+      const route = request.routeOptions.url ?? 'unmatched';
+      opts.metrics.httpRequests.inc({ method: request.method, route, status: reply.statusCode });
+      opts.metrics.httpDuration.observe({ method: request.method, route }, reply.elapsedTime / 1000);
+    });
+    app.get('/metrics', { schema: { hide: true } }, async (_req, reply) => {
+      reply.type(opts.metrics.registry.contentType);
+      return opts.metrics.registry.metrics();
+    });
+  },
+  { name: 'metrics' },
+);

@@ -1,0 +1,37 @@
+// OpenAPI document from the route schemas, and Swagger UI at /docs for operators.
+import fp from 'fastify-plugin';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+
+export const OPENAPI_INFO = {
+  title: 'Blastgate',
+  description:
+    'Deletion-safety gate. Destructive bulk operations are resolved ID by ID against the tenant registry, ' +
+    'planned with their blast radius, and executed in canary waves with automatic halt and rollback. ' +
+    'Every /v1 route needs `Authorization: Bearer <token>`; errors are `{ code, message, details, requestId }`.',
+  version: '0.1.0',
+};
+
+export default fp(
+  async (app) => {
+    await app.register(swagger, {
+      hideUntagged: true,
+      openapi: {
+        openapi: '3.0.3',
+        info: OPENAPI_INFO,
+        servers: [{ url: '/' }],
+        components: { securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', description: 'An API token created by an admin (POST /v1/admin/tokens)' } } },
+        tags: [
+          { name: 'registry', description: 'Tenant registry: resource types, tenants, resources' },
+          { name: 'operations', description: 'Destructive operations: plans, approvals, execution' },
+          { name: 'admin', description: 'API tokens and policy' },
+          { name: 'audit', description: 'Append-only, hash-chained audit log' },
+          { name: 'health', description: 'Liveness and readiness' },
+        ],
+      },
+    });
+    await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { persistAuthorization: true, docExpansion: 'list' } });
+    app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  },
+  { name: 'swagger' },
+);

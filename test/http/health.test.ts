@@ -1,0 +1,36 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import request from 'supertest';
+import { buildTestApp, type TestApp } from '../support/app.ts';
+
+let t: TestApp;
+beforeAll(async () => { t = await buildTestApp(); });
+afterAll(async () => { await t?.close(); });
+
+describe('health and docs', () => {
+  it('answers /healthz and /readyz with real Postgres and Redis', async () => {
+    await request(t.app.server).get('/healthz').expect(200, { status: 'ok' });
+    const r = await request(t.app.server).get('/readyz').expect(200);
+    expect(r.body.checks).toEqual({ postgres: 'ok', redis: 'ok' });
+  });
+
+  it('serves Swagger UI and the OpenAPI document', async () => {
+    const docs = await request(t.app.server).get('/docs/').expect(200);
+    expect(docs.text).toContain('swagger');
+    const doc = await request(t.app.server).get('/openapi.json').expect(200);
+    expect(doc.body.components.securitySchemes.bearerAuth.scheme).toBe('bearer');
+  });
+
+  it('answers unknown routes with a coded 404', async () => {
+    const r = await request(t.app.server).get('/nope').expect(404);
+    expect(r.body.code).toBe('ROUTE_NOT_FOUND');
+  });
+
+  it('refuses /v1 without a token, with a bad token, and for the wrong role', async () => {
+    await request(t.app.server).get('/v1/admin/tokens').expect(401);
+    const bad = await request(t.app.server).get('/v1/admin/tokens').set('authorization', 'Bearer nope').expect(401);
+    expect(bad.body.code).toBe('UNAUTHORIZED');
+    const forbidden = await request(t.app.server).get('/v1/admin/tokens').set('authorization', t.auth('viewer')).expect(403);
+    expect(forbidden.body.code).toBe('FORBIDDEN');
+    await request(t.app.server).get('/v1/admin/tokens').set('authorization', t.auth('admin')).expect(200);
+  });
+});
