@@ -10,6 +10,7 @@ import metricsPlugin, { createMetrics, type Metrics } from './plugins/metrics.ts
 import swaggerPlugin from './plugins/swagger.ts';
 import { installErrorHandler } from './plugins/errors.ts';
 import { installValidation } from './plugins/validation.ts';
+import { installStreamingParsers } from './plugins/uploads.ts';
 import { ErrorResponse, type App } from './lib/schemas.ts';
 import authPlugin from './modules/auth/plugin.ts';
 import { tokenRepository } from './modules/auth/repository.ts';
@@ -38,6 +39,7 @@ export async function buildApp(opts: AppOptions): Promise<App> {
 
   installValidation(app);
   installErrorHandler(app);
+  installStreamingParsers(app);
   app.addSchema(ErrorResponse);
 
   await app.register(dbPlugin, { url: opts.config.databaseUrl });
