@@ -9,7 +9,7 @@ import redisPlugin from './plugins/redis.ts';
 import metricsPlugin, { createMetrics, type Metrics } from './plugins/metrics.ts';
 import swaggerPlugin from './plugins/swagger.ts';
 import { installErrorHandler } from './plugins/errors.ts';
-import { installValidation } from './plugins/validation.ts';
+import { buildValidator } from './plugins/validation.ts';
 import { installStreamingParsers } from './plugins/uploads.ts';
 import { ErrorResponse, type App } from './lib/schemas.ts';
 import authPlugin from './modules/auth/plugin.ts';
@@ -34,10 +34,9 @@ export async function buildApp(opts: AppOptions): Promise<App> {
     genReqId: (req) => (typeof req.headers['x-request-id'] === 'string' && req.headers['x-request-id'].length <= 100 ? req.headers['x-request-id'] : randomUUID()),
     // Inline JSON bodies carry at most 100k IDs; bigger lists go as streamed NDJSON/text uploads.
     bodyLimit: 8 * 1024 * 1024,
-    ajv: { customOptions: { removeAdditional: false } },
+    schemaController: { compilersFactory: { buildValidator: buildValidator as never } },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
-  installValidation(app);
   installErrorHandler(app);
   installStreamingParsers(app);
   app.addSchema(ErrorResponse);

@@ -1,9 +1,9 @@
 // Request validation. Bodies are validated strictly: no type coercion (an ID of 123 is not the
 // string "123") and unknown fields are an error, not silently dropped. Query strings and path
 // parameters arrive as text, so those may be coerced to the declared scalar types.
-import type { FastifyInstance } from 'fastify';
 import { Ajv } from 'ajv';
 import addFormatsImport from 'ajv-formats';
+import { BadRequestError } from '../lib/errors.ts';
 
 const addFormats = addFormatsImport as unknown as (ajv: Ajv) => Ajv;
 
@@ -21,11 +21,47 @@ function makeAjv(coerce: boolean) {
   return ajv;
 }
 
-export function installValidation(app: FastifyInstance) {
+/**
+ * Fastify's validator factory. Given through `schemaController.compilersFactory` (not
+ * setValidatorCompiler) because Fastify rebuilds the validator of any child context that adds
+ * shared schemas, and would otherwise fall back to its default ajv there.
+ */
+export function buildValidator(externalSchemas: Record<string, unknown>) {
   const strict = makeAjv(false);
   const lenient = makeAjv(true);
-  app.setValidatorCompiler(({ schema, httpPart }) => {
+  for (const schema of Object.values(externalSchemas)) {
+    strict.addSchema(schema as object);
+    lenient.addSchema(schema as object);
+  }
+  return ({ schema, httpPart, contentType }: { schema: object; httpPart?: string; contentType?: string }) => {
+    // Streamed uploads (NDJSON, plain text) are documented in the schema but validated line by
+    // line by their handler as they are read; the raw stream itself is not a JSON value.
+    if (httpPart === 'body' && contentType && contentType !== 'application/json') return () => true;
     const ajv = httpPart === 'body' ? strict : lenient;
     return ajv.compile(schema);
-  });
+  };
+}
+
+const inlineAjv = makeAjv(false);
+const compiled = new WeakMap<object, ReturnType<Ajv['compile']>>();
+
+/**
+ * Validates a value that did not arrive as a JSON body (e.g. the first line of an NDJSON upload)
+ * with the same strict rules and the same error shape as body validation. Applies defaults.
+ */
+export function validateValue<T>(schema: object, value: unknown, where: string): T {
+  let validate = compiled.get(schema);
+  if (!validate) {
+    validate = inlineAjv.compile(schema);
+    compiled.set(schema, validate);
+  }
+  if (validate(value)) return value as T;
+  const details = (validate.errors ?? []).map((v) => ({
+    field: `${where}${v.instancePath.replace(/\//g, '.')}`,
+    message: v.message,
+    ...(v.params && 'additionalProperty' in v.params ? { unknownField: v.params.additionalProperty } : {}),
+  }));
+  const first = details[0];
+  const message = first && 'unknownField' in first ? `Unknown field "${String(first.unknownField)}" in ${first.field}` : `Invalid ${first?.field ?? where}: ${first?.message ?? 'failed validation'}`;
+  throw new BadRequestError('VALIDATION_FAILED', message, details);
 }

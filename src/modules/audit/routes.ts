@@ -20,7 +20,10 @@ export default async function auditRoutes(app: App) {
         limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }),
         operationId: Type.Optional(Type.String({ maxLength: 100 })),
       }, { additionalProperties: false }),
-      response: { 200: Type.Object({ items: Type.Array(AuditEvent), nextAfter: Type.Union([Type.Integer(), Type.Null()]) }, { description: 'A page of events' }), ...errorResponses(400, 401) },
+      response: { 200: Type.Object({ items: Type.Array(AuditEvent), nextAfter: Type.Union([Type.Integer(), Type.Null()]) }, {
+        description: 'A page of events',
+        example: { items: [{ seq: 1, at: '2026-11-24T12:00:00.000Z', actor: 'bootstrap-admin', action: 'token.create', outcome: 'accepted', operationId: null, payload: { tokenId: '0b5f4c1e-7f51-4a39-9a8e-3c2f3f0b2a11', name: 'ci-pipeline', role: 'requester' }, prevHash: '0000…', hash: 'ab12…' }], nextAfter: null },
+      }), ...errorResponses(400, 401) },
     },
   }, async (req) => {
     const items = await listAudit(app.db.pool, req.query);
@@ -44,7 +47,7 @@ export default async function auditRoutes(app: App) {
 /** Refused destructive requests leave a trace too: who tried what, and why it was refused. */
 export function installRefusalAudit(app: App) {
   app.addHook('onResponse', async (req, reply) => {
-    if (!req.routeOptions.config.audited || reply.statusCode < 400) return;
+    if (!req.routeOptions.config.audited || reply.statusCode < 400 || req.auditedByService) return;
     await appendAudit(app.db.pool, {
       actor: req.principal?.name ?? 'anonymous',
       action: `${req.method} ${req.routeOptions.url}`,

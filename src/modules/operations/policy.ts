@@ -12,7 +12,7 @@ export const RolloutPolicy = Type.Object({
   maxItemsPerMinute: Type.Integer({ minimum: 1, maximum: 10_000_000, default: 6_000_000, description: 'Velocity cap on items' }),
   maxTenantsPerMinute: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 1_000_000, description: 'Velocity cap on newly touched tenants' }),
   waveDeadlineSeconds: Type.Integer({ minimum: 1, maximum: 604_800, default: 3_600, description: 'A wave still running after this long halts the operation' }),
-}, { additionalProperties: false, $id: 'RolloutPolicy', description: 'How the operation is rolled out' });
+}, { additionalProperties: false, description: 'How the operation is rolled out' });
 
 export const HaltPolicy = Type.Object({
   onHalt: Type.Union([Type.Literal('rollback'), Type.Literal('pause')], { default: 'rollback', description: 'What a halt does: restore everything touched, or stop and wait for a human' }),
@@ -21,7 +21,7 @@ export const HaltPolicy = Type.Object({
   maxConsecutiveFailures: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 5, description: 'Consecutive item failures that halt at once' }),
   probe: Type.Union([Type.Literal('required'), Type.Literal('optional')], { default: 'required', description: 'required: a resource type without a health probe makes analysis inconclusive (pause)' }),
   probeTimeoutMs: Type.Integer({ minimum: 50, maximum: 60_000, default: 2_000, description: 'A probe that does not answer in time is unhealthy' }),
-}, { additionalProperties: false, $id: 'HaltPolicy', description: 'When and how the operation stops itself' });
+}, { additionalProperties: false, description: 'When and how the operation stops itself' });
 
 export type RolloutPolicy = Static<typeof RolloutPolicy>;
 export type HaltPolicy = Static<typeof HaltPolicy>;

@@ -1,0 +1,111 @@
+// Moves submitted IDs into a per-transaction staging table with COPY, streaming: the API never
+// holds a 1M-ID upload in memory. Also hashes the request (for Idempotency-Key) as it goes.
+import { createHash, type Hash } from 'node:crypto';
+import { once } from 'node:events';
+import { finished } from 'node:stream/promises';
+import type pg from 'pg';
+import { from as copyFrom } from 'pg-copy-streams';
+import { BadRequestError, PayloadTooLargeError } from '../../lib/errors.ts';
+import type { Line } from '../../lib/lines.ts';
+
+export const MAX_INLINE_IDS = 100_000;
+export const MAX_STREAMED_IDS = 1_000_000;
+const MAX_ID_LENGTH = 200;
+const REPORTED_INVALID = 100;
+// Whitespace and control characters are never part of an ID; they also could not travel in COPY.
+const BAD_ID_CHARS = /[\s\u0000-\u001f\u007f]/;
+
+export type IdBatches = AsyncIterable<string[]>;
+
+export interface IntakeResult {
+  count: number;
+  /** sha256 over the IDs in order (combined with the spec by the caller). */
+  idsHash: string;
+}
+
+/** Inline JSON IDs as batches. */
+export async function* inlineBatches(ids: string[], size = 10_000): AsyncGenerator<string[]> {
+  for (let i = 0; i < ids.length; i += size) yield ids.slice(i, i + size);
+}
+
+/** NDJSON lines as IDs: each line is a JSON string ("app_1") or an object {"id": "app_1"}. */
+export async function* ndjsonIdBatches(lines: AsyncIterable<Line[]>): AsyncGenerator<string[]> {
+  for await (const batch of lines) {
+    yield batch.map((line) => {
+      const t = line.text;
+      // Fast path for the common `"id"` line; anything else goes through JSON.parse.
+      if (t.length > 1 && t.charCodeAt(0) === 34 && t.charCodeAt(t.length - 1) === 34 && !t.includes('\\')) return t.slice(1, -1);
+      let v: unknown;
+      try {
+        v = JSON.parse(t);
+      } catch {
+        throw new BadRequestError('MALFORMED_NDJSON', `Line ${line.n} is not valid JSON`, { line: line.n });
+      }
+      if (typeof v === 'string') return v;
+      if (v && typeof v === 'object' && !Array.isArray(v) && typeof (v as { id?: unknown }).id === 'string' && Object.keys(v).length === 1) {
+        return (v as { id: string }).id;
+      }
+      throw new BadRequestError('INVALID_ID', `Line ${line.n} must be a JSON string or {"id": "..."}`, { line: line.n });
+    });
+  }
+}
+
+/** Plain-text lines as IDs, one per line. */
+export async function* textIdBatches(lines: AsyncIterable<Line[]>): AsyncGenerator<string[]> {
+  for await (const batch of lines) yield batch.map((l) => l.text);
+}
+
+export async function createStaging(client: pg.PoolClient) {
+  await client.query('CREATE TEMP TABLE plan_input (ord int NOT NULL, id text NOT NULL) ON COMMIT DROP');
+}
+
+/**
+ * COPYs every ID into plan_input. Invalid IDs (not text, empty, too long, whitespace/control
+ * characters) are collected (first 100) and refused together after the body was read.
+ */
+export async function copyIds(client: pg.PoolClient, batches: IdBatches, maxIds: number, hash: Hash = createHash('sha256')): Promise<IntakeResult> {
+  const copy = client.query(copyFrom('COPY plan_input (ord, id) FROM STDIN'));
+  let count = 0;
+  const invalid: { index: number; id: unknown; problem: string }[] = [];
+  let invalidCount = 0;
+  try {
+    for await (const ids of batches) {
+      if (count + ids.length > maxIds) {
+        throw new PayloadTooLargeError(`At most ${maxIds} IDs per operation in this format`, { maxIds, code: 'TOO_MANY_IDS' });
+      }
+      let out = '';
+      for (const id of ids) {
+        const problem = idProblem(id);
+        if (problem) {
+          invalidCount++;
+          if (invalid.length < REPORTED_INVALID) invalid.push({ index: count, id, problem });
+          count++;
+          continue;
+        }
+        hash.update(id).update('\n');
+        out += `${count}\t${id.includes('\\') ? id.replace(/\\/g, '\\\\') : id}\n`;
+        count++;
+      }
+      if (out && !copy.write(out)) await once(copy, 'drain');
+    }
+    copy.end();
+    await finished(copy);
+  } catch (err) {
+    copy.destroy(err as Error);
+    await finished(copy).catch(() => undefined);
+    throw err;
+  }
+  if (invalidCount) {
+    throw new BadRequestError('INVALID_IDS', `${invalidCount} submitted IDs are not valid ID strings`, { invalidCount, invalid });
+  }
+  if (count === 0) throw new BadRequestError('EMPTY_ID_LIST', 'No IDs were submitted');
+  return { count, idsHash: hash.digest('hex') };
+}
+
+function idProblem(id: unknown): string | undefined {
+  if (typeof id !== 'string') return 'not a string';
+  if (id.length === 0) return 'empty';
+  if (id.length > MAX_ID_LENGTH) return `longer than ${MAX_ID_LENGTH} characters`;
+  if (BAD_ID_CHARS.test(id)) return 'contains whitespace or control characters';
+  return undefined;
+}

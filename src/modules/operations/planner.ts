@@ -1,0 +1,164 @@
+// Resolves every staged ID against the registry in set-based SQL and builds the plan.
+// Everything runs inside the caller's transaction on the staging table `plan_input`.
+import type pg from 'pg';
+import type { Budgets } from './policy.ts';
+import { scheduleWaves, type TenantLoad, type WavePlan } from './waves.ts';
+
+export const ID_CLASSES = ['ok', 'unknown', 'type_mismatch', 'pattern_mismatch', 'duplicate', 'already_deleted', 'protected'] as const;
+export type IdClass = (typeof ID_CLASSES)[number];
+const SAMPLE_PER_CLASS = 100;
+const TOP_TENANTS = 20;
+const CASCADE_DEPTH = 5;
+
+export interface Offender { index: number; id: string; actualType: string | null; tenantId: string | null; state?: string | null }
+export interface Classification {
+  counts: Record<IdClass, number>;
+  /** First offending IDs of each non-ok class, in submission order. */
+  samples: Partial<Record<IdClass, Offender[]>>;
+  rejected: boolean;
+}
+
+export interface PlanSummary {
+  itemCount: number;
+  tenantCount: number;
+  tenants: { total: number; internal: number; protected: number; top: { tenantId: string; items: number; internal: boolean; wave: number }[] };
+  cascade: { type: string; count: number }[];
+  waves: WavePlan[];
+  budgets: { maxTenants: number; maxItems: number; withinBudget: boolean; breaches: string[] };
+  requiresBreakGlass: boolean;
+  breakGlassReasons: string[];
+  planHash: string;
+}
+
+/**
+ * One pass over the input: duplicates first (the 2nd+ occurrence), then unknown IDs (reported as
+ * pattern_mismatch when they do not even look like the target type), wrong type, pattern,
+ * state, and protection. Materialised once so that counts, samples and items read the same rows.
+ */
+export async function classify(client: pg.PoolClient, targetType: string, idPattern: string | null): Promise<Classification> {
+  await client.query(`SET LOCAL work_mem = '256MB'`);
+  await client.query(
+    `CREATE TEMP TABLE plan_class ON COMMIT DROP AS
+     SELECT i.ord, i.id, r.type AS actual_type, r.tenant_id, r.state,
+       CASE
+         WHEN i.occurrence > 1 THEN 'duplicate'
+         WHEN r.id IS NULL AND $2::text IS NOT NULL AND i.id !~ $2 THEN 'pattern_mismatch'
+         WHEN r.id IS NULL THEN 'unknown'
+         WHEN r.type <> $1 THEN 'type_mismatch'
+         WHEN $2::text IS NOT NULL AND i.id !~ $2 THEN 'pattern_mismatch'
+         WHEN r.state <> 'active' THEN 'already_deleted'
+         WHEN r.protected THEN 'protected'
+         ELSE 'ok'
+       END AS class
+     FROM (SELECT ord, id, row_number() OVER (PARTITION BY id ORDER BY ord) AS occurrence FROM plan_input) i
+     LEFT JOIN resources r ON r.id = i.id`,
+    [targetType, idPattern],
+  );
+  const counts = Object.fromEntries(ID_CLASSES.map((c) => [c, 0])) as Record<IdClass, number>;
+  const byClass = await client.query<{ class: IdClass; n: number }>('SELECT class, count(*)::int AS n FROM plan_class GROUP BY class');
+  for (const r of byClass.rows) counts[r.class] = r.n;
+  const rejected = ID_CLASSES.some((c) => c !== 'ok' && counts[c] > 0);
+  const samples: Classification['samples'] = {};
+  if (rejected) {
+    const res = await client.query<{ class: IdClass; ord: number; id: string; actual_type: string | null; tenant_id: string | null; state: string | null }>(
+      `SELECT class, ord, id, actual_type, tenant_id, state FROM (
+         SELECT *, row_number() OVER (PARTITION BY class ORDER BY ord) AS rn FROM plan_class WHERE class <> 'ok'
+       ) s WHERE rn <= $1 ORDER BY class, ord`,
+      [SAMPLE_PER_CLASS],
+    );
+    for (const r of res.rows) {
+      (samples[r.class] ??= []).push({ index: r.ord, id: r.id, actualType: r.actual_type, tenantId: r.tenant_id, ...(r.class === 'already_deleted' ? { state: r.state } : {}) });
+    }
+  }
+  return { counts, samples, rejected };
+}
+
+/** Every offending ID, for the full report behind a rejection. */
+export async function storeRejections(client: pg.PoolClient, operationId: string) {
+  await client.query(
+    `INSERT INTO operation_rejections (operation_id, ordinal, resource_id, class, actual_type, tenant_id)
+     SELECT $1, ord, id, class, actual_type, tenant_id FROM plan_class WHERE class <> 'ok'`,
+    [operationId],
+  );
+}
+
+export interface PlanInput {
+  cascadeTo: string[];
+  budgets: Budgets;
+  steps: readonly string[];
+}
+
+/** Tenant loads, waves, cascade and budgets for an all-ok classification. */
+export async function buildPlan(client: pg.PoolClient, input: PlanInput): Promise<{ summary: Omit<PlanSummary, 'planHash'>; waveOf: Map<string, number> }> {
+  const loads = await client.query<{ tenant_id: string; items: number; internal: boolean; protected: boolean }>(
+    `SELECT c.tenant_id, count(*)::int AS items, t.internal, t.protected
+     FROM plan_class c JOIN tenants t ON t.id = c.tenant_id GROUP BY c.tenant_id, t.internal, t.protected`,
+  );
+  const tenants: TenantLoad[] = loads.rows.map((r) => ({ tenantId: r.tenant_id, items: r.items, internal: r.internal }));
+  const { waves, waveOf } = scheduleWaves(tenants, input.steps);
+  const itemCount = tenants.reduce((n, t) => n + t.items, 0);
+  const protectedTenants = loads.rows.filter((r) => r.protected).map((r) => r.tenant_id);
+  const cascade = input.cascadeTo.length ? await cascadeCounts(client, input.cascadeTo) : [];
+
+  const breaches: string[] = [];
+  if (tenants.length > input.budgets.maxTenants) breaches.push(`${tenants.length} tenants exceeds the budget of ${input.budgets.maxTenants}`);
+  if (itemCount > input.budgets.maxItems) breaches.push(`${itemCount} items exceeds the budget of ${input.budgets.maxItems}`);
+  const breakGlassReasons = [...breaches];
+  if (protectedTenants.length) {
+    breakGlassReasons.push(`${protectedTenants.length} protected tenant(s): ${protectedTenants.slice(0, 10).join(', ')}${protectedTenants.length > 10 ? ', …' : ''}`);
+  }
+  const top = [...tenants].sort((a, b) => b.items - a.items || (a.tenantId < b.tenantId ? -1 : 1)).slice(0, TOP_TENANTS)
+    .map((t) => ({ tenantId: t.tenantId, items: t.items, internal: t.internal, wave: waveOf.get(t.tenantId)! }));
+  return {
+    waveOf,
+    summary: {
+      itemCount,
+      tenantCount: tenants.length,
+      tenants: { total: tenants.length, internal: tenants.filter((t) => t.internal).length, protected: protectedTenants.length, top },
+      cascade,
+      waves,
+      budgets: { maxTenants: input.budgets.maxTenants, maxItems: input.budgets.maxItems, withinBudget: breaches.length === 0, breaches },
+      requiresBreakGlass: breakGlassReasons.length > 0,
+      breakGlassReasons,
+    },
+  };
+}
+
+/** Active descendants a delete would take with it, by type (following cascade types only). */
+async function cascadeCounts(client: pg.PoolClient, cascadeTo: string[]) {
+  const res = await client.query<{ type: string; count: number }>(
+    `WITH RECURSIVE tree AS (
+       SELECT r.id, r.type, 1 AS depth FROM plan_class c JOIN resources r ON r.parent_id = c.id
+       WHERE r.state = 'active' AND r.type = ANY($1::text[])
+       UNION ALL
+       SELECT r.id, r.type, t.depth + 1 FROM tree t JOIN resources r ON r.parent_id = t.id
+       WHERE r.state = 'active' AND r.type = ANY($1::text[]) AND t.depth < $2
+     )
+     SELECT type, count(DISTINCT id)::int AS count FROM tree GROUP BY type ORDER BY count DESC, type`,
+    [cascadeTo, CASCADE_DEPTH],
+  );
+  return res.rows;
+}
+
+/** Writes the item ledger: one row per resolved ID, with its tenant's wave. */
+export async function insertItems(client: pg.PoolClient, operationId: string, waveOf: Map<string, number>) {
+  await client.query(
+    `INSERT INTO operation_items (operation_id, resource_id, tenant_id, ordinal, wave)
+     SELECT $1, c.id, c.tenant_id, c.ord, w.wave
+     FROM plan_class c JOIN unnest($2::text[], $3::int[]) AS w(tenant_id, wave) ON w.tenant_id = c.tenant_id`,
+    [operationId, [...waveOf.keys()], [...waveOf.values()]],
+  );
+}
+
+/**
+ * The plan hash binds an approval to exactly what was planned: action, type, mode and every
+ * (ID, tenant, wave) in submission order. Approving a different list needs a different hash.
+ */
+export async function computePlanHash(client: pg.PoolClient, header: string, waveOf: Map<string, number>): Promise<string> {
+  const res = await client.query<{ h: string }>(
+    `SELECT encode(sha256(convert_to($1 || string_agg(c.id || ':' || c.tenant_id || ':' || w.wave, E'\\n' ORDER BY c.ord), 'UTF8')), 'hex') AS h
+     FROM plan_class c JOIN unnest($2::text[], $3::int[]) AS w(tenant_id, wave) ON w.tenant_id = c.tenant_id`,
+    [header, [...waveOf.keys()], [...waveOf.values()]],
+  );
+  return res.rows[0]!.h;
+}

@@ -1,0 +1,96 @@
+// Data access for operations. Writes take the transaction's client; reads use Prisma.
+import type pg from 'pg';
+import type { PrismaClient } from '../../generated/prisma/client.ts';
+import type { Operation } from '../../generated/prisma/client.ts';
+
+export interface NewOperation {
+  id: string;
+  action: string;
+  targetType: string;
+  mode: string;
+  reason: string;
+  ticket: string;
+  state: 'planned' | 'rejected';
+  requestedBy: string;
+  requestedByName: string;
+  idempotencyKey: string | null;
+  requestHash: string;
+  rollout: unknown;
+  haltPolicy: unknown;
+  plan: unknown;
+  planHash: string | null;
+  rejection: unknown;
+  itemCount: number;
+  tenantCount: number;
+  requiresBreakGlass: boolean;
+  autoStart: boolean;
+}
+
+export async function insertOperation(client: pg.PoolClient, o: NewOperation) {
+  await client.query(
+    `INSERT INTO operations (id, action, target_type, mode, reason, ticket, state, requested_by, requested_by_name,
+       idempotency_key, request_hash, rollout, halt_policy, plan, plan_hash, rejection, item_count, tenant_count,
+       requires_break_glass, auto_start)
+     VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20)`,
+    [o.id, o.action, o.targetType, o.mode, o.reason, o.ticket, o.state, o.requestedBy, o.requestedByName,
+      o.idempotencyKey, o.requestHash, JSON.stringify(o.rollout), JSON.stringify(o.haltPolicy),
+      o.plan === null ? null : JSON.stringify(o.plan), o.planHash, o.rejection === null ? null : JSON.stringify(o.rejection),
+      o.itemCount, o.tenantCount, o.requiresBreakGlass, o.autoStart],
+  );
+}
+
+export function operationReads(prisma: PrismaClient) {
+  return {
+    findById: (id: string) => prisma.operation.findUnique({ where: { id } }),
+    findByIdempotencyKey: (key: string) => prisma.operation.findUnique({ where: { idempotencyKey: key } }),
+    list: (q: { state?: string; cursor?: string; limit: number }) =>
+      prisma.operation.findMany({
+        where: { ...(q.state ? { state: q.state } : {}), ...(q.cursor ? { id: { lt: q.cursor } } : {}) },
+        orderBy: { id: 'desc' },
+        take: q.limit,
+      }),
+    items: (q: { operationId: string; wave?: number; state?: string; cursor?: string; limit: number }) =>
+      prisma.operationItem.findMany({
+        where: {
+          operationId: q.operationId,
+          ...(q.wave !== undefined ? { wave: q.wave } : {}),
+          ...(q.state ? { state: q.state } : {}),
+          ...(q.cursor ? { resourceId: { gt: q.cursor } } : {}),
+        },
+        orderBy: { resourceId: 'asc' },
+        take: q.limit,
+      }),
+    rejections: (q: { operationId: string; class?: string; cursor?: number; limit: number }) =>
+      prisma.operationRejection.findMany({
+        where: { operationId: q.operationId, ...(q.class ? { class: q.class } : {}), ...(q.cursor !== undefined ? { ordinal: { gt: q.cursor } } : {}) },
+        orderBy: { ordinal: 'asc' },
+        take: q.limit,
+      }),
+    waveProgress: async (operationId: string) => {
+      const rows = await prisma.operationItem.groupBy({ by: ['wave', 'state'], where: { operationId }, _count: { _all: true } });
+      const byWave = new Map<number, Record<string, number>>();
+      for (const r of rows) {
+        const counts = byWave.get(r.wave) ?? {};
+        counts[r.state] = r._count._all;
+        byWave.set(r.wave, counts);
+      }
+      return [...byWave.entries()].sort((a, b) => a[0] - b[0]).map(([wave, counts]) => ({ wave, counts }));
+    },
+  };
+}
+
+export type OperationReads = ReturnType<typeof operationReads>;
+export type OperationRow = Operation;
+
+export async function getResourceType(client: pg.PoolClient | pg.Pool, name: string) {
+  const res = await client.query<{ name: string; id_pattern: string | null; cascade_to: string[] | null }>(
+    'SELECT name, id_pattern, cascade_to FROM resource_types WHERE name = $1',
+    [name],
+  );
+  return res.rows[0];
+}
+
+export async function getBudgets(client: pg.PoolClient | pg.Pool) {
+  const res = await client.query<{ value: { maxTenants?: number; maxItems?: number } }>(`SELECT value FROM settings WHERE key = 'budgets'`);
+  return res.rows[0]?.value;
+}

@@ -1,0 +1,31 @@
+// How an operation row is shown to clients.
+import type { OperationRow } from './repository.ts';
+
+export function operationView(op: OperationRow, waveProgress?: { wave: number; counts: Record<string, number> }[]) {
+  const self = `/v1/operations/${op.id}`;
+  return {
+    id: op.id,
+    action: op.action,
+    targetType: op.targetType,
+    mode: op.mode,
+    reason: op.reason,
+    ticket: op.ticket,
+    state: op.state,
+    requestedBy: op.requestedByName,
+    idempotencyKey: op.idempotencyKey,
+    itemCount: op.itemCount,
+    tenantCount: op.tenantCount,
+    requiresBreakGlass: op.requiresBreakGlass,
+    planHash: op.planHash,
+    plan: (op.plan ?? null) as never,
+    rejection: op.rejection ?? null,
+    rollout: op.rollout,
+    haltPolicy: op.haltPolicy,
+    currentWave: op.currentWave,
+    haltReason: op.haltReason,
+    ...(waveProgress ? { waveProgress } : {}),
+    createdAt: op.createdAt.toISOString(),
+    updatedAt: op.updatedAt.toISOString(),
+    links: { self, items: `${self}/items`, report: op.state === 'rejected' ? `${self}/report` : null },
+  };
+}

@@ -1,0 +1,112 @@
+// Typed-ID pre-flight: every ID is resolved; one wrong ID rejects the whole operation.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import request from 'supertest';
+import { buildTestApp, type TestApp } from '../support/app.ts';
+import { appId, query, seedRegistry, siteId, tenantId } from '../support/seed.ts';
+
+let t: TestApp;
+const PROTECTED_APP = appId(7, 3);
+beforeAll(async () => {
+  t = await buildTestApp();
+  // 900 sites (one customer each) with 20 apps each; the first 2 customers are internal.
+  await seedRegistry(t.databaseUrl, { sites: 900, appsPerSite: 20, internalTenants: 2, protectedApps: [PROTECTED_APP] });
+});
+afterAll(async () => { await t?.close(); });
+
+const submit = (body: object, role: 'requester' | 'admin' = 'requester') =>
+  request(t.app.server).post('/v1/operations').set('authorization', t.auth(role)).send(body);
+const spec = { targetType: 'app', reason: 'Remove the legacy app', ticket: 'CHG-1' };
+
+describe('the April 2022 replay', () => {
+  it('rejects 883 site IDs submitted as app IDs, every one reported as type_mismatch, and nothing can run', async () => {
+    const ids = Array.from({ length: 883 }, (_, i) => siteId(i));
+    const res = await submit({ ...spec, ids }).expect(422);
+    expect(res.body.code).toBe('PLAN_REJECTED');
+    expect(res.body.details.counts).toMatchObject({ ok: 0, type_mismatch: 883, unknown: 0 });
+    expect(res.body.details.offenders.type_mismatch).toHaveLength(100);
+    for (const o of res.body.details.offenders.type_mismatch) expect(o.actualType).toBe('site');
+    const opId = res.body.details.operationId as string;
+
+    // The full report has all 883, each with the actual type and tenant.
+    const report = await request(t.app.server).get(`/v1/operations/${opId}/report?limit=5000`).set('authorization', t.auth('viewer')).expect(200);
+    expect(report.body.items).toHaveLength(883);
+    expect(new Set(report.body.items.map((i: { class: string }) => i.class))).toEqual(new Set(['type_mismatch']));
+    expect(report.body.items[5]).toMatchObject({ id: siteId(5), actualType: 'site', tenantId: tenantId(5) });
+
+    // Recorded as rejected, with who asked; no item exists that could ever run.
+    const op = await request(t.app.server).get(`/v1/operations/${opId}`).set('authorization', t.auth('viewer')).expect(200);
+    expect(op.body).toMatchObject({ state: 'rejected', requestedBy: 'test-requester', itemCount: 0, planHash: null });
+    const items = await query(t.databaseUrl, 'SELECT count(*)::int AS n FROM operation_items WHERE operation_id = $1', [opId]);
+    expect(items[0]!.n).toBe(0);
+    const audit = await query(t.databaseUrl, `SELECT action, outcome, actor FROM audit_events WHERE operation_id = $1`, [opId]);
+    expect(audit).toEqual([{ action: 'operation.rejected', outcome: 'refused', actor: 'test-requester' }]);
+  });
+});
+
+describe('per-ID classification', () => {
+  it('reports exactly the 7 bad IDs among 5,000 in their classes', async () => {
+    const good = Array.from({ length: 5000 }, (_, k) => appId(100 + Math.floor(k / 20), k % 20));
+    const sites = [siteId(1), siteId(2), siteId(3)];
+    const unknown = ['app_99999_01', 'app_99999_02'];
+    const ids = [...good.slice(0, 1000), ...sites, ...good.slice(1000, 3000), ...unknown, PROTECTED_APP, ...good.slice(3000), good[42]!];
+    const res = await submit({ ...spec, ids }).expect(422);
+    expect(res.body.details.counts).toEqual({ ok: 5000, unknown: 2, type_mismatch: 3, pattern_mismatch: 0, duplicate: 1, already_deleted: 0, protected: 1 });
+    const o = res.body.details.offenders;
+    expect(o.type_mismatch.map((x: { id: string }) => x.id)).toEqual(sites);
+    expect(o.unknown.map((x: { id: string }) => x.id)).toEqual(unknown);
+    expect(o.protected.map((x: { id: string }) => x.id)).toEqual([PROTECTED_APP]);
+    expect(o.duplicate).toEqual([expect.objectContaining({ id: good[42], index: ids.length - 1 })]);
+  });
+
+  it('classifies IDs that do not look like the type as pattern_mismatch, and deleted ones as already_deleted', async () => {
+    await query(t.databaseUrl, `UPDATE resources SET state = 'soft_deleted' WHERE id = $1`, [appId(300, 0)]);
+    const res = await submit({ ...spec, ids: [appId(300, 1), 'usr_123', appId(300, 0)] }).expect(422);
+    expect(res.body.details.counts).toMatchObject({ ok: 1, pattern_mismatch: 1, already_deleted: 1 });
+    expect(res.body.details.offenders.already_deleted[0]).toMatchObject({ id: appId(300, 0), state: 'soft_deleted' });
+  });
+});
+
+describe('valid plans', () => {
+  it('plans a valid list: tenant counts, internal tenants first, canary waves, hash', async () => {
+    // 2 internal customers (0, 1) and 98 external ones, 3 apps each.
+    const ids = Array.from({ length: 100 }, (_, s) => [0, 1, 2].map((j) => appId(s, j))).flat();
+    const res = await submit({ ...spec, ids, rollout: { bakeSeconds: 0 } }).expect(201);
+    const plan = res.body.plan;
+    expect(res.body.state).toBe('planned');
+    expect(plan).toMatchObject({ itemCount: 300, tenantCount: 100, requiresBreakGlass: true });
+    expect(plan.tenants).toMatchObject({ total: 100, internal: 2 });
+    expect(plan.waves.map((w: { kind: string; tenants: number }) => [w.kind, w.tenants])).toEqual([
+      ['internal', 2], ['canary', 1], ['canary', 9], ['canary', 39], ['canary', 49],
+    ]);
+    expect(plan.waves.reduce((n: number, w: { items: number }) => n + w.items, 0)).toBe(300);
+    expect(plan.budgets.breaches).toEqual(['100 tenants exceeds the budget of 50']);
+    expect(plan.planHash).toMatch(/^[0-9a-f]{64}$/);
+    expect(plan.cascade).toEqual([]);
+    const waves = await query(t.databaseUrl, 'SELECT wave, count(*)::int AS n FROM operation_items WHERE operation_id = $1 GROUP BY wave ORDER BY wave', [res.body.id]);
+    expect(waves.map((w) => w.n)).toEqual([6, 3, 27, 117, 147]);
+    const internalWave = await query(t.databaseUrl, `SELECT DISTINCT tenant_id FROM operation_items WHERE operation_id = $1 AND wave = 0 ORDER BY 1`, [res.body.id]);
+    expect(internalWave.map((r) => r.tenant_id)).toEqual([tenantId(0), tenantId(1)]);
+  });
+
+  it('counts the children a site delete would cascade to, within budget', async () => {
+    const res = await submit({ targetType: 'site', reason: 'Decommission sites', ticket: 'CHG-2', ids: [siteId(500), siteId(501), siteId(502)] }).expect(201);
+    expect(res.body.plan.cascade).toEqual([{ type: 'app', count: 60 }]);
+    expect(res.body.plan).toMatchObject({ itemCount: 3, tenantCount: 3, requiresBreakGlass: false });
+    // 3 tenants: "1" → 1, 1% and 10% reach no new tenant, 50% → 2, 100% → 3.
+    expect(res.body.plan.waves.map((w: { tenants: number }) => w.tenants)).toEqual([1, 1, 1]);
+  });
+
+  it('marks hard deletes and protected tenants as requiring break-glass', async () => {
+    const res = await submit({ ...spec, mode: 'hard', ids: [appId(600, 0)] }).expect(201);
+    expect(res.body.requiresBreakGlass).toBe(true);
+    expect(res.body.plan.breakGlassReasons.join(' ')).toContain('hard');
+  });
+
+  it('dry run returns the plan and stores nothing', async () => {
+    const before = await query(t.databaseUrl, 'SELECT count(*)::int AS n FROM operations');
+    const res = await submit({ ...spec, dryRun: true, ids: [appId(610, 0), appId(611, 0)] }).expect(200);
+    expect(res.body).toMatchObject({ dryRun: true, plan: { itemCount: 2, tenantCount: 2 } });
+    const after = await query(t.databaseUrl, 'SELECT count(*)::int AS n FROM operations');
+    expect(after[0]!.n).toBe(before[0]!.n);
+  });
+});

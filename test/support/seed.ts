@@ -1,0 +1,60 @@
+// Seeds a registry directly with set-based SQL: the shape of the April 2022 incident — sites that
+// each belong to one customer, with apps inside them.
+import pg from 'pg';
+
+export interface SeedOptions {
+  sites: number;
+  appsPerSite: number;
+  /** The first N tenants are internal (go in wave 0). */
+  internalTenants?: number;
+  /** App IDs marked protected. */
+  protectedApps?: string[];
+  /** Tenants flagged protected. */
+  protectedTenants?: string[];
+}
+
+export const siteId = (i: number) => `site_${String(i).padStart(5, '0')}`;
+export const appId = (site: number, j: number) => `app_${String(site).padStart(5, '0')}_${String(j).padStart(2, '0')}`;
+export const tenantId = (i: number) => `tenant_${String(i).padStart(5, '0')}`;
+
+export async function seedRegistry(databaseUrl: string, o: SeedOptions) {
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  try {
+    await client.query(`INSERT INTO resource_types (name, id_pattern, parent_type, cascade_to) VALUES
+      ('site', '^site_[0-9]+$', NULL, ARRAY['app']), ('app', '^app_[0-9_]+$', 'site', ARRAY[]::text[])
+      ON CONFLICT (name) DO NOTHING`);
+    const n = o.sites;
+    await client.query(
+      `INSERT INTO tenants (id, name, internal, protected)
+       SELECT 'tenant_' || lpad(i::text, 5, '0'), 'Customer ' || i, i < $2, 'tenant_' || lpad(i::text, 5, '0') = ANY($3::text[])
+       FROM generate_series(0, $1 - 1) i`,
+      [n, o.internalTenants ?? 0, o.protectedTenants ?? []],
+    );
+    await client.query(
+      `INSERT INTO resources (id, type, tenant_id)
+       SELECT 'site_' || lpad(i::text, 5, '0'), 'site', 'tenant_' || lpad(i::text, 5, '0') FROM generate_series(0, $1 - 1) i`,
+      [n],
+    );
+    await client.query(
+      `INSERT INTO resources (id, type, tenant_id, parent_id, protected)
+       SELECT 'app_' || lpad(i::text, 5, '0') || '_' || lpad(j::text, 2, '0'), 'app', 'tenant_' || lpad(i::text, 5, '0'),
+              'site_' || lpad(i::text, 5, '0'),
+              ('app_' || lpad(i::text, 5, '0') || '_' || lpad(j::text, 2, '0')) = ANY($3::text[])
+       FROM generate_series(0, $1 - 1) i, generate_series(0, $2 - 1) j`,
+      [n, o.appsPerSite, o.protectedApps ?? []],
+    );
+  } finally {
+    await client.end();
+  }
+}
+
+export async function query<T extends pg.QueryResultRow = Record<string, unknown>>(databaseUrl: string, sql: string, params: unknown[] = []): Promise<T[]> {
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  try {
+    return (await client.query<T>(sql, params)).rows;
+  } finally {
+    await client.end();
+  }
+}
