@@ -1,5 +1,6 @@
 // Resolves every staged ID against the registry in set-based SQL and builds the plan.
 // Everything runs inside the caller's transaction on the staging table `plan_input`.
+import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import type { Budgets } from './policy.ts';
 import { scheduleWaves, type TenantLoad, type WavePlan } from './waves.ts';
@@ -37,11 +38,17 @@ export interface PlanSummary {
  */
 export async function classify(client: pg.PoolClient, targetType: string, idPattern: string | null): Promise<Classification> {
   await client.query(`SET LOCAL work_mem = '256MB'`);
+  // Duplicates by hash aggregate (usually an empty result) rather than a window over a 1M-row
+  // sort by ID, which cost more than the registry join itself.
+  await client.query(
+    `CREATE TEMP TABLE plan_dups ON COMMIT DROP AS
+     SELECT id, min(ord) AS first_ord FROM plan_input GROUP BY id HAVING count(*) > 1`,
+  );
   await client.query(
     `CREATE TEMP TABLE plan_class ON COMMIT DROP AS
      SELECT i.ord, i.id, r.type AS actual_type, r.tenant_id, r.state,
        CASE
-         WHEN i.occurrence > 1 THEN 'duplicate'
+         WHEN d.first_ord IS NOT NULL AND i.ord > d.first_ord THEN 'duplicate'
          WHEN r.id IS NULL AND $2::text IS NOT NULL AND i.id !~ $2 THEN 'pattern_mismatch'
          WHEN r.id IS NULL THEN 'unknown'
          WHEN r.type <> $1 THEN 'type_mismatch'
@@ -50,7 +57,8 @@ export async function classify(client: pg.PoolClient, targetType: string, idPatt
          WHEN r.protected THEN 'protected'
          ELSE 'ok'
        END AS class
-     FROM (SELECT ord, id, row_number() OVER (PARTITION BY id ORDER BY ord) AS occurrence FROM plan_input) i
+     FROM plan_input i
+     LEFT JOIN plan_dups d ON d.id = i.id
      LEFT JOIN resources r ON r.id = i.id`,
     [targetType, idPattern],
   );
@@ -140,25 +148,29 @@ async function cascadeCounts(client: pg.PoolClient, cascadeTo: string[]) {
   return res.rows;
 }
 
-/** Writes the item ledger: one row per resolved ID, with its tenant's wave. */
+/**
+ * Writes the item ledger: one row per resolved ID, numbered (seq) in wave order so that a wave is
+ * the contiguous range waves[i].fromSeq ≤ seq < waves[i].toSeq. Inserted in key order.
+ */
 export async function insertItems(client: pg.PoolClient, operationId: string, waveOf: Map<string, number>) {
   await client.query(
-    `INSERT INTO operation_items (operation_id, resource_id, tenant_id, ordinal, wave)
-     SELECT $1, c.id, c.tenant_id, c.ord, w.wave
-     FROM plan_class c JOIN unnest($2::text[], $3::int[]) AS w(tenant_id, wave) ON w.tenant_id = c.tenant_id`,
+    `INSERT INTO operation_items (operation_id, seq, resource_id, tenant_id, ordinal, wave)
+     SELECT $1, (row_number() OVER (ORDER BY w.wave, c.ord) - 1)::int, c.id, c.tenant_id, c.ord, w.wave
+     FROM plan_class c JOIN unnest($2::text[], $3::int[]) AS w(tenant_id, wave) ON w.tenant_id = c.tenant_id
+     ORDER BY 2`,
     [operationId, [...waveOf.keys()], [...waveOf.values()]],
   );
 }
 
 /**
- * The plan hash binds an approval to exactly what was planned: action, type, mode and every
- * (ID, tenant, wave) in submission order. Approving a different list needs a different hash.
+ * The plan hash binds an approval to exactly what was planned: action, type and mode, every
+ * submitted ID in order (hashed while streaming), and which tenants go in which wave with how
+ * many items. The ledger written with the plan never changes afterwards, so approving the hash
+ * approves the ledger.
  */
-export async function computePlanHash(client: pg.PoolClient, header: string, waveOf: Map<string, number>): Promise<string> {
-  const res = await client.query<{ h: string }>(
-    `SELECT encode(sha256(convert_to($1 || string_agg(c.id || ':' || c.tenant_id || ':' || w.wave, E'\\n' ORDER BY c.ord), 'UTF8')), 'hex') AS h
-     FROM plan_class c JOIN unnest($2::text[], $3::int[]) AS w(tenant_id, wave) ON w.tenant_id = c.tenant_id`,
-    [header, [...waveOf.keys()], [...waveOf.values()]],
-  );
-  return res.rows[0]!.h;
+export function computePlanHash(header: string, idsHash: string, waves: WavePlan[], waveOf: Map<string, number>): string {
+  const h = createHash('sha256').update(header).update('\n').update(idsHash).update('\n');
+  for (const w of waves) h.update(`wave ${w.index} ${w.kind} ${w.tenants} ${w.items}\n`);
+  for (const [tenant, wave] of [...waveOf.entries()].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))) h.update(`${tenant}:${wave}\n`);
+  return h.digest('hex');
 }

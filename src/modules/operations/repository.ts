@@ -49,15 +49,15 @@ export function operationReads(prisma: PrismaClient) {
         orderBy: { id: 'desc' },
         take: q.limit,
       }),
-    items: (q: { operationId: string; wave?: number; state?: string; cursor?: string; limit: number }) =>
+    items: (q: { operationId: string; wave?: number; state?: string; cursor?: number; limit: number }) =>
       prisma.operationItem.findMany({
         where: {
           operationId: q.operationId,
           ...(q.wave !== undefined ? { wave: q.wave } : {}),
           ...(q.state ? { state: q.state } : {}),
-          ...(q.cursor ? { resourceId: { gt: q.cursor } } : {}),
+          ...(q.cursor !== undefined ? { seq: { gt: q.cursor } } : {}),
         },
-        orderBy: { resourceId: 'asc' },
+        orderBy: { seq: 'asc' },
         take: q.limit,
       }),
     rejections: (q: { operationId: string; class?: string; cursor?: number; limit: number }) =>

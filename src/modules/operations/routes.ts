@@ -19,7 +19,7 @@ export default async function operationRoutes(app: App) {
   app.addSchema(PlanSchema);
   app.addSchema(OperationView);
   const reads = operationReads(app.db.prisma);
-  const service = operationService({ pool: app.db.pool, reads, metrics: app.metrics });
+  const service = operationService({ pool: app.db.pool, reads, metrics: app.metrics, log: app.log });
 
   app.post('/operations', {
     config: { auth: ['requester'], audited: true },
@@ -102,13 +102,13 @@ export default async function operationRoutes(app: App) {
   app.get('/operations/:id/items', {
     config: { auth: 'any' },
     schema: {
-      operationId: 'listOperationItems', tags: ['operations'], summary: 'List an operation\'s items', description: 'The item ledger, paginated by resource ID; filter by wave and state.',
+      operationId: 'listOperationItems', tags: ['operations'], summary: 'List an operation\'s items', description: 'The item ledger in wave order, paginated; filter by wave and state.',
       params: IdParams,
       querystring: Type.Object({
         wave: Type.Optional(Type.Integer({ minimum: 0 })),
         state: Type.Optional(Type.String({ maxLength: 20 })),
         limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }),
-        cursor: Type.Optional(Type.String({ maxLength: 200 })),
+        cursor: Type.Optional(Type.Integer({ minimum: -1, description: 'nextCursor of the previous page' })),
       }, { additionalProperties: false }),
       response: { 200: ItemsPage, ...errorResponses(400, 401, 404) },
     },
@@ -117,8 +117,8 @@ export default async function operationRoutes(app: App) {
     if (!op) throw new NotFoundError('Operation', req.params.id);
     const rows = await reads.items({ operationId: op.id, ...req.query });
     return {
-      items: rows.map((r) => ({ resourceId: r.resourceId, tenantId: r.tenantId, wave: r.wave, state: r.state, attempts: r.attempts, lastError: r.lastError, updatedAt: r.updatedAt.toISOString() })),
-      nextCursor: rows.length === req.query.limit ? rows[rows.length - 1]!.resourceId : null,
+      items: rows.map((r) => ({ seq: r.seq, resourceId: r.resourceId, tenantId: r.tenantId, wave: r.wave, state: r.state, attempts: r.attempts, lastError: r.lastError, updatedAt: r.updatedAt.toISOString() })),
+      nextCursor: rows.length === req.query.limit ? String(rows[rows.length - 1]!.seq) : null,
     };
   });
 

@@ -51,6 +51,7 @@ export const CreateOperationQuery = Type.Object({
 const WaveSchema = Type.Object({
   index: Type.Integer(), kind: Type.Union([Type.Literal('internal'), Type.Literal('canary')]),
   step: Type.Union([Type.String(), Type.Null()]), tenants: Type.Integer(), items: Type.Integer(), cumulativeTenants: Type.Integer(),
+  fromSeq: Type.Integer({ description: 'First ledger seq of the wave' }), toSeq: Type.Integer({ description: 'One past the last ledger seq of the wave' }),
 }, { description: 'One wave of the rollout' });
 
 export const PlanSchema = Type.Object({
@@ -101,13 +102,13 @@ export const OperationView = Type.Object({
 export const DryRunView = Type.Object({ dryRun: Type.Literal(true), plan: Type.Ref('Plan') }, { description: 'A plan that was not stored', example: { dryRun: true, plan: { itemCount: 2 } } });
 
 export const ItemView = Type.Object({
-  resourceId: Type.String(), tenantId: Type.String(), wave: Type.Integer(), state: Type.String(),
+  seq: Type.Integer({ description: 'Position in the ledger (wave order)' }), resourceId: Type.String(), tenantId: Type.String(), wave: Type.Integer(), state: Type.String(),
   attempts: Type.Integer(), lastError: Type.Union([Type.String(), Type.Null()]), updatedAt: Type.String({ format: 'date-time' }),
 }, { description: 'One item of the ledger' });
 
 export const ItemsPage = Type.Object({ items: Type.Array(ItemView), nextCursor: Type.Union([Type.String(), Type.Null()]) }, {
-  description: 'A page of items, ordered by resource ID',
-  example: { items: [{ resourceId: 'app_1', tenantId: 't_1', wave: 0, state: 'pending', attempts: 0, lastError: null, updatedAt: '2026-11-24T12:00:00.000Z' }], nextCursor: null },
+  description: 'A page of items in ledger order (wave by wave)',
+  example: { items: [{ seq: 0, resourceId: 'app_1', tenantId: 't_1', wave: 0, state: 'pending', attempts: 0, lastError: null, updatedAt: '2026-11-24T12:00:00.000Z' }], nextCursor: null },
 });
 
 export const ReportPage = Type.Object({

@@ -29,8 +29,10 @@ export type SubmitResult =
 
 const newOperationId = () => `op_${Date.now().toString(36)}${randomBytes(8).toString('hex')}`;
 
-export function operationService(deps: { pool: pg.Pool; reads: Pick<OperationReads, 'findByIdempotencyKey'>; metrics: Metrics }) {
-  const { pool, reads, metrics } = deps;
+export interface ServiceLog { info(obj: object, msg: string): void }
+
+export function operationService(deps: { pool: pg.Pool; reads: Pick<OperationReads, 'findByIdempotencyKey'>; metrics: Metrics; log: ServiceLog }) {
+  const { pool, reads, metrics, log } = deps;
 
   async function replay(key: string, requestHash: string): Promise<SubmitResult> {
     const existing = await reads.findByIdempotencyKey(key);
@@ -52,6 +54,14 @@ export function operationService(deps: { pool: pg.Pool; reads: Pick<OperationRea
     const hash = createHash('sha256').update(canonicalJson(normalizedSpec)).update('\n');
     let requestHash = '';
     const operationId = newOperationId();
+    // Stage timings go to the log: where a slow plan spends its time (intake, resolve, ledger).
+    const timings: Record<string, number> = {};
+    let mark = performance.now();
+    const lap = (stage: string) => {
+      const now = performance.now();
+      timings[stage] = Math.round(now - mark);
+      mark = now;
+    };
     try {
       return await inTransaction(pool, async (client): Promise<SubmitResult> => {
         const type = await getResourceType(client, spec.targetType);
@@ -59,11 +69,13 @@ export function operationService(deps: { pool: pg.Pool; reads: Pick<OperationRea
         await createStaging(client);
         const intake = await copyIds(client, s.ids, s.maxIds, hash);
         requestHash = intake.idsHash;
+        lap('intakeMs');
         if (s.idempotencyKey && !dryRun) {
           const existing = await client.query('SELECT 1 FROM operations WHERE idempotency_key = $1', [s.idempotencyKey]);
           if (existing.rowCount) return replay(s.idempotencyKey, requestHash);
         }
         const cls = await classify(client, type.name, type.id_pattern);
+        lap('classifyMs');
         for (const [c, n] of Object.entries(cls.counts)) if (n) metrics.planIds.inc({ class: c }, n);
         const base = {
           id: operationId, action: 'delete', targetType: type.name, mode, reason: spec.reason, ticket: spec.ticket,
@@ -84,16 +96,20 @@ export function operationService(deps: { pool: pg.Pool; reads: Pick<OperationRea
           summary.breakGlassReasons.push('mode "hard" deletes permanently, with no retention window');
           summary.requiresBreakGlass = true;
         }
-        const planHash = await computePlanHash(client, `${base.action}|${type.name}|${mode}\n`, waveOf);
+        lap('planMs');
+        const planHash = computePlanHash(`${base.action}|${type.name}|${mode}`, requestHash, summary.waves, waveOf);
         const plan: PlanSummary = { ...summary, planHash };
         if (dryRun) return { kind: 'dry_run', plan };
         await insertOperation(client, { ...base, state: 'planned', plan, planHash, rejection: null, itemCount: summary.itemCount, tenantCount: summary.tenantCount, requiresBreakGlass: summary.requiresBreakGlass });
         await insertItems(client, operationId, waveOf);
+        lap('ledgerMs');
         // Last, so the audit chain lock is held for as short a time as possible.
         await appendAudit(client, { actor: principal.name, action: 'operation.planned', outcome: 'accepted', operationId, payload: { tokenId: principal.tokenId, targetType: type.name, mode, items: summary.itemCount, tenants: summary.tenantCount, planHash, requiresBreakGlass: summary.requiresBreakGlass, ticket: spec.ticket, reason: spec.reason } });
         return { kind: 'planned', operation: await loadInTx(client, operationId), replayed: false };
       }).then((r) => {
+        lap('commitMs');
         metrics.plans.inc({ outcome: r.kind === 'dry_run_rejected' ? 'rejected' : r.kind });
+        log.info({ operationId, outcome: r.kind, ...timings }, 'plan finished');
         return r;
       });
     } catch (err) {

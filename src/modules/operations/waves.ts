@@ -15,6 +15,9 @@ export interface WavePlan {
   items: number;
   /** External tenants reached by the end of this wave. */
   cumulativeTenants: number;
+  /** The wave's items are the ledger rows fromSeq ≤ seq < toSeq. */
+  fromSeq: number;
+  toSeq: number;
 }
 
 export interface Schedule {
@@ -41,7 +44,7 @@ export function scheduleWaves(tenants: TenantLoad[], steps: readonly string[]): 
   const external = tenants.filter((t) => !t.internal).sort((a, b) => a.items - b.items || byId(a, b));
 
   if (internal.length) {
-    waves.push({ index: 0, kind: 'internal', step: null, tenants: internal.length, items: sum(internal), cumulativeTenants: 0 });
+    waves.push({ index: 0, kind: 'internal', step: null, tenants: internal.length, items: sum(internal), cumulativeTenants: 0, fromSeq: 0, toSeq: sum(internal) });
     for (const t of internal) waveOf.set(t.tenantId, 0);
   }
   let reached = 0;
@@ -52,7 +55,8 @@ export function scheduleWaves(tenants: TenantLoad[], steps: readonly string[]): 
     const slice = external.slice(reached, target);
     const index = waves.length;
     for (const t of slice) waveOf.set(t.tenantId, index);
-    waves.push({ index, kind: 'canary', step: last ? '100%' : steps[s]!, tenants: slice.length, items: sum(slice), cumulativeTenants: target });
+    const fromSeq = waves.length ? waves[waves.length - 1]!.toSeq : 0;
+    waves.push({ index, kind: 'canary', step: last ? '100%' : steps[s]!, tenants: slice.length, items: sum(slice), cumulativeTenants: target, fromSeq, toSeq: fromSeq + sum(slice) });
     reached = target;
   }
   return { waves, waveOf };

@@ -100,6 +100,7 @@ CREATE TABLE "operations" (
 -- CreateTable
 CREATE TABLE "operation_items" (
     "operation_id" TEXT NOT NULL,
+    "seq" INTEGER NOT NULL,
     "resource_id" TEXT NOT NULL,
     "tenant_id" TEXT NOT NULL,
     "ordinal" INTEGER NOT NULL,
@@ -113,7 +114,7 @@ CREATE TABLE "operation_items" (
     "claimed_at" TIMESTAMPTZ(3),
     "updated_at" TIMESTAMPTZ(3) NOT NULL DEFAULT CURRENT_TIMESTAMP,
 
-    CONSTRAINT "operation_items_pkey" PRIMARY KEY ("operation_id","resource_id")
+    CONSTRAINT "operation_items_pkey" PRIMARY KEY ("operation_id","seq")
 );
 
 -- CreateTable
@@ -212,12 +213,6 @@ CREATE INDEX "operations_state_idx" ON "operations"("state");
 CREATE INDEX "operations_created_at_idx" ON "operations"("created_at");
 
 -- CreateIndex
-CREATE INDEX "operation_items_operation_id_wave_state_idx" ON "operation_items"("operation_id", "wave", "state");
-
--- CreateIndex
-CREATE INDEX "operation_items_operation_id_ordinal_idx" ON "operation_items"("operation_id", "ordinal");
-
--- CreateIndex
 CREATE INDEX "operation_rejections_operation_id_class_ordinal_idx" ON "operation_rejections"("operation_id", "class", "ordinal");
 
 -- CreateIndex
@@ -243,9 +238,6 @@ ALTER TABLE "resources" ADD CONSTRAINT "resources_type_fkey" FOREIGN KEY ("type"
 
 -- AddForeignKey
 ALTER TABLE "resources" ADD CONSTRAINT "resources_tenant_id_fkey" FOREIGN KEY ("tenant_id") REFERENCES "tenants"("id") ON DELETE RESTRICT ON UPDATE CASCADE;
-
--- AddForeignKey
-ALTER TABLE "operation_items" ADD CONSTRAINT "operation_items_operation_id_fkey" FOREIGN KEY ("operation_id") REFERENCES "operations"("id") ON DELETE RESTRICT ON UPDATE CASCADE;
 
 -- AddForeignKey
 ALTER TABLE "operation_rejections" ADD CONSTRAINT "operation_rejections_operation_id_fkey" FOREIGN KEY ("operation_id") REFERENCES "operations"("id") ON DELETE RESTRICT ON UPDATE CASCADE;

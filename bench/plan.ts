@@ -1,0 +1,61 @@
+// Plan throughput: IDs/s from request to plan committed, for 100k and 1M IDs against a registry
+// of 2M resources, and the API process's peak RSS during the 1M plan.
+import pg from 'pg';
+import { peakRssMb, rssMb, startApi, streamPost } from './support.ts';
+
+const REGISTRY = 2_000_000;
+const APPS_PER_TENANT = 200;
+
+export async function seedBigRegistry(databaseUrl: string, resources = REGISTRY) {
+  const c = new pg.Client({ connectionString: databaseUrl });
+  await c.connect();
+  const tenants = Math.ceil(resources / APPS_PER_TENANT);
+  await c.query(`INSERT INTO resource_types (name, id_pattern) VALUES ('app', '^app_[0-9]+$') ON CONFLICT DO NOTHING`);
+  await c.query(`INSERT INTO tenants (id, name, internal) SELECT 't' || i, 'Tenant ' || i, i < 3 FROM generate_series(0, $1 - 1) i ON CONFLICT DO NOTHING`, [tenants]);
+  await c.query(`INSERT INTO resources (id, type, tenant_id) SELECT 'app_' || i, 'app', 't' || (i / ${APPS_PER_TENANT}) FROM generate_series(0, $1 - 1) i ON CONFLICT DO NOTHING`, [resources]);
+  await c.query('VACUUM ANALYZE resources');
+  await c.end();
+}
+
+function* ndjson(n: number, offset: number) {
+  yield `${JSON.stringify({ targetType: 'app', reason: 'bench', ticket: 'BENCH-1', rollout: { bakeSeconds: 0 } })}\n`;
+  const batch = 10_000;
+  for (let i = 0; i < n; i += batch) {
+    let s = '';
+    for (let j = i; j < Math.min(n, i + batch); j++) s += `"app_${offset + j}"\n`;
+    yield s;
+  }
+}
+
+export async function benchPlans(env: { databaseUrl: string; redisUrl: string }) {
+  await seedBigRegistry(env.databaseUrl);
+  const api = await startApi({ ...env, extra: { BLASTGATE_WORKERS_IN_PROCESS: 'false' } });
+  const rows: Record<string, string | number>[] = [];
+  try {
+    const requester = await fetch(`${api.url}/v1/admin/tokens`, {
+      method: 'POST', headers: { authorization: `Bearer ${api.adminToken}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'bench', role: 'requester' }),
+    }).then((r) => r.json() as Promise<{ token: string }>);
+    for (const [n, offset] of [[100_000, 0], [1_000_000, 500_000]] as const) {
+      const rssBefore = rssMb(api.pid);
+      const t0 = performance.now();
+      const res = await streamPost(`${api.url}/v1/operations`, { authorization: `Bearer ${requester.token}`, 'content-type': 'application/x-ndjson' }, ndjson(n, offset));
+      const seconds = (performance.now() - t0) / 1000;
+      if (res.status !== 201) throw new Error(`plan of ${n} failed: ${res.status} ${res.body.slice(0, 500)}`);
+      const plan = JSON.parse(res.body) as { itemCount: number; tenantCount: number };
+      rows.push({
+        case: `plan ${n.toLocaleString('en')} IDs (registry ${REGISTRY.toLocaleString('en')})`,
+        seconds: seconds.toFixed(2),
+        'IDs/s': Math.round(n / seconds).toLocaleString('en'),
+        goal: '≥ 250,000 IDs/s',
+        'API RSS before (MB)': rssBefore.toFixed(0),
+        'API peak RSS (MB)': peakRssMb(api.pid).toFixed(0),
+        items: plan.itemCount,
+        tenants: plan.tenantCount,
+      });
+    }
+  } finally {
+    await api.stop();
+  }
+  return rows;
+}

@@ -1,0 +1,73 @@
+// Shared bench plumbing: project-owned Postgres/Redis in a temp dir, and the API as a child
+// process on 127.0.0.1 so its memory can be read from /proc.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { freePort, startLocalServices, type LocalServices } from '../src/embedded/local-services.ts';
+import { migrate } from '../src/db/migrate.ts';
+
+export const ROOT = resolve(import.meta.dirname, '..');
+
+export async function benchServices(): Promise<LocalServices & { dir: string; dispose(): void }> {
+  const dir = mkdtempSync(join(tmpdir(), 'blastgate-bench-'));
+  const s = await startLocalServices({ dir, log: () => undefined });
+  await migrate(s.databaseUrl);
+  return { ...s, dir, dispose: () => { s.stop(); rmSync(dir, { recursive: true, force: true }); } };
+}
+
+export interface ApiProcess { url: string; pid: number; child: ChildProcess; adminToken: string; stop(): Promise<void> }
+
+export async function startApi(env: { databaseUrl: string; redisUrl: string; extra?: Record<string, string> }): Promise<ApiProcess> {
+  const port = await freePort();
+  const adminToken = 'bg_bench_admin_token_0000000000000';
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
+    cwd: ROOT,
+    env: { ...process.env, DATABASE_URL: env.databaseUrl, REDIS_URL: env.redisUrl, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'warn', BLASTGATE_ADMIN_TOKEN: adminToken, ...env.extra },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  await new Promise<void>((res, rej) => {
+    const timer = setTimeout(() => rej(new Error('API did not start within 60 s')), 60_000);
+    child.stdout!.on('data', (d: Buffer) => { if (d.toString().includes('listening on')) { clearTimeout(timer); res(); } });
+    child.once('exit', (code) => { clearTimeout(timer); rej(new Error(`API exited with ${code}`)); });
+  });
+  child.stdout!.on('data', (d: Buffer) => { if (process.env.BENCH_LOG_LEVEL) process.stderr.write(d); });
+  return {
+    url: `http://127.0.0.1:${port}`, pid: child.pid!, child, adminToken,
+    stop: () => new Promise((res) => { child.once('exit', () => res()); child.kill('SIGTERM'); }),
+  };
+}
+
+/** Peak resident set size of a process so far (VmHWM), in MB. */
+export function peakRssMb(pid: number): number {
+  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : NaN;
+}
+export function rssMb(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : NaN;
+}
+
+/** POSTs a body produced by a generator, streamed (never built whole in memory). */
+export function streamPost(url: string, headers: Record<string, string>, body: Iterable<string>): Promise<{ status: number; body: string }> {
+  return new Promise((res, rej) => {
+    const req = httpRequest(url, { method: 'POST', headers: { ...headers, 'transfer-encoding': 'chunked' } }, (r) => {
+      const chunks: Buffer[] = [];
+      r.on('data', (c: Buffer) => chunks.push(c));
+      r.on('end', () => res({ status: r.statusCode ?? 0, body: Buffer.concat(chunks).toString() }));
+    });
+    req.on('error', rej);
+    const it = body[Symbol.iterator]();
+    const pump = () => {
+      for (let n = it.next(); !n.done; n = it.next()) if (!req.write(n.value)) return void req.once('drain', pump);
+      req.end();
+    };
+    pump();
+  });
+}
+
+export function table(title: string, rows: Record<string, string | number>[]) {
+  console.log(`\n${title}`);
+  console.table(rows);
+}

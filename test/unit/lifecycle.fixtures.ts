@@ -1,0 +1,61 @@
+// Builders shared by the lifecycle table and property tests: a default state, shorthand events,
+// and a compact text form of effects so a table row reads like the rule it checks.
+import type { Role } from '../../src/modules/auth/roles.ts';
+import type { Effect, LifecycleEvent, LifecycleState, OpState, ProbeOutcome, WaveStats } from '../../src/modules/operations/lifecycle.ts';
+import { DEFAULT_HALT, DEFAULT_ROLLOUT } from '../../src/modules/operations/policy.ts';
+
+export const REQUESTER = 'tok_req';
+export const HASH = 'h1';
+
+/** Planned, 3 waves, default policies (onHalt rollback, probes required, minSample 20, 5%, 5 in a row). */
+export function makeState(over: Partial<LifecycleState> = {}): LifecycleState {
+  return {
+    state: 'planned', waveCount: 3, currentWave: null, pausedFrom: null, haltReason: null, requiresBreakGlass: false,
+    planHash: HASH, requestedBy: REQUESTER, approvals: [], autoStart: false, frozen: false,
+    haltPolicy: { ...DEFAULT_HALT }, rollout: { ...DEFAULT_ROLLOUT }, ...over,
+  };
+}
+
+const NOT_STARTED: OpState[] = ['planned', 'approved', 'rejected', 'cancelled'];
+/** A state as a stored operation would have it: started states are on wave 1 of 3 by default. */
+export function at(state: OpState, over: Partial<LifecycleState> = {}): LifecycleState {
+  const started = !NOT_STARTED.includes(state);
+  const pausedFrom = state === 'paused' ? 'running' : null;
+  const haltReason = ['paused', 'halted', 'rolling_back', 'rolled_back'].includes(state) ? 'earlier reason' : null;
+  return makeState({ state, currentWave: started ? 1 : null, pausedFrom, haltReason, ...over });
+}
+
+export const stats = (done: number, failed: number, consecutiveFailures = 0, pending = 0): WaveStats => ({ done, failed, consecutiveFailures, pending });
+export const probe = (tenantId: string, result: ProbeOutcome['result']): ProbeOutcome => ({ tenantId, result });
+
+export const ev = {
+  approve: (by = 'tok_a', role: Role = 'approver', planHash = HASH): LifecycleEvent => ({ type: 'approve', by, role, planHash }),
+  start: (role: Role = 'operator'): LifecycleEvent => ({ type: 'start', by: 'tok_op', role }),
+  cancel: (): LifecycleEvent => ({ type: 'cancel', by: REQUESTER, reason: 'not needed' }),
+  outcomes: (wave: number, s: WaveStats): LifecycleEvent => ({ type: 'item_outcomes', wave, stats: s }),
+  settled: (wave: number, s: WaveStats): LifecycleEvent => ({ type: 'wave_settled', wave, stats: s }),
+  probes: (wave: number, probes: ProbeOutcome[], bakeElapsed = true): LifecycleEvent => ({ type: 'probes', wave, probes, bakeElapsed }),
+  signal: (tenantId?: string): LifecycleEvent => ({ type: 'signal', kind: 'support_ticket', tenantId, detail: 'site down', by: 'tok_sig' }),
+  deadline: (wave: number): LifecycleEvent => ({ type: 'deadline_passed', wave }),
+  pause: (): LifecycleEvent => ({ type: 'pause', by: 'tok_op', reason: 'lunch' }),
+  resume: (): LifecycleEvent => ({ type: 'resume', by: 'tok_op' }),
+  abort: (): LifecycleEvent => ({ type: 'abort', by: 'tok_op', reason: 'wrong list' }),
+  rollback: (): LifecycleEvent => ({ type: 'rollback', by: 'tok_op', reason: 'customer complaint' }),
+  freeze: (): LifecycleEvent => ({ type: 'freeze', by: 'tok_admin', reason: 'incident 42' }),
+  unfreeze: (): LifecycleEvent => ({ type: 'unfreeze', by: 'tok_admin' }),
+  rollbackSettled: (restored = 10, failed = 0): LifecycleEvent => ({ type: 'rollback_settled', restored, failed }),
+};
+
+/** One example of every event type, for "every event in state X" rows. */
+export const ONE_OF_EACH: LifecycleEvent[] = [
+  ev.approve(), ev.start(), ev.cancel(), ev.outcomes(1, stats(1, 0)), ev.settled(1, stats(1, 0)),
+  ev.probes(1, [probe('t1', 'healthy')]), ev.signal('t1'), ev.deadline(1), ev.pause(), ev.resume(),
+  ev.abort(), ev.rollback(), ev.freeze(), ev.unfreeze(), ev.rollbackSettled(),
+];
+
+/** 'enqueue_wave:2', 'start_bake:1', 'stop_execution', 'audit', 'enqueue_rollback'. */
+export const fx = (effects: Effect[]): string[] =>
+  effects.map((e) => (e.type === 'enqueue_wave' || e.type === 'start_bake' ? `${e.type}:${e.wave}` : e.type));
+
+export const HALT_ROLLBACK = ['stop_execution', 'audit', 'enqueue_rollback'];
+export const HALT_PAUSE = ['stop_execution', 'audit'];

@@ -1,0 +1,125 @@
+// Table tests for the pure lifecycle: one row per rule (see lifecycle.cases.ts), then the terminal
+// states, the audit details the workers rely on, and the small helpers.
+import { describe, expect, it } from 'vitest';
+import { assessWave, decide, isDestructive, isHaltState, mayExecute, type Effect, type LifecycleState, type OpState } from '../../src/modules/operations/lifecycle.ts';
+import { DEFAULT_HALT } from '../../src/modules/operations/policy.ts';
+import { approveCases, operatorCases, probeCases, startCases, waveCases, type Case } from './lifecycle.cases.ts';
+import { at, ev, fx, makeState, ONE_OF_EACH, stats } from './lifecycle.fixtures.ts';
+
+function check({ from, event, want }: Case) {
+  const before = structuredClone(from);
+  const d = decide(from, event);
+  expect(from, 'decide must not modify its input').toEqual(before);
+  if ('refused' in want) {
+    expect(d).toMatchObject({ ok: false, code: want.refused, status: want.status });
+    if (want.message && !d.ok) expect(d.message).toMatch(want.message);
+    return;
+  }
+  if (!d.ok) throw new Error(`refused: ${d.code} ${d.message}`);
+  if ('noop' in want) {
+    expect(d.next).toEqual(from);
+    expect(d.effects).toEqual([]);
+    return;
+  }
+  expect(d.next.state).toBe(want.to);
+  expect(fx(d.effects)).toEqual(want.effects);
+  if (want.next) expect(d.next).toMatchObject(want.next);
+  if (want.reason) expect(d.next.haltReason).toMatch(want.reason);
+}
+
+describe('lifecycle table', () => {
+  describe('approve', () => it.each(approveCases)('$name', check));
+  describe('start, cancel', () => it.each(startCases)('$name', check));
+  describe('wave reports', () => it.each(waveCases)('$name', check));
+  describe('probes', () => it.each(probeCases)('$name', check));
+  describe('signals, operator commands, freeze, rollback', () => it.each(operatorCases)('$name', check));
+});
+
+describe('terminal states', () => {
+  const terminal: OpState[] = ['rejected', 'cancelled', 'rolled_back', 'failed'];
+  const rows = terminal.flatMap((s) => ONE_OF_EACH.map((e) => [s, e.type, e] as const));
+  it.each(rows)('%s + %s', (s, type, e) => {
+    const d = decide(at(s), e);
+    if (type === 'freeze' || type === 'unfreeze') expect(d.ok).toBe(true);
+    else expect(d).toMatchObject({ ok: false, code: 'INVALID_TRANSITION', status: 409, message: expect.stringContaining(s) });
+  });
+
+  const completedRows = ONE_OF_EACH.map((e) => [e.type, e] as const);
+  it.each(completedRows)('completed + %s', (type, e) => {
+    const d = decide(at('completed'), e);
+    if (type === 'rollback' || type === 'freeze' || type === 'unfreeze') expect(d.ok).toBe(true);
+    else expect(d).toMatchObject({ ok: false, code: 'INVALID_TRANSITION', status: 409 });
+  });
+});
+
+describe('effect details', () => {
+  const effectsOf = (s: LifecycleState, e: Parameters<typeof decide>[1]): Effect[] => {
+    const d = decide(s, e);
+    if (!d.ok) throw new Error(d.code);
+    return d.effects;
+  };
+  const auditOf = (effects: Effect[]) => effects.find((x) => x.type === 'audit');
+
+  it('start_bake carries the rollout bake time', () => {
+    const s = at('running', { rollout: { ...makeState().rollout, bakeSeconds: 42 } });
+    expect(effectsOf(s, ev.settled(1, stats(5, 0)))).toContainEqual({ type: 'start_bake', wave: 1, bakeSeconds: 42 });
+  });
+  it('stop_execution comes first and carries the halt reason', () => {
+    const effects = effectsOf(at('running'), ev.deadline(1));
+    expect(effects[0]).toEqual({ type: 'stop_execution', reason: expect.stringMatching(/wave 1 missed its deadline/) });
+  });
+  it('audit names the actor and both states', () => {
+    expect(auditOf(effectsOf(at('running'), ev.pause()))).toEqual({
+      type: 'audit', action: 'operation.paused', detail: { actor: 'tok_op', from: 'running', to: 'paused', wave: 1, reason: 'lunch' },
+    });
+  });
+  it('a rollback with failed restores says how many', () => {
+    expect(auditOf(effectsOf(at('rolling_back'), ev.rollbackSettled(8, 2)))?.detail).toMatchObject({ restored: 8, failed: 2, failedRestores: expect.stringContaining('2 item') });
+  });
+  it('a halt audit says what the halt policy did', () => {
+    expect(auditOf(effectsOf(at('baking'), ev.signal('t1')))?.detail).toMatchObject({ onHalt: 'rollback', to: 'rolling_back', tenantId: 't1' });
+  });
+  it('an unknown event type is refused, not thrown', () => {
+    const d = decide(at('running'), { type: 'explode' } as unknown as Parameters<typeof decide>[1]);
+    expect(d).toMatchObject({ ok: false, code: 'INVALID_EVENT', status: 422 });
+  });
+});
+
+describe('assessWave', () => {
+  const p = { ...DEFAULT_HALT, minSample: 10, maxFailureRate: 0.1, maxConsecutiveFailures: 3 };
+  it.each([
+    ['nothing finished', stats(0, 0, 0, 5), true],
+    ['nothing finished, settled (empty wave)', stats(0, 0), true],
+    ['consecutive failures at the limit', stats(50, 3, 3, 5), false],
+    ['consecutive failures below the limit', stats(50, 2, 2, 5), true],
+    ['rate at the threshold after minSample', stats(9, 1, 1, 5), true],
+    ['rate over the threshold after minSample', stats(8, 2, 1, 5), false],
+    ['rate over, sample too small, more to come', stats(2, 2, 1, 50), true],
+    ['rate over, small wave complete', stats(2, 1, 1, 0), false],
+    ['no failures, small wave complete', stats(2, 0, 0, 0), true],
+  ] as const)('%s → healthy %s', (_name, s, healthy) => {
+    const r = assessWave(s, p);
+    expect(r.healthy).toBe(healthy);
+    if (!healthy) expect(r.reason).toBeTruthy();
+  });
+  it('maxFailureRate 0 halts on the first failure once judged', () => {
+    expect(assessWave(stats(0, 1, 1, 0), { ...p, maxFailureRate: 0, maxConsecutiveFailures: 9 }).healthy).toBe(false);
+  });
+});
+
+describe('helpers', () => {
+  it('isDestructive: only enqueue_wave', () => {
+    const all: Effect[] = [{ type: 'enqueue_wave', wave: 0 }, { type: 'start_bake', wave: 0, bakeSeconds: 1 }, { type: 'stop_execution', reason: 'x' }, { type: 'enqueue_rollback' }, { type: 'audit', action: 'a', detail: {} }];
+    expect(all.filter(isDestructive)).toEqual([{ type: 'enqueue_wave', wave: 0 }]);
+  });
+  it('isHaltState', () => {
+    const states: OpState[] = ['planned', 'rejected', 'approved', 'running', 'baking', 'paused', 'halted', 'rolling_back', 'rolled_back', 'completed', 'cancelled', 'failed'];
+    expect(states.filter(isHaltState)).toEqual(['halted', 'rolling_back', 'rolled_back']);
+  });
+  it('mayExecute: only running and not frozen', () => {
+    expect(mayExecute({ state: 'running', frozen: false })).toBe(true);
+    expect(mayExecute({ state: 'running', frozen: true })).toBe(false);
+    expect(mayExecute({ state: 'baking', frozen: false })).toBe(false);
+    expect(mayExecute({ state: 'paused', frozen: false })).toBe(false);
+  });
+});
