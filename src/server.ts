@@ -11,6 +11,10 @@ import { migrate } from './db/migrate.ts';
 import { startLocalServices, type LocalServices } from './embedded/local-services.ts';
 import { startWorkers, type RunningWorkers } from './worker-runtime.ts';
 
+// The local PostgreSQL and Redis of embedded mode, once started: a start-up that fails later
+// (a migration, a port in use) must stop them too, or they outlive the process.
+let embedded: LocalServices | undefined;
+
 async function main() {
   let config: Config;
   try {
@@ -26,15 +30,19 @@ async function main() {
   if (!config.databaseUrl || !config.redisUrl) {
     console.log(`embedded mode: starting local ${[!config.databaseUrl && 'PostgreSQL', !config.redisUrl && 'Redis'].filter(Boolean).join(' and ')} under ${config.dataDir}/`);
     local = await startLocalServices({ dir: config.dataDir, pgPort: 54329, redisPort: 63799 });
+    embedded = local;
   }
   const databaseUrl = config.databaseUrl ?? local!.databaseUrl;
   const redisUrl = config.redisUrl ?? local!.redisUrl;
   const migrated = await migrate(databaseUrl);
   if (migrated.applied.length) console.log(`applied migrations: ${migrated.applied.join(', ')}`);
 
-  const signingSecret = config.signingSecret ?? embeddedSecret(config, local);
+  const signingSecret = config.signingSecret ?? (local ? embeddedSecret(config, 'signing-secret', () => randomBytes(32).toString('hex')) : undefined);
   const app = await buildApp({ config: { ...config, databaseUrl, redisUrl } });
-  const adminToken = config.adminToken ?? `bg_${randomBytes(24).toString('base64url')}`;
+  // Embedded mode keeps its generated admin token with the data, so restarts do not pile up
+  // valid admin tokens and the one printed last time keeps working.
+  const newToken = () => `bg_${randomBytes(24).toString('base64url')}`;
+  const adminToken = config.adminToken ?? (local ? embeddedSecret(config, 'admin-token', newToken) : newToken());
   await app.authService.ensureBootstrap(adminToken);
 
   let workers: RunningWorkers | undefined;
@@ -45,29 +53,38 @@ async function main() {
   const shown = address.replace('://0.0.0.0', '://127.0.0.1');
   console.log(`\nBlastgate is listening on ${shown}`);
   console.log(`  Swagger UI:  ${shown}/docs`);
-  console.log(config.adminToken ? '  Admin token: from BLASTGATE_ADMIN_TOKEN' : `  Admin token: ${adminToken}   (generated; set BLASTGATE_ADMIN_TOKEN to choose one)`);
+  const tokenSource = local ? `kept in ${join(config.dataDir, 'admin-token')}` : 'generated';
+  console.log(config.adminToken ? '  Admin token: from BLASTGATE_ADMIN_TOKEN' : `  Admin token: ${adminToken}   (${tokenSource}; set BLASTGATE_ADMIN_TOKEN to choose one)`);
   console.log(`  Workers:     ${workers ? 'running in this process' : 'not in this process (run `npm run worker`)'}\n`);
 
   closeWithGrace({ delay: 15_000 }, async ({ err }) => {
     if (err) app.log.error({ err }, 'shutting down after an error');
-    await workers?.close();
-    await app.close();
-    local?.stop();
+    try {
+      await workers?.close();
+      await app.close();
+    } finally {
+      // Even when closing the app failed: the local servers are ours and must not outlive us.
+      if (local) {
+        local.stop();
+        console.log('stopped the local PostgreSQL and Redis');
+      }
+    }
   });
 }
 
-// In embedded mode the HMAC secret for downstream calls is generated once and kept in the data dir.
-function embeddedSecret(config: Config, local: LocalServices | undefined): string | undefined {
-  if (!local) return undefined;
-  const file = join(config.dataDir, 'signing-secret');
+// In embedded mode secrets (the HMAC secret for downstream calls, the bootstrap admin token) are
+// generated once and kept in the data dir, readable by the owner only.
+function embeddedSecret(config: Config, name: string, generate: () => string): string {
+  const file = join(config.dataDir, name);
   if (!existsSync(file)) {
     mkdirSync(config.dataDir, { recursive: true });
-    writeFileSync(file, randomBytes(32).toString('hex'), { mode: 0o600 });
+    writeFileSync(file, generate(), { mode: 0o600 });
   }
   return readFileSync(file, 'utf8').trim();
 }
 
 main().catch((err: unknown) => {
   console.error(err);
+  embedded?.stop();
   process.exit(1);
 });

@@ -16,6 +16,8 @@ export default fp(
   async (app) => {
     await app.register(swagger, {
       hideUntagged: true,
+      // Components are named by their $id (ErrorResponse, AuditEvent), not def-0, def-1, …
+      refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`) },
       openapi: {
         openapi: '3.0.3',
         info: OPENAPI_INFO,

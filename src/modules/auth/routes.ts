@@ -25,7 +25,7 @@ export default async function tokenRoutes(app: App, opts: { auth: AuthService })
     config: { auth: ['admin'] },
     schema: {
       operationId: 'listTokens', tags: ['admin'], summary: 'List API tokens', description: 'All tokens with role and revocation time; never their secrets.',
-      response: { 200: Type.Object({ items: Type.Array(TokenInfo) }, { description: 'Tokens' }), ...errorResponses(401, 403) },
+      response: { 200: Type.Object({ items: Type.Array(TokenInfo) }, { description: 'Tokens', example: { items: [{ id: '0b5f4c1e-7f51-4a39-9a8e-3c2f3f0b2a11', name: 'ci-pipeline', role: 'requester', createdBy: null, createdAt: '2026-11-24T12:00:00.000Z', revokedAt: null }] } }), ...errorResponses(401, 403) },
     },
   }, async () => ({ items: await auth.list() }));
 
@@ -34,7 +34,7 @@ export default async function tokenRoutes(app: App, opts: { auth: AuthService })
     schema: {
       operationId: 'revokeToken', tags: ['admin'], summary: 'Revoke an API token', description: 'The token stops working at once.',
       params: Type.Object({ id: Type.String({ format: 'uuid', description: 'Token id' }) }),
-      response: { 200: Type.Object({ id: Type.String(), revoked: Type.Boolean() }, { description: 'Revoked' }), ...errorResponses(400, 401, 403, 404) },
+      response: { 200: Type.Object({ id: Type.String(), revoked: Type.Boolean() }, { description: 'Revoked', example: { id: '0b5f4c1e-7f51-4a39-9a8e-3c2f3f0b2a11', revoked: true } }), ...errorResponses(400, 401, 403, 404) },
     },
   }, async (req) => {
     const r = await auth.revoke(req.params.id);

@@ -162,6 +162,15 @@ export async function insertItems(client: pg.PoolClient, operationId: string, wa
   );
 }
 
+/** Per-wave counters start at zero; the executor keeps them with the item outcomes. */
+export async function insertWaves(client: pg.PoolClient, operationId: string, waves: WavePlan[]) {
+  await client.query(
+    `INSERT INTO operation_waves (operation_id, wave, from_seq, to_seq, tenants)
+     SELECT $1, w, f, t, n FROM unnest($2::int[], $3::int[], $4::int[], $5::int[]) AS x(w, f, t, n)`,
+    [operationId, waves.map((w) => w.index), waves.map((w) => w.fromSeq), waves.map((w) => w.toSeq), waves.map((w) => w.tenants)],
+  );
+}
+
 /**
  * The plan hash binds an approval to exactly what was planned: action, type and mode, every
  * submitted ID in order (hashed while streaming), and which tenants go in which wave with how

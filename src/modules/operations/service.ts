@@ -9,7 +9,7 @@ import type { Metrics } from '../../plugins/metrics.ts';
 import type { Principal } from '../auth/roles.ts';
 import { appendAudit } from '../audit/repository.ts';
 import { copyIds, createStaging, type IdBatches } from './intake.ts';
-import { buildPlan, classify, computePlanHash, insertItems, storeRejections, type Classification, type PlanSummary } from './planner.ts';
+import { buildPlan, classify, computePlanHash, insertItems, insertWaves, storeRejections, type Classification, type PlanSummary } from './planner.ts';
 import { DEFAULT_BUDGETS, withHaltDefaults, withRolloutDefaults } from './policy.ts';
 import { getBudgets, getResourceType, insertOperation, type OperationReads, type OperationRow } from './repository.ts';
 import type { OperationSpec } from './schemas.ts';
@@ -102,6 +102,7 @@ export function operationService(deps: { pool: pg.Pool; reads: Pick<OperationRea
         if (dryRun) return { kind: 'dry_run', plan };
         await insertOperation(client, { ...base, state: 'planned', plan, planHash, rejection: null, itemCount: summary.itemCount, tenantCount: summary.tenantCount, requiresBreakGlass: summary.requiresBreakGlass });
         await insertItems(client, operationId, waveOf);
+        await insertWaves(client, operationId, summary.waves);
         lap('ledgerMs');
         // Last, so the audit chain lock is held for as short a time as possible.
         await appendAudit(client, { actor: principal.name, action: 'operation.planned', outcome: 'accepted', operationId, payload: { tokenId: principal.tokenId, targetType: type.name, mode, items: summary.itemCount, tenants: summary.tenantCount, planHash, requiresBreakGlass: summary.requiresBreakGlass, ticket: spec.ticket, reason: spec.reason } });

@@ -86,6 +86,7 @@ CREATE TABLE "operations" (
     "auto_start" BOOLEAN NOT NULL DEFAULT false,
     "current_wave" INTEGER,
     "halt_reason" TEXT,
+    "paused_from" TEXT,
     "version" INTEGER NOT NULL DEFAULT 0,
     "bake_until" TIMESTAMPTZ(3),
     "wave_deadline" TIMESTAMPTZ(3),
@@ -115,6 +116,22 @@ CREATE TABLE "operation_items" (
     "updated_at" TIMESTAMPTZ(3) NOT NULL DEFAULT CURRENT_TIMESTAMP,
 
     CONSTRAINT "operation_items_pkey" PRIMARY KEY ("operation_id","seq")
+);
+
+-- CreateTable
+CREATE TABLE "operation_waves" (
+    "operation_id" TEXT NOT NULL,
+    "wave" INTEGER NOT NULL,
+    "from_seq" INTEGER NOT NULL,
+    "to_seq" INTEGER NOT NULL,
+    "tenants" INTEGER NOT NULL,
+    "done" INTEGER NOT NULL DEFAULT 0,
+    "failed" INTEGER NOT NULL DEFAULT 0,
+    "consecutive_failures" INTEGER NOT NULL DEFAULT 0,
+    "started_at" TIMESTAMPTZ(3),
+    "settled_at" TIMESTAMPTZ(3),
+
+    CONSTRAINT "operation_waves_pkey" PRIMARY KEY ("operation_id","wave")
 );
 
 -- CreateTable

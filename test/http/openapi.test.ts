@@ -1,0 +1,124 @@
+// The committed OpenAPI document is what the routes produce, and it is good enough to be the API's
+// reference: every operation is named, tagged, described, has examples and documents its auth.
+import { readFileSync } from 'node:fs';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { OPENAPI_FILE, generateOpenApi } from '../../scripts/openapi.ts';
+
+interface Schema {
+  $ref?: string;
+  description?: string;
+  example?: unknown;
+  [k: string]: unknown;
+}
+interface MediaType {
+  schema?: Schema;
+  example?: unknown;
+  examples?: Record<string, unknown>;
+}
+interface Operation {
+  operationId?: string;
+  tags?: string[];
+  summary?: string;
+  description?: string;
+  security?: Record<string, string[]>[];
+  requestBody?: { content?: Record<string, MediaType> };
+  responses?: Record<string, { content?: Record<string, MediaType> }>;
+}
+interface Doc {
+  paths: Record<string, Record<string, Operation>>;
+  components: { schemas?: Record<string, Schema>; securitySchemes?: Record<string, unknown> };
+  tags?: { name: string }[];
+}
+
+const METHODS = ['get', 'put', 'post', 'delete', 'patch', 'head', 'options'];
+
+let generated: string;
+let doc: Doc;
+beforeAll(async () => {
+  generated = await generateOpenApi();
+  doc = JSON.parse(generated) as Doc;
+});
+
+function operations(): { key: string; path: string; op: Operation }[] {
+  return Object.entries(doc.paths).flatMap(([path, item]) =>
+    Object.entries(item).filter(([m]) => METHODS.includes(m)).map(([m, op]) => ({ key: `${m.toUpperCase()} ${path}`, path, op })),
+  );
+}
+
+/** Follows `$ref`s into components/schemas; fails on a dangling reference. */
+function resolve(schema: Schema, seen = new Set<string>()): Schema {
+  if (!schema.$ref) return schema;
+  const name = /^#\/components\/schemas\/(.+)$/.exec(schema.$ref)?.[1];
+  const target = name ? doc.components.schemas?.[name] : undefined;
+  if (!name || !target) throw new Error(`dangling $ref ${schema.$ref}`);
+  if (seen.has(name)) throw new Error(`circular $ref ${schema.$ref}`);
+  seen.add(name);
+  // An example next to the $ref (allowed by tools, ignored by OpenAPI 3.0) would not count.
+  return resolve(target, seen);
+}
+
+/** Media types in `content` that carry no example: none on the media type, none on its schema. */
+function withoutExample(content: Record<string, MediaType> | undefined): string[] {
+  return Object.entries(content ?? {})
+    .filter(([, mt]) => mt.example === undefined && mt.examples === undefined && (!mt.schema || resolve(mt.schema).example === undefined))
+    .map(([type]) => type);
+}
+
+describe('OpenAPI document', () => {
+  it('is up to date with the route schemas (run `npm run openapi` when this fails)', () => {
+    let committed: string;
+    try {
+      committed = readFileSync(OPENAPI_FILE, 'utf8');
+    } catch {
+      throw new Error('openapi/openapi.json is missing: run `npm run openapi` and commit the file');
+    }
+    // Compared as text so that formatting drift is caught too; the message says what to do.
+    expect(committed === generated, 'openapi/openapi.json differs from the routes: run `npm run openapi` and commit the file').toBe(true);
+  });
+
+  it('names, tags and describes every operation, with unique operationIds and declared tags', () => {
+    const problems: string[] = [];
+    const declaredTags = new Set((doc.tags ?? []).map((t) => t.name));
+    const ids = new Map<string, string>();
+    for (const { key, op } of operations()) {
+      if (!op.operationId) problems.push(`${key}: no operationId`);
+      else if (ids.has(op.operationId)) problems.push(`${key}: operationId "${op.operationId}" also used by ${ids.get(op.operationId)}`);
+      else ids.set(op.operationId, key);
+      if (!op.tags?.length) problems.push(`${key}: no tag`);
+      for (const tag of op.tags ?? []) if (!declaredTags.has(tag)) problems.push(`${key}: tag "${tag}" is not declared in src/plugins/swagger.ts`);
+      if (!op.summary?.trim()) problems.push(`${key}: no summary`);
+      if (!op.description?.trim()) problems.push(`${key}: no description`);
+    }
+    expect(operations().length).toBeGreaterThan(0);
+    expect(problems).toEqual([]);
+  });
+
+  it('has an example for every request body and every 2xx response', () => {
+    const problems: string[] = [];
+    for (const { key, op } of operations()) {
+      for (const type of withoutExample(op.requestBody?.content)) problems.push(`${key}: request body ${type} has no example`);
+      for (const [status, response] of Object.entries(op.responses ?? {})) {
+        if (!/^2\d\d$/.test(status)) continue;
+        for (const type of withoutExample(response.content)) problems.push(`${key}: response ${status} ${type} has no example`);
+      }
+    }
+    expect(problems).toEqual([]);
+  });
+
+  it('declares bearer auth and documents 401 on every /v1 operation', () => {
+    expect(doc.components.securitySchemes?.bearerAuth).toBeDefined();
+    const problems: string[] = [];
+    const v1 = operations().filter(({ path }) => path.startsWith('/v1/'));
+    for (const { key, op } of v1) {
+      if (!op.security?.some((s) => 'bearerAuth' in s)) problems.push(`${key}: no bearerAuth security`);
+      if (!op.responses?.['401']) problems.push(`${key}: 401 not documented`);
+    }
+    expect(v1.length).toBeGreaterThan(0);
+    expect(problems).toEqual([]);
+  });
+
+  it('describes every component schema', () => {
+    const missing = Object.entries(doc.components.schemas ?? {}).filter(([, s]) => !s.description?.trim()).map(([name]) => name);
+    expect(missing).toEqual([]);
+  });
+});
