@@ -1,0 +1,64 @@
+// Target adapters: how Blastgate acts on the system that owns a resource type.
+//
+// The contract is batch-oriented so that the registry adapter can act with one set-based
+// statement per chunk while the HTTP adapter fans a batch out over a small worker pool.
+//
+// Rules every adapter keeps (they carry promises 3–5 of DESIGN.md):
+// - Results come back in the same order as the items, one per item. An adapter does not reject
+//   because items or the owning system failed (a refused connection or a failed statement fails
+//   its items as retryable); a rejection means a bug.
+// - `ok: true` only when the owning system confirmed the action (or its outcome already held:
+//   soft-deleting an already soft-deleted resource is ok). Never "done" for something not done.
+// - `permanent: true` means retrying cannot help (4xx, missing resource, wrong type/tenant);
+//   otherwise the failure is retryable and the outcome is unknown (a timeout may have applied).
+// - `skipped` means no request for that item was ever sent: shouldContinue() said stop first.
+//   An item that was attempted and then halted before a retry reports its last failure instead,
+//   because the owning system may have applied it and rollback must consider it.
+// - Every destructive HTTP call carries the caller's Idempotency-Key, the same on every retry, so
+//   the owning system applies it at most once however often Blastgate sends it.
+
+export interface AdapterItem {
+  operationId: string;
+  resourceId: string;
+  tenantId: string;
+  /** Resource type name, e.g. `app`. */
+  type: string;
+}
+
+export type DestructiveAction = 'softDelete' | 'hardDelete' | 'restore';
+export const DESTRUCTIVE_ACTIONS: readonly DestructiveAction[] = ['softDelete', 'hardDelete', 'restore'];
+
+export type ItemOk = { ok: true; data?: unknown };
+export type ItemFailed = { ok: false; permanent: boolean; error: string; status?: number };
+export type ItemSkipped = { ok: false; skipped: true; error: 'halted' };
+/** `data` is the snapshot body for snapshot(); destructive actions leave it out. */
+export type ItemResult = ItemOk | ItemFailed | ItemSkipped;
+
+export type ProbeOutcome = 'healthy' | 'unhealthy' | 'error' | 'timeout' | 'not_configured';
+/** Analysis fails closed: everything but `healthy` counts against the wave. */
+export type ProbeResult = { result: ProbeOutcome; detail?: string };
+
+export interface ApplyOptions {
+  /** Unique per (operation, item, action); see `idempotencyKeyFor` in signing.ts. */
+  idempotencyKey(item: AdapterItem, action: DestructiveAction): string;
+  /** Checked before every destructive call (every attempt); false => remaining items are skipped. */
+  shouldContinue(): boolean;
+  /** Destructive calls in flight at once; bounds the halt overshoot. */
+  concurrency: number;
+  /** For restore: resourceId -> the stored snapshot data taken before the destructive call. */
+  snapshots?: Map<string, unknown>;
+}
+
+export interface TargetAdapter {
+  readonly kind: 'http' | 'registry';
+  /** Reads the current state of each resource, to be stored before any destructive call. */
+  snapshot(items: AdapterItem[], opts: { concurrency: number }): Promise<ItemResult[]>;
+  apply(action: DestructiveAction, items: AdapterItem[], opts: ApplyOptions): Promise<ItemResult[]>;
+  /** One health observation for one tenant; never throws. */
+  probe(tenantId: string, opts: { timeoutMs: number }): Promise<ProbeResult>;
+  /** Releases sockets; the adapter must not be used afterwards. */
+  close?(): Promise<void>;
+}
+
+export const isSkipped = (r: ItemResult): r is ItemSkipped => !r.ok && 'skipped' in r;
+export const SKIPPED: ItemSkipped = Object.freeze({ ok: false, skipped: true, error: 'halted' });
