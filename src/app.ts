@@ -12,6 +12,7 @@ import { installErrorHandler } from './plugins/errors.ts';
 import { buildValidator } from './plugins/validation.ts';
 import { installStreamingParsers } from './plugins/uploads.ts';
 import { ErrorResponse, type App } from './lib/schemas.ts';
+import { OperationView, PlanSchema } from './modules/operations/schemas.ts';
 import authPlugin from './modules/auth/plugin.ts';
 import { tokenRepository } from './modules/auth/repository.ts';
 import { authService } from './modules/auth/service.ts';
@@ -20,9 +21,12 @@ import auditRoutes, { installRefusalAudit } from './modules/audit/routes.ts';
 import healthRoutes from './modules/health/routes.ts';
 import registryRoutes from './modules/registry/routes.ts';
 import operationRoutes from './modules/operations/routes.ts';
+import commandRoutes from './modules/execution/routes.ts';
+import freezeRoutes from './modules/execution/freeze-routes.ts';
+import queuesPlugin from './plugins/queues.ts';
 
 export interface AppOptions {
-  config: Pick<Config, 'logLevel'> & { databaseUrl: string; redisUrl: string };
+  config: Pick<Config, 'logLevel'> & { databaseUrl: string; redisUrl: string; queuePrefix?: string };
   metrics?: Metrics;
   /** Pino logger options; tests pass `false`. */
   logger?: boolean | object;
@@ -39,12 +43,14 @@ export async function buildApp(opts: AppOptions): Promise<App> {
 
   installErrorHandler(app);
   installStreamingParsers(app);
-  app.addSchema(ErrorResponse);
+  // Shared schemas live at the root so every route plugin can $ref them.
+  for (const schema of [ErrorResponse, PlanSchema, OperationView]) app.addSchema(schema);
 
   await app.register(dbPlugin, { url: opts.config.databaseUrl });
   await app.register(redisPlugin, { url: opts.config.redisUrl });
   await app.register(metricsPlugin, { metrics: opts.metrics ?? createMetrics() });
   await app.register(swaggerPlugin);
+  await app.register(queuesPlugin, { prefix: opts.config.queuePrefix ?? 'blastgate' });
 
   const auth = authService(tokenRepository(app.db.prisma));
   await app.register(authPlugin, { auth });
@@ -54,6 +60,8 @@ export async function buildApp(opts: AppOptions): Promise<App> {
   await app.register(async (v1) => {
     await v1.register(registryRoutes, { prefix: '/registry' });
     await v1.register(operationRoutes);
+    await v1.register(commandRoutes);
+    await v1.register(freezeRoutes);
     await v1.register(tokenRoutes, { auth });
     await v1.register(auditRoutes);
   }, { prefix: '/v1' });

@@ -12,6 +12,8 @@ export interface Config {
   /** Run the execution workers inside the API process (the zero-config start does). */
   workersInProcess: boolean;
   workerConcurrency: number;
+  /** How soon a job whose worker died is taken over by another (BullMQ lock duration). */
+  workerLockMs: number;
   dataDir: string;
   queuePrefix: string;
   /** Secret for HMAC signatures on calls to downstream systems. */
@@ -81,7 +83,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     logLevel,
     adminToken,
     workersInProcess: bool('BLASTGATE_WORKERS_IN_PROCESS', true),
-    workerConcurrency: int('BLASTGATE_WORKER_CONCURRENCY', 8, 1, 256),
+    workerConcurrency: int('BLASTGATE_WORKER_CONCURRENCY', 4, 1, 256),
+    workerLockMs: int('BLASTGATE_WORKER_LOCK_MS', 30_000, 1_000, 600_000),
     dataDir: str('BLASTGATE_DATA_DIR') ?? '.data',
     queuePrefix: str('BLASTGATE_QUEUE_PREFIX') ?? 'blastgate',
     signingSecret,

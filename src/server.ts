@@ -47,7 +47,7 @@ async function main() {
 
   let workers: RunningWorkers | undefined;
   if (config.workersInProcess) {
-    workers = await startWorkers({ databaseUrl, redisUrl, queuePrefix: config.queuePrefix, concurrency: config.workerConcurrency, signingSecret, logger: app.log });
+    workers = await startWorkers({ databaseUrl, redisUrl, queuePrefix: config.queuePrefix, concurrency: config.workerConcurrency, signingSecret, logger: app.log, metrics: app.metrics, lockDurationMs: config.workerLockMs });
   }
   const address = await app.listen({ host: config.host, port: config.port });
   const shown = address.replace('://0.0.0.0', '://127.0.0.1');

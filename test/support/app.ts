@@ -16,10 +16,10 @@ export interface TestApp {
   close(): Promise<void>;
 }
 
-export async function buildTestApp(): Promise<TestApp> {
+export async function buildTestApp(opts: { queuePrefix?: string } = {}): Promise<TestApp> {
   const databaseUrl = await createTestDatabase();
   const redisUrl = inject('redisUrl');
-  const app = await buildApp({ config: { databaseUrl, redisUrl, logLevel: 'silent' }, logger: false });
+  const app = await buildApp({ config: { databaseUrl, redisUrl, logLevel: 'silent', queuePrefix: opts.queuePrefix ?? `bgt_${databaseUrl.split('/').pop()}` }, logger: process.env.TEST_LOG ? { level: process.env.TEST_LOG } : false });
   await app.ready();
   const tokens = {} as Record<Role, string>;
   const admin = 'bg_test_admin_token_000000000000';

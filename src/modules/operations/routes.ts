@@ -9,15 +9,13 @@ import { validateValue } from '../../plugins/validation.ts';
 import { inlineBatches, MAX_INLINE_IDS, MAX_STREAMED_IDS, ndjsonIdBatches, textIdBatches, type IdBatches } from './intake.ts';
 import { operationReads } from './repository.ts';
 import { operationService, type SubmitResult } from './service.ts';
-import { CreateOperationBody, CreateOperationQuery, DryRunView, ItemsPage, OperationSpec, OperationsPage, OperationView, PlanSchema, ReportPage } from './schemas.ts';
+import { CreateOperationBody, CreateOperationQuery, DryRunView, ItemsPage, OperationSpec, OperationsPage, ReportPage } from './schemas.ts';
 import { operationView } from './views.ts';
 
 const STREAM_LIMITS = { maxBytes: 256 * 1024 * 1024, maxLineBytes: 64 * 1024, batchSize: 10_000 };
 const IdParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 100, description: 'Operation id' }) });
 
 export default async function operationRoutes(app: App) {
-  app.addSchema(PlanSchema);
-  app.addSchema(OperationView);
   const reads = operationReads(app.db.prisma);
   const service = operationService({ pool: app.db.pool, reads, metrics: app.metrics, log: app.log });
 
