@@ -1,7 +1,7 @@
 // Shared bench plumbing: project-owned Postgres/Redis in a temp dir, and the API as a child
 // process on 127.0.0.1 so its memory can be read from /proc.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -20,9 +20,11 @@ export async function benchServices(): Promise<LocalServices & { dir: string; di
 export interface ApiProcess { url: string; pid: number; child: ChildProcess; adminToken: string; stop(): Promise<void> }
 
 export async function startApi(env: { databaseUrl: string; redisUrl: string; extra?: Record<string, string> }): Promise<ApiProcess> {
+  if (!existsSync(join(ROOT, 'dist', 'server.js'))) throw new Error('run `npm run build` first (npm run bench does)');
   const port = await freePort();
   const adminToken = 'bg_bench_admin_token_0000000000000';
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
+  // The compiled server (npm run build), as production runs it: RSS without the TypeScript loader.
+  const child = spawn(process.execPath, ['dist/server.js'], {
     cwd: ROOT,
     env: { ...process.env, DATABASE_URL: env.databaseUrl, REDIS_URL: env.redisUrl, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'warn', BLASTGATE_ADMIN_TOKEN: adminToken, ...env.extra },
     stdio: ['ignore', 'pipe', 'inherit'],
@@ -37,6 +39,21 @@ export async function startApi(env: { databaseUrl: string; redisUrl: string; ext
     url: `http://127.0.0.1:${port}`, pid: child.pid!, child, adminToken,
     stop: () => new Promise((res) => { child.once('exit', () => res()); child.kill('SIGTERM'); }),
   };
+}
+
+export async function api<T>(base: string, token: string, method: string, path: string, body?: unknown): Promise<{ status: number; body: T }> {
+  const r = await fetch(`${base}${path}`, { method, headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) }, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
+  return { status: r.status, body: (await r.json()) as T };
+}
+
+/** A token per role, created through the admin API. */
+export async function roleTokens(a: ApiProcess) {
+  const out: Record<string, string> = { admin: a.adminToken };
+  for (const role of ['requester', 'approver', 'operator', 'viewer']) {
+    const r = await api<{ token: string }>(a.url, a.adminToken, 'POST', '/v1/admin/tokens', { name: `bench-${role}`, role });
+    out[role] = r.body.token;
+  }
+  return out as Record<'admin' | 'requester' | 'approver' | 'operator' | 'viewer', string>;
 }
 
 /** Peak resident set size of a process so far (VmHWM), in MB. */

@@ -39,7 +39,7 @@ function migrationList() {
     : [];
   return {
     baseDir: migrationsDir,
-    lockfile: { path: 'migration_lock.toml', content: existsSync(join(migrationsDir, 'migration_lock.toml')) ? { tag: 'ok', value: readFileSync(join(migrationsDir, 'migration_lock.toml'), 'utf8') } : null },
+    lockfile: { path: 'migration_lock.toml', content: existsSync(join(migrationsDir, 'migration_lock.toml')) ? readFileSync(join(migrationsDir, 'migration_lock.toml'), 'utf8') : null },
     shadowDbInitScript: '',
     migrationDirectories: dirs.map((name) => ({
       path: name,

@@ -6,7 +6,7 @@ import { randomUUID } from 'node:crypto';
 import type { Config } from './config.ts';
 import dbPlugin from './plugins/db.ts';
 import redisPlugin from './plugins/redis.ts';
-import metricsPlugin, { createMetrics, type Metrics } from './plugins/metrics.ts';
+import metricsPlugin, { createMetrics, registerLedgerGauges, type Metrics } from './plugins/metrics.ts';
 import swaggerPlugin from './plugins/swagger.ts';
 import { installErrorHandler } from './plugins/errors.ts';
 import { buildValidator } from './plugins/validation.ts';
@@ -49,6 +49,7 @@ export async function buildApp(opts: AppOptions): Promise<App> {
   await app.register(dbPlugin, { url: opts.config.databaseUrl });
   await app.register(redisPlugin, { url: opts.config.redisUrl });
   await app.register(metricsPlugin, { metrics: opts.metrics ?? createMetrics() });
+  registerLedgerGauges(app.metrics, app.db.pool);
   await app.register(swaggerPlugin);
   await app.register(queuesPlugin, { prefix: opts.config.queuePrefix ?? 'blastgate' });
 

@@ -1,6 +1,7 @@
 // Prometheus metrics. One registry per app instance (tests build many apps in one process).
 import fp from 'fastify-plugin';
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type pg from 'pg';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 export function createMetrics() {
   const registry = new Registry();
@@ -19,6 +20,36 @@ export function createMetrics() {
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;
+
+/**
+ * Gauges read from the ledger at scrape time, so /metrics on any API process shows what every
+ * worker process did (workers may run elsewhere). Cheap: per-wave counters, not the item ledger.
+ */
+export function registerLedgerGauges(metrics: Metrics, pool: pg.Pool) {
+  new Gauge({
+    name: 'blastgate_ledger_items', help: 'Items by outcome across all operations (from per-wave counters)', labelNames: ['outcome'], registers: [metrics.registry],
+    async collect() {
+      const r = await pool.query<{ done: number; failed: number }>('SELECT coalesce(sum(done), 0)::bigint AS done, coalesce(sum(failed), 0)::bigint AS failed FROM operation_waves');
+      this.set({ outcome: 'done' }, Number(r.rows[0]?.done ?? 0));
+      this.set({ outcome: 'failed' }, Number(r.rows[0]?.failed ?? 0));
+    },
+  });
+  new Gauge({
+    name: 'blastgate_operations', help: 'Operations by state', labelNames: ['state'], registers: [metrics.registry],
+    async collect() {
+      const r = await pool.query<{ state: string; n: number }>('SELECT state, count(*)::int AS n FROM operations GROUP BY state');
+      this.reset();
+      for (const row of r.rows) this.set({ state: row.state }, row.n);
+    },
+  });
+  new Gauge({
+    name: 'blastgate_operations_halted', help: 'Operations that were halted (automatically or by an operator), from the audit log', registers: [metrics.registry],
+    async collect() {
+      const r = await pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM audit_events WHERE action = 'operation.halted'`);
+      this.set(r.rows[0]?.n ?? 0);
+    },
+  });
+}
 
 declare module 'fastify' {
   interface FastifyInstance {

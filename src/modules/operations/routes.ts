@@ -44,8 +44,8 @@ export default async function operationRoutes(app: App) {
       },
     },
   }, async (req, reply) => {
-    const key = (req.headers['idempotency-key'] as string | undefined) ?? null;
-    const { spec, ids, maxIds } = await readSubmission(req.headers['content-type'], req.body, req.query as Record<string, unknown>);
+    const key = (req.headers['idempotency-key']) ?? null;
+    const { spec, ids, maxIds } = await readSubmission(req.headers['content-type'], req.body, req.query);
     const result = await service.submit({ spec, ids, maxIds, idempotencyKey: key, principal: req.principal! });
     return respond(result, reply, req);
   });
@@ -81,7 +81,7 @@ export default async function operationRoutes(app: App) {
     },
   }, async (req) => {
     const rows = await reads.list(req.query);
-    return { items: rows.map((r) => operationView(r)) as never, nextCursor: rows.length === req.query.limit ? rows[rows.length - 1]!.id : null };
+    return { items: rows.map((r) => operationView(r)), nextCursor: rows.length === req.query.limit ? rows[rows.length - 1]!.id : null };
   });
 
   app.get('/operations/:id', {
@@ -94,7 +94,7 @@ export default async function operationRoutes(app: App) {
   }, async (req) => {
     const op = await reads.findById(req.params.id);
     if (!op) throw new NotFoundError('Operation', req.params.id);
-    return operationView(op, await reads.waveProgress(op.id)) as never;
+    return operationView(op, await reads.waveProgress(op.id));
   });
 
   app.get('/operations/:id/items', {
