@@ -1,0 +1,113 @@
+// Bulk resource import, set-based: rows are COPYed into a TEMP staging table inside one
+// transaction, validated with a few set-based queries, then merged (merge.ts). Any problem rolls
+// the whole import back: nothing is written, and the client gets a report of the offending rows.
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type pg from 'pg';
+import { from as copyFrom } from 'pg-copy-streams';
+import { BadRequestError, UnprocessableError } from '../../lib/errors.ts';
+import { inTransaction } from '../../lib/sql.ts';
+import { appendAudit } from '../audit/repository.ts';
+import { mergeStage } from './merge.ts';
+import { lockRegistryWrites } from './repository.ts';
+import type { StageRow } from './rows.ts';
+import { RESOURCE_STATES, type ImportResult } from './schemas.ts';
+
+/** Offending rows listed in a rejection (the counts cover all of them). */
+export const MAX_OFFENDERS = 100;
+
+export interface ImportOptions {
+  actor: string;
+  /** `line`: NDJSON, reported as 1-based line numbers; `index`: JSON array, 0-based indexes. */
+  position: 'line' | 'index';
+}
+
+// COPY text format: tab-separated, \N is NULL. Control characters were refused in rows.ts, so
+// only the backslash needs escaping.
+const esc = (v: string) => (v.includes('\\') ? v.replaceAll('\\', '\\\\') : v);
+const nul = (v: string | null) => (v === null ? '\\N' : esc(v));
+const copyLine = (r: StageRow) =>
+  `${r.pos}\t${esc(r.id)}\t${esc(r.type)}\t${esc(r.tenantId)}\t${nul(r.parentId)}\t${nul(r.state)}\t${r.protected === null ? '\\N' : r.protected ? 't' : 'f'}\n`;
+
+async function copyIntoStage(client: pg.PoolClient, batches: AsyncIterable<StageRow[]>): Promise<number> {
+  let received = 0;
+  async function* encode() {
+    for await (const batch of batches) {
+      received += batch.length;
+      let chunk = '';
+      for (const r of batch) chunk += copyLine(r);
+      yield Buffer.from(chunk);
+    }
+  }
+  const copy = client.query(copyFrom('COPY registry_stage (pos, id, type, tenant_id, parent_id, state, protected) FROM STDIN'));
+  // If the body turns out bad half-way, pipeline destroys the COPY stream, which sends CopyFail:
+  // Postgres aborts the COPY, and inTransaction rolls the transaction back.
+  await pipeline(Readable.from(encode()), copy);
+  return received;
+}
+
+const STATES_SQL = RESOURCE_STATES.map((s) => `'${s}'`).join(', ');
+
+/** Set-based validation of the staged rows; throws REGISTRY_REJECTED with a report. */
+async function rejectProblems(client: pg.PoolClient, received: number, position: ImportOptions['position']): Promise<void> {
+  await client.query(`CREATE TEMP TABLE registry_problems (pos int, id text, problem text, value text) ON COMMIT DROP`);
+  // One pass for the per-row checks. The outer WHERE is evaluated at the join, before the LATERAL
+  // split, so a row without problems costs two hash probes (types, tenants) and one regex match.
+  await client.query(`
+    INSERT INTO registry_problems (pos, id, problem, value)
+    SELECT s.pos, s.id, v.problem, v.value
+    FROM registry_stage s
+    LEFT JOIN resource_types t ON t.name = s.type
+    LEFT JOIN tenants n ON n.id = s.tenant_id
+    CROSS JOIN LATERAL (VALUES
+      ('unknown_type', s.type, t.name IS NULL),
+      ('unknown_tenant', s.tenant_id, n.id IS NULL),
+      ('bad_state', s.state, s.state NOT IN (${STATES_SQL})),
+      ('pattern_mismatch', t.id_pattern, s.id !~ t.id_pattern)
+    ) AS v(problem, value, bad)
+    WHERE (t.name IS NULL OR n.id IS NULL OR s.state NOT IN (${STATES_SQL}) OR s.id !~ t.id_pattern) AND v.bad`);
+  await client.query(`
+    INSERT INTO registry_problems (pos, id, problem, value)
+    SELECT s.pos, s.id, 'duplicate_id', 'first at ' || d.first_pos
+    FROM (SELECT id, min(pos) AS first_pos FROM registry_stage GROUP BY id HAVING count(*) > 1) d
+    JOIN registry_stage s ON s.id = d.id AND s.pos > d.first_pos`);
+  const counts = await client.query<{ problem: string; n: number }>('SELECT problem, count(*)::int AS n FROM registry_problems GROUP BY problem ORDER BY problem');
+  if (counts.rows.length === 0) return;
+  const first = await client.query<{ pos: number; id: string; problem: string; value: string | null }>(
+    'SELECT pos, id, problem, value FROM registry_problems ORDER BY pos, problem LIMIT $1', [MAX_OFFENDERS],
+  );
+  const rejectedRows = (await client.query<{ n: number }>('SELECT count(DISTINCT pos)::int AS n FROM registry_problems')).rows[0]!.n;
+  const offset = position === 'line' ? 0 : 1;
+  throw new UnprocessableError('REGISTRY_REJECTED', `${rejectedRows} of ${received} rows were rejected; nothing was written`, {
+    received,
+    rejectedRows,
+    counts: Object.fromEntries(counts.rows.map((c) => [c.problem, c.n])),
+    offenders: first.rows.map((r) => ({ [position]: r.pos - offset, id: r.id, problem: r.problem, value: r.value })),
+  });
+}
+
+/** Imports rows in one transaction: all of them, or (on any problem) none. */
+export async function importResources(pool: pg.Pool, batches: AsyncIterable<StageRow[]>, opts: ImportOptions): Promise<ImportResult> {
+  return inTransaction(pool, async (client) => {
+    // Enough memory for the duplicate check's hash aggregate over 1M IDs and the merge joins to
+    // stay off disk; for this transaction only.
+    await client.query(`SET LOCAL work_mem = '256MB'`);
+    // TEMP: no WAL, private to this session, dropped at commit or rollback.
+    await client.query(`CREATE TEMP TABLE registry_stage (pos int NOT NULL, id text NOT NULL, type text NOT NULL,
+      tenant_id text NOT NULL, parent_id text, state text, protected boolean) ON COMMIT DROP`);
+    const received = await copyIntoStage(client, batches);
+    if (received === 0) throw new BadRequestError('EMPTY_IMPORT', 'The upload contains no resources');
+    // Temp tables get no autovacuum statistics; without them the planner assumes a tiny table.
+    await client.query('ANALYZE registry_stage');
+    // From here on, types, tenants and resources must not change under us.
+    await lockRegistryWrites(client);
+    await rejectProblems(client, received, opts.position);
+    const { inserted, updated, bulk } = await mergeStage(client);
+    const result = { received, inserted, updated, unchanged: received - inserted - updated };
+    await appendAudit(client, {
+      actor: opts.actor, action: 'registry.import', outcome: 'accepted',
+      payload: { ...result, format: opts.position === 'line' ? 'ndjson' : 'json', bulk },
+    });
+    return result;
+  });
+}

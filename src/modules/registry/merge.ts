@@ -1,0 +1,105 @@
+// Writes validated staged rows into `resources`: one UPDATE for rows that changed, one INSERT for
+// new rows. Unchanged rows are not touched, so a re-import writes nothing.
+//
+// Measured on the 2-core dev machine (PG 15), 1M new rows into an empty table:
+//   row by row: 15.4 s   (heap + primary key 2.2 s; the tenant_id and parent_id indexes and the
+//                         two foreign-key triggers, fired once per row, make up the rest)
+//   bulk path:   3.4 s   (insert 2.2 s, rebuild both indexes 0.9 s, re-check both FKs 0.3 s)
+// So a load that is large next to the table drops the secondary indexes and foreign keys, inserts,
+// and re-creates them from their own catalog definitions (pg_get_indexdef/_constraintdef), all in
+// the import's transaction: at commit the schema is exactly as before, and the FKs are re-checked
+// over the whole table. The cost: ACCESS EXCLUSIVE on `resources` until commit (readers wait a few
+// seconds), so it is only used when it pays, and falls back to row by row when the lock is not
+// granted within BULK_LOCK_TIMEOUT or the role may not alter the table.
+//
+// synchronous_commit stays on: the time goes to index maintenance and CPU, not to the single WAL
+// flush at commit, and turning it off would let a crash lose an import we already acknowledged.
+import pg from 'pg';
+
+/** Fewer new rows than this always go row by row (rebuilding indexes costs O(table)). */
+export const BULK_MIN_ROWS = 100_000;
+/** Bulk only when the table holds at most this many rows per new row (rebuild ≈ 1/6 of a row insert). */
+const BULK_TABLE_RATIO = 2;
+/** Longest wait for the exclusive lock before falling back to row by row. */
+const BULK_LOCK_TIMEOUT = '3s';
+
+// Omitted state/protected keep the stored value (Blastgate itself changes them during
+// operations; a routine sync must not undo a soft delete). deleted_at follows the state.
+const MERGE_UPDATE = `
+  UPDATE resources r SET type = s.type, tenant_id = s.tenant_id, parent_id = s.parent_id,
+    state = coalesce(s.state, r.state), protected = coalesce(s.protected, r.protected),
+    deleted_at = CASE WHEN coalesce(s.state, r.state) = 'active' THEN NULL ELSE coalesce(r.deleted_at, now()) END,
+    updated_at = now()
+  FROM registry_stage s
+  WHERE r.id = s.id
+    AND (r.type, r.tenant_id, r.parent_id, r.state, r.protected)
+      IS DISTINCT FROM (s.type, s.tenant_id, s.parent_id, coalesce(s.state, r.state), coalesce(s.protected, r.protected))`;
+
+const NEW_ROWS = 'FROM registry_stage s WHERE NOT EXISTS (SELECT 1 FROM resources r WHERE r.id = s.id)';
+
+const MERGE_INSERT = `
+  INSERT INTO resources (id, type, tenant_id, parent_id, state, protected, deleted_at, updated_at)
+  SELECT s.id, s.type, s.tenant_id, s.parent_id, coalesce(s.state, 'active'), coalesce(s.protected, false),
+    CASE WHEN coalesce(s.state, 'active') = 'active' THEN NULL ELSE now() END, now()
+  ${NEW_ROWS}`;
+
+export interface MergeResult {
+  inserted: number;
+  updated: number;
+  /** Whether secondary indexes and FKs were rebuilt instead of maintained per row. */
+  bulk: boolean;
+}
+
+/** Runs inside the import transaction, under the registry write lock, after validation. */
+export async function mergeStage(client: pg.PoolClient): Promise<MergeResult> {
+  const updated = (await client.query(MERGE_UPDATE)).rowCount ?? 0;
+  const fresh = (await client.query<{ n: number }>(`SELECT count(*)::int AS n ${NEW_ROWS}`)).rows[0]!.n;
+  if (fresh === 0) return { inserted: 0, updated, bulk: false };
+  const restore = fresh >= BULK_MIN_ROWS ? await suspendSecondaryStructures(client, fresh) : null;
+  const inserted = (await client.query(MERGE_INSERT)).rowCount ?? 0;
+  if (restore) await restore();
+  return { inserted, updated, bulk: restore !== null };
+}
+
+/**
+ * Drops the plain secondary indexes and foreign keys of `resources` when the load is large next to
+ * the table; returns the function that re-creates them, or null to go row by row.
+ */
+async function suspendSecondaryStructures(client: pg.PoolClient, newRows: number): Promise<(() => Promise<void>) | null> {
+  const size = await client.query<{ n: number }>(
+    `SELECT CASE WHEN reltuples >= 0 THEN reltuples::bigint ELSE (SELECT count(*) FROM resources) END AS n
+     FROM pg_class WHERE oid = 'resources'::regclass`,
+  );
+  if (size.rows[0]!.n > newRows * BULK_TABLE_RATIO) return null;
+  const fks = await client.query<{ name: string; def: string }>(
+    `SELECT conname AS name, pg_get_constraintdef(oid) AS def FROM pg_constraint
+     WHERE conrelid = 'resources'::regclass AND contype = 'f' ORDER BY conname`,
+  );
+  // Only plain indexes: the primary key stays (it finds existing rows and keeps IDs unique).
+  const indexes = await client.query<{ name: string; def: string }>(
+    `SELECT i.indexrelid::regclass::text AS name, pg_get_indexdef(i.indexrelid) AS def FROM pg_index i
+     WHERE i.indrelid = 'resources'::regclass AND NOT i.indisunique AND NOT i.indisprimary
+       AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid)
+     ORDER BY 1`,
+  );
+  const table = 'resources';
+  await client.query('SAVEPOINT registry_bulk');
+  try {
+    const prev = await client.query<{ v: string }>(`SELECT current_setting('lock_timeout') AS v`);
+    await client.query(`SELECT set_config('lock_timeout', $1, true)`, [BULK_LOCK_TIMEOUT]);
+    for (const fk of fks.rows) await client.query(`ALTER TABLE ${table} DROP CONSTRAINT ${pg.escapeIdentifier(fk.name)}`);
+    for (const ix of indexes.rows) await client.query(`DROP INDEX ${ix.name}`);
+    await client.query(`SELECT set_config('lock_timeout', $1, true)`, [prev.rows[0]!.v]);
+    await client.query('RELEASE SAVEPOINT registry_bulk');
+  } catch {
+    // Lock not granted in time, or not the table owner: maintain the indexes row by row instead.
+    await client.query('ROLLBACK TO SAVEPOINT registry_bulk');
+    await client.query('RELEASE SAVEPOINT registry_bulk');
+    return null;
+  }
+  return async () => {
+    await client.query(`SET LOCAL maintenance_work_mem = '512MB'`);
+    for (const ix of indexes.rows) await client.query(ix.def);
+    for (const fk of fks.rows) await client.query(`ALTER TABLE ${table} ADD CONSTRAINT ${pg.escapeIdentifier(fk.name)} ${fk.def}`);
+  };
+}

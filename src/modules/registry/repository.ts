@@ -1,0 +1,145 @@
+// Registry SQL. Bulk writes are set-based (unnest arrays, or a COPY-filled staging table in
+// import.ts) so that 100k tenants or 1M resources are a handful of statements, not one per row.
+import type pg from 'pg';
+import type { Queryable } from '../../lib/sql.ts';
+import type { Resource, ResourceType, ResourceTypeInput, TenantInput } from './schemas.ts';
+
+// Registry writers take this transaction-scoped advisory lock, so that two bulk upserts never
+// interleave (no deadlocks between overlapping imports; the update-then-insert merge stays exact).
+const REGISTRY_WRITE_LOCK = 7_342_010;
+
+export async function lockRegistryWrites(client: pg.PoolClient): Promise<void> {
+  await client.query('SELECT pg_advisory_xact_lock($1)', [REGISTRY_WRITE_LOCK]);
+}
+
+const iso = (d: Date | null) => (d ? d.toISOString() : null);
+
+// ---- resource types ------------------------------------------------------------------------
+
+const toType = (r: Record<string, unknown>): ResourceType => ({
+  name: r.name as string,
+  idPattern: (r.id_pattern as string | null) ?? null,
+  parentType: (r.parent_type as string | null) ?? null,
+  cascadeTo: (r.cascade_to as string[] | null) ?? [],
+  adapter: r.adapter as ResourceType['adapter'],
+  createdAt: (r.created_at as Date).toISOString(),
+  updatedAt: (r.updated_at as Date).toISOString(),
+});
+
+export async function listTypes(db: Queryable): Promise<ResourceType[]> {
+  const res = await db.query('SELECT * FROM resource_types ORDER BY name');
+  return res.rows.map(toType);
+}
+
+/** Parent links of every stored type, for reference and cycle checks. */
+export async function typeParents(db: Queryable): Promise<Map<string, string | null>> {
+  const res = await db.query<{ name: string; parent_type: string | null }>('SELECT name, parent_type FROM resource_types');
+  return new Map(res.rows.map((r) => [r.name, r.parent_type]));
+}
+
+/** Whether PostgreSQL's regex engine accepts the pattern (it differs from JavaScript's). */
+export async function postgresAcceptsRegex(db: Queryable, pattern: string): Promise<string | null> {
+  try {
+    await db.query("SELECT '' ~ $1", [pattern]);
+    return null;
+  } catch (err) {
+    return (err as Error).message;
+  }
+}
+
+/** Upserts whole declarations (a PUT replaces every field of a named type). */
+export async function upsertTypes(client: pg.PoolClient, types: ResourceTypeInput[]): Promise<void> {
+  await client.query(
+    `INSERT INTO resource_types AS t (name, id_pattern, parent_type, cascade_to, adapter)
+     SELECT i.name, i.id_pattern, i.parent_type, coalesce(i.cascade_to, '{}'), coalesce(i.adapter, '{"kind":"registry"}')
+     FROM jsonb_to_recordset($1::jsonb) AS i(name text, id_pattern text, parent_type text, cascade_to text[], adapter jsonb)
+     ON CONFLICT (name) DO UPDATE SET
+       id_pattern = EXCLUDED.id_pattern, parent_type = EXCLUDED.parent_type, cascade_to = EXCLUDED.cascade_to,
+       adapter = EXCLUDED.adapter, updated_at = now()
+     WHERE (t.id_pattern, t.parent_type, t.cascade_to, t.adapter)
+       IS DISTINCT FROM (EXCLUDED.id_pattern, EXCLUDED.parent_type, EXCLUDED.cascade_to, EXCLUDED.adapter)`,
+    [JSON.stringify(types.map((t) => ({ name: t.name, id_pattern: t.idPattern ?? null, parent_type: t.parentType ?? null, cascade_to: t.cascadeTo ?? [], adapter: t.adapter ?? null })))],
+  );
+}
+
+// ---- tenants -------------------------------------------------------------------------------
+
+/**
+ * Update-then-insert under the registry write lock. Omitted `internal`/`protected` keep the
+ * stored value (a sync that does not know about protection must not clear it).
+ */
+export async function upsertTenants(client: pg.PoolClient, tenants: TenantInput[]) {
+  const cols = [
+    tenants.map((t) => t.id),
+    tenants.map((t) => t.name),
+    tenants.map((t) => t.internal ?? null),
+    tenants.map((t) => t.protected ?? null),
+  ];
+  const input = 'unnest($1::text[], $2::text[], $3::bool[], $4::bool[]) AS i(id, name, internal, protected)';
+  const updated = await client.query(
+    `UPDATE tenants t SET name = i.name, internal = coalesce(i.internal, t.internal),
+       protected = coalesce(i.protected, t.protected), updated_at = now()
+     FROM ${input}
+     WHERE t.id = i.id AND (t.name, t.internal, t.protected)
+       IS DISTINCT FROM (i.name, coalesce(i.internal, t.internal), coalesce(i.protected, t.protected))`,
+    cols,
+  );
+  const inserted = await client.query(
+    `INSERT INTO tenants (id, name, internal, protected)
+     SELECT i.id, i.name, coalesce(i.internal, false), coalesce(i.protected, false) FROM ${input}
+     ON CONFLICT (id) DO NOTHING`,
+    cols,
+  );
+  return { inserted: inserted.rowCount ?? 0, updated: updated.rowCount ?? 0 };
+}
+
+/** Contacts go to their own table, which no delete path touches. Returns rows changed. */
+export async function upsertContacts(client: pg.PoolClient, contacts: { tenantId: string; contact: unknown }[]): Promise<number> {
+  if (contacts.length === 0) return 0;
+  const res = await client.query(
+    `INSERT INTO tenant_contacts AS c (tenant_id, contact)
+     SELECT * FROM unnest($1::text[], $2::jsonb[])
+     ON CONFLICT (tenant_id) DO UPDATE SET contact = EXCLUDED.contact, updated_at = now()
+     WHERE c.contact IS DISTINCT FROM EXCLUDED.contact`,
+    [contacts.map((c) => c.tenantId), contacts.map((c) => JSON.stringify(c.contact))],
+  );
+  return res.rowCount ?? 0;
+}
+
+export async function getTenant(db: Queryable, id: string) {
+  const res = await db.query('SELECT id, name, internal, protected, created_at, updated_at FROM tenants WHERE id = $1', [id]);
+  const r = res.rows[0] as Record<string, unknown> | undefined;
+  if (!r) return undefined;
+  const counts = await db.query<{ type: string; state: string; count: number }>(
+    'SELECT type, state, count(*)::int AS count FROM resources WHERE tenant_id = $1 GROUP BY type, state ORDER BY type, state',
+    [id],
+  );
+  return {
+    id: r.id as string,
+    name: r.name as string,
+    internal: r.internal as boolean,
+    protected: r.protected as boolean,
+    createdAt: (r.created_at as Date).toISOString(),
+    updatedAt: (r.updated_at as Date).toISOString(),
+    resourceTotal: counts.rows.reduce((n, c) => n + c.count, 0),
+    resourceCounts: counts.rows,
+  };
+}
+
+// ---- resources -----------------------------------------------------------------------------
+
+export async function getResource(db: Queryable, id: string): Promise<Resource | undefined> {
+  const res = await db.query('SELECT * FROM resources WHERE id = $1', [id]);
+  const r = res.rows[0] as Record<string, unknown> | undefined;
+  if (!r) return undefined;
+  return {
+    id: r.id as string,
+    type: r.type as string,
+    tenantId: r.tenant_id as string,
+    parentId: (r.parent_id as string | null) ?? null,
+    state: r.state as string,
+    protected: r.protected as boolean,
+    deletedAt: iso(r.deleted_at as Date | null),
+    updatedAt: (r.updated_at as Date).toISOString(),
+  };
+}

@@ -1,0 +1,142 @@
+// The JavaScript side of a resource import: request body → batches of shape-checked rows.
+// Only shape is checked here (cheaply, per row); values are checked set-based in Postgres.
+import { PassThrough, type Readable } from 'node:stream';
+import { BadRequestError } from '../../lib/errors.ts';
+import { lineBatches, parseJsonLine } from '../../lib/lines.ts';
+import { MAX_ID_LENGTH } from './schemas.ts';
+
+/** Lines per batch handed from the body reader to COPY: amortises per-batch work, small in memory. */
+export const NDJSON_BATCH = 10_000;
+/** 1M resources of ~150 bytes each, with headroom for long IDs. */
+export const NDJSON_MAX_BYTES = 300 * 1024 * 1024;
+/** Six fields of at most 200 characters each, JSON-escaped, fit with room to spare. */
+const NDJSON_MAX_LINE = 8 * 1024;
+
+/** One resource row as staged; `pos` is the 1-based NDJSON line or array position. */
+export interface StageRow {
+  pos: number;
+  id: string;
+  type: string;
+  tenantId: string;
+  parentId: string | null;
+  state: string | null;
+  protected: boolean | null;
+}
+
+const FIELDS = new Set(['id', 'type', 'tenantId', 'parentId', 'state', 'protected']);
+// eslint-disable-next-line no-control-regex
+const CONTROL_CHARS = /[\u0000-\u001f\u007f]/;
+type Presence = 'required' | 'optional' | 'nullable';
+
+/** Where a row came from, for error messages: an NDJSON line or a JSON array index. */
+export type RowAt = { line: number } | { index: number };
+
+function invalid(at: RowAt, field: string, message: string, extra: object = {}): BadRequestError {
+  const where = 'line' in at ? `Line ${at.line}` : `resources[${at.index}]`;
+  return new BadRequestError('VALIDATION_FAILED', `${where}: ${message}`, [{ ...at, field, message, ...extra }]);
+}
+
+function text(o: Record<string, unknown>, field: string, presence: Presence, escapes: boolean, at: RowAt): string | null {
+  const v = o[field];
+  if (v === undefined || (v === null && presence === 'nullable')) {
+    if (presence === 'required') throw invalid(at, field, `field "${field}" is required`);
+    return null;
+  }
+  if (typeof v !== 'string' || v.length === 0 || v.length > MAX_ID_LENGTH) {
+    throw invalid(at, field, `field "${field}" must be a string of 1 to ${MAX_ID_LENGTH} characters`);
+  }
+  if (escapes && CONTROL_CHARS.test(v)) throw invalid(at, field, `field "${field}" must not contain control characters`);
+  return v;
+}
+
+/**
+ * Checks one row's shape: an object with only known fields, strings of 1–200 characters without
+ * control characters (Postgres text cannot hold NUL; IDs never need the others), a boolean
+ * `protected`. `escapes: false` says the source JSON had no backslash, so no string can hold a
+ * control character (JSON forbids them unescaped) and the per-field scan is skipped.
+ */
+export function toStageRow(value: unknown, pos: number, at: RowAt, escapes = true): StageRow {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw invalid(at, '', 'must be a JSON object');
+  const o = value as Record<string, unknown>;
+  for (const k in o) {
+    if (!FIELDS.has(k)) throw invalid(at, k, `unknown field "${k}"`, { unknownField: k });
+  }
+  const prot = o.protected;
+  if (prot !== undefined && typeof prot !== 'boolean') throw invalid(at, 'protected', 'field "protected" must be a boolean');
+  return {
+    pos,
+    id: text(o, 'id', 'required', escapes, at)!,
+    type: text(o, 'type', 'required', escapes, at)!,
+    tenantId: text(o, 'tenantId', 'required', escapes, at)!,
+    parentId: text(o, 'parentId', 'nullable', escapes, at),
+    state: text(o, 'state', 'optional', escapes, at),
+    protected: prot ?? null,
+  };
+}
+
+/** NDJSON body → batches of checked rows, streamed; the body is never held whole. */
+export async function* ndjsonRows(body: Readable): AsyncGenerator<StageRow[]> {
+  for await (const lines of lineBatches(body, { batchSize: NDJSON_BATCH, maxBytes: NDJSON_MAX_BYTES, maxLineBytes: NDJSON_MAX_LINE })) {
+    yield lines.map((l) => toStageRow(parseJsonLine(l), l.n, { line: l.n }, l.text.includes('\\')));
+  }
+}
+
+/** JSON body (already schema-validated) → batches of rows; positions are array indexes + 1. */
+export async function* jsonRows(resources: unknown[]): AsyncGenerator<StageRow[]> {
+  for (let i = 0; i < resources.length; i += NDJSON_BATCH) {
+    yield resources.slice(i, i + NDJSON_BATCH).map((r, j) => toStageRow(r, i + j + 1, { index: i + j }));
+  }
+}
+
+/**
+ * Hands the request stream to the line reader through a PassThrough: if the import stops early,
+ * the reader destroys only the PassThrough (destroying the request would reset the connection),
+ * and `discardRest` can drain the request so that the client receives the 4xx answer.
+ */
+export function detachable(raw: Readable): PassThrough {
+  const pt = new PassThrough({ highWaterMark: 1024 * 1024 });
+  // A client that goes away mid-upload ends the import (rolled back) instead of leaving it waiting.
+  raw.once('error', (err) => pt.destroy(err));
+  raw.once('close', () => {
+    if (!raw.readableEnded) pt.destroy(new BadRequestError('UPLOAD_ABORTED', 'The client aborted the upload'));
+  });
+  raw.pipe(pt);
+  return pt;
+}
+
+/** Lingering close, as web servers do it: how long we keep reading a refused upload. */
+const DISCARD_MAX_MS = 30_000;
+
+/**
+ * Reads and drops what is left of a refused request body, so that the client (still sending) gets
+ * the answer instead of a reset; after `limit` more bytes or DISCARD_MAX_MS it drops the connection.
+ */
+export async function discardRest(raw: Readable, limit = NDJSON_MAX_BYTES): Promise<void> {
+  if (raw.readableEnded || raw.destroyed) return;
+  raw.unpipe();
+  let seen = 0;
+  await new Promise<void>((resolve) => {
+    const timer = setTimeout(() => giveUp(), DISCARD_MAX_MS);
+    const finish = () => {
+      clearTimeout(timer);
+      raw.off('data', onData);
+      raw.off('end', finish);
+      raw.off('close', finish);
+      raw.off('error', finish);
+      resolve();
+    };
+    const giveUp = () => {
+      finish();
+      raw.destroy();
+    };
+    const onData = (chunk: Buffer) => {
+      seen += chunk.length;
+      if (seen > limit) giveUp();
+    };
+    raw.on('data', onData);
+    raw.once('end', finish);
+    raw.once('close', finish);
+    raw.once('error', finish);
+    raw.resume(); // pipe() may have left it paused under backpressure
+  });
+}
