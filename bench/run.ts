@@ -1,14 +1,46 @@
 // `npm run bench`: every figure the issues ask for, printed as tables. Bounded: fixed sizes,
-// everything on 127.0.0.1, services torn down at the end.
-import { benchServices, table } from './support.ts';
-import { benchPlans } from './plan.ts';
+// everything on 127.0.0.1, services torn down at the end. `npm run bench -- <name>` runs one.
+import pg from 'pg';
+import { buildApp } from '../src/app.ts';
+import { migrate } from '../src/db/migrate.ts';
 import { benchExecution } from './execution.ts';
+import { benchPlans } from './plan.ts';
+import { benchRegistryImport } from './registry-import.ts';
+import { benchServices, table } from './support.ts';
 
 const only = process.argv[2];
 const services = await benchServices();
+
+/** A fresh, migrated database on the bench server, so benchmarks do not see each other's data. */
+async function freshDatabase(name: string) {
+  const root = services.databaseUrl.replace(/\/[^/]+$/, '');
+  const c = new pg.Client({ connectionString: `${root}/postgres` });
+  await c.connect();
+  await c.query(`CREATE DATABASE ${name}`);
+  await c.end();
+  await migrate(`${root}/${name}`);
+  return `${root}/${name}`;
+}
+
 try {
-  if (!only || only === 'plan') table('Plan throughput (request → plan committed)', await benchPlans(services));
-  if (!only || only === 'execution') table('Execution', await benchExecution(services));
+  if (!only || only === 'registry') {
+    const databaseUrl = await freshDatabase('bench_registry');
+    const app = await buildApp({ config: { databaseUrl, redisUrl: services.redisUrl, logLevel: 'warn', queuePrefix: 'bench-registry' }, logger: false });
+    try {
+      const token = 'bg_bench_admin_token_00000000000000';
+      await app.authService.ensureBootstrap(token);
+      const rows = [];
+      for (const run of ['fresh import', 're-import (identical)']) {
+        const r = await benchRegistryImport({ app, auth: `Bearer ${token}`, rows: 1_000_000 });
+        rows.push({ run, rows: r.rows, seconds: r.seconds.toFixed(2), 'rows/s': Math.round(r.rowsPerSec).toLocaleString('en'), inserted: r.inserted, updated: r.updated, unchanged: r.unchanged });
+      }
+      table('Registry import (1,000,000 resources, one streamed NDJSON request)', rows);
+    } finally {
+      await app.close();
+    }
+  }
+  if (!only || only === 'plan') table('Plan throughput (request → plan committed; API from dist/, its own process)', await benchPlans({ ...services, databaseUrl: await freshDatabase('bench_plan') }));
+  if (!only || only === 'execution') table('Execution', await benchExecution({ ...services, databaseUrl: await freshDatabase('bench_exec') }));
 } finally {
   services.dispose();
 }
