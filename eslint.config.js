@@ -3,7 +3,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules', 'dist', 'src/generated', 'coverage', '.data', 'openapi'] },
+  { ignores: ['node_modules', 'dist', 'src/generated', 'coverage', '.data', '.scratch', 'openapi'] },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {

@@ -31,10 +31,10 @@ export async function startApi(env: { databaseUrl: string; redisUrl: string; ext
   });
   await new Promise<void>((res, rej) => {
     const timer = setTimeout(() => rej(new Error('API did not start within 60 s')), 60_000);
-    child.stdout!.on('data', (d: Buffer) => { if (d.toString().includes('listening on')) { clearTimeout(timer); res(); } });
+    child.stdout.on('data', (d: Buffer) => { if (d.toString().includes('listening on')) { clearTimeout(timer); res(); } });
     child.once('exit', (code) => { clearTimeout(timer); rej(new Error(`API exited with ${code}`)); });
   });
-  child.stdout!.on('data', (d: Buffer) => { if (process.env.BENCH_LOG_LEVEL) process.stderr.write(d); });
+  child.stdout.on('data', (d: Buffer) => { if (process.env.BENCH_LOG_LEVEL) process.stderr.write(d); });
   return {
     url: `http://127.0.0.1:${port}`, pid: child.pid!, child, adminToken,
     stop: () => new Promise((res) => { child.once('exit', () => res()); child.kill('SIGTERM'); }),
