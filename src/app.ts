@@ -23,6 +23,7 @@ import registryRoutes from './modules/registry/routes.ts';
 import operationRoutes from './modules/operations/routes.ts';
 import commandRoutes from './modules/execution/routes.ts';
 import freezeRoutes from './modules/execution/freeze-routes.ts';
+import policyRoutes from './modules/operations/policy-routes.ts';
 import queuesPlugin from './plugins/queues.ts';
 
 export interface AppOptions {
@@ -63,6 +64,7 @@ export async function buildApp(opts: AppOptions): Promise<App> {
     await v1.register(operationRoutes);
     await v1.register(commandRoutes);
     await v1.register(freezeRoutes);
+    await v1.register(policyRoutes);
     await v1.register(tokenRoutes, { auth });
     await v1.register(auditRoutes);
   }, { prefix: '/v1' });

@@ -18,6 +18,8 @@ export const appId = (site: number, j: number) => `app_${String(site).padStart(5
 export const tenantId = (i: number) => `tenant_${String(i).padStart(5, '0')}`;
 
 export async function seedRegistry(databaseUrl: string, o: SeedOptions) {
+  // IDs carry the app number in two digits (appId() and the SQL below agree only up to 99).
+  if (o.appsPerSite > 100) throw new Error('seedRegistry: at most 100 apps per site');
   const client = new pg.Client({ connectionString: databaseUrl });
   await client.connect();
   try {
