@@ -10,6 +10,7 @@ import { AdapterCache } from './modules/execution/adapters-cache.ts';
 import { processChunk, type WorkerDeps } from './modules/execution/chunk.ts';
 import { processControl } from './modules/execution/control.ts';
 import { HaltWatch } from './modules/execution/halt-watch.ts';
+import { createJobLocks } from './modules/execution/exclusive.ts';
 import { createQueues, QUEUE_NAMES, type ChunkJob, type ControlJob } from './modules/execution/queues.ts';
 import { reconcileOnce } from './modules/execution/reconciler.ts';
 
@@ -33,6 +34,9 @@ export interface RunningWorkers {
 
 export const haltChannel = (prefix: string) => `${prefix}:halt`;
 
+/** How long close() lets BullMQ tear its consumers down once no job is in hand. */
+const CLOSE_GRACE_MS = 5_000;
+
 export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers> {
   const db = createDb(opts.databaseUrl, opts.concurrency * 2 + 6);
   const producer = createRedis(opts.redisUrl, true);
@@ -55,8 +59,22 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
     metrics: opts.metrics,
   };
   const common = { prefix: opts.queuePrefix, lockDuration: opts.lockDurationMs ?? 30_000, stalledInterval: opts.lockDurationMs ?? 30_000, maxStalledCount: 100 };
-  const items = new Worker<ChunkJob>(QUEUE_NAMES.items, (job, token) => processChunk(deps, job, token), { ...common, connection: itemsConn, concurrency: opts.concurrency });
-  const control = new Worker<ControlJob>(QUEUE_NAMES.control, (job) => processControl(deps, job), { ...common, connection: controlConn, concurrency: Math.max(2, opts.concurrency) });
+  // Jobs being processed here, so that close() can wait for them without relying on BullMQ's close.
+  let inHand = 0;
+  let drained: (() => void) | undefined;
+  const tracked = async (run: () => Promise<void>) => {
+    inHand++;
+    try {
+      await run();
+    } finally {
+      if (--inHand === 0) drained?.();
+    }
+  };
+  const controlConcurrency = Math.max(2, opts.concurrency);
+  // A job started twice (possible after a Redis restart) must not run twice at once: see exclusive.ts.
+  const locks = createJobLocks(opts.databaseUrl, opts.queuePrefix, opts.concurrency + controlConcurrency, common.lockDuration);
+  const items = new Worker<ChunkJob>(QUEUE_NAMES.items, (job, token) => tracked(() => locks.run(job, token, () => processChunk(deps, job, token))), { ...common, connection: itemsConn, concurrency: opts.concurrency });
+  const control = new Worker<ControlJob>(QUEUE_NAMES.control, (job, token) => tracked(() => locks.run(job, token, () => processControl(deps, job))), { ...common, connection: controlConn, concurrency: controlConcurrency });
   for (const w of [items, control]) {
     w.on('failed', (job, err) => opts.logger.warn({ err, jobId: job?.id }, 'job failed (will retry while attempts remain)'));
     w.on('error', (err) => opts.logger.error({ err }, 'worker error'));
@@ -78,10 +96,22 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
     reconcile,
     async close() {
       clearInterval(timer);
-      await Promise.all([items.close(), control.close()]);
+      // BullMQ stops fetching at once; the jobs in hand finish first (graceful). BullMQ's close
+      // then waits for its blocking connection to end, which never happens when that connection
+      // is between two reconnect attempts (Redis down or just restarted): that wait is bounded.
+      const closing = Promise.all([items.close(), control.close()]).catch((err: unknown) => opts.logger.warn({ err }, 'closing the queue consumers failed'));
+      if (inHand > 0) await new Promise<void>((resolve) => { drained = resolve; });
+      let graceTimer: NodeJS.Timeout | undefined;
+      const settled = await Promise.race([
+        closing.then(() => true),
+        new Promise<boolean>((resolve) => { graceTimer = setTimeout(() => resolve(false), CLOSE_GRACE_MS); }),
+      ]);
+      clearTimeout(graceTimer);
+      if (!settled) opts.logger.warn('queue consumers did not finish closing (Redis unreachable?); closing their connections');
       await watch.stop();
       await queues.close();
       await deps.adapters.close();
+      await locks.close();
       await Promise.all([producer, publisher, subscriber, itemsConn, controlConn].map((r) => r.quit().catch(() => r.disconnect())));
       await closeDb(db);
     },

@@ -16,9 +16,10 @@ export interface TestApp {
   close(): Promise<void>;
 }
 
-export async function buildTestApp(opts: { queuePrefix?: string } = {}): Promise<TestApp> {
+export async function buildTestApp(opts: { queuePrefix?: string; redisUrl?: string } = {}): Promise<TestApp> {
   const databaseUrl = await createTestDatabase();
-  const redisUrl = inject('redisUrl');
+  // A test that restarts Redis brings its own server; everyone else shares the suite's.
+  const redisUrl = opts.redisUrl ?? inject('redisUrl');
   const app = await buildApp({ config: { databaseUrl, redisUrl, logLevel: 'silent', queuePrefix: opts.queuePrefix ?? `bgt_${databaseUrl.split('/').pop()}` }, logger: process.env.TEST_LOG ? { level: process.env.TEST_LOG } : false });
   await app.ready();
   const tokens = {} as Record<Role, string>;

@@ -70,6 +70,8 @@ export async function startDownstream(opts: DownstreamOptions) {
       failTenants: new Map<string, number>(),
       hangMs: 0,
       probeDefault: 'healthy' as ProbeMode,
+      /** Failure injection applies to these actions only (null: every destructive action). */
+      failOnly: null as Set<DownstreamAction> | null,
     };
   }
 
@@ -109,7 +111,8 @@ export async function startDownstream(opts: DownstreamOptions) {
     return { status: 200, body: { id: r.id, state: r.state } };
   }
 
-  function injectedFailure(tenantId: string | undefined): { status: number; afterApply: boolean } | null {
+  function injectedFailure(action: DownstreamAction, tenantId: string | undefined): { status: number; afterApply: boolean } | null {
+    if (ctl.failOnly && !ctl.failOnly.has(action)) return null;
     destructiveSeen++;
     const t = tenantId === undefined ? undefined : ctl.failTenants.get(tenantId);
     if (t !== undefined) return { status: t, afterApply: false };
@@ -167,7 +170,7 @@ export async function startDownstream(opts: DownstreamOptions) {
     }
     peakInProgress = Math.max(peakInProgress, ++inProgress);
     try {
-      const failure = injectedFailure(tenantId);
+      const failure = injectedFailure(action, tenantId);
       if (failure && !failure.afterApply) return send(res, failure.status, { error: 'injected failure' });
       if (ctl.hangMs > 0) {
         let gone = false;
@@ -249,6 +252,8 @@ export async function startDownstream(opts: DownstreamOptions) {
     /** The next n destructive calls answer `status`; with afterApply they are applied first. */
     failNext(n: number, status: number, o: { afterApply?: boolean } = {}) { ctl.failNext = { n, status, afterApply: o.afterApply ?? false }; },
     failTenants(ids: string[], status: number) { for (const t of ids) ctl.failTenants.set(t, status); },
+    /** Injected failures (and failAfter's count) apply only to these actions, e.g. deletes but not restores (null: all). */
+    failOnly(actions: DownstreamAction[] | null) { ctl.failOnly = actions && new Set(actions); },
     /** Destructive calls wait ms before being handled (0: no delay). */
     hang(ms: number) { ctl.hangMs = ms; },
     probe(tenantId: string, mode: ProbeMode) { probeModes.set(tenantId, mode); },

@@ -18,9 +18,9 @@ export interface ExecHarness extends TestApp {
   startWorker(opts?: { concurrency?: number }): Promise<RunningWorkers>;
 }
 
-export async function buildExecHarness(opts: { workers?: number; lockDurationMs?: number } = {}): Promise<ExecHarness> {
+export async function buildExecHarness(opts: { workers?: number; lockDurationMs?: number; redisUrl?: string } = {}): Promise<ExecHarness> {
   const prefix = `bgt${randomBytes(4).toString('hex')}`;
-  const t = await buildTestApp({ queuePrefix: prefix });
+  const t = await buildTestApp({ queuePrefix: prefix, ...(opts.redisUrl ? { redisUrl: opts.redisUrl } : {}) });
   const downstream = await startDownstream({ secret: SECRET });
   const workers: RunningWorkers[] = [];
   const startWorker = async (o: { concurrency?: number } = {}) => {

@@ -63,8 +63,23 @@ async function bakeRound(deps: WorkerDeps, j: Extract<ControlJob, { kind: 'bake'
   await tolerate409(applyEvent(deps.engine, j.opId, { type: 'probes', wave: j.wave, probes, bakeElapsed: remaining <= 0 }, SYSTEM));
   const after = await loadOperation(deps.pool, j.opId, false);
   if (after?.state === 'baking' && after.currentWave === j.wave) {
-    await deps.engine.queues.enqueueControl({ ...j, round: j.round + 1 }, Math.max(0, Math.min(PROBE_INTERVAL_MS, remaining)));
+    const next = nextBakeRound(op.bakeUntil, op.lifecycle.rollout.bakeSeconds, Date.now(), j.round);
+    await deps.engine.queues.enqueueControl({ ...j, round: next.round }, next.delayMs);
   }
+}
+
+/**
+ * Probe rounds fall on fixed slots of the bake: every PROBE_INTERVAL_MS from its start, and its
+ * end. A round is named by its slot, so a second chain of rounds (the reconciler re-arming a bake
+ * whose job it cannot see) gets the job ID of the chain already waiting and merges into it,
+ * instead of probing alongside it — one more chain per sweep, for as long as the bake lasts.
+ */
+export function nextBakeRound(bakeUntil: Date | null, bakeSeconds: number, now: number, after = -1): { round: number; delayMs: number } {
+  const end = bakeUntil ? bakeUntil.getTime() : now;
+  const start = end - bakeSeconds * 1000;
+  const last = Math.ceil((bakeSeconds * 1000) / PROBE_INTERVAL_MS);
+  const round = Math.max(after + 1, Math.min(last, Math.floor((now - start) / PROBE_INTERVAL_MS) + 1));
+  return { round, delayMs: Math.max(0, Math.min(start + round * PROBE_INTERVAL_MS, end) - now) };
 }
 
 async function deadline(deps: WorkerDeps, j: Extract<ControlJob, { kind: 'deadline' }>) {

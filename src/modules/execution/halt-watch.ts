@@ -41,7 +41,8 @@ export class HaltWatch {
   /** Marks an operation as having work in flight here, and reads its state now. */
   async track(opId: string) {
     this.active.set(opId, (this.active.get(opId) ?? 0) + 1);
-    await this.refresh([opId]);
+    const seen = this.seen.get(opId);
+    if (!seen || Date.now() - seen.at > this.pollMs) await this.refresh([opId]);
   }
 
   untrack(opId: string) {

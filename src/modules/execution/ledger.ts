@@ -21,36 +21,35 @@ export async function claimRange(pool: pg.Pool, opId: string, from: number, to: 
     .sort((a, b) => a.seq - b.seq);
 }
 
-/** Stores snapshots (insert-only table) and links them to their items. */
-export async function storeSnapshots(pool: pg.Pool, opId: string, claimer: string, snaps: { seq: number; resourceId: string; tenantId: string; data: unknown }[]) {
-  if (!snaps.length) return new Map<number, number>();
-  return inTransaction(pool, async (c) => {
-    const ins = await c.query<{ id: string; resource_id: string }>(
-      `INSERT INTO snapshots (operation_id, resource_id, tenant_id, data)
-       SELECT $1, r, t, d::jsonb FROM unnest($2::text[], $3::text[], $4::text[]) AS x(r, t, d) RETURNING id, resource_id`,
-      [opId, snaps.map((s) => s.resourceId), snaps.map((s) => s.tenantId), snaps.map((s) => JSON.stringify(s.data ?? null))],
-    );
-    const idByResource = new Map(ins.rows.map((r) => [r.resource_id, Number(r.id)]));
-    const bySeq = new Map(snaps.map((s) => [s.seq, idByResource.get(s.resourceId)!]));
-    await c.query(
-      `UPDATE operation_items i SET snapshot_id = u.sid FROM unnest($2::int[], $3::bigint[]) AS u(seq, sid)
-       WHERE i.operation_id = $1 AND i.seq = u.seq AND i.claimed_by = $4`,
-      [opId, [...bySeq.keys()], [...bySeq.values()], claimer],
-    );
-    return bySeq;
-  });
-}
-
 /**
- * Write-ahead: items are marked as possibly executed BEFORE the destructive call, so that a crash
- * between the call and the outcome record still leaves rollback knowing to restore them.
+ * Before any destructive call, in one transaction: store the new snapshots (insert-only table),
+ * link them, and set the write-ahead mark (executed_seq) on every item about to be called — so a
+ * crash between the call and the outcome record still leaves rollback knowing what to restore.
+ * Only items that have a snapshot get the mark: nothing is ever called without one.
  */
-export async function markExecuting(pool: pg.Pool, opId: string, seqs: number[], claimer: string) {
-  await pool.query(
-    `UPDATE operation_items SET executed_seq = nextval('operation_item_exec_seq')
-     WHERE operation_id = $1 AND seq = ANY($2::int[]) AND claimed_by = $3 AND executed_seq IS NULL`,
-    [opId, seqs, claimer],
-  );
+export async function prepareExecution(pool: pg.Pool, opId: string, claimer: string, snaps: { seq: number; resourceId: string; tenantId: string; data: unknown }[], toRun: number[]) {
+  await inTransaction(pool, async (c) => {
+    let linkSeqs: number[] = [];
+    let linkIds: number[] = [];
+    if (snaps.length) {
+      const ins = await c.query<{ id: string; resource_id: string }>(
+        `INSERT INTO snapshots (operation_id, resource_id, tenant_id, data)
+         SELECT $1, r, t, d::jsonb FROM unnest($2::text[], $3::text[], $4::text[]) AS x(r, t, d) RETURNING id, resource_id`,
+        [opId, snaps.map((s) => s.resourceId), snaps.map((s) => s.tenantId), snaps.map((s) => JSON.stringify(s.data ?? null))],
+      );
+      const idByResource = new Map(ins.rows.map((r) => [r.resource_id, Number(r.id)]));
+      linkSeqs = snaps.map((s) => s.seq);
+      linkIds = snaps.map((s) => idByResource.get(s.resourceId)!);
+    }
+    await c.query(
+      `UPDATE operation_items i
+         SET snapshot_id = coalesce(l.sid, i.snapshot_id),
+             executed_seq = coalesce(i.executed_seq, nextval('operation_item_exec_seq'))
+       FROM unnest($2::int[]) AS r(seq) LEFT JOIN unnest($3::int[], $4::bigint[]) AS l(seq, sid) ON l.seq = r.seq
+       WHERE i.operation_id = $1 AND i.seq = r.seq AND i.claimed_by = $5`,
+      [opId, toRun, linkSeqs, linkIds, claimer],
+    );
+  });
 }
 
 export interface Outcome { seq: number; state: 'done' | 'failed' | 'pending'; error: string | null }

@@ -38,6 +38,9 @@ export function createQueues(connection: Redis, prefix: string): Queues {
   const opts = { connection: connection as ConnectionOptions, prefix, defaultJobOptions: JOB_DEFAULTS };
   const items = new Queue<ChunkJob>(QUEUE_NAMES.items, opts);
   const control = new Queue<ControlJob>(QUEUE_NAMES.control, opts);
+  // Without a listener BullMQ prints every reconnect attempt to stderr; the connection's owner
+  // (the API's Redis plugin, the worker runtime) already logs its errors.
+  for (const q of [items, control]) q.on('error', () => undefined);
   const enqueueChunks = async (chunks: ChunkJob[]) => {
     for (let i = 0; i < chunks.length; i += 1000) {
       await items.addBulk(chunks.slice(i, i + 1000).map((data) => ({ name: 'chunk', data, opts: { jobId: chunkJobId(data) } })));

@@ -59,11 +59,11 @@ export default async function commandRoutes(app: App) {
       },
     }, async (req) => {
       const id = req.params.id;
-      await applyEvent(app.engine, id, c.event(req.principal!, req.body as Body), { name: req.principal!.name, tokenId: req.principal!.tokenId });
+      await applyEvent(app.engine, id, c.event(req.principal!, req.body), { name: req.principal!.name, tokenId: req.principal!.tokenId });
       req.auditedByService = true;
       const op = await reads.findById(id);
       if (!op) throw new NotFoundError('Operation', id);
-      return operationView(op, await reads.waveProgress(id)) as never;
+      return operationView(op, await reads.waveProgress(id));
     });
   }
 }

@@ -1,0 +1,215 @@
+// Promise 5 with real processes: a worker (src/worker.ts in a child process) is SIGKILLed at a
+// chosen instant of an operation, another worker process takes over, and at the end every item was
+// soft-deleted downstream exactly once (counted by Idempotency-Key), none is missing, and the
+// ledger shows every item done. Kill points are targeted either by counting the calls that reached
+// the downstream, or by holding a Postgres lock that the worker's next step needs (so the worker is
+// frozen at exactly that step when it dies).
+import { afterAll, afterEach, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
+import request from 'supertest';
+import { expectEachAppliedOnce, holdLock, ledgerCounts, lockWaiters, pollUntil, appliedCount, type HeldLock } from '../support/crash.ts';
+import { buildExecHarness, SECRET, submitAndStart, useHttpAdapter, waitForState, type ExecHarness } from '../support/execution.ts';
+import { appId, query, seedRegistry } from '../support/seed.ts';
+import { killAllWorkers, spawnWorker, type WorkerChild } from '../support/worker-child.ts';
+
+const SITES_PER_CASE = 12;
+const APPS_PER_SITE = 50;
+const CASES = 8;
+const TOTAL = SITES_PER_CASE * APPS_PER_SITE; // 600: wave 0 = 1 tenant (50), wave 1 = 550 (chunks of 500 + 50)
+const LOCK_MS = 1_500;
+const END_STATES = ['completed', 'halted', 'rolling_back', 'rolled_back', 'paused', 'failed', 'cancelled'];
+
+let h: ExecHarness;
+/** The worker process that is alive between cases; each case kills it and starts the next one. */
+let current: WorkerChild | undefined;
+let spawned = 0;
+const outputs: WorkerChild[] = [];
+
+async function startWorker(): Promise<WorkerChild> {
+  const w = await spawnWorker({ databaseUrl: h.databaseUrl, redisUrl: h.redisUrl, queuePrefix: h.prefix, signingSecret: SECRET, lockMs: LOCK_MS, concurrency: 4, name: `worker#${++spawned}` });
+  outputs.push(w);
+  return w;
+}
+
+async function ensureWorker(): Promise<WorkerChild> {
+  if (!current || current.exited) current = await startWorker();
+  return current;
+}
+
+const idsFor = (c: number) => Array.from({ length: SITES_PER_CASE }, (_, s) => Array.from({ length: APPS_PER_SITE }, (_, j) => appId(c * SITES_PER_CASE + s, j))).flat();
+
+let nextCase = 0;
+/** A fresh slice of the registry, a clean downstream, and a live first worker. */
+async function prepareCase(hangMs = 0) {
+  const ids = idsFor(nextCase++);
+  h.downstream.reset();
+  h.downstream.hang(hangMs);
+  const victim = await ensureWorker();
+  onTestFailed(() => {
+    for (const w of outputs.slice(-3)) console.error(w.output());
+  });
+  return { ids, victim };
+}
+
+const submit = (ids: string[], start = true) => submitAndStart(h, { ids, rollout: { bakeSeconds: 0, waves: ['1', '100%'], concurrency: 16 } }, start);
+
+async function start(opId: string) {
+  const s = await request(h.app.server).post(`/v1/operations/${opId}/start`).set('authorization', h.auth('operator')).send({});
+  expect(s.status, JSON.stringify(s.body)).toBe(200);
+}
+
+const opRow = async (opId: string) => (await query<{ state: string; current_wave: number | null }>(h.databaseUrl, 'SELECT state, current_wave FROM operations WHERE id = $1', [opId]))[0]!;
+
+/** SIGKILLs the worker, releases the lock that froze it (if any), starts a new worker process. */
+async function killAndTakeOver(victim: WorkerChild, lock?: HeldLock) {
+  await victim.kill();
+  await lock?.release();
+  h.downstream.hang(0);
+  current = await startWorker();
+}
+
+async function expectCompletedOnce(opId: string, ids: string[]) {
+  const final = await waitForState(h, opId, END_STATES, 45_000);
+  expect(final.state, JSON.stringify(final)).toBe('completed');
+  await expectEachAppliedOnce(h.databaseUrl, h.downstream, opId, ids);
+}
+
+const destructive = () => h.downstream.destructiveCalls().length;
+
+beforeAll(async () => {
+  h = await buildExecHarness({ workers: 0, lockDurationMs: LOCK_MS });
+  await seedRegistry(h.databaseUrl, { sites: CASES * SITES_PER_CASE, appsPerSite: APPS_PER_SITE });
+  await useHttpAdapter(h);
+});
+afterEach(async (ctx) => {
+  // After a failure nothing of the failed case may leak into the next one.
+  if (ctx.task.result?.state === 'fail') {
+    await killAllWorkers();
+    current = undefined;
+  }
+});
+afterAll(async () => {
+  await killAllWorkers();
+  await h?.close();
+});
+
+describe('a worker process SIGKILLed mid-operation; another process takes over', () => {
+  it('during the snapshot phase: snapshots read, not yet stored, nothing destructive sent', async () => {
+    const { ids, victim } = await prepareCase();
+    const op = await submit(ids, false);
+    // INSERT INTO snapshots needs ROW EXCLUSIVE, which SHARE blocks: the worker claims, reads
+    // every snapshot over HTTP, and stops right before storing them.
+    const lock = await holdLock(h.databaseUrl, 'LOCK TABLE snapshots IN SHARE MODE');
+    try {
+      await start(op.id);
+      await pollUntil(async () => (await lockWaiters(h.databaseUrl, 'INSERT INTO snapshots')) > 0, 'the worker blocked storing snapshots');
+      expect(destructive()).toBe(0);
+      const atKill = await ledgerCounts(h.databaseUrl, op.id);
+      expect(atKill.claimed).toBeGreaterThan(0);
+      await killAndTakeOver(victim, lock);
+    } finally {
+      await lock.release();
+    }
+    await expectCompletedOnce(op.id, ids);
+  });
+
+  it('at the first destructive call of the operation', async () => {
+    const { ids, victim } = await prepareCase(200);
+    const op = await submit(ids);
+    await pollUntil(() => destructive() >= 1, 'the first destructive call');
+    await killAndTakeOver(victim);
+    expect(appliedCount(h.downstream, op.id, ids)).toBe(0); // it was in flight: dropped unapplied
+    await expectCompletedOnce(op.id, ids);
+  });
+
+  it('with destructive calls in flight at a slow downstream (k = 24: 16 answered, 8 hanging)', async () => {
+    const { ids, victim } = await prepareCase(150);
+    const op = await submit(ids);
+    await pollUntil(() => destructive() >= 24, 'the 24th destructive call');
+    const inFlight = h.downstream.destructiveCalls().filter((c) => c.status === undefined).length;
+    await killAndTakeOver(victim);
+    expect(inFlight).toBeGreaterThan(0);
+    const applied = appliedCount(h.downstream, op.id, ids);
+    expect(applied).toBeGreaterThan(0);
+    expect(applied).toBeLessThan(50);
+    await expectCompletedOnce(op.id, ids);
+  });
+
+  it('in the middle of the big wave, two chunks running at full speed (k = 300)', async () => {
+    const { ids, victim } = await prepareCase();
+    const op = await submit(ids);
+    await pollUntil(() => destructive() >= 300, 'the 300th destructive call', 20_000, 1);
+    await victim.kill();
+    const atKill = destructive();
+    await killAndTakeOver(victim);
+    expect(atKill).toBeLessThan(TOTAL);
+    await expectCompletedOnce(op.id, ids);
+  });
+
+  it('after the last destructive call of the operation arrived (k = 600)', async () => {
+    const { ids, victim } = await prepareCase(30);
+    const op = await submit(ids);
+    await pollUntil(() => destructive() >= TOTAL, 'the last destructive call', 20_000, 1);
+    await killAndTakeOver(victim);
+    await expectCompletedOnce(op.id, ids);
+  });
+
+  it('after every call of the wave was answered, before its outcomes were recorded', async () => {
+    const { ids, victim } = await prepareCase(25);
+    const op = await submit(ids);
+    const lastWave = op.waves.length - 1;
+    await pollUntil(async () => (await opRow(op.id)).current_wave === lastWave, 'the last wave to start', 20_000, 5);
+    // recordOutcomes updates the wave's counters in the same transaction as the items: with the
+    // wave row locked, both chunk jobs stop after their calls, before anything is committed.
+    const lock = await holdLock(h.databaseUrl, 'SELECT 1 FROM operation_waves WHERE operation_id = $1 AND wave = $2 FOR UPDATE', [op.id, lastWave]);
+    try {
+      await pollUntil(async () => appliedCount(h.downstream, op.id, ids) === TOTAL && (await lockWaiters(h.databaseUrl, 'UPDATE operation_waves SET done')) === 2,
+        'both chunks of the last wave blocked recording outcomes after all calls were applied');
+      const atKill = await ledgerCounts(h.databaseUrl, op.id);
+      expect(atKill.claimed).toBe(op.waves[lastWave]!.items);
+      await killAndTakeOver(victim, lock);
+    } finally {
+      await lock.release();
+    }
+    await expectCompletedOnce(op.id, ids);
+    // The new worker re-sent the calls with the same keys and got the stored answers back.
+    const resent = [...h.downstream.callsByKey.values()].filter((n) => n > 1).length;
+    expect(resent).toBeGreaterThanOrEqual(op.waves[lastWave]!.items);
+  });
+
+  it('after the outcomes were recorded, before the wave was reported to the lifecycle', async () => {
+    const { ids, victim } = await prepareCase(10);
+    const op = await submit(ids);
+    const lastWave = op.waves.length - 1;
+    await pollUntil(async () => (await opRow(op.id)).current_wave === lastWave, 'the last wave to start', 20_000, 5);
+    // The report takes the operation's row lock (applyEvent); outcomes are already committed.
+    const lock = await holdLock(h.databaseUrl, 'SELECT 1 FROM operations WHERE id = $1 FOR UPDATE', [op.id]);
+    try {
+      await pollUntil(async () => (await ledgerCounts(h.databaseUrl, op.id)).done === TOTAL && (await lockWaiters(h.databaseUrl, 'FROM operations o WHERE id')) > 0,
+        'every outcome committed and the report blocked');
+      expect((await opRow(op.id)).state).toBe('running');
+      await killAndTakeOver(victim, lock);
+    } finally {
+      await lock.release();
+    }
+    await expectCompletedOnce(op.id, ids);
+  });
+
+  it('between waves: the bake decided, the next wave not yet committed', async () => {
+    const { ids, victim } = await prepareCase();
+    const op = await submit(ids, false);
+    const nextWave = 1;
+    // Starting wave 1 stamps its row; with the row locked the bake job's transition blocks
+    // inside its transaction (after the probes), holding the operation's row lock.
+    const lock = await holdLock(h.databaseUrl, 'SELECT 1 FROM operation_waves WHERE operation_id = $1 AND wave = $2 FOR UPDATE', [op.id, nextWave]);
+    try {
+      await start(op.id);
+      await pollUntil(async () => (await lockWaiters(h.databaseUrl, 'UPDATE operation_waves SET started_at')) > 0, 'the bake job blocked starting wave 1');
+      expect((await opRow(op.id)).state).toBe('baking');
+      expect(appliedCount(h.downstream, op.id, ids)).toBe(op.waves[0]!.items);
+      await killAndTakeOver(victim, lock);
+    } finally {
+      await lock.release();
+    }
+    await expectCompletedOnce(op.id, ids);
+  });
+});

@@ -1,0 +1,133 @@
+// Promise 5 across a Redis restart: Redis only moves work, the Postgres ledger decides what is
+// done. Redis goes away in the middle of a wave (a clean shutdown, a crash, or a restart that lost
+// every key) while chunk jobs are running against a slow downstream; the workers and the API
+// reconnect, BullMQ and the reconciler get the work going again, and at the end the operation is
+// completed with every item soft-deleted downstream exactly once and none missing.
+//
+// Runs on a redis-server of its own: the suite's shared Redis must not be restarted under other
+// test files.
+import request from 'supertest';
+import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
+import { idempotencyKeyFor } from '../../src/modules/adapters/signing.ts';
+import { expectEachAppliedOnce, ledgerCounts, pollUntil, softDeleteKey } from '../support/crash.ts';
+import { buildExecHarness, submitAndStart, useHttpAdapter, waitForState, type ExecHarness } from '../support/execution.ts';
+import { startOwnRedis, type OwnRedis } from '../support/redis-server.ts';
+import { appId, query, seedRegistry } from '../support/seed.ts';
+
+const SITES_PER_CASE = 12;
+const APPS_PER_SITE = 50;
+const CASES = 4;
+const TOTAL = SITES_PER_CASE * APPS_PER_SITE; // wave 0: 1 tenant (50 items); wave 1: 550 (chunks of 500 + 50)
+const LOCK_MS = 1_500;
+/** Longer than the job lock, so every lock taken before the outage has expired when Redis is back. */
+const OUTAGE_MS = 2_500;
+const END_STATES = ['completed', 'halted', 'rolling_back', 'rolled_back', 'paused', 'failed', 'cancelled'];
+
+let redis: OwnRedis;
+let h: ExecHarness;
+
+beforeAll(async () => {
+  redis = await startOwnRedis();
+  h = await buildExecHarness({ workers: 2, lockDurationMs: LOCK_MS, redisUrl: redis.url });
+  await seedRegistry(h.databaseUrl, { sites: CASES * SITES_PER_CASE, appsPerSite: APPS_PER_SITE });
+  await useHttpAdapter(h);
+});
+afterAll(async () => {
+  // Closing needs Redis up (quit); a failed case may have left it down.
+  await redis?.start().catch(() => undefined);
+  await h?.close();
+  await redis?.destroy();
+});
+
+let nextCase = 0;
+const idsFor = (c: number) => Array.from({ length: SITES_PER_CASE }, (_, s) => Array.from({ length: APPS_PER_SITE }, (_, j) => appId(c * SITES_PER_CASE + s, j))).flat();
+const destructive = () => h.downstream.destructiveCalls().length;
+
+async function restartMidWave(how: { signal: 'SIGTERM' | 'SIGKILL'; freshDir: boolean }) {
+  const ids = idsFor(nextCase++);
+  h.downstream.reset();
+  // 200 ms per call, 16 in flight: the big wave's 500-item chunk runs for ~6 s, through the outage
+  // and for seconds after it, while the job locks taken before the outage have expired.
+  h.downstream.hang(200);
+  onTestFailed(async () => {
+    console.error('ledger:', JSON.stringify(await ledgerCounts(h.databaseUrl, op.id).catch(() => ({}))));
+    console.error('errors:', JSON.stringify(await query(h.databaseUrl, `SELECT left(last_error, 160) AS e, count(*)::int AS n FROM operation_items WHERE operation_id = $1 AND last_error IS NOT NULL GROUP BY 1`, [op.id]).catch(() => [])));
+  });
+  const op = await submitAndStart(h, { ids, rollout: { bakeSeconds: 0, waves: ['1', '100%'], concurrency: 16 } });
+  expect(op.waves.map((w) => w.items)).toEqual([50, 550]);
+
+  await pollUntil(() => destructive() >= 100, 'the big wave to be under way', 20_000, 5);
+  await redis.stop(how.signal);
+  const atStop = destructive();
+  const downSince = Date.now();
+  // Workers keep working through the outage: the ledger is in Postgres, not Redis.
+  await pollUntil(() => Date.now() - downSince >= OUTAGE_MS, 'the outage to last', OUTAGE_MS + 1_000, 50);
+  const duringOutage = destructive() - atStop;
+  await redis.start({ freshDir: how.freshDir });
+
+  const final = await waitForState(h, op.id, END_STATES, 40_000);
+  expect(final.state, JSON.stringify(final)).toBe('completed');
+  await expectEachAppliedOnce(h.databaseUrl, h.downstream, op.id, ids);
+  expect(atStop).toBeLessThan(TOTAL);
+  return { duringOutage };
+}
+
+describe('Redis restarted in the middle of a wave', () => {
+  it('clean shutdown, restarted with its data (AOF): completed, each item applied once', async () => {
+    const { duringOutage } = await restartMidWave({ signal: 'SIGTERM', freshDir: false });
+    expect(duringOutage).toBeGreaterThan(0);
+  });
+
+  it('crashed (SIGKILL), restarted with what its AOF kept: completed, each item applied once', async () => {
+    await restartMidWave({ signal: 'SIGKILL', freshDir: false });
+  });
+
+  it('restarted WITHOUT its data: the reconciler rebuilds the work from the ledger', async () => {
+    await restartMidWave({ signal: 'SIGKILL', freshDir: true });
+  });
+
+  it('a halt while Redis is down stops the workers (they poll Postgres) and rolls back once Redis is back', async () => {
+    const ids = idsFor(nextCase++);
+    h.downstream.reset();
+    h.downstream.hang(200);
+    const op = await submitAndStart(h, { ids, rollout: { bakeSeconds: 0, waves: ['1', '100%'], concurrency: 16 } });
+    onTestFailed(async () => console.error('ledger:', JSON.stringify(await ledgerCounts(h.databaseUrl, op.id).catch(() => ({})))));
+    await pollUntil(() => destructive() >= 100, 'the big wave to be under way', 20_000, 5);
+    await redis.stop('SIGKILL');
+    const deletes = () => h.downstream.destructiveCalls().filter((c) => c.action === 'softDelete');
+
+    // The halt commits in Postgres; its Redis notice and rollback job cannot be sent now.
+    const signal = await request(h.app.server).post(`/v1/operations/${op.id}/signals`).set('authorization', h.auth('operator'))
+      .send({ kind: 'support_ticket', tenantId: 'tenant_00037', detail: 'apps missing' });
+    expect(signal.status, JSON.stringify(signal.body)).toBe(200);
+    expect(signal.body.state).toBe('rolling_back');
+    const atHalt = deletes().length;
+    // Workers see the halt through their Postgres poll: no new delete starts, those in flight end.
+    await pollUntil(() => deletes().every((c) => c.status !== undefined), 'in-flight deletes to end', 10_000, 20);
+    const overshoot = deletes().length - atHalt;
+    // Two chunk jobs of the wave run at once, each with at most 16 calls in flight; a call takes
+    // 200 ms and the poll 100 ms, so each lane may start at most one more call after the commit.
+    expect(overshoot).toBeLessThanOrEqual(2 * 2 * 16);
+    const stoppedAt = deletes().length;
+    expect(stoppedAt).toBeLessThan(TOTAL);
+
+    await redis.start();
+    h.downstream.hang(0);
+    const final = await waitForState(h, op.id, ['rolled_back', 'completed', 'failed', 'halted', 'paused'], 40_000);
+    expect(final.state, JSON.stringify(final)).toBe('rolled_back');
+    // No delete was sent after the workers stopped, neither during the outage nor after it.
+    expect(deletes().length).toBe(stoppedAt);
+    if (process.env.CRASH_TEST_VERBOSE) console.log({ atHalt, overshoot, stoppedAt });
+    // Every delete that was applied was restored exactly once; nothing is left soft-deleted.
+    const applied = ids.filter((id) => h.downstream.appliedByKey.has(softDeleteKey(op.id, id)));
+    expect(applied.length).toBeGreaterThan(0);
+    const twice = ids.filter((id) => (h.downstream.appliedByKey.get(softDeleteKey(op.id, id)) ?? 0) > 1);
+    expect(twice, 'items deleted more than once').toEqual([]);
+    const restoreCount = (id: string) => h.downstream.appliedByKey.get(idempotencyKeyFor({ operationId: op.id, resourceId: id }, 'restore')) ?? 0;
+    expect(applied.filter((id) => restoreCount(id) !== 1), 'deleted items not restored exactly once').toEqual([]);
+    expect(ids.filter((id) => h.downstream.state(id) === 'soft_deleted'), 'items still soft-deleted').toEqual([]);
+    const left = await query<{ state: string; n: number }>(h.databaseUrl,
+      `SELECT state, count(*)::int AS n FROM operation_items WHERE operation_id = $1 AND executed_seq IS NOT NULL AND state <> 'restored' GROUP BY state`, [op.id]);
+    expect(left, 'executed items the rollback did not restore').toEqual([]);
+  });
+});

@@ -1,0 +1,79 @@
+// A redis-server of a test's own (the suite's shared one must never be restarted under other test
+// files): a child process on 127.0.0.1, a port of its own, AOF persistence in a temp dir, so a test
+// can stop it (gracefully or with SIGKILL) and start it again on the same port, with or without
+// its data.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ensureBinaries, freePort } from '../../src/embedded/local-services.ts';
+
+export interface OwnRedis {
+  readonly url: string;
+  readonly port: number;
+  /** The data dir now in use. */
+  readonly dir: string;
+  /** SIGTERM: Redis shuts down cleanly (AOF flushed). SIGKILL: a crash. Resolves on exit. */
+  stop(signal?: 'SIGTERM' | 'SIGKILL'): Promise<void>;
+  /** Starts again on the same port: with the same dir (data kept), or a fresh empty one. */
+  start(o?: { freshDir?: boolean }): Promise<void>;
+  /** Stops it for good and removes its dirs. */
+  destroy(): Promise<void>;
+}
+
+export async function startOwnRedis(): Promise<OwnRedis> {
+  const bin = ensureBinaries(() => undefined).redisServer;
+  const port = await freePort();
+  const dirs: string[] = [];
+  let dir = '';
+  let proc: ChildProcess | undefined;
+  let exited: Promise<void> = Promise.resolve();
+  let log = '';
+
+  const newDir = () => {
+    dir = mkdtempSync(join(tmpdir(), 'blastgate-redis-'));
+    dirs.push(dir);
+  };
+
+  async function start(o: { freshDir?: boolean } = {}) {
+    if (proc) throw new Error('redis-server is already running');
+    if (o.freshDir || !dir) newDir();
+    log = '';
+    const p = spawn(bin, [
+      '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--appendonly', 'yes',
+      '--maxmemory-policy', 'noeviction', '--save', '', '--daemonize', 'no', '--protected-mode', 'yes',
+    ], { stdio: ['ignore', 'pipe', 'pipe'] });
+    proc = p;
+    exited = new Promise((resolve) => p.once('exit', () => { proc = undefined; resolve(); }));
+    const ready = new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`redis-server did not become ready:\n${log}`)), 15_000);
+      const onData = (b: Buffer) => {
+        log += b.toString('utf8');
+        if (log.includes('Ready to accept connections')) { clearTimeout(timer); resolve(); }
+      };
+      p.stdout.on('data', onData);
+      p.stderr.on('data', onData);
+      void exited.then(() => { clearTimeout(timer); reject(new Error(`redis-server exited while starting:\n${log}`)); });
+    });
+    await ready;
+  }
+
+  async function stop(signal: 'SIGTERM' | 'SIGKILL' = 'SIGTERM') {
+    if (!proc) return;
+    proc.kill(signal);
+    await exited;
+  }
+
+  await start();
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    port,
+    get dir() { return dir; },
+    stop,
+    start,
+    async destroy() {
+      await stop('SIGKILL');
+      for (const d of dirs) rmSync(d, { recursive: true, force: true });
+    },
+  };
+}

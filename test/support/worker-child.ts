@@ -1,0 +1,115 @@
+// Execution workers in a child process, started through the production entry (src/worker.ts,
+// configured by environment variables only), so a test can SIGKILL a real worker at any instant.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const ENTRY = fileURLToPath(new URL('../../src/worker.ts', import.meta.url));
+const KEEP_LINES = 200;
+
+export interface WorkerChildOptions {
+  databaseUrl: string;
+  redisUrl: string;
+  queuePrefix: string;
+  signingSecret: string;
+  /** BLASTGATE_WORKER_LOCK_MS: how soon a job of a dead worker is taken over. */
+  lockMs?: number;
+  concurrency?: number;
+  /** Name shown in failure output. */
+  name?: string;
+  startTimeoutMs?: number;
+}
+
+export interface WorkerChild {
+  readonly name: string;
+  readonly pid: number;
+  readonly process: ChildProcess;
+  /** Whether the process has exited (or was killed). */
+  readonly exited: boolean;
+  /** The last lines the child wrote (stdout and stderr), for failure messages. */
+  output(): string;
+  /** SIGKILL: no shutdown hook, no lock release, sockets closed by the kernel. Resolves on exit. */
+  kill(): Promise<void>;
+}
+
+/** All children started by this module and not yet exited: a test's afterEach kills them. */
+const live = new Set<WorkerChild>();
+
+/** Spawns `node --import tsx src/worker.ts` and resolves once it logged 'workers started'. */
+export async function spawnWorker(o: WorkerChildOptions): Promise<WorkerChild> {
+  const name = o.name ?? 'worker';
+  const child = spawn(process.execPath, ['--import', 'tsx', ENTRY], {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: {
+      PATH: process.env.PATH,
+      HOME: process.env.HOME,
+      NODE_ENV: 'test',
+      DATABASE_URL: o.databaseUrl,
+      REDIS_URL: o.redisUrl,
+      BLASTGATE_QUEUE_PREFIX: o.queuePrefix,
+      BLASTGATE_SIGNING_SECRET: o.signingSecret,
+      BLASTGATE_WORKER_LOCK_MS: String(o.lockMs ?? 1_500),
+      BLASTGATE_WORKER_CONCURRENCY: String(o.concurrency ?? 4),
+      LOG_LEVEL: process.env.WORKER_LOG ?? 'info',
+    },
+  });
+  const lines: string[] = [];
+  let exited = false;
+  let exitInfo = '';
+  let onStarted: (() => void) | undefined;
+  const keep = (prefix: string) => {
+    let partial = '';
+    return (buf: Buffer) => {
+      const text = partial + buf.toString('utf8');
+      const parts = text.split('\n');
+      partial = parts.pop() ?? '';
+      for (const line of parts) {
+        lines.push(`${prefix}${line}`);
+        if (lines.length > KEEP_LINES) lines.shift();
+        if (line.includes('workers started')) onStarted?.();
+      }
+    };
+  };
+  child.stdout.on('data', keep(''));
+  child.stderr.on('data', keep('[stderr] '));
+  const exit = new Promise<void>((resolve) => {
+    child.once('exit', (code, signal) => {
+      exited = true;
+      exitInfo = `exited code=${code} signal=${signal}`;
+      resolve();
+    });
+  });
+  const handle: WorkerChild = {
+    name,
+    pid: child.pid!,
+    process: child,
+    get exited() { return exited; },
+    output: () => `--- ${name} (pid ${child.pid}) ${exitInfo}\n${lines.join('\n')}`,
+    async kill() {
+      if (!exited) child.kill('SIGKILL');
+      await exit;
+      live.delete(handle);
+    },
+  };
+  live.add(handle);
+  void exit.then(() => live.delete(handle));
+
+  const timeoutMs = o.startTimeoutMs ?? 30_000;
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`${name} did not start within ${timeoutMs} ms`)), timeoutMs);
+      onStarted = () => { clearTimeout(timer); resolve(); };
+      void exit.then(() => { clearTimeout(timer); reject(new Error(`${name} exited before it started`)); });
+    });
+  } catch (err) {
+    await handle.kill();
+    throw new Error(`${(err as Error).message}\n${handle.output()}`);
+  }
+  return handle;
+}
+
+/** SIGKILLs every child still alive (afterEach/afterAll, also after a failed test). */
+export async function killAllWorkers(): Promise<void> {
+  await Promise.all([...live].map((w) => w.kill()));
+}
