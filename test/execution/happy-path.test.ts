@@ -19,7 +19,7 @@ describe('canary waves, happy path', () => {
     const op = await submitAndStart(h, { ids, rollout: { bakeSeconds: 0 } });
     expect(op.waves.length).toBeGreaterThan(2);
     const done = await waitForState(h, op.id, ['completed', 'halted', 'rolling_back', 'rolled_back', 'paused']);
-    expect(done.state).toBe('completed');
+    expect(done.state, JSON.stringify(done)).toBe('completed');
 
     const deletes = h.downstream.destructiveCalls().filter((c) => c.action === 'softDelete');
     expect(deletes).toHaveLength(2000);

@@ -47,7 +47,10 @@ export async function useHttpAdapter(h: ExecHarness, withProbe = true) {
   const adapter = {
     kind: 'http', baseUrl: h.downstream.url,
     snapshot: 'GET /apps/{id}', softDelete: 'POST /apps/{id}/soft-delete', restore: 'POST /apps/{id}/restore', hardDelete: 'DELETE /apps/{id}',
-    ...(withProbe ? { probe: 'GET /tenants/{tenantId}/health' } : {}), timeoutMs: 500, retries: 1, retryBaseMs: 10,
+    ...(withProbe ? { probe: 'GET /tenants/{tenantId}/health' } : {}),
+    // Generous: a loaded 2-core CI box must not turn slow answers into item failures (tests that
+    // want timeouts set the probe timeout in the halt policy or hang the downstream).
+    timeoutMs: 5_000, retries: 2, retryBaseMs: 10,
   };
   await query(h.databaseUrl, `UPDATE resource_types SET adapter = $1 WHERE name = 'app'`, [JSON.stringify(adapter)]);
 }
