@@ -9,7 +9,7 @@
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
 import { idempotencyKeyFor } from '../../src/modules/adapters/signing.ts';
-import { expectEachAppliedOnce, ledgerCounts, pollUntil, softDeleteKey } from '../support/crash.ts';
+import { expectEachAppliedOnce, ledgerCounts, pollUntil, relaxAdapterTimeout, softDeleteKey } from '../support/crash.ts';
 import { buildExecHarness, submitAndStart, useHttpAdapter, waitForState, type ExecHarness } from '../support/execution.ts';
 import { startOwnRedis, type OwnRedis } from '../support/redis-server.ts';
 import { appId, query, seedRegistry } from '../support/seed.ts';
@@ -31,12 +31,16 @@ beforeAll(async () => {
   h = await buildExecHarness({ workers: 2, lockDurationMs: LOCK_MS, redisUrl: redis.url });
   await seedRegistry(h.databaseUrl, { sites: CASES * SITES_PER_CASE, appsPerSite: APPS_PER_SITE });
   await useHttpAdapter(h);
+  await relaxAdapterTimeout(h.databaseUrl);
 });
 afterAll(async () => {
-  // Closing needs Redis up (quit); a failed case may have left it down.
-  await redis?.start().catch(() => undefined);
-  await h?.close();
-  await redis?.destroy();
+  try {
+    // Closing needs Redis up (quit); a failed case may have left it down.
+    await redis?.start().catch(() => undefined);
+    await h?.close();
+  } finally {
+    await redis?.destroy();
+  }
 });
 
 let nextCase = 0;
@@ -49,11 +53,11 @@ async function restartMidWave(how: { signal: 'SIGTERM' | 'SIGKILL'; freshDir: bo
   // 200 ms per call, 16 in flight: the big wave's 500-item chunk runs for ~6 s, through the outage
   // and for seconds after it, while the job locks taken before the outage have expired.
   h.downstream.hang(200);
+  const op = await submitAndStart(h, { ids, rollout: { bakeSeconds: 0, waves: ['1', '100%'], concurrency: 16 } });
   onTestFailed(async () => {
     console.error('ledger:', JSON.stringify(await ledgerCounts(h.databaseUrl, op.id).catch(() => ({}))));
     console.error('errors:', JSON.stringify(await query(h.databaseUrl, `SELECT left(last_error, 160) AS e, count(*)::int AS n FROM operation_items WHERE operation_id = $1 AND last_error IS NOT NULL GROUP BY 1`, [op.id]).catch(() => [])));
   });
-  const op = await submitAndStart(h, { ids, rollout: { bakeSeconds: 0, waves: ['1', '100%'], concurrency: 16 } });
   expect(op.waves.map((w) => w.items)).toEqual([50, 550]);
 
   await pollUntil(() => destructive() >= 100, 'the big wave to be under way', 20_000, 5);

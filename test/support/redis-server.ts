@@ -2,6 +2,9 @@
 // files): a child process on 127.0.0.1, a port of its own, AOF persistence in a temp dir, so a test
 // can stop it (gracefully or with SIGKILL) and start it again on the same port, with or without
 // its data.
+//
+// It must not outlive the test process, even one killed by a timeout: a small sh wrapper holds
+// the read end of a pipe from this process and SIGKILLs the server when the pipe closes.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -35,21 +38,29 @@ export async function startOwnRedis(): Promise<OwnRedis> {
     dirs.push(dir);
   };
 
+  // "$@" is the server command line. fd 3 keeps our pipe, since a background list's stdin is
+  // /dev/null; its EOF (we end it, or this process is gone) kills the server.
+  const WRAPPER = 'exec 3<&0; "$@" & r=$!; echo "redis-pid $r"; ( read -r _ <&3; kill -9 "$r" 2>/dev/null ) & g=$!; wait "$r"; s=$?; kill "$g" 2>/dev/null; wait "$g"; exit "$s"';
+  let pid = 0;
+
   async function start(o: { freshDir?: boolean } = {}) {
     if (proc) throw new Error('redis-server is already running');
     if (o.freshDir || !dir) newDir();
     log = '';
-    const p = spawn(bin, [
+    const p = spawn('sh', ['-c', WRAPPER, 'sh', bin,
       '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--appendonly', 'yes',
       '--maxmemory-policy', 'noeviction', '--save', '', '--daemonize', 'no', '--protected-mode', 'yes',
-    ], { stdio: ['ignore', 'pipe', 'pipe'] });
+    ], { stdio: ['pipe', 'pipe', 'pipe'] });
     proc = p;
-    exited = new Promise((resolve) => p.once('exit', () => { proc = undefined; resolve(); }));
+    pid = 0;
+    exited = new Promise((resolve) => p.once('exit', () => { proc = undefined; p.stdin.end(); resolve(); }));
     const ready = new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`redis-server did not become ready:\n${log}`)), 15_000);
       const onData = (b: Buffer) => {
         log += b.toString('utf8');
-        if (log.includes('Ready to accept connections')) { clearTimeout(timer); resolve(); }
+        const m = /redis-pid (\d+)/.exec(log);
+        if (m && !pid) pid = Number(m[1]);
+        if (pid && log.includes('Ready to accept connections')) { clearTimeout(timer); resolve(); }
       };
       p.stdout.on('data', onData);
       p.stderr.on('data', onData);
@@ -60,7 +71,10 @@ export async function startOwnRedis(): Promise<OwnRedis> {
 
   async function stop(signal: 'SIGTERM' | 'SIGKILL' = 'SIGTERM') {
     if (!proc) return;
-    proc.kill(signal);
+    // The signal goes to the server itself; the wrapper exits when the server has. (Never
+    // process.kill(0): that is our whole process group.)
+    if (pid > 0) process.kill(pid, signal);
+    else proc.stdin?.end(); // not started far enough to know its pid: the watcher kills it
     await exited;
   }
 

@@ -1,11 +1,17 @@
 // Execution workers in a child process, started through the production entry (src/worker.ts,
 // configured by environment variables only), so a test can SIGKILL a real worker at any instant.
+//
+// A worker must not outlive the test process, even one killed by a timeout (it would retry its
+// connections forever): a small sh wrapper holds the read end of a pipe from this process and
+// SIGKILLs the worker when the pipe closes. kill() signals the worker itself, not the wrapper.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const ENTRY = fileURLToPath(new URL('../../src/worker.ts', import.meta.url));
 const KEEP_LINES = 200;
+// "$@" is the worker's command line; fd 3 keeps our pipe (a background list's stdin is /dev/null).
+const WRAPPER = 'exec 3<&0; "$@" & w=$!; echo "worker-pid $w"; ( read -r _ <&3; kill -9 "$w" 2>/dev/null ) & g=$!; wait "$w"; s=$?; kill "$g" 2>/dev/null; wait "$g"; exit "$s"';
 
 export interface WorkerChildOptions {
   databaseUrl: string;
@@ -22,7 +28,9 @@ export interface WorkerChildOptions {
 
 export interface WorkerChild {
   readonly name: string;
+  /** The worker's own pid (0 until the wrapper reported it). */
   readonly pid: number;
+  /** The sh wrapper around the worker. */
   readonly process: ChildProcess;
   /** Whether the process has exited (or was killed). */
   readonly exited: boolean;
@@ -38,9 +46,9 @@ const live = new Set<WorkerChild>();
 /** Spawns `node --import tsx src/worker.ts` and resolves once it logged 'workers started'. */
 export async function spawnWorker(o: WorkerChildOptions): Promise<WorkerChild> {
   const name = o.name ?? 'worker';
-  const child = spawn(process.execPath, ['--import', 'tsx', ENTRY], {
+  const child = spawn('sh', ['-c', WRAPPER, 'sh', process.execPath, '--import', 'tsx', ENTRY], {
     cwd: ROOT,
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: ['pipe', 'pipe', 'pipe'],
     env: {
       PATH: process.env.PATH,
       HOME: process.env.HOME,
@@ -55,6 +63,7 @@ export async function spawnWorker(o: WorkerChildOptions): Promise<WorkerChild> {
     },
   });
   const lines: string[] = [];
+  let pid = 0;
   let exited = false;
   let exitInfo = '';
   let onStarted: (() => void) | undefined;
@@ -65,6 +74,8 @@ export async function spawnWorker(o: WorkerChildOptions): Promise<WorkerChild> {
       const parts = text.split('\n');
       partial = parts.pop() ?? '';
       for (const line of parts) {
+        const m = /^worker-pid (\d+)$/.exec(line);
+        if (m) { pid = Number(m[1]); continue; }
         lines.push(`${prefix}${line}`);
         if (lines.length > KEEP_LINES) lines.shift();
         if (line.includes('workers started')) onStarted?.();
@@ -74,20 +85,26 @@ export async function spawnWorker(o: WorkerChildOptions): Promise<WorkerChild> {
   child.stdout.on('data', keep(''));
   child.stderr.on('data', keep('[stderr] '));
   const exit = new Promise<void>((resolve) => {
-    child.once('exit', (code, signal) => {
+    // The wrapper exits when the worker has; its status is the worker's (128 + n: killed by signal n).
+    child.once('exit', (code) => {
       exited = true;
-      exitInfo = `exited code=${code} signal=${signal}`;
+      exitInfo = `exited code=${code}${code !== null && code > 128 ? ` (signal ${code - 128})` : ''}`;
+      child.stdin.end();
       resolve();
     });
   });
   const handle: WorkerChild = {
     name,
-    pid: child.pid!,
+    get pid() { return pid; },
     process: child,
     get exited() { return exited; },
-    output: () => `--- ${name} (pid ${child.pid}) ${exitInfo}\n${lines.join('\n')}`,
+    output: () => `--- ${name} (pid ${pid}) ${exitInfo}\n${lines.join('\n')}`,
     async kill() {
-      if (!exited) child.kill('SIGKILL');
+      // SIGKILL to the worker itself (never process.kill(0): that is our own process group).
+      if (!exited) {
+        if (pid > 0) process.kill(pid, 'SIGKILL');
+        else child.stdin.end(); // pid not seen yet: the wrapper's watcher kills it
+      }
       await exit;
       live.delete(handle);
     },

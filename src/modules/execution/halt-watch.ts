@@ -41,8 +41,8 @@ export class HaltWatch {
   /** Marks an operation as having work in flight here, and reads its state now. */
   async track(opId: string) {
     this.active.set(opId, (this.active.get(opId) ?? 0) + 1);
-    const seen = this.seen.get(opId);
-    if (!seen || Date.now() - seen.at > this.pollMs) await this.refresh([opId]);
+    // Always read fresh: a chunk that starts just after a halt must see it before its first call.
+    await this.refresh([opId]);
   }
 
   untrack(opId: string) {
