@@ -125,6 +125,16 @@ describe('http adapter', () => {
     expect(downstream.calls).toHaveLength(2);
   });
 
+  it('409 (same Idempotency-Key still in progress) is retried with the same key and applied once', async () => {
+    downstream.failNext(1, 409);
+    const [ok] = await httpAdapter().apply('softDelete', items(1), opts());
+    expect(ok).toEqual({ ok: true });
+    const calls = downstream.destructiveCalls();
+    expect(calls).toHaveLength(2);
+    expect(new Set(calls.map((c) => c.idempotencyKey)).size).toBe(1);
+    expect([...downstream.appliedByKey.values()]).toEqual([1]);
+  });
+
   it('a timeout is retried with the same key, then reported as a retryable failure', async () => {
     downstream.hang(30_000);
     const [item] = items(1);

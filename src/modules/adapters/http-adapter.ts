@@ -108,8 +108,12 @@ const errorText = (prefix: string, body: string) => {
   return snippet ? `${prefix}: ${snippet}` : prefix;
 };
 
-/** 408 and 429 say "later", not "never": they are retried like 5xx. Other 4xx are the item's fault. */
-const isRetryableStatus = (s: number) => s >= 500 || s === 408 || s === 429;
+/**
+ * 408 and 429 say "later", not "never": they are retried like 5xx. So is 409, which an idempotent
+ * API answers while a request with the same Idempotency-Key is still being processed (typically
+ * our own earlier attempt that timed out). Other 4xx are the item's fault.
+ */
+const isRetryableStatus = (s: number) => s >= 500 || s === 408 || s === 409 || s === 429;
 
 function retryAfterMs(headers: http.IncomingHttpHeaders): number {
   const v = headers['retry-after'];

@@ -46,10 +46,22 @@ export async function prepareExecution(pool: pg.Pool, opId: string, claimer: str
          SET snapshot_id = coalesce(l.sid, i.snapshot_id),
              executed_seq = coalesce(i.executed_seq, nextval('operation_item_exec_seq'))
        FROM unnest($2::int[]) AS r(seq) LEFT JOIN unnest($3::int[], $4::bigint[]) AS l(seq, sid) ON l.seq = r.seq
-       WHERE i.operation_id = $1 AND i.seq = r.seq AND i.claimed_by = $5`,
-      [opId, toRun, linkSeqs, linkIds, claimer],
+       WHERE i.operation_id = $1 AND i.seq = r.seq AND i.claimed_by = $5 AND i.seq BETWEEN $6 AND $7`,
+      [opId, toRun, linkSeqs, linkIds, claimer, ...seqBounds(toRun)],
     );
   });
+}
+
+/**
+ * The chunk's seq range, stated explicitly: without it the planner may join the unnest() list
+ * against every ledger row of the operation (a scan that grows with the operation's size) instead
+ * of walking the primary key over the chunk's range.
+ */
+function seqBounds(seqs: number[]): [number, number] {
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (const q of seqs) { if (q < lo) lo = q; if (q > hi) hi = q; }
+  return seqs.length ? [lo, hi] : [0, -1];
 }
 
 export interface Outcome { seq: number; state: 'done' | 'failed' | 'pending'; error: string | null }
@@ -64,9 +76,9 @@ export async function recordOutcomes(pool: pg.Pool, opId: string, wave: number, 
       `UPDATE operation_items i SET state = u.state, last_error = u.err, updated_at = now(), claimed_by = NULL, claimed_at = NULL,
          executed_seq = CASE WHEN u.state = 'pending' THEN NULL ELSE i.executed_seq END
        FROM unnest($2::int[], $3::text[], $4::text[]) AS u(seq, state, err)
-       WHERE i.operation_id = $1 AND i.seq = u.seq AND i.state = 'claimed' AND i.claimed_by = $5
+       WHERE i.operation_id = $1 AND i.seq = u.seq AND i.state = 'claimed' AND i.claimed_by = $5 AND i.seq BETWEEN $6 AND $7
        RETURNING i.seq, i.state`,
-      [opId, outcomes.map((o) => o.seq), outcomes.map((o) => o.state), outcomes.map((o) => o.error), claimer],
+      [opId, outcomes.map((o) => o.seq), outcomes.map((o) => o.state), outcomes.map((o) => o.error), claimer, ...seqBounds(outcomes.map((o) => o.seq))],
     );
     const recorded = new Set(upd.rows.map((r) => r.seq));
     const mine = outcomes.filter((o) => recorded.has(o.seq));
