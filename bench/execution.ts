@@ -86,7 +86,7 @@ export async function benchExecution(env: { databaseUrl: string; redisUrl: strin
 
     // 3. Halt overshoot and latency: a slow downstream, an external signal mid-wave.
     downstream.hang(20);
-    const trials = 10;
+    const trials = 20;
     const overshoots: number[] = [];
     const latencies: number[] = [];
     for (let t = 0; t < trials; t++) {
@@ -97,6 +97,9 @@ export async function benchExecution(env: { databaseUrl: string; redisUrl: strin
       const deletesOf = () => downstream.calls.filter((c) => c.action === 'softDelete' && c.resourceId?.startsWith('happ_'));
       const deadline = Date.now() + 60_000;
       while (deletesOf().length < 200 && Date.now() < deadline) await new Promise((res) => setTimeout(res, 5));
+      // Calls move in bursts (every lane waits the same 20 ms), so signal at a random point of
+      // the burst cycle rather than right after a burst, which would flatter the overshoot.
+      await new Promise((res) => setTimeout(res, Math.random() * 25));
       const sent = Date.now();
       const sig = await api(a.url, tk.operator, 'POST', `/v1/operations/${r.id}/signals`, { kind: 'bench', detail: 'halt now' });
       const committed = Date.now();
@@ -107,14 +110,15 @@ export async function benchExecution(env: { databaseUrl: string; redisUrl: strin
       while (Date.now() < settle) await new Promise((res) => setTimeout(res, 50));
       const after = deletesOf().filter((c) => c.at > committed);
       overshoots.push(after.length);
-      const last = Math.max(...deletesOf().map((c) => c.at));
-      latencies.push(Math.max(0, last - sent));
+      // Latency: signal sent → the last delete that arrived after it (0 when none did).
+      const last = Math.max(sent, ...deletesOf().map((c) => c.at));
+      latencies.push(last - sent);
     }
     downstream.hang(0);
     const sorted = [...latencies].sort((x, y) => x - y);
     const p = (q: number) => sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)]!;
-    rows.push({ figure: 'halt overshoot: deletes arriving after the halt committed (max of 10)', value: Math.max(...overshoots), goal: '≤ 16 (1 per slot: 2 chunks × 8)', detail: `per trial: ${overshoots.join(' ')}` });
-    rows.push({ figure: 'halt latency: signal sent → last delete arrived (p50 / p99 ms)', value: `${p(0.5)} / ${p(0.99)}`, goal: 'p99 ≤ 250 ms', detail: `downstream answers in 20 ms; ${trials} trials` });
+    rows.push({ figure: 'halt overshoot: deletes arriving after the halt committed (max of 20)', value: Math.max(...overshoots), goal: '≤ 16 (1 per slot: 2 chunks × 8)', detail: `per trial: ${overshoots.join(' ')}` });
+    rows.push({ figure: 'halt latency: signal sent → last delete arrived (p50 / p99 ms)', value: `${p(0.5)} / ${p(0.99)}`, goal: 'p99 ≤ 250 ms', detail: `downstream answers in 20 ms; ${trials} trials, signal at a random point of the burst cycle` });
   } finally {
     await a.stop();
     await downstream.close();
