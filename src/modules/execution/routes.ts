@@ -1,6 +1,5 @@
 // Operator commands. Each becomes one lifecycle event; refusals come from decide() as 4xx.
 import { Type } from '@fastify/type-provider-typebox';
-import { NotFoundError } from '../../lib/errors.ts';
 import { errorResponses, type App } from '../../lib/schemas.ts';
 import type { Principal } from '../auth/roles.ts';
 import type { LifecycleEvent } from '../operations/lifecycle.ts';
@@ -61,8 +60,7 @@ export default async function commandRoutes(app: App) {
       const id = req.params.id;
       await applyEvent(app.engine, id, c.event(req.principal!, req.body), { name: req.principal!.name, tokenId: req.principal!.tokenId });
       req.auditedByService = true;
-      const op = await reads.findById(id);
-      if (!op) throw new NotFoundError('Operation', id);
+      const op = await reads.get(id);
       return operationView(op, await reads.waveProgress(id));
     });
   }

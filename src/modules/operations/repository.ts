@@ -1,5 +1,6 @@
 // Data access for operations. Writes take the transaction's client; reads use Prisma.
 import type pg from 'pg';
+import { NotFoundError } from '../../lib/errors.ts';
 import type { PrismaClient } from '../../generated/prisma/client.ts';
 import type { Operation } from '../../generated/prisma/client.ts';
 
@@ -42,6 +43,12 @@ export async function insertOperation(client: pg.PoolClient, o: NewOperation) {
 export function operationReads(prisma: PrismaClient) {
   return {
     findById: (id: string) => prisma.operation.findUnique({ where: { id } }),
+    /** The operation, or a 404 naming it. */
+    get: async (id: string) => {
+      const op = await prisma.operation.findUnique({ where: { id } });
+      if (!op) throw new NotFoundError('Operation', id);
+      return op;
+    },
     findByIdempotencyKey: (key: string) => prisma.operation.findUnique({ where: { idempotencyKey: key } }),
     list: (q: { state?: string; cursor?: string; limit: number }) =>
       prisma.operation.findMany({

@@ -1,7 +1,7 @@
 // Operation routes: submit (JSON inline, NDJSON or plain-text upload), and read back.
 import { Type } from '@fastify/type-provider-typebox';
 import type { Readable } from 'node:stream';
-import { BadRequestError, NotFoundError, UnprocessableError } from '../../lib/errors.ts';
+import { BadRequestError, UnprocessableError } from '../../lib/errors.ts';
 import { lineBatches, parseJsonLine, type Line } from '../../lib/lines.ts';
 import { errorResponses, type App } from '../../lib/schemas.ts';
 import { NDJSON, TEXT } from '../../plugins/uploads.ts';
@@ -92,8 +92,7 @@ export default async function operationRoutes(app: App) {
       response: { 200: { ...Type.Ref('Operation'), description: 'The operation' }, ...errorResponses(401, 404) },
     },
   }, async (req) => {
-    const op = await reads.findById(req.params.id);
-    if (!op) throw new NotFoundError('Operation', req.params.id);
+    const op = await reads.get(req.params.id);
     return operationView(op, await reads.waveProgress(op.id));
   });
 
@@ -111,8 +110,7 @@ export default async function operationRoutes(app: App) {
       response: { 200: ItemsPage, ...errorResponses(400, 401, 404) },
     },
   }, async (req) => {
-    const op = await reads.findById(req.params.id);
-    if (!op) throw new NotFoundError('Operation', req.params.id);
+    const op = await reads.get(req.params.id);
     const rows = await reads.items({ operationId: op.id, ...req.query });
     return {
       items: rows.map((r) => ({ seq: r.seq, resourceId: r.resourceId, tenantId: r.tenantId, wave: r.wave, state: r.state, attempts: r.attempts, lastError: r.lastError, updatedAt: r.updatedAt.toISOString() })),
@@ -133,8 +131,7 @@ export default async function operationRoutes(app: App) {
       response: { 200: ReportPage, ...errorResponses(400, 401, 404) },
     },
   }, async (req) => {
-    const op = await reads.findById(req.params.id);
-    if (!op) throw new NotFoundError('Operation', req.params.id);
+    const op = await reads.get(req.params.id);
     const rows = await reads.rejections({ operationId: op.id, class: req.query.class, cursor: req.query.cursor, limit: req.query.limit });
     return {
       counts: ((op.rejection as { counts?: Record<string, number> } | null)?.counts ?? {}),
