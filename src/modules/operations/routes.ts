@@ -7,6 +7,7 @@ import { errorResponses, type App } from '../../lib/schemas.ts';
 import { NDJSON, TEXT } from '../../plugins/uploads.ts';
 import { validateValue } from '../../plugins/validation.ts';
 import { inlineBatches, MAX_INLINE_IDS, MAX_STREAMED_IDS, ndjsonIdBatches, textIdBatches, type IdBatches } from './intake.ts';
+import { ID_CLASSES } from './planner.ts';
 import { operationReads } from './repository.ts';
 import { operationService, type SubmitResult } from './service.ts';
 import { CreateOperationBody, CreateOperationQuery, DryRunView, ItemsPage, OperationSpec, OperationsPage, ReportPage } from './schemas.ts';
@@ -124,7 +125,7 @@ export default async function operationRoutes(app: App) {
       operationId: 'getRejectionReport', tags: ['operations'], summary: 'Full report of a rejected plan', description: 'Every offending ID with its class, actual type and tenant, in submission order.',
       params: IdParams,
       querystring: Type.Object({
-        class: Type.Optional(Type.Union(['unknown', 'type_mismatch', 'pattern_mismatch', 'duplicate', 'already_deleted', 'protected'].map((c) => Type.Literal(c)))),
+        class: Type.Optional(Type.Union(ID_CLASSES.filter((c) => c !== 'ok').map((c) => Type.Literal(c)))),
         limit: Type.Integer({ minimum: 1, maximum: 5000, default: 1000 }),
         cursor: Type.Optional(Type.Integer({ minimum: 0 })),
       }, { additionalProperties: false }),
