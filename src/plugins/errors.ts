@@ -20,21 +20,26 @@ const FASTIFY_CODES: Record<string, [number, string]> = {
   FST_ERR_VALIDATION: [400, 'VALIDATION_FAILED'],
 };
 
+interface ValidationIssue { instancePath: string; message?: string; params?: Record<string, unknown> }
+
+/** Names each offending field (`body.ids.1`) and leads with an unknown field when there is one. */
+export function describeValidation(issues: readonly ValidationIssue[], where: string) {
+  const details = issues.map((v) => ({
+    field: `${where}${v.instancePath ? v.instancePath.replace(/\//g, '.') : ''}`,
+    message: v.message,
+    ...(v.params && 'additionalProperty' in v.params ? { unknownField: v.params.additionalProperty } : {}),
+  }));
+  const unknown = details.find((d) => 'unknownField' in d);
+  const message = unknown
+    ? `Unknown field "${String(unknown.unknownField)}" in ${unknown.field}`
+    : `Invalid ${details[0]?.field ?? where}: ${details[0]?.message ?? 'failed validation'}`;
+  return { message, details };
+}
+
 export function toClientError(err: FastifyError | AppError | Error): { status: number; code: string; message: string; details?: unknown } {
   if (err instanceof AppError) return { status: err.statusCode, code: err.code, message: err.message, details: err.details };
   const fe = err as FastifyError;
-  if (fe.validation) {
-    const details = fe.validation.map((v) => ({
-      field: `${fe.validationContext ?? 'body'}${v.instancePath ? v.instancePath.replace(/\//g, '.') : ''}`,
-      message: v.message,
-      ...(v.params && 'additionalProperty' in v.params ? { unknownField: v.params.additionalProperty } : {}),
-    }));
-    const unknown = details.find((d) => 'unknownField' in d);
-    const message = unknown
-      ? `Unknown field "${String(unknown.unknownField)}" in ${unknown.field}`
-      : `Invalid ${details[0]?.field ?? 'request'}: ${details[0]?.message ?? 'failed validation'}`;
-    return { status: 400, code: 'VALIDATION_FAILED', message, details };
-  }
+  if (fe.validation) return { status: 400, code: 'VALIDATION_FAILED', ...describeValidation(fe.validation, fe.validationContext ?? 'body') };
   const mapped = fe.code ? FASTIFY_CODES[fe.code] : undefined;
   if (mapped) return { status: mapped[0], code: mapped[1], message: fe.message };
   if (err instanceof SyntaxError) return { status: 400, code: 'MALFORMED_BODY', message: `Body is not valid JSON: ${err.message}` };

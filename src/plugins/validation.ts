@@ -4,6 +4,7 @@
 import { Ajv } from 'ajv';
 import addFormatsImport from 'ajv-formats';
 import { BadRequestError } from '../lib/errors.ts';
+import { describeValidation } from './errors.ts';
 
 const addFormats = addFormatsImport as unknown as (ajv: Ajv) => Ajv;
 
@@ -56,12 +57,6 @@ export function validateValue<T>(schema: object, value: unknown, where: string):
     compiled.set(schema, validate);
   }
   if (validate(value)) return value as T;
-  const details = (validate.errors ?? []).map((v) => ({
-    field: `${where}${v.instancePath.replace(/\//g, '.')}`,
-    message: v.message,
-    ...(v.params && 'additionalProperty' in v.params ? { unknownField: v.params.additionalProperty } : {}),
-  }));
-  const first = details[0];
-  const message = first && 'unknownField' in first ? `Unknown field "${String(first.unknownField)}" in ${first.field}` : `Invalid ${first?.field ?? where}: ${first?.message ?? 'failed validation'}`;
+  const { message, details } = describeValidation(validate.errors ?? [], where);
   throw new BadRequestError('VALIDATION_FAILED', message, details);
 }

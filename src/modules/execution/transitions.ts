@@ -80,14 +80,14 @@ export async function applyEvent(deps: EngineDeps, opId: string, event: Lifecycl
     if (result.effects.some((e) => e.type === 'stop_execution')) deps.metrics?.halts.inc({ reason: event.type });
     // The decision is committed: it stands even if Redis is unreachable right now. Queued work is
     // re-derived from the ledger by the reconciler, and workers poll Postgres for halts.
-    await runEffects(deps, opId, result.version, result.effects).catch((err: unknown) =>
+    await runEffects(deps, opId, result.version, result.state, result.effects).catch((err: unknown) =>
       deps.log?.warn({ err, operationId: opId }, 'effects not carried out now; the reconciler will'));
   }
   return { state: result.state, effects: result.effects, changed: result.changed };
 }
 
 /** Effects after the commit. Each is idempotent (deterministic job IDs), so re-running is safe. */
-export async function runEffects(deps: EngineDeps, opId: string, epoch: number, effects: Effect[]) {
+export async function runEffects(deps: EngineDeps, opId: string, epoch: number, state: LifecycleState, effects: Effect[]) {
   for (const e of effects) {
     switch (e.type) {
       case 'stop_execution':
@@ -98,8 +98,7 @@ export async function runEffects(deps: EngineDeps, opId: string, epoch: number, 
         if (!wave) break;
         const n = await deps.queues.enqueueWave({ opId, epoch, wave: e.wave }, { from: wave.fromSeq, to: wave.toSeq });
         // A wave with nothing left to run must still be settled, and a deadline armed.
-        const op = await loadOperation(deps.pool, opId, false);
-        if (op) await deps.queues.enqueueControl({ kind: 'deadline', opId, epoch, wave: e.wave }, op.lifecycle.rollout.waveDeadlineSeconds * 1000);
+        await deps.queues.enqueueControl({ kind: 'deadline', opId, epoch, wave: e.wave }, state.rollout.waveDeadlineSeconds * 1000);
         if (n === 0) await deps.queues.enqueueControl({ kind: 'settle', opId, epoch, wave: e.wave });
         break;
       }

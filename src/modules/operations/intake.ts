@@ -6,7 +6,7 @@ import { finished } from 'node:stream/promises';
 import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { BadRequestError, PayloadTooLargeError } from '../../lib/errors.ts';
-import type { Line } from '../../lib/lines.ts';
+import { parseJsonLine, type Line } from '../../lib/lines.ts';
 
 export const MAX_INLINE_IDS = 100_000;
 export const MAX_STREAMED_IDS = 1_000_000;
@@ -36,12 +36,7 @@ export async function* ndjsonIdBatches(lines: AsyncIterable<Line[]>): AsyncGener
       const t = line.text;
       // Fast path for the common `"id"` line; anything else goes through JSON.parse.
       if (t.length > 1 && t.charCodeAt(0) === 34 && t.charCodeAt(t.length - 1) === 34 && !t.includes('\\')) return t.slice(1, -1);
-      let v: unknown;
-      try {
-        v = JSON.parse(t);
-      } catch {
-        throw new BadRequestError('MALFORMED_NDJSON', `Line ${line.n} is not valid JSON`, { line: line.n });
-      }
+      const v = parseJsonLine(line);
       if (typeof v === 'string') return v;
       if (v && typeof v === 'object' && !Array.isArray(v) && typeof (v as { id?: unknown }).id === 'string' && Object.keys(v).length === 1) {
         return (v as { id: string }).id;
