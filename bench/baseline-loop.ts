@@ -14,9 +14,20 @@ export interface PlainLoopOptions {
   timeoutMs?: number;
 }
 
-export interface PlainLoopResult { items: number; failed: number; seconds: number; itemsPerSec: number }
+export interface PlainLoopResult {
+  items: number;
+  failed: number;
+  seconds: number;
+  itemsPerSec: number;
+}
 
-export async function plainLoop({ baseUrl, ids, concurrency, path, timeoutMs = 2_000 }: PlainLoopOptions): Promise<PlainLoopResult> {
+export async function plainLoop({
+  baseUrl,
+  ids,
+  concurrency,
+  path,
+  timeoutMs = 2_000,
+}: PlainLoopOptions): Promise<PlainLoopResult> {
   const base = new URL(baseUrl);
   const basePath = base.pathname.replace(/\/+$/, '');
   const toPath = path ?? ((id: string) => `/apps/${encodeURIComponent(id)}/soft-delete`);
@@ -26,7 +37,13 @@ export async function plainLoop({ baseUrl, ids, concurrency, path, timeoutMs = 2
   try {
     await mapPool(ids, concurrency, async (id) => {
       try {
-        const res = await sendRequest(agent, base, { method: 'POST', path: basePath + toPath(id), headers: {}, body: JSON.stringify({ id }), timeoutMs });
+        const res = await sendRequest(agent, base, {
+          method: 'POST',
+          path: basePath + toPath(id),
+          headers: {},
+          body: JSON.stringify({ id }),
+          timeoutMs,
+        });
         if (res.status < 200 || res.status >= 300) failed++;
       } catch {
         failed++; // the script this replaces would log and move on

@@ -12,13 +12,29 @@ type Tokens = Awaited<ReturnType<typeof roleTokens>>;
 async function sql(databaseUrl: string, text: string, params: unknown[] = []) {
   const c = new pg.Client({ connectionString: databaseUrl });
   await c.connect();
-  try { return await c.query(text, params); } finally { await c.end(); }
+  try {
+    return await c.query(text, params);
+  } finally {
+    await c.end();
+  }
 }
 
 async function seed(databaseUrl: string, type: string, n: number, tenants: number, adapter: object) {
-  await sql(databaseUrl, `INSERT INTO resource_types (name, id_pattern, adapter) VALUES ($1, NULL, $2) ON CONFLICT (name) DO UPDATE SET adapter = $2`, [type, JSON.stringify(adapter)]);
-  await sql(databaseUrl, `INSERT INTO tenants (id, name, internal) SELECT 'bt' || i, 'Bench ' || i, i = 0 FROM generate_series(0, $1 - 1) i ON CONFLICT DO NOTHING`, [tenants]);
-  await sql(databaseUrl, `INSERT INTO resources (id, type, tenant_id) SELECT $1 || '_' || i, $1, 'bt' || (i % $3) FROM generate_series(0, $2 - 1) i ON CONFLICT DO NOTHING`, [type, n, tenants]);
+  await sql(
+    databaseUrl,
+    `INSERT INTO resource_types (name, id_pattern, adapter) VALUES ($1, NULL, $2) ON CONFLICT (name) DO UPDATE SET adapter = $2`,
+    [type, JSON.stringify(adapter)],
+  );
+  await sql(
+    databaseUrl,
+    `INSERT INTO tenants (id, name, internal) SELECT 'bt' || i, 'Bench ' || i, i = 0 FROM generate_series(0, $1 - 1) i ON CONFLICT DO NOTHING`,
+    [tenants],
+  );
+  await sql(
+    databaseUrl,
+    `INSERT INTO resources (id, type, tenant_id) SELECT $1 || '_' || i, $1, 'bt' || (i % $3) FROM generate_series(0, $2 - 1) i ON CONFLICT DO NOTHING`,
+    [type, n, tenants],
+  );
 }
 
 function* idLines(spec: object, type: string, n: number) {
@@ -32,8 +48,11 @@ function* idLines(spec: object, type: string, n: number) {
 
 /** Submits, approves and starts; returns the operation id and when it was started. */
 async function launch(a: ApiProcess, tk: Tokens, type: string, n: number, rollout: object, haltPolicy: object = {}) {
-  const res = await streamPost(`${a.url}/v1/operations`, { authorization: `Bearer ${tk.requester}`, 'content-type': 'application/x-ndjson' },
-    idLines({ targetType: type, reason: 'bench', ticket: 'BENCH', rollout, haltPolicy }, type, n));
+  const res = await streamPost(
+    `${a.url}/v1/operations`,
+    { authorization: `Bearer ${tk.requester}`, 'content-type': 'application/x-ndjson' },
+    idLines({ targetType: type, reason: 'bench', ticket: 'BENCH', rollout, haltPolicy }, type, n),
+  );
   if (res.status !== 201) throw new Error(`submit failed ${res.status} ${res.body.slice(0, 300)}`);
   const op = JSON.parse(res.body) as { id: string; planHash: string; requiresBreakGlass: boolean };
   for (const role of op.requiresBreakGlass ? (['approver', 'admin'] as const) : (['approver'] as const)) {
@@ -68,21 +87,54 @@ export async function benchExecution(env: { databaseUrl: string; redisUrl: strin
     const r1 = await launch(a, tk, 'rapp', 100_000, { bakeSeconds: 0, concurrency: 16 });
     const end1 = await waitState(a, tk, r1.id, ['completed', 'rolled_back', 'paused', 'halted'], 600_000);
     const s1 = (performance.now() - r1.started) / 1000;
-    rows.push({ figure: 'items/s through waves (registry adapter, 100k, bake 0)', value: Math.round(100_000 / s1).toLocaleString('en'), goal: '≥ 20,000', detail: `${s1.toFixed(2)} s, ${end1}, 5 waves, 4 chunk workers (the default)` });
+    rows.push({
+      figure: 'items/s through waves (registry adapter, 100k, bake 0)',
+      value: Math.round(100_000 / s1).toLocaleString('en'),
+      goal: '≥ 20,000',
+      detail: `${s1.toFixed(2)} s, ${end1}, 5 waves, 4 chunk workers (the default)`,
+    });
 
     // 2. Efficiency: the same HTTP downstream, 16 calls in flight either way.
     const n = 20_000;
-    const httpAdapter = { kind: 'http', baseUrl: downstream.url, snapshot: 'GET /apps/{id}', softDelete: 'POST /apps/{id}/soft-delete', restore: 'POST /apps/{id}/restore', hardDelete: 'DELETE /apps/{id}', probe: 'GET /tenants/{tenantId}/health', timeoutMs: 2000 };
+    const httpAdapter = {
+      kind: 'http',
+      baseUrl: downstream.url,
+      snapshot: 'GET /apps/{id}',
+      softDelete: 'POST /apps/{id}/soft-delete',
+      restore: 'POST /apps/{id}/restore',
+      hardDelete: 'DELETE /apps/{id}',
+      probe: 'GET /tenants/{tenantId}/health',
+      timeoutMs: 2000,
+    };
     await seed(env.databaseUrl, 'happ', n, 200, httpAdapter);
-    const plain = await plainLoop({ baseUrl: downstream.url, ids: Array.from({ length: n }, (_, i) => `plain_${i}`), concurrency: 16 });
+    const plain = await plainLoop({
+      baseUrl: downstream.url,
+      ids: Array.from({ length: n }, (_, i) => `plain_${i}`),
+      concurrency: 16,
+    });
     downstream.reset();
     const r2 = await launch(a, tk, 'happ', n, { bakeSeconds: 0, concurrency: 4, waves: ['100%'] });
     const end2 = await waitState(a, tk, r2.id, ['completed', 'rolled_back', 'paused', 'halted'], 600_000);
     const s2 = (performance.now() - r2.started) / 1000;
     const gate = n / s2;
-    rows.push({ figure: 'plain loop (unsafe script), HTTP, concurrency 16', value: Math.round(plain.itemsPerSec).toLocaleString('en'), goal: '', detail: `${plain.seconds.toFixed(2)} s, ${plain.failed} failed` });
-    rows.push({ figure: 'Blastgate, same downstream, 4 chunks × 4 calls in flight', value: Math.round(gate).toLocaleString('en'), goal: '', detail: `${s2.toFixed(2)} s, ${end2}, snapshot + signed delete per item` });
-    rows.push({ figure: 'efficiency (Blastgate ÷ plain loop)', value: (gate / plain.itemsPerSec).toFixed(2), goal: '≥ 0.8', detail: 'Blastgate also GETs a snapshot per item (2 calls per item)' });
+    rows.push({
+      figure: 'plain loop (unsafe script), HTTP, concurrency 16',
+      value: Math.round(plain.itemsPerSec).toLocaleString('en'),
+      goal: '',
+      detail: `${plain.seconds.toFixed(2)} s, ${plain.failed} failed`,
+    });
+    rows.push({
+      figure: 'Blastgate, same downstream, 4 chunks × 4 calls in flight',
+      value: Math.round(gate).toLocaleString('en'),
+      goal: '',
+      detail: `${s2.toFixed(2)} s, ${end2}, snapshot + signed delete per item`,
+    });
+    rows.push({
+      figure: 'efficiency (Blastgate ÷ plain loop)',
+      value: (gate / plain.itemsPerSec).toFixed(2),
+      goal: '≥ 0.8',
+      detail: 'Blastgate also GETs a snapshot per item (2 calls per item)',
+    });
 
     // 3. Halt overshoot and latency: a slow downstream, an external signal mid-wave.
     downstream.hang(20);
@@ -93,15 +145,26 @@ export async function benchExecution(env: { databaseUrl: string; redisUrl: strin
       await sql(env.databaseUrl, `UPDATE resources SET state = 'active' WHERE type = 'happ'`);
       downstream.reset();
       downstream.hang(20);
-      const r = await launch(a, tk, 'happ', 2_000, { bakeSeconds: 0, concurrency: 4, waves: ['100%'] }, { onHalt: 'pause' });
-      const deletesOf = () => downstream.calls.filter((c) => c.action === 'softDelete' && c.resourceId?.startsWith('happ_'));
+      const r = await launch(
+        a,
+        tk,
+        'happ',
+        2_000,
+        { bakeSeconds: 0, concurrency: 4, waves: ['100%'] },
+        { onHalt: 'pause' },
+      );
+      const deletesOf = () =>
+        downstream.calls.filter((c) => c.action === 'softDelete' && c.resourceId?.startsWith('happ_'));
       const deadline = Date.now() + 60_000;
       while (deletesOf().length < 200 && Date.now() < deadline) await new Promise((res) => setTimeout(res, 5));
       // Calls move in bursts (every lane waits the same 20 ms), so signal at a random point of
       // the burst cycle rather than right after a burst, which would flatter the overshoot.
       await new Promise((res) => setTimeout(res, Math.random() * 25));
       const sent = Date.now();
-      const sig = await api(a.url, tk.operator, 'POST', `/v1/operations/${r.id}/signals`, { kind: 'bench', detail: 'halt now' });
+      const sig = await api(a.url, tk.operator, 'POST', `/v1/operations/${r.id}/signals`, {
+        kind: 'bench',
+        detail: 'halt now',
+      });
       const committed = Date.now();
       if (sig.status !== 200) throw new Error(`signal failed ${sig.status}`);
       await waitState(a, tk, r.id, ['halted'], 30_000);
@@ -117,8 +180,18 @@ export async function benchExecution(env: { databaseUrl: string; redisUrl: strin
     downstream.hang(0);
     const sorted = [...latencies].sort((x, y) => x - y);
     const p = (q: number) => sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)]!;
-    rows.push({ figure: 'halt overshoot: deletes arriving after the halt committed (max of 20)', value: Math.max(...overshoots), goal: '≤ 16 (1 per slot: 4 chunks × 4)', detail: `per trial: ${overshoots.join(' ')}` });
-    rows.push({ figure: 'halt latency: signal sent → last delete arrived (p50 / p99 ms)', value: `${p(0.5)} / ${p(0.99)}`, goal: 'p99 ≤ 250 ms', detail: `downstream answers in 20 ms; ${trials} trials, signal at a random point of the burst cycle` });
+    rows.push({
+      figure: 'halt overshoot: deletes arriving after the halt committed (max of 20)',
+      value: Math.max(...overshoots),
+      goal: '≤ 16 (1 per slot: 4 chunks × 4)',
+      detail: `per trial: ${overshoots.join(' ')}`,
+    });
+    rows.push({
+      figure: 'halt latency: signal sent → last delete arrived (p50 / p99 ms)',
+      value: `${p(0.5)} / ${p(0.99)}`,
+      goal: 'p99 ≤ 250 ms',
+      detail: `downstream answers in 20 ms; ${trials} trials, signal at a random point of the burst cycle`,
+    });
   } finally {
     await a.stop();
     await downstream.close();

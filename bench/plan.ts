@@ -11,8 +11,14 @@ export async function seedBigRegistry(databaseUrl: string, resources = REGISTRY)
   await c.connect();
   const tenants = Math.ceil(resources / APPS_PER_TENANT);
   await c.query(`INSERT INTO resource_types (name, id_pattern) VALUES ('app', '^app_[0-9]+$') ON CONFLICT DO NOTHING`);
-  await c.query(`INSERT INTO tenants (id, name, internal) SELECT 't' || i, 'Tenant ' || i, i < 3 FROM generate_series(0, $1 - 1) i ON CONFLICT DO NOTHING`, [tenants]);
-  await c.query(`INSERT INTO resources (id, type, tenant_id) SELECT 'app_' || i, 'app', 't' || (i / ${APPS_PER_TENANT}) FROM generate_series(0, $1 - 1) i ON CONFLICT DO NOTHING`, [resources]);
+  await c.query(
+    `INSERT INTO tenants (id, name, internal) SELECT 't' || i, 'Tenant ' || i, i < 3 FROM generate_series(0, $1 - 1) i ON CONFLICT DO NOTHING`,
+    [tenants],
+  );
+  await c.query(
+    `INSERT INTO resources (id, type, tenant_id) SELECT 'app_' || i, 'app', 't' || (i / ${APPS_PER_TENANT}) FROM generate_series(0, $1 - 1) i ON CONFLICT DO NOTHING`,
+    [resources],
+  );
   await c.query('VACUUM ANALYZE resources');
   await c.end();
 }
@@ -33,13 +39,21 @@ export async function benchPlans(env: { databaseUrl: string; redisUrl: string })
   const rows: Record<string, string | number>[] = [];
   try {
     const requester = await fetch(`${api.url}/v1/admin/tokens`, {
-      method: 'POST', headers: { authorization: `Bearer ${api.adminToken}`, 'content-type': 'application/json' },
+      method: 'POST',
+      headers: { authorization: `Bearer ${api.adminToken}`, 'content-type': 'application/json' },
       body: JSON.stringify({ name: 'bench', role: 'requester' }),
     }).then((r) => r.json() as Promise<{ token: string }>);
-    for (const [n, offset] of [[100_000, 0], [1_000_000, 500_000]] as const) {
+    for (const [n, offset] of [
+      [100_000, 0],
+      [1_000_000, 500_000],
+    ] as const) {
       const rssBefore = rssMb(api.pid);
       const t0 = performance.now();
-      const res = await streamPost(`${api.url}/v1/operations`, { authorization: `Bearer ${requester.token}`, 'content-type': 'application/x-ndjson' }, ndjson(n, offset));
+      const res = await streamPost(
+        `${api.url}/v1/operations`,
+        { authorization: `Bearer ${requester.token}`, 'content-type': 'application/x-ndjson' },
+        ndjson(n, offset),
+      );
       const seconds = (performance.now() - t0) / 1000;
       if (res.status !== 201) throw new Error(`plan of ${n} failed: ${res.status} ${res.body.slice(0, 500)}`);
       const plan = JSON.parse(res.body) as { itemCount: number; tenantCount: number };

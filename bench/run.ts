@@ -25,22 +25,38 @@ async function freshDatabase(name: string) {
 try {
   if (!only || only === 'registry') {
     const databaseUrl = await freshDatabase('bench_registry');
-    const app = await buildApp({ config: { databaseUrl, redisUrl: services.redisUrl, logLevel: 'warn', queuePrefix: 'bench-registry' }, logger: false });
+    const app = await buildApp({
+      config: { databaseUrl, redisUrl: services.redisUrl, logLevel: 'warn', queuePrefix: 'bench-registry' },
+      logger: false,
+    });
     try {
       const token = 'bg_bench_admin_token_00000000000000';
       await app.authService.ensureBootstrap(token);
       const rows = [];
       for (const run of ['fresh import', 're-import (identical)']) {
         const r = await benchRegistryImport({ app, auth: `Bearer ${token}`, rows: 1_000_000 });
-        rows.push({ run, rows: r.rows, seconds: r.seconds.toFixed(2), 'rows/s': Math.round(r.rowsPerSec).toLocaleString('en'), inserted: r.inserted, updated: r.updated, unchanged: r.unchanged });
+        rows.push({
+          run,
+          rows: r.rows,
+          seconds: r.seconds.toFixed(2),
+          'rows/s': Math.round(r.rowsPerSec).toLocaleString('en'),
+          inserted: r.inserted,
+          updated: r.updated,
+          unchanged: r.unchanged,
+        });
       }
       table('Registry import (1,000,000 resources, one streamed NDJSON request)', rows);
     } finally {
       await app.close();
     }
   }
-  if (!only || only === 'plan') table('Plan throughput (request → plan committed; API from dist/, its own process)', await benchPlans({ ...services, databaseUrl: await freshDatabase('bench_plan') }));
-  if (!only || only === 'execution') table('Execution', await benchExecution({ ...services, databaseUrl: await freshDatabase('bench_exec') }));
+  if (!only || only === 'plan')
+    table(
+      'Plan throughput (request → plan committed; API from dist/, its own process)',
+      await benchPlans({ ...services, databaseUrl: await freshDatabase('bench_plan') }),
+    );
+  if (!only || only === 'execution')
+    table('Execution', await benchExecution({ ...services, databaseUrl: await freshDatabase('bench_exec') }));
 } finally {
   services.dispose();
 }

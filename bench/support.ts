@@ -14,35 +14,91 @@ export async function benchServices(): Promise<LocalServices & { dir: string; di
   const dir = mkdtempSync(join(tmpdir(), 'blastgate-bench-'));
   const s = await startLocalServices({ dir, log: () => undefined });
   await migrate(s.databaseUrl);
-  return { ...s, dir, dispose: () => { s.stop(); rmSync(dir, { recursive: true, force: true }); } };
+  return {
+    ...s,
+    dir,
+    dispose: () => {
+      s.stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
 }
 
-export interface ApiProcess { url: string; pid: number; child: ChildProcess; adminToken: string; stop(): Promise<void> }
+export interface ApiProcess {
+  url: string;
+  pid: number;
+  child: ChildProcess;
+  adminToken: string;
+  stop(): Promise<void>;
+}
 
-export async function startApi(env: { databaseUrl: string; redisUrl: string; extra?: Record<string, string> }): Promise<ApiProcess> {
+export async function startApi(env: {
+  databaseUrl: string;
+  redisUrl: string;
+  extra?: Record<string, string>;
+}): Promise<ApiProcess> {
   if (!existsSync(join(ROOT, 'dist', 'server.js'))) throw new Error('run `npm run build` first (npm run bench does)');
   const port = await freePort();
   const adminToken = 'bg_bench_admin_token_0000000000000';
   // The compiled server (npm run build), as production runs it: RSS without the TypeScript loader.
   const child = spawn(process.execPath, ['dist/server.js'], {
     cwd: ROOT,
-    env: { ...process.env, DATABASE_URL: env.databaseUrl, REDIS_URL: env.redisUrl, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'warn', BLASTGATE_ADMIN_TOKEN: adminToken, ...env.extra },
+    env: {
+      ...process.env,
+      DATABASE_URL: env.databaseUrl,
+      REDIS_URL: env.redisUrl,
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'warn',
+      BLASTGATE_ADMIN_TOKEN: adminToken,
+      ...env.extra,
+    },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   await new Promise<void>((res, rej) => {
     const timer = setTimeout(() => rej(new Error('API did not start within 60 s')), 60_000);
-    child.stdout.on('data', (d: Buffer) => { if (d.toString().includes('listening on')) { clearTimeout(timer); res(); } });
-    child.once('exit', (code) => { clearTimeout(timer); rej(new Error(`API exited with ${code}`)); });
+    child.stdout.on('data', (d: Buffer) => {
+      if (d.toString().includes('listening on')) {
+        clearTimeout(timer);
+        res();
+      }
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      rej(new Error(`API exited with ${code}`));
+    });
   });
-  child.stdout.on('data', (d: Buffer) => { if (process.env.BENCH_LOG_LEVEL) process.stderr.write(d); });
+  child.stdout.on('data', (d: Buffer) => {
+    if (process.env.BENCH_LOG_LEVEL) process.stderr.write(d);
+  });
   return {
-    url: `http://127.0.0.1:${port}`, pid: child.pid!, child, adminToken,
-    stop: () => new Promise((res) => { child.once('exit', () => res()); child.kill('SIGTERM'); }),
+    url: `http://127.0.0.1:${port}`,
+    pid: child.pid!,
+    child,
+    adminToken,
+    stop: () =>
+      new Promise((res) => {
+        child.once('exit', () => res());
+        child.kill('SIGTERM');
+      }),
   };
 }
 
-export async function api<T>(base: string, token: string, method: string, path: string, body?: unknown): Promise<{ status: number; body: T }> {
-  const r = await fetch(`${base}${path}`, { method, headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) }, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
+export async function api<T>(
+  base: string,
+  token: string,
+  method: string,
+  path: string,
+  body?: unknown,
+): Promise<{ status: number; body: T }> {
+  const r = await fetch(`${base}${path}`, {
+    method,
+    headers: {
+      authorization: `Bearer ${token}`,
+      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+    },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  });
   return { status: r.status, body: (await r.json()) as T };
 }
 
@@ -50,7 +106,10 @@ export async function api<T>(base: string, token: string, method: string, path: 
 export async function roleTokens(a: ApiProcess) {
   const out: Record<string, string> = { admin: a.adminToken };
   for (const role of ['requester', 'approver', 'operator', 'viewer']) {
-    const r = await api<{ token: string }>(a.url, a.adminToken, 'POST', '/v1/admin/tokens', { name: `bench-${role}`, role });
+    const r = await api<{ token: string }>(a.url, a.adminToken, 'POST', '/v1/admin/tokens', {
+      name: `bench-${role}`,
+      role,
+    });
     out[role] = r.body.token;
   }
   return out as Record<'admin' | 'requester' | 'approver' | 'operator' | 'viewer', string>;
@@ -67,7 +126,11 @@ export function rssMb(pid: number): number {
 }
 
 /** POSTs a body produced by a generator, streamed (never built whole in memory). */
-export function streamPost(url: string, headers: Record<string, string>, body: Iterable<string>): Promise<{ status: number; body: string }> {
+export function streamPost(
+  url: string,
+  headers: Record<string, string>,
+  body: Iterable<string>,
+): Promise<{ status: number; body: string }> {
   return new Promise((res, rej) => {
     const req = httpRequest(url, { method: 'POST', headers: { ...headers, 'transfer-encoding': 'chunked' } }, (r) => {
       const chunks: Buffer[] = [];

@@ -20,13 +20,21 @@ async function loadEngine() {
   const bg = await import(join(dir, 'schema_engine_bg.js'));
   const bytes = readFileSync(join(dir, 'schema_engine_bg.wasm'));
   // Node's global WebAssembly (its types live in lib.dom, which this project does not load).
-  const wasm = (globalThis as unknown as { WebAssembly: { instantiate(b: Uint8Array, i: object): Promise<{ instance: { exports: object } }> } }).WebAssembly;
+  const wasm = (
+    globalThis as unknown as {
+      WebAssembly: { instantiate(b: Uint8Array, i: object): Promise<{ instance: { exports: object } }> };
+    }
+  ).WebAssembly;
   const { instance } = await wasm.instantiate(bytes, { './schema_engine_bg.js': bg });
   bg.__wbg_set_wasm(instance.exports);
   (instance.exports as { __wbindgen_start?: () => void }).__wbindgen_start?.();
   return bg as {
     SchemaEngine: {
-      new: (o: unknown, log: (s: string) => void, adapter: unknown) => Promise<{
+      new: (
+        o: unknown,
+        log: (s: string) => void,
+        adapter: unknown,
+      ) => Promise<{
         diff(p: unknown): Promise<{ stdout: string | null }>;
       }>;
     };
@@ -35,15 +43,26 @@ async function loadEngine() {
 
 function migrationList() {
   const dirs = existsSync(migrationsDir)
-    ? readdirSync(migrationsDir, { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => d.name).sort()
+    ? readdirSync(migrationsDir, { withFileTypes: true })
+        .filter((d) => d.isDirectory())
+        .map((d) => d.name)
+        .sort()
     : [];
   return {
     baseDir: migrationsDir,
-    lockfile: { path: 'migration_lock.toml', content: existsSync(join(migrationsDir, 'migration_lock.toml')) ? readFileSync(join(migrationsDir, 'migration_lock.toml'), 'utf8') : null },
+    lockfile: {
+      path: 'migration_lock.toml',
+      content: existsSync(join(migrationsDir, 'migration_lock.toml'))
+        ? readFileSync(join(migrationsDir, 'migration_lock.toml'), 'utf8')
+        : null,
+    },
     shadowDbInitScript: '',
     migrationDirectories: dirs.map((name) => ({
       path: name,
-      migrationFile: { path: 'migration.sql', content: { tag: 'ok', value: readFileSync(join(migrationsDir, name, 'migration.sql'), 'utf8') } },
+      migrationFile: {
+        path: 'migration.sql',
+        content: { tag: 'ok', value: readFileSync(join(migrationsDir, name, 'migration.sql'), 'utf8') },
+      },
     })),
   };
 }
@@ -67,7 +86,7 @@ async function main() {
   });
   let sql = result.stdout ?? '';
   for (const extra of extras) sql += `\n-- ${extra}\n` + readFileSync(resolve(extra), 'utf8');
-  if (!sql.trim() || /^-- This is an empty migration/.test(sql.trim()) && extras.length === 0) {
+  if (!sql.trim() || (/^-- This is an empty migration/.test(sql.trim()) && extras.length === 0)) {
     console.log('No schema changes: no migration written.');
     return;
   }

@@ -8,7 +8,9 @@ if (!url) {
 }
 try {
   const r = await migrate(url);
-  console.log(`migrations: ${r.applied.length} applied${r.applied.length ? ` (${r.applied.join(', ')})` : ''}, ${r.alreadyApplied} already in place`);
+  console.log(
+    `migrations: ${r.applied.length} applied${r.applied.length ? ` (${r.applied.join(', ')})` : ''}, ${r.alreadyApplied} already in place`,
+  );
 } catch (err) {
   console.error((err as Error).message);
   process.exit(1);

@@ -12,7 +12,11 @@ export const OPENAPI_FILE = resolve(import.meta.dirname, '..', 'openapi', 'opena
 
 // Nothing listens on port 1: a plugin that connects eagerly fails fast instead of reaching a
 // real server by accident.
-const OFFLINE = { databaseUrl: 'postgres://openapi@127.0.0.1:1/openapi', redisUrl: 'redis://127.0.0.1:1', logLevel: 'silent' };
+const OFFLINE = {
+  databaseUrl: 'postgres://openapi@127.0.0.1:1/openapi',
+  redisUrl: 'redis://127.0.0.1:1',
+  logLevel: 'silent',
+};
 
 /** The OpenAPI document of an app that is ready (routes registered). */
 export function openApiDocument(app: App): unknown {
@@ -34,7 +38,9 @@ function sortKeys(value: unknown, keepOrder: boolean): unknown {
   const entries = Object.entries(value as Record<string, unknown>).filter(([, v]) => v !== undefined);
   if (!keepOrder) entries.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
   // The children of `properties` are field names; their own values are schemas again.
-  return Object.fromEntries(entries.map(([k, v]) => [k, keepOrder ? sortKeys(v, false) : sortKeys(v, k === 'properties' && isPlainObject(v))]));
+  return Object.fromEntries(
+    entries.map(([k, v]) => [k, keepOrder ? sortKeys(v, false) : sortKeys(v, k === 'properties' && isPlainObject(v))]),
+  );
 }
 
 const isPlainObject = (v: unknown) => v !== null && typeof v === 'object' && !Array.isArray(v);
@@ -55,7 +61,9 @@ async function main() {
   writeFileSync(OPENAPI_FILE, text);
   const doc = JSON.parse(text) as { paths: Record<string, Record<string, unknown>> };
   const operations = Object.values(doc.paths).reduce((n, p) => n + Object.keys(p).length, 0);
-  console.log(`wrote ${join('openapi', 'openapi.json')}: ${Object.keys(doc.paths).length} paths, ${operations} operations`);
+  console.log(
+    `wrote ${join('openapi', 'openapi.json')}: ${Object.keys(doc.paths).length} paths, ${operations} operations`,
+  );
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {

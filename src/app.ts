@@ -36,7 +36,10 @@ export interface AppOptions {
 export async function buildApp(opts: AppOptions): Promise<App> {
   const app = Fastify({
     logger: opts.logger ?? { level: opts.config.logLevel },
-    genReqId: (req) => (typeof req.headers['x-request-id'] === 'string' && req.headers['x-request-id'].length <= 100 ? req.headers['x-request-id'] : randomUUID()),
+    genReqId: (req) =>
+      typeof req.headers['x-request-id'] === 'string' && req.headers['x-request-id'].length <= 100
+        ? req.headers['x-request-id']
+        : randomUUID(),
     // Inline JSON bodies carry at most 100k IDs; bigger lists go as streamed NDJSON/text uploads.
     bodyLimit: 8 * 1024 * 1024,
     schemaController: { compilersFactory: { buildValidator: buildValidator as never } },
@@ -59,15 +62,18 @@ export async function buildApp(opts: AppOptions): Promise<App> {
   installRefusalAudit(app);
 
   await app.register(healthRoutes);
-  await app.register(async (v1) => {
-    await v1.register(registryRoutes, { prefix: '/registry' });
-    await v1.register(operationRoutes);
-    await v1.register(commandRoutes);
-    await v1.register(freezeRoutes);
-    await v1.register(policyRoutes);
-    await v1.register(tokenRoutes, { auth });
-    await v1.register(auditRoutes);
-  }, { prefix: '/v1' });
+  await app.register(
+    async (v1) => {
+      await v1.register(registryRoutes, { prefix: '/registry' });
+      await v1.register(operationRoutes);
+      await v1.register(commandRoutes);
+      await v1.register(freezeRoutes);
+      await v1.register(policyRoutes);
+      await v1.register(tokenRoutes, { auth });
+      await v1.register(auditRoutes);
+    },
+    { prefix: '/v1' },
+  );
 
   app.decorate('authService', auth);
   return app;

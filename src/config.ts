@@ -40,7 +40,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     if (v === undefined) return undefined;
     try {
       const u = new URL(v);
-      if (!protocols.includes(u.protocol)) problems.push(`${name} must use ${protocols.join(' or ')} (got ${u.protocol})`);
+      if (!protocols.includes(u.protocol))
+        problems.push(`${name} must use ${protocols.join(' or ')} (got ${u.protocol})`);
     } catch {
       problems.push(`${name} is not a valid URL`);
     }

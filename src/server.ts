@@ -28,7 +28,9 @@ async function main() {
   }
   let local: LocalServices | undefined;
   if (!config.databaseUrl || !config.redisUrl) {
-    console.log(`embedded mode: starting local ${[!config.databaseUrl && 'PostgreSQL', !config.redisUrl && 'Redis'].filter(Boolean).join(' and ')} under ${config.dataDir}/`);
+    console.log(
+      `embedded mode: starting local ${[!config.databaseUrl && 'PostgreSQL', !config.redisUrl && 'Redis'].filter(Boolean).join(' and ')} under ${config.dataDir}/`,
+    );
     local = await startLocalServices({ dir: config.dataDir, pgPort: 54329, redisPort: 63799 });
     embedded = local;
   }
@@ -37,7 +39,9 @@ async function main() {
   const migrated = await migrate(databaseUrl);
   if (migrated.applied.length) console.log(`applied migrations: ${migrated.applied.join(', ')}`);
 
-  const signingSecret = config.signingSecret ?? (local ? embeddedSecret(config, 'signing-secret', () => randomBytes(32).toString('hex')) : undefined);
+  const signingSecret =
+    config.signingSecret ??
+    (local ? embeddedSecret(config, 'signing-secret', () => randomBytes(32).toString('hex')) : undefined);
   const app = await buildApp({ config: { ...config, databaseUrl, redisUrl } });
   // Embedded mode keeps its generated admin token with the data, so restarts do not pile up
   // valid admin tokens and the one printed last time keeps working.
@@ -47,14 +51,27 @@ async function main() {
 
   let workers: RunningWorkers | undefined;
   if (config.workersInProcess) {
-    workers = await startWorkers({ databaseUrl, redisUrl, queuePrefix: config.queuePrefix, concurrency: config.workerConcurrency, signingSecret, logger: app.log, metrics: app.metrics, lockDurationMs: config.workerLockMs });
+    workers = await startWorkers({
+      databaseUrl,
+      redisUrl,
+      queuePrefix: config.queuePrefix,
+      concurrency: config.workerConcurrency,
+      signingSecret,
+      logger: app.log,
+      metrics: app.metrics,
+      lockDurationMs: config.workerLockMs,
+    });
   }
   const address = await app.listen({ host: config.host, port: config.port });
   const shown = address.replace('://0.0.0.0', '://127.0.0.1');
   console.log(`\nBlastgate is listening on ${shown}`);
   console.log(`  Swagger UI:  ${shown}/docs`);
   const tokenSource = local ? `kept in ${join(config.dataDir, 'admin-token')}` : 'generated';
-  console.log(config.adminToken ? '  Admin token: from BLASTGATE_ADMIN_TOKEN' : `  Admin token: ${adminToken}   (${tokenSource}; set BLASTGATE_ADMIN_TOKEN to choose one)`);
+  console.log(
+    config.adminToken
+      ? '  Admin token: from BLASTGATE_ADMIN_TOKEN'
+      : `  Admin token: ${adminToken}   (${tokenSource}; set BLASTGATE_ADMIN_TOKEN to choose one)`,
+  );
   console.log(`  Workers:     ${workers ? 'running in this process' : 'not in this process (run `npm run worker`)'}\n`);
 
   closeWithGrace({ delay: 15_000 }, async ({ err }) => {

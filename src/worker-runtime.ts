@@ -44,21 +44,34 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
   const subscriber = createRedis(opts.redisUrl, true);
   const itemsConn = createRedis(opts.redisUrl, true);
   const controlConn = createRedis(opts.redisUrl, true);
-  for (const r of [producer, publisher, subscriber, itemsConn, controlConn]) r.on('error', (err: Error) => opts.logger.warn({ err }, 'redis connection error'));
+  for (const r of [producer, publisher, subscriber, itemsConn, controlConn])
+    r.on('error', (err: Error) => opts.logger.warn({ err }, 'redis connection error'));
 
   const queues = createQueues(producer, opts.queuePrefix);
   const watch = new HaltWatch(db.pool, subscriber, haltChannel(opts.queuePrefix));
   await watch.start();
   const deps: WorkerDeps = {
     pool: db.pool,
-    engine: { pool: db.pool, queues, publisher, channel: haltChannel(opts.queuePrefix), metrics: opts.metrics, log: opts.logger },
+    engine: {
+      pool: db.pool,
+      queues,
+      publisher,
+      channel: haltChannel(opts.queuePrefix),
+      metrics: opts.metrics,
+      log: opts.logger,
+    },
     watch,
     adapters: new AdapterCache(db.pool, opts.signingSecret),
     redis: producer,
     prefix: opts.queuePrefix,
     metrics: opts.metrics,
   };
-  const common = { prefix: opts.queuePrefix, lockDuration: opts.lockDurationMs ?? 30_000, stalledInterval: opts.lockDurationMs ?? 30_000, maxStalledCount: 100 };
+  const common = {
+    prefix: opts.queuePrefix,
+    lockDuration: opts.lockDurationMs ?? 30_000,
+    stalledInterval: opts.lockDurationMs ?? 30_000,
+    maxStalledCount: 100,
+  };
   // Jobs being processed here, so that close() can wait for them without relying on BullMQ's close.
   let inHand = 0;
   let drained: (() => void) | undefined;
@@ -72,11 +85,26 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
   };
   const controlConcurrency = Math.max(2, opts.concurrency);
   // A job started twice (possible after a Redis restart) must not run twice at once: see exclusive.ts.
-  const locks = createJobLocks(opts.databaseUrl, opts.queuePrefix, opts.concurrency + controlConcurrency, common.lockDuration);
-  const items = new Worker<ChunkJob>(QUEUE_NAMES.items, (job, token) => tracked(() => locks.run(job, token, () => processChunk(deps, job, token))), { ...common, connection: itemsConn, concurrency: opts.concurrency });
-  const control = new Worker<ControlJob>(QUEUE_NAMES.control, (job, token) => tracked(() => locks.run(job, token, () => processControl(deps, job))), { ...common, connection: controlConn, concurrency: controlConcurrency });
+  const locks = createJobLocks(
+    opts.databaseUrl,
+    opts.queuePrefix,
+    opts.concurrency + controlConcurrency,
+    common.lockDuration,
+  );
+  const items = new Worker<ChunkJob>(
+    QUEUE_NAMES.items,
+    (job, token) => tracked(() => locks.run(job, token, () => processChunk(deps, job, token))),
+    { ...common, connection: itemsConn, concurrency: opts.concurrency },
+  );
+  const control = new Worker<ControlJob>(
+    QUEUE_NAMES.control,
+    (job, token) => tracked(() => locks.run(job, token, () => processControl(deps, job))),
+    { ...common, connection: controlConn, concurrency: controlConcurrency },
+  );
   for (const w of [items, control]) {
-    w.on('failed', (job, err) => opts.logger.warn({ err, jobId: job?.id }, 'job failed (will retry while attempts remain)'));
+    w.on('failed', (job, err) =>
+      opts.logger.warn({ err, jobId: job?.id }, 'job failed (will retry while attempts remain)'),
+    );
     w.on('error', (err) => opts.logger.error({ err }, 'worker error'));
   }
 
@@ -86,7 +114,11 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
   const timer = setInterval(() => {
     if (reconciling) return;
     reconciling = true;
-    reconcile().catch((err: unknown) => opts.logger.warn({ err }, 'reconcile failed')).finally(() => { reconciling = false; });
+    reconcile()
+      .catch((err: unknown) => opts.logger.warn({ err }, 'reconcile failed'))
+      .finally(() => {
+        reconciling = false;
+      });
   }, every);
   timer.unref();
   // Work that was queued before this process started, or lost with a Redis restart.
@@ -99,20 +131,30 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
       // BullMQ stops fetching at once; the jobs in hand finish first (graceful). BullMQ's close
       // then waits for its blocking connection to end, which never happens when that connection
       // is between two reconnect attempts (Redis down or just restarted): that wait is bounded.
-      const closing = Promise.all([items.close(), control.close()]).catch((err: unknown) => opts.logger.warn({ err }, 'closing the queue consumers failed'));
-      if (inHand > 0) await new Promise<void>((resolve) => { drained = resolve; });
+      const closing = Promise.all([items.close(), control.close()]).catch((err: unknown) =>
+        opts.logger.warn({ err }, 'closing the queue consumers failed'),
+      );
+      if (inHand > 0)
+        await new Promise<void>((resolve) => {
+          drained = resolve;
+        });
       let graceTimer: NodeJS.Timeout | undefined;
       const settled = await Promise.race([
         closing.then(() => true),
-        new Promise<boolean>((resolve) => { graceTimer = setTimeout(() => resolve(false), CLOSE_GRACE_MS); }),
+        new Promise<boolean>((resolve) => {
+          graceTimer = setTimeout(() => resolve(false), CLOSE_GRACE_MS);
+        }),
       ]);
       clearTimeout(graceTimer);
-      if (!settled) opts.logger.warn('queue consumers did not finish closing (Redis unreachable?); closing their connections');
+      if (!settled)
+        opts.logger.warn('queue consumers did not finish closing (Redis unreachable?); closing their connections');
       await watch.stop();
       await queues.close();
       await deps.adapters.close();
       await locks.close();
-      await Promise.all([producer, publisher, subscriber, itemsConn, controlConn].map((r) => r.quit().catch(() => r.disconnect())));
+      await Promise.all(
+        [producer, publisher, subscriber, itemsConn, controlConn].map((r) => r.quit().catch(() => r.disconnect())),
+      );
       await closeDb(db);
     },
   };

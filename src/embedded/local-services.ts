@@ -67,7 +67,7 @@ export function freePort(): Promise<number> {
 
 // initdb and postgres refuse to run as root; the Debian package creates a `postgres` user.
 function asPostgres(cmd: string, args: string[]) {
-  const full = isRoot() ? ['runuser', ['-u', 'postgres', '--', cmd, ...args]] as const : [cmd, args] as const;
+  const full = isRoot() ? (['runuser', ['-u', 'postgres', '--', cmd, ...args]] as const) : ([cmd, args] as const);
   const r = spawnSync(full[0], [...full[1]], { encoding: 'utf8' });
   return { ok: r.status === 0, out: `${r.stdout ?? ''}${r.stderr ?? ''}` };
 }
@@ -93,7 +93,16 @@ export async function startLocalServices(opts: LocalServicesOptions): Promise<Lo
   if (!existsSync(join(pgData, 'PG_VERSION'))) {
     mkdirSync(pgData, { recursive: true, mode: 0o700 });
     ownByPostgres(pgData);
-    const r = asPostgres(bins.initdb, ['-D', pgData, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--locale=C.UTF-8']);
+    const r = asPostgres(bins.initdb, [
+      '-D',
+      pgData,
+      '-U',
+      'postgres',
+      '--auth=trust',
+      '-E',
+      'UTF8',
+      '--locale=C.UTF-8',
+    ]);
     if (!r.ok) throw new Error(`initdb failed:\n${r.out}`);
   }
   const pgPort = opts.pgPort ?? (await freePort());
@@ -101,7 +110,18 @@ export async function startLocalServices(opts: LocalServicesOptions): Promise<Lo
   let ownPg = false;
   if (!status.ok) {
     const conf = `-p ${pgPort} -h 127.0.0.1 -k ${sockDir} -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 -c shared_buffers=256MB`;
-    const r = asPostgres(bins.pgCtl, ['-D', pgData, '-l', join(pgData, 'server.log'), '-o', conf, '-w', '-t', '60', 'start']);
+    const r = asPostgres(bins.pgCtl, [
+      '-D',
+      pgData,
+      '-l',
+      join(pgData, 'server.log'),
+      '-o',
+      conf,
+      '-w',
+      '-t',
+      '60',
+      'start',
+    ]);
     if (!r.ok) throw new Error(`PostgreSQL did not start:\n${r.out}\n${tail(join(pgData, 'server.log'))}`);
     ownPg = true;
   }
@@ -123,12 +143,31 @@ export async function startLocalServices(opts: LocalServicesOptions): Promise<Lo
   if (redisAlive) {
     actualRedisPort = Number(readFileSync(join(redisDir, 'port'), 'utf8'));
   } else {
-    const r = spawnSync(bins.redisServer, [
-      '--port', String(redisPort), '--bind', '127.0.0.1', '--dir', redisDir, '--appendonly', 'yes',
-      // BullMQ is only correct when Redis never evicts keys.
-      '--maxmemory-policy', 'noeviction', '--daemonize', 'yes', '--pidfile', pidFile,
-      '--logfile', join(redisDir, 'redis.log'), '--save', '',
-    ], { encoding: 'utf8' });
+    const r = spawnSync(
+      bins.redisServer,
+      [
+        '--port',
+        String(redisPort),
+        '--bind',
+        '127.0.0.1',
+        '--dir',
+        redisDir,
+        '--appendonly',
+        'yes',
+        // BullMQ is only correct when Redis never evicts keys.
+        '--maxmemory-policy',
+        'noeviction',
+        '--daemonize',
+        'yes',
+        '--pidfile',
+        pidFile,
+        '--logfile',
+        join(redisDir, 'redis.log'),
+        '--save',
+        '',
+      ],
+      { encoding: 'utf8' },
+    );
     if (r.status !== 0) throw new Error(`redis-server did not start: ${r.stderr}`);
     writeFileSync(join(redisDir, 'port'), String(redisPort));
     await waitFor(() => existsSync(pidFile), 10_000, 'redis-server pid file');
@@ -140,7 +179,11 @@ export async function startLocalServices(opts: LocalServicesOptions): Promise<Lo
     stop() {
       if (ownRedis && existsSync(pidFile)) {
         const pid = Number(readFileSync(pidFile, 'utf8'));
-        try { process.kill(pid, 'SIGTERM'); } catch { /* already gone */ }
+        try {
+          process.kill(pid, 'SIGTERM');
+        } catch {
+          /* already gone */
+        }
       }
       if (ownPg) asPostgres(bins.pgCtl, ['-D', pgData, '-m', 'fast', '-w', 'stop']);
     },
@@ -155,11 +198,20 @@ function readPostmasterPort(pgData: string): number | undefined {
 }
 
 function alive(pid: number): boolean {
-  try { process.kill(pid, 0); return true; } catch { return false; }
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function tail(file: string): string {
-  try { return readFileSync(file, 'utf8').split('\n').slice(-20).join('\n'); } catch { return ''; }
+  try {
+    return readFileSync(file, 'utf8').split('\n').slice(-20).join('\n');
+  } catch {
+    return '';
+  }
 }
 
 async function waitFor(check: () => boolean, ms: number, what: string) {

@@ -28,7 +28,8 @@ export async function* lineBatches(stream: Readable, limits: LineLimits): AsyncG
   let batch: Line[] = [];
   for await (const chunk of stream as AsyncIterable<Buffer>) {
     bytes += chunk.length;
-    if (bytes > limits.maxBytes) throw new PayloadTooLargeError(`Body is larger than ${limits.maxBytes} bytes`, { maxBytes: limits.maxBytes });
+    if (bytes > limits.maxBytes)
+      throw new PayloadTooLargeError(`Body is larger than ${limits.maxBytes} bytes`, { maxBytes: limits.maxBytes });
     const text = carry + decoder.write(chunk);
     let start = 0;
     for (let i = text.indexOf('\n'); i !== -1; i = text.indexOf('\n', start)) {
@@ -38,7 +39,10 @@ export async function* lineBatches(stream: Readable, limits: LineLimits): AsyncG
       start = i + 1;
     }
     carry = text.slice(start);
-    if (carry.length > limits.maxLineBytes) throw new BadRequestError('LINE_TOO_LONG', `Line ${n + 1} is longer than ${limits.maxLineBytes} bytes`, { line: n + 1 });
+    if (carry.length > limits.maxLineBytes)
+      throw new BadRequestError('LINE_TOO_LONG', `Line ${n + 1} is longer than ${limits.maxLineBytes} bytes`, {
+        line: n + 1,
+      });
     if (batch.length >= limits.batchSize) {
       yield batch;
       batch = [];

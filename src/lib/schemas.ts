@@ -1,8 +1,20 @@
 // Schemas shared by every module.
 import { Type, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import type { FastifyBaseLogger, FastifyInstance, RawReplyDefaultExpression, RawRequestDefaultExpression, RawServerDefault } from 'fastify';
+import type {
+  FastifyBaseLogger,
+  FastifyInstance,
+  RawReplyDefaultExpression,
+  RawRequestDefaultExpression,
+  RawServerDefault,
+} from 'fastify';
 
-export type App = FastifyInstance<RawServerDefault, RawRequestDefaultExpression, RawReplyDefaultExpression, FastifyBaseLogger, TypeBoxTypeProvider>;
+export type App = FastifyInstance<
+  RawServerDefault,
+  RawRequestDefaultExpression,
+  RawReplyDefaultExpression,
+  FastifyBaseLogger,
+  TypeBoxTypeProvider
+>;
 
 export const ErrorResponse = Type.Object(
   {
@@ -11,17 +23,28 @@ export const ErrorResponse = Type.Object(
     details: Type.Any({ description: 'Which IDs or fields were wrong, when known' }),
     requestId: Type.String({ description: 'Correlates with the server log' }),
   },
-  { $id: 'ErrorResponse', description: 'Every error response has this shape', example: { code: 'VALIDATION_FAILED', message: 'Unknown field "foo" in body', details: [{ field: 'body', message: 'must NOT have additional properties', unknownField: 'foo' }], requestId: 'req-1' } },
+  {
+    $id: 'ErrorResponse',
+    description: 'Every error response has this shape',
+    example: {
+      code: 'VALIDATION_FAILED',
+      message: 'Unknown field "foo" in body',
+      details: [{ field: 'body', message: 'must NOT have additional properties', unknownField: 'foo' }],
+      requestId: 'req-1',
+    },
+  },
 );
 
 /** Standard error responses to list on a route, besides its own. */
 export const errorResponses = (...statuses: number[]) =>
-  Object.fromEntries(statuses.map((s) => [s, { ...Type.Ref('ErrorResponse'), description: ERROR_DESCRIPTIONS[s] ?? 'Error' }]));
+  Object.fromEntries(
+    statuses.map((s) => [s, { ...Type.Ref('ErrorResponse'), description: ERROR_DESCRIPTIONS[s] ?? 'Error' }]),
+  );
 
 const ERROR_DESCRIPTIONS: Record<number, string> = {
   400: 'Malformed request or failed validation',
   401: 'Missing, unknown or revoked bearer token',
-  403: 'The token\'s role may not do this',
+  403: "The token's role may not do this",
   404: 'Not found',
   409: 'Conflicts with the current state',
   413: 'Body larger than allowed',
@@ -31,5 +54,7 @@ const ERROR_DESCRIPTIONS: Record<number, string> = {
 
 export const Pagination = Type.Object({
   limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100, description: 'Page size' }),
-  cursor: Type.Optional(Type.String({ maxLength: 200, description: 'Opaque cursor from the previous page\'s nextCursor' })),
+  cursor: Type.Optional(
+    Type.String({ maxLength: 200, description: "Opaque cursor from the previous page's nextCursor" }),
+  ),
 });

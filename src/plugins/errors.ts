@@ -20,7 +20,11 @@ const FASTIFY_CODES: Record<string, [number, string]> = {
   FST_ERR_VALIDATION: [400, 'VALIDATION_FAILED'],
 };
 
-interface ValidationIssue { instancePath: string; message?: string; params?: Record<string, unknown> }
+interface ValidationIssue {
+  instancePath: string;
+  message?: string;
+  params?: Record<string, unknown>;
+}
 
 /** Names each offending field (`body.ids.1`) and leads with an unknown field when there is one. */
 export function describeValidation(issues: readonly ValidationIssue[], where: string) {
@@ -36,13 +40,25 @@ export function describeValidation(issues: readonly ValidationIssue[], where: st
   return { message, details };
 }
 
-export function toClientError(err: FastifyError | AppError | Error): { status: number; code: string; message: string; details?: unknown } {
-  if (err instanceof AppError) return { status: err.statusCode, code: err.code, message: err.message, details: err.details };
+export function toClientError(err: FastifyError | AppError | Error): {
+  status: number;
+  code: string;
+  message: string;
+  details?: unknown;
+} {
+  if (err instanceof AppError)
+    return { status: err.statusCode, code: err.code, message: err.message, details: err.details };
   const fe = err as FastifyError;
-  if (fe.validation) return { status: 400, code: 'VALIDATION_FAILED', ...describeValidation(fe.validation, fe.validationContext ?? 'body') };
+  if (fe.validation)
+    return {
+      status: 400,
+      code: 'VALIDATION_FAILED',
+      ...describeValidation(fe.validation, fe.validationContext ?? 'body'),
+    };
   const mapped = fe.code ? FASTIFY_CODES[fe.code] : undefined;
   if (mapped) return { status: mapped[0], code: mapped[1], message: fe.message };
-  if (err instanceof SyntaxError) return { status: 400, code: 'MALFORMED_BODY', message: `Body is not valid JSON: ${err.message}` };
+  if (err instanceof SyntaxError)
+    return { status: 400, code: 'MALFORMED_BODY', message: `Body is not valid JSON: ${err.message}` };
   if (fe.statusCode && fe.statusCode >= 400 && fe.statusCode < 500) {
     return { status: fe.statusCode, code: fe.code?.replace(/^FST_ERR_/, '') ?? 'BAD_REQUEST', message: fe.message };
   }
@@ -55,10 +71,19 @@ export function installErrorHandler(app: FastifyInstance) {
     if (e.status >= 500) request.log.error({ err }, 'request failed');
     else request.log.info({ code: e.code, details: e.details }, e.message);
     request.errorCode = e.code;
-    return reply.status(e.status).send({ code: e.code, message: e.message, details: e.details ?? null, requestId: request.id });
+    return reply
+      .status(e.status)
+      .send({ code: e.code, message: e.message, details: e.details ?? null, requestId: request.id });
   });
   app.setNotFoundHandler((request, reply) => {
     request.errorCode = 'ROUTE_NOT_FOUND';
-    return reply.status(404).send({ code: 'ROUTE_NOT_FOUND', message: `No route ${request.method} ${request.url.split('?')[0]}`, details: null, requestId: request.id });
+    return reply
+      .status(404)
+      .send({
+        code: 'ROUTE_NOT_FOUND',
+        message: `No route ${request.method} ${request.url.split('?')[0]}`,
+        details: null,
+        requestId: request.id,
+      });
   });
 }

@@ -8,14 +8,55 @@ export function createMetrics() {
   collectDefaultMetrics({ register: registry, prefix: 'blastgate_process_' });
   return {
     registry,
-    httpRequests: new Counter({ name: 'blastgate_http_requests_total', help: 'HTTP requests by route and status', labelNames: ['method', 'route', 'status'], registers: [registry] }),
-    httpDuration: new Histogram({ name: 'blastgate_http_request_duration_seconds', help: 'HTTP request duration', labelNames: ['method', 'route'], buckets: [0.005, 0.02, 0.1, 0.5, 2, 10, 60], registers: [registry] }),
-    plans: new Counter({ name: 'blastgate_plans_total', help: 'Operation plans by outcome (planned, rejected, dry_run)', labelNames: ['outcome'], registers: [registry] }),
-    planIds: new Counter({ name: 'blastgate_plan_ids_total', help: 'IDs resolved by plans, by class', labelNames: ['class'], registers: [registry] }),
-    registryRows: new Counter({ name: 'blastgate_registry_rows_imported_total', help: 'Registry rows upserted, by kind', labelNames: ['kind'], registers: [registry] }),
-    items: new Counter({ name: 'blastgate_items_total', help: 'Operation items by outcome', labelNames: ['outcome'], registers: [registry] }),
-    halts: new Counter({ name: 'blastgate_halts_total', help: 'Operation halts by reason kind', labelNames: ['reason'], registers: [registry] }),
-    transitions: new Counter({ name: 'blastgate_operation_transitions_total', help: 'Lifecycle transitions by target state', labelNames: ['state'], registers: [registry] }),
+    httpRequests: new Counter({
+      name: 'blastgate_http_requests_total',
+      help: 'HTTP requests by route and status',
+      labelNames: ['method', 'route', 'status'],
+      registers: [registry],
+    }),
+    httpDuration: new Histogram({
+      name: 'blastgate_http_request_duration_seconds',
+      help: 'HTTP request duration',
+      labelNames: ['method', 'route'],
+      buckets: [0.005, 0.02, 0.1, 0.5, 2, 10, 60],
+      registers: [registry],
+    }),
+    plans: new Counter({
+      name: 'blastgate_plans_total',
+      help: 'Operation plans by outcome (planned, rejected, dry_run)',
+      labelNames: ['outcome'],
+      registers: [registry],
+    }),
+    planIds: new Counter({
+      name: 'blastgate_plan_ids_total',
+      help: 'IDs resolved by plans, by class',
+      labelNames: ['class'],
+      registers: [registry],
+    }),
+    registryRows: new Counter({
+      name: 'blastgate_registry_rows_imported_total',
+      help: 'Registry rows upserted, by kind',
+      labelNames: ['kind'],
+      registers: [registry],
+    }),
+    items: new Counter({
+      name: 'blastgate_items_total',
+      help: 'Operation items by outcome',
+      labelNames: ['outcome'],
+      registers: [registry],
+    }),
+    halts: new Counter({
+      name: 'blastgate_halts_total',
+      help: 'Operation halts by reason kind',
+      labelNames: ['reason'],
+      registers: [registry],
+    }),
+    transitions: new Counter({
+      name: 'blastgate_operation_transitions_total',
+      help: 'Lifecycle transitions by target state',
+      labelNames: ['state'],
+      registers: [registry],
+    }),
   };
 }
 
@@ -27,25 +68,39 @@ export type Metrics = ReturnType<typeof createMetrics>;
  */
 export function registerLedgerGauges(metrics: Metrics, pool: pg.Pool) {
   new Gauge({
-    name: 'blastgate_ledger_items', help: 'Items by outcome across all operations (from per-wave counters)', labelNames: ['outcome'], registers: [metrics.registry],
+    name: 'blastgate_ledger_items',
+    help: 'Items by outcome across all operations (from per-wave counters)',
+    labelNames: ['outcome'],
+    registers: [metrics.registry],
     async collect() {
-      const r = await pool.query<{ done: number; failed: number }>('SELECT coalesce(sum(done), 0)::bigint AS done, coalesce(sum(failed), 0)::bigint AS failed FROM operation_waves');
+      const r = await pool.query<{ done: number; failed: number }>(
+        'SELECT coalesce(sum(done), 0)::bigint AS done, coalesce(sum(failed), 0)::bigint AS failed FROM operation_waves',
+      );
       this.set({ outcome: 'done' }, Number(r.rows[0]?.done ?? 0));
       this.set({ outcome: 'failed' }, Number(r.rows[0]?.failed ?? 0));
     },
   });
   new Gauge({
-    name: 'blastgate_operations', help: 'Operations by state', labelNames: ['state'], registers: [metrics.registry],
+    name: 'blastgate_operations',
+    help: 'Operations by state',
+    labelNames: ['state'],
+    registers: [metrics.registry],
     async collect() {
-      const r = await pool.query<{ state: string; n: number }>('SELECT state, count(*)::int AS n FROM operations GROUP BY state');
+      const r = await pool.query<{ state: string; n: number }>(
+        'SELECT state, count(*)::int AS n FROM operations GROUP BY state',
+      );
       this.reset();
       for (const row of r.rows) this.set({ state: row.state }, row.n);
     },
   });
   new Gauge({
-    name: 'blastgate_operations_halted', help: 'Operations that were halted (automatically or by an operator), from the audit log', registers: [metrics.registry],
+    name: 'blastgate_operations_halted',
+    help: 'Operations that were halted (automatically or by an operator), from the audit log',
+    registers: [metrics.registry],
     async collect() {
-      const r = await pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM audit_events WHERE action = 'operation.halted'`);
+      const r = await pool.query<{ n: number }>(
+        `SELECT count(*)::int AS n FROM audit_events WHERE action = 'operation.halted'`,
+      );
       this.set(r.rows[0]?.n ?? 0);
     },
   });

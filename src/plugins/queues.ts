@@ -13,7 +13,14 @@ declare module 'fastify' {
 export default fp<{ prefix: string }>(
   async (app, opts) => {
     const queues: Queues = createQueues(app.redis, opts.prefix);
-    app.decorate('engine', { pool: app.db.pool, queues, publisher: app.redis, channel: `${opts.prefix}:halt`, metrics: app.metrics, log: app.log });
+    app.decorate('engine', {
+      pool: app.db.pool,
+      queues,
+      publisher: app.redis,
+      channel: `${opts.prefix}:halt`,
+      metrics: app.metrics,
+      log: app.log,
+    });
     app.addHook('onClose', async () => queues.close());
   },
   { name: 'queues', dependencies: ['db', 'redis', 'metrics'] },

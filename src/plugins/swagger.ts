@@ -17,12 +17,22 @@ export default fp(
     await app.register(swagger, {
       hideUntagged: true,
       // Components are named by their $id (ErrorResponse, AuditEvent), not def-0, def-1, …
-      refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`) },
+      refResolver: {
+        buildLocalReference: (json, _baseUri, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`),
+      },
       openapi: {
         openapi: '3.0.3',
         info: OPENAPI_INFO,
         servers: [{ url: '/' }],
-        components: { securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', description: 'An API token created by an admin (POST /v1/admin/tokens)' } } },
+        components: {
+          securitySchemes: {
+            bearerAuth: {
+              type: 'http',
+              scheme: 'bearer',
+              description: 'An API token created by an admin (POST /v1/admin/tokens)',
+            },
+          },
+        },
         tags: [
           { name: 'registry', description: 'Tenant registry: resource types, tenants, resources' },
           { name: 'operations', description: 'Destructive operations: plans, approvals, execution' },
@@ -32,7 +42,10 @@ export default fp(
         ],
       },
     });
-    await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { persistAuthorization: true, docExpansion: 'list' } });
+    await app.register(swaggerUi, {
+      routePrefix: '/docs',
+      uiConfig: { persistAuthorization: true, docExpansion: 'list' },
+    });
     app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   },
   { name: 'swagger' },

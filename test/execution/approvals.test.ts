@@ -5,7 +5,13 @@
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Role } from '../../src/modules/auth/roles.ts';
-import { buildExecHarness, getOperation, useHttpAdapter, waitForState, type ExecHarness } from '../support/execution.ts';
+import {
+  buildExecHarness,
+  getOperation,
+  useHttpAdapter,
+  waitForState,
+  type ExecHarness,
+} from '../support/execution.ts';
 import { appsOf, command, range } from '../support/exec-helpers.ts';
 import { query, seedRegistry, siteId } from '../support/seed.ts';
 
@@ -22,15 +28,24 @@ beforeAll(async () => {
   const admin = { tokenId: 'test', name: 'test', role: 'admin' as const };
   secondApprover = (await h.app.authService.createToken('test-approver-2', 'approver', admin)).token;
 });
-afterAll(async () => { await h?.close(); });
+afterAll(async () => {
+  await h?.close();
+});
 
 function submit(role: Role, ids: string[], extra: Record<string, unknown> = {}) {
-  return request(h.app.server).post('/v1/operations').set('authorization', h.auth(role))
+  return request(h.app.server)
+    .post('/v1/operations')
+    .set('authorization', h.auth(role))
     .send({ targetType: 'app', reason: 'Remove the legacy app', ticket: 'CHG-9', ids, rollout: ROLLOUT, ...extra });
 }
 const approveWith = (authorization: string, id: string, planHash: string) =>
   request(h.app.server).post(`/v1/operations/${id}/approve`).set('authorization', authorization).send({ planHash });
-const approvalsOf = (id: string) => query<{ role: string; break_glass: boolean }>(h.databaseUrl, 'SELECT role, break_glass FROM approvals WHERE operation_id = $1 ORDER BY id', [id]);
+const approvalsOf = (id: string) =>
+  query<{ role: string; break_glass: boolean }>(
+    h.databaseUrl,
+    'SELECT role, break_glass FROM approvals WHERE operation_id = $1 ORDER BY id',
+    [id],
+  );
 const deletesOf = (ids: string[]) => h.downstream.destructiveCalls().filter((c) => ids.includes(c.resourceId!));
 
 describe('who may approve', () => {
@@ -92,7 +107,11 @@ describe('nothing starts before approval', () => {
     const id = res.body.details.operationId as string;
     expect(id).toMatch(/^op_/);
     expect((await getOperation(h, id)).state).toBe('rejected');
-    for (const [auth, path, body] of [[h.auth('approver'), 'approve', { planHash: OTHER_HASH }], [h.auth('admin'), 'approve', { planHash: OTHER_HASH }], [h.auth('operator'), 'start', {}]] as const) {
+    for (const [auth, path, body] of [
+      [h.auth('approver'), 'approve', { planHash: OTHER_HASH }],
+      [h.auth('admin'), 'approve', { planHash: OTHER_HASH }],
+      [h.auth('operator'), 'start', {}],
+    ] as const) {
       const r = await request(h.app.server).post(`/v1/operations/${id}/${path}`).set('authorization', auth).send(body);
       expect(r.status, `${path}: ${JSON.stringify(r.body)}`).toBe(409);
       expect(r.body.code).toBe('INVALID_TRANSITION');
@@ -124,11 +143,17 @@ describe('break-glass', () => {
     const admin = await approveWith(h.auth('admin'), id, planHash);
     expect(admin.status).toBe(200);
     expect(admin.body.state).toBe('approved');
-    expect(await approvalsOf(id)).toEqual([{ role: 'approver', break_glass: false }, { role: 'approver', break_glass: false }, { role: 'admin', break_glass: true }]);
+    expect(await approvalsOf(id)).toEqual([
+      { role: 'approver', break_glass: false },
+      { role: 'approver', break_glass: false },
+      { role: 'admin', break_glass: true },
+    ]);
 
     expect((await command(h, 'operator', id, 'start')).status).toBe(200);
     expect((await waitForState(h, id, ['completed', 'halted', 'rolled_back', 'paused'])).state).toBe('completed');
-    expect(new Set(deletesOf(ids).map((c) => `${c.action} ${c.resourceId}`))).toEqual(new Set(ids.map((i) => `hardDelete ${i}`)));
+    expect(new Set(deletesOf(ids).map((c) => `${c.action} ${c.resourceId}`))).toEqual(
+      new Set(ids.map((i) => `hardDelete ${i}`)),
+    );
     for (const i of ids) expect(h.downstream.state(i)).toBe('purged');
   });
 

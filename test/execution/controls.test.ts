@@ -5,8 +5,25 @@
 import request from 'supertest';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { Role } from '../../src/modules/auth/roles.ts';
-import { buildExecHarness, getOperation, submitAndStart, until, useHttpAdapter, waitForState, type ExecHarness, type Submitted } from '../support/execution.ts';
-import { appsOf, command, expectEverythingTouchedRestored, ledger, range, softDeletesAfter, softDeletesOf } from '../support/exec-helpers.ts';
+import {
+  buildExecHarness,
+  getOperation,
+  submitAndStart,
+  until,
+  useHttpAdapter,
+  waitForState,
+  type ExecHarness,
+  type Submitted,
+} from '../support/execution.ts';
+import {
+  appsOf,
+  command,
+  expectEverythingTouchedRestored,
+  ledger,
+  range,
+  softDeletesAfter,
+  softDeletesOf,
+} from '../support/exec-helpers.ts';
 import { seedRegistry } from '../support/seed.ts';
 
 const APPS = 4;
@@ -21,10 +38,15 @@ beforeAll(async () => {
   await seedRegistry(h.databaseUrl, { sites: 100, appsPerSite: APPS, internalTenants: 8 });
   await useHttpAdapter(h);
 });
-afterAll(async () => { await h?.close(); });
+afterAll(async () => {
+  await h?.close();
+});
 beforeEach(() => h.downstream.reset());
 afterEach(async () => {
-  await request(h.app.server).put('/v1/admin/freeze').set('authorization', h.auth('admin')).send({ frozen: false, reason: 'test cleanup' });
+  await request(h.app.server)
+    .put('/v1/admin/freeze')
+    .set('authorization', h.auth('admin'))
+    .send({ frozen: false, reason: 'test cleanup' });
 });
 
 /** Starts an operation over slow deletes and returns once wave 1's deletes reach the downstream. */
@@ -36,7 +58,9 @@ async function startSlow(sites: number[], haltPolicy: Record<string, unknown> = 
   await until(async () => {
     const op = await getOperation(h, plan.id);
     if (STOPPED.includes(op.state)) throw new Error(`ended early: ${op.state}`);
-    return op.currentWave === 1 && h.downstream.calls.some((c) => c.action === 'softDelete' && wave1.has(c.resourceId!));
+    return (
+      op.currentWave === 1 && h.downstream.calls.some((c) => c.action === 'softDelete' && wave1.has(c.resourceId!))
+    );
   }, 'wave 1 to be under way');
   return { plan, ids };
 }
@@ -55,7 +79,10 @@ async function expectDeletedExactlyOnce(plan: Submitted, ids: string[]) {
 
 /** Waits until no item is claimed any more (the in-flight chunk has recorded), then asks the worker to reconcile. */
 async function quiesce(opId: string) {
-  await until(async () => (await ledger(h, opId)).every((r) => r.state !== 'claimed'), 'in-flight items to be recorded');
+  await until(
+    async () => (await ledger(h, opId)).every((r) => r.state !== 'claimed'),
+    'in-flight items to be recorded',
+  );
   for (const w of h.workers) await w.reconcile();
 }
 
@@ -141,7 +168,10 @@ describe('abort and rollback', () => {
 
 describe('global freeze', () => {
   const setFreeze = (frozen: boolean, role: Role = 'admin') =>
-    request(h.app.server).put('/v1/admin/freeze').set('authorization', h.auth(role)).send({ frozen, reason: frozen ? 'Incident INC-7' : 'INC-7 resolved' });
+    request(h.app.server)
+      .put('/v1/admin/freeze')
+      .set('authorization', h.auth(role))
+      .send({ frozen, reason: frozen ? 'Incident INC-7' : 'INC-7 resolved' });
 
   it('pauses a running operation, refuses start and resume while frozen, and resumes to completion after', async () => {
     const { plan, ids } = await startSlow([4, ...range(60, 75)]);
@@ -151,7 +181,9 @@ describe('global freeze', () => {
     const committed = Date.now();
     expect(frozen.status, JSON.stringify(frozen.body)).toBe(200);
     expect(frozen.body.affected).toContain(plan.id);
-    expect((await request(h.app.server).get('/v1/admin/freeze').set('authorization', h.auth('viewer'))).body).toMatchObject({ frozen: true, reason: 'Incident INC-7' });
+    expect(
+      (await request(h.app.server).get('/v1/admin/freeze').set('authorization', h.auth('viewer'))).body,
+    ).toMatchObject({ frozen: true, reason: 'Incident INC-7' });
     const op = await getOperation(h, plan.id);
     expect(op.state).toBe('paused');
     expect(op.haltReason).toBe('global freeze: Incident INC-7');
@@ -159,7 +191,10 @@ describe('global freeze', () => {
     await quiesce(plan.id);
     const rows = await ledger(h, plan.id);
     expect(softDeletesAfter(h, rows, committed).length).toBeLessThanOrEqual(IN_FLIGHT);
-    for (const [id, path] of [[plan.id, 'resume'], [other.id, 'start']] as const) {
+    for (const [id, path] of [
+      [plan.id, 'resume'],
+      [other.id, 'start'],
+    ] as const) {
       const r = await command(h, 'operator', id, path, {});
       expect(r.status, `${path}: ${JSON.stringify(r.body)}`).toBe(409);
       expect(r.body.code).toBe('FROZEN');
@@ -181,7 +216,9 @@ describe('global freeze', () => {
       const r = await setFreeze(true, role);
       expect(r.status, role).toBe(403);
     }
-    expect((await request(h.app.server).get('/v1/admin/freeze').set('authorization', h.auth('viewer'))).body.frozen).toBe(false);
+    expect(
+      (await request(h.app.server).get('/v1/admin/freeze').set('authorization', h.auth('viewer'))).body.frozen,
+    ).toBe(false);
   });
 });
 
@@ -189,11 +226,18 @@ describe('command roles', () => {
   it('refuses every command to the wrong role and changes nothing', async () => {
     const planned = await submitAndStart(h, { ids: appsOf([80], APPS), rollout: ROLLOUT }, false);
     // submitAndStart approved it; a second plan stays planned for the approve checks.
-    const fresh = await request(h.app.server).post('/v1/operations').set('authorization', h.auth('requester'))
+    const fresh = await request(h.app.server)
+      .post('/v1/operations')
+      .set('authorization', h.auth('requester'))
       .send({ targetType: 'app', reason: 'roles', ticket: 'CHG-2', ids: appsOf([81], APPS), rollout: ROLLOUT });
     expect(fresh.status).toBe(201);
     const bodies: Record<string, Record<string, unknown>> = {
-      approve: { planHash: fresh.body.planHash }, start: {}, pause: { reason: 'no' }, resume: {}, abort: { reason: 'no' }, rollback: { reason: 'no' },
+      approve: { planHash: fresh.body.planHash },
+      start: {},
+      pause: { reason: 'no' },
+      resume: {},
+      abort: { reason: 'no' },
+      rollback: { reason: 'no' },
       signals: { kind: 'support_ticket' },
     };
     const refusals: [Role, string[]][] = [
@@ -204,7 +248,7 @@ describe('command roles', () => {
     ];
     for (const [role, commands] of refusals) {
       for (const c of commands) {
-        const id = c === 'approve' ? fresh.body.id as string : planned.id;
+        const id = c === 'approve' ? (fresh.body.id as string) : planned.id;
         const r = await command(h, role, id, c, bodies[c]);
         expect(r.status, `${role} ${c}: ${JSON.stringify(r.body)}`).toBe(403);
         expect(r.body.code).toBe('FORBIDDEN');

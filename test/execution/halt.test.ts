@@ -5,8 +5,25 @@
 import { Queue } from 'bullmq';
 import request from 'supertest';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { buildExecHarness, getOperation, submitAndStart, until, useHttpAdapter, waitForState, type ExecHarness } from '../support/execution.ts';
-import { appsOf, command, expectEverythingTouchedRestored, ledger, range, softDeletesAfter, softDeletesOf, tenantsOfWave } from '../support/exec-helpers.ts';
+import {
+  buildExecHarness,
+  getOperation,
+  submitAndStart,
+  until,
+  useHttpAdapter,
+  waitForState,
+  type ExecHarness,
+} from '../support/execution.ts';
+import {
+  appsOf,
+  command,
+  expectEverythingTouchedRestored,
+  ledger,
+  range,
+  softDeletesAfter,
+  softDeletesOf,
+  tenantsOfWave,
+} from '../support/exec-helpers.ts';
 import { query, seedRegistry, tenantId } from '../support/seed.ts';
 
 const APPS = 4; // apps per site (= items per tenant)
@@ -19,7 +36,9 @@ beforeAll(async () => {
   await seedRegistry(h.databaseUrl, { sites: 100, appsPerSite: APPS, internalTenants: 5 });
   await useHttpAdapter(h);
 });
-afterAll(async () => { await h?.close(); });
+afterAll(async () => {
+  await h?.close();
+});
 beforeEach(() => h.downstream.reset());
 
 describe('halt on item failures', () => {
@@ -50,9 +69,13 @@ describe('halt on item failures', () => {
     const inFlight = rollout.concurrency * CHUNK_CONCURRENCY;
     expect(wave2Items.size).toBeGreaterThanOrEqual(haltPolicy.maxConsecutiveFailures);
     expect(wave2Items.size).toBeLessThanOrEqual(haltPolicy.maxConsecutiveFailures + inFlight);
-    expect(touchedTenants.size).toBeLessThanOrEqual(tenantsOfWave(rows, 0).size + tenantsOfWave(rows, 1).size + inFlight);
+    expect(touchedTenants.size).toBeLessThanOrEqual(
+      tenantsOfWave(rows, 0).size + tenantsOfWave(rows, 1).size + inFlight,
+    );
     // Waves 0 and 1 were fully deleted before, and are fully restored now, newest first.
-    for (const w of [0, 1]) for (const r of rows.filter((x) => x.wave === w)) expect(deletes.some((c) => c.resourceId === r.resource_id && c.status === 200)).toBe(true);
+    for (const w of [0, 1])
+      for (const r of rows.filter((x) => x.wave === w))
+        expect(deletes.some((c) => c.resourceId === r.resource_id && c.status === 200)).toBe(true);
     await expectEverythingTouchedRestored(h, plan.id);
     const restores = h.downstream.calls.filter((c) => c.action === 'restore' && c.status === 200);
     const waveOfItem = new Map(rows.map((r) => [r.resource_id, r.wave]));
@@ -66,7 +89,10 @@ describe('halt on a missed deadline', () => {
     // Wave 0: internal tenant 2 (4 items, ~0.4 s); wave 1: tenants 60-69 (40 items, ~4 s > 2 s).
     const ids = appsOf([2, ...range(60, 70)], APPS);
     h.downstream.hang(100);
-    const plan = await submitAndStart(h, { ids, rollout: { bakeSeconds: 0, concurrency: 1, waves: ['100%'], waveDeadlineSeconds: 2 } });
+    const plan = await submitAndStart(h, {
+      ids,
+      rollout: { bakeSeconds: 0, concurrency: 1, waves: ['100%'], waveDeadlineSeconds: 2 },
+    });
     const halted = await waitForState(h, plan.id, ['rolling_back', 'rolled_back', 'completed', 'paused', 'halted']);
     h.downstream.hang(0);
     expect(['rolling_back', 'rolled_back']).toContain(halted.state);
@@ -80,11 +106,16 @@ describe('halt on a missed deadline', () => {
   it('still halts when Redis lost the deadline job: the reconciler re-arms it from the ledger', async () => {
     const ids = appsOf([3, ...range(70, 80)], APPS);
     h.downstream.hang(100);
-    const plan = await submitAndStart(h, { ids, rollout: { bakeSeconds: 0, concurrency: 1, waves: ['100%'], waveDeadlineSeconds: 2 } });
+    const plan = await submitAndStart(h, {
+      ids,
+      rollout: { bakeSeconds: 0, concurrency: 1, waves: ['100%'], waveDeadlineSeconds: 2 },
+    });
     await until(async () => (await getOperation(h, plan.id)).currentWave === 1, 'wave 1 to start');
     const control = new Queue('control', { connection: { url: h.redisUrl }, prefix: h.prefix });
     try {
-      const armed = (await control.getDelayed()).filter((j) => j.name === 'deadline' && j.data.opId === plan.id && j.data.wave === 1);
+      const armed = (await control.getDelayed()).filter(
+        (j) => j.name === 'deadline' && j.data.opId === plan.id && j.data.wave === 1,
+      );
       expect(armed).toHaveLength(1);
       await armed[0]!.remove(); // what a Redis restart without its data would do
     } finally {
@@ -126,7 +157,11 @@ describe('halt on an external signal', () => {
     expect(live.haltReason).toBeNull();
 
     const ticketTenant = tenantId(41);
-    const sig = await command(h, 'requester', plan.id, 'signals', { kind: 'support_ticket', tenantId: ticketTenant, detail: 'ZD-1: apps missing' });
+    const sig = await command(h, 'requester', plan.id, 'signals', {
+      kind: 'support_ticket',
+      tenantId: ticketTenant,
+      detail: 'ZD-1: apps missing',
+    });
     const committed = Date.now();
     expect(sig.status, JSON.stringify(sig.body)).toBe(200);
     expect(['rolling_back', 'rolled_back']).toContain(sig.body.state);
@@ -149,11 +184,15 @@ describe('halt on an external signal', () => {
     const after = await getOperation(h, plan.id);
     expect(after.haltReason).toContain('support_ticket');
     expect(after.waveProgress.find((w) => w.wave === 3)!.counts).toEqual({ pending: 40 });
-    const audit = await request(h.app.server).get(`/v1/audit?operationId=${plan.id}&limit=1000`).set('authorization', h.auth('viewer'));
+    const audit = await request(h.app.server)
+      .get(`/v1/audit?operationId=${plan.id}&limit=1000`)
+      .set('authorization', h.auth('viewer'));
     expect(audit.status).toBe(200);
     const actions = (audit.body.items as { action: string }[]).map((a) => a.action);
     expect(actions).toEqual(expect.arrayContaining(['operation.halted', 'operation.rolled_back']));
-    expect(await query(h.databaseUrl, 'SELECT kind, tenant_id FROM signals WHERE operation_id = $1', [plan.id])).toEqual([{ kind: 'support_ticket', tenant_id: ticketTenant }]);
+    expect(
+      await query(h.databaseUrl, 'SELECT kind, tenant_id FROM signals WHERE operation_id = $1', [plan.id]),
+    ).toEqual([{ kind: 'support_ticket', tenant_id: ticketTenant }]);
 
     // And on /metrics (the API's registry: the signal's halt and the transitions it committed).
     const res = await request(h.app.server).get('/metrics');

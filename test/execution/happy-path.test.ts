@@ -2,7 +2,13 @@
 // per item, each with its own idempotency key.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { IDEMPOTENCY_KEY_PATTERN } from '../../src/modules/adapters/signing.ts';
-import { buildExecHarness, submitAndStart, useHttpAdapter, waitForState, type ExecHarness } from '../support/execution.ts';
+import {
+  buildExecHarness,
+  submitAndStart,
+  useHttpAdapter,
+  waitForState,
+  type ExecHarness,
+} from '../support/execution.ts';
 import { appId, query, seedRegistry } from '../support/seed.ts';
 
 let h: ExecHarness;
@@ -11,7 +17,9 @@ beforeAll(async () => {
   await seedRegistry(h.databaseUrl, { sites: 40, appsPerSite: 50, internalTenants: 1 });
   await useHttpAdapter(h);
 });
-afterAll(async () => { await h?.close(); });
+afterAll(async () => {
+  await h?.close();
+});
 
 describe('canary waves, happy path', () => {
   it('runs every wave to completed with one signed, keyed soft delete per item', async () => {
@@ -32,7 +40,15 @@ describe('canary waves, happy path', () => {
     for (const id of ids.slice(0, 10)) expect(h.downstream.state(id)).toBe('soft_deleted');
 
     // Waves ran in order: every delete of wave n happened before any delete of wave n+1.
-    const waveOf = new Map((await query<{ resource_id: string; wave: number }>(h.databaseUrl, 'SELECT resource_id, wave FROM operation_items WHERE operation_id = $1', [op.id])).map((r) => [r.resource_id, r.wave]));
+    const waveOf = new Map(
+      (
+        await query<{ resource_id: string; wave: number }>(
+          h.databaseUrl,
+          'SELECT resource_id, wave FROM operation_items WHERE operation_id = $1',
+          [op.id],
+        )
+      ).map((r) => [r.resource_id, r.wave]),
+    );
     let lastWave = 0;
     for (const c of deletes) {
       const w = waveOf.get(c.resourceId!)!;
@@ -44,11 +60,30 @@ describe('canary waves, happy path', () => {
     expect(firstTenant).toBe('tenant_00000');
 
     // Ledger and snapshots: every item done, one immutable snapshot each.
-    const ledger = await query<{ state: string; n: number }>(h.databaseUrl, 'SELECT state, count(*)::int AS n FROM operation_items WHERE operation_id = $1 GROUP BY state', [op.id]);
+    const ledger = await query<{ state: string; n: number }>(
+      h.databaseUrl,
+      'SELECT state, count(*)::int AS n FROM operation_items WHERE operation_id = $1 GROUP BY state',
+      [op.id],
+    );
     expect(ledger).toEqual([{ state: 'done', n: 2000 }]);
-    const snaps = await query<{ n: number }>(h.databaseUrl, 'SELECT count(DISTINCT resource_id)::int AS n FROM snapshots WHERE operation_id = $1', [op.id]);
+    const snaps = await query<{ n: number }>(
+      h.databaseUrl,
+      'SELECT count(DISTINCT resource_id)::int AS n FROM snapshots WHERE operation_id = $1',
+      [op.id],
+    );
     expect(snaps[0]!.n).toBe(2000);
-    const audit = await query<{ action: string }>(h.databaseUrl, 'SELECT action FROM audit_events WHERE operation_id = $1 ORDER BY seq', [op.id]);
-    expect(audit.map((a) => a.action)).toEqual(expect.arrayContaining(['operation.planned', 'operation.approved', 'operation.wave_settled', 'operation.completed']));
+    const audit = await query<{ action: string }>(
+      h.databaseUrl,
+      'SELECT action FROM audit_events WHERE operation_id = $1 ORDER BY seq',
+      [op.id],
+    );
+    expect(audit.map((a) => a.action)).toEqual(
+      expect.arrayContaining([
+        'operation.planned',
+        'operation.approved',
+        'operation.wave_settled',
+        'operation.completed',
+      ]),
+    );
   });
 });

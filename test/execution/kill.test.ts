@@ -6,8 +6,24 @@
 // frozen at exactly that step when it dies).
 import { afterAll, afterEach, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
 import request from 'supertest';
-import { appliedCount, expectEachAppliedOnce, holdLock, ledgerCounts, lockWaiters, pollUntil, relaxAdapterTimeout, type HeldLock } from '../support/crash.ts';
-import { buildExecHarness, SECRET, submitAndStart, useHttpAdapter, waitForState, type ExecHarness } from '../support/execution.ts';
+import {
+  appliedCount,
+  expectEachAppliedOnce,
+  holdLock,
+  ledgerCounts,
+  lockWaiters,
+  pollUntil,
+  relaxAdapterTimeout,
+  type HeldLock,
+} from '../support/crash.ts';
+import {
+  buildExecHarness,
+  SECRET,
+  submitAndStart,
+  useHttpAdapter,
+  waitForState,
+  type ExecHarness,
+} from '../support/execution.ts';
 import { appId, query, seedRegistry } from '../support/seed.ts';
 import { killAllWorkers, spawnWorker, type WorkerChild } from '../support/worker-child.ts';
 
@@ -25,7 +41,15 @@ let spawned = 0;
 const outputs: WorkerChild[] = [];
 
 async function startWorker(): Promise<WorkerChild> {
-  const w = await spawnWorker({ databaseUrl: h.databaseUrl, redisUrl: h.redisUrl, queuePrefix: h.prefix, signingSecret: SECRET, lockMs: LOCK_MS, concurrency: 4, name: `worker#${++spawned}` });
+  const w = await spawnWorker({
+    databaseUrl: h.databaseUrl,
+    redisUrl: h.redisUrl,
+    queuePrefix: h.prefix,
+    signingSecret: SECRET,
+    lockMs: LOCK_MS,
+    concurrency: 4,
+    name: `worker#${++spawned}`,
+  });
   outputs.push(w);
   return w;
 }
@@ -35,7 +59,10 @@ async function ensureWorker(): Promise<WorkerChild> {
   return current;
 }
 
-const idsFor = (c: number) => Array.from({ length: SITES_PER_CASE }, (_, s) => Array.from({ length: APPS_PER_SITE }, (_, j) => appId(c * SITES_PER_CASE + s, j))).flat();
+const idsFor = (c: number) =>
+  Array.from({ length: SITES_PER_CASE }, (_, s) =>
+    Array.from({ length: APPS_PER_SITE }, (_, j) => appId(c * SITES_PER_CASE + s, j)),
+  ).flat();
 
 let nextCase = 0;
 /** A fresh slice of the registry, a clean downstream, and a live first worker. */
@@ -50,14 +77,25 @@ async function prepareCase(hangMs = 0) {
   return { ids, victim };
 }
 
-const submit = (ids: string[], start = true) => submitAndStart(h, { ids, rollout: { bakeSeconds: 0, waves: ['1', '100%'], concurrency: 16 } }, start);
+const submit = (ids: string[], start = true) =>
+  submitAndStart(h, { ids, rollout: { bakeSeconds: 0, waves: ['1', '100%'], concurrency: 16 } }, start);
 
 async function start(opId: string) {
-  const s = await request(h.app.server).post(`/v1/operations/${opId}/start`).set('authorization', h.auth('operator')).send({});
+  const s = await request(h.app.server)
+    .post(`/v1/operations/${opId}/start`)
+    .set('authorization', h.auth('operator'))
+    .send({});
   expect(s.status, JSON.stringify(s.body)).toBe(200);
 }
 
-const opRow = async (opId: string) => (await query<{ state: string; current_wave: number | null }>(h.databaseUrl, 'SELECT state, current_wave FROM operations WHERE id = $1', [opId]))[0]!;
+const opRow = async (opId: string) =>
+  (
+    await query<{ state: string; current_wave: number | null }>(
+      h.databaseUrl,
+      'SELECT state, current_wave FROM operations WHERE id = $1',
+      [opId],
+    )
+  )[0]!;
 
 /** SIGKILLs the worker, releases the lock that froze it (if any), starts a new worker process. */
 async function killAndTakeOver(victim: WorkerChild, lock?: HeldLock) {
@@ -103,7 +141,10 @@ describe('a worker process SIGKILLed mid-operation; another process takes over',
     const lock = await holdLock(h.databaseUrl, 'LOCK TABLE snapshots IN SHARE MODE');
     try {
       await start(op.id);
-      await pollUntil(async () => (await lockWaiters(h.databaseUrl, 'snapshots')) > 0, 'the worker blocked storing snapshots');
+      await pollUntil(
+        async () => (await lockWaiters(h.databaseUrl, 'snapshots')) > 0,
+        'the worker blocked storing snapshots',
+      );
       expect(destructive()).toBe(0);
       const atKill = await ledgerCounts(h.databaseUrl, op.id);
       expect(atKill.claimed).toBeGreaterThan(0);
@@ -147,7 +188,7 @@ describe('a worker process SIGKILLed mid-operation; another process takes over',
     await expectCompletedOnce(op.id, ids);
   });
 
-  it('twice: the worker that took over is killed too while re-sending the first one\'s calls', async () => {
+  it("twice: the worker that took over is killed too while re-sending the first one's calls", async () => {
     const { ids, victim } = await prepareCase(100);
     const op = await submit(ids);
     await pollUntil(() => destructive() >= 250, 'the 250th destructive call', 20_000, 1);
@@ -155,7 +196,12 @@ describe('a worker process SIGKILLed mid-operation; another process takes over',
     const atFirstKill = destructive();
     current = await startWorker(); // the downstream stays slow: the second worker is caught mid-chunk too
     const second = current;
-    await pollUntil(() => destructive() >= atFirstKill + 40, '40 more destructive calls from the second worker', 20_000, 1);
+    await pollUntil(
+      () => destructive() >= atFirstKill + 40,
+      '40 more destructive calls from the second worker',
+      20_000,
+      1,
+    );
     await killAndTakeOver(second);
     await expectCompletedOnce(op.id, ids);
     // The second worker re-sent keys the first had already applied: each was answered, not re-applied.
@@ -177,10 +223,18 @@ describe('a worker process SIGKILLed mid-operation; another process takes over',
     await pollUntil(async () => (await opRow(op.id)).current_wave === lastWave, 'the last wave to start', 20_000, 5);
     // recordOutcomes updates the wave's counters in the same transaction as the items: with the
     // wave row locked, both chunk jobs stop after their calls, before anything is committed.
-    const lock = await holdLock(h.databaseUrl, 'SELECT 1 FROM operation_waves WHERE operation_id = $1 AND wave = $2 FOR UPDATE', [op.id, lastWave]);
+    const lock = await holdLock(
+      h.databaseUrl,
+      'SELECT 1 FROM operation_waves WHERE operation_id = $1 AND wave = $2 FOR UPDATE',
+      [op.id, lastWave],
+    );
     try {
-      await pollUntil(async () => appliedCount(h.downstream, op.id, ids) === TOTAL && (await lockWaiters(h.databaseUrl, 'operation_waves')) >= 2,
-        'both chunks of the last wave blocked recording outcomes after all calls were applied');
+      await pollUntil(
+        async () =>
+          appliedCount(h.downstream, op.id, ids) === TOTAL &&
+          (await lockWaiters(h.databaseUrl, 'operation_waves')) >= 2,
+        'both chunks of the last wave blocked recording outcomes after all calls were applied',
+      );
       const atKill = await ledgerCounts(h.databaseUrl, op.id);
       expect(atKill.claimed).toBe(op.waves[lastWave]!.items);
       await killAndTakeOver(victim, lock);
@@ -201,8 +255,12 @@ describe('a worker process SIGKILLed mid-operation; another process takes over',
     // The report takes the operation's row lock (applyEvent); outcomes are already committed.
     const lock = await holdLock(h.databaseUrl, 'SELECT 1 FROM operations WHERE id = $1 FOR UPDATE', [op.id]);
     try {
-      await pollUntil(async () => (await ledgerCounts(h.databaseUrl, op.id)).done === TOTAL && (await lockWaiters(h.databaseUrl, 'operations')) > 0,
-        'every outcome committed and the report blocked');
+      await pollUntil(
+        async () =>
+          (await ledgerCounts(h.databaseUrl, op.id)).done === TOTAL &&
+          (await lockWaiters(h.databaseUrl, 'operations')) > 0,
+        'every outcome committed and the report blocked',
+      );
       expect((await opRow(op.id)).state).toBe('running');
       await killAndTakeOver(victim, lock);
     } finally {
@@ -217,10 +275,17 @@ describe('a worker process SIGKILLed mid-operation; another process takes over',
     const nextWave = 1;
     // Starting wave 1 stamps its row; with the row locked the bake job's transition blocks
     // inside its transaction (after the probes), holding the operation's row lock.
-    const lock = await holdLock(h.databaseUrl, 'SELECT 1 FROM operation_waves WHERE operation_id = $1 AND wave = $2 FOR UPDATE', [op.id, nextWave]);
+    const lock = await holdLock(
+      h.databaseUrl,
+      'SELECT 1 FROM operation_waves WHERE operation_id = $1 AND wave = $2 FOR UPDATE',
+      [op.id, nextWave],
+    );
     try {
       await start(op.id);
-      await pollUntil(async () => (await lockWaiters(h.databaseUrl, 'operation_waves')) > 0, 'the bake job blocked starting wave 1');
+      await pollUntil(
+        async () => (await lockWaiters(h.databaseUrl, 'operation_waves')) > 0,
+        'the bake job blocked starting wave 1',
+      );
       expect((await opRow(op.id)).state).toBe('baking');
       expect(appliedCount(h.downstream, op.id, ids)).toBe(op.waves[0]!.items);
       await killAndTakeOver(victim, lock);

@@ -3,8 +3,24 @@
 // (fail closed); a resource type with no probe at all is inconclusive when probes are required
 // (paused for a human, nothing rolled back), and not when they are optional.
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { buildExecHarness, getOperation, submitAndStart, until, useHttpAdapter, waitForState, type ExecHarness } from '../support/execution.ts';
-import { appsOf, command, expectEverythingTouchedRestored, ledger, range, softDeletesOf, tenantsOfWave } from '../support/exec-helpers.ts';
+import {
+  buildExecHarness,
+  getOperation,
+  submitAndStart,
+  until,
+  useHttpAdapter,
+  waitForState,
+  type ExecHarness,
+} from '../support/execution.ts';
+import {
+  appsOf,
+  command,
+  expectEverythingTouchedRestored,
+  ledger,
+  range,
+  softDeletesOf,
+  tenantsOfWave,
+} from '../support/exec-helpers.ts';
 import { seedRegistry, tenantId } from '../support/seed.ts';
 
 const APPS = 3;
@@ -16,7 +32,9 @@ beforeAll(async () => {
   await seedRegistry(h.databaseUrl, { sites: 80, appsPerSite: APPS, internalTenants: 5 });
   await useHttpAdapter(h);
 });
-afterAll(async () => { await h?.close(); });
+afterAll(async () => {
+  await h?.close();
+});
 beforeEach(async () => {
   h.downstream.reset();
   await useHttpAdapter(h);
@@ -28,7 +46,11 @@ const rolloutWith = (bakeSeconds: number) => ({ bakeSeconds, concurrency: 2, wav
 describe('health probes during the bake', () => {
   it('halts before wave 2 when a wave-1 tenant turns unhealthy during its bake, then rolls back', async () => {
     const external = range(10, 20);
-    const plan = await submitAndStart(h, { ids: appsOf([0, ...external], APPS), rollout: rolloutWith(2), haltPolicy: { onHalt: 'rollback' } });
+    const plan = await submitAndStart(h, {
+      ids: appsOf([0, ...external], APPS),
+      rollout: rolloutWith(2),
+      haltPolicy: { onHalt: 'rollback' },
+    });
     expect(plan.waves.map((w) => w.tenants)).toEqual([1, 1, 2, 7]);
     const wave1Tenant = tenantId(10);
 
@@ -62,7 +84,11 @@ describe('health probes during the bake', () => {
     const internal = tenantId(1);
     h.downstream.probe(internal, 'hang'); // the wave-0 tenant's health endpoint never answers
     const haltPolicy = { onHalt: 'pause', probeTimeoutMs: 200 };
-    const plan = await submitAndStart(h, { ids: appsOf([1, ...range(20, 30)], APPS), rollout: rolloutWith(1), haltPolicy });
+    const plan = await submitAndStart(h, {
+      ids: appsOf([1, ...range(20, 30)], APPS),
+      rollout: rolloutWith(1),
+      haltPolicy,
+    });
 
     const end = await waitForState(h, plan.id, ['halted', 'completed', 'paused', 'rolled_back'], 20_000);
     expect(end.state).toBe('halted');
@@ -86,7 +112,10 @@ describe('health probes during the bake', () => {
 describe('the bake schedule', () => {
   it('probes once per slot of the bake (its start and its end for a 3 s bake), however often the reconciler sweeps', async () => {
     const internal = tenantId(4);
-    const plan = await submitAndStart(h, { ids: appsOf([4, 50, 51], APPS), rollout: { ...rolloutWith(3), waves: ['100%'] } });
+    const plan = await submitAndStart(h, {
+      ids: appsOf([4, 50, 51], APPS),
+      rollout: { ...rolloutWith(3), waves: ['100%'] },
+    });
     const end = await waitForState(h, plan.id, ['completed', 'halted', 'rolled_back', 'paused']);
     expect(end.state).toBe('completed');
     // Wave 0 baked 3 s while the harness's reconciler swept every 500 ms; wave 1 was the last (no bake).
@@ -99,7 +128,11 @@ describe('the bake schedule', () => {
 describe('a resource type without a health probe', () => {
   it('is inconclusive when probes are required: paused after wave 0, not halted, nothing rolled back', async () => {
     await useHttpAdapter(h, false);
-    const plan = await submitAndStart(h, { ids: appsOf([2, ...range(30, 40)], APPS), rollout: rolloutWith(0), haltPolicy: { onHalt: 'rollback', probe: 'required' } });
+    const plan = await submitAndStart(h, {
+      ids: appsOf([2, ...range(30, 40)], APPS),
+      rollout: rolloutWith(0),
+      haltPolicy: { onHalt: 'rollback', probe: 'required' },
+    });
 
     const end = await waitForState(h, plan.id, ['paused', 'completed', 'halted', 'rolling_back', 'rolled_back']);
     expect(end.state).toBe('paused');

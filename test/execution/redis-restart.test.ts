@@ -9,8 +9,20 @@
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
 import { idempotencyKeyFor } from '../../src/modules/adapters/signing.ts';
-import { expectEachAppliedOnce, ledgerCounts, pollUntil, relaxAdapterTimeout, softDeleteKey } from '../support/crash.ts';
-import { buildExecHarness, submitAndStart, useHttpAdapter, waitForState, type ExecHarness } from '../support/execution.ts';
+import {
+  expectEachAppliedOnce,
+  ledgerCounts,
+  pollUntil,
+  relaxAdapterTimeout,
+  softDeleteKey,
+} from '../support/crash.ts';
+import {
+  buildExecHarness,
+  submitAndStart,
+  useHttpAdapter,
+  waitForState,
+  type ExecHarness,
+} from '../support/execution.ts';
 import { startOwnRedis, type OwnRedis } from '../support/redis-server.ts';
 import { appId, query, seedRegistry } from '../support/seed.ts';
 
@@ -44,7 +56,10 @@ afterAll(async () => {
 });
 
 let nextCase = 0;
-const idsFor = (c: number) => Array.from({ length: SITES_PER_CASE }, (_, s) => Array.from({ length: APPS_PER_SITE }, (_, j) => appId(c * SITES_PER_CASE + s, j))).flat();
+const idsFor = (c: number) =>
+  Array.from({ length: SITES_PER_CASE }, (_, s) =>
+    Array.from({ length: APPS_PER_SITE }, (_, j) => appId(c * SITES_PER_CASE + s, j)),
+  ).flat();
 const destructive = () => h.downstream.destructiveCalls().length;
 
 async function restartMidWave(how: { signal: 'SIGTERM' | 'SIGKILL'; freshDir: boolean }) {
@@ -56,7 +71,16 @@ async function restartMidWave(how: { signal: 'SIGTERM' | 'SIGKILL'; freshDir: bo
   const op = await submitAndStart(h, { ids, rollout: { bakeSeconds: 0, waves: ['1', '100%'], concurrency: 16 } });
   onTestFailed(async () => {
     console.error('ledger:', JSON.stringify(await ledgerCounts(h.databaseUrl, op.id).catch(() => ({}))));
-    console.error('errors:', JSON.stringify(await query(h.databaseUrl, `SELECT left(last_error, 160) AS e, count(*)::int AS n FROM operation_items WHERE operation_id = $1 AND last_error IS NOT NULL GROUP BY 1`, [op.id]).catch(() => [])));
+    console.error(
+      'errors:',
+      JSON.stringify(
+        await query(
+          h.databaseUrl,
+          `SELECT left(last_error, 160) AS e, count(*)::int AS n FROM operation_items WHERE operation_id = $1 AND last_error IS NOT NULL GROUP BY 1`,
+          [op.id],
+        ).catch(() => []),
+      ),
+    );
   });
   expect(op.waves.map((w) => w.items)).toEqual([50, 550]);
 
@@ -95,13 +119,17 @@ describe('Redis restarted in the middle of a wave', () => {
     h.downstream.reset();
     h.downstream.hang(200);
     const op = await submitAndStart(h, { ids, rollout: { bakeSeconds: 0, waves: ['1', '100%'], concurrency: 16 } });
-    onTestFailed(async () => console.error('ledger:', JSON.stringify(await ledgerCounts(h.databaseUrl, op.id).catch(() => ({})))));
+    onTestFailed(async () =>
+      console.error('ledger:', JSON.stringify(await ledgerCounts(h.databaseUrl, op.id).catch(() => ({})))),
+    );
     await pollUntil(() => destructive() >= 100, 'the big wave to be under way', 20_000, 5);
     await redis.stop('SIGKILL');
     const deletes = () => h.downstream.destructiveCalls().filter((c) => c.action === 'softDelete');
 
     // The halt commits in Postgres; its Redis notice and rollback job cannot be sent now.
-    const signal = await request(h.app.server).post(`/v1/operations/${op.id}/signals`).set('authorization', h.auth('operator'))
+    const signal = await request(h.app.server)
+      .post(`/v1/operations/${op.id}/signals`)
+      .set('authorization', h.auth('operator'))
       .send({ kind: 'support_ticket', tenantId: 'tenant_00037', detail: 'apps missing' });
     expect(signal.status, JSON.stringify(signal.body)).toBe(200);
     expect(signal.body.state).toBe('rolling_back');
@@ -127,11 +155,21 @@ describe('Redis restarted in the middle of a wave', () => {
     expect(applied.length).toBeGreaterThan(0);
     const twice = ids.filter((id) => (h.downstream.appliedByKey.get(softDeleteKey(op.id, id)) ?? 0) > 1);
     expect(twice, 'items deleted more than once').toEqual([]);
-    const restoreCount = (id: string) => h.downstream.appliedByKey.get(idempotencyKeyFor({ operationId: op.id, resourceId: id }, 'restore')) ?? 0;
-    expect(applied.filter((id) => restoreCount(id) !== 1), 'deleted items not restored exactly once').toEqual([]);
-    expect(ids.filter((id) => h.downstream.state(id) === 'soft_deleted'), 'items still soft-deleted').toEqual([]);
-    const left = await query<{ state: string; n: number }>(h.databaseUrl,
-      `SELECT state, count(*)::int AS n FROM operation_items WHERE operation_id = $1 AND executed_seq IS NOT NULL AND state <> 'restored' GROUP BY state`, [op.id]);
+    const restoreCount = (id: string) =>
+      h.downstream.appliedByKey.get(idempotencyKeyFor({ operationId: op.id, resourceId: id }, 'restore')) ?? 0;
+    expect(
+      applied.filter((id) => restoreCount(id) !== 1),
+      'deleted items not restored exactly once',
+    ).toEqual([]);
+    expect(
+      ids.filter((id) => h.downstream.state(id) === 'soft_deleted'),
+      'items still soft-deleted',
+    ).toEqual([]);
+    const left = await query<{ state: string; n: number }>(
+      h.databaseUrl,
+      `SELECT state, count(*)::int AS n FROM operation_items WHERE operation_id = $1 AND executed_seq IS NOT NULL AND state <> 'restored' GROUP BY state`,
+      [op.id],
+    );
     expect(left, 'executed items the rollback did not restore').toEqual([]);
   });
 });

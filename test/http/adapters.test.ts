@@ -4,7 +4,14 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import pg from 'pg';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { createAdapter, idempotencyKeyFor, isSkipped, type AdapterItem, type ApplyOptions, type TargetAdapter } from '../../src/modules/adapters/index.ts';
+import {
+  createAdapter,
+  idempotencyKeyFor,
+  isSkipped,
+  type AdapterItem,
+  type ApplyOptions,
+  type TargetAdapter,
+} from '../../src/modules/adapters/index.ts';
 import { createAgent, sendRequest } from '../../src/modules/adapters/http-adapter.ts';
 import { IDEMPOTENCY_KEY_PATTERN, sign } from '../../src/modules/adapters/signing.ts';
 import { createTestDatabase } from '../support/db.ts';
@@ -12,15 +19,35 @@ import { startDownstream, type Downstream } from '../support/downstream.ts';
 
 const SECRET = 'adapter-test-secret-0123456789abcdef';
 const items = (n: number, over: Partial<AdapterItem> = {}, prefix = 'app_'): AdapterItem[] =>
-  Array.from({ length: n }, (_, i) => ({ operationId: 'op_1', resourceId: `${prefix}${i}`, tenantId: `t${i % 3}`, type: 'app', ...over }));
-const opts = (over: Partial<ApplyOptions> = {}): ApplyOptions => ({ idempotencyKey: idempotencyKeyFor, shouldContinue: () => true, concurrency: 8, ...over });
+  Array.from({ length: n }, (_, i) => ({
+    operationId: 'op_1',
+    resourceId: `${prefix}${i}`,
+    tenantId: `t${i % 3}`,
+    type: 'app',
+    ...over,
+  }));
+const opts = (over: Partial<ApplyOptions> = {}): ApplyOptions => ({
+  idempotencyKey: idempotencyKeyFor,
+  shouldContinue: () => true,
+  concurrency: 8,
+  ...over,
+});
 
 let downstream: Downstream;
 let pool: pg.Pool;
 const adapters: TargetAdapter[] = [];
 const httpConfig = (over: Record<string, unknown> = {}) => ({
-  kind: 'http', baseUrl: downstream.url, snapshot: 'GET /apps/{id}?tenantId={tenantId}', softDelete: 'POST /apps/{id}/soft-delete',
-  restore: 'POST /apps/{id}/restore', hardDelete: 'DELETE /apps/{id}', probe: 'GET /tenants/{tenantId}/health', timeoutMs: 1_000, retries: 3, retryBaseMs: 5, ...over,
+  kind: 'http',
+  baseUrl: downstream.url,
+  snapshot: 'GET /apps/{id}?tenantId={tenantId}',
+  softDelete: 'POST /apps/{id}/soft-delete',
+  restore: 'POST /apps/{id}/restore',
+  hardDelete: 'DELETE /apps/{id}',
+  probe: 'GET /tenants/{tenantId}/health',
+  timeoutMs: 1_000,
+  retries: 3,
+  retryBaseMs: 5,
+  ...over,
 });
 const httpAdapter = (over: Record<string, unknown> = {}) => {
   const a = createAdapter(httpConfig(over), { pool, signingSecret: SECRET });
@@ -44,12 +71,18 @@ describe('createAdapter', () => {
     const deps = { pool, signingSecret: SECRET };
     expect(() => createAdapter({ kind: 'ftp' }, deps)).toThrow(/kind "http" or "registry"/);
     expect(() => createAdapter(null, deps)).toThrow(/kind/);
-    expect(() => createAdapter(httpConfig({ softDelete: 'POST /apps/{resourceId}/soft-delete' }), deps)).toThrow(/\/softDelete/);
+    expect(() => createAdapter(httpConfig({ softDelete: 'POST /apps/{resourceId}/soft-delete' }), deps)).toThrow(
+      /\/softDelete/,
+    );
     expect(() => createAdapter(httpConfig({ probe: 'GET /apps/{id}/health' }), deps)).toThrow(/\/probe/);
     expect(() => createAdapter(httpConfig({ baseUrl: 'ftp://x' }), deps)).toThrow(/\/baseUrl/);
     expect(() => createAdapter(httpConfig({ retries: -1 }), deps)).toThrow(/\/retries/);
-    expect(() => createAdapter({ ...httpConfig(), extra: 1 }, deps)).toThrow(expect.objectContaining({ code: 'ADAPTER_CONFIG_INVALID' }));
-    expect(() => createAdapter(httpConfig(), { pool, signingSecret: undefined })).toThrow(expect.objectContaining({ code: 'SIGNING_SECRET_MISSING' }));
+    expect(() => createAdapter({ ...httpConfig(), extra: 1 }, deps)).toThrow(
+      expect.objectContaining({ code: 'ADAPTER_CONFIG_INVALID' }),
+    );
+    expect(() => createAdapter(httpConfig(), { pool, signingSecret: undefined })).toThrow(
+      expect.objectContaining({ code: 'SIGNING_SECRET_MISSING' }),
+    );
     expect(createAdapter({ kind: 'registry' }, { pool, signingSecret: undefined }).kind).toBe('registry');
   });
 });
@@ -60,7 +93,9 @@ describe('http adapter', () => {
     const results = await httpAdapter().snapshot(batch, { concurrency: 4 });
     expect(results.map((r) => r.ok && (r.data as { id: string }).id)).toEqual(batch.map((i) => i.resourceId));
     expect(downstream.calls).toHaveLength(20);
-    expect(downstream.calls.every((c) => c.signatureValid && c.action === 'snapshot' && c.idempotencyKey === undefined)).toBe(true);
+    expect(
+      downstream.calls.every((c) => c.signatureValid && c.action === 'snapshot' && c.idempotencyKey === undefined),
+    ).toBe(true);
   });
 
   it('soft deletes with one signed call per item and a unique Idempotency-Key per (operation, item, action)', async () => {
@@ -84,9 +119,25 @@ describe('http adapter', () => {
     const agent = createAgent(downstream.url);
     const path = '/apps/app_1/soft-delete';
     const timestamp = Date.now();
-    const headers = { 'x-blastgate-timestamp': String(timestamp), 'x-blastgate-signature': sign(SECRET, { timestamp, method: 'POST', path, body: '{"id":"app_1"}' }), 'idempotency-key': 'k1' };
-    const tampered = await sendRequest(agent, new URL(downstream.url), { method: 'POST', path, headers, body: '{"id":"app_2"}', timeoutMs: 1_000 });
-    const genuine = await sendRequest(agent, new URL(downstream.url), { method: 'POST', path, headers, body: '{"id":"app_1"}', timeoutMs: 1_000 });
+    const headers = {
+      'x-blastgate-timestamp': String(timestamp),
+      'x-blastgate-signature': sign(SECRET, { timestamp, method: 'POST', path, body: '{"id":"app_1"}' }),
+      'idempotency-key': 'k1',
+    };
+    const tampered = await sendRequest(agent, new URL(downstream.url), {
+      method: 'POST',
+      path,
+      headers,
+      body: '{"id":"app_2"}',
+      timeoutMs: 1_000,
+    });
+    const genuine = await sendRequest(agent, new URL(downstream.url), {
+      method: 'POST',
+      path,
+      headers,
+      body: '{"id":"app_1"}',
+      timeoutMs: 1_000,
+    });
     agent.destroy();
     expect([tampered.status, genuine.status]).toEqual([401, 200]);
     expect(downstream.calls.map((c) => c.signatureValid)).toEqual([false, true]);
@@ -98,7 +149,11 @@ describe('http adapter', () => {
     const [result] = await httpAdapter().apply('softDelete', [item!], opts());
     expect(result).toEqual({ ok: true });
     const key = idempotencyKeyFor(item!, 'softDelete');
-    expect(downstream.calls.map((c) => [c.idempotencyKey, c.status])).toEqual([[key, 500], [key, 500], [key, 200]]);
+    expect(downstream.calls.map((c) => [c.idempotencyKey, c.status])).toEqual([
+      [key, 500],
+      [key, 500],
+      [key, 200],
+    ]);
     expect(downstream.appliedByKey.get(key)).toBe(1);
   });
 
@@ -138,7 +193,11 @@ describe('http adapter', () => {
   it('a timeout is retried with the same key, then reported as a retryable failure', async () => {
     downstream.hang(30_000);
     const [item] = items(1);
-    const [result] = await httpAdapter({ timeoutMs: 100, retries: 2, retryBaseMs: 50 }).apply('softDelete', [item!], opts());
+    const [result] = await httpAdapter({ timeoutMs: 100, retries: 2, retryBaseMs: 50 }).apply(
+      'softDelete',
+      [item!],
+      opts(),
+    );
     expect(result).toMatchObject({ ok: false, permanent: false });
     expect((result as { error: string }).error).toMatch(/timeout after 100 ms \(after 3 attempts\)/);
     const key = idempotencyKeyFor(item!, 'softDelete');
@@ -205,7 +264,11 @@ describe('http adapter', () => {
     await adapter.apply('softDelete', batch, opts());
     const results = await adapter.apply('restore', batch, opts({ snapshots }));
     expect(results.every((r) => r.ok)).toBe(true);
-    for (const item of batch) expect(downstream.resources.get(item.resourceId)).toMatchObject({ state: 'active', data: { name: `resource ${item.resourceId}` } });
+    for (const item of batch)
+      expect(downstream.resources.get(item.resourceId)).toMatchObject({
+        state: 'active',
+        data: { name: `resource ${item.resourceId}` },
+      });
   });
 
   it('probes: healthy, unhealthy, 500, hang (timeout), refused, not configured', async () => {
@@ -215,9 +278,17 @@ describe('http adapter', () => {
     downstream.probe('t_hang', 'hang');
     expect(await adapter.probe('t_ok', { timeoutMs: 1_000 })).toEqual({ result: 'healthy' });
     expect(await adapter.probe('t_sick', { timeoutMs: 1_000 })).toMatchObject({ result: 'unhealthy' });
-    expect(await adapter.probe('t_err', { timeoutMs: 1_000 })).toMatchObject({ result: 'unhealthy', detail: expect.stringMatching(/^HTTP 500/) });
+    expect(await adapter.probe('t_err', { timeoutMs: 1_000 })).toMatchObject({
+      result: 'unhealthy',
+      detail: expect.stringMatching(/^HTTP 500/),
+    });
     expect(await adapter.probe('t_hang', { timeoutMs: 100 })).toMatchObject({ result: 'timeout' });
-    expect(downstream.calls.filter((c) => c.action === 'probe').map((c) => c.tenantId)).toEqual(['t_ok', 't_sick', 't_err', 't_hang']);
+    expect(downstream.calls.filter((c) => c.action === 'probe').map((c) => c.tenantId)).toEqual([
+      't_ok',
+      't_sick',
+      't_err',
+      't_hang',
+    ]);
 
     const { probe: _, ...noProbe } = httpConfig();
     const unprobed = createAdapter(noProbe, { pool, signingSecret: SECRET });
@@ -228,27 +299,44 @@ describe('http adapter', () => {
     await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
     const { port } = closed.address() as AddressInfo;
     await new Promise((resolve) => closed.close(resolve));
-    expect(await httpAdapter({ baseUrl: `http://127.0.0.1:${port}` }).probe('t_ok', { timeoutMs: 1_000 })).toMatchObject({ result: 'error', detail: 'ECONNREFUSED' });
+    expect(
+      await httpAdapter({ baseUrl: `http://127.0.0.1:${port}` }).probe('t_ok', { timeoutMs: 1_000 }),
+    ).toMatchObject({ result: 'error', detail: 'ECONNREFUSED' });
   });
 });
 
 describe('registry adapter', () => {
   let adapter: TargetAdapter;
   const rows = async (ids: string[]) =>
-    (await pool.query<{ id: string; state: string; deleted_at: Date | null; updated_at: Date }>('SELECT id, state, deleted_at, updated_at FROM resources WHERE id = ANY($1) ORDER BY id', [ids])).rows;
+    (
+      await pool.query<{ id: string; state: string; deleted_at: Date | null; updated_at: Date }>(
+        'SELECT id, state, deleted_at, updated_at FROM resources WHERE id = ANY($1) ORDER BY id',
+        [ids],
+      )
+    ).rows;
 
   beforeAll(async () => {
     adapter = createAdapter({ kind: 'registry' }, { pool, signingSecret: undefined });
     await pool.query(`INSERT INTO resource_types (name, id_pattern) VALUES ('app', '^app_'), ('site', '^site_')`);
     await pool.query(`INSERT INTO tenants (id, name) VALUES ('t0', 'T0'), ('t1', 'T1'), ('t2', 'T2')`);
-    await pool.query(`INSERT INTO resources (id, type, tenant_id) SELECT 'app_' || g, 'app', 't' || (g % 3) FROM generate_series(0, 99) g`);
+    await pool.query(
+      `INSERT INTO resources (id, type, tenant_id) SELECT 'app_' || g, 'app', 't' || (g % 3) FROM generate_series(0, 99) g`,
+    );
     await pool.query(`INSERT INTO resources (id, type, tenant_id) VALUES ('site_1', 'site', 't1')`);
   });
 
   it('snapshots rows; a missing row or a row of another type or tenant fails permanently', async () => {
-    const batch = [...items(2), { ...items(1, {}, 'app_missing')[0]! }, { operationId: 'op_1', resourceId: 'site_1', tenantId: 't1', type: 'app' }, { ...items(1)[0]!, tenantId: 't2' }];
+    const batch = [
+      ...items(2),
+      { ...items(1, {}, 'app_missing')[0]! },
+      { operationId: 'op_1', resourceId: 'site_1', tenantId: 't1', type: 'app' },
+      { ...items(1)[0]!, tenantId: 't2' },
+    ];
     const results = await adapter.snapshot(batch, { concurrency: 1 });
-    expect(results[0]).toMatchObject({ ok: true, data: { id: 'app_0', type: 'app', tenantId: 't0', state: 'active', deletedAt: null } });
+    expect(results[0]).toMatchObject({
+      ok: true,
+      data: { id: 'app_0', type: 'app', tenantId: 't0', state: 'active', deletedAt: null },
+    });
     expect(results.slice(2)).toEqual([
       { ok: false, permanent: true, error: 'resource app_missing0 is not in the registry' },
       { ok: false, permanent: true, error: 'registry has site_1 as type site of tenant t1, not type app of tenant t1' },
@@ -284,25 +372,42 @@ describe('registry adapter', () => {
 
     const [item] = items(1, { resourceId: 'app_99', tenantId: 't0', operationId: 'op_2' });
     expect(await adapter.apply('hardDelete', [item!], opts())).toEqual([{ ok: true }]);
-    expect(await adapter.apply('restore', [item!], opts())).toEqual([{ ok: false, permanent: true, error: 'cannot restore app_99: it is purged' }]);
+    expect(await adapter.apply('restore', [item!], opts())).toEqual([
+      { ok: false, permanent: true, error: 'cannot restore app_99: it is purged' },
+    ]);
   });
 
   it('a stop before the statement skips the batch; a failed statement fails it as retryable', async () => {
-    const batch = items(5, { operationId: 'op_3' }).map((i, k) => ({ ...i, resourceId: `app_${60 + k}`, tenantId: `t${(60 + k) % 3}` }));
+    const batch = items(5, { operationId: 'op_3' }).map((i, k) => ({
+      ...i,
+      resourceId: `app_${60 + k}`,
+      tenantId: `t${(60 + k) % 3}`,
+    }));
     const results = await adapter.apply('softDelete', batch, opts({ shouldContinue: () => false }));
     expect(results.every(isSkipped)).toBe(true);
     expect((await rows(batch.map((i) => i.resourceId))).every((r) => r.state === 'active')).toBe(true);
 
-    const dead = new pg.Pool({ connectionString: (pool as unknown as { options: { connectionString: string } }).options.connectionString });
+    const dead = new pg.Pool({
+      connectionString: (pool as unknown as { options: { connectionString: string } }).options.connectionString,
+    });
     await dead.end();
-    const failed = await createAdapter({ kind: 'registry' }, { pool: dead, signingSecret: undefined }).apply('softDelete', batch, opts());
-    expect(failed.every((r) => !r.ok && !isSkipped(r) && !r.permanent && /^registry statement failed/.test(r.error))).toBe(true);
+    const failed = await createAdapter({ kind: 'registry' }, { pool: dead, signingSecret: undefined }).apply(
+      'softDelete',
+      batch,
+      opts(),
+    );
+    expect(
+      failed.every((r) => !r.ok && !isSkipped(r) && !r.permanent && /^registry statement failed/.test(r.error)),
+    ).toBe(true);
   });
 
   it('probes: a known tenant is healthy, an unknown one an error, an exhausted pool a timeout', async () => {
     expect(await adapter.probe('t1', { timeoutMs: 1_000 })).toEqual({ result: 'healthy' });
     expect(await adapter.probe('t_unknown', { timeoutMs: 1_000 })).toMatchObject({ result: 'error' });
-    const tiny = new pg.Pool({ connectionString: (pool as unknown as { options: { connectionString: string } }).options.connectionString, max: 1 });
+    const tiny = new pg.Pool({
+      connectionString: (pool as unknown as { options: { connectionString: string } }).options.connectionString,
+      max: 1,
+    });
     const held = await tiny.connect();
     try {
       const busy = createAdapter({ kind: 'registry' }, { pool: tiny, signingSecret: undefined });

@@ -3,8 +3,12 @@ import request from 'supertest';
 import { buildTestApp, type TestApp } from '../support/app.ts';
 
 let t: TestApp;
-beforeAll(async () => { t = await buildTestApp(); });
-afterAll(async () => { await t?.close(); });
+beforeAll(async () => {
+  t = await buildTestApp();
+});
+afterAll(async () => {
+  await t?.close();
+});
 
 describe('health and docs', () => {
   it('answers /healthz and /readyz with real Postgres and Redis', async () => {
@@ -29,7 +33,10 @@ describe('health and docs', () => {
     await request(t.app.server).get('/v1/admin/tokens').expect(401);
     const bad = await request(t.app.server).get('/v1/admin/tokens').set('authorization', 'Bearer nope').expect(401);
     expect(bad.body.code).toBe('UNAUTHORIZED');
-    const forbidden = await request(t.app.server).get('/v1/admin/tokens').set('authorization', t.auth('viewer')).expect(403);
+    const forbidden = await request(t.app.server)
+      .get('/v1/admin/tokens')
+      .set('authorization', t.auth('viewer'))
+      .expect(403);
     expect(forbidden.body.code).toBe('FORBIDDEN');
     await request(t.app.server).get('/v1/admin/tokens').set('authorization', t.auth('admin')).expect(200);
   });

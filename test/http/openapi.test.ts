@@ -41,7 +41,9 @@ beforeAll(async () => {
 
 function operations(): { key: string; path: string; op: Operation }[] {
   return Object.entries(doc.paths).flatMap(([path, item]) =>
-    Object.entries(item).filter(([m]) => METHODS.includes(m)).map(([m, op]) => ({ key: `${m.toUpperCase()} ${path}`, path, op })),
+    Object.entries(item)
+      .filter(([m]) => METHODS.includes(m))
+      .map(([m, op]) => ({ key: `${m.toUpperCase()} ${path}`, path, op })),
   );
 }
 
@@ -60,7 +62,12 @@ function resolve(schema: Schema, seen = new Set<string>()): Schema {
 /** Media types in `content` that carry no example: none on the media type, none on its schema. */
 function withoutExample(content: Record<string, MediaType> | undefined): string[] {
   return Object.entries(content ?? {})
-    .filter(([, mt]) => mt.example === undefined && mt.examples === undefined && (!mt.schema || resolve(mt.schema).example === undefined))
+    .filter(
+      ([, mt]) =>
+        mt.example === undefined &&
+        mt.examples === undefined &&
+        (!mt.schema || resolve(mt.schema).example === undefined),
+    )
     .map(([type]) => type);
 }
 
@@ -73,7 +80,10 @@ describe('OpenAPI document', () => {
       throw new Error('openapi/openapi.json is missing: run `npm run openapi` and commit the file');
     }
     // Compared as text so that formatting drift is caught too; the message says what to do.
-    expect(committed === generated, 'openapi/openapi.json differs from the routes: run `npm run openapi` and commit the file').toBe(true);
+    expect(
+      committed === generated,
+      'openapi/openapi.json differs from the routes: run `npm run openapi` and commit the file',
+    ).toBe(true);
   });
 
   it('names, tags and describes every operation, with unique operationIds and declared tags', () => {
@@ -82,10 +92,12 @@ describe('OpenAPI document', () => {
     const ids = new Map<string, string>();
     for (const { key, op } of operations()) {
       if (!op.operationId) problems.push(`${key}: no operationId`);
-      else if (ids.has(op.operationId)) problems.push(`${key}: operationId "${op.operationId}" also used by ${ids.get(op.operationId)}`);
+      else if (ids.has(op.operationId))
+        problems.push(`${key}: operationId "${op.operationId}" also used by ${ids.get(op.operationId)}`);
       else ids.set(op.operationId, key);
       if (!op.tags?.length) problems.push(`${key}: no tag`);
-      for (const tag of op.tags ?? []) if (!declaredTags.has(tag)) problems.push(`${key}: tag "${tag}" is not declared in src/plugins/swagger.ts`);
+      for (const tag of op.tags ?? [])
+        if (!declaredTags.has(tag)) problems.push(`${key}: tag "${tag}" is not declared in src/plugins/swagger.ts`);
       if (!op.summary?.trim()) problems.push(`${key}: no summary`);
       if (!op.description?.trim()) problems.push(`${key}: no description`);
     }
@@ -96,10 +108,12 @@ describe('OpenAPI document', () => {
   it('has an example for every request body and every 2xx response', () => {
     const problems: string[] = [];
     for (const { key, op } of operations()) {
-      for (const type of withoutExample(op.requestBody?.content)) problems.push(`${key}: request body ${type} has no example`);
+      for (const type of withoutExample(op.requestBody?.content))
+        problems.push(`${key}: request body ${type} has no example`);
       for (const [status, response] of Object.entries(op.responses ?? {})) {
         if (!/^2\d\d$/.test(status)) continue;
-        for (const type of withoutExample(response.content)) problems.push(`${key}: response ${status} ${type} has no example`);
+        for (const type of withoutExample(response.content))
+          problems.push(`${key}: response ${status} ${type} has no example`);
       }
     }
     expect(problems).toEqual([]);
@@ -118,7 +132,9 @@ describe('OpenAPI document', () => {
   });
 
   it('describes every component schema', () => {
-    const missing = Object.entries(doc.components.schemas ?? {}).filter(([, s]) => !s.description?.trim()).map(([name]) => name);
+    const missing = Object.entries(doc.components.schemas ?? {})
+      .filter(([, s]) => !s.description?.trim())
+      .map(([name]) => name);
     expect(missing).toEqual([]);
   });
 });

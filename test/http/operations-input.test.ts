@@ -9,31 +9,94 @@ beforeAll(async () => {
   t = await buildTestApp();
   await seedRegistry(t.databaseUrl, { sites: 50, appsPerSite: 20 });
 });
-afterAll(async () => { await t?.close(); });
+afterAll(async () => {
+  await t?.close();
+});
 
 const spec = { targetType: 'app', reason: 'Remove the legacy app', ticket: 'CHG-1' };
 const post = () => request(t.app.server).post('/v1/operations').set('authorization', t.auth('requester'));
-const counts = async () => (await query(t.databaseUrl, `SELECT (SELECT count(*) FROM operations)::int AS ops, (SELECT count(*) FROM operation_items)::int AS items`))[0];
+const counts = async () =>
+  (
+    await query(
+      t.databaseUrl,
+      `SELECT (SELECT count(*) FROM operations)::int AS ops, (SELECT count(*) FROM operation_items)::int AS items`,
+    )
+  )[0];
 
 describe('bad input changes nothing', () => {
   const cases: [string, (r: ReturnType<typeof post>) => request.Test, number, string][] = [
-    ['malformed JSON', (r) => r.set('content-type', 'application/json').send('{"targetType": "app", '), 400, 'MALFORMED_BODY'],
-    ['wrong content type', (r) => r.set('content-type', 'application/xml').send('<ids/>'), 415, 'UNSUPPORTED_MEDIA_TYPE'],
+    [
+      'malformed JSON',
+      (r) => r.set('content-type', 'application/json').send('{"targetType": "app", '),
+      400,
+      'MALFORMED_BODY',
+    ],
+    [
+      'wrong content type',
+      (r) => r.set('content-type', 'application/xml').send('<ids/>'),
+      415,
+      'UNSUPPORTED_MEDIA_TYPE',
+    ],
     ['unknown field', (r) => r.send({ ...spec, ids: [appId(1, 1)], skipBadIds: true }), 400, 'VALIDATION_FAILED'],
     ['empty ID list', (r) => r.send({ ...spec, ids: [] }), 400, 'VALIDATION_FAILED'],
     ['IDs that are not strings', (r) => r.send({ ...spec, ids: [appId(1, 1), 123] }), 400, 'VALIDATION_FAILED'],
     ['ID with whitespace', (r) => r.send({ ...spec, ids: [appId(1, 1), 'app 1'] }), 400, 'INVALID_IDS'],
     ['missing reason', (r) => r.send({ targetType: 'app', ticket: 'x', ids: [appId(1, 1)] }), 400, 'VALIDATION_FAILED'],
-    ['unknown target type', (r) => r.send({ ...spec, targetType: 'widget', ids: [appId(1, 1)] }), 422, 'UNKNOWN_TARGET_TYPE'],
-    ['action other than delete', (r) => r.send({ ...spec, action: 'purge', ids: [appId(1, 1)] }), 400, 'VALIDATION_FAILED'],
-    ['over 100k inline IDs', (r) => r.send({ ...spec, ids: Array.from({ length: 100_001 }, (_, i) => `app_${i}`) }), 400, 'VALIDATION_FAILED'],
-    ['spec in the query of a JSON upload', (r) => r.query({ targetType: 'site' }).send({ ...spec, ids: [appId(1, 1)] }), 400, 'SPEC_IN_QUERY'],
+    [
+      'unknown target type',
+      (r) => r.send({ ...spec, targetType: 'widget', ids: [appId(1, 1)] }),
+      422,
+      'UNKNOWN_TARGET_TYPE',
+    ],
+    [
+      'action other than delete',
+      (r) => r.send({ ...spec, action: 'purge', ids: [appId(1, 1)] }),
+      400,
+      'VALIDATION_FAILED',
+    ],
+    [
+      'over 100k inline IDs',
+      (r) => r.send({ ...spec, ids: Array.from({ length: 100_001 }, (_, i) => `app_${i}`) }),
+      400,
+      'VALIDATION_FAILED',
+    ],
+    [
+      'spec in the query of a JSON upload',
+      (r) => r.query({ targetType: 'site' }).send({ ...spec, ids: [appId(1, 1)] }),
+      400,
+      'SPEC_IN_QUERY',
+    ],
     ['empty NDJSON body', (r) => r.set('content-type', 'application/x-ndjson').send(''), 400, 'EMPTY_BODY'],
-    ['NDJSON with a bad spec line', (r) => r.set('content-type', 'application/x-ndjson').send('{"targetType":"app"}\n"app_00001_01"\n'), 400, 'VALIDATION_FAILED'],
-    ['NDJSON with a broken ID line', (r) => r.set('content-type', 'application/x-ndjson').send(`${JSON.stringify(spec)}\n"app_00001_01"\n{oops\n`), 400, 'MALFORMED_NDJSON'],
-    ['NDJSON with a number as ID', (r) => r.set('content-type', 'application/x-ndjson').send(`${JSON.stringify(spec)}\n42\n`), 400, 'INVALID_ID'],
-    ['NDJSON spec only, no IDs', (r) => r.set('content-type', 'application/x-ndjson').send(`${JSON.stringify(spec)}\n`), 400, 'EMPTY_ID_LIST'],
-    ['text upload without spec', (r) => r.set('content-type', 'text/plain').send('app_00001_01\n'), 400, 'VALIDATION_FAILED'],
+    [
+      'NDJSON with a bad spec line',
+      (r) => r.set('content-type', 'application/x-ndjson').send('{"targetType":"app"}\n"app_00001_01"\n'),
+      400,
+      'VALIDATION_FAILED',
+    ],
+    [
+      'NDJSON with a broken ID line',
+      (r) => r.set('content-type', 'application/x-ndjson').send(`${JSON.stringify(spec)}\n"app_00001_01"\n{oops\n`),
+      400,
+      'MALFORMED_NDJSON',
+    ],
+    [
+      'NDJSON with a number as ID',
+      (r) => r.set('content-type', 'application/x-ndjson').send(`${JSON.stringify(spec)}\n42\n`),
+      400,
+      'INVALID_ID',
+    ],
+    [
+      'NDJSON spec only, no IDs',
+      (r) => r.set('content-type', 'application/x-ndjson').send(`${JSON.stringify(spec)}\n`),
+      400,
+      'EMPTY_ID_LIST',
+    ],
+    [
+      'text upload without spec',
+      (r) => r.set('content-type', 'text/plain').send('app_00001_01\n'),
+      400,
+      'VALIDATION_FAILED',
+    ],
   ];
   it.each(cases)('%s → %i %s', async (_name, send, status, code) => {
     const before = await counts();
@@ -45,26 +108,47 @@ describe('bad input changes nothing', () => {
   });
 
   it('names the offending field and IDs', async () => {
-    const unknown = await post().send({ ...spec, ids: [appId(1, 1)], skipBadIds: true }).expect(400);
+    const unknown = await post()
+      .send({ ...spec, ids: [appId(1, 1)], skipBadIds: true })
+      .expect(400);
     expect(unknown.body.message).toContain('skipBadIds');
-    const notString = await post().send({ ...spec, ids: [appId(1, 1), 123] }).expect(400);
+    const notString = await post()
+      .send({ ...spec, ids: [appId(1, 1), 123] })
+      .expect(400);
     expect(notString.body.details[0].field).toBe('body.ids.1');
-    const ws = await post().send({ ...spec, ids: ['ok_1', 'bad id'] }).expect(400);
-    expect(ws.body.details.invalid).toEqual([{ index: 1, id: 'bad id', problem: 'contains whitespace or control characters' }]);
+    const ws = await post()
+      .send({ ...spec, ids: ['ok_1', 'bad id'] })
+      .expect(400);
+    expect(ws.body.details.invalid).toEqual([
+      { index: 1, id: 'bad id', problem: 'contains whitespace or control characters' },
+    ]);
   });
 });
 
 describe('uploads', () => {
   it('takes NDJSON: spec line, then IDs as strings or {"id"} objects', async () => {
-    const body = [JSON.stringify({ ...spec, rollout: { bakeSeconds: 0 } }), `"${appId(2, 0)}"`, JSON.stringify({ id: appId(2, 1) }), `"${appId(3, 0)}"`].join('\n');
+    const body = [
+      JSON.stringify({ ...spec, rollout: { bakeSeconds: 0 } }),
+      `"${appId(2, 0)}"`,
+      JSON.stringify({ id: appId(2, 1) }),
+      `"${appId(3, 0)}"`,
+    ].join('\n');
     const res = await post().set('content-type', 'application/x-ndjson').send(body).expect(201);
     expect(res.body).toMatchObject({ state: 'planned', itemCount: 3, tenantCount: 2, rollout: { bakeSeconds: 0 } });
   });
 
   it('takes plain text with the spec in the query string, and rejects wrong types there too', async () => {
-    const ok = await post().query({ targetType: 'app', reason: 'cleanup', ticket: 'CHG-9' }).set('content-type', 'text/plain').send(`${appId(4, 0)}\r\n${appId(4, 1)}\n\n`).expect(201);
+    const ok = await post()
+      .query({ targetType: 'app', reason: 'cleanup', ticket: 'CHG-9' })
+      .set('content-type', 'text/plain')
+      .send(`${appId(4, 0)}\r\n${appId(4, 1)}\n\n`)
+      .expect(201);
     expect(ok.body.itemCount).toBe(2);
-    const bad = await post().query({ targetType: 'app', reason: 'cleanup', ticket: 'CHG-9' }).set('content-type', 'text/plain').send(`${appId(5, 0)}\n${siteId(5)}\n`).expect(422);
+    const bad = await post()
+      .query({ targetType: 'app', reason: 'cleanup', ticket: 'CHG-9' })
+      .set('content-type', 'text/plain')
+      .send(`${appId(5, 0)}\n${siteId(5)}\n`)
+      .expect(422);
     expect(bad.body.details.counts.type_mismatch).toBe(1);
   });
 });
@@ -76,15 +160,23 @@ describe('Idempotency-Key', () => {
     const again = await post().set('idempotency-key', 'cleanup-42').send(body).expect(200);
     expect(again.headers['idempotent-replayed']).toBe('true');
     expect(again.body.id).toBe(first.body.id);
-    const other = await post().set('idempotency-key', 'cleanup-42').send({ ...body, ids: [appId(10, 0)] }).expect(409);
+    const other = await post()
+      .set('idempotency-key', 'cleanup-42')
+      .send({ ...body, ids: [appId(10, 0)] })
+      .expect(409);
     expect(other.body).toMatchObject({ code: 'IDEMPOTENCY_KEY_REUSED', details: { operationId: first.body.id } });
-    const ops = await query(t.databaseUrl, `SELECT count(*)::int AS n FROM operations WHERE idempotency_key = 'cleanup-42'`);
+    const ops = await query(
+      t.databaseUrl,
+      `SELECT count(*)::int AS n FROM operations WHERE idempotency_key = 'cleanup-42'`,
+    );
     expect(ops[0]!.n).toBe(1);
   });
 
   it('concurrent submissions with one key create one operation', async () => {
     const body = { ...spec, ids: [appId(11, 0), appId(11, 1)] };
-    const results = await Promise.all(Array.from({ length: 5 }, () => post().set('idempotency-key', 'race-1').send(body)));
+    const results = await Promise.all(
+      Array.from({ length: 5 }, () => post().set('idempotency-key', 'race-1').send(body)),
+    );
     expect(results.map((r) => r.status).sort()).toEqual([200, 200, 200, 200, 201]);
     expect(new Set(results.map((r) => r.body.id)).size).toBe(1);
   });
@@ -92,23 +184,44 @@ describe('Idempotency-Key', () => {
 
 describe('reading back', () => {
   it('lists operations, pages items, and 404s unknown ones', async () => {
-    const created = await post().send({ ...spec, ids: Array.from({ length: 20 }, (_, j) => appId(20, j)) }).expect(201);
-    const list = await request(t.app.server).get('/v1/operations?limit=200').set('authorization', t.auth('viewer')).expect(200);
+    const created = await post()
+      .send({ ...spec, ids: Array.from({ length: 20 }, (_, j) => appId(20, j)) })
+      .expect(201);
+    const list = await request(t.app.server)
+      .get('/v1/operations?limit=200')
+      .set('authorization', t.auth('viewer'))
+      .expect(200);
     expect(list.body.items.map((o: { id: string }) => o.id)).toContain(created.body.id);
-    const page1 = await request(t.app.server).get(`/v1/operations/${created.body.id}/items?limit=15`).set('authorization', t.auth('viewer')).expect(200);
+    const page1 = await request(t.app.server)
+      .get(`/v1/operations/${created.body.id}/items?limit=15`)
+      .set('authorization', t.auth('viewer'))
+      .expect(200);
     expect(page1.body.items).toHaveLength(15);
-    const page2 = await request(t.app.server).get(`/v1/operations/${created.body.id}/items?limit=15&cursor=${page1.body.nextCursor}`).set('authorization', t.auth('viewer')).expect(200);
+    const page2 = await request(t.app.server)
+      .get(`/v1/operations/${created.body.id}/items?limit=15&cursor=${page1.body.nextCursor}`)
+      .set('authorization', t.auth('viewer'))
+      .expect(200);
     expect(page2.body.items).toHaveLength(5);
     expect(page2.body.nextCursor).toBeNull();
-    const got = await request(t.app.server).get(`/v1/operations/${created.body.id}`).set('authorization', t.auth('viewer')).expect(200);
+    const got = await request(t.app.server)
+      .get(`/v1/operations/${created.body.id}`)
+      .set('authorization', t.auth('viewer'))
+      .expect(200);
     expect(got.body.waveProgress).toEqual([{ wave: 0, counts: { pending: 20 } }]);
-    const missing = await request(t.app.server).get('/v1/operations/op_nope').set('authorization', t.auth('viewer')).expect(404);
+    const missing = await request(t.app.server)
+      .get('/v1/operations/op_nope')
+      .set('authorization', t.auth('viewer'))
+      .expect(404);
     expect(missing.body.code).toBe('NOT_FOUND');
   });
 
   it('refuses submissions from viewers and approvers', async () => {
     for (const role of ['viewer', 'approver'] as const) {
-      const res = await request(t.app.server).post('/v1/operations').set('authorization', t.auth(role)).send({ ...spec, ids: [appId(1, 1)] }).expect(403);
+      const res = await request(t.app.server)
+        .post('/v1/operations')
+        .set('authorization', t.auth(role))
+        .send({ ...spec, ids: [appId(1, 1)] })
+        .expect(403);
       expect(res.body.code).toBe('FORBIDDEN');
     }
   });

@@ -9,9 +9,16 @@ const PROTECTED_APP = appId(7, 3);
 beforeAll(async () => {
   t = await buildTestApp();
   // 900 sites (one customer each) with 20 apps each; the first 2 customers are internal.
-  await seedRegistry(t.databaseUrl, { sites: 900, appsPerSite: 20, internalTenants: 2, protectedApps: [PROTECTED_APP] });
+  await seedRegistry(t.databaseUrl, {
+    sites: 900,
+    appsPerSite: 20,
+    internalTenants: 2,
+    protectedApps: [PROTECTED_APP],
+  });
 });
-afterAll(async () => { await t?.close(); });
+afterAll(async () => {
+  await t?.close();
+});
 
 const submit = (body: object, role: 'requester' | 'admin' = 'requester') =>
   request(t.app.server).post('/v1/operations').set('authorization', t.auth(role)).send(body);
@@ -28,17 +35,29 @@ describe('the April 2022 replay', () => {
     const opId = res.body.details.operationId as string;
 
     // The full report has all 883, each with the actual type and tenant.
-    const report = await request(t.app.server).get(`/v1/operations/${opId}/report?limit=5000`).set('authorization', t.auth('viewer')).expect(200);
+    const report = await request(t.app.server)
+      .get(`/v1/operations/${opId}/report?limit=5000`)
+      .set('authorization', t.auth('viewer'))
+      .expect(200);
     expect(report.body.items).toHaveLength(883);
     expect(new Set(report.body.items.map((i: { class: string }) => i.class))).toEqual(new Set(['type_mismatch']));
     expect(report.body.items[5]).toMatchObject({ id: siteId(5), actualType: 'site', tenantId: tenantId(5) });
 
     // Recorded as rejected, with who asked; no item exists that could ever run.
-    const op = await request(t.app.server).get(`/v1/operations/${opId}`).set('authorization', t.auth('viewer')).expect(200);
+    const op = await request(t.app.server)
+      .get(`/v1/operations/${opId}`)
+      .set('authorization', t.auth('viewer'))
+      .expect(200);
     expect(op.body).toMatchObject({ state: 'rejected', requestedBy: 'test-requester', itemCount: 0, planHash: null });
-    const items = await query(t.databaseUrl, 'SELECT count(*)::int AS n FROM operation_items WHERE operation_id = $1', [opId]);
+    const items = await query(t.databaseUrl, 'SELECT count(*)::int AS n FROM operation_items WHERE operation_id = $1', [
+      opId,
+    ]);
     expect(items[0]!.n).toBe(0);
-    const audit = await query(t.databaseUrl, `SELECT action, outcome, actor FROM audit_events WHERE operation_id = $1`, [opId]);
+    const audit = await query(
+      t.databaseUrl,
+      `SELECT action, outcome, actor FROM audit_events WHERE operation_id = $1`,
+      [opId],
+    );
     expect(audit).toEqual([{ action: 'operation.rejected', outcome: 'refused', actor: 'test-requester' }]);
   });
 });
@@ -48,9 +67,25 @@ describe('per-ID classification', () => {
     const good = Array.from({ length: 5000 }, (_, k) => appId(100 + Math.floor(k / 20), k % 20));
     const sites = [siteId(1), siteId(2), siteId(3)];
     const unknown = ['app_99999_01', 'app_99999_02'];
-    const ids = [...good.slice(0, 1000), ...sites, ...good.slice(1000, 3000), ...unknown, PROTECTED_APP, ...good.slice(3000), good[42]!];
+    const ids = [
+      ...good.slice(0, 1000),
+      ...sites,
+      ...good.slice(1000, 3000),
+      ...unknown,
+      PROTECTED_APP,
+      ...good.slice(3000),
+      good[42]!,
+    ];
     const res = await submit({ ...spec, ids }).expect(422);
-    expect(res.body.details.counts).toEqual({ ok: 5000, unknown: 2, type_mismatch: 3, pattern_mismatch: 0, duplicate: 1, already_deleted: 0, protected: 1 });
+    expect(res.body.details.counts).toEqual({
+      ok: 5000,
+      unknown: 2,
+      type_mismatch: 3,
+      pattern_mismatch: 0,
+      duplicate: 1,
+      already_deleted: 0,
+      protected: 1,
+    });
     const o = res.body.details.offenders;
     expect(o.type_mismatch.map((x: { id: string }) => x.id)).toEqual(sites);
     expect(o.unknown.map((x: { id: string }) => x.id)).toEqual(unknown);
@@ -76,20 +111,37 @@ describe('valid plans', () => {
     expect(plan).toMatchObject({ itemCount: 300, tenantCount: 100, requiresBreakGlass: true });
     expect(plan.tenants).toMatchObject({ total: 100, internal: 2 });
     expect(plan.waves.map((w: { kind: string; tenants: number }) => [w.kind, w.tenants])).toEqual([
-      ['internal', 2], ['canary', 1], ['canary', 9], ['canary', 39], ['canary', 49],
+      ['internal', 2],
+      ['canary', 1],
+      ['canary', 9],
+      ['canary', 39],
+      ['canary', 49],
     ]);
     expect(plan.waves.reduce((n: number, w: { items: number }) => n + w.items, 0)).toBe(300);
     expect(plan.budgets.breaches).toEqual(['100 tenants exceeds the budget of 50']);
     expect(plan.planHash).toMatch(/^[0-9a-f]{64}$/);
     expect(plan.cascade).toEqual([]);
-    const waves = await query(t.databaseUrl, 'SELECT wave, count(*)::int AS n FROM operation_items WHERE operation_id = $1 GROUP BY wave ORDER BY wave', [res.body.id]);
+    const waves = await query(
+      t.databaseUrl,
+      'SELECT wave, count(*)::int AS n FROM operation_items WHERE operation_id = $1 GROUP BY wave ORDER BY wave',
+      [res.body.id],
+    );
     expect(waves.map((w) => w.n)).toEqual([6, 3, 27, 117, 147]);
-    const internalWave = await query(t.databaseUrl, `SELECT DISTINCT tenant_id FROM operation_items WHERE operation_id = $1 AND wave = 0 ORDER BY 1`, [res.body.id]);
+    const internalWave = await query(
+      t.databaseUrl,
+      `SELECT DISTINCT tenant_id FROM operation_items WHERE operation_id = $1 AND wave = 0 ORDER BY 1`,
+      [res.body.id],
+    );
     expect(internalWave.map((r) => r.tenant_id)).toEqual([tenantId(0), tenantId(1)]);
   });
 
   it('counts the children a site delete would cascade to, within budget', async () => {
-    const res = await submit({ targetType: 'site', reason: 'Decommission sites', ticket: 'CHG-2', ids: [siteId(500), siteId(501), siteId(502)] }).expect(201);
+    const res = await submit({
+      targetType: 'site',
+      reason: 'Decommission sites',
+      ticket: 'CHG-2',
+      ids: [siteId(500), siteId(501), siteId(502)],
+    }).expect(201);
     expect(res.body.plan.cascade).toEqual([{ type: 'app', count: 60 }]);
     expect(res.body.plan).toMatchObject({ itemCount: 3, tenantCount: 3, requiresBreakGlass: false });
     // 3 tenants: "1" → 1, 1% and 10% reach no new tenant, 50% → 2, 100% → 3.

@@ -9,19 +9,35 @@ beforeAll(async () => {
   t = await buildTestApp();
   await seedRegistry(t.databaseUrl, { sites: 10, appsPerSite: 10 });
 });
-afterAll(async () => { await t?.close(); });
+afterAll(async () => {
+  await t?.close();
+});
 
-const plan = (ids: string[]) => request(t.app.server).post('/v1/operations').set('authorization', t.auth('requester'))
-  .send({ targetType: 'app', reason: 'cleanup', ticket: 'CHG-7', ids, dryRun: true });
+const plan = (ids: string[]) =>
+  request(t.app.server)
+    .post('/v1/operations')
+    .set('authorization', t.auth('requester'))
+    .send({ targetType: 'app', reason: 'cleanup', ticket: 'CHG-7', ids, dryRun: true });
 
 describe('admin policy', () => {
   it('applies new budgets to later plans, audited, admin only', async () => {
     const ids = [appId(0, 0), appId(1, 0), appId(2, 0)];
     expect((await plan(ids).expect(200)).body.plan.requiresBreakGlass).toBe(false);
-    await request(t.app.server).put('/v1/admin/policy').set('authorization', t.auth('operator')).send({ budgets: { maxTenants: 2, maxItems: 100 } }).expect(403);
-    await request(t.app.server).put('/v1/admin/policy').set('authorization', t.auth('admin')).send({ budgets: { maxTenants: 2, maxItems: 100 } }).expect(200);
+    await request(t.app.server)
+      .put('/v1/admin/policy')
+      .set('authorization', t.auth('operator'))
+      .send({ budgets: { maxTenants: 2, maxItems: 100 } })
+      .expect(403);
+    await request(t.app.server)
+      .put('/v1/admin/policy')
+      .set('authorization', t.auth('admin'))
+      .send({ budgets: { maxTenants: 2, maxItems: 100 } })
+      .expect(200);
     const after = await plan(ids).expect(200);
-    expect(after.body.plan).toMatchObject({ requiresBreakGlass: true, budgets: { maxTenants: 2, withinBudget: false, breaches: ['3 tenants exceeds the budget of 2'] } });
+    expect(after.body.plan).toMatchObject({
+      requiresBreakGlass: true,
+      budgets: { maxTenants: 2, withinBudget: false, breaches: ['3 tenants exceeds the budget of 2'] },
+    });
     const got = await request(t.app.server).get('/v1/admin/policy').set('authorization', t.auth('viewer')).expect(200);
     expect(got.body).toEqual({ budgets: { maxTenants: 2, maxItems: 100 } });
     const audit = await query(t.databaseUrl, `SELECT actor FROM audit_events WHERE action = 'policy.set'`);
@@ -29,8 +45,16 @@ describe('admin policy', () => {
   });
 
   it('refuses a budget of zero or unknown fields', async () => {
-    const r = await request(t.app.server).put('/v1/admin/policy').set('authorization', t.auth('admin')).send({ budgets: { maxTenants: 0, maxItems: 1 } }).expect(400);
+    const r = await request(t.app.server)
+      .put('/v1/admin/policy')
+      .set('authorization', t.auth('admin'))
+      .send({ budgets: { maxTenants: 0, maxItems: 1 } })
+      .expect(400);
     expect(r.body.code).toBe('VALIDATION_FAILED');
-    await request(t.app.server).put('/v1/admin/policy').set('authorization', t.auth('admin')).send({ budgets: { maxTenants: 1, maxItems: 1, extra: 1 } }).expect(400);
+    await request(t.app.server)
+      .put('/v1/admin/policy')
+      .set('authorization', t.auth('admin'))
+      .send({ budgets: { maxTenants: 1, maxItems: 1, extra: 1 } })
+      .expect(400);
   });
 });

@@ -12,31 +12,70 @@ const ROWS = 100_000; // merge.ts BULK_MIN_ROWS
 beforeAll(async () => {
   t = await buildTestApp();
   const admin = t.auth('admin');
-  await request(t.app.server).put('/v1/registry/types').set('authorization', admin).send({ types: FIXTURE_TYPES }).expect(200);
-  await request(t.app.server).post('/v1/registry/tenants').set('authorization', admin).send({ tenants: tenantsFor(shapeForRows(ROWS).tenants) }).expect(200);
+  await request(t.app.server)
+    .put('/v1/registry/types')
+    .set('authorization', admin)
+    .send({ types: FIXTURE_TYPES })
+    .expect(200);
+  await request(t.app.server)
+    .post('/v1/registry/tenants')
+    .set('authorization', admin)
+    .send({ tenants: tenantsFor(shapeForRows(ROWS).tenants) })
+    .expect(200);
 });
-afterAll(async () => { await t?.close(); });
+afterAll(async () => {
+  await t?.close();
+});
 
-const schemaOf = async () => (await t.app.db.pool.query(`
+const schemaOf = async () =>
+  (
+    await t.app.db.pool.query(`
   SELECT 'index' AS kind, indexname AS name, indexdef AS def, true AS valid FROM pg_indexes WHERE tablename = 'resources'
   UNION ALL
   SELECT 'constraint', conname, pg_get_constraintdef(oid), convalidated FROM pg_constraint WHERE conrelid = 'resources'::regclass
-  ORDER BY 1, 2`)).rows;
-const lastImport = async () => (await t.app.db.pool.query(`SELECT payload FROM audit_events WHERE action = 'registry.import' ORDER BY seq DESC LIMIT 1`)).rows[0].payload;
+  ORDER BY 1, 2`)
+  ).rows;
+const lastImport = async () =>
+  (
+    await t.app.db.pool.query(
+      `SELECT payload FROM audit_events WHERE action = 'registry.import' ORDER BY seq DESC LIMIT 1`,
+    )
+  ).rows[0].payload;
 const postNdjson = (body: string) =>
-  request(t.app.server).post('/v1/registry/resources').set('authorization', t.auth('admin')).set('content-type', 'application/x-ndjson').send(body);
-const suffixed = (suffix: string) => [...resourcesFor(shapeForRows(ROWS))].map((r) => ({ ...r, id: r.id + suffix, ...(r.parentId ? { parentId: r.parentId + suffix } : {}) }));
+  request(t.app.server)
+    .post('/v1/registry/resources')
+    .set('authorization', t.auth('admin'))
+    .set('content-type', 'application/x-ndjson')
+    .send(body);
+const suffixed = (suffix: string) =>
+  [...resourcesFor(shapeForRows(ROWS))].map((r) => ({
+    ...r,
+    id: r.id + suffix,
+    ...(r.parentId ? { parentId: r.parentId + suffix } : {}),
+  }));
 
 describe('large imports', () => {
   it('rebuilds indexes and foreign keys exactly as they were, and they still hold', async () => {
     const before = await schemaOf();
-    expect(before.map((r) => r.name)).toEqual(expect.arrayContaining(['resources_tenant_id_idx', 'resources_parent_id_idx', 'resources_tenant_id_fkey', 'resources_type_fkey']));
+    expect(before.map((r) => r.name)).toEqual(
+      expect.arrayContaining([
+        'resources_tenant_id_idx',
+        'resources_parent_id_idx',
+        'resources_tenant_id_fkey',
+        'resources_type_fkey',
+      ]),
+    );
     const r = await postNdjson(ndjson(resourcesFor(shapeForRows(ROWS)))).expect(200);
     expect(r.body).toEqual({ received: ROWS, inserted: ROWS, updated: 0, unchanged: 0 });
     expect(await lastImport()).toMatchObject({ inserted: ROWS, bulk: true });
     expect(await schemaOf()).toEqual(before);
-    await expect(t.app.db.pool.query(`INSERT INTO resources (id, type, tenant_id) VALUES ('app_x', 'app', 'tn_missing')`)).rejects.toMatchObject({ code: '23503' });
-    const counts = await request(t.app.server).get('/v1/registry/tenants/tn_99').set('authorization', t.auth('viewer')).expect(200);
+    await expect(
+      t.app.db.pool.query(`INSERT INTO resources (id, type, tenant_id) VALUES ('app_x', 'app', 'tn_missing')`),
+    ).rejects.toMatchObject({ code: '23503' });
+    const counts = await request(t.app.server)
+      .get('/v1/registry/tenants/tn_99')
+      .set('authorization', t.auth('viewer'))
+      .expect(200);
     expect(counts.body.resourceTotal).toBe(1_000);
   });
 
@@ -53,6 +92,8 @@ describe('large imports', () => {
       await reader.query('ROLLBACK');
       await reader.end();
     }
-    expect((await t.app.db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM resources')).rows[0]!.n).toBe(2 * ROWS);
+    expect((await t.app.db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM resources')).rows[0]!.n).toBe(
+      2 * ROWS,
+    );
   });
 });

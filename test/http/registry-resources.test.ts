@@ -4,58 +4,110 @@ import { pipeline } from 'node:stream/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import request from 'supertest';
 import { buildTestApp, type TestApp } from '../support/app.ts';
-import { FIXTURE_TYPES, appId, ndjson, resourcesFor, shapeNdjsonChunks, siteId, tenantsFor, type RegistryShape } from '../support/registry-fixtures.ts';
+import {
+  FIXTURE_TYPES,
+  appId,
+  ndjson,
+  resourcesFor,
+  shapeNdjsonChunks,
+  siteId,
+  tenantsFor,
+  type RegistryShape,
+} from '../support/registry-fixtures.ts';
 
 let t: TestApp;
 beforeAll(async () => {
   t = await buildTestApp();
   const admin = t.auth('admin');
-  await request(t.app.server).put('/v1/registry/types').set('authorization', admin).send({ types: FIXTURE_TYPES }).expect(200);
-  await request(t.app.server).post('/v1/registry/tenants').set('authorization', admin).send({ tenants: tenantsFor(20) }).expect(200);
+  await request(t.app.server)
+    .put('/v1/registry/types')
+    .set('authorization', admin)
+    .send({ types: FIXTURE_TYPES })
+    .expect(200);
+  await request(t.app.server)
+    .post('/v1/registry/tenants')
+    .set('authorization', admin)
+    .send({ tenants: tenantsFor(20) })
+    .expect(200);
 });
-afterAll(async () => { await t?.close(); });
+afterAll(async () => {
+  await t?.close();
+});
 
 // 20 tenants × 10 sites × (1 + 99 apps) = 20,000 resources.
 const SHAPE: RegistryShape = { tenants: 20, sitesPerTenant: 10, appsPerSite: 99 };
 
 const postNdjson = (body: string, role: 'admin' | 'viewer' = 'admin') =>
-  request(t.app.server).post('/v1/registry/resources').set('authorization', t.auth(role)).set('content-type', 'application/x-ndjson').send(body);
+  request(t.app.server)
+    .post('/v1/registry/resources')
+    .set('authorization', t.auth(role))
+    .set('content-type', 'application/x-ndjson')
+    .send(body);
 const postJson = (body: unknown) =>
-  request(t.app.server).post('/v1/registry/resources').set('authorization', t.auth('admin')).send(body as object);
-const resourceCount = async () => (await t.app.db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM resources')).rows[0]!.n;
-const getResource = (id: string) => request(t.app.server).get(`/v1/registry/resources/${id}`).set('authorization', t.auth('viewer'));
+  request(t.app.server)
+    .post('/v1/registry/resources')
+    .set('authorization', t.auth('admin'))
+    .send(body as object);
+const resourceCount = async () =>
+  (await t.app.db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM resources')).rows[0]!.n;
+const getResource = (id: string) =>
+  request(t.app.server).get(`/v1/registry/resources/${id}`).set('authorization', t.auth('viewer'));
 
 describe('POST /v1/registry/resources (JSON)', () => {
   it('imports a JSON array and serves each resource', async () => {
-    const r = await postJson({ resources: [
-      { id: 'site_json1', type: 'site', tenantId: 'tn_0' },
-      { id: 'app_json1', type: 'app', tenantId: 'tn_0', parentId: 'site_json1', protected: true },
-      { id: 'app_json2', type: 'app', tenantId: 'tn_0', parentId: null, state: 'soft_deleted' },
-    ] }).expect(200);
+    const r = await postJson({
+      resources: [
+        { id: 'site_json1', type: 'site', tenantId: 'tn_0' },
+        { id: 'app_json1', type: 'app', tenantId: 'tn_0', parentId: 'site_json1', protected: true },
+        { id: 'app_json2', type: 'app', tenantId: 'tn_0', parentId: null, state: 'soft_deleted' },
+      ],
+    }).expect(200);
     expect(r.body).toEqual({ received: 3, inserted: 3, updated: 0, unchanged: 0 });
     const app = await getResource('app_json1').expect(200);
-    expect(app.body).toEqual({ id: 'app_json1', type: 'app', tenantId: 'tn_0', parentId: 'site_json1', state: 'active', protected: true, deletedAt: null, updatedAt: expect.any(String) });
+    expect(app.body).toEqual({
+      id: 'app_json1',
+      type: 'app',
+      tenantId: 'tn_0',
+      parentId: 'site_json1',
+      state: 'active',
+      protected: true,
+      deletedAt: null,
+      updatedAt: expect.any(String),
+    });
     const deleted = await getResource('app_json2').expect(200);
     expect(deleted.body).toMatchObject({ state: 'soft_deleted', parentId: null, deletedAt: expect.any(String) });
   });
 
   it('reports rejected rows by array index', async () => {
-    const r = await postJson({ resources: [
-      { id: 'site_ok', type: 'site', tenantId: 'tn_0' },
-      { id: 'site_bad', type: 'site', tenantId: 'tn_missing' },
-    ] }).expect(422);
-    expect(r.body.details.offenders).toEqual([{ index: 1, id: 'site_bad', problem: 'unknown_tenant', value: 'tn_missing' }]);
+    const r = await postJson({
+      resources: [
+        { id: 'site_ok', type: 'site', tenantId: 'tn_0' },
+        { id: 'site_bad', type: 'site', tenantId: 'tn_missing' },
+      ],
+    }).expect(422);
+    expect(r.body.details.offenders).toEqual([
+      { index: 1, id: 'site_bad', problem: 'unknown_tenant', value: 'tn_missing' },
+    ]);
     await getResource('site_ok').expect(404);
   });
 
   it('validates the JSON body: unknown field, bad state, malformed JSON, empty list', async () => {
-    const unknown = await postJson({ resources: [{ id: 'site_x', type: 'site', tenantId: 'tn_0', owner: 'me' }] }).expect(400);
-    expect(unknown.body).toMatchObject({ code: 'VALIDATION_FAILED', details: [expect.objectContaining({ unknownField: 'owner' })] });
+    const unknown = await postJson({
+      resources: [{ id: 'site_x', type: 'site', tenantId: 'tn_0', owner: 'me' }],
+    }).expect(400);
+    expect(unknown.body).toMatchObject({
+      code: 'VALIDATION_FAILED',
+      details: [expect.objectContaining({ unknownField: 'owner' })],
+    });
     await postJson({ resources: [{ id: 'site_x', type: 'site', tenantId: 'tn_0', state: 'gone' }] }).expect(400);
     await postJson({ resources: [] }).expect(400);
     await postJson({ items: [] }).expect(400);
-    const malformed = await request(t.app.server).post('/v1/registry/resources').set('authorization', t.auth('admin'))
-      .set('content-type', 'application/json').send('{"resources": [{"id": ').expect(400);
+    const malformed = await request(t.app.server)
+      .post('/v1/registry/resources')
+      .set('authorization', t.auth('admin'))
+      .set('content-type', 'application/json')
+      .send('{"resources": [{"id": ')
+      .expect(400);
     expect(malformed.body.code).toBe('MALFORMED_BODY');
   });
 });
@@ -68,7 +120,13 @@ describe('POST /v1/registry/resources (NDJSON)', () => {
     expect(first.body).toEqual({ received: 20_000, inserted: 20_000, updated: 0, unchanged: 0 });
     expect(await resourceCount()).toBe(before + 20_000);
     const app = await getResource(appId(19, 9, 98)).expect(200);
-    expect(app.body).toMatchObject({ type: 'app', tenantId: 'tn_19', parentId: siteId(19, 9), state: 'active', protected: false });
+    expect(app.body).toMatchObject({
+      type: 'app',
+      tenantId: 'tn_19',
+      parentId: siteId(19, 9),
+      state: 'active',
+      protected: false,
+    });
 
     const updatedAt = (await t.app.db.pool.query('SELECT max(updated_at) AS m FROM resources')).rows[0].m;
     const again = await postNdjson(body).expect(200);
@@ -87,18 +145,25 @@ describe('POST /v1/registry/resources (NDJSON)', () => {
     ]);
     const r = await postNdjson(changed).expect(200);
     expect(r.body).toEqual({ received: 5, inserted: 1, updated: 3, unchanged: 1 });
-    expect((await getResource(appId(0, 0, 0))).body).toMatchObject({ state: 'soft_deleted', deletedAt: expect.any(String) });
+    expect((await getResource(appId(0, 0, 0))).body).toMatchObject({
+      state: 'soft_deleted',
+      deletedAt: expect.any(String),
+    });
 
     // A routine sync without state/protected must not undo the soft delete or the protection.
-    const sync = await postNdjson(ndjson([
-      { id: appId(0, 0, 0), type: 'app', tenantId: 'tn_0', parentId: siteId(0, 0) },
-      { id: appId(0, 0, 2), type: 'app', tenantId: 'tn_0', parentId: siteId(0, 0) },
-    ])).expect(200);
+    const sync = await postNdjson(
+      ndjson([
+        { id: appId(0, 0, 0), type: 'app', tenantId: 'tn_0', parentId: siteId(0, 0) },
+        { id: appId(0, 0, 2), type: 'app', tenantId: 'tn_0', parentId: siteId(0, 0) },
+      ]),
+    ).expect(200);
     expect(sync.body).toMatchObject({ updated: 0, unchanged: 2 });
     expect((await getResource(appId(0, 0, 0))).body.state).toBe('soft_deleted');
     expect((await getResource(appId(0, 0, 2))).body.protected).toBe(true);
 
-    const restored = await postNdjson(ndjson([{ id: appId(0, 0, 0), type: 'app', tenantId: 'tn_0', parentId: siteId(0, 0), state: 'active' }])).expect(200);
+    const restored = await postNdjson(
+      ndjson([{ id: appId(0, 0, 0), type: 'app', tenantId: 'tn_0', parentId: siteId(0, 0), state: 'active' }]),
+    ).expect(200);
     expect(restored.body.updated).toBe(1);
     expect((await getResource(appId(0, 0, 0))).body).toMatchObject({ state: 'active', deletedAt: null });
   });
@@ -120,7 +185,10 @@ describe('POST /v1/registry/resources (NDJSON)', () => {
     const rows: object[] = [...resourcesFor({ ...SHAPE, tenants: 2 })].map((r) => ({ ...r, id: `${r.id}y` }));
     rows[1_499] = { id: 'app_y', type: 'app', tenantId: 'tn_0', colour: 'red' };
     const unknown = await postNdjson(ndjson(rows)).expect(400);
-    expect(unknown.body).toMatchObject({ code: 'VALIDATION_FAILED', details: [{ line: 1500, field: 'colour', unknownField: 'colour' }] });
+    expect(unknown.body).toMatchObject({
+      code: 'VALIDATION_FAILED',
+      details: [{ line: 1500, field: 'colour', unknownField: 'colour' }],
+    });
     rows[1_499] = { id: 'app_y', type: 'app', tenantId: 'tn_0', protected: 'yes' };
     const wrong = await postNdjson(ndjson(rows)).expect(400);
     expect(wrong.body.details).toEqual([expect.objectContaining({ line: 1500, field: 'protected' })]);
@@ -129,7 +197,9 @@ describe('POST /v1/registry/resources (NDJSON)', () => {
     expect(long.body.details).toEqual([expect.objectContaining({ line: 1500, field: 'id' })]);
     rows[1_499] = { id: 'app_nul\u0000', type: 'app', tenantId: 'tn_0' };
     const nul = await postNdjson(ndjson(rows)).expect(400);
-    expect(nul.body.details).toEqual([expect.objectContaining({ line: 1500, field: 'id', message: expect.stringContaining('control characters') })]);
+    expect(nul.body.details).toEqual([
+      expect.objectContaining({ line: 1500, field: 'id', message: expect.stringContaining('control characters') }),
+    ]);
     rows[1_499] = ['not', 'an', 'object'];
     await postNdjson(ndjson(rows)).expect(400);
     expect(await resourceCount()).toBe(before);
@@ -178,22 +248,56 @@ describe('POST /v1/registry/resources (NDJSON)', () => {
 
   it('answers an empty upload 400, other content types 415, and checks the role', async () => {
     expect((await postNdjson('\n\n').expect(400)).body.code).toBe('EMPTY_IMPORT');
-    const text = await request(t.app.server).post('/v1/registry/resources').set('authorization', t.auth('admin'))
-      .set('content-type', 'text/plain').send('site_a\n').expect(415);
-    expect(text.body).toMatchObject({ code: 'UNSUPPORTED_MEDIA_TYPE', details: { accepted: ['application/json', 'application/x-ndjson'] } });
-    const csv = await request(t.app.server).post('/v1/registry/resources').set('authorization', t.auth('admin'))
-      .set('content-type', 'text/csv').send('id,type\n').expect(415);
+    const text = await request(t.app.server)
+      .post('/v1/registry/resources')
+      .set('authorization', t.auth('admin'))
+      .set('content-type', 'text/plain')
+      .send('site_a\n')
+      .expect(415);
+    expect(text.body).toMatchObject({
+      code: 'UNSUPPORTED_MEDIA_TYPE',
+      details: { accepted: ['application/json', 'application/x-ndjson'] },
+    });
+    const csv = await request(t.app.server)
+      .post('/v1/registry/resources')
+      .set('authorization', t.auth('admin'))
+      .set('content-type', 'text/csv')
+      .send('id,type\n')
+      .expect(415);
     expect(csv.body.code).toBe('UNSUPPORTED_MEDIA_TYPE');
-    await request(t.app.server).post('/v1/registry/resources').set('content-type', 'application/x-ndjson').send('{}\n').expect(401);
+    await request(t.app.server)
+      .post('/v1/registry/resources')
+      .set('content-type', 'application/x-ndjson')
+      .send('{}\n')
+      .expect(401);
     const before = await resourceCount();
-    expect((await postNdjson(ndjson([{ id: 'site_viewer', type: 'site', tenantId: 'tn_0' }]), 'viewer').expect(403)).body.code).toBe('FORBIDDEN');
+    expect(
+      (await postNdjson(ndjson([{ id: 'site_viewer', type: 'site', tenantId: 'tn_0' }]), 'viewer').expect(403)).body
+        .code,
+    ).toBe('FORBIDDEN');
     expect(await resourceCount()).toBe(before);
   });
 
   it('records each import in the audit log with its counts', async () => {
-    const r = await t.app.db.pool.query(`SELECT actor, payload FROM audit_events WHERE action = 'registry.import' ORDER BY seq`);
-    expect(r.rows.map((x) => x.payload)).toContainEqual({ received: 20_000, inserted: 20_000, updated: 0, unchanged: 0, format: 'ndjson', bulk: false });
-    expect(r.rows.map((x) => x.payload)).toContainEqual({ received: 20_000, inserted: 0, updated: 0, unchanged: 20_000, format: 'ndjson', bulk: false });
+    const r = await t.app.db.pool.query(
+      `SELECT actor, payload FROM audit_events WHERE action = 'registry.import' ORDER BY seq`,
+    );
+    expect(r.rows.map((x) => x.payload)).toContainEqual({
+      received: 20_000,
+      inserted: 20_000,
+      updated: 0,
+      unchanged: 0,
+      format: 'ndjson',
+      bulk: false,
+    });
+    expect(r.rows.map((x) => x.payload)).toContainEqual({
+      received: 20_000,
+      inserted: 0,
+      updated: 0,
+      unchanged: 20_000,
+      format: 'ndjson',
+      bulk: false,
+    });
     expect(r.rows[0].actor).toBe('bootstrap-admin');
   });
 });
@@ -209,7 +313,9 @@ async function eventually(check: () => Promise<boolean>, ms = 10_000) {
 
 describe('streamed uploads over a real connection', () => {
   let address: string;
-  beforeAll(async () => { address = await t.app.listen({ host: '127.0.0.1', port: 0 }); });
+  beforeAll(async () => {
+    address = await t.app.listen({ host: '127.0.0.1', port: 0 });
+  });
 
   it('answers a refusal while the client is still sending, and lets the upload finish', async () => {
     const before = await resourceCount();
@@ -220,12 +326,18 @@ describe('streamed uploads over a real connection', () => {
     }
     let sent!: Promise<void>;
     const res = await new Promise<{ status: number; body: string }>((resolve, reject) => {
-      const req = httpRequest(`${address}/v1/registry/resources`, { method: 'POST', headers: { authorization: t.auth('admin'), 'content-type': 'application/x-ndjson' } }, (r) => {
-        let text = '';
-        r.setEncoding('utf8');
-        r.on('data', (c: string) => { text += c; });
-        r.on('end', () => resolve({ status: r.statusCode ?? 0, body: text }));
-      });
+      const req = httpRequest(
+        `${address}/v1/registry/resources`,
+        { method: 'POST', headers: { authorization: t.auth('admin'), 'content-type': 'application/x-ndjson' } },
+        (r) => {
+          let text = '';
+          r.setEncoding('utf8');
+          r.on('data', (c: string) => {
+            text += c;
+          });
+          r.on('end', () => resolve({ status: r.statusCode ?? 0, body: text }));
+        },
+      );
       req.on('error', reject);
       sent = pipeline(Readable.from(body()), req);
     });
@@ -239,16 +351,24 @@ describe('streamed uploads over a real connection', () => {
 
   it('is rolled back and frees its database connection when the client goes away', async () => {
     const before = await resourceCount();
-    const copying = async () => (await t.app.db.pool.query<{ n: number }>(
-      `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'COPY registry_stage%' AND state <> 'idle'`,
-    )).rows[0]!.n;
-    const req = httpRequest(`${address}/v1/registry/resources`, { method: 'POST', headers: { authorization: t.auth('admin'), 'content-type': 'application/x-ndjson' } });
+    const copying = async () =>
+      (
+        await t.app.db.pool.query<{ n: number }>(
+          `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'COPY registry_stage%' AND state <> 'idle'`,
+        )
+      ).rows[0]!.n;
+    const req = httpRequest(`${address}/v1/registry/resources`, {
+      method: 'POST',
+      headers: { authorization: t.auth('admin'), 'content-type': 'application/x-ndjson' },
+    });
     req.on('error', () => undefined);
     req.write(ndjson(resourcesFor({ tenants: 1, sitesPerTenant: 5, appsPerSite: 99 })));
     await eventually(async () => (await copying()) > 0);
     req.destroy();
     await eventually(async () => (await copying()) === 0);
-    const open = await t.app.db.pool.query(`SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND state LIKE 'idle in transaction%'`);
+    const open = await t.app.db.pool.query(
+      `SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND state LIKE 'idle in transaction%'`,
+    );
     expect(open.rowCount).toBe(0);
     expect(await resourceCount()).toBe(before);
   });

@@ -6,13 +6,23 @@ import { FIXTURE_TYPES, ndjson, resourcesFor, tenantsFor } from '../support/regi
 let t: TestApp;
 beforeAll(async () => {
   t = await buildTestApp();
-  await request(t.app.server).put('/v1/registry/types').set('authorization', t.auth('admin')).send({ types: FIXTURE_TYPES }).expect(200);
+  await request(t.app.server)
+    .put('/v1/registry/types')
+    .set('authorization', t.auth('admin'))
+    .send({ types: FIXTURE_TYPES })
+    .expect(200);
 });
-afterAll(async () => { await t?.close(); });
+afterAll(async () => {
+  await t?.close();
+});
 
 const post = (body: unknown, role: 'admin' | 'viewer' | 'requester' = 'admin') =>
-  request(t.app.server).post('/v1/registry/tenants').set('authorization', t.auth(role)).send(body as object);
-const tenantRows = async () => (await t.app.db.pool.query('SELECT id, name, internal, protected FROM tenants ORDER BY id')).rows;
+  request(t.app.server)
+    .post('/v1/registry/tenants')
+    .set('authorization', t.auth(role))
+    .send(body as object);
+const tenantRows = async () =>
+  (await t.app.db.pool.query('SELECT id, name, internal, protected FROM tenants ORDER BY id')).rows;
 
 describe('POST /v1/registry/tenants', () => {
   it('inserts, then reports unchanged and updated rows on a second upsert', async () => {
@@ -27,7 +37,12 @@ describe('POST /v1/registry/tenants', () => {
     const again = await post({ tenants: tenantsFor(3, { internal: 1, protectedIds: [2], contact: true }) }).expect(200);
     expect(again.body).toEqual({ received: 3, inserted: 0, updated: 0, unchanged: 3, contactsChanged: 0 });
 
-    const renamed = await post({ tenants: [{ id: 'tn_1', name: 'Renamed' }, { id: 'tn_9', name: 'New' }] }).expect(200);
+    const renamed = await post({
+      tenants: [
+        { id: 'tn_1', name: 'Renamed' },
+        { id: 'tn_9', name: 'New' },
+      ],
+    }).expect(200);
     expect(renamed.body).toEqual({ received: 2, inserted: 1, updated: 1, unchanged: 0, contactsChanged: 0 });
   });
 
@@ -38,7 +53,9 @@ describe('POST /v1/registry/tenants', () => {
     const c = await t.app.db.pool.query('SELECT contact FROM tenant_contacts WHERE tenant_id = $1', ['tn_2']);
     expect(c.rows[0].contact).toEqual({ email: 'ops+2@example.test' });
     await post({ tenants: [{ id: 'tn_2', name: 'Tenant 2', protected: false }] }).expect(200);
-    expect((await t.app.db.pool.query('SELECT protected FROM tenants WHERE id = $1', ['tn_2'])).rows[0].protected).toBe(false);
+    expect((await t.app.db.pool.query('SELECT protected FROM tenants WHERE id = $1', ['tn_2'])).rows[0].protected).toBe(
+      false,
+    );
   });
 
   it('upserts 20,000 tenants in one request', async () => {
@@ -51,7 +68,13 @@ describe('POST /v1/registry/tenants', () => {
 
   it('refuses a tenant ID given twice, writing nothing', async () => {
     const before = await tenantRows();
-    const r = await post({ tenants: [{ id: 'tn_dup', name: 'a' }, { id: 'tn_x', name: 'x' }, { id: 'tn_dup', name: 'b' }] }).expect(422);
+    const r = await post({
+      tenants: [
+        { id: 'tn_dup', name: 'a' },
+        { id: 'tn_x', name: 'x' },
+        { id: 'tn_dup', name: 'b' },
+      ],
+    }).expect(422);
     expect(r.body.code).toBe('DUPLICATE_TENANT_ID');
     expect(r.body.details).toEqual([{ field: 'tenants[2].id', id: 'tn_dup', firstIndex: 0 }]);
     expect(await tenantRows()).toEqual(before);
@@ -68,10 +91,17 @@ describe('POST /v1/registry/tenants', () => {
   });
 
   it('answers 415 for NDJSON and 401/403 without a token or the admin role', async () => {
-    const r = await request(t.app.server).post('/v1/registry/tenants').set('authorization', t.auth('admin'))
-      .set('content-type', 'application/x-ndjson').send('{"id":"tn_a","name":"A"}\n').expect(415);
+    const r = await request(t.app.server)
+      .post('/v1/registry/tenants')
+      .set('authorization', t.auth('admin'))
+      .set('content-type', 'application/x-ndjson')
+      .send('{"id":"tn_a","name":"A"}\n')
+      .expect(415);
     expect(r.body.code).toBe('UNSUPPORTED_MEDIA_TYPE');
-    await request(t.app.server).post('/v1/registry/tenants').send({ tenants: [{ id: 'tn_a', name: 'A' }] }).expect(401);
+    await request(t.app.server)
+      .post('/v1/registry/tenants')
+      .send({ tenants: [{ id: 'tn_a', name: 'A' }] })
+      .expect(401);
     await post({ tenants: [{ id: 'tn_a', name: 'A' }] }, 'requester').expect(403);
     expect((await t.app.db.pool.query('SELECT 1 FROM tenants WHERE id = $1', ['tn_a'])).rowCount).toBe(0);
   });
@@ -79,13 +109,23 @@ describe('POST /v1/registry/tenants', () => {
 
 describe('GET /v1/registry/tenants/{id}', () => {
   it('returns flags and resource counts by type and state, never the contact', async () => {
-    await request(t.app.server).post('/v1/registry/resources').set('authorization', t.auth('admin'))
+    await request(t.app.server)
+      .post('/v1/registry/resources')
+      .set('authorization', t.auth('admin'))
       .set('content-type', 'application/x-ndjson')
       .send(ndjson(resourcesFor({ tenants: 1, sitesPerTenant: 2, appsPerSite: 3 })))
       .expect(200);
-    await request(t.app.server).post('/v1/registry/resources').set('authorization', t.auth('admin'))
-      .send({ resources: [{ id: 'app_t0s0a0', type: 'app', tenantId: 'tn_0', parentId: 'site_t0s0', state: 'soft_deleted' }] }).expect(200);
-    const r = await request(t.app.server).get('/v1/registry/tenants/tn_0').set('authorization', t.auth('viewer')).expect(200);
+    await request(t.app.server)
+      .post('/v1/registry/resources')
+      .set('authorization', t.auth('admin'))
+      .send({
+        resources: [{ id: 'app_t0s0a0', type: 'app', tenantId: 'tn_0', parentId: 'site_t0s0', state: 'soft_deleted' }],
+      })
+      .expect(200);
+    const r = await request(t.app.server)
+      .get('/v1/registry/tenants/tn_0')
+      .set('authorization', t.auth('viewer'))
+      .expect(200);
     expect(r.body).toMatchObject({ id: 'tn_0', name: 'Tenant 0', internal: false, protected: false, resourceTotal: 8 });
     expect(r.body.resourceCounts).toEqual([
       { type: 'app', state: 'active', count: 5 },
@@ -97,7 +137,10 @@ describe('GET /v1/registry/tenants/{id}', () => {
   });
 
   it('answers 404 for an unknown tenant and 401 without a token', async () => {
-    const r = await request(t.app.server).get('/v1/registry/tenants/tn_nope').set('authorization', t.auth('viewer')).expect(404);
+    const r = await request(t.app.server)
+      .get('/v1/registry/tenants/tn_nope')
+      .set('authorization', t.auth('viewer'))
+      .expect(404);
     expect(r.body.code).toBe('NOT_FOUND');
     await request(t.app.server).get('/v1/registry/tenants/tn_0').expect(401);
   });

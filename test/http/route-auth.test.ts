@@ -38,18 +38,30 @@ beforeAll(async () => {
   // fetch resolves on the response head, so a streaming route (server-sent events) cannot hang it.
   base = await t.app.listen({ host: '127.0.0.1', port: 0 });
 });
-afterAll(async () => { await t?.close(); });
+afterAll(async () => {
+  await t?.close();
+});
 
-interface Answer { status: number; code: string | undefined; details: unknown }
+interface Answer {
+  status: number;
+  code: string | undefined;
+  details: unknown;
+}
 
 async function call(method: string, url: string, authorization?: string): Promise<Answer> {
   const headers: Record<string, string> = {};
   if (authorization) headers.authorization = authorization;
   const hasBody = !['GET', 'HEAD', 'DELETE', 'OPTIONS'].includes(method);
   if (hasBody) headers['content-type'] = 'application/json';
-  const res = await fetch(`${base}${concrete(url)}`, { method, headers, body: hasBody ? '{}' : undefined, signal: AbortSignal.timeout(15_000) });
+  const res = await fetch(`${base}${concrete(url)}`, {
+    method,
+    headers,
+    body: hasBody ? '{}' : undefined,
+    signal: AbortSignal.timeout(15_000),
+  });
   let body: { code?: string; details?: unknown } = {};
-  if (method !== 'HEAD' && res.headers.get('content-type')?.includes('application/json')) body = (await res.json()) as typeof body;
+  if (method !== 'HEAD' && res.headers.get('content-type')?.includes('application/json'))
+    body = (await res.json()) as typeof body;
   else await res.body?.cancel();
   return { status: res.status, code: body.code, details: body.details };
 }
@@ -66,7 +78,11 @@ describe('route authentication and authorisation', () => {
   });
 
   it('declares config.auth on every /v1 route', () => {
-    expect(v1Routes().filter((r) => !r.auth).map(label)).toEqual([]);
+    expect(
+      v1Routes()
+        .filter((r) => !r.auth)
+        .map(label),
+    ).toEqual([]);
   });
 
   it('has no public route outside /v1 except health, metrics and docs', () => {
@@ -99,7 +115,8 @@ describe('route authentication and authorisation', () => {
         if (allowed) {
           // A handler may refuse for its own reasons (404 for the placeholder ID, 400 for `{}`,
           // a business-rule 403), but never the role check: that 403 names the allowed roles.
-          if (r.status === 401 || (r.status === 403 && hasAllowedRoles(r.details))) problems.push(`${label(route)} as ${role} (allowed): ${r.status} ${r.code ?? ''}`);
+          if (r.status === 401 || (r.status === 403 && hasAllowedRoles(r.details)))
+            problems.push(`${label(route)} as ${role} (allowed): ${r.status} ${r.code ?? ''}`);
         } else if (r.status !== 403 || (route.method !== 'HEAD' && r.code !== 'FORBIDDEN')) {
           problems.push(`${label(route)} as ${role} (not in ${JSON.stringify(auth)}): ${r.status} ${r.code ?? ''}`);
         }

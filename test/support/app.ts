@@ -20,7 +20,15 @@ export async function buildTestApp(opts: { queuePrefix?: string; redisUrl?: stri
   const databaseUrl = await createTestDatabase();
   // A test that restarts Redis brings its own server; everyone else shares the suite's.
   const redisUrl = opts.redisUrl ?? inject('redisUrl');
-  const app = await buildApp({ config: { databaseUrl, redisUrl, logLevel: 'silent', queuePrefix: opts.queuePrefix ?? `bgt_${databaseUrl.split('/').pop()}` }, logger: process.env.TEST_LOG ? { level: process.env.TEST_LOG } : false });
+  const app = await buildApp({
+    config: {
+      databaseUrl,
+      redisUrl,
+      logLevel: 'silent',
+      queuePrefix: opts.queuePrefix ?? `bgt_${databaseUrl.split('/').pop()}`,
+    },
+    logger: process.env.TEST_LOG ? { level: process.env.TEST_LOG } : false,
+  });
   await app.ready();
   const tokens = {} as Record<Role, string>;
   const admin = 'bg_test_admin_token_000000000000';
@@ -28,7 +36,11 @@ export async function buildTestApp(opts: { queuePrefix?: string; redisUrl?: stri
   tokens.admin = admin;
   for (const role of ROLES) {
     if (role === 'admin') continue;
-    const created = await app.authService.createToken(`test-${role}`, role, { tokenId: 'test', name: 'test', role: 'admin' });
+    const created = await app.authService.createToken(`test-${role}`, role, {
+      tokenId: 'test',
+      name: 'test',
+      role: 'admin',
+    });
     tokens[role] = created.token;
   }
   // A second requester and approver, for "not your own operation" rules.

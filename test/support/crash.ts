@@ -8,7 +8,9 @@ import type { Downstream } from './downstream.ts';
 import { query } from './seed.ts';
 
 /** A transaction that holds whatever lock `sql` took until release() (always call it). */
-export interface HeldLock { release(): Promise<void> }
+export interface HeldLock {
+  release(): Promise<void>;
+}
 
 export async function holdLock(databaseUrl: string, sql: string, params: unknown[] = []): Promise<HeldLock> {
   const c = new pg.Client({ connectionString: databaseUrl, application_name: 'test-lock-holder' });
@@ -33,14 +35,22 @@ export async function holdLock(databaseUrl: string, sql: string, params: unknown
 
 /** Statements of this database now waiting for a lock whose text contains `fragment` (e.g. a table name). */
 export async function lockWaiters(databaseUrl: string, fragment: string): Promise<number> {
-  const r = await query<{ n: number }>(databaseUrl,
+  const r = await query<{ n: number }>(
+    databaseUrl,
     `SELECT count(*)::int AS n FROM pg_stat_activity
-     WHERE datname = current_database() AND wait_event_type = 'Lock' AND position($1 in query) > 0`, [fragment]);
+     WHERE datname = current_database() AND wait_event_type = 'Lock' AND position($1 in query) > 0`,
+    [fragment],
+  );
   return r[0]!.n;
 }
 
 /** A bounded poll with a short interval, for kill points that pass quickly. */
-export async function pollUntil(check: () => boolean | Promise<boolean>, what: string, timeoutMs = 20_000, everyMs = 2): Promise<void> {
+export async function pollUntil(
+  check: () => boolean | Promise<boolean>,
+  what: string,
+  timeoutMs = 20_000,
+  everyMs = 2,
+): Promise<void> {
   const end = Date.now() + timeoutMs;
   while (Date.now() < end) {
     if (await check()) return;
@@ -54,10 +64,15 @@ export async function pollUntil(check: () => boolean | Promise<boolean>, what: s
  * crash test's snapshot reads can exceed it, and an item failed by load would be noise here.
  */
 export async function relaxAdapterTimeout(databaseUrl: string, timeoutMs = 5_000) {
-  await query(databaseUrl, `UPDATE resource_types SET adapter = adapter || jsonb_build_object('timeoutMs', $1::int) WHERE name = 'app'`, [timeoutMs]);
+  await query(
+    databaseUrl,
+    `UPDATE resource_types SET adapter = adapter || jsonb_build_object('timeoutMs', $1::int) WHERE name = 'app'`,
+    [timeoutMs],
+  );
 }
 
-export const softDeleteKey = (operationId: string, resourceId: string) => idempotencyKeyFor({ operationId, resourceId }, 'softDelete');
+export const softDeleteKey = (operationId: string, resourceId: string) =>
+  idempotencyKeyFor({ operationId, resourceId }, 'softDelete');
 
 /** How many of the operation's soft deletes the downstream has applied so far. */
 export function appliedCount(downstream: Downstream, operationId: string, ids: string[]): number {
@@ -67,8 +82,11 @@ export function appliedCount(downstream: Downstream, operationId: string, ids: s
 }
 
 export async function ledgerCounts(databaseUrl: string, operationId: string): Promise<Record<string, number>> {
-  const rows = await query<{ state: string; n: number }>(databaseUrl,
-    'SELECT state, count(*)::int AS n FROM operation_items WHERE operation_id = $1 GROUP BY state', [operationId]);
+  const rows = await query<{ state: string; n: number }>(
+    databaseUrl,
+    'SELECT state, count(*)::int AS n FROM operation_items WHERE operation_id = $1 GROUP BY state',
+    [operationId],
+  );
   return Object.fromEntries(rows.map((r) => [r.state, r.n]));
 }
 
@@ -78,7 +96,12 @@ export async function ledgerCounts(databaseUrl: string, operationId: string): Pr
  * ledger shows every item done, snapshotted and write-ahead marked, with wave counters that
  * count each item once.
  */
-export async function expectEachAppliedOnce(databaseUrl: string, downstream: Downstream, operationId: string, ids: string[]) {
+export async function expectEachAppliedOnce(
+  databaseUrl: string,
+  downstream: Downstream,
+  operationId: string,
+  ids: string[],
+) {
   const missing: string[] = [];
   const twice: string[] = [];
   for (const id of ids) {
@@ -89,17 +112,30 @@ export async function expectEachAppliedOnce(databaseUrl: string, downstream: Dow
   expect(missing, 'items never deleted downstream').toEqual([]);
   expect(twice, 'items deleted more than once downstream').toEqual([]);
   // Nothing of this operation was restored or purged, and every item is soft-deleted now.
-  const otherActions = ids.flatMap((id) => (['restore', 'hardDelete'] as const).map((a) => idempotencyKeyFor({ operationId, resourceId: id }, a))).filter((k) => downstream.appliedByKey.has(k));
+  const otherActions = ids
+    .flatMap((id) =>
+      (['restore', 'hardDelete'] as const).map((a) => idempotencyKeyFor({ operationId, resourceId: id }, a)),
+    )
+    .filter((k) => downstream.appliedByKey.has(k));
   expect(otherActions, 'restores or purges applied for items of the operation').toEqual([]);
   const notSoftDeleted = ids.filter((id) => downstream.state(id) !== 'soft_deleted');
   expect(notSoftDeleted, 'items not soft-deleted downstream at the end').toEqual([]);
 
-  const items = await query<{ resource_id: string; state: string; snapshot_id: number | null; executed_seq: number | null }>(databaseUrl,
-    'SELECT resource_id, state, snapshot_id, executed_seq FROM operation_items WHERE operation_id = $1', [operationId]);
+  const items = await query<{
+    resource_id: string;
+    state: string;
+    snapshot_id: number | null;
+    executed_seq: number | null;
+  }>(databaseUrl, 'SELECT resource_id, state, snapshot_id, executed_seq FROM operation_items WHERE operation_id = $1', [
+    operationId,
+  ]);
   expect(items.length).toBe(ids.length);
   const notDone = items.filter((i) => i.state !== 'done' || i.snapshot_id === null || i.executed_seq === null);
   expect(notDone, 'ledger items not done, or done without snapshot or write-ahead mark').toEqual([]);
-  const waves = await query<{ done: number; failed: number }>(databaseUrl,
-    'SELECT coalesce(sum(done), 0)::int AS done, coalesce(sum(failed), 0)::int AS failed FROM operation_waves WHERE operation_id = $1', [operationId]);
+  const waves = await query<{ done: number; failed: number }>(
+    databaseUrl,
+    'SELECT coalesce(sum(done), 0)::int AS done, coalesce(sum(failed), 0)::int AS failed FROM operation_waves WHERE operation_id = $1',
+    [operationId],
+  );
   expect(waves[0]).toEqual({ done: ids.length, failed: 0 });
 }

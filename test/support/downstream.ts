@@ -28,7 +28,12 @@ export interface DownstreamCall {
   at: number;
 }
 
-export interface DownstreamResource { id: string; tenantId: string | null; state: ResourceState; data: Record<string, unknown> }
+export interface DownstreamResource {
+  id: string;
+  tenantId: string | null;
+  state: ResourceState;
+  data: Record<string, unknown>;
+}
 
 export interface DownstreamOptions {
   secret: string;
@@ -41,8 +46,15 @@ export interface DownstreamOptions {
 const DESTRUCTIVE = new Set<DownstreamAction>(['softDelete', 'restore', 'hardDelete']);
 const MAX_BODY = 1024 * 1024;
 
-interface Stored { fingerprint: string; status: number; body: string }
-interface RequestBody { tenantId?: unknown; snapshot?: { data?: Record<string, unknown> } }
+interface Stored {
+  fingerprint: string;
+  status: number;
+  body: string;
+}
+interface RequestBody {
+  tenantId?: unknown;
+  snapshot?: { data?: Record<string, unknown> };
+}
 
 export async function startDownstream(opts: DownstreamOptions) {
   const strict = opts.strict ?? true;
@@ -86,8 +98,12 @@ export async function startDownstream(opts: DownstreamOptions) {
   };
 
   function route(method: string, pathname: string): { action: DownstreamAction; id?: string; tenant?: string } {
-    const seg = pathname.split('/').slice(1).map((s) => decodeURIComponent(s));
-    if (method === 'GET' && seg.length === 3 && seg[0] === 'tenants' && seg[2] === 'health') return { action: 'probe', tenant: seg[1] };
+    const seg = pathname
+      .split('/')
+      .slice(1)
+      .map((s) => decodeURIComponent(s));
+    if (method === 'GET' && seg.length === 3 && seg[0] === 'tenants' && seg[2] === 'health')
+      return { action: 'probe', tenant: seg[1] };
     if (method === 'GET' && seg.length === 2) return { action: 'snapshot', id: seg[1] };
     if (method === 'DELETE' && seg.length === 2) return { action: 'hardDelete', id: seg[1] };
     if (method === 'POST' && seg.length === 3 && seg[2] === 'soft-delete') return { action: 'softDelete', id: seg[1] };
@@ -96,7 +112,11 @@ export async function startDownstream(opts: DownstreamOptions) {
   }
 
   /** The state change itself: what a real service would commit. */
-  function apply(action: DownstreamAction, r: DownstreamResource, body: RequestBody): { status: number; body: unknown } {
+  function apply(
+    action: DownstreamAction,
+    r: DownstreamResource,
+    body: RequestBody,
+  ): { status: number; body: unknown } {
     if (action === 'hardDelete') {
       r.state = 'purged';
       r.data = {};
@@ -111,7 +131,10 @@ export async function startDownstream(opts: DownstreamOptions) {
     return { status: 200, body: { id: r.id, state: r.state } };
   }
 
-  function injectedFailure(action: DownstreamAction, tenantId: string | undefined): { status: number; afterApply: boolean } | null {
+  function injectedFailure(
+    action: DownstreamAction,
+    tenantId: string | undefined,
+  ): { status: number; afterApply: boolean } | null {
     if (ctl.failOnly && !ctl.failOnly.has(action)) return null;
     destructiveSeen++;
     const t = tenantId === undefined ? undefined : ctl.failTenants.get(tenantId);
@@ -133,7 +156,13 @@ export async function startDownstream(opts: DownstreamOptions) {
       const v = req.headers[h];
       return typeof v === 'string' ? v : undefined;
     };
-    const signatureValid = verify(opts.secret, { signature: header('x-blastgate-signature'), timestamp: header('x-blastgate-timestamp'), method, path: req.url ?? '/', body: raw });
+    const signatureValid = verify(opts.secret, {
+      signature: header('x-blastgate-signature'),
+      timestamp: header('x-blastgate-timestamp'),
+      method,
+      path: req.url ?? '/',
+      body: raw,
+    });
     let body: RequestBody = {};
     try {
       body = raw ? (JSON.parse(raw) as RequestBody) : {};
@@ -141,8 +170,19 @@ export async function startDownstream(opts: DownstreamOptions) {
       return send(res, 400, { error: 'body is not JSON' });
     }
     const key = header('idempotency-key');
-    const tenantId = (typeof body.tenantId === 'string' ? body.tenantId : undefined) ?? url.searchParams.get('tenantId') ?? tenant;
-    const call: DownstreamCall = { seq: ++seq, method, path: req.url ?? '/', action, resourceId: id, tenantId, idempotencyKey: key, signatureValid, at: Date.now() };
+    const tenantId =
+      (typeof body.tenantId === 'string' ? body.tenantId : undefined) ?? url.searchParams.get('tenantId') ?? tenant;
+    const call: DownstreamCall = {
+      seq: ++seq,
+      method,
+      path: req.url ?? '/',
+      action,
+      resourceId: id,
+      tenantId,
+      idempotencyKey: key,
+      signatureValid,
+      at: Date.now(),
+    };
     if (record) calls.push(call);
     res.on('finish', () => (call.status = res.statusCode));
 
@@ -151,7 +191,9 @@ export async function startDownstream(opts: DownstreamOptions) {
     if (action === 'probe') return probe(res, probeModes.get(tenant!) ?? ctl.probeDefault);
     const r = resource(id!, tenantId);
     if (action === 'snapshot') {
-      return r.state === 'purged' ? send(res, 404, { error: 'purged' }) : send(res, 200, { id: r.id, tenantId: r.tenantId, state: r.state, data: r.data });
+      return r.state === 'purged'
+        ? send(res, 404, { error: 'purged' })
+        : send(res, 200, { id: r.id, tenantId: r.tenantId, state: r.state, data: r.data });
     }
 
     // Destructive from here on.
@@ -161,7 +203,8 @@ export async function startDownstream(opts: DownstreamOptions) {
       callsByKey.set(key, (callsByKey.get(key) ?? 0) + 1);
       const prior = stored.get(key);
       if (prior) {
-        if (prior.fingerprint !== fingerprint) return send(res, 422, { error: 'Idempotency-Key reused for another request' });
+        if (prior.fingerprint !== fingerprint)
+          return send(res, 422, { error: 'Idempotency-Key reused for another request' });
         res.setHeader('idempotent-replayed', 'true');
         return send(res, prior.status, prior.body, true);
       }
@@ -237,27 +280,48 @@ export async function startDownstream(opts: DownstreamOptions) {
 
   return {
     url: `http://127.0.0.1:${port}`,
-    get calls(): readonly DownstreamCall[] { return calls; },
+    get calls(): readonly DownstreamCall[] {
+      return calls;
+    },
     destructiveCalls: () => calls.filter((c) => DESTRUCTIVE.has(c.action)),
     appliedByKey,
     callsByKey,
     resources,
     /** Most destructive calls handled at once since start or reset(). */
-    get peakInProgress() { return peakInProgress; },
+    get peakInProgress() {
+      return peakInProgress;
+    },
     state: (id: string) => resources.get(id)?.state,
     /** Every destructive call answers `status` (null: stop failing). */
-    failAll(status: number | null) { ctl.failAll = status; },
+    failAll(status: number | null) {
+      ctl.failAll = status;
+    },
     /** The first n destructive calls (counted from now on) succeed, later ones answer `status`. */
-    failAfter(n: number, status: number) { destructiveSeen = 0; ctl.failAfter = { n, status }; },
+    failAfter(n: number, status: number) {
+      destructiveSeen = 0;
+      ctl.failAfter = { n, status };
+    },
     /** The next n destructive calls answer `status`; with afterApply they are applied first. */
-    failNext(n: number, status: number, o: { afterApply?: boolean } = {}) { ctl.failNext = { n, status, afterApply: o.afterApply ?? false }; },
-    failTenants(ids: string[], status: number) { for (const t of ids) ctl.failTenants.set(t, status); },
+    failNext(n: number, status: number, o: { afterApply?: boolean } = {}) {
+      ctl.failNext = { n, status, afterApply: o.afterApply ?? false };
+    },
+    failTenants(ids: string[], status: number) {
+      for (const t of ids) ctl.failTenants.set(t, status);
+    },
     /** Injected failures (and failAfter's count) apply only to these actions, e.g. deletes but not restores (null: all). */
-    failOnly(actions: DownstreamAction[] | null) { ctl.failOnly = actions && new Set(actions); },
+    failOnly(actions: DownstreamAction[] | null) {
+      ctl.failOnly = actions && new Set(actions);
+    },
     /** Destructive calls wait ms before being handled (0: no delay). */
-    hang(ms: number) { ctl.hangMs = ms; },
-    probe(tenantId: string, mode: ProbeMode) { probeModes.set(tenantId, mode); },
-    probeDefault(mode: ProbeMode) { ctl.probeDefault = mode; },
+    hang(ms: number) {
+      ctl.hangMs = ms;
+    },
+    probe(tenantId: string, mode: ProbeMode) {
+      probeModes.set(tenantId, mode);
+    },
+    probeDefault(mode: ProbeMode) {
+      ctl.probeDefault = mode;
+    },
     reset() {
       calls.length = 0;
       for (const m of [resources, stored, appliedByKey, callsByKey, probeModes]) m.clear();

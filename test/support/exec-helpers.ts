@@ -11,12 +11,23 @@ export const command = (h: ExecHarness, role: Role, id: string, path: string, bo
   request(h.app.server).post(`/v1/operations/${id}/${path}`).set('authorization', h.auth(role)).send(body);
 
 /** Every app of the given sites, grouped by site (so a tenant's items are contiguous). */
-export const appsOf = (sites: number[], appsPerSite: number) => sites.flatMap((s) => Array.from({ length: appsPerSite }, (_, j) => appId(s, j)));
+export const appsOf = (sites: number[], appsPerSite: number) =>
+  sites.flatMap((s) => Array.from({ length: appsPerSite }, (_, j) => appId(s, j)));
 export const range = (from: number, to: number) => Array.from({ length: to - from }, (_, i) => from + i);
 
-export interface LedgerRow { seq: number; resource_id: string; tenant_id: string; wave: number; state: string }
+export interface LedgerRow {
+  seq: number;
+  resource_id: string;
+  tenant_id: string;
+  wave: number;
+  state: string;
+}
 export const ledger = (h: ExecHarness, opId: string) =>
-  query<LedgerRow>(h.databaseUrl, 'SELECT seq, resource_id, tenant_id, wave, state FROM operation_items WHERE operation_id = $1 ORDER BY seq', [opId]);
+  query<LedgerRow>(
+    h.databaseUrl,
+    'SELECT seq, resource_id, tenant_id, wave, state FROM operation_items WHERE operation_id = $1 ORDER BY seq',
+    [opId],
+  );
 
 /** Soft-delete calls (every attempt) that reached the downstream for the operation's items. */
 export function softDeletesOf(h: ExecHarness, rows: LedgerRow[]) {
@@ -25,7 +36,8 @@ export function softDeletesOf(h: ExecHarness, rows: LedgerRow[]) {
 }
 
 /** Tenants of a wave, from the ledger. */
-export const tenantsOfWave = (rows: LedgerRow[], wave: number) => new Set(rows.filter((r) => r.wave === wave).map((r) => r.tenant_id));
+export const tenantsOfWave = (rows: LedgerRow[], wave: number) =>
+  new Set(rows.filter((r) => r.wave === wave).map((r) => r.tenant_id));
 
 /**
  * After a rollback: every item that received a soft-delete call is active again downstream and
@@ -35,13 +47,17 @@ export async function expectEverythingTouchedRestored(h: ExecHarness, opId: stri
   const rows = await ledger(h, opId);
   const touched = new Set(softDeletesOf(h, rows).map((c) => c.resourceId!));
   expect(touched.size).toBeGreaterThan(0);
-  const story = (id: string) => `${id}: ledger ${rows.find((r) => r.resource_id === id)?.state}; calls ${JSON.stringify(h.downstream.calls.filter((c) => c.resourceId === id).map((c) => [c.action, c.status, c.at]))}`;
+  const story = (id: string) =>
+    `${id}: ledger ${rows.find((r) => r.resource_id === id)?.state}; calls ${JSON.stringify(h.downstream.calls.filter((c) => c.resourceId === id).map((c) => [c.action, c.status, c.at]))}`;
   for (const id of touched) expect(h.downstream.state(id), story(id)).toBe('active');
   for (const r of rows) expect(r.state, r.resource_id).toBe(touched.has(r.resource_id) ? 'restored' : 'pending');
-  const restores = h.downstream.calls.filter((c) => c.action === 'restore' && touched.has(c.resourceId!) && c.status === 200);
+  const restores = h.downstream.calls.filter(
+    (c) => c.action === 'restore' && touched.has(c.resourceId!) && c.status === 200,
+  );
   expect(new Set(restores.map((c) => c.resourceId))).toEqual(touched);
   return { rows, touched };
 }
 
 /** Softdeletes sent after `at` (epoch ms). */
-export const softDeletesAfter = (h: ExecHarness, rows: LedgerRow[], at: number) => softDeletesOf(h, rows).filter((c) => c.at > at);
+export const softDeletesAfter = (h: ExecHarness, rows: LedgerRow[], at: number) =>
+  softDeletesOf(h, rows).filter((c) => c.at > at);

@@ -18,22 +18,34 @@ export interface ExecHarness extends TestApp {
   startWorker(opts?: { concurrency?: number }): Promise<RunningWorkers>;
 }
 
-export async function buildExecHarness(opts: { workers?: number; lockDurationMs?: number; redisUrl?: string } = {}): Promise<ExecHarness> {
+export async function buildExecHarness(
+  opts: { workers?: number; lockDurationMs?: number; redisUrl?: string } = {},
+): Promise<ExecHarness> {
   const prefix = `bgt${randomBytes(4).toString('hex')}`;
   const t = await buildTestApp({ queuePrefix: prefix, ...(opts.redisUrl ? { redisUrl: opts.redisUrl } : {}) });
   const downstream = await startDownstream({ secret: SECRET });
   const workers: RunningWorkers[] = [];
   const startWorker = async (o: { concurrency?: number } = {}) => {
     const w = await startWorkers({
-      databaseUrl: t.databaseUrl, redisUrl: t.redisUrl, queuePrefix: prefix, concurrency: o.concurrency ?? 2,
-      signingSecret: SECRET, logger: pino({ level: 'silent' }), lockDurationMs: opts.lockDurationMs ?? 2_000, reconcileEveryMs: 500,
+      databaseUrl: t.databaseUrl,
+      redisUrl: t.redisUrl,
+      queuePrefix: prefix,
+      concurrency: o.concurrency ?? 2,
+      signingSecret: SECRET,
+      logger: pino({ level: 'silent' }),
+      lockDurationMs: opts.lockDurationMs ?? 2_000,
+      reconcileEveryMs: 500,
     });
     workers.push(w);
     return w;
   };
   for (let i = 0; i < (opts.workers ?? 1); i++) await startWorker();
   return {
-    ...t, prefix, downstream, workers, startWorker,
+    ...t,
+    prefix,
+    downstream,
+    workers,
+    startWorker,
     async close() {
       for (const w of workers) await w.close();
       await t.close();
@@ -45,31 +57,49 @@ export async function buildExecHarness(opts: { workers?: number; lockDurationMs?
 /** Registers `app` as an http-adapter type that acts on the downstream, with a tenant probe. */
 export async function useHttpAdapter(h: ExecHarness, withProbe = true) {
   const adapter = {
-    kind: 'http', baseUrl: h.downstream.url,
-    snapshot: 'GET /apps/{id}', softDelete: 'POST /apps/{id}/soft-delete', restore: 'POST /apps/{id}/restore', hardDelete: 'DELETE /apps/{id}',
+    kind: 'http',
+    baseUrl: h.downstream.url,
+    snapshot: 'GET /apps/{id}',
+    softDelete: 'POST /apps/{id}/soft-delete',
+    restore: 'POST /apps/{id}/restore',
+    hardDelete: 'DELETE /apps/{id}',
     ...(withProbe ? { probe: 'GET /tenants/{tenantId}/health' } : {}),
     // Generous: a loaded 2-core CI box must not turn slow answers into item failures (tests that
     // want timeouts set the probe timeout in the halt policy or hang the downstream).
-    timeoutMs: 5_000, retries: 2, retryBaseMs: 10,
+    timeoutMs: 5_000,
+    retries: 2,
+    retryBaseMs: 10,
   };
   await query(h.databaseUrl, `UPDATE resource_types SET adapter = $1 WHERE name = 'app'`, [JSON.stringify(adapter)]);
 }
 
-export interface Submitted { id: string; planHash: string; waves: { index: number; tenants: number; items: number; fromSeq: number; toSeq: number }[] }
+export interface Submitted {
+  id: string;
+  planHash: string;
+  waves: { index: number; tenants: number; items: number; fromSeq: number; toSeq: number }[];
+}
 
 /** requester submits → approver approves → operator starts. */
 export async function submitAndStart(h: ExecHarness, body: Record<string, unknown>, start = true): Promise<Submitted> {
-  const created = await request(h.app.server).post('/v1/operations').set('authorization', h.auth('requester'))
+  const created = await request(h.app.server)
+    .post('/v1/operations')
+    .set('authorization', h.auth('requester'))
     .send({ targetType: 'app', reason: 'Remove the legacy app', ticket: 'CHG-1', ...body });
   expect(created.status, JSON.stringify(created.body)).toBe(201);
   const { id, planHash } = created.body as { id: string; planHash: string };
-  const approveAs = created.body.requiresBreakGlass ? ['approver', 'admin'] as const : ['approver'] as const;
+  const approveAs = created.body.requiresBreakGlass ? (['approver', 'admin'] as const) : (['approver'] as const);
   for (const role of approveAs) {
-    const a = await request(h.app.server).post(`/v1/operations/${id}/approve`).set('authorization', h.auth(role)).send({ planHash });
+    const a = await request(h.app.server)
+      .post(`/v1/operations/${id}/approve`)
+      .set('authorization', h.auth(role))
+      .send({ planHash });
     expect(a.status, JSON.stringify(a.body)).toBe(200);
   }
   if (start) {
-    const s = await request(h.app.server).post(`/v1/operations/${id}/start`).set('authorization', h.auth('operator')).send({});
+    const s = await request(h.app.server)
+      .post(`/v1/operations/${id}/start`)
+      .set('authorization', h.auth('operator'))
+      .send({});
     expect(s.status, JSON.stringify(s.body)).toBe(200);
   }
   return { id, planHash, waves: created.body.plan.waves };
@@ -77,7 +107,12 @@ export async function submitAndStart(h: ExecHarness, body: Record<string, unknow
 
 export async function getOperation(h: ExecHarness, id: string) {
   const r = await request(h.app.server).get(`/v1/operations/${id}`).set('authorization', h.auth('viewer'));
-  return r.body as { state: string; currentWave: number | null; haltReason: string | null; waveProgress: { wave: number; counts: Record<string, number> }[] };
+  return r.body as {
+    state: string;
+    currentWave: number | null;
+    haltReason: string | null;
+    waveProgress: { wave: number; counts: Record<string, number> }[];
+  };
 }
 
 /** Polls until the operation reaches one of `states` (no sleeps in assertions: a bounded poll). */
@@ -89,7 +124,9 @@ export async function waitForState(h: ExecHarness, id: string, states: string[],
     if (states.includes(last.state)) return last;
     await new Promise((r) => setTimeout(r, 50));
   }
-  throw new Error(`operation ${id} did not reach ${states.join('|')} within ${timeoutMs} ms; last: ${JSON.stringify(last)}`);
+  throw new Error(
+    `operation ${id} did not reach ${states.join('|')} within ${timeoutMs} ms; last: ${JSON.stringify(last)}`,
+  );
 }
 
 export async function until(check: () => Promise<boolean> | boolean, what: string, timeoutMs = 30_000) {

@@ -24,7 +24,9 @@ export default async function setup(project: TestProject) {
   // A template may not have open connections when it is cloned.
   const admin = new pg.Client({ connectionString: `${root}/postgres` });
   await admin.connect();
-  await admin.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 't_migrated' AND pid <> pg_backend_pid()`);
+  await admin.query(
+    `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 't_migrated' AND pid <> pg_backend_pid()`,
+  );
   await admin.end();
   project.provide('pgRootUrl', root);
   project.provide('redisUrl', services.redisUrl);

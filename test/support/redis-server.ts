@@ -40,31 +40,66 @@ export async function startOwnRedis(): Promise<OwnRedis> {
 
   // "$@" is the server command line. fd 3 keeps our pipe, since a background list's stdin is
   // /dev/null; its EOF (we end it, or this process is gone) kills the server.
-  const WRAPPER = 'exec 3<&0; "$@" & r=$!; echo "redis-pid $r"; ( read -r _ <&3; kill -9 "$r" 2>/dev/null ) & g=$!; wait "$r"; s=$?; kill "$g" 2>/dev/null; wait "$g"; exit "$s"';
+  const WRAPPER =
+    'exec 3<&0; "$@" & r=$!; echo "redis-pid $r"; ( read -r _ <&3; kill -9 "$r" 2>/dev/null ) & g=$!; wait "$r"; s=$?; kill "$g" 2>/dev/null; wait "$g"; exit "$s"';
   let pid = 0;
 
   async function start(o: { freshDir?: boolean } = {}) {
     if (proc) throw new Error('redis-server is already running');
     if (o.freshDir || !dir) newDir();
     log = '';
-    const p = spawn('sh', ['-c', WRAPPER, 'sh', bin,
-      '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--appendonly', 'yes',
-      '--maxmemory-policy', 'noeviction', '--save', '', '--daemonize', 'no', '--protected-mode', 'yes',
-    ], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const p = spawn(
+      'sh',
+      [
+        '-c',
+        WRAPPER,
+        'sh',
+        bin,
+        '--port',
+        String(port),
+        '--bind',
+        '127.0.0.1',
+        '--dir',
+        dir,
+        '--appendonly',
+        'yes',
+        '--maxmemory-policy',
+        'noeviction',
+        '--save',
+        '',
+        '--daemonize',
+        'no',
+        '--protected-mode',
+        'yes',
+      ],
+      { stdio: ['pipe', 'pipe', 'pipe'] },
+    );
     proc = p;
     pid = 0;
-    exited = new Promise((resolve) => p.once('exit', () => { proc = undefined; p.stdin.end(); resolve(); }));
+    exited = new Promise((resolve) =>
+      p.once('exit', () => {
+        proc = undefined;
+        p.stdin.end();
+        resolve();
+      }),
+    );
     const ready = new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`redis-server did not become ready:\n${log}`)), 15_000);
       const onData = (b: Buffer) => {
         log += b.toString('utf8');
         const m = /redis-pid (\d+)/.exec(log);
         if (m && !pid) pid = Number(m[1]);
-        if (pid && log.includes('Ready to accept connections')) { clearTimeout(timer); resolve(); }
+        if (pid && log.includes('Ready to accept connections')) {
+          clearTimeout(timer);
+          resolve();
+        }
       };
       p.stdout.on('data', onData);
       p.stderr.on('data', onData);
-      void exited.then(() => { clearTimeout(timer); reject(new Error(`redis-server exited while starting:\n${log}`)); });
+      void exited.then(() => {
+        clearTimeout(timer);
+        reject(new Error(`redis-server exited while starting:\n${log}`));
+      });
     });
     await ready;
   }
@@ -82,7 +117,9 @@ export async function startOwnRedis(): Promise<OwnRedis> {
   return {
     url: `redis://127.0.0.1:${port}`,
     port,
-    get dir() { return dir; },
+    get dir() {
+      return dir;
+    },
     stop,
     start,
     async destroy() {

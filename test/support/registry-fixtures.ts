@@ -35,9 +35,17 @@ export const resourceCount = (shape: RegistryShape) =>
   Math.min(shape.limit ?? Infinity, shape.tenants * shape.sitesPerTenant * (1 + shape.appsPerSite));
 
 /** A shape of about `rows` resources: 1,000 per tenant (10 sites × (1 + 99 apps)). */
-export const shapeForRows = (rows: number): RegistryShape => ({ tenants: Math.max(1, Math.ceil(rows / 1000)), sitesPerTenant: 10, appsPerSite: 99, limit: rows });
+export const shapeForRows = (rows: number): RegistryShape => ({
+  tenants: Math.max(1, Math.ceil(rows / 1000)),
+  sitesPerTenant: 10,
+  appsPerSite: 99,
+  limit: rows,
+});
 
-export function tenantsFor(count: number, opts: { internal?: number; protectedIds?: number[]; contact?: boolean } = {}) {
+export function tenantsFor(
+  count: number,
+  opts: { internal?: number; protectedIds?: number[]; contact?: boolean } = {},
+) {
   return Array.from({ length: count }, (_, t) => ({
     id: tenantId(t),
     name: `Tenant ${t}`,
@@ -101,9 +109,17 @@ export function* shapeNdjsonChunks(shape: RegistryShape, linesPerChunk = 5_000):
     const tn = tenantId(t);
     for (let s = 0; s < shape.sitesPerTenant && n < total; s++) {
       const site = siteId(t, s);
-      if (add(`{"id":"${site}","type":"site","tenantId":"${tn}"}\n`)) { yield chunk; chunk = ''; inChunk = 0; }
+      if (add(`{"id":"${site}","type":"site","tenantId":"${tn}"}\n`)) {
+        yield chunk;
+        chunk = '';
+        inChunk = 0;
+      }
       for (let a = 0; a < shape.appsPerSite && n < total; a++) {
-        if (add(`{"id":"${appId(t, s, a)}","type":"app","tenantId":"${tn}","parentId":"${site}"}\n`)) { yield chunk; chunk = ''; inChunk = 0; }
+        if (add(`{"id":"${appId(t, s, a)}","type":"app","tenantId":"${tn}","parentId":"${site}"}\n`)) {
+          yield chunk;
+          chunk = '';
+          inChunk = 0;
+        }
       }
     }
   }
@@ -122,11 +138,22 @@ export const ndjsonStream = (rows: Iterable<unknown>) => Readable.from(ndjsonChu
  */
 export async function seedRegistry(app: App, authorization: string, shape: RegistryShape) {
   const call = async (method: 'PUT' | 'POST', url: string, payload: unknown, contentType = 'application/json') => {
-    const res = await app.inject({ method, url, payload: payload as string, headers: { authorization, 'content-type': contentType } });
-    if (res.statusCode !== 200) throw new Error(`${method} ${url} answered ${res.statusCode}: ${res.body.slice(0, 500)}`);
+    const res = await app.inject({
+      method,
+      url,
+      payload: payload as string,
+      headers: { authorization, 'content-type': contentType },
+    });
+    if (res.statusCode !== 200)
+      throw new Error(`${method} ${url} answered ${res.statusCode}: ${res.body.slice(0, 500)}`);
     return res.json();
   };
   await call('PUT', '/v1/registry/types', { types: FIXTURE_TYPES });
   await call('POST', '/v1/registry/tenants', { tenants: tenantsFor(shape.tenants) });
-  return call('POST', '/v1/registry/resources', ndjsonStream(resourcesFor(shape)), 'application/x-ndjson') as Promise<{ received: number; inserted: number; updated: number; unchanged: number }>;
+  return call('POST', '/v1/registry/resources', ndjsonStream(resourcesFor(shape)), 'application/x-ndjson') as Promise<{
+    received: number;
+    inserted: number;
+    updated: number;
+    unchanged: number;
+  }>;
 }

@@ -51,7 +51,11 @@ export async function seedRegistry(databaseUrl: string, o: SeedOptions) {
   }
 }
 
-export async function query<T extends pg.QueryResultRow = Record<string, unknown>>(databaseUrl: string, sql: string, params: unknown[] = []): Promise<T[]> {
+export async function query<T extends pg.QueryResultRow = Record<string, unknown>>(
+  databaseUrl: string,
+  sql: string,
+  params: unknown[] = [],
+): Promise<T[]> {
   const client = new pg.Client({ connectionString: databaseUrl });
   await client.connect();
   try {

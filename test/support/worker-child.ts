@@ -11,7 +11,8 @@ const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const ENTRY = fileURLToPath(new URL('../../src/worker.ts', import.meta.url));
 const KEEP_LINES = 200;
 // "$@" is the worker's command line; fd 3 keeps our pipe (a background list's stdin is /dev/null).
-const WRAPPER = 'exec 3<&0; "$@" & w=$!; echo "worker-pid $w"; ( read -r _ <&3; kill -9 "$w" 2>/dev/null ) & g=$!; wait "$w"; s=$?; kill "$g" 2>/dev/null; wait "$g"; exit "$s"';
+const WRAPPER =
+  'exec 3<&0; "$@" & w=$!; echo "worker-pid $w"; ( read -r _ <&3; kill -9 "$w" 2>/dev/null ) & g=$!; wait "$w"; s=$?; kill "$g" 2>/dev/null; wait "$g"; exit "$s"';
 
 export interface WorkerChildOptions {
   databaseUrl: string;
@@ -75,7 +76,10 @@ export async function spawnWorker(o: WorkerChildOptions): Promise<WorkerChild> {
       partial = parts.pop() ?? '';
       for (const line of parts) {
         const m = /^worker-pid (\d+)$/.exec(line);
-        if (m) { pid = Number(m[1]); continue; }
+        if (m) {
+          pid = Number(m[1]);
+          continue;
+        }
         lines.push(`${prefix}${line}`);
         if (lines.length > KEEP_LINES) lines.shift();
         if (line.includes('workers started')) onStarted?.();
@@ -95,9 +99,13 @@ export async function spawnWorker(o: WorkerChildOptions): Promise<WorkerChild> {
   });
   const handle: WorkerChild = {
     name,
-    get pid() { return pid; },
+    get pid() {
+      return pid;
+    },
     process: child,
-    get exited() { return exited; },
+    get exited() {
+      return exited;
+    },
     output: () => `--- ${name} (pid ${pid}) ${exitInfo}\n${lines.join('\n')}`,
     async kill() {
       // SIGKILL to the worker itself (never process.kill(0): that is our own process group).
@@ -116,8 +124,14 @@ export async function spawnWorker(o: WorkerChildOptions): Promise<WorkerChild> {
   try {
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`${name} did not start within ${timeoutMs} ms`)), timeoutMs);
-      onStarted = () => { clearTimeout(timer); resolve(); };
-      void exit.then(() => { clearTimeout(timer); reject(new Error(`${name} exited before it started`)); });
+      onStarted = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      void exit.then(() => {
+        clearTimeout(timer);
+        reject(new Error(`${name} exited before it started`));
+      });
     });
   } catch (err) {
     await handle.kill();

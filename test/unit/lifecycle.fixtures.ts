@@ -1,7 +1,14 @@
 // Builders shared by the lifecycle table and property tests: a default state, shorthand events,
 // and a compact text form of effects so a table row reads like the rule it checks.
 import type { Role } from '../../src/modules/auth/roles.ts';
-import type { Effect, LifecycleEvent, LifecycleState, OpState, ProbeOutcome, WaveStats } from '../../src/modules/operations/lifecycle.ts';
+import type {
+  Effect,
+  LifecycleEvent,
+  LifecycleState,
+  OpState,
+  ProbeOutcome,
+  WaveStats,
+} from '../../src/modules/operations/lifecycle.ts';
 import { DEFAULT_HALT, DEFAULT_ROLLOUT } from '../../src/modules/operations/policy.ts';
 
 export const REQUESTER = 'tok_req';
@@ -10,9 +17,20 @@ export const HASH = 'h1';
 /** Planned, 3 waves, default policies (onHalt rollback, probes required, minSample 20, 5%, 5 in a row). */
 export function makeState(over: Partial<LifecycleState> = {}): LifecycleState {
   return {
-    state: 'planned', waveCount: 3, currentWave: null, pausedFrom: null, haltReason: null, requiresBreakGlass: false,
-    planHash: HASH, requestedBy: REQUESTER, approvals: [], autoStart: false, frozen: false,
-    haltPolicy: { ...DEFAULT_HALT }, rollout: { ...DEFAULT_ROLLOUT }, ...over,
+    state: 'planned',
+    waveCount: 3,
+    currentWave: null,
+    pausedFrom: null,
+    haltReason: null,
+    requiresBreakGlass: false,
+    planHash: HASH,
+    requestedBy: REQUESTER,
+    approvals: [],
+    autoStart: false,
+    frozen: false,
+    haltPolicy: { ...DEFAULT_HALT },
+    rollout: { ...DEFAULT_ROLLOUT },
+    ...over,
   };
 }
 
@@ -25,17 +43,38 @@ export function at(state: OpState, over: Partial<LifecycleState> = {}): Lifecycl
   return makeState({ state, currentWave: started ? 1 : null, pausedFrom, haltReason, ...over });
 }
 
-export const stats = (done: number, failed: number, consecutiveFailures = 0, pending = 0): WaveStats => ({ done, failed, consecutiveFailures, pending });
+export const stats = (done: number, failed: number, consecutiveFailures = 0, pending = 0): WaveStats => ({
+  done,
+  failed,
+  consecutiveFailures,
+  pending,
+});
 export const probe = (tenantId: string, result: ProbeOutcome['result']): ProbeOutcome => ({ tenantId, result });
 
 export const ev = {
-  approve: (by = 'tok_a', role: Role = 'approver', planHash = HASH): LifecycleEvent => ({ type: 'approve', by, role, planHash }),
+  approve: (by = 'tok_a', role: Role = 'approver', planHash = HASH): LifecycleEvent => ({
+    type: 'approve',
+    by,
+    role,
+    planHash,
+  }),
   start: (role: Role = 'operator'): LifecycleEvent => ({ type: 'start', by: 'tok_op', role }),
   cancel: (): LifecycleEvent => ({ type: 'cancel', by: REQUESTER, reason: 'not needed' }),
   outcomes: (wave: number, s: WaveStats): LifecycleEvent => ({ type: 'item_outcomes', wave, stats: s }),
   settled: (wave: number, s: WaveStats): LifecycleEvent => ({ type: 'wave_settled', wave, stats: s }),
-  probes: (wave: number, probes: ProbeOutcome[], bakeElapsed = true): LifecycleEvent => ({ type: 'probes', wave, probes, bakeElapsed }),
-  signal: (tenantId?: string): LifecycleEvent => ({ type: 'signal', kind: 'support_ticket', tenantId, detail: 'site down', by: 'tok_sig' }),
+  probes: (wave: number, probes: ProbeOutcome[], bakeElapsed = true): LifecycleEvent => ({
+    type: 'probes',
+    wave,
+    probes,
+    bakeElapsed,
+  }),
+  signal: (tenantId?: string): LifecycleEvent => ({
+    type: 'signal',
+    kind: 'support_ticket',
+    tenantId,
+    detail: 'site down',
+    by: 'tok_sig',
+  }),
   deadline: (wave: number): LifecycleEvent => ({ type: 'deadline_passed', wave }),
   pause: (): LifecycleEvent => ({ type: 'pause', by: 'tok_op', reason: 'lunch' }),
   resume: (): LifecycleEvent => ({ type: 'resume', by: 'tok_op' }),
@@ -48,9 +87,21 @@ export const ev = {
 
 /** One example of every event type, for "every event in state X" rows. */
 export const ONE_OF_EACH: LifecycleEvent[] = [
-  ev.approve(), ev.start(), ev.cancel(), ev.outcomes(1, stats(1, 0)), ev.settled(1, stats(1, 0)),
-  ev.probes(1, [probe('t1', 'healthy')]), ev.signal('t1'), ev.deadline(1), ev.pause(), ev.resume(),
-  ev.abort(), ev.rollback(), ev.freeze(), ev.unfreeze(), ev.rollbackSettled(),
+  ev.approve(),
+  ev.start(),
+  ev.cancel(),
+  ev.outcomes(1, stats(1, 0)),
+  ev.settled(1, stats(1, 0)),
+  ev.probes(1, [probe('t1', 'healthy')]),
+  ev.signal('t1'),
+  ev.deadline(1),
+  ev.pause(),
+  ev.resume(),
+  ev.abort(),
+  ev.rollback(),
+  ev.freeze(),
+  ev.unfreeze(),
+  ev.rollbackSettled(),
 ];
 
 /** 'enqueue_wave:2', 'start_bake:1', 'stop_execution', 'audit', 'enqueue_rollback'. */

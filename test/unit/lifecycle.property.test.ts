@@ -5,23 +5,41 @@ import { isDeepStrictEqual } from 'node:util';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { ROLES } from '../../src/modules/auth/roles.ts';
-import { decide, type Decision, type LifecycleEvent, type LifecycleState, type OpState, type ProbeOutcome, type WaveStats } from '../../src/modules/operations/lifecycle.ts';
+import {
+  decide,
+  type Decision,
+  type LifecycleEvent,
+  type LifecycleState,
+  type OpState,
+  type ProbeOutcome,
+  type WaveStats,
+} from '../../src/modules/operations/lifecycle.ts';
 import { DEFAULT_HALT, type HaltPolicy } from '../../src/modules/operations/policy.ts';
 import { HASH, makeState, REQUESTER } from './lifecycle.fixtures.ts';
 
 // ---- generators -------------------------------------------------------------------------------
 const CUR = -99; // placeholder: "the operation's current wave", resolved when the event is applied
-const waveArb = fc.oneof({ weight: 6, arbitrary: fc.constant(CUR) }, { weight: 1, arbitrary: fc.integer({ min: -1, max: 4 }) });
+const waveArb = fc.oneof(
+  { weight: 6, arbitrary: fc.constant(CUR) },
+  { weight: 1, arbitrary: fc.integer({ min: -1, max: 4 }) },
+);
 const failedArb = fc.oneof({ weight: 6, arbitrary: fc.constant(0) }, { weight: 1, arbitrary: fc.nat(4) });
 const statsArb = (settled: boolean): fc.Arbitrary<WaveStats> =>
-  fc.record({ done: fc.nat(6), failed: failedArb, c: fc.nat(4), pending: settled ? fc.constant(0) : fc.nat(5) })
+  fc
+    .record({ done: fc.nat(6), failed: failedArb, c: fc.nat(4), pending: settled ? fc.constant(0) : fc.nat(5) })
     .map(({ done, failed, c, pending }) => ({ done, failed, consecutiveFailures: Math.min(c, failed), pending }));
 const probeArb: fc.Arbitrary<ProbeOutcome> = fc.record({
   tenantId: fc.constantFrom('t1', 't2', 't3'),
   result: fc.constantFrom('healthy', 'healthy', 'healthy', 'unhealthy', 'error', 'timeout', 'not_configured'),
 });
 const probesArb = fc.oneof(
-  { weight: 5, arbitrary: fc.array(probeArb.map((p) => ({ ...p, result: 'healthy' as const })), { minLength: 1, maxLength: 3 }) },
+  {
+    weight: 5,
+    arbitrary: fc.array(
+      probeArb.map((p) => ({ ...p, result: 'healthy' as const })),
+      { minLength: 1, maxLength: 3 },
+    ),
+  },
   { weight: 2, arbitrary: fc.array(probeArb, { maxLength: 3 }) },
 );
 const by = fc.constantFrom('tok_a', 'tok_b', REQUESTER, 'tok_op');
@@ -31,7 +49,12 @@ const reason = fc.constantFrom('r1', 'r2');
 // Events that stop or end an operation share one small weight, so runs also get deep into the waves.
 const disruptiveArb: fc.Arbitrary<LifecycleEvent> = fc.oneof(
   fc.record({ type: fc.constant('cancel' as const), by, reason }),
-  fc.record({ type: fc.constant('signal' as const), kind: fc.constant('ticket'), tenantId: fc.constantFrom('t1', undefined), by }),
+  fc.record({
+    type: fc.constant('signal' as const),
+    kind: fc.constant('ticket'),
+    tenantId: fc.constantFrom('t1', undefined),
+    by,
+  }),
   fc.record({ type: fc.constant('deadline_passed' as const), wave: waveArb }),
   fc.record({ type: fc.constant('pause' as const), by, reason }),
   fc.record({ type: fc.constant('abort' as const), by, reason }),
@@ -40,38 +63,80 @@ const disruptiveArb: fc.Arbitrary<LifecycleEvent> = fc.oneof(
 );
 const eventArb: fc.Arbitrary<LifecycleEvent> = fc.oneof(
   { weight: 3, arbitrary: disruptiveArb },
-  { weight: 4, arbitrary: fc.record({ type: fc.constant('approve' as const), by: approver, role: fc.constantFrom('approver', 'admin', 'admin', 'operator'), planHash: fc.constantFrom(HASH, HASH, HASH, 'h0') }) },
-  { weight: 3, arbitrary: fc.record({ type: fc.constant('start' as const), by, role: fc.oneof(fc.constantFrom('operator' as const, 'admin' as const), fc.constantFrom(...ROLES)) }) },
-  { weight: 3, arbitrary: fc.record({ type: fc.constant('item_outcomes' as const), wave: waveArb, stats: statsArb(false) }) },
-  { weight: 8, arbitrary: fc.record({ type: fc.constant('wave_settled' as const), wave: waveArb, stats: statsArb(true) }) },
-  { weight: 8, arbitrary: fc.record({ type: fc.constant('probes' as const), wave: waveArb, probes: probesArb, bakeElapsed: fc.constantFrom(true, true, false) }) },
+  {
+    weight: 4,
+    arbitrary: fc.record({
+      type: fc.constant('approve' as const),
+      by: approver,
+      role: fc.constantFrom('approver', 'admin', 'admin', 'operator'),
+      planHash: fc.constantFrom(HASH, HASH, HASH, 'h0'),
+    }),
+  },
+  {
+    weight: 3,
+    arbitrary: fc.record({
+      type: fc.constant('start' as const),
+      by,
+      role: fc.oneof(fc.constantFrom('operator' as const, 'admin' as const), fc.constantFrom(...ROLES)),
+    }),
+  },
+  {
+    weight: 3,
+    arbitrary: fc.record({ type: fc.constant('item_outcomes' as const), wave: waveArb, stats: statsArb(false) }),
+  },
+  {
+    weight: 8,
+    arbitrary: fc.record({ type: fc.constant('wave_settled' as const), wave: waveArb, stats: statsArb(true) }),
+  },
+  {
+    weight: 8,
+    arbitrary: fc.record({
+      type: fc.constant('probes' as const),
+      wave: waveArb,
+      probes: probesArb,
+      bakeElapsed: fc.constantFrom(true, true, false),
+    }),
+  },
   { weight: 2, arbitrary: fc.record({ type: fc.constant('resume' as const), by }) },
   { weight: 2, arbitrary: fc.record({ type: fc.constant('unfreeze' as const), by }) },
-  { weight: 1, arbitrary: fc.record({ type: fc.constant('rollback_settled' as const), restored: fc.nat(5), failed: fc.nat(2) }) },
+  {
+    weight: 1,
+    arbitrary: fc.record({ type: fc.constant('rollback_settled' as const), restored: fc.nat(5), failed: fc.nat(2) }),
+  },
 );
 
-const haltPolicyArb: fc.Arbitrary<HaltPolicy> = fc.record({
-  onHalt: fc.constantFrom('rollback' as const, 'pause' as const),
-  probe: fc.constantFrom('required' as const, 'optional' as const),
-  maxFailureRate: fc.constantFrom(0, 0.2, 0.5),
-  minSample: fc.integer({ min: 1, max: 8 }), // often above a wave's size, so the small-sample rule is exercised
-  maxConsecutiveFailures: fc.integer({ min: 1, max: 3 }),
-}).map((p) => ({ ...DEFAULT_HALT, ...p }));
+const haltPolicyArb: fc.Arbitrary<HaltPolicy> = fc
+  .record({
+    onHalt: fc.constantFrom('rollback' as const, 'pause' as const),
+    probe: fc.constantFrom('required' as const, 'optional' as const),
+    maxFailureRate: fc.constantFrom(0, 0.2, 0.5),
+    minSample: fc.integer({ min: 1, max: 8 }), // often above a wave's size, so the small-sample rule is exercised
+    maxConsecutiveFailures: fc.integer({ min: 1, max: 3 }),
+  })
+  .map((p) => ({ ...DEFAULT_HALT, ...p }));
 
-const plannedArb: fc.Arbitrary<LifecycleState> = fc.record({
-  waveCount: fc.integer({ min: 1, max: 4 }), requiresBreakGlass: fc.boolean(), autoStart: fc.boolean(),
-  frozen: fc.oneof({ weight: 4, arbitrary: fc.constant(false) }, { weight: 1, arbitrary: fc.constant(true) }),
-  haltPolicy: haltPolicyArb,
-}).map((o) => makeState(o));
+const plannedArb: fc.Arbitrary<LifecycleState> = fc
+  .record({
+    waveCount: fc.integer({ min: 1, max: 4 }),
+    requiresBreakGlass: fc.boolean(),
+    autoStart: fc.boolean(),
+    frozen: fc.oneof({ weight: 4, arbitrary: fc.constant(false) }, { weight: 1, arbitrary: fc.constant(true) }),
+    haltPolicy: haltPolicyArb,
+  })
+  .map((o) => makeState(o));
 
 // Half the runs start with a valid approve, approve (admin), start, so later waves are reached often.
 const HAPPY_START: LifecycleEvent[] = [
-  { type: 'approve', by: 'tok_a', role: 'approver', planHash: HASH }, { type: 'approve', by: 'tok_b', role: 'admin', planHash: HASH },
+  { type: 'approve', by: 'tok_a', role: 'approver', planHash: HASH },
+  { type: 'approve', by: 'tok_b', role: 'admin', planHash: HASH },
   { type: 'start', by: 'tok_op', role: 'operator' },
 ];
-const sequenceArb = fc.tuple(fc.boolean(), fc.array(eventArb, { maxLength: 60 })).map(([happy, rest]) => (happy ? [...HAPPY_START, ...rest] : rest));
+const sequenceArb = fc
+  .tuple(fc.boolean(), fc.array(eventArb, { maxLength: 60 }))
+  .map(([happy, rest]) => (happy ? [...HAPPY_START, ...rest] : rest));
 
-const resolve = (e: LifecycleEvent, s: LifecycleState): LifecycleEvent => ('wave' in e && e.wave === CUR ? { ...e, wave: s.currentWave ?? 0 } : e);
+const resolve = (e: LifecycleEvent, s: LifecycleState): LifecycleEvent =>
+  'wave' in e && e.wave === CUR ? { ...e, wave: s.currentWave ?? 0 } : e;
 
 // ---- the model's own reading of the rules -----------------------------------------------------
 const refHealthy = (st: WaveStats, p: HaltPolicy) => {
@@ -85,7 +150,14 @@ const refReady = (s: LifecycleState) => {
   return s.requiresBreakGlass ? people.size >= 2 && s.approvals.some((a) => a.role === 'admin') : people.size >= 1;
 };
 
-interface Model { settledOk: Set<number>; emptyWave: Set<number>; bakedOk: Set<number>; enqueued: Set<number>; haltLatched: boolean; rolledBack: boolean }
+interface Model {
+  settledOk: Set<number>;
+  emptyWave: Set<number>;
+  bakedOk: Set<number>;
+  enqueued: Set<number>;
+  haltLatched: boolean;
+  rolledBack: boolean;
+}
 const coverage = { completed: 0, laterWave: 0, resumedFromHalt: 0, rollingBack: 0 };
 
 function step(m: Model, s: LifecycleState, e: LifecycleEvent, d: Decision & { ok: true }) {
@@ -96,7 +168,15 @@ function step(m: Model, s: LifecycleState, e: LifecycleEvent, d: Decision & { ok
     m.settledOk.add(e.wave);
     if (e.stats.done + e.stats.failed === 0) m.emptyWave.add(e.wave);
   }
-  if (e.type === 'probes' && s.state === 'baking' && e.wave === w && m.settledOk.has(e.wave) && e.bakeElapsed && refProbesPass(e.probes, s.haltPolicy)) m.bakedOk.add(e.wave);
+  if (
+    e.type === 'probes' &&
+    s.state === 'baking' &&
+    e.wave === w &&
+    m.settledOk.has(e.wave) &&
+    e.bakeElapsed &&
+    refProbesPass(e.probes, s.haltPolicy)
+  )
+    m.bakedOk.add(e.wave);
 
   const resumedFromHalt = e.type === 'resume' && s.state === 'halted';
   const waves = effects.flatMap((x) => (x.type === 'enqueue_wave' ? [x.wave] : []));
@@ -105,32 +185,63 @@ function step(m: Model, s: LifecycleState, e: LifecycleEvent, d: Decision & { ok
     expect(s.frozen || next.frozen, 'enqueue_wave while frozen').toBe(false);
     expect(m.rolledBack, 'enqueue_wave after a rollback began').toBe(false);
     expect(m.haltLatched && !resumedFromHalt, 'enqueue_wave after a halt without resume').toBe(false);
-    if (k > 0) expect(m.settledOk.has(k - 1) && (m.bakedOk.has(k - 1) || m.emptyWave.has(k - 1)), `wave ${k} gated by wave ${k - 1}`).toBe(true);
+    if (k > 0)
+      expect(
+        m.settledOk.has(k - 1) && (m.bakedOk.has(k - 1) || m.emptyWave.has(k - 1)),
+        `wave ${k} gated by wave ${k - 1}`,
+      ).toBe(true);
     else expect(refReady(next), 'wave 0 needs complete approvals').toBe(true);
-    expect(effects.some((x) => x.type === 'stop_execution'), 'enqueue and stop in one decision').toBe(false);
+    expect(
+      effects.some((x) => x.type === 'stop_execution'),
+      'enqueue and stop in one decision',
+    ).toBe(false);
     m.enqueued.add(k);
     if (k > 0) coverage.laterWave++;
   }
   if (next.state === 'completed' && s.state !== 'completed') {
     const last = s.waveCount - 1;
-    expect(e.type === 'wave_settled' && e.wave === last && m.settledOk.has(last), 'completed only by a healthy settle of the last wave').toBe(true);
+    expect(
+      e.type === 'wave_settled' && e.wave === last && m.settledOk.has(last),
+      'completed only by a healthy settle of the last wave',
+    ).toBe(true);
     for (let k = 0; k < s.waveCount; k++) expect(m.enqueued.has(k), `wave ${k} never ran`).toBe(true);
     coverage.completed++;
   }
-  if (!isDeepStrictEqual(s, next)) expect(effects.some((x) => x.type === 'audit'), `${e.type} changed state without audit`).toBe(true);
-  for (const a of next.approvals) expect(a.by !== next.requestedBy && (a.role === 'approver' || a.role === 'admin') && a.planHash === next.planHash).toBe(true);
-  if (s.state === 'planned' && next.state !== 'planned' && next.state !== 'cancelled') expect(refReady(next), 'left planned without approvals').toBe(true);
+  if (!isDeepStrictEqual(s, next))
+    expect(
+      effects.some((x) => x.type === 'audit'),
+      `${e.type} changed state without audit`,
+    ).toBe(true);
+  for (const a of next.approvals)
+    expect(
+      a.by !== next.requestedBy && (a.role === 'approver' || a.role === 'admin') && a.planHash === next.planHash,
+    ).toBe(true);
+  if (s.state === 'planned' && next.state !== 'planned' && next.state !== 'cancelled')
+    expect(refReady(next), 'left planned without approvals').toBe(true);
 
-  if (resumedFromHalt) { m.haltLatched = false; coverage.resumedFromHalt++; }
+  if (resumedFromHalt) {
+    m.haltLatched = false;
+    coverage.resumedFromHalt++;
+  }
   if (next.state === 'halted' || next.state === 'rolling_back') m.haltLatched = true;
-  if (next.state === 'rolling_back') { m.rolledBack = true; coverage.rollingBack++; }
+  if (next.state === 'rolling_back') {
+    m.rolledBack = true;
+    coverage.rollingBack++;
+  }
 }
 
 describe('lifecycle properties', () => {
   it('random event sequences respect the gates, halts, freezes and audit rule', () => {
     fc.assert(
       fc.property(plannedArb, sequenceArb, (initial, events) => {
-        const m: Model = { settledOk: new Set(), emptyWave: new Set(), bakedOk: new Set(), enqueued: new Set(), haltLatched: false, rolledBack: false };
+        const m: Model = {
+          settledOk: new Set(),
+          emptyWave: new Set(),
+          bakedOk: new Set(),
+          enqueued: new Set(),
+          haltLatched: false,
+          rolledBack: false,
+        };
         let s = initial;
         for (const raw of events) {
           const e = resolve(raw, s);
@@ -138,7 +249,10 @@ describe('lifecycle properties', () => {
           const d = decide(s, e);
           expect(decide(s, e), 'deterministic').toEqual(d);
           expect(s, 'input not modified').toEqual(before);
-          if (!d.ok) { expect([403, 409, 422]).toContain(d.status); continue; }
+          if (!d.ok) {
+            expect([403, 409, 422]).toContain(d.status);
+            continue;
+          }
           step(m, s, e, d);
           s = d.next;
         }
@@ -154,13 +268,36 @@ describe('lifecycle properties', () => {
   });
 
   // Any stored state, even an inconsistent one (e.g. running while frozen), must be handled safely.
-  const anyStateArb: fc.Arbitrary<LifecycleState> = fc.record({
-    base: plannedArb,
-    state: fc.constantFrom<OpState>('planned', 'rejected', 'approved', 'running', 'baking', 'paused', 'halted', 'rolling_back', 'rolled_back', 'completed', 'cancelled', 'failed'),
-    pausedFrom: fc.constantFrom('running' as const, 'baking' as const, null),
-    wave: fc.nat(3), frozen: fc.boolean(), haltReason: fc.constantFrom(null, 'x'),
-  }).map(({ base, state, pausedFrom, wave, frozen, haltReason }) =>
-    ({ ...base, state, pausedFrom, frozen, haltReason, currentWave: state === 'planned' || state === 'approved' ? null : wave % base.waveCount }));
+  const anyStateArb: fc.Arbitrary<LifecycleState> = fc
+    .record({
+      base: plannedArb,
+      state: fc.constantFrom<OpState>(
+        'planned',
+        'rejected',
+        'approved',
+        'running',
+        'baking',
+        'paused',
+        'halted',
+        'rolling_back',
+        'rolled_back',
+        'completed',
+        'cancelled',
+        'failed',
+      ),
+      pausedFrom: fc.constantFrom('running' as const, 'baking' as const, null),
+      wave: fc.nat(3),
+      frozen: fc.boolean(),
+      haltReason: fc.constantFrom(null, 'x'),
+    })
+    .map(({ base, state, pausedFrom, wave, frozen, haltReason }) => ({
+      ...base,
+      state,
+      pausedFrom,
+      frozen,
+      haltReason,
+      currentWave: state === 'planned' || state === 'approved' ? null : wave % base.waveCount,
+    }));
 
   it('never throws, is deterministic, never enqueues while frozen, from any state', () => {
     fc.assert(
@@ -170,7 +307,8 @@ describe('lifecycle properties', () => {
         expect(decide(s0, e)).toEqual(d);
         if (!d.ok) return;
         const enqueues = d.effects.some((x) => x.type === 'enqueue_wave');
-        if (enqueues) expect(s0.frozen || d.next.frozen || d.effects.some((x) => x.type === 'stop_execution')).toBe(false);
+        if (enqueues)
+          expect(s0.frozen || d.next.frozen || d.effects.some((x) => x.type === 'stop_execution')).toBe(false);
         if (enqueues) expect(d.next.state).toBe('running');
         if (!isDeepStrictEqual(s0, d.next)) expect(d.effects.some((x) => x.type === 'audit')).toBe(true);
       }),

@@ -1,7 +1,16 @@
 // Table tests for the pure lifecycle: one row per rule (see lifecycle.cases.ts), then the terminal
 // states, the audit details the workers rely on, and the small helpers.
 import { describe, expect, it } from 'vitest';
-import { assessWave, decide, isDestructive, isHaltState, mayExecute, type Effect, type LifecycleState, type OpState } from '../../src/modules/operations/lifecycle.ts';
+import {
+  assessWave,
+  decide,
+  isDestructive,
+  isHaltState,
+  mayExecute,
+  type Effect,
+  type LifecycleState,
+  type OpState,
+} from '../../src/modules/operations/lifecycle.ts';
 import { DEFAULT_HALT } from '../../src/modules/operations/policy.ts';
 import { approveCases, operatorCases, probeCases, startCases, waveCases, type Case } from './lifecycle.cases.ts';
 import { at, ev, fx, makeState, ONE_OF_EACH, stats } from './lifecycle.fixtures.ts';
@@ -41,7 +50,13 @@ describe('terminal states', () => {
   it.each(rows)('%s + %s', (s, type, e) => {
     const d = decide(at(s), e);
     if (type === 'freeze' || type === 'unfreeze') expect(d.ok).toBe(true);
-    else expect(d).toMatchObject({ ok: false, code: 'INVALID_TRANSITION', status: 409, message: expect.stringContaining(s) });
+    else
+      expect(d).toMatchObject({
+        ok: false,
+        code: 'INVALID_TRANSITION',
+        status: 409,
+        message: expect.stringContaining(s),
+      });
   });
 
   const completedRows = ONE_OF_EACH.map((e) => [e.type, e] as const);
@@ -70,14 +85,24 @@ describe('effect details', () => {
   });
   it('audit names the actor and both states', () => {
     expect(auditOf(effectsOf(at('running'), ev.pause()))).toEqual({
-      type: 'audit', action: 'operation.paused', detail: { actor: 'tok_op', from: 'running', to: 'paused', wave: 1, reason: 'lunch' },
+      type: 'audit',
+      action: 'operation.paused',
+      detail: { actor: 'tok_op', from: 'running', to: 'paused', wave: 1, reason: 'lunch' },
     });
   });
   it('a rollback with failed restores says how many', () => {
-    expect(auditOf(effectsOf(at('rolling_back'), ev.rollbackSettled(8, 2)))?.detail).toMatchObject({ restored: 8, failed: 2, failedRestores: expect.stringContaining('2 item') });
+    expect(auditOf(effectsOf(at('rolling_back'), ev.rollbackSettled(8, 2)))?.detail).toMatchObject({
+      restored: 8,
+      failed: 2,
+      failedRestores: expect.stringContaining('2 item'),
+    });
   });
   it('a halt audit says what the halt policy did', () => {
-    expect(auditOf(effectsOf(at('baking'), ev.signal('t1')))?.detail).toMatchObject({ onHalt: 'rollback', to: 'rolling_back', tenantId: 't1' });
+    expect(auditOf(effectsOf(at('baking'), ev.signal('t1')))?.detail).toMatchObject({
+      onHalt: 'rollback',
+      to: 'rolling_back',
+      tenantId: 't1',
+    });
   });
   it('an unknown event type is refused, not thrown', () => {
     const d = decide(at('running'), { type: 'explode' } as unknown as Parameters<typeof decide>[1]);
@@ -109,11 +134,30 @@ describe('assessWave', () => {
 
 describe('helpers', () => {
   it('isDestructive: only enqueue_wave', () => {
-    const all: Effect[] = [{ type: 'enqueue_wave', wave: 0 }, { type: 'start_bake', wave: 0, bakeSeconds: 1 }, { type: 'stop_execution', reason: 'x' }, { type: 'enqueue_rollback' }, { type: 'audit', action: 'a', detail: {} }];
+    const all: Effect[] = [
+      { type: 'enqueue_wave', wave: 0 },
+      { type: 'start_bake', wave: 0, bakeSeconds: 1 },
+      { type: 'stop_execution', reason: 'x' },
+      { type: 'enqueue_rollback' },
+      { type: 'audit', action: 'a', detail: {} },
+    ];
     expect(all.filter(isDestructive)).toEqual([{ type: 'enqueue_wave', wave: 0 }]);
   });
   it('isHaltState', () => {
-    const states: OpState[] = ['planned', 'rejected', 'approved', 'running', 'baking', 'paused', 'halted', 'rolling_back', 'rolled_back', 'completed', 'cancelled', 'failed'];
+    const states: OpState[] = [
+      'planned',
+      'rejected',
+      'approved',
+      'running',
+      'baking',
+      'paused',
+      'halted',
+      'rolling_back',
+      'rolled_back',
+      'completed',
+      'cancelled',
+      'failed',
+    ];
     expect(states.filter(isHaltState)).toEqual(['halted', 'rolling_back', 'rolled_back']);
   });
   it('mayExecute: only running and not frozen', () => {

@@ -24,19 +24,26 @@ describe('rollbackOrder', () => {
   });
 
   it('accepts bigint sequence numbers (BIGINT column) and breaks ties by resourceId', () => {
-    const items = [{ resourceId: 'y', state: 'done', executedSeq: 7n }, { resourceId: 'x', state: 'done', executedSeq: 7n }, { resourceId: 'z', state: 'done', executedSeq: 9_007_199_254_740_993n }];
+    const items = [
+      { resourceId: 'y', state: 'done', executedSeq: 7n },
+      { resourceId: 'x', state: 'done', executedSeq: 7n },
+      { resourceId: 'z', state: 'done', executedSeq: 9_007_199_254_740_993n },
+    ];
     expect(rollbackOrder(items).map((i) => i.resourceId)).toEqual(['z', 'x', 'y']);
   });
 
   it('never includes an unexecuted or restored item, is sorted newest first, keeps every eligible item, leaves input alone', () => {
-    fc.assert(fc.property(fc.array(itemArb, { maxLength: 30 }), (items) => {
-      const before = structuredClone(items);
-      const out = rollbackOrder(items);
-      expect(items).toEqual(before);
-      expect(out.every((i) => i.executedSeq !== null && i.state !== 'restored')).toBe(true);
-      for (let k = 1; k < out.length; k++) expect(out[k - 1]!.executedSeq! >= out[k]!.executedSeq!).toBe(true);
-      expect(out.length).toBe(items.filter((i) => i.executedSeq !== null && i.state !== 'restored').length);
-      expect(out.every((i) => items.includes(i))).toBe(true); // the same objects, nothing invented
-    }), { numRuns: 500 });
+    fc.assert(
+      fc.property(fc.array(itemArb, { maxLength: 30 }), (items) => {
+        const before = structuredClone(items);
+        const out = rollbackOrder(items);
+        expect(items).toEqual(before);
+        expect(out.every((i) => i.executedSeq !== null && i.state !== 'restored')).toBe(true);
+        for (let k = 1; k < out.length; k++) expect(out[k - 1]!.executedSeq! >= out[k]!.executedSeq!).toBe(true);
+        expect(out.length).toBe(items.filter((i) => i.executedSeq !== null && i.state !== 'restored').length);
+        expect(out.every((i) => items.includes(i))).toBe(true); // the same objects, nothing invented
+      }),
+      { numRuns: 500 },
+    );
   });
 });

@@ -1,10 +1,22 @@
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_TOLERANCE_MS, IDEMPOTENCY_KEY_PATTERN, idempotencyKeyFor, sign, signaturePayload, verify } from '../../src/modules/adapters/signing.ts';
+import {
+  DEFAULT_TOLERANCE_MS,
+  IDEMPOTENCY_KEY_PATTERN,
+  idempotencyKeyFor,
+  sign,
+  signaturePayload,
+  verify,
+} from '../../src/modules/adapters/signing.ts';
 import { DESTRUCTIVE_ACTIONS } from '../../src/modules/adapters/types.ts';
 
 const SECRET = 'test-signing-secret-0123456789abcdef';
 const NOW = 1_760_000_000_000;
-const parts = { timestamp: NOW, method: 'POST', path: '/apps/app_1/soft-delete', body: '{"id":"app_1","tenantId":"t1"}' };
+const parts = {
+  timestamp: NOW,
+  method: 'POST',
+  path: '/apps/app_1/soft-delete',
+  body: '{"id":"app_1","tenantId":"t1"}',
+};
 const input = (over: Partial<typeof parts> = {}, signature = sign(SECRET, parts)) => ({
   signature,
   timestamp: String(over.timestamp ?? parts.timestamp),
@@ -15,7 +27,9 @@ const input = (over: Partial<typeof parts> = {}, signature = sign(SECRET, parts)
 
 describe('request signature', () => {
   it('signs "<ts>.<METHOD>.<path>.<body>" with HMAC-SHA256 as v1=<hex>', () => {
-    expect(signaturePayload({ ...parts, method: 'post' })).toBe(`${NOW}.POST./apps/app_1/soft-delete.{"id":"app_1","tenantId":"t1"}`);
+    expect(signaturePayload({ ...parts, method: 'post' })).toBe(
+      `${NOW}.POST./apps/app_1/soft-delete.{"id":"app_1","tenantId":"t1"}`,
+    );
     expect(sign(SECRET, parts)).toMatch(/^v1=[0-9a-f]{64}$/);
     expect(sign(SECRET, parts)).toBe(sign(SECRET, { ...parts }));
   });
@@ -68,11 +82,17 @@ describe('idempotency key', () => {
   });
 
   it('cannot be made to collide by moving a separator between the IDs', () => {
-    expect(idempotencyKeyFor({ operationId: 'op:1', resourceId: 'a' }, 'softDelete')).not.toBe(idempotencyKeyFor({ operationId: 'op', resourceId: '1:a' }, 'softDelete'));
-    expect(idempotencyKeyFor({ operationId: 'op', resourceId: 'a-softDelete' }, 'restore')).not.toBe(idempotencyKeyFor({ operationId: 'op', resourceId: 'a-restore' }, 'softDelete'));
+    expect(idempotencyKeyFor({ operationId: 'op:1', resourceId: 'a' }, 'softDelete')).not.toBe(
+      idempotencyKeyFor({ operationId: 'op', resourceId: '1:a' }, 'softDelete'),
+    );
+    expect(idempotencyKeyFor({ operationId: 'op', resourceId: 'a-softDelete' }, 'restore')).not.toBe(
+      idempotencyKeyFor({ operationId: 'op', resourceId: 'a-restore' }, 'softDelete'),
+    );
   });
 
   it('stays short whatever the ID length', () => {
-    expect(idempotencyKeyFor({ operationId: 'op', resourceId: 'x'.repeat(10_000) }, 'hardDelete').length).toBeLessThanOrEqual(60);
+    expect(
+      idempotencyKeyFor({ operationId: 'op', resourceId: 'x'.repeat(10_000) }, 'hardDelete').length,
+    ).toBeLessThanOrEqual(60);
   });
 });

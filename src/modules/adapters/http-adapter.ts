@@ -9,7 +9,16 @@ import http from 'node:http';
 import https from 'node:https';
 import { IDEMPOTENCY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign } from './signing.ts';
 import type { ResolvedHttpConfig } from './schemas.ts';
-import { SKIPPED, type AdapterItem, type ApplyOptions, type DestructiveAction, type ItemFailed, type ItemResult, type ProbeResult, type TargetAdapter } from './types.ts';
+import {
+  SKIPPED,
+  type AdapterItem,
+  type ApplyOptions,
+  type DestructiveAction,
+  type ItemFailed,
+  type ItemResult,
+  type ProbeResult,
+  type TargetAdapter,
+} from './types.ts';
 
 // Matches the highest rollout concurrency (RolloutPolicy.concurrency ≤ 256): sockets beyond that
 // would never be used, and a cap keeps one adapter from exhausting file descriptors.
@@ -30,8 +39,18 @@ export class RequestTimeoutError extends Error {
 }
 class BodyTooLargeError extends Error {}
 
-export interface RawResponse { status: number; headers: http.IncomingHttpHeaders; body: string }
-export interface RawRequest { method: string; path: string; headers: Record<string, string>; body: string; timeoutMs: number }
+export interface RawResponse {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  body: string;
+}
+export interface RawRequest {
+  method: string;
+  path: string;
+  headers: Record<string, string>;
+  body: string;
+  timeoutMs: number;
+}
 
 /** One keep-alive Agent per adapter: sockets are reused across items, waves and retries. */
 export function createAgent(baseUrl: string): http.Agent {
@@ -43,7 +62,11 @@ export function createAgent(baseUrl: string): http.Agent {
 export function sendRequest(agent: http.Agent, base: URL, req: RawRequest): Promise<RawResponse> {
   const lib = base.protocol === 'https:' ? https : http;
   return new Promise((resolve, reject) => {
-    const headers: Record<string, string | number> = { accept: 'application/json', 'user-agent': 'blastgate', ...req.headers };
+    const headers: Record<string, string | number> = {
+      accept: 'application/json',
+      'user-agent': 'blastgate',
+      ...req.headers,
+    };
     if (req.body !== '') {
       headers['content-type'] = 'application/json';
       headers['content-length'] = Buffer.byteLength(req.body);
@@ -60,7 +83,15 @@ export function sendRequest(agent: http.Agent, base: URL, req: RawRequest): Prom
       } else resolve(res!);
     };
     const r = lib.request(
-      { protocol: base.protocol, hostname: base.hostname.replace(/^\[|\]$/g, ''), port: base.port, method: req.method, path: req.path, agent, headers },
+      {
+        protocol: base.protocol,
+        hostname: base.hostname.replace(/^\[|\]$/g, ''),
+        port: base.port,
+        method: req.method,
+        path: req.path,
+        agent,
+        headers,
+      },
       (res) => {
         const chunks: Buffer[] = [];
         let size = 0;
@@ -69,7 +100,13 @@ export function sendRequest(agent: http.Agent, base: URL, req: RawRequest): Prom
           if (size > MAX_BODY_BYTES) settle(new BodyTooLargeError(`response body larger than ${MAX_BODY_BYTES} bytes`));
           else chunks.push(c);
         });
-        res.on('end', () => settle(undefined, { status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
+        res.on('end', () =>
+          settle(undefined, {
+            status: res.statusCode ?? 0,
+            headers: res.headers,
+            body: Buffer.concat(chunks).toString('utf8'),
+          }),
+        );
         res.on('error', (err) => settle(err));
       },
     );
@@ -80,7 +117,11 @@ export function sendRequest(agent: http.Agent, base: URL, req: RawRequest): Prom
 }
 
 /** Runs fn over items with at most `concurrency` in flight; results keep the items' order. */
-export async function mapPool<T, R>(items: readonly T[], concurrency: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
+export async function mapPool<T, R>(
+  items: readonly T[],
+  concurrency: number,
+  fn: (item: T, index: number) => Promise<R>,
+): Promise<R[]> {
   const results = new Array<R>(items.length);
   let next = 0;
   const worker = async () => {
@@ -94,7 +135,10 @@ export async function mapPool<T, R>(items: readonly T[], concurrency: number, fn
   return results;
 }
 
-interface Template { method: string; path: string }
+interface Template {
+  method: string;
+  path: string;
+}
 const parseTemplate = (t: string): Template => {
   const space = t.indexOf(' ');
   return { method: t.slice(0, space), path: t.slice(space + 1) };
@@ -126,7 +170,13 @@ function retryAfterMs(headers: http.IncomingHttpHeaders): number {
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
-type Call = { template: Template; item: AdapterItem; action: DestructiveAction | 'snapshot'; key?: string; snapshot?: unknown };
+type Call = {
+  template: Template;
+  item: AdapterItem;
+  action: DestructiveAction | 'snapshot';
+  key?: string;
+  snapshot?: unknown;
+};
 
 export function createHttpAdapter(config: ResolvedHttpConfig, signingSecret: string): TargetAdapter {
   const base = new URL(config.baseUrl);
@@ -144,15 +194,36 @@ export function createHttpAdapter(config: ResolvedHttpConfig, signingSecret: str
   // retries inside the receiver's replay window, while the Idempotency-Key stays the same.
   const send = (method: string, path: string, body: string, extra: Record<string, string>, timeoutMs: number) => {
     const timestamp = Date.now();
-    const headers = { ...extra, [TIMESTAMP_HEADER]: String(timestamp), [SIGNATURE_HEADER]: sign(signingSecret, { timestamp, method, path, body }) };
+    const headers = {
+      ...extra,
+      [TIMESTAMP_HEADER]: String(timestamp),
+      [SIGNATURE_HEADER]: sign(signingSecret, { timestamp, method, path, body }),
+    };
     return sendRequest(agent, base, { method, path, headers, body, timeoutMs });
   };
 
   /** One item: attempts with backoff; `shouldContinue` is consulted before every attempt. */
   async function call(c: Call, shouldContinue?: () => boolean): Promise<ItemResult> {
     const { item, template } = c;
-    const path = basePath + renderPath(template.path, { id: item.resourceId, tenantId: item.tenantId, type: item.type, operationId: item.operationId });
-    const body = template.method === 'GET' ? '' : JSON.stringify({ id: item.resourceId, tenantId: item.tenantId, type: item.type, operationId: item.operationId, action: c.action, snapshot: c.snapshot });
+    const path =
+      basePath +
+      renderPath(template.path, {
+        id: item.resourceId,
+        tenantId: item.tenantId,
+        type: item.type,
+        operationId: item.operationId,
+      });
+    const body =
+      template.method === 'GET'
+        ? ''
+        : JSON.stringify({
+            id: item.resourceId,
+            tenantId: item.tenantId,
+            type: item.type,
+            operationId: item.operationId,
+            action: c.action,
+            snapshot: c.snapshot,
+          });
     const extra: Record<string, string> = c.key ? { [IDEMPOTENCY_HEADER]: c.key } : {};
     let last: ItemFailed | undefined;
     let waitAtLeast = 0;
@@ -171,7 +242,11 @@ export function createHttpAdapter(config: ResolvedHttpConfig, signingSecret: str
       } catch (err) {
         if (err instanceof BodyTooLargeError) return { ok: false, permanent: true, error: err.message };
         const e = err as NodeJS.ErrnoException;
-        last = { ok: false, permanent: false, error: e instanceof RequestTimeoutError ? e.message : `connection error: ${e.code ?? e.message}` };
+        last = {
+          ok: false,
+          permanent: false,
+          error: e instanceof RequestTimeoutError ? e.message : `connection error: ${e.code ?? e.message}`,
+        };
         waitAtLeast = 0;
         continue;
       }
@@ -181,13 +256,23 @@ export function createHttpAdapter(config: ResolvedHttpConfig, signingSecret: str
           return { ok: true, data: JSON.parse(res.body) as unknown };
         } catch {
           // Without a parseable snapshot the delete would not be reversible (promise 4).
-          return { ok: false, permanent: true, error: errorText('snapshot body is not JSON', res.body), status: res.status };
+          return {
+            ok: false,
+            permanent: true,
+            error: errorText('snapshot body is not JSON', res.body),
+            status: res.status,
+          };
         }
       }
       const failure = { ok: false as const, error: errorText(`HTTP ${res.status}`, res.body), status: res.status };
       // Redirects are not followed: a signed destructive call must reach the configured host only.
       // An earlier attempt may have been applied: keep its error so the ledger shows the doubt.
-      if (!isRetryableStatus(res.status)) return { ...failure, permanent: true, error: last ? `${failure.error}; earlier attempt: ${last.error}` : failure.error };
+      if (!isRetryableStatus(res.status))
+        return {
+          ...failure,
+          permanent: true,
+          error: last ? `${failure.error}; earlier attempt: ${last.error}` : failure.error,
+        };
       last = { ...failure, permanent: false };
       waitAtLeast = retryAfterMs(res.headers);
     }
@@ -196,13 +281,19 @@ export function createHttpAdapter(config: ResolvedHttpConfig, signingSecret: str
 
   const guarded = (c: Call, shouldContinue?: () => boolean) =>
     // A bug here must not reject the whole batch and lose the other items' outcomes.
-    call(c, shouldContinue).catch((err: unknown): ItemResult => ({ ok: false, permanent: false, error: `internal: ${String(err)}` }));
+    call(c, shouldContinue).catch((err: unknown): ItemResult => ({
+      ok: false,
+      permanent: false,
+      error: `internal: ${String(err)}`,
+    }));
 
   return {
     kind: 'http',
 
     snapshot(items, opts) {
-      return mapPool(items, opts.concurrency, (item) => guarded({ template: templates.snapshot, item, action: 'snapshot' }));
+      return mapPool(items, opts.concurrency, (item) =>
+        guarded({ template: templates.snapshot, item, action: 'snapshot' }),
+      );
     },
 
     apply(action, items, opts: ApplyOptions) {
@@ -213,7 +304,16 @@ export function createHttpAdapter(config: ResolvedHttpConfig, signingSecret: str
         return !halted;
       };
       return mapPool(items, opts.concurrency, (item) =>
-        guarded({ template: templates[action], item, action, key: opts.idempotencyKey(item, action), snapshot: action === 'restore' ? opts.snapshots?.get(item.resourceId) : undefined }, shouldContinue),
+        guarded(
+          {
+            template: templates[action],
+            item,
+            action,
+            key: opts.idempotencyKey(item, action),
+            snapshot: action === 'restore' ? opts.snapshots?.get(item.resourceId) : undefined,
+          },
+          shouldContinue,
+        ),
       );
     },
 
@@ -237,7 +337,9 @@ export function createHttpAdapter(config: ResolvedHttpConfig, signingSecret: str
           return { result: 'healthy' }; // a plain 2xx is the simplest health endpoint there is
         }
         const healthy = parsed && typeof parsed === 'object' ? (parsed as { healthy?: unknown }).healthy : undefined;
-        return healthy === false ? { result: 'unhealthy', detail: errorText('healthy: false', res.body) } : { result: 'healthy' };
+        return healthy === false
+          ? { result: 'unhealthy', detail: errorText('healthy: false', res.body) }
+          : { result: 'healthy' };
       }
       // 5xx: the system says it is sick. 4xx: the probe itself is wrong; still not healthy.
       return { result: res.status >= 500 ? 'unhealthy' : 'error', detail: errorText(`HTTP ${res.status}`, res.body) };

@@ -6,7 +6,13 @@ import { Value } from 'typebox/value';
 import { UnprocessableError } from '../../lib/errors.ts';
 import { createHttpAdapter } from './http-adapter.ts';
 import { createRegistryAdapter } from './registry-adapter.ts';
-import { HTTP_DEFAULTS, HttpAdapterConfig, RegistryAdapterConfig, type AdapterConfig, type ResolvedHttpConfig } from './schemas.ts';
+import {
+  HTTP_DEFAULTS,
+  HttpAdapterConfig,
+  RegistryAdapterConfig,
+  type AdapterConfig,
+  type ResolvedHttpConfig,
+} from './schemas.ts';
 import type { TargetAdapter } from './types.ts';
 
 export * from './types.ts';
@@ -28,13 +34,23 @@ const SCHEMAS = { http: HttpAdapterConfig, registry: RegistryAdapterConfig } as 
 export function validateAdapterConfig(config: unknown): AdapterConfig {
   const kind = (config as { kind?: unknown } | null)?.kind;
   if (kind !== 'http' && kind !== 'registry') {
-    throw new UnprocessableError('ADAPTER_CONFIG_INVALID', 'Adapter config needs kind "http" or "registry"', [{ field: '/kind', message: `got ${JSON.stringify(kind)}` }]);
+    throw new UnprocessableError('ADAPTER_CONFIG_INVALID', 'Adapter config needs kind "http" or "registry"', [
+      { field: '/kind', message: `got ${JSON.stringify(kind)}` },
+    ]);
   }
   const schema = SCHEMAS[kind];
   if (!Value.Check(schema, config)) {
-    const details = Value.Errors(schema, config).map((e) => ({ field: e.instancePath || '/', message: e.message, ...(e.keyword === 'additionalProperties' ? { params: e.params } : {}) }));
+    const details = Value.Errors(schema, config).map((e) => ({
+      field: e.instancePath || '/',
+      message: e.message,
+      ...(e.keyword === 'additionalProperties' ? { params: e.params } : {}),
+    }));
     const first = details[0];
-    throw new UnprocessableError('ADAPTER_CONFIG_INVALID', `Invalid ${kind} adapter config${first ? `: ${first.field} ${first.message}` : ''}`, details);
+    throw new UnprocessableError(
+      'ADAPTER_CONFIG_INVALID',
+      `Invalid ${kind} adapter config${first ? `: ${first.field} ${first.message}` : ''}`,
+      details,
+    );
   }
   return config;
 }
@@ -43,7 +59,10 @@ export function createAdapter(config: unknown, deps: AdapterDeps): TargetAdapter
   const valid = validateAdapterConfig(config);
   if (valid.kind === 'registry') return createRegistryAdapter(deps.pool);
   if (!deps.signingSecret) {
-    throw new UnprocessableError('SIGNING_SECRET_MISSING', 'An http adapter needs BLASTGATE_SIGNING_SECRET: Blastgate never sends unsigned destructive calls');
+    throw new UnprocessableError(
+      'SIGNING_SECRET_MISSING',
+      'An http adapter needs BLASTGATE_SIGNING_SECRET: Blastgate never sends unsigned destructive calls',
+    );
   }
   const resolved: ResolvedHttpConfig = { ...HTTP_DEFAULTS, ...valid };
   return createHttpAdapter(resolved, deps.signingSecret);

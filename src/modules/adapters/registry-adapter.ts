@@ -8,7 +8,15 @@
 // "wrong-type IDs never run" (promise 1) would be broken last, so a row whose type or tenant does
 // not match the item is a permanent failure, never acted on.
 import type pg from 'pg';
-import { SKIPPED, type AdapterItem, type ApplyOptions, type DestructiveAction, type ItemResult, type ProbeResult, type TargetAdapter } from './types.ts';
+import {
+  SKIPPED,
+  type AdapterItem,
+  type ApplyOptions,
+  type DestructiveAction,
+  type ItemResult,
+  type ProbeResult,
+  type TargetAdapter,
+} from './types.ts';
 
 // Rows locked and updated by one statement: big enough to stay set-based and fast, small enough
 // that row locks are held briefly and a halt stops within one chunk.
@@ -39,12 +47,19 @@ interface ActionSpec {
 
 const ACTIONS: Record<DestructiveAction, ActionSpec> = {
   softDelete: { from: ['active'], done: (b) => b === 'soft_deleted', deletedAt: 'now()' },
-  hardDelete: { from: ['active', 'soft_deleted'], done: (b) => b === 'purged', deletedAt: 'coalesce(r.deleted_at, now())' },
+  hardDelete: {
+    from: ['active', 'soft_deleted'],
+    done: (b) => b === 'purged',
+    deletedAt: 'coalesce(r.deleted_at, now())',
+  },
   // Only from soft_deleted: a purged resource is gone downstream; "restoring" it would be a lie.
   restore: { from: ['soft_deleted'], done: (b, target) => b === target, deletedAt: 't.to_deleted_at' },
 };
 
-const TARGET_STATE: Record<Exclude<DestructiveAction, 'restore'>, State> = { softDelete: 'soft_deleted', hardDelete: 'purged' };
+const TARGET_STATE: Record<Exclude<DestructiveAction, 'restore'>, State> = {
+  softDelete: 'soft_deleted',
+  hardDelete: 'purged',
+};
 
 // Locks the matching rows first (in id order, so two overlapping batches cannot deadlock) so that
 // `before` is the committed state the UPDATE acts on; the final SELECT reports every input item,
@@ -69,8 +84,23 @@ LEFT JOIN target t ON t.id = i.id
 LEFT JOIN changed c ON c.id = i.id
 LEFT JOIN resources r ON r.id = i.id AND t.id IS NULL`;
 
-interface ApplyRow { id: string; before: string | null; changed: boolean; actual_type: string | null; actual_tenant: string | null }
-interface ResourceRow { id: string; type: string; tenant_id: string; parent_id: string | null; state: State; protected: boolean; deleted_at: Date | null; updated_at: Date }
+interface ApplyRow {
+  id: string;
+  before: string | null;
+  changed: boolean;
+  actual_type: string | null;
+  actual_tenant: string | null;
+}
+interface ResourceRow {
+  id: string;
+  type: string;
+  tenant_id: string;
+  parent_id: string | null;
+  state: State;
+  protected: boolean;
+  deleted_at: Date | null;
+  updated_at: Date;
+}
 
 function chunks<T>(items: readonly T[]): T[][] {
   const out: T[][] = [];
@@ -81,14 +111,20 @@ function chunks<T>(items: readonly T[]): T[][] {
 const mismatch = (item: AdapterItem, actual: { type: string | null; tenant: string | null }): ItemResult =>
   actual.type === null
     ? { ok: false, permanent: true, error: `resource ${item.resourceId} is not in the registry` }
-    : { ok: false, permanent: true, error: `registry has ${item.resourceId} as type ${actual.type} of tenant ${actual.tenant}, not type ${item.type} of tenant ${item.tenantId}` };
+    : {
+        ok: false,
+        permanent: true,
+        error: `registry has ${item.resourceId} as type ${actual.type} of tenant ${actual.tenant}, not type ${item.type} of tenant ${item.tenantId}`,
+      };
 
 /**
  * A statement that failed (connection lost, lock timeout) fails its chunk as retryable, like a 5xx
  * from an HTTP system: one statement is atomic, and the caller decides about retries uniformly.
  */
-const chunkFailed = (part: AdapterItem[]) => (err: unknown): ItemResult[] =>
-  part.map(() => ({ ok: false, permanent: false, error: `registry statement failed: ${(err as Error).message}` }));
+const chunkFailed =
+  (part: AdapterItem[]) =>
+  (err: unknown): ItemResult[] =>
+    part.map(() => ({ ok: false, permanent: false, error: `registry statement failed: ${(err as Error).message}` }));
 
 /** The state a restore returns to: the snapshot's, when it is a live state; else active. */
 function restoreTarget(snapshot: unknown): { state: State; deletedAt: string | null } {
@@ -98,9 +134,17 @@ function restoreTarget(snapshot: unknown): { state: State; deletedAt: string | n
 }
 
 export function createRegistryAdapter(pool: Pool): TargetAdapter {
-  async function applyChunk(action: DestructiveAction, items: AdapterItem[], opts: ApplyOptions): Promise<ItemResult[]> {
+  async function applyChunk(
+    action: DestructiveAction,
+    items: AdapterItem[],
+    opts: ApplyOptions,
+  ): Promise<ItemResult[]> {
     const spec = ACTIONS[action];
-    const targets = items.map((i) => (action === 'restore' ? restoreTarget(opts.snapshots?.get(i.resourceId)) : { state: TARGET_STATE[action], deletedAt: null }));
+    const targets = items.map((i) =>
+      action === 'restore'
+        ? restoreTarget(opts.snapshots?.get(i.resourceId))
+        : { state: TARGET_STATE[action], deletedAt: null },
+    );
     const { rows } = await pool.query<ApplyRow>(applySql(spec.deletedAt), [
       items.map((i) => i.resourceId),
       items.map((i) => i.type),
@@ -112,7 +156,8 @@ export function createRegistryAdapter(pool: Pool): TargetAdapter {
     const byId = new Map(rows.map((r) => [r.id, r]));
     return items.map((item, k): ItemResult => {
       const row = byId.get(item.resourceId);
-      if (!row || row.before === null) return mismatch(item, { type: row?.actual_type ?? null, tenant: row?.actual_tenant ?? null });
+      if (!row || row.before === null)
+        return mismatch(item, { type: row?.actual_type ?? null, tenant: row?.actual_tenant ?? null });
       if (row.changed || spec.done(row.before, targets[k]!.state)) return { ok: true };
       return { ok: false, permanent: true, error: `cannot ${action} ${item.resourceId}: it is ${row.before}` };
     });
@@ -141,7 +186,16 @@ export function createRegistryAdapter(pool: Pool): TargetAdapter {
             out.push(mismatch(item, { type: r?.type ?? null, tenant: r?.tenant_id ?? null }));
             continue;
           }
-          const data: RegistrySnapshot = { id: r.id, type: r.type, tenantId: r.tenant_id, parentId: r.parent_id, state: r.state, protected: r.protected, deletedAt: r.deleted_at?.toISOString() ?? null, updatedAt: r.updated_at.toISOString() };
+          const data: RegistrySnapshot = {
+            id: r.id,
+            type: r.type,
+            tenantId: r.tenant_id,
+            parentId: r.parent_id,
+            state: r.state,
+            protected: r.protected,
+            deletedAt: r.deleted_at?.toISOString() ?? null,
+            updatedAt: r.updated_at.toISOString(),
+          };
           out.push({ ok: true, data });
         }
       }
@@ -166,8 +220,11 @@ export function createRegistryAdapter(pool: Pool): TargetAdapter {
       });
       try {
         const res = await Promise.race([pool.query('SELECT 1 FROM tenants WHERE id = $1', [tenantId]), timeout]);
-        if (res === 'timeout') return { result: 'timeout', detail: `database did not answer within ${opts.timeoutMs} ms` };
-        return res.rowCount ? { result: 'healthy' } : { result: 'error', detail: `tenant ${tenantId} is not in the registry` };
+        if (res === 'timeout')
+          return { result: 'timeout', detail: `database did not answer within ${opts.timeoutMs} ms` };
+        return res.rowCount
+          ? { result: 'healthy' }
+          : { result: 'error', detail: `tenant ${tenantId} is not in the registry` };
       } catch (err) {
         return { result: 'error', detail: (err as Error).message };
       } finally {

@@ -15,27 +15,79 @@ const RequestTemplate = (description: string, example: string) =>
 export const HttpAdapterConfig = Type.Object(
   {
     kind: Type.Literal('http'),
-    baseUrl: Type.String({ pattern: '^https?://[^\\s/?#]+(/[^\\s?#]*)?$', maxLength: 2000, description: 'Scheme, host and optional base path of the owning system; templates are appended', example: 'http://127.0.0.1:8080' }),
-    snapshot: RequestTemplate('Reads one resource; the 2xx JSON body is stored as its snapshot before any destructive call', 'GET /apps/{id}'),
+    baseUrl: Type.String({
+      pattern: '^https?://[^\\s/?#]+(/[^\\s?#]*)?$',
+      maxLength: 2000,
+      description: 'Scheme, host and optional base path of the owning system; templates are appended',
+      example: 'http://127.0.0.1:8080',
+    }),
+    snapshot: RequestTemplate(
+      'Reads one resource; the 2xx JSON body is stored as its snapshot before any destructive call',
+      'GET /apps/{id}',
+    ),
     softDelete: RequestTemplate('Marks one resource deleted, reversibly', 'POST /apps/{id}/soft-delete'),
-    restore: RequestTemplate('Undoes a soft delete; the request body carries the stored snapshot', 'POST /apps/{id}/restore'),
-    hardDelete: RequestTemplate('Purges one resource for good (retention passed or compliance erasure)', 'DELETE /apps/{id}'),
-    probe: Type.Optional(Type.String({ pattern: PROBE_TEMPLATE, maxLength: 2000, description: 'Health of one tenant: 2xx (optionally {"healthy":true}) is healthy; {"healthy":false} or 5xx is unhealthy. Without it analysis is inconclusive when the halt policy requires a probe', example: 'GET /tenants/{tenantId}/health' })),
-    timeoutMs: Type.Optional(Type.Integer({ minimum: 10, maximum: 120_000, default: 2_000, description: 'Deadline of one attempt, connection to last byte' })),
-    retries: Type.Optional(Type.Integer({ minimum: 0, maximum: 10, default: 3, description: 'Extra attempts after a timeout, connection error, 408, 429 or 5xx; always with the same Idempotency-Key' })),
-    retryBaseMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 60_000, default: 50, description: 'First backoff; doubles per attempt, with jitter' })),
+    restore: RequestTemplate(
+      'Undoes a soft delete; the request body carries the stored snapshot',
+      'POST /apps/{id}/restore',
+    ),
+    hardDelete: RequestTemplate(
+      'Purges one resource for good (retention passed or compliance erasure)',
+      'DELETE /apps/{id}',
+    ),
+    probe: Type.Optional(
+      Type.String({
+        pattern: PROBE_TEMPLATE,
+        maxLength: 2000,
+        description:
+          'Health of one tenant: 2xx (optionally {"healthy":true}) is healthy; {"healthy":false} or 5xx is unhealthy. Without it analysis is inconclusive when the halt policy requires a probe',
+        example: 'GET /tenants/{tenantId}/health',
+      }),
+    ),
+    timeoutMs: Type.Optional(
+      Type.Integer({
+        minimum: 10,
+        maximum: 120_000,
+        default: 2_000,
+        description: 'Deadline of one attempt, connection to last byte',
+      }),
+    ),
+    retries: Type.Optional(
+      Type.Integer({
+        minimum: 0,
+        maximum: 10,
+        default: 3,
+        description:
+          'Extra attempts after a timeout, connection error, 408, 429 or 5xx; always with the same Idempotency-Key',
+      }),
+    ),
+    retryBaseMs: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        maximum: 60_000,
+        default: 50,
+        description: 'First backoff; doubles per attempt, with jitter',
+      }),
+    ),
   },
-  { additionalProperties: false, description: 'Acts on the owning system over HTTP with signed requests (X-Blastgate-Signature) and an Idempotency-Key on every destructive call' },
+  {
+    additionalProperties: false,
+    description:
+      'Acts on the owning system over HTTP with signed requests (X-Blastgate-Signature) and an Idempotency-Key on every destructive call',
+  },
 );
 
 export const RegistryAdapterConfig = Type.Object(
   { kind: Type.Literal('registry') },
-  { additionalProperties: false, description: 'Acts on the resources kept in Blastgate\'s own registry (the resources table)' },
+  {
+    additionalProperties: false,
+    description: "Acts on the resources kept in Blastgate's own registry (the resources table)",
+  },
 );
 
 export const AdapterConfig = Type.Union([HttpAdapterConfig, RegistryAdapterConfig], {
   $id: 'AdapterConfig',
-  description: 'How Blastgate acts on the system that owns a resource type: snapshot, soft delete, restore, hard delete and a health probe',
+  description:
+    'How Blastgate acts on the system that owns a resource type: snapshot, soft delete, restore, hard delete and a health probe',
   example: {
     kind: 'http',
     baseUrl: 'http://127.0.0.1:8080',

@@ -49,7 +49,9 @@ export function verify(secret: string, input: VerifyInput, opts: { now?: number;
   const ts = Number(timestamp);
   const now = opts.now ?? Date.now();
   if (Math.abs(now - ts) > (opts.toleranceMs ?? DEFAULT_TOLERANCE_MS)) return false;
-  const expected = Buffer.from(sign(secret, { timestamp: ts, method: input.method, path: input.path, body: input.body }));
+  const expected = Buffer.from(
+    sign(secret, { timestamp: ts, method: input.method, path: input.path, body: input.body }),
+  );
   const given = Buffer.from(signature);
   return given.length === expected.length && timingSafeEqual(given, expected);
 }
@@ -60,8 +62,13 @@ export function verify(secret: string, input: VerifyInput, opts: { now?: number;
  * system applies the call once; hashed, so IDs containing separators cannot collide and the key
  * stays short (APIs commonly cap keys at 255 characters) whatever the IDs' length.
  */
-export function idempotencyKeyFor(item: Pick<AdapterItem, 'operationId' | 'resourceId'>, action: DestructiveAction): string {
-  const digest = createHash('sha256').update(JSON.stringify([item.operationId, item.resourceId, action])).digest('hex');
+export function idempotencyKeyFor(
+  item: Pick<AdapterItem, 'operationId' | 'resourceId'>,
+  action: DestructiveAction,
+): string {
+  const digest = createHash('sha256')
+    .update(JSON.stringify([item.operationId, item.resourceId, action]))
+    .digest('hex');
   return `bg1-${action}-${digest.slice(0, 40)}`;
 }
 

@@ -29,7 +29,14 @@ export const GENESIS_HASH = '0'.repeat(64);
 const CHAIN_LOCK = 7_342_002;
 
 export function eventHash(prevHash: string, e: Omit<AuditRow, 'seq' | 'prevHash' | 'hash'>): string {
-  const body = canonicalJson({ at: e.at, actor: e.actor, action: e.action, outcome: e.outcome, operationId: e.operationId, payload: e.payload });
+  const body = canonicalJson({
+    at: e.at,
+    actor: e.actor,
+    action: e.action,
+    outcome: e.outcome,
+    operationId: e.operationId,
+    payload: e.payload,
+  });
   return createHash('sha256').update(`${prevHash}\n${body}`).digest('hex');
 }
 
@@ -87,8 +94,10 @@ export async function verifyAudit(db: Queryable, pageSize = 5000) {
     if (res.rows.length === 0) break;
     for (const raw of res.rows) {
       const r = toRow(raw);
-      if (r.prevHash !== prevHash) return { valid: false, checked, brokenAt: r.seq, reason: 'prev_hash does not match the previous event' };
-      if (eventHash(prevHash, r) !== r.hash) return { valid: false, checked, brokenAt: r.seq, reason: 'hash does not match the event content' };
+      if (r.prevHash !== prevHash)
+        return { valid: false, checked, brokenAt: r.seq, reason: 'prev_hash does not match the previous event' };
+      if (eventHash(prevHash, r) !== r.hash)
+        return { valid: false, checked, brokenAt: r.seq, reason: 'hash does not match the event content' };
       prevHash = r.hash;
       after = r.seq;
       checked++;

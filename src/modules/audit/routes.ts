@@ -3,45 +3,105 @@ import { Type } from '@fastify/type-provider-typebox';
 import { errorResponses, type App } from '../../lib/schemas.ts';
 import { appendAudit, listAudit, verifyAudit } from './repository.ts';
 
-const AuditEvent = Type.Object({
-  seq: Type.Integer(), at: Type.String({ format: 'date-time' }), actor: Type.String(), action: Type.String(),
-  outcome: Type.String(), operationId: Type.Union([Type.String(), Type.Null()]),
-  payload: Type.Record(Type.String(), Type.Any()), prevHash: Type.String(), hash: Type.String(),
-}, { $id: 'AuditEvent', description: 'One audit event, chained to the previous by prevHash' });
+const AuditEvent = Type.Object(
+  {
+    seq: Type.Integer(),
+    at: Type.String({ format: 'date-time' }),
+    actor: Type.String(),
+    action: Type.String(),
+    outcome: Type.String(),
+    operationId: Type.Union([Type.String(), Type.Null()]),
+    payload: Type.Record(Type.String(), Type.Any()),
+    prevHash: Type.String(),
+    hash: Type.String(),
+  },
+  { $id: 'AuditEvent', description: 'One audit event, chained to the previous by prevHash' },
+);
 
 export default async function auditRoutes(app: App) {
-  app.get('/audit', {
-    config: { auth: 'any' },
-    schema: {
-      operationId: 'listAudit', tags: ['audit'], summary: 'Read the audit log',
-      description: 'Events in order. Page with `after` = the last seq you saw.',
-      querystring: Type.Object({
-        after: Type.Optional(Type.Integer({ minimum: 0, description: 'Return events with seq greater than this' })),
-        limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }),
-        operationId: Type.Optional(Type.String({ maxLength: 100 })),
-      }, { additionalProperties: false }),
-      response: { 200: Type.Object({ items: Type.Array(AuditEvent), nextAfter: Type.Union([Type.Integer(), Type.Null()]) }, {
-        description: 'A page of events',
-        example: { items: [{ seq: 1, at: '2026-11-24T12:00:00.000Z', actor: 'bootstrap-admin', action: 'token.create', outcome: 'accepted', operationId: null, payload: { tokenId: '0b5f4c1e-7f51-4a39-9a8e-3c2f3f0b2a11', name: 'ci-pipeline', role: 'requester' }, prevHash: '0000…', hash: 'ab12…' }], nextAfter: null },
-      }), ...errorResponses(400, 401) },
-    },
-  }, async (req) => {
-    const items = await listAudit(app.db.pool, req.query);
-    return { items, nextAfter: items.length === req.query.limit ? items[items.length - 1]!.seq : null };
-  });
-
-  app.get('/audit/verify', {
-    config: { auth: 'any' },
-    schema: {
-      operationId: 'verifyAudit', tags: ['audit'], summary: 'Verify the hash chain',
-      description: 'Recomputes every event hash and link; reports the first broken event.',
-      response: {
-        200: Type.Object({ valid: Type.Boolean(), checked: Type.Integer(), brokenAt: Type.Union([Type.Integer(), Type.Null()]), reason: Type.Union([Type.String(), Type.Null()]), head: Type.Optional(Type.String()) },
-          { description: 'Verification result', example: { valid: true, checked: 42, brokenAt: null, reason: null, head: 'ab12…' } }),
-        ...errorResponses(401),
+  app.get(
+    '/audit',
+    {
+      config: { auth: 'any' },
+      schema: {
+        operationId: 'listAudit',
+        tags: ['audit'],
+        summary: 'Read the audit log',
+        description: 'Events in order. Page with `after` = the last seq you saw.',
+        querystring: Type.Object(
+          {
+            after: Type.Optional(Type.Integer({ minimum: 0, description: 'Return events with seq greater than this' })),
+            limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }),
+            operationId: Type.Optional(Type.String({ maxLength: 100 })),
+          },
+          { additionalProperties: false },
+        ),
+        response: {
+          200: Type.Object(
+            { items: Type.Array(AuditEvent), nextAfter: Type.Union([Type.Integer(), Type.Null()]) },
+            {
+              description: 'A page of events',
+              example: {
+                items: [
+                  {
+                    seq: 1,
+                    at: '2026-11-24T12:00:00.000Z',
+                    actor: 'bootstrap-admin',
+                    action: 'token.create',
+                    outcome: 'accepted',
+                    operationId: null,
+                    payload: {
+                      tokenId: '0b5f4c1e-7f51-4a39-9a8e-3c2f3f0b2a11',
+                      name: 'ci-pipeline',
+                      role: 'requester',
+                    },
+                    prevHash: '0000…',
+                    hash: 'ab12…',
+                  },
+                ],
+                nextAfter: null,
+              },
+            },
+          ),
+          ...errorResponses(400, 401),
+        },
       },
     },
-  }, async () => verifyAudit(app.db.pool));
+    async (req) => {
+      const items = await listAudit(app.db.pool, req.query);
+      return { items, nextAfter: items.length === req.query.limit ? items[items.length - 1]!.seq : null };
+    },
+  );
+
+  app.get(
+    '/audit/verify',
+    {
+      config: { auth: 'any' },
+      schema: {
+        operationId: 'verifyAudit',
+        tags: ['audit'],
+        summary: 'Verify the hash chain',
+        description: 'Recomputes every event hash and link; reports the first broken event.',
+        response: {
+          200: Type.Object(
+            {
+              valid: Type.Boolean(),
+              checked: Type.Integer(),
+              brokenAt: Type.Union([Type.Integer(), Type.Null()]),
+              reason: Type.Union([Type.String(), Type.Null()]),
+              head: Type.Optional(Type.String()),
+            },
+            {
+              description: 'Verification result',
+              example: { valid: true, checked: 42, brokenAt: null, reason: null, head: 'ab12…' },
+            },
+          ),
+          ...errorResponses(401),
+        },
+      },
+    },
+    async () => verifyAudit(app.db.pool),
+  );
 }
 
 /** Refused destructive requests leave a trace too: who tried what, and why it was refused. */
@@ -53,7 +113,12 @@ export function installRefusalAudit(app: App) {
       action: `${req.method} ${req.routeOptions.url}`,
       outcome: 'refused',
       operationId: (req.params as { id?: string } | undefined)?.id ?? null,
-      payload: { status: reply.statusCode, code: req.errorCode ?? null, requestId: req.id, tokenId: req.principal?.tokenId ?? null },
+      payload: {
+        status: reply.statusCode,
+        code: req.errorCode ?? null,
+        requestId: req.id,
+        tokenId: req.principal?.tokenId ?? null,
+      },
     }).catch((err: unknown) => req.log.error({ err }, 'could not audit a refused request'));
   });
 }

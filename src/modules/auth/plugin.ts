@@ -36,10 +36,13 @@ export default fp<{ auth: AuthService }>(
       if (!principal) throw new UnauthorizedError('The bearer token is unknown or revoked');
       request.principal = principal;
       if (!roleAllows(auth, principal.role)) {
-        throw new ForbiddenError(`Role "${principal.role}" may not call ${request.method} ${request.routeOptions.url}`, {
-          role: principal.role,
-          allowedRoles: auth === 'any' ? 'any' : ['admin', ...auth],
-        });
+        throw new ForbiddenError(
+          `Role "${principal.role}" may not call ${request.method} ${request.routeOptions.url}`,
+          {
+            role: principal.role,
+            allowedRoles: auth === 'any' ? 'any' : ['admin', ...auth],
+          },
+        );
       }
     });
   },

@@ -4,7 +4,10 @@ import type { Role } from './roles.ts';
 export function tokenRepository(prisma: PrismaClient) {
   return {
     findActiveByHash: (tokenHash: string) =>
-      prisma.apiToken.findFirst({ where: { tokenHash, revokedAt: null }, select: { id: true, name: true, role: true } }),
+      prisma.apiToken.findFirst({
+        where: { tokenHash, revokedAt: null },
+        select: { id: true, name: true, role: true },
+      }),
     create: (data: { name: string; role: Role; tokenHash: string; createdBy: string | null }) =>
       prisma.apiToken.create({ data }),
     upsertBootstrap: (tokenHash: string) =>

@@ -7,7 +7,9 @@ import { ROLES, type Principal, type Role } from './roles.ts';
 export const hashToken = (token: string) => createHash('sha256').update(token).digest('hex');
 export const generateToken = () => `bg_${randomBytes(24).toString('base64url')}`;
 
-export function authService(repo: Pick<TokenRepository, 'findActiveByHash' | 'create' | 'list' | 'revoke' | 'findById' | 'upsertBootstrap'>) {
+export function authService(
+  repo: Pick<TokenRepository, 'findActiveByHash' | 'create' | 'list' | 'revoke' | 'findById' | 'upsertBootstrap'>,
+) {
   return {
     async authenticate(token: string): Promise<Principal | undefined> {
       const row = await repo.findActiveByHash(hashToken(token));
@@ -26,8 +28,12 @@ export function authService(repo: Pick<TokenRepository, 'findActiveByHash' | 'cr
     async list() {
       const rows = await repo.list();
       return rows.map((r) => ({
-        id: r.id, name: r.name, role: r.role, createdBy: r.createdBy,
-        createdAt: r.createdAt.toISOString(), revokedAt: r.revokedAt?.toISOString() ?? null,
+        id: r.id,
+        name: r.name,
+        role: r.role,
+        createdBy: r.createdBy,
+        createdAt: r.createdAt.toISOString(),
+        revokedAt: r.revokedAt?.toISOString() ?? null,
       }));
     },
     async revoke(id: string) {

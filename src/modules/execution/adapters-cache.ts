@@ -4,10 +4,16 @@ import { createAdapter, type TargetAdapter } from '../adapters/index.ts';
 
 export class AdapterCache {
   private byType = new Map<string, { json: string; adapter: TargetAdapter }>();
-  constructor(private readonly pool: pg.Pool, private readonly signingSecret: string | undefined) {}
+  constructor(
+    private readonly pool: pg.Pool,
+    private readonly signingSecret: string | undefined,
+  ) {}
 
   async get(type: string): Promise<{ adapter: TargetAdapter; hasProbe: boolean }> {
-    const r = await this.pool.query<{ adapter: Record<string, unknown> }>('SELECT adapter FROM resource_types WHERE name = $1', [type]);
+    const r = await this.pool.query<{ adapter: Record<string, unknown> }>(
+      'SELECT adapter FROM resource_types WHERE name = $1',
+      [type],
+    );
     const config = r.rows[0]?.adapter ?? { kind: 'registry' };
     const json = JSON.stringify(config);
     let entry = this.byType.get(type);

@@ -5,14 +5,31 @@
 // uses (assessWave), seeded with the wave's counters; once unhealthy, nothing more is sent and the
 // unsent items go back to pending. The report that follows lets decide() halt for real.
 import { mapPool } from '../adapters/http-adapter.ts';
-import { isSkipped, type AdapterItem, type ApplyOptions, type DestructiveAction, type ItemResult, type TargetAdapter } from '../adapters/index.ts';
+import {
+  isSkipped,
+  type AdapterItem,
+  type ApplyOptions,
+  type DestructiveAction,
+  type ItemResult,
+  type TargetAdapter,
+} from '../adapters/index.ts';
 import { assessWave } from '../operations/lifecycle.ts';
 import type { HaltPolicy } from '../operations/policy.ts';
 
-export interface WaveCounters { done: number; failed: number; consecutiveFailures: number; total: number }
+export interface WaveCounters {
+  done: number;
+  failed: number;
+  consecutiveFailures: number;
+  total: number;
+}
 
 export async function applyWithBreaker(
-  adapter: TargetAdapter, action: DestructiveAction, items: AdapterItem[], opts: ApplyOptions, policy: HaltPolicy, wave: WaveCounters,
+  adapter: TargetAdapter,
+  action: DestructiveAction,
+  items: AdapterItem[],
+  opts: ApplyOptions,
+  policy: HaltPolicy,
+  wave: WaveCounters,
 ): Promise<ItemResult[]> {
   // The registry adapter acts on a whole chunk in one statement: there is no per-call overshoot.
   if (adapter.kind !== 'http') return adapter.apply(action, items, opts);
@@ -36,7 +53,12 @@ export async function applyWithBreaker(
     }
     // A chunk with no success yet extends the streak the wave had, as recordOutcomes counts it.
     const consecutiveFailures = done === 0 ? wave.consecutiveFailures + streak : streak;
-    const stats = { done: wave.done + done, failed: wave.failed + failed, consecutiveFailures, pending: wave.total - wave.done - wave.failed - done - failed };
+    const stats = {
+      done: wave.done + done,
+      failed: wave.failed + failed,
+      consecutiveFailures,
+      pending: wave.total - wave.done - wave.failed - done - failed,
+    };
     if (!assessWave(stats, policy).healthy) tripped = true;
     return r;
   });

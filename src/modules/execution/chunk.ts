@@ -40,9 +40,15 @@ export async function processChunk(deps: WorkerDeps, job: Job<ChunkJob>, token?:
   if (!op || op.state !== 'running' || op.currentWave !== wave || op.lifecycle.frozen) return;
   const rollout = op.lifecycle.rollout;
   // The tenant cap needs the chunk's tenants; skip the read when no tenant cap is set.
-  const chunkTenants = rollout.maxTenantsPerMinute < 1_000_000
-    ? (await deps.pool.query<{ tenant_id: string }>('SELECT DISTINCT tenant_id FROM operation_items WHERE operation_id = $1 AND seq >= $2 AND seq < $3', [opId, from, to])).rows.map((r) => r.tenant_id)
-    : [];
+  const chunkTenants =
+    rollout.maxTenantsPerMinute < 1_000_000
+      ? (
+          await deps.pool.query<{ tenant_id: string }>(
+            'SELECT DISTINCT tenant_id FROM operation_items WHERE operation_id = $1 AND seq >= $2 AND seq < $3',
+            [opId, from, to],
+          )
+        ).rows.map((r) => r.tenant_id)
+      : [];
   const wait = await velocityWait(deps, opId, to - from, chunkTenants, rollout);
   if (wait > 0) {
     await job.moveToDelayed(Date.now() + wait, token);
@@ -56,7 +62,12 @@ export async function processChunk(deps: WorkerDeps, job: Job<ChunkJob>, token?:
   await deps.watch.track(opId);
   try {
     const { adapter } = await deps.adapters.get(op.targetType);
-    const asAdapterItem = (i: { resourceId: string; tenantId: string }): AdapterItem => ({ operationId: opId, resourceId: i.resourceId, tenantId: i.tenantId, type: op.targetType });
+    const asAdapterItem = (i: { resourceId: string; tenantId: string }): AdapterItem => ({
+      operationId: opId,
+      resourceId: i.resourceId,
+      tenantId: i.tenantId,
+      type: op.targetType,
+    });
     const outcomes = new Map<number, Outcome>();
 
     // Snapshot first, for every item not yet snapshotted: no snapshot, no destructive call.
@@ -64,7 +75,9 @@ export async function processChunk(deps: WorkerDeps, job: Job<ChunkJob>, token?:
     const needSnap = items.filter((i) => i.snapshotId === null);
     const good: { seq: number; resourceId: string; tenantId: string; data: unknown }[] = [];
     if (needSnap.length) {
-      const snaps = await adapter.snapshot(needSnap.map(asAdapterItem), { concurrency: rollout.concurrency * SNAPSHOT_FANOUT });
+      const snaps = await adapter.snapshot(needSnap.map(asAdapterItem), {
+        concurrency: rollout.concurrency * SNAPSHOT_FANOUT,
+      });
       needSnap.forEach((item, k) => {
         const r = snaps[k]!;
         if (r.ok) good.push({ seq: item.seq, resourceId: item.resourceId, tenantId: item.tenantId, data: r.data });
@@ -72,16 +85,35 @@ export async function processChunk(deps: WorkerDeps, job: Job<ChunkJob>, token?:
       });
     }
     const toRun = items.filter((i) => !outcomes.has(i.seq));
-    if (toRun.length || good.length) await prepareExecution(deps.pool, opId, claimer, good, toRun.map((i) => i.seq));
+    if (toRun.length || good.length)
+      await prepareExecution(
+        deps.pool,
+        opId,
+        claimer,
+        good,
+        toRun.map((i) => i.seq),
+      );
     if (toRun.length) {
       const action = op.mode === 'hard' ? 'hardDelete' : 'softDelete';
       const w = await loadWave(deps.pool, opId, wave);
-      const counters = { done: w?.done ?? 0, failed: w?.failed ?? 0, consecutiveFailures: w?.consecutiveFailures ?? 0, total: w ? w.toSeq - w.fromSeq : toRun.length };
-      const results: ItemResult[] = await applyWithBreaker(adapter, action, toRun.map(asAdapterItem), {
-        idempotencyKey: idempotencyKeyFor,
-        shouldContinue: () => deps.watch.canRun(opId, wave, since),
-        concurrency: rollout.concurrency,
-      }, op.lifecycle.haltPolicy, counters);
+      const counters = {
+        done: w?.done ?? 0,
+        failed: w?.failed ?? 0,
+        consecutiveFailures: w?.consecutiveFailures ?? 0,
+        total: w ? w.toSeq - w.fromSeq : toRun.length,
+      };
+      const results: ItemResult[] = await applyWithBreaker(
+        adapter,
+        action,
+        toRun.map(asAdapterItem),
+        {
+          idempotencyKey: idempotencyKeyFor,
+          shouldContinue: () => deps.watch.canRun(opId, wave, since),
+          concurrency: rollout.concurrency,
+        },
+        op.lifecycle.haltPolicy,
+        counters,
+      );
       toRun.forEach((item, k) => {
         const r = results[k]!;
         if (r.ok) outcomes.set(item.seq, { seq: item.seq, state: 'done', error: null });
@@ -94,7 +126,8 @@ export async function processChunk(deps: WorkerDeps, job: Job<ChunkJob>, token?:
     deps.metrics?.items.inc({ outcome: 'failed' }, stats.recordedFailed);
     // Healthy progress changes nothing (decide() would answer "unchanged"), so it is judged here
     // with the same pure rule and only a settled or unhealthy wave takes the operation's lock.
-    if (stats.pending === 0 || !assessWave(stats, op.lifecycle.haltPolicy).healthy) await report(deps, opId, wave, stats);
+    if (stats.pending === 0 || !assessWave(stats, op.lifecycle.haltPolicy).healthy)
+      await report(deps, opId, wave, stats);
     if ([...outcomes.values()].some((o) => o.state === 'pending')) await requeueIfRunning(deps, job.data);
   } finally {
     deps.watch.untrack(opId);
@@ -111,14 +144,32 @@ async function requeueIfRunning(deps: WorkerDeps, j: ChunkJob) {
   const op = await loadOperation(deps.pool, j.opId, false);
   if (!op || op.state !== 'running' || op.currentWave !== j.wave || op.lifecycle.frozen) return;
   const next: ChunkJob = { ...j, epoch: op.version };
-  await deps.engine.queues.items.add('chunk', next, { jobId: `${chunkJobId(next)}.requeue${Date.now()}`, delay: REQUEUE_DELAY_MS });
+  await deps.engine.queues.items.add('chunk', next, {
+    jobId: `${chunkJobId(next)}.requeue${Date.now()}`,
+    delay: REQUEUE_DELAY_MS,
+  });
 }
 
 /** Tells the lifecycle how the wave is going; a refusal means the report is stale (dropped). */
-export async function report(deps: WorkerDeps, opId: string, wave: number, stats: { done: number; failed: number; consecutiveFailures: number; pending: number }) {
-  const s = { done: stats.done, failed: stats.failed, consecutiveFailures: stats.consecutiveFailures, pending: stats.pending };
+export async function report(
+  deps: WorkerDeps,
+  opId: string,
+  wave: number,
+  stats: { done: number; failed: number; consecutiveFailures: number; pending: number },
+) {
+  const s = {
+    done: stats.done,
+    failed: stats.failed,
+    consecutiveFailures: stats.consecutiveFailures,
+    pending: stats.pending,
+  };
   try {
-    await applyEvent(deps.engine, opId, s.pending === 0 ? { type: 'wave_settled', wave, stats: s } : { type: 'item_outcomes', wave, stats: s }, SYSTEM);
+    await applyEvent(
+      deps.engine,
+      opId,
+      s.pending === 0 ? { type: 'wave_settled', wave, stats: s } : { type: 'item_outcomes', wave, stats: s },
+      SYSTEM,
+    );
   } catch (err) {
     if (!(err instanceof AppError && err.statusCode === 409)) throw err;
   }
@@ -126,13 +177,26 @@ export async function report(deps: WorkerDeps, opId: string, wave: number, stats
 
 /** A wave whose items are all finished is settled, even if the report that said so was lost. */
 export async function settleCheck(deps: WorkerDeps, opId: string, wave: number) {
-  const r = await deps.pool.query<{ done: number; failed: number; consecutive_failures: number; total: number; open: number }>(
+  const r = await deps.pool.query<{
+    done: number;
+    failed: number;
+    consecutive_failures: number;
+    total: number;
+    open: number;
+  }>(
     `SELECT w.done, w.failed, w.consecutive_failures, w.to_seq - w.from_seq AS total,
        (SELECT count(*) FROM operation_items i WHERE i.operation_id = w.operation_id AND i.seq >= w.from_seq AND i.seq < w.to_seq AND i.state IN ('pending', 'claimed'))::int AS open
-     FROM operation_waves w WHERE w.operation_id = $1 AND w.wave = $2`, [opId, wave]);
+     FROM operation_waves w WHERE w.operation_id = $1 AND w.wave = $2`,
+    [opId, wave],
+  );
   const w = r.rows[0];
   if (!w || w.open > 0) return;
-  await report(deps, opId, wave, { done: w.done, failed: w.failed, consecutiveFailures: w.consecutive_failures, pending: 0 });
+  await report(deps, opId, wave, {
+    done: w.done,
+    failed: w.failed,
+    consecutiveFailures: w.consecutive_failures,
+    pending: 0,
+  });
 }
 
 /**
@@ -140,7 +204,13 @@ export async function settleCheck(deps: WorkerDeps, opId: string, wave: number) 
  * for newly touched tenants. Returns how long to wait (ms) when this chunk would exceed either cap;
  * 0 when it may run now. A chunk that alone exceeds a cap still runs (alone) in its minute.
  */
-async function velocityWait(deps: WorkerDeps, opId: string, n: number, tenants: string[], rollout: { maxItemsPerMinute: number; maxTenantsPerMinute: number }): Promise<number> {
+async function velocityWait(
+  deps: WorkerDeps,
+  opId: string,
+  n: number,
+  tenants: string[],
+  rollout: { maxItemsPerMinute: number; maxTenantsPerMinute: number },
+): Promise<number> {
   const minute = Math.floor(Date.now() / 60_000);
   const nextMinute = (minute + 1) * 60_000 - Date.now() + 10;
   const itemsKey = `${deps.prefix}:rate:${opId}:${minute}`;
@@ -154,14 +224,22 @@ async function velocityWait(deps: WorkerDeps, opId: string, n: number, tenants: 
     const tenantsKey = `${deps.prefix}:tenants:${opId}:${minute}`;
     const seenKey = `${deps.prefix}:touched:${opId}`;
     // Only tenants this operation has not touched before count against the cap.
-    const fresh = (await deps.redis.smismember(seenKey, ...tenants)).map((m, k) => (m ? null : tenants[k]!)).filter((t): t is string => t !== null);
+    const fresh = (await deps.redis.smismember(seenKey, ...tenants))
+      .map((m, k) => (m ? null : tenants[k]!))
+      .filter((t): t is string => t !== null);
     if (fresh.length) {
       const before = await deps.redis.scard(tenantsKey);
       if (before > 0 && before + fresh.length > rollout.maxTenantsPerMinute) {
         await deps.redis.decrby(itemsKey, n);
         return nextMinute;
       }
-      await deps.redis.multi().sadd(tenantsKey, ...fresh).pexpire(tenantsKey, 120_000).sadd(seenKey, ...fresh).pexpire(seenKey, 7 * 86_400_000).exec();
+      await deps.redis
+        .multi()
+        .sadd(tenantsKey, ...fresh)
+        .pexpire(tenantsKey, 120_000)
+        .sadd(seenKey, ...fresh)
+        .pexpire(seenKey, 7 * 86_400_000)
+        .exec();
     }
   }
   return 0;

@@ -19,10 +19,14 @@ const ROLLBACK_BATCH = 200;
 export async function processControl(deps: WorkerDeps, job: Job<ControlJob>): Promise<void> {
   const j = job.data;
   switch (j.kind) {
-    case 'bake': return bakeRound(deps, j);
-    case 'deadline': return deadline(deps, j);
-    case 'settle': return settleCheck(deps, j.opId, j.wave);
-    case 'rollback': return rollback(deps, j.opId, job.id!);
+    case 'bake':
+      return bakeRound(deps, j);
+    case 'deadline':
+      return deadline(deps, j);
+    case 'settle':
+      return settleCheck(deps, j.opId, j.wave);
+    case 'rollback':
+      return rollback(deps, j.opId, job.id!);
   }
 }
 
@@ -41,7 +45,9 @@ async function bakeRound(deps: WorkerDeps, j: Extract<ControlJob, { kind: 'bake'
   const wave = await loadWave(deps.pool, j.opId, j.wave);
   if (!wave) return;
   const tenants = await deps.pool.query<{ tenant_id: string }>(
-    `SELECT DISTINCT tenant_id FROM operation_items WHERE operation_id = $1 AND seq < $2 AND executed_seq IS NOT NULL`, [j.opId, wave.toSeq]);
+    `SELECT DISTINCT tenant_id FROM operation_items WHERE operation_id = $1 AND seq < $2 AND executed_seq IS NOT NULL`,
+    [j.opId, wave.toSeq],
+  );
   const { adapter, hasProbe } = await deps.adapters.get(op.targetType);
   const timeoutMs = op.lifecycle.haltPolicy.probeTimeoutMs;
   const ids = tenants.rows.map((r) => r.tenant_id);
@@ -49,18 +55,25 @@ async function bakeRound(deps: WorkerDeps, j: Extract<ControlJob, { kind: 'bake'
   let next = 0;
   const lane = async () => {
     for (let k = next++; k < ids.length; k = next++) {
-      if (!hasProbe) { probes[k] = { tenantId: ids[k]!, result: 'not_configured' }; continue; }
+      if (!hasProbe) {
+        probes[k] = { tenantId: ids[k]!, result: 'not_configured' };
+        continue;
+      }
       // The adapter enforces the timeout; this race is the backstop for a probe that never settles.
       const r = await Promise.race([
         adapter.probe(ids[k]!, { timeoutMs }),
-        new Promise<{ result: 'timeout'; detail: string }>((res) => setTimeout(() => res({ result: 'timeout', detail: 'no answer' }), timeoutMs + 500).unref()),
+        new Promise<{ result: 'timeout'; detail: string }>((res) =>
+          setTimeout(() => res({ result: 'timeout', detail: 'no answer' }), timeoutMs + 500).unref(),
+        ),
       ]).catch((e: unknown) => ({ result: 'error' as const, detail: String(e) }));
       probes[k] = { tenantId: ids[k]!, result: r.result, ...(r.detail ? { detail: r.detail } : {}) };
     }
   };
   await Promise.all(Array.from({ length: Math.min(PROBE_CONCURRENCY, ids.length) }, lane));
   const remaining = op.bakeUntil ? op.bakeUntil.getTime() - Date.now() : 0;
-  await tolerate409(applyEvent(deps.engine, j.opId, { type: 'probes', wave: j.wave, probes, bakeElapsed: remaining <= 0 }, SYSTEM));
+  await tolerate409(
+    applyEvent(deps.engine, j.opId, { type: 'probes', wave: j.wave, probes, bakeElapsed: remaining <= 0 }, SYSTEM),
+  );
   const after = await loadOperation(deps.pool, j.opId, false);
   if (after?.state === 'baking' && after.currentWave === j.wave) {
     const next = nextBakeRound(op.bakeUntil, op.lifecycle.rollout.bakeSeconds, Date.now(), j.round);
@@ -74,7 +87,12 @@ async function bakeRound(deps: WorkerDeps, j: Extract<ControlJob, { kind: 'bake'
  * whose job it cannot see) gets the job ID of the chain already waiting and merges into it,
  * instead of probing alongside it — one more chain per sweep, for as long as the bake lasts.
  */
-export function nextBakeRound(bakeUntil: Date | null, bakeSeconds: number, now: number, after = -1): { round: number; delayMs: number } {
+export function nextBakeRound(
+  bakeUntil: Date | null,
+  bakeSeconds: number,
+  now: number,
+  after = -1,
+): { round: number; delayMs: number } {
   const end = bakeUntil ? bakeUntil.getTime() : now;
   const start = end - bakeSeconds * 1000;
   const last = Math.ceil((bakeSeconds * 1000) / PROBE_INTERVAL_MS);
@@ -84,7 +102,9 @@ export function nextBakeRound(bakeUntil: Date | null, bakeSeconds: number, now: 
 
 async function deadline(deps: WorkerDeps, j: Extract<ControlJob, { kind: 'deadline' }>) {
   const r = await deps.pool.query<{ state: string; current_wave: number; late: boolean }>(
-    `SELECT state, current_wave, wave_deadline <= now() AS late FROM operations WHERE id = $1`, [j.opId]);
+    `SELECT state, current_wave, wave_deadline <= now() AS late FROM operations WHERE id = $1`,
+    [j.opId],
+  );
   const op = r.rows[0];
   if (!op || op.state !== 'running' || op.current_wave !== j.wave) return;
   if (!op.late) {
@@ -105,7 +125,13 @@ async function rollback(deps: WorkerDeps, opId: string, claimer: string) {
   const { adapter } = await deps.adapters.get(op.targetType);
   const deadlineAt = Date.now() + 2 * 60_000;
   for (;;) {
-    const batch = await deps.pool.query<{ seq: number; resource_id: string; tenant_id: string; executed_seq: number; data: unknown }>(
+    const batch = await deps.pool.query<{
+      seq: number;
+      resource_id: string;
+      tenant_id: string;
+      executed_seq: number;
+      data: unknown;
+    }>(
       `UPDATE operation_items i SET state = 'restoring', claimed_by = $2, claimed_at = now(), updated_at = now()
        FROM (SELECT seq FROM operation_items
              WHERE operation_id = $1 AND executed_seq IS NOT NULL
@@ -117,7 +143,10 @@ async function rollback(deps: WorkerDeps, opId: string, claimer: string) {
       [opId, claimer, ROLLBACK_BATCH],
     );
     if (batch.rows.length === 0) {
-      const inFlight = await deps.pool.query(`SELECT 1 FROM operation_items WHERE operation_id = $1 AND state = 'claimed' LIMIT 1`, [opId]);
+      const inFlight = await deps.pool.query(
+        `SELECT 1 FROM operation_items WHERE operation_id = $1 AND state = 'claimed' LIMIT 1`,
+        [opId],
+      );
       if (inFlight.rowCount && Date.now() < deadlineAt) {
         await new Promise((r) => setTimeout(r, 100));
         continue;
@@ -125,7 +154,12 @@ async function rollback(deps: WorkerDeps, opId: string, claimer: string) {
       break;
     }
     const rows = batch.rows.sort((a, b) => b.executed_seq - a.executed_seq);
-    const items: AdapterItem[] = rows.map((r) => ({ operationId: opId, resourceId: r.resource_id, tenantId: r.tenant_id, type: op.targetType }));
+    const items: AdapterItem[] = rows.map((r) => ({
+      operationId: opId,
+      resourceId: r.resource_id,
+      tenantId: r.tenant_id,
+      type: op.targetType,
+    }));
     const results = await adapter.apply('restore', items, {
       idempotencyKey: idempotencyKeyFor,
       shouldContinue: () => true,
@@ -144,6 +178,15 @@ async function rollback(deps: WorkerDeps, opId: string, claimer: string) {
   // Counted from the ledger, so a rollback resumed after a crash reports the whole of it.
   const c = await deps.pool.query<{ restored: number; failed: number }>(
     `SELECT count(*) FILTER (WHERE state = 'restored')::int AS restored, count(*) FILTER (WHERE state = 'restore_failed')::int AS failed
-     FROM operation_items WHERE operation_id = $1`, [opId]);
-  await tolerate409(applyEvent(deps.engine, opId, { type: 'rollback_settled', restored: c.rows[0]!.restored, failed: c.rows[0]!.failed }, SYSTEM));
+     FROM operation_items WHERE operation_id = $1`,
+    [opId],
+  );
+  await tolerate409(
+    applyEvent(
+      deps.engine,
+      opId,
+      { type: 'rollback_settled', restored: c.rows[0]!.restored, failed: c.rows[0]!.failed },
+      SYSTEM,
+    ),
+  );
 }

@@ -32,7 +32,9 @@ export function createJobLocks(databaseUrl: string, prefix: string, sessions: nu
       let locked = false;
       let broken: Error | undefined;
       try {
-        const r = await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS ok', [key]);
+        const r = await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS ok', [
+          key,
+        ]);
         locked = r.rows[0]!.ok;
         if (!locked) {
           await job.moveToDelayed(Date.now() + retryMs, token);
@@ -41,7 +43,9 @@ export function createJobLocks(databaseUrl: string, prefix: string, sessions: nu
         await fn();
       } finally {
         if (locked) {
-          await client.query('SELECT pg_advisory_unlock(hashtextextended($1, 0))', [key]).catch((err: Error) => { broken = err; });
+          await client.query('SELECT pg_advisory_unlock(hashtextextended($1, 0))', [key]).catch((err: Error) => {
+            broken = err;
+          });
         }
         // A session whose unlock failed is closed: Postgres then drops its locks.
         client.release(broken ?? false);

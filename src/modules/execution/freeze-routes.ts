@@ -8,46 +8,97 @@ import { appendAudit } from '../audit/repository.ts';
 import { readFreeze } from './state.ts';
 import { applyEvent } from './transitions.ts';
 
-const FreezeView = Type.Object({
-  frozen: Type.Boolean(), reason: Type.Optional(Type.String()), by: Type.Optional(Type.String()),
-  affected: Type.Optional(Type.Array(Type.String(), { description: 'Operations stopped (or marked) by this change' })),
-}, { description: 'The global freeze', example: { frozen: true, reason: 'Incident INC-7', by: 'alice', affected: ['op_…'] } });
+const FreezeView = Type.Object(
+  {
+    frozen: Type.Boolean(),
+    reason: Type.Optional(Type.String()),
+    by: Type.Optional(Type.String()),
+    affected: Type.Optional(
+      Type.Array(Type.String(), { description: 'Operations stopped (or marked) by this change' }),
+    ),
+  },
+  {
+    description: 'The global freeze',
+    example: { frozen: true, reason: 'Incident INC-7', by: 'alice', affected: ['op_…'] },
+  },
+);
 
 export default async function freezeRoutes(app: App) {
-  app.get('/admin/freeze', {
-    config: { auth: 'any' },
-    schema: { operationId: 'getFreeze', tags: ['admin'], summary: 'Read the global freeze', description: 'Whether a global freeze is in effect.', response: { 200: FreezeView, ...errorResponses(401) } },
-  }, async () => readFreeze(app.db.pool));
-
-  app.put('/admin/freeze', {
-    config: { auth: ['admin'], audited: true },
-    schema: {
-      operationId: 'setFreeze', tags: ['admin'], summary: 'Set or lift the global freeze',
-      description: 'Freezing pauses every running or baking operation before its next destructive call and refuses start/resume until lifted.',
-      body: Type.Object({ frozen: Type.Boolean(), reason: Type.String({ minLength: 3, maxLength: 2000 }) }, { additionalProperties: false, description: 'Freeze or unfreeze', example: { frozen: true, reason: 'Incident INC-7' } }),
-      response: { 200: FreezeView, ...errorResponses(400, 401, 403) },
+  app.get(
+    '/admin/freeze',
+    {
+      config: { auth: 'any' },
+      schema: {
+        operationId: 'getFreeze',
+        tags: ['admin'],
+        summary: 'Read the global freeze',
+        description: 'Whether a global freeze is in effect.',
+        response: { 200: FreezeView, ...errorResponses(401) },
+      },
     },
-  }, async (req) => {
-    const actor = { name: req.principal!.name, tokenId: req.principal!.tokenId };
-    const value = { frozen: req.body.frozen, reason: req.body.reason, by: actor.name };
-    await inTransaction(app.db.pool, async (c) => {
-      await c.query(`INSERT INTO settings (key, value, updated_by) VALUES ('freeze', $1, $2)
-                     ON CONFLICT (key) DO UPDATE SET value = $1, updated_by = $2, updated_at = now()`, [JSON.stringify(value), actor.name]);
-      await appendAudit(c, { actor: actor.name, action: req.body.frozen ? 'freeze.set' : 'freeze.lift', outcome: 'accepted', payload: { reason: req.body.reason } });
-    });
-    req.auditedByService = true;
-    // The setting is already in force for every worker (they read it before each call); this
-    // also moves each active operation to paused, with an audit event per operation.
-    const active = await app.db.pool.query<{ id: string }>(`SELECT id FROM operations WHERE state IN ('running', 'baking', 'paused', 'approved', 'planned')`);
-    const affected: string[] = [];
-    for (const { id } of active.rows) {
-      try {
-        const r = await applyEvent(app.engine, id, req.body.frozen ? { type: 'freeze', by: actor.tokenId, reason: req.body.reason } : { type: 'unfreeze', by: actor.tokenId }, actor);
-        if (r.changed) affected.push(id);
-      } catch (err) {
-        if (!(err instanceof AppError && err.statusCode === 409)) throw err;
+    async () => readFreeze(app.db.pool),
+  );
+
+  app.put(
+    '/admin/freeze',
+    {
+      config: { auth: ['admin'], audited: true },
+      schema: {
+        operationId: 'setFreeze',
+        tags: ['admin'],
+        summary: 'Set or lift the global freeze',
+        description:
+          'Freezing pauses every running or baking operation before its next destructive call and refuses start/resume until lifted.',
+        body: Type.Object(
+          { frozen: Type.Boolean(), reason: Type.String({ minLength: 3, maxLength: 2000 }) },
+          {
+            additionalProperties: false,
+            description: 'Freeze or unfreeze',
+            example: { frozen: true, reason: 'Incident INC-7' },
+          },
+        ),
+        response: { 200: FreezeView, ...errorResponses(400, 401, 403) },
+      },
+    },
+    async (req) => {
+      const actor = { name: req.principal!.name, tokenId: req.principal!.tokenId };
+      const value = { frozen: req.body.frozen, reason: req.body.reason, by: actor.name };
+      await inTransaction(app.db.pool, async (c) => {
+        await c.query(
+          `INSERT INTO settings (key, value, updated_by) VALUES ('freeze', $1, $2)
+                     ON CONFLICT (key) DO UPDATE SET value = $1, updated_by = $2, updated_at = now()`,
+          [JSON.stringify(value), actor.name],
+        );
+        await appendAudit(c, {
+          actor: actor.name,
+          action: req.body.frozen ? 'freeze.set' : 'freeze.lift',
+          outcome: 'accepted',
+          payload: { reason: req.body.reason },
+        });
+      });
+      req.auditedByService = true;
+      // The setting is already in force for every worker (they read it before each call); this
+      // also moves each active operation to paused, with an audit event per operation.
+      const active = await app.db.pool.query<{ id: string }>(
+        `SELECT id FROM operations WHERE state IN ('running', 'baking', 'paused', 'approved', 'planned')`,
+      );
+      const affected: string[] = [];
+      for (const { id } of active.rows) {
+        try {
+          const r = await applyEvent(
+            app.engine,
+            id,
+            req.body.frozen
+              ? { type: 'freeze', by: actor.tokenId, reason: req.body.reason }
+              : { type: 'unfreeze', by: actor.tokenId },
+            actor,
+          );
+          if (r.changed) affected.push(id);
+        } catch (err) {
+          if (!(err instanceof AppError && err.statusCode === 409)) throw err;
+        }
       }
-    }
-    return { ...value, affected };
-  });
+      return { ...value, affected };
+    },
+  );
 }

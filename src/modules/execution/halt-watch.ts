@@ -5,7 +5,12 @@
 import type pg from 'pg';
 import type { Redis } from 'ioredis';
 
-interface Seen { state: string; wave: number | null; frozen: boolean; at: number }
+interface Seen {
+  state: string;
+  wave: number | null;
+  frozen: boolean;
+  at: number;
+}
 
 export class HaltWatch {
   private seen = new Map<string, Seen>();
@@ -64,8 +69,11 @@ export class HaltWatch {
   private async refresh(ids: string[]) {
     const r = await this.pool.query<{ id: string; state: string; current_wave: number | null; frozen: boolean }>(
       `SELECT id, state, current_wave, coalesce((SELECT (value->>'frozen')::boolean FROM settings WHERE key = 'freeze'), false) AS frozen
-       FROM operations WHERE id = ANY($1::text[])`, [ids]);
+       FROM operations WHERE id = ANY($1::text[])`,
+      [ids],
+    );
     const now = Date.now();
-    for (const row of r.rows) this.seen.set(row.id, { state: row.state, wave: row.current_wave, frozen: row.frozen, at: now });
+    for (const row of r.rows)
+      this.seen.set(row.id, { state: row.state, wave: row.current_wave, frozen: row.frozen, at: now });
   }
 }

@@ -6,7 +6,13 @@ import type { Redis } from 'ioredis';
 /** Items per chunk job: large enough for set-based ledger writes, small enough to bound a retry. */
 export const CHUNK_SIZE = 500;
 
-export interface ChunkJob { opId: string; epoch: number; wave: number; from: number; to: number }
+export interface ChunkJob {
+  opId: string;
+  epoch: number;
+  wave: number;
+  from: number;
+  to: number;
+}
 export type ControlJob =
   | { kind: 'bake'; opId: string; epoch: number; wave: number; round: number }
   | { kind: 'deadline'; opId: string; epoch: number; wave: number }
@@ -17,7 +23,12 @@ export const QUEUE_NAMES = { items: 'items', control: 'control' } as const;
 
 // Completed and failed jobs are removed: the ledger is the record, and a deterministic job ID
 // that lingered would stop the reconciler from re-adding work that Redis lost track of.
-const JOB_DEFAULTS: JobsOptions = { removeOnComplete: true, removeOnFail: true, attempts: 5, backoff: { type: 'exponential', delay: 200 } };
+const JOB_DEFAULTS: JobsOptions = {
+  removeOnComplete: true,
+  removeOnFail: true,
+  attempts: 5,
+  backoff: { type: 'exponential', delay: 200 },
+};
 
 export interface Queues {
   items: Queue<ChunkJob>;
@@ -29,10 +40,14 @@ export interface Queues {
 }
 
 // BullMQ forbids ':' in custom IDs (it is Redis's key separator), hence the dots.
-export const chunkJobId = (j: ChunkJob) => `${j.opId}.e${j.epoch}.wave.${j.wave}.chunk.${Math.floor(j.from / CHUNK_SIZE)}`;
+export const chunkJobId = (j: ChunkJob) =>
+  `${j.opId}.e${j.epoch}.wave.${j.wave}.chunk.${Math.floor(j.from / CHUNK_SIZE)}`;
 export const controlJobId = (j: ControlJob) =>
-  j.kind === 'bake' ? `${j.opId}.e${j.epoch}.bake.${j.wave}.${j.round}`
-    : j.kind === 'rollback' ? `${j.opId}.e${j.epoch}.rollback` : `${j.opId}.e${j.epoch}.${j.kind}.${j.wave}`;
+  j.kind === 'bake'
+    ? `${j.opId}.e${j.epoch}.bake.${j.wave}.${j.round}`
+    : j.kind === 'rollback'
+      ? `${j.opId}.e${j.epoch}.rollback`
+      : `${j.opId}.e${j.epoch}.${j.kind}.${j.wave}`;
 
 export function createQueues(connection: Redis, prefix: string): Queues {
   const opts = { connection: connection as ConnectionOptions, prefix, defaultJobOptions: JOB_DEFAULTS };
@@ -43,7 +58,9 @@ export function createQueues(connection: Redis, prefix: string): Queues {
   for (const q of [items, control]) q.on('error', () => undefined);
   const enqueueChunks = async (chunks: ChunkJob[]) => {
     for (let i = 0; i < chunks.length; i += 1000) {
-      await items.addBulk(chunks.slice(i, i + 1000).map((data) => ({ name: 'chunk', data, opts: { jobId: chunkJobId(data) } })));
+      await items.addBulk(
+        chunks.slice(i, i + 1000).map((data) => ({ name: 'chunk', data, opts: { jobId: chunkJobId(data) } })),
+      );
     }
   };
   return {
@@ -52,7 +69,8 @@ export function createQueues(connection: Redis, prefix: string): Queues {
     enqueueChunks,
     async enqueueWave(job, range) {
       const chunks: ChunkJob[] = [];
-      for (let from = range.from; from < range.to; from += CHUNK_SIZE) chunks.push({ ...job, from, to: Math.min(range.to, from + CHUNK_SIZE) });
+      for (let from = range.from; from < range.to; from += CHUNK_SIZE)
+        chunks.push({ ...job, from, to: Math.min(range.to, from + CHUNK_SIZE) });
       await enqueueChunks(chunks);
       return chunks.length;
     },

@@ -8,7 +8,17 @@ import { nextBakeRound } from './control.ts';
 import { DEFAULT_ROLLOUT } from '../operations/policy.ts';
 
 export async function reconcileOnce(deps: WorkerDeps): Promise<{ chunks: number; control: number }> {
-  const ops = await deps.pool.query<{ id: string; state: string; current_wave: number | null; version: number; from_seq: number | null; to_seq: number | null; bake_until: Date | null; bake_seconds: number | null; wave_deadline: Date | null }>(
+  const ops = await deps.pool.query<{
+    id: string;
+    state: string;
+    current_wave: number | null;
+    version: number;
+    from_seq: number | null;
+    to_seq: number | null;
+    bake_until: Date | null;
+    bake_seconds: number | null;
+    wave_deadline: Date | null;
+  }>(
     `SELECT o.id, o.state, o.current_wave, o.version, w.from_seq, w.to_seq, o.bake_until, (o.rollout->>'bakeSeconds')::int AS bake_seconds, o.wave_deadline FROM operations o
      LEFT JOIN operation_waves w ON w.operation_id = o.id AND w.wave = o.current_wave
      WHERE o.state IN ('running', 'baking', 'rolling_back')`,
@@ -21,7 +31,10 @@ export async function reconcileOnce(deps: WorkerDeps): Promise<{ chunks: number;
       // The wave's deadline job (same job ID as the one the wave start queued: a no-op while it
       // exists). Without it a wave whose deadline job Redis lost would never miss its deadline.
       if (op.wave_deadline) {
-        await deps.engine.queues.enqueueControl({ kind: 'deadline', opId: op.id, epoch, wave: op.current_wave }, Math.max(0, op.wave_deadline.getTime() - Date.now()));
+        await deps.engine.queues.enqueueControl(
+          { kind: 'deadline', opId: op.id, epoch, wave: op.current_wave },
+          Math.max(0, op.wave_deadline.getTime() - Date.now()),
+        );
         control++;
       }
       const open = await deps.pool.query<{ k: number }>(
@@ -34,16 +47,21 @@ export async function reconcileOnce(deps: WorkerDeps): Promise<{ chunks: number;
         control++;
       } else {
         // Chunk boundaries are aligned to the wave start, exactly as the first enqueue made them.
-        await deps.engine.queues.enqueueChunks(open.rows.map(({ k }) => {
-          const from = op.from_seq! + k * CHUNK_SIZE;
-          return { opId: op.id, epoch, wave: op.current_wave!, from, to: Math.min(op.to_seq!, from + CHUNK_SIZE) };
-        }));
+        await deps.engine.queues.enqueueChunks(
+          open.rows.map(({ k }) => {
+            const from = op.from_seq! + k * CHUNK_SIZE;
+            return { opId: op.id, epoch, wave: op.current_wave!, from, to: Math.min(op.to_seq!, from + CHUNK_SIZE) };
+          }),
+        );
         chunks += open.rows.length;
       }
     } else if (op.state === 'baking' && op.current_wave !== null) {
       // The round the bake's own chain has waiting (same job ID: a no-op while that job exists).
       const next = nextBakeRound(op.bake_until, op.bake_seconds ?? DEFAULT_ROLLOUT.bakeSeconds, Date.now());
-      await deps.engine.queues.enqueueControl({ kind: 'bake', opId: op.id, epoch, wave: op.current_wave, round: next.round }, next.delayMs);
+      await deps.engine.queues.enqueueControl(
+        { kind: 'bake', opId: op.id, epoch, wave: op.current_wave, round: next.round },
+        next.delayMs,
+      );
       control++;
     } else if (op.state === 'rolling_back') {
       await deps.engine.queues.enqueueControl({ kind: 'rollback', opId: op.id, epoch });

@@ -8,8 +8,18 @@ import { operationView } from '../operations/views.ts';
 import { applyEvent } from './transitions.ts';
 
 const IdParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 100, description: 'Operation id' }) });
-const Reason = Type.Object({ reason: Type.String({ minLength: 3, maxLength: 2000, description: 'Why' }) }, { additionalProperties: false, description: 'Why this is done', example: { reason: 'Support ticket for an affected tenant' } });
-const OptionalReason = Type.Object({ reason: Type.Optional(Type.String({ minLength: 3, maxLength: 2000 })) }, { additionalProperties: false, description: 'Optional reason', example: { reason: 'Checked the dashboards' } });
+const Reason = Type.Object(
+  { reason: Type.String({ minLength: 3, maxLength: 2000, description: 'Why' }) },
+  {
+    additionalProperties: false,
+    description: 'Why this is done',
+    example: { reason: 'Support ticket for an affected tenant' },
+  },
+);
+const OptionalReason = Type.Object(
+  { reason: Type.Optional(Type.String({ minLength: 3, maxLength: 2000 })) },
+  { additionalProperties: false, description: 'Optional reason', example: { reason: 'Checked the dashboards' } },
+);
 
 type Body = Record<string, unknown> | undefined;
 interface Command {
@@ -26,42 +36,129 @@ const reasonOf = (b: Body, dflt: string) => (typeof b?.reason === 'string' ? b.r
 
 const COMMANDS: Command[] = [
   {
-    path: 'approve', operationId: 'approveOperation', summary: 'Approve a planned operation',
-    description: 'By an approver who is not the requester, carrying the planHash they reviewed (a different hash is 409). Break-glass plans need two approvals, one by an admin.',
+    path: 'approve',
+    operationId: 'approveOperation',
+    summary: 'Approve a planned operation',
+    description:
+      'By an approver who is not the requester, carrying the planHash they reviewed (a different hash is 409). Break-glass plans need two approvals, one by an admin.',
     roles: ['approver'],
-    body: Type.Object({ planHash: Type.String({ pattern: '^[0-9a-f]{64}$', description: 'The planHash of the plan you reviewed' }), comment: Type.Optional(Type.String({ maxLength: 2000 })) }, { additionalProperties: false, description: 'Approval', example: { planHash: 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855' } }),
+    body: Type.Object(
+      {
+        planHash: Type.String({ pattern: '^[0-9a-f]{64}$', description: 'The planHash of the plan you reviewed' }),
+        comment: Type.Optional(Type.String({ maxLength: 2000 })),
+      },
+      {
+        additionalProperties: false,
+        description: 'Approval',
+        example: { planHash: 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855' },
+      },
+    ),
     event: (p, b) => ({ type: 'approve', by: p.tokenId, role: p.role, planHash: String(b?.planHash) }),
   },
-  { path: 'start', operationId: 'startOperation', summary: 'Start an approved operation', description: 'Queues wave 0. Refused while a global freeze is in effect.', roles: ['operator'], body: OptionalReason, event: (p) => ({ type: 'start', by: p.tokenId, role: p.role }) },
-  { path: 'pause', operationId: 'pauseOperation', summary: 'Pause a running operation', description: 'Workers stop before their next destructive call; pending items stay pending.', roles: ['operator'], body: Reason, event: (p, b) => ({ type: 'pause', by: p.tokenId, reason: reasonOf(b, 'paused') }) },
-  { path: 'resume', operationId: 'resumeOperation', summary: 'Resume a paused or halted operation', description: 'Re-queues the current wave (or resumes the bake).', roles: ['operator'], body: OptionalReason, event: (p) => ({ type: 'resume', by: p.tokenId }) },
-  { path: 'abort', operationId: 'abortOperation', summary: 'Abort an operation', description: 'Before start: cancelled. After: a halt, handled as the halt policy says (rollback by default).', roles: ['operator'], body: Reason, event: (p, b) => ({ type: 'abort', by: p.tokenId, reason: reasonOf(b, 'aborted') }) },
-  { path: 'rollback', operationId: 'rollbackOperation', summary: 'Roll back an operation', description: 'Stops execution and restores every item the operation touched, newest first.', roles: ['operator'], body: Reason, event: (p, b) => ({ type: 'rollback', by: p.tokenId, reason: reasonOf(b, 'rollback') }) },
   {
-    path: 'signals', operationId: 'signalOperation', summary: 'Report an external signal',
-    description: 'E.g. a support ticket for an affected tenant. Halts a running, baking or paused operation; recorded in every state.',
+    path: 'start',
+    operationId: 'startOperation',
+    summary: 'Start an approved operation',
+    description: 'Queues wave 0. Refused while a global freeze is in effect.',
+    roles: ['operator'],
+    body: OptionalReason,
+    event: (p) => ({ type: 'start', by: p.tokenId, role: p.role }),
+  },
+  {
+    path: 'pause',
+    operationId: 'pauseOperation',
+    summary: 'Pause a running operation',
+    description: 'Workers stop before their next destructive call; pending items stay pending.',
+    roles: ['operator'],
+    body: Reason,
+    event: (p, b) => ({ type: 'pause', by: p.tokenId, reason: reasonOf(b, 'paused') }),
+  },
+  {
+    path: 'resume',
+    operationId: 'resumeOperation',
+    summary: 'Resume a paused or halted operation',
+    description: 'Re-queues the current wave (or resumes the bake).',
+    roles: ['operator'],
+    body: OptionalReason,
+    event: (p) => ({ type: 'resume', by: p.tokenId }),
+  },
+  {
+    path: 'abort',
+    operationId: 'abortOperation',
+    summary: 'Abort an operation',
+    description: 'Before start: cancelled. After: a halt, handled as the halt policy says (rollback by default).',
+    roles: ['operator'],
+    body: Reason,
+    event: (p, b) => ({ type: 'abort', by: p.tokenId, reason: reasonOf(b, 'aborted') }),
+  },
+  {
+    path: 'rollback',
+    operationId: 'rollbackOperation',
+    summary: 'Roll back an operation',
+    description: 'Stops execution and restores every item the operation touched, newest first.',
+    roles: ['operator'],
+    body: Reason,
+    event: (p, b) => ({ type: 'rollback', by: p.tokenId, reason: reasonOf(b, 'rollback') }),
+  },
+  {
+    path: 'signals',
+    operationId: 'signalOperation',
+    summary: 'Report an external signal',
+    description:
+      'E.g. a support ticket for an affected tenant. Halts a running, baking or paused operation; recorded in every state.',
     roles: ['requester', 'approver', 'operator'],
-    body: Type.Object({ kind: Type.String({ minLength: 1, maxLength: 100, description: 'e.g. support_ticket, alert' }), tenantId: Type.Optional(Type.String({ maxLength: 200 })), detail: Type.Optional(Type.String({ maxLength: 2000 })) }, { additionalProperties: false, description: 'An external observation', example: { kind: 'support_ticket', tenantId: 'tenant_00042', detail: 'ZD-123: apps missing' } }),
-    event: (p, b) => ({ type: 'signal', kind: String(b?.kind), ...(typeof b?.tenantId === 'string' ? { tenantId: b.tenantId } : {}), ...(typeof b?.detail === 'string' ? { detail: b.detail } : {}), by: p.tokenId }),
+    body: Type.Object(
+      {
+        kind: Type.String({ minLength: 1, maxLength: 100, description: 'e.g. support_ticket, alert' }),
+        tenantId: Type.Optional(Type.String({ maxLength: 200 })),
+        detail: Type.Optional(Type.String({ maxLength: 2000 })),
+      },
+      {
+        additionalProperties: false,
+        description: 'An external observation',
+        example: { kind: 'support_ticket', tenantId: 'tenant_00042', detail: 'ZD-123: apps missing' },
+      },
+    ),
+    event: (p, b) => ({
+      type: 'signal',
+      kind: String(b?.kind),
+      ...(typeof b?.tenantId === 'string' ? { tenantId: b.tenantId } : {}),
+      ...(typeof b?.detail === 'string' ? { detail: b.detail } : {}),
+      by: p.tokenId,
+    }),
   },
 ];
 
 export default async function commandRoutes(app: App) {
   const reads = operationReads(app.db.prisma);
   for (const c of COMMANDS) {
-    app.post(`/operations/:id/${c.path}`, {
-      config: { auth: c.roles, audited: true },
-      schema: {
-        operationId: c.operationId, tags: ['operations'], summary: c.summary, description: c.description,
-        params: IdParams, body: c.body,
-        response: { 200: { ...Type.Ref('Operation'), description: 'The operation after the command' }, ...errorResponses(400, 401, 403, 404, 409, 422) },
+    app.post(
+      `/operations/:id/${c.path}`,
+      {
+        config: { auth: c.roles, audited: true },
+        schema: {
+          operationId: c.operationId,
+          tags: ['operations'],
+          summary: c.summary,
+          description: c.description,
+          params: IdParams,
+          body: c.body,
+          response: {
+            200: { ...Type.Ref('Operation'), description: 'The operation after the command' },
+            ...errorResponses(400, 401, 403, 404, 409, 422),
+          },
+        },
       },
-    }, async (req) => {
-      const id = req.params.id;
-      await applyEvent(app.engine, id, c.event(req.principal!, req.body), { name: req.principal!.name, tokenId: req.principal!.tokenId });
-      req.auditedByService = true;
-      const op = await reads.get(id);
-      return operationView(op, await reads.waveProgress(id));
-    });
+      async (req) => {
+        const id = req.params.id;
+        await applyEvent(app.engine, id, c.event(req.principal!, req.body), {
+          name: req.principal!.name,
+          tokenId: req.principal!.tokenId,
+        });
+        req.auditedByService = true;
+        const op = await reads.get(id);
+        return operationView(op, await reads.waveProgress(id));
+      },
+    );
   }
 }

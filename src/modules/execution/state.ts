@@ -15,7 +15,11 @@ export interface OperationRecord {
   lifecycle: LifecycleState;
 }
 
-export interface FreezeSetting { frozen: boolean; reason?: string; by?: string }
+export interface FreezeSetting {
+  frozen: boolean;
+  reason?: string;
+  by?: string;
+}
 
 export async function readFreeze(db: Queryable): Promise<FreezeSetting> {
   const r = await db.query<{ value: FreezeSetting }>(`SELECT value FROM settings WHERE key = 'freeze'`);
@@ -23,12 +27,17 @@ export async function readFreeze(db: Queryable): Promise<FreezeSetting> {
 }
 
 export async function loadOperation(db: Queryable, id: string, lock: boolean): Promise<OperationRecord | undefined> {
-  const r = await db.query(`SELECT o.*, (SELECT count(*) FROM operation_waves w WHERE w.operation_id = o.id)::int AS wave_count
-                            FROM operations o WHERE id = $1 ${lock ? 'FOR UPDATE' : ''}`, [id]);
+  const r = await db.query(
+    `SELECT o.*, (SELECT count(*) FROM operation_waves w WHERE w.operation_id = o.id)::int AS wave_count
+                            FROM operations o WHERE id = $1 ${lock ? 'FOR UPDATE' : ''}`,
+    [id],
+  );
   const o = r.rows[0] as Record<string, unknown> | undefined;
   if (!o) return undefined;
   const approvals = await db.query<{ approver: string; role: Role; plan_hash: string }>(
-    'SELECT approver, role, plan_hash FROM approvals WHERE operation_id = $1 ORDER BY id', [id]);
+    'SELECT approver, role, plan_hash FROM approvals WHERE operation_id = $1 ORDER BY id',
+    [id],
+  );
   const freeze = await readFreeze(db);
   const lifecycle: LifecycleState = {
     state: o.state as OpState,
@@ -46,15 +55,42 @@ export async function loadOperation(db: Queryable, id: string, lock: boolean): P
     rollout: withRolloutDefaults(o.rollout as Partial<RolloutPolicy>),
   };
   return {
-    id, state: lifecycle.state, version: o.version as number, currentWave: lifecycle.currentWave,
-    targetType: o.target_type as string, mode: o.mode as string, bakeUntil: (o.bake_until as Date | null) ?? null, lifecycle,
+    id,
+    state: lifecycle.state,
+    version: o.version as number,
+    currentWave: lifecycle.currentWave,
+    targetType: o.target_type as string,
+    mode: o.mode as string,
+    bakeUntil: (o.bake_until as Date | null) ?? null,
+    lifecycle,
   };
 }
 
-export interface WaveRow { wave: number; fromSeq: number; toSeq: number; tenants: number; done: number; failed: number; consecutiveFailures: number }
+export interface WaveRow {
+  wave: number;
+  fromSeq: number;
+  toSeq: number;
+  tenants: number;
+  done: number;
+  failed: number;
+  consecutiveFailures: number;
+}
 
 export async function loadWave(db: Queryable, opId: string, wave: number): Promise<WaveRow | undefined> {
-  const r = await db.query(`SELECT wave, from_seq, to_seq, tenants, done, failed, consecutive_failures FROM operation_waves WHERE operation_id = $1 AND wave = $2`, [opId, wave]);
+  const r = await db.query(
+    `SELECT wave, from_seq, to_seq, tenants, done, failed, consecutive_failures FROM operation_waves WHERE operation_id = $1 AND wave = $2`,
+    [opId, wave],
+  );
   const w = r.rows[0] as Record<string, number> | undefined;
-  return w && { wave: w.wave!, fromSeq: w.from_seq!, toSeq: w.to_seq!, tenants: w.tenants!, done: w.done!, failed: w.failed!, consecutiveFailures: w.consecutive_failures! };
+  return (
+    w && {
+      wave: w.wave!,
+      fromSeq: w.from_seq!,
+      toSeq: w.to_seq!,
+      tenants: w.tenants!,
+      done: w.done!,
+      failed: w.failed!,
+      consecutiveFailures: w.consecutive_failures!,
+    }
+  );
 }

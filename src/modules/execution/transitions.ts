@@ -22,7 +22,10 @@ export interface EngineDeps {
   log?: { warn(obj: object, msg: string): void };
 }
 
-export interface Actor { name: string; tokenId?: string }
+export interface Actor {
+  name: string;
+  tokenId?: string;
+}
 
 export interface Applied {
   state: LifecycleState;
@@ -31,7 +34,13 @@ export interface Applied {
 }
 
 /** Applies one event. Refusals become AppErrors (4xx) and write nothing. */
-export async function applyEvent(deps: EngineDeps, opId: string, event: LifecycleEvent, actor: Actor, extra?: (client: pg.PoolClient) => Promise<void>): Promise<Applied> {
+export async function applyEvent(
+  deps: EngineDeps,
+  opId: string,
+  event: LifecycleEvent,
+  actor: Actor,
+  extra?: (client: pg.PoolClient) => Promise<void>,
+): Promise<Applied> {
   const result = await inTransaction(deps.pool, async (client) => {
     const op = await loadOperation(client, opId, true);
     if (!op) throw new NotFoundError('Operation', opId);
@@ -42,12 +51,21 @@ export async function applyEvent(deps: EngineDeps, opId: string, event: Lifecycl
     if (event.type === 'approve') {
       await client.query(
         `INSERT INTO approvals (operation_id, approver, approver_name, role, plan_hash, break_glass) VALUES ($1, $2, $3, $4, $5, $6)`,
-        [opId, event.by, actor.name, event.role, event.planHash, op.lifecycle.requiresBreakGlass && event.role === 'admin'],
+        [
+          opId,
+          event.by,
+          actor.name,
+          event.role,
+          event.planHash,
+          op.lifecycle.requiresBreakGlass && event.role === 'admin',
+        ],
       );
     }
     if (event.type === 'signal') {
-      await client.query(`INSERT INTO signals (operation_id, kind, tenant_id, detail, source) VALUES ($1, $2, $3, $4, $5)`,
-        [opId, event.kind, event.tenantId ?? null, event.detail ?? null, actor.name]);
+      await client.query(
+        `INSERT INTO signals (operation_id, kind, tenant_id, detail, source) VALUES ($1, $2, $3, $4, $5)`,
+        [opId, event.kind, event.tenantId ?? null, event.detail ?? null, actor.name],
+      );
     }
     await extra?.(client);
     const n = d.next;
@@ -61,17 +79,39 @@ export async function applyEvent(deps: EngineDeps, opId: string, event: Lifecycl
          bake_until = CASE WHEN $7::int IS NOT NULL THEN now() + make_interval(secs => $7::int) ELSE bake_until END,
          wave_deadline = CASE WHEN $8::boolean THEN now() + make_interval(secs => $9::int) ELSE wave_deadline END
        WHERE id = $1 RETURNING version`,
-      [opId, n.state, n.currentWave, n.haltReason, n.pausedFrom, terminal, bakeEffect ? bakeEffect.bakeSeconds : null, !!waveEffect, n.rollout.waveDeadlineSeconds],
+      [
+        opId,
+        n.state,
+        n.currentWave,
+        n.haltReason,
+        n.pausedFrom,
+        terminal,
+        bakeEffect ? bakeEffect.bakeSeconds : null,
+        !!waveEffect,
+        n.rollout.waveDeadlineSeconds,
+      ],
     );
     if (waveEffect) {
-      await client.query(`UPDATE operation_waves SET started_at = coalesce(started_at, now()) WHERE operation_id = $1 AND wave = $2`, [opId, waveEffect.wave]);
+      await client.query(
+        `UPDATE operation_waves SET started_at = coalesce(started_at, now()) WHERE operation_id = $1 AND wave = $2`,
+        [opId, waveEffect.wave],
+      );
     }
     if (event.type === 'wave_settled') {
-      await client.query(`UPDATE operation_waves SET settled_at = now() WHERE operation_id = $1 AND wave = $2`, [opId, event.wave]);
+      await client.query(`UPDATE operation_waves SET settled_at = now() WHERE operation_id = $1 AND wave = $2`, [
+        opId,
+        event.wave,
+      ]);
     }
     for (const e of d.effects) {
       if (e.type !== 'audit') continue;
-      await appendAudit(client, { actor: actor.name, action: e.action, outcome: 'accepted', operationId: opId, payload: { ...e.detail, tokenId: actor.tokenId ?? null } });
+      await appendAudit(client, {
+        actor: actor.name,
+        action: e.action,
+        outcome: 'accepted',
+        operationId: opId,
+        payload: { ...e.detail, tokenId: actor.tokenId ?? null },
+      });
     }
     return { state: n, effects: d.effects, changed, version: upd.rows[0]!.version };
   });
@@ -81,13 +121,20 @@ export async function applyEvent(deps: EngineDeps, opId: string, event: Lifecycl
     // The decision is committed: it stands even if Redis is unreachable right now. Queued work is
     // re-derived from the ledger by the reconciler, and workers poll Postgres for halts.
     await runEffects(deps, opId, result.version, result.state, result.effects).catch((err: unknown) =>
-      deps.log?.warn({ err, operationId: opId }, 'effects not carried out now; the reconciler will'));
+      deps.log?.warn({ err, operationId: opId }, 'effects not carried out now; the reconciler will'),
+    );
   }
   return { state: result.state, effects: result.effects, changed: result.changed };
 }
 
 /** Effects after the commit. Each is idempotent (deterministic job IDs), so re-running is safe. */
-export async function runEffects(deps: EngineDeps, opId: string, epoch: number, state: LifecycleState, effects: Effect[]) {
+export async function runEffects(
+  deps: EngineDeps,
+  opId: string,
+  epoch: number,
+  state: LifecycleState,
+  effects: Effect[],
+) {
   for (const e of effects) {
     switch (e.type) {
       case 'stop_execution':
@@ -98,7 +145,10 @@ export async function runEffects(deps: EngineDeps, opId: string, epoch: number, 
         if (!wave) break;
         const n = await deps.queues.enqueueWave({ opId, epoch, wave: e.wave }, { from: wave.fromSeq, to: wave.toSeq });
         // A wave with nothing left to run must still be settled, and a deadline armed.
-        await deps.queues.enqueueControl({ kind: 'deadline', opId, epoch, wave: e.wave }, state.rollout.waveDeadlineSeconds * 1000);
+        await deps.queues.enqueueControl(
+          { kind: 'deadline', opId, epoch, wave: e.wave },
+          state.rollout.waveDeadlineSeconds * 1000,
+        );
         if (n === 0) await deps.queues.enqueueControl({ kind: 'settle', opId, epoch, wave: e.wave });
         break;
       }

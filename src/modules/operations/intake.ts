@@ -35,13 +35,22 @@ export async function* ndjsonIdBatches(lines: AsyncIterable<Line[]>): AsyncGener
     yield batch.map((line) => {
       const t = line.text;
       // Fast path for the common `"id"` line; anything else goes through JSON.parse.
-      if (t.length > 1 && t.charCodeAt(0) === 34 && t.charCodeAt(t.length - 1) === 34 && !t.includes('\\')) return t.slice(1, -1);
+      if (t.length > 1 && t.charCodeAt(0) === 34 && t.charCodeAt(t.length - 1) === 34 && !t.includes('\\'))
+        return t.slice(1, -1);
       const v = parseJsonLine(line);
       if (typeof v === 'string') return v;
-      if (v && typeof v === 'object' && !Array.isArray(v) && typeof (v as { id?: unknown }).id === 'string' && Object.keys(v).length === 1) {
+      if (
+        v &&
+        typeof v === 'object' &&
+        !Array.isArray(v) &&
+        typeof (v as { id?: unknown }).id === 'string' &&
+        Object.keys(v).length === 1
+      ) {
         return (v as { id: string }).id;
       }
-      throw new BadRequestError('INVALID_ID', `Line ${line.n} must be a JSON string or {"id": "..."}`, { line: line.n });
+      throw new BadRequestError('INVALID_ID', `Line ${line.n} must be a JSON string or {"id": "..."}`, {
+        line: line.n,
+      });
     });
   }
 }
@@ -59,7 +68,12 @@ export async function createStaging(client: pg.PoolClient) {
  * COPYs every ID into plan_input. Invalid IDs (not text, empty, too long, whitespace/control
  * characters) are collected (first 100) and refused together after the body was read.
  */
-export async function copyIds(client: pg.PoolClient, batches: IdBatches, maxIds: number, hash: Hash = createHash('sha256')): Promise<IntakeResult> {
+export async function copyIds(
+  client: pg.PoolClient,
+  batches: IdBatches,
+  maxIds: number,
+  hash: Hash = createHash('sha256'),
+): Promise<IntakeResult> {
   const copy = client.query(copyFrom('COPY plan_input (ord, id) FROM STDIN'));
   let count = 0;
   const invalid: { index: number; id: unknown; problem: string }[] = [];
@@ -67,7 +81,10 @@ export async function copyIds(client: pg.PoolClient, batches: IdBatches, maxIds:
   try {
     for await (const ids of batches) {
       if (count + ids.length > maxIds) {
-        throw new PayloadTooLargeError(`At most ${maxIds} IDs per operation in this format`, { maxIds, code: 'TOO_MANY_IDS' });
+        throw new PayloadTooLargeError(`At most ${maxIds} IDs per operation in this format`, {
+          maxIds,
+          code: 'TOO_MANY_IDS',
+        });
       }
       let out = '';
       let hashed = '';
@@ -95,7 +112,10 @@ export async function copyIds(client: pg.PoolClient, batches: IdBatches, maxIds:
     throw err;
   }
   if (invalidCount) {
-    throw new BadRequestError('INVALID_IDS', `${invalidCount} submitted IDs are not valid ID strings`, { invalidCount, invalid });
+    throw new BadRequestError('INVALID_IDS', `${invalidCount} submitted IDs are not valid ID strings`, {
+      invalidCount,
+      invalid,
+    });
   }
   if (count === 0) throw new BadRequestError('EMPTY_ID_LIST', 'No IDs were submitted');
   return { count, idsHash: hash.digest('hex') };

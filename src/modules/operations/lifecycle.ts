@@ -17,8 +17,24 @@
 import type { Role } from '../auth/roles.ts';
 import type { HaltPolicy, RolloutPolicy } from './policy.ts';
 
-export type OpState = 'planned' | 'rejected' | 'approved' | 'running' | 'baking' | 'paused' | 'halted' | 'rolling_back' | 'rolled_back' | 'completed' | 'cancelled' | 'failed';
-export interface Approval { by: string; role: Role; planHash: string }
+export type OpState =
+  | 'planned'
+  | 'rejected'
+  | 'approved'
+  | 'running'
+  | 'baking'
+  | 'paused'
+  | 'halted'
+  | 'rolling_back'
+  | 'rolled_back'
+  | 'completed'
+  | 'cancelled'
+  | 'failed';
+export interface Approval {
+  by: string;
+  role: Role;
+  planHash: string;
+}
 export interface LifecycleState {
   state: OpState;
   waveCount: number; // waves in the plan (>= 1)
@@ -35,8 +51,17 @@ export interface LifecycleState {
   rollout: RolloutPolicy;
 }
 export type ProbeResult = 'healthy' | 'unhealthy' | 'error' | 'timeout' | 'not_configured';
-export interface ProbeOutcome { tenantId: string; result: ProbeResult; detail?: string }
-export interface WaveStats { done: number; failed: number; consecutiveFailures: number; pending: number }
+export interface ProbeOutcome {
+  tenantId: string;
+  result: ProbeResult;
+  detail?: string;
+}
+export interface WaveStats {
+  done: number;
+  failed: number;
+  consecutiveFailures: number;
+  pending: number;
+}
 export type LifecycleEvent =
   | { type: 'approve'; by: string; role: Role; planHash: string }
   | { type: 'start'; by: string; role: Role }
@@ -66,7 +91,8 @@ export type Decision =
 /** Only enqueue_wave starts deletions; restores (enqueue_rollback) are the undo direction. */
 export const isDestructive = (effect: Effect): boolean => effect.type === 'enqueue_wave';
 /** States reached by a halt (automatic or operator abort/rollback). */
-export const isHaltState = (state: OpState): boolean => state === 'halted' || state === 'rolling_back' || state === 'rolled_back';
+export const isHaltState = (state: OpState): boolean =>
+  state === 'halted' || state === 'rolling_back' || state === 'rolled_back';
 /** What a worker checks right before each destructive call: only a running, unfrozen operation executes. */
 export const mayExecute = (s: Pick<LifecycleState, 'state' | 'frozen'>): boolean => s.state === 'running' && !s.frozen;
 
@@ -78,14 +104,20 @@ export const mayExecute = (s: Pick<LifecycleState, 'state' | 'frozen'>): boolean
  */
 export function assessWave(stats: WaveStats, policy: HaltPolicy): { healthy: boolean; reason?: string } {
   if (stats.consecutiveFailures >= policy.maxConsecutiveFailures) {
-    return { healthy: false, reason: `${stats.consecutiveFailures} consecutive item failures (limit ${policy.maxConsecutiveFailures})` };
+    return {
+      healthy: false,
+      reason: `${stats.consecutiveFailures} consecutive item failures (limit ${policy.maxConsecutiveFailures})`,
+    };
   }
   const finished = stats.done + stats.failed;
   if (finished === 0) return { healthy: true };
   const rate = stats.failed / finished;
   const judged = finished >= policy.minSample || stats.pending === 0;
   if (judged && rate > policy.maxFailureRate) {
-    return { healthy: false, reason: `item failure rate ${pct(rate)} over ${pct(policy.maxFailureRate)} (${stats.failed}/${finished})` };
+    return {
+      healthy: false,
+      reason: `item failure rate ${pct(rate)} over ${pct(policy.maxFailureRate)} (${stats.failed}/${finished})`,
+    };
   }
   return { healthy: true };
 }
@@ -98,30 +130,68 @@ const SYSTEM = 'system'; // actor of decisions taken on worker reports
 const pct = (x: number) => `${Math.round(x * 10_000) / 100}%`;
 const ok = (next: LifecycleState, effects: Effect[]): Decision => ({ ok: true, next, effects });
 const unchanged = (s: LifecycleState): Decision => ({ ok: true, next: s, effects: [] });
-const refuse = (status: 409 | 403 | 422, code: string, message: string): Decision => ({ ok: false, code, message, status });
+const refuse = (status: 409 | 403 | 422, code: string, message: string): Decision => ({
+  ok: false,
+  code,
+  message,
+  status,
+});
 const invalid = (s: LifecycleState, type: string, hint = ''): Decision =>
   refuse(409, 'INVALID_TRANSITION', `cannot ${type} an operation that is ${s.state}${hint}`);
 const frozenRefusal = (type: string) => refuse(409, 'FROZEN', `cannot ${type} while a global freeze is in effect`);
-const audit = (action: string, from: LifecycleState, to: LifecycleState, actor: string, extra: Record<string, unknown> = {}): Effect =>
-  ({ type: 'audit', action: `operation.${action}`, detail: { actor, from: from.state, to: to.state, wave: to.currentWave, ...extra } });
+const audit = (
+  action: string,
+  from: LifecycleState,
+  to: LifecycleState,
+  actor: string,
+  extra: Record<string, unknown> = {},
+): Effect => ({
+  type: 'audit',
+  action: `operation.${action}`,
+  detail: { actor, from: from.state, to: to.state, wave: to.currentWave, ...extra },
+});
 const stop = (reason: string): Effect => ({ type: 'stop_execution', reason });
-const listTenants = (ps: ProbeOutcome[]) => ps.slice(0, 5).map((p) => `${p.tenantId} (${p.result}${p.detail ? `: ${p.detail}` : ''})`).join(', ') + (ps.length > 5 ? ` and ${ps.length - 5} more` : '');
+const listTenants = (ps: ProbeOutcome[]) =>
+  ps
+    .slice(0, 5)
+    .map((p) => `${p.tenantId} (${p.result}${p.detail ? `: ${p.detail}` : ''})`)
+    .join(', ') + (ps.length > 5 ? ` and ${ps.length - 5} more` : '');
 
 /** A halt: raise the flag, then roll back or wait for a human, as the halt policy says. */
 function halt(s: LifecycleState, reason: string, actor: string, extra: Record<string, unknown> = {}): Decision {
   const rollback = s.haltPolicy.onHalt === 'rollback';
-  const next: LifecycleState = { ...s, state: rollback ? 'rolling_back' : 'halted', pausedFrom: null, haltReason: reason };
-  const effects: Effect[] = [stop(reason), audit('halted', s, next, actor, { reason, onHalt: s.haltPolicy.onHalt, ...extra })];
+  const next: LifecycleState = {
+    ...s,
+    state: rollback ? 'rolling_back' : 'halted',
+    pausedFrom: null,
+    haltReason: reason,
+  };
+  const effects: Effect[] = [
+    stop(reason),
+    audit('halted', s, next, actor, { reason, onHalt: s.haltPolicy.onHalt, ...extra }),
+  ];
   if (rollback) effects.push({ type: 'enqueue_rollback' });
   return ok(next, effects);
 }
 
 /** Every path that queues a wave goes through here, so a freeze can never be bypassed. */
-function runWave(s: LifecycleState, wave: number, action: string, actor: string, extra: Record<string, unknown> = {}): Decision {
+function runWave(
+  s: LifecycleState,
+  wave: number,
+  action: string,
+  actor: string,
+  extra: Record<string, unknown> = {},
+): Decision {
   if (s.frozen) {
     // Only reachable from an inconsistent stored state (running/baking are never frozen): park it.
     const reason = 'global freeze in effect';
-    const next: LifecycleState = { ...s, state: 'paused', currentWave: wave, pausedFrom: 'running', haltReason: reason };
+    const next: LifecycleState = {
+      ...s,
+      state: 'paused',
+      currentWave: wave,
+      pausedFrom: 'running',
+      haltReason: reason,
+    };
     return ok(next, [stop(reason), audit('paused', s, next, actor, { reason })]);
   }
   const next: LifecycleState = { ...s, state: 'running', currentWave: wave, pausedFrom: null, haltReason: null };
@@ -138,12 +208,23 @@ function approvalsReady(s: LifecycleState): boolean {
 function approve(s: LifecycleState, e: Extract<LifecycleEvent, { type: 'approve' }>): Decision {
   if (s.state !== 'planned') return invalid(s, 'approve');
   if (e.by === s.requestedBy) return refuse(403, 'SELF_APPROVAL', 'the requester cannot approve their own operation');
-  if (e.role !== 'approver' && e.role !== 'admin') return refuse(403, 'FORBIDDEN', `role ${e.role} cannot approve operations`);
-  if (e.planHash !== s.planHash) return refuse(409, 'PLAN_HASH_MISMATCH', 'the approval is for a different plan than the current one; review the plan again');
-  if (s.approvals.some((a) => a.by === e.by)) return refuse(409, 'DUPLICATE_APPROVAL', `${e.by} has already approved this operation`);
-  const withApproval: LifecycleState = { ...s, approvals: [...s.approvals, { by: e.by, role: e.role, planHash: e.planHash }] };
+  if (e.role !== 'approver' && e.role !== 'admin')
+    return refuse(403, 'FORBIDDEN', `role ${e.role} cannot approve operations`);
+  if (e.planHash !== s.planHash)
+    return refuse(
+      409,
+      'PLAN_HASH_MISMATCH',
+      'the approval is for a different plan than the current one; review the plan again',
+    );
+  if (s.approvals.some((a) => a.by === e.by))
+    return refuse(409, 'DUPLICATE_APPROVAL', `${e.by} has already approved this operation`);
+  const withApproval: LifecycleState = {
+    ...s,
+    approvals: [...s.approvals, { by: e.by, role: e.role, planHash: e.planHash }],
+  };
   const detail = { approver: e.by, role: e.role, planHash: e.planHash, breakGlass: s.requiresBreakGlass };
-  if (!approvalsReady(withApproval)) return ok(withApproval, [audit('approval_recorded', s, withApproval, e.by, { ...detail, ready: false })]);
+  if (!approvalsReady(withApproval))
+    return ok(withApproval, [audit('approval_recorded', s, withApproval, e.by, { ...detail, ready: false })]);
   if (s.autoStart && !s.frozen) return runWave(withApproval, 0, 'approved_and_started', e.by, detail);
   const next: LifecycleState = { ...withApproval, state: 'approved' };
   return ok(next, [audit('approved', s, next, e.by, detail)]);
@@ -156,7 +237,10 @@ function validStats(st: WaveStats, settled: boolean): string | null {
   return null;
 }
 
-function waveReport(s: LifecycleState, e: Extract<LifecycleEvent, { type: 'item_outcomes' | 'wave_settled' }>): Decision {
+function waveReport(
+  s: LifecycleState,
+  e: Extract<LifecycleEvent, { type: 'item_outcomes' | 'wave_settled' }>,
+): Decision {
   const problem = validStats(e.stats, e.type === 'wave_settled');
   if (problem) return refuse(422, 'INVALID_EVENT', problem);
   // Reports for another wave, or arriving after the wave left running, are late and harmless.
@@ -172,9 +256,13 @@ function waveReport(s: LifecycleState, e: Extract<LifecycleEvent, { type: 'item_
   }
   // An empty wave touched nothing, so there is nothing to bake or probe (and an empty probe round
   // would halt as "no data").
-  if (e.stats.done + e.stats.failed === 0) return runWave(s, e.wave + 1, 'wave_started', SYSTEM, { skippedEmptyWave: e.wave });
+  if (e.stats.done + e.stats.failed === 0)
+    return runWave(s, e.wave + 1, 'wave_started', SYSTEM, { skippedEmptyWave: e.wave });
   const next: LifecycleState = { ...s, state: 'baking' };
-  return ok(next, [audit('wave_settled', s, next, SYSTEM, { stats: e.stats }), { type: 'start_bake', wave: e.wave, bakeSeconds: s.rollout.bakeSeconds }]);
+  return ok(next, [
+    audit('wave_settled', s, next, SYSTEM, { stats: e.stats }),
+    { type: 'start_bake', wave: e.wave, bakeSeconds: s.rollout.bakeSeconds },
+  ]);
 }
 
 function probes(s: LifecycleState, e: Extract<LifecycleEvent, { type: 'probes' }>): Decision {
@@ -183,7 +271,8 @@ function probes(s: LifecycleState, e: Extract<LifecycleEvent, { type: 'probes' }
   // Fail closed in every active state: no data, an error or a timeout all count as unhealthy.
   if (e.probes.length === 0) return halt(s, `wave ${e.wave}: no probe data`, SYSTEM);
   const bad = e.probes.filter((p) => BAD_PROBE.includes(p.result));
-  if (bad.length > 0) return halt(s, `wave ${e.wave}: unhealthy probes: ${listTenants(bad)}`, SYSTEM, { unhealthy: bad.length });
+  if (bad.length > 0)
+    return halt(s, `wave ${e.wave}: unhealthy probes: ${listTenants(bad)}`, SYSTEM, { unhealthy: bad.length });
   if (s.state !== 'baking') return unchanged(s); // only a bake moves the rollout forward
   const missing = e.probes.filter((p) => p.result === 'not_configured');
   if (missing.length > 0 && s.haltPolicy.probe === 'required') {
@@ -213,10 +302,19 @@ function resume(s: LifecycleState, by: string): Decision {
   return runWave(s, wave, 'resumed', by, { previousReason: s.haltReason });
 }
 
-function stopWith(s: LifecycleState, state: 'paused' | 'rolling_back', reason: string, by: string, frozen = s.frozen): Decision {
+function stopWith(
+  s: LifecycleState,
+  state: 'paused' | 'rolling_back',
+  reason: string,
+  by: string,
+  frozen = s.frozen,
+): Decision {
   const pausedFrom = state === 'paused' && (s.state === 'running' || s.state === 'baking') ? s.state : null;
   const next: LifecycleState = { ...s, state, pausedFrom, haltReason: reason, frozen };
-  const effects: Effect[] = [stop(reason), audit(state === 'paused' ? 'paused' : 'rollback_started', s, next, by, { reason })];
+  const effects: Effect[] = [
+    stop(reason),
+    audit(state === 'paused' ? 'paused' : 'rollback_started', s, next, by, { reason }),
+  ];
   if (state === 'rolling_back') effects.push({ type: 'enqueue_rollback' });
   return ok(next, effects);
 }
@@ -224,13 +322,15 @@ function stopWith(s: LifecycleState, state: 'paused' | 'rolling_back', reason: s
 export function decide(s: LifecycleState, e: LifecycleEvent): Decision {
   const always = e.type === 'freeze' || e.type === 'unfreeze';
   if (!always && TERMINAL.includes(s.state)) return invalid(s, e.type);
-  if (!always && s.state === 'completed' && e.type !== 'rollback') return invalid(s, e.type, '; only a rollback is possible');
+  if (!always && s.state === 'completed' && e.type !== 'rollback')
+    return invalid(s, e.type, '; only a rollback is possible');
   switch (e.type) {
     case 'approve':
       return approve(s, e);
     case 'start':
       if (s.state !== 'approved') return invalid(s, 'start', s.state === 'planned' ? '; it needs approval first' : '');
-      if (e.role !== 'operator' && e.role !== 'admin') return refuse(403, 'FORBIDDEN', `role ${e.role} cannot start operations`);
+      if (e.role !== 'operator' && e.role !== 'admin')
+        return refuse(403, 'FORBIDDEN', `role ${e.role} cannot start operations`);
       if (s.frozen) return frozenRefusal('start');
       return runWave(s, 0, 'started', e.by);
     case 'cancel':
@@ -240,7 +340,8 @@ export function decide(s: LifecycleState, e: LifecycleEvent): Decision {
         return ok(next, [audit('cancelled', s, next, e.by, { reason: e.reason })]);
       }
       const abortable = ['running', 'baking', 'paused', 'halted'].includes(s.state);
-      if (e.type === 'cancel') return invalid(s, 'cancel', abortable ? '; use abort or rollback once it has started' : '');
+      if (e.type === 'cancel')
+        return invalid(s, 'cancel', abortable ? '; use abort or rollback once it has started' : '');
       return abortable ? halt(s, `aborted by ${e.by}: ${e.reason}`, e.by, { aborted: true }) : invalid(s, 'abort');
     }
     case 'item_outcomes':
@@ -250,7 +351,8 @@ export function decide(s: LifecycleState, e: LifecycleEvent): Decision {
       return probes(s, e);
     case 'signal': {
       const reason = `signal ${e.kind}${e.tenantId ? ` for tenant ${e.tenantId}` : ''}${e.detail ? `: ${e.detail}` : ''}`;
-      if (s.state === 'running' || s.state === 'baking' || s.state === 'paused') return halt(s, reason, e.by, { signal: e.kind, tenantId: e.tenantId });
+      if (s.state === 'running' || s.state === 'baking' || s.state === 'paused')
+        return halt(s, reason, e.by, { signal: e.kind, tenantId: e.tenantId });
       // Nothing to stop (not started, or already stopped), but the report is still worth keeping.
       return ok(s, [audit('signal_recorded', s, s, e.by, { signal: e.kind, tenantId: e.tenantId, detail: e.detail })]);
     }
@@ -267,7 +369,8 @@ export function decide(s: LifecycleState, e: LifecycleEvent): Decision {
       if (!['running', 'baking', 'paused', 'halted', 'completed'].includes(s.state)) return invalid(s, 'rollback');
       return stopWith(s, 'rolling_back', `rollback by ${e.by}: ${e.reason}`, e.by);
     case 'freeze': {
-      if (s.state === 'running' || s.state === 'baking') return stopWith(s, 'paused', `global freeze: ${e.reason}`, e.by, true);
+      if (s.state === 'running' || s.state === 'baking')
+        return stopWith(s, 'paused', `global freeze: ${e.reason}`, e.by, true);
       if (s.frozen) return unchanged(s);
       // A freeze stops deletions, not restores: a rollback in progress carries on.
       const next: LifecycleState = { ...s, frozen: true };
@@ -280,9 +383,17 @@ export function decide(s: LifecycleState, e: LifecycleEvent): Decision {
     }
     case 'rollback_settled': {
       if (s.state !== 'rolling_back') return invalid(s, 'settle a rollback of');
-      if (![e.restored, e.failed].every((n) => Number.isInteger(n) && n >= 0)) return refuse(422, 'INVALID_EVENT', 'rollback counts must be non-negative integers');
+      if (![e.restored, e.failed].every((n) => Number.isInteger(n) && n >= 0))
+        return refuse(422, 'INVALID_EVENT', 'rollback counts must be non-negative integers');
       const next: LifecycleState = { ...s, state: 'rolled_back' };
-      const extra = e.failed > 0 ? { restored: e.restored, failed: e.failed, failedRestores: `${e.failed} item(s) could not be restored; see the item ledger` } : { restored: e.restored, failed: 0 };
+      const extra =
+        e.failed > 0
+          ? {
+              restored: e.restored,
+              failed: e.failed,
+              failedRestores: `${e.failed} item(s) could not be restored; see the item ledger`,
+            }
+          : { restored: e.restored, failed: 0 };
       return ok(next, [audit('rolled_back', s, next, SYSTEM, extra)]);
     }
     default: {

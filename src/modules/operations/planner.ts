@@ -5,13 +5,27 @@ import type pg from 'pg';
 import type { Budgets } from './policy.ts';
 import { scheduleWaves, type TenantLoad, type WavePlan } from './waves.ts';
 
-export const ID_CLASSES = ['ok', 'unknown', 'type_mismatch', 'pattern_mismatch', 'duplicate', 'already_deleted', 'protected'] as const;
+export const ID_CLASSES = [
+  'ok',
+  'unknown',
+  'type_mismatch',
+  'pattern_mismatch',
+  'duplicate',
+  'already_deleted',
+  'protected',
+] as const;
 export type IdClass = (typeof ID_CLASSES)[number];
 const SAMPLE_PER_CLASS = 100;
 const TOP_TENANTS = 20;
 const CASCADE_DEPTH = 5;
 
-export interface Offender { index: number; id: string; actualType: string | null; tenantId: string | null; state?: string | null }
+export interface Offender {
+  index: number;
+  id: string;
+  actualType: string | null;
+  tenantId: string | null;
+  state?: string | null;
+}
 export interface Classification {
   counts: Record<IdClass, number>;
   /** First offending IDs of each non-ok class, in submission order. */
@@ -22,7 +36,12 @@ export interface Classification {
 export interface PlanSummary {
   itemCount: number;
   tenantCount: number;
-  tenants: { total: number; internal: number; protected: number; top: { tenantId: string; items: number; internal: boolean; wave: number }[] };
+  tenants: {
+    total: number;
+    internal: number;
+    protected: number;
+    top: { tenantId: string; items: number; internal: boolean; wave: number }[];
+  };
   cascade: { type: string; count: number }[];
   waves: WavePlan[];
   budgets: { maxTenants: number; maxItems: number; withinBudget: boolean; breaches: string[] };
@@ -36,7 +55,11 @@ export interface PlanSummary {
  * pattern_mismatch when they do not even look like the target type), wrong type, pattern,
  * state, and protection. Materialised once so that counts, samples and items read the same rows.
  */
-export async function classify(client: pg.PoolClient, targetType: string, idPattern: string | null): Promise<Classification> {
+export async function classify(
+  client: pg.PoolClient,
+  targetType: string,
+  idPattern: string | null,
+): Promise<Classification> {
   await client.query(`SET LOCAL work_mem = '256MB'`);
   // Duplicates by hash aggregate (usually an empty result) rather than a window over a 1M-row
   // sort by ID, which cost more than the registry join itself.
@@ -63,19 +86,34 @@ export async function classify(client: pg.PoolClient, targetType: string, idPatt
     [targetType, idPattern],
   );
   const counts = Object.fromEntries(ID_CLASSES.map((c) => [c, 0])) as Record<IdClass, number>;
-  const byClass = await client.query<{ class: IdClass; n: number }>('SELECT class, count(*)::int AS n FROM plan_class GROUP BY class');
+  const byClass = await client.query<{ class: IdClass; n: number }>(
+    'SELECT class, count(*)::int AS n FROM plan_class GROUP BY class',
+  );
   for (const r of byClass.rows) counts[r.class] = r.n;
   const rejected = ID_CLASSES.some((c) => c !== 'ok' && counts[c] > 0);
   const samples: Classification['samples'] = {};
   if (rejected) {
-    const res = await client.query<{ class: IdClass; ord: number; id: string; actual_type: string | null; tenant_id: string | null; state: string | null }>(
+    const res = await client.query<{
+      class: IdClass;
+      ord: number;
+      id: string;
+      actual_type: string | null;
+      tenant_id: string | null;
+      state: string | null;
+    }>(
       `SELECT class, ord, id, actual_type, tenant_id, state FROM (
          SELECT *, row_number() OVER (PARTITION BY class ORDER BY ord) AS rn FROM plan_class WHERE class <> 'ok'
        ) s WHERE rn <= $1 ORDER BY class, ord`,
       [SAMPLE_PER_CLASS],
     );
     for (const r of res.rows) {
-      (samples[r.class] ??= []).push({ index: r.ord, id: r.id, actualType: r.actual_type, tenantId: r.tenant_id, ...(r.class === 'already_deleted' ? { state: r.state } : {}) });
+      (samples[r.class] ??= []).push({
+        index: r.ord,
+        id: r.id,
+        actualType: r.actual_type,
+        tenantId: r.tenant_id,
+        ...(r.class === 'already_deleted' ? { state: r.state } : {}),
+      });
     }
   }
   return { counts, samples, rejected };
@@ -97,35 +135,58 @@ export interface PlanInput {
 }
 
 /** Tenant loads, waves, cascade and budgets for an all-ok classification. */
-export async function buildPlan(client: pg.PoolClient, input: PlanInput): Promise<{ summary: Omit<PlanSummary, 'planHash'>; waveOf: Map<string, number> }> {
+export async function buildPlan(
+  client: pg.PoolClient,
+  input: PlanInput,
+): Promise<{ summary: Omit<PlanSummary, 'planHash'>; waveOf: Map<string, number> }> {
   const loads = await client.query<{ tenant_id: string; items: number; internal: boolean; protected: boolean }>(
     `SELECT c.tenant_id, count(*)::int AS items, t.internal, t.protected
      FROM plan_class c JOIN tenants t ON t.id = c.tenant_id GROUP BY c.tenant_id, t.internal, t.protected`,
   );
-  const tenants: TenantLoad[] = loads.rows.map((r) => ({ tenantId: r.tenant_id, items: r.items, internal: r.internal }));
+  const tenants: TenantLoad[] = loads.rows.map((r) => ({
+    tenantId: r.tenant_id,
+    items: r.items,
+    internal: r.internal,
+  }));
   const { waves, waveOf } = scheduleWaves(tenants, input.steps);
   const itemCount = tenants.reduce((n, t) => n + t.items, 0);
   const protectedTenants = loads.rows.filter((r) => r.protected).map((r) => r.tenant_id);
   const cascade = input.cascadeTo.length ? await cascadeCounts(client, input.cascadeTo) : [];
 
   const breaches: string[] = [];
-  if (tenants.length > input.budgets.maxTenants) breaches.push(`${tenants.length} tenants exceeds the budget of ${input.budgets.maxTenants}`);
-  if (itemCount > input.budgets.maxItems) breaches.push(`${itemCount} items exceeds the budget of ${input.budgets.maxItems}`);
+  if (tenants.length > input.budgets.maxTenants)
+    breaches.push(`${tenants.length} tenants exceeds the budget of ${input.budgets.maxTenants}`);
+  if (itemCount > input.budgets.maxItems)
+    breaches.push(`${itemCount} items exceeds the budget of ${input.budgets.maxItems}`);
   const breakGlassReasons = [...breaches];
   if (protectedTenants.length) {
-    breakGlassReasons.push(`${protectedTenants.length} protected tenant(s): ${protectedTenants.slice(0, 10).join(', ')}${protectedTenants.length > 10 ? ', …' : ''}`);
+    breakGlassReasons.push(
+      `${protectedTenants.length} protected tenant(s): ${protectedTenants.slice(0, 10).join(', ')}${protectedTenants.length > 10 ? ', …' : ''}`,
+    );
   }
-  const top = [...tenants].sort((a, b) => b.items - a.items || (a.tenantId < b.tenantId ? -1 : 1)).slice(0, TOP_TENANTS)
+  const top = [...tenants]
+    .sort((a, b) => b.items - a.items || (a.tenantId < b.tenantId ? -1 : 1))
+    .slice(0, TOP_TENANTS)
     .map((t) => ({ tenantId: t.tenantId, items: t.items, internal: t.internal, wave: waveOf.get(t.tenantId)! }));
   return {
     waveOf,
     summary: {
       itemCount,
       tenantCount: tenants.length,
-      tenants: { total: tenants.length, internal: tenants.filter((t) => t.internal).length, protected: protectedTenants.length, top },
+      tenants: {
+        total: tenants.length,
+        internal: tenants.filter((t) => t.internal).length,
+        protected: protectedTenants.length,
+        top,
+      },
       cascade,
       waves,
-      budgets: { maxTenants: input.budgets.maxTenants, maxItems: input.budgets.maxItems, withinBudget: breaches.length === 0, breaches },
+      budgets: {
+        maxTenants: input.budgets.maxTenants,
+        maxItems: input.budgets.maxItems,
+        withinBudget: breaches.length === 0,
+        breaches,
+      },
       requiresBreakGlass: breakGlassReasons.length > 0,
       breakGlassReasons,
     },
@@ -167,7 +228,13 @@ export async function insertWaves(client: pg.PoolClient, operationId: string, wa
   await client.query(
     `INSERT INTO operation_waves (operation_id, wave, from_seq, to_seq, tenants)
      SELECT $1, w, f, t, n FROM unnest($2::int[], $3::int[], $4::int[], $5::int[]) AS x(w, f, t, n)`,
-    [operationId, waves.map((w) => w.index), waves.map((w) => w.fromSeq), waves.map((w) => w.toSeq), waves.map((w) => w.tenants)],
+    [
+      operationId,
+      waves.map((w) => w.index),
+      waves.map((w) => w.fromSeq),
+      waves.map((w) => w.toSeq),
+      waves.map((w) => w.tenants),
+    ],
   );
 }
 
@@ -177,9 +244,15 @@ export async function insertWaves(client: pg.PoolClient, operationId: string, wa
  * many items. The ledger written with the plan never changes afterwards, so approving the hash
  * approves the ledger.
  */
-export function computePlanHash(header: string, idsHash: string, waves: WavePlan[], waveOf: Map<string, number>): string {
+export function computePlanHash(
+  header: string,
+  idsHash: string,
+  waves: WavePlan[],
+  waveOf: Map<string, number>,
+): string {
   const h = createHash('sha256').update(header).update('\n').update(idsHash).update('\n');
   for (const w of waves) h.update(`wave ${w.index} ${w.kind} ${w.tenants} ${w.items}\n`);
-  for (const [tenant, wave] of [...waveOf.entries()].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))) h.update(`${tenant}:${wave}\n`);
+  for (const [tenant, wave] of [...waveOf.entries()].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)))
+    h.update(`${tenant}:${wave}\n`);
   return h.digest('hex');
 }

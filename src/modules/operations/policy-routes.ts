@@ -7,33 +7,73 @@ import { appendAudit } from '../audit/repository.ts';
 import { DEFAULT_BUDGETS } from './policy.ts';
 import { getBudgets } from './repository.ts';
 
-const Budgets = Type.Object({
-  maxTenants: Type.Integer({ minimum: 1, maximum: 10_000_000, description: 'Tenants one operation may touch without break-glass' }),
-  maxItems: Type.Integer({ minimum: 1, maximum: 100_000_000, description: 'Items one operation may touch without break-glass' }),
-}, { additionalProperties: false, description: 'Per-operation budgets', example: { maxTenants: 50, maxItems: 100_000 } });
+const Budgets = Type.Object(
+  {
+    maxTenants: Type.Integer({
+      minimum: 1,
+      maximum: 10_000_000,
+      description: 'Tenants one operation may touch without break-glass',
+    }),
+    maxItems: Type.Integer({
+      minimum: 1,
+      maximum: 100_000_000,
+      description: 'Items one operation may touch without break-glass',
+    }),
+  },
+  { additionalProperties: false, description: 'Per-operation budgets', example: { maxTenants: 50, maxItems: 100_000 } },
+);
 
-const PolicyView = Type.Object({ budgets: Budgets }, { description: 'The policy in force', example: { budgets: { maxTenants: 50, maxItems: 100_000 } } });
+const PolicyView = Type.Object(
+  { budgets: Budgets },
+  { description: 'The policy in force', example: { budgets: { maxTenants: 50, maxItems: 100_000 } } },
+);
 
 export default async function policyRoutes(app: App) {
-  app.get('/admin/policy', {
-    config: { auth: 'any' },
-    schema: { operationId: 'getPolicy', tags: ['admin'], summary: 'Read the policy', description: 'Budgets that plans are checked against.', response: { 200: PolicyView, ...errorResponses(401) } },
-  }, async () => ({ budgets: { ...DEFAULT_BUDGETS, ...(await getBudgets(app.db.pool)) } }));
-
-  app.put('/admin/policy', {
-    config: { auth: ['admin'], audited: true },
-    schema: {
-      operationId: 'setPolicy', tags: ['admin'], summary: 'Set the policy',
-      description: 'Replaces the budgets. Applies to plans made afterwards; existing plans keep the verdict they were approved with.',
-      body: PolicyView, response: { 200: PolicyView, ...errorResponses(400, 401, 403) },
+  app.get(
+    '/admin/policy',
+    {
+      config: { auth: 'any' },
+      schema: {
+        operationId: 'getPolicy',
+        tags: ['admin'],
+        summary: 'Read the policy',
+        description: 'Budgets that plans are checked against.',
+        response: { 200: PolicyView, ...errorResponses(401) },
+      },
     },
-  }, async (req) => {
-    await inTransaction(app.db.pool, async (c) => {
-      await c.query(`INSERT INTO settings (key, value, updated_by) VALUES ('budgets', $1, $2)
-                     ON CONFLICT (key) DO UPDATE SET value = $1, updated_by = $2, updated_at = now()`, [JSON.stringify(req.body.budgets), req.principal!.name]);
-      await appendAudit(c, { actor: req.principal!.name, action: 'policy.set', outcome: 'accepted', payload: { budgets: req.body.budgets } });
-    });
-    req.auditedByService = true;
-    return { budgets: req.body.budgets };
-  });
+    async () => ({ budgets: { ...DEFAULT_BUDGETS, ...(await getBudgets(app.db.pool)) } }),
+  );
+
+  app.put(
+    '/admin/policy',
+    {
+      config: { auth: ['admin'], audited: true },
+      schema: {
+        operationId: 'setPolicy',
+        tags: ['admin'],
+        summary: 'Set the policy',
+        description:
+          'Replaces the budgets. Applies to plans made afterwards; existing plans keep the verdict they were approved with.',
+        body: PolicyView,
+        response: { 200: PolicyView, ...errorResponses(400, 401, 403) },
+      },
+    },
+    async (req) => {
+      await inTransaction(app.db.pool, async (c) => {
+        await c.query(
+          `INSERT INTO settings (key, value, updated_by) VALUES ('budgets', $1, $2)
+                     ON CONFLICT (key) DO UPDATE SET value = $1, updated_by = $2, updated_at = now()`,
+          [JSON.stringify(req.body.budgets), req.principal!.name],
+        );
+        await appendAudit(c, {
+          actor: req.principal!.name,
+          action: 'policy.set',
+          outcome: 'accepted',
+          payload: { budgets: req.body.budgets },
+        });
+      });
+      req.auditedByService = true;
+      return { budgets: req.body.budgets };
+    },
+  );
 }

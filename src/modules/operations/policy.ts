@@ -3,35 +3,121 @@
 import { Type, type Static } from '@fastify/type-provider-typebox';
 
 /** A wave boundary: a number of tenants ("1") or a cumulative share of tenants ("10%"). */
-export const WaveStep = Type.String({ pattern: '^([1-9][0-9]{0,6}|([1-9][0-9]?(\\.[0-9]+)?|100)%)$', description: 'Cumulative tenants reached by the end of this wave: a count ("1") or a share ("10%")', example: '10%' });
+export const WaveStep = Type.String({
+  pattern: '^([1-9][0-9]{0,6}|([1-9][0-9]?(\\.[0-9]+)?|100)%)$',
+  description: 'Cumulative tenants reached by the end of this wave: a count ("1") or a share ("10%")',
+  example: '10%',
+});
 
-export const RolloutPolicy = Type.Object({
-  waves: Type.Array(WaveStep, { minItems: 1, maxItems: 20, description: 'Canary waves after the internal-tenant wave; the last one is always extended to 100%', default: ['1', '1%', '10%', '50%', '100%'] }),
-  bakeSeconds: Type.Integer({ minimum: 0, maximum: 86_400, default: 300, description: 'Time to wait and probe between waves' }),
-  concurrency: Type.Integer({ minimum: 1, maximum: 256, default: 16, description: 'Destructive calls in flight at once' }),
-  maxItemsPerMinute: Type.Integer({ minimum: 1, maximum: 10_000_000, default: 6_000_000, description: 'Velocity cap on items' }),
-  maxTenantsPerMinute: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 1_000_000, description: 'Velocity cap on newly touched tenants' }),
-  waveDeadlineSeconds: Type.Integer({ minimum: 1, maximum: 604_800, default: 3_600, description: 'A wave still running after this long halts the operation' }),
-}, { additionalProperties: false, description: 'How the operation is rolled out' });
+export const RolloutPolicy = Type.Object(
+  {
+    waves: Type.Array(WaveStep, {
+      minItems: 1,
+      maxItems: 20,
+      description: 'Canary waves after the internal-tenant wave; the last one is always extended to 100%',
+      default: ['1', '1%', '10%', '50%', '100%'],
+    }),
+    bakeSeconds: Type.Integer({
+      minimum: 0,
+      maximum: 86_400,
+      default: 300,
+      description: 'Time to wait and probe between waves',
+    }),
+    concurrency: Type.Integer({
+      minimum: 1,
+      maximum: 256,
+      default: 16,
+      description: 'Destructive calls in flight at once',
+    }),
+    maxItemsPerMinute: Type.Integer({
+      minimum: 1,
+      maximum: 10_000_000,
+      default: 6_000_000,
+      description: 'Velocity cap on items',
+    }),
+    maxTenantsPerMinute: Type.Integer({
+      minimum: 1,
+      maximum: 1_000_000,
+      default: 1_000_000,
+      description: 'Velocity cap on newly touched tenants',
+    }),
+    waveDeadlineSeconds: Type.Integer({
+      minimum: 1,
+      maximum: 604_800,
+      default: 3_600,
+      description: 'A wave still running after this long halts the operation',
+    }),
+  },
+  { additionalProperties: false, description: 'How the operation is rolled out' },
+);
 
-export const HaltPolicy = Type.Object({
-  onHalt: Type.Union([Type.Literal('rollback'), Type.Literal('pause')], { default: 'rollback', description: 'What a halt does: restore everything touched, or stop and wait for a human' }),
-  maxFailureRate: Type.Number({ minimum: 0, maximum: 1, default: 0.05, description: 'Item failure share in a wave above which the operation halts' }),
-  minSample: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 20, description: 'Items finished before the failure rate is judged' }),
-  maxConsecutiveFailures: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 5, description: 'Consecutive item failures that halt at once' }),
-  probe: Type.Union([Type.Literal('required'), Type.Literal('optional')], { default: 'required', description: 'required: a resource type without a health probe makes analysis inconclusive (pause)' }),
-  probeTimeoutMs: Type.Integer({ minimum: 50, maximum: 60_000, default: 2_000, description: 'A probe that does not answer in time is unhealthy' }),
-}, { additionalProperties: false, description: 'When and how the operation stops itself' });
+export const HaltPolicy = Type.Object(
+  {
+    onHalt: Type.Union([Type.Literal('rollback'), Type.Literal('pause')], {
+      default: 'rollback',
+      description: 'What a halt does: restore everything touched, or stop and wait for a human',
+    }),
+    maxFailureRate: Type.Number({
+      minimum: 0,
+      maximum: 1,
+      default: 0.05,
+      description: 'Item failure share in a wave above which the operation halts',
+    }),
+    minSample: Type.Integer({
+      minimum: 1,
+      maximum: 1_000_000,
+      default: 20,
+      description: 'Items finished before the failure rate is judged',
+    }),
+    maxConsecutiveFailures: Type.Integer({
+      minimum: 1,
+      maximum: 1_000_000,
+      default: 5,
+      description: 'Consecutive item failures that halt at once',
+    }),
+    probe: Type.Union([Type.Literal('required'), Type.Literal('optional')], {
+      default: 'required',
+      description: 'required: a resource type without a health probe makes analysis inconclusive (pause)',
+    }),
+    probeTimeoutMs: Type.Integer({
+      minimum: 50,
+      maximum: 60_000,
+      default: 2_000,
+      description: 'A probe that does not answer in time is unhealthy',
+    }),
+  },
+  { additionalProperties: false, description: 'When and how the operation stops itself' },
+);
 
 export type RolloutPolicy = Static<typeof RolloutPolicy>;
 export type HaltPolicy = Static<typeof HaltPolicy>;
 
-export const DEFAULT_ROLLOUT: RolloutPolicy = { waves: ['1', '1%', '10%', '50%', '100%'], bakeSeconds: 300, concurrency: 16, maxItemsPerMinute: 6_000_000, maxTenantsPerMinute: 1_000_000, waveDeadlineSeconds: 3_600 };
-export const DEFAULT_HALT: HaltPolicy = { onHalt: 'rollback', maxFailureRate: 0.05, minSample: 20, maxConsecutiveFailures: 5, probe: 'required', probeTimeoutMs: 2_000 };
+export const DEFAULT_ROLLOUT: RolloutPolicy = {
+  waves: ['1', '1%', '10%', '50%', '100%'],
+  bakeSeconds: 300,
+  concurrency: 16,
+  maxItemsPerMinute: 6_000_000,
+  maxTenantsPerMinute: 1_000_000,
+  waveDeadlineSeconds: 3_600,
+};
+export const DEFAULT_HALT: HaltPolicy = {
+  onHalt: 'rollback',
+  maxFailureRate: 0.05,
+  minSample: 20,
+  maxConsecutiveFailures: 5,
+  probe: 'required',
+  probeTimeoutMs: 2_000,
+};
 
 /** Budgets: beyond these a plan is still made but needs a break-glass approval. */
-export interface Budgets { maxTenants: number; maxItems: number }
+export interface Budgets {
+  maxTenants: number;
+  maxItems: number;
+}
 export const DEFAULT_BUDGETS: Budgets = { maxTenants: 50, maxItems: 100_000 };
 
-export const withRolloutDefaults = (p: Partial<RolloutPolicy> | undefined): RolloutPolicy => ({ ...DEFAULT_ROLLOUT, ...p });
+export const withRolloutDefaults = (p: Partial<RolloutPolicy> | undefined): RolloutPolicy => ({
+  ...DEFAULT_ROLLOUT,
+  ...p,
+});
 export const withHaltDefaults = (p: Partial<HaltPolicy> | undefined): HaltPolicy => ({ ...DEFAULT_HALT, ...p });

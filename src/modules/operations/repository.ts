@@ -33,10 +33,28 @@ export async function insertOperation(client: pg.PoolClient, o: NewOperation) {
        idempotency_key, request_hash, rollout, halt_policy, plan, plan_hash, rejection, item_count, tenant_count,
        requires_break_glass, auto_start)
      VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20)`,
-    [o.id, o.action, o.targetType, o.mode, o.reason, o.ticket, o.state, o.requestedBy, o.requestedByName,
-      o.idempotencyKey, o.requestHash, JSON.stringify(o.rollout), JSON.stringify(o.haltPolicy),
-      o.plan === null ? null : JSON.stringify(o.plan), o.planHash, o.rejection === null ? null : JSON.stringify(o.rejection),
-      o.itemCount, o.tenantCount, o.requiresBreakGlass, o.autoStart],
+    [
+      o.id,
+      o.action,
+      o.targetType,
+      o.mode,
+      o.reason,
+      o.ticket,
+      o.state,
+      o.requestedBy,
+      o.requestedByName,
+      o.idempotencyKey,
+      o.requestHash,
+      JSON.stringify(o.rollout),
+      JSON.stringify(o.haltPolicy),
+      o.plan === null ? null : JSON.stringify(o.plan),
+      o.planHash,
+      o.rejection === null ? null : JSON.stringify(o.rejection),
+      o.itemCount,
+      o.tenantCount,
+      o.requiresBreakGlass,
+      o.autoStart,
+    ],
   );
 }
 
@@ -69,12 +87,20 @@ export function operationReads(prisma: PrismaClient) {
       }),
     rejections: (q: { operationId: string; class?: string; cursor?: number; limit: number }) =>
       prisma.operationRejection.findMany({
-        where: { operationId: q.operationId, ...(q.class ? { class: q.class } : {}), ...(q.cursor !== undefined ? { ordinal: { gt: q.cursor } } : {}) },
+        where: {
+          operationId: q.operationId,
+          ...(q.class ? { class: q.class } : {}),
+          ...(q.cursor !== undefined ? { ordinal: { gt: q.cursor } } : {}),
+        },
         orderBy: { ordinal: 'asc' },
         take: q.limit,
       }),
     waveProgress: async (operationId: string) => {
-      const rows = await prisma.operationItem.groupBy({ by: ['wave', 'state'], where: { operationId }, _count: { _all: true } });
+      const rows = await prisma.operationItem.groupBy({
+        by: ['wave', 'state'],
+        where: { operationId },
+        _count: { _all: true },
+      });
       const byWave = new Map<number, Record<string, number>>();
       for (const r of rows) {
         const counts = byWave.get(r.wave) ?? {};
@@ -98,6 +124,8 @@ export async function getResourceType(client: pg.PoolClient | pg.Pool, name: str
 }
 
 export async function getBudgets(client: pg.PoolClient | pg.Pool) {
-  const res = await client.query<{ value: { maxTenants?: number; maxItems?: number } }>(`SELECT value FROM settings WHERE key = 'budgets'`);
+  const res = await client.query<{ value: { maxTenants?: number; maxItems?: number } }>(
+    `SELECT value FROM settings WHERE key = 'budgets'`,
+  );
   return res.rows[0]?.value;
 }

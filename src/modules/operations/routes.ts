@@ -6,11 +6,26 @@ import { lineBatches, parseJsonLine, type Line } from '../../lib/lines.ts';
 import { errorResponses, type App } from '../../lib/schemas.ts';
 import { NDJSON, TEXT } from '../../plugins/uploads.ts';
 import { validateValue } from '../../plugins/validation.ts';
-import { inlineBatches, MAX_INLINE_IDS, MAX_STREAMED_IDS, ndjsonIdBatches, textIdBatches, type IdBatches } from './intake.ts';
+import {
+  inlineBatches,
+  MAX_INLINE_IDS,
+  MAX_STREAMED_IDS,
+  ndjsonIdBatches,
+  textIdBatches,
+  type IdBatches,
+} from './intake.ts';
 import { ID_CLASSES } from './planner.ts';
 import { operationReads } from './repository.ts';
 import { operationService, type SubmitResult } from './service.ts';
-import { CreateOperationBody, CreateOperationQuery, DryRunView, ItemsPage, OperationSpec, OperationsPage, ReportPage } from './schemas.ts';
+import {
+  CreateOperationBody,
+  CreateOperationQuery,
+  DryRunView,
+  ItemsPage,
+  OperationSpec,
+  OperationsPage,
+  ReportPage,
+} from './schemas.ts';
 import { operationView } from './views.ts';
 
 const STREAM_LIMITS = { maxBytes: 256 * 1024 * 1024, maxLineBytes: 64 * 1024, batchSize: 10_000 };
@@ -20,38 +35,70 @@ export default async function operationRoutes(app: App) {
   const reads = operationReads(app.db.prisma);
   const service = operationService({ pool: app.db.pool, reads, metrics: app.metrics, log: app.log });
 
-  app.post('/operations', {
-    config: { auth: ['requester'], audited: true },
-    schema: {
-      operationId: 'createOperation', tags: ['operations'], summary: 'Submit a destructive operation',
-      description:
-        'Resolves every ID against the registry. Any ID that is unknown, of another type, not matching the type\'s ID pattern, ' +
-        'duplicated, already deleted or protected rejects the whole operation (422 PLAN_REJECTED with a per-ID report; the rejection is recorded). ' +
-        'Otherwise 201 with the plan. Bodies: application/json (up to 100,000 IDs inline); application/x-ndjson (first line the spec, then one ID per line as a JSON string, up to 1,000,000); ' +
-        'text/plain (one ID per line, spec in the query string). `Idempotency-Key`: the same key with the same body returns the same operation; with another body 409.',
-      headers: Type.Object({ 'idempotency-key': Type.Optional(Type.String({ minLength: 1, maxLength: 200, pattern: '^[\\x21-\\x7e]+$', description: 'Makes retries safe' })) }),
-      querystring: CreateOperationQuery,
-      body: {
-        content: {
-          'application/json': { schema: CreateOperationBody },
-          [NDJSON]: { schema: Type.String({ description: 'Line 1: OperationSpec JSON. Then one ID per line: "app_1" or {"id":"app_1"}', example: '{"targetType":"app","reason":"cleanup","ticket":"CHG-1"}\n"app_1"\n"app_2"\n' }) },
-          [TEXT]: { schema: Type.String({ description: 'One ID per line; spec in the query string', example: 'app_1\napp_2\n' }) },
+  app.post(
+    '/operations',
+    {
+      config: { auth: ['requester'], audited: true },
+      schema: {
+        operationId: 'createOperation',
+        tags: ['operations'],
+        summary: 'Submit a destructive operation',
+        description:
+          "Resolves every ID against the registry. Any ID that is unknown, of another type, not matching the type's ID pattern, " +
+          'duplicated, already deleted or protected rejects the whole operation (422 PLAN_REJECTED with a per-ID report; the rejection is recorded). ' +
+          'Otherwise 201 with the plan. Bodies: application/json (up to 100,000 IDs inline); application/x-ndjson (first line the spec, then one ID per line as a JSON string, up to 1,000,000); ' +
+          'text/plain (one ID per line, spec in the query string). `Idempotency-Key`: the same key with the same body returns the same operation; with another body 409.',
+        headers: Type.Object({
+          'idempotency-key': Type.Optional(
+            Type.String({
+              minLength: 1,
+              maxLength: 200,
+              pattern: '^[\\x21-\\x7e]+$',
+              description: 'Makes retries safe',
+            }),
+          ),
+        }),
+        querystring: CreateOperationQuery,
+        body: {
+          content: {
+            'application/json': { schema: CreateOperationBody },
+            [NDJSON]: {
+              schema: Type.String({
+                description: 'Line 1: OperationSpec JSON. Then one ID per line: "app_1" or {"id":"app_1"}',
+                example: '{"targetType":"app","reason":"cleanup","ticket":"CHG-1"}\n"app_1"\n"app_2"\n',
+              }),
+            },
+            [TEXT]: {
+              schema: Type.String({
+                description: 'One ID per line; spec in the query string',
+                example: 'app_1\napp_2\n',
+              }),
+            },
+          },
+        } as never,
+        response: {
+          201: { ...Type.Ref('Operation'), description: 'Planned: the operation with its plan' },
+          200: Type.Union([Type.Ref('Operation'), DryRunView], {
+            description: 'Idempotent replay of a planned operation, or a dry-run plan',
+            example: { dryRun: true, plan: { itemCount: 2 } },
+          }),
+          ...errorResponses(400, 401, 403, 409, 413, 415, 422),
         },
-      } as never,
-      response: {
-        201: { ...Type.Ref('Operation'), description: 'Planned: the operation with its plan' },
-        200: Type.Union([Type.Ref('Operation'), DryRunView], { description: 'Idempotent replay of a planned operation, or a dry-run plan', example: { dryRun: true, plan: { itemCount: 2 } } }),
-        ...errorResponses(400, 401, 403, 409, 413, 415, 422),
       },
     },
-  }, async (req, reply) => {
-    const key = (req.headers['idempotency-key']) ?? null;
-    const { spec, ids, maxIds } = await readSubmission(req.headers['content-type'], req.body, req.query);
-    const result = await service.submit({ spec, ids, maxIds, idempotencyKey: key, principal: req.principal! });
-    return respond(result, reply, req);
-  });
+    async (req, reply) => {
+      const key = req.headers['idempotency-key'] ?? null;
+      const { spec, ids, maxIds } = await readSubmission(req.headers['content-type'], req.body, req.query);
+      const result = await service.submit({ spec, ids, maxIds, idempotencyKey: key, principal: req.principal! });
+      return respond(result, reply, req);
+    },
+  );
 
-  function respond(result: SubmitResult, reply: { status(n: number): { send(b: unknown): unknown }; header(k: string, v: string): unknown }, req: { auditedByService?: boolean }) {
+  function respond(
+    result: SubmitResult,
+    reply: { status(n: number): { send(b: unknown): unknown }; header(k: string, v: string): unknown },
+    req: { auditedByService?: boolean },
+  ) {
     switch (result.kind) {
       case 'planned':
         if (result.replayed) reply.header('idempotent-replayed', 'true');
@@ -69,77 +116,137 @@ export default async function operationRoutes(app: App) {
     }
   }
 
-  app.get('/operations', {
-    config: { auth: 'any' },
-    schema: {
-      operationId: 'listOperations', tags: ['operations'], summary: 'List operations', description: 'Newest first; filter by state.',
-      querystring: Type.Object({
-        state: Type.Optional(Type.String({ maxLength: 20 })),
-        limit: Type.Integer({ minimum: 1, maximum: 200, default: 50 }),
-        cursor: Type.Optional(Type.String({ maxLength: 100 })),
-      }, { additionalProperties: false }),
-      response: { 200: OperationsPage, ...errorResponses(400, 401) },
+  app.get(
+    '/operations',
+    {
+      config: { auth: 'any' },
+      schema: {
+        operationId: 'listOperations',
+        tags: ['operations'],
+        summary: 'List operations',
+        description: 'Newest first; filter by state.',
+        querystring: Type.Object(
+          {
+            state: Type.Optional(Type.String({ maxLength: 20 })),
+            limit: Type.Integer({ minimum: 1, maximum: 200, default: 50 }),
+            cursor: Type.Optional(Type.String({ maxLength: 100 })),
+          },
+          { additionalProperties: false },
+        ),
+        response: { 200: OperationsPage, ...errorResponses(400, 401) },
+      },
     },
-  }, async (req) => {
-    const rows = await reads.list(req.query);
-    return { items: rows.map((r) => operationView(r)), nextCursor: rows.length === req.query.limit ? rows[rows.length - 1]!.id : null };
-  });
+    async (req) => {
+      const rows = await reads.list(req.query);
+      return {
+        items: rows.map((r) => operationView(r)),
+        nextCursor: rows.length === req.query.limit ? rows[rows.length - 1]!.id : null,
+      };
+    },
+  );
 
-  app.get('/operations/:id', {
-    config: { auth: 'any' },
-    schema: {
-      operationId: 'getOperation', tags: ['operations'], summary: 'Get an operation', description: 'State, plan, current wave, per-wave item counts and halt reason.',
-      params: IdParams,
-      response: { 200: { ...Type.Ref('Operation'), description: 'The operation' }, ...errorResponses(401, 404) },
+  app.get(
+    '/operations/:id',
+    {
+      config: { auth: 'any' },
+      schema: {
+        operationId: 'getOperation',
+        tags: ['operations'],
+        summary: 'Get an operation',
+        description: 'State, plan, current wave, per-wave item counts and halt reason.',
+        params: IdParams,
+        response: { 200: { ...Type.Ref('Operation'), description: 'The operation' }, ...errorResponses(401, 404) },
+      },
     },
-  }, async (req) => {
-    const op = await reads.get(req.params.id);
-    return operationView(op, await reads.waveProgress(op.id));
-  });
+    async (req) => {
+      const op = await reads.get(req.params.id);
+      return operationView(op, await reads.waveProgress(op.id));
+    },
+  );
 
-  app.get('/operations/:id/items', {
-    config: { auth: 'any' },
-    schema: {
-      operationId: 'listOperationItems', tags: ['operations'], summary: 'List an operation\'s items', description: 'The item ledger in wave order, paginated; filter by wave and state.',
-      params: IdParams,
-      querystring: Type.Object({
-        wave: Type.Optional(Type.Integer({ minimum: 0 })),
-        state: Type.Optional(Type.String({ maxLength: 20 })),
-        limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }),
-        cursor: Type.Optional(Type.Integer({ minimum: -1, description: 'nextCursor of the previous page' })),
-      }, { additionalProperties: false }),
-      response: { 200: ItemsPage, ...errorResponses(400, 401, 404) },
+  app.get(
+    '/operations/:id/items',
+    {
+      config: { auth: 'any' },
+      schema: {
+        operationId: 'listOperationItems',
+        tags: ['operations'],
+        summary: "List an operation's items",
+        description: 'The item ledger in wave order, paginated; filter by wave and state.',
+        params: IdParams,
+        querystring: Type.Object(
+          {
+            wave: Type.Optional(Type.Integer({ minimum: 0 })),
+            state: Type.Optional(Type.String({ maxLength: 20 })),
+            limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }),
+            cursor: Type.Optional(Type.Integer({ minimum: -1, description: 'nextCursor of the previous page' })),
+          },
+          { additionalProperties: false },
+        ),
+        response: { 200: ItemsPage, ...errorResponses(400, 401, 404) },
+      },
     },
-  }, async (req) => {
-    const op = await reads.get(req.params.id);
-    const rows = await reads.items({ operationId: op.id, ...req.query });
-    return {
-      items: rows.map((r) => ({ seq: r.seq, resourceId: r.resourceId, tenantId: r.tenantId, wave: r.wave, state: r.state, attempts: r.attempts, lastError: r.lastError, updatedAt: r.updatedAt.toISOString() })),
-      nextCursor: rows.length === req.query.limit ? String(rows[rows.length - 1]!.seq) : null,
-    };
-  });
+    async (req) => {
+      const op = await reads.get(req.params.id);
+      const rows = await reads.items({ operationId: op.id, ...req.query });
+      return {
+        items: rows.map((r) => ({
+          seq: r.seq,
+          resourceId: r.resourceId,
+          tenantId: r.tenantId,
+          wave: r.wave,
+          state: r.state,
+          attempts: r.attempts,
+          lastError: r.lastError,
+          updatedAt: r.updatedAt.toISOString(),
+        })),
+        nextCursor: rows.length === req.query.limit ? String(rows[rows.length - 1]!.seq) : null,
+      };
+    },
+  );
 
-  app.get('/operations/:id/report', {
-    config: { auth: 'any' },
-    schema: {
-      operationId: 'getRejectionReport', tags: ['operations'], summary: 'Full report of a rejected plan', description: 'Every offending ID with its class, actual type and tenant, in submission order.',
-      params: IdParams,
-      querystring: Type.Object({
-        class: Type.Optional(Type.Union(ID_CLASSES.filter((c) => c !== 'ok').map((c) => Type.Literal(c)))),
-        limit: Type.Integer({ minimum: 1, maximum: 5000, default: 1000 }),
-        cursor: Type.Optional(Type.Integer({ minimum: 0 })),
-      }, { additionalProperties: false }),
-      response: { 200: ReportPage, ...errorResponses(400, 401, 404) },
+  app.get(
+    '/operations/:id/report',
+    {
+      config: { auth: 'any' },
+      schema: {
+        operationId: 'getRejectionReport',
+        tags: ['operations'],
+        summary: 'Full report of a rejected plan',
+        description: 'Every offending ID with its class, actual type and tenant, in submission order.',
+        params: IdParams,
+        querystring: Type.Object(
+          {
+            class: Type.Optional(Type.Union(ID_CLASSES.filter((c) => c !== 'ok').map((c) => Type.Literal(c)))),
+            limit: Type.Integer({ minimum: 1, maximum: 5000, default: 1000 }),
+            cursor: Type.Optional(Type.Integer({ minimum: 0 })),
+          },
+          { additionalProperties: false },
+        ),
+        response: { 200: ReportPage, ...errorResponses(400, 401, 404) },
+      },
     },
-  }, async (req) => {
-    const op = await reads.get(req.params.id);
-    const rows = await reads.rejections({ operationId: op.id, class: req.query.class, cursor: req.query.cursor, limit: req.query.limit });
-    return {
-      counts: ((op.rejection as { counts?: Record<string, number> } | null)?.counts ?? {}),
-      items: rows.map((r) => ({ index: r.ordinal, id: r.resourceId, class: r.class, actualType: r.actualType, tenantId: r.tenantId })),
-      nextCursor: rows.length === req.query.limit ? String(rows[rows.length - 1]!.ordinal) : null,
-    };
-  });
+    async (req) => {
+      const op = await reads.get(req.params.id);
+      const rows = await reads.rejections({
+        operationId: op.id,
+        class: req.query.class,
+        cursor: req.query.cursor,
+        limit: req.query.limit,
+      });
+      return {
+        counts: (op.rejection as { counts?: Record<string, number> } | null)?.counts ?? {},
+        items: rows.map((r) => ({
+          index: r.ordinal,
+          id: r.resourceId,
+          class: r.class,
+          actualType: r.actualType,
+          tenantId: r.tenantId,
+        })),
+        nextCursor: rows.length === req.query.limit ? String(rows[rows.length - 1]!.ordinal) : null,
+      };
+    },
+  );
 }
 
 declare module 'fastify' {
@@ -150,20 +257,35 @@ declare module 'fastify' {
 }
 
 function planRejected(counts: Record<string, number>, offenders: unknown, operationId: string | null) {
-  const bad = Object.entries(counts).filter(([c, n]) => c !== 'ok' && n > 0).map(([c, n]) => `${n} ${c}`).join(', ');
-  return new UnprocessableError('PLAN_REJECTED', `The operation was rejected: ${bad}. Nothing will run; resubmit a corrected list.`, {
-    operationId,
-    counts,
-    offenders,
-    reportUrl: operationId ? `/v1/operations/${operationId}/report` : null,
-  });
+  const bad = Object.entries(counts)
+    .filter(([c, n]) => c !== 'ok' && n > 0)
+    .map(([c, n]) => `${n} ${c}`)
+    .join(', ');
+  return new UnprocessableError(
+    'PLAN_REJECTED',
+    `The operation was rejected: ${bad}. Nothing will run; resubmit a corrected list.`,
+    {
+      operationId,
+      counts,
+      offenders,
+      reportUrl: operationId ? `/v1/operations/${operationId}/report` : null,
+    },
+  );
 }
 
-async function readSubmission(contentType: string | undefined, body: unknown, query: Record<string, unknown>): Promise<{ spec: OperationSpec; ids: IdBatches; maxIds: number }> {
+async function readSubmission(
+  contentType: string | undefined,
+  body: unknown,
+  query: Record<string, unknown>,
+): Promise<{ spec: OperationSpec; ids: IdBatches; maxIds: number }> {
   const media = (contentType ?? '').split(';')[0]!.trim().toLowerCase();
   const queryFields = Object.keys(query).filter((k) => query[k] !== undefined);
   if (media !== TEXT && queryFields.length) {
-    throw new BadRequestError('SPEC_IN_QUERY', `Query parameters (${queryFields.join(', ')}) are only for text/plain uploads; put the spec in the body`, { fields: queryFields });
+    throw new BadRequestError(
+      'SPEC_IN_QUERY',
+      `Query parameters (${queryFields.join(', ')}) are only for text/plain uploads; put the spec in the body`,
+      { fields: queryFields },
+    );
   }
   if (media === NDJSON) {
     const it = lineBatches(body as Readable, STREAM_LIMITS)[Symbol.asyncIterator]();

@@ -4,18 +4,43 @@ import { HaltPolicy, RolloutPolicy } from './policy.ts';
 import { MAX_INLINE_IDS } from './intake.ts';
 
 const specFields = {
-  action: Type.Literal('delete', { description: 'What to do to every ID. Restores go through /v1/restores; purges are separate operations', default: 'delete' }),
-  targetType: Type.String({ pattern: '^[a-z][a-z0-9_]{0,39}$', description: 'The resource type every ID must be. An ID of another type rejects the whole operation' }),
-  mode: Type.Union([Type.Literal('soft'), Type.Literal('hard')], { default: 'soft', description: 'soft: mark for deletion, restorable during retention (default). hard: permanent, needs break-glass approval' }),
+  action: Type.Literal('delete', {
+    description: 'What to do to every ID. Restores go through /v1/restores; purges are separate operations',
+    default: 'delete',
+  }),
+  targetType: Type.String({
+    pattern: '^[a-z][a-z0-9_]{0,39}$',
+    description: 'The resource type every ID must be. An ID of another type rejects the whole operation',
+  }),
+  mode: Type.Union([Type.Literal('soft'), Type.Literal('hard')], {
+    default: 'soft',
+    description:
+      'soft: mark for deletion, restorable during retention (default). hard: permanent, needs break-glass approval',
+  }),
   reason: Type.String({ minLength: 3, maxLength: 2000, description: 'Why this is being deleted' }),
   ticket: Type.String({ minLength: 1, maxLength: 200, description: 'Change ticket or incident reference' }),
-  rollout: Type.Optional(Type.Partial(RolloutPolicy, { additionalProperties: false, description: 'Rollout policy; omitted fields take defaults' })),
-  haltPolicy: Type.Optional(Type.Partial(HaltPolicy, { additionalProperties: false, description: 'Halt policy; omitted fields take defaults' })),
+  rollout: Type.Optional(
+    Type.Partial(RolloutPolicy, {
+      additionalProperties: false,
+      description: 'Rollout policy; omitted fields take defaults',
+    }),
+  ),
+  haltPolicy: Type.Optional(
+    Type.Partial(HaltPolicy, { additionalProperties: false, description: 'Halt policy; omitted fields take defaults' }),
+  ),
   dryRun: Type.Optional(Type.Boolean({ default: false, description: 'Return the plan without creating an operation' })),
-  autoStart: Type.Optional(Type.Boolean({ default: false, description: 'Start as soon as the required approvals are in' })),
+  autoStart: Type.Optional(
+    Type.Boolean({ default: false, description: 'Start as soon as the required approvals are in' }),
+  ),
 };
 
-const EXAMPLE_SPEC = { action: 'delete', targetType: 'app', mode: 'soft', reason: 'Remove legacy Jira Insight app', ticket: 'CHG-2042' };
+const EXAMPLE_SPEC = {
+  action: 'delete',
+  targetType: 'app',
+  mode: 'soft',
+  reason: 'Remove legacy Jira Insight app',
+  ticket: 'CHG-2042',
+};
 
 export const OperationSpec = Type.Object(specFields, {
   additionalProperties: false,
@@ -25,99 +50,217 @@ export const OperationSpec = Type.Object(specFields, {
 });
 export type OperationSpec = Static<typeof OperationSpec>;
 
-export const CreateOperationBody = Type.Object({
-  ...specFields,
-  ids: Type.Array(Type.String({ minLength: 1, maxLength: 200 }), { minItems: 1, maxItems: MAX_INLINE_IDS, description: `IDs to act on (up to ${MAX_INLINE_IDS}; larger lists as NDJSON or text upload)` }),
-}, {
-  additionalProperties: false,
-  $id: 'CreateOperation',
-  description: 'A destructive operation with its IDs inline',
-  example: { ...EXAMPLE_SPEC, ids: ['app_9f2c1', 'app_9f2c2'] },
-});
+export const CreateOperationBody = Type.Object(
+  {
+    ...specFields,
+    ids: Type.Array(Type.String({ minLength: 1, maxLength: 200 }), {
+      minItems: 1,
+      maxItems: MAX_INLINE_IDS,
+      description: `IDs to act on (up to ${MAX_INLINE_IDS}; larger lists as NDJSON or text upload)`,
+    }),
+  },
+  {
+    additionalProperties: false,
+    $id: 'CreateOperation',
+    description: 'A destructive operation with its IDs inline',
+    example: { ...EXAMPLE_SPEC, ids: ['app_9f2c1', 'app_9f2c2'] },
+  },
+);
 export type CreateOperationBody = Static<typeof CreateOperationBody>;
 
 /** For text/plain uploads the spec comes in the query string (the body is one ID per line). */
 // No defaults here: a query parameter present on a JSON upload is an error, so it must be visible.
-export const CreateOperationQuery = Type.Object({
-  action: Type.Optional(Type.Literal('delete', { description: 'Only "delete"' })),
-  targetType: Type.Optional(specFields.targetType),
-  mode: Type.Optional(Type.Union([Type.Literal('soft'), Type.Literal('hard')], { description: 'soft (default) or hard' })),
-  reason: Type.Optional(specFields.reason),
-  ticket: Type.Optional(specFields.ticket),
-  dryRun: Type.Optional(Type.Boolean({ description: 'Return the plan without creating an operation' })),
-  autoStart: Type.Optional(Type.Boolean({ description: 'Start as soon as approved' })),
-}, { additionalProperties: false, description: 'Only for text/plain uploads: the operation spec' });
+export const CreateOperationQuery = Type.Object(
+  {
+    action: Type.Optional(Type.Literal('delete', { description: 'Only "delete"' })),
+    targetType: Type.Optional(specFields.targetType),
+    mode: Type.Optional(
+      Type.Union([Type.Literal('soft'), Type.Literal('hard')], { description: 'soft (default) or hard' }),
+    ),
+    reason: Type.Optional(specFields.reason),
+    ticket: Type.Optional(specFields.ticket),
+    dryRun: Type.Optional(Type.Boolean({ description: 'Return the plan without creating an operation' })),
+    autoStart: Type.Optional(Type.Boolean({ description: 'Start as soon as approved' })),
+  },
+  { additionalProperties: false, description: 'Only for text/plain uploads: the operation spec' },
+);
 
-const WaveSchema = Type.Object({
-  index: Type.Integer(), kind: Type.Union([Type.Literal('internal'), Type.Literal('canary')]),
-  step: Type.Union([Type.String(), Type.Null()]), tenants: Type.Integer(), items: Type.Integer(), cumulativeTenants: Type.Integer(),
-  fromSeq: Type.Integer({ description: 'First ledger seq of the wave' }), toSeq: Type.Integer({ description: 'One past the last ledger seq of the wave' }),
-}, { description: 'One wave of the rollout' });
+const WaveSchema = Type.Object(
+  {
+    index: Type.Integer(),
+    kind: Type.Union([Type.Literal('internal'), Type.Literal('canary')]),
+    step: Type.Union([Type.String(), Type.Null()]),
+    tenants: Type.Integer(),
+    items: Type.Integer(),
+    cumulativeTenants: Type.Integer(),
+    fromSeq: Type.Integer({ description: 'First ledger seq of the wave' }),
+    toSeq: Type.Integer({ description: 'One past the last ledger seq of the wave' }),
+  },
+  { description: 'One wave of the rollout' },
+);
 
-export const PlanSchema = Type.Object({
-  itemCount: Type.Integer(),
-  tenantCount: Type.Integer(),
-  tenants: Type.Object({
-    total: Type.Integer(), internal: Type.Integer(), protected: Type.Integer(),
-    top: Type.Array(Type.Object({ tenantId: Type.String(), items: Type.Integer(), internal: Type.Boolean(), wave: Type.Integer() })),
-  }),
-  cascade: Type.Array(Type.Object({ type: Type.String(), count: Type.Integer() }), { description: 'Active children a delete would take with it, by type' }),
-  waves: Type.Array(WaveSchema),
-  budgets: Type.Object({ maxTenants: Type.Integer(), maxItems: Type.Integer(), withinBudget: Type.Boolean(), breaches: Type.Array(Type.String()) }),
-  requiresBreakGlass: Type.Boolean(),
-  breakGlassReasons: Type.Array(Type.String()),
-  planHash: Type.String({ description: 'Approvals must carry this hash' }),
-}, { $id: 'Plan', description: 'The blast radius: items, tenants, cascade, waves and budgets' });
+export const PlanSchema = Type.Object(
+  {
+    itemCount: Type.Integer(),
+    tenantCount: Type.Integer(),
+    tenants: Type.Object({
+      total: Type.Integer(),
+      internal: Type.Integer(),
+      protected: Type.Integer(),
+      top: Type.Array(
+        Type.Object({ tenantId: Type.String(), items: Type.Integer(), internal: Type.Boolean(), wave: Type.Integer() }),
+      ),
+    }),
+    cascade: Type.Array(Type.Object({ type: Type.String(), count: Type.Integer() }), {
+      description: 'Active children a delete would take with it, by type',
+    }),
+    waves: Type.Array(WaveSchema),
+    budgets: Type.Object({
+      maxTenants: Type.Integer(),
+      maxItems: Type.Integer(),
+      withinBudget: Type.Boolean(),
+      breaches: Type.Array(Type.String()),
+    }),
+    requiresBreakGlass: Type.Boolean(),
+    breakGlassReasons: Type.Array(Type.String()),
+    planHash: Type.String({ description: 'Approvals must carry this hash' }),
+  },
+  { $id: 'Plan', description: 'The blast radius: items, tenants, cascade, waves and budgets' },
+);
 
-export const OperationView = Type.Object({
-  id: Type.String(),
-  action: Type.String(),
-  targetType: Type.String(),
-  mode: Type.String(),
-  reason: Type.String(),
-  ticket: Type.String(),
-  state: Type.String({ description: 'planned, rejected, approved, running, baking, paused, halted, rolling_back, rolled_back, completed, cancelled, failed' }),
-  requestedBy: Type.String({ description: 'Name of the requesting token' }),
-  idempotencyKey: Type.Union([Type.String(), Type.Null()]),
-  itemCount: Type.Integer(),
-  tenantCount: Type.Integer(),
-  requiresBreakGlass: Type.Boolean(),
-  planHash: Type.Union([Type.String(), Type.Null()]),
-  plan: Type.Union([Type.Ref('Plan'), Type.Null()]),
-  rejection: Type.Union([Type.Any({ description: 'Counts per class and first offenders' }), Type.Null()]),
-  rollout: Type.Any({ description: 'Effective rollout policy' }),
-  haltPolicy: Type.Any({ description: 'Effective halt policy' }),
-  currentWave: Type.Union([Type.Integer(), Type.Null()]),
-  haltReason: Type.Union([Type.String(), Type.Null()]),
-  waveProgress: Type.Optional(Type.Array(Type.Object({ wave: Type.Integer(), counts: Type.Record(Type.String(), Type.Integer()) }), { description: 'Item counts per wave and state' })),
-  createdAt: Type.String({ format: 'date-time' }),
-  updatedAt: Type.String({ format: 'date-time' }),
-  links: Type.Object({ self: Type.String(), items: Type.String(), report: Type.Union([Type.String(), Type.Null()]) }),
-}, {
-  $id: 'Operation',
-  description: 'An operation with its plan and state',
-  example: { id: 'op_lx2k9a1b2c3d4e5f6', action: 'delete', targetType: 'app', mode: 'soft', reason: 'Remove legacy app', ticket: 'CHG-2042', state: 'planned', requestedBy: 'ci-pipeline', idempotencyKey: 'cleanup-2042', itemCount: 2, tenantCount: 2, requiresBreakGlass: false, planHash: '3f1c…', plan: null, rejection: null, rollout: {}, haltPolicy: {}, currentWave: null, haltReason: null, createdAt: '2026-11-24T12:00:00.000Z', updatedAt: '2026-11-24T12:00:00.000Z', links: { self: '/v1/operations/op_lx2k9a1b2c3d4e5f6', items: '/v1/operations/op_lx2k9a1b2c3d4e5f6/items', report: null } },
-});
+export const OperationView = Type.Object(
+  {
+    id: Type.String(),
+    action: Type.String(),
+    targetType: Type.String(),
+    mode: Type.String(),
+    reason: Type.String(),
+    ticket: Type.String(),
+    state: Type.String({
+      description:
+        'planned, rejected, approved, running, baking, paused, halted, rolling_back, rolled_back, completed, cancelled, failed',
+    }),
+    requestedBy: Type.String({ description: 'Name of the requesting token' }),
+    idempotencyKey: Type.Union([Type.String(), Type.Null()]),
+    itemCount: Type.Integer(),
+    tenantCount: Type.Integer(),
+    requiresBreakGlass: Type.Boolean(),
+    planHash: Type.Union([Type.String(), Type.Null()]),
+    plan: Type.Union([Type.Ref('Plan'), Type.Null()]),
+    rejection: Type.Union([Type.Any({ description: 'Counts per class and first offenders' }), Type.Null()]),
+    rollout: Type.Any({ description: 'Effective rollout policy' }),
+    haltPolicy: Type.Any({ description: 'Effective halt policy' }),
+    currentWave: Type.Union([Type.Integer(), Type.Null()]),
+    haltReason: Type.Union([Type.String(), Type.Null()]),
+    waveProgress: Type.Optional(
+      Type.Array(Type.Object({ wave: Type.Integer(), counts: Type.Record(Type.String(), Type.Integer()) }), {
+        description: 'Item counts per wave and state',
+      }),
+    ),
+    createdAt: Type.String({ format: 'date-time' }),
+    updatedAt: Type.String({ format: 'date-time' }),
+    links: Type.Object({ self: Type.String(), items: Type.String(), report: Type.Union([Type.String(), Type.Null()]) }),
+  },
+  {
+    $id: 'Operation',
+    description: 'An operation with its plan and state',
+    example: {
+      id: 'op_lx2k9a1b2c3d4e5f6',
+      action: 'delete',
+      targetType: 'app',
+      mode: 'soft',
+      reason: 'Remove legacy app',
+      ticket: 'CHG-2042',
+      state: 'planned',
+      requestedBy: 'ci-pipeline',
+      idempotencyKey: 'cleanup-2042',
+      itemCount: 2,
+      tenantCount: 2,
+      requiresBreakGlass: false,
+      planHash: '3f1c…',
+      plan: null,
+      rejection: null,
+      rollout: {},
+      haltPolicy: {},
+      currentWave: null,
+      haltReason: null,
+      createdAt: '2026-11-24T12:00:00.000Z',
+      updatedAt: '2026-11-24T12:00:00.000Z',
+      links: {
+        self: '/v1/operations/op_lx2k9a1b2c3d4e5f6',
+        items: '/v1/operations/op_lx2k9a1b2c3d4e5f6/items',
+        report: null,
+      },
+    },
+  },
+);
 
-export const DryRunView = Type.Object({ dryRun: Type.Literal(true), plan: Type.Ref('Plan') }, { description: 'A plan that was not stored', example: { dryRun: true, plan: { itemCount: 2 } } });
+export const DryRunView = Type.Object(
+  { dryRun: Type.Literal(true), plan: Type.Ref('Plan') },
+  { description: 'A plan that was not stored', example: { dryRun: true, plan: { itemCount: 2 } } },
+);
 
-export const ItemView = Type.Object({
-  seq: Type.Integer({ description: 'Position in the ledger (wave order)' }), resourceId: Type.String(), tenantId: Type.String(), wave: Type.Integer(), state: Type.String(),
-  attempts: Type.Integer(), lastError: Type.Union([Type.String(), Type.Null()]), updatedAt: Type.String({ format: 'date-time' }),
-}, { description: 'One item of the ledger' });
+export const ItemView = Type.Object(
+  {
+    seq: Type.Integer({ description: 'Position in the ledger (wave order)' }),
+    resourceId: Type.String(),
+    tenantId: Type.String(),
+    wave: Type.Integer(),
+    state: Type.String(),
+    attempts: Type.Integer(),
+    lastError: Type.Union([Type.String(), Type.Null()]),
+    updatedAt: Type.String({ format: 'date-time' }),
+  },
+  { description: 'One item of the ledger' },
+);
 
-export const ItemsPage = Type.Object({ items: Type.Array(ItemView), nextCursor: Type.Union([Type.String(), Type.Null()]) }, {
-  description: 'A page of items in ledger order (wave by wave)',
-  example: { items: [{ seq: 0, resourceId: 'app_1', tenantId: 't_1', wave: 0, state: 'pending', attempts: 0, lastError: null, updatedAt: '2026-11-24T12:00:00.000Z' }], nextCursor: null },
-});
+export const ItemsPage = Type.Object(
+  { items: Type.Array(ItemView), nextCursor: Type.Union([Type.String(), Type.Null()]) },
+  {
+    description: 'A page of items in ledger order (wave by wave)',
+    example: {
+      items: [
+        {
+          seq: 0,
+          resourceId: 'app_1',
+          tenantId: 't_1',
+          wave: 0,
+          state: 'pending',
+          attempts: 0,
+          lastError: null,
+          updatedAt: '2026-11-24T12:00:00.000Z',
+        },
+      ],
+      nextCursor: null,
+    },
+  },
+);
 
-export const ReportPage = Type.Object({
-  counts: Type.Record(Type.String(), Type.Integer()),
-  items: Type.Array(Type.Object({ index: Type.Integer(), id: Type.String(), class: Type.String(), actualType: Type.Union([Type.String(), Type.Null()]), tenantId: Type.Union([Type.String(), Type.Null()]) })),
-  nextCursor: Type.Union([Type.String(), Type.Null()]),
-}, {
-  description: 'Every offending ID of a rejected plan, in submission order',
-  example: { counts: { ok: 0, type_mismatch: 1 }, items: [{ index: 0, id: 'site_1', class: 'type_mismatch', actualType: 'site', tenantId: 't_1' }], nextCursor: null },
-});
+export const ReportPage = Type.Object(
+  {
+    counts: Type.Record(Type.String(), Type.Integer()),
+    items: Type.Array(
+      Type.Object({
+        index: Type.Integer(),
+        id: Type.String(),
+        class: Type.String(),
+        actualType: Type.Union([Type.String(), Type.Null()]),
+        tenantId: Type.Union([Type.String(), Type.Null()]),
+      }),
+    ),
+    nextCursor: Type.Union([Type.String(), Type.Null()]),
+  },
+  {
+    description: 'Every offending ID of a rejected plan, in submission order',
+    example: {
+      counts: { ok: 0, type_mismatch: 1 },
+      items: [{ index: 0, id: 'site_1', class: 'type_mismatch', actualType: 'site', tenantId: 't_1' }],
+      nextCursor: null,
+    },
+  },
+);
 
-export const OperationsPage = Type.Object({ items: Type.Array(Type.Ref('Operation')), nextCursor: Type.Union([Type.String(), Type.Null()]) }, { description: 'Operations, newest first', example: { items: [], nextCursor: null } });
+export const OperationsPage = Type.Object(
+  { items: Type.Array(Type.Ref('Operation')), nextCursor: Type.Union([Type.String(), Type.Null()]) },
+  { description: 'Operations, newest first', example: { items: [], nextCursor: null } },
+);

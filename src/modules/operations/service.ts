@@ -9,7 +9,16 @@ import type { Metrics } from '../../plugins/metrics.ts';
 import type { Principal } from '../auth/roles.ts';
 import { appendAudit } from '../audit/repository.ts';
 import { copyIds, createStaging, type IdBatches } from './intake.ts';
-import { buildPlan, classify, computePlanHash, insertItems, insertWaves, storeRejections, type Classification, type PlanSummary } from './planner.ts';
+import {
+  buildPlan,
+  classify,
+  computePlanHash,
+  insertItems,
+  insertWaves,
+  storeRejections,
+  type Classification,
+  type PlanSummary,
+} from './planner.ts';
 import { DEFAULT_BUDGETS, withHaltDefaults, withRolloutDefaults } from './policy.ts';
 import { getBudgets, getResourceType, insertOperation, type OperationReads, type OperationRow } from './repository.ts';
 import type { OperationSpec } from './schemas.ts';
@@ -29,16 +38,26 @@ export type SubmitResult =
 
 const newOperationId = () => `op_${Date.now().toString(36)}${randomBytes(8).toString('hex')}`;
 
-export interface ServiceLog { info(obj: object, msg: string): void }
+export interface ServiceLog {
+  info(obj: object, msg: string): void;
+}
 
-export function operationService(deps: { pool: pg.Pool; reads: Pick<OperationReads, 'findByIdempotencyKey'>; metrics: Metrics; log: ServiceLog }) {
+export function operationService(deps: {
+  pool: pg.Pool;
+  reads: Pick<OperationReads, 'findByIdempotencyKey'>;
+  metrics: Metrics;
+  log: ServiceLog;
+}) {
   const { pool, reads, metrics, log } = deps;
 
   async function replay(key: string, requestHash: string): Promise<SubmitResult> {
     const existing = await reads.findByIdempotencyKey(key);
     if (!existing) throw new Error(`idempotency key ${key} vanished`);
     if (existing.requestHash !== requestHash) {
-      throw new ConflictError('IDEMPOTENCY_KEY_REUSED', 'This Idempotency-Key was used with a different request body', { idempotencyKey: key, operationId: existing.id });
+      throw new ConflictError('IDEMPOTENCY_KEY_REUSED', 'This Idempotency-Key was used with a different request body', {
+        idempotencyKey: key,
+        operationId: existing.id,
+      });
     }
     return { kind: existing.state === 'rejected' ? 'rejected' : 'planned', operation: existing, replayed: true };
   }
@@ -49,7 +68,16 @@ export function operationService(deps: { pool: pg.Pool; reads: Pick<OperationRea
     const rollout = withRolloutDefaults(spec.rollout);
     const haltPolicy = withHaltDefaults(spec.haltPolicy);
     const mode = spec.mode ?? 'soft';
-    const normalizedSpec = { action: 'delete', targetType: spec.targetType, mode, reason: spec.reason, ticket: spec.ticket, rollout, haltPolicy, autoStart: spec.autoStart ?? false };
+    const normalizedSpec = {
+      action: 'delete',
+      targetType: spec.targetType,
+      mode,
+      reason: spec.reason,
+      ticket: spec.ticket,
+      rollout,
+      haltPolicy,
+      autoStart: spec.autoStart ?? false,
+    };
     // The request hash covers the effective spec and every ID in order.
     const hash = createHash('sha256').update(canonicalJson(normalizedSpec)).update('\n');
     let requestHash = '';
@@ -65,33 +93,75 @@ export function operationService(deps: { pool: pg.Pool; reads: Pick<OperationRea
     try {
       return await inTransaction(pool, async (client): Promise<SubmitResult> => {
         const type = await getResourceType(client, spec.targetType);
-        if (!type) throw new UnprocessableError('UNKNOWN_TARGET_TYPE', `Resource type "${spec.targetType}" is not declared in the registry`, { field: 'targetType', targetType: spec.targetType });
+        if (!type)
+          throw new UnprocessableError(
+            'UNKNOWN_TARGET_TYPE',
+            `Resource type "${spec.targetType}" is not declared in the registry`,
+            { field: 'targetType', targetType: spec.targetType },
+          );
         await createStaging(client);
         const intake = await copyIds(client, s.ids, s.maxIds, hash);
         requestHash = intake.idsHash;
         lap('intakeMs');
         if (s.idempotencyKey && !dryRun) {
-          const existing = await client.query('SELECT 1 FROM operations WHERE idempotency_key = $1', [s.idempotencyKey]);
+          const existing = await client.query('SELECT 1 FROM operations WHERE idempotency_key = $1', [
+            s.idempotencyKey,
+          ]);
           if (existing.rowCount) return replay(s.idempotencyKey, requestHash);
         }
         const cls = await classify(client, type.name, type.id_pattern);
         lap('classifyMs');
         for (const [c, n] of Object.entries(cls.counts)) if (n) metrics.planIds.inc({ class: c }, n);
         const base = {
-          id: operationId, action: 'delete', targetType: type.name, mode, reason: spec.reason, ticket: spec.ticket,
-          requestedBy: principal.tokenId, requestedByName: principal.name, idempotencyKey: s.idempotencyKey, requestHash,
-          rollout, haltPolicy, autoStart: spec.autoStart ?? false,
+          id: operationId,
+          action: 'delete',
+          targetType: type.name,
+          mode,
+          reason: spec.reason,
+          ticket: spec.ticket,
+          requestedBy: principal.tokenId,
+          requestedByName: principal.name,
+          idempotencyKey: s.idempotencyKey,
+          requestHash,
+          rollout,
+          haltPolicy,
+          autoStart: spec.autoStart ?? false,
         };
         if (cls.rejected) {
           if (dryRun) return { kind: 'dry_run_rejected', classification: cls };
           const rejection = { counts: cls.counts, offenders: cls.samples };
-          await insertOperation(client, { ...base, state: 'rejected', plan: null, planHash: null, rejection, itemCount: 0, tenantCount: 0, requiresBreakGlass: false });
+          await insertOperation(client, {
+            ...base,
+            state: 'rejected',
+            plan: null,
+            planHash: null,
+            rejection,
+            itemCount: 0,
+            tenantCount: 0,
+            requiresBreakGlass: false,
+          });
           await storeRejections(client, operationId);
-          await appendAudit(client, { actor: principal.name, action: 'operation.rejected', outcome: 'refused', operationId, payload: { tokenId: principal.tokenId, targetType: type.name, counts: cls.counts, ticket: spec.ticket, reason: spec.reason } });
+          await appendAudit(client, {
+            actor: principal.name,
+            action: 'operation.rejected',
+            outcome: 'refused',
+            operationId,
+            payload: {
+              tokenId: principal.tokenId,
+              targetType: type.name,
+              counts: cls.counts,
+              ticket: spec.ticket,
+              reason: spec.reason,
+            },
+          });
           return { kind: 'rejected', operation: await loadInTx(client, operationId), replayed: false };
         }
         const budgets = { ...DEFAULT_BUDGETS, ...(await getBudgets(client)) };
-        const { summary, waveOf } = await buildPlan(client, { cascadeTo: type.cascade_to ?? [], budgets, steps: rollout.waves });
+        const { summary, waveOf } = await buildPlan(client, {
+          cascadeTo: type.cascade_to ?? [],
+          budgets,
+          steps: rollout.waves,
+        });
         if (mode === 'hard') {
           summary.breakGlassReasons.push('mode "hard" deletes permanently, with no retention window');
           summary.requiresBreakGlass = true;
@@ -100,12 +170,37 @@ export function operationService(deps: { pool: pg.Pool; reads: Pick<OperationRea
         const planHash = computePlanHash(`${base.action}|${type.name}|${mode}`, requestHash, summary.waves, waveOf);
         const plan: PlanSummary = { ...summary, planHash };
         if (dryRun) return { kind: 'dry_run', plan };
-        await insertOperation(client, { ...base, state: 'planned', plan, planHash, rejection: null, itemCount: summary.itemCount, tenantCount: summary.tenantCount, requiresBreakGlass: summary.requiresBreakGlass });
+        await insertOperation(client, {
+          ...base,
+          state: 'planned',
+          plan,
+          planHash,
+          rejection: null,
+          itemCount: summary.itemCount,
+          tenantCount: summary.tenantCount,
+          requiresBreakGlass: summary.requiresBreakGlass,
+        });
         await insertItems(client, operationId, waveOf);
         await insertWaves(client, operationId, summary.waves);
         lap('ledgerMs');
         // Last, so the audit chain lock is held for as short a time as possible.
-        await appendAudit(client, { actor: principal.name, action: 'operation.planned', outcome: 'accepted', operationId, payload: { tokenId: principal.tokenId, targetType: type.name, mode, items: summary.itemCount, tenants: summary.tenantCount, planHash, requiresBreakGlass: summary.requiresBreakGlass, ticket: spec.ticket, reason: spec.reason } });
+        await appendAudit(client, {
+          actor: principal.name,
+          action: 'operation.planned',
+          outcome: 'accepted',
+          operationId,
+          payload: {
+            tokenId: principal.tokenId,
+            targetType: type.name,
+            mode,
+            items: summary.itemCount,
+            tenants: summary.tenantCount,
+            planHash,
+            requiresBreakGlass: summary.requiresBreakGlass,
+            ticket: spec.ticket,
+            reason: spec.reason,
+          },
+        });
         return { kind: 'planned', operation: await loadInTx(client, operationId), replayed: false };
       }).then((r) => {
         lap('commitMs');
@@ -115,7 +210,12 @@ export function operationService(deps: { pool: pg.Pool; reads: Pick<OperationRea
       });
     } catch (err) {
       // Two concurrent requests with one Idempotency-Key: the loser replays the winner.
-      if (s.idempotencyKey && requestHash && (err as { code?: string }).code === '23505' && String((err as { constraint?: string }).constraint).includes('idempotency')) {
+      if (
+        s.idempotencyKey &&
+        requestHash &&
+        (err as { code?: string }).code === '23505' &&
+        String((err as { constraint?: string }).constraint).includes('idempotency')
+      ) {
         return replay(s.idempotencyKey, requestHash);
       }
       throw err;
@@ -133,12 +233,35 @@ async function loadInTx(client: pg.PoolClient, id: string): Promise<OperationRow
 /** Maps a raw operations row to the Prisma model shape, so views have one input type. */
 export function fromRow(r: Record<string, unknown>): OperationRow {
   return {
-    id: r.id, action: r.action, targetType: r.target_type, mode: r.mode, reason: r.reason, ticket: r.ticket, state: r.state,
-    requestedBy: r.requested_by, requestedByName: r.requested_by_name, idempotencyKey: r.idempotency_key, requestHash: r.request_hash,
-    rollout: r.rollout, haltPolicy: r.halt_policy, plan: r.plan, planHash: r.plan_hash, rejection: r.rejection,
-    itemCount: r.item_count, tenantCount: r.tenant_count, requiresBreakGlass: r.requires_break_glass, autoStart: r.auto_start,
-    currentWave: r.current_wave, haltReason: r.halt_reason, version: r.version, bakeUntil: r.bake_until, waveDeadline: r.wave_deadline,
-    createdAt: r.created_at, updatedAt: r.updated_at, startedAt: r.started_at, finishedAt: r.finished_at,
+    id: r.id,
+    action: r.action,
+    targetType: r.target_type,
+    mode: r.mode,
+    reason: r.reason,
+    ticket: r.ticket,
+    state: r.state,
+    requestedBy: r.requested_by,
+    requestedByName: r.requested_by_name,
+    idempotencyKey: r.idempotency_key,
+    requestHash: r.request_hash,
+    rollout: r.rollout,
+    haltPolicy: r.halt_policy,
+    plan: r.plan,
+    planHash: r.plan_hash,
+    rejection: r.rejection,
+    itemCount: r.item_count,
+    tenantCount: r.tenant_count,
+    requiresBreakGlass: r.requires_break_glass,
+    autoStart: r.auto_start,
+    currentWave: r.current_wave,
+    haltReason: r.halt_reason,
+    version: r.version,
+    bakeUntil: r.bake_until,
+    waveDeadline: r.wave_deadline,
+    createdAt: r.created_at,
+    updatedAt: r.updated_at,
+    startedAt: r.started_at,
+    finishedAt: r.finished_at,
   } as OperationRow;
 }
 

@@ -44,7 +44,16 @@ export function scheduleWaves(tenants: TenantLoad[], steps: readonly string[]): 
   const external = tenants.filter((t) => !t.internal).sort((a, b) => a.items - b.items || byId(a, b));
 
   if (internal.length) {
-    waves.push({ index: 0, kind: 'internal', step: null, tenants: internal.length, items: sum(internal), cumulativeTenants: 0, fromSeq: 0, toSeq: sum(internal) });
+    waves.push({
+      index: 0,
+      kind: 'internal',
+      step: null,
+      tenants: internal.length,
+      items: sum(internal),
+      cumulativeTenants: 0,
+      fromSeq: 0,
+      toSeq: sum(internal),
+    });
     for (const t of internal) waveOf.set(t.tenantId, 0);
   }
   let reached = 0;
@@ -56,7 +65,16 @@ export function scheduleWaves(tenants: TenantLoad[], steps: readonly string[]): 
     const index = waves.length;
     for (const t of slice) waveOf.set(t.tenantId, index);
     const fromSeq = waves.length ? waves[waves.length - 1]!.toSeq : 0;
-    waves.push({ index, kind: 'canary', step: last ? '100%' : steps[s]!, tenants: slice.length, items: sum(slice), cumulativeTenants: target, fromSeq, toSeq: fromSeq + sum(slice) });
+    waves.push({
+      index,
+      kind: 'canary',
+      step: last ? '100%' : steps[s]!,
+      tenants: slice.length,
+      items: sum(slice),
+      cumulativeTenants: target,
+      fromSeq,
+      toSeq: fromSeq + sum(slice),
+    });
     reached = target;
   }
   return { waves, waveOf };

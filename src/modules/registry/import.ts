@@ -39,7 +39,9 @@ async function copyIntoStage(client: pg.PoolClient, batches: AsyncIterable<Stage
       yield Buffer.from(chunk);
     }
   }
-  const copy = client.query(copyFrom('COPY registry_stage (pos, id, type, tenant_id, parent_id, state, protected) FROM STDIN'));
+  const copy = client.query(
+    copyFrom('COPY registry_stage (pos, id, type, tenant_id, parent_id, state, protected) FROM STDIN'),
+  );
   // If the body turns out bad half-way, pipeline destroys the COPY stream, which sends CopyFail:
   // Postgres aborts the COPY, and inTransaction rolls the transaction back.
   await pipeline(Readable.from(encode()), copy);
@@ -49,7 +51,11 @@ async function copyIntoStage(client: pg.PoolClient, batches: AsyncIterable<Stage
 const STATES_SQL = RESOURCE_STATES.map((s) => `'${s}'`).join(', ');
 
 /** Set-based validation of the staged rows; throws REGISTRY_REJECTED with a report. */
-async function rejectProblems(client: pg.PoolClient, received: number, position: ImportOptions['position']): Promise<void> {
+async function rejectProblems(
+  client: pg.PoolClient,
+  received: number,
+  position: ImportOptions['position'],
+): Promise<void> {
   await client.query(`CREATE TEMP TABLE registry_problems (pos int, id text, problem text, value text) ON COMMIT DROP`);
   // One pass for the per-row checks. The outer WHERE is evaluated at the join, before the LATERAL
   // split, so a row without problems costs two hash probes (types, tenants) and one regex match.
@@ -71,23 +77,36 @@ async function rejectProblems(client: pg.PoolClient, received: number, position:
     SELECT s.pos, s.id, 'duplicate_id', 'first at ' || d.first_pos
     FROM (SELECT id, min(pos) AS first_pos FROM registry_stage GROUP BY id HAVING count(*) > 1) d
     JOIN registry_stage s ON s.id = d.id AND s.pos > d.first_pos`);
-  const counts = await client.query<{ problem: string; n: number }>('SELECT problem, count(*)::int AS n FROM registry_problems GROUP BY problem ORDER BY problem');
+  const counts = await client.query<{ problem: string; n: number }>(
+    'SELECT problem, count(*)::int AS n FROM registry_problems GROUP BY problem ORDER BY problem',
+  );
   if (counts.rows.length === 0) return;
   const first = await client.query<{ pos: number; id: string; problem: string; value: string | null }>(
-    'SELECT pos, id, problem, value FROM registry_problems ORDER BY pos, problem LIMIT $1', [MAX_OFFENDERS],
+    'SELECT pos, id, problem, value FROM registry_problems ORDER BY pos, problem LIMIT $1',
+    [MAX_OFFENDERS],
   );
-  const rejectedRows = (await client.query<{ n: number }>('SELECT count(DISTINCT pos)::int AS n FROM registry_problems')).rows[0]!.n;
+  const rejectedRows = (
+    await client.query<{ n: number }>('SELECT count(DISTINCT pos)::int AS n FROM registry_problems')
+  ).rows[0]!.n;
   const offset = position === 'line' ? 0 : 1;
-  throw new UnprocessableError('REGISTRY_REJECTED', `${rejectedRows} of ${received} rows were rejected; nothing was written`, {
-    received,
-    rejectedRows,
-    counts: Object.fromEntries(counts.rows.map((c) => [c.problem, c.n])),
-    offenders: first.rows.map((r) => ({ [position]: r.pos - offset, id: r.id, problem: r.problem, value: r.value })),
-  });
+  throw new UnprocessableError(
+    'REGISTRY_REJECTED',
+    `${rejectedRows} of ${received} rows were rejected; nothing was written`,
+    {
+      received,
+      rejectedRows,
+      counts: Object.fromEntries(counts.rows.map((c) => [c.problem, c.n])),
+      offenders: first.rows.map((r) => ({ [position]: r.pos - offset, id: r.id, problem: r.problem, value: r.value })),
+    },
+  );
 }
 
 /** Imports rows in one transaction: all of them, or (on any problem) none. */
-export async function importResources(pool: pg.Pool, batches: AsyncIterable<StageRow[]>, opts: ImportOptions): Promise<ImportResult> {
+export async function importResources(
+  pool: pg.Pool,
+  batches: AsyncIterable<StageRow[]>,
+  opts: ImportOptions,
+): Promise<ImportResult> {
   return inTransaction(pool, async (client) => {
     // Enough memory for the duplicate check's hash aggregate over 1M IDs and the merge joins to
     // stay off disk; for this transaction only.
@@ -105,7 +124,9 @@ export async function importResources(pool: pg.Pool, batches: AsyncIterable<Stag
     const { inserted, updated, bulk } = await mergeStage(client);
     const result = { received, inserted, updated, unchanged: received - inserted - updated };
     await appendAudit(client, {
-      actor: opts.actor, action: 'registry.import', outcome: 'accepted',
+      actor: opts.actor,
+      action: 'registry.import',
+      outcome: 'accepted',
       payload: { ...result, format: opts.position === 'line' ? 'ndjson' : 'json', bulk },
     });
     return result;

@@ -65,7 +65,10 @@ export async function mergeStage(client: pg.PoolClient): Promise<MergeResult> {
  * Drops the plain secondary indexes and foreign keys of `resources` when the load is large next to
  * the table; returns the function that re-creates them, or null to go row by row.
  */
-async function suspendSecondaryStructures(client: pg.PoolClient, newRows: number): Promise<(() => Promise<void>) | null> {
+async function suspendSecondaryStructures(
+  client: pg.PoolClient,
+  newRows: number,
+): Promise<(() => Promise<void>) | null> {
   const size = await client.query<{ n: number }>(
     `SELECT CASE WHEN reltuples >= 0 THEN reltuples::bigint ELSE (SELECT count(*) FROM resources) END AS n
      FROM pg_class WHERE oid = 'resources'::regclass`,
@@ -87,7 +90,8 @@ async function suspendSecondaryStructures(client: pg.PoolClient, newRows: number
   try {
     const prev = await client.query<{ v: string }>(`SELECT current_setting('lock_timeout') AS v`);
     await client.query(`SELECT set_config('lock_timeout', $1, true)`, [BULK_LOCK_TIMEOUT]);
-    for (const fk of fks.rows) await client.query(`ALTER TABLE ${table} DROP CONSTRAINT ${pg.escapeIdentifier(fk.name)}`);
+    for (const fk of fks.rows)
+      await client.query(`ALTER TABLE ${table} DROP CONSTRAINT ${pg.escapeIdentifier(fk.name)}`);
     for (const ix of indexes.rows) await client.query(`DROP INDEX ${ix.name}`);
     await client.query(`SELECT set_config('lock_timeout', $1, true)`, [prev.rows[0]!.v]);
     await client.query('RELEASE SAVEPOINT registry_bulk');
@@ -100,6 +104,7 @@ async function suspendSecondaryStructures(client: pg.PoolClient, newRows: number
   return async () => {
     await client.query(`SET LOCAL maintenance_work_mem = '512MB'`);
     for (const ix of indexes.rows) await client.query(ix.def);
-    for (const fk of fks.rows) await client.query(`ALTER TABLE ${table} ADD CONSTRAINT ${pg.escapeIdentifier(fk.name)} ${fk.def}`);
+    for (const fk of fks.rows)
+      await client.query(`ALTER TABLE ${table} ADD CONSTRAINT ${pg.escapeIdentifier(fk.name)} ${fk.def}`);
   };
 }

@@ -33,7 +33,9 @@ export async function listTypes(db: Queryable): Promise<ResourceType[]> {
 
 /** Parent links of every stored type, for reference and cycle checks. */
 export async function typeParents(db: Queryable): Promise<Map<string, string | null>> {
-  const res = await db.query<{ name: string; parent_type: string | null }>('SELECT name, parent_type FROM resource_types');
+  const res = await db.query<{ name: string; parent_type: string | null }>(
+    'SELECT name, parent_type FROM resource_types',
+  );
   return new Map(res.rows.map((r) => [r.name, r.parent_type]));
 }
 
@@ -58,7 +60,17 @@ export async function upsertTypes(client: pg.PoolClient, types: ResourceTypeInpu
        adapter = EXCLUDED.adapter, updated_at = now()
      WHERE (t.id_pattern, t.parent_type, t.cascade_to, t.adapter)
        IS DISTINCT FROM (EXCLUDED.id_pattern, EXCLUDED.parent_type, EXCLUDED.cascade_to, EXCLUDED.adapter)`,
-    [JSON.stringify(types.map((t) => ({ name: t.name, id_pattern: t.idPattern ?? null, parent_type: t.parentType ?? null, cascade_to: t.cascadeTo ?? [], adapter: t.adapter ?? null })))],
+    [
+      JSON.stringify(
+        types.map((t) => ({
+          name: t.name,
+          id_pattern: t.idPattern ?? null,
+          parent_type: t.parentType ?? null,
+          cascade_to: t.cascadeTo ?? [],
+          adapter: t.adapter ?? null,
+        })),
+      ),
+    ],
   );
 }
 
@@ -94,7 +106,10 @@ export async function upsertTenants(client: pg.PoolClient, tenants: TenantInput[
 }
 
 /** Contacts go to their own table, which no delete path touches. Returns rows changed. */
-export async function upsertContacts(client: pg.PoolClient, contacts: { tenantId: string; contact: unknown }[]): Promise<number> {
+export async function upsertContacts(
+  client: pg.PoolClient,
+  contacts: { tenantId: string; contact: unknown }[],
+): Promise<number> {
   if (contacts.length === 0) return 0;
   const res = await client.query(
     `INSERT INTO tenant_contacts AS c (tenant_id, contact)
@@ -107,7 +122,10 @@ export async function upsertContacts(client: pg.PoolClient, contacts: { tenantId
 }
 
 export async function getTenant(db: Queryable, id: string) {
-  const res = await db.query('SELECT id, name, internal, protected, created_at, updated_at FROM tenants WHERE id = $1', [id]);
+  const res = await db.query(
+    'SELECT id, name, internal, protected, created_at, updated_at FROM tenants WHERE id = $1',
+    [id],
+  );
   const r = res.rows[0] as Record<string, unknown> | undefined;
   if (!r) return undefined;
   const counts = await db.query<{ type: string; state: string; count: number }>(

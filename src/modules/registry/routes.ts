@@ -8,8 +8,16 @@ import { NDJSON } from '../../plugins/uploads.ts';
 import { detachable, discardRest, jsonRows, ndjsonRows } from './rows.ts';
 import { registryService } from './service.ts';
 import {
-  IdParams, ImportResult, PostResourcesJsonBody, PostResourcesNdjsonBody, PostTenantsBody, PutTypesBody,
-  Resource, Tenant, TenantUpsertResult, TypeList,
+  IdParams,
+  ImportResult,
+  PostResourcesJsonBody,
+  PostResourcesNdjsonBody,
+  PostTenantsBody,
+  PutTypesBody,
+  Resource,
+  Tenant,
+  TenantUpsertResult,
+  TypeList,
 } from './schemas.ts';
 
 const JSON_TYPE = 'application/json';
@@ -18,7 +26,12 @@ const JSON_BODY_LIMIT = 64 * 1024 * 1024;
 
 class UnsupportedMediaTypeError extends AppError {
   constructor(got: string | undefined, accepted: string[]) {
-    super(415, 'UNSUPPORTED_MEDIA_TYPE', `Content type ${got ?? '(none)'} is not accepted here; use ${accepted.join(' or ')}`, { contentType: got ?? null, accepted });
+    super(
+      415,
+      'UNSUPPORTED_MEDIA_TYPE',
+      `Content type ${got ?? '(none)'} is not accepted here; use ${accepted.join(' or ')}`,
+      { contentType: got ?? null, accepted },
+    );
   }
 }
 
@@ -26,94 +39,136 @@ class UnsupportedMediaTypeError extends AppError {
  * The app parses text/plain and NDJSON bodies as raw streams for the upload routes; a route that
  * takes only some content types refuses the others with 415 before validation sees them.
  */
-const acceptOnly = (...accepted: string[]) => async (req: FastifyRequest) => {
-  if (req.body === undefined && !req.headers['content-type']) return; // no body: validation answers 400
-  const media = req.mediaType;
-  if (!media || !accepted.includes(media)) throw new UnsupportedMediaTypeError(media || undefined, accepted);
-};
+const acceptOnly =
+  (...accepted: string[]) =>
+  async (req: FastifyRequest) => {
+    if (req.body === undefined && !req.headers['content-type']) return; // no body: validation answers 400
+    const media = req.mediaType;
+    if (!media || !accepted.includes(media)) throw new UnsupportedMediaTypeError(media || undefined, accepted);
+  };
 
 export default async function registryRoutes(app: App) {
   const registry = registryService({ pool: app.db.pool, metrics: app.metrics });
 
-  app.put('/types', {
-    config: { auth: ['admin'], audited: true },
-    preValidation: acceptOnly(JSON_TYPE),
-    schema: {
-      operationId: 'putResourceTypes', tags: ['registry'], summary: 'Declare resource types',
-      description: 'Upserts resource types in one transaction. `idPattern` must compile both as a JavaScript and as a PostgreSQL regular expression; `parentType` and `cascadeTo` must name types that exist or are declared in the same body; parent chains may not loop. Refusals are 422 `INVALID_TYPE_DECLARATION` with every offending field.',
-      body: PutTypesBody,
-      response: { 200: TypeList, ...errorResponses(400, 401, 403, 415, 422) },
+  app.put(
+    '/types',
+    {
+      config: { auth: ['admin'], audited: true },
+      preValidation: acceptOnly(JSON_TYPE),
+      schema: {
+        operationId: 'putResourceTypes',
+        tags: ['registry'],
+        summary: 'Declare resource types',
+        description:
+          'Upserts resource types in one transaction. `idPattern` must compile both as a JavaScript and as a PostgreSQL regular expression; `parentType` and `cascadeTo` must name types that exist or are declared in the same body; parent chains may not loop. Refusals are 422 `INVALID_TYPE_DECLARATION` with every offending field.',
+        body: PutTypesBody,
+        response: { 200: TypeList, ...errorResponses(400, 401, 403, 415, 422) },
+      },
     },
-  }, async (req) => registry.declareTypes(req.body, req.principal!.name));
+    async (req) => registry.declareTypes(req.body, req.principal!.name),
+  );
 
-  app.get('/types', {
-    config: { auth: 'any' },
-    schema: {
-      operationId: 'listResourceTypes', tags: ['registry'], summary: 'List resource types',
-      description: 'Every declared resource type with its ID pattern, parent type, cascade and adapter.',
-      response: { 200: TypeList, ...errorResponses(401) },
+  app.get(
+    '/types',
+    {
+      config: { auth: 'any' },
+      schema: {
+        operationId: 'listResourceTypes',
+        tags: ['registry'],
+        summary: 'List resource types',
+        description: 'Every declared resource type with its ID pattern, parent type, cascade and adapter.',
+        response: { 200: TypeList, ...errorResponses(401) },
+      },
     },
-  }, async () => ({ items: await registry.listTypes() }));
+    async () => ({ items: await registry.listTypes() }),
+  );
 
-  app.post('/tenants', {
-    config: { auth: ['admin'], audited: true },
-    bodyLimit: JSON_BODY_LIMIT,
-    preValidation: acceptOnly(JSON_TYPE),
-    schema: {
-      operationId: 'upsertTenants', tags: ['registry'], summary: 'Upsert tenants',
-      description: 'Bulk upsert of up to 100,000 tenants in one transaction. Omitted `internal`, `protected` and `contact` keep their stored values. Contact data is stored apart and never returned by registry reads. A tenant ID given twice is 422 `DUPLICATE_TENANT_ID`.',
-      body: PostTenantsBody,
-      response: { 200: TenantUpsertResult, ...errorResponses(400, 401, 403, 413, 415, 422) },
+  app.post(
+    '/tenants',
+    {
+      config: { auth: ['admin'], audited: true },
+      bodyLimit: JSON_BODY_LIMIT,
+      preValidation: acceptOnly(JSON_TYPE),
+      schema: {
+        operationId: 'upsertTenants',
+        tags: ['registry'],
+        summary: 'Upsert tenants',
+        description:
+          'Bulk upsert of up to 100,000 tenants in one transaction. Omitted `internal`, `protected` and `contact` keep their stored values. Contact data is stored apart and never returned by registry reads. A tenant ID given twice is 422 `DUPLICATE_TENANT_ID`.',
+        body: PostTenantsBody,
+        response: { 200: TenantUpsertResult, ...errorResponses(400, 401, 403, 413, 415, 422) },
+      },
     },
-  }, async (req) => registry.upsertTenants(req.body, req.principal!.name));
+    async (req) => registry.upsertTenants(req.body, req.principal!.name),
+  );
 
-  app.get('/tenants/:id', {
-    config: { auth: 'any' },
-    schema: {
-      operationId: 'getTenant', tags: ['registry'], summary: 'Get a tenant',
-      description: 'The tenant\'s flags and its resource counts by type and state. Contact data is never returned.',
-      params: IdParams,
-      response: { 200: Tenant, ...errorResponses(400, 401, 404) },
+  app.get(
+    '/tenants/:id',
+    {
+      config: { auth: 'any' },
+      schema: {
+        operationId: 'getTenant',
+        tags: ['registry'],
+        summary: 'Get a tenant',
+        description: "The tenant's flags and its resource counts by type and state. Contact data is never returned.",
+        params: IdParams,
+        response: { 200: Tenant, ...errorResponses(400, 401, 404) },
+      },
     },
-  }, async (req) => registry.getTenant(req.params.id));
+    async (req) => registry.getTenant(req.params.id),
+  );
 
-  app.post('/resources', {
-    config: { auth: ['admin'], audited: true },
-    bodyLimit: JSON_BODY_LIMIT,
-    preValidation: acceptOnly(JSON_TYPE, NDJSON),
-    schema: {
-      operationId: 'importResources', tags: ['registry'], summary: 'Import resources (bulk upsert)',
-      description: [
-        'Upserts resources in one transaction: all rows, or none. Send `application/json` `{ resources: [...] }` (up to 100,000) or stream `application/x-ndjson`, one resource per line (up to 1,000,000 lines, 300 MB; the body is never held whole).',
-        'Each row is checked for shape (400 `VALIDATION_FAILED` / `MALFORMED_NDJSON` naming the line), then all rows together for unknown type, unknown tenant, bad state, duplicate ID and ID-pattern mismatch: any such row makes the import 422 `REGISTRY_REJECTED` with counts per problem and the first 100 offending rows (`line` for NDJSON, `index` for JSON).',
-        'Only changed rows are written: re-importing identical data reports `inserted: 0, updated: 0`. Omitted `state` and `protected` keep their stored values; `parentId` is replaced.',
-      ].join('\n\n'),
-      body: { content: { [JSON_TYPE]: { schema: PostResourcesJsonBody }, [NDJSON]: { schema: PostResourcesNdjsonBody } } },
-      response: { 200: ImportResult, ...errorResponses(400, 401, 403, 413, 415, 422) },
+  app.post(
+    '/resources',
+    {
+      config: { auth: ['admin'], audited: true },
+      bodyLimit: JSON_BODY_LIMIT,
+      preValidation: acceptOnly(JSON_TYPE, NDJSON),
+      schema: {
+        operationId: 'importResources',
+        tags: ['registry'],
+        summary: 'Import resources (bulk upsert)',
+        description: [
+          'Upserts resources in one transaction: all rows, or none. Send `application/json` `{ resources: [...] }` (up to 100,000) or stream `application/x-ndjson`, one resource per line (up to 1,000,000 lines, 300 MB; the body is never held whole).',
+          'Each row is checked for shape (400 `VALIDATION_FAILED` / `MALFORMED_NDJSON` naming the line), then all rows together for unknown type, unknown tenant, bad state, duplicate ID and ID-pattern mismatch: any such row makes the import 422 `REGISTRY_REJECTED` with counts per problem and the first 100 offending rows (`line` for NDJSON, `index` for JSON).',
+          'Only changed rows are written: re-importing identical data reports `inserted: 0, updated: 0`. Omitted `state` and `protected` keep their stored values; `parentId` is replaced.',
+        ].join('\n\n'),
+        body: {
+          content: { [JSON_TYPE]: { schema: PostResourcesJsonBody }, [NDJSON]: { schema: PostResourcesNdjsonBody } },
+        },
+        response: { 200: ImportResult, ...errorResponses(400, 401, 403, 413, 415, 422) },
+      },
     },
-  }, async (req: FastifyRequest) => {
-    const actor = req.principal!.name;
-    if (req.mediaType === JSON_TYPE) {
-      const body = req.body as { resources: unknown[] };
-      return registry.importResources(jsonRows(body.resources), { actor, position: 'index' });
-    }
-    const raw = req.body as Readable;
-    try {
-      return await registry.importResources(ndjsonRows(detachable(raw)), { actor, position: 'line' });
-    } catch (err) {
-      // Refused half-way through the upload: read off the rest so the client gets the answer.
-      await discardRest(raw);
-      throw err;
-    }
-  });
+    async (req: FastifyRequest) => {
+      const actor = req.principal!.name;
+      if (req.mediaType === JSON_TYPE) {
+        const body = req.body as { resources: unknown[] };
+        return registry.importResources(jsonRows(body.resources), { actor, position: 'index' });
+      }
+      const raw = req.body as Readable;
+      try {
+        return await registry.importResources(ndjsonRows(detachable(raw)), { actor, position: 'line' });
+      } catch (err) {
+        // Refused half-way through the upload: read off the rest so the client gets the answer.
+        await discardRest(raw);
+        throw err;
+      }
+    },
+  );
 
-  app.get('/resources/:id', {
-    config: { auth: 'any' },
-    schema: {
-      operationId: 'getResource', tags: ['registry'], summary: 'Get a resource',
-      description: 'One registry resource: type, tenant, parent, state, protection and deletion time.',
-      params: IdParams,
-      response: { 200: Resource, ...errorResponses(400, 401, 404) },
+  app.get(
+    '/resources/:id',
+    {
+      config: { auth: 'any' },
+      schema: {
+        operationId: 'getResource',
+        tags: ['registry'],
+        summary: 'Get a resource',
+        description: 'One registry resource: type, tenant, parent, state, protection and deletion time.',
+        params: IdParams,
+        response: { 200: Resource, ...errorResponses(400, 401, 404) },
+      },
     },
-  }, async (req) => registry.getResource(req.params.id));
+    async (req) => registry.getResource(req.params.id),
+  );
 }

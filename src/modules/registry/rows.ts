@@ -36,7 +36,13 @@ function invalid(at: RowAt, field: string, message: string, extra: object = {}):
   return new BadRequestError('VALIDATION_FAILED', `${where}: ${message}`, [{ ...at, field, message, ...extra }]);
 }
 
-function text(o: Record<string, unknown>, field: string, presence: Presence, escapes: boolean, at: RowAt): string | null {
+function text(
+  o: Record<string, unknown>,
+  field: string,
+  presence: Presence,
+  escapes: boolean,
+  at: RowAt,
+): string | null {
   const v = o[field];
   if (v === undefined || (v === null && presence === 'nullable')) {
     if (presence === 'required') throw invalid(at, field, `field "${field}" is required`);
@@ -45,7 +51,8 @@ function text(o: Record<string, unknown>, field: string, presence: Presence, esc
   if (typeof v !== 'string' || v.length === 0 || v.length > MAX_ID_LENGTH) {
     throw invalid(at, field, `field "${field}" must be a string of 1 to ${MAX_ID_LENGTH} characters`);
   }
-  if (escapes && CONTROL_CHARS.test(v)) throw invalid(at, field, `field "${field}" must not contain control characters`);
+  if (escapes && CONTROL_CHARS.test(v))
+    throw invalid(at, field, `field "${field}" must not contain control characters`);
   return v;
 }
 
@@ -56,13 +63,15 @@ function text(o: Record<string, unknown>, field: string, presence: Presence, esc
  * control character (JSON forbids them unescaped) and the per-field scan is skipped.
  */
 export function toStageRow(value: unknown, pos: number, at: RowAt, escapes = true): StageRow {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw invalid(at, '', 'must be a JSON object');
+  if (typeof value !== 'object' || value === null || Array.isArray(value))
+    throw invalid(at, '', 'must be a JSON object');
   const o = value as Record<string, unknown>;
   for (const k in o) {
     if (!FIELDS.has(k)) throw invalid(at, k, `unknown field "${k}"`, { unknownField: k });
   }
   const prot = o.protected;
-  if (prot !== undefined && typeof prot !== 'boolean') throw invalid(at, 'protected', 'field "protected" must be a boolean');
+  if (prot !== undefined && typeof prot !== 'boolean')
+    throw invalid(at, 'protected', 'field "protected" must be a boolean');
   return {
     pos,
     id: text(o, 'id', 'required', escapes, at)!,
@@ -76,7 +85,11 @@ export function toStageRow(value: unknown, pos: number, at: RowAt, escapes = tru
 
 /** NDJSON body → batches of checked rows, streamed; the body is never held whole. */
 export async function* ndjsonRows(body: Readable): AsyncGenerator<StageRow[]> {
-  for await (const lines of lineBatches(body, { batchSize: NDJSON_BATCH, maxBytes: NDJSON_MAX_BYTES, maxLineBytes: NDJSON_MAX_LINE })) {
+  for await (const lines of lineBatches(body, {
+    batchSize: NDJSON_BATCH,
+    maxBytes: NDJSON_MAX_BYTES,
+    maxLineBytes: NDJSON_MAX_LINE,
+  })) {
     yield lines.map((l) => toStageRow(parseJsonLine(l), l.n, { line: l.n }, l.text.includes('\\')));
   }
 }

@@ -10,101 +10,244 @@ export type ResourceState = (typeof RESOURCE_STATES)[number];
 
 export const TYPE_NAME_PATTERN = '^[a-z][a-z0-9_]{0,39}$';
 const TypeName = Type.String({ pattern: TYPE_NAME_PATTERN, description: 'Resource type name', example: 'app' });
-const Id = (description: string, example: string) => Type.String({ minLength: 1, maxLength: MAX_ID_LENGTH, description, example });
+const Id = (description: string, example: string) =>
+  Type.String({ minLength: 1, maxLength: MAX_ID_LENGTH, description, example });
 const Timestamp = Type.String({ format: 'date-time' });
 const Nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
 
-export const Adapter = Type.Object({
-  kind: Type.Union([Type.Literal('registry'), Type.Literal('http')], { description: 'registry: acts on rows in Blastgate\'s own database; http: calls the owning system' }),
-}, { additionalProperties: true, description: 'How Blastgate acts on resources of this type (the http adapter\'s own fields are checked by that adapter)', example: { kind: 'registry' } });
+export const Adapter = Type.Object(
+  {
+    kind: Type.Union([Type.Literal('registry'), Type.Literal('http')], {
+      description: "registry: acts on rows in Blastgate's own database; http: calls the owning system",
+    }),
+  },
+  {
+    additionalProperties: true,
+    description:
+      "How Blastgate acts on resources of this type (the http adapter's own fields are checked by that adapter)",
+    example: { kind: 'registry' },
+  },
+);
 
-export const ResourceTypeInput = Type.Object({
-  name: TypeName,
-  idPattern: Type.Optional(Type.String({ minLength: 1, maxLength: 500, description: 'Regular expression every ID of this type must match; valid both in JavaScript and in PostgreSQL (checked with `~`, i.e. unanchored: write ^…$)', example: '^app_[a-z0-9]{8,}$' })),
-  parentType: Type.Optional(Type.String({ pattern: TYPE_NAME_PATTERN, description: 'Type of the parent resource (an app lives in a site); must already exist or be declared in the same body' })),
-  cascadeTo: Type.Optional(Type.Array(Type.String({ pattern: TYPE_NAME_PATTERN }), { maxItems: 50, uniqueItems: true, description: 'Child types a delete of this type takes with it' })),
-  adapter: Type.Optional(Adapter),
-}, { additionalProperties: false, description: 'A resource type declaration; a PUT replaces the whole declaration of each named type' });
+export const ResourceTypeInput = Type.Object(
+  {
+    name: TypeName,
+    idPattern: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: 500,
+        description:
+          'Regular expression every ID of this type must match; valid both in JavaScript and in PostgreSQL (checked with `~`, i.e. unanchored: write ^…$)',
+        example: '^app_[a-z0-9]{8,}$',
+      }),
+    ),
+    parentType: Type.Optional(
+      Type.String({
+        pattern: TYPE_NAME_PATTERN,
+        description:
+          'Type of the parent resource (an app lives in a site); must already exist or be declared in the same body',
+      }),
+    ),
+    cascadeTo: Type.Optional(
+      Type.Array(Type.String({ pattern: TYPE_NAME_PATTERN }), {
+        maxItems: 50,
+        uniqueItems: true,
+        description: 'Child types a delete of this type takes with it',
+      }),
+    ),
+    adapter: Type.Optional(Adapter),
+  },
+  {
+    additionalProperties: false,
+    description: 'A resource type declaration; a PUT replaces the whole declaration of each named type',
+  },
+);
 
-export const PutTypesBody = Type.Object({
-  types: Type.Array(ResourceTypeInput, { minItems: 1, maxItems: 1000 }),
-}, {
-  additionalProperties: false,
-  description: 'Resource types to declare (upserted together, all or nothing)',
-  example: { types: [
-    { name: 'site', idPattern: '^site_[a-z0-9]+$', cascadeTo: ['app'] },
-    { name: 'app', idPattern: '^app_[a-z0-9]+$', parentType: 'site', adapter: { kind: 'registry' } },
-  ] },
-});
+export const PutTypesBody = Type.Object(
+  {
+    types: Type.Array(ResourceTypeInput, { minItems: 1, maxItems: 1000 }),
+  },
+  {
+    additionalProperties: false,
+    description: 'Resource types to declare (upserted together, all or nothing)',
+    example: {
+      types: [
+        { name: 'site', idPattern: '^site_[a-z0-9]+$', cascadeTo: ['app'] },
+        { name: 'app', idPattern: '^app_[a-z0-9]+$', parentType: 'site', adapter: { kind: 'registry' } },
+      ],
+    },
+  },
+);
 export type PutTypesBody = Static<typeof PutTypesBody>;
 export type ResourceTypeInput = Static<typeof ResourceTypeInput>;
 
-export const ResourceType = Type.Object({
-  name: Type.String(),
-  idPattern: Nullable(Type.String()),
-  parentType: Nullable(Type.String()),
-  cascadeTo: Type.Array(Type.String()),
-  adapter: Type.Object({ kind: Type.String() }, { additionalProperties: true }),
-  createdAt: Timestamp,
-  updatedAt: Timestamp,
-}, { description: 'A declared resource type' });
+export const ResourceType = Type.Object(
+  {
+    name: Type.String(),
+    idPattern: Nullable(Type.String()),
+    parentType: Nullable(Type.String()),
+    cascadeTo: Type.Array(Type.String()),
+    adapter: Type.Object({ kind: Type.String() }, { additionalProperties: true }),
+    createdAt: Timestamp,
+    updatedAt: Timestamp,
+  },
+  { description: 'A declared resource type' },
+);
 export type ResourceType = Static<typeof ResourceType>;
 
-export const TypeList = Type.Object({ items: Type.Array(ResourceType) }, {
-  description: 'Resource types, by name',
-  example: { items: [{ name: 'app', idPattern: '^app_[a-z0-9]+$', parentType: 'site', cascadeTo: [], adapter: { kind: 'registry' }, createdAt: '2026-11-24T12:00:00.000Z', updatedAt: '2026-11-24T12:00:00.000Z' }] },
-});
+export const TypeList = Type.Object(
+  { items: Type.Array(ResourceType) },
+  {
+    description: 'Resource types, by name',
+    example: {
+      items: [
+        {
+          name: 'app',
+          idPattern: '^app_[a-z0-9]+$',
+          parentType: 'site',
+          cascadeTo: [],
+          adapter: { kind: 'registry' },
+          createdAt: '2026-11-24T12:00:00.000Z',
+          updatedAt: '2026-11-24T12:00:00.000Z',
+        },
+      ],
+    },
+  },
+);
 
-export const TenantInput = Type.Object({
-  id: Id('Tenant ID', 'tn_acme'),
-  name: Type.String({ minLength: 1, maxLength: MAX_ID_LENGTH, description: 'Display name' }),
-  internal: Type.Optional(Type.Boolean({ description: 'Internal tenants go in the first wave. Omitted: unchanged (false for a new tenant)' })),
-  protected: Type.Optional(Type.Boolean({ description: 'Never deleted without break-glass. Omitted: unchanged (false for a new tenant)' })),
-  contact: Type.Optional(Type.Record(Type.String(), Type.Any(), { description: 'Contact data; stored apart from the registry and never returned by registry reads. Omitted: unchanged' })),
-}, { additionalProperties: false, description: 'A tenant' });
+export const TenantInput = Type.Object(
+  {
+    id: Id('Tenant ID', 'tn_acme'),
+    name: Type.String({ minLength: 1, maxLength: MAX_ID_LENGTH, description: 'Display name' }),
+    internal: Type.Optional(
+      Type.Boolean({
+        description: 'Internal tenants go in the first wave. Omitted: unchanged (false for a new tenant)',
+      }),
+    ),
+    protected: Type.Optional(
+      Type.Boolean({ description: 'Never deleted without break-glass. Omitted: unchanged (false for a new tenant)' }),
+    ),
+    contact: Type.Optional(
+      Type.Record(Type.String(), Type.Any(), {
+        description:
+          'Contact data; stored apart from the registry and never returned by registry reads. Omitted: unchanged',
+      }),
+    ),
+  },
+  { additionalProperties: false, description: 'A tenant' },
+);
 export type TenantInput = Static<typeof TenantInput>;
 
-export const PostTenantsBody = Type.Object({
-  tenants: Type.Array(TenantInput, { minItems: 1, maxItems: MAX_JSON_ROWS }),
-}, {
-  additionalProperties: false,
-  description: 'Tenants to upsert (all or nothing)',
-  example: { tenants: [{ id: 'tn_acme', name: 'Acme', internal: false, protected: false, contact: { email: 'ops@acme.example' } }] },
-});
+export const PostTenantsBody = Type.Object(
+  {
+    tenants: Type.Array(TenantInput, { minItems: 1, maxItems: MAX_JSON_ROWS }),
+  },
+  {
+    additionalProperties: false,
+    description: 'Tenants to upsert (all or nothing)',
+    example: {
+      tenants: [
+        { id: 'tn_acme', name: 'Acme', internal: false, protected: false, contact: { email: 'ops@acme.example' } },
+      ],
+    },
+  },
+);
 export type PostTenantsBody = Static<typeof PostTenantsBody>;
 
-export const TenantUpsertResult = Type.Object({
-  received: Type.Integer(), inserted: Type.Integer(), updated: Type.Integer(), unchanged: Type.Integer(),
-  contactsChanged: Type.Integer({ description: 'Contacts inserted or changed' }),
-}, { description: 'What the upsert changed', example: { received: 2, inserted: 1, updated: 0, unchanged: 1, contactsChanged: 1 } });
+export const TenantUpsertResult = Type.Object(
+  {
+    received: Type.Integer(),
+    inserted: Type.Integer(),
+    updated: Type.Integer(),
+    unchanged: Type.Integer(),
+    contactsChanged: Type.Integer({ description: 'Contacts inserted or changed' }),
+  },
+  {
+    description: 'What the upsert changed',
+    example: { received: 2, inserted: 1, updated: 0, unchanged: 1, contactsChanged: 1 },
+  },
+);
 
-export const Tenant = Type.Object({
-  id: Type.String(), name: Type.String(), internal: Type.Boolean(), protected: Type.Boolean(),
-  createdAt: Timestamp, updatedAt: Timestamp,
-  resourceTotal: Type.Integer({ description: 'All resources of the tenant, in any state' }),
-  resourceCounts: Type.Array(Type.Object({ type: Type.String(), state: Type.String(), count: Type.Integer() }), { description: 'Resources by type and state' }),
-}, {
-  description: 'A tenant with its resource counts (never its contact data)',
-  example: { id: 'tn_acme', name: 'Acme', internal: false, protected: false, createdAt: '2026-11-24T12:00:00.000Z', updatedAt: '2026-11-24T12:00:00.000Z', resourceTotal: 3, resourceCounts: [{ type: 'app', state: 'active', count: 2 }, { type: 'site', state: 'active', count: 1 }] },
-});
+export const Tenant = Type.Object(
+  {
+    id: Type.String(),
+    name: Type.String(),
+    internal: Type.Boolean(),
+    protected: Type.Boolean(),
+    createdAt: Timestamp,
+    updatedAt: Timestamp,
+    resourceTotal: Type.Integer({ description: 'All resources of the tenant, in any state' }),
+    resourceCounts: Type.Array(Type.Object({ type: Type.String(), state: Type.String(), count: Type.Integer() }), {
+      description: 'Resources by type and state',
+    }),
+  },
+  {
+    description: 'A tenant with its resource counts (never its contact data)',
+    example: {
+      id: 'tn_acme',
+      name: 'Acme',
+      internal: false,
+      protected: false,
+      createdAt: '2026-11-24T12:00:00.000Z',
+      updatedAt: '2026-11-24T12:00:00.000Z',
+      resourceTotal: 3,
+      resourceCounts: [
+        { type: 'app', state: 'active', count: 2 },
+        { type: 'site', state: 'active', count: 1 },
+      ],
+    },
+  },
+);
 
-export const ResourceInput = Type.Object({
-  id: Id('Resource ID (must match the type\'s idPattern)', 'app_8f3k2m1q'),
-  type: Type.String({ minLength: 1, maxLength: MAX_ID_LENGTH, description: 'A declared resource type', example: 'app' }),
-  tenantId: Id('Owning tenant (must exist)', 'tn_acme'),
-  parentId: Type.Optional(Type.Union([Id('Parent resource ID. Omitted or null: no parent', 'site_k2m1'), Type.Null()])),
-  state: Type.Optional(Type.Union(RESOURCE_STATES.map((s) => Type.Literal(s)), { description: 'Omitted: unchanged (active for a new resource)' })),
-  protected: Type.Optional(Type.Boolean({ description: 'Never deleted without break-glass. Omitted: unchanged (false for a new resource)' })),
-}, { additionalProperties: false, description: 'A resource; one of these per NDJSON line in a streamed import' });
+export const ResourceInput = Type.Object(
+  {
+    id: Id("Resource ID (must match the type's idPattern)", 'app_8f3k2m1q'),
+    type: Type.String({
+      minLength: 1,
+      maxLength: MAX_ID_LENGTH,
+      description: 'A declared resource type',
+      example: 'app',
+    }),
+    tenantId: Id('Owning tenant (must exist)', 'tn_acme'),
+    parentId: Type.Optional(
+      Type.Union([Id('Parent resource ID. Omitted or null: no parent', 'site_k2m1'), Type.Null()]),
+    ),
+    state: Type.Optional(
+      Type.Union(
+        RESOURCE_STATES.map((s) => Type.Literal(s)),
+        { description: 'Omitted: unchanged (active for a new resource)' },
+      ),
+    ),
+    protected: Type.Optional(
+      Type.Boolean({ description: 'Never deleted without break-glass. Omitted: unchanged (false for a new resource)' }),
+    ),
+  },
+  { additionalProperties: false, description: 'A resource; one of these per NDJSON line in a streamed import' },
+);
 export type ResourceInput = Static<typeof ResourceInput>;
 
-export const PostResourcesJsonBody = Type.Object({
-  resources: Type.Array(ResourceInput, { minItems: 1, maxItems: MAX_JSON_ROWS }),
-}, {
-  additionalProperties: false,
-  description: 'Resources to upsert (all or nothing). For more than 100k rows stream application/x-ndjson instead.',
-  example: { resources: [{ id: 'site_k2m1', type: 'site', tenantId: 'tn_acme' }, { id: 'app_8f3k2m1q', type: 'app', tenantId: 'tn_acme', parentId: 'site_k2m1', state: 'active', protected: false }] },
-});
+export const PostResourcesJsonBody = Type.Object(
+  {
+    resources: Type.Array(ResourceInput, { minItems: 1, maxItems: MAX_JSON_ROWS }),
+  },
+  {
+    additionalProperties: false,
+    description: 'Resources to upsert (all or nothing). For more than 100k rows stream application/x-ndjson instead.',
+    example: {
+      resources: [
+        { id: 'site_k2m1', type: 'site', tenantId: 'tn_acme' },
+        {
+          id: 'app_8f3k2m1q',
+          type: 'app',
+          tenantId: 'tn_acme',
+          parentId: 'site_k2m1',
+          state: 'active',
+          protected: false,
+        },
+      ],
+    },
+  },
+);
 export type PostResourcesJsonBody = Static<typeof PostResourcesJsonBody>;
 
 /**
@@ -112,26 +255,59 @@ export type PostResourcesJsonBody = Static<typeof PostResourcesJsonBody>;
  * Fastify's per-content-type validation accepts the stream while the OpenAPI document still shows it.
  */
 export const PostResourcesNdjsonBody = {
-  description: 'One resource object per line (same fields as in the JSON variant), up to 1,000,000 lines / 300 MB, streamed',
-  example: '{"id":"site_k2m1","type":"site","tenantId":"tn_acme"}\n{"id":"app_8f3k2m1q","type":"app","tenantId":"tn_acme","parentId":"site_k2m1"}\n',
+  description:
+    'One resource object per line (same fields as in the JSON variant), up to 1,000,000 lines / 300 MB, streamed',
+  example:
+    '{"id":"site_k2m1","type":"site","tenantId":"tn_acme"}\n{"id":"app_8f3k2m1q","type":"app","tenantId":"tn_acme","parentId":"site_k2m1"}\n',
 };
 
-export const ImportResult = Type.Object({
-  received: Type.Integer({ description: 'Rows in the upload' }),
-  inserted: Type.Integer({ description: 'New resources' }),
-  updated: Type.Integer({ description: 'Existing resources that changed' }),
-  unchanged: Type.Integer({ description: 'Existing resources already identical' }),
-}, { description: 'What the import changed', example: { received: 1000000, inserted: 1000, updated: 10, unchanged: 998990 } });
+export const ImportResult = Type.Object(
+  {
+    received: Type.Integer({ description: 'Rows in the upload' }),
+    inserted: Type.Integer({ description: 'New resources' }),
+    updated: Type.Integer({ description: 'Existing resources that changed' }),
+    unchanged: Type.Integer({ description: 'Existing resources already identical' }),
+  },
+  {
+    description: 'What the import changed',
+    example: { received: 1000000, inserted: 1000, updated: 10, unchanged: 998990 },
+  },
+);
 export type ImportResult = Static<typeof ImportResult>;
 
-export const Resource = Type.Object({
-  id: Type.String(), type: Type.String(), tenantId: Type.String(), parentId: Nullable(Type.String()),
-  state: Type.String({ description: 'active | soft_deleted | purged' }), protected: Type.Boolean(),
-  deletedAt: Nullable(Timestamp), updatedAt: Timestamp,
-}, {
-  description: 'A registry resource',
-  example: { id: 'app_8f3k2m1q', type: 'app', tenantId: 'tn_acme', parentId: 'site_k2m1', state: 'active', protected: false, deletedAt: null, updatedAt: '2026-11-24T12:00:00.000Z' },
-});
+export const Resource = Type.Object(
+  {
+    id: Type.String(),
+    type: Type.String(),
+    tenantId: Type.String(),
+    parentId: Nullable(Type.String()),
+    state: Type.String({ description: 'active | soft_deleted | purged' }),
+    protected: Type.Boolean(),
+    deletedAt: Nullable(Timestamp),
+    updatedAt: Timestamp,
+  },
+  {
+    description: 'A registry resource',
+    example: {
+      id: 'app_8f3k2m1q',
+      type: 'app',
+      tenantId: 'tn_acme',
+      parentId: 'site_k2m1',
+      state: 'active',
+      protected: false,
+      deletedAt: null,
+      updatedAt: '2026-11-24T12:00:00.000Z',
+    },
+  },
+);
 export type Resource = Static<typeof Resource>;
 
-export const IdParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: MAX_ID_LENGTH, pattern: '^[^\\u0000-\\u001f]+$', description: 'ID', example: 'app_8f3k2m1q' }) });
+export const IdParams = Type.Object({
+  id: Type.String({
+    minLength: 1,
+    maxLength: MAX_ID_LENGTH,
+    pattern: '^[^\\u0000-\\u001f]+$',
+    description: 'ID',
+    example: 'app_8f3k2m1q',
+  }),
+});

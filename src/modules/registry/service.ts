@@ -23,22 +23,44 @@ export function checkTypeReferences(types: ResourceTypeInput[], stored: Map<stri
   const parents = new Map(stored);
   const seen = new Set<string>();
   types.forEach((t, i) => {
-    if (seen.has(t.name)) problems.push({ field: `types[${i}].name`, problem: 'duplicate_name', value: t.name, message: `Type "${t.name}" is declared twice` });
+    if (seen.has(t.name))
+      problems.push({
+        field: `types[${i}].name`,
+        problem: 'duplicate_name',
+        value: t.name,
+        message: `Type "${t.name}" is declared twice`,
+      });
     seen.add(t.name);
     parents.set(t.name, t.parentType ?? null);
   });
   types.forEach((t, i) => {
     if (t.parentType && !parents.has(t.parentType)) {
-      problems.push({ field: `types[${i}].parentType`, problem: 'unknown_type', value: t.parentType, message: `parentType "${t.parentType}" is not a declared type` });
+      problems.push({
+        field: `types[${i}].parentType`,
+        problem: 'unknown_type',
+        value: t.parentType,
+        message: `parentType "${t.parentType}" is not a declared type`,
+      });
     }
     (t.cascadeTo ?? []).forEach((c, j) => {
-      if (!parents.has(c)) problems.push({ field: `types[${i}].cascadeTo[${j}]`, problem: 'unknown_type', value: c, message: `cascadeTo "${c}" is not a declared type` });
+      if (!parents.has(c))
+        problems.push({
+          field: `types[${i}].cascadeTo[${j}]`,
+          problem: 'unknown_type',
+          value: c,
+          message: `cascadeTo "${c}" is not a declared type`,
+        });
     });
     // Walk up the parent chain; coming back to this type means a cycle.
     const chain = new Set([t.name]);
     for (let p = parents.get(t.name) ?? null; p !== null; p = parents.get(p) ?? null) {
       if (chain.has(p)) {
-        problems.push({ field: `types[${i}].parentType`, problem: 'parent_cycle', value: t.parentType, message: `parentType of "${t.name}" leads back to "${p}"` });
+        problems.push({
+          field: `types[${i}].parentType`,
+          problem: 'parent_cycle',
+          value: t.parentType,
+          message: `parentType of "${t.name}" leads back to "${p}"`,
+        });
         break;
       }
       chain.add(p);
@@ -68,16 +90,31 @@ export function registryService(deps: { pool: pg.Pool; metrics?: Pick<Metrics, '
         if (t.idPattern === undefined) continue;
         // The planner checks IDs in SQL (`~`) and clients may check them in JS: both must accept it.
         const err = jsRegexError(t.idPattern) ?? (await repo.postgresAcceptsRegex(pool, t.idPattern));
-        if (err) problems.push({ field: `types[${i}].idPattern`, problem: 'invalid_regex', value: t.idPattern, message: `idPattern is not a valid regular expression: ${err}` });
+        if (err)
+          problems.push({
+            field: `types[${i}].idPattern`,
+            problem: 'invalid_regex',
+            value: t.idPattern,
+            message: `idPattern is not a valid regular expression: ${err}`,
+          });
       }
       return inTransaction(pool, async (client) => {
         await repo.lockRegistryWrites(client);
         problems.push(...checkTypeReferences(body.types, await repo.typeParents(client)));
         if (problems.length) {
-          throw new UnprocessableError('INVALID_TYPE_DECLARATION', `${problems[0]!.field}: ${problems[0]!.message}${problems.length > 1 ? ` (and ${problems.length - 1} more)` : ''}`, problems);
+          throw new UnprocessableError(
+            'INVALID_TYPE_DECLARATION',
+            `${problems[0]!.field}: ${problems[0]!.message}${problems.length > 1 ? ` (and ${problems.length - 1} more)` : ''}`,
+            problems,
+          );
         }
         await repo.upsertTypes(client, body.types);
-        await appendAudit(client, { actor, action: 'registry.types.put', outcome: 'accepted', payload: { types: body.types.map((t) => t.name) } });
+        await appendAudit(client, {
+          actor,
+          action: 'registry.types.put',
+          outcome: 'accepted',
+          payload: { types: body.types.map((t) => t.name) },
+        });
         return { items: await repo.listTypes(client) };
       });
     },
@@ -90,17 +127,36 @@ export function registryService(deps: { pool: pg.Pool; metrics?: Pick<Metrics, '
         if (first === undefined) seen.set(t.id, i);
         else if (duplicates.length < 100) duplicates.push({ field: `tenants[${i}].id`, id: t.id, firstIndex: first });
         // Postgres text and jsonb cannot hold NUL characters; refuse them as a client mistake.
-        if (t.id.includes('\u0000') || t.name.includes('\u0000') || (t.contact && JSON.stringify(t.contact).includes('\\u0000'))) {
-          throw new BadRequestError('VALIDATION_FAILED', `tenants[${i}] contains a NUL character`, [{ field: `tenants[${i}]`, message: 'must not contain NUL characters' }]);
+        if (
+          t.id.includes('\u0000') ||
+          t.name.includes('\u0000') ||
+          (t.contact && JSON.stringify(t.contact).includes('\\u0000'))
+        ) {
+          throw new BadRequestError('VALIDATION_FAILED', `tenants[${i}] contains a NUL character`, [
+            { field: `tenants[${i}]`, message: 'must not contain NUL characters' },
+          ]);
         }
       });
-      if (duplicates.length) throw new UnprocessableError('DUPLICATE_TENANT_ID', `Tenant ${duplicates[0]!.id} appears more than once; nothing was written`, duplicates);
-      const contacts = body.tenants.filter((t) => t.contact !== undefined).map((t) => ({ tenantId: t.id, contact: t.contact }));
+      if (duplicates.length)
+        throw new UnprocessableError(
+          'DUPLICATE_TENANT_ID',
+          `Tenant ${duplicates[0]!.id} appears more than once; nothing was written`,
+          duplicates,
+        );
+      const contacts = body.tenants
+        .filter((t) => t.contact !== undefined)
+        .map((t) => ({ tenantId: t.id, contact: t.contact }));
       const result = await inTransaction(pool, async (client) => {
         await repo.lockRegistryWrites(client);
         const { inserted, updated } = await repo.upsertTenants(client, body.tenants);
         const contactsChanged = await repo.upsertContacts(client, contacts);
-        const r = { received: body.tenants.length, inserted, updated, unchanged: body.tenants.length - inserted - updated, contactsChanged };
+        const r = {
+          received: body.tenants.length,
+          inserted,
+          updated,
+          unchanged: body.tenants.length - inserted - updated,
+          contactsChanged,
+        };
         await appendAudit(client, { actor, action: 'registry.tenants.upsert', outcome: 'accepted', payload: r });
         return r;
       });
