@@ -77,13 +77,11 @@ export function installErrorHandler(app: FastifyInstance) {
   });
   app.setNotFoundHandler((request, reply) => {
     request.errorCode = 'ROUTE_NOT_FOUND';
-    return reply
-      .status(404)
-      .send({
-        code: 'ROUTE_NOT_FOUND',
-        message: `No route ${request.method} ${request.url.split('?')[0]}`,
-        details: null,
-        requestId: request.id,
-      });
+    return reply.status(404).send({
+      code: 'ROUTE_NOT_FOUND',
+      message: `No route ${request.method} ${request.url.split('?')[0]}`,
+      details: null,
+      requestId: request.id,
+    });
   });
 }
