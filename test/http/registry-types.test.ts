@@ -16,6 +16,16 @@ const put = (body: unknown, role: 'admin' | 'viewer' = 'admin') =>
     .set('authorization', t.auth(role))
     .send(body as object);
 
+// A complete http adapter: a declaration with a broken one is refused (test/http/registry-adapters.test.ts).
+const APPS_ADAPTER = {
+  kind: 'http',
+  baseUrl: 'https://apps.internal',
+  snapshot: 'GET /apps/{id}',
+  softDelete: 'POST /apps/{id}/soft-delete',
+  restore: 'POST /apps/{id}/restore',
+  hardDelete: 'DELETE /apps/{id}',
+};
+
 const typeCount = async () =>
   (await t.app.db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM resource_types')).rows[0]!.n;
 
@@ -27,7 +37,7 @@ describe('PUT/GET /v1/registry/types', () => {
           name: 'app',
           idPattern: '^app_[a-z0-9]+$',
           parentType: 'site',
-          adapter: { kind: 'http', baseUrl: 'https://apps.internal' },
+          adapter: APPS_ADAPTER,
         },
         { name: 'site', idPattern: '^site_[a-z0-9]+$', cascadeTo: ['app'] },
       ],
@@ -43,7 +53,7 @@ describe('PUT/GET /v1/registry/types', () => {
       idPattern: '^app_[a-z0-9]+$',
       parentType: 'site',
       cascadeTo: [],
-      adapter: { kind: 'http', baseUrl: 'https://apps.internal' },
+      adapter: APPS_ADAPTER,
     });
     const site = list.body.items.find((x: { name: string }) => x.name === 'site');
     expect(site).toMatchObject({ parentType: null, cascadeTo: ['app'], adapter: { kind: 'registry' } });
@@ -91,13 +101,21 @@ describe('PUT/GET /v1/registry/types', () => {
     expect(dup.body.details[0]).toMatchObject({ field: 'types[1].name', problem: 'duplicate_name' });
   });
 
-  it('validates names, unknown fields and adapter kinds with 400', async () => {
+  it('validates names and unknown fields with 400; an unknown adapter kind is a 422 declaration problem', async () => {
     const name = await put({ types: [{ name: 'Bad-Name' }] }).expect(400);
     expect(name.body.code).toBe('VALIDATION_FAILED');
     expect(name.body.details[0].field).toBe('body.types.0.name');
     const unknown = await put({ types: [{ name: 'x', colour: 'red' }] }).expect(400);
     expect(unknown.body.details[0].unknownField).toBe('colour');
-    await put({ types: [{ name: 'x', adapter: { kind: 'ftp' } }] }).expect(400);
+    const kind = await put({ types: [{ name: 'x', adapter: { kind: 'ftp' } }] }).expect(422);
+    expect(kind.body.code).toBe('INVALID_TYPE_DECLARATION');
+    expect(kind.body.details).toEqual([
+      expect.objectContaining({
+        field: 'types[0].adapter.kind',
+        problem: 'unknown_kind',
+        allowed: ['http', 'registry'],
+      }),
+    ]);
   });
 
   it('answers malformed JSON 400 and other content types 415', async () => {

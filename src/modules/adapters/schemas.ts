@@ -2,23 +2,58 @@
 // kind, discriminated by `kind`; the union is what the registry API accepts.
 import { Type, type Static } from '@fastify/type-provider-typebox';
 
-// "METHOD /path" where the path may hold {id} {tenantId} {type} {operationId}. Checking the
-// placeholders here turns a typo ({resourceId}) into a 400 when the type is registered instead of
-// a request to a literal "/apps/{resourceId}" in the middle of a rollout.
-const TEMPLATE = '^(GET|POST|PUT|PATCH|DELETE) /([^\\s{}]|\\{(id|tenantId|type|operationId)\\})*$';
-// A probe is about a tenant, not an item: only {tenantId} can be filled in.
-const PROBE_TEMPLATE = '^(GET|POST|PUT|PATCH|DELETE) /([^\\s{}]|\\{tenantId\\})*$';
+/** The adapter kinds a resource type may declare. */
+export const ADAPTER_KINDS = ['http', 'registry'] as const;
+/** Methods a request template may use. */
+export const TEMPLATE_METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'] as const;
+/** Placeholders an item request template may hold; each is filled in URL-encoded. */
+export const ITEM_PLACEHOLDERS = ['id', 'tenantId', 'type', 'operationId'] as const;
+/** A probe is about a tenant, not an item: only {tenantId} can be filled in. */
+export const PROBE_PLACEHOLDERS = ['tenantId'] as const;
+/** The request templates every http adapter needs. */
+export const REQUIRED_TEMPLATES = ['snapshot', 'softDelete', 'restore', 'hardDelete'] as const;
+/** Integer settings of the http adapter: range and the value used when omitted. */
+export const HTTP_LIMITS = {
+  timeoutMs: { minimum: 10, maximum: 120_000, default: 2_000 },
+  retries: { minimum: 0, maximum: 10, default: 3 },
+  retryBaseMs: { minimum: 1, maximum: 60_000, default: 50 },
+} as const;
+export const MAX_TEMPLATE_LENGTH = 2000;
+/**
+ * scheme://host[:port][/base/path]: no user info, query, fragment, whitespace or backslash. The
+ * registry also parses it with `new URL()` (host present, port in range).
+ */
+export const BASE_URL_PATTERN = '^https?://[^\\s/?#@\\\\]+(/[^\\s?#\\\\]*)?$';
+
+// "METHOD /path" where the path may hold the allowed {placeholders}. Checking them when the type is
+// declared turns a typo ({resourceId}) into a 422 instead of a request to a literal
+// "/apps/{resourceId}" in the middle of a rollout.
+const templatePattern = (placeholders: readonly string[]) =>
+  `^(${TEMPLATE_METHODS.join('|')}) /([^\\s{}]|\\{(${placeholders.join('|')})\\})*$`;
+export const TEMPLATE = templatePattern(ITEM_PLACEHOLDERS);
+export const PROBE_TEMPLATE = templatePattern(PROBE_PLACEHOLDERS);
+
+const ITEM_TEMPLATE_RULE = `"METHOD /path" with METHOD one of ${TEMPLATE_METHODS.join(', ')}; the path (appended to baseUrl, may hold a query) may hold ${ITEM_PLACEHOLDERS.map((p) => `{${p}}`).join(' ')}`;
 
 const RequestTemplate = (description: string, example: string) =>
-  Type.String({ pattern: TEMPLATE, maxLength: 2000, description, example });
+  Type.String({
+    pattern: TEMPLATE,
+    maxLength: MAX_TEMPLATE_LENGTH,
+    description: `${description}. ${ITEM_TEMPLATE_RULE}`,
+    example,
+  });
+
+const Setting = (name: keyof typeof HTTP_LIMITS, description: string) =>
+  Type.Optional(Type.Integer({ ...HTTP_LIMITS[name], description }));
 
 export const HttpAdapterConfig = Type.Object(
   {
     kind: Type.Literal('http'),
     baseUrl: Type.String({
-      pattern: '^https?://[^\\s/?#]+(/[^\\s?#]*)?$',
-      maxLength: 2000,
-      description: 'Scheme, host and optional base path of the owning system; templates are appended',
+      pattern: BASE_URL_PATTERN,
+      maxLength: MAX_TEMPLATE_LENGTH,
+      description:
+        'Scheme (http or https), host, optional port and optional base path of the owning system; templates are appended. No credentials, query or fragment',
       example: 'http://127.0.0.1:8080',
     }),
     snapshot: RequestTemplate(
@@ -37,42 +72,22 @@ export const HttpAdapterConfig = Type.Object(
     probe: Type.Optional(
       Type.String({
         pattern: PROBE_TEMPLATE,
-        maxLength: 2000,
-        description:
-          'Health of one tenant: 2xx (optionally {"healthy":true}) is healthy; {"healthy":false} or 5xx is unhealthy. Without it analysis is inconclusive when the halt policy requires a probe',
+        maxLength: MAX_TEMPLATE_LENGTH,
+        description: `Health of one tenant: 2xx (optionally {"healthy":true}) is healthy; {"healthy":false} or 5xx is unhealthy. Without it analysis is inconclusive when the halt policy requires a probe. "METHOD /path" like the other templates, but the only placeholder is {tenantId}`,
         example: 'GET /tenants/{tenantId}/health',
       }),
     ),
-    timeoutMs: Type.Optional(
-      Type.Integer({
-        minimum: 10,
-        maximum: 120_000,
-        default: 2_000,
-        description: 'Deadline of one attempt, connection to last byte',
-      }),
+    timeoutMs: Setting('timeoutMs', 'Deadline of one attempt, connection to last byte'),
+    retries: Setting(
+      'retries',
+      'Extra attempts after a timeout, connection error, 408, 429 or 5xx; always with the same Idempotency-Key',
     ),
-    retries: Type.Optional(
-      Type.Integer({
-        minimum: 0,
-        maximum: 10,
-        default: 3,
-        description:
-          'Extra attempts after a timeout, connection error, 408, 429 or 5xx; always with the same Idempotency-Key',
-      }),
-    ),
-    retryBaseMs: Type.Optional(
-      Type.Integer({
-        minimum: 1,
-        maximum: 60_000,
-        default: 50,
-        description: 'First backoff; doubles per attempt, with jitter',
-      }),
-    ),
+    retryBaseMs: Setting('retryBaseMs', 'First backoff; doubles per attempt, with jitter'),
   },
   {
     additionalProperties: false,
     description:
-      'Acts on the owning system over HTTP with signed requests (X-Blastgate-Signature) and an Idempotency-Key on every destructive call',
+      'Acts on the owning system over HTTP with signed requests (X-Blastgate-Signature) and an Idempotency-Key on every destructive call. The server that runs operations needs BLASTGATE_SIGNING_SECRET',
   },
 );
 
@@ -107,6 +122,10 @@ export type HttpAdapterConfig = Static<typeof HttpAdapterConfig>;
 export type RegistryAdapterConfig = Static<typeof RegistryAdapterConfig>;
 export type AdapterConfig = Static<typeof AdapterConfig>;
 
-export const HTTP_DEFAULTS = { timeoutMs: 2_000, retries: 3, retryBaseMs: 50 } as const;
+export const HTTP_DEFAULTS = {
+  timeoutMs: HTTP_LIMITS.timeoutMs.default,
+  retries: HTTP_LIMITS.retries.default,
+  retryBaseMs: HTTP_LIMITS.retryBaseMs.default,
+};
 /** An HTTP config with its defaults filled in: what the adapter runs with. */
 export type ResolvedHttpConfig = Required<Omit<HttpAdapterConfig, 'probe'>> & Pick<HttpAdapterConfig, 'probe'>;

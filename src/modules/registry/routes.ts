@@ -5,6 +5,7 @@ import type { FastifyRequest } from 'fastify';
 import { AppError } from '../../lib/errors.ts';
 import { errorResponses, type App } from '../../lib/schemas.ts';
 import { NDJSON } from '../../plugins/uploads.ts';
+import { validateValue } from '../../plugins/validation.ts';
 import { detachable, discardRest, jsonRows, ndjsonRows } from './rows.ts';
 import { registryService } from './service.ts';
 import {
@@ -14,6 +15,7 @@ import {
   PostResourcesNdjsonBody,
   PostTenantsBody,
   PutTypesBody,
+  PutTypesBodyShape,
   Resource,
   Tenant,
   TenantUpsertResult,
@@ -55,12 +57,21 @@ export default async function registryRoutes(app: App) {
     {
       config: { auth: ['admin'], audited: true },
       preValidation: acceptOnly(JSON_TYPE),
+      // The body is documented as PutTypesBody but validated here without the adapters: the service
+      // checks those and reports every problem of every type at once as a 422.
+      validatorCompiler: () => (body: unknown) => {
+        try {
+          return { value: validateValue(PutTypesBodyShape, body, 'body') };
+        } catch (error) {
+          return { error: error as Error };
+        }
+      },
       schema: {
         operationId: 'putResourceTypes',
         tags: ['registry'],
         summary: 'Declare resource types',
         description:
-          'Upserts resource types in one transaction. `idPattern` must compile both as a JavaScript and as a PostgreSQL regular expression; `parentType` and `cascadeTo` must name types that exist or are declared in the same body; parent chains may not loop. Refusals are 422 `INVALID_TYPE_DECLARATION` with every offending field.',
+          'Upserts resource types in one transaction. `idPattern` must compile both as a JavaScript and as a PostgreSQL regular expression; `parentType` and `cascadeTo` must name types that exist or are declared in the same body; parent chains may not loop; `adapter` must be a complete adapter of a known kind (an http adapter: an absolute http(s) `baseUrl` without credentials, query or fragment, all four request templates with an allowed method and placeholders, settings in range, no other fields). Refusals are 422 `INVALID_TYPE_DECLARATION` with every offending field of every type (`field`, `problem`, `value`, `message`, and `allowed` when there is a short answer); nothing is written.',
         body: PutTypesBody,
         response: { 200: TypeList, ...errorResponses(400, 401, 403, 415, 422) },
       },

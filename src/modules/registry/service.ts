@@ -4,21 +4,35 @@ import type pg from 'pg';
 import { BadRequestError, NotFoundError, UnprocessableError } from '../../lib/errors.ts';
 import { inTransaction } from '../../lib/sql.ts';
 import type { Metrics } from '../../plugins/metrics.ts';
+import { adapterConfigProblems, type AdapterProblem } from '../adapters/index.ts';
 import { appendAudit } from '../audit/repository.ts';
 import { importResources, type ImportOptions } from './import.ts';
 import type { StageRow } from './rows.ts';
 import * as repo from './repository.ts';
-import type { ImportResult, PostTenantsBody, PutTypesBody, ResourceTypeInput } from './schemas.ts';
+import type { ImportResult, PostTenantsBody, ResourceTypeInput, UncheckedTypeInput } from './schemas.ts';
 
 export interface TypeProblem {
   field: string;
-  problem: 'duplicate_name' | 'invalid_regex' | 'unknown_type' | 'parent_cycle';
-  value: unknown;
+  problem: 'duplicate_name' | 'invalid_regex' | 'unknown_type' | 'parent_cycle' | AdapterProblem['problem'];
+  /** The offending value; absent for a missing field. */
+  value?: unknown;
   message: string;
+  /** What would be accepted, when there is a short answer (adapter kinds, fields, methods, a range). */
+  allowed?: unknown;
+}
+
+const IDENTIFIER = /^[A-Za-z_$][\w$]*$/;
+
+/** Every problem of one type's adapter, as declaration problems at `types[i].adapter.<field>`. */
+export function checkAdapter(adapter: unknown, at: string): TypeProblem[] {
+  return adapterConfigProblems(adapter).map(({ path, ...p }) => ({
+    field: path.reduce((f, k) => (IDENTIFIER.test(k) ? `${f}.${k}` : `${f}[${JSON.stringify(k)}]`), at),
+    ...p,
+  }));
 }
 
 /** Checks references and cycles of a declaration against the stored types (pure; regexes aside). */
-export function checkTypeReferences(types: ResourceTypeInput[], stored: Map<string, string | null>): TypeProblem[] {
+export function checkTypeReferences(types: UncheckedTypeInput[], stored: Map<string, string | null>): TypeProblem[] {
   const problems: TypeProblem[] = [];
   const parents = new Map(stored);
   const seen = new Set<string>();
@@ -83,20 +97,27 @@ export function registryService(deps: { pool: pg.Pool; metrics?: Pick<Metrics, '
   return {
     listTypes: () => repo.listTypes(pool),
 
-    /** Upserts all types in one transaction after checking regexes, references and cycles. */
-    async declareTypes(body: PutTypesBody, actor: string) {
+    /**
+     * Upserts all types in one transaction after checking regexes, adapters, references and
+     * cycles; every problem of every type is reported together and nothing is written.
+     */
+    async declareTypes(body: { types: UncheckedTypeInput[] }, actor: string) {
       const problems: TypeProblem[] = [];
       for (const [i, t] of body.types.entries()) {
-        if (t.idPattern === undefined) continue;
-        // The planner checks IDs in SQL (`~`) and clients may check them in JS: both must accept it.
-        const err = jsRegexError(t.idPattern) ?? (await repo.postgresAcceptsRegex(pool, t.idPattern));
-        if (err)
-          problems.push({
-            field: `types[${i}].idPattern`,
-            problem: 'invalid_regex',
-            value: t.idPattern,
-            message: `idPattern is not a valid regular expression: ${err}`,
-          });
+        if (t.idPattern !== undefined) {
+          // The planner checks IDs in SQL (`~`) and clients may check them in JS: both must accept it.
+          const err = jsRegexError(t.idPattern) ?? (await repo.postgresAcceptsRegex(pool, t.idPattern));
+          if (err)
+            problems.push({
+              field: `types[${i}].idPattern`,
+              problem: 'invalid_regex',
+              value: t.idPattern,
+              message: `idPattern is not a valid regular expression: ${err}`,
+            });
+        }
+        // Omitted: the registry adapter. A signing secret is not needed to declare an http adapter,
+        // only to run one.
+        if (t.adapter !== undefined) problems.push(...checkAdapter(t.adapter, `types[${i}].adapter`));
       }
       return inTransaction(pool, async (client) => {
         await repo.lockRegistryWrites(client);
@@ -108,7 +129,8 @@ export function registryService(deps: { pool: pg.Pool; metrics?: Pick<Metrics, '
             problems,
           );
         }
-        await repo.upsertTypes(client, body.types);
+        // Every adapter passed adapterConfigProblems: each is an AdapterConfig.
+        await repo.upsertTypes(client, body.types as ResourceTypeInput[]);
         await appendAudit(client, {
           actor,
           action: 'registry.types.put',
