@@ -1,18 +1,29 @@
 // Starts the execution workers: BullMQ consumers of the `items` and `control` queues over the
 // shared Postgres ledger, the halt watch, and the reconciler. Used by src/worker.ts (separate,
 // scalable processes) and by src/server.ts in the zero-config start.
-import { Worker } from 'bullmq';
+//
+// A worker outlives its dependencies: a PostgreSQL or Redis restart fails the jobs in hand (they
+// are retried with backoff, and the reconciler re-derives anything Redis lost), connections come
+// back by themselves, and nothing here ends the process on a transient error.
+import { DelayedError, Worker, type Job } from 'bullmq';
 import type { FastifyBaseLogger } from 'fastify';
+import { isTransient } from './lib/transient.ts';
 import { closeDb, createDb } from './plugins/db.ts';
 import { createRedis } from './plugins/redis.ts';
 import type { Metrics } from './plugins/metrics.ts';
 import { AdapterCache } from './modules/execution/adapters-cache.ts';
-import { processChunk, type WorkerDeps } from './modules/execution/chunk.ts';
-import { processControl } from './modules/execution/control.ts';
-import { HaltWatch } from './modules/execution/halt-watch.ts';
+import { processBake } from './modules/execution/bake.ts';
+import { processChunk, quarantineChunk, settleIfDone, type ChunkDeps } from './modules/execution/chunk.ts';
+import { pgEngine } from './modules/execution/engine-store.ts';
 import { createJobLocks } from './modules/execution/exclusive.ts';
-import { createQueues, QUEUE_NAMES, type ChunkJob, type ControlJob } from './modules/execution/queues.ts';
-import { reconcileOnce } from './modules/execution/reconciler.ts';
+import { HaltWatch } from './modules/execution/halt-watch.ts';
+import { pgLedger } from './modules/execution/ledger.ts';
+import { createQueues, JOB_ATTEMPTS, QUEUE_NAMES, type ChunkJob, type ControlJob } from './modules/execution/queues.ts';
+import { reconcileOnce, type Reconciled } from './modules/execution/reconciler.ts';
+import { pgRollbackLedger } from './modules/execution/rollback-ledger.ts';
+import { processRollback } from './modules/execution/rollback.ts';
+import { loadOperation } from './modules/execution/state.ts';
+import { createVelocityLimiter } from './modules/execution/velocity.ts';
 
 export interface WorkerOptions {
   databaseUrl: string;
@@ -24,12 +35,15 @@ export interface WorkerOptions {
   metrics?: Metrics;
   /** BullMQ job lock: how soon a job whose worker died is taken over by another. */
   lockDurationMs?: number;
+  /** How long an item claim stays exclusive without being renewed (default: 3 × the job lock, at least 5 s). */
+  claimLeaseMs?: number;
   reconcileEveryMs?: number;
+  clock?: () => number;
 }
 
 export interface RunningWorkers {
   close(): Promise<void>;
-  reconcile(): Promise<{ chunks: number; control: number }>;
+  reconcile(): Promise<Reconciled>;
 }
 
 export const haltChannel = (prefix: string) => `${prefix}:halt`;
@@ -37,41 +51,55 @@ export const haltChannel = (prefix: string) => `${prefix}:halt`;
 /** How long close() lets BullMQ tear its consumers down once no job is in hand. */
 const CLOSE_GRACE_MS = 5_000;
 
+/** The step-job pattern: the same job comes back after `delayMs` (its attempts are not used up). */
+async function later(job: Job, token: string | undefined, delayMs: number): Promise<never> {
+  await job.moveToDelayed(Date.now() + delayMs, token);
+  throw new DelayedError();
+}
+
 export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers> {
+  const clock = opts.clock ?? Date.now;
+  const lockDuration = opts.lockDurationMs ?? 30_000;
+  const leaseMs = opts.claimLeaseMs ?? Math.max(5_000, 3 * lockDuration);
   const db = createDb(opts.databaseUrl, opts.concurrency * 2 + 6);
   const producer = createRedis(opts.redisUrl, true);
   const publisher = createRedis(opts.redisUrl);
   const subscriber = createRedis(opts.redisUrl, true);
   const itemsConn = createRedis(opts.redisUrl, true);
   const controlConn = createRedis(opts.redisUrl, true);
-  for (const r of [producer, publisher, subscriber, itemsConn, controlConn])
-    r.on('error', (err: Error) => opts.logger.warn({ err }, 'redis connection error'));
+  const redisConns = [producer, publisher, subscriber, itemsConn, controlConn];
+  for (const r of redisConns) r.on('error', (err: Error) => opts.logger.warn({ err }, 'redis connection error'));
 
   const queues = createQueues(producer, opts.queuePrefix);
   const watch = new HaltWatch(db.pool, subscriber, haltChannel(opts.queuePrefix));
   await watch.start();
-  const deps: WorkerDeps = {
+  const engine = pgEngine({
     pool: db.pool,
-    engine: {
-      pool: db.pool,
-      queues,
-      publisher,
-      channel: haltChannel(opts.queuePrefix),
-      metrics: opts.metrics,
-      log: opts.logger,
-    },
-    watch,
-    adapters: new AdapterCache(db.pool, opts.signingSecret),
-    redis: producer,
-    prefix: opts.queuePrefix,
+    queues,
+    publisher,
+    channel: haltChannel(opts.queuePrefix),
+    clock,
     metrics: opts.metrics,
-  };
-  const common = {
-    prefix: opts.queuePrefix,
-    lockDuration: opts.lockDurationMs ?? 30_000,
-    stalledInterval: opts.lockDurationMs ?? 30_000,
-    maxStalledCount: 100,
-  };
+    log: opts.logger,
+  });
+  const adapters = new AdapterCache(db.pool, opts.signingSecret);
+  const load = (opId: string) => loadOperation(db.pool, opId, false);
+  const ledger = pgLedger(db.pool, leaseMs);
+  const velocity = createVelocityLimiter(producer, opts.queuePrefix, clock);
+  const chunkDeps = (job: Job, token: string | undefined): ChunkDeps => ({
+    load,
+    ledger,
+    engine,
+    adapters,
+    watch,
+    velocity,
+    requeue: (_next, delayMs) => later(job, token, delayMs),
+    clock,
+    leaseMs,
+    metrics: opts.metrics,
+  });
+
+  const common = { prefix: opts.queuePrefix, lockDuration, stalledInterval: lockDuration, maxStalledCount: 100 };
   // Jobs being processed here, so that close() can wait for them without relying on BullMQ's close.
   let inHand = 0;
   let drained: (() => void) | undefined;
@@ -85,30 +113,88 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
   };
   const controlConcurrency = Math.max(2, opts.concurrency);
   // A job started twice (possible after a Redis restart) must not run twice at once: see exclusive.ts.
-  const locks = createJobLocks(
-    opts.databaseUrl,
-    opts.queuePrefix,
-    opts.concurrency + controlConcurrency,
-    common.lockDuration,
-  );
+  const locks = createJobLocks(opts.databaseUrl, opts.queuePrefix, opts.concurrency + controlConcurrency, lockDuration);
   const items = new Worker<ChunkJob>(
     QUEUE_NAMES.items,
-    (job, token) => tracked(() => locks.run(job, token, () => processChunk(deps, job, token))),
+    (job, token) =>
+      tracked(() => locks.run(job, token, (fence) => processChunk(chunkDeps(job, token), job.id!, job.data, fence))),
     { ...common, connection: itemsConn, concurrency: opts.concurrency },
   );
   const control = new Worker<ControlJob>(
     QUEUE_NAMES.control,
-    (job, token) => tracked(() => locks.run(job, token, () => processControl(deps, job))),
+    (job, token) =>
+      tracked(() =>
+        locks.run(job, token, async (fence) => {
+          const j = job.data;
+          if (j.kind === 'settle') return settleIfDone({ engine, ledger }, j.opId, j.wave);
+          if (j.kind === 'bake') {
+            const touchedTenants = async (opId: string, toSeq: number) =>
+              (
+                await db.pool.query<{ tenant_id: string }>(
+                  `SELECT DISTINCT tenant_id FROM operation_items WHERE operation_id = $1 AND seq < $2 AND executed_seq IS NOT NULL`,
+                  [opId, toSeq],
+                )
+              ).rows.map((r) => r.tenant_id);
+            return processBake(
+              {
+                load,
+                touchedTenants,
+                adapters,
+                engine,
+                enqueueControl: (job, delayMs) => queues.enqueueControl(job, delayMs),
+                clock,
+              },
+              j,
+            );
+          }
+          return processRollback(
+            {
+              load,
+              ledger: pgRollbackLedger(db.pool, leaseMs),
+              engine,
+              adapters,
+              later: (ms) => later(job, token, ms),
+              clock,
+              metrics: opts.metrics,
+            },
+            j.opId,
+            fence,
+          );
+        }),
+      ),
     { ...common, connection: controlConn, concurrency: controlConcurrency },
   );
-  for (const w of [items, control]) {
-    w.on('failed', (job, err) =>
-      opts.logger.warn({ err, jobId: job?.id }, 'job failed (will retry while attempts remain)'),
-    );
-    w.on('error', (err) => opts.logger.error({ err }, 'worker error'));
-  }
+  items.on('failed', (job, err) => {
+    if (!job || err instanceof DelayedError) return;
+    const final = job.attemptsMade >= (job.opts.attempts ?? JOB_ATTEMPTS);
+    opts.logger.warn({ err, jobId: job.id, attemptsMade: job.attemptsMade, final }, 'chunk job failed');
+    // A chunk that keeps failing for a reason of its own is quarantined: its open items fail with
+    // that reason and count toward the halt policy. A dependency that is down is not such a reason:
+    // the reconciler queues the chunk again once it is back.
+    if (final && !isTransient(err)) {
+      void quarantineChunk({ load, ledger, engine, clock }, job.id!, job.data, err.message).catch((e: unknown) =>
+        opts.logger.error(
+          { err: e, jobId: job.id },
+          'could not quarantine a failing chunk; the reconciler will queue it again',
+        ),
+      );
+    }
+  });
+  control.on('failed', (job, err) => {
+    if (job && !(err instanceof DelayedError))
+      opts.logger.warn({ err, jobId: job.id }, 'control job failed (retried; the reconciler re-arms it)');
+  });
+  for (const w of [items, control]) w.on('error', (err) => opts.logger.error({ err }, 'worker error'));
 
-  const reconcile = () => reconcileOnce(deps);
+  const reconcile = () =>
+    reconcileOnce({
+      pool: db.pool,
+      load,
+      engine,
+      enqueueChunks: (chunks) => queues.enqueueChunks(chunks),
+      enqueueControl: (job, delayMs) => queues.enqueueControl(job, delayMs),
+      clock,
+    });
   const every = opts.reconcileEveryMs ?? 10_000;
   let reconciling = false;
   const timer = setInterval(() => {
@@ -150,11 +236,9 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
         opts.logger.warn('queue consumers did not finish closing (Redis unreachable?); closing their connections');
       await watch.stop();
       await queues.close();
-      await deps.adapters.close();
+      await adapters.close();
       await locks.close();
-      await Promise.all(
-        [producer, publisher, subscriber, itemsConn, controlConn].map((r) => r.quit().catch(() => r.disconnect())),
-      );
+      await Promise.all(redisConns.map((r) => r.quit().catch(() => r.disconnect())));
       await closeDb(db);
     },
   };

@@ -23,6 +23,7 @@ export async function migrate(databaseUrl: string, dir = MIGRATIONS_DIR): Promis
         .sort()
     : [];
   const client = new pg.Client({ connectionString: databaseUrl });
+  client.on('error', () => undefined); // a dropped connection fails the query in hand instead of the process
   await client.connect();
   try {
     await client.query('SELECT pg_advisory_lock($1)', [LOCK_KEY]);

@@ -21,8 +21,11 @@ pg.types.setTypeParser(20, (v) => Number(v));
 
 export function createDb(connectionString: string, max = 20): Db {
   const pool = new pg.Pool({ connectionString, max, application_name: 'blastgate' });
-  // An idle client that loses its connection must not crash the process.
+  // A client that loses its connection must not crash the process: the pool handles idle clients,
+  // and this listener covers checked-out ones (pg emits 'error' on them too, e.g. when PostgreSQL
+  // restarts mid-transaction). The failed query rejects, and the pool discards the broken client.
   pool.on('error', () => undefined);
+  pool.on('connect', (client) => client.on('error', () => undefined));
   const prisma = new PrismaClient({ adapter: new PrismaPg(pool) });
   return { pool, prisma };
 }

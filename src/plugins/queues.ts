@@ -1,26 +1,32 @@
-// BullMQ producers for the API process: commands (start, resume, rollback…) queue work and
-// publish halt notices after their transaction commits.
+// BullMQ producers and the lifecycle engine for the API process: commands (start, resume,
+// rollback…) decide through the engine, which queues work and publishes halt notices after its
+// transaction commits.
 import fp from 'fastify-plugin';
+import type pg from 'pg';
+import type { Engine } from '../modules/execution/engine.ts';
+import { pgEngine } from '../modules/execution/engine-store.ts';
 import { createQueues, type Queues } from '../modules/execution/queues.ts';
-import type { EngineDeps } from '../modules/execution/transitions.ts';
 
 declare module 'fastify' {
   interface FastifyInstance {
-    engine: EngineDeps;
+    engine: Engine<pg.PoolClient>;
   }
 }
 
 export default fp<{ prefix: string }>(
   async (app, opts) => {
     const queues: Queues = createQueues(app.redis, opts.prefix);
-    app.decorate('engine', {
-      pool: app.db.pool,
-      queues,
-      publisher: app.redis,
-      channel: `${opts.prefix}:halt`,
-      metrics: app.metrics,
-      log: app.log,
-    });
+    app.decorate(
+      'engine',
+      pgEngine({
+        pool: app.db.pool,
+        queues,
+        publisher: app.redis,
+        channel: `${opts.prefix}:halt`,
+        metrics: app.metrics,
+        log: app.log,
+      }),
+    );
     app.addHook('onClose', async () => queues.close());
   },
   { name: 'queues', dependencies: ['db', 'redis', 'metrics'] },

@@ -247,21 +247,24 @@ describe('a worker process SIGKILLed mid-operation; another process takes over',
     expect(resent).toBeGreaterThanOrEqual(op.waves[lastWave]!.items);
   });
 
-  it('after the outcomes were recorded, before the wave was reported to the lifecycle', async () => {
-    const { ids, victim } = await prepareCase(10);
+  it('while the transaction that records the outcomes and reports the settled wave waits for the operation lock', async () => {
+    const { ids, victim } = await prepareCase(25);
     const op = await submit(ids);
-    const lastWave = op.waves.length - 1;
-    await pollUntil(async () => (await opRow(op.id)).current_wave === lastWave, 'the last wave to start', 20_000, 5);
-    // The report takes the operation's row lock (applyEvent); outcomes are already committed.
+    // Outcomes and the decision on them commit together: with the operation's row locked, the
+    // chunk that settles the wave has written its outcomes but cannot commit them. The lock is
+    // taken once the big chunk of the last wave is sending (a chunk that has not marked its items
+    // yet would wait for the same lock before its first call).
+    await pollUntil(async () => appliedCount(h.downstream, op.id, ids) >= 150, 'the last wave to be sending', 20_000, 5);
     const lock = await holdLock(h.databaseUrl, 'SELECT 1 FROM operations WHERE id = $1 FOR UPDATE', [op.id]);
     try {
       await pollUntil(
         async () =>
-          (await ledgerCounts(h.databaseUrl, op.id)).done === TOTAL &&
-          (await lockWaiters(h.databaseUrl, 'operations')) > 0,
-        'every outcome committed and the report blocked',
+          appliedCount(h.downstream, op.id, ids) === TOTAL && (await lockWaiters(h.databaseUrl, 'operations')) > 0,
+        'every call applied and the settling report blocked',
       );
       expect((await opRow(op.id)).state).toBe('running');
+      // Nothing of that transaction is visible: the outcomes are not half-recorded.
+      expect((await ledgerCounts(h.databaseUrl, op.id)).done).toBeLessThan(TOTAL);
       await killAndTakeOver(victim, lock);
     } finally {
       await lock.release();

@@ -82,6 +82,7 @@ describe('per-ID classification', () => {
       unknown: 2,
       type_mismatch: 3,
       pattern_mismatch: 0,
+      in_flight: 0,
       duplicate: 1,
       already_deleted: 0,
       protected: 1,

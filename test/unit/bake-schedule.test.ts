@@ -1,10 +1,10 @@
 // Probe rounds of a bake fall on fixed slots (start, every 5 s, end), named by slot, so that any
 // second chain of rounds merges into the first by job ID instead of probing alongside it.
 import { describe, expect, it } from 'vitest';
-import { nextBakeRound } from '../../src/modules/execution/control.ts';
+import { nextBakeRound } from '../../src/modules/execution/bake.ts';
 
 const T0 = Date.parse('2026-11-24T12:00:00Z');
-const until = (s: number) => new Date(T0 + s * 1000);
+const until = (s: number) => T0 + s * 1000;
 
 describe('nextBakeRound', () => {
   it('schedules every 5 s from the start of the bake, then its end', () => {

@@ -2,12 +2,12 @@
 // Terminal states are checked by a generated loop in lifecycle.test.ts, not listed here.
 import type { LifecycleEvent, LifecycleState, OpState } from '../../src/modules/operations/lifecycle.ts';
 import { DEFAULT_HALT } from '../../src/modules/operations/policy.ts';
-import { at, ev, HALT_PAUSE, HALT_ROLLBACK, probe, REQUESTER, stats } from './lifecycle.fixtures.ts';
+import { at, ev, HALT_PAUSE, HALT_ROLLBACK, NOW, probe, REQUESTER, stats } from './lifecycle.fixtures.ts';
 
 export type Want =
   | { refused: string; status: 403 | 409 | 422; message?: RegExp }
   | { noop: true }
-  | { to: OpState; effects: string[]; next?: Partial<LifecycleState>; reason?: RegExp };
+  | { to: OpState; effects: string[]; next?: Partial<LifecycleState>; reason?: RegExp; guards?: string[] };
 export interface Case {
   name: string;
   from: LifecycleState;
@@ -64,10 +64,20 @@ export const approveCases: Case[] = [
     next: { approvals: [approvedBy('tok_a')], currentWave: null },
   }),
   c('admin approves → approved', at('planned'), ev.approve('tok_b', 'admin'), { to: 'approved', effects: ['audit'] }),
-  c('autoStart: approval starts wave 0', at('planned', { autoStart: true }), ev.approve(), {
-    to: 'running',
-    effects: ['audit', 'enqueue_wave:0'],
-    next: { currentWave: 0 },
+  c(
+    'autoStart: approval starts wave 0, once the plan is checked fresh',
+    at('planned', { autoStart: true }),
+    ev.approve(),
+    {
+      to: 'running',
+      effects: ['audit', 'enqueue_wave:0'],
+      next: { currentWave: 0, expiresAt: null, waveDeadline: NOW + 3_600_000 },
+      guards: ['plan_fresh'],
+    },
+  ),
+  c('approval of an expired plan → 409 OPERATION_EXPIRED', at('planned', { expiresAt: NOW }), ev.approve(), {
+    refused: 'OPERATION_EXPIRED',
+    status: 409,
   }),
   c('autoStart while frozen: approved only', at('planned', { autoStart: true, frozen: true }), ev.approve(), {
     to: 'approved',
@@ -114,10 +124,21 @@ export const approveCases: Case[] = [
 ];
 
 export const startCases: Case[] = [
-  c('operator starts → running wave 0', at('approved'), ev.start('operator'), {
-    to: 'running',
-    effects: ['audit', 'enqueue_wave:0'],
-    next: { currentWave: 0 },
+  c(
+    'operator starts → running wave 0 with its deadline, once the plan is checked fresh',
+    at('approved'),
+    ev.start('operator'),
+    {
+      to: 'running',
+      effects: ['audit', 'enqueue_wave:0'],
+      next: { currentWave: 0, waveDeadline: NOW + 3_600_000, expiresAt: null, progressAt: NOW },
+      guards: ['plan_fresh'],
+    },
+  ),
+  c('start of an expired plan → 409 OPERATION_EXPIRED', at('approved', { expiresAt: NOW - 1 }), ev.start(), {
+    refused: 'OPERATION_EXPIRED',
+    status: 409,
+    message: /submit it again/,
   }),
   c('admin starts → running wave 0', at('approved'), ev.start('admin'), {
     to: 'running',
@@ -179,15 +200,33 @@ export const waveCases: Case[] = [
     to: 'baking',
     effects: ['audit', 'start_bake:1'],
   }),
-  c('healthy settle → baking with bake time', at('running'), ev.settled(1, healthy), {
+  c('healthy settle → baking until the bake time is over', at('running'), ev.settled(1, healthy), {
     to: 'baking',
     effects: ['audit', 'start_bake:1'],
-    next: { currentWave: 1 },
+    next: { currentWave: 1, bakeUntil: NOW + 300_000, waveDeadline: null },
+  }),
+  c('healthy settle with a few failures → baking, failures carried', at('running'), ev.settled(1, stats(99, 1, 1)), {
+    to: 'baking',
+    effects: ['audit', 'start_bake:1'],
+    next: { failedBefore: 1 },
   }),
   c('healthy settle of the last wave → completed, no bake', at('running', { currentWave: 2 }), ev.settled(2, healthy), {
     to: 'completed',
     effects: ['audit'],
+    next: { haltReason: null },
   }),
+  c(
+    'last wave settled healthy but with a failed item → completed_with_failures, not completed',
+    at('running', { currentWave: 2 }),
+    ev.settled(2, stats(99, 1, 1)),
+    { to: 'completed_with_failures', effects: ['audit'], reason: /1 item\(s\) failed/ },
+  ),
+  c(
+    'clean last wave after an earlier wave had failures → completed_with_failures',
+    at('running', { currentWave: 2, failedBefore: 2 }),
+    ev.settled(2, healthy),
+    { to: 'completed_with_failures', effects: ['audit'], reason: /2 item/ },
+  ),
   c('settle of an empty wave → next wave without a bake', at('running'), ev.settled(1, stats(0, 0)), {
     to: 'running',
     effects: ['audit', 'enqueue_wave:2'],
@@ -221,13 +260,15 @@ export const probeCases: Case[] = [
     effects: ['audit', 'enqueue_wave:2'],
     next: { currentWave: 2 },
   }),
-  c('all healthy, bake not over → no change', at('baking'), ev.probes(1, [h('t1')], false), { noop: true }),
+  c('all healthy, bake not over → no change', at('baking', { bakeUntil: NOW + 1 }), ev.probes(1, [h('t1')]), {
+    noop: true,
+  }),
   c('one unhealthy probe → halt', at('baking'), ev.probes(1, [h('t1'), probe('t2', 'unhealthy')]), {
     to: 'rolling_back',
     effects: HALT_ROLLBACK,
     reason: /t2/,
   }),
-  c('probe error → halt (fail closed)', at('baking'), ev.probes(1, [probe('t1', 'error')], false), {
+  c('probe error → halt (fail closed)', at('baking', { bakeUntil: NOW + 1 }), ev.probes(1, [probe('t1', 'error')]), {
     to: 'rolling_back',
     effects: HALT_ROLLBACK,
   }),
@@ -295,13 +336,13 @@ export const operatorCases: Case[] = [
   }),
   c('paused + signal → halt', at('paused', pausePolicy), ev.signal(), { to: 'halted', effects: HALT_PAUSE }),
   c('approved + signal → recorded, no change', at('approved'), ev.signal('t1'), { to: 'approved', effects: ['audit'] }),
-  c('running + deadline of the current wave → halt', at('running'), ev.deadline(1), {
+  c('running + timer past the wave deadline → halt', at('running', { waveDeadline: NOW }), ev.timer(), {
     to: 'rolling_back',
     effects: HALT_ROLLBACK,
-    reason: /deadline/,
+    reason: /wave 1 missed its deadline/,
   }),
-  c('running + deadline of an earlier wave → no change', at('running'), ev.deadline(0), { noop: true }),
-  c('baking + deadline → no change', at('baking'), ev.deadline(1), { noop: true }),
+  c('running + timer before the deadline → no change', at('running'), ev.timer(), { noop: true }),
+  c('baking + timer → no change (the bake has its own clock)', at('baking'), ev.timer(), { noop: true }),
   c('running + pause → paused', at('running'), ev.pause(), {
     to: 'paused',
     effects: ['stop_execution', 'audit'],
@@ -354,13 +395,30 @@ export const operatorCases: Case[] = [
     effects: HALT_PAUSE,
     reason: /aborted/,
   }),
-  c('rolling_back + abort → 409', at('rolling_back'), ev.abort(), { refused: 'INVALID_TRANSITION', status: 409 }),
-  ...(['running', 'baking', 'paused', 'halted', 'completed'] as const).map((s) =>
+  c(
+    'rolling_back + abort → rollback_incomplete: the way out of a rollback that cannot finish',
+    at('rolling_back'),
+    ev.abort(),
+    {
+      to: 'rollback_incomplete',
+      effects: ['stop_execution', 'audit'],
+      reason: /rollback aborted by tok_op: wrong list/,
+    },
+  ),
+  ...(['running', 'baking', 'paused', 'halted'] as const).map((s) =>
     c(`${s} + rollback → rolling_back`, at(s, pausePolicy), ev.rollback(), {
       to: 'rolling_back',
       effects: HALT_ROLLBACK,
       next: { pausedFrom: null },
       reason: /rollback by tok_op/,
+      guards: [],
+    }),
+  ),
+  ...(['completed', 'completed_with_failures', 'rollback_incomplete'] as const).map((s) =>
+    c(`${s} + rollback → rolling_back, after taking its resources back`, at(s), ev.rollback(), {
+      to: 'rolling_back',
+      effects: HALT_ROLLBACK,
+      guards: ['take_locks'],
     }),
   ),
   ...(['planned', 'approved', 'rolling_back'] as const).map((s) =>
@@ -392,28 +450,35 @@ export const operatorCases: Case[] = [
     effects: ['audit'],
     next: { frozen: true },
   }),
-  c('cancelled + freeze → frozen', at('cancelled'), ev.freeze(), {
-    to: 'cancelled',
+  c('planned + freeze → frozen, recorded on the operation', at('planned'), ev.freeze(), {
+    to: 'planned',
     effects: ['audit'],
     next: { frozen: true },
   }),
-  c('already frozen + freeze → no change', at('approved', { frozen: true }), ev.freeze(), { noop: true }),
+  c('cancelled + freeze → no change (nothing to stop or record)', at('cancelled'), ev.freeze(), { noop: true }),
+  c('completed + freeze → no change', at('completed'), ev.freeze(), { noop: true }),
   c('paused + unfreeze → still paused', at('paused', { frozen: true }), ev.unfreeze(), {
     to: 'paused',
     effects: ['audit'],
     next: { frozen: false },
   }),
-  c('rolled_back + unfreeze → unfrozen', at('rolled_back', { frozen: true }), ev.unfreeze(), {
-    to: 'rolled_back',
+  c('approved + unfreeze → recorded on the operation', at('approved', { frozen: true }), ev.unfreeze(), {
+    to: 'approved',
     effects: ['audit'],
     next: { frozen: false },
   }),
-  c('not frozen + unfreeze → no change', at('approved'), ev.unfreeze(), { noop: true }),
+  c('rolled_back + unfreeze → no change', at('rolled_back', { frozen: true }), ev.unfreeze(), { noop: true }),
   c('rolling_back + rollback_settled → rolled_back, reason kept', at('rolling_back'), ev.rollbackSettled(10, 0), {
     to: 'rolled_back',
     effects: ['audit'],
     next: { haltReason: 'earlier reason' },
   }),
+  c(
+    'rolling_back + rollback_settled with unrestored items → rollback_incomplete, never rolled_back',
+    at('rolling_back'),
+    ev.rollbackSettled(0, 10),
+    { to: 'rollback_incomplete', effects: ['stop_execution', 'audit'], reason: /10 item\(s\) could not be restored/ },
+  ),
   c('rollback_settled with negative counts → 422', at('rolling_back'), ev.rollbackSettled(-1, 0), {
     refused: 'INVALID_EVENT',
     status: 422,
@@ -422,4 +487,66 @@ export const operatorCases: Case[] = [
     refused: 'INVALID_TRANSITION',
     status: 409,
   }),
+];
+
+const STALL = 900_000; // default stallSeconds
+export const timerCases: Case[] = [
+  c('planned past its TTL → expired', at('planned', { expiresAt: NOW }), ev.timer(), {
+    to: 'expired',
+    effects: ['audit'],
+    reason: /expired/,
+  }),
+  c('approved past its TTL → expired', at('approved', { expiresAt: NOW - 5 }), ev.timer(), {
+    to: 'expired',
+    effects: ['audit'],
+  }),
+  c('planned within its TTL → no change', at('planned'), ev.timer(), { noop: true }),
+  c(
+    'running with no progress for stallSeconds → halt, reason stalled',
+    at('running', { progressAt: NOW - STALL }),
+    ev.timer(),
+    {
+      to: 'rolling_back',
+      effects: HALT_ROLLBACK,
+      reason: /^stalled: no progress for 900s/,
+    },
+  ),
+  c(
+    'running stalled, onStall pause → paused',
+    at('running', { progressAt: NOW - STALL, haltPolicy: { ...DEFAULT_HALT, onStall: 'pause' } }),
+    ev.timer(),
+    { to: 'paused', effects: ['stop_execution', 'audit'], next: { pausedFrom: 'running' }, reason: /stalled/ },
+  ),
+  c('running with recent progress → no change', at('running', { progressAt: NOW - STALL + 1 }), ev.timer(), {
+    noop: true,
+  }),
+  c('baking long past its end → halt, stalled', at('baking', { bakeUntil: NOW - STALL }), ev.timer(), {
+    to: 'rolling_back',
+    effects: HALT_ROLLBACK,
+    reason: /stalled/,
+  }),
+  c(
+    'rolling_back with no progress → rollback_incomplete, stalled',
+    at('rolling_back', { progressAt: NOW - STALL }),
+    ev.timer(),
+    {
+      to: 'rollback_incomplete',
+      effects: ['stop_execution', 'audit'],
+      reason: /stalled/,
+    },
+  ),
+  c(
+    'paused for a long time → no change (a pause waits for a human)',
+    at('paused', { progressAt: NOW - 10 * STALL }),
+    ev.timer(),
+    {
+      noop: true,
+    },
+  ),
+  c('running while frozen (a freeze that did not reach it) → paused', at('running', { frozen: true }), ev.timer(), {
+    to: 'paused',
+    effects: ['stop_execution', 'audit'],
+    reason: /global freeze/,
+  }),
+  c('completed + timer → no change', at('completed', { progressAt: NOW - 10 * STALL }), ev.timer(), { noop: true }),
 ];

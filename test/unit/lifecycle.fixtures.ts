@@ -13,6 +13,8 @@ import { DEFAULT_HALT, DEFAULT_ROLLOUT } from '../../src/modules/operations/poli
 
 export const REQUESTER = 'tok_req';
 export const HASH = 'h1';
+/** The clock every table row decides at. */
+export const NOW = 1_800_000_000_000;
 
 /** Planned, 3 waves, default policies (onHalt rollback, probes required, minSample 20, 5%, 5 in a row). */
 export function makeState(over: Partial<LifecycleState> = {}): LifecycleState {
@@ -30,17 +32,36 @@ export function makeState(over: Partial<LifecycleState> = {}): LifecycleState {
     frozen: false,
     haltPolicy: { ...DEFAULT_HALT },
     rollout: { ...DEFAULT_ROLLOUT },
+    failedBefore: 0,
+    bakeUntil: null,
+    waveDeadline: null,
+    progressAt: null,
+    expiresAt: NOW + 86_400_000,
     ...over,
   };
 }
 
-const NOT_STARTED: OpState[] = ['planned', 'approved', 'rejected', 'cancelled'];
-/** A state as a stored operation would have it: started states are on wave 1 of 3 by default. */
+const NOT_STARTED: OpState[] = ['planned', 'approved', 'rejected', 'cancelled', 'expired'];
+/**
+ * A state as a stored operation would have it: started states are on wave 1 of 3 by default, made
+ * progress a second ago, a running wave's deadline is an hour away and a bake ended just now.
+ */
 export function at(state: OpState, over: Partial<LifecycleState> = {}): LifecycleState {
   const started = !NOT_STARTED.includes(state);
   const pausedFrom = state === 'paused' ? 'running' : null;
-  const haltReason = ['paused', 'halted', 'rolling_back', 'rolled_back'].includes(state) ? 'earlier reason' : null;
-  return makeState({ state, currentWave: started ? 1 : null, pausedFrom, haltReason, ...over });
+  const stopped = ['paused', 'halted', 'rolling_back', 'rolled_back', 'rollback_incomplete'];
+  const haltReason = stopped.includes(state) ? 'earlier reason' : null;
+  return makeState({
+    state,
+    currentWave: started ? 1 : null,
+    pausedFrom,
+    haltReason,
+    expiresAt: started ? null : NOW + 86_400_000,
+    progressAt: started ? NOW - 1_000 : null,
+    waveDeadline: state === 'running' ? NOW + 3_600_000 : null,
+    bakeUntil: state === 'baking' ? NOW - 1 : null,
+    ...over,
+  });
 }
 
 export const stats = (done: number, failed: number, consecutiveFailures = 0, pending = 0): WaveStats => ({
@@ -62,12 +83,7 @@ export const ev = {
   cancel: (): LifecycleEvent => ({ type: 'cancel', by: REQUESTER, reason: 'not needed' }),
   outcomes: (wave: number, s: WaveStats): LifecycleEvent => ({ type: 'item_outcomes', wave, stats: s }),
   settled: (wave: number, s: WaveStats): LifecycleEvent => ({ type: 'wave_settled', wave, stats: s }),
-  probes: (wave: number, probes: ProbeOutcome[], bakeElapsed = true): LifecycleEvent => ({
-    type: 'probes',
-    wave,
-    probes,
-    bakeElapsed,
-  }),
+  probes: (wave: number, probes: ProbeOutcome[]): LifecycleEvent => ({ type: 'probes', wave, probes }),
   signal: (tenantId?: string): LifecycleEvent => ({
     type: 'signal',
     kind: 'support_ticket',
@@ -75,7 +91,7 @@ export const ev = {
     detail: 'site down',
     by: 'tok_sig',
   }),
-  deadline: (wave: number): LifecycleEvent => ({ type: 'deadline_passed', wave }),
+  timer: (): LifecycleEvent => ({ type: 'timer' }),
   pause: (): LifecycleEvent => ({ type: 'pause', by: 'tok_op', reason: 'lunch' }),
   resume: (): LifecycleEvent => ({ type: 'resume', by: 'tok_op' }),
   abort: (): LifecycleEvent => ({ type: 'abort', by: 'tok_op', reason: 'wrong list' }),
@@ -94,7 +110,7 @@ export const ONE_OF_EACH: LifecycleEvent[] = [
   ev.settled(1, stats(1, 0)),
   ev.probes(1, [probe('t1', 'healthy')]),
   ev.signal('t1'),
-  ev.deadline(1),
+  ev.timer(),
   ev.pause(),
   ev.resume(),
   ev.abort(),

@@ -15,7 +15,7 @@ import {
   type WaveStats,
 } from '../../src/modules/operations/lifecycle.ts';
 import { DEFAULT_HALT, type HaltPolicy } from '../../src/modules/operations/policy.ts';
-import { HASH, makeState, REQUESTER } from './lifecycle.fixtures.ts';
+import { HASH, makeState, NOW, REQUESTER } from './lifecycle.fixtures.ts';
 
 // ---- generators -------------------------------------------------------------------------------
 const CUR = -99; // placeholder: "the operation's current wave", resolved when the event is applied
@@ -24,7 +24,15 @@ const waveArb = fc.oneof(
   { weight: 1, arbitrary: fc.integer({ min: -1, max: 4 }) },
 );
 const failedArb = fc.oneof({ weight: 6, arbitrary: fc.constant(0) }, { weight: 1, arbitrary: fc.nat(4) });
+// A big wave with one failure: healthy under most policies, so runs reach completed_with_failures.
+const mostlyDoneArb = fc
+  .integer({ min: 10, max: 30 })
+  .map((done) => ({ done, failed: 1, consecutiveFailures: 0, pending: 0 }));
 const statsArb = (settled: boolean): fc.Arbitrary<WaveStats> =>
+  settled
+    ? fc.oneof({ weight: 5, arbitrary: rawStatsArb(true) }, { weight: 1, arbitrary: mostlyDoneArb })
+    : rawStatsArb(false);
+const rawStatsArb = (settled: boolean): fc.Arbitrary<WaveStats> =>
   fc
     .record({ done: fc.nat(6), failed: failedArb, c: fc.nat(4), pending: settled ? fc.constant(0) : fc.nat(5) })
     .map(({ done, failed, c, pending }) => ({ done, failed, consecutiveFailures: Math.min(c, failed), pending }));
@@ -55,7 +63,7 @@ const disruptiveArb: fc.Arbitrary<LifecycleEvent> = fc.oneof(
     tenantId: fc.constantFrom('t1', undefined),
     by,
   }),
-  fc.record({ type: fc.constant('deadline_passed' as const), wave: waveArb }),
+  fc.record({ type: fc.constant('timer' as const) }),
   fc.record({ type: fc.constant('pause' as const), by, reason }),
   fc.record({ type: fc.constant('abort' as const), by, reason }),
   fc.record({ type: fc.constant('rollback' as const), by, reason }),
@@ -94,7 +102,6 @@ const eventArb: fc.Arbitrary<LifecycleEvent> = fc.oneof(
       type: fc.constant('probes' as const),
       wave: waveArb,
       probes: probesArb,
-      bakeElapsed: fc.constantFrom(true, true, false),
     }),
   },
   { weight: 2, arbitrary: fc.record({ type: fc.constant('resume' as const), by }) },
@@ -109,7 +116,9 @@ const haltPolicyArb: fc.Arbitrary<HaltPolicy> = fc
   .record({
     onHalt: fc.constantFrom('rollback' as const, 'pause' as const),
     probe: fc.constantFrom('required' as const, 'optional' as const),
-    maxFailureRate: fc.constantFrom(0, 0.2, 0.5),
+    maxFailureRate: fc.constantFrom(0, 0.2, 0.5, 0.5),
+    stallSeconds: fc.constantFrom(60, 300, 900),
+    onStall: fc.constantFrom('halt' as const, 'pause' as const),
     minSample: fc.integer({ min: 1, max: 8 }), // often above a wave's size, so the small-sample rule is exercised
     maxConsecutiveFailures: fc.integer({ min: 1, max: 3 }),
   })
@@ -122,6 +131,7 @@ const plannedArb: fc.Arbitrary<LifecycleState> = fc
     autoStart: fc.boolean(),
     frozen: fc.oneof({ weight: 4, arbitrary: fc.constant(false) }, { weight: 1, arbitrary: fc.constant(true) }),
     haltPolicy: haltPolicyArb,
+    expiresAt: fc.integer({ min: NOW + 60_000, max: NOW + 7_200_000 }),
   })
   .map((o) => makeState(o));
 
@@ -131,9 +141,12 @@ const HAPPY_START: LifecycleEvent[] = [
   { type: 'approve', by: 'tok_b', role: 'admin', planHash: HASH },
   { type: 'start', by: 'tok_op', role: 'operator' },
 ];
+// Each event arrives some time after the one before: the clock decide() is given moves on, so
+// bakes end, deadlines pass, plans expire and the watchdog finds stalls.
+const stepArb = fc.tuple(eventArb, fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 600_000 })));
 const sequenceArb = fc
-  .tuple(fc.boolean(), fc.array(eventArb, { maxLength: 60 }))
-  .map(([happy, rest]) => (happy ? [...HAPPY_START, ...rest] : rest));
+  .tuple(fc.boolean(), fc.array(stepArb, { maxLength: 60 }))
+  .map(([happy, rest]) => (happy ? [...HAPPY_START.map((e) => [e, 0] as const), ...rest] : rest));
 
 const resolve = (e: LifecycleEvent, s: LifecycleState): LifecycleEvent =>
   'wave' in e && e.wave === CUR ? { ...e, wave: s.currentWave ?? 0 } : e;
@@ -157,15 +170,26 @@ interface Model {
   enqueued: Set<number>;
   haltLatched: boolean;
   rolledBack: boolean;
+  /** Items that failed in waves that settled healthy (the operation went on despite them). */
+  failedItems: number;
 }
-const coverage = { completed: 0, laterWave: 0, resumedFromHalt: 0, rollingBack: 0 };
+const coverage = {
+  completed: 0,
+  withFailures: 0,
+  laterWave: 0,
+  resumedFromHalt: 0,
+  rollingBack: 0,
+  expired: 0,
+  stalled: 0,
+};
 
-function step(m: Model, s: LifecycleState, e: LifecycleEvent, d: Decision & { ok: true }) {
+function step(m: Model, s: LifecycleState, e: LifecycleEvent, d: Decision & { ok: true }, now: number) {
   const { next, effects } = d;
   const w = s.currentWave;
   // What the event proves, judged from the state it arrived in (not from the decision).
   if (e.type === 'wave_settled' && s.state === 'running' && e.wave === w && refHealthy(e.stats, s.haltPolicy)) {
     m.settledOk.add(e.wave);
+    m.failedItems += e.stats.failed;
     if (e.stats.done + e.stats.failed === 0) m.emptyWave.add(e.wave);
   }
   if (
@@ -173,7 +197,8 @@ function step(m: Model, s: LifecycleState, e: LifecycleEvent, d: Decision & { ok
     s.state === 'baking' &&
     e.wave === w &&
     m.settledOk.has(e.wave) &&
-    e.bakeElapsed &&
+    s.bakeUntil !== null &&
+    now >= s.bakeUntil &&
     refProbesPass(e.probes, s.haltPolicy)
   )
     m.bakedOk.add(e.wave);
@@ -198,15 +223,31 @@ function step(m: Model, s: LifecycleState, e: LifecycleEvent, d: Decision & { ok
     m.enqueued.add(k);
     if (k > 0) coverage.laterWave++;
   }
-  if (next.state === 'completed' && s.state !== 'completed') {
+  const finished = (x: OpState) => x === 'completed' || x === 'completed_with_failures';
+  if (finished(next.state) && !finished(s.state)) {
     const last = s.waveCount - 1;
     expect(
       e.type === 'wave_settled' && e.wave === last && m.settledOk.has(last),
       'completed only by a healthy settle of the last wave',
     ).toBe(true);
     for (let k = 0; k < s.waveCount; k++) expect(m.enqueued.has(k), `wave ${k} never ran`).toBe(true);
-    coverage.completed++;
+    // A state that reads as success means success: every item got there.
+    expect(next.state, `${m.failedItems} failed item(s)`).toBe(
+      m.failedItems > 0 ? 'completed_with_failures' : 'completed',
+    );
+    if (m.failedItems > 0) coverage.withFailures++;
+    else coverage.completed++;
   }
+  if (next.state === 'rolled_back' && s.state !== 'rolled_back') {
+    expect(e.type === 'rollback_settled' && e.failed === 0, 'rolled_back only when every restore succeeded').toBe(true);
+  }
+  if (next.state === 'expired' && s.state !== 'expired') {
+    expect(['planned', 'approved']).toContain(s.state);
+    expect(s.expiresAt !== null && now >= s.expiresAt, 'expired before its TTL').toBe(true);
+    coverage.expired++;
+  }
+  if (e.type === 'timer' && /^stalled/.test(next.haltReason ?? '') && next.haltReason !== s.haltReason)
+    coverage.stalled++;
   if (!isDeepStrictEqual(s, next))
     expect(
       effects.some((x) => x.type === 'audit'),
@@ -216,7 +257,7 @@ function step(m: Model, s: LifecycleState, e: LifecycleEvent, d: Decision & { ok
     expect(
       a.by !== next.requestedBy && (a.role === 'approver' || a.role === 'admin') && a.planHash === next.planHash,
     ).toBe(true);
-  if (s.state === 'planned' && next.state !== 'planned' && next.state !== 'cancelled')
+  if (s.state === 'planned' && !['planned', 'cancelled', 'expired'].includes(next.state))
     expect(refReady(next), 'left planned without approvals').toBe(true);
 
   if (resumedFromHalt) {
@@ -236,6 +277,7 @@ describe('lifecycle properties', () => {
       fc.property(plannedArb, sequenceArb, (initial, events) => {
         const m: Model = {
           settledOk: new Set(),
+          failedItems: 0,
           emptyWave: new Set(),
           bakedOk: new Set(),
           enqueued: new Set(),
@@ -243,17 +285,19 @@ describe('lifecycle properties', () => {
           rolledBack: false,
         };
         let s = initial;
-        for (const raw of events) {
+        let now = NOW;
+        for (const [raw, advance] of events) {
+          now += advance;
           const e = resolve(raw, s);
           const before = structuredClone(s);
-          const d = decide(s, e);
-          expect(decide(s, e), 'deterministic').toEqual(d);
+          const d = decide(s, e, now);
+          expect(decide(s, e, now), 'deterministic').toEqual(d);
           expect(s, 'input not modified').toEqual(before);
           if (!d.ok) {
             expect([403, 409, 422]).toContain(d.status);
             continue;
           }
-          step(m, s, e, d);
+          step(m, s, e, d, now);
           s = d.next;
         }
       }),
@@ -265,6 +309,10 @@ describe('lifecycle properties', () => {
     expect(coverage.laterWave).toBeGreaterThan(20);
     expect(coverage.resumedFromHalt).toBeGreaterThan(5);
     expect(coverage.rollingBack).toBeGreaterThan(50);
+    expect(coverage.withFailures).toBeGreaterThan(5);
+    expect(coverage.completed).toBeGreaterThan(20);
+    expect(coverage.expired).toBeGreaterThan(5);
+    expect(coverage.stalled).toBeGreaterThan(5);
   });
 
   // Any stored state, even an inconsistent one (e.g. running while frozen), must be handled safely.
@@ -281,9 +329,12 @@ describe('lifecycle properties', () => {
         'halted',
         'rolling_back',
         'rolled_back',
+        'rollback_incomplete',
         'completed',
+        'completed_with_failures',
         'cancelled',
         'failed',
+        'expired',
       ),
       pausedFrom: fc.constantFrom('running' as const, 'baking' as const, null),
       wave: fc.nat(3),
@@ -301,10 +352,10 @@ describe('lifecycle properties', () => {
 
   it('never throws, is deterministic, never enqueues while frozen, from any state', () => {
     fc.assert(
-      fc.property(anyStateArb, eventArb, (s0, raw) => {
+      fc.property(anyStateArb, eventArb, fc.integer({ min: NOW - 1_000, max: NOW + 10_000_000 }), (s0, raw, now) => {
         const e = resolve(raw, s0);
-        const d = decide(s0, e);
-        expect(decide(s0, e)).toEqual(d);
+        const d = decide(s0, e, now);
+        expect(decide(s0, e, now)).toEqual(d);
         if (!d.ok) return;
         const enqueues = d.effects.some((x) => x.type === 'enqueue_wave');
         if (enqueues)

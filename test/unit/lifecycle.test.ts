@@ -2,22 +2,30 @@
 // states, the audit details the workers rely on, and the small helpers.
 import { describe, expect, it } from 'vitest';
 import {
-  assessWave,
   decide,
-  isDestructive,
-  isHaltState,
+  ENDED_STATES,
   mayExecute,
+  OP_STATES,
+  TERMINAL_STATES,
   type Effect,
   type LifecycleState,
-  type OpState,
 } from '../../src/modules/operations/lifecycle.ts';
 import { DEFAULT_HALT } from '../../src/modules/operations/policy.ts';
-import { approveCases, operatorCases, probeCases, startCases, waveCases, type Case } from './lifecycle.cases.ts';
-import { at, ev, fx, makeState, ONE_OF_EACH, stats } from './lifecycle.fixtures.ts';
+import { assessWave, foldOutcomes } from '../../src/modules/operations/wave-health.ts';
+import {
+  approveCases,
+  operatorCases,
+  probeCases,
+  startCases,
+  timerCases,
+  waveCases,
+  type Case,
+} from './lifecycle.cases.ts';
+import { at, ev, fx, makeState, NOW, ONE_OF_EACH, stats } from './lifecycle.fixtures.ts';
 
 function check({ from, event, want }: Case) {
   const before = structuredClone(from);
-  const d = decide(from, event);
+  const d = decide(from, event, NOW);
   expect(from, 'decide must not modify its input').toEqual(before);
   if ('refused' in want) {
     expect(d).toMatchObject({ ok: false, code: want.refused, status: want.status });
@@ -34,6 +42,7 @@ function check({ from, event, want }: Case) {
   expect(fx(d.effects)).toEqual(want.effects);
   if (want.next) expect(d.next).toMatchObject(want.next);
   if (want.reason) expect(d.next.haltReason).toMatch(want.reason);
+  if (want.guards) expect(d.guards).toEqual(want.guards);
 }
 
 describe('lifecycle table', () => {
@@ -42,14 +51,15 @@ describe('lifecycle table', () => {
   describe('wave reports', () => it.each(waveCases)('$name', check));
   describe('probes', () => it.each(probeCases)('$name', check));
   describe('signals, operator commands, freeze, rollback', () => it.each(operatorCases)('$name', check));
+  describe('timers: expiry, deadlines, the stall watchdog', () => it.each(timerCases)('$name', check));
 });
 
 describe('terminal states', () => {
-  const terminal: OpState[] = ['rejected', 'cancelled', 'rolled_back', 'failed'];
-  const rows = terminal.flatMap((s) => ONE_OF_EACH.map((e) => [s, e.type, e] as const));
+  const rows = TERMINAL_STATES.flatMap((s) => ONE_OF_EACH.map((e) => [s, e.type, e] as const));
   it.each(rows)('%s + %s', (s, type, e) => {
-    const d = decide(at(s), e);
-    if (type === 'freeze' || type === 'unfreeze') expect(d.ok).toBe(true);
+    const d = decide(at(s), e, NOW);
+    if (type === 'freeze' || type === 'unfreeze' || type === 'timer')
+      expect(d).toEqual({ ok: true, next: at(s), effects: [], guards: [] });
     else
       expect(d).toMatchObject({
         ok: false,
@@ -59,28 +69,41 @@ describe('terminal states', () => {
       });
   });
 
-  const completedRows = ONE_OF_EACH.map((e) => [e.type, e] as const);
-  it.each(completedRows)('completed + %s', (type, e) => {
-    const d = decide(at('completed'), e);
-    if (type === 'rollback' || type === 'freeze' || type === 'unfreeze') expect(d.ok).toBe(true);
+  const endedRows = ENDED_STATES.flatMap((s) => ONE_OF_EACH.map((e) => [s, e.type, e] as const));
+  it.each(endedRows)('%s + %s: only a rollback', (s, type, e) => {
+    const d = decide(at(s), e, NOW);
+    if (type === 'rollback' || type === 'freeze' || type === 'unfreeze' || type === 'timer') expect(d.ok).toBe(true);
     else expect(d).toMatchObject({ ok: false, code: 'INVALID_TRANSITION', status: 409 });
+  });
+
+  it('every non-terminal state has a way out through an operator command', () => {
+    const commands = [ev.abort(), ev.rollback(), ev.resume(), ev.cancel(), ev.pause()];
+    for (const s of OP_STATES.filter((x) => !TERMINAL_STATES.includes(x))) {
+      const exits = commands.filter((e) => {
+        const d = decide(at(s), e, NOW);
+        return d.ok && d.next.state !== s;
+      });
+      expect(exits.length, `${s} has no operator exit`).toBeGreaterThan(0);
+    }
   });
 });
 
 describe('effect details', () => {
   const effectsOf = (s: LifecycleState, e: Parameters<typeof decide>[1]): Effect[] => {
-    const d = decide(s, e);
+    const d = decide(s, e, NOW);
     if (!d.ok) throw new Error(d.code);
     return d.effects;
   };
   const auditOf = (effects: Effect[]) => effects.find((x) => x.type === 'audit');
 
-  it('start_bake carries the rollout bake time', () => {
+  it('a bake ends after the rollout bake time, by the clock decide() was given', () => {
     const s = at('running', { rollout: { ...makeState().rollout, bakeSeconds: 42 } });
-    expect(effectsOf(s, ev.settled(1, stats(5, 0)))).toContainEqual({ type: 'start_bake', wave: 1, bakeSeconds: 42 });
+    const d = decide(s, ev.settled(1, stats(5, 0)), NOW);
+    expect(d.ok && d.next.bakeUntil).toBe(NOW + 42_000);
+    expect(d.ok && d.effects).toContainEqual({ type: 'start_bake', wave: 1 });
   });
   it('stop_execution comes first and carries the halt reason', () => {
-    const effects = effectsOf(at('running'), ev.deadline(1));
+    const effects = effectsOf(at('running', { waveDeadline: NOW - 1 }), ev.timer());
     expect(effects[0]).toEqual({ type: 'stop_execution', reason: expect.stringMatching(/wave 1 missed its deadline/) });
   });
   it('audit names the actor and both states', () => {
@@ -91,11 +114,16 @@ describe('effect details', () => {
     });
   });
   it('a rollback with failed restores says how many', () => {
-    expect(auditOf(effectsOf(at('rolling_back'), ev.rollbackSettled(8, 2)))?.detail).toMatchObject({
-      restored: 8,
-      failed: 2,
-      failedRestores: expect.stringContaining('2 item'),
+    expect(auditOf(effectsOf(at('rolling_back'), ev.rollbackSettled(8, 2)))).toMatchObject({
+      action: 'operation.rollback_incomplete',
+      detail: { restored: 8, failed: 2, to: 'rollback_incomplete' },
     });
+  });
+  it('progress is stamped on every change of state or wave, and only then', () => {
+    const moved = decide(at('running'), ev.pause(), NOW);
+    expect(moved.ok && moved.next.progressAt).toBe(NOW);
+    const recorded = decide(at('approved'), ev.signal('t1'), NOW);
+    expect(recorded.ok && recorded.next.progressAt).toBe(null);
   });
   it('a halt audit says what the halt policy did', () => {
     expect(auditOf(effectsOf(at('baking'), ev.signal('t1')))?.detail).toMatchObject({
@@ -105,7 +133,7 @@ describe('effect details', () => {
     });
   });
   it('an unknown event type is refused, not thrown', () => {
-    const d = decide(at('running'), { type: 'explode' } as unknown as Parameters<typeof decide>[1]);
+    const d = decide(at('running'), { type: 'explode' } as unknown as Parameters<typeof decide>[1], NOW);
     expect(d).toMatchObject({ ok: false, code: 'INVALID_EVENT', status: 422 });
   });
 });
@@ -132,34 +160,15 @@ describe('assessWave', () => {
   });
 });
 
+describe('foldOutcomes', () => {
+  it('counts outcomes in the order they happened; a success ends the streak', () => {
+    expect(foldOutcomes(stats(0, 2, 2, 10), ['failed', 'done', 'failed'])).toEqual(stats(1, 4, 1, 7));
+    expect(foldOutcomes(stats(5, 1, 1, 4), ['failed', 'failed'])).toEqual(stats(5, 3, 3, 2));
+    expect(foldOutcomes(stats(5, 1, 1, 4), [])).toEqual(stats(5, 1, 1, 4));
+  });
+});
+
 describe('helpers', () => {
-  it('isDestructive: only enqueue_wave', () => {
-    const all: Effect[] = [
-      { type: 'enqueue_wave', wave: 0 },
-      { type: 'start_bake', wave: 0, bakeSeconds: 1 },
-      { type: 'stop_execution', reason: 'x' },
-      { type: 'enqueue_rollback' },
-      { type: 'audit', action: 'a', detail: {} },
-    ];
-    expect(all.filter(isDestructive)).toEqual([{ type: 'enqueue_wave', wave: 0 }]);
-  });
-  it('isHaltState', () => {
-    const states: OpState[] = [
-      'planned',
-      'rejected',
-      'approved',
-      'running',
-      'baking',
-      'paused',
-      'halted',
-      'rolling_back',
-      'rolled_back',
-      'completed',
-      'cancelled',
-      'failed',
-    ];
-    expect(states.filter(isHaltState)).toEqual(['halted', 'rolling_back', 'rolled_back']);
-  });
   it('mayExecute: only running and not frozen', () => {
     expect(mayExecute({ state: 'running', frozen: false })).toBe(true);
     expect(mayExecute({ state: 'running', frozen: true })).toBe(false);

@@ -1,8 +1,8 @@
 // A chunk judges its own outcomes as they land. Without this, a chunk (up to CHUNK_SIZE items)
 // sends every one of its calls before it records and reports, so a downstream that starts failing
 // mid-wave gets the whole chunk before decide() can halt: overshoot bounded by the chunk size, not
-// by the calls in flight (promise 5). Here each outcome is judged with the same rule decide()
-// uses (assessWave), seeded with the wave's counters; once unhealthy, nothing more is sent and the
+// by the calls in flight (promise 5). Each outcome is folded into the wave's counters and judged
+// with the same rule decide() uses (wave-health.ts); once unhealthy, nothing more is sent and the
 // unsent items go back to pending. The report that follows lets decide() halt for real.
 import { mapPool } from '../adapters/http-adapter.ts';
 import {
@@ -13,14 +13,13 @@ import {
   type ItemResult,
   type TargetAdapter,
 } from '../adapters/index.ts';
-import { assessWave } from '../operations/lifecycle.ts';
 import type { HaltPolicy } from '../operations/policy.ts';
+import { assessWave, foldOutcomes, type WaveStats } from '../operations/wave-health.ts';
 
-export interface WaveCounters {
-  done: number;
-  failed: number;
-  consecutiveFailures: number;
-  total: number;
+export interface BreakerResult {
+  results: ItemResult[];
+  /** Indices of `items` in the order their outcomes arrived (what the wave's streak counts). */
+  order: number[];
 }
 
 export async function applyWithBreaker(
@@ -29,37 +28,29 @@ export async function applyWithBreaker(
   items: AdapterItem[],
   opts: ApplyOptions,
   policy: HaltPolicy,
-  wave: WaveCounters,
-): Promise<ItemResult[]> {
+  wave: WaveStats,
+): Promise<BreakerResult> {
   // The registry adapter acts on a whole chunk in one statement: there is no per-call overshoot.
-  if (adapter.kind !== 'http') return adapter.apply(action, items, opts);
-  let done = 0;
-  let failed = 0;
-  let streak = 0;
+  if (adapter.kind !== 'http') {
+    const results = await adapter.apply(action, items, opts);
+    return { results, order: results.map((_, k) => k) };
+  }
+  let stats = wave;
   let tripped = false;
+  const order: number[] = [];
   // Sticky, as the adapter's own batch is: once told to stop, nothing more is sent from this chunk.
   const shouldContinue = () => {
     if (!tripped && !opts.shouldContinue()) tripped = true;
     return !tripped;
   };
-  return mapPool(items, opts.concurrency, async (item) => {
+  const results = await mapPool(items, opts.concurrency, async (item, k) => {
     const r = (await adapter.apply(action, [item], { ...opts, concurrency: 1, shouldContinue }))[0]!;
-    if (r.ok) {
-      done++;
-      streak = 0;
-    } else if (!isSkipped(r)) {
-      failed++;
-      streak++;
+    order.push(k);
+    if (!isSkipped(r)) {
+      stats = foldOutcomes(stats, [r.ok ? 'done' : 'failed']);
+      if (!assessWave(stats, policy).healthy) tripped = true;
     }
-    // A chunk with no success yet extends the streak the wave had, as recordOutcomes counts it.
-    const consecutiveFailures = done === 0 ? wave.consecutiveFailures + streak : streak;
-    const stats = {
-      done: wave.done + done,
-      failed: wave.failed + failed,
-      consecutiveFailures,
-      pending: wave.total - wave.done - wave.failed - done - failed,
-    };
-    if (!assessWave(stats, policy).healthy) tripped = true;
     return r;
   });
+  return { results, order };
 }

@@ -1,246 +1,304 @@
-// The chunk job: claim a seq range of one wave in the ledger, snapshot, mark write-ahead, act
-// through the adapter (which checks the halt state before every destructive call), record the
-// outcomes with the wave counters, and report them to the lifecycle. Thin: decisions are decide()'s.
-import type { Job } from 'bullmq';
-import { DelayedError } from 'bullmq';
-import type { Redis } from 'ioredis';
-import type pg from 'pg';
-import { AppError } from '../../lib/errors.ts';
-import { assessWave } from '../operations/lifecycle.ts';
+// The chunk job: load the state once → claim a seq range of the wave under a fresh claim token →
+// snapshot → mark write-ahead (only while the operation still runs this wave) → act through the
+// adapter, checking the halt watch and the claim before every call → record the outcomes AND
+// decide on them in one transaction → effects. Thin: every decision is decide()'s.
+import { randomUUID } from 'node:crypto';
+import type { Queryable } from '../../lib/sql.ts';
 import type { Metrics } from '../../plugins/metrics.ts';
-import { idempotencyKeyFor, isSkipped, type AdapterItem, type ItemResult } from '../adapters/index.ts';
+import { idempotencyKeyFor, isSkipped, type AdapterItem } from '../adapters/index.ts';
+import { mayExecute, type LifecycleEvent } from '../operations/lifecycle.ts';
+import { assessWave, type WaveStats } from '../operations/wave-health.ts';
 import type { AdapterCache } from './adapters-cache.ts';
 import { applyWithBreaker } from './breaker.ts';
+import type { Engine } from './engine.ts';
+import type { Fence } from './exclusive.ts';
 import type { HaltWatch } from './halt-watch.ts';
-import { claimRange, prepareExecution, recordOutcomes, type Outcome } from './ledger.ts';
-import { chunkJobId, type ChunkJob } from './queues.ts';
-import { loadOperation, loadWave } from './state.ts';
-import { applyEvent, type EngineDeps } from './transitions.ts';
+import type { ClaimedItem, Ledger, Outcome, Range } from './ledger.ts';
+import type { ChunkJob } from './queues.ts';
+import type { OperationRecord } from './state.ts';
+import type { VelocityGrant, VelocityLimiter } from './velocity.ts';
 
-export interface WorkerDeps {
-  pool: pg.Pool;
-  engine: EngineDeps;
-  watch: HaltWatch;
-  adapters: AdapterCache;
-  redis: Redis;
-  prefix: string;
-  metrics?: Metrics;
-}
-
-const SYSTEM = { name: 'system' };
+/** Claims of one item before it fails for good with its last error (never retried forever in silence). */
+export const ITEM_ATTEMPTS = 5;
 /** Snapshot reads may run this many times the destructive concurrency. */
 const SNAPSHOT_FANOUT = 4;
-/** Before a range handed back unsent is tried again (see requeueIfRunning). */
+/** Before items handed back unsent are tried again while the operation still runs the wave. */
 const REQUEUE_DELAY_MS = 50;
+const SYSTEM = { name: 'system' };
 
-export async function processChunk(deps: WorkerDeps, job: Job<ChunkJob>, token?: string): Promise<void> {
-  const { opId, wave, from, to } = job.data;
-  const op = await loadOperation(deps.pool, opId, false);
-  // Not running this wave (paused, halted, finished, or a stale job): items stay as they are.
-  if (!op || op.state !== 'running' || op.currentWave !== wave || op.lifecycle.frozen) return;
-  const rollout = op.lifecycle.rollout;
-  // The tenant cap needs the chunk's tenants; skip the read when no tenant cap is set.
-  const chunkTenants =
-    rollout.maxTenantsPerMinute < 1_000_000
-      ? (
-          await deps.pool.query<{ tenant_id: string }>(
-            'SELECT DISTINCT tenant_id FROM operation_items WHERE operation_id = $1 AND seq >= $2 AND seq < $3',
-            [opId, from, to],
-          )
-        ).rows.map((r) => r.tenant_id)
-      : [];
-  const wait = await velocityWait(deps, opId, to - from, chunkTenants, rollout);
-  if (wait > 0) {
-    await job.moveToDelayed(Date.now() + wait, token);
-    throw new DelayedError();
+export interface ChunkDeps<Tx = Queryable> {
+  load(opId: string): Promise<OperationRecord | undefined>;
+  ledger: Pick<Ledger, 'claim' | 'extend' | 'release' | 'prepare' | 'record' | 'waveStats'>;
+  engine: Pick<Engine<Tx>, 'apply'>;
+  adapters: Pick<AdapterCache, 'get'>;
+  watch: Pick<HaltWatch, 'track' | 'untrack' | 'canRun' | 'current'>;
+  velocity: Pick<VelocityLimiter, 'reserve' | 'refund'>;
+  requeue(job: ChunkJob, delayMs: number): Promise<void>;
+  clock(): number;
+  /** How long a claim stays exclusive; the run renews it at a third of that. */
+  leaseMs: number;
+  metrics?: Pick<Metrics, 'items'>;
+}
+
+const waveEvent = (
+  wave: number,
+  stats: WaveStats,
+  policy: OperationRecord['lifecycle']['haltPolicy'],
+): LifecycleEvent | null => {
+  if (stats.pending === 0) return { type: 'wave_settled', wave, stats };
+  // Healthy progress changes nothing (decide() would answer "unchanged"): no operation lock for it.
+  return assessWave(stats, policy).healthy ? null : { type: 'item_outcomes', wave, stats };
+};
+
+export async function processChunk<Tx extends Queryable>(
+  deps: ChunkDeps<Tx>,
+  jobId: string,
+  j: ChunkJob,
+  fence: Fence,
+): Promise<void> {
+  const op = await deps.load(j.opId);
+  // Not running this wave (paused, halted, frozen, finished, or a stale job): items stay as they are.
+  if (!op || !mayExecute(op.lifecycle) || op.lifecycle.currentWave !== j.wave || !op.wave) return;
+  const range: Range = { from: j.from, to: j.to };
+  const token = randomUUID();
+  const claimed = await deps.ledger.claim(j.opId, range, jobId, token);
+  if (claimed.length === 0) return settleIfDone(deps, j.opId, j.wave);
+
+  const outcomes: Outcome[] = [];
+  // Items whose attempts are used up fail now, carrying the error that kept them from finishing.
+  for (const i of claimed.filter((x) => x.attempts > ITEM_ATTEMPTS)) {
+    const last = i.lastError ? `; last error: ${i.lastError}` : '';
+    outcomes.push({
+      seq: i.seq,
+      state: 'failed',
+      error: `gave up after ${i.attempts - 1} attempts${last}`.slice(0, 500),
+      permanent: true,
+    });
   }
-  const claimer = job.id!;
-  const items = await claimRange(deps.pool, opId, from, to, claimer);
-  if (items.length === 0) return settleCheck(deps, opId, wave);
+  let items = claimed.filter((x) => x.attempts <= ITEM_ATTEMPTS);
+  let deferMs = 0;
+  let grant: VelocityGrant | undefined;
+  if (items.length) {
+    grant = await deps.velocity.reserve(
+      j.opId,
+      items.map((i) => i.tenantId),
+      op.lifecycle.rollout,
+    );
+    if (grant.granted < items.length) {
+      await deps.ledger.release(j.opId, range, token, items.slice(grant.granted), null, true);
+      items = items.slice(0, grant.granted);
+      deferMs = Math.max(REQUEUE_DELAY_MS, grant.waitMs);
+    }
+  }
+  const marks = new Set<number>();
+  let unsent = 0;
+  let stillRunning = false;
+  if (items.length) {
+    const r = await execute(deps, op, j, range, token, items, fence);
+    outcomes.push(...r.outcomes);
+    r.marked.forEach((s) => marks.add(s));
+    unsent = r.unsent;
+    stillRunning = r.stillRunning;
+  }
+  // Caps charge executed items only: what was reserved but never sent is given back.
+  if (grant && unsent > 0) await deps.velocity.refund(grant, unsent);
+  const now = deps.clock();
+  const applied = await deps.engine.apply(
+    j.opId,
+    async (tx) => {
+      const rec = await deps.ledger.record(tx, j.opId, j.wave, token, outcomes, marks, now);
+      deps.metrics?.items.inc({ outcome: 'done' }, rec.recordedDone);
+      deps.metrics?.items.inc({ outcome: 'failed' }, rec.recordedFailed);
+      return waveEvent(j.wave, rec.stats, op.lifecycle.haltPolicy);
+    },
+    SYSTEM,
+    { report: true },
+  );
+  // Items handed back unsent while the operation still runs this wave (a pause and a quick resume,
+  // a velocity wait) are queued again now instead of at the reconciler's next sweep.
+  const running = applied?.changed
+    ? mayExecute(applied.state) && applied.state.currentWave === j.wave
+    : stillRunning || deferMs > 0;
+  if ((unsent > 0 || deferMs > 0) && running)
+    await deps.requeue({ ...j, epoch: applied?.version ?? j.epoch }, deferMs || REQUEUE_DELAY_MS);
+}
 
-  const since = Date.now();
-  await deps.watch.track(opId);
+interface Executed {
+  outcomes: Outcome[];
+  /** Items this run marked write-ahead that had no mark before (their mark is cleared if unsent). */
+  marked: Set<number>;
+  unsent: number;
+  stillRunning: boolean;
+}
+
+async function execute<Tx extends Queryable>(
+  deps: ChunkDeps<Tx>,
+  op: OperationRecord,
+  j: ChunkJob,
+  range: Range,
+  token: string,
+  items: ClaimedItem[],
+  fence: Fence,
+): Promise<Executed> {
+  const { rollout, haltPolicy } = op.lifecycle;
+  const asAdapterItem = (i: ClaimedItem): AdapterItem => ({
+    operationId: j.opId,
+    resourceId: i.resourceId,
+    tenantId: i.tenantId,
+    type: op.targetType,
+  });
+  const outcomes: Outcome[] = [];
+  let leaseLost = false;
+  const renew = setInterval(
+    () => {
+      deps.ledger.extend(j.opId, range, token).then(
+        (held) => {
+          if (held === 0) leaseLost = true;
+        },
+        () => {
+          leaseLost = true; // cannot prove the claim is still ours: stop sending
+        },
+      );
+    },
+    Math.max(100, Math.floor(deps.leaseMs / 3)),
+  );
+  const since = deps.clock();
+  let calling = false;
+  await deps.watch.track(j.opId);
   try {
     const { adapter } = await deps.adapters.get(op.targetType);
-    const asAdapterItem = (i: { resourceId: string; tenantId: string }): AdapterItem => ({
-      operationId: opId,
-      resourceId: i.resourceId,
-      tenantId: i.tenantId,
-      type: op.targetType,
-    });
-    const outcomes = new Map<number, Outcome>();
-
     // Snapshot first, for every item not yet snapshotted: no snapshot, no destructive call.
-    // Snapshots are reads, so they may use more connections than the destructive calls do.
     const needSnap = items.filter((i) => i.snapshotId === null);
-    const good: { seq: number; resourceId: string; tenantId: string; data: unknown }[] = [];
+    const snaps: { seq: number; resourceId: string; tenantId: string; data: unknown }[] = [];
+    const failed = new Set<number>();
     if (needSnap.length) {
-      const snaps = await adapter.snapshot(needSnap.map(asAdapterItem), {
+      const res = await adapter.snapshot(needSnap.map(asAdapterItem), {
         concurrency: rollout.concurrency * SNAPSHOT_FANOUT,
       });
       needSnap.forEach((item, k) => {
-        const r = snaps[k]!;
-        if (r.ok) good.push({ seq: item.seq, resourceId: item.resourceId, tenantId: item.tenantId, data: r.data });
-        else outcomes.set(item.seq, { seq: item.seq, state: 'failed', error: `snapshot failed: ${r.error}` });
+        const r = res[k]!;
+        if (r.ok) snaps.push({ seq: item.seq, resourceId: item.resourceId, tenantId: item.tenantId, data: r.data });
+        else {
+          failed.add(item.seq);
+          const permanent = !isSkipped(r) && r.permanent;
+          outcomes.push({
+            seq: item.seq,
+            state: 'failed',
+            error: `snapshot failed: ${r.error}`.slice(0, 500),
+            permanent,
+          });
+        }
       });
     }
-    const toRun = items.filter((i) => !outcomes.has(i.seq));
-    if (toRun.length || good.length)
-      await prepareExecution(
-        deps.pool,
-        opId,
-        claimer,
-        good,
-        toRun.map((i) => i.seq),
-      );
-    if (toRun.length) {
-      const action = op.mode === 'hard' ? 'hardDelete' : 'softDelete';
-      const w = await loadWave(deps.pool, opId, wave);
-      const counters = {
-        done: w?.done ?? 0,
-        failed: w?.failed ?? 0,
-        consecutiveFailures: w?.consecutiveFailures ?? 0,
-        total: w ? w.toSeq - w.fromSeq : toRun.length,
-      };
-      const results: ItemResult[] = await applyWithBreaker(
-        adapter,
-        action,
-        toRun.map(asAdapterItem),
-        {
-          idempotencyKey: idempotencyKeyFor,
-          shouldContinue: () => deps.watch.canRun(opId, wave, since),
-          concurrency: rollout.concurrency,
-        },
-        op.lifecycle.haltPolicy,
-        counters,
-      );
-      toRun.forEach((item, k) => {
-        const r = results[k]!;
-        if (r.ok) outcomes.set(item.seq, { seq: item.seq, state: 'done', error: null });
-        else if (isSkipped(r)) outcomes.set(item.seq, { seq: item.seq, state: 'pending', error: null });
-        else outcomes.set(item.seq, { seq: item.seq, state: 'failed', error: r.error.slice(0, 500) });
-      });
+    const wanted = items.filter((i) => !failed.has(i.seq));
+    const ready = wanted.length
+      ? await deps.ledger.prepare(
+          j.opId,
+          j.wave,
+          range,
+          token,
+          snaps,
+          wanted.map((i) => i.seq),
+        )
+      : new Set<number>();
+    const toRun = wanted.filter((i) => ready.has(i.seq));
+    const marked = new Set(toRun.filter((i) => i.executedSeq === null).map((i) => i.seq));
+    // Not marked: the operation stopped running this wave before the mark. Nothing is sent.
+    const notMarked = wanted.filter((i) => !ready.has(i.seq));
+    outcomes.push(...notMarked.map((i): Outcome => ({ seq: i.seq, state: 'pending', error: null })));
+    calling = true;
+    const { results, order } = await applyWithBreaker(
+      adapter,
+      op.mode === 'hard' ? 'hardDelete' : 'softDelete',
+      toRun.map(asAdapterItem),
+      {
+        idempotencyKey: idempotencyKeyFor,
+        shouldContinue: () => !fence.lost && !leaseLost && deps.watch.canRun(j.opId, j.wave, since),
+        concurrency: rollout.concurrency,
+      },
+      haltPolicy,
+      op.wave!,
+    );
+    let unsent = notMarked.length;
+    for (const k of order) {
+      const item = toRun[k]!;
+      const r = results[k]!;
+      if (r.ok) outcomes.push({ seq: item.seq, state: 'done', error: null });
+      else if (isSkipped(r)) {
+        unsent++;
+        outcomes.push({ seq: item.seq, state: 'pending', error: null });
+      } else outcomes.push({ seq: item.seq, state: 'failed', error: r.error.slice(0, 500), permanent: r.permanent });
     }
-    const stats = await recordOutcomes(deps.pool, opId, wave, claimer, [...outcomes.values()]);
-    deps.metrics?.items.inc({ outcome: 'done' }, stats.recordedDone);
-    deps.metrics?.items.inc({ outcome: 'failed' }, stats.recordedFailed);
-    // Healthy progress changes nothing (decide() would answer "unchanged"), so it is judged here
-    // with the same pure rule and only a settled or unhealthy wave takes the operation's lock.
-    if (stats.pending === 0 || !assessWave(stats, op.lifecycle.haltPolicy).healthy)
-      await report(deps, opId, wave, stats);
-    if ([...outcomes.values()].some((o) => o.state === 'pending')) await requeueIfRunning(deps, job.data);
+    const stillRunning = deps.watch.canRun(j.opId, j.wave, since);
+    return { outcomes, marked, unsent, stillRunning };
+  } catch (err) {
+    // Failed before any call went out (adapter config, snapshot store, a lost connection): hand the
+    // items back with the reason, so lastError says why; their attempts still count. Once calls
+    // may have gone out, nothing is released: the claim's lease decides who retries them.
+    if (!calling) {
+      const done = new Set(outcomes.map((o) => o.seq));
+      const reason = `${(err as Error).message ?? String(err)}`.slice(0, 500);
+      await deps.ledger
+        .release(
+          j.opId,
+          range,
+          token,
+          items.filter((i) => !done.has(i.seq)),
+          reason,
+          false,
+        )
+        .catch(() => undefined);
+    }
+    throw err;
   } finally {
-    deps.watch.untrack(opId);
+    clearInterval(renew);
+    deps.watch.untrack(j.opId);
   }
 }
 
-/**
- * Items this chunk handed back unsent (a halt notice, or its own breaker) while the operation is
- * running this wave again — a pause and a quick resume, whose new chunk job found these items
- * still claimed here — would otherwise wait for the reconciler's next sweep. Queue the range again
- * now; a duplicate job is harmless (claims in the ledger), and the short delay rules out a hot loop.
- */
-async function requeueIfRunning(deps: WorkerDeps, j: ChunkJob) {
-  const op = await loadOperation(deps.pool, j.opId, false);
-  if (!op || op.state !== 'running' || op.currentWave !== j.wave || op.lifecycle.frozen) return;
-  const next: ChunkJob = { ...j, epoch: op.version };
-  await deps.engine.queues.items.add('chunk', next, {
-    jobId: `${chunkJobId(next)}.requeue${Date.now()}`,
-    delay: REQUEUE_DELAY_MS,
-  });
-}
-
-/** Tells the lifecycle how the wave is going; a refusal means the report is stale (dropped). */
-export async function report(
-  deps: WorkerDeps,
+/** A wave whose items all have an outcome is settled, even if the report that said so was lost. */
+export async function settleIfDone<Tx extends Queryable>(
+  deps: Pick<ChunkDeps<Tx>, 'engine' | 'ledger'>,
   opId: string,
   wave: number,
-  stats: { done: number; failed: number; consecutiveFailures: number; pending: number },
 ) {
-  const s = {
-    done: stats.done,
-    failed: stats.failed,
-    consecutiveFailures: stats.consecutiveFailures,
-    pending: stats.pending,
-  };
-  try {
-    await applyEvent(
-      deps.engine,
-      opId,
-      s.pending === 0 ? { type: 'wave_settled', wave, stats: s } : { type: 'item_outcomes', wave, stats: s },
-      SYSTEM,
-    );
-  } catch (err) {
-    if (!(err instanceof AppError && err.statusCode === 409)) throw err;
-  }
-}
-
-/** A wave whose items are all finished is settled, even if the report that said so was lost. */
-export async function settleCheck(deps: WorkerDeps, opId: string, wave: number) {
-  const r = await deps.pool.query<{
-    done: number;
-    failed: number;
-    consecutive_failures: number;
-    total: number;
-    open: number;
-  }>(
-    `SELECT w.done, w.failed, w.consecutive_failures, w.to_seq - w.from_seq AS total,
-       (SELECT count(*) FROM operation_items i WHERE i.operation_id = w.operation_id AND i.seq >= w.from_seq AND i.seq < w.to_seq AND i.state IN ('pending', 'claimed'))::int AS open
-     FROM operation_waves w WHERE w.operation_id = $1 AND w.wave = $2`,
-    [opId, wave],
+  await deps.engine.apply(
+    opId,
+    async (tx) => {
+      const w = await deps.ledger.waveStats(tx, opId, wave);
+      return w && w.pending === 0 ? { type: 'wave_settled', wave, stats: w } : null;
+    },
+    SYSTEM,
+    { report: true },
   );
-  const w = r.rows[0];
-  if (!w || w.open > 0) return;
-  await report(deps, opId, wave, {
-    done: w.done,
-    failed: w.failed,
-    consecutiveFailures: w.consecutive_failures,
-    pending: 0,
-  });
 }
 
 /**
- * Velocity caps shared by every worker: per-operation counters per minute in Redis, for items and
- * for newly touched tenants. Returns how long to wait (ms) when this chunk would exceed either cap;
- * 0 when it may run now. A chunk that alone exceeds a cap still runs (alone) in its minute.
+ * A chunk job that failed every one of its attempts for a reason of its own is quarantined: the
+ * open items of its range (not held by a live run) fail with that reason, which counts toward the
+ * halt policy and shows in the ledger, instead of the reconciler queueing it again forever.
  */
-async function velocityWait(
-  deps: WorkerDeps,
-  opId: string,
-  n: number,
-  tenants: string[],
-  rollout: { maxItemsPerMinute: number; maxTenantsPerMinute: number },
-): Promise<number> {
-  const minute = Math.floor(Date.now() / 60_000);
-  const nextMinute = (minute + 1) * 60_000 - Date.now() + 10;
-  const itemsKey = `${deps.prefix}:rate:${opId}:${minute}`;
-  const used = await deps.redis.incrby(itemsKey, n);
-  if (used === n) await deps.redis.pexpire(itemsKey, 120_000);
-  if (used > rollout.maxItemsPerMinute && used !== n) {
-    await deps.redis.decrby(itemsKey, n);
-    return nextMinute;
-  }
-  if (tenants.length) {
-    const tenantsKey = `${deps.prefix}:tenants:${opId}:${minute}`;
-    const seenKey = `${deps.prefix}:touched:${opId}`;
-    // Only tenants this operation has not touched before count against the cap.
-    const fresh = (await deps.redis.smismember(seenKey, ...tenants))
-      .map((m, k) => (m ? null : tenants[k]!))
-      .filter((t): t is string => t !== null);
-    if (fresh.length) {
-      const before = await deps.redis.scard(tenantsKey);
-      if (before > 0 && before + fresh.length > rollout.maxTenantsPerMinute) {
-        await deps.redis.decrby(itemsKey, n);
-        return nextMinute;
-      }
-      await deps.redis
-        .multi()
-        .sadd(tenantsKey, ...fresh)
-        .pexpire(tenantsKey, 120_000)
-        .sadd(seenKey, ...fresh)
-        .pexpire(seenKey, 7 * 86_400_000)
-        .exec();
-    }
-  }
-  return 0;
+export async function quarantineChunk<Tx extends Queryable>(
+  deps: Pick<ChunkDeps<Tx>, 'load' | 'ledger' | 'engine' | 'clock'>,
+  jobId: string,
+  j: ChunkJob,
+  reason: string,
+): Promise<void> {
+  const op = await deps.load(j.opId);
+  if (!op || op.lifecycle.currentWave !== j.wave) return;
+  const token = randomUUID();
+  const claimed = await deps.ledger.claim(j.opId, { from: j.from, to: j.to }, jobId, token);
+  if (claimed.length === 0) return;
+  const error = `quarantined: its chunk job failed ${claimed[0]!.attempts} time(s): ${reason}`.slice(0, 500);
+  const outcomes = claimed.map((i): Outcome => ({ seq: i.seq, state: 'failed', error, permanent: true }));
+  const now = deps.clock();
+  await deps.engine.apply(
+    j.opId,
+    async (tx) => {
+      const rec = await deps.ledger.record(tx, j.opId, j.wave, token, outcomes, new Set(), now);
+      return waveEvent(j.wave, rec.stats, op.lifecycle.haltPolicy);
+    },
+    SYSTEM,
+    { report: true },
+  );
 }

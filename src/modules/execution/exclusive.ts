@@ -1,22 +1,34 @@
 // One run of a job at a time, even when BullMQ hands the same job out twice. That happens after a
 // Redis restart: job locks that expired while Redis was away make the stalled-job check start a
 // job again while its first run is still going, and a restart that lost every key lets the
-// reconciler re-add a job that is running. Both runs would claim the same items (the claimer is
-// the job ID) and send the same Idempotency-Keys at once; the owning system answers 409 "in
-// progress" to one of them, and items that were deleted get recorded as failed (and can halt a
-// healthy operation).
+// reconciler re-add a job that is running.
 //
 // A run holds a Postgres advisory lock on a session of its own for as long as it works. A second
 // run that finds the lock taken puts the job back as delayed and tries again later; when the first
 // run ends, or its process dies (its session closes and Postgres drops the lock), it goes ahead and
 // takes over whatever is still claimed.
+//
+// The lock vanishes with the session, so a PostgreSQL restart frees it while the first run may
+// still be going. The run is then FENCED: `fence.lost` goes up the moment its lock session fails,
+// the run stops sending, and its claim token no longer matches anything it tries to record.
 import { DelayedError, type Job } from 'bullmq';
 import pg from 'pg';
 
+export interface Fence {
+  /** The run's exclusivity is gone (its lock session died): send nothing more. */
+  lost: boolean;
+}
+
 export interface JobLocks {
-  run(job: Job, token: string | undefined, fn: () => Promise<void>): Promise<void>;
+  run(job: Job, token: string | undefined, fn: (fence: Fence) => Promise<void>): Promise<void>;
   close(): Promise<void>;
 }
+
+/** The lock a job's runs share: a rollback is one per operation whatever its job ID. */
+export const lockKeyOf = (job: Pick<Job, 'id' | 'queueName' | 'data'>): string => {
+  const d = job.data as { kind?: string; opId?: string };
+  return d.kind === 'rollback' && d.opId ? `rollback:${d.opId}` : `${job.queueName}:${job.id}`;
+};
 
 /**
  * `sessions` bounds the connections held for locks: at least the jobs this process runs at once.
@@ -27,10 +39,15 @@ export function createJobLocks(databaseUrl: string, prefix: string, sessions: nu
   pool.on('error', () => undefined);
   return {
     async run(job, token, fn) {
-      const key = `${prefix}:${job.queueName}:${job.id}`;
+      const key = `${prefix}:${lockKeyOf(job)}`;
       const client = await pool.connect();
+      const fence: Fence = { lost: false };
+      // Without a listener a dropped session would be an uncaught 'error' and end the process.
+      const onError = () => {
+        fence.lost = true;
+      };
+      client.on('error', onError);
       let locked = false;
-      let broken: Error | undefined;
       try {
         const r = await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS ok', [
           key,
@@ -40,13 +57,15 @@ export function createJobLocks(databaseUrl: string, prefix: string, sessions: nu
           await job.moveToDelayed(Date.now() + retryMs, token);
           throw new DelayedError();
         }
-        await fn();
+        await fn(fence);
       } finally {
-        if (locked) {
+        let broken: Error | undefined = fence.lost ? new Error('lock session lost') : undefined;
+        if (locked && !broken) {
           await client.query('SELECT pg_advisory_unlock(hashtextextended($1, 0))', [key]).catch((err: Error) => {
             broken = err;
           });
         }
+        client.removeListener('error', onError);
         // A session whose unlock failed is closed: Postgres then drops its locks.
         client.release(broken ?? false);
       }

@@ -1,12 +1,13 @@
 // Global freeze: an admin stops every running operation at once (and no start or resume is
 // accepted) until the freeze is lifted. Lifting it resumes nothing by itself.
 import { Type } from '@fastify/type-provider-typebox';
-import { AppError } from '../../lib/errors.ts';
 import { inTransaction } from '../../lib/sql.ts';
 import { errorResponses, type App } from '../../lib/schemas.ts';
 import { appendAudit } from '../audit/repository.ts';
 import { readFreeze } from './state.ts';
-import { applyEvent } from './transitions.ts';
+import { LIVE_STATES, type LifecycleEvent } from '../operations/lifecycle.ts';
+
+const FREEZE_LOCK = 7_342_003; // serialises changes of the global freeze setting
 
 const FreezeView = Type.Object(
   {
@@ -63,39 +64,39 @@ export default async function freezeRoutes(app: App) {
     async (req) => {
       const actor = { name: req.principal!.name, tokenId: req.principal!.tokenId };
       const value = { frozen: req.body.frozen, reason: req.body.reason, by: actor.name };
-      await inTransaction(app.db.pool, async (c) => {
+      const flipped = await inTransaction(app.db.pool, async (c) => {
+        // One change of the setting at a time, so each flip is seen (and fanned out) exactly once.
+        await c.query('SELECT pg_advisory_xact_lock($1)', [FREEZE_LOCK]);
+        const before = await readFreeze(c);
         await c.query(
           `INSERT INTO settings (key, value, updated_by) VALUES ('freeze', $1, $2)
                      ON CONFLICT (key) DO UPDATE SET value = $1, updated_by = $2, updated_at = now()`,
           [JSON.stringify(value), actor.name],
         );
+        const changed = before.frozen !== req.body.frozen;
         await appendAudit(c, {
           actor: actor.name,
           action: req.body.frozen ? 'freeze.set' : 'freeze.lift',
           outcome: 'accepted',
-          payload: { reason: req.body.reason },
+          payload: { reason: req.body.reason, changed },
         });
+        return changed;
       });
       req.auditedByService = true;
-      // The setting is already in force for every worker (they read it before each call); this
-      // also moves each active operation to paused, with an audit event per operation.
-      const active = await app.db.pool.query<{ id: string }>(
-        `SELECT id FROM operations WHERE state IN ('running', 'baking', 'paused', 'approved', 'planned')`,
-      );
+      // The setting is already in force for every worker (they read it before each call). A flip
+      // is also an event on every live operation: running ones pause, the others record it.
       const affected: string[] = [];
-      for (const { id } of active.rows) {
-        try {
-          const r = await applyEvent(
-            app.engine,
-            id,
-            req.body.frozen
-              ? { type: 'freeze', by: actor.tokenId, reason: req.body.reason }
-              : { type: 'unfreeze', by: actor.tokenId },
-            actor,
-          );
-          if (r.changed) affected.push(id);
-        } catch (err) {
-          if (!(err instanceof AppError && err.statusCode === 409)) throw err;
+      if (flipped) {
+        const live = await app.db.pool.query<{ id: string }>(
+          `SELECT id FROM operations WHERE state = ANY($1::text[]) ORDER BY id`,
+          [LIVE_STATES],
+        );
+        const event: LifecycleEvent = req.body.frozen
+          ? { type: 'freeze', by: actor.tokenId, reason: req.body.reason }
+          : { type: 'unfreeze', by: actor.tokenId };
+        for (const { id } of live.rows) {
+          const r = await app.engine.apply(id, event, actor, { report: true });
+          if (r?.changed) affected.push(id);
         }
       }
       return { ...value, affected };

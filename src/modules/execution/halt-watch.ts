@@ -1,34 +1,45 @@
 // What a worker consults before every destructive call: is this operation still running this
 // wave? Kept current two ways: a Redis pub/sub notice the instant a halt commits (latency), and a
 // Postgres poll of the operations with work in flight (in case a notice is lost, e.g. a Redis
-// restart). Fails closed: an operation never read, or a failed poll, means "do not run".
+// restart). Fails closed: an operation never read, a failed poll, or a reading older than a few
+// poll intervals (the process was stopped, or the database stopped answering) means "do not run".
 import type pg from 'pg';
 import type { Redis } from 'ioredis';
+import { mayExecute, type OpState } from '../operations/lifecycle.ts';
 
 interface Seen {
-  state: string;
+  state: OpState;
   wave: number | null;
   frozen: boolean;
+  /** When the query that produced this reading started: an older reading never replaces a newer one. */
   at: number;
 }
+
+/** A reading older than this many poll intervals no longer allows a destructive call. */
+const FRESH_POLLS = 10;
+const MIN_FRESH_MS = 1_000;
 
 export class HaltWatch {
   private seen = new Map<string, Seen>();
   private noticeAt = new Map<string, number>();
   private active = new Map<string, number>();
   private timer: NodeJS.Timeout | undefined;
+  private readonly freshMs: number;
 
   constructor(
-    private readonly pool: pg.Pool,
-    private readonly subscriber: Redis,
+    private readonly pool: Pick<pg.Pool, 'query'>,
+    private readonly subscriber: Pick<Redis, 'on' | 'subscribe' | 'unsubscribe'>,
     private readonly channel: string,
     private readonly pollMs = 100,
-  ) {}
+    private readonly clock: () => number = Date.now,
+  ) {
+    this.freshMs = Math.max(MIN_FRESH_MS, pollMs * FRESH_POLLS);
+  }
 
   async start() {
     this.subscriber.on('message', (_channel: string, opId: string) => {
-      this.noticeAt.set(opId, Date.now());
-      void this.refresh([opId]).catch(() => undefined);
+      this.noticeAt.set(opId, this.clock());
+      void this.refresh([opId]).catch(() => this.seen.delete(opId));
     });
     await this.subscriber.subscribe(this.channel);
     this.timer = setInterval(() => {
@@ -55,25 +66,38 @@ export class HaltWatch {
     if (n <= 0) {
       this.active.delete(opId);
       this.seen.delete(opId);
+      this.noticeAt.delete(opId);
     } else this.active.set(opId, n);
   }
 
-  /** True only if the operation is running `wave`, unfrozen, with no halt notice since `since`. */
+  /**
+   * True only if a fresh reading says the operation is running `wave` unfrozen, and no halt
+   * notice arrived since `since`.
+   */
   canRun(opId: string, wave: number, since: number): boolean {
     const s = this.seen.get(opId);
-    if (!s || s.state !== 'running' || s.wave !== wave || s.frozen) return false;
+    if (!s || !mayExecute(s) || s.wave !== wave || this.clock() - s.at > this.freshMs) return false;
     const notice = this.noticeAt.get(opId);
     return notice === undefined || notice < since;
   }
 
+  /** The latest reading's state, if fresh (for "is it still running?" without another query). */
+  current(opId: string): { state: OpState; wave: number | null } | undefined {
+    const s = this.seen.get(opId);
+    return s && this.clock() - s.at <= this.freshMs ? { state: s.state, wave: s.wave } : undefined;
+  }
+
   private async refresh(ids: string[]) {
-    const r = await this.pool.query<{ id: string; state: string; current_wave: number | null; frozen: boolean }>(
+    const started = this.clock();
+    const r = await this.pool.query<{ id: string; state: OpState; current_wave: number | null; frozen: boolean }>(
       `SELECT id, state, current_wave, coalesce((SELECT (value->>'frozen')::boolean FROM settings WHERE key = 'freeze'), false) AS frozen
        FROM operations WHERE id = ANY($1::text[])`,
       [ids],
     );
-    const now = Date.now();
-    for (const row of r.rows)
-      this.seen.set(row.id, { state: row.state, wave: row.current_wave, frozen: row.frozen, at: now });
+    for (const row of r.rows) {
+      const prev = this.seen.get(row.id);
+      if (prev && prev.at > started) continue;
+      this.seen.set(row.id, { state: row.state, wave: row.current_wave, frozen: row.frozen, at: started });
+    }
   }
 }

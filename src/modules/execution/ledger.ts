@@ -1,159 +1,238 @@
-// Item ledger writes for execution. Every state change of an item goes through here, guarded by
-// who claimed it, so a second runner of the same range can never count an outcome twice.
+// Item ledger writes for execution. Every change of an item's state is fenced by the claim token
+// of the run that holds it: a second run of the same range (a job handed out twice, a run that
+// was stopped and woke up after its claim was taken over) can neither record nor mark anything.
 import type pg from 'pg';
+import type { Queryable } from '../../lib/sql.ts';
 import { inTransaction } from '../../lib/sql.ts';
+import { foldOutcomes, type WaveStats } from '../operations/wave-health.ts';
 
-/** How long a claim stays exclusive when its claimer vanished without BullMQ re-running its job. */
-export const CLAIM_LEASE_MS = 60_000;
+export interface Range {
+  from: number;
+  to: number;
+}
 
 export interface ClaimedItem {
   seq: number;
   resourceId: string;
   tenantId: string;
   snapshotId: number | null;
+  /** Set when an earlier run may already have made the destructive call. */
   executedSeq: number | null;
-}
-
-/** Claims the range's pending items, and items this same job claimed before it was interrupted. */
-export async function claimRange(
-  pool: pg.Pool,
-  opId: string,
-  from: number,
-  to: number,
-  claimer: string,
-): Promise<ClaimedItem[]> {
-  const r = await pool.query(
-    `UPDATE operation_items SET state = 'claimed', claimed_by = $4, claimed_at = now(), attempts = attempts + 1, updated_at = now()
-     WHERE operation_id = $1 AND seq >= $2 AND seq < $3
-       AND (state = 'pending' OR (state = 'claimed' AND (claimed_by = $4 OR claimed_at < now() - make_interval(secs => $5))))
-     RETURNING seq, resource_id, tenant_id, snapshot_id, executed_seq`,
-    [opId, from, to, claimer, CLAIM_LEASE_MS / 1000],
-  );
-  return r.rows
-    .map((x) => ({
-      seq: x.seq,
-      resourceId: x.resource_id,
-      tenantId: x.tenant_id,
-      snapshotId: x.snapshot_id === null ? null : Number(x.snapshot_id),
-      executedSeq: x.executed_seq === null ? null : Number(x.executed_seq),
-    }))
-    .sort((a, b) => a.seq - b.seq);
-}
-
-/**
- * Before any destructive call, in one transaction: store the new snapshots (insert-only table),
- * link them, and set the write-ahead mark (executed_seq) on every item about to be called — so a
- * crash between the call and the outcome record still leaves rollback knowing what to restore.
- * Only items that have a snapshot get the mark: nothing is ever called without one.
- */
-export async function prepareExecution(
-  pool: pg.Pool,
-  opId: string,
-  claimer: string,
-  snaps: { seq: number; resourceId: string; tenantId: string; data: unknown }[],
-  toRun: number[],
-) {
-  await inTransaction(pool, async (c) => {
-    let linkSeqs: number[] = [];
-    let linkIds: number[] = [];
-    if (snaps.length) {
-      const ins = await c.query<{ id: string; resource_id: string }>(
-        `INSERT INTO snapshots (operation_id, resource_id, tenant_id, data)
-         SELECT $1, r, t, d::jsonb FROM unnest($2::text[], $3::text[], $4::text[]) AS x(r, t, d) RETURNING id, resource_id`,
-        [
-          opId,
-          snaps.map((s) => s.resourceId),
-          snaps.map((s) => s.tenantId),
-          snaps.map((s) => JSON.stringify(s.data ?? null)),
-        ],
-      );
-      const idByResource = new Map(ins.rows.map((r) => [r.resource_id, Number(r.id)]));
-      linkSeqs = snaps.map((s) => s.seq);
-      linkIds = snaps.map((s) => idByResource.get(s.resourceId)!);
-    }
-    await c.query(
-      `UPDATE operation_items i
-         SET snapshot_id = coalesce(l.sid, i.snapshot_id),
-             executed_seq = coalesce(i.executed_seq, nextval('operation_item_exec_seq'))
-       FROM unnest($2::int[]) AS r(seq) LEFT JOIN unnest($3::int[], $4::bigint[]) AS l(seq, sid) ON l.seq = r.seq
-       WHERE i.operation_id = $1 AND i.seq = r.seq AND i.claimed_by = $5 AND i.seq BETWEEN $6 AND $7`,
-      [opId, toRun, linkSeqs, linkIds, claimer, ...seqBounds(toRun)],
-    );
-  });
-}
-
-/**
- * The chunk's seq range, stated explicitly: without it the planner may join the unnest() list
- * against every ledger row of the operation (a scan that grows with the operation's size) instead
- * of walking the primary key over the chunk's range.
- */
-function seqBounds(seqs: number[]): [number, number] {
-  let lo = Infinity;
-  let hi = -Infinity;
-  for (const q of seqs) {
-    if (q < lo) lo = q;
-    if (q > hi) hi = q;
-  }
-  return seqs.length ? [lo, hi] : [0, -1];
+  attempts: number;
+  lastError: string | null;
 }
 
 export interface Outcome {
   seq: number;
   state: 'done' | 'failed' | 'pending';
   error: string | null;
+  permanent?: boolean;
 }
 
-/**
- * Records outcomes and the wave's counters in one transaction. `pending` returns never-sent
- * items to the queue (and clears their write-ahead mark). Returns the wave's counters after.
- */
-export async function recordOutcomes(pool: pg.Pool, opId: string, wave: number, claimer: string, outcomes: Outcome[]) {
-  return inTransaction(pool, async (c) => {
-    const upd = await c.query<{ seq: number; state: string }>(
-      `UPDATE operation_items i SET state = u.state, last_error = u.err, updated_at = now(), claimed_by = NULL, claimed_at = NULL,
-         executed_seq = CASE WHEN u.state = 'pending' THEN NULL ELSE i.executed_seq END
-       FROM unnest($2::int[], $3::text[], $4::text[]) AS u(seq, state, err)
-       WHERE i.operation_id = $1 AND i.seq = u.seq AND i.state = 'claimed' AND i.claimed_by = $5 AND i.seq BETWEEN $6 AND $7
-       RETURNING i.seq, i.state`,
-      [
-        opId,
-        outcomes.map((o) => o.seq),
-        outcomes.map((o) => o.state),
-        outcomes.map((o) => o.error),
-        claimer,
-        ...seqBounds(outcomes.map((o) => o.seq)),
-      ],
-    );
-    const recorded = new Set(upd.rows.map((r) => r.seq));
-    const mine = outcomes.filter((o) => recorded.has(o.seq));
-    const done = mine.filter((o) => o.state === 'done').length;
-    const failed = mine.filter((o) => o.state === 'failed').length;
-    // Failures at the end of this chunk, in item order; a chunk of nothing but failures extends
-    // the streak that earlier chunks left.
-    const finished = mine.filter((o) => o.state !== 'pending');
-    let trailing = 0;
-    for (let i = finished.length - 1; i >= 0 && finished[i]!.state === 'failed'; i--) trailing++;
-    const allFailed = finished.length > 0 && trailing === finished.length;
-    const w = await c.query<{
-      done: number;
-      failed: number;
-      consecutive_failures: number;
-      from_seq: number;
-      to_seq: number;
-    }>(
-      `UPDATE operation_waves SET done = done + $3, failed = failed + $4,
-         consecutive_failures = CASE WHEN $6 THEN consecutive_failures + $5 WHEN $7 THEN $5 ELSE consecutive_failures END
-       WHERE operation_id = $1 AND wave = $2 RETURNING done, failed, consecutive_failures, from_seq, to_seq`,
-      [opId, wave, done, failed, trailing, allFailed, finished.length > 0],
-    );
-    const row = w.rows[0]!;
-    return {
-      done: row.done,
-      failed: row.failed,
-      consecutiveFailures: row.consecutive_failures,
-      pending: row.to_seq - row.from_seq - row.done - row.failed,
-      recordedDone: done,
-      recordedFailed: failed,
-    };
-  });
+export interface Recorded {
+  stats: WaveStats;
+  recordedDone: number;
+  recordedFailed: number;
+}
+
+export interface Snap {
+  seq: number;
+  resourceId: string;
+  tenantId: string;
+  data: unknown;
+}
+
+export interface Ledger {
+  /** Claims the range's pending items, items this job claimed before, and items whose lease ran out. */
+  claim(opId: string, range: Range, jobId: string, token: string): Promise<ClaimedItem[]>;
+  /** Renews the lease on what `token` holds; returns how many items it still holds. */
+  extend(opId: string, range: Range, token: string): Promise<number>;
+  /**
+   * Hands never-sent items back as pending, keeping an earlier run's write-ahead mark. `uncount`:
+   * the claim was not an attempt (a velocity wait), so it does not use up the item's budget.
+   */
+  release(
+    opId: string,
+    range: Range,
+    token: string,
+    items: ClaimedItem[],
+    error: string | null,
+    uncount: boolean,
+  ): Promise<void>;
+  /**
+   * Before any destructive call, in one transaction: check the operation is still running this
+   * wave (sharing its row lock, so a halt commits either before — nothing is marked — or after,
+   * and then the rollback sees the marks), store the snapshots and set the write-ahead mark.
+   * Returns the seqs that may be called.
+   */
+  prepare(opId: string, wave: number, range: Range, token: string, snaps: Snap[], seqs: number[]): Promise<Set<number>>;
+  /** Records outcomes (in the order they happened) and the wave's counters; in the caller's transaction. */
+  record(
+    tx: Queryable,
+    opId: string,
+    wave: number,
+    token: string,
+    outcomes: Outcome[],
+    marked: Set<number>,
+    now: number,
+  ): Promise<Recorded>;
+  /** The wave's counters under its row lock. */
+  waveStats(tx: Queryable, opId: string, wave: number): Promise<WaveStats | undefined>;
+}
+
+const seqsOf = (xs: { seq: number }[]) => xs.map((x) => x.seq);
+
+export function pgLedger(pool: pg.Pool, leaseMs: number): Ledger {
+  return {
+    async claim(opId, range, jobId, token) {
+      const r = await pool.query(
+        `UPDATE operation_items SET state = 'claimed', claimed_by = $4, claim_token = $5, claimed_at = now(),
+           attempts = attempts + 1, updated_at = now()
+         WHERE operation_id = $1 AND seq >= $2 AND seq < $3
+           AND (state = 'pending' OR (state = 'claimed' AND (claimed_by = $4 OR claimed_at < now() - make_interval(secs => $6))))
+         RETURNING seq, resource_id, tenant_id, snapshot_id, executed_seq, attempts, last_error`,
+        [opId, range.from, range.to, jobId, token, leaseMs / 1000],
+      );
+      return r.rows
+        .map((x) => ({
+          seq: x.seq,
+          resourceId: x.resource_id,
+          tenantId: x.tenant_id,
+          snapshotId: x.snapshot_id === null ? null : Number(x.snapshot_id),
+          executedSeq: x.executed_seq === null ? null : Number(x.executed_seq),
+          attempts: x.attempts,
+          lastError: x.last_error,
+        }))
+        .sort((a, b) => a.seq - b.seq);
+    },
+
+    async extend(opId, range, token) {
+      const r = await pool.query(
+        `UPDATE operation_items SET claimed_at = now() WHERE operation_id = $1 AND seq >= $2 AND seq < $3
+           AND state = 'claimed' AND claim_token = $4`,
+        [opId, range.from, range.to, token],
+      );
+      return r.rowCount ?? 0;
+    },
+
+    async release(opId, range, token, items, error, uncount) {
+      if (items.length === 0) return;
+      await pool.query(
+        `UPDATE operation_items i SET state = 'pending', claimed_by = NULL, claim_token = NULL, claimed_at = NULL,
+           last_error = coalesce($5, i.last_error), updated_at = now(), attempts = i.attempts - $8::int,
+           executed_seq = CASE WHEN u.keep THEN i.executed_seq ELSE NULL END
+         FROM unnest($4::int[], $6::boolean[]) AS u(seq, keep)
+         WHERE i.operation_id = $1 AND i.seq = u.seq AND i.seq >= $2 AND i.seq < $3
+           AND i.state = 'claimed' AND i.claim_token = $7`,
+        [
+          opId,
+          range.from,
+          range.to,
+          seqsOf(items),
+          error,
+          items.map((i) => i.executedSeq !== null),
+          token,
+          uncount ? 1 : 0,
+        ],
+      );
+    },
+
+    prepare(opId, wave, range, token, snaps, seqs) {
+      return inTransaction(pool, async (c) => {
+        const live = await c.query(
+          `SELECT 1 FROM operations WHERE id = $1 AND state = 'running' AND current_wave = $2
+             AND NOT coalesce((SELECT (value->>'frozen')::boolean FROM settings WHERE key = 'freeze'), false)
+           FOR SHARE`,
+          [opId, wave],
+        );
+        if (live.rowCount === 0) return new Set<number>();
+        let linkSeqs: number[] = [];
+        let linkIds: number[] = [];
+        if (snaps.length) {
+          const ins = await c.query<{ id: string; resource_id: string }>(
+            `INSERT INTO snapshots (operation_id, resource_id, tenant_id, data)
+             SELECT $1, r, t, d::jsonb FROM unnest($2::text[], $3::text[], $4::text[]) AS x(r, t, d) RETURNING id, resource_id`,
+            [
+              opId,
+              snaps.map((s) => s.resourceId),
+              snaps.map((s) => s.tenantId),
+              snaps.map((s) => JSON.stringify(s.data ?? null)),
+            ],
+          );
+          const idByResource = new Map(ins.rows.map((r) => [r.resource_id, Number(r.id)]));
+          linkSeqs = seqsOf(snaps);
+          linkIds = snaps.map((s) => idByResource.get(s.resourceId)!);
+        }
+        // Only items that have a snapshot get the mark: nothing is ever called without one.
+        const r = await c.query<{ seq: number }>(
+          `UPDATE operation_items i
+             SET snapshot_id = coalesce(l.sid, i.snapshot_id),
+                 executed_seq = coalesce(i.executed_seq, nextval('operation_item_exec_seq'))
+           FROM unnest($2::int[]) AS r(seq) LEFT JOIN unnest($3::int[], $4::bigint[]) AS l(seq, sid) ON l.seq = r.seq
+           WHERE i.operation_id = $1 AND i.seq = r.seq AND i.seq >= $5 AND i.seq < $6
+             AND i.state = 'claimed' AND i.claim_token = $7 AND coalesce(l.sid, i.snapshot_id) IS NOT NULL
+           RETURNING i.seq`,
+          [opId, seqs, linkSeqs, linkIds, range.from, range.to, token],
+        );
+        return new Set(r.rows.map((x) => x.seq));
+      });
+    },
+
+    async record(tx, opId, wave, token, outcomes, marked, now) {
+      // `pending` hands an unsent item back (not an attempt); its mark is cleared only when this run set it.
+      const upd = await tx.query<{ seq: number }>(
+        `UPDATE operation_items i SET state = u.state, last_error = coalesce(u.err, CASE WHEN u.state = 'done' THEN NULL ELSE i.last_error END),
+           attempts = CASE WHEN u.state = 'pending' THEN i.attempts - 1 ELSE i.attempts END,
+           permanent = u.perm, updated_at = now(), claimed_by = NULL, claim_token = NULL, claimed_at = NULL,
+           executed_seq = CASE WHEN u.state = 'pending' AND u.mine THEN NULL ELSE i.executed_seq END
+         FROM unnest($2::int[], $3::text[], $4::text[], $5::boolean[], $6::boolean[]) AS u(seq, state, err, perm, mine)
+         WHERE i.operation_id = $1 AND i.seq = u.seq AND i.state = 'claimed' AND i.claim_token = $7
+         RETURNING i.seq`,
+        [
+          opId,
+          seqsOf(outcomes),
+          outcomes.map((o) => o.state),
+          outcomes.map((o) => o.error),
+          outcomes.map((o) => o.permanent ?? false),
+          outcomes.map((o) => marked.has(o.seq)),
+          token,
+        ],
+      );
+      const recorded = new Set(upd.rows.map((r) => r.seq));
+      const verdicts = outcomes
+        .filter((o) => recorded.has(o.seq) && o.state !== 'pending')
+        .map((o) => o.state as 'done' | 'failed');
+      const before = await waveStatsLocked(tx, opId, wave);
+      if (!before) throw new Error(`wave ${wave} of ${opId} does not exist`);
+      const stats = foldOutcomes(before, verdicts);
+      if (verdicts.length) {
+        await tx.query(
+          `UPDATE operation_waves SET done = $3, failed = $4, consecutive_failures = $5, progress_at = $6
+           WHERE operation_id = $1 AND wave = $2`,
+          [opId, wave, stats.done, stats.failed, stats.consecutiveFailures, new Date(now)],
+        );
+      }
+      const recordedDone = verdicts.filter((v) => v === 'done').length;
+      return { stats, recordedDone, recordedFailed: verdicts.length - recordedDone };
+    },
+
+    waveStats: waveStatsLocked,
+  };
+}
+
+async function waveStatsLocked(tx: Queryable, opId: string, wave: number): Promise<WaveStats | undefined> {
+  const w = await tx.query<{ done: number; failed: number; consecutive_failures: number; total: number }>(
+    `SELECT done, failed, consecutive_failures, to_seq - from_seq AS total FROM operation_waves
+     WHERE operation_id = $1 AND wave = $2 FOR UPDATE`,
+    [opId, wave],
+  );
+  const r = w.rows[0];
+  return (
+    r && {
+      done: r.done,
+      failed: r.failed,
+      consecutiveFailures: r.consecutive_failures,
+      pending: r.total - r.done - r.failed,
+    }
+  );
 }

@@ -15,7 +15,6 @@ export interface ChunkJob {
 }
 export type ControlJob =
   | { kind: 'bake'; opId: string; epoch: number; wave: number; round: number }
-  | { kind: 'deadline'; opId: string; epoch: number; wave: number }
   | { kind: 'settle'; opId: string; epoch: number; wave: number }
   | { kind: 'rollback'; opId: string; epoch: number };
 
@@ -23,11 +22,15 @@ export const QUEUE_NAMES = { items: 'items', control: 'control' } as const;
 
 // Completed and failed jobs are removed: the ledger is the record, and a deterministic job ID
 // that lingered would stop the reconciler from re-adding work that Redis lost track of.
+// Attempts and backoff ride out a dependency that restarts (about a minute in all); a job that
+// still fails after that is quarantined by the worker (see worker-runtime.ts), never retried
+// forever in silence.
+export const JOB_ATTEMPTS = 8;
 const JOB_DEFAULTS: JobsOptions = {
   removeOnComplete: true,
   removeOnFail: true,
-  attempts: 5,
-  backoff: { type: 'exponential', delay: 200 },
+  attempts: JOB_ATTEMPTS,
+  backoff: { type: 'exponential', delay: 500 },
 };
 
 export interface Queues {

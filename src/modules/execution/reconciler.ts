@@ -1,72 +1,97 @@
-// The reconciler re-derives queued work from the ledger, so nothing depends on Redis remembering:
-// after a Redis restart, a lost job or a crash between a commit and its effects, every running
-// wave gets its unfinished chunks queued again (deterministic job IDs make this idempotent),
-// finished waves get settled, wave deadlines, bakes and rollbacks get their job back.
-import { CHUNK_SIZE } from './queues.ts';
-import type { WorkerDeps } from './chunk.ts';
-import { nextBakeRound } from './control.ts';
-import { DEFAULT_ROLLOUT } from '../operations/policy.ts';
+// The reconciler runs on every worker process at a fixed interval. It is the clock and the memory
+// of the engine:
+// - the clock: every active operation gets a `timer` event when decide() says the clock matters
+//   (a missed wave deadline, an expired plan, an operation that made no progress: the watchdog);
+// - the memory: queued work is re-derived from the ledger, so nothing depends on Redis remembering
+//   (after a Redis restart, a lost job or a crash between a commit and its effects, every running
+//   wave gets its unfinished chunks queued again — deterministic job IDs make that idempotent —
+//   finished waves get settled, bakes and rollbacks get their job back).
+import type pg from 'pg';
+import { decide } from '../operations/lifecycle.ts';
+import type { Engine } from './engine.ts';
+import { nextBakeRound } from './bake.ts';
+import { CHUNK_SIZE, type ChunkJob, type ControlJob } from './queues.ts';
+import type { OperationRecord } from './state.ts';
 
-export async function reconcileOnce(deps: WorkerDeps): Promise<{ chunks: number; control: number }> {
-  const ops = await deps.pool.query<{
-    id: string;
-    state: string;
-    current_wave: number | null;
-    version: number;
-    from_seq: number | null;
-    to_seq: number | null;
-    bake_until: Date | null;
-    bake_seconds: number | null;
-    wave_deadline: Date | null;
-  }>(
-    `SELECT o.id, o.state, o.current_wave, o.version, w.from_seq, w.to_seq, o.bake_until, (o.rollout->>'bakeSeconds')::int AS bake_seconds, o.wave_deadline FROM operations o
-     LEFT JOIN operation_waves w ON w.operation_id = o.id AND w.wave = o.current_wave
-     WHERE o.state IN ('running', 'baking', 'rolling_back')`,
+const SYSTEM = { name: 'system' };
+
+export interface ReconcilerDeps<Tx = unknown> {
+  pool: Pick<pg.Pool, 'query'>;
+  load(opId: string): Promise<OperationRecord | undefined>;
+  engine: Pick<Engine<Tx>, 'apply'>;
+  enqueueChunks(chunks: ChunkJob[]): Promise<void>;
+  enqueueControl(job: ControlJob, delayMs?: number): Promise<void>;
+  clock(): number;
+}
+
+export interface Reconciled {
+  chunks: number;
+  control: number;
+  timers: number;
+}
+
+export async function reconcileOnce<Tx>(deps: ReconcilerDeps<Tx>): Promise<Reconciled> {
+  const now = deps.clock();
+  const ops = await deps.pool.query<{ id: string }>(
+    `SELECT id FROM operations
+     WHERE state IN ('running', 'baking', 'rolling_back') OR (state IN ('planned', 'approved') AND expires_at <= $1)`,
+    [new Date(now)],
   );
-  let chunks = 0;
-  let control = 0;
-  for (const op of ops.rows) {
-    const epoch = op.version;
-    if (op.state === 'running' && op.current_wave !== null && op.from_seq !== null && op.to_seq !== null) {
-      // The wave's deadline job (same job ID as the one the wave start queued: a no-op while it
-      // exists). Without it a wave whose deadline job Redis lost would never miss its deadline.
-      if (op.wave_deadline) {
-        await deps.engine.queues.enqueueControl(
-          { kind: 'deadline', opId: op.id, epoch, wave: op.current_wave },
-          Math.max(0, op.wave_deadline.getTime() - Date.now()),
-        );
-        control++;
+  const out: Reconciled = { chunks: 0, control: 0, timers: 0 };
+  for (const { id } of ops.rows) {
+    const op = await deps.load(id);
+    if (!op) continue;
+    // The pure function says whether the clock matters; only then is the operation locked.
+    const d = decide(op.lifecycle, { type: 'timer' }, now);
+    if (d.ok && d.next !== op.lifecycle) {
+      const applied = await deps.engine.apply(id, { type: 'timer' }, SYSTEM, { report: true });
+      if (applied?.changed) {
+        out.timers++;
+        continue; // the decision's own effects queued what the new state needs
       }
-      const open = await deps.pool.query<{ k: number }>(
-        `SELECT DISTINCT (seq - $2) / $4 AS k FROM operation_items
-         WHERE operation_id = $1 AND seq >= $2 AND seq < $3 AND state IN ('pending', 'claimed') ORDER BY 1`,
-        [op.id, op.from_seq, op.to_seq, CHUNK_SIZE],
-      );
-      if (open.rows.length === 0) {
-        await deps.engine.queues.enqueueControl({ kind: 'settle', opId: op.id, epoch, wave: op.current_wave });
-        control++;
-      } else {
-        // Chunk boundaries are aligned to the wave start, exactly as the first enqueue made them.
-        await deps.engine.queues.enqueueChunks(
-          open.rows.map(({ k }) => {
-            const from = op.from_seq! + k * CHUNK_SIZE;
-            return { opId: op.id, epoch, wave: op.current_wave!, from, to: Math.min(op.to_seq!, from + CHUNK_SIZE) };
-          }),
-        );
-        chunks += open.rows.length;
-      }
-    } else if (op.state === 'baking' && op.current_wave !== null) {
-      // The round the bake's own chain has waiting (same job ID: a no-op while that job exists).
-      const next = nextBakeRound(op.bake_until, op.bake_seconds ?? DEFAULT_ROLLOUT.bakeSeconds, Date.now());
-      await deps.engine.queues.enqueueControl(
-        { kind: 'bake', opId: op.id, epoch, wave: op.current_wave, round: next.round },
-        next.delayMs,
-      );
-      control++;
-    } else if (op.state === 'rolling_back') {
-      await deps.engine.queues.enqueueControl({ kind: 'rollback', opId: op.id, epoch });
-      control++;
     }
+    const requeued = await requeue(deps, op, now);
+    out.chunks += requeued.chunks;
+    out.control += requeued.control;
   }
-  return { chunks, control };
+  return out;
+}
+
+async function requeue<Tx>(deps: ReconcilerDeps<Tx>, op: OperationRecord, now: number) {
+  const s = op.lifecycle;
+  const epoch = op.version;
+  if (s.state === 'running' && s.currentWave !== null && op.wave) {
+    const w = op.wave;
+    const open = await deps.pool.query<{ k: number }>(
+      `SELECT DISTINCT (seq - $2) / $4 AS k FROM operation_items
+       WHERE operation_id = $1 AND seq >= $2 AND seq < $3 AND state IN ('pending', 'claimed') ORDER BY 1`,
+      [op.id, w.fromSeq, w.toSeq, CHUNK_SIZE],
+    );
+    if (open.rows.length === 0) {
+      await deps.enqueueControl({ kind: 'settle', opId: op.id, epoch, wave: w.wave });
+      return { chunks: 0, control: 1 };
+    }
+    // Chunk boundaries are aligned to the wave start, exactly as the first enqueue made them.
+    await deps.enqueueChunks(
+      open.rows.map(({ k }) => {
+        const from = w.fromSeq + k * CHUNK_SIZE;
+        return { opId: op.id, epoch, wave: w.wave, from, to: Math.min(w.toSeq, from + CHUNK_SIZE) };
+      }),
+    );
+    return { chunks: open.rows.length, control: 0 };
+  }
+  if (s.state === 'baking' && s.currentWave !== null) {
+    // The round the bake's own chain has waiting (same job ID: a no-op while that job exists).
+    const next = nextBakeRound(s.bakeUntil, s.rollout.bakeSeconds, now);
+    await deps.enqueueControl(
+      { kind: 'bake', opId: op.id, epoch, wave: s.currentWave, round: next.round },
+      next.delayMs,
+    );
+    return { chunks: 0, control: 1 };
+  }
+  if (s.state === 'rolling_back') {
+    await deps.enqueueControl({ kind: 'rollback', opId: op.id, epoch });
+    return { chunks: 0, control: 1 };
+  }
+  return { chunks: 0, control: 0 };
 }

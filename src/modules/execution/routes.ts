@@ -5,7 +5,6 @@ import type { Principal } from '../auth/roles.ts';
 import type { LifecycleEvent } from '../operations/lifecycle.ts';
 import { operationReads } from '../operations/repository.ts';
 import { operationView } from '../operations/views.ts';
-import { applyEvent } from './transitions.ts';
 
 const IdParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 100, description: 'Operation id' }) });
 const Reason = Type.Object(
@@ -151,13 +150,13 @@ export default async function commandRoutes(app: App) {
       },
       async (req) => {
         const id = req.params.id;
-        await applyEvent(app.engine, id, c.event(req.principal!, req.body), {
+        await app.engine.apply(id, c.event(req.principal!, req.body), {
           name: req.principal!.name,
           tokenId: req.principal!.tokenId,
         });
         req.auditedByService = true;
         const op = await reads.get(id);
-        return operationView(op, await reads.waveProgress(id));
+        return operationView(op, await reads.waveProgress(id), await reads.unfinished(op));
       },
     );
   }

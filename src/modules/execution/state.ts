@@ -1,18 +1,24 @@
-// Reads an operation's lifecycle state from the ledger, under the row lock the caller took.
+// Loads an operation's lifecycle state in ONE query: the row, its waves and their counters, its
+// approvals and the global freeze. Every job and command reads the state this way, once.
 import type { Queryable } from '../../lib/sql.ts';
-import type { Role } from '../auth/roles.ts';
-import type { LifecycleState, OpState } from '../operations/lifecycle.ts';
+import type { LifecycleState, OpState, WaveStats } from '../operations/lifecycle.ts';
 import { withHaltDefaults, withRolloutDefaults, type HaltPolicy, type RolloutPolicy } from '../operations/policy.ts';
+
+export interface WaveRange {
+  wave: number;
+  fromSeq: number;
+  toSeq: number;
+}
 
 export interface OperationRecord {
   id: string;
-  state: OpState;
   version: number;
-  currentWave: number | null;
   targetType: string;
   mode: string;
-  bakeUntil: Date | null;
   lifecycle: LifecycleState;
+  waves: WaveRange[];
+  /** Counters of the current wave (undefined before the start). */
+  wave: (WaveRange & WaveStats) | undefined;
 }
 
 export interface FreezeSetting {
@@ -21,76 +27,108 @@ export interface FreezeSetting {
   by?: string;
 }
 
-export async function readFreeze(db: Queryable): Promise<FreezeSetting> {
-  const r = await db.query<{ value: FreezeSetting }>(`SELECT value FROM settings WHERE key = 'freeze'`);
+export async function readFreeze(db: Queryable, lock = false): Promise<FreezeSetting> {
+  const r = await db.query<{ value: FreezeSetting }>(
+    `SELECT value FROM settings WHERE key = 'freeze' ${lock ? 'FOR UPDATE' : ''}`,
+  );
   return r.rows[0]?.value ?? { frozen: false };
 }
 
+const ms = (d: unknown) => (d instanceof Date ? d.getTime() : null);
+
+interface Row {
+  id: string;
+  state: OpState;
+  version: number;
+  target_type: string;
+  mode: string;
+  current_wave: number | null;
+  paused_from: 'running' | 'baking' | null;
+  halt_reason: string | null;
+  requires_break_glass: boolean;
+  plan_hash: string | null;
+  requested_by: string;
+  auto_start: boolean;
+  halt_policy: Partial<HaltPolicy>;
+  rollout: Partial<RolloutPolicy>;
+  bake_until: Date | null;
+  wave_deadline: Date | null;
+  progress_at: Date | null;
+  expires_at: Date | null;
+  waves: [number, number, number, number, number, number, Date | null][] | null;
+  approvals: { by: string; role: LifecycleState['approvals'][number]['role']; planHash: string }[];
+  frozen: boolean;
+}
+
 export async function loadOperation(db: Queryable, id: string, lock: boolean): Promise<OperationRecord | undefined> {
-  const r = await db.query(
-    `SELECT o.*, (SELECT count(*) FROM operation_waves w WHERE w.operation_id = o.id)::int AS wave_count
-                            FROM operations o WHERE id = $1 ${lock ? 'FOR UPDATE' : ''}`,
+  const r = await db.query<Row>(
+    `SELECT o.id, o.state, o.version, o.target_type, o.mode, o.current_wave, o.paused_from, o.halt_reason,
+       o.requires_break_glass, o.plan_hash, o.requested_by, o.auto_start, o.halt_policy, o.rollout,
+       o.bake_until, o.wave_deadline, o.progress_at, o.expires_at,
+       (SELECT json_agg(json_build_array(w.wave, w.from_seq, w.to_seq, w.done, w.failed, w.consecutive_failures, w.progress_at) ORDER BY w.wave)
+          FROM operation_waves w WHERE w.operation_id = o.id) AS waves,
+       (SELECT coalesce(json_agg(json_build_object('by', a.approver, 'role', a.role, 'planHash', a.plan_hash) ORDER BY a.id), '[]')
+          FROM approvals a WHERE a.operation_id = o.id) AS approvals,
+       coalesce((SELECT (s.value->>'frozen')::boolean FROM settings s WHERE s.key = 'freeze'), false) AS frozen
+     FROM operations o WHERE o.id = $1 ${lock ? 'FOR UPDATE OF o' : ''}`,
     [id],
   );
-  const o = r.rows[0] as Record<string, unknown> | undefined;
-  if (!o) return undefined;
-  const approvals = await db.query<{ approver: string; role: Role; plan_hash: string }>(
-    'SELECT approver, role, plan_hash FROM approvals WHERE operation_id = $1 ORDER BY id',
-    [id],
-  );
-  const freeze = await readFreeze(db);
+  const o = r.rows[0];
+  return o && toRecord(o);
+}
+
+function toRecord(o: Row): OperationRecord {
+  const waves = (o.waves ?? []).map(([wave, fromSeq, toSeq, done, failed, consecutiveFailures, progressAt]) => ({
+    wave,
+    fromSeq,
+    toSeq,
+    done,
+    failed,
+    consecutiveFailures,
+    pending: toSeq - fromSeq - done - failed,
+    // json_agg turns timestamps into strings.
+    progressAt: progressAt === null ? null : new Date(progressAt).getTime(),
+  }));
+  const current = waves.find((w) => w.wave === o.current_wave);
+  const failedBefore = waves
+    .filter((w) => o.current_wave !== null && w.wave < o.current_wave)
+    .reduce((n, w) => n + w.failed, 0);
+  const progress = [ms(o.progress_at), current?.progressAt ?? null].filter((x): x is number => x !== null);
   const lifecycle: LifecycleState = {
-    state: o.state as OpState,
-    waveCount: Math.max(1, o.wave_count as number),
-    currentWave: (o.current_wave as number | null) ?? null,
-    pausedFrom: (o.paused_from as 'running' | 'baking' | null) ?? null,
-    haltReason: (o.halt_reason as string | null) ?? null,
-    requiresBreakGlass: o.requires_break_glass as boolean,
-    planHash: (o.plan_hash as string | null) ?? '',
-    requestedBy: o.requested_by as string,
-    approvals: approvals.rows.map((a) => ({ by: a.approver, role: a.role, planHash: a.plan_hash })),
-    autoStart: o.auto_start as boolean,
-    frozen: freeze.frozen,
-    haltPolicy: withHaltDefaults(o.halt_policy as Partial<HaltPolicy>),
-    rollout: withRolloutDefaults(o.rollout as Partial<RolloutPolicy>),
+    state: o.state,
+    waveCount: Math.max(1, waves.length),
+    currentWave: o.current_wave,
+    pausedFrom: o.paused_from,
+    haltReason: o.halt_reason,
+    requiresBreakGlass: o.requires_break_glass,
+    planHash: o.plan_hash ?? '',
+    requestedBy: o.requested_by,
+    approvals: o.approvals,
+    autoStart: o.auto_start,
+    frozen: o.frozen,
+    haltPolicy: withHaltDefaults(o.halt_policy),
+    rollout: withRolloutDefaults(o.rollout),
+    failedBefore,
+    bakeUntil: ms(o.bake_until),
+    waveDeadline: ms(o.wave_deadline),
+    progressAt: progress.length ? Math.max(...progress) : null,
+    expiresAt: ms(o.expires_at),
   };
   return {
-    id,
-    state: lifecycle.state,
-    version: o.version as number,
-    currentWave: lifecycle.currentWave,
-    targetType: o.target_type as string,
-    mode: o.mode as string,
-    bakeUntil: (o.bake_until as Date | null) ?? null,
+    id: o.id,
+    version: o.version,
+    targetType: o.target_type,
+    mode: o.mode,
     lifecycle,
+    waves: waves.map(({ wave, fromSeq, toSeq }) => ({ wave, fromSeq, toSeq })),
+    wave: current && {
+      wave: current.wave,
+      fromSeq: current.fromSeq,
+      toSeq: current.toSeq,
+      done: current.done,
+      failed: current.failed,
+      consecutiveFailures: current.consecutiveFailures,
+      pending: current.pending,
+    },
   };
-}
-
-export interface WaveRow {
-  wave: number;
-  fromSeq: number;
-  toSeq: number;
-  tenants: number;
-  done: number;
-  failed: number;
-  consecutiveFailures: number;
-}
-
-export async function loadWave(db: Queryable, opId: string, wave: number): Promise<WaveRow | undefined> {
-  const r = await db.query(
-    `SELECT wave, from_seq, to_seq, tenants, done, failed, consecutive_failures FROM operation_waves WHERE operation_id = $1 AND wave = $2`,
-    [opId, wave],
-  );
-  const w = r.rows[0] as Record<string, number> | undefined;
-  return (
-    w && {
-      wave: w.wave!,
-      fromSeq: w.from_seq!,
-      toSeq: w.to_seq!,
-      tenants: w.tenants!,
-      done: w.done!,
-      failed: w.failed!,
-      consecutiveFailures: w.consecutive_failures!,
-    }
-  );
 }

@@ -1,135 +1,45 @@
-// The operation lifecycle as one pure function: decide(state, event) → next state + effects.
-// No I/O, no clock, no randomness: time arrives as events (deadline_passed, probes.bakeElapsed).
+// The operation lifecycle as one pure function: decide(state, event, now) → next state + effects.
+// No I/O and no clock of its own: time is the `now` argument, and the timers (bake end, wave
+// deadline, expiry, stall watchdog) live in the state, set and judged here only.
 //
-// Contract for the workers that carry this out ("collect intent, commit once"):
-// 1. Load the operation under a lock, build a LifecycleState, call decide().
-// 2. ok:false → answer/drop with { code, message, status }; nothing is written.
-// 3. ok:true → in ONE transaction write `next` and every `audit` effect; then run the other
-//    effects in array order. stop_execution is always listed first so the halt flag goes up before
-//    anything else; enqueue_wave is the only destructive effect (see isDestructive).
-// 4. A decision whose `next` equals `state` and whose effects are empty is a no-op (stale or late
-//    worker report): skip the write. Terminal states answer every report with 409 INVALID_TRANSITION,
-//    which workers should treat as "drop", not retry.
-// 5. After enqueue_wave(n) the wave worker must eventually report wave_settled for n, even when no
-//    item is left pending (a resume re-queues a wave that may already be finished), and should
-//    (re)arm the wave deadline; after start_bake(n) it sends probe rounds until one has bakeElapsed.
-// 6. Before each destructive call a worker re-reads the state and proceeds only if mayExecute().
-import type { Role } from '../auth/roles.ts';
-import type { HaltPolicy, RolloutPolicy } from './policy.ts';
+// Contract for the engine that carries this out ("collect intent, commit once"):
+// 1. Load the state once, under the operation's row lock, and call decide().
+// 2. ok:false → refuse with { code, message, status }; nothing is written.
+// 3. ok:true → check the guards, then in ONE transaction write `next` and every `audit` effect;
+//    after the commit run the other effects in array order. stop_execution is listed first so the
+//    halt flag goes up before anything else; enqueue_wave is the only destructive effect.
+// 4. A decision whose `next` equals `state` and whose effects are empty is a no-op (a stale or
+//    late report): nothing is written. Terminal states refuse every report with 409, which workers
+//    treat as "drop", not "retry".
+// 5. After enqueue_wave(n) the workers eventually report wave_settled for n; after start_bake(n)
+//    they send probe rounds until one lands after bakeUntil.
+// 6. Before each destructive call a worker checks mayExecute() on fresh state.
+import {
+  ENDED_STATES,
+  TERMINAL_STATES,
+  type Decision,
+  type Effect,
+  type Guard,
+  type LifecycleEvent,
+  type LifecycleState,
+  type OpState,
+  type ProbeOutcome,
+  type WaveStats,
+} from './lifecycle-types.ts';
+import { assessWave } from './wave-health.ts';
 
-export type OpState =
-  | 'planned'
-  | 'rejected'
-  | 'approved'
-  | 'running'
-  | 'baking'
-  | 'paused'
-  | 'halted'
-  | 'rolling_back'
-  | 'rolled_back'
-  | 'completed'
-  | 'cancelled'
-  | 'failed';
-export interface Approval {
-  by: string;
-  role: Role;
-  planHash: string;
-}
-export interface LifecycleState {
-  state: OpState;
-  waveCount: number; // waves in the plan (>= 1)
-  currentWave: number | null; // wave being run or baked; null before start
-  pausedFrom: 'running' | 'baking' | null;
-  haltReason: string | null; // why the operation is stopped (halt, pause, freeze, rollback); null while it runs
-  requiresBreakGlass: boolean;
-  planHash: string;
-  requestedBy: string; // token id of the requester
-  approvals: Approval[];
-  autoStart: boolean;
-  frozen: boolean; // a global freeze is in effect
-  haltPolicy: HaltPolicy;
-  rollout: RolloutPolicy;
-}
-export type ProbeResult = 'healthy' | 'unhealthy' | 'error' | 'timeout' | 'not_configured';
-export interface ProbeOutcome {
-  tenantId: string;
-  result: ProbeResult;
-  detail?: string;
-}
-export interface WaveStats {
-  done: number;
-  failed: number;
-  consecutiveFailures: number;
-  pending: number;
-}
-export type LifecycleEvent =
-  | { type: 'approve'; by: string; role: Role; planHash: string }
-  | { type: 'start'; by: string; role: Role }
-  | { type: 'cancel'; by: string; reason: string }
-  | { type: 'item_outcomes'; wave: number; stats: WaveStats } // progress during a wave
-  | { type: 'wave_settled'; wave: number; stats: WaveStats } // every item of the wave finished (pending 0)
-  | { type: 'probes'; wave: number; probes: ProbeOutcome[]; bakeElapsed: boolean } // one outcome per touched tenant
-  | { type: 'signal'; kind: string; tenantId?: string; detail?: string; by: string }
-  | { type: 'deadline_passed'; wave: number }
-  | { type: 'pause'; by: string; reason: string }
-  | { type: 'resume'; by: string }
-  | { type: 'abort'; by: string; reason: string }
-  | { type: 'rollback'; by: string; reason: string }
-  | { type: 'freeze'; by: string; reason: string }
-  | { type: 'unfreeze'; by: string }
-  | { type: 'rollback_settled'; restored: number; failed: number };
-export type Effect =
-  | { type: 'enqueue_wave'; wave: number } // DESTRUCTIVE: queue the wave's pending items
-  | { type: 'start_bake'; wave: number; bakeSeconds: number } // schedule probe rounds until the bake is over
-  | { type: 'stop_execution'; reason: string } // raise the halt flag: workers stop before their next destructive call
-  | { type: 'enqueue_rollback' } // queue restores of every item this operation executed, newest first
-  | { type: 'audit'; action: string; detail: Record<string, unknown> };
-export type Decision =
-  | { ok: true; next: LifecycleState; effects: Effect[] }
-  | { ok: false; code: string; message: string; status: 409 | 403 | 422 };
+export * from './lifecycle-types.ts';
 
-/** Only enqueue_wave starts deletions; restores (enqueue_rollback) are the undo direction. */
-export const isDestructive = (effect: Effect): boolean => effect.type === 'enqueue_wave';
-/** States reached by a halt (automatic or operator abort/rollback). */
-export const isHaltState = (state: OpState): boolean =>
-  state === 'halted' || state === 'rolling_back' || state === 'rolled_back';
 /** What a worker checks right before each destructive call: only a running, unfrozen operation executes. */
 export const mayExecute = (s: Pick<LifecycleState, 'state' | 'frozen'>): boolean => s.state === 'running' && !s.frozen;
 
-/**
- * Health of a wave from item outcomes. Small-sample rule: the rate is judged once `minSample`
- * items finished, or earlier when nothing is pending any more (the whole wave is smaller than
- * minSample, so what we have is all there will be). A wave with nothing finished is healthy:
- * nothing was touched, so there is nothing to be unhealthy about.
- */
-export function assessWave(stats: WaveStats, policy: HaltPolicy): { healthy: boolean; reason?: string } {
-  if (stats.consecutiveFailures >= policy.maxConsecutiveFailures) {
-    return {
-      healthy: false,
-      reason: `${stats.consecutiveFailures} consecutive item failures (limit ${policy.maxConsecutiveFailures})`,
-    };
-  }
-  const finished = stats.done + stats.failed;
-  if (finished === 0) return { healthy: true };
-  const rate = stats.failed / finished;
-  const judged = finished >= policy.minSample || stats.pending === 0;
-  if (judged && rate > policy.maxFailureRate) {
-    return {
-      healthy: false,
-      reason: `item failure rate ${pct(rate)} over ${pct(policy.maxFailureRate)} (${stats.failed}/${finished})`,
-    };
-  }
-  return { healthy: true };
-}
+const BAD_PROBE: readonly ProbeOutcome['result'][] = ['unhealthy', 'error', 'timeout'];
+const SYSTEM = 'system'; // actor of decisions taken on worker reports and timers
+const STOPPABLE: readonly OpState[] = ['running', 'baking', 'paused', 'halted'];
 
-// Rejected, cancelled, rolled_back and failed end the story; completed can still be rolled back.
-const TERMINAL: readonly OpState[] = ['rejected', 'cancelled', 'rolled_back', 'failed'];
-const BAD_PROBE: readonly ProbeResult[] = ['unhealthy', 'error', 'timeout'];
-const SYSTEM = 'system'; // actor of decisions taken on worker reports
-
-const pct = (x: number) => `${Math.round(x * 10_000) / 100}%`;
-const ok = (next: LifecycleState, effects: Effect[]): Decision => ({ ok: true, next, effects });
-const unchanged = (s: LifecycleState): Decision => ({ ok: true, next: s, effects: [] });
+type Ok = Extract<Decision, { ok: true }>;
+const ok = (next: LifecycleState, effects: Effect[], guards: Guard[] = []): Ok => ({ ok: true, next, effects, guards });
+const unchanged = (s: LifecycleState): Decision => ok(s, []);
 const refuse = (status: 409 | 403 | 422, code: string, message: string): Decision => ({
   ok: false,
   code,
@@ -156,6 +66,7 @@ const listTenants = (ps: ProbeOutcome[]) =>
     .slice(0, 5)
     .map((p) => `${p.tenantId} (${p.result}${p.detail ? `: ${p.detail}` : ''})`)
     .join(', ') + (ps.length > 5 ? ` and ${ps.length - 5} more` : '');
+const secs = (ms: number) => `${Math.round(ms / 1000)}s`;
 
 /** A halt: raise the flag, then roll back or wait for a human, as the halt policy says. */
 function halt(s: LifecycleState, reason: string, actor: string, extra: Record<string, unknown> = {}): Decision {
@@ -165,6 +76,7 @@ function halt(s: LifecycleState, reason: string, actor: string, extra: Record<st
     state: rollback ? 'rolling_back' : 'halted',
     pausedFrom: null,
     haltReason: reason,
+    waveDeadline: null,
   };
   const effects: Effect[] = [
     stop(reason),
@@ -174,14 +86,14 @@ function halt(s: LifecycleState, reason: string, actor: string, extra: Record<st
   return ok(next, effects);
 }
 
+function pauseFor(s: LifecycleState, reason: string, actor: string, extra: Record<string, unknown> = {}): Decision {
+  const pausedFrom = s.state === 'running' || s.state === 'baking' ? s.state : s.pausedFrom;
+  const next: LifecycleState = { ...s, state: 'paused', pausedFrom, haltReason: reason, waveDeadline: null };
+  return ok(next, [stop(reason), audit('paused', s, next, actor, { reason, ...extra })]);
+}
+
 /** Every path that queues a wave goes through here, so a freeze can never be bypassed. */
-function runWave(
-  s: LifecycleState,
-  wave: number,
-  action: string,
-  actor: string,
-  extra: Record<string, unknown> = {},
-): Decision {
+function runWave(s: LifecycleState, wave: number, action: string, actor: string, now: number, extra = {}): Decision {
   if (s.frozen) {
     // Only reachable from an inconsistent stored state (running/baking are never frozen): park it.
     const reason = 'global freeze in effect';
@@ -194,8 +106,43 @@ function runWave(
     };
     return ok(next, [stop(reason), audit('paused', s, next, actor, { reason })]);
   }
-  const next: LifecycleState = { ...s, state: 'running', currentWave: wave, pausedFrom: null, haltReason: null };
+  const next: LifecycleState = {
+    ...s,
+    state: 'running',
+    currentWave: wave,
+    pausedFrom: null,
+    haltReason: null,
+    bakeUntil: null,
+    expiresAt: null,
+    waveDeadline: now + s.rollout.waveDeadlineSeconds * 1000,
+  };
   return ok(next, [audit(action, s, next, actor, extra), { type: 'enqueue_wave', wave }]);
+}
+
+function bake(s: LifecycleState, wave: number, action: string, now: number, extra = {}): Decision {
+  const next: LifecycleState = {
+    ...s,
+    state: 'baking',
+    pausedFrom: null,
+    haltReason: null,
+    waveDeadline: null,
+    bakeUntil: now + s.rollout.bakeSeconds * 1000,
+  };
+  return ok(next, [audit(action, s, next, SYSTEM, extra), { type: 'start_bake', wave }]);
+}
+
+/** The last wave is done: a clean finish only if no item anywhere failed. */
+function finish(s: LifecycleState, failedInWave: number, extra: Record<string, unknown> = {}): Decision {
+  const failed = s.failedBefore + failedInWave;
+  const next: LifecycleState = {
+    ...s,
+    state: failed > 0 ? 'completed_with_failures' : 'completed',
+    pausedFrom: null,
+    haltReason: failed > 0 ? `${failed} item(s) failed; see the item ledger` : null,
+    waveDeadline: null,
+    bakeUntil: null,
+  };
+  return ok(next, [audit(next.state, s, next, SYSTEM, { failed, ...extra })]);
 }
 
 function approvalsReady(s: LifecycleState): boolean {
@@ -205,8 +152,13 @@ function approvalsReady(s: LifecycleState): boolean {
   return people.size >= 2 && valid.some((a) => a.role === 'admin');
 }
 
-function approve(s: LifecycleState, e: Extract<LifecycleEvent, { type: 'approve' }>): Decision {
+const expired = (s: LifecycleState, now: number) => s.expiresAt !== null && now >= s.expiresAt;
+const expiredRefusal = (s: LifecycleState) =>
+  refuse(409, 'OPERATION_EXPIRED', `the plan expired at ${new Date(s.expiresAt!).toISOString()}; submit it again`);
+
+function approve(s: LifecycleState, e: Extract<LifecycleEvent, { type: 'approve' }>, now: number): Decision {
   if (s.state !== 'planned') return invalid(s, 'approve');
+  if (expired(s, now)) return expiredRefusal(s);
   if (e.by === s.requestedBy) return refuse(403, 'SELF_APPROVAL', 'the requester cannot approve their own operation');
   if (e.role !== 'approver' && e.role !== 'admin')
     return refuse(403, 'FORBIDDEN', `role ${e.role} cannot approve operations`);
@@ -225,7 +177,10 @@ function approve(s: LifecycleState, e: Extract<LifecycleEvent, { type: 'approve'
   const detail = { approver: e.by, role: e.role, planHash: e.planHash, breakGlass: s.requiresBreakGlass };
   if (!approvalsReady(withApproval))
     return ok(withApproval, [audit('approval_recorded', s, withApproval, e.by, { ...detail, ready: false })]);
-  if (s.autoStart && !s.frozen) return runWave(withApproval, 0, 'approved_and_started', e.by, detail);
+  if (s.autoStart && !s.frozen) {
+    const d = runWave(withApproval, 0, 'approved_and_started', e.by, now, detail) as Ok;
+    return { ...d, guards: ['plan_fresh'] };
+  }
   const next: LifecycleState = { ...withApproval, state: 'approved' };
   return ok(next, [audit('approved', s, next, e.by, detail)]);
 }
@@ -240,6 +195,7 @@ function validStats(st: WaveStats, settled: boolean): string | null {
 function waveReport(
   s: LifecycleState,
   e: Extract<LifecycleEvent, { type: 'item_outcomes' | 'wave_settled' }>,
+  now: number,
 ): Decision {
   const problem = validStats(e.stats, e.type === 'wave_settled');
   if (problem) return refuse(422, 'INVALID_EVENT', problem);
@@ -250,22 +206,16 @@ function waveReport(
   // A pause must not hide damage done by items that were in flight: unhealthy still halts.
   if (!verdict.healthy) return halt(s, `wave ${e.wave}: ${verdict.reason}`, SYSTEM, { stats: e.stats });
   if (e.type === 'item_outcomes' || s.state !== 'running') return unchanged(s);
-  if (e.wave >= s.waveCount - 1) {
-    const next: LifecycleState = { ...s, state: 'completed', pausedFrom: null, haltReason: null };
-    return ok(next, [audit('completed', s, next, SYSTEM, { stats: e.stats })]);
-  }
+  if (e.wave >= s.waveCount - 1) return finish(s, e.stats.failed, { stats: e.stats });
+  const next: LifecycleState = { ...s, failedBefore: s.failedBefore + e.stats.failed };
   // An empty wave touched nothing, so there is nothing to bake or probe (and an empty probe round
   // would halt as "no data").
   if (e.stats.done + e.stats.failed === 0)
-    return runWave(s, e.wave + 1, 'wave_started', SYSTEM, { skippedEmptyWave: e.wave });
-  const next: LifecycleState = { ...s, state: 'baking' };
-  return ok(next, [
-    audit('wave_settled', s, next, SYSTEM, { stats: e.stats }),
-    { type: 'start_bake', wave: e.wave, bakeSeconds: s.rollout.bakeSeconds },
-  ]);
+    return runWave(next, e.wave + 1, 'wave_started', SYSTEM, now, { skippedEmptyWave: e.wave });
+  return bake(next, e.wave, 'wave_settled', now, { stats: e.stats });
 }
 
-function probes(s: LifecycleState, e: Extract<LifecycleEvent, { type: 'probes' }>): Decision {
+function probes(s: LifecycleState, e: Extract<LifecycleEvent, { type: 'probes' }>, now: number): Decision {
   const active = s.state === 'running' || s.state === 'baking' || s.state === 'paused';
   if (e.wave !== s.currentWave || !active) return unchanged(s);
   // Fail closed in every active state: no data, an error or a timeout all count as unhealthy.
@@ -277,78 +227,135 @@ function probes(s: LifecycleState, e: Extract<LifecycleEvent, { type: 'probes' }
   const missing = e.probes.filter((p) => p.result === 'not_configured');
   if (missing.length > 0 && s.haltPolicy.probe === 'required') {
     // Inconclusive (Argo's term): neither healthy nor failing, so a human decides.
-    const reason = `inconclusive: no health probe for ${listTenants(missing)}`;
-    const next: LifecycleState = { ...s, state: 'paused', pausedFrom: 'baking', haltReason: reason };
-    return ok(next, [stop(reason), audit('paused', s, next, SYSTEM, { reason, inconclusive: missing.length })]);
+    return pauseFor(s, `inconclusive: no health probe for ${listTenants(missing)}`, SYSTEM, {
+      inconclusive: missing.length,
+    });
   }
-  if (!e.bakeElapsed) return unchanged(s);
-  const wave = e.wave + 1;
-  if (wave >= s.waveCount) {
-    const next: LifecycleState = { ...s, state: 'completed' };
-    return ok(next, [audit('completed', s, next, SYSTEM)]);
-  }
-  return runWave(s, wave, 'wave_started', SYSTEM, { bakedWave: e.wave, probes: e.probes.length });
+  if (s.bakeUntil !== null && now < s.bakeUntil) return unchanged(s);
+  if (e.wave + 1 >= s.waveCount) return finish(s, 0);
+  return runWave(s, e.wave + 1, 'wave_started', SYSTEM, now, { bakedWave: e.wave, probes: e.probes.length });
 }
 
-function resume(s: LifecycleState, by: string): Decision {
+/** The clock: expiry of unstarted plans, wave deadlines, and the stall watchdog. */
+function timer(s: LifecycleState, now: number): Decision {
+  const stallMs = s.haltPolicy.stallSeconds * 1000;
+  const still = s.progressAt === null ? 0 : now - s.progressAt;
+  if (s.state === 'planned' || s.state === 'approved') {
+    if (!expired(s, now)) return unchanged(s);
+    const next: LifecycleState = { ...s, state: 'expired', haltReason: 'the plan expired before it was started' };
+    return ok(next, [audit('expired', s, next, SYSTEM, { expiresAt: new Date(s.expiresAt!).toISOString() })]);
+  }
+  // A freeze whose fan-out did not reach this operation (the API died halfway) is caught here.
+  if ((s.state === 'running' || s.state === 'baking') && s.frozen)
+    return pauseFor(s, 'global freeze in effect', SYSTEM);
+  if (s.state === 'running' && s.waveDeadline !== null && now >= s.waveDeadline) {
+    return halt(s, `wave ${s.currentWave} missed its deadline of ${s.rollout.waveDeadlineSeconds}s`, SYSTEM);
+  }
+  // A bake moves on its own probe rounds; it has stalled when it outlives its end by stallSeconds.
+  const stalled =
+    s.state === 'baking'
+      ? s.bakeUntil !== null && now >= s.bakeUntil + stallMs
+      : (s.state === 'running' || s.state === 'rolling_back') && s.progressAt !== null && still >= stallMs;
+  if (!stalled) return unchanged(s);
+  const reason = `stalled: no progress for ${secs(still)} (limit ${s.haltPolicy.stallSeconds}s)`;
+  if (s.state === 'rolling_back') return endRollback(s, reason, SYSTEM, { stalled: true });
+  if (s.haltPolicy.onStall === 'pause') return pauseFor(s, reason, SYSTEM, { stalled: true });
+  return halt(s, reason, SYSTEM, { stalled: true });
+}
+
+function endRollback(s: LifecycleState, reason: string, actor: string, extra: Record<string, unknown>): Decision {
+  const next: LifecycleState = { ...s, state: 'rollback_incomplete', haltReason: reason };
+  return ok(next, [stop(reason), audit('rollback_incomplete', s, next, actor, { reason, ...extra })]);
+}
+
+function resume(s: LifecycleState, by: string, now: number): Decision {
   if (s.state !== 'paused' && s.state !== 'halted') return invalid(s, 'resume');
   if (s.frozen) return frozenRefusal('resume');
   const wave = s.currentWave ?? 0;
   if (s.state === 'paused' && s.pausedFrom === 'baking') {
-    const next: LifecycleState = { ...s, state: 'baking', pausedFrom: null, haltReason: null };
-    return ok(next, [audit('resumed', s, next, by), { type: 'start_bake', wave, bakeSeconds: s.rollout.bakeSeconds }]);
+    const d = bake(s, wave, 'resumed', now) as Ok;
+    // bake() audits as the system; a resume is the operator's act.
+    return { ...d, effects: [audit('resumed', s, d.next, by), ...d.effects.filter((x) => x.type !== 'audit')] };
   }
   // From a pause in running or a halt: re-queue the wave's pending items; the wave is re-judged.
-  return runWave(s, wave, 'resumed', by, { previousReason: s.haltReason });
+  return runWave(s, wave, 'resumed', by, now, { previousReason: s.haltReason });
 }
 
-function stopWith(
-  s: LifecycleState,
-  state: 'paused' | 'rolling_back',
-  reason: string,
-  by: string,
-  frozen = s.frozen,
-): Decision {
-  const pausedFrom = state === 'paused' && (s.state === 'running' || s.state === 'baking') ? s.state : null;
-  const next: LifecycleState = { ...s, state, pausedFrom, haltReason: reason, frozen };
+function rollback(s: LifecycleState, by: string, reason: string): Decision {
+  const fromEnded = ENDED_STATES.includes(s.state);
+  if (!fromEnded && !STOPPABLE.includes(s.state)) return invalid(s, 'rollback');
+  const why = `rollback by ${by}: ${reason}`;
+  const next: LifecycleState = { ...s, state: 'rolling_back', pausedFrom: null, haltReason: why, waveDeadline: null };
   const effects: Effect[] = [
-    stop(reason),
-    audit(state === 'paused' ? 'paused' : 'rollback_started', s, next, by, { reason }),
+    stop(why),
+    audit('rollback_started', s, next, by, { reason }),
+    { type: 'enqueue_rollback' },
   ];
-  if (state === 'rolling_back') effects.push({ type: 'enqueue_rollback' });
-  return ok(next, effects);
+  // An ended operation gave its resources back; it must hold them again before restoring them.
+  return ok(next, effects, fromEnded ? ['take_locks'] : []);
 }
 
-export function decide(s: LifecycleState, e: LifecycleEvent): Decision {
-  const always = e.type === 'freeze' || e.type === 'unfreeze';
-  if (!always && TERMINAL.includes(s.state)) return invalid(s, e.type);
-  if (!always && s.state === 'completed' && e.type !== 'rollback')
+function freeze(s: LifecycleState, e: Extract<LifecycleEvent, { type: 'freeze' | 'unfreeze' }>): Decision {
+  if (TERMINAL_STATES.includes(s.state) || ENDED_STATES.includes(s.state)) return unchanged(s);
+  if (e.type === 'unfreeze') {
+    const next: LifecycleState = { ...s, frozen: false }; // resuming stays a human decision
+    return ok(next, [audit('unfrozen', s, next, e.by)]);
+  }
+  if (s.state === 'running' || s.state === 'baking')
+    return pauseFor({ ...s, frozen: true }, `global freeze: ${e.reason}`, e.by, { frozen: true });
+  // Not executing: nothing to stop (a freeze stops deletions, not a rollback in progress), but the
+  // operation's record says it was frozen.
+  const next: LifecycleState = { ...s, frozen: true };
+  return ok(next, [audit('frozen', s, next, e.by, { reason: e.reason })]);
+}
+
+function withProgress(s: LifecycleState, d: Decision, now: number): Decision {
+  if (!d.ok || (d.next === s && d.effects.length === 0)) return d;
+  const moved = d.next.state !== s.state || d.next.currentWave !== s.currentWave;
+  return moved ? { ...d, next: { ...d.next, progressAt: now } } : d;
+}
+
+export function decide(s: LifecycleState, e: LifecycleEvent, now: number): Decision {
+  return withProgress(s, decideAt(s, e, now), now);
+}
+
+function decideAt(s: LifecycleState, e: LifecycleEvent, now: number): Decision {
+  if (e.type === 'timer') return timer(s, now);
+  if (e.type === 'freeze' || e.type === 'unfreeze') return freeze(s, e);
+  if (TERMINAL_STATES.includes(s.state)) return invalid(s, e.type);
+  if (ENDED_STATES.includes(s.state) && e.type !== 'rollback')
     return invalid(s, e.type, '; only a rollback is possible');
   switch (e.type) {
     case 'approve':
-      return approve(s, e);
-    case 'start':
+      return approve(s, e, now);
+    case 'start': {
       if (s.state !== 'approved') return invalid(s, 'start', s.state === 'planned' ? '; it needs approval first' : '');
       if (e.role !== 'operator' && e.role !== 'admin')
         return refuse(403, 'FORBIDDEN', `role ${e.role} cannot start operations`);
       if (s.frozen) return frozenRefusal('start');
-      return runWave(s, 0, 'started', e.by);
+      if (expired(s, now)) return expiredRefusal(s);
+      const d = runWave(s, 0, 'started', e.by, now) as Ok;
+      return { ...d, guards: ['plan_fresh'] };
+    }
     case 'cancel':
     case 'abort': {
       if (s.state === 'planned' || s.state === 'approved') {
         const next: LifecycleState = { ...s, state: 'cancelled', haltReason: e.reason };
         return ok(next, [audit('cancelled', s, next, e.by, { reason: e.reason })]);
       }
-      const abortable = ['running', 'baking', 'paused', 'halted'].includes(s.state);
       if (e.type === 'cancel')
-        return invalid(s, 'cancel', abortable ? '; use abort or rollback once it has started' : '');
-      return abortable ? halt(s, `aborted by ${e.by}: ${e.reason}`, e.by, { aborted: true }) : invalid(s, 'abort');
+        return invalid(s, 'cancel', STOPPABLE.includes(s.state) ? '; use abort or rollback once it has started' : '');
+      // Aborting a rollback is the way out of a rollback that cannot finish: it ends, and says so.
+      if (s.state === 'rolling_back') return endRollback(s, `rollback aborted by ${e.by}: ${e.reason}`, e.by, {});
+      return STOPPABLE.includes(s.state)
+        ? halt(s, `aborted by ${e.by}: ${e.reason}`, e.by, { aborted: true })
+        : invalid(s, 'abort');
     }
     case 'item_outcomes':
     case 'wave_settled':
-      return waveReport(s, e);
+      return waveReport(s, e, now);
     case 'probes':
-      return probes(s, e);
+      return probes(s, e, now);
     case 'signal': {
       const reason = `signal ${e.kind}${e.tenantId ? ` for tenant ${e.tenantId}` : ''}${e.detail ? `: ${e.detail}` : ''}`;
       if (s.state === 'running' || s.state === 'baking' || s.state === 'paused')
@@ -356,45 +363,25 @@ export function decide(s: LifecycleState, e: LifecycleEvent): Decision {
       // Nothing to stop (not started, or already stopped), but the report is still worth keeping.
       return ok(s, [audit('signal_recorded', s, s, e.by, { signal: e.kind, tenantId: e.tenantId, detail: e.detail })]);
     }
-    case 'deadline_passed':
-      // The deadline covers executing a wave only: a bake has its own clock and a pause waits for a human.
-      if (s.state !== 'running' || e.wave !== s.currentWave) return unchanged(s);
-      return halt(s, `wave ${e.wave} missed its deadline of ${s.rollout.waveDeadlineSeconds}s`, SYSTEM);
     case 'pause':
       if (s.state !== 'running' && s.state !== 'baking') return invalid(s, 'pause');
-      return stopWith(s, 'paused', e.reason, e.by);
+      return pauseFor(s, e.reason, e.by);
     case 'resume':
-      return resume(s, e.by);
+      return resume(s, e.by, now);
     case 'rollback':
-      if (!['running', 'baking', 'paused', 'halted', 'completed'].includes(s.state)) return invalid(s, 'rollback');
-      return stopWith(s, 'rolling_back', `rollback by ${e.by}: ${e.reason}`, e.by);
-    case 'freeze': {
-      if (s.state === 'running' || s.state === 'baking')
-        return stopWith(s, 'paused', `global freeze: ${e.reason}`, e.by, true);
-      if (s.frozen) return unchanged(s);
-      // A freeze stops deletions, not restores: a rollback in progress carries on.
-      const next: LifecycleState = { ...s, frozen: true };
-      return ok(next, [audit('frozen', s, next, e.by, { reason: e.reason })]);
-    }
-    case 'unfreeze': {
-      if (!s.frozen) return unchanged(s);
-      const next: LifecycleState = { ...s, frozen: false }; // resuming stays a human decision
-      return ok(next, [audit('unfrozen', s, next, e.by)]);
-    }
+      return rollback(s, e.by, e.reason);
     case 'rollback_settled': {
       if (s.state !== 'rolling_back') return invalid(s, 'settle a rollback of');
       if (![e.restored, e.failed].every((n) => Number.isInteger(n) && n >= 0))
         return refuse(422, 'INVALID_EVENT', 'rollback counts must be non-negative integers');
+      if (e.failed > 0) {
+        return endRollback(s, `${e.failed} item(s) could not be restored; see the item ledger`, SYSTEM, {
+          restored: e.restored,
+          failed: e.failed,
+        });
+      }
       const next: LifecycleState = { ...s, state: 'rolled_back' };
-      const extra =
-        e.failed > 0
-          ? {
-              restored: e.restored,
-              failed: e.failed,
-              failedRestores: `${e.failed} item(s) could not be restored; see the item ledger`,
-            }
-          : { restored: e.restored, failed: 0 };
-      return ok(next, [audit('rolled_back', s, next, SYSTEM, extra)]);
+      return ok(next, [audit('rolled_back', s, next, SYSTEM, { restored: e.restored, failed: 0 })]);
     }
     default: {
       // Exhaustiveness: a new event type fails to compile here. At run time, never throw.

@@ -2,6 +2,7 @@
 // Everything runs inside the caller's transaction on the staging table `plan_input`.
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
+import { LIVE_STATES } from './lifecycle-types.ts';
 import type { Budgets } from './policy.ts';
 import { scheduleWaves, type TenantLoad, type WavePlan } from './waves.ts';
 
@@ -12,6 +13,7 @@ export const ID_CLASSES = [
   'pattern_mismatch',
   'duplicate',
   'already_deleted',
+  'in_flight',
   'protected',
 ] as const;
 export type IdClass = (typeof ID_CLASSES)[number];
@@ -25,6 +27,8 @@ export interface Offender {
   actualType: string | null;
   tenantId: string | null;
   state?: string | null;
+  /** in_flight: the live operation that holds the resource. */
+  heldBy?: string;
 }
 export interface Classification {
   counts: Record<IdClass, number>;
@@ -52,8 +56,9 @@ export interface PlanSummary {
 
 /**
  * One pass over the input: duplicates first (the 2nd+ occurrence), then unknown IDs (reported as
- * pattern_mismatch when they do not even look like the target type), wrong type, pattern,
- * state, and protection. Materialised once so that counts, samples and items read the same rows.
+ * pattern_mismatch when they do not even look like the target type), wrong type, pattern, a
+ * resource another live operation holds (in_flight), state, and protection. Materialised once so
+ * that counts, samples and items read the same rows.
  */
 export async function classify(
   client: pg.PoolClient,
@@ -69,22 +74,43 @@ export async function classify(
   );
   await client.query(
     `CREATE TEMP TABLE plan_class ON COMMIT DROP AS
-     SELECT i.ord, i.id, r.type AS actual_type, r.tenant_id, r.state,
+     SELECT i.ord, i.id, r.type AS actual_type, r.tenant_id, r.state, lo.id AS held_by,
        CASE
          WHEN d.first_ord IS NOT NULL AND i.ord > d.first_ord THEN 'duplicate'
          WHEN r.id IS NULL AND $2::text IS NOT NULL AND i.id !~ $2 THEN 'pattern_mismatch'
          WHEN r.id IS NULL THEN 'unknown'
          WHEN r.type <> $1 THEN 'type_mismatch'
          WHEN $2::text IS NOT NULL AND i.id !~ $2 THEN 'pattern_mismatch'
+         WHEN lo.id IS NOT NULL THEN 'in_flight'
          WHEN r.state <> 'active' THEN 'already_deleted'
          WHEN r.protected THEN 'protected'
          ELSE 'ok'
        END AS class
      FROM plan_input i
      LEFT JOIN plan_dups d ON d.id = i.id
-     LEFT JOIN resources r ON r.id = i.id`,
-    [targetType, idPattern],
+     LEFT JOIN resources r ON r.id = i.id
+     LEFT JOIN resource_locks l ON l.resource_id = r.id
+     LEFT JOIN operations lo ON lo.id = l.operation_id AND lo.state = ANY($3::text[])`,
+    [targetType, idPattern, LIVE_STATES],
   );
+  return summarize(client);
+}
+
+/**
+ * Marks the IDs a concurrent plan locked first (it committed while this one was classifying) as
+ * in_flight, so the plan is rejected naming the operation that holds them.
+ */
+export async function markLockedByOthers(client: pg.PoolClient, operationId: string): Promise<Classification> {
+  await client.query(
+    `UPDATE plan_class c SET class = 'in_flight', held_by = l.operation_id
+     FROM resource_locks l JOIN operations o ON o.id = l.operation_id AND o.state = ANY($2::text[])
+     WHERE c.class = 'ok' AND l.resource_id = c.id AND l.operation_id <> $1`,
+    [operationId, LIVE_STATES],
+  );
+  return summarize(client);
+}
+
+async function summarize(client: pg.PoolClient): Promise<Classification> {
   const counts = Object.fromEntries(ID_CLASSES.map((c) => [c, 0])) as Record<IdClass, number>;
   const byClass = await client.query<{ class: IdClass; n: number }>(
     'SELECT class, count(*)::int AS n FROM plan_class GROUP BY class',
@@ -100,8 +126,9 @@ export async function classify(
       actual_type: string | null;
       tenant_id: string | null;
       state: string | null;
+      held_by: string | null;
     }>(
-      `SELECT class, ord, id, actual_type, tenant_id, state FROM (
+      `SELECT class, ord, id, actual_type, tenant_id, state, held_by FROM (
          SELECT *, row_number() OVER (PARTITION BY class ORDER BY ord) AS rn FROM plan_class WHERE class <> 'ok'
        ) s WHERE rn <= $1 ORDER BY class, ord`,
       [SAMPLE_PER_CLASS],
@@ -113,6 +140,7 @@ export async function classify(
         actualType: r.actual_type,
         tenantId: r.tenant_id,
         ...(r.class === 'already_deleted' ? { state: r.state } : {}),
+        ...(r.held_by ? { heldBy: r.held_by } : {}),
       });
     }
   }
@@ -122,8 +150,8 @@ export async function classify(
 /** Every offending ID, for the full report behind a rejection. */
 export async function storeRejections(client: pg.PoolClient, operationId: string) {
   await client.query(
-    `INSERT INTO operation_rejections (operation_id, ordinal, resource_id, class, actual_type, tenant_id)
-     SELECT $1, ord, id, class, actual_type, tenant_id FROM plan_class WHERE class <> 'ok'`,
+    `INSERT INTO operation_rejections (operation_id, ordinal, resource_id, class, actual_type, tenant_id, held_by)
+     SELECT $1, ord, id, class, actual_type, tenant_id, held_by FROM plan_class WHERE class <> 'ok'`,
     [operationId],
   );
 }

@@ -4,8 +4,9 @@ import { Type } from '@fastify/type-provider-typebox';
 import { inTransaction } from '../../lib/sql.ts';
 import { errorResponses, type App } from '../../lib/schemas.ts';
 import { appendAudit } from '../audit/repository.ts';
-import { DEFAULT_BUDGETS } from './policy.ts';
-import { getBudgets } from './repository.ts';
+import type { Queryable } from '../../lib/sql.ts';
+import { DEFAULT_BUDGETS, DEFAULT_PLAN_TTL_SECONDS } from './policy.ts';
+import { getBudgets, getPlanTtlSeconds } from './repository.ts';
 
 const Budgets = Type.Object(
   {
@@ -23,10 +24,34 @@ const Budgets = Type.Object(
   { additionalProperties: false, description: 'Per-operation budgets', example: { maxTenants: 50, maxItems: 100_000 } },
 );
 
+const PlanTtl = Type.Integer({
+  minimum: 60,
+  maximum: 2_592_000,
+  description:
+    'Seconds a planned or approved operation may wait for its start before it expires (and releases its resources)',
+});
+
 const PolicyView = Type.Object(
-  { budgets: Budgets },
-  { description: 'The policy in force', example: { budgets: { maxTenants: 50, maxItems: 100_000 } } },
+  { budgets: Budgets, planTtlSeconds: PlanTtl },
+  {
+    description: 'The policy in force',
+    example: { budgets: { maxTenants: 50, maxItems: 100_000 }, planTtlSeconds: DEFAULT_PLAN_TTL_SECONDS },
+  },
 );
+
+const PolicyBody = Type.Object(
+  { budgets: Budgets, planTtlSeconds: Type.Optional(PlanTtl) },
+  {
+    additionalProperties: false,
+    description: 'The new policy; an omitted planTtlSeconds keeps the one in force',
+    example: { budgets: { maxTenants: 50, maxItems: 100_000 }, planTtlSeconds: DEFAULT_PLAN_TTL_SECONDS },
+  },
+);
+
+const readPolicy = async (db: Queryable) => ({
+  budgets: { ...DEFAULT_BUDGETS, ...(await getBudgets(db)) },
+  planTtlSeconds: (await getPlanTtlSeconds(db)) ?? DEFAULT_PLAN_TTL_SECONDS,
+});
 
 export default async function policyRoutes(app: App) {
   app.get(
@@ -41,7 +66,7 @@ export default async function policyRoutes(app: App) {
         response: { 200: PolicyView, ...errorResponses(401) },
       },
     },
-    async () => ({ budgets: { ...DEFAULT_BUDGETS, ...(await getBudgets(app.db.pool)) } }),
+    async () => readPolicy(app.db.pool),
   );
 
   app.put(
@@ -53,8 +78,8 @@ export default async function policyRoutes(app: App) {
         tags: ['admin'],
         summary: 'Set the policy',
         description:
-          'Replaces the budgets. Applies to plans made afterwards; existing plans keep the verdict they were approved with.',
-        body: PolicyView,
+          'Replaces the budgets (and the plan TTL when given). Applies to plans made afterwards; existing plans keep the verdict they were approved with and the expiry they were given.',
+        body: PolicyBody,
         response: { 200: PolicyView, ...errorResponses(400, 401, 403) },
       },
     },
@@ -65,15 +90,22 @@ export default async function policyRoutes(app: App) {
                      ON CONFLICT (key) DO UPDATE SET value = $1, updated_by = $2, updated_at = now()`,
           [JSON.stringify(req.body.budgets), req.principal!.name],
         );
+        if (req.body.planTtlSeconds !== undefined) {
+          await c.query(
+            `INSERT INTO settings (key, value, updated_by) VALUES ('plans', $1, $2)
+             ON CONFLICT (key) DO UPDATE SET value = $1, updated_by = $2, updated_at = now()`,
+            [JSON.stringify({ planTtlSeconds: req.body.planTtlSeconds }), req.principal!.name],
+          );
+        }
         await appendAudit(c, {
           actor: req.principal!.name,
           action: 'policy.set',
           outcome: 'accepted',
-          payload: { budgets: req.body.budgets },
+          payload: { budgets: req.body.budgets, planTtlSeconds: req.body.planTtlSeconds ?? null },
         });
       });
       req.auditedByService = true;
-      return { budgets: req.body.budgets };
+      return readPolicy(app.db.pool);
     },
   );
 }

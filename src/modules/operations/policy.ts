@@ -85,6 +85,17 @@ export const HaltPolicy = Type.Object(
       default: 2_000,
       description: 'A probe that does not answer in time is unhealthy',
     }),
+    stallSeconds: Type.Integer({
+      minimum: 10,
+      maximum: 604_800,
+      default: 900,
+      description: 'An operation that runs, bakes or rolls back without any progress for this long is stalled',
+    }),
+    onStall: Type.Union([Type.Literal('halt'), Type.Literal('pause')], {
+      default: 'halt',
+      description:
+        'What the watchdog does to a stalled operation: halt it (then onHalt applies) or pause it for a human',
+    }),
   },
   { additionalProperties: false, description: 'When and how the operation stops itself' },
 );
@@ -107,7 +118,12 @@ export const DEFAULT_HALT: HaltPolicy = {
   maxConsecutiveFailures: 5,
   probe: 'required',
   probeTimeoutMs: 2_000,
+  stallSeconds: 900,
+  onStall: 'halt',
 };
+
+/** Planned and approved operations expire after this long unless the admin policy says otherwise. */
+export const DEFAULT_PLAN_TTL_SECONDS = 86_400;
 
 /** Budgets: beyond these a plan is still made but needs a break-glass approval. */
 export interface Budgets {

@@ -1,5 +1,6 @@
 // Data access for operations. Writes take the transaction's client; reads use Prisma.
 import type pg from 'pg';
+import type { Queryable } from '../../lib/sql.ts';
 import { NotFoundError } from '../../lib/errors.ts';
 import type { PrismaClient } from '../../generated/prisma/client.ts';
 import type { Operation } from '../../generated/prisma/client.ts';
@@ -25,14 +26,16 @@ export interface NewOperation {
   tenantCount: number;
   requiresBreakGlass: boolean;
   autoStart: boolean;
+  /** When a planned operation stops blocking its resources if nobody starts it. */
+  expiresAt: Date | null;
 }
 
 export async function insertOperation(client: pg.PoolClient, o: NewOperation) {
   await client.query(
     `INSERT INTO operations (id, action, target_type, mode, reason, ticket, state, requested_by, requested_by_name,
        idempotency_key, request_hash, rollout, halt_policy, plan, plan_hash, rejection, item_count, tenant_count,
-       requires_break_glass, auto_start)
-     VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20)`,
+       requires_break_glass, auto_start, expires_at)
+     VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21)`,
     [
       o.id,
       o.action,
@@ -54,9 +57,13 @@ export async function insertOperation(client: pg.PoolClient, o: NewOperation) {
       o.tenantCount,
       o.requiresBreakGlass,
       o.autoStart,
+      o.expiresAt,
     ],
   );
 }
+
+/** Items listed in an operation's `unfinished` summary; the items route pages through all of them. */
+const UNFINISHED_LISTED = 100;
 
 export function operationReads(prisma: PrismaClient) {
   return {
@@ -95,6 +102,32 @@ export function operationReads(prisma: PrismaClient) {
         orderBy: { ordinal: 'asc' },
         take: q.limit,
       }),
+    /**
+     * What did not get where the operation's end state says it should: failed deletes of a
+     * completed_with_failures operation, items not restored by a rollback_incomplete one.
+     */
+    unfinished: async (op: Pick<Operation, 'id' | 'state'>) => {
+      const where =
+        op.state === 'completed_with_failures'
+          ? { operationId: op.id, state: 'failed' }
+          : op.state === 'rollback_incomplete'
+            ? { operationId: op.id, executedSeq: { not: null }, state: { not: 'restored' } }
+            : null;
+      if (!where) return undefined;
+      const [count, rows] = await Promise.all([
+        prisma.operationItem.count({ where }),
+        prisma.operationItem.findMany({ where, orderBy: { seq: 'asc' }, take: UNFINISHED_LISTED }),
+      ]);
+      return {
+        count,
+        items: rows.map((r) => ({
+          resourceId: r.resourceId,
+          tenantId: r.tenantId,
+          state: r.state,
+          lastError: r.lastError,
+        })),
+      };
+    },
     waveProgress: async (operationId: string) => {
       const rows = await prisma.operationItem.groupBy({
         by: ['wave', 'state'],
@@ -123,9 +156,16 @@ export async function getResourceType(client: pg.PoolClient | pg.Pool, name: str
   return res.rows[0];
 }
 
-export async function getBudgets(client: pg.PoolClient | pg.Pool) {
+export async function getBudgets(client: Queryable) {
   const res = await client.query<{ value: { maxTenants?: number; maxItems?: number } }>(
     `SELECT value FROM settings WHERE key = 'budgets'`,
   );
   return res.rows[0]?.value;
+}
+
+export async function getPlanTtlSeconds(client: Queryable): Promise<number | undefined> {
+  const res = await client.query<{ value: { planTtlSeconds?: number } }>(
+    `SELECT value FROM settings WHERE key = 'plans'`,
+  );
+  return res.rows[0]?.value.planTtlSeconds;
 }

@@ -160,7 +160,7 @@ export default async function operationRoutes(app: App) {
     },
     async (req) => {
       const op = await reads.get(req.params.id);
-      return operationView(op, await reads.waveProgress(op.id));
+      return operationView(op, await reads.waveProgress(op.id), await reads.unfinished(op));
     },
   );
 
@@ -242,6 +242,7 @@ export default async function operationRoutes(app: App) {
           class: r.class,
           actualType: r.actualType,
           tenantId: r.tenantId,
+          ...(r.heldBy ? { heldBy: r.heldBy } : {}),
         })),
         nextCursor: rows.length === req.query.limit ? String(rows[rows.length - 1]!.ordinal) : null,
       };

@@ -138,7 +138,9 @@ export const OperationView = Type.Object(
     ticket: Type.String(),
     state: Type.String({
       description:
-        'planned, rejected, approved, running, baking, paused, halted, rolling_back, rolled_back, completed, cancelled, failed',
+        'planned, rejected, approved, running, baking, paused, halted, rolling_back, rolled_back, rollback_incomplete, ' +
+        'completed, completed_with_failures, cancelled, failed, expired. completed and rolled_back mean every item got ' +
+        'there; completed_with_failures and rollback_incomplete list what did not (see `unfinished`)',
     }),
     requestedBy: Type.String({ description: 'Name of the requesting token' }),
     idempotencyKey: Type.Union([Type.String(), Type.Null()]),
@@ -157,6 +159,30 @@ export const OperationView = Type.Object(
         description: 'Item counts per wave and state',
       }),
     ),
+    unfinished: Type.Optional(
+      Type.Object(
+        {
+          count: Type.Integer(),
+          items: Type.Array(
+            Type.Object({
+              resourceId: Type.String(),
+              tenantId: Type.String(),
+              state: Type.String(),
+              lastError: Type.Union([Type.String(), Type.Null()]),
+            }),
+            { description: 'The first 100; page through all with the items route (filter by state)' },
+          ),
+        },
+        {
+          description:
+            'completed_with_failures: the items that failed; rollback_incomplete: the executed items that were not restored',
+        },
+      ),
+    ),
+    expiresAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()], {
+      description: 'A planned or approved operation expires (state expired) if not started by then',
+    }),
+    finishedAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
     createdAt: Type.String({ format: 'date-time' }),
     updatedAt: Type.String({ format: 'date-time' }),
     links: Type.Object({ self: Type.String(), items: Type.String(), report: Type.Union([Type.String(), Type.Null()]) }),
@@ -184,6 +210,8 @@ export const OperationView = Type.Object(
       haltPolicy: {},
       currentWave: null,
       haltReason: null,
+      expiresAt: '2026-11-25T12:00:00.000Z',
+      finishedAt: null,
       createdAt: '2026-11-24T12:00:00.000Z',
       updatedAt: '2026-11-24T12:00:00.000Z',
       links: {
@@ -246,6 +274,11 @@ export const ReportPage = Type.Object(
         class: Type.String(),
         actualType: Type.Union([Type.String(), Type.Null()]),
         tenantId: Type.Union([Type.String(), Type.Null()]),
+        heldBy: Type.Optional(
+          Type.String({
+            description: 'in_flight: the live operation that holds the resource (finish or abort it first)',
+          }),
+        ),
       }),
     ),
     nextCursor: Type.Union([Type.String(), Type.Null()]),

@@ -9,9 +9,11 @@ import type { Metrics } from '../../plugins/metrics.ts';
 import type { Principal } from '../auth/roles.ts';
 import { appendAudit } from '../audit/repository.ts';
 import { copyIds, createStaging, type IdBatches } from './intake.ts';
+import { lockPlanned } from './resource-locks.ts';
 import {
   buildPlan,
   classify,
+  markLockedByOthers,
   computePlanHash,
   insertItems,
   insertWaves,
@@ -19,8 +21,15 @@ import {
   type Classification,
   type PlanSummary,
 } from './planner.ts';
-import { DEFAULT_BUDGETS, withHaltDefaults, withRolloutDefaults } from './policy.ts';
-import { getBudgets, getResourceType, insertOperation, type OperationReads, type OperationRow } from './repository.ts';
+import { DEFAULT_BUDGETS, DEFAULT_PLAN_TTL_SECONDS, withHaltDefaults, withRolloutDefaults } from './policy.ts';
+import {
+  getBudgets,
+  getPlanTtlSeconds,
+  getResourceType,
+  insertOperation,
+  type OperationReads,
+  type OperationRow,
+} from './repository.ts';
 import type { OperationSpec } from './schemas.ts';
 
 export interface Submission {
@@ -109,7 +118,11 @@ export function operationService(deps: {
           ]);
           if (existing.rowCount) return replay(s.idempotencyKey, requestHash);
         }
-        const cls = await classify(client, type.name, type.id_pattern);
+        let cls = await classify(client, type.name, type.id_pattern);
+        // A resource is in at most one live operation: take them all, or learn who got there first.
+        if (!cls.rejected && !dryRun && !(await lockPlanned(client, operationId, cls.counts.ok))) {
+          cls = await markLockedByOthers(client, operationId);
+        }
         lap('classifyMs');
         for (const [c, n] of Object.entries(cls.counts)) if (n) metrics.planIds.inc({ class: c }, n);
         const base = {
@@ -136,6 +149,7 @@ export function operationService(deps: {
             plan: null,
             planHash: null,
             rejection,
+            expiresAt: null,
             itemCount: 0,
             tenantCount: 0,
             requiresBreakGlass: false,
@@ -157,6 +171,7 @@ export function operationService(deps: {
           return { kind: 'rejected', operation: await loadInTx(client, operationId), replayed: false };
         }
         const budgets = { ...DEFAULT_BUDGETS, ...(await getBudgets(client)) };
+        const ttlSeconds = (await getPlanTtlSeconds(client)) ?? DEFAULT_PLAN_TTL_SECONDS;
         const { summary, waveOf } = await buildPlan(client, {
           cascadeTo: type.cascade_to ?? [],
           budgets,
@@ -176,6 +191,7 @@ export function operationService(deps: {
           plan,
           planHash,
           rejection: null,
+          expiresAt: new Date(Date.now() + ttlSeconds * 1000),
           itemCount: summary.itemCount,
           tenantCount: summary.tenantCount,
           requiresBreakGlass: summary.requiresBreakGlass,

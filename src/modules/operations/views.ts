@@ -1,7 +1,16 @@
 // How an operation row is shown to clients.
 import type { OperationRow } from './repository.ts';
 
-export function operationView(op: OperationRow, waveProgress?: { wave: number; counts: Record<string, number> }[]) {
+export interface Unfinished {
+  count: number;
+  items: { resourceId: string; tenantId: string; state: string; lastError: string | null }[];
+}
+
+export function operationView(
+  op: OperationRow,
+  waveProgress?: { wave: number; counts: Record<string, number> }[],
+  unfinished?: Unfinished,
+) {
   const self = `/v1/operations/${op.id}`;
   return {
     id: op.id,
@@ -24,6 +33,9 @@ export function operationView(op: OperationRow, waveProgress?: { wave: number; c
     currentWave: op.currentWave,
     haltReason: op.haltReason,
     ...(waveProgress ? { waveProgress } : {}),
+    ...(unfinished ? { unfinished } : {}),
+    expiresAt: op.expiresAt && ['planned', 'approved'].includes(op.state) ? op.expiresAt.toISOString() : null,
+    finishedAt: op.finishedAt?.toISOString() ?? null,
     createdAt: op.createdAt.toISOString(),
     updatedAt: op.updatedAt.toISOString(),
     links: { self, items: `${self}/items`, report: op.state === 'rejected' ? `${self}/report` : null },

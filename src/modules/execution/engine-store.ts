@@ -1,0 +1,190 @@
+// The engine's PostgreSQL store: one transaction per decision, the state loaded under the
+// operation's row lock, guards checked against the registry and the resource locks, and the
+// decision written with its audit events before the commit.
+import type { Redis } from 'ioredis';
+import type pg from 'pg';
+import { ConflictError, type AppError } from '../../lib/errors.ts';
+import { inTransaction } from '../../lib/sql.ts';
+import { appendAudit } from '../audit/repository.ts';
+import type { Guard, LifecycleState } from '../operations/lifecycle.ts';
+import { ENDED_STATES, TERMINAL_STATES } from '../operations/lifecycle.ts';
+import { relockTouched } from '../operations/resource-locks.ts';
+import type { Metrics } from '../../plugins/metrics.ts';
+import { createEngine, type Change, type Engine, type EngineStore } from './engine.ts';
+import type { Queues } from './queues.ts';
+import { loadOperation, type OperationRecord } from './state.ts';
+
+const STALE_LISTED = 100;
+const date = (ms: number | null) => (ms === null ? null : new Date(ms));
+
+export function pgEngineStore(pool: pg.Pool): EngineStore<pg.PoolClient> {
+  return {
+    transaction: (fn) => inTransaction(pool, fn),
+    load: (tx, opId) => loadOperation(tx, opId, true),
+    guard: (tx, record, guard) => checkGuard(tx, record, guard),
+    persist,
+  };
+}
+
+async function checkGuard(tx: pg.PoolClient, record: OperationRecord, guard: Guard): Promise<AppError | null> {
+  if (guard === 'take_locks') {
+    const held = await relockTouched(tx, record.id);
+    if (held.length === 0) return null;
+    return new ConflictError(
+      'RESOURCES_IN_FLIGHT',
+      `${held.length === STALE_LISTED ? 'At least ' : ''}${held.length} resource(s) of this operation are now part of another live operation; finish or abort that one first`,
+      { heldBy: held },
+    );
+  }
+  return planStale(tx, record);
+}
+
+/**
+ * The plan was made against the registry as it was then: a resource whose type, tenant, state or
+ * protection changed since makes the plan stale, and starting it would act on something nobody
+ * reviewed. (A protected tenant is fine only when the plan already needed break-glass for it.)
+ */
+async function planStale(tx: pg.PoolClient, record: OperationRecord): Promise<AppError | null> {
+  const r = await tx.query<{
+    resource_id: string;
+    planned_tenant: string;
+    type: string | null;
+    tenant_id: string | null;
+    state: string | null;
+    protected: boolean | null;
+    tenant_protected: boolean | null;
+    total: number;
+  }>(
+    `SELECT i.resource_id, i.tenant_id AS planned_tenant, r.type, r.tenant_id, r.state, r.protected,
+            t.protected AS tenant_protected, count(*) OVER ()::int AS total
+     FROM operation_items i
+     LEFT JOIN resources r ON r.id = i.resource_id
+     LEFT JOIN tenants t ON t.id = r.tenant_id
+     WHERE i.operation_id = $1
+       AND (r.id IS NULL OR r.type <> $2 OR r.tenant_id <> i.tenant_id OR r.state <> 'active' OR r.protected
+            OR (t.protected AND NOT $3))
+     ORDER BY i.seq LIMIT $4`,
+    [record.id, record.targetType, record.lifecycle.requiresBreakGlass, STALE_LISTED],
+  );
+  if (r.rows.length === 0) return null;
+  const total = r.rows[0]!.total;
+  const changed = r.rows.map((x) => ({
+    resourceId: x.resource_id,
+    planned: { type: record.targetType, tenantId: x.planned_tenant, state: 'active', protected: false },
+    now:
+      x.type === null
+        ? null
+        : {
+            type: x.type,
+            tenantId: x.tenant_id,
+            state: x.state,
+            protected: x.protected,
+            tenantProtected: x.tenant_protected,
+          },
+  }));
+  return new ConflictError(
+    'PLAN_STALE',
+    `${total} planned resource(s) changed in the registry since the plan was made (e.g. ${changed[0]!.resourceId}); submit a new plan`,
+    { total, changed },
+  );
+}
+
+async function persist(tx: pg.PoolClient, record: OperationRecord, n: LifecycleState, c: Change): Promise<number> {
+  const opId = record.id;
+  const { event, actor } = c;
+  if (event.type === 'approve') {
+    await tx.query(
+      `INSERT INTO approvals (operation_id, approver, approver_name, role, plan_hash, break_glass) VALUES ($1, $2, $3, $4, $5, $6)`,
+      [
+        opId,
+        event.by,
+        actor.name,
+        event.role,
+        event.planHash,
+        record.lifecycle.requiresBreakGlass && event.role === 'admin',
+      ],
+    );
+  }
+  if (event.type === 'signal') {
+    await tx.query(`INSERT INTO signals (operation_id, kind, tenant_id, detail, source) VALUES ($1, $2, $3, $4, $5)`, [
+      opId,
+      event.kind,
+      event.tenantId ?? null,
+      event.detail ?? null,
+      actor.name,
+    ]);
+  }
+  const ended = TERMINAL_STATES.includes(n.state) || ENDED_STATES.includes(n.state);
+  const upd = await tx.query<{ version: number }>(
+    `UPDATE operations SET state = $2, current_wave = $3, halt_reason = $4, paused_from = $5, version = version + 1,
+       updated_at = now(), bake_until = $6, wave_deadline = $7, progress_at = $8, expires_at = $9,
+       started_at = CASE WHEN started_at IS NULL AND $2 = 'running' THEN now() ELSE started_at END,
+       finished_at = CASE WHEN $10 THEN now() ELSE NULL END
+     WHERE id = $1 RETURNING version`,
+    [
+      opId,
+      n.state,
+      n.currentWave,
+      n.haltReason,
+      n.pausedFrom,
+      date(n.bakeUntil),
+      date(n.waveDeadline),
+      date(n.progressAt),
+      date(n.expiresAt),
+      ended,
+    ],
+  );
+  for (const e of c.effects) {
+    if (e.type === 'enqueue_wave') {
+      await tx.query(
+        `UPDATE operation_waves SET started_at = coalesce(started_at, now()) WHERE operation_id = $1 AND wave = $2`,
+        [opId, e.wave],
+      );
+    }
+  }
+  if (event.type === 'wave_settled') {
+    await tx.query(
+      `UPDATE operation_waves SET settled_at = coalesce(settled_at, now()) WHERE operation_id = $1 AND wave = $2`,
+      [opId, event.wave],
+    );
+  }
+  for (const e of c.effects) {
+    if (e.type !== 'audit') continue;
+    await appendAudit(tx, {
+      actor: actor.name,
+      action: e.action,
+      outcome: 'accepted',
+      operationId: opId,
+      payload: { ...e.detail, tokenId: actor.tokenId ?? null },
+    });
+  }
+  return upd.rows[0]!.version;
+}
+
+export interface PgEngineOptions {
+  pool: pg.Pool;
+  queues: Pick<Queues, 'enqueueWave' | 'enqueueControl'>;
+  /** Publishes halt notices to workers (Redis pub/sub). */
+  publisher: Pick<Redis, 'publish'>;
+  channel: string;
+  clock?: () => number;
+  metrics?: Pick<Metrics, 'transitions' | 'halts'>;
+  log?: { warn(obj: object, msg: string): void };
+}
+
+/** The engine as the API and the workers run it: PostgreSQL store, BullMQ and Redis pub/sub effects. */
+export function pgEngine(o: PgEngineOptions): Engine<pg.PoolClient> {
+  return createEngine({
+    store: pgEngineStore(o.pool),
+    effects: {
+      publishHalt: async (opId) => {
+        await o.publisher.publish(o.channel, opId);
+      },
+      enqueueWave: (job, range) => o.queues.enqueueWave(job, { from: range.fromSeq, to: range.toSeq }),
+      enqueueControl: (job, delayMs) => o.queues.enqueueControl(job, delayMs),
+    },
+    clock: o.clock ?? Date.now,
+    metrics: o.metrics,
+    log: o.log,
+  });
+}

@@ -1,0 +1,146 @@
+// The one loop every job and command goes through: load the state once (under the operation's
+// row lock) → decide(state, event, now) → check the decision's guards → persist what changed with
+// its audit events in ONE transaction → after the commit, carry out the effects. A crash between
+// commit and effects is repaired by the reconciler, which re-derives queued work from the ledger.
+//
+// Dependencies are narrow interfaces (the store, the effect ports, the clock) so the loop is
+// unit-tested without a database or a queue; src/modules/execution/engine-store.ts is the
+// PostgreSQL store.
+import { isDeepStrictEqual } from 'node:util';
+import { AppError, NotFoundError } from '../../lib/errors.ts';
+import type { Metrics } from '../../plugins/metrics.ts';
+import { decide, type Effect, type Guard, type LifecycleEvent, type LifecycleState } from '../operations/lifecycle.ts';
+import type { ControlJob } from './queues.ts';
+import type { OperationRecord, WaveRange } from './state.ts';
+
+export interface Actor {
+  name: string;
+  tokenId?: string;
+}
+
+/** What a committed (or no-op) decision left behind; callers use `state` instead of reading again. */
+export interface Applied {
+  record: OperationRecord;
+  state: LifecycleState;
+  effects: Effect[];
+  changed: boolean;
+  version: number;
+  /** Set when a worker report was refused (stale): nothing was written for it. */
+  refused?: { code: string; message: string };
+}
+
+export interface Change {
+  event: LifecycleEvent;
+  effects: Effect[];
+  actor: Actor;
+  now: number;
+}
+
+export interface EngineStore<Tx> {
+  transaction<T>(fn: (tx: Tx) => Promise<T>): Promise<T>;
+  /** The operation under its row lock, or undefined. */
+  load(tx: Tx, opId: string): Promise<OperationRecord | undefined>;
+  /** null when the guard holds; otherwise the 4xx that refuses the decision. */
+  guard(tx: Tx, record: OperationRecord, guard: Guard): Promise<AppError | null>;
+  /** Writes `next`, the event's own rows (approval, signal) and the audit effects; returns the new version. */
+  persist(tx: Tx, record: OperationRecord, next: LifecycleState, change: Change): Promise<number>;
+}
+
+export interface EffectPorts {
+  publishHalt(opId: string): Promise<void>;
+  enqueueWave(job: { opId: string; epoch: number; wave: number }, range: WaveRange): Promise<number>;
+  enqueueControl(job: ControlJob, delayMs?: number): Promise<void>;
+}
+
+export interface EngineDeps<Tx> {
+  store: EngineStore<Tx>;
+  effects: EffectPorts;
+  clock: () => number;
+  metrics?: Pick<Metrics, 'transitions' | 'halts'>;
+  log?: { warn(obj: object, msg: string): void };
+}
+
+/** An event, or a step inside the transaction that yields one (or null: nothing to decide). */
+export type EventSource<Tx> = LifecycleEvent | ((tx: Tx) => Promise<LifecycleEvent | null>);
+
+export interface ApplyOptions {
+  /** A worker's report: a refusal means it is stale, so it is returned instead of thrown. */
+  report?: boolean;
+}
+
+export interface Engine<Tx> {
+  apply(opId: string, source: EventSource<Tx>, actor: Actor, opts?: ApplyOptions): Promise<Applied | null>;
+}
+
+export function createEngine<Tx>(deps: EngineDeps<Tx>): Engine<Tx> {
+  const { store, clock } = deps;
+  return {
+    async apply(opId, source, actor, opts = {}) {
+      const result = await store.transaction(async (tx): Promise<Applied | null> => {
+        const event = typeof source === 'function' ? await source(tx) : source;
+        if (!event) return null;
+        const record = await store.load(tx, opId);
+        if (!record) throw new NotFoundError('Operation', opId);
+        const now = clock();
+        const d = decide(record.lifecycle, event, now);
+        const base = { record, state: record.lifecycle, effects: [], changed: false, version: record.version };
+        if (!d.ok) {
+          if (opts.report) return { ...base, refused: { code: d.code, message: d.message } };
+          throw new AppError(d.status, d.code, d.message, { operationId: opId, state: record.lifecycle.state });
+        }
+        const changed = d.effects.length > 0 || !isDeepStrictEqual(d.next, record.lifecycle);
+        if (!changed) return base;
+        for (const g of d.guards) {
+          const problem = await store.guard(tx, record, g);
+          if (problem) throw problem;
+        }
+        const version = await store.persist(tx, record, d.next, { event, effects: d.effects, actor, now });
+        return { record, state: d.next, effects: d.effects, changed, version };
+      });
+      if (result?.changed) {
+        deps.metrics?.transitions.inc({ state: result.state.state });
+        if (result.effects.some((e) => e.type === 'stop_execution')) {
+          const event = typeof source === 'function' ? 'report' : source.type;
+          deps.metrics?.halts.inc({ reason: event });
+        }
+        // The decision is committed: it stands even if Redis is unreachable right now. Queued work
+        // is re-derived from the ledger by the reconciler, and workers poll Postgres for halts.
+        await runEffects(deps.effects, result).catch((err: unknown) =>
+          deps.log?.warn({ err, operationId: opId }, 'effects not carried out now; the reconciler will'),
+        );
+      }
+      return result;
+    },
+  };
+}
+
+/** Effects after the commit. Each is idempotent (deterministic job IDs), so re-running is safe. */
+export async function runEffects(ports: EffectPorts, a: Applied) {
+  const opId = a.record.id;
+  for (const e of a.effects) {
+    switch (e.type) {
+      case 'stop_execution':
+        await ports.publishHalt(opId);
+        break;
+      case 'enqueue_wave': {
+        const range = a.record.waves.find((w) => w.wave === e.wave);
+        if (!range) break;
+        const n = await ports.enqueueWave({ opId, epoch: a.version, wave: e.wave }, range);
+        // A wave with nothing left to run must still be settled.
+        if (n === 0) await ports.enqueueControl({ kind: 'settle', opId, epoch: a.version, wave: e.wave });
+        break;
+      }
+      case 'start_bake':
+        await ports.enqueueControl({ kind: 'bake', opId, epoch: a.version, wave: e.wave, round: 0 });
+        break;
+      case 'enqueue_rollback':
+        await ports.enqueueControl({ kind: 'rollback', opId, epoch: a.version });
+        break;
+      case 'audit':
+        break;
+    }
+  }
+}
+
+/** For worker code: treat a refused report as dropped (already logged by nobody: it is normal). */
+export const isStale = (a: Applied | null) => a?.refused !== undefined;

@@ -1,0 +1,110 @@
+// The vocabulary of the operation lifecycle: states, what decide() reads, the events it takes and
+// the effects it asks for. Kept apart from the rules so that workers, the engine and the tests
+// import the shapes without the logic.
+import type { Role } from '../auth/roles.ts';
+import type { HaltPolicy, RolloutPolicy } from './policy.ts';
+import type { WaveStats } from './wave-health.ts';
+
+export type { WaveStats } from './wave-health.ts';
+
+export const OP_STATES = [
+  'planned',
+  'rejected',
+  'approved',
+  'running',
+  'baking',
+  'paused',
+  'halted',
+  'rolling_back',
+  'rolled_back',
+  'rollback_incomplete',
+  'completed',
+  'completed_with_failures',
+  'cancelled',
+  'failed',
+  'expired',
+] as const;
+export type OpState = (typeof OP_STATES)[number];
+
+/** Nothing more happens to these (a freeze or unfreeze changes nothing either). */
+export const TERMINAL_STATES: readonly OpState[] = ['rejected', 'cancelled', 'rolled_back', 'failed', 'expired'];
+/** Finished, but the operator may still roll them back. */
+export const ENDED_STATES: readonly OpState[] = ['completed', 'completed_with_failures', 'rollback_incomplete'];
+/** States that hold their resources: no other operation may plan on them (promise 7). */
+export const LIVE_STATES: readonly OpState[] = OP_STATES.filter(
+  (s) => !TERMINAL_STATES.includes(s) && !ENDED_STATES.includes(s),
+);
+
+export interface Approval {
+  by: string;
+  role: Role;
+  planHash: string;
+}
+
+export interface LifecycleState {
+  state: OpState;
+  waveCount: number; // waves in the plan (>= 1)
+  currentWave: number | null; // wave being run or baked; null before start
+  pausedFrom: 'running' | 'baking' | null;
+  haltReason: string | null; // why the operation is stopped (halt, pause, freeze, rollback); null while it runs
+  requiresBreakGlass: boolean;
+  planHash: string;
+  requestedBy: string; // token id of the requester
+  approvals: Approval[];
+  autoStart: boolean;
+  frozen: boolean; // a global freeze is in effect (an input: the engine reads the setting)
+  haltPolicy: HaltPolicy;
+  rollout: RolloutPolicy;
+  /** Items that failed in the waves before the current one: a last wave with none is a clean finish. */
+  failedBefore: number;
+  // Timers, as epoch milliseconds. decide() sets them and judges them against its `now`.
+  bakeUntil: number | null;
+  waveDeadline: number | null;
+  /** Last time the operation moved: a transition, or an item outcome recorded in its current wave. */
+  progressAt: number | null;
+  /** A planned or approved operation expires at this time (policy TTL). */
+  expiresAt: number | null;
+}
+
+export type ProbeResult = 'healthy' | 'unhealthy' | 'error' | 'timeout' | 'not_configured';
+export interface ProbeOutcome {
+  tenantId: string;
+  result: ProbeResult;
+  detail?: string;
+}
+
+export type LifecycleEvent =
+  | { type: 'approve'; by: string; role: Role; planHash: string }
+  | { type: 'start'; by: string; role: Role }
+  | { type: 'cancel'; by: string; reason: string }
+  | { type: 'item_outcomes'; wave: number; stats: WaveStats } // progress during a wave
+  | { type: 'wave_settled'; wave: number; stats: WaveStats } // every item of the wave finished (pending 0)
+  | { type: 'probes'; wave: number; probes: ProbeOutcome[] } // one outcome per touched tenant
+  | { type: 'signal'; kind: string; tenantId?: string; detail?: string; by: string }
+  | { type: 'timer' } // "look at the clock": deadlines, expiry and the stall watchdog
+  | { type: 'pause'; by: string; reason: string }
+  | { type: 'resume'; by: string }
+  | { type: 'abort'; by: string; reason: string }
+  | { type: 'rollback'; by: string; reason: string }
+  | { type: 'freeze'; by: string; reason: string }
+  | { type: 'unfreeze'; by: string }
+  | { type: 'rollback_settled'; restored: number; failed: number };
+
+export type Effect =
+  | { type: 'enqueue_wave'; wave: number } // DESTRUCTIVE: queue the wave's pending items
+  | { type: 'start_bake'; wave: number } // schedule probe rounds until the bake is over
+  | { type: 'stop_execution'; reason: string } // raise the halt flag: workers stop before their next call
+  | { type: 'enqueue_rollback' } // queue restores of every item this operation executed, newest first
+  | { type: 'audit'; action: string; detail: Record<string, unknown> };
+
+/**
+ * Conditions on the world outside the state that the engine checks inside the transaction that
+ * commits the decision; one that fails refuses the whole decision (409) and nothing is written.
+ * - plan_fresh: every planned resource still has the type, tenant, state and protection it had.
+ * - take_locks: the operation can take its resources back from whoever holds them now.
+ */
+export type Guard = 'plan_fresh' | 'take_locks';
+
+export type Decision =
+  | { ok: true; next: LifecycleState; effects: Effect[]; guards: Guard[] }
+  | { ok: false; code: string; message: string; status: 409 | 403 | 422 };

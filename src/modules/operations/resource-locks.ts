@@ -1,0 +1,51 @@
+// A resource is in at most one live operation (promise 7). `resource_locks` names the operation
+// that holds each resource. Locks are never released by a separate step: a lock whose holder has
+// ended (terminal or ended state) is simply taken over by the next operation, so an operation
+// that ends, expires or crashes can never leave a resource blocked.
+import type pg from 'pg';
+import { LIVE_STATES } from './lifecycle-types.ts';
+
+export interface Holder {
+  resourceId: string;
+  operationId: string;
+}
+
+// The ON CONFLICT arm takes a lock over only from an operation that no longer holds it. A
+// concurrent plan that inserted the same resource first makes this statement wait for its commit,
+// then see its (live) lock and leave it: the loser learns it lost from the rows not returned.
+const TAKE = `
+  ON CONFLICT (resource_id) DO UPDATE SET operation_id = EXCLUDED.operation_id
+  WHERE resource_locks.operation_id = EXCLUDED.operation_id
+     OR NOT EXISTS (SELECT 1 FROM operations o WHERE o.id = resource_locks.operation_id AND o.state = ANY($2::text[]))
+  RETURNING resource_id`;
+
+/**
+ * Locks every ID of the planning input (plan_class rows classified ok). All or nothing: when a
+ * concurrent plan got some of them first, nothing is kept and false is returned (the caller then
+ * classifies those IDs as in_flight).
+ */
+export async function lockPlanned(client: pg.PoolClient, operationId: string, expected: number): Promise<boolean> {
+  await client.query('SAVEPOINT plan_locks');
+  const r = await client.query(
+    `INSERT INTO resource_locks (resource_id, operation_id) SELECT id, $1 FROM plan_class WHERE class = 'ok' ${TAKE}`,
+    [operationId, LIVE_STATES],
+  );
+  if ((r.rowCount ?? 0) === expected) return true;
+  await client.query('ROLLBACK TO SAVEPOINT plan_locks');
+  return false;
+}
+
+/** Takes back the resources an operation touched (before rolling back an ended operation). */
+export async function relockTouched(client: pg.PoolClient, operationId: string): Promise<Holder[]> {
+  await client.query(
+    `INSERT INTO resource_locks (resource_id, operation_id)
+     SELECT resource_id, $1 FROM operation_items WHERE operation_id = $1 AND executed_seq IS NOT NULL ${TAKE}`,
+    [operationId, LIVE_STATES],
+  );
+  const r = await client.query<{ resource_id: string; operation_id: string }>(
+    `SELECT l.resource_id, l.operation_id FROM operation_items i JOIN resource_locks l ON l.resource_id = i.resource_id
+     WHERE i.operation_id = $1 AND i.executed_seq IS NOT NULL AND l.operation_id <> $1 ORDER BY l.resource_id LIMIT 100`,
+    [operationId],
+  );
+  return r.rows.map((x) => ({ resourceId: x.resource_id, operationId: x.operation_id }));
+}
