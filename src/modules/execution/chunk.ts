@@ -3,6 +3,7 @@
 // adapter, checking the halt watch and the claim before every call → record the outcomes AND
 // decide on them in one transaction → effects. Thin: every decision is decide()'s.
 import { randomUUID } from 'node:crypto';
+import { AppError } from '../../lib/errors.ts';
 import type { Queryable } from '../../lib/sql.ts';
 import type { Metrics } from '../../plugins/metrics.ts';
 import { idempotencyKeyFor, isSkipped, type AdapterItem } from '../adapters/index.ts';
@@ -166,7 +167,19 @@ async function execute<Tx extends Queryable>(
   let calling = false;
   await deps.watch.track(j.opId);
   try {
-    const { adapter } = await deps.adapters.get(op.targetType);
+    const got = await deps.adapters.get(op.targetType).catch((err: unknown) => {
+      // A type whose adapter cannot be built (a stored config that no longer validates, no signing
+      // secret) will not fix itself by retrying: its items fail now, saying why, and the halt
+      // policy takes it from there. Anything else is retried (below).
+      if (err instanceof AppError) return err;
+      throw err;
+    });
+    if (got instanceof AppError) {
+      const error = `adapter for type ${op.targetType} unavailable: ${got.message}`.slice(0, 500);
+      outcomes.push(...items.map((i): Outcome => ({ seq: i.seq, state: 'failed', error, permanent: true })));
+      return { outcomes, marked: new Set(), unsent: 0, stillRunning: deps.watch.canRun(j.opId, j.wave, since) };
+    }
+    const { adapter } = got;
     // Snapshot first, for every item not yet snapshotted: no snapshot, no destructive call.
     const needSnap = items.filter((i) => i.snapshotId === null);
     const snaps: { seq: number; resourceId: string; tenantId: string; data: unknown }[] = [];

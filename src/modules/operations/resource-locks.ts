@@ -10,13 +10,15 @@ export interface Holder {
   operationId: string;
 }
 
-// The ON CONFLICT arm takes a lock over only from an operation that no longer holds it. A
-// concurrent plan that inserted the same resource first makes this statement wait for its commit,
-// then see its (live) lock and leave it: the loser learns it lost from the rows not returned.
+// The ON CONFLICT arm takes a lock over only from an operation that has visibly ended. A concurrent
+// plan that inserted the same resource first makes this statement wait for its commit, then see
+// its lock — while that plan's operation row may still be invisible to this statement's snapshot.
+// So the rule is "the holder exists and is no longer live", never "no live holder is visible":
+// the loser learns it lost from the rows not returned, and nobody takes over a lock by accident.
 const TAKE = `
   ON CONFLICT (resource_id) DO UPDATE SET operation_id = EXCLUDED.operation_id
   WHERE resource_locks.operation_id = EXCLUDED.operation_id
-     OR NOT EXISTS (SELECT 1 FROM operations o WHERE o.id = resource_locks.operation_id AND o.state = ANY($2::text[]))
+     OR EXISTS (SELECT 1 FROM operations o WHERE o.id = resource_locks.operation_id AND o.state <> ALL($2::text[]))
   RETURNING resource_id`;
 
 /**

@@ -273,6 +273,8 @@ export function fromRow(r: Record<string, unknown>): OperationRow {
     haltReason: r.halt_reason,
     version: r.version,
     bakeUntil: r.bake_until,
+    expiresAt: r.expires_at,
+    progressAt: r.progress_at,
     waveDeadline: r.wave_deadline,
     createdAt: r.created_at,
     updatedAt: r.updated_at,

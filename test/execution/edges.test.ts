@@ -1,0 +1,277 @@
+// The edges an operator reaches in the first hour, on the real stack (real workers, a real
+// downstream over HTTP): two operations on the same resources, a plan that sat too long or went
+// stale, a type whose stored adapter no longer works, rollbacks that cannot restore everything,
+// an operation that stops making progress, and a freeze that must show on every live operation.
+import request from 'supertest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import {
+  buildExecHarness,
+  getOperation,
+  submitAndStart,
+  until,
+  useHttpAdapter,
+  waitForState,
+  type ExecHarness,
+} from '../support/execution.ts';
+import { appsOf, command, ledger } from '../support/exec-helpers.ts';
+import { query, seedRegistry, tenantId } from '../support/seed.ts';
+
+const APPS = 4;
+const ROLLOUT = { bakeSeconds: 0, concurrency: 2, waves: ['100%'] };
+const FAST_HALT = { probe: 'optional' };
+let nextSite = 10;
+/** Sites no other test in this file uses (resource locks make overlaps a different test). */
+const freshSites = (n: number) => Array.from({ length: n }, () => nextSite++);
+
+let h: ExecHarness;
+beforeAll(async () => {
+  h = await buildExecHarness({ workers: 1 });
+  await seedRegistry(h.databaseUrl, { sites: 200, appsPerSite: APPS, internalTenants: 2 });
+  await useHttpAdapter(h);
+});
+afterAll(async () => {
+  await h?.close();
+});
+beforeEach(() => h.downstream.reset());
+afterEach(async () => {
+  await request(h.app.server)
+    .put('/v1/admin/freeze')
+    .set('authorization', h.auth('admin'))
+    .send({ frozen: false, reason: 'test cleanup' });
+});
+
+const submit = (ids: string[], extra: Record<string, unknown> = {}) =>
+  request(h.app.server)
+    .post('/v1/operations')
+    .set('authorization', h.auth('requester'))
+    .send({ targetType: 'app', reason: 'Remove the legacy app', ticket: 'CHG-9', ids, rollout: ROLLOUT, ...extra });
+const audit = (opId: string) =>
+  query<{ action: string; payload: Record<string, unknown> }>(
+    h.databaseUrl,
+    'SELECT action, payload FROM audit_events WHERE operation_id = $1 ORDER BY seq',
+    [opId],
+  );
+
+describe('two operations on the same resources', () => {
+  it('rejects the second plan as in_flight, naming the operation that holds them, until the first ends', async () => {
+    const ids = appsOf(freshSites(3), APPS);
+    const first = await submit(ids).expect(201);
+    const second = await submit([...ids.slice(4, 8), ...appsOf(freshSites(1), APPS)]).expect(422);
+    expect(second.body.details.counts).toMatchObject({ ok: 4, in_flight: 4 });
+    expect(second.body.details.offenders.in_flight).toHaveLength(4);
+    for (const o of second.body.details.offenders.in_flight) expect(o.heldBy).toBe(first.body.id);
+    const report = await request(h.app.server)
+      .get(`/v1/operations/${second.body.details.operationId}/report?class=in_flight`)
+      .set('authorization', h.auth('viewer'))
+      .expect(200);
+    expect(report.body.items.map((i: { heldBy: string }) => i.heldBy)).toEqual(Array(4).fill(first.body.id));
+    // A dry run shows the same, and writes nothing.
+    const dry = await submit(ids, { dryRun: true }).expect(422);
+    expect(dry.body.details.counts.in_flight).toBe(ids.length);
+
+    await command(h, 'operator', first.body.id, 'abort', { reason: 'wrong list' }).expect(200);
+    expect((await getOperation(h, first.body.id)).state).toBe('cancelled');
+    await submit(ids).expect(201);
+  });
+
+  it('lets exactly one of many concurrent plans on the same resources through', async () => {
+    const ids = appsOf(freshSites(5), APPS);
+    const results = await Promise.all(Array.from({ length: 8 }, () => submit(ids)));
+    const statuses = results.map((r) => r.status).sort();
+    expect(statuses).toEqual([201, 422, 422, 422, 422, 422, 422, 422]);
+    const winner = results.find((r) => r.status === 201)!.body.id as string;
+    for (const r of results.filter((x) => x.status === 422)) {
+      expect(r.body.details.counts).toMatchObject({ ok: 0, in_flight: ids.length });
+      expect(r.body.details.offenders.in_flight[0].heldBy).toBe(winner);
+    }
+  });
+});
+
+describe('plans that sat too long or went stale', () => {
+  it('expires a plan past its TTL (the reconciler sees the clock), releases its resources and refuses its start', async () => {
+    const ids = appsOf(freshSites(2), APPS);
+    const op = await submit(ids).expect(201);
+    expect(Date.parse(op.body.expiresAt) - Date.now()).toBeGreaterThan(86_000_000); // 24 h by default
+    await command(h, 'approver', op.body.id, 'approve', { planHash: op.body.planHash }).expect(200);
+    // As if the TTL had passed: the plan's expiry time is now behind us.
+    await query(h.databaseUrl, `UPDATE operations SET expires_at = now() - interval '1 second' WHERE id = $1`, [
+      op.body.id,
+    ]);
+    const refused = await command(h, 'operator', op.body.id, 'start').expect(409);
+    expect(refused.body.code).toMatch(/OPERATION_EXPIRED|INVALID_TRANSITION/);
+    await waitForState(h, op.body.id, ['expired']);
+    expect((await audit(op.body.id)).map((a) => a.action)).toContain('operation.expired');
+    await submit(ids).expect(201);
+    expect(h.downstream.destructiveCalls()).toHaveLength(0);
+  });
+
+  it('refuses to start a plan whose resources changed in the registry since it was approved (409 PLAN_STALE)', async () => {
+    const sites = freshSites(4);
+    const ids = appsOf(sites, APPS);
+    const op = await submit(ids).expect(201);
+    await command(h, 'approver', op.body.id, 'approve', { planHash: op.body.planHash }).expect(200);
+    const [moved, deleted, guarded] = [ids[0]!, ids[5]!, ids[9]!];
+    await query(h.databaseUrl, `UPDATE resources SET tenant_id = $2 WHERE id = $1`, [moved, tenantId(sites[3]!)]);
+    await query(h.databaseUrl, `UPDATE resources SET state = 'soft_deleted' WHERE id = $1`, [deleted]);
+    await query(h.databaseUrl, `UPDATE resources SET protected = true WHERE id = $1`, [guarded]);
+    const res = await command(h, 'operator', op.body.id, 'start').expect(409);
+    expect(res.body.code).toBe('PLAN_STALE');
+    expect(res.body.details.total).toBe(3);
+    expect(res.body.details.changed.map((c: { resourceId: string }) => c.resourceId).sort()).toEqual(
+      [moved, deleted, guarded].sort(),
+    );
+    expect(res.body.details.changed.find((c: { resourceId: string }) => c.resourceId === moved).now.tenantId).toBe(
+      tenantId(sites[3]!),
+    );
+    const after = await getOperation(h, op.body.id);
+    expect(after.state).toBe('approved');
+    expect(h.downstream.destructiveCalls()).toHaveLength(0);
+  });
+});
+
+describe('no operation can wedge', () => {
+  it('fails the items of a type whose stored adapter no longer works, with the reason, and ends', async () => {
+    const ids = appsOf(freshSites(2), APPS);
+    const op = await submit(ids, { haltPolicy: FAST_HALT }).expect(201);
+    await command(h, 'approver', op.body.id, 'approve', { planHash: op.body.planHash }).expect(200);
+    // A row written before adapters were validated on declaration (or edited by hand).
+    await query(
+      h.databaseUrl,
+      `UPDATE resource_types SET adapter = '{"kind":"http","baseUrl":"not a url"}' WHERE name = 'app'`,
+    );
+    try {
+      await command(h, 'operator', op.body.id, 'start').expect(200);
+      const end = await waitForState(
+        h,
+        op.body.id,
+        ['rolled_back', 'rollback_incomplete', 'completed_with_failures'],
+        30_000,
+      );
+      // Nothing was sent, so there is nothing to restore: rolled back is the truth.
+      expect(end.state).toBe('rolled_back');
+      expect(end.haltReason).toMatch(/consecutive item failures|failure rate/);
+      const rows = await query<{ state: string; last_error: string | null; attempts: number }>(
+        h.databaseUrl,
+        'SELECT state, last_error, attempts FROM operation_items WHERE operation_id = $1',
+        [op.body.id],
+      );
+      expect(rows.length).toBeGreaterThan(0);
+      for (const r of rows) {
+        if (r.state === 'pending') continue; // never claimed: the halt came first
+        expect(r.state).toBe('failed');
+        expect(r.last_error).toMatch(/adapter for type app unavailable: .*baseUrl/);
+      }
+      expect(h.downstream.destructiveCalls()).toHaveLength(0);
+    } finally {
+      await useHttpAdapter(h);
+    }
+  });
+
+  it('halts an operation that makes no progress for stallSeconds, with reason stalled', async () => {
+    const ids = appsOf(freshSites(2), APPS);
+    h.downstream.hang(60_000); // every call hangs; the adapter gives up after its timeout and retries
+    const plan = await submitAndStart(h, {
+      ids,
+      rollout: { ...ROLLOUT, waveDeadlineSeconds: 600 },
+      haltPolicy: { ...FAST_HALT, stallSeconds: 10, onHalt: 'pause' },
+    });
+    const stopped = await waitForState(h, plan.id, ['halted', 'rolling_back', 'completed'], 40_000);
+    expect(stopped.state).toBe('halted');
+    expect(stopped.haltReason).toMatch(/^stalled: no progress for 1\ds \(limit 10s\)/);
+    h.downstream.hang(0);
+    // The way out: the operator rolls back what may have been touched.
+    await command(h, 'operator', plan.id, 'rollback', { reason: 'stalled' }).expect(200);
+    await waitForState(h, plan.id, ['rolled_back', 'rollback_incomplete'], 60_000);
+  });
+});
+
+describe('terminal states tell the truth', () => {
+  it('a rollback of a hard delete restores nothing and ends rollback_incomplete, listing every item', async () => {
+    await query(h.databaseUrl, `UPDATE resource_types SET adapter = '{"kind":"registry"}' WHERE name = 'app'`);
+    try {
+      const ids = appsOf(freshSites(2), APPS);
+      const plan = await submitAndStart(h, { ids, mode: 'hard', rollout: ROLLOUT, haltPolicy: FAST_HALT });
+      await waitForState(h, plan.id, ['completed']);
+      await command(h, 'operator', plan.id, 'rollback', { reason: 'we need them back' }).expect(200);
+      const end = await waitForState(h, plan.id, ['rolled_back', 'rollback_incomplete'], 30_000);
+      expect(end.state).toBe('rollback_incomplete');
+      const full = await request(h.app.server)
+        .get(`/v1/operations/${plan.id}`)
+        .set('authorization', h.auth('viewer'))
+        .expect(200);
+      expect(full.body.unfinished.count).toBe(ids.length);
+      expect(full.body.unfinished.items[0].lastError).toMatch(/purged/);
+      expect(full.body.haltReason).toMatch(new RegExp(`${ids.length} item\\(s\\) could not be restored`));
+    } finally {
+      await useHttpAdapter(h);
+    }
+  });
+
+  it('retries failed restores with backoff: two failures, then the downstream recovers → rolled_back', async () => {
+    const ids = appsOf(freshSites(1), APPS);
+    const plan = await submitAndStart(h, { ids, rollout: ROLLOUT, haltPolicy: FAST_HALT });
+    await waitForState(h, plan.id, ['completed']);
+    h.downstream.failOnly(['restore']);
+    h.downstream.failNext(2 * ids.length, 503);
+    await command(h, 'operator', plan.id, 'rollback', { reason: 'undo' }).expect(200);
+    const end = await waitForState(h, plan.id, ['rolled_back', 'rollback_incomplete'], 30_000);
+    expect(end.state).toBe('rolled_back');
+    for (const id of ids) expect(h.downstream.state(id)).toBe('active');
+    const attempts = await query<{ restore_attempts: number }>(
+      h.databaseUrl,
+      'SELECT restore_attempts FROM operation_items WHERE operation_id = $1',
+      [plan.id],
+    );
+    expect(Math.max(...attempts.map((a) => a.restore_attempts))).toBeGreaterThan(1);
+  });
+
+  it('a rollback whose restores keep failing can be ended by the operator: rollback_incomplete with the items', async () => {
+    const ids = appsOf(freshSites(1), APPS);
+    const plan = await submitAndStart(h, { ids, rollout: ROLLOUT, haltPolicy: FAST_HALT });
+    await waitForState(h, plan.id, ['completed']);
+    h.downstream.failOnly(['restore']);
+    h.downstream.failAll(500);
+    await command(h, 'operator', plan.id, 'rollback', { reason: 'undo' }).expect(200);
+    await until(async () => (await ledger(h, plan.id)).some((r) => r.state === 'restore_failed'), 'a failed restore');
+    const ended = await command(h, 'operator', plan.id, 'abort', { reason: 'restoring by hand' }).expect(200);
+    expect(ended.body.state).toBe('rollback_incomplete');
+    expect(ended.body.unfinished.count).toBe(ids.length);
+    expect(ended.body.unfinished.items[0].lastError).toMatch(/HTTP 500/);
+    // From there a new rollback may be tried once the downstream is back.
+    h.downstream.failAll(null);
+    await command(h, 'operator', plan.id, 'rollback', { reason: 'downstream is back' }).expect(200);
+    await waitForState(h, plan.id, ['rolled_back'], 30_000);
+  });
+});
+
+describe('freeze and unfreeze on every live operation', () => {
+  it('records frozen/unfrozen on planned, approved and running operations and reports them affected', async () => {
+    const planned = (await submit(appsOf(freshSites(1), APPS)).expect(201)).body.id as string;
+    const approvedOp = (await submit(appsOf(freshSites(1), APPS)).expect(201)).body;
+    await command(h, 'approver', approvedOp.id, 'approve', { planHash: approvedOp.planHash }).expect(200);
+    const set = await request(h.app.server)
+      .put('/v1/admin/freeze')
+      .set('authorization', h.auth('admin'))
+      .send({ frozen: true, reason: 'Incident INC-7' })
+      .expect(200);
+    expect(set.body.affected).toEqual(expect.arrayContaining([planned, approvedOp.id]));
+    // The same freeze again is not a change: no second event anywhere.
+    const again = await request(h.app.server)
+      .put('/v1/admin/freeze')
+      .set('authorization', h.auth('admin'))
+      .send({ frozen: true, reason: 'Incident INC-7, still' })
+      .expect(200);
+    expect(again.body.affected).toEqual([]);
+    const lifted = await request(h.app.server)
+      .put('/v1/admin/freeze')
+      .set('authorization', h.auth('admin'))
+      .send({ frozen: false, reason: 'Incident over' })
+      .expect(200);
+    expect(lifted.body.affected).toEqual(expect.arrayContaining([planned, approvedOp.id]));
+    for (const id of [planned, approvedOp.id]) {
+      const actions = (await audit(id)).map((a) => a.action);
+      expect(actions.filter((a) => a === 'operation.frozen')).toHaveLength(1);
+      expect(actions.filter((a) => a === 'operation.unfrozen')).toHaveLength(1);
+    }
+  });
+});
