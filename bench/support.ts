@@ -12,13 +12,17 @@ export const ROOT = resolve(import.meta.dirname, '..');
 
 export async function benchServices(): Promise<LocalServices & { dir: string; dispose(): void }> {
   const dir = mkdtempSync(join(tmpdir(), 'blastgate-bench-'));
-  const s = await startLocalServices({ dir, log: () => undefined });
+  // Durability "fast" (fsync, synchronous_commit and full_page_writes off), chosen explicitly: bench
+  // data is thrown away, and the figures measure Blastgate, not this machine's disk flushes. A real
+  // deployment (and `npm start`) runs durable, so its write throughput can be lower than these.
+  const s = await startLocalServices({ dir, durability: 'fast', log: (m) => console.error(`[bench services] ${m}`) });
   await migrate(s.databaseUrl);
   return {
     ...s,
     dir,
     dispose: () => {
-      s.stop();
+      const stopped = s.stop();
+      if (!stopped.ok) console.error(`[bench services] ${stopped.message}`);
       rmSync(dir, { recursive: true, force: true });
     },
   };

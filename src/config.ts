@@ -15,6 +15,15 @@ export interface Config {
   /** How soon a job whose worker died is taken over by another (BullMQ lock duration). */
   workerLockMs: number;
   dataDir: string;
+  /** Port of the project-owned PostgreSQL in embedded mode; 0 picks a free port. */
+  embeddedPgPort: number;
+  /** Port of the project-owned Redis in embedded mode; 0 picks a free port. */
+  embeddedRedisPort: number;
+  /**
+   * How long a shutdown (Ctrl-C, SIGTERM) waits for in-flight requests and jobs before the process
+   * exits anyway. Embedded mode stops its local PostgreSQL and Redis in either case.
+   */
+  shutdownTimeoutMs: number;
   queuePrefix: string;
   /** Secret for HMAC signatures on calls to downstream systems. */
   signingSecret: string | undefined;
@@ -87,9 +96,25 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     workerConcurrency: int('BLASTGATE_WORKER_CONCURRENCY', 4, 1, 256),
     workerLockMs: int('BLASTGATE_WORKER_LOCK_MS', 30_000, 1_000, 600_000),
     dataDir: str('BLASTGATE_DATA_DIR') ?? '.data',
+    embeddedPgPort: int('BLASTGATE_EMBEDDED_PG_PORT', 54329, 0, 65535),
+    embeddedRedisPort: int('BLASTGATE_EMBEDDED_REDIS_PORT', 63799, 0, 65535),
+    shutdownTimeoutMs: int('BLASTGATE_SHUTDOWN_TIMEOUT_MS', 15_000, 1_000, 600_000),
     queuePrefix: str('BLASTGATE_QUEUE_PREFIX') ?? 'blastgate',
     signingSecret,
   };
+  // Embedded mode listens on all three ports at once (a port of 0 is chosen free at start-up).
+  const embedded = !config.databaseUrl || !config.redisUrl;
+  const ports: [string, number][] = !embedded
+    ? []
+    : [
+        ['PORT', config.port],
+        ['BLASTGATE_EMBEDDED_PG_PORT', config.embeddedPgPort],
+        ['BLASTGATE_EMBEDDED_REDIS_PORT', config.embeddedRedisPort],
+      ];
+  for (const [i, [name, port]] of ports.entries()) {
+    const clash = ports.slice(i + 1).find(([, other]) => port !== 0 && other === port);
+    if (clash) problems.push(`${name} and ${clash[0]} must be different ports (both are ${port})`);
+  }
   if (problems.length) throw new ConfigError(problems);
   return config;
 }

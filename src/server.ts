@@ -4,6 +4,7 @@
 import closeWithGrace from 'close-with-grace';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { constants } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError, loadConfig, type Config } from './config.ts';
 import { buildApp } from './app.ts';
@@ -11,9 +12,41 @@ import { migrate } from './db/migrate.ts';
 import { startLocalServices, type LocalServices } from './embedded/local-services.ts';
 import { startWorkers, type RunningWorkers } from './worker-runtime.ts';
 
-// The local PostgreSQL and Redis of embedded mode, once started: a start-up that fails later
-// (a migration, a port in use) must stop them too, or they outlive the process.
+// The local PostgreSQL and Redis of embedded mode, once started (or taken over from an earlier
+// run): they must not outlive this process, however it ends — a clean shutdown, a shutdown that
+// times out, a second Ctrl-C, a start-up that fails later (a migration, a port in use). 'exit'
+// listeners run on every process.exit(), and stop() is synchronous, verifies that the servers are
+// gone and says what is true.
 let embedded: LocalServices | undefined;
+function stopEmbedded() {
+  const services = embedded;
+  embedded = undefined;
+  if (!services) return;
+  const report = services.stop();
+  if (report.ok) console.log(report.message);
+  else console.error(report.message);
+}
+process.on('exit', stopEmbedded);
+
+// Until the graceful shutdown below is installed, Ctrl-C / SIGTERM exits at once (the 'exit'
+// listener stops the local servers) — except while the local servers are being started: then it
+// waits until they are up, so that it can stop them. This listener is never removed: removing the
+// last listener of a signal stops Node's watcher for it, and a signal delivered at that moment
+// (Ctrl-C right as the banner appears) is dropped and the process keeps running.
+let phase: 'starting' | 'starting-local' | 'running' = 'starting';
+let interrupted: NodeJS.Signals | undefined;
+const exitOnSignal = (signal: NodeJS.Signals) => process.exit(128 + (constants.signals[signal] ?? 0));
+function onStartupSignal(signal: NodeJS.Signals) {
+  if (phase === 'running') return; // closeWithGrace handles it
+  if (phase === 'starting-local') {
+    if (!interrupted) console.log(`${signal}: exiting once the local PostgreSQL and Redis are up, to stop them`);
+    interrupted = signal;
+    return;
+  }
+  console.log(`${signal} during start-up: exiting`);
+  exitOnSignal(signal);
+}
+for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(s, onStartupSignal);
 
 async function main() {
   let config: Config;
@@ -31,8 +64,15 @@ async function main() {
     console.log(
       `embedded mode: starting local ${[!config.databaseUrl && 'PostgreSQL', !config.redisUrl && 'Redis'].filter(Boolean).join(' and ')} under ${config.dataDir}/`,
     );
-    local = await startLocalServices({ dir: config.dataDir, pgPort: 54329, redisPort: 63799 });
+    phase = 'starting-local';
+    local = await startLocalServices({
+      dir: config.dataDir,
+      pgPort: config.embeddedPgPort,
+      redisPort: config.embeddedRedisPort,
+    });
     embedded = local;
+    if (interrupted) exitOnSignal(interrupted);
+    phase = 'starting';
   }
   const databaseUrl = config.databaseUrl ?? local!.databaseUrl;
   const redisUrl = config.redisUrl ?? local!.redisUrl;
@@ -74,19 +114,32 @@ async function main() {
   );
   console.log(`  Workers:     ${workers ? 'running in this process' : 'not in this process (run `npm run worker`)'}\n`);
 
-  closeWithGrace({ delay: 15_000 }, async ({ err }) => {
-    if (err) app.log.error({ err }, 'shutting down after an error');
-    try {
-      await workers?.close();
-      await app.close();
-    } finally {
-      // Even when closing the app failed: the local servers are ours and must not outlive us.
-      if (local) {
-        local.stop();
-        console.log('stopped the local PostgreSQL and Redis');
+  const servers = local ? ' and the local PostgreSQL and Redis' : '';
+  closeWithGrace(
+    {
+      delay: config.shutdownTimeoutMs,
+      // Both end in process.exit(1), whose 'exit' listener stops the local servers.
+      onTimeout: (ms) =>
+        console.error(`shutdown did not finish within ${ms} ms (BLASTGATE_SHUTDOWN_TIMEOUT_MS): exiting${servers}`),
+      onSecondSignal: (signal) => console.error(`second ${signal}: exiting now${servers}`),
+    },
+    async ({ err, signal }) => {
+      if (err) app.log.error({ err }, 'shutting down after an error');
+      if (signal) {
+        console.log(
+          `${signal}: shutting down (waiting up to ${config.shutdownTimeoutMs} ms for requests and jobs; press Ctrl-C again to exit now)`,
+        );
       }
-    }
-  });
+      try {
+        await workers?.close();
+        await app.close();
+      } finally {
+        // Even when closing the app failed: the local servers are ours and must not outlive us.
+        stopEmbedded();
+      }
+    },
+  );
+  phase = 'running';
 }
 
 // In embedded mode secrets (the HMAC secret for downstream calls, the bootstrap admin token) are
@@ -101,7 +154,13 @@ function embeddedSecret(config: Config, name: string, generate: () => string): s
 }
 
 main().catch((err: unknown) => {
-  console.error(err);
-  embedded?.stop();
-  process.exit(1);
+  // Ctrl-C in a terminal also reaches the child processes of the start-up (initdb, pg_ctl), so it
+  // often shows up first as their failure: let the signal be seen before saying what happened.
+  setTimeout(() => {
+    if (interrupted) console.error(`start-up interrupted by ${interrupted}`);
+    else console.error(err);
+    // The 'exit' listener stops the local servers.
+    if (interrupted) exitOnSignal(interrupted);
+    else process.exit(1);
+  }, 200);
 });

@@ -18,7 +18,16 @@ declare module 'vitest' {
 
 export default async function setup(project: TestProject) {
   const dir = mkdtempSync(join(tmpdir(), 'blastgate-test-'));
-  const services = await startLocalServices({ dir, database: 't_migrated', log: () => undefined });
+  // Durability "fast" (fsync, synchronous_commit and full_page_writes off), chosen explicitly: this
+  // PostgreSQL holds throw-away test data in a temp dir, so surviving a power cut is worth nothing,
+  // while syncing every commit would slow the suite down on a small machine. The product default,
+  // and what `npm start` runs, is "durable". startLocalServices logs the choice.
+  const services = await startLocalServices({
+    dir,
+    database: 't_migrated',
+    durability: 'fast',
+    log: (m) => console.log(`[test services] ${m}`),
+  });
   await migrate(services.databaseUrl);
   const root = services.databaseUrl.replace(/\/t_migrated$/, '');
   // A template may not have open connections when it is cloned.
@@ -32,7 +41,8 @@ export default async function setup(project: TestProject) {
   project.provide('redisUrl', services.redisUrl);
   project.provide('templateDb', 't_migrated');
   return () => {
-    services.stop();
+    const stopped = services.stop();
+    if (!stopped.ok) console.error(`[test services] ${stopped.message}`);
     rmSync(dir, { recursive: true, force: true });
   };
 }

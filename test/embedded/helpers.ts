@@ -1,0 +1,199 @@
+// Real-process helpers for the embedded-mode tests: a temp data dir, `node --import tsx
+// src/server.ts` as a child on free ports (127.0.0.1 only), and checks on the pids the local
+// PostgreSQL and Redis write into their data dir.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import pg from 'pg';
+import { freePort } from '../../src/embedded/local-services.ts';
+
+export const ROOT = resolve(import.meta.dirname, '../..');
+export const ADMIN_TOKEN = 'bg_embedded_test_admin_token_000000';
+
+export function tempDataDir(): string {
+  return mkdtempSync(join(tmpdir(), 'blastgate-embedded-'));
+}
+
+/** A live process (a zombie counts as gone: it has exited, its parent has not collected it). */
+export function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return !'ZX'.includes(stat.charAt(stat.lastIndexOf(')') + 2));
+  } catch {
+    return false;
+  }
+}
+
+export function postmasterPid(dir: string): number | undefined {
+  const f = join(dir, 'pg', 'postmaster.pid');
+  return existsSync(f) ? Number(readFileSync(f, 'utf8').split('\n')[0]) : undefined;
+}
+
+export function redisPid(dir: string): number | undefined {
+  const f = join(dir, 'redis', 'redis.pid');
+  return existsSync(f) ? Number(readFileSync(f, 'utf8')) : undefined;
+}
+
+export async function waitUntil(check: () => boolean, ms: number, what: string): Promise<void> {
+  const end = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** SHOW fsync / synchronous_commit / full_page_writes on a running PostgreSQL. */
+export async function durabilitySettings(databaseUrl: string): Promise<Record<string, string>> {
+  const c = new pg.Client({ connectionString: databaseUrl });
+  await c.connect();
+  try {
+    const out: Record<string, string> = {};
+    for (const s of ['fsync', 'synchronous_commit', 'full_page_writes'])
+      out[s] = String((await c.query(`SHOW ${s}`)).rows[0]?.[s]);
+    return out;
+  } finally {
+    await c.end();
+  }
+}
+
+export interface ServerChild {
+  child: ChildProcess;
+  /** Like Ctrl-C in a terminal: the signal goes to the server's whole process group. */
+  signal(sig: NodeJS.Signals): void;
+  /** stdout and stderr so far, interleaved. */
+  output(): string;
+  /** The API's base URL, from the "listening" banner. */
+  readonly url: string;
+  pgPort: number;
+  redisPort: number;
+  /** Resolves with the exit code (or signal name) once the child has exited. */
+  exited: Promise<number | string>;
+  waitForOutput(re: RegExp, ms: number): Promise<RegExpMatchArray>;
+}
+
+/** `node --import tsx src/server.ts` in embedded mode on `dir`, started and listening. */
+export async function startServer(dir: string, env: Record<string, string> = {}): Promise<ServerChild> {
+  const server = await spawnServer(dir, env);
+  try {
+    await server.waitForOutput(/listening on (http:\/\/\S+)/, 120_000);
+    return server;
+  } catch (err) {
+    server.signal('SIGKILL');
+    throw err;
+  }
+}
+
+/**
+ * `node --import tsx src/server.ts` in embedded mode on `dir`, just spawned, in a process group of
+ * its own (as a terminal runs it). `url` is known once "listening on" has been printed.
+ */
+export async function spawnServer(dir: string, env: Record<string, string> = {}): Promise<ServerChild> {
+  const pgPort = await freePort();
+  let redisPort = await freePort();
+  while (redisPort === pgPort) redisPort = await freePort();
+  const childEnv: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) {
+    // Embedded mode: no external database or Redis, nothing of the caller's Blastgate settings.
+    if (v === undefined || k === 'DATABASE_URL' || k === 'REDIS_URL' || k.startsWith('BLASTGATE_')) continue;
+    childEnv[k] = v;
+  }
+  Object.assign(childEnv, {
+    BLASTGATE_DATA_DIR: dir,
+    HOST: '127.0.0.1',
+    PORT: '0',
+    BLASTGATE_EMBEDDED_PG_PORT: String(pgPort),
+    BLASTGATE_EMBEDDED_REDIS_PORT: String(redisPort),
+    BLASTGATE_ADMIN_TOKEN: ADMIN_TOKEN,
+    LOG_LEVEL: 'info',
+    ...env,
+  });
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
+    cwd: ROOT,
+    env: childEnv,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<number | string>((res) =>
+    child.once('exit', (code, signal) => res(code ?? signal ?? 'unknown')),
+  );
+  const waitForOutput = async (re: RegExp, ms: number) => {
+    const end = Date.now() + ms;
+    for (;;) {
+      const m = re.exec(out);
+      if (m) return m;
+      if (child.exitCode !== null || child.signalCode !== null)
+        throw new Error(`server exited (${child.exitCode ?? child.signalCode}) before printing ${re}:\n${out}`);
+      if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${re}; output:\n${out}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  };
+  return {
+    child,
+    signal: (sig) => {
+      if (child.exitCode === null && child.signalCode === null) process.kill(-child.pid!, sig);
+    },
+    output: () => out,
+    get url() {
+      const m = /listening on (http:\/\/\S+)/.exec(out);
+      if (!m) throw new Error('the server has not printed its address yet');
+      return m[1]!;
+    },
+    pgPort,
+    redisPort,
+    exited,
+    waitForOutput,
+  };
+}
+
+/** Pids of a PostgreSQL running on `dir` and of a Redis on `redisPort`, from /proc. */
+export function serversRunning(dir: string, redisPort: number): number[] {
+  const found: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    const pid = Number(entry);
+    if (!Number.isInteger(pid) || !pidAlive(pid)) continue;
+    let cmd: string;
+    try {
+      cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ');
+    } catch {
+      continue;
+    }
+    if (cmd.includes(`-D ${join(dir, 'pg')} `) || cmd.startsWith(`/usr/bin/redis-server 127.0.0.1:${redisPort}`))
+      found.push(pid);
+  }
+  return found;
+}
+
+/**
+ * Test cleanup only: ends the PostgreSQL and Redis a test started in `dir` if the product left
+ * them running (a failed assertion must not leak servers into the next test run), then removes
+ * the dir.
+ */
+export async function cleanUp(dir: string, server?: ServerChild): Promise<void> {
+  if (server && server.child.exitCode === null && server.child.signalCode === null) {
+    server.signal('SIGKILL');
+    await server.exited;
+  }
+  const pids: number[] = [];
+  const found = server ? serversRunning(dir, server.redisPort).map((p) => [p, 'SIGKILL'] as const) : [];
+  for (const [pid, signal] of [
+    [redisPid(dir), 'SIGKILL'],
+    [postmasterPid(dir), 'SIGQUIT'], // PostgreSQL's immediate shutdown: it ends its backends too
+    ...found,
+  ] as const) {
+    if (pid !== undefined && pids.includes(pid)) continue;
+    if (pid === undefined || !pidAlive(pid)) continue;
+    pids.push(pid);
+    process.kill(pid, signal);
+  }
+  await waitUntil(() => pids.every((p) => !pidAlive(p)), 30_000, 'leftover servers to end');
+  rmSync(dir, { recursive: true, force: true });
+}

@@ -1,0 +1,172 @@
+// Ctrl-C on the zero-config start (`npm start` → src/server.ts, embedded mode) stops the
+// PostgreSQL and Redis that start owns — also when the API's own shutdown hangs — and says only
+// what is true. Real processes throughout: the server is a child process, the local servers are
+// checked by the pids they write into the data dir.
+import { request as httpRequest, type ClientRequest } from 'node:http';
+import { afterEach, describe, expect, it } from 'vitest';
+import { freePort, startLocalServices } from '../../src/embedded/local-services.ts';
+import {
+  ADMIN_TOKEN,
+  cleanUp,
+  durabilitySettings,
+  pidAlive,
+  postmasterPid,
+  redisPid,
+  serversRunning,
+  spawnServer,
+  startServer,
+  tempDataDir,
+  type ServerChild,
+} from './helpers.ts';
+
+const EXIT_MS = 90_000;
+
+/** A registry import that keeps uploading: an in-flight request the API's shutdown waits for. */
+function holdUpload(url: string): ClientRequest {
+  const req = httpRequest(`${url}/v1/registry/resources`, {
+    method: 'POST',
+    headers: {
+      authorization: `Bearer ${ADMIN_TOKEN}`,
+      'content-type': 'application/x-ndjson',
+      'transfer-encoding': 'chunked',
+    },
+  });
+  req.on('error', () => undefined); // the server goes away mid-upload
+  req.write('{"id":"site_1",');
+  return req;
+}
+const UPLOAD_RECEIVED = /"url":"\/v1\/registry\/resources"[^\n]*"msg":"incoming request"/;
+
+/** The server's exit code, or 'still running' after `ms`. */
+function exitedWithin(server: ServerChild, ms = EXIT_MS) {
+  return Promise.race([server.exited, new Promise((r) => setTimeout(() => r('still running'), ms))]);
+}
+
+function runningPids(dir: string) {
+  const pg = postmasterPid(dir);
+  const redis = redisPid(dir);
+  expect(pg && pidAlive(pg), 'PostgreSQL runs').toBe(true);
+  expect(redis && pidAlive(redis), 'Redis runs').toBe(true);
+  return { pg: pg!, redis: redis! };
+}
+
+function expectStopped(output: string, pids: { pg: number; redis: number }) {
+  // The product verified this before exiting: no polling here.
+  expect(pidAlive(pids.pg), `PostgreSQL pid ${pids.pg} is gone`).toBe(false);
+  expect(pidAlive(pids.redis), `Redis pid ${pids.redis} is gone`).toBe(false);
+  expect(output).toContain(`stopped the local Redis (pid ${pids.redis}) and PostgreSQL (pid ${pids.pg})`);
+  expect(output).not.toMatch(/could not stop/);
+}
+
+describe('Ctrl-C on the zero-config start', () => {
+  let dir: string;
+  let server: ServerChild | undefined;
+  let upload: ClientRequest | undefined;
+  afterEach(async () => {
+    upload?.destroy();
+    upload = undefined;
+    await cleanUp(dir, server);
+    server = undefined;
+  });
+
+  it('stops the PostgreSQL (durable) and Redis it started, and says so', { timeout: 240_000 }, async () => {
+    dir = tempDataDir();
+    server = await startServer(dir);
+    const pids = runningPids(dir);
+    expect(await durabilitySettings(`postgres://postgres@127.0.0.1:${server.pgPort}/blastgate`)).toEqual({
+      fsync: 'on',
+      synchronous_commit: 'on',
+      full_page_writes: 'on',
+    });
+
+    server.signal('SIGINT');
+    expect(await exitedWithin(server)).toBe(0);
+    expectStopped(server.output(), pids);
+  });
+
+  it('takes over servers left running by an earlier start, says so, and stops them', { timeout: 240_000 }, async () => {
+    dir = tempDataDir();
+    // An earlier start whose servers were never stopped (killed, or its shutdown cut short).
+    const left = await startLocalServices({
+      dir,
+      pgPort: await freePort(),
+      redisPort: await freePort(),
+      log: () => undefined,
+    });
+    server = await startServer(dir);
+    const out = server.output();
+    expect(out).toMatch(
+      new RegExp(
+        `found a PostgreSQL left running by an earlier start \\(pid ${left.pids.postgres},[^\\n]*takes it over`,
+      ),
+    );
+    expect(out).toMatch(
+      new RegExp(`found a Redis left running by an earlier start \\(pid ${left.pids.redis},[^\\n]*takes it over`),
+    );
+    const pids = runningPids(dir);
+    expect(pids).toEqual({ pg: left.pids.postgres, redis: left.pids.redis });
+
+    server.signal('SIGINT');
+    expect(await exitedWithin(server)).toBe(0);
+    expectStopped(server.output(), pids);
+  });
+
+  it('stops them when the API shutdown hangs past BLASTGATE_SHUTDOWN_TIMEOUT_MS', { timeout: 240_000 }, async () => {
+    dir = tempDataDir();
+    server = await startServer(dir, { BLASTGATE_SHUTDOWN_TIMEOUT_MS: '2000' });
+    const pids = runningPids(dir);
+    upload = holdUpload(server.url);
+    await server.waitForOutput(UPLOAD_RECEIVED, 30_000);
+
+    server.signal('SIGINT');
+    expect(await exitedWithin(server)).toBe(1);
+    const out = server.output();
+    expect(out).toMatch(/SIGINT: shutting down/);
+    expect(out).toMatch(/shutdown did not finish within 2000 ms/);
+    expectStopped(out, pids);
+  });
+
+  it('a second Ctrl-C during a hanging shutdown exits at once and still stops them', { timeout: 240_000 }, async () => {
+    dir = tempDataDir();
+    server = await startServer(dir, { BLASTGATE_SHUTDOWN_TIMEOUT_MS: '600000' });
+    const pids = runningPids(dir);
+    upload = holdUpload(server.url);
+    await server.waitForOutput(UPLOAD_RECEIVED, 30_000);
+
+    server.signal('SIGINT');
+    await server.waitForOutput(/SIGINT: shutting down/, 30_000);
+    server.signal('SIGINT');
+    expect(await exitedWithin(server)).toBe(1);
+    const out = server.output();
+    expect(out).toMatch(/second SIGINT: exiting now/);
+    expectStopped(out, pids);
+  });
+
+  // Ctrl-C during start-up, at three moments: whichever way the process ends (the signal also hits
+  // initdb / pg_ctl, as in a terminal), nothing stays running and the output says why it ended.
+  it.each([
+    ['before the local servers are up', /embedded mode: starting local/],
+    ['while the local servers start', /local PostgreSQL is up/],
+    ['as soon as the banner appears', /listening on/],
+  ])('Ctrl-C %s leaves nothing running', { timeout: 240_000 }, async (_when, trigger) => {
+    dir = tempDataDir();
+    server = await spawnServer(dir);
+    const s = server;
+    let sent = false;
+    s.child.stdout!.on('data', () => {
+      if (sent || !trigger.test(s.output())) return;
+      sent = true;
+      s.signal('SIGINT');
+    });
+    const code = await exitedWithin(s);
+    expect(code, s.output()).not.toBe('still running');
+    expect(serversRunning(dir, s.redisPort), s.output()).toEqual([]);
+    const out = s.output();
+    expect(out).not.toMatch(/could not stop/);
+    // It says what happened (no stack trace of a child process the Ctrl-C also hit).
+    expect(out).toMatch(/SIGINT/);
+    expect(out).not.toMatch(/^\s+at /m);
+    for (const m of out.matchAll(/stopped the local (Redis|PostgreSQL) \(pid (\d+)\)/g))
+      expect(pidAlive(Number(m[2])), m[0]).toBe(false);
+  });
+});
