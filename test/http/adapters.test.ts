@@ -246,12 +246,12 @@ describe('http adapter', () => {
     expect(downstream.peakInProgress).toBeLessThanOrEqual(concurrency);
   });
 
-  it('an item halted between retries reports its failure, not a skip (it may have been applied)', async () => {
+  it('an item stopped between retries reports an interrupted failure, not a skip (it may have been applied)', async () => {
     downstream.failAll(500);
     let checks = 0;
     const [result] = await httpAdapter().apply('softDelete', items(1), opts({ shouldContinue: () => ++checks === 1 }));
-    expect(result).toMatchObject({ ok: false, permanent: false, status: 500 });
-    expect((result as { error: string }).error).toMatch(/^halted before retry/);
+    expect(result).toMatchObject({ ok: false, permanent: false, status: 500, interrupted: true });
+    expect((result as { error: string }).error).toMatch(/^stopped before retry; last attempt: HTTP 500/);
     expect(downstream.calls).toHaveLength(1);
   });
 

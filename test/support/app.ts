@@ -16,8 +16,11 @@ export interface TestApp {
   close(): Promise<void>;
 }
 
-export async function buildTestApp(opts: { queuePrefix?: string; redisUrl?: string } = {}): Promise<TestApp> {
-  const databaseUrl = await createTestDatabase();
+export async function buildTestApp(
+  opts: { queuePrefix?: string; redisUrl?: string; databaseUrl?: string } = {},
+): Promise<TestApp> {
+  // A test that restarts PostgreSQL brings its own server; everyone else clones the template.
+  const databaseUrl = opts.databaseUrl ?? (await createTestDatabase());
   // A test that restarts Redis brings its own server; everyone else shares the suite's.
   const redisUrl = opts.redisUrl ?? inject('redisUrl');
   const app = await buildApp({

@@ -19,10 +19,14 @@ export interface ExecHarness extends TestApp {
 }
 
 export async function buildExecHarness(
-  opts: { workers?: number; lockDurationMs?: number; redisUrl?: string } = {},
+  opts: { workers?: number; lockDurationMs?: number; redisUrl?: string; databaseUrl?: string } = {},
 ): Promise<ExecHarness> {
   const prefix = `bgt${randomBytes(4).toString('hex')}`;
-  const t = await buildTestApp({ queuePrefix: prefix, ...(opts.redisUrl ? { redisUrl: opts.redisUrl } : {}) });
+  const t = await buildTestApp({
+    queuePrefix: prefix,
+    ...(opts.redisUrl ? { redisUrl: opts.redisUrl } : {}),
+    ...(opts.databaseUrl ? { databaseUrl: opts.databaseUrl } : {}),
+  });
   const downstream = await startDownstream({ secret: SECRET });
   const workers: RunningWorkers[] = [];
   const startWorker = async (o: { concurrency?: number } = {}) => {

@@ -234,7 +234,9 @@ export function createHttpAdapter(config: ResolvedHttpConfig, signingSecret: str
       }
       if (shouldContinue && !shouldContinue()) {
         // Attempted before: the owning system may have applied it, so report the failure, not a skip.
-        return last ? { ...last, error: `halted before retry; last attempt: ${last.error}` } : SKIPPED;
+        return last
+          ? { ...last, interrupted: true, error: `stopped before retry; last attempt: ${last.error}` }
+          : SKIPPED;
       }
       let res: RawResponse;
       try {

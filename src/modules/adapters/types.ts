@@ -29,7 +29,18 @@ export type DestructiveAction = 'softDelete' | 'hardDelete' | 'restore';
 export const DESTRUCTIVE_ACTIONS: readonly DestructiveAction[] = ['softDelete', 'hardDelete', 'restore'];
 
 export type ItemOk = { ok: true; data?: unknown };
-export type ItemFailed = { ok: false; permanent: boolean; error: string; status?: number };
+export type ItemFailed = {
+  ok: false;
+  permanent: boolean;
+  error: string;
+  status?: number;
+  /**
+   * Told to stop between two attempts of a retryable failure: the outcome is unknown (an earlier
+   * attempt may have applied), and the item was not given its full retry budget. The caller hands
+   * it back to be sent again with the same Idempotency-Key, which tells the real outcome.
+   */
+  interrupted?: true;
+};
 export type ItemSkipped = { ok: false; skipped: true; error: 'halted' };
 /** `data` is the snapshot body for snapshot(); destructive actions leave it out. */
 export type ItemResult = ItemOk | ItemFailed | ItemSkipped;

@@ -93,12 +93,14 @@ export async function processChunk<Tx extends Queryable>(
   }
   const marks = new Set<number>();
   let unsent = 0;
+  let handedBack = 0;
   let stillRunning = false;
   if (items.length) {
     const r = await execute(deps, op, j, range, token, items, fence);
     outcomes.push(...r.outcomes);
     r.marked.forEach((s) => marks.add(s));
     unsent = r.unsent;
+    handedBack = r.unsent + r.requeue;
     stillRunning = r.stillRunning;
   }
   // Caps charge executed items only: what was reserved but never sent is given back.
@@ -120,7 +122,7 @@ export async function processChunk<Tx extends Queryable>(
   const running = applied?.changed
     ? mayExecute(applied.state) && applied.state.currentWave === j.wave
     : stillRunning || deferMs > 0;
-  if ((unsent > 0 || deferMs > 0) && running)
+  if ((handedBack > 0 || deferMs > 0) && running)
     await deps.requeue({ ...j, epoch: applied?.version ?? j.epoch }, deferMs || REQUEUE_DELAY_MS);
 }
 
@@ -128,7 +130,10 @@ interface Executed {
   outcomes: Outcome[];
   /** Items this run marked write-ahead that had no mark before (their mark is cleared if unsent). */
   marked: Set<number>;
+  /** Items never sent (velocity refunds them). */
   unsent: number;
+  /** Items handed back with an unknown outcome, to be sent again. */
+  requeue: number;
   stillRunning: boolean;
 }
 
@@ -177,7 +182,13 @@ async function execute<Tx extends Queryable>(
     if (got instanceof AppError) {
       const error = `adapter for type ${op.targetType} unavailable: ${got.message}`.slice(0, 500);
       outcomes.push(...items.map((i): Outcome => ({ seq: i.seq, state: 'failed', error, permanent: true })));
-      return { outcomes, marked: new Set(), unsent: 0, stillRunning: deps.watch.canRun(j.opId, j.wave, since) };
+      return {
+        outcomes,
+        marked: new Set(),
+        unsent: 0,
+        requeue: 0,
+        stillRunning: deps.watch.canRun(j.opId, j.wave, since),
+      };
     }
     const { adapter } = got;
     // Snapshot first, for every item not yet snapshotted: no snapshot, no destructive call.
@@ -233,6 +244,7 @@ async function execute<Tx extends Queryable>(
       op.wave!,
     );
     let unsent = notMarked.length;
+    let requeue = 0;
     for (const k of order) {
       const item = toRun[k]!;
       const r = results[k]!;
@@ -240,10 +252,14 @@ async function execute<Tx extends Queryable>(
       else if (isSkipped(r)) {
         unsent++;
         outcomes.push({ seq: item.seq, state: 'pending', error: null });
+      } else if (r.interrupted) {
+        // Stopped between retries: not a failure we know of. Sent again later with the same key.
+        requeue++;
+        outcomes.push({ seq: item.seq, state: 'pending', error: r.error.slice(0, 500), sent: true });
       } else outcomes.push({ seq: item.seq, state: 'failed', error: r.error.slice(0, 500), permanent: r.permanent });
     }
     const stillRunning = deps.watch.canRun(j.opId, j.wave, since);
-    return { outcomes, marked, unsent, stillRunning };
+    return { outcomes, marked, unsent, requeue, stillRunning };
   } catch (err) {
     // Failed before any call went out (adapter config, snapshot store, a lost connection): hand the
     // items back with the reason, so lastError says why; their attempts still count. Once calls

@@ -27,6 +27,11 @@ export interface Outcome {
   state: 'done' | 'failed' | 'pending';
   error: string | null;
   permanent?: boolean;
+  /**
+   * pending only: a call was sent and its outcome is unknown (it was interrupted between retries).
+   * The item keeps its write-ahead mark and the attempt counts; it is sent again with the same key.
+   */
+  sent?: boolean;
 }
 
 export interface Recorded {
@@ -179,13 +184,16 @@ export function pgLedger(pool: pg.Pool, leaseMs: number): Ledger {
     },
 
     async record(tx, opId, wave, token, outcomes, marked, now) {
-      // `pending` hands an unsent item back (not an attempt); its mark is cleared only when this run set it.
+      // `pending` hands an item back. Never sent: not an attempt, and its mark is cleared when this
+      // run set it. Sent with an unknown outcome: the attempt counts and the mark stays.
+      const unsent = (o: Outcome) => o.state === 'pending' && !o.sent;
       const upd = await tx.query<{ seq: number }>(
         `UPDATE operation_items i SET state = u.state, last_error = coalesce(u.err, CASE WHEN u.state = 'done' THEN NULL ELSE i.last_error END),
-           attempts = CASE WHEN u.state = 'pending' THEN i.attempts - 1 ELSE i.attempts END,
+           attempts = CASE WHEN u.uncount THEN i.attempts - 1 ELSE i.attempts END,
            permanent = u.perm, updated_at = now(), claimed_by = NULL, claim_token = NULL, claimed_at = NULL,
-           executed_seq = CASE WHEN u.state = 'pending' AND u.mine THEN NULL ELSE i.executed_seq END
-         FROM unnest($2::int[], $3::text[], $4::text[], $5::boolean[], $6::boolean[]) AS u(seq, state, err, perm, mine)
+           executed_seq = CASE WHEN u.unmark THEN NULL ELSE i.executed_seq END
+         FROM unnest($2::int[], $3::text[], $4::text[], $5::boolean[], $6::boolean[], $8::boolean[])
+           AS u(seq, state, err, perm, unmark, uncount)
          WHERE i.operation_id = $1 AND i.seq = u.seq AND i.state = 'claimed' AND i.claim_token = $7
          RETURNING i.seq`,
         [
@@ -194,8 +202,9 @@ export function pgLedger(pool: pg.Pool, leaseMs: number): Ledger {
           outcomes.map((o) => o.state),
           outcomes.map((o) => o.error),
           outcomes.map((o) => o.permanent ?? false),
-          outcomes.map((o) => marked.has(o.seq)),
+          outcomes.map((o) => unsent(o) && marked.has(o.seq)),
           token,
+          outcomes.map(unsent),
         ],
       );
       const recorded = new Set(upd.rows.map((r) => r.seq));

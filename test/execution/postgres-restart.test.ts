@@ -1,0 +1,106 @@
+// Workers outlive their dependencies: PostgreSQL is restarted the hard way (every session cut at
+// once, `pg_ctl restart -m immediate`) in the middle of a wave and in the middle of a rollback.
+// A worker in a process of its own and one inside this process (as in the zero-config start) ride
+// it out: they reconnect, their jobs are retried, and the operation ends as it should with every
+// item applied exactly once. Before the fix a checked-out pg client emitted an unhandled 'error'
+// and the worker process exited ("worker shutting down after an error: Connection terminated").
+//
+// Runs on a PostgreSQL of its own: the suite's shared one must not be restarted under other files.
+import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
+import { appliedCount, expectEachAppliedOnce, ledgerCounts, pollUntil, relaxAdapterTimeout } from '../support/crash.ts';
+import {
+  buildExecHarness,
+  SECRET,
+  submitAndStart,
+  useHttpAdapter,
+  waitForState,
+  type ExecHarness,
+} from '../support/execution.ts';
+import { command, expectEverythingTouchedRestored } from '../support/exec-helpers.ts';
+import { startOwnPostgres, type OwnPostgres } from '../support/pg-server.ts';
+import { appId, seedRegistry } from '../support/seed.ts';
+import { killAllWorkers, spawnWorker, type WorkerChild } from '../support/worker-child.ts';
+
+const SITES = 12;
+const APPS = 50;
+const TOTAL = SITES * APPS; // wave 0: 1 tenant (50 items), wave 1: 550
+const LOCK_MS = 1_500;
+
+let pgs: OwnPostgres;
+let h: ExecHarness;
+let child: WorkerChild;
+
+beforeAll(async () => {
+  pgs = await startOwnPostgres();
+  h = await buildExecHarness({ workers: 1, lockDurationMs: LOCK_MS, databaseUrl: pgs.url });
+  await seedRegistry(h.databaseUrl, { sites: 2 * SITES, appsPerSite: APPS });
+  await useHttpAdapter(h);
+  await relaxAdapterTimeout(h.databaseUrl);
+  child = await spawnWorker({
+    databaseUrl: pgs.url,
+    redisUrl: h.redisUrl,
+    queuePrefix: h.prefix,
+    signingSecret: SECRET,
+    lockMs: LOCK_MS,
+    name: 'worker-process',
+  });
+}, 180_000);
+afterAll(async () => {
+  await killAllWorkers();
+  await h?.close().catch(() => undefined);
+  pgs?.destroy();
+});
+
+const idsFor = (c: number) =>
+  Array.from({ length: SITES }, (_, s) => Array.from({ length: APPS }, (_, j) => appId(c * SITES + s, j))).flat();
+
+describe('a PostgreSQL restart (immediate: every session cut)', () => {
+  it('in the middle of a wave: the worker processes survive and the operation completes, each item applied once', async () => {
+    onTestFailed(() => console.error(child.output()));
+    const ids = idsFor(0);
+    h.downstream.reset();
+    h.downstream.hang(100); // ~3.5 s for the 500-item chunk at 16 in flight: the restart lands inside it
+    const op = await submitAndStart(h, { ids, rollout: { bakeSeconds: 0, waves: ['1', '100%'], concurrency: 16 } });
+    await pollUntil(
+      async () => appliedCount(h.downstream, op.id, ids) > 100,
+      'deletes of the big wave under way',
+      30_000,
+      5,
+    );
+    pgs.restart();
+    h.downstream.hang(10);
+    const end = await waitForState(
+      h,
+      op.id,
+      ['completed', 'completed_with_failures', 'rolling_back', 'rolled_back', 'halted'],
+      120_000,
+    );
+    expect(end.state, JSON.stringify(await ledgerCounts(h.databaseUrl, op.id))).toBe('completed');
+    await expectEachAppliedOnce(h.databaseUrl, h.downstream, op.id, ids);
+    expect(child.exited, 'the worker process exited').toBe(false);
+    expect(child.output()).not.toMatch(/shutting down after an error/);
+    expect(TOTAL).toBe(ids.length);
+  });
+
+  it('in the middle of a rollback: the rollback resumes and restores everything it touched', async () => {
+    onTestFailed(() => console.error(child.output()));
+    const ids = idsFor(1);
+    h.downstream.reset();
+    h.downstream.hang(60);
+    const op = await submitAndStart(h, { ids, rollout: { bakeSeconds: 0, waves: ['1', '100%'], concurrency: 16 } });
+    await pollUntil(async () => appliedCount(h.downstream, op.id, ids) > 200, 'deletes under way', 30_000, 5);
+    await command(h, 'operator', op.id, 'rollback', { reason: 'wrong list' }).expect(200);
+    await pollUntil(
+      async () => h.downstream.calls.filter((c) => c.action === 'restore' && c.status === 200).length > 20,
+      'restores under way',
+      30_000,
+      5,
+    );
+    pgs.restart();
+    h.downstream.hang(0);
+    await waitForState(h, op.id, ['rolled_back', 'rollback_incomplete'], 120_000);
+    expect((await waitForState(h, op.id, ['rolled_back', 'rollback_incomplete'])).state).toBe('rolled_back');
+    await expectEverythingTouchedRestored(h, op.id);
+    expect(child.exited, 'the worker process exited').toBe(false);
+  });
+});
