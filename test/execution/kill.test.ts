@@ -254,7 +254,12 @@ describe('a worker process SIGKILLed mid-operation; another process takes over',
     // chunk that settles the wave has written its outcomes but cannot commit them. The lock is
     // taken once the big chunk of the last wave is sending (a chunk that has not marked its items
     // yet would wait for the same lock before its first call).
-    await pollUntil(async () => appliedCount(h.downstream, op.id, ids) >= 150, 'the last wave to be sending', 20_000, 5);
+    await pollUntil(
+      async () => appliedCount(h.downstream, op.id, ids) >= 150,
+      'the last wave to be sending',
+      20_000,
+      5,
+    );
     const lock = await holdLock(h.databaseUrl, 'SELECT 1 FROM operations WHERE id = $1 FOR UPDATE', [op.id]);
     try {
       await pollUntil(

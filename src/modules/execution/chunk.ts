@@ -29,7 +29,7 @@ const SYSTEM = { name: 'system' };
 
 export interface ChunkDeps<Tx = Queryable> {
   load(opId: string): Promise<OperationRecord | undefined>;
-  ledger: Pick<Ledger, 'claim' | 'extend' | 'release' | 'prepare' | 'record' | 'waveStats'>;
+  ledger: Pick<Ledger<Tx>, 'claim' | 'extend' | 'release' | 'prepare' | 'record' | 'waveStats'>;
   engine: Pick<Engine<Tx>, 'apply'>;
   adapters: Pick<AdapterCache, 'get'>;
   watch: Pick<HaltWatch, 'track' | 'untrack' | 'canRun' | 'current'>;
@@ -51,12 +51,7 @@ const waveEvent = (
   return assessWave(stats, policy).healthy ? null : { type: 'item_outcomes', wave, stats };
 };
 
-export async function processChunk<Tx extends Queryable>(
-  deps: ChunkDeps<Tx>,
-  jobId: string,
-  j: ChunkJob,
-  fence: Fence,
-): Promise<void> {
+export async function processChunk<Tx>(deps: ChunkDeps<Tx>, jobId: string, j: ChunkJob, fence: Fence): Promise<void> {
   const op = await deps.load(j.opId);
   // Not running this wave (paused, halted, frozen, finished, or a stale job): items stay as they are.
   if (!op || !mayExecute(op.lifecycle) || op.lifecycle.currentWave !== j.wave || !op.wave) return;
@@ -137,7 +132,7 @@ interface Executed {
   stillRunning: boolean;
 }
 
-async function execute<Tx extends Queryable>(
+async function execute<Tx>(
   deps: ChunkDeps<Tx>,
   op: OperationRecord,
   j: ChunkJob,
@@ -286,11 +281,7 @@ async function execute<Tx extends Queryable>(
 }
 
 /** A wave whose items all have an outcome is settled, even if the report that said so was lost. */
-export async function settleIfDone<Tx extends Queryable>(
-  deps: Pick<ChunkDeps<Tx>, 'engine' | 'ledger'>,
-  opId: string,
-  wave: number,
-) {
+export async function settleIfDone<Tx>(deps: Pick<ChunkDeps<Tx>, 'engine' | 'ledger'>, opId: string, wave: number) {
   await deps.engine.apply(
     opId,
     async (tx) => {
@@ -307,7 +298,7 @@ export async function settleIfDone<Tx extends Queryable>(
  * open items of its range (not held by a live run) fail with that reason, which counts toward the
  * halt policy and shows in the ledger, instead of the reconciler queueing it again forever.
  */
-export async function quarantineChunk<Tx extends Queryable>(
+export async function quarantineChunk<Tx>(
   deps: Pick<ChunkDeps<Tx>, 'load' | 'ledger' | 'engine' | 'clock'>,
   jobId: string,
   j: ChunkJob,

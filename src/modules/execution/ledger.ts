@@ -47,7 +47,7 @@ export interface Snap {
   data: unknown;
 }
 
-export interface Ledger {
+export interface Ledger<Tx = Queryable> {
   /** Claims the range's pending items, items this job claimed before, and items whose lease ran out. */
   claim(opId: string, range: Range, jobId: string, token: string): Promise<ClaimedItem[]>;
   /** Renews the lease on what `token` holds; returns how many items it still holds. */
@@ -73,7 +73,7 @@ export interface Ledger {
   prepare(opId: string, wave: number, range: Range, token: string, snaps: Snap[], seqs: number[]): Promise<Set<number>>;
   /** Records outcomes (in the order they happened) and the wave's counters; in the caller's transaction. */
   record(
-    tx: Queryable,
+    tx: Tx,
     opId: string,
     wave: number,
     token: string,
@@ -82,7 +82,7 @@ export interface Ledger {
     now: number,
   ): Promise<Recorded>;
   /** The wave's counters under its row lock. */
-  waveStats(tx: Queryable, opId: string, wave: number): Promise<WaveStats | undefined>;
+  waveStats(tx: Tx, opId: string, wave: number): Promise<WaveStats | undefined>;
 }
 
 const seqsOf = (xs: { seq: number }[]) => xs.map((x) => x.seq);

@@ -1,0 +1,326 @@
+// The chunk job without a database, a queue or Redis: every dependency is a typed fake (the
+// ChunkDeps Picks), so a change of a real module's surface breaks this at compile time. Proves
+// the rules a chunk keeps: stale jobs do nothing; an item never runs past its attempt budget and
+// fails with what went wrong; an adapter that cannot be built fails the items at once; a failure
+// before any call hands the items back with the reason; velocity grants a prefix and refunds what
+// was not sent; nothing is sent after the fence or the claim is lost; an interrupted call is sent
+// again instead of being recorded failed.
+import { describe, expect, it } from 'vitest';
+import { UnprocessableError } from '../../src/lib/errors.ts';
+import { SKIPPED, type AdapterItem, type ItemResult, type TargetAdapter } from '../../src/modules/adapters/types.ts';
+import { processChunk, type ChunkDeps } from '../../src/modules/execution/chunk.ts';
+import type { ClaimedItem, Ledger, Outcome } from '../../src/modules/execution/ledger.ts';
+import type { OperationRecord } from '../../src/modules/execution/state.ts';
+import type { VelocityGrant } from '../../src/modules/execution/velocity.ts';
+import { decide, type LifecycleEvent } from '../../src/modules/operations/lifecycle.ts';
+import { foldOutcomes, type WaveStats } from '../../src/modules/operations/wave-health.ts';
+import { at, NOW } from './lifecycle.fixtures.ts';
+
+type Tx = { tx: true };
+interface Item extends ClaimedItem {
+  state: string;
+  token: string | null;
+}
+
+function harness(o: {
+  n?: number;
+  attempts?: number;
+  result?: (item: AdapterItem, calls: number) => ItemResult | Promise<ItemResult>;
+  adapterError?: Error;
+  granted?: number;
+  prepareFails?: boolean;
+  stopMarking?: boolean;
+  extendReturns?: number;
+  leaseMs?: number;
+  concurrency?: number;
+  state?: Parameters<typeof at>[0];
+}) {
+  const n = o.n ?? 4;
+  const items = new Map<number, Item>();
+  for (let seq = 0; seq < n; seq++) {
+    items.set(seq, {
+      seq,
+      resourceId: `app_${seq}`,
+      tenantId: `t${seq % 2}`,
+      snapshotId: null,
+      executedSeq: null,
+      attempts: o.attempts ?? 0,
+      lastError: o.attempts ? 'HTTP 503' : null,
+      state: 'pending',
+      token: null,
+    });
+  }
+  let wave: WaveStats = { done: 0, failed: 0, consecutiveFailures: 0, pending: n };
+  const events: LifecycleEvent[] = [];
+  const calls: string[] = [];
+  const released: { seqs: number[]; error: string | null; uncount: boolean }[] = [];
+  const refunds: number[] = [];
+  const requeues: number[] = [];
+  const base = at('running');
+  const lifecycle = at(o.state ?? 'running', {
+    currentWave: 0,
+    haltPolicy: { ...base.haltPolicy, probe: 'optional' },
+    rollout: { ...base.rollout, concurrency: o.concurrency ?? base.rollout.concurrency },
+  });
+  const record: OperationRecord = {
+    id: 'op_1',
+    version: 3,
+    targetType: 'app',
+    mode: 'soft',
+    lifecycle,
+    waves: [{ wave: 0, fromSeq: 0, toSeq: n }],
+    wave: { wave: 0, fromSeq: 0, toSeq: n, ...wave },
+  };
+  const ledger: Pick<Ledger<Tx>, 'claim' | 'extend' | 'release' | 'prepare' | 'record' | 'waveStats'> = {
+    async claim(_op, _r, _job, token) {
+      const out: ClaimedItem[] = [];
+      for (const i of items.values()) {
+        if (i.state !== 'pending') continue;
+        Object.assign(i, { state: 'claimed', token, attempts: i.attempts + 1 });
+        out.push({ ...i });
+      }
+      return out;
+    },
+    async extend() {
+      return o.extendReturns ?? [...items.values()].filter((i) => i.state === 'claimed').length;
+    },
+    async release(_op, _r, token, list, error, uncount) {
+      released.push({ seqs: list.map((i) => i.seq), error, uncount });
+      for (const c of list) {
+        const i = items.get(c.seq)!;
+        if (i.token !== token) continue;
+        Object.assign(i, {
+          state: 'pending',
+          token: null,
+          lastError: error ?? i.lastError,
+          attempts: i.attempts - (uncount ? 1 : 0),
+        });
+      }
+    },
+    async prepare(_op, _w, _r, token, snaps, seqs) {
+      if (o.prepareFails) throw new Error('could not store the snapshots');
+      if (o.stopMarking) return new Set();
+      for (const s of snaps) items.get(s.seq)!.snapshotId = 100 + s.seq;
+      const ok = seqs.filter((s) => items.get(s)!.token === token);
+      for (const s of ok) items.get(s)!.executedSeq ??= 1000 + s;
+      return new Set(ok);
+    },
+    async record(_tx, _op, _w, token, outcomes: Outcome[]) {
+      const verdicts: ('done' | 'failed')[] = [];
+      for (const oc of outcomes) {
+        const i = items.get(oc.seq)!;
+        if (i.state !== 'claimed' || i.token !== token) continue;
+        Object.assign(i, { state: oc.state, token: null, lastError: oc.error ?? i.lastError });
+        if (oc.state === 'pending' && !oc.sent) i.attempts--;
+        if (oc.state !== 'pending') verdicts.push(oc.state);
+      }
+      wave = foldOutcomes(wave, verdicts);
+      return {
+        stats: wave,
+        recordedDone: verdicts.filter((v) => v === 'done').length,
+        recordedFailed: verdicts.filter((v) => v === 'failed').length,
+      };
+    },
+    async waveStats() {
+      return wave;
+    },
+  };
+  let perItemCalls = 0;
+  const adapter: TargetAdapter = {
+    kind: 'http',
+    async snapshot(list) {
+      return list.map((i) => ({ ok: true, data: { id: i.resourceId } }));
+    },
+    async apply(_action, list, opts) {
+      const out: ItemResult[] = [];
+      for (const i of list) {
+        if (!opts.shouldContinue()) {
+          out.push(SKIPPED);
+          continue;
+        }
+        calls.push(i.resourceId);
+        out.push(await (o.result?.(i, ++perItemCalls) ?? { ok: true }));
+      }
+      return out;
+    },
+    async probe() {
+      return { result: 'healthy' };
+    },
+  };
+  let fenceLost = false;
+  const deps: ChunkDeps<Tx> = {
+    load: async () => structuredClone(record),
+    ledger,
+    engine: {
+      async apply(_op, source) {
+        const e = typeof source === 'function' ? await source({ tx: true }) : source;
+        if (!e) return null;
+        events.push(e);
+        const d = decide(record.lifecycle, e, NOW);
+        if (!d.ok) return null;
+        return { record, state: d.next, effects: d.effects, changed: d.effects.length > 0, version: 4 };
+      },
+    },
+    adapters: {
+      get: async () => {
+        if (o.adapterError) throw o.adapterError;
+        return { adapter, hasProbe: true };
+      },
+    },
+    watch: {
+      track: async () => undefined,
+      untrack: () => undefined,
+      canRun: () => !fenceLost,
+      current: () => ({ state: 'running', wave: 0 }),
+    },
+    velocity: {
+      async reserve(opId, list) {
+        const count = typeof list === 'number' ? list : list.length;
+        const granted = Math.min(count, o.granted ?? count);
+        return {
+          opId,
+          window: 1,
+          requested: count,
+          granted,
+          waitMs: granted < count ? 30_000 : 0,
+          limitedBy: granted < count ? 'items' : null,
+          newTenants: [],
+        } satisfies VelocityGrant;
+      },
+      async refund(_g, k) {
+        refunds.push(k);
+      },
+    },
+    requeue: async (_j, delayMs) => {
+      requeues.push(delayMs);
+    },
+    clock: () => NOW,
+    leaseMs: o.leaseMs ?? 30_000,
+  };
+  const job = { opId: 'op_1', epoch: 3, wave: 0, from: 0, to: n };
+  const fence = { lost: false };
+  return {
+    run: () => processChunk(deps, 'job_1', job, fence),
+    items,
+    events,
+    calls,
+    released,
+    refunds,
+    requeues,
+    loseFence: () => {
+      fence.lost = true;
+      fenceLost = true;
+    },
+  };
+}
+
+const states = (h: ReturnType<typeof harness>) => [...h.items.values()].map((i) => i.state);
+
+describe('processChunk', () => {
+  it('sends each item once, records the outcomes and settles the wave in the same step', async () => {
+    const h = harness({});
+    await h.run();
+    expect(h.calls).toEqual(['app_0', 'app_1', 'app_2', 'app_3']);
+    expect(states(h)).toEqual(['done', 'done', 'done', 'done']);
+    expect(h.events).toEqual([
+      { type: 'wave_settled', wave: 0, stats: { done: 4, failed: 0, consecutiveFailures: 0, pending: 0 } },
+    ]);
+    for (const i of h.items.values()) expect(i.snapshotId).not.toBeNull();
+  });
+
+  it('does nothing for an operation that is not running (a stale job): nothing claimed, nothing sent', async () => {
+    const h = harness({ state: 'paused' });
+    await h.run();
+    expect(h.calls).toEqual([]);
+    expect(states(h)).toEqual(['pending', 'pending', 'pending', 'pending']);
+  });
+
+  it('fails an item that used up its attempts, with its last error, without calling anyone', async () => {
+    const h = harness({ attempts: 5 });
+    await h.run();
+    expect(h.calls).toEqual([]);
+    expect(states(h)).toEqual(['failed', 'failed', 'failed', 'failed']);
+    expect(h.items.get(0)!.lastError).toBe('gave up after 5 attempts; last error: HTTP 503');
+  });
+
+  it('fails the items at once when the type has no working adapter, saying why', async () => {
+    const h = harness({
+      adapterError: new UnprocessableError('ADAPTER_CONFIG_INVALID', 'Invalid http adapter config: /baseUrl'),
+    });
+    await h.run();
+    expect(h.calls).toEqual([]);
+    expect(states(h)).toEqual(['failed', 'failed', 'failed', 'failed']);
+    expect(h.items.get(2)!.lastError).toBe('adapter for type app unavailable: Invalid http adapter config: /baseUrl');
+  });
+
+  it('hands the items back with the reason when something fails before any call (the attempt counts), and rethrows', async () => {
+    const h = harness({ prepareFails: true });
+    await expect(h.run()).rejects.toThrow('could not store the snapshots');
+    expect(h.calls).toEqual([]);
+    expect(states(h)).toEqual(['pending', 'pending', 'pending', 'pending']);
+    expect(h.released).toEqual([{ seqs: [0, 1, 2, 3], error: 'could not store the snapshots', uncount: false }]);
+    expect(h.items.get(0)!.attempts).toBe(1);
+  });
+
+  it('runs only what the velocity cap grants, hands the rest back uncounted and comes back when the window opens', async () => {
+    const h = harness({ granted: 3 });
+    await h.run();
+    expect(h.calls).toEqual(['app_0', 'app_1', 'app_2']);
+    expect(h.released).toEqual([{ seqs: [3], error: null, uncount: true }]);
+    expect(h.items.get(3)).toMatchObject({ state: 'pending', attempts: 0 });
+    expect(h.requeues).toEqual([30_000]);
+  });
+
+  it('sends nothing when the operation stopped before the write-ahead mark', async () => {
+    const h = harness({ stopMarking: true });
+    await h.run();
+    expect(h.calls).toEqual([]);
+    expect(states(h)).toEqual(['pending', 'pending', 'pending', 'pending']);
+    expect(h.refunds).toEqual([4]); // the caps charge executed items only
+  });
+
+  it('stops sending the moment its fence is lost, and refunds what it did not send', async () => {
+    const h: ReturnType<typeof harness> = harness({
+      result: (_i, k) => {
+        if (k === 2) h.loseFence();
+        return { ok: true };
+      },
+    });
+    await h.run();
+    expect(h.calls).toEqual(['app_0', 'app_1']);
+    expect(states(h)).toEqual(['done', 'done', 'pending', 'pending']);
+    expect(h.refunds).toEqual([2]);
+  });
+
+  it('stops sending when its claim is no longer renewed', async () => {
+    const h = harness({
+      leaseMs: 300,
+      extendReturns: 0,
+      concurrency: 1,
+      result: () => new Promise((r) => setTimeout(() => r({ ok: true }), 120)),
+    });
+    await h.run();
+    expect(h.calls.length).toBeGreaterThan(0);
+    expect(h.calls.length).toBeLessThan(4);
+  });
+
+  it('sends an interrupted item again later instead of recording a failure (its outcome is unknown)', async () => {
+    const h = harness({
+      result: (i) =>
+        i.resourceId === 'app_1'
+          ? {
+              ok: false,
+              permanent: false,
+              interrupted: true,
+              error: 'stopped before retry; last attempt: timeout after 2000 ms',
+            }
+          : { ok: true },
+    });
+    await h.run();
+    expect(states(h)).toEqual(['done', 'pending', 'done', 'done']);
+    expect(h.items.get(1)).toMatchObject({ attempts: 1, lastError: expect.stringMatching(/^stopped before retry/) });
+    expect(h.items.get(1)!.executedSeq).not.toBeNull(); // it may have been applied: the mark stays
+    expect(h.events).toEqual([]); // nothing failed, and the wave is not settled
+    expect(h.requeues).toEqual([50]);
+  });
+});
