@@ -19,7 +19,13 @@ export interface ExecHarness extends TestApp {
 }
 
 export async function buildExecHarness(
-  opts: { workers?: number; lockDurationMs?: number; redisUrl?: string; databaseUrl?: string } = {},
+  opts: {
+    workers?: number;
+    lockDurationMs?: number;
+    redisUrl?: string;
+    databaseUrl?: string;
+    clock?: () => number;
+  } = {},
 ): Promise<ExecHarness> {
   const prefix = `bgt${randomBytes(4).toString('hex')}`;
   const t = await buildTestApp({
@@ -39,6 +45,7 @@ export async function buildExecHarness(
       logger: pino({ level: 'silent' }),
       lockDurationMs: opts.lockDurationMs ?? 2_000,
       reconcileEveryMs: 500,
+      ...(opts.clock ? { clock: opts.clock } : {}),
     });
     workers.push(w);
     return w;

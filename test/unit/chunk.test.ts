@@ -171,7 +171,6 @@ function harness(o: {
       track: async () => undefined,
       untrack: () => undefined,
       canRun: () => !fenceLost,
-      current: () => ({ state: 'running', wave: 0 }),
     },
     velocity: {
       async reserve(opId, list) {
@@ -262,13 +261,13 @@ describe('processChunk', () => {
     expect(h.items.get(0)!.attempts).toBe(1);
   });
 
-  it('runs only what the velocity cap grants, hands the rest back uncounted and comes back when the window opens', async () => {
+  it('runs only what the velocity cap grants, hands the rest back uncounted and asks again soon', async () => {
     const h = harness({ granted: 3 });
     await h.run();
     expect(h.calls).toEqual(['app_0', 'app_1', 'app_2']);
     expect(h.released).toEqual([{ seqs: [3], error: null, uncount: true }]);
     expect(h.items.get(3)).toMatchObject({ state: 'pending', attempts: 0 });
-    expect(h.requeues).toEqual([30_000]);
+    expect(h.requeues).toEqual([5_000]); // asks again at least every 5 s
   });
 
   it('sends nothing when the operation stopped before the write-ahead mark', async () => {

@@ -25,6 +25,11 @@ export const ITEM_ATTEMPTS = 5;
 const SNAPSHOT_FANOUT = 4;
 /** Before items handed back unsent are tried again while the operation still runs the wave. */
 const REQUEUE_DELAY_MS = 50;
+/**
+ * A chunk held back by a velocity cap asks again at least this often, rather than sleeping until
+ * the window it was told about: the limiter's clock decides, and a cap raised meanwhile applies.
+ */
+const VELOCITY_RECHECK_MS = 5_000;
 const SYSTEM = { name: 'system' };
 
 export interface ChunkDeps<Tx = Queryable> {
@@ -32,7 +37,7 @@ export interface ChunkDeps<Tx = Queryable> {
   ledger: Pick<Ledger<Tx>, 'claim' | 'extend' | 'release' | 'prepare' | 'record' | 'waveStats'>;
   engine: Pick<Engine<Tx>, 'apply'>;
   adapters: Pick<AdapterCache, 'get'>;
-  watch: Pick<HaltWatch, 'track' | 'untrack' | 'canRun' | 'current'>;
+  watch: Pick<HaltWatch, 'track' | 'untrack' | 'canRun'>;
   velocity: Pick<VelocityLimiter, 'reserve' | 'refund'>;
   requeue(job: ChunkJob, delayMs: number): Promise<void>;
   clock(): number;
@@ -83,7 +88,7 @@ export async function processChunk<Tx>(deps: ChunkDeps<Tx>, jobId: string, j: Ch
     if (grant.granted < items.length) {
       await deps.ledger.release(j.opId, range, token, items.slice(grant.granted), null, true);
       items = items.slice(0, grant.granted);
-      deferMs = Math.max(REQUEUE_DELAY_MS, grant.waitMs);
+      deferMs = Math.min(VELOCITY_RECHECK_MS, Math.max(REQUEUE_DELAY_MS, grant.waitMs));
     }
   }
   const marks = new Set<number>();

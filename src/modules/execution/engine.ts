@@ -141,6 +141,3 @@ export async function runEffects(ports: EffectPorts, a: Applied) {
     }
   }
 }
-
-/** For worker code: treat a refused report as dropped (already logged by nobody: it is normal). */
-export const isStale = (a: Applied | null) => a?.refused !== undefined;

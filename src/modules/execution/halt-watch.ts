@@ -81,12 +81,6 @@ export class HaltWatch {
     return notice === undefined || notice < since;
   }
 
-  /** The latest reading's state, if fresh (for "is it still running?" without another query). */
-  current(opId: string): { state: OpState; wave: number | null } | undefined {
-    const s = this.seen.get(opId);
-    return s && this.clock() - s.at <= this.freshMs ? { state: s.state, wave: s.wave } : undefined;
-  }
-
   private async refresh(ids: string[]) {
     const started = this.clock();
     const r = await this.pool.query<{ id: string; state: OpState; current_wave: number | null; frozen: boolean }>(
