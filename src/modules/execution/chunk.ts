@@ -3,26 +3,22 @@
 // adapter, checking the halt watch and the claim before every call → record the outcomes AND
 // decide on them in one transaction → effects. Thin: every decision is decide()'s.
 import { randomUUID } from 'node:crypto';
-import { AppError } from '../../lib/errors.ts';
 import type { Queryable } from '../../lib/sql.ts';
 import type { Metrics } from '../../plugins/metrics.ts';
-import { idempotencyKeyFor, isSkipped, type AdapterItem } from '../adapters/index.ts';
 import { mayExecute, type LifecycleEvent } from '../operations/lifecycle.ts';
 import { assessWave, type WaveStats } from '../operations/wave-health.ts';
 import type { AdapterCache } from './adapters-cache.ts';
-import { applyWithBreaker } from './breaker.ts';
+import { execute } from './chunk-execute.ts';
 import type { Engine } from './engine.ts';
 import type { Fence } from './exclusive.ts';
 import type { HaltWatch } from './halt-watch.ts';
-import type { ClaimedItem, Ledger, Outcome, Range } from './ledger.ts';
+import type { Ledger, Outcome, Range } from './ledger.ts';
 import type { ChunkJob } from './queues.ts';
 import type { OperationRecord } from './state.ts';
 import type { VelocityGrant, VelocityLimiter } from './velocity.ts';
 
 /** Claims of one item before it fails for good with its last error (never retried forever in silence). */
 export const ITEM_ATTEMPTS = 5;
-/** Snapshot reads may run this many times the destructive concurrency. */
-const SNAPSHOT_FANOUT = 4;
 /** Before items handed back unsent are tried again while the operation still runs the wave. */
 const REQUEUE_DELAY_MS = 50;
 /**
@@ -124,165 +120,6 @@ export async function processChunk<Tx>(deps: ChunkDeps<Tx>, jobId: string, j: Ch
     : stillRunning || deferMs > 0;
   if ((handedBack > 0 || deferMs > 0) && running)
     await deps.requeue({ ...j, epoch: applied?.version ?? j.epoch }, deferMs || REQUEUE_DELAY_MS);
-}
-
-interface Executed {
-  outcomes: Outcome[];
-  /** Items this run marked write-ahead that had no mark before (their mark is cleared if unsent). */
-  marked: Set<number>;
-  /** Items never sent (velocity refunds them). */
-  unsent: number;
-  /** Items handed back with an unknown outcome, to be sent again. */
-  requeue: number;
-  stillRunning: boolean;
-}
-
-async function execute<Tx>(
-  deps: ChunkDeps<Tx>,
-  op: OperationRecord,
-  j: ChunkJob,
-  range: Range,
-  token: string,
-  items: ClaimedItem[],
-  fence: Fence,
-): Promise<Executed> {
-  const { rollout, haltPolicy } = op.lifecycle;
-  const asAdapterItem = (i: ClaimedItem): AdapterItem => ({
-    operationId: j.opId,
-    resourceId: i.resourceId,
-    tenantId: i.tenantId,
-    type: op.targetType,
-  });
-  const outcomes: Outcome[] = [];
-  let leaseLost = false;
-  const renew = setInterval(
-    () => {
-      deps.ledger.extend(j.opId, range, token).then(
-        (held) => {
-          if (held === 0) leaseLost = true;
-        },
-        () => {
-          leaseLost = true; // cannot prove the claim is still ours: stop sending
-        },
-      );
-    },
-    Math.max(100, Math.floor(deps.leaseMs / 3)),
-  );
-  const since = deps.clock();
-  let calling = false;
-  await deps.watch.track(j.opId);
-  try {
-    const got = await deps.adapters.get(op.targetType).catch((err: unknown) => {
-      // A type whose adapter cannot be built (a stored config that no longer validates, no signing
-      // secret) will not fix itself by retrying: its items fail now, saying why, and the halt
-      // policy takes it from there. Anything else is retried (below).
-      if (err instanceof AppError) return err;
-      throw err;
-    });
-    if (got instanceof AppError) {
-      const error = `adapter for type ${op.targetType} unavailable: ${got.message}`.slice(0, 500);
-      outcomes.push(...items.map((i): Outcome => ({ seq: i.seq, state: 'failed', error, permanent: true })));
-      return {
-        outcomes,
-        marked: new Set(),
-        unsent: 0,
-        requeue: 0,
-        stillRunning: deps.watch.canRun(j.opId, j.wave, since),
-      };
-    }
-    const { adapter } = got;
-    // Snapshot first, for every item not yet snapshotted: no snapshot, no destructive call.
-    const needSnap = items.filter((i) => i.snapshotId === null);
-    const snaps: { seq: number; resourceId: string; tenantId: string; data: unknown }[] = [];
-    const failed = new Set<number>();
-    if (needSnap.length) {
-      const res = await adapter.snapshot(needSnap.map(asAdapterItem), {
-        concurrency: rollout.concurrency * SNAPSHOT_FANOUT,
-      });
-      needSnap.forEach((item, k) => {
-        const r = res[k]!;
-        if (r.ok) snaps.push({ seq: item.seq, resourceId: item.resourceId, tenantId: item.tenantId, data: r.data });
-        else {
-          failed.add(item.seq);
-          const permanent = !isSkipped(r) && r.permanent;
-          outcomes.push({
-            seq: item.seq,
-            state: 'failed',
-            error: `snapshot failed: ${r.error}`.slice(0, 500),
-            permanent,
-          });
-        }
-      });
-    }
-    const wanted = items.filter((i) => !failed.has(i.seq));
-    const ready = wanted.length
-      ? await deps.ledger.prepare(
-          j.opId,
-          j.wave,
-          range,
-          token,
-          snaps,
-          wanted.map((i) => i.seq),
-        )
-      : new Set<number>();
-    const toRun = wanted.filter((i) => ready.has(i.seq));
-    const marked = new Set(toRun.filter((i) => i.executedSeq === null).map((i) => i.seq));
-    // Not marked: the operation stopped running this wave before the mark. Nothing is sent.
-    const notMarked = wanted.filter((i) => !ready.has(i.seq));
-    outcomes.push(...notMarked.map((i): Outcome => ({ seq: i.seq, state: 'pending', error: null })));
-    calling = true;
-    const { results, order } = await applyWithBreaker(
-      adapter,
-      op.mode === 'hard' ? 'hardDelete' : 'softDelete',
-      toRun.map(asAdapterItem),
-      {
-        idempotencyKey: idempotencyKeyFor,
-        shouldContinue: () => !fence.lost && !leaseLost && deps.watch.canRun(j.opId, j.wave, since),
-        concurrency: rollout.concurrency,
-      },
-      haltPolicy,
-      op.wave!,
-    );
-    let unsent = notMarked.length;
-    let requeue = 0;
-    for (const k of order) {
-      const item = toRun[k]!;
-      const r = results[k]!;
-      if (r.ok) outcomes.push({ seq: item.seq, state: 'done', error: null });
-      else if (isSkipped(r)) {
-        unsent++;
-        outcomes.push({ seq: item.seq, state: 'pending', error: null });
-      } else if (r.interrupted) {
-        // Stopped between retries: not a failure we know of. Sent again later with the same key.
-        requeue++;
-        outcomes.push({ seq: item.seq, state: 'pending', error: r.error.slice(0, 500), sent: true });
-      } else outcomes.push({ seq: item.seq, state: 'failed', error: r.error.slice(0, 500), permanent: r.permanent });
-    }
-    const stillRunning = deps.watch.canRun(j.opId, j.wave, since);
-    return { outcomes, marked, unsent, requeue, stillRunning };
-  } catch (err) {
-    // Failed before any call went out (adapter config, snapshot store, a lost connection): hand the
-    // items back with the reason, so lastError says why; their attempts still count. Once calls
-    // may have gone out, nothing is released: the claim's lease decides who retries them.
-    if (!calling) {
-      const done = new Set(outcomes.map((o) => o.seq));
-      const reason = `${(err as Error).message ?? String(err)}`.slice(0, 500);
-      await deps.ledger
-        .release(
-          j.opId,
-          range,
-          token,
-          items.filter((i) => !done.has(i.seq)),
-          reason,
-          false,
-        )
-        .catch(() => undefined);
-    }
-    throw err;
-  } finally {
-    clearInterval(renew);
-    deps.watch.untrack(j.opId);
-  }
 }
 
 /** A wave whose items all have an outcome is settled, even if the report that said so was lost. */

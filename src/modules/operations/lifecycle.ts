@@ -19,131 +19,34 @@ import {
   TERMINAL_STATES,
   type Decision,
   type Effect,
-  type Guard,
   type LifecycleEvent,
   type LifecycleState,
-  type OpState,
-  type ProbeOutcome,
-  type WaveStats,
 } from './lifecycle-types.ts';
-import { assessWave } from './wave-health.ts';
+import {
+  audit,
+  bake,
+  endRollback,
+  expired,
+  expiredRefusal,
+  frozenRefusal,
+  halt,
+  invalid,
+  ok,
+  pauseFor,
+  refuse,
+  runWave,
+  stop,
+  STOPPABLE,
+  SYSTEM,
+  unchanged,
+  type Ok,
+} from './lifecycle-steps.ts';
+import { probes, timer, waveReport } from './lifecycle-waves.ts';
 
 export * from './lifecycle-types.ts';
 
 /** What a worker checks right before each destructive call: only a running, unfrozen operation executes. */
 export const mayExecute = (s: Pick<LifecycleState, 'state' | 'frozen'>): boolean => s.state === 'running' && !s.frozen;
-
-const BAD_PROBE: readonly ProbeOutcome['result'][] = ['unhealthy', 'error', 'timeout'];
-const SYSTEM = 'system'; // actor of decisions taken on worker reports and timers
-const STOPPABLE: readonly OpState[] = ['running', 'baking', 'paused', 'halted'];
-
-type Ok = Extract<Decision, { ok: true }>;
-const ok = (next: LifecycleState, effects: Effect[], guards: Guard[] = []): Ok => ({ ok: true, next, effects, guards });
-const unchanged = (s: LifecycleState): Decision => ok(s, []);
-const refuse = (status: 409 | 403 | 422, code: string, message: string): Decision => ({
-  ok: false,
-  code,
-  message,
-  status,
-});
-const invalid = (s: LifecycleState, type: string, hint = ''): Decision =>
-  refuse(409, 'INVALID_TRANSITION', `cannot ${type} an operation that is ${s.state}${hint}`);
-const frozenRefusal = (type: string) => refuse(409, 'FROZEN', `cannot ${type} while a global freeze is in effect`);
-const audit = (
-  action: string,
-  from: LifecycleState,
-  to: LifecycleState,
-  actor: string,
-  extra: Record<string, unknown> = {},
-): Effect => ({
-  type: 'audit',
-  action: `operation.${action}`,
-  detail: { actor, from: from.state, to: to.state, wave: to.currentWave, ...extra },
-});
-const stop = (reason: string): Effect => ({ type: 'stop_execution', reason });
-const listTenants = (ps: ProbeOutcome[]) =>
-  ps
-    .slice(0, 5)
-    .map((p) => `${p.tenantId} (${p.result}${p.detail ? `: ${p.detail}` : ''})`)
-    .join(', ') + (ps.length > 5 ? ` and ${ps.length - 5} more` : '');
-const secs = (ms: number) => `${Math.round(ms / 1000)}s`;
-
-/** A halt: raise the flag, then roll back or wait for a human, as the halt policy says. */
-function halt(s: LifecycleState, reason: string, actor: string, extra: Record<string, unknown> = {}): Decision {
-  const rollback = s.haltPolicy.onHalt === 'rollback';
-  const next: LifecycleState = {
-    ...s,
-    state: rollback ? 'rolling_back' : 'halted',
-    pausedFrom: null,
-    haltReason: reason,
-    waveDeadline: null,
-  };
-  const effects: Effect[] = [
-    stop(reason),
-    audit('halted', s, next, actor, { reason, onHalt: s.haltPolicy.onHalt, ...extra }),
-  ];
-  if (rollback) effects.push({ type: 'enqueue_rollback' });
-  return ok(next, effects);
-}
-
-function pauseFor(s: LifecycleState, reason: string, actor: string, extra: Record<string, unknown> = {}): Decision {
-  const pausedFrom = s.state === 'running' || s.state === 'baking' ? s.state : s.pausedFrom;
-  const next: LifecycleState = { ...s, state: 'paused', pausedFrom, haltReason: reason, waveDeadline: null };
-  return ok(next, [stop(reason), audit('paused', s, next, actor, { reason, ...extra })]);
-}
-
-/** Every path that queues a wave goes through here, so a freeze can never be bypassed. */
-function runWave(s: LifecycleState, wave: number, action: string, actor: string, now: number, extra = {}): Decision {
-  if (s.frozen) {
-    // Only reachable from an inconsistent stored state (running/baking are never frozen): park it.
-    const reason = 'global freeze in effect';
-    const next: LifecycleState = {
-      ...s,
-      state: 'paused',
-      currentWave: wave,
-      pausedFrom: 'running',
-      haltReason: reason,
-    };
-    return ok(next, [stop(reason), audit('paused', s, next, actor, { reason })]);
-  }
-  const next: LifecycleState = {
-    ...s,
-    state: 'running',
-    currentWave: wave,
-    pausedFrom: null,
-    haltReason: null,
-    bakeUntil: null,
-    expiresAt: null,
-    waveDeadline: now + s.rollout.waveDeadlineSeconds * 1000,
-  };
-  return ok(next, [audit(action, s, next, actor, extra), { type: 'enqueue_wave', wave }]);
-}
-
-function bake(s: LifecycleState, wave: number, action: string, now: number, extra = {}): Decision {
-  const next: LifecycleState = {
-    ...s,
-    state: 'baking',
-    pausedFrom: null,
-    haltReason: null,
-    waveDeadline: null,
-    bakeUntil: now + s.rollout.bakeSeconds * 1000,
-  };
-  return ok(next, [audit(action, s, next, SYSTEM, extra), { type: 'start_bake', wave }]);
-}
-
-/** The last wave is done: a clean finish only if no item anywhere failed. */
-function finish(s: LifecycleState, failedInWave: number, extra: Record<string, unknown> = {}): Decision {
-  const failed = s.failedBefore + failedInWave;
-  const next: LifecycleState = {
-    ...s,
-    state: failed > 0 ? 'completed_with_failures' : 'completed',
-    pausedFrom: null,
-    haltReason: failed > 0 ? `${failed} item(s) failed; see the item ledger` : null,
-    waveDeadline: null,
-    bakeUntil: null,
-  };
-  return ok(next, [audit(next.state, s, next, SYSTEM, { failed, ...extra })]);
-}
 
 function approvalsReady(s: LifecycleState): boolean {
   const valid = s.approvals.filter((a) => a.planHash === s.planHash);
@@ -151,10 +54,6 @@ function approvalsReady(s: LifecycleState): boolean {
   if (!s.requiresBreakGlass) return people.size >= 1;
   return people.size >= 2 && valid.some((a) => a.role === 'admin');
 }
-
-const expired = (s: LifecycleState, now: number) => s.expiresAt !== null && now >= s.expiresAt;
-const expiredRefusal = (s: LifecycleState) =>
-  refuse(409, 'OPERATION_EXPIRED', `the plan expired at ${new Date(s.expiresAt!).toISOString()}; submit it again`);
 
 function approve(s: LifecycleState, e: Extract<LifecycleEvent, { type: 'approve' }>, now: number): Decision {
   if (s.state !== 'planned') return invalid(s, 'approve');
@@ -183,89 +82,6 @@ function approve(s: LifecycleState, e: Extract<LifecycleEvent, { type: 'approve'
   }
   const next: LifecycleState = { ...withApproval, state: 'approved' };
   return ok(next, [audit('approved', s, next, e.by, detail)]);
-}
-
-function validStats(st: WaveStats, settled: boolean): string | null {
-  const counts = [st.done, st.failed, st.consecutiveFailures, st.pending];
-  if (!counts.every((n) => Number.isInteger(n) && n >= 0)) return 'wave stats must be non-negative integers';
-  if (settled && st.pending !== 0) return 'wave_settled must report pending 0';
-  return null;
-}
-
-function waveReport(
-  s: LifecycleState,
-  e: Extract<LifecycleEvent, { type: 'item_outcomes' | 'wave_settled' }>,
-  now: number,
-): Decision {
-  const problem = validStats(e.stats, e.type === 'wave_settled');
-  if (problem) return refuse(422, 'INVALID_EVENT', problem);
-  // Reports for another wave, or arriving after the wave left running, are late and harmless.
-  const executing = s.state === 'running' || (s.state === 'paused' && s.pausedFrom === 'running');
-  if (e.wave !== s.currentWave || !executing) return unchanged(s);
-  const verdict = assessWave(e.stats, s.haltPolicy);
-  // A pause must not hide damage done by items that were in flight: unhealthy still halts.
-  if (!verdict.healthy) return halt(s, `wave ${e.wave}: ${verdict.reason}`, SYSTEM, { stats: e.stats });
-  if (e.type === 'item_outcomes' || s.state !== 'running') return unchanged(s);
-  if (e.wave >= s.waveCount - 1) return finish(s, e.stats.failed, { stats: e.stats });
-  const next: LifecycleState = { ...s, failedBefore: s.failedBefore + e.stats.failed };
-  // An empty wave touched nothing, so there is nothing to bake or probe (and an empty probe round
-  // would halt as "no data").
-  if (e.stats.done + e.stats.failed === 0)
-    return runWave(next, e.wave + 1, 'wave_started', SYSTEM, now, { skippedEmptyWave: e.wave });
-  return bake(next, e.wave, 'wave_settled', now, { stats: e.stats });
-}
-
-function probes(s: LifecycleState, e: Extract<LifecycleEvent, { type: 'probes' }>, now: number): Decision {
-  const active = s.state === 'running' || s.state === 'baking' || s.state === 'paused';
-  if (e.wave !== s.currentWave || !active) return unchanged(s);
-  // Fail closed in every active state: no data, an error or a timeout all count as unhealthy.
-  if (e.probes.length === 0) return halt(s, `wave ${e.wave}: no probe data`, SYSTEM);
-  const bad = e.probes.filter((p) => BAD_PROBE.includes(p.result));
-  if (bad.length > 0)
-    return halt(s, `wave ${e.wave}: unhealthy probes: ${listTenants(bad)}`, SYSTEM, { unhealthy: bad.length });
-  if (s.state !== 'baking') return unchanged(s); // only a bake moves the rollout forward
-  const missing = e.probes.filter((p) => p.result === 'not_configured');
-  if (missing.length > 0 && s.haltPolicy.probe === 'required') {
-    // Inconclusive (Argo's term): neither healthy nor failing, so a human decides.
-    return pauseFor(s, `inconclusive: no health probe for ${listTenants(missing)}`, SYSTEM, {
-      inconclusive: missing.length,
-    });
-  }
-  if (s.bakeUntil !== null && now < s.bakeUntil) return unchanged(s);
-  if (e.wave + 1 >= s.waveCount) return finish(s, 0);
-  return runWave(s, e.wave + 1, 'wave_started', SYSTEM, now, { bakedWave: e.wave, probes: e.probes.length });
-}
-
-/** The clock: expiry of unstarted plans, wave deadlines, and the stall watchdog. */
-function timer(s: LifecycleState, now: number): Decision {
-  const stallMs = s.haltPolicy.stallSeconds * 1000;
-  const still = s.progressAt === null ? 0 : now - s.progressAt;
-  if (s.state === 'planned' || s.state === 'approved') {
-    if (!expired(s, now)) return unchanged(s);
-    const next: LifecycleState = { ...s, state: 'expired', haltReason: 'the plan expired before it was started' };
-    return ok(next, [audit('expired', s, next, SYSTEM, { expiresAt: new Date(s.expiresAt!).toISOString() })]);
-  }
-  // A freeze whose fan-out did not reach this operation (the API died halfway) is caught here.
-  if ((s.state === 'running' || s.state === 'baking') && s.frozen)
-    return pauseFor(s, 'global freeze in effect', SYSTEM);
-  if (s.state === 'running' && s.waveDeadline !== null && now >= s.waveDeadline) {
-    return halt(s, `wave ${s.currentWave} missed its deadline of ${s.rollout.waveDeadlineSeconds}s`, SYSTEM);
-  }
-  // A bake moves on its own probe rounds; it has stalled when it outlives its end by stallSeconds.
-  const stalled =
-    s.state === 'baking'
-      ? s.bakeUntil !== null && now >= s.bakeUntil + stallMs
-      : (s.state === 'running' || s.state === 'rolling_back') && s.progressAt !== null && still >= stallMs;
-  if (!stalled) return unchanged(s);
-  const reason = `stalled: no progress for ${secs(still)} (limit ${s.haltPolicy.stallSeconds}s)`;
-  if (s.state === 'rolling_back') return endRollback(s, reason, SYSTEM, { stalled: true });
-  if (s.haltPolicy.onStall === 'pause') return pauseFor(s, reason, SYSTEM, { stalled: true });
-  return halt(s, reason, SYSTEM, { stalled: true });
-}
-
-function endRollback(s: LifecycleState, reason: string, actor: string, extra: Record<string, unknown>): Decision {
-  const next: LifecycleState = { ...s, state: 'rollback_incomplete', haltReason: reason };
-  return ok(next, [stop(reason), audit('rollback_incomplete', s, next, actor, { reason, ...extra })]);
 }
 
 function resume(s: LifecycleState, by: string, now: number): Decision {

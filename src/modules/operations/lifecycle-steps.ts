@@ -1,0 +1,154 @@
+// The building blocks of decide(): small constructors of decisions (refusals, halts, pauses, a
+// wave start, a bake, the finish) shared by every rule, so each rule reads as what it decides.
+import {
+  type Decision,
+  type Effect,
+  type Guard,
+  type LifecycleState,
+  type OpState,
+  type ProbeOutcome,
+} from './lifecycle-types.ts';
+
+export const BAD_PROBE: readonly ProbeOutcome['result'][] = ['unhealthy', 'error', 'timeout'];
+export const SYSTEM = 'system'; // actor of decisions taken on worker reports and timers
+export const STOPPABLE: readonly OpState[] = ['running', 'baking', 'paused', 'halted'];
+
+export type Ok = Extract<Decision, { ok: true }>;
+export const ok = (next: LifecycleState, effects: Effect[], guards: Guard[] = []): Ok => ({
+  ok: true,
+  next,
+  effects,
+  guards,
+});
+export const unchanged = (s: LifecycleState): Decision => ok(s, []);
+export const refuse = (status: 409 | 403 | 422, code: string, message: string): Decision => ({
+  ok: false,
+  code,
+  message,
+  status,
+});
+export const invalid = (s: LifecycleState, type: string, hint = ''): Decision =>
+  refuse(409, 'INVALID_TRANSITION', `cannot ${type} an operation that is ${s.state}${hint}`);
+export const frozenRefusal = (type: string) =>
+  refuse(409, 'FROZEN', `cannot ${type} while a global freeze is in effect`);
+export const audit = (
+  action: string,
+  from: LifecycleState,
+  to: LifecycleState,
+  actor: string,
+  extra: Record<string, unknown> = {},
+): Effect => ({
+  type: 'audit',
+  action: `operation.${action}`,
+  detail: { actor, from: from.state, to: to.state, wave: to.currentWave, ...extra },
+});
+export const stop = (reason: string): Effect => ({ type: 'stop_execution', reason });
+export const listTenants = (ps: ProbeOutcome[]) =>
+  ps
+    .slice(0, 5)
+    .map((p) => `${p.tenantId} (${p.result}${p.detail ? `: ${p.detail}` : ''})`)
+    .join(', ') + (ps.length > 5 ? ` and ${ps.length - 5} more` : '');
+export const secs = (ms: number) => `${Math.round(ms / 1000)}s`;
+
+/** A halt: raise the flag, then roll back or wait for a human, as the halt policy says. */
+export function halt(s: LifecycleState, reason: string, actor: string, extra: Record<string, unknown> = {}): Decision {
+  const rollback = s.haltPolicy.onHalt === 'rollback';
+  const next: LifecycleState = {
+    ...s,
+    state: rollback ? 'rolling_back' : 'halted',
+    pausedFrom: null,
+    haltReason: reason,
+    waveDeadline: null,
+  };
+  const effects: Effect[] = [
+    stop(reason),
+    audit('halted', s, next, actor, { reason, onHalt: s.haltPolicy.onHalt, ...extra }),
+  ];
+  if (rollback) effects.push({ type: 'enqueue_rollback' });
+  return ok(next, effects);
+}
+
+export function pauseFor(
+  s: LifecycleState,
+  reason: string,
+  actor: string,
+  extra: Record<string, unknown> = {},
+): Decision {
+  const pausedFrom = s.state === 'running' || s.state === 'baking' ? s.state : s.pausedFrom;
+  const next: LifecycleState = { ...s, state: 'paused', pausedFrom, haltReason: reason, waveDeadline: null };
+  return ok(next, [stop(reason), audit('paused', s, next, actor, { reason, ...extra })]);
+}
+
+/** Every path that queues a wave goes through here, so a freeze can never be bypassed. */
+export function runWave(
+  s: LifecycleState,
+  wave: number,
+  action: string,
+  actor: string,
+  now: number,
+  extra = {},
+): Decision {
+  if (s.frozen) {
+    // Only reachable from an inconsistent stored state (running/baking are never frozen): park it.
+    const reason = 'global freeze in effect';
+    const next: LifecycleState = {
+      ...s,
+      state: 'paused',
+      currentWave: wave,
+      pausedFrom: 'running',
+      haltReason: reason,
+    };
+    return ok(next, [stop(reason), audit('paused', s, next, actor, { reason })]);
+  }
+  const next: LifecycleState = {
+    ...s,
+    state: 'running',
+    currentWave: wave,
+    pausedFrom: null,
+    haltReason: null,
+    bakeUntil: null,
+    expiresAt: null,
+    waveDeadline: now + s.rollout.waveDeadlineSeconds * 1000,
+  };
+  return ok(next, [audit(action, s, next, actor, extra), { type: 'enqueue_wave', wave }]);
+}
+
+export function bake(s: LifecycleState, wave: number, action: string, now: number, extra = {}): Decision {
+  const next: LifecycleState = {
+    ...s,
+    state: 'baking',
+    pausedFrom: null,
+    haltReason: null,
+    waveDeadline: null,
+    bakeUntil: now + s.rollout.bakeSeconds * 1000,
+  };
+  return ok(next, [audit(action, s, next, SYSTEM, extra), { type: 'start_bake', wave }]);
+}
+
+/** The last wave is done: a clean finish only if no item anywhere failed. */
+export function finish(s: LifecycleState, failedInWave: number, extra: Record<string, unknown> = {}): Decision {
+  const failed = s.failedBefore + failedInWave;
+  const next: LifecycleState = {
+    ...s,
+    state: failed > 0 ? 'completed_with_failures' : 'completed',
+    pausedFrom: null,
+    haltReason: failed > 0 ? `${failed} item(s) failed; see the item ledger` : null,
+    waveDeadline: null,
+    bakeUntil: null,
+  };
+  return ok(next, [audit(next.state, s, next, SYSTEM, { failed, ...extra })]);
+}
+
+export const expired = (s: LifecycleState, now: number) => s.expiresAt !== null && now >= s.expiresAt;
+export const expiredRefusal = (s: LifecycleState) =>
+  refuse(409, 'OPERATION_EXPIRED', `the plan expired at ${new Date(s.expiresAt!).toISOString()}; submit it again`);
+
+export function endRollback(
+  s: LifecycleState,
+  reason: string,
+  actor: string,
+  extra: Record<string, unknown>,
+): Decision {
+  const next: LifecycleState = { ...s, state: 'rollback_incomplete', haltReason: reason };
+  return ok(next, [stop(reason), audit('rollback_incomplete', s, next, actor, { reason, ...extra })]);
+}

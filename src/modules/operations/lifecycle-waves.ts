@@ -1,0 +1,99 @@
+// The rules of the rollout itself: item reports of the running wave, probe rounds of a bake, and
+// the clock (wave deadlines, plan expiry, the stall watchdog).
+import type { Decision, LifecycleEvent, LifecycleState, WaveStats } from './lifecycle-types.ts';
+import {
+  BAD_PROBE,
+  bake,
+  endRollback,
+  expired,
+  finish,
+  halt,
+  listTenants,
+  ok,
+  pauseFor,
+  refuse,
+  runWave,
+  secs,
+  SYSTEM,
+  unchanged,
+  audit,
+} from './lifecycle-steps.ts';
+import { assessWave } from './wave-health.ts';
+
+export function validStats(st: WaveStats, settled: boolean): string | null {
+  const counts = [st.done, st.failed, st.consecutiveFailures, st.pending];
+  if (!counts.every((n) => Number.isInteger(n) && n >= 0)) return 'wave stats must be non-negative integers';
+  if (settled && st.pending !== 0) return 'wave_settled must report pending 0';
+  return null;
+}
+
+export function waveReport(
+  s: LifecycleState,
+  e: Extract<LifecycleEvent, { type: 'item_outcomes' | 'wave_settled' }>,
+  now: number,
+): Decision {
+  const problem = validStats(e.stats, e.type === 'wave_settled');
+  if (problem) return refuse(422, 'INVALID_EVENT', problem);
+  // Reports for another wave, or arriving after the wave left running, are late and harmless.
+  const executing = s.state === 'running' || (s.state === 'paused' && s.pausedFrom === 'running');
+  if (e.wave !== s.currentWave || !executing) return unchanged(s);
+  const verdict = assessWave(e.stats, s.haltPolicy);
+  // A pause must not hide damage done by items that were in flight: unhealthy still halts.
+  if (!verdict.healthy) return halt(s, `wave ${e.wave}: ${verdict.reason}`, SYSTEM, { stats: e.stats });
+  if (e.type === 'item_outcomes' || s.state !== 'running') return unchanged(s);
+  if (e.wave >= s.waveCount - 1) return finish(s, e.stats.failed, { stats: e.stats });
+  const next: LifecycleState = { ...s, failedBefore: s.failedBefore + e.stats.failed };
+  // An empty wave touched nothing, so there is nothing to bake or probe (and an empty probe round
+  // would halt as "no data").
+  if (e.stats.done + e.stats.failed === 0)
+    return runWave(next, e.wave + 1, 'wave_started', SYSTEM, now, { skippedEmptyWave: e.wave });
+  return bake(next, e.wave, 'wave_settled', now, { stats: e.stats });
+}
+
+export function probes(s: LifecycleState, e: Extract<LifecycleEvent, { type: 'probes' }>, now: number): Decision {
+  const active = s.state === 'running' || s.state === 'baking' || s.state === 'paused';
+  if (e.wave !== s.currentWave || !active) return unchanged(s);
+  // Fail closed in every active state: no data, an error or a timeout all count as unhealthy.
+  if (e.probes.length === 0) return halt(s, `wave ${e.wave}: no probe data`, SYSTEM);
+  const bad = e.probes.filter((p) => BAD_PROBE.includes(p.result));
+  if (bad.length > 0)
+    return halt(s, `wave ${e.wave}: unhealthy probes: ${listTenants(bad)}`, SYSTEM, { unhealthy: bad.length });
+  if (s.state !== 'baking') return unchanged(s); // only a bake moves the rollout forward
+  const missing = e.probes.filter((p) => p.result === 'not_configured');
+  if (missing.length > 0 && s.haltPolicy.probe === 'required') {
+    // Inconclusive (Argo's term): neither healthy nor failing, so a human decides.
+    return pauseFor(s, `inconclusive: no health probe for ${listTenants(missing)}`, SYSTEM, {
+      inconclusive: missing.length,
+    });
+  }
+  if (s.bakeUntil !== null && now < s.bakeUntil) return unchanged(s);
+  if (e.wave + 1 >= s.waveCount) return finish(s, 0);
+  return runWave(s, e.wave + 1, 'wave_started', SYSTEM, now, { bakedWave: e.wave, probes: e.probes.length });
+}
+
+/** The clock: expiry of unstarted plans, wave deadlines, and the stall watchdog. */
+export function timer(s: LifecycleState, now: number): Decision {
+  const stallMs = s.haltPolicy.stallSeconds * 1000;
+  const still = s.progressAt === null ? 0 : now - s.progressAt;
+  if (s.state === 'planned' || s.state === 'approved') {
+    if (!expired(s, now)) return unchanged(s);
+    const next: LifecycleState = { ...s, state: 'expired', haltReason: 'the plan expired before it was started' };
+    return ok(next, [audit('expired', s, next, SYSTEM, { expiresAt: new Date(s.expiresAt!).toISOString() })]);
+  }
+  // A freeze whose fan-out did not reach this operation (the API died halfway) is caught here.
+  if ((s.state === 'running' || s.state === 'baking') && s.frozen)
+    return pauseFor(s, 'global freeze in effect', SYSTEM);
+  if (s.state === 'running' && s.waveDeadline !== null && now >= s.waveDeadline) {
+    return halt(s, `wave ${s.currentWave} missed its deadline of ${s.rollout.waveDeadlineSeconds}s`, SYSTEM);
+  }
+  // A bake moves on its own probe rounds; it has stalled when it outlives its end by stallSeconds.
+  const stalled =
+    s.state === 'baking'
+      ? s.bakeUntil !== null && now >= s.bakeUntil + stallMs
+      : (s.state === 'running' || s.state === 'rolling_back') && s.progressAt !== null && still >= stallMs;
+  if (!stalled) return unchanged(s);
+  const reason = `stalled: no progress for ${secs(still)} (limit ${s.haltPolicy.stallSeconds}s)`;
+  if (s.state === 'rolling_back') return endRollback(s, reason, SYSTEM, { stalled: true });
+  if (s.haltPolicy.onStall === 'pause') return pauseFor(s, reason, SYSTEM, { stalled: true });
+  return halt(s, reason, SYSTEM, { stalled: true });
+}
