@@ -110,7 +110,8 @@ async function main() {
     import('../src/app.ts'),
   ]);
   const dir = mkdtempSync(join(tmpdir(), 'blastgate-bench-'));
-  const services = await startLocalServices({ dir, log: () => undefined });
+  // Throw-away benchmark data: fsync off (said here and in the log of bench/support.ts).
+  const services = await startLocalServices({ dir, durability: 'fast', log: () => undefined });
   try {
     await migrate(services.databaseUrl);
     const app = await buildApp({

@@ -37,7 +37,7 @@ try {
       }).listen(metricsPort, config.host)
     : undefined;
   logger.info({ concurrency: config.workerConcurrency, metricsPort: metricsPort || null }, 'workers started');
-  closeWithGrace({ delay: 30_000 }, async ({ err }) => {
+  closeWithGrace({ delay: config.shutdownTimeoutMs }, async ({ err }) => {
     if (err) logger.error({ err }, 'worker shutting down after an error');
     server?.close();
     await workers.close();

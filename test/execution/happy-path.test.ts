@@ -1,7 +1,7 @@
 // 40 tenants, 2,000 app IDs, bake 0 → completed; the downstream saw exactly one signed soft delete
 // per item, each with its own idempotency key.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { IDEMPOTENCY_KEY_PATTERN } from '../../src/modules/adapters/signing.ts';
+import { IDEMPOTENCY_KEY_PATTERN } from '../support/keys.ts';
 import {
   buildExecHarness,
   submitAndStart,

@@ -13,7 +13,8 @@ import {
   type TargetAdapter,
 } from '../../src/modules/adapters/index.ts';
 import { createAgent, sendRequest } from '../../src/modules/adapters/http-adapter.ts';
-import { IDEMPOTENCY_KEY_PATTERN, sign } from '../../src/modules/adapters/signing.ts';
+import { sign } from '../../src/modules/adapters/signing.ts';
+import { IDEMPOTENCY_KEY_PATTERN } from '../support/keys.ts';
 import { createTestDatabase } from '../support/db.ts';
 import { startDownstream, type Downstream } from '../support/downstream.ts';
 

@@ -1,13 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import {
   DEFAULT_TOLERANCE_MS,
-  IDEMPOTENCY_KEY_PATTERN,
   idempotencyKeyFor,
   sign,
   signaturePayload,
   verify,
 } from '../../src/modules/adapters/signing.ts';
-import { DESTRUCTIVE_ACTIONS } from '../../src/modules/adapters/types.ts';
+import { DESTRUCTIVE_ACTIONS, IDEMPOTENCY_KEY_PATTERN } from '../support/keys.ts';
 
 const SECRET = 'test-signing-secret-0123456789abcdef';
 const NOW = 1_760_000_000_000;

@@ -71,5 +71,3 @@ export function idempotencyKeyFor(
     .digest('hex');
   return `bg1-${action}-${digest.slice(0, 40)}`;
 }
-
-export const IDEMPOTENCY_KEY_PATTERN = /^bg1-(softDelete|hardDelete|restore)-[0-9a-f]{40}$/;

@@ -26,7 +26,6 @@ export interface AdapterItem {
 }
 
 export type DestructiveAction = 'softDelete' | 'hardDelete' | 'restore';
-export const DESTRUCTIVE_ACTIONS: readonly DestructiveAction[] = ['softDelete', 'hardDelete', 'restore'];
 
 export type ItemOk = { ok: true; data?: unknown };
 export type ItemFailed = {
