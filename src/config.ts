@@ -71,12 +71,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     if (v === undefined) return dflt;
     if (['1', 'true', 'yes'].includes(v.toLowerCase())) return true;
     if (['0', 'false', 'no'].includes(v.toLowerCase())) return false;
-    problems.push(`${name} must be true or false (got "${v}")`);
+    problems.push(`${name} must be true or false (also 1/0, yes/no) (got "${v}")`);
     return dflt;
   };
 
   const logLevel = str('LOG_LEVEL') ?? 'info';
-  if (!LOG_LEVELS.includes(logLevel)) problems.push(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}`);
+  if (!LOG_LEVELS.includes(logLevel))
+    problems.push(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')} (got "${logLevel}")`);
   const adminToken = str('BLASTGATE_ADMIN_TOKEN');
   if (adminToken !== undefined && adminToken.length < 24) {
     problems.push('BLASTGATE_ADMIN_TOKEN must be at least 24 characters (it is the bootstrap admin credential)');

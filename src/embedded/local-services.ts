@@ -295,6 +295,11 @@ export async function startLocalServices(opts: LocalServicesOptions): Promise<Lo
 
     log(`local Redis is up: pid ${owned.redis.pid}, 127.0.0.1:${owned.redis.port}, data in ${redisDir}`);
 
+    owned.pg.locate = () => postmasterPid(pgData);
+    owned.redis.locate = () => {
+      const p = existsSync(pidFile) ? Number(readFileSync(pidFile, 'utf8')) : NaN;
+      return isRunning(p, 'redis-server') ? p : undefined;
+    };
     const services = owned as Required<Owned>;
     let lastReport: StopReport | undefined;
     return {
@@ -320,6 +325,8 @@ interface Server {
   pid: number;
   port: number;
   adopted: boolean;
+  /** The pid now running on our data folder (from its pid file), if any. */
+  locate?: () => number | undefined;
 }
 interface Owned {
   pg?: Server;
@@ -327,11 +334,15 @@ interface Owned {
 }
 
 function stopOwned(owned: Owned, log: (m: string) => void): StopReport {
+  // What is owned is the server of our data folder, not a pid: one restarted meanwhile (by an
+  // operator, `pg_ctl restart`, a supervisor) has a new pid, which the pid files tell.
+  const redisPid = owned.redis && (owned.redis.locate?.() ?? owned.redis.pid);
+  const pgPid = owned.pg && (owned.pg.locate?.() ?? owned.pg.pid);
   const results = stopProcesses(
     [
       // Redis first: nothing of ours should move work once the ledger is gone.
-      owned.redis && redisStop(owned.redis.pid),
-      owned.pg && postgresStop(owned.pg.pid),
+      redisPid !== undefined && redisStop(redisPid),
+      pgPid !== undefined && postgresStop(pgPid),
     ].filter((t) => !!t),
     log,
   );

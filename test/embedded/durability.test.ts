@@ -1,9 +1,11 @@
 // The project-owned PostgreSQL is the source of truth of the ledger: started with defaults (what
 // `npm start` does) it must keep committed work across a power cut. Turning that off is an
 // explicit, logged choice for throw-away data (the test suite, benchmarks).
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startLocalServices, type LocalServices } from '../../src/embedded/local-services.ts';
-import { cleanUp, durabilitySettings, pidAlive, tempDataDir } from './helpers.ts';
+import { cleanUp, durabilitySettings, pidAlive, postmasterPid, tempDataDir } from './helpers.ts';
 
 const ON = { fsync: 'on', synchronous_commit: 'on', full_page_writes: 'on' };
 const OFF = { fsync: 'off', synchronous_commit: 'off', full_page_writes: 'off' };
@@ -37,6 +39,37 @@ describe('embedded PostgreSQL durability', () => {
     });
     expect(pidAlive(s.pids.postgres)).toBe(false);
     expect(pidAlive(s.pids.redis)).toBe(false);
+  });
+
+  it('stops the PostgreSQL of its data folder even when it was restarted under it (a new pid), and says so truly', async () => {
+    const dir = newDir();
+    const s = await startLocalServices({ dir, durability: 'fast', log: () => undefined });
+    started.push(s);
+    const first = s.pids.postgres;
+    // Someone restarts it the hard way: same data folder, same port, a new postmaster.
+    const pgCtl = [
+      'pg_ctl',
+      '-D',
+      join(dir, 'pg'),
+      '-l',
+      join(dir, 'pg', 'server.log'),
+      '-m',
+      'immediate',
+      '-w',
+      'restart',
+    ];
+    const asRoot = process.getuid?.() === 0; // initdb and postgres refuse to run as root
+    const r = asRoot
+      ? spawnSync('runuser', ['-u', 'postgres', '--', ...pgCtl], { encoding: 'utf8' })
+      : spawnSync(pgCtl[0]!, pgCtl.slice(1), { encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    const now = postmasterPid(dir)!;
+    expect(now).not.toBe(first);
+    expect(pidAlive(now)).toBe(true);
+    const report = s.stop();
+    expect(report.ok).toBe(true);
+    expect(report.message).toContain(`PostgreSQL (pid ${now})`);
+    expect(pidAlive(now)).toBe(false);
   });
 
   it('durability "fast" turns the three off only when asked, and says so', async () => {

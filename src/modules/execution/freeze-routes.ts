@@ -93,7 +93,7 @@ export default async function freezeRoutes(app: App) {
         );
         const event: LifecycleEvent = req.body.frozen
           ? { type: 'freeze', by: actor.tokenId, reason: req.body.reason }
-          : { type: 'unfreeze', by: actor.tokenId };
+          : { type: 'unfreeze', by: actor.tokenId, reason: req.body.reason };
         for (const { id } of live.rows) {
           const r = await app.engine.apply(id, event, actor, { report: true });
           if (r?.changed) affected.push(id);

@@ -87,7 +87,7 @@ export type LifecycleEvent =
   | { type: 'abort'; by: string; reason: string }
   | { type: 'rollback'; by: string; reason: string }
   | { type: 'freeze'; by: string; reason: string }
-  | { type: 'unfreeze'; by: string }
+  | { type: 'unfreeze'; by: string; reason?: string }
   | { type: 'rollback_settled'; restored: number; failed: number };
 
 export type Effect =

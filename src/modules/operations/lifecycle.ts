@@ -115,7 +115,7 @@ function freeze(s: LifecycleState, e: Extract<LifecycleEvent, { type: 'freeze' |
   if (TERMINAL_STATES.includes(s.state) || ENDED_STATES.includes(s.state)) return unchanged(s);
   if (e.type === 'unfreeze') {
     const next: LifecycleState = { ...s, frozen: false }; // resuming stays a human decision
-    return ok(next, [audit('unfrozen', s, next, e.by)]);
+    return ok(next, [audit('unfrozen', s, next, e.by, e.reason ? { reason: e.reason } : {})]);
   }
   if (s.state === 'running' || s.state === 'baking')
     return pauseFor({ ...s, frozen: true }, `global freeze: ${e.reason}`, e.by, { frozen: true });

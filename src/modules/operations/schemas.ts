@@ -5,7 +5,7 @@ import { MAX_INLINE_IDS } from './intake.ts';
 
 const specFields = {
   action: Type.Literal('delete', {
-    description: 'What to do to every ID. Restores go through /v1/restores; purges are separate operations',
+    description: 'What to do to every ID. Only delete for now: restores and purges are not operations of this API yet',
     default: 'delete',
   }),
   targetType: Type.String({
