@@ -17,7 +17,7 @@ import {
   type ExecHarness,
 } from '../support/execution.ts';
 import { command, expectEverythingTouchedRestored } from '../support/exec-helpers.ts';
-import { startOwnPostgres, type OwnPostgres } from '../support/pg-server.ts';
+import { startOwnPostgres } from '../support/pg-server.ts';
 import { appId, seedRegistry } from '../support/seed.ts';
 import { killAllWorkers, spawnWorker, type WorkerChild } from '../support/worker-child.ts';
 
@@ -26,7 +26,7 @@ const APPS = 50;
 const TOTAL = SITES * APPS; // wave 0: 1 tenant (50 items), wave 1: 550
 const LOCK_MS = 1_500;
 
-let pgs: OwnPostgres;
+let pgs: Awaited<ReturnType<typeof startOwnPostgres>>;
 let h: ExecHarness;
 let child: WorkerChild;
 
@@ -67,7 +67,7 @@ describe('a PostgreSQL restart (immediate: every session cut)', () => {
       30_000,
       5,
     );
-    pgs.restart();
+    await pgs.server.restartImmediate();
     h.downstream.hang(10);
     const end = await waitForState(
       h,
@@ -96,7 +96,7 @@ describe('a PostgreSQL restart (immediate: every session cut)', () => {
       30_000,
       5,
     );
-    pgs.restart();
+    await pgs.server.restartImmediate();
     h.downstream.hang(0);
     await waitForState(h, op.id, ['rolled_back', 'rollback_incomplete'], 120_000);
     expect((await waitForState(h, op.id, ['rolled_back', 'rollback_incomplete'])).state).toBe('rolled_back');

@@ -1,9 +1,11 @@
-// A PostgreSQL 15 server of a test's own (the suite's shared one must never be restarted under other
-// test files): initdb in a temp dir, a free port on 127.0.0.1, migrated, so a test can restart it
-// the hard way (`pg_ctl restart -m immediate`: every session is cut, as in a crash) mid-operation.
-// fsync off for speed: the data is thrown away, and the restart is an immediate stop of the server,
-// not a power cut of the machine. A process 'exit' hook stops it if the test process ends first.
-import { spawnSync } from 'node:child_process';
+// A PostgreSQL 15 of a test's own (the suite's shared one must never be restarted under other test
+// files), in a temp dir on a free 127.0.0.1 port, with the control the faults need: `pg_ctl restart
+// -m immediate` (every session cut at once, as in a crash). Used by the PostgreSQL-restart test and
+// the chaos suite.
+//
+// Every command here runs asynchronously: a test's downstream service lives in the test process,
+// and a blocking spawnSync during a restart would freeze it too (an extra, unintended fault).
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { chownSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,73 +13,144 @@ import pg from 'pg';
 import { migrate } from '../../src/db/migrate.ts';
 import { ensureBinaries, freePort } from '../../src/embedded/local-services.ts';
 
-export interface OwnPostgres {
-  /** A migrated database on this server. */
-  readonly url: string;
-  /** Cuts every session at once and starts again on the same port (pg_ctl restart -m immediate). */
-  restart(): void;
-  destroy(): void;
-}
+export const isRoot = () => process.getuid?.() === 0;
+// initdb and postgres refuse to run as root; the Debian package creates a `postgres` user.
+export const asPostgres = (cmd: string, args: string[]): [string, string[]] =>
+  isRoot() ? ['runuser', ['-u', 'postgres', '--', cmd, ...args]] : [cmd, args];
 
-const isRoot = () => process.getuid?.() === 0;
-
-function run(cmd: string, args: string[]) {
-  const full = isRoot() ? (['runuser', ['-u', 'postgres', '--', cmd, ...args]] as const) : ([cmd, args] as const);
-  const r = spawnSync(full[0], [...full[1]], { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed:\n${r.stdout}${r.stderr}`);
+/** Runs a command to its end, bounded; never throws for a non-zero status (the caller decides). */
+export function run(cmd: string, args: string[], timeoutMs = 60_000): Promise<{ code: number | null; out: string }> {
+  return new Promise((resolve) => {
+    let out = '';
+    const p = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    p.stdout.on('data', (b: Buffer) => (out += b.toString('utf8')));
+    p.stderr.on('data', (b: Buffer) => (out += b.toString('utf8')));
+    const timer = setTimeout(() => {
+      out += `\n(killed after ${timeoutMs} ms)`;
+      p.kill('SIGKILL');
+    }, timeoutMs);
+    p.on('error', (err) => {
+      clearTimeout(timer);
+      resolve({ code: -1, out: `${out}${err.message}` });
+    });
+    // 'exit', not 'close': a daemon started by the command may keep inherited pipes open.
+    p.on('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, out });
+    });
+  });
 }
 
 function chownToPostgres(path: string) {
   if (!isRoot()) return;
-  const id = (flag: string) => Number(spawnSync('id', [flag, 'postgres'], { encoding: 'utf8' }).stdout.trim());
-  chownSync(path, id('-u'), id('-g'));
+  const uid = Number(execFileSync('id', ['-u', 'postgres']).toString().trim());
+  const gid = Number(execFileSync('id', ['-g', 'postgres']).toString().trim());
+  chownSync(path, uid, gid);
 }
 
-export async function startOwnPostgres(): Promise<OwnPostgres> {
-  const bins = ensureBinaries(() => undefined);
-  const pgCtl = bins.pgCtl;
-  const dir = mkdtempSync(join(tmpdir(), 'blastgate-ownpg-'));
-  const data = join(dir, 'data');
-  const sock = join(dir, 'run');
-  mkdirSync(data, { mode: 0o700 });
-  mkdirSync(sock);
-  for (const p of [dir, data, sock]) chownToPostgres(p);
-  run(bins.initdb, ['-D', data, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--locale=C.UTF-8']);
-  const port = await freePort();
-  // fsync off is safe here (the machine does not crash, the server does); synchronous_commit must
-  // stay on: with it off, an immediate stop loses transactions it had already acknowledged.
-  const opts = `-p ${port} -h 127.0.0.1 -k ${sock} -c fsync=off -c full_page_writes=off`;
-  run(pgCtl, ['-D', data, '-l', join(data, 'server.log'), '-o', opts, '-w', '-t', '60', 'start']);
-  let running = true;
-  const stop = () => {
-    if (!running) return;
-    running = false;
-    spawnSync(isRoot() ? 'runuser' : pgCtl, [
-      ...(isRoot() ? ['-u', 'postgres', '--', pgCtl] : []),
+export class OwnPostgres {
+  readonly data: string;
+  readonly sock: string;
+  readonly log: string;
+  port = 0;
+  readonly pgCtl: string;
+  private initdb: string;
+
+  constructor(readonly dir: string) {
+    const bins = ensureBinaries(() => undefined);
+    this.pgCtl = bins.pgCtl;
+    this.initdb = bins.initdb;
+    this.data = join(dir, 'pg');
+    this.sock = join(dir, 'pgsock');
+    this.log = join(dir, 'pg.log');
+  }
+
+  rootUrl(db = 'postgres') {
+    return `postgres://postgres@127.0.0.1:${this.port}/${db}`;
+  }
+
+  async init(): Promise<void> {
+    chownToPostgres(this.dir);
+    mkdirSync(this.data, { recursive: true, mode: 0o700 });
+    mkdirSync(this.sock, { recursive: true });
+    chownToPostgres(this.data);
+    chownToPostgres(this.sock);
+    const [c, a] = asPostgres(this.initdb, [
       '-D',
-      data,
+      this.data,
+      '-U',
+      'postgres',
+      '--auth=trust',
+      '-E',
+      'UTF8',
+      '--locale=C.UTF-8',
+      '--no-sync',
+    ]);
+    const r = await run(c, a, 120_000);
+    if (r.code !== 0) throw new Error(`initdb failed:\n${r.out}`);
+    this.port = await freePort();
+  }
+
+  async start(): Promise<void> {
+    // fsync=off for speed: every fault here is a process crash (SIGKILL, `-m immediate`), never a
+    // machine crash, and the kernel's page cache survives a process crash, so nothing committed is
+    // lost. synchronous_commit stays on on purpose: with it off, WAL still in PostgreSQL's own
+    // shared buffers would be lost by an immediate shutdown and the harness would be the one
+    // losing committed ledger rows.
+    const opts = `-p ${this.port} -h 127.0.0.1 -k ${this.sock} -c fsync=off -c max_connections=300 -c shared_buffers=128MB`;
+    const [c, a] = asPostgres(this.pgCtl, ['-D', this.data, '-l', this.log, '-o', opts, '-w', '-t', '60', 'start']);
+    const r = await run(c, a, 90_000);
+    if (r.code !== 0) throw new Error(`PostgreSQL did not start:\n${r.out}`);
+  }
+
+  /** The fault: an immediate (crash-like) shutdown and a start with the same options. */
+  async restartImmediate(): Promise<{ ms: number; out: string }> {
+    const t0 = Date.now();
+    const [c, a] = asPostgres(this.pgCtl, [
+      '-D',
+      this.data,
+      '-l',
+      this.log,
+      '-w',
+      '-t',
+      '60',
       '-m',
       'immediate',
-      '-w',
-      'stop',
+      'restart',
     ]);
-  };
-  process.once('exit', stop);
+    const r = await run(c, a, 90_000);
+    if (r.code !== 0) throw new Error(`pg_ctl restart failed:\n${r.out}`);
+    return { ms: Date.now() - t0, out: r.out.trim() };
+  }
 
-  const root = `postgres://postgres@127.0.0.1:${port}`;
-  const admin = new pg.Client({ connectionString: `${root}/postgres` });
+  async isUp(): Promise<boolean> {
+    const [c, a] = asPostgres(this.pgCtl, ['-D', this.data, 'status']);
+    return (await run(c, a, 10_000)).code === 0;
+  }
+
+  stopSync() {
+    const [c, a] = asPostgres(this.pgCtl, ['-D', this.data, '-m', 'immediate', '-w', '-t', '30', 'stop']);
+    spawnSync(c, a, { stdio: 'ignore', timeout: 40_000 });
+  }
+}
+
+/** A started, migrated server with one database, for a test file; `destroy()` stops it and removes its dir. */
+export async function startOwnPostgres(): Promise<{ url: string; server: OwnPostgres; destroy(): void }> {
+  const dir = mkdtempSync(join(tmpdir(), 'blastgate-ownpg-'));
+  const server = new OwnPostgres(dir);
+  await server.init();
+  await server.start();
+  const stop = () => server.stopSync();
+  process.once('exit', stop); // a test process that ends first must not leave it running
+  const admin = new pg.Client({ connectionString: server.rootUrl() });
   await admin.connect();
   await admin.query('CREATE DATABASE blastgate');
   await admin.end();
-  const url = `${root}/blastgate`;
+  const url = server.rootUrl('blastgate');
   await migrate(url);
   return {
     url,
-    restart() {
-      // `restart` reuses the server options (postmaster.opts), not the log file: without -l the new
-      // server would keep this process's pipe open and spawnSync would never return.
-      run(pgCtl, ['-D', data, '-l', join(data, 'server.log'), '-m', 'immediate', '-w', '-t', '60', 'restart']);
-    },
+    server,
     destroy() {
       stop();
       process.removeListener('exit', stop);

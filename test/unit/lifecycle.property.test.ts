@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { ROLES } from '../../src/modules/auth/roles.ts';
 import {
   decide,
+  OP_STATES,
   type Decision,
   type LifecycleEvent,
   type LifecycleState,
@@ -319,23 +320,7 @@ describe('lifecycle properties', () => {
   const anyStateArb: fc.Arbitrary<LifecycleState> = fc
     .record({
       base: plannedArb,
-      state: fc.constantFrom<OpState>(
-        'planned',
-        'rejected',
-        'approved',
-        'running',
-        'baking',
-        'paused',
-        'halted',
-        'rolling_back',
-        'rolled_back',
-        'rollback_incomplete',
-        'completed',
-        'completed_with_failures',
-        'cancelled',
-        'failed',
-        'expired',
-      ),
+      state: fc.constantFrom<OpState>(...OP_STATES),
       pausedFrom: fc.constantFrom('running' as const, 'baking' as const, null),
       wave: fc.nat(3),
       frozen: fc.boolean(),
