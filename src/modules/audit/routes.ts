@@ -1,7 +1,7 @@
 // Reading and verifying the audit log, and recording refused destructive requests.
 import { Type } from '@fastify/type-provider-typebox';
 import { errorResponses, type App } from '../../lib/schemas.ts';
-import { appendAudit, listAudit, verifyAudit } from './repository.ts';
+import { auditAlone, listAudit, verifyAudit } from './repository.ts';
 
 const AuditEvent = Type.Object(
   {
@@ -108,7 +108,7 @@ export default async function auditRoutes(app: App) {
 export function installRefusalAudit(app: App) {
   app.addHook('onResponse', async (req, reply) => {
     if (!req.routeOptions.config.audited || reply.statusCode < 400 || req.auditedByService) return;
-    await appendAudit(app.db.pool, {
+    await auditAlone(app.db.pool, {
       actor: req.principal?.name ?? 'anonymous',
       action: `${req.method} ${req.routeOptions.url}`,
       outcome: 'refused',

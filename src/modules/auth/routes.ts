@@ -1,7 +1,7 @@
 // Admin routes for API tokens.
 import { Type } from '@fastify/type-provider-typebox';
 import { errorResponses, type App } from '../../lib/schemas.ts';
-import { appendAudit } from '../audit/repository.ts';
+import { auditAlone } from '../audit/repository.ts';
 import type { AuthService } from './service.ts';
 import { CreateTokenBody, CreatedToken, TokenInfo } from './schemas.ts';
 
@@ -22,7 +22,7 @@ export default async function tokenRoutes(app: App, opts: { auth: AuthService })
     },
     async (req, reply) => {
       const created = await auth.createToken(req.body.name, req.body.role, req.principal!);
-      await appendAudit(app.db.pool, {
+      await auditAlone(app.db.pool, {
         actor: req.principal!.name,
         action: 'token.create',
         outcome: 'accepted',
@@ -88,7 +88,7 @@ export default async function tokenRoutes(app: App, opts: { auth: AuthService })
     },
     async (req) => {
       const r = await auth.revoke(req.params.id);
-      await appendAudit(app.db.pool, {
+      await auditAlone(app.db.pool, {
         actor: req.principal!.name,
         action: 'token.revoke',
         outcome: 'accepted',

@@ -59,8 +59,13 @@ export function operationService(deps: {
 }) {
   const { pool, reads, metrics, log } = deps;
 
-  async function replay(key: string, requestHash: string): Promise<SubmitResult> {
-    const existing = await reads.findByIdempotencyKey(key);
+  /**
+   * The operation an Idempotency-Key already made. Inside the submission's transaction it reads on
+   * that transaction's connection: a second connection per waiting request would let a burst of
+   * retries hold the whole pool while each waits for one more (and nobody gets it).
+   */
+  async function replay(key: string, requestHash: string, client?: pg.PoolClient): Promise<SubmitResult> {
+    const existing = client ? await findByKeyInTx(client, key) : await reads.findByIdempotencyKey(key);
     if (!existing) throw new Error(`idempotency key ${key} vanished`);
     if (existing.requestHash !== requestHash) {
       throw new ConflictError('IDEMPOTENCY_KEY_REUSED', 'This Idempotency-Key was used with a different request body', {
@@ -116,7 +121,7 @@ export function operationService(deps: {
           const existing = await client.query('SELECT 1 FROM operations WHERE idempotency_key = $1', [
             s.idempotencyKey,
           ]);
-          if (existing.rowCount) return replay(s.idempotencyKey, requestHash);
+          if (existing.rowCount) return replay(s.idempotencyKey, requestHash, client);
         }
         let cls = await classify(client, type.name, type.id_pattern);
         // A resource is in at most one live operation: take them all, or learn who got there first.
@@ -239,6 +244,11 @@ export function operationService(deps: {
   }
 
   return { submit };
+}
+
+async function findByKeyInTx(client: pg.PoolClient, key: string): Promise<OperationRow | undefined> {
+  const r = await client.query('SELECT * FROM operations WHERE idempotency_key = $1', [key]);
+  return r.rows[0] && fromRow(r.rows[0]);
 }
 
 async function loadInTx(client: pg.PoolClient, id: string): Promise<OperationRow> {
