@@ -8,6 +8,10 @@ import dbPlugin from './plugins/db.ts';
 import redisPlugin from './plugins/redis.ts';
 import metricsPlugin, { createMetrics, registerLedgerGauges, type Metrics } from './plugins/metrics.ts';
 import swaggerPlugin from './plugins/swagger.ts';
+import helmetPlugin from './plugins/helmet.ts';
+import downstreamPlugin from './plugins/downstream.ts';
+import { withRedaction } from './lib/logging.ts';
+import { DENY_ALL, type DownstreamPolicy } from './modules/adapters/index.ts';
 import { installErrorHandler } from './plugins/errors.ts';
 import { buildValidator } from './plugins/validation.ts';
 import { installStreamingParsers } from './plugins/uploads.ts';
@@ -27,7 +31,14 @@ import policyRoutes from './modules/operations/policy-routes.ts';
 import queuesPlugin from './plugins/queues.ts';
 
 export interface AppOptions {
-  config: Pick<Config, 'logLevel'> & { databaseUrl: string; redisUrl: string; queuePrefix?: string };
+  config: Pick<Config, 'logLevel'> & {
+    databaseUrl: string;
+    redisUrl: string;
+    queuePrefix?: string;
+    metricsToken?: string | undefined;
+  };
+  /** Hosts and signing secrets http adapters are checked against when declared (default: none). */
+  downstream?: DownstreamPolicy;
   metrics?: Metrics;
   /** Pino logger options; tests pass `false`. */
   logger?: boolean | object;
@@ -35,7 +46,7 @@ export interface AppOptions {
 
 export async function buildApp(opts: AppOptions): Promise<App> {
   const app = Fastify({
-    logger: opts.logger ?? { level: opts.config.logLevel },
+    logger: withRedaction(opts.logger ?? { level: opts.config.logLevel }),
     genReqId: (req) =>
       typeof req.headers['x-request-id'] === 'string' && req.headers['x-request-id'].length <= 100
         ? req.headers['x-request-id']
@@ -46,13 +57,15 @@ export async function buildApp(opts: AppOptions): Promise<App> {
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   installErrorHandler(app);
+  await app.register(helmetPlugin);
   installStreamingParsers(app);
   // Shared schemas live at the root so every route plugin can $ref them.
   for (const schema of [ErrorResponse, PlanSchema, OperationView]) app.addSchema(schema);
 
   await app.register(dbPlugin, { url: opts.config.databaseUrl });
   await app.register(redisPlugin, { url: opts.config.redisUrl });
-  await app.register(metricsPlugin, { metrics: opts.metrics ?? createMetrics() });
+  await app.register(downstreamPlugin, { policy: opts.downstream ?? DENY_ALL });
+  await app.register(metricsPlugin, { metrics: opts.metrics ?? createMetrics(), token: opts.config.metricsToken });
   registerLedgerGauges(app.metrics, app.db.pool);
   await app.register(swaggerPlugin);
   await app.register(queuesPlugin, { prefix: opts.config.queuePrefix ?? 'blastgate' });

@@ -1,5 +1,14 @@
 // Configuration is environment variables only, validated once at start-up. Every setting is in
 // the README table; an invalid value stops the process with a message naming the variable.
+import {
+  ALLOW_ENV,
+  EMBEDDED_ALLOW,
+  allowlistOf,
+  parseHostAllowlist,
+  type HostAllowlist,
+} from './modules/adapters/host-allowlist.ts';
+import { readSigningSecrets, type SigningSecrets } from './modules/adapters/signing-secrets.ts';
+
 export interface Config {
   /** Unset: `npm start` runs a project-owned local PostgreSQL (embedded mode). */
   databaseUrl: string | undefined;
@@ -25,8 +34,21 @@ export interface Config {
    */
   shutdownTimeoutMs: number;
   queuePrefix: string;
-  /** Secret for HMAC signatures on calls to downstream systems. */
-  signingSecret: string | undefined;
+  /**
+   * HMAC secrets for calls to downstream systems: BLASTGATE_SECRET_<NAME>[_FILE] by name, and the
+   * default BLASTGATE_SIGNING_SECRET[_FILE] (embedded mode generates one when unset). Serialises as
+   * names only.
+   */
+  signingSecrets: SigningSecrets;
+  /** Hosts http adapters may call (BLASTGATE_DOWNSTREAM_ALLOW; embedded mode: this machine). */
+  downstreamAllow: HostAllowlist;
+  /** Bearer token that /metrics on the API port requires; unset: not served there. */
+  metricsToken: string | undefined;
+  /** The API's metrics on a listener of their own (on metricsHost); unset: none. */
+  metricsPort: number | undefined;
+  metricsHost: string;
+  /** `npm run worker` only: that worker's metrics on this port (on metricsHost). */
+  workerMetricsPort: number | undefined;
 }
 
 export class ConfigError extends Error {
@@ -82,14 +104,20 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (adminToken !== undefined && adminToken.length < 24) {
     problems.push('BLASTGATE_ADMIN_TOKEN must be at least 24 characters (it is the bootstrap admin credential)');
   }
-  const signingSecret = str('BLASTGATE_SIGNING_SECRET');
-  if (signingSecret !== undefined && signingSecret.length < 32) {
-    problems.push('BLASTGATE_SIGNING_SECRET must be at least 32 characters');
-  }
+  const secrets = readSigningSecrets(env);
+  problems.push(...secrets.problems);
+  const allowText = env[ALLOW_ENV];
+  const allow = allowText === undefined ? undefined : parseHostAllowlist(allowText);
+  problems.push(...(allow?.problems ?? []));
+  const metricsToken = str('BLASTGATE_METRICS_TOKEN');
+  if (metricsToken !== undefined && metricsToken.length < 24)
+    problems.push(`BLASTGATE_METRICS_TOKEN must be at least 24 characters (got ${metricsToken.length})`);
+  const optionalPort = (name: string) => (str(name) === undefined ? undefined : int(name, 0, 1, 65535));
+  const host = str('HOST') ?? '127.0.0.1';
   const config: Config = {
     databaseUrl: url('DATABASE_URL', ['postgres:', 'postgresql:']),
     redisUrl: url('REDIS_URL', ['redis:', 'rediss:']),
-    host: str('HOST') ?? '127.0.0.1',
+    host,
     port: int('PORT', 3000, 0, 65535),
     logLevel,
     adminToken,
@@ -101,7 +129,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     embeddedRedisPort: int('BLASTGATE_EMBEDDED_REDIS_PORT', 63799, 0, 65535),
     shutdownTimeoutMs: int('BLASTGATE_SHUTDOWN_TIMEOUT_MS', 15_000, 1_000, 600_000),
     queuePrefix: str('BLASTGATE_QUEUE_PREFIX') ?? 'blastgate',
-    signingSecret,
+    signingSecrets: secrets.secrets,
+    // Set (even empty): exactly that list. Unset: embedded mode may call this machine only; with
+    // DATABASE_URL and REDIS_URL set, no host (every http adapter is refused until it is set).
+    downstreamAllow:
+      allow?.allow ?? allowlistOf(!str('DATABASE_URL') || !str('REDIS_URL') ? EMBEDDED_ALLOW : []),
+    metricsToken,
+    metricsPort: optionalPort('BLASTGATE_METRICS_PORT'),
+    metricsHost: str('BLASTGATE_METRICS_HOST') ?? host,
+    workerMetricsPort: optionalPort('BLASTGATE_WORKER_METRICS_PORT'),
   };
   // Embedded mode listens on all three ports at once (a port of 0 is chosen free at start-up).
   const embedded = !config.databaseUrl || !config.redisUrl;
@@ -116,6 +152,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     const clash = ports.slice(i + 1).find(([, other]) => port !== 0 && other === port);
     if (clash) problems.push(`${name} and ${clash[0]} must be different ports (both are ${port})`);
   }
+  if (config.metricsPort !== undefined && config.metricsPort === config.port)
+    problems.push(`BLASTGATE_METRICS_PORT and PORT must be different ports (both are ${config.port})`);
   if (problems.length) throw new ConfigError(problems);
   return config;
 }

@@ -11,6 +11,7 @@ import { buildApp } from './app.ts';
 import { migrate } from './db/migrate.ts';
 import { startLocalServices, type LocalServices } from './embedded/local-services.ts';
 import { startWorkers, type RunningWorkers } from './worker-runtime.ts';
+import { serveMetrics } from './plugins/metrics.ts';
 
 // The local PostgreSQL and Redis of embedded mode, once started (or taken over from an earlier
 // run): they must not outlive this process, however it ends — a clean shutdown, a shutdown that
@@ -79,10 +80,16 @@ async function main() {
   const migrated = await migrate(databaseUrl);
   if (migrated.applied.length) console.log(`applied migrations: ${migrated.applied.join(', ')}`);
 
-  const signingSecret =
-    config.signingSecret ??
-    (local ? embeddedSecret(config, 'signing-secret', () => randomBytes(32).toString('hex')) : undefined);
-  const app = await buildApp({ config: { ...config, databaseUrl, redisUrl } });
+  // The default signing secret: BLASTGATE_SIGNING_SECRET, or embedded mode's generated one.
+  const downstream = {
+    allow: config.downstreamAllow,
+    secrets: config.signingSecrets.hasDefault
+      ? config.signingSecrets
+      : config.signingSecrets.withDefault(
+          local ? embeddedSecret(config, 'signing-secret', () => randomBytes(32).toString('hex')) : undefined,
+        ),
+  };
+  const app = await buildApp({ config: { ...config, databaseUrl, redisUrl }, downstream });
   // Embedded mode keeps its generated admin token with the data, so restarts do not pile up
   // valid admin tokens and the one printed last time keeps working.
   const newToken = () => `bg_${randomBytes(24).toString('base64url')}`;
@@ -96,13 +103,17 @@ async function main() {
       redisUrl,
       queuePrefix: config.queuePrefix,
       concurrency: config.workerConcurrency,
-      signingSecret,
+      downstream,
       logger: app.log,
       metrics: app.metrics,
       lockDurationMs: config.workerLockMs,
     });
   }
   const address = await app.listen({ host: config.host, port: config.port });
+  const metricsServer =
+    config.metricsPort === undefined
+      ? undefined
+      : await serveMetrics(app.metrics, { host: config.metricsHost, port: config.metricsPort, token: config.metricsToken });
   const shown = address.replace('://0.0.0.0', '://127.0.0.1');
   console.log(`\nBlastgate is listening on ${shown}`);
   console.log(`  Swagger UI:  ${shown}/docs`);
@@ -132,6 +143,7 @@ async function main() {
       }
       try {
         await workers?.close();
+        metricsServer?.close();
         await app.close();
       } finally {
         // Even when closing the app failed: the local servers are ours and must not outlive us.

@@ -1,10 +1,14 @@
 // Builds a real app (real Postgres database of its own, real Redis) plus a token for every role.
 import { inject } from 'vitest';
 import { buildApp } from '../../src/app.ts';
+import type { DownstreamPolicy } from '../../src/modules/adapters/index.ts';
 import type { Role } from '../../src/modules/auth/roles.ts';
 import { ROLES } from '../../src/modules/auth/roles.ts';
 import type { App } from '../../src/lib/schemas.ts';
 import { createTestDatabase } from './db.ts';
+import { METRICS_TOKEN, testDownstream } from './secrets.ts';
+
+export { APPS_PROD_SECRET, METRICS_TOKEN, SECRET, testDownstream } from './secrets.ts';
 
 export interface TestApp {
   app: App;
@@ -17,7 +21,15 @@ export interface TestApp {
 }
 
 export async function buildTestApp(
-  opts: { queuePrefix?: string; redisUrl?: string; databaseUrl?: string } = {},
+  opts: {
+    queuePrefix?: string;
+    redisUrl?: string;
+    databaseUrl?: string;
+    downstream?: DownstreamPolicy;
+    metricsToken?: string | null;
+    /** Pino options, e.g. a stream to read the logs from. */
+    logger?: object;
+  } = {},
 ): Promise<TestApp> {
   // A test that restarts PostgreSQL brings its own server; everyone else clones the template.
   const databaseUrl = opts.databaseUrl ?? (await createTestDatabase());
@@ -29,8 +41,10 @@ export async function buildTestApp(
       redisUrl,
       logLevel: 'silent',
       queuePrefix: opts.queuePrefix ?? `bgt_${databaseUrl.split('/').pop()}`,
+      ...(opts.metricsToken === null ? {} : { metricsToken: opts.metricsToken ?? METRICS_TOKEN }),
     },
-    logger: process.env.TEST_LOG ? { level: process.env.TEST_LOG } : false,
+    downstream: opts.downstream ?? testDownstream(),
+    logger: opts.logger ?? (process.env.TEST_LOG ? { level: process.env.TEST_LOG } : false),
   });
   await app.ready();
   const tokens = {} as Record<Role, string>;

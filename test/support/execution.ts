@@ -5,11 +5,11 @@ import pino from 'pino';
 import request from 'supertest';
 import { expect } from 'vitest';
 import { startWorkers, type RunningWorkers } from '../../src/worker-runtime.ts';
-import { buildTestApp, type TestApp } from './app.ts';
+import { SECRET, buildTestApp, testDownstream, type TestApp } from './app.ts';
 import { startDownstream, type Downstream } from './downstream.ts';
 import { query } from './seed.ts';
 
-export const SECRET = 'test-signing-secret-0123456789abcdef';
+export { SECRET };
 
 export interface ExecHarness extends TestApp {
   prefix: string;
@@ -41,7 +41,7 @@ export async function buildExecHarness(
       redisUrl: t.redisUrl,
       queuePrefix: prefix,
       concurrency: o.concurrency ?? 2,
-      signingSecret: SECRET,
+      downstream: testDownstream(),
       logger: pino({ level: 'silent' }),
       lockDurationMs: opts.lockDurationMs ?? 2_000,
       reconcileEveryMs: 500,
