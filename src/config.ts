@@ -132,8 +132,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     signingSecrets: secrets.secrets,
     // Set (even empty): exactly that list. Unset: embedded mode may call this machine only; with
     // DATABASE_URL and REDIS_URL set, no host (every http adapter is refused until it is set).
-    downstreamAllow:
-      allow?.allow ?? allowlistOf(!str('DATABASE_URL') || !str('REDIS_URL') ? EMBEDDED_ALLOW : []),
+    downstreamAllow: allow?.allow ?? allowlistOf(!str('DATABASE_URL') || !str('REDIS_URL') ? EMBEDDED_ALLOW : []),
     metricsToken,
     metricsPort: optionalPort('BLASTGATE_METRICS_PORT'),
     metricsHost: str('BLASTGATE_METRICS_HOST') ?? host,

@@ -113,7 +113,11 @@ async function main() {
   const metricsServer =
     config.metricsPort === undefined
       ? undefined
-      : await serveMetrics(app.metrics, { host: config.metricsHost, port: config.metricsPort, token: config.metricsToken });
+      : await serveMetrics(app.metrics, {
+          host: config.metricsHost,
+          port: config.metricsPort,
+          token: config.metricsToken,
+        });
   const shown = address.replace('://0.0.0.0', '://127.0.0.1');
   console.log(`\nBlastgate is listening on ${shown}`);
   console.log(`  Swagger UI:  ${shown}/docs`);

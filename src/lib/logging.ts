@@ -33,5 +33,5 @@ export const LOG_REDACT = {
 
 /** Pino options with the redaction added; `false` (no logger) stays false. */
 export function withRedaction<T extends boolean | object>(logger: T): T {
-  return (typeof logger === 'object' ? { ...logger, redact: LOG_REDACT } : logger) as T;
+  return typeof logger === 'object' ? { ...logger, redact: LOG_REDACT } : logger;
 }

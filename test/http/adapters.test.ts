@@ -127,7 +127,13 @@ describe('http adapter', () => {
     const timestamp = Date.now();
     const headers = {
       'x-blastgate-timestamp': String(timestamp),
-      'x-blastgate-signature': sign(SECRET, { timestamp, method: 'POST', host: downstream.host, path, body: '{"id":"app_1"}' }),
+      'x-blastgate-signature': sign(SECRET, {
+        timestamp,
+        method: 'POST',
+        host: downstream.host,
+        path,
+        body: '{"id":"app_1"}',
+      }),
       'idempotency-key': 'k1',
     };
     const tampered = await sendRequest(agent, new URL(downstream.url), {

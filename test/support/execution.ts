@@ -4,6 +4,7 @@ import { randomBytes } from 'node:crypto';
 import pino from 'pino';
 import request from 'supertest';
 import { expect } from 'vitest';
+import type { DownstreamPolicy } from '../../src/modules/adapters/index.ts';
 import { startWorkers, type RunningWorkers } from '../../src/worker-runtime.ts';
 import { SECRET, buildTestApp, testDownstream, type TestApp } from './app.ts';
 import { startDownstream, type Downstream } from './downstream.ts';
@@ -25,6 +26,8 @@ export async function buildExecHarness(
     redisUrl?: string;
     databaseUrl?: string;
     clock?: () => number;
+    /** The workers' hosts and secrets, when they differ from the API's (a worker missing a secret). */
+    workerDownstream?: DownstreamPolicy;
   } = {},
 ): Promise<ExecHarness> {
   const prefix = `bgt${randomBytes(4).toString('hex')}`;
@@ -41,7 +44,7 @@ export async function buildExecHarness(
       redisUrl: t.redisUrl,
       queuePrefix: prefix,
       concurrency: o.concurrency ?? 2,
-      downstream: testDownstream(),
+      downstream: opts.workerDownstream ?? testDownstream(),
       logger: pino({ level: 'silent' }),
       lockDurationMs: opts.lockDurationMs ?? 2_000,
       reconcileEveryMs: 500,

@@ -19,4 +19,3 @@ export const testDownstream = (): DownstreamPolicy => ({
   allow: allowlistOf(['127.0.0.1', 'localhost', '*.internal']),
   secrets: new SigningSecrets(new Map([['apps-prod', APPS_PROD_SECRET]]), SECRET),
 });
-

@@ -255,4 +255,3 @@ export function validateAdapterConfig(config: unknown): AdapterConfig {
     details,
   );
 }
-

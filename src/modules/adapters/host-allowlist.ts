@@ -176,7 +176,7 @@ type Resolver = (hostname: string, options: LookupOptions, cb: LookupCallback) =
  * rebinding towards a metadata endpoint): the name passed the allowlist, the address must pass the
  * never-list too. Checked per connection, on the addresses actually connected to.
  */
-export function guardedLookup(allow: HostAllowlist, resolve: Resolver = dnsLookup as unknown as Resolver) {
+export function guardedLookup(allow: HostAllowlist, resolve: Resolver = dnsLookup) {
   return (hostname: string, options: LookupOptions, cb: LookupCallback) => {
     resolve(hostname, options, (err, address, family) => {
       if (err) return cb(err, address, family);

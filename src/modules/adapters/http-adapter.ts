@@ -237,9 +237,7 @@ export function createHttpAdapter(config: ResolvedHttpConfig, deps: HttpAdapterD
           return { result: 'healthy' }; // a plain 2xx is the simplest health endpoint there is
         }
         const healthy = parsed && typeof parsed === 'object' ? (parsed as { healthy?: unknown }).healthy : undefined;
-        return healthy === false
-          ? { result: 'unhealthy', detail: 'healthy: false' }
-          : { result: 'healthy' };
+        return healthy === false ? { result: 'unhealthy', detail: 'healthy: false' } : { result: 'healthy' };
       }
       // 5xx: the system says it is sick. 4xx: the probe itself is wrong; still not healthy.
       return { result: res.status >= 500 ? 'unhealthy' : 'error', detail: statusText(res.status) };

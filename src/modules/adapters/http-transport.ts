@@ -76,7 +76,7 @@ export function sendRequest(agent: http.Agent, base: URL, req: RawRequest, looku
         path: req.path,
         agent,
         headers,
-        ...(lookup ? { lookup: lookup as never } : {}),
+        ...(lookup ? { lookup } : {}),
       },
       (res) => {
         const chunks: Buffer[] = [];
@@ -120,4 +120,3 @@ export async function mapPool<T, R>(
   await Promise.all(Array.from({ length: workers }, worker));
   return results;
 }
-

@@ -124,8 +124,7 @@ export function registryService(deps: {
         }
         // Omitted: the registry adapter. The workers hold the same policy as this server (hosts,
         // secrets), so what passes here can run; a worker that differs fails the items, saying why.
-        if (t.adapter !== undefined)
-          problems.push(...checkAdapter(t.adapter, `types[${i}].adapter`, deps.downstream));
+        if (t.adapter !== undefined) problems.push(...checkAdapter(t.adapter, `types[${i}].adapter`, deps.downstream));
       }
       return inTransaction(pool, async (client) => {
         await repo.lockRegistryWrites(client);
