@@ -94,6 +94,15 @@ describe('signing', () => {
     expect(shared.calls.map((c) => c.signatureValid)).toEqual([false]);
     expect(shared.state('app_3')).toBeUndefined();
 
+    // Called by a name (resolved through the guarded lookup), the signature is for that name.
+    shared.expectHost(`localhost:${new URL(shared.url).port}`);
+    try {
+      const byName = adapter(config(`http://localhost:${new URL(shared.url).port}`));
+      expect(await byName.apply('softDelete', [item('app_3')], apply)).toEqual([{ ok: true }]);
+    } finally {
+      shared.expectHost(own);
+    }
+
     // By hand: a genuine v2 signature, valid for 127.0.0.1 on another port, is refused here; the
     // same request signed for this receiver's host is served.
     const agent = createAgent(shared.url);
@@ -117,7 +126,7 @@ describe('signing', () => {
     const genuine = await send(shared.host);
     agent.destroy();
     expect([replayed.status, genuine.status]).toEqual([401, 200]);
-    expect(shared.calls.slice(1).map((c) => c.signatureValid)).toEqual([false, true]);
+    expect(shared.calls.slice(2).map((c) => c.signatureValid)).toEqual([false, true]);
   });
 });
 
