@@ -4,6 +4,7 @@ import { randomBytes } from 'node:crypto';
 import pino from 'pino';
 import request from 'supertest';
 import { expect } from 'vitest';
+import type { Limits } from '../../src/config.ts';
 import { startWorkers, type RunningWorkers } from '../../src/worker-runtime.ts';
 import { buildTestApp, type TestApp } from './app.ts';
 import { startDownstream, type Downstream } from './downstream.ts';
@@ -25,6 +26,7 @@ export async function buildExecHarness(
     redisUrl?: string;
     databaseUrl?: string;
     clock?: () => number;
+    limits?: Partial<Limits>;
   } = {},
 ): Promise<ExecHarness> {
   const prefix = `bgt${randomBytes(4).toString('hex')}`;
@@ -32,6 +34,7 @@ export async function buildExecHarness(
     queuePrefix: prefix,
     ...(opts.redisUrl ? { redisUrl: opts.redisUrl } : {}),
     ...(opts.databaseUrl ? { databaseUrl: opts.databaseUrl } : {}),
+    ...(opts.limits ? { limits: opts.limits } : {}),
   });
   const downstream = await startDownstream({ secret: SECRET });
   const workers: RunningWorkers[] = [];
