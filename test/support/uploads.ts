@@ -37,11 +37,17 @@ export function trickleUpload(o: TrickleOptions): TricklingUpload {
     path: '/v1/operations',
     headers: { authorization: `Bearer ${o.token}`, 'content-type': o.contentType ?? 'application/x-ndjson' },
   });
-  let timer: NodeJS.Timeout | undefined;
-  const stopTrickling = () => clearInterval(timer);
+  if (json) req.write(`{"targetType":${JSON.stringify(spec.targetType)},"reason":"slow","ticket":"CHG-SLOW","ids":[`);
+  else req.write(`${JSON.stringify(spec)}\n${o.burst.map((id) => `"${id}"\n`).join('')}`);
+  if (json) req.write(o.burst.map((id) => `"${id}",`).join(''));
+  let n = 0;
+  const timer = setInterval(() => {
+    if (req.destroyed) return clearInterval(timer);
+    req.write(json ? `"trickle_${n++}",` : `"trickle_${n++}"\n`);
+  }, o.everyMs);
   const response = new Promise<TrickleResult>((resolve) => {
     req.on('response', (res) => {
-      stopTrickling();
+      clearInterval(timer);
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (c: string) => (body += c));
@@ -49,22 +55,14 @@ export function trickleUpload(o: TrickleOptions): TricklingUpload {
       res.on('error', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
     });
     req.on('error', (err) => {
-      stopTrickling();
+      clearInterval(timer);
       resolve({ status: 0, headers: {}, body: err.message });
     });
   });
-  if (json) req.write(`{"targetType":${JSON.stringify(spec.targetType)},"reason":"slow","ticket":"CHG-SLOW","ids":[`);
-  else req.write(`${JSON.stringify(spec)}\n${o.burst.map((id) => `"${id}"\n`).join('')}`);
-  if (json) req.write(o.burst.map((id) => `"${id}",`).join(''));
-  let n = 0;
-  timer = setInterval(() => {
-    if (req.destroyed) return stopTrickling();
-    req.write(json ? `"trickle_${n++}",` : `"trickle_${n++}"\n`);
-  }, o.everyMs);
   return {
     response,
     stop() {
-      stopTrickling();
+      clearInterval(timer);
       req.destroy();
     },
   };
