@@ -11,7 +11,7 @@ import swaggerPlugin from './plugins/swagger.ts';
 import { installErrorHandler } from './plugins/errors.ts';
 import { buildValidator } from './plugins/validation.ts';
 import { installStagingSweeper, installStreamingParsers } from './plugins/uploads.ts';
-import { installBodyDeadline, serverTimeoutOptions } from './plugins/timeouts.ts';
+import { installBodyDeadline, installHandlerDeadline, serverTimeoutOptions } from './plugins/timeouts.ts';
 import rateLimitPlugin from './plugins/rate-limit.ts';
 import loadSheddingPlugin from './plugins/under-pressure.ts';
 import { ErrorResponse, type App } from './lib/schemas.ts';
@@ -60,6 +60,7 @@ export async function buildApp(opts: AppOptions): Promise<App> {
 
   installErrorHandler(app);
   installStreamingParsers(app);
+  installHandlerDeadline(app, limits.handlerTimeoutMs);
   installBodyDeadline(app, limits.requestTimeoutMs);
   // Shared schemas live at the root so every route plugin can $ref them.
   for (const schema of [ErrorResponse, PlanSchema, OperationView]) app.addSchema(schema);

@@ -19,11 +19,9 @@ const FASTIFY_CODES: Record<string, [number, string]> = {
   FST_ERR_CTP_BODY_TOO_LARGE: [413, 'PAYLOAD_TOO_LARGE'],
   FST_ERR_CTP_INVALID_TYPE: [400, 'MALFORMED_BODY'],
   FST_ERR_VALIDATION: [400, 'VALIDATION_FAILED'],
-  // BLASTGATE_HANDLER_TIMEOUT_MS passed before an answer; Fastify's message names the limit.
-  FST_ERR_HANDLER_TIMEOUT: [503, 'HANDLER_TIMEOUT'],
 };
-// Seconds a client should wait before retrying a request that found no free database connection
-// or that ran out of time: long enough for a burst to drain.
+// Seconds a client should wait before retrying a request that found no free database connection:
+// long enough for a burst to drain.
 const BUSY_RETRY_AFTER_S = 5;
 
 interface ValidationIssue {
@@ -77,13 +75,7 @@ export function toClientError(err: FastifyError | AppError | Error): {
       ...describeValidation(fe.validation, fe.validationContext ?? 'body'),
     };
   const mapped = fe.code ? FASTIFY_CODES[fe.code] : undefined;
-  if (mapped)
-    return {
-      status: mapped[0],
-      code: mapped[1],
-      message: fe.message,
-      ...(mapped[0] === 503 ? { retryAfterSeconds: BUSY_RETRY_AFTER_S } : {}),
-    };
+  if (mapped) return { status: mapped[0], code: mapped[1], message: fe.message };
   if (err instanceof SyntaxError)
     return { status: 400, code: 'MALFORMED_BODY', message: `Body is not valid JSON: ${err.message}` };
   if (fe.statusCode && fe.statusCode >= 400 && fe.statusCode < 500) {

@@ -3,15 +3,17 @@
 //   trickles is cut off on every route by installBodyDeadline, answered 408 REQUEST_TIMEOUT in the
 //   project's error shape; Node's own requestTimeout is a backstop a little later, for requests
 //   that never reach a route (slow headers), answered by clientErrorHandler in the same shape;
-// - answering must finish within handlerTimeoutMs (Fastify's handlerTimeout: 503
-//   HANDLER_TIMEOUT). A submission still planning then rolls back instead of committing.
+// - answering must finish within handlerTimeoutMs: 503 HANDLER_TIMEOUT with Retry-After
+//   (installHandlerDeadline). A submission still planning then rolls back instead of committing.
+//   Not Fastify's own handlerTimeout: in 5.12 the end of a request body clears its timer, so it
+//   never fires for a request with a body (fastify/fastify#6725).
 import { randomUUID } from 'node:crypto';
 import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import { PassThrough, type Readable } from 'node:stream';
 import type { ConnectionError, FastifyInstance } from 'fastify';
 import type { Limits } from '../config.ts';
-import { BadRequestError, RequestTimeoutError } from '../lib/errors.ts';
+import { BadRequestError, RequestTimeoutError, RetryLaterError } from '../lib/errors.ts';
 import { documentErrorResponses } from '../lib/schemas.ts';
 
 // Node checks its requestTimeout only every connectionsCheckingInterval (30 s by default): check
@@ -21,16 +23,42 @@ const BACKSTOP_AFTER_MS = 2_000;
 
 const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH']);
 
-type TimeoutLimits = Pick<Limits, 'requestTimeoutMs' | 'handlerTimeoutMs'>;
+const HANDLER_TIMEOUT_RETRY_AFTER_S = 5;
 
 /** Fastify server options for the deadlines (set where the app is built). */
-export function serverTimeoutOptions(limits: TimeoutLimits) {
+export function serverTimeoutOptions(limits: Pick<Limits, 'requestTimeoutMs'>) {
   return {
     requestTimeout: limits.requestTimeoutMs + BACKSTOP_AFTER_MS,
-    handlerTimeout: limits.handlerTimeoutMs,
     http: { connectionsCheckingInterval: CHECK_EVERY_MS },
     clientErrorHandler: clientErrorHandler(limits.requestTimeoutMs),
   };
+}
+
+/**
+ * Every request is answered within handlerTimeoutMs of its arrival: 503 HANDLER_TIMEOUT otherwise.
+ * The handler is not stopped (nothing in Node can stop it); work that must not outlive its answer
+ * checks `reply.sent` before it commits (the submission does).
+ */
+export function installHandlerDeadline(app: FastifyInstance, handlerTimeoutMs: number) {
+  app.addHook('onRequest', async (_request, reply) => {
+    const timer = setTimeout(
+      () => {
+        if (reply.sent || reply.raw.headersSent) return;
+        void reply.send(
+          new RetryLaterError(
+            503,
+            'HANDLER_TIMEOUT',
+            `No answer within ${handlerTimeoutMs} ms (BLASTGATE_HANDLER_TIMEOUT_MS); retry later. A submission that times out is rolled back`,
+            HANDLER_TIMEOUT_RETRY_AFTER_S,
+            { limitMs: handlerTimeoutMs },
+          ),
+        );
+      },
+      Math.max(0, handlerTimeoutMs - reply.elapsedTime),
+    );
+    // The response went out, or the connection is gone: either way there is no one left to answer.
+    reply.raw.once('close', () => clearTimeout(timer));
+  });
 }
 
 /**
