@@ -64,7 +64,7 @@ export function toClientError(err: FastifyError | AppError | Error): {
     return {
       status: 503,
       code: 'DATABASE_BUSY',
-      message: 'No database connection became free in time; retry later (a submission with the same Idempotency-Key)',
+      message: 'No database connection became free in time; retry later (resubmit with the same Idempotency-Key)',
       retryAfterSeconds: BUSY_RETRY_AFTER_S,
     };
   const fe = err as FastifyError;
