@@ -2,6 +2,7 @@
 import { inject } from 'vitest';
 import { buildApp } from '../../src/app.ts';
 import type { DownstreamPolicy } from '../../src/modules/adapters/index.ts';
+import type { Limits } from '../../src/config.ts';
 import type { Role } from '../../src/modules/auth/roles.ts';
 import { ROLES } from '../../src/modules/auth/roles.ts';
 import type { App } from '../../src/lib/schemas.ts';
@@ -20,6 +21,17 @@ export interface TestApp {
   close(): Promise<void>;
 }
 
+// Tests send far more requests per token than a real client would (the hostile-input suite sends
+// thousands), and share a small machine with PostgreSQL, Redis, workers and other test files, whose
+// load is not the app's: they run with rate budgets that never bind and without load shedding.
+// The rate-limit and load-shedding tests (and the halt-under-load test) turn them back on.
+const UNBOUNDED = {
+  rateLimitMax: 1_000_000,
+  rateLimitControlMax: 1_000_000,
+  maxEventLoopDelayMs: 0,
+  maxEventLoopUtilization: 0,
+};
+
 export async function buildTestApp(
   opts: {
     queuePrefix?: string;
@@ -29,6 +41,7 @@ export async function buildTestApp(
     metricsToken?: string | null;
     /** Pino options, e.g. a stream to read the logs from. */
     logger?: object;
+    limits?: Partial<Limits>;
   } = {},
 ): Promise<TestApp> {
   // A test that restarts PostgreSQL brings its own server; everyone else clones the template.
@@ -42,6 +55,7 @@ export async function buildTestApp(
       logLevel: 'silent',
       queuePrefix: opts.queuePrefix ?? `bgt_${databaseUrl.split('/').pop()}`,
       ...(opts.metricsToken === null ? {} : { metricsToken: opts.metricsToken ?? METRICS_TOKEN }),
+      limits: { ...UNBOUNDED, ...opts.limits },
     },
     downstream: opts.downstream ?? testDownstream(),
     logger: opts.logger ?? (process.env.TEST_LOG ? { level: process.env.TEST_LOG } : false),

@@ -5,6 +5,7 @@ import pino from 'pino';
 import request from 'supertest';
 import { expect } from 'vitest';
 import type { DownstreamPolicy } from '../../src/modules/adapters/index.ts';
+import type { Limits } from '../../src/config.ts';
 import { startWorkers, type RunningWorkers } from '../../src/worker-runtime.ts';
 import { SECRET, buildTestApp, testDownstream, type TestApp } from './app.ts';
 import { startDownstream, type Downstream } from './downstream.ts';
@@ -28,6 +29,7 @@ export async function buildExecHarness(
     clock?: () => number;
     /** The workers' hosts and secrets, when they differ from the API's (a worker missing a secret). */
     workerDownstream?: DownstreamPolicy;
+    limits?: Partial<Limits>;
   } = {},
 ): Promise<ExecHarness> {
   const prefix = `bgt${randomBytes(4).toString('hex')}`;
@@ -35,6 +37,7 @@ export async function buildExecHarness(
     queuePrefix: prefix,
     ...(opts.redisUrl ? { redisUrl: opts.redisUrl } : {}),
     ...(opts.databaseUrl ? { databaseUrl: opts.databaseUrl } : {}),
+    ...(opts.limits ? { limits: opts.limits } : {}),
   });
   const downstream = await startDownstream({ secret: SECRET });
   const workers: RunningWorkers[] = [];

@@ -1,4 +1,7 @@
-// Operator commands. Each becomes one lifecycle event; refusals come from decide() as 4xx.
+// Operator commands. Each becomes one lifecycle event; refusals come from decide() as 4xx. They
+// run on the control pool (the engine's transaction and the reads after it), so no amount of
+// uploads or reads can delay them; the ones that halt or steer a live rollout are control routes
+// (lib/route-kinds.ts: own rate-limit budget, never shed).
 import { Type } from '@fastify/type-provider-typebox';
 import { errorResponses, type App } from '../../lib/schemas.ts';
 import type { Principal } from '../auth/roles.ts';
@@ -27,6 +30,8 @@ interface Command {
   summary: string;
   description: string;
   roles: ('requester' | 'approver' | 'operator')[];
+  /** Halts or steers a live rollout (pause, resume, abort, rollback, signals). */
+  control: boolean;
   body: typeof Reason | typeof OptionalReason | ReturnType<typeof Type.Object>;
   event(p: Principal, body: Body): LifecycleEvent;
 }
@@ -36,6 +41,7 @@ const reasonOf = (b: Body, dflt: string) => (typeof b?.reason === 'string' ? b.r
 const COMMANDS: Command[] = [
   {
     path: 'approve',
+    control: false,
     operationId: 'approveOperation',
     summary: 'Approve a planned operation',
     description:
@@ -56,6 +62,7 @@ const COMMANDS: Command[] = [
   },
   {
     path: 'start',
+    control: false,
     operationId: 'startOperation',
     summary: 'Start an approved operation',
     description: 'Queues wave 0. Refused while a global freeze is in effect.',
@@ -65,6 +72,7 @@ const COMMANDS: Command[] = [
   },
   {
     path: 'pause',
+    control: true,
     operationId: 'pauseOperation',
     summary: 'Pause a running operation',
     description: 'Workers stop before their next destructive call; pending items stay pending.',
@@ -74,6 +82,7 @@ const COMMANDS: Command[] = [
   },
   {
     path: 'resume',
+    control: true,
     operationId: 'resumeOperation',
     summary: 'Resume a paused or halted operation',
     description: 'Re-queues the current wave (or resumes the bake).',
@@ -83,6 +92,7 @@ const COMMANDS: Command[] = [
   },
   {
     path: 'abort',
+    control: true,
     operationId: 'abortOperation',
     summary: 'Abort an operation',
     description: 'Before start: cancelled. After: a halt, handled as the halt policy says (rollback by default).',
@@ -92,6 +102,7 @@ const COMMANDS: Command[] = [
   },
   {
     path: 'rollback',
+    control: true,
     operationId: 'rollbackOperation',
     summary: 'Roll back an operation',
     description: 'Stops execution and restores every item the operation touched, newest first.',
@@ -101,6 +112,7 @@ const COMMANDS: Command[] = [
   },
   {
     path: 'signals',
+    control: true,
     operationId: 'signalOperation',
     summary: 'Report an external signal',
     description:
@@ -129,12 +141,12 @@ const COMMANDS: Command[] = [
 ];
 
 export default async function commandRoutes(app: App) {
-  const reads = operationReads(app.db.prisma);
+  const reads = operationReads(app.db.control.prisma);
   for (const c of COMMANDS) {
     app.post(
       `/operations/:id/${c.path}`,
       {
-        config: { auth: c.roles, audited: true },
+        config: { auth: c.roles, audited: true, control: c.control },
         schema: {
           operationId: c.operationId,
           tags: ['operations'],

@@ -33,7 +33,13 @@ const IdParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 100, d
 
 export default async function operationRoutes(app: App) {
   const reads = operationReads(app.db.prisma);
-  const service = operationService({ pool: app.db.pool, reads, metrics: app.metrics, log: app.log });
+  const service = operationService({
+    pool: app.db.pool,
+    uploads: app.db.uploads,
+    reads,
+    metrics: app.metrics,
+    log: app.log,
+  });
 
   app.post(
     '/operations',
@@ -89,7 +95,14 @@ export default async function operationRoutes(app: App) {
     async (req, reply) => {
       const key = req.headers['idempotency-key'] ?? null;
       const { spec, ids, maxIds } = await readSubmission(req.headers['content-type'], req.body, req.query);
-      const result = await service.submit({ spec, ids, maxIds, idempotencyKey: key, principal: req.principal! });
+      const result = await service.submit({
+        spec,
+        ids,
+        maxIds,
+        idempotencyKey: key,
+        principal: req.principal!,
+        abandoned: () => reply.sent,
+      });
       return respond(result, reply, req);
     },
   );

@@ -1,5 +1,6 @@
-// Submitting an operation: resolve every ID, then either record a rejection with its per-ID
-// report or record a plan and its item ledger — all in one transaction, so nothing is half-written.
+// Submitting an operation: stage every ID (staging.ts: no transaction is open while the body
+// arrives), then in one short transaction resolve them and either record a rejection with its
+// per-ID report or record a plan and its item ledger — so nothing is half-written.
 import { createHash, randomBytes } from 'node:crypto';
 import type pg from 'pg';
 import { canonicalJson } from '../../lib/canonical-json.ts';
@@ -8,7 +9,7 @@ import { inTransaction } from '../../lib/sql.ts';
 import type { Metrics } from '../../plugins/metrics.ts';
 import type { Principal } from '../auth/roles.ts';
 import { appendAudit } from '../audit/repository.ts';
-import { copyIds, createStaging, type IdBatches } from './intake.ts';
+import { readIds, type IdBatches } from './intake.ts';
 import { lockPlanned } from './resource-locks.ts';
 import {
   buildPlan,
@@ -31,6 +32,14 @@ import {
   type OperationRow,
 } from './repository.ts';
 import type { OperationSpec } from './schemas.ts';
+import {
+  abandonedError,
+  copyToStaging,
+  createStagingTable,
+  dropStagingTable,
+  newStagingTable,
+  withPlanInput,
+} from './staging.ts';
 
 export interface Submission {
   spec: OperationSpec;
@@ -38,6 +47,11 @@ export interface Submission {
   maxIds: number;
   idempotencyKey: string | null;
   principal: Principal;
+  /**
+   * True once the request was answered without us (it ran out of time, BLASTGATE_HANDLER_TIMEOUT_MS):
+   * the plan then rolls back instead of committing an operation the client was told failed.
+   */
+  abandoned?: () => boolean;
 }
 
 export type SubmitResult =
@@ -49,15 +63,18 @@ const newOperationId = () => `op_${Date.now().toString(36)}${randomBytes(8).toSt
 
 export interface ServiceLog {
   info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
 }
 
 export function operationService(deps: {
   pool: pg.Pool;
+  /** The uploads pool: staging writes, one short COPY per batch. */
+  uploads: pg.Pool;
   reads: Pick<OperationReads, 'findByIdempotencyKey'>;
   metrics: Metrics;
   log: ServiceLog;
 }) {
-  const { pool, reads, metrics, log } = deps;
+  const { pool, uploads, reads, metrics, log } = deps;
 
   /**
    * The operation an Idempotency-Key already made. Inside the submission's transaction it reads on
@@ -104,19 +121,21 @@ export function operationService(deps: {
       timings[stage] = Math.round(now - mark);
       mark = now;
     };
+    const type = await getResourceType(pool, spec.targetType);
+    if (!type)
+      throw new UnprocessableError(
+        'UNKNOWN_TARGET_TYPE',
+        `Resource type "${spec.targetType}" is not declared in the registry`,
+        { field: 'targetType', targetType: spec.targetType },
+      );
+    const staged = newStagingTable();
     try {
-      return await inTransaction(pool, async (client): Promise<SubmitResult> => {
-        const type = await getResourceType(client, spec.targetType);
-        if (!type)
-          throw new UnprocessableError(
-            'UNKNOWN_TARGET_TYPE',
-            `Resource type "${spec.targetType}" is not declared in the registry`,
-            { field: 'targetType', targetType: spec.targetType },
-          );
-        await createStaging(client);
-        const intake = await copyIds(client, s.ids, s.maxIds, hash);
-        requestHash = intake.idsHash;
-        lap('intakeMs');
+      await createStagingTable(uploads, staged);
+      const intake = await readIds(s.ids, s.maxIds, (rows) => copyToStaging(uploads, staged, rows), hash);
+      requestHash = intake.idsHash;
+      lap('intakeMs');
+      if (s.abandoned?.()) throw abandonedError();
+      const plan = async (client: pg.PoolClient): Promise<SubmitResult> => {
         if (s.idempotencyKey && !dryRun) {
           const existing = await client.query('SELECT 1 FROM operations WHERE idempotency_key = $1', [
             s.idempotencyKey,
@@ -223,12 +242,15 @@ export function operationService(deps: {
           },
         });
         return { kind: 'planned', operation: await loadInTx(client, operationId), replayed: false };
-      }).then((r) => {
-        lap('commitMs');
-        metrics.plans.inc({ outcome: r.kind === 'dry_run_rejected' ? 'rejected' : r.kind });
-        log.info({ operationId, outcome: r.kind, ...timings }, 'plan finished');
-        return r;
-      });
+      };
+      return await inTransaction(pool, (client) => withPlanInput(client, staged, () => plan(client), s.abandoned)).then(
+        (r) => {
+          lap('commitMs');
+          metrics.plans.inc({ outcome: r.kind === 'dry_run_rejected' ? 'rejected' : r.kind });
+          log.info({ operationId, outcome: r.kind, ...timings }, 'plan finished');
+          return r;
+        },
+      );
     } catch (err) {
       // Two concurrent requests with one Idempotency-Key: the loser replays the winner.
       if (
@@ -237,9 +259,14 @@ export function operationService(deps: {
         (err as { code?: string }).code === '23505' &&
         String((err as { constraint?: string }).constraint).includes('idempotency')
       ) {
-        return replay(s.idempotencyKey, requestHash);
+        // Awaited here: the finally below must not leave its rejection unobserved meanwhile.
+        return await replay(s.idempotencyKey, requestHash);
       }
       throw err;
+    } finally {
+      await dropStagingTable(uploads, staged).catch((err: unknown) =>
+        log.warn({ err, table: staged.name }, 'could not drop a staging table; the sweeper will'),
+      );
     }
   }
 
