@@ -57,7 +57,9 @@ export async function buildApp(opts: AppOptions): Promise<App> {
   await app.register(swaggerPlugin);
   await app.register(queuesPlugin, { prefix: opts.config.queuePrefix ?? 'blastgate' });
 
-  const auth = authService(tokenRepository(app.db.prisma));
+  // Authentication needs one read (`lookup`); it can move to a pool of its own without the rest.
+  const tokens = tokenRepository(app.db.pool);
+  const auth = authService({ lookup: tokens, repo: tokens });
   await app.register(authPlugin, { auth });
   installRefusalAudit(app);
 
