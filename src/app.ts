@@ -92,7 +92,8 @@ export async function buildApp(opts: AppOptions): Promise<App> {
   // Shedding first, so an overloaded process refuses a request before it costs a token lookup.
   await app.register(loadSheddingPlugin, { limits });
   // Token lookups use the control pool: authentication must answer however busy the main pool is.
-  const auth = authService(tokenRepository(app.db.control.prisma));
+  const tokens = tokenRepository(app.db.control.pool);
+  const auth = authService({ lookup: tokens, repo: tokens });
   await app.register(authPlugin, { auth });
   await app.register(rateLimitPlugin, { limits, prefix });
   installRefusalAudit(app);

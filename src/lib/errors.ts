@@ -19,8 +19,9 @@ export class BadRequestError extends AppError {
 }
 
 export class UnauthorizedError extends AppError {
-  constructor(message = 'A valid bearer token is required') {
-    super(401, 'UNAUTHORIZED', message);
+  /** `code` says why a presented secret does not work (TOKEN_EXPIRED, TOKEN_REVOKED, TOKEN_ROTATED). */
+  constructor(message = 'A valid bearer token is required', code = 'UNAUTHORIZED', details?: unknown) {
+    super(401, code, message, details);
   }
 }
 

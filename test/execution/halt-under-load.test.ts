@@ -47,7 +47,6 @@ beforeAll(async () => {
     const t = await h.app.authService.createToken(`ci-${i}`, 'requester', {
       tokenId: 'test',
       name: 'test',
-      role: 'admin',
     });
     requesterTokens.push(t.token);
   }

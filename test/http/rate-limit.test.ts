@@ -25,7 +25,6 @@ async function newToken(role: Role, on: TestApp = t) {
   return on.app.authService.createToken(`rl-${role}-${Math.random().toString(36).slice(2, 8)}`, role, {
     tokenId: 'test',
     name: 'test',
-    role: 'admin',
   });
 }
 const list = (token: string, on: TestApp = t) =>

@@ -67,11 +67,7 @@ export async function buildTestApp(
   tokens.admin = admin;
   for (const role of ROLES) {
     if (role === 'admin') continue;
-    const created = await app.authService.createToken(`test-${role}`, role, {
-      tokenId: 'test',
-      name: 'test',
-      role: 'admin',
-    });
+    const created = await app.authService.createToken(`test-${role}`, role, { tokenId: 'test', name: 'test' });
     tokens[role] = created.token;
   }
   // A second requester and approver, for "not your own operation" rules.

@@ -93,8 +93,8 @@ export default async function freezeRoutes(app: App) {
           [LIVE_STATES],
         );
         const event: LifecycleEvent = req.body.frozen
-          ? { type: 'freeze', by: actor.tokenId, reason: req.body.reason }
-          : { type: 'unfreeze', by: actor.tokenId, reason: req.body.reason };
+          ? { type: 'freeze', by: { id: actor.tokenId, name: actor.name }, reason: req.body.reason }
+          : { type: 'unfreeze', by: { id: actor.tokenId, name: actor.name }, reason: req.body.reason };
         for (const { id } of live.rows) {
           const r = await app.engine.apply(id, event, actor, { report: true });
           if (r?.changed) affected.push(id);

@@ -36,6 +36,8 @@ interface Command {
   event(p: Principal, body: Body): LifecycleEvent;
 }
 
+// The id decides identity (self-approval), the name is what a halt reason or audit detail shows.
+const who = (p: Principal) => ({ id: p.tokenId, name: p.name });
 const reasonOf = (b: Body, dflt: string) => (typeof b?.reason === 'string' ? b.reason : dflt);
 
 const COMMANDS: Command[] = [
@@ -58,7 +60,7 @@ const COMMANDS: Command[] = [
         example: { planHash: 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855' },
       },
     ),
-    event: (p, b) => ({ type: 'approve', by: p.tokenId, role: p.role, planHash: String(b?.planHash) }),
+    event: (p, b) => ({ type: 'approve', by: who(p), role: p.role, planHash: String(b?.planHash) }),
   },
   {
     path: 'start',
@@ -68,7 +70,7 @@ const COMMANDS: Command[] = [
     description: 'Queues wave 0. Refused while a global freeze is in effect.',
     roles: ['operator'],
     body: OptionalReason,
-    event: (p) => ({ type: 'start', by: p.tokenId, role: p.role }),
+    event: (p) => ({ type: 'start', by: who(p), role: p.role }),
   },
   {
     path: 'pause',
@@ -78,7 +80,7 @@ const COMMANDS: Command[] = [
     description: 'Workers stop before their next destructive call; pending items stay pending.',
     roles: ['operator'],
     body: Reason,
-    event: (p, b) => ({ type: 'pause', by: p.tokenId, reason: reasonOf(b, 'paused') }),
+    event: (p, b) => ({ type: 'pause', by: who(p), reason: reasonOf(b, 'paused') }),
   },
   {
     path: 'resume',
@@ -88,7 +90,7 @@ const COMMANDS: Command[] = [
     description: 'Re-queues the current wave (or resumes the bake).',
     roles: ['operator'],
     body: OptionalReason,
-    event: (p) => ({ type: 'resume', by: p.tokenId }),
+    event: (p) => ({ type: 'resume', by: who(p) }),
   },
   {
     path: 'abort',
@@ -98,7 +100,7 @@ const COMMANDS: Command[] = [
     description: 'Before start: cancelled. After: a halt, handled as the halt policy says (rollback by default).',
     roles: ['operator'],
     body: Reason,
-    event: (p, b) => ({ type: 'abort', by: p.tokenId, reason: reasonOf(b, 'aborted') }),
+    event: (p, b) => ({ type: 'abort', by: who(p), reason: reasonOf(b, 'aborted') }),
   },
   {
     path: 'rollback',
@@ -108,7 +110,7 @@ const COMMANDS: Command[] = [
     description: 'Stops execution and restores every item the operation touched, newest first.',
     roles: ['operator'],
     body: Reason,
-    event: (p, b) => ({ type: 'rollback', by: p.tokenId, reason: reasonOf(b, 'rollback') }),
+    event: (p, b) => ({ type: 'rollback', by: who(p), reason: reasonOf(b, 'rollback') }),
   },
   {
     path: 'signals',
@@ -135,7 +137,7 @@ const COMMANDS: Command[] = [
       kind: String(b?.kind),
       ...(typeof b?.tenantId === 'string' ? { tenantId: b.tenantId } : {}),
       ...(typeof b?.detail === 'string' ? { detail: b.detail } : {}),
-      by: p.tokenId,
+      by: who(p),
     }),
   },
 ];

@@ -11,23 +11,18 @@ import type { Principal } from '../auth/roles.ts';
 import { appendAudit } from '../audit/repository.ts';
 import { readIds, type IdBatches } from './intake.ts';
 import { lockPlanned } from './resource-locks.ts';
-import {
-  buildPlan,
-  classify,
-  markLockedByOthers,
-  computePlanHash,
-  insertItems,
-  insertWaves,
-  storeRejections,
-  type Classification,
-  type PlanSummary,
-} from './planner.ts';
+import { buildPlan, computePlanHash, insertItems, insertWaves, type PlanSummary } from './plan-build.ts';
+import { classify, markLockedByOthers, storeRejections, type Classification } from './planner.ts';
+import { applyRollingBudgets, insertOperationTenants } from './rolling-budgets.ts';
+import { scopeReport, type ScopeReport } from './scope.ts';
 import { DEFAULT_BUDGETS, DEFAULT_PLAN_TTL_SECONDS, withHaltDefaults, withRolloutDefaults } from './policy.ts';
 import {
+  findByKeyInTx,
   getBudgets,
   getPlanTtlSeconds,
   getResourceType,
   insertOperation,
+  loadInTx,
   type OperationReads,
   type OperationRow,
 } from './repository.ts';
@@ -57,7 +52,7 @@ export interface Submission {
 export type SubmitResult =
   | { kind: 'planned' | 'rejected'; operation: OperationRow; replayed: boolean }
   | { kind: 'dry_run'; plan: PlanSummary }
-  | { kind: 'dry_run_rejected'; classification: Classification };
+  | { kind: 'dry_run_rejected'; classification: Classification; scope: ScopeReport | null };
 
 const newOperationId = () => `op_${Date.now().toString(36)}${randomBytes(8).toString('hex')}`;
 
@@ -142,7 +137,7 @@ export function operationService(deps: {
           ]);
           if (existing.rowCount) return replay(s.idempotencyKey, requestHash, client);
         }
-        let cls = await classify(client, type.name, type.id_pattern);
+        let cls = await classify(client, type.name, type.id_pattern, principal.scope);
         // A resource is in at most one live operation: take them all, or learn who got there first.
         if (!cls.rejected && !dryRun && !(await lockPlanned(client, operationId, cls.counts.ok))) {
           cls = await markLockedByOthers(client, operationId);
@@ -165,8 +160,10 @@ export function operationService(deps: {
           autoStart: spec.autoStart ?? false,
         };
         if (cls.rejected) {
-          if (dryRun) return { kind: 'dry_run_rejected', classification: cls };
-          const rejection = { counts: cls.counts, offenders: cls.samples };
+          // The scope it was judged against, when that is why: the token's scope may change later.
+          const scope = cls.counts.out_of_scope > 0 ? scopeReport(principal) : null;
+          if (dryRun) return { kind: 'dry_run_rejected', classification: cls, scope };
+          const rejection = { counts: cls.counts, offenders: cls.samples, ...(scope ? { scope } : {}) };
           await insertOperation(client, {
             ...base,
             state: 'rejected',
@@ -196,10 +193,16 @@ export function operationService(deps: {
         }
         const budgets = { ...DEFAULT_BUDGETS, ...(await getBudgets(client)) };
         const ttlSeconds = (await getPlanTtlSeconds(client)) ?? DEFAULT_PLAN_TTL_SECONDS;
-        const { summary, waveOf } = await buildPlan(client, {
+        const { summary, waveOf, loads } = await buildPlan(client, {
           cascadeTo: type.cascade_to ?? [],
           budgets,
           steps: rollout.waves,
+        });
+        await applyRollingBudgets(client, summary, {
+          requestedBy: principal.tokenId,
+          requesterName: principal.name,
+          tenants: loads.map((l) => l.tenantId),
+          lock: !dryRun,
         });
         if (mode === 'hard') {
           summary.breakGlassReasons.push('mode "hard" deletes permanently, with no retention window');
@@ -221,6 +224,7 @@ export function operationService(deps: {
           requiresBreakGlass: summary.requiresBreakGlass,
         });
         await insertItems(client, operationId, waveOf);
+        await insertOperationTenants(client, operationId, loads);
         await insertWaves(client, operationId, summary.waves);
         lap('ledgerMs');
         // Last, so the audit chain lock is held for as short a time as possible.
@@ -271,53 +275,6 @@ export function operationService(deps: {
   }
 
   return { submit };
-}
-
-async function findByKeyInTx(client: pg.PoolClient, key: string): Promise<OperationRow | undefined> {
-  const r = await client.query('SELECT * FROM operations WHERE idempotency_key = $1', [key]);
-  return r.rows[0] && fromRow(r.rows[0]);
-}
-
-async function loadInTx(client: pg.PoolClient, id: string): Promise<OperationRow> {
-  const r = await client.query('SELECT * FROM operations WHERE id = $1', [id]);
-  return fromRow(r.rows[0]);
-}
-
-/** Maps a raw operations row to the Prisma model shape, so views have one input type. */
-export function fromRow(r: Record<string, unknown>): OperationRow {
-  return {
-    id: r.id,
-    action: r.action,
-    targetType: r.target_type,
-    mode: r.mode,
-    reason: r.reason,
-    ticket: r.ticket,
-    state: r.state,
-    requestedBy: r.requested_by,
-    requestedByName: r.requested_by_name,
-    idempotencyKey: r.idempotency_key,
-    requestHash: r.request_hash,
-    rollout: r.rollout,
-    haltPolicy: r.halt_policy,
-    plan: r.plan,
-    planHash: r.plan_hash,
-    rejection: r.rejection,
-    itemCount: r.item_count,
-    tenantCount: r.tenant_count,
-    requiresBreakGlass: r.requires_break_glass,
-    autoStart: r.auto_start,
-    currentWave: r.current_wave,
-    haltReason: r.halt_reason,
-    version: r.version,
-    bakeUntil: r.bake_until,
-    expiresAt: r.expires_at,
-    progressAt: r.progress_at,
-    waveDeadline: r.wave_deadline,
-    createdAt: r.created_at,
-    updatedAt: r.updated_at,
-    startedAt: r.started_at,
-    finishedAt: r.finished_at,
-  } as OperationRow;
 }
 
 export type OperationService = ReturnType<typeof operationService>;
