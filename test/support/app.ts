@@ -25,7 +25,7 @@ export interface TestApp {
 // thousands), and share a small machine with PostgreSQL, Redis, workers and other test files, whose
 // load is not the app's: they run with rate budgets that never bind and without load shedding.
 // The rate-limit and load-shedding tests (and the halt-under-load test) turn them back on.
-const UNBOUNDED = {
+export const UNBOUNDED = {
   rateLimitMax: 1_000_000,
   rateLimitControlMax: 1_000_000,
   maxEventLoopDelayMs: 0,
