@@ -31,13 +31,19 @@ export default fp<LoadSheddingOptions>(
       pressureHandler: (req, _reply, type, value) => {
         if (isControlRoute(req) || !req.routeOptions.url?.startsWith('/v1')) return;
         const limit = type === 'eventLoopDelay' ? maxEventLoopDelayMs : maxEventLoopUtilization;
+        // The sampler reads an infinite delay when the loop was blocked for its whole period (no
+        // sample at all): say that, rather than "Infinity", and give no number.
+        const blocked = value !== undefined && !Number.isFinite(value);
+        const what = blocked
+          ? `the event loop was blocked for the whole last ${SAMPLE_INTERVAL_MS} ms`
+          : `${type} ${round(value)} over its limit of ${limit}`;
         return Promise.reject(
           new RetryLaterError(
             503,
             'OVERLOADED',
-            `The API is shedding load (${type} ${round(value)} over its limit of ${limit}); retry in ${RETRY_AFTER_S} s`,
+            `The API is shedding load (${what}); retry in ${RETRY_AFTER_S} s`,
             RETRY_AFTER_S,
-            { reason: type, value: round(value), limit },
+            { reason: type, value: blocked ? null : round(value), limit, blocked },
           ),
         );
       },
