@@ -3,14 +3,21 @@
 import Fastify from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { randomUUID } from 'node:crypto';
-import type { Config } from './config.ts';
+import { DEFAULT_LIMITS, type Config, type Limits } from './config.ts';
 import dbPlugin from './plugins/db.ts';
 import redisPlugin from './plugins/redis.ts';
 import metricsPlugin, { createMetrics, registerLedgerGauges, type Metrics } from './plugins/metrics.ts';
 import swaggerPlugin from './plugins/swagger.ts';
+import helmetPlugin from './plugins/helmet.ts';
+import downstreamPlugin from './plugins/downstream.ts';
+import { withRedaction } from './lib/logging.ts';
+import { DENY_ALL, type DownstreamPolicy } from './modules/adapters/index.ts';
 import { installErrorHandler } from './plugins/errors.ts';
 import { buildValidator } from './plugins/validation.ts';
-import { installStreamingParsers } from './plugins/uploads.ts';
+import { installStagingSweeper, installStreamingParsers } from './plugins/uploads.ts';
+import { installBodyDeadline, installHandlerDeadline, serverTimeoutOptions } from './plugins/timeouts.ts';
+import rateLimitPlugin from './plugins/rate-limit.ts';
+import loadSheddingPlugin from './plugins/under-pressure.ts';
 import { ErrorResponse, type App } from './lib/schemas.ts';
 import { OperationView, PlanSchema } from './modules/operations/schemas.ts';
 import authPlugin from './modules/auth/plugin.ts';
@@ -27,15 +34,28 @@ import policyRoutes from './modules/operations/policy-routes.ts';
 import queuesPlugin from './plugins/queues.ts';
 
 export interface AppOptions {
-  config: Pick<Config, 'logLevel'> & { databaseUrl: string; redisUrl: string; queuePrefix?: string };
+  config: Pick<Config, 'logLevel'> & {
+    databaseUrl: string;
+    redisUrl: string;
+    queuePrefix?: string;
+    metricsToken?: string | undefined;
+    /** Unset fields take their defaults (DEFAULT_LIMITS). */
+    limits?: Partial<Limits>;
+  };
+  /** Hosts and signing secrets http adapters are checked against when declared (default: none). */
+  downstream?: DownstreamPolicy;
   metrics?: Metrics;
   /** Pino logger options; tests pass `false`. */
   logger?: boolean | object;
 }
 
 export async function buildApp(opts: AppOptions): Promise<App> {
+  const limits: Limits = { ...DEFAULT_LIMITS, ...opts.config.limits };
+  const prefix = opts.config.queuePrefix ?? 'blastgate';
   const app = Fastify({
-    logger: opts.logger ?? { level: opts.config.logLevel },
+    // Request deadlines (408 for a request that trickles in, 503 for one not answered in time).
+    ...serverTimeoutOptions(limits),
+    logger: withRedaction(opts.logger ?? { level: opts.config.logLevel }),
     genReqId: (req) =>
       typeof req.headers['x-request-id'] === 'string' && req.headers['x-request-id'].length <= 100
         ? req.headers['x-request-id']
@@ -46,19 +66,36 @@ export async function buildApp(opts: AppOptions): Promise<App> {
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   installErrorHandler(app);
+  await app.register(helmetPlugin);
   installStreamingParsers(app);
+  installHandlerDeadline(app, limits.handlerTimeoutMs);
+  installBodyDeadline(app, limits.requestTimeoutMs);
   // Shared schemas live at the root so every route plugin can $ref them.
   for (const schema of [ErrorResponse, PlanSchema, OperationView]) app.addSchema(schema);
 
-  await app.register(dbPlugin, { url: opts.config.databaseUrl });
+  await app.register(dbPlugin, {
+    url: opts.config.databaseUrl,
+    poolMax: limits.dbPoolMax,
+    controlPoolMax: limits.dbControlPoolMax,
+    uploadPoolMax: limits.dbUploadPoolMax,
+  });
+  // A staging table outlives its request only when its process died: twice the longest a request
+  // can live is safely past that.
+  installStagingSweeper(app, { pool: app.db.uploads, staleAfterMs: 2 * limits.handlerTimeoutMs });
   await app.register(redisPlugin, { url: opts.config.redisUrl });
-  await app.register(metricsPlugin, { metrics: opts.metrics ?? createMetrics() });
+  await app.register(downstreamPlugin, { policy: opts.downstream ?? DENY_ALL });
+  await app.register(metricsPlugin, { metrics: opts.metrics ?? createMetrics(), token: opts.config.metricsToken });
   registerLedgerGauges(app.metrics, app.db.pool);
   await app.register(swaggerPlugin);
-  await app.register(queuesPlugin, { prefix: opts.config.queuePrefix ?? 'blastgate' });
+  await app.register(queuesPlugin, { prefix });
 
-  const auth = authService(tokenRepository(app.db.prisma));
+  // Shedding first, so an overloaded process refuses a request before it costs a token lookup.
+  await app.register(loadSheddingPlugin, { limits });
+  // Token lookups use the control pool: authentication must answer however busy the main pool is.
+  const tokens = tokenRepository(app.db.control.pool);
+  const auth = authService({ lookup: tokens, repo: tokens });
   await app.register(authPlugin, { auth });
+  await app.register(rateLimitPlugin, { limits, prefix });
   installRefusalAudit(app);
 
   await app.register(healthRoutes);

@@ -6,6 +6,7 @@ import type {
   RawReplyDefaultExpression,
   RawRequestDefaultExpression,
   RawServerDefault,
+  RouteOptions,
 } from 'fastify';
 
 export type App = FastifyInstance<
@@ -50,7 +51,28 @@ const ERROR_DESCRIPTIONS: Record<number, string> = {
   413: 'Body larger than allowed',
   415: 'Content type not accepted here',
   422: 'Understood but refused (see code and details)',
+  408: 'The request was not received in time (BLASTGATE_REQUEST_TIMEOUT_MS); nothing was created',
+  429: 'Rate limit reached for this token (see Retry-After)',
+  503: 'Overloaded, no database connection free, or not answered in time (see Retry-After)',
 };
+
+/**
+ * Documents refusals that apply across routes (timeouts, rate limits, load shedding) on every /v1
+ * route `when` selects, as the plugin that causes them is registered; a route's own entry wins.
+ */
+export function documentErrorResponses(
+  app: FastifyInstance,
+  statuses: number[],
+  when: (route: RouteOptions) => boolean = () => true,
+) {
+  app.addHook('onRoute', (route) => {
+    if (!route.url.startsWith('/v1') || !when(route)) return;
+    route.schema = {
+      ...route.schema,
+      response: { ...errorResponses(...statuses), ...(route.schema?.response as object | undefined) },
+    };
+  });
+}
 
 export const Pagination = Type.Object({
   limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100, description: 'Page size' }),

@@ -1,7 +1,8 @@
 // The one error handler: every error leaves as { code, message, details, requestId }. Client
 // mistakes are 4xx with a stable code; 5xx messages are never shown to clients.
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { AppError } from '../lib/errors.ts';
+import { AppError, RetryLaterError } from '../lib/errors.ts';
+import { isPoolExhausted } from './db.ts';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -19,6 +20,9 @@ const FASTIFY_CODES: Record<string, [number, string]> = {
   FST_ERR_CTP_INVALID_TYPE: [400, 'MALFORMED_BODY'],
   FST_ERR_VALIDATION: [400, 'VALIDATION_FAILED'],
 };
+// Seconds a client should wait before retrying a request that found no free database connection:
+// long enough for a burst to drain.
+const BUSY_RETRY_AFTER_S = 5;
 
 interface ValidationIssue {
   instancePath: string;
@@ -45,9 +49,24 @@ export function toClientError(err: FastifyError | AppError | Error): {
   code: string;
   message: string;
   details?: unknown;
+  /** Sent as Retry-After: the refusal is temporary. */
+  retryAfterSeconds?: number;
 } {
   if (err instanceof AppError)
-    return { status: err.statusCode, code: err.code, message: err.message, details: err.details };
+    return {
+      status: err.statusCode,
+      code: err.code,
+      message: err.message,
+      details: err.details,
+      ...(err instanceof RetryLaterError ? { retryAfterSeconds: err.retryAfterSeconds } : {}),
+    };
+  if (isPoolExhausted(err))
+    return {
+      status: 503,
+      code: 'DATABASE_BUSY',
+      message: 'No database connection became free in time; retry later (resubmit with the same Idempotency-Key)',
+      retryAfterSeconds: BUSY_RETRY_AFTER_S,
+    };
   const fe = err as FastifyError;
   if (fe.validation)
     return {
@@ -68,9 +87,12 @@ export function toClientError(err: FastifyError | AppError | Error): {
 export function installErrorHandler(app: FastifyInstance) {
   app.setErrorHandler((err: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
     const e = toClientError(err);
-    if (e.status >= 500) request.log.error({ err }, 'request failed');
+    // A refusal for now (shed, busy, timed out) is the service protecting itself, not a failure.
+    if (e.status >= 500 && e.retryAfterSeconds === undefined) request.log.error({ err }, 'request failed');
+    else if (e.status >= 500) request.log.warn({ code: e.code, details: e.details }, e.message);
     else request.log.info({ code: e.code, details: e.details }, e.message);
     request.errorCode = e.code;
+    if (e.retryAfterSeconds !== undefined) reply.header('retry-after', String(e.retryAfterSeconds));
     return reply
       .status(e.status)
       .send({ code: e.code, message: e.message, details: e.details ?? null, requestId: request.id });

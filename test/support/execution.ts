@@ -4,12 +4,14 @@ import { randomBytes } from 'node:crypto';
 import pino from 'pino';
 import request from 'supertest';
 import { expect } from 'vitest';
+import type { DownstreamPolicy } from '../../src/modules/adapters/index.ts';
+import type { Limits } from '../../src/config.ts';
 import { startWorkers, type RunningWorkers } from '../../src/worker-runtime.ts';
-import { buildTestApp, type TestApp } from './app.ts';
+import { SECRET, buildTestApp, testDownstream, type TestApp } from './app.ts';
 import { startDownstream, type Downstream } from './downstream.ts';
 import { query } from './seed.ts';
 
-export const SECRET = 'test-signing-secret-0123456789abcdef';
+export { SECRET };
 
 export interface ExecHarness extends TestApp {
   prefix: string;
@@ -25,6 +27,9 @@ export async function buildExecHarness(
     redisUrl?: string;
     databaseUrl?: string;
     clock?: () => number;
+    /** The workers' hosts and secrets, when they differ from the API's (a worker missing a secret). */
+    workerDownstream?: DownstreamPolicy;
+    limits?: Partial<Limits>;
   } = {},
 ): Promise<ExecHarness> {
   const prefix = `bgt${randomBytes(4).toString('hex')}`;
@@ -32,6 +37,7 @@ export async function buildExecHarness(
     queuePrefix: prefix,
     ...(opts.redisUrl ? { redisUrl: opts.redisUrl } : {}),
     ...(opts.databaseUrl ? { databaseUrl: opts.databaseUrl } : {}),
+    ...(opts.limits ? { limits: opts.limits } : {}),
   });
   const downstream = await startDownstream({ secret: SECRET });
   const workers: RunningWorkers[] = [];
@@ -41,7 +47,7 @@ export async function buildExecHarness(
       redisUrl: t.redisUrl,
       queuePrefix: prefix,
       concurrency: o.concurrency ?? 2,
-      signingSecret: SECRET,
+      downstream: opts.workerDownstream ?? testDownstream(),
       logger: pino({ level: 'silent' }),
       lockDurationMs: opts.lockDurationMs ?? 2_000,
       reconcileEveryMs: 500,
@@ -90,27 +96,40 @@ export interface Submitted {
   waves: { index: number; tenants: number; items: number; fromSeq: number; toSeq: number }[];
 }
 
+/**
+ * Sends a request again while the API sheds load (503 OVERLOADED), after its Retry-After, as a
+ * well-behaved client does: a test that turns load shedding on runs on a machine whose load is
+ * not only its own. Bounded: the tenth answer is returned whatever it is.
+ */
+async function unlessShed(send: () => request.Test): Promise<request.Response> {
+  for (let i = 1; ; i++) {
+    const res = await send();
+    if (res.status !== 503 || res.body?.code !== 'OVERLOADED' || i === 10) return res;
+    await new Promise((r) => setTimeout(r, Number(res.headers['retry-after'] ?? 1) * 1000));
+  }
+}
+
 /** requester submits → approver approves → operator starts. */
 export async function submitAndStart(h: ExecHarness, body: Record<string, unknown>, start = true): Promise<Submitted> {
-  const created = await request(h.app.server)
-    .post('/v1/operations')
-    .set('authorization', h.auth('requester'))
-    .send({ targetType: 'app', reason: 'Remove the legacy app', ticket: 'CHG-1', ...body });
+  const created = await unlessShed(() =>
+    request(h.app.server)
+      .post('/v1/operations')
+      .set('authorization', h.auth('requester'))
+      .send({ targetType: 'app', reason: 'Remove the legacy app', ticket: 'CHG-1', ...body }),
+  );
   expect(created.status, JSON.stringify(created.body)).toBe(201);
   const { id, planHash } = created.body as { id: string; planHash: string };
   const approveAs = created.body.requiresBreakGlass ? (['approver', 'admin'] as const) : (['approver'] as const);
   for (const role of approveAs) {
-    const a = await request(h.app.server)
-      .post(`/v1/operations/${id}/approve`)
-      .set('authorization', h.auth(role))
-      .send({ planHash });
+    const a = await unlessShed(() =>
+      request(h.app.server).post(`/v1/operations/${id}/approve`).set('authorization', h.auth(role)).send({ planHash }),
+    );
     expect(a.status, JSON.stringify(a.body)).toBe(200);
   }
   if (start) {
-    const s = await request(h.app.server)
-      .post(`/v1/operations/${id}/start`)
-      .set('authorization', h.auth('operator'))
-      .send({});
+    const s = await unlessShed(() =>
+      request(h.app.server).post(`/v1/operations/${id}/start`).set('authorization', h.auth('operator')).send({}),
+    );
     expect(s.status, JSON.stringify(s.body)).toBe(200);
   }
   return { id, planHash, waves: created.body.plan.waves };

@@ -2,7 +2,8 @@
 // event's hash covers the previous event's hash, so any edit or removal breaks the chain.
 import { createHash } from 'node:crypto';
 import { canonicalJson } from '../../lib/canonical-json.ts';
-import type { Queryable } from '../../lib/sql.ts';
+import type pg from 'pg';
+import { inTransaction, type Queryable } from '../../lib/sql.ts';
 
 export interface AuditInput {
   actor: string;
@@ -42,11 +43,13 @@ export function eventHash(prevHash: string, e: Omit<AuditRow, 'seq' | 'prevHash'
 
 /**
  * Appends one event. Call inside the transaction that makes the change it records, so that the
- * change and its audit event commit together; the chain lock is held until that commit.
+ * change and its audit event commit together; the chain lock is held from the read of the last
+ * hash to that commit. The client must be in a transaction: on a bare pool every statement would
+ * commit on its own connection and the lock would be gone before the read (a forked chain).
  */
-export async function appendAudit(db: Queryable, input: AuditInput): Promise<void> {
-  await db.query('SELECT pg_advisory_xact_lock($1)', [CHAIN_LOCK]);
-  const last = await db.query<{ hash: string }>('SELECT hash FROM audit_events ORDER BY seq DESC LIMIT 1');
+export async function appendAudit(tx: pg.PoolClient, input: AuditInput): Promise<void> {
+  await tx.query('SELECT pg_advisory_xact_lock($1)', [CHAIN_LOCK]);
+  const last = await tx.query<{ hash: string }>('SELECT hash FROM audit_events ORDER BY seq DESC LIMIT 1');
   const prevHash = last.rows[0]?.hash ?? GENESIS_HASH;
   const e = {
     at: new Date().toISOString(),
@@ -56,11 +59,16 @@ export async function appendAudit(db: Queryable, input: AuditInput): Promise<voi
     operationId: input.operationId ?? null,
     payload: input.payload ?? {},
   };
-  await db.query(
+  await tx.query(
     `INSERT INTO audit_events (at, actor, action, outcome, operation_id, payload, prev_hash, hash)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
     [e.at, e.actor, e.action, e.outcome, e.operationId, JSON.stringify(e.payload), prevHash, eventHash(prevHash, e)],
   );
+}
+
+/** An event that records no other change of its own (a refused request): one transaction for it alone. */
+export function auditAlone(pool: pg.Pool, input: AuditInput): Promise<void> {
+  return inTransaction(pool, (tx) => appendAudit(tx, input));
 }
 
 const toRow = (r: Record<string, unknown>): AuditRow => ({

@@ -1,7 +1,7 @@
 // Reading and verifying the audit log, and recording refused destructive requests.
 import { Type } from '@fastify/type-provider-typebox';
 import { errorResponses, type App } from '../../lib/schemas.ts';
-import { appendAudit, listAudit, verifyAudit } from './repository.ts';
+import { auditAlone, listAudit, verifyAudit } from './repository.ts';
 
 const AuditEvent = Type.Object(
   {
@@ -108,7 +108,8 @@ export default async function auditRoutes(app: App) {
 export function installRefusalAudit(app: App) {
   app.addHook('onResponse', async (req, reply) => {
     if (!req.routeOptions.config.audited || reply.statusCode < 400 || req.auditedByService) return;
-    await appendAudit(app.db.pool, {
+    // A refused operator command is recorded on the control pool, like the command itself.
+    await auditAlone(req.routeOptions.config.control ? app.db.control.pool : app.db.pool, {
       actor: req.principal?.name ?? 'anonymous',
       action: `${req.method} ${req.routeOptions.url}`,
       outcome: 'refused',

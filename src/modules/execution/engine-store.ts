@@ -97,8 +97,8 @@ async function persist(tx: pg.PoolClient, record: OperationRecord, n: LifecycleS
       `INSERT INTO approvals (operation_id, approver, approver_name, role, plan_hash, break_glass) VALUES ($1, $2, $3, $4, $5, $6)`,
       [
         opId,
-        event.by,
-        actor.name,
+        event.by.id,
+        event.by.name,
         event.role,
         event.planHash,
         record.lifecycle.requiresBreakGlass && event.role === 'admin',

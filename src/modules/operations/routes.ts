@@ -26,6 +26,7 @@ import {
   OperationsPage,
   ReportPage,
 } from './schemas.ts';
+import { describeScope, type ScopeReport } from './scope.ts';
 import { operationView } from './views.ts';
 
 const STREAM_LIMITS = { maxBytes: 256 * 1024 * 1024, maxLineBytes: 64 * 1024, batchSize: 10_000 };
@@ -33,7 +34,13 @@ const IdParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 100, d
 
 export default async function operationRoutes(app: App) {
   const reads = operationReads(app.db.prisma);
-  const service = operationService({ pool: app.db.pool, reads, metrics: app.metrics, log: app.log });
+  const service = operationService({
+    pool: app.db.pool,
+    uploads: app.db.uploads,
+    reads,
+    metrics: app.metrics,
+    log: app.log,
+  });
 
   app.post(
     '/operations',
@@ -45,7 +52,7 @@ export default async function operationRoutes(app: App) {
         summary: 'Submit a destructive operation',
         description:
           "Resolves every ID against the registry. Any ID that is unknown, of another type, not matching the type's ID pattern, " +
-          'duplicated, already deleted or protected rejects the whole operation (422 PLAN_REJECTED with a per-ID report; the rejection is recorded). ' +
+          "duplicated, outside the token's scope (out_of_scope), held by another live operation, already deleted or protected rejects the whole operation (422 PLAN_REJECTED with a per-ID report; the rejection is recorded). " +
           'Otherwise 201 with the plan. Bodies: application/json (up to 100,000 IDs inline); application/x-ndjson (first line the spec, then one ID per line as a JSON string, up to 1,000,000); ' +
           'text/plain (one ID per line, spec in the query string). `Idempotency-Key`: the same key with the same body returns the same operation; with another body 409.',
         headers: Type.Object({
@@ -89,7 +96,14 @@ export default async function operationRoutes(app: App) {
     async (req, reply) => {
       const key = req.headers['idempotency-key'] ?? null;
       const { spec, ids, maxIds } = await readSubmission(req.headers['content-type'], req.body, req.query);
-      const result = await service.submit({ spec, ids, maxIds, idempotencyKey: key, principal: req.principal! });
+      const result = await service.submit({
+        spec,
+        ids,
+        maxIds,
+        idempotencyKey: key,
+        principal: req.principal!,
+        abandoned: () => reply.sent,
+      });
       return respond(result, reply, req);
     },
   );
@@ -106,12 +120,16 @@ export default async function operationRoutes(app: App) {
       case 'dry_run':
         return reply.status(200).send({ dryRun: true, plan: result.plan });
       case 'dry_run_rejected':
-        throw planRejected(result.classification.counts, result.classification.samples, null);
+        throw planRejected(result.classification.counts, result.classification.samples, null, result.scope);
       case 'rejected': {
         req.auditedByService = true;
         if (result.replayed) reply.header('idempotent-replayed', 'true');
-        const r = result.operation.rejection as { counts: Record<string, number>; offenders: unknown };
-        throw planRejected(r.counts, r.offenders, result.operation.id);
+        const r = result.operation.rejection as unknown as {
+          counts: Record<string, number>;
+          offenders: unknown;
+          scope?: ScopeReport;
+        };
+        throw planRejected(r.counts, r.offenders, result.operation.id, r.scope ?? null);
       }
     }
   }
@@ -257,19 +275,27 @@ declare module 'fastify' {
   }
 }
 
-function planRejected(counts: Record<string, number>, offenders: unknown, operationId: string | null) {
+function planRejected(
+  counts: Record<string, number>,
+  offenders: unknown,
+  operationId: string | null,
+  scope: ScopeReport | null,
+) {
   const bad = Object.entries(counts)
     .filter(([c, n]) => c !== 'ok' && n > 0)
     .map(([c, n]) => `${n} ${c}`)
     .join(', ');
+  // out_of_scope IDs: say what the token may submit, so the fix is clear without asking an admin.
+  const why = scope ? ` ${describeScope(scope)}` : '';
   return new UnprocessableError(
     'PLAN_REJECTED',
-    `The operation was rejected: ${bad}. Nothing will run; resubmit a corrected list.`,
+    `The operation was rejected: ${bad}.${why} Nothing will run; resubmit a corrected list.`,
     {
       operationId,
       counts,
       offenders,
       reportUrl: operationId ? `/v1/operations/${operationId}/report` : null,
+      ...(scope ? { scope } : {}),
     },
   );
 }

@@ -4,7 +4,7 @@ import type pg from 'pg';
 import { BadRequestError, NotFoundError, UnprocessableError } from '../../lib/errors.ts';
 import { inTransaction } from '../../lib/sql.ts';
 import type { Metrics } from '../../plugins/metrics.ts';
-import { adapterConfigProblems, type AdapterProblem } from '../adapters/index.ts';
+import { adapterProblems, type AdapterProblem, type DownstreamPolicy } from '../adapters/index.ts';
 import { appendAudit } from '../audit/repository.ts';
 import { importResources, type ImportOptions } from './import.ts';
 import type { StageRow } from './rows.ts';
@@ -23,9 +23,12 @@ export interface TypeProblem {
 
 const IDENTIFIER = /^[A-Za-z_$][\w$]*$/;
 
-/** Every problem of one type's adapter, as declaration problems at `types[i].adapter.<field>`. */
-export function checkAdapter(adapter: unknown, at: string): TypeProblem[] {
-  return adapterConfigProblems(adapter).map(({ path, ...p }) => ({
+/**
+ * Every problem of one type's adapter, as declaration problems at `types[i].adapter.<field>`:
+ * its structure, then this server's policy (an allowed baseUrl host, a signing secret it holds).
+ */
+export function checkAdapter(adapter: unknown, at: string, policy: DownstreamPolicy): TypeProblem[] {
+  return adapterProblems(adapter, policy).map(({ path, ...p }) => ({
     field: path.reduce((f, k) => (IDENTIFIER.test(k) ? `${f}.${k}` : `${f}[${JSON.stringify(k)}]`), at),
     ...p,
   }));
@@ -92,7 +95,11 @@ function jsRegexError(pattern: string): string | null {
   }
 }
 
-export function registryService(deps: { pool: pg.Pool; metrics?: Pick<Metrics, 'registryRows'> }) {
+export function registryService(deps: {
+  pool: pg.Pool;
+  metrics?: Pick<Metrics, 'registryRows'>;
+  downstream: DownstreamPolicy;
+}) {
   const { pool, metrics } = deps;
   return {
     listTypes: () => repo.listTypes(pool),
@@ -115,9 +122,9 @@ export function registryService(deps: { pool: pg.Pool; metrics?: Pick<Metrics, '
               message: `idPattern is not a valid regular expression: ${err}`,
             });
         }
-        // Omitted: the registry adapter. A signing secret is not needed to declare an http adapter,
-        // only to run one.
-        if (t.adapter !== undefined) problems.push(...checkAdapter(t.adapter, `types[${i}].adapter`));
+        // Omitted: the registry adapter. The workers hold the same policy as this server (hosts,
+        // secrets), so what passes here can run; a worker that differs fails the items, saying why.
+        if (t.adapter !== undefined) problems.push(...checkAdapter(t.adapter, `types[${i}].adapter`, deps.downstream));
       }
       return inTransaction(pool, async (client) => {
         await repo.lockRegistryWrites(client);
@@ -129,7 +136,7 @@ export function registryService(deps: { pool: pg.Pool; metrics?: Pick<Metrics, '
             problems,
           );
         }
-        // Every adapter passed adapterConfigProblems: each is an AdapterConfig.
+        // Every adapter passed adapterProblems: each is an AdapterConfig.
         await repo.upsertTypes(client, body.types as ResourceTypeInput[]);
         await appendAudit(client, {
           actor,
