@@ -25,9 +25,16 @@ import commandRoutes from './modules/execution/routes.ts';
 import freezeRoutes from './modules/execution/freeze-routes.ts';
 import policyRoutes from './modules/operations/policy-routes.ts';
 import queuesPlugin from './plugins/queues.ts';
+import snapshotsPlugin from './plugins/snapshots.ts';
 
 export interface AppOptions {
-  config: Pick<Config, 'logLevel'> & { databaseUrl: string; redisUrl: string; queuePrefix?: string };
+  config: Pick<Config, 'logLevel'> & {
+    databaseUrl: string;
+    redisUrl: string;
+    queuePrefix?: string;
+    /** Master key of the snapshot store; the caller checks it against the database (checkSnapshotKey). */
+    snapshotKey: Buffer;
+  };
   metrics?: Metrics;
   /** Pino logger options; tests pass `false`. */
   logger?: boolean | object;
@@ -56,6 +63,7 @@ export async function buildApp(opts: AppOptions): Promise<App> {
   registerLedgerGauges(app.metrics, app.db.pool);
   await app.register(swaggerPlugin);
   await app.register(queuesPlugin, { prefix: opts.config.queuePrefix ?? 'blastgate' });
+  await app.register(snapshotsPlugin, { masterKey: opts.config.snapshotKey });
 
   const auth = authService(tokenRepository(app.db.prisma));
   await app.register(authPlugin, { auth });

@@ -24,6 +24,7 @@ import { pgRollbackLedger } from './modules/execution/rollback-ledger.ts';
 import { processRollback } from './modules/execution/rollback.ts';
 import { loadOperation } from './modules/execution/state.ts';
 import { createVelocityLimiter } from './modules/execution/velocity.ts';
+import { checkSnapshotKey } from './modules/snapshots/key-check.ts';
 
 export interface WorkerOptions {
   databaseUrl: string;
@@ -31,6 +32,8 @@ export interface WorkerOptions {
   queuePrefix: string;
   concurrency: number;
   signingSecret: string | undefined;
+  /** Master key of the snapshot store; checked against the database before any job runs. */
+  snapshotKey: Buffer;
   logger: FastifyBaseLogger;
   metrics?: Metrics;
   /** BullMQ job lock: how soon a job whose worker died is taken over by another. */
@@ -62,6 +65,12 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
   const lockDuration = opts.lockDurationMs ?? 30_000;
   const leaseMs = opts.claimLeaseMs ?? Math.max(5_000, 3 * lockDuration);
   const db = createDb(opts.databaseUrl, opts.concurrency * 2 + 6);
+  try {
+    await checkSnapshotKey(db.pool, opts.snapshotKey);
+  } catch (err) {
+    await closeDb(db);
+    throw err;
+  }
   const producer = createRedis(opts.redisUrl, true);
   const publisher = createRedis(opts.redisUrl);
   const subscriber = createRedis(opts.redisUrl, true);

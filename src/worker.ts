@@ -23,6 +23,8 @@ try {
     queuePrefix: config.queuePrefix,
     concurrency: config.workerConcurrency,
     signingSecret: config.signingSecret,
+    // loadConfig requires it with DATABASE_URL, which a worker process always has.
+    snapshotKey: config.snapshotKey!,
     logger,
     lockDurationMs: config.workerLockMs,
   });

@@ -5,6 +5,7 @@ import type { Role } from '../../src/modules/auth/roles.ts';
 import { ROLES } from '../../src/modules/auth/roles.ts';
 import type { App } from '../../src/lib/schemas.ts';
 import { createTestDatabase } from './db.ts';
+import { TEST_SNAPSHOT_KEY_BYTES } from './keys.ts';
 
 export interface TestApp {
   app: App;
@@ -29,6 +30,7 @@ export async function buildTestApp(
       redisUrl,
       logLevel: 'silent',
       queuePrefix: opts.queuePrefix ?? `bgt_${databaseUrl.split('/').pop()}`,
+      snapshotKey: TEST_SNAPSHOT_KEY_BYTES,
     },
     logger: process.env.TEST_LOG ? { level: process.env.TEST_LOG } : false,
   });

@@ -7,6 +7,7 @@ import { expect } from 'vitest';
 import { startWorkers, type RunningWorkers } from '../../src/worker-runtime.ts';
 import { buildTestApp, type TestApp } from './app.ts';
 import { startDownstream, type Downstream } from './downstream.ts';
+import { TEST_SNAPSHOT_KEY_BYTES } from './keys.ts';
 import { query } from './seed.ts';
 
 export const SECRET = 'test-signing-secret-0123456789abcdef';
@@ -42,6 +43,7 @@ export async function buildExecHarness(
       queuePrefix: prefix,
       concurrency: o.concurrency ?? 2,
       signingSecret: SECRET,
+      snapshotKey: TEST_SNAPSHOT_KEY_BYTES,
       logger: pino({ level: 'silent' }),
       lockDurationMs: opts.lockDurationMs ?? 2_000,
       reconcileEveryMs: 500,
