@@ -3,12 +3,12 @@
 // A compliance erasure destroys the resource's wrapped keys: its snapshots stay in the insert-only
 // store (the audit trail of what was taken stays whole) but can never be read again.
 //
-// Content is addressed by sha256 over its RFC 8785 canonical JSON (the `canonicalize` library),
+// Content is addressed by sha256 over its RFC 8785 canonical JSON (lib/canonical-json.ts),
 // so the same content is stored once per resource and key, and a read verifies what it decrypts:
 // GCM's tag proves the ciphertext was not altered, the hash proves it is the content the ledger
 // points at.
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
-import canonicalize from 'canonicalize';
+import { canonicalJson } from '../../lib/canonical-json.ts';
 
 const ALGORITHM = 'aes-256-gcm';
 const IV_BYTES = 12;
@@ -23,7 +23,7 @@ export interface Sealed {
 
 /** The canonical form and its sha256 (hex): what a snapshot is addressed by. */
 export function contentOf(data: unknown): { canonical: string; hash: string } {
-  const canonical = canonicalize(data ?? null) ?? 'null';
+  const canonical = canonicalJson(data);
   return { canonical, hash: createHash('sha256').update(canonical, 'utf8').digest('hex') };
 }
 
