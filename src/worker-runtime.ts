@@ -25,6 +25,7 @@ import { processRollback } from './modules/execution/rollback.ts';
 import { loadOperation } from './modules/execution/state.ts';
 import { createVelocityLimiter } from './modules/execution/velocity.ts';
 import { checkSnapshotKey } from './modules/snapshots/key-check.ts';
+import { snapshotStore } from './modules/snapshots/store.ts';
 
 export interface WorkerOptions {
   databaseUrl: string;
@@ -71,6 +72,7 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
     await closeDb(db);
     throw err;
   }
+  const snapshots = snapshotStore(opts.snapshotKey);
   const producer = createRedis(opts.redisUrl, true);
   const publisher = createRedis(opts.redisUrl);
   const subscriber = createRedis(opts.redisUrl, true);
@@ -93,7 +95,7 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
   });
   const adapters = new AdapterCache(db.pool, opts.signingSecret);
   const load = (opId: string) => loadOperation(db.pool, opId, false);
-  const ledger = pgLedger(db.pool, leaseMs);
+  const ledger = pgLedger(db.pool, leaseMs, snapshots);
   const velocity = createVelocityLimiter(producer, opts.queuePrefix, clock);
   const chunkDeps = (job: Job, token: string | undefined): ChunkDeps => ({
     load,
@@ -162,6 +164,7 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
               ledger: pgRollbackLedger(db.pool, leaseMs),
               engine,
               adapters,
+              readSnapshots: (ids) => snapshots.get(db.pool, ids),
               later: (ms) => later(job, token, ms),
               clock,
               metrics: opts.metrics,

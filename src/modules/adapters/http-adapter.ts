@@ -291,6 +291,8 @@ export function createHttpAdapter(config: ResolvedHttpConfig, signingSecret: str
 
   return {
     kind: 'http',
+    // The owning system cascades a delete itself; Blastgate only stored the descendants' snapshots.
+    cascade: 'downstream',
 
     snapshot(items, opts) {
       return mapPool(items, opts.concurrency, (item) =>

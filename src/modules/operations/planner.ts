@@ -2,6 +2,14 @@
 // Everything runs inside the caller's transaction on the staging table `plan_input`.
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
+import {
+  cascadeSummary,
+  classifyCascade,
+  countDescendants,
+  expandCascade,
+  insertDescendants,
+  markDescendantsLockedByOthers,
+} from './cascade-plan.ts';
 import { LIVE_STATES } from './lifecycle-types.ts';
 import type { Budgets } from './policy.ts';
 import { scheduleWaves, type TenantLoad, type WavePlan } from './waves.ts';
@@ -19,7 +27,6 @@ export const ID_CLASSES = [
 export type IdClass = (typeof ID_CLASSES)[number];
 const SAMPLE_PER_CLASS = 100;
 const TOP_TENANTS = 20;
-const CASCADE_DEPTH = 5;
 
 export interface Offender {
   index: number;
@@ -35,6 +42,8 @@ export interface Classification {
   /** First offending IDs of each non-ok class, in submission order. */
   samples: Partial<Record<IdClass, Offender[]>>;
   rejected: boolean;
+  /** Descendants the ok IDs' cascades take with them (locked and planned with them). */
+  descendants: number;
 }
 
 export interface PlanSummary {
@@ -46,6 +55,7 @@ export interface PlanSummary {
     protected: number;
     top: { tenantId: string; items: number; internal: boolean; wave: number }[];
   };
+  /** Active descendants the delete takes with it, by type (counted in itemCount and tenantCount). */
   cascade: { type: string; count: number }[];
   waves: WavePlan[];
   budgets: { maxTenants: number; maxItems: number; withinBudget: boolean; breaches: string[] };
@@ -58,12 +68,14 @@ export interface PlanSummary {
  * One pass over the input: duplicates first (the 2nd+ occurrence), then unknown IDs (reported as
  * pattern_mismatch when they do not even look like the target type), wrong type, pattern, a
  * resource another live operation holds (in_flight), state, and protection. Materialised once so
- * that counts, samples and items read the same rows.
+ * that counts, samples and items read the same rows. Then the cascades of what is ok: a resource
+ * whose cascade would take one held by a live operation, or a protected one, is classified so too.
  */
 export async function classify(
   client: pg.PoolClient,
   targetType: string,
   idPattern: string | null,
+  cascadeTo: string[],
 ): Promise<Classification> {
   await client.query(`SET LOCAL work_mem = '256MB'`);
   // Duplicates by hash aggregate (usually an empty result) rather than a window over a 1M-row
@@ -93,6 +105,8 @@ export async function classify(
      LEFT JOIN operations lo ON lo.id = l.operation_id AND lo.state = ANY($3::text[])`,
     [targetType, idPattern, LIVE_STATES],
   );
+  await expandCascade(client, cascadeTo);
+  await classifyCascade(client);
   return summarize(client);
 }
 
@@ -107,6 +121,7 @@ export async function markLockedByOthers(client: pg.PoolClient, operationId: str
      WHERE c.class = 'ok' AND l.resource_id = c.id AND l.operation_id <> $1`,
     [operationId, LIVE_STATES],
   );
+  await markDescendantsLockedByOthers(client, operationId);
   return summarize(client);
 }
 
@@ -144,7 +159,7 @@ async function summarize(client: pg.PoolClient): Promise<Classification> {
       });
     }
   }
-  return { counts, samples, rejected };
+  return { counts, samples, rejected, descendants: rejected ? 0 : await countDescendants(client) };
 }
 
 /** Every offending ID, for the full report behind a rejection. */
@@ -157,7 +172,6 @@ export async function storeRejections(client: pg.PoolClient, operationId: string
 }
 
 export interface PlanInput {
-  cascadeTo: string[];
   budgets: Budgets;
   steps: readonly string[];
 }
@@ -171,19 +185,25 @@ export async function buildPlan(
     `SELECT c.tenant_id, count(*)::int AS items, t.internal, t.protected
      FROM plan_class c JOIN tenants t ON t.id = c.tenant_id GROUP BY c.tenant_id, t.internal, t.protected`,
   );
+  // Descendants count where the item that takes them is (its wave is theirs), and their tenants
+  // count toward the budget even when no submitted item belongs to them.
+  const cascade = await cascadeSummary(client);
   const tenants: TenantLoad[] = loads.rows.map((r) => ({
     tenantId: r.tenant_id,
     items: r.items,
     internal: r.internal,
+    descendants: cascade.perRootTenant.get(r.tenant_id) ?? 0,
   }));
   const { waves, waveOf } = scheduleWaves(tenants, input.steps);
-  const itemCount = tenants.reduce((n, t) => n + t.items, 0);
-  const protectedTenants = loads.rows.filter((r) => r.protected).map((r) => r.tenant_id);
-  const cascade = input.cascadeTo.length ? await cascadeCounts(client, input.cascadeTo) : [];
+  const itemCount = tenants.reduce((n, t) => n + t.items + (t.descendants ?? 0), 0);
+  const tenantCount = tenants.length + cascade.otherTenants.length;
+  const protectedTenants = [...loads.rows, ...cascade.otherTenants.map((t) => ({ tenant_id: t.tenantId, ...t }))]
+    .filter((r) => r.protected)
+    .map((r) => r.tenant_id);
 
   const breaches: string[] = [];
-  if (tenants.length > input.budgets.maxTenants)
-    breaches.push(`${tenants.length} tenants exceeds the budget of ${input.budgets.maxTenants}`);
+  if (tenantCount > input.budgets.maxTenants)
+    breaches.push(`${tenantCount} tenants exceeds the budget of ${input.budgets.maxTenants}`);
   if (itemCount > input.budgets.maxItems)
     breaches.push(`${itemCount} items exceeds the budget of ${input.budgets.maxItems}`);
   const breakGlassReasons = [...breaches];
@@ -192,22 +212,23 @@ export async function buildPlan(
       `${protectedTenants.length} protected tenant(s): ${protectedTenants.slice(0, 10).join(', ')}${protectedTenants.length > 10 ? ', …' : ''}`,
     );
   }
+  const all = (t: TenantLoad) => t.items + (t.descendants ?? 0);
   const top = [...tenants]
-    .sort((a, b) => b.items - a.items || (a.tenantId < b.tenantId ? -1 : 1))
+    .sort((a, b) => all(b) - all(a) || (a.tenantId < b.tenantId ? -1 : 1))
     .slice(0, TOP_TENANTS)
-    .map((t) => ({ tenantId: t.tenantId, items: t.items, internal: t.internal, wave: waveOf.get(t.tenantId)! }));
+    .map((t) => ({ tenantId: t.tenantId, items: all(t), internal: t.internal, wave: waveOf.get(t.tenantId)! }));
   return {
     waveOf,
     summary: {
       itemCount,
-      tenantCount: tenants.length,
+      tenantCount,
       tenants: {
-        total: tenants.length,
+        total: tenantCount,
         internal: tenants.filter((t) => t.internal).length,
         protected: protectedTenants.length,
         top,
       },
-      cascade,
+      cascade: cascade.byType,
       waves,
       budgets: {
         maxTenants: input.budgets.maxTenants,
@@ -221,27 +242,17 @@ export async function buildPlan(
   };
 }
 
-/** Active descendants a delete would take with it, by type (following cascade types only). */
-async function cascadeCounts(client: pg.PoolClient, cascadeTo: string[]) {
-  const res = await client.query<{ type: string; count: number }>(
-    `WITH RECURSIVE tree AS (
-       SELECT r.id, r.type, 1 AS depth FROM plan_class c JOIN resources r ON r.parent_id = c.id
-       WHERE r.state = 'active' AND r.type = ANY($1::text[])
-       UNION ALL
-       SELECT r.id, r.type, t.depth + 1 FROM tree t JOIN resources r ON r.parent_id = t.id
-       WHERE r.state = 'active' AND r.type = ANY($1::text[]) AND t.depth < $2
-     )
-     SELECT type, count(DISTINCT id)::int AS count FROM tree GROUP BY type ORDER BY count DESC, type`,
-    [cascadeTo, CASCADE_DEPTH],
-  );
-  return res.rows;
-}
-
 /**
  * Writes the item ledger: one row per resolved ID, numbered (seq) in wave order so that a wave is
- * the contiguous range waves[i].fromSeq ≤ seq < waves[i].toSeq. Inserted in key order.
+ * the contiguous range waves[i].fromSeq ≤ seq < waves[i].toSeq. Inserted in key order. The
+ * descendants of cascades follow, after the last wave's range.
  */
-export async function insertItems(client: pg.PoolClient, operationId: string, waveOf: Map<string, number>) {
+export async function insertItems(
+  client: pg.PoolClient,
+  operationId: string,
+  waveOf: Map<string, number>,
+  submitted: number,
+) {
   await client.query(
     `INSERT INTO operation_items (operation_id, seq, resource_id, tenant_id, ordinal, wave)
      SELECT $1, (row_number() OVER (ORDER BY w.wave, c.ord) - 1)::int, c.id, c.tenant_id, c.ord, w.wave
@@ -249,6 +260,7 @@ export async function insertItems(client: pg.PoolClient, operationId: string, wa
      ORDER BY 2`,
     [operationId, [...waveOf.keys()], [...waveOf.values()]],
   );
+  await insertDescendants(client, operationId, submitted);
 }
 
 /** Per-wave counters start at zero; the executor keeps them with the item outcomes. */
@@ -269,8 +281,8 @@ export async function insertWaves(client: pg.PoolClient, operationId: string, wa
 /**
  * The plan hash binds an approval to exactly what was planned: action, type and mode, every
  * submitted ID in order (hashed while streaming), and which tenants go in which wave with how
- * many items. The ledger written with the plan never changes afterwards, so approving the hash
- * approves the ledger.
+ * many items (cascaded descendants included). The ledger written with the plan never changes
+ * afterwards, so approving the hash approves the ledger.
  */
 export function computePlanHash(
   header: string,

@@ -21,11 +21,11 @@ import {
   CreateOperationBody,
   CreateOperationQuery,
   DryRunView,
-  ItemsPage,
   OperationSpec,
   OperationsPage,
   ReportPage,
 } from './schemas.ts';
+import { ItemsPage } from './item-schemas.ts';
 import { operationView } from './views.ts';
 
 const STREAM_LIMITS = { maxBytes: 256 * 1024 * 1024, maxLineBytes: 64 * 1024, batchSize: 10_000 };
@@ -194,6 +194,8 @@ export default async function operationRoutes(app: App) {
           seq: r.seq,
           resourceId: r.resourceId,
           tenantId: r.tenantId,
+          type: r.resourceType ?? op.targetType,
+          parentSeq: r.parentSeq,
           wave: r.wave,
           state: r.state,
           attempts: r.attempts,

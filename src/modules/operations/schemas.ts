@@ -91,10 +91,15 @@ const WaveSchema = Type.Object(
     kind: Type.Union([Type.Literal('internal'), Type.Literal('canary')]),
     step: Type.Union([Type.String(), Type.Null()]),
     tenants: Type.Integer(),
-    items: Type.Integer(),
+    items: Type.Integer({ description: 'What the wave deletes: its submitted items and what their cascades take' }),
+    descendants: Type.Integer({
+      description: 'Of items, the descendants cascades take with their parent (0 without a cascade)',
+    }),
     cumulativeTenants: Type.Integer(),
-    fromSeq: Type.Integer({ description: 'First ledger seq of the wave' }),
-    toSeq: Type.Integer({ description: 'One past the last ledger seq of the wave' }),
+    fromSeq: Type.Integer({ description: 'First ledger seq of the wave (its submitted items)' }),
+    toSeq: Type.Integer({
+      description: 'One past the last ledger seq of the wave; descendants follow every wave, after their parent',
+    }),
   },
   { description: 'One wave of the rollout' },
 );
@@ -112,7 +117,8 @@ export const PlanSchema = Type.Object(
       ),
     }),
     cascade: Type.Array(Type.Object({ type: Type.String(), count: Type.Integer() }), {
-      description: 'Active children a delete would take with it, by type',
+      description:
+        'Active descendants the delete takes with it, by type; they are items of the plan (itemCount, tenantCount, budgets, waves)',
     }),
     waves: Type.Array(WaveSchema),
     budgets: Type.Object({
@@ -226,42 +232,6 @@ export const OperationView = Type.Object(
 export const DryRunView = Type.Object(
   { dryRun: Type.Literal(true), plan: Type.Ref('Plan') },
   { description: 'A plan that was not stored', example: { dryRun: true, plan: { itemCount: 2 } } },
-);
-
-export const ItemView = Type.Object(
-  {
-    seq: Type.Integer({ description: 'Position in the ledger (wave order)' }),
-    resourceId: Type.String(),
-    tenantId: Type.String(),
-    wave: Type.Integer(),
-    state: Type.String(),
-    attempts: Type.Integer(),
-    lastError: Type.Union([Type.String(), Type.Null()]),
-    updatedAt: Type.String({ format: 'date-time' }),
-  },
-  { description: 'One item of the ledger' },
-);
-
-export const ItemsPage = Type.Object(
-  { items: Type.Array(ItemView), nextCursor: Type.Union([Type.String(), Type.Null()]) },
-  {
-    description: 'A page of items in ledger order (wave by wave)',
-    example: {
-      items: [
-        {
-          seq: 0,
-          resourceId: 'app_1',
-          tenantId: 't_1',
-          wave: 0,
-          state: 'pending',
-          attempts: 0,
-          lastError: null,
-          updatedAt: '2026-11-24T12:00:00.000Z',
-        },
-      ],
-      nextCursor: null,
-    },
-  },
 );
 
 export const ReportPage = Type.Object(
