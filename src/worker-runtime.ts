@@ -23,6 +23,7 @@ import { reconcileOnce, type Reconciled } from './modules/execution/reconciler.t
 import { pgRollbackLedger } from './modules/execution/rollback-ledger.ts';
 import { processRollback } from './modules/execution/rollback.ts';
 import { loadOperation } from './modules/execution/state.ts';
+import { pgThroughputRecorder } from './modules/operations/restore-estimate.ts';
 import { createVelocityLimiter } from './modules/execution/velocity.ts';
 
 export interface WorkerOptions {
@@ -156,6 +157,7 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
               later: (ms) => later(job, token, ms),
               clock,
               metrics: opts.metrics,
+              throughput: pgThroughputRecorder(db.pool),
             },
             j.opId,
             fence,

@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto';
 import type { Queryable } from '../../lib/sql.ts';
 import type { Metrics } from '../../plugins/metrics.ts';
 import { idempotencyKeyFor, type AdapterItem, type ItemResult } from '../adapters/index.ts';
+import type { ThroughputRecorder } from '../operations/restore-estimate.ts';
 import { rollbackOrder } from '../operations/rollback-plan.ts';
 import type { AdapterCache } from './adapters-cache.ts';
 import type { Engine } from './engine.ts';
@@ -29,6 +30,8 @@ export interface RollbackDeps<Tx = Queryable> {
   later(delayMs: number): Promise<void>;
   clock(): number;
   metrics?: Pick<Metrics, 'items'>;
+  /** Restore throughput per type and adapter kind, from which plans estimate their time to restore. */
+  throughput?: ThroughputRecorder;
 }
 
 export async function processRollback<Tx>(deps: RollbackDeps<Tx>, opId: string, fence: Fence): Promise<void> {
@@ -43,6 +46,8 @@ export async function processRollback<Tx>(deps: RollbackDeps<Tx>, opId: string, 
   );
   for (;;) {
     if (fence.lost) return; // another run may take over: stop here, the ledger has what was done
+    // A duration on the monotonic clock (the injected one is the engine's time for timers).
+    const batchStarted = performance.now();
     const picked = await deps.ledger.pick(opId, token, BATCH);
     if (picked.length === 0) break;
     const rows = rollbackOrder(picked);
@@ -68,7 +73,15 @@ export async function processRollback<Tx>(deps: RollbackDeps<Tx>, opId: string, 
         : { seq: r.seq, ok: false, error: x.error.slice(0, 500), permanent: 'permanent' in x && x.permanent };
     });
     await deps.ledger.finish(opId, token, out);
-    deps.metrics?.items.inc({ outcome: 'restored' }, out.filter((r) => r.ok).length);
+    const restored = out.filter((r) => r.ok).length;
+    deps.metrics?.items.inc({ outcome: 'restored' }, restored);
+    if (!(adapter instanceof Error))
+      await deps.throughput?.record({
+        type: op.targetType,
+        adapterKind: adapter.kind,
+        items: restored,
+        elapsedMs: performance.now() - batchStarted,
+      });
     if (deps.clock() - started > MAX_RUN_MS) return deps.later(0);
     // An operator may have ended the rollback (abort → rollback_incomplete) meanwhile.
     op = await deps.load(opId);

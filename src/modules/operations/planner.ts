@@ -4,6 +4,7 @@ import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import { LIVE_STATES } from './lifecycle-types.ts';
 import type { Budgets } from './policy.ts';
+import { estimatePlanRestore, restoreBreach, type EstimatedRestore } from './restore-estimate.ts';
 import { scheduleWaves, type TenantLoad, type WavePlan } from './waves.ts';
 
 export const ID_CLASSES = [
@@ -48,7 +49,9 @@ export interface PlanSummary {
   };
   cascade: { type: string; count: number }[];
   waves: WavePlan[];
-  budgets: { maxTenants: number; maxItems: number; withinBudget: boolean; breaches: string[] };
+  budgets: Budgets & { withinBudget: boolean; breaches: string[] };
+  /** How long restoring everything this plan deletes would take (see restore-estimate.ts). */
+  estimatedRestore: EstimatedRestore;
   requiresBreakGlass: boolean;
   breakGlassReasons: string[];
   planHash: string;
@@ -157,6 +160,7 @@ export async function storeRejections(client: pg.PoolClient, operationId: string
 }
 
 export interface PlanInput {
+  targetType: string;
   cascadeTo: string[];
   budgets: Budgets;
   steps: readonly string[];
@@ -180,12 +184,18 @@ export async function buildPlan(
   const itemCount = tenants.reduce((n, t) => n + t.items, 0);
   const protectedTenants = loads.rows.filter((r) => r.protected).map((r) => r.tenant_id);
   const cascade = input.cascadeTo.length ? await cascadeCounts(client, input.cascadeTo) : [];
+  const estimatedRestore = await estimatePlanRestore(client, [
+    { type: input.targetType, count: itemCount },
+    ...cascade,
+  ]);
 
   const breaches: string[] = [];
   if (tenants.length > input.budgets.maxTenants)
     breaches.push(`${tenants.length} tenants exceeds the budget of ${input.budgets.maxTenants}`);
   if (itemCount > input.budgets.maxItems)
     breaches.push(`${itemCount} items exceeds the budget of ${input.budgets.maxItems}`);
+  const slowRestore = restoreBreach(estimatedRestore, input.budgets.maxRestoreMinutes);
+  if (slowRestore) breaches.push(slowRestore);
   const breakGlassReasons = [...breaches];
   if (protectedTenants.length) {
     breakGlassReasons.push(
@@ -212,9 +222,11 @@ export async function buildPlan(
       budgets: {
         maxTenants: input.budgets.maxTenants,
         maxItems: input.budgets.maxItems,
+        maxRestoreMinutes: input.budgets.maxRestoreMinutes,
         withinBudget: breaches.length === 0,
         breaches,
       },
+      estimatedRestore,
       requiresBreakGlass: breakGlassReasons.length > 0,
       breakGlassReasons,
     },

@@ -2,6 +2,7 @@
 import { Type, type Static } from '@fastify/type-provider-typebox';
 import { HaltPolicy, RolloutPolicy } from './policy.ts';
 import { MAX_INLINE_IDS } from './intake.ts';
+import { EstimatedRestoreSchema } from './restore-estimate.ts';
 
 const specFields = {
   action: Type.Literal('delete', {
@@ -118,14 +119,17 @@ export const PlanSchema = Type.Object(
     budgets: Type.Object({
       maxTenants: Type.Integer(),
       maxItems: Type.Integer(),
+      // Optional, like estimatedRestore below: plans stored before they existed do not have them.
+      maxRestoreMinutes: Type.Optional(Type.Integer()),
       withinBudget: Type.Boolean(),
       breaches: Type.Array(Type.String()),
     }),
+    estimatedRestore: Type.Optional(EstimatedRestoreSchema),
     requiresBreakGlass: Type.Boolean(),
     breakGlassReasons: Type.Array(Type.String()),
     planHash: Type.String({ description: 'Approvals must carry this hash' }),
   },
-  { $id: 'Plan', description: 'The blast radius: items, tenants, cascade, waves and budgets' },
+  { $id: 'Plan', description: 'The blast radius: items, tenants, cascade, waves, budgets and the time to restore' },
 );
 
 export const OperationView = Type.Object(
