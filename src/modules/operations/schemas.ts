@@ -189,7 +189,12 @@ export const OperationView = Type.Object(
     finishedAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
     createdAt: Type.String({ format: 'date-time' }),
     updatedAt: Type.String({ format: 'date-time' }),
-    links: Type.Object({ self: Type.String(), items: Type.String(), report: Type.Union([Type.String(), Type.Null()]) }),
+    links: Type.Object({
+      self: Type.String(),
+      items: Type.String(),
+      tenants: Type.String({ description: 'The affected tenants (with their contacts for admins and operators)' }),
+      report: Type.Union([Type.String(), Type.Null()]),
+    }),
   },
   {
     $id: 'Operation',
@@ -221,6 +226,7 @@ export const OperationView = Type.Object(
       links: {
         self: '/v1/operations/op_lx2k9a1b2c3d4e5f6',
         items: '/v1/operations/op_lx2k9a1b2c3d4e5f6/items',
+        tenants: '/v1/operations/op_lx2k9a1b2c3d4e5f6/tenants',
         report: null,
       },
     },
