@@ -21,6 +21,7 @@ import auditRoutes, { installRefusalAudit } from './modules/audit/routes.ts';
 import healthRoutes from './modules/health/routes.ts';
 import registryRoutes from './modules/registry/routes.ts';
 import operationRoutes from './modules/operations/routes.ts';
+import affectedTenantRoutes from './modules/operations/affected-tenants.ts';
 import commandRoutes from './modules/execution/routes.ts';
 import freezeRoutes from './modules/execution/freeze-routes.ts';
 import policyRoutes from './modules/operations/policy-routes.ts';
@@ -74,6 +75,7 @@ export async function buildApp(opts: AppOptions): Promise<App> {
     async (v1) => {
       await v1.register(registryRoutes, { prefix: '/registry' });
       await v1.register(operationRoutes);
+      await v1.register(affectedTenantRoutes);
       await v1.register(commandRoutes);
       await v1.register(freezeRoutes);
       await v1.register(policyRoutes);

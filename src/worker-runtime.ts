@@ -23,6 +23,7 @@ import { reconcileOnce, type Reconciled } from './modules/execution/reconciler.t
 import { pgRollbackLedger } from './modules/execution/rollback-ledger.ts';
 import { processRollback } from './modules/execution/rollback.ts';
 import { loadOperation } from './modules/execution/state.ts';
+import { pgThroughputRecorder } from './modules/operations/restore-estimate.ts';
 import { createVelocityLimiter } from './modules/execution/velocity.ts';
 import { checkSnapshotKey } from './modules/snapshots/key-check.ts';
 import { snapshotStore } from './modules/snapshots/store.ts';
@@ -168,6 +169,7 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
               later: (ms) => later(job, token, ms),
               clock,
               metrics: opts.metrics,
+              throughput: pgThroughputRecorder(db.pool),
             },
             j.opId,
             fence,

@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 import type { Queryable } from '../../lib/sql.ts';
 import type { Metrics } from '../../plugins/metrics.ts';
 import type { SnapshotRead } from '../snapshots/store.ts';
+import type { ThroughputRecorder } from '../operations/restore-estimate.ts';
 import type { AdapterCache } from './adapters-cache.ts';
 import type { Engine } from './engine.ts';
 import type { Fence } from './exclusive.ts';
@@ -32,6 +33,8 @@ export interface RollbackDeps<Tx = Queryable> {
   later(delayMs: number): Promise<void>;
   clock(): number;
   metrics?: Pick<Metrics, 'items'>;
+  /** Restore throughput per type and adapter kind, from which plans estimate their time to restore. */
+  throughput?: ThroughputRecorder;
 }
 
 export async function processRollback<Tx>(deps: RollbackDeps<Tx>, opId: string, fence: Fence): Promise<void> {
@@ -41,6 +44,8 @@ export async function processRollback<Tx>(deps: RollbackDeps<Tx>, opId: string, 
   if (!op || op.lifecycle.state !== 'rolling_back') return;
   for (;;) {
     if (fence.lost) return; // another run may take over: stop here, the ledger has what was done
+    // A duration on the monotonic clock (the injected one is the engine's time for timers).
+    const batchStarted = performance.now();
     const picked = await deps.ledger.pick(opId, token, BATCH);
     if (picked.length === 0) break;
     const out = await restoreBatch(
@@ -55,7 +60,20 @@ export async function processRollback<Tx>(deps: RollbackDeps<Tx>, opId: string, 
       picked,
     );
     await deps.ledger.finish(opId, token, out);
-    deps.metrics?.items.inc({ outcome: 'restored' }, out.filter((r) => r.ok).length);
+    const restored = out.filter((r) => r.ok).length;
+    deps.metrics?.items.inc({ outcome: 'restored' }, restored);
+    // Measured per adapter kind; a type whose adapter does not build restored nothing to measure.
+    const kind = await deps.adapters.get(op.targetType).then(
+      (a) => a.adapter.kind,
+      () => undefined,
+    );
+    if (kind && deps.throughput)
+      await deps.throughput.record({
+        type: op.targetType,
+        adapterKind: kind,
+        items: restored,
+        elapsedMs: performance.now() - batchStarted,
+      });
     if (deps.clock() - started > MAX_RUN_MS) return deps.later(0);
     // An operator may have ended the rollback (abort → rollback_incomplete) meanwhile.
     op = await deps.load(opId);

@@ -12,6 +12,7 @@ import {
 } from './cascade-plan.ts';
 import { LIVE_STATES } from './lifecycle-types.ts';
 import type { Budgets } from './policy.ts';
+import { estimatePlanRestore, restoreBreach, type EstimatedRestore } from './restore-estimate.ts';
 import { scheduleWaves, type TenantLoad, type WavePlan } from './waves.ts';
 
 export const ID_CLASSES = [
@@ -58,7 +59,9 @@ export interface PlanSummary {
   /** Active descendants the delete takes with it, by type (counted in itemCount and tenantCount). */
   cascade: { type: string; count: number }[];
   waves: WavePlan[];
-  budgets: { maxTenants: number; maxItems: number; withinBudget: boolean; breaches: string[] };
+  budgets: Budgets & { withinBudget: boolean; breaches: string[] };
+  /** How long restoring everything this plan deletes would take (see restore-estimate.ts). */
+  estimatedRestore: EstimatedRestore;
   requiresBreakGlass: boolean;
   breakGlassReasons: string[];
   planHash: string;
@@ -172,6 +175,7 @@ export async function storeRejections(client: pg.PoolClient, operationId: string
 }
 
 export interface PlanInput {
+  targetType: string;
   budgets: Budgets;
   steps: readonly string[];
 }
@@ -200,12 +204,18 @@ export async function buildPlan(
   const protectedTenants = [...loads.rows, ...cascade.otherTenants.map((t) => ({ tenant_id: t.tenantId, ...t }))]
     .filter((r) => r.protected)
     .map((r) => r.tenant_id);
+  const estimatedRestore = await estimatePlanRestore(client, [
+    { type: input.targetType, count: tenants.reduce((n, t) => n + t.items, 0) },
+    ...cascade.byType,
+  ]);
 
   const breaches: string[] = [];
   if (tenantCount > input.budgets.maxTenants)
     breaches.push(`${tenantCount} tenants exceeds the budget of ${input.budgets.maxTenants}`);
   if (itemCount > input.budgets.maxItems)
     breaches.push(`${itemCount} items exceeds the budget of ${input.budgets.maxItems}`);
+  const slowRestore = restoreBreach(estimatedRestore, input.budgets.maxRestoreMinutes);
+  if (slowRestore) breaches.push(slowRestore);
   const breakGlassReasons = [...breaches];
   if (protectedTenants.length) {
     breakGlassReasons.push(
@@ -233,9 +243,11 @@ export async function buildPlan(
       budgets: {
         maxTenants: input.budgets.maxTenants,
         maxItems: input.budgets.maxItems,
+        maxRestoreMinutes: input.budgets.maxRestoreMinutes,
         withinBudget: breaches.length === 0,
         breaches,
       },
+      estimatedRestore,
       requiresBreakGlass: breakGlassReasons.length > 0,
       breakGlassReasons,
     },

@@ -1,5 +1,6 @@
-// Admin policy: the budgets every plan is checked against. A plan over budget is still made but
-// needs a break-glass approval (an admin's, besides the approver's).
+// Admin policy: the budgets every plan is checked against (tenants, items, estimated minutes to
+// restore). A plan over budget is still made but needs a break-glass approval (an admin's, besides
+// the approver's).
 import { Type } from '@fastify/type-provider-typebox';
 import { inTransaction } from '../../lib/sql.ts';
 import { errorResponses, type App } from '../../lib/schemas.ts';
@@ -8,20 +9,40 @@ import type { Queryable } from '../../lib/sql.ts';
 import { DEFAULT_BUDGETS, DEFAULT_PLAN_TTL_SECONDS } from './policy.ts';
 import { getBudgets, getPlanTtlSeconds } from './repository.ts';
 
-const Budgets = Type.Object(
+const budgetFields = {
+  maxTenants: Type.Integer({
+    minimum: 1,
+    maximum: 10_000_000,
+    description: 'Tenants one operation may touch without break-glass',
+  }),
+  maxItems: Type.Integer({
+    minimum: 1,
+    maximum: 100_000_000,
+    description: 'Items one operation may touch without break-glass',
+  }),
+  maxRestoreMinutes: Type.Integer({
+    minimum: 1,
+    maximum: 525_600,
+    description: `Estimated minutes to restore everything an operation deletes (plan.estimatedRestore) allowed without break-glass; default ${DEFAULT_BUDGETS.maxRestoreMinutes}`,
+  }),
+};
+const BUDGETS_EXAMPLE = { maxTenants: 50, maxItems: 100_000, maxRestoreMinutes: DEFAULT_BUDGETS.maxRestoreMinutes };
+
+const Budgets = Type.Object(budgetFields, {
+  additionalProperties: false,
+  description: 'Per-operation budgets in force',
+  example: BUDGETS_EXAMPLE,
+});
+
+// maxRestoreMinutes is optional on the way in so that clients written before it keep working; the
+// budgets are replaced as a whole, so an omitted one is the default again.
+const BudgetsInput = Type.Object(
+  { ...budgetFields, maxRestoreMinutes: Type.Optional(budgetFields.maxRestoreMinutes) },
   {
-    maxTenants: Type.Integer({
-      minimum: 1,
-      maximum: 10_000_000,
-      description: 'Tenants one operation may touch without break-glass',
-    }),
-    maxItems: Type.Integer({
-      minimum: 1,
-      maximum: 100_000_000,
-      description: 'Items one operation may touch without break-glass',
-    }),
+    additionalProperties: false,
+    description: `Per-operation budgets; an omitted maxRestoreMinutes is the default (${DEFAULT_BUDGETS.maxRestoreMinutes})`,
+    example: BUDGETS_EXAMPLE,
   },
-  { additionalProperties: false, description: 'Per-operation budgets', example: { maxTenants: 50, maxItems: 100_000 } },
 );
 
 const PlanTtl = Type.Integer({
@@ -35,16 +56,16 @@ const PolicyView = Type.Object(
   { budgets: Budgets, planTtlSeconds: PlanTtl },
   {
     description: 'The policy in force',
-    example: { budgets: { maxTenants: 50, maxItems: 100_000 }, planTtlSeconds: DEFAULT_PLAN_TTL_SECONDS },
+    example: { budgets: BUDGETS_EXAMPLE, planTtlSeconds: DEFAULT_PLAN_TTL_SECONDS },
   },
 );
 
 const PolicyBody = Type.Object(
-  { budgets: Budgets, planTtlSeconds: Type.Optional(PlanTtl) },
+  { budgets: BudgetsInput, planTtlSeconds: Type.Optional(PlanTtl) },
   {
     additionalProperties: false,
     description: 'The new policy; an omitted planTtlSeconds keeps the one in force',
-    example: { budgets: { maxTenants: 50, maxItems: 100_000 }, planTtlSeconds: DEFAULT_PLAN_TTL_SECONDS },
+    example: { budgets: BUDGETS_EXAMPLE, planTtlSeconds: DEFAULT_PLAN_TTL_SECONDS },
   },
 );
 
@@ -62,7 +83,8 @@ export default async function policyRoutes(app: App) {
         operationId: 'getPolicy',
         tags: ['admin'],
         summary: 'Read the policy',
-        description: 'Budgets that plans are checked against.',
+        description:
+          'Budgets that plans are checked against (tenants, items, estimated minutes to restore) and the plan TTL.',
         response: { 200: PolicyView, ...errorResponses(401) },
       },
     },

@@ -2,6 +2,7 @@
 import { Type, type Static } from '@fastify/type-provider-typebox';
 import { HaltPolicy, RolloutPolicy } from './policy.ts';
 import { MAX_INLINE_IDS } from './intake.ts';
+import { EstimatedRestoreSchema } from './restore-estimate.ts';
 
 const specFields = {
   action: Type.Literal('delete', {
@@ -124,14 +125,17 @@ export const PlanSchema = Type.Object(
     budgets: Type.Object({
       maxTenants: Type.Integer(),
       maxItems: Type.Integer(),
+      // Optional, like estimatedRestore below: plans stored before they existed do not have them.
+      maxRestoreMinutes: Type.Optional(Type.Integer()),
       withinBudget: Type.Boolean(),
       breaches: Type.Array(Type.String()),
     }),
+    estimatedRestore: Type.Optional(EstimatedRestoreSchema),
     requiresBreakGlass: Type.Boolean(),
     breakGlassReasons: Type.Array(Type.String()),
     planHash: Type.String({ description: 'Approvals must carry this hash' }),
   },
-  { $id: 'Plan', description: 'The blast radius: items, tenants, cascade, waves and budgets' },
+  { $id: 'Plan', description: 'The blast radius: items, tenants, cascade, waves, budgets and the time to restore' },
 );
 
 export const OperationView = Type.Object(
@@ -191,7 +195,12 @@ export const OperationView = Type.Object(
     finishedAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
     createdAt: Type.String({ format: 'date-time' }),
     updatedAt: Type.String({ format: 'date-time' }),
-    links: Type.Object({ self: Type.String(), items: Type.String(), report: Type.Union([Type.String(), Type.Null()]) }),
+    links: Type.Object({
+      self: Type.String(),
+      items: Type.String(),
+      tenants: Type.String({ description: 'The affected tenants (with their contacts for admins and operators)' }),
+      report: Type.Union([Type.String(), Type.Null()]),
+    }),
   },
   {
     $id: 'Operation',
@@ -223,6 +232,7 @@ export const OperationView = Type.Object(
       links: {
         self: '/v1/operations/op_lx2k9a1b2c3d4e5f6',
         items: '/v1/operations/op_lx2k9a1b2c3d4e5f6/items',
+        tenants: '/v1/operations/op_lx2k9a1b2c3d4e5f6/tenants',
         report: null,
       },
     },

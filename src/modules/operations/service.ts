@@ -174,6 +174,7 @@ export function operationService(deps: {
         const budgets = { ...DEFAULT_BUDGETS, ...(await getBudgets(client)) };
         const ttlSeconds = (await getPlanTtlSeconds(client)) ?? DEFAULT_PLAN_TTL_SECONDS;
         const { summary, waveOf } = await buildPlan(client, {
+          targetType: type.name,
           budgets,
           steps: rollout.waves,
         });
