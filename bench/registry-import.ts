@@ -1,6 +1,7 @@
 // Benchmark: a bulk registry import of N resources as one streamed NDJSON request over real HTTP.
 // The body is generated chunk by chunk while it is sent; it never exists whole in memory.
 //   node --import tsx bench/registry-import.ts [rows]      (default 1,000,000; own Postgres/Redis)
+import { randomBytes } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -115,7 +116,12 @@ async function main() {
   try {
     await migrate(services.databaseUrl);
     const app = await buildApp({
-      config: { databaseUrl: services.databaseUrl, redisUrl: services.redisUrl, logLevel: 'warn' },
+      config: {
+        databaseUrl: services.databaseUrl,
+        redisUrl: services.redisUrl,
+        logLevel: 'warn',
+        snapshotKey: randomBytes(32), // throw-away data
+      },
       logger: false,
     });
     try {

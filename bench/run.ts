@@ -6,7 +6,7 @@ import { migrate } from '../src/db/migrate.ts';
 import { benchExecution } from './execution.ts';
 import { benchPlans } from './plan.ts';
 import { benchRegistryImport } from './registry-import.ts';
-import { benchServices, table } from './support.ts';
+import { BENCH_SNAPSHOT_KEY, benchServices, table } from './support.ts';
 
 const only = process.argv[2];
 const services = await benchServices();
@@ -26,7 +26,13 @@ try {
   if (!only || only === 'registry') {
     const databaseUrl = await freshDatabase('bench_registry');
     const app = await buildApp({
-      config: { databaseUrl, redisUrl: services.redisUrl, logLevel: 'warn', queuePrefix: 'bench-registry' },
+      config: {
+        databaseUrl,
+        redisUrl: services.redisUrl,
+        logLevel: 'warn',
+        queuePrefix: 'bench-registry',
+        snapshotKey: BENCH_SNAPSHOT_KEY,
+      },
       logger: false,
     });
     try {

@@ -1,6 +1,7 @@
 // Shared bench plumbing: project-owned Postgres/Redis in a temp dir, and the API as a child
 // process on 127.0.0.1 so its memory can be read from /proc.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -9,6 +10,8 @@ import { freePort, startLocalServices, type LocalServices } from '../src/embedde
 import { migrate } from '../src/db/migrate.ts';
 
 export const ROOT = resolve(import.meta.dirname, '..');
+/** Throw-away bench data: a fresh snapshot master key per run. */
+export const BENCH_SNAPSHOT_KEY = randomBytes(32);
 
 export async function benchServices(): Promise<LocalServices & { dir: string; dispose(): void }> {
   const dir = mkdtempSync(join(tmpdir(), 'blastgate-bench-'));
@@ -55,6 +58,7 @@ export async function startApi(env: {
       HOST: '127.0.0.1',
       LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'warn',
       BLASTGATE_ADMIN_TOKEN: adminToken,
+      BLASTGATE_SNAPSHOT_KEY: BENCH_SNAPSHOT_KEY.toString('base64'),
       ...env.extra,
     },
     stdio: ['ignore', 'pipe', 'inherit'],

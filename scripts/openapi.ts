@@ -16,6 +16,8 @@ const OFFLINE = {
   databaseUrl: 'postgres://openapi@127.0.0.1:1/openapi',
   redisUrl: 'redis://127.0.0.1:1',
   logLevel: 'silent',
+  // Nothing is stored or read while the document is generated; the store only needs a key's shape.
+  snapshotKey: Buffer.alloc(32),
 };
 
 /** The OpenAPI document of an app that is ready (routes registered). */

@@ -28,10 +28,12 @@ import auditRoutes, { installRefusalAudit } from './modules/audit/routes.ts';
 import healthRoutes from './modules/health/routes.ts';
 import registryRoutes from './modules/registry/routes.ts';
 import operationRoutes from './modules/operations/routes.ts';
+import affectedTenantRoutes from './modules/operations/affected-tenants.ts';
 import commandRoutes from './modules/execution/routes.ts';
 import freezeRoutes from './modules/execution/freeze-routes.ts';
 import policyRoutes from './modules/operations/policy-routes.ts';
 import queuesPlugin from './plugins/queues.ts';
+import snapshotsPlugin from './plugins/snapshots.ts';
 
 export interface AppOptions {
   config: Pick<Config, 'logLevel'> & {
@@ -41,6 +43,8 @@ export interface AppOptions {
     metricsToken?: string | undefined;
     /** Unset fields take their defaults (DEFAULT_LIMITS). */
     limits?: Partial<Limits>;
+    /** Master key of the snapshot store; the caller checks it against the database (checkSnapshotKey). */
+    snapshotKey: Buffer;
   };
   /** Hosts and signing secrets http adapters are checked against when declared (default: none). */
   downstream?: DownstreamPolicy;
@@ -88,6 +92,7 @@ export async function buildApp(opts: AppOptions): Promise<App> {
   registerLedgerGauges(app.metrics, app.db.pool);
   await app.register(swaggerPlugin);
   await app.register(queuesPlugin, { prefix });
+  await app.register(snapshotsPlugin, { masterKey: opts.config.snapshotKey });
 
   // Shedding first, so an overloaded process refuses a request before it costs a token lookup.
   await app.register(loadSheddingPlugin, { limits });
@@ -103,6 +108,7 @@ export async function buildApp(opts: AppOptions): Promise<App> {
     async (v1) => {
       await v1.register(registryRoutes, { prefix: '/registry' });
       await v1.register(operationRoutes);
+      await v1.register(affectedTenantRoutes);
       await v1.register(commandRoutes);
       await v1.register(freezeRoutes);
       await v1.register(policyRoutes);

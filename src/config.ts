@@ -1,5 +1,6 @@
 // Configuration is environment variables only, validated once at start-up. Every setting is in
 // the README table; an invalid value stops the process with a message naming the variable.
+import { readFileSync } from 'node:fs';
 import {
   ALLOW_ENV,
   EMBEDDED_ALLOW,
@@ -8,6 +9,7 @@ import {
   type HostAllowlist,
 } from './modules/adapters/host-allowlist.ts';
 import { readSigningSecrets, type SigningSecrets } from './modules/adapters/signing-secrets.ts';
+import { parseMasterKey } from './modules/snapshots/crypto.ts';
 
 export interface Config {
   /** Unset: `npm start` runs a project-owned local PostgreSQL (embedded mode). */
@@ -51,6 +53,12 @@ export interface Config {
   workerMetricsPort: number | undefined;
   /** Timeouts, connection budgets, rate limits and load shedding of the API. */
   limits: Limits;
+  /**
+   * Master key of the snapshot store (32 bytes): it wraps every resource's snapshot key. Required
+   * with DATABASE_URL; unset only when PostgreSQL is embedded, which keeps a generated one with
+   * its data (server.ts).
+   */
+  snapshotKey: Buffer | undefined;
 }
 
 /**
@@ -104,6 +112,40 @@ export class ConfigError extends Error {
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+/** The accepted forms of a snapshot key, as config errors state them. */
+export const SNAPSHOT_KEY_FORMS =
+  '32 bytes written as 64 hex characters or as base64 (44 characters, e.g. from `openssl rand -base64 32`)';
+
+/**
+ * The snapshot master key from BLASTGATE_SNAPSHOT_KEY or the file BLASTGATE_SNAPSHOT_KEY_FILE
+ * names. A key is a secret: problems say its length, never its value.
+ */
+function snapshotKeyFrom(inline: string | undefined, file: string | undefined, problems: string[]) {
+  if (inline !== undefined && file !== undefined) {
+    problems.push('BLASTGATE_SNAPSHOT_KEY and BLASTGATE_SNAPSHOT_KEY_FILE are both set: set one of them');
+    return undefined;
+  }
+  let text = inline;
+  const name = file === undefined ? 'BLASTGATE_SNAPSHOT_KEY' : `BLASTGATE_SNAPSHOT_KEY_FILE (${file})`;
+  if (file !== undefined) {
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+      problems.push(`BLASTGATE_SNAPSHOT_KEY_FILE cannot be read (${file}: ${code})`);
+      return undefined;
+    }
+  }
+  if (text === undefined) return undefined;
+  const key = parseMasterKey(text);
+  if (!key) {
+    problems.push(`${name} must be ${SNAPSHOT_KEY_FORMS} (got ${text.trim().length} characters; a key is never shown)`);
+    return undefined;
+  }
+  // Like the signing secrets, a serialised config (a log line, an error) never carries the key.
+  Object.defineProperty(key, 'toJSON', { value: () => '[snapshot key]' });
+  return key;
+}
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const problems: string[] = [];
@@ -169,6 +211,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     problems.push(`BLASTGATE_METRICS_TOKEN must be at least 24 characters (got ${metricsToken.length})`);
   const optionalPort = (name: string) => (str(name) === undefined ? undefined : int(name, 0, 1, 65535));
   const host = str('HOST') ?? '127.0.0.1';
+  const snapshotKey = snapshotKeyFrom(str('BLASTGATE_SNAPSHOT_KEY'), str('BLASTGATE_SNAPSHOT_KEY_FILE'), problems);
   const config: Config = {
     databaseUrl: url('DATABASE_URL', ['postgres:', 'postgresql:']),
     redisUrl: url('REDIS_URL', ['redis:', 'rediss:']),
@@ -193,12 +236,21 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     metricsHost: str('BLASTGATE_METRICS_HOST') ?? host,
     workerMetricsPort: optionalPort('BLASTGATE_WORKER_METRICS_PORT'),
     limits: loadLimits(int, fraction),
+    snapshotKey,
   };
   if (config.limits.handlerTimeoutMs <= config.limits.requestTimeoutMs) {
     problems.push(
       `BLASTGATE_HANDLER_TIMEOUT_MS (${config.limits.handlerTimeoutMs}) must be longer than BLASTGATE_REQUEST_TIMEOUT_MS (${config.limits.requestTimeoutMs}): a request is answered after it was received`,
     );
   }
+  // Snapshots in a database Blastgate does not own must stay readable by every process and every
+  // restart, so the key comes from the operator's secret store; a generated one would be lost with
+  // the host (and each replica would make its own). Only an embedded PostgreSQL keeps one with it.
+  const keyProblem = problems.some((p) => p.startsWith('BLASTGATE_SNAPSHOT_KEY'));
+  if (config.databaseUrl && !snapshotKey && !keyProblem)
+    problems.push(
+      `BLASTGATE_SNAPSHOT_KEY (or BLASTGATE_SNAPSHOT_KEY_FILE) must be set when DATABASE_URL is set: every snapshot is encrypted under it, and a restore needs the same key. It is ${SNAPSHOT_KEY_FORMS}; keep it in your secret store (only embedded mode generates one, in its data folder)`,
+    );
   // Embedded mode listens on all three ports at once (a port of 0 is chosen free at start-up).
   const embedded = !config.databaseUrl || !config.redisUrl;
   const ports: [string, number][] = !embedded

@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { constants } from 'node:os';
 import { join } from 'node:path';
-import { ConfigError, loadConfig, type Config } from './config.ts';
+import { ConfigError, loadConfig, SNAPSHOT_KEY_FORMS, type Config } from './config.ts';
 import { buildApp } from './app.ts';
 import { migrate } from './db/migrate.ts';
 import { startLocalServices, type LocalServices } from './embedded/local-services.ts';
@@ -15,6 +15,8 @@ import { serveMetrics } from './plugins/metrics.ts';
 import type { App } from './lib/schemas.ts';
 import { BootstrapRefused } from './modules/auth/bootstrap.ts';
 import { generateToken } from './modules/auth/secrets.ts';
+import { parseMasterKey } from './modules/snapshots/crypto.ts';
+import { checkSnapshotKey } from './modules/snapshots/key-check.ts';
 
 // The local PostgreSQL and Redis of embedded mode, once started (or taken over from an earlier
 // run): they must not outlive this process, however it ends — a clean shutdown, a shutdown that
@@ -63,6 +65,8 @@ async function main() {
     }
     throw err;
   }
+  // Before anything starts, so that a damaged key file stops the start at once.
+  const snapshotKey = config.snapshotKey ?? embeddedSnapshotKey(config);
   let local: LocalServices | undefined;
   if (!config.databaseUrl || !config.redisUrl) {
     console.log(
@@ -92,7 +96,8 @@ async function main() {
           local ? embeddedSecret(config, 'signing-secret', () => randomBytes(32).toString('hex')) : undefined,
         ),
   };
-  const app = await buildApp({ config: { ...config, databaseUrl, redisUrl }, downstream });
+  const app = await buildApp({ config: { ...config, databaseUrl, redisUrl, snapshotKey }, downstream });
+  await checkSnapshotKey(app.db.pool, snapshotKey);
   let adminLine: string;
   try {
     adminLine = await bootstrapAdmin(app, config, Boolean(local));
@@ -114,6 +119,7 @@ async function main() {
       queuePrefix: config.queuePrefix,
       concurrency: config.workerConcurrency,
       downstream,
+      snapshotKey,
       logger: app.log,
       metrics: app.metrics,
       lockDurationMs: config.workerLockMs,
@@ -196,8 +202,8 @@ async function bootstrapAdmin(app: App, config: Config, embeddedMode: boolean): 
   }
 }
 
-// In embedded mode the HMAC secret for downstream calls is generated once and kept in the data
-// dir, readable by the owner only.
+// In embedded mode secrets (the HMAC secret for downstream calls, the snapshot master key) are
+// generated once and kept in the data dir, readable by the owner only.
 function embeddedSecret(config: Config, name: string, generate: () => string): string {
   const file = join(config.dataDir, name);
   if (!existsSync(file)) {
@@ -207,7 +213,25 @@ function embeddedSecret(config: Config, name: string, generate: () => string): s
   return readFileSync(file, 'utf8').trim();
 }
 
+// config.ts requires a key whenever PostgreSQL is not embedded. The embedded one keeps its key with
+// its data, generated once. A damaged key file stops the start rather than being replaced; a
+// deleted one is generated anew and then refused by the database's fingerprint (checkSnapshotKey):
+// a new key could read none of the snapshots already taken.
+function embeddedSnapshotKey(config: Config): Buffer {
+  const text = embeddedSecret(config, 'snapshot-key', () => randomBytes(32).toString('base64'));
+  const key = parseMasterKey(text);
+  if (!key)
+    throw new ConfigError([
+      `${join(config.dataDir, 'snapshot-key')} does not hold a valid snapshot key (${SNAPSHOT_KEY_FORMS}); put the original back, or set BLASTGATE_SNAPSHOT_KEY — without it the snapshots in this data folder cannot be read`,
+    ]);
+  return key;
+}
+
 main().catch((err: unknown) => {
+  if (err instanceof ConfigError) {
+    console.error(err.message);
+    process.exit(2); // the 'exit' listener stops the local servers
+  }
   // Ctrl-C in a terminal also reaches the child processes of the start-up (initdb, pg_ctl), so it
   // often shows up first as their failure: let the signal be seen before saying what happened.
   setTimeout(() => {

@@ -24,7 +24,10 @@ import { reconcileOnce, type Reconciled } from './modules/execution/reconciler.t
 import { pgRollbackLedger } from './modules/execution/rollback-ledger.ts';
 import { processRollback } from './modules/execution/rollback.ts';
 import { loadOperation } from './modules/execution/state.ts';
+import { pgThroughputRecorder } from './modules/operations/restore-estimate.ts';
 import { createVelocityLimiter } from './modules/execution/velocity.ts';
+import { checkSnapshotKey } from './modules/snapshots/key-check.ts';
+import { snapshotStore } from './modules/snapshots/store.ts';
 
 export interface WorkerOptions {
   databaseUrl: string;
@@ -33,6 +36,8 @@ export interface WorkerOptions {
   concurrency: number;
   /** Hosts http adapters may call and the secrets they sign with (config.ts → downstreamPolicy). */
   downstream: DownstreamPolicy;
+  /** Master key of the snapshot store; checked against the database before any job runs. */
+  snapshotKey: Buffer;
   logger: FastifyBaseLogger;
   metrics?: Metrics;
   /** BullMQ job lock: how soon a job whose worker died is taken over by another. */
@@ -64,6 +69,13 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
   const lockDuration = opts.lockDurationMs ?? 30_000;
   const leaseMs = opts.claimLeaseMs ?? Math.max(5_000, 3 * lockDuration);
   const db = createDb(opts.databaseUrl, opts.concurrency * 2 + 6);
+  try {
+    await checkSnapshotKey(db.pool, opts.snapshotKey);
+  } catch (err) {
+    await closeDb(db);
+    throw err;
+  }
+  const snapshots = snapshotStore(opts.snapshotKey);
   const producer = createRedis(opts.redisUrl, true);
   const publisher = createRedis(opts.redisUrl);
   const subscriber = createRedis(opts.redisUrl, true);
@@ -86,7 +98,7 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
   });
   const adapters = new AdapterCache(db.pool, opts.downstream);
   const load = (opId: string) => loadOperation(db.pool, opId, false);
-  const ledger = pgLedger(db.pool, leaseMs);
+  const ledger = pgLedger(db.pool, leaseMs, snapshots);
   const velocity = createVelocityLimiter(producer, opts.queuePrefix, clock);
   const chunkDeps = (job: Job, token: string | undefined): ChunkDeps => ({
     load,
@@ -155,9 +167,11 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
               ledger: pgRollbackLedger(db.pool, leaseMs),
               engine,
               adapters,
+              readSnapshots: (ids) => snapshots.get(db.pool, ids),
               later: (ms) => later(job, token, ms),
               clock,
               metrics: opts.metrics,
+              throughput: pgThroughputRecorder(db.pool),
             },
             j.opId,
             fence,

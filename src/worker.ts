@@ -24,6 +24,8 @@ try {
     concurrency: config.workerConcurrency,
     // A worker has no embedded mode, so no generated default: BLASTGATE_SIGNING_SECRET or none.
     downstream: { allow: config.downstreamAllow, secrets: config.signingSecrets },
+    // loadConfig requires it with DATABASE_URL, which a worker process always has.
+    snapshotKey: config.snapshotKey!,
     logger,
     lockDurationMs: config.workerLockMs,
   });

@@ -25,6 +25,11 @@ export const LOG_REDACT = {
     '*.secret',
     'signingSecret',
     '*.signingSecret',
+    // The snapshot master key (a Buffer would print as its bytes).
+    'snapshotKey',
+    '*.snapshotKey',
+    'masterKey',
+    '*.masterKey',
     'password',
     '*.password',
   ],

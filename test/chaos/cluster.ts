@@ -11,6 +11,7 @@ import pg from 'pg';
 import { migrate } from '../../src/db/migrate.ts';
 import { freePort } from '../../src/embedded/local-services.ts';
 import { startDownstream, type Downstream } from '../support/downstream.ts';
+import { TEST_SNAPSHOT_KEY } from '../support/keys.ts';
 import { condense, Managed, sleep, type ExitRecord } from './procs.ts';
 import { startRecordingProxy, type RecordingProxy } from './recording-proxy.ts';
 import type { Rng } from './rng.ts';
@@ -122,6 +123,7 @@ export class Cluster {
       BLASTGATE_SIGNING_SECRET: this.secret,
       // Not embedded: no host is allowed until listed. The proxy (and the downstream) are local.
       BLASTGATE_DOWNSTREAM_ALLOW: '127.0.0.1',
+      BLASTGATE_SNAPSHOT_KEY: TEST_SNAPSHOT_KEY,
       BLASTGATE_QUEUE_PREFIX: this.prefix,
       BLASTGATE_WORKER_LOCK_MS: String(this.o.lockMs),
       BLASTGATE_WORKER_CONCURRENCY: String(this.o.workerConcurrency),

@@ -4,6 +4,7 @@
 // a revoked one is not brought back by a restart.
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import { createTestDatabase } from '../support/db.ts';
+import { TEST_SNAPSHOT_KEY } from '../support/keys.ts';
 import { ADMIN_TOKEN, cleanUp, spawnServer, startServer, tempDataDir, type ServerChild } from './helpers.ts';
 
 let dir: string | undefined;
@@ -25,6 +26,7 @@ async function external(env: Record<string, string> = {}) {
       REDIS_URL: inject('redisUrl'),
       BLASTGATE_WORKERS_IN_PROCESS: 'false',
       BLASTGATE_QUEUE_PREFIX: `bgt_${databaseUrl.split('/').pop()}`,
+      BLASTGATE_SNAPSHOT_KEY: TEST_SNAPSHOT_KEY,
       ...env,
     },
   };

@@ -1,5 +1,8 @@
 // The embedded-mode settings are validated with the rest of the configuration, naming the variable.
-import { describe, expect, it } from 'vitest';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../../src/config.ts';
 
 const problems = (env: Record<string, string>) => {
@@ -53,7 +56,82 @@ describe('embedded-mode configuration', () => {
     expect(problems({ PORT: '54329' })).toEqual([
       'PORT and BLASTGATE_EMBEDDED_PG_PORT must be different ports (both are 54329)',
     ]);
-    const external = { DATABASE_URL: 'postgres://db/x', REDIS_URL: 'redis://r:6379' };
+    const external = { DATABASE_URL: 'postgres://db/x', REDIS_URL: 'redis://r:6379', BLASTGATE_SNAPSHOT_KEY: HEX_KEY };
     expect(problems({ ...external, PORT: '54329' })).toEqual([]);
+  });
+});
+
+const HEX_KEY = '00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff';
+const B64_KEY = Buffer.from(HEX_KEY, 'hex').toString('base64');
+const EXTERNAL = { DATABASE_URL: 'postgres://db/x', REDIS_URL: 'redis://r:6379' };
+
+describe('snapshot master key', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'blastgate-config-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const file = (name: string, text: string) => {
+    const f = join(dir, name);
+    writeFileSync(f, text, { mode: 0o600 });
+    return f;
+  };
+
+  it('takes 32 bytes as hex or base64, inline or from a file (trailing newline and all)', () => {
+    const want = Buffer.from(HEX_KEY, 'hex');
+    expect(loadConfig({ ...EXTERNAL, BLASTGATE_SNAPSHOT_KEY: HEX_KEY }).snapshotKey).toEqual(want);
+    expect(loadConfig({ ...EXTERNAL, BLASTGATE_SNAPSHOT_KEY: B64_KEY }).snapshotKey).toEqual(want);
+    const f = file('key', `${B64_KEY}\n`);
+    expect(loadConfig({ ...EXTERNAL, BLASTGATE_SNAPSHOT_KEY_FILE: f }).snapshotKey).toEqual(want);
+  });
+
+  it('production (DATABASE_URL set) without a key refuses to start, saying what to set and why', () => {
+    for (const env of [EXTERNAL, { DATABASE_URL: 'postgres://db/x' }]) {
+      const found = problems(env);
+      expect(found).toHaveLength(1);
+      expect(found[0]).toMatch(
+        /^BLASTGATE_SNAPSHOT_KEY \(or BLASTGATE_SNAPSHOT_KEY_FILE\) must be set when DATABASE_URL is set/,
+      );
+      expect(found[0]).toContain('openssl rand -base64 32');
+    }
+    // Embedded PostgreSQL: the key is generated with its data (server.ts), so none is needed here.
+    expect(loadConfig({ REDIS_URL: 'redis://r:6379' }).snapshotKey).toBeUndefined();
+    expect(loadConfig({}).snapshotKey).toBeUndefined();
+  });
+
+  it('rejects a malformed key naming the variable and the accepted forms, never showing the value', () => {
+    const secret = 'not-a-key-but-still-a-secret';
+    const found = problems({ ...EXTERNAL, BLASTGATE_SNAPSHOT_KEY: secret });
+    expect(found).toEqual([
+      `BLASTGATE_SNAPSHOT_KEY must be 32 bytes written as 64 hex characters or as base64 (44 characters, e.g. from \`openssl rand -base64 32\`) (got ${secret.length} characters; a key is never shown)`,
+    ]);
+    // 31 bytes of hex, 16 bytes of base64: the right alphabet, the wrong size.
+    expect(problems({ BLASTGATE_SNAPSHOT_KEY: HEX_KEY.slice(2) })[0]).toMatch(
+      /^BLASTGATE_SNAPSHOT_KEY must be 32 bytes/,
+    );
+    expect(problems({ BLASTGATE_SNAPSHOT_KEY: Buffer.alloc(16).toString('base64') })[0]).toMatch(/got 24 characters/);
+    const f = file('short', 'abc\n');
+    expect(problems({ BLASTGATE_SNAPSHOT_KEY_FILE: f })).toEqual([
+      expect.stringMatching(
+        new RegExp(
+          `^BLASTGATE_SNAPSHOT_KEY_FILE \\(${f}\\) must be 32 bytes.*\\(got 3 characters; a key is never shown\\)$`,
+        ),
+      ),
+    ]);
+  });
+
+  it('rejects both forms at once, and a file that cannot be read', () => {
+    expect(problems({ BLASTGATE_SNAPSHOT_KEY: HEX_KEY, BLASTGATE_SNAPSHOT_KEY_FILE: file('k2', HEX_KEY) })).toEqual([
+      'BLASTGATE_SNAPSHOT_KEY and BLASTGATE_SNAPSHOT_KEY_FILE are both set: set one of them',
+    ]);
+    const missing = join(dir, 'missing');
+    expect(problems({ ...EXTERNAL, BLASTGATE_SNAPSHOT_KEY_FILE: missing })).toEqual([
+      `BLASTGATE_SNAPSHOT_KEY_FILE cannot be read (${missing}: ENOENT)`,
+    ]);
+    if (process.getuid?.() !== 0) {
+      // root reads any file, so an unreadable file is only unreadable to others
+      const locked = file('locked', HEX_KEY);
+      chmodSync(locked, 0o000);
+      expect(problems({ BLASTGATE_SNAPSHOT_KEY_FILE: locked })).toEqual([
+        `BLASTGATE_SNAPSHOT_KEY_FILE cannot be read (${locked}: EACCES)`,
+      ]);
+    }
   });
 });

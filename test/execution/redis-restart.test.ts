@@ -84,7 +84,9 @@ async function restartMidWave(how: { signal: 'SIGTERM' | 'SIGKILL'; freshDir: bo
   });
   expect(op.waves.map((w) => w.items)).toEqual([50, 550]);
 
-  await pollUntil(() => destructive() >= 100, 'the big wave to be under way', 20_000, 5);
+  // Wave 0 makes 50 calls and wave 1's small chunk at most 50: past 120, the 500-item chunk is
+  // sending (its snapshots and write-ahead mark are behind it), with seconds of calls still to go.
+  await pollUntil(() => destructive() >= 120, 'the big chunk to be sending', 20_000, 5);
   await redis.stop(how.signal);
   const atStop = destructive();
   const downSince = Date.now();
@@ -122,7 +124,9 @@ describe('Redis restarted in the middle of a wave', () => {
     onTestFailed(async () =>
       console.error('ledger:', JSON.stringify(await ledgerCounts(h.databaseUrl, op.id).catch(() => ({})))),
     );
-    await pollUntil(() => destructive() >= 100, 'the big wave to be under way', 20_000, 5);
+    // Wave 0 makes 50 calls and wave 1's small chunk at most 50: past 120, the 500-item chunk is
+    // sending (its snapshots and write-ahead mark are behind it), with seconds of calls still to go.
+    await pollUntil(() => destructive() >= 120, 'the big chunk to be sending', 20_000, 5);
     await redis.stop('SIGKILL');
     const deletes = () => h.downstream.destructiveCalls().filter((c) => c.action === 'softDelete');
 

@@ -389,6 +389,67 @@ describe('registry adapter', () => {
     ]);
   });
 
+  it('cascades in the statement of the parent: all of its descendants or none, and back per resource', async () => {
+    await pool.query(
+      `INSERT INTO resources (id, type, tenant_id, parent_id) VALUES ('site_2', 'site', 't1', NULL), ('site_3', 'site', 't1', NULL),
+         ('app_s2a', 'app', 't1', 'site_2'), ('app_s2b', 'app', 't1', 'site_2'), ('app_s3a', 'app', 't1', 'site_3'), ('app_s3b', 'app', 't1', 'site_3')`,
+    );
+    const kid = (id: string) => ({ operationId: 'op_5', resourceId: id, tenantId: 't1', type: 'app' });
+    const site = (id: string, kids: string[]) => ({
+      operationId: 'op_5',
+      resourceId: id,
+      tenantId: 't1',
+      type: 'site',
+      descendants: kids.map(kid),
+    });
+    const all = ['site_2', 'app_s2a', 'app_s2b', 'site_3', 'app_s3a', 'app_s3b'];
+    const snaps = await adapter.snapshot(
+      all.map((id) => (id.startsWith('site') ? site(id, []) : kid(id))),
+      {
+        concurrency: 1,
+      },
+    );
+    const snapshots = new Map(all.map((id, k) => [id, (snaps[k] as { data: unknown }).data]));
+    // site_3's app moved to another tenant since the plan: site_3 and all of its apps stay as they are.
+    await pool.query(`UPDATE resources SET tenant_id = 't2' WHERE id = 'app_s3b'`);
+    const deleted = await adapter.apply(
+      'softDelete',
+      [site('site_2', ['app_s2a', 'app_s2b']), site('site_3', ['app_s3a', 'app_s3b'])],
+      opts(),
+    );
+    expect(deleted).toEqual([
+      { ok: true },
+      {
+        ok: false,
+        permanent: true,
+        error:
+          'cascade of site_3 changed since the plan: registry has app_s3b as type app of tenant t2, not type app of tenant t1; nothing was changed',
+      },
+    ]);
+    const after = await rows(all);
+    const at = (id: string) => after.find((r) => r.id === id)!;
+    for (const id of ['site_2', 'app_s2a', 'app_s2b']) {
+      expect(at(id).state).toBe('soft_deleted');
+      expect(at(id).deleted_at).toEqual(at('site_2').deleted_at); // one statement
+    }
+    for (const id of ['site_3', 'app_s3a', 'app_s3b']) expect(at(id).state).toBe('active');
+
+    // Back per resource: a descendant purged meanwhile cannot come back, its parent and sibling do.
+    await pool.query(`UPDATE resources SET state = 'purged' WHERE id = 'app_s2b'`);
+    const restored = await adapter.apply('restore', [site('site_2', ['app_s2a', 'app_s2b'])], opts({ snapshots }));
+    expect(restored).toEqual([
+      {
+        ok: true,
+        descendants: [{ ok: true }, { ok: false, permanent: true, error: 'cannot restore app_s2b: it is purged' }],
+      },
+    ]);
+    expect((await rows(['site_2', 'app_s2a', 'app_s2b'])).map((r) => [r.id, r.state])).toEqual([
+      ['app_s2a', 'active'],
+      ['app_s2b', 'purged'],
+      ['site_2', 'active'],
+    ]);
+  });
+
   it('a stop before the statement skips the batch; a failed statement fails it as retryable', async () => {
     const batch = items(5, { operationId: 'op_3' }).map((i, k) => ({
       ...i,

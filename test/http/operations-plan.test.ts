@@ -152,9 +152,15 @@ describe('valid plans', () => {
       'admin',
     ).expect(201);
     expect(res.body.plan.cascade).toEqual([{ type: 'app', count: 60 }]);
-    expect(res.body.plan).toMatchObject({ itemCount: 3, tenantCount: 3, requiresBreakGlass: false });
+    // The apps are items of the plan: each site takes its 20 with it (see test/http/cascade-plan.test.ts).
+    expect(res.body.plan).toMatchObject({ itemCount: 63, tenantCount: 3, requiresBreakGlass: false });
     // 3 tenants: "1" → 1, 1% and 10% reach no new tenant, 50% → 2, 100% → 3.
     expect(res.body.plan.waves.map((w: { tenants: number }) => w.tenants)).toEqual([1, 1, 1]);
+    expect(res.body.plan.waves.map((w: { items: number; descendants: number }) => [w.items, w.descendants])).toEqual([
+      [21, 20],
+      [21, 20],
+      [21, 20],
+    ]);
   });
 
   it('marks hard deletes and protected tenants as requiring break-glass', async () => {

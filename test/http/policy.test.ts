@@ -39,8 +39,9 @@ describe('admin policy', () => {
       budgets: { maxTenants: 2, withinBudget: false, breaches: ['3 tenants exceeds the budget of 2'] },
     });
     const got = await request(t.app.server).get('/v1/admin/policy').set('authorization', t.auth('viewer')).expect(200);
+    // maxRestoreMinutes was left out: the budgets are replaced whole, so it is the default.
     expect(got.body).toEqual({
-      budgets: { maxTenants: 2, maxItems: 100 },
+      budgets: { maxTenants: 2, maxItems: 100, maxRestoreMinutes: 240 },
       planTtlSeconds: 86_400,
       rollingBudgets: {
         windowHours: 24,
@@ -63,6 +64,11 @@ describe('admin policy', () => {
       .put('/v1/admin/policy')
       .set('authorization', t.auth('admin'))
       .send({ budgets: { maxTenants: 1, maxItems: 1, extra: 1 } })
+      .expect(400);
+    await request(t.app.server)
+      .put('/v1/admin/policy')
+      .set('authorization', t.auth('admin'))
+      .send({ budgets: { maxTenants: 1, maxItems: 1, maxRestoreMinutes: 0 } })
       .expect(400);
   });
 });

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createMetrics, serveMetrics } from '../../src/plugins/metrics.ts';
 import { readSigningSecrets } from '../../src/modules/adapters/signing-secrets.ts';
 import { METRICS_TOKEN, SECRET, buildTestApp, type TestApp } from '../support/app.ts';
+import { TEST_SNAPSHOT_KEY_BYTES } from '../support/keys.ts';
 import { startOwnRedis, type OwnRedis } from '../support/redis-server.ts';
 
 const logs: string[] = [];
@@ -170,7 +171,7 @@ describe('security headers and Swagger UI', () => {
 });
 
 describe('logs', () => {
-  it('never show authorization headers, API token secrets, the metrics token or signing secrets', async () => {
+  it('never show authorization headers, API token secrets, the metrics token, signing secrets or the snapshot key', async () => {
     const created = await request(t.app.server)
       .post('/v1/admin/tokens')
       .set('authorization', t.auth('admin'))
@@ -185,7 +186,12 @@ describe('logs', () => {
         req: { headers: { authorization: `Bearer ${secretToken}`, cookie: 'session=abc' } },
         headers: { authorization: t.auth('admin') },
         reply: { token: secretToken },
-        config: { metricsToken: METRICS_TOKEN, signingSecrets: secrets, adminToken: t.tokens.admin },
+        config: {
+          metricsToken: METRICS_TOKEN,
+          signingSecrets: secrets,
+          adminToken: t.tokens.admin,
+          snapshotKey: TEST_SNAPSHOT_KEY_BYTES,
+        },
         adapter: { signingSecret: SECRET },
       },
       'a careless log line',
@@ -195,5 +201,6 @@ describe('logs', () => {
     expect(text).toContain('[redacted]');
     for (const secret of [secretToken, t.tokens.admin, t.tokens.viewer, METRICS_TOKEN, SECRET, 'session=abc'])
       expect(text).not.toContain(secret);
+    expect(text).not.toContain('"Buffer"');
   });
 });

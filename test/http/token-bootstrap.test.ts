@@ -9,6 +9,7 @@ import type { App } from '../../src/lib/schemas.ts';
 import { BootstrapRefused } from '../../src/modules/auth/bootstrap.ts';
 import { UNBOUNDED } from '../support/app.ts';
 import { createTestDatabase } from '../support/db.ts';
+import { TEST_SNAPSHOT_KEY_BYTES } from '../support/keys.ts';
 import { query } from '../support/seed.ts';
 
 const SECRET = 'bg_bootstrap_test_secret_0000000000';
@@ -21,7 +22,13 @@ afterEach(async () => {
 async function start(databaseUrl: string): Promise<App> {
   const app = await buildApp({
     // Without load shedding: building an app blocks the loop for over a second on a busy machine.
-    config: { databaseUrl, redisUrl: inject('redisUrl'), logLevel: 'silent', limits: UNBOUNDED },
+    config: {
+      databaseUrl,
+      redisUrl: inject('redisUrl'),
+      logLevel: 'silent',
+      limits: UNBOUNDED,
+      snapshotKey: TEST_SNAPSHOT_KEY_BYTES,
+    },
     logger: false,
   });
   await app.ready();

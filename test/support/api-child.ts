@@ -3,6 +3,7 @@
 // sh wrapper SIGKILLs it when this process goes away, so it never outlives the test run.
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { TEST_SNAPSHOT_KEY } from './keys.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const ENTRY = fileURLToPath(new URL('../../src/server.ts', import.meta.url));
@@ -36,6 +37,7 @@ export async function startApiChild(o: {
       BLASTGATE_WORKERS_IN_PROCESS: 'false',
       BLASTGATE_ADMIN_TOKEN: o.adminToken,
       BLASTGATE_QUEUE_PREFIX: o.queuePrefix,
+      BLASTGATE_SNAPSHOT_KEY: TEST_SNAPSHOT_KEY,
       LOG_LEVEL: 'warn',
     },
   });

@@ -8,6 +8,7 @@ import { ROLES } from '../../src/modules/auth/roles.ts';
 import type { App } from '../../src/lib/schemas.ts';
 import { createTestDatabase } from './db.ts';
 import { METRICS_TOKEN, testDownstream } from './secrets.ts';
+import { TEST_SNAPSHOT_KEY_BYTES } from './keys.ts';
 
 export { APPS_PROD_SECRET, METRICS_TOKEN, SECRET, testDownstream } from './secrets.ts';
 
@@ -56,6 +57,7 @@ export async function buildTestApp(
       queuePrefix: opts.queuePrefix ?? `bgt_${databaseUrl.split('/').pop()}`,
       ...(opts.metricsToken === null ? {} : { metricsToken: opts.metricsToken ?? METRICS_TOKEN }),
       limits: { ...UNBOUNDED, ...opts.limits },
+      snapshotKey: TEST_SNAPSHOT_KEY_BYTES,
     },
     downstream: opts.downstream ?? testDownstream(),
     logger: opts.logger ?? (process.env.TEST_LOG ? { level: process.env.TEST_LOG } : false),

@@ -7,6 +7,10 @@
 //
 // Routes (any collection name, any id): GET /:col/:id[?tenantId=] (snapshot), POST /:col/:id/
 // soft-delete, POST /:col/:id/restore, DELETE /:col/:id, GET /tenants/:tenantId/health.
+//
+// Cascades: a resource declared the parent of others (cascade()) takes them with it on a soft or
+// hard delete, as a system that owns its cascade does; a restore brings back only the resource it
+// names (Blastgate restores each descendant itself).
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { verify } from '../../src/modules/adapters/signing.ts';
@@ -69,6 +73,8 @@ export async function startDownstream(opts: DownstreamOptions) {
   const callsByKey = new Map<string, number>();
   const probeModes = new Map<string, ProbeMode>();
   const held = new Set<http.ServerResponse>();
+  const children = new Map<string, string[]>();
+  let beforeApply: ((call: DownstreamCall) => Promise<void> | void) | undefined;
   const waits = new Set<() => void>();
   let seq = 0;
   let destructiveSeen = 0;
@@ -122,17 +128,24 @@ export async function startDownstream(opts: DownstreamOptions) {
     body: RequestBody,
   ): { status: number; body: unknown } {
     if (action === 'hardDelete') {
-      r.state = 'purged';
-      r.data = {};
+      for (const x of [r, ...descendantsOf(r.id)]) {
+        x.state = 'purged';
+        x.data = {};
+      }
       return { status: 200, body: { id: r.id, state: r.state } };
     }
     if (r.state === 'purged') return { status: 409, body: { error: 'resource is purged' } };
-    if (action === 'softDelete') r.state = 'soft_deleted';
-    else if (action === 'restore') {
+    if (action === 'softDelete') {
+      for (const x of [r, ...descendantsOf(r.id)]) if (x.state === 'active') x.state = 'soft_deleted';
+    } else if (action === 'restore') {
       r.state = 'active';
       if (body.snapshot?.data) r.data = body.snapshot.data;
     }
     return { status: 200, body: { id: r.id, state: r.state } };
+  }
+
+  function descendantsOf(id: string): DownstreamResource[] {
+    return (children.get(id) ?? []).flatMap((c) => [resource(c, undefined), ...descendantsOf(c)]);
   }
 
   function injectedFailure(
@@ -236,6 +249,7 @@ export async function startDownstream(opts: DownstreamOptions) {
         // Like a server that aborts its transaction when the client goes away: nothing applied.
         if (gone || res.destroyed) return;
       }
+      await beforeApply?.(call);
       const out = apply(action, r, body);
       if (key) {
         appliedByKey.set(key, (appliedByKey.get(key) ?? 0) + 1);
@@ -327,6 +341,14 @@ export async function startDownstream(opts: DownstreamOptions) {
     failOnly(actions: DownstreamAction[] | null) {
       ctl.failOnly = actions && new Set(actions);
     },
+    /** Declares `childIds` the children of `parentId`: its soft and hard deletes cascade to them. */
+    cascade(parentId: string, childIds: string[]) {
+      children.set(parentId, childIds);
+    },
+    /** Runs (and is awaited) right before a destructive call is applied; the call is already recorded. */
+    beforeApply(fn: ((call: DownstreamCall) => Promise<void> | void) | undefined) {
+      beforeApply = fn;
+    },
     /** Destructive calls wait ms before being handled (0: no delay). */
     hang(ms: number) {
       ctl.hangMs = ms;
@@ -339,7 +361,8 @@ export async function startDownstream(opts: DownstreamOptions) {
     },
     reset() {
       calls.length = 0;
-      for (const m of [resources, stored, appliedByKey, callsByKey, probeModes]) m.clear();
+      for (const m of [resources, stored, appliedByKey, callsByKey, probeModes, children]) m.clear();
+      beforeApply = undefined;
       destructiveSeen = 0;
       peakInProgress = inProgress;
       ctl = freshControls();

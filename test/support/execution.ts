@@ -9,6 +9,7 @@ import type { Limits } from '../../src/config.ts';
 import { startWorkers, type RunningWorkers } from '../../src/worker-runtime.ts';
 import { SECRET, buildTestApp, testDownstream, type TestApp } from './app.ts';
 import { startDownstream, type Downstream } from './downstream.ts';
+import { TEST_SNAPSHOT_KEY_BYTES } from './keys.ts';
 import { query } from './seed.ts';
 
 export { SECRET };
@@ -48,6 +49,7 @@ export async function buildExecHarness(
       queuePrefix: prefix,
       concurrency: o.concurrency ?? 2,
       downstream: opts.workerDownstream ?? testDownstream(),
+      snapshotKey: TEST_SNAPSHOT_KEY_BYTES,
       logger: pino({ level: 'silent' }),
       lockDurationMs: opts.lockDurationMs ?? 2_000,
       reconcileEveryMs: 500,

@@ -7,6 +7,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { APPS_PROD_SECRET } from './secrets.ts';
+import { TEST_SNAPSHOT_KEY } from './keys.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const ENTRY = fileURLToPath(new URL('../../src/worker.ts', import.meta.url));
@@ -62,6 +63,7 @@ export async function spawnWorker(o: WorkerChildOptions): Promise<WorkerChild> {
       BLASTGATE_SECRET_APPS_PROD: APPS_PROD_SECRET,
       // Outside embedded mode no host is allowed until listed: the test downstreams are local.
       BLASTGATE_DOWNSTREAM_ALLOW: '127.0.0.1,localhost',
+      BLASTGATE_SNAPSHOT_KEY: TEST_SNAPSHOT_KEY,
       BLASTGATE_WORKER_LOCK_MS: String(o.lockMs ?? 1_500),
       BLASTGATE_WORKER_CONCURRENCY: String(o.concurrency ?? 4),
       LOG_LEVEL: process.env.WORKER_LOG ?? 'info',

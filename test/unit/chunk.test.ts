@@ -43,6 +43,7 @@ function harness(o: {
       resourceId: `app_${seq}`,
       tenantId: `t${seq % 2}`,
       snapshotId: null,
+      descendants: [],
       executedSeq: null,
       attempts: o.attempts ?? 0,
       lastError: o.attempts ? 'HTTP 503' : null,
@@ -128,6 +129,7 @@ function harness(o: {
   let perItemCalls = 0;
   const adapter: TargetAdapter = {
     kind: 'http',
+    cascade: 'downstream',
     async snapshot(list) {
       return list.map((i) => ({ ok: true, data: { id: i.resourceId } }));
     },

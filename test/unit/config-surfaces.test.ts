@@ -2,6 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../../src/config.ts';
 import { hostProblem } from '../../src/modules/adapters/host-allowlist.ts';
+import { TEST_SNAPSHOT_KEY } from '../support/keys.ts';
 
 const problems = (env: Record<string, string>) => {
   try {
@@ -12,7 +13,12 @@ const problems = (env: Record<string, string>) => {
   }
   return [];
 };
-const external = { DATABASE_URL: 'postgres://db/x', REDIS_URL: 'redis://r:6379' };
+// Outside embedded mode the snapshot key is required (see config.test.ts); it is beside the point here.
+const external = {
+  DATABASE_URL: 'postgres://db/x',
+  REDIS_URL: 'redis://r:6379',
+  BLASTGATE_SNAPSHOT_KEY: TEST_SNAPSHOT_KEY,
+};
 const SECRET = 'x'.repeat(40);
 
 describe('BLASTGATE_DOWNSTREAM_ALLOW', () => {
@@ -37,6 +43,13 @@ describe('signing secrets', () => {
     const c = loadConfig({ BLASTGATE_SECRET_APPS_PROD: SECRET, BLASTGATE_SIGNING_SECRET: SECRET });
     expect(c.signingSecrets.resolve('apps-prod')).toEqual({ ok: true, secret: SECRET });
     expect(JSON.stringify(c)).not.toContain(SECRET);
+  });
+
+  it('serialises the snapshot key as a placeholder, never its bytes', () => {
+    const c = loadConfig(external);
+    expect(c.snapshotKey?.toString('base64')).toBe(TEST_SNAPSHOT_KEY);
+    expect(JSON.stringify(c)).toContain('"snapshotKey":"[snapshot key]"');
+    expect(JSON.stringify(c)).not.toContain('Buffer');
   });
 
   it('stops the start-up on a short or unreadable secret, naming the variable', () => {

@@ -46,4 +46,26 @@ describe('rollbackOrder', () => {
       { numRuns: 500 },
     );
   });
+
+  it('puts each descendant right after its parent, shallowest first; one whose parent is not there goes by its own order', () => {
+    const items = [
+      { seq: 0, resourceId: 'site_a', state: 'done', executedSeq: 10 },
+      { seq: 1, resourceId: 'site_b', state: 'done', executedSeq: 20 },
+      { seq: 2, resourceId: 'app_a1', state: 'done', executedSeq: 11, parentSeq: 0, depth: 1 },
+      { seq: 3, resourceId: 'widget_a', state: 'done', executedSeq: 12, parentSeq: 0, depth: 2 },
+      { seq: 4, resourceId: 'app_a2', state: 'done', executedSeq: 13, parentSeq: 0, depth: 1 },
+      { seq: 5, resourceId: 'app_b1', state: 'done', executedSeq: 21, parentSeq: 1, depth: 1 },
+      // Its parent came back earlier (not in this batch): it goes by its own executedSeq.
+      { seq: 6, resourceId: 'app_c1', state: 'restore_failed', executedSeq: 15, parentSeq: 9, depth: 1 },
+    ];
+    expect(rollbackOrder(items).map((i) => i.resourceId)).toEqual([
+      'site_b',
+      'app_b1',
+      'app_c1',
+      'site_a',
+      'app_a2',
+      'app_a1',
+      'widget_a',
+    ]);
+  });
 });

@@ -186,6 +186,8 @@ export function createHttpAdapter(config: ResolvedHttpConfig, deps: HttpAdapterD
 
   return {
     kind: 'http',
+    // The owning system cascades a delete itself; Blastgate only stored the descendants' snapshots.
+    cascade: 'downstream',
 
     snapshot(items, opts) {
       return mapPool(items, opts.concurrency, (item) =>

@@ -8,89 +8,17 @@
 // "wrong-type IDs never run" (promise 1) would be broken last, so a row whose type or tenant does
 // not match the item is a permanent failure, never acted on.
 import type pg from 'pg';
-import {
-  SKIPPED,
-  type AdapterItem,
-  type ApplyOptions,
-  type DestructiveAction,
-  type ItemResult,
-  type ProbeResult,
-  type TargetAdapter,
-} from './types.ts';
+import { applyChunk, mismatch, type RegistrySnapshot, type State } from './registry-apply.ts';
+import { SKIPPED, type AdapterItem, type ItemResult, type ProbeResult, type TargetAdapter } from './types.ts';
+
+export type { RegistrySnapshot } from './registry-apply.ts';
 
 // Rows locked and updated by one statement: big enough to stay set-based and fast, small enough
 // that row locks are held briefly and a halt stops within one chunk.
 const CHUNK = 5_000;
 
 type Pool = Pick<pg.Pool, 'query'>;
-type State = 'active' | 'soft_deleted' | 'purged';
 
-/** What a snapshot of a registry resource holds; restore reads `state` and `deletedAt` back. */
-export interface RegistrySnapshot {
-  id: string;
-  type: string;
-  tenantId: string;
-  parentId: string | null;
-  state: State;
-  protected: boolean;
-  deletedAt: string | null;
-  updatedAt: string;
-}
-
-interface ActionSpec {
-  /** States the action changes; from any other state it changes nothing. */
-  from: State[];
-  /** Already in this state before the call: the action's outcome holds, so it is ok (idempotent). */
-  done: (before: string, target: string) => boolean;
-  deletedAt: string;
-}
-
-const ACTIONS: Record<DestructiveAction, ActionSpec> = {
-  softDelete: { from: ['active'], done: (b) => b === 'soft_deleted', deletedAt: 'now()' },
-  hardDelete: {
-    from: ['active', 'soft_deleted'],
-    done: (b) => b === 'purged',
-    deletedAt: 'coalesce(r.deleted_at, now())',
-  },
-  // Only from soft_deleted: a purged resource is gone downstream; "restoring" it would be a lie.
-  restore: { from: ['soft_deleted'], done: (b, target) => b === target, deletedAt: 't.to_deleted_at' },
-};
-
-const TARGET_STATE: Record<Exclude<DestructiveAction, 'restore'>, State> = {
-  softDelete: 'soft_deleted',
-  hardDelete: 'purged',
-};
-
-// Locks the matching rows first (in id order, so two overlapping batches cannot deadlock) so that
-// `before` is the committed state the UPDATE acts on; the final SELECT reports every input item,
-// including those that matched nothing.
-const applySql = (deletedAt: string) => `
-WITH input AS (
-  SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[])
-    AS i(id, type, tenant_id, to_state, to_deleted_at)
-), target AS (
-  SELECT r.id, r.state, i.to_state, i.to_deleted_at
-  FROM resources r JOIN input i ON i.id = r.id AND i.type = r.type AND i.tenant_id = r.tenant_id
-  ORDER BY r.id
-  FOR UPDATE OF r
-), changed AS (
-  UPDATE resources r SET state = t.to_state, deleted_at = ${deletedAt}, updated_at = now()
-  FROM target t WHERE r.id = t.id AND t.state = ANY($6::text[])
-  RETURNING r.id
-)
-SELECT i.id, t.state AS before, (c.id IS NOT NULL) AS changed, r.type AS actual_type, r.tenant_id AS actual_tenant
-FROM input i
-LEFT JOIN target t ON t.id = i.id
-LEFT JOIN changed c ON c.id = i.id
-LEFT JOIN resources r ON r.id = i.id AND t.id IS NULL`;
-
-interface ApplyRow {
-  id: string;
-  before: string | null;
-  changed: boolean;
-  actual_type: string | null;
-  actual_tenant: string | null;
-}
 interface ResourceRow {
   id: string;
   type: string;
@@ -108,15 +36,6 @@ function chunks<T>(items: readonly T[]): T[][] {
   return out;
 }
 
-const mismatch = (item: AdapterItem, actual: { type: string | null; tenant: string | null }): ItemResult =>
-  actual.type === null
-    ? { ok: false, permanent: true, error: `resource ${item.resourceId} is not in the registry` }
-    : {
-        ok: false,
-        permanent: true,
-        error: `registry has ${item.resourceId} as type ${actual.type} of tenant ${actual.tenant}, not type ${item.type} of tenant ${item.tenantId}`,
-      };
-
 /**
  * A statement that failed (connection lost, lock timeout) fails its chunk as retryable, like a 5xx
  * from an HTTP system: one statement is atomic, and the caller decides about retries uniformly.
@@ -126,45 +45,11 @@ const chunkFailed =
   (err: unknown): ItemResult[] =>
     part.map(() => ({ ok: false, permanent: false, error: `registry statement failed: ${(err as Error).message}` }));
 
-/** The state a restore returns to: the snapshot's, when it is a live state; else active. */
-function restoreTarget(snapshot: unknown): { state: State; deletedAt: string | null } {
-  const s = snapshot as Partial<RegistrySnapshot> | undefined;
-  if (s?.state === 'soft_deleted') return { state: 'soft_deleted', deletedAt: s.deletedAt ?? null };
-  return { state: 'active', deletedAt: null };
-}
-
 export function createRegistryAdapter(pool: Pool): TargetAdapter {
-  async function applyChunk(
-    action: DestructiveAction,
-    items: AdapterItem[],
-    opts: ApplyOptions,
-  ): Promise<ItemResult[]> {
-    const spec = ACTIONS[action];
-    const targets = items.map((i) =>
-      action === 'restore'
-        ? restoreTarget(opts.snapshots?.get(i.resourceId))
-        : { state: TARGET_STATE[action], deletedAt: null },
-    );
-    const { rows } = await pool.query<ApplyRow>(applySql(spec.deletedAt), [
-      items.map((i) => i.resourceId),
-      items.map((i) => i.type),
-      items.map((i) => i.tenantId),
-      targets.map((t) => t.state),
-      targets.map((t) => t.deletedAt),
-      spec.from,
-    ]);
-    const byId = new Map(rows.map((r) => [r.id, r]));
-    return items.map((item, k): ItemResult => {
-      const row = byId.get(item.resourceId);
-      if (!row || row.before === null)
-        return mismatch(item, { type: row?.actual_type ?? null, tenant: row?.actual_tenant ?? null });
-      if (row.changed || spec.done(row.before, targets[k]!.state)) return { ok: true };
-      return { ok: false, permanent: true, error: `cannot ${action} ${item.resourceId}: it is ${row.before}` };
-    });
-  }
-
   return {
     kind: 'registry',
+    // Descendants live in the same database: they change state with their parent, in one statement.
+    cascade: 'same_transaction',
 
     async snapshot(items) {
       const out: ItemResult[] = [];
@@ -183,7 +68,8 @@ export function createRegistryAdapter(pool: Pool): TargetAdapter {
         for (const item of part) {
           const r = byId.get(item.resourceId);
           if (!r || r.type !== item.type || r.tenant_id !== item.tenantId) {
-            out.push(mismatch(item, { type: r?.type ?? null, tenant: r?.tenant_id ?? null }));
+            const error = mismatch(item, { type: r?.type ?? null, tenant: r?.tenant_id ?? null });
+            out.push({ ok: false, permanent: true, error });
             continue;
           }
           const data: RegistrySnapshot = {
@@ -208,7 +94,7 @@ export function createRegistryAdapter(pool: Pool): TargetAdapter {
       for (const part of chunks(items)) {
         halted ||= !opts.shouldContinue();
         if (halted) out.push(...part.map(() => SKIPPED));
-        else out.push(...(await applyChunk(action, part, opts).catch(chunkFailed(part))));
+        else out.push(...(await applyChunk(pool, action, part, opts).catch(chunkFailed(part))));
       }
       return out;
     },

@@ -23,11 +23,24 @@ export interface AdapterItem {
   tenantId: string;
   /** Resource type name, e.g. `app`. */
   type: string;
+  /**
+   * Cascades: the descendants a delete of this item takes with it (each of its own type), shallowest
+   * first. What an adapter does with them is its `cascade`.
+   */
+  descendants?: AdapterItem[];
 }
 
 export type DestructiveAction = 'softDelete' | 'hardDelete' | 'restore';
 
-export type ItemOk = { ok: true; data?: unknown };
+export type ItemOk = {
+  ok: true;
+  data?: unknown;
+  /**
+   * `same_transaction` adapters, restore: one result per item.descendants entry, in order (a
+   * parent can come back while one of its descendants cannot). A delete takes all or none of them.
+   */
+  descendants?: ItemResult[];
+};
 export type ItemFailed = {
   ok: false;
   permanent: boolean;
@@ -61,6 +74,13 @@ export interface ApplyOptions {
 
 export interface TargetAdapter {
   readonly kind: 'http' | 'registry';
+  /**
+   * How a cascade reaches the item's descendants (their snapshots are stored before either):
+   * - same_transaction: apply() changes them with the item, atomically, both ways (the registry);
+   * - downstream: the owning system cascades a delete itself; each descendant is restored through
+   *   its own type's adapter, after its parent (HTTP).
+   */
+  readonly cascade: 'same_transaction' | 'downstream';
   /** Reads the current state of each resource, to be stored before any destructive call. */
   snapshot(items: AdapterItem[], opts: { concurrency: number }): Promise<ItemResult[]>;
   apply(action: DestructiveAction, items: AdapterItem[], opts: ApplyOptions): Promise<ItemResult[]>;

@@ -1,9 +1,10 @@
 // The part of a chunk job that touches the owning system: build the adapter, snapshot what has no
-// snapshot yet, mark write-ahead (only while the operation still runs the wave), then send the
+// snapshot yet (and the descendants a cascade takes), mark write-ahead (only while the operation still runs the wave), then send the
 // destructive calls through the in-flight breaker while the claim, the fence and the halt watch
 // all say go. Returns the outcomes for the caller to record; never records anything itself.
 import { AppError } from '../../lib/errors.ts';
 import { idempotencyKeyFor, isSkipped, type AdapterItem } from '../adapters/index.ts';
+import { takeSnapshots } from './chunk-snapshots.ts';
 import { applyWithBreaker } from './breaker.ts';
 import type { ChunkDeps } from './chunk.ts';
 import type { Fence } from './exclusive.ts';
@@ -40,6 +41,16 @@ export async function execute<Tx>(
     resourceId: i.resourceId,
     tenantId: i.tenantId,
     type: op.targetType,
+    ...(i.descendants.length
+      ? {
+          descendants: i.descendants.map((d) => ({
+            operationId: j.opId,
+            resourceId: d.resourceId,
+            tenantId: d.tenantId,
+            type: d.type,
+          })),
+        }
+      : {}),
   });
   const outcomes: Outcome[] = [];
   let leaseLost = false;
@@ -79,29 +90,19 @@ export async function execute<Tx>(
       };
     }
     const { adapter } = got;
-    // Snapshot first, for every item not yet snapshotted: no snapshot, no destructive call.
-    const needSnap = items.filter((i) => i.snapshotId === null);
-    const snaps: { seq: number; resourceId: string; tenantId: string; data: unknown }[] = [];
-    const failed = new Set<number>();
-    if (needSnap.length) {
-      const res = await adapter.snapshot(needSnap.map(asAdapterItem), {
+    // Snapshot first, for every item (and descendant) not yet snapshotted: no snapshot, no call.
+    const { snaps, failures } = await takeSnapshots(
+      {
+        operationId: j.opId,
+        adapter,
+        targetType: op.targetType,
+        adapters: deps.adapters,
         concurrency: rollout.concurrency * SNAPSHOT_FANOUT,
-      });
-      needSnap.forEach((item, k) => {
-        const r = res[k]!;
-        if (r.ok) snaps.push({ seq: item.seq, resourceId: item.resourceId, tenantId: item.tenantId, data: r.data });
-        else {
-          failed.add(item.seq);
-          const permanent = !isSkipped(r) && r.permanent;
-          outcomes.push({
-            seq: item.seq,
-            state: 'failed',
-            error: `snapshot failed: ${r.error}`.slice(0, 500),
-            permanent,
-          });
-        }
-      });
-    }
+      },
+      items,
+    );
+    outcomes.push(...failures);
+    const failed = new Set(failures.map((f) => f.seq));
     const wanted = items.filter((i) => !failed.has(i.seq));
     const ready = wanted.length
       ? await deps.ledger.prepare(

@@ -8,6 +8,7 @@ import { inTransaction } from '../../lib/sql.ts';
 import { appendAudit } from '../audit/repository.ts';
 import type { Guard, LifecycleState } from '../operations/lifecycle.ts';
 import { ENDED_STATES, TERMINAL_STATES } from '../operations/lifecycle.ts';
+import { CASCADE_DEPTH } from '../operations/cascade-plan.ts';
 import { relockTouched } from '../operations/resource-locks.ts';
 import type { Metrics } from '../../plugins/metrics.ts';
 import { createEngine, type Change, type Engine, type EngineStore } from './engine.ts';
@@ -43,10 +44,14 @@ async function checkGuard(tx: pg.PoolClient, record: OperationRecord, guard: Gua
  * The plan was made against the registry as it was then: a resource whose type, tenant, state or
  * protection changed since makes the plan stale, and starting it would act on something nobody
  * reviewed. (A protected tenant is fine only when the plan already needed break-glass for it.)
+ * A cascade's descendants are checked against their own type, and a resource that a cascade would
+ * now take but the plan does not list (created, or made active, since) makes it stale too: the
+ * registry adapter would leave it active under a deleted parent, and nobody approved its delete.
  */
 async function planStale(tx: pg.PoolClient, record: OperationRecord): Promise<AppError | null> {
   const r = await tx.query<{
     resource_id: string;
+    planned_type: string;
     planned_tenant: string;
     type: string | null;
     tenant_id: string | null;
@@ -55,22 +60,23 @@ async function planStale(tx: pg.PoolClient, record: OperationRecord): Promise<Ap
     tenant_protected: boolean | null;
     total: number;
   }>(
-    `SELECT i.resource_id, i.tenant_id AS planned_tenant, r.type, r.tenant_id, r.state, r.protected,
-            t.protected AS tenant_protected, count(*) OVER ()::int AS total
+    `SELECT i.resource_id, coalesce(i.resource_type, $2) AS planned_type, i.tenant_id AS planned_tenant, r.type,
+            r.tenant_id, r.state, r.protected, t.protected AS tenant_protected, count(*) OVER ()::int AS total
      FROM operation_items i
      LEFT JOIN resources r ON r.id = i.resource_id
      LEFT JOIN tenants t ON t.id = r.tenant_id
      WHERE i.operation_id = $1
-       AND (r.id IS NULL OR r.type <> $2 OR r.tenant_id <> i.tenant_id OR r.state <> 'active' OR r.protected
-            OR (t.protected AND NOT $3))
+       AND (r.id IS NULL OR r.type <> coalesce(i.resource_type, $2) OR r.tenant_id <> i.tenant_id OR r.state <> 'active'
+            OR r.protected OR (t.protected AND NOT $3))
      ORDER BY i.seq LIMIT $4`,
     [record.id, record.targetType, record.lifecycle.requiresBreakGlass, STALE_LISTED],
   );
-  if (r.rows.length === 0) return null;
-  const total = r.rows[0]!.total;
+  const unplanned = r.rows.length ? [] : await unplannedDescendants(tx, record);
+  if (r.rows.length === 0 && unplanned.length === 0) return null;
+  const total = r.rows[0]?.total ?? unplanned.length;
   const changed = r.rows.map((x) => ({
     resourceId: x.resource_id,
-    planned: { type: record.targetType, tenantId: x.planned_tenant, state: 'active', protected: false },
+    planned: { type: x.planned_type, tenantId: x.planned_tenant, state: 'active', protected: false },
     now:
       x.type === null
         ? null
@@ -82,11 +88,35 @@ async function planStale(tx: pg.PoolClient, record: OperationRecord): Promise<Ap
             tenantProtected: x.tenant_protected,
           },
   }));
+  const first = changed[0]?.resourceId ?? unplanned[0]!.resourceId;
   return new ConflictError(
     'PLAN_STALE',
-    `${total} planned resource(s) changed in the registry since the plan was made (e.g. ${changed[0]!.resourceId}); submit a new plan`,
-    { total, changed },
+    `${total} planned resource(s) changed in the registry since the plan was made (e.g. ${first}); submit a new plan`,
+    { total, changed: [...changed, ...unplanned] },
   );
+}
+
+/** Active resources a cascade of this operation would take that its ledger does not list. */
+async function unplannedDescendants(tx: pg.PoolClient, record: OperationRecord) {
+  const type = await tx.query<{ cascade_to: string[] }>(`SELECT cascade_to FROM resource_types WHERE name = $1`, [
+    record.targetType,
+  ]);
+  const cascadeTo = type.rows[0]?.cascade_to ?? [];
+  if (cascadeTo.length === 0) return [];
+  // Every level's parent is in the ledger, so one join over direct children covers every depth.
+  const r = await tx.query<{ id: string; type: string; tenant_id: string; parent_id: string }>(
+    `SELECT c.id, c.type, c.tenant_id, c.parent_id FROM operation_items p
+     JOIN resources c ON c.parent_id = p.resource_id AND c.state = 'active' AND c.type = ANY($2::text[])
+     LEFT JOIN operation_items i ON i.operation_id = $1 AND i.resource_id = c.id
+     WHERE p.operation_id = $1 AND i.seq IS NULL AND p.depth < $3
+     ORDER BY c.id LIMIT $4`,
+    [record.id, cascadeTo, CASCADE_DEPTH, STALE_LISTED],
+  );
+  return r.rows.map((x) => ({
+    resourceId: x.id,
+    planned: null,
+    now: { type: x.type, tenantId: x.tenant_id, state: 'active', parentId: x.parent_id },
+  }));
 }
 
 async function persist(tx: pg.PoolClient, record: OperationRecord, n: LifecycleState, c: Change): Promise<number> {

@@ -1,14 +1,29 @@
 // Item ledger writes for execution. Every change of an item's state is fenced by the claim token
 // of the run that holds it: a second run of the same range (a job handed out twice, a run that
 // was stopped and woke up after its claim was taken over) can neither record nor mark anything.
+// A cascade's descendants are never claimed: they are snapshotted, marked and recorded with the
+// parent that takes them (ledger-cascade.ts), fenced by the parent's claim.
 import type pg from 'pg';
 import type { Queryable } from '../../lib/sql.ts';
 import { inTransaction } from '../../lib/sql.ts';
 import { foldOutcomes, type WaveStats } from '../operations/wave-health.ts';
+import type { SnapshotStore } from '../snapshots/store.ts';
+import { descendantsOf, linkDescendantSnapshots, markDescendants, syncDescendants } from './ledger-cascade.ts';
 
 export interface Range {
   from: number;
   to: number;
+}
+
+export interface Descendant {
+  seq: number;
+  resourceId: string;
+  tenantId: string;
+  /** Its own resource type: its adapter snapshots (and restores) it. */
+  type: string;
+  /** 1 for a child of the claimed item, 2 for a grandchild… */
+  depth: number;
+  snapshotId: number | null;
 }
 
 export interface ClaimedItem {
@@ -16,6 +31,8 @@ export interface ClaimedItem {
   resourceId: string;
   tenantId: string;
   snapshotId: number | null;
+  /** What a delete of this item takes with it (a cascade), shallowest first; [] for most items. */
+  descendants: Descendant[];
   /** Set when an earlier run may already have made the destructive call. */
   executedSeq: number | null;
   attempts: number;
@@ -42,6 +59,8 @@ export interface Recorded {
 
 export interface Snap {
   seq: number;
+  /** A descendant's snapshot: the seq of the claimed item that takes it (null: the item's own). */
+  parentSeq: number | null;
   resourceId: string;
   tenantId: string;
   data: unknown;
@@ -67,8 +86,9 @@ export interface Ledger<Tx = Queryable> {
   /**
    * Before any destructive call, in one transaction: check the operation is still running this
    * wave (sharing its row lock, so a halt commits either before — nothing is marked — or after,
-   * and then the rollback sees the marks), store the snapshots and set the write-ahead mark.
-   * Returns the seqs that may be called.
+   * and then the rollback sees the marks), store the snapshots (the items' and their descendants')
+   * in the snapshot store and set the write-ahead mark on each item whose snapshot and every
+   * descendant's are stored, and on those descendants. Returns the seqs that may be called.
    */
   prepare(opId: string, wave: number, range: Range, token: string, snaps: Snap[], seqs: number[]): Promise<Set<number>>;
   /** Records outcomes (in the order they happened) and the wave's counters; in the caller's transaction. */
@@ -87,7 +107,7 @@ export interface Ledger<Tx = Queryable> {
 
 const seqsOf = (xs: { seq: number }[]) => xs.map((x) => x.seq);
 
-export function pgLedger(pool: pg.Pool, leaseMs: number): Ledger {
+export function pgLedger(pool: pg.Pool, leaseMs: number, snapshots: Pick<SnapshotStore, 'put'>): Ledger {
   return {
     async claim(opId, range, jobId, token) {
       const r = await pool.query(
@@ -98,12 +118,14 @@ export function pgLedger(pool: pg.Pool, leaseMs: number): Ledger {
          RETURNING seq, resource_id, tenant_id, snapshot_id, executed_seq, attempts, last_error`,
         [opId, range.from, range.to, jobId, token, leaseMs / 1000],
       );
+      const kids = r.rows.length ? await descendantsOf(pool, opId, seqsOf(r.rows as { seq: number }[])) : new Map();
       return r.rows
         .map((x) => ({
           seq: x.seq,
           resourceId: x.resource_id,
           tenantId: x.tenant_id,
           snapshotId: x.snapshot_id === null ? null : Number(x.snapshot_id),
+          descendants: kids.get(x.seq) ?? [],
           executedSeq: x.executed_seq === null ? null : Number(x.executed_seq),
           attempts: x.attempts,
           lastError: x.last_error,
@@ -122,13 +144,14 @@ export function pgLedger(pool: pg.Pool, leaseMs: number): Ledger {
 
     async release(opId, range, token, items, error, uncount) {
       if (items.length === 0) return;
-      await pool.query(
+      const r = await pool.query<{ seq: number }>(
         `UPDATE operation_items i SET state = 'pending', claimed_by = NULL, claim_token = NULL, claimed_at = NULL,
            last_error = coalesce($5, i.last_error), updated_at = now(), attempts = i.attempts - $8::int,
            executed_seq = CASE WHEN u.keep THEN i.executed_seq ELSE NULL END
          FROM unnest($4::int[], $6::boolean[]) AS u(seq, keep)
          WHERE i.operation_id = $1 AND i.seq = u.seq AND i.seq >= $2 AND i.seq < $3
-           AND i.state = 'claimed' AND i.claim_token = $7`,
+           AND i.state = 'claimed' AND i.claim_token = $7
+         RETURNING i.seq`,
         [
           opId,
           range.from,
@@ -140,6 +163,7 @@ export function pgLedger(pool: pg.Pool, leaseMs: number): Ledger {
           uncount ? 1 : 0,
         ],
       );
+      if (items.some((i) => i.descendants.length)) await syncDescendants(pool, opId, seqsOf(r.rows));
     },
 
     prepare(opId, wave, range, token, snaps, seqs) {
@@ -151,24 +175,18 @@ export function pgLedger(pool: pg.Pool, leaseMs: number): Ledger {
           [opId, wave],
         );
         if (live.rowCount === 0) return new Set<number>();
-        let linkSeqs: number[] = [];
-        let linkIds: number[] = [];
-        if (snaps.length) {
-          const ins = await c.query<{ id: string; resource_id: string }>(
-            `INSERT INTO snapshots (operation_id, resource_id, tenant_id, data)
-             SELECT $1, r, t, d::jsonb FROM unnest($2::text[], $3::text[], $4::text[]) AS x(r, t, d) RETURNING id, resource_id`,
-            [
-              opId,
-              snaps.map((s) => s.resourceId),
-              snaps.map((s) => s.tenantId),
-              snaps.map((s) => JSON.stringify(s.data ?? null)),
-            ],
-          );
-          const idByResource = new Map(ins.rows.map((r) => [r.resource_id, Number(r.id)]));
-          linkSeqs = seqsOf(snaps);
-          linkIds = snaps.map((s) => idByResource.get(s.resourceId)!);
-        }
-        // Only items that have a snapshot get the mark: nothing is ever called without one.
+        // Encrypted, content-addressed and verified on read; in this transaction, so a snapshot
+        // and the mark that relies on it commit together or not at all.
+        const ids = await snapshots.put(
+          c,
+          opId,
+          snaps.map((s) => ({ resourceId: s.resourceId, tenantId: s.tenantId, data: s.data })),
+        );
+        const own = snaps.flatMap((s, k) => (s.parentSeq === null ? [{ seq: s.seq, id: ids[k]! }] : []));
+        const kids = snaps.flatMap((s, k) => (s.parentSeq === null ? [] : [{ seq: s.seq, id: ids[k]! }]));
+        if (kids.length) await linkDescendantSnapshots(c, opId, range, token, kids);
+        // Only items that have a snapshot, and whose descendants all have theirs, get the mark:
+        // nothing is ever called without one.
         const r = await c.query<{ seq: number }>(
           `UPDATE operation_items i
              SET snapshot_id = coalesce(l.sid, i.snapshot_id),
@@ -176,10 +194,14 @@ export function pgLedger(pool: pg.Pool, leaseMs: number): Ledger {
            FROM unnest($2::int[]) AS r(seq) LEFT JOIN unnest($3::int[], $4::bigint[]) AS l(seq, sid) ON l.seq = r.seq
            WHERE i.operation_id = $1 AND i.seq = r.seq AND i.seq >= $5 AND i.seq < $6
              AND i.state = 'claimed' AND i.claim_token = $7 AND coalesce(l.sid, i.snapshot_id) IS NOT NULL
+             AND NOT EXISTS (SELECT 1 FROM operation_items d
+                             WHERE d.operation_id = $1 AND d.parent_seq = i.seq AND d.snapshot_id IS NULL)
            RETURNING i.seq`,
-          [opId, seqs, linkSeqs, linkIds, range.from, range.to, token],
+          [opId, seqs, seqsOf(own), own.map((x) => x.id), range.from, range.to, token],
         );
-        return new Set(r.rows.map((x) => x.seq));
+        const marked = seqsOf(r.rows);
+        if (marked.length) await markDescendants(c, opId, marked);
+        return new Set(marked);
       });
     },
 
@@ -208,6 +230,8 @@ export function pgLedger(pool: pg.Pool, leaseMs: number): Ledger {
         ],
       );
       const recorded = new Set(upd.rows.map((r) => r.seq));
+      // A cascade's descendants share their parent's outcome (and mark), in this transaction.
+      if (recorded.size) await syncDescendants(tx, opId, [...recorded]);
       const verdicts = outcomes
         .filter((o) => recorded.has(o.seq) && o.state !== 'pending')
         .map((o) => o.state as 'done' | 'failed');

@@ -1,6 +1,7 @@
 // Ledger access for rollbacks: which items to restore next, recording restores (fenced by the
 // rollback run's token, with backoff for retryable failures), what the rollback still waits for,
-// and the final count.
+// and the final count. A cascade's descendants are picked with their parent (never before it is
+// restored), so a parent and what it took come back in one batch.
 import type pg from 'pg';
 import type { RollbackCandidate } from '../operations/rollback-plan.ts';
 
@@ -9,11 +10,19 @@ export const RESTORE_ATTEMPTS = 5;
 /** Backoff before the n-th retry of a failed restore: base × 2^(n−1), capped. */
 const RESTORE_BACKOFF_MS = 500;
 const RESTORE_BACKOFF_CAP_MS = 60_000;
+/** Descendants picked in one batch whose parent was restored by an earlier one (their retries). */
+const ORPHANS_PER_PICK = 1_000;
 
 export interface RestoreCandidate extends RollbackCandidate {
   seq: number;
   tenantId: string;
-  snapshot: unknown;
+  /** Cascades: the seq of the item whose delete took this one (null: a submitted item). */
+  parentSeq: number | null;
+  depth: number;
+  /** The descendant's own type; null: the operation's targetType. */
+  type: string | null;
+  /** Read and verified through the snapshot store; never restored from when it fails verification. */
+  snapshotId: number | null;
 }
 
 export interface RestoreResult {
@@ -39,21 +48,31 @@ export function pgRollbackLedger(pool: Pick<pg.Pool, 'query'>, leaseMs: number):
     async pick(opId, token, limit) {
       // Everything whose destructive call may have happened (write-ahead mark set), whatever its
       // state, except what is restored, what a live run still holds, and failed restores that
-      // are final or waiting for their backoff.
+      // are final or waiting for their backoff. Submitted items newest first, each with its
+      // eligible descendants; a descendant alone only once its parent is restored.
+      const eligible = (t: string) => `${t}.operation_id = $1 AND ${t}.executed_seq IS NOT NULL
+        AND (${t}.state IN ('done', 'failed', 'pending')
+             OR (${t}.state IN ('claimed', 'restoring') AND ${t}.claimed_at < now() - make_interval(secs => $4))
+             OR (${t}.state = 'restore_failed' AND NOT ${t}.permanent AND ${t}.restore_attempts < $5
+                 AND (${t}.next_attempt_at IS NULL OR ${t}.next_attempt_at <= now())))`;
       const r = await pool.query(
-        `UPDATE operation_items i SET state = 'restoring', claimed_by = 'rollback', claim_token = $2, claimed_at = now(),
+        `WITH roots AS (
+           SELECT seq FROM operation_items r WHERE ${eligible('r')} AND r.parent_seq IS NULL
+           ORDER BY r.executed_seq DESC LIMIT $3 FOR UPDATE SKIP LOCKED
+         ), kids AS (
+           SELECT seq FROM operation_items d WHERE ${eligible('d')} AND d.parent_seq IN (SELECT seq FROM roots)
+           FOR UPDATE SKIP LOCKED
+         ), orphans AS (
+           SELECT seq FROM operation_items d WHERE ${eligible('d')} AND d.parent_seq IS NOT NULL
+             AND EXISTS (SELECT 1 FROM operation_items p WHERE p.operation_id = $1 AND p.seq = d.parent_seq AND p.state = 'restored')
+           LIMIT $6 FOR UPDATE SKIP LOCKED
+         ), pick AS (SELECT seq FROM roots UNION SELECT seq FROM kids UNION SELECT seq FROM orphans)
+         UPDATE operation_items i SET state = 'restoring', claimed_by = 'rollback', claim_token = $2, claimed_at = now(),
            restore_attempts = i.restore_attempts + 1, updated_at = now()
-         FROM (SELECT seq FROM operation_items
-               WHERE operation_id = $1 AND executed_seq IS NOT NULL
-                 AND (state IN ('done', 'failed', 'pending')
-                      OR (state IN ('claimed', 'restoring') AND claimed_at < now() - make_interval(secs => $4))
-                      OR (state = 'restore_failed' AND NOT permanent AND restore_attempts < $5
-                          AND (next_attempt_at IS NULL OR next_attempt_at <= now())))
-               ORDER BY executed_seq DESC LIMIT $3 FOR UPDATE SKIP LOCKED) pick
+         FROM pick
          WHERE i.operation_id = $1 AND i.seq = pick.seq
-         RETURNING i.seq, i.resource_id, i.tenant_id, i.executed_seq, i.state,
-           (SELECT data FROM snapshots s WHERE s.id = i.snapshot_id) AS snapshot`,
-        [opId, token, limit, lease, RESTORE_ATTEMPTS],
+         RETURNING i.seq, i.resource_id, i.tenant_id, i.executed_seq, i.state, i.parent_seq, i.depth, i.resource_type, i.snapshot_id`,
+        [opId, token, limit, lease, RESTORE_ATTEMPTS, ORPHANS_PER_PICK],
       );
       return r.rows.map((x) => ({
         seq: x.seq,
@@ -61,7 +80,10 @@ export function pgRollbackLedger(pool: Pick<pg.Pool, 'query'>, leaseMs: number):
         tenantId: x.tenant_id,
         executedSeq: x.executed_seq === null ? null : Number(x.executed_seq),
         state: x.state,
-        snapshot: x.snapshot,
+        parentSeq: x.parent_seq,
+        depth: x.depth,
+        type: x.resource_type,
+        snapshotId: x.snapshot_id === null ? null : Number(x.snapshot_id),
       }));
     },
 

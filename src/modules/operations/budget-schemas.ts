@@ -1,6 +1,8 @@
-// Budget schemas: the per-operation budgets, the rolling 24 h budgets across operations (both in
+// Budget schemas: the per-operation budgets (tenants, items, estimated minutes to restore), the
+// rolling 24 h budgets across operations (both in
 // the admin policy), and the rolling usage a plan shows.
 import { Type } from '@fastify/type-provider-typebox';
+import { DEFAULT_BUDGETS } from './policy.ts';
 import { DEFAULT_ROLLING_BUDGETS, ROLLING_WINDOW_HOURS } from './rolling-budgets.ts';
 
 const limits = (what: string) =>
@@ -12,11 +14,32 @@ const limits = (what: string) =>
     { additionalProperties: false },
   );
 
-export const Budgets = Type.Object(limits('one operation may touch').properties, {
-  additionalProperties: false,
-  description: 'Per-operation budgets',
-  example: { maxTenants: 50, maxItems: 100_000 },
+const maxRestoreMinutes = Type.Integer({
+  minimum: 1,
+  maximum: 525_600,
+  description: `Estimated minutes to restore everything an operation deletes (plan.estimatedRestore) allowed without break-glass; default ${DEFAULT_BUDGETS.maxRestoreMinutes}`,
 });
+export const BUDGETS_EXAMPLE = {
+  maxTenants: 50,
+  maxItems: 100_000,
+  maxRestoreMinutes: DEFAULT_BUDGETS.maxRestoreMinutes,
+};
+
+export const Budgets = Type.Object(
+  { ...limits('one operation may touch').properties, maxRestoreMinutes },
+  { additionalProperties: false, description: 'Per-operation budgets in force', example: BUDGETS_EXAMPLE },
+);
+
+// maxRestoreMinutes is optional on the way in so that clients written before it keep working; the
+// budgets are replaced as a whole, so an omitted one is the default again.
+export const BudgetsInput = Type.Object(
+  { ...limits('one operation may touch').properties, maxRestoreMinutes: Type.Optional(maxRestoreMinutes) },
+  {
+    additionalProperties: false,
+    description: `Per-operation budgets; an omitted maxRestoreMinutes is the default (${DEFAULT_BUDGETS.maxRestoreMinutes})`,
+    example: BUDGETS_EXAMPLE,
+  },
+);
 
 export const RollingBudgets = Type.Object(
   {

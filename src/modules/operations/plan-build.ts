@@ -2,12 +2,13 @@
 // then the item ledger and wave counters it is written as, and the hash an approval binds to.
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
+import { cascadeSummary, insertDescendants } from './cascade-plan.ts';
 import type { Budgets } from './policy.ts';
+import { estimatePlanRestore, restoreBreach, type EstimatedRestore } from './restore-estimate.ts';
 import type { RollingView } from './rolling-budgets.ts';
 import { scheduleWaves, type TenantLoad, type WavePlan } from './waves.ts';
 
 const TOP_TENANTS = 20;
-const CASCADE_DEPTH = 5;
 
 export interface PlanSummary {
   itemCount: number;
@@ -18,108 +19,131 @@ export interface PlanSummary {
     protected: number;
     top: { tenantId: string; items: number; internal: boolean; wave: number }[];
   };
+  /** Active descendants the delete takes with it, by type (counted in itemCount and tenantCount). */
   cascade: { type: string; count: number }[];
   waves: WavePlan[];
-  budgets: {
-    maxTenants: number;
-    maxItems: number;
+  budgets: Budgets & {
     withinBudget: boolean;
     breaches: string[];
     /** Usage across operations over the rolling window (plans made before it existed have none). */
     rolling?: RollingView;
   };
+  /** How long restoring everything this plan deletes would take (see restore-estimate.ts). */
+  estimatedRestore: EstimatedRestore;
   requiresBreakGlass: boolean;
   breakGlassReasons: string[];
   planHash: string;
 }
 
 export interface PlanInput {
-  cascadeTo: string[];
+  targetType: string;
   budgets: Budgets;
   steps: readonly string[];
 }
 
-/** Tenant loads, waves, cascade and budgets for an all-ok classification. */
+/**
+ * Tenant loads, waves, cascade and budgets for an all-ok classification. `loads` is what the plan
+ * deletes per tenant, descendants included (in their own tenants): what the rolling budgets count.
+ */
 export async function buildPlan(
   client: pg.PoolClient,
   input: PlanInput,
-): Promise<{ summary: Omit<PlanSummary, 'planHash'>; waveOf: Map<string, number>; loads: TenantLoad[] }> {
+): Promise<{
+  summary: Omit<PlanSummary, 'planHash'>;
+  waveOf: Map<string, number>;
+  loads: { tenantId: string; items: number }[];
+}> {
   const loads = await client.query<{ tenant_id: string; items: number; internal: boolean; protected: boolean }>(
     `SELECT c.tenant_id, count(*)::int AS items, t.internal, t.protected
      FROM plan_class c JOIN tenants t ON t.id = c.tenant_id GROUP BY c.tenant_id, t.internal, t.protected`,
   );
+  // Descendants count where the item that takes them is (its wave is theirs), and their tenants
+  // count toward the budget even when no submitted item belongs to them.
+  const cascade = await cascadeSummary(client);
   const tenants: TenantLoad[] = loads.rows.map((r) => ({
     tenantId: r.tenant_id,
     items: r.items,
     internal: r.internal,
+    descendants: cascade.perRootTenant.get(r.tenant_id) ?? 0,
   }));
   const { waves, waveOf } = scheduleWaves(tenants, input.steps);
-  const itemCount = tenants.reduce((n, t) => n + t.items, 0);
-  const protectedTenants = loads.rows.filter((r) => r.protected).map((r) => r.tenant_id);
-  const cascade = input.cascadeTo.length ? await cascadeCounts(client, input.cascadeTo) : [];
+  const itemCount = tenants.reduce((n, t) => n + t.items + (t.descendants ?? 0), 0);
+  const tenantCount = tenants.length + cascade.otherTenants.length;
+  const protectedTenants = [...loads.rows, ...cascade.otherTenants.map((t) => ({ tenant_id: t.tenantId, ...t }))]
+    .filter((r) => r.protected)
+    .map((r) => r.tenant_id);
+  const estimatedRestore = await estimatePlanRestore(client, [
+    { type: input.targetType, count: tenants.reduce((n, t) => n + t.items, 0) },
+    ...cascade.byType,
+  ]);
 
   const breaches: string[] = [];
-  if (tenants.length > input.budgets.maxTenants)
-    breaches.push(`${tenants.length} tenants exceeds the budget of ${input.budgets.maxTenants}`);
+  if (tenantCount > input.budgets.maxTenants)
+    breaches.push(`${tenantCount} tenants exceeds the budget of ${input.budgets.maxTenants}`);
   if (itemCount > input.budgets.maxItems)
     breaches.push(`${itemCount} items exceeds the budget of ${input.budgets.maxItems}`);
+  const slowRestore = restoreBreach(estimatedRestore, input.budgets.maxRestoreMinutes);
+  if (slowRestore) breaches.push(slowRestore);
   const breakGlassReasons = [...breaches];
   if (protectedTenants.length) {
     breakGlassReasons.push(
       `${protectedTenants.length} protected tenant(s): ${protectedTenants.slice(0, 10).join(', ')}${protectedTenants.length > 10 ? ', …' : ''}`,
     );
   }
+  const all = (t: TenantLoad) => t.items + (t.descendants ?? 0);
   const top = [...tenants]
-    .sort((a, b) => b.items - a.items || (a.tenantId < b.tenantId ? -1 : 1))
+    .sort((a, b) => all(b) - all(a) || (a.tenantId < b.tenantId ? -1 : 1))
     .slice(0, TOP_TENANTS)
-    .map((t) => ({ tenantId: t.tenantId, items: t.items, internal: t.internal, wave: waveOf.get(t.tenantId)! }));
+    .map((t) => ({ tenantId: t.tenantId, items: all(t), internal: t.internal, wave: waveOf.get(t.tenantId)! }));
   return {
     waveOf,
-    loads: tenants,
+    loads: cascade.byType.length ? await loadsByTenant(client) : tenants,
     summary: {
       itemCount,
-      tenantCount: tenants.length,
+      tenantCount,
       tenants: {
-        total: tenants.length,
+        total: tenantCount,
         internal: tenants.filter((t) => t.internal).length,
         protected: protectedTenants.length,
         top,
       },
-      cascade,
+      cascade: cascade.byType,
       waves,
       budgets: {
         maxTenants: input.budgets.maxTenants,
         maxItems: input.budgets.maxItems,
+        maxRestoreMinutes: input.budgets.maxRestoreMinutes,
         withinBudget: breaches.length === 0,
         breaches,
       },
+      estimatedRestore,
       requiresBreakGlass: breakGlassReasons.length > 0,
       breakGlassReasons,
     },
   };
 }
 
-/** Active descendants a delete would take with it, by type (following cascade types only). */
-async function cascadeCounts(client: pg.PoolClient, cascadeTo: string[]) {
-  const res = await client.query<{ type: string; count: number }>(
-    `WITH RECURSIVE tree AS (
-       SELECT r.id, r.type, 1 AS depth FROM plan_class c JOIN resources r ON r.parent_id = c.id
-       WHERE r.state = 'active' AND r.type = ANY($1::text[])
-       UNION ALL
-       SELECT r.id, r.type, t.depth + 1 FROM tree t JOIN resources r ON r.parent_id = t.id
-       WHERE r.state = 'active' AND r.type = ANY($1::text[]) AND t.depth < $2
-     )
-     SELECT type, count(DISTINCT id)::int AS count FROM tree GROUP BY type ORDER BY count DESC, type`,
-    [cascadeTo, CASCADE_DEPTH],
+/** Submitted items and cascaded descendants per tenant each belongs to. */
+async function loadsByTenant(client: pg.PoolClient) {
+  const r = await client.query<{ tenant_id: string; items: number }>(
+    `SELECT tenant_id, count(*)::int AS items
+     FROM (SELECT tenant_id FROM plan_class UNION ALL SELECT tenant_id FROM plan_cascade) x
+     GROUP BY tenant_id`,
   );
-  return res.rows;
+  return r.rows.map((row) => ({ tenantId: row.tenant_id, items: row.items }));
 }
 
 /**
  * Writes the item ledger: one row per resolved ID, numbered (seq) in wave order so that a wave is
- * the contiguous range waves[i].fromSeq ≤ seq < waves[i].toSeq. Inserted in key order.
+ * the contiguous range waves[i].fromSeq ≤ seq < waves[i].toSeq. Inserted in key order. The
+ * descendants of cascades follow, after the last wave's range.
  */
-export async function insertItems(client: pg.PoolClient, operationId: string, waveOf: Map<string, number>) {
+export async function insertItems(
+  client: pg.PoolClient,
+  operationId: string,
+  waveOf: Map<string, number>,
+  submitted: number,
+) {
   await client.query(
     `INSERT INTO operation_items (operation_id, seq, resource_id, tenant_id, ordinal, wave)
      SELECT $1, (row_number() OVER (ORDER BY w.wave, c.ord) - 1)::int, c.id, c.tenant_id, c.ord, w.wave
@@ -127,6 +151,7 @@ export async function insertItems(client: pg.PoolClient, operationId: string, wa
      ORDER BY 2`,
     [operationId, [...waveOf.keys()], [...waveOf.values()]],
   );
+  await insertDescendants(client, operationId, submitted);
 }
 
 /** Per-wave counters start at zero; the executor keeps them with the item outcomes. */
@@ -147,8 +172,8 @@ export async function insertWaves(client: pg.PoolClient, operationId: string, wa
 /**
  * The plan hash binds an approval to exactly what was planned: action, type and mode, every
  * submitted ID in order (hashed while streaming), and which tenants go in which wave with how
- * many items. The ledger written with the plan never changes afterwards, so approving the hash
- * approves the ledger.
+ * many items (cascaded descendants included). The ledger written with the plan never changes
+ * afterwards, so approving the hash approves the ledger.
  */
 export function computePlanHash(
   header: string,

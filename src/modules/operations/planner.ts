@@ -3,6 +3,7 @@
 // an all-ok list is built in plan-build.ts.
 import type pg from 'pg';
 import type { TokenScope } from '../auth/roles.ts';
+import { classifyCascade, countDescendants, expandCascade, markDescendantsLockedByOthers } from './cascade-plan.ts';
 import { LIVE_STATES } from './lifecycle-types.ts';
 
 export const ID_CLASSES = [
@@ -33,6 +34,8 @@ export interface Classification {
   /** First offending IDs of each non-ok class, in submission order. */
   samples: Partial<Record<IdClass, Offender[]>>;
   rejected: boolean;
+  /** Descendants the ok IDs' cascades take with them (locked and planned with them). */
+  descendants: number;
 }
 
 /**
@@ -40,12 +43,15 @@ export interface Classification {
  * pattern_mismatch when they do not even look like the target type), wrong type, pattern, outside
  * the submitting token's scope (out_of_scope), a resource another live operation holds
  * (in_flight), state, and protection. Materialised once so that counts, samples and items read the
- * same rows.
+ * same rows. Then the cascades of what is ok: a resource whose cascade would take one held by a
+ * live operation, a protected one, or one of a tenant outside the token's scope, is classified so
+ * too.
  */
 export async function classify(
   client: pg.PoolClient,
   targetType: string,
   idPattern: string | null,
+  cascadeTo: string[],
   scope: TokenScope | null = null,
 ): Promise<Classification> {
   // The type is the same for every resolved row (any other is a type_mismatch), so its scope is
@@ -81,6 +87,8 @@ export async function classify(
      LEFT JOIN (SELECT DISTINCT unnest($5::text[])) AS st(tenant_id) ON st.tenant_id = r.tenant_id`,
     [targetType, idPattern, LIVE_STATES, typeInScope, scope?.tenants ?? null],
   );
+  await expandCascade(client, cascadeTo);
+  await classifyCascade(client, scope?.tenants ?? null);
   return summarize(client);
 }
 
@@ -95,6 +103,7 @@ export async function markLockedByOthers(client: pg.PoolClient, operationId: str
      WHERE c.class = 'ok' AND l.resource_id = c.id AND l.operation_id <> $1`,
     [operationId, LIVE_STATES],
   );
+  await markDescendantsLockedByOthers(client, operationId);
   return summarize(client);
 }
 
@@ -132,7 +141,7 @@ async function summarize(client: pg.PoolClient): Promise<Classification> {
       });
     }
   }
-  return { counts, samples, rejected };
+  return { counts, samples, rejected, descendants: rejected ? 0 : await countDescendants(client) };
 }
 
 /** Every offending ID, for the full report behind a rejection. */

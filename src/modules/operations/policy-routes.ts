@@ -1,12 +1,12 @@
-// Admin policy: the budgets every plan is checked against, per operation and across operations over
-// a rolling 24 h. A plan over budget is still made but needs a break-glass approval (an admin's,
-// besides the approver's).
+// Admin policy: the budgets every plan is checked against, per operation (tenants, items,
+// estimated minutes to restore) and across operations over a rolling 24 h. A plan over budget is
+// still made but needs a break-glass approval (an admin's, besides the approver's).
 import { Type } from '@fastify/type-provider-typebox';
 import { inTransaction } from '../../lib/sql.ts';
 import { errorResponses, type App } from '../../lib/schemas.ts';
 import { appendAudit } from '../audit/repository.ts';
 import type { Queryable } from '../../lib/sql.ts';
-import { Budgets, RollingBudgets, RollingBudgetsView } from './budget-schemas.ts';
+import { BUDGETS_EXAMPLE, Budgets, BudgetsInput, RollingBudgets, RollingBudgetsView } from './budget-schemas.ts';
 import { DEFAULT_BUDGETS, DEFAULT_PLAN_TTL_SECONDS } from './policy.ts';
 import { DEFAULT_ROLLING_BUDGETS, getRollingBudgets, ROLLING_WINDOW_HOURS } from './rolling-budgets.ts';
 import { getBudgets, getPlanTtlSeconds } from './repository.ts';
@@ -19,7 +19,7 @@ const PlanTtl = Type.Integer({
 });
 
 const EXAMPLE = {
-  budgets: { maxTenants: 50, maxItems: 100_000 },
+  budgets: BUDGETS_EXAMPLE,
   planTtlSeconds: DEFAULT_PLAN_TTL_SECONDS,
   rollingBudgets: DEFAULT_ROLLING_BUDGETS,
 };
@@ -33,7 +33,7 @@ const PolicyView = Type.Object(
 );
 
 const PolicyBody = Type.Object(
-  { budgets: Budgets, planTtlSeconds: Type.Optional(PlanTtl), rollingBudgets: Type.Optional(RollingBudgets) },
+  { budgets: BudgetsInput, planTtlSeconds: Type.Optional(PlanTtl), rollingBudgets: Type.Optional(RollingBudgets) },
   {
     additionalProperties: false,
     description: 'The new policy; an omitted planTtlSeconds or rollingBudgets keeps the one in force',
@@ -56,7 +56,8 @@ export default async function policyRoutes(app: App) {
         operationId: 'getPolicy',
         tags: ['admin'],
         summary: 'Read the policy',
-        description: 'Budgets that plans are checked against (per operation and rolling 24 h), and the plan TTL.',
+        description:
+          'Budgets that plans are checked against (per operation: tenants, items, estimated minutes to restore; rolling 24 h: tenants, items), and the plan TTL.',
         response: { 200: PolicyView, ...errorResponses(401) },
       },
     },

@@ -129,8 +129,10 @@ export const DEFAULT_PLAN_TTL_SECONDS = 86_400;
 export interface Budgets {
   maxTenants: number;
   maxItems: number;
+  /** The plan's estimated time to restore everything it deletes (restore-estimate.ts). */
+  maxRestoreMinutes: number;
 }
-export const DEFAULT_BUDGETS: Budgets = { maxTenants: 50, maxItems: 100_000 };
+export const DEFAULT_BUDGETS: Budgets = { maxTenants: 50, maxItems: 100_000, maxRestoreMinutes: 240 };
 
 export const withRolloutDefaults = (p: Partial<RolloutPolicy> | undefined): RolloutPolicy => ({
   ...DEFAULT_ROLLOUT,

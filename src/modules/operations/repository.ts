@@ -4,6 +4,7 @@ import type { Queryable } from '../../lib/sql.ts';
 import { NotFoundError } from '../../lib/errors.ts';
 import type { PrismaClient } from '../../generated/prisma/client.ts';
 import type { Operation } from '../../generated/prisma/client.ts';
+import type { Budgets } from './policy.ts';
 
 export interface NewOperation {
   id: string;
@@ -157,9 +158,7 @@ export async function getResourceType(client: pg.PoolClient | pg.Pool, name: str
 }
 
 export async function getBudgets(client: Queryable) {
-  const res = await client.query<{ value: { maxTenants?: number; maxItems?: number } }>(
-    `SELECT value FROM settings WHERE key = 'budgets'`,
-  );
+  const res = await client.query<{ value: Partial<Budgets> }>(`SELECT value FROM settings WHERE key = 'budgets'`);
   return res.rows[0]?.value;
 }
 

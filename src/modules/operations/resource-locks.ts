@@ -3,6 +3,7 @@
 // ended (terminal or ended state) is simply taken over by the next operation, so an operation
 // that ends, expires or crashes can never leave a resource blocked.
 import type pg from 'pg';
+import { DESCENDANT_IDS } from './cascade-plan.ts';
 import { LIVE_STATES } from './lifecycle-types.ts';
 
 export interface Holder {
@@ -22,14 +23,15 @@ const TAKE = `
   RETURNING resource_id`;
 
 /**
- * Locks every ID of the planning input (plan_class rows classified ok). All or nothing: when a
- * concurrent plan got some of them first, nothing is kept and false is returned (the caller then
- * classifies those IDs as in_flight).
+ * Locks every ID of the planning input (plan_class rows classified ok) and every descendant their
+ * cascades take (plan_cascade). All or nothing: when a concurrent plan got some of them first,
+ * nothing is kept and false is returned (the caller then classifies those IDs as in_flight).
  */
 export async function lockPlanned(client: pg.PoolClient, operationId: string, expected: number): Promise<boolean> {
   await client.query('SAVEPOINT plan_locks');
   const r = await client.query(
-    `INSERT INTO resource_locks (resource_id, operation_id) SELECT id, $1 FROM plan_class WHERE class = 'ok' ${TAKE}`,
+    `INSERT INTO resource_locks (resource_id, operation_id)
+     SELECT id, $1 FROM (SELECT id FROM plan_class WHERE class = 'ok' UNION ALL ${DESCENDANT_IDS}) x ${TAKE}`,
     [operationId, LIVE_STATES],
   );
   if ((r.rowCount ?? 0) === expected) return true;

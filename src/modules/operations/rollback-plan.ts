@@ -6,7 +6,20 @@ export interface RollbackCandidate {
   resourceId: string;
   state: string;
   executedSeq: number | bigint | null;
+  /** Cascades: the item's ledger seq, and for a descendant its parent's seq and its depth (1 = child). */
+  seq?: number;
+  parentSeq?: number | null;
+  depth?: number;
 }
+
+const newestFirst = (a: RollbackCandidate, b: RollbackCandidate) => {
+  const x = a.executedSeq!;
+  const y = b.executedSeq!;
+  if (x > y) return -1; // relational operators compare number and bigint exactly
+  if (x < y) return 1;
+  if (a.resourceId !== b.resourceId) return a.resourceId < b.resourceId ? -1 : 1;
+  return (a.seq ?? 0) - (b.seq ?? 0);
+};
 
 /**
  * Items whose destructive call may have happened, newest first.
@@ -16,17 +29,23 @@ export interface RollbackCandidate {
  *   missing something that was is not.
  * - Items already 'restored' are left out, so a rollback resumed after a crash does not restore
  *   twice (promise 5). 'restore_failed' and 'restoring' items are kept: they are retried.
+ * - A cascade was the newest thing its parent's delete did (a delete reaches the leaves before the
+ *   parent goes), so undoing it comes right after the parent: each descendant whose parent is in
+ *   the list follows it, shallowest first — a child is back before its own children are.
  * - Ties on executedSeq (should not happen) are broken by resourceId so the order is stable.
  * The input is not modified.
  */
 export function rollbackOrder<T extends RollbackCandidate>(items: readonly T[]): T[] {
-  return items
-    .filter((i) => i.executedSeq !== null && i.state !== 'restored')
-    .sort((a, b) => {
-      const x = a.executedSeq!;
-      const y = b.executedSeq!;
-      if (x > y) return -1; // relational operators compare number and bigint exactly
-      if (x < y) return 1;
-      return a.resourceId < b.resourceId ? -1 : a.resourceId > b.resourceId ? 1 : 0;
-    });
+  const eligible = items.filter((i) => i.executedSeq !== null && i.state !== 'restored');
+  const parents = new Map<number, T>();
+  for (const i of eligible) if (i.seq !== undefined && i.parentSeq == null) parents.set(i.seq, i);
+  const lead = (i: T): T => (i.parentSeq != null ? parents.get(i.parentSeq) : undefined) ?? i;
+  return eligible.sort((a, b) => {
+    const la = lead(a);
+    const lb = lead(b);
+    if (la !== lb) return newestFirst(la, lb);
+    if (a === la) return -1;
+    if (b === lb) return 1;
+    return (a.depth ?? 0) - (b.depth ?? 0) || newestFirst(a, b);
+  });
 }

@@ -14,9 +14,11 @@ import type { Budgets } from './policy.ts';
 
 export const ROLLING_WINDOW_HOURS = 24;
 
+/** Tenants and items: what the rolling budgets limit (restore time is per operation only). */
+export type RollingLimits = Pick<Budgets, 'maxTenants' | 'maxItems'>;
 export interface RollingBudgets {
-  perRequester: Budgets;
-  total: Budgets;
+  perRequester: RollingLimits;
+  total: RollingLimits;
 }
 /**
  * Per requester, what one operation may do (so slicing buys nothing); in total, room for a few
@@ -91,7 +93,7 @@ export async function rollingUsage(
     [q.requestedBy, LIVE_STATES, ROLLING_WINDOW_HOURS, NOT_COUNTED, q.tenants],
   );
   const c = r.rows[0]!;
-  const usage = (ops: number, tb: number, tw: number, items: number, limit: Budgets): Usage => ({
+  const usage = (ops: number, tb: number, tw: number, items: number, limit: RollingLimits): Usage => ({
     operations: ops,
     tenants: { before: tb, withPlan: tw, max: limit.maxTenants },
     items: { before: items, withPlan: items + q.items, max: limit.maxItems },

@@ -21,11 +21,11 @@ import {
   CreateOperationBody,
   CreateOperationQuery,
   DryRunView,
-  ItemsPage,
   OperationSpec,
   OperationsPage,
   ReportPage,
 } from './schemas.ts';
+import { ItemsPage } from './item-schemas.ts';
 import { describeScope, type ScopeReport } from './scope.ts';
 import { operationView } from './views.ts';
 
@@ -212,6 +212,8 @@ export default async function operationRoutes(app: App) {
           seq: r.seq,
           resourceId: r.resourceId,
           tenantId: r.tenantId,
+          type: r.resourceType ?? op.targetType,
+          parentSeq: r.parentSeq,
           wave: r.wave,
           state: r.state,
           attempts: r.attempts,

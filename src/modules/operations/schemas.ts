@@ -3,6 +3,7 @@ import { Type, type Static } from '@fastify/type-provider-typebox';
 import { RollingUsage } from './budget-schemas.ts';
 import { HaltPolicy, RolloutPolicy } from './policy.ts';
 import { MAX_INLINE_IDS } from './intake.ts';
+import { EstimatedRestoreSchema } from './restore-estimate.ts';
 
 const specFields = {
   action: Type.Literal('delete', {
@@ -92,10 +93,15 @@ const WaveSchema = Type.Object(
     kind: Type.Union([Type.Literal('internal'), Type.Literal('canary')]),
     step: Type.Union([Type.String(), Type.Null()]),
     tenants: Type.Integer(),
-    items: Type.Integer(),
+    items: Type.Integer({ description: 'What the wave deletes: its submitted items and what their cascades take' }),
+    descendants: Type.Integer({
+      description: 'Of items, the descendants cascades take with their parent (0 without a cascade)',
+    }),
     cumulativeTenants: Type.Integer(),
-    fromSeq: Type.Integer({ description: 'First ledger seq of the wave' }),
-    toSeq: Type.Integer({ description: 'One past the last ledger seq of the wave' }),
+    fromSeq: Type.Integer({ description: 'First ledger seq of the wave (its submitted items)' }),
+    toSeq: Type.Integer({
+      description: 'One past the last ledger seq of the wave; descendants follow every wave, after their parent',
+    }),
   },
   { description: 'One wave of the rollout' },
 );
@@ -113,21 +119,25 @@ export const PlanSchema = Type.Object(
       ),
     }),
     cascade: Type.Array(Type.Object({ type: Type.String(), count: Type.Integer() }), {
-      description: 'Active children a delete would take with it, by type',
+      description:
+        'Active descendants the delete takes with it, by type; they are items of the plan (itemCount, tenantCount, budgets, waves)',
     }),
     waves: Type.Array(WaveSchema),
     budgets: Type.Object({
       maxTenants: Type.Integer(),
       maxItems: Type.Integer(),
+      // Optional, like estimatedRestore below: plans stored before they existed do not have them.
+      maxRestoreMinutes: Type.Optional(Type.Integer()),
       withinBudget: Type.Boolean(),
       breaches: Type.Array(Type.String(), { description: 'Every budget the plan breaches, per operation or rolling' }),
       rolling: Type.Optional(RollingUsage),
     }),
+    estimatedRestore: Type.Optional(EstimatedRestoreSchema),
     requiresBreakGlass: Type.Boolean(),
     breakGlassReasons: Type.Array(Type.String()),
     planHash: Type.String({ description: 'Approvals must carry this hash' }),
   },
-  { $id: 'Plan', description: 'The blast radius: items, tenants, cascade, waves and budgets' },
+  { $id: 'Plan', description: 'The blast radius: items, tenants, cascade, waves, budgets and the time to restore' },
 );
 
 export const OperationView = Type.Object(
@@ -190,7 +200,12 @@ export const OperationView = Type.Object(
     finishedAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
     createdAt: Type.String({ format: 'date-time' }),
     updatedAt: Type.String({ format: 'date-time' }),
-    links: Type.Object({ self: Type.String(), items: Type.String(), report: Type.Union([Type.String(), Type.Null()]) }),
+    links: Type.Object({
+      self: Type.String(),
+      items: Type.String(),
+      tenants: Type.String({ description: 'The affected tenants (with their contacts for admins and operators)' }),
+      report: Type.Union([Type.String(), Type.Null()]),
+    }),
   },
   {
     $id: 'Operation',
@@ -222,6 +237,7 @@ export const OperationView = Type.Object(
       links: {
         self: '/v1/operations/op_lx2k9a1b2c3d4e5f6',
         items: '/v1/operations/op_lx2k9a1b2c3d4e5f6/items',
+        tenants: '/v1/operations/op_lx2k9a1b2c3d4e5f6/tenants',
         report: null,
       },
     },
@@ -231,42 +247,6 @@ export const OperationView = Type.Object(
 export const DryRunView = Type.Object(
   { dryRun: Type.Literal(true), plan: Type.Ref('Plan') },
   { description: 'A plan that was not stored', example: { dryRun: true, plan: { itemCount: 2 } } },
-);
-
-export const ItemView = Type.Object(
-  {
-    seq: Type.Integer({ description: 'Position in the ledger (wave order)' }),
-    resourceId: Type.String(),
-    tenantId: Type.String(),
-    wave: Type.Integer(),
-    state: Type.String(),
-    attempts: Type.Integer(),
-    lastError: Type.Union([Type.String(), Type.Null()]),
-    updatedAt: Type.String({ format: 'date-time' }),
-  },
-  { description: 'One item of the ledger' },
-);
-
-export const ItemsPage = Type.Object(
-  { items: Type.Array(ItemView), nextCursor: Type.Union([Type.String(), Type.Null()]) },
-  {
-    description: 'A page of items in ledger order (wave by wave)',
-    example: {
-      items: [
-        {
-          seq: 0,
-          resourceId: 'app_1',
-          tenantId: 't_1',
-          wave: 0,
-          state: 'pending',
-          attempts: 0,
-          lastError: null,
-          updatedAt: '2026-11-24T12:00:00.000Z',
-        },
-      ],
-      nextCursor: null,
-    },
-  },
 );
 
 export const ReportPage = Type.Object(

@@ -137,9 +137,10 @@ export function operationService(deps: {
           ]);
           if (existing.rowCount) return replay(s.idempotencyKey, requestHash, client);
         }
-        let cls = await classify(client, type.name, type.id_pattern, principal.scope);
-        // A resource is in at most one live operation: take them all, or learn who got there first.
-        if (!cls.rejected && !dryRun && !(await lockPlanned(client, operationId, cls.counts.ok))) {
+        let cls = await classify(client, type.name, type.id_pattern, type.cascade_to ?? [], principal.scope);
+        // A resource is in at most one live operation — the descendants a cascade takes too: take
+        // them all, or learn who got there first.
+        if (!cls.rejected && !dryRun && !(await lockPlanned(client, operationId, cls.counts.ok + cls.descendants))) {
           cls = await markLockedByOthers(client, operationId);
         }
         lap('classifyMs');
@@ -194,7 +195,7 @@ export function operationService(deps: {
         const budgets = { ...DEFAULT_BUDGETS, ...(await getBudgets(client)) };
         const ttlSeconds = (await getPlanTtlSeconds(client)) ?? DEFAULT_PLAN_TTL_SECONDS;
         const { summary, waveOf, loads } = await buildPlan(client, {
-          cascadeTo: type.cascade_to ?? [],
+          targetType: type.name,
           budgets,
           steps: rollout.waves,
         });
@@ -223,7 +224,7 @@ export function operationService(deps: {
           tenantCount: summary.tenantCount,
           requiresBreakGlass: summary.requiresBreakGlass,
         });
-        await insertItems(client, operationId, waveOf);
+        await insertItems(client, operationId, waveOf, cls.counts.ok);
         await insertOperationTenants(client, operationId, loads);
         await insertWaves(client, operationId, summary.waves);
         lap('ledgerMs');

@@ -38,6 +38,11 @@ export function operationView(
     finishedAt: op.finishedAt?.toISOString() ?? null,
     createdAt: op.createdAt.toISOString(),
     updatedAt: op.updatedAt.toISOString(),
-    links: { self, items: `${self}/items`, report: op.state === 'rejected' ? `${self}/report` : null },
+    links: {
+      self,
+      items: `${self}/items`,
+      tenants: `${self}/tenants`,
+      report: op.state === 'rejected' ? `${self}/report` : null,
+    },
   };
 }

@@ -2,8 +2,11 @@
 // damage is one set of customers), internal tenants first, then canary steps over the rest.
 export interface TenantLoad {
   tenantId: string;
+  /** Submitted items: the tenant's ledger seqs. */
   items: number;
   internal: boolean;
+  /** Descendants its items' cascades take with them (not in any seq range); 0 without a cascade. */
+  descendants?: number;
 }
 
 export interface WavePlan {
@@ -12,7 +15,10 @@ export interface WavePlan {
   /** The step this wave reaches ("1", "10%"); null for the internal wave. */
   step: string | null;
   tenants: number;
+  /** Everything the wave deletes: its submitted items and the descendants their cascades take. */
   items: number;
+  /** Of `items`, the descendants (they follow their parent; the seq range holds the parents). */
+  descendants: number;
   /** External tenants reached by the end of this wave. */
   cumulativeTenants: number;
   /** The wave's items are the ledger rows fromSeq ≤ seq < toSeq. */
@@ -33,15 +39,15 @@ export function stepTarget(step: string, total: number): number {
 }
 
 /**
- * Internal tenants form wave 0 (when there are any). External tenants go smallest first, so that
- * the first canary wave risks the least data; ties by tenant id keep the plan deterministic.
- * Empty steps are dropped and the last wave always reaches every tenant.
+ * Internal tenants form wave 0 (when there are any). External tenants go smallest first (counting
+ * what their cascades take), so that the first canary wave risks the least data; ties by tenant id
+ * keep the plan deterministic. Empty steps are dropped and the last wave always reaches every tenant.
  */
 export function scheduleWaves(tenants: TenantLoad[], steps: readonly string[]): Schedule {
   const waves: WavePlan[] = [];
   const waveOf = new Map<string, number>();
   const internal = tenants.filter((t) => t.internal).sort(byId);
-  const external = tenants.filter((t) => !t.internal).sort((a, b) => a.items - b.items || byId(a, b));
+  const external = tenants.filter((t) => !t.internal).sort((a, b) => weight(a) - weight(b) || byId(a, b));
 
   if (internal.length) {
     waves.push({
@@ -49,7 +55,8 @@ export function scheduleWaves(tenants: TenantLoad[], steps: readonly string[]): 
       kind: 'internal',
       step: null,
       tenants: internal.length,
-      items: sum(internal),
+      items: total(internal),
+      descendants: total(internal) - sum(internal),
       cumulativeTenants: 0,
       fromSeq: 0,
       toSeq: sum(internal),
@@ -70,7 +77,8 @@ export function scheduleWaves(tenants: TenantLoad[], steps: readonly string[]): 
       kind: 'canary',
       step: last ? '100%' : steps[s]!,
       tenants: slice.length,
-      items: sum(slice),
+      items: total(slice),
+      descendants: total(slice) - sum(slice),
       cumulativeTenants: target,
       fromSeq,
       toSeq: fromSeq + sum(slice),
@@ -81,4 +89,8 @@ export function scheduleWaves(tenants: TenantLoad[], steps: readonly string[]): 
 }
 
 const byId = (a: TenantLoad, b: TenantLoad) => (a.tenantId < b.tenantId ? -1 : a.tenantId > b.tenantId ? 1 : 0);
+const weight = (t: TenantLoad) => t.items + (t.descendants ?? 0);
+/** Submitted items: the length of the seq range. */
 const sum = (ts: TenantLoad[]) => ts.reduce((n, t) => n + t.items, 0);
+/** Everything deleted, descendants included. */
+const total = (ts: TenantLoad[]) => ts.reduce((n, t) => n + weight(t), 0);

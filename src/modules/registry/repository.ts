@@ -111,6 +111,9 @@ export async function upsertContacts(
   contacts: { tenantId: string; contact: unknown }[],
 ): Promise<number> {
   if (contacts.length === 0) return 0;
+  // The database accepts contact writes only from a transaction that says it is the registry
+  // (prisma/sql/contacts_guard.sql): no destructive path ever says so.
+  await client.query(`SET LOCAL blastgate.contact_writer = 'registry'`);
   const res = await client.query(
     `INSERT INTO tenant_contacts AS c (tenant_id, contact)
      SELECT * FROM unnest($1::text[], $2::jsonb[])

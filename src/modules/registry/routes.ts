@@ -6,6 +6,7 @@ import { AppError } from '../../lib/errors.ts';
 import { errorResponses, type App } from '../../lib/schemas.ts';
 import { NDJSON } from '../../plugins/uploads.ts';
 import { validateValue } from '../../plugins/validation.ts';
+import { TenantContactView } from './contacts.ts';
 import { detachable, discardRest, jsonRows, ndjsonRows } from './rows.ts';
 import { registryService } from './service.ts';
 import {
@@ -105,7 +106,7 @@ export default async function registryRoutes(app: App) {
         tags: ['registry'],
         summary: 'Upsert tenants',
         description:
-          'Bulk upsert of up to 100,000 tenants in one transaction. Omitted `internal`, `protected` and `contact` keep their stored values. Contact data is stored apart and never returned by registry reads. A tenant ID given twice is 422 `DUPLICATE_TENANT_ID`.',
+          'Bulk upsert of up to 100,000 tenants in one transaction. Omitted `internal`, `protected` and `contact` keep their stored values. Contact data is stored apart, out of reach of every delete path, and only returned by GET /v1/registry/tenants/{id}/contact (admins) and GET /v1/operations/{id}/tenants (admins, operators). A tenant ID given twice is 422 `DUPLICATE_TENANT_ID`.',
         body: PostTenantsBody,
         response: { 200: TenantUpsertResult, ...errorResponses(400, 401, 403, 413, 415, 422) },
       },
@@ -121,12 +122,30 @@ export default async function registryRoutes(app: App) {
         operationId: 'getTenant',
         tags: ['registry'],
         summary: 'Get a tenant',
-        description: "The tenant's flags and its resource counts by type and state. Contact data is never returned.",
+        description:
+          "The tenant's flags and its resource counts by type and state. Contact data is not part of it (admins: GET /v1/registry/tenants/{id}/contact).",
         params: IdParams,
         response: { 200: Tenant, ...errorResponses(400, 401, 404) },
       },
     },
     async (req) => registry.getTenant(req.params.id),
+  );
+
+  app.get(
+    '/tenants/:id/contact',
+    {
+      config: { auth: ['admin'] },
+      schema: {
+        operationId: 'getTenantContact',
+        tags: ['registry'],
+        summary: "Get a tenant's contact",
+        description:
+          "The tenant's contact data, for calling a customer whose data was deleted. Admins only (operators see the contacts of the tenants an operation affects under GET /v1/operations/{id}/tenants); every read is recorded in the audit log (`registry.contact.read`). `contact` is null when none was given. An unknown tenant is 404 `NOT_FOUND` naming the ID. No delete, rollback or import path can change contacts: the database refuses any write that is not the registry's own upsert.",
+        params: IdParams,
+        response: { 200: TenantContactView, ...errorResponses(400, 401, 403, 404) },
+      },
+    },
+    async (req) => registry.getContact(req.params.id, req.principal!.name),
   );
 
   app.post(

@@ -138,7 +138,7 @@ export const TenantInput = Type.Object(
     contact: Type.Optional(
       Type.Record(Type.String(), Type.Any(), {
         description:
-          'Contact data; stored apart from the registry and never returned by registry reads. Omitted: unchanged',
+          'Contact data; stored apart from the registry, where no delete path can change it, and readable by admins only (GET /v1/registry/tenants/{id}/contact). Omitted: unchanged',
       }),
     ),
   },

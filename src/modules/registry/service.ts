@@ -6,6 +6,7 @@ import { inTransaction } from '../../lib/sql.ts';
 import type { Metrics } from '../../plugins/metrics.ts';
 import { adapterProblems, type AdapterProblem, type DownstreamPolicy } from '../adapters/index.ts';
 import { appendAudit } from '../audit/repository.ts';
+import { readContact } from './contacts.ts';
 import { importResources, type ImportOptions } from './import.ts';
 import type { StageRow } from './rows.ts';
 import * as repo from './repository.ts';
@@ -197,6 +198,21 @@ export function registryService(deps: {
       const tenant = await repo.getTenant(pool, id);
       if (!tenant) throw new NotFoundError('Tenant', id);
       return tenant;
+    },
+
+    /** A tenant's contact; the read is audited in the same transaction (contact data is personal). */
+    async getContact(tenantId: string, actor: string) {
+      return inTransaction(pool, async (client) => {
+        const contact = await readContact(client, tenantId);
+        if (!contact) throw new NotFoundError('Tenant', tenantId);
+        await appendAudit(client, {
+          actor,
+          action: 'registry.contact.read',
+          outcome: 'info',
+          payload: { tenantId, hasContact: contact.contact !== null },
+        });
+        return contact;
+      });
     },
 
     async importResources(rows: AsyncIterable<StageRow[]>, opts: ImportOptions): Promise<ImportResult> {

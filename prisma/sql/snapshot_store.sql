@@ -1,0 +1,26 @@
+-- Encrypted snapshot contents are evidence like snapshots: insert-only.
+CREATE TRIGGER snapshot_contents_append_only BEFORE UPDATE OR DELETE ON "snapshot_contents"
+  FOR EACH ROW EXECUTE FUNCTION blastgate_forbid_change();
+CREATE TRIGGER snapshot_contents_no_truncate BEFORE TRUNCATE ON "snapshot_contents"
+  FOR EACH STATEMENT EXECUTE FUNCTION blastgate_forbid_change();
+
+-- At most one live key per resource (two workers snapshotting a resource at once share one).
+CREATE UNIQUE INDEX resource_keys_live ON "resource_keys" ("resource_id") WHERE "erased_at" IS NULL;
+
+-- A key is never deleted, and the only change allowed is its erasure (the wrapped key destroyed).
+CREATE OR REPLACE FUNCTION blastgate_key_erasure_only() RETURNS trigger AS $$
+BEGIN
+  IF TG_OP = 'DELETE' THEN
+    RAISE EXCEPTION 'resource keys are never deleted; erase them instead' USING ERRCODE = 'insufficient_privilege';
+  END IF;
+  IF OLD.wrapped IS NULL OR NEW.wrapped IS NOT NULL OR NEW.erased_at IS NULL
+     OR NEW.id <> OLD.id OR NEW.resource_id <> OLD.resource_id OR NEW.created_at <> OLD.created_at THEN
+    RAISE EXCEPTION 'a resource key may only be erased (wrapped set to NULL, erased_at set), once' USING ERRCODE = 'insufficient_privilege';
+  END IF;
+  RETURN NEW;
+END;
+$$ LANGUAGE plpgsql;
+CREATE TRIGGER resource_keys_erasure_only BEFORE UPDATE OR DELETE ON "resource_keys"
+  FOR EACH ROW EXECUTE FUNCTION blastgate_key_erasure_only();
+CREATE TRIGGER resource_keys_no_truncate BEFORE TRUNCATE ON "resource_keys"
+  FOR EACH STATEMENT EXECUTE FUNCTION blastgate_forbid_change();

@@ -1,0 +1,171 @@
+// The registry adapter's destructive statement: one per chunk of items, with their cascades.
+//
+// A cascade runs in the same statement as its parent, so the parent and its descendants change
+// state together or not at all (one statement is atomic): a soft delete gives them the same
+// deleted_at, a restore brings each back to its own snapshot's state. A delete takes all of a
+// parent's descendants or none: one that no longer matches the registry (gone, another type or
+// tenant) blocks its parent, which fails permanently and changes nothing. A restore is per
+// resource: a parent can come back while a purged descendant cannot (each gets its own result).
+import type pg from 'pg';
+import type { AdapterItem, ApplyOptions, DestructiveAction, ItemResult } from './types.ts';
+
+type Pool = Pick<pg.Pool, 'query'>;
+export type State = 'active' | 'soft_deleted' | 'purged';
+
+/** What a snapshot of a registry resource holds; restore reads `state` and `deletedAt` back. */
+export interface RegistrySnapshot {
+  id: string;
+  type: string;
+  tenantId: string;
+  parentId: string | null;
+  state: State;
+  protected: boolean;
+  deletedAt: string | null;
+  updatedAt: string;
+}
+
+interface ActionSpec {
+  /** States the action changes; from any other state it changes nothing. */
+  from: State[];
+  /** Already in this state before the call: the action's outcome holds, so it is ok (idempotent). */
+  done: (before: string, target: string) => boolean;
+  deletedAt: string;
+}
+
+const ACTIONS: Record<DestructiveAction, ActionSpec> = {
+  softDelete: { from: ['active'], done: (b) => b === 'soft_deleted', deletedAt: 'now()' },
+  hardDelete: {
+    from: ['active', 'soft_deleted'],
+    done: (b) => b === 'purged',
+    deletedAt: 'coalesce(r.deleted_at, now())',
+  },
+  // Only from soft_deleted: a purged resource is gone downstream; "restoring" it would be a lie.
+  restore: { from: ['soft_deleted'], done: (b, target) => b === target, deletedAt: 't.to_deleted_at' },
+};
+
+const TARGET_STATE: Record<Exclude<DestructiveAction, 'restore'>, State> = {
+  softDelete: 'soft_deleted',
+  hardDelete: 'purged',
+};
+
+// Locks every matching row first, parents and descendants together in id order (two overlapping
+// batches cannot deadlock), so that `before` is the committed state the UPDATE acts on. A
+// descendant changes only with a parent that acts (changes, or already holds its outcome). The
+// final SELECT reports every input row, including those that matched nothing.
+const applySql = (deletedAt: string) => `
+WITH input AS (
+  SELECT i.*, NULL::text AS root
+  FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[]) AS i(id, type, tenant_id, to_state, to_deleted_at)
+  UNION ALL
+  SELECT * FROM unnest($7::text[], $8::text[], $9::text[], $10::text[], $11::timestamptz[], $12::text[])
+    AS d(id, type, tenant_id, to_state, to_deleted_at, root)
+), target AS (
+  SELECT r.id, r.state, i.root, i.to_state, i.to_deleted_at
+  FROM resources r JOIN input i ON i.id = r.id AND i.type = r.type AND i.tenant_id = r.tenant_id
+  ORDER BY r.id
+  FOR UPDATE OF r
+), blocked AS (
+  SELECT DISTINCT i.root AS id FROM input i LEFT JOIN target t ON t.id = i.id
+  WHERE $13::boolean AND i.root IS NOT NULL AND t.id IS NULL
+), acting AS (
+  SELECT t.id FROM target t
+  WHERE t.root IS NULL AND (t.state = ANY($6::text[]) OR t.state = t.to_state) AND t.id NOT IN (SELECT id FROM blocked)
+), changed AS (
+  UPDATE resources r SET state = t.to_state, deleted_at = ${deletedAt}, updated_at = now()
+  FROM target t
+  WHERE r.id = t.id AND t.state = ANY($6::text[]) AND coalesce(t.root, t.id) IN (SELECT id FROM acting)
+  RETURNING r.id
+)
+SELECT i.id, t.state AS before, (c.id IS NOT NULL) AS changed, (b.id IS NOT NULL) AS blocked,
+  r.type AS actual_type, r.tenant_id AS actual_tenant
+FROM input i
+LEFT JOIN target t ON t.id = i.id
+LEFT JOIN changed c ON c.id = i.id
+LEFT JOIN blocked b ON b.id = i.id
+LEFT JOIN resources r ON r.id = i.id AND t.id IS NULL`;
+
+interface ApplyRow {
+  id: string;
+  before: string | null;
+  changed: boolean;
+  blocked: boolean;
+  actual_type: string | null;
+  actual_tenant: string | null;
+}
+
+export const mismatch = (item: AdapterItem, actual: { type: string | null; tenant: string | null }): string =>
+  actual.type === null
+    ? `resource ${item.resourceId} is not in the registry`
+    : `registry has ${item.resourceId} as type ${actual.type} of tenant ${actual.tenant}, not type ${item.type} of tenant ${item.tenantId}`;
+
+/** The state a restore returns to: the snapshot's, when it is a live state; else active. */
+function restoreTarget(snapshot: unknown): { state: State; deletedAt: string | null } {
+  const s = snapshot as Partial<RegistrySnapshot> | undefined;
+  if (s?.state === 'soft_deleted') return { state: 'soft_deleted', deletedAt: s.deletedAt ?? null };
+  return { state: 'active', deletedAt: null };
+}
+
+export async function applyChunk(
+  pool: Pool,
+  action: DestructiveAction,
+  items: AdapterItem[],
+  opts: ApplyOptions,
+): Promise<ItemResult[]> {
+  const spec = ACTIONS[action];
+  const target = (i: AdapterItem) =>
+    action === 'restore'
+      ? restoreTarget(opts.snapshots?.get(i.resourceId))
+      : { state: TARGET_STATE[action], deletedAt: null };
+  const kids = items.flatMap((root) => (root.descendants ?? []).map((d) => ({ d, root })));
+  const targets = items.map(target);
+  const kidTargets = kids.map(({ d }) => target(d));
+  const { rows } = await pool.query<ApplyRow>(applySql(spec.deletedAt), [
+    items.map((i) => i.resourceId),
+    items.map((i) => i.type),
+    items.map((i) => i.tenantId),
+    targets.map((t) => t.state),
+    targets.map((t) => t.deletedAt),
+    spec.from,
+    kids.map(({ d }) => d.resourceId),
+    kids.map(({ d }) => d.type),
+    kids.map(({ d }) => d.tenantId),
+    kidTargets.map((t) => t.state),
+    kidTargets.map((t) => t.deletedAt),
+    kids.map(({ root }) => root.resourceId),
+    action !== 'restore',
+  ]);
+  const byId = new Map(rows.map((r) => [r.id, r]));
+  const outcome = (item: AdapterItem, to: State): ItemResult => {
+    const row = byId.get(item.resourceId);
+    if (!row || row.before === null)
+      return {
+        ok: false,
+        permanent: true,
+        error: mismatch(item, { type: row?.actual_type ?? null, tenant: row?.actual_tenant ?? null }),
+      };
+    if (row.changed || spec.done(row.before, to)) return { ok: true };
+    return { ok: false, permanent: true, error: `cannot ${action} ${item.resourceId}: it is ${row.before}` };
+  };
+  return items.map((item, k): ItemResult => {
+    const row = byId.get(item.resourceId);
+    if (row?.blocked) {
+      const gone = item.descendants!.find((d) => byId.get(d.resourceId)?.before == null)!;
+      const why = mismatch(gone, {
+        type: byId.get(gone.resourceId)?.actual_type ?? null,
+        tenant: byId.get(gone.resourceId)?.actual_tenant ?? null,
+      });
+      return {
+        ok: false,
+        permanent: true,
+        error: `cascade of ${item.resourceId} changed since the plan: ${why}; nothing was changed`,
+      };
+    }
+    const own = outcome(item, targets[k]!.state);
+    if (!own.ok || !item.descendants?.length || action !== 'restore') return own;
+    const first = kids.findIndex((x) => x.root === item);
+    return {
+      ok: true,
+      descendants: item.descendants.map((d, j) => outcome(d, kidTargets[first + j]!.state)),
+    };
+  });
+}

@@ -1,0 +1,115 @@
+// One batch of a rollback: verify every snapshot, then restore submitted items newest first through
+// the operation's adapter, then the descendants their cascades took, shallowest first, each through
+// its own type's adapter (unless the parent's adapter brought them back in the same transaction).
+//
+// An item whose snapshot fails verification (snapshot_corrupt, erased, no_snapshot) is never
+// restored: it fails for good, saying why, and so do the descendants of a parent that did not
+// come back — nothing is restored under a parent that is still deleted.
+import { idempotencyKeyFor, type AdapterItem, type ItemResult, type TargetAdapter } from '../adapters/index.ts';
+import { rollbackOrder } from '../operations/rollback-plan.ts';
+import type { SnapshotRead } from '../snapshots/store.ts';
+import type { AdapterCache } from './adapters-cache.ts';
+import type { RestoreCandidate, RestoreResult } from './rollback-ledger.ts';
+
+export interface BatchContext {
+  opId: string;
+  targetType: string;
+  concurrency: number;
+  adapters: Pick<AdapterCache, 'get'>;
+  readSnapshots: (ids: number[]) => Promise<Map<number, SnapshotRead>>;
+  shouldContinue: () => boolean;
+}
+
+const failure = (seq: number, error: string, permanent: boolean): RestoreResult => ({
+  seq,
+  ok: false,
+  error: error.slice(0, 500),
+  permanent,
+});
+
+const fromItem = (seq: number, x: ItemResult): RestoreResult =>
+  x.ok ? { seq, ok: true, error: null, permanent: false } : failure(seq, x.error, 'permanent' in x && x.permanent);
+
+export async function restoreBatch(c: BatchContext, picked: RestoreCandidate[]): Promise<RestoreResult[]> {
+  const rows = rollbackOrder(picked);
+  const results = new Map<number, RestoreResult>();
+  const data = new Map<number, unknown>();
+  const reads = await c.readSnapshots(rows.flatMap((r) => (r.snapshotId === null ? [] : [r.snapshotId])));
+  for (const r of rows) {
+    const read: SnapshotRead =
+      r.snapshotId === null
+        ? { ok: false, reason: 'no_snapshot', detail: `${r.resourceId} has no snapshot in the ledger` }
+        : reads.get(r.snapshotId)!;
+    if (read.ok) data.set(r.seq, read.data);
+    else results.set(r.seq, failure(r.seq, `${read.reason}: ${read.detail}`, true));
+  }
+
+  const adapters = new Map<string, Promise<TargetAdapter | Error>>();
+  const adapterOf = (type: string) => {
+    let a = adapters.get(type);
+    if (!a) {
+      // A type whose adapter cannot be built fails each restore with the reason, like a 5xx would.
+      a = c.adapters.get(type).then(
+        (x) => x.adapter,
+        (err: unknown) => new Error(`adapter for type ${type} unavailable: ${(err as Error).message}`),
+      );
+      adapters.set(type, a);
+    }
+    return a;
+  };
+  const item = (r: RestoreCandidate): AdapterItem => ({
+    operationId: c.opId,
+    resourceId: r.resourceId,
+    tenantId: r.tenantId,
+    type: r.type ?? c.targetType,
+  });
+  const restore = async (adapter: TargetAdapter | Error, items: AdapterItem[], snaps: RestoreCandidate[]) =>
+    adapter instanceof Error
+      ? items.map((): ItemResult => ({ ok: false, permanent: false, error: adapter.message }))
+      : adapter.apply('restore', items, {
+          idempotencyKey: idempotencyKeyFor,
+          shouldContinue: c.shouldContinue,
+          concurrency: c.concurrency,
+          snapshots: new Map(snaps.map((r) => [r.resourceId, data.get(r.seq)])),
+        });
+
+  // Submitted items first, each with the descendants its adapter restores in the same transaction.
+  const roots = rows.filter((r) => r.parentSeq === null);
+  const kidsOf = (seq: number) => rows.filter((r) => r.parentSeq === seq);
+  const ready = roots.filter((r) => data.has(r.seq));
+  if (ready.length) {
+    const adapter = await adapterOf(c.targetType);
+    const together = !(adapter instanceof Error) && adapter.cascade === 'same_transaction';
+    const attached = ready.map((r) => (together ? kidsOf(r.seq).filter((d) => data.has(d.seq)) : []));
+    const items = ready.map((r, k) => ({
+      ...item(r),
+      ...(attached[k]!.length ? { descendants: attached[k]!.map(item) } : {}),
+    }));
+    const res = await restore(adapter, items, [...ready, ...attached.flat()]);
+    ready.forEach((r, k) => {
+      const x = res[k]!;
+      results.set(r.seq, fromItem(r.seq, x));
+      if (x.ok) attached[k]!.forEach((d, j) => results.set(d.seq, fromItem(d.seq, x.descendants?.[j] ?? x)));
+    });
+  }
+  for (const root of roots) {
+    const own = results.get(root.seq)!;
+    if (own.ok) continue;
+    for (const d of kidsOf(root.seq))
+      if (!results.has(d.seq))
+        results.set(d.seq, failure(d.seq, `not restored: ${root.resourceId} was not (${own.error})`, own.permanent));
+  }
+
+  // The rest: descendants the owning system cascaded itself, and those whose parent came back in
+  // an earlier batch. Shallowest first: a child is back before its own children.
+  const rest = rows.filter((r) => !results.has(r.seq));
+  for (const depth of [...new Set(rest.map((r) => r.depth))].sort((a, b) => a - b)) {
+    const level = rest.filter((r) => r.depth === depth);
+    for (const type of [...new Set(level.map((r) => r.type ?? c.targetType))]) {
+      const part = level.filter((r) => (r.type ?? c.targetType) === type);
+      const res = await restore(await adapterOf(type), part.map(item), part);
+      part.forEach((r, k) => results.set(r.seq, fromItem(r.seq, res[k]!)));
+    }
+  }
+  return rows.map((r) => results.get(r.seq)!);
+}

@@ -1,0 +1,139 @@
+// Cascades at planning: a delete of a type with `cascadeTo` takes the active descendants of each
+// submitted resource with it (following cascade types only, up to CASCADE_DEPTH levels). They are
+// resolved once into the temp table `plan_cascade` (id, type, tenant, root, depth, protected), then
+// classified, counted, budgeted and locked with the submitted IDs, and written to the ledger after
+// them, each naming the item whose delete takes it.
+import type pg from 'pg';
+import { LIVE_STATES } from './lifecycle-types.ts';
+
+/** Levels of descendants followed below a submitted resource. */
+export const CASCADE_DEPTH = 5;
+
+/**
+ * Resolves the descendants of the submitted resources classified ok so far. Always creates the
+ * table (empty without cascade types), so that the queries after it need no special case.
+ */
+export async function expandCascade(client: pg.PoolClient, cascadeTo: string[]): Promise<void> {
+  await client.query(
+    `CREATE TEMP TABLE plan_cascade (id text, type text, tenant_id text, root text, depth int, protected boolean) ON COMMIT DROP`,
+  );
+  if (cascadeTo.length === 0) return;
+  // A submitted resource is an item of its own, never a descendant of another one; what lies under
+  // it is its own cascade (DISTINCT ON keeps the shallowest path, which ends at it).
+  await client.query(
+    `WITH RECURSIVE tree AS (
+       SELECT r.id, r.type, r.tenant_id, c.id AS root, 1 AS depth, r.protected
+       FROM plan_class c JOIN resources r ON r.parent_id = c.id
+       WHERE c.class = 'ok' AND r.state = 'active' AND r.type = ANY($1::text[])
+       UNION ALL
+       SELECT r.id, r.type, r.tenant_id, t.root, t.depth + 1, r.protected
+       FROM tree t JOIN resources r ON r.parent_id = t.id
+       WHERE r.state = 'active' AND r.type = ANY($1::text[]) AND t.depth < $2
+     )
+     INSERT INTO plan_cascade
+     SELECT DISTINCT ON (t.id) t.id, t.type, t.tenant_id, t.root, t.depth, t.protected FROM tree t
+     WHERE NOT EXISTS (SELECT 1 FROM plan_class c WHERE c.id = t.id)
+     ORDER BY t.id, t.depth`,
+    [cascadeTo, CASCADE_DEPTH],
+  );
+}
+
+/**
+ * A submitted resource whose cascade would take a resource of a tenant outside the submitting
+ * token's scope is out_of_scope (a scope limits what a token deletes, descendants included); one
+ * whose cascade would take a resource another live operation holds is in_flight (naming that
+ * operation); one whose cascade would take a protected resource is protected. Each rejects the plan
+ * like the resource itself would.
+ */
+export async function classifyCascade(client: pg.PoolClient, scopeTenants: string[] | null = null): Promise<void> {
+  if (scopeTenants) {
+    await client.query(
+      `UPDATE plan_class c SET class = 'out_of_scope'
+       FROM (SELECT DISTINCT pc.root FROM plan_cascade pc
+             LEFT JOIN (SELECT DISTINCT unnest($1::text[])) AS st(tenant_id) ON st.tenant_id = pc.tenant_id
+             WHERE st.tenant_id IS NULL) x
+       WHERE c.id = x.root AND c.class = 'ok'`,
+      [scopeTenants],
+    );
+  }
+  await client.query(
+    `UPDATE plan_class c SET class = 'in_flight', held_by = x.held_by
+     FROM (SELECT DISTINCT ON (pc.root) pc.root, lo.id AS held_by
+           FROM plan_cascade pc JOIN resource_locks l ON l.resource_id = pc.id
+           JOIN operations lo ON lo.id = l.operation_id AND lo.state = ANY($1::text[])
+           ORDER BY pc.root, pc.id) x
+     WHERE c.id = x.root AND c.class = 'ok'`,
+    [LIVE_STATES],
+  );
+  await client.query(
+    `UPDATE plan_class c SET class = 'protected'
+     WHERE c.class = 'ok' AND EXISTS (SELECT 1 FROM plan_cascade pc WHERE pc.root = c.id AND pc.protected)`,
+  );
+}
+
+/** How many descendants the ok submitted resources take with them (what must be locked with them). */
+export async function countDescendants(client: pg.PoolClient): Promise<number> {
+  const r = await client.query<{ n: number }>(
+    `SELECT count(*)::int AS n FROM plan_cascade pc WHERE EXISTS (SELECT 1 FROM plan_class c WHERE c.id = pc.root AND c.class = 'ok')`,
+  );
+  return r.rows[0]!.n;
+}
+
+/** Lock rows for the descendants of the ok submitted resources (see lockPlanned). */
+export const DESCENDANT_IDS = `SELECT pc.id FROM plan_cascade pc JOIN plan_class c ON c.id = pc.root AND c.class = 'ok'`;
+
+/** A concurrent plan locked a descendant first: its root is in_flight, naming that plan. */
+export async function markDescendantsLockedByOthers(client: pg.PoolClient, operationId: string): Promise<void> {
+  await client.query(
+    `UPDATE plan_class c SET class = 'in_flight', held_by = x.held_by
+     FROM (SELECT DISTINCT ON (pc.root) pc.root, l.operation_id AS held_by
+           FROM plan_cascade pc JOIN resource_locks l ON l.resource_id = pc.id
+           JOIN operations o ON o.id = l.operation_id AND o.state = ANY($2::text[])
+           WHERE l.operation_id <> $1 ORDER BY pc.root, pc.id) x
+     WHERE c.id = x.root AND c.class = 'ok'`,
+    [operationId, LIVE_STATES],
+  );
+}
+
+export interface CascadeSummary {
+  /** Descendants by type, most first. */
+  byType: { type: string; count: number }[];
+  /** Descendants per tenant of the submitted resource that takes them (its wave is theirs). */
+  perRootTenant: Map<string, number>;
+  /** Tenants that only descendants belong to, with their protection. */
+  otherTenants: { tenantId: string; protected: boolean }[];
+}
+
+export async function cascadeSummary(client: pg.PoolClient): Promise<CascadeSummary> {
+  const byType = await client.query<{ type: string; count: number }>(
+    `SELECT type, count(*)::int AS count FROM plan_cascade GROUP BY type ORDER BY count DESC, type`,
+  );
+  if (byType.rows.length === 0) return { byType: [], perRootTenant: new Map(), otherTenants: [] };
+  const perRoot = await client.query<{ tenant_id: string; n: number }>(
+    `SELECT c.tenant_id, count(*)::int AS n FROM plan_cascade pc JOIN plan_class c ON c.id = pc.root GROUP BY c.tenant_id`,
+  );
+  const others = await client.query<{ tenant_id: string; protected: boolean }>(
+    `SELECT DISTINCT pc.tenant_id, t.protected FROM plan_cascade pc JOIN tenants t ON t.id = pc.tenant_id
+     WHERE NOT EXISTS (SELECT 1 FROM plan_class c WHERE c.tenant_id = pc.tenant_id) ORDER BY 1`,
+  );
+  return {
+    byType: byType.rows,
+    perRootTenant: new Map(perRoot.rows.map((r) => [r.tenant_id, r.n])),
+    otherTenants: others.rows.map((r) => ({ tenantId: r.tenant_id, protected: r.protected })),
+  };
+}
+
+/**
+ * Descendants go into the ledger after every submitted item (seq ≥ `after`, so no wave's range
+ * holds them), in their parent's order, each with its parent's seq, wave and ordinal.
+ */
+export async function insertDescendants(client: pg.PoolClient, operationId: string, after: number): Promise<void> {
+  await client.query(
+    `INSERT INTO operation_items (operation_id, seq, resource_id, tenant_id, ordinal, wave, parent_seq, resource_type, depth)
+     SELECT $1, ($2 + row_number() OVER (ORDER BY p.seq, pc.depth, pc.id) - 1)::int, pc.id, pc.tenant_id, p.ordinal, p.wave,
+            p.seq, pc.type, pc.depth
+     FROM plan_cascade pc JOIN operation_items p ON p.operation_id = $1 AND p.resource_id = pc.root AND p.parent_seq IS NULL
+     ORDER BY 2`,
+    [operationId, after],
+  );
+}

@@ -1,0 +1,71 @@
+// Snapshot encryption. Every resource has its own data key (AES-256-GCM); its snapshots are
+// encrypted with it, and the key is kept only wrapped by the master key (BLASTGATE_SNAPSHOT_KEY).
+// A compliance erasure destroys the resource's wrapped keys: its snapshots stay in the insert-only
+// store (the audit trail of what was taken stays whole) but can never be read again.
+//
+// Content is addressed by sha256 over its RFC 8785 canonical JSON (lib/canonical-json.ts),
+// so the same content is stored once per resource and key, and a read verifies what it decrypts:
+// GCM's tag proves the ciphertext was not altered, the hash proves it is the content the ledger
+// points at.
+import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
+import { canonicalJson } from '../../lib/canonical-json.ts';
+
+const ALGORITHM = 'aes-256-gcm';
+const IV_BYTES = 12;
+const TAG_BYTES = 16;
+export const KEY_BYTES = 32;
+
+export interface Sealed {
+  iv: Buffer;
+  tag: Buffer;
+  ciphertext: Buffer;
+}
+
+/** The canonical form and its sha256 (hex): what a snapshot is addressed by. */
+export function contentOf(data: unknown): { canonical: string; hash: string } {
+  const canonical = canonicalJson(data);
+  return { canonical, hash: createHash('sha256').update(canonical, 'utf8').digest('hex') };
+}
+
+export function seal(key: Buffer, plaintext: Buffer, aad: string): Sealed {
+  const iv = randomBytes(IV_BYTES);
+  const cipher = createCipheriv(ALGORITHM, key, iv, { authTagLength: TAG_BYTES });
+  cipher.setAAD(Buffer.from(aad, 'utf8'));
+  const ciphertext = Buffer.concat([cipher.update(plaintext), cipher.final()]);
+  return { iv, tag: cipher.getAuthTag(), ciphertext };
+}
+
+/** Throws when the key is wrong or anything (iv, tag, ciphertext, aad) was altered. */
+export function open(key: Buffer, s: Sealed, aad: string): Buffer {
+  const decipher = createDecipheriv(ALGORITHM, key, s.iv, { authTagLength: TAG_BYTES });
+  decipher.setAAD(Buffer.from(aad, 'utf8'));
+  decipher.setAuthTag(s.tag);
+  return Buffer.concat([decipher.update(s.ciphertext), decipher.final()]);
+}
+
+/** A new data key, and its wrapped form (iv ‖ tag ‖ ciphertext) under the master key. */
+export function newDataKey(master: Buffer, resourceId: string): { key: Buffer; wrapped: Buffer } {
+  const key = randomBytes(KEY_BYTES);
+  const s = seal(master, key, `key:${resourceId}`);
+  return { key, wrapped: Buffer.concat([s.iv, s.tag, s.ciphertext]) };
+}
+
+export function unwrapDataKey(master: Buffer, resourceId: string, wrapped: Buffer): Buffer {
+  return open(
+    master,
+    {
+      iv: wrapped.subarray(0, IV_BYTES),
+      tag: wrapped.subarray(IV_BYTES, IV_BYTES + TAG_BYTES),
+      ciphertext: wrapped.subarray(IV_BYTES + TAG_BYTES),
+    },
+    `key:${resourceId}`,
+  );
+}
+
+/** The master key from its configured form: 64 hex characters, or base64 of 32 bytes. */
+export function parseMasterKey(value: string): Buffer | undefined {
+  const v = value.trim();
+  if (/^[0-9a-fA-F]{64}$/.test(v)) return Buffer.from(v, 'hex');
+  if (/^[A-Za-z0-9+/]{43}=?$/.test(v)) return Buffer.from(v, 'base64');
+  return undefined;
+}

@@ -1,0 +1,288 @@
+// Cascades that run and come back (promise 4), on the real stack: a site delete with
+// cascadeTo [app] takes the site's apps with it, their snapshots are stored before the site's
+// destructive call, and a rollback brings site and apps back — with the registry adapter (one
+// transaction each way) and with the HTTP adapter (the downstream cascades the delete itself;
+// Blastgate restores each app after its site).
+import request from 'supertest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { buildExecHarness, submitAndStart, waitForState, type ExecHarness } from '../support/execution.ts';
+import { command } from '../support/exec-helpers.ts';
+import { appId, query, seedRegistry, siteId } from '../support/seed.ts';
+
+const APPS = 3;
+const ROLLOUT = { bakeSeconds: 0, concurrency: 2, waves: ['1', '100%'] };
+const HALT = { probe: 'optional' };
+let nextSite = 0;
+const freshSites = (n: number) => Array.from({ length: n }, () => nextSite++);
+const appsOfSite = (s: number) => Array.from({ length: APPS }, (_, j) => appId(s, j));
+
+let h: ExecHarness;
+beforeAll(async () => {
+  h = await buildExecHarness({ workers: 1 });
+  await seedRegistry(h.databaseUrl, { sites: 40, appsPerSite: APPS });
+});
+afterAll(async () => {
+  await h?.close();
+});
+beforeEach(() => h.downstream.reset());
+
+/** Both types act on the test downstream: sites under /sites, apps under /apps. */
+async function useHttp() {
+  const adapter = (col: string) =>
+    JSON.stringify({
+      kind: 'http',
+      baseUrl: h.downstream.url,
+      snapshot: `GET /${col}/{id}`,
+      softDelete: `POST /${col}/{id}/soft-delete`,
+      restore: `POST /${col}/{id}/restore`,
+      hardDelete: `DELETE /${col}/{id}`,
+      timeoutMs: 5_000,
+      retries: 1,
+      retryBaseMs: 10,
+    });
+  await query(h.databaseUrl, `UPDATE resource_types SET adapter = $1 WHERE name = 'site'`, [adapter('sites')]);
+  await query(h.databaseUrl, `UPDATE resource_types SET adapter = $1 WHERE name = 'app'`, [adapter('apps')]);
+}
+const useRegistry = () => query(h.databaseUrl, `UPDATE resource_types SET adapter = '{"kind":"registry"}'`);
+
+const deleteSites = (sites: number[], extra: Record<string, unknown> = {}) =>
+  submitAndStart(h, {
+    targetType: 'site',
+    reason: 'Decommission sites',
+    ids: sites.map(siteId),
+    rollout: ROLLOUT,
+    haltPolicy: HALT,
+    ...extra,
+  });
+
+interface Row {
+  seq: number;
+  resource_id: string;
+  parent_seq: number | null;
+  state: string;
+  snapshot_id: number | null;
+  executed_seq: number | null;
+  last_error: string | null;
+}
+const items = (opId: string) =>
+  query<Row>(
+    h.databaseUrl,
+    `SELECT seq, resource_id, parent_seq, state, snapshot_id, executed_seq, last_error FROM operation_items
+     WHERE operation_id = $1 ORDER BY seq`,
+    [opId],
+  );
+const registry = (ids: string[]) =>
+  query<{ id: string; state: string; deleted_at: Date | null; updated_at: Date }>(
+    h.databaseUrl,
+    `SELECT id, state, deleted_at, updated_at FROM resources WHERE id = ANY($1) ORDER BY id`,
+    [ids],
+  );
+
+describe('registry adapter: descendants change state with their parent, in one transaction', () => {
+  it('deletes each site with its apps, snapshots them first, and rolls both back together', async () => {
+    await useRegistry();
+    const sites = freshSites(2);
+    const apps = sites.flatMap(appsOfSite);
+    const op = await deleteSites(sites);
+    expect((await waitForState(h, op.id, ['completed', 'halted', 'rolling_back'])).state).toBe('completed');
+
+    const after = await registry([...sites.map(siteId), ...apps]);
+    expect(after.every((r) => r.state === 'soft_deleted')).toBe(true);
+    for (const s of sites) {
+      // One statement: the site's apps carry its deleted_at to the microsecond.
+      const at = after.find((r) => r.id === siteId(s))!.deleted_at!.getTime();
+      for (const a of appsOfSite(s)) expect(after.find((r) => r.id === a)!.deleted_at!.getTime()).toBe(at);
+    }
+    const ledger = await items(op.id);
+    expect(ledger).toHaveLength(sites.length * (1 + APPS));
+    for (const r of ledger) {
+      expect(r.state, r.resource_id).toBe('done');
+      expect(r.snapshot_id, r.resource_id).not.toBeNull();
+      expect(r.executed_seq, r.resource_id).not.toBeNull();
+    }
+    // Every snapshot (encrypted, in the store) was committed before the statement that deleted.
+    const snaps = await query<{ resource_id: string; created_at: Date; data: unknown; content_hash: string }>(
+      h.databaseUrl,
+      `SELECT s.resource_id, s.created_at, s.data, s.content_hash FROM snapshots s
+       JOIN operation_items i ON i.snapshot_id = s.id AND i.operation_id = $1`,
+      [op.id],
+    );
+    expect(snaps).toHaveLength(ledger.length);
+    for (const s of snaps) {
+      expect(s.data).toBeNull(); // nothing in the clear
+      expect(s.content_hash).toMatch(/^[0-9a-f]{64}$/);
+      expect(s.created_at.getTime()).toBeLessThanOrEqual(
+        after.find((r) => r.id === s.resource_id)!.deleted_at!.getTime(),
+      );
+    }
+
+    await command(h, 'operator', op.id, 'rollback', { reason: 'wrong sites' }).expect(200);
+    expect((await waitForState(h, op.id, ['rolled_back', 'rollback_incomplete'])).state).toBe('rolled_back');
+    const back = await registry([...sites.map(siteId), ...apps]);
+    expect(back.map((r) => [r.id, r.state, r.deleted_at])).toEqual(back.map((r) => [r.id, 'active', null]));
+    for (const s of sites) {
+      const at = back.find((r) => r.id === siteId(s))!.updated_at.getTime();
+      for (const a of appsOfSite(s)) expect(back.find((r) => r.id === a)!.updated_at.getTime()).toBe(at);
+    }
+    expect((await items(op.id)).every((r) => r.state === 'restored')).toBe(true);
+    // The items route shows each app against its site.
+    const page = await request(h.app.server)
+      .get(`/v1/operations/${op.id}/items`)
+      .set('authorization', h.auth('viewer'))
+      .expect(200);
+    const site0 = page.body.items.find((i: { resourceId: string }) => i.resourceId === siteId(sites[0]!));
+    expect(site0).toMatchObject({ type: 'site', parentSeq: null });
+    expect(
+      page.body.items.find((i: { resourceId: string }) => i.resourceId === appsOfSite(sites[0]!)[0]),
+    ).toMatchObject({ type: 'app', parentSeq: site0.seq, state: 'restored' });
+  });
+});
+
+describe('HTTP adapter: the downstream owns its cascade, Blastgate stores the snapshots first', () => {
+  it("stores every app's snapshot before the site's delete, then restores the site and each app", async () => {
+    await useHttp();
+    const sites = freshSites(3);
+    for (const s of sites) h.downstream.cascade(siteId(s), appsOfSite(s));
+    // What the database holds at the instant each site's delete reaches the downstream.
+    const seenAtDelete = new Map<string, string[]>();
+    h.downstream.beforeApply(async (call) => {
+      if (call.action !== 'softDelete') return;
+      const rows = await query<{ resource_id: string }>(
+        h.databaseUrl,
+        `SELECT s.resource_id FROM snapshots s JOIN operation_items i ON i.snapshot_id = s.id
+         WHERE i.resource_id = ANY($1) ORDER BY 1`,
+        [appsOfSite(Number(call.resourceId!.slice(5)))],
+      );
+      seenAtDelete.set(
+        call.resourceId!,
+        rows.map((r) => r.resource_id),
+      );
+    });
+    const op = await deleteSites(sites);
+    expect((await waitForState(h, op.id, ['completed', 'halted', 'rolling_back'])).state).toBe('completed');
+
+    const deletes = h.downstream.destructiveCalls().filter((c) => c.action === 'softDelete');
+    expect(deletes.map((c) => c.resourceId).sort()).toEqual(sites.map(siteId).sort()); // no app deletes: the downstream cascades
+    for (const s of sites) {
+      expect(seenAtDelete.get(siteId(s))).toEqual(appsOfSite(s));
+      for (const a of appsOfSite(s)) expect(h.downstream.state(a)).toBe('soft_deleted');
+      const siteDelete = deletes.find((c) => c.resourceId === siteId(s))!;
+      const reads = h.downstream.calls.filter((c) => c.action === 'snapshot' && appsOfSite(s).includes(c.resourceId!));
+      expect(reads).toHaveLength(APPS);
+      for (const r of reads) expect(r.seq).toBeLessThan(siteDelete.seq);
+    }
+    expect((await items(op.id)).every((r) => r.state === 'done')).toBe(true);
+
+    await command(h, 'operator', op.id, 'rollback', { reason: 'wrong sites' }).expect(200);
+    expect((await waitForState(h, op.id, ['rolled_back', 'rollback_incomplete'])).state).toBe('rolled_back');
+    const restores = h.downstream.destructiveCalls().filter((c) => c.action === 'restore' && c.status === 200);
+    for (const s of sites) {
+      const site = restores.find((c) => c.resourceId === siteId(s))!;
+      expect(site).toBeDefined();
+      for (const a of appsOfSite(s)) {
+        expect(h.downstream.state(a)).toBe('active');
+        // Each app through its own type's adapter (/apps), after its site.
+        const app = restores.find((c) => c.resourceId === a)!;
+        expect(app.path).toBe(`/apps/${a}/restore`);
+        expect(app.seq).toBeGreaterThan(site.seq);
+      }
+    }
+    expect((await items(op.id)).every((r) => r.state === 'restored')).toBe(true);
+  });
+
+  it('a hard delete with a cascade is never rolled back as success: rollback_incomplete, every item listed', async () => {
+    await useHttp();
+    const sites = freshSites(1);
+    h.downstream.cascade(siteId(sites[0]!), appsOfSite(sites[0]!));
+    const op = await deleteSites(sites, { mode: 'hard' });
+    expect((await waitForState(h, op.id, ['completed', 'halted', 'rolling_back'])).state).toBe('completed');
+    for (const a of appsOfSite(sites[0]!)) expect(h.downstream.state(a)).toBe('purged');
+    await command(h, 'operator', op.id, 'rollback', { reason: 'we need them back' }).expect(200);
+    expect((await waitForState(h, op.id, ['rolled_back', 'rollback_incomplete'])).state).toBe('rollback_incomplete');
+    const full = await request(h.app.server)
+      .get(`/v1/operations/${op.id}`)
+      .set('authorization', h.auth('viewer'))
+      .expect(200);
+    expect(full.body.unfinished.count).toBe(1 + APPS);
+    expect(full.body.haltReason).toMatch(new RegExp(`${1 + APPS} item\\(s\\) could not be restored`));
+    const ledger = await items(op.id);
+    expect(ledger.every((r) => r.state === 'restore_failed')).toBe(true);
+    // The site's restore was refused (409: purged; lastError keeps the status, never the answer's
+    // body); its apps were never sent under a purged site.
+    expect(ledger.find((r) => r.parent_seq === null)!.last_error).toMatch(/^HTTP 409 Conflict/);
+    for (const r of ledger.filter((x) => x.parent_seq !== null))
+      expect(r.last_error).toMatch(new RegExp(`^not restored: ${siteId(sites[0]!)} was not`));
+    expect(h.downstream.calls.filter((c) => c.action === 'restore' && c.resourceId?.startsWith('app_'))).toEqual([]);
+  });
+});
+
+describe('snapshots you can trust', () => {
+  it('a snapshot row edited with SQL is refused by the trigger', async () => {
+    await useRegistry();
+    const op = await deleteSites(freshSites(1));
+    await waitForState(h, op.id, ['completed']);
+    for (const sql of [
+      `UPDATE snapshots SET content_hash = repeat('0', 64) WHERE operation_id = $1`,
+      `UPDATE snapshots SET data = '{"state":"active"}' WHERE operation_id = $1`,
+      `DELETE FROM snapshots WHERE operation_id = $1`,
+      `UPDATE snapshot_contents SET ciphertext = '\\x00' WHERE (resource_id, hash) IN (SELECT resource_id, content_hash FROM snapshots WHERE operation_id = $1)`,
+    ])
+      await expect(query(h.databaseUrl, sql, [op.id]), sql).rejects.toThrow(/append-only/);
+    // And a plaintext row cannot be added beside the store (only legacy rows may hold data).
+    await expect(
+      query(
+        h.databaseUrl,
+        `INSERT INTO snapshots (operation_id, resource_id, tenant_id, data) VALUES ($1, 'site_x', 't', '{}')`,
+        [op.id],
+      ),
+    ).rejects.toThrow(/snapshots_encrypted_only/);
+  });
+
+  it('an item whose snapshot fails verification is never restored: snapshot_corrupt, rollback_incomplete', async () => {
+    await useHttp();
+    const [a, b] = freshSites(2) as [number, number];
+    for (const s of [a, b]) h.downstream.cascade(siteId(s), appsOfSite(s));
+    const op = await deleteSites([a, b]);
+    await waitForState(h, op.id, ['completed']);
+    // Someone with superuser rights goes around the trigger: site a's snapshot now points at other
+    // content (one of its apps'), and one app of site b has its content hash changed.
+    const corruptApp = appsOfSite(b)[1]!;
+    const c = `ALTER TABLE snapshots DISABLE TRIGGER snapshots_append_only;
+      UPDATE snapshots s SET content_hash = (SELECT content_hash FROM snapshots WHERE operation_id = '${op.id}' AND resource_id = '${appsOfSite(a)[0]}')
+        WHERE s.operation_id = '${op.id}' AND s.resource_id = '${siteId(a)}';
+      UPDATE snapshots s SET content_hash = repeat('f', 64) WHERE s.operation_id = '${op.id}' AND s.resource_id = '${corruptApp}';
+      ALTER TABLE snapshots ENABLE TRIGGER snapshots_append_only;`;
+    await query(h.databaseUrl, c);
+
+    await command(h, 'operator', op.id, 'rollback', { reason: 'undo' }).expect(200);
+    expect((await waitForState(h, op.id, ['rolled_back', 'rollback_incomplete'])).state).toBe('rollback_incomplete');
+    const ledger = await items(op.id);
+    const byId = new Map(ledger.map((r) => [r.resource_id, r]));
+    expect(byId.get(siteId(a))).toMatchObject({
+      state: 'restore_failed',
+      last_error: expect.stringMatching(/^snapshot_corrupt: /),
+    });
+    for (const x of appsOfSite(a))
+      expect(byId.get(x)).toMatchObject({
+        state: 'restore_failed',
+        last_error: expect.stringMatching(/snapshot_corrupt/),
+      });
+    expect(byId.get(corruptApp)).toMatchObject({
+      state: 'restore_failed',
+      last_error: expect.stringMatching(/^snapshot_corrupt: /),
+    });
+    // Site b and its other apps came back; nothing was restored from a snapshot that failed.
+    for (const x of [siteId(b), ...appsOfSite(b).filter((y) => y !== corruptApp)])
+      expect(byId.get(x)!.state).toBe('restored');
+    const restored = h.downstream.calls.filter((x) => x.action === 'restore').map((x) => x.resourceId);
+    for (const x of [siteId(a), ...appsOfSite(a), corruptApp]) {
+      expect(restored).not.toContain(x);
+      expect(h.downstream.state(x)).toBe('soft_deleted');
+    }
+    const full = await request(h.app.server)
+      .get(`/v1/operations/${op.id}`)
+      .set('authorization', h.auth('viewer'))
+      .expect(200);
+    expect(full.body.unfinished.count).toBe(2 + APPS);
+  });
+});

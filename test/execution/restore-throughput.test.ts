@@ -1,0 +1,104 @@
+// Rollbacks measure how fast each type's adapter restores, and later plans estimate their time to
+// restore from that measurement instead of the conservative default.
+import request from 'supertest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { appsOf, command, range } from '../support/exec-helpers.ts';
+import {
+  buildExecHarness,
+  submitAndStart,
+  useHttpAdapter,
+  waitForState,
+  type ExecHarness,
+} from '../support/execution.ts';
+import { query, seedRegistry, siteId } from '../support/seed.ts';
+
+let h: ExecHarness;
+beforeAll(async () => {
+  h = await buildExecHarness();
+  await seedRegistry(h.databaseUrl, { sites: 12, appsPerSite: 5 });
+});
+afterAll(async () => {
+  await h?.close();
+});
+
+const dryRun = async (body: Record<string, unknown>) => {
+  const r = await request(h.app.server)
+    .post('/v1/operations')
+    .set('authorization', h.auth('requester'))
+    .send({ targetType: 'app', reason: 'How long would it take?', ticket: 'CHG-9', dryRun: true, ...body })
+    .expect(200);
+  return r.body.plan as {
+    estimatedRestore: { seconds: number; items: number; itemsPerSecond: number; basis: string; byType: unknown[] };
+  };
+};
+
+interface Measured {
+  items: number;
+  elapsed_ms: number;
+  batches: number;
+}
+const measured = async (type: string, kind: string) =>
+  (
+    await query<Measured>(
+      h.databaseUrl,
+      'SELECT items, elapsed_ms, batches FROM restore_throughput WHERE resource_type = $1 AND adapter_kind = $2',
+      [type, kind],
+    )
+  )[0];
+const rateOf = (m: Measured) => Math.round(((m.items * 1000) / m.elapsed_ms) * 10) / 10;
+
+/** Deletes the apps of `sites` to completion, then rolls the operation back. */
+async function deleteAndRollBack(sites: number[]) {
+  const op = await submitAndStart(h, { ids: appsOf(sites, 5), rollout: { bakeSeconds: 0 } });
+  expect((await waitForState(h, op.id, ['completed', 'halted', 'rolled_back'])).state).toBe('completed');
+  expect((await command(h, 'operator', op.id, 'rollback', { reason: 'measure the way back' })).status).toBe(200);
+  expect((await waitForState(h, op.id, ['rolled_back', 'rollback_incomplete'])).state).toBe('rolled_back');
+}
+
+describe('restore throughput', () => {
+  it('is measured per type and adapter by rollbacks, and later plans use it', async () => {
+    expect((await dryRun({ ids: appsOf([10], 5) })).estimatedRestore).toMatchObject({
+      basis: 'default',
+      itemsPerSecond: 500,
+    });
+
+    await deleteAndRollBack(range(0, 4));
+    const registry = (await measured('app', 'registry'))!;
+    expect(registry.items).toBeGreaterThan(0);
+    expect(registry.batches).toBeGreaterThanOrEqual(1);
+    const after = (await dryRun({ ids: appsOf([10, 11], 5) })).estimatedRestore;
+    expect(after).toMatchObject({ basis: 'measured', items: 10, itemsPerSecond: rateOf(registry) });
+    expect(after.seconds).toBe(Math.ceil(10 / ((registry.items * 1000) / registry.elapsed_ms)));
+
+    // A site delete counts its apps (measured) and the sites (never restored: default), so the
+    // estimate as a whole is not a measured one.
+    const sites = await request(h.app.server)
+      .post('/v1/operations')
+      .set('authorization', h.auth('requester'))
+      .send({ targetType: 'site', reason: 'How long?', ticket: 'CHG-9', dryRun: true, ids: [siteId(10)] })
+      .expect(200);
+    expect(sites.body.plan.estimatedRestore).toMatchObject({
+      basis: 'default',
+      byType: [
+        { type: 'site', items: 1, itemsPerSecond: 500, basis: 'default' },
+        { type: 'app', items: 5, itemsPerSecond: rateOf(registry), basis: 'measured' },
+      ],
+    });
+
+    // Another adapter kind for the type: the registry's speed says nothing about it.
+    await useHttpAdapter(h);
+    expect((await dryRun({ ids: appsOf([10], 5) })).estimatedRestore).toMatchObject({
+      basis: 'default',
+      itemsPerSecond: 20,
+    });
+    await deleteAndRollBack(range(4, 8));
+    const http = (await measured('app', 'http'))!;
+    expect(http.items).toBeGreaterThan(0);
+    expect((await dryRun({ ids: appsOf([10], 5) })).estimatedRestore).toMatchObject({
+      basis: 'measured',
+      itemsPerSecond: rateOf(http),
+    });
+    // The registry measurement is kept for when the type goes back to it.
+    expect(await measured('app', 'registry')).toEqual(registry);
+  });
+});

@@ -1,0 +1,217 @@
+// Cascades at planning (promise 2 for what a delete takes with it): a site delete's plan counts its
+// active apps (and their widgets) as items, budgets them, locks them, and writes each to the ledger
+// against the site that takes it. A cascade that would take a protected resource, or one another
+// live operation holds, or one of a tenant outside the token's scope, rejects its site; a plan whose
+// cascade changed before the start is stale.
+import request from 'supertest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildTestApp, type TestApp } from '../support/app.ts';
+import { appId, query, seedRegistry, siteId, tenantId } from '../support/seed.ts';
+
+let t: TestApp;
+const APPS = 4;
+const PROTECTED_APP = appId(5, 1);
+beforeAll(async () => {
+  t = await buildTestApp();
+  await seedRegistry(t.databaseUrl, { sites: 40, appsPerSite: APPS, protectedApps: [PROTECTED_APP] });
+  // Two levels: widgets live in apps, and a site delete takes both.
+  await query(t.databaseUrl, `INSERT INTO resource_types (name, parent_type) VALUES ('widget', 'app')`);
+  await query(t.databaseUrl, `UPDATE resource_types SET cascade_to = ARRAY['app', 'widget'] WHERE name = 'site'`);
+  await query(
+    t.databaseUrl,
+    `INSERT INTO resources (id, type, tenant_id, parent_id) VALUES ('widget_1', 'widget', $1, $2), ('widget_2', 'widget', $1, $2)`,
+    [tenantId(1), appId(1, 0)],
+  );
+});
+afterAll(async () => {
+  await t?.close();
+});
+
+const submit = (ids: string[], extra: object = {}) =>
+  request(t.app.server)
+    .post('/v1/operations')
+    .set('authorization', t.auth('requester'))
+    .send({ targetType: 'site', reason: 'Decommission sites', ticket: 'CHG-9', ids, ...extra });
+
+describe('a site delete takes its active descendants with it', () => {
+  it('counts, locks and ledgers them against their site, after every wave, in their site’s wave', async () => {
+    await query(t.databaseUrl, `UPDATE resources SET state = 'soft_deleted' WHERE id = $1`, [appId(2, 3)]);
+    const res = await submit([siteId(1), siteId(2), siteId(3)]).expect(201);
+    const plan = res.body.plan;
+    // 3 sites, 12 apps less the one already deleted, 2 widgets.
+    expect(plan.cascade).toEqual([
+      { type: 'app', count: 11 },
+      { type: 'widget', count: 2 },
+    ]);
+    expect(plan).toMatchObject({ itemCount: 16, tenantCount: 3 });
+    expect(plan.waves.reduce((n: number, w: { items: number }) => n + w.items, 0)).toBe(16);
+    expect(plan.waves.at(-1).toSeq).toBe(3);
+
+    const rows = await query<{
+      seq: number;
+      resource_id: string;
+      parent_seq: number | null;
+      resource_type: string | null;
+      depth: number;
+      wave: number;
+      tenant_id: string;
+    }>(
+      t.databaseUrl,
+      `SELECT seq, resource_id, parent_seq, resource_type, depth, wave, tenant_id FROM operation_items
+       WHERE operation_id = $1 ORDER BY seq`,
+      [res.body.id],
+    );
+    expect(rows).toHaveLength(16);
+    const sites = rows.filter((r) => r.parent_seq === null);
+    expect(sites.map((r) => r.seq)).toEqual([0, 1, 2]);
+    const seqOf = new Map(sites.map((r) => [r.resource_id, r]));
+    const site1 = seqOf.get(siteId(1))!;
+    const under1 = rows.filter((r) => r.parent_seq === site1.seq);
+    expect(under1.map((r) => [r.resource_id, r.resource_type, r.depth])).toEqual([
+      [appId(1, 0), 'app', 1],
+      [appId(1, 1), 'app', 1],
+      [appId(1, 2), 'app', 1],
+      [appId(1, 3), 'app', 1],
+      ['widget_1', 'widget', 2],
+      ['widget_2', 'widget', 2],
+    ]);
+    for (const d of rows.filter((r) => r.parent_seq !== null)) {
+      expect(d.seq).toBeGreaterThanOrEqual(3);
+      const parent = rows.find((r) => r.seq === d.parent_seq)!;
+      expect([d.wave, d.tenant_id]).toEqual([parent.wave, parent.tenant_id]);
+    }
+    expect(rows.map((r) => r.resource_id)).not.toContain(appId(2, 3));
+    // A resource is in at most one live operation: the descendants are locked with their sites.
+    const locks = await query<{ n: number }>(
+      t.databaseUrl,
+      `SELECT count(*)::int AS n FROM resource_locks WHERE operation_id = $1`,
+      [res.body.id],
+    );
+    expect(locks[0]!.n).toBe(16);
+    // …so an app delete of one of them is refused, naming the site delete that holds it.
+    const apps = await request(t.app.server)
+      .post('/v1/operations')
+      .set('authorization', t.auth('requester'))
+      .send({ targetType: 'app', reason: 'Remove an app', ticket: 'CHG-10', ids: [appId(3, 0)] })
+      .expect(422);
+    expect(apps.body.details.offenders.in_flight).toEqual([expect.objectContaining({ heldBy: res.body.id })]);
+  });
+
+  it('budgets descendants and their tenants: items, tenants and protected tenants beyond the sites', async () => {
+    // An app of site 10 that belongs to another (protected) customer.
+    await query(t.databaseUrl, `UPDATE tenants SET protected = true WHERE id = $1`, [tenantId(39)]);
+    await query(t.databaseUrl, `UPDATE resources SET tenant_id = $2 WHERE id = $1`, [appId(10, 0), tenantId(39)]);
+    await request(t.app.server)
+      .put('/v1/admin/policy')
+      .set('authorization', t.auth('admin'))
+      .send({ budgets: { maxTenants: 2, maxItems: 9 } })
+      .expect(200);
+    try {
+      const res = await submit([siteId(10), siteId(11)], { dryRun: true }).expect(200);
+      expect(res.body.plan).toMatchObject({ itemCount: 10, tenantCount: 3, requiresBreakGlass: true });
+      expect(res.body.plan.tenants).toMatchObject({ total: 3, protected: 1 });
+      expect(res.body.plan.budgets.breaches).toEqual([
+        '3 tenants exceeds the budget of 2',
+        '10 items exceeds the budget of 9',
+      ]);
+      expect(res.body.plan.breakGlassReasons.join(' ')).toContain(tenantId(39));
+    } finally {
+      await request(t.app.server)
+        .put('/v1/admin/policy')
+        .set('authorization', t.auth('admin'))
+        .send({ budgets: { maxTenants: 50, maxItems: 100_000 } })
+        .expect(200);
+    }
+  });
+
+  it('rejects a site whose cascade would take a protected app, or an app another live operation holds', async () => {
+    const held = await request(t.app.server)
+      .post('/v1/operations')
+      .set('authorization', t.auth('requester'))
+      .send({ targetType: 'app', reason: 'Remove an app', ticket: 'CHG-11', ids: [appId(6, 2)] })
+      .expect(201);
+    const res = await submit([siteId(5), siteId(6), siteId(7)]).expect(422);
+    expect(res.body.details.counts).toMatchObject({ ok: 1, protected: 1, in_flight: 1 });
+    expect(res.body.details.offenders.protected).toEqual([expect.objectContaining({ id: siteId(5) })]);
+    expect(res.body.details.offenders.in_flight).toEqual([
+      expect.objectContaining({ id: siteId(6), heldBy: held.body.id }),
+    ]);
+    // Nothing of the rejected plan holds anything.
+    const locks = await query(t.databaseUrl, `SELECT 1 FROM resource_locks WHERE resource_id = ANY($1)`, [
+      [siteId(7), appId(7, 0)],
+    ]);
+    expect(locks).toEqual([]);
+  });
+
+  it('judges descendants against the token scope, and counts their tenants in the rolling budgets', async () => {
+    const mint = async (name: string, tenants: string[]) =>
+      (
+        await request(t.app.server)
+          .post('/v1/admin/tokens')
+          .set('authorization', t.auth('admin'))
+          .send({ name, role: 'requester', scope: { resourceTypes: ['site'], tenants } })
+          .expect(201)
+      ).body.token as string;
+    // An app of site 31 that belongs to another customer: a delete of site 31 deletes it too.
+    await query(t.databaseUrl, `UPDATE resources SET tenant_id = $2 WHERE id = $1`, [appId(31, 0), tenantId(32)]);
+    const narrow = await mint('sites-30-31', [tenantId(30), tenantId(31)]);
+    const refused = await request(t.app.server)
+      .post('/v1/operations')
+      .set('authorization', `Bearer ${narrow}`)
+      .send({ targetType: 'site', reason: 'Decommission sites', ticket: 'CHG-12', ids: [siteId(30), siteId(31)] })
+      .expect(422);
+    expect(refused.body.details.counts).toMatchObject({ ok: 1, out_of_scope: 1 });
+    expect(refused.body.details.offenders.out_of_scope).toEqual([expect.objectContaining({ id: siteId(31) })]);
+    expect(refused.body.details.scope).toMatchObject({ token: 'sites-30-31' });
+
+    const wide = await mint('sites-30-32', [tenantId(30), tenantId(31), tenantId(32)]);
+    const res = await request(t.app.server)
+      .post('/v1/operations')
+      .set('authorization', `Bearer ${wide}`)
+      .send({ targetType: 'site', reason: 'Decommission sites', ticket: 'CHG-12', ids: [siteId(30), siteId(31)] })
+      .expect(201);
+    expect(res.body.plan).toMatchObject({ itemCount: 10, tenantCount: 3 });
+    expect(res.body.plan.budgets.rolling.requester.tenants).toMatchObject({ before: 0, withPlan: 3 });
+    expect(res.body.plan.budgets.rolling.requester.items).toMatchObject({ before: 0, withPlan: 10 });
+    const counted = await query(
+      t.databaseUrl,
+      `SELECT tenant_id, items FROM operation_tenants WHERE operation_id = $1 ORDER BY tenant_id`,
+      [res.body.id],
+    );
+    expect(counted).toEqual([
+      { tenant_id: tenantId(30), items: 5 },
+      { tenant_id: tenantId(31), items: 4 },
+      { tenant_id: tenantId(32), items: 1 },
+    ]);
+  });
+
+  it('a plan whose cascade changed before the start is stale: a new app, an app moved away', async () => {
+    const res = await submit([siteId(20), siteId(21)]).expect(201);
+    await request(t.app.server)
+      .post(`/v1/operations/${res.body.id}/approve`)
+      .set('authorization', t.auth('approver'))
+      .send({ planHash: res.body.planHash })
+      .expect(200);
+    await query(
+      t.databaseUrl,
+      `INSERT INTO resources (id, type, tenant_id, parent_id) VALUES ('app_new', 'app', $1, $2)`,
+      [tenantId(20), siteId(20)],
+    );
+    await query(t.databaseUrl, `UPDATE resources SET tenant_id = $2 WHERE id = $1`, [appId(21, 1), tenantId(22)]);
+    const start = await request(t.app.server)
+      .post(`/v1/operations/${res.body.id}/start`)
+      .set('authorization', t.auth('operator'))
+      .send({})
+      .expect(409);
+    expect(start.body.code).toBe('PLAN_STALE');
+    expect(start.body.details.changed.map((c: { resourceId: string }) => c.resourceId)).toEqual([appId(21, 1)]);
+    // Once the moved app is back, the app nobody planned still makes it stale.
+    await query(t.databaseUrl, `UPDATE resources SET tenant_id = $2 WHERE id = $1`, [appId(21, 1), tenantId(21)]);
+    const again = await request(t.app.server)
+      .post(`/v1/operations/${res.body.id}/start`)
+      .set('authorization', t.auth('operator'))
+      .send({})
+      .expect(409);
+    expect(again.body.details.changed).toEqual([expect.objectContaining({ resourceId: 'app_new', planned: null })]);
+  });
+});

@@ -1,0 +1,141 @@
+// The snapshot store on real PostgreSQL: content-addressed and stored once, insert-only (the
+// triggers refuse changes), verified on read (tampered content is snapshot_corrupt, never data),
+// and erasable only by destroying the resource's key.
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { inTransaction } from '../../src/lib/sql.ts';
+import { snapshotStore } from '../../src/modules/snapshots/store.ts';
+import { createTestDatabase } from '../support/db.ts';
+
+const MASTER = randomBytes(32);
+const store = snapshotStore(MASTER);
+let pool: pg.Pool;
+beforeAll(async () => {
+  pool = new pg.Pool({ connectionString: await createTestDatabase(), max: 4 });
+});
+afterAll(async () => {
+  await pool?.end();
+});
+
+const put = (op: string, inputs: { resourceId: string; tenantId: string; data: unknown }[]) =>
+  inTransaction(pool, (tx) => store.put(tx, op, inputs));
+const count = async (table: string) => Number((await pool.query(`SELECT count(*) AS n FROM ${table}`)).rows[0].n);
+
+describe('snapshot store', () => {
+  it('round-trips, stores the same content once, and keeps each snapshot row', async () => {
+    const data = { id: 'app_1', name: 'Jira Insight', nested: { b: 2, a: [1, 'ü', null] } };
+    const [a] = await put('op_1', [{ resourceId: 'app_1', tenantId: 't1', data }]);
+    // Same content, keys in another order: the same canonical form, so no second content row.
+    const [b] = await put('op_2', [
+      {
+        resourceId: 'app_1',
+        tenantId: 't1',
+        data: { nested: { a: [1, 'ü', null], b: 2 }, name: 'Jira Insight', id: 'app_1' },
+      },
+    ]);
+    expect(a).not.toBe(b);
+    const got = await store.get(pool, [a!, b!]);
+    expect(got.get(a!)).toEqual({ ok: true, data });
+    expect(got.get(b!)).toEqual({ ok: true, data });
+    const contents = await pool.query(`SELECT count(*)::int AS n FROM snapshot_contents WHERE resource_id = 'app_1'`);
+    expect(contents.rows[0].n).toBe(1);
+    // Nothing readable is stored in the clear.
+    const raw = await pool.query(`SELECT ciphertext FROM snapshot_contents WHERE resource_id = 'app_1'`);
+    expect((raw.rows[0].ciphertext as Buffer).toString('utf8')).not.toContain('Jira');
+  });
+
+  it('keeps the input order of a batch', async () => {
+    const inputs = Array.from({ length: 50 }, (_, i) => ({ resourceId: `app_b${i}`, tenantId: 't1', data: { i } }));
+    const ids = await put('op_3', inputs);
+    const got = await store.get(pool, ids);
+    ids.forEach((id, i) => expect(got.get(id)).toEqual({ ok: true, data: { i } }));
+  });
+
+  it('refuses to change or remove stored snapshots and contents (triggers)', async () => {
+    await put('op_4', [{ resourceId: 'app_2', tenantId: 't1', data: { v: 1 } }]);
+    for (const sql of [
+      `UPDATE snapshot_contents SET hash = 'x' WHERE resource_id = 'app_2'`,
+      `DELETE FROM snapshot_contents WHERE resource_id = 'app_2'`,
+      `UPDATE snapshots SET content_hash = 'x' WHERE resource_id = 'app_2'`,
+      `DELETE FROM snapshots WHERE resource_id = 'app_2'`,
+      `TRUNCATE snapshot_contents`,
+      `DELETE FROM resource_keys WHERE resource_id = 'app_2'`,
+      `UPDATE resource_keys SET wrapped = '\\x00' WHERE resource_id = 'app_2'`,
+    ]) {
+      await expect(pool.query(sql), sql).rejects.toThrow(/append-only|never deleted|may only be erased/);
+    }
+  });
+
+  it('never hands out tampered content: snapshot_corrupt', async () => {
+    const [id] = await put('op_5', [{ resourceId: 'app_3', tenantId: 't1', data: { v: 'original' } }]);
+    const [other] = await put('op_5', [{ resourceId: 'app_3', tenantId: 't1', data: { v: 'other' } }]);
+    // Someone with superuser rights goes around the triggers, as an attacker on the database would.
+    const c = await pool.connect();
+    try {
+      await c.query('ALTER TABLE snapshot_contents DISABLE TRIGGER snapshot_contents_append_only');
+      await c.query('ALTER TABLE snapshots DISABLE TRIGGER snapshots_append_only');
+      await c.query(
+        `UPDATE snapshot_contents SET ciphertext = decode('00', 'hex') || substring(ciphertext from 2) WHERE resource_id = 'app_3' AND hash = (SELECT content_hash FROM snapshots WHERE id = $1)`,
+        [id],
+      );
+      // And points the other snapshot at content it was not (a swapped address).
+      await c.query(
+        `UPDATE snapshots SET content_hash = (SELECT content_hash FROM snapshots WHERE id = $1) WHERE id = $2`,
+        [id, other],
+      );
+    } finally {
+      await c.query('ALTER TABLE snapshot_contents ENABLE TRIGGER snapshot_contents_append_only');
+      await c.query('ALTER TABLE snapshots ENABLE TRIGGER snapshots_append_only');
+      c.release();
+    }
+    const got = await store.get(pool, [id!, other!]);
+    expect(got.get(id!)).toMatchObject({ ok: false, reason: 'snapshot_corrupt' });
+    expect(got.get(other!)).toMatchObject({ ok: false, reason: 'snapshot_corrupt' });
+  });
+
+  it('a content whose hash does not match what it decrypts to is corrupt too', async () => {
+    const [id] = await put('op_6', [{ resourceId: 'app_4', tenantId: 't1', data: { v: 1 } }]);
+    // A content row sealed correctly (same key, same aad) but whose plaintext hashes differently.
+    const row = (await pool.query(`SELECT key_id, content_hash FROM snapshots WHERE id = $1`, [id])).rows[0];
+    const wrapped = (await pool.query(`SELECT wrapped FROM resource_keys WHERE id = $1`, [row.key_id])).rows[0]
+      .wrapped as Buffer;
+    const { unwrapDataKey, seal } = await import('../../src/modules/snapshots/crypto.ts');
+    const key = unwrapDataKey(MASTER, 'app_4', wrapped);
+    const forged = seal(key, Buffer.from('{"v":2}'), `snapshot:app_4:${row.content_hash}`);
+    const c = await pool.connect();
+    try {
+      await c.query('ALTER TABLE snapshot_contents DISABLE TRIGGER snapshot_contents_append_only');
+      await c.query(`UPDATE snapshot_contents SET iv = $1, tag = $2, ciphertext = $3 WHERE resource_id = 'app_4'`, [
+        forged.iv,
+        forged.tag,
+        forged.ciphertext,
+      ]);
+    } finally {
+      await c.query('ALTER TABLE snapshot_contents ENABLE TRIGGER snapshot_contents_append_only');
+      c.release();
+    }
+    expect((await store.get(pool, [id!])).get(id!)).toMatchObject({
+      ok: false,
+      reason: 'snapshot_corrupt',
+      detail: expect.stringMatching(/hash/),
+    });
+  });
+
+  it('an erasure makes every snapshot of the resource unreadable; later snapshots get a new key', async () => {
+    const [before] = await put('op_7', [{ resourceId: 'app_5', tenantId: 't1', data: { v: 1 } }]);
+    const erased = await inTransaction(pool, (tx) => store.erase(tx, ['app_5']));
+    expect(erased).toBe(1);
+    expect((await store.get(pool, [before!])).get(before!)).toMatchObject({ ok: false, reason: 'erased' });
+    const [after] = await put('op_8', [{ resourceId: 'app_5', tenantId: 't1', data: { v: 1 } }]);
+    expect((await store.get(pool, [after!])).get(after!)).toEqual({ ok: true, data: { v: 1 } });
+    expect((await store.get(pool, [before!])).get(before!)).toMatchObject({ ok: false, reason: 'erased' });
+    expect(await count(`resource_keys WHERE resource_id = 'app_5'`)).toBe(2);
+  });
+
+  it('with another master key nothing decrypts', async () => {
+    const [id] = await put('op_9', [{ resourceId: 'app_6', tenantId: 't1', data: { v: 1 } }]);
+    const got = await snapshotStore(randomBytes(32)).get(pool, [id!]);
+    expect(got.get(id!)).toMatchObject({ ok: false, reason: 'snapshot_corrupt' });
+  });
+});

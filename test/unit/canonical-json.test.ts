@@ -1,0 +1,45 @@
+// The switch from the hand-written canonical JSON to the RFC 8785 library changes no hash: audit
+// chains and idempotency request hashes written before it verify the same. The former
+// implementation is kept here only as the reference the property compares against.
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { canonicalJson } from '../../src/lib/canonical-json.ts';
+
+function former(value: unknown): string {
+  if (value === null || typeof value !== 'object') return JSON.stringify(value) ?? 'null';
+  if (Array.isArray(value)) return `[${value.map(former).join(',')}]`;
+  const obj = value as Record<string, unknown>;
+  const keys = Object.keys(obj)
+    .filter((k) => obj[k] !== undefined)
+    .sort();
+  return `{${keys.map((k) => `${JSON.stringify(k)}:${former(obj[k])}`).join(',')}}`;
+}
+
+describe('canonicalJson', () => {
+  it('writes exactly what the former implementation wrote, for every JSON value', () => {
+    fc.assert(
+      fc.property(fc.jsonValue(), (v) => {
+        expect(canonicalJson(v)).toBe(former(v));
+      }),
+      { numRuns: 2_000 },
+    );
+    fc.assert(
+      fc.property(fc.jsonValue({ stringUnit: 'grapheme' }), (v) => {
+        expect(canonicalJson(v)).toBe(former(v));
+      }),
+      { numRuns: 1_000 },
+    );
+  });
+
+  it('sorts keys by UTF-16 code units and writes numbers the ECMAScript way (RFC 8785)', () => {
+    expect(
+      canonicalJson({ b: 1, a: [1e21, 0.1, -0, 1.5e-7], '\u{1F600}': 'x', '\uFFFD': 'y', undefinedKey: undefined }),
+    ).toBe('{"a":[1e+21,0.1,0,1.5e-7],"b":1,"\u{1F600}":"x","\uFFFD":"y"}');
+    expect(canonicalJson(undefined)).toBe('null');
+  });
+
+  it('refuses what JSON cannot carry instead of hashing something else', () => {
+    expect(() => canonicalJson({ rate: Number.NaN })).toThrow(/NaN/);
+    expect(() => canonicalJson({ s: '\ud800' })).toThrow(/surrogate/i);
+  });
+});
