@@ -8,9 +8,10 @@ import dbPlugin from './plugins/db.ts';
 import redisPlugin from './plugins/redis.ts';
 import metricsPlugin, { createMetrics, registerLedgerGauges, type Metrics } from './plugins/metrics.ts';
 import swaggerPlugin from './plugins/swagger.ts';
-import { installErrorHandler } from './plugins/errors.ts';
+import { clientErrorHandler, frameworkErrors, installErrorHandler, MAX_PARAM_LENGTH } from './plugins/errors.ts';
+import { installJsonParser } from './plugins/json-body.ts';
 import { buildValidator } from './plugins/validation.ts';
-import { installStreamingParsers } from './plugins/uploads.ts';
+import { installContentTypes } from './plugins/uploads.ts';
 import { ErrorResponse, type App } from './lib/schemas.ts';
 import { OperationView, PlanSchema } from './modules/operations/schemas.ts';
 import authPlugin from './modules/auth/plugin.ts';
@@ -26,6 +27,8 @@ import freezeRoutes from './modules/execution/freeze-routes.ts';
 import policyRoutes from './modules/operations/policy-routes.ts';
 import queuesPlugin from './plugins/queues.ts';
 
+const REQUEST_ID = /^[\x21-\x7e]{1,100}$/;
+
 export interface AppOptions {
   config: Pick<Config, 'logLevel'> & { databaseUrl: string; redisUrl: string; queuePrefix?: string };
   metrics?: Metrics;
@@ -36,17 +39,23 @@ export interface AppOptions {
 export async function buildApp(opts: AppOptions): Promise<App> {
   const app = Fastify({
     logger: opts.logger ?? { level: opts.config.logLevel },
-    genReqId: (req) =>
-      typeof req.headers['x-request-id'] === 'string' && req.headers['x-request-id'].length <= 100
-        ? req.headers['x-request-id']
-        : randomUUID(),
+    // A client's request ID is echoed in answers, logs and the audit log: printable ASCII only.
+    genReqId: (req) => {
+      const given = req.headers['x-request-id'];
+      return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
+    },
+    // Path parameters take every ID the registry takes; longer ones are answered by frameworkErrors.
+    routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
+    frameworkErrors,
+    clientErrorHandler,
     // Inline JSON bodies carry at most 100k IDs; bigger lists go as streamed NDJSON/text uploads.
     bodyLimit: 8 * 1024 * 1024,
     schemaController: { compilersFactory: { buildValidator: buildValidator as never } },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   installErrorHandler(app);
-  installStreamingParsers(app);
+  installJsonParser(app);
+  installContentTypes(app);
   // Shared schemas live at the root so every route plugin can $ref them.
   for (const schema of [ErrorResponse, PlanSchema, OperationView]) app.addSchema(schema);
 

@@ -1,7 +1,17 @@
 // The one error handler: every error leaves as { code, message, details, requestId }. Client
-// mistakes are 4xx with a stable code; 5xx messages are never shown to clients.
+// mistakes are 4xx with a stable code and say what is allowed; 5xx messages are never shown to
+// clients. Also the answers Fastify and Node would otherwise give in their own shapes: a path
+// segment over the router's limit or with broken percent-encoding, and a request line or headers
+// larger than Node's parser takes (answered on the raw socket, before any request exists).
+import { randomUUID } from 'node:crypto';
+import { maxHeaderSize } from 'node:http';
+import type { Socket } from 'node:net';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { AppError } from '../lib/errors.ts';
+import { acceptedTypes, unsupportedMediaType } from './uploads.ts';
+import { describeValidation } from './validation-messages.ts';
+
+export { describeValidation } from './validation-messages.ts';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -10,42 +20,31 @@ declare module 'fastify' {
   }
 }
 
+/**
+ * Longest path parameter the router takes, in UTF-16 code units after percent-decoding. Registry
+ * IDs are up to 200 characters, which is up to 400 code units beyond the BMP; longer segments are
+ * refused like a schema's maxLength, in the project's shape.
+ */
+export const MAX_PARAM_LENGTH = 1000;
+/** What every ID path parameter's schema allows (the registry's MAX_ID_LENGTH). */
+const PARAM_SCHEMA_MAX = 200;
+
 const FASTIFY_CODES: Record<string, [number, string]> = {
-  FST_ERR_CTP_INVALID_MEDIA_TYPE: [415, 'UNSUPPORTED_MEDIA_TYPE'],
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: [400, 'MALFORMED_BODY'],
   FST_ERR_CTP_EMPTY_JSON_BODY: [400, 'MALFORMED_BODY'],
   FST_ERR_CTP_INVALID_JSON_BODY: [400, 'MALFORMED_BODY'],
-  FST_ERR_CTP_BODY_TOO_LARGE: [413, 'PAYLOAD_TOO_LARGE'],
   FST_ERR_CTP_INVALID_TYPE: [400, 'MALFORMED_BODY'],
   FST_ERR_VALIDATION: [400, 'VALIDATION_FAILED'],
 };
 
-interface ValidationIssue {
-  instancePath: string;
-  message?: string;
-  params?: Record<string, unknown>;
-}
-
-/** Names each offending field (`body.ids.1`) and leads with an unknown field when there is one. */
-export function describeValidation(issues: readonly ValidationIssue[], where: string) {
-  const details = issues.map((v) => ({
-    field: `${where}${v.instancePath ? v.instancePath.replace(/\//g, '.') : ''}`,
-    message: v.message,
-    ...(v.params && 'additionalProperty' in v.params ? { unknownField: v.params.additionalProperty } : {}),
-  }));
-  const unknown = details.find((d) => 'unknownField' in d);
-  const message = unknown
-    ? `Unknown field "${String(unknown.unknownField)}" in ${unknown.field}`
-    : `Invalid ${details[0]?.field ?? where}: ${details[0]?.message ?? 'failed validation'}`;
-  return { message, details };
-}
-
-export function toClientError(err: FastifyError | AppError | Error): {
+interface ClientError {
   status: number;
   code: string;
   message: string;
   details?: unknown;
-} {
+}
+
+export function toClientError(err: FastifyError | AppError | Error, request?: FastifyRequest): ClientError {
   if (err instanceof AppError)
     return { status: err.statusCode, code: err.code, message: err.message, details: err.details };
   const fe = err as FastifyError;
@@ -55,6 +54,21 @@ export function toClientError(err: FastifyError | AppError | Error): {
       code: 'VALIDATION_FAILED',
       ...describeValidation(fe.validation, fe.validationContext ?? 'body'),
     };
+  if (fe.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+    const maxBytes = request?.routeOptions.bodyLimit;
+    return {
+      status: 413,
+      code: 'PAYLOAD_TOO_LARGE',
+      message: maxBytes
+        ? `Body is larger than the ${maxBytes} bytes this route accepts`
+        : 'Body is larger than this route accepts',
+      details: { maxBytes: maxBytes ?? null },
+    };
+  }
+  if (fe.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
+    const e = unsupportedMediaType(request?.mediaType, request ? acceptedTypes(request) : [], request);
+    return { status: 415, code: e.code, message: e.message, details: e.details };
+  }
   const mapped = fe.code ? FASTIFY_CODES[fe.code] : undefined;
   if (mapped) return { status: mapped[0], code: mapped[1], message: fe.message };
   if (err instanceof SyntaxError)
@@ -65,23 +79,82 @@ export function toClientError(err: FastifyError | AppError | Error): {
   return { status: 500, code: 'INTERNAL', message: 'Internal error; see the server log with this requestId' };
 }
 
+function send(request: FastifyRequest, reply: FastifyReply, e: ClientError) {
+  request.errorCode = e.code;
+  return reply
+    .status(e.status)
+    .send({ code: e.code, message: e.message, details: e.details ?? null, requestId: request.id });
+}
+
 export function installErrorHandler(app: FastifyInstance) {
   app.setErrorHandler((err: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
-    const e = toClientError(err);
+    const e = toClientError(err, request);
     if (e.status >= 500) request.log.error({ err }, 'request failed');
     else request.log.info({ code: e.code, details: e.details }, e.message);
-    request.errorCode = e.code;
-    return reply
-      .status(e.status)
-      .send({ code: e.code, message: e.message, details: e.details ?? null, requestId: request.id });
+    return send(request, reply, e);
   });
-  app.setNotFoundHandler((request, reply) => {
-    request.errorCode = 'ROUTE_NOT_FOUND';
-    return reply.status(404).send({
+  app.setNotFoundHandler((request, reply) =>
+    send(request, reply, {
+      status: 404,
       code: 'ROUTE_NOT_FOUND',
       message: `No route ${request.method} ${request.url.split('?')[0]}`,
-      details: null,
-      requestId: request.id,
+    }),
+  );
+}
+
+/** Fastify's `frameworkErrors`: errors of the router, before a route is chosen. */
+export function frameworkErrors(err: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
+  if (err.code === 'FST_ERR_MAX_PARAM_LENGTH') {
+    const message = `must NOT have more than ${PARAM_SCHEMA_MAX} characters`;
+    void send(request, reply, {
+      status: 400,
+      code: 'VALIDATION_FAILED',
+      message: `Invalid params: a path segment is longer than any ID (${PARAM_SCHEMA_MAX} characters at most)`,
+      details: [{ field: 'params', message, limit: PARAM_SCHEMA_MAX }],
     });
+    return;
+  }
+  if (err.code === 'FST_ERR_BAD_URL') {
+    void send(request, reply, {
+      status: 400,
+      code: 'BAD_URL',
+      message: 'The path is not valid: a percent-encoded segment does not decode to UTF-8 text',
+    });
+    return;
+  }
+  request.log.error({ err }, 'router error');
+  void send(request, reply, {
+    status: 500,
+    code: 'INTERNAL',
+    message: 'Internal error; see the server log with this requestId',
   });
+}
+
+const CLIENT_ERRORS: Record<string, [number, string, string, () => string]> = {
+  HPE_HEADER_OVERFLOW: [
+    431,
+    'Request Header Fields Too Large',
+    'REQUEST_TOO_LARGE',
+    () =>
+      `The request line and headers are larger than the ${maxHeaderSize} bytes the server accepts; send long lists in the body`,
+  ],
+  ERR_HTTP_REQUEST_TIMEOUT: [408, 'Request Timeout', 'REQUEST_TIMEOUT', () => 'The request was not received in time'],
+};
+
+/** Fastify's `clientErrorHandler`: Node could not parse the request, so there is no request object. */
+export function clientErrorHandler(err: Error & { code?: string }, socket: Socket) {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  const [status, label, code, message] = CLIENT_ERRORS[err.code ?? ''] ?? [
+    400,
+    'Bad Request',
+    'MALFORMED_REQUEST',
+    () => 'The request is not valid HTTP/1.1',
+  ];
+  const body = JSON.stringify({ code, message: message(), details: null, requestId: randomUUID() });
+  if (socket.writable) {
+    socket.write(
+      `HTTP/1.1 ${status} ${label}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    );
+  }
+  socket.destroy(err);
 }

@@ -1,12 +1,57 @@
-// Streamed uploads: `application/x-ndjson` and `text/plain` bodies reach the handler as the raw
-// request stream (never buffered whole); handlers read them with lib/lines.ts.
-import type { FastifyInstance } from 'fastify';
+// Request content types. `application/x-ndjson` and `text/plain` bodies reach the handler as the
+// raw request stream (never buffered whole); handlers read them with lib/lines.ts. Every route
+// takes exactly the content types its schema documents: any other is refused with 415 listing
+// them, before the body is looked at (a stream handed to a JSON route, or JSON to an upload route,
+// would otherwise fail in confusing ways further on).
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { AppError } from '../lib/errors.ts';
 
 export const NDJSON = 'application/x-ndjson';
 export const TEXT = 'text/plain';
+export const JSON_TYPE = 'application/json';
 
-export function installStreamingParsers(app: FastifyInstance) {
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** Content types the route's body may have (from its schema); absent: the route takes no body. */
+    accepts?: string[];
+    /** Extra advice in a 415 answer, by the refused content type (e.g. where that type is taken). */
+    mediaTypeHints?: Record<string, string>;
+  }
+}
+
+/** The content types a route's body schema documents. */
+function documentedTypes(body: unknown): string[] | undefined {
+  if (!body || typeof body !== 'object') return undefined;
+  const content = (body as { content?: Record<string, unknown> }).content;
+  return content ? Object.keys(content) : [JSON_TYPE];
+}
+
+export const acceptedTypes = (request: FastifyRequest): string[] => request.routeOptions.config.accepts ?? [];
+
+export function unsupportedMediaType(got: string | undefined, accepted: string[], request?: FastifyRequest): AppError {
+  const hint = got ? request?.routeOptions.config.mediaTypeHints?.[got] : undefined;
+  const takes = accepted.length ? `use ${accepted.join(' or ')}` : 'this route takes no body';
+  return new AppError(
+    415,
+    'UNSUPPORTED_MEDIA_TYPE',
+    `Content type ${got || '(none)'} is not accepted here; ${takes}${hint ? `. ${hint}` : ''}`,
+    { contentType: got || null, accepted },
+  );
+}
+
+export function installContentTypes(app: FastifyInstance) {
   for (const type of [NDJSON, TEXT]) {
     app.addContentTypeParser(type, (_req, payload, done) => done(null, payload));
   }
+  app.addHook('onRoute', (route) => {
+    const accepts = documentedTypes(route.schema?.body);
+    if (accepts) route.config = { ...route.config, accepts };
+  });
+  app.addHook('preValidation', async (request) => {
+    const accepted = request.routeOptions.config.accepts;
+    if (!accepted) return;
+    if (request.body === undefined && !request.headers['content-type']) return; // no body: validation answers
+    const media = request.mediaType;
+    if (!media || !accepted.includes(media)) throw unsupportedMediaType(media || undefined, accepted, request);
+  });
 }

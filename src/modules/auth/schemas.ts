@@ -1,4 +1,5 @@
 import { Type } from '@fastify/type-provider-typebox';
+import { Text } from '../../lib/schemas.ts';
 import { ROLES } from './roles.ts';
 
 export const RoleSchema = Type.Union(
@@ -11,7 +12,7 @@ export const RoleSchema = Type.Union(
 
 export const CreateTokenBody = Type.Object(
   {
-    name: Type.String({ minLength: 1, maxLength: 100, description: 'Who or what uses the token' }),
+    name: Text({ minLength: 1, maxLength: 100, description: 'Who or what uses the token' }),
     role: RoleSchema,
   },
   { additionalProperties: false, description: 'A new API token', example: { name: 'ci-pipeline', role: 'requester' } },

@@ -74,7 +74,7 @@ export interface ProbeOutcome {
 }
 
 export type LifecycleEvent =
-  | { type: 'approve'; by: string; role: Role; planHash: string }
+  | { type: 'approve'; by: string; role: Role; planHash: string; comment?: string }
   | { type: 'start'; by: string; role: Role }
   | { type: 'cancel'; by: string; reason: string }
   | { type: 'item_outcomes'; wave: number; stats: WaveStats } // progress during a wave
