@@ -4,7 +4,7 @@
 // them, before the body is looked at (a stream handed to a JSON route, or JSON to an upload route,
 // would otherwise fail in confusing ways further on).
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { AppError } from '../lib/errors.ts';
+import { AppError, PayloadTooLargeError } from '../lib/errors.ts';
 
 export const NDJSON = 'application/x-ndjson';
 export const TEXT = 'text/plain';
@@ -16,6 +16,8 @@ declare module 'fastify' {
     accepts?: string[];
     /** Extra advice in a 415 answer, by the refused content type (e.g. where that type is taken). */
     mediaTypeHints?: Record<string, string>;
+    /** Largest streamed (NDJSON or text) body the route reads; the reader enforces it as it goes. */
+    uploadLimit?: number;
   }
 }
 
@@ -41,7 +43,18 @@ export function unsupportedMediaType(got: string | undefined, accepted: string[]
 
 export function installContentTypes(app: FastifyInstance) {
   for (const type of [NDJSON, TEXT]) {
-    app.addContentTypeParser(type, (_req, payload, done) => done(null, payload));
+    app.addContentTypeParser(type, (req, payload, done) => {
+      // Fastify's bodyLimit does not apply to a stream handed over as is: a body declared larger
+      // than the route reads is refused now, instead of after the client sent what it declared.
+      const limit = req.routeOptions.config.uploadLimit;
+      const declared = Number(req.headers['content-length']);
+      if (limit !== undefined && declared > limit)
+        return done(
+          new PayloadTooLargeError(`Body is larger than the ${limit} bytes this route accepts`, { maxBytes: limit }),
+          undefined,
+        );
+      done(null, payload);
+    });
   }
   app.addHook('onRoute', (route) => {
     const accepts = documentedTypes(route.schema?.body);
@@ -50,7 +63,15 @@ export function installContentTypes(app: FastifyInstance) {
   app.addHook('preValidation', async (request) => {
     const accepted = request.routeOptions.config.accepts;
     if (!accepted) return;
-    if (request.body === undefined && !request.headers['content-type']) return; // no body: validation answers
+    // No body at all: a JSON-only route's schema validation answers (400, "body must be object");
+    // a route that takes several types, or only a streamed one, cannot tell which was meant.
+    if (
+      request.body === undefined &&
+      !request.headers['content-type'] &&
+      accepted.length === 1 &&
+      accepted[0] === JSON_TYPE
+    )
+      return;
     const media = request.mediaType;
     if (!media || !accepted.includes(media)) throw unsupportedMediaType(media || undefined, accepted, request);
   });

@@ -154,3 +154,14 @@ describe('operations', () => {
     expect(approved.payload.comment).toBe('Checked with the app team');
   });
 });
+
+describe('a submission without a body', () => {
+  it('is 415 naming the accepted types, not a 5xx', async () => {
+    for (const path of ['/v1/operations', '/v1/operations/text?targetType=app&reason=abc&ticket=x']) {
+      const res = await request(t.app.server).post(path).set('authorization', t.auth('requester'));
+      expect(res.status, JSON.stringify(res.body)).toBe(415);
+      expect(res.body.code).toBe('UNSUPPORTED_MEDIA_TYPE');
+      expect(res.body.details.contentType).toBeNull();
+    }
+  });
+});

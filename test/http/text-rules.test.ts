@@ -270,4 +270,32 @@ describe('path parameters and long requests', () => {
     expect(body.code).toBe('REQUEST_TOO_LARGE');
     expect(body.message).toContain('16384');
   });
+
+  it('refuses a streamed upload declared larger than its limit at once, stating the limit', async () => {
+    const { port } = t.app.server.address() as AddressInfo;
+    for (const [path, type, limit] of [
+      ['/v1/operations', 'application/x-ndjson', 256 * 1024 * 1024],
+      ['/v1/operations/text?targetType=free&reason=cleanup&ticket=T-1', 'text/plain', 256 * 1024 * 1024],
+      ['/v1/registry/resources', 'application/x-ndjson', 300 * 1024 * 1024],
+    ] as const) {
+      const role = path.startsWith('/v1/registry') ? 'admin' : 'requester';
+      // Only the headers and two bytes are sent: the answer must not wait for the rest.
+      const raw = await new Promise<string>((resolve, reject) => {
+        const socket = connect(port, '127.0.0.1');
+        let data = '';
+        socket.on('data', (d) => {
+          data += d.toString();
+          if (data.includes('\r\n\r\n') && data.endsWith('}')) socket.destroy();
+        });
+        socket.on('close', () => resolve(data));
+        socket.on('error', reject);
+        socket.write(
+          `POST ${path} HTTP/1.1\r\nHost: x\r\nauthorization: ${t.auth(role)}\r\ncontent-type: ${type}\r\ncontent-length: ${limit + 1}\r\n\r\n{}`,
+        );
+      });
+      expect(raw).toMatch(/^HTTP\/1\.1 413 /);
+      const body = JSON.parse(raw.slice(raw.indexOf('\r\n\r\n') + 4)) as { code: string; details: unknown };
+      expect(body).toMatchObject({ code: 'PAYLOAD_TOO_LARGE', details: { maxBytes: limit } });
+    }
+  });
 });

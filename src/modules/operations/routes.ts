@@ -65,6 +65,7 @@ export default async function operationRoutes(app: App) {
       config: {
         auth: ['requester'],
         audited: true,
+        uploadLimit: STREAM_LIMITS.maxBytes,
         mediaTypeHints: {
           [TEXT]: `Send a text/plain ID list to POST ${TEXT_ROUTE}, with the spec in the query string`,
         },
@@ -108,7 +109,7 @@ export default async function operationRoutes(app: App) {
   app.post(
     '/operations/text',
     {
-      config: { auth: ['requester'], audited: true },
+      config: { auth: ['requester'], audited: true, uploadLimit: STREAM_LIMITS.maxBytes },
       schema: {
         operationId: 'createOperationFromText',
         tags: ['operations'],

@@ -5,7 +5,7 @@ import type { FastifyRequest } from 'fastify';
 import { errorResponses, type App } from '../../lib/schemas.ts';
 import { JSON_TYPE, NDJSON } from '../../plugins/uploads.ts';
 import { validateValue } from '../../plugins/validation.ts';
-import { detachable, discardRest, jsonRows, ndjsonRows } from './rows.ts';
+import { detachable, discardRest, jsonRows, NDJSON_MAX_BYTES, ndjsonRows } from './rows.ts';
 import { registryService } from './service.ts';
 import {
   IdParams,
@@ -105,7 +105,7 @@ export default async function registryRoutes(app: App) {
   app.post(
     '/resources',
     {
-      config: { auth: ['admin'], audited: true },
+      config: { auth: ['admin'], audited: true, uploadLimit: NDJSON_MAX_BYTES },
       bodyLimit: JSON_BODY_LIMIT,
       schema: {
         operationId: 'importResources',
