@@ -3,7 +3,7 @@
 // HTTP client as the HTTP adapter (node:http, keep-alive Agent, same worker pool), so the ratio
 // adapter/plain measures what Blastgate's safety costs, not a difference between HTTP clients.
 // Serve it with a downstream started with `strict: false` (it sends neither signature nor key).
-import { createAgent, mapPool, sendRequest } from '../src/modules/adapters/http-adapter.ts';
+import { createAgent, mapPool, sendRequest } from '../src/modules/adapters/http-transport.ts';
 
 export interface PlainLoopOptions {
   baseUrl: string;

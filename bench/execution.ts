@@ -78,7 +78,14 @@ async function waitState(a: ApiProcess, tk: Tokens, id: string, states: string[]
 export async function benchExecution(env: { databaseUrl: string; redisUrl: string }) {
   const rows: Record<string, string | number>[] = [];
   const downstream = await startDownstream({ secret: SECRET, strict: false, record: true });
-  const a = await startApi({ ...env, extra: { BLASTGATE_SIGNING_SECRET: SECRET, BLASTGATE_WORKER_CONCURRENCY: '4' } });
+  const a = await startApi({
+    ...env,
+    extra: {
+      BLASTGATE_SIGNING_SECRET: SECRET,
+      BLASTGATE_DOWNSTREAM_ALLOW: '127.0.0.1',
+      BLASTGATE_WORKER_CONCURRENCY: '4',
+    },
+  });
   try {
     const tk = await roleTokens(a);
 

@@ -3,15 +3,22 @@
 import Fastify from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { randomUUID } from 'node:crypto';
-import type { Config } from './config.ts';
+import { DEFAULT_LIMITS, type Config, type Limits } from './config.ts';
 import dbPlugin from './plugins/db.ts';
 import redisPlugin from './plugins/redis.ts';
 import metricsPlugin, { createMetrics, registerLedgerGauges, type Metrics } from './plugins/metrics.ts';
 import swaggerPlugin from './plugins/swagger.ts';
-import { clientErrorHandler, frameworkErrors, installErrorHandler, MAX_PARAM_LENGTH } from './plugins/errors.ts';
+import helmetPlugin from './plugins/helmet.ts';
+import downstreamPlugin from './plugins/downstream.ts';
+import { withRedaction } from './lib/logging.ts';
+import { DENY_ALL, type DownstreamPolicy } from './modules/adapters/index.ts';
+import { frameworkErrors, installErrorHandler, MAX_PARAM_LENGTH } from './plugins/errors.ts';
 import { installJsonParser } from './plugins/json-body.ts';
 import { buildValidator } from './plugins/validation.ts';
-import { installContentTypes } from './plugins/uploads.ts';
+import { installContentTypes, installStagingSweeper } from './plugins/uploads.ts';
+import { installBodyDeadline, installHandlerDeadline, serverTimeoutOptions } from './plugins/timeouts.ts';
+import rateLimitPlugin from './plugins/rate-limit.ts';
+import loadSheddingPlugin from './plugins/under-pressure.ts';
 import { ErrorResponse, type App } from './lib/schemas.ts';
 import { OperationView, PlanSchema } from './modules/operations/schemas.ts';
 import authPlugin from './modules/auth/plugin.ts';
@@ -30,15 +37,29 @@ import queuesPlugin from './plugins/queues.ts';
 const REQUEST_ID = /^[\x21-\x7e]{1,100}$/;
 
 export interface AppOptions {
-  config: Pick<Config, 'logLevel'> & { databaseUrl: string; redisUrl: string; queuePrefix?: string };
+  config: Pick<Config, 'logLevel'> & {
+    databaseUrl: string;
+    redisUrl: string;
+    queuePrefix?: string;
+    metricsToken?: string | undefined;
+    /** Unset fields take their defaults (DEFAULT_LIMITS). */
+    limits?: Partial<Limits>;
+  };
+  /** Hosts and signing secrets http adapters are checked against when declared (default: none). */
+  downstream?: DownstreamPolicy;
   metrics?: Metrics;
   /** Pino logger options; tests pass `false`. */
   logger?: boolean | object;
 }
 
 export async function buildApp(opts: AppOptions): Promise<App> {
+  const limits: Limits = { ...DEFAULT_LIMITS, ...opts.config.limits };
+  const prefix = opts.config.queuePrefix ?? 'blastgate';
   const app = Fastify({
-    logger: opts.logger ?? { level: opts.config.logLevel },
+    // Request deadlines (408 for a request that trickles in, 503 for one not answered in time), and
+    // what Node cannot parse answered in the project's error shape.
+    ...serverTimeoutOptions(limits),
+    logger: withRedaction(opts.logger ?? { level: opts.config.logLevel }),
     // A client's request ID is echoed in answers, logs and the audit log: printable ASCII only.
     genReqId: (req) => {
       const given = req.headers['x-request-id'];
@@ -47,27 +68,43 @@ export async function buildApp(opts: AppOptions): Promise<App> {
     // Path parameters take every ID the registry takes; longer ones are answered by frameworkErrors.
     routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
     frameworkErrors,
-    clientErrorHandler,
     // Inline JSON bodies carry at most 100k IDs; bigger lists go as streamed NDJSON/text uploads.
     bodyLimit: 8 * 1024 * 1024,
     schemaController: { compilersFactory: { buildValidator: buildValidator as never } },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   installErrorHandler(app);
+  await app.register(helmetPlugin);
   installJsonParser(app);
   installContentTypes(app);
+  installHandlerDeadline(app, limits.handlerTimeoutMs);
+  installBodyDeadline(app, limits.requestTimeoutMs);
   // Shared schemas live at the root so every route plugin can $ref them.
   for (const schema of [ErrorResponse, PlanSchema, OperationView]) app.addSchema(schema);
 
-  await app.register(dbPlugin, { url: opts.config.databaseUrl });
+  await app.register(dbPlugin, {
+    url: opts.config.databaseUrl,
+    poolMax: limits.dbPoolMax,
+    controlPoolMax: limits.dbControlPoolMax,
+    uploadPoolMax: limits.dbUploadPoolMax,
+  });
+  // A staging table outlives its request only when its process died: twice the longest a request
+  // can live is safely past that.
+  installStagingSweeper(app, { pool: app.db.uploads, staleAfterMs: 2 * limits.handlerTimeoutMs });
   await app.register(redisPlugin, { url: opts.config.redisUrl });
-  await app.register(metricsPlugin, { metrics: opts.metrics ?? createMetrics() });
+  await app.register(downstreamPlugin, { policy: opts.downstream ?? DENY_ALL });
+  await app.register(metricsPlugin, { metrics: opts.metrics ?? createMetrics(), token: opts.config.metricsToken });
   registerLedgerGauges(app.metrics, app.db.pool);
   await app.register(swaggerPlugin);
-  await app.register(queuesPlugin, { prefix: opts.config.queuePrefix ?? 'blastgate' });
+  await app.register(queuesPlugin, { prefix });
 
-  const auth = authService(tokenRepository(app.db.prisma));
+  // Shedding first, so an overloaded process refuses a request before it costs a token lookup.
+  await app.register(loadSheddingPlugin, { limits });
+  // Token lookups use the control pool: authentication must answer however busy the main pool is.
+  const tokens = tokenRepository(app.db.control.pool);
+  const auth = authService({ lookup: tokens, repo: tokens });
   await app.register(authPlugin, { auth });
+  await app.register(rateLimitPlugin, { limits, prefix });
   installRefusalAudit(app);
 
   await app.register(healthRoutes);

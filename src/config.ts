@@ -1,5 +1,14 @@
 // Configuration is environment variables only, validated once at start-up. Every setting is in
 // the README table; an invalid value stops the process with a message naming the variable.
+import {
+  ALLOW_ENV,
+  EMBEDDED_ALLOW,
+  allowlistOf,
+  parseHostAllowlist,
+  type HostAllowlist,
+} from './modules/adapters/host-allowlist.ts';
+import { readSigningSecrets, type SigningSecrets } from './modules/adapters/signing-secrets.ts';
+
 export interface Config {
   /** Unset: `npm start` runs a project-owned local PostgreSQL (embedded mode). */
   databaseUrl: string | undefined;
@@ -25,9 +34,67 @@ export interface Config {
    */
   shutdownTimeoutMs: number;
   queuePrefix: string;
-  /** Secret for HMAC signatures on calls to downstream systems. */
-  signingSecret: string | undefined;
+  /**
+   * HMAC secrets for calls to downstream systems: BLASTGATE_SECRET_<NAME>[_FILE] by name, and the
+   * default BLASTGATE_SIGNING_SECRET[_FILE] (embedded mode generates one when unset). Serialises as
+   * names only.
+   */
+  signingSecrets: SigningSecrets;
+  /** Hosts http adapters may call (BLASTGATE_DOWNSTREAM_ALLOW; embedded mode: this machine). */
+  downstreamAllow: HostAllowlist;
+  /** Bearer token that /metrics on the API port requires; unset: not served there. */
+  metricsToken: string | undefined;
+  /** The API's metrics on a listener of their own (on metricsHost); unset: none. */
+  metricsPort: number | undefined;
+  metricsHost: string;
+  /** `npm run worker` only: that worker's metrics on this port (on metricsHost). */
+  workerMetricsPort: number | undefined;
+  /** Timeouts, connection budgets, rate limits and load shedding of the API. */
+  limits: Limits;
 }
+
+/**
+ * What keeps the API answering under load: how long a request may take, which connection budget
+ * each kind of work has, how often one token may call, and when to shed load. Every field has an
+ * environment variable (see the README's configuration table).
+ */
+export interface Limits {
+  /** Receiving a whole request (headers and body); a client that trickles gets 408 after this. */
+  requestTimeoutMs: number;
+  /** A whole request, from arrival to answer; must be longer than requestTimeoutMs. */
+  handlerTimeoutMs: number;
+  /** Main pool: reads, plans, registry writes. */
+  dbPoolMax: number;
+  /** Control pool: authentication and operator commands only, so nothing else can take it. */
+  dbControlPoolMax: number;
+  /** Uploads pool: writing streamed IDs to their staging table, a batch at a time. */
+  dbUploadPoolMax: number;
+  /** Requests per token (per IP without one) per window, operator commands aside. */
+  rateLimitMax: number;
+  /** Operator commands (pause, resume, abort, rollback, signals, freeze) per token per window. */
+  rateLimitControlMax: number;
+  rateLimitWindowMs: number;
+  /** Shed load (503) when the mean event-loop delay passes this; 0 turns the check off. */
+  maxEventLoopDelayMs: number;
+  /** Shed load (503) when event-loop utilisation passes this (0–1); 0 turns the check off. */
+  maxEventLoopUtilization: number;
+}
+
+export const DEFAULT_LIMITS: Limits = {
+  requestTimeoutMs: 120_000,
+  handlerTimeoutMs: 300_000,
+  dbPoolMax: 20,
+  dbControlPoolMax: 4,
+  dbUploadPoolMax: 4,
+  rateLimitMax: 600,
+  rateLimitControlMax: 300,
+  rateLimitWindowMs: 60_000,
+  // Half a second of mean delay: every new request already waits that long before it is read.
+  maxEventLoopDelayMs: 500,
+  // Off: one large upload keeps the loop busy for seconds while requests still answer in
+  // milliseconds; busy is not stalled.
+  maxEventLoopUtilization: 0,
+};
 
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {
@@ -66,6 +133,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     }
     return n;
   };
+  const fraction = (name: string, dflt: number) => {
+    const v = str(name);
+    if (v === undefined) return dflt;
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < 0 || n > 1) {
+      problems.push(`${name} must be a number from 0 to 1 (got "${v}")`);
+      return dflt;
+    }
+    return n;
+  };
   const bool = (name: string, dflt: boolean) => {
     const v = str(name);
     if (v === undefined) return dflt;
@@ -82,14 +159,20 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (adminToken !== undefined && adminToken.length < 24) {
     problems.push('BLASTGATE_ADMIN_TOKEN must be at least 24 characters (it is the bootstrap admin credential)');
   }
-  const signingSecret = str('BLASTGATE_SIGNING_SECRET');
-  if (signingSecret !== undefined && signingSecret.length < 32) {
-    problems.push('BLASTGATE_SIGNING_SECRET must be at least 32 characters');
-  }
+  const secrets = readSigningSecrets(env);
+  problems.push(...secrets.problems);
+  const allowText = env[ALLOW_ENV];
+  const allow = allowText === undefined ? undefined : parseHostAllowlist(allowText);
+  problems.push(...(allow?.problems ?? []));
+  const metricsToken = str('BLASTGATE_METRICS_TOKEN');
+  if (metricsToken !== undefined && metricsToken.length < 24)
+    problems.push(`BLASTGATE_METRICS_TOKEN must be at least 24 characters (got ${metricsToken.length})`);
+  const optionalPort = (name: string) => (str(name) === undefined ? undefined : int(name, 0, 1, 65535));
+  const host = str('HOST') ?? '127.0.0.1';
   const config: Config = {
     databaseUrl: url('DATABASE_URL', ['postgres:', 'postgresql:']),
     redisUrl: url('REDIS_URL', ['redis:', 'rediss:']),
-    host: str('HOST') ?? '127.0.0.1',
+    host,
     port: int('PORT', 3000, 0, 65535),
     logLevel,
     adminToken,
@@ -101,8 +184,21 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     embeddedRedisPort: int('BLASTGATE_EMBEDDED_REDIS_PORT', 63799, 0, 65535),
     shutdownTimeoutMs: int('BLASTGATE_SHUTDOWN_TIMEOUT_MS', 15_000, 1_000, 600_000),
     queuePrefix: str('BLASTGATE_QUEUE_PREFIX') ?? 'blastgate',
-    signingSecret,
+    signingSecrets: secrets.secrets,
+    // Set (even empty): exactly that list. Unset: embedded mode may call this machine only; with
+    // DATABASE_URL and REDIS_URL set, no host (every http adapter is refused until it is set).
+    downstreamAllow: allow?.allow ?? allowlistOf(!str('DATABASE_URL') || !str('REDIS_URL') ? EMBEDDED_ALLOW : []),
+    metricsToken,
+    metricsPort: optionalPort('BLASTGATE_METRICS_PORT'),
+    metricsHost: str('BLASTGATE_METRICS_HOST') ?? host,
+    workerMetricsPort: optionalPort('BLASTGATE_WORKER_METRICS_PORT'),
+    limits: loadLimits(int, fraction),
   };
+  if (config.limits.handlerTimeoutMs <= config.limits.requestTimeoutMs) {
+    problems.push(
+      `BLASTGATE_HANDLER_TIMEOUT_MS (${config.limits.handlerTimeoutMs}) must be longer than BLASTGATE_REQUEST_TIMEOUT_MS (${config.limits.requestTimeoutMs}): a request is answered after it was received`,
+    );
+  }
   // Embedded mode listens on all three ports at once (a port of 0 is chosen free at start-up).
   const embedded = !config.databaseUrl || !config.redisUrl;
   const ports: [string, number][] = !embedded
@@ -116,6 +212,27 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     const clash = ports.slice(i + 1).find(([, other]) => port !== 0 && other === port);
     if (clash) problems.push(`${name} and ${clash[0]} must be different ports (both are ${port})`);
   }
+  if (config.metricsPort !== undefined && config.metricsPort === config.port)
+    problems.push(`BLASTGATE_METRICS_PORT and PORT must be different ports (both are ${config.port})`);
   if (problems.length) throw new ConfigError(problems);
   return config;
+}
+
+function loadLimits(
+  int: (name: string, dflt: number, min: number, max: number) => number,
+  fraction: (name: string, dflt: number) => number,
+): Limits {
+  const d = DEFAULT_LIMITS;
+  return {
+    requestTimeoutMs: int('BLASTGATE_REQUEST_TIMEOUT_MS', d.requestTimeoutMs, 1_000, 3_600_000),
+    handlerTimeoutMs: int('BLASTGATE_HANDLER_TIMEOUT_MS', d.handlerTimeoutMs, 2_000, 7_200_000),
+    dbPoolMax: int('BLASTGATE_DB_POOL_MAX', d.dbPoolMax, 2, 1_000),
+    dbControlPoolMax: int('BLASTGATE_DB_CONTROL_POOL_MAX', d.dbControlPoolMax, 1, 100),
+    dbUploadPoolMax: int('BLASTGATE_DB_UPLOAD_POOL_MAX', d.dbUploadPoolMax, 1, 100),
+    rateLimitMax: int('BLASTGATE_RATE_LIMIT_MAX', d.rateLimitMax, 1, 1_000_000),
+    rateLimitControlMax: int('BLASTGATE_RATE_LIMIT_CONTROL_MAX', d.rateLimitControlMax, 1, 1_000_000),
+    rateLimitWindowMs: int('BLASTGATE_RATE_LIMIT_WINDOW_MS', d.rateLimitWindowMs, 1_000, 86_400_000),
+    maxEventLoopDelayMs: int('BLASTGATE_MAX_EVENT_LOOP_DELAY_MS', d.maxEventLoopDelayMs, 0, 60_000),
+    maxEventLoopUtilization: fraction('BLASTGATE_MAX_EVENT_LOOP_UTILIZATION', d.maxEventLoopUtilization),
+  };
 }

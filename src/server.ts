@@ -11,6 +11,10 @@ import { buildApp } from './app.ts';
 import { migrate } from './db/migrate.ts';
 import { startLocalServices, type LocalServices } from './embedded/local-services.ts';
 import { startWorkers, type RunningWorkers } from './worker-runtime.ts';
+import { serveMetrics } from './plugins/metrics.ts';
+import type { App } from './lib/schemas.ts';
+import { BootstrapRefused } from './modules/auth/bootstrap.ts';
+import { generateToken } from './modules/auth/secrets.ts';
 
 // The local PostgreSQL and Redis of embedded mode, once started (or taken over from an earlier
 // run): they must not outlive this process, however it ends — a clean shutdown, a shutdown that
@@ -79,15 +83,28 @@ async function main() {
   const migrated = await migrate(databaseUrl);
   if (migrated.applied.length) console.log(`applied migrations: ${migrated.applied.join(', ')}`);
 
-  const signingSecret =
-    config.signingSecret ??
-    (local ? embeddedSecret(config, 'signing-secret', () => randomBytes(32).toString('hex')) : undefined);
-  const app = await buildApp({ config: { ...config, databaseUrl, redisUrl } });
-  // Embedded mode keeps its generated admin token with the data, so restarts do not pile up
-  // valid admin tokens and the one printed last time keeps working.
-  const newToken = () => `bg_${randomBytes(24).toString('base64url')}`;
-  const adminToken = config.adminToken ?? (local ? embeddedSecret(config, 'admin-token', newToken) : newToken());
-  await app.authService.ensureBootstrap(adminToken);
+  // The default signing secret: BLASTGATE_SIGNING_SECRET, or embedded mode's generated one.
+  const downstream = {
+    allow: config.downstreamAllow,
+    secrets: config.signingSecrets.hasDefault
+      ? config.signingSecrets
+      : config.signingSecrets.withDefault(
+          local ? embeddedSecret(config, 'signing-secret', () => randomBytes(32).toString('hex')) : undefined,
+        ),
+  };
+  const app = await buildApp({ config: { ...config, databaseUrl, redisUrl }, downstream });
+  let adminLine: string;
+  try {
+    adminLine = await bootstrapAdmin(app, config, Boolean(local));
+  } catch (err) {
+    if (!(err instanceof BootstrapRefused)) throw err;
+    console.error(
+      `Blastgate cannot start: ${err.message}. Set BLASTGATE_ADMIN_TOKEN to a new secret (at least 24 characters): ` +
+        'it creates an admin token only while no active admin token exists, and it is never printed',
+    );
+    await app.close();
+    process.exit(2);
+  }
 
   let workers: RunningWorkers | undefined;
   if (config.workersInProcess) {
@@ -96,22 +113,25 @@ async function main() {
       redisUrl,
       queuePrefix: config.queuePrefix,
       concurrency: config.workerConcurrency,
-      signingSecret,
+      downstream,
       logger: app.log,
       metrics: app.metrics,
       lockDurationMs: config.workerLockMs,
     });
   }
   const address = await app.listen({ host: config.host, port: config.port });
+  const metricsServer =
+    config.metricsPort === undefined
+      ? undefined
+      : await serveMetrics(app.metrics, {
+          host: config.metricsHost,
+          port: config.metricsPort,
+          token: config.metricsToken,
+        });
   const shown = address.replace('://0.0.0.0', '://127.0.0.1');
   console.log(`\nBlastgate is listening on ${shown}`);
   console.log(`  Swagger UI:  ${shown}/docs`);
-  const tokenSource = local ? `kept in ${join(config.dataDir, 'admin-token')}` : 'generated';
-  console.log(
-    config.adminToken
-      ? '  Admin token: from BLASTGATE_ADMIN_TOKEN'
-      : `  Admin token: ${adminToken}   (${tokenSource}; set BLASTGATE_ADMIN_TOKEN to choose one)`,
-  );
+  console.log(`  Admin token: ${adminLine}`);
   console.log(`  Workers:     ${workers ? 'running in this process' : 'not in this process (run `npm run worker`)'}\n`);
 
   const servers = local ? ' and the local PostgreSQL and Redis' : '';
@@ -132,6 +152,7 @@ async function main() {
       }
       try {
         await workers?.close();
+        metricsServer?.close();
         await app.close();
       } finally {
         // Even when closing the app failed: the local servers are ours and must not outlive us.
@@ -142,8 +163,41 @@ async function main() {
   phase = 'running';
 }
 
-// In embedded mode secrets (the HMAC secret for downstream calls, the bootstrap admin token) are
-// generated once and kept in the data dir, readable by the owner only.
+/**
+ * Makes sure an admin token exists (see src/modules/auth/bootstrap.ts) and says, for the banner,
+ * where it comes from. Only embedded mode — one person's local copy, whose data folder holds the
+ * secret anyway — generates and prints a secret; elsewhere BLASTGATE_ADMIN_TOKEN bootstraps the
+ * first admin token and is never printed, and a start with no admin token at all is refused.
+ */
+async function bootstrapAdmin(app: App, config: Config, embeddedMode: boolean): Promise<string> {
+  if (config.adminToken || !embeddedMode) {
+    const r = await app.authService.ensureBootstrap(config.adminToken);
+    if (r.kind === 'ignored') console.warn(`BLASTGATE_ADMIN_TOKEN is not used: ${r.why}`);
+    if (r.kind === 'created') return 'bootstrapped from BLASTGATE_ADMIN_TOKEN (not printed)';
+    if (r.kind === 'active') return 'BLASTGATE_ADMIN_TOKEN is an active admin token (not printed)';
+    return 'not printed; manage tokens with an admin token you hold (/v1/admin/tokens)';
+  }
+  const file = join(config.dataDir, 'admin-token');
+  const kept = existsSync(file) ? readFileSync(file, 'utf8').trim() : undefined;
+  try {
+    const r = await app.authService.ensureBootstrap(kept);
+    if (r.kind === 'created' || r.kind === 'active') return `${kept}   (kept in ${file}; it survives restarts)`;
+    if (r.kind === 'ignored') return `the one kept in ${file} is not used: ${r.why}; use an admin token you hold`;
+    return `admin tokens exist; none is kept in ${file}`;
+  } catch (err) {
+    if (!(err instanceof BootstrapRefused)) throw err;
+    // No active admin token at all (a new data folder, or the kept one was revoked or expired):
+    // a new secret, kept for the next start. The old token stays as it is.
+    mkdirSync(config.dataDir, { recursive: true });
+    const secret = generateToken();
+    writeFileSync(file, secret, { mode: 0o600 });
+    await app.authService.ensureBootstrap(secret);
+    return `${secret}   (kept in ${file}; it survives restarts)`;
+  }
+}
+
+// In embedded mode the HMAC secret for downstream calls is generated once and kept in the data
+// dir, readable by the owner only.
 function embeddedSecret(config: Config, name: string, generate: () => string): string {
   const file = join(config.dataDir, name);
   if (!existsSync(file)) {

@@ -11,6 +11,7 @@ import { isTransient } from './lib/transient.ts';
 import { closeDb, createDb } from './plugins/db.ts';
 import { createRedis } from './plugins/redis.ts';
 import type { Metrics } from './plugins/metrics.ts';
+import type { DownstreamPolicy } from './modules/adapters/index.ts';
 import { AdapterCache } from './modules/execution/adapters-cache.ts';
 import { processBake } from './modules/execution/bake.ts';
 import { processChunk, quarantineChunk, settleIfDone, type ChunkDeps } from './modules/execution/chunk.ts';
@@ -30,7 +31,8 @@ export interface WorkerOptions {
   redisUrl: string;
   queuePrefix: string;
   concurrency: number;
-  signingSecret: string | undefined;
+  /** Hosts http adapters may call and the secrets they sign with (config.ts → downstreamPolicy). */
+  downstream: DownstreamPolicy;
   logger: FastifyBaseLogger;
   metrics?: Metrics;
   /** BullMQ job lock: how soon a job whose worker died is taken over by another. */
@@ -82,7 +84,7 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
     metrics: opts.metrics,
     log: opts.logger,
   });
-  const adapters = new AdapterCache(db.pool, opts.signingSecret);
+  const adapters = new AdapterCache(db.pool, opts.downstream);
   const load = (opId: string) => loadOperation(db.pool, opId, false);
   const ledger = pgLedger(db.pool, leaseMs);
   const velocity = createVelocityLimiter(producer, opts.queuePrefix, clock);

@@ -1,9 +1,9 @@
 // `npm run worker`: execution workers as their own process (scale out by running several).
 // Needs DATABASE_URL and REDIS_URL: workers never start local servers of their own.
 import closeWithGrace from 'close-with-grace';
-import { createServer } from 'node:http';
 import pino from 'pino';
-import { createMetrics } from './plugins/metrics.ts';
+import { createMetrics, serveMetrics } from './plugins/metrics.ts';
+import { withRedaction } from './lib/logging.ts';
 import { ConfigError, loadConfig } from './config.ts';
 import { startWorkers } from './worker-runtime.ts';
 
@@ -14,7 +14,7 @@ try {
     throw new ConfigError([
       `${missing.join(' and ')} must be set for a separate worker process (npm start runs workers in-process with local servers)`,
     ]);
-  const logger = pino({ level: config.logLevel });
+  const logger = pino(withRedaction({ level: config.logLevel }));
   const metrics = createMetrics();
   const workers = await startWorkers({
     metrics,
@@ -22,21 +22,18 @@ try {
     redisUrl: config.redisUrl!,
     queuePrefix: config.queuePrefix,
     concurrency: config.workerConcurrency,
-    signingSecret: config.signingSecret,
+    // A worker has no embedded mode, so no generated default: BLASTGATE_SIGNING_SECRET or none.
+    downstream: { allow: config.downstreamAllow, secrets: config.signingSecrets },
     logger,
     lockDurationMs: config.workerLockMs,
   });
   // Worker-side counters (items by outcome, halts decided here) for Prometheus, when asked for.
-  const metricsPort = Number(process.env.BLASTGATE_WORKER_METRICS_PORT ?? 0);
-  const server = metricsPort
-    ? createServer((req, res) => {
-        if (req.url !== '/metrics') return void res.writeHead(404).end();
-        void metrics.registry
-          .metrics()
-          .then((text) => res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(text));
-      }).listen(metricsPort, config.host)
-    : undefined;
-  logger.info({ concurrency: config.workerConcurrency, metricsPort: metricsPort || null }, 'workers started');
+  const metricsPort = config.workerMetricsPort;
+  const server =
+    metricsPort === undefined
+      ? undefined
+      : await serveMetrics(metrics, { host: config.metricsHost, port: metricsPort, token: config.metricsToken });
+  logger.info({ concurrency: config.workerConcurrency, metricsPort: metricsPort ?? null }, 'workers started');
   closeWithGrace({ delay: config.shutdownTimeoutMs }, async ({ err }) => {
     if (err) logger.error({ err }, 'worker shutting down after an error');
     server?.close();

@@ -21,8 +21,9 @@ export class BadRequestError extends AppError {
 }
 
 export class UnauthorizedError extends AppError {
-  constructor(message = 'A valid bearer token is required') {
-    super(401, 'UNAUTHORIZED', message);
+  /** `code` says why a presented secret does not work (TOKEN_EXPIRED, TOKEN_REVOKED, TOKEN_ROTATED). */
+  constructor(message = 'A valid bearer token is required', code = 'UNAUTHORIZED', details?: unknown) {
+    super(401, code, message, details);
   }
 }
 
@@ -58,5 +59,33 @@ export class UnprocessableError extends AppError {
 export class PayloadTooLargeError extends AppError {
   constructor(message: string, details?: unknown) {
     super(413, 'PAYLOAD_TOO_LARGE', message, details);
+  }
+}
+
+/** The request was not received in time (a client that trickles); nothing was written. */
+export class RequestTimeoutError extends AppError {
+  constructor(limitMs: number, what = 'The request') {
+    super(
+      408,
+      'REQUEST_TIMEOUT',
+      `${what} was not received within ${limitMs} ms (BLASTGATE_REQUEST_TIMEOUT_MS); nothing was created`,
+      { limitMs },
+    );
+  }
+}
+
+/**
+ * Refused for now, not for good (rate limited, overloaded, no database connection free): answered
+ * with a Retry-After header saying when to try again.
+ */
+export class RetryLaterError extends AppError {
+  constructor(
+    statusCode: 429 | 503,
+    code: string,
+    message: string,
+    readonly retryAfterSeconds: number,
+    details?: unknown,
+  ) {
+    super(statusCode, code, message, details);
   }
 }

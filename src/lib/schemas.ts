@@ -7,6 +7,7 @@ import type {
   RawReplyDefaultExpression,
   RawRequestDefaultExpression,
   RawServerDefault,
+  RouteOptions,
 } from 'fastify';
 
 export type App = FastifyInstance<
@@ -53,6 +54,9 @@ const ERROR_DESCRIPTIONS: Record<number, string> = {
   413: 'Body larger than allowed',
   415: 'Content type not accepted here',
   422: 'Understood but refused (see code and details)',
+  408: 'The request was not received in time (BLASTGATE_REQUEST_TIMEOUT_MS); nothing was created',
+  429: 'Rate limit reached for this token (see Retry-After)',
+  503: 'Overloaded, no database connection free, or not answered in time (see Retry-After)',
 };
 
 // Strings that are stored or shown say which characters they take, by format (lib/text.ts; the
@@ -75,3 +79,21 @@ export const IdParams = (description: string, example: string) =>
 
 /** Integer query parameters land in int4 columns: bounded, so a huge value is a 400, not a 5xx. */
 export const MAX_INT4 = 2_147_483_647;
+
+/**
+ * Documents refusals that apply across routes (timeouts, rate limits, load shedding) on every /v1
+ * route `when` selects, as the plugin that causes them is registered; a route's own entry wins.
+ */
+export function documentErrorResponses(
+  app: FastifyInstance,
+  statuses: number[],
+  when: (route: RouteOptions) => boolean = () => true,
+) {
+  app.addHook('onRoute', (route) => {
+    if (!route.url.startsWith('/v1') || !when(route)) return;
+    route.schema = {
+      ...route.schema,
+      response: { ...errorResponses(...statuses), ...(route.schema?.response as object | undefined) },
+    };
+  });
+}

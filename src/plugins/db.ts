@@ -1,5 +1,10 @@
-// PostgreSQL: one pg pool shared by Prisma (ordinary reads/writes) and by the set-based hot paths
-// (COPY, unnest, = ANY($1)) that Prisma's query builder would do row by row.
+// PostgreSQL. The API keeps three pg pools, so that no kind of work can take the connections
+// another needs (a saturated main pool once starved the operator's pause):
+// - main: Prisma reads and the set-based hot paths (COPY, unnest, = ANY($1)) — plans, registry;
+// - control: authentication and operator commands (pause, resume, abort, rollback, signals,
+//   freeze) — nothing else uses it, so a flood of uploads or reads cannot delay a halt;
+// - uploads: writing streamed IDs to their staging tables, one short COPY per batch.
+// Workers have their own process-wide pool (createDb in worker-runtime).
 import fp from 'fastify-plugin';
 import pg from 'pg';
 import { PrismaPg } from '@prisma/adapter-pg';
@@ -10,22 +15,47 @@ export interface Db {
   prisma: PrismaClient;
 }
 
+export interface ApiDb extends Db {
+  /** Authentication and operator commands only. */
+  control: Db;
+  /** Staging of streamed uploads only. */
+  uploads: pg.Pool;
+}
+
 declare module 'fastify' {
   interface FastifyInstance {
-    db: Db;
+    db: ApiDb;
   }
 }
 
 // Postgres returns bigint/numeric as strings by default; counts we produce fit in a JS number.
 pg.types.setTypeParser(20, (v) => Number(v));
 
-export function createDb(connectionString: string, max = 20): Db {
-  const pool = new pg.Pool({ connectionString, max, application_name: 'blastgate' });
+export interface PoolOptions {
+  max?: number;
+  /** application_name, so pg_stat_activity shows which budget a connection belongs to. */
+  name?: string;
+  /** How long a caller waits for a free connection before failing (0: forever). */
+  waitMs?: number;
+}
+
+function createPool(connectionString: string, o: PoolOptions): pg.Pool {
+  const pool = new pg.Pool({
+    connectionString,
+    max: o.max ?? 20,
+    application_name: o.name ?? 'blastgate',
+    connectionTimeoutMillis: o.waitMs ?? 0,
+  });
   // A client that loses its connection must not crash the process: the pool handles idle clients,
   // and this listener covers checked-out ones (pg emits 'error' on them too, e.g. when PostgreSQL
   // restarts mid-transaction). The failed query rejects, and the pool discards the broken client.
   pool.on('error', () => undefined);
   pool.on('connect', (client) => client.on('error', () => undefined));
+  return pool;
+}
+
+export function createDb(connectionString: string, max = 20, o: Omit<PoolOptions, 'max'> = {}): Db {
+  const pool = createPool(connectionString, { ...o, max });
   const prisma = new PrismaClient({ adapter: new PrismaPg(pool) });
   return { pool, prisma };
 }
@@ -35,11 +65,40 @@ export async function closeDb(db: Db) {
   await db.pool.end();
 }
 
-export default fp<{ url: string; poolSize?: number }>(
+/** pg's error when no connection became free within the pool's waitMs (any wrapping). */
+export function isPoolExhausted(err: unknown): boolean {
+  for (let e = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    if (String((e as { message?: unknown }).message).includes('timeout exceeded when trying to connect')) return true;
+  }
+  return false;
+}
+
+export interface DbPluginOptions {
+  url: string;
+  poolMax: number;
+  controlPoolMax: number;
+  uploadPoolMax: number;
+}
+
+// Waits for a connection, per pool: a request that cannot get one in time is answered 503 (with
+// Retry-After) rather than held; commands wait least, since an operator is waiting on them.
+const MAIN_WAIT_MS = 30_000;
+const CONTROL_WAIT_MS = 10_000;
+const UPLOAD_WAIT_MS = 30_000;
+
+export default fp<DbPluginOptions>(
   async (app, opts) => {
-    const db = createDb(opts.url, opts.poolSize);
-    app.decorate('db', db);
-    app.addHook('onClose', async () => closeDb(db));
+    const main = createDb(opts.url, opts.poolMax, { name: 'blastgate', waitMs: MAIN_WAIT_MS });
+    const control = createDb(opts.url, opts.controlPoolMax, { name: 'blastgate-control', waitMs: CONTROL_WAIT_MS });
+    const uploads = createPool(opts.url, {
+      max: opts.uploadPoolMax,
+      name: 'blastgate-uploads',
+      waitMs: UPLOAD_WAIT_MS,
+    });
+    app.decorate('db', { ...main, control, uploads });
+    app.addHook('onClose', async () => {
+      await Promise.all([closeDb(main), closeDb(control), uploads.end()]);
+    });
   },
   { name: 'db' },
 );

@@ -1,13 +1,11 @@
 // The one error handler: every error leaves as { code, message, details, requestId }. Client
 // mistakes are 4xx with a stable code and say what is allowed; 5xx messages are never shown to
-// clients. Also the answers Fastify and Node would otherwise give in their own shapes: a path
-// segment over the router's limit or with broken percent-encoding, and a request line or headers
-// larger than Node's parser takes (answered on the raw socket, before any request exists).
-import { randomUUID } from 'node:crypto';
-import { maxHeaderSize } from 'node:http';
-import type { Socket } from 'node:net';
+// clients. Also the answers Fastify would otherwise give in its own shape: a path segment over the
+// router's limit or with broken percent-encoding (frameworkErrors). What Node answers before any
+// request exists (slow or oversized headers) is answered in the same shape by plugins/timeouts.ts.
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { AppError } from '../lib/errors.ts';
+import { AppError, RetryLaterError } from '../lib/errors.ts';
+import { isPoolExhausted } from './db.ts';
 import { acceptedTypes, unsupportedMediaType } from './uploads.ts';
 import { describeValidation } from './validation-messages.ts';
 
@@ -36,17 +34,35 @@ const FASTIFY_CODES: Record<string, [number, string]> = {
   FST_ERR_CTP_INVALID_TYPE: [400, 'MALFORMED_BODY'],
   FST_ERR_VALIDATION: [400, 'VALIDATION_FAILED'],
 };
+// Seconds a client should wait before retrying a request that found no free database connection:
+// long enough for a burst to drain.
+const BUSY_RETRY_AFTER_S = 5;
 
 interface ClientError {
   status: number;
   code: string;
   message: string;
   details?: unknown;
+  /** Sent as Retry-After: the refusal is temporary. */
+  retryAfterSeconds?: number;
 }
 
 export function toClientError(err: FastifyError | AppError | Error, request?: FastifyRequest): ClientError {
   if (err instanceof AppError)
-    return { status: err.statusCode, code: err.code, message: err.message, details: err.details };
+    return {
+      status: err.statusCode,
+      code: err.code,
+      message: err.message,
+      details: err.details,
+      ...(err instanceof RetryLaterError ? { retryAfterSeconds: err.retryAfterSeconds } : {}),
+    };
+  if (isPoolExhausted(err))
+    return {
+      status: 503,
+      code: 'DATABASE_BUSY',
+      message: 'No database connection became free in time; retry later (resubmit with the same Idempotency-Key)',
+      retryAfterSeconds: BUSY_RETRY_AFTER_S,
+    };
   const fe = err as FastifyError;
   if (fe.validation)
     return {
@@ -81,6 +97,7 @@ export function toClientError(err: FastifyError | AppError | Error, request?: Fa
 
 function send(request: FastifyRequest, reply: FastifyReply, e: ClientError) {
   request.errorCode = e.code;
+  if (e.retryAfterSeconds !== undefined) reply.header('retry-after', String(e.retryAfterSeconds));
   return reply
     .status(e.status)
     .send({ code: e.code, message: e.message, details: e.details ?? null, requestId: request.id });
@@ -89,7 +106,9 @@ function send(request: FastifyRequest, reply: FastifyReply, e: ClientError) {
 export function installErrorHandler(app: FastifyInstance) {
   app.setErrorHandler((err: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
     const e = toClientError(err, request);
-    if (e.status >= 500) request.log.error({ err }, 'request failed');
+    // A refusal for now (shed, busy, timed out) is the service protecting itself, not a failure.
+    if (e.status >= 500 && e.retryAfterSeconds === undefined) request.log.error({ err }, 'request failed');
+    else if (e.status >= 500) request.log.warn({ code: e.code, details: e.details }, e.message);
     else request.log.info({ code: e.code, details: e.details }, e.message);
     return send(request, reply, e);
   });
@@ -128,33 +147,4 @@ export function frameworkErrors(err: FastifyError, request: FastifyRequest, repl
     code: 'INTERNAL',
     message: 'Internal error; see the server log with this requestId',
   });
-}
-
-const CLIENT_ERRORS: Record<string, [number, string, string, () => string]> = {
-  HPE_HEADER_OVERFLOW: [
-    431,
-    'Request Header Fields Too Large',
-    'REQUEST_TOO_LARGE',
-    () =>
-      `The request line and headers are larger than the ${maxHeaderSize} bytes the server accepts; send long lists in the body`,
-  ],
-  ERR_HTTP_REQUEST_TIMEOUT: [408, 'Request Timeout', 'REQUEST_TIMEOUT', () => 'The request was not received in time'],
-};
-
-/** Fastify's `clientErrorHandler`: Node could not parse the request, so there is no request object. */
-export function clientErrorHandler(err: Error & { code?: string }, socket: Socket) {
-  if (err.code === 'ECONNRESET' || socket.destroyed) return;
-  const [status, label, code, message] = CLIENT_ERRORS[err.code ?? ''] ?? [
-    400,
-    'Bad Request',
-    'MALFORMED_REQUEST',
-    () => 'The request is not valid HTTP/1.1',
-  ];
-  const body = JSON.stringify({ code, message: message(), details: null, requestId: randomUUID() });
-  if (socket.writable) {
-    socket.write(
-      `HTTP/1.1 ${status} ${label}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
-    );
-  }
-  socket.destroy(err);
 }

@@ -1,11 +1,20 @@
 // Prometheus metrics. One registry per app instance (tests build many apps in one process).
+// They say how much is being deleted, for whom, and how the process is doing: not public. On the
+// API port /metrics needs BLASTGATE_METRICS_TOKEN as a bearer token (and is not served without
+// one); BLASTGATE_METRICS_PORT / BLASTGATE_WORKER_METRICS_PORT serve them on a listener of their
+// own (behind the same token when it is set), for a network that only Prometheus reaches.
 import fp from 'fastify-plugin';
+import { timingSafeEqual } from 'node:crypto';
+import { createServer, type Server, type ServerResponse } from 'node:http';
 import type pg from 'pg';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { AppError, UnauthorizedError } from '../lib/errors.ts';
 
 export function createMetrics() {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'blastgate_process_' });
+  // prom-client's own names already say what they are (process_cpu_…, nodejs_heap_…): the prefix
+  // is the product name only, not blastgate_process_process_cpu_….
+  collectDefaultMetrics({ register: registry, prefix: 'blastgate_' });
   return {
     registry,
     httpRequests: new Counter({
@@ -112,7 +121,45 @@ declare module 'fastify' {
   }
 }
 
-export default fp<{ metrics: Metrics }>(
+/** The Authorization header carries `Bearer <token>` (constant-time comparison). */
+export function hasMetricsToken(authorization: string | undefined, token: string): boolean {
+  const given = Buffer.from(/^Bearer (.+)$/i.exec(authorization ?? '')?.[1] ?? '');
+  const expected = Buffer.from(token);
+  return given.length === expected.length && timingSafeEqual(given, expected);
+}
+
+const TOKEN_MESSAGE = 'Metrics need Authorization: Bearer <BLASTGATE_METRICS_TOKEN>';
+
+/**
+ * Serves `GET /metrics` on a listener of its own (BLASTGATE_METRICS_PORT on the API,
+ * BLASTGATE_WORKER_METRICS_PORT on a worker). With a token, it is required here too.
+ */
+export async function serveMetrics(
+  metrics: Pick<Metrics, 'registry'>,
+  o: { host: string; port: number; token?: string | undefined },
+): Promise<Server> {
+  const answer = (res: ServerResponse, status: number, body: object) =>
+    res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+  const server = createServer((req, res) => {
+    if (req.method !== 'GET' || req.url?.split('?')[0] !== '/metrics')
+      return answer(res, 404, { code: 'ROUTE_NOT_FOUND', message: 'Only GET /metrics is served on this port' });
+    if (o.token && !hasMetricsToken(req.headers.authorization, o.token)) {
+      res.setHeader('www-authenticate', 'Bearer realm="metrics"');
+      return answer(res, 401, { code: 'UNAUTHORIZED', message: TOKEN_MESSAGE });
+    }
+    metrics.registry.metrics().then(
+      (text) => res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(text),
+      () => answer(res, 500, { code: 'INTERNAL', message: 'Metrics could not be collected' }),
+    );
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(o.port, o.host, () => resolve());
+  });
+  return server;
+}
+
+export default fp<{ metrics: Metrics; token?: string | undefined }>(
   async (app, opts) => {
     app.decorate('metrics', opts.metrics);
     app.addHook('onResponse', async (request, reply) => {
@@ -120,7 +167,17 @@ export default fp<{ metrics: Metrics }>(
       opts.metrics.httpRequests.inc({ method: request.method, route, status: reply.statusCode });
       opts.metrics.httpDuration.observe({ method: request.method, route }, reply.elapsedTime / 1000);
     });
-    app.get('/metrics', { schema: { hide: true } }, async (_req, reply) => {
+    app.get('/metrics', { schema: { hide: true } }, async (req, reply) => {
+      if (!opts.token)
+        throw new AppError(
+          404,
+          'METRICS_NOT_SERVED',
+          'Metrics are not served on the API port without BLASTGATE_METRICS_TOKEN: set it and scrape with that bearer token, or set BLASTGATE_METRICS_PORT to serve them on a port of their own',
+        );
+      if (!hasMetricsToken(req.headers.authorization, opts.token)) {
+        reply.header('www-authenticate', 'Bearer realm="metrics"');
+        throw new UnauthorizedError(TOKEN_MESSAGE);
+      }
       reply.type(opts.metrics.registry.contentType);
       return opts.metrics.registry.metrics();
     });

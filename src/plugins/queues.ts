@@ -19,7 +19,8 @@ export default fp<{ prefix: string }>(
     app.decorate(
       'engine',
       pgEngine({
-        pool: app.db.pool,
+        // Operator commands decide on the control pool, which uploads and reads cannot exhaust.
+        pool: app.db.control.pool,
         queues,
         publisher: app.redis,
         channel: `${opts.prefix}:halt`,

@@ -44,7 +44,11 @@ export default fp(
     });
     await app.register(swaggerUi, {
       routePrefix: '/docs',
-      uiConfig: { persistAuthorization: true, docExpansion: 'list' },
+      // A bearer token typed into "Authorize" lives in the page only: persisted, it would sit in
+      // the browser's localStorage, readable by any script of this origin, after the tab closes.
+      uiConfig: { persistAuthorization: false, docExpansion: 'list' },
+      // No online validator badge: the page loads nothing from outside this server (see helmet.ts).
+      validatorUrl: false,
     });
     app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   },

@@ -1,10 +1,14 @@
 // Request content types. `application/x-ndjson` and `text/plain` bodies reach the handler as the
-// raw request stream (never buffered whole); handlers read them with lib/lines.ts. Every route
-// takes exactly the content types its schema documents: any other is refused with 415 listing
-// them, before the body is looked at (a stream handed to a JSON route, or JSON to an upload route,
-// would otherwise fail in confusing ways further on).
+// raw request stream (never buffered whole); handlers read them with lib/lines.ts, and stage their
+// IDs in tables of their own (modules/operations/staging.ts); the sweeper here drops the tables of
+// uploads whose process died before it could. Every route takes exactly the content types its
+// schema documents: any other is refused with 415 listing them, before the body is looked at (a
+// stream handed to a JSON route, or JSON to an upload route, would otherwise fail in confusing
+// ways further on).
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type pg from 'pg';
 import { AppError, PayloadTooLargeError } from '../lib/errors.ts';
+import { sweepStaleStaging } from '../modules/operations/staging.ts';
 
 export const NDJSON = 'application/x-ndjson';
 export const TEXT = 'text/plain';
@@ -75,4 +79,27 @@ export function installContentTypes(app: FastifyInstance) {
     const media = request.mediaType;
     if (!media || !accepted.includes(media)) throw unsupportedMediaType(media || undefined, accepted, request);
   });
+}
+
+/**
+ * Drops staging tables older than `staleAfterMs` (at start-up, then every so often): no live
+ * request can own one, so its process died mid-upload. Any replica may drop any of them.
+ */
+export function installStagingSweeper(app: FastifyInstance, o: { pool: pg.Pool; staleAfterMs: number }) {
+  const sweep = async () => {
+    try {
+      const dropped = await sweepStaleStaging(o.pool, o.staleAfterMs);
+      if (dropped.length) app.log.info({ dropped }, 'dropped abandoned upload staging tables');
+    } catch (err) {
+      app.log.warn({ err }, 'could not sweep upload staging tables');
+    }
+  };
+  // Often enough that an abandoned table is gone soon after it became stale; at most once a minute.
+  const everyMs = Math.min(60_000, Math.ceil(o.staleAfterMs / 4));
+  let timer: NodeJS.Timeout | undefined;
+  app.addHook('onReady', async () => {
+    void sweep();
+    timer = setInterval(() => void sweep(), everyMs).unref();
+  });
+  app.addHook('onClose', async () => clearInterval(timer));
 }

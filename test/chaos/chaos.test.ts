@@ -91,7 +91,7 @@ describe('the chaos checker', () => {
     const headers: Record<string, string> = { 'content-type': 'application/json' };
     if (signed) {
       headers['x-blastgate-timestamp'] = String(timestamp);
-      headers['x-blastgate-signature'] = sign(secret, { timestamp, method, path, body: text });
+      headers['x-blastgate-signature'] = sign(secret, { timestamp, method, host: ds.host, path, body: text });
     }
     if (key) headers['idempotency-key'] = key;
     const r = await fetch(ds.url + path, { method, headers, body: text || undefined });

@@ -106,6 +106,8 @@ export class Cluster {
       rng: this.o.rng.fork(),
       tagOf: this.o.tagOf,
     });
+    // The adapter calls the proxy, so that is the host its signatures are made for.
+    this.downstream.expectHost(new URL(this.proxy.url).host);
     log(`downstream on ${this.downstream.url}, behind the recording proxy on ${this.proxy.url}`);
 
     const apiPort = await freePort();
@@ -118,6 +120,8 @@ export class Cluster {
       BLASTGATE_WORKERS_IN_PROCESS: 'false',
       BLASTGATE_ADMIN_TOKEN: this.adminToken,
       BLASTGATE_SIGNING_SECRET: this.secret,
+      // Not embedded: no host is allowed until listed. The proxy (and the downstream) are local.
+      BLASTGATE_DOWNSTREAM_ALLOW: '127.0.0.1',
       BLASTGATE_QUEUE_PREFIX: this.prefix,
       BLASTGATE_WORKER_LOCK_MS: String(this.o.lockMs),
       BLASTGATE_WORKER_CONCURRENCY: String(this.o.workerConcurrency),

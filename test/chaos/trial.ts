@@ -150,7 +150,7 @@ async function waitUntil(check: () => boolean, timeoutMs: number): Promise<boole
 }
 
 /** POST a command, tolerating an API that is down or restarting: retried until it is answered. */
-async function command(c: Cluster, role: 'approver' | 'operator', id: string, path: string, body: unknown) {
+async function command(c: Cluster, role: 'approver' | 'operator' | 'admin', id: string, path: string, body: unknown) {
   return c.call('POST', `/v1/operations/${id}/${path}`, { token: c.tokens[role], body, deadlineMs: 60_000 });
 }
 
@@ -266,8 +266,13 @@ export async function runTrial(
     if (sub.status !== 201 && sub.status !== 200) throw new Error(`submit: ${sub.status} ${JSON.stringify(sub.body)}`);
     const opId = sub.body.id as string;
     result.operationId = opId;
-    const ap = await command(c, 'approver', opId, 'approve', { planHash: sub.body.planHash });
-    if (ap.status !== 200) throw new Error(`approve: ${ap.status} ${JSON.stringify(ap.body)}`);
+    // Beyond a budget (the trials of a run add up in the rolling 24 h ones) a plan needs
+    // break-glass: a second approval, by an admin.
+    const approvers = sub.body.requiresBreakGlass ? (['approver', 'admin'] as const) : (['approver'] as const);
+    for (const role of approvers) {
+      const ap = await command(c, role, opId, 'approve', { planHash: sub.body.planHash });
+      if (ap.status !== 200) throw new Error(`approve as ${role}: ${ap.status} ${JSON.stringify(ap.body)}`);
+    }
     const st = await command(c, 'operator', opId, 'start', {});
     if (st.status !== 200) throw new Error(`start: ${st.status} ${JSON.stringify(st.body)}`);
     const t0 = Date.now();

@@ -24,7 +24,7 @@ import {
   softDeletesAfter,
   softDeletesOf,
 } from '../support/exec-helpers.ts';
-import { seedRegistry } from '../support/seed.ts';
+import { query, seedRegistry } from '../support/seed.ts';
 
 const APPS = 4;
 const CHUNK_CONCURRENCY = 2;
@@ -132,7 +132,15 @@ describe('abort and rollback', () => {
     expect(['rolling_back', 'rolled_back']).toContain(aborted.body.state);
     h.downstream.hang(0);
     const end = await waitForState(h, plan.id, ['rolled_back']);
-    expect(end.haltReason).toMatch(/^aborted by .*: wrong list$/);
+    // People read the token's name, not its UUID; the audit keeps the id for identity.
+    expect(end.haltReason).toBe('aborted by test-operator: wrong list');
+    const [halted] = await query<{ actor: string; payload: Record<string, unknown> }>(
+      h.databaseUrl,
+      `SELECT actor, payload FROM audit_events WHERE operation_id = $1 AND action = 'operation.halted'`,
+      [plan.id],
+    );
+    expect(halted).toMatchObject({ actor: 'test-operator', payload: { actor: 'test-operator' } });
+    expect(halted!.payload.tokenId).toMatch(/^[0-9a-f-]{36}$/);
     const { touched } = await expectEverythingTouchedRestored(h, plan.id);
     expect(touched.size).toBeLessThan(ids.length);
   });

@@ -25,6 +25,7 @@ import {
   tenantsOfWave,
 } from '../support/exec-helpers.ts';
 import { query, seedRegistry, tenantId } from '../support/seed.ts';
+import { METRICS_TOKEN } from '../support/secrets.ts';
 
 const APPS = 4; // apps per site (= items per tenant)
 const CHUNK_CONCURRENCY = 2; // the harness worker's chunk jobs at once
@@ -194,7 +195,7 @@ describe('halt on an external signal', () => {
     ).toEqual([{ kind: 'support_ticket', tenant_id: ticketTenant }]);
 
     // And on /metrics (the API's registry: the signal's halt and the transitions it committed).
-    const res = await request(h.app.server).get('/metrics');
+    const res = await request(h.app.server).get('/metrics').set('authorization', `Bearer ${METRICS_TOKEN}`);
     expect(res.status).toBe(200);
     expect(res.text).toMatch(/^blastgate_halts_total\{reason="signal"\} [1-9]/m);
     expect(res.text).toMatch(/^blastgate_operation_transitions_total\{state="running"\} [1-9]/m);

@@ -12,13 +12,18 @@ import {
   type ApplyOptions,
   type TargetAdapter,
 } from '../../src/modules/adapters/index.ts';
-import { createAgent, sendRequest } from '../../src/modules/adapters/http-adapter.ts';
+import { createAgent, sendRequest } from '../../src/modules/adapters/http-transport.ts';
+import { allowlistOf } from '../../src/modules/adapters/host-allowlist.ts';
+import { SigningSecrets } from '../../src/modules/adapters/signing-secrets.ts';
 import { sign } from '../../src/modules/adapters/signing.ts';
 import { IDEMPOTENCY_KEY_PATTERN } from '../support/keys.ts';
 import { createTestDatabase } from '../support/db.ts';
 import { startDownstream, type Downstream } from '../support/downstream.ts';
 
 const SECRET = 'adapter-test-secret-0123456789abcdef';
+/** This machine, and SECRET as the default secret. */
+const policy = { allow: allowlistOf(['127.0.0.1']), secrets: new SigningSecrets(new Map(), SECRET) };
+const noSecret = { allow: allowlistOf(['127.0.0.1']), secrets: new SigningSecrets() };
 const items = (n: number, over: Partial<AdapterItem> = {}, prefix = 'app_'): AdapterItem[] =>
   Array.from({ length: n }, (_, i) => ({
     operationId: 'op_1',
@@ -51,7 +56,7 @@ const httpConfig = (over: Record<string, unknown> = {}) => ({
   ...over,
 });
 const httpAdapter = (over: Record<string, unknown> = {}) => {
-  const a = createAdapter(httpConfig(over), { pool, signingSecret: SECRET });
+  const a = createAdapter(httpConfig(over), { pool, downstream: policy });
   adapters.push(a);
   return a;
 };
@@ -69,7 +74,7 @@ beforeEach(() => downstream.reset());
 
 describe('createAdapter', () => {
   it('rejects invalid configs with a clear error', () => {
-    const deps = { pool, signingSecret: SECRET };
+    const deps = { pool, downstream: policy };
     expect(() => createAdapter({ kind: 'ftp' }, deps)).toThrow(/kind "http" or "registry"/);
     expect(() => createAdapter(null, deps)).toThrow(/kind/);
     expect(() => createAdapter(httpConfig({ softDelete: 'POST /apps/{resourceId}/soft-delete' }), deps)).toThrow(
@@ -81,10 +86,10 @@ describe('createAdapter', () => {
     expect(() => createAdapter({ ...httpConfig(), extra: 1 }, deps)).toThrow(
       expect.objectContaining({ code: 'ADAPTER_CONFIG_INVALID' }),
     );
-    expect(() => createAdapter(httpConfig(), { pool, signingSecret: undefined })).toThrow(
+    expect(() => createAdapter(httpConfig(), { pool, downstream: noSecret })).toThrow(
       expect.objectContaining({ code: 'SIGNING_SECRET_MISSING' }),
     );
-    expect(createAdapter({ kind: 'registry' }, { pool, signingSecret: undefined }).kind).toBe('registry');
+    expect(createAdapter({ kind: 'registry' }, { pool, downstream: noSecret }).kind).toBe('registry');
   });
 });
 
@@ -122,7 +127,13 @@ describe('http adapter', () => {
     const timestamp = Date.now();
     const headers = {
       'x-blastgate-timestamp': String(timestamp),
-      'x-blastgate-signature': sign(SECRET, { timestamp, method: 'POST', path, body: '{"id":"app_1"}' }),
+      'x-blastgate-signature': sign(SECRET, {
+        timestamp,
+        method: 'POST',
+        host: downstream.host,
+        path,
+        body: '{"id":"app_1"}',
+      }),
       'idempotency-key': 'k1',
     };
     const tampered = await sendRequest(agent, new URL(downstream.url), {
@@ -292,7 +303,7 @@ describe('http adapter', () => {
     ]);
 
     const { probe: _, ...noProbe } = httpConfig();
-    const unprobed = createAdapter(noProbe, { pool, signingSecret: SECRET });
+    const unprobed = createAdapter(noProbe, { pool, downstream: policy });
     adapters.push(unprobed);
     expect(await unprobed.probe('t_ok', { timeoutMs: 1_000 })).toEqual({ result: 'not_configured' });
 
@@ -317,7 +328,7 @@ describe('registry adapter', () => {
     ).rows;
 
   beforeAll(async () => {
-    adapter = createAdapter({ kind: 'registry' }, { pool, signingSecret: undefined });
+    adapter = createAdapter({ kind: 'registry' }, { pool, downstream: noSecret });
     await pool.query(`INSERT INTO resource_types (name, id_pattern) VALUES ('app', '^app_'), ('site', '^site_')`);
     await pool.query(`INSERT INTO tenants (id, name) VALUES ('t0', 'T0'), ('t1', 'T1'), ('t2', 'T2')`);
     await pool.query(
@@ -392,7 +403,7 @@ describe('registry adapter', () => {
       connectionString: (pool as unknown as { options: { connectionString: string } }).options.connectionString,
     });
     await dead.end();
-    const failed = await createAdapter({ kind: 'registry' }, { pool: dead, signingSecret: undefined }).apply(
+    const failed = await createAdapter({ kind: 'registry' }, { pool: dead, downstream: noSecret }).apply(
       'softDelete',
       batch,
       opts(),
@@ -411,7 +422,7 @@ describe('registry adapter', () => {
     });
     const held = await tiny.connect();
     try {
-      const busy = createAdapter({ kind: 'registry' }, { pool: tiny, signingSecret: undefined });
+      const busy = createAdapter({ kind: 'registry' }, { pool: tiny, downstream: noSecret });
       expect(await busy.probe('t1', { timeoutMs: 100 })).toMatchObject({ result: 'timeout' });
     } finally {
       held.release();

@@ -55,14 +55,16 @@ describe('the audit chain under concurrent load', () => {
     });
     const res = await Promise.all(requests);
     expect(res.filter((r) => r.status >= 500).map((r) => r.body)).toEqual([]);
-    const verify = await request(s).get('/v1/audit/verify').set('authorization', t.auth('viewer')).expect(200);
-    expect(verify.body).toMatchObject({ valid: true, brokenAt: null });
-    const after = (await query<{ n: number }>(t.databaseUrl, 'SELECT count(*)::int AS n FROM audit_events'))[0]!.n;
     // Every request left exactly one event (token creations, the one plan, a refusal for each
-    // other), except idempotent replays of the plan, which changed nothing.
+    // other), except idempotent replays of the plan, which changed nothing. A refusal is recorded
+    // by an onResponse hook, after its response has reached the client: wait for the last ones.
     const replays = res.filter((r) => r.status === 200 && r.headers['idempotent-replayed'] === 'true').length;
     expect(replays).toBeGreaterThan(0);
-    expect(after - before).toBe(300 - replays);
+    const count = async () =>
+      (await query<{ n: number }>(t.databaseUrl, 'SELECT count(*)::int AS n FROM audit_events'))[0]!.n;
+    await expect.poll(async () => (await count()) - before, { timeout: 10_000, interval: 200 }).toBe(300 - replays);
+    const verify = await request(s).get('/v1/audit/verify').set('authorization', t.auth('viewer')).expect(200);
+    expect(verify.body).toMatchObject({ valid: true, brokenAt: null });
     const forks = await query<{ n: number }>(
       t.databaseUrl,
       'SELECT count(*)::int AS n FROM (SELECT prev_hash FROM audit_events GROUP BY prev_hash HAVING count(*) > 1) f',

@@ -83,6 +83,7 @@ describe('per-ID classification', () => {
       type_mismatch: 3,
       pattern_mismatch: 0,
       in_flight: 0,
+      out_of_scope: 0,
       duplicate: 1,
       already_deleted: 0,
       protected: 1,
@@ -119,7 +120,10 @@ describe('valid plans', () => {
       ['canary', 49],
     ]);
     expect(plan.waves.reduce((n: number, w: { items: number }) => n + w.items, 0)).toBe(300);
-    expect(plan.budgets.breaches).toEqual(['100 tenants exceeds the budget of 50']);
+    expect(plan.budgets.breaches).toEqual([
+      '100 tenants exceeds the budget of 50',
+      'rolling 24 h budget of requester "test-requester": 100 tenants (this plan alone) exceeds 50',
+    ]);
     expect(plan.planHash).toMatch(/^[0-9a-f]{64}$/);
     expect(plan.cascade).toEqual([]);
     const waves = await query(
@@ -137,12 +141,16 @@ describe('valid plans', () => {
   });
 
   it('counts the children a site delete would cascade to, within budget', async () => {
-    const res = await submit({
-      targetType: 'site',
-      reason: 'Decommission sites',
-      ticket: 'CHG-2',
-      ids: [siteId(500), siteId(501), siteId(502)],
-    }).expect(201);
+    // Another requester than the 100-tenant plan above, which fills test-requester's rolling budget.
+    const res = await submit(
+      {
+        targetType: 'site',
+        reason: 'Decommission sites',
+        ticket: 'CHG-2',
+        ids: [siteId(500), siteId(501), siteId(502)],
+      },
+      'admin',
+    ).expect(201);
     expect(res.body.plan.cascade).toEqual([{ type: 'app', count: 60 }]);
     expect(res.body.plan).toMatchObject({ itemCount: 3, tenantCount: 3, requiresBreakGlass: false });
     // 3 tenants: "1" → 1, 1% and 10% reach no new tenant, 50% → 2, 100% → 3.

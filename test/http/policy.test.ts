@@ -39,7 +39,15 @@ describe('admin policy', () => {
       budgets: { maxTenants: 2, withinBudget: false, breaches: ['3 tenants exceeds the budget of 2'] },
     });
     const got = await request(t.app.server).get('/v1/admin/policy').set('authorization', t.auth('viewer')).expect(200);
-    expect(got.body).toEqual({ budgets: { maxTenants: 2, maxItems: 100 }, planTtlSeconds: 86_400 });
+    expect(got.body).toEqual({
+      budgets: { maxTenants: 2, maxItems: 100 },
+      planTtlSeconds: 86_400,
+      rollingBudgets: {
+        windowHours: 24,
+        perRequester: { maxTenants: 50, maxItems: 100_000 },
+        total: { maxTenants: 200, maxItems: 400_000 },
+      },
+    });
     const audit = await query(t.databaseUrl, `SELECT actor FROM audit_events WHERE action = 'policy.set'`);
     expect(audit).toEqual([{ actor: 'bootstrap-admin' }]);
   });

@@ -65,7 +65,7 @@ async function refuse(prefix: string, adapters: unknown[]): Promise<Problem[]> {
 }
 
 describe('PUT /v1/registry/types: adapter declarations', () => {
-  it('declares a complete http adapter with 200 and lists it as given (no signing secret needed to declare)', async () => {
+  it('declares a complete http adapter with 200 and lists it as given (it signs with the default secret of the server)', async () => {
     const minimal = without('probe');
     delete minimal.timeoutMs;
     delete minimal.retries;

@@ -1,6 +1,7 @@
 // A real downstream service for tests and benchmarks: a node:http server on 127.0.0.1 that owns
 // resources the way a system of record behind an HTTP adapter would. It verifies Blastgate's HMAC
-// signature, applies each destructive call once per Idempotency-Key (replaying the stored response
+// signature (scheme v2, against its own secret and the host it knows it is reached at: a
+// signature made for another host or with another adapter's secret is refused), applies each destructive call once per Idempotency-Key (replaying the stored response
 // for a repeated key, 409 for a key still in flight, 422 for a key reused on another request) and
 // records every call, so tests assert on what actually reached the wire.
 //
@@ -36,6 +37,7 @@ export interface DownstreamResource {
 }
 
 export interface DownstreamOptions {
+  /** The secret its adapter signs with (the default one, or a named one such as `apps-prod`). */
   secret: string;
   /** false: unsigned and key-less calls are served too (a legacy API, for the baseline bench). */
   strict?: boolean;
@@ -73,6 +75,8 @@ export async function startDownstream(opts: DownstreamOptions) {
   let inProgress = 0;
   let peakInProgress = 0;
   let ctl = freshControls();
+  /** `<hostname>:<port>` signatures must be made for; set once listening (see expectHost). */
+  let host = '';
 
   function freshControls() {
     return {
@@ -160,6 +164,8 @@ export async function startDownstream(opts: DownstreamOptions) {
       signature: header('x-blastgate-signature'),
       timestamp: header('x-blastgate-timestamp'),
       method,
+      // Its own idea of where it is reached, never the Host header (a replay chooses that).
+      host,
       path: req.url ?? '/',
       body: raw,
     });
@@ -277,9 +283,18 @@ export async function startDownstream(opts: DownstreamOptions) {
   server.keepAliveTimeout = 60_000;
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
+  host = `127.0.0.1:${port}`;
 
   return {
     url: `http://127.0.0.1:${port}`,
+    /** The host signatures must be made for (default `127.0.0.1:<port>`). */
+    get host() {
+      return host;
+    },
+    /** Reached through a proxy: signatures are made for the proxy's `<hostname>:<port>`. */
+    expectHost(h: string) {
+      host = h;
+    },
     get calls(): readonly DownstreamCall[] {
       return calls;
     },

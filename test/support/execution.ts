@@ -4,12 +4,14 @@ import { randomBytes } from 'node:crypto';
 import pino from 'pino';
 import request from 'supertest';
 import { expect } from 'vitest';
+import type { DownstreamPolicy } from '../../src/modules/adapters/index.ts';
+import type { Limits } from '../../src/config.ts';
 import { startWorkers, type RunningWorkers } from '../../src/worker-runtime.ts';
-import { buildTestApp, type TestApp } from './app.ts';
+import { SECRET, buildTestApp, testDownstream, type TestApp } from './app.ts';
 import { startDownstream, type Downstream } from './downstream.ts';
 import { query } from './seed.ts';
 
-export const SECRET = 'test-signing-secret-0123456789abcdef';
+export { SECRET };
 
 export interface ExecHarness extends TestApp {
   prefix: string;
@@ -25,6 +27,9 @@ export async function buildExecHarness(
     redisUrl?: string;
     databaseUrl?: string;
     clock?: () => number;
+    /** The workers' hosts and secrets, when they differ from the API's (a worker missing a secret). */
+    workerDownstream?: DownstreamPolicy;
+    limits?: Partial<Limits>;
   } = {},
 ): Promise<ExecHarness> {
   const prefix = `bgt${randomBytes(4).toString('hex')}`;
@@ -32,6 +37,7 @@ export async function buildExecHarness(
     queuePrefix: prefix,
     ...(opts.redisUrl ? { redisUrl: opts.redisUrl } : {}),
     ...(opts.databaseUrl ? { databaseUrl: opts.databaseUrl } : {}),
+    ...(opts.limits ? { limits: opts.limits } : {}),
   });
   const downstream = await startDownstream({ secret: SECRET });
   const workers: RunningWorkers[] = [];
@@ -41,7 +47,7 @@ export async function buildExecHarness(
       redisUrl: t.redisUrl,
       queuePrefix: prefix,
       concurrency: o.concurrency ?? 2,
-      signingSecret: SECRET,
+      downstream: opts.workerDownstream ?? testDownstream(),
       logger: pino({ level: 'silent' }),
       lockDurationMs: opts.lockDurationMs ?? 2_000,
       reconcileEveryMs: 500,

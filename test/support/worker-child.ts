@@ -6,6 +6,7 @@
 // SIGKILLs the worker when the pipe closes. kill() signals the worker itself, not the wrapper.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { APPS_PROD_SECRET } from './secrets.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const ENTRY = fileURLToPath(new URL('../../src/worker.ts', import.meta.url));
@@ -58,6 +59,9 @@ export async function spawnWorker(o: WorkerChildOptions): Promise<WorkerChild> {
       REDIS_URL: o.redisUrl,
       BLASTGATE_QUEUE_PREFIX: o.queuePrefix,
       BLASTGATE_SIGNING_SECRET: o.signingSecret,
+      BLASTGATE_SECRET_APPS_PROD: APPS_PROD_SECRET,
+      // Outside embedded mode no host is allowed until listed: the test downstreams are local.
+      BLASTGATE_DOWNSTREAM_ALLOW: '127.0.0.1,localhost',
       BLASTGATE_WORKER_LOCK_MS: String(o.lockMs ?? 1_500),
       BLASTGATE_WORKER_CONCURRENCY: String(o.concurrency ?? 4),
       LOG_LEVEL: process.env.WORKER_LOG ?? 'info',

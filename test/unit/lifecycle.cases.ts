@@ -36,6 +36,12 @@ export const approveCases: Case[] = [
     refused: 'SELF_APPROVAL',
     status: 403,
   }),
+  c(
+    'self-approval is judged by token id, not name: another token that shares the name may approve',
+    at('planned'),
+    { type: 'approve', by: { id: 'tok_a', name: 'ci-pipeline' }, role: 'approver', planHash: 'h1' },
+    { to: 'approved', effects: ['audit'], next: { approvals: [approvedBy('tok_a')] } },
+  ),
   c('operator role cannot approve → 403', at('planned'), ev.approve('tok_a', 'operator'), {
     refused: 'FORBIDDEN',
     status: 403,
@@ -56,7 +62,7 @@ export const approveCases: Case[] = [
     'second approval by the same person → 409',
     at('planned', { ...bg, approvals: [approvedBy('tok_a')] }),
     ev.approve('tok_a'),
-    { refused: 'DUPLICATE_APPROVAL', status: 409 },
+    { refused: 'DUPLICATE_APPROVAL', status: 409, message: /^alice has already approved/ },
   ),
   c('approver approves → approved', at('planned'), ev.approve(), {
     to: 'approved',
@@ -383,7 +389,7 @@ export const operatorCases: Case[] = [
   c('running + abort → halt', at('running'), ev.abort(), {
     to: 'rolling_back',
     effects: HALT_ROLLBACK,
-    reason: /aborted by tok_op: wrong list/,
+    reason: /aborted by oncall-operator: wrong list/,
   }),
   c('baking + abort, onHalt pause → halted', at('baking', pausePolicy), ev.abort(), {
     to: 'halted',
@@ -402,7 +408,7 @@ export const operatorCases: Case[] = [
     {
       to: 'rollback_incomplete',
       effects: ['stop_execution', 'audit'],
-      reason: /rollback aborted by tok_op: wrong list/,
+      reason: /rollback aborted by oncall-operator: wrong list/,
     },
   ),
   ...(['running', 'baking', 'paused', 'halted'] as const).map((s) =>
@@ -410,7 +416,7 @@ export const operatorCases: Case[] = [
       to: 'rolling_back',
       effects: HALT_ROLLBACK,
       next: { pausedFrom: null },
-      reason: /rollback by tok_op/,
+      reason: /rollback by oncall-operator: customer complaint/,
       guards: [],
     }),
   ),

@@ -4,6 +4,7 @@ import type { Role } from '../../src/modules/auth/roles.ts';
 import type {
   Effect,
   LifecycleEvent,
+  Who,
   LifecycleState,
   OpState,
   ProbeOutcome,
@@ -12,6 +13,17 @@ import type {
 import { DEFAULT_HALT, DEFAULT_ROLLOUT } from '../../src/modules/operations/policy.ts';
 
 export const REQUESTER = 'tok_req';
+/** Token names as people see them; events carry the id (identity checks) and the name (reasons, audit). */
+const NAMES: Record<string, string> = {
+  tok_req: 'ci-pipeline',
+  tok_a: 'alice',
+  tok_b: 'bob',
+  tok_c: 'carol',
+  tok_op: 'oncall-operator',
+  tok_sig: 'support-bot',
+  tok_admin: 'platform-admin',
+};
+export const who = (id: string): Who => ({ id, name: NAMES[id] ?? `name-of-${id}` });
 export const HASH = 'h1';
 /** The clock every table row decides at. */
 export const NOW = 1_800_000_000_000;
@@ -75,12 +87,12 @@ export const probe = (tenantId: string, result: ProbeOutcome['result']): ProbeOu
 export const ev = {
   approve: (by = 'tok_a', role: Role = 'approver', planHash = HASH): LifecycleEvent => ({
     type: 'approve',
-    by,
+    by: who(by),
     role,
     planHash,
   }),
-  start: (role: Role = 'operator'): LifecycleEvent => ({ type: 'start', by: 'tok_op', role }),
-  cancel: (): LifecycleEvent => ({ type: 'cancel', by: REQUESTER, reason: 'not needed' }),
+  start: (role: Role = 'operator'): LifecycleEvent => ({ type: 'start', by: who('tok_op'), role }),
+  cancel: (): LifecycleEvent => ({ type: 'cancel', by: who(REQUESTER), reason: 'not needed' }),
   outcomes: (wave: number, s: WaveStats): LifecycleEvent => ({ type: 'item_outcomes', wave, stats: s }),
   settled: (wave: number, s: WaveStats): LifecycleEvent => ({ type: 'wave_settled', wave, stats: s }),
   probes: (wave: number, probes: ProbeOutcome[]): LifecycleEvent => ({ type: 'probes', wave, probes }),
@@ -89,15 +101,15 @@ export const ev = {
     kind: 'support_ticket',
     tenantId,
     detail: 'site down',
-    by: 'tok_sig',
+    by: who('tok_sig'),
   }),
   timer: (): LifecycleEvent => ({ type: 'timer' }),
-  pause: (): LifecycleEvent => ({ type: 'pause', by: 'tok_op', reason: 'lunch' }),
-  resume: (): LifecycleEvent => ({ type: 'resume', by: 'tok_op' }),
-  abort: (): LifecycleEvent => ({ type: 'abort', by: 'tok_op', reason: 'wrong list' }),
-  rollback: (): LifecycleEvent => ({ type: 'rollback', by: 'tok_op', reason: 'customer complaint' }),
-  freeze: (): LifecycleEvent => ({ type: 'freeze', by: 'tok_admin', reason: 'incident 42' }),
-  unfreeze: (): LifecycleEvent => ({ type: 'unfreeze', by: 'tok_admin' }),
+  pause: (): LifecycleEvent => ({ type: 'pause', by: who('tok_op'), reason: 'lunch' }),
+  resume: (): LifecycleEvent => ({ type: 'resume', by: who('tok_op') }),
+  abort: (): LifecycleEvent => ({ type: 'abort', by: who('tok_op'), reason: 'wrong list' }),
+  rollback: (): LifecycleEvent => ({ type: 'rollback', by: who('tok_op'), reason: 'customer complaint' }),
+  freeze: (): LifecycleEvent => ({ type: 'freeze', by: who('tok_admin'), reason: 'incident 42' }),
+  unfreeze: (): LifecycleEvent => ({ type: 'unfreeze', by: who('tok_admin') }),
   rollbackSettled: (restored = 10, failed = 0): LifecycleEvent => ({ type: 'rollback_settled', restored, failed }),
 };
 

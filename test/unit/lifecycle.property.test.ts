@@ -15,7 +15,7 @@ import {
   type WaveStats,
 } from '../../src/modules/operations/lifecycle.ts';
 import { DEFAULT_HALT, type HaltPolicy } from '../../src/modules/operations/policy.ts';
-import { HASH, makeState, NOW, REQUESTER } from './lifecycle.fixtures.ts';
+import { HASH, makeState, NOW, REQUESTER, who } from './lifecycle.fixtures.ts';
 
 // ---- generators -------------------------------------------------------------------------------
 const CUR = -99; // placeholder: "the operation's current wave", resolved when the event is applied
@@ -50,8 +50,8 @@ const probesArb = fc.oneof(
   },
   { weight: 2, arbitrary: fc.array(probeArb, { maxLength: 3 }) },
 );
-const by = fc.constantFrom('tok_a', 'tok_b', REQUESTER, 'tok_op');
-const approver = fc.constantFrom('tok_a', 'tok_b', 'tok_c', REQUESTER); // mostly valid, sometimes the requester
+const by = fc.constantFrom('tok_a', 'tok_b', REQUESTER, 'tok_op').map(who);
+const approver = fc.constantFrom('tok_a', 'tok_b', 'tok_c', REQUESTER).map(who); // mostly valid, sometimes the requester
 const reason = fc.constantFrom('r1', 'r2');
 
 // Events that stop or end an operation share one small weight, so runs also get deep into the waves.
@@ -137,9 +137,9 @@ const plannedArb: fc.Arbitrary<LifecycleState> = fc
 
 // Half the runs start with a valid approve, approve (admin), start, so later waves are reached often.
 const HAPPY_START: LifecycleEvent[] = [
-  { type: 'approve', by: 'tok_a', role: 'approver', planHash: HASH },
-  { type: 'approve', by: 'tok_b', role: 'admin', planHash: HASH },
-  { type: 'start', by: 'tok_op', role: 'operator' },
+  { type: 'approve', by: who('tok_a'), role: 'approver', planHash: HASH },
+  { type: 'approve', by: who('tok_b'), role: 'admin', planHash: HASH },
+  { type: 'start', by: who('tok_op'), role: 'operator' },
 ];
 // Each event arrives some time after the one before: the clock decide() is given moves on, so
 // bakes end, deadlines pass, plans expire and the watchdog finds stalls.

@@ -110,7 +110,7 @@ describe('effect details', () => {
     expect(auditOf(effectsOf(at('running'), ev.pause()))).toEqual({
       type: 'audit',
       action: 'operation.paused',
-      detail: { actor: 'tok_op', from: 'running', to: 'paused', wave: 1, reason: 'lunch' },
+      detail: { actor: 'oncall-operator', from: 'running', to: 'paused', wave: 1, reason: 'lunch' },
     });
   });
   it('a rollback with failed restores says how many', () => {

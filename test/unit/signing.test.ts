@@ -4,6 +4,7 @@ import {
   idempotencyKeyFor,
   sign,
   signaturePayload,
+  signingHost,
   verify,
 } from '../../src/modules/adapters/signing.ts';
 import { DESTRUCTIVE_ACTIONS, IDEMPOTENCY_KEY_PATTERN } from '../support/keys.ts';
@@ -13,6 +14,7 @@ const NOW = 1_760_000_000_000;
 const parts = {
   timestamp: NOW,
   method: 'POST',
+  host: 'apps.internal:443',
   path: '/apps/app_1/soft-delete',
   body: '{"id":"app_1","tenantId":"t1"}',
 };
@@ -20,16 +22,17 @@ const input = (over: Partial<typeof parts> = {}, signature = sign(SECRET, parts)
   signature,
   timestamp: String(over.timestamp ?? parts.timestamp),
   method: over.method ?? parts.method,
+  host: over.host ?? parts.host,
   path: over.path ?? parts.path,
   body: over.body ?? parts.body,
 });
 
 describe('request signature', () => {
-  it('signs "<ts>.<METHOD>.<path>.<body>" with HMAC-SHA256 as v1=<hex>', () => {
+  it('signs "v2\\n<ts>\\n<METHOD>\\n<host>\\n<path>\\n<body>" with HMAC-SHA256 as v2=<hex>', () => {
     expect(signaturePayload({ ...parts, method: 'post' })).toBe(
-      `${NOW}.POST./apps/app_1/soft-delete.{"id":"app_1","tenantId":"t1"}`,
+      `v2\n${NOW}\nPOST\napps.internal:443\n/apps/app_1/soft-delete\n{"id":"app_1","tenantId":"t1"}`,
     );
-    expect(sign(SECRET, parts)).toMatch(/^v1=[0-9a-f]{64}$/);
+    expect(sign(SECRET, parts)).toMatch(/^v2=[0-9a-f]{64}$/);
     expect(sign(SECRET, parts)).toBe(sign(SECRET, { ...parts }));
   });
 
@@ -42,6 +45,8 @@ describe('request signature', () => {
     ['path', { path: '/apps/app_2/soft-delete' }],
     ['method', { method: 'DELETE' }],
     ['timestamp', { timestamp: NOW + 1 }],
+    ['host (a signature made for another system)', { host: 'billing.internal:443' }],
+    ['port of the host', { host: 'apps.internal:8443' }],
   ])('rejects a tampered %s', (_, over) => {
     expect(verify(SECRET, input(over), { now: NOW })).toBe(false);
   });
@@ -52,9 +57,22 @@ describe('request signature', () => {
     expect(verify(SECRET, { ...input(), timestamp: undefined }, { now: NOW })).toBe(false);
     expect(verify(SECRET, { ...input(), timestamp: 'yesterday' }, { now: NOW })).toBe(false);
     expect(verify(SECRET, { ...input(), signature: 'v1=abc' }, { now: NOW })).toBe(false);
+    // A v1 MAC (no host in it) over the same request is not a v2 signature.
+    const v1 = sign(SECRET, parts).replace('v2=', 'v1=');
+    expect(verify(SECRET, { ...input(), signature: v1 }, { now: NOW })).toBe(false);
     expect(verify(SECRET, input(), { now: NOW + DEFAULT_TOLERANCE_MS + 1 })).toBe(false);
     expect(verify(SECRET, input(), { now: NOW - DEFAULT_TOLERANCE_MS - 1 })).toBe(false);
     expect(verify(SECRET, input(), { now: NOW + DEFAULT_TOLERANCE_MS })).toBe(true);
+  });
+});
+
+describe('signed host', () => {
+  it('is <hostname>:<port> with the default port written out and the hostname as the URL parser writes it', () => {
+    expect(signingHost(new URL('https://Apps.Internal/api'))).toBe('apps.internal:443');
+    expect(signingHost(new URL('http://apps.internal'))).toBe('apps.internal:80');
+    expect(signingHost(new URL('http://127.0.0.1:8080/x'))).toBe('127.0.0.1:8080');
+    expect(signingHost(new URL('http://[::1]:9000'))).toBe('[::1]:9000');
+    expect(signingHost(new URL('https://apps.internal:443'))).toBe('apps.internal:443');
   });
 });
 

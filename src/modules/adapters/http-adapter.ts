@@ -1,13 +1,18 @@
-// HTTP adapter: acts on the owning system through URL templates, one signed request per item.
-//
-// Client: node:http with a keep-alive Agent, not the global fetch. Measured on this machine kind
-// (2 cores, loopback, small JSON POSTs): ~20,000 req/s with node:http at concurrency 16 and 64
-// against ~3,300 req/s for fetch (Node 20's bundled undici behind the WHATWG layer). The adapter
-// is the hot path of every wave, so the 6x matters; undici's faster raw API is not importable
-// without adding a dependency.
-import http from 'node:http';
-import https from 'node:https';
-import { IDEMPOTENCY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign } from './signing.ts';
+// HTTP adapter: acts on the owning system through URL templates, one signed request per item
+// (transport in http-transport.ts; targets and failure reasons in http-render.ts).
+import type http from 'node:http';
+import { connectionText, renderTarget, statusText } from './http-render.ts';
+import {
+  BodyTooLargeError,
+  createAgent,
+  mapPool,
+  RequestTimeoutError,
+  sendRequest,
+  type Lookup,
+  type RawResponse,
+} from './http-transport.ts';
+import { DisallowedAddressError } from './host-allowlist.ts';
+import { IDEMPOTENCY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign, signingHost } from './signing.ts';
 import type { ResolvedHttpConfig } from './schemas.ts';
 import {
   SKIPPED,
@@ -20,120 +25,8 @@ import {
   type TargetAdapter,
 } from './types.ts';
 
-// Matches the highest rollout concurrency (RolloutPolicy.concurrency ≤ 256): sockets beyond that
-// would never be used, and a cap keeps one adapter from exhausting file descriptors.
-const MAX_SOCKETS = 256;
-// A snapshot is one resource record; a body larger than this is a misconfigured endpoint, and
-// reading it unbounded would let one downstream exhaust the worker's memory.
-const MAX_BODY_BYTES = 8 * 1024 * 1024;
 // Long enough to ride out a downstream restart, short enough that a halt is not held up.
 const MAX_BACKOFF_MS = 10_000;
-// lastError lands in the item ledger; a whole HTML error page there helps nobody.
-const MAX_ERROR_BODY_CHARS = 200;
-
-export class RequestTimeoutError extends Error {
-  constructor(ms: number) {
-    super(`timeout after ${ms} ms`);
-    this.name = 'RequestTimeoutError';
-  }
-}
-class BodyTooLargeError extends Error {}
-
-export interface RawResponse {
-  status: number;
-  headers: http.IncomingHttpHeaders;
-  body: string;
-}
-export interface RawRequest {
-  method: string;
-  path: string;
-  headers: Record<string, string>;
-  body: string;
-  timeoutMs: number;
-}
-
-/** One keep-alive Agent per adapter: sockets are reused across items, waves and retries. */
-export function createAgent(baseUrl: string): http.Agent {
-  const opts = { keepAlive: true, maxSockets: MAX_SOCKETS, maxFreeSockets: MAX_SOCKETS, scheduling: 'lifo' as const };
-  return baseUrl.startsWith('https:') ? new https.Agent(opts) : new http.Agent(opts);
-}
-
-/** One request, whole-request deadline (connect to last byte), body read up to MAX_BODY_BYTES. */
-export function sendRequest(agent: http.Agent, base: URL, req: RawRequest): Promise<RawResponse> {
-  const lib = base.protocol === 'https:' ? https : http;
-  return new Promise((resolve, reject) => {
-    const headers: Record<string, string | number> = {
-      accept: 'application/json',
-      'user-agent': 'blastgate',
-      ...req.headers,
-    };
-    if (req.body !== '') {
-      headers['content-type'] = 'application/json';
-      headers['content-length'] = Buffer.byteLength(req.body);
-    }
-    // Settles once: a timeout, an oversized body and the socket's own errors all race here.
-    let settled = false;
-    const settle = (err: Error | undefined, res?: RawResponse) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      if (err) {
-        r.destroy();
-        reject(err);
-      } else resolve(res!);
-    };
-    const r = lib.request(
-      {
-        protocol: base.protocol,
-        hostname: base.hostname.replace(/^\[|\]$/g, ''),
-        port: base.port,
-        method: req.method,
-        path: req.path,
-        agent,
-        headers,
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        let size = 0;
-        res.on('data', (c: Buffer) => {
-          size += c.length;
-          if (size > MAX_BODY_BYTES) settle(new BodyTooLargeError(`response body larger than ${MAX_BODY_BYTES} bytes`));
-          else chunks.push(c);
-        });
-        res.on('end', () =>
-          settle(undefined, {
-            status: res.statusCode ?? 0,
-            headers: res.headers,
-            body: Buffer.concat(chunks).toString('utf8'),
-          }),
-        );
-        res.on('error', (err) => settle(err));
-      },
-    );
-    const timer = setTimeout(() => settle(new RequestTimeoutError(req.timeoutMs)), req.timeoutMs);
-    r.on('error', (err) => settle(err));
-    r.end(req.body === '' ? undefined : req.body);
-  });
-}
-
-/** Runs fn over items with at most `concurrency` in flight; results keep the items' order. */
-export async function mapPool<T, R>(
-  items: readonly T[],
-  concurrency: number,
-  fn: (item: T, index: number) => Promise<R>,
-): Promise<R[]> {
-  const results = new Array<R>(items.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const i = next++;
-      results[i] = await fn(items[i]!, i);
-    }
-  };
-  const workers = Math.max(1, Math.min(Math.floor(concurrency) || 1, items.length));
-  await Promise.all(Array.from({ length: workers }, worker));
-  return results;
-}
 
 interface Template {
   method: string;
@@ -143,15 +36,6 @@ const parseTemplate = (t: string): Template => {
   const space = t.indexOf(' ');
   return { method: t.slice(0, space), path: t.slice(space + 1) };
 };
-/** Fills {placeholders}, URL-encoded so an ID can never add path segments or a query. */
-const renderPath = (path: string, vars: Record<string, string>) =>
-  path.replace(/\{(\w+)\}/g, (_, name: string) => encodeURIComponent(vars[name] ?? ''));
-
-const errorText = (prefix: string, body: string) => {
-  const snippet = body.replace(/\s+/g, ' ').trim().slice(0, MAX_ERROR_BODY_CHARS);
-  return snippet ? `${prefix}: ${snippet}` : prefix;
-};
-
 /**
  * 408 and 429 say "later", not "never": they are retried like 5xx. So is 409, which an idempotent
  * API answers while a request with the same Idempotency-Key is still being processed (typically
@@ -178,9 +62,17 @@ type Call = {
   snapshot?: unknown;
 };
 
-export function createHttpAdapter(config: ResolvedHttpConfig, signingSecret: string): TargetAdapter {
+export interface HttpAdapterDeps {
+  /** The value of the adapter's signing secret (never stored, never logged). */
+  secret: string;
+  /** Name resolution for its connections: refuses never-allowed addresses (host-allowlist.ts). */
+  lookup?: Lookup;
+}
+
+export function createHttpAdapter(config: ResolvedHttpConfig, deps: HttpAdapterDeps): TargetAdapter {
   const base = new URL(config.baseUrl);
   const basePath = base.pathname.replace(/\/+$/, '');
+  const host = signingHost(base);
   const agent = createAgent(config.baseUrl);
   const templates = {
     snapshot: parseTemplate(config.snapshot),
@@ -190,29 +82,30 @@ export function createHttpAdapter(config: ResolvedHttpConfig, signingSecret: str
   };
   const probeTemplate = config.probe ? parseTemplate(config.probe) : undefined;
 
-  // Signs the exact path and body that go on the wire; a fresh timestamp per attempt keeps
+  // Signs the exact host, path and body that go on the wire; a fresh timestamp per attempt keeps
   // retries inside the receiver's replay window, while the Idempotency-Key stays the same.
   const send = (method: string, path: string, body: string, extra: Record<string, string>, timeoutMs: number) => {
     const timestamp = Date.now();
     const headers = {
       ...extra,
       [TIMESTAMP_HEADER]: String(timestamp),
-      [SIGNATURE_HEADER]: sign(signingSecret, { timestamp, method, path, body }),
+      [SIGNATURE_HEADER]: sign(deps.secret, { timestamp, method, host, path, body }),
     };
-    return sendRequest(agent, base, { method, path, headers, body, timeoutMs });
+    return sendRequest(agent, base, { method, path, headers, body, timeoutMs }, deps.lookup);
   };
 
   /** One item: attempts with backoff; `shouldContinue` is consulted before every attempt. */
   async function call(c: Call, shouldContinue?: () => boolean): Promise<ItemResult> {
     const { item, template } = c;
-    const path =
-      basePath +
-      renderPath(template.path, {
-        id: item.resourceId,
-        tenantId: item.tenantId,
-        type: item.type,
-        operationId: item.operationId,
-      });
+    const rendered = renderTarget(template.path, {
+      id: item.resourceId,
+      tenantId: item.tenantId,
+      type: item.type,
+      operationId: item.operationId,
+    });
+    // Nothing was sent, and no retry can change the ID: the item fails for good.
+    if (!rendered.ok) return { ok: false, permanent: true, error: rendered.reason };
+    const path = basePath + rendered.target;
     const body =
       template.method === 'GET'
         ? ''
@@ -243,11 +136,13 @@ export function createHttpAdapter(config: ResolvedHttpConfig, signingSecret: str
         res = await send(template.method, path, body, extra, config.timeoutMs);
       } catch (err) {
         if (err instanceof BodyTooLargeError) return { ok: false, permanent: true, error: err.message };
-        const e = err as NodeJS.ErrnoException;
+        // The policy, not the network, said no: retrying cannot help. Nothing reached the host.
+        if (err instanceof DisallowedAddressError)
+          return { ok: false, permanent: true, error: `refused before sending: ${err.reason}` };
         last = {
           ok: false,
           permanent: false,
-          error: e instanceof RequestTimeoutError ? e.message : `connection error: ${e.code ?? e.message}`,
+          error: err instanceof RequestTimeoutError ? err.message : `connection error: ${connectionText(err)}`,
         };
         waitAtLeast = 0;
         continue;
@@ -261,12 +156,12 @@ export function createHttpAdapter(config: ResolvedHttpConfig, signingSecret: str
           return {
             ok: false,
             permanent: true,
-            error: errorText('snapshot body is not JSON', res.body),
+            error: `snapshot answer is not JSON (${statusText(res.status)})`,
             status: res.status,
           };
         }
       }
-      const failure = { ok: false as const, error: errorText(`HTTP ${res.status}`, res.body), status: res.status };
+      const failure = { ok: false as const, error: statusText(res.status), status: res.status };
       // Redirects are not followed: a signed destructive call must reach the configured host only.
       // An earlier attempt may have been applied: keep its error so the ledger shows the doubt.
       if (!isRetryableStatus(res.status))
@@ -286,7 +181,7 @@ export function createHttpAdapter(config: ResolvedHttpConfig, signingSecret: str
     call(c, shouldContinue).catch((err: unknown): ItemResult => ({
       ok: false,
       permanent: false,
-      error: `internal: ${String(err)}`,
+      error: `internal error (${connectionText(err)})`,
     }));
 
   return {
@@ -321,15 +216,18 @@ export function createHttpAdapter(config: ResolvedHttpConfig, signingSecret: str
 
     async probe(tenantId, opts): Promise<ProbeResult> {
       if (!probeTemplate) return { result: 'not_configured' };
-      const path = basePath + renderPath(probeTemplate.path, { tenantId });
+      const rendered = renderTarget(probeTemplate.path, { tenantId });
+      if (!rendered.ok) return { result: 'error', detail: rendered.reason };
+      const path = basePath + rendered.target;
       const body = probeTemplate.method === 'GET' ? '' : JSON.stringify({ tenantId, action: 'probe' });
       let res: RawResponse;
       try {
         res = await send(probeTemplate.method, path, body, {}, opts.timeoutMs);
       } catch (err) {
         if (err instanceof RequestTimeoutError) return { result: 'timeout', detail: err.message };
-        const e = err as NodeJS.ErrnoException;
-        return { result: 'error', detail: e.code ?? e.message };
+        if (err instanceof DisallowedAddressError)
+          return { result: 'error', detail: `refused before sending: ${err.reason}` };
+        return { result: 'error', detail: connectionText(err) };
       }
       if (res.status >= 200 && res.status < 300) {
         let parsed: unknown;
@@ -339,12 +237,10 @@ export function createHttpAdapter(config: ResolvedHttpConfig, signingSecret: str
           return { result: 'healthy' }; // a plain 2xx is the simplest health endpoint there is
         }
         const healthy = parsed && typeof parsed === 'object' ? (parsed as { healthy?: unknown }).healthy : undefined;
-        return healthy === false
-          ? { result: 'unhealthy', detail: errorText('healthy: false', res.body) }
-          : { result: 'healthy' };
+        return healthy === false ? { result: 'unhealthy', detail: 'healthy: false' } : { result: 'healthy' };
       }
       // 5xx: the system says it is sick. 4xx: the probe itself is wrong; still not healthy.
-      return { result: res.status >= 500 ? 'unhealthy' : 'error', detail: errorText(`HTTP ${res.status}`, res.body) };
+      return { result: res.status >= 500 ? 'unhealthy' : 'error', detail: statusText(res.status) };
     },
 
     async close() {

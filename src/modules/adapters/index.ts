@@ -1,273 +1,88 @@
 // Builds the adapter a resource type's stored config asks for. The config comes from jsonb, so it
 // is validated here again even though the registry API validated it on the way in: a row edited by
-// hand or written by an older version must fail loudly before the first destructive call.
+// hand, written by an older version or by a server with another policy must fail loudly before
+// the first destructive call. The policy (which hosts, which signing secrets) is this process's:
+// the API checks it when a type is declared, every worker again when it builds the adapter.
 import type pg from 'pg';
-import { Value } from 'typebox/value';
 import { UnprocessableError } from '../../lib/errors.ts';
+import {
+  adapterConfigProblems,
+  maskCredentials,
+  pointer,
+  validateAdapterConfig,
+  type AdapterProblem,
+} from './config-problems.ts';
+import { ALLOW_ENV, allowlistOf, guardedLookup, hostProblem, type HostAllowlist } from './host-allowlist.ts';
 import { createHttpAdapter } from './http-adapter.ts';
 import { createRegistryAdapter } from './registry-adapter.ts';
-import {
-  ADAPTER_KINDS,
-  BASE_URL_PATTERN,
-  HTTP_DEFAULTS,
-  HTTP_LIMITS,
-  HttpAdapterConfig,
-  ITEM_PLACEHOLDERS,
-  MAX_TEMPLATE_LENGTH,
-  PROBE_PLACEHOLDERS,
-  RegistryAdapterConfig,
-  REQUIRED_TEMPLATES,
-  TEMPLATE_METHODS,
-  type AdapterConfig,
-  type ResolvedHttpConfig,
-} from './schemas.ts';
+import { HTTP_DEFAULTS, type AdapterConfig, type ResolvedHttpConfig } from './schemas.ts';
+import { SigningSecrets } from './signing-secrets.ts';
 import type { TargetAdapter } from './types.ts';
 
 export * from './types.ts';
 export { AdapterConfig, HttpAdapterConfig, RegistryAdapterConfig } from './schemas.ts';
 export { idempotencyKeyFor, sign, verify } from './signing.ts';
+export { adapterConfigProblems, validateAdapterConfig, type AdapterProblem } from './config-problems.ts';
+
+/** What this process lets http adapters do: the hosts they may call and the secrets they sign with. */
+export interface DownstreamPolicy {
+  allow: HostAllowlist;
+  secrets: SigningSecrets;
+}
+/** No host, no secret: what a process that was told nothing may do with an http adapter. */
+export const DENY_ALL: DownstreamPolicy = { allow: allowlistOf([]), secrets: new SigningSecrets() };
 
 export interface AdapterDeps {
   pool: pg.Pool;
-  /** BLASTGATE_SIGNING_SECRET; required by the HTTP adapter, which never sends unsigned calls. */
-  signingSecret: string | undefined;
+  downstream: DownstreamPolicy;
 }
 
-const SCHEMAS = { http: HttpAdapterConfig, registry: RegistryAdapterConfig } as const;
+const allowedText = (allow: HostAllowlist) =>
+  allow.entries.length ? `${ALLOW_ENV} lists: ${allow.entries.join(', ')}` : `${ALLOW_ENV} is empty on this server`;
 
-/** One thing wrong with an adapter config, at `path` inside it ([] is the config itself). */
-export interface AdapterProblem {
-  path: string[];
-  problem:
-    | 'invalid_value'
-    | 'unknown_kind'
-    | 'missing_field'
-    | 'unknown_field'
-    | 'invalid_url'
-    | 'invalid_method'
-    | 'invalid_template'
-    | 'unknown_placeholder'
-    | 'out_of_range';
-  /** The offending value (absent for a missing field); credentials in a URL are masked. */
-  value?: unknown;
-  message: string;
-  /** What would be accepted: kinds, fields, methods, placeholders or a range. */
-  allowed?: unknown;
-}
-
-const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
-const list = (xs: readonly string[]) => xs.join(', ');
-const braces = (names: readonly string[]) => names.map((n) => `{${n}}`);
-/** Replaces the user info of a URL-looking string, so that a refusal never echoes a password. */
-const maskCredentials = (url: string) => url.replace(/^([a-z][a-z0-9+.-]*:\/*)[^/?#]*@/i, '$1***@');
-
-function baseUrlProblem(value: string): string | null {
-  let url: URL;
-  try {
-    url = new URL(value);
-  } catch {
-    return 'must be an absolute URL: scheme://host[:port][/base/path], e.g. https://apps.internal or http://127.0.0.1:8080/api';
-  }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:')
-    return `scheme must be http or https, not ${url.protocol.slice(0, -1)}`;
-  if (!url.hostname) return 'needs a host';
-  if (url.username || url.password || /^[a-z]+:\/\/[^/?#]*@/i.test(value))
-    return 'must not contain credentials (user:password@); requests are authenticated by their signature';
-  if (url.search || value.includes('?')) return 'must not have a query; put it in the request templates';
-  if (url.hash || value.includes('#')) return 'must not have a fragment';
-  if (!new RegExp(BASE_URL_PATTERN).test(value))
-    return 'must be scheme://host[:port][/base/path] with no whitespace or backslash';
-  return null;
-}
-
-function templateProblem(
-  value: string,
-  placeholders: readonly string[],
-): Pick<AdapterProblem, 'problem' | 'message' | 'allowed'> | null {
-  const space = value.indexOf(' ');
-  const method = space < 0 ? value : value.slice(0, space);
-  const path = space < 0 ? '' : value.slice(space + 1);
-  if (!(TEMPLATE_METHODS as readonly string[]).includes(method))
-    return {
-      problem: 'invalid_method',
-      message: `method ${JSON.stringify(method)} is not one of ${list(TEMPLATE_METHODS)} (write "METHOD /path")`,
-      allowed: [...TEMPLATE_METHODS],
-    };
-  if (!path.startsWith('/') || /\s/.test(path))
-    return {
-      problem: 'invalid_template',
-      message: 'must be "METHOD /path": one space, then a path that starts with / and has no whitespace',
-    };
-  const unknown = [...path.matchAll(/\{([^{}]*)\}/g)].map((m) => m[1]!).filter((n) => !placeholders.includes(n));
-  if (unknown.length)
-    return {
-      problem: 'unknown_placeholder',
-      message: `unknown placeholder ${list(braces([...new Set(unknown)]))}; allowed: ${list(braces(placeholders))}`,
-      allowed: braces(placeholders),
-    };
-  if (/[{}]/.test(path.replace(/\{[^{}]*\}/g, '')))
-    return { problem: 'invalid_template', message: 'has an unmatched { or }' };
-  return null;
-}
-
-function httpProblems(config: Record<string, unknown>): AdapterProblem[] {
+/** Problems of a structurally valid config under this server's policy ([] for the registry adapter). */
+function policyProblems(config: AdapterConfig, policy: DownstreamPolicy): AdapterProblem[] {
+  if (config.kind !== 'http') return [];
   const problems: AdapterProblem[] = [];
-  const fields = Object.keys(HttpAdapterConfig.properties);
-  for (const key of Object.keys(config))
-    if (!fields.includes(key))
-      problems.push({
-        path: [key],
-        problem: 'unknown_field',
-        message: `unknown field "${key}" of an http adapter; allowed: ${list(fields)}`,
-        allowed: fields,
-      });
-
-  const text = (
-    key: string,
-    required: boolean,
-    check: (v: string) => Omit<AdapterProblem, 'path' | 'value'> | null,
-  ) => {
-    const value = config[key];
-    if (value === undefined) {
-      if (required) problems.push({ path: [key], problem: 'missing_field', message: `${key} is required` });
-      return;
-    }
-    if (typeof value !== 'string') {
-      problems.push({ path: [key], problem: 'invalid_value', value, message: 'must be a string' });
-      return;
-    }
-    const found =
-      value.length > MAX_TEMPLATE_LENGTH
-        ? { problem: 'invalid_value' as const, message: `must be at most ${MAX_TEMPLATE_LENGTH} characters` }
-        : check(value);
-    if (found) problems.push({ path: [key], value: key === 'baseUrl' ? maskCredentials(value) : value, ...found });
-  };
-
-  text('baseUrl', true, (v) => {
-    const message = baseUrlProblem(v);
-    return message ? { problem: 'invalid_url', message: `baseUrl ${message}` } : null;
-  });
-  for (const key of REQUIRED_TEMPLATES) text(key, true, (v) => templateProblem(v, ITEM_PLACEHOLDERS));
-  text('probe', false, (v) => {
-    const found = templateProblem(v, PROBE_PLACEHOLDERS);
-    if (found?.problem !== 'unknown_placeholder') return found;
-    return { ...found, message: `${found.message} (a probe is about a tenant, not an item)` };
-  });
-
-  for (const [key, { minimum, maximum }] of Object.entries(HTTP_LIMITS)) {
-    const value = config[key];
-    if (value === undefined) continue;
-    if (typeof value !== 'number' || !Number.isInteger(value))
-      problems.push({
-        path: [key],
-        problem: 'invalid_value',
-        value,
-        message: `${key} must be an integer from ${minimum} to ${maximum}`,
-        allowed: { minimum, maximum },
-      });
-    else if (value < minimum || value > maximum)
-      problems.push({
-        path: [key],
-        problem: 'out_of_range',
-        value,
-        message: `${key} must be from ${minimum} to ${maximum}, got ${value}`,
-        allowed: { minimum, maximum },
-      });
-  }
+  const why = hostProblem(policy.allow, new URL(config.baseUrl).hostname);
+  if (why)
+    problems.push({
+      path: ['baseUrl'],
+      problem: 'host_not_allowed',
+      value: maskCredentials(config.baseUrl),
+      message: `baseUrl host ${why} (${allowedText(policy.allow)})`,
+      allowed: [...policy.allow.entries],
+    });
+  const secret = policy.secrets.resolve(config.signingSecret);
+  if (!secret.ok)
+    problems.push({
+      path: ['signingSecret'],
+      problem: 'unresolvable_secret',
+      ...(config.signingSecret === undefined ? {} : { value: config.signingSecret }),
+      message: secret.problem,
+      allowed: policy.secrets.names,
+    });
   return problems;
 }
 
-/**
- * Every problem of an adapter config, each naming its field and what is allowed ([] when it is
- * valid). The rules are those of the schemas in ./schemas.ts, plus a parse of baseUrl with `new URL`.
- */
-export function adapterConfigProblems(config: unknown): AdapterProblem[] {
-  if (!isRecord(config))
-    return [
-      {
-        path: [],
-        problem: 'invalid_value',
-        value: config,
-        message: `must be an object with a kind: one of ${list(ADAPTER_KINDS)}`,
-        allowed: [...ADAPTER_KINDS],
-      },
-    ];
-  const kind = config.kind;
-  if (kind === undefined)
-    return [
-      {
-        path: ['kind'],
-        problem: 'missing_field',
-        message: `kind is required: one of ${list(ADAPTER_KINDS)}`,
-        allowed: [...ADAPTER_KINDS],
-      },
-    ];
-  if (kind !== 'http' && kind !== 'registry')
-    return [
-      {
-        path: ['kind'],
-        problem: 'unknown_kind',
-        value: kind,
-        message: `unknown adapter kind ${JSON.stringify(kind)}; allowed: ${list(ADAPTER_KINDS)}`,
-        allowed: [...ADAPTER_KINDS],
-      },
-    ];
-  const problems =
-    kind === 'http'
-      ? httpProblems(config)
-      : Object.keys(config)
-          .filter((k) => k !== 'kind')
-          .map((k): AdapterProblem => ({
-            path: [k],
-            problem: 'unknown_field',
-            message: `unknown field "${k}": a registry adapter has only a kind`,
-            allowed: ['kind'],
-          }));
-  // The schema is what the OpenAPI document promises: if a rule above ever missed something it
-  // says, refuse it anyway.
-  if (!problems.length && !Value.Check(SCHEMAS[kind], config))
-    for (const e of Value.Errors(SCHEMAS[kind], config))
-      problems.push({
-        path: e.instancePath.split('/').slice(1),
-        problem: 'invalid_value',
-        message: e.message,
-      });
-  return problems;
-}
-
-/** `/baseUrl`, `/`: where a problem is, as a JSON pointer inside the config. */
-const pointer = (path: string[]) => `/${path.map((p) => p.replace(/~/g, '~0').replace(/\//g, '~1')).join('/')}`;
-
-/**
- * Checks a stored config and returns it typed; throws ADAPTER_CONFIG_INVALID naming every
- * problem. The same rules as when the type is declared, for rows written by hand or by an older
- * version.
- */
-export function validateAdapterConfig(config: unknown): AdapterConfig {
+/** Every problem of a declared adapter: its structure first, then (when sound) this server's policy. */
+export function adapterProblems(config: unknown, policy: DownstreamPolicy): AdapterProblem[] {
   const problems = adapterConfigProblems(config);
-  if (!problems.length) return config as AdapterConfig;
-  const details = problems.map(({ path, ...p }) => ({ field: pointer(path), ...p }));
-  const first = details[0]!;
-  const more = details.length > 1 ? ` (and ${details.length - 1} more)` : '';
-  const kind = isRecord(config) ? config.kind : undefined;
-  throw new UnprocessableError(
-    'ADAPTER_CONFIG_INVALID',
-    kind === 'http' || kind === 'registry'
-      ? `Invalid ${kind} adapter config: ${first.field} ${first.message}${more}`
-      : `Adapter config needs kind ${ADAPTER_KINDS.map((k) => JSON.stringify(k)).join(' or ')}: ${first.message}`,
-    details,
-  );
+  return problems.length ? problems : policyProblems(config as AdapterConfig, policy);
 }
 
 export function createAdapter(config: unknown, deps: AdapterDeps): TargetAdapter {
   const valid = validateAdapterConfig(config);
   if (valid.kind === 'registry') return createRegistryAdapter(deps.pool);
-  if (!deps.signingSecret) {
-    throw new UnprocessableError(
-      'SIGNING_SECRET_MISSING',
-      'An http adapter needs BLASTGATE_SIGNING_SECRET: Blastgate never sends unsigned destructive calls',
-    );
+  const problem = policyProblems(valid, deps.downstream)[0];
+  if (problem) {
+    const { path, ...rest } = problem;
+    const code = problem.problem === 'host_not_allowed' ? 'DOWNSTREAM_NOT_ALLOWED' : 'SIGNING_SECRET_MISSING';
+    throw new UnprocessableError(code, problem.message, [{ field: pointer(path), ...rest }]);
   }
-  const resolved: ResolvedHttpConfig = { ...HTTP_DEFAULTS, ...valid };
-  return createHttpAdapter(resolved, deps.signingSecret);
+  // policyProblems found none: the secret resolves.
+  const { secret } = deps.downstream.secrets.resolve(valid.signingSecret) as { ok: true; secret: string };
+  const { signingSecret: _name, ...settings } = valid;
+  const resolved: ResolvedHttpConfig = { ...HTTP_DEFAULTS, ...settings };
+  return createHttpAdapter(resolved, { secret, lookup: guardedLookup(deps.downstream.allow) });
 }

@@ -1,6 +1,7 @@
 // The adapter config stored on a resource type (resource_types.adapter, jsonb). One schema per
 // kind, discriminated by `kind`; the union is what the registry API accepts.
 import { Type, type Static } from '@fastify/type-provider-typebox';
+import { SECRET_NAME_PATTERN } from './signing-secrets.ts';
 
 /** The adapter kinds a resource type may declare. */
 export const ADAPTER_KINDS = ['http', 'registry'] as const;
@@ -56,6 +57,15 @@ export const HttpAdapterConfig = Type.Object(
         'Scheme (http or https), host, optional port and optional base path of the owning system; templates are appended. No credentials, query or fragment',
       example: 'http://127.0.0.1:8080',
     }),
+    signingSecret: Type.Optional(
+      Type.String({
+        pattern: SECRET_NAME_PATTERN,
+        maxLength: 64,
+        description:
+          'Name of the secret this adapter signs its requests with (X-Blastgate-Signature v2). The value is never stored here: every server that declares or runs the type reads it from BLASTGATE_SECRET_<NAME> (upper case, - as _) or BLASTGATE_SECRET_<NAME>_FILE. Omitted: the default secret, BLASTGATE_SIGNING_SECRET. A name the server cannot resolve is refused',
+        example: 'apps-prod',
+      }),
+    ),
     snapshot: RequestTemplate(
       'Reads one resource; the 2xx JSON body is stored as its snapshot before any destructive call',
       'GET /apps/{id}',
@@ -87,7 +97,7 @@ export const HttpAdapterConfig = Type.Object(
   {
     additionalProperties: false,
     description:
-      'Acts on the owning system over HTTP with signed requests (X-Blastgate-Signature) and an Idempotency-Key on every destructive call. The server that runs operations needs BLASTGATE_SIGNING_SECRET',
+      'Acts on the owning system over HTTP with signed requests (X-Blastgate-Signature v2, with the secret named by signingSecret) and an Idempotency-Key on every destructive call. The baseUrl host must be allowed by BLASTGATE_DOWNSTREAM_ALLOW on the servers that declare and run the type',
   },
 );
 
@@ -106,6 +116,7 @@ export const AdapterConfig = Type.Union([HttpAdapterConfig, RegistryAdapterConfi
   example: {
     kind: 'http',
     baseUrl: 'http://127.0.0.1:8080',
+    signingSecret: 'apps-prod',
     snapshot: 'GET /apps/{id}',
     softDelete: 'POST /apps/{id}/soft-delete',
     restore: 'POST /apps/{id}/restore',
@@ -128,4 +139,5 @@ export const HTTP_DEFAULTS = {
   retryBaseMs: HTTP_LIMITS.retryBaseMs.default,
 };
 /** An HTTP config with its defaults filled in: what the adapter runs with. */
-export type ResolvedHttpConfig = Required<Omit<HttpAdapterConfig, 'probe'>> & Pick<HttpAdapterConfig, 'probe'>;
+export type ResolvedHttpConfig = Required<Omit<HttpAdapterConfig, 'probe' | 'signingSecret'>> &
+  Pick<HttpAdapterConfig, 'probe'>;

@@ -118,7 +118,8 @@ export default async function auditRoutes(app: App) {
 export function installRefusalAudit(app: App) {
   app.addHook('onResponse', async (req, reply) => {
     if (!req.routeOptions.config.audited || reply.statusCode < 400 || req.auditedByService) return;
-    await auditAlone(app.db.pool, {
+    // A refused operator command is recorded on the control pool, like the command itself.
+    await auditAlone(req.routeOptions.config.control ? app.db.control.pool : app.db.pool, {
       actor: req.principal?.name ?? 'anonymous',
       action: `${req.method} ${req.routeOptions.url}`,
       outcome: 'refused',

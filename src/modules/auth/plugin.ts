@@ -32,8 +32,8 @@ export default fp<{ auth: AuthService }>(
       const header = request.headers.authorization;
       const match = header ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null;
       if (!match?.[1]) throw new UnauthorizedError();
+      // A secret that does not work is a 401 saying why (unknown, revoked, expired, rotated out).
       const principal = await opts.auth.authenticate(match[1]);
-      if (!principal) throw new UnauthorizedError('The bearer token is unknown or revoked');
       request.principal = principal;
       if (!roleAllows(auth, principal.role)) {
         throw new ForbiddenError(

@@ -6,10 +6,20 @@ export type Role = (typeof ROLES)[number];
 /** What a route accepts: a list of roles, or 'any' authenticated token (reads). */
 export type RouteAuth = readonly Role[] | 'any';
 
+/**
+ * What a token may submit for deletion: only resources of these types, only of these tenants. An
+ * omitted list does not limit; a token without a scope may submit anything its role allows.
+ */
+export interface TokenScope {
+  resourceTypes?: string[];
+  tenants?: string[];
+}
+
 export interface Principal {
   tokenId: string;
   name: string;
   role: Role;
+  scope: TokenScope | null;
 }
 
 export function roleAllows(auth: RouteAuth, role: Role): boolean {

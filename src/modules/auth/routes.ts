@@ -1,9 +1,8 @@
-// Admin routes for API tokens.
+// Admin routes for API tokens. The service writes each change and its audit event in one transaction.
 import { Type } from '@fastify/type-provider-typebox';
 import { errorResponses, type App } from '../../lib/schemas.ts';
-import { auditAlone } from '../audit/repository.ts';
-import type { AuthService } from './service.ts';
-import { CreateTokenBody, CreatedToken, TokenInfo } from './schemas.ts';
+import { DEFAULT_ROTATION_GRACE_SECONDS, type AuthService } from './service.ts';
+import { CreateTokenBody, CreatedToken, RotateTokenBody, RotatedToken, TokenIdParams, TokenList } from './schemas.ts';
 
 export default async function tokenRoutes(app: App, opts: { auth: AuthService }) {
   const { auth } = opts;
@@ -15,19 +14,15 @@ export default async function tokenRoutes(app: App, opts: { auth: AuthService })
         operationId: 'createToken',
         tags: ['admin'],
         summary: 'Create an API token',
-        description: 'Creates a token with one role. The secret is returned once and stored only as a hash.',
+        description:
+          'Creates a token with one role, an optional expiry and (requester tokens) an optional scope. The secret is returned once and stored only as a hash.',
         body: CreateTokenBody,
         response: { 201: CreatedToken, ...errorResponses(400, 401, 403) },
       },
     },
     async (req, reply) => {
-      const created = await auth.createToken(req.body.name, req.body.role, req.principal!);
-      await auditAlone(app.db.pool, {
-        actor: req.principal!.name,
-        action: 'token.create',
-        outcome: 'accepted',
-        payload: { tokenId: created.id, name: created.name, role: created.role },
-      });
+      const { name, role, expiresAt, scope } = req.body;
+      const created = await auth.createToken(name, role, req.principal!, { expiresAt, scope });
       return reply.status(201).send(created);
     },
   );
@@ -40,31 +35,29 @@ export default async function tokenRoutes(app: App, opts: { auth: AuthService })
         operationId: 'listTokens',
         tags: ['admin'],
         summary: 'List API tokens',
-        description: 'All tokens with role and revocation time; never their secrets.',
-        response: {
-          200: Type.Object(
-            { items: Type.Array(TokenInfo) },
-            {
-              description: 'Tokens',
-              example: {
-                items: [
-                  {
-                    id: '0b5f4c1e-7f51-4a39-9a8e-3c2f3f0b2a11',
-                    name: 'ci-pipeline',
-                    role: 'requester',
-                    createdBy: null,
-                    createdAt: '2026-11-24T12:00:00.000Z',
-                    revokedAt: null,
-                  },
-                ],
-              },
-            },
-          ),
-          ...errorResponses(401, 403),
-        },
+        description: 'All tokens with role, scope, status, expiry and rotation grace; never their secrets.',
+        response: { 200: TokenList, ...errorResponses(401, 403) },
       },
     },
     async () => ({ items: await auth.list() }),
+  );
+
+  app.post(
+    '/admin/tokens/:id/rotate',
+    {
+      config: { auth: ['admin'], audited: true },
+      schema: {
+        operationId: 'rotateToken',
+        tags: ['admin'],
+        summary: 'Rotate an API token',
+        description:
+          'Issues a new secret for the same token (same id, name, role, scope and expiry), shown once. The secrets it replaces keep working for `graceSeconds` (default 24 h), then answer 401 TOKEN_ROTATED. A revoked or expired token cannot be rotated (409).',
+        params: TokenIdParams,
+        body: RotateTokenBody,
+        response: { 200: RotatedToken, ...errorResponses(400, 401, 403, 404, 409) },
+      },
+    },
+    async (req) => auth.rotate(req.params.id, req.body.graceSeconds ?? DEFAULT_ROTATION_GRACE_SECONDS, req.principal!),
   );
 
   app.delete(
@@ -75,26 +68,18 @@ export default async function tokenRoutes(app: App, opts: { auth: AuthService })
         operationId: 'revokeToken',
         tags: ['admin'],
         summary: 'Revoke an API token',
-        description: 'The token stops working at once.',
-        params: Type.Object({ id: Type.String({ format: 'uuid', description: 'Token id' }) }),
+        description:
+          'Every secret of the token stops working at once (401 TOKEN_REVOKED), for good: a restart never brings it back. The last active admin token cannot be revoked (409 LAST_ADMIN_TOKEN).',
+        params: TokenIdParams,
         response: {
           200: Type.Object(
             { id: Type.String(), revoked: Type.Boolean() },
             { description: 'Revoked', example: { id: '0b5f4c1e-7f51-4a39-9a8e-3c2f3f0b2a11', revoked: true } },
           ),
-          ...errorResponses(400, 401, 403, 404),
+          ...errorResponses(400, 401, 403, 404, 409),
         },
       },
     },
-    async (req) => {
-      const r = await auth.revoke(req.params.id);
-      await auditAlone(app.db.pool, {
-        actor: req.principal!.name,
-        action: 'token.revoke',
-        outcome: 'accepted',
-        payload: { tokenId: req.params.id },
-      });
-      return r;
-    },
+    async (req) => auth.revoke(req.params.id, req.principal!),
   );
 }

@@ -1,12 +1,13 @@
 // One adapter per resource type per worker process, rebuilt when the type's config changes.
 import type pg from 'pg';
-import { createAdapter, type TargetAdapter } from '../adapters/index.ts';
+import { createAdapter, type DownstreamPolicy, type TargetAdapter } from '../adapters/index.ts';
 
 export class AdapterCache {
   private byType = new Map<string, { json: string; adapter: TargetAdapter }>();
   constructor(
     private readonly pool: pg.Pool,
-    private readonly signingSecret: string | undefined,
+    /** This process's hosts and signing secrets: a stored row is checked against them again. */
+    private readonly downstream: DownstreamPolicy,
   ) {}
 
   async get(type: string): Promise<{ adapter: TargetAdapter; hasProbe: boolean }> {
@@ -19,7 +20,7 @@ export class AdapterCache {
     let entry = this.byType.get(type);
     if (!entry || entry.json !== json) {
       await entry?.adapter.close?.();
-      entry = { json, adapter: createAdapter(config, { pool: this.pool, signingSecret: this.signingSecret }) };
+      entry = { json, adapter: createAdapter(config, { pool: this.pool, downstream: this.downstream }) };
       this.byType.set(type, entry);
     }
     // The registry adapter can always answer for a tenant; an http adapter only with a probe URL.

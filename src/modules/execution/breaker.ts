@@ -4,7 +4,7 @@
 // by the calls in flight (promise 5). Each outcome is folded into the wave's counters and judged
 // with the same rule decide() uses (wave-health.ts); once unhealthy, nothing more is sent and the
 // unsent items go back to pending. The report that follows lets decide() halt for real.
-import { mapPool } from '../adapters/http-adapter.ts';
+import { mapPool } from '../adapters/http-transport.ts';
 import {
   isSkipped,
   type AdapterItem,

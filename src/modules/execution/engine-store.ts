@@ -98,8 +98,8 @@ async function persist(tx: pg.PoolClient, record: OperationRecord, n: LifecycleS
        VALUES ($1, $2, $3, $4, $5, $6, $7)`,
       [
         opId,
-        event.by,
-        actor.name,
+        event.by.id,
+        event.by.name,
         event.role,
         event.planHash,
         record.lifecycle.requiresBreakGlass && event.role === 'admin',

@@ -43,7 +43,8 @@ export default async function freezeRoutes(app: App) {
   app.put(
     '/admin/freeze',
     {
-      config: { auth: ['admin'], audited: true },
+      // The global halt button: control pool, own rate-limit budget, never shed.
+      config: { auth: ['admin'], audited: true, control: true },
       schema: {
         operationId: 'setFreeze',
         tags: ['admin'],
@@ -64,7 +65,7 @@ export default async function freezeRoutes(app: App) {
     async (req) => {
       const actor = { name: req.principal!.name, tokenId: req.principal!.tokenId };
       const value = { frozen: req.body.frozen, reason: req.body.reason, by: actor.name };
-      const flipped = await inTransaction(app.db.pool, async (c) => {
+      const flipped = await inTransaction(app.db.control.pool, async (c) => {
         // One change of the setting at a time, so each flip is seen (and fanned out) exactly once.
         await c.query('SELECT pg_advisory_xact_lock($1)', [FREEZE_LOCK]);
         const before = await readFreeze(c);
@@ -87,13 +88,13 @@ export default async function freezeRoutes(app: App) {
       // is also an event on every live operation: running ones pause, the others record it.
       const affected: string[] = [];
       if (flipped) {
-        const live = await app.db.pool.query<{ id: string }>(
+        const live = await app.db.control.pool.query<{ id: string }>(
           `SELECT id FROM operations WHERE state = ANY($1::text[]) ORDER BY id`,
           [LIVE_STATES],
         );
         const event: LifecycleEvent = req.body.frozen
-          ? { type: 'freeze', by: actor.tokenId, reason: req.body.reason }
-          : { type: 'unfreeze', by: actor.tokenId, reason: req.body.reason };
+          ? { type: 'freeze', by: { id: actor.tokenId, name: actor.name }, reason: req.body.reason }
+          : { type: 'unfreeze', by: { id: actor.tokenId, name: actor.name }, reason: req.body.reason };
         for (const { id } of live.rows) {
           const r = await app.engine.apply(id, event, actor, { report: true });
           if (r?.changed) affected.push(id);

@@ -1,4 +1,7 @@
-// Operator commands. Each becomes one lifecycle event; refusals come from decide() as 4xx.
+// Operator commands. Each becomes one lifecycle event; refusals come from decide() as 4xx. They
+// run on the control pool (the engine's transaction and the reads after it), so no amount of
+// uploads or reads can delay them; the ones that halt or steer a live rollout are control routes
+// (lib/route-kinds.ts: own rate-limit budget, never shed).
 import { Type } from '@fastify/type-provider-typebox';
 import { errorResponses, IdParams, IdString, MultilineText, Text, type App } from '../../lib/schemas.ts';
 import type { Principal } from '../auth/roles.ts';
@@ -27,15 +30,20 @@ interface Command {
   summary: string;
   description: string;
   roles: ('requester' | 'approver' | 'operator')[];
+  /** Halts or steers a live rollout (pause, resume, abort, rollback, signals). */
+  control: boolean;
   body: typeof Reason | typeof OptionalReason | ReturnType<typeof Type.Object>;
   event(p: Principal, body: Body): LifecycleEvent;
 }
 
+// The id decides identity (self-approval), the name is what a halt reason or audit detail shows.
+const who = (p: Principal) => ({ id: p.tokenId, name: p.name });
 const reasonOf = (b: Body, dflt: string) => (typeof b?.reason === 'string' ? b.reason : dflt);
 
 const COMMANDS: Command[] = [
   {
     path: 'approve',
+    control: false,
     operationId: 'approveOperation',
     summary: 'Approve a planned operation',
     description:
@@ -59,7 +67,7 @@ const COMMANDS: Command[] = [
     ),
     event: (p, b) => ({
       type: 'approve',
-      by: p.tokenId,
+      by: who(p),
       role: p.role,
       planHash: String(b?.planHash),
       ...(typeof b?.comment === 'string' && b.comment ? { comment: b.comment } : {}),
@@ -67,51 +75,57 @@ const COMMANDS: Command[] = [
   },
   {
     path: 'start',
+    control: false,
     operationId: 'startOperation',
     summary: 'Start an approved operation',
     description: 'Queues wave 0. Refused while a global freeze is in effect.',
     roles: ['operator'],
     body: OptionalReason,
-    event: (p) => ({ type: 'start', by: p.tokenId, role: p.role }),
+    event: (p) => ({ type: 'start', by: who(p), role: p.role }),
   },
   {
     path: 'pause',
+    control: true,
     operationId: 'pauseOperation',
     summary: 'Pause a running operation',
     description: 'Workers stop before their next destructive call; pending items stay pending.',
     roles: ['operator'],
     body: Reason,
-    event: (p, b) => ({ type: 'pause', by: p.tokenId, reason: reasonOf(b, 'paused') }),
+    event: (p, b) => ({ type: 'pause', by: who(p), reason: reasonOf(b, 'paused') }),
   },
   {
     path: 'resume',
+    control: true,
     operationId: 'resumeOperation',
     summary: 'Resume a paused or halted operation',
     description: 'Re-queues the current wave (or resumes the bake).',
     roles: ['operator'],
     body: OptionalReason,
-    event: (p) => ({ type: 'resume', by: p.tokenId }),
+    event: (p) => ({ type: 'resume', by: who(p) }),
   },
   {
     path: 'abort',
+    control: true,
     operationId: 'abortOperation',
     summary: 'Abort an operation',
     description: 'Before start: cancelled. After: a halt, handled as the halt policy says (rollback by default).',
     roles: ['operator'],
     body: Reason,
-    event: (p, b) => ({ type: 'abort', by: p.tokenId, reason: reasonOf(b, 'aborted') }),
+    event: (p, b) => ({ type: 'abort', by: who(p), reason: reasonOf(b, 'aborted') }),
   },
   {
     path: 'rollback',
+    control: true,
     operationId: 'rollbackOperation',
     summary: 'Roll back an operation',
     description: 'Stops execution and restores every item the operation touched, newest first.',
     roles: ['operator'],
     body: Reason,
-    event: (p, b) => ({ type: 'rollback', by: p.tokenId, reason: reasonOf(b, 'rollback') }),
+    event: (p, b) => ({ type: 'rollback', by: who(p), reason: reasonOf(b, 'rollback') }),
   },
   {
     path: 'signals',
+    control: true,
     operationId: 'signalOperation',
     summary: 'Report an external signal',
     description:
@@ -134,18 +148,18 @@ const COMMANDS: Command[] = [
       kind: String(b?.kind),
       ...(typeof b?.tenantId === 'string' ? { tenantId: b.tenantId } : {}),
       ...(typeof b?.detail === 'string' ? { detail: b.detail } : {}),
-      by: p.tokenId,
+      by: who(p),
     }),
   },
 ];
 
 export default async function commandRoutes(app: App) {
-  const reads = operationReads(app.db.prisma);
+  const reads = operationReads(app.db.control.prisma);
   for (const c of COMMANDS) {
     app.post(
       `/operations/:id/${c.path}`,
       {
-        config: { auth: c.roles, audited: true },
+        config: { auth: c.roles, audited: true, control: c.control },
         schema: {
           operationId: c.operationId,
           tags: ['operations'],

@@ -1,10 +1,6 @@
-// Moves submitted IDs into a per-transaction staging table with COPY, streaming: the API never
-// holds a 1M-ID upload in memory. Also hashes the request (for Idempotency-Key) as it goes.
+// Reads submitted IDs a batch at a time, validates and hashes them (for Idempotency-Key), and
+// hands each batch on to be staged (staging.ts): the API never holds a 1M-ID upload in memory.
 import { createHash, type Hash } from 'node:crypto';
-import { once } from 'node:events';
-import { finished } from 'node:stream/promises';
-import type pg from 'pg';
-import { from as copyFrom } from 'pg-copy-streams';
 import { BadRequestError, PayloadTooLargeError } from '../../lib/errors.ts';
 import { parseJsonLine, type Line } from '../../lib/lines.ts';
 import { MAX_ID_LENGTH } from '../../lib/schemas.ts';
@@ -58,24 +54,25 @@ export async function* textIdBatches(lines: AsyncIterable<Line[]>): AsyncGenerat
   for await (const batch of lines) yield batch.map((l) => l.text);
 }
 
-export async function createStaging(client: pg.PoolClient) {
-  await client.query('CREATE TEMP TABLE plan_input (ord int NOT NULL, id text NOT NULL) ON COMMIT DROP');
-}
+/** Where validated IDs go: one COPY-text chunk (`ord\tid\n` lines) per batch. */
+export type RowSink = (rows: string) => Promise<void>;
 
 /**
- * COPYs every ID into plan_input. Invalid IDs (not text, empty, too long, whitespace/control
- * characters) are collected (first 100) and refused together after the body was read.
+ * Reads every ID, hashes it and hands the valid ones to `sink` a batch at a time, while the next
+ * batch is read (at most one write in flight). Invalid IDs (not text, empty, too long,
+ * whitespace/control characters) are collected (first 100) and refused together after the body was
+ * read.
  */
-export async function copyIds(
-  client: pg.PoolClient,
+export async function readIds(
   batches: IdBatches,
   maxIds: number,
+  sink: RowSink,
   hash: Hash = createHash('sha256'),
 ): Promise<IntakeResult> {
-  const copy = client.query(copyFrom('COPY plan_input (ord, id) FROM STDIN'));
   let count = 0;
   const invalid: ({ index: number; id: unknown; problem: string } & Record<string, unknown>)[] = [];
   let invalidCount = 0;
+  let writing: Promise<void> | undefined;
   try {
     for await (const ids of batches) {
       if (count + ids.length > maxIds) {
@@ -100,13 +97,17 @@ export async function copyIds(
       }
       // One hash update per batch: per-ID updates cost a second per million IDs.
       hash.update(hashed);
-      if (out && !copy.write(out)) await once(copy, 'drain');
+      // A list with invalid IDs is refused once read: writing the rest of it would be wasted.
+      if (!out || invalidCount) continue;
+      await writing;
+      writing = sink(out);
+      // Awaited before the next write or at the end; until then its failure must not go unhandled.
+      writing.catch(() => undefined);
     }
-    copy.end();
-    await finished(copy);
+    await writing;
   } catch (err) {
-    copy.destroy(err as Error);
-    await finished(copy).catch(() => undefined);
+    // Let a write in flight finish before the caller cleans up after it.
+    await writing?.catch(() => undefined);
     throw err;
   }
   if (invalidCount) {

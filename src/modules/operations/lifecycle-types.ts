@@ -35,8 +35,17 @@ export const LIVE_STATES: readonly OpState[] = OP_STATES.filter(
   (s) => !TERMINAL_STATES.includes(s) && !ENDED_STATES.includes(s),
 );
 
+/**
+ * Who sent an event: the token id decides identity (self-approval, one approval per person) and
+ * the name is what people read (halt reasons, audit details) — a UUID in a reason helps nobody.
+ */
+export interface Who {
+  id: string;
+  name: string;
+}
+
 export interface Approval {
-  by: string;
+  by: string; // token id
   role: Role;
   planHash: string;
 }
@@ -74,20 +83,20 @@ export interface ProbeOutcome {
 }
 
 export type LifecycleEvent =
-  | { type: 'approve'; by: string; role: Role; planHash: string; comment?: string }
-  | { type: 'start'; by: string; role: Role }
-  | { type: 'cancel'; by: string; reason: string }
+  | { type: 'approve'; by: Who; role: Role; planHash: string; comment?: string }
+  | { type: 'start'; by: Who; role: Role }
+  | { type: 'cancel'; by: Who; reason: string }
   | { type: 'item_outcomes'; wave: number; stats: WaveStats } // progress during a wave
   | { type: 'wave_settled'; wave: number; stats: WaveStats } // every item of the wave finished (pending 0)
   | { type: 'probes'; wave: number; probes: ProbeOutcome[] } // one outcome per touched tenant
-  | { type: 'signal'; kind: string; tenantId?: string; detail?: string; by: string }
+  | { type: 'signal'; kind: string; tenantId?: string; detail?: string; by: Who }
   | { type: 'timer' } // "look at the clock": deadlines, expiry and the stall watchdog
-  | { type: 'pause'; by: string; reason: string }
-  | { type: 'resume'; by: string }
-  | { type: 'abort'; by: string; reason: string }
-  | { type: 'rollback'; by: string; reason: string }
-  | { type: 'freeze'; by: string; reason: string }
-  | { type: 'unfreeze'; by: string; reason?: string }
+  | { type: 'pause'; by: Who; reason: string }
+  | { type: 'resume'; by: Who }
+  | { type: 'abort'; by: Who; reason: string }
+  | { type: 'rollback'; by: Who; reason: string }
+  | { type: 'freeze'; by: Who; reason: string }
+  | { type: 'unfreeze'; by: Who; reason?: string }
   | { type: 'rollback_settled'; restored: number; failed: number };
 
 export type Effect =

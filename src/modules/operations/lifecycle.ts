@@ -58,7 +58,8 @@ function approvalsReady(s: LifecycleState): boolean {
 function approve(s: LifecycleState, e: Extract<LifecycleEvent, { type: 'approve' }>, now: number): Decision {
   if (s.state !== 'planned') return invalid(s, 'approve');
   if (expired(s, now)) return expiredRefusal(s);
-  if (e.by === s.requestedBy) return refuse(403, 'SELF_APPROVAL', 'the requester cannot approve their own operation');
+  if (e.by.id === s.requestedBy)
+    return refuse(403, 'SELF_APPROVAL', 'the requester cannot approve their own operation');
   if (e.role !== 'approver' && e.role !== 'admin')
     return refuse(403, 'FORBIDDEN', `role ${e.role} cannot approve operations`);
   if (e.planHash !== s.planHash)
@@ -67,29 +68,30 @@ function approve(s: LifecycleState, e: Extract<LifecycleEvent, { type: 'approve'
       'PLAN_HASH_MISMATCH',
       'the approval is for a different plan than the current one; review the plan again',
     );
-  if (s.approvals.some((a) => a.by === e.by))
-    return refuse(409, 'DUPLICATE_APPROVAL', `${e.by} has already approved this operation`);
+  if (s.approvals.some((a) => a.by === e.by.id))
+    return refuse(409, 'DUPLICATE_APPROVAL', `${e.by.name} has already approved this operation`);
   const withApproval: LifecycleState = {
     ...s,
-    approvals: [...s.approvals, { by: e.by, role: e.role, planHash: e.planHash }],
+    approvals: [...s.approvals, { by: e.by.id, role: e.role, planHash: e.planHash }],
   };
   const detail = {
-    approver: e.by,
+    approver: e.by.name,
     role: e.role,
     planHash: e.planHash,
     breakGlass: s.requiresBreakGlass,
     ...(e.comment ? { comment: e.comment } : {}),
   };
   if (!approvalsReady(withApproval))
-    return ok(withApproval, [audit('approval_recorded', s, withApproval, e.by, { ...detail, ready: false })]);
+    return ok(withApproval, [audit('approval_recorded', s, withApproval, e.by.name, { ...detail, ready: false })]);
   if (s.autoStart && !s.frozen) {
-    const d = runWave(withApproval, 0, 'approved_and_started', e.by, now, detail) as Ok;
+    const d = runWave(withApproval, 0, 'approved_and_started', e.by.name, now, detail) as Ok;
     return { ...d, guards: ['plan_fresh'] };
   }
   const next: LifecycleState = { ...withApproval, state: 'approved' };
-  return ok(next, [audit('approved', s, next, e.by, detail)]);
+  return ok(next, [audit('approved', s, next, e.by.name, detail)]);
 }
 
+/** `by` is the operator's token name, for the audit. */
 function resume(s: LifecycleState, by: string, now: number): Decision {
   if (s.state !== 'paused' && s.state !== 'halted') return invalid(s, 'resume');
   if (s.frozen) return frozenRefusal('resume');
@@ -103,6 +105,7 @@ function resume(s: LifecycleState, by: string, now: number): Decision {
   return runWave(s, wave, 'resumed', by, now, { previousReason: s.haltReason });
 }
 
+/** `by` is the operator's token name: it goes into the halt reason people read. */
 function rollback(s: LifecycleState, by: string, reason: string): Decision {
   const fromEnded = ENDED_STATES.includes(s.state);
   if (!fromEnded && !STOPPABLE.includes(s.state)) return invalid(s, 'rollback');
@@ -121,14 +124,14 @@ function freeze(s: LifecycleState, e: Extract<LifecycleEvent, { type: 'freeze' |
   if (TERMINAL_STATES.includes(s.state) || ENDED_STATES.includes(s.state)) return unchanged(s);
   if (e.type === 'unfreeze') {
     const next: LifecycleState = { ...s, frozen: false }; // resuming stays a human decision
-    return ok(next, [audit('unfrozen', s, next, e.by, e.reason ? { reason: e.reason } : {})]);
+    return ok(next, [audit('unfrozen', s, next, e.by.name, e.reason ? { reason: e.reason } : {})]);
   }
   if (s.state === 'running' || s.state === 'baking')
-    return pauseFor({ ...s, frozen: true }, `global freeze: ${e.reason}`, e.by, { frozen: true });
+    return pauseFor({ ...s, frozen: true }, `global freeze: ${e.reason}`, e.by.name, { frozen: true });
   // Not executing: nothing to stop (a freeze stops deletions, not a rollback in progress), but the
   // operation's record says it was frozen.
   const next: LifecycleState = { ...s, frozen: true };
-  return ok(next, [audit('frozen', s, next, e.by, { reason: e.reason })]);
+  return ok(next, [audit('frozen', s, next, e.by.name, { reason: e.reason })]);
 }
 
 function withProgress(s: LifecycleState, d: Decision, now: number): Decision {
@@ -156,21 +159,22 @@ function decideAt(s: LifecycleState, e: LifecycleEvent, now: number): Decision {
         return refuse(403, 'FORBIDDEN', `role ${e.role} cannot start operations`);
       if (s.frozen) return frozenRefusal('start');
       if (expired(s, now)) return expiredRefusal(s);
-      const d = runWave(s, 0, 'started', e.by, now) as Ok;
+      const d = runWave(s, 0, 'started', e.by.name, now) as Ok;
       return { ...d, guards: ['plan_fresh'] };
     }
     case 'cancel':
     case 'abort': {
       if (s.state === 'planned' || s.state === 'approved') {
         const next: LifecycleState = { ...s, state: 'cancelled', haltReason: e.reason };
-        return ok(next, [audit('cancelled', s, next, e.by, { reason: e.reason })]);
+        return ok(next, [audit('cancelled', s, next, e.by.name, { reason: e.reason })]);
       }
       if (e.type === 'cancel')
         return invalid(s, 'cancel', STOPPABLE.includes(s.state) ? '; use abort or rollback once it has started' : '');
       // Aborting a rollback is the way out of a rollback that cannot finish: it ends, and says so.
-      if (s.state === 'rolling_back') return endRollback(s, `rollback aborted by ${e.by}: ${e.reason}`, e.by, {});
+      if (s.state === 'rolling_back')
+        return endRollback(s, `rollback aborted by ${e.by.name}: ${e.reason}`, e.by.name, {});
       return STOPPABLE.includes(s.state)
-        ? halt(s, `aborted by ${e.by}: ${e.reason}`, e.by, { aborted: true })
+        ? halt(s, `aborted by ${e.by.name}: ${e.reason}`, e.by.name, { aborted: true })
         : invalid(s, 'abort');
     }
     case 'item_outcomes':
@@ -181,17 +185,19 @@ function decideAt(s: LifecycleState, e: LifecycleEvent, now: number): Decision {
     case 'signal': {
       const reason = `signal ${e.kind}${e.tenantId ? ` for tenant ${e.tenantId}` : ''}${e.detail ? `: ${e.detail}` : ''}`;
       if (s.state === 'running' || s.state === 'baking' || s.state === 'paused')
-        return halt(s, reason, e.by, { signal: e.kind, tenantId: e.tenantId });
+        return halt(s, reason, e.by.name, { signal: e.kind, tenantId: e.tenantId });
       // Nothing to stop (not started, or already stopped), but the report is still worth keeping.
-      return ok(s, [audit('signal_recorded', s, s, e.by, { signal: e.kind, tenantId: e.tenantId, detail: e.detail })]);
+      return ok(s, [
+        audit('signal_recorded', s, s, e.by.name, { signal: e.kind, tenantId: e.tenantId, detail: e.detail }),
+      ]);
     }
     case 'pause':
       if (s.state !== 'running' && s.state !== 'baking') return invalid(s, 'pause');
-      return pauseFor(s, e.reason, e.by);
+      return pauseFor(s, e.reason, e.by.name);
     case 'resume':
-      return resume(s, e.by, now);
+      return resume(s, e.by.name, now);
     case 'rollback':
-      return rollback(s, e.by, e.reason);
+      return rollback(s, e.by.name, e.reason);
     case 'rollback_settled': {
       if (s.state !== 'rolling_back') return invalid(s, 'settle a rollback of');
       if (![e.restored, e.failed].every((n) => Number.isInteger(n) && n >= 0))

@@ -169,3 +169,50 @@ export async function getPlanTtlSeconds(client: Queryable): Promise<number | und
   );
   return res.rows[0]?.value.planTtlSeconds;
 }
+
+export async function findByKeyInTx(client: pg.PoolClient, key: string): Promise<OperationRow | undefined> {
+  const r = await client.query('SELECT * FROM operations WHERE idempotency_key = $1', [key]);
+  return r.rows[0] && fromRow(r.rows[0]);
+}
+
+export async function loadInTx(client: pg.PoolClient, id: string): Promise<OperationRow> {
+  const r = await client.query('SELECT * FROM operations WHERE id = $1', [id]);
+  return fromRow(r.rows[0]);
+}
+
+/** Maps a raw operations row to the Prisma model shape, so views have one input type. */
+export function fromRow(r: Record<string, unknown>): OperationRow {
+  return {
+    id: r.id,
+    action: r.action,
+    targetType: r.target_type,
+    mode: r.mode,
+    reason: r.reason,
+    ticket: r.ticket,
+    state: r.state,
+    requestedBy: r.requested_by,
+    requestedByName: r.requested_by_name,
+    idempotencyKey: r.idempotency_key,
+    requestHash: r.request_hash,
+    rollout: r.rollout,
+    haltPolicy: r.halt_policy,
+    plan: r.plan,
+    planHash: r.plan_hash,
+    rejection: r.rejection,
+    itemCount: r.item_count,
+    tenantCount: r.tenant_count,
+    requiresBreakGlass: r.requires_break_glass,
+    autoStart: r.auto_start,
+    currentWave: r.current_wave,
+    haltReason: r.halt_reason,
+    version: r.version,
+    bakeUntil: r.bake_until,
+    expiresAt: r.expires_at,
+    progressAt: r.progress_at,
+    waveDeadline: r.wave_deadline,
+    createdAt: r.created_at,
+    updatedAt: r.updated_at,
+    startedAt: r.started_at,
+    finishedAt: r.finished_at,
+  } as OperationRow;
+}

@@ -24,6 +24,7 @@ import {
   TextUploadQuery,
 } from './schemas.ts';
 import { dryRunRejected, planRejected, readSubmission, STREAM_LIMITS } from './submission.ts';
+import type { ScopeReport } from './scope.ts';
 import { operationView } from './views.ts';
 
 const OperationIdParams = IdParams('Operation ID', 'op_lx2k9a1b2c3d4e5f6');
@@ -51,13 +52,19 @@ const IDEMPOTENCY_HEADERS = Type.Object({
 });
 const SUBMIT_RULES =
   "Resolves every ID against the registry. Any ID that is unknown, of another type, not matching the type's ID pattern, " +
-  'duplicated, already deleted, protected or part of another live operation rejects the whole operation (422 PLAN_REJECTED with a per-ID report; the rejection is recorded, and its full report is at details.reportUrl). ' +
+  "duplicated, outside the token's scope (out_of_scope), already deleted, protected or part of another live operation rejects the whole operation (422 PLAN_REJECTED with a per-ID report; the rejection is recorded, and its full report is at details.reportUrl). " +
   'Otherwise 201 with the plan. A dry run (`dryRun: true`) stores nothing: its rejection lists the first 100 offenders of each class inline (details.offendersComplete says whether that is all of them) and has no report URL; submit without dryRun for the recorded rejection and its full report. ' +
   '`Idempotency-Key`: the same key with the same body returns the same operation (also a rejected one); with another body 409 (a corrected list needs a new key).';
 
 export default async function operationRoutes(app: App) {
   const reads = operationReads(app.db.prisma);
-  const service = operationService({ pool: app.db.pool, reads, metrics: app.metrics, log: app.log });
+  const service = operationService({
+    pool: app.db.pool,
+    uploads: app.db.uploads,
+    reads,
+    metrics: app.metrics,
+    log: app.log,
+  });
 
   app.post(
     '/operations',
@@ -101,7 +108,14 @@ export default async function operationRoutes(app: App) {
         );
       const { spec, ids, maxIds } = await readSubmission(req.mediaType, req.body);
       const key = req.headers['idempotency-key'] ?? null;
-      const result = await service.submit({ spec, ids, maxIds, idempotencyKey: key, principal: req.principal! });
+      const result = await service.submit({
+        spec,
+        ids,
+        maxIds,
+        idempotencyKey: key,
+        principal: req.principal!,
+        abandoned: () => reply.sent,
+      });
       return respond(result, reply, req);
     },
   );
@@ -137,6 +151,7 @@ export default async function operationRoutes(app: App) {
         maxIds: MAX_STREAMED_IDS,
         idempotencyKey: key,
         principal: req.principal!,
+        abandoned: () => reply.sent,
       });
       return respond(result, reply, req);
     },
@@ -154,12 +169,16 @@ export default async function operationRoutes(app: App) {
       case 'dry_run':
         return reply.status(200).send({ dryRun: true, plan: result.plan });
       case 'dry_run_rejected':
-        throw dryRunRejected(result.classification.counts, result.classification.samples);
+        throw dryRunRejected(result.classification.counts, result.classification.samples, result.scope);
       case 'rejected': {
         req.auditedByService = true;
         if (result.replayed) reply.header('idempotent-replayed', 'true');
-        const r = result.operation.rejection as { counts: Record<string, number>; offenders: unknown };
-        throw planRejected(r.counts, r.offenders, result.operation.id);
+        const r = result.operation.rejection as unknown as {
+          counts: Record<string, number>;
+          offenders: unknown;
+          scope?: ScopeReport;
+        };
+        throw planRejected(r.counts, r.offenders, result.operation.id, r.scope ?? null);
       }
     }
   }

@@ -1,6 +1,7 @@
 // Operation request and response schemas (one per concept, with descriptions and examples).
 import { Type, type Static } from '@fastify/type-provider-typebox';
 import { IdString, MultilineText, Text } from '../../lib/schemas.ts';
+import { RollingUsage } from './budget-schemas.ts';
 import { HaltPolicy, RolloutPolicy } from './policy.ts';
 import { MAX_INLINE_IDS } from './intake.ts';
 
@@ -125,7 +126,8 @@ export const PlanSchema = Type.Object(
       maxTenants: Type.Integer(),
       maxItems: Type.Integer(),
       withinBudget: Type.Boolean(),
-      breaches: Type.Array(Type.String()),
+      breaches: Type.Array(Type.String(), { description: 'Every budget the plan breaches, per operation or rolling' }),
+      rolling: Type.Optional(RollingUsage),
     }),
     requiresBreakGlass: Type.Boolean(),
     breakGlassReasons: Type.Array(Type.String()),
@@ -155,7 +157,10 @@ export const OperationView = Type.Object(
     requiresBreakGlass: Type.Boolean(),
     planHash: Type.Union([Type.String(), Type.Null()]),
     plan: Type.Union([Type.Ref('Plan'), Type.Null()]),
-    rejection: Type.Union([Type.Any({ description: 'Counts per class and first offenders' }), Type.Null()]),
+    rejection: Type.Union([
+      Type.Any({ description: "Counts per class, first offenders, and the token's scope when IDs were out_of_scope" }),
+      Type.Null(),
+    ]),
     rollout: Type.Any({ description: 'Effective rollout policy' }),
     haltPolicy: Type.Any({ description: 'Effective halt policy' }),
     currentWave: Type.Union([Type.Integer(), Type.Null()]),

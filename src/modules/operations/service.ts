@@ -1,5 +1,6 @@
-// Submitting an operation: resolve every ID, then either record a rejection with its per-ID
-// report or record a plan and its item ledger — all in one transaction, so nothing is half-written.
+// Submitting an operation: stage every ID (staging.ts: no transaction is open while the body
+// arrives), then in one short transaction resolve them and either record a rejection with its
+// per-ID report or record a plan and its item ledger — so nothing is half-written.
 import { createHash, randomBytes } from 'node:crypto';
 import type pg from 'pg';
 import { canonicalJson } from '../../lib/canonical-json.ts';
@@ -8,29 +9,32 @@ import { inTransaction } from '../../lib/sql.ts';
 import type { Metrics } from '../../plugins/metrics.ts';
 import type { Principal } from '../auth/roles.ts';
 import { appendAudit } from '../audit/repository.ts';
-import { copyIds, createStaging, type IdBatches } from './intake.ts';
+import { readIds, type IdBatches } from './intake.ts';
 import { lockPlanned } from './resource-locks.ts';
-import {
-  buildPlan,
-  classify,
-  markLockedByOthers,
-  computePlanHash,
-  insertItems,
-  insertWaves,
-  storeRejections,
-  type Classification,
-  type PlanSummary,
-} from './planner.ts';
+import { buildPlan, computePlanHash, insertItems, insertWaves, type PlanSummary } from './plan-build.ts';
+import { classify, markLockedByOthers, storeRejections, type Classification } from './planner.ts';
+import { applyRollingBudgets, insertOperationTenants } from './rolling-budgets.ts';
+import { scopeReport, type ScopeReport } from './scope.ts';
 import { DEFAULT_BUDGETS, DEFAULT_PLAN_TTL_SECONDS, withHaltDefaults, withRolloutDefaults } from './policy.ts';
 import {
+  findByKeyInTx,
   getBudgets,
   getPlanTtlSeconds,
   getResourceType,
   insertOperation,
+  loadInTx,
   type OperationReads,
   type OperationRow,
 } from './repository.ts';
 import type { OperationSpec } from './schemas.ts';
+import {
+  abandonedError,
+  copyToStaging,
+  createStagingTable,
+  dropStagingTable,
+  newStagingTable,
+  withPlanInput,
+} from './staging.ts';
 
 export interface Submission {
   spec: OperationSpec;
@@ -38,26 +42,34 @@ export interface Submission {
   maxIds: number;
   idempotencyKey: string | null;
   principal: Principal;
+  /**
+   * True once the request was answered without us (it ran out of time, BLASTGATE_HANDLER_TIMEOUT_MS):
+   * the plan then rolls back instead of committing an operation the client was told failed.
+   */
+  abandoned?: () => boolean;
 }
 
 export type SubmitResult =
   | { kind: 'planned' | 'rejected'; operation: OperationRow; replayed: boolean }
   | { kind: 'dry_run'; plan: PlanSummary }
-  | { kind: 'dry_run_rejected'; classification: Classification };
+  | { kind: 'dry_run_rejected'; classification: Classification; scope: ScopeReport | null };
 
 const newOperationId = () => `op_${Date.now().toString(36)}${randomBytes(8).toString('hex')}`;
 
 export interface ServiceLog {
   info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
 }
 
 export function operationService(deps: {
   pool: pg.Pool;
+  /** The uploads pool: staging writes, one short COPY per batch. */
+  uploads: pg.Pool;
   reads: Pick<OperationReads, 'findByIdempotencyKey'>;
   metrics: Metrics;
   log: ServiceLog;
 }) {
-  const { pool, reads, metrics, log } = deps;
+  const { pool, uploads, reads, metrics, log } = deps;
 
   /**
    * The operation an Idempotency-Key already made. Inside the submission's transaction it reads on
@@ -119,26 +131,28 @@ export function operationService(deps: {
       timings[stage] = Math.round(now - mark);
       mark = now;
     };
+    const type = await getResourceType(pool, spec.targetType);
+    if (!type)
+      throw new UnprocessableError(
+        'UNKNOWN_TARGET_TYPE',
+        `Resource type "${spec.targetType}" is not declared in the registry`,
+        { field: 'targetType', targetType: spec.targetType },
+      );
+    const staged = newStagingTable();
     try {
-      return await inTransaction(pool, async (client): Promise<SubmitResult> => {
-        const type = await getResourceType(client, spec.targetType);
-        if (!type)
-          throw new UnprocessableError(
-            'UNKNOWN_TARGET_TYPE',
-            `Resource type "${spec.targetType}" is not declared in the registry`,
-            { field: 'targetType', targetType: spec.targetType },
-          );
-        await createStaging(client);
-        const intake = await copyIds(client, s.ids, s.maxIds, hash);
-        requestHash = intake.idsHash;
-        lap('intakeMs');
+      await createStagingTable(uploads, staged);
+      const intake = await readIds(s.ids, s.maxIds, (rows) => copyToStaging(uploads, staged, rows), hash);
+      requestHash = intake.idsHash;
+      lap('intakeMs');
+      if (s.abandoned?.()) throw abandonedError();
+      const plan = async (client: pg.PoolClient): Promise<SubmitResult> => {
         if (s.idempotencyKey && !dryRun) {
           const existing = await client.query('SELECT 1 FROM operations WHERE idempotency_key = $1', [
             s.idempotencyKey,
           ]);
           if (existing.rowCount) return replay(s.idempotencyKey, requestHash, client);
         }
-        let cls = await classify(client, type.name, type.id_pattern);
+        let cls = await classify(client, type.name, type.id_pattern, principal.scope);
         // A resource is in at most one live operation: take them all, or learn who got there first.
         if (!cls.rejected && !dryRun && !(await lockPlanned(client, operationId, cls.counts.ok))) {
           cls = await markLockedByOthers(client, operationId);
@@ -161,8 +175,10 @@ export function operationService(deps: {
           autoStart: spec.autoStart ?? false,
         };
         if (cls.rejected) {
-          if (dryRun) return { kind: 'dry_run_rejected', classification: cls };
-          const rejection = { counts: cls.counts, offenders: cls.samples };
+          // The scope it was judged against, when that is why: the token's scope may change later.
+          const scope = cls.counts.out_of_scope > 0 ? scopeReport(principal) : null;
+          if (dryRun) return { kind: 'dry_run_rejected', classification: cls, scope };
+          const rejection = { counts: cls.counts, offenders: cls.samples, ...(scope ? { scope } : {}) };
           await insertOperation(client, {
             ...base,
             state: 'rejected',
@@ -192,10 +208,16 @@ export function operationService(deps: {
         }
         const budgets = { ...DEFAULT_BUDGETS, ...(await getBudgets(client)) };
         const ttlSeconds = (await getPlanTtlSeconds(client)) ?? DEFAULT_PLAN_TTL_SECONDS;
-        const { summary, waveOf } = await buildPlan(client, {
+        const { summary, waveOf, loads } = await buildPlan(client, {
           cascadeTo: type.cascade_to ?? [],
           budgets,
           steps: rollout.waves,
+        });
+        await applyRollingBudgets(client, summary, {
+          requestedBy: principal.tokenId,
+          requesterName: principal.name,
+          tenants: loads.map((l) => l.tenantId),
+          lock: !dryRun,
         });
         if (mode === 'hard') {
           summary.breakGlassReasons.push('mode "hard" deletes permanently, with no retention window');
@@ -217,6 +239,7 @@ export function operationService(deps: {
           requiresBreakGlass: summary.requiresBreakGlass,
         });
         await insertItems(client, operationId, waveOf);
+        await insertOperationTenants(client, operationId, loads);
         await insertWaves(client, operationId, summary.waves);
         lap('ledgerMs');
         // Last, so the audit chain lock is held for as short a time as possible.
@@ -238,12 +261,15 @@ export function operationService(deps: {
           },
         });
         return { kind: 'planned', operation: await loadInTx(client, operationId), replayed: false };
-      }).then((r) => {
-        lap('commitMs');
-        metrics.plans.inc({ outcome: r.kind === 'dry_run_rejected' ? 'rejected' : r.kind });
-        log.info({ operationId, outcome: r.kind, ...timings }, 'plan finished');
-        return r;
-      });
+      };
+      return await inTransaction(pool, (client) => withPlanInput(client, staged, () => plan(client), s.abandoned)).then(
+        (r) => {
+          lap('commitMs');
+          metrics.plans.inc({ outcome: r.kind === 'dry_run_rejected' ? 'rejected' : r.kind });
+          log.info({ operationId, outcome: r.kind, ...timings }, 'plan finished');
+          return r;
+        },
+      );
     } catch (err) {
       // Two concurrent requests with one Idempotency-Key: the loser replays the winner.
       if (
@@ -252,60 +278,18 @@ export function operationService(deps: {
         (err as { code?: string }).code === '23505' &&
         String((err as { constraint?: string }).constraint).includes('idempotency')
       ) {
-        return replay(s.idempotencyKey, requestHash);
+        // Awaited here: the finally below must not leave its rejection unobserved meanwhile.
+        return await replay(s.idempotencyKey, requestHash);
       }
       throw err;
+    } finally {
+      await dropStagingTable(uploads, staged).catch((err: unknown) =>
+        log.warn({ err, table: staged.name }, 'could not drop a staging table; the sweeper will'),
+      );
     }
   }
 
   return { submit };
-}
-
-async function findByKeyInTx(client: pg.PoolClient, key: string): Promise<OperationRow | undefined> {
-  const r = await client.query('SELECT * FROM operations WHERE idempotency_key = $1', [key]);
-  return r.rows[0] && fromRow(r.rows[0]);
-}
-
-async function loadInTx(client: pg.PoolClient, id: string): Promise<OperationRow> {
-  const r = await client.query('SELECT * FROM operations WHERE id = $1', [id]);
-  return fromRow(r.rows[0]);
-}
-
-/** Maps a raw operations row to the Prisma model shape, so views have one input type. */
-export function fromRow(r: Record<string, unknown>): OperationRow {
-  return {
-    id: r.id,
-    action: r.action,
-    targetType: r.target_type,
-    mode: r.mode,
-    reason: r.reason,
-    ticket: r.ticket,
-    state: r.state,
-    requestedBy: r.requested_by,
-    requestedByName: r.requested_by_name,
-    idempotencyKey: r.idempotency_key,
-    requestHash: r.request_hash,
-    rollout: r.rollout,
-    haltPolicy: r.halt_policy,
-    plan: r.plan,
-    planHash: r.plan_hash,
-    rejection: r.rejection,
-    itemCount: r.item_count,
-    tenantCount: r.tenant_count,
-    requiresBreakGlass: r.requires_break_glass,
-    autoStart: r.auto_start,
-    currentWave: r.current_wave,
-    haltReason: r.halt_reason,
-    version: r.version,
-    bakeUntil: r.bake_until,
-    expiresAt: r.expires_at,
-    progressAt: r.progress_at,
-    waveDeadline: r.wave_deadline,
-    createdAt: r.created_at,
-    updatedAt: r.updated_at,
-    startedAt: r.started_at,
-    finishedAt: r.finished_at,
-  } as OperationRow;
 }
 
 export type OperationService = ReturnType<typeof operationService>;

@@ -9,6 +9,7 @@ import { validateValue } from '../../plugins/validation.ts';
 import { NDJSON } from '../../plugins/uploads.ts';
 import { inlineBatches, MAX_INLINE_IDS, MAX_STREAMED_IDS, ndjsonIdBatches, type IdBatches } from './intake.ts';
 import { OperationSpec, type CreateOperationBody } from './schemas.ts';
+import { describeScope, type ScopeReport } from './scope.ts';
 
 export const STREAM_LIMITS: LineLimits = { maxBytes: 256 * 1024 * 1024, maxLineBytes: 64 * 1024, batchSize: 10_000 };
 
@@ -30,12 +31,20 @@ function offenceSummary(counts: Record<string, number>) {
     .join(', ');
 }
 
-export function planRejected(counts: Record<string, number>, offenders: unknown, operationId: string) {
+/** out_of_scope IDs: say what the token may submit, so the fix is clear without asking an admin. */
+const scopeNote = (scope: ScopeReport | null) => (scope ? ` ${describeScope(scope)}` : '');
+
+export function planRejected(
+  counts: Record<string, number>,
+  offenders: unknown,
+  operationId: string,
+  scope: ScopeReport | null,
+) {
   const reportUrl = `/v1/operations/${operationId}/report`;
   return new UnprocessableError(
     'PLAN_REJECTED',
-    `The operation was rejected: ${offenceSummary(counts)}. Nothing will run; every offending ID is listed at ${reportUrl}. Resubmit a corrected list (with a new Idempotency-Key).`,
-    { operationId, counts, offenders: showOffenders(offenders), reportUrl },
+    `The operation was rejected: ${offenceSummary(counts)}.${scopeNote(scope)} Nothing will run; every offending ID is listed at ${reportUrl}. Resubmit a corrected list (with a new Idempotency-Key).`,
+    { operationId, counts, offenders: showOffenders(offenders), reportUrl, ...(scope ? { scope } : {}) },
   );
 }
 
@@ -43,13 +52,17 @@ export function planRejected(counts: Record<string, number>, offenders: unknown,
  * A dry run stores nothing, so there is no report to link to: the first SAMPLE_PER_CLASS offenders
  * of each class are inline, and `offendersComplete` says whether that is all of them.
  */
-export function dryRunRejected(counts: Record<string, number>, offenders: Record<string, unknown[] | undefined>) {
+export function dryRunRejected(
+  counts: Record<string, number>,
+  offenders: Record<string, unknown[] | undefined>,
+  scope: ScopeReport | null,
+) {
   const listed = Object.values(offenders).reduce((n, l) => n + (l?.length ?? 0), 0);
   const total = Object.entries(counts).reduce((n, [c, k]) => (c === 'ok' ? n : n + k), 0);
   const complete = listed === total;
   return new UnprocessableError(
     'PLAN_REJECTED',
-    `The plan would be rejected: ${offenceSummary(counts)}. This was a dry run: nothing was stored, so there is no report URL; ${complete ? 'every offending ID is listed here' : `the first ${listed} of ${total} offending IDs are listed here`}. Submit without dryRun to record the rejection with its full report, or fix the list first.`,
+    `The plan would be rejected: ${offenceSummary(counts)}.${scopeNote(scope)} This was a dry run: nothing was stored, so there is no report URL; ${complete ? 'every offending ID is listed here' : `the first ${listed} of ${total} offending IDs are listed here`}. Submit without dryRun to record the rejection with its full report, or fix the list first.`,
     {
       operationId: null,
       dryRun: true,
@@ -57,6 +70,7 @@ export function dryRunRejected(counts: Record<string, number>, offenders: Record
       offenders: showOffenders(offenders),
       offendersComplete: complete,
       reportUrl: null,
+      ...(scope ? { scope } : {}),
     },
   );
 }

@@ -25,7 +25,7 @@ import {
 const JSON_BODY_LIMIT = 64 * 1024 * 1024;
 
 export default async function registryRoutes(app: App) {
-  const registry = registryService({ pool: app.db.pool, metrics: app.metrics });
+  const registry = registryService({ pool: app.db.pool, metrics: app.metrics, downstream: app.downstream });
 
   app.put(
     '/types',
@@ -45,7 +45,7 @@ export default async function registryRoutes(app: App) {
         tags: ['registry'],
         summary: 'Declare resource types',
         description:
-          'Upserts resource types in one transaction. `idPattern` must compile both as a JavaScript and as a PostgreSQL regular expression; `parentType` and `cascadeTo` must name types that exist or are declared in the same body; parent chains may not loop; `adapter` must be a complete adapter of a known kind (an http adapter: an absolute http(s) `baseUrl` without credentials, query or fragment, all four request templates with an allowed method and placeholders, settings in range, no other fields). Refusals are 422 `INVALID_TYPE_DECLARATION` with every offending field of every type (`field`, `problem`, `value`, `message`, and `allowed` when there is a short answer); nothing is written.',
+          'Upserts resource types in one transaction. `idPattern` must compile both as a JavaScript and as a PostgreSQL regular expression; `parentType` and `cascadeTo` must name types that exist or are declared in the same body; parent chains may not loop; `adapter` must be a complete adapter of a known kind (an http adapter: an absolute http(s) `baseUrl` without credentials, query or fragment, all four request templates with an allowed method and placeholders, settings in range, no other fields; its host allowed by `BLASTGATE_DOWNSTREAM_ALLOW` on this server, where link-local, metadata and unspecified addresses count only when listed explicitly (`host_not_allowed`, with the list in `allowed`); `signingSecret`, or the default secret when it names none, held by this server (`unresolvable_secret`, naming the variable to set)). Refusals are 422 `INVALID_TYPE_DECLARATION` with every offending field of every type (`field`, `problem`, `value`, `message`, and `allowed` when there is a short answer); nothing is written.',
         body: PutTypesBody,
         response: { 200: TypeList, ...errorResponses(400, 401, 403, 415, 422) },
       },

@@ -5,7 +5,7 @@ import { NotFoundError, UnprocessableError } from '../../lib/errors.ts';
 import { inTransaction } from '../../lib/sql.ts';
 import { TEXT_RULES, textProblem, type TextProblem } from '../../lib/text.ts';
 import type { Metrics } from '../../plugins/metrics.ts';
-import { adapterConfigProblems, type AdapterProblem } from '../adapters/index.ts';
+import { adapterProblems, type AdapterProblem, type DownstreamPolicy } from '../adapters/index.ts';
 import { appendAudit } from '../audit/repository.ts';
 import { importResources, type ImportOptions } from './import.ts';
 import type { StageRow } from './rows.ts';
@@ -42,8 +42,12 @@ function adapterTextProblems(value: unknown, path: string[], depth = 0): { path:
   return Object.entries(value).flatMap(([k, v]) => adapterTextProblems(v, [...path, k], depth + 1));
 }
 
-/** Every problem of one type's adapter, as declaration problems at `types[i].adapter.<field>`. */
-export function checkAdapter(adapter: unknown, at: string): TypeProblem[] {
+/**
+ * Every problem of one type's adapter, as declaration problems at `types[i].adapter.<field>`:
+ * hidden characters in its strings, its structure, then this server's policy (an allowed baseUrl
+ * host, a signing secret it holds).
+ */
+export function checkAdapter(adapter: unknown, at: string, policy: DownstreamPolicy): TypeProblem[] {
   const text = adapterTextProblems(adapter, []);
   return [
     ...text.map(({ path, problem }) => ({
@@ -53,7 +57,7 @@ export function checkAdapter(adapter: unknown, at: string): TypeProblem[] {
       message: `${problem.message}: ${TEXT_RULES.text}`,
       allowed: TEXT_RULES.text,
     })),
-    ...adapterConfigProblems(adapter)
+    ...adapterProblems(adapter, policy)
       // A string already reported for a hidden character needs no second, vaguer problem.
       .filter((p) => !text.some((t) => t.path.join('\0') === p.path.join('\0')))
       .map(({ path, ...p }) => ({ field: fieldAt(at, path), ...p })),
@@ -121,7 +125,11 @@ function jsRegexError(pattern: string): string | null {
   }
 }
 
-export function registryService(deps: { pool: pg.Pool; metrics?: Pick<Metrics, 'registryRows'> }) {
+export function registryService(deps: {
+  pool: pg.Pool;
+  metrics?: Pick<Metrics, 'registryRows'>;
+  downstream: DownstreamPolicy;
+}) {
   const { pool, metrics } = deps;
   return {
     listTypes: () => repo.listTypes(pool),
@@ -144,9 +152,9 @@ export function registryService(deps: { pool: pg.Pool; metrics?: Pick<Metrics, '
               message: `idPattern is not a valid regular expression: ${err}`,
             });
         }
-        // Omitted: the registry adapter. A signing secret is not needed to declare an http adapter,
-        // only to run one.
-        if (t.adapter !== undefined) problems.push(...checkAdapter(t.adapter, `types[${i}].adapter`));
+        // Omitted: the registry adapter. The workers hold the same policy as this server (hosts,
+        // secrets), so what passes here can run; a worker that differs fails the items, saying why.
+        if (t.adapter !== undefined) problems.push(...checkAdapter(t.adapter, `types[${i}].adapter`, deps.downstream));
       }
       return inTransaction(pool, async (client) => {
         await repo.lockRegistryWrites(client);
@@ -158,7 +166,7 @@ export function registryService(deps: { pool: pg.Pool; metrics?: Pick<Metrics, '
             problems,
           );
         }
-        // Every adapter passed adapterConfigProblems: each is an AdapterConfig.
+        // Every adapter passed adapterProblems: each is an AdapterConfig.
         await repo.upsertTypes(client, body.types as ResourceTypeInput[]);
         await appendAudit(client, {
           actor,

@@ -1,0 +1,135 @@
+// Request deadlines, so that no request holds anything forever (a socket, memory, a staging table):
+// - receiving a request (headers and body) must finish within requestTimeoutMs. A body that
+//   trickles is cut off on every route by installBodyDeadline, answered 408 REQUEST_TIMEOUT in the
+//   project's error shape; Node's own requestTimeout is a backstop a little later, for requests
+//   that never reach a route (slow headers), answered by clientErrorHandler in the same shape;
+// - answering must finish within handlerTimeoutMs: 503 HANDLER_TIMEOUT with Retry-After
+//   (installHandlerDeadline). A submission still planning then rolls back instead of committing.
+//   Not Fastify's own handlerTimeout: in 5.12 the end of a request body clears its timer, so it
+//   never fires for a request with a body (fastify/fastify#6725).
+import { randomUUID } from 'node:crypto';
+import { maxHeaderSize, STATUS_CODES } from 'node:http';
+import type { Socket } from 'node:net';
+import { PassThrough, type Readable } from 'node:stream';
+import type { ConnectionError, FastifyInstance } from 'fastify';
+import type { Limits } from '../config.ts';
+import { BadRequestError, RequestTimeoutError, RetryLaterError } from '../lib/errors.ts';
+import { documentErrorResponses } from '../lib/schemas.ts';
+
+// Node checks its requestTimeout only every connectionsCheckingInterval (30 s by default): check
+// every second, and let the backstop fire after the precise deadline, never before it.
+const CHECK_EVERY_MS = 1_000;
+const BACKSTOP_AFTER_MS = 2_000;
+
+const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH']);
+
+const HANDLER_TIMEOUT_RETRY_AFTER_S = 5;
+
+/** Fastify server options for the deadlines (set where the app is built). */
+export function serverTimeoutOptions(limits: Pick<Limits, 'requestTimeoutMs'>) {
+  return {
+    requestTimeout: limits.requestTimeoutMs + BACKSTOP_AFTER_MS,
+    http: { connectionsCheckingInterval: CHECK_EVERY_MS },
+    clientErrorHandler: clientErrorHandler(limits.requestTimeoutMs),
+  };
+}
+
+/**
+ * Every request is answered within handlerTimeoutMs of its arrival: 503 HANDLER_TIMEOUT otherwise.
+ * The handler is not stopped (nothing in Node can stop it); work that must not outlive its answer
+ * checks `reply.sent` before it commits (the submission does).
+ */
+export function installHandlerDeadline(app: FastifyInstance, handlerTimeoutMs: number) {
+  app.addHook('onRequest', async (_request, reply) => {
+    const timer = setTimeout(
+      () => {
+        if (reply.sent || reply.raw.headersSent) return;
+        void reply.send(
+          new RetryLaterError(
+            503,
+            'HANDLER_TIMEOUT',
+            `No answer within ${handlerTimeoutMs} ms (BLASTGATE_HANDLER_TIMEOUT_MS); retry later. A submission that times out is rolled back`,
+            HANDLER_TIMEOUT_RETRY_AFTER_S,
+            { limitMs: handlerTimeoutMs },
+          ),
+        );
+      },
+      Math.max(0, handlerTimeoutMs - reply.elapsedTime),
+    );
+    // The response went out, or the connection is gone: either way there is no one left to answer.
+    reply.raw.once('close', () => clearTimeout(timer));
+  });
+}
+
+/**
+ * Errors on a connection before (or instead of) a routed request (Node could not parse it, or its
+ * headers came too slowly): answered in the project's error shape when nothing was written yet,
+ * then the socket is closed (its state is unknown).
+ */
+function clientErrorHandler(requestTimeoutMs: number) {
+  return (err: ConnectionError, socket: Socket) => {
+    if (err.code === 'ECONNRESET' || socket.destroyed) return;
+    const [status, code, message, details] =
+      err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? [408, 'REQUEST_TIMEOUT', new RequestTimeoutError(requestTimeoutMs).message, { limitMs: requestTimeoutMs }]
+        : err.code === 'HPE_HEADER_OVERFLOW'
+          ? [
+              431,
+              'REQUEST_TOO_LARGE',
+              `The request line and headers are larger than the ${maxHeaderSize} bytes the server accepts; send long lists in the body`,
+              { maxBytes: maxHeaderSize },
+            ]
+          : [400, 'MALFORMED_REQUEST', 'The request is not valid HTTP/1.1', null];
+    if (socket.writable && socket.bytesWritten === 0) {
+      const body = JSON.stringify({ code, message, details, requestId: randomUUID() });
+      socket.write(
+        `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nConnection: close\r\n` +
+          `Content-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+      );
+    }
+    socket.destroy(err);
+  };
+}
+
+/**
+ * Every request body must be received within requestTimeoutMs of the request's arrival. The body
+ * reaches parsers and streamed-upload handlers through a pass-through that fails with 408 at the
+ * deadline, so a handler reading it stops and cleans up (nothing is half-written). The socket is
+ * closed after the answer: the client may still be sending.
+ */
+export function installBodyDeadline(app: FastifyInstance, requestTimeoutMs: number) {
+  const methods = (m: string | string[]) => (Array.isArray(m) ? m : [m]);
+  documentErrorResponses(app, [408], (route) => methods(route.method).some((m) => BODY_METHODS.has(m)));
+  // Every route may run out of time (or find no database connection free).
+  documentErrorResponses(app, [503]);
+  app.addHook('preParsing', async (request, reply, payload) => {
+    const headers = request.headers;
+    if (headers['transfer-encoding'] === undefined && !(Number(headers['content-length'] ?? 0) > 0)) return payload;
+    const raw = payload as Readable;
+    const body = new PassThrough();
+    const timer = setTimeout(
+      () => {
+        reply.header('connection', 'close');
+        raw.unpipe(body);
+        body.destroy(new RequestTimeoutError(requestTimeoutMs, 'The request body'));
+      },
+      Math.max(0, requestTimeoutMs - reply.elapsedTime),
+    );
+    const settle = () => clearTimeout(timer);
+    raw.once('end', settle);
+    body.once('close', settle);
+    reply.raw.once('close', settle);
+    // Whoever reads the body sees its errors; this listener only keeps an error on a body nobody
+    // reads any more (the request was already answered) from crashing the process.
+    body.on('error', () => undefined);
+    // A client that goes away mid-body: whoever reads the body must stop waiting for the rest (and
+    // nobody is left to answer, so this is the client's doing, not a server error).
+    const gone = () => body.destroy(new BadRequestError('CLIENT_CLOSED', 'The client closed the connection mid-body'));
+    raw.on('error', gone);
+    raw.once('close', () => {
+      if (!raw.readableEnded) gone();
+    });
+    raw.pipe(body);
+    return body;
+  });
+}

@@ -1,0 +1,121 @@
+// Rate limits, on the real Redis: per token (its id is the key), answered 429 in the project's
+// shape with Retry-After; operator commands have a budget of their own that a token's submissions
+// cannot use up; public routes are limited per client address (never /healthz); two app instances
+// on one Redis share the budget; a Redis that does not answer lets requests through.
+import request from 'supertest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Role } from '../../src/modules/auth/roles.ts';
+import { buildTestApp, type TestApp } from '../support/app.ts';
+import { appId, seedRegistry } from '../support/seed.ts';
+
+const LIMITS = { rateLimitMax: 5, rateLimitControlMax: 3, rateLimitWindowMs: 60_000 };
+const PREFIX = `bgt_rl_${process.pid}_${Date.now().toString(36)}`;
+
+let t: TestApp;
+beforeAll(async () => {
+  t = await buildTestApp({ queuePrefix: PREFIX, limits: LIMITS });
+  await seedRegistry(t.databaseUrl, { sites: 5, appsPerSite: 2 });
+});
+afterAll(async () => {
+  await t?.close();
+});
+
+/** A token of its own for each test: budgets are per token and last the whole window. */
+async function newToken(role: Role, on: TestApp = t) {
+  return on.app.authService.createToken(`rl-${role}-${Math.random().toString(36).slice(2, 8)}`, role, {
+    tokenId: 'test',
+    name: 'test',
+  });
+}
+const list = (token: string, on: TestApp = t) =>
+  request(on.app.server).get('/v1/operations').set('authorization', `Bearer ${token}`);
+const dryRun = (token: string) =>
+  request(t.app.server)
+    .post('/v1/operations')
+    .set('authorization', `Bearer ${token}`)
+    .send({ targetType: 'app', reason: 'dry run', ticket: 'CHG-RL', ids: [appId(1, 0)], dryRun: true });
+const pause = (token: string) =>
+  request(t.app.server)
+    .post('/v1/operations/op_does_not_exist/pause')
+    .set('authorization', `Bearer ${token}`)
+    .send({ reason: 'stop it' });
+
+function expectLimited(res: request.Response, details: Record<string, unknown>) {
+  expect(res.status, JSON.stringify(res.body)).toBe(429);
+  const retryAfter = Number(res.headers['retry-after']);
+  expect(retryAfter).toBeGreaterThanOrEqual(1);
+  expect(retryAfter).toBeLessThanOrEqual(LIMITS.rateLimitWindowMs / 1000);
+  expect(res.body).toMatchObject({
+    code: 'RATE_LIMITED',
+    message: expect.stringContaining(`per ${LIMITS.rateLimitWindowMs / 1000} s`),
+    details: { windowMs: LIMITS.rateLimitWindowMs, retryAfterSeconds: retryAfter, ...details },
+    requestId: expect.any(String),
+  });
+}
+
+describe('per token', () => {
+  it('answers 429 with Retry-After once a token used its budget; another token has its own', async () => {
+    const a = await newToken('viewer');
+    const b = await newToken('viewer');
+    for (let i = 0; i < LIMITS.rateLimitMax; i++) {
+      const res = await list(a.token);
+      expect(res.status).toBe(200);
+      expect(Number(res.headers['x-ratelimit-remaining'])).toBe(LIMITS.rateLimitMax - i - 1);
+    }
+    expectLimited(await list(a.token), { limit: LIMITS.rateLimitMax, budget: 'api', keyedBy: 'token' });
+    expect((await list(b.token)).status).toBe(200);
+    // The budget is kept in Redis under the token's id.
+    const keys = await t.app.redis.keys(`${PREFIX}:ratelimit:*`);
+    expect(keys).toContain(`${PREFIX}:ratelimit:api:token:${a.id}`);
+    expect(keys).toContain(`${PREFIX}:ratelimit:api:token:${b.id}`);
+  });
+
+  it("operator commands have a budget of their own: a token's submissions cannot use up its pause", async () => {
+    const admin = await newToken('admin');
+    for (let i = 0; i < LIMITS.rateLimitMax; i++) expect((await dryRun(admin.token)).status).toBe(200);
+    expectLimited(await dryRun(admin.token), { limit: LIMITS.rateLimitMax, budget: 'api' });
+    // Still let through to the route (404: no such operation), not refused by the limiter.
+    for (let i = 0; i < LIMITS.rateLimitControlMax; i++) expect((await pause(admin.token)).status).toBe(404);
+    // The command budget is per token too, and has its own limit.
+    expectLimited(await pause(admin.token), { limit: LIMITS.rateLimitControlMax, budget: 'control' });
+    expect((await pause((await newToken('operator')).token)).status).toBe(404);
+  });
+});
+
+describe('without a token', () => {
+  it('public routes are limited per client address; /healthz never is', async () => {
+    for (let i = 0; i < LIMITS.rateLimitMax; i++) expect((await request(t.app.server).get('/readyz')).status).toBe(200);
+    expectLimited(await request(t.app.server).get('/readyz'), { budget: 'api', keyedBy: 'ip' });
+    for (let i = 0; i < LIMITS.rateLimitMax * 2; i++)
+      expect((await request(t.app.server).get('/healthz')).status).toBe(200);
+  });
+});
+
+describe('replicas', () => {
+  it('two app instances on the same Redis share a token’s budget', async () => {
+    const other = await buildTestApp({ databaseUrl: t.databaseUrl, queuePrefix: PREFIX, limits: LIMITS });
+    try {
+      const token = (await newToken('viewer')).token;
+      for (let i = 0; i < LIMITS.rateLimitMax; i++) {
+        expect((await list(token, i % 2 ? other : t)).status).toBe(200);
+      }
+      expectLimited(await list(token, other), { limit: LIMITS.rateLimitMax, keyedBy: 'token' });
+      expectLimited(await list(token, t), { limit: LIMITS.rateLimitMax, keyedBy: 'token' });
+    } finally {
+      await other.close();
+    }
+  });
+
+  it('a Redis that does not answer lets requests through instead of holding them', async () => {
+    // Nothing listens on port 1.
+    const offline = await buildTestApp({ databaseUrl: t.databaseUrl, redisUrl: 'redis://127.0.0.1:1', limits: LIMITS });
+    try {
+      const token = (await newToken('viewer', offline)).token;
+      const started = Date.now();
+      for (let i = 0; i < LIMITS.rateLimitMax + 3; i++) expect((await list(token, offline)).status).toBe(200);
+      expect(Date.now() - started).toBeLessThan(15_000);
+    } finally {
+      await offline.close();
+    }
+  });
+});
