@@ -1,10 +1,14 @@
 // The one error handler: every error leaves as { code, message, details, requestId }. Client
 // mistakes are 4xx with a stable code and say what is allowed; 5xx messages are never shown to
-// clients. Also the answers Fastify would otherwise give in its own shape: a path segment over the
-// router's limit or with broken percent-encoding (frameworkErrors). What Node answers before any
-// request exists (slow or oversized headers) is answered in the same shape by plugins/timeouts.ts.
+// clients. Also the answers Fastify and Node would otherwise give in their own shapes (or without
+// a body): a path segment over the router's limit or with broken percent-encoding
+// (frameworkErrors), an Expect header other than 100-continue and an HTTP/1.1 request without a
+// Host header (installProtocolAnswers). What Node answers before any request exists (slow or
+// oversized headers) is answered in the same shape by plugins/timeouts.ts.
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { AppError, RetryLaterError } from '../lib/errors.ts';
+import { AppError, BadRequestError, RetryLaterError } from '../lib/errors.ts';
 import { isPoolExhausted } from './db.ts';
 import { acceptedTypes, unsupportedMediaType } from './uploads.ts';
 import { describeValidation } from './validation-messages.ts';
@@ -85,12 +89,19 @@ export function toClientError(err: FastifyError | AppError | Error, request?: Fa
     const e = unsupportedMediaType(request?.mediaType, request ? acceptedTypes(request) : [], request);
     return { status: 415, code: e.code, message: e.message, details: e.details };
   }
+  if (fe.code === 'FST_STATIC_FORBIDDEN_PATH')
+    return {
+      status: 404,
+      code: 'ROUTE_NOT_FOUND',
+      message: 'No such documentation file: its path holds a NUL byte or a dot segment (. or ..)',
+    };
   const mapped = fe.code ? FASTIFY_CODES[fe.code] : undefined;
   if (mapped) return { status: mapped[0], code: mapped[1], message: fe.message };
   if (err instanceof SyntaxError)
     return { status: 400, code: 'MALFORMED_BODY', message: `Body is not valid JSON: ${err.message}` };
   if (fe.statusCode && fe.statusCode >= 400 && fe.statusCode < 500) {
-    return { status: fe.statusCode, code: fe.code?.replace(/^FST_ERR_/, '') ?? 'BAD_REQUEST', message: fe.message };
+    // A plugin's own code without its FST_ prefix (the project's codes never carry one).
+    return { status: fe.statusCode, code: fe.code?.replace(/^FST_(ERR_)?/, '') ?? 'BAD_REQUEST', message: fe.message };
   }
   return { status: 500, code: 'INTERNAL', message: 'Internal error; see the server log with this requestId' };
 }
@@ -146,5 +157,40 @@ export function frameworkErrors(err: FastifyError, request: FastifyRequest, repl
     status: 500,
     code: 'INTERNAL',
     message: 'Internal error; see the server log with this requestId',
+  });
+}
+
+/**
+ * Node's own refusals, which it would send with an empty body, in the project's shape instead:
+ * - an `Expect` other than 100-continue (417; Node answers before any route runs);
+ * - an HTTP/1.1 request without a Host header (400, as RFC 9112 requires). Node's own check is
+ *   turned off where the server is built (`requireHostHeader: false`) so that this one answers.
+ */
+export function installProtocolAnswers(app: FastifyInstance) {
+  app.server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
+    const body = JSON.stringify({
+      code: 'EXPECTATION_FAILED',
+      message: 'The Expect header is not supported here; the only expectation this server meets is 100-continue',
+      details: { header: 'expect', allowed: ['100-continue'] },
+      requestId: randomUUID(),
+    });
+    res
+      .writeHead(417, {
+        'content-type': 'application/json; charset=utf-8',
+        'content-length': Buffer.byteLength(body),
+        connection: 'close',
+      })
+      .end(body);
+    req.resume();
+  });
+  app.addHook('onRequest', async (request) => {
+    if (request.raw.httpVersion === '1.1' && request.headers.host === undefined)
+      throw new BadRequestError(
+        'MISSING_HOST',
+        'An HTTP/1.1 request must carry a Host header (RFC 9112, section 3.2)',
+        {
+          header: 'host',
+        },
+      );
   });
 }

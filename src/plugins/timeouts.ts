@@ -80,11 +80,18 @@ function clientErrorHandler(requestTimeoutMs: number) {
               { maxBytes: maxHeaderSize },
             ]
           : [400, 'MALFORMED_REQUEST', 'The request is not valid HTTP/1.1', null];
-    if (socket.writable && socket.bytesWritten === 0) {
+    // As Node's own default: answer unless a response on this socket has started (a keep-alive
+    // socket that finished earlier responses is answered too).
+    const inFlight = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+    if (socket.writable && !inFlight?.headersSent) {
       const body = JSON.stringify({ code, message, details, requestId: randomUUID() });
+      // The answer to a HEAD request has no body (its client would read one as garbage); the
+      // request was not parsed, so its method is read from the bytes that failed.
+      const raw: unknown = err.rawPacket;
+      const head = Buffer.isBuffer(raw) && raw.subarray(0, 5).toString('latin1') === 'HEAD ';
       socket.write(
         `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nConnection: close\r\n` +
-          `Content-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+          `Content-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${head ? '' : body}`,
       );
     }
     socket.destroy(err);

@@ -1,6 +1,7 @@
 // Turns ajv's errors into answers that say what is allowed: the values of an enum, the field a
 // misspelling was probably meant to be next to the field it left missing, the hidden character of
 // a string that breaks the text rule. Needs ajv's `verbose` errors (the failing value and schema).
+import { DATE_TIME_RULE } from '../lib/date-time.ts';
 import { TEXT_RULES, textProblem, type TextKind } from '../lib/text.ts';
 
 export interface ValidationIssue {
@@ -129,6 +130,7 @@ function detailsOf(issue: ValidationIssue, where: string, group: ValidationIssue
             },
           ];
       }
+      if (kind === 'date-time') return [{ field, message: `must be ${DATE_TIME_RULE}`, allowed: DATE_TIME_RULE }];
       return [{ field, message }];
     }
     case 'anyOf': {

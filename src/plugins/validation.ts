@@ -3,6 +3,7 @@
 // parameters arrive as text, so those may be coerced to the declared scalar types.
 import { Ajv } from 'ajv';
 import addFormatsImport from 'ajv-formats';
+import { isStorableDateTime } from '../lib/date-time.ts';
 import { BadRequestError } from '../lib/errors.ts';
 import { isValidText, type TextKind } from '../lib/text.ts';
 import { describeValidation } from './errors.ts';
@@ -25,6 +26,8 @@ function makeAjv(coerce: boolean) {
   });
   addFormats(ajv);
   for (const kind of TEXT_FORMATS) ajv.addFormat(kind, { type: 'string', validate: (s) => isValidText(s, kind) });
+  // RFC 3339, and an instant that can be stored and written back (lib/date-time.ts).
+  ajv.addFormat('date-time', { type: 'string', validate: isStorableDateTime });
   // OpenAPI annotations that ajv does not know about.
   ajv.addKeyword({ keyword: 'example' });
   return ajv;

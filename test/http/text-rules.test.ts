@@ -1,6 +1,7 @@
 // Text is valid UTF-8 without NUL, control, bidi-formatting or zero-width characters wherever it
 // is stored or shown; path parameters take every ID the registry takes; a request line or path
 // segment too long for the server still gets the project's error shape.
+import { request as httpRequest } from 'node:http';
 import { connect } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -245,6 +246,16 @@ describe('path parameters and long requests', () => {
     }
   });
 
+  it('answers a documentation path with a NUL byte or a dot segment in the project shape', async () => {
+    // Found by the hostile-input suite: the static-file plugin's own code (FST_STATIC_FORBIDDEN_PATH).
+    for (const path of ['/docs/static/%00', '/docs/static/..', '/docs/static/%2e%2e/%2e%2e/package.json']) {
+      const res = await request(t.app.server).get(path);
+      expect(res.status, path).toBe(404);
+      expect(Object.keys(res.body).sort()).toEqual(['code', 'details', 'message', 'requestId']);
+      expect(res.body.code).toBe('ROUTE_NOT_FOUND');
+    }
+  });
+
   it('answers a malformed percent-encoding in the project shape', async () => {
     const res = await request(t.app.server)
       .get('/v1/registry/resources/%E0%A4%A')
@@ -269,6 +280,78 @@ describe('path parameters and long requests', () => {
     expect(Object.keys(body).sort()).toEqual(['code', 'details', 'message', 'requestId']);
     expect(body.code).toBe('REQUEST_TOO_LARGE');
     expect(body.message).toContain('16384');
+  });
+
+  it('answers it in the project shape on a keep-alive connection that already had an answer', async () => {
+    // Found by the hostile-input suite: the second request on a reused connection got its socket
+    // closed without an answer (the handler only answered on a socket nothing was written to yet).
+    const { port } = t.app.server.address() as AddressInfo;
+    const raw = await new Promise<string>((resolve, reject) => {
+      const socket = connect(port, '127.0.0.1');
+      let data = '';
+      let sent = false;
+      socket.on('data', (d) => {
+        data += d.toString();
+        if (!sent && data.includes('"status":"ok"')) {
+          sent = true;
+          socket.write(`GET /v1/audit?operationId=${'a'.repeat(20_000)} HTTP/1.1\r\nHost: x\r\n\r\n`);
+        }
+      });
+      socket.on('close', () => resolve(data));
+      socket.on('error', reject);
+      socket.write('GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n');
+    });
+    const second = raw.slice(raw.indexOf('HTTP/1.1', 1));
+    expect(second).toMatch(/^HTTP\/1\.1 431 /);
+    const body = JSON.parse(second.slice(second.indexOf('\r\n\r\n') + 4)) as Record<string, unknown>;
+    expect(body).toMatchObject({ code: 'REQUEST_TOO_LARGE', details: { maxBytes: 16384 } });
+  });
+
+  it('answers a HEAD request with oversized headers without a body', async () => {
+    // Found by the hostile-input suite: the JSON body after a HEAD answer broke the client's parser.
+    const res = await new Promise<{ status?: number; error?: string }>((resolve) => {
+      const { port } = t.app.server.address() as AddressInfo;
+      const req = httpRequest(
+        { host: '127.0.0.1', port, method: 'HEAD', path: `/v1/audit?operationId=${'a'.repeat(20_000)}` },
+        (r) => {
+          r.resume();
+          r.on('end', () => resolve({ status: r.statusCode }));
+        },
+      );
+      req.on('error', (e) => resolve({ error: e.message }));
+      req.end();
+    });
+    expect(res).toEqual({ status: 431 });
+  });
+
+  // Found by the hostile-input suite: Node answered these itself, with an empty body.
+  it('answers an Expect header it cannot meet, and an HTTP/1.1 request without Host, in the project shape', async () => {
+    const { port } = t.app.server.address() as AddressInfo;
+    const exchange = (text: string) =>
+      new Promise<{ status: number; body: Record<string, unknown> }>((resolve, reject) => {
+        const socket = connect(port, '127.0.0.1');
+        let data = '';
+        socket.on('data', (d) => (data += d.toString()));
+        socket.on('close', () => {
+          const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(data)?.[1]);
+          resolve({ status, body: JSON.parse(data.slice(data.indexOf('\r\n\r\n') + 4)) as Record<string, unknown> });
+        });
+        socket.on('error', reject);
+        socket.write(text);
+      });
+    const viewer = t.auth('viewer');
+    const expect417 = await exchange(
+      `GET /v1/audit HTTP/1.1\r\nHost: x\r\nExpect: 200-ok\r\nauthorization: ${viewer}\r\nConnection: close\r\n\r\n`,
+    );
+    expect(expect417.status).toBe(417);
+    expect(expect417.body).toMatchObject({ code: 'EXPECTATION_FAILED', details: { allowed: ['100-continue'] } });
+    const noHost = await exchange(`GET /v1/audit HTTP/1.1\r\nauthorization: ${viewer}\r\nConnection: close\r\n\r\n`);
+    expect(noHost.status).toBe(400);
+    expect(noHost.body).toMatchObject({ code: 'MISSING_HOST', details: { header: 'host' } });
+    expect(Object.keys(noHost.body).sort()).toEqual(['code', 'details', 'message', 'requestId']);
+    // HTTP/1.0 has no Host header to require.
+    const old = await exchange(`GET /healthz HTTP/1.0\r\n\r\n`);
+    expect(old).toMatchObject({ status: 200, body: { status: 'ok' } });
   });
 
   it('refuses a streamed upload declared larger than its limit at once, stating the limit', async () => {

@@ -1,4 +1,5 @@
 import { Type } from '@fastify/type-provider-typebox';
+import { DATE_TIME_RULE } from '../../lib/date-time.ts';
 import { IdString, Text } from '../../lib/schemas.ts';
 import { ROLES } from './roles.ts';
 
@@ -47,7 +48,11 @@ export const CreateTokenBody = Type.Object(
   {
     name: Text({ minLength: 1, maxLength: 100, description: 'Who or what uses the token' }),
     role: RoleSchema,
-    expiresAt: Type.Optional(DateTime('The token stops working at this time (401 TOKEN_EXPIRED); omitted: never')),
+    expiresAt: Type.Optional(
+      DateTime(
+        `The token stops working at this time (401 TOKEN_EXPIRED); omitted: never. ${DATE_TIME_RULE[0]!.toUpperCase()}${DATE_TIME_RULE.slice(1)}`,
+      ),
+    ),
     scope: Type.Optional(ScopeSchema),
   },
   {
