@@ -12,9 +12,10 @@ import helmetPlugin from './plugins/helmet.ts';
 import downstreamPlugin from './plugins/downstream.ts';
 import { withRedaction } from './lib/logging.ts';
 import { DENY_ALL, type DownstreamPolicy } from './modules/adapters/index.ts';
-import { installErrorHandler } from './plugins/errors.ts';
-import { buildValidator } from './plugins/validation.ts';
-import { installStagingSweeper, installStreamingParsers } from './plugins/uploads.ts';
+import { frameworkErrors, installErrorHandler, installProtocolAnswers, MAX_PARAM_LENGTH } from './plugins/errors.ts';
+import { installJsonParser } from './plugins/json-body.ts';
+import { buildValidator, TEXT_FORMATS } from './plugins/validation.ts';
+import { installContentTypes, installStagingSweeper } from './plugins/uploads.ts';
 import { installBodyDeadline, installHandlerDeadline, serverTimeoutOptions } from './plugins/timeouts.ts';
 import rateLimitPlugin from './plugins/rate-limit.ts';
 import loadSheddingPlugin from './plugins/under-pressure.ts';
@@ -34,6 +35,8 @@ import freezeRoutes from './modules/execution/freeze-routes.ts';
 import policyRoutes from './modules/operations/policy-routes.ts';
 import queuesPlugin from './plugins/queues.ts';
 import snapshotsPlugin from './plugins/snapshots.ts';
+
+const REQUEST_ID = /^[\x21-\x7e]{1,100}$/;
 
 export interface AppOptions {
   config: Pick<Config, 'logLevel'> & {
@@ -56,22 +59,35 @@ export interface AppOptions {
 export async function buildApp(opts: AppOptions): Promise<App> {
   const limits: Limits = { ...DEFAULT_LIMITS, ...opts.config.limits };
   const prefix = opts.config.queuePrefix ?? 'blastgate';
+  const timeouts = serverTimeoutOptions(limits);
   const app = Fastify({
-    // Request deadlines (408 for a request that trickles in, 503 for one not answered in time).
-    ...serverTimeoutOptions(limits),
+    // Request deadlines (408 for a request that trickles in, 503 for one not answered in time), and
+    // what Node cannot parse answered in the project's error shape.
+    ...timeouts,
+    // A missing Host header is answered by installProtocolAnswers, in the project's shape.
+    http: { ...timeouts.http, requireHostHeader: false },
     logger: withRedaction(opts.logger ?? { level: opts.config.logLevel }),
-    genReqId: (req) =>
-      typeof req.headers['x-request-id'] === 'string' && req.headers['x-request-id'].length <= 100
-        ? req.headers['x-request-id']
-        : randomUUID(),
+    // A client's request ID is echoed in answers, logs and the audit log: printable ASCII only.
+    genReqId: (req) => {
+      const given = req.headers['x-request-id'];
+      return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
+    },
+    // Path parameters take every ID the registry takes; longer ones are answered by frameworkErrors.
+    routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
+    frameworkErrors,
     // Inline JSON bodies carry at most 100k IDs; bigger lists go as streamed NDJSON/text uploads.
     bodyLimit: 8 * 1024 * 1024,
+    // The response serializer picks anyOf branches with its own ajv: the text formats are known
+    // there too (what is sent was checked on the way in), instead of warned about as unknown.
+    serializerOpts: { ajv: { formats: Object.fromEntries(TEXT_FORMATS.map((f) => [f, true])) } },
     schemaController: { compilersFactory: { buildValidator: buildValidator as never } },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   installErrorHandler(app);
+  installProtocolAnswers(app);
   await app.register(helmetPlugin);
-  installStreamingParsers(app);
+  installJsonParser(app);
+  installContentTypes(app);
   installHandlerDeadline(app, limits.handlerTimeoutMs);
   installBodyDeadline(app, limits.requestTimeoutMs);
   // Shared schemas live at the root so every route plugin can $ref them.

@@ -1,5 +1,7 @@
 // One error model for the whole service: every failure a client can cause is an AppError with a
 // stable machine-readable `code`, an HTTP status and optional `details` naming what was wrong.
+import { escapedIfNeeded, showText } from './text.ts';
+
 export class AppError extends Error {
   constructor(
     readonly statusCode: number,
@@ -32,8 +34,13 @@ export class ForbiddenError extends AppError {
 }
 
 export class NotFoundError extends AppError {
+  // An ID with characters outside printable ASCII is shown escaped: a look-alike (a Cyrillic "а")
+  // must not read as the ID the client thought it sent.
   constructor(what: string, id: string) {
-    super(404, 'NOT_FOUND', `${what} ${id} does not exist`, { [what.toLowerCase()]: id });
+    super(404, 'NOT_FOUND', `${what} ${showText(id)} does not exist`, {
+      [what.toLowerCase()]: id,
+      ...escapedIfNeeded(id),
+    });
   }
 }
 

@@ -1,8 +1,10 @@
 // Streams a request body as batches of lines without holding the body in memory. Used for the
-// NDJSON and plain-text uploads (registry imports, 1M-ID operations).
-import { StringDecoder } from 'node:string_decoder';
+// NDJSON and plain-text uploads (registry imports, 1M-ID operations). The body must be valid
+// UTF-8: an invalid byte is refused naming its line, never replaced with U+FFFD (two IDs that
+// differ only in that byte would otherwise become one).
 import type { Readable } from 'node:stream';
 import { BadRequestError, PayloadTooLargeError } from './errors.ts';
+import { byteLabel, completePrefix, invalidUtf8At } from './utf8.ts';
 
 export interface LineLimits {
   /** Total body bytes allowed. */
@@ -19,22 +21,52 @@ export interface Line {
   text: string;
 }
 
-/** Yields batches of non-empty lines (CRLF tolerated); `\r` and surrounding blanks trimmed. */
+// Only ASCII blanks are trimmed (CRLF line ends, stray spaces): String.prototype.trim would also
+// drop a no-break space or a byte order mark, silently turning two different IDs into one.
+const ASCII_BLANKS = /^[ \t\r]+|[ \t\r]+$/g;
+const trimAscii = (s: string) => (s.length && /^[ \t\r]|[ \t\r]$/.test(s) ? s.replace(ASCII_BLANKS, '') : s);
+
+function countNewlines(buf: Uint8Array, end: number): number {
+  let n = 0;
+  for (let i = buf.indexOf(0x0a); i !== -1 && i < end; i = buf.indexOf(0x0a, i + 1)) n++;
+  return n;
+}
+
+function invalidUtf8(line: number, byteOffset: number, byte: string): BadRequestError {
+  return new BadRequestError(
+    'INVALID_UTF8',
+    `The body is not valid UTF-8: byte ${byte} at offset ${byteOffset} (line ${line}); text must be UTF-8 encoded`,
+    { line, byteOffset, byte },
+  );
+}
+
+/** Yields batches of non-empty lines (CRLF tolerated); blanks and tabs around a line are trimmed. */
 export async function* lineBatches(stream: Readable, limits: LineLimits): AsyncGenerator<Line[]> {
-  const decoder = new StringDecoder('utf8');
   let carry = '';
+  let pending: Buffer = Buffer.alloc(0);
   let bytes = 0;
+  let decoded = 0; // bytes before `pending`
   let n = 0;
   let batch: Line[] = [];
   for await (const chunk of stream as AsyncIterable<Buffer>) {
     bytes += chunk.length;
     if (bytes > limits.maxBytes)
-      throw new PayloadTooLargeError(`Body is larger than ${limits.maxBytes} bytes`, { maxBytes: limits.maxBytes });
-    const text = carry + decoder.write(chunk);
+      throw new PayloadTooLargeError(`Body is larger than the ${limits.maxBytes} bytes this route accepts`, {
+        maxBytes: limits.maxBytes,
+      });
+    // A multi-byte character may be split between chunks: its first bytes wait for the rest.
+    const buf = pending.length ? Buffer.concat([pending, chunk]) : chunk;
+    const cut = completePrefix(buf);
+    const part = buf.subarray(0, cut);
+    const bad = invalidUtf8At(part);
+    if (bad !== -1) throw invalidUtf8(n + 1 + countNewlines(part, bad), decoded + bad, byteLabel(part, bad));
+    pending = Buffer.from(buf.subarray(cut));
+    decoded += cut;
+    const text = carry + part.toString('utf8');
     let start = 0;
     for (let i = text.indexOf('\n'); i !== -1; i = text.indexOf('\n', start)) {
       n++;
-      const line = text.slice(start, i).trim();
+      const line = trimAscii(text.slice(start, i));
       if (line) batch.push({ n, text: line });
       start = i + 1;
     }
@@ -42,13 +74,16 @@ export async function* lineBatches(stream: Readable, limits: LineLimits): AsyncG
     if (carry.length > limits.maxLineBytes)
       throw new BadRequestError('LINE_TOO_LONG', `Line ${n + 1} is longer than ${limits.maxLineBytes} bytes`, {
         line: n + 1,
+        maxLineBytes: limits.maxLineBytes,
       });
     if (batch.length >= limits.batchSize) {
       yield batch;
       batch = [];
     }
   }
-  const rest = (carry + decoder.end()).trim();
+  // Bytes left at the end are a character cut short.
+  if (pending.length) throw invalidUtf8(n + 1, decoded, byteLabel(pending, 0));
+  const rest = trimAscii(carry);
   if (rest) {
     n++;
     batch.push({ n, text: rest });

@@ -1,5 +1,6 @@
 // Schemas shared by every module.
 import { Type, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { TStringOptions } from 'typebox';
 import type {
   FastifyBaseLogger,
   FastifyInstance,
@@ -42,6 +43,8 @@ export const errorResponses = (...statuses: number[]) =>
     statuses.map((s) => [s, { ...Type.Ref('ErrorResponse'), description: ERROR_DESCRIPTIONS[s] ?? 'Error' }]),
   );
 
+type StringOptions = TStringOptions;
+
 const ERROR_DESCRIPTIONS: Record<number, string> = {
   400: 'Malformed request or failed validation',
   401: 'Missing, unknown or revoked bearer token',
@@ -55,6 +58,27 @@ const ERROR_DESCRIPTIONS: Record<number, string> = {
   429: 'Rate limit reached for this token (see Retry-After)',
   503: 'Overloaded, no database connection free, or not answered in time (see Retry-After)',
 };
+
+// Strings that are stored or shown say which characters they take, by format (lib/text.ts; the
+// validator registers the formats, the OpenAPI document shows them):
+// - `id`: no whitespace, control or invisible formatting characters (bidi, zero-width, BOM);
+// - `text`: one line, no control or invisible formatting characters;
+// - `multiline-text`: like text, but tab and line breaks are allowed.
+
+/** Longest ID accepted anywhere (registry IDs, tenant IDs, operation IDs). */
+export const MAX_ID_LENGTH = 200;
+
+export const IdString = (opts: StringOptions = {}) =>
+  Type.String({ format: 'id', minLength: 1, maxLength: MAX_ID_LENGTH, ...opts });
+export const Text = (opts: StringOptions = {}) => Type.String({ format: 'text', ...opts });
+export const MultilineText = (opts: StringOptions = {}) => Type.String({ format: 'multiline-text', ...opts });
+
+/** Path parameters named `id`: every ID the registry accepts (and operation IDs). */
+export const IdParams = (description: string, example: string) =>
+  Type.Object({ id: IdString({ description, example }) });
+
+/** Integer query parameters land in int4 columns: bounded, so a huge value is a 400, not a 5xx. */
+export const MAX_INT4 = 2_147_483_647;
 
 /**
  * Documents refusals that apply across routes (timeouts, rate limits, load shedding) on every /v1
@@ -73,10 +97,3 @@ export function documentErrorResponses(
     };
   });
 }
-
-export const Pagination = Type.Object({
-  limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100, description: 'Page size' }),
-  cursor: Type.Optional(
-    Type.String({ maxLength: 200, description: "Opaque cursor from the previous page's nextCursor" }),
-  ),
-});

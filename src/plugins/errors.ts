@@ -1,8 +1,19 @@
 // The one error handler: every error leaves as { code, message, details, requestId }. Client
-// mistakes are 4xx with a stable code; 5xx messages are never shown to clients.
+// mistakes are 4xx with a stable code and say what is allowed; 5xx messages are never shown to
+// clients. Also the answers Fastify and Node would otherwise give in their own shapes (or without
+// a body): a path segment over the router's limit or with broken percent-encoding
+// (frameworkErrors), an Expect header other than 100-continue and an HTTP/1.1 request without a
+// Host header (installProtocolAnswers). What Node answers before any request exists (slow or
+// oversized headers) is answered in the same shape by plugins/timeouts.ts.
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { AppError, RetryLaterError } from '../lib/errors.ts';
+import { AppError, BadRequestError, RetryLaterError } from '../lib/errors.ts';
 import { isPoolExhausted } from './db.ts';
+import { acceptedTypes, unsupportedMediaType } from './uploads.ts';
+import { describeValidation } from './validation-messages.ts';
+
+export { describeValidation } from './validation-messages.ts';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -11,12 +22,19 @@ declare module 'fastify' {
   }
 }
 
+/**
+ * Longest path parameter the router takes, in UTF-16 code units after percent-decoding. Registry
+ * IDs are up to 200 characters, which is up to 400 code units beyond the BMP; longer segments are
+ * refused like a schema's maxLength, in the project's shape.
+ */
+export const MAX_PARAM_LENGTH = 1000;
+/** What every ID path parameter's schema allows (the registry's MAX_ID_LENGTH). */
+const PARAM_SCHEMA_MAX = 200;
+
 const FASTIFY_CODES: Record<string, [number, string]> = {
-  FST_ERR_CTP_INVALID_MEDIA_TYPE: [415, 'UNSUPPORTED_MEDIA_TYPE'],
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: [400, 'MALFORMED_BODY'],
   FST_ERR_CTP_EMPTY_JSON_BODY: [400, 'MALFORMED_BODY'],
   FST_ERR_CTP_INVALID_JSON_BODY: [400, 'MALFORMED_BODY'],
-  FST_ERR_CTP_BODY_TOO_LARGE: [413, 'PAYLOAD_TOO_LARGE'],
   FST_ERR_CTP_INVALID_TYPE: [400, 'MALFORMED_BODY'],
   FST_ERR_VALIDATION: [400, 'VALIDATION_FAILED'],
 };
@@ -24,34 +42,16 @@ const FASTIFY_CODES: Record<string, [number, string]> = {
 // long enough for a burst to drain.
 const BUSY_RETRY_AFTER_S = 5;
 
-interface ValidationIssue {
-  instancePath: string;
-  message?: string;
-  params?: Record<string, unknown>;
-}
-
-/** Names each offending field (`body.ids.1`) and leads with an unknown field when there is one. */
-export function describeValidation(issues: readonly ValidationIssue[], where: string) {
-  const details = issues.map((v) => ({
-    field: `${where}${v.instancePath ? v.instancePath.replace(/\//g, '.') : ''}`,
-    message: v.message,
-    ...(v.params && 'additionalProperty' in v.params ? { unknownField: v.params.additionalProperty } : {}),
-  }));
-  const unknown = details.find((d) => 'unknownField' in d);
-  const message = unknown
-    ? `Unknown field "${String(unknown.unknownField)}" in ${unknown.field}`
-    : `Invalid ${details[0]?.field ?? where}: ${details[0]?.message ?? 'failed validation'}`;
-  return { message, details };
-}
-
-export function toClientError(err: FastifyError | AppError | Error): {
+interface ClientError {
   status: number;
   code: string;
   message: string;
   details?: unknown;
   /** Sent as Retry-After: the refusal is temporary. */
   retryAfterSeconds?: number;
-} {
+}
+
+export function toClientError(err: FastifyError | AppError | Error, request?: FastifyRequest): ClientError {
   if (err instanceof AppError)
     return {
       status: err.statusCode,
@@ -74,36 +74,123 @@ export function toClientError(err: FastifyError | AppError | Error): {
       code: 'VALIDATION_FAILED',
       ...describeValidation(fe.validation, fe.validationContext ?? 'body'),
     };
+  if (fe.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+    const maxBytes = request?.routeOptions.bodyLimit;
+    return {
+      status: 413,
+      code: 'PAYLOAD_TOO_LARGE',
+      message: maxBytes
+        ? `Body is larger than the ${maxBytes} bytes this route accepts`
+        : 'Body is larger than this route accepts',
+      details: { maxBytes: maxBytes ?? null },
+    };
+  }
+  if (fe.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
+    const e = unsupportedMediaType(request?.mediaType, request ? acceptedTypes(request) : [], request);
+    return { status: 415, code: e.code, message: e.message, details: e.details };
+  }
+  if (fe.code === 'FST_STATIC_FORBIDDEN_PATH')
+    return {
+      status: 404,
+      code: 'ROUTE_NOT_FOUND',
+      message: 'No such documentation file: its path holds a NUL byte or a dot segment (. or ..)',
+    };
   const mapped = fe.code ? FASTIFY_CODES[fe.code] : undefined;
   if (mapped) return { status: mapped[0], code: mapped[1], message: fe.message };
   if (err instanceof SyntaxError)
     return { status: 400, code: 'MALFORMED_BODY', message: `Body is not valid JSON: ${err.message}` };
   if (fe.statusCode && fe.statusCode >= 400 && fe.statusCode < 500) {
-    return { status: fe.statusCode, code: fe.code?.replace(/^FST_ERR_/, '') ?? 'BAD_REQUEST', message: fe.message };
+    // A plugin's own code without its FST_ prefix (the project's codes never carry one).
+    return { status: fe.statusCode, code: fe.code?.replace(/^FST_(ERR_)?/, '') ?? 'BAD_REQUEST', message: fe.message };
   }
   return { status: 500, code: 'INTERNAL', message: 'Internal error; see the server log with this requestId' };
 }
 
+function send(request: FastifyRequest, reply: FastifyReply, e: ClientError) {
+  request.errorCode = e.code;
+  if (e.retryAfterSeconds !== undefined) reply.header('retry-after', String(e.retryAfterSeconds));
+  return reply
+    .status(e.status)
+    .send({ code: e.code, message: e.message, details: e.details ?? null, requestId: request.id });
+}
+
 export function installErrorHandler(app: FastifyInstance) {
   app.setErrorHandler((err: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
-    const e = toClientError(err);
+    const e = toClientError(err, request);
     // A refusal for now (shed, busy, timed out) is the service protecting itself, not a failure.
     if (e.status >= 500 && e.retryAfterSeconds === undefined) request.log.error({ err }, 'request failed');
     else if (e.status >= 500) request.log.warn({ code: e.code, details: e.details }, e.message);
     else request.log.info({ code: e.code, details: e.details }, e.message);
-    request.errorCode = e.code;
-    if (e.retryAfterSeconds !== undefined) reply.header('retry-after', String(e.retryAfterSeconds));
-    return reply
-      .status(e.status)
-      .send({ code: e.code, message: e.message, details: e.details ?? null, requestId: request.id });
+    return send(request, reply, e);
   });
-  app.setNotFoundHandler((request, reply) => {
-    request.errorCode = 'ROUTE_NOT_FOUND';
-    return reply.status(404).send({
+  app.setNotFoundHandler((request, reply) =>
+    send(request, reply, {
+      status: 404,
       code: 'ROUTE_NOT_FOUND',
       message: `No route ${request.method} ${request.url.split('?')[0]}`,
-      details: null,
-      requestId: request.id,
+    }),
+  );
+}
+
+/** Fastify's `frameworkErrors`: errors of the router, before a route is chosen. */
+export function frameworkErrors(err: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
+  if (err.code === 'FST_ERR_MAX_PARAM_LENGTH') {
+    const message = `must NOT have more than ${PARAM_SCHEMA_MAX} characters`;
+    void send(request, reply, {
+      status: 400,
+      code: 'VALIDATION_FAILED',
+      message: `Invalid params: a path segment is longer than any ID (${PARAM_SCHEMA_MAX} characters at most)`,
+      details: [{ field: 'params', message, limit: PARAM_SCHEMA_MAX }],
     });
+    return;
+  }
+  if (err.code === 'FST_ERR_BAD_URL') {
+    void send(request, reply, {
+      status: 400,
+      code: 'BAD_URL',
+      message: 'The path is not valid: a percent-encoded segment does not decode to UTF-8 text',
+    });
+    return;
+  }
+  request.log.error({ err }, 'router error');
+  void send(request, reply, {
+    status: 500,
+    code: 'INTERNAL',
+    message: 'Internal error; see the server log with this requestId',
+  });
+}
+
+/**
+ * Node's own refusals, which it would send with an empty body, in the project's shape instead:
+ * - an `Expect` other than 100-continue (417; Node answers before any route runs);
+ * - an HTTP/1.1 request without a Host header (400, as RFC 9112 requires). Node's own check is
+ *   turned off where the server is built (`requireHostHeader: false`) so that this one answers.
+ */
+export function installProtocolAnswers(app: FastifyInstance) {
+  app.server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
+    const body = JSON.stringify({
+      code: 'EXPECTATION_FAILED',
+      message: 'The Expect header is not supported here; the only expectation this server meets is 100-continue',
+      details: { header: 'expect', allowed: ['100-continue'] },
+      requestId: randomUUID(),
+    });
+    res
+      .writeHead(417, {
+        'content-type': 'application/json; charset=utf-8',
+        'content-length': Buffer.byteLength(body),
+        connection: 'close',
+      })
+      .end(body);
+    req.resume();
+  });
+  app.addHook('onRequest', async (request) => {
+    if (request.raw.httpVersion === '1.1' && request.headers.host === undefined)
+      throw new BadRequestError(
+        'MISSING_HOST',
+        'An HTTP/1.1 request must carry a Host header (RFC 9112, section 3.2)',
+        {
+          header: 'host',
+        },
+      );
   });
 }

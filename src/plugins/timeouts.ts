@@ -8,7 +8,7 @@
 //   Not Fastify's own handlerTimeout: in 5.12 the end of a request body clears its timer, so it
 //   never fires for a request with a body (fastify/fastify#6725).
 import { randomUUID } from 'node:crypto';
-import { STATUS_CODES } from 'node:http';
+import { maxHeaderSize, STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import { PassThrough, type Readable } from 'node:stream';
 import type { ConnectionError, FastifyInstance } from 'fastify';
@@ -62,8 +62,9 @@ export function installHandlerDeadline(app: FastifyInstance, handlerTimeoutMs: n
 }
 
 /**
- * Errors on a connection before (or instead of) a routed request: answered in the project's error
- * shape when nothing was written yet, then the socket is closed (its state is unknown).
+ * Errors on a connection before (or instead of) a routed request (Node could not parse it, or its
+ * headers came too slowly): answered in the project's error shape when nothing was written yet,
+ * then the socket is closed (its state is unknown).
  */
 function clientErrorHandler(requestTimeoutMs: number) {
   return (err: ConnectionError, socket: Socket) => {
@@ -72,13 +73,25 @@ function clientErrorHandler(requestTimeoutMs: number) {
       err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
         ? [408, 'REQUEST_TIMEOUT', new RequestTimeoutError(requestTimeoutMs).message, { limitMs: requestTimeoutMs }]
         : err.code === 'HPE_HEADER_OVERFLOW'
-          ? [431, 'HEADERS_TOO_LARGE', 'The request line and headers are larger than 16 KiB', null]
+          ? [
+              431,
+              'REQUEST_TOO_LARGE',
+              `The request line and headers are larger than the ${maxHeaderSize} bytes the server accepts; send long lists in the body`,
+              { maxBytes: maxHeaderSize },
+            ]
           : [400, 'MALFORMED_REQUEST', 'The request is not valid HTTP/1.1', null];
-    if (socket.writable && socket.bytesWritten === 0) {
+    // As Node's own default: answer unless a response on this socket has started (a keep-alive
+    // socket that finished earlier responses is answered too).
+    const inFlight = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+    if (socket.writable && !inFlight?.headersSent) {
       const body = JSON.stringify({ code, message, details, requestId: randomUUID() });
+      // The answer to a HEAD request has no body (its client would read one as garbage); the
+      // request was not parsed, so its method is read from the bytes that failed.
+      const raw: unknown = err.rawPacket;
+      const head = Buffer.isBuffer(raw) && raw.subarray(0, 5).toString('latin1') === 'HEAD ';
       socket.write(
         `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nConnection: close\r\n` +
-          `Content-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+          `Content-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${head ? '' : body}`,
       );
     }
     socket.destroy(err);

@@ -1,18 +1,84 @@
-// Streamed uploads: `application/x-ndjson` and `text/plain` bodies reach the handler as the raw
-// request stream (never buffered whole); handlers read them with lib/lines.ts. Their IDs are staged
-// in tables of their own (modules/operations/staging.ts); the sweeper here drops the tables of
-// uploads whose process died before it could.
-import type { FastifyInstance } from 'fastify';
+// Request content types. `application/x-ndjson` and `text/plain` bodies reach the handler as the
+// raw request stream (never buffered whole); handlers read them with lib/lines.ts, and stage their
+// IDs in tables of their own (modules/operations/staging.ts); the sweeper here drops the tables of
+// uploads whose process died before it could. Every route takes exactly the content types its
+// schema documents: any other is refused with 415 listing them, before the body is looked at (a
+// stream handed to a JSON route, or JSON to an upload route, would otherwise fail in confusing
+// ways further on).
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type pg from 'pg';
+import { AppError, PayloadTooLargeError } from '../lib/errors.ts';
 import { sweepStaleStaging } from '../modules/operations/staging.ts';
 
 export const NDJSON = 'application/x-ndjson';
 export const TEXT = 'text/plain';
+export const JSON_TYPE = 'application/json';
 
-export function installStreamingParsers(app: FastifyInstance) {
-  for (const type of [NDJSON, TEXT]) {
-    app.addContentTypeParser(type, (_req, payload, done) => done(null, payload));
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** Content types the route's body may have (from its schema); absent: the route takes no body. */
+    accepts?: string[];
+    /** Extra advice in a 415 answer, by the refused content type (e.g. where that type is taken). */
+    mediaTypeHints?: Record<string, string>;
+    /** Largest streamed (NDJSON or text) body the route reads; the reader enforces it as it goes. */
+    uploadLimit?: number;
   }
+}
+
+/** The content types a route's body schema documents. */
+function documentedTypes(body: unknown): string[] | undefined {
+  if (!body || typeof body !== 'object') return undefined;
+  const content = (body as { content?: Record<string, unknown> }).content;
+  return content ? Object.keys(content) : [JSON_TYPE];
+}
+
+export const acceptedTypes = (request: FastifyRequest): string[] => request.routeOptions.config.accepts ?? [];
+
+export function unsupportedMediaType(got: string | undefined, accepted: string[], request?: FastifyRequest): AppError {
+  const hint = got ? request?.routeOptions.config.mediaTypeHints?.[got] : undefined;
+  const takes = accepted.length ? `use ${accepted.join(' or ')}` : 'this route takes no body';
+  return new AppError(
+    415,
+    'UNSUPPORTED_MEDIA_TYPE',
+    `Content type ${got || '(none)'} is not accepted here; ${takes}${hint ? `. ${hint}` : ''}`,
+    { contentType: got || null, accepted },
+  );
+}
+
+export function installContentTypes(app: FastifyInstance) {
+  for (const type of [NDJSON, TEXT]) {
+    app.addContentTypeParser(type, (req, payload, done) => {
+      // Fastify's bodyLimit does not apply to a stream handed over as is: a body declared larger
+      // than the route reads is refused now, instead of after the client sent what it declared.
+      const limit = req.routeOptions.config.uploadLimit;
+      const declared = Number(req.headers['content-length']);
+      if (limit !== undefined && declared > limit)
+        return done(
+          new PayloadTooLargeError(`Body is larger than the ${limit} bytes this route accepts`, { maxBytes: limit }),
+          undefined,
+        );
+      done(null, payload);
+    });
+  }
+  app.addHook('onRoute', (route) => {
+    const accepts = documentedTypes(route.schema?.body);
+    if (accepts) route.config = { ...route.config, accepts };
+  });
+  app.addHook('preValidation', async (request) => {
+    const accepted = request.routeOptions.config.accepts;
+    if (!accepted) return;
+    // No body at all: a JSON-only route's schema validation answers (400, "body must be object");
+    // a route that takes several types, or only a streamed one, cannot tell which was meant.
+    if (
+      request.body === undefined &&
+      !request.headers['content-type'] &&
+      accepted.length === 1 &&
+      accepted[0] === JSON_TYPE
+    )
+      return;
+    const media = request.mediaType;
+    if (!media || !accepted.includes(media)) throw unsupportedMediaType(media || undefined, accepted, request);
+  });
 }
 
 /**

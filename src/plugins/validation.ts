@@ -3,10 +3,15 @@
 // parameters arrive as text, so those may be coerced to the declared scalar types.
 import { Ajv } from 'ajv';
 import addFormatsImport from 'ajv-formats';
+import { isStorableDateTime } from '../lib/date-time.ts';
 import { BadRequestError } from '../lib/errors.ts';
+import { isValidText, type TextKind } from '../lib/text.ts';
 import { describeValidation } from './errors.ts';
 
 const addFormats = addFormatsImport as unknown as (ajv: Ajv) => Ajv;
+
+/** The string formats of lib/text.ts: what characters a stored or shown string may hold. */
+export const TEXT_FORMATS: readonly TextKind[] = ['id', 'text', 'multiline-text'];
 
 function makeAjv(coerce: boolean) {
   const ajv = new Ajv({
@@ -14,9 +19,15 @@ function makeAjv(coerce: boolean) {
     removeAdditional: false,
     useDefaults: true,
     allErrors: false,
+    // Errors carry the failing value and schema, so that messages can name what is allowed
+    // (enum values, the field a misspelling was meant to be, the hidden character).
+    verbose: true,
     strict: false,
   });
   addFormats(ajv);
+  for (const kind of TEXT_FORMATS) ajv.addFormat(kind, { type: 'string', validate: (s) => isValidText(s, kind) });
+  // RFC 3339, and an instant that can be stored and written back (lib/date-time.ts).
+  ajv.addFormat('date-time', { type: 'string', validate: isStorableDateTime });
   // OpenAPI annotations that ajv does not know about.
   ajv.addKeyword({ keyword: 'example' });
   return ajv;

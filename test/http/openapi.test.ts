@@ -15,8 +15,15 @@ interface MediaType {
   example?: unknown;
   examples?: Record<string, unknown>;
 }
+interface Parameter {
+  name: string;
+  in: string;
+  required?: boolean;
+  schema?: Schema;
+}
 interface Operation {
   operationId?: string;
+  parameters?: Parameter[];
   tags?: string[];
   summary?: string;
   description?: string;
@@ -136,5 +143,48 @@ describe('OpenAPI document', () => {
       .filter(([, s]) => !s.description?.trim())
       .map(([name]) => name);
     expect(missing).toEqual([]);
+  });
+
+  it('says exactly what the server requires: defaults are optional, the text upload requires its spec', () => {
+    const problems: string[] = [];
+    for (const { key, op } of operations())
+      for (const p of op.parameters ?? [])
+        if (p.required && p.schema && resolve(p.schema).default !== undefined)
+          problems.push(`${key}: ${p.in} parameter ${p.name} has a default but is marked required`);
+    expect(problems).toEqual([]);
+    const text = doc.paths['/v1/operations/text']?.post;
+    const required = (text?.parameters ?? []).filter((p) => p.in === 'query' && p.required).map((p) => p.name);
+    expect(required.sort()).toEqual(['reason', 'targetType', 'ticket']);
+    expect(Object.keys(text?.requestBody?.content ?? {})).toEqual(['text/plain']);
+    const submit = doc.paths['/v1/operations']?.post;
+    expect((submit?.parameters ?? []).filter((p) => p.in === 'query')).toEqual([]);
+    expect(Object.keys(submit?.requestBody?.content ?? {}).sort()).toEqual([
+      'application/json',
+      'application/x-ndjson',
+    ]);
+  });
+
+  it('gives every request string a format, pattern or list of values (what characters it takes)', () => {
+    const problems: string[] = [];
+    const walk = (s: Schema | undefined, at: string, seen: Set<string>) => {
+      if (!s) return;
+      if (s.$ref) {
+        if (seen.has(s.$ref)) return;
+        return walk(resolve(s), at, new Set([...seen, s.$ref]));
+      }
+      if (s.type === 'string' && !s.format && !s.pattern && !s.enum && s.const === undefined)
+        problems.push(`${at}: a string without format, pattern or values`);
+      for (const [k, v] of Object.entries((s.properties as Record<string, Schema> | undefined) ?? {}))
+        walk(v, `${at}.${k}`, seen);
+      for (const k of ['items', 'additionalProperties', 'propertyNames'] as const)
+        if (s[k] && typeof s[k] === 'object') walk(s[k] as Schema, `${at}.${k}`, seen);
+      for (const k of ['anyOf', 'oneOf', 'allOf'] as const)
+        ((s[k] as Schema[] | undefined) ?? []).forEach((b, i) => walk(b, `${at}.${k}[${i}]`, seen));
+    };
+    for (const { key, op } of operations()) {
+      for (const p of op.parameters ?? []) walk(p.schema, `${key} ${p.in}.${p.name}`, new Set());
+      walk(op.requestBody?.content?.['application/json']?.schema, `${key} body`, new Set());
+    }
+    expect(problems).toEqual([]);
   });
 });

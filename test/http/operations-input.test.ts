@@ -40,7 +40,13 @@ describe('bad input changes nothing', () => {
     ['unknown field', (r) => r.send({ ...spec, ids: [appId(1, 1)], skipBadIds: true }), 400, 'VALIDATION_FAILED'],
     ['empty ID list', (r) => r.send({ ...spec, ids: [] }), 400, 'VALIDATION_FAILED'],
     ['IDs that are not strings', (r) => r.send({ ...spec, ids: [appId(1, 1), 123] }), 400, 'VALIDATION_FAILED'],
-    ['ID with whitespace', (r) => r.send({ ...spec, ids: [appId(1, 1), 'app 1'] }), 400, 'INVALID_IDS'],
+    ['ID with whitespace', (r) => r.send({ ...spec, ids: [appId(1, 1), 'app 1'] }), 400, 'VALIDATION_FAILED'],
+    [
+      'NDJSON ID with whitespace',
+      (r) => r.set('content-type', 'application/x-ndjson').send(`${JSON.stringify(spec)}\n"app 1"\n`),
+      400,
+      'INVALID_IDS',
+    ],
     ['missing reason', (r) => r.send({ targetType: 'app', ticket: 'x', ids: [appId(1, 1)] }), 400, 'VALIDATION_FAILED'],
     [
       'unknown target type',
@@ -92,10 +98,10 @@ describe('bad input changes nothing', () => {
       'EMPTY_ID_LIST',
     ],
     [
-      'text upload without spec',
+      'text upload to the JSON route',
       (r) => r.set('content-type', 'text/plain').send('app_00001_01\n'),
-      400,
-      'VALIDATION_FAILED',
+      415,
+      'UNSUPPORTED_MEDIA_TYPE',
     ],
   ];
   it.each(cases)('%s → %i %s', async (_name, send, status, code) => {
@@ -119,8 +125,22 @@ describe('bad input changes nothing', () => {
     const ws = await post()
       .send({ ...spec, ids: ['ok_1', 'bad id'] })
       .expect(400);
-    expect(ws.body.details.invalid).toEqual([
-      { index: 1, id: 'bad id', problem: 'contains whitespace or control characters' },
+    expect(ws.body.details).toEqual([
+      expect.objectContaining({ field: 'body.ids.1', codePoint: 'U+0020', escaped: 'bad id' }),
+    ]);
+    const streamed = await post()
+      .set('content-type', 'application/x-ndjson')
+      .send(`${JSON.stringify(spec)}\n"ok_1"\n"bad id"\n`)
+      .expect(400);
+    expect(streamed.body.details.invalid).toEqual([
+      {
+        index: 1,
+        id: 'bad id',
+        problem: 'contains U+0020 SPACE at position 3',
+        codePoint: 'U+0020',
+        position: 3,
+        escaped: 'bad id',
+      },
     ]);
   });
 });
@@ -138,18 +158,27 @@ describe('uploads', () => {
   });
 
   it('takes plain text with the spec in the query string, and rejects wrong types there too', async () => {
-    const ok = await post()
+    const text = () => request(t.app.server).post('/v1/operations/text').set('authorization', t.auth('requester'));
+    const ok = await text()
       .query({ targetType: 'app', reason: 'cleanup', ticket: 'CHG-9' })
       .set('content-type', 'text/plain')
       .send(`${appId(4, 0)}\r\n${appId(4, 1)}\n\n`)
       .expect(201);
     expect(ok.body.itemCount).toBe(2);
-    const bad = await post()
+    const bad = await text()
       .query({ targetType: 'app', reason: 'cleanup', ticket: 'CHG-9' })
       .set('content-type', 'text/plain')
       .send(`${appId(5, 0)}\n${siteId(5)}\n`)
       .expect(422);
     expect(bad.body.details.counts.type_mismatch).toBe(1);
+    const before = await counts();
+    const noSpec = await text()
+      .set('content-type', 'text/plain')
+      .send(`${appId(6, 0)}\n`)
+      .expect(400);
+    expect(noSpec.body).toMatchObject({ code: 'VALIDATION_FAILED' });
+    expect(noSpec.body.message).toContain('targetType');
+    expect(await counts()).toEqual(before);
   });
 });
 

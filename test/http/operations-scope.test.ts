@@ -42,7 +42,8 @@ describe('token scope at planning', () => {
     expect(r.body.code).toBe('PLAN_REJECTED');
     expect(r.body.message).toBe(
       'The operation was rejected: 2 out_of_scope. Token "team-a-ci" may submit only resources of type app, ' +
-        'of tenants tenant_00001, tenant_00002. Nothing will run; resubmit a corrected list.',
+        'of tenants tenant_00001, tenant_00002. Nothing will run; every offending ID is listed at ' +
+        `/v1/operations/${r.body.details.operationId}/report. Resubmit a corrected list (with a new Idempotency-Key).`,
     );
     expect(r.body.details.counts).toMatchObject({ ok: 2, out_of_scope: 2 });
     expect(r.body.details.offenders.out_of_scope).toEqual([

@@ -198,7 +198,12 @@ describe('POST /v1/registry/resources (NDJSON)', () => {
     rows[1_499] = { id: 'app_nul\u0000', type: 'app', tenantId: 'tn_0' };
     const nul = await postNdjson(ndjson(rows)).expect(400);
     expect(nul.body.details).toEqual([
-      expect.objectContaining({ line: 1500, field: 'id', message: expect.stringContaining('control characters') }),
+      expect.objectContaining({
+        line: 1500,
+        field: 'id',
+        codePoint: 'U+0000',
+        message: expect.stringContaining('NUL'),
+      }),
     ]);
     rows[1_499] = ['not', 'an', 'object'];
     await postNdjson(ndjson(rows)).expect(400);
@@ -375,8 +380,8 @@ describe('streamed uploads over a real connection', () => {
 
   it('rejects a NUL character in a JSON body with 400', async () => {
     const r = await postJson({ resources: [{ id: 'site_\u0000', type: 'site', tenantId: 'tn_0' }] }).expect(400);
-    expect(r.body.details).toEqual([expect.objectContaining({ index: 0, field: 'id' })]);
-    expect(r.body.message).toContain('resources[0]');
+    expect(r.body.details).toEqual([expect.objectContaining({ field: 'body.resources.0.id', codePoint: 'U+0000' })]);
+    expect(r.body.message).toContain('body.resources.0.id');
   });
 });
 

@@ -18,10 +18,13 @@ afterEach(async () => {
   for (const app of open.splice(0)) await app.close();
 });
 
-/** A fresh start of the API on `databaseUrl` (as the server process would make it). */
+/**
+ * A fresh start of the API on `databaseUrl` (as the server process would make it), with the rate
+ * budgets and load shedding of every other test (test/support/app.ts): a busy machine must not
+ * turn an answer about tokens into 503 OVERLOADED.
+ */
 async function start(databaseUrl: string): Promise<App> {
   const app = await buildApp({
-    // Without load shedding: building an app blocks the loop for over a second on a busy machine.
     config: {
       databaseUrl,
       redisUrl: inject('redisUrl'),

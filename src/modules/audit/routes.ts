@@ -1,6 +1,6 @@
 // Reading and verifying the audit log, and recording refused destructive requests.
 import { Type } from '@fastify/type-provider-typebox';
-import { errorResponses, type App } from '../../lib/schemas.ts';
+import { errorResponses, IdString, type App } from '../../lib/schemas.ts';
 import { auditAlone, listAudit, verifyAudit } from './repository.ts';
 
 const AuditEvent = Type.Object(
@@ -30,9 +30,17 @@ export default async function auditRoutes(app: App) {
         description: 'Events in order. Page with `after` = the last seq you saw.',
         querystring: Type.Object(
           {
-            after: Type.Optional(Type.Integer({ minimum: 0, description: 'Return events with seq greater than this' })),
-            limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }),
-            operationId: Type.Optional(Type.String({ maxLength: 100 })),
+            after: Type.Optional(
+              Type.Integer({
+                minimum: 0,
+                maximum: Number.MAX_SAFE_INTEGER,
+                description: 'Return events with seq greater than this',
+              }),
+            ),
+            limit: Type.Optional(
+              Type.Integer({ minimum: 1, maximum: 1000, default: 100, description: 'Page size (default 100)' }),
+            ),
+            operationId: Type.Optional(IdString({ description: 'Only the events of this operation' })),
           },
           { additionalProperties: false },
         ),
@@ -68,8 +76,10 @@ export default async function auditRoutes(app: App) {
       },
     },
     async (req) => {
-      const items = await listAudit(app.db.pool, req.query);
-      return { items, nextAfter: items.length === req.query.limit ? items[items.length - 1]!.seq : null };
+      // The validator filled in the default page size.
+      const limit = req.query.limit!;
+      const items = await listAudit(app.db.pool, { ...req.query, limit });
+      return { items, nextAfter: items.length === limit ? items[items.length - 1]!.seq : null };
     },
   );
 

@@ -1,4 +1,6 @@
 import { Type } from '@fastify/type-provider-typebox';
+import { DATE_TIME_RULE } from '../../lib/date-time.ts';
+import { IdString, Text } from '../../lib/schemas.ts';
 import { ROLES } from './roles.ts';
 
 const EXAMPLE_ID = '0b5f4c1e-7f51-4a39-9a8e-3c2f3f0b2a11';
@@ -22,7 +24,7 @@ export const ScopeSchema = Type.Object(
       }),
     ),
     tenants: Type.Optional(
-      Type.Array(Type.String({ minLength: 1, maxLength: 200 }), {
+      Type.Array(IdString({ description: 'Tenant ID' }), {
         minItems: 1,
         maxItems: 10_000,
         uniqueItems: true,
@@ -44,9 +46,13 @@ const DateTime = (description: string) => Type.String({ format: 'date-time', des
 
 export const CreateTokenBody = Type.Object(
   {
-    name: Type.String({ minLength: 1, maxLength: 100, description: 'Who or what uses the token' }),
+    name: Text({ minLength: 1, maxLength: 100, description: 'Who or what uses the token' }),
     role: RoleSchema,
-    expiresAt: Type.Optional(DateTime('The token stops working at this time (401 TOKEN_EXPIRED); omitted: never')),
+    expiresAt: Type.Optional(
+      DateTime(
+        `The token stops working at this time (401 TOKEN_EXPIRED); omitted: never. ${DATE_TIME_RULE[0]!.toUpperCase()}${DATE_TIME_RULE.slice(1)}`,
+      ),
+    ),
     scope: Type.Optional(ScopeSchema),
   },
   {

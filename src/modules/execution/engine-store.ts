@@ -124,7 +124,8 @@ async function persist(tx: pg.PoolClient, record: OperationRecord, n: LifecycleS
   const { event, actor } = c;
   if (event.type === 'approve') {
     await tx.query(
-      `INSERT INTO approvals (operation_id, approver, approver_name, role, plan_hash, break_glass) VALUES ($1, $2, $3, $4, $5, $6)`,
+      `INSERT INTO approvals (operation_id, approver, approver_name, role, plan_hash, break_glass, comment)
+       VALUES ($1, $2, $3, $4, $5, $6, $7)`,
       [
         opId,
         event.by.id,
@@ -132,6 +133,7 @@ async function persist(tx: pg.PoolClient, record: OperationRecord, n: LifecycleS
         event.role,
         event.planHash,
         record.lifecycle.requiresBreakGlass && event.role === 'admin',
+        event.comment ?? null,
       ],
     );
   }

@@ -2,7 +2,7 @@
 // accepted) until the freeze is lifted. Lifting it resumes nothing by itself.
 import { Type } from '@fastify/type-provider-typebox';
 import { inTransaction } from '../../lib/sql.ts';
-import { errorResponses, type App } from '../../lib/schemas.ts';
+import { errorResponses, MultilineText, type App } from '../../lib/schemas.ts';
 import { appendAudit } from '../audit/repository.ts';
 import { readFreeze } from './state.ts';
 import { LIVE_STATES, type LifecycleEvent } from '../operations/lifecycle.ts';
@@ -52,7 +52,7 @@ export default async function freezeRoutes(app: App) {
         description:
           'Freezing pauses every running or baking operation before its next destructive call and refuses start/resume until lifted.',
         body: Type.Object(
-          { frozen: Type.Boolean(), reason: Type.String({ minLength: 3, maxLength: 2000 }) },
+          { frozen: Type.Boolean(), reason: MultilineText({ minLength: 3, maxLength: 2000 }) },
           {
             additionalProperties: false,
             description: 'Freeze or unfreeze',

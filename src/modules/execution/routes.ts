@@ -3,15 +3,15 @@
 // uploads or reads can delay them; the ones that halt or steer a live rollout are control routes
 // (lib/route-kinds.ts: own rate-limit budget, never shed).
 import { Type } from '@fastify/type-provider-typebox';
-import { errorResponses, type App } from '../../lib/schemas.ts';
+import { errorResponses, IdParams, IdString, MultilineText, Text, type App } from '../../lib/schemas.ts';
 import type { Principal } from '../auth/roles.ts';
 import type { LifecycleEvent } from '../operations/lifecycle.ts';
 import { operationReads } from '../operations/repository.ts';
 import { operationView } from '../operations/views.ts';
 
-const IdParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 100, description: 'Operation id' }) });
+const OperationIdParams = IdParams('Operation ID', 'op_lx2k9a1b2c3d4e5f6');
 const Reason = Type.Object(
-  { reason: Type.String({ minLength: 3, maxLength: 2000, description: 'Why' }) },
+  { reason: MultilineText({ minLength: 3, maxLength: 2000, description: 'Why' }) },
   {
     additionalProperties: false,
     description: 'Why this is done',
@@ -19,7 +19,7 @@ const Reason = Type.Object(
   },
 );
 const OptionalReason = Type.Object(
-  { reason: Type.Optional(Type.String({ minLength: 3, maxLength: 2000 })) },
+  { reason: Type.Optional(MultilineText({ minLength: 3, maxLength: 2000 })) },
   { additionalProperties: false, description: 'Optional reason', example: { reason: 'Checked the dashboards' } },
 );
 
@@ -52,15 +52,26 @@ const COMMANDS: Command[] = [
     body: Type.Object(
       {
         planHash: Type.String({ pattern: '^[0-9a-f]{64}$', description: 'The planHash of the plan you reviewed' }),
-        comment: Type.Optional(Type.String({ maxLength: 2000 })),
+        comment: Type.Optional(
+          MultilineText({ maxLength: 2000, description: 'Kept with the approval and shown in its audit event' }),
+        ),
       },
       {
         additionalProperties: false,
         description: 'Approval',
-        example: { planHash: 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855' },
+        example: {
+          planHash: 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855',
+          comment: 'Checked the tenant list with the app team',
+        },
       },
     ),
-    event: (p, b) => ({ type: 'approve', by: who(p), role: p.role, planHash: String(b?.planHash) }),
+    event: (p, b) => ({
+      type: 'approve',
+      by: who(p),
+      role: p.role,
+      planHash: String(b?.planHash),
+      ...(typeof b?.comment === 'string' && b.comment ? { comment: b.comment } : {}),
+    }),
   },
   {
     path: 'start',
@@ -122,9 +133,9 @@ const COMMANDS: Command[] = [
     roles: ['requester', 'approver', 'operator'],
     body: Type.Object(
       {
-        kind: Type.String({ minLength: 1, maxLength: 100, description: 'e.g. support_ticket, alert' }),
-        tenantId: Type.Optional(Type.String({ maxLength: 200 })),
-        detail: Type.Optional(Type.String({ maxLength: 2000 })),
+        kind: Text({ minLength: 1, maxLength: 100, description: 'e.g. support_ticket, alert' }),
+        tenantId: Type.Optional(IdString({ description: 'The affected tenant, when there is one' })),
+        detail: Type.Optional(MultilineText({ maxLength: 2000 })),
       },
       {
         additionalProperties: false,
@@ -154,7 +165,7 @@ export default async function commandRoutes(app: App) {
           tags: ['operations'],
           summary: c.summary,
           description: c.description,
-          params: IdParams,
+          params: OperationIdParams,
           body: c.body,
           response: {
             200: { ...Type.Ref('Operation'), description: 'The operation after the command' },

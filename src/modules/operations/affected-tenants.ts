@@ -1,7 +1,7 @@
 // GET /v1/operations/{id}/tenants: the tenants an operation affects, from its item ledger, with
 // what happened to their items and — for the people who act on an incident — how to reach them.
 import { Type } from '@fastify/type-provider-typebox';
-import { errorResponses, type App } from '../../lib/schemas.ts';
+import { errorResponses, IdParams, IdString, type App } from '../../lib/schemas.ts';
 import { inTransaction, type Queryable } from '../../lib/sql.ts';
 import type { Role } from '../auth/roles.ts';
 import { appendAudit } from '../audit/repository.ts';
@@ -95,11 +95,14 @@ export default async function affectedTenantRoutes(app: App) {
         summary: "List an operation's tenants",
         description:
           "Every tenant the operation affects (from its item ledger), paged by tenant ID: name, flags, wave, and the tenant's items by state. For admin and operator tokens each row also carries the tenant's `contact`, so that someone can call the customers an operation hit, and the read is recorded in the audit log (`operation.contacts.read`); other roles get the same rows without it (`contactsIncluded: false`). A rejected operation has no tenants.",
-        params: Type.Object({ id: Type.String({ minLength: 1, maxLength: 100, description: 'Operation id' }) }),
+        params: IdParams('Operation ID', 'op_lx2k9a1b2c3d4e5f6'),
         querystring: Type.Object(
           {
-            limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }),
-            cursor: Type.Optional(Type.String({ maxLength: 200, description: 'nextCursor of the previous page' })),
+            // Optional: the validator fills in the default, so the handler always has one.
+            limit: Type.Optional(
+              Type.Integer({ minimum: 1, maximum: 1000, default: 100, description: 'Page size (default 100)' }),
+            ),
+            cursor: Type.Optional(IdString({ description: 'nextCursor of the previous page (a tenant ID)' })),
           },
           { additionalProperties: false },
         ),
@@ -110,7 +113,7 @@ export default async function affectedTenantRoutes(app: App) {
       const op = await reads.get(req.params.id);
       const principal = req.principal!;
       const withContacts = CONTACT_ROLES.includes(principal.role);
-      const { limit } = req.query;
+      const limit = req.query.limit!;
       const page = async (db: Queryable) => {
         const rows = await ledgerTenants(db, op.id, req.query.cursor ?? null, limit);
         const cards = await tenantCards(

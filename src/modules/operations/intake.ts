@@ -3,14 +3,12 @@
 import { createHash, type Hash } from 'node:crypto';
 import { BadRequestError, PayloadTooLargeError } from '../../lib/errors.ts';
 import { parseJsonLine, type Line } from '../../lib/lines.ts';
+import { MAX_ID_LENGTH } from '../../lib/schemas.ts';
+import { isValidText, longerThan, textProblem } from '../../lib/text.ts';
 
 export const MAX_INLINE_IDS = 100_000;
 export const MAX_STREAMED_IDS = 1_000_000;
-const MAX_ID_LENGTH = 200;
 const REPORTED_INVALID = 100;
-// Whitespace and control characters are never part of an ID; they also could not travel in COPY.
-// eslint-disable-next-line no-control-regex -- matching control characters is the point
-const BAD_ID_CHARS = /[\s\u0000-\u001f\u007f]/;
 
 export type IdBatches = AsyncIterable<string[]>;
 
@@ -72,7 +70,7 @@ export async function readIds(
   hash: Hash = createHash('sha256'),
 ): Promise<IntakeResult> {
   let count = 0;
-  const invalid: { index: number; id: unknown; problem: string }[] = [];
+  const invalid: ({ index: number; id: unknown; problem: string } & Record<string, unknown>)[] = [];
   let invalidCount = 0;
   let writing: Promise<void> | undefined;
   try {
@@ -89,7 +87,7 @@ export async function readIds(
         const problem = idProblem(id);
         if (problem) {
           invalidCount++;
-          if (invalid.length < REPORTED_INVALID) invalid.push({ index: count, id, problem });
+          if (invalid.length < REPORTED_INVALID) invalid.push({ index: count, id, ...problem });
           count++;
           continue;
         }
@@ -113,19 +111,30 @@ export async function readIds(
     throw err;
   }
   if (invalidCount) {
-    throw new BadRequestError('INVALID_IDS', `${invalidCount} submitted IDs are not valid ID strings`, {
-      invalidCount,
-      invalid,
-    });
+    const first = invalid[0]!;
+    throw new BadRequestError(
+      'INVALID_IDS',
+      `${invalidCount} submitted ID(s) are not valid; the first, at index ${first.index}, ${first.problem}`,
+      {
+        invalidCount,
+        invalid,
+      },
+    );
   }
   if (count === 0) throw new BadRequestError('EMPTY_ID_LIST', 'No IDs were submitted');
   return { count, idsHash: hash.digest('hex') };
 }
 
-function idProblem(id: unknown): string | undefined {
-  if (typeof id !== 'string') return 'not a string';
-  if (id.length === 0) return 'empty';
-  if (id.length > MAX_ID_LENGTH) return `longer than ${MAX_ID_LENGTH} characters`;
-  if (BAD_ID_CHARS.test(id)) return 'contains whitespace or control characters';
-  return undefined;
+/**
+ * What makes a submitted ID invalid: the ID rule of lib/text.ts (no whitespace, control or
+ * invisible formatting characters; they also could not travel in COPY), shown with its code point
+ * and an escaped form of the ID so that the hidden character can be seen.
+ */
+function idProblem(id: unknown): ({ problem: string } & Record<string, unknown>) | undefined {
+  if (typeof id !== 'string') return { problem: 'is not a string' };
+  if (id.length === 0) return { problem: 'is empty' };
+  if (longerThan(id, MAX_ID_LENGTH)) return { problem: `is longer than ${MAX_ID_LENGTH} characters` };
+  if (isValidText(id, 'id')) return undefined;
+  const p = textProblem(id, 'id')!;
+  return { problem: p.message, codePoint: p.codePoint, position: p.position, escaped: p.escaped };
 }

@@ -83,7 +83,7 @@ export interface ProbeOutcome {
 }
 
 export type LifecycleEvent =
-  | { type: 'approve'; by: Who; role: Role; planHash: string }
+  | { type: 'approve'; by: Who; role: Role; planHash: string; comment?: string }
   | { type: 'start'; by: Who; role: Role }
   | { type: 'cancel'; by: Who; reason: string }
   | { type: 'item_outcomes'; wave: number; stats: WaveStats } // progress during a wave

@@ -74,7 +74,13 @@ function approve(s: LifecycleState, e: Extract<LifecycleEvent, { type: 'approve'
     ...s,
     approvals: [...s.approvals, { by: e.by.id, role: e.role, planHash: e.planHash }],
   };
-  const detail = { approver: e.by.name, role: e.role, planHash: e.planHash, breakGlass: s.requiresBreakGlass };
+  const detail = {
+    approver: e.by.name,
+    role: e.role,
+    planHash: e.planHash,
+    breakGlass: s.requiresBreakGlass,
+    ...(e.comment ? { comment: e.comment } : {}),
+  };
   if (!approvalsReady(withApproval))
     return ok(withApproval, [audit('approval_recorded', s, withApproval, e.by.name, { ...detail, ready: false })]);
   if (s.autoStart && !s.frozen) {

@@ -1,36 +1,60 @@
-// Operation routes: submit (JSON inline, NDJSON or plain-text upload), and read back.
+// Operation routes: submit (JSON inline or NDJSON upload; plain-text upload on its own path, whose
+// spec is in the query string), and read back.
 import { Type } from '@fastify/type-provider-typebox';
 import type { Readable } from 'node:stream';
-import { BadRequestError, UnprocessableError } from '../../lib/errors.ts';
-import { lineBatches, parseJsonLine, type Line } from '../../lib/lines.ts';
-import { errorResponses, type App } from '../../lib/schemas.ts';
+import { BadRequestError } from '../../lib/errors.ts';
+import { lineBatches } from '../../lib/lines.ts';
+import { errorResponses, IdParams, IdString, MAX_INT4, type App } from '../../lib/schemas.ts';
+import { escapedIfNeeded } from '../../lib/text.ts';
 import { NDJSON, TEXT } from '../../plugins/uploads.ts';
 import { validateValue } from '../../plugins/validation.ts';
-import {
-  inlineBatches,
-  MAX_INLINE_IDS,
-  MAX_STREAMED_IDS,
-  ndjsonIdBatches,
-  textIdBatches,
-  type IdBatches,
-} from './intake.ts';
+import { MAX_STREAMED_IDS, textIdBatches } from './intake.ts';
+import { OP_STATES } from './lifecycle-types.ts';
 import { ID_CLASSES } from './planner.ts';
 import { operationReads } from './repository.ts';
 import { operationService, type SubmitResult } from './service.ts';
 import {
   CreateOperationBody,
-  CreateOperationQuery,
   DryRunView,
+  ITEM_STATES,
   OperationSpec,
   OperationsPage,
   ReportPage,
+  TextUploadQuery,
 } from './schemas.ts';
 import { ItemsPage } from './item-schemas.ts';
-import { describeScope, type ScopeReport } from './scope.ts';
+import { dryRunRejected, planRejected, readSubmission, STREAM_LIMITS } from './submission.ts';
+import type { ScopeReport } from './scope.ts';
 import { operationView } from './views.ts';
 
-const STREAM_LIMITS = { maxBytes: 256 * 1024 * 1024, maxLineBytes: 64 * 1024, batchSize: 10_000 };
-const IdParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 100, description: 'Operation id' }) });
+const OperationIdParams = IdParams('Operation ID', 'op_lx2k9a1b2c3d4e5f6');
+/** Page sizes are optional: the validator fills in the default, so handlers always have one. */
+const Limit = (maximum: number, dflt: number) =>
+  Type.Optional(Type.Integer({ minimum: 1, maximum, default: dflt, description: `Page size (default ${dflt})` }));
+const TEXT_ROUTE = '/v1/operations/text';
+const SUBMIT_RESPONSES = {
+  201: { ...Type.Ref('Operation'), description: 'Planned: the operation with its plan' },
+  200: Type.Union([Type.Ref('Operation'), DryRunView], {
+    description: 'Idempotent replay of a planned operation, or a dry-run plan',
+    example: { dryRun: true, plan: { itemCount: 2 } },
+  }),
+  ...errorResponses(400, 401, 403, 409, 413, 415, 422),
+};
+const IDEMPOTENCY_HEADERS = Type.Object({
+  'idempotency-key': Type.Optional(
+    Type.String({
+      minLength: 1,
+      maxLength: 200,
+      pattern: '^[\\x21-\\x7e]+$',
+      description: 'Makes retries safe',
+    }),
+  ),
+});
+const SUBMIT_RULES =
+  "Resolves every ID against the registry. Any ID that is unknown, of another type, not matching the type's ID pattern, " +
+  "duplicated, outside the token's scope (out_of_scope), already deleted, protected or part of another live operation rejects the whole operation (422 PLAN_REJECTED with a per-ID report; the rejection is recorded, and its full report is at details.reportUrl). " +
+  'Otherwise 201 with the plan. A dry run (`dryRun: true`) stores nothing: its rejection lists the first 100 offenders of each class inline (details.offendersComplete says whether that is all of them) and has no report URL; submit without dryRun for the recorded rejection and its full report. ' +
+  '`Idempotency-Key`: the same key with the same body returns the same operation (also a rejected one); with another body 409 (a corrected list needs a new key).';
 
 export default async function operationRoutes(app: App) {
   const reads = operationReads(app.db.prisma);
@@ -45,27 +69,20 @@ export default async function operationRoutes(app: App) {
   app.post(
     '/operations',
     {
-      config: { auth: ['requester'], audited: true },
+      config: {
+        auth: ['requester'],
+        audited: true,
+        uploadLimit: STREAM_LIMITS.maxBytes,
+        mediaTypeHints: {
+          [TEXT]: `Send a text/plain ID list to POST ${TEXT_ROUTE}, with the spec in the query string`,
+        },
+      },
       schema: {
         operationId: 'createOperation',
         tags: ['operations'],
         summary: 'Submit a destructive operation',
-        description:
-          "Resolves every ID against the registry. Any ID that is unknown, of another type, not matching the type's ID pattern, " +
-          "duplicated, outside the token's scope (out_of_scope), held by another live operation, already deleted or protected rejects the whole operation (422 PLAN_REJECTED with a per-ID report; the rejection is recorded). " +
-          'Otherwise 201 with the plan. Bodies: application/json (up to 100,000 IDs inline); application/x-ndjson (first line the spec, then one ID per line as a JSON string, up to 1,000,000); ' +
-          'text/plain (one ID per line, spec in the query string). `Idempotency-Key`: the same key with the same body returns the same operation; with another body 409.',
-        headers: Type.Object({
-          'idempotency-key': Type.Optional(
-            Type.String({
-              minLength: 1,
-              maxLength: 200,
-              pattern: '^[\\x21-\\x7e]+$',
-              description: 'Makes retries safe',
-            }),
-          ),
-        }),
-        querystring: CreateOperationQuery,
+        description: `${SUBMIT_RULES} Bodies: application/json (up to 100,000 IDs inline); application/x-ndjson (first line the spec, then one ID per line as a JSON string, up to 1,000,000). A plain-text ID list goes to POST ${TEXT_ROUTE}. No query parameters.`,
+        headers: IDEMPOTENCY_HEADERS,
         body: {
           content: {
             'application/json': { schema: CreateOperationBody },
@@ -75,31 +92,63 @@ export default async function operationRoutes(app: App) {
                 example: '{"targetType":"app","reason":"cleanup","ticket":"CHG-1"}\n"app_1"\n"app_2"\n',
               }),
             },
-            [TEXT]: {
-              schema: Type.String({
-                description: 'One ID per line; spec in the query string',
-                example: 'app_1\napp_2\n',
-              }),
-            },
           },
         } as never,
-        response: {
-          201: { ...Type.Ref('Operation'), description: 'Planned: the operation with its plan' },
-          200: Type.Union([Type.Ref('Operation'), DryRunView], {
-            description: 'Idempotent replay of a planned operation, or a dry-run plan',
-            example: { dryRun: true, plan: { itemCount: 2 } },
-          }),
-          ...errorResponses(400, 401, 403, 409, 413, 415, 422),
-        },
+        response: SUBMIT_RESPONSES,
       },
     },
     async (req, reply) => {
+      const query = req.query as Record<string, unknown>;
+      const queryFields = Object.keys(query).filter((k) => query[k] !== undefined);
+      if (queryFields.length)
+        throw new BadRequestError(
+          'SPEC_IN_QUERY',
+          `Query parameters (${queryFields.join(', ')}) are not taken here: put the spec in the body, or send a text/plain ID list to POST ${TEXT_ROUTE} with the spec in the query string`,
+          { fields: queryFields },
+        );
+      const { spec, ids, maxIds } = await readSubmission(req.mediaType, req.body);
       const key = req.headers['idempotency-key'] ?? null;
-      const { spec, ids, maxIds } = await readSubmission(req.headers['content-type'], req.body, req.query);
       const result = await service.submit({
         spec,
         ids,
         maxIds,
+        idempotencyKey: key,
+        principal: req.principal!,
+        abandoned: () => reply.sent,
+      });
+      return respond(result, reply, req);
+    },
+  );
+
+  app.post(
+    '/operations/text',
+    {
+      config: { auth: ['requester'], audited: true, uploadLimit: STREAM_LIMITS.maxBytes },
+      schema: {
+        operationId: 'createOperationFromText',
+        tags: ['operations'],
+        summary: 'Submit a destructive operation as a plain-text ID list',
+        description: `The same operation as POST /v1/operations, for an ID list as text/plain (one ID per line, up to 1,000,000; blank lines ignored) with the spec in the query string: targetType, reason and ticket are required. ${SUBMIT_RULES}`,
+        headers: IDEMPOTENCY_HEADERS,
+        querystring: TextUploadQuery,
+        body: {
+          content: {
+            [TEXT]: {
+              schema: Type.String({ description: 'One ID per line', example: 'app_1\napp_2\n' }),
+            },
+          },
+        } as never,
+        response: SUBMIT_RESPONSES,
+      },
+    },
+    async (req, reply) => {
+      const spec = validateValue<OperationSpec>(OperationSpec, { ...req.query }, 'querystring');
+      const ids = textIdBatches(lineBatches(req.body as Readable, STREAM_LIMITS));
+      const key = req.headers['idempotency-key'] ?? null;
+      const result = await service.submit({
+        spec,
+        ids,
+        maxIds: MAX_STREAMED_IDS,
         idempotencyKey: key,
         principal: req.principal!,
         abandoned: () => reply.sent,
@@ -120,7 +169,7 @@ export default async function operationRoutes(app: App) {
       case 'dry_run':
         return reply.status(200).send({ dryRun: true, plan: result.plan });
       case 'dry_run_rejected':
-        throw planRejected(result.classification.counts, result.classification.samples, null, result.scope);
+        throw dryRunRejected(result.classification.counts, result.classification.samples, result.scope);
       case 'rejected': {
         req.auditedByService = true;
         if (result.replayed) reply.header('idempotent-replayed', 'true');
@@ -145,9 +194,9 @@ export default async function operationRoutes(app: App) {
         description: 'Newest first; filter by state.',
         querystring: Type.Object(
           {
-            state: Type.Optional(Type.String({ maxLength: 20 })),
-            limit: Type.Integer({ minimum: 1, maximum: 200, default: 50 }),
-            cursor: Type.Optional(Type.String({ maxLength: 100 })),
+            state: Type.Optional(Type.Union(OP_STATES.map((st) => Type.Literal(st)))),
+            limit: Limit(200, 50),
+            cursor: Type.Optional(IdString({ description: 'nextCursor of the previous page (an operation ID)' })),
           },
           { additionalProperties: false },
         ),
@@ -155,10 +204,10 @@ export default async function operationRoutes(app: App) {
       },
     },
     async (req) => {
-      const rows = await reads.list(req.query);
+      const rows = await reads.list({ ...req.query, limit: req.query.limit! });
       return {
         items: rows.map((r) => operationView(r)),
-        nextCursor: rows.length === req.query.limit ? rows[rows.length - 1]!.id : null,
+        nextCursor: rows.length === req.query.limit! ? rows[rows.length - 1]!.id : null,
       };
     },
   );
@@ -172,7 +221,7 @@ export default async function operationRoutes(app: App) {
         tags: ['operations'],
         summary: 'Get an operation',
         description: 'State, plan, current wave, per-wave item counts and halt reason.',
-        params: IdParams,
+        params: OperationIdParams,
         response: { 200: { ...Type.Ref('Operation'), description: 'The operation' }, ...errorResponses(401, 404) },
       },
     },
@@ -191,13 +240,15 @@ export default async function operationRoutes(app: App) {
         tags: ['operations'],
         summary: "List an operation's items",
         description: 'The item ledger in wave order, paginated; filter by wave and state.',
-        params: IdParams,
+        params: OperationIdParams,
         querystring: Type.Object(
           {
-            wave: Type.Optional(Type.Integer({ minimum: 0 })),
-            state: Type.Optional(Type.String({ maxLength: 20 })),
-            limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }),
-            cursor: Type.Optional(Type.Integer({ minimum: -1, description: 'nextCursor of the previous page' })),
+            wave: Type.Optional(Type.Integer({ minimum: 0, maximum: MAX_INT4 })),
+            state: Type.Optional(Type.Union(ITEM_STATES.map((st) => Type.Literal(st)))),
+            limit: Limit(1000, 100),
+            cursor: Type.Optional(
+              Type.Integer({ minimum: -1, maximum: MAX_INT4, description: 'nextCursor of the previous page' }),
+            ),
           },
           { additionalProperties: false },
         ),
@@ -206,7 +257,7 @@ export default async function operationRoutes(app: App) {
     },
     async (req) => {
       const op = await reads.get(req.params.id);
-      const rows = await reads.items({ operationId: op.id, ...req.query });
+      const rows = await reads.items({ operationId: op.id, ...req.query, limit: req.query.limit! });
       return {
         items: rows.map((r) => ({
           seq: r.seq,
@@ -234,12 +285,14 @@ export default async function operationRoutes(app: App) {
         tags: ['operations'],
         summary: 'Full report of a rejected plan',
         description: 'Every offending ID with its class, actual type and tenant, in submission order.',
-        params: IdParams,
+        params: OperationIdParams,
         querystring: Type.Object(
           {
             class: Type.Optional(Type.Union(ID_CLASSES.filter((c) => c !== 'ok').map((c) => Type.Literal(c)))),
-            limit: Type.Integer({ minimum: 1, maximum: 5000, default: 1000 }),
-            cursor: Type.Optional(Type.Integer({ minimum: 0 })),
+            limit: Limit(5000, 1000),
+            cursor: Type.Optional(
+              Type.Integer({ minimum: 0, maximum: MAX_INT4, description: 'nextCursor of the previous page' }),
+            ),
           },
           { additionalProperties: false },
         ),
@@ -252,13 +305,14 @@ export default async function operationRoutes(app: App) {
         operationId: op.id,
         class: req.query.class,
         cursor: req.query.cursor,
-        limit: req.query.limit,
+        limit: req.query.limit!,
       });
       return {
         counts: (op.rejection as { counts?: Record<string, number> } | null)?.counts ?? {},
         items: rows.map((r) => ({
           index: r.ordinal,
           id: r.resourceId,
+          ...escapedIfNeeded(r.resourceId),
           class: r.class,
           actualType: r.actualType,
           tenantId: r.tenantId,
@@ -275,64 +329,4 @@ declare module 'fastify' {
     /** The service already wrote this request's audit event (so the refusal hook does not). */
     auditedByService?: boolean;
   }
-}
-
-function planRejected(
-  counts: Record<string, number>,
-  offenders: unknown,
-  operationId: string | null,
-  scope: ScopeReport | null,
-) {
-  const bad = Object.entries(counts)
-    .filter(([c, n]) => c !== 'ok' && n > 0)
-    .map(([c, n]) => `${n} ${c}`)
-    .join(', ');
-  // out_of_scope IDs: say what the token may submit, so the fix is clear without asking an admin.
-  const why = scope ? ` ${describeScope(scope)}` : '';
-  return new UnprocessableError(
-    'PLAN_REJECTED',
-    `The operation was rejected: ${bad}.${why} Nothing will run; resubmit a corrected list.`,
-    {
-      operationId,
-      counts,
-      offenders,
-      reportUrl: operationId ? `/v1/operations/${operationId}/report` : null,
-      ...(scope ? { scope } : {}),
-    },
-  );
-}
-
-async function readSubmission(
-  contentType: string | undefined,
-  body: unknown,
-  query: Record<string, unknown>,
-): Promise<{ spec: OperationSpec; ids: IdBatches; maxIds: number }> {
-  const media = (contentType ?? '').split(';')[0]!.trim().toLowerCase();
-  const queryFields = Object.keys(query).filter((k) => query[k] !== undefined);
-  if (media !== TEXT && queryFields.length) {
-    throw new BadRequestError(
-      'SPEC_IN_QUERY',
-      `Query parameters (${queryFields.join(', ')}) are only for text/plain uploads; put the spec in the body`,
-      { fields: queryFields },
-    );
-  }
-  if (media === NDJSON) {
-    const it = lineBatches(body as Readable, STREAM_LIMITS)[Symbol.asyncIterator]();
-    const first = await it.next();
-    const head: Line | undefined = first.done ? undefined : first.value[0];
-    if (!head) throw new BadRequestError('EMPTY_BODY', 'The NDJSON body is empty; line 1 must be the operation spec');
-    const spec = validateValue<OperationSpec>(OperationSpec, parseJsonLine(head), 'line 1');
-    const rest = first.done ? [] : first.value.slice(1);
-    async function* lines(): AsyncGenerator<Line[]> {
-      if (rest.length) yield rest;
-      for (let n = await it.next(); !n.done; n = await it.next()) yield n.value;
-    }
-    return { spec, ids: ndjsonIdBatches(lines()), maxIds: MAX_STREAMED_IDS };
-  }
-  if (media === TEXT) {
-    const spec = validateValue<OperationSpec>(OperationSpec, { ...query }, 'query');
-    return { spec, ids: textIdBatches(lineBatches(body as Readable, STREAM_LIMITS)), maxIds: MAX_STREAMED_IDS };
-  }
-  const { ids, ...spec } = body as CreateOperationBody;
-  return { spec, ids: inlineBatches(ids), maxIds: MAX_INLINE_IDS };
 }

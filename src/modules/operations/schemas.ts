@@ -1,5 +1,6 @@
 // Operation request and response schemas (one per concept, with descriptions and examples).
 import { Type, type Static } from '@fastify/type-provider-typebox';
+import { IdString, MultilineText, Text } from '../../lib/schemas.ts';
 import { RollingUsage } from './budget-schemas.ts';
 import { HaltPolicy, RolloutPolicy } from './policy.ts';
 import { MAX_INLINE_IDS } from './intake.ts';
@@ -19,8 +20,8 @@ const specFields = {
     description:
       'soft: mark for deletion, restorable during retention (default). hard: permanent, needs break-glass approval',
   }),
-  reason: Type.String({ minLength: 3, maxLength: 2000, description: 'Why this is being deleted' }),
-  ticket: Type.String({ minLength: 1, maxLength: 200, description: 'Change ticket or incident reference' }),
+  reason: MultilineText({ minLength: 3, maxLength: 2000, description: 'Why this is being deleted' }),
+  ticket: Text({ minLength: 1, maxLength: 200, description: 'Change ticket or incident reference' }),
   rollout: Type.Optional(
     Type.Partial(RolloutPolicy, {
       additionalProperties: false,
@@ -55,7 +56,7 @@ export type OperationSpec = Static<typeof OperationSpec>;
 export const CreateOperationBody = Type.Object(
   {
     ...specFields,
-    ids: Type.Array(Type.String({ minLength: 1, maxLength: 200 }), {
+    ids: Type.Array(IdString(), {
       minItems: 1,
       maxItems: MAX_INLINE_IDS,
       description: `IDs to act on (up to ${MAX_INLINE_IDS}; larger lists as NDJSON or text upload)`,
@@ -70,22 +71,27 @@ export const CreateOperationBody = Type.Object(
 );
 export type CreateOperationBody = Static<typeof CreateOperationBody>;
 
-/** For text/plain uploads the spec comes in the query string (the body is one ID per line). */
-// No defaults here: a query parameter present on a JSON upload is an error, so it must be visible.
-export const CreateOperationQuery = Type.Object(
+/**
+ * POST /v1/operations/text: the body is one ID per line, so the spec comes in the query string.
+ * No defaults here (the spec's own defaults apply when it is checked as an OperationSpec).
+ */
+export const TextUploadQuery = Type.Object(
   {
-    action: Type.Optional(Type.Literal('delete', { description: 'Only "delete"' })),
-    targetType: Type.Optional(specFields.targetType),
+    targetType: specFields.targetType,
+    reason: specFields.reason,
+    ticket: specFields.ticket,
+    action: Type.Optional(Type.Literal('delete', { description: 'Only "delete" (the default)' })),
     mode: Type.Optional(
       Type.Union([Type.Literal('soft'), Type.Literal('hard')], { description: 'soft (default) or hard' }),
     ),
-    reason: Type.Optional(specFields.reason),
-    ticket: Type.Optional(specFields.ticket),
     dryRun: Type.Optional(Type.Boolean({ description: 'Return the plan without creating an operation' })),
     autoStart: Type.Optional(Type.Boolean({ description: 'Start as soon as approved' })),
   },
-  { additionalProperties: false, description: 'Only for text/plain uploads: the operation spec' },
+  { additionalProperties: false, description: 'The operation spec of a text/plain upload' },
 );
+
+/** States of an item in the ledger (operation_items.state). */
+export const ITEM_STATES = ['pending', 'claimed', 'done', 'failed', 'restoring', 'restored', 'restore_failed'] as const;
 
 const WaveSchema = Type.Object(
   {
@@ -256,6 +262,12 @@ export const ReportPage = Type.Object(
       Type.Object({
         index: Type.Integer(),
         id: Type.String(),
+        escaped: Type.Optional(
+          Type.String({
+            description:
+              'The ID with every character outside printable ASCII escaped (\\uXXXX): shows look-alike letters (a Cyrillic "а" for "a")',
+          }),
+        ),
         class: Type.String(),
         actualType: Type.Union([Type.String(), Type.Null()]),
         tenantId: Type.Union([Type.String(), Type.Null()]),

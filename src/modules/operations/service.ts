@@ -80,10 +80,25 @@ export function operationService(deps: {
     const existing = client ? await findByKeyInTx(client, key) : await reads.findByIdempotencyKey(key);
     if (!existing) throw new Error(`idempotency key ${key} vanished`);
     if (existing.requestHash !== requestHash) {
-      throw new ConflictError('IDEMPOTENCY_KEY_REUSED', 'This Idempotency-Key was used with a different request body', {
-        idempotencyKey: key,
-        operationId: existing.id,
-      });
+      // After a rejection the client usually resubmits a corrected list under the same key: say
+      // what the key is bound to, and that a rejected operation never runs, so a new key is needed.
+      if (existing.state === 'rejected') {
+        throw new ConflictError(
+          'IDEMPOTENCY_KEY_REUSED',
+          `This Idempotency-Key belongs to operation ${existing.id}, which was rejected (see its report); a rejected operation never runs. Submit the corrected list with a new Idempotency-Key.`,
+          {
+            idempotencyKey: key,
+            operationId: existing.id,
+            state: existing.state,
+            reportUrl: `/v1/operations/${existing.id}/report`,
+          },
+        );
+      }
+      throw new ConflictError(
+        'IDEMPOTENCY_KEY_REUSED',
+        `This Idempotency-Key belongs to operation ${existing.id} (${existing.state}), submitted with a different request body; use a new key for a different request`,
+        { idempotencyKey: key, operationId: existing.id, state: existing.state },
+      );
     }
     return { kind: existing.state === 'rejected' ? 'rejected' : 'planned', operation: existing, replayed: true };
   }

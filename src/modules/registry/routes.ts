@@ -2,12 +2,11 @@
 // streamed NDJSON bulk import).
 import type { Readable } from 'node:stream';
 import type { FastifyRequest } from 'fastify';
-import { AppError } from '../../lib/errors.ts';
 import { errorResponses, type App } from '../../lib/schemas.ts';
-import { NDJSON } from '../../plugins/uploads.ts';
+import { JSON_TYPE, NDJSON } from '../../plugins/uploads.ts';
 import { validateValue } from '../../plugins/validation.ts';
 import { TenantContactView } from './contacts.ts';
-import { detachable, discardRest, jsonRows, ndjsonRows } from './rows.ts';
+import { detachable, discardRest, jsonRows, NDJSON_MAX_BYTES, ndjsonRows } from './rows.ts';
 import { registryService } from './service.ts';
 import {
   IdParams,
@@ -23,32 +22,8 @@ import {
   TypeList,
 } from './schemas.ts';
 
-const JSON_TYPE = 'application/json';
 // 100k tenants with contact data, or 100k resources, as inline JSON.
 const JSON_BODY_LIMIT = 64 * 1024 * 1024;
-
-class UnsupportedMediaTypeError extends AppError {
-  constructor(got: string | undefined, accepted: string[]) {
-    super(
-      415,
-      'UNSUPPORTED_MEDIA_TYPE',
-      `Content type ${got ?? '(none)'} is not accepted here; use ${accepted.join(' or ')}`,
-      { contentType: got ?? null, accepted },
-    );
-  }
-}
-
-/**
- * The app parses text/plain and NDJSON bodies as raw streams for the upload routes; a route that
- * takes only some content types refuses the others with 415 before validation sees them.
- */
-const acceptOnly =
-  (...accepted: string[]) =>
-  async (req: FastifyRequest) => {
-    if (req.body === undefined && !req.headers['content-type']) return; // no body: validation answers 400
-    const media = req.mediaType;
-    if (!media || !accepted.includes(media)) throw new UnsupportedMediaTypeError(media || undefined, accepted);
-  };
 
 export default async function registryRoutes(app: App) {
   const registry = registryService({ pool: app.db.pool, metrics: app.metrics, downstream: app.downstream });
@@ -57,7 +32,6 @@ export default async function registryRoutes(app: App) {
     '/types',
     {
       config: { auth: ['admin'], audited: true },
-      preValidation: acceptOnly(JSON_TYPE),
       // The body is documented as PutTypesBody but validated here without the adapters: the service
       // checks those and reports every problem of every type at once as a 422.
       validatorCompiler: () => (body: unknown) => {
@@ -100,7 +74,6 @@ export default async function registryRoutes(app: App) {
     {
       config: { auth: ['admin'], audited: true },
       bodyLimit: JSON_BODY_LIMIT,
-      preValidation: acceptOnly(JSON_TYPE),
       schema: {
         operationId: 'upsertTenants',
         tags: ['registry'],
@@ -151,9 +124,8 @@ export default async function registryRoutes(app: App) {
   app.post(
     '/resources',
     {
-      config: { auth: ['admin'], audited: true },
+      config: { auth: ['admin'], audited: true, uploadLimit: NDJSON_MAX_BYTES },
       bodyLimit: JSON_BODY_LIMIT,
-      preValidation: acceptOnly(JSON_TYPE, NDJSON),
       schema: {
         operationId: 'importResources',
         tags: ['registry'],

@@ -3,6 +3,7 @@
 import { PassThrough, type Readable } from 'node:stream';
 import { BadRequestError } from '../../lib/errors.ts';
 import { lineBatches, parseJsonLine } from '../../lib/lines.ts';
+import { longerThan, textProblem } from '../../lib/text.ts';
 import { MAX_ID_LENGTH } from './schemas.ts';
 
 /** Lines per batch handed from the body reader to COPY: amortises per-batch work, small in memory. */
@@ -24,8 +25,8 @@ export interface StageRow {
 }
 
 const FIELDS = new Set(['id', 'type', 'tenantId', 'parentId', 'state', 'protected']);
-// eslint-disable-next-line no-control-regex
-const CONTROL_CHARS = /[\u0000-\u001f\u007f]/;
+/** A line of printable ASCII without blanks or escapes can only hold strings that are valid IDs. */
+const PLAIN_LINE = /^[\x21-\x5b\x5d-\x7e]*$/;
 type Presence = 'required' | 'optional' | 'nullable';
 
 /** Where a row came from, for error messages: an NDJSON line or a JSON array index. */
@@ -36,33 +37,32 @@ function invalid(at: RowAt, field: string, message: string, extra: object = {}):
   return new BadRequestError('VALIDATION_FAILED', `${where}: ${message}`, [{ ...at, field, message, ...extra }]);
 }
 
-function text(
-  o: Record<string, unknown>,
-  field: string,
-  presence: Presence,
-  escapes: boolean,
-  at: RowAt,
-): string | null {
+function text(o: Record<string, unknown>, field: string, presence: Presence, plain: boolean, at: RowAt): string | null {
   const v = o[field];
   if (v === undefined || (v === null && presence === 'nullable')) {
     if (presence === 'required') throw invalid(at, field, `field "${field}" is required`);
     return null;
   }
-  if (typeof v !== 'string' || v.length === 0 || v.length > MAX_ID_LENGTH) {
+  if (typeof v !== 'string' || v.length === 0 || longerThan(v, MAX_ID_LENGTH)) {
     throw invalid(at, field, `field "${field}" must be a string of 1 to ${MAX_ID_LENGTH} characters`);
   }
-  if (escapes && CONTROL_CHARS.test(v))
-    throw invalid(at, field, `field "${field}" must not contain control characters`);
+  const problem = plain ? null : textProblem(v, 'id');
+  if (problem)
+    throw invalid(at, field, `field "${field}" ${problem.message}`, {
+      codePoint: problem.codePoint,
+      position: problem.position,
+      escaped: problem.escaped,
+    });
   return v;
 }
 
 /**
- * Checks one row's shape: an object with only known fields, strings of 1–200 characters without
- * control characters (Postgres text cannot hold NUL; IDs never need the others), a boolean
- * `protected`. `escapes: false` says the source JSON had no backslash, so no string can hold a
- * control character (JSON forbids them unescaped) and the per-field scan is skipped.
+ * Checks one row's shape: an object with only known fields, strings of 1–200 characters that are
+ * valid IDs (lib/text.ts: no whitespace, control or invisible formatting characters), a boolean
+ * `protected`. `plain: true` says the source line was printable ASCII without blanks or
+ * backslashes, so every string in it is a valid ID and the per-field scan is skipped.
  */
-export function toStageRow(value: unknown, pos: number, at: RowAt, escapes = true): StageRow {
+export function toStageRow(value: unknown, pos: number, at: RowAt, plain = false): StageRow {
   if (typeof value !== 'object' || value === null || Array.isArray(value))
     throw invalid(at, '', 'must be a JSON object');
   const o = value as Record<string, unknown>;
@@ -74,11 +74,11 @@ export function toStageRow(value: unknown, pos: number, at: RowAt, escapes = tru
     throw invalid(at, 'protected', 'field "protected" must be a boolean');
   return {
     pos,
-    id: text(o, 'id', 'required', escapes, at)!,
-    type: text(o, 'type', 'required', escapes, at)!,
-    tenantId: text(o, 'tenantId', 'required', escapes, at)!,
-    parentId: text(o, 'parentId', 'nullable', escapes, at),
-    state: text(o, 'state', 'optional', escapes, at),
+    id: text(o, 'id', 'required', plain, at)!,
+    type: text(o, 'type', 'required', plain, at)!,
+    tenantId: text(o, 'tenantId', 'required', plain, at)!,
+    parentId: text(o, 'parentId', 'nullable', plain, at),
+    state: text(o, 'state', 'optional', plain, at),
     protected: prot ?? null,
   };
 }
@@ -90,14 +90,17 @@ export async function* ndjsonRows(body: Readable): AsyncGenerator<StageRow[]> {
     maxBytes: NDJSON_MAX_BYTES,
     maxLineBytes: NDJSON_MAX_LINE,
   })) {
-    yield lines.map((l) => toStageRow(parseJsonLine(l), l.n, { line: l.n }, l.text.includes('\\')));
+    yield lines.map((l) => toStageRow(parseJsonLine(l), l.n, { line: l.n }, PLAIN_LINE.test(l.text)));
   }
 }
 
-/** JSON body (already schema-validated) → batches of rows; positions are array indexes + 1. */
+/**
+ * JSON body → batches of rows; positions are array indexes + 1. The body schema already checked
+ * every string against the ID rule, so the per-field scan is skipped.
+ */
 export async function* jsonRows(resources: unknown[]): AsyncGenerator<StageRow[]> {
   for (let i = 0; i < resources.length; i += NDJSON_BATCH) {
-    yield resources.slice(i, i + NDJSON_BATCH).map((r, j) => toStageRow(r, i + j + 1, { index: i + j }));
+    yield resources.slice(i, i + NDJSON_BATCH).map((r, j) => toStageRow(r, i + j + 1, { index: i + j }, true));
   }
 }
 

@@ -1,9 +1,10 @@
 // Registry request and response schemas: resource types, tenants, resources, import results.
 import { Type, type Static, type TSchema } from '@fastify/type-provider-typebox';
+import { IdString, MAX_ID_LENGTH, MultilineText, Text } from '../../lib/schemas.ts';
 import { AdapterConfig } from '../adapters/schemas.ts';
 
 /** Longest ID, name or type accepted anywhere in the registry (also checked per NDJSON line). */
-export const MAX_ID_LENGTH = 200;
+export { MAX_ID_LENGTH };
 /** Rows accepted in one inline JSON body; bigger sets go as a streamed NDJSON upload. */
 export const MAX_JSON_ROWS = 100_000;
 export const RESOURCE_STATES = ['active', 'soft_deleted', 'purged'] as const;
@@ -11,8 +12,7 @@ export type ResourceState = (typeof RESOURCE_STATES)[number];
 
 export const TYPE_NAME_PATTERN = '^[a-z][a-z0-9_]{0,39}$';
 const TypeName = Type.String({ pattern: TYPE_NAME_PATTERN, description: 'Resource type name', example: 'app' });
-const Id = (description: string, example: string) =>
-  Type.String({ minLength: 1, maxLength: MAX_ID_LENGTH, description, example });
+const Id = (description: string, example: string) => IdString({ description, example });
 const Timestamp = Type.String({ format: 'date-time' });
 const Nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
 
@@ -20,7 +20,7 @@ export const ResourceTypeInput = Type.Object(
   {
     name: TypeName,
     idPattern: Type.Optional(
-      Type.String({
+      Text({
         minLength: 1,
         maxLength: 500,
         description:
@@ -123,10 +123,30 @@ export const TypeList = Type.Object(
   },
 );
 
+// Contact data is free-form but shallow: fields of text, numbers, booleans or null, or a list or
+// object of those (phones, an address). Bounded so that it can be stored, hashed and compared.
+const ContactScalar = Type.Union([MultilineText({ maxLength: 2000 }), Type.Number(), Type.Boolean(), Type.Null()]);
+const ContactField = Text({ minLength: 1, maxLength: 100, description: 'Field name' });
+const Contact = Type.Object(
+  {},
+  {
+    additionalProperties: Type.Union([
+      ...ContactScalar.anyOf,
+      Type.Array(ContactScalar, { maxItems: 50 }),
+      Type.Object({}, { additionalProperties: ContactScalar, propertyNames: ContactField, maxProperties: 50 }),
+    ]),
+    propertyNames: ContactField,
+    maxProperties: 50,
+    description:
+      'Contact data; stored apart from the registry, where no delete path can change it, never returned by registry reads, and readable by admins only (GET /v1/registry/tenants/{id}/contact). Omitted: unchanged. Up to 50 fields of text (up to 2000 characters, may span lines), numbers, booleans or null, or a list or object (up to 50 entries) of those',
+    example: { email: 'ops@acme.example', phones: ['+41 44 000 00 00'] },
+  },
+);
+
 export const TenantInput = Type.Object(
   {
     id: Id('Tenant ID', 'tn_acme'),
-    name: Type.String({ minLength: 1, maxLength: MAX_ID_LENGTH, description: 'Display name' }),
+    name: Text({ minLength: 1, maxLength: MAX_ID_LENGTH, description: 'Display name' }),
     internal: Type.Optional(
       Type.Boolean({
         description: 'Internal tenants go in the first wave. Omitted: unchanged (false for a new tenant)',
@@ -135,12 +155,7 @@ export const TenantInput = Type.Object(
     protected: Type.Optional(
       Type.Boolean({ description: 'Never deleted without break-glass. Omitted: unchanged (false for a new tenant)' }),
     ),
-    contact: Type.Optional(
-      Type.Record(Type.String(), Type.Any(), {
-        description:
-          'Contact data; stored apart from the registry, where no delete path can change it, and readable by admins only (GET /v1/registry/tenants/{id}/contact). Omitted: unchanged',
-      }),
-    ),
+    contact: Type.Optional(Contact),
   },
   { additionalProperties: false, description: 'A tenant' },
 );
@@ -210,12 +225,7 @@ export const Tenant = Type.Object(
 export const ResourceInput = Type.Object(
   {
     id: Id("Resource ID (must match the type's idPattern)", 'app_8f3k2m1q'),
-    type: Type.String({
-      minLength: 1,
-      maxLength: MAX_ID_LENGTH,
-      description: 'A declared resource type',
-      example: 'app',
-    }),
+    type: IdString({ description: 'A declared resource type', example: 'app' }),
     tenantId: Id('Owning tenant (must exist)', 'tn_acme'),
     parentId: Type.Optional(
       Type.Union([Id('Parent resource ID. Omitted or null: no parent', 'site_k2m1'), Type.Null()]),
@@ -311,11 +321,5 @@ export const Resource = Type.Object(
 export type Resource = Static<typeof Resource>;
 
 export const IdParams = Type.Object({
-  id: Type.String({
-    minLength: 1,
-    maxLength: MAX_ID_LENGTH,
-    pattern: '^[^\\u0000-\\u001f]+$',
-    description: 'ID',
-    example: 'app_8f3k2m1q',
-  }),
+  id: IdString({ description: 'ID', example: 'app_8f3k2m1q' }),
 });

@@ -1,8 +1,9 @@
 // Registry rules: what a valid type declaration is, how tenants are upserted, and the audit
 // event that goes with every change (written in the transaction that makes the change).
 import type pg from 'pg';
-import { BadRequestError, NotFoundError, UnprocessableError } from '../../lib/errors.ts';
+import { NotFoundError, UnprocessableError } from '../../lib/errors.ts';
 import { inTransaction } from '../../lib/sql.ts';
+import { TEXT_RULES, textProblem, type TextProblem } from '../../lib/text.ts';
 import type { Metrics } from '../../plugins/metrics.ts';
 import { adapterProblems, type AdapterProblem, type DownstreamPolicy } from '../adapters/index.ts';
 import { appendAudit } from '../audit/repository.ts';
@@ -14,7 +15,8 @@ import type { ImportResult, PostTenantsBody, ResourceTypeInput, UncheckedTypeInp
 
 export interface TypeProblem {
   field: string;
-  problem: 'duplicate_name' | 'invalid_regex' | 'unknown_type' | 'parent_cycle' | AdapterProblem['problem'];
+  problem:
+    'duplicate_name' | 'invalid_regex' | 'unknown_type' | 'parent_cycle' | 'invalid_text' | AdapterProblem['problem'];
   /** The offending value; absent for a missing field. */
   value?: unknown;
   message: string;
@@ -24,15 +26,43 @@ export interface TypeProblem {
 
 const IDENTIFIER = /^[A-Za-z_$][\w$]*$/;
 
+const fieldAt = (at: string, path: string[]) =>
+  path.reduce((f, k) => (IDENTIFIER.test(k) ? `${f}.${k}` : `${f}[${JSON.stringify(k)}]`), at);
+
+/**
+ * Strings of an adapter (URLs, templates) that break the text rule: they are stored and shown,
+ * and a hidden character in a template would render into every downstream request path.
+ */
+function adapterTextProblems(value: unknown, path: string[], depth = 0): { path: string[]; problem: TextProblem }[] {
+  if (typeof value === 'string') {
+    const problem = textProblem(value, 'text');
+    return problem ? [{ path, problem }] : [];
+  }
+  // The JSON body parser bounds the depth; this bound only keeps the walk obviously finite.
+  if (value === null || typeof value !== 'object' || depth > 8) return [];
+  return Object.entries(value).flatMap(([k, v]) => adapterTextProblems(v, [...path, k], depth + 1));
+}
+
 /**
  * Every problem of one type's adapter, as declaration problems at `types[i].adapter.<field>`:
- * its structure, then this server's policy (an allowed baseUrl host, a signing secret it holds).
+ * hidden characters in its strings, its structure, then this server's policy (an allowed baseUrl
+ * host, a signing secret it holds).
  */
 export function checkAdapter(adapter: unknown, at: string, policy: DownstreamPolicy): TypeProblem[] {
-  return adapterProblems(adapter, policy).map(({ path, ...p }) => ({
-    field: path.reduce((f, k) => (IDENTIFIER.test(k) ? `${f}.${k}` : `${f}[${JSON.stringify(k)}]`), at),
-    ...p,
-  }));
+  const text = adapterTextProblems(adapter, []);
+  return [
+    ...text.map(({ path, problem }) => ({
+      field: fieldAt(at, path),
+      problem: 'invalid_text' as const,
+      value: problem.escaped,
+      message: `${problem.message}: ${TEXT_RULES.text}`,
+      allowed: TEXT_RULES.text,
+    })),
+    ...adapterProblems(adapter, policy)
+      // A string already reported for a hidden character needs no second, vaguer problem.
+      .filter((p) => !text.some((t) => t.path.join('\0') === p.path.join('\0')))
+      .map(({ path, ...p }) => ({ field: fieldAt(at, path), ...p })),
+  ];
 }
 
 /** Checks references and cycles of a declaration against the stored types (pure; regexes aside). */
@@ -156,16 +186,6 @@ export function registryService(deps: {
         const first = seen.get(t.id);
         if (first === undefined) seen.set(t.id, i);
         else if (duplicates.length < 100) duplicates.push({ field: `tenants[${i}].id`, id: t.id, firstIndex: first });
-        // Postgres text and jsonb cannot hold NUL characters; refuse them as a client mistake.
-        if (
-          t.id.includes('\u0000') ||
-          t.name.includes('\u0000') ||
-          (t.contact && JSON.stringify(t.contact).includes('\\u0000'))
-        ) {
-          throw new BadRequestError('VALIDATION_FAILED', `tenants[${i}] contains a NUL character`, [
-            { field: `tenants[${i}]`, message: 'must not contain NUL characters' },
-          ]);
-        }
       });
       if (duplicates.length)
         throw new UnprocessableError(

@@ -1,0 +1,98 @@
+// Reading a submission (JSON inline or NDJSON streamed) and the answers to a rejected one: the
+// offending IDs as shown (look-alikes escaped), with the report URL of a recorded rejection, or
+// for a dry run (nothing stored) the note that there is none and how complete the inline list is.
+import type { Readable } from 'node:stream';
+import { BadRequestError, UnprocessableError } from '../../lib/errors.ts';
+import { lineBatches, parseJsonLine, type Line, type LineLimits } from '../../lib/lines.ts';
+import { escapedIfNeeded } from '../../lib/text.ts';
+import { validateValue } from '../../plugins/validation.ts';
+import { NDJSON } from '../../plugins/uploads.ts';
+import { inlineBatches, MAX_INLINE_IDS, MAX_STREAMED_IDS, ndjsonIdBatches, type IdBatches } from './intake.ts';
+import { OperationSpec, type CreateOperationBody } from './schemas.ts';
+import { describeScope, type ScopeReport } from './scope.ts';
+
+export const STREAM_LIMITS: LineLimits = { maxBytes: 256 * 1024 * 1024, maxLineBytes: 64 * 1024, batchSize: 10_000 };
+
+/** Offenders as shown: each ID that is not plain ASCII also escaped, so look-alikes show. */
+function showOffenders(offenders: unknown): unknown {
+  if (!offenders || typeof offenders !== 'object') return offenders;
+  return Object.fromEntries(
+    Object.entries(offenders as Record<string, { id: string }[]>).map(([cls, list]) => [
+      cls,
+      list.map((o) => ({ ...o, ...escapedIfNeeded(o.id) })),
+    ]),
+  );
+}
+
+function offenceSummary(counts: Record<string, number>) {
+  return Object.entries(counts)
+    .filter(([c, n]) => c !== 'ok' && n > 0)
+    .map(([c, n]) => `${n} ${c}`)
+    .join(', ');
+}
+
+/** out_of_scope IDs: say what the token may submit, so the fix is clear without asking an admin. */
+const scopeNote = (scope: ScopeReport | null) => (scope ? ` ${describeScope(scope)}` : '');
+
+export function planRejected(
+  counts: Record<string, number>,
+  offenders: unknown,
+  operationId: string,
+  scope: ScopeReport | null,
+) {
+  const reportUrl = `/v1/operations/${operationId}/report`;
+  return new UnprocessableError(
+    'PLAN_REJECTED',
+    `The operation was rejected: ${offenceSummary(counts)}.${scopeNote(scope)} Nothing will run; every offending ID is listed at ${reportUrl}. Resubmit a corrected list (with a new Idempotency-Key).`,
+    { operationId, counts, offenders: showOffenders(offenders), reportUrl, ...(scope ? { scope } : {}) },
+  );
+}
+
+/**
+ * A dry run stores nothing, so there is no report to link to: the first SAMPLE_PER_CLASS offenders
+ * of each class are inline, and `offendersComplete` says whether that is all of them.
+ */
+export function dryRunRejected(
+  counts: Record<string, number>,
+  offenders: Record<string, unknown[] | undefined>,
+  scope: ScopeReport | null,
+) {
+  const listed = Object.values(offenders).reduce((n, l) => n + (l?.length ?? 0), 0);
+  const total = Object.entries(counts).reduce((n, [c, k]) => (c === 'ok' ? n : n + k), 0);
+  const complete = listed === total;
+  return new UnprocessableError(
+    'PLAN_REJECTED',
+    `The plan would be rejected: ${offenceSummary(counts)}.${scopeNote(scope)} This was a dry run: nothing was stored, so there is no report URL; ${complete ? 'every offending ID is listed here' : `the first ${listed} of ${total} offending IDs are listed here`}. Submit without dryRun to record the rejection with its full report, or fix the list first.`,
+    {
+      operationId: null,
+      dryRun: true,
+      counts,
+      offenders: showOffenders(offenders),
+      offendersComplete: complete,
+      reportUrl: null,
+      ...(scope ? { scope } : {}),
+    },
+  );
+}
+
+/** The spec and the ID batches of a JSON or NDJSON submission. */
+export async function readSubmission(
+  media: string | undefined,
+  body: unknown,
+): Promise<{ spec: OperationSpec; ids: IdBatches; maxIds: number }> {
+  if (media === NDJSON) {
+    const it = lineBatches(body as Readable, STREAM_LIMITS)[Symbol.asyncIterator]();
+    const first = await it.next();
+    const head: Line | undefined = first.done ? undefined : first.value[0];
+    if (!head) throw new BadRequestError('EMPTY_BODY', 'The NDJSON body is empty; line 1 must be the operation spec');
+    const spec = validateValue<OperationSpec>(OperationSpec, parseJsonLine(head), 'line 1');
+    const rest = first.done ? [] : first.value.slice(1);
+    async function* lines(): AsyncGenerator<Line[]> {
+      if (rest.length) yield rest;
+      for (let n = await it.next(); !n.done; n = await it.next()) yield n.value;
+    }
+    return { spec, ids: ndjsonIdBatches(lines()), maxIds: MAX_STREAMED_IDS };
+  }
+  const { ids, ...spec } = body as CreateOperationBody;
+  return { spec, ids: inlineBatches(ids), maxIds: MAX_INLINE_IDS };
+}
