@@ -20,6 +20,7 @@ export const NOW = 1_800_000_000_000;
 export function makeState(over: Partial<LifecycleState> = {}): LifecycleState {
   return {
     state: 'planned',
+    kind: 'delete',
     waveCount: 3,
     currentWave: null,
     pausedFrom: null,

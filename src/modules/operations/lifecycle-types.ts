@@ -35,6 +35,12 @@ export const LIVE_STATES: readonly OpState[] = OP_STATES.filter(
   (s) => !TERMINAL_STATES.includes(s) && !ENDED_STATES.includes(s),
 );
 
+/**
+ * What an operation does to its items. A restore brings back what deletes took; it is never rolled
+ * back (that would delete again what it restored), so it halts to wait for a human instead.
+ */
+export type OperationKind = 'delete' | 'restore';
+
 export interface Approval {
   by: string;
   role: Role;
@@ -43,6 +49,7 @@ export interface Approval {
 
 export interface LifecycleState {
   state: OpState;
+  kind: OperationKind;
   waveCount: number; // waves in the plan (>= 1)
   currentWave: number | null; // wave being run or baked; null before start
   pausedFrom: 'running' | 'baking' | null;
@@ -76,6 +83,7 @@ export interface ProbeOutcome {
 export type LifecycleEvent =
   | { type: 'approve'; by: string; role: Role; planHash: string }
   | { type: 'start'; by: string; role: Role }
+  | { type: 'auto_start'; by: string } // an approved operation that asked to start by itself (autoStart)
   | { type: 'cancel'; by: string; reason: string }
   | { type: 'item_outcomes'; wave: number; stats: WaveStats } // progress during a wave
   | { type: 'wave_settled'; wave: number; stats: WaveStats } // every item of the wave finished (pending 0)

@@ -1,7 +1,7 @@
 // Operation routes: submit (JSON inline, NDJSON or plain-text upload), and read back.
 import { Type } from '@fastify/type-provider-typebox';
 import type { Readable } from 'node:stream';
-import { BadRequestError, UnprocessableError } from '../../lib/errors.ts';
+import { BadRequestError } from '../../lib/errors.ts';
 import { lineBatches, parseJsonLine, type Line } from '../../lib/lines.ts';
 import { errorResponses, type App } from '../../lib/schemas.ts';
 import { NDJSON, TEXT } from '../../plugins/uploads.ts';
@@ -15,6 +15,7 @@ import {
   type IdBatches,
 } from './intake.ts';
 import { ID_CLASSES } from './planner.ts';
+import { RESTORE_CLASSES } from '../restores/schemas.ts';
 import { operationReads } from './repository.ts';
 import { operationService, type SubmitResult } from './service.ts';
 import {
@@ -26,7 +27,7 @@ import {
   ReportPage,
 } from './schemas.ts';
 import { ItemsPage } from './item-schemas.ts';
-import { operationView } from './views.ts';
+import { operationView, planRejected } from './views.ts';
 
 const STREAM_LIMITS = { maxBytes: 256 * 1024 * 1024, maxLineBytes: 64 * 1024, batchSize: 10_000 };
 const IdParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 100, description: 'Operation id' }) });
@@ -219,7 +220,12 @@ export default async function operationRoutes(app: App) {
         params: IdParams,
         querystring: Type.Object(
           {
-            class: Type.Optional(Type.Union(ID_CLASSES.filter((c) => c !== 'ok').map((c) => Type.Literal(c)))),
+            // A delete's classes and a restore's (not_deleted, superseded, …).
+            class: Type.Optional(
+              Type.Union(
+                [...new Set([...ID_CLASSES, ...RESTORE_CLASSES])].filter((c) => c !== 'ok').map((c) => Type.Literal(c)),
+              ),
+            ),
             limit: Type.Integer({ minimum: 1, maximum: 5000, default: 1000 }),
             cursor: Type.Optional(Type.Integer({ minimum: 0 })),
           },
@@ -257,23 +263,6 @@ declare module 'fastify' {
     /** The service already wrote this request's audit event (so the refusal hook does not). */
     auditedByService?: boolean;
   }
-}
-
-function planRejected(counts: Record<string, number>, offenders: unknown, operationId: string | null) {
-  const bad = Object.entries(counts)
-    .filter(([c, n]) => c !== 'ok' && n > 0)
-    .map(([c, n]) => `${n} ${c}`)
-    .join(', ');
-  return new UnprocessableError(
-    'PLAN_REJECTED',
-    `The operation was rejected: ${bad}. Nothing will run; resubmit a corrected list.`,
-    {
-      operationId,
-      counts,
-      offenders,
-      reportUrl: operationId ? `/v1/operations/${operationId}/report` : null,
-    },
-  );
 }
 
 async function readSubmission(

@@ -281,6 +281,7 @@ export function fromRow(r: Record<string, unknown>): OperationRow {
     updatedAt: r.updated_at,
     startedAt: r.started_at,
     finishedAt: r.finished_at,
+    scope: r.scope,
   } as OperationRow;
 }
 
