@@ -22,29 +22,38 @@ const DELETED_ITEM_STATES = ['done', 'restore_failed', 'restoring'];
  */
 export async function resolveRestore(client: pg.PoolClient, scope: RestoreScope): Promise<void> {
   await client.query(`SET LOCAL work_mem = '256MB'`);
-  await client.query(`CREATE TEMP TABLE restore_ids (id text PRIMARY KEY) ON COMMIT DROP`);
+  // taken: not named by the scope, but taken along by the cascade of a resource that is.
+  await client.query(`CREATE TEMP TABLE restore_ids (id text PRIMARY KEY, taken boolean DEFAULT false) ON COMMIT DROP`);
   if (scope.kind === 'ids') {
-    await client.query(`INSERT INTO restore_ids SELECT DISTINCT id FROM plan_input`);
+    await client.query(`INSERT INTO restore_ids (id) SELECT DISTINCT id FROM plan_input`);
   } else if (scope.kind === 'tenant') {
     await client.query(
-      `INSERT INTO restore_ids
+      `INSERT INTO restore_ids (id)
        SELECT DISTINCT s.resource_id FROM snapshots s JOIN operations o ON o.id = s.operation_id AND o.action = 'delete'
        WHERE s.tenant_id = $1 AND s.created_at >= coalesce($2::timestamptz, '-infinity')`,
       [scope.tenantId, scope.deletedSince],
     );
   } else {
     await client.query(
-      `INSERT INTO restore_ids SELECT DISTINCT resource_id FROM operation_items
+      `INSERT INTO restore_ids (id) SELECT DISTINCT resource_id FROM operation_items
        WHERE operation_id = $1 AND executed_seq IS NOT NULL AND state = ANY($2::text[])`,
       [scope.operationId, DELETED_ITEM_STATES],
     );
   }
   // Their registry parents too: a child may only come back with its parent, or under a live one.
   await client.query(
-    `INSERT INTO restore_ids SELECT DISTINCT r.parent_id FROM restore_ids x JOIN resources r ON r.id = x.id
+    `INSERT INTO restore_ids (id) SELECT DISTINCT r.parent_id FROM restore_ids x JOIN resources r ON r.id = x.id
      WHERE r.parent_id IS NOT NULL ON CONFLICT DO NOTHING`,
   );
   await latestEvents(client);
+  if (scope.kind === 'ids' && (await expandCascades(client))) {
+    await latestEvents(client);
+    // Taken along only while still deleted: one brought back since is simply not part of this.
+    await client.query(
+      `DELETE FROM plan_input i USING restore_ids x WHERE i.id = x.id AND x.taken
+         AND NOT EXISTS (SELECT 1 FROM restore_latest l WHERE l.id = i.id AND l.deleted)`,
+    );
+  }
   if (scope.kind !== 'ids') {
     // What the scope deleted and Blastgate has not brought back, newest deletion first.
     const which =
@@ -66,10 +75,41 @@ export async function resolveRestore(client: pg.PoolClient, scope: RestoreScope)
 }
 
 /**
+ * A listed resource comes back with what its latest delete's cascade took (the descendants that
+ * delete's ledger records against it and that are still deleted by it): they follow the list in
+ * plan_input, and their parents' restores. Returns whether there were any.
+ */
+async function expandCascades(client: pg.PoolClient): Promise<boolean> {
+  const r = await client.query(
+    `INSERT INTO plan_input (ord, id)
+     SELECT (SELECT coalesce(max(ord), -1) FROM plan_input) + row_number() OVER (ORDER BY id), id FROM (
+       SELECT DISTINCT d.resource_id AS id FROM restore_latest l
+       JOIN operation_items p ON p.operation_id = l.op_id AND p.snapshot_id = l.snap_id
+       JOIN operation_items d ON d.operation_id = p.operation_id AND d.parent_seq = p.seq
+       WHERE l.deleted AND d.executed_seq IS NOT NULL AND l.id IN (SELECT id FROM plan_input)
+         AND d.resource_id NOT IN (SELECT id FROM plan_input)) kids
+     RETURNING id`,
+  );
+  if (!r.rowCount) return false;
+  const taken = r.rows.map((x: { id: string }) => x.id);
+  await client.query(
+    `INSERT INTO restore_ids (id, taken) SELECT unnest($1::text[]), true ON CONFLICT (id) DO UPDATE SET taken = true`,
+    [taken],
+  );
+  await client.query(
+    `INSERT INTO restore_ids (id) SELECT DISTINCT r.parent_id FROM resources r
+     WHERE r.id = ANY($1::text[]) AND r.parent_id IS NOT NULL ON CONFLICT DO NOTHING`,
+    [taken],
+  );
+  return true;
+}
+
+/**
  * restore_events: every snapshot of the resources in restore_ids whose call took effect — a delete
  * (done, or rolled back: restored) or a restore (done) — and restore_latest: the latest per resource.
  */
 async function latestEvents(client: pg.PoolClient): Promise<void> {
+  await client.query(`DROP TABLE IF EXISTS restore_snaps, restore_latest`);
   await client.query(
     `CREATE TEMP TABLE restore_snaps ON COMMIT DROP AS
      SELECT s.id AS snap_id, s.resource_id AS id, s.created_at AS at, s.operation_id AS op_id
@@ -140,7 +180,7 @@ async function classify(client: pg.PoolClient, targetType: string | null): Promi
        CASE
          WHEN d.first_ord IS NOT NULL AND i.ord > d.first_ord THEN 'duplicate'
          WHEN r.id IS NULL THEN 'unknown'
-         WHEN $1::text IS NOT NULL AND r.type <> $1 THEN 'type_mismatch'
+         WHEN $1::text IS NOT NULL AND r.type <> $1 AND NOT x.taken THEN 'type_mismatch'
          WHEN lo.id IS NOT NULL THEN 'in_flight'
          WHEN r.state = 'purged' THEN 'purged'
          WHEN NOT coalesce(l.deleted, false) THEN CASE WHEN r.state = 'active' THEN 'not_deleted' ELSE 'no_snapshot' END
@@ -155,6 +195,7 @@ async function classify(client: pg.PoolClient, targetType: string | null): Promi
          ELSE 'ok'
        END AS class
      FROM plan_input i
+     JOIN restore_ids x ON x.id = i.id
      LEFT JOIN plan_dups d ON d.id = i.id
      LEFT JOIN resources r ON r.id = i.id
      LEFT JOIN resource_types t ON t.name = r.type

@@ -1,6 +1,6 @@
 // POST /v1/restores: what a restore asks for, and the policies it runs with. A restore is an
 // operation (action "restore"), so everything after the request is the Operation schema.
-import { Type, type Static } from '@fastify/type-provider-typebox';
+import { Type, type Static, type TObject } from '@fastify/type-provider-typebox';
 import { MAX_INLINE_IDS } from '../operations/intake.ts';
 import {
   HaltPolicy,
@@ -45,6 +45,21 @@ export const RESTORE_HALT: Partial<Halt> = { onHalt: 'pause', probe: 'optional' 
 
 const Timestamp = (description: string) => Type.String({ format: 'date-time', description });
 
+/**
+ * The policy fields without their `default`s: the validator fills in defaults, and a delete's
+ * (five waves, a 300 s bake, probes required) would override a restore's for every field omitted.
+ */
+function withoutDefaults<T extends TObject>(schema: T, description: string) {
+  const properties = Object.fromEntries(
+    Object.entries(schema.properties).map(([k, v]) => {
+      const copy = { ...(v as object) } as Record<string, unknown>;
+      delete copy.default;
+      return [k, copy];
+    }),
+  ) as T['properties'];
+  return Type.Partial(Type.Object(properties), { additionalProperties: false, description });
+}
+
 export const CreateRestoreBody = Type.Object(
   {
     tenantId: Type.Optional(
@@ -85,17 +100,16 @@ export const CreateRestoreBody = Type.Object(
     reason: Type.String({ minLength: 3, maxLength: 2000, description: 'Why this is being restored' }),
     ticket: Type.String({ minLength: 1, maxLength: 200, description: 'Incident or change ticket' }),
     rollout: Type.Optional(
-      Type.Partial(RolloutPolicy, {
-        additionalProperties: false,
-        description: 'Rollout policy; omitted fields take the restore defaults (waves ["10%", "100%"], bakeSeconds 0)',
-      }),
+      withoutDefaults(
+        RolloutPolicy,
+        'Rollout policy; omitted fields take the restore defaults: waves ["10%", "100%"], bakeSeconds 0, the rest as for a delete',
+      ),
     ),
     haltPolicy: Type.Optional(
-      Type.Partial(Type.Omit(HaltPolicy, ['onHalt']), {
-        additionalProperties: false,
-        description:
-          'Halt policy without onHalt: a restore that halts waits for a human (resume or abort); it is never rolled back. probe defaults to optional',
-      }),
+      withoutDefaults(
+        Type.Omit(HaltPolicy, ['onHalt']),
+        'Halt policy without onHalt: a restore that halts waits for a human (resume or abort); it is never rolled back. Defaults as for a delete, except probe: optional',
+      ),
     ),
     dryRun: Type.Optional(
       Type.Boolean({ default: false, description: 'Return the plan without creating the restore' }),
