@@ -52,7 +52,7 @@ const Timestamp = (description: string) => Type.String({ format: 'date-time', de
 function withoutDefaults<T extends TObject>(schema: T, description: string) {
   const properties = Object.fromEntries(
     Object.entries(schema.properties).map(([k, v]) => {
-      const copy = { ...(v as object) } as Record<string, unknown>;
+      const copy: Record<string, unknown> = { ...v };
       delete copy.default;
       return [k, copy];
     }),
