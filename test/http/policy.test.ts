@@ -43,6 +43,7 @@ describe('admin policy', () => {
     expect(got.body).toEqual({
       budgets: { maxTenants: 2, maxItems: 100, maxRestoreMinutes: 240 },
       planTtlSeconds: 86_400,
+      restoreApproval: 'required',
     });
     const audit = await query(t.databaseUrl, `SELECT actor FROM audit_events WHERE action = 'policy.set'`);
     expect(audit).toEqual([{ actor: 'bootstrap-admin' }]);

@@ -6,9 +6,10 @@
 // snapshot_corrupt or erased), with the descendants its cascade took (rollback-batch.ts: in the
 // same statement for the registry, one call each after their parent for HTTP).
 //
-// A submitted item counts as done only when it and every descendant came back: the wave's counters
-// and the operation's end state (completed vs completed_with_failures) then cannot read as success
-// while a child is still deleted. Each descendant's own outcome is in the ledger.
+// Every resource has its own outcome in the ledger (a descendant whose snapshot fails verification
+// fails while its parent comes back), but a submitted item counts for its wave as a success only
+// when it and every descendant came back: the halt policy and the operation's end state (completed
+// vs completed_with_failures) never read as success while a child is still deleted.
 import { AppError } from '../../lib/errors.ts';
 import type { SnapshotRead } from '../snapshots/store.ts';
 import type { ChunkDeps } from './chunk.ts';
@@ -180,7 +181,8 @@ function candidates(i: ClaimedItem): RestoreCandidate[] {
 /**
  * Never sent → handed back unsent; sent with an unknown outcome (stopped between retries, or the
  * parent came back but a descendant was not sent yet) → handed back to be sent again with the same
- * keys, which the owning system applies once; otherwise done only if everything came back.
+ * keys, which the owning system applies once; otherwise each resource's outcome, and the item a
+ * failure for its wave unless everything came back.
  */
 function outcomeOf(item: ClaimedItem, results: Map<number, RestoreResult>): Outcome {
   const own = results.get(item.seq)!;
@@ -211,13 +213,9 @@ function outcomeOf(item: ClaimedItem, results: Map<number, RestoreResult>): Outc
   const more = missing.length > NAMED_DESCENDANTS ? ` and ${missing.length - NAMED_DESCENDANTS} more` : '';
   return {
     seq: item.seq,
-    state: 'failed',
-    error:
-      `restored, but ${missing.length} of the ${kids.length} resources its cascade took were not: ${named}${more}`.slice(
-        0,
-        500,
-      ),
-    permanent: true,
+    state: 'done',
+    verdict: 'failed',
+    error: `restored, but ${missing.length} of the ${kids.length} it took were not: ${named}${more}`.slice(0, 500),
     descendants,
   };
 }

@@ -62,6 +62,11 @@ export interface Outcome {
    */
   sent?: boolean;
   /**
+   * How the wave counts it, when not as its state: a restored item whose cascade did not all come
+   * back is done in the ledger (it is back) and a failure for the wave and the operation's end.
+   */
+  verdict?: 'failed';
+  /**
    * Restores: each descendant's own outcome (a parent can come back while a child whose snapshot
    * fails verification cannot). Without it, descendants take their parent's outcome (deletes).
    */
@@ -264,9 +269,8 @@ export function pgLedger(pool: pg.Pool, leaseMs: number, snapshots: Pick<Snapsho
       const shared = [...recorded].filter((seq) => !own.some((o) => o.seq === seq));
       if (shared.length) await syncDescendants(tx, opId, shared);
       const descendantsDone = own.length ? await recordDescendants(tx, opId, own) : 0;
-      const verdicts = outcomes
-        .filter((o) => recorded.has(o.seq) && o.state !== 'pending')
-        .map((o) => o.state as 'done' | 'failed');
+      const landed = outcomes.filter((o) => recorded.has(o.seq) && o.state !== 'pending');
+      const verdicts = landed.map((o) => o.verdict ?? (o.state as 'done' | 'failed'));
       const before = await waveStatsLocked(tx, opId, wave);
       if (!before) throw new Error(`wave ${wave} of ${opId} does not exist`);
       const stats = foldOutcomes(before, verdicts);
@@ -277,8 +281,8 @@ export function pgLedger(pool: pg.Pool, leaseMs: number, snapshots: Pick<Snapsho
           [opId, wave, stats.done, stats.failed, stats.consecutiveFailures, new Date(now)],
         );
       }
-      const recordedDone = verdicts.filter((v) => v === 'done').length;
-      return { stats, recordedDone, recordedFailed: verdicts.length - recordedDone, descendantsDone };
+      const recordedDone = landed.filter((o) => o.state === 'done').length;
+      return { stats, recordedDone, recordedFailed: landed.length - recordedDone, descendantsDone };
     },
 
     waveStats: waveStatsLocked,

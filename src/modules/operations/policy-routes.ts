@@ -6,8 +6,8 @@ import { inTransaction } from '../../lib/sql.ts';
 import { errorResponses, type App } from '../../lib/schemas.ts';
 import { appendAudit } from '../audit/repository.ts';
 import type { Queryable } from '../../lib/sql.ts';
-import { DEFAULT_BUDGETS, DEFAULT_PLAN_TTL_SECONDS } from './policy.ts';
-import { getBudgets, getPlanTtlSeconds } from './repository.ts';
+import { DEFAULT_BUDGETS, DEFAULT_PLAN_TTL_SECONDS, DEFAULT_RESTORE_APPROVAL } from './policy.ts';
+import { getBudgets, getPlanTtlSeconds, getRestoreApproval } from './repository.ts';
 
 const budgetFields = {
   maxTenants: Type.Integer({
@@ -52,19 +52,31 @@ const PlanTtl = Type.Integer({
     'Seconds a planned or approved operation may wait for its start before it expires (and releases its resources)',
 });
 
+const RestoreApprovalField = Type.Union([Type.Literal('required'), Type.Literal('none')], {
+  description: `Whether a restore (POST /v1/restores) needs an approval like a delete (required, the default) or runs once planned (none: with autoStart it starts at once). A restore over budget needs its break-glass approvals either way`,
+});
+
 const PolicyView = Type.Object(
-  { budgets: Budgets, planTtlSeconds: PlanTtl },
+  { budgets: Budgets, planTtlSeconds: PlanTtl, restoreApproval: RestoreApprovalField },
   {
     description: 'The policy in force',
-    example: { budgets: BUDGETS_EXAMPLE, planTtlSeconds: DEFAULT_PLAN_TTL_SECONDS },
+    example: {
+      budgets: BUDGETS_EXAMPLE,
+      planTtlSeconds: DEFAULT_PLAN_TTL_SECONDS,
+      restoreApproval: DEFAULT_RESTORE_APPROVAL,
+    },
   },
 );
 
 const PolicyBody = Type.Object(
-  { budgets: BudgetsInput, planTtlSeconds: Type.Optional(PlanTtl) },
+  {
+    budgets: BudgetsInput,
+    planTtlSeconds: Type.Optional(PlanTtl),
+    restoreApproval: Type.Optional(RestoreApprovalField),
+  },
   {
     additionalProperties: false,
-    description: 'The new policy; an omitted planTtlSeconds keeps the one in force',
+    description: 'The new policy; an omitted planTtlSeconds or restoreApproval keeps the one in force',
     example: { budgets: BUDGETS_EXAMPLE, planTtlSeconds: DEFAULT_PLAN_TTL_SECONDS },
   },
 );
@@ -72,6 +84,7 @@ const PolicyBody = Type.Object(
 const readPolicy = async (db: Queryable) => ({
   budgets: { ...DEFAULT_BUDGETS, ...(await getBudgets(db)) },
   planTtlSeconds: (await getPlanTtlSeconds(db)) ?? DEFAULT_PLAN_TTL_SECONDS,
+  restoreApproval: await getRestoreApproval(db),
 });
 
 export default async function policyRoutes(app: App) {
@@ -84,7 +97,7 @@ export default async function policyRoutes(app: App) {
         tags: ['admin'],
         summary: 'Read the policy',
         description:
-          'Budgets that plans are checked against (tenants, items, estimated minutes to restore) and the plan TTL.',
+          'Budgets that plans are checked against (tenants, items, estimated minutes to restore), the plan TTL, and whether restores need an approval.',
         response: { 200: PolicyView, ...errorResponses(401) },
       },
     },
@@ -100,7 +113,7 @@ export default async function policyRoutes(app: App) {
         tags: ['admin'],
         summary: 'Set the policy',
         description:
-          'Replaces the budgets (and the plan TTL when given). Applies to plans made afterwards; existing plans keep the verdict they were approved with and the expiry they were given.',
+          'Replaces the budgets (and the plan TTL and restoreApproval when given). Applies to plans made afterwards; existing plans keep the verdict they were approved with and the expiry they were given.',
         body: PolicyBody,
         response: { 200: PolicyView, ...errorResponses(400, 401, 403) },
       },
@@ -119,11 +132,22 @@ export default async function policyRoutes(app: App) {
             [JSON.stringify({ planTtlSeconds: req.body.planTtlSeconds }), req.principal!.name],
           );
         }
+        if (req.body.restoreApproval !== undefined) {
+          await c.query(
+            `INSERT INTO settings (key, value, updated_by) VALUES ('restores', $1, $2)
+             ON CONFLICT (key) DO UPDATE SET value = $1, updated_by = $2, updated_at = now()`,
+            [JSON.stringify({ approval: req.body.restoreApproval }), req.principal!.name],
+          );
+        }
         await appendAudit(c, {
           actor: req.principal!.name,
           action: 'policy.set',
           outcome: 'accepted',
-          payload: { budgets: req.body.budgets, planTtlSeconds: req.body.planTtlSeconds ?? null },
+          payload: {
+            budgets: req.body.budgets,
+            planTtlSeconds: req.body.planTtlSeconds ?? null,
+            restoreApproval: req.body.restoreApproval ?? null,
+          },
         });
       });
       req.auditedByService = true;
