@@ -81,6 +81,7 @@ export const ev = {
     planHash,
   }),
   start: (role: Role = 'operator'): LifecycleEvent => ({ type: 'start', by: 'tok_op', role }),
+  autoStart: (): LifecycleEvent => ({ type: 'auto_start', by: REQUESTER }),
   cancel: (): LifecycleEvent => ({ type: 'cancel', by: REQUESTER, reason: 'not needed' }),
   outcomes: (wave: number, s: WaveStats): LifecycleEvent => ({ type: 'item_outcomes', wave, stats: s }),
   settled: (wave: number, s: WaveStats): LifecycleEvent => ({ type: 'wave_settled', wave, stats: s }),
@@ -106,6 +107,7 @@ export const ev = {
 export const ONE_OF_EACH: LifecycleEvent[] = [
   ev.approve(),
   ev.start(),
+  ev.autoStart(),
   ev.cancel(),
   ev.outcomes(1, stats(1, 0)),
   ev.settled(1, stats(1, 0)),
