@@ -9,14 +9,12 @@ import type { Metrics } from '../../plugins/metrics.ts';
 import type { Principal } from '../auth/roles.ts';
 import { appendAudit } from '../audit/repository.ts';
 import { copyIds, createStaging, type IdBatches } from './intake.ts';
+import { computePlanHash, insertItems, insertWaves } from './plan-ledger.ts';
 import { lockPlanned } from './resource-locks.ts';
 import {
   buildPlan,
   classify,
   markLockedByOthers,
-  computePlanHash,
-  insertItems,
-  insertWaves,
   storeRejections,
   type Classification,
   type PlanSummary,

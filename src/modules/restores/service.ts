@@ -4,18 +4,15 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type pg from 'pg';
 import { canonicalJson } from '../../lib/canonical-json.ts';
-import { AppError, ConflictError, NotFoundError, UnprocessableError } from '../../lib/errors.ts';
+import { AppError, ConflictError, UnprocessableError } from '../../lib/errors.ts';
 import { inTransaction } from '../../lib/sql.ts';
 import type { Metrics } from '../../plugins/metrics.ts';
 import type { Principal } from '../auth/roles.ts';
 import { appendAudit } from '../audit/repository.ts';
 import type { Engine } from '../execution/engine.ts';
 import { copyIds, createStaging, inlineBatches, MAX_INLINE_IDS } from '../operations/intake.ts';
-import { LIVE_STATES } from '../operations/lifecycle-types.ts';
 import {
   buildPlan,
-  computePlanHash,
-  insertWaves,
   markLockedByOthers,
   storeRejections,
   summarize,
@@ -37,17 +34,17 @@ import {
   type OperationReads,
   type OperationRow,
 } from '../operations/repository.ts';
+import { computePlanHash, insertWaves } from '../operations/plan-ledger.ts';
 import { lockPlanned } from '../operations/resource-locks.ts';
 import { fromRow, type ServiceLog } from '../operations/service.ts';
 import { insertRestoreItems, resolveRestore, restoreDigestInput, rootTypes, splitDescendants } from './resolve.ts';
+import { checkSource, nothingToRestore, scopeOf } from './scope.ts';
 import {
   RESTORE_CLASSES,
   RESTORE_HALT,
   RESTORE_ROLLOUT,
-  SCOPE_FIELDS,
   type CreateRestoreBody,
   type RestoreClass,
-  type RestoreScope,
 } from './schemas.ts';
 
 export type RestoreResult =
@@ -56,49 +53,6 @@ export type RestoreResult =
   | { kind: 'dry_run_rejected'; classification: Classification<RestoreClass> };
 
 const newOperationId = () => `op_${Date.now().toString(36)}${randomBytes(8).toString('hex')}`;
-
-/** Exactly one scope, with its fields complete; otherwise 422 naming the fields. */
-export function scopeOf(b: CreateRestoreBody): RestoreScope {
-  const given = (Object.keys(SCOPE_FIELDS) as (keyof typeof SCOPE_FIELDS)[]).filter((k) =>
-    SCOPE_FIELDS[k].some((f) => b[f] !== undefined),
-  );
-  const fields = given.flatMap((k) => SCOPE_FIELDS[k].filter((f) => b[f] !== undefined));
-  const allowed = Object.values(SCOPE_FIELDS).map((f) => f.join(' [+ ') + (f.length > 1 ? ']' : ''));
-  if (given.length === 0)
-    throw new UnprocessableError(
-      'SCOPE_REQUIRED',
-      'A restore needs exactly one scope: tenantId (optionally with deletedSince), operationId, or targetType with ids',
-      { fields: [], allowed: ['tenantId', 'operationId', 'targetType + ids'] },
-    );
-  if (given.length > 1)
-    throw new UnprocessableError(
-      'SCOPE_CONFLICT',
-      `A restore takes exactly one scope, got ${fields.join(', ')}: restore a tenant, an operation, or a list of IDs`,
-      { fields, allowed },
-    );
-  const asOf = b.asOf ?? null;
-  if (given[0] === 'tenant') {
-    if (b.tenantId === undefined)
-      throw new UnprocessableError('SCOPE_INCOMPLETE', 'deletedSince needs tenantId: whose deletes since then?', {
-        fields: ['deletedSince'],
-        missing: ['tenantId'],
-      });
-    return { kind: 'tenant', tenantId: b.tenantId, deletedSince: b.deletedSince ?? null, asOf };
-  }
-  if (given[0] === 'operation') return { kind: 'operation', operationId: b.operationId!, asOf };
-  if (b.targetType === undefined || b.ids === undefined) {
-    const missing = b.targetType === undefined ? 'targetType' : 'ids';
-    throw new UnprocessableError(
-      'SCOPE_INCOMPLETE',
-      `A restore of IDs needs both targetType and ids; ${missing} is missing`,
-      {
-        fields,
-        missing: [missing],
-      },
-    );
-  }
-  return { kind: 'ids', targetType: b.targetType, ids: b.ids.length, asOf };
-}
 
 export interface RestoreSubmission {
   body: CreateRestoreBody;
@@ -300,43 +254,6 @@ export function restoreService(deps: {
   }
 
   return { submit };
-}
-
-/** The operation a restore of `{ operationId }` undoes: a delete that no longer holds its resources. */
-async function checkSource(client: pg.PoolClient, id: string) {
-  const r = await client.query<{ action: string; state: string }>(
-    'SELECT action, state FROM operations WHERE id = $1',
-    [id],
-  );
-  const op = r.rows[0];
-  if (!op) throw new NotFoundError('Operation', id);
-  if (op.action !== 'delete')
-    throw new UnprocessableError(
-      'NOT_A_DELETE',
-      `Operation ${id} is a ${op.action}, not a delete: there is nothing of it to restore`,
-      {
-        operationId: id,
-        action: op.action,
-      },
-    );
-  if ((LIVE_STATES as readonly string[]).includes(op.state))
-    throw new ConflictError(
-      'OPERATION_LIVE',
-      `Operation ${id} is ${op.state} and still holds its resources; roll it back (POST /v1/operations/${id}/rollback) or let it end first`,
-      { operationId: id, state: op.state },
-    );
-}
-
-function nothingToRestore(scope: RestoreScope) {
-  const what =
-    scope.kind === 'tenant'
-      ? `tenant ${scope.tenantId}${scope.deletedSince ? ` since ${scope.deletedSince}` : ''}`
-      : `operation ${scope.kind === 'operation' ? scope.operationId : ''}`;
-  return new UnprocessableError(
-    'NOTHING_TO_RESTORE',
-    `Blastgate deleted nothing of ${what} that is still deleted (what was rolled back or restored since is not deleted)`,
-    { scope },
-  );
 }
 
 async function loadInTx(client: pg.PoolClient, id: string): Promise<OperationRow> {
