@@ -45,6 +45,27 @@ describe('snapshot store', () => {
     expect((raw.rows[0].ciphertext as Buffer).toString('utf8')).not.toContain('Jira');
   });
 
+  it('two transactions snapshotting a new resource at once share one key, and both read back', async () => {
+    const [a, b] = [await pool.connect(), await pool.connect()];
+    try {
+      await a.query('BEGIN');
+      await b.query('BEGIN');
+      const [first] = await store.put(a, 'op_r1', [{ resourceId: 'app_race', tenantId: 't1', data: { v: 'a' } }]);
+      // b's key insert waits for a's uncommitted key, then takes it.
+      const second = store.put(b, 'op_r2', [{ resourceId: 'app_race', tenantId: 't1', data: { v: 'b' } }]);
+      await a.query('COMMIT');
+      const [other] = await second;
+      await b.query('COMMIT');
+      expect(await count(`resource_keys WHERE resource_id = 'app_race'`)).toBe(1);
+      const got = await store.get(pool, [first!, other!]);
+      expect(got.get(first!)).toEqual({ ok: true, data: { v: 'a' } });
+      expect(got.get(other!)).toEqual({ ok: true, data: { v: 'b' } });
+    } finally {
+      a.release();
+      b.release();
+    }
+  });
+
   it('keeps the input order of a batch', async () => {
     const inputs = Array.from({ length: 50 }, (_, i) => ({ resourceId: `app_b${i}`, tenantId: 't1', data: { i } }));
     const ids = await put('op_3', inputs);

@@ -48,32 +48,41 @@ const TARGET_STATE: Record<Exclude<DestructiveAction, 'restore'>, State> = {
   hardDelete: 'purged',
 };
 
-// Locks every matching row first, parents and descendants together in id order (two overlapping
-// batches cannot deadlock), so that `before` is the committed state the UPDATE acts on. A
-// descendant changes only with a parent that acts (changes, or already holds its outcome). The
-// final SELECT reports every input row, including those that matched nothing.
+// Locks every matching row first, in id order (two overlapping batches cannot deadlock): the
+// submitted items, then their descendants, so that `before` is the committed state each UPDATE acts
+// on. The items' part is the whole statement when there are no descendants (almost always), and
+// is kept free of them so its plan stays the fast one. A descendant changes only with a parent
+// that acts (changes, or already holds its outcome). The final SELECT reports every input row,
+// including those that matched nothing.
 const applySql = (deletedAt: string) => `
 WITH input AS (
-  SELECT i.*, NULL::text AS root
-  FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[]) AS i(id, type, tenant_id, to_state, to_deleted_at)
-  UNION ALL
+  SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[])
+    AS i(id, type, tenant_id, to_state, to_deleted_at)
+), dinput AS (
   SELECT * FROM unnest($7::text[], $8::text[], $9::text[], $10::text[], $11::timestamptz[], $12::text[])
     AS d(id, type, tenant_id, to_state, to_deleted_at, root)
 ), target AS (
-  SELECT r.id, r.state, i.root, i.to_state, i.to_deleted_at
+  SELECT r.id, r.state, i.to_state, i.to_deleted_at
   FROM resources r JOIN input i ON i.id = r.id AND i.type = r.type AND i.tenant_id = r.tenant_id
   ORDER BY r.id
   FOR UPDATE OF r
+), dtarget AS (
+  SELECT r.id, r.state, d.root, d.to_state, d.to_deleted_at
+  FROM resources r JOIN dinput d ON d.id = r.id AND d.type = r.type AND d.tenant_id = r.tenant_id
+  ORDER BY r.id
+  FOR UPDATE OF r
 ), blocked AS (
-  SELECT DISTINCT i.root AS id FROM input i LEFT JOIN target t ON t.id = i.id
-  WHERE $13::boolean AND i.root IS NOT NULL AND t.id IS NULL
-), acting AS (
-  SELECT t.id FROM target t
-  WHERE t.root IS NULL AND (t.state = ANY($6::text[]) OR t.state = t.to_state) AND t.id NOT IN (SELECT id FROM blocked)
+  SELECT DISTINCT d.root AS id FROM dinput d
+  WHERE $13::boolean AND NOT EXISTS (SELECT 1 FROM dtarget t WHERE t.id = d.id)
 ), changed AS (
   UPDATE resources r SET state = t.to_state, deleted_at = ${deletedAt}, updated_at = now()
-  FROM target t
-  WHERE r.id = t.id AND t.state = ANY($6::text[]) AND coalesce(t.root, t.id) IN (SELECT id FROM acting)
+  FROM target t WHERE r.id = t.id AND t.state = ANY($6::text[]) AND t.id NOT IN (SELECT id FROM blocked)
+  RETURNING r.id
+), dchanged AS (
+  UPDATE resources r SET state = t.to_state, deleted_at = ${deletedAt}, updated_at = now()
+  FROM dtarget t JOIN target p ON p.id = t.root
+  WHERE r.id = t.id AND t.state = ANY($6::text[])
+    AND (p.state = ANY($6::text[]) OR p.state = p.to_state) AND p.id NOT IN (SELECT id FROM blocked)
   RETURNING r.id
 )
 SELECT i.id, t.state AS before, (c.id IS NOT NULL) AS changed, (b.id IS NOT NULL) AS blocked,
@@ -82,7 +91,13 @@ FROM input i
 LEFT JOIN target t ON t.id = i.id
 LEFT JOIN changed c ON c.id = i.id
 LEFT JOIN blocked b ON b.id = i.id
-LEFT JOIN resources r ON r.id = i.id AND t.id IS NULL`;
+LEFT JOIN resources r ON r.id = i.id AND t.id IS NULL
+UNION ALL
+SELECT d.id, t.state, (c.id IS NOT NULL), false, r.type, r.tenant_id
+FROM dinput d
+LEFT JOIN dtarget t ON t.id = d.id
+LEFT JOIN dchanged c ON c.id = d.id
+LEFT JOIN resources r ON r.id = d.id AND t.id IS NULL`;
 
 interface ApplyRow {
   id: string;

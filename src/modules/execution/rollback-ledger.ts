@@ -64,7 +64,8 @@ export function pgRollbackLedger(pool: Pick<pg.Pool, 'query'>, leaseMs: number):
            SELECT seq FROM operation_items r WHERE ${eligible('r')} AND r.parent_seq IS NULL
            ORDER BY r.executed_seq DESC LIMIT $3 FOR UPDATE SKIP LOCKED
          ), kids AS (
-           SELECT seq FROM operation_items d WHERE ${eligible('d')} AND d.parent_seq IN (SELECT seq FROM roots)
+           SELECT seq FROM operation_items d
+           WHERE ${eligible('d')} AND d.parent_seq IS NOT NULL AND d.parent_seq IN (SELECT seq FROM roots)
            FOR UPDATE SKIP LOCKED
          ), orphans AS (
            SELECT seq FROM operation_items d WHERE ${eligible('d')} AND d.parent_seq IS NOT NULL

@@ -29,28 +29,40 @@ export interface SnapshotStore {
 const aad = (resourceId: string, hash: string) => `snapshot:${resourceId}:${hash}`;
 
 export function snapshotStore(master: Buffer): SnapshotStore {
-  /** The live key of each resource, created where missing (one per resource, race-safe). */
+  /**
+   * The live key of each resource, created where missing (one per resource, race-safe). A key made
+   * here is used as it is (no second read, no unwrap): the hot path of every chunk runs this.
+   */
   async function liveKeys(tx: pg.PoolClient, resourceIds: string[]): Promise<Map<string, { id: number; key: Buffer }>> {
     const ids = [...new Set(resourceIds)];
-    const read = () =>
+    const read = (which: string[]) =>
       tx.query<{ id: string; resource_id: string; wrapped: Buffer }>(
         `SELECT id, resource_id, wrapped FROM resource_keys WHERE resource_id = ANY($1::text[]) AND erased_at IS NULL`,
-        [ids],
+        [which],
       );
-    let rows = (await read()).rows;
-    const missing = ids.filter((id) => !rows.some((r) => r.resource_id === id));
-    if (missing.length) {
-      const fresh = missing.map((id) => newDataKey(master, id).wrapped);
-      await tx.query(
-        `INSERT INTO resource_keys (resource_id, wrapped) SELECT * FROM unnest($1::text[], $2::bytea[])
-         ON CONFLICT (resource_id) WHERE erased_at IS NULL DO NOTHING`,
-        [missing, fresh],
-      );
-      rows = (await read()).rows;
-    }
-    return new Map(
-      rows.map((r) => [r.resource_id, { id: Number(r.id), key: unwrapDataKey(master, r.resource_id, r.wrapped) }]),
+    const keys = new Map<string, { id: number; key: Buffer }>();
+    const adopt = (rows: { id: string; resource_id: string; wrapped: Buffer }[]) => {
+      for (const r of rows)
+        keys.set(r.resource_id, { id: Number(r.id), key: unwrapDataKey(master, r.resource_id, r.wrapped) });
+    };
+    adopt((await read(ids)).rows);
+    const missing = ids.filter((id) => !keys.has(id));
+    if (missing.length === 0) return keys;
+    const fresh = missing.map((id) => newDataKey(master, id));
+    const made = await tx.query<{ id: string; resource_id: string }>(
+      `INSERT INTO resource_keys (resource_id, wrapped) SELECT * FROM unnest($1::text[], $2::bytea[])
+       ON CONFLICT (resource_id) WHERE erased_at IS NULL DO NOTHING RETURNING id, resource_id`,
+      [missing, fresh.map((f) => f.wrapped)],
     );
+    const madeIds = new Map(made.rows.map((r) => [r.resource_id, Number(r.id)]));
+    missing.forEach((id, k) => {
+      const keyId = madeIds.get(id);
+      if (keyId !== undefined) keys.set(id, { id: keyId, key: fresh[k]!.key });
+    });
+    // Another transaction made a key for the same resource first: use that one.
+    const lost = missing.filter((id) => !madeIds.has(id));
+    if (lost.length) adopt((await read(lost)).rows);
+    return keys;
   }
 
   return {
