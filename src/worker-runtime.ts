@@ -111,6 +111,7 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
     clock,
     leaseMs,
     metrics: opts.metrics,
+    readSnapshots: (ids) => snapshots.get(db.pool, ids),
   });
 
   const common = { prefix: opts.queuePrefix, lockDuration, stalledInterval: lockDuration, maxStalledCount: 100 };

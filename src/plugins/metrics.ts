@@ -36,6 +36,12 @@ export function createMetrics() {
       labelNames: ['outcome'],
       registers: [registry],
     }),
+    restorePlans: new Counter({
+      name: 'blastgate_restore_plans_total',
+      help: 'Restore plans (POST /v1/restores) by outcome (planned, rejected, dry_run)',
+      labelNames: ['outcome'],
+      registers: [registry],
+    }),
     planIds: new Counter({
       name: 'blastgate_plan_ids_total',
       help: 'IDs resolved by plans, by class',
@@ -100,6 +106,24 @@ export function registerLedgerGauges(metrics: Metrics, pool: pg.Pool) {
       );
       this.reset();
       for (const row of r.rows) this.set({ state: row.state }, row.n);
+    },
+  });
+  new Gauge({
+    name: 'blastgate_restore_items',
+    help: 'Items of restore operations by outcome (restored, failed, pending), cascaded descendants included, from the ledger',
+    labelNames: ['outcome'],
+    registers: [metrics.registry],
+    async collect() {
+      // Restore operations only: each ledger is read through its primary key (operation_id, seq).
+      const r = await pool.query<{ state: string; n: string }>(
+        `SELECT i.state, count(*) AS n FROM operations o JOIN operation_items i ON i.operation_id = o.id
+         WHERE o.action = 'restore' GROUP BY i.state`,
+      );
+      const n = (states: string[]) =>
+        r.rows.filter((x) => states.includes(x.state)).reduce((a, x) => a + Number(x.n), 0);
+      this.set({ outcome: 'restored' }, n(['done']));
+      this.set({ outcome: 'failed' }, n(['failed']));
+      this.set({ outcome: 'pending' }, n(['pending', 'claimed']));
     },
   });
   new Gauge({

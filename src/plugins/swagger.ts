@@ -36,6 +36,11 @@ export default fp(
         tags: [
           { name: 'registry', description: 'Tenant registry: resource types, tenants, resources' },
           { name: 'operations', description: 'Destructive operations: plans, approvals, execution' },
+          {
+            name: 'restores',
+            description:
+              'Restores of what Blastgate deleted: a tenant, an operation or IDs, to a point in time; run as operations',
+          },
           { name: 'admin', description: 'API tokens and policy' },
           { name: 'audit', description: 'Append-only, hash-chained audit log' },
           { name: 'health', description: 'Liveness and readiness' },

@@ -48,6 +48,7 @@ describe('admin policy', () => {
         perRequester: { maxTenants: 50, maxItems: 100_000 },
         total: { maxTenants: 200, maxItems: 400_000 },
       },
+      restoreApproval: 'required',
     });
     const audit = await query(t.databaseUrl, `SELECT actor FROM audit_events WHERE action = 'policy.set'`);
     expect(audit).toEqual([{ actor: 'bootstrap-admin' }]);

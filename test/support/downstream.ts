@@ -91,6 +91,8 @@ export async function startDownstream(opts: DownstreamOptions) {
       failNext: { n: 0, status: 500, afterApply: false },
       failTenants: new Map<string, number>(),
       hangMs: 0,
+      /** Every call (snapshot reads too) is answered this long after it arrives: a service's own latency. */
+      latencyMs: 0,
       probeDefault: 'healthy' as ProbeMode,
       /** Failure injection applies to these actions only (null: every destructive action). */
       failOnly: null as Set<DownstreamAction> | null,
@@ -166,6 +168,7 @@ export async function startDownstream(opts: DownstreamOptions) {
   }
 
   async function handle(req: http.IncomingMessage, res: http.ServerResponse, raw: string) {
+    if (ctl.latencyMs > 0) await new Promise((r) => setTimeout(r, ctl.latencyMs));
     const url = new URL(req.url ?? '/', 'http://x');
     const method = req.method ?? 'GET';
     const { action, id, tenant } = route(method, url.pathname);
@@ -350,6 +353,10 @@ export async function startDownstream(opts: DownstreamOptions) {
       beforeApply = fn;
     },
     /** Destructive calls wait ms before being handled (0: no delay). */
+    /** Every call is answered ms after it arrives (0: at once), unlike hang() which holds destructive calls only. */
+    latency(ms: number) {
+      ctl.latencyMs = ms;
+    },
     hang(ms: number) {
       ctl.hangMs = ms;
     },

@@ -42,7 +42,9 @@ function harness(o: {
       seq,
       resourceId: `app_${seq}`,
       tenantId: `t${seq % 2}`,
+      type: null,
       snapshotId: null,
+      sourceSnapshotId: null,
       descendants: [],
       executedSeq: null,
       attempts: o.attempts ?? 0,
@@ -66,6 +68,7 @@ function harness(o: {
   const record: OperationRecord = {
     id: 'op_1',
     version: 3,
+    action: 'delete',
     targetType: 'app',
     mode: 'soft',
     lifecycle,
@@ -120,6 +123,7 @@ function harness(o: {
         stats: wave,
         recordedDone: verdicts.filter((v) => v === 'done').length,
         recordedFailed: verdicts.filter((v) => v === 'failed').length,
+        descendantsDone: 0,
       };
     },
     async waveStats() {

@@ -17,6 +17,7 @@ function world(initial: LifecycleState, opts: { guardFails?: Guard; effectsFail?
   let record: OperationRecord = {
     id: 'op_1',
     version: 1,
+    action: 'delete',
     targetType: 'app',
     mode: 'soft',
     lifecycle: initial,

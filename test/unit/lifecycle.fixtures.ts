@@ -32,6 +32,7 @@ export const NOW = 1_800_000_000_000;
 export function makeState(over: Partial<LifecycleState> = {}): LifecycleState {
   return {
     state: 'planned',
+    kind: 'delete',
     waveCount: 3,
     currentWave: null,
     pausedFrom: null,
@@ -92,6 +93,7 @@ export const ev = {
     planHash,
   }),
   start: (role: Role = 'operator'): LifecycleEvent => ({ type: 'start', by: who('tok_op'), role }),
+  autoStart: (): LifecycleEvent => ({ type: 'auto_start', by: who(REQUESTER) }),
   cancel: (): LifecycleEvent => ({ type: 'cancel', by: who(REQUESTER), reason: 'not needed' }),
   outcomes: (wave: number, s: WaveStats): LifecycleEvent => ({ type: 'item_outcomes', wave, stats: s }),
   settled: (wave: number, s: WaveStats): LifecycleEvent => ({ type: 'wave_settled', wave, stats: s }),
@@ -117,6 +119,7 @@ export const ev = {
 export const ONE_OF_EACH: LifecycleEvent[] = [
   ev.approve(),
   ev.start(),
+  ev.autoStart(),
   ev.cancel(),
   ev.outcomes(1, stats(1, 0)),
   ev.settled(1, stats(1, 0)),

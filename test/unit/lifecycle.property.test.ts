@@ -16,7 +16,7 @@ import {
   type WaveStats,
 } from '../../src/modules/operations/lifecycle.ts';
 import { DEFAULT_HALT, type HaltPolicy } from '../../src/modules/operations/policy.ts';
-import { HASH, makeState, NOW, REQUESTER, who } from './lifecycle.fixtures.ts';
+import { fx, HASH, makeState, NOW, REQUESTER, who } from './lifecycle.fixtures.ts';
 
 // ---- generators -------------------------------------------------------------------------------
 const CUR = -99; // placeholder: "the operation's current wave", resolved when the event is applied
@@ -106,6 +106,7 @@ const eventArb: fc.Arbitrary<LifecycleEvent> = fc.oneof(
     }),
   },
   { weight: 2, arbitrary: fc.record({ type: fc.constant('resume' as const), by }) },
+  { weight: 1, arbitrary: fc.record({ type: fc.constant('auto_start' as const), by }) },
   { weight: 2, arbitrary: fc.record({ type: fc.constant('unfreeze' as const), by }) },
   {
     weight: 1,
@@ -127,6 +128,8 @@ const haltPolicyArb: fc.Arbitrary<HaltPolicy> = fc
 
 const plannedArb: fc.Arbitrary<LifecycleState> = fc
   .record({
+    // A third of the runs are restores: they halt to wait and are never rolled back.
+    kind: fc.constantFrom('delete' as const, 'delete' as const, 'restore' as const),
     waveCount: fc.integer({ min: 1, max: 4 }),
     requiresBreakGlass: fc.boolean(),
     autoStart: fc.boolean(),
@@ -182,6 +185,7 @@ const coverage = {
   rollingBack: 0,
   expired: 0,
   stalled: 0,
+  restoreHalted: 0,
 };
 
 function step(m: Model, s: LifecycleState, e: LifecycleEvent, d: Decision & { ok: true }, now: number) {
@@ -261,6 +265,12 @@ function step(m: Model, s: LifecycleState, e: LifecycleEvent, d: Decision & { ok
   if (s.state === 'planned' && !['planned', 'cancelled', 'expired'].includes(next.state))
     expect(refReady(next), 'left planned without approvals').toBe(true);
 
+  if (s.kind === 'restore') {
+    // Rolling a restore back would delete again what it restored.
+    expect(next.state, 'a restore never rolls back').not.toBe('rolling_back');
+    expect(fx(effects)).not.toContain('enqueue_rollback');
+    if (next.state === 'halted' && s.state !== 'halted') coverage.restoreHalted++;
+  }
   if (resumedFromHalt) {
     m.haltLatched = false;
     coverage.resumedFromHalt++;
@@ -314,6 +324,7 @@ describe('lifecycle properties', () => {
     expect(coverage.completed).toBeGreaterThan(20);
     expect(coverage.expired).toBeGreaterThan(5);
     expect(coverage.stalled).toBeGreaterThan(5);
+    expect(coverage.restoreHalted).toBeGreaterThan(5);
   });
 
   // Any stored state, even an inconsistent one (e.g. running while frozen), must be handled safely.

@@ -1,11 +1,13 @@
 // The part of a chunk job that touches the owning system: build the adapter, snapshot what has no
-// snapshot yet (and the descendants a cascade takes), mark write-ahead (only while the operation still runs the wave), then send the
-// destructive calls through the in-flight breaker while the claim, the fence and the halt watch
-// all say go. Returns the outcomes for the caller to record; never records anything itself.
+// snapshot yet (and the descendants a cascade takes), mark write-ahead (only while the operation
+// still runs the wave), then send the destructive calls through the in-flight breaker while the
+// claim, the fence and the halt watch all say go. Returns the outcomes for the caller to record;
+// never records anything itself. A restore operation's chunk is chunk-restore.ts.
 import { AppError } from '../../lib/errors.ts';
 import { idempotencyKeyFor, isSkipped, type AdapterItem } from '../adapters/index.ts';
 import { takeSnapshots } from './chunk-snapshots.ts';
 import { applyWithBreaker } from './breaker.ts';
+import { executeRestore } from './chunk-restore.ts';
 import type { ChunkDeps } from './chunk.ts';
 import type { Fence } from './exclusive.ts';
 import type { ClaimedItem, Outcome, Range } from './ledger.ts';
@@ -52,21 +54,9 @@ export async function execute<Tx>(
         }
       : {}),
   });
+  if (op.action === 'restore') return executeRestore(deps, op, j, range, token, items, fence);
   const outcomes: Outcome[] = [];
-  let leaseLost = false;
-  const renew = setInterval(
-    () => {
-      deps.ledger.extend(j.opId, range, token).then(
-        (held) => {
-          if (held === 0) leaseLost = true;
-        },
-        () => {
-          leaseLost = true; // cannot prove the claim is still ours: stop sending
-        },
-      );
-    },
-    Math.max(100, Math.floor(deps.leaseMs / 3)),
-  );
+  const lease = keepLease(deps, j, range, token);
   const since = deps.clock();
   let calling = false;
   await deps.watch.track(j.opId);
@@ -126,7 +116,7 @@ export async function execute<Tx>(
       toRun.map(asAdapterItem),
       {
         idempotencyKey: idempotencyKeyFor,
-        shouldContinue: () => !fence.lost && !leaseLost && deps.watch.canRun(j.opId, j.wave, since),
+        shouldContinue: () => !fence.lost && !lease.lost() && deps.watch.canRun(j.opId, j.wave, since),
         concurrency: rollout.concurrency,
       },
       haltPolicy,
@@ -169,7 +159,37 @@ export async function execute<Tx>(
     }
     throw err;
   } finally {
-    clearInterval(renew);
+    lease.stop();
     deps.watch.untrack(j.opId);
   }
+}
+
+export interface Lease {
+  /** The claim may no longer be ours: send nothing more. */
+  lost(): boolean;
+  stop(): void;
+}
+
+/** Renews the chunk's claim at a third of the lease while it runs. */
+export function keepLease<Tx>(
+  deps: Pick<ChunkDeps<Tx>, 'ledger' | 'leaseMs'>,
+  j: ChunkJob,
+  range: Range,
+  token: string,
+): Lease {
+  let lost = false;
+  const renew = setInterval(
+    () => {
+      deps.ledger.extend(j.opId, range, token).then(
+        (held) => {
+          if (held === 0) lost = true;
+        },
+        () => {
+          lost = true; // cannot prove the claim is still ours: stop sending
+        },
+      );
+    },
+    Math.max(100, Math.floor(deps.leaseMs / 3)),
+  );
+  return { lost: () => lost, stop: () => clearInterval(renew) };
 }

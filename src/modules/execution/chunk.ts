@@ -9,6 +9,7 @@ import { mayExecute, type LifecycleEvent } from '../operations/lifecycle.ts';
 import { assessWave, type WaveStats } from '../operations/wave-health.ts';
 import type { AdapterCache } from './adapters-cache.ts';
 import { execute } from './chunk-execute.ts';
+import type { RestoreReader } from './chunk-restore.ts';
 import type { Engine } from './engine.ts';
 import type { Fence } from './exclusive.ts';
 import type { HaltWatch } from './halt-watch.ts';
@@ -40,6 +41,8 @@ export interface ChunkDeps<Tx = Queryable> {
   /** How long a claim stays exclusive; the run renews it at a third of that. */
   leaseMs: number;
   metrics?: Pick<Metrics, 'items'>;
+  /** Restore operations: reads and verifies the snapshots items are restored to. */
+  readSnapshots?: RestoreReader['readSnapshots'];
 }
 
 const waveEvent = (
@@ -106,8 +109,13 @@ export async function processChunk<Tx>(deps: ChunkDeps<Tx>, jobId: string, j: Ch
     j.opId,
     async (tx) => {
       const rec = await deps.ledger.record(tx, j.opId, j.wave, token, outcomes, marks, now);
-      deps.metrics?.items.inc({ outcome: 'done' }, rec.recordedDone);
-      deps.metrics?.items.inc({ outcome: 'failed' }, rec.recordedFailed);
+      if (op.action === 'restore') {
+        deps.metrics?.items.inc({ outcome: 'restored' }, rec.recordedDone + rec.descendantsDone);
+        deps.metrics?.items.inc({ outcome: 'restore_failed' }, rec.recordedFailed);
+      } else {
+        deps.metrics?.items.inc({ outcome: 'done' }, rec.recordedDone);
+        deps.metrics?.items.inc({ outcome: 'failed' }, rec.recordedFailed);
+      }
       return waveEvent(j.wave, rec.stats, op.lifecycle.haltPolicy);
     },
     SYSTEM,

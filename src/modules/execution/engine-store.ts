@@ -10,6 +10,7 @@ import type { Guard, LifecycleState } from '../operations/lifecycle.ts';
 import { ENDED_STATES, TERMINAL_STATES } from '../operations/lifecycle.ts';
 import { CASCADE_DEPTH } from '../operations/cascade-plan.ts';
 import { relockTouched } from '../operations/resource-locks.ts';
+import { restoreStale } from '../restores/stale.ts';
 import type { Metrics } from '../../plugins/metrics.ts';
 import { createEngine, type Change, type Engine, type EngineStore } from './engine.ts';
 import type { Queues } from './queues.ts';
@@ -37,7 +38,7 @@ async function checkGuard(tx: pg.PoolClient, record: OperationRecord, guard: Gua
       { heldBy: held },
     );
   }
-  return planStale(tx, record);
+  return record.action === 'restore' ? restoreStale(tx, record.id) : planStale(tx, record);
 }
 
 /**
@@ -180,6 +181,9 @@ async function persist(tx: pg.PoolClient, record: OperationRecord, n: LifecycleS
       [opId, event.wave],
     );
   }
+  // A restore's events say so, and the one that ends it says how many items came back.
+  const restore =
+    record.action === 'restore' ? { kind: 'restore', ...(ended ? await restoreCounts(tx, opId) : {}) } : {};
   for (const e of c.effects) {
     if (e.type !== 'audit') continue;
     await appendAudit(tx, {
@@ -187,10 +191,21 @@ async function persist(tx: pg.PoolClient, record: OperationRecord, n: LifecycleS
       action: e.action,
       outcome: 'accepted',
       operationId: opId,
-      payload: { ...e.detail, tokenId: actor.tokenId ?? null },
+      payload: { ...e.detail, ...restore, tokenId: actor.tokenId ?? null },
     });
   }
   return upd.rows[0]!.version;
+}
+
+/** Items of a restore (cascaded descendants included) restored and not, from the ledger. */
+async function restoreCounts(tx: pg.PoolClient, opId: string) {
+  const r = await tx.query<{ items: number; restored: number }>(
+    `SELECT count(*)::int AS items, count(*) FILTER (WHERE state = 'done')::int AS restored
+     FROM operation_items WHERE operation_id = $1`,
+    [opId],
+  );
+  const { items, restored } = r.rows[0]!;
+  return { items, restored, notRestored: items - restored };
 }
 
 export interface PgEngineOptions {

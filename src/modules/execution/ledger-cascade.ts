@@ -3,7 +3,7 @@
 // stored and their write-ahead mark set in the transaction that marks the parent, and they take
 // the parent's outcome when it is recorded. Every write here is fenced by the parent's claim.
 import type { Queryable } from '../../lib/sql.ts';
-import type { Descendant, Range } from './ledger.ts';
+import type { Descendant, Outcome, Range } from './ledger.ts';
 
 /** The descendants of these items, shallowest first (the partial index on parent_seq). */
 export async function descendantsOf(db: Queryable, opId: string, seqs: number[]): Promise<Map<number, Descendant[]>> {
@@ -15,8 +15,9 @@ export async function descendantsOf(db: Queryable, opId: string, seqs: number[])
     resource_type: string;
     depth: number;
     snapshot_id: string | number | null;
+    source_snapshot_id: string | number | null;
   }>(
-    `SELECT seq, parent_seq, resource_id, tenant_id, resource_type, depth, snapshot_id FROM operation_items
+    `SELECT seq, parent_seq, resource_id, tenant_id, resource_type, depth, snapshot_id, source_snapshot_id FROM operation_items
      WHERE operation_id = $1 AND parent_seq = ANY($2::int[]) ORDER BY parent_seq, depth, seq`,
     [opId, seqs],
   );
@@ -30,6 +31,7 @@ export async function descendantsOf(db: Queryable, opId: string, seqs: number[])
       type: x.resource_type,
       depth: x.depth,
       snapshotId: x.snapshot_id === null ? null : Number(x.snapshot_id),
+      sourceSnapshotId: x.source_snapshot_id === null ? null : Number(x.source_snapshot_id),
     });
     out.set(x.parent_seq, list);
   }
@@ -78,4 +80,30 @@ export async function syncDescendants(tx: Queryable, opId: string, parents: numb
      WHERE p.operation_id = $1 AND p.seq = ANY($2::int[]) AND d.operation_id = $1 AND d.parent_seq = p.seq`,
     [opId, parents],
   );
+}
+
+/**
+ * Descendants with outcomes of their own (a restore), written after their parents' in the same
+ * transaction: only those of parents just recorded, so the parent's claim fences them too. A
+ * descendant handed back keeps its mark only while its parent keeps one. Returns how many are done.
+ */
+export async function recordDescendants(tx: Queryable, opId: string, parents: Outcome[]): Promise<number> {
+  const kids = parents.flatMap((p) => p.descendants ?? []);
+  const r = await tx.query<{ state: string }>(
+    `UPDATE operation_items d SET state = u.state, last_error = u.err, permanent = u.perm, attempts = p.attempts,
+       updated_at = now(), executed_seq = CASE WHEN p.executed_seq IS NULL THEN NULL ELSE d.executed_seq END
+     FROM unnest($2::int[], $3::text[], $4::text[], $5::boolean[]) AS u(seq, state, err, perm), operation_items p
+     WHERE d.operation_id = $1 AND d.seq = u.seq AND p.operation_id = $1 AND p.seq = d.parent_seq
+       AND p.seq = ANY($6::int[])
+     RETURNING d.state`,
+    [
+      opId,
+      kids.map((k) => k.seq),
+      kids.map((k) => k.state),
+      kids.map((k) => k.error),
+      kids.map((k) => k.permanent ?? false),
+      parents.map((p) => p.seq),
+    ],
+  );
+  return r.rows.filter((x) => x.state === 'done').length;
 }

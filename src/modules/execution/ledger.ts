@@ -8,7 +8,13 @@ import type { Queryable } from '../../lib/sql.ts';
 import { inTransaction } from '../../lib/sql.ts';
 import { foldOutcomes, type WaveStats } from '../operations/wave-health.ts';
 import type { SnapshotStore } from '../snapshots/store.ts';
-import { descendantsOf, linkDescendantSnapshots, markDescendants, syncDescendants } from './ledger-cascade.ts';
+import {
+  descendantsOf,
+  linkDescendantSnapshots,
+  markDescendants,
+  recordDescendants,
+  syncDescendants,
+} from './ledger-cascade.ts';
 
 export interface Range {
   from: number;
@@ -24,13 +30,19 @@ export interface Descendant {
   /** 1 for a child of the claimed item, 2 for a grandchild… */
   depth: number;
   snapshotId: number | null;
+  /** Restores: the snapshot it is restored to. */
+  sourceSnapshotId: number | null;
 }
 
 export interface ClaimedItem {
   seq: number;
   resourceId: string;
   tenantId: string;
+  /** Its own type when the ledger names one (every restore item does); null: the operation's targetType. */
+  type: string | null;
   snapshotId: number | null;
+  /** Restores: the snapshot it is restored to (a delete's, verified when read). */
+  sourceSnapshotId: number | null;
   /** What a delete of this item takes with it (a cascade), shallowest first; [] for most items. */
   descendants: Descendant[];
   /** Set when an earlier run may already have made the destructive call. */
@@ -49,12 +61,31 @@ export interface Outcome {
    * The item keeps its write-ahead mark and the attempt counts; it is sent again with the same key.
    */
   sent?: boolean;
+  /**
+   * How the wave counts it, when not as its state: a restored item whose cascade did not all come
+   * back is done in the ledger (it is back) and a failure for the wave and the operation's end.
+   */
+  verdict?: 'failed';
+  /**
+   * Restores: each descendant's own outcome (a parent can come back while a child whose snapshot
+   * fails verification cannot). Without it, descendants take their parent's outcome (deletes).
+   */
+  descendants?: DescendantOutcome[];
+}
+
+export interface DescendantOutcome {
+  seq: number;
+  state: 'done' | 'failed' | 'pending';
+  error: string | null;
+  permanent?: boolean;
 }
 
 export interface Recorded {
   stats: WaveStats;
   recordedDone: number;
   recordedFailed: number;
+  /** Descendants recorded done with their own outcome (restores). */
+  descendantsDone: number;
 }
 
 export interface Snap {
@@ -115,7 +146,7 @@ export function pgLedger(pool: pg.Pool, leaseMs: number, snapshots: Pick<Snapsho
            attempts = attempts + 1, updated_at = now()
          WHERE operation_id = $1 AND seq >= $2 AND seq < $3
            AND (state = 'pending' OR (state = 'claimed' AND (claimed_by = $4 OR claimed_at < now() - make_interval(secs => $6))))
-         RETURNING seq, resource_id, tenant_id, snapshot_id, executed_seq, attempts, last_error`,
+         RETURNING seq, resource_id, tenant_id, resource_type, snapshot_id, source_snapshot_id, executed_seq, attempts, last_error`,
         [opId, range.from, range.to, jobId, token, leaseMs / 1000],
       );
       const kids = r.rows.length ? await descendantsOf(pool, opId, seqsOf(r.rows as { seq: number }[])) : new Map();
@@ -124,7 +155,9 @@ export function pgLedger(pool: pg.Pool, leaseMs: number, snapshots: Pick<Snapsho
           seq: x.seq,
           resourceId: x.resource_id,
           tenantId: x.tenant_id,
+          type: x.resource_type,
           snapshotId: x.snapshot_id === null ? null : Number(x.snapshot_id),
+          sourceSnapshotId: x.source_snapshot_id === null ? null : Number(x.source_snapshot_id),
           descendants: kids.get(x.seq) ?? [],
           executedSeq: x.executed_seq === null ? null : Number(x.executed_seq),
           attempts: x.attempts,
@@ -230,11 +263,14 @@ export function pgLedger(pool: pg.Pool, leaseMs: number, snapshots: Pick<Snapsho
         ],
       );
       const recorded = new Set(upd.rows.map((r) => r.seq));
-      // A cascade's descendants share their parent's outcome (and mark), in this transaction.
-      if (recorded.size) await syncDescendants(tx, opId, [...recorded]);
-      const verdicts = outcomes
-        .filter((o) => recorded.has(o.seq) && o.state !== 'pending')
-        .map((o) => o.state as 'done' | 'failed');
+      // A cascade's descendants share their parent's outcome (and mark), in this transaction —
+      // unless the outcome names theirs (a restore).
+      const own = outcomes.filter((o) => recorded.has(o.seq) && o.descendants?.length);
+      const shared = [...recorded].filter((seq) => !own.some((o) => o.seq === seq));
+      if (shared.length) await syncDescendants(tx, opId, shared);
+      const descendantsDone = own.length ? await recordDescendants(tx, opId, own) : 0;
+      const landed = outcomes.filter((o) => recorded.has(o.seq) && o.state !== 'pending');
+      const verdicts = landed.map((o) => o.verdict ?? (o.state as 'done' | 'failed'));
       const before = await waveStatsLocked(tx, opId, wave);
       if (!before) throw new Error(`wave ${wave} of ${opId} does not exist`);
       const stats = foldOutcomes(before, verdicts);
@@ -245,8 +281,8 @@ export function pgLedger(pool: pg.Pool, leaseMs: number, snapshots: Pick<Snapsho
           [opId, wave, stats.done, stats.failed, stats.consecutiveFailures, new Date(now)],
         );
       }
-      const recordedDone = verdicts.filter((v) => v === 'done').length;
-      return { stats, recordedDone, recordedFailed: verdicts.length - recordedDone };
+      const recordedDone = landed.filter((o) => o.state === 'done').length;
+      return { stats, recordedDone, recordedFailed: landed.length - recordedDone, descendantsDone };
     },
 
     waveStats: waveStatsLocked,

@@ -5,7 +5,13 @@
 // An item whose snapshot fails verification (snapshot_corrupt, erased, no_snapshot) is never
 // restored: it fails for good, saying why, and so do the descendants of a parent that did not
 // come back — nothing is restored under a parent that is still deleted.
-import { idempotencyKeyFor, type AdapterItem, type ItemResult, type TargetAdapter } from '../adapters/index.ts';
+import {
+  idempotencyKeyFor,
+  isSkipped,
+  type AdapterItem,
+  type ItemResult,
+  type TargetAdapter,
+} from '../adapters/index.ts';
 import { rollbackOrder } from '../operations/rollback-plan.ts';
 import type { SnapshotRead } from '../snapshots/store.ts';
 import type { AdapterCache } from './adapters-cache.ts';
@@ -27,8 +33,13 @@ const failure = (seq: number, error: string, permanent: boolean): RestoreResult 
   permanent,
 });
 
-const fromItem = (seq: number, x: ItemResult): RestoreResult =>
-  x.ok ? { seq, ok: true, error: null, permanent: false } : failure(seq, x.error, 'permanent' in x && x.permanent);
+// Skipped (never sent) and interrupted (sent, outcome unknown) are told apart for a restore
+// operation's chunk, which hands such items back; a rollback retries them like any failure.
+const fromItem = (seq: number, x: ItemResult): RestoreResult => {
+  if (x.ok) return { seq, ok: true, error: null, permanent: false };
+  if (isSkipped(x)) return { ...failure(seq, x.error, false), skipped: true };
+  return { ...failure(seq, x.error, x.permanent), ...(x.interrupted ? { interrupted: true as const } : {}) };
+};
 
 export async function restoreBatch(c: BatchContext, picked: RestoreCandidate[]): Promise<RestoreResult[]> {
   const rows = rollbackOrder(picked);
@@ -73,12 +84,15 @@ export async function restoreBatch(c: BatchContext, picked: RestoreCandidate[]):
           snapshots: new Map(snaps.map((r) => [r.resourceId, data.get(r.seq)])),
         });
 
-  // Submitted items first, each with the descendants its adapter restores in the same transaction.
+  // Submitted items first, each with the descendants its adapter restores in the same transaction;
+  // type by type (a restore operation's items may be of several types).
   const roots = rows.filter((r) => r.parentSeq === null);
   const kidsOf = (seq: number) => rows.filter((r) => r.parentSeq === seq);
-  const ready = roots.filter((r) => data.has(r.seq));
-  if (ready.length) {
-    const adapter = await adapterOf(c.targetType);
+  const typeOf = (r: RestoreCandidate) => r.type ?? c.targetType;
+  for (const type of [...new Set(roots.map(typeOf))]) {
+    const ready = roots.filter((r) => typeOf(r) === type && data.has(r.seq));
+    if (!ready.length) continue;
+    const adapter = await adapterOf(type);
     const together = !(adapter instanceof Error) && adapter.cascade === 'same_transaction';
     const attached = ready.map((r) => (together ? kidsOf(r.seq).filter((d) => data.has(d.seq)) : []));
     const items = ready.map((r, k) => ({

@@ -30,6 +30,10 @@ export interface RestoreResult {
   ok: boolean;
   error: string | null;
   permanent: boolean;
+  /** Never sent: told to stop first. */
+  skipped?: true;
+  /** Sent, then stopped between retries: the outcome is unknown. */
+  interrupted?: true;
 }
 
 export interface RollbackLedger {

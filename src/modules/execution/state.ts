@@ -1,7 +1,7 @@
 // Loads an operation's lifecycle state in ONE query: the row, its waves and their counters, its
 // approvals and the global freeze. Every job and command reads the state this way, once.
 import type { Queryable } from '../../lib/sql.ts';
-import type { LifecycleState, OpState, WaveStats } from '../operations/lifecycle.ts';
+import type { LifecycleState, OperationKind, OpState, WaveStats } from '../operations/lifecycle.ts';
 import { withHaltDefaults, withRolloutDefaults, type HaltPolicy, type RolloutPolicy } from '../operations/policy.ts';
 
 export interface WaveRange {
@@ -13,6 +13,8 @@ export interface WaveRange {
 export interface OperationRecord {
   id: string;
   version: number;
+  /** delete or restore: which destructive call the chunk job makes, and how. */
+  action: OperationKind;
   targetType: string;
   mode: string;
   lifecycle: LifecycleState;
@@ -40,6 +42,7 @@ interface Row {
   id: string;
   state: OpState;
   version: number;
+  action: OperationKind;
   target_type: string;
   mode: string;
   current_wave: number | null;
@@ -62,7 +65,7 @@ interface Row {
 
 export async function loadOperation(db: Queryable, id: string, lock: boolean): Promise<OperationRecord | undefined> {
   const r = await db.query<Row>(
-    `SELECT o.id, o.state, o.version, o.target_type, o.mode, o.current_wave, o.paused_from, o.halt_reason,
+    `SELECT o.id, o.state, o.version, o.action, o.target_type, o.mode, o.current_wave, o.paused_from, o.halt_reason,
        o.requires_break_glass, o.plan_hash, o.requested_by, o.auto_start, o.halt_policy, o.rollout,
        o.bake_until, o.wave_deadline, o.progress_at, o.expires_at,
        (SELECT json_agg(json_build_array(w.wave, w.from_seq, w.to_seq, w.done, w.failed, w.consecutive_failures, w.progress_at) ORDER BY w.wave)
@@ -96,6 +99,7 @@ function toRecord(o: Row): OperationRecord {
   const progress = [ms(o.progress_at), current?.progressAt ?? null].filter((x): x is number => x !== null);
   const lifecycle: LifecycleState = {
     state: o.state,
+    kind: o.action,
     waveCount: Math.max(1, waves.length),
     currentWave: o.current_wave,
     pausedFrom: o.paused_from,
@@ -117,6 +121,7 @@ function toRecord(o: Row): OperationRecord {
   return {
     id: o.id,
     version: o.version,
+    action: o.action,
     targetType: o.target_type,
     mode: o.mode,
     lifecycle,

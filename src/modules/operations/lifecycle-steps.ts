@@ -50,9 +50,12 @@ export const listTenants = (ps: ProbeOutcome[]) =>
     .join(', ') + (ps.length > 5 ? ` and ${ps.length - 5} more` : '');
 export const secs = (ms: number) => `${Math.round(ms / 1000)}s`;
 
-/** A halt: raise the flag, then roll back or wait for a human, as the halt policy says. */
+/**
+ * A halt: raise the flag, then roll back or wait for a human, as the halt policy says. A restore
+ * always waits: rolling it back would delete again what it restored.
+ */
 export function halt(s: LifecycleState, reason: string, actor: string, extra: Record<string, unknown> = {}): Decision {
-  const rollback = s.haltPolicy.onHalt === 'rollback';
+  const rollback = s.kind !== 'restore' && s.haltPolicy.onHalt === 'rollback';
   const next: LifecycleState = {
     ...s,
     state: rollback ? 'rolling_back' : 'halted',
@@ -62,7 +65,7 @@ export function halt(s: LifecycleState, reason: string, actor: string, extra: Re
   };
   const effects: Effect[] = [
     stop(reason),
-    audit('halted', s, next, actor, { reason, onHalt: s.haltPolicy.onHalt, ...extra }),
+    audit('halted', s, next, actor, { reason, onHalt: rollback ? 'rollback' : 'pause', ...extra }),
   ];
   if (rollback) effects.push({ type: 'enqueue_rollback' });
   return ok(next, effects);

@@ -44,6 +44,12 @@ export interface Who {
   name: string;
 }
 
+/**
+ * What an operation does to its items. A restore brings back what deletes took; it is never rolled
+ * back (that would delete again what it restored), so it halts to wait for a human instead.
+ */
+export type OperationKind = 'delete' | 'restore';
+
 export interface Approval {
   by: string; // token id
   role: Role;
@@ -52,6 +58,7 @@ export interface Approval {
 
 export interface LifecycleState {
   state: OpState;
+  kind: OperationKind;
   waveCount: number; // waves in the plan (>= 1)
   currentWave: number | null; // wave being run or baked; null before start
   pausedFrom: 'running' | 'baking' | null;
@@ -85,6 +92,7 @@ export interface ProbeOutcome {
 export type LifecycleEvent =
   | { type: 'approve'; by: Who; role: Role; planHash: string; comment?: string }
   | { type: 'start'; by: Who; role: Role }
+  | { type: 'auto_start'; by: Who } // an approved operation that asked to start by itself (autoStart)
   | { type: 'cancel'; by: Who; reason: string }
   | { type: 'item_outcomes'; wave: number; stats: WaveStats } // progress during a wave
   | { type: 'wave_settled'; wave: number; stats: WaveStats } // every item of the wave finished (pending 0)

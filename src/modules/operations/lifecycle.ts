@@ -107,6 +107,12 @@ function resume(s: LifecycleState, by: string, now: number): Decision {
 
 /** `by` is the operator's token name: it goes into the halt reason people read. */
 function rollback(s: LifecycleState, by: string, reason: string): Decision {
+  if (s.kind === 'restore')
+    return refuse(
+      409,
+      'ROLLBACK_NOT_SUPPORTED',
+      'a restore is never rolled back: that would delete again what it restored. To remove what it brought back, submit a delete operation for those resources',
+    );
   const fromEnded = ENDED_STATES.includes(s.state);
   if (!fromEnded && !STOPPABLE.includes(s.state)) return invalid(s, 'rollback');
   const why = `rollback by ${by}: ${reason}`;
@@ -149,7 +155,7 @@ function decideAt(s: LifecycleState, e: LifecycleEvent, now: number): Decision {
   if (e.type === 'freeze' || e.type === 'unfreeze') return freeze(s, e);
   if (TERMINAL_STATES.includes(s.state)) return invalid(s, e.type);
   if (ENDED_STATES.includes(s.state) && e.type !== 'rollback')
-    return invalid(s, e.type, '; only a rollback is possible');
+    return invalid(s, e.type, s.kind === 'restore' ? '' : '; only a rollback is possible');
   switch (e.type) {
     case 'approve':
       return approve(s, e, now);
@@ -160,6 +166,15 @@ function decideAt(s: LifecycleState, e: LifecycleEvent, now: number): Decision {
       if (s.frozen) return frozenRefusal('start');
       if (expired(s, now)) return expiredRefusal(s);
       const d = runWave(s, 0, 'started', e.by.name, now) as Ok;
+      return { ...d, guards: ['plan_fresh'] };
+    }
+    case 'auto_start': {
+      // What approve() does for autoStart when the approvals come in, for an operation that needs
+      // none (a restore under restoreApproval "none") or was approved during a freeze.
+      if (s.state !== 'approved' || !s.autoStart) return invalid(s, 'auto-start', s.autoStart ? '' : ' (no autoStart)');
+      if (s.frozen) return frozenRefusal('start');
+      if (expired(s, now)) return expiredRefusal(s);
+      const d = runWave(s, 0, 'started', e.by.name, now, { autoStart: true }) as Ok;
       return { ...d, guards: ['plan_fresh'] };
     }
     case 'cancel':
@@ -173,6 +188,19 @@ function decideAt(s: LifecycleState, e: LifecycleEvent, now: number): Decision {
       // Aborting a rollback is the way out of a rollback that cannot finish: it ends, and says so.
       if (s.state === 'rolling_back')
         return endRollback(s, `rollback aborted by ${e.by.name}: ${e.reason}`, e.by.name, {});
+      // A restore has no rollback to fall back on: aborting one ends it. What it did not restore
+      // is listed with the operation (state cancelled never reads as success).
+      if (s.kind === 'restore' && STOPPABLE.includes(s.state)) {
+        const reason = `restore aborted by ${e.by.name}: ${e.reason}`;
+        const next: LifecycleState = {
+          ...s,
+          state: 'cancelled',
+          pausedFrom: null,
+          haltReason: reason,
+          waveDeadline: null,
+        };
+        return ok(next, [stop(reason), audit('cancelled', s, next, e.by.name, { reason, started: true })]);
+      }
       return STOPPABLE.includes(s.state)
         ? halt(s, `aborted by ${e.by.name}: ${e.reason}`, e.by.name, { aborted: true })
         : invalid(s, 'abort');

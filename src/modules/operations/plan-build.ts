@@ -39,6 +39,10 @@ export interface PlanInput {
   targetType: string;
   budgets: Budgets;
   steps: readonly string[];
+  /** Submitted items by type when they are not all targetType (a restore's); default: all targetType. */
+  rootTypes?: { type: string; count: number }[];
+  /** Whether the estimated time to restore is a budget (a delete's plan); a restore only shows it. */
+  restoreBudget?: boolean;
 }
 
 /**
@@ -73,7 +77,7 @@ export async function buildPlan(
     .filter((r) => r.protected)
     .map((r) => r.tenant_id);
   const estimatedRestore = await estimatePlanRestore(client, [
-    { type: input.targetType, count: tenants.reduce((n, t) => n + t.items, 0) },
+    ...(input.rootTypes ?? [{ type: input.targetType, count: tenants.reduce((n, t) => n + t.items, 0) }]),
     ...cascade.byType,
   ]);
 
@@ -82,7 +86,8 @@ export async function buildPlan(
     breaches.push(`${tenantCount} tenants exceeds the budget of ${input.budgets.maxTenants}`);
   if (itemCount > input.budgets.maxItems)
     breaches.push(`${itemCount} items exceeds the budget of ${input.budgets.maxItems}`);
-  const slowRestore = restoreBreach(estimatedRestore, input.budgets.maxRestoreMinutes);
+  const slowRestore =
+    input.restoreBudget === false ? null : restoreBreach(estimatedRestore, input.budgets.maxRestoreMinutes);
   if (slowRestore) breaches.push(slowRestore);
   const breakGlassReasons = [...breaches];
   if (protectedTenants.length) {

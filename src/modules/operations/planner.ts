@@ -29,10 +29,11 @@ export interface Offender {
   /** in_flight: the live operation that holds the resource. */
   heldBy?: string;
 }
-export interface Classification {
-  counts: Record<IdClass, number>;
+/** The classes of a delete plan by default; a restore has its own (restores/schemas.ts). */
+export interface Classification<C extends string = IdClass> {
+  counts: Record<C, number>;
   /** First offending IDs of each non-ok class, in submission order. */
-  samples: Partial<Record<IdClass, Offender[]>>;
+  samples: Partial<Record<C, Offender[]>>;
   rejected: boolean;
   /** Descendants the ok IDs' cascades take with them (locked and planned with them). */
   descendants: number;
@@ -96,7 +97,11 @@ export async function classify(
  * Marks the IDs a concurrent plan locked first (it committed while this one was classifying) as
  * in_flight, so the plan is rejected naming the operation that holds them.
  */
-export async function markLockedByOthers(client: pg.PoolClient, operationId: string): Promise<Classification> {
+export async function markLockedByOthers<C extends string = IdClass>(
+  client: pg.PoolClient,
+  operationId: string,
+  classes: readonly C[] = ID_CLASSES as unknown as readonly C[],
+): Promise<Classification<C>> {
   await client.query(
     `UPDATE plan_class c SET class = 'in_flight', held_by = l.operation_id
      FROM resource_locks l JOIN operations o ON o.id = l.operation_id AND o.state = ANY($2::text[])
@@ -104,20 +109,24 @@ export async function markLockedByOthers(client: pg.PoolClient, operationId: str
     [operationId, LIVE_STATES],
   );
   await markDescendantsLockedByOthers(client, operationId);
-  return summarize(client);
+  return summarize(client, classes);
 }
 
-async function summarize(client: pg.PoolClient): Promise<Classification> {
-  const counts = Object.fromEntries(ID_CLASSES.map((c) => [c, 0])) as Record<IdClass, number>;
-  const byClass = await client.query<{ class: IdClass; n: number }>(
+/** Counts per class over plan_class, and the first offenders of each class when any is not ok. */
+export async function summarize<C extends string = IdClass>(
+  client: pg.PoolClient,
+  classes: readonly C[] = ID_CLASSES as unknown as readonly C[],
+): Promise<Classification<C>> {
+  const counts = Object.fromEntries(classes.map((c) => [c, 0])) as Record<C, number>;
+  const byClass = await client.query<{ class: C; n: number }>(
     'SELECT class, count(*)::int AS n FROM plan_class GROUP BY class',
   );
   for (const r of byClass.rows) counts[r.class] = r.n;
-  const rejected = ID_CLASSES.some((c) => c !== 'ok' && counts[c] > 0);
-  const samples: Classification['samples'] = {};
+  const rejected = classes.some((c) => c !== 'ok' && counts[c] > 0);
+  const samples: Classification<C>['samples'] = {};
   if (rejected) {
     const res = await client.query<{
-      class: IdClass;
+      class: C;
       ord: number;
       id: string;
       actual_type: string | null;

@@ -7,9 +7,9 @@ import { errorResponses, type App } from '../../lib/schemas.ts';
 import { appendAudit } from '../audit/repository.ts';
 import type { Queryable } from '../../lib/sql.ts';
 import { BUDGETS_EXAMPLE, Budgets, BudgetsInput, RollingBudgets, RollingBudgetsView } from './budget-schemas.ts';
-import { DEFAULT_BUDGETS, DEFAULT_PLAN_TTL_SECONDS } from './policy.ts';
+import { DEFAULT_BUDGETS, DEFAULT_PLAN_TTL_SECONDS, DEFAULT_RESTORE_APPROVAL } from './policy.ts';
 import { DEFAULT_ROLLING_BUDGETS, getRollingBudgets, ROLLING_WINDOW_HOURS } from './rolling-budgets.ts';
-import { getBudgets, getPlanTtlSeconds } from './repository.ts';
+import { getBudgets, getPlanTtlSeconds, getRestoreApproval } from './repository.ts';
 
 const PlanTtl = Type.Integer({
   minimum: 60,
@@ -18,14 +18,24 @@ const PlanTtl = Type.Integer({
     'Seconds a planned or approved operation may wait for its start before it expires (and releases its resources)',
 });
 
+const RestoreApprovalField = Type.Union([Type.Literal('required'), Type.Literal('none')], {
+  description: `Whether a restore (POST /v1/restores) needs an approval like a delete (required, the default) or runs once planned (none: with autoStart it starts at once). A restore over budget needs its break-glass approvals either way`,
+});
+
 const EXAMPLE = {
   budgets: BUDGETS_EXAMPLE,
   planTtlSeconds: DEFAULT_PLAN_TTL_SECONDS,
   rollingBudgets: DEFAULT_ROLLING_BUDGETS,
+  restoreApproval: DEFAULT_RESTORE_APPROVAL,
 };
 
 const PolicyView = Type.Object(
-  { budgets: Budgets, planTtlSeconds: PlanTtl, rollingBudgets: RollingBudgetsView },
+  {
+    budgets: Budgets,
+    planTtlSeconds: PlanTtl,
+    rollingBudgets: RollingBudgetsView,
+    restoreApproval: RestoreApprovalField,
+  },
   {
     description: 'The policy in force',
     example: { ...EXAMPLE, rollingBudgets: { windowHours: ROLLING_WINDOW_HOURS, ...DEFAULT_ROLLING_BUDGETS } },
@@ -33,10 +43,15 @@ const PolicyView = Type.Object(
 );
 
 const PolicyBody = Type.Object(
-  { budgets: BudgetsInput, planTtlSeconds: Type.Optional(PlanTtl), rollingBudgets: Type.Optional(RollingBudgets) },
+  {
+    budgets: BudgetsInput,
+    planTtlSeconds: Type.Optional(PlanTtl),
+    rollingBudgets: Type.Optional(RollingBudgets),
+    restoreApproval: Type.Optional(RestoreApprovalField),
+  },
   {
     additionalProperties: false,
-    description: 'The new policy; an omitted planTtlSeconds or rollingBudgets keeps the one in force',
+    description: 'The new policy; an omitted planTtlSeconds, rollingBudgets or restoreApproval keeps the one in force',
     example: EXAMPLE,
   },
 );
@@ -45,6 +60,7 @@ const readPolicy = async (db: Queryable) => ({
   budgets: { ...DEFAULT_BUDGETS, ...(await getBudgets(db)) },
   planTtlSeconds: (await getPlanTtlSeconds(db)) ?? DEFAULT_PLAN_TTL_SECONDS,
   rollingBudgets: { windowHours: ROLLING_WINDOW_HOURS, ...(await getRollingBudgets(db)) },
+  restoreApproval: await getRestoreApproval(db),
 });
 
 export default async function policyRoutes(app: App) {
@@ -57,7 +73,7 @@ export default async function policyRoutes(app: App) {
         tags: ['admin'],
         summary: 'Read the policy',
         description:
-          'Budgets that plans are checked against (per operation: tenants, items, estimated minutes to restore; rolling 24 h: tenants, items), and the plan TTL.',
+          'Budgets that plans are checked against (per operation: tenants, items, estimated minutes to restore; rolling 24 h: tenants, items), the plan TTL, and whether restores need an approval.',
         response: { 200: PolicyView, ...errorResponses(401) },
       },
     },
@@ -73,7 +89,7 @@ export default async function policyRoutes(app: App) {
         tags: ['admin'],
         summary: 'Set the policy',
         description:
-          'Replaces the budgets (and the plan TTL and the rolling budgets when given). Applies to plans made afterwards; existing plans keep the verdict they were approved with and the expiry they were given.',
+          'Replaces the budgets (and the plan TTL, the rolling budgets and restoreApproval when given). Applies to plans made afterwards; existing plans keep the verdict they were approved with and the expiry they were given.',
         body: PolicyBody,
         response: { 200: PolicyView, ...errorResponses(400, 401, 403) },
       },
@@ -99,6 +115,13 @@ export default async function policyRoutes(app: App) {
             [JSON.stringify({ planTtlSeconds: req.body.planTtlSeconds }), req.principal!.name],
           );
         }
+        if (req.body.restoreApproval !== undefined) {
+          await c.query(
+            `INSERT INTO settings (key, value, updated_by) VALUES ('restores', $1, $2)
+             ON CONFLICT (key) DO UPDATE SET value = $1, updated_by = $2, updated_at = now()`,
+            [JSON.stringify({ approval: req.body.restoreApproval }), req.principal!.name],
+          );
+        }
         await appendAudit(c, {
           actor: req.principal!.name,
           action: 'policy.set',
@@ -107,6 +130,7 @@ export default async function policyRoutes(app: App) {
             budgets: req.body.budgets,
             planTtlSeconds: req.body.planTtlSeconds ?? null,
             rollingBudgets: req.body.rollingBudgets ?? null,
+            restoreApproval: req.body.restoreApproval ?? null,
           },
         });
       });

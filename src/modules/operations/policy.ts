@@ -122,6 +122,13 @@ export const DEFAULT_HALT: HaltPolicy = {
   onStall: 'halt',
 };
 
+/**
+ * Whether a restore needs an approval like a delete (required, the default), or may run once planned
+ * (none; a restore over budget still needs its break-glass approvals).
+ */
+export type RestoreApproval = 'required' | 'none';
+export const DEFAULT_RESTORE_APPROVAL: RestoreApproval = 'required';
+
 /** Planned and approved operations expire after this long unless the admin policy says otherwise. */
 export const DEFAULT_PLAN_TTL_SECONDS = 86_400;
 

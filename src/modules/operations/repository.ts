@@ -4,7 +4,7 @@ import type { Queryable } from '../../lib/sql.ts';
 import { NotFoundError } from '../../lib/errors.ts';
 import type { PrismaClient } from '../../generated/prisma/client.ts';
 import type { Operation } from '../../generated/prisma/client.ts';
-import type { Budgets } from './policy.ts';
+import { DEFAULT_RESTORE_APPROVAL, type Budgets, type RestoreApproval } from './policy.ts';
 
 export interface NewOperation {
   id: string;
@@ -13,7 +13,8 @@ export interface NewOperation {
   mode: string;
   reason: string;
   ticket: string;
-  state: 'planned' | 'rejected';
+  /** approved: a restore the policy lets run without an approval (restoreApproval "none"). */
+  state: 'planned' | 'rejected' | 'approved';
   requestedBy: string;
   requestedByName: string;
   idempotencyKey: string | null;
@@ -29,14 +30,16 @@ export interface NewOperation {
   autoStart: boolean;
   /** When a planned operation stops blocking its resources if nobody starts it. */
   expiresAt: Date | null;
+  /** Restores: the scope asked for. */
+  scope?: unknown;
 }
 
 export async function insertOperation(client: pg.PoolClient, o: NewOperation) {
   await client.query(
     `INSERT INTO operations (id, action, target_type, mode, reason, ticket, state, requested_by, requested_by_name,
        idempotency_key, request_hash, rollout, halt_policy, plan, plan_hash, rejection, item_count, tenant_count,
-       requires_break_glass, auto_start, expires_at)
-     VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21)`,
+       requires_break_glass, auto_start, expires_at, scope)
+     VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22)`,
     [
       o.id,
       o.action,
@@ -59,6 +62,7 @@ export async function insertOperation(client: pg.PoolClient, o: NewOperation) {
       o.requiresBreakGlass,
       o.autoStart,
       o.expiresAt,
+      o.scope === undefined ? null : JSON.stringify(o.scope),
     ],
   );
 }
@@ -105,11 +109,15 @@ export function operationReads(prisma: PrismaClient) {
       }),
     /**
      * What did not get where the operation's end state says it should: failed deletes of a
-     * completed_with_failures operation, items not restored by a rollback_incomplete one.
+     * completed_with_failures operation, items not restored by a rollback_incomplete one, and the
+     * items a restore that ended short (completed_with_failures, or cancelled) did not bring back.
      */
-    unfinished: async (op: Pick<Operation, 'id' | 'state'>) => {
-      const where =
-        op.state === 'completed_with_failures'
+    unfinished: async (op: Pick<Operation, 'id' | 'state' | 'action'>) => {
+      // A restore that ended short of success (failures, or aborted): every item not restored.
+      const restoreShort = op.action === 'restore' && ['completed_with_failures', 'cancelled'].includes(op.state);
+      const where = restoreShort
+        ? { operationId: op.id, state: { not: 'done' } }
+        : op.state === 'completed_with_failures'
           ? { operationId: op.id, state: 'failed' }
           : op.state === 'rollback_incomplete'
             ? { operationId: op.id, executedSeq: { not: null }, state: { not: 'restored' } }
@@ -160,6 +168,14 @@ export async function getResourceType(client: pg.PoolClient | pg.Pool, name: str
 export async function getBudgets(client: Queryable) {
   const res = await client.query<{ value: Partial<Budgets> }>(`SELECT value FROM settings WHERE key = 'budgets'`);
   return res.rows[0]?.value;
+}
+
+/** Whether a restore needs an approval (policy restoreApproval; default required). */
+export async function getRestoreApproval(client: Queryable): Promise<RestoreApproval> {
+  const res = await client.query<{ value: { approval?: RestoreApproval } }>(
+    `SELECT value FROM settings WHERE key = 'restores'`,
+  );
+  return res.rows[0]?.value.approval ?? DEFAULT_RESTORE_APPROVAL;
 }
 
 export async function getPlanTtlSeconds(client: Queryable): Promise<number | undefined> {
@@ -213,5 +229,7 @@ export function fromRow(r: Record<string, unknown>): OperationRow {
     updatedAt: r.updated_at,
     startedAt: r.started_at,
     finishedAt: r.finished_at,
+    scope: r.scope,
+    pausedFrom: r.paused_from,
   } as OperationRow;
 }

@@ -11,6 +11,7 @@ import { validateValue } from '../../plugins/validation.ts';
 import { MAX_STREAMED_IDS, textIdBatches } from './intake.ts';
 import { OP_STATES } from './lifecycle-types.ts';
 import { ID_CLASSES } from './planner.ts';
+import { RESTORE_CLASSES } from '../restores/schemas.ts';
 import { operationReads } from './repository.ts';
 import { operationService, type SubmitResult } from './service.ts';
 import {
@@ -288,7 +289,12 @@ export default async function operationRoutes(app: App) {
         params: OperationIdParams,
         querystring: Type.Object(
           {
-            class: Type.Optional(Type.Union(ID_CLASSES.filter((c) => c !== 'ok').map((c) => Type.Literal(c)))),
+            // A delete's classes and a restore's (not_deleted, superseded, …).
+            class: Type.Optional(
+              Type.Union(
+                [...new Set([...ID_CLASSES, ...RESTORE_CLASSES])].filter((c) => c !== 'ok').map((c) => Type.Literal(c)),
+              ),
+            ),
             limit: Limit(5000, 1000),
             cursor: Type.Optional(
               Type.Integer({ minimum: 0, maximum: MAX_INT4, description: 'nextCursor of the previous page' }),

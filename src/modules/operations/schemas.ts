@@ -5,6 +5,7 @@ import { RollingUsage } from './budget-schemas.ts';
 import { HaltPolicy, RolloutPolicy } from './policy.ts';
 import { MAX_INLINE_IDS } from './intake.ts';
 import { EstimatedRestoreSchema } from './restore-estimate.ts';
+import { RestoreScopeView } from '../restores/schemas.ts';
 
 const specFields = {
   action: Type.Literal('delete', {
@@ -149,7 +150,13 @@ export const PlanSchema = Type.Object(
 export const OperationView = Type.Object(
   {
     id: Type.String(),
-    action: Type.String(),
+    kind: Type.Union([Type.Literal('delete'), Type.Literal('restore')], {
+      description: 'delete (POST /v1/operations) or restore (POST /v1/restores)',
+    }),
+    action: Type.String({ description: 'Same as kind (kept for clients written before restores)' }),
+    scope: Type.Union([RestoreScopeView, Type.Null()], {
+      description: 'Restores: the scope asked for; null for a delete',
+    }),
     targetType: Type.String(),
     mode: Type.String(),
     reason: Type.String(),
@@ -180,6 +187,17 @@ export const OperationView = Type.Object(
         description: 'Item counts per wave and state',
       }),
     ),
+    counts: Type.Optional(
+      Type.Object(
+        {
+          items: Type.Integer({ description: 'Every item, cascaded descendants included' }),
+          byState: Type.Record(Type.String(), Type.Integer(), { description: 'Items by ledger state' }),
+          restored: Type.Optional(Type.Integer({ description: 'Restores: items restored (ledger state done)' })),
+          notRestored: Type.Optional(Type.Integer({ description: 'Restores: items not (or not yet) restored' })),
+        },
+        { description: 'Item counts over the whole ledger' },
+      ),
+    ),
     unfinished: Type.Optional(
       Type.Object(
         {
@@ -196,7 +214,7 @@ export const OperationView = Type.Object(
         },
         {
           description:
-            'completed_with_failures: the items that failed; rollback_incomplete: the executed items that were not restored',
+            'completed_with_failures: the items that failed; rollback_incomplete: the executed items that were not restored; a restore that ended completed_with_failures or cancelled: every item it did not restore',
         },
       ),
     ),
@@ -218,7 +236,9 @@ export const OperationView = Type.Object(
     description: 'An operation with its plan and state',
     example: {
       id: 'op_lx2k9a1b2c3d4e5f6',
+      kind: 'delete',
       action: 'delete',
+      scope: null,
       targetType: 'app',
       mode: 'soft',
       reason: 'Remove legacy app',

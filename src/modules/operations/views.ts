@@ -14,7 +14,9 @@ export function operationView(
   const self = `/v1/operations/${op.id}`;
   return {
     id: op.id,
+    kind: op.action,
     action: op.action,
+    scope: (op.scope ?? null) as never,
     targetType: op.targetType,
     mode: op.mode,
     reason: op.reason,
@@ -32,7 +34,7 @@ export function operationView(
     haltPolicy: op.haltPolicy,
     currentWave: op.currentWave,
     haltReason: op.haltReason,
-    ...(waveProgress ? { waveProgress } : {}),
+    ...(waveProgress ? { waveProgress, counts: countsOf(op, waveProgress) } : {}),
     ...(unfinished ? { unfinished } : {}),
     expiresAt: op.expiresAt && ['planned', 'approved'].includes(op.state) ? op.expiresAt.toISOString() : null,
     finishedAt: op.finishedAt?.toISOString() ?? null,
@@ -45,4 +47,14 @@ export function operationView(
       report: op.state === 'rejected' ? `${self}/report` : null,
     },
   };
+}
+
+/** Items by ledger state over every wave (cascaded descendants included); a restore's `done` is restored. */
+function countsOf(op: OperationRow, waveProgress: { counts: Record<string, number> }[]) {
+  const byState: Record<string, number> = {};
+  for (const w of waveProgress) for (const [k, n] of Object.entries(w.counts)) byState[k] = (byState[k] ?? 0) + n;
+  const items = Object.values(byState).reduce((a, n) => a + n, 0);
+  if (op.action !== 'restore') return { items, byState };
+  const restored = byState.done ?? 0;
+  return { items, byState, restored, notRestored: items - restored };
 }

@@ -1,0 +1,221 @@
+// A restore operation's chunk: the same claim, snapshot, write-ahead mark and record as a delete's,
+// with the adapter's `restore` as the destructive call. Before it, what each resource looks like
+// now (its deleted state) is stored like any pre-call snapshot (promise 4: what a restore overwrites
+// is kept too); then each item is restored to the snapshot it was planned with (a delete's, read and
+// verified right before the call: one that fails verification is never restored — the item fails
+// snapshot_corrupt or erased), with the descendants its cascade took (rollback-batch.ts: in the
+// same statement for the registry, one call each after their parent for HTTP).
+//
+// Every resource has its own outcome in the ledger (a descendant whose snapshot fails verification
+// fails while its parent comes back), but a submitted item counts for its wave as a success only
+// when it and every descendant came back: the halt policy and the operation's end state (completed
+// vs completed_with_failures) never read as success while a child is still deleted.
+import { AppError } from '../../lib/errors.ts';
+import type { SnapshotRead } from '../snapshots/store.ts';
+import type { ChunkDeps } from './chunk.ts';
+import { keepLease, type Executed } from './chunk-execute.ts';
+import { takeSnapshots } from './chunk-snapshots.ts';
+import type { Fence } from './exclusive.ts';
+import type { ClaimedItem, DescendantOutcome, Outcome, Range, Snap } from './ledger.ts';
+import type { ChunkJob } from './queues.ts';
+import { restoreBatch } from './rollback-batch.ts';
+import type { RestoreCandidate, RestoreResult } from './rollback-ledger.ts';
+import type { OperationRecord } from './state.ts';
+
+/** Snapshot reads may run this many times the destructive concurrency (as for deletes). */
+const SNAPSHOT_FANOUT = 4;
+/** Descendants named in a parent's error; the items route lists every one. */
+const NAMED_DESCENDANTS = 3;
+
+export interface RestoreReader {
+  /** Reads and verifies snapshots (the snapshot store's get). */
+  readSnapshots(ids: number[]): Promise<Map<number, SnapshotRead>>;
+}
+
+export async function executeRestore<Tx>(
+  deps: ChunkDeps<Tx>,
+  op: OperationRecord,
+  j: ChunkJob,
+  range: Range,
+  token: string,
+  items: ClaimedItem[],
+  fence: Fence,
+): Promise<Executed> {
+  if (!deps.readSnapshots) throw new Error('a restore chunk needs the snapshot store (readSnapshots)');
+  const readSnapshots = deps.readSnapshots;
+  const { rollout } = op.lifecycle;
+  const typeOf = (i: ClaimedItem) => i.type ?? op.targetType;
+  const outcomes: Outcome[] = [];
+  const lease = keepLease(deps, j, range, token);
+  const since = deps.clock();
+  let calling = false;
+  await deps.watch.track(j.opId);
+  try {
+    // What each resource looks like before the restore overwrites it, through its own type's adapter.
+    const snaps: Snap[] = [];
+    for (const type of [...new Set(items.map(typeOf))]) {
+      const part = items.filter((i) => typeOf(i) === type);
+      const got = await deps.adapters.get(type).catch((err: unknown) => {
+        if (err instanceof AppError) return err; // will not fix itself: fail, saying why
+        throw err;
+      });
+      if (got instanceof AppError) {
+        const error = `adapter for type ${type} unavailable: ${got.message}`.slice(0, 500);
+        outcomes.push(...part.map((i): Outcome => ({ seq: i.seq, state: 'failed', error, permanent: true })));
+        continue;
+      }
+      const phase = await takeSnapshots(
+        {
+          operationId: j.opId,
+          adapter: got.adapter,
+          targetType: type,
+          adapters: deps.adapters,
+          concurrency: rollout.concurrency * SNAPSHOT_FANOUT,
+        },
+        part,
+      );
+      snaps.push(...phase.snaps);
+      outcomes.push(...phase.failures);
+    }
+    const failed = new Set(outcomes.map((o) => o.seq));
+    const wanted = items.filter((i) => !failed.has(i.seq));
+    const ready = wanted.length
+      ? await deps.ledger.prepare(
+          j.opId,
+          j.wave,
+          range,
+          token,
+          snaps,
+          wanted.map((i) => i.seq),
+        )
+      : new Set<number>();
+    const toRun = wanted.filter((i) => ready.has(i.seq));
+    const marked = new Set(toRun.filter((i) => i.executedSeq === null).map((i) => i.seq));
+    const notMarked = wanted.filter((i) => !ready.has(i.seq));
+    outcomes.push(...notMarked.map((i): Outcome => ({ seq: i.seq, state: 'pending', error: null })));
+
+    calling = true;
+    const results = new Map(
+      (
+        await restoreBatch(
+          {
+            opId: j.opId,
+            targetType: op.targetType,
+            concurrency: rollout.concurrency,
+            adapters: deps.adapters,
+            readSnapshots,
+            shouldContinue: () => !fence.lost && !lease.lost() && deps.watch.canRun(j.opId, j.wave, since),
+          },
+          toRun.flatMap(candidates),
+        )
+      ).map((r) => [r.seq, r]),
+    );
+    let unsent = notMarked.length;
+    let requeue = 0;
+    for (const item of toRun) {
+      const o = outcomeOf(item, results);
+      if (o.state === 'pending') {
+        if (o.sent) requeue++;
+        else unsent++;
+      }
+      outcomes.push(o);
+    }
+    return { outcomes, marked, unsent, requeue, stillRunning: deps.watch.canRun(j.opId, j.wave, since) };
+  } catch (err) {
+    // As for deletes: before any call went out, hand the items back saying why; after, the claim's
+    // lease decides who sends them again (with the same keys).
+    if (!calling) {
+      const done = new Set(outcomes.map((o) => o.seq));
+      const reason = `${(err as Error).message ?? String(err)}`.slice(0, 500);
+      await deps.ledger
+        .release(
+          j.opId,
+          range,
+          token,
+          items.filter((i) => !done.has(i.seq)),
+          reason,
+          false,
+        )
+        .catch(() => undefined);
+    }
+    throw err;
+  } finally {
+    lease.stop();
+    deps.watch.untrack(j.opId);
+  }
+}
+
+/**
+ * The item and its descendants as restoreBatch takes them. restoreBatch goes newest execution
+ * first (a rollback's order); a restore goes in ledger order (newest deletion first, as planned),
+ * so the rank it is given is the negated seq.
+ */
+function candidates(i: ClaimedItem): RestoreCandidate[] {
+  const root: RestoreCandidate = {
+    seq: i.seq,
+    resourceId: i.resourceId,
+    tenantId: i.tenantId,
+    state: 'claimed',
+    executedSeq: -i.seq,
+    parentSeq: null,
+    depth: 0,
+    type: i.type,
+    snapshotId: i.sourceSnapshotId,
+  };
+  return [
+    root,
+    ...i.descendants.map((d): RestoreCandidate => ({
+      seq: d.seq,
+      resourceId: d.resourceId,
+      tenantId: d.tenantId,
+      state: 'claimed',
+      executedSeq: -d.seq,
+      parentSeq: i.seq,
+      depth: d.depth,
+      type: d.type,
+      snapshotId: d.sourceSnapshotId,
+    })),
+  ];
+}
+
+/**
+ * Never sent → handed back unsent; sent with an unknown outcome (stopped between retries, or the
+ * parent came back but a descendant was not sent yet) → handed back to be sent again with the same
+ * keys, which the owning system applies once; otherwise each resource's outcome, and the item a
+ * failure for its wave unless everything came back.
+ */
+function outcomeOf(item: ClaimedItem, results: Map<number, RestoreResult>): Outcome {
+  const own = results.get(item.seq)!;
+  const kids = item.descendants.map((d) => ({ d, r: results.get(d.seq)! }));
+  const pendingKids = (): DescendantOutcome[] => kids.map(({ d }) => ({ seq: d.seq, state: 'pending', error: null }));
+  if (own.skipped) return { seq: item.seq, state: 'pending', error: null, descendants: pendingKids() };
+  const unknown = own.interrupted || (own.ok && kids.some(({ r }) => r.skipped || r.interrupted));
+  if (unknown)
+    return {
+      seq: item.seq,
+      state: 'pending',
+      error: own.error ?? 'a descendant was not sent yet',
+      sent: true,
+      descendants: pendingKids(),
+    };
+  const descendants = kids.map(({ d, r }): DescendantOutcome =>
+    r.ok
+      ? { seq: d.seq, state: 'done', error: null }
+      : { seq: d.seq, state: 'failed', error: r.error, permanent: r.permanent },
+  );
+  if (!own.ok) return { seq: item.seq, state: 'failed', error: own.error, permanent: own.permanent, descendants };
+  const missing = kids.filter(({ r }) => !r.ok);
+  if (missing.length === 0) return { seq: item.seq, state: 'done', error: null, descendants };
+  const named = missing
+    .slice(0, NAMED_DESCENDANTS)
+    .map(({ d, r }) => `${d.resourceId} (${r.error})`)
+    .join('; ');
+  const more = missing.length > NAMED_DESCENDANTS ? ` and ${missing.length - NAMED_DESCENDANTS} more` : '';
+  return {
+    seq: item.seq,
+    state: 'done',
+    verdict: 'failed',
+    error: `restored, but ${missing.length} of the ${kids.length} it took were not: ${named}${more}`.slice(0, 500),
+    descendants,
+  };
+}

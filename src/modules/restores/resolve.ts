@@ -1,0 +1,285 @@
+// Resolves a restore's scope to resources and classifies each one, in set-based SQL inside the
+// caller's transaction. It leaves the delete planner's staging tables behind (plan_input, plan_class,
+// plan_cascade), so that the plan, the locks and the rejection report are the delete plan's own.
+//
+// What Blastgate did to a resource is read from its snapshots: every destructive call Blastgate
+// makes (a delete, and a restore too) stores one first, indexed by resource. Each snapshot's ledger
+// item says whether the call happened and whether a rollback undid it. A resource is *deleted by
+// Blastgate* when its latest such event is a delete that was not rolled back. (The ledger has no
+// index by resource on purpose: one would slow down writing a 1M-item plan several times over.)
+import type pg from 'pg';
+import { CASCADE_DEPTH } from '../operations/cascade-plan.ts';
+import { LIVE_STATES } from '../operations/lifecycle-types.ts';
+import type { RestoreScope } from './schemas.ts';
+
+/** Item states of a delete whose call went out and was not undone (restoring: a rollback is on it). */
+const DELETED_ITEM_STATES = ['done', 'restore_failed', 'restoring'];
+
+/**
+ * Fills plan_input (ord, id) with what the scope names, then classifies it into plan_class. For a
+ * tenant or an operation the input is what Blastgate deleted and has not brought back, newest
+ * deletion first; for IDs it is the list as submitted (the caller has COPYed it into plan_input).
+ */
+export async function resolveRestore(client: pg.PoolClient, scope: RestoreScope): Promise<void> {
+  await client.query(`SET LOCAL work_mem = '256MB'`);
+  // taken: not named by the scope, but taken along by the cascade of a resource that is.
+  await client.query(`CREATE TEMP TABLE restore_ids (id text PRIMARY KEY, taken boolean DEFAULT false) ON COMMIT DROP`);
+  if (scope.kind === 'ids') {
+    await client.query(`INSERT INTO restore_ids (id) SELECT DISTINCT id FROM plan_input`);
+  } else if (scope.kind === 'tenant') {
+    await client.query(
+      `INSERT INTO restore_ids (id)
+       SELECT DISTINCT s.resource_id FROM snapshots s JOIN operations o ON o.id = s.operation_id AND o.action = 'delete'
+       WHERE s.tenant_id = $1 AND s.created_at >= coalesce($2::timestamptz, '-infinity')`,
+      [scope.tenantId, scope.deletedSince],
+    );
+  } else {
+    await client.query(
+      `INSERT INTO restore_ids (id) SELECT DISTINCT resource_id FROM operation_items
+       WHERE operation_id = $1 AND executed_seq IS NOT NULL AND state = ANY($2::text[])`,
+      [scope.operationId, DELETED_ITEM_STATES],
+    );
+  }
+  // Their registry parents too: a child may only come back with its parent, or under a live one.
+  await client.query(
+    `INSERT INTO restore_ids (id) SELECT DISTINCT r.parent_id FROM restore_ids x JOIN resources r ON r.id = x.id
+     WHERE r.parent_id IS NOT NULL ON CONFLICT DO NOTHING`,
+  );
+  await latestEvents(client);
+  if (scope.kind === 'ids' && (await expandCascades(client))) {
+    await latestEvents(client);
+    // Taken along only while still deleted: one brought back since is simply not part of this.
+    await client.query(
+      `DELETE FROM plan_input i USING restore_ids x WHERE i.id = x.id AND x.taken
+         AND NOT EXISTS (SELECT 1 FROM restore_latest l WHERE l.id = i.id AND l.deleted)`,
+    );
+  }
+  if (scope.kind !== 'ids') {
+    // What the scope deleted and Blastgate has not brought back, newest deletion first.
+    const which =
+      scope.kind === 'tenant'
+        ? {
+            where: `l.tenant_id = $1 AND l.at >= coalesce($2::timestamptz, '-infinity')`,
+            params: [scope.tenantId, scope.deletedSince],
+          }
+        : { where: `l.op_id = $1`, params: [scope.operationId] };
+    await client.query(
+      `INSERT INTO plan_input (ord, id)
+       SELECT (row_number() OVER (ORDER BY l.at DESC, l.id) - 1)::int, l.id FROM restore_latest l
+       WHERE l.deleted AND ${which.where}`,
+      which.params,
+    );
+  }
+  await sources(client, scope.asOf);
+  await classify(client, scope.kind === 'ids' ? scope.targetType : null);
+}
+
+/**
+ * A listed resource comes back with what its latest delete's cascade took (the descendants that
+ * delete's ledger records against it and that are still deleted by it): they follow the list in
+ * plan_input, and their parents' restores. Returns whether there were any.
+ */
+async function expandCascades(client: pg.PoolClient): Promise<boolean> {
+  const r = await client.query(
+    `INSERT INTO plan_input (ord, id)
+     SELECT (SELECT coalesce(max(ord), -1) FROM plan_input) + row_number() OVER (ORDER BY id), id FROM (
+       SELECT DISTINCT d.resource_id AS id FROM restore_latest l
+       JOIN operation_items p ON p.operation_id = l.op_id AND p.snapshot_id = l.snap_id
+       JOIN operation_items d ON d.operation_id = p.operation_id AND d.parent_seq = p.seq
+       WHERE l.deleted AND d.executed_seq IS NOT NULL AND l.id IN (SELECT id FROM plan_input)
+         AND d.resource_id NOT IN (SELECT id FROM plan_input)) kids
+     RETURNING id`,
+  );
+  if (!r.rowCount) return false;
+  const taken = r.rows.map((x: { id: string }) => x.id);
+  await client.query(
+    `INSERT INTO restore_ids (id, taken) SELECT unnest($1::text[]), true ON CONFLICT (id) DO UPDATE SET taken = true`,
+    [taken],
+  );
+  await client.query(
+    `INSERT INTO restore_ids (id) SELECT DISTINCT r.parent_id FROM resources r
+     WHERE r.id = ANY($1::text[]) AND r.parent_id IS NOT NULL ON CONFLICT DO NOTHING`,
+    [taken],
+  );
+  return true;
+}
+
+/**
+ * restore_events: every snapshot of the resources in restore_ids whose call took effect — a delete
+ * (done, or rolled back: restored) or a restore (done) — and restore_latest: the latest per resource.
+ */
+async function latestEvents(client: pg.PoolClient): Promise<void> {
+  await client.query(`DROP TABLE IF EXISTS restore_snaps, restore_latest`);
+  await client.query(
+    `CREATE TEMP TABLE restore_snaps ON COMMIT DROP AS
+     SELECT s.id AS snap_id, s.resource_id AS id, s.created_at AS at, s.operation_id AS op_id
+     FROM restore_ids x JOIN snapshots s ON s.resource_id = x.id`,
+  );
+  // Temporary tables have no statistics until analysed; without them the join below may loop over
+  // an operation's whole ledger once per snapshot.
+  await client.query(`ANALYZE restore_snaps`);
+  await client.query(
+    `CREATE TEMP TABLE restore_latest ON COMMIT DROP AS
+     SELECT DISTINCT ON (rs.id) rs.id, rs.snap_id, rs.at, rs.op_id, o.action, i.state AS item_state,
+       coalesce(i.resource_type, o.target_type) AS type, i.tenant_id,
+       (o.action = 'delete' AND i.state <> 'restored') AS deleted
+     FROM restore_snaps rs
+     JOIN operations o ON o.id = rs.op_id
+     JOIN operation_items i ON i.operation_id = rs.op_id AND i.snapshot_id = rs.snap_id
+     WHERE i.operation_id IN (SELECT DISTINCT op_id FROM restore_snaps)
+       AND ((o.action = 'delete' AND i.state = ANY($1::text[] || '{restored}'))
+            OR (o.action = 'restore' AND i.state = 'done'))
+     ORDER BY rs.id, rs.at DESC, rs.snap_id DESC`,
+    [DELETED_ITEM_STATES],
+  );
+  await client.query(`ALTER TABLE restore_latest ADD PRIMARY KEY (id)`);
+}
+
+/**
+ * restore_source: the snapshot each resource goes back to. By default the one its latest delete
+ * took; with asOf, the last one a delete took strictly before that time (a restore's own snapshots
+ * show the deleted state it overwrote, so they are never a source). Why not lastSnapshotsBefore():
+ * it does not tell a delete's snapshots from a restore's.
+ */
+async function sources(client: pg.PoolClient, asOf: string | null): Promise<void> {
+  const pick =
+    asOf === null
+      ? `SELECT l.id, l.snap_id FROM restore_latest l WHERE l.deleted`
+      : `SELECT x.id, s.id AS snap_id FROM restore_ids x CROSS JOIN LATERAL (
+           SELECT s.id FROM snapshots s JOIN operations o ON o.id = s.operation_id AND o.action = 'delete'
+           WHERE s.resource_id = x.id AND s.created_at < $1::timestamptz
+           ORDER BY s.created_at DESC, s.id DESC LIMIT 1) s`;
+  await client.query(
+    `CREATE TEMP TABLE restore_source ON COMMIT DROP AS
+     SELECT p.id, p.snap_id, (k.erased_at IS NOT NULL) AS erased
+     FROM (${pick}) p JOIN snapshots s ON s.id = p.snap_id LEFT JOIN resource_keys k ON k.id = s.key_id`,
+    asOf === null ? [] : [asOf],
+  );
+}
+
+/**
+ * One pass: duplicate (ids only), unknown, type_mismatch (ids only), in_flight (a live operation
+ * holds it, named), purged, not_deleted (Blastgate has no delete of it to undo; no_snapshot when the
+ * registry says it is deleted anyway), superseded (its type or tenant changed since the delete, or
+ * it was changed or re-created after it), no_snapshot (none to go back to, e.g. before asOf), erased
+ * (its snapshot key was destroyed), parent_deleted (its parent is deleted and not restored with it).
+ *
+ * Superseded, by adapter kind: the registry adapter writes the delete into the registry row, so a
+ * row that is active again, or changed after its deleted_at, was superseded; an HTTP adapter leaves
+ * the row alone, so only a row made active again after the delete (by an import) is.
+ */
+async function classify(client: pg.PoolClient, targetType: string | null): Promise<void> {
+  await client.query(
+    `CREATE TEMP TABLE plan_dups ON COMMIT DROP AS
+     SELECT id, min(ord) AS first_ord FROM plan_input GROUP BY id HAVING count(*) > 1`,
+  );
+  await client.query(
+    `CREATE TEMP TABLE plan_class ON COMMIT DROP AS
+     SELECT i.ord, i.id, r.type AS actual_type, coalesce(r.tenant_id, l.tenant_id) AS tenant_id, r.state,
+       lo.id AS held_by, r.parent_id, coalesce(l.type, r.type) AS type, l.at AS deleted_at, src.snap_id AS source_snapshot_id,
+       CASE
+         WHEN d.first_ord IS NOT NULL AND i.ord > d.first_ord THEN 'duplicate'
+         WHEN r.id IS NULL THEN 'unknown'
+         WHEN $1::text IS NOT NULL AND r.type <> $1 AND NOT x.taken THEN 'type_mismatch'
+         WHEN lo.id IS NOT NULL THEN 'in_flight'
+         WHEN r.state = 'purged' THEN 'purged'
+         WHEN NOT coalesce(l.deleted, false) THEN CASE WHEN r.state = 'active' THEN 'not_deleted' ELSE 'no_snapshot' END
+         WHEN r.type <> l.type OR r.tenant_id <> l.tenant_id THEN 'superseded'
+         WHEN coalesce(t.adapter->>'kind', 'registry') = 'registry'
+              AND (r.state = 'active' OR r.updated_at > coalesce(r.deleted_at, '-infinity')) THEN 'superseded'
+         WHEN r.state = 'active' AND r.updated_at > l.at THEN 'superseded'
+         WHEN src.snap_id IS NULL THEN 'no_snapshot'
+         WHEN src.erased THEN 'erased'
+         WHEN p.id IS NOT NULL AND (p.state <> 'active' OR coalesce(pl.deleted, false))
+              AND NOT EXISTS (SELECT 1 FROM plan_input x WHERE x.id = p.id) THEN 'parent_deleted'
+         ELSE 'ok'
+       END AS class
+     FROM plan_input i
+     JOIN restore_ids x ON x.id = i.id
+     LEFT JOIN plan_dups d ON d.id = i.id
+     LEFT JOIN resources r ON r.id = i.id
+     LEFT JOIN resource_types t ON t.name = r.type
+     LEFT JOIN restore_latest l ON l.id = i.id
+     LEFT JOIN restore_source src ON src.id = i.id
+     LEFT JOIN resources p ON p.id = r.parent_id
+     LEFT JOIN restore_latest pl ON pl.id = r.parent_id
+     LEFT JOIN resource_locks lk ON lk.resource_id = i.id
+     LEFT JOIN operations lo ON lo.id = lk.operation_id AND lo.state = ANY($2::text[])`,
+    [targetType, LIVE_STATES],
+  );
+  await client.query(
+    `CREATE TEMP TABLE plan_cascade (id text, type text, tenant_id text, root text, depth int, protected boolean,
+       source_snapshot_id bigint) ON COMMIT DROP`,
+  );
+}
+
+/**
+ * After an all-ok classification: a resource whose registry parent is restored too comes back with
+ * it, as a descendant of the top of its chain (the delete planner's plan_cascade), so the registry
+ * adapter restores both in one statement and an HTTP downstream gets the child after its parent.
+ * plan_class keeps the roots. Returns how many descendants there are.
+ */
+export async function splitDescendants(client: pg.PoolClient): Promise<number> {
+  const r = await client.query(
+    `WITH RECURSIVE tree AS (
+       SELECT c.id, c.id AS root, 0 AS depth FROM plan_class c
+       WHERE NOT EXISTS (SELECT 1 FROM plan_class p WHERE p.id = c.parent_id)
+       UNION ALL
+       SELECT c.id, t.root, t.depth + 1 FROM tree t JOIN plan_class c ON c.parent_id = t.id WHERE t.depth < $1
+     )
+     INSERT INTO plan_cascade (id, type, tenant_id, root, depth, protected, source_snapshot_id)
+     SELECT c.id, c.type, c.tenant_id, t.root, t.depth, false, c.source_snapshot_id
+     FROM tree t JOIN plan_class c ON c.id = t.id WHERE t.depth > 0`,
+    [CASCADE_DEPTH],
+  );
+  if (r.rowCount) await client.query(`DELETE FROM plan_class c USING plan_cascade pc WHERE pc.id = c.id`);
+  return r.rowCount ?? 0;
+}
+
+/** Roots by type, most first: the plan's restore estimate, and the operation's targetType (the first). */
+export async function rootTypes(client: pg.PoolClient): Promise<{ type: string; count: number }[]> {
+  const r = await client.query<{ type: string; count: number }>(
+    `SELECT type, count(*)::int AS count FROM plan_class WHERE type IS NOT NULL GROUP BY type ORDER BY count DESC, type`,
+  );
+  return r.rows;
+}
+
+/**
+ * The restore's ledger: roots in wave order, newest deletion first within a wave, each with its own
+ * type and the snapshot it goes back to; then the descendants after every wave's range, against
+ * their root (the delete ledger's layout, so the engine claims and records them the same way).
+ */
+export async function insertRestoreItems(
+  client: pg.PoolClient,
+  operationId: string,
+  waveOf: Map<string, number>,
+): Promise<number> {
+  const roots = await client.query(
+    `INSERT INTO operation_items (operation_id, seq, resource_id, tenant_id, ordinal, wave, resource_type, source_snapshot_id)
+     SELECT $1, (row_number() OVER (ORDER BY w.wave, c.deleted_at DESC, c.ord) - 1)::int, c.id, c.tenant_id, c.ord, w.wave,
+            c.type, c.source_snapshot_id
+     FROM plan_class c JOIN unnest($2::text[], $3::int[]) AS w(tenant_id, wave) ON w.tenant_id = c.tenant_id
+     ORDER BY 2`,
+    [operationId, [...waveOf.keys()], [...waveOf.values()]],
+  );
+  const submitted = roots.rowCount ?? 0;
+  await client.query(
+    `INSERT INTO operation_items (operation_id, seq, resource_id, tenant_id, ordinal, wave, parent_seq, resource_type, depth,
+       source_snapshot_id)
+     SELECT $1, ($2 + row_number() OVER (ORDER BY p.seq, pc.depth, pc.id) - 1)::int, pc.id, pc.tenant_id, p.ordinal, p.wave,
+            p.seq, pc.type, pc.depth, pc.source_snapshot_id
+     FROM plan_cascade pc JOIN operation_items p ON p.operation_id = $1 AND p.resource_id = pc.root AND p.parent_seq IS NULL
+     ORDER BY 2`,
+    [operationId, submitted],
+  );
+  return submitted;
+}
+
+/** What the plan hash binds besides the waves: every resource, its type and the snapshot it goes back to. */
+export async function restoreDigestInput(client: pg.PoolClient): Promise<string> {
+  const r = await client.query<{ s: string | null }>(
+    `SELECT string_agg(id || ' ' || type || ' ' || source_snapshot_id, E'\n' ORDER BY id) AS s
+     FROM (SELECT id, type, source_snapshot_id FROM plan_class UNION ALL SELECT id, type, source_snapshot_id FROM plan_cascade) x`,
+  );
+  return r.rows[0]?.s ?? '';
+}

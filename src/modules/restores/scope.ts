@@ -1,0 +1,86 @@
+// A restore's scope: exactly one of a tenant (since a time), an ended delete operation, or a list
+// of IDs of one type — checked before anything is resolved, each refusal naming the fields.
+import type pg from 'pg';
+import { ConflictError, NotFoundError, UnprocessableError } from '../../lib/errors.ts';
+import { LIVE_STATES } from '../operations/lifecycle-types.ts';
+import { SCOPE_FIELDS, type CreateRestoreBody, type RestoreScope } from './schemas.ts';
+
+/** Exactly one scope, with its fields complete; otherwise 422 naming the fields. */
+export function scopeOf(b: CreateRestoreBody): RestoreScope {
+  const given = (Object.keys(SCOPE_FIELDS) as (keyof typeof SCOPE_FIELDS)[]).filter((k) =>
+    SCOPE_FIELDS[k].some((f) => b[f] !== undefined),
+  );
+  const fields = given.flatMap((k) => SCOPE_FIELDS[k].filter((f) => b[f] !== undefined));
+  const allowed = Object.values(SCOPE_FIELDS).map((f) => f.join(' [+ ') + (f.length > 1 ? ']' : ''));
+  if (given.length === 0)
+    throw new UnprocessableError(
+      'SCOPE_REQUIRED',
+      'A restore needs exactly one scope: tenantId (optionally with deletedSince), operationId, or targetType with ids',
+      { fields: [], allowed: ['tenantId', 'operationId', 'targetType + ids'] },
+    );
+  if (given.length > 1)
+    throw new UnprocessableError(
+      'SCOPE_CONFLICT',
+      `A restore takes exactly one scope, got ${fields.join(', ')}: restore a tenant, an operation, or a list of IDs`,
+      { fields, allowed },
+    );
+  const asOf = b.asOf ?? null;
+  if (given[0] === 'tenant') {
+    if (b.tenantId === undefined)
+      throw new UnprocessableError('SCOPE_INCOMPLETE', 'deletedSince needs tenantId: whose deletes since then?', {
+        fields: ['deletedSince'],
+        missing: ['tenantId'],
+      });
+    return { kind: 'tenant', tenantId: b.tenantId, deletedSince: b.deletedSince ?? null, asOf };
+  }
+  if (given[0] === 'operation') return { kind: 'operation', operationId: b.operationId!, asOf };
+  if (b.targetType === undefined || b.ids === undefined) {
+    const missing = b.targetType === undefined ? 'targetType' : 'ids';
+    throw new UnprocessableError(
+      'SCOPE_INCOMPLETE',
+      `A restore of IDs needs both targetType and ids; ${missing} is missing`,
+      {
+        fields,
+        missing: [missing],
+      },
+    );
+  }
+  return { kind: 'ids', targetType: b.targetType, ids: b.ids.length, asOf };
+}
+
+/** The operation a restore of `{ operationId }` undoes: a delete that no longer holds its resources. */
+export async function checkSource(client: pg.PoolClient, id: string) {
+  const r = await client.query<{ action: string; state: string }>(
+    'SELECT action, state FROM operations WHERE id = $1',
+    [id],
+  );
+  const op = r.rows[0];
+  if (!op) throw new NotFoundError('Operation', id);
+  if (op.action !== 'delete')
+    throw new UnprocessableError(
+      'NOT_A_DELETE',
+      `Operation ${id} is a ${op.action}, not a delete: there is nothing of it to restore`,
+      {
+        operationId: id,
+        action: op.action,
+      },
+    );
+  if ((LIVE_STATES as readonly string[]).includes(op.state))
+    throw new ConflictError(
+      'OPERATION_LIVE',
+      `Operation ${id} is ${op.state} and still holds its resources; roll it back (POST /v1/operations/${id}/rollback) or let it end first`,
+      { operationId: id, state: op.state },
+    );
+}
+
+export function nothingToRestore(scope: RestoreScope) {
+  const what =
+    scope.kind === 'tenant'
+      ? `tenant ${scope.tenantId}${scope.deletedSince ? ` since ${scope.deletedSince}` : ''}`
+      : `operation ${scope.kind === 'operation' ? scope.operationId : ''}`;
+  return new UnprocessableError(
+    'NOTHING_TO_RESTORE',
+    `Blastgate deleted nothing of ${what} that is still deleted (what was rolled back or restored since is not deleted)`,
+    { scope },
+  );
+}

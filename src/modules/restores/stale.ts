@@ -1,0 +1,46 @@
+// A restore's plan_fresh guard (checked when it starts): the registry as the plan saw it. A
+// resource that is gone, moved to another type or tenant, purged, or made active again since the
+// plan (re-created, or restored by someone else) makes the plan stale; starting it would restore
+// over something nobody reviewed. Its snapshot is verified again right before each call.
+import type pg from 'pg';
+import { ConflictError, type AppError } from '../../lib/errors.ts';
+
+const LISTED = 100;
+
+export async function restoreStale(tx: pg.PoolClient, operationId: string): Promise<AppError | null> {
+  const r = await tx.query<{
+    resource_id: string;
+    planned_type: string;
+    planned_tenant: string;
+    type: string | null;
+    tenant_id: string | null;
+    state: string | null;
+    updated_at: Date | null;
+    total: number;
+  }>(
+    `SELECT i.resource_id, i.resource_type AS planned_type, i.tenant_id AS planned_tenant, r.type, r.tenant_id, r.state,
+            r.updated_at, count(*) OVER ()::int AS total
+     FROM operation_items i JOIN operations o ON o.id = i.operation_id
+     LEFT JOIN resources r ON r.id = i.resource_id
+     WHERE i.operation_id = $1
+       AND (r.id IS NULL OR r.type <> i.resource_type OR r.tenant_id <> i.tenant_id OR r.state = 'purged'
+            OR (r.state = 'active' AND r.updated_at > o.created_at))
+     ORDER BY i.seq LIMIT $2`,
+    [operationId, LISTED],
+  );
+  if (r.rows.length === 0) return null;
+  const total = r.rows[0]!.total;
+  const changed = r.rows.map((x) => ({
+    resourceId: x.resource_id,
+    planned: { type: x.planned_type, tenantId: x.planned_tenant, state: 'deleted' },
+    now:
+      x.type === null
+        ? null
+        : { type: x.type, tenantId: x.tenant_id, state: x.state, updatedAt: x.updated_at?.toISOString() ?? null },
+  }));
+  return new ConflictError(
+    'PLAN_STALE',
+    `${total} resource(s) of this restore changed in the registry since the plan was made (e.g. ${changed[0]!.resourceId}); submit a new restore`,
+    { total, changed },
+  );
+}

@@ -1,0 +1,224 @@
+// What a restore refuses, before anything runs: a scope that is missing, doubled or incomplete
+// (422 naming the fields), a source operation that is live or not a delete, nothing to restore, and
+// — per ID, like a delete plan — every resource that cannot be restored as asked: unknown,
+// type_mismatch, duplicate, not_deleted, in_flight (naming the live operation), superseded,
+// no_snapshot, erased, purged, parent_deleted. One such ID rejects the whole restore.
+import pg from 'pg';
+import request from 'supertest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { snapshotStore } from '../../src/modules/snapshots/store.ts';
+import { buildExecHarness, submitAndStart, type ExecHarness } from '../support/execution.ts';
+import { command } from '../support/exec-helpers.ts';
+import { TEST_SNAPSHOT_KEY_BYTES } from '../support/keys.ts';
+import { APPS, appsOfSite, deleteAndComplete, postRestore, useRegistry } from '../support/restores.ts';
+import { appId, query, seedRegistry, siteId, tenantId } from '../support/seed.ts';
+
+let h: ExecHarness;
+let siteDeleted: string;
+let beforeDeletes: Date;
+
+const importResources = (resources: Record<string, unknown>[]) =>
+  request(h.app.server)
+    .post('/v1/registry/resources')
+    .set('authorization', h.auth('admin'))
+    .send({ resources })
+    .expect(200);
+
+beforeAll(async () => {
+  h = await buildExecHarness({ workers: 1 });
+  await seedRegistry(h.databaseUrl, { sites: 30, appsPerSite: APPS });
+  await useRegistry(h);
+  beforeDeletes = new Date();
+  await deleteAndComplete(
+    h,
+    'app',
+    [0, 1, 2, 3, 4, 5].flatMap((s) => appsOfSite(s).slice(0, 2)),
+  );
+  siteDeleted = await deleteAndComplete(h, 'site', [siteId(6)]);
+});
+afterAll(async () => {
+  await h?.close();
+});
+
+describe('scope', () => {
+  it.each([
+    [{}, 'SCOPE_REQUIRED', []],
+    [{ tenantId: tenantId(0), operationId: 'op_x' }, 'SCOPE_CONFLICT', ['tenantId', 'operationId']],
+    [{ deletedSince: '2026-01-01T00:00:00Z', ids: ['app_1'] }, 'SCOPE_CONFLICT', ['deletedSince', 'ids']],
+    [{ deletedSince: '2026-01-01T00:00:00Z' }, 'SCOPE_INCOMPLETE', ['deletedSince']],
+    [{ targetType: 'app' }, 'SCOPE_INCOMPLETE', ['targetType']],
+    [{ ids: ['app_1'] }, 'SCOPE_INCOMPLETE', ['ids']],
+  ])('%j → 422 %s naming the fields', async (body, code, fields) => {
+    const r = await postRestore(h, body);
+    expect(r.status, JSON.stringify(r.body)).toBe(422);
+    expect(r.body).toMatchObject({ code, details: { fields } });
+  });
+
+  it('refuses a source that is unknown, live or not a delete, and says when there is nothing to restore', async () => {
+    expect((await postRestore(h, { operationId: 'op_nope' })).body).toMatchObject({
+      code: 'NOT_FOUND',
+      details: { operation: 'op_nope' },
+    });
+    const live = await submitAndStart(h, { ids: [appId(20, 0)], rollout: { bakeSeconds: 0 } }, false);
+    expect((await postRestore(h, { operationId: live.id })).body).toMatchObject({
+      code: 'OPERATION_LIVE',
+      details: { operationId: live.id, state: 'approved' },
+    });
+    await command(h, 'operator', live.id, 'abort', { reason: 'not needed' }).expect(200);
+    const restore = await postRestore(h, { targetType: 'app', ids: [appId(5, 0)] });
+    expect(restore.status).toBe(201);
+    expect((await postRestore(h, { operationId: restore.body.id })).body).toMatchObject({ code: 'NOT_A_DELETE' });
+    await command(h, 'operator', restore.body.id, 'abort', { reason: 'not needed' }).expect(200);
+    const none = await postRestore(h, { tenantId: tenantId(25) });
+    expect([none.status, none.body.code]).toEqual([422, 'NOTHING_TO_RESTORE']);
+    const later = await postRestore(h, {
+      tenantId: tenantId(0),
+      deletedSince: new Date(Date.now() + 60_000).toISOString(),
+    });
+    expect(later.body.code).toBe('NOTHING_TO_RESTORE');
+    expect((await postRestore(h, { targetType: 'nope', ids: ['x_1'] })).body).toMatchObject({
+      code: 'UNKNOWN_TARGET_TYPE',
+      details: { field: 'targetType' },
+    });
+    // A restore never rolls back, so it has no onHalt to set.
+    const r = await postRestore(h, { tenantId: tenantId(0), haltPolicy: { onHalt: 'rollback' } });
+    expect([r.status, r.body.code]).toEqual([400, 'VALIDATION_FAILED']);
+  });
+
+  it('deletedSince keeps only what was deleted since then', async () => {
+    const s = 26;
+    await deleteAndComplete(h, 'app', [appId(s, 0)]);
+    const between = new Date();
+    await deleteAndComplete(h, 'app', [appId(s, 1)]);
+    const r = await postRestore(h, { tenantId: tenantId(s), deletedSince: between.toISOString(), dryRun: true });
+    expect(r.status, JSON.stringify(r.body)).toBe(200);
+    expect(r.body.plan.itemCount).toBe(1);
+    const all = await postRestore(h, { tenantId: tenantId(s), dryRun: true });
+    expect(all.body.plan.itemCount).toBe(2);
+  });
+});
+
+describe('per ID, like a delete plan', () => {
+  it('rejects the whole restore with a report naming every offending ID and why; nothing is held', async () => {
+    const ok = appId(0, 0);
+    // in_flight: one held by a planned restore, one by a planned delete.
+    const heldByRestore = await postRestore(h, { targetType: 'app', ids: [appId(1, 0)] });
+    expect(heldByRestore.status).toBe(201);
+    const heldByDelete = await submitAndStart(h, { ids: [appId(11, 0)], rollout: { bakeSeconds: 0 } }, false);
+    // superseded: re-created active by an import; changed (protected) after the delete.
+    await importResources([
+      { id: appId(2, 0), type: 'app', tenantId: tenantId(2), parentId: siteId(2), state: 'active' },
+      { id: appId(2, 1), type: 'app', tenantId: tenantId(2), parentId: siteId(2), protected: true },
+      // no_snapshot: deleted, but not by Blastgate. purged: gone for good since.
+      { id: appId(12, 0), type: 'app', tenantId: tenantId(12), parentId: siteId(12), state: 'soft_deleted' },
+      { id: appId(4, 0), type: 'app', tenantId: tenantId(4), parentId: siteId(4), state: 'purged' },
+    ]);
+    // erased: its snapshot key destroyed (a compliance erasure).
+    const client = new pg.Client({ connectionString: h.databaseUrl });
+    await client.connect();
+    await snapshotStore(TEST_SNAPSHOT_KEY_BYTES).erase(client as unknown as pg.PoolClient, [appId(3, 1)]);
+    await client.end();
+
+    const ids = [
+      ok,
+      'app_99999_99', // unknown
+      siteId(7), // type_mismatch
+      ok, // duplicate
+      appId(10, 0), // not_deleted
+      appId(1, 0), // in_flight (restore)
+      appId(11, 0), // in_flight (delete)
+      appId(2, 0), // superseded (re-created)
+      appId(2, 1), // superseded (changed)
+      appId(12, 0), // no_snapshot
+      appId(3, 1), // erased
+      appId(4, 0), // purged
+      appId(6, 0), // parent_deleted: taken by its site's delete, the site is not in the list
+    ];
+    const r = await postRestore(h, { targetType: 'app', ids });
+    expect(r.status, JSON.stringify(r.body)).toBe(422);
+    expect(r.body.code).toBe('PLAN_REJECTED');
+    expect(r.body.details.counts).toEqual({
+      ok: 1,
+      unknown: 1,
+      type_mismatch: 1,
+      duplicate: 1,
+      not_deleted: 1,
+      in_flight: 2,
+      superseded: 2,
+      no_snapshot: 1,
+      erased: 1,
+      purged: 1,
+      parent_deleted: 1,
+    });
+    const o = r.body.details.offenders;
+    expect(o.in_flight).toEqual([
+      expect.objectContaining({ id: appId(1, 0), index: 5, heldBy: heldByRestore.body.id }),
+      expect.objectContaining({ id: appId(11, 0), index: 6, heldBy: heldByDelete.id }),
+    ]);
+    expect(o.type_mismatch).toEqual([expect.objectContaining({ id: siteId(7), actualType: 'site' })]);
+    expect(o.parent_deleted).toEqual([expect.objectContaining({ id: appId(6, 0), tenantId: tenantId(6) })]);
+
+    // Recorded: the operation (kind restore, rejected), the full report, the audit event.
+    const opId = r.body.details.operationId as string;
+    const report = await request(h.app.server)
+      .get(`/v1/operations/${opId}/report?class=superseded`)
+      .set('authorization', h.auth('viewer'))
+      .expect(200);
+    expect(report.body.items.map((i: { id: string }) => i.id)).toEqual([appId(2, 0), appId(2, 1)]);
+    const [row] = await query<{ action: string; state: string }>(
+      h.databaseUrl,
+      `SELECT action, state FROM operations WHERE id = $1`,
+      [opId],
+    );
+    expect(row).toEqual({ action: 'restore', state: 'rejected' });
+    const audit = await query<{ action: string; outcome: string; payload: { counts: Record<string, number> } }>(
+      h.databaseUrl,
+      `SELECT action, outcome, payload FROM audit_events WHERE operation_id = $1`,
+      [opId],
+    );
+    expect(audit).toEqual([expect.objectContaining({ action: 'restore.rejected', outcome: 'refused' })]);
+    expect(audit[0]!.payload.counts.erased).toBe(1);
+
+    // Nothing was held: the ok resource can be restored on its own.
+    const alone = await postRestore(h, { targetType: 'app', ids: [ok], dryRun: true });
+    expect(alone.status).toBe(200);
+    for (const id of [heldByRestore.body.id, heldByDelete.id])
+      await command(h, 'operator', id, 'abort', { reason: 'done with it' }).expect(200);
+  });
+
+  it('asOf before the only delete: no_snapshot', async () => {
+    const r = await postRestore(h, { targetType: 'app', ids: [appId(5, 1)], asOf: beforeDeletes.toISOString() });
+    expect(r.status).toBe(422);
+    expect(r.body.details.counts).toMatchObject({ no_snapshot: 1, ok: 0 });
+  });
+
+  it('an operation restore of a site delete takes the site with its apps; asking for an app of it alone is parent_deleted', async () => {
+    const plan = await postRestore(h, { operationId: siteDeleted, dryRun: true });
+    expect(plan.status, JSON.stringify(plan.body)).toBe(200);
+    expect(plan.body.plan).toMatchObject({ itemCount: 1 + APPS, cascade: [{ type: 'app', count: APPS }] });
+    const child = await postRestore(h, { targetType: 'app', ids: [appId(6, 1)], dryRun: true });
+    expect(child.status).toBe(422);
+    expect(child.body.details).toMatchObject({ operationId: null, counts: { parent_deleted: 1 } });
+  });
+});
+
+describe('dry runs and retries', () => {
+  it('dryRun stores nothing and holds nothing; the same Idempotency-Key replays, another body is 409', async () => {
+    const body = { targetType: 'app', ids: [appId(5, 0)] };
+    const before = await query(h.databaseUrl, 'SELECT count(*)::int AS n FROM operations');
+    const dry = await postRestore(h, { ...body, dryRun: true });
+    expect(dry.status).toBe(200);
+    expect(dry.body).toMatchObject({ dryRun: true, plan: { itemCount: 1, planHash: expect.any(String) } });
+    expect(await query(h.databaseUrl, 'SELECT count(*)::int AS n FROM operations')).toEqual(before);
+
+    const first = await postRestore(h, body, 'restore-key-1');
+    expect(first.status).toBe(201);
+    const again = await postRestore(h, body, 'restore-key-1');
+    expect(again.status).toBe(200);
+    expect(again.headers['idempotent-replayed']).toBe('true');
+    expect(again.body.id).toBe(first.body.id);
+    const other = await postRestore(h, { ...body, reason: 'another reason' }, 'restore-key-1');
+    expect([other.status, other.body.code]).toEqual([409, 'IDEMPOTENCY_KEY_REUSED']);
+    await command(h, 'operator', first.body.id, 'abort', { reason: 'done with it' }).expect(200);
+  });
+});
