@@ -3,6 +3,8 @@
 //   trickles is cut off on every route by installBodyDeadline, answered 408 REQUEST_TIMEOUT in the
 //   project's error shape; Node's own requestTimeout is a backstop a little later, for requests
 //   that never reach a route (slow headers), answered by clientErrorHandler in the same shape;
+// - a request answered before its body was all read has the rest drained (installBodyDeadline),
+//   so that its keep-alive connection serves the next request;
 // - answering must finish within handlerTimeoutMs: 503 HANDLER_TIMEOUT with Retry-After
 //   (installHandlerDeadline). A submission still planning then rolls back instead of committing.
 //   Not Fastify's own handlerTimeout: in 5.12 the end of a request body clears its timer, so it
@@ -135,6 +137,17 @@ export function installBodyDeadline(app: FastifyInstance, requestTimeoutMs: numb
     raw.on('error', gone);
     raw.once('close', () => {
       if (!raw.readableEnded) gone();
+    });
+    // Answered before the body was all read (refused early, or out of time): the rest is read and
+    // dropped, as Node does itself for a body nobody reads (it cannot see this one is unread, as it
+    // is piped here), so the connection can carry the client's next request. Without this, that
+    // request sat behind the unread bytes until the keep-alive timeout closed the connection (72 s).
+    // Node's requestTimeout still bounds how long a client may take to send the rest.
+    reply.raw.once('finish', () => {
+      if (raw.readableEnded) return;
+      raw.unpipe(body);
+      body.destroy(new BadRequestError('ANSWERED', 'The request was answered before its body was read'));
+      raw.resume();
     });
     raw.pipe(body);
     return body;

@@ -150,11 +150,14 @@ it(
     const authSeen = new Set<string>();
     const endpointsSent = new Set<number>();
     let before = await fingerprint(t.app.db.pool);
+    // A request's answer can depend on the one before it on the same connection.
+    let previous = '(none)';
     const run = async (plan: Plan) => {
       const wire = materialize(plan, endpoints, pools, t.tokens);
       const started = performance.now();
       const answers = await exchange(wire);
       const ms = performance.now() - started;
+
       const after = await fingerprint(t.app.db.pool);
       // The hostile request's answer is the last one (a pipelined well-formed request comes first).
       const res = answers[answers.length - 1]!;
@@ -176,9 +179,11 @@ it(
       if (problems.length) {
         throw new Error(
           `${problems.join('; ')}\n  request: ${describeRequest(wire)}\n  answer: ${res.status} ${res.body.toString('utf8').slice(0, 500)}\n` +
+            `  previous request: ${previous}\n` +
             `  replay: HOSTILE_SEED=${SEED} HOSTILE_REQUESTS=${REQUESTS} npx vitest run test/hostile`,
         );
       }
+      previous = `${describeRequest(wire)} → ${answers.map((a) => a.status).join(', ')}`;
     };
     try {
       await fc.assert(fc.asyncProperty(arb, run), { numRuns: REQUESTS, seed: SEED });

@@ -331,7 +331,7 @@ function parseResponses(data: Buffer, methods: string[]): WireResponse[] {
  * Sends raw bytes on a connection of its own and reads until the server closes it (every raw
  * request asks for that). Several answers for a pipelined request, the last being the hostile one.
  */
-export function sendRaw(port: number, req: WireRequest, timeoutMs = 10_000): Promise<WireResponse[]> {
+export function sendRaw(port: number, req: WireRequest, timeoutMs = SILENT_MS): Promise<WireResponse[]> {
   // A lowercase `head` is no HEAD to the server (it is refused with a body like any error).
   const method = req.framing === 'lowercaseMethod' ? req.method.toLowerCase() : req.method;
   const methods = req.framing === 'pipelined' ? ['GET', method] : [method];
@@ -365,7 +365,13 @@ export interface WireResponse {
 
 const agent = new Agent({ keepAlive: true, maxSockets: 1 });
 
-export function send(port: number, req: WireRequest, timeoutMs = 30_000): Promise<WireResponse> {
+/**
+ * How long a connection may sit silent waiting for an answer: far above a loaded machine's latency,
+ * far below the keep-alive timeout (72 s) a stalled connection would otherwise wait for.
+ */
+const SILENT_MS = 20_000;
+
+export function send(port: number, req: WireRequest, timeoutMs = SILENT_MS): Promise<WireResponse> {
   return new Promise((resolve) => {
     const r = httpRequest(
       {
