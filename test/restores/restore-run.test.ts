@@ -2,6 +2,7 @@
 // tenant restored after a completed delete with the registry adapter and with the HTTP adapter,
 // an operation restored, a list of IDs restored, and restores to a point in time (asOf) across two
 // deletes of the same resource and of a site's apps. Cascades come back with their parent.
+import { METRICS_TOKEN } from '../support/app.ts';
 import request from 'supertest';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { buildExecHarness, type ExecHarness } from '../support/execution.ts';
@@ -99,7 +100,10 @@ describe('registry adapter', () => {
       action: 'operation.completed',
       payload: { kind: 'restore', items: 1 + APPS, restored: 1 + APPS, notRestored: 0 },
     });
-    const metrics = await request(h.app.server).get('/metrics').expect(200);
+    const metrics = await request(h.app.server)
+      .get('/metrics')
+      .set('authorization', `Bearer ${METRICS_TOKEN}`)
+      .expect(200);
     const restored = /blastgate_restore_items\{outcome="restored"\} (\d+)/.exec(metrics.text);
     expect(Number(restored?.[1])).toBeGreaterThanOrEqual(1 + APPS);
   });

@@ -9,7 +9,7 @@ import {
   type LifecycleState,
   type OpState,
 } from '../../src/modules/operations/lifecycle.ts';
-import { at, ev, fx, HALT_PAUSE, HALT_ROLLBACK, makeState, NOW, stats } from './lifecycle.fixtures.ts';
+import { at, ev, fx, HALT_PAUSE, HALT_ROLLBACK, makeState, NOW, stats, who } from './lifecycle.fixtures.ts';
 
 const restoreAt = (state: OpState, over: Partial<LifecycleState> = {}) => at(state, { kind: 'restore', ...over });
 const ok = (s: LifecycleState, e: LifecycleEvent) => {
@@ -52,7 +52,10 @@ describe('a restore is never rolled back', () => {
     'abort from %s ends it cancelled, saying why',
     (state) => {
       const d = ok(restoreAt(state), ev.abort());
-      expect(d.next).toMatchObject({ state: 'cancelled', haltReason: 'restore aborted by tok_op: wrong list' });
+      expect(d.next).toMatchObject({
+        state: 'cancelled',
+        haltReason: `restore aborted by ${who('tok_op').name}: wrong list`,
+      });
       expect(fx(d.effects)).toEqual(['stop_execution', 'audit']);
       expect(d.effects[1]).toMatchObject({ action: 'operation.cancelled', detail: { started: true } });
     },

@@ -1,6 +1,7 @@
 // POST /v1/restores: what a restore asks for, and the policies it runs with. A restore is an
 // operation (action "restore"), so everything after the request is the Operation schema.
 import { Type, type Static, type TObject } from '@fastify/type-provider-typebox';
+import { IdString, MultilineText, Text } from '../../lib/schemas.ts';
 import { MAX_INLINE_IDS } from '../operations/intake.ts';
 import {
   HaltPolicy,
@@ -63,17 +64,14 @@ function withoutDefaults<T extends TObject>(schema: T, description: string) {
 export const CreateRestoreBody = Type.Object(
   {
     tenantId: Type.Optional(
-      Type.String({
-        minLength: 1,
-        maxLength: 200,
+      IdString({
         description:
           'Scope: everything of this tenant that Blastgate deleted (across operations) and that is still deleted',
       }),
     ),
     deletedSince: Type.Optional(Timestamp('With tenantId: only what was deleted at or after this time')),
     operationId: Type.Optional(
-      Type.String({
-        minLength: 1,
+      IdString({
         maxLength: 100,
         description:
           'Scope: everything this delete operation deleted that is still deleted (the operation must have ended: completed, completed_with_failures or rollback_incomplete)',
@@ -86,7 +84,7 @@ export const CreateRestoreBody = Type.Object(
       }),
     ),
     ids: Type.Optional(
-      Type.Array(Type.String({ minLength: 1, maxLength: 200 }), {
+      Type.Array(IdString(), {
         minItems: 1,
         maxItems: MAX_INLINE_IDS,
         description: `Scope, with targetType: these resources (up to ${MAX_INLINE_IDS})`,
@@ -97,8 +95,8 @@ export const CreateRestoreBody = Type.Object(
         'Point in time: each resource goes back to its last snapshot taken before this time (default: the one taken before its latest delete)',
       ),
     ),
-    reason: Type.String({ minLength: 3, maxLength: 2000, description: 'Why this is being restored' }),
-    ticket: Type.String({ minLength: 1, maxLength: 200, description: 'Incident or change ticket' }),
+    reason: MultilineText({ minLength: 3, maxLength: 2000, description: 'Why this is being restored' }),
+    ticket: Text({ minLength: 1, maxLength: 200, description: 'Incident or change ticket' }),
     rollout: Type.Optional(
       withoutDefaults(
         RolloutPolicy,
