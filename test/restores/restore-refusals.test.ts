@@ -149,6 +149,7 @@ describe('per ID, like a delete plan', () => {
       erased: 1,
       purged: 1,
       parent_deleted: 1,
+      out_of_scope: 0,
     });
     const o = r.body.details.offenders;
     expect(o.in_flight).toEqual([
@@ -199,6 +200,33 @@ describe('per ID, like a delete plan', () => {
     const child = await postRestore(h, { targetType: 'app', ids: [appId(6, 1)], dryRun: true });
     expect(child.status).toBe(422);
     expect(child.body.details).toMatchObject({ operationId: null, counts: { parent_deleted: 1 } });
+  });
+});
+
+describe('token scope', () => {
+  it('a scoped token restores only its own types and tenants: the rest is out_of_scope, naming the scope', async () => {
+    const mint = async (name: string, tenants: string[]) =>
+      (
+        await request(h.app.server)
+          .post('/v1/admin/tokens')
+          .set('authorization', h.auth('admin'))
+          .send({ name, role: 'requester', scope: { resourceTypes: ['app'], tenants } })
+          .expect(201)
+      ).body.token as string;
+    const elsewhere = await mint('restore-team-1', [tenantId(1)]);
+    const own = await mint('restore-team-5', [tenantId(5)]);
+    const body = { targetType: 'app', ids: [appId(5, 0)], reason: 'scoped restore', ticket: 'INC-9', dryRun: true };
+    const refused = await request(h.app.server)
+      .post('/v1/restores')
+      .set('authorization', `Bearer ${elsewhere}`)
+      .send(body)
+      .expect(422);
+    expect(refused.body.details).toMatchObject({
+      counts: { out_of_scope: 1, ok: 0 },
+      scope: { token: 'restore-team-1', tenants: [tenantId(1)] },
+    });
+    expect(refused.body.message).toContain('Token "restore-team-1" may submit only resources of type app');
+    await request(h.app.server).post('/v1/restores').set('authorization', `Bearer ${own}`).send(body).expect(200);
   });
 });
 

@@ -4,6 +4,7 @@ import { Type } from '@fastify/type-provider-typebox';
 import { errorResponses, type App } from '../../lib/schemas.ts';
 import { DryRunView } from '../operations/schemas.ts';
 import { operationReads } from '../operations/repository.ts';
+import type { ScopeReport } from '../operations/scope.ts';
 import { dryRunRejected, planRejected } from '../operations/submission.ts';
 import { operationView } from '../operations/views.ts';
 import { CreateRestoreBody } from './schemas.ts';
@@ -68,12 +69,16 @@ export default async function restoreRoutes(app: App) {
         case 'dry_run':
           return reply.status(200).send({ dryRun: true, plan: result.plan });
         case 'dry_run_rejected':
-          throw dryRunRejected(result.classification.counts, result.classification.samples, null);
+          throw dryRunRejected(result.classification.counts, result.classification.samples, result.tokenScope);
         case 'rejected': {
           req.auditedByService = true;
           if (result.replayed) reply.header('idempotent-replayed', 'true');
-          const r = result.operation.rejection as { counts: Record<string, number>; offenders: unknown };
-          throw planRejected(r.counts, r.offenders, result.operation.id, null);
+          const r = result.operation.rejection as unknown as {
+            counts: Record<string, number>;
+            offenders: unknown;
+            scope?: ScopeReport;
+          };
+          throw planRejected(r.counts, r.offenders, result.operation.id, r.scope ?? null);
         }
       }
     },

@@ -23,6 +23,7 @@ export const RESTORE_CLASSES = [
   'in_flight',
   'superseded',
   'parent_deleted',
+  'out_of_scope',
 ] as const;
 export type RestoreClass = (typeof RESTORE_CLASSES)[number];
 

@@ -35,6 +35,8 @@ import { lockPlanned } from '../operations/resource-locks.ts';
 import type { ServiceLog } from '../operations/service.ts';
 import { insertRestoreItems, resolveRestore, restoreDigestInput, rootTypes, splitDescendants } from './resolve.ts';
 import { checkSource, nothingToRestore, scopeOf } from './scope.ts';
+import { markOutOfScope } from './token-scope.ts';
+import { scopeReport, type ScopeReport } from '../operations/scope.ts';
 import {
   RESTORE_CLASSES,
   RESTORE_HALT,
@@ -46,7 +48,7 @@ import {
 export type RestoreResult =
   | { kind: 'planned' | 'rejected'; operation: OperationRow; replayed: boolean }
   | { kind: 'dry_run'; plan: PlanSummary }
-  | { kind: 'dry_run_rejected'; classification: Classification<RestoreClass> };
+  | { kind: 'dry_run_rejected'; classification: Classification<RestoreClass>; tokenScope: ScopeReport | null };
 
 const newOperationId = () => `op_${Date.now().toString(36)}${randomBytes(8).toString('hex')}`;
 
@@ -119,6 +121,7 @@ export function restoreService(deps: {
           if (existing.rowCount) return replay(s.idempotencyKey, requestHash);
         }
         await resolveRestore(client, scope);
+        await markOutOfScope(client, principal.scope);
         if (scope.kind !== 'ids' && (await client.query('SELECT 1 FROM plan_input LIMIT 1')).rowCount === 0)
           throw nothingToRestore(scope);
         let cls = await summarize(client, RESTORE_CLASSES);
@@ -142,14 +145,15 @@ export function restoreService(deps: {
         };
         const audit = { tokenId: principal.tokenId, scope, reason: body.reason, ticket: body.ticket };
         if (cls.rejected) {
-          if (dryRun) return { kind: 'dry_run_rejected', classification: cls };
+          const tokenScope = cls.counts.out_of_scope > 0 ? scopeReport(principal) : null;
+          if (dryRun) return { kind: 'dry_run_rejected', classification: cls, tokenScope };
           await insertOperation(client, {
             ...base,
             targetType: scope.kind === 'ids' ? scope.targetType : ((await rootTypes(client))[0]?.type ?? 'unknown'),
             state: 'rejected',
             plan: null,
             planHash: null,
-            rejection: { counts: cls.counts, offenders: cls.samples },
+            rejection: { counts: cls.counts, offenders: cls.samples, ...(tokenScope ? { scope: tokenScope } : {}) },
             expiresAt: null,
             itemCount: 0,
             tenantCount: 0,
