@@ -32,12 +32,24 @@ async function external(env: Record<string, string> = {}) {
   };
 }
 
-const call = (url: string, path: string, token: string, init: RequestInit = {}) =>
-  fetch(`${url}${path}`, {
-    ...init,
-    headers: { authorization: `Bearer ${token}`, ...(init.body ? { 'content-type': 'application/json' } : {}) },
-    signal: AbortSignal.timeout(15_000),
-  });
+// A server just started on a loaded machine may shed a request (503 OVERLOADED, Retry-After): that
+// is load shedding doing its job, not what this file tests, so such a request is sent again.
+async function call(url: string, path: string, token: string, init: RequestInit = {}): Promise<Response> {
+  for (let attempt = 1; ; attempt++) {
+    const res = await fetch(`${url}${path}`, {
+      ...init,
+      headers: { authorization: `Bearer ${token}`, ...(init.body ? { 'content-type': 'application/json' } : {}) },
+      signal: AbortSignal.timeout(15_000),
+    });
+    if (res.status !== 503 || attempt === 10) return res;
+    const body = (await res
+      .clone()
+      .json()
+      .catch(() => ({}))) as { code?: string };
+    if (body.code !== 'OVERLOADED') return res;
+    await new Promise((r) => setTimeout(r, Number(res.headers.get('retry-after') ?? 1) * 1000));
+  }
+}
 
 async function stop(s: ServerChild) {
   s.signal('SIGTERM');
