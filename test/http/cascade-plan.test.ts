@@ -214,4 +214,23 @@ describe('a site delete takes its active descendants with it', () => {
       .expect(409);
     expect(again.body.details.changed).toEqual([expect.objectContaining({ resourceId: 'app_new', planned: null })]);
   });
+
+  it('refuses a cascade deeper than it follows instead of leaving the deepest resources behind, naming them', async () => {
+    // site 33 → app → widget ×5: the fifth widget is at level 6, below the last level followed.
+    const chain = ['dw_1', 'dw_2', 'dw_3', 'dw_4', 'dw_5'];
+    for (const [k, id] of chain.entries())
+      await query(
+        t.databaseUrl,
+        `INSERT INTO resources (id, type, tenant_id, parent_id) VALUES ($1, 'widget', $2, $3)`,
+        [id, tenantId(33), k === 0 ? appId(33, 0) : chain[k - 1]],
+      );
+    const res = await submit([siteId(32), siteId(33)], { dryRun: true }).expect(422);
+    expect(res.body).toMatchObject({
+      code: 'CASCADE_TOO_DEEP',
+      details: { maxDepth: 5, resources: [{ id: siteId(33), beyondDepth: 'dw_5' }] },
+    });
+    await query(t.databaseUrl, `UPDATE resources SET state = 'soft_deleted' WHERE id = 'dw_5'`);
+    const ok = await submit([siteId(32), siteId(33)], { dryRun: true }).expect(200);
+    expect(ok.body.plan.cascade).toEqual(expect.arrayContaining([{ type: 'widget', count: 4 }]));
+  });
 });

@@ -4,6 +4,7 @@
 // classified, counted, budgeted and locked with the submitted IDs, and written to the ledger after
 // them, each naming the item whose delete takes it.
 import type pg from 'pg';
+import { UnprocessableError } from '../../lib/errors.ts';
 import { LIVE_STATES } from './lifecycle-types.ts';
 
 /** Levels of descendants followed below a submitted resource. */
@@ -35,6 +36,27 @@ export async function expandCascade(client: pg.PoolClient, cascadeTo: string[]):
      WHERE NOT EXISTS (SELECT 1 FROM plan_class c WHERE c.id = t.id)
      ORDER BY t.id, t.depth`,
     [cascadeTo, CASCADE_DEPTH],
+  );
+  await refuseDeeperCascades(client, cascadeTo);
+}
+
+/**
+ * A descendant at the last level followed that has active children of cascade types would leave
+ * them behind, active under a deleted parent: such a plan is refused, naming the resources whose
+ * cascade is too deep, rather than deleting part of a tree and saying nothing.
+ */
+async function refuseDeeperCascades(client: pg.PoolClient, cascadeTo: string[]): Promise<void> {
+  const deep = await client.query<{ root: string; id: string }>(
+    `SELECT DISTINCT ON (pc.root) pc.root, r.id FROM plan_cascade pc
+     JOIN resources r ON r.parent_id = pc.id AND r.state = 'active' AND r.type = ANY($1::text[])
+     WHERE pc.depth = $2 ORDER BY pc.root, r.id LIMIT 100`,
+    [cascadeTo, CASCADE_DEPTH],
+  );
+  if (deep.rowCount === 0) return;
+  throw new UnprocessableError(
+    'CASCADE_TOO_DEEP',
+    `The cascade of ${deep.rows.length === 100 ? 'at least 100' : deep.rows.length} submitted resource(s) goes deeper than ${CASCADE_DEPTH} levels (e.g. ${deep.rows[0]!.root} reaches ${deep.rows[0]!.id}); nothing was planned. Delete the deepest resources first, in an operation of their own.`,
+    { maxDepth: CASCADE_DEPTH, resources: deep.rows.map((r) => ({ id: r.root, beyondDepth: r.id })) },
   );
 }
 
