@@ -52,7 +52,10 @@ describe('a restore is never rolled back', () => {
     'abort from %s ends it cancelled, saying why',
     (state) => {
       const d = ok(restoreAt(state), ev.abort());
-      expect(d.next).toMatchObject({ state: 'cancelled', haltReason: 'restore aborted by tok_op: wrong list' });
+      expect(d.next).toMatchObject({
+        state: 'cancelled',
+        haltReason: 'restore aborted by oncall-operator: wrong list',
+      });
       expect(fx(d.effects)).toEqual(['stop_execution', 'audit']);
       expect(d.effects[1]).toMatchObject({ action: 'operation.cancelled', detail: { started: true } });
     },

@@ -12,6 +12,7 @@ import { CASCADE_DEPTH } from '../operations/cascade-plan.ts';
 import { relockTouched } from '../operations/resource-locks.ts';
 import { restoreStale } from '../restores/stale.ts';
 import type { Metrics } from '../../plugins/metrics.ts';
+import { erasureAuditDetail } from '../erasure/keys.ts';
 import { createEngine, type Change, type Engine, type EngineStore } from './engine.ts';
 import type { Queues } from './queues.ts';
 import { loadOperation, type OperationRecord } from './state.ts';
@@ -182,8 +183,13 @@ async function persist(tx: pg.PoolClient, record: OperationRecord, n: LifecycleS
     );
   }
   // A restore's events say so, and the one that ends it says how many items came back.
+  // An erasure's likewise, with the snapshot keys it destroyed.
   const restore =
-    record.action === 'restore' ? { kind: 'restore', ...(ended ? await restoreCounts(tx, opId) : {}) } : {};
+    record.action === 'restore'
+      ? { kind: 'restore', ...(ended ? await restoreCounts(tx, opId) : {}) }
+      : record.action === 'erase'
+        ? await erasureAuditDetail(tx, opId, ended)
+        : {};
   for (const e of c.effects) {
     if (e.type !== 'audit') continue;
     await appendAudit(tx, {

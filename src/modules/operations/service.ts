@@ -54,6 +54,9 @@ export type SubmitResult =
   | { kind: 'dry_run'; plan: PlanSummary }
   | { kind: 'dry_run_rejected'; classification: Classification; scope: ScopeReport | null };
 
+/** Why every erasure plan needs break-glass approval (an admin and a second approver). */
+export const ERASURE_REASON = 'compliance erasure: permanent, destroys snapshots';
+
 const newOperationId = () => `op_${Date.now().toString(36)}${randomBytes(8).toString('hex')}`;
 
 export interface ServiceLog {
@@ -108,9 +111,21 @@ export function operationService(deps: {
     const dryRun = spec.dryRun ?? false;
     const rollout = withRolloutDefaults(spec.rollout);
     const haltPolicy = withHaltDefaults(spec.haltPolicy);
-    const mode = spec.mode ?? 'soft';
+    // A delete is soft; the one permanent path is a compliance erasure, which says so by name
+    // (and needs an admin and a second approver), not a mode flag that quietly skips retention.
+    if (spec.mode === 'hard')
+      throw new UnprocessableError(
+        'HARD_MODE_REPLACED',
+        'mode "hard" is no longer accepted: a delete is soft (restorable during retention). To delete permanently ' +
+          'within retention and destroy the snapshots, submit a compliance erasure with erasure: true (it needs an ' +
+          'admin approval and a second approver); past retention, a purge removes soft-deleted items',
+        { field: 'mode', value: 'hard', use: { erasure: true } },
+      );
+    const erasure = spec.erasure ?? false;
+    const action = erasure ? 'erase' : 'delete';
+    const mode = erasure ? 'hard' : 'soft';
     const normalizedSpec = {
-      action: 'delete',
+      action,
       targetType: spec.targetType,
       mode,
       reason: spec.reason,
@@ -162,7 +177,7 @@ export function operationService(deps: {
         for (const [c, n] of Object.entries(cls.counts)) if (n) metrics.planIds.inc({ class: c }, n);
         const base = {
           id: operationId,
-          action: 'delete',
+          action,
           targetType: type.name,
           mode,
           reason: spec.reason,
@@ -220,8 +235,8 @@ export function operationService(deps: {
           tenants: loads.map((l) => l.tenantId),
           lock: !dryRun,
         });
-        if (mode === 'hard') {
-          summary.breakGlassReasons.push('mode "hard" deletes permanently, with no retention window');
+        if (erasure) {
+          summary.breakGlassReasons.push(ERASURE_REASON);
           summary.requiresBreakGlass = true;
         }
         lap('planMs');
@@ -252,6 +267,7 @@ export function operationService(deps: {
           payload: {
             tokenId: principal.tokenId,
             targetType: type.name,
+            kind: action,
             mode,
             items: summary.itemCount,
             tenants: summary.tenantCount,
