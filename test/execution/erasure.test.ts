@@ -97,6 +97,15 @@ describe('mode "hard" is replaced by compliance erasure', () => {
     const soft = await submit({ mode: 'soft', ids, dryRun: true });
     expect(soft.status, JSON.stringify(soft.body)).toBe(200);
     expect(soft.body.plan.requiresBreakGlass).toBe(false);
+    // The text form takes erasure=true in its query string.
+    const textErasure = await request(h.app.server)
+      .post('/v1/operations/text')
+      .query({ ...SPEC, erasure: true, dryRun: true })
+      .set('authorization', h.auth('requester'))
+      .set('content-type', 'text/plain')
+      .send(ids.join('\n'));
+    expect(textErasure.status, JSON.stringify(textErasure.body)).toBe(200);
+    expect(textErasure.body.plan.breakGlassReasons).toContain('compliance erasure: permanent, destroys snapshots');
   });
 });
 
@@ -214,6 +223,45 @@ describe('compliance erasure', () => {
     expect(Number(/blastgate_erasure_items\{outcome="erased"\} (\d+)/.exec(metrics.text)?.[1])).toBeGreaterThanOrEqual(
       ids.length,
     );
+  });
+
+  it('erases resources a delete left soft-deleted (within retention); that delete can then never roll back as success', async () => {
+    // The registry adapter: the registry row holds the soft delete (an HTTP adapter leaves it to imports).
+    await query(h.databaseUrl, `UPDATE resource_types SET adapter = '{"kind":"registry"}' WHERE name = 'app'`);
+    try {
+      const ids = appsOf(freshSites(1), APPS);
+      const registry = async () =>
+        new Set(
+          (await query<{ state: string }>(h.databaseUrl, 'SELECT state FROM resources WHERE id = ANY($1)', [ids])).map(
+            (r) => r.state,
+          ),
+        );
+      const del = await submitAndStart(h, { ids, rollout: ROLLOUT, haltPolicy: HALT });
+      await waitForState(h, del.id, ['completed']);
+      expect(await registry()).toEqual(new Set(['soft_deleted']));
+      // A second delete of them is refused (already deleted); an erasure takes them.
+      const again = await submit({ ids, dryRun: true });
+      expect(again.body.details.counts.already_deleted).toBe(ids.length);
+      const op = await submitAndStart(h, { ...SPEC, erasure: true, ids, rollout: ROLLOUT, haltPolicy: HALT });
+      expect((await waitForState(h, op.id, ['completed', 'completed_with_failures', 'halted', 'paused'])).state).toBe(
+        'completed',
+      );
+      expect(await registry()).toEqual(new Set(['purged']));
+      expect((await readSnapshots(ids)).every((r) => !r.ok && r.reason === 'erased')).toBe(true);
+      // The delete's rollback has nothing to restore from: it ends rollback_incomplete, never rolled_back.
+      await command(h, 'operator', del.id, 'rollback', { reason: 'bring them back' }).expect(200);
+      expect((await waitForState(h, del.id, ['rolled_back', 'rollback_incomplete'])).state).toBe('rollback_incomplete');
+      const items = await query<{ state: string }>(
+        h.databaseUrl,
+        'SELECT state FROM operation_items WHERE operation_id = $1',
+        [del.id],
+      );
+      expect(items.every((x) => x.state === 'restore_failed')).toBe(true);
+      expect(await registry()).toEqual(new Set(['purged']));
+      expect((await verify()).valid).toBe(true);
+    } finally {
+      await useHttpAdapter(h, false);
+    }
   });
 
   it('an item whose hard delete failed keeps its keys and its readable snapshot; the end does not read as success', async () => {

@@ -9,6 +9,7 @@ import { inTransaction } from '../../lib/sql.ts';
 import type { Metrics } from '../../plugins/metrics.ts';
 import type { Principal } from '../auth/roles.ts';
 import { appendAudit } from '../audit/repository.ts';
+import { statesActedOn } from '../erasure/states.ts';
 import { readIds, type IdBatches } from './intake.ts';
 import { lockPlanned } from './resource-locks.ts';
 import { buildPlan, computePlanHash, insertItems, insertWaves, type PlanSummary } from './plan-build.ts';
@@ -167,7 +168,14 @@ export function operationService(deps: {
           ]);
           if (existing.rowCount) return replay(s.idempotencyKey, requestHash, client);
         }
-        let cls = await classify(client, type.name, type.id_pattern, type.cascade_to ?? [], principal.scope);
+        let cls = await classify(
+          client,
+          type.name,
+          type.id_pattern,
+          type.cascade_to ?? [],
+          principal.scope,
+          statesActedOn(action),
+        );
         // A resource is in at most one live operation — the descendants a cascade takes too: take
         // them all, or learn who got there first.
         if (!cls.rejected && !dryRun && !(await lockPlanned(client, operationId, cls.counts.ok + cls.descendants))) {
