@@ -3,7 +3,9 @@
 // second approver, hard-deletes each item once, destroys the per-resource keys so every snapshot of
 // the erased resources (an earlier delete's too) reads `erased`, leaves the audit chain verifying,
 // can never be rolled back to a state that reads as success, and a restore of an erased resource is
-// refused per ID with `erased`. An item whose hard delete failed keeps its keys.
+// refused per ID with `erased`. An item whose hard delete failed keeps its keys; one whose applied
+// call lost its answer keeps them until the retry is recorded done. Soft-deleted resources (within
+// retention) are erasable, and the delete that soft-deleted them can then not roll back as success.
 import pg from 'pg';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -261,6 +263,44 @@ describe('compliance erasure', () => {
       expect((await verify()).valid).toBe(true);
     } finally {
       await useHttpAdapter(h, false);
+    }
+  });
+
+  it('a hard delete applied whose answer was lost: keys stay until the retry is recorded done, then go; applied once', async () => {
+    const ids = appsOf(freshSites(1), APPS);
+    const seenAtApply: { id: string; live: number }[] = [];
+    h.downstream.beforeApply(async (call) => {
+      if (call.action !== 'hardDelete' || !ids.includes(call.resourceId!)) return;
+      const [k] = await query<{ live: number }>(
+        h.databaseUrl,
+        'SELECT count(*)::int AS live FROM resource_keys WHERE resource_id = $1 AND erased_at IS NULL',
+        [call.resourceId],
+      );
+      seenAtApply.push({ id: call.resourceId!, live: k!.live });
+    });
+    h.downstream.failOnly(['hardDelete']);
+    h.downstream.failNext(ids.length, 502, { afterApply: true });
+    try {
+      const op = await submitAndStart(h, {
+        ...SPEC,
+        erasure: true,
+        ids,
+        rollout: { ...ROLLOUT, waves: ['100%'] },
+        haltPolicy: HALT,
+      });
+      expect((await waitForState(h, op.id, ['completed', 'completed_with_failures', 'halted', 'paused'])).state).toBe(
+        'completed',
+      );
+      // Applied once each (the retry was answered from the idempotency record), with the key live then.
+      expect(seenAtApply.map((x) => x.id).sort()).toEqual([...ids].sort());
+      expect(seenAtApply.every((x) => x.live === 1)).toBe(true);
+      const sent = h.downstream.calls.filter((c) => c.action === 'hardDelete' && ids.includes(c.resourceId!));
+      expect(sent.length).toBeGreaterThan(ids.length);
+      expect((await readSnapshots(ids)).every((r) => !r.ok && r.reason === 'erased')).toBe(true);
+    } finally {
+      h.downstream.beforeApply(undefined);
+      h.downstream.failNext(0, 502);
+      h.downstream.failOnly(null);
     }
   });
 
