@@ -7,6 +7,7 @@ import { DEFAULT_LIMITS, type Config, type Limits } from './config.ts';
 import dbPlugin from './plugins/db.ts';
 import redisPlugin from './plugins/redis.ts';
 import metricsPlugin, { createMetrics, registerLedgerGauges, type Metrics } from './plugins/metrics.ts';
+import { registerErasureMetrics } from './modules/erasure/metrics.ts';
 import swaggerPlugin from './plugins/swagger.ts';
 import helmetPlugin from './plugins/helmet.ts';
 import downstreamPlugin from './plugins/downstream.ts';
@@ -107,6 +108,7 @@ export async function buildApp(opts: AppOptions): Promise<App> {
   await app.register(downstreamPlugin, { policy: opts.downstream ?? DENY_ALL });
   await app.register(metricsPlugin, { metrics: opts.metrics ?? createMetrics(), token: opts.config.metricsToken });
   registerLedgerGauges(app.metrics, app.db.pool);
+  registerErasureMetrics(app.metrics, app.db.pool);
   await app.register(swaggerPlugin);
   await app.register(queuesPlugin, { prefix });
   await app.register(snapshotsPlugin, { masterKey: opts.config.snapshotKey });

@@ -7,6 +7,7 @@
 // back by themselves, and nothing here ends the process on a transient error.
 import { DelayedError, Worker, type Job } from 'bullmq';
 import type { FastifyBaseLogger } from 'fastify';
+import type pg from 'pg';
 import { isTransient } from './lib/transient.ts';
 import { closeDb, createDb } from './plugins/db.ts';
 import { createRedis } from './plugins/redis.ts';
@@ -28,6 +29,7 @@ import { pgThroughputRecorder } from './modules/operations/restore-estimate.ts';
 import { createVelocityLimiter } from './modules/execution/velocity.ts';
 import { checkSnapshotKey } from './modules/snapshots/key-check.ts';
 import { snapshotStore } from './modules/snapshots/store.ts';
+import { destroyKeysOf } from './modules/erasure/keys.ts';
 
 export interface WorkerOptions {
   databaseUrl: string;
@@ -100,7 +102,7 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
   const load = (opId: string) => loadOperation(db.pool, opId, false);
   const ledger = pgLedger(db.pool, leaseMs, snapshots);
   const velocity = createVelocityLimiter(producer, opts.queuePrefix, clock);
-  const chunkDeps = (job: Job, token: string | undefined): ChunkDeps => ({
+  const chunkDeps = (job: Job, token: string | undefined): ChunkDeps<pg.PoolClient> => ({
     load,
     ledger,
     engine,
@@ -112,6 +114,7 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
     leaseMs,
     metrics: opts.metrics,
     readSnapshots: (ids) => snapshots.get(db.pool, ids),
+    eraseKeys: (tx, opId, seqs) => destroyKeysOf(tx, snapshots, opId, seqs),
   });
 
   const common = { prefix: opts.queuePrefix, lockDuration, stalledInterval: lockDuration, maxStalledCount: 100 };

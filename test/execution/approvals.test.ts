@@ -123,9 +123,9 @@ describe('nothing starts before approval', () => {
 });
 
 describe('break-glass', () => {
-  it('a hard delete stays unapproved after approvers alone, is approved by an added admin approval, and then runs', async () => {
+  it('an erasure stays unapproved after approvers alone, is approved by an added admin approval, and then runs', async () => {
     const ids = appsOf([40, 41], APPS);
-    const op = await submit('requester', ids, { mode: 'hard' });
+    const op = await submit('requester', ids, { erasure: true });
     expect(op.status).toBe(201);
     expect(op.body.requiresBreakGlass).toBe(true);
     const { id, planHash } = op.body as { id: string; planHash: string };
@@ -168,8 +168,8 @@ describe('break-glass', () => {
     expect((await approveWith(h.auth('admin'), id, planHash)).body.state).toBe('approved');
   });
 
-  it('an admin approval alone is not enough either: break-glass needs two people', async () => {
-    const op = await submit('requester', appsOf([42], APPS), { mode: 'hard' });
+  it('an admin approval alone is not enough for an erasure either: break-glass needs two people', async () => {
+    const op = await submit('requester', appsOf([42], APPS), { erasure: true });
     const { id, planHash } = op.body as { id: string; planHash: string };
     expect((await approveWith(h.auth('admin'), id, planHash)).body.state).toBe('planned');
     expect((await approveWith(h.auth('approver'), id, planHash)).body.state).toBe('approved');

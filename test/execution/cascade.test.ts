@@ -190,29 +190,30 @@ describe('HTTP adapter: the downstream owns its cascade, Blastgate stores the sn
     expect((await items(op.id)).every((r) => r.state === 'restored')).toBe(true);
   });
 
-  it('a hard delete with a cascade is never rolled back as success: rollback_incomplete, every item listed', async () => {
+  it('an erasure with a cascade is never rolled back: 409, still completed, every item done, the apps purged', async () => {
     await useHttp();
     const sites = freshSites(1);
     h.downstream.cascade(siteId(sites[0]!), appsOfSite(sites[0]!));
-    const op = await deleteSites(sites, { mode: 'hard' });
+    const op = await deleteSites(sites, { erasure: true });
     expect((await waitForState(h, op.id, ['completed', 'halted', 'rolling_back'])).state).toBe('completed');
     for (const a of appsOfSite(sites[0]!)) expect(h.downstream.state(a)).toBe('purged');
-    await command(h, 'operator', op.id, 'rollback', { reason: 'we need them back' }).expect(200);
-    expect((await waitForState(h, op.id, ['rolled_back', 'rollback_incomplete'])).state).toBe('rollback_incomplete');
+    const r = await command(h, 'operator', op.id, 'rollback', { reason: 'we need them back' });
+    expect([r.status, r.body.code]).toEqual([409, 'ROLLBACK_NOT_SUPPORTED']);
     const full = await request(h.app.server)
       .get(`/v1/operations/${op.id}`)
       .set('authorization', h.auth('viewer'))
       .expect(200);
-    expect(full.body.unfinished.count).toBe(1 + APPS);
-    expect(full.body.haltReason).toMatch(new RegExp(`${1 + APPS} item\\(s\\) could not be restored`));
+    expect(full.body).toMatchObject({
+      kind: 'erase',
+      state: 'completed',
+      counts: { items: 1 + APPS, erased: 1 + APPS },
+    });
     const ledger = await items(op.id);
-    expect(ledger.every((r) => r.state === 'restore_failed')).toBe(true);
-    // The site's restore was refused (409: purged; lastError keeps the status, never the answer's
-    // body); its apps were never sent under a purged site.
-    expect(ledger.find((r) => r.parent_seq === null)!.last_error).toMatch(/^HTTP 409 Conflict/);
-    for (const r of ledger.filter((x) => x.parent_seq !== null))
-      expect(r.last_error).toMatch(new RegExp(`^not restored: ${siteId(sites[0]!)} was not`));
-    expect(h.downstream.calls.filter((c) => c.action === 'restore' && c.resourceId?.startsWith('app_'))).toEqual([]);
+    expect(ledger.every((x) => x.state === 'done')).toBe(true);
+    // Nothing was sent to bring anything back.
+    expect(
+      h.downstream.calls.filter((c) => c.action === 'restore' && ledger.some((x) => x.resource_id === c.resourceId)),
+    ).toEqual([]);
   });
 });
 

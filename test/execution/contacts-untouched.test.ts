@@ -1,5 +1,5 @@
-// Every destructive path Blastgate has runs against tenants with contacts — soft delete, hard
-// delete, a site delete, a rollback, registry imports that change and replace resources, tenant
+// Every destructive path Blastgate has runs against tenants with contacts — soft delete, compliance
+// erasure (of apps, and of a site with its cascade), a site delete, a rollback, registry imports that change and replace resources, tenant
 // and type upserts — and the contacts are exactly as they were, down to their updated_at.
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -54,11 +54,14 @@ describe('tenant contacts', () => {
     const before = await contacts();
     expect(before).toHaveLength(SITES);
 
-    // Soft delete, then hard delete (break-glass), of apps.
+    // Soft delete, then a compliance erasure (admin + second approver), of apps.
     await runToEnd({ ids: appsOf([0, 1], APPS) });
     expect(await states(appsOf([0, 1], APPS))).toEqual(new Set(['soft_deleted']));
-    await runToEnd({ ids: appsOf([2], APPS), mode: 'hard' });
+    await runToEnd({ ids: appsOf([2], APPS), erasure: true });
     expect(await states(appsOf([2], APPS))).toEqual(new Set(['purged']));
+    // And an erasure of a site: its cascade takes the apps, and every key is destroyed.
+    await runToEnd({ targetType: 'site', ids: [siteId(9)], erasure: true });
+    expect(await states([siteId(9), ...appsOf([9], APPS)])).toEqual(new Set(['purged']));
 
     // A site delete (the type cascades to apps).
     await runToEnd({ targetType: 'site', ids: [siteId(5)] });

@@ -186,22 +186,31 @@ describe('no operation can wedge', () => {
 });
 
 describe('terminal states tell the truth', () => {
-  it('a rollback of a hard delete restores nothing and ends rollback_incomplete, listing every item', async () => {
+  it('an erasure is never rolled back to a state that reads as success: 409, the operation as it was', async () => {
     await query(h.databaseUrl, `UPDATE resource_types SET adapter = '{"kind":"registry"}' WHERE name = 'app'`);
     try {
       const ids = appsOf(freshSites(2), APPS);
-      const plan = await submitAndStart(h, { ids, mode: 'hard', rollout: ROLLOUT, haltPolicy: FAST_HALT });
+      // mode "hard" is gone: a permanent delete is a compliance erasure, by name.
+      const hard = await request(h.app.server)
+        .post('/v1/operations')
+        .set('authorization', h.auth('requester'))
+        .send({ targetType: 'app', reason: 'Remove the legacy app', ticket: 'CHG-1', ids, mode: 'hard' });
+      expect([hard.status, hard.body.code]).toEqual([422, 'HARD_MODE_REPLACED']);
+      const plan = await submitAndStart(h, { ids, erasure: true, rollout: ROLLOUT, haltPolicy: FAST_HALT });
       await waitForState(h, plan.id, ['completed']);
-      await command(h, 'operator', plan.id, 'rollback', { reason: 'we need them back' }).expect(200);
-      const end = await waitForState(h, plan.id, ['rolled_back', 'rollback_incomplete'], 30_000);
-      expect(end.state).toBe('rollback_incomplete');
-      const full = await request(h.app.server)
+      const before = await request(h.app.server)
         .get(`/v1/operations/${plan.id}`)
         .set('authorization', h.auth('viewer'))
         .expect(200);
-      expect(full.body.unfinished.count).toBe(ids.length);
-      expect(full.body.unfinished.items[0].lastError).toMatch(/purged/);
-      expect(full.body.haltReason).toMatch(new RegExp(`${ids.length} item\\(s\\) could not be restored`));
+      const r = await command(h, 'operator', plan.id, 'rollback', { reason: 'we need them back' });
+      expect([r.status, r.body.code]).toEqual([409, 'ROLLBACK_NOT_SUPPORTED']);
+      const after = await request(h.app.server)
+        .get(`/v1/operations/${plan.id}`)
+        .set('authorization', h.auth('viewer'))
+        .expect(200);
+      expect(after.body.state).toBe('completed');
+      expect(after.body.updatedAt).toBe(before.body.updatedAt);
+      expect((await ledger(h, plan.id)).every((x) => x.state === 'done')).toBe(true);
     } finally {
       await useHttpAdapter(h);
     }

@@ -163,10 +163,16 @@ describe('valid plans', () => {
     ]);
   });
 
-  it('marks hard deletes and protected tenants as requiring break-glass', async () => {
-    const res = await submit({ ...spec, mode: 'hard', ids: [appId(600, 0)] }).expect(201);
-    expect(res.body.requiresBreakGlass).toBe(true);
-    expect(res.body.plan.breakGlassReasons.join(' ')).toContain('hard');
+  it('marks compliance erasures as requiring break-glass, and refuses mode hard (HARD_MODE_REPLACED)', async () => {
+    const res = await submit({ ...spec, erasure: true, ids: [appId(600, 0)] }).expect(201);
+    expect(res.body).toMatchObject({ kind: 'erase', mode: 'hard', requiresBreakGlass: true });
+    expect(res.body.plan.breakGlassReasons).toContain('compliance erasure: permanent, destroys snapshots');
+    const hard = await submit({ ...spec, mode: 'hard', ids: [appId(601, 0)] }).expect(422);
+    expect(hard.body).toMatchObject({ code: 'HARD_MODE_REPLACED', details: { field: 'mode' } });
+    // A plain delete is soft and needs no break-glass for being one.
+    const soft = await submit({ ...spec, ids: [appId(601, 0)] }).expect(201);
+    expect(soft.body).toMatchObject({ kind: 'delete', mode: 'soft' });
+    expect(soft.body.plan.breakGlassReasons.join(' ')).not.toMatch(/erasure/);
   });
 
   it('dry run returns the plan and stores nothing', async () => {

@@ -34,6 +34,9 @@ function harness(o: {
   leaseMs?: number;
   concurrency?: number;
   state?: Parameters<typeof at>[0];
+  /** A compliance erasure: hardDelete, and keys destroyed with the items recorded done. */
+  erase?: boolean;
+  eraseFails?: boolean;
 }) {
   const n = o.n ?? 4;
   const items = new Map<number, Item>();
@@ -59,6 +62,9 @@ function harness(o: {
   const released: { seqs: number[]; error: string | null; uncount: boolean }[] = [];
   const refunds: number[] = [];
   const requeues: number[] = [];
+  const actions: string[] = [];
+  const txs: { record: Tx[]; erase: Tx[] } = { record: [], erase: [] };
+  const erased: number[][] = [];
   const base = at('running');
   const lifecycle = at(o.state ?? 'running', {
     currentWave: 0,
@@ -68,10 +74,10 @@ function harness(o: {
   const record: OperationRecord = {
     id: 'op_1',
     version: 3,
-    action: 'delete',
+    action: o.erase ? 'erase' : 'delete',
     targetType: 'app',
-    mode: 'soft',
-    lifecycle,
+    mode: o.erase ? 'hard' : 'soft',
+    lifecycle: o.erase ? { ...lifecycle, kind: 'erase' } : lifecycle,
     waves: [{ wave: 0, fromSeq: 0, toSeq: n }],
     wave: { wave: 0, fromSeq: 0, toSeq: n, ...wave },
   };
@@ -109,14 +115,17 @@ function harness(o: {
       for (const s of ok) items.get(s)!.executedSeq ??= 1000 + s;
       return new Set(ok);
     },
-    async record(_tx, _op, _w, token, outcomes: Outcome[]) {
+    async record(tx, _op, _w, token, outcomes: Outcome[]) {
+      txs.record.push(tx);
       const verdicts: ('done' | 'failed')[] = [];
+      const doneSeqs: number[] = [];
       for (const oc of outcomes) {
         const i = items.get(oc.seq)!;
         if (i.state !== 'claimed' || i.token !== token) continue;
         Object.assign(i, { state: oc.state, token: null, lastError: oc.error ?? i.lastError });
         if (oc.state === 'pending' && !oc.sent) i.attempts--;
         if (oc.state !== 'pending') verdicts.push(oc.state);
+        if (oc.state === 'done') doneSeqs.push(oc.seq);
       }
       wave = foldOutcomes(wave, verdicts);
       return {
@@ -124,6 +133,7 @@ function harness(o: {
         recordedDone: verdicts.filter((v) => v === 'done').length,
         recordedFailed: verdicts.filter((v) => v === 'failed').length,
         descendantsDone: 0,
+        doneSeqs,
       };
     },
     async waveStats() {
@@ -137,7 +147,8 @@ function harness(o: {
     async snapshot(list) {
       return list.map((i) => ({ ok: true, data: { id: i.resourceId } }));
     },
-    async apply(_action, list, opts) {
+    async apply(action, list, opts) {
+      actions.push(action);
       const out: ItemResult[] = [];
       for (const i of list) {
         if (!opts.shouldContinue()) {
@@ -201,12 +212,25 @@ function harness(o: {
     },
     clock: () => NOW,
     leaseMs: o.leaseMs ?? 30_000,
+    ...(o.erase
+      ? {
+          async eraseKeys(tx: Tx, _op: string, seqs: number[]) {
+            txs.erase.push(tx);
+            if (o.eraseFails) throw new Error('connection lost');
+            erased.push(seqs);
+            return { items: seqs.length, descendants: 0, keys: seqs.length };
+          },
+        }
+      : {}),
   };
   const job = { opId: 'op_1', epoch: 3, wave: 0, from: 0, to: n };
   const fence = { lost: false };
   return {
     run: () => processChunk(deps, 'job_1', job, fence),
     items,
+    actions,
+    txs,
+    erased,
     events,
     calls,
     released,
@@ -327,5 +351,41 @@ describe('processChunk', () => {
     expect(h.items.get(1)!.executedSeq).not.toBeNull(); // it may have been applied: the mark stays
     expect(h.events).toEqual([]); // nothing failed, and the wave is not settled
     expect(h.requeues).toEqual([50]);
+  });
+});
+
+describe('processChunk of a compliance erasure', () => {
+  it('hard-deletes, and destroys keys of exactly the items recorded done, in the transaction that records them', async () => {
+    const h = harness({
+      erase: true,
+      result: (i) => (i.resourceId === 'app_1' ? { ok: false, permanent: true, error: 'HTTP 404' } : { ok: true }),
+    });
+    await h.run();
+    expect(new Set(h.actions)).toEqual(new Set(['hardDelete']));
+    expect(states(h)).toEqual(['done', 'failed', 'done', 'done']);
+    // The failed item keeps its keys: its hard delete did not succeed.
+    expect(h.erased).toEqual([[0, 2, 3]]);
+    expect(h.txs.erase).toHaveLength(1);
+    expect(h.txs.erase[0]).toBe(h.txs.record[0]);
+  });
+
+  it('destroys no key when no item was done (every hard delete failed)', async () => {
+    const h = harness({ erase: true, result: () => ({ ok: false, permanent: true, error: 'HTTP 500' }) });
+    await h.run();
+    expect(states(h)).toEqual(['failed', 'failed', 'failed', 'failed']);
+    expect(h.txs.erase).toEqual([]);
+  });
+
+  it('a key eraser that fails fails the recording step (its transaction), so done is never committed alone', async () => {
+    const h = harness({ erase: true, eraseFails: true });
+    await expect(h.run()).rejects.toThrow('connection lost');
+    expect(h.erased).toEqual([]);
+  });
+
+  it('a delete never destroys keys', async () => {
+    const h = harness({});
+    await h.run();
+    expect(new Set(h.actions)).toEqual(new Set(['softDelete']));
+    expect(h.txs.erase).toEqual([]);
   });
 });

@@ -7,6 +7,7 @@ import type { Queryable } from '../../lib/sql.ts';
 import type { Metrics } from '../../plugins/metrics.ts';
 import { mayExecute, type LifecycleEvent } from '../operations/lifecycle.ts';
 import { assessWave, type WaveStats } from '../operations/wave-health.ts';
+import type { ErasedKeys } from '../erasure/keys.ts';
 import type { AdapterCache } from './adapters-cache.ts';
 import { execute } from './chunk-execute.ts';
 import type { RestoreReader } from './chunk-restore.ts';
@@ -43,6 +44,11 @@ export interface ChunkDeps<Tx = Queryable> {
   metrics?: Pick<Metrics, 'items'>;
   /** Restore operations: reads and verifies the snapshots items are restored to. */
   readSnapshots?: RestoreReader['readSnapshots'];
+  /**
+   * Erasures: destroys the snapshot keys of the items just recorded done (and their descendants),
+   * in the transaction that records them (erasure/keys.ts). Required for an erasure to record.
+   */
+  eraseKeys?(tx: Tx, opId: string, doneSeqs: number[]): Promise<ErasedKeys>;
 }
 
 const waveEvent = (
@@ -109,6 +115,13 @@ export async function processChunk<Tx>(deps: ChunkDeps<Tx>, jobId: string, j: Ch
     j.opId,
     async (tx) => {
       const rec = await deps.ledger.record(tx, j.opId, j.wave, token, outcomes, marks, now);
+      if (op.action === 'erase' && rec.doneSeqs.length) {
+        // Done and keys destroyed commit together, or neither does (the transaction fails and the
+        // items are sent again under the same idempotency key).
+        if (!deps.eraseKeys) throw new Error(`erasure ${j.opId}: no key eraser wired; nothing recorded`);
+        const erased = await deps.eraseKeys(tx, j.opId, rec.doneSeqs);
+        deps.metrics?.items.inc({ outcome: 'erased' }, erased.items + erased.descendants);
+      }
       if (op.action === 'restore') {
         deps.metrics?.items.inc({ outcome: 'restored' }, rec.recordedDone + rec.descendantsDone);
         deps.metrics?.items.inc({ outcome: 'restore_failed' }, rec.recordedFailed);

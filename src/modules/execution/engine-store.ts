@@ -12,6 +12,8 @@ import { CASCADE_DEPTH } from '../operations/cascade-plan.ts';
 import { relockTouched } from '../operations/resource-locks.ts';
 import { restoreStale } from '../restores/stale.ts';
 import type { Metrics } from '../../plugins/metrics.ts';
+import { erasureAuditDetail } from '../erasure/keys.ts';
+import { statesActedOn } from '../erasure/states.ts';
 import { createEngine, type Change, type Engine, type EngineStore } from './engine.ts';
 import type { Queues } from './queues.ts';
 import { loadOperation, type OperationRecord } from './state.ts';
@@ -50,6 +52,7 @@ async function checkGuard(tx: pg.PoolClient, record: OperationRecord, guard: Gua
  * registry adapter would leave it active under a deleted parent, and nobody approved its delete.
  */
 async function planStale(tx: pg.PoolClient, record: OperationRecord): Promise<AppError | null> {
+  const states = statesActedOn(record.action);
   const r = await tx.query<{
     resource_id: string;
     planned_type: string;
@@ -67,17 +70,17 @@ async function planStale(tx: pg.PoolClient, record: OperationRecord): Promise<Ap
      LEFT JOIN resources r ON r.id = i.resource_id
      LEFT JOIN tenants t ON t.id = r.tenant_id
      WHERE i.operation_id = $1
-       AND (r.id IS NULL OR r.type <> coalesce(i.resource_type, $2) OR r.tenant_id <> i.tenant_id OR r.state <> 'active'
-            OR r.protected OR (t.protected AND NOT $3))
+       AND (r.id IS NULL OR r.type <> coalesce(i.resource_type, $2) OR r.tenant_id <> i.tenant_id
+            OR NOT (r.state = ANY($5::text[])) OR r.protected OR (t.protected AND NOT $3))
      ORDER BY i.seq LIMIT $4`,
-    [record.id, record.targetType, record.lifecycle.requiresBreakGlass, STALE_LISTED],
+    [record.id, record.targetType, record.lifecycle.requiresBreakGlass, STALE_LISTED, states],
   );
-  const unplanned = r.rows.length ? [] : await unplannedDescendants(tx, record);
+  const unplanned = r.rows.length ? [] : await unplannedDescendants(tx, record, states);
   if (r.rows.length === 0 && unplanned.length === 0) return null;
   const total = r.rows[0]?.total ?? unplanned.length;
   const changed = r.rows.map((x) => ({
     resourceId: x.resource_id,
-    planned: { type: x.planned_type, tenantId: x.planned_tenant, state: 'active', protected: false },
+    planned: { type: x.planned_type, tenantId: x.planned_tenant, state: states.join(' or '), protected: false },
     now:
       x.type === null
         ? null
@@ -97,26 +100,26 @@ async function planStale(tx: pg.PoolClient, record: OperationRecord): Promise<Ap
   );
 }
 
-/** Active resources a cascade of this operation would take that its ledger does not list. */
-async function unplannedDescendants(tx: pg.PoolClient, record: OperationRecord) {
+/** Resources (in a state it acts on) a cascade of this operation would take that its ledger does not list. */
+async function unplannedDescendants(tx: pg.PoolClient, record: OperationRecord, states: readonly string[]) {
   const type = await tx.query<{ cascade_to: string[] }>(`SELECT cascade_to FROM resource_types WHERE name = $1`, [
     record.targetType,
   ]);
   const cascadeTo = type.rows[0]?.cascade_to ?? [];
   if (cascadeTo.length === 0) return [];
   // Every level's parent is in the ledger, so one join over direct children covers every depth.
-  const r = await tx.query<{ id: string; type: string; tenant_id: string; parent_id: string }>(
-    `SELECT c.id, c.type, c.tenant_id, c.parent_id FROM operation_items p
-     JOIN resources c ON c.parent_id = p.resource_id AND c.state = 'active' AND c.type = ANY($2::text[])
+  const r = await tx.query<{ id: string; type: string; tenant_id: string; parent_id: string; state: string }>(
+    `SELECT c.id, c.type, c.tenant_id, c.parent_id, c.state FROM operation_items p
+     JOIN resources c ON c.parent_id = p.resource_id AND c.state = ANY($5::text[]) AND c.type = ANY($2::text[])
      LEFT JOIN operation_items i ON i.operation_id = $1 AND i.resource_id = c.id
      WHERE p.operation_id = $1 AND i.seq IS NULL AND p.depth < $3
      ORDER BY c.id LIMIT $4`,
-    [record.id, cascadeTo, CASCADE_DEPTH, STALE_LISTED],
+    [record.id, cascadeTo, CASCADE_DEPTH, STALE_LISTED, states],
   );
   return r.rows.map((x) => ({
     resourceId: x.id,
     planned: null,
-    now: { type: x.type, tenantId: x.tenant_id, state: 'active', parentId: x.parent_id },
+    now: { type: x.type, tenantId: x.tenant_id, state: x.state, parentId: x.parent_id },
   }));
 }
 
@@ -182,8 +185,13 @@ async function persist(tx: pg.PoolClient, record: OperationRecord, n: LifecycleS
     );
   }
   // A restore's events say so, and the one that ends it says how many items came back.
+  // An erasure's likewise, with the snapshot keys it destroyed.
   const restore =
-    record.action === 'restore' ? { kind: 'restore', ...(ended ? await restoreCounts(tx, opId) : {}) } : {};
+    record.action === 'restore'
+      ? { kind: 'restore', ...(ended ? await restoreCounts(tx, opId) : {}) }
+      : record.action === 'erase'
+        ? await erasureAuditDetail(tx, opId, ended)
+        : {};
   for (const e of c.effects) {
     if (e.type !== 'audit') continue;
     await appendAudit(tx, {

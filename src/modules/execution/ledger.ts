@@ -86,6 +86,8 @@ export interface Recorded {
   recordedFailed: number;
   /** Descendants recorded done with their own outcome (restores). */
   descendantsDone: number;
+  /** Claimed items this call recorded done (an erasure destroys their keys in the same transaction). */
+  doneSeqs: number[];
 }
 
 export interface Snap {
@@ -281,8 +283,9 @@ export function pgLedger(pool: pg.Pool, leaseMs: number, snapshots: Pick<Snapsho
           [opId, wave, stats.done, stats.failed, stats.consecutiveFailures, new Date(now)],
         );
       }
-      const recordedDone = landed.filter((o) => o.state === 'done').length;
-      return { stats, recordedDone, recordedFailed: landed.length - recordedDone, descendantsDone };
+      const doneSeqs = seqsOf(landed.filter((o) => o.state === 'done'));
+      const recordedDone = doneSeqs.length;
+      return { stats, recordedDone, recordedFailed: landed.length - recordedDone, descendantsDone, doneSeqs };
     },
 
     waveStats: waveStatsLocked,

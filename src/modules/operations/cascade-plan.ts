@@ -1,10 +1,11 @@
 // Cascades at planning: a delete of a type with `cascadeTo` takes the active descendants of each
-// submitted resource with it (following cascade types only, up to CASCADE_DEPTH levels). They are
+// submitted resource with it (an erasure: active and soft-deleted ones) (following cascade types only, up to CASCADE_DEPTH levels). They are
 // resolved once into the temp table `plan_cascade` (id, type, tenant, root, depth, protected), then
 // classified, counted, budgeted and locked with the submitted IDs, and written to the ledger after
 // them, each naming the item whose delete takes it.
 import type pg from 'pg';
 import { UnprocessableError } from '../../lib/errors.ts';
+import { ACTIVE_ONLY } from '../erasure/states.ts';
 import { LIVE_STATES } from './lifecycle-types.ts';
 
 /** Levels of descendants followed below a submitted resource. */
@@ -14,7 +15,11 @@ export const CASCADE_DEPTH = 5;
  * Resolves the descendants of the submitted resources classified ok so far. Always creates the
  * table (empty without cascade types), so that the queries after it need no special case.
  */
-export async function expandCascade(client: pg.PoolClient, cascadeTo: string[]): Promise<void> {
+export async function expandCascade(
+  client: pg.PoolClient,
+  cascadeTo: string[],
+  states: readonly string[] = ACTIVE_ONLY,
+): Promise<void> {
   await client.query(
     `CREATE TEMP TABLE plan_cascade (id text, type text, tenant_id text, root text, depth int, protected boolean) ON COMMIT DROP`,
   );
@@ -25,32 +30,36 @@ export async function expandCascade(client: pg.PoolClient, cascadeTo: string[]):
     `WITH RECURSIVE tree AS (
        SELECT r.id, r.type, r.tenant_id, c.id AS root, 1 AS depth, r.protected
        FROM plan_class c JOIN resources r ON r.parent_id = c.id
-       WHERE c.class = 'ok' AND r.state = 'active' AND r.type = ANY($1::text[])
+       WHERE c.class = 'ok' AND r.state = ANY($3::text[]) AND r.type = ANY($1::text[])
        UNION ALL
        SELECT r.id, r.type, r.tenant_id, t.root, t.depth + 1, r.protected
        FROM tree t JOIN resources r ON r.parent_id = t.id
-       WHERE r.state = 'active' AND r.type = ANY($1::text[]) AND t.depth < $2
+       WHERE r.state = ANY($3::text[]) AND r.type = ANY($1::text[]) AND t.depth < $2
      )
      INSERT INTO plan_cascade
      SELECT DISTINCT ON (t.id) t.id, t.type, t.tenant_id, t.root, t.depth, t.protected FROM tree t
      WHERE NOT EXISTS (SELECT 1 FROM plan_class c WHERE c.id = t.id)
      ORDER BY t.id, t.depth`,
-    [cascadeTo, CASCADE_DEPTH],
+    [cascadeTo, CASCADE_DEPTH, states],
   );
-  await refuseDeeperCascades(client, cascadeTo);
+  await refuseDeeperCascades(client, cascadeTo, states);
 }
 
 /**
  * A descendant at the last level followed that has active children of cascade types would leave
- * them behind, active under a deleted parent: such a plan is refused, naming the resources whose
+ * them behind, live under a deleted parent: such a plan is refused, naming the resources whose
  * cascade is too deep, rather than deleting part of a tree and saying nothing.
  */
-async function refuseDeeperCascades(client: pg.PoolClient, cascadeTo: string[]): Promise<void> {
+async function refuseDeeperCascades(
+  client: pg.PoolClient,
+  cascadeTo: string[],
+  states: readonly string[],
+): Promise<void> {
   const deep = await client.query<{ root: string; id: string }>(
     `SELECT DISTINCT ON (pc.root) pc.root, r.id FROM plan_cascade pc
-     JOIN resources r ON r.parent_id = pc.id AND r.state = 'active' AND r.type = ANY($1::text[])
+     JOIN resources r ON r.parent_id = pc.id AND r.state = ANY($3::text[]) AND r.type = ANY($1::text[])
      WHERE pc.depth = $2 ORDER BY pc.root, r.id LIMIT 100`,
-    [cascadeTo, CASCADE_DEPTH],
+    [cascadeTo, CASCADE_DEPTH, states],
   );
   if (deep.rowCount === 0) return;
   throw new UnprocessableError(

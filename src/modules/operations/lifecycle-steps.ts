@@ -1,6 +1,7 @@
 // The building blocks of decide(): small constructors of decisions (refusals, halts, pauses, a
 // wave start, a bake, the finish) shared by every rule, so each rule reads as what it decides.
 import {
+  rollsBack,
   type Decision,
   type Effect,
   type Guard,
@@ -52,10 +53,11 @@ export const secs = (ms: number) => `${Math.round(ms / 1000)}s`;
 
 /**
  * A halt: raise the flag, then roll back or wait for a human, as the halt policy says. A restore
- * always waits: rolling it back would delete again what it restored.
+ * always waits (rolling it back would delete again what it restored), and so does an erasure
+ * (what it erased cannot come back).
  */
 export function halt(s: LifecycleState, reason: string, actor: string, extra: Record<string, unknown> = {}): Decision {
-  const rollback = s.kind !== 'restore' && s.haltPolicy.onHalt === 'rollback';
+  const rollback = rollsBack(s.kind) && s.haltPolicy.onHalt === 'rollback';
   const next: LifecycleState = {
     ...s,
     state: rollback ? 'rolling_back' : 'halted',

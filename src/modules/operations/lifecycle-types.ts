@@ -46,9 +46,14 @@ export interface Who {
 
 /**
  * What an operation does to its items. A restore brings back what deletes took; it is never rolled
- * back (that would delete again what it restored), so it halts to wait for a human instead.
+ * back (that would delete again what it restored), so it halts to wait for a human instead. An
+ * erase (compliance erasure) hard-deletes and destroys the snapshot keys: there is nothing to roll
+ * back to, so it too halts to wait for a human, and it needs an admin and a second approver.
  */
-export type OperationKind = 'delete' | 'restore';
+export type OperationKind = 'delete' | 'restore' | 'erase';
+
+/** Only a delete can be undone by its own rollback: a restore would delete again, an erasure has nothing left. */
+export const rollsBack = (kind: OperationKind): boolean => kind === 'delete';
 
 export interface Approval {
   by: string; // token id

@@ -16,6 +16,7 @@
 // 6. Before each destructive call a worker checks mayExecute() on fresh state.
 import {
   ENDED_STATES,
+  rollsBack,
   TERMINAL_STATES,
   type Decision,
   type Effect,
@@ -48,10 +49,14 @@ export * from './lifecycle-types.ts';
 /** What a worker checks right before each destructive call: only a running, unfrozen operation executes. */
 export const mayExecute = (s: Pick<LifecycleState, 'state' | 'frozen'>): boolean => s.state === 'running' && !s.frozen;
 
-function approvalsReady(s: LifecycleState): boolean {
+/**
+ * One approval by someone other than the requester; break-glass needs two people, one an admin. An
+ * erasure always needs that (whatever its plan says): it destroys what every other path can undo.
+ */
+function approvalsReady(s: Pick<LifecycleState, 'approvals' | 'planHash' | 'requiresBreakGlass' | 'kind'>) {
   const valid = s.approvals.filter((a) => a.planHash === s.planHash);
   const people = new Set(valid.map((a) => a.by));
-  if (!s.requiresBreakGlass) return people.size >= 1;
+  if (!s.requiresBreakGlass && s.kind !== 'erase') return people.size >= 1;
   return people.size >= 2 && valid.some((a) => a.role === 'admin');
 }
 
@@ -78,7 +83,7 @@ function approve(s: LifecycleState, e: Extract<LifecycleEvent, { type: 'approve'
     approver: e.by.name,
     role: e.role,
     planHash: e.planHash,
-    breakGlass: s.requiresBreakGlass,
+    breakGlass: s.requiresBreakGlass || s.kind === 'erase',
     ...(e.comment ? { comment: e.comment } : {}),
   };
   if (!approvalsReady(withApproval))
@@ -112,6 +117,12 @@ function rollback(s: LifecycleState, by: string, reason: string): Decision {
       409,
       'ROLLBACK_NOT_SUPPORTED',
       'a restore is never rolled back: that would delete again what it restored. To remove what it brought back, submit a delete operation for those resources',
+    );
+  if (s.kind === 'erase')
+    return refuse(
+      409,
+      'ROLLBACK_NOT_SUPPORTED',
+      'a compliance erasure is never rolled back: what it erased was hard-deleted and its snapshot keys destroyed, so there is nothing to restore',
     );
   const fromEnded = ENDED_STATES.includes(s.state);
   if (!fromEnded && !STOPPABLE.includes(s.state)) return invalid(s, 'rollback');
@@ -155,7 +166,7 @@ function decideAt(s: LifecycleState, e: LifecycleEvent, now: number): Decision {
   if (e.type === 'freeze' || e.type === 'unfreeze') return freeze(s, e);
   if (TERMINAL_STATES.includes(s.state)) return invalid(s, e.type);
   if (ENDED_STATES.includes(s.state) && e.type !== 'rollback')
-    return invalid(s, e.type, s.kind === 'restore' ? '' : '; only a rollback is possible');
+    return invalid(s, e.type, rollsBack(s.kind) ? '; only a rollback is possible' : '');
   switch (e.type) {
     case 'approve':
       return approve(s, e, now);
@@ -188,10 +199,10 @@ function decideAt(s: LifecycleState, e: LifecycleEvent, now: number): Decision {
       // Aborting a rollback is the way out of a rollback that cannot finish: it ends, and says so.
       if (s.state === 'rolling_back')
         return endRollback(s, `rollback aborted by ${e.by.name}: ${e.reason}`, e.by.name, {});
-      // A restore has no rollback to fall back on: aborting one ends it. What it did not restore
-      // is listed with the operation (state cancelled never reads as success).
-      if (s.kind === 'restore' && STOPPABLE.includes(s.state)) {
-        const reason = `restore aborted by ${e.by.name}: ${e.reason}`;
+      // A restore or an erasure has no rollback to fall back on: aborting one ends it. What it did
+      // not do is listed with the operation (state cancelled never reads as success).
+      if (!rollsBack(s.kind) && STOPPABLE.includes(s.state)) {
+        const reason = `${s.kind === 'erase' ? 'erasure' : 'restore'} aborted by ${e.by.name}: ${e.reason}`;
         const next: LifecycleState = {
           ...s,
           state: 'cancelled',

@@ -4,6 +4,7 @@
 import type pg from 'pg';
 import type { TokenScope } from '../auth/roles.ts';
 import { classifyCascade, countDescendants, expandCascade, markDescendantsLockedByOthers } from './cascade-plan.ts';
+import { ACTIVE_ONLY } from '../erasure/states.ts';
 import { LIVE_STATES } from './lifecycle-types.ts';
 
 export const ID_CLASSES = [
@@ -54,6 +55,8 @@ export async function classify(
   idPattern: string | null,
   cascadeTo: string[],
   scope: TokenScope | null = null,
+  /** Registry states the operation acts on (statesActedOn): any other is already_deleted. */
+  states: readonly string[] = ACTIVE_ONLY,
 ): Promise<Classification> {
   // The type is the same for every resolved row (any other is a type_mismatch), so its scope is
   // judged once here; tenants go through a hash join, not `= ANY` over up to 10,000 per row.
@@ -76,7 +79,7 @@ export async function classify(
          WHEN $2::text IS NOT NULL AND i.id !~ $2 THEN 'pattern_mismatch'
          WHEN NOT $4 OR ($5::text[] IS NOT NULL AND st.tenant_id IS NULL) THEN 'out_of_scope'
          WHEN lo.id IS NOT NULL THEN 'in_flight'
-         WHEN r.state <> 'active' THEN 'already_deleted'
+         WHEN NOT (r.state = ANY($6::text[])) THEN 'already_deleted'
          WHEN r.protected THEN 'protected'
          ELSE 'ok'
        END AS class
@@ -86,9 +89,9 @@ export async function classify(
      LEFT JOIN resource_locks l ON l.resource_id = r.id
      LEFT JOIN operations lo ON lo.id = l.operation_id AND lo.state = ANY($3::text[])
      LEFT JOIN (SELECT DISTINCT unnest($5::text[])) AS st(tenant_id) ON st.tenant_id = r.tenant_id`,
-    [targetType, idPattern, LIVE_STATES, typeInScope, scope?.tenants ?? null],
+    [targetType, idPattern, LIVE_STATES, typeInScope, scope?.tenants ?? null, states],
   );
-  await expandCascade(client, cascadeTo);
+  await expandCascade(client, cascadeTo, states);
   await classifyCascade(client, scope?.tenants ?? null);
   return summarize(client);
 }

@@ -110,11 +110,14 @@ export function operationReads(prisma: PrismaClient) {
     /**
      * What did not get where the operation's end state says it should: failed deletes of a
      * completed_with_failures operation, items not restored by a rollback_incomplete one, and the
-     * items a restore that ended short (completed_with_failures, or cancelled) did not bring back.
+     * items a restore (or erasure) that ended short (completed_with_failures, or cancelled) did not do.
      */
     unfinished: async (op: Pick<Operation, 'id' | 'state' | 'action'>) => {
-      // A restore that ended short of success (failures, or aborted): every item not restored.
-      const restoreShort = op.action === 'restore' && ['completed_with_failures', 'cancelled'].includes(op.state);
+      // A restore or an erasure that ended short of success (failures, or aborted): every item it
+      // did not restore / erase (neither has a rollback to fall back on).
+      const restoreShort =
+        (op.action === 'restore' || op.action === 'erase') &&
+        ['completed_with_failures', 'cancelled'].includes(op.state);
       const where = restoreShort
         ? { operationId: op.id, state: { not: 'done' } }
         : op.state === 'completed_with_failures'

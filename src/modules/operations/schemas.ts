@@ -19,8 +19,18 @@ const specFields = {
   mode: Type.Union([Type.Literal('soft'), Type.Literal('hard')], {
     default: 'soft',
     description:
-      'soft: mark for deletion, restorable during retention (default). hard: permanent, needs break-glass approval',
+      'soft: mark for deletion, restorable during retention (the default and the only mode a delete takes). ' +
+      '"hard" is refused with 422 HARD_MODE_REPLACED: a permanent delete is a compliance erasure (erasure: true)',
   }),
+  erasure: Type.Optional(
+    Type.Boolean({
+      default: false,
+      description:
+        'Compliance erasure: hard-delete every ID (and what its cascade takes) even within retention, and destroy the ' +
+        "per-resource keys of their snapshots so they can never be read again. Never rolled back. Needs an admin's " +
+        'approval and a second approver (two people, neither the requester)',
+    }),
+  ),
   reason: MultilineText({ minLength: 3, maxLength: 2000, description: 'Why this is being deleted' }),
   ticket: Text({ minLength: 1, maxLength: 200, description: 'Change ticket or incident reference' }),
   rollout: Type.Optional(
@@ -83,7 +93,12 @@ export const TextUploadQuery = Type.Object(
     ticket: specFields.ticket,
     action: Type.Optional(Type.Literal('delete', { description: 'Only "delete" (the default)' })),
     mode: Type.Optional(
-      Type.Union([Type.Literal('soft'), Type.Literal('hard')], { description: 'soft (default) or hard' }),
+      Type.Union([Type.Literal('soft'), Type.Literal('hard')], {
+        description: 'soft (the default); "hard" is refused (HARD_MODE_REPLACED): use erasure=true',
+      }),
+    ),
+    erasure: Type.Optional(
+      Type.Boolean({ description: 'Compliance erasure (see OperationSpec.erasure); needs admin + second approver' }),
     ),
     dryRun: Type.Optional(Type.Boolean({ description: 'Return the plan without creating an operation' })),
     autoStart: Type.Optional(Type.Boolean({ description: 'Start as soon as approved' })),
@@ -150,8 +165,9 @@ export const PlanSchema = Type.Object(
 export const OperationView = Type.Object(
   {
     id: Type.String(),
-    kind: Type.Union([Type.Literal('delete'), Type.Literal('restore')], {
-      description: 'delete (POST /v1/operations) or restore (POST /v1/restores)',
+    kind: Type.Union([Type.Literal('delete'), Type.Literal('restore'), Type.Literal('erase')], {
+      description:
+        'delete (POST /v1/operations), erase (POST /v1/operations with erasure: true: a compliance erasure) or restore (POST /v1/restores)',
     }),
     action: Type.String({ description: 'Same as kind (kept for clients written before restores)' }),
     scope: Type.Union([RestoreScopeView, Type.Null()], {
@@ -194,6 +210,10 @@ export const OperationView = Type.Object(
           byState: Type.Record(Type.String(), Type.Integer(), { description: 'Items by ledger state' }),
           restored: Type.Optional(Type.Integer({ description: 'Restores: items restored (ledger state done)' })),
           notRestored: Type.Optional(Type.Integer({ description: 'Restores: items not (or not yet) restored' })),
+          erased: Type.Optional(
+            Type.Integer({ description: 'Erasures: items hard-deleted with their snapshot keys destroyed (done)' }),
+          ),
+          notErased: Type.Optional(Type.Integer({ description: 'Erasures: items not (or not yet) erased' })),
         },
         { description: 'Item counts over the whole ledger' },
       ),

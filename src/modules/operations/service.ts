@@ -9,6 +9,7 @@ import { inTransaction } from '../../lib/sql.ts';
 import type { Metrics } from '../../plugins/metrics.ts';
 import type { Principal } from '../auth/roles.ts';
 import { appendAudit } from '../audit/repository.ts';
+import { statesActedOn } from '../erasure/states.ts';
 import { readIds, type IdBatches } from './intake.ts';
 import { lockPlanned } from './resource-locks.ts';
 import { buildPlan, computePlanHash, insertItems, insertWaves, type PlanSummary } from './plan-build.ts';
@@ -53,6 +54,9 @@ export type SubmitResult =
   | { kind: 'planned' | 'rejected'; operation: OperationRow; replayed: boolean }
   | { kind: 'dry_run'; plan: PlanSummary }
   | { kind: 'dry_run_rejected'; classification: Classification; scope: ScopeReport | null };
+
+/** Why every erasure plan needs break-glass approval (an admin and a second approver). */
+export const ERASURE_REASON = 'compliance erasure: permanent, destroys snapshots';
 
 const newOperationId = () => `op_${Date.now().toString(36)}${randomBytes(8).toString('hex')}`;
 
@@ -108,9 +112,21 @@ export function operationService(deps: {
     const dryRun = spec.dryRun ?? false;
     const rollout = withRolloutDefaults(spec.rollout);
     const haltPolicy = withHaltDefaults(spec.haltPolicy);
-    const mode = spec.mode ?? 'soft';
+    // A delete is soft; the one permanent path is a compliance erasure, which says so by name
+    // (and needs an admin and a second approver), not a mode flag that quietly skips retention.
+    if (spec.mode === 'hard')
+      throw new UnprocessableError(
+        'HARD_MODE_REPLACED',
+        'mode "hard" is no longer accepted: a delete is soft (restorable during retention). To delete permanently ' +
+          'within retention and destroy the snapshots, submit a compliance erasure with erasure: true (it needs an ' +
+          'admin approval and a second approver); past retention, a purge removes soft-deleted items',
+        { field: 'mode', value: 'hard', use: { erasure: true } },
+      );
+    const erasure = spec.erasure ?? false;
+    const action = erasure ? 'erase' : 'delete';
+    const mode = erasure ? 'hard' : 'soft';
     const normalizedSpec = {
-      action: 'delete',
+      action,
       targetType: spec.targetType,
       mode,
       reason: spec.reason,
@@ -152,7 +168,14 @@ export function operationService(deps: {
           ]);
           if (existing.rowCount) return replay(s.idempotencyKey, requestHash, client);
         }
-        let cls = await classify(client, type.name, type.id_pattern, type.cascade_to ?? [], principal.scope);
+        let cls = await classify(
+          client,
+          type.name,
+          type.id_pattern,
+          type.cascade_to ?? [],
+          principal.scope,
+          statesActedOn(action),
+        );
         // A resource is in at most one live operation — the descendants a cascade takes too: take
         // them all, or learn who got there first.
         if (!cls.rejected && !dryRun && !(await lockPlanned(client, operationId, cls.counts.ok + cls.descendants))) {
@@ -162,7 +185,7 @@ export function operationService(deps: {
         for (const [c, n] of Object.entries(cls.counts)) if (n) metrics.planIds.inc({ class: c }, n);
         const base = {
           id: operationId,
-          action: 'delete',
+          action,
           targetType: type.name,
           mode,
           reason: spec.reason,
@@ -220,8 +243,8 @@ export function operationService(deps: {
           tenants: loads.map((l) => l.tenantId),
           lock: !dryRun,
         });
-        if (mode === 'hard') {
-          summary.breakGlassReasons.push('mode "hard" deletes permanently, with no retention window');
+        if (erasure) {
+          summary.breakGlassReasons.push(ERASURE_REASON);
           summary.requiresBreakGlass = true;
         }
         lap('planMs');
@@ -252,6 +275,7 @@ export function operationService(deps: {
           payload: {
             tokenId: principal.tokenId,
             targetType: type.name,
+            kind: action,
             mode,
             items: summary.itemCount,
             tenants: summary.tenantCount,

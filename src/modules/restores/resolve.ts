@@ -159,7 +159,7 @@ async function sources(client: pg.PoolClient, asOf: string | null): Promise<void
 
 /**
  * One pass: duplicate (ids only), unknown, type_mismatch (ids only), in_flight (a live operation
- * holds it, named), purged, not_deleted (Blastgate has no delete of it to undo; no_snapshot when the
+ * holds it, named), erased (purged by a compliance erasure, its snapshot keys destroyed), purged, not_deleted (Blastgate has no delete of it to undo; no_snapshot when the
  * registry says it is deleted anyway), superseded (its type or tenant changed since the delete, or
  * it was changed or re-created after it), no_snapshot (none to go back to, e.g. before asOf), erased
  * (its snapshot key was destroyed), parent_deleted (its parent is deleted and not restored with it).
@@ -182,6 +182,13 @@ async function classify(client: pg.PoolClient, targetType: string | null): Promi
          WHEN r.id IS NULL THEN 'unknown'
          WHEN $1::text IS NOT NULL AND r.type <> $1 AND NOT x.taken THEN 'type_mismatch'
          WHEN lo.id IS NOT NULL THEN 'in_flight'
+         -- Erased before purged: an erasure purges too, and what it also did (destroy the keys) is
+         -- what the requester needs to hear. Only a purged row is asked (an erasure leaves every
+         -- row it erased purged), and a resource snapshotted again since has a live key.
+         WHEN r.state = 'purged'
+              AND EXISTS (SELECT 1 FROM resource_keys ek WHERE ek.resource_id = i.id AND ek.erased_at IS NOT NULL)
+              AND NOT EXISTS (SELECT 1 FROM resource_keys lk2 WHERE lk2.resource_id = i.id AND lk2.erased_at IS NULL)
+           THEN 'erased'
          WHEN r.state = 'purged' THEN 'purged'
          WHEN NOT coalesce(l.deleted, false) THEN CASE WHEN r.state = 'active' THEN 'not_deleted' ELSE 'no_snapshot' END
          WHEN r.type <> l.type OR r.tenant_id <> l.tenant_id THEN 'superseded'
