@@ -4,7 +4,11 @@
 // the delete before it is set-up, not timed. Once with the registry adapter, once with the HTTP
 // adapter against a real downstream on 127.0.0.1 answering every call (snapshot reads too) after
 // 5 ms, at rollout concurrency 64. API and workers run in one child process (compiled, as `npm
-// start` runs them); bounded: fixed sizes, every wait has a deadline.
+// start` runs them); bounded: fixed sizes, every wait has a deadline. Besides the seconds, each row
+// shows the API process's CPU seconds during the gate time and the machine's 1-minute load: on a
+// shared machine the gate time is mostly waiting for a CPU, which those two figures make visible.
+import { readFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { startDownstream } from '../test/support/downstream.ts';
 import { launch, seed } from './execution.ts';
 import { api, roleTokens, startApi, type ApiProcess } from './support.ts';
@@ -47,8 +51,24 @@ async function deleteAll(a: ApiProcess, tk: Tokens, type: string) {
   return del.id;
 }
 
+/**
+ * CPU seconds a process has used (Linux /proc; NaN elsewhere). The API process runs the API and
+ * the chunk workers on one thread: its CPU during the gate time says how much of it was the gate's
+ * own work, and how much was waiting for a machine shared with other load (see `load` in the table).
+ */
+function cpuSeconds(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) / 100;
+  } catch {
+    return NaN;
+  }
+}
+
 /** The timed part: plan, approve (break-glass: two approvers), start, wait for the end. */
 async function restore(a: ApiProcess, tk: Tokens, operationId: string) {
+  const cpu0 = cpuSeconds(a.pid);
   const began = performance.now();
   const r = await api<OpView>(a.url, tk.requester, 'POST', '/v1/restores', {
     operationId,
@@ -78,10 +98,15 @@ async function restore(a: ApiProcess, tk: Tokens, operationId: string) {
   const ended = performance.now();
   if (end.state !== 'completed' || end.counts?.restored !== ITEMS)
     throw new Error(`restore ended ${end.state} with ${end.counts?.restored} of ${ITEMS} restored`);
-  return { plan: (planned - began) / 1000, execute: (ended - started) / 1000, gate: (ended - began) / 1000 };
+  return {
+    plan: (planned - began) / 1000,
+    execute: (ended - started) / 1000,
+    gate: (ended - began) / 1000,
+    apiCpu: cpuSeconds(a.pid) - cpu0,
+  };
 }
 
-function row(adapter: string, goalSeconds: number, t: { plan: number; execute: number; gate: number }) {
+function row(adapter: string, goalSeconds: number, t: { plan: number; execute: number; gate: number; apiCpu: number }) {
   return {
     adapter,
     items: ITEMS,
@@ -92,6 +117,8 @@ function row(adapter: string, goalSeconds: number, t: { plan: number; execute: n
     'items/s': Math.round(ITEMS / t.gate).toLocaleString('en'),
     goal: `≤ ${goalSeconds} s`,
     met: t.gate <= goalSeconds ? 'yes' : `no (+${(t.gate - goalSeconds).toFixed(1)} s)`,
+    'API CPU s': t.apiCpu.toFixed(1),
+    load: loadavg()[0]!.toFixed(1),
   };
 }
 
