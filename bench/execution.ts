@@ -19,7 +19,7 @@ async function sql(databaseUrl: string, text: string, params: unknown[] = []) {
   }
 }
 
-async function seed(databaseUrl: string, type: string, n: number, tenants: number, adapter: object) {
+export async function seed(databaseUrl: string, type: string, n: number, tenants: number, adapter: object) {
   await sql(
     databaseUrl,
     `INSERT INTO resource_types (name, id_pattern, adapter) VALUES ($1, NULL, $2) ON CONFLICT (name) DO UPDATE SET adapter = $2`,
@@ -47,7 +47,14 @@ function* idLines(spec: object, type: string, n: number) {
 }
 
 /** Submits, approves and starts; returns the operation id and when it was started. */
-async function launch(a: ApiProcess, tk: Tokens, type: string, n: number, rollout: object, haltPolicy: object = {}) {
+export async function launch(
+  a: ApiProcess,
+  tk: Tokens,
+  type: string,
+  n: number,
+  rollout: object,
+  haltPolicy: object = {},
+) {
   const res = await streamPost(
     `${a.url}/v1/operations`,
     { authorization: `Bearer ${tk.requester}`, 'content-type': 'application/x-ndjson' },

@@ -6,6 +6,7 @@ import { migrate } from '../src/db/migrate.ts';
 import { benchExecution } from './execution.ts';
 import { benchPlans } from './plan.ts';
 import { benchRegistryImport } from './registry-import.ts';
+import { benchRestore } from './restore.ts';
 import { BENCH_SNAPSHOT_KEY, benchServices, table } from './support.ts';
 
 const only = process.argv[2];
@@ -63,6 +64,11 @@ try {
     );
   if (!only || only === 'execution')
     table('Execution', await benchExecution({ ...services, databaseUrl: await freshDatabase('bench_exec') }));
+  if (!only || only === 'restore')
+    table(
+      'Mass restore: 883 tenants × 20 items deleted by one operation, one restore (gate time: POST /v1/restores → completed)',
+      await benchRestore({ ...services, databaseUrl: await freshDatabase('bench_restore') }),
+    );
 } finally {
   services.dispose();
 }
