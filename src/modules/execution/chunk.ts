@@ -43,6 +43,11 @@ export interface ChunkDeps<Tx = Queryable> {
   metrics?: Pick<Metrics, 'items'>;
   /** Restore operations: reads and verifies the snapshots items are restored to. */
   readSnapshots?: RestoreReader['readSnapshots'];
+  /**
+   * What the registry row records of an outcome whatever the adapter, in the transaction that
+   * records it: retention after a soft delete, none after a restore, purged after a purge.
+   */
+  registryFollows?: (tx: Tx, op: OperationRecord, doneSeqs: number[]) => Promise<void>;
 }
 
 const waveEvent = (
@@ -109,9 +114,18 @@ export async function processChunk<Tx>(deps: ChunkDeps<Tx>, jobId: string, j: Ch
     j.opId,
     async (tx) => {
       const rec = await deps.ledger.record(tx, j.opId, j.wave, token, outcomes, marks, now);
+      if (deps.registryFollows && rec.recordedDone + rec.descendantsDone > 0)
+        await deps.registryFollows(
+          tx,
+          op,
+          outcomes.filter((o) => o.state === 'done').map((o) => o.seq),
+        );
       if (op.action === 'restore') {
         deps.metrics?.items.inc({ outcome: 'restored' }, rec.recordedDone + rec.descendantsDone);
         deps.metrics?.items.inc({ outcome: 'restore_failed' }, rec.recordedFailed);
+      } else if (op.action === 'purge') {
+        deps.metrics?.items.inc({ outcome: 'purged' }, rec.recordedDone);
+        deps.metrics?.items.inc({ outcome: 'purge_failed' }, rec.recordedFailed);
       } else {
         deps.metrics?.items.inc({ outcome: 'done' }, rec.recordedDone);
         deps.metrics?.items.inc({ outcome: 'failed' }, rec.recordedFailed);

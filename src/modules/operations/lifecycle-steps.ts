@@ -1,6 +1,7 @@
 // The building blocks of decide(): small constructors of decisions (refusals, halts, pauses, a
 // wave start, a bake, the finish) shared by every rule, so each rule reads as what it decides.
 import {
+  irreversible,
   type Decision,
   type Effect,
   type Guard,
@@ -55,7 +56,7 @@ export const secs = (ms: number) => `${Math.round(ms / 1000)}s`;
  * always waits: rolling it back would delete again what it restored.
  */
 export function halt(s: LifecycleState, reason: string, actor: string, extra: Record<string, unknown> = {}): Decision {
-  const rollback = s.kind !== 'restore' && s.haltPolicy.onHalt === 'rollback';
+  const rollback = !irreversible(s.kind) && s.haltPolicy.onHalt === 'rollback';
   const next: LifecycleState = {
     ...s,
     state: rollback ? 'rolling_back' : 'halted',

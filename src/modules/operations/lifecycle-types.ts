@@ -46,9 +46,14 @@ export interface Who {
 
 /**
  * What an operation does to its items. A restore brings back what deletes took; it is never rolled
- * back (that would delete again what it restored), so it halts to wait for a human instead.
+ * back (that would delete again what it restored), so it halts to wait for a human instead. A
+ * purge hard-deletes what is past its retention; it is never rolled back either (nothing can be
+ * restored after a hard delete), and halts to wait for a human the same way.
  */
-export type OperationKind = 'delete' | 'restore';
+export type OperationKind = 'delete' | 'restore' | 'purge';
+
+/** Kinds that are never rolled back: a halt waits for a human and an abort ends the operation. */
+export const irreversible = (k: OperationKind): boolean => k === 'restore' || k === 'purge';
 
 export interface Approval {
   by: string; // token id

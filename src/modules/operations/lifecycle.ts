@@ -16,6 +16,7 @@
 // 6. Before each destructive call a worker checks mayExecute() on fresh state.
 import {
   ENDED_STATES,
+  irreversible,
   TERMINAL_STATES,
   type Decision,
   type Effect,
@@ -113,6 +114,12 @@ function rollback(s: LifecycleState, by: string, reason: string): Decision {
       'ROLLBACK_NOT_SUPPORTED',
       'a restore is never rolled back: that would delete again what it restored. To remove what it brought back, submit a delete operation for those resources',
     );
+  if (s.kind === 'purge')
+    return refuse(
+      409,
+      'ROLLBACK_NOT_SUPPORTED',
+      'a purge is never rolled back: what it hard-deleted cannot be restored. A halted purge waits: resume it, or abort it to stop purging',
+    );
   const fromEnded = ENDED_STATES.includes(s.state);
   if (!fromEnded && !STOPPABLE.includes(s.state)) return invalid(s, 'rollback');
   const why = `rollback by ${by}: ${reason}`;
@@ -155,7 +162,7 @@ function decideAt(s: LifecycleState, e: LifecycleEvent, now: number): Decision {
   if (e.type === 'freeze' || e.type === 'unfreeze') return freeze(s, e);
   if (TERMINAL_STATES.includes(s.state)) return invalid(s, e.type);
   if (ENDED_STATES.includes(s.state) && e.type !== 'rollback')
-    return invalid(s, e.type, s.kind === 'restore' ? '' : '; only a rollback is possible');
+    return invalid(s, e.type, irreversible(s.kind) ? '' : '; only a rollback is possible');
   switch (e.type) {
     case 'approve':
       return approve(s, e, now);
@@ -188,10 +195,10 @@ function decideAt(s: LifecycleState, e: LifecycleEvent, now: number): Decision {
       // Aborting a rollback is the way out of a rollback that cannot finish: it ends, and says so.
       if (s.state === 'rolling_back')
         return endRollback(s, `rollback aborted by ${e.by.name}: ${e.reason}`, e.by.name, {});
-      // A restore has no rollback to fall back on: aborting one ends it. What it did not restore
-      // is listed with the operation (state cancelled never reads as success).
-      if (s.kind === 'restore' && STOPPABLE.includes(s.state)) {
-        const reason = `restore aborted by ${e.by.name}: ${e.reason}`;
+      // A restore or a purge has no rollback to fall back on: aborting one ends it. What it did not
+      // restore or purge is listed with the operation (state cancelled never reads as success).
+      if (irreversible(s.kind) && STOPPABLE.includes(s.state)) {
+        const reason = `${s.kind} aborted by ${e.by.name}: ${e.reason}`;
         const next: LifecycleState = {
           ...s,
           state: 'cancelled',

@@ -114,7 +114,9 @@ export function operationReads(prisma: PrismaClient) {
      */
     unfinished: async (op: Pick<Operation, 'id' | 'state' | 'action'>) => {
       // A restore that ended short of success (failures, or aborted): every item not restored.
-      const restoreShort = op.action === 'restore' && ['completed_with_failures', 'cancelled'].includes(op.state);
+      const restoreShort =
+        (op.action === 'restore' || op.action === 'purge') &&
+        ['completed_with_failures', 'cancelled'].includes(op.state);
       const where = restoreShort
         ? { operationId: op.id, state: { not: 'done' } }
         : op.state === 'completed_with_failures'

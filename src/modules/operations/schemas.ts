@@ -150,8 +150,8 @@ export const PlanSchema = Type.Object(
 export const OperationView = Type.Object(
   {
     id: Type.String(),
-    kind: Type.Union([Type.Literal('delete'), Type.Literal('restore')], {
-      description: 'delete (POST /v1/operations) or restore (POST /v1/restores)',
+    kind: Type.Union([Type.Literal('delete'), Type.Literal('restore'), Type.Literal('purge')], {
+      description: 'delete (POST /v1/operations), restore (POST /v1/restores) or purge (POST /v1/purges)',
     }),
     action: Type.String({ description: 'Same as kind (kept for clients written before restores)' }),
     scope: Type.Union([RestoreScopeView, Type.Null()], {
@@ -194,6 +194,8 @@ export const OperationView = Type.Object(
           byState: Type.Record(Type.String(), Type.Integer(), { description: 'Items by ledger state' }),
           restored: Type.Optional(Type.Integer({ description: 'Restores: items restored (ledger state done)' })),
           notRestored: Type.Optional(Type.Integer({ description: 'Restores: items not (or not yet) restored' })),
+          purged: Type.Optional(Type.Integer({ description: 'Purges: items hard-deleted (ledger state done)' })),
+          notPurged: Type.Optional(Type.Integer({ description: 'Purges: items not (or not yet) purged' })),
         },
         { description: 'Item counts over the whole ledger' },
       ),
@@ -295,6 +297,9 @@ export const ReportPage = Type.Object(
           Type.String({
             description: 'in_flight: the live operation that holds the resource (finish or abort it first)',
           }),
+        ),
+        purgeAfter: Type.Optional(
+          Type.String({ format: 'date-time', description: 'within_retention (purges): when its retention ends' }),
         ),
       }),
     ),

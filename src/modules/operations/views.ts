@@ -49,12 +49,13 @@ export function operationView(
   };
 }
 
-/** Items by ledger state over every wave (cascaded descendants included); a restore's `done` is restored. */
+/** Items by ledger state over every wave (cascaded descendants included); a restore's `done` is restored, a purge's purged. */
 function countsOf(op: OperationRow, waveProgress: { counts: Record<string, number> }[]) {
   const byState: Record<string, number> = {};
   for (const w of waveProgress) for (const [k, n] of Object.entries(w.counts)) byState[k] = (byState[k] ?? 0) + n;
   const items = Object.values(byState).reduce((a, n) => a + n, 0);
-  if (op.action !== 'restore') return { items, byState };
-  const restored = byState.done ?? 0;
-  return { items, byState, restored, notRestored: items - restored };
+  const done = byState.done ?? 0;
+  if (op.action === 'restore') return { items, byState, restored: done, notRestored: items - done };
+  if (op.action === 'purge') return { items, byState, purged: done, notPurged: items - done };
+  return { items, byState };
 }
