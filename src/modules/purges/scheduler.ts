@@ -111,7 +111,7 @@ export async function startPurgeScheduler(opts: {
   deps: ProposalDeps;
   log: ServiceLog & { error(obj: object, msg: string): void };
 }): Promise<PurgeScheduler> {
-  const queue = new Queue(RETENTION_QUEUE, { connection: opts.connection as ConnectionOptions, prefix: opts.prefix });
+  const queue = new Queue(RETENTION_QUEUE, { connection: opts.connection, prefix: opts.prefix });
   queue.on('error', () => undefined); // the connection's owner logs its errors
   if (opts.cron === null) {
     await queue.removeJobScheduler(PURGE_SCHEDULER_ID);
@@ -128,7 +128,7 @@ export async function startPurgeScheduler(opts: {
     async () => {
       await proposeDuePurge(opts.deps, new Date());
     },
-    { connection: opts.workerConnection as ConnectionOptions, prefix: opts.prefix, concurrency: 1 },
+    { connection: opts.workerConnection, prefix: opts.prefix, concurrency: 1 },
   );
   worker.on('error', (err) => opts.log.error({ err }, 'retention scheduler error'));
   return {
