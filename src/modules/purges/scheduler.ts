@@ -3,7 +3,7 @@
 // One scheduler id for every worker process: BullMQ keeps one schedule and produces one job per
 // slot, however many workers upsert it. A proposal is made only when something is due and no
 // earlier proposal still waits (planned or approved): the audit log says why one was skipped.
-import { Queue, Worker, type ConnectionOptions } from 'bullmq';
+import { Queue, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type pg from 'pg';
 import { inTransaction } from '../../lib/sql.ts';
