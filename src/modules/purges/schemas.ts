@@ -1,6 +1,8 @@
 // POST /v1/purges: what a purge asks for. A purge is an operation (action "purge", mode "hard"),
 // so everything after the request is the Operation schema.
 import { Type, type Static } from '@fastify/type-provider-typebox';
+import { IdString, MultilineText, Text } from '../../lib/schemas.ts';
+import { MAX_INLINE_IDS } from '../operations/intake.ts';
 import { HaltPolicy, RolloutPolicy, type HaltPolicy as Halt } from '../operations/policy.ts';
 import { CreateRestoreBody, withoutDefaults, type RestoreScope } from '../restores/schemas.ts';
 
@@ -25,18 +27,31 @@ export const PURGE_HALT: Partial<Halt> = { onHalt: 'pause', probe: 'optional' };
 
 export type PurgeScope = RestoreScope | { kind: 'due'; dueBefore: string; asOf: null };
 
-const { tenantId, deletedSince, operationId, targetType, ids } = CreateRestoreBody.properties;
+const { deletedSince, targetType } = CreateRestoreBody.properties;
 
 export const CreatePurgeBody = Type.Object(
   {
-    tenantId: Type.Optional({
-      ...tenantId,
-      description: 'Scope: everything of this tenant that Blastgate deleted (across operations) and is still deleted',
-    }),
+    tenantId: Type.Optional(
+      IdString({
+        description: 'Scope: everything of this tenant that Blastgate deleted (across operations) and is still deleted',
+      }),
+    ),
     deletedSince,
-    operationId,
+    operationId: Type.Optional(
+      IdString({
+        maxLength: 100,
+        description:
+          'Scope: everything this delete operation deleted that is still deleted (the operation must have ended)',
+      }),
+    ),
     targetType,
-    ids,
+    ids: Type.Optional(
+      Type.Array(IdString(), {
+        minItems: 1,
+        maxItems: MAX_INLINE_IDS,
+        description: `Scope, with targetType: these resources (up to ${MAX_INLINE_IDS})`,
+      }),
+    ),
     dueBefore: Type.Optional(
       Type.String({
         format: 'date-time',
@@ -44,8 +59,8 @@ export const CreatePurgeBody = Type.Object(
           'Scope: every resource whose retention ends (purgeAfter) at or before this time and that is not purged yet',
       }),
     ),
-    reason: Type.String({ minLength: 3, maxLength: 2000, description: 'Why this is being purged' }),
-    ticket: Type.String({ minLength: 1, maxLength: 200, description: 'Change ticket' }),
+    reason: MultilineText({ minLength: 3, maxLength: 2000, description: 'Why this is being purged' }),
+    ticket: Text({ minLength: 1, maxLength: 200, description: 'Change ticket' }),
     rollout: Type.Optional(
       withoutDefaults(
         RolloutPolicy,
