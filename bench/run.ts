@@ -4,6 +4,7 @@ import pg from 'pg';
 import { buildApp } from '../src/app.ts';
 import { migrate } from '../src/db/migrate.ts';
 import { benchExecution } from './execution.ts';
+import { benchPurge } from './purge.ts';
 import { benchPlans } from './plan.ts';
 import { benchRegistryImport } from './registry-import.ts';
 import { BENCH_SNAPSHOT_KEY, benchServices, table } from './support.ts';
@@ -63,6 +64,8 @@ try {
     );
   if (!only || only === 'execution')
     table('Execution', await benchExecution({ ...services, databaseUrl: await freshDatabase('bench_exec') }));
+  if (!only || only === 'purge')
+    table('Purge', await benchPurge({ ...services, databaseUrl: await freshDatabase('bench_purge') }));
 } finally {
   services.dispose();
 }

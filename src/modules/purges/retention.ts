@@ -10,6 +10,16 @@ export const DEFAULT_RETENTION_DAYS = 30;
 export const MIN_RETENTION_DAYS = 1;
 export const MAX_RETENTION_DAYS = 3650;
 
+/**
+ * Items $2 of operation $1 and the descendants their cascades took: two index lookups (the
+ * ledger's key, and its partial index on parent_seq), never a scan of a 1M-item ledger per chunk.
+ */
+const itemsAndDescendants = `
+  SELECT resource_id, state FROM operation_items WHERE operation_id = $1 AND seq = ANY($2::int[])
+  UNION ALL
+  SELECT resource_id, state FROM operation_items
+  WHERE operation_id = $1 AND parent_seq = ANY($2::int[]) AND parent_seq IS NOT NULL`;
+
 export async function getRetentionDays(db: Queryable): Promise<number> {
   const r = await db.query<{ value: { days?: number } }>(`SELECT value FROM settings WHERE key = 'retention'`);
   return r.rows[0]?.value.days ?? DEFAULT_RETENTION_DAYS;
@@ -33,9 +43,8 @@ export async function recordRetention(tx: Queryable, operationId: string, doneSe
   await tx.query(
     `UPDATE resources r SET purge_after = now() + make_interval(days => coalesce(t.retention_days,
          (SELECT (value->>'days')::int FROM settings WHERE key = 'retention'), $3))
-     FROM operation_items i, resource_types t
-     WHERE i.operation_id = $1 AND (i.seq = ANY($2::int[]) OR i.parent_seq = ANY($2::int[])) AND i.state = 'done'
-       AND r.id = i.resource_id AND t.name = r.type AND r.state <> 'purged' AND r.purge_after IS NULL`,
+     FROM (${itemsAndDescendants}) i, resource_types t
+     WHERE i.state = 'done' AND r.id = i.resource_id AND t.name = r.type AND r.state <> 'purged' AND r.purge_after IS NULL`,
     [operationId, doneSeqs, DEFAULT_RETENTION_DAYS],
   );
 }
@@ -52,9 +61,8 @@ export async function clearRetention(
 ): Promise<void> {
   if (seqs.length === 0) return;
   await tx.query(
-    `UPDATE resources r SET purge_after = NULL FROM operation_items i
-     WHERE i.operation_id = $1 AND (i.seq = ANY($2::int[]) OR i.parent_seq = ANY($2::int[])) AND i.state = $3
-       AND r.id = i.resource_id AND r.purge_after IS NOT NULL AND r.state <> 'purged'`,
+    `UPDATE resources r SET purge_after = NULL FROM (${itemsAndDescendants}) i
+     WHERE i.state = $3 AND r.id = i.resource_id AND r.purge_after IS NOT NULL AND r.state <> 'purged'`,
     [operationId, seqs, backState],
   );
 }
@@ -67,9 +75,8 @@ export async function recordPurged(tx: Queryable, operationId: string, doneSeqs:
   if (doneSeqs.length === 0) return;
   await tx.query(
     `UPDATE resources r SET state = 'purged', deleted_at = coalesce(r.deleted_at, now()), updated_at = now()
-     FROM operation_items i
-     WHERE i.operation_id = $1 AND (i.seq = ANY($2::int[]) OR i.parent_seq = ANY($2::int[])) AND i.state = 'done'
-       AND r.id = i.resource_id AND r.state <> 'purged'`,
+     FROM (${itemsAndDescendants}) i
+     WHERE i.state = 'done' AND r.id = i.resource_id AND r.state <> 'purged'`,
     [operationId, doneSeqs],
   );
 }
