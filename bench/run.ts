@@ -4,6 +4,7 @@ import pg from 'pg';
 import { buildApp } from '../src/app.ts';
 import { migrate } from '../src/db/migrate.ts';
 import { benchExecution } from './execution.ts';
+import { benchPurge } from './purge.ts';
 import { benchPlans } from './plan.ts';
 import { benchRegistryImport } from './registry-import.ts';
 import { benchRestore } from './restore.ts';
@@ -69,6 +70,8 @@ try {
       'Mass restore: 883 tenants × 20 items deleted by one operation, one restore (gate time: POST /v1/restores → completed)',
       await benchRestore({ ...services, databaseUrl: await freshDatabase('bench_restore') }),
     );
+  if (!only || only === 'purge')
+    table('Purge', await benchPurge({ ...services, databaseUrl: await freshDatabase('bench_purge') }));
 } finally {
   services.dispose();
 }

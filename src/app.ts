@@ -34,6 +34,7 @@ import affectedTenantRoutes from './modules/operations/affected-tenants.ts';
 import commandRoutes from './modules/execution/routes.ts';
 import freezeRoutes from './modules/execution/freeze-routes.ts';
 import policyRoutes from './modules/operations/policy-routes.ts';
+import purgeRoutes from './modules/purges/routes.ts';
 import restoreRoutes from './modules/restores/routes.ts';
 import queuesPlugin from './plugins/queues.ts';
 import snapshotsPlugin from './plugins/snapshots.ts';
@@ -128,6 +129,7 @@ export async function buildApp(opts: AppOptions): Promise<App> {
       await v1.register(registryRoutes, { prefix: '/registry' });
       await v1.register(operationRoutes);
       await v1.register(restoreRoutes);
+      await v1.register(purgeRoutes);
       await v1.register(affectedTenantRoutes);
       await v1.register(commandRoutes);
       await v1.register(freezeRoutes);

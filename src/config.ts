@@ -10,6 +10,7 @@ import {
 } from './modules/adapters/host-allowlist.ts';
 import { readSigningSecrets, type SigningSecrets } from './modules/adapters/signing-secrets.ts';
 import { parseMasterKey } from './modules/snapshots/crypto.ts';
+import { parsePurgeCron } from './modules/purges/cron.ts';
 
 export interface Config {
   /** Unset: `npm start` runs a project-owned local PostgreSQL (embedded mode). */
@@ -59,6 +60,8 @@ export interface Config {
    * its data (server.ts).
    */
   snapshotKey: Buffer | undefined;
+  /** When the workers propose a purge of what is due (BLASTGATE_PURGE_PROPOSAL_CRON, UTC); null: off. */
+  purgeProposalCron: string | null;
 }
 
 /**
@@ -212,6 +215,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const optionalPort = (name: string) => (str(name) === undefined ? undefined : int(name, 0, 1, 65535));
   const host = str('HOST') ?? '127.0.0.1';
   const snapshotKey = snapshotKeyFrom(str('BLASTGATE_SNAPSHOT_KEY'), str('BLASTGATE_SNAPSHOT_KEY_FILE'), problems);
+  const purgeCron = parsePurgeCron(str('BLASTGATE_PURGE_PROPOSAL_CRON'));
+  if ('problem' in purgeCron) problems.push(purgeCron.problem);
   const config: Config = {
     databaseUrl: url('DATABASE_URL', ['postgres:', 'postgresql:']),
     redisUrl: url('REDIS_URL', ['redis:', 'rediss:']),
@@ -237,6 +242,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     workerMetricsPort: optionalPort('BLASTGATE_WORKER_METRICS_PORT'),
     limits: loadLimits(int, fraction),
     snapshotKey,
+    purgeProposalCron: 'cron' in purgeCron ? purgeCron.cron : null,
   };
   if (config.limits.handlerTimeoutMs <= config.limits.requestTimeoutMs) {
     problems.push(

@@ -123,6 +123,7 @@ async function main() {
       logger: app.log,
       metrics: app.metrics,
       lockDurationMs: config.workerLockMs,
+      purgeProposalCron: config.purgeProposalCron,
     });
   }
   const address = await app.listen({ host: config.host, port: config.port });

@@ -15,6 +15,9 @@ import type { Metrics } from './plugins/metrics.ts';
 import type { DownstreamPolicy } from './modules/adapters/index.ts';
 import { AdapterCache } from './modules/execution/adapters-cache.ts';
 import { processBake } from './modules/execution/bake.ts';
+import { registryFollows } from './modules/purges/retention.ts';
+import { startPurgeScheduler } from './modules/purges/scheduler.ts';
+import { operationReads } from './modules/operations/repository.ts';
 import { processChunk, quarantineChunk, settleIfDone, type ChunkDeps } from './modules/execution/chunk.ts';
 import { pgEngine } from './modules/execution/engine-store.ts';
 import { createJobLocks } from './modules/execution/exclusive.ts';
@@ -48,6 +51,11 @@ export interface WorkerOptions {
   claimLeaseMs?: number;
   reconcileEveryMs?: number;
   clock?: () => number;
+  /**
+   * The retention scheduler's cron (purges/scheduler.ts): a string runs it, null removes the
+   * schedule (off); undefined leaves the schedule alone and runs none here (tests, benches).
+   */
+  purgeProposalCron?: string | null;
 }
 
 export interface RunningWorkers {
@@ -115,6 +123,7 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
     metrics: opts.metrics,
     readSnapshots: (ids) => snapshots.get(db.pool, ids),
     eraseKeys: (tx, opId, seqs) => destroyKeysOf(tx, snapshots, opId, seqs),
+    registryFollows,
   });
 
   const common = { prefix: opts.queuePrefix, lockDuration, stalledInterval: lockDuration, maxStalledCount: 100 };
@@ -229,11 +238,33 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
   timer.unref();
   // Work that was queued before this process started, or lost with a Redis restart.
   await reconcile().catch((err: unknown) => opts.logger.warn({ err }, 'initial reconcile failed'));
+  const retentionConn = opts.purgeProposalCron === undefined ? undefined : createRedis(opts.redisUrl, true);
+  retentionConn?.on('error', (err: Error) => opts.logger.warn({ err }, 'redis connection error'));
+  const retention =
+    opts.purgeProposalCron === undefined
+      ? undefined
+      : await startPurgeScheduler({
+          connection: producer,
+          workerConnection: retentionConn!,
+          prefix: opts.queuePrefix,
+          cron: opts.purgeProposalCron,
+          deps: {
+            pool: db.pool,
+            reads: operationReads(db.prisma),
+            metrics: opts.metrics,
+            log: opts.logger,
+          },
+          log: opts.logger,
+        });
 
   return {
     reconcile,
     async close() {
       clearInterval(timer);
+      await retention
+        ?.close()
+        .catch((err: unknown) => opts.logger.warn({ err }, 'closing the retention scheduler failed'));
+      retentionConn?.disconnect();
       // BullMQ stops fetching at once; the jobs in hand finish first (graceful). BullMQ's close
       // then waits for its blocking connection to end, which never happens when that connection
       // is between two reconnect attempts (Redis down or just restarted): that wait is bounded.

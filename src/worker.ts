@@ -28,6 +28,7 @@ try {
     snapshotKey: config.snapshotKey!,
     logger,
     lockDurationMs: config.workerLockMs,
+    purgeProposalCron: config.purgeProposalCron,
   });
   // Worker-side counters (items by outcome, halts decided here) for Prometheus, when asked for.
   const metricsPort = config.workerMetricsPort;

@@ -42,6 +42,12 @@ export function createMetrics() {
       labelNames: ['outcome'],
       registers: [registry],
     }),
+    purgePlans: new Counter({
+      name: 'blastgate_purge_plans_total',
+      help: 'Purge plans (POST /v1/purges and the scheduled proposal) by outcome (planned, rejected, dry_run, skipped)',
+      labelNames: ['outcome'],
+      registers: [registry],
+    }),
     planIds: new Counter({
       name: 'blastgate_plan_ids_total',
       help: 'IDs resolved by plans, by class',
@@ -122,6 +128,23 @@ export function registerLedgerGauges(metrics: Metrics, pool: pg.Pool) {
       const n = (states: string[]) =>
         r.rows.filter((x) => states.includes(x.state)).reduce((a, x) => a + Number(x.n), 0);
       this.set({ outcome: 'restored' }, n(['done']));
+      this.set({ outcome: 'failed' }, n(['failed']));
+      this.set({ outcome: 'pending' }, n(['pending', 'claimed']));
+    },
+  });
+  new Gauge({
+    name: 'blastgate_purge_items',
+    help: 'Items of purge operations by outcome (purged, failed, pending), from the ledger',
+    labelNames: ['outcome'],
+    registers: [metrics.registry],
+    async collect() {
+      const r = await pool.query<{ state: string; n: string }>(
+        `SELECT i.state, count(*) AS n FROM operations o JOIN operation_items i ON i.operation_id = o.id
+         WHERE o.action = 'purge' GROUP BY i.state`,
+      );
+      const n = (states: string[]) =>
+        r.rows.filter((x) => states.includes(x.state)).reduce((a, x) => a + Number(x.n), 0);
+      this.set({ outcome: 'purged' }, n(['done']));
       this.set({ outcome: 'failed' }, n(['failed']));
       this.set({ outcome: 'pending' }, n(['pending', 'claimed']));
     },

@@ -41,6 +41,11 @@ export default fp(
             description:
               'Restores of what Blastgate deleted: a tenant, an operation or IDs, to a point in time; run as operations',
           },
+          {
+            name: 'purges',
+            description:
+              'Purges: hard deletes of what is past its retention, approved by a second person; run as operations',
+          },
           { name: 'admin', description: 'API tokens and policy' },
           { name: 'audit', description: 'Append-only, hash-chained audit log' },
           { name: 'health', description: 'Liveness and readiness' },

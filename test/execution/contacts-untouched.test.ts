@@ -1,5 +1,6 @@
 // Every destructive path Blastgate has runs against tenants with contacts — soft delete, compliance
-// erasure (of apps, and of a site with its cascade), a site delete, a rollback, registry imports that change and replace resources, tenant
+// erasure (of apps, and of a site with its cascade), a site delete, a purge, a rollback, registry
+// imports that change and replace resources, tenant
 // and type upserts — and the contacts are exactly as they were, down to their updated_at.
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -66,6 +67,28 @@ describe('tenant contacts', () => {
     // A site delete (the type cascades to apps).
     await runToEnd({ targetType: 'site', ids: [siteId(5)] });
     expect(await states([siteId(5)])).toEqual(new Set(['soft_deleted']));
+
+    // A purge of the apps soft-deleted above, once their retention has ended.
+    await query(h.databaseUrl, `UPDATE resources SET purge_after = now() - interval '1 day' WHERE id = ANY($1)`, [
+      appsOf([0, 1], APPS),
+    ]);
+    const purge = await request(h.app.server)
+      .post('/v1/purges')
+      .set('authorization', h.auth('requester'))
+      .send({
+        targetType: 'app',
+        ids: appsOf([0, 1], APPS),
+        reason: 'Retention ended',
+        ticket: 'CHG-1',
+        rollout: { bakeSeconds: 0 },
+      });
+    expect(purge.status, JSON.stringify(purge.body)).toBe(201);
+    await command(h, 'approver', purge.body.id, 'approve', { planHash: purge.body.planHash }).expect(200);
+    await command(h, 'operator', purge.body.id, 'start').expect(200);
+    expect((await waitForState(h, purge.body.id, ['completed', 'completed_with_failures', 'halted'])).state).toBe(
+      'completed',
+    );
+    expect(await states(appsOf([0, 1], APPS))).toEqual(new Set(['purged']));
 
     // A completed delete rolled back.
     const rolled = await runToEnd({ ids: appsOf([3, 4], APPS) });

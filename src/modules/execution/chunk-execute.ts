@@ -7,6 +7,7 @@ import { AppError } from '../../lib/errors.ts';
 import { idempotencyKeyFor, isSkipped, type AdapterItem } from '../adapters/index.ts';
 import { takeSnapshots } from './chunk-snapshots.ts';
 import { applyWithBreaker } from './breaker.ts';
+import { executePurge } from './chunk-purge.ts';
 import { executeRestore } from './chunk-restore.ts';
 import type { ChunkDeps } from './chunk.ts';
 import type { Fence } from './exclusive.ts';
@@ -55,6 +56,7 @@ export async function execute<Tx>(
       : {}),
   });
   if (op.action === 'restore') return executeRestore(deps, op, j, range, token, items, fence);
+  if (op.action === 'purge') return executePurge(deps, op, j, range, token, items, fence);
   const outcomes: Outcome[] = [];
   const lease = keepLease(deps, j, range, token);
   const since = deps.clock();

@@ -49,6 +49,11 @@ export interface ChunkDeps<Tx = Queryable> {
    * in the transaction that records them (erasure/keys.ts). Required for an erasure to record.
    */
   eraseKeys?(tx: Tx, opId: string, doneSeqs: number[]): Promise<ErasedKeys>;
+  /**
+   * What the registry row records of an outcome whatever the adapter, in the transaction that
+   * records it: retention after a soft delete, none after a restore, purged after a purge.
+   */
+  registryFollows?: (tx: Tx, op: OperationRecord, doneSeqs: number[]) => Promise<void>;
 }
 
 const waveEvent = (
@@ -122,9 +127,18 @@ export async function processChunk<Tx>(deps: ChunkDeps<Tx>, jobId: string, j: Ch
         const erased = await deps.eraseKeys(tx, j.opId, rec.doneSeqs);
         deps.metrics?.items.inc({ outcome: 'erased' }, erased.items + erased.descendants);
       }
+      if (deps.registryFollows && rec.recordedDone + rec.descendantsDone > 0)
+        await deps.registryFollows(
+          tx,
+          op,
+          outcomes.filter((o) => o.state === 'done').map((o) => o.seq),
+        );
       if (op.action === 'restore') {
         deps.metrics?.items.inc({ outcome: 'restored' }, rec.recordedDone + rec.descendantsDone);
         deps.metrics?.items.inc({ outcome: 'restore_failed' }, rec.recordedFailed);
+      } else if (op.action === 'purge') {
+        deps.metrics?.items.inc({ outcome: 'purged' }, rec.recordedDone);
+        deps.metrics?.items.inc({ outcome: 'purge_failed' }, rec.recordedFailed);
       } else {
         deps.metrics?.items.inc({ outcome: 'done' }, rec.recordedDone);
         deps.metrics?.items.inc({ outcome: 'failed' }, rec.recordedFailed);

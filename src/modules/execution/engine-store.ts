@@ -40,6 +40,7 @@ async function checkGuard(tx: pg.PoolClient, record: OperationRecord, guard: Gua
       { heldBy: held },
     );
   }
+  if (record.action === 'purge') return restoreStale(tx, record.id, 'purge');
   return record.action === 'restore' ? restoreStale(tx, record.id) : planStale(tx, record);
 }
 
@@ -184,14 +185,16 @@ async function persist(tx: pg.PoolClient, record: OperationRecord, n: LifecycleS
       [opId, event.wave],
     );
   }
-  // A restore's events say so, and the one that ends it says how many items came back.
-  // An erasure's likewise, with the snapshot keys it destroyed.
+  // A restore's (a purge's) events say so, and the one that ends it says how many items came back
+  // (were purged). An erasure's likewise, with the snapshot keys it destroyed.
   const restore =
     record.action === 'restore'
       ? { kind: 'restore', ...(ended ? await restoreCounts(tx, opId) : {}) }
-      : record.action === 'erase'
-        ? await erasureAuditDetail(tx, opId, ended)
-        : {};
+      : record.action === 'purge'
+        ? { kind: 'purge', ...(ended ? await purgeCounts(tx, opId) : {}) }
+        : record.action === 'erase'
+          ? await erasureAuditDetail(tx, opId, ended)
+          : {};
   for (const e of c.effects) {
     if (e.type !== 'audit') continue;
     await appendAudit(tx, {
@@ -214,6 +217,12 @@ async function restoreCounts(tx: pg.PoolClient, opId: string) {
   );
   const { items, restored } = r.rows[0]!;
   return { items, restored, notRestored: items - restored };
+}
+
+/** Items of a purge purged and not, from the ledger. */
+async function purgeCounts(tx: pg.PoolClient, opId: string) {
+  const { items, restored } = await restoreCounts(tx, opId);
+  return { items, purged: restored, notPurged: items - restored };
 }
 
 export interface PgEngineOptions {

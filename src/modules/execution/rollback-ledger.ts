@@ -101,7 +101,11 @@ export function pgRollbackLedger(pool: Pick<pg.Pool, 'query'>, leaseMs: number):
                ELSE now() + make_interval(secs => least($5::float8, $4::float8 * power(2, i.restore_attempts - 1)) / 1000) END
            FROM unnest($2::int[], $3::boolean[], $6::text[], $7::boolean[]) AS u(seq, ok, err, perm)
            WHERE i.operation_id = $1 AND i.seq = u.seq AND i.state = 'restoring' AND i.claim_token = $8
-           RETURNING 1)
+           RETURNING i.resource_id, u.ok),
+         -- Brought back: no longer due for a purge (purges/retention.ts).
+         kept AS (
+           UPDATE resources r SET purge_after = NULL FROM u
+           WHERE u.ok AND r.id = u.resource_id AND r.purge_after IS NOT NULL AND r.state <> 'purged')
          UPDATE operations SET progress_at = now() WHERE id = $1 AND EXISTS (SELECT 1 FROM u)`,
         [
           opId,

@@ -17,6 +17,9 @@ export const ItemView = Type.Object(
       description:
         'Why the item did not get where it should; a restore refused because its snapshot failed verification starts with snapshot_corrupt (or erased, no_snapshot)',
     }),
+    purgeAfter: Type.Union([Type.String({ format: 'date-time' }), Type.Null()], {
+      description: "When the resource's retention ends (soft-deleted by an operation and not purged); null otherwise",
+    }),
     updatedAt: Type.String({ format: 'date-time' }),
   },
   { description: 'One item of the ledger' },
@@ -38,6 +41,7 @@ export const ItemsPage = Type.Object(
           state: 'pending',
           attempts: 0,
           lastError: null,
+          purgeAfter: null,
           updatedAt: '2026-11-24T12:00:00.000Z',
         },
       ],

@@ -47,13 +47,17 @@ export interface Who {
 /**
  * What an operation does to its items. A restore brings back what deletes took; it is never rolled
  * back (that would delete again what it restored), so it halts to wait for a human instead. An
- * erase (compliance erasure) hard-deletes and destroys the snapshot keys: there is nothing to roll
- * back to, so it too halts to wait for a human, and it needs an admin and a second approver.
+ * erase (compliance erasure) hard-deletes and destroys the snapshot keys, and a purge hard-deletes
+ * what is past its retention: there is nothing to roll back to, so they too halt to wait for a
+ * human. An erasure needs an admin and a second approver.
  */
-export type OperationKind = 'delete' | 'restore' | 'erase';
+export type OperationKind = 'delete' | 'restore' | 'erase' | 'purge';
 
-/** Only a delete can be undone by its own rollback: a restore would delete again, an erasure has nothing left. */
+/** Only a delete can be undone by its own rollback: a restore would delete again, an erasure or a purge has nothing left. */
 export const rollsBack = (kind: OperationKind): boolean => kind === 'delete';
+
+/** Kinds that are never rolled back: a halt waits for a human and an abort ends the operation. */
+export const irreversible = (k: OperationKind): boolean => !rollsBack(k);
 
 export interface Approval {
   by: string; // token id

@@ -124,6 +124,12 @@ function rollback(s: LifecycleState, by: string, reason: string): Decision {
       'ROLLBACK_NOT_SUPPORTED',
       'a compliance erasure is never rolled back: what it erased was hard-deleted and its snapshot keys destroyed, so there is nothing to restore',
     );
+  if (s.kind === 'purge')
+    return refuse(
+      409,
+      'ROLLBACK_NOT_SUPPORTED',
+      'a purge is never rolled back: what it hard-deleted cannot be restored. A halted purge waits: resume it, or abort it to stop purging',
+    );
   const fromEnded = ENDED_STATES.includes(s.state);
   if (!fromEnded && !STOPPABLE.includes(s.state)) return invalid(s, 'rollback');
   const why = `rollback by ${by}: ${reason}`;
@@ -199,10 +205,10 @@ function decideAt(s: LifecycleState, e: LifecycleEvent, now: number): Decision {
       // Aborting a rollback is the way out of a rollback that cannot finish: it ends, and says so.
       if (s.state === 'rolling_back')
         return endRollback(s, `rollback aborted by ${e.by.name}: ${e.reason}`, e.by.name, {});
-      // A restore or an erasure has no rollback to fall back on: aborting one ends it. What it did
+      // A restore, an erasure or a purge has no rollback to fall back on: aborting one ends it. What it did
       // not do is listed with the operation (state cancelled never reads as success).
       if (!rollsBack(s.kind) && STOPPABLE.includes(s.state)) {
-        const reason = `${s.kind === 'erase' ? 'erasure' : 'restore'} aborted by ${e.by.name}: ${e.reason}`;
+        const reason = `${s.kind === 'erase' ? 'erasure' : s.kind} aborted by ${e.by.name}: ${e.reason}`;
         const next: LifecycleState = {
           ...s,
           state: 'cancelled',

@@ -10,6 +10,13 @@ import { BUDGETS_EXAMPLE, Budgets, BudgetsInput, RollingBudgets, RollingBudgetsV
 import { DEFAULT_BUDGETS, DEFAULT_PLAN_TTL_SECONDS, DEFAULT_RESTORE_APPROVAL } from './policy.ts';
 import { DEFAULT_ROLLING_BUDGETS, getRollingBudgets, ROLLING_WINDOW_HOURS } from './rolling-budgets.ts';
 import { getBudgets, getPlanTtlSeconds, getRestoreApproval } from './repository.ts';
+import {
+  DEFAULT_RETENTION_DAYS,
+  getRetentionDays,
+  MAX_RETENTION_DAYS,
+  MIN_RETENTION_DAYS,
+  setRetentionDays,
+} from '../purges/retention.ts';
 
 const PlanTtl = Type.Integer({
   minimum: 60,
@@ -22,11 +29,18 @@ const RestoreApprovalField = Type.Union([Type.Literal('required'), Type.Literal(
   description: `Whether a restore (POST /v1/restores) needs an approval like a delete (required, the default) or runs once planned (none: with autoStart it starts at once). A restore over budget needs its break-glass approvals either way`,
 });
 
+const RetentionDaysField = Type.Integer({
+  minimum: MIN_RETENTION_DAYS,
+  maximum: MAX_RETENTION_DAYS,
+  description: `Days a soft-deleted resource is kept before a purge may hard-delete it, for types that declare no retentionDays of their own (default ${DEFAULT_RETENTION_DAYS})`,
+});
+
 const EXAMPLE = {
   budgets: BUDGETS_EXAMPLE,
   planTtlSeconds: DEFAULT_PLAN_TTL_SECONDS,
   rollingBudgets: DEFAULT_ROLLING_BUDGETS,
   restoreApproval: DEFAULT_RESTORE_APPROVAL,
+  retentionDays: DEFAULT_RETENTION_DAYS,
 };
 
 const PolicyView = Type.Object(
@@ -35,6 +49,7 @@ const PolicyView = Type.Object(
     planTtlSeconds: PlanTtl,
     rollingBudgets: RollingBudgetsView,
     restoreApproval: RestoreApprovalField,
+    retentionDays: RetentionDaysField,
   },
   {
     description: 'The policy in force',
@@ -48,10 +63,12 @@ const PolicyBody = Type.Object(
     planTtlSeconds: Type.Optional(PlanTtl),
     rollingBudgets: Type.Optional(RollingBudgets),
     restoreApproval: Type.Optional(RestoreApprovalField),
+    retentionDays: Type.Optional(RetentionDaysField),
   },
   {
     additionalProperties: false,
-    description: 'The new policy; an omitted planTtlSeconds, rollingBudgets or restoreApproval keeps the one in force',
+    description:
+      'The new policy; an omitted planTtlSeconds, rollingBudgets, restoreApproval or retentionDays keeps the one in force',
     example: EXAMPLE,
   },
 );
@@ -61,6 +78,7 @@ const readPolicy = async (db: Queryable) => ({
   planTtlSeconds: (await getPlanTtlSeconds(db)) ?? DEFAULT_PLAN_TTL_SECONDS,
   rollingBudgets: { windowHours: ROLLING_WINDOW_HOURS, ...(await getRollingBudgets(db)) },
   restoreApproval: await getRestoreApproval(db),
+  retentionDays: await getRetentionDays(db),
 });
 
 export default async function policyRoutes(app: App) {
@@ -73,7 +91,7 @@ export default async function policyRoutes(app: App) {
         tags: ['admin'],
         summary: 'Read the policy',
         description:
-          'Budgets that plans are checked against (per operation: tenants, items, estimated minutes to restore; rolling 24 h: tenants, items), the plan TTL, and whether restores need an approval.',
+          'Budgets that plans are checked against (per operation: tenants, items, estimated minutes to restore; rolling 24 h: tenants, items), the plan TTL, whether restores need an approval, and the default retention of soft-deleted resources before a purge.',
         response: { 200: PolicyView, ...errorResponses(401) },
       },
     },
@@ -89,7 +107,7 @@ export default async function policyRoutes(app: App) {
         tags: ['admin'],
         summary: 'Set the policy',
         description:
-          'Replaces the budgets (and the plan TTL, the rolling budgets and restoreApproval when given). Applies to plans made afterwards; existing plans keep the verdict they were approved with and the expiry they were given.',
+          'Replaces the budgets (and the plan TTL, the rolling budgets, restoreApproval and retentionDays when given). Applies to plans made afterwards; existing plans keep the verdict they were approved with and the expiry they were given.',
         body: PolicyBody,
         response: { 200: PolicyView, ...errorResponses(400, 401, 403) },
       },
@@ -122,6 +140,8 @@ export default async function policyRoutes(app: App) {
             [JSON.stringify({ approval: req.body.restoreApproval }), req.principal!.name],
           );
         }
+        if (req.body.retentionDays !== undefined)
+          await setRetentionDays(c, req.body.retentionDays, req.principal!.name);
         await appendAudit(c, {
           actor: req.principal!.name,
           action: 'policy.set',
@@ -131,6 +151,7 @@ export default async function policyRoutes(app: App) {
             planTtlSeconds: req.body.planTtlSeconds ?? null,
             rollingBudgets: req.body.rollingBudgets ?? null,
             restoreApproval: req.body.restoreApproval ?? null,
+            retentionDays: req.body.retentionDays ?? null,
           },
         });
       });

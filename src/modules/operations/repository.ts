@@ -113,10 +113,10 @@ export function operationReads(prisma: PrismaClient) {
      * items a restore (or erasure) that ended short (completed_with_failures, or cancelled) did not do.
      */
     unfinished: async (op: Pick<Operation, 'id' | 'state' | 'action'>) => {
-      // A restore or an erasure that ended short of success (failures, or aborted): every item it
-      // did not restore / erase (neither has a rollback to fall back on).
+      // A restore, an erasure or a purge that ended short of success (failures, or aborted): every
+      // item it did not restore / erase / purge (none has a rollback to fall back on).
       const restoreShort =
-        (op.action === 'restore' || op.action === 'erase') &&
+        (op.action === 'restore' || op.action === 'erase' || op.action === 'purge') &&
         ['completed_with_failures', 'cancelled'].includes(op.state);
       const where = restoreShort
         ? { operationId: op.id, state: { not: 'done' } }

@@ -11,6 +11,7 @@ import { validateValue } from '../../plugins/validation.ts';
 import { MAX_STREAMED_IDS, textIdBatches } from './intake.ts';
 import { OP_STATES } from './lifecycle-types.ts';
 import { ID_CLASSES } from './planner.ts';
+import { PURGE_CLASSES } from '../purges/schemas.ts';
 import { RESTORE_CLASSES } from '../restores/schemas.ts';
 import { operationReads } from './repository.ts';
 import { operationService, type SubmitResult } from './service.ts';
@@ -259,6 +260,12 @@ export default async function operationRoutes(app: App) {
     async (req) => {
       const op = await reads.get(req.params.id);
       const rows = await reads.items({ operationId: op.id, ...req.query, limit: req.query.limit! });
+      // When each resource's retention ends (soft-deleted by an operation, not purged yet).
+      const due = await app.db.pool.query<{ id: string; purge_after: Date }>(
+        'SELECT id, purge_after FROM resources WHERE id = ANY($1::text[]) AND purge_after IS NOT NULL',
+        [rows.map((r) => r.resourceId)],
+      );
+      const purgeAfter = new Map(due.rows.map((x) => [x.id, x.purge_after.toISOString()]));
       return {
         items: rows.map((r) => ({
           seq: r.seq,
@@ -270,6 +277,7 @@ export default async function operationRoutes(app: App) {
           state: r.state,
           attempts: r.attempts,
           lastError: r.lastError,
+          purgeAfter: purgeAfter.get(r.resourceId) ?? null,
           updatedAt: r.updatedAt.toISOString(),
         })),
         nextCursor: rows.length === req.query.limit ? String(rows[rows.length - 1]!.seq) : null,
@@ -292,7 +300,9 @@ export default async function operationRoutes(app: App) {
             // A delete's classes and a restore's (not_deleted, superseded, …).
             class: Type.Optional(
               Type.Union(
-                [...new Set([...ID_CLASSES, ...RESTORE_CLASSES])].filter((c) => c !== 'ok').map((c) => Type.Literal(c)),
+                [...new Set([...ID_CLASSES, ...RESTORE_CLASSES, ...PURGE_CLASSES])]
+                  .filter((c) => c !== 'ok')
+                  .map((c) => Type.Literal(c)),
               ),
             ),
             limit: Limit(5000, 1000),
@@ -323,6 +333,7 @@ export default async function operationRoutes(app: App) {
           actualType: r.actualType,
           tenantId: r.tenantId,
           ...(r.heldBy ? { heldBy: r.heldBy } : {}),
+          ...(r.purgeAfter ? { purgeAfter: r.purgeAfter.toISOString() } : {}),
         })),
         nextCursor: rows.length === req.query.limit ? String(rows[rows.length - 1]!.ordinal) : null,
       };

@@ -165,9 +165,9 @@ export const PlanSchema = Type.Object(
 export const OperationView = Type.Object(
   {
     id: Type.String(),
-    kind: Type.Union([Type.Literal('delete'), Type.Literal('restore'), Type.Literal('erase')], {
+    kind: Type.Union([Type.Literal('delete'), Type.Literal('restore'), Type.Literal('erase'), Type.Literal('purge')], {
       description:
-        'delete (POST /v1/operations), erase (POST /v1/operations with erasure: true: a compliance erasure) or restore (POST /v1/restores)',
+        'delete (POST /v1/operations), erase (POST /v1/operations with erasure: true: a compliance erasure), restore (POST /v1/restores) or purge (POST /v1/purges)',
     }),
     action: Type.String({ description: 'Same as kind (kept for clients written before restores)' }),
     scope: Type.Union([RestoreScopeView, Type.Null()], {
@@ -214,6 +214,8 @@ export const OperationView = Type.Object(
             Type.Integer({ description: 'Erasures: items hard-deleted with their snapshot keys destroyed (done)' }),
           ),
           notErased: Type.Optional(Type.Integer({ description: 'Erasures: items not (or not yet) erased' })),
+          purged: Type.Optional(Type.Integer({ description: 'Purges: items hard-deleted (ledger state done)' })),
+          notPurged: Type.Optional(Type.Integer({ description: 'Purges: items not (or not yet) purged' })),
         },
         { description: 'Item counts over the whole ledger' },
       ),
@@ -315,6 +317,9 @@ export const ReportPage = Type.Object(
           Type.String({
             description: 'in_flight: the live operation that holds the resource (finish or abort it first)',
           }),
+        ),
+        purgeAfter: Type.Optional(
+          Type.String({ format: 'date-time', description: 'within_retention (purges): when its retention ends' }),
         ),
       }),
     ),

@@ -49,7 +49,7 @@ export function operationView(
   };
 }
 
-/** Items by ledger state over every wave (cascaded descendants included); a restore's `done` is restored, an erasure's erased. */
+/** Items by ledger state over every wave (cascaded descendants included); a restore's `done` is restored, an erasure's erased, a purge's purged. */
 function countsOf(op: OperationRow, waveProgress: { counts: Record<string, number> }[]) {
   const byState: Record<string, number> = {};
   for (const w of waveProgress) for (const [k, n] of Object.entries(w.counts)) byState[k] = (byState[k] ?? 0) + n;
@@ -57,5 +57,6 @@ function countsOf(op: OperationRow, waveProgress: { counts: Record<string, numbe
   const done = byState.done ?? 0;
   if (op.action === 'restore') return { items, byState, restored: done, notRestored: items - done };
   if (op.action === 'erase') return { items, byState, erased: done, notErased: items - done };
+  if (op.action === 'purge') return { items, byState, purged: done, notPurged: items - done };
   return { items, byState };
 }

@@ -24,11 +24,13 @@ const BULK_TABLE_RATIO = 2;
 const BULK_LOCK_TIMEOUT = '3s';
 
 // Omitted state/protected keep the stored value (Blastgate itself changes them during
-// operations; a routine sync must not undo a soft delete). deleted_at follows the state.
+// operations; a routine sync must not undo a soft delete). deleted_at follows the state; a row
+// made active again by an import is no longer due for a purge (its retention ends with it).
 const MERGE_UPDATE = `
   UPDATE resources r SET type = s.type, tenant_id = s.tenant_id, parent_id = s.parent_id,
     state = coalesce(s.state, r.state), protected = coalesce(s.protected, r.protected),
     deleted_at = CASE WHEN coalesce(s.state, r.state) = 'active' THEN NULL ELSE coalesce(r.deleted_at, now()) END,
+    purge_after = CASE WHEN coalesce(s.state, r.state) = 'active' AND r.state <> 'active' THEN NULL ELSE r.purge_after END,
     updated_at = now()
   FROM registry_stage s
   WHERE r.id = s.id

@@ -22,6 +22,7 @@ const toType = (r: Record<string, unknown>): ResourceType => ({
   parentType: (r.parent_type as string | null) ?? null,
   cascadeTo: (r.cascade_to as string[] | null) ?? [],
   adapter: r.adapter as ResourceType['adapter'],
+  retentionDays: (r.retention_days as number | null) ?? null,
   createdAt: (r.created_at as Date).toISOString(),
   updatedAt: (r.updated_at as Date).toISOString(),
 });
@@ -52,14 +53,17 @@ export async function postgresAcceptsRegex(db: Queryable, pattern: string): Prom
 /** Upserts whole declarations (a PUT replaces every field of a named type). */
 export async function upsertTypes(client: pg.PoolClient, types: ResourceTypeInput[]): Promise<void> {
   await client.query(
-    `INSERT INTO resource_types AS t (name, id_pattern, parent_type, cascade_to, adapter)
-     SELECT i.name, i.id_pattern, i.parent_type, coalesce(i.cascade_to, '{}'), coalesce(i.adapter, '{"kind":"registry"}')
-     FROM jsonb_to_recordset($1::jsonb) AS i(name text, id_pattern text, parent_type text, cascade_to text[], adapter jsonb)
+    `INSERT INTO resource_types AS t (name, id_pattern, parent_type, cascade_to, adapter, retention_days)
+     SELECT i.name, i.id_pattern, i.parent_type, coalesce(i.cascade_to, '{}'), coalesce(i.adapter, '{"kind":"registry"}'),
+       i.retention_days
+     FROM jsonb_to_recordset($1::jsonb)
+       AS i(name text, id_pattern text, parent_type text, cascade_to text[], adapter jsonb, retention_days int)
      ON CONFLICT (name) DO UPDATE SET
        id_pattern = EXCLUDED.id_pattern, parent_type = EXCLUDED.parent_type, cascade_to = EXCLUDED.cascade_to,
-       adapter = EXCLUDED.adapter, updated_at = now()
-     WHERE (t.id_pattern, t.parent_type, t.cascade_to, t.adapter)
-       IS DISTINCT FROM (EXCLUDED.id_pattern, EXCLUDED.parent_type, EXCLUDED.cascade_to, EXCLUDED.adapter)`,
+       adapter = EXCLUDED.adapter, retention_days = EXCLUDED.retention_days, updated_at = now()
+     WHERE (t.id_pattern, t.parent_type, t.cascade_to, t.adapter, t.retention_days)
+       IS DISTINCT FROM (EXCLUDED.id_pattern, EXCLUDED.parent_type, EXCLUDED.cascade_to, EXCLUDED.adapter,
+                         EXCLUDED.retention_days)`,
     [
       JSON.stringify(
         types.map((t) => ({
@@ -68,6 +72,7 @@ export async function upsertTypes(client: pg.PoolClient, types: ResourceTypeInpu
           parent_type: t.parentType ?? null,
           cascade_to: t.cascadeTo ?? [],
           adapter: t.adapter ?? null,
+          retention_days: t.retentionDays ?? null,
         })),
       ),
     ],
@@ -161,6 +166,7 @@ export async function getResource(db: Queryable, id: string): Promise<Resource |
     state: r.state as string,
     protected: r.protected as boolean,
     deletedAt: iso(r.deleted_at as Date | null),
+    purgeAfter: iso(r.purge_after as Date | null),
     updatedAt: (r.updated_at as Date).toISOString(),
   };
 }

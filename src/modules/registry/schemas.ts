@@ -43,6 +43,15 @@ export const ResourceTypeInput = Type.Object(
       }),
     ),
     adapter: Type.Optional(AdapterConfig),
+    retentionDays: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        maximum: 3650,
+        description:
+          'Days a soft-deleted resource of this type is kept before a purge may hard-delete it (omitted: the policy default retentionDays)',
+        example: 30,
+      }),
+    ),
   },
   {
     additionalProperties: false,
@@ -96,6 +105,7 @@ export const ResourceType = Type.Object(
     parentType: Nullable(Type.String()),
     cascadeTo: Type.Array(Type.String()),
     adapter: Type.Object({ kind: Type.String() }, { additionalProperties: true }),
+    retentionDays: Nullable(Type.Integer({ description: 'Retention of this type in days; null: the policy default' })),
     createdAt: Timestamp,
     updatedAt: Timestamp,
   },
@@ -115,6 +125,7 @@ export const TypeList = Type.Object(
           parentType: 'site',
           cascadeTo: [],
           adapter: { kind: 'registry' },
+          retentionDays: null,
           createdAt: '2026-11-24T12:00:00.000Z',
           updatedAt: '2026-11-24T12:00:00.000Z',
         },
@@ -302,6 +313,12 @@ export const Resource = Type.Object(
     state: Type.String({ description: 'active | soft_deleted | purged' }),
     protected: Type.Boolean(),
     deletedAt: Nullable(Timestamp),
+    purgeAfter: Nullable(
+      Type.String({
+        format: 'date-time',
+        description: 'Soft-deleted by an operation: when its retention ends and a purge may hard-delete it',
+      }),
+    ),
     updatedAt: Timestamp,
   },
   {
@@ -314,6 +331,7 @@ export const Resource = Type.Object(
       state: 'active',
       protected: false,
       deletedAt: null,
+      purgeAfter: null,
       updatedAt: '2026-11-24T12:00:00.000Z',
     },
   },

@@ -21,6 +21,17 @@ const DELETED_ITEM_STATES = ['done', 'restore_failed', 'restoring'];
  * deletion first; for IDs it is the list as submitted (the caller has COPYed it into plan_input).
  */
 export async function resolveRestore(client: pg.PoolClient, scope: RestoreScope): Promise<void> {
+  await resolveDeleted(client, scope);
+  await sources(client, scope.asOf);
+  await classify(client, scope.kind === 'ids' ? scope.targetType : null);
+}
+
+/**
+ * The part of resolveRestore that a purge shares: plan_input (what the scope names, or what it
+ * deleted and has not brought back), restore_ids (with `taken`: pulled in by a cascade) and
+ * restore_latest (each resource's latest delete or restore, and whether it is still deleted).
+ */
+export async function resolveDeleted(client: pg.PoolClient, scope: RestoreScope): Promise<void> {
   await client.query(`SET LOCAL work_mem = '256MB'`);
   // These statements join temp tables the planner has no statistics for, so it guesses millions of
   // rows and JIT-compiles them: 3 of the 4.4 s of planning a 17,660-item restore, for queries that
@@ -74,8 +85,6 @@ export async function resolveRestore(client: pg.PoolClient, scope: RestoreScope)
       which.params,
     );
   }
-  await sources(client, scope.asOf);
-  await classify(client, scope.kind === 'ids' ? scope.targetType : null);
 }
 
 /**
@@ -112,7 +121,7 @@ async function expandCascades(client: pg.PoolClient): Promise<boolean> {
  * restore_events: every snapshot of the resources in restore_ids whose call took effect — a delete
  * (done, or rolled back: restored) or a restore (done) — and restore_latest: the latest per resource.
  */
-async function latestEvents(client: pg.PoolClient): Promise<void> {
+export async function latestEvents(client: pg.PoolClient): Promise<void> {
   await client.query(`DROP TABLE IF EXISTS restore_snaps, restore_latest`);
   await client.query(
     `CREATE TEMP TABLE restore_snaps ON COMMIT DROP AS

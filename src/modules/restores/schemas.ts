@@ -51,7 +51,7 @@ const Timestamp = (description: string) => Type.String({ format: 'date-time', de
  * The policy fields without their `default`s: the validator fills in defaults, and a delete's
  * (five waves, a 300 s bake, probes required) would override a restore's for every field omitted.
  */
-function withoutDefaults<T extends TObject>(schema: T, description: string) {
+export function withoutDefaults<T extends TObject>(schema: T, description: string) {
   const properties = Object.fromEntries(
     Object.entries(schema.properties).map(([k, v]) => {
       const copy: Record<string, unknown> = { ...v };
@@ -144,7 +144,8 @@ export type RestoreScope = (
 
 export const RestoreScopeView = Type.Object(
   {
-    kind: Type.Union([Type.Literal('tenant'), Type.Literal('operation'), Type.Literal('ids')]),
+    kind: Type.Union([Type.Literal('tenant'), Type.Literal('operation'), Type.Literal('ids'), Type.Literal('due')]),
+    dueBefore: Type.Optional(Type.String({ format: 'date-time', description: 'Purges: everything due by then' })),
     tenantId: Type.Optional(Type.String()),
     deletedSince: Type.Optional(Type.Union([Type.String({ format: 'date-time' }), Type.Null()])),
     operationId: Type.Optional(Type.String()),
@@ -152,5 +153,5 @@ export const RestoreScopeView = Type.Object(
     ids: Type.Optional(Type.Integer({ description: 'How many IDs were submitted (the items route lists them)' })),
     asOf: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
   },
-  { description: 'Restores: the scope that was asked for' },
+  { description: 'Restores and purges: the scope that was asked for' },
 );

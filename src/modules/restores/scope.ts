@@ -6,7 +6,10 @@ import { LIVE_STATES } from '../operations/lifecycle-types.ts';
 import { SCOPE_FIELDS, type CreateRestoreBody, type RestoreScope } from './schemas.ts';
 
 /** Exactly one scope, with its fields complete; otherwise 422 naming the fields. */
-export function scopeOf(b: CreateRestoreBody): RestoreScope {
+export function scopeOf(
+  b: Omit<CreateRestoreBody, 'reason' | 'ticket'>,
+  noun: 'restore' | 'purge' = 'restore',
+): RestoreScope {
   const given = (Object.keys(SCOPE_FIELDS) as (keyof typeof SCOPE_FIELDS)[]).filter((k) =>
     SCOPE_FIELDS[k].some((f) => b[f] !== undefined),
   );
@@ -15,13 +18,13 @@ export function scopeOf(b: CreateRestoreBody): RestoreScope {
   if (given.length === 0)
     throw new UnprocessableError(
       'SCOPE_REQUIRED',
-      'A restore needs exactly one scope: tenantId (optionally with deletedSince), operationId, or targetType with ids',
+      `A ${noun} needs exactly one scope: tenantId (optionally with deletedSince), operationId, or targetType with ids${noun === 'purge' ? ', or dueBefore' : ''}`,
       { fields: [], allowed: ['tenantId', 'operationId', 'targetType + ids'] },
     );
   if (given.length > 1)
     throw new UnprocessableError(
       'SCOPE_CONFLICT',
-      `A restore takes exactly one scope, got ${fields.join(', ')}: restore a tenant, an operation, or a list of IDs`,
+      `A ${noun} takes exactly one scope, got ${fields.join(', ')}: ${noun} a tenant, an operation, or a list of IDs`,
       { fields, allowed },
     );
   const asOf = b.asOf ?? null;
@@ -38,7 +41,7 @@ export function scopeOf(b: CreateRestoreBody): RestoreScope {
     const missing = b.targetType === undefined ? 'targetType' : 'ids';
     throw new UnprocessableError(
       'SCOPE_INCOMPLETE',
-      `A restore of IDs needs both targetType and ids; ${missing} is missing`,
+      `A ${noun} of IDs needs both targetType and ids; ${missing} is missing`,
       {
         fields,
         missing: [missing],

@@ -7,7 +7,12 @@ import { ConflictError, type AppError } from '../../lib/errors.ts';
 
 const LISTED = 100;
 
-export async function restoreStale(tx: pg.PoolClient, operationId: string): Promise<AppError | null> {
+/** A purge's plan_fresh guard is the same check (`what` names it in the refusal). */
+export async function restoreStale(
+  tx: pg.PoolClient,
+  operationId: string,
+  what: 'restore' | 'purge' = 'restore',
+): Promise<AppError | null> {
   const r = await tx.query<{
     resource_id: string;
     planned_type: string;
@@ -40,7 +45,7 @@ export async function restoreStale(tx: pg.PoolClient, operationId: string): Prom
   }));
   return new ConflictError(
     'PLAN_STALE',
-    `${total} resource(s) of this restore changed in the registry since the plan was made (e.g. ${changed[0]!.resourceId}); submit a new restore`,
+    `${total} resource(s) of this ${what} changed in the registry since the plan was made (e.g. ${changed[0]!.resourceId}); submit a new ${what}`,
     { total, changed },
   );
 }

@@ -1,0 +1,135 @@
+// A purge operation's chunk: the delete chunk's claim, snapshot, write-ahead mark and record, with
+// the adapter's `hardDelete` as the destructive call — per resource type, because a purge of a
+// tenant or of everything due spans types, each through its own adapter. The snapshot of the
+// deleted state is stored like any pre-call snapshot (no snapshot, no call), and it stays: a later
+// restore of the resource still finds it and reports `purged` (restores/resolve.ts).
+import { AppError } from '../../lib/errors.ts';
+import { idempotencyKeyFor, isSkipped, type AdapterItem, type TargetAdapter } from '../adapters/index.ts';
+import { applyWithBreaker } from './breaker.ts';
+import type { ChunkDeps } from './chunk.ts';
+import { keepLease, type Executed } from './chunk-execute.ts';
+import { takeSnapshots } from './chunk-snapshots.ts';
+import type { Fence } from './exclusive.ts';
+import type { ClaimedItem, Outcome, Range, Snap } from './ledger.ts';
+import type { ChunkJob } from './queues.ts';
+import type { OperationRecord } from './state.ts';
+
+/** Snapshot reads may run this many times the destructive concurrency (as for deletes). */
+const SNAPSHOT_FANOUT = 4;
+
+export async function executePurge<Tx>(
+  deps: ChunkDeps<Tx>,
+  op: OperationRecord,
+  j: ChunkJob,
+  range: Range,
+  token: string,
+  items: ClaimedItem[],
+  fence: Fence,
+): Promise<Executed> {
+  const { rollout, haltPolicy } = op.lifecycle;
+  const typeOf = (i: ClaimedItem) => i.type ?? op.targetType;
+  const outcomes: Outcome[] = [];
+  const lease = keepLease(deps, j, range, token);
+  const since = deps.clock();
+  let calling = false;
+  await deps.watch.track(j.opId);
+  try {
+    const snaps: Snap[] = [];
+    const adapters = new Map<string, TargetAdapter>();
+    for (const type of [...new Set(items.map(typeOf))]) {
+      const part = items.filter((i) => typeOf(i) === type);
+      const got = await deps.adapters.get(type).catch((err: unknown) => {
+        if (err instanceof AppError) return err; // will not fix itself: fail, saying why
+        throw err;
+      });
+      if (got instanceof AppError) {
+        const error = `adapter for type ${type} unavailable: ${got.message}`.slice(0, 500);
+        outcomes.push(...part.map((i): Outcome => ({ seq: i.seq, state: 'failed', error, permanent: true })));
+        continue;
+      }
+      adapters.set(type, got.adapter);
+      const phase = await takeSnapshots(
+        {
+          operationId: j.opId,
+          adapter: got.adapter,
+          targetType: type,
+          adapters: deps.adapters,
+          concurrency: rollout.concurrency * SNAPSHOT_FANOUT,
+        },
+        part,
+      );
+      snaps.push(...phase.snaps);
+      outcomes.push(...phase.failures);
+    }
+    const failed = new Set(outcomes.map((o) => o.seq));
+    const wanted = items.filter((i) => !failed.has(i.seq));
+    const ready = wanted.length
+      ? await deps.ledger.prepare(
+          j.opId,
+          j.wave,
+          range,
+          token,
+          snaps,
+          wanted.map((i) => i.seq),
+        )
+      : new Set<number>();
+    const toRun = wanted.filter((i) => ready.has(i.seq));
+    const marked = new Set(toRun.filter((i) => i.executedSeq === null).map((i) => i.seq));
+    const notMarked = wanted.filter((i) => !ready.has(i.seq));
+    outcomes.push(...notMarked.map((i): Outcome => ({ seq: i.seq, state: 'pending', error: null })));
+
+    calling = true;
+    let unsent = notMarked.length;
+    let requeue = 0;
+    for (const [type, adapter] of adapters) {
+      const part = toRun.filter((i) => typeOf(i) === type);
+      if (part.length === 0) continue;
+      const { results, order } = await applyWithBreaker(
+        adapter,
+        'hardDelete',
+        part.map((i): AdapterItem => ({ operationId: j.opId, resourceId: i.resourceId, tenantId: i.tenantId, type })),
+        {
+          idempotencyKey: idempotencyKeyFor,
+          shouldContinue: () => !fence.lost && !lease.lost() && deps.watch.canRun(j.opId, j.wave, since),
+          concurrency: rollout.concurrency,
+        },
+        haltPolicy,
+        op.wave!,
+      );
+      for (const k of order) {
+        const item = part[k]!;
+        const r = results[k]!;
+        if (r.ok) outcomes.push({ seq: item.seq, state: 'done', error: null });
+        else if (isSkipped(r)) {
+          unsent++;
+          outcomes.push({ seq: item.seq, state: 'pending', error: null });
+        } else if (r.interrupted) {
+          requeue++;
+          outcomes.push({ seq: item.seq, state: 'pending', error: r.error.slice(0, 500), sent: true });
+        } else outcomes.push({ seq: item.seq, state: 'failed', error: r.error.slice(0, 500), permanent: r.permanent });
+      }
+    }
+    return { outcomes, marked, unsent, requeue, stillRunning: deps.watch.canRun(j.opId, j.wave, since) };
+  } catch (err) {
+    // As for deletes: before any call went out, hand the items back saying why; after, the claim's
+    // lease decides who sends them again (with the same keys).
+    if (!calling) {
+      const done = new Set(outcomes.map((o) => o.seq));
+      const reason = `${(err as Error).message ?? String(err)}`.slice(0, 500);
+      await deps.ledger
+        .release(
+          j.opId,
+          range,
+          token,
+          items.filter((i) => !done.has(i.seq)),
+          reason,
+          false,
+        )
+        .catch(() => undefined);
+    }
+    throw err;
+  } finally {
+    lease.stop();
+    deps.watch.untrack(j.opId);
+  }
+}

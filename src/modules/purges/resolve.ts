@@ -1,0 +1,125 @@
+// Resolves a purge's scope to resources and classifies each one, in set-based SQL inside the
+// caller's transaction, on the restore resolver's staging tables (restores/resolve.ts): what a
+// scope names and whether Blastgate's latest act on each resource is a delete that still stands.
+// The classification leaves plan_class and an empty plan_cascade behind, so that the plan, the
+// locks and the rejection report are the delete planner's own.
+import type pg from 'pg';
+import { LIVE_STATES } from '../operations/lifecycle-types.ts';
+import { latestEvents, resolveDeleted } from '../restores/resolve.ts';
+import { DEFAULT_RETENTION_DAYS } from './retention.ts';
+import type { PurgeScope } from './schemas.ts';
+
+export async function resolvePurge(client: pg.PoolClient, scope: PurgeScope, now: Date): Promise<void> {
+  if (scope.kind === 'due') {
+    await client.query(`SET LOCAL work_mem = '256MB'`);
+    await client.query(
+      `CREATE TEMP TABLE restore_ids (id text PRIMARY KEY, taken boolean DEFAULT false) ON COMMIT DROP`,
+    );
+    await client.query(
+      `INSERT INTO restore_ids (id) SELECT id FROM resources WHERE purge_after <= $1 AND state <> 'purged'`,
+      [scope.dueBefore],
+    );
+    await latestEvents(client);
+    // Longest due first.
+    await client.query(
+      `INSERT INTO plan_input (ord, id)
+       SELECT (row_number() OVER (ORDER BY r.purge_after, r.id) - 1)::int, r.id
+       FROM restore_ids x JOIN resources r ON r.id = x.id`,
+    );
+  } else await resolveDeleted(client, scope);
+  await classify(client, scope.kind === 'ids' ? scope.targetType : null, now);
+}
+
+/**
+ * One pass: duplicate, unknown, type_mismatch (ids only; not for what a listed resource's delete
+ * cascade took), in_flight (a live operation holds it, named), purged, not_deleted, within_retention
+ * (its purgeAfter is later than now, named), ok.
+ *
+ * Deleted, by adapter kind: the registry adapter writes the delete into the row (soft_deleted); an
+ * HTTP adapter leaves the row alone, so there it is Blastgate's latest act on it (a delete not
+ * undone), unless an import changed the row since. purgeAfter: the row's, or for a resource
+ * deleted before it was recorded, its deletion time plus its retention.
+ */
+async function classify(client: pg.PoolClient, targetType: string | null, now: Date): Promise<void> {
+  await client.query(
+    `CREATE TEMP TABLE plan_dups ON COMMIT DROP AS
+     SELECT id, min(ord) AS first_ord FROM plan_input GROUP BY id HAVING count(*) > 1`,
+  );
+  await client.query(
+    `CREATE TEMP TABLE plan_class ON COMMIT DROP AS
+     SELECT i.ord, i.id, r.type AS actual_type, coalesce(r.tenant_id, l.tenant_id) AS tenant_id, r.state,
+       lo.id AS held_by, r.type, due.purge_after,
+       CASE
+         WHEN d.first_ord IS NOT NULL AND i.ord > d.first_ord THEN 'duplicate'
+         WHEN r.id IS NULL THEN 'unknown'
+         WHEN $1::text IS NOT NULL AND r.type <> $1 AND NOT x.taken THEN 'type_mismatch'
+         WHEN lo.id IS NOT NULL THEN 'in_flight'
+         WHEN r.state = 'purged' THEN 'purged'
+         WHEN NOT (r.state = 'soft_deleted'
+                   OR (coalesce(t.adapter->>'kind', 'registry') <> 'registry' AND coalesce(l.deleted, false)
+                       AND r.updated_at <= l.at)) THEN 'not_deleted'
+         WHEN due.purge_after IS NULL OR due.purge_after > $3 THEN 'within_retention'
+         ELSE 'ok'
+       END AS class
+     FROM plan_input i
+     JOIN restore_ids x ON x.id = i.id
+     LEFT JOIN plan_dups d ON d.id = i.id
+     LEFT JOIN resources r ON r.id = i.id
+     LEFT JOIN resource_types t ON t.name = r.type
+     LEFT JOIN restore_latest l ON l.id = i.id
+     LEFT JOIN resource_locks lk ON lk.resource_id = i.id
+     LEFT JOIN operations lo ON lo.id = lk.operation_id AND lo.state = ANY($2::text[])
+     CROSS JOIN LATERAL (
+       SELECT coalesce(r.purge_after, coalesce(r.deleted_at, l.at) + make_interval(days => coalesce(t.retention_days,
+         (SELECT (value->>'days')::int FROM settings WHERE key = 'retention'), $4))) AS purge_after
+     ) due`,
+    [targetType, LIVE_STATES, now, DEFAULT_RETENTION_DAYS],
+  );
+  // A purge takes no cascade: every resource it hard-deletes is an item of its own.
+  await client.query(
+    `CREATE TEMP TABLE plan_cascade (id text, type text, tenant_id text, root text, depth int, protected boolean)
+     ON COMMIT DROP`,
+  );
+}
+
+/** When each within_retention sample's retention ends (the report names it). */
+export async function retentionEnds(client: pg.PoolClient): Promise<Map<string, string>> {
+  const r = await client.query<{ id: string; purge_after: Date }>(
+    `SELECT id, purge_after FROM plan_class WHERE class = 'within_retention' AND purge_after IS NOT NULL`,
+  );
+  return new Map(r.rows.map((x) => [x.id, x.purge_after.toISOString()]));
+}
+
+/** The purge's ledger: every resource in wave order, longest due first within a wave, with its own type. */
+export async function insertPurgeItems(
+  client: pg.PoolClient,
+  operationId: string,
+  waveOf: Map<string, number>,
+): Promise<void> {
+  await client.query(
+    `INSERT INTO operation_items (operation_id, seq, resource_id, tenant_id, ordinal, wave, resource_type)
+     SELECT $1, (row_number() OVER (ORDER BY w.wave, c.purge_after, c.ord) - 1)::int, c.id, c.tenant_id, c.ord, w.wave, c.type
+     FROM plan_class c JOIN unnest($2::text[], $3::int[]) AS w(tenant_id, wave) ON w.tenant_id = c.tenant_id
+     ORDER BY 2`,
+    [operationId, [...waveOf.keys()], [...waveOf.values()]],
+  );
+}
+
+/** What the plan hash binds besides the waves: every resource and its type. */
+export async function purgeDigestInput(client: pg.PoolClient): Promise<string> {
+  const r = await client.query<{ s: string | null }>(
+    `SELECT string_agg(id || ' ' || type, E'\n' ORDER BY id) AS s FROM plan_class`,
+  );
+  return r.rows[0]?.s ?? '';
+}
+
+/** Every offending ID for the full report, and when each within_retention one's retention ends. */
+export async function storePurgeRejections(client: pg.PoolClient, operationId: string): Promise<void> {
+  await client.query(
+    `INSERT INTO operation_rejections (operation_id, ordinal, resource_id, class, actual_type, tenant_id, held_by, purge_after)
+     SELECT $1, ord, id, class, actual_type, tenant_id, held_by,
+       CASE WHEN class = 'within_retention' THEN purge_after END
+     FROM plan_class WHERE class <> 'ok'`,
+    [operationId],
+  );
+}

@@ -1,0 +1,311 @@
+// Retention and gated purges against real PostgreSQL, Redis and the downstream HTTP service: a soft
+// delete records when each resource's retention ends (purgeAfter); a purge within retention is
+// refused per ID naming it; a due purge runs only after a second person's approval and ends
+// `purged` in the registry and downstream; it is never rolled back; the scheduled proposal plans
+// and waits; a later restore reports `purged`.
+import pg from 'pg';
+import request from 'supertest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { operationReads } from '../../src/modules/operations/repository.ts';
+import { proposeDuePurge, RETENTION_SCHEDULER } from '../../src/modules/purges/scheduler.ts';
+import { command } from '../support/exec-helpers.ts';
+import { buildExecHarness, waitForState, type ExecHarness } from '../support/execution.ts';
+import { IDEMPOTENCY_KEY_PATTERN } from '../support/keys.ts';
+import {
+  APPS,
+  appsOfSite,
+  auditOf,
+  deleteAndComplete,
+  getRestore,
+  postRestore,
+  registryStates,
+  useHttp,
+  useRegistry,
+} from '../support/restores.ts';
+import { query, seedRegistry, siteId, tenantId } from '../support/seed.ts';
+
+let h: ExecHarness;
+let nextSite = 0;
+const freshSite = () => nextSite++;
+const ROLLOUT = { bakeSeconds: 0, concurrency: 4, waves: ['1', '100%'] };
+const DAY = 86_400_000;
+
+beforeAll(async () => {
+  h = await buildExecHarness({ workers: 1 });
+  await seedRegistry(h.databaseUrl, { sites: 40, appsPerSite: APPS });
+});
+afterAll(async () => {
+  await h?.close();
+});
+beforeEach(async () => {
+  h.downstream.reset();
+  await useRegistry(h);
+});
+
+const postPurge = (body: Record<string, unknown>, key?: string) => {
+  const r = request(h.app.server).post('/v1/purges').set('authorization', h.auth('requester'));
+  if (key) r.set('idempotency-key', key);
+  return r.send({ reason: 'Retention ended', ticket: 'CHG-2211', rollout: ROLLOUT, ...body });
+};
+const purgeAfterOf = async (ids: string[]) =>
+  Object.fromEntries(
+    (
+      await query<{ id: string; purge_after: Date | null }>(
+        h.databaseUrl,
+        'SELECT id, purge_after FROM resources WHERE id = ANY($1)',
+        [ids],
+      )
+    ).map((r) => [r.id, r.purge_after]),
+  );
+/** Their retention ended yesterday. */
+const makeDue = (ids: string[]) =>
+  query(h.databaseUrl, `UPDATE resources SET purge_after = now() - interval '1 day' WHERE id = ANY($1)`, [ids]);
+const siteAndApps = (s: number) => [siteId(s), ...appsOfSite(s)];
+
+async function approveAndRun(op: { id: string; planHash: string }) {
+  await command(h, 'approver', op.id, 'approve', { planHash: op.planHash }).expect(200);
+  await command(h, 'operator', op.id, 'start').expect(200);
+  await waitForState(h, op.id, ['completed', 'completed_with_failures', 'halted', 'cancelled']);
+  return getRestore(h, op.id);
+}
+
+describe('retention', () => {
+  it('a soft delete records purgeAfter = deleted + retention (the type’s, else the policy’s) for the item and what its cascade took; a rollback clears it', async () => {
+    await query(h.databaseUrl, `UPDATE resource_types SET retention_days = 7 WHERE name = 'app'`);
+    try {
+      const s = freshSite();
+      const before = Date.now();
+      const del = await deleteAndComplete(h, 'site', [siteId(s)]);
+      const after = await purgeAfterOf(siteAndApps(s));
+      expect(after[siteId(s)]!.getTime()).toBeGreaterThanOrEqual(before + 30 * DAY - 1000);
+      expect(after[siteId(s)]!.getTime()).toBeLessThanOrEqual(Date.now() + 30 * DAY);
+      for (const a of appsOfSite(s)) {
+        expect(after[a]!.getTime()).toBeGreaterThanOrEqual(before + 7 * DAY - 1000);
+        expect(after[a]!.getTime()).toBeLessThanOrEqual(Date.now() + 7 * DAY);
+      }
+      // Shown on the registry's resource read.
+      const read = await request(h.app.server)
+        .get(`/v1/registry/resources/${siteId(s)}`)
+        .set('authorization', h.auth('viewer'))
+        .expect(200);
+      expect(read.body.purgeAfter).toBe(after[siteId(s)]!.toISOString());
+      const items = await request(h.app.server)
+        .get(`/v1/operations/${del}/items`)
+        .set('authorization', h.auth('viewer'))
+        .expect(200);
+      expect(items.body.items[0].purgeAfter).toBe(after[siteId(s)]!.toISOString());
+
+      await command(h, 'operator', del, 'rollback', { reason: 'wrong site' }).expect(200);
+      expect((await waitForState(h, del, ['rolled_back', 'rollback_incomplete'])).state).toBe('rolled_back');
+      expect(Object.values(await purgeAfterOf(siteAndApps(s)))).toEqual(Array(1 + APPS).fill(null));
+    } finally {
+      await query(h.databaseUrl, `UPDATE resource_types SET retention_days = NULL WHERE name = 'app'`);
+    }
+  });
+
+  it('policy retentionDays: GET shows the default 30, PUT sets it (1..3650, else 400), omitted keeps it', async () => {
+    const get = () => request(h.app.server).get('/v1/admin/policy').set('authorization', h.auth('viewer')).expect(200);
+    const put = (body: Record<string, unknown>) =>
+      request(h.app.server)
+        .put('/v1/admin/policy')
+        .set('authorization', h.auth('admin'))
+        .send({ budgets: { maxTenants: 50, maxItems: 100_000 }, ...body });
+    expect((await get()).body.retentionDays).toBe(30);
+    expect((await put({ retentionDays: 0 })).status).toBe(400);
+    expect((await put({ retentionDays: 3651 })).status).toBe(400);
+    expect((await get()).body.retentionDays).toBe(30);
+    expect((await put({ retentionDays: 45 })).body.retentionDays).toBe(45);
+    expect((await put({})).body.retentionDays).toBe(45);
+    await put({ retentionDays: 30 }).expect(200);
+  });
+
+  it('per-type retentionDays is declared with the type (1..3650, else 400 naming the field)', async () => {
+    const types = (retentionDays: unknown) =>
+      request(h.app.server)
+        .put('/v1/registry/types')
+        .set('authorization', h.auth('admin'))
+        .send({ types: [{ name: 'retained', retentionDays }] });
+    const bad = await types(0);
+    expect(bad.status).toBe(400);
+    expect(JSON.stringify(bad.body)).toMatch(/retentionDays/);
+    expect((await types(4000)).status).toBe(400);
+    expect((await types(90)).status).toBe(200);
+    const list = await request(h.app.server).get('/v1/registry/types').set('authorization', h.auth('viewer'));
+    expect(list.body.items.find((t: { name: string }) => t.name === 'retained')).toMatchObject({ retentionDays: 90 });
+  });
+});
+
+describe('purge refusals', () => {
+  it('within retention: 422 PLAN_REJECTED per ID, naming each purgeAfter, recorded with its report; nothing changes', async () => {
+    const s = freshSite();
+    await deleteAndComplete(h, 'site', [siteId(s)]);
+    const ends = await purgeAfterOf(siteAndApps(s));
+    const r = await postPurge({ targetType: 'site', ids: [siteId(s)] });
+    expect(r.status, JSON.stringify(r.body)).toBe(422);
+    expect(r.body.code).toBe('PLAN_REJECTED');
+    expect(r.body.details.counts).toMatchObject({ ok: 0, within_retention: 1 + APPS });
+    const offenders = r.body.details.offenders.within_retention as { id: string; purgeAfter: string }[];
+    for (const o of offenders) expect(o.purgeAfter).toBe(ends[o.id]!.toISOString());
+    const report = await request(h.app.server)
+      .get(`/v1/operations/${r.body.details.operationId}/report`)
+      .set('authorization', h.auth('viewer'))
+      .expect(200);
+    expect(report.body.items.find((i: { id: string }) => i.id === siteId(s))).toMatchObject({
+      class: 'within_retention',
+      purgeAfter: ends[siteId(s)]!.toISOString(),
+    });
+    expect(Object.values(await registryStates(h, siteAndApps(s)))).toEqual(Array(1 + APPS).fill('soft_deleted'));
+    const audit = await auditOf(h, r.body.details.operationId);
+    expect(audit[0]).toMatchObject({ action: 'purge.rejected', payload: { reason: 'Retention ended' } });
+  });
+
+  it('active, unknown and already purged resources are refused per ID', async () => {
+    const [a, b] = [freshSite(), freshSite()];
+    await deleteAndComplete(h, 'site', [siteId(b)]);
+    await makeDue(siteAndApps(b));
+    await query(h.databaseUrl, `UPDATE resources SET state = 'purged' WHERE id = $1`, [appsOfSite(b)[0]]);
+    const r = await postPurge({
+      targetType: 'app',
+      ids: [appsOfSite(a)[0], 'app_nope', appsOfSite(b)[0], appsOfSite(b)[1]],
+    });
+    expect(r.status, JSON.stringify(r.body)).toBe(422);
+    expect(r.body.details.counts).toMatchObject({ ok: 1, not_deleted: 1, unknown: 1, purged: 1 });
+    expect(r.body.details.offenders).toMatchObject({
+      not_deleted: [{ id: appsOfSite(a)[0] }],
+      unknown: [{ id: 'app_nope' }],
+      purged: [{ id: appsOfSite(b)[0] }],
+    });
+  });
+
+  it('a scope that conflicts: 422 SCOPE_CONFLICT naming the fields', async () => {
+    const r = await postPurge({ dueBefore: new Date().toISOString(), tenantId: tenantId(0) });
+    expect(r.status).toBe(422);
+    expect(r.body).toMatchObject({ code: 'SCOPE_CONFLICT', details: { fields: ['dueBefore', 'tenantId'] } });
+  });
+});
+
+describe('a due purge', () => {
+  it('registry: planned and waiting for a second person; runs only after approval; ends purged; never rolled back; a restore then reports purged', async () => {
+    const s = freshSite();
+    await deleteAndComplete(h, 'site', [siteId(s)]);
+    await makeDue(siteAndApps(s));
+    const r = await postPurge({ tenantId: tenantId(s) }, `purge-${s}`);
+    expect(r.status, JSON.stringify(r.body)).toBe(201);
+    expect(r.body).toMatchObject({ kind: 'purge', mode: 'hard', state: 'planned', itemCount: 1 + APPS });
+    expect(r.body.scope).toMatchObject({ kind: 'tenant', tenantId: tenantId(s) });
+    // The same key and body: the same purge.
+    const again = await postPurge({ tenantId: tenantId(s) }, `purge-${s}`);
+    expect(again.status).toBe(200);
+    expect(again.body.id).toBe(r.body.id);
+    // Not started without an approval, and nothing purged meanwhile.
+    await command(h, 'operator', r.body.id, 'start').expect(409);
+    expect(Object.values(await registryStates(h, siteAndApps(s)))).toEqual(Array(1 + APPS).fill('soft_deleted'));
+
+    const op = await approveAndRun(r.body);
+    expect(op.state).toBe('completed');
+    expect(op.counts).toMatchObject({ items: 1 + APPS, purged: 1 + APPS, notPurged: 0 });
+    expect(Object.values(await registryStates(h, siteAndApps(s)))).toEqual(Array(1 + APPS).fill('purged'));
+
+    const rb = await command(h, 'operator', op.id, 'rollback', { reason: 'oops' });
+    expect(rb.status).toBe(409);
+    expect(rb.body.code).toBe('ROLLBACK_NOT_SUPPORTED');
+    expect((await getRestore(h, op.id)).state).toBe('completed');
+
+    const restore = await postRestore(h, { targetType: 'site', ids: [siteId(s)] });
+    expect(restore.status).toBe(422);
+    // The site and the apps its delete took: all purged.
+    expect(restore.body.details.counts).toMatchObject({ ok: 0, purged: 1 + APPS });
+
+    const audit = await auditOf(h, op.id);
+    expect(audit.map((e) => e.action)).toContain('purge.planned');
+    expect(audit.find((e) => e.action === 'purge.planned')).toMatchObject({
+      actor: expect.any(String),
+      payload: { reason: 'Retention ended', items: 1 + APPS },
+    });
+    expect(audit.find((e) => e.action === 'operation.completed')).toMatchObject({
+      payload: { kind: 'purge', purged: 1 + APPS, notPurged: 0 },
+    });
+    const metrics = await request(h.app.server).get('/metrics').set('authorization', h.auth('admin'));
+    if (metrics.status === 200) {
+      expect(metrics.text).toMatch(/blastgate_purge_plans_total\{outcome="planned"\} [1-9]/);
+      expect(metrics.text).toMatch(/blastgate_purge_items\{outcome="purged"\} [1-9]/);
+    }
+  });
+
+  it('HTTP: each item is hard-deleted once through its type’s adapter with its idempotency key, and ends purged in the registry and downstream', async () => {
+    await useHttp(h);
+    const s = freshSite();
+    for (const x of siteAndApps(s))
+      h.downstream.resources.set(x, { id: x, tenantId: tenantId(s), state: 'active', data: { name: x } });
+    h.downstream.cascade(siteId(s), appsOfSite(s));
+    await deleteAndComplete(h, 'site', [siteId(s)]);
+    // The HTTP adapter leaves the registry row's state alone; the ledger outcome set purgeAfter.
+    expect(Object.values(await purgeAfterOf(siteAndApps(s))).every((d) => d !== null)).toBe(true);
+    await makeDue(siteAndApps(s));
+    h.downstream.reset();
+    for (const x of siteAndApps(s))
+      h.downstream.resources.set(x, { id: x, tenantId: tenantId(s), state: 'soft_deleted', data: { name: x } });
+
+    const r = await postPurge({ targetType: 'site', ids: [siteId(s)] });
+    expect(r.status, JSON.stringify(r.body)).toBe(201);
+    expect(h.downstream.destructiveCalls()).toHaveLength(0);
+    const op = await approveAndRun(r.body);
+    expect(op.state).toBe('completed');
+    const deletes = h.downstream.destructiveCalls();
+    expect(deletes.map((c) => c.action)).toEqual(Array(1 + APPS).fill('hardDelete'));
+    expect(new Set(deletes.map((c) => c.resourceId))).toEqual(new Set(siteAndApps(s)));
+    for (const c of deletes) {
+      expect(c.idempotencyKey).toMatch(IDEMPOTENCY_KEY_PATTERN);
+      expect(c.signatureValid).toBe(true);
+    }
+    expect(deletes.find((c) => c.resourceId === siteId(s))!.path).toBe(`/sites/${siteId(s)}`);
+    expect(Object.values(await registryStates(h, siteAndApps(s)))).toEqual(Array(1 + APPS).fill('purged'));
+    for (const x of siteAndApps(s)) expect(h.downstream.state(x)).toBe('purged');
+  });
+});
+
+describe('the scheduled proposal', () => {
+  it('plans a purge of what is due as retention-scheduler, waits for approval, does not pile up, and nothing is purged until a human approves and starts', async () => {
+    const pool = new pg.Pool({ connectionString: h.databaseUrl, max: 4 });
+    const deps = {
+      pool,
+      reads: operationReads(h.app.db.prisma),
+      log: { info: () => undefined, warn: () => undefined },
+    };
+    try {
+      // Nothing else is due: earlier tests' due resources are purged or not due.
+      await query(h.databaseUrl, `UPDATE resources SET purge_after = NULL WHERE state <> 'purged'`);
+      const nothing = await proposeDuePurge(deps, new Date());
+      expect(nothing).toMatchObject({ outcome: 'skipped', why: 'nothing_due' });
+
+      const s = freshSite();
+      await deleteAndComplete(h, 'site', [siteId(s)]);
+      await makeDue(siteAndApps(s));
+      const first = await proposeDuePurge(deps, new Date());
+      expect(first).toMatchObject({ outcome: 'planned' });
+      const id = (first as { operationId: string }).operationId;
+      const op = await getRestore(h, id);
+      expect(op).toMatchObject({ kind: 'purge', state: 'planned', itemCount: 1 + APPS, scope: { kind: 'due' } });
+      expect((op as unknown as { requestedBy: string }).requestedBy).toBe(RETENTION_SCHEDULER.name);
+
+      // A second run while it waits: skipped, and the audit log says why.
+      const second = await proposeDuePurge(deps, new Date(Date.now() + DAY));
+      expect(second).toMatchObject({ outcome: 'skipped', why: 'proposal_pending', pending: id });
+      const skipped = await auditOf(h, id);
+      expect(skipped.at(-1)).toMatchObject({
+        action: 'purge.proposal_skipped',
+        payload: { why: 'proposal_pending', detail: expect.stringMatching(/still planned/) },
+      });
+      // Time passes: still planned, nothing purged.
+      await new Promise((r) => setTimeout(r, 1_000));
+      expect((await getRestore(h, id)).state).toBe('planned');
+      expect(Object.values(await registryStates(h, siteAndApps(s)))).toEqual(Array(1 + APPS).fill('soft_deleted'));
+
+      const done = await approveAndRun(op);
+      expect(done.state).toBe('completed');
+      expect(Object.values(await registryStates(h, siteAndApps(s)))).toEqual(Array(1 + APPS).fill('purged'));
+    } finally {
+      await pool.end();
+    }
+  });
+});
