@@ -8,6 +8,7 @@ import request from 'supertest';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { operationReads } from '../../src/modules/operations/repository.ts';
 import { proposeDuePurge, RETENTION_SCHEDULER } from '../../src/modules/purges/scheduler.ts';
+import { METRICS_TOKEN } from '../support/app.ts';
 import { command } from '../support/exec-helpers.ts';
 import { buildExecHarness, waitForState, type ExecHarness } from '../support/execution.ts';
 import { IDEMPOTENCY_KEY_PATTERN } from '../support/keys.ts';
@@ -101,6 +102,17 @@ describe('retention', () => {
     } finally {
       await query(h.databaseUrl, `UPDATE resource_types SET retention_days = NULL WHERE name = 'app'`);
     }
+  });
+
+  it('a restore clears purgeAfter of what it brought back', async () => {
+    const s = freshSite();
+    await deleteAndComplete(h, 'site', [siteId(s)]);
+    expect(Object.values(await purgeAfterOf(siteAndApps(s))).every((d) => d !== null)).toBe(true);
+    const r = await postRestore(h, { tenantId: tenantId(s), rollout: { concurrency: 4 } });
+    expect(r.status, JSON.stringify(r.body)).toBe(201);
+    const op = await approveAndRun(r.body);
+    expect(op.state).toBe('completed');
+    expect(Object.values(await purgeAfterOf(siteAndApps(s)))).toEqual(Array(1 + APPS).fill(null));
   });
 
   it('policy retentionDays: GET shows the default 30, PUT sets it (1..3650, else 400), omitted keeps it', async () => {
@@ -225,11 +237,13 @@ describe('a due purge', () => {
     expect(audit.find((e) => e.action === 'operation.completed')).toMatchObject({
       payload: { kind: 'purge', purged: 1 + APPS, notPurged: 0 },
     });
-    const metrics = await request(h.app.server).get('/metrics').set('authorization', h.auth('admin'));
-    if (metrics.status === 200) {
-      expect(metrics.text).toMatch(/blastgate_purge_plans_total\{outcome="planned"\} [1-9]/);
-      expect(metrics.text).toMatch(/blastgate_purge_items\{outcome="purged"\} [1-9]/);
-    }
+    const metrics = await request(h.app.server)
+      .get('/metrics')
+      .set('authorization', `Bearer ${METRICS_TOKEN}`)
+      .expect(200);
+    expect(metrics.text).toMatch(/blastgate_purge_plans_total\{outcome="planned"\} [1-9]/);
+    expect(metrics.text).toMatch(/blastgate_purge_plans_total\{outcome="rejected"\} [1-9]/);
+    expect(metrics.text).toMatch(/blastgate_purge_items\{outcome="purged"\} [1-9]/);
   });
 
   it('HTTP: each item is hard-deleted once through its type’s adapter with its idempotency key, and ends purged in the registry and downstream', async () => {
