@@ -49,6 +49,7 @@ describe('admin policy', () => {
         total: { maxTenants: 200, maxItems: 400_000 },
       },
       restoreApproval: 'required',
+      retentionDays: 30,
     });
     const audit = await query(t.databaseUrl, `SELECT actor FROM audit_events WHERE action = 'policy.set'`);
     expect(audit).toEqual([{ actor: 'bootstrap-admin' }]);
