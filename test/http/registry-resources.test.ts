@@ -72,6 +72,7 @@ describe('POST /v1/registry/resources (JSON)', () => {
       state: 'active',
       protected: true,
       deletedAt: null,
+      purgeAfter: null,
       updatedAt: expect.any(String),
     });
     const deleted = await getResource('app_json2').expect(200);

@@ -3,11 +3,20 @@
 // refused per ID naming it; a due purge runs only after a second person's approval and ends
 // `purged` in the registry and downstream; it is never rolled back; the scheduled proposal plans
 // and waits; a later restore reports `purged`.
+import { Queue } from 'bullmq';
 import pg from 'pg';
 import request from 'supertest';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { operationReads } from '../../src/modules/operations/repository.ts';
-import { proposeDuePurge, RETENTION_SCHEDULER } from '../../src/modules/purges/scheduler.ts';
+import {
+  proposeDuePurge,
+  PURGE_SCHEDULER_ID,
+  RETENTION_QUEUE,
+  RETENTION_SCHEDULER,
+  startPurgeScheduler,
+} from '../../src/modules/purges/scheduler.ts';
+import { createRedis } from '../../src/plugins/redis.ts';
+import { METRICS_TOKEN } from '../support/app.ts';
 import { command } from '../support/exec-helpers.ts';
 import { buildExecHarness, waitForState, type ExecHarness } from '../support/execution.ts';
 import { IDEMPOTENCY_KEY_PATTERN } from '../support/keys.ts';
@@ -101,6 +110,17 @@ describe('retention', () => {
     } finally {
       await query(h.databaseUrl, `UPDATE resource_types SET retention_days = NULL WHERE name = 'app'`);
     }
+  });
+
+  it('a restore clears purgeAfter of what it brought back', async () => {
+    const s = freshSite();
+    await deleteAndComplete(h, 'site', [siteId(s)]);
+    expect(Object.values(await purgeAfterOf(siteAndApps(s))).every((d) => d !== null)).toBe(true);
+    const r = await postRestore(h, { tenantId: tenantId(s), rollout: { concurrency: 4 } });
+    expect(r.status, JSON.stringify(r.body)).toBe(201);
+    const op = await approveAndRun(r.body);
+    expect(op.state).toBe('completed');
+    expect(Object.values(await purgeAfterOf(siteAndApps(s)))).toEqual(Array(1 + APPS).fill(null));
   });
 
   it('policy retentionDays: GET shows the default 30, PUT sets it (1..3650, else 400), omitted keeps it', async () => {
@@ -225,11 +245,13 @@ describe('a due purge', () => {
     expect(audit.find((e) => e.action === 'operation.completed')).toMatchObject({
       payload: { kind: 'purge', purged: 1 + APPS, notPurged: 0 },
     });
-    const metrics = await request(h.app.server).get('/metrics').set('authorization', h.auth('admin'));
-    if (metrics.status === 200) {
-      expect(metrics.text).toMatch(/blastgate_purge_plans_total\{outcome="planned"\} [1-9]/);
-      expect(metrics.text).toMatch(/blastgate_purge_items\{outcome="purged"\} [1-9]/);
-    }
+    const metrics = await request(h.app.server)
+      .get('/metrics')
+      .set('authorization', `Bearer ${METRICS_TOKEN}`)
+      .expect(200);
+    expect(metrics.text).toMatch(/blastgate_purge_plans_total\{outcome="planned"\} [1-9]/);
+    expect(metrics.text).toMatch(/blastgate_purge_plans_total\{outcome="rejected"\} [1-9]/);
+    expect(metrics.text).toMatch(/blastgate_purge_items\{outcome="purged"\} [1-9]/);
   });
 
   it('HTTP: each item is hard-deleted once through its type’s adapter with its idempotency key, and ends purged in the registry and downstream', async () => {
@@ -265,6 +287,42 @@ describe('a due purge', () => {
 });
 
 describe('the scheduled proposal', () => {
+  it('is one BullMQ job scheduler however many worker processes upsert it, and off removes it', async () => {
+    const conns = Array.from({ length: 5 }, () => createRedis(h.redisUrl, true));
+    const prefix = `${h.prefix}sched`;
+    const deps = {
+      pool: new pg.Pool({ connectionString: h.databaseUrl, max: 2 }),
+      reads: operationReads(h.app.db.prisma),
+      log: { info: () => undefined, warn: () => undefined },
+    };
+    const log = { ...deps.log, error: () => undefined };
+    const queue = new Queue(RETENTION_QUEUE, { connection: conns[4]!, prefix });
+    try {
+      const start = (k: number, cron: string | null) =>
+        startPurgeScheduler({
+          connection: conns[k * 2]!,
+          workerConnection: conns[k * 2 + 1]!,
+          prefix,
+          cron,
+          deps,
+          log,
+        });
+      const a = await start(0, '0 3 * * *');
+      const b = await start(1, '0 3 * * *');
+      const schedulers = await queue.getJobSchedulers();
+      expect(schedulers).toHaveLength(1);
+      expect(schedulers[0]).toMatchObject({ key: PURGE_SCHEDULER_ID, pattern: '0 3 * * *' });
+      await a.close();
+      await b.close();
+      await (await start(0, null)).close();
+      expect(await queue.getJobSchedulers()).toHaveLength(0);
+    } finally {
+      await queue.close();
+      for (const c of conns) c.disconnect();
+      await deps.pool.end();
+    }
+  });
+
   it('plans a purge of what is due as retention-scheduler, waits for approval, does not pile up, and nothing is purged until a human approves and starts', async () => {
     const pool = new pg.Pool({ connectionString: h.databaseUrl, max: 4 });
     const deps = {
