@@ -126,6 +126,20 @@ export function registerLedgerGauges(metrics: Metrics, pool: pg.Pool) {
       this.set({ outcome: 'pending' }, n(['pending', 'claimed']));
     },
   });
+  new Counter({
+    name: 'blastgate_restore_drills_total',
+    help: 'Restore drills at the canary by outcome (ok, failed, running, abandoned), from operation_drills',
+    labelNames: ['outcome'],
+    registers: [metrics.registry],
+    async collect() {
+      const r = await pool.query<{ outcome: string; n: number }>(
+        'SELECT outcome, count(*)::int AS n FROM operation_drills GROUP BY outcome',
+      );
+      this.reset();
+      for (const o of ['ok', 'failed']) this.inc({ outcome: o }, 0);
+      for (const row of r.rows) this.inc({ outcome: row.outcome }, row.n);
+    },
+  });
   new Gauge({
     name: 'blastgate_operations_halted',
     help: 'Operations that were halted (automatically or by an operator), from the audit log',

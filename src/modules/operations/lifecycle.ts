@@ -42,6 +42,7 @@ import {
   type Ok,
 } from './lifecycle-steps.ts';
 import { probes, timer, waveReport } from './lifecycle-waves.ts';
+import { drillResult } from './lifecycle-drill.ts';
 
 export * from './lifecycle-types.ts';
 
@@ -92,9 +93,11 @@ function approve(s: LifecycleState, e: Extract<LifecycleEvent, { type: 'approve'
 }
 
 /** `by` is the operator's token name, for the audit. */
-function resume(s: LifecycleState, by: string, now: number): Decision {
-  if (s.state !== 'paused' && s.state !== 'halted') return invalid(s, 'resume');
-  if (s.frozen) return frozenRefusal('resume');
+function resume(from: LifecycleState, by: string, now: number): Decision {
+  if (from.state !== 'paused' && from.state !== 'halted') return invalid(from, 'resume');
+  if (from.frozen) return frozenRefusal('resume');
+  // A drill that was out when the operation stopped may never answer: the wave's re-settle runs it again.
+  const s: LifecycleState = from.drill === 'waiting' ? { ...from, drill: 'due' } : from;
   const wave = s.currentWave ?? 0;
   if (s.state === 'paused' && s.pausedFrom === 'baking') {
     const d = bake(s, wave, 'resumed', now) as Ok;
@@ -210,6 +213,8 @@ function decideAt(s: LifecycleState, e: LifecycleEvent, now: number): Decision {
       return waveReport(s, e, now);
     case 'probes':
       return probes(s, e, now);
+    case 'drill_result':
+      return drillResult(s, e, now);
     case 'signal': {
       const reason = `signal ${e.kind}${e.tenantId ? ` for tenant ${e.tenantId}` : ''}${e.detail ? `: ${e.detail}` : ''}`;
       if (s.state === 'running' || s.state === 'baking' || s.state === 'paused')
