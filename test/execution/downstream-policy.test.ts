@@ -129,10 +129,10 @@ describe('an ID that would render another path', () => {
     expect(items.filter((i) => i.resource_id !== '..').map((i) => i.state)).toEqual(['done', 'done']);
     // Only the other two reached the downstream, on their own paths (the restore drill's calls aside).
     expect([...new Set(h.downstream.calls.filter((c) => !isDrillCall(c)).map((c) => c.path))].sort()).toEqual([
-      `/apps/doc_1?tenantId=${tenantId(5)}`,
       '/apps/doc_1/soft-delete',
-      `/apps/doc_2?tenantId=${tenantId(5)}`,
+      `/apps/doc_1?tenantId=${tenantId(5)}`,
       '/apps/doc_2/soft-delete',
+      `/apps/doc_2?tenantId=${tenantId(5)}`,
     ]);
   });
 });
