@@ -8,6 +8,7 @@
 import { canonicalJson } from '../../lib/canonical-json.ts';
 import type { Queryable } from '../../lib/sql.ts';
 import { drillKeyFor, isSkipped, type AdapterItem, type ItemResult, type TargetAdapter } from '../adapters/index.ts';
+import { mayExecute } from '../operations/lifecycle.ts';
 import type { SnapshotRead } from '../snapshots/store.ts';
 import type { AdapterCache } from './adapters-cache.ts';
 import type { DrillItemState, DrillRow, DrillStore } from './drill-store.ts';
@@ -54,8 +55,10 @@ export async function processDrill<Tx>(
   // Stopped before an item was picked: nothing was touched. Once picked, the drill is finished
   // whatever the operation does meanwhile, so that its item is deleted again (the claim holds a
   // rollback off) and the ledger tells the truth.
-  if (!waiting && drill.seq === null)
-    return deps.store.abandon(drill.id, `the operation stopped waiting for it (${s.state})`);
+  // A drill restores and deletes: it begins only while the operation may execute (not paused,
+  // not frozen); a resume runs it again.
+  if (drill.seq === null && !(waiting && mayExecute(s)))
+    return deps.store.abandon(drill.id, `not begun: the operation is ${s.frozen ? 'frozen' : s.state}`);
   const range = op.waves.find((w) => w.wave === drill.wave);
   const candidates = range ? await deps.store.claim(j.opId, drill, range) : [];
   const verdict: Verdict =

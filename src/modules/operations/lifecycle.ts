@@ -7,7 +7,8 @@
 // 2. ok:false → refuse with { code, message, status }; nothing is written.
 // 3. ok:true → check the guards, then in ONE transaction write `next` and every `audit` effect;
 //    after the commit run the other effects in array order. stop_execution is listed first so the
-//    halt flag goes up before anything else; enqueue_wave is the only destructive effect.
+//    halt flag goes up before anything else; enqueue_wave is the only destructive effect besides
+//    run_drill (which restores one deleted item and deletes it again; see lifecycle-drill.ts).
 // 4. A decision whose `next` equals `state` and whose effects are empty is a no-op (a stale or
 //    late report): nothing is written. Terminal states refuse every report with 409, which workers
 //    treat as "drop", not "retry".
