@@ -80,6 +80,12 @@ describe('restore drill: its answer', () => {
     });
   });
 
+  it('ok never passes the wave as empty (it had an item to drill): it bakes whatever the counts say', () => {
+    const d = ok(waiting(), result('ok', stats(0, 0)));
+    expect(d.next.state).toBe('baking');
+    expect(fx(d.effects)).toEqual(['audit', 'audit', 'start_bake:0']);
+  });
+
   it('ok in a one-wave operation finishes it, counting the failures its stats report', () => {
     expect(ok(waiting({ waveCount: 1 }), result('ok')).next.state).toBe('completed');
     expect(ok(waiting({ waveCount: 1 }), result('ok', stats(10, 1))).next.state).toBe('completed_with_failures');

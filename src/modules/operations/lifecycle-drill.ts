@@ -54,7 +54,8 @@ export function drillResult(
   const record = audit('drill', s, passed, SYSTEM, detail);
   // Paused meanwhile: the result is kept; a resume settles the wave again and carries on.
   if (s.state !== 'running') return ok(passed, [record]);
-  const d = afterSettled(passed, e.wave, e.stats, now) as Ok;
+  // A drilled wave deleted something: it bakes, never passes as empty, whatever the counts say.
+  const d = afterSettled(passed, e.wave, e.stats, now, true) as Ok;
   return { ...d, effects: [record, ...d.effects] };
 }
 

@@ -137,12 +137,19 @@ export function validStats(st: WaveStats, settled: boolean): string | null {
 }
 
 /** A wave settled healthy (and its drill, if it had one, passed): finish, or bake it, or move past an empty one. */
-export function afterSettled(s: LifecycleState, wave: number, stats: WaveStats, now: number): Decision {
+export function afterSettled(
+  s: LifecycleState,
+  wave: number,
+  stats: WaveStats,
+  now: number,
+  /** The wave is known to have deleted something (its drill had an item): it bakes whatever the counts say. */
+  touched = false,
+): Decision {
   if (wave >= s.waveCount - 1) return finish(s, stats.failed, { stats });
   const next: LifecycleState = { ...s, failedBefore: s.failedBefore + stats.failed };
   // An empty wave touched nothing, so there is nothing to bake or probe (and an empty probe round
   // would halt as "no data").
-  if (stats.done + stats.failed === 0)
+  if (!touched && stats.done + stats.failed === 0)
     return runWave(next, wave + 1, 'wave_started', SYSTEM, now, { skippedEmptyWave: wave });
   return bake(next, wave, 'wave_settled', now, { stats });
 }
