@@ -52,19 +52,25 @@ export async function processDrill<Tx>(
       await report(deps, j.opId, drill, { outcome: drill.outcome, detail: drill.detail }, drill.resourceId);
     return;
   }
-  // Stopped before an item was picked: nothing was touched. Once picked, the drill is finished
-  // whatever the operation does meanwhile, so that its item is deleted again (the claim holds a
-  // rollback off) and the ledger tells the truth.
   // A drill restores and deletes: it begins only while the operation may execute (not paused,
-  // not frozen); a resume runs it again.
+  // not frozen; a resume runs it again). Once its item is picked it is finished whatever the
+  // operation does meanwhile, so that the item is deleted again (the claim holds a rollback off)
+  // and the ledger tells the truth.
   if (drill.seq === null && !(waiting && mayExecute(s)))
     return deps.store.abandon(drill.id, `not begun: the operation is ${s.frozen ? 'frozen' : s.state}`);
   const range = op.waves.find((w) => w.wave === drill.wave);
   const candidates = range ? await deps.store.claim(j.opId, drill, range) : [];
   const verdict: Verdict =
-    candidates.length === 0
-      ? { outcome: 'failed', detail: `no item deleted by wave ${drill.wave} is left to drill`, itemState: 'deleted' }
-      : await runDrill(deps, op, drill, candidates, fence);
+    candidates.length > 0
+      ? await runDrill(deps, op, drill, candidates, fence)
+      : drill.seq === null
+        ? { outcome: 'failed', detail: `no item deleted by wave ${drill.wave} is left to drill`, itemState: 'deleted' }
+        : // A rerun whose item a rollback took over after the hold: where the first run left it is unknown.
+          {
+            outcome: 'failed',
+            detail: `${drill.resourceId} was taken over before the drill finished`,
+            itemState: 'unknown',
+          };
   await deps.store.finish(j.opId, drill, candidates, verdict);
   const root = candidates.find((c) => c.parentSeq === null);
   await report(deps, j.opId, drill, verdict, root?.resourceId ?? null);
