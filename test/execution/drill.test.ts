@@ -14,13 +14,13 @@ import {
   type ExecHarness,
 } from '../support/execution.ts';
 import { METRICS_TOKEN } from '../support/app.ts';
-import { appsOf, ledger } from '../support/exec-helpers.ts';
+import { appsOf, isDrillCall, ledger } from '../support/exec-helpers.ts';
 import { query, seedRegistry } from '../support/seed.ts';
 
 let h: ExecHarness;
 beforeAll(async () => {
   h = await buildExecHarness({ workers: 1 });
-  await seedRegistry(h.databaseUrl, { sites: 16, appsPerSite: 3, internalTenants: 1 });
+  await seedRegistry(h.databaseUrl, { sites: 17, appsPerSite: 3, internalTenants: 1 });
 });
 afterAll(async () => {
   await h?.close();
@@ -148,6 +148,30 @@ describe('restore drill (HTTP adapter)', () => {
       [op.id, drill!.wave],
     );
     expect(wave[0]!.failed).toBe(1);
+  });
+
+  it('a snapshot that fails verification is a drill failure: nothing is sent, the item stays deleted', async () => {
+    const victim = 'app_00016_00';
+    // Right before the item's own delete applies (its snapshot is stored by then), someone goes
+    // around the append-only trigger and changes the snapshot's content hash.
+    h.downstream.beforeApply(async (call) => {
+      if (call.action !== 'softDelete' || call.resourceId !== victim || isDrillCall(call)) return;
+      await query(
+        h.databaseUrl,
+        `ALTER TABLE snapshots DISABLE TRIGGER snapshots_append_only;
+         UPDATE snapshots SET content_hash = repeat('f', 64) WHERE resource_id = '${victim}';
+         ALTER TABLE snapshots ENABLE TRIGGER snapshots_append_only;`,
+      );
+    });
+    const op = await submitAndStart(h, { ids: appsOf([16], 3), rollout, haltPolicy: pause });
+    const halted = await waitForState(h, op.id, ENDED);
+    expect(halted.state).toBe('halted');
+    expect(halted.haltReason).toMatch(
+      new RegExp(`^restore_drill_failed: restore of ${victim} failed: snapshot_corrupt: `),
+    );
+    expect(drillCalls()).toEqual([]);
+    expect(h.downstream.state(victim)).toBe('soft_deleted');
+    expect(await drills(op.id)).toEqual([expect.objectContaining({ outcome: 'failed', item_state: 'deleted' })]);
   });
 
   it('restoreDrill: false skips it', async () => {
