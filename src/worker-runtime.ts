@@ -27,6 +27,8 @@ import { createQueues, JOB_ATTEMPTS, QUEUE_NAMES, type ChunkJob, type ControlJob
 import { reconcileOnce, type Reconciled } from './modules/execution/reconciler.ts';
 import { pgRollbackLedger } from './modules/execution/rollback-ledger.ts';
 import { processRollback } from './modules/execution/rollback.ts';
+import { processDrill } from './modules/execution/drill.ts';
+import { pgDrillStore } from './modules/execution/drill-store.ts';
 import { loadOperation } from './modules/execution/state.ts';
 import { pgThroughputRecorder } from './modules/operations/restore-estimate.ts';
 import { createVelocityLimiter } from './modules/execution/velocity.ts';
@@ -154,6 +156,18 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
         locks.run(job, token, async (fence) => {
           const j = job.data;
           if (j.kind === 'settle') return settleIfDone({ engine, ledger }, j.opId, j.wave);
+          if (j.kind === 'drill')
+            return processDrill(
+              {
+                load,
+                store: pgDrillStore(db.pool),
+                engine,
+                adapters,
+                readSnapshots: (ids) => snapshots.get(db.pool, ids),
+              },
+              j,
+              fence,
+            );
           if (j.kind === 'bake') {
             const touchedTenants = async (opId: string, toSeq: number) =>
               (

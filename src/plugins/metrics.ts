@@ -132,6 +132,20 @@ export function registerLedgerGauges(metrics: Metrics, pool: pg.Pool) {
       this.set({ outcome: 'pending' }, n(['pending', 'claimed']));
     },
   });
+  new Counter({
+    name: 'blastgate_restore_drills_total',
+    help: 'Restore drills at the canary by outcome (ok, failed, running, abandoned), from operation_drills',
+    labelNames: ['outcome'],
+    registers: [metrics.registry],
+    async collect() {
+      const r = await pool.query<{ outcome: string; n: number }>(
+        'SELECT outcome, count(*)::int AS n FROM operation_drills GROUP BY outcome',
+      );
+      this.reset();
+      for (const o of ['ok', 'failed']) this.inc({ outcome: o }, 0);
+      for (const row of r.rows) this.inc({ outcome: row.outcome }, row.n);
+    },
+  });
   new Gauge({
     name: 'blastgate_purge_items',
     help: 'Items of purge operations by outcome (purged, failed, pending), from the ledger',

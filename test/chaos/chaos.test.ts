@@ -179,4 +179,30 @@ describe('the chaos checker', () => {
     });
     expect(rolledBack.lost, rolledBack.problems.join('\n')).toBe(1);
   });
+
+  it('expects the restore drill: its restore + re-delete under drill keys is no violation; a drilled item left live is lost', async () => {
+    ds.reset();
+    const ids = ['app_t1i0', 'app_t1i1'];
+    for (const id of ids) await call('POST', `/apps/${id}/soft-delete`, `k-${id}`, { id });
+    await call('POST', '/apps/app_t1i0/restore', 'bg1-drill-restore-a', { id: 'app_t1i0' });
+    await call('POST', '/apps/app_t1i0/soft-delete', 'bg1-drill-softDelete-a', { id: 'app_t1i0' });
+    const subject = {
+      index: 1,
+      operationId: 'op1',
+      ids,
+      bystanders: [],
+      finalState: 'completed',
+      ledger: ids.map((resourceId) => ({ resourceId, state: 'done' })),
+    };
+    const ok = check(world(), subject);
+    expect(ok, ok.problems.join('\n')).toMatchObject({ lost: 0, duplicated: 0, unexpected: 0 });
+
+    // The drill restored it and never deleted it again, while the ledger says done.
+    ds.reset();
+    for (const id of ids) await call('POST', `/apps/${id}/soft-delete`, `k-${id}`, { id });
+    await call('POST', '/apps/app_t1i0/restore', 'bg1-drill-restore-b', { id: 'app_t1i0' });
+    const live = check(world(), { ...subject, finalState: 'completed_with_failures' });
+    expect(live.lost, live.problems.join('\n')).toBe(1);
+    expect(live.problems.join('\n')).toMatch(/restore drill left it live/);
+  });
 });

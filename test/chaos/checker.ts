@@ -15,7 +15,17 @@
 //  unexpected – a destructive call for an ID that is not in the operation (the trial's bystander
 //               resources, or IDs of no trial at all), a hard delete in a soft operation, any call
 //               with a missing or invalid signature. (Once per call.)
+//
+// The restore drill (rollout.restoreDrill) is expected: after the first wave, one item of the
+// operation is restored and soft-deleted again under keys of its own (prefix `bg1-drill-`). Its
+// calls are told apart by key: they are not a second delete of the item, and the item's own delete
+// must still have been applied. An item the drill restored and left live while the ledger says
+// `done` is lost; a drill on more than one item of an operation is noted.
+import { DRILL_KEY_PREFIX } from '../../src/modules/adapters/signing.ts';
 import type { DownstreamCall, ResourceState } from '../support/downstream.ts';
+
+export const isDrillCall = (c: Pick<DownstreamCall, 'idempotencyKey'>) =>
+  c.idempotencyKey?.startsWith(DRILL_KEY_PREFIX) === true;
 
 export const TERMINAL_STATES = new Set([
   'completed',
@@ -115,8 +125,16 @@ export function check(world: World, s: CheckSubject, byId = indexCalls(world.cal
     for (const id of s.ids) if (!inLedger.has(id)) lost.set(id, `missing from the ledger: ${story(id)}`);
     for (const item of s.ledger) {
       const id = item.resourceId;
-      if (item.state === 'done' && !callsOf(id).some((c) => c.action === 'softDelete' && applied(c)))
+      if (item.state === 'done' && !callsOf(id).some((c) => c.action === 'softDelete' && !isDrillCall(c) && applied(c)))
         lost.set(id, `ledger done, no soft delete applied downstream: ${story(id)}`);
+      if (
+        item.state === 'done' &&
+        world.stateOf(id) === 'active' &&
+        callsOf(id).some((c) => isDrillCall(c) && c.action === 'restore' && applied(c)) &&
+        s.finalState &&
+        TERMINAL_STATES.has(s.finalState)
+      )
+        lost.set(id, `the restore drill left it live while the ledger says done: ${story(id)}`);
       if (item.state === 'restored' && world.stateOf(id) !== 'active')
         lost.set(id, `ledger restored, downstream ${world.stateOf(id)}: ${story(id)}`);
       if (
@@ -142,7 +160,10 @@ export function check(world: World, s: CheckSubject, byId = indexCalls(world.cal
   // duplicated
   for (const id of [...s.ids, ...s.bystanders]) {
     const cs = callsOf(id);
-    const deleteKeys = new Set(cs.filter((c) => DELETES.has(c.action) && applied(c)).map((c) => c.idempotencyKey!));
+    // The drill's re-delete is not a second delete of the item: it deletes what the drill restored.
+    const deleteKeys = new Set(
+      cs.filter((c) => DELETES.has(c.action) && !isDrillCall(c) && applied(c)).map((c) => c.idempotencyKey!),
+    );
     if (deleteKeys.size > 1) dup.set(id, `deleted under ${deleteKeys.size} different keys: ${story(id)}`);
     for (const c of cs) {
       if (!c.idempotencyKey) continue;
@@ -152,6 +173,15 @@ export function check(world: World, s: CheckSubject, byId = indexCalls(world.cal
       const bodies = world.bodiesByKey.get(c.idempotencyKey)?.size ?? 0;
       if (bodies > 1) dup.set(id, `key ${c.idempotencyKey} sent with ${bodies} different bodies: ${story(id)}`);
     }
+  }
+
+  const drilled = s.ids.filter((id) => callsOf(id).some(isDrillCall));
+  if (drilled.length > 1)
+    notes.push(`restore drill calls on ${drilled.length} items: ${drilled.slice(0, 3).join(', ')}`);
+  for (const id of drilled) {
+    const cs = callsOf(id).filter(isDrillCall);
+    if (cs.some((c) => c.action !== 'restore' && c.action !== 'softDelete'))
+      unexpected.push(`restore drill sent something else than restore and soft delete: ${story(id)}`);
   }
 
   // unexpected

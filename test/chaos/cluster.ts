@@ -183,7 +183,8 @@ export class Cluster {
             adapter: {
               kind: 'http',
               baseUrl: this.proxy.url,
-              snapshot: 'GET /apps/{id}',
+              // With the tenant: the downstream knows it from the first read (the drill compares reads).
+              snapshot: 'GET /apps/{id}?tenantId={tenantId}',
               softDelete: 'POST /apps/{id}/soft-delete',
               restore: 'POST /apps/{id}/restore',
               hardDelete: 'DELETE /apps/{id}',

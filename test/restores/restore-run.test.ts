@@ -6,7 +6,7 @@ import { METRICS_TOKEN } from '../support/app.ts';
 import request from 'supertest';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { buildExecHarness, type ExecHarness } from '../support/execution.ts';
-import { command } from '../support/exec-helpers.ts';
+import { command, isDrillCall } from '../support/exec-helpers.ts';
 import { IDEMPOTENCY_KEY_PATTERN } from '../support/keys.ts';
 import {
   APPS,
@@ -166,7 +166,8 @@ describe('HTTP adapter', () => {
       expect(h.downstream.resources.get(x)).toMatchObject({ state: 'active', data: { config: { seats: 10 } } });
     for (const x of [siteId(b), ...appsOfSite(b)]) expect(h.downstream.state(x)).toBe('soft_deleted');
 
-    const restores = h.downstream.destructiveCalls().filter((c) => c.action === 'restore');
+    // The restore operation's calls (the delete's restore drill had keys of its own).
+    const restores = h.downstream.destructiveCalls().filter((c) => c.action === 'restore' && !isDrillCall(c));
     const site = restores.find((c) => c.resourceId === siteId(a))!;
     expect(site.path).toBe(`/sites/${siteId(a)}/restore`);
     for (const x of appsOfSite(a)) {

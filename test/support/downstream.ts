@@ -96,6 +96,10 @@ export async function startDownstream(opts: DownstreamOptions) {
       probeDefault: 'healthy' as ProbeMode,
       /** Failure injection applies to these actions only (null: every destructive action). */
       failOnly: null as Set<DownstreamAction> | null,
+      /** A restore applies the snapshot, then these fields on top: it brings back different content. */
+      restoreAlters: null as Record<string, unknown> | null,
+      /** Every restore answers this status and applies nothing. */
+      restoreFails: null as number | null,
     };
   }
 
@@ -142,6 +146,7 @@ export async function startDownstream(opts: DownstreamOptions) {
     } else if (action === 'restore') {
       r.state = 'active';
       if (body.snapshot?.data) r.data = body.snapshot.data;
+      if (ctl.restoreAlters) r.data = { ...r.data, ...ctl.restoreAlters };
     }
     return { status: 200, body: { id: r.id, state: r.state } };
   }
@@ -235,6 +240,8 @@ export async function startDownstream(opts: DownstreamOptions) {
     }
     peakInProgress = Math.max(peakInProgress, ++inProgress);
     try {
+      if (action === 'restore' && ctl.restoreFails !== null)
+        return send(res, ctl.restoreFails, { error: 'injected restore failure' });
       const failure = injectedFailure(action, tenantId);
       if (failure && !failure.afterApply) return send(res, failure.status, { error: 'injected failure' });
       if (ctl.hangMs > 0) {
@@ -343,6 +350,14 @@ export async function startDownstream(opts: DownstreamOptions) {
     /** Injected failures (and failAfter's count) apply only to these actions, e.g. deletes but not restores (null: all). */
     failOnly(actions: DownstreamAction[] | null) {
       ctl.failOnly = actions && new Set(actions);
+    },
+    /** Restores apply, then set these fields in the resource's data (null: restore faithfully). */
+    restoreAlters(fields: Record<string, unknown> | null) {
+      ctl.restoreAlters = fields;
+    },
+    /** Every restore answers `status` without applying (null: restores work). */
+    restoreFails(status: number | null) {
+      ctl.restoreFails = status;
     },
     /** Declares `childIds` the children of `parentId`: its soft and hard deletes cascade to them. */
     cascade(parentId: string, childIds: string[]) {

@@ -3,6 +3,7 @@
 import request from 'supertest';
 import { expect } from 'vitest';
 import type { Role } from '../../src/modules/auth/roles.ts';
+import { DRILL_KEY_PREFIX } from '../../src/modules/adapters/signing.ts';
 import type { ExecHarness } from './execution.ts';
 import { appId, query } from './seed.ts';
 
@@ -29,11 +30,20 @@ export const ledger = (h: ExecHarness, opId: string) =>
     [opId],
   );
 
-/** Soft-delete calls (every attempt) that reached the downstream for the operation's items. */
+/** A call of the restore drill (its own Idempotency-Keys), not of the operation's own run. */
+export const isDrillCall = (c: { idempotencyKey?: string }) => c.idempotencyKey?.startsWith(DRILL_KEY_PREFIX) === true;
+
+/**
+ * Soft-delete calls (every attempt) that reached the downstream for the operation's items; the
+ * restore drill's re-delete is not one of them (its calls are told apart by key: see drillCallsOf).
+ */
 export function softDeletesOf(h: ExecHarness, rows: LedgerRow[]) {
   const ids = new Set(rows.map((r) => r.resource_id));
-  return h.downstream.calls.filter((c) => c.action === 'softDelete' && ids.has(c.resourceId!));
+  return h.downstream.calls.filter((c) => c.action === 'softDelete' && ids.has(c.resourceId!) && !isDrillCall(c));
 }
+
+/** The restore drill's calls (a restore and a soft delete of one item per drill run). */
+export const drillCallsOf = (h: ExecHarness) => h.downstream.calls.filter(isDrillCall);
 
 /** Tenants of a wave, from the ledger. */
 export const tenantsOfWave = (rows: LedgerRow[], wave: number) =>

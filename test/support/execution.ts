@@ -78,7 +78,8 @@ export async function useHttpAdapter(h: ExecHarness, withProbe = true) {
   const adapter = {
     kind: 'http',
     baseUrl: h.downstream.url,
-    snapshot: 'GET /apps/{id}',
+    // With the tenant, so the downstream knows it from the first read (a drill compares reads).
+    snapshot: 'GET /apps/{id}?tenantId={tenantId}',
     softDelete: 'POST /apps/{id}/soft-delete',
     restore: 'POST /apps/{id}/restore',
     hardDelete: 'DELETE /apps/{id}',

@@ -18,7 +18,8 @@ export async function useHttp(h: ExecHarness) {
     JSON.stringify({
       kind: 'http',
       baseUrl: h.downstream.url,
-      snapshot: `GET /${col}/{id}`,
+      // With the tenant: the downstream knows it from the first read (the restore drill compares reads).
+      snapshot: `GET /${col}/{id}?tenantId={tenantId}`,
       softDelete: `POST /${col}/{id}/soft-delete`,
       restore: `POST /${col}/{id}/restore`,
       hardDelete: `DELETE /${col}/{id}`,

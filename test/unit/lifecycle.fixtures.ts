@@ -50,6 +50,8 @@ export function makeState(over: Partial<LifecycleState> = {}): LifecycleState {
     waveDeadline: null,
     progressAt: null,
     expiresAt: NOW + 86_400_000,
+    // Table rows about the drill turn it on; the others are about something else.
+    drill: 'off',
     ...over,
   };
 }
@@ -137,7 +139,9 @@ export const ONE_OF_EACH: LifecycleEvent[] = [
 
 /** 'enqueue_wave:2', 'start_bake:1', 'stop_execution', 'audit', 'enqueue_rollback'. */
 export const fx = (effects: Effect[]): string[] =>
-  effects.map((e) => (e.type === 'enqueue_wave' || e.type === 'start_bake' ? `${e.type}:${e.wave}` : e.type));
+  effects.map((e) =>
+    e.type === 'enqueue_wave' || e.type === 'start_bake' || e.type === 'run_drill' ? `${e.type}:${e.wave}` : e.type,
+  );
 
 export const HALT_ROLLBACK = ['stop_execution', 'audit', 'enqueue_rollback'];
 export const HALT_PAUSE = ['stop_execution', 'audit'];

@@ -21,7 +21,7 @@ import type { TargetAdapter } from './types.ts';
 
 export * from './types.ts';
 export { AdapterConfig, HttpAdapterConfig, RegistryAdapterConfig } from './schemas.ts';
-export { idempotencyKeyFor, sign, verify } from './signing.ts';
+export { DRILL_KEY_PREFIX, drillKeyFor, idempotencyKeyFor, sign, verify } from './signing.ts';
 export { adapterConfigProblems, validateAdapterConfig, type AdapterProblem } from './config-problems.ts';
 
 /** What this process lets http adapters do: the hosts they may call and the secrets they sign with. */

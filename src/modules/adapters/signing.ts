@@ -92,3 +92,21 @@ export function idempotencyKeyFor(
     .digest('hex');
   return `bg1-${action}-${digest.slice(0, 40)}`;
 }
+
+/**
+ * The Idempotency-Keys of a restore drill (`bg1-drill-restore-…`, `bg1-drill-softDelete-…`): never
+ * the item's own keys, which the owning system has already applied (it would replay the stored
+ * answer instead of acting), and one set per drill run, so a drill run again after a resume acts
+ * again. The `bg1-drill-` prefix tells a drill's calls from the operation's own ones.
+ */
+export function drillKeyFor(
+  item: Pick<AdapterItem, 'operationId' | 'resourceId'>,
+  action: DestructiveAction,
+  drillId: string,
+): string {
+  const digest = createHash('sha256')
+    .update(JSON.stringify([item.operationId, item.resourceId, `drill-${action}`, drillId]))
+    .digest('hex');
+  return `${DRILL_KEY_PREFIX}${action}-${digest.slice(0, 40)}`;
+}
+export const DRILL_KEY_PREFIX = 'bg1-drill-';

@@ -81,6 +81,12 @@ export interface TargetAdapter {
    *   its own type's adapter, after its parent (HTTP).
    */
   readonly cascade: 'same_transaction' | 'downstream';
+  /**
+   * Top-level snapshot fields the owning system rewrites on every write (bookkeeping such as
+   * updatedAt), not content: a restore drill compares a read-back with the pre-delete snapshot
+   * without them, since the restore is itself a write.
+   */
+  readonly volatileFields?: readonly string[];
   /** Reads the current state of each resource, to be stored before any destructive call. */
   snapshot(items: AdapterItem[], opts: { concurrency: number }): Promise<ItemResult[]>;
   apply(action: DestructiveAction, items: AdapterItem[], opts: ApplyOptions): Promise<ItemResult[]>;

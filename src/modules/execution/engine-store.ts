@@ -156,7 +156,7 @@ async function persist(tx: pg.PoolClient, record: OperationRecord, n: LifecycleS
     `UPDATE operations SET state = $2, current_wave = $3, halt_reason = $4, paused_from = $5, version = version + 1,
        updated_at = now(), bake_until = $6, wave_deadline = $7, progress_at = $8, expires_at = $9,
        started_at = CASE WHEN started_at IS NULL AND $2 = 'running' THEN now() ELSE started_at END,
-       finished_at = CASE WHEN $10 THEN now() ELSE NULL END
+       finished_at = CASE WHEN $10 THEN now() ELSE NULL END, drill_state = $11
      WHERE id = $1 RETURNING version`,
     [
       opId,
@@ -169,9 +169,13 @@ async function persist(tx: pg.PoolClient, record: OperationRecord, n: LifecycleS
       date(n.progressAt),
       date(n.expiresAt),
       ended,
+      n.drill === 'off' || n.drill === 'pending' ? null : n.drill,
     ],
   );
   for (const e of c.effects) {
+    // The drill's row, written with the decision that asks for it: its job finds it by operation.
+    if (e.type === 'run_drill')
+      await tx.query(`INSERT INTO operation_drills (operation_id, wave) VALUES ($1, $2)`, [opId, e.wave]);
     if (e.type === 'enqueue_wave') {
       await tx.query(
         `UPDATE operation_waves SET started_at = coalesce(started_at, now()) WHERE operation_id = $1 AND wave = $2`,

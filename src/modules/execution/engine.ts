@@ -133,6 +133,9 @@ export async function runEffects(ports: EffectPorts, a: Applied) {
       case 'start_bake':
         await ports.enqueueControl({ kind: 'bake', opId, epoch: a.version, wave: e.wave, round: 0 });
         break;
+      case 'run_drill':
+        await ports.enqueueControl({ kind: 'drill', opId, epoch: a.version, wave: e.wave });
+        break;
       case 'enqueue_rollback':
         await ports.enqueueControl({ kind: 'rollback', opId, epoch: a.version });
         break;

@@ -24,10 +24,11 @@ export interface JobLocks {
   close(): Promise<void>;
 }
 
-/** The lock a job's runs share: a rollback is one per operation whatever its job ID. */
+/** The lock a job's runs share: a rollback (or a drill) is one per operation whatever its job ID. */
 export const lockKeyOf = (job: Pick<Job, 'id' | 'queueName' | 'data'>): string => {
   const d = job.data as { kind?: string; opId?: string };
-  return d.kind === 'rollback' && d.opId ? `rollback:${d.opId}` : `${job.queueName}:${job.id}`;
+  // A drill too: two runs of one operation's drill must not restore and delete its item at once.
+  return (d.kind === 'rollback' || d.kind === 'drill') && d.opId ? `${d.kind}:${d.opId}` : `${job.queueName}:${job.id}`;
 };
 
 /**

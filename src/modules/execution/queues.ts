@@ -16,7 +16,8 @@ export interface ChunkJob {
 export type ControlJob =
   | { kind: 'bake'; opId: string; epoch: number; wave: number; round: number }
   | { kind: 'settle'; opId: string; epoch: number; wave: number }
-  | { kind: 'rollback'; opId: string; epoch: number };
+  | { kind: 'rollback'; opId: string; epoch: number }
+  | { kind: 'drill'; opId: string; epoch: number; wave: number };
 
 export const QUEUE_NAMES = { items: 'items', control: 'control' } as const;
 
@@ -48,8 +49,8 @@ export const chunkJobId = (j: ChunkJob) =>
 export const controlJobId = (j: ControlJob) =>
   j.kind === 'bake'
     ? `${j.opId}.e${j.epoch}.bake.${j.wave}.${j.round}`
-    : j.kind === 'rollback'
-      ? `${j.opId}.e${j.epoch}.rollback`
+    : j.kind === 'rollback' || j.kind === 'drill'
+      ? `${j.opId}.e${j.epoch}.${j.kind}`
       : `${j.opId}.e${j.epoch}.${j.kind}.${j.wave}`;
 
 export function createQueues(connection: Redis, prefix: string): Queues {

@@ -60,6 +60,11 @@ export async function reconcileOnce<Tx>(deps: ReconcilerDeps<Tx>): Promise<Recon
 async function requeue<Tx>(deps: ReconcilerDeps<Tx>, op: OperationRecord, now: number) {
   const s = op.lifecycle;
   const epoch = op.version;
+  // A drill that is out: its job again (same job ID while it exists; a rerun finishes it or re-reports it).
+  if (s.state === 'running' && s.drill === 'waiting' && s.currentWave !== null) {
+    await deps.enqueueControl({ kind: 'drill', opId: op.id, epoch, wave: s.currentWave });
+    return { chunks: 0, control: 1 };
+  }
   if (s.state === 'running' && s.currentWave !== null && op.wave) {
     const w = op.wave;
     const open = await deps.pool.query<{ k: number }>(

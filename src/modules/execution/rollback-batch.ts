@@ -9,6 +9,7 @@ import {
   idempotencyKeyFor,
   isSkipped,
   type AdapterItem,
+  type DestructiveAction,
   type ItemResult,
   type TargetAdapter,
 } from '../adapters/index.ts';
@@ -24,6 +25,8 @@ export interface BatchContext {
   adapters: Pick<AdapterCache, 'get'>;
   readSnapshots: (ids: number[]) => Promise<Map<number, SnapshotRead>>;
   shouldContinue: () => boolean;
+  /** The keys to send (default: the item's own restore key; a restore drill sends its own). */
+  idempotencyKey?: (item: AdapterItem, action: DestructiveAction) => string;
 }
 
 const failure = (seq: number, error: string, permanent: boolean): RestoreResult => ({
@@ -78,7 +81,7 @@ export async function restoreBatch(c: BatchContext, picked: RestoreCandidate[]):
     adapter instanceof Error
       ? items.map((): ItemResult => ({ ok: false, permanent: false, error: adapter.message }))
       : adapter.apply('restore', items, {
-          idempotencyKey: idempotencyKeyFor,
+          idempotencyKey: c.idempotencyKey ?? idempotencyKeyFor,
           shouldContinue: c.shouldContinue,
           concurrency: c.concurrency,
           snapshots: new Map(snaps.map((r) => [r.resourceId, data.get(r.seq)])),

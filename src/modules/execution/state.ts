@@ -1,7 +1,7 @@
 // Loads an operation's lifecycle state in ONE query: the row, its waves and their counters, its
 // approvals and the global freeze. Every job and command reads the state this way, once.
 import type { Queryable } from '../../lib/sql.ts';
-import type { LifecycleState, OperationKind, OpState, WaveStats } from '../operations/lifecycle.ts';
+import type { DrillStatus, LifecycleState, OperationKind, OpState, WaveStats } from '../operations/lifecycle.ts';
 import { withHaltDefaults, withRolloutDefaults, type HaltPolicy, type RolloutPolicy } from '../operations/policy.ts';
 
 export interface WaveRange {
@@ -58,6 +58,7 @@ interface Row {
   wave_deadline: Date | null;
   progress_at: Date | null;
   expires_at: Date | null;
+  drill_state: DrillStatus | null;
   waves: [number, number, number, number, number, number, Date | null][] | null;
   approvals: { by: string; role: LifecycleState['approvals'][number]['role']; planHash: string }[];
   frozen: boolean;
@@ -67,7 +68,7 @@ export async function loadOperation(db: Queryable, id: string, lock: boolean): P
   const r = await db.query<Row>(
     `SELECT o.id, o.state, o.version, o.action, o.target_type, o.mode, o.current_wave, o.paused_from, o.halt_reason,
        o.requires_break_glass, o.plan_hash, o.requested_by, o.auto_start, o.halt_policy, o.rollout,
-       o.bake_until, o.wave_deadline, o.progress_at, o.expires_at,
+       o.bake_until, o.wave_deadline, o.progress_at, o.expires_at, o.drill_state,
        (SELECT json_agg(json_build_array(w.wave, w.from_seq, w.to_seq, w.done, w.failed, w.consecutive_failures, w.progress_at) ORDER BY w.wave)
           FROM operation_waves w WHERE w.operation_id = o.id) AS waves,
        (SELECT coalesce(json_agg(json_build_object('by', a.approver, 'role', a.role, 'planHash', a.plan_hash) ORDER BY a.id), '[]')
@@ -96,6 +97,9 @@ function toRecord(o: Row): OperationRecord {
   const failedBefore = waves
     .filter((w) => o.current_wave !== null && w.wave < o.current_wave)
     .reduce((n, w) => n + w.failed, 0);
+  const rollout = withRolloutDefaults(o.rollout);
+  // Only a soft delete can be drilled: a hard delete has nothing to restore, a restore nothing to undo.
+  const drilled = o.action === 'delete' && o.mode === 'soft' && rollout.restoreDrill;
   const progress = [ms(o.progress_at), current?.progressAt ?? null].filter((x): x is number => x !== null);
   const lifecycle: LifecycleState = {
     state: o.state,
@@ -111,12 +115,13 @@ function toRecord(o: Row): OperationRecord {
     autoStart: o.auto_start,
     frozen: o.frozen,
     haltPolicy: withHaltDefaults(o.halt_policy),
-    rollout: withRolloutDefaults(o.rollout),
+    rollout,
     failedBefore,
     bakeUntil: ms(o.bake_until),
     waveDeadline: ms(o.wave_deadline),
     progressAt: progress.length ? Math.max(...progress) : null,
     expiresAt: ms(o.expires_at),
+    drill: drilled ? (o.drill_state ?? 'pending') : 'off',
   };
   return {
     id: o.id,

@@ -8,6 +8,7 @@ import {
   type LifecycleState,
   type OpState,
   type ProbeOutcome,
+  type WaveStats,
 } from './lifecycle-types.ts';
 
 export const BAD_PROBE: readonly ProbeOutcome['result'][] = ['unhealthy', 'error', 'timeout'];
@@ -128,6 +129,31 @@ export function bake(s: LifecycleState, wave: number, action: string, now: numbe
     bakeUntil: now + s.rollout.bakeSeconds * 1000,
   };
   return ok(next, [audit(action, s, next, SYSTEM, extra), { type: 'start_bake', wave }]);
+}
+
+export function validStats(st: WaveStats, settled: boolean): string | null {
+  const counts = [st.done, st.failed, st.consecutiveFailures, st.pending];
+  if (!counts.every((n) => Number.isInteger(n) && n >= 0)) return 'wave stats must be non-negative integers';
+  if (settled && st.pending !== 0) return 'wave_settled must report pending 0';
+  return null;
+}
+
+/** A wave settled healthy (and its drill, if it had one, passed): finish, or bake it, or move past an empty one. */
+export function afterSettled(
+  s: LifecycleState,
+  wave: number,
+  stats: WaveStats,
+  now: number,
+  /** The wave is known to have deleted something (its drill had an item): it bakes whatever the counts say. */
+  touched = false,
+): Decision {
+  if (wave >= s.waveCount - 1) return finish(s, stats.failed, { stats });
+  const next: LifecycleState = { ...s, failedBefore: s.failedBefore + stats.failed };
+  // An empty wave touched nothing, so there is nothing to bake or probe (and an empty probe round
+  // would halt as "no data").
+  if (!touched && stats.done + stats.failed === 0)
+    return runWave(next, wave + 1, 'wave_started', SYSTEM, now, { skippedEmptyWave: wave });
+  return bake(next, wave, 'wave_settled', now, { stats });
 }
 
 /** The last wave is done: a clean finish only if no item anywhere failed. */

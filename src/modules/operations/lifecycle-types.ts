@@ -59,6 +59,14 @@ export const rollsBack = (kind: OperationKind): boolean => kind === 'delete';
 /** Kinds that are never rolled back: a halt waits for a human and an abort ends the operation. */
 export const irreversible = (k: OperationKind): boolean => !rollsBack(k);
 
+/**
+ * The restore drill of a soft delete (rollout.restoreDrill): off (not asked for, or not a soft
+ * delete), pending (due at the first wave that deletes something), waiting (its job is out; the
+ * rollout does not move on until it answers), due (it was out when the operation was resumed: the
+ * wave's re-settle runs it again), passed, failed (the operation halted; a resume runs it again).
+ */
+export type DrillStatus = 'off' | 'pending' | 'waiting' | 'due' | 'passed' | 'failed';
+
 export interface Approval {
   by: string; // token id
   role: Role;
@@ -89,6 +97,7 @@ export interface LifecycleState {
   progressAt: number | null;
   /** A planned or approved operation expires at this time (policy TTL). */
   expiresAt: number | null;
+  drill: DrillStatus;
 }
 
 export type ProbeResult = 'healthy' | 'unhealthy' | 'error' | 'timeout' | 'not_configured';
@@ -114,12 +123,22 @@ export type LifecycleEvent =
   | { type: 'rollback'; by: Who; reason: string }
   | { type: 'freeze'; by: Who; reason: string }
   | { type: 'unfreeze'; by: Who; reason?: string }
-  | { type: 'rollback_settled'; restored: number; failed: number };
+  | { type: 'rollback_settled'; restored: number; failed: number }
+  /** The restore drill's answer; `stats` are the drilled wave's (settled) counters, to carry on with. */
+  | {
+      type: 'drill_result';
+      wave: number;
+      outcome: 'ok' | 'failed';
+      resourceId?: string;
+      detail?: string;
+      stats: WaveStats;
+    };
 
 export type Effect =
   | { type: 'enqueue_wave'; wave: number } // DESTRUCTIVE: queue the wave's pending items
   | { type: 'start_bake'; wave: number } // schedule probe rounds until the bake is over
   | { type: 'stop_execution'; reason: string } // raise the halt flag: workers stop before their next call
+  | { type: 'run_drill'; wave: number } // restore one deleted item of the wave, compare it, delete it again
   | { type: 'enqueue_rollback' } // queue restores of every item this operation executed, newest first
   | { type: 'audit'; action: string; detail: Record<string, unknown> };
 

@@ -1,9 +1,9 @@
 // The rules of the rollout itself: item reports of the running wave, probe rounds of a bake, and
 // the clock (wave deadlines, plan expiry, the stall watchdog).
-import type { Decision, LifecycleEvent, LifecycleState, WaveStats } from './lifecycle-types.ts';
+import type { Decision, LifecycleEvent, LifecycleState } from './lifecycle-types.ts';
 import {
+  afterSettled,
   BAD_PROBE,
-  bake,
   endRollback,
   expired,
   finish,
@@ -17,15 +17,10 @@ import {
   SYSTEM,
   unchanged,
   audit,
+  validStats,
 } from './lifecycle-steps.ts';
 import { assessWave } from './wave-health.ts';
-
-export function validStats(st: WaveStats, settled: boolean): string | null {
-  const counts = [st.done, st.failed, st.consecutiveFailures, st.pending];
-  if (!counts.every((n) => Number.isInteger(n) && n >= 0)) return 'wave stats must be non-negative integers';
-  if (settled && st.pending !== 0) return 'wave_settled must report pending 0';
-  return null;
-}
+import { drillLate, drillGate } from './lifecycle-drill.ts';
 
 export function waveReport(
   s: LifecycleState,
@@ -41,13 +36,7 @@ export function waveReport(
   // A pause must not hide damage done by items that were in flight: unhealthy still halts.
   if (!verdict.healthy) return halt(s, `wave ${e.wave}: ${verdict.reason}`, SYSTEM, { stats: e.stats });
   if (e.type === 'item_outcomes' || s.state !== 'running') return unchanged(s);
-  if (e.wave >= s.waveCount - 1) return finish(s, e.stats.failed, { stats: e.stats });
-  const next: LifecycleState = { ...s, failedBefore: s.failedBefore + e.stats.failed };
-  // An empty wave touched nothing, so there is nothing to bake or probe (and an empty probe round
-  // would halt as "no data").
-  if (e.stats.done + e.stats.failed === 0)
-    return runWave(next, e.wave + 1, 'wave_started', SYSTEM, now, { skippedEmptyWave: e.wave });
-  return bake(next, e.wave, 'wave_settled', now, { stats: e.stats });
+  return drillGate(s, e.wave, e.stats) ?? afterSettled(s, e.wave, e.stats, now);
 }
 
 export function probes(s: LifecycleState, e: Extract<LifecycleEvent, { type: 'probes' }>, now: number): Decision {
@@ -83,6 +72,9 @@ export function timer(s: LifecycleState, now: number): Decision {
   // A freeze whose fan-out did not reach this operation (the API died halfway) is caught here.
   if ((s.state === 'running' || s.state === 'baking') && s.frozen)
     return pauseFor(s, 'global freeze in effect', SYSTEM);
+  // A drill that does not answer is a drill that failed: it halts whatever onStall says.
+  const late = drillLate(s, now);
+  if (late) return late;
   if (s.state === 'running' && s.waveDeadline !== null && now >= s.waveDeadline) {
     return halt(s, `wave ${s.currentWave} missed its deadline of ${s.rollout.waveDeadlineSeconds}s`, SYSTEM);
   }

@@ -7,7 +7,8 @@
 // 2. ok:false → refuse with { code, message, status }; nothing is written.
 // 3. ok:true → check the guards, then in ONE transaction write `next` and every `audit` effect;
 //    after the commit run the other effects in array order. stop_execution is listed first so the
-//    halt flag goes up before anything else; enqueue_wave is the only destructive effect.
+//    halt flag goes up before anything else; enqueue_wave is the only destructive effect besides
+//    run_drill (which restores one deleted item and deletes it again; see lifecycle-drill.ts).
 // 4. A decision whose `next` equals `state` and whose effects are empty is a no-op (a stale or
 //    late report): nothing is written. Terminal states refuse every report with 409, which workers
 //    treat as "drop", not "retry".
@@ -43,6 +44,7 @@ import {
   type Ok,
 } from './lifecycle-steps.ts';
 import { probes, timer, waveReport } from './lifecycle-waves.ts';
+import { drillResult } from './lifecycle-drill.ts';
 
 export * from './lifecycle-types.ts';
 
@@ -97,9 +99,11 @@ function approve(s: LifecycleState, e: Extract<LifecycleEvent, { type: 'approve'
 }
 
 /** `by` is the operator's token name, for the audit. */
-function resume(s: LifecycleState, by: string, now: number): Decision {
-  if (s.state !== 'paused' && s.state !== 'halted') return invalid(s, 'resume');
-  if (s.frozen) return frozenRefusal('resume');
+function resume(from: LifecycleState, by: string, now: number): Decision {
+  if (from.state !== 'paused' && from.state !== 'halted') return invalid(from, 'resume');
+  if (from.frozen) return frozenRefusal('resume');
+  // A drill that was out when the operation stopped may never answer: the wave's re-settle runs it again.
+  const s: LifecycleState = from.drill === 'waiting' ? { ...from, drill: 'due' } : from;
   const wave = s.currentWave ?? 0;
   if (s.state === 'paused' && s.pausedFrom === 'baking') {
     const d = bake(s, wave, 'resumed', now) as Ok;
@@ -227,6 +231,8 @@ function decideAt(s: LifecycleState, e: LifecycleEvent, now: number): Decision {
       return waveReport(s, e, now);
     case 'probes':
       return probes(s, e, now);
+    case 'drill_result':
+      return drillResult(s, e, now);
     case 'signal': {
       const reason = `signal ${e.kind}${e.tenantId ? ` for tenant ${e.tenantId}` : ''}${e.detail ? `: ${e.detail}` : ''}`;
       if (s.state === 'running' || s.state === 'baking' || s.state === 'paused')

@@ -47,6 +47,11 @@ export const RolloutPolicy = Type.Object(
       default: 3_600,
       description: 'A wave still running after this long halts the operation',
     }),
+    restoreDrill: Type.Boolean({
+      default: true,
+      description:
+        'Deletes (soft) only: after the first wave that deleted something, one of its items is restored, read back, compared with its pre-delete snapshot and deleted again; a failure or a difference halts the operation (restore_drill_failed)',
+    }),
   },
   { additionalProperties: false, description: 'How the operation is rolled out' },
 );
@@ -110,6 +115,7 @@ export const DEFAULT_ROLLOUT: RolloutPolicy = {
   maxItemsPerMinute: 6_000_000,
   maxTenantsPerMinute: 1_000_000,
   waveDeadlineSeconds: 3_600,
+  restoreDrill: true,
 };
 export const DEFAULT_HALT: HaltPolicy = {
   onHalt: 'rollback',

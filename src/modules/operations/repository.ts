@@ -140,6 +140,18 @@ export function operationReads(prisma: PrismaClient) {
         })),
       };
     },
+    drills: async (operationId: string) => {
+      const rows = await prisma.operationDrill.findMany({ where: { operationId }, orderBy: { id: 'asc' } });
+      return rows.map((r) => ({
+        wave: r.wave,
+        resourceId: r.resourceId,
+        outcome: r.outcome,
+        detail: r.detail,
+        itemState: r.itemState,
+        startedAt: r.startedAt.toISOString(),
+        finishedAt: r.finishedAt?.toISOString() ?? null,
+      }));
+    },
     waveProgress: async (operationId: string) => {
       const rows = await prisma.operationItem.groupBy({
         by: ['wave', 'state'],

@@ -222,14 +222,14 @@ export default async function operationRoutes(app: App) {
         operationId: 'getOperation',
         tags: ['operations'],
         summary: 'Get an operation',
-        description: 'State, plan, current wave, per-wave item counts and halt reason.',
+        description: 'State, plan, current wave, per-wave item counts, halt reason and restore drills.',
         params: OperationIdParams,
         response: { 200: { ...Type.Ref('Operation'), description: 'The operation' }, ...errorResponses(401, 404) },
       },
     },
     async (req) => {
       const op = await reads.get(req.params.id);
-      return operationView(op, await reads.waveProgress(op.id), await reads.unfinished(op));
+      return operationView(op, await reads.waveProgress(op.id), await reads.unfinished(op), await reads.drills(op.id));
     },
   );
 

@@ -240,6 +240,28 @@ export const OperationView = Type.Object(
         },
       ),
     ),
+    drills: Type.Optional(
+      Type.Array(
+        Type.Object({
+          wave: Type.Integer({ description: 'The wave whose item was drilled' }),
+          resourceId: Type.Union([Type.String(), Type.Null()], { description: 'The item restored and deleted again' }),
+          outcome: Type.String({
+            description: 'running, ok, failed, or abandoned (the operation stopped before an item was picked)',
+          }),
+          detail: Type.Union([Type.String(), Type.Null()], { description: 'Why it failed' }),
+          itemState: Type.Union([Type.String(), Type.Null()], {
+            description:
+              'Where the drill left the item: deleted (as the ledger says), live or unknown (the ledger item is failed)',
+          }),
+          startedAt: Type.String({ format: 'date-time' }),
+          finishedAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+        }),
+        {
+          description:
+            'Restore drills (rollout.restoreDrill, soft deletes): one item of the first wave that deleted anything, restored, compared with its pre-delete snapshot and deleted again',
+        },
+      ),
+    ),
     expiresAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()], {
       description: 'A planned or approved operation expires (state expired) if not started by then',
     }),

@@ -6,10 +6,21 @@ export interface Unfinished {
   items: { resourceId: string; tenantId: string; state: string; lastError: string | null }[];
 }
 
+export interface DrillView {
+  wave: number;
+  resourceId: string | null;
+  outcome: string;
+  detail: string | null;
+  itemState: string | null;
+  startedAt: string;
+  finishedAt: string | null;
+}
+
 export function operationView(
   op: OperationRow,
   waveProgress?: { wave: number; counts: Record<string, number> }[],
   unfinished?: Unfinished,
+  drills?: DrillView[],
 ) {
   const self = `/v1/operations/${op.id}`;
   return {
@@ -36,6 +47,7 @@ export function operationView(
     haltReason: op.haltReason,
     ...(waveProgress ? { waveProgress, counts: countsOf(op, waveProgress) } : {}),
     ...(unfinished ? { unfinished } : {}),
+    ...(drills?.length ? { drills } : {}),
     expiresAt: op.expiresAt && ['planned', 'approved'].includes(op.state) ? op.expiresAt.toISOString() : null,
     finishedAt: op.finishedAt?.toISOString() ?? null,
     createdAt: op.createdAt.toISOString(),

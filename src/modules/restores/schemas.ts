@@ -38,7 +38,8 @@ export const SCOPE_FIELDS = {
  * Defaults of a restore: two waves (a tenth of the tenants, then the rest), no bake: a restore is
  * urgent, and its first wave still shows whether restores work before the rest are sent.
  */
-export const RESTORE_ROLLOUT: Partial<Rollout> = { waves: ['10%', '100%'], bakeSeconds: 0 };
+// A restore drill checks that a delete can be undone; a restore has nothing of the kind to check.
+export const RESTORE_ROLLOUT: Partial<Rollout> = { waves: ['10%', '100%'], bakeSeconds: 0, restoreDrill: false };
 /**
  * A restore halts to wait for a human (it is never rolled back); a type without a health probe
  * does not hold a restore up (probe optional), though a probe that answers unhealthy still halts it.
@@ -100,7 +101,7 @@ export const CreateRestoreBody = Type.Object(
     ticket: Text({ minLength: 1, maxLength: 200, description: 'Incident or change ticket' }),
     rollout: Type.Optional(
       withoutDefaults(
-        RolloutPolicy,
+        Type.Omit(RolloutPolicy, ['restoreDrill']),
         'Rollout policy; omitted fields take the restore defaults: waves ["10%", "100%"], bakeSeconds 0, the rest as for a delete',
       ),
     ),
