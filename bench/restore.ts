@@ -146,7 +146,7 @@ export async function benchRestore(env: { databaseUrl: string; redisUrl: string 
     await seed(env.databaseUrl, 'hsite', ITEMS, TENANTS, {
       kind: 'http',
       baseUrl: downstream.url,
-      snapshot: 'GET /sites/{id}',
+      snapshot: 'GET /sites/{id}?tenantId={tenantId}', // the test downstream learns a resource's tenant from it
       softDelete: 'POST /sites/{id}/soft-delete',
       restore: 'POST /sites/{id}/restore',
       hardDelete: 'DELETE /sites/{id}',
