@@ -20,7 +20,7 @@ import { query, seedRegistry } from '../support/seed.ts';
 let h: ExecHarness;
 beforeAll(async () => {
   h = await buildExecHarness({ workers: 1 });
-  await seedRegistry(h.databaseUrl, { sites: 17, appsPerSite: 3, internalTenants: 1 });
+  await seedRegistry(h.databaseUrl, { sites: 18, appsPerSite: 3, internalTenants: 1 });
 });
 afterAll(async () => {
   await h?.close();
@@ -172,6 +172,14 @@ describe('restore drill (HTTP adapter)', () => {
     expect(drillCalls()).toEqual([]);
     expect(h.downstream.state(victim)).toBe('soft_deleted');
     expect(await drills(op.id)).toEqual([expect.objectContaining({ outcome: 'failed', item_state: 'deleted' })]);
+  });
+
+  it("fields the adapter declares volatile (the downstream's own write stamps) are left out of the comparison", async () => {
+    await useHttpAdapter(h, true, { volatileFields: ['data'] });
+    h.downstream.restoreAlters({ plan: 'free' });
+    const op = await submitAndStart(h, { ids: appsOf([17], 3), rollout });
+    expect((await waitForState(h, op.id, ENDED)).state).toBe('completed');
+    expect(await drills(op.id)).toMatchObject([{ outcome: 'ok' }]);
   });
 
   it('restoreDrill: false skips it', async () => {

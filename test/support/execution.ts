@@ -74,7 +74,7 @@ export async function buildExecHarness(
 }
 
 /** Registers `app` as an http-adapter type that acts on the downstream, with a tenant probe. */
-export async function useHttpAdapter(h: ExecHarness, withProbe = true) {
+export async function useHttpAdapter(h: ExecHarness, withProbe = true, extra: Record<string, unknown> = {}) {
   const adapter = {
     kind: 'http',
     baseUrl: h.downstream.url,
@@ -89,6 +89,7 @@ export async function useHttpAdapter(h: ExecHarness, withProbe = true) {
     timeoutMs: 5_000,
     retries: 2,
     retryBaseMs: 10,
+    ...extra,
   };
   await query(h.databaseUrl, `UPDATE resource_types SET adapter = $1 WHERE name = 'app'`, [JSON.stringify(adapter)]);
 }

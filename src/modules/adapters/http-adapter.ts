@@ -188,6 +188,7 @@ export function createHttpAdapter(config: ResolvedHttpConfig, deps: HttpAdapterD
     kind: 'http',
     // The owning system cascades a delete itself; Blastgate only stored the descendants' snapshots.
     cascade: 'downstream',
+    volatileFields: config.volatileFields ?? [],
 
     snapshot(items, opts) {
       return mapPool(items, opts.concurrency, (item) =>

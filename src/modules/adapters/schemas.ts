@@ -87,6 +87,15 @@ export const HttpAdapterConfig = Type.Object(
         example: 'GET /tenants/{tenantId}/health',
       }),
     ),
+    volatileFields: Type.Optional(
+      Type.Array(Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_.-]{0,63}$', description: 'A top-level field name' }), {
+        maxItems: 50,
+        uniqueItems: true,
+        description:
+          'Top-level fields of the snapshot body that the owning system rewrites on every write (e.g. updatedAt, etag): the restore drill leaves them out when it compares a restored resource with its snapshot. Every other field must come back as it was',
+        example: ['updatedAt'],
+      }),
+    ),
     timeoutMs: Setting('timeoutMs', 'Deadline of one attempt, connection to last byte'),
     retries: Setting(
       'retries',
@@ -139,5 +148,5 @@ export const HTTP_DEFAULTS = {
   retryBaseMs: HTTP_LIMITS.retryBaseMs.default,
 };
 /** An HTTP config with its defaults filled in: what the adapter runs with. */
-export type ResolvedHttpConfig = Required<Omit<HttpAdapterConfig, 'probe' | 'signingSecret'>> &
-  Pick<HttpAdapterConfig, 'probe'>;
+export type ResolvedHttpConfig = Required<Omit<HttpAdapterConfig, 'probe' | 'signingSecret' | 'volatileFields'>> &
+  Pick<HttpAdapterConfig, 'probe' | 'volatileFields'>;
