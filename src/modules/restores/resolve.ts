@@ -138,9 +138,11 @@ export async function latestEvents(client: pg.PoolClient): Promise<void> {
        (o.action = 'delete' AND i.state <> 'restored') AS deleted
      FROM restore_snaps rs
      JOIN operations o ON o.id = rs.op_id
-     JOIN operation_items i ON i.operation_id = rs.op_id AND i.snapshot_id = rs.snap_id
-     WHERE i.operation_id IN (SELECT DISTINCT op_id FROM restore_snaps)
-       AND ((o.action = 'delete' AND i.state = ANY($1::text[] || '{restored}'))
+     -- Through operation_items_snapshot, one probe per snapshot: (operation_id || '') keeps the
+     -- planner off the primary key, which with a fresh ledger's stale statistics it would pick and
+     -- then scan the operation's whole ledger once per snapshot (29 s for 17,660 HTTP items).
+     JOIN operation_items i ON i.snapshot_id = rs.snap_id AND (i.operation_id || '') = rs.op_id
+     WHERE ((o.action = 'delete' AND i.state = ANY($1::text[] || '{restored}'))
             OR (o.action = 'restore' AND i.state = 'done'))
      ORDER BY rs.id, rs.at DESC, rs.snap_id DESC`,
     [DELETED_ITEM_STATES],
