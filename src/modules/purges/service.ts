@@ -7,7 +7,7 @@ import { finished } from 'node:stream/promises';
 import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { canonicalJson } from '../../lib/canonical-json.ts';
-import { ConflictError, UnprocessableError } from '../../lib/errors.ts';
+import { UnprocessableError } from '../../lib/errors.ts';
 import { inTransaction } from '../../lib/sql.ts';
 import type { Metrics } from '../../plugins/metrics.ts';
 import { appendAudit } from '../audit/repository.ts';
@@ -36,6 +36,7 @@ import { rootTypes } from '../restores/resolve.ts';
 import { checkSource, scopeOf } from '../restores/scope.ts';
 import { insertPurgeItems, purgeDigestInput, resolvePurge, retentionEnds, storePurgeRejections } from './resolve.ts';
 import { PURGE_CLASSES, PURGE_HALT, type CreatePurgeBody, type PurgeClass, type PurgeScope } from './schemas.ts';
+import { replayByKey } from '../restores/replay.ts';
 
 export type PurgeResult =
   | { kind: 'planned' | 'rejected'; operation: OperationRow; replayed: boolean }
@@ -84,16 +85,7 @@ export function purgeService(deps: {
 }) {
   const { pool, reads, metrics, log } = deps;
 
-  async function replay(key: string, requestHash: string): Promise<PurgeResult> {
-    const existing = await reads.findByIdempotencyKey(key);
-    if (!existing) throw new Error(`idempotency key ${key} vanished`);
-    if (existing.requestHash !== requestHash)
-      throw new ConflictError('IDEMPOTENCY_KEY_REUSED', 'This Idempotency-Key was used with a different request body', {
-        idempotencyKey: key,
-        operationId: existing.id,
-      });
-    return { kind: existing.state === 'rejected' ? 'rejected' : 'planned', operation: existing, replayed: true };
-  }
+  const replay = (key: string, requestHash: string) => replayByKey(reads, key, requestHash);
 
   async function submit(s: PurgeSubmission): Promise<PurgeResult> {
     const { body, principal } = s;

@@ -4,7 +4,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type pg from 'pg';
 import { canonicalJson } from '../../lib/canonical-json.ts';
-import { AppError, ConflictError, UnprocessableError } from '../../lib/errors.ts';
+import { AppError, UnprocessableError } from '../../lib/errors.ts';
 import { inTransaction } from '../../lib/sql.ts';
 import type { Metrics } from '../../plugins/metrics.ts';
 import type { Principal } from '../auth/roles.ts';
@@ -44,6 +44,7 @@ import {
   type CreateRestoreBody,
   type RestoreClass,
 } from './schemas.ts';
+import { replayByKey } from './replay.ts';
 
 export type RestoreResult =
   | { kind: 'planned' | 'rejected'; operation: OperationRow; replayed: boolean }
@@ -67,16 +68,7 @@ export function restoreService(deps: {
 }) {
   const { pool, reads, metrics, log } = deps;
 
-  async function replay(key: string, requestHash: string): Promise<RestoreResult> {
-    const existing = await reads.findByIdempotencyKey(key);
-    if (!existing) throw new Error(`idempotency key ${key} vanished`);
-    if (existing.requestHash !== requestHash)
-      throw new ConflictError('IDEMPOTENCY_KEY_REUSED', 'This Idempotency-Key was used with a different request body', {
-        idempotencyKey: key,
-        operationId: existing.id,
-      });
-    return { kind: existing.state === 'rejected' ? 'rejected' : 'planned', operation: existing, replayed: true };
-  }
+  const replay = (key: string, requestHash: string) => replayByKey(reads, key, requestHash);
 
   async function submit(s: RestoreSubmission): Promise<RestoreResult> {
     const { body, principal } = s;
