@@ -11,7 +11,7 @@ import { executePurge } from './chunk-purge.ts';
 import { executeRestore } from './chunk-restore.ts';
 import type { ChunkDeps } from './chunk.ts';
 import type { Fence } from './exclusive.ts';
-import type { ClaimedItem, Outcome, Range } from './ledger.ts';
+import type { ClaimedItem, Outcome, Range, Snap } from './ledger.ts';
 import type { ChunkJob } from './queues.ts';
 import type { OperationRecord } from './state.ts';
 
@@ -96,20 +96,8 @@ export async function execute<Tx>(
     outcomes.push(...failures);
     const failed = new Set(failures.map((f) => f.seq));
     const wanted = items.filter((i) => !failed.has(i.seq));
-    const ready = wanted.length
-      ? await deps.ledger.prepare(
-          j.opId,
-          j.wave,
-          range,
-          token,
-          snaps,
-          wanted.map((i) => i.seq),
-        )
-      : new Set<number>();
-    const toRun = wanted.filter((i) => ready.has(i.seq));
-    const marked = new Set(toRun.filter((i) => i.executedSeq === null).map((i) => i.seq));
+    const { toRun, marked, notMarked } = await markWriteAhead(deps, j, range, token, snaps, wanted);
     // Not marked: the operation stopped running this wave before the mark. Nothing is sent.
-    const notMarked = wanted.filter((i) => !ready.has(i.seq));
     outcomes.push(...notMarked.map((i): Outcome => ({ seq: i.seq, state: 'pending', error: null })));
     calling = true;
     const { results, order } = await applyWithBreaker(
@@ -142,23 +130,7 @@ export async function execute<Tx>(
     const stillRunning = deps.watch.canRun(j.opId, j.wave, since);
     return { outcomes, marked, unsent, requeue, stillRunning };
   } catch (err) {
-    // Failed before any call went out (adapter config, snapshot store, a lost connection): hand the
-    // items back with the reason, so lastError says why; their attempts still count. Once calls
-    // may have gone out, nothing is released: the claim's lease decides who retries them.
-    if (!calling) {
-      const done = new Set(outcomes.map((o) => o.seq));
-      const reason = `${(err as Error).message ?? String(err)}`.slice(0, 500);
-      await deps.ledger
-        .release(
-          j.opId,
-          range,
-          token,
-          items.filter((i) => !done.has(i.seq)),
-          reason,
-          false,
-        )
-        .catch(() => undefined);
-    }
+    if (!calling) await releaseUnsent(deps, j, range, token, items, outcomes, err);
     throw err;
   } finally {
     lease.stop();
@@ -194,4 +166,63 @@ export function keepLease<Tx>(
     Math.max(100, Math.floor(deps.leaseMs / 3)),
   );
   return { lost: () => lost, stop: () => clearInterval(renew) };
+}
+
+/**
+ * Before any call went out (adapter config, snapshot store, a lost connection): hands the items
+ * without an outcome back with the reason, so lastError says why; their attempts still count.
+ * Once calls may have gone out, nothing is released: the claim's lease decides who retries them.
+ */
+export async function releaseUnsent<Tx>(
+  deps: Pick<ChunkDeps<Tx>, 'ledger'>,
+  j: ChunkJob,
+  range: Range,
+  token: string,
+  items: ClaimedItem[],
+  outcomes: Outcome[],
+  err: unknown,
+): Promise<void> {
+  const done = new Set(outcomes.map((o) => o.seq));
+  const reason = `${(err as Error).message ?? String(err)}`.slice(0, 500);
+  await deps.ledger
+    .release(
+      j.opId,
+      range,
+      token,
+      items.filter((i) => !done.has(i.seq)),
+      reason,
+      false,
+    )
+    .catch(() => undefined);
+}
+
+/**
+ * Sets the write-ahead mark (only while the operation runs this wave) with the snapshots: `toRun`
+ * may be sent, `marked` were marked now (not on an earlier attempt), `notMarked` were not (the
+ * operation stopped running the wave first: nothing is sent for them).
+ */
+export async function markWriteAhead<Tx>(
+  deps: Pick<ChunkDeps<Tx>, 'ledger'>,
+  j: ChunkJob,
+  range: Range,
+  token: string,
+  snaps: Snap[],
+  wanted: ClaimedItem[],
+): Promise<{ toRun: ClaimedItem[]; marked: Set<number>; notMarked: ClaimedItem[] }> {
+  const ready = wanted.length
+    ? await deps.ledger.prepare(
+        j.opId,
+        j.wave,
+        range,
+        token,
+        snaps,
+        wanted.map((i) => i.seq),
+      )
+    : new Set<number>();
+  const toRun = wanted.filter((i) => ready.has(i.seq));
+  return {
+    toRun,
+    marked: new Set(toRun.filter((i) => i.executedSeq === null).map((i) => i.seq)),
+    notMarked: wanted.filter((i) => !ready.has(i.seq)),
+  };
 }

@@ -13,7 +13,7 @@
 import { AppError } from '../../lib/errors.ts';
 import type { SnapshotRead } from '../snapshots/store.ts';
 import type { ChunkDeps } from './chunk.ts';
-import { keepLease, type Executed } from './chunk-execute.ts';
+import { keepLease, markWriteAhead, releaseUnsent, type Executed } from './chunk-execute.ts';
 import { takeSnapshots } from './chunk-snapshots.ts';
 import type { Fence } from './exclusive.ts';
 import type { ClaimedItem, DescendantOutcome, Outcome, Range, Snap } from './ledger.ts';
@@ -79,19 +79,7 @@ export async function executeRestore<Tx>(
     }
     const failed = new Set(outcomes.map((o) => o.seq));
     const wanted = items.filter((i) => !failed.has(i.seq));
-    const ready = wanted.length
-      ? await deps.ledger.prepare(
-          j.opId,
-          j.wave,
-          range,
-          token,
-          snaps,
-          wanted.map((i) => i.seq),
-        )
-      : new Set<number>();
-    const toRun = wanted.filter((i) => ready.has(i.seq));
-    const marked = new Set(toRun.filter((i) => i.executedSeq === null).map((i) => i.seq));
-    const notMarked = wanted.filter((i) => !ready.has(i.seq));
+    const { toRun, marked, notMarked } = await markWriteAhead(deps, j, range, token, snaps, wanted);
     outcomes.push(...notMarked.map((i): Outcome => ({ seq: i.seq, state: 'pending', error: null })));
 
     calling = true;
@@ -124,20 +112,7 @@ export async function executeRestore<Tx>(
   } catch (err) {
     // As for deletes: before any call went out, hand the items back saying why; after, the claim's
     // lease decides who sends them again (with the same keys).
-    if (!calling) {
-      const done = new Set(outcomes.map((o) => o.seq));
-      const reason = `${(err as Error).message ?? String(err)}`.slice(0, 500);
-      await deps.ledger
-        .release(
-          j.opId,
-          range,
-          token,
-          items.filter((i) => !done.has(i.seq)),
-          reason,
-          false,
-        )
-        .catch(() => undefined);
-    }
+    if (!calling) await releaseUnsent(deps, j, range, token, items, outcomes, err);
     throw err;
   } finally {
     lease.stop();
