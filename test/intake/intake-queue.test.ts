@@ -11,6 +11,7 @@ import { Redis } from 'ioredis';
 import pino from 'pino';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createMetrics } from '../../src/plugins/metrics.ts';
 import { startWorkers, type RunningWorkers } from '../../src/worker-runtime.ts';
 import { buildTestApp, testDownstream, type TestApp } from '../support/app.ts';
 import { TEST_SNAPSHOT_KEY_BYTES } from '../support/keys.ts';
@@ -19,8 +20,10 @@ import { appId, query, seedRegistry, siteId } from '../support/seed.ts';
 let t: TestApp;
 let workers: RunningWorkers;
 let redis: Redis;
+let eventsConn: Redis;
 let queue: Queue;
 let events: QueueEvents;
+const metrics = createMetrics();
 const prefix = `bgi${randomBytes(4).toString('hex')}`;
 const spec = { targetType: 'app', reason: 'Remove the legacy app', ticket: 'CHG-9' };
 
@@ -36,17 +39,20 @@ beforeAll(async () => {
     snapshotKey: TEST_SNAPSHOT_KEY_BYTES,
     logger: pino({ level: 'silent' }),
     lockDurationMs: 5_000,
+    metrics,
   });
   // What a pipeline holds: a plain BullMQ client on the queue named in the contract.
   redis = new Redis(t.redisUrl, { maxRetriesPerRequest: null });
   queue = new Queue('intake', { connection: redis, prefix });
-  events = new QueueEvents('intake', { connection: redis.duplicate(), prefix });
+  eventsConn = redis.duplicate();
+  events = new QueueEvents('intake', { connection: eventsConn, prefix });
   await events.waitUntilReady();
 });
 afterAll(async () => {
   await events?.close();
   await queue?.close();
   redis?.disconnect();
+  eventsConn?.disconnect();
   await workers?.close();
   await t?.close();
 });
@@ -259,6 +265,11 @@ describe('the CI intake queue', () => {
       .send({ ...spec, ids: [appId(6, 0)] })
       .expect(403);
     expect(reason).toEqual({ code: 'FORBIDDEN', message: rest.body.message, details: rest.body.details });
+    const audit = await query(t.databaseUrl, `SELECT actor, payload FROM audit_events WHERE action = 'intake.refused'`);
+    expect(audit).toContainEqual({
+      actor: 'test-viewer',
+      payload: expect.objectContaining({ jobId: 'ci-viewer', code: 'FORBIDDEN', status: 403 }),
+    });
     expect(await whereInRedis(t.tokens.viewer)).toEqual([]);
   });
 
@@ -287,5 +298,14 @@ describe('the CI intake queue', () => {
     const rejected = await run([siteId(7)], 'ci-script-2');
     expect(rejected).toMatchObject({ code: 10, out: { code: 'PLAN_REJECTED' } });
     expect(await run([appId(7, 1)], 'bad:key')).toMatchObject({ code: 2 });
+  });
+
+  it('counts jobs by outcome in blastgate_intake_jobs_total', async () => {
+    const values = (await metrics.intakeJobs.get()).values;
+    const n = (outcome: string) => values.find((v) => v.labels.outcome === outcome)?.value ?? 0;
+    expect(n('planned')).toBeGreaterThanOrEqual(2);
+    expect(n('replayed')).toBeGreaterThanOrEqual(1);
+    expect(n('rejected')).toBeGreaterThanOrEqual(2);
+    expect(n('refused')).toBeGreaterThanOrEqual(5);
   });
 });

@@ -93,7 +93,7 @@ function outcomeOf(r: SubmitResult): IntakeResult {
 export function intakeService(deps: IntakeDeps) {
   const { pool, metrics, log } = deps;
 
-  /** The principal of the job's token, refused like the route refuses (401/403) otherwise. */
+  /** The principal of the job's token, refused like the route refuses (401) otherwise. */
   async function principalOf(secret: string | undefined): Promise<Principal> {
     if (!secret) throw unauthenticated(null, 'The job data has no bearer token (data.token)');
     let principal: Principal;
@@ -103,12 +103,12 @@ export function intakeService(deps: IntakeDeps) {
       if (err instanceof UnauthorizedError) throw unauthenticated(err, '');
       throw err;
     }
-    const refusal = roleRefusal(SUBMIT_AUTH, principal.role, ROUTE);
-    if (refusal) throw refusal;
     return principal;
   }
 
   async function plan(job: Job, data: IntakeData, unknownFields: string[], principal: Principal) {
+    const refusal = roleRefusal(SUBMIT_AUTH, principal.role, ROUTE);
+    if (refusal) throw refusal;
     if (unknownFields.length)
       throw new BadRequestError(
         'VALIDATION_FAILED',
