@@ -217,6 +217,18 @@ describe('the CI intake queue', () => {
     });
     expect(reason.report.reportUrl).toBe(`/v1/operations/${reason.operationId}/report`);
     expect((await getOp(reason.operationId)).body.state).toBe('rejected');
+
+    // A dry run stores nothing: its plan is the return value, its rejection has no operation.
+    const dry = await outcome(
+      await add('ci-dry-1', { token: t.tokens.requester, operation: { ...spec, dryRun: true, ids: [appId(4, 1)] } }),
+    );
+    expect(dry).toMatchObject({ ok: true, value: { operationId: null, state: 'dry_run', plan: { itemCount: 1 } } });
+    const dryRejected = await refusal('ci-dry-2', {
+      token: t.tokens.requester,
+      operation: { ...spec, dryRun: true, ids: [siteId(4)] },
+    });
+    expect(dryRejected).toMatchObject({ code: 'PLAN_REJECTED', operationId: null, report: { dryRun: true } });
+    expect(await query(t.databaseUrl, `SELECT 1 FROM operations WHERE idempotency_key LIKE 'ci-dry-%'`)).toEqual([]);
   });
 
   it('refuses a bad body with the very error the route gives (one validation)', async () => {

@@ -139,24 +139,24 @@ export function intakeService(deps: IntakeDeps) {
 
   /** Records a refusal (unless the planner recorded it: a rejected plan) and turns it into the failedReason. */
   async function refuse(job: Job, err: AppError, principal: Principal | undefined): Promise<IntakeRefusal> {
+    const rejected = err.code === 'PLAN_REJECTED';
     const operationId = (err.details as { operationId?: string | null } | undefined)?.operationId ?? null;
-    if (err.code === 'PLAN_REJECTED') {
-      metrics?.intakeJobs.inc({ outcome: 'rejected' });
-      return new IntakeRefusal({ code: err.code, message: err.message, operationId, report: err.details });
-    }
-    metrics?.intakeJobs.inc({ outcome: 'refused' });
-    await auditAlone(pool, {
-      actor: principal?.name ?? 'anonymous',
-      action: 'intake.refused',
-      outcome: 'refused',
-      payload: {
-        route: ROUTE,
-        jobId: job.id ?? null,
-        code: err.code,
-        status: err.statusCode,
-        tokenId: principal?.tokenId ?? null,
-      },
-    }).catch((e: unknown) => log.warn({ err: e, jobId: job.id }, 'could not audit a refused intake job'));
+    metrics?.intakeJobs.inc({ outcome: rejected ? 'rejected' : 'refused' });
+    // Like the route: the planner records a rejection it stored; a dry run's is recorded as a refusal.
+    if (!(rejected && operationId))
+      await auditAlone(pool, {
+        actor: principal?.name ?? 'anonymous',
+        action: 'intake.refused',
+        outcome: 'refused',
+        payload: {
+          route: ROUTE,
+          jobId: job.id ?? null,
+          code: err.code,
+          status: err.statusCode,
+          tokenId: principal?.tokenId ?? null,
+        },
+      }).catch((e: unknown) => log.warn({ err: e, jobId: job.id }, 'could not audit a refused intake job'));
+    if (rejected) return new IntakeRefusal({ code: err.code, message: err.message, operationId, report: err.details });
     return new IntakeRefusal({
       code: err.code,
       message: err.message,
@@ -211,7 +211,7 @@ export function intakeService(deps: IntakeDeps) {
         transient
           ? {
               code: 'DEPENDENCY_UNAVAILABLE',
-              message: `The database or Redis stayed unreachable through ${MAX_TRANSIENT_RETRIES} retries; add the job again later with the same jobId (nothing is planned twice)`,
+              message: `The database or Redis stayed unreachable through ${MAX_TRANSIENT_RETRIES} retries. Remove this job and add it again (with its token) under the same jobId: nothing is planned twice`,
             }
           : { code: 'INTERNAL', message: 'Internal error; see the worker log with this jobId' },
       );
