@@ -1,5 +1,5 @@
 // Starts the execution workers: BullMQ consumers of the `items` and `control` queues over the
-// shared Postgres ledger, the halt watch, and the reconciler. Used by src/worker.ts (separate,
+// shared Postgres ledger, the halt watch, and the reconciler; and the CI intake queue's consumer. Used by src/worker.ts (separate,
 // scalable processes) and by src/server.ts in the zero-config start.
 //
 // A worker outlives its dependencies: a PostgreSQL or Redis restart fails the jobs in hand (they
@@ -11,7 +11,7 @@ import type pg from 'pg';
 import { isTransient } from './lib/transient.ts';
 import { closeDb, createDb } from './plugins/db.ts';
 import { createRedis } from './plugins/redis.ts';
-import type { Metrics } from './plugins/metrics.ts';
+import { createMetrics, type Metrics } from './plugins/metrics.ts';
 import type { DownstreamPolicy } from './modules/adapters/index.ts';
 import { AdapterCache } from './modules/execution/adapters-cache.ts';
 import { processBake } from './modules/execution/bake.ts';
@@ -36,6 +36,7 @@ import { createVelocityLimiter } from './modules/execution/velocity.ts';
 import { checkSnapshotKey } from './modules/snapshots/key-check.ts';
 import { snapshotStore } from './modules/snapshots/store.ts';
 import { destroyKeysOf } from './modules/erasure/keys.ts';
+import { startIntakeWorker } from './modules/intake/worker.ts';
 
 export interface WorkerOptions {
   databaseUrl: string;
@@ -94,7 +95,8 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
   const subscriber = createRedis(opts.redisUrl, true);
   const itemsConn = createRedis(opts.redisUrl, true);
   const controlConn = createRedis(opts.redisUrl, true);
-  const redisConns = [producer, publisher, subscriber, itemsConn, controlConn];
+  const intakeConn = createRedis(opts.redisUrl, true);
+  const redisConns = [producer, publisher, subscriber, itemsConn, controlConn, intakeConn];
   for (const r of redisConns) r.on('error', (err: Error) => opts.logger.warn({ err }, 'redis connection error'));
 
   const queues = createQueues(producer, opts.queuePrefix);
@@ -287,6 +289,17 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
           log: opts.logger,
         });
 
+  const intake = startIntakeWorker({
+    connection: intakeConn,
+    prefix: opts.queuePrefix,
+    pool: db.pool,
+    reads: operationReads(db.prisma),
+    snapshotKey: opts.snapshotKey,
+    metrics: opts.metrics ?? createMetrics(),
+    log: opts.logger,
+    lockDurationMs: lockDuration,
+  });
+
   return {
     reconcile,
     async close() {
@@ -298,7 +311,7 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
       // BullMQ stops fetching at once; the jobs in hand finish first (graceful). BullMQ's close
       // then waits for its blocking connection to end, which never happens when that connection
       // is between two reconnect attempts (Redis down or just restarted): that wait is bounded.
-      const closing = Promise.all([items.close(), control.close()]).catch((err: unknown) =>
+      const closing = Promise.all([items.close(), control.close(), intake.close()]).catch((err: unknown) =>
         opts.logger.warn({ err }, 'closing the queue consumers failed'),
       );
       if (inHand > 0)

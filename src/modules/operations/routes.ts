@@ -7,7 +7,7 @@ import { lineBatches } from '../../lib/lines.ts';
 import { errorResponses, IdParams, IdString, MAX_INT4, type App } from '../../lib/schemas.ts';
 import { escapedIfNeeded } from '../../lib/text.ts';
 import { NDJSON, TEXT } from '../../plugins/uploads.ts';
-import { validateValue } from '../../plugins/validation.ts';
+import { validatedByHandler, validateValue } from '../../plugins/validation.ts';
 import { MAX_STREAMED_IDS, textIdBatches } from './intake.ts';
 import { OP_STATES } from './lifecycle-types.ts';
 import { ID_CLASSES } from './planner.ts';
@@ -25,7 +25,7 @@ import {
   TextUploadQuery,
 } from './schemas.ts';
 import { ItemsPage } from './item-schemas.ts';
-import { dryRunRejected, planRejected, readSubmission, STREAM_LIMITS } from './submission.ts';
+import { dryRunRejected, planRejected, readSubmission, STREAM_LIMITS, SUBMIT_AUTH } from './submission.ts';
 import type { ScopeReport } from './scope.ts';
 import { operationView } from './views.ts';
 
@@ -72,7 +72,7 @@ export default async function operationRoutes(app: App) {
     '/operations',
     {
       config: {
-        auth: ['requester'],
+        auth: SUBMIT_AUTH,
         audited: true,
         uploadLimit: STREAM_LIMITS.maxBytes,
         mediaTypeHints: {
@@ -87,7 +87,8 @@ export default async function operationRoutes(app: App) {
         headers: IDEMPOTENCY_HEADERS,
         body: {
           content: {
-            'application/json': { schema: CreateOperationBody },
+            // Validated by readSubmission (jsonSubmission), which the CI intake queue calls too.
+            'application/json': { schema: validatedByHandler(CreateOperationBody) },
             [NDJSON]: {
               schema: Type.String({
                 description: 'Line 1: OperationSpec JSON. Then one ID per line: "app_1" or {"id":"app_1"}',
@@ -125,7 +126,7 @@ export default async function operationRoutes(app: App) {
   app.post(
     '/operations/text',
     {
-      config: { auth: ['requester'], audited: true, uploadLimit: STREAM_LIMITS.maxBytes },
+      config: { auth: SUBMIT_AUTH, audited: true, uploadLimit: STREAM_LIMITS.maxBytes },
       schema: {
         operationId: 'createOperationFromText',
         tags: ['operations'],
