@@ -26,9 +26,7 @@ export const createAgents = () => ({ http: createAgent('http:'), https: createAg
 
 /** What one attempt came to (the processor decides on retries). */
 export type Attempt =
-  | 'skipped'
-  | { ok: true; status: number }
-  | { ok: false; error: string; status: number | null; retry: boolean };
+  'skipped' | { ok: true; status: number } | { ok: false; error: string; status: number | null; retry: boolean };
 
 // A receiver's error text is stored and shown to admins: bounded, one line.
 const short = (s: string) => s.replace(/\s+/g, ' ').slice(0, 300);
@@ -98,7 +96,12 @@ async function attempt(deps: DeliverDeps, row: Record<string, unknown>): Promise
       guardedLookup(deps.allow),
     );
     if (res.status >= 200 && res.status < 300) return { ok: true, status: res.status };
-    return { ok: false, error: short(`HTTP ${res.status}${res.body ? `: ${res.body}` : ''}`), status: res.status, retry: true };
+    return {
+      ok: false,
+      error: short(`HTTP ${res.status}${res.body ? `: ${res.body}` : ''}`),
+      status: res.status,
+      retry: true,
+    };
   } catch (err) {
     return { ok: false, error: short((err as Error).message || String(err)), status: null, retry: true };
   }

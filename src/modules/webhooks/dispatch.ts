@@ -19,10 +19,11 @@ export const DISPATCH_BATCH = 500;
 
 /** Creates the cursor at `seq` unless it exists (the first endpoint starts it at "now"). */
 export async function ensureCursor(tx: Queryable, seq: number, by: string) {
-  await tx.query(
-    `INSERT INTO settings (key, value, updated_by) VALUES ($1, $2, $3) ON CONFLICT (key) DO NOTHING`,
-    [CURSOR_KEY, JSON.stringify({ seq }), by],
-  );
+  await tx.query(`INSERT INTO settings (key, value, updated_by) VALUES ($1, $2, $3) ON CONFLICT (key) DO NOTHING`, [
+    CURSOR_KEY,
+    JSON.stringify({ seq }),
+    by,
+  ]);
 }
 
 interface EndpointFilter {
@@ -96,7 +97,14 @@ export async function dispatchOnce(pool: pg.Pool, batch = DISPATCH_BATCH): Promi
       for (const ev of buildEvents(s)) {
         for (const e of targets) {
           if (!matches(e.events, ev.type)) continue;
-          rows.push({ endpoint: e.id, seq: s.seq, id: ev.id, type: ev.type, op: s.operationId, body: JSON.stringify(ev.body) });
+          rows.push({
+            endpoint: e.id,
+            seq: s.seq,
+            id: ev.id,
+            type: ev.type,
+            op: s.operationId,
+            body: JSON.stringify(ev.body),
+          });
         }
       }
     }

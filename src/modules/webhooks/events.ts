@@ -117,7 +117,12 @@ function bodyOf(a: AuditSource, type: string): WebhookEvent['body'] {
   const p = a.payload;
   const base = { eventId: eventIdOf(a.seq, type), auditSeq: a.seq, action: a.action, actor: a.actor };
   if (type.startsWith('freeze.')) {
-    const data = { ...base, frozen: type === 'freeze.on', reason: p.reason ?? null, links: { freeze: '/v1/admin/freeze' } };
+    const data = {
+      ...base,
+      frozen: type === 'freeze.on',
+      reason: p.reason ?? null,
+      links: { freeze: '/v1/admin/freeze' },
+    };
     return { type, timestamp: a.at, data };
   }
   const op = a.operation;

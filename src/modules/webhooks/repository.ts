@@ -102,9 +102,10 @@ export async function listEndpoints(db: Queryable, includeDeleted: boolean): Pro
 export async function getEndpoint(db: Queryable, id: string, lock = false): Promise<EndpointRow | null> {
   // Endpoint IDs are UUIDs: any other ID names no endpoint (and must not reach a uuid column).
   if (!UUID.test(id)) return null;
-  const r = await db.query(`SELECT ${ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE id = $1${lock ? ' FOR UPDATE' : ''}`, [
-    id,
-  ]);
+  const r = await db.query(
+    `SELECT ${ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE id = $1${lock ? ' FOR UPDATE' : ''}`,
+    [id],
+  );
   return r.rows[0] ? toEndpoint(r.rows[0]) : null;
 }
 

@@ -34,13 +34,15 @@ import { generateWebhookSecret, sealSecret } from './secrets.ts';
 import { urlOrigin, webhookUrlProblem } from './url-policy.ts';
 import { ensureCursor } from './dispatch.ts';
 
-const TAGS = ['webhooks'];
+// Admin-only configuration, listed with the other admin routes in the API docs.
+const TAGS = ['admin'];
 const ADMIN = { auth: ['admin'] as const, audited: true };
 
 export default async function webhookRoutes(app: App, opts: { masterKey: Buffer }) {
   const checkUrl = (url: string) => {
     const p = webhookUrlProblem(url, app.downstream.allow);
-    if (p) throw new UnprocessableError(p.code, p.message, { field: 'url', ...(p.allowed ? { allowed: p.allowed } : {}) });
+    if (p)
+      throw new UnprocessableError(p.code, p.message, { field: 'url', ...(p.allowed ? { allowed: p.allowed } : {}) });
   };
   const checkEvents = (events: string[]) => {
     const unknown = unknownEventTypes(events);
@@ -128,7 +130,8 @@ export default async function webhookRoutes(app: App, opts: { masterKey: Buffer 
         operationId: 'listWebhooks',
         tags: TAGS,
         summary: 'List webhook endpoints',
-        description: 'Every endpoint (deleted ones with includeDeleted=true), oldest first. Secrets are never shown here.',
+        description:
+          'Every endpoint (deleted ones with includeDeleted=true), oldest first. Secrets are never shown here.',
         querystring: ListQuery,
         response: { 200: EndpointList, ...errorResponses(400, 401, 403) },
       },

@@ -31,7 +31,9 @@ export interface WebhookRuntimeOptions {
   logger: FastifyBaseLogger;
 }
 
-export async function startWebhooks(o: WebhookRuntimeOptions): Promise<{ close(): Promise<void>; pass(): Promise<void> }> {
+export async function startWebhooks(
+  o: WebhookRuntimeOptions,
+): Promise<{ close(): Promise<void>; pass(): Promise<void> }> {
   const s = o.settings;
   const queue = new Queue<{ deliveryId: string }>(WEBHOOK_QUEUE, {
     connection: o.producer,
@@ -48,7 +50,9 @@ export async function startWebhooks(o: WebhookRuntimeOptions): Promise<{ close()
   const enqueue = async (ids: string[]) => {
     for (let i = 0; i < ids.length; i += 1000)
       await queue.addBulk(
-        ids.slice(i, i + 1000).map((id) => ({ name: 'deliver', data: { deliveryId: id }, opts: { jobId: deliveryJobId(id) } })),
+        ids
+          .slice(i, i + 1000)
+          .map((id) => ({ name: 'deliver', data: { deliveryId: id }, opts: { jobId: deliveryJobId(id) } })),
       );
   };
 
@@ -69,7 +73,11 @@ export async function startWebhooks(o: WebhookRuntimeOptions): Promise<{ close()
   );
   worker.on('error', (err) => o.logger.warn({ err }, 'webhook worker error'));
   worker.on('failed', (job, err) => {
-    if (job) o.logger.info({ err: err.message, jobId: job.id, attemptsMade: job.attemptsMade }, 'webhook delivery attempt failed');
+    if (job)
+      o.logger.info(
+        { err: err.message, jobId: job.id, attemptsMade: job.attemptsMade },
+        'webhook delivery attempt failed',
+      );
   });
 
   let lastRearm = 0;

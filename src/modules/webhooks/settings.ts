@@ -21,4 +21,3 @@ export const DEFAULT_WEBHOOK_SETTINGS: WebhookSettings = {
   pollMs: 1_000,
   concurrency: 4,
 };
-

@@ -18,7 +18,10 @@ export function webhookUrlProblem(text: string, allow: HostAllowlist): UrlProble
   try {
     url = new URL(text);
   } catch {
-    return { code: 'WEBHOOK_URL_INVALID', message: 'url is not an absolute URL (e.g. https://hooks.example.com/blastgate)' };
+    return {
+      code: 'WEBHOOK_URL_INVALID',
+      message: 'url is not an absolute URL (e.g. https://hooks.example.com/blastgate)',
+    };
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:')
     return { code: 'WEBHOOK_URL_INVALID', message: `url must be http or https (got ${url.protocol.replace(':', '')})` };
