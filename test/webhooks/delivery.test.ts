@@ -6,7 +6,7 @@ import request from 'supertest';
 import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildExecHarness, submitAndStart, until, waitForState, type ExecHarness } from '../support/execution.ts';
-import { appId, seedRegistry } from '../support/seed.ts';
+import { appId, query, seedRegistry } from '../support/seed.ts';
 import { METRICS_TOKEN } from '../support/secrets.ts';
 import { startReceiver, type Receiver } from '../support/webhook-receiver.ts';
 
@@ -48,7 +48,8 @@ const deliveries = async (name: string) => {
 };
 
 beforeAll(async () => {
-  h = await buildExecHarness({ webhooks: WEBHOOKS });
+  // Two worker processes' worth of dispatchers and consumers: each event is still sent once.
+  h = await buildExecHarness({ workers: 2, webhooks: WEBHOOKS });
   // 1 internal tenant + 3 others, 2 apps each: several waves, a handful of items.
   await seedRegistry(h.databaseUrl, { sites: 4, appsPerSite: 2, internalTenants: 1 });
   [all, haltsOnly, broken, hanging] = await Promise.all([
@@ -164,5 +165,36 @@ describe('webhooks', () => {
       Number(new RegExp(`blastgate_webhook_deliveries_total\\{outcome="${outcome}"\\} (\\d+)`).exec(res.text)?.[1]);
     expect(count('delivered')).toBeGreaterThan(0);
     expect(count('failed')).toBeGreaterThanOrEqual(1);
+  });
+
+  it('adds nothing when the same audit events are dispatched again', async () => {
+    await until(() => all.events().some((e) => e.type === 'operation.completed'), 'the completed event', 30_000);
+    const before = (await query<{ n: number }>(h.databaseUrl, 'SELECT count(*)::int AS n FROM webhook_deliveries'))[0]!
+      .n;
+    const sent = all.received.length;
+    // Rewind the cursor to the start of the log: every event is read again.
+    await query(h.databaseUrl, `UPDATE settings SET value = '{"seq": 0}' WHERE key = 'webhook_cursor'`);
+    await until(async () => {
+      const r = await query<{ caught: boolean }>(
+        h.databaseUrl,
+        `SELECT (value->>'seq')::bigint >= (SELECT max(seq) FROM audit_events) AS caught FROM settings WHERE key = 'webhook_cursor'`,
+      );
+      return r[0]!.caught;
+    }, 'the dispatcher to read the log again');
+    const after = (await query<{ n: number }>(h.databaseUrl, 'SELECT count(*)::int AS n FROM webhook_deliveries'))[0]!
+      .n;
+    expect(after).toBe(before);
+    expect(all.received.length).toBe(sent);
+  });
+
+  it('cancels what is still waiting when an endpoint is disabled, and sends it nothing more', async () => {
+    const res = await request(h.app.server)
+      .patch(`/v1/admin/webhooks/${endpoints.hanging!.id}`)
+      .set('authorization', h.auth('admin'))
+      .send({ enabled: false });
+    expect(res.status).toBe(200);
+    const log = await deliveries('hanging');
+    expect(log.filter((d) => d.status === 'pending')).toEqual([]);
+    expect(log.some((d) => d.status === 'cancelled')).toBe(true);
   });
 });
