@@ -79,7 +79,14 @@ async function attempt(deps: DeliverDeps, row: Record<string, unknown>): Promise
   const url = new URL(row.url as string);
   const event = row.payload as WebhookEvent['body'];
   const body = JSON.stringify(row.format === 'slack' ? slackMessage(event) : event);
-  const secret = openSecret(deps.masterKey, row.endpoint_id as string, row.secret_sealed as Buffer);
+  let secret: string;
+  try {
+    secret = openSecret(deps.masterKey, row.endpoint_id as string, row.secret_sealed as Buffer);
+  } catch {
+    // Sealed under another master key: no retry can fix that; rotating the secret does.
+    const error = 'cannot open the signing secret (sealed under another BLASTGATE_SNAPSHOT_KEY): rotate it';
+    return { ok: false, error, status: null, retry: false };
+  }
   const now = new Date();
   const msgId = row.event_id as string;
   const headers = {
