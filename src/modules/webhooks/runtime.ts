@@ -17,6 +17,8 @@ export const deliveryJobId = (id: string) => `delivery.${id}`;
 /** A pending delivery untouched this long may have lost its job: queued again (a no-op if not). */
 const REARM_AFTER_MS = 60_000;
 const REARM_EVERY_MS = 30_000;
+/** How long close() waits past a request deadline for BullMQ to let go. */
+const CLOSE_GRACE_MS = 2_000;
 
 export interface WebhookRuntimeOptions {
   pool: pg.Pool;
@@ -109,9 +111,23 @@ export async function startWebhooks(
     pass,
     async close() {
       clearInterval(timer);
-      await running;
-      await worker.close().catch((err: unknown) => o.logger.warn({ err }, 'closing the webhook worker failed'));
-      await queue.close().catch(() => undefined);
+      // A delivery in hand finishes within its request deadline. With Redis down, BullMQ's close
+      // (and an enqueue in a pass) would wait for a reconnect that may never come: bounded, like
+      // the operation workers' close (worker-runtime.ts); the caller then drops the connections.
+      const closing = Promise.all([
+        running,
+        worker.close().catch((err: unknown) => o.logger.warn({ err }, 'closing the webhook worker failed')),
+        queue.close().catch(() => undefined),
+      ]);
+      let graceTimer: NodeJS.Timeout | undefined;
+      const closed = await Promise.race([
+        closing.then(() => true),
+        new Promise<boolean>((resolve) => {
+          graceTimer = setTimeout(() => resolve(false), s.timeoutMs + CLOSE_GRACE_MS);
+        }),
+      ]);
+      clearTimeout(graceTimer);
+      if (!closed) o.logger.warn('the webhook worker did not finish closing (Redis unreachable?)');
       deps.agents.http.destroy();
       deps.agents.https.destroy();
     },
