@@ -39,6 +39,8 @@ import purgeRoutes from './modules/purges/routes.ts';
 import restoreRoutes from './modules/restores/routes.ts';
 import queuesPlugin from './plugins/queues.ts';
 import snapshotsPlugin from './plugins/snapshots.ts';
+import webhookRoutes from './modules/webhooks/routes.ts';
+import { registerWebhookMetrics } from './modules/webhooks/metrics.ts';
 
 const REQUEST_ID = /^[\x21-\x7e]{1,100}$/;
 
@@ -111,6 +113,7 @@ export async function buildApp(opts: AppOptions): Promise<App> {
   await app.register(metricsPlugin, { metrics: opts.metrics ?? createMetrics(), token: opts.config.metricsToken });
   registerLedgerGauges(app.metrics, app.db.pool);
   registerErasureMetrics(app.metrics, app.db.pool);
+  registerWebhookMetrics(app.metrics, app.db.pool);
   await app.register(swaggerPlugin);
   await app.register(queuesPlugin, { prefix });
   await app.register(snapshotsPlugin, { masterKey: opts.config.snapshotKey });
@@ -142,6 +145,7 @@ export async function buildApp(opts: AppOptions): Promise<App> {
       await v1.register(policyRoutes);
       await v1.register(tokenRoutes, { auth });
       await v1.register(auditRoutes);
+      await v1.register(webhookRoutes, { masterKey: opts.config.snapshotKey });
     },
     { prefix: '/v1' },
   );

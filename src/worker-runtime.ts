@@ -37,6 +37,8 @@ import { checkSnapshotKey } from './modules/snapshots/key-check.ts';
 import { snapshotStore } from './modules/snapshots/store.ts';
 import { destroyKeysOf } from './modules/erasure/keys.ts';
 import { startIntakeWorker } from './modules/intake/worker.ts';
+import { startWebhooks } from './modules/webhooks/runtime.ts';
+import { DEFAULT_WEBHOOK_SETTINGS, type WebhookSettings } from './modules/webhooks/settings.ts';
 
 export interface WorkerOptions {
   databaseUrl: string;
@@ -60,6 +62,8 @@ export interface WorkerOptions {
    * schedule (off); undefined leaves the schedule alone and runs none here (tests, benches).
    */
   purgeProposalCron?: string | null;
+  /** Webhook deliveries (retries, backoff, request deadline, dispatch interval); default DEFAULT_WEBHOOK_SETTINGS. */
+  webhooks?: WebhookSettings;
 }
 
 export interface RunningWorkers {
@@ -96,7 +100,8 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
   const itemsConn = createRedis(opts.redisUrl, true);
   const controlConn = createRedis(opts.redisUrl, true);
   const intakeConn = createRedis(opts.redisUrl, true);
-  const redisConns = [producer, publisher, subscriber, itemsConn, controlConn, intakeConn];
+  const webhooksConn = createRedis(opts.redisUrl, true);
+  const redisConns = [producer, publisher, subscriber, itemsConn, controlConn, intakeConn, webhooksConn];
   for (const r of redisConns) r.on('error', (err: Error) => opts.logger.warn({ err }, 'redis connection error'));
 
   const queues = createQueues(producer, opts.queuePrefix);
@@ -300,10 +305,23 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
     lockDurationMs: lockDuration,
   });
 
+  // Webhooks read the audit log and send on a queue of their own: never on an operation's path.
+  const webhooks = await startWebhooks({
+    pool: db.pool,
+    producer,
+    connection: webhooksConn,
+    prefix: opts.queuePrefix,
+    masterKey: opts.snapshotKey,
+    allow: opts.downstream.allow,
+    settings: opts.webhooks ?? DEFAULT_WEBHOOK_SETTINGS,
+    logger: opts.logger,
+  });
+
   return {
     reconcile,
     async close() {
       clearInterval(timer);
+      await webhooks.close();
       await retention
         ?.close()
         .catch((err: unknown) => opts.logger.warn({ err }, 'closing the retention scheduler failed'));
