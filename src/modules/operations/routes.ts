@@ -4,7 +4,8 @@ import { Type } from '@fastify/type-provider-typebox';
 import type { Readable } from 'node:stream';
 import { BadRequestError } from '../../lib/errors.ts';
 import { lineBatches } from '../../lib/lines.ts';
-import { errorResponses, IdParams, IdString, MAX_INT4, type App } from '../../lib/schemas.ts';
+import { ERROR_EXAMPLES } from '../../lib/error-examples.ts';
+import { errorResponse, errorResponses, IdParams, IdString, MAX_INT4, type App } from '../../lib/schemas.ts';
 import { escapedIfNeeded } from '../../lib/text.ts';
 import { NDJSON, TEXT } from '../../plugins/uploads.ts';
 import { validateValue } from '../../plugins/validation.ts';
@@ -40,7 +41,8 @@ const SUBMIT_RESPONSES = {
     description: 'Idempotent replay of a planned operation, or a dry-run plan',
     example: { dryRun: true, plan: { itemCount: 2 } },
   }),
-  ...errorResponses(400, 401, 403, 409, 413, 415, 422),
+  ...errorResponses(400, 401, 403, 413, 415, 422),
+  409: errorResponse(409, ERROR_EXAMPLES.idempotencyKeyReused),
 };
 const IDEMPOTENCY_HEADERS = Type.Object({
   'idempotency-key': Type.Optional(
@@ -91,7 +93,7 @@ export default async function operationRoutes(app: App) {
             [NDJSON]: {
               schema: Type.String({
                 description: 'Line 1: OperationSpec JSON. Then one ID per line: "app_1" or {"id":"app_1"}',
-                example: '{"targetType":"app","reason":"cleanup","ticket":"CHG-1"}\n"app_1"\n"app_2"\n',
+                example: '{"targetType":"app","reason":"cleanup","ticket":"CHG-1","dryRun":true}\n"app_1"\n"app_2"\n',
               }),
             },
           },
