@@ -360,8 +360,3 @@ export const ReportPage = Type.Object(
     },
   },
 );
-
-export const OperationsPage = Type.Object(
-  { items: Type.Array(Type.Ref('Operation')), nextCursor: Type.Union([Type.String(), Type.Null()]) },
-  { description: 'Operations, newest first', example: { items: [], nextCursor: null } },
-);
