@@ -7,6 +7,7 @@ import { errorResponse, errorResponses, type App } from '../../lib/schemas.ts';
 import { JSON_TYPE, NDJSON } from '../../plugins/uploads.ts';
 import { validateValue } from '../../plugins/validation.ts';
 import { TenantContactView } from './contacts.ts';
+import { registryListRoutes } from './lists.ts';
 import { detachable, discardRest, jsonRows, NDJSON_MAX_BYTES, ndjsonRows } from './rows.ts';
 import { registryService } from './service.ts';
 import {
@@ -73,6 +74,8 @@ export default async function registryRoutes(app: App) {
     },
     async () => ({ items: await registry.listTypes() }),
   );
+
+  registryListRoutes(app);
 
   app.post(
     '/tenants',
