@@ -65,6 +65,25 @@ describe('Swagger UI examples, executed as they stand', () => {
     expect(locks[0]!.n).toBe(0);
   });
 
+  it('PUT /v1/registry/types and POST /v1/registry/tenants: leave the existing types and tenants alone', async () => {
+    const before = await query(t.databaseUrl, 'SELECT name, id_pattern, adapter FROM resource_types ORDER BY name');
+    await query(t.databaseUrl, `UPDATE tenants SET protected = true WHERE id = 'tn_acme'`);
+    for (const [method, path] of [
+      ['put', '/v1/registry/types'],
+      ['post', '/v1/registry/tenants'],
+    ] as const) {
+      const doc = (await request(t.app.server).get('/openapi.json').expect(200)).body as Doc;
+      const schema = doc.paths[path]![method]!.requestBody!.content['application/json']!.schema;
+      const body = (schema.$ref ? doc.components.schemas[schema.$ref.split('/').pop()!] : schema)!.example as object;
+      await request(t.app.server)[method](path).set('authorization', t.auth('admin')).send(body).expect(200);
+    }
+    const after = await query(t.databaseUrl, 'SELECT name, id_pattern, adapter FROM resource_types ORDER BY name');
+    expect(after.filter((r) => ['app', 'site'].includes(r.name as string))).toEqual(before);
+    const acme = await query(t.databaseUrl, `SELECT protected FROM tenants WHERE id = 'tn_acme'`);
+    expect(acme).toEqual([{ protected: true }]);
+    await query(t.databaseUrl, `UPDATE tenants SET protected = false WHERE id = 'tn_acme'`);
+  });
+
   it('POST /v1/restores and POST /v1/purges: dry runs, nothing created', async () => {
     for (const path of ['/v1/restores', '/v1/purges']) {
       const body = await exampleBody(path);
