@@ -6,6 +6,8 @@
 // sends) or comma-separated in one (`state=running,paused`); both mean "any of them".
 import { Type } from '@fastify/type-provider-typebox';
 import type { FastifyRequest } from 'fastify';
+import { BadRequestError } from './errors.ts';
+import { showText } from './text.ts';
 
 /** Most values one filter takes (each value once is already every one of them). */
 const MAX_FILTER_VALUES = 50;
@@ -21,18 +23,32 @@ export const ListFilter = <T extends string>(values: readonly T[], description: 
   );
 
 /**
- * A preValidation hook that splits the comma-separated values of the named query parameters, so
- * that `state=running,paused` validates as `["running", "paused"]` (a single value becomes a list
- * when validated: the query validator coerces scalars to arrays).
+ * A preValidation hook for filter parameters: splits comma-separated values, so that
+ * `state=running,paused` validates as `["running", "paused"]` (a single value becomes a list when
+ * validated: the query validator coerces scalars to arrays), and refuses a value that is not one
+ * of the parameter's `allowed` ones (null: no fixed list) with a 400 naming the parameter itself
+ * (`querystring.state`, not the position in the list) and every value it takes.
  */
-export function splitCommaLists(names: readonly string[]) {
+export function listFilters(filters: Record<string, readonly string[] | null>) {
   return async (req: FastifyRequest) => {
     const query = req.query as Record<string, unknown> | undefined;
     if (!query) return;
-    for (const name of names) {
+    for (const [name, allowed] of Object.entries(filters)) {
       const v = query[name];
       if (typeof v === 'string') query[name] = v.split(',');
       else if (Array.isArray(v)) query[name] = v.flatMap((x) => (typeof x === 'string' ? x.split(',') : [x]));
+      const values = (query[name] as unknown[] | undefined) ?? [];
+      const i = allowed ? values.findIndex((x) => typeof x !== 'string' || !allowed.includes(x)) : -1;
+      if (i >= 0) {
+        const field = `querystring.${name}`;
+        const message = `must be one of ${allowed!.map((a) => JSON.stringify(a)).join(', ')}`;
+        const shown = showText(String(values[i]));
+        throw new BadRequestError(
+          'VALIDATION_FAILED',
+          `Invalid ${field}: ${shown.startsWith('"') ? shown : JSON.stringify(shown)} is not allowed; ${message}`,
+          [{ field, message, allowed }],
+        );
+      }
     }
   };
 }

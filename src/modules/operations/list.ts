@@ -5,7 +5,7 @@
 // counting the item ledger (up to a million rows per operation) and not one query per operation.
 import { Type, type Static } from '@fastify/type-provider-typebox';
 import type { Queryable } from '../../lib/sql.ts';
-import { ListFilter, nextLink, splitCommaLists } from '../../lib/list-query.ts';
+import { ListFilter, listFilters, nextLink } from '../../lib/list-query.ts';
 import { errorResponses, IdString, type App } from '../../lib/schemas.ts';
 import { OP_STATES } from './lifecycle-types.ts';
 
@@ -175,7 +175,7 @@ export function listRoute(app: App) {
     '/operations',
     {
       config: { auth: 'any' },
-      preValidation: splitCommaLists(['state', 'kind']),
+      preValidation: listFilters({ state: OP_STATES, kind: KINDS }),
       schema: {
         operationId: 'listOperations',
         tags: ['operations'],

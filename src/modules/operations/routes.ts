@@ -5,7 +5,7 @@ import type { Readable } from 'node:stream';
 import { BadRequestError } from '../../lib/errors.ts';
 import { lineBatches } from '../../lib/lines.ts';
 import { ERROR_EXAMPLES } from '../../lib/error-examples.ts';
-import { ListFilter, splitCommaLists } from '../../lib/list-query.ts';
+import { ListFilter, listFilters } from '../../lib/list-query.ts';
 import { errorResponse, errorResponses, IdParams, MAX_INT4, type App } from '../../lib/schemas.ts';
 import { escapedIfNeeded } from '../../lib/text.ts';
 import { NDJSON, TEXT } from '../../plugins/uploads.ts';
@@ -205,7 +205,7 @@ export default async function operationRoutes(app: App) {
     '/operations/:id/items',
     {
       config: { auth: 'any' },
-      preValidation: splitCommaLists(['state']),
+      preValidation: listFilters({ state: ITEM_STATES }),
       schema: {
         operationId: 'listOperationItems',
         tags: ['operations'],

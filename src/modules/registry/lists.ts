@@ -4,7 +4,7 @@
 // keyset pages in ID order (`after` = the last ID of the previous page), stable while rows change.
 import { Type, type Static } from '@fastify/type-provider-typebox';
 import { BadRequestError } from '../../lib/errors.ts';
-import { ListFilter, nextLink, splitCommaLists } from '../../lib/list-query.ts';
+import { ListFilter, listFilters, nextLink } from '../../lib/list-query.ts';
 import { errorResponses, IdString, type App } from '../../lib/schemas.ts';
 import type { Queryable } from '../../lib/sql.ts';
 import { RESOURCE_STATES, Resource, TYPE_NAME_PATTERN } from './schemas.ts';
@@ -212,7 +212,7 @@ export function registryListRoutes(app: App) {
     '/resources',
     {
       config: { auth: 'any' },
-      preValidation: splitCommaLists(['type', 'state']),
+      preValidation: listFilters({ type: null, state: RESOURCE_STATES }),
       schema: {
         operationId: 'listResources',
         tags: ['registry'],
