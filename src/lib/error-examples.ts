@@ -149,6 +149,22 @@ export const ERROR_EXAMPLES = {
     message: 'Token 0b9f6a3e-2c1d-4e8f-9a7b-5c6d7e8f9a0b does not exist',
     details: { token: '0b9f6a3e-2c1d-4e8f-9a7b-5c6d7e8f9a0b' },
   },
+  // For routes on other branches of issue 9 (webhooks, events), to wire when they are merged.
+  webhookDeleted: {
+    code: 'WEBHOOK_DELETED',
+    message: 'webhook wh_3k2m1q was deleted',
+    details: { webhook: 'wh_3k2m1q' },
+  },
+  webhookHostNotAllowed: {
+    code: 'WEBHOOK_HOST_NOT_ALLOWED',
+    message: 'url host hooks.example.com is not in BLASTGATE_DOWNSTREAM_ALLOW (127.0.0.1, *.internal)',
+    details: { field: 'url', allowed: ['127.0.0.1', '*.internal'] },
+  },
+  tooManyStreams: {
+    code: 'TOO_MANY_STREAMS',
+    message: 'This token has 10 open event streams (BLASTGATE_SSE_MAX_PER_TOKEN); close one first',
+    details: { limit: 10 },
+  },
 } satisfies Record<string, ErrorExample>;
 
 /**
@@ -191,6 +207,7 @@ export const CODES_BY_STATUS: Record<number, readonly string[]> = {
     'TOKEN_REVOKED',
     'TOKEN_EXPIRED',
     'LAST_ADMIN_TOKEN',
+    'WEBHOOK_DELETED',
   ],
   413: ['PAYLOAD_TOO_LARGE'],
   415: ['UNSUPPORTED_MEDIA_TYPE'],
@@ -210,6 +227,9 @@ export const CODES_BY_STATUS: Record<number, readonly string[]> = {
     'DUPLICATE_TENANT_ID',
     'REGISTRY_REJECTED',
     'INVALID_EVENT',
+    'WEBHOOK_URL_INVALID',
+    'WEBHOOK_HOST_NOT_ALLOWED',
+    'UNKNOWN_EVENT_TYPE',
   ],
   429: ['RATE_LIMITED', 'TOO_MANY_STREAMS'],
   503: ['OVERLOADED', 'DATABASE_BUSY', 'HANDLER_TIMEOUT', 'UPLOADS_BUSY'],
