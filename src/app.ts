@@ -22,6 +22,7 @@ import rateLimitPlugin from './plugins/rate-limit.ts';
 import loadSheddingPlugin from './plugins/under-pressure.ts';
 import { ErrorResponse, type App } from './lib/schemas.ts';
 import { OperationView, PlanSchema } from './modules/operations/schemas.ts';
+import { OperationSummary } from './modules/operations/list.ts';
 import authPlugin from './modules/auth/plugin.ts';
 import { tokenRepository } from './modules/auth/repository.ts';
 import { authService } from './modules/auth/service.ts';
@@ -97,7 +98,7 @@ export async function buildApp(opts: AppOptions): Promise<App> {
   installHandlerDeadline(app, limits.handlerTimeoutMs);
   installBodyDeadline(app, limits.requestTimeoutMs);
   // Shared schemas live at the root so every route plugin can $ref them.
-  for (const schema of [ErrorResponse, PlanSchema, OperationView]) app.addSchema(schema);
+  for (const schema of [ErrorResponse, PlanSchema, OperationView, OperationSummary]) app.addSchema(schema);
 
   await app.register(dbPlugin, {
     url: opts.config.databaseUrl,
