@@ -150,6 +150,11 @@ export const ERROR_EXAMPLES = {
     details: { token: '0b9f6a3e-2c1d-4e8f-9a7b-5c6d7e8f9a0b' },
   },
   // For routes on other branches of issue 9 (webhooks, events), to wire when they are merged.
+  invalidLastEventId: {
+    code: 'INVALID_LAST_EVENT_ID',
+    message: 'Last-Event-ID must be an event id this stream sent',
+    details: { lastEventId: 'abc' },
+  },
   webhookDeleted: {
     code: 'WEBHOOK_DELETED',
     message: 'webhook wh_3k2m1q was deleted',
@@ -162,8 +167,8 @@ export const ERROR_EXAMPLES = {
   },
   tooManyStreams: {
     code: 'TOO_MANY_STREAMS',
-    message: 'This token has 10 open event streams (BLASTGATE_SSE_MAX_PER_TOKEN); close one first',
-    details: { limit: 10 },
+    message: 'This token already has 10 event streams open (BLASTGATE_SSE_MAX_PER_TOKEN); close one first',
+    details: { max: 10 },
   },
 } satisfies Record<string, ErrorExample>;
 
@@ -188,6 +193,7 @@ export const CODES_BY_STATUS: Record<number, readonly string[]> = {
     'BODY_TOO_DEEP',
     'EXPIRY_NOT_IN_FUTURE',
     'SCOPE_NOT_APPLICABLE',
+    'INVALID_LAST_EVENT_ID',
   ],
   401: ['UNAUTHORIZED', 'TOKEN_EXPIRED', 'TOKEN_REVOKED', 'TOKEN_ROTATED'],
   403: ['FORBIDDEN', 'SELF_APPROVAL'],

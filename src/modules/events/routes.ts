@@ -3,7 +3,8 @@
 import { randomUUID } from 'node:crypto';
 import { Type } from '@fastify/type-provider-typebox';
 import { AppError, BadRequestError, NotFoundError } from '../../lib/errors.ts';
-import { errorResponses, IdParams, type App } from '../../lib/schemas.ts';
+import { ERROR_EXAMPLES } from '../../lib/error-examples.ts';
+import { errorResponse, errorResponses, IdParams, type App } from '../../lib/schemas.ts';
 import { readLive } from './feed.ts';
 import { streamSlots } from './limits.ts';
 import { POLL_MS, streamOperation } from './stream.ts';
@@ -68,7 +69,9 @@ export default async function eventRoutes(
             description: 'The event stream',
             content: { 'text/event-stream': { schema: Type.String({ example: EXAMPLE }) } },
           },
-          ...errorResponses(400, 401, 404, 429),
+          ...errorResponses(401, 404),
+          400: errorResponse(400, ERROR_EXAMPLES.invalidLastEventId),
+          429: errorResponse(429, ERROR_EXAMPLES.tooManyStreams),
         },
       },
     },

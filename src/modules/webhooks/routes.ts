@@ -6,7 +6,8 @@ import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import { ConflictError, NotFoundError, UnprocessableError } from '../../lib/errors.ts';
 import { inTransaction } from '../../lib/sql.ts';
-import { errorResponses, type App } from '../../lib/schemas.ts';
+import { ERROR_EXAMPLES } from '../../lib/error-examples.ts';
+import { errorResponse, errorResponses, type App } from '../../lib/schemas.ts';
 import { appendAudit } from '../audit/repository.ts';
 import { ALL_EVENTS, EVENT_TYPES, unknownEventTypes } from './events.ts';
 import {
@@ -84,7 +85,11 @@ export default async function webhookRoutes(app: App, opts: { masterKey: Buffer 
         description:
           'Events after this one are POSTed to the URL, signed the Standard Webhooks way (webhook-id, webhook-timestamp, webhook-signature) with a secret the server makes. The answer shows that secret once. 422 WEBHOOK_URL_INVALID, WEBHOOK_HOST_NOT_ALLOWED (the host is not in BLASTGATE_DOWNSTREAM_ALLOW) or UNKNOWN_EVENT_TYPE (named in details.unknown).',
         body: CreateBody,
-        response: { 201: EndpointWithSecret, ...errorResponses(400, 401, 403, 422) },
+        response: {
+          201: EndpointWithSecret,
+          ...errorResponses(400, 401, 403),
+          422: errorResponse(422, ERROR_EXAMPLES.webhookHostNotAllowed),
+        },
       },
     },
     async (req, reply) => {
@@ -171,7 +176,12 @@ export default async function webhookRoutes(app: App, opts: { masterKey: Buffer 
           'Change its URL, event filter, format, description, or enable/disable it. Disabling cancels the deliveries still waiting; events that happen while it is disabled are not sent later. 409 WEBHOOK_DELETED for a deleted endpoint; URL and event refusals as on create.',
         params: EndpointParams,
         body: UpdateBody,
-        response: { 200: EndpointView, ...errorResponses(400, 401, 403, 404, 409, 422) },
+        response: {
+          200: EndpointView,
+          ...errorResponses(400, 401, 403, 404),
+          409: errorResponse(409, ERROR_EXAMPLES.webhookDeleted),
+          422: errorResponse(422, ERROR_EXAMPLES.webhookHostNotAllowed),
+        },
       },
     },
     async (req) => {
@@ -201,7 +211,11 @@ export default async function webhookRoutes(app: App, opts: { masterKey: Buffer 
         description:
           'It receives nothing more and deliveries still waiting are cancelled; the endpoint (deletedAt set) and its delivery log stay readable.',
         params: EndpointParams,
-        response: { 200: EndpointView, ...errorResponses(400, 401, 403, 404, 409) },
+        response: {
+          200: EndpointView,
+          ...errorResponses(400, 401, 403, 404),
+          409: errorResponse(409, ERROR_EXAMPLES.webhookDeleted),
+        },
       },
     },
     async (req) => {
@@ -226,7 +240,11 @@ export default async function webhookRoutes(app: App, opts: { masterKey: Buffer 
         description:
           'A new secret, shown this once; every delivery from now on (retries included) is signed with it, the old one stops at once.',
         params: EndpointParams,
-        response: { 200: EndpointWithSecret, ...errorResponses(400, 401, 403, 404, 409) },
+        response: {
+          200: EndpointWithSecret,
+          ...errorResponses(400, 401, 403, 404),
+          409: errorResponse(409, ERROR_EXAMPLES.webhookDeleted),
+        },
       },
     },
     async (req) => {
