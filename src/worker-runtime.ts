@@ -15,7 +15,7 @@ import { createMetrics, type Metrics } from './plugins/metrics.ts';
 import type { DownstreamPolicy } from './modules/adapters/index.ts';
 import { AdapterCache } from './modules/execution/adapters-cache.ts';
 import { processBake } from './modules/execution/bake.ts';
-import { escapeText, isStorable } from './lib/text.ts';
+import { pgBakeStore } from './modules/execution/bake-store.ts';
 import { registryFollows } from './modules/purges/retention.ts';
 import { startPurgeScheduler } from './modules/purges/scheduler.ts';
 import { operationReads } from './modules/operations/repository.ts';
@@ -177,31 +177,10 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
               fence,
             );
           if (j.kind === 'bake') {
-            const touchedTenants = async (opId: string, toSeq: number) =>
-              (
-                await db.pool.query<{ tenant_id: string }>(
-                  `SELECT DISTINCT tenant_id FROM operation_items WHERE operation_id = $1 AND seq < $2 AND executed_seq IS NOT NULL`,
-                  [opId, toSeq],
-                )
-              ).rows.map((r) => r.tenant_id);
             return processBake(
               {
                 load,
-                touchedTenants,
-                recordProbes: async (opId, wave, probes) => {
-                  await db.pool.query(
-                    `UPDATE operation_waves SET probes = $3, probed_at = now() WHERE operation_id = $1 AND wave = $2`,
-                    [
-                      opId,
-                      wave,
-                      JSON.stringify(
-                        probes.map((p) =>
-                          p.detail && !isStorable(p.detail) ? { ...p, detail: escapeText(p.detail) } : p,
-                        ),
-                      ),
-                    ],
-                  );
-                },
+                ...pgBakeStore(db.pool),
                 adapters,
                 engine,
                 enqueueControl: (job, delayMs) => queues.enqueueControl(job, delayMs),
