@@ -270,7 +270,7 @@ function onFrame(v, { event, id, data }) {
   if (data.serverTime) v.offset = Date.parse(data.serverTime) - Date.now();
   if (event === 'snapshot') {
     v.op = { ...v.op, ...data.operation };
-    if (data.waves) v.waves = data.waves;
+    mergeWaves(v, data.waves);
     v.probes = data.probes ?? v.probes;
   } else if (event === 'transition') {
     addEntry(v, data);
@@ -279,11 +279,18 @@ function onFrame(v, { event, id, data }) {
   } else if (event === 'progress') {
     const { state, currentWave, bakeUntil, haltReason, waves } = data;
     v.op = { ...v.op, state, currentWave, bakeUntil, haltReason };
-    if (waves) v.waves = waves;
+    mergeWaves(v, waves);
   } else if (event === 'probes') v.probes = data;
   else if (event === 'end') v.op = { ...v.op, state: data.state };
   if (id !== null && /^\d+$/.test(id)) v.cursor = Number(id);
   render(v);
+}
+
+/** Stream wave counts replace the ones shown, wave by wave (a wave the stream does not list keeps its row). */
+function mergeWaves(v, waves) {
+  const byWave = new Map(v.waves.map((w) => [w.wave, w]));
+  for (const w of waves ?? []) byWave.set(w.wave, w);
+  v.waves = [...byWave.values()].sort((a, b) => a.wave - b.wave);
 }
 
 function addEntry(v, e) {
@@ -300,10 +307,13 @@ function render(v) {
   const op = v.op;
   $('op-state').textContent = op.state;
   $('op-state').className = `state state-${op.state}`;
-  const wave = op.currentWave === null || op.currentWave === undefined ? '' : ` · wave ${op.currentWave + 1}`;
+  const waves =
+    op.currentWave === null || op.currentWave === undefined
+      ? `${op.waveCount} waves`
+      : `wave ${op.currentWave + 1} of ${op.waveCount}`;
   $('op-summary').textContent =
-    `${op.kind ?? op.action} of ${op.itemCount} ${op.targetType} items across ${op.tenantCount} tenants` +
-    `${wave}${op.waveCount ? ` of ${op.waveCount}` : ''} · requested by ${op.requestedBy}`;
+    `${op.kind ?? op.action} of ${op.itemCount} ${op.targetType} items across ${op.tenantCount} tenants · ` +
+    `${waves} · requested by ${op.requestedBy}`;
   $('halt').hidden = !op.haltReason;
   $('halt').textContent = op.haltReason ? `Halt reason: ${op.haltReason}` : '';
   renderBake(v);
