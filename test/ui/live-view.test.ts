@@ -20,8 +20,9 @@ import { seedRegistry } from '../support/seed.ts';
 const APPS = 4;
 /** How long the page may take to show something (a bounded wait, not a timing assertion). */
 const POLL = { timeout: 15_000, interval: 100 };
-// Wave 0 the internal tenants, wave 1 the rest; no bake, so the test spends its time deleting.
-const ROLLOUT = { bakeSeconds: 0, concurrency: 2, waves: ['100%'] };
+// Wave 0 the internal tenants, then 10%, 40% and all of the rest; no bake. A chunk records its
+// items' outcomes when it ends, so "done" moves wave by wave: several waves make it move often.
+const ROLLOUT = { bakeSeconds: 0, concurrency: 2, waves: ['10%', '40%', '100%'] };
 
 let h: ExecHarness;
 let browser: Browser;
@@ -66,9 +67,10 @@ async function pageUntil<T>(read: () => Promise<T>, check: (v: T) => boolean, wh
 
 describe('live view in headless Chromium', () => {
   it('shows a running operation progressing, and its pause button pauses it with the reason given', async () => {
-    // Slow deletes: the operation runs for many seconds, long enough to watch and pause.
-    h.downstream.hang(150);
-    const ids = appsOf([0, ...range(10, 60)], APPS);
+    // Slow deletes (each answered after 600 ms, a few in flight): 164 items take half a minute,
+    // long enough to watch the operation and pause it.
+    h.downstream.hang(600);
+    const ids = appsOf([0, ...range(10, 50)], APPS);
     const op = await submitAndStart(h, { ids, rollout: ROLLOUT });
 
     const context = await browser.newContext();
