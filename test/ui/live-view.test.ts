@@ -15,7 +15,7 @@ import {
 } from '../support/execution.ts';
 import { appsOf, command, range } from '../support/exec-helpers.ts';
 import { findChromium } from '../support/chromium.ts';
-import { seedRegistry } from '../support/seed.ts';
+import { query, seedRegistry } from '../support/seed.ts';
 
 const APPS = 4;
 /** How long the page may take to show something (a bounded wait, not a timing assertion). */
@@ -76,7 +76,11 @@ describe('live view in headless Chromium', () => {
     const context = await browser.newContext();
     const page = await context.newPage();
     const urls: string[] = [];
-    page.on('request', (r) => urls.push(r.url()));
+    const streams: Promise<string | undefined>[] = []; // Last-Event-ID of every stream request
+    page.on('request', (r) => {
+      urls.push(r.url());
+      if (r.url().endsWith('/events')) streams.push(r.allHeaders().then((hd) => hd['last-event-id']));
+    });
     const pageErrors: string[] = [];
     page.on('pageerror', (e) => pageErrors.push(String(e)));
     try {
@@ -100,6 +104,22 @@ describe('live view in headless Chromium', () => {
         (n) => n > 0,
         'items done on the page',
       );
+      // A transition arrives live (the stream's cursor moves past the audit events read at load).
+      const seqsShown = () =>
+        page.evaluate<number[]>(`[...document.querySelectorAll('#timeline li')].map((li) => Number(li.dataset.seq))`);
+      const atLoad = Math.max(...(await seqsShown()));
+      const beforeDrop = Math.max(
+        ...(await pageUntil(seqsShown, (seqs) => Math.max(...seqs) > atLoad, 'a live transition')),
+      );
+      // The connection drops (the server closes every connection): the page reconnects on its
+      // own, resuming after the last event it got (Last-Event-ID), and goes on updating.
+      h.app.server.closeAllConnections();
+      await pageUntil(
+        async () => streams.length,
+        (n) => n >= 2,
+        'the page to reconnect',
+      );
+      await page.locator('#stream[data-stream="live"]').waitFor({ timeout: 30_000 });
       const later = await pageUntil(
         () => doneOnPage(page),
         (n) => n > first,
@@ -135,6 +155,22 @@ describe('live view in headless Chromium', () => {
       expect(urls.filter((u) => u.includes(h.tokens.operator))).toEqual([]);
       expect(urls.every((u) => u.startsWith(base))).toBe(true);
       expect(pageErrors).toEqual([]);
+
+      // Reconnected with the cursor, and the timeline holds every audit event of the operation
+      // exactly once: nothing missed across the drop, nothing twice.
+      const cursors = await Promise.all(streams);
+      expect(cursors.length).toBeGreaterThanOrEqual(2);
+      expect(Number(cursors[0])).toBe(atLoad);
+      expect(Number(cursors[1])).toBeGreaterThanOrEqual(beforeDrop);
+      const audited = await query<{ seq: string }>(
+        h.databaseUrl,
+        'SELECT seq FROM audit_events WHERE operation_id = $1 ORDER BY seq',
+        [op.id],
+      );
+      const shown = await page.evaluate<string[]>(
+        `[...document.querySelectorAll('#timeline li')].map((li) => li.dataset.seq).reverse()`,
+      );
+      expect(shown).toEqual(audited.map((r) => String(r.seq)));
     } finally {
       await context.close();
       h.downstream.hang(0);
