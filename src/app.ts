@@ -27,6 +27,7 @@ import { tokenRepository } from './modules/auth/repository.ts';
 import { authService } from './modules/auth/service.ts';
 import tokenRoutes from './modules/auth/routes.ts';
 import auditRoutes, { installRefusalAudit } from './modules/audit/routes.ts';
+import eventRoutes from './modules/events/routes.ts';
 import healthRoutes from './modules/health/routes.ts';
 import uiRoutes from './modules/ui/routes.ts';
 import registryRoutes from './modules/registry/routes.ts';
@@ -130,6 +131,11 @@ export async function buildApp(opts: AppOptions): Promise<App> {
     async (v1) => {
       await v1.register(registryRoutes, { prefix: '/registry' });
       await v1.register(operationRoutes);
+      await v1.register(eventRoutes, {
+        keyPrefix: prefix,
+        maxPerToken: limits.sseMaxPerToken,
+        heartbeatMs: limits.sseHeartbeatMs,
+      });
       await v1.register(restoreRoutes);
       await v1.register(purgeRoutes);
       await v1.register(affectedTenantRoutes);

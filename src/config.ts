@@ -89,6 +89,10 @@ export interface Limits {
   maxEventLoopDelayMs: number;
   /** Shed load (503) when event-loop utilisation passes this (0–1); 0 turns the check off. */
   maxEventLoopUtilization: number;
+  /** Open event streams (GET /v1/operations/{id}/events) per token, across all API replicas. */
+  sseMaxPerToken: number;
+  /** A comment line on an idle event stream this often, so proxies do not cut it. */
+  sseHeartbeatMs: number;
 }
 
 export const DEFAULT_LIMITS: Limits = {
@@ -105,6 +109,8 @@ export const DEFAULT_LIMITS: Limits = {
   // Off: one large upload keeps the loop busy for seconds while requests still answer in
   // milliseconds; busy is not stalled.
   maxEventLoopUtilization: 0,
+  sseMaxPerToken: 10,
+  sseHeartbeatMs: 15_000,
 };
 
 export class ConfigError extends Error {
@@ -292,5 +298,7 @@ function loadLimits(
     rateLimitWindowMs: int('BLASTGATE_RATE_LIMIT_WINDOW_MS', d.rateLimitWindowMs, 1_000, 86_400_000),
     maxEventLoopDelayMs: int('BLASTGATE_MAX_EVENT_LOOP_DELAY_MS', d.maxEventLoopDelayMs, 0, 60_000),
     maxEventLoopUtilization: fraction('BLASTGATE_MAX_EVENT_LOOP_UTILIZATION', d.maxEventLoopUtilization),
+    sseMaxPerToken: int('BLASTGATE_SSE_MAX_PER_TOKEN', d.sseMaxPerToken, 1, 10_000),
+    sseHeartbeatMs: int('BLASTGATE_SSE_HEARTBEAT_MS', d.sseHeartbeatMs, 100, 300_000),
   };
 }

@@ -15,6 +15,7 @@ import type { Metrics } from './plugins/metrics.ts';
 import type { DownstreamPolicy } from './modules/adapters/index.ts';
 import { AdapterCache } from './modules/execution/adapters-cache.ts';
 import { processBake } from './modules/execution/bake.ts';
+import { escapeText, isStorable } from './lib/text.ts';
 import { registryFollows } from './modules/purges/retention.ts';
 import { startPurgeScheduler } from './modules/purges/scheduler.ts';
 import { operationReads } from './modules/operations/repository.ts';
@@ -180,10 +181,25 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
               {
                 load,
                 touchedTenants,
+                recordProbes: async (opId, wave, probes) => {
+                  await db.pool.query(
+                    `UPDATE operation_waves SET probes = $3, probed_at = now() WHERE operation_id = $1 AND wave = $2`,
+                    [
+                      opId,
+                      wave,
+                      JSON.stringify(
+                        probes.map((p) =>
+                          p.detail && !isStorable(p.detail) ? { ...p, detail: escapeText(p.detail) } : p,
+                        ),
+                      ),
+                    ],
+                  );
+                },
                 adapters,
                 engine,
                 enqueueControl: (job, delayMs) => queues.enqueueControl(job, delayMs),
                 clock,
+                log: opts.logger,
               },
               j,
             );

@@ -385,6 +385,15 @@ export function send(port: number, req: WireRequest, timeoutMs = SILENT_MS): Pro
       },
       (res) => {
         const chunks: Buffer[] = [];
+        // An event stream (GET …/events) answers for as long as its operation runs: its first frame
+        // is the answer; the client then hangs up, as a real one may at any time.
+        if (String(res.headers['content-type']).startsWith('text/event-stream')) {
+          res.once('data', (c: Buffer) => {
+            resolve({ status: res.statusCode ?? 0, headers: res.headers, body: c });
+            r.destroy();
+          });
+          return;
+        }
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('end', () =>
           resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }),

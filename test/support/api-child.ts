@@ -24,6 +24,8 @@ export async function startApiChild(o: {
   queuePrefix: string;
   adminToken: string;
   startTimeoutMs?: number;
+  /** More environment for this API (limits, for instance). */
+  env?: Record<string, string>;
 }): Promise<ApiChild> {
   const child = spawn('sh', ['-c', WRAPPER, 'sh', process.execPath, '--import', 'tsx', ENTRY], {
     cwd: ROOT,
@@ -39,6 +41,7 @@ export async function startApiChild(o: {
       BLASTGATE_QUEUE_PREFIX: o.queuePrefix,
       BLASTGATE_SNAPSHOT_KEY: TEST_SNAPSHOT_KEY,
       LOG_LEVEL: 'warn',
+      ...o.env,
     },
   });
   const lines: string[] = [];

@@ -42,6 +42,8 @@ describe('limits', () => {
       BLASTGATE_RATE_LIMIT_WINDOW_MS: '10000',
       BLASTGATE_MAX_EVENT_LOOP_DELAY_MS: '0',
       BLASTGATE_MAX_EVENT_LOOP_UTILIZATION: '0.95',
+      BLASTGATE_SSE_MAX_PER_TOKEN: '4',
+      BLASTGATE_SSE_HEARTBEAT_MS: '5000',
     };
     expect(loadConfig(env).limits).toEqual({
       requestTimeoutMs: 30_000,
@@ -54,6 +56,8 @@ describe('limits', () => {
       rateLimitWindowMs: 10_000,
       maxEventLoopDelayMs: 0,
       maxEventLoopUtilization: 0.95,
+      sseMaxPerToken: 4,
+      sseHeartbeatMs: 5_000,
     });
   });
 

@@ -17,10 +17,13 @@ export interface BakeDeps<Tx = Queryable> {
   load(opId: string): Promise<OperationRecord | undefined>;
   /** Tenants with an executed item in the waves up to (not including) seq `toSeq`. */
   touchedTenants(opId: string, toSeq: number): Promise<string[]>;
+  /** Keeps the round for the live views (events, /ui); decide() reads the round from the event, not from here. */
+  recordProbes?(opId: string, wave: number, probes: ProbeOutcome[]): Promise<void>;
   adapters: Pick<AdapterCache, 'get'>;
   engine: Pick<Engine<Tx>, 'apply'>;
   enqueueControl(job: ControlJob, delayMs?: number): Promise<void>;
   clock(): number;
+  log?: { warn(obj: object, msg: string): void };
 }
 
 export async function processBake<Tx>(deps: BakeDeps<Tx>, j: Extract<ControlJob, { kind: 'bake' }>): Promise<void> {
@@ -51,6 +54,10 @@ export async function processBake<Tx>(deps: BakeDeps<Tx>, j: Extract<ControlJob,
     }
   };
   await Promise.all(Array.from({ length: Math.min(PROBE_CONCURRENCY, ids.length) }, lane));
+  // For people watching only: a round that cannot be recorded must not stop the bake it judges.
+  await deps
+    .recordProbes?.(j.opId, j.wave, probes)
+    .catch((e: unknown) => deps.log?.warn({ err: e }, 'probe round not recorded'));
   const applied = await deps.engine.apply(j.opId, { type: 'probes', wave: j.wave, probes }, SYSTEM, { report: true });
   // The state decide() left (no second read): still baking this wave → the next round.
   const s = applied?.state;

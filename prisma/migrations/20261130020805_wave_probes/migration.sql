@@ -1,0 +1,3 @@
+-- AlterTable
+ALTER TABLE "operation_waves" ADD COLUMN     "probed_at" TIMESTAMPTZ(3),
+ADD COLUMN     "probes" JSONB;

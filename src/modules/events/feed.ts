@@ -1,0 +1,158 @@
+// What the event stream reads, all from the database record, so every API replica serves the same
+// stream: the operation row with its wave counters and last probe round (one statement), and the
+// operation's audit events after a cursor (the audit seq, which is also the stream's event id).
+import type { Queryable } from '../../lib/sql.ts';
+import { ENDED_STATES, TERMINAL_STATES, type OpState } from '../operations/lifecycle-types.ts';
+
+export interface WaveProgress {
+  wave: number;
+  items: number;
+  done: number;
+  failed: number;
+  pending: number;
+  /** Items claimed by a worker right now: not counted per wave (it would mean scanning the ledger twice a second). */
+  inFlight: number | null;
+  /** Items of the wave that a rollback restored. */
+  restored: number;
+  startedAt: string | null;
+  settledAt: string | null;
+}
+
+export interface ProbeRound {
+  wave: number;
+  at: string;
+  results: { tenantId: string; result: string; detail?: string }[];
+}
+
+export interface OpLive {
+  id: string;
+  kind: string;
+  state: OpState;
+  targetType: string;
+  itemCount: number;
+  tenantCount: number;
+  currentWave: number | null;
+  waveCount: number;
+  haltReason: string | null;
+  bakeUntil: string | null;
+  planHash: string | null;
+  requestedBy: string;
+  createdAt: string;
+  /** The newest audit seq of this operation: a client behind it has transitions to read. */
+  lastSeq: number;
+  waves: WaveProgress[];
+  probes: ProbeRound | null;
+}
+
+export interface Transition {
+  seq: number;
+  at: string;
+  action: string;
+  actor: string;
+  outcome: string;
+  from: string | null;
+  to: string | null;
+  wave: number | null;
+  detail: Record<string, unknown>;
+}
+
+/** Nothing more will be streamed for these (a later rollback of an ended one is a new stream). */
+export const streamEnds = (s: string) => TERMINAL_STATES.includes(s as OpState) || ENDED_STATES.includes(s as OpState);
+
+const ROLLBACK_STATES = ['rolling_back', 'rolled_back', 'rollback_incomplete'];
+const iso = (d: Date | null | undefined) => (d ? new Date(d).toISOString() : null);
+
+interface WaveRow {
+  wave: number;
+  items: number;
+  done: number;
+  failed: number;
+  started_at: string | null;
+  settled_at: string | null;
+  probes: ProbeRound['results'] | null;
+  probed_at: string | null;
+}
+
+export async function readLive(db: Queryable, opId: string): Promise<OpLive | null> {
+  const res = await db.query(
+    `SELECT o.id, o.action, o.state, o.target_type, o.item_count, o.tenant_count, o.current_wave, o.halt_reason,
+            o.bake_until, o.plan_hash, o.requested_by_name, o.created_at,
+            coalesce((SELECT max(seq) FROM audit_events a WHERE a.operation_id = o.id), 0) AS last_seq,
+            coalesce((SELECT json_agg(json_build_object('wave', w.wave, 'items', w.to_seq - w.from_seq, 'done', w.done,
+                        'failed', w.failed, 'started_at', w.started_at, 'settled_at', w.settled_at,
+                        'probes', w.probes, 'probed_at', w.probed_at) ORDER BY w.wave)
+                      FROM operation_waves w WHERE w.operation_id = o.id), '[]') AS waves
+     FROM operations o WHERE o.id = $1`,
+    [opId],
+  );
+  const r = res.rows[0];
+  if (!r) return null;
+  const rows = r.waves as WaveRow[];
+  // Restored counts exist only once a rollback began; reading them otherwise would scan the ledger for nothing.
+  const restored = ROLLBACK_STATES.includes(r.state) ? await restoredByWave(db, opId) : new Map<number, number>();
+  let probes: ProbeRound | null = null;
+  for (const w of rows) {
+    if (w.probes && w.probed_at && (!probes || w.probed_at >= probes.at))
+      probes = { wave: w.wave, at: iso(new Date(w.probed_at))!, results: w.probes };
+  }
+  return {
+    id: r.id,
+    kind: r.action,
+    state: r.state,
+    targetType: r.target_type,
+    itemCount: r.item_count,
+    tenantCount: r.tenant_count,
+    currentWave: r.current_wave,
+    waveCount: rows.length,
+    haltReason: r.halt_reason,
+    bakeUntil: iso(r.bake_until),
+    planHash: r.plan_hash,
+    requestedBy: r.requested_by_name,
+    createdAt: iso(r.created_at)!,
+    lastSeq: Number(r.last_seq),
+    waves: rows.map((w) => ({
+      wave: w.wave,
+      items: w.items,
+      done: w.done,
+      failed: w.failed,
+      pending: Math.max(0, w.items - w.done - w.failed),
+      inFlight: null,
+      restored: restored.get(w.wave) ?? 0,
+      startedAt: iso(w.started_at ? new Date(w.started_at) : null),
+      settledAt: iso(w.settled_at ? new Date(w.settled_at) : null),
+    })),
+    probes,
+  };
+}
+
+async function restoredByWave(db: Queryable, opId: string) {
+  const res = await db.query<{ wave: number; n: number }>(
+    `SELECT wave, count(*)::int AS n FROM operation_items
+     WHERE operation_id = $1 AND state = 'restored' AND parent_seq IS NULL GROUP BY wave`,
+    [opId],
+  );
+  return new Map(res.rows.map((x) => [x.wave, x.n]));
+}
+
+/** The operation's audit events after `after`, oldest first. */
+export async function readTransitions(db: Queryable, opId: string, after: number, limit: number) {
+  const res = await db.query(
+    `SELECT seq, at, actor, action, outcome, payload FROM audit_events
+     WHERE operation_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`,
+    [opId, after, limit],
+  );
+  return res.rows.map((r): Transition => {
+    const { from, to, wave, ...detail } = (r.payload ?? {}) as Record<string, unknown>;
+    return {
+      seq: Number(r.seq),
+      at: iso(r.at)!,
+      action: r.action,
+      actor: r.actor,
+      outcome: r.outcome,
+      from: typeof from === 'string' ? from : null,
+      to: typeof to === 'string' ? to : null,
+      wave: typeof wave === 'number' ? wave : null,
+      detail,
+    };
+  });
+}

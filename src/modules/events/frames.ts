@@ -1,0 +1,43 @@
+// Server-sent event frames (https://html.spec.whatwg.org/multipage/server-sent-events.html): one
+// `id`, one `event` and one `data` line (JSON has no raw newlines), a blank line to end the frame.
+import type { OpLive, Transition } from './feed.ts';
+
+export const frame = (id: number, event: string, data: unknown) =>
+  `id: ${id}\nevent: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
+
+/** A comment line: keeps proxies and clients from timing an idle stream out. */
+export const HEARTBEAT = ': ping\n\n';
+
+export function snapshotData(op: OpLive) {
+  const { waves, probes, lastSeq: _lastSeq, ...operation } = op;
+  return { operation, waves, probes, serverTime: new Date().toISOString() };
+}
+
+export function transitionData(t: Transition, op: OpLive) {
+  return { ...t, state: t.to ?? op.state, haltReason: op.haltReason, bakeUntil: op.bakeUntil };
+}
+
+/** The part of the progress that, when it changes, is worth a frame (serverTime is not). */
+export function progressKey(op: OpLive) {
+  return JSON.stringify([op.state, op.currentWave, op.bakeUntil, op.haltReason, op.waves]);
+}
+
+export function progressData(op: OpLive) {
+  const counts = { items: 0, done: 0, failed: 0, pending: 0, restored: 0 };
+  for (const w of op.waves) {
+    counts.items += w.items;
+    counts.done += w.done;
+    counts.failed += w.failed;
+    counts.pending += w.pending;
+    counts.restored += w.restored;
+  }
+  return {
+    state: op.state,
+    currentWave: op.currentWave,
+    bakeUntil: op.bakeUntil,
+    haltReason: op.haltReason,
+    waves: op.waves,
+    counts,
+    serverTime: new Date().toISOString(),
+  };
+}
