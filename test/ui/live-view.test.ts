@@ -214,4 +214,36 @@ describe('live view in headless Chromium', () => {
       await context.close();
     }
   });
+
+  it('shows the bake countdown, the probe results and the halt reason of an unhealthy canary', async () => {
+    // Wave 0 (an internal tenant) bakes 8 s: its countdown and probe round show; wave 1's tenant
+    // then probes unhealthy in its bake and the operation halts before wave 2, saying why.
+    const wave1Tenant = 'tenant_00090';
+    h.downstream.probe(wave1Tenant, 'unhealthy');
+    const op = await submitAndStart(h, {
+      ids: appsOf([1, 90, 91], APPS),
+      rollout: { bakeSeconds: 8, concurrency: 2, waves: ['1', '100%'] },
+      haltPolicy: { onHalt: 'pause' },
+    });
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    try {
+      await openWithToken(page, h.tokens.viewer);
+      await page.locator('#ops').waitFor();
+      await page.goto(`${base}/ui#/op/${op.id}`);
+      await expect.poll(() => page.locator('#bake').textContent(), POLL).toMatch(/^Baking: 0:0\d left$/);
+      await expect.poll(() => page.locator('#probes tbody tr').count(), POLL).toBeGreaterThan(0);
+      expect(await page.locator('#probes tbody tr').first().textContent()).toMatch(/^tenant_\d+healthy/);
+      await expect.poll(() => page.locator('#op-state').textContent(), { ...POLL, timeout: 45_000 }).toBe('halted');
+      expect(await page.locator('#halt').textContent()).toMatch(
+        new RegExp(`^Halt reason: wave 1: unhealthy probes: ${wave1Tenant}`),
+      );
+      expect(await page.locator('#bake').isVisible()).toBe(false);
+      expect(await page.locator(`#probes tr.probe-unhealthy`).count()).toBe(1);
+      expect(await page.locator('#actions button').count()).toBe(0); // a viewer
+    } finally {
+      await context.close();
+      h.downstream.reset();
+    }
+  });
 });
