@@ -5,6 +5,7 @@
 // paused. The token stays in the tab's sessionStorage: never in localStorage, never in a URL.
 import type { AddressInfo } from 'node:net';
 import { chromium, type Browser, type Page } from 'playwright-core';
+import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   buildExecHarness,
@@ -210,6 +211,41 @@ describe('live view in headless Chromium', () => {
       await expect.poll(() => page.locator('#op-state').textContent(), POLL).toBe('cancelled');
       expect(await page.locator('#actions button').count()).toBe(0);
       expect((await getOperation(h, planned.id)).haltReason).toBe('cancelled elsewhere');
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('lets an approver approve a planned operation after showing its plan summary and hash', async () => {
+    const created = await request(h.app.server)
+      .post('/v1/operations')
+      .set('authorization', h.auth('requester'))
+      .send({ targetType: 'app', reason: 'Remove the legacy app', ticket: 'CHG-9', ids: appsOf([75, 76], APPS) });
+    expect(created.status, JSON.stringify(created.body)).toBe(201);
+    const { id, planHash } = created.body as { id: string; planHash: string };
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    try {
+      await openWithToken(page, h.tokens.approver);
+      await page.locator(`#ops tr[data-id="${id}"] a`).click();
+      await expect.poll(() => page.locator('#op-state').textContent(), POLL).toBe('planned');
+      // An approver sees approve only.
+      expect(await page.locator('#actions button').evaluateAll((bs) => bs.map((b) => b.textContent))).toEqual([
+        'Approve…',
+      ]);
+      await page.locator('#actions button[data-action="approve"]').click();
+      expect(await page.locator('#confirm-hash').textContent()).toBe(planHash);
+      expect(await page.locator('#confirm-plan-summary').textContent()).toMatch(/^8 items, 2 tenants, \d+ waves/);
+      await page.locator('#reason').fill('checked the tenant list');
+      await page.locator('#confirm-ok').click();
+      await expect.poll(async () => (await getOperation(h, id)).state, POLL).toBe('approved');
+      await expect.poll(() => page.locator('#op-state').textContent(), POLL).toBe('approved');
+      const [approval] = await query<{ payload: { comment?: string; planHash?: string } }>(
+        h.databaseUrl,
+        `SELECT payload FROM audit_events WHERE operation_id = $1 AND action = 'operation.approved'`,
+        [id],
+      );
+      expect(approval?.payload.comment).toBe('checked the tenant list');
     } finally {
       await context.close();
     }
