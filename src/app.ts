@@ -22,6 +22,7 @@ import rateLimitPlugin from './plugins/rate-limit.ts';
 import loadSheddingPlugin from './plugins/under-pressure.ts';
 import { ErrorResponse, type App } from './lib/schemas.ts';
 import { OperationView, PlanSchema } from './modules/operations/schemas.ts';
+import { OperationSummary } from './modules/operations/list.ts';
 import authPlugin from './modules/auth/plugin.ts';
 import { tokenRepository } from './modules/auth/repository.ts';
 import { authService } from './modules/auth/service.ts';
@@ -40,6 +41,8 @@ import purgeRoutes from './modules/purges/routes.ts';
 import restoreRoutes from './modules/restores/routes.ts';
 import queuesPlugin from './plugins/queues.ts';
 import snapshotsPlugin from './plugins/snapshots.ts';
+import webhookRoutes from './modules/webhooks/routes.ts';
+import { registerWebhookMetrics } from './modules/webhooks/metrics.ts';
 
 const REQUEST_ID = /^[\x21-\x7e]{1,100}$/;
 
@@ -96,7 +99,7 @@ export async function buildApp(opts: AppOptions): Promise<App> {
   installHandlerDeadline(app, limits.handlerTimeoutMs);
   installBodyDeadline(app, limits.requestTimeoutMs);
   // Shared schemas live at the root so every route plugin can $ref them.
-  for (const schema of [ErrorResponse, PlanSchema, OperationView]) app.addSchema(schema);
+  for (const schema of [ErrorResponse, PlanSchema, OperationView, OperationSummary]) app.addSchema(schema);
 
   await app.register(dbPlugin, {
     url: opts.config.databaseUrl,
@@ -112,6 +115,7 @@ export async function buildApp(opts: AppOptions): Promise<App> {
   await app.register(metricsPlugin, { metrics: opts.metrics ?? createMetrics(), token: opts.config.metricsToken });
   registerLedgerGauges(app.metrics, app.db.pool);
   registerErasureMetrics(app.metrics, app.db.pool);
+  registerWebhookMetrics(app.metrics, app.db.pool);
   await app.register(swaggerPlugin);
   await app.register(queuesPlugin, { prefix });
   await app.register(snapshotsPlugin, { masterKey: opts.config.snapshotKey });
@@ -144,6 +148,7 @@ export async function buildApp(opts: AppOptions): Promise<App> {
       await v1.register(policyRoutes);
       await v1.register(tokenRoutes, { auth });
       await v1.register(auditRoutes);
+      await v1.register(webhookRoutes, { masterKey: opts.config.snapshotKey });
     },
     { prefix: '/v1' },
   );

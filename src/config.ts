@@ -11,6 +11,7 @@ import {
 import { readSigningSecrets, type SigningSecrets } from './modules/adapters/signing-secrets.ts';
 import { parseMasterKey } from './modules/snapshots/crypto.ts';
 import { parsePurgeCron } from './modules/purges/cron.ts';
+import { DEFAULT_WEBHOOK_SETTINGS, type WebhookSettings } from './modules/webhooks/settings.ts';
 
 export interface Config {
   /** Unset: `npm start` runs a project-owned local PostgreSQL (embedded mode). */
@@ -62,6 +63,8 @@ export interface Config {
   snapshotKey: Buffer | undefined;
   /** When the workers propose a purge of what is due (BLASTGATE_PURGE_PROPOSAL_CRON, UTC); null: off. */
   purgeProposalCron: string | null;
+  /** Webhook deliveries by the workers: retries, backoff, request deadline, dispatch interval. */
+  webhooks: WebhookSettings;
 }
 
 /**
@@ -249,6 +252,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     limits: loadLimits(int, fraction),
     snapshotKey,
     purgeProposalCron: 'cron' in purgeCron ? purgeCron.cron : null,
+    webhooks: {
+      attempts: int('BLASTGATE_WEBHOOK_ATTEMPTS', DEFAULT_WEBHOOK_SETTINGS.attempts, 1, 25),
+      backoffMs: int('BLASTGATE_WEBHOOK_BACKOFF_MS', DEFAULT_WEBHOOK_SETTINGS.backoffMs, 10, 3_600_000),
+      timeoutMs: int('BLASTGATE_WEBHOOK_TIMEOUT_MS', DEFAULT_WEBHOOK_SETTINGS.timeoutMs, 100, 120_000),
+      pollMs: int('BLASTGATE_WEBHOOK_POLL_MS', DEFAULT_WEBHOOK_SETTINGS.pollMs, 50, 60_000),
+      concurrency: int('BLASTGATE_WEBHOOK_CONCURRENCY', DEFAULT_WEBHOOK_SETTINGS.concurrency, 1, 64),
+    },
   };
   if (config.limits.handlerTimeoutMs <= config.limits.requestTimeoutMs) {
     problems.push(

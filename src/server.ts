@@ -124,6 +124,7 @@ async function main() {
       metrics: app.metrics,
       lockDurationMs: config.workerLockMs,
       purgeProposalCron: config.purgeProposalCron,
+      webhooks: config.webhooks,
     });
   }
   const address = await app.listen({ host: config.host, port: config.port });

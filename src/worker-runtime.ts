@@ -1,5 +1,5 @@
 // Starts the execution workers: BullMQ consumers of the `items` and `control` queues over the
-// shared Postgres ledger, the halt watch, and the reconciler. Used by src/worker.ts (separate,
+// shared Postgres ledger, the halt watch, and the reconciler; and the CI intake queue's consumer. Used by src/worker.ts (separate,
 // scalable processes) and by src/server.ts in the zero-config start.
 //
 // A worker outlives its dependencies: a PostgreSQL or Redis restart fails the jobs in hand (they
@@ -11,7 +11,7 @@ import type pg from 'pg';
 import { isTransient } from './lib/transient.ts';
 import { closeDb, createDb } from './plugins/db.ts';
 import { createRedis } from './plugins/redis.ts';
-import type { Metrics } from './plugins/metrics.ts';
+import { createMetrics, type Metrics } from './plugins/metrics.ts';
 import type { DownstreamPolicy } from './modules/adapters/index.ts';
 import { AdapterCache } from './modules/execution/adapters-cache.ts';
 import { processBake } from './modules/execution/bake.ts';
@@ -36,6 +36,9 @@ import { createVelocityLimiter } from './modules/execution/velocity.ts';
 import { checkSnapshotKey } from './modules/snapshots/key-check.ts';
 import { snapshotStore } from './modules/snapshots/store.ts';
 import { destroyKeysOf } from './modules/erasure/keys.ts';
+import { startIntakeWorker } from './modules/intake/worker.ts';
+import { startWebhooks } from './modules/webhooks/runtime.ts';
+import { DEFAULT_WEBHOOK_SETTINGS, type WebhookSettings } from './modules/webhooks/settings.ts';
 
 export interface WorkerOptions {
   databaseUrl: string;
@@ -59,6 +62,8 @@ export interface WorkerOptions {
    * schedule (off); undefined leaves the schedule alone and runs none here (tests, benches).
    */
   purgeProposalCron?: string | null;
+  /** Webhook deliveries (retries, backoff, request deadline, dispatch interval); default DEFAULT_WEBHOOK_SETTINGS. */
+  webhooks?: WebhookSettings;
 }
 
 export interface RunningWorkers {
@@ -94,7 +99,9 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
   const subscriber = createRedis(opts.redisUrl, true);
   const itemsConn = createRedis(opts.redisUrl, true);
   const controlConn = createRedis(opts.redisUrl, true);
-  const redisConns = [producer, publisher, subscriber, itemsConn, controlConn];
+  const intakeConn = createRedis(opts.redisUrl, true);
+  const webhooksConn = createRedis(opts.redisUrl, true);
+  const redisConns = [producer, publisher, subscriber, itemsConn, controlConn, intakeConn, webhooksConn];
   for (const r of redisConns) r.on('error', (err: Error) => opts.logger.warn({ err }, 'redis connection error'));
 
   const queues = createQueues(producer, opts.queuePrefix);
@@ -287,10 +294,34 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
           log: opts.logger,
         });
 
+  const intake = startIntakeWorker({
+    connection: intakeConn,
+    prefix: opts.queuePrefix,
+    pool: db.pool,
+    reads: operationReads(db.prisma),
+    snapshotKey: opts.snapshotKey,
+    metrics: opts.metrics ?? createMetrics(),
+    log: opts.logger,
+    lockDurationMs: lockDuration,
+  });
+
+  // Webhooks read the audit log and send on a queue of their own: never on an operation's path.
+  const webhooks = await startWebhooks({
+    pool: db.pool,
+    producer,
+    connection: webhooksConn,
+    prefix: opts.queuePrefix,
+    masterKey: opts.snapshotKey,
+    allow: opts.downstream.allow,
+    settings: opts.webhooks ?? DEFAULT_WEBHOOK_SETTINGS,
+    logger: opts.logger,
+  });
+
   return {
     reconcile,
     async close() {
       clearInterval(timer);
+      await webhooks.close();
       await retention
         ?.close()
         .catch((err: unknown) => opts.logger.warn({ err }, 'closing the retention scheduler failed'));
@@ -298,7 +329,7 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
       // BullMQ stops fetching at once; the jobs in hand finish first (graceful). BullMQ's close
       // then waits for its blocking connection to end, which never happens when that connection
       // is between two reconnect attempts (Redis down or just restarted): that wait is bounded.
-      const closing = Promise.all([items.close(), control.close()]).catch((err: unknown) =>
+      const closing = Promise.all([items.close(), control.close(), intake.close()]).catch((err: unknown) =>
         opts.logger.warn({ err }, 'closing the queue consumers failed'),
       );
       if (inHand > 0)

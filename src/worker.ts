@@ -29,6 +29,7 @@ try {
     logger,
     lockDurationMs: config.workerLockMs,
     purgeProposalCron: config.purgeProposalCron,
+    webhooks: config.webhooks,
   });
   // Worker-side counters (items by outcome, halts decided here) for Prometheus, when asked for.
   const metricsPort = config.workerMetricsPort;

@@ -1,6 +1,7 @@
 // Schemas shared by every module.
-import { Type, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { Type, type Static, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { TStringOptions } from 'typebox';
+import { DEFAULT_ERROR_EXAMPLES, type ErrorExample } from './error-examples.ts';
 import type {
   FastifyBaseLogger,
   FastifyInstance,
@@ -37,11 +38,20 @@ export const ErrorResponse = Type.Object(
   },
 );
 
+/**
+ * One error response: the shared shape with an example of this status (its default from
+ * lib/error-examples.ts, or the route's own), shown by Swagger UI for that status.
+ */
+export const errorResponse = (status: number, example?: ErrorExample, description?: string) =>
+  // allOf, not a bare $ref: the OpenAPI conversion drops every keyword next to a $ref.
+  Type.Unsafe<Static<typeof ErrorResponse>>({
+    allOf: [Type.Ref('ErrorResponse')],
+    description: description ?? ERROR_DESCRIPTIONS[status] ?? 'Error',
+    examples: [{ details: null, ...(example ?? DEFAULT_ERROR_EXAMPLES[status]), requestId: 'req-1' }],
+  });
+
 /** Standard error responses to list on a route, besides its own. */
-export const errorResponses = (...statuses: number[]) =>
-  Object.fromEntries(
-    statuses.map((s) => [s, { ...Type.Ref('ErrorResponse'), description: ERROR_DESCRIPTIONS[s] ?? 'Error' }]),
-  );
+export const errorResponses = (...statuses: number[]) => Object.fromEntries(statuses.map((s) => [s, errorResponse(s)]));
 
 type StringOptions = TStringOptions;
 

@@ -48,6 +48,12 @@ export function createMetrics() {
       labelNames: ['outcome'],
       registers: [registry],
     }),
+    intakeJobs: new Counter({
+      name: 'blastgate_intake_jobs_total',
+      help: 'CI intake queue jobs by outcome (planned, replayed, dry_run, rejected, refused, retried, failed)',
+      labelNames: ['outcome'],
+      registers: [registry],
+    }),
     planIds: new Counter({
       name: 'blastgate_plan_ids_total',
       help: 'IDs resolved by plans, by class',

@@ -34,6 +34,17 @@ function makeAjv(coerce: boolean) {
 }
 
 /**
+ * Body schemas that are documented on a route but validated by its handler (validateValue below),
+ * because another entry point (the CI intake queue) takes the same body: one validation, so both
+ * refuse a bad body with the same error.
+ */
+const handlerValidated = new WeakSet<object>();
+export function validatedByHandler<T extends object>(schema: T): T {
+  handlerValidated.add(schema);
+  return schema;
+}
+
+/**
  * Fastify's validator factory. Given through `schemaController.compilersFactory` (not
  * setValidatorCompiler) because Fastify rebuilds the validator of any child context that adds
  * shared schemas, and would otherwise fall back to its default ajv there.
@@ -49,6 +60,7 @@ export function buildValidator(externalSchemas: Record<string, unknown>) {
     // Streamed uploads (NDJSON, plain text) are documented in the schema but validated line by
     // line by their handler as they are read; the raw stream itself is not a JSON value.
     if (httpPart === 'body' && contentType && contentType !== 'application/json') return () => true;
+    if (httpPart === 'body' && handlerValidated.has(schema)) return () => true;
     const ajv = httpPart === 'body' ? strict : lenient;
     return ajv.compile(schema);
   };

@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { OPENAPI_FILE, generateOpenApi } from '../../scripts/openapi.ts';
+import { CODES_BY_STATUS } from '../../src/lib/error-examples.ts';
 
 interface Schema {
   $ref?: string;
@@ -64,6 +65,14 @@ function resolve(schema: Schema, seen = new Set<string>()): Schema {
   seen.add(name);
   // An example next to the $ref (allowed by tools, ignored by OpenAPI 3.0) would not count.
   return resolve(target, seen);
+}
+
+/** The example a schema shows: its own, else (allOf of one $ref) the referenced schema's. */
+function shownSchemaExample(schema: Schema): unknown {
+  const s = resolve(schema);
+  if (s.example !== undefined) return s.example;
+  const all = s.allOf as Schema[] | undefined;
+  return all?.length === 1 ? shownSchemaExample(all[0]!) : undefined;
 }
 
 /** Media types in `content` that carry no example: none on the media type, none on its schema. */
@@ -136,6 +145,51 @@ describe('OpenAPI document', () => {
     }
     expect(v1.length).toBeGreaterThan(0);
     expect(problems).toEqual([]);
+  });
+
+  it('shows, for every error status of every operation, an example of that status', () => {
+    // Swagger UI shows the media type's example, else the schema's: with one example on the shared
+    // ErrorResponse every status showed the same 400 VALIDATION_FAILED.
+    const problems: string[] = [];
+    let checked = 0;
+    for (const { key, op } of operations())
+      for (const [status, response] of Object.entries(op.responses ?? {})) {
+        if (!/^[45]\d\d$/.test(status)) continue;
+        const allowed = CODES_BY_STATUS[Number(status)];
+        for (const [type, mt] of Object.entries(response.content ?? {})) {
+          // Only error bodies: /readyz answers 503 with its own readiness shape.
+          if (!JSON.stringify(mt.schema ?? {}).includes('#/components/schemas/ErrorResponse')) continue;
+          const shown = (mt.example ??
+            Object.values(mt.examples ?? {}).map((e) => (e as { value?: unknown }).value)[0] ??
+            (mt.schema ? shownSchemaExample(mt.schema) : undefined)) as { code?: string } | undefined;
+          checked++;
+          if (!shown?.code) problems.push(`${key} ${status} ${type}: no example with a code`);
+          else if (!allowed) problems.push(`${key} ${status}: no codes known for this status`);
+          else if (!allowed.includes(shown.code))
+            problems.push(`${key} ${status} ${type}: example code ${shown.code} is not a ${status} code`);
+        }
+      }
+    expect(checked).toBeGreaterThan(100);
+    expect(problems).toEqual([]);
+  });
+
+  it('offers examples that create nothing: submissions are dry runs, control reasons are neutral', () => {
+    const body = (path: string) => {
+      const schema = doc.paths[path]?.post?.requestBody?.content?.['application/json']?.schema;
+      return schema ? (resolve(schema).example as Record<string, unknown>) : undefined;
+    };
+    for (const path of ['/v1/operations', '/v1/restores', '/v1/purges']) expect(body(path)?.dryRun, path).toBe(true);
+    const ndjson = doc.paths['/v1/operations']?.post?.requestBody?.content?.['application/x-ndjson']?.schema;
+    expect(JSON.parse(String(ndjson?.example).split('\n')[0]!).dryRun).toBe(true);
+    const text = doc.paths['/v1/operations/text']?.post?.parameters?.find((p) => p.name === 'dryRun');
+    expect(text?.schema?.example ?? (text as { example?: unknown } | undefined)?.example).toBe(true);
+    // What a pause or a rollback example records as the halt reason people read later.
+    for (const cmd of ['pause', 'resume', 'abort', 'rollback', 'start']) {
+      const reason = String(body(`/v1/operations/{id}/${cmd}`)?.reason);
+      expect(reason, cmd).toMatch(/from the dashboard/);
+      expect(reason, cmd).not.toMatch(/ticket|incident|tenant/i);
+    }
+    expect(String(body('/v1/operations/{id}/signals')?.detail)).toMatch(/^EXAMPLE/);
   });
 
   it('describes every component schema', () => {

@@ -7,6 +7,7 @@ import { expect } from 'vitest';
 import type { DownstreamPolicy } from '../../src/modules/adapters/index.ts';
 import type { Limits } from '../../src/config.ts';
 import { startWorkers, type RunningWorkers } from '../../src/worker-runtime.ts';
+import type { WebhookSettings } from '../../src/modules/webhooks/settings.ts';
 import { SECRET, buildTestApp, testDownstream, type TestApp } from './app.ts';
 import { startDownstream, type Downstream } from './downstream.ts';
 import { TEST_SNAPSHOT_KEY_BYTES } from './keys.ts';
@@ -31,6 +32,8 @@ export async function buildExecHarness(
     /** The workers' hosts and secrets, when they differ from the API's (a worker missing a secret). */
     workerDownstream?: DownstreamPolicy;
     limits?: Partial<Limits>;
+    /** The workers' webhook delivery settings (tests retry fast). */
+    webhooks?: WebhookSettings;
   } = {},
 ): Promise<ExecHarness> {
   const prefix = `bgt${randomBytes(4).toString('hex')}`;
@@ -54,6 +57,7 @@ export async function buildExecHarness(
       lockDurationMs: opts.lockDurationMs ?? 2_000,
       reconcileEveryMs: 500,
       ...(opts.clock ? { clock: opts.clock } : {}),
+      ...(opts.webhooks ? { webhooks: opts.webhooks } : {}),
     });
     workers.push(w);
     return w;

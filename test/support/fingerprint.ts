@@ -19,6 +19,7 @@ const HASHED = [
   'signals',
   'snapshots',
   'settings',
+  'webhook_endpoints',
 ] as const;
 
 const SQL = `SELECT ${[

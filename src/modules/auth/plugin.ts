@@ -2,9 +2,9 @@
 // `config.auth` (roles, or 'any' for reads); a route that forgets is refused at start-up, so no
 // route can be accidentally public.
 import fp from 'fastify-plugin';
-import { ForbiddenError, UnauthorizedError } from '../../lib/errors.ts';
+import { UnauthorizedError } from '../../lib/errors.ts';
 import type { AuthService } from './service.ts';
-import { roleAllows, type Principal, type RouteAuth } from './roles.ts';
+import { roleRefusal, type Principal, type RouteAuth } from './roles.ts';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -35,15 +35,8 @@ export default fp<{ auth: AuthService }>(
       // A secret that does not work is a 401 saying why (unknown, revoked, expired, rotated out).
       const principal = await opts.auth.authenticate(match[1]);
       request.principal = principal;
-      if (!roleAllows(auth, principal.role)) {
-        throw new ForbiddenError(
-          `Role "${principal.role}" may not call ${request.method} ${request.routeOptions.url}`,
-          {
-            role: principal.role,
-            allowedRoles: auth === 'any' ? 'any' : ['admin', ...auth],
-          },
-        );
-      }
+      const refusal = roleRefusal(auth, principal.role, `${request.method} ${request.routeOptions.url}`);
+      if (refusal) throw refusal;
     });
   },
   { name: 'auth' },

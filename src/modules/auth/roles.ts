@@ -1,5 +1,7 @@
 // Roles separate who may request, approve, operate and administer. They are not a ladder: an
 // approver cannot submit, a requester cannot approve. `admin` may do everything.
+import { ForbiddenError } from '../../lib/errors.ts';
+
 export const ROLES = ['viewer', 'requester', 'approver', 'operator', 'admin'] as const;
 export type Role = (typeof ROLES)[number];
 
@@ -25,4 +27,13 @@ export interface Principal {
 export function roleAllows(auth: RouteAuth, role: Role): boolean {
   if (role === 'admin' || auth === 'any') return true;
   return auth.includes(role);
+}
+
+/** The refusal of a role that `auth` does not accept, naming the roles that are; null when allowed. */
+export function roleRefusal(auth: RouteAuth, role: Role, what: string): ForbiddenError | null {
+  if (roleAllows(auth, role)) return null;
+  return new ForbiddenError(`Role "${role}" may not call ${what}`, {
+    role,
+    allowedRoles: auth === 'any' ? 'any' : ['admin', ...auth],
+  });
 }

@@ -1,6 +1,7 @@
 // Admin routes for API tokens. The service writes each change and its audit event in one transaction.
 import { Type } from '@fastify/type-provider-typebox';
-import { errorResponses, type App } from '../../lib/schemas.ts';
+import { ERROR_EXAMPLES } from '../../lib/error-examples.ts';
+import { errorResponse, errorResponses, type App } from '../../lib/schemas.ts';
 import { DEFAULT_ROTATION_GRACE_SECONDS, type AuthService } from './service.ts';
 import {
   CreateTokenBody,
@@ -82,7 +83,12 @@ export default async function tokenRoutes(app: App, opts: { auth: AuthService })
           'Issues a new secret for the same token (same id, name, role, scope and expiry), shown once. The secrets it replaces keep working for `graceSeconds` (default 24 h), then answer 401 TOKEN_ROTATED. A revoked or expired token cannot be rotated (409).',
         params: TokenIdParams,
         body: RotateTokenBody,
-        response: { 200: RotatedToken, ...errorResponses(400, 401, 403, 404, 409) },
+        response: {
+          200: RotatedToken,
+          ...errorResponses(400, 401, 403),
+          404: errorResponse(404, ERROR_EXAMPLES.tokenNotFound),
+          409: errorResponse(409, ERROR_EXAMPLES.tokenRevoked),
+        },
       },
     },
     async (req) => auth.rotate(req.params.id, req.body.graceSeconds ?? DEFAULT_ROTATION_GRACE_SECONDS, req.principal!),
@@ -104,7 +110,9 @@ export default async function tokenRoutes(app: App, opts: { auth: AuthService })
             { id: Type.String(), revoked: Type.Boolean() },
             { description: 'Revoked', example: { id: '0b5f4c1e-7f51-4a39-9a8e-3c2f3f0b2a11', revoked: true } },
           ),
-          ...errorResponses(400, 401, 403, 404, 409),
+          ...errorResponses(400, 401, 403),
+          404: errorResponse(404, ERROR_EXAMPLES.tokenNotFound),
+          409: errorResponse(409, ERROR_EXAMPLES.lastAdminToken),
         },
       },
     },

@@ -56,7 +56,8 @@ export default async function freezeRoutes(app: App) {
           {
             additionalProperties: false,
             description: 'Freeze or unfreeze',
-            example: { frozen: true, reason: 'Incident INC-7' },
+            // Freezing is the safe direction; the reason says where it came from, not an incident.
+            example: { frozen: true, reason: 'Frozen from the dashboard while checking running operations' },
           },
         ),
         response: { 200: FreezeView, ...errorResponses(400, 401, 403) },

@@ -3,25 +3,26 @@
 // uploads or reads can delay them; the ones that halt or steer a live rollout are control routes
 // (lib/route-kinds.ts: own rate-limit budget, never shed).
 import { Type } from '@fastify/type-provider-typebox';
-import { errorResponses, IdParams, IdString, MultilineText, Text, type App } from '../../lib/schemas.ts';
+import { ERROR_EXAMPLES, type ErrorExample } from '../../lib/error-examples.ts';
+import { errorResponse, errorResponses, IdParams, IdString, MultilineText, Text, type App } from '../../lib/schemas.ts';
 import type { Principal } from '../auth/roles.ts';
 import type { LifecycleEvent } from '../operations/lifecycle.ts';
 import { operationReads } from '../operations/repository.ts';
 import { operationView } from '../operations/views.ts';
 
 const OperationIdParams = IdParams('Operation ID', 'op_lx2k9a1b2c3d4e5f6');
-const Reason = Type.Object(
-  { reason: MultilineText({ minLength: 3, maxLength: 2000, description: 'Why' }) },
-  {
-    additionalProperties: false,
-    description: 'Why this is done',
-    example: { reason: 'Support ticket for an affected tenant' },
-  },
-);
-const OptionalReason = Type.Object(
-  { reason: Type.Optional(MultilineText({ minLength: 3, maxLength: 2000 })) },
-  { additionalProperties: false, description: 'Optional reason', example: { reason: 'Checked the dashboards' } },
-);
+// Example reasons are what an operator would type from this page: executing one in Swagger UI
+// records it as the halt reason people read later, so it must not claim an incident or a ticket.
+const Reason = (example: string) =>
+  Type.Object(
+    { reason: MultilineText({ minLength: 3, maxLength: 2000, description: 'Why' }) },
+    { additionalProperties: false, description: 'Why this is done', example: { reason: example } },
+  );
+const OptionalReason = (example: string) =>
+  Type.Object(
+    { reason: Type.Optional(MultilineText({ minLength: 3, maxLength: 2000 })) },
+    { additionalProperties: false, description: 'Optional reason', example: { reason: example } },
+  );
 
 type Body = Record<string, unknown> | undefined;
 interface Command {
@@ -32,7 +33,9 @@ interface Command {
   roles: ('requester' | 'approver' | 'operator')[];
   /** Halts or steers a live rollout (pause, resume, abort, rollback, signals). */
   control: boolean;
-  body: typeof Reason | typeof OptionalReason | ReturnType<typeof Type.Object>;
+  body: ReturnType<typeof Type.Object>;
+  /** Examples of refusals that mean something else on this command than the defaults. */
+  errors?: Record<number, ErrorExample>;
   event(p: Principal, body: Body): LifecycleEvent;
 }
 
@@ -49,6 +52,7 @@ const COMMANDS: Command[] = [
     description:
       'By an approver who is not the requester, carrying the planHash they reviewed (a different hash is 409). Break-glass plans need two approvals, one by an admin.',
     roles: ['approver'],
+    errors: { 403: ERROR_EXAMPLES.selfApproval, 409: ERROR_EXAMPLES.planHashMismatch },
     body: Type.Object(
       {
         planHash: Type.String({ pattern: '^[0-9a-f]{64}$', description: 'The planHash of the plan you reviewed' }),
@@ -80,7 +84,7 @@ const COMMANDS: Command[] = [
     summary: 'Start an approved operation',
     description: 'Queues wave 0. Refused while a global freeze is in effect.',
     roles: ['operator'],
-    body: OptionalReason,
+    body: OptionalReason('Started from the dashboard after checking the plan'),
     event: (p) => ({ type: 'start', by: who(p), role: p.role }),
   },
   {
@@ -90,7 +94,7 @@ const COMMANDS: Command[] = [
     summary: 'Pause a running operation',
     description: 'Workers stop before their next destructive call; pending items stay pending.',
     roles: ['operator'],
-    body: Reason,
+    body: Reason('Paused from the dashboard to inspect wave 1'),
     event: (p, b) => ({ type: 'pause', by: who(p), reason: reasonOf(b, 'paused') }),
   },
   {
@@ -100,7 +104,7 @@ const COMMANDS: Command[] = [
     summary: 'Resume a paused or halted operation',
     description: 'Re-queues the current wave (or resumes the bake).',
     roles: ['operator'],
-    body: OptionalReason,
+    body: OptionalReason('Resumed from the dashboard after inspecting wave 1'),
     event: (p) => ({ type: 'resume', by: who(p) }),
   },
   {
@@ -110,7 +114,7 @@ const COMMANDS: Command[] = [
     summary: 'Abort an operation',
     description: 'Before start: cancelled. After: a halt, handled as the halt policy says (rollback by default).',
     roles: ['operator'],
-    body: Reason,
+    body: Reason('Aborted from the dashboard: the operation is no longer needed'),
     event: (p, b) => ({ type: 'abort', by: who(p), reason: reasonOf(b, 'aborted') }),
   },
   {
@@ -120,7 +124,7 @@ const COMMANDS: Command[] = [
     summary: 'Roll back an operation',
     description: 'Stops execution and restores every item the operation touched, newest first.',
     roles: ['operator'],
-    body: Reason,
+    body: Reason('Rolled back from the dashboard after inspecting wave 1'),
     event: (p, b) => ({ type: 'rollback', by: who(p), reason: reasonOf(b, 'rollback') }),
   },
   {
@@ -129,7 +133,7 @@ const COMMANDS: Command[] = [
     operationId: 'signalOperation',
     summary: 'Report an external signal',
     description:
-      'E.g. a support ticket for an affected tenant. Halts a running, baking or paused operation; recorded in every state.',
+      'E.g. a support ticket for an affected tenant. Halts a running, baking or paused operation; recorded in every state. The example body is marked as an example: executing it halts the operation, so replace it with the real observation.',
     roles: ['requester', 'approver', 'operator'],
     body: Type.Object(
       {
@@ -140,7 +144,10 @@ const COMMANDS: Command[] = [
       {
         additionalProperties: false,
         description: 'An external observation',
-        example: { kind: 'support_ticket', tenantId: 'tenant_00042', detail: 'ZD-123: apps missing' },
+        example: {
+          kind: 'support_ticket',
+          detail: 'EXAMPLE from the API docs, replace with the real observation (e.g. ZD-123: apps missing)',
+        },
       },
     ),
     event: (p, b) => ({
@@ -169,7 +176,9 @@ export default async function commandRoutes(app: App) {
           body: c.body,
           response: {
             200: { ...Type.Ref('Operation'), description: 'The operation after the command' },
-            ...errorResponses(400, 401, 403, 404, 409, 422),
+            // No 422: a refusal of an operator's command is a 403 or a 409 (422 is for workers' reports).
+            ...errorResponses(400, 401, 403, 404, 409),
+            ...Object.fromEntries(Object.entries(c.errors ?? {}).map(([s, e]) => [s, errorResponse(Number(s), e)])),
           },
         },
       },

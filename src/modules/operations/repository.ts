@@ -86,12 +86,12 @@ export function operationReads(prisma: PrismaClient) {
         orderBy: { id: 'desc' },
         take: q.limit,
       }),
-    items: (q: { operationId: string; wave?: number; state?: string; cursor?: number; limit: number }) =>
+    items: (q: { operationId: string; wave?: number; state?: string[]; cursor?: number; limit: number }) =>
       prisma.operationItem.findMany({
         where: {
           operationId: q.operationId,
           ...(q.wave !== undefined ? { wave: q.wave } : {}),
-          ...(q.state ? { state: q.state } : {}),
+          ...(q.state ? { state: { in: q.state } } : {}),
           ...(q.cursor !== undefined ? { seq: { gt: q.cursor } } : {}),
         },
         orderBy: { seq: 'asc' },

@@ -4,28 +4,22 @@ import { Type } from '@fastify/type-provider-typebox';
 import type { Readable } from 'node:stream';
 import { BadRequestError } from '../../lib/errors.ts';
 import { lineBatches } from '../../lib/lines.ts';
-import { errorResponses, IdParams, IdString, MAX_INT4, type App } from '../../lib/schemas.ts';
+import { ERROR_EXAMPLES } from '../../lib/error-examples.ts';
+import { ListFilter, listFilters } from '../../lib/list-query.ts';
+import { errorResponse, errorResponses, IdParams, MAX_INT4, type App } from '../../lib/schemas.ts';
 import { escapedIfNeeded } from '../../lib/text.ts';
 import { NDJSON, TEXT } from '../../plugins/uploads.ts';
-import { validateValue } from '../../plugins/validation.ts';
+import { validatedByHandler, validateValue } from '../../plugins/validation.ts';
 import { MAX_STREAMED_IDS, textIdBatches } from './intake.ts';
-import { OP_STATES } from './lifecycle-types.ts';
 import { ID_CLASSES } from './planner.ts';
 import { PURGE_CLASSES } from '../purges/schemas.ts';
 import { RESTORE_CLASSES } from '../restores/schemas.ts';
+import { listRoute } from './list.ts';
 import { operationReads } from './repository.ts';
 import { operationService, type SubmitResult } from './service.ts';
-import {
-  CreateOperationBody,
-  DryRunView,
-  ITEM_STATES,
-  OperationSpec,
-  OperationsPage,
-  ReportPage,
-  TextUploadQuery,
-} from './schemas.ts';
+import { CreateOperationBody, DryRunView, ITEM_STATES, OperationSpec, ReportPage, TextUploadQuery } from './schemas.ts';
 import { ItemsPage } from './item-schemas.ts';
-import { dryRunRejected, planRejected, readSubmission, STREAM_LIMITS } from './submission.ts';
+import { dryRunRejected, planRejected, readSubmission, STREAM_LIMITS, SUBMIT_AUTH } from './submission.ts';
 import type { ScopeReport } from './scope.ts';
 import { operationView } from './views.ts';
 
@@ -40,7 +34,8 @@ const SUBMIT_RESPONSES = {
     description: 'Idempotent replay of a planned operation, or a dry-run plan',
     example: { dryRun: true, plan: { itemCount: 2 } },
   }),
-  ...errorResponses(400, 401, 403, 409, 413, 415, 422),
+  ...errorResponses(400, 401, 403, 413, 415, 422),
+  409: errorResponse(409, ERROR_EXAMPLES.idempotencyKeyReused),
 };
 const IDEMPOTENCY_HEADERS = Type.Object({
   'idempotency-key': Type.Optional(
@@ -72,7 +67,7 @@ export default async function operationRoutes(app: App) {
     '/operations',
     {
       config: {
-        auth: ['requester'],
+        auth: SUBMIT_AUTH,
         audited: true,
         uploadLimit: STREAM_LIMITS.maxBytes,
         mediaTypeHints: {
@@ -87,11 +82,12 @@ export default async function operationRoutes(app: App) {
         headers: IDEMPOTENCY_HEADERS,
         body: {
           content: {
-            'application/json': { schema: CreateOperationBody },
+            // Validated by readSubmission (jsonSubmission), which the CI intake queue calls too.
+            'application/json': { schema: validatedByHandler(CreateOperationBody) },
             [NDJSON]: {
               schema: Type.String({
                 description: 'Line 1: OperationSpec JSON. Then one ID per line: "app_1" or {"id":"app_1"}',
-                example: '{"targetType":"app","reason":"cleanup","ticket":"CHG-1"}\n"app_1"\n"app_2"\n',
+                example: '{"targetType":"app","reason":"cleanup","ticket":"CHG-1","dryRun":true}\n"app_1"\n"app_2"\n',
               }),
             },
           },
@@ -125,7 +121,7 @@ export default async function operationRoutes(app: App) {
   app.post(
     '/operations/text',
     {
-      config: { auth: ['requester'], audited: true, uploadLimit: STREAM_LIMITS.maxBytes },
+      config: { auth: SUBMIT_AUTH, audited: true, uploadLimit: STREAM_LIMITS.maxBytes },
       schema: {
         operationId: 'createOperationFromText',
         tags: ['operations'],
@@ -185,34 +181,7 @@ export default async function operationRoutes(app: App) {
     }
   }
 
-  app.get(
-    '/operations',
-    {
-      config: { auth: 'any' },
-      schema: {
-        operationId: 'listOperations',
-        tags: ['operations'],
-        summary: 'List operations',
-        description: 'Newest first; filter by state.',
-        querystring: Type.Object(
-          {
-            state: Type.Optional(Type.Union(OP_STATES.map((st) => Type.Literal(st)))),
-            limit: Limit(200, 50),
-            cursor: Type.Optional(IdString({ description: 'nextCursor of the previous page (an operation ID)' })),
-          },
-          { additionalProperties: false },
-        ),
-        response: { 200: OperationsPage, ...errorResponses(400, 401) },
-      },
-    },
-    async (req) => {
-      const rows = await reads.list({ ...req.query, limit: req.query.limit! });
-      return {
-        items: rows.map((r) => operationView(r)),
-        nextCursor: rows.length === req.query.limit! ? rows[rows.length - 1]!.id : null,
-      };
-    },
-  );
+  listRoute(app);
 
   app.get(
     '/operations/:id',
@@ -237,16 +206,18 @@ export default async function operationRoutes(app: App) {
     '/operations/:id/items',
     {
       config: { auth: 'any' },
+      preValidation: listFilters({ state: ITEM_STATES }),
       schema: {
         operationId: 'listOperationItems',
         tags: ['operations'],
         summary: "List an operation's items",
-        description: 'The item ledger in wave order, paginated; filter by wave and state.',
+        description:
+          'The item ledger in wave order, paginated; filter by wave and state (several states: `state=failed&state=pending` or `state=failed,pending`).',
         params: OperationIdParams,
         querystring: Type.Object(
           {
             wave: Type.Optional(Type.Integer({ minimum: 0, maximum: MAX_INT4 })),
-            state: Type.Optional(Type.Union(ITEM_STATES.map((st) => Type.Literal(st)))),
+            state: ListFilter(ITEM_STATES, 'Only items in one of these ledger states'),
             limit: Limit(1000, 100),
             cursor: Type.Optional(
               Type.Integer({ minimum: -1, maximum: MAX_INT4, description: 'nextCursor of the previous page' }),

@@ -48,12 +48,14 @@ const specFields = {
   ),
 };
 
+// A dry run: executing the example from Swagger UI shows a plan and creates nothing.
 const EXAMPLE_SPEC = {
   action: 'delete',
   targetType: 'app',
   mode: 'soft',
   reason: 'Remove legacy Jira Insight app',
   ticket: 'CHG-2042',
+  dryRun: true,
 };
 
 export const OperationSpec = Type.Object(specFields, {
@@ -100,7 +102,9 @@ export const TextUploadQuery = Type.Object(
     erasure: Type.Optional(
       Type.Boolean({ description: 'Compliance erasure (see OperationSpec.erasure); needs admin + second approver' }),
     ),
-    dryRun: Type.Optional(Type.Boolean({ description: 'Return the plan without creating an operation' })),
+    dryRun: Type.Optional(
+      Type.Boolean({ description: 'Return the plan without creating an operation', example: true }),
+    ),
     autoStart: Type.Optional(Type.Boolean({ description: 'Start as soon as approved' })),
   },
   { additionalProperties: false, description: 'The operation spec of a text/plain upload' },
@@ -355,9 +359,4 @@ export const ReportPage = Type.Object(
       nextCursor: null,
     },
   },
-);
-
-export const OperationsPage = Type.Object(
-  { items: Type.Array(Type.Ref('Operation')), nextCursor: Type.Union([Type.String(), Type.Null()]) },
-  { description: 'Operations, newest first', example: { items: [], nextCursor: null } },
 );

@@ -48,6 +48,8 @@ export interface Submission {
    * the plan then rolls back instead of committing an operation the client was told failed.
    */
   abandoned?: () => boolean;
+  /** How it arrived when not over HTTP (the CI intake queue and its job), for the audit log. */
+  via?: { via: 'intake'; jobId: string };
 }
 
 export type SubmitResult =
@@ -222,6 +224,7 @@ export function operationService(deps: {
             operationId,
             payload: {
               tokenId: principal.tokenId,
+              ...s.via,
               targetType: type.name,
               counts: cls.counts,
               ticket: spec.ticket,
@@ -274,6 +277,7 @@ export function operationService(deps: {
           operationId,
           payload: {
             tokenId: principal.tokenId,
+            ...s.via,
             targetType: type.name,
             kind: action,
             mode,

@@ -5,11 +5,16 @@ import type { Readable } from 'node:stream';
 import { BadRequestError, UnprocessableError } from '../../lib/errors.ts';
 import { lineBatches, parseJsonLine, type Line, type LineLimits } from '../../lib/lines.ts';
 import { escapedIfNeeded } from '../../lib/text.ts';
+import { checkJsonValue } from '../../plugins/json-body.ts';
 import { validateValue } from '../../plugins/validation.ts';
+import type { RouteAuth } from '../auth/roles.ts';
 import { NDJSON } from '../../plugins/uploads.ts';
 import { inlineBatches, MAX_INLINE_IDS, MAX_STREAMED_IDS, ndjsonIdBatches, type IdBatches } from './intake.ts';
-import { OperationSpec, type CreateOperationBody } from './schemas.ts';
+import { CreateOperationBody, OperationSpec } from './schemas.ts';
 import { describeScope, type ScopeReport } from './scope.ts';
+
+/** Who may submit an operation: the submit routes and the CI intake queue. */
+export const SUBMIT_AUTH: RouteAuth = ['requester'];
 
 export const STREAM_LIMITS: LineLimits = { maxBytes: 256 * 1024 * 1024, maxLineBytes: 64 * 1024, batchSize: 10_000 };
 
@@ -93,6 +98,17 @@ export async function readSubmission(
     }
     return { spec, ids: ndjsonIdBatches(lines()), maxIds: MAX_STREAMED_IDS };
   }
-  const { ids, ...spec } = body as CreateOperationBody;
+  return jsonSubmission(body);
+}
+
+/**
+ * A JSON submission (the body of POST /v1/operations, or the `operation` of a CI intake job),
+ * validated: the one validation both take, so a bad body is refused with the same error by either.
+ * The route's JSON parser has already checked the value's depth and text (json-body.ts); a job's
+ * data was parsed by BullMQ, so that check runs here too (cheap next to planning).
+ */
+export function jsonSubmission(body: unknown): { spec: OperationSpec; ids: IdBatches; maxIds: number } {
+  checkJsonValue(body, 'body');
+  const { ids, ...spec } = validateValue<CreateOperationBody>(CreateOperationBody, body, 'body');
   return { spec, ids: inlineBatches(ids), maxIds: MAX_INLINE_IDS };
 }

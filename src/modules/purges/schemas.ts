@@ -80,7 +80,8 @@ export const CreatePurgeBody = Type.Object(
     $id: 'CreatePurge',
     description:
       'A purge: exactly one scope (tenantId [+ deletedSince], operationId, targetType + ids, or dueBefore) of soft-deleted resources past their retention',
-    example: { dueBefore: '2026-11-29T00:00:00.000Z', reason: 'Retention ended', ticket: 'CHG-2211' },
+    // A dry run: executing the example from Swagger UI shows what is due and creates nothing.
+    example: { dueBefore: '2026-11-29T00:00:00.000Z', reason: 'Retention ended', ticket: 'CHG-2211', dryRun: true },
   },
 );
 export type CreatePurgeBody = Static<typeof CreatePurgeBody>;

@@ -2,10 +2,12 @@
 // streamed NDJSON bulk import).
 import type { Readable } from 'node:stream';
 import type { FastifyRequest } from 'fastify';
-import { errorResponses, type App } from '../../lib/schemas.ts';
+import { ERROR_EXAMPLES } from '../../lib/error-examples.ts';
+import { errorResponse, errorResponses, type App } from '../../lib/schemas.ts';
 import { JSON_TYPE, NDJSON } from '../../plugins/uploads.ts';
 import { validateValue } from '../../plugins/validation.ts';
 import { TenantContactView } from './contacts.ts';
+import { registryListRoutes } from './lists.ts';
 import { detachable, discardRest, jsonRows, NDJSON_MAX_BYTES, ndjsonRows } from './rows.ts';
 import { registryService } from './service.ts';
 import {
@@ -48,7 +50,11 @@ export default async function registryRoutes(app: App) {
         description:
           'Upserts resource types in one transaction. `idPattern` must compile both as a JavaScript and as a PostgreSQL regular expression; `parentType` and `cascadeTo` must name types that exist or are declared in the same body; parent chains may not loop; `adapter` must be a complete adapter of a known kind (an http adapter: an absolute http(s) `baseUrl` without credentials, query or fragment, all four request templates with an allowed method and placeholders, settings in range, no other fields; its host allowed by `BLASTGATE_DOWNSTREAM_ALLOW` on this server, where link-local, metadata and unspecified addresses count only when listed explicitly (`host_not_allowed`, with the list in `allowed`); `signingSecret`, or the default secret when it names none, held by this server (`unresolvable_secret`, naming the variable to set)). Refusals are 422 `INVALID_TYPE_DECLARATION` with every offending field of every type (`field`, `problem`, `value`, `message`, and `allowed` when there is a short answer); nothing is written.',
         body: PutTypesBody,
-        response: { 200: TypeList, ...errorResponses(400, 401, 403, 415, 422) },
+        response: {
+          200: TypeList,
+          ...errorResponses(400, 401, 403, 415),
+          422: errorResponse(422, ERROR_EXAMPLES.invalidTypeDeclaration),
+        },
       },
     },
     async (req) => registry.declareTypes(req.body, req.principal!.name),
@@ -69,6 +75,8 @@ export default async function registryRoutes(app: App) {
     async () => ({ items: await registry.listTypes() }),
   );
 
+  registryListRoutes(app);
+
   app.post(
     '/tenants',
     {
@@ -81,7 +89,11 @@ export default async function registryRoutes(app: App) {
         description:
           'Bulk upsert of up to 100,000 tenants in one transaction. Omitted `internal`, `protected` and `contact` keep their stored values. Contact data is stored apart, out of reach of every delete path, and only returned by GET /v1/registry/tenants/{id}/contact (admins) and GET /v1/operations/{id}/tenants (admins, operators). A tenant ID given twice is 422 `DUPLICATE_TENANT_ID`.',
         body: PostTenantsBody,
-        response: { 200: TenantUpsertResult, ...errorResponses(400, 401, 403, 413, 415, 422) },
+        response: {
+          200: TenantUpsertResult,
+          ...errorResponses(400, 401, 403, 413, 415),
+          422: errorResponse(422, ERROR_EXAMPLES.duplicateTenantId),
+        },
       },
     },
     async (req) => registry.upsertTenants(req.body, req.principal!.name),
@@ -98,7 +110,7 @@ export default async function registryRoutes(app: App) {
         description:
           "The tenant's flags and its resource counts by type and state. Contact data is not part of it (admins: GET /v1/registry/tenants/{id}/contact).",
         params: IdParams,
-        response: { 200: Tenant, ...errorResponses(400, 401, 404) },
+        response: { 200: Tenant, ...errorResponses(400, 401), 404: errorResponse(404, ERROR_EXAMPLES.tenantNotFound) },
       },
     },
     async (req) => registry.getTenant(req.params.id),
@@ -115,7 +127,11 @@ export default async function registryRoutes(app: App) {
         description:
           "The tenant's contact data, for calling a customer whose data was deleted. Admins only (operators see the contacts of the tenants an operation affects under GET /v1/operations/{id}/tenants); every read is recorded in the audit log (`registry.contact.read`). `contact` is null when none was given. An unknown tenant is 404 `NOT_FOUND` naming the ID. No delete, rollback or import path can change contacts: the database refuses any write that is not the registry's own upsert.",
         params: IdParams,
-        response: { 200: TenantContactView, ...errorResponses(400, 401, 403, 404) },
+        response: {
+          200: TenantContactView,
+          ...errorResponses(400, 401, 403),
+          404: errorResponse(404, ERROR_EXAMPLES.tenantNotFound),
+        },
       },
     },
     async (req) => registry.getContact(req.params.id, req.principal!.name),
@@ -138,7 +154,11 @@ export default async function registryRoutes(app: App) {
         body: {
           content: { [JSON_TYPE]: { schema: PostResourcesJsonBody }, [NDJSON]: { schema: PostResourcesNdjsonBody } },
         },
-        response: { 200: ImportResult, ...errorResponses(400, 401, 403, 413, 415, 422) },
+        response: {
+          200: ImportResult,
+          ...errorResponses(400, 401, 403, 413, 415),
+          422: errorResponse(422, ERROR_EXAMPLES.registryRejected),
+        },
       },
     },
     async (req: FastifyRequest) => {
@@ -168,7 +188,11 @@ export default async function registryRoutes(app: App) {
         summary: 'Get a resource',
         description: 'One registry resource: type, tenant, parent, state, protection and deletion time.',
         params: IdParams,
-        response: { 200: Resource, ...errorResponses(400, 401, 404) },
+        response: {
+          200: Resource,
+          ...errorResponses(400, 401),
+          404: errorResponse(404, ERROR_EXAMPLES.resourceNotFound),
+        },
       },
     },
     async (req) => registry.getResource(req.params.id),

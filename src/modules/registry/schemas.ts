@@ -66,10 +66,17 @@ export const PutTypesBody = Type.Object(
   {
     additionalProperties: false,
     description: 'Resource types to declare (upserted together, all or nothing)',
+    // Types of their own: executed from Swagger UI, an example naming a real type (app) would
+    // replace its declaration, adapter included.
     example: {
       types: [
-        { name: 'site', idPattern: '^site_[a-z0-9]+$', cascadeTo: ['app'] },
-        { name: 'app', idPattern: '^app_[a-z0-9]+$', parentType: 'site', adapter: { kind: 'registry' } },
+        { name: 'example_site', idPattern: '^example_site_[a-z0-9]+$', cascadeTo: ['example_app'] },
+        {
+          name: 'example_app',
+          idPattern: '^example_app_[a-z0-9]+$',
+          parentType: 'example_site',
+          adapter: { kind: 'registry' },
+        },
       ],
     },
   },
@@ -179,11 +186,9 @@ export const PostTenantsBody = Type.Object(
   {
     additionalProperties: false,
     description: 'Tenants to upsert (all or nothing)',
-    example: {
-      tenants: [
-        { id: 'tn_acme', name: 'Acme', internal: false, protected: false, contact: { email: 'ops@acme.example' } },
-      ],
-    },
+    // A tenant of its own, flags and contact omitted: executed from Swagger UI, an example naming a
+    // real tenant with protected: false would lift its protection.
+    example: { tenants: [{ id: 'tn_example', name: 'Example tenant (from the API docs)' }] },
   },
 );
 export type PostTenantsBody = Static<typeof PostTenantsBody>;

@@ -1,7 +1,8 @@
 // POST /v1/restores: a restore is planned like a delete and runs as an operation (action restore),
 // so it is followed, approved, started, paused, resumed and aborted through /v1/operations/{id}.
 import { Type } from '@fastify/type-provider-typebox';
-import { errorResponses, type App } from '../../lib/schemas.ts';
+import { ERROR_EXAMPLES } from '../../lib/error-examples.ts';
+import { errorResponse, errorResponses, type App } from '../../lib/schemas.ts';
 import { DryRunView } from '../operations/schemas.ts';
 import { operationReads } from '../operations/repository.ts';
 import type { ScopeReport } from '../operations/scope.ts';
@@ -52,7 +53,9 @@ export default async function restoreRoutes(app: App) {
             description: 'Idempotent replay of a planned restore, or a dry-run plan',
             example: { dryRun: true, plan: { itemCount: 20 } },
           }),
-          ...errorResponses(400, 401, 403, 404, 409, 422),
+          ...errorResponses(400, 401, 403, 404),
+          409: errorResponse(409, ERROR_EXAMPLES.idempotencyKeyReused),
+          422: errorResponse(422, ERROR_EXAMPLES.nothingToRestore),
         },
       },
     },

@@ -131,6 +131,7 @@ export const CreateRestoreBody = Type.Object(
       deletedSince: '2026-11-24T10:00:00.000Z',
       reason: 'Sites deleted by the legacy-app cleanup script',
       ticket: 'INC-883',
+      dryRun: true,
     },
   },
 );

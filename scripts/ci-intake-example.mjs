@@ -1,0 +1,59 @@
+#!/usr/bin/env node
+// Submits an operation through the Blastgate CI intake queue and waits for its plan: what a
+// pipeline runs when it reaches Redis but not the API (README, "CI intake queue"). Needs only the
+// bullmq package (which brings ioredis). Tested by test/intake/intake-queue.test.ts.
+//
+//   node scripts/ci-intake-example.mjs <operation.json> <idempotency-key>
+//
+// Environment: REDIS_URL and BLASTGATE_TOKEN (a requester token) are required;
+// BLASTGATE_QUEUE_PREFIX (default blastgate); BLASTGATE_INTAKE_TIMEOUT_MS (default 120000).
+// Prints the job's return value (planned) or its failedReason (refused) as JSON on stdout.
+// Exit codes: 0 planned · 10 plan rejected · 2 usage error · 1 any other refusal or error.
+import { readFile } from 'node:fs/promises';
+import { Queue, QueueEvents } from 'bullmq';
+import { Redis } from 'ioredis';
+
+const [file, key] = process.argv.slice(2);
+const { REDIS_URL, BLASTGATE_TOKEN } = process.env;
+const prefix = process.env.BLASTGATE_QUEUE_PREFIX || 'blastgate';
+const timeoutMs = Number(process.env.BLASTGATE_INTAKE_TIMEOUT_MS || 120_000);
+
+if (!file || !key || !REDIS_URL || !BLASTGATE_TOKEN || !/^[A-Za-z0-9._-]{1,200}$/.test(key) || /^\d+$/.test(key)) {
+  console.error(
+    'usage: REDIS_URL=… BLASTGATE_TOKEN=… node scripts/ci-intake-example.mjs <operation.json> <idempotency-key>\n' +
+      '  the key (the job ID) is 1-200 characters of A-Z a-z 0-9 . _ - and not only digits',
+  );
+  process.exit(2);
+}
+
+const operation = JSON.parse(await readFile(file, 'utf8'));
+// BullMQ needs maxRetriesPerRequest: null on the connection QueueEvents blocks on.
+const connection = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
+const queue = new Queue('intake', { connection, prefix });
+const events = new QueueEvents('intake', { connection: connection.duplicate(), prefix });
+let code = 1;
+try {
+  await events.waitUntilReady();
+  // The job ID is the Idempotency-Key: a rerun of the pipeline gets the same operation back.
+  const job = await queue.add('submit', { token: BLASTGATE_TOKEN, operation }, { jobId: key });
+  try {
+    const result = await job.waitUntilFinished(events, timeoutMs);
+    console.log(JSON.stringify(result, null, 2));
+    code = 0;
+  } catch (err) {
+    // A refusal's failedReason is JSON: { code, message, details? } (PLAN_REJECTED: operationId, report).
+    let reason;
+    try {
+      reason = JSON.parse(err.message);
+    } catch {
+      reason = { code: 'ERROR', message: err.message };
+    }
+    console.log(JSON.stringify(reason, null, 2));
+    code = reason.code === 'PLAN_REJECTED' ? 10 : 1;
+  }
+} finally {
+  await events.close();
+  await queue.close();
+  connection.disconnect();
+}
+process.exit(code);

@@ -1,0 +1,236 @@
+// What each error status looks like in the OpenAPI document. Swagger UI shows the example of a
+// response's media type; with one example on the shared ErrorResponse schema every status showed
+// the same 400 ("Unknown field foo"), so a reader could not tell a 401 from a 409. Each status
+// gets an example with a code the server really answers it with (lib/errors.ts, plugins/errors.ts,
+// the lifecycle's refusals); routes whose 409 or 422 means something else pass their own.
+// test/http/openapi.test.ts checks every documented 4xx/5xx example against its status.
+
+export interface ErrorExample {
+  code: string;
+  message: string;
+  details?: unknown;
+}
+
+/** The example a status shows unless the route gives its own. */
+export const DEFAULT_ERROR_EXAMPLES: Record<number, ErrorExample> = {
+  400: {
+    code: 'VALIDATION_FAILED',
+    message: 'Unknown field "foo" in body',
+    details: [{ field: 'body', message: 'must NOT have additional properties', unknownField: 'foo' }],
+  },
+  401: { code: 'UNAUTHORIZED', message: 'A valid bearer token is required' },
+  403: {
+    code: 'FORBIDDEN',
+    message: 'Role "viewer" may not call this route',
+    details: { role: 'viewer', allowedRoles: ['admin', 'operator'] },
+  },
+  404: {
+    code: 'NOT_FOUND',
+    message: 'Operation op_lx2k9a1b2c3d4e5f6 does not exist',
+    details: { operation: 'op_lx2k9a1b2c3d4e5f6' },
+  },
+  408: {
+    code: 'REQUEST_TIMEOUT',
+    message: 'The request was not received within 30000 ms (BLASTGATE_REQUEST_TIMEOUT_MS); nothing was created',
+    details: { limitMs: 30000 },
+  },
+  409: {
+    code: 'INVALID_TRANSITION',
+    message: 'cannot resume an operation that is completed',
+    details: { operationId: 'op_lx2k9a1b2c3d4e5f6', state: 'completed' },
+  },
+  413: {
+    code: 'PAYLOAD_TOO_LARGE',
+    message: 'Body is larger than the 67108864 bytes this route accepts',
+    details: { maxBytes: 67108864 },
+  },
+  415: {
+    code: 'UNSUPPORTED_MEDIA_TYPE',
+    message: 'Content type text/csv is not accepted here; send application/json or application/x-ndjson',
+    details: { contentType: 'text/csv', accepted: ['application/json', 'application/x-ndjson'] },
+  },
+  422: {
+    code: 'PLAN_REJECTED',
+    message:
+      'The operation was rejected: 1 unknown. Nothing will run; every offending ID is listed at /v1/operations/op_lx2k9a1b2c3d4e5f6/report. Resubmit a corrected list (with a new Idempotency-Key).',
+    details: {
+      operationId: 'op_lx2k9a1b2c3d4e5f6',
+      counts: { ok: 1, unknown: 1 },
+      offenders: { unknown: [{ id: 'app_9f2c3' }] },
+      reportUrl: '/v1/operations/op_lx2k9a1b2c3d4e5f6/report',
+    },
+  },
+  429: {
+    code: 'RATE_LIMITED',
+    message: 'Rate limit of 600 requests per 60 s for this token reached; retry in 12 s',
+    details: { limit: 600, windowMs: 60000, retryAfterSeconds: 12, budget: 'api' },
+  },
+  503: {
+    code: 'OVERLOADED',
+    message: 'The API is shedding load (event loop delay); retry in 5 s',
+    details: { reason: 'eventLoopDelay', value: 812, limit: 500, blocked: false },
+  },
+};
+
+/** Route-specific examples for statuses whose code depends on the route. */
+export const ERROR_EXAMPLES = {
+  idempotencyKeyReused: {
+    code: 'IDEMPOTENCY_KEY_REUSED',
+    message:
+      'This Idempotency-Key belongs to operation op_lx2k9a1b2c3d4e5f6 (planned), submitted with a different request body; use a new key for a different request',
+    details: { idempotencyKey: 'cleanup-2042', operationId: 'op_lx2k9a1b2c3d4e5f6', state: 'planned' },
+  },
+  tokenRevoked: {
+    code: 'TOKEN_REVOKED',
+    message: 'Token "ci-pipeline" was revoked; a revoked token cannot be rotated',
+    details: { tokenId: '0b9f6a3e-2c1d-4e8f-9a7b-5c6d7e8f9a0b', revokedAt: '2026-11-24T12:00:00.000Z' },
+  },
+  nothingToRestore: {
+    code: 'NOTHING_TO_RESTORE',
+    message:
+      'Blastgate deleted nothing of tenant tn_acme that is still deleted (what was rolled back or restored since is not deleted)',
+    details: { scope: { kind: 'tenant', tenantId: 'tn_acme', deletedSince: null, asOf: null } },
+  },
+  nothingToPurge: {
+    code: 'NOTHING_TO_PURGE',
+    message: 'Nothing in this scope is deleted and not purged yet',
+    details: { scope: { kind: 'tenant', tenantId: 'tn_acme', deletedSince: null, asOf: null } },
+  },
+  invalidTypeDeclaration: {
+    code: 'INVALID_TYPE_DECLARATION',
+    message: 'types[0].idPattern: not a valid regular expression',
+    details: [
+      {
+        field: 'types[0].idPattern',
+        problem: 'invalid_regex',
+        value: '^app_[',
+        message: 'not a valid regular expression',
+      },
+    ],
+  },
+  duplicateTenantId: {
+    code: 'DUPLICATE_TENANT_ID',
+    message: 'Tenant tn_acme appears more than once; nothing was written',
+    details: [{ field: 'tenants[3].id', id: 'tn_acme', firstIndex: 0 }],
+  },
+  registryRejected: {
+    code: 'REGISTRY_REJECTED',
+    message: '1 of 2 rows were rejected; nothing was written',
+    details: {
+      received: 2,
+      rejectedRows: 1,
+      counts: { unknown_tenant: 1 },
+      offenders: [{ line: 2, id: 'app_8f3k2m1q', problem: 'unknown_tenant', value: 'tn_nope' }],
+    },
+  },
+  planHashMismatch: {
+    code: 'PLAN_HASH_MISMATCH',
+    message: 'the approval is for a different plan than the current one; review the plan again',
+    details: { operationId: 'op_lx2k9a1b2c3d4e5f6', state: 'planned' },
+  },
+  selfApproval: {
+    code: 'SELF_APPROVAL',
+    message: 'the requester cannot approve their own operation',
+    details: { operationId: 'op_lx2k9a1b2c3d4e5f6', state: 'planned' },
+  },
+  lastAdminToken: {
+    code: 'LAST_ADMIN_TOKEN',
+    message: 'Token "admin" is the last active admin token; create another admin token before revoking it',
+    details: { tokenId: '0b9f6a3e-2c1d-4e8f-9a7b-5c6d7e8f9a0b', name: 'admin' },
+  },
+  tenantNotFound: { code: 'NOT_FOUND', message: 'Tenant tn_nope does not exist', details: { tenant: 'tn_nope' } },
+  resourceNotFound: {
+    code: 'NOT_FOUND',
+    message: 'Resource app_nope does not exist',
+    details: { resource: 'app_nope' },
+  },
+  tokenNotFound: {
+    code: 'NOT_FOUND',
+    message: 'Token 0b9f6a3e-2c1d-4e8f-9a7b-5c6d7e8f9a0b does not exist',
+    details: { token: '0b9f6a3e-2c1d-4e8f-9a7b-5c6d7e8f9a0b' },
+  },
+  // For routes on other branches of issue 9 (webhooks, events), to wire when they are merged.
+  webhookDeleted: {
+    code: 'WEBHOOK_DELETED',
+    message: 'webhook wh_3k2m1q was deleted',
+    details: { webhook: 'wh_3k2m1q' },
+  },
+  webhookHostNotAllowed: {
+    code: 'WEBHOOK_HOST_NOT_ALLOWED',
+    message: 'url host hooks.example.com is not in BLASTGATE_DOWNSTREAM_ALLOW (127.0.0.1, *.internal)',
+    details: { field: 'url', allowed: ['127.0.0.1', '*.internal'] },
+  },
+  tooManyStreams: {
+    code: 'TOO_MANY_STREAMS',
+    message: 'This token has 10 open event streams (BLASTGATE_SSE_MAX_PER_TOKEN); close one first',
+    details: { limit: 10 },
+  },
+} satisfies Record<string, ErrorExample>;
+
+/**
+ * The codes each status may carry, as the server answers them: what the OpenAPI test checks every
+ * documented example against (a 401 example must not show a 400's code).
+ */
+export const CODES_BY_STATUS: Record<number, readonly string[]> = {
+  400: [
+    'VALIDATION_FAILED',
+    'MALFORMED_BODY',
+    'MALFORMED_NDJSON',
+    'BAD_URL',
+    'MISSING_HOST',
+    'SPEC_IN_QUERY',
+    'EMPTY_BODY',
+    'EMPTY_ID_LIST',
+    'EMPTY_IMPORT',
+    'INVALID_ID',
+    'INVALID_IDS',
+    'LINE_TOO_LONG',
+    'BODY_TOO_DEEP',
+    'EXPIRY_NOT_IN_FUTURE',
+    'SCOPE_NOT_APPLICABLE',
+  ],
+  401: ['UNAUTHORIZED', 'TOKEN_EXPIRED', 'TOKEN_REVOKED', 'TOKEN_ROTATED'],
+  403: ['FORBIDDEN', 'SELF_APPROVAL'],
+  404: ['NOT_FOUND', 'ROUTE_NOT_FOUND'],
+  408: ['REQUEST_TIMEOUT'],
+  409: [
+    'INVALID_TRANSITION',
+    'FROZEN',
+    'OPERATION_EXPIRED',
+    'DUPLICATE_APPROVAL',
+    'PLAN_HASH_MISMATCH',
+    'PLAN_STALE',
+    'RESOURCES_IN_FLIGHT',
+    'ROLLBACK_NOT_SUPPORTED',
+    'IDEMPOTENCY_KEY_REUSED',
+    'OPERATION_LIVE',
+    'TOKEN_REVOKED',
+    'TOKEN_EXPIRED',
+    'LAST_ADMIN_TOKEN',
+    'WEBHOOK_DELETED',
+  ],
+  413: ['PAYLOAD_TOO_LARGE'],
+  415: ['UNSUPPORTED_MEDIA_TYPE'],
+  422: [
+    'PLAN_REJECTED',
+    'HARD_MODE_REPLACED',
+    'UNKNOWN_TARGET_TYPE',
+    'CASCADE_TOO_DEEP',
+    'NOT_A_DELETE',
+    'NOTHING_TO_RESTORE',
+    'NOTHING_TO_PURGE',
+    'SCOPE_CONFLICT',
+    'SCOPE_REQUIRED',
+    'SCOPE_INCOMPLETE',
+    'INVALID_TYPE_DECLARATION',
+    'ADAPTER_CONFIG_INVALID',
+    'DUPLICATE_TENANT_ID',
+    'REGISTRY_REJECTED',
+    'INVALID_EVENT',
+    'WEBHOOK_URL_INVALID',
+    'WEBHOOK_HOST_NOT_ALLOWED',
+    'UNKNOWN_EVENT_TYPE',
+  ],
+  429: ['RATE_LIMITED', 'TOO_MANY_STREAMS'],
+  503: ['OVERLOADED', 'DATABASE_BUSY', 'HANDLER_TIMEOUT', 'UPLOADS_BUSY'],
+};

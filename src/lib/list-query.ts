@@ -1,0 +1,66 @@
+// Query parameters of list routes: filters that take several values, and keyset paging.
+//
+// A filter is a list of allowed values, validated like any other field (an unknown value is a 400
+// VALIDATION_FAILED naming the parameter and listing what it allows, never an empty page). Several
+// values are asked for by repeating the parameter (`state=running&state=paused`, what Swagger UI
+// sends) or comma-separated in one (`state=running,paused`); both mean "any of them".
+import { Type } from '@fastify/type-provider-typebox';
+import type { FastifyRequest } from 'fastify';
+import { BadRequestError } from './errors.ts';
+import { showText } from './text.ts';
+
+/** Most values one filter takes (each value once is already every one of them). */
+const MAX_FILTER_VALUES = 50;
+
+/** A filter parameter: any of `values`, repeated or comma-separated. */
+export const ListFilter = <T extends string>(values: readonly T[], description: string) =>
+  Type.Optional(
+    Type.Array(Type.Unsafe<T>({ type: 'string', enum: [...values] }), {
+      minItems: 1,
+      maxItems: MAX_FILTER_VALUES,
+      description: `${description}. Any of: ${values.join(', ')}. Several: repeat the parameter or separate with commas`,
+    }),
+  );
+
+/**
+ * A preValidation hook for filter parameters: splits comma-separated values, so that
+ * `state=running,paused` validates as `["running", "paused"]` (a single value becomes a list when
+ * validated: the query validator coerces scalars to arrays), and refuses a value that is not one
+ * of the parameter's `allowed` ones (null: no fixed list) with a 400 naming the parameter itself
+ * (`querystring.state`, not the position in the list) and every value it takes.
+ */
+export function listFilters(filters: Record<string, readonly string[] | null>) {
+  return async (req: FastifyRequest) => {
+    const query = req.query as Record<string, unknown> | undefined;
+    if (!query) return;
+    for (const [name, allowed] of Object.entries(filters)) {
+      const v = query[name];
+      if (typeof v === 'string') query[name] = v.split(',');
+      else if (Array.isArray(v)) query[name] = v.flatMap((x) => (typeof x === 'string' ? x.split(',') : [x]));
+      const values = (query[name] as unknown[] | undefined) ?? [];
+      const i = allowed ? values.findIndex((x) => typeof x !== 'string' || !allowed.includes(x)) : -1;
+      if (i >= 0) {
+        const field = `querystring.${name}`;
+        const message = `must be one of ${allowed!.map((a) => JSON.stringify(a)).join(', ')}`;
+        const shown = showText(String(values[i]));
+        throw new BadRequestError(
+          'VALIDATION_FAILED',
+          `Invalid ${field}: ${shown.startsWith('"') ? shown : JSON.stringify(shown)} is not allowed; ${message}`,
+          [{ field, message, allowed }],
+        );
+      }
+    }
+  };
+}
+
+/** The URL of the next page: this request's query with the cursor parameter moved on. */
+export function nextLink(path: string, query: Record<string, unknown>, cursorParam: string, cursor: string | null) {
+  if (cursor === null) return null;
+  const params = new URLSearchParams();
+  for (const [k, v] of Object.entries(query)) {
+    if (k === cursorParam || v === undefined) continue;
+    for (const x of Array.isArray(v) ? v : [v]) params.append(k, String(x));
+  }
+  params.set(cursorParam, cursor);
+  return `${path}?${params.toString()}`;
+}

@@ -1,0 +1,199 @@
+// GET /v1/operations: a page of operation summaries with their progress. A list is what a
+// dashboard polls, so it never carries plans or policies (a 1M-item plan's tenant list is
+// megabytes): the full operation is GET /v1/operations/{id}. Progress comes from the wave
+// counters (operation_waves, a few rows per operation) in the same statement as the page, not from
+// counting the item ledger (up to a million rows per operation) and not one query per operation.
+import { Type, type Static } from '@fastify/type-provider-typebox';
+import type { Queryable } from '../../lib/sql.ts';
+import { ListFilter, listFilters, nextLink } from '../../lib/list-query.ts';
+import { errorResponses, IdString, type App } from '../../lib/schemas.ts';
+import { OP_STATES } from './lifecycle-types.ts';
+
+const KINDS = ['delete', 'erase', 'restore', 'purge'] as const;
+const LIST_PATH = '/v1/operations';
+
+export const OperationsQuery = Type.Object(
+  {
+    state: ListFilter(OP_STATES, 'Only operations in one of these states'),
+    kind: ListFilter(KINDS, 'Only operations of one of these kinds'),
+    limit: Type.Optional(
+      Type.Integer({ minimum: 1, maximum: 200, default: 50, description: 'Page size (default 50)' }),
+    ),
+    cursor: Type.Optional(IdString({ description: 'nextCursor of the previous page (an operation ID)' })),
+  },
+  { additionalProperties: false },
+);
+type OperationsQuery = Static<typeof OperationsQuery>;
+
+const Progress = Type.Object(
+  {
+    items: Type.Integer({ description: 'Submitted items in the waves (a cascade takes its descendants with each)' }),
+    done: Type.Integer({ description: 'Executed successfully' }),
+    failed: Type.Integer({ description: 'Failed' }),
+    pending: Type.Integer({ description: 'Not executed yet (items - done - failed)' }),
+  },
+  { description: 'Execution progress over every wave, from the wave counters' },
+);
+
+const Nullable = <T extends ReturnType<typeof Type.String>>(t: T) => Type.Union([t, Type.Null()]);
+
+export const OperationSummary = Type.Object(
+  {
+    id: Type.String(),
+    kind: Type.String({ description: 'delete, erase, restore or purge' }),
+    action: Type.String({ description: 'Same as kind' }),
+    targetType: Type.String(),
+    mode: Type.String(),
+    state: Type.String({ description: 'See Operation.state' }),
+    reason: Type.String(),
+    ticket: Type.String(),
+    requestedBy: Type.String({ description: 'Name of the requesting token' }),
+    itemCount: Type.Integer({ description: 'Items of the plan, cascaded descendants included' }),
+    tenantCount: Type.Integer(),
+    currentWave: Type.Union([Type.Integer(), Type.Null()]),
+    waveCount: Type.Integer({ description: 'Waves of the plan (0 for a rejected operation)' }),
+    haltReason: Nullable(Type.String()),
+    progress: Progress,
+    planHash: Nullable(Type.String()),
+    createdAt: Type.String({ format: 'date-time' }),
+    updatedAt: Type.String({ format: 'date-time' }),
+    finishedAt: Nullable(Type.String({ format: 'date-time' })),
+    links: Type.Object({ self: Type.String({ description: 'The full operation, with its plan' }) }),
+  },
+  {
+    $id: 'OperationSummary',
+    description: 'An operation in a list: its state and progress, without plan or policies',
+  },
+);
+
+const SUMMARY_EXAMPLE = {
+  id: 'op_lx2k9a1b2c3d4e5f6',
+  kind: 'delete',
+  action: 'delete',
+  targetType: 'app',
+  mode: 'soft',
+  state: 'running',
+  reason: 'Remove legacy Jira Insight app',
+  ticket: 'CHG-2042',
+  requestedBy: 'ci-pipeline',
+  itemCount: 2000,
+  tenantCount: 40,
+  currentWave: 2,
+  waveCount: 5,
+  haltReason: null,
+  progress: { items: 2000, done: 310, failed: 0, pending: 1690 },
+  planHash: 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855',
+  createdAt: '2026-11-24T12:00:00.000Z',
+  updatedAt: '2026-11-24T12:05:00.000Z',
+  finishedAt: null,
+  links: { self: '/v1/operations/op_lx2k9a1b2c3d4e5f6' },
+};
+
+export const OperationsPage = Type.Object(
+  {
+    items: Type.Array(Type.Ref('OperationSummary')),
+    nextCursor: Nullable(Type.String({ description: 'Pass as `cursor` for the next page; null: last page' })),
+    links: Type.Object({ next: Nullable(Type.String({ description: 'The next page with the same filters' })) }),
+  },
+  {
+    description: 'Operation summaries, newest first',
+    example: {
+      items: [SUMMARY_EXAMPLE],
+      nextCursor: 'op_lx2k9a1b2c3d4e5f6',
+      links: { next: '/v1/operations?state=running&state=paused&limit=1&cursor=op_lx2k9a1b2c3d4e5f6' },
+    },
+  },
+);
+
+interface SummaryRow {
+  id: string;
+  action: string;
+  target_type: string;
+  mode: string;
+  state: string;
+  reason: string;
+  ticket: string;
+  requested_by_name: string;
+  item_count: number;
+  tenant_count: number;
+  current_wave: number | null;
+  halt_reason: string | null;
+  plan_hash: string | null;
+  created_at: Date;
+  updated_at: Date;
+  finished_at: Date | null;
+  wave_count: number;
+  items: number;
+  done: number;
+  failed: number;
+}
+
+/** One statement for the page and its progress; newest first (IDs sort by creation), keyset on id. */
+export async function listSummaries(db: Queryable, q: OperationsQuery & { limit: number }) {
+  const res = await db.query<SummaryRow>(
+    `SELECT o.id, o.action, o.target_type, o.mode, o.state, o.reason, o.ticket, o.requested_by_name, o.item_count,
+            o.tenant_count, o.current_wave, o.halt_reason, o.plan_hash, o.created_at, o.updated_at, o.finished_at,
+            w.wave_count, w.items, w.done, w.failed
+     FROM operations o
+     CROSS JOIN LATERAL (
+       SELECT count(*)::int AS wave_count, coalesce(sum(to_seq - from_seq), 0)::int AS items,
+              coalesce(sum(done), 0)::int AS done, coalesce(sum(failed), 0)::int AS failed
+       FROM operation_waves WHERE operation_id = o.id) w
+     WHERE ($1::text[] IS NULL OR o.state = ANY($1::text[]))
+       AND ($2::text[] IS NULL OR o.action = ANY($2::text[]))
+       AND ($3::text IS NULL OR o.id < $3)
+     ORDER BY o.id DESC
+     LIMIT $4`,
+    [q.state ?? null, q.kind ?? null, q.cursor ?? null, q.limit],
+  );
+  return res.rows.map((r) => ({
+    id: r.id,
+    kind: r.action,
+    action: r.action,
+    targetType: r.target_type,
+    mode: r.mode,
+    state: r.state,
+    reason: r.reason,
+    ticket: r.ticket,
+    requestedBy: r.requested_by_name,
+    itemCount: r.item_count,
+    tenantCount: r.tenant_count,
+    currentWave: r.current_wave,
+    waveCount: r.wave_count,
+    haltReason: r.halt_reason,
+    progress: { items: r.items, done: r.done, failed: r.failed, pending: r.items - r.done - r.failed },
+    planHash: r.plan_hash,
+    createdAt: r.created_at.toISOString(),
+    updatedAt: r.updated_at.toISOString(),
+    finishedAt: r.finished_at?.toISOString() ?? null,
+    links: { self: `${LIST_PATH}/${r.id}` },
+  }));
+}
+
+export function listRoute(app: App) {
+  app.get(
+    '/operations',
+    {
+      config: { auth: 'any' },
+      preValidation: listFilters({ state: OP_STATES, kind: KINDS }),
+      schema: {
+        operationId: 'listOperations',
+        tags: ['operations'],
+        summary: 'List operations',
+        description:
+          'Summaries with progress, newest first: no plan and no policies (GET /v1/operations/{id} has them). ' +
+          'Filter by `state` and `kind`, each taking several values (`state=running&state=paused` or ' +
+          '`state=running,paused`); an unknown value is 400 VALIDATION_FAILED naming the parameter and its allowed values. ' +
+          'Page with `cursor` = `nextCursor` of the previous page, or follow `links.next`.',
+        querystring: OperationsQuery,
+        response: { 200: OperationsPage, ...errorResponses(400, 401) },
+      },
+    },
+    async (req) => {
+      const limit = req.query.limit!;
+      const items = await listSummaries(app.db.pool, { ...req.query, limit });
+      const nextCursor = items.length === limit ? items[items.length - 1]!.id : null;
+      return { items, nextCursor, links: { next: nextLink(LIST_PATH, req.query, 'cursor', nextCursor) } };
+    },
+  );
+}

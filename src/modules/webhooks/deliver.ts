@@ -1,0 +1,122 @@
+// One delivery attempt: read the delivery and its endpoint, sign, POST with a deadline, record the
+// outcome on the delivery row. A failure throws, so BullMQ retries it with backoff; the last
+// attempt marks the row `failed`. Nothing here touches an operation: a slow or dead receiver only
+// holds a webhook job, never the engine.
+import type http from 'node:http';
+import type pg from 'pg';
+import { UnrecoverableError } from 'bullmq';
+import { Webhook } from 'standardwebhooks';
+import { guardedLookup, type HostAllowlist } from '../adapters/host-allowlist.ts';
+import { createAgent, sendRequest } from '../adapters/http-transport.ts';
+import type { WebhookEvent } from './events.ts';
+import { openSecret } from './secrets.ts';
+import { slackMessage } from './slack.ts';
+import { webhookUrlProblem } from './url-policy.ts';
+
+export interface DeliverDeps {
+  pool: pg.Pool;
+  masterKey: Buffer;
+  allow: HostAllowlist;
+  /** Whole-request deadline of one POST (connect to last byte). */
+  timeoutMs: number;
+  agents: { http: http.Agent; https: http.Agent };
+}
+
+export const createAgents = () => ({ http: createAgent('http:'), https: createAgent('https:') });
+
+/** What one attempt came to (the processor decides on retries). */
+export type Attempt =
+  'skipped' | { ok: true; status: number } | { ok: false; error: string; status: number | null; retry: boolean };
+
+// A receiver's error text is stored and shown to admins: bounded, one line.
+const short = (s: string) => s.replace(/\s+/g, ' ').slice(0, 300);
+
+async function record(pool: pg.Pool, id: string, a: Exclude<Attempt, 'skipped'>, final: boolean) {
+  if (a.ok) {
+    await pool.query(
+      `UPDATE webhook_deliveries SET status = 'delivered', attempts = attempts + 1, last_error = NULL,
+              last_status_code = $2, delivered_at = now(), updated_at = now()
+        WHERE id = $1 AND status = 'pending'`,
+      [id, a.status],
+    );
+    return;
+  }
+  await pool.query(
+    `UPDATE webhook_deliveries SET attempts = attempts + 1, last_status_code = $2, last_error = $3,
+            status = CASE WHEN $4::boolean THEN 'failed' ELSE status END,
+            failed_at = CASE WHEN $4::boolean THEN now() ELSE failed_at END, updated_at = now()
+      WHERE id = $1 AND status = 'pending'`,
+    [id, a.status, a.error, final],
+  );
+}
+
+/** Sends delivery `id` once. `final`: no attempt follows this one if it fails. */
+export async function deliverOnce(deps: DeliverDeps, id: string, final: boolean): Promise<Attempt> {
+  const r = await deps.pool.query(
+    `SELECT d.status, d.event_id, d.payload, e.id AS endpoint_id, e.url, e.format, e.enabled, e.deleted_at, e.secret_sealed
+       FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id WHERE d.id = $1`,
+    [id],
+  );
+  const row = r.rows[0];
+  // Delivered, failed or cancelled already (a repeated job): nothing to do.
+  if (!row || row.status !== 'pending') return 'skipped';
+  if (!row.enabled || row.deleted_at) {
+    await deps.pool.query(
+      `UPDATE webhook_deliveries SET status = 'cancelled', last_error = $2, updated_at = now() WHERE id = $1 AND status = 'pending'`,
+      [id, row.deleted_at ? 'endpoint deleted' : 'endpoint disabled'],
+    );
+    return 'skipped';
+  }
+  const outcome = await attempt(deps, row);
+  await record(deps.pool, id, outcome, final || (!outcome.ok && !outcome.retry));
+  return outcome;
+}
+
+async function attempt(deps: DeliverDeps, row: Record<string, unknown>): Promise<Exclude<Attempt, 'skipped'>> {
+  // The allow-list may have changed since the endpoint was registered: checked on every attempt.
+  const problem = webhookUrlProblem(row.url as string, deps.allow);
+  if (problem) return { ok: false, error: short(problem.message), status: null, retry: false };
+  const url = new URL(row.url as string);
+  const event = row.payload as WebhookEvent['body'];
+  const body = JSON.stringify(row.format === 'slack' ? slackMessage(event) : event);
+  let secret: string;
+  try {
+    secret = openSecret(deps.masterKey, row.endpoint_id as string, row.secret_sealed as Buffer);
+  } catch {
+    // Sealed under another master key: no retry can fix that; rotating the secret does.
+    const error = 'cannot open the signing secret (sealed under another BLASTGATE_SNAPSHOT_KEY): rotate it';
+    return { ok: false, error, status: null, retry: false };
+  }
+  const now = new Date();
+  const msgId = row.event_id as string;
+  const headers = {
+    'webhook-id': msgId,
+    'webhook-timestamp': String(Math.floor(now.getTime() / 1000)),
+    'webhook-signature': new Webhook(secret).sign(msgId, now, body),
+    'user-agent': 'blastgate-webhooks',
+  };
+  try {
+    const res = await sendRequest(
+      url.protocol === 'https:' ? deps.agents.https : deps.agents.http,
+      url,
+      { method: 'POST', path: `${url.pathname}${url.search}`, headers, body, timeoutMs: deps.timeoutMs },
+      guardedLookup(deps.allow),
+    );
+    if (res.status >= 200 && res.status < 300) return { ok: true, status: res.status };
+    return {
+      ok: false,
+      error: short(`HTTP ${res.status}${res.body ? `: ${res.body}` : ''}`),
+      status: res.status,
+      retry: true,
+    };
+  } catch (err) {
+    return { ok: false, error: short((err as Error).message || String(err)), status: null, retry: true };
+  }
+}
+
+/** The BullMQ processor's verdict: resolve on success, throw to retry, UnrecoverableError to stop. */
+export function throwUnlessDelivered(a: Attempt): void {
+  if (a === 'skipped' || a.ok) return;
+  if (!a.retry) throw new UnrecoverableError(a.error);
+  throw new Error(a.error);
+}
