@@ -33,6 +33,8 @@ COPY package.json ./
 COPY --from=prod-deps /app/node_modules ./node_modules
 COPY prisma ./prisma
 COPY --from=build /app/dist ./dist
+# The live view's files (/ui) are served as they are, next to the compiled routes that serve them.
+COPY src/modules/ui/static ./dist/modules/ui/static
 USER node
 EXPOSE 3000
 # node:22-slim has no curl: ask Node itself.

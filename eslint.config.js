@@ -1,5 +1,6 @@
 // typescript-eslint with type-aware rules: floating promises in queue and worker code lose work.
 import js from '@eslint/js';
+import globals from 'globals';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
@@ -24,4 +25,6 @@ export default tseslint.config(
   },
   { files: ['**/*.js', '**/*.mjs'], ...tseslint.configs.disableTypeChecked },
   { files: ['**/*.js', '**/*.mjs'], languageOptions: { globals: { process: 'readonly', console: 'readonly' } } },
+  // The live view's script runs in the browser.
+  { files: ['src/modules/ui/static/**/*.js'], languageOptions: { globals: globals.browser } },
 );

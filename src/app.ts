@@ -30,6 +30,7 @@ import tokenRoutes from './modules/auth/routes.ts';
 import auditRoutes, { installRefusalAudit } from './modules/audit/routes.ts';
 import eventRoutes from './modules/events/routes.ts';
 import healthRoutes from './modules/health/routes.ts';
+import uiRoutes from './modules/ui/routes.ts';
 import registryRoutes from './modules/registry/routes.ts';
 import operationRoutes from './modules/operations/routes.ts';
 import affectedTenantRoutes from './modules/operations/affected-tenants.ts';
@@ -129,6 +130,7 @@ export async function buildApp(opts: AppOptions): Promise<App> {
   installRefusalAudit(app);
 
   await app.register(healthRoutes);
+  await app.register(uiRoutes);
   await app.register(
     async (v1) => {
       await v1.register(registryRoutes, { prefix: '/registry' });

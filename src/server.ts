@@ -139,6 +139,7 @@ async function main() {
   const shown = address.replace('://0.0.0.0', '://127.0.0.1');
   console.log(`\nBlastgate is listening on ${shown}`);
   console.log(`  Swagger UI:  ${shown}/docs`);
+  console.log(`  Live view:   ${shown}/ui`);
   console.log(`  Admin token: ${adminLine}`);
   console.log(`  Workers:     ${workers ? 'running in this process' : 'not in this process (run `npm run worker`)'}\n`);
 

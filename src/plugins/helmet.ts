@@ -1,8 +1,8 @@
 // Security headers on every response (@fastify/helmet), with a Content-Security-Policy that the
-// pages this server serves work under: Swagger UI at /docs today, a live view page later. The
+// pages this server serves work under: Swagger UI at /docs and the live view at /ui. The
 // rule for such pages: scripts, styles, images and fonts are files served by this server (no
-// inline <script>, no CDN), data is fetched from this origin (fetch, EventSource for the
-// operation events). Inline styles are allowed because Swagger UI applies some
+// inline <script>, no CDN), data is fetched from this origin (fetch, also for the operation
+// event stream). Inline styles are allowed because Swagger UI applies some
 // (swagger-api/swagger-ui#10655); inline scripts and eval are not.
 import fp from 'fastify-plugin';
 import helmet from '@fastify/helmet';

@@ -8,7 +8,9 @@ export const OPENAPI_INFO = {
   description:
     'Deletion-safety gate. Destructive bulk operations are resolved ID by ID against the tenant registry, ' +
     'planned with their blast radius, and executed in canary waves with automatic halt and rollback. ' +
-    'Every /v1 route needs `Authorization: Bearer <token>`; errors are `{ code, message, details, requestId }`.',
+    'Every /v1 route needs `Authorization: Bearer <token>`; errors are `{ code, message, details, requestId }`. ' +
+    'To follow operations live (progress per wave, bake countdown, probes, halt reason, audit timeline, pause and ' +
+    'rollback buttons), open the [live view](/ui).',
   version: '0.1.0',
 };
 

@@ -93,6 +93,12 @@ const UNDOCUMENTED: Endpoint[] = [
       { name: 'file', in: 'path', required: true, schema: { type: 'string', enum: ['index.html', 'index.css'] } },
     ],
   },
+  { method: 'GET', path: '/ui', params: [] },
+  {
+    method: 'GET',
+    path: '/ui/{file}',
+    params: [{ name: 'file', in: 'path', required: true, schema: { type: 'string', enum: ['app.js', 'app.css'] } }],
+  },
 ];
 
 /** The pool of known IDs a path's `{id}` should mostly be drawn from. */

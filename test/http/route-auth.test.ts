@@ -25,7 +25,15 @@ vi.mock('fastify', async (importOriginal) => {
 });
 
 /** Routes outside /v1 that are public on purpose. Anything else outside /v1 fails the test. */
-const PUBLIC = [/^\/healthz$/, /^\/readyz$/, /^\/metrics$/, /^\/openapi\.json$/, /^\/docs(\/.*)?$/];
+// /ui: the live view's page, script and stylesheet hold no data; the page asks for a token to read any.
+const PUBLIC = [
+  /^\/healthz$/,
+  /^\/readyz$/,
+  /^\/metrics$/,
+  /^\/openapi\.json$/,
+  /^\/docs(\/.*)?$/,
+  /^\/ui(\/(app\.(js|css))?)?$/,
+];
 
 // Authentication runs in onRequest, before validation, so any syntactically valid value will do.
 const PLACEHOLDER = '00000000-0000-4000-8000-000000000000';
@@ -85,7 +93,7 @@ describe('route authentication and authorisation', () => {
     ).toEqual([]);
   });
 
-  it('has no public route outside /v1 except health, metrics and docs', () => {
+  it('has no public route outside /v1 except health, metrics, docs and the live view page', () => {
     const unexpected = recorded.filter((r) => !r.url.startsWith('/v1') && !PUBLIC.some((p) => p.test(r.url)));
     expect(unexpected.map(label)).toEqual([]);
   });

@@ -3,10 +3,38 @@ import { Type } from '@fastify/type-provider-typebox';
 import { ERROR_EXAMPLES } from '../../lib/error-examples.ts';
 import { errorResponse, errorResponses, type App } from '../../lib/schemas.ts';
 import { DEFAULT_ROTATION_GRACE_SECONDS, type AuthService } from './service.ts';
-import { CreateTokenBody, CreatedToken, RotateTokenBody, RotatedToken, TokenIdParams, TokenList } from './schemas.ts';
+import {
+  CreateTokenBody,
+  CreatedToken,
+  RotateTokenBody,
+  RotatedToken,
+  TokenIdParams,
+  TokenList,
+  WhoAmI,
+} from './schemas.ts';
 
 export default async function tokenRoutes(app: App, opts: { auth: AuthService }) {
   const { auth } = opts;
+  // Any role: a client (the live view at /ui) shows only the buttons its token may use.
+  app.get(
+    '/auth/whoami',
+    {
+      config: { auth: 'any' },
+      schema: {
+        operationId: 'whoAmI',
+        tags: ['admin'],
+        summary: 'Who am I',
+        description:
+          'The id, name, role and scope of the token that sends the request; never its secret. Any role may ask.',
+        response: { 200: WhoAmI, ...errorResponses(401) },
+      },
+    },
+    async (req) => {
+      const { tokenId, name, role, scope } = req.principal!;
+      return { tokenId, name, role, scope };
+    },
+  );
+
   app.post(
     '/admin/tokens',
     {

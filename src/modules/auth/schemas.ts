@@ -161,3 +161,16 @@ export const TokenList = Type.Object(
 );
 
 export const TokenIdParams = Type.Object({ id: Type.String({ format: 'uuid', description: 'Token id' }) });
+
+export const WhoAmI = Type.Object(
+  {
+    tokenId: Type.String({ format: 'uuid', description: 'Id of the token that sent the request' }),
+    name: Type.String({ description: 'Its name (what audit events and halt reasons show)' }),
+    role: Type.String({ description: 'viewer, requester, approver, operator or admin' }),
+    scope: Nullable(ScopeSchema),
+  },
+  {
+    description: 'The token that sent the request',
+    example: { tokenId: EXAMPLE_ID, name: 'oncall-operator', role: 'operator', scope: null },
+  },
+);

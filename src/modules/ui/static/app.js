@@ -1,0 +1,462 @@
+// Blastgate live view: the operations list and one operation followed live. Plain DOM, no
+// framework; every value from the API is put on the page as text (textContent), never as HTML.
+// The token is kept in this tab's sessionStorage only and sent as `Authorization: Bearer`; the
+// event stream is read with fetch() (EventSource cannot send that header) and resumed with
+// Last-Event-ID after a drop, so a reconnect misses nothing.
+const TOKEN_KEY = 'blastgate.token';
+// prettier-ignore
+const STATES = [
+  'planned', 'approved', 'running', 'baking', 'paused', 'halted', 'rolling_back', 'completed',
+  'completed_with_failures', 'rolled_back', 'rollback_incomplete', 'rejected', 'cancelled', 'failed', 'expired',
+];
+// Terminal or ended: listed after the operations that may still change.
+const ENDED = ['completed', 'completed_with_failures', 'rolled_back', 'rollback_incomplete'];
+const FINISHED = [...ENDED, 'rejected', 'cancelled', 'failed', 'expired'];
+const STOPPABLE = ['running', 'baking', 'paused', 'halted'];
+// Which buttons a role sees, and in which states; the server decides in the end (its refusal is shown).
+const ACTIONS = [
+  { path: 'approve', label: 'Approve…', role: 'approver', when: (op) => op.state === 'planned' },
+  { path: 'pause', label: 'Pause…', role: 'operator', when: (op) => ['running', 'baking'].includes(op.state) },
+  { path: 'resume', label: 'Resume…', role: 'operator', when: (op) => ['paused', 'halted'].includes(op.state) },
+  {
+    path: 'abort',
+    label: 'Abort…',
+    role: 'operator',
+    when: (op) => ['planned', 'approved', 'rolling_back', ...STOPPABLE].includes(op.state),
+  },
+  {
+    path: 'rollback',
+    label: 'Roll back…',
+    role: 'operator',
+    when: (op) => op.kind === 'delete' && [...STOPPABLE, 'completed', 'completed_with_failures'].includes(op.state),
+  },
+];
+
+const $ = (id) => document.getElementById(id);
+const token = () => sessionStorage.getItem(TOKEN_KEY);
+const el = (tag, text, cls) => {
+  const e = document.createElement(tag);
+  if (text !== undefined && text !== null) e.textContent = String(text);
+  if (cls) e.className = cls;
+  return e;
+};
+const sleep = (ms, signal) =>
+  new Promise((resolve) => {
+    const t = setTimeout(resolve, ms);
+    signal?.addEventListener('abort', () => (clearTimeout(t), resolve()), { once: true });
+  });
+
+class ApiError extends Error {
+  constructor(status, body) {
+    super(`${status} ${body?.code ?? 'ERROR'}: ${body?.message ?? 'the request failed'}`);
+    this.status = status;
+    this.code = body?.code;
+  }
+}
+
+async function api(path, opts = {}) {
+  const headers = { authorization: `Bearer ${token()}`, accept: 'application/json' };
+  if (opts.body !== undefined) headers['content-type'] = 'application/json';
+  const init = { method: opts.method ?? 'GET', headers, cache: 'no-store' };
+  if (opts.body !== undefined) init.body = JSON.stringify(opts.body);
+  const res = await fetch(path, init);
+  const body = await res.json().catch(() => null);
+  if (!res.ok) throw new ApiError(res.status, body);
+  return body;
+}
+
+function showError(err) {
+  $('error').hidden = !err;
+  $('error').textContent = err ? (err.message ?? String(err)) : '';
+  if (err?.status === 401) forget();
+}
+
+let me = null;
+let view = null; // the operation being shown: { id, op, waves, probes, timeline, cursor, ctrl, offset, ended }
+let listTimer = null;
+
+function forget() {
+  sessionStorage.removeItem(TOKEN_KEY);
+  me = null;
+  stopViews();
+  for (const id of ['list', 'op', 'forget']) $(id).hidden = true;
+  $('whoami').textContent = '';
+  $('login').hidden = false;
+}
+
+async function start() {
+  if (!token()) return forget();
+  $('login').hidden = true;
+  try {
+    me = await api('/v1/auth/whoami');
+  } catch (err) {
+    return showError(err);
+  }
+  $('whoami').textContent = `${me.name} (${me.role})`;
+  $('forget').hidden = false;
+  route();
+}
+
+function route() {
+  if (!me) return;
+  showError(null);
+  const m = /^#\/op\/(.+)$/.exec(location.hash);
+  void (m ? showOp(decodeURIComponent(m[1])) : showList());
+}
+
+function stopViews() {
+  clearInterval(listTimer);
+  if (view) {
+    view.ctrl.abort();
+    clearInterval(view.tick);
+  }
+  view = null;
+}
+
+// ---- operations list -------------------------------------------------------------------------
+async function showList() {
+  stopViews();
+  $('op').hidden = true;
+  $('list').hidden = false;
+  listTimer = setInterval(() => void loadList().catch(showError), 5000);
+  await loadList().catch(showError);
+}
+
+async function loadList() {
+  const picked = [...document.querySelectorAll('#filters input:checked')].map((i) => i.value);
+  // One request per ticked state: a single `state` is what every version of the list route takes.
+  const pages = await Promise.all(
+    (picked.length ? picked : [null]).map((s) =>
+      api(`/v1/operations?limit=100${s ? `&state=${encodeURIComponent(s)}` : ''}`),
+    ),
+  );
+  const ops = new Map(pages.flatMap((p) => p.items).map((o) => [o.id, o]));
+  const rank = (o) => (FINISHED.includes(o.state) ? 1 : 0);
+  const sorted = [...ops.values()].sort((a, b) => rank(a) - rank(b) || String(b.createdAt).localeCompare(a.createdAt));
+  $('ops').replaceChildren(
+    ...sorted.map((o) => {
+      const tr = el('tr');
+      tr.dataset.id = o.id;
+      tr.dataset.state = o.state;
+      const link = el('a', o.id);
+      link.href = `#/op/${encodeURIComponent(o.id)}`;
+      const cells = [o.state, o.kind ?? o.action, o.targetType, o.itemCount, o.tenantCount, when(o.createdAt)];
+      tr.append(el('td'), ...cells.map((c) => el('td', c)));
+      tr.firstChild.append(link);
+      tr.children[1].className = `state state-${o.state}`;
+      return tr;
+    }),
+  );
+  $('ops-empty').hidden = sorted.length > 0;
+}
+
+const when = (iso) => (iso ? new Date(iso).toLocaleString() : '');
+
+// ---- one operation ---------------------------------------------------------------------------
+async function showOp(id) {
+  stopViews();
+  $('list').hidden = true;
+  $('op').hidden = false;
+  const v = { id, op: null, waves: [], probes: null, timeline: new Map(), cursor: null, offset: 0, ended: false };
+  v.ctrl = new AbortController();
+  view = v;
+  $('op-id').textContent = id;
+  for (const c of ['waves', 'timeline', 'actions']) $(c).replaceChildren();
+  try {
+    const [op, audit] = await Promise.all([api(`/v1/operations/${encodeURIComponent(id)}`), loadAudit(id)]);
+    if (view !== v) return;
+    applyOperation(v, op);
+    for (const a of audit) addEntry(v, { ...a, from: a.payload.from, to: a.payload.to, detail: a.payload });
+    // The stream resumes after the last audit event read here: nothing twice, nothing missed.
+    v.cursor = audit.length ? audit[audit.length - 1].seq : null;
+  } catch (err) {
+    return showError(err);
+  }
+  render(v);
+  v.tick = setInterval(() => renderBake(v), 1000);
+  void follow(v);
+}
+
+async function loadAudit(id) {
+  const events = [];
+  let after = null;
+  for (let page = 0; page < 50; page++) {
+    const q = `operationId=${encodeURIComponent(id)}&limit=1000${after === null ? '' : `&after=${after}`}`;
+    const r = await api(`/v1/audit?${q}`);
+    events.push(...r.items);
+    if (r.nextAfter === null) break;
+    after = r.nextAfter;
+  }
+  return events;
+}
+
+/** GET /v1/operations/{id} (or a command's answer): its per-wave ledger counts become the strip. */
+function applyOperation(v, op) {
+  v.op = { ...v.op, ...op, waveCount: op.plan?.waves?.length ?? v.op?.waveCount ?? 0 };
+  const counts = new Map((op.waveProgress ?? []).map((w) => [w.wave, w.counts]));
+  v.waves = (op.plan?.waves ?? []).map((w) => {
+    const c = counts.get(w.index) ?? {};
+    return {
+      wave: w.index,
+      items: w.items,
+      done: c.done ?? 0,
+      failed: (c.failed ?? 0) + (c.restore_failed ?? 0),
+      restored: c.restored ?? 0,
+      inFlight: (c.claimed ?? 0) + (c.restoring ?? 0),
+    };
+  });
+}
+
+// Reads the stream until it ends; reconnects with the last cursor after a drop (bounded backoff).
+async function follow(v) {
+  let delay = 500;
+  v.ended = false;
+  while (!v.ctrl.signal.aborted) {
+    setStream('connecting');
+    try {
+      const headers = { authorization: `Bearer ${token()}`, accept: 'text/event-stream' };
+      if (v.cursor !== null) headers['last-event-id'] = String(v.cursor);
+      const url = `/v1/operations/${encodeURIComponent(v.id)}/events`;
+      const res = await fetch(url, { headers, signal: v.ctrl.signal, cache: 'no-store' });
+      if (!res.ok) {
+        const err = new ApiError(res.status, await res.json().catch(() => null));
+        if (res.status !== 429 && res.status < 500) return (setStream('stopped'), showError(err));
+        throw err;
+      }
+      setStream('live');
+      delay = 500;
+      if (await readFrames(res.body, (f) => onFrame(v, f))) return ((v.ended = true), setStream('ended'));
+    } catch (err) {
+      if (v.ctrl.signal.aborted) return;
+      setStream(`reconnecting (${err.message ?? err})`);
+    }
+    await sleep(delay, v.ctrl.signal);
+    delay = Math.min(delay * 2, 10_000);
+  }
+}
+
+/** SSE framing: `field: value` lines, a blank line ends a frame, `:` lines are comments. True after `end`. */
+async function readFrames(body, onFrame) {
+  const reader = body.pipeThrough(new TextDecoderStream()).getReader();
+  let buf = '';
+  let frame = { event: 'message', id: null, data: [] };
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return false;
+    buf += value;
+    let nl;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, nl).replace(/\r$/, '');
+      buf = buf.slice(nl + 1);
+      if (line === '') {
+        if (frame.data.length) onFrame({ ...frame, data: JSON.parse(frame.data.join('\n')) });
+        if (frame.event === 'end') return (await reader.cancel().catch(() => undefined), true);
+        frame = { event: 'message', id: null, data: [] };
+        continue;
+      }
+      if (line.startsWith(':')) continue;
+      const colon = line.indexOf(':');
+      const field = colon < 0 ? line : line.slice(0, colon);
+      const val = colon < 0 ? '' : line.slice(colon + 1).replace(/^ /, '');
+      if (field === 'data') frame.data.push(val);
+      else if (field === 'event') frame.event = val;
+      else if (field === 'id') frame.id = val;
+    }
+  }
+}
+
+function onFrame(v, { event, id, data }) {
+  if (view !== v) return;
+  if (data.serverTime) v.offset = Date.parse(data.serverTime) - Date.now();
+  if (event === 'snapshot') {
+    v.op = { ...v.op, ...data.operation };
+    mergeWaves(v, data.waves);
+    v.probes = data.probes ?? v.probes;
+  } else if (event === 'transition') {
+    addEntry(v, data);
+    const { state, haltReason, bakeUntil } = data;
+    v.op = { ...v.op, ...(state ? { state } : {}), haltReason, bakeUntil };
+  } else if (event === 'progress') {
+    const { state, currentWave, bakeUntil, haltReason, waves } = data;
+    v.op = { ...v.op, state, currentWave, bakeUntil, haltReason };
+    mergeWaves(v, waves);
+  } else if (event === 'probes') v.probes = data;
+  else if (event === 'end') v.op = { ...v.op, state: data.state };
+  if (id !== null && /^\d+$/.test(id)) v.cursor = Number(id);
+  render(v);
+}
+
+/** Stream wave counts replace the ones shown, wave by wave (a wave the stream does not list keeps its row). */
+function mergeWaves(v, waves) {
+  const byWave = new Map(v.waves.map((w) => [w.wave, w]));
+  for (const w of waves ?? []) byWave.set(w.wave, w);
+  v.waves = [...byWave.values()].sort((a, b) => a.wave - b.wave);
+}
+
+function addEntry(v, e) {
+  v.timeline.set(e.seq, e);
+}
+
+// ---- rendering -------------------------------------------------------------------------------
+function setStream(s) {
+  $('stream').dataset.stream = s.split(' ')[0];
+  $('stream').textContent = `· updates: ${s}`;
+}
+
+function render(v) {
+  const op = v.op;
+  $('op-state').textContent = op.state;
+  $('op-state').className = `state state-${op.state}`;
+  const waves =
+    op.currentWave === null || op.currentWave === undefined
+      ? `${op.waveCount} waves`
+      : `wave ${op.currentWave + 1} of ${op.waveCount}`;
+  $('op-summary').textContent =
+    `${op.kind ?? op.action} of ${op.itemCount} ${op.targetType} items across ${op.tenantCount} tenants · ` +
+    `${waves} · requested by ${op.requestedBy}`;
+  $('halt').hidden = !op.haltReason;
+  $('halt').textContent = op.haltReason ? `Halt reason: ${op.haltReason}` : '';
+  renderBake(v);
+  $('waves').replaceChildren(...v.waves.map(renderWave));
+  renderProbes(v.probes);
+  renderActions(v);
+  const entries = [...v.timeline.values()].sort((a, b) => b.seq - a.seq);
+  $('timeline').replaceChildren(...entries.map(renderEntry));
+}
+
+function renderWave(w) {
+  const li = el('li');
+  const n = (k) => w[k] ?? 0;
+  for (const k of ['wave', 'items', 'done', 'failed', 'restored']) li.dataset[k] = String(n(k));
+  const bar = el('div', null, 'bar');
+  for (const k of ['done', 'failed', 'restored']) {
+    const seg = el('span', null, `seg ${k}`);
+    seg.style.width = `${w.items ? (100 * n(k)) / w.items : 0}%`;
+    bar.append(seg);
+  }
+  const text = `Wave ${n('wave') + 1}: ${n('done')} done · ${n('failed')} failed · ${n('restored')} restored of ${n('items')}`;
+  li.append(el('span', text, 'wave-label'), bar);
+  return li;
+}
+
+function renderBake(v) {
+  const until = v?.op?.bakeUntil;
+  const baking = v?.op?.state === 'baking' && until;
+  $('bake').hidden = !baking;
+  if (!baking) return;
+  const left = Math.max(0, Math.round((Date.parse(until) - (Date.now() + v.offset)) / 1000));
+  $('bake').textContent = `Baking: ${Math.floor(left / 60)}:${String(left % 60).padStart(2, '0')} left`;
+}
+
+function renderProbes(round) {
+  $('probes-none').hidden = Boolean(round);
+  $('probes').hidden = !round;
+  if (!round) return;
+  $('probes-caption').textContent = `Wave ${round.wave + 1}, ${when(round.at)}`;
+  $('probes')
+    .querySelector('tbody')
+    .replaceChildren(
+      ...round.results.map((r) => {
+        const tr = el('tr', null, `probe-${r.result}`);
+        tr.append(el('td', r.tenantId), el('td', r.result), el('td', r.detail ?? ''));
+        return tr;
+      }),
+    );
+}
+
+function renderActions(v) {
+  const allowed = ACTIONS.filter((a) => (me.role === 'admin' || me.role === a.role) && a.when(v.op));
+  $('actions').replaceChildren(
+    ...allowed.map((a) => {
+      const b = el('button', a.label);
+      b.type = 'button';
+      b.dataset.action = a.path;
+      b.addEventListener('click', () => openDialog(v, a));
+      return b;
+    }),
+  );
+}
+
+function renderEntry(e) {
+  const d = e.detail ?? {};
+  const move = e.from || e.to ? ` ${e.from ?? '–'} → ${e.to ?? '–'}` : '';
+  const why = d.reason ?? d.haltReason ?? d.comment ?? '';
+  const li = el('li', `${when(e.at)} ${e.action}${move} by ${e.actor} (${e.outcome})${why ? `: ${why}` : ''}`);
+  li.dataset.seq = String(e.seq);
+  li.dataset.action = e.action;
+  return li;
+}
+
+// ---- commands --------------------------------------------------------------------------------
+let pending = null; // the command the dialog is open for
+
+function openDialog(v, action) {
+  pending = { v, action };
+  const approve = action.path === 'approve';
+  $('confirm-title').textContent = `${action.label.replace('…', '')} operation ${v.id}`;
+  $('confirm-plan').hidden = !approve;
+  if (approve) {
+    const p = v.op.plan ?? {};
+    $('confirm-plan-summary').textContent =
+      `${p.itemCount} items, ${p.tenantCount} tenants, ${p.waves?.length ?? 0} waves` +
+      `${p.budgets ? (p.budgets.withinBudget ? ', within budget' : `, over budget: ${p.budgets.breaches.join(', ')}`) : ''}` +
+      `${p.requiresBreakGlass ? ', break-glass (needs a second approval by an admin)' : ''}`;
+    $('confirm-hash').textContent = v.op.planHash ?? '';
+  }
+  $('reason-label').textContent = approve ? 'Comment (kept with the approval)' : 'Reason';
+  $('reason').value = '';
+  $('confirm-error').hidden = true;
+  $('confirm').showModal();
+}
+
+async function confirm(ev) {
+  ev.preventDefault();
+  if (!pending) return;
+  const { v, action } = pending;
+  const reason = $('reason').value.trim();
+  if (reason.length < 3) return fail('Give a reason (at least 3 characters).');
+  const body = action.path === 'approve' ? { planHash: v.op.planHash, comment: reason } : { reason };
+  try {
+    const op = await api(`/v1/operations/${encodeURIComponent(v.id)}/${action.path}`, { method: 'POST', body });
+    pending = null;
+    $('confirm').close();
+    if (view !== v) return;
+    applyOperation(v, op);
+    render(v);
+    if (v.ended) void follow(v); // e.g. a rollback of a completed operation: follow it again
+  } catch (err) {
+    fail(err.message ?? String(err));
+  }
+}
+
+function fail(message) {
+  $('confirm-error').textContent = message;
+  $('confirm-error').hidden = false;
+}
+
+// ---- wiring ----------------------------------------------------------------------------------
+$('filters').append(
+  ...STATES.map((s) => {
+    const label = el('label', ` ${s}`);
+    const box = el('input');
+    box.type = 'checkbox';
+    box.value = s;
+    box.addEventListener('change', () => void loadList().catch(showError));
+    label.prepend(box);
+    return label;
+  }),
+);
+$('login').addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  const value = $('token').value.trim();
+  $('token').value = '';
+  if (!value) return;
+  sessionStorage.setItem(TOKEN_KEY, value);
+  void start();
+});
+$('forget').addEventListener('click', forget);
+$('refresh').addEventListener('click', () => void loadList().catch(showError));
+$('confirm-form').addEventListener('submit', (ev) => void confirm(ev));
+$('confirm-cancel').addEventListener('click', () => ((pending = null), $('confirm').close()));
+window.addEventListener('hashchange', route);
+void start();

@@ -1,0 +1,285 @@
+// The live view in a real headless browser (Debian's Chromium driven by playwright-core) against
+// the real stack: API listening on 127.0.0.1, workers, PostgreSQL, Redis and a slow downstream.
+// An operator enters the token, sees the operations list, opens a running operation, watches its
+// progress strip advance from the event stream, pauses it with a reason, and the operation is
+// paused. The token stays in the tab's sessionStorage: never in localStorage, never in a URL.
+import type { AddressInfo } from 'node:net';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import request from 'supertest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  buildExecHarness,
+  getOperation,
+  submitAndStart,
+  useHttpAdapter,
+  type ExecHarness,
+} from '../support/execution.ts';
+import { appsOf, command, range } from '../support/exec-helpers.ts';
+import { findChromium } from '../support/chromium.ts';
+import { query, seedRegistry } from '../support/seed.ts';
+
+const APPS = 4;
+/** How long the page may take to show something (a bounded wait, not a timing assertion). */
+const POLL = { timeout: 15_000, interval: 100 };
+// Wave 0 the internal tenants, then 10%, 40% and all of the rest; no bake. A chunk records its
+// items' outcomes when it ends, so "done" moves wave by wave: several waves make it move often.
+const ROLLOUT = { bakeSeconds: 0, concurrency: 2, waves: ['10%', '40%', '100%'] };
+
+let h: ExecHarness;
+let browser: Browser;
+let base: string;
+beforeAll(async () => {
+  h = await buildExecHarness({ workers: 1 });
+  await seedRegistry(h.databaseUrl, { sites: 100, appsPerSite: APPS, internalTenants: 8 });
+  await useHttpAdapter(h);
+  await h.app.listen({ host: '127.0.0.1', port: 0 });
+  base = `http://127.0.0.1:${(h.app.server.address() as AddressInfo).port}`;
+  browser = await chromium.launch({ executablePath: findChromium(), args: ['--no-sandbox'], headless: true });
+});
+afterAll(async () => {
+  await browser?.close();
+  h?.downstream.hang(0);
+  await h?.close();
+});
+
+async function openWithToken(page: Page, token: string) {
+  await page.goto(`${base}/ui`);
+  await page.locator('#token').fill(token);
+  await page.locator('#login button[type=submit]').click();
+}
+
+/** Items done over every wave of the strip, as the page shows them. */
+const doneOnPage = (page: Page) =>
+  page.evaluate<number>(
+    `[...document.querySelectorAll('#waves li')].reduce((n, li) => n + Number(li.dataset.done ?? 0), 0)`,
+  );
+
+/** Polls the page (bounded) until `check` holds; returns the last value read. */
+async function pageUntil<T>(read: () => Promise<T>, check: (v: T) => boolean, what: string, timeoutMs = 30_000) {
+  const end = Date.now() + timeoutMs;
+  let last: T | undefined;
+  while (Date.now() < end) {
+    last = await read();
+    if (check(last)) return last;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out waiting for ${what}; last: ${JSON.stringify(last)}`);
+}
+
+describe('live view in headless Chromium', () => {
+  it('shows a running operation progressing, and its pause button pauses it with the reason given', async () => {
+    // Slow deletes (each answered after 600 ms, a few in flight): 164 items take half a minute,
+    // long enough to watch the operation and pause it.
+    h.downstream.hang(600);
+    const ids = appsOf([0, ...range(10, 50)], APPS);
+    const op = await submitAndStart(h, { ids, rollout: ROLLOUT });
+
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    const urls: string[] = [];
+    const streams: Promise<string | undefined>[] = []; // Last-Event-ID of every stream request
+    page.on('request', (r) => {
+      urls.push(r.url());
+      if (r.url().endsWith('/events')) streams.push(r.allHeaders().then((hd) => hd['last-event-id']));
+    });
+    const pageErrors: string[] = [];
+    page.on('pageerror', (e) => pageErrors.push(String(e)));
+    try {
+      await openWithToken(page, h.tokens.operator);
+      await expect.poll(() => page.locator('#whoami').textContent(), POLL).toBe('test-operator (operator)');
+
+      // The list shows the operation, running, among the active ones at the top.
+      const row = page.locator(`#ops tr[data-id="${op.id}"]`);
+      await row.waitFor({ timeout: 15_000 });
+      expect(await row.getAttribute('data-state')).toMatch(/^(running|baking)$/);
+      expect(await page.locator('#ops tr').first().getAttribute('data-id')).toBe(op.id);
+
+      await row.locator('a').click();
+      await page.locator('#stream[data-stream="live"]').waitFor({ timeout: 15_000 });
+      expect(await page.locator('#op-id').textContent()).toBe(op.id);
+      expect(await page.locator('#waves li').count()).toBe(op.waves.length);
+
+      // Progress arrives from the stream: the done count goes up while we watch.
+      const first = await pageUntil(
+        () => doneOnPage(page),
+        (n) => n > 0,
+        'items done on the page',
+      );
+      // A transition arrives live (the stream's cursor moves past the audit events read at load).
+      const seqsShown = () =>
+        page.evaluate<number[]>(`[...document.querySelectorAll('#timeline li')].map((li) => Number(li.dataset.seq))`);
+      // The first stream resumed after the audit events the page read when it opened.
+      const atLoad = Number(await streams[0]);
+      expect(atLoad).toBeGreaterThan(0);
+      const beforeDrop = Math.max(
+        ...(await pageUntil(seqsShown, (seqs) => Math.max(...seqs) > atLoad, 'a live transition')),
+      );
+      // The connection drops (the server closes every connection): the page reconnects on its
+      // own, resuming after the last event it got (Last-Event-ID), and goes on updating.
+      h.app.server.closeAllConnections();
+      await pageUntil(
+        async () => streams.length,
+        (n) => n >= 2,
+        'the page to reconnect',
+      );
+      await page.locator('#stream[data-stream="live"]').waitFor({ timeout: 30_000 });
+      const later = await pageUntil(
+        () => doneOnPage(page),
+        (n) => n > first,
+        'the done count to increase',
+      );
+      expect(later).toBeGreaterThan(first);
+      expect(later).toBeLessThan(ids.length);
+      // Hold the remaining deletes, so the operation is surely still running when the button is pressed.
+      h.downstream.hang(3_000);
+
+      // The timeline shows what happened so far (approval, start).
+      await expect.poll(() => page.locator('#timeline li[data-action="operation.approved"]').count(), POLL).toBe(1);
+
+      await page.locator('#actions button[data-action="pause"]').click();
+      await page.locator('#reason').fill('watching the canary dashboards');
+      await page.locator('#confirm-ok').click();
+      await page.locator('#confirm').waitFor({ state: 'hidden' });
+
+      await expect.poll(async () => (await getOperation(h, op.id)).state, POLL).toBe('paused');
+      expect((await getOperation(h, op.id)).haltReason).toBe('watching the canary dashboards');
+      await expect.poll(() => page.locator('#op-state').textContent(), POLL).toBe('paused');
+      await expect.poll(() => page.locator('#timeline li[data-action="operation.paused"]').count(), POLL).toBe(1);
+      // Paused: resume is offered, pause no longer.
+      expect(await page.locator('#actions button[data-action="resume"]').count()).toBe(1);
+      expect(await page.locator('#actions button[data-action="pause"]').count()).toBe(0);
+
+      // The token: in this tab's sessionStorage, nowhere else.
+      // (Expressions run in the page: this project's TypeScript has no DOM types.)
+      const storage = await page.evaluate<Record<string, unknown>>(
+        `({ session: sessionStorage.getItem('blastgate.token'), local: localStorage.length, href: location.href, cookie: document.cookie })`,
+      );
+      expect(storage).toEqual({ session: h.tokens.operator, local: 0, href: `${base}/ui#/op/${op.id}`, cookie: '' });
+      expect(urls.filter((u) => u.includes(h.tokens.operator))).toEqual([]);
+      expect(urls.every((u) => u.startsWith(base))).toBe(true);
+      expect(pageErrors).toEqual([]);
+
+      // Reconnected with the cursor, and the timeline holds every audit event of the operation
+      // exactly once: nothing missed across the drop, nothing twice.
+      const cursors = await Promise.all(streams);
+      expect(cursors.length).toBeGreaterThanOrEqual(2);
+      expect(Number(cursors[1])).toBeGreaterThanOrEqual(beforeDrop);
+      const audited = await query<{ seq: string }>(
+        h.databaseUrl,
+        'SELECT seq FROM audit_events WHERE operation_id = $1 ORDER BY seq',
+        [op.id],
+      );
+      const shown = await page.evaluate<string[]>(
+        `[...document.querySelectorAll('#timeline li')].map((li) => li.dataset.seq).reverse()`,
+      );
+      expect(shown).toEqual(audited.map((r) => String(r.seq)));
+    } finally {
+      await context.close();
+      h.downstream.hang(0);
+    }
+  });
+
+  it('shows a bad token as 401 with its code, a viewer no buttons, and a refused command with the server code', async () => {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    try {
+      await openWithToken(page, 'bg_not_a_token_at_all_0000000000');
+      await expect.poll(() => page.locator('#error').textContent(), POLL).toMatch(/^401 [A-Z_]+: /);
+      expect(await page.locator('#login').isVisible()).toBe(true);
+      expect(await page.evaluate<number>('sessionStorage.length + localStorage.length')).toBe(0);
+
+      const planned = await submitAndStart(h, { ids: appsOf([70], APPS), rollout: ROLLOUT }, false);
+      await openWithToken(page, h.tokens.viewer);
+      await page.goto(`${base}/ui#/op/${planned.id}`);
+      await expect.poll(() => page.locator('#op-state').textContent(), POLL).toBe('approved');
+      expect(await page.locator('#actions button').count()).toBe(0);
+
+      // An operator sees abort. A reason too short is refused by the page; a command the server
+      // refuses (someone else cancelled the operation meanwhile) shows the server's code.
+      await page.evaluate(`sessionStorage.setItem('blastgate.token', ${JSON.stringify(h.tokens.operator)})`);
+      await page.reload();
+      await page.locator('#actions button[data-action="abort"]').click();
+      await page.locator('#reason').fill('no');
+      await page.locator('#confirm-ok').click();
+      await expect.poll(() => page.locator('#confirm-error').textContent(), POLL).toMatch(/at least 3/);
+      expect((await command(h, 'operator', planned.id, 'abort', { reason: 'cancelled elsewhere' })).status).toBe(200);
+      await page.locator('#reason').fill('wrong change window');
+      await page.locator('#confirm-ok').click();
+      await expect.poll(() => page.locator('#confirm-error').textContent(), POLL).toMatch(/^409 INVALID_TRANSITION: /);
+      await page.locator('#confirm-cancel').click();
+      // The stream brought the cancellation: the page shows it and offers no button any more.
+      await expect.poll(() => page.locator('#op-state').textContent(), POLL).toBe('cancelled');
+      expect(await page.locator('#actions button').count()).toBe(0);
+      expect((await getOperation(h, planned.id)).haltReason).toBe('cancelled elsewhere');
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('lets an approver approve a planned operation after showing its plan summary and hash', async () => {
+    const created = await request(h.app.server)
+      .post('/v1/operations')
+      .set('authorization', h.auth('requester'))
+      .send({ targetType: 'app', reason: 'Remove the legacy app', ticket: 'CHG-9', ids: appsOf([75, 76], APPS) });
+    expect(created.status, JSON.stringify(created.body)).toBe(201);
+    const { id, planHash } = created.body as { id: string; planHash: string };
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    try {
+      await openWithToken(page, h.tokens.approver);
+      await page.locator(`#ops tr[data-id="${id}"] a`).click();
+      await expect.poll(() => page.locator('#op-state').textContent(), POLL).toBe('planned');
+      // An approver sees approve only.
+      expect(await page.locator('#actions button').evaluateAll((bs) => bs.map((b) => b.textContent))).toEqual([
+        'Approve…',
+      ]);
+      await page.locator('#actions button[data-action="approve"]').click();
+      expect(await page.locator('#confirm-hash').textContent()).toBe(planHash);
+      expect(await page.locator('#confirm-plan-summary').textContent()).toMatch(/^8 items, 2 tenants, \d+ waves/);
+      await page.locator('#reason').fill('checked the tenant list');
+      await page.locator('#confirm-ok').click();
+      await expect.poll(async () => (await getOperation(h, id)).state, POLL).toBe('approved');
+      await expect.poll(() => page.locator('#op-state').textContent(), POLL).toBe('approved');
+      const [approval] = await query<{ payload: { comment?: string; planHash?: string } }>(
+        h.databaseUrl,
+        `SELECT payload FROM audit_events WHERE operation_id = $1 AND action = 'operation.approved'`,
+        [id],
+      );
+      expect(approval?.payload.comment).toBe('checked the tenant list');
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('shows the bake countdown, the probe results and the halt reason of an unhealthy canary', async () => {
+    // Wave 0 (an internal tenant) bakes 8 s: its countdown and probe round show; wave 1's tenant
+    // then probes unhealthy in its bake and the operation halts before wave 2, saying why.
+    const wave1Tenant = 'tenant_00090';
+    h.downstream.probe(wave1Tenant, 'unhealthy');
+    const op = await submitAndStart(h, {
+      ids: appsOf([1, 90, 91], APPS),
+      rollout: { bakeSeconds: 8, concurrency: 2, waves: ['1', '100%'] },
+      haltPolicy: { onHalt: 'pause' },
+    });
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    try {
+      await openWithToken(page, h.tokens.viewer);
+      await page.locator('#ops').waitFor();
+      await page.goto(`${base}/ui#/op/${op.id}`);
+      await expect.poll(() => page.locator('#bake').textContent(), POLL).toMatch(/^Baking: 0:0\d left$/);
+      await expect.poll(() => page.locator('#probes tbody tr').count(), POLL).toBeGreaterThan(0);
+      expect(await page.locator('#probes tbody tr').first().textContent()).toMatch(/^tenant_\d+healthy/);
+      await expect.poll(() => page.locator('#op-state').textContent(), { ...POLL, timeout: 45_000 }).toBe('halted');
+      expect(await page.locator('#halt').textContent()).toMatch(
+        new RegExp(`^Halt reason: wave 1: unhealthy probes: ${wave1Tenant}`),
+      );
+      expect(await page.locator('#bake').isVisible()).toBe(false);
+      expect(await page.locator(`#probes tr.probe-unhealthy`).count()).toBe(1);
+      expect(await page.locator('#actions button').count()).toBe(0); // a viewer
+    } finally {
+      await context.close();
+      h.downstream.reset();
+    }
+  });
+});
