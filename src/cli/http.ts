@@ -1,0 +1,97 @@
+// The API client: JSON requests, a streamed NDJSON upload, and one error shape. Any answer that is
+// not 2xx becomes a CliError carrying the server's `code`, message and details (a 422
+// PLAN_REJECTED exits 10; everything else 1); a connection that fails says where it tried.
+import { CliError, EXIT } from './exit-codes.ts';
+import type { Connection } from './config.ts';
+
+export interface ApiErrorBody {
+  code?: string;
+  message?: string;
+  details?: unknown;
+  requestId?: string;
+}
+
+export interface RequestOptions {
+  body?: unknown;
+  /** A streamed body (sent as it is produced, never held whole). */
+  stream?: AsyncIterable<Uint8Array>;
+  contentType?: string;
+  headers?: Record<string, string>;
+  query?: Record<string, string | number | boolean | undefined>;
+  signal?: AbortSignal;
+}
+
+export class ApiClient {
+  constructor(readonly conn: Connection) {}
+
+  url(path: string, query?: RequestOptions['query']): string {
+    const u = new URL(this.conn.url + path);
+    for (const [k, v] of Object.entries(query ?? {})) if (v !== undefined) u.searchParams.set(k, String(v));
+    return u.toString();
+  }
+
+  headers(extra: Record<string, string> = {}): Record<string, string> {
+    return { ...(this.conn.token ? { authorization: `Bearer ${this.conn.token}` } : {}), ...extra };
+  }
+
+  /** Sends a request; the raw response (any status) or a CliError for a failed connection. */
+  async raw(method: string, path: string, o: RequestOptions = {}): Promise<Response> {
+    const headers = this.headers(o.headers);
+    let body: string | AsyncIterable<Uint8Array> | undefined;
+    if (o.stream) {
+      body = o.stream;
+      headers['content-type'] = o.contentType ?? 'application/x-ndjson';
+    } else if (o.body !== undefined) {
+      body = JSON.stringify(o.body);
+      headers['content-type'] = 'application/json';
+    }
+    try {
+      // duplex 'half': a streamed request body (Node's fetch needs it said explicitly).
+      return await fetch(this.url(path, o.query), {
+        method,
+        headers,
+        body: body as never,
+        ...(o.stream ? { duplex: 'half' } : {}),
+        ...(o.signal ? { signal: o.signal } : {}),
+      });
+    } catch (err) {
+      if (err instanceof CliError) throw err;
+      throw connectionError(this.conn.url, err);
+    }
+  }
+
+  async request<T = unknown>(method: string, path: string, o: RequestOptions = {}): Promise<T> {
+    const res = await this.raw(method, path, o);
+    return (await readJson(res)) as T;
+  }
+
+  get = <T = unknown>(path: string, query?: RequestOptions['query']) => this.request<T>('GET', path, { query });
+  post = <T = unknown>(path: string, body?: unknown, headers?: Record<string, string>) =>
+    this.request<T>('POST', path, { body: body ?? {}, ...(headers ? { headers } : {}) });
+}
+
+/** The JSON body of a 2xx answer, or the server's error as a CliError. */
+export async function readJson(res: Response): Promise<unknown> {
+  const text = await res.text();
+  let parsed: unknown;
+  try {
+    parsed = text ? JSON.parse(text) : null;
+  } catch {
+    parsed = undefined;
+  }
+  if (res.ok) return parsed;
+  throw apiError(res.status, parsed as ApiErrorBody | undefined, text);
+}
+
+export function apiError(status: number, body: ApiErrorBody | undefined, text = ''): CliError {
+  const code = body?.code ?? `HTTP_${status}`;
+  const message = body?.message ?? (text.slice(0, 200) || `the server answered ${status}`);
+  const exit = code === 'PLAN_REJECTED' ? EXIT.rejected : EXIT.error;
+  return new CliError(exit, code, message, body?.details, status);
+}
+
+function connectionError(url: string, err: unknown): CliError {
+  const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+  const why = cause?.code ?? cause?.message ?? (err as Error).message;
+  return new CliError(EXIT.error, 'CONNECTION_FAILED', `cannot reach ${url}: ${why}`);
+}
