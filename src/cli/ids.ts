@@ -48,8 +48,9 @@ export async function* ndjsonBody(
   stats: IdStats = { lines: 0, ids: 0 },
 ): AsyncGenerator<Uint8Array> {
   const decoder = new TextDecoder('utf-8', { fatal: true });
-  let out: Buffer[] = head ? [Buffer.from(JSON.stringify(head) + '\n')] : [];
-  let outBytes = out[0]?.length ?? 0;
+  // Built as text and encoded once per chunk: one allocation per 64 KiB, not one per ID.
+  let out = head ? JSON.stringify(head) + '\n' : '';
+  let outLength = out.length;
   let rest: Buffer = Buffer.alloc(0);
 
   const emitLine = (line: Buffer) => {
@@ -73,10 +74,10 @@ export async function* ndjsonBody(
       throw new CliError(EXIT.usage, 'INVALID_ID_LINE', `line ${stats.lines} is not NDJSON ("id" or {"id": ...})`, {
         line: stats.lines,
       });
-    const b = Buffer.from((json && format !== 'text' ? text : JSON.stringify(text)) + '\n');
+    const line_ = (json && format !== 'text' ? text : JSON.stringify(text)) + '\n';
     stats.ids++;
-    out.push(b);
-    outBytes += b.length;
+    out += line_;
+    outLength += line_.length;
   };
 
   for await (const chunk of input) {
@@ -89,14 +90,14 @@ export async function* ndjsonBody(
       from = nl + 1;
     }
     if (from < buf.length) rest = Buffer.concat([rest, buf.subarray(from)]);
-    if (outBytes >= CHUNK_BYTES) {
-      yield Buffer.concat(out, outBytes);
-      out = [];
-      outBytes = 0;
+    if (outLength >= CHUNK_BYTES) {
+      yield Buffer.from(out);
+      out = '';
+      outLength = 0;
     }
   }
   if (rest.length) emitLine(rest);
-  if (outBytes) yield Buffer.concat(out, outBytes);
+  if (outLength) yield Buffer.from(out);
 }
 
 /** Every ID of a (small) list, for routes that take IDs inline (restores, purges, the queue). */
