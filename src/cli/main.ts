@@ -54,12 +54,14 @@ export async function main(argv: string[] = process.argv): Promise<void> {
   if (process.env.BLASTGATE_DEBUG_RSS)
     process.once('exit', () => process.stderr.write(`blastgate-debug maxRssKiB=${process.resourceUsage().maxRSS}\n`));
   const program = buildProgram();
-  if (json)
-    program.configureOutput({
-      // Usage errors as JSON too; help text stays text.
-      writeErr: (s) => void (s.trim().startsWith('error:') ? undefined : process.stderr.write(s)),
-      outputError: () => undefined,
-    });
+  // --json: commander's own error text is replaced by one JSON object (below), on every command.
+  if (json) {
+    const quiet = (c: Command) => {
+      c.configureOutput({ writeErr: () => undefined, outputError: () => undefined });
+      c.commands.forEach(quiet);
+    };
+    quiet(program);
+  }
   try {
     await program.parseAsync(argv);
   } catch (err) {
