@@ -4,7 +4,7 @@
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildTestApp, type TestApp } from '../support/app.ts';
-import { jsonError, runCli } from '../support/cli.ts';
+import { CLI_BIN, jsonError, runCli } from '../support/cli.ts';
 import { seedRegistry } from '../support/seed.ts';
 import type { Role } from '../../src/modules/auth/roles.ts';
 
@@ -66,6 +66,30 @@ describe('blastgate admin and control commands', () => {
     expect(watched.code).toBe(11);
     const last = JSON.parse(watched.stdout.trim().split('\n').pop()!) as { data: { state: string } };
     expect(last.data.state).toBe('cancelled');
+  });
+
+  it('approve on a terminal asks, showing the plan hash, and approves only on yes', async () => {
+    const sub = await as(
+      'requester',
+      ['--json', 'submit', '--type', 'app', '--reason', 'To be approved', '--ticket', 'T-4'],
+      'app_00002_00\n',
+    );
+    const op = doc(sub.stdout).operation as { id: string; planHash: string };
+    // A real pseudo-terminal (util-linux `script`), answering the prompt.
+    const onTty = (answer: string) =>
+      runCli(['-qec', `${process.execPath} ${CLI_BIN} approve ${op.id}`, '/dev/null'], {
+        url,
+        token: t.tokens.approver,
+        bin: ['script'],
+        input: answer,
+      });
+    const no = await onTty('n\n');
+    expect(no.stdout).toContain(`Approve plan ${op.planHash}? [y/N]`);
+    expect(no.code).toBe(1);
+    expect((await as('viewer', ['--json', 'status', op.id])).stdout).toContain('"state":"planned"');
+    const yes = await onTty('y\n');
+    expect(yes.code, yes.stdout).toBe(0);
+    expect(yes.stdout).toContain(`Approved plan ${op.planHash}`);
   });
 
   it('restore and purge refusals carry the server code', async () => {
