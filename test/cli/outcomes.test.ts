@@ -181,6 +181,35 @@ describe('blastgate CLI against the real stack', () => {
     expect(doc.outcome.haltReason).toBeTruthy();
   });
 
+  it('submit --via-queue through the real intake worker: planned (0), then rejected (10) with its report', async () => {
+    const viaQueue = (ids: string[], key: string) =>
+      runCli(
+        ['--json', 'submit', '--via-queue', '--type', 'app', '--reason', 'From a pipeline', '--ticket', 'CI-7'].concat([
+          '--idempotency-key',
+          key,
+          '--queue-prefix',
+          h.prefix,
+          '--redis-url',
+          h.redisUrl,
+        ]),
+        { url, token: h.tokens.requester, input: ids.join('\n') + '\n' },
+      );
+    const ok = await viaQueue(appsOf([35], 2), 'cli-queue-ok');
+    expect(ok.code, ok.stderr).toBe(0);
+    const { operation } = parse(ok) as { operation: { id: string; state: string; planHash: string } };
+    expect(operation.state).toBe('planned');
+    const status = await as('viewer', ['--json', 'status', operation.id]);
+    expect(parse(status)).toMatchObject({ id: operation.id, planHash: operation.planHash, itemCount: 2 });
+
+    const bad = await viaQueue([...appsOf([36], 1), 'app_00099_09'], 'cli-queue-bad');
+    expect(bad.code, bad.stderr).toBe(10);
+    const err = jsonError(bad).error;
+    expect(err).toMatchObject({ code: 'PLAN_REJECTED', details: { counts: { unknown: 1 } } });
+    const opId = (err.details as { operationId: string }).operationId;
+    const report = await as('viewer', ['--json', 'report', opId]);
+    expect(report.stdout).toContain('app_00099_09');
+  });
+
   it('waiting: paused is exit 12, and no approval within --timeout is exit 13', async () => {
     const file = await idsFile(appsOf([21], 2));
     const timed = await as('requester', [
