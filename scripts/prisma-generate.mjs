@@ -7,6 +7,8 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+// Installed from the npm tarball (the blastgate CLI only): no schema, no Prisma client to generate.
+if (!existsSync(join(root, 'prisma', 'schema.prisma'))) process.exit(0);
 const stubDir = join(root, 'node_modules', '.cache', 'blastgate');
 const stub = join(stubDir, 'schema-engine-stub');
 if (!existsSync(stub)) {

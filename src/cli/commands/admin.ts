@@ -1,0 +1,216 @@
+// restore, purge (both plan an operation that then goes through approve/start like a delete) and
+// tokens (list, create, rotate, revoke). A created or rotated token's secret is printed once: it
+// is the result the caller asked for. The CLI's own token is never printed.
+import type { Command } from 'commander';
+import { EXIT, usageError } from '../exit-codes.ts';
+import { collectIds, openIds } from '../ids.ts';
+import {
+  ctxOf,
+  durationMs,
+  follow,
+  intArg,
+  needToken,
+  outcomeLine,
+  planLines,
+  type Ctx,
+  type PlanLike,
+  act,
+} from '../context.ts';
+
+interface Planned {
+  id: string;
+  kind?: string;
+  state?: string;
+  dryRun?: boolean;
+  plan?: PlanLike | null;
+  planHash?: string | null;
+}
+interface TokenView {
+  id: string;
+  name: string;
+  role: string;
+  status: string;
+  expiresAt?: string | null;
+  token?: string;
+}
+
+interface ScopeFlags {
+  tenant?: string;
+  deletedSince?: string;
+  operation?: string;
+  type?: string;
+  idsFile?: string;
+  reason: string;
+  ticket: string;
+  dryRun?: boolean;
+  idempotencyKey?: string;
+  wait?: boolean;
+  timeout?: string;
+}
+
+function scopeOptions(cmd: Command, what: string): Command {
+  return cmd
+    .requiredOption('--reason <text>', `why this is being ${what}`)
+    .requiredOption('--ticket <ref>', 'incident or change ticket')
+    .option('--tenant <id>', `scope: everything of this tenant that Blastgate deleted`)
+    .option('--deleted-since <time>', 'with --tenant: only what was deleted at or after this time (ISO 8601)')
+    .option('--operation <id>', 'scope: everything this (ended) delete operation deleted')
+    .option('--type <type>', 'scope, with --ids-file: the type every ID must be')
+    .option('--ids-file <file>', 'with --type: the IDs (one per line or NDJSON; - for stdin; up to 100,000)')
+    .option('--dry-run', 'the plan only, nothing stored')
+    .option('--idempotency-key <key>', 'makes a retry return the same operation')
+    .option('--wait', 'wait for an outcome (after approval and start)')
+    .option('--timeout <duration>', 'with --wait: give up after this long (exit 13)');
+}
+
+async function scopeBody(f: ScopeFlags): Promise<Record<string, unknown>> {
+  if (f.type && !f.idsFile) throw usageError('--type needs --ids-file (or --ids-file - for stdin)');
+  const ids = f.idsFile ? await collectIds(openIds(f.idsFile) as AsyncIterable<Buffer>, 100_000) : undefined;
+  return {
+    reason: f.reason,
+    ticket: f.ticket,
+    ...(f.tenant ? { tenantId: f.tenant } : {}),
+    ...(f.deletedSince ? { deletedSince: f.deletedSince } : {}),
+    ...(f.operation ? { operationId: f.operation } : {}),
+    ...(f.type ? { targetType: f.type } : {}),
+    ...(ids ? { ids } : {}),
+    ...(f.dryRun ? { dryRun: true } : {}),
+  };
+}
+
+async function planned(ctx: Ctx, route: string, body: Record<string, unknown>, f: ScopeFlags): Promise<number> {
+  needToken(ctx);
+  const op = await ctx.client.post<Planned>(
+    route,
+    body,
+    f.idempotencyKey ? { 'idempotency-key': f.idempotencyKey } : undefined,
+  );
+  if (op.dryRun || !f.wait) {
+    ctx.out.result(op, () => {
+      ctx.out.line(op.dryRun ? 'Dry run (nothing stored):' : `Operation ${op.id} (${op.kind}) is ${op.state}.`);
+      for (const l of planLines(op.plan, op.planHash)) ctx.out.line(l);
+      if (op.state === 'planned') ctx.out.line(`Next: blastgate approve ${op.id}, then blastgate start ${op.id}`);
+    });
+    return EXIT.ok;
+  }
+  const r = await follow(ctx, op.id, { ...(f.timeout ? { timeoutMs: durationMs(f.timeout) } : {}), quiet: ctx.json });
+  ctx.out.result({ operation: op, outcome: r }, () => ctx.out.line(outcomeLine(r)));
+  return r.exitCode;
+}
+
+export function registerAdminCommands(program: Command) {
+  scopeOptions(program.command('restore').description('Restore what Blastgate deleted'), 'restored')
+    .option('--as-of <time>', 'back to the last snapshot taken before this time (ISO 8601)')
+    .option('--auto-start', 'start as soon as the approvals are in')
+    .action(
+      act(async (f: ScopeFlags & { asOf?: string; autoStart?: boolean }, cmd: Command) => {
+        const body = await scopeBody(f);
+        if (f.asOf) body.asOf = f.asOf;
+        if (f.autoStart) body.autoStart = true;
+        return planned(ctxOf(cmd), '/v1/restores', body, f);
+      }),
+    );
+
+  scopeOptions(program.command('purge').description('Plan a purge (hard delete) of what is past retention'), 'purged')
+    .option('--due-before <time>', 'scope: everything whose retention ends by then (ISO 8601)')
+    .action(
+      act(async (f: ScopeFlags & { dueBefore?: string }, cmd: Command) => {
+        const body = await scopeBody(f);
+        if (f.dueBefore) body.dueBefore = f.dueBefore;
+        return planned(ctxOf(cmd), '/v1/purges', body, f);
+      }),
+    );
+
+  const tokens = program.command('tokens').description('API tokens (admin)');
+  tokens
+    .command('list')
+    .description('All tokens (never their secrets)')
+    .action(
+      act(async (_f: unknown, cmd: Command) => {
+        const ctx = ctxOf(cmd);
+        needToken(ctx);
+        const r = await ctx.client.get<{ items: TokenView[] }>('/v1/admin/tokens');
+        ctx.out.result(r, () => {
+          for (const t of r.items)
+            ctx.out.line(
+              `${t.id}  ${t.role.padEnd(9)} ${t.status.padEnd(8)} ${t.name}${t.expiresAt ? `  expires ${t.expiresAt}` : ''}`,
+            );
+        });
+        return EXIT.ok;
+      }),
+    );
+  tokens
+    .command('create')
+    .description('Create a token: its secret is shown once')
+    .requiredOption('--name <name>', 'who or what uses it')
+    .requiredOption('--role <role>', 'viewer | requester | approver | operator | admin')
+    .option('--expires-at <time>', 'stops working at this time (ISO 8601)')
+    .option('--scope-types <types>', 'requester scope: resource types, comma-separated')
+    .option('--scope-tenants <ids>', 'requester scope: tenants, comma-separated')
+    .action(
+      act(
+        async (
+          f: { name: string; role: string; expiresAt?: string; scopeTypes?: string; scopeTenants?: string },
+          cmd: Command,
+        ) => {
+          const ctx = ctxOf(cmd);
+          needToken(ctx);
+          const list = (s?: string) =>
+            s
+              ?.split(',')
+              .map((x) => x.trim())
+              .filter(Boolean);
+          const scope = {
+            ...(f.scopeTypes ? { resourceTypes: list(f.scopeTypes) } : {}),
+            ...(f.scopeTenants ? { tenants: list(f.scopeTenants) } : {}),
+          };
+          const body = {
+            name: f.name,
+            role: f.role,
+            ...(f.expiresAt ? { expiresAt: f.expiresAt } : {}),
+            ...(Object.keys(scope).length ? { scope } : {}),
+          };
+          const t = await ctx.client.post<TokenView>('/v1/admin/tokens', body);
+          ctx.out.result(t, () => {
+            ctx.out.line(`Created token ${t.id} (${t.role}) for ${t.name}. Its secret, shown only now:`);
+            ctx.out.line(String(t.token));
+          });
+          return EXIT.ok;
+        },
+      ),
+    );
+  tokens
+    .command('rotate')
+    .description('New secret for a token; the old one works for --grace-seconds')
+    .argument('<id>', 'token ID')
+    .option('--grace-seconds <n>', 'how long the old secret keeps working (default 86400)', intArg('--grace-seconds'))
+    .action(
+      act(async (id: string, f: { graceSeconds?: number }, cmd: Command) => {
+        const ctx = ctxOf(cmd);
+        needToken(ctx);
+        const body = f.graceSeconds === undefined ? {} : { graceSeconds: f.graceSeconds };
+        const t = await ctx.client.post<TokenView>(`/v1/admin/tokens/${encodeURIComponent(id)}/rotate`, body);
+        ctx.out.result(t, () => {
+          ctx.out.line(`Rotated token ${id}. Its new secret, shown only now:`);
+          ctx.out.line(String(t.token));
+        });
+        return EXIT.ok;
+      }),
+    );
+  tokens
+    .command('revoke')
+    .description('Revoke a token for good')
+    .argument('<id>', 'token ID')
+    .action(
+      act(async (id: string, _f: unknown, cmd: Command) => {
+        const ctx = ctxOf(cmd);
+        needToken(ctx);
+        const r = await ctx.client.request<Record<string, unknown>>(
+          'DELETE',
+          `/v1/admin/tokens/${encodeURIComponent(id)}`,
+        );
+        ctx.out.result(r, () => ctx.out.line(`Revoked token ${id}.`));
+        return EXIT.ok;
+      }),
+    );
+}

@@ -1,0 +1,143 @@
+// approve (shows the plan and the hash it approves; confirms on a terminal), start, pause, resume,
+// abort, rollback (each with a reason, kept in the audit log) and signal.
+import { createInterface } from 'node:readline/promises';
+import type { Command } from 'commander';
+import { CliError, EXIT } from '../exit-codes.ts';
+import { ctxOf, durationMs, follow, needToken, outcomeLine, planLines, type Ctx, act } from '../context.ts';
+
+const opPath = (id: string, what: string) => `/v1/operations/${encodeURIComponent(id)}/${what}`;
+
+async function confirm(question: string): Promise<boolean> {
+  const rl = createInterface({ input: process.stdin, output: process.stderr });
+  try {
+    return /^y(es)?$/i.test((await rl.question(question)).trim());
+  } finally {
+    rl.close();
+  }
+}
+
+interface Op {
+  id: string;
+  state: string;
+  kind: string;
+  targetType: string;
+  requestedBy: string;
+  reason: string;
+  ticket: string;
+  planHash: string | null;
+  plan: Parameters<typeof planLines>[0];
+  haltReason: string | null;
+}
+
+function printed(ctx: Ctx, verb: string, op: Op) {
+  ctx.out.result(op, () =>
+    ctx.out.line(`${verb}: ${op.id} is ${op.state}${op.haltReason ? ` (${op.haltReason})` : ''}.`),
+  );
+}
+
+export function registerControlCommands(program: Command) {
+  program
+    .command('approve')
+    .description('Approve a planned operation: shows the plan and the plan hash being approved')
+    .argument('<id>', 'operation ID')
+    .option('--yes', 'approve without asking (needed when stdin is not a terminal)')
+    .option('--comment <text>', 'kept with the approval')
+    .action(
+      act(async (id: string, f: { yes?: boolean; comment?: string }, cmd: Command) => {
+        const ctx = ctxOf(cmd);
+        needToken(ctx);
+        const op = await ctx.client.get<Op>(`/v1/operations/${encodeURIComponent(id)}`);
+        if (!op.planHash)
+          throw new CliError(EXIT.error, 'NO_PLAN', `${op.id} has no plan to approve (it is ${op.state})`);
+        // Shown before anything is sent, on stderr in --json mode so stdout stays one document.
+        const show = (s: string) => (ctx.json ? process.stderr.write(s + '\n') : ctx.out.line(s));
+        if (!ctx.json || !f.yes) {
+          show(`Approving ${op.id}: ${op.kind} ${op.targetType}, requested by ${op.requestedBy} (${op.state})`);
+          show(`  reason: ${op.reason} · ticket: ${op.ticket}`);
+          for (const l of planLines(op.plan, op.planHash)) show(l);
+        }
+        if (!f.yes) {
+          if (!process.stdin.isTTY)
+            throw new CliError(
+              EXIT.usage,
+              'CONFIRMATION_REQUIRED',
+              'not a terminal: pass --yes to approve without a prompt (after reviewing the plan above)',
+            );
+          if (!(await confirm(`Approve plan ${op.planHash}? [y/N] `)))
+            throw new CliError(EXIT.error, 'NOT_APPROVED', 'not approved: nothing was sent');
+        }
+        const body = { planHash: op.planHash, ...(f.comment ? { comment: f.comment } : {}) };
+        const after = await ctx.client.post<Op>(opPath(op.id, 'approve'), body);
+        ctx.out.result({ ...after, approvedPlanHash: op.planHash }, () =>
+          ctx.out.line(`Approved plan ${op.planHash}: ${after.id} is ${after.state}.`),
+        );
+        return EXIT.ok;
+      }),
+    );
+
+  program
+    .command('start')
+    .description('Start an approved operation')
+    .argument('<id>', 'operation ID')
+    .requiredOption('--reason <text>', 'why now (kept in the audit log)')
+    .option('--wait', 'wait for an outcome (exit code by outcome)')
+    .option('--timeout <duration>', 'with --wait: give up after this long (exit 13)')
+    .action(
+      act(async (id: string, f: { reason: string; wait?: boolean; timeout?: string }, cmd: Command) => {
+        const ctx = ctxOf(cmd);
+        needToken(ctx);
+        const timeoutMs = f.timeout ? durationMs(f.timeout) : undefined;
+        const op = await ctx.client.post<Op>(opPath(id, 'start'), { reason: f.reason });
+        if (!f.wait) {
+          printed(ctx, 'Started', op);
+          return EXIT.ok;
+        }
+        ctx.out.line(`Started: ${op.id} is ${op.state}.`);
+        const r = await follow(ctx, op.id, { ...(timeoutMs !== undefined ? { timeoutMs } : {}), quiet: ctx.json });
+        ctx.out.result({ operation: op, outcome: r }, () => ctx.out.line(outcomeLine(r)));
+        return r.exitCode;
+      }),
+    );
+
+  for (const [name, path, description] of [
+    ['pause', 'pause', 'Pause a running operation'],
+    ['resume', 'resume', 'Resume a paused or halted operation'],
+    ['abort', 'abort', 'Abort: before start cancels, after start halts (rolls back by default)'],
+    ['rollback', 'rollback', 'Roll back everything the operation touched'],
+  ] as const) {
+    program
+      .command(name)
+      .description(description)
+      .argument('<id>', 'operation ID')
+      .requiredOption('--reason <text>', 'why (kept in the audit log)')
+      .action(
+        act(async (id: string, f: { reason: string }, cmd: Command) => {
+          const ctx = ctxOf(cmd);
+          needToken(ctx);
+          printed(ctx, name, await ctx.client.post<Op>(opPath(id, path), { reason: f.reason }));
+          return EXIT.ok;
+        }),
+      );
+  }
+
+  program
+    .command('signal')
+    .description('Report an external signal (e.g. a support ticket): halts a running operation')
+    .argument('<id>', 'operation ID')
+    .requiredOption('--kind <kind>', 'e.g. support_ticket, alert')
+    .option('--tenant <id>', 'the affected tenant')
+    .option('--detail <text>', 'what was observed')
+    .action(
+      act(async (id: string, f: { kind: string; tenant?: string; detail?: string }, cmd: Command) => {
+        const ctx = ctxOf(cmd);
+        needToken(ctx);
+        const body = {
+          kind: f.kind,
+          ...(f.tenant ? { tenantId: f.tenant } : {}),
+          ...(f.detail ? { detail: f.detail } : {}),
+        };
+        printed(ctx, 'Signal recorded', await ctx.client.post<Op>(opPath(id, 'signals'), body));
+        return EXIT.ok;
+      }),
+    );
+}

@@ -1,0 +1,274 @@
+// plan, submit, status, watch, report: an ID list streamed in as NDJSON (POST /v1/operations takes
+// up to 1,000,000 IDs that way, staged server-side), and an operation followed to its outcome.
+import type { Command } from 'commander';
+import { EXIT, usageError } from '../exit-codes.ts';
+import { ndjsonBody, openIds, collectIds, type IdFormat, type IdStats } from '../ids.ts';
+import { submitViaQueue } from '../queue.ts';
+import {
+  ctxOf,
+  durationMs,
+  follow,
+  intArg,
+  jsonArg,
+  needToken,
+  outcomeLine,
+  planLines,
+  type Ctx,
+  type PlanLike,
+  act,
+} from '../context.ts';
+
+interface SpecFlags {
+  type: string;
+  reason: string;
+  ticket: string;
+  idsFile?: string;
+  format: IdFormat;
+  waves?: string;
+  bakeSeconds?: number;
+  concurrency?: number;
+  rollout?: Record<string, unknown>;
+  haltPolicy?: Record<string, unknown>;
+  erasure?: boolean;
+  autoStart?: boolean;
+  idempotencyKey?: string;
+}
+
+interface SubmitFlags extends SpecFlags {
+  wait?: boolean;
+  timeout?: string;
+  viaQueue?: boolean;
+  redisUrl?: string;
+  queuePrefix?: string;
+}
+
+function specOptions(cmd: Command): Command {
+  return cmd
+    .requiredOption('--type <type>', 'resource type every ID must be (e.g. app)')
+    .requiredOption('--reason <text>', 'why this is being deleted')
+    .requiredOption('--ticket <ref>', 'change ticket or incident reference')
+    .option('--ids-file <file>', 'the IDs: one per line, or NDJSON ("id" or {"id": "..."}); - or omitted: stdin')
+    .option('--format <format>', 'auto | text | ndjson', parseFormat, 'auto' as IdFormat)
+    .option('--waves <steps>', 'wave steps, comma-separated (e.g. 1,10%,100%)')
+    .option('--bake-seconds <n>', 'bake time between waves', intArg('--bake-seconds'))
+    .option('--concurrency <n>', 'destructive calls at once per chunk', intArg('--concurrency'))
+    .option('--rollout <json>', 'the whole rollout policy as JSON (the flags above win)', jsonArg('--rollout'))
+    .option('--halt-policy <json>', 'halt policy as JSON', jsonArg('--halt-policy'))
+    .option('--erasure', 'compliance erasure (hard delete; admin + second approver)');
+}
+
+function parseFormat(v: string): IdFormat {
+  if (v === 'auto' || v === 'text' || v === 'ndjson') return v;
+  throw usageError(`--format must be auto, text or ndjson (got "${v}")`);
+}
+
+function specOf(f: SpecFlags, dryRun: boolean): Record<string, unknown> {
+  const rollout: Record<string, unknown> = { ...f.rollout };
+  if (f.waves) rollout.waves = f.waves.split(',').map((s) => s.trim());
+  if (f.bakeSeconds !== undefined) rollout.bakeSeconds = f.bakeSeconds;
+  if (f.concurrency !== undefined) rollout.concurrency = f.concurrency;
+  return {
+    targetType: f.type,
+    reason: f.reason,
+    ticket: f.ticket,
+    ...(Object.keys(rollout).length ? { rollout } : {}),
+    ...(f.haltPolicy ? { haltPolicy: f.haltPolicy } : {}),
+    ...(f.erasure ? { erasure: true } : {}),
+    ...(f.autoStart ? { autoStart: true } : {}),
+    ...(dryRun ? { dryRun: true } : {}),
+  };
+}
+
+/** Streams the ID list to POST /v1/operations as NDJSON. */
+async function streamSubmission(ctx: Ctx, f: SpecFlags, dryRun: boolean) {
+  needToken(ctx);
+  const input = openIds(f.idsFile);
+  const stats: IdStats = { lines: 0, ids: 0 };
+  const body = await ctx.client.request<Record<string, unknown>>('POST', '/v1/operations', {
+    stream: ndjsonBody(input as AsyncIterable<Buffer>, specOf(f, dryRun), f.format, stats),
+    contentType: 'application/x-ndjson',
+    ...(f.idempotencyKey ? { headers: { 'idempotency-key': f.idempotencyKey } } : {}),
+  });
+  return { body, stats };
+}
+
+interface StatusView {
+  id: string;
+  kind: string;
+  targetType: string;
+  requestedBy: string;
+  reason: string;
+  ticket: string;
+  state: string;
+  currentWave: number | null;
+  haltReason: string | null;
+  planHash: string | null;
+  plan: PlanLike | null;
+  waveProgress?: { wave: number; counts: Record<string, number> }[];
+  links?: { report?: string | null };
+}
+interface ReportItem {
+  index: number;
+  id: string;
+  escaped?: string;
+  class: string;
+  actualType: string | null;
+  tenantId: string | null;
+}
+
+interface OpView {
+  id: string;
+  state: string;
+  planHash: string | null;
+  plan: Parameters<typeof planLines>[0];
+  kind?: string;
+  targetType?: string;
+  requiresBreakGlass?: boolean;
+}
+
+export function registerOperationCommands(program: Command) {
+  specOptions(program.command('plan').description('Dry run: the plan for an ID list, nothing stored')).action(
+    act(async (f: SpecFlags, cmd: Command) => {
+      const ctx = ctxOf(cmd);
+      const { body, stats } = await streamSubmission(ctx, f, true);
+      ctx.out.result({ ...body, submittedIds: stats.ids }, () => {
+        ctx.out.line(`Dry run: ${stats.ids} IDs would be planned as follows (nothing was stored).`);
+        for (const l of planLines(body.plan as OpView['plan'])) ctx.out.line(l);
+        ctx.out.line(`Submit it: blastgate submit --type ${f.type} … (same IDs)`);
+      });
+      return EXIT.ok;
+    }),
+  );
+
+  specOptions(program.command('submit').description('Submit a delete: the IDs are streamed (up to 1,000,000)'))
+    .option('--idempotency-key <key>', 'makes a retried submit return the same operation')
+    .option('--auto-start', 'start as soon as the approvals are in')
+    .option('--wait', 'wait for an outcome (completed, rejected, halted, rolled back, paused)')
+    .option('--timeout <duration>', 'with --wait: give up after this long (exit 13), e.g. 30m')
+    .option('--via-queue', 'submit through the CI intake queue (BullMQ) instead of HTTP; IDs inline, ≤ 100,000')
+    .option('--redis-url <url>', 'with --via-queue: Redis of the queue (default BLASTGATE_REDIS_URL)')
+    .option('--queue-prefix <prefix>', 'with --via-queue: queue prefix (default BLASTGATE_QUEUE_PREFIX or blastgate)')
+    .action(
+      act(async (f: SubmitFlags, cmd: Command) => {
+        const ctx = ctxOf(cmd);
+        const timeoutMs = f.timeout ? durationMs(f.timeout) : undefined;
+        let op: OpView;
+        let submittedIds: number;
+        if (f.viaQueue) {
+          const redisUrl = f.redisUrl ?? process.env.BLASTGATE_REDIS_URL;
+          if (!redisUrl) throw usageError('--via-queue needs --redis-url or BLASTGATE_REDIS_URL');
+          const ids = await collectIds(openIds(f.idsFile) as AsyncIterable<Buffer>, 100_000);
+          if (!ids.length) throw usageError('the ID list is empty');
+          const r = await submitViaQueue({
+            redisUrl,
+            prefix: f.queuePrefix ?? process.env.BLASTGATE_QUEUE_PREFIX ?? 'blastgate',
+            token: needToken(ctx),
+            operation: { ...specOf(f, false), ids },
+            ...(f.idempotencyKey ? { jobId: f.idempotencyKey } : {}),
+            timeoutMs: timeoutMs ?? 300_000,
+          });
+          op = { id: r.operationId, state: r.state, planHash: r.planHash, plan: r.plan as OpView['plan'] };
+          submittedIds = ids.length;
+        } else {
+          const { body, stats } = await streamSubmission(ctx, f, false);
+          op = body as unknown as OpView;
+          submittedIds = stats.ids;
+        }
+        if (!ctx.json) {
+          ctx.out.line(`Operation ${op.id} is ${op.state} (${submittedIds} IDs submitted).`);
+          for (const l of planLines(op.plan, op.planHash)) ctx.out.line(l);
+          if (op.state === 'planned')
+            ctx.out.line(
+              `Next: an approver runs  blastgate approve ${op.id}  then an operator  blastgate start ${op.id}`,
+            );
+        }
+        if (!f.wait) {
+          ctx.out.result({ operation: op, submittedIds });
+          return EXIT.ok;
+        }
+        const r = await follow(ctx, op.id, { ...(timeoutMs !== undefined ? { timeoutMs } : {}), quiet: ctx.json });
+        ctx.out.result({ operation: op, submittedIds, outcome: r }, () => ctx.out.line(outcomeLine(r)));
+        return r.exitCode;
+      }),
+    );
+
+  program
+    .command('status')
+    .description('State, plan, per-wave progress and halt reason of an operation')
+    .argument('<id>', 'operation ID')
+    .action(
+      act(async (id: string, _f: unknown, cmd: Command) => {
+        const ctx = ctxOf(cmd);
+        needToken(ctx);
+        const op = await ctx.client.get<StatusView>(`/v1/operations/${encodeURIComponent(id)}`);
+        ctx.out.result(op, () => {
+          const wave = op.currentWave === null ? '' : ` · wave ${op.currentWave + 1}/${op.plan?.waves?.length ?? '?'}`;
+          ctx.out.line(`${op.id} (${op.kind} ${op.targetType}, requested by ${op.requestedBy}): ${op.state}${wave}`);
+          ctx.out.line(`  reason: ${op.reason} · ticket: ${op.ticket}`);
+          if (op.haltReason) ctx.out.line(`  halt reason: ${op.haltReason}`);
+          for (const w of op.waveProgress ?? []) {
+            const counts = Object.entries(w.counts).map(([k, n]) => `${k} ${n}`);
+            ctx.out.line(`  wave ${w.wave + 1}: ${counts.join(' · ') || 'no items'}`);
+          }
+          if (op.state === 'rejected')
+            ctx.out.line(`  full report: blastgate report ${op.id}  (GET ${op.links?.report})`);
+          else for (const l of planLines(op.plan, op.planHash)) ctx.out.line(l);
+        });
+        return EXIT.ok;
+      }),
+    );
+
+  program
+    .command('watch')
+    .description('Follow an operation live until it ends (exit code by outcome)')
+    .argument('<id>', 'operation ID')
+    .option('--timeout <duration>', 'give up after this long (exit 13)')
+    .option('--after <cursor>', 'resume after this event id')
+    .action(
+      act(async (id: string, f: { timeout?: string; after?: string }, cmd: Command) => {
+        const ctx = ctxOf(cmd);
+        needToken(ctx);
+        const r = await follow(ctx, id, {
+          ...(f.timeout ? { timeoutMs: durationMs(f.timeout) } : {}),
+          ...(f.after ? { after: f.after } : {}),
+        });
+        ctx.out.result({ event: 'outcome', data: r }, () => ctx.out.line(outcomeLine(r)));
+        return r.exitCode;
+      }),
+    );
+
+  program
+    .command('report')
+    .description('Every offending ID of a rejected plan (with --json: one JSON object per line)')
+    .argument('<id>', 'operation ID of the rejected plan')
+    .option('--class <class>', 'only this class (unknown, type_mismatch, …)')
+    .action(
+      act(async (id: string, f: { class?: string }, cmd: Command) => {
+        const ctx = ctxOf(cmd);
+        needToken(ctx);
+        let cursor: string | number | undefined;
+        for (let page = 0; ; page++) {
+          const r = await ctx.client.get<{
+            counts: Record<string, number>;
+            items: ReportItem[];
+            nextCursor?: string | number | null;
+          }>(`/v1/operations/${encodeURIComponent(id)}/report`, { class: f.class, limit: 5000, cursor });
+          if (page === 0 && !ctx.json)
+            ctx.out.line(
+              `counts: ${Object.entries(r.counts)
+                .map(([k, n]) => `${k} ${n}`)
+                .join(' · ')}`,
+            );
+          for (const it of r.items)
+            if (ctx.json) process.stdout.write(JSON.stringify(it) + '\n');
+            else
+              ctx.out.line(
+                `${it.index}\t${it.escaped ?? it.id}\t${it.class}\t${it.actualType ?? ''}\t${it.tenantId ?? ''}`,
+              );
+          if (r.nextCursor === undefined || r.nextCursor === null || !r.items.length) break;
+          cursor = r.nextCursor;
+        }
+        return EXIT.ok;
+      }),
+    );
+}

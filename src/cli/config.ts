@@ -1,0 +1,48 @@
+// Where the API is and who we are: flags win over the environment. The token is read here and
+// only ever put into an Authorization header: nothing prints it, not even --debug output.
+import { readFileSync } from 'node:fs';
+import { usageError } from './exit-codes.ts';
+
+/** The API's own default (src/config.ts: HOST 127.0.0.1, PORT 3000). */
+export const DEFAULT_URL = 'http://127.0.0.1:3000';
+
+export interface ConnectionFlags {
+  url?: string;
+  token?: string;
+  tokenFile?: string;
+}
+
+export interface Connection {
+  url: string;
+  token: string | undefined;
+}
+
+export function resolveConnection(flags: ConnectionFlags, env: NodeJS.ProcessEnv = process.env): Connection {
+  const raw = flags.url ?? env.BLASTGATE_URL ?? DEFAULT_URL;
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw usageError(`--url / BLASTGATE_URL must be an http(s) URL (got "${raw}")`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:')
+    throw usageError(`--url / BLASTGATE_URL must be an http(s) URL (got "${raw}")`);
+  return { url: url.toString().replace(/\/+$/, ''), token: readToken(flags, env) };
+}
+
+function readToken(flags: ConnectionFlags, env: NodeJS.ProcessEnv): string | undefined {
+  if (flags.token) return flags.token.trim();
+  const file = flags.tokenFile ?? env.BLASTGATE_TOKEN_FILE;
+  if (file) {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (err) {
+      throw usageError(`cannot read the token file ${file}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
+    }
+    const token = text.trim();
+    if (!token) throw usageError(`the token file ${file} is empty`);
+    return token;
+  }
+  return env.BLASTGATE_TOKEN?.trim() || undefined;
+}

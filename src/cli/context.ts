@@ -1,0 +1,139 @@
+// What every command gets: the API client (from flags and the environment), the output mode, and
+// the small shared pieces (following an operation, the plan summary, parsing numbers and JSON).
+import type { Command } from 'commander';
+import { resolveConnection, type Connection } from './config.ts';
+import { CliError, EXIT, usageError } from './exit-codes.ts';
+import { ApiClient } from './http.ts';
+import { makeOut, type Out } from './output.ts';
+import { watchOperation, type WatchResult } from './watch.ts';
+import { barView, jsonView, lineView, type View } from './watch-view.ts';
+
+export interface Ctx {
+  conn: Connection;
+  client: ApiClient;
+  out: Out;
+  json: boolean;
+}
+
+export interface GlobalFlags {
+  url?: string;
+  token?: string;
+  tokenFile?: string;
+  json?: boolean;
+}
+
+export function ctxOf(cmd: Command): Ctx {
+  const g = cmd.optsWithGlobals<GlobalFlags>();
+  const conn = resolveConnection(g);
+  return { conn, client: new ApiClient(conn), out: makeOut(Boolean(g.json)), json: Boolean(g.json) };
+}
+
+export function needToken(ctx: Ctx): string {
+  if (!ctx.conn.token)
+    throw new CliError(
+      EXIT.usage,
+      'NO_TOKEN',
+      'no API token: set BLASTGATE_TOKEN, or pass --token-file <file> (or --token)',
+    );
+  return ctx.conn.token;
+}
+
+/** Parses a duration like 90, 90s, 15m, 2h into ms. */
+export function durationMs(text: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
+  if (!m) throw usageError(`not a duration: "${text}" (e.g. 90s, 15m, 2h)`);
+  const n = Number(m[1]);
+  const unit = m[2] ?? 's';
+  return Math.round(n * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[unit]!);
+}
+
+export function intArg(name: string) {
+  return (text: string): number => {
+    if (!/^\d+$/.test(text)) throw usageError(`${name} must be a whole number (got "${text}")`);
+    return Number(text);
+  };
+}
+
+export function jsonArg(name: string) {
+  return (text: string): Record<string, unknown> => {
+    try {
+      const v = JSON.parse(text) as unknown;
+      if (v && typeof v === 'object' && !Array.isArray(v)) return v as Record<string, unknown>;
+    } catch {
+      /* falls through */
+    }
+    throw usageError(`${name} must be a JSON object (got ${text.slice(0, 60)})`);
+  };
+}
+
+/** The view `watch` and `--wait` use: bars on a terminal, lines in a log, events as JSON. */
+export function viewFor(ctx: Ctx, o: { quiet?: boolean } = {}): View {
+  if (o.quiet) return { frame: () => undefined, waves: () => undefined, note: () => undefined, close: () => undefined };
+  if (ctx.json) return jsonView((s) => process.stdout.write(s));
+  if (process.stderr.isTTY) return barView(process.stderr);
+  return lineView((s) => process.stderr.write(s));
+}
+
+/** Follows an operation to an outcome; prints a last line saying how it ended. */
+export async function follow(
+  ctx: Ctx,
+  operationId: string,
+  o: { timeoutMs?: number; after?: string; quiet?: boolean },
+): Promise<WatchResult> {
+  const view = viewFor(ctx, o);
+  try {
+    return await watchOperation({
+      client: ctx.client,
+      operationId,
+      view,
+      ...(o.timeoutMs !== undefined ? { timeoutMs: o.timeoutMs } : {}),
+      ...(o.after ? { after: o.after } : {}),
+    });
+  } finally {
+    view.close();
+  }
+}
+
+export function outcomeLine(r: WatchResult): string {
+  if (r.timedOut) return `Timed out waiting: ${r.operationId} is still ${r.state}.`;
+  const halt = r.haltReason ? ` (halt reason: ${r.haltReason})` : '';
+  return `${r.operationId} is ${r.state}${halt}.`;
+}
+
+export interface PlanLike {
+  itemCount?: number;
+  tenantCount?: number;
+  waves?: { index: number; kind?: string; step?: string | null; tenants: number; items: number }[];
+  cascade?: { type: string; count: number }[];
+  estimatedRestore?: { seconds?: number };
+  requiresBreakGlass?: boolean;
+  breakGlassReasons?: string[];
+  planHash?: string;
+}
+
+/** The plan as a reviewer reads it: sizes, waves, restore estimate, break-glass, hash. */
+export function planLines(plan: PlanLike | null | undefined, planHash?: string | null): string[] {
+  if (!plan) return ['  (no plan)'];
+  const lines = [
+    `  items ${plan.itemCount ?? '?'} · tenants ${plan.tenantCount ?? '?'} · waves ${plan.waves?.length ?? 0}`,
+  ];
+  for (const w of plan.waves ?? [])
+    lines.push(
+      `  wave ${w.index + 1}${w.kind === 'internal' ? ' (internal)' : w.step ? ` (${w.step})` : ''}: ${w.tenants} tenants, ${w.items} items`,
+    );
+  if (plan.cascade?.length) lines.push(`  cascade: ${plan.cascade.map((c) => `${c.count} ${c.type}`).join(', ')}`);
+  if (plan.estimatedRestore?.seconds !== undefined)
+    lines.push(`  estimated time to restore: ${plan.estimatedRestore.seconds} s`);
+  if (plan.requiresBreakGlass)
+    lines.push(`  BREAK-GLASS required: ${(plan.breakGlassReasons ?? []).join('; ') || 'see the plan'}`);
+  const hash = planHash ?? plan.planHash;
+  if (hash) lines.push(`  plan hash: ${hash}`);
+  return lines;
+}
+
+/** A command action that returns its exit code (commander's actions return nothing). */
+export function act<A extends unknown[]>(fn: (...args: A) => Promise<number>) {
+  return async (...args: A): Promise<void> => {
+    process.exitCode = await fn(...args);
+  };
+}

@@ -1,0 +1,51 @@
+// Exit codes of the blastgate CLI (the README's table): a pipeline branches on them, so each
+// outcome has one, and every way of waiting maps the operation's state the same way.
+
+export const EXIT = {
+  ok: 0,
+  error: 1,
+  usage: 2,
+  rejected: 10,
+  stopped: 11,
+  paused: 12,
+  timedOut: 13,
+} as const;
+export type ExitCode = (typeof EXIT)[keyof typeof EXIT];
+
+/** States after which nothing more happens without a human (or at all). */
+const STOPPED_STATES = new Set([
+  'halted',
+  'rolled_back',
+  'rollback_incomplete',
+  'completed_with_failures',
+  'cancelled',
+  'failed',
+  'expired',
+]);
+
+/**
+ * What waiting on an operation in `state` ends with: an exit code, or null to keep waiting
+ * (planned, approved, running, baking, rolling_back).
+ */
+export function exitForState(state: string): ExitCode | null {
+  if (state === 'completed') return EXIT.ok;
+  if (state === 'rejected') return EXIT.rejected;
+  if (state === 'paused') return EXIT.paused;
+  if (STOPPED_STATES.has(state)) return EXIT.stopped;
+  return null;
+}
+
+/** An error the CLI reports and exits with: `code` is the server's error code when there is one. */
+export class CliError extends Error {
+  constructor(
+    readonly exitCode: ExitCode,
+    readonly code: string,
+    message: string,
+    readonly details?: unknown,
+    readonly status?: number,
+  ) {
+    super(message);
+  }
+}
+
+export const usageError = (message: string, details?: unknown) => new CliError(EXIT.usage, 'USAGE', message, details);

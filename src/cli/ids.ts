@@ -1,0 +1,117 @@
+// Reads an ID list (a file or stdin) and turns it into the body of an NDJSON submission as it goes:
+// line 1 the spec, then one ID per line. Nothing is held but the current chunk, so 1,000,000 IDs
+// cost what one chunk does. Lines are bytes until they must be text: an invalid UTF-8 byte stops
+// the upload naming its line (decoding it as U+FFFD would turn two different IDs into one), and
+// only ASCII blanks are trimmed, as the server does (a no-break space is part of an ID).
+import { accessSync, constants, createReadStream } from 'node:fs';
+import type { Readable } from 'node:stream';
+import { CliError, EXIT, usageError } from './exit-codes.ts';
+
+export type IdFormat = 'auto' | 'text' | 'ndjson';
+
+/** Bytes per chunk handed to the HTTP body: big enough to be cheap, small enough not to matter. */
+const CHUNK_BYTES = 64 * 1024;
+const NEWLINE = 0x0a;
+const QUOTE = 0x22;
+const BRACE = 0x7b;
+
+const isBlank = (b: number) => b === 0x20 || b === 0x09 || b === 0x0d;
+
+export function openIds(file: string | undefined, stdin: Readable = process.stdin): Readable {
+  if (!file || file === '-') {
+    if ((stdin as { isTTY?: boolean }).isTTY)
+      throw usageError('no IDs: give --ids-file <file> or pipe the IDs to stdin (one per line, or NDJSON)');
+    return stdin;
+  }
+  // A missing or unreadable file is a usage error before anything is sent.
+  try {
+    accessSync(file, constants.R_OK);
+  } catch (err) {
+    throw usageError(`cannot read the ID list ${file}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
+  }
+  return createReadStream(file);
+}
+
+export interface IdStats {
+  lines: number;
+  ids: number;
+}
+
+/**
+ * The NDJSON body: `head` (the spec) on line 1, then each input line as a JSON string ID
+ * (`"app_1"`), or as it is when it already is NDJSON (`"app_1"` or `{"id":"app_1"}`).
+ */
+export async function* ndjsonBody(
+  input: AsyncIterable<Buffer | string>,
+  head: object | null,
+  format: IdFormat,
+  stats: IdStats = { lines: 0, ids: 0 },
+): AsyncGenerator<Uint8Array> {
+  const decoder = new TextDecoder('utf-8', { fatal: true });
+  // Built as text and encoded once per chunk: one allocation per 64 KiB, not one per ID.
+  let out = head ? JSON.stringify(head) + '\n' : '';
+  let outLength = out.length;
+  let rest: Buffer = Buffer.alloc(0);
+
+  const emitLine = (line: Buffer) => {
+    stats.lines++;
+    let start = 0;
+    let end = line.length;
+    while (start < end && isBlank(line[start]!)) start++;
+    while (end > start && isBlank(line[end - 1]!)) end--;
+    if (start === end) return;
+    const bytes = line.subarray(start, end);
+    let text: string;
+    try {
+      text = decoder.decode(bytes);
+    } catch {
+      throw new CliError(EXIT.usage, 'INVALID_UTF8', `line ${stats.lines} of the ID list is not valid UTF-8`, {
+        line: stats.lines,
+      });
+    }
+    const json = bytes[0] === QUOTE || bytes[0] === BRACE;
+    if (format === 'ndjson' && !json)
+      throw new CliError(EXIT.usage, 'INVALID_ID_LINE', `line ${stats.lines} is not NDJSON ("id" or {"id": ...})`, {
+        line: stats.lines,
+      });
+    const line_ = (json && format !== 'text' ? text : JSON.stringify(text)) + '\n';
+    stats.ids++;
+    out += line_;
+    outLength += line_.length;
+  };
+
+  for await (const chunk of input) {
+    const buf = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+    let from = 0;
+    for (let nl = buf.indexOf(NEWLINE); nl !== -1; nl = buf.indexOf(NEWLINE, from)) {
+      const piece = buf.subarray(from, nl);
+      emitLine(rest.length ? Buffer.concat([rest, piece]) : piece);
+      rest = Buffer.alloc(0);
+      from = nl + 1;
+    }
+    if (from < buf.length) rest = Buffer.concat([rest, buf.subarray(from)]);
+    if (outLength >= CHUNK_BYTES) {
+      yield Buffer.from(out);
+      out = '';
+      outLength = 0;
+    }
+  }
+  if (rest.length) emitLine(rest);
+  if (outLength) yield Buffer.from(out);
+}
+
+/** Every ID of a (small) list, for routes that take IDs inline (restores, purges, the queue). */
+export async function collectIds(input: AsyncIterable<Buffer | string>, max: number): Promise<string[]> {
+  const ids: string[] = [];
+  for await (const chunk of ndjsonBody(input, null, 'auto')) {
+    for (const line of Buffer.from(chunk).toString('utf8').split('\n')) {
+      if (!line) continue;
+      const v = JSON.parse(line) as unknown;
+      const id = typeof v === 'string' ? v : (v as { id?: unknown }).id;
+      if (typeof id !== 'string') throw usageError('each NDJSON line must be "id" or {"id": "..."}');
+      ids.push(id);
+      if (ids.length > max) throw usageError(`this command takes at most ${max} IDs inline`);
+    }
+  }
+  return ids;
+}

@@ -1,0 +1,103 @@
+// What the CLI prints. Human text on a terminal or a log; with --json exactly one JSON document on
+// stdout per command (watch: one per event) and errors as one JSON object on stderr carrying the
+// server's `code`. Error text is never more than the server said plus what to do next.
+import { CliError, EXIT } from './exit-codes.ts';
+
+export interface Out {
+  json: boolean;
+  /** A human line on stdout (nothing in --json mode). */
+  line(text?: string): void;
+  /** A note on stderr (progress, reconnects); nothing in --json mode. */
+  note(text: string): void;
+  /** The command's result: printed as JSON in --json mode, else `human` is printed. */
+  result(doc: unknown, human?: () => void): void;
+}
+
+export function makeOut(json: boolean, stdout = process.stdout, stderr = process.stderr): Out {
+  return {
+    json,
+    line: (text = '') => void (json || stdout.write(text + '\n')),
+    note: (text) => void (json || stderr.write(text + '\n')),
+    result(doc, human) {
+      if (json) stdout.write(JSON.stringify(doc) + '\n');
+      else human?.();
+    },
+  };
+}
+
+interface Offender {
+  id: string;
+  escaped?: string;
+  actualType?: string | null;
+  tenantId?: string | null;
+  heldBy?: string;
+  purgeAfter?: string;
+}
+
+const FIRST_OFFENDERS = 5;
+
+/** The lines explaining a rejected plan: counts per class, the first offenders, where the rest are. */
+export function rejectionLines(err: CliError): string[] {
+  const d = (err.details ?? {}) as {
+    operationId?: string | null;
+    counts?: Record<string, number>;
+    offenders?: Record<string, Offender[]>;
+    reportUrl?: string | null;
+    dryRun?: boolean;
+    offendersComplete?: boolean;
+  };
+  const lines = [`Plan rejected (${err.code}): nothing will run.`];
+  const counts = Object.entries(d.counts ?? {}).filter(([c, n]) => c !== 'ok' && n > 0);
+  if (d.counts?.ok !== undefined) lines.push(`  ok: ${d.counts.ok}`);
+  for (const [cls, n] of counts) {
+    const first = (d.offenders?.[cls] ?? []).slice(0, FIRST_OFFENDERS).map(showOffender);
+    const more = n > first.length ? `, … (${n - first.length} more)` : '';
+    lines.push(`  ${cls}: ${n}${first.length ? `  e.g. ${first.join(', ')}${more}` : ''}`);
+  }
+  if (d.operationId && d.reportUrl)
+    lines.push(
+      `Full report: blastgate report ${d.operationId}  (GET ${d.reportUrl}); the rejection is recorded as ${d.operationId}.`,
+    );
+  else if (d.dryRun)
+    lines.push(
+      'This was a dry run: nothing was stored, so there is no report; `blastgate submit` records the rejection with its full report.',
+    );
+  lines.push('Fix the list and submit it again (with a new idempotency key).');
+  return lines;
+}
+
+function showOffender(o: Offender): string {
+  const extra = [
+    o.actualType ? `is ${o.actualType}` : '',
+    o.heldBy ? `held by ${o.heldBy}` : '',
+    o.purgeAfter ? `retained until ${o.purgeAfter}` : '',
+  ].filter(Boolean);
+  return `${o.escaped ?? o.id}${extra.length ? ` (${extra.join(', ')})` : ''}`;
+}
+
+/** Prints an error the way the mode asks; returns the exit code. */
+export function reportError(err: unknown, json: boolean, stderr = process.stderr): number {
+  const e =
+    err instanceof CliError ? err : new CliError(EXIT.error, 'CLI_ERROR', (err as Error)?.message ?? String(err));
+  if (json) {
+    const doc = {
+      error: {
+        code: e.code,
+        message: e.message,
+        ...(e.status ? { status: e.status } : {}),
+        ...(e.details !== undefined ? { details: e.details } : {}),
+      },
+      exitCode: e.exitCode,
+    };
+    stderr.write(JSON.stringify(doc) + '\n');
+  } else if (e.code === 'PLAN_REJECTED' || isRejection(e)) {
+    stderr.write(rejectionLines(e).join('\n') + '\n');
+  } else {
+    stderr.write(`blastgate: ${e.status ? `${e.status} ` : ''}${e.code}: ${e.message}\n`);
+  }
+  return e.exitCode;
+}
+
+/** Restores' and purges' per-ID rejections carry counts and offenders like a plan's. */
+const isRejection = (e: CliError) =>
+  e.exitCode === EXIT.rejected && typeof (e.details as { counts?: unknown } | undefined)?.counts === 'object';

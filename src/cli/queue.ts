@@ -1,0 +1,91 @@
+// `submit --via-queue`: the CI intake queue (contract: BullMQ queue `intake` under the prefix,
+// job data { token, operation }, job ID = idempotency key). Waits for the job and maps its
+// outcome as the REST path does: a plan → 0, PLAN_REJECTED → 10, any other refusal → 1.
+import { randomUUID } from 'node:crypto';
+import { CliError, EXIT, usageError } from './exit-codes.ts';
+
+export interface QueueSubmitOptions {
+  redisUrl: string;
+  prefix: string;
+  token: string;
+  operation: Record<string, unknown>;
+  jobId?: string;
+  timeoutMs: number;
+}
+
+export interface QueueResult {
+  operationId: string;
+  state: string;
+  planHash: string | null;
+  plan: unknown;
+  links?: { self?: string; events?: string };
+  jobId: string;
+}
+
+const JOB_ID = /^[A-Za-z0-9._-]{1,200}$/;
+
+export async function submitViaQueue(o: QueueSubmitOptions): Promise<QueueResult> {
+  const jobId = o.jobId ?? `cli-${randomUUID()}`;
+  if (!JOB_ID.test(jobId))
+    throw usageError(`--idempotency-key must be 1–200 characters of A-Z a-z 0-9 . _ - to be a job ID (got "${jobId}")`);
+  // Loaded only here: the other commands never need a Redis client.
+  const { Queue, QueueEvents } = await import('bullmq');
+  const connection = { url: o.redisUrl, maxRetriesPerRequest: null, lazyConnect: false };
+  const queue = new Queue('intake', { connection, prefix: o.prefix });
+  const events = new QueueEvents('intake', { connection, prefix: o.prefix });
+  try {
+    await events.waitUntilReady();
+    const job = await queue.add(
+      'submit',
+      { token: o.token, operation: o.operation },
+      { jobId, removeOnComplete: { age: 86_400 }, removeOnFail: { age: 86_400 } },
+    );
+    try {
+      const value = (await job.waitUntilFinished(events, o.timeoutMs)) as Omit<QueueResult, 'jobId'>;
+      return { ...value, jobId };
+    } catch (err) {
+      throw refusal(err as Error, o.timeoutMs);
+    }
+  } catch (err) {
+    if (err instanceof CliError) throw err;
+    throw new CliError(
+      EXIT.error,
+      'QUEUE_FAILED',
+      `the intake queue at ${redact(o.redisUrl)}: ${(err as Error).message}`,
+    );
+  } finally {
+    await events.close().catch(() => undefined);
+    await queue.close().catch(() => undefined);
+  }
+}
+
+/** A failed job's reason is the refusal as JSON ({ code, message, details?, report? }). */
+function refusal(err: Error, timeoutMs: number): CliError {
+  if (/timed out/i.test(err.message))
+    return new CliError(EXIT.timedOut, 'TIMED_OUT', `the intake job did not finish within ${timeoutMs} ms`);
+  let r: { code?: string; message?: string; details?: unknown; report?: unknown; operationId?: string };
+  try {
+    r = JSON.parse(err.message) as typeof r;
+  } catch {
+    return new CliError(EXIT.error, 'JOB_FAILED', err.message);
+  }
+  if (r.code === 'PLAN_REJECTED') {
+    const report = (r.report ?? r.details ?? {}) as Record<string, unknown>;
+    const details = { operationId: r.operationId ?? null, ...report };
+    if (r.operationId && !('reportUrl' in details))
+      Object.assign(details, { reportUrl: `/v1/operations/${r.operationId}/report` });
+    return new CliError(EXIT.rejected, 'PLAN_REJECTED', r.message ?? 'the plan was rejected', details);
+  }
+  return new CliError(EXIT.error, r.code ?? 'JOB_FAILED', r.message ?? err.message, r.details);
+}
+
+/** A Redis URL as shown: without its password. */
+export function redact(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return '(invalid URL)';
+  }
+}

@@ -1,0 +1,129 @@
+// How `watch` shows an operation: live bars on a terminal (one per wave, plus a status line with
+// the state, the bake countdown and the halt reason), one plain line per event in a log, or one
+// JSON object per event with --json.
+import cliProgress from 'cli-progress';
+
+export interface WaveProgress {
+  wave: number;
+  items: number;
+  done: number;
+  failed: number;
+  pending: number;
+  inFlight?: number;
+  restored?: number;
+  skipped?: number;
+}
+
+export interface OpStatus {
+  state: string;
+  currentWave: number | null;
+  waveCount?: number | null;
+  haltReason: string | null;
+  bakeUntil: string | null;
+  /** Server time minus local time (ms), so a countdown is right on a skewed clock. */
+  skewMs: number;
+}
+
+export interface View {
+  frame(event: string, id: string | undefined, data: Record<string, unknown>, status: OpStatus): void;
+  waves(waves: WaveProgress[], status: OpStatus): void;
+  note(text: string): void;
+  close(): void;
+}
+
+export function bakeLeft(status: OpStatus, now = Date.now()): number | null {
+  if (!status.bakeUntil || status.state !== 'baking') return null;
+  return Math.max(0, Math.ceil((Date.parse(status.bakeUntil) - (now + status.skewMs)) / 1000));
+}
+
+function statusText(s: OpStatus): string {
+  const wave = s.currentWave === null ? '' : ` · wave ${s.currentWave + 1}${s.waveCount ? `/${s.waveCount}` : ''}`;
+  const left = bakeLeft(s);
+  const bake = left === null ? '' : ` · bake ${left}s left`;
+  const halt = s.haltReason ? ` · halt: ${s.haltReason}` : '';
+  return `${s.state}${wave}${bake}${halt}`;
+}
+
+export function jsonView(write: (s: string) => void): View {
+  return {
+    frame: (event, id, data) => write(JSON.stringify({ event, id: id ?? null, data }) + '\n'),
+    waves: () => undefined,
+    note: () => undefined,
+    close: () => undefined,
+  };
+}
+
+export function lineView(write: (s: string) => void): View {
+  return {
+    frame(event, _id, data, status) {
+      if (event === 'transition') {
+        const d = data as { action?: string; actor?: string; wave?: number | null; at?: string };
+        const wave = typeof d.wave === 'number' ? ` wave=${d.wave + 1}` : '';
+        write(`${d.at ?? ''} ${d.action} by ${d.actor ?? '?'} → ${statusText(status)}${wave}\n`);
+      } else if (event === 'probes') {
+        const d = data as { wave?: number; results?: { result: string }[] };
+        const by: Record<string, number> = {};
+        for (const r of d.results ?? []) by[r.result] = (by[r.result] ?? 0) + 1;
+        write(
+          `probes wave ${(d.wave ?? 0) + 1}: ${Object.entries(by)
+            .map(([k, n]) => `${n} ${k}`)
+            .join(', ')}\n`,
+        );
+      } else if (event === 'snapshot') write(`watching: ${statusText(status)}\n`);
+      else if (event === 'end') write(`end: ${status.state}\n`);
+    },
+    waves(waves, status) {
+      const parts = waves.map((w) => `w${w.wave + 1} ${w.done}/${w.items}${w.failed ? ` (${w.failed} failed)` : ''}`);
+      write(`progress ${statusText(status)} · ${parts.join(' · ')}\n`);
+    },
+    note: (text) => write(text + '\n'),
+    close: () => undefined,
+  };
+}
+
+/** Live bars (cli-progress) on a terminal; the status line ticks every second for the countdown. */
+export function barView(stream: NodeJS.WriteStream): View {
+  const multi = new cliProgress.MultiBar(
+    {
+      stream,
+      format: ' wave {wave} [{bar}] {value}/{total} · failed {failed} · restored {restored}',
+      hideCursor: true,
+      clearOnComplete: false,
+      stopOnComplete: false,
+      forceRedraw: true,
+      barsize: 30,
+    },
+    cliProgress.Presets.shades_classic,
+  );
+  let last: OpStatus | undefined;
+  const head = multi.create(1, 0, { text: '' }, { format: ' {text}' });
+  const bars = new Map<number, cliProgress.SingleBar>();
+  const tick = setInterval(() => last && head.update(0, { text: statusText(last) }), 1000);
+  tick.unref();
+  return {
+    frame(_event, _id, _data, status) {
+      last = status;
+      head.update(0, { text: statusText(status) });
+    },
+    waves(waves, status) {
+      last = status;
+      head.update(0, { text: statusText(status) });
+      for (const w of waves) {
+        const payload = { wave: w.wave + 1, failed: w.failed, restored: w.restored ?? 0 };
+        let bar = bars.get(w.wave);
+        if (!bar) {
+          bar = multi.create(Math.max(w.items, 1), 0, payload);
+          bars.set(w.wave, bar);
+        }
+        bar.setTotal(Math.max(w.items, 1));
+        bar.update(w.done + w.failed, payload);
+      }
+    },
+    note: (text) => multi.log(text + '\n'),
+    close() {
+      clearInterval(tick);
+      if (last) head.update(0, { text: statusText(last) });
+      multi.stop();
+    },
+  };
+}

@@ -1,0 +1,98 @@
+// Following one operation to an outcome over its event stream (GET /v1/operations/{id}/events):
+// the state after every frame decides whether to go on waiting or which exit code to end with
+// (exit-codes.ts), and a deadline ends the wait with 13. Reconnects resume from the last frame's
+// id, so a dropped connection loses no transition.
+import { EXIT, exitForState, type ExitCode } from './exit-codes.ts';
+import type { ApiClient } from './http.ts';
+import { followSse } from './sse.ts';
+import type { OpStatus, View, WaveProgress } from './watch-view.ts';
+
+export interface WatchResult {
+  operationId: string;
+  state: string;
+  haltReason: string | null;
+  exitCode: ExitCode;
+  timedOut: boolean;
+  /** The cursor of the last frame seen: `blastgate watch --after` resumes from it. */
+  lastEventId: string | null;
+  waves: WaveProgress[];
+}
+
+export interface WatchOptions {
+  client: ApiClient;
+  operationId: string;
+  view: View;
+  /** Give up waiting after this long (exit 13); undefined: no limit. */
+  timeoutMs?: number;
+  after?: string;
+  idleTimeoutMs?: number;
+}
+
+export async function watchOperation(o: WatchOptions): Promise<WatchResult> {
+  const status: OpStatus = { state: 'unknown', currentWave: null, haltReason: null, bakeUntil: null, skewMs: 0 };
+  let waves: WaveProgress[] = [];
+  let exit: ExitCode | null = null;
+  let lastId: string | undefined = o.after;
+  const ctl = new AbortController();
+  let timedOut = false;
+  const timer =
+    o.timeoutMs === undefined
+      ? undefined
+      : setTimeout(() => {
+          timedOut = true;
+          ctl.abort();
+        }, o.timeoutMs);
+
+  const apply = (d: Record<string, unknown>) => {
+    if (typeof d.state === 'string') status.state = d.state;
+    if ('currentWave' in d) status.currentWave = (d.currentWave as number | null) ?? null;
+    if ('waveCount' in d) status.waveCount = (d.waveCount as number | null) ?? null;
+    if ('haltReason' in d) status.haltReason = (d.haltReason as string | null) ?? null;
+    if ('bakeUntil' in d) status.bakeUntil = (d.bakeUntil as string | null) ?? null;
+    if (typeof d.serverTime === 'string') status.skewMs = Date.parse(d.serverTime) - Date.now();
+    if (Array.isArray(d.waves)) waves = d.waves as WaveProgress[];
+  };
+
+  try {
+    await followSse({
+      client: o.client,
+      path: `/v1/operations/${encodeURIComponent(o.operationId)}/events`,
+      ...(o.after ? { after: o.after } : {}),
+      ...(o.idleTimeoutMs ? { idleTimeoutMs: o.idleTimeoutMs } : {}),
+      signal: ctl.signal,
+      onReconnect: (n, why) => o.view.note(`event stream dropped (${why}); reconnecting (attempt ${n})`),
+      onFrame(frame) {
+        lastId = frame.id ?? lastId;
+        let data: Record<string, unknown>;
+        try {
+          data = JSON.parse(frame.data) as Record<string, unknown>;
+        } catch {
+          return false;
+        }
+        if (frame.event === 'snapshot') {
+          apply({ ...(data.operation as Record<string, unknown>), serverTime: data.serverTime, waves: data.waves });
+        } else if (frame.event === 'transition' || frame.event === 'progress' || frame.event === 'end') {
+          apply(data);
+        }
+        o.view.frame(frame.event, frame.id, data, status);
+        if (frame.event === 'snapshot' || frame.event === 'progress') o.view.waves(waves, status);
+        exit = exitForState(status.state);
+        return exit !== null;
+      },
+    });
+  } finally {
+    clearTimeout(timer);
+  }
+  // The stream ended (`end`) with a state we keep waiting on: cannot happen by contract, but
+  // report it rather than loop.
+  const code: ExitCode = exit ?? (timedOut ? EXIT.timedOut : (exitForState(status.state) ?? EXIT.error));
+  return {
+    operationId: o.operationId,
+    state: status.state,
+    haltReason: status.haltReason,
+    exitCode: code,
+    timedOut: exit === null && timedOut,
+    lastEventId: lastId ?? null,
+    waves,
+  };
+}

@@ -1,0 +1,122 @@
+// The other commands against the real API (no workers needed): tokens create/list/rotate/revoke,
+// signal and abort of a planned operation (then watch: cancelled → 11), restore and purge
+// refusals printed with the server's code; every --json output parses.
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildTestApp, type TestApp } from '../support/app.ts';
+import { CLI_BIN, jsonError, runCli } from '../support/cli.ts';
+import { seedRegistry } from '../support/seed.ts';
+import type { Role } from '../../src/modules/auth/roles.ts';
+
+let t: TestApp;
+let url: string;
+beforeAll(async () => {
+  t = await buildTestApp();
+  await seedRegistry(t.databaseUrl, { sites: 4, appsPerSite: 2 });
+  await t.app.listen({ port: 0, host: '127.0.0.1' });
+  url = `http://127.0.0.1:${(t.app.server.address() as AddressInfo).port}`;
+});
+afterAll(async () => {
+  await t?.close();
+});
+
+const as = (role: Role, args: string[], input?: string) =>
+  runCli(args, { url, token: t.tokens[role], ...(input !== undefined ? { input } : {}) });
+const doc = (stdout: string) => JSON.parse(stdout) as Record<string, unknown>;
+
+describe('blastgate admin and control commands', () => {
+  it('tokens: create shows the new secret once, list never does, rotate and revoke', async () => {
+    const created = await as('admin', ['--json', 'tokens', 'create', '--name', 'ci-bot', '--role', 'requester']);
+    expect(created.code, created.stderr).toBe(0);
+    const tok = doc(created.stdout) as { id: string; token: string };
+    expect(tok.token).toMatch(/^bg_/);
+    const list = await as('admin', ['--json', 'tokens', 'list']);
+    expect(list.code).toBe(0);
+    expect(list.stdout).not.toContain(tok.token);
+    expect(list.stdout).not.toContain(t.tokens.admin);
+    const listed = await as('admin', ['tokens', 'list']);
+    expect(listed.stdout).toContain('ci-bot');
+    const rotated = await as('admin', ['--json', 'tokens', 'rotate', tok.id, '--grace-seconds', '0']);
+    expect(rotated.code, rotated.stderr).toBe(0);
+    const revoked = await as('admin', ['--json', 'tokens', 'revoke', tok.id]);
+    expect(revoked.code).toBe(0);
+    expect(doc(revoked.stdout)).toMatchObject({ id: tok.id, revoked: true });
+    // Not an admin: the server's 403 and code, exit 1.
+    const forbidden = await as('viewer', ['tokens', 'list']);
+    expect(forbidden.code).toBe(1);
+    expect(forbidden.stderr).toMatch(/403 FORBIDDEN: /);
+  });
+
+  it('signal and abort a planned operation; watching it then ends cancelled (11)', async () => {
+    const sub = await as(
+      'requester',
+      ['--json', 'submit', '--type', 'app', '--reason', 'To be aborted', '--ticket', 'T-3'],
+      'app_00001_00\napp_00001_01\n',
+    );
+    expect(sub.code, sub.stderr).toBe(0);
+    const id = (doc(sub.stdout).operation as { id: string }).id;
+    const sig = await as('requester', ['--json', 'signal', id, '--kind', 'support_ticket', '--detail', 'ZD-1']);
+    expect(sig.code, sig.stderr).toBe(0);
+    const noReason = await as('operator', ['abort', id]);
+    expect(noReason.code).toBe(2);
+    const aborted = await as('operator', ['--json', 'abort', id, '--reason', 'Not needed after all']);
+    expect(aborted.code, aborted.stderr).toBe(0);
+    expect(doc(aborted.stdout).state).toBe('cancelled');
+    const watched = await as('viewer', ['--json', 'watch', id]);
+    expect(watched.code).toBe(11);
+    const last = JSON.parse(watched.stdout.trim().split('\n').pop()!) as { data: { state: string } };
+    expect(last.data.state).toBe('cancelled');
+  });
+
+  it('approve on a terminal asks, showing the plan hash, and approves only on yes', async () => {
+    const sub = await as(
+      'requester',
+      ['--json', 'submit', '--type', 'app', '--reason', 'To be approved', '--ticket', 'T-4'],
+      'app_00002_00\n',
+    );
+    const op = doc(sub.stdout).operation as { id: string; planHash: string };
+    // A real pseudo-terminal (util-linux `script`), answering the prompt.
+    const onTty = (answer: string) =>
+      runCli(['-qec', `${process.execPath} ${CLI_BIN} approve ${op.id}`, '/dev/null'], {
+        url,
+        token: t.tokens.approver,
+        bin: ['script'],
+        input: answer,
+      });
+    const no = await onTty('n\n');
+    expect(no.stdout).toContain(`Approve plan ${op.planHash}? [y/N]`);
+    expect(no.code).toBe(1);
+    expect((await as('viewer', ['--json', 'status', op.id])).stdout).toContain('"state":"planned"');
+    const yes = await onTty('y\n');
+    expect(yes.code, yes.stdout).toBe(0);
+    expect(yes.stdout).toContain(`Approved plan ${op.planHash}`);
+  });
+
+  it('restore and purge refusals carry the server code', async () => {
+    const r = await as('requester', [
+      '--json',
+      'restore',
+      '--tenant',
+      'tenant_00001',
+      '--reason',
+      'Nothing was deleted',
+      '--ticket',
+      'INC-1',
+      '--dry-run',
+    ]);
+    expect(r.code).toBe(1);
+    expect(jsonError(r).error.code).toBe('NOTHING_TO_RESTORE');
+    const p = await as('requester', [
+      'purge',
+      '--due-before',
+      new Date().toISOString(),
+      '--reason',
+      'Nothing is due',
+      '--ticket',
+      'CHG-2',
+      '--dry-run',
+    ]);
+    expect(p.code).toBe(1);
+    expect(p.stderr).toMatch(/422 NOTHING_TO_PURGE: /);
+  });
+});

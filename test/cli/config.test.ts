@@ -1,0 +1,64 @@
+// The CLI's configuration: flags over the environment, the token from a file, the API's own
+// default address; and the exit code every state of an operation maps to (the README table).
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { resolveConnection, DEFAULT_URL } from '../../src/cli/config.ts';
+import { EXIT, exitForState } from '../../src/cli/exit-codes.ts';
+import { OP_STATES } from '../../src/modules/operations/lifecycle-types.ts';
+import { runCli } from '../support/cli.ts';
+
+describe('CLI configuration', () => {
+  it('defaults to the API default port and lets flags win over the environment', async () => {
+    expect(DEFAULT_URL).toBe('http://127.0.0.1:3000');
+    expect(resolveConnection({}, {})).toEqual({ url: DEFAULT_URL, token: undefined });
+    const env = { BLASTGATE_URL: 'http://env:1/', BLASTGATE_TOKEN: 'env-token' };
+    expect(resolveConnection({}, env)).toEqual({ url: 'http://env:1', token: 'env-token' });
+    expect(resolveConnection({ url: 'http://flag:2', token: 'flag-token' }, env)).toEqual({
+      url: 'http://flag:2',
+      token: 'flag-token',
+    });
+    const dir = await mkdtemp(join(tmpdir(), 'bg-cli-cfg-'));
+    try {
+      await writeFile(join(dir, 'tok'), 'file-token\n');
+      expect(resolveConnection({ tokenFile: join(dir, 'tok') }, env).token).toBe('file-token');
+      expect(() => resolveConnection({ tokenFile: join(dir, 'missing') }, env)).toThrow(/cannot read the token file/);
+      expect(() => resolveConnection({ url: 'ftp://x' }, env)).toThrow(/http\(s\) URL/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('maps every operation state to an exit code or to "keep waiting"', () => {
+    const table = Object.fromEntries(OP_STATES.map((s) => [s, exitForState(s)]));
+    expect(table).toEqual({
+      planned: null,
+      approved: null,
+      running: null,
+      baking: null,
+      rolling_back: null,
+      completed: EXIT.ok,
+      rejected: EXIT.rejected,
+      paused: EXIT.paused,
+      halted: EXIT.stopped,
+      rolled_back: EXIT.stopped,
+      rollback_incomplete: EXIT.stopped,
+      completed_with_failures: EXIT.stopped,
+      cancelled: EXIT.stopped,
+      failed: EXIT.stopped,
+      expired: EXIT.stopped,
+    });
+  });
+
+  it('usage errors exit 2 (as JSON with --json); no token is a usage error', async () => {
+    const missing = await runCli(['--json', 'pause', 'op_1']);
+    expect(missing.code).toBe(2);
+    expect(JSON.parse(missing.stderr.trim()) as unknown).toMatchObject({ error: { code: 'USAGE' }, exitCode: 2 });
+    const noToken = await runCli(['status', 'op_1'], { url: 'http://127.0.0.1:1' });
+    expect(noToken.code).toBe(2);
+    expect(noToken.stderr).toContain('NO_TOKEN');
+    const unknown = await runCli(['frobnicate']);
+    expect(unknown.code).toBe(2);
+  });
+});

@@ -1,0 +1,252 @@
+// The CLI against the real stack (API, workers, PostgreSQL, Redis, a real downstream), as a child
+// process: submit → approve → start → watch ends with the exit code of the outcome — 0 completed,
+// 10 rejected (with counts, first offenders and the report command), 11 rolled back after a halt,
+// 12 paused while waiting, 13 timed out waiting for approval — and every --json output parses.
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { buildExecHarness, useHttpAdapter, waitForState, type ExecHarness } from '../support/execution.ts';
+import { appsOf } from '../support/exec-helpers.ts';
+import { CLI_BIN, CLI_ROOT, jsonError, runCli, type CliRun } from '../support/cli.ts';
+import { seedRegistry } from '../support/seed.ts';
+import type { Role } from '../../src/modules/auth/roles.ts';
+
+let h: ExecHarness;
+let url: string;
+let dir: string;
+let n = 0;
+
+beforeAll(async () => {
+  h = await buildExecHarness({ workers: 1 });
+  await seedRegistry(h.databaseUrl, { sites: 40, appsPerSite: 2, internalTenants: 1 });
+  await useHttpAdapter(h);
+  await h.app.listen({ port: 0, host: '127.0.0.1' });
+  url = `http://127.0.0.1:${(h.app.server.address() as AddressInfo).port}`;
+  dir = await mkdtemp(join(tmpdir(), 'bg-cli-e2e-'));
+});
+afterAll(async () => {
+  await h?.close();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+beforeEach(() => h.downstream.reset());
+
+const as = (role: Role, args: string[], input?: string) =>
+  runCli(args, { url, token: h.tokens[role], ...(input !== undefined ? { input } : {}) });
+
+async function idsFile(ids: string[]): Promise<string> {
+  const file = join(dir, `ids-${++n}.txt`);
+  await writeFile(file, ids.join('\n') + '\n');
+  return file;
+}
+
+const parse = (r: CliRun) => {
+  expect(r.stdout.trim().split('\n'), r.stderr).toHaveLength(1);
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- a test reads what the CLI printed
+  return JSON.parse(r.stdout) as Record<string, any>;
+};
+
+/** submit (requester) → approve --yes (approver); the operation's id and plan hash. */
+async function submitted(ids: string[], extra: string[] = []) {
+  const file = await idsFile(ids);
+  const sub = await as('requester', [
+    '--json',
+    'submit',
+    '--type',
+    'app',
+    '--reason',
+    'CLI end to end',
+    '--ticket',
+    'CHG-9',
+    '--ids-file',
+    file,
+    '--bake-seconds',
+    '0',
+    ...extra,
+  ]);
+  expect(sub.code, sub.stderr).toBe(0);
+  const { operation, submittedIds } = parse(sub);
+  expect(submittedIds).toBe(ids.length);
+  expect(operation.state).toBe('planned');
+  return operation as { id: string; planHash: string };
+}
+
+/** `blastgate watch` as a child; `connected` once its first frame (the snapshot) was printed. */
+function watchInBackground(id: string, flags: string[]) {
+  const child = spawn(process.execPath, [CLI_BIN, ...flags, 'watch', id, '--timeout', '120s'], {
+    cwd: CLI_ROOT,
+    env: { ...process.env, BLASTGATE_URL: url, BLASTGATE_TOKEN: h.tokens.viewer },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  let onFirst: () => void = () => undefined;
+  const connected = new Promise<void>((r) => (onFirst = r));
+  child.stdout.on('data', (b: Buffer) => ((stdout += b.toString()), /snapshot/.test(stdout) && onFirst()));
+  child.stderr.on('data', (b: Buffer) => ((stderr += b.toString()), /watching:/.test(stderr) && onFirst()));
+  const done = new Promise<CliRun>((r) => child.on('close', (code) => (onFirst(), r({ code, stdout, stderr }))));
+  return { connected, done };
+}
+
+describe('blastgate CLI against the real stack', () => {
+  it('submit → approve → start → watch: completed is exit 0; every --json output parses', async () => {
+    const op = await submitted(appsOf([0, 1, 2, 3], 2), ['--waves', '1,100%']);
+
+    // Approving needs a confirmation: in a pipe without --yes it refuses (2) and sends nothing.
+    const refused = await as('approver', ['approve', op.id]);
+    expect(refused.code).toBe(2);
+    expect(refused.stdout).toContain(`plan hash: ${op.planHash}`);
+    expect(refused.stderr).toContain('CONFIRMATION_REQUIRED');
+    const approved = await as('approver', ['--json', 'approve', op.id, '--yes']);
+    expect(approved.code, approved.stderr).toBe(0);
+    expect(parse(approved)).toMatchObject({ approvedPlanHash: op.planHash, state: 'approved' });
+
+    // Watching from before the start. Not a terminal: one line per event on stderr, the outcome on stdout.
+    const watcher = watchInBackground(op.id, []);
+    await watcher.connected;
+    const started = await as('operator', ['--json', 'start', op.id, '--reason', 'Window open']);
+    expect(started.code, started.stderr).toBe(0);
+    expect(parse(started).id).toBe(op.id);
+    const watched = await watcher.done;
+    expect(watched.code, watched.stderr).toBe(0);
+    expect(watched.stderr).toContain('operation.completed');
+    expect(watched.stdout).toContain(`${op.id} is completed`);
+
+    // --json watch (of an operation that has ended: it says so at once): one JSON object per
+    // event, the last one the outcome.
+    const jw = await as('viewer', ['--json', 'watch', op.id]);
+    expect(jw.code, jw.stderr).toBe(0);
+    const events = jw.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { event: string; data: unknown });
+    expect(events[0]!.event).toBe('snapshot');
+    expect(events.at(-1)).toMatchObject({ event: 'outcome', data: { state: 'completed', exitCode: 0 } });
+
+    const status = await as('viewer', ['--json', 'status', op.id]);
+    expect(status.code).toBe(0);
+    expect(parse(status)).toMatchObject({ id: op.id, state: 'completed' });
+  });
+
+  it('a rejected plan exits 10 with per-class counts, the first offenders and how to get the full report', async () => {
+    const ids = [...appsOf([5], 2), 'app_00099_01', 'app_00099_02', 'site_00001'];
+    const file = await idsFile(ids);
+    const args = ['submit', '--type', 'app', '--reason', 'Has bad IDs', '--ticket', 'CHG-10', '--ids-file', file];
+    const r = await as('requester', args);
+    expect(r.code, r.stderr).toBe(10);
+    expect(r.stderr).toMatch(/Plan rejected/);
+    expect(r.stderr).toMatch(/unknown: 2 +e\.g\. app_00099_01, app_00099_02/);
+    expect(r.stderr).toMatch(/type_mismatch: 1 +e\.g\. site_00001 \(is site\)/);
+    const opId = /blastgate report (op_\S+)/.exec(r.stderr)?.[1];
+    expect(opId, r.stderr).toBeTruthy();
+    expect(r.stderr).toContain(`GET /v1/operations/${opId}/report`);
+
+    const j = await as('requester', ['--json', ...args, '--idempotency-key', 'cli-rejected-2']);
+    expect(j.code).toBe(10);
+    expect(j.stdout).toBe('');
+    const err = jsonError(j);
+    expect(err.exitCode).toBe(10);
+    expect(err.error).toMatchObject({ code: 'PLAN_REJECTED', status: 422, details: { counts: { unknown: 2 } } });
+
+    const report = await as('viewer', ['--json', 'report', opId!]);
+    expect(report.code, report.stderr).toBe(0);
+    const rows = report.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { id: string; class: string });
+    expect(rows.map((x) => x.id).sort()).toEqual(['app_00099_01', 'app_00099_02', 'site_00001']);
+
+    // An HTTP error prints the server's code and message.
+    const missing = await as('viewer', ['status', 'op_doesnotexist']);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toMatch(/404 NOT_FOUND: /);
+  });
+
+  it('a halt that rolls back exits 11 (start --wait), and --json gives one document with the outcome', async () => {
+    const op = await submitted(appsOf([10, 11, 12, 13, 14, 15], 2), [
+      '--waves',
+      '1,100%',
+      '--halt-policy',
+      JSON.stringify({ onHalt: 'rollback', minSample: 2, maxConsecutiveFailures: 2, maxFailureRate: 0.05 }),
+    ]);
+    expect((await as('approver', ['approve', op.id, '--yes'])).code).toBe(0);
+    h.downstream.failOnly(['softDelete']);
+    h.downstream.failAll(500);
+    const r = await as('operator', ['--json', 'start', op.id, '--reason', 'Go ahead', '--wait', '--timeout', '180s']);
+    expect(r.code, r.stderr).toBe(11);
+    const doc = parse(r);
+    expect(doc.outcome).toMatchObject({ state: 'rolled_back', exitCode: 11, timedOut: false });
+    expect(doc.outcome.haltReason).toBeTruthy();
+  });
+
+  it('submit --via-queue through the real intake worker: planned (0), then rejected (10) with its report', async () => {
+    const viaQueue = (ids: string[], key: string) =>
+      runCli(
+        ['--json', 'submit', '--via-queue', '--type', 'app', '--reason', 'From a pipeline', '--ticket', 'CI-7'].concat([
+          '--idempotency-key',
+          key,
+          '--queue-prefix',
+          h.prefix,
+          '--redis-url',
+          h.redisUrl,
+        ]),
+        { url, token: h.tokens.requester, input: ids.join('\n') + '\n' },
+      );
+    const ok = await viaQueue(appsOf([35], 2), 'cli-queue-ok');
+    expect(ok.code, ok.stderr).toBe(0);
+    const { operation } = parse(ok) as { operation: { id: string; state: string; planHash: string } };
+    expect(operation.state).toBe('planned');
+    const status = await as('viewer', ['--json', 'status', operation.id]);
+    expect(parse(status)).toMatchObject({ id: operation.id, planHash: operation.planHash, itemCount: 2 });
+
+    const bad = await viaQueue([...appsOf([36], 1), 'app_00099_09'], 'cli-queue-bad');
+    expect(bad.code, bad.stderr).toBe(10);
+    const err = jsonError(bad).error;
+    expect(err).toMatchObject({ code: 'PLAN_REJECTED', details: { counts: { unknown: 1 } } });
+    const opId = (err.details as { operationId: string }).operationId;
+    const report = await as('viewer', ['--json', 'report', opId]);
+    expect(report.stdout).toContain('app_00099_09');
+  });
+
+  it('waiting: paused is exit 12, and no approval within --timeout is exit 13', async () => {
+    const file = await idsFile(appsOf([21], 2));
+    const timed = await as('requester', [
+      '--json',
+      'submit',
+      '--type',
+      'app',
+      '--reason',
+      'Nobody approves',
+      '--ticket',
+      'CHG-13',
+      '--ids-file',
+      file,
+      '--wait',
+      '--timeout',
+      '2s',
+    ]);
+    expect(timed.code, timed.stderr).toBe(13);
+    expect(parse(timed).outcome).toMatchObject({ state: 'planned', timedOut: true, exitCode: 13 });
+
+    // A long bake keeps the operation baking; a watcher in the background sees the pause.
+    const op = await submitted(appsOf([30, 31], 2), ['--waves', '1,100%', '--bake-seconds', '600']);
+    expect((await as('approver', ['approve', op.id, '--yes'])).code).toBe(0);
+    await h.app.inject({
+      method: 'POST',
+      url: `/v1/operations/${op.id}/start`,
+      headers: { authorization: h.auth('operator') },
+      payload: {},
+    });
+    await waitForState(h, op.id, ['baking', 'completed']);
+    const watcher = watchInBackground(op.id, ['--json']);
+    await watcher.connected;
+    const paused = await as('operator', ['pause', op.id, '--reason', 'Checking a ticket']);
+    expect(paused.code, paused.stderr).toBe(0);
+    const w = await watcher.done;
+    expect(w.code, w.stderr).toBe(12);
+    const last = JSON.parse(w.stdout.trim().split('\n').pop()!) as { data: { state: string; haltReason: string } };
+    expect(last.data).toMatchObject({ state: 'paused', haltReason: expect.stringContaining('Checking a ticket') });
+  });
+});

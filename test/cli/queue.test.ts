@@ -1,0 +1,106 @@
+// `blastgate submit --via-queue` against a plain BullMQ worker on the intake queue that answers
+// as contract §2 says: the job carries { token, operation } under the job ID = idempotency key;
+// a plan is exit 0, a PLAN_REJECTED failure exit 10 with its counts, any other refusal exit 1
+// with its code.
+import { randomBytes } from 'node:crypto';
+import { Worker, UnrecoverableError, type Job } from 'bullmq';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { inject } from 'vitest';
+import { jsonError, runCli } from '../support/cli.ts';
+
+const prefix = `bgcli${randomBytes(4).toString('hex')}`;
+const redisUrl = inject('redisUrl');
+const jobs: Job[] = [];
+let worker: Worker;
+
+beforeAll(async () => {
+  worker = new Worker(
+    'intake',
+    async (job: Job<{ token: string; operation: { reason: string; ids: string[] } }>) => {
+      jobs.push(job);
+      const { token, operation } = job.data;
+      if (token !== 'good-token')
+        throw new UnrecoverableError(JSON.stringify({ code: 'UNAUTHENTICATED', message: 'Unknown token' }));
+      if (operation.ids.includes('app_bad'))
+        throw new UnrecoverableError(
+          JSON.stringify({
+            code: 'PLAN_REJECTED',
+            message: 'The operation was rejected: 1 unknown.',
+            operationId: 'op_rejected1',
+            report: { counts: { ok: 1, unknown: 1 }, offenders: { unknown: [{ id: 'app_bad', index: 1 }] } },
+          }),
+        );
+      return {
+        operationId: 'op_queued1',
+        state: 'planned',
+        planHash: 'a'.repeat(64),
+        plan: { itemCount: operation.ids.length, tenantCount: 1, waves: [] },
+        links: { self: '/v1/operations/op_queued1', events: '/v1/operations/op_queued1/events' },
+      };
+    },
+    { connection: { url: redisUrl, maxRetriesPerRequest: null }, prefix },
+  );
+  await worker.waitUntilReady();
+});
+afterAll(async () => {
+  await worker?.close();
+});
+
+const submit = (token: string, ids: string, key: string) =>
+  runCli(
+    ['--json', 'submit', '--via-queue', '--type', 'app', '--reason', 'From CI', '--ticket', 'CI-1'].concat([
+      '--idempotency-key',
+      key,
+      '--queue-prefix',
+      prefix,
+    ]),
+    { token, input: ids, env: { BLASTGATE_REDIS_URL: redisUrl } },
+  );
+
+describe('submit --via-queue', () => {
+  it('adds a job { token, operation } under the idempotency key and prints the plan (0)', async () => {
+    const r = await submit('good-token', 'app_1\n{"id":"app_2"}\n', 'ci-run-1');
+    expect(r.code, r.stderr).toBe(0);
+    const doc = JSON.parse(r.stdout) as { operation: { id: string; state: string }; submittedIds: number };
+    expect(doc).toMatchObject({ operation: { id: 'op_queued1', state: 'planned' }, submittedIds: 2 });
+    const job = jobs.find((j) => j.id === 'ci-run-1')!;
+    expect(job.name).toBe('submit');
+    expect(job.data).toEqual({
+      token: 'good-token',
+      operation: { targetType: 'app', reason: 'From CI', ticket: 'CI-1', ids: ['app_1', 'app_2'] },
+    });
+  });
+
+  it('a rejected plan is exit 10 with its counts; another refusal exit 1 with its code', async () => {
+    const rejected = await submit('good-token', 'app_1\napp_bad\n', 'ci-run-2');
+    expect(rejected.code, rejected.stderr).toBe(10);
+    expect(jsonError(rejected).error).toMatchObject({
+      code: 'PLAN_REJECTED',
+      details: { operationId: 'op_rejected1', counts: { unknown: 1 }, reportUrl: '/v1/operations/op_rejected1/report' },
+    });
+    const human = await runCli(
+      ['submit', '--via-queue', '--type', 'app', '--reason', 'From CI', '--ticket', 'CI-1', '--queue-prefix', prefix],
+      { token: 'good-token', input: 'app_bad\n', env: { BLASTGATE_REDIS_URL: redisUrl } },
+    );
+    expect(human.code).toBe(10);
+    expect(human.stderr).toContain('unknown: 1  e.g. app_bad');
+    expect(human.stderr).toContain('blastgate report op_rejected1');
+
+    const refused = await submit('bad-token', 'app_1\n', 'ci-run-3');
+    expect(refused.code).toBe(1);
+    expect(jsonError(refused).error.code).toBe('UNAUTHENTICATED');
+    // The CLI never prints the token it sent.
+    expect(refused.stderr + refused.stdout).not.toContain('bad-token');
+  });
+
+  it('refuses a job ID BullMQ cannot take, and a missing Redis URL, as usage errors (2)', async () => {
+    const r = await submit('good-token', 'app_1\n', 'has:colon');
+    expect(r.code).toBe(2);
+    const none = await runCli(['submit', '--via-queue', '--type', 'app', '--reason', 'x y z', '--ticket', 'T'], {
+      token: 'good-token',
+      input: 'app_1\n',
+    });
+    expect(none.code).toBe(2);
+    expect(none.stderr).toContain('--redis-url');
+  });
+});

@@ -1,0 +1,174 @@
+// The CLI's SSE reader: the frame parser against the WHATWG rules (chunks split anywhere, CRLF,
+// comments, multi-line data, ids), and the follower against a tiny real SSE server that drops
+// the connection mid-stream: the reconnect carries Last-Event-ID and no event is lost or repeated.
+import { createServer, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ApiClient } from '../../src/cli/http.ts';
+import { followSse, SseParser, type SseFrame } from '../../src/cli/sse.ts';
+import { watchOperation } from '../../src/cli/watch.ts';
+import { jsonView } from '../../src/cli/watch-view.ts';
+import { EXIT } from '../../src/cli/exit-codes.ts';
+
+describe('SseParser', () => {
+  const STREAM =
+    ': ping\r\nid: 1\r\nevent: snapshot\r\ndata: {"a":1}\r\n\r\n' +
+    'id: 2\nevent: transition\ndata: line one\ndata: line two\n\n' +
+    'data: no id or event\n\n' +
+    'retry: 2500\nid: 3\nevent: end\ndata:{"state":"completed"}\r\rtrailing';
+
+  const expected: SseFrame[] = [
+    { event: 'snapshot', data: '{"a":1}', id: '1' },
+    { event: 'transition', data: 'line one\nline two', id: '2' },
+    { event: 'message', data: 'no id or event', id: '2' },
+    { event: 'end', data: '{"state":"completed"}', id: '3' },
+  ];
+
+  it('parses a whole stream', () => {
+    const p = new SseParser();
+    expect(p.push(STREAM)).toEqual(expected);
+    expect(p.retryMs).toBe(2500);
+    expect(p.lastId).toBe('3');
+  });
+
+  it('gives the same frames however the stream is split into chunks (CRLF split included)', () => {
+    for (let size = 1; size <= 7; size++) {
+      const p = new SseParser();
+      const frames: SseFrame[] = [];
+      for (let i = 0; i < STREAM.length; i += size) frames.push(...p.push(STREAM.slice(i, i + size)));
+      expect(frames, `chunk size ${size}`).toEqual(expected);
+    }
+  });
+
+  it('ignores comments and frames without data, and ids with NUL', () => {
+    const p = new SseParser('7');
+    expect(p.push(': hello\n\nevent: x\n\nid: a\0b\ndata: d\n\n')).toEqual([{ event: 'message', data: 'd', id: '7' }]);
+  });
+});
+
+// A fake of contract §1 for one operation: `events` are served after the Last-Event-ID the client
+// sends; the first connection is cut after `cutAfter` events.
+function fakeEventServer(events: { id: number; event: string; data: unknown }[], cutAfter: number) {
+  const seen: (string | undefined)[] = [];
+  let connections = 0;
+  const server: Server = createServer((req, res: ServerResponse) => {
+    if (req.headers.authorization !== 'Bearer tok') {
+      res.writeHead(401, { 'content-type': 'application/json' });
+      return res.end(JSON.stringify({ code: 'UNAUTHENTICATED', message: 'no token' }));
+    }
+    if (!req.url?.startsWith('/v1/operations/op_1/events')) {
+      res.writeHead(404, { 'content-type': 'application/json' });
+      return res.end(JSON.stringify({ code: 'NOT_FOUND', message: 'Operation op_2 not found' }));
+    }
+    connections++;
+    const last = req.headers['last-event-id'] as string | undefined;
+    seen.push(last);
+    res.writeHead(200, { 'content-type': 'text/event-stream' });
+    const after = last ? Number(last) : 0;
+    const todo = events.filter((e) => e.id > after);
+    const sent = connections === 1 ? todo.slice(0, cutAfter) : todo;
+    const body =
+      ': ping\n\n' + sent.map((e) => `id: ${e.id}\nevent: ${e.event}\ndata: ${JSON.stringify(e.data)}\n\n`).join('');
+    // The first connection drops mid-operation, once what it sent has left.
+    if (connections === 1) res.write(body, () => res.destroy());
+    else res.end(body);
+  });
+  return { server, seen, connections: () => connections };
+}
+
+describe('followSse / watchOperation against a real SSE server', () => {
+  const op = { id: 'op_1', state: 'running', currentWave: 0, waveCount: 2, haltReason: null, bakeUntil: null };
+  const events = [
+    {
+      id: 10,
+      event: 'snapshot',
+      data: { operation: op, waves: [], probes: null, serverTime: new Date().toISOString() },
+    },
+    { id: 11, event: 'transition', data: { seq: 11, action: 'operation.wave_started', state: 'running', wave: 0 } },
+    { id: 12, event: 'progress', data: { state: 'running', currentWave: 0, waves: [], counts: {} } },
+    { id: 13, event: 'transition', data: { seq: 13, action: 'operation.wave_settled', state: 'baking', wave: 0 } },
+    { id: 14, event: 'transition', data: { seq: 14, action: 'operation.completed', state: 'completed', wave: 1 } },
+    { id: 15, event: 'end', data: { state: 'completed' } },
+  ];
+  let fake: ReturnType<typeof fakeEventServer>;
+  let client: ApiClient;
+  beforeAll(async () => {
+    fake = fakeEventServer(events, 3);
+    await new Promise<void>((r) => fake.server.listen(0, '127.0.0.1', r));
+    client = new ApiClient({ url: `http://127.0.0.1:${(fake.server.address() as AddressInfo).port}`, token: 'tok' });
+  });
+  afterAll(() => new Promise<void>((r) => fake.server.close(() => r())));
+
+  it('reconnects with Last-Event-ID after a drop and misses nothing', async () => {
+    const ids: string[] = [];
+    const reconnects: string[] = [];
+    const outcome = await followSse({
+      client,
+      path: '/v1/operations/op_1/events',
+      delayMs: 10,
+      onFrame: (f) => void ids.push(`${f.id}:${f.event}`),
+      onReconnect: (_n, why) => reconnects.push(why),
+    });
+    expect(outcome).toBe('end');
+    expect(fake.seen).toEqual([undefined, '12']);
+    expect(reconnects).toHaveLength(1);
+    expect(ids).toEqual(['10:snapshot', '11:transition', '12:progress', '13:transition', '14:transition', '15:end']);
+  });
+
+  it('watchOperation ends with the exit code of the final state and prints JSON per event', async () => {
+    const lines: string[] = [];
+    const r = await watchOperation({ client, operationId: 'op_1', view: jsonView((s) => lines.push(s)) });
+    expect(r.exitCode).toBe(EXIT.ok);
+    expect(r.state).toBe('completed');
+    for (const l of lines) expect(() => JSON.parse(l) as unknown).not.toThrow();
+  });
+
+  it('stops at the first frame whose state needs no more waiting (paused → 12)', async () => {
+    const f = fakeEventServer(
+      [
+        { id: 1, event: 'snapshot', data: { operation: { ...op, state: 'running' }, waves: [] } },
+        { id: 2, event: 'transition', data: { action: 'operation.paused', state: 'paused', haltReason: 'x' } },
+      ],
+      99,
+    );
+    await new Promise<void>((r) => f.server.listen(0, '127.0.0.1', r));
+    try {
+      const c = new ApiClient({ url: `http://127.0.0.1:${(f.server.address() as AddressInfo).port}`, token: 'tok' });
+      const r = await watchOperation({ client: c, operationId: 'op_1', view: jsonView(() => undefined) });
+      expect(r).toMatchObject({ exitCode: EXIT.paused, state: 'paused', haltReason: 'x', lastEventId: '2' });
+    } finally {
+      await new Promise<void>((r) => f.server.close(() => r()));
+    }
+  });
+
+  it('an HTTP error (404, 401) is not retried: it carries the server code', async () => {
+    await expect(
+      followSse({ client, path: '/v1/operations/op_2/events', onFrame: () => undefined }),
+    ).rejects.toMatchObject({ code: 'NOT_FOUND', status: 404, exitCode: EXIT.error });
+    const bad = new ApiClient({ url: client.conn.url, token: 'nope' });
+    await expect(
+      followSse({ client: bad, path: '/v1/operations/op_1/events', onFrame: () => undefined }),
+    ).rejects.toMatchObject({ code: 'UNAUTHENTICATED', status: 401 });
+  });
+
+  it('times out waiting (13) when the stream stays quiet', async () => {
+    const quiet = createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.write(`id: 1\nevent: snapshot\ndata: ${JSON.stringify({ operation: { ...op, state: 'planned' } })}\n\n`);
+    });
+    await new Promise<void>((r) => quiet.listen(0, '127.0.0.1', r));
+    try {
+      const c = new ApiClient({ url: `http://127.0.0.1:${(quiet.address() as AddressInfo).port}`, token: 'tok' });
+      const r = await watchOperation({
+        client: c,
+        operationId: 'op_1',
+        view: jsonView(() => undefined),
+        timeoutMs: 300,
+      });
+      expect(r).toMatchObject({ exitCode: EXIT.timedOut, timedOut: true, state: 'planned' });
+    } finally {
+      quiet.closeAllConnections();
+      await new Promise<void>((r) => quiet.close(() => r()));
+    }
+  });
+});
