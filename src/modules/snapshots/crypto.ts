@@ -43,23 +43,34 @@ export function open(key: Buffer, s: Sealed, aad: string): Buffer {
   return Buffer.concat([decipher.update(s.ciphertext), decipher.final()]);
 }
 
+/** Sealed into one buffer (iv ‖ tag ‖ ciphertext): the form small secrets are stored in. */
+export function sealPacked(key: Buffer, plaintext: Buffer, aad: string): Buffer {
+  const s = seal(key, plaintext, aad);
+  return Buffer.concat([s.iv, s.tag, s.ciphertext]);
+}
+
+/** Opens what sealPacked made; throws when it is too short, the key is wrong or anything was altered. */
+export function openPacked(key: Buffer, packed: Buffer, aad: string): Buffer {
+  if (packed.length < IV_BYTES + TAG_BYTES) throw new Error('sealed value too short');
+  return open(
+    key,
+    {
+      iv: packed.subarray(0, IV_BYTES),
+      tag: packed.subarray(IV_BYTES, IV_BYTES + TAG_BYTES),
+      ciphertext: packed.subarray(IV_BYTES + TAG_BYTES),
+    },
+    aad,
+  );
+}
+
 /** A new data key, and its wrapped form (iv ‖ tag ‖ ciphertext) under the master key. */
 export function newDataKey(master: Buffer, resourceId: string): { key: Buffer; wrapped: Buffer } {
   const key = randomBytes(KEY_BYTES);
-  const s = seal(master, key, `key:${resourceId}`);
-  return { key, wrapped: Buffer.concat([s.iv, s.tag, s.ciphertext]) };
+  return { key, wrapped: sealPacked(master, key, `key:${resourceId}`) };
 }
 
 export function unwrapDataKey(master: Buffer, resourceId: string, wrapped: Buffer): Buffer {
-  return open(
-    master,
-    {
-      iv: wrapped.subarray(0, IV_BYTES),
-      tag: wrapped.subarray(IV_BYTES, IV_BYTES + TAG_BYTES),
-      ciphertext: wrapped.subarray(IV_BYTES + TAG_BYTES),
-    },
-    `key:${resourceId}`,
-  );
+  return openPacked(master, wrapped, `key:${resourceId}`);
 }
 
 /** The master key from its configured form: 64 hex characters, or base64 of 32 bytes. */
