@@ -7,7 +7,7 @@ import { BadRequestError } from '../../lib/errors.ts';
 import { ListFilter, listFilters, nextLink } from '../../lib/list-query.ts';
 import { errorResponses, IdString, type App } from '../../lib/schemas.ts';
 import type { Queryable } from '../../lib/sql.ts';
-import { RESOURCE_STATES, Resource, TYPE_NAME_PATTERN } from './schemas.ts';
+import { RESOURCE_EXAMPLE, RESOURCE_STATES, Resource, TYPE_NAME_PATTERN } from './schemas.ts';
 
 const MAX_PAGE = 1000;
 const DEFAULT_PAGE = 100;
@@ -86,18 +86,6 @@ export const ResourcesQuery = Type.Object(
   },
   { additionalProperties: false },
 );
-
-const RESOURCE_EXAMPLE = {
-  id: 'app_8f3k2m1q',
-  type: 'app',
-  tenantId: 'tn_acme',
-  parentId: 'site_k2m1',
-  state: 'active',
-  protected: false,
-  deletedAt: null,
-  purgeAfter: null,
-  updatedAt: '2026-11-24T12:00:00.000Z',
-};
 
 const iso = (d: Date | null) => d?.toISOString() ?? null;
 

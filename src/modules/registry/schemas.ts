@@ -309,6 +309,19 @@ export const ImportResult = Type.Object(
 );
 export type ImportResult = Static<typeof ImportResult>;
 
+/** One resource as the API shows it (also the list route's example). */
+export const RESOURCE_EXAMPLE = {
+  id: 'app_8f3k2m1q',
+  type: 'app',
+  tenantId: 'tn_acme',
+  parentId: 'site_k2m1',
+  state: 'active',
+  protected: false,
+  deletedAt: null,
+  purgeAfter: null,
+  updatedAt: '2026-11-24T12:00:00.000Z',
+};
+
 export const Resource = Type.Object(
   {
     id: Type.String(),
@@ -328,17 +341,7 @@ export const Resource = Type.Object(
   },
   {
     description: 'A registry resource',
-    example: {
-      id: 'app_8f3k2m1q',
-      type: 'app',
-      tenantId: 'tn_acme',
-      parentId: 'site_k2m1',
-      state: 'active',
-      protected: false,
-      deletedAt: null,
-      purgeAfter: null,
-      updatedAt: '2026-11-24T12:00:00.000Z',
-    },
+    example: RESOURCE_EXAMPLE,
   },
 );
 export type Resource = Static<typeof Resource>;
