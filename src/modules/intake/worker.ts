@@ -63,6 +63,7 @@ export function startIntakeWorker(opts: {
       removeOnFail: KEEP_FAILED,
     },
   );
-  worker.on('error', (err) => opts.log.error({ err }, 'intake worker error'));
+  // As the other consumers: ioredis reconnects a dropped connection; a warning, not an error.
+  worker.on('error', (err) => opts.log.warn({ err }, 'intake worker: redis error'));
   return { close: () => worker.close() };
 }

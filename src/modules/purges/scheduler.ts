@@ -130,7 +130,8 @@ export async function startPurgeScheduler(opts: {
     },
     { connection: opts.workerConnection, prefix: opts.prefix, concurrency: 1 },
   );
-  worker.on('error', (err) => opts.log.error({ err }, 'retention scheduler error'));
+  // A dropped Redis connection is reconnected by ioredis (and closing one at shutdown says so too): a warning, not an error.
+  worker.on('error', (err) => opts.log.warn({ err }, 'retention scheduler: redis error'));
   return {
     async close() {
       await worker.close();
