@@ -99,9 +99,10 @@ export async function benchControl(env: { databaseUrl: string; redisUrl: string 
     const load = await cannon(LOAD_SECONDS);
     const loadS = (performance.now() - l0) / 1000;
     const doneAfterLoad = await done(op.id);
-    const stateAfterLoad = (await fetch(url, { headers, signal: AbortSignal.timeout(60_000) }).then((r) =>
-      r.json(),
-    )) as { state: string };
+    const after = await fetch(url, { headers, signal: AbortSignal.timeout(60_000) });
+    const afterBody = (await after.json()) as { state?: string; code?: string };
+    const stateAfterLoad =
+      after.status === 200 ? afterBody.state : `unknown (GET answered ${after.status} ${afterBody.code})`;
     rows.push({
       figure: `GET /v1/operations/{id} at ${RATE}/s, ${LOAD_SECONDS} s (p50 / p99 / max)`,
       value: latencies(load),
@@ -112,7 +113,7 @@ export async function benchControl(env: { databaseUrl: string; redisUrl: string 
       figure: 'items/s through waves during the GET load',
       value: Math.round((doneAfterLoad - doneBeforeLoad) / loadS).toLocaleString('en'),
       goal: '≥ 20,000 (without load)',
-      detail: `${doneAfterLoad.toLocaleString('en')} of ${ITEMS.toLocaleString('en')} done after the load; state ${stateAfterLoad.state}`,
+      detail: `${doneAfterLoad.toLocaleString('en')} of ${ITEMS.toLocaleString('en')} done after the load; state ${stateAfterLoad}`,
     });
 
     // The pause, under the same load. The ledger is counted just before it is sent and just after
