@@ -26,11 +26,14 @@ const SOLO_GETS = 5;
 const GOAL = 'p99 ≤ 50 ms';
 
 const ms = (x: number) => `${Math.round(x)} ms`;
-/** p50 / p99 / max of the answered requests; autocannon reports 0 when none was answered. */
+/** p50 / p99 / max of autocannon's latency samples; it reports 0 when it has none. */
+// autocannon sets latency.totalCount (lib/aggregateResult.js); @types/autocannon 7.12.7 omits it.
+const samples = (r: autocannon.Result) => (r.latency as autocannon.Histogram & { totalCount: number }).totalCount;
 const latencies = (r: autocannon.Result) =>
-  r.requests.total === 0 ? 'none answered' : `${ms(r.latency.p50)} / ${ms(r.latency.p99)} / ${ms(r.latency.max)}`;
+  samples(r) === 0 ? 'none answered' : `${ms(r.latency.p50)} / ${ms(r.latency.p99)} / ${ms(r.latency.max)}`;
 const counts = (r: autocannon.Result) =>
-  `${r.requests.sent} sent, ${r.requests.total} answered, ${r.errors} errors (${r.timeouts} timeouts after ${TIMEOUT_S} s), ${r.non2xx} non-2xx`;
+  `${r.requests.sent} sent, ${r['2xx']} 2xx, ${r.non2xx} non-2xx, ${r.errors} errors ` +
+  `(${r.timeouts} timeouts after ${TIMEOUT_S} s), ${samples(r)} latency samples`;
 
 export async function benchControl(env: { databaseUrl: string; redisUrl: string }) {
   const rows: Record<string, string | number>[] = [];
