@@ -1,9 +1,10 @@
 // Plan throughput: IDs/s from request to plan committed, for 100k and 1M IDs against a registry
 // of 2M resources, and the API process's peak RSS during the 1M plan.
+import { randomUUID } from 'node:crypto';
 import pg from 'pg';
-import { peakRssMb, rssMb, startApi, streamPost } from './support.ts';
+import { peakRssMb, rssMb, startApi, streamPost, type ApiProcess } from './support.ts';
 
-const REGISTRY = 2_000_000;
+export const REGISTRY = 2_000_000;
 const APPS_PER_TENANT = 200;
 
 export async function seedBigRegistry(databaseUrl: string, resources = REGISTRY) {
@@ -33,34 +34,46 @@ function* ndjson(n: number, offset: number) {
   }
 }
 
+/** A requester token, created through the admin API. */
+export async function requesterToken(api: ApiProcess) {
+  const r = await fetch(`${api.url}/v1/admin/tokens`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${api.adminToken}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ name: `bench-${randomUUID()}`, role: 'requester' }),
+  }).then((r) => r.json() as Promise<{ token: string }>);
+  return r.token;
+}
+
+/** One plan of `n` registry IDs (app_<offset>…), request → plan committed. */
+export async function planOnce(api: ApiProcess, token: string, n: number, offset: number) {
+  const t0 = performance.now();
+  const res = await streamPost(
+    `${api.url}/v1/operations`,
+    { authorization: `Bearer ${token}`, 'content-type': 'application/x-ndjson' },
+    ndjson(n, offset),
+  );
+  const seconds = (performance.now() - t0) / 1000;
+  if (res.status !== 201) throw new Error(`plan of ${n} failed: ${res.status} ${res.body.slice(0, 500)}`);
+  const plan = JSON.parse(res.body) as { itemCount: number; tenantCount: number };
+  return { seconds, idsPerSec: n / seconds, itemCount: plan.itemCount, tenantCount: plan.tenantCount };
+}
+
 export async function benchPlans(env: { databaseUrl: string; redisUrl: string }) {
   await seedBigRegistry(env.databaseUrl);
   const api = await startApi({ ...env, extra: { BLASTGATE_WORKERS_IN_PROCESS: 'false' } });
   const rows: Record<string, string | number>[] = [];
   try {
-    const requester = await fetch(`${api.url}/v1/admin/tokens`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${api.adminToken}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ name: 'bench', role: 'requester' }),
-    }).then((r) => r.json() as Promise<{ token: string }>);
+    const requester = await requesterToken(api);
     for (const [n, offset] of [
       [100_000, 0],
       [1_000_000, 500_000],
     ] as const) {
       const rssBefore = rssMb(api.pid);
-      const t0 = performance.now();
-      const res = await streamPost(
-        `${api.url}/v1/operations`,
-        { authorization: `Bearer ${requester.token}`, 'content-type': 'application/x-ndjson' },
-        ndjson(n, offset),
-      );
-      const seconds = (performance.now() - t0) / 1000;
-      if (res.status !== 201) throw new Error(`plan of ${n} failed: ${res.status} ${res.body.slice(0, 500)}`);
-      const plan = JSON.parse(res.body) as { itemCount: number; tenantCount: number };
+      const plan = await planOnce(api, requester, n, offset);
       rows.push({
         case: `plan ${n.toLocaleString('en')} IDs (registry ${REGISTRY.toLocaleString('en')})`,
-        seconds: seconds.toFixed(2),
-        'IDs/s': Math.round(n / seconds).toLocaleString('en'),
+        seconds: plan.seconds.toFixed(2),
+        'IDs/s': Math.round(plan.idsPerSec).toLocaleString('en'),
         goal: '≥ 250,000 IDs/s',
         'API RSS before (MB)': rssBefore.toFixed(0),
         'API peak RSS (MB)': peakRssMb(api.pid).toFixed(0),

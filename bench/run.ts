@@ -3,11 +3,13 @@
 import pg from 'pg';
 import { buildApp } from '../src/app.ts';
 import { migrate } from '../src/db/migrate.ts';
+import { benchControl } from './control.ts';
 import { benchExecution } from './execution.ts';
 import { benchPurge } from './purge.ts';
 import { benchPlans } from './plan.ts';
 import { benchRegistryImport } from './registry-import.ts';
 import { benchRestore } from './restore.ts';
+import { benchScale } from './scale.ts';
 import { BENCH_SNAPSHOT_KEY, benchServices, table } from './support.ts';
 
 const only = process.argv[2];
@@ -72,6 +74,16 @@ try {
     );
   if (!only || only === 'purge')
     table('Purge', await benchPurge({ ...services, databaseUrl: await freshDatabase('bench_purge') }));
+  if (!only || only === 'control')
+    table(
+      'Control under load: GET and pause while one large operation runs (registry adapter, bake 0)',
+      await benchControl({ ...services, databaseUrl: await freshDatabase('bench_control') }),
+    );
+  if (!only || only === 'scale')
+    table(
+      'Scale curve: plan IDs/s and items/s through waves by size',
+      await benchScale({ ...services, databaseUrl: await freshDatabase('bench_scale') }),
+    );
 } finally {
   services.dispose();
 }

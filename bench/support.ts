@@ -2,11 +2,11 @@
 // process on 127.0.0.1 so its memory can be read from /proc.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { freePort, startLocalServices, type LocalServices } from '../src/embedded/local-services.ts';
+import { startLocalServices, type LocalServices } from '../src/embedded/local-services.ts';
 import { migrate } from '../src/db/migrate.ts';
 
 export const ROOT = resolve(import.meta.dirname, '..');
@@ -45,16 +45,21 @@ export async function startApi(env: {
   extra?: Record<string, string>;
 }): Promise<ApiProcess> {
   if (!existsSync(join(ROOT, 'dist', 'server.js'))) throw new Error('run `npm run build` first (npm run bench does)');
-  const port = await freePort();
+  // `npm run build` (tsc) does not copy the live view's static files, which the server reads at
+  // start-up (the Dockerfile copies them itself); without them dist/server.js exits.
+  cpSync(join(ROOT, 'src', 'modules', 'ui', 'static'), join(ROOT, 'dist', 'modules', 'ui', 'static'), {
+    recursive: true,
+  });
   const adminToken = 'bg_bench_admin_token_0000000000000';
   // The compiled server (npm run build), as production runs it: RSS without the TypeScript loader.
+  // PORT=0: the kernel picks a free port, read back from the server's "listening on" line.
   const child = spawn(process.execPath, ['dist/server.js'], {
     cwd: ROOT,
     env: {
       ...process.env,
       DATABASE_URL: env.databaseUrl,
       REDIS_URL: env.redisUrl,
-      PORT: String(port),
+      PORT: '0',
       HOST: '127.0.0.1',
       LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'warn',
       BLASTGATE_ADMIN_TOKEN: adminToken,
@@ -63,12 +68,15 @@ export async function startApi(env: {
     },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
-  await new Promise<void>((res, rej) => {
+  const url = await new Promise<string>((res, rej) => {
     const timer = setTimeout(() => rej(new Error('API did not start within 60 s')), 60_000);
+    let out = '';
     child.stdout.on('data', (d: Buffer) => {
-      if (d.toString().includes('listening on')) {
+      out += d.toString();
+      const m = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(out);
+      if (m) {
         clearTimeout(timer);
-        res();
+        res(m[1]!);
       }
     });
     child.once('exit', (code) => {
@@ -80,12 +88,38 @@ export async function startApi(env: {
     if (process.env.BENCH_LOG_LEVEL) process.stderr.write(d);
   });
   return {
-    url: `http://127.0.0.1:${port}`,
+    url,
     pid: child.pid!,
     child,
     adminToken,
     stop: () =>
       new Promise((res) => {
+        child.once('exit', () => res());
+        child.kill('SIGTERM');
+      }),
+  };
+}
+
+/** A separate worker process (compiled `dist/worker.js`, as `npm run worker` runs it). */
+export function startWorkerProcess(env: { databaseUrl: string; redisUrl: string; extra?: Record<string, string> }) {
+  if (!existsSync(join(ROOT, 'dist', 'worker.js'))) throw new Error('run `npm run build` first (npm run bench does)');
+  const child = spawn(process.execPath, ['dist/worker.js'], {
+    cwd: ROOT,
+    env: {
+      ...process.env,
+      DATABASE_URL: env.databaseUrl,
+      REDIS_URL: env.redisUrl,
+      LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'warn',
+      BLASTGATE_SNAPSHOT_KEY: BENCH_SNAPSHOT_KEY.toString('base64'),
+      ...env.extra,
+    },
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  return {
+    pid: child.pid!,
+    stop: () =>
+      new Promise<void>((res) => {
+        if (child.exitCode !== null) return res();
         child.once('exit', () => res());
         child.kill('SIGTERM');
       }),

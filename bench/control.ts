@@ -1,0 +1,181 @@
+// Control under load (issue 10 item 5): while one large registry-adapter operation runs at full
+// speed (bake 0), GET /v1/operations/{id} is driven at a fixed rate with autocannon, then a pause
+// is issued under the same load: its latency, and how many items the ledger records done after
+// the pause committed (the halt overshoot). API (and its workers, or a separate worker process)
+// compiled, as children; autocannon in this process; all on 127.0.0.1, every loop bounded.
+import autocannon from 'autocannon';
+import pg from 'pg';
+import { launch, seed, waitState } from './execution.ts';
+import { roleTokens, startApi, startWorkerProcess } from './support.ts';
+
+/** Items in the operation: 1M by default (the issue's size), BENCH_CONTROL_ITEMS to change it. */
+const ITEMS = Number(process.env.BENCH_CONTROL_ITEMS ?? 1_000_000);
+/** `in-process` (API and workers in one process, the default) or `separate` (one worker process). */
+const WORKERS = process.env.BENCH_CONTROL_WORKERS === 'separate' ? 'separate' : 'in-process';
+/** The issue's load: 500 GET/s. Connections bound how many are in flight when answers slow down. */
+const RATE = 500;
+const CONNECTIONS = 50;
+/** Seconds of GET load on the running operation; then a shorter load with the pause inside it. */
+const LOAD_SECONDS = 10;
+const PAUSE_LOAD_SECONDS = 4;
+const PAUSE_AFTER_MS = 1_500;
+/** autocannon's per-request timeout: a GET not answered within it counts as a timeout. */
+const TIMEOUT_S = 10;
+/** Sequential GETs before the load, for a figure of one GET alone. */
+const SOLO_GETS = 5;
+const GOAL = 'p99 ≤ 50 ms';
+
+const ms = (x: number) => `${Math.round(x)} ms`;
+/** p50 / p99 / max of autocannon's latency samples; it reports 0 when it has none. */
+// autocannon sets latency.totalCount (lib/aggregateResult.js); @types/autocannon 7.12.7 omits it.
+const samples = (r: autocannon.Result) => (r.latency as autocannon.Histogram & { totalCount: number }).totalCount;
+const latencies = (r: autocannon.Result) =>
+  samples(r) === 0 ? 'none answered' : `${ms(r.latency.p50)} / ${ms(r.latency.p99)} / ${ms(r.latency.max)}`;
+const counts = (r: autocannon.Result) =>
+  `${r.requests.sent} sent, ${r['2xx']} 2xx, ${r.non2xx} non-2xx, ${r.errors} errors ` +
+  `(${r.timeouts} timeouts after ${TIMEOUT_S} s), ${samples(r)} latency samples`;
+
+export async function benchControl(env: { databaseUrl: string; redisUrl: string }) {
+  const rows: Record<string, string | number>[] = [];
+  const extra = {
+    BLASTGATE_WORKER_CONCURRENCY: '4',
+    // The default limits (600 requests and 300 commands per minute per token) would answer most of
+    // this load with 429: the bench measures the handler, not the limiter.
+    BLASTGATE_RATE_LIMIT_MAX: '1000000',
+    BLASTGATE_RATE_LIMIT_CONTROL_MAX: '1000000',
+  };
+  const a = await startApi({
+    ...env,
+    extra: { ...extra, ...(WORKERS === 'separate' ? { BLASTGATE_WORKERS_IN_PROCESS: 'false' } : {}) },
+  });
+  const worker = WORKERS === 'separate' ? startWorkerProcess({ ...env, extra }) : undefined;
+  const db = new pg.Client({ connectionString: env.databaseUrl });
+  await db.connect();
+  const done = async (id: string) =>
+    (
+      await db.query<{ n: number }>(
+        `SELECT count(*)::int AS n FROM operation_items WHERE operation_id = $1 AND state = 'done'`,
+        [id],
+      )
+    ).rows[0]!.n;
+  const claimed = async (id: string) =>
+    (
+      await db.query<{ n: number }>(
+        `SELECT count(*)::int AS n FROM operation_items WHERE operation_id = $1 AND state = 'claimed'`,
+        [id],
+      )
+    ).rows[0]!.n;
+  try {
+    const tk = await roleTokens(a);
+    const t0 = performance.now();
+    await seed(env.databaseUrl, 'capp', ITEMS, 500, { kind: 'registry' });
+    const seedS = (performance.now() - t0) / 1000;
+    const t1 = performance.now();
+    const op = await launch(a, tk, 'capp', ITEMS, { bakeSeconds: 0, concurrency: 16 });
+    const planS = (op.started - t1) / 1000;
+    // Full speed: wait (bounded) until the first items are done.
+    const warm = Date.now() + 120_000;
+    while ((await done(op.id)) === 0) {
+      if (Date.now() > warm) throw new Error('no item done within 120 s of the start');
+      await new Promise((res) => setTimeout(res, 200));
+    }
+    const url = `${a.url}/v1/operations/${op.id}`;
+    const headers = { authorization: `Bearer ${tk.viewer}` };
+    const solo: number[] = [];
+    for (let i = 0; i < SOLO_GETS; i++) {
+      const g0 = performance.now();
+      const g = await fetch(url, { headers, signal: AbortSignal.timeout(60_000) });
+      await g.arrayBuffer();
+      solo.push(performance.now() - g0);
+    }
+    solo.sort((x, y) => x - y);
+    rows.push({
+      figure: `GET /v1/operations/{id} alone, ${SOLO_GETS} in a row (median / max)`,
+      value: `${ms(solo[Math.floor(SOLO_GETS / 2)]!)} / ${ms(solo[SOLO_GETS - 1]!)}`,
+      goal: '',
+      detail: 'no load, the operation running',
+    });
+    const cannon = (duration: number) =>
+      autocannon({ url, headers, connections: CONNECTIONS, overallRate: RATE, duration, timeout: TIMEOUT_S });
+    const doneBeforeLoad = await done(op.id);
+    const l0 = performance.now();
+    const load = await cannon(LOAD_SECONDS);
+    const loadS = (performance.now() - l0) / 1000;
+    const doneAfterLoad = await done(op.id);
+    const after = await fetch(url, { headers, signal: AbortSignal.timeout(60_000) });
+    const afterBody = (await after.json()) as { state?: string; code?: string };
+    const stateAfterLoad =
+      after.status === 200 ? afterBody.state : `unknown (GET answered ${after.status} ${afterBody.code})`;
+    rows.push({
+      figure: `GET /v1/operations/{id} at ${RATE}/s, ${LOAD_SECONDS} s (p50 / p99 / max)`,
+      value: latencies(load),
+      goal: GOAL,
+      detail: `${CONNECTIONS} connections: ${counts(load)}`,
+    });
+    rows.push({
+      figure: 'items/s through waves during the GET load',
+      value: Math.round((doneAfterLoad - doneBeforeLoad) / loadS).toLocaleString('en'),
+      goal: '≥ 20,000 (without load)',
+      detail: `${doneAfterLoad.toLocaleString('en')} of ${ITEMS.toLocaleString('en')} done after the load; state ${stateAfterLoad}`,
+    });
+
+    // The pause, under the same load. The ledger is counted just before it is sent and just after
+    // it answers: the pause commits between the two, so the overshoot lies between the two figures.
+    const loadP = cannon(PAUSE_LOAD_SECONDS);
+    await new Promise((res) => setTimeout(res, PAUSE_AFTER_MS));
+    const doneBeforePause = await done(op.id);
+    const p0 = performance.now();
+    const pause = await fetch(`${a.url}/v1/operations/${op.id}/pause`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${tk.operator}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ reason: 'bench: pause under load' }),
+      signal: AbortSignal.timeout(60_000),
+    });
+    const pauseMs = performance.now() - p0;
+    const pauseBody = await pause.text();
+    const doneAtPause = await done(op.id);
+    const pauseLoad = await loadP;
+    if (pause.status !== 200) throw new Error(`pause failed ${pause.status} ${pauseBody.slice(0, 300)}`);
+    await waitState(a, tk, op.id, ['paused'], 30_000);
+    // Workers stopped: no item claimed and the done count steady for 2 s (bounded at 60 s).
+    const settle = Date.now() + 60_000;
+    let last = await done(op.id);
+    let steadySince = Date.now();
+    while (Date.now() < settle && Date.now() - steadySince < 2_000) {
+      await new Promise((res) => setTimeout(res, 100));
+      const now = await done(op.id);
+      if (now !== last || (await claimed(op.id)) > 0) {
+        last = now;
+        steadySince = Date.now();
+      }
+    }
+    const doneFinal = await done(op.id);
+    rows.push({
+      figure: 'POST …/pause during the GET load (one command)',
+      value: ms(pauseMs),
+      goal: GOAL,
+      detail:
+        `issued ${PAUSE_AFTER_MS / 1000} s into a ${PAUSE_LOAD_SECONDS} s load at ${RATE}/s; its GETs ` +
+        `(p50 / p99 / max) ${latencies(pauseLoad)}: ${counts(pauseLoad)}`,
+    });
+    rows.push({
+      figure: 'halt overshoot: items recorded done after the pause committed',
+      value: `${doneFinal - doneAtPause} (≤ ${doneFinal - doneBeforePause})`,
+      goal: '≤ 1 chunk per worker in flight',
+      detail:
+        `done ${doneBeforePause.toLocaleString('en')} before the pause was sent, ${doneAtPause.toLocaleString('en')} ` +
+        `after it answered, ${doneFinal.toLocaleString('en')} once workers stopped (registry adapter: one statement per chunk)`,
+    });
+    rows.push({
+      figure: 'setup',
+      value: `${ITEMS.toLocaleString('en')} items`,
+      goal: '',
+      detail: `workers ${WORKERS}, 4 chunk workers, rollout concurrency 16, bake 0; seed ${seedS.toFixed(1)} s, plan + approve + start ${planS.toFixed(1)} s`,
+    });
+  } finally {
+    await db.end();
+    await worker?.stop();
+    await a.stop();
+  }
+  return rows;
+}
