@@ -32,9 +32,8 @@ WORKDIR /app
 COPY package.json ./
 COPY --from=prod-deps /app/node_modules ./node_modules
 COPY prisma ./prisma
+# dist/ holds the live view's files too (/ui): `npm run build` copies them next to their routes.
 COPY --from=build /app/dist ./dist
-# The live view's files (/ui) are served as they are, next to the compiled routes that serve them.
-COPY src/modules/ui/static ./dist/modules/ui/static
 USER node
 EXPOSE 3000
 # node:22-slim has no curl: ask Node itself.

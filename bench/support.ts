@@ -2,7 +2,7 @@
 // process on 127.0.0.1 so its memory can be read from /proc.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -45,11 +45,6 @@ export async function startApi(env: {
   extra?: Record<string, string>;
 }): Promise<ApiProcess> {
   if (!existsSync(join(ROOT, 'dist', 'server.js'))) throw new Error('run `npm run build` first (npm run bench does)');
-  // `npm run build` (tsc) does not copy the live view's static files, which the server reads at
-  // start-up (the Dockerfile copies them itself); without them dist/server.js exits.
-  cpSync(join(ROOT, 'src', 'modules', 'ui', 'static'), join(ROOT, 'dist', 'modules', 'ui', 'static'), {
-    recursive: true,
-  });
   const adminToken = 'bg_bench_admin_token_0000000000000';
   // The compiled server (npm run build), as production runs it: RSS without the TypeScript loader.
   // PORT=0: the kernel picks a free port, read back from the server's "listening on" line.
