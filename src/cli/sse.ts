@@ -23,7 +23,11 @@ export class SseParser {
   /** The server's `retry:` advice, in ms. */
   retryMs: number | undefined;
 
-  constructor(lastId?: string) {
+  /** `onComment` hears comment lines (`: ping` heartbeats), which carry no frame. */
+  constructor(
+    lastId?: string,
+    private readonly onComment?: (text: string) => void,
+  ) {
     this.lastId = lastId;
   }
 
@@ -62,7 +66,10 @@ export class SseParser {
       this.data = [];
       return frame;
     }
-    if (line.startsWith(':')) return undefined;
+    if (line.startsWith(':')) {
+      this.onComment?.(line.slice(1).trim());
+      return undefined;
+    }
     const colon = line.indexOf(':');
     const field = colon === -1 ? line : line.slice(0, colon);
     let value = colon === -1 ? '' : line.slice(colon + 1);

@@ -1,5 +1,8 @@
 // A minimal server-sent events client over fetch (what the CLI and /ui do too: EventSource cannot
-// send an Authorization header): collects frames, lets a test wait for one, and disconnect.
+// send an Authorization header), parsing with the CLI's SseParser: collects frames and heartbeat
+// comments, lets a test wait for one, and disconnect.
+import { SseParser } from '../../src/cli/sse.ts';
+
 export interface SseFrame {
   id: string | null;
   event: string;
@@ -43,25 +46,14 @@ export async function openSse(url: string, token: string, lastEventId?: string):
       close: () => controller.abort(),
     };
   }
+  const parser = new SseParser(undefined, (text) => comments.push(text));
   const ended = (async () => {
     const decoder = new TextDecoder();
-    let buf = '';
     try {
       for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-        buf += decoder.decode(chunk, { stream: true });
-        for (let end = buf.indexOf('\n\n'); end >= 0; end = buf.indexOf('\n\n')) {
-          const block = buf.slice(0, end);
-          buf = buf.slice(end + 2);
-          const f: { id: string | null; event: string; data: string[] } = { id: null, event: 'message', data: [] };
-          for (const line of block.split('\n')) {
-            if (line.startsWith(':')) comments.push(line.slice(1).trim());
-            else if (line.startsWith('id: ')) f.id = line.slice(4);
-            else if (line.startsWith('event: ')) f.event = line.slice(7);
-            else if (line.startsWith('data: ')) f.data.push(line.slice(6));
-          }
-          if (f.data.length) frames.push({ id: f.id, event: f.event, data: JSON.parse(f.data.join('\n')) });
-          notify();
-        }
+        for (const f of parser.push(decoder.decode(chunk, { stream: true })))
+          frames.push({ id: f.id ?? null, event: f.event, data: JSON.parse(f.data) });
+        notify();
       }
     } catch {
       // aborted by close()

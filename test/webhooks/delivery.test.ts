@@ -9,6 +9,7 @@ import { buildExecHarness, submitAndStart, until, waitForState, type ExecHarness
 import { appId, query, seedRegistry } from '../support/seed.ts';
 import { METRICS_TOKEN } from '../support/secrets.ts';
 import { startReceiver, type Receiver } from '../support/webhook-receiver.ts';
+import type { DeliveryRow } from '../../src/modules/webhooks/repository.ts';
 
 // Fast retries so the failing endpoint runs out of attempts within the test.
 const WEBHOOKS = { attempts: 3, backoffMs: 50, timeoutMs: 1_000, pollMs: 100, concurrency: 4 };
@@ -34,17 +35,7 @@ const deliveries = async (name: string) => {
     .get(`/v1/admin/webhooks/${endpoints[name]!.id}/deliveries`)
     .set('authorization', h.auth('admin'));
   expect(res.status).toBe(200);
-  return res.body.items as {
-    eventId: string;
-    eventType: string;
-    operationId: string | null;
-    status: string;
-    attempts: number;
-    lastStatusCode: number | null;
-    lastError: string | null;
-    deliveredAt: string | null;
-    failedAt: string | null;
-  }[];
+  return res.body.items as DeliveryRow[];
 };
 
 beforeAll(async () => {
