@@ -266,7 +266,7 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
           cron: opts.purgeProposalCron,
           deps: {
             pool: db.pool,
-            reads: operationReads(db.prisma),
+            reads: operationReads(db.pool),
             metrics: opts.metrics,
             log: opts.logger,
           },
@@ -277,7 +277,7 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
     connection: intakeConn,
     prefix: opts.queuePrefix,
     pool: db.pool,
-    reads: operationReads(db.prisma),
+    reads: operationReads(db.pool),
     snapshotKey: opts.snapshotKey,
     metrics: opts.metrics ?? createMetrics(),
     log: opts.logger,

@@ -1,18 +1,18 @@
 // PostgreSQL. The API keeps three pg pools, so that no kind of work can take the connections
 // another needs (a saturated main pool once starved the operator's pause):
-// - main: Prisma reads and the set-based hot paths (COPY, unnest, = ANY($1)) — plans, registry;
+// - main: reads and the set-based hot paths (COPY, unnest, = ANY($1)) — plans, registry;
 // - control: authentication and operator commands (pause, resume, abort, rollback, signals,
 //   freeze) — nothing else uses it, so a flood of uploads or reads cannot delay a halt;
 // - uploads: writing streamed IDs to their staging tables, one short COPY per batch.
 // Workers have their own process-wide pool (createDb in worker-runtime).
 import fp from 'fastify-plugin';
 import pg from 'pg';
-import { PrismaPg } from '@prisma/adapter-pg';
-import { PrismaClient } from '../generated/prisma/client.ts';
 
+// No Prisma Client at run time: its query compiler cost ~55 MB per process on the first query, and
+// every read it served is one plain statement (operations/repository.ts). Prisma keeps the schema
+// and the migrations (prisma/), and its generated model types.
 export interface Db {
   pool: pg.Pool;
-  prisma: PrismaClient;
 }
 
 export interface ApiDb extends Db {
@@ -55,13 +55,10 @@ function createPool(connectionString: string, o: PoolOptions): pg.Pool {
 }
 
 export function createDb(connectionString: string, max = 20, o: Omit<PoolOptions, 'max'> = {}): Db {
-  const pool = createPool(connectionString, { ...o, max });
-  const prisma = new PrismaClient({ adapter: new PrismaPg(pool) });
-  return { pool, prisma };
+  return { pool: createPool(connectionString, { ...o, max }) };
 }
 
 export async function closeDb(db: Db) {
-  await db.prisma.$disconnect();
   await db.pool.end();
 }
 

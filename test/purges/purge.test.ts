@@ -292,7 +292,7 @@ describe('the scheduled proposal', () => {
     const prefix = `${h.prefix}sched`;
     const deps = {
       pool: new pg.Pool({ connectionString: h.databaseUrl, max: 2 }),
-      reads: operationReads(h.app.db.prisma),
+      reads: operationReads(h.app.db.pool),
       log: { info: () => undefined, warn: () => undefined },
     };
     const log = { ...deps.log, error: () => undefined };
@@ -327,7 +327,7 @@ describe('the scheduled proposal', () => {
     const pool = new pg.Pool({ connectionString: h.databaseUrl, max: 4 });
     const deps = {
       pool,
-      reads: operationReads(h.app.db.prisma),
+      reads: operationReads(h.app.db.pool),
       log: { info: () => undefined, warn: () => undefined },
     };
     try {

@@ -161,7 +161,7 @@ const COMMANDS: Command[] = [
 ];
 
 export default async function commandRoutes(app: App) {
-  const reads = operationReads(app.db.control.prisma);
+  const reads = operationReads(app.db.control.pool);
   for (const c of COMMANDS) {
     app.post(
       `/operations/:id/${c.path}`,
@@ -190,7 +190,7 @@ export default async function commandRoutes(app: App) {
         });
         req.auditedByService = true;
         const op = await reads.get(id);
-        return operationView(op, await reads.waveProgress(id), await reads.unfinished(op));
+        return operationView(op, await reads.waveProgress(op), await reads.unfinished(op));
       },
     );
   }

@@ -83,7 +83,7 @@ async function ledgerTenants(db: Queryable, opId: string, cursor: string | null,
 }
 
 export default async function affectedTenantRoutes(app: App) {
-  const reads = operationReads(app.db.prisma);
+  const reads = operationReads(app.db.pool);
 
   app.get(
     '/operations/:id/tenants',

@@ -1,8 +1,7 @@
-// Data access for operations. Writes take the transaction's client; reads use Prisma.
+// Data access for operations: plain SQL (writes take the transaction's client).
 import type pg from 'pg';
 import type { Queryable } from '../../lib/sql.ts';
 import { NotFoundError } from '../../lib/errors.ts';
-import type { PrismaClient } from '../../generated/prisma/client.ts';
 import type { Operation } from '../../generated/prisma/client.ts';
 import { DEFAULT_RESTORE_APPROVAL, type Budgets, type RestoreApproval } from './policy.ts';
 
@@ -70,43 +69,77 @@ export async function insertOperation(client: pg.PoolClient, o: NewOperation) {
 /** Items listed in an operation's `unfinished` summary; the items route pages through all of them. */
 const UNFINISHED_LISTED = 100;
 
-export function operationReads(prisma: PrismaClient) {
+// Reads are plain SQL: Prisma Client's query compiler cost the API ~55 MB of memory on its first
+// query, and its groupBy counted a whole ledger per GET. The schema and migrations stay Prisma's.
+const ITEM_COLUMNS = `seq, resource_id AS "resourceId", tenant_id AS "tenantId", wave, state, attempts,
+  last_error AS "lastError", parent_seq AS "parentSeq", resource_type AS "resourceType", updated_at AS "updatedAt"`;
+
+/** States of an operation whose items may be restoring/restored (a rollback began): counted from the ledger. */
+const ROLLBACK_FAMILY = ['rolling_back', 'rolled_back', 'rollback_incomplete'];
+
+export interface ItemRow {
+  seq: number;
+  resourceId: string;
+  tenantId: string;
+  wave: number;
+  state: string;
+  attempts: number;
+  lastError: string | null;
+  parentSeq: number | null;
+  resourceType: string | null;
+  updatedAt: Date;
+}
+
+export interface RejectionRow {
+  ordinal: number;
+  resourceId: string;
+  class: string;
+  actualType: string | null;
+  tenantId: string | null;
+  heldBy: string | null;
+  purgeAfter: Date | null;
+}
+
+export type WaveProgress = { wave: number; counts: Record<string, number> }[];
+
+export function operationReads(db: Queryable) {
+  const findById = async (id: string) => {
+    const r = await db.query('SELECT * FROM operations WHERE id = $1', [id]);
+    return r.rows[0] ? fromRow(r.rows[0]) : null;
+  };
   return {
-    findById: (id: string) => prisma.operation.findUnique({ where: { id } }),
+    findById,
     /** The operation, or a 404 naming it. */
     get: async (id: string) => {
-      const op = await prisma.operation.findUnique({ where: { id } });
+      const op = await findById(id);
       if (!op) throw new NotFoundError('Operation', id);
       return op;
     },
-    findByIdempotencyKey: (key: string) => prisma.operation.findUnique({ where: { idempotencyKey: key } }),
-    list: (q: { state?: string; cursor?: string; limit: number }) =>
-      prisma.operation.findMany({
-        where: { ...(q.state ? { state: q.state } : {}), ...(q.cursor ? { id: { lt: q.cursor } } : {}) },
-        orderBy: { id: 'desc' },
-        take: q.limit,
-      }),
-    items: (q: { operationId: string; wave?: number; state?: string[]; cursor?: number; limit: number }) =>
-      prisma.operationItem.findMany({
-        where: {
-          operationId: q.operationId,
-          ...(q.wave !== undefined ? { wave: q.wave } : {}),
-          ...(q.state ? { state: { in: q.state } } : {}),
-          ...(q.cursor !== undefined ? { seq: { gt: q.cursor } } : {}),
-        },
-        orderBy: { seq: 'asc' },
-        take: q.limit,
-      }),
-    rejections: (q: { operationId: string; class?: string; cursor?: number; limit: number }) =>
-      prisma.operationRejection.findMany({
-        where: {
-          operationId: q.operationId,
-          ...(q.class ? { class: q.class } : {}),
-          ...(q.cursor !== undefined ? { ordinal: { gt: q.cursor } } : {}),
-        },
-        orderBy: { ordinal: 'asc' },
-        take: q.limit,
-      }),
+    findByIdempotencyKey: async (key: string) => {
+      const r = await db.query('SELECT * FROM operations WHERE idempotency_key = $1', [key]);
+      return r.rows[0] ? fromRow(r.rows[0]) : null;
+    },
+    items: async (q: { operationId: string; wave?: number; state?: string[]; cursor?: number; limit: number }) => {
+      const r = await db.query<ItemRow>(
+        `SELECT ${ITEM_COLUMNS} FROM operation_items
+         WHERE operation_id = $1 AND ($2::int IS NULL OR wave = $2) AND ($3::text[] IS NULL OR state = ANY($3))
+           AND seq > coalesce($4::int, -1)
+         ORDER BY seq LIMIT $5`,
+        [q.operationId, q.wave ?? null, q.state ?? null, q.cursor ?? null, q.limit],
+      );
+      return r.rows;
+    },
+    rejections: async (q: { operationId: string; class?: string; cursor?: number; limit: number }) => {
+      const r = await db.query<RejectionRow>(
+        `SELECT ordinal, resource_id AS "resourceId", class, actual_type AS "actualType", tenant_id AS "tenantId",
+                held_by AS "heldBy", purge_after AS "purgeAfter"
+         FROM operation_rejections
+         WHERE operation_id = $1 AND ($2::text IS NULL OR class = $2) AND ordinal > coalesce($3::int, -1)
+         ORDER BY ordinal LIMIT $4`,
+        [q.operationId, q.class ?? null, q.cursor ?? null, q.limit],
+      );
+      return r.rows;
+    },
     /**
      * What did not get where the operation's end state says it should: failed deletes of a
      * completed_with_failures operation, items not restored by a rollback_incomplete one, and the
@@ -119,20 +152,25 @@ export function operationReads(prisma: PrismaClient) {
         (op.action === 'restore' || op.action === 'erase' || op.action === 'purge') &&
         ['completed_with_failures', 'cancelled'].includes(op.state);
       const where = restoreShort
-        ? { operationId: op.id, state: { not: 'done' } }
+        ? `state <> 'done'`
         : op.state === 'completed_with_failures'
-          ? { operationId: op.id, state: 'failed' }
+          ? `state = 'failed'`
           : op.state === 'rollback_incomplete'
-            ? { operationId: op.id, executedSeq: { not: null }, state: { not: 'restored' } }
+            ? `executed_seq IS NOT NULL AND state <> 'restored'`
             : null;
       if (!where) return undefined;
       const [count, rows] = await Promise.all([
-        prisma.operationItem.count({ where }),
-        prisma.operationItem.findMany({ where, orderBy: { seq: 'asc' }, take: UNFINISHED_LISTED }),
+        db.query<{ n: number }>(`SELECT count(*)::int AS n FROM operation_items WHERE operation_id = $1 AND ${where}`, [
+          op.id,
+        ]),
+        db.query<ItemRow>(
+          `SELECT ${ITEM_COLUMNS} FROM operation_items WHERE operation_id = $1 AND ${where} ORDER BY seq LIMIT $2`,
+          [op.id, UNFINISHED_LISTED],
+        ),
       ]);
       return {
-        count,
-        items: rows.map((r) => ({
+        count: count.rows[0]!.n,
+        items: rows.rows.map((r) => ({
           resourceId: r.resourceId,
           tenantId: r.tenantId,
           state: r.state,
@@ -141,32 +179,63 @@ export function operationReads(prisma: PrismaClient) {
       };
     },
     drills: async (operationId: string) => {
-      const rows = await prisma.operationDrill.findMany({ where: { operationId }, orderBy: { id: 'asc' } });
-      return rows.map((r) => ({
-        wave: r.wave,
-        resourceId: r.resourceId,
-        outcome: r.outcome,
-        detail: r.detail,
-        itemState: r.itemState,
-        startedAt: r.startedAt.toISOString(),
-        finishedAt: r.finishedAt?.toISOString() ?? null,
+      const r = await db.query<{
+        wave: number;
+        resource_id: string | null;
+        outcome: string;
+        detail: string | null;
+        item_state: string | null;
+        started_at: Date;
+        finished_at: Date | null;
+      }>(
+        `SELECT wave, resource_id, outcome, detail, item_state, started_at, finished_at
+         FROM operation_drills WHERE operation_id = $1 ORDER BY id`,
+        [operationId],
+      );
+      return r.rows.map((x) => ({
+        wave: x.wave,
+        resourceId: x.resource_id,
+        outcome: x.outcome,
+        detail: x.detail,
+        itemState: x.item_state,
+        startedAt: x.started_at.toISOString(),
+        finishedAt: x.finished_at?.toISOString() ?? null,
       }));
     },
-    waveProgress: async (operationId: string) => {
-      const rows = await prisma.operationItem.groupBy({
-        by: ['wave', 'state'],
-        where: { operationId },
-        _count: { _all: true },
-      });
-      const byWave = new Map<number, Record<string, number>>();
-      for (const r of rows) {
-        const counts = byWave.get(r.wave) ?? {};
-        counts[r.state] = r._count._all;
-        byWave.set(r.wave, counts);
-      }
-      return [...byWave.entries()].sort((a, b) => a[0] - b[0]).map(([wave, counts]) => ({ wave, counts }));
-    },
+    waveProgress: (op: Pick<Operation, 'id' | 'state' | 'itemCount'>) => waveProgress(db, op),
   };
+}
+
+/**
+ * Items per wave and ledger state. The per-wave counters (kept with the outcomes they count) answer
+ * it in one row per wave, whatever the ledger's size — a GET polled during a 1M-item run must not
+ * count the ledger. They count submitted items by done/failed; the rest is pending (claimed items,
+ * in flight, included). The ledger is counted only where the counters cannot tell: cascaded
+ * descendants (itemCount is larger than the waves) and rollbacks (restoring/restored states).
+ */
+async function waveProgress(db: Queryable, op: Pick<Operation, 'id' | 'state' | 'itemCount'>): Promise<WaveProgress> {
+  const waves = await db.query<{ wave: number; items: number; done: number; failed: number }>(
+    `SELECT wave, to_seq - from_seq AS items, done, failed FROM operation_waves WHERE operation_id = $1 ORDER BY wave`,
+    [op.id],
+  );
+  const submitted = waves.rows.reduce((n, w) => n + w.items, 0);
+  if (waves.rows.length && submitted === op.itemCount && !ROLLBACK_FAMILY.includes(op.state)) {
+    return waves.rows.map((w) => {
+      const counts: Record<string, number> = {};
+      const pending = w.items - w.done - w.failed;
+      if (pending > 0) counts.pending = pending;
+      if (w.done > 0) counts.done = w.done;
+      if (w.failed > 0) counts.failed = w.failed;
+      return { wave: w.wave, counts };
+    });
+  }
+  const rows = await db.query<{ wave: number; state: string; n: number }>(
+    `SELECT wave, state, count(*)::int AS n FROM operation_items WHERE operation_id = $1 GROUP BY wave, state`,
+    [op.id],
+  );
+  const byWave = new Map<number, Record<string, number>>();
+  for (const r of rows.rows) byWave.set(r.wave, { ...byWave.get(r.wave), [r.state]: r.n });
+  return [...byWave.entries()].sort((a, b) => a[0] - b[0]).map(([wave, counts]) => ({ wave, counts }));
 }
 
 export type OperationReads = ReturnType<typeof operationReads>;

@@ -54,7 +54,7 @@ const SUBMIT_RULES =
   '`Idempotency-Key`: the same key with the same body returns the same operation (also a rejected one); with another body 409 (a corrected list needs a new key).';
 
 export default async function operationRoutes(app: App) {
-  const reads = operationReads(app.db.prisma);
+  const reads = operationReads(app.db.pool);
   const service = operationService({
     pool: app.db.pool,
     uploads: app.db.uploads,
@@ -198,7 +198,7 @@ export default async function operationRoutes(app: App) {
     },
     async (req) => {
       const op = await reads.get(req.params.id);
-      return operationView(op, await reads.waveProgress(op.id), await reads.unfinished(op), await reads.drills(op.id));
+      return operationView(op, await reads.waveProgress(op), await reads.unfinished(op), await reads.drills(op.id));
     },
   );
 

@@ -11,7 +11,7 @@ import { CreatePurgeBody } from './schemas.ts';
 import { purgeService } from './service.ts';
 
 export default async function purgeRoutes(app: App) {
-  const reads = operationReads(app.db.prisma);
+  const reads = operationReads(app.db.pool);
   const service = purgeService({ pool: app.db.pool, reads, metrics: app.metrics, log: app.log });
 
   app.post(

@@ -12,7 +12,7 @@ import { CreateRestoreBody } from './schemas.ts';
 import { restoreService } from './service.ts';
 
 export default async function restoreRoutes(app: App) {
-  const reads = operationReads(app.db.prisma);
+  const reads = operationReads(app.db.pool);
   const service = restoreService({ pool: app.db.pool, reads, engine: app.engine, metrics: app.metrics, log: app.log });
 
   app.post(
