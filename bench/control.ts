@@ -10,8 +10,11 @@ import { roleTokens, startApi, startWorkerProcess } from './support.ts';
 
 /** Items in the operation: 1M by default (the issue's size), BENCH_CONTROL_ITEMS to change it. */
 const ITEMS = Number(process.env.BENCH_CONTROL_ITEMS ?? 1_000_000);
-/** `in-process` (API and workers in one process, the default) or `separate` (one worker process). */
-const WORKERS = process.env.BENCH_CONTROL_WORKERS === 'separate' ? 'separate' : 'in-process';
+/**
+ * `separate` (the API in one process, the workers in another: how it is deployed, the default) or
+ * `in-process` (API and workers in one process, as `npm start` runs them).
+ */
+const WORKERS = process.env.BENCH_CONTROL_WORKERS === 'in-process' ? 'in-process' : 'separate';
 /** The issue's load: 500 GET/s. Connections bound how many are in flight when answers slow down. */
 const RATE = 500;
 const CONNECTIONS = 50;
@@ -24,6 +27,10 @@ const TIMEOUT_S = 10;
 /** Sequential GETs before the load, for a figure of one GET alone. */
 const SOLO_GETS = 5;
 const GOAL = 'p99 ≤ 50 ms';
+/** Pause/resume cycles under the GET load, for percentiles of the commands themselves. */
+const CYCLES = Number(process.env.BENCH_CONTROL_CYCLES ?? 20);
+const CYCLE_RUN_MS = 400;
+const CYCLE_PAUSED_MS = 150;
 
 const ms = (x: number) => `${Math.round(x)} ms`;
 /** p50 / p99 / max of autocannon's latency samples; it reports 0 when it has none. */
@@ -51,10 +58,12 @@ export async function benchControl(env: { databaseUrl: string; redisUrl: string 
   const worker = WORKERS === 'separate' ? startWorkerProcess({ ...env, extra }) : undefined;
   const db = new pg.Client({ connectionString: env.databaseUrl });
   await db.connect();
+  // From the per-wave counters, written in the transaction that records the outcomes they count:
+  // exact, and cheap enough to read every 100 ms without loading the database the bench measures.
   const done = async (id: string) =>
     (
       await db.query<{ n: number }>(
-        `SELECT count(*)::int AS n FROM operation_items WHERE operation_id = $1 AND state = 'done'`,
+        `SELECT coalesce(sum(done), 0)::int AS n FROM operation_waves WHERE operation_id = $1`,
         [id],
       )
     ).rows[0]!.n;
@@ -65,6 +74,19 @@ export async function benchControl(env: { databaseUrl: string; redisUrl: string 
         [id],
       )
     ).rows[0]!.n;
+  const command = async (id: string, verb: 'pause' | 'resume', token: string) => {
+    const c0 = performance.now();
+    const r = await fetch(`${a.url}/v1/operations/${id}/${verb}`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ reason: `bench: ${verb} under load` }),
+      signal: AbortSignal.timeout(60_000),
+    });
+    const text = await r.text();
+    const took = performance.now() - c0;
+    if (r.status !== 200) throw new Error(`${verb} failed ${r.status} ${text.slice(0, 300)}`);
+    return took;
+  };
   try {
     const tk = await roleTokens(a);
     const t0 = performance.now();
@@ -124,28 +146,23 @@ export async function benchControl(env: { databaseUrl: string; redisUrl: string 
     const loadP = cannon(PAUSE_LOAD_SECONDS);
     await new Promise((res) => setTimeout(res, PAUSE_AFTER_MS));
     const doneBeforePause = await done(op.id);
-    const p0 = performance.now();
-    const pause = await fetch(`${a.url}/v1/operations/${op.id}/pause`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${tk.operator}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ reason: 'bench: pause under load' }),
-      signal: AbortSignal.timeout(60_000),
-    });
-    const pauseMs = performance.now() - p0;
-    const pauseBody = await pause.text();
+    const pauseMs = await command(op.id, 'pause', tk.operator);
     const doneAtPause = await done(op.id);
     const pauseLoad = await loadP;
-    if (pause.status !== 200) throw new Error(`pause failed ${pause.status} ${pauseBody.slice(0, 300)}`);
     await waitState(a, tk, op.id, ['paused'], 30_000);
     // Workers stopped: no item claimed and the done count steady for 2 s (bounded at 60 s).
     const settle = Date.now() + 60_000;
     let last = await done(op.id);
     let steadySince = Date.now();
-    while (Date.now() < settle && Date.now() - steadySince < 2_000) {
+    // The claimed count scans the ledger: read once the done count has held still for 2 s.
+    while (Date.now() < settle) {
       await new Promise((res) => setTimeout(res, 100));
       const now = await done(op.id);
-      if (now !== last || (await claimed(op.id)) > 0) {
+      if (now !== last) {
         last = now;
+        steadySince = Date.now();
+      } else if (Date.now() - steadySince >= 2_000) {
+        if ((await claimed(op.id)) === 0) break;
         steadySince = Date.now();
       }
     }
@@ -165,6 +182,37 @@ export async function benchControl(env: { databaseUrl: string; redisUrl: string 
       detail:
         `done ${doneBeforePause.toLocaleString('en')} before the pause was sent, ${doneAtPause.toLocaleString('en')} ` +
         `after it answered, ${doneFinal.toLocaleString('en')} once workers stopped (registry adapter: one statement per chunk)`,
+    });
+
+    // Commands as a series under the same GET load: resume, let it run, pause, … (each one is a
+    // state change the workers act on), for percentiles rather than one sample.
+    const cycleS = Math.ceil((CYCLES * (CYCLE_RUN_MS + CYCLE_PAUSED_MS + 100)) / 1000) + 2;
+    const loadC = cannon(cycleS);
+    const pauses: number[] = [];
+    const resumes: number[] = [];
+    for (let i = 0; i < CYCLES; i++) {
+      resumes.push(await command(op.id, 'resume', tk.operator));
+      await new Promise((res) => setTimeout(res, CYCLE_RUN_MS));
+      pauses.push(await command(op.id, 'pause', tk.operator));
+      await new Promise((res) => setTimeout(res, CYCLE_PAUSED_MS));
+    }
+    const cycleLoad = await loadC;
+    const pct = (xs: number[]) => {
+      const s = [...xs].sort((x, y) => x - y);
+      const at = (q: number) => s[Math.min(s.length - 1, Math.ceil(q * s.length) - 1)]!;
+      return `${ms(at(0.5))} / ${ms(at(0.99))} / ${ms(s[s.length - 1]!)}`;
+    };
+    rows.push({
+      figure: `POST …/pause, ${CYCLES} times under the GET load (p50 / p99 / max)`,
+      value: pct(pauses),
+      goal: GOAL,
+      detail: `each after ${CYCLE_RUN_MS} ms of running at full speed; resumes ${pct(resumes)}`,
+    });
+    rows.push({
+      figure: `GET /v1/operations/{id} at ${RATE}/s during the pause/resume series (p50 / p99 / max)`,
+      value: latencies(cycleLoad),
+      goal: GOAL,
+      detail: `${CONNECTIONS} connections: ${counts(cycleLoad)}`,
     });
     rows.push({
       figure: 'setup',

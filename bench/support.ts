@@ -15,10 +15,14 @@ export const BENCH_SNAPSHOT_KEY = randomBytes(32);
 
 export async function benchServices(): Promise<LocalServices & { dir: string; dispose(): void }> {
   const dir = mkdtempSync(join(tmpdir(), 'blastgate-bench-'));
-  // Durability "fast" (fsync, synchronous_commit and full_page_writes off), chosen explicitly: bench
-  // data is thrown away, and the figures measure Blastgate, not this machine's disk flushes. A real
-  // deployment (and `npm start`) runs durable, so its write throughput can be lower than these.
-  const s = await startLocalServices({ dir, durability: 'fast', log: (m) => console.error(`[bench services] ${m}`) });
+  // Durable PostgreSQL (fsync, synchronous_commit and full_page_writes on), as a deployment runs:
+  // write throughput is measured with the commit flushes it really costs. BENCH_DURABILITY=fast
+  // turns them off, for comparing the gate's own cost with the disk's.
+  const durability = process.env.BENCH_DURABILITY === 'fast' ? 'fast' : 'durable';
+  const s = await startLocalServices({ dir, durability, log: (m) => console.error(`[bench services] ${m}`) });
+  console.log(
+    `PostgreSQL durability: ${durability} (${durability === 'durable' ? 'fsync, synchronous_commit, full_page_writes on' : 'fsync, synchronous_commit, full_page_writes off'})`,
+  );
   await migrate(s.databaseUrl);
   return {
     ...s,
@@ -48,7 +52,9 @@ export async function startApi(env: {
   const adminToken = 'bg_bench_admin_token_0000000000000';
   // The compiled server (npm run build), as production runs it: RSS without the TypeScript loader.
   // PORT=0: the kernel picks a free port, read back from the server's "listening on" line.
-  const child = spawn(process.execPath, ['dist/server.js'], {
+  // BENCH_NODE_ARGS: extra node flags for the API child (e.g. --cpu-prof to see where time goes).
+  const nodeArgs = process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
+  const child = spawn(process.execPath, [...nodeArgs, 'dist/server.js'], {
     cwd: ROOT,
     env: {
       ...process.env,

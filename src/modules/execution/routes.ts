@@ -189,8 +189,8 @@ export default async function commandRoutes(app: App) {
           tokenId: req.principal!.tokenId,
         });
         req.auditedByService = true;
-        const op = await reads.get(id);
-        return operationView(op, await reads.waveProgress(op), await reads.unfinished(op));
+        const v = await reads.view(id, { drills: false });
+        return operationView(v.op, v.progress, v.unfinished);
       },
     );
   }

@@ -107,7 +107,7 @@ export function operationReads(db: Queryable) {
     const r = await db.query('SELECT * FROM operations WHERE id = $1', [id]);
     return r.rows[0] ? fromRow(r.rows[0]) : null;
   };
-  return {
+  const reads = {
     findById,
     /** The operation, or a 404 naming it. */
     get: async (id: string) => {
@@ -178,32 +178,54 @@ export function operationReads(db: Queryable) {
         })),
       };
     },
-    drills: async (operationId: string) => {
-      const r = await db.query<{
-        wave: number;
-        resource_id: string | null;
-        outcome: string;
-        detail: string | null;
-        item_state: string | null;
-        started_at: Date;
-        finished_at: Date | null;
-      }>(
-        `SELECT wave, resource_id, outcome, detail, item_state, started_at, finished_at
-         FROM operation_drills WHERE operation_id = $1 ORDER BY id`,
-        [operationId],
+    /**
+     * What a view of the operation shows, in one round trip: the row, its wave counters and drills
+     * (a GET polled at hundreds per second while workers load the database). The ledger is read
+     * only where the counters cannot tell (see progressOf) and for an ended operation's unfinished items.
+     */
+    view: async (id: string, o: { drills: boolean }) => {
+      const r = await db.query(
+        `SELECT o.*,
+           coalesce((SELECT json_agg(json_build_object('wave', w.wave, 'items', w.to_seq - w.from_seq, 'done', w.done,
+                       'failed', w.failed) ORDER BY w.wave) FROM operation_waves w WHERE w.operation_id = o.id), '[]')
+             AS wave_counters,
+           CASE WHEN $2 THEN coalesce((SELECT json_agg(json_build_object('wave', d.wave, 'resourceId', d.resource_id,
+                       'outcome', d.outcome, 'detail', d.detail, 'itemState', d.item_state,
+                       'startedAt', d.started_at, 'finishedAt', d.finished_at) ORDER BY d.id)
+                     FROM operation_drills d WHERE d.operation_id = o.id), '[]') END AS drill_rows
+         FROM operations o WHERE o.id = $1`,
+        [id, o.drills],
       );
-      return r.rows.map((x) => ({
-        wave: x.wave,
-        resourceId: x.resource_id,
-        outcome: x.outcome,
-        detail: x.detail,
-        itemState: x.item_state,
-        startedAt: x.started_at.toISOString(),
-        finishedAt: x.finished_at?.toISOString() ?? null,
+      const row = r.rows[0];
+      if (!row) throw new NotFoundError('Operation', id);
+      const op = fromRow(row);
+      const drills = ((row.drill_rows ?? []) as DrillJson[]).map((d) => ({
+        ...d,
+        startedAt: new Date(d.startedAt).toISOString(),
+        finishedAt: d.finishedAt ? new Date(d.finishedAt).toISOString() : null,
       }));
+      const progress = await progressOf(db, op, row.wave_counters as WaveCounter[]);
+      const unfinished = await reads.unfinished(op);
+      return { op, progress, unfinished, drills };
     },
-    waveProgress: (op: Pick<Operation, 'id' | 'state' | 'itemCount'>) => waveProgress(db, op),
   };
+  return reads;
+}
+
+interface WaveCounter {
+  wave: number;
+  items: number;
+  done: number;
+  failed: number;
+}
+interface DrillJson {
+  wave: number;
+  resourceId: string | null;
+  outcome: string;
+  detail: string | null;
+  itemState: string | null;
+  startedAt: string;
+  finishedAt: string | null;
 }
 
 /**
@@ -213,14 +235,14 @@ export function operationReads(db: Queryable) {
  * in flight, included). The ledger is counted only where the counters cannot tell: cascaded
  * descendants (itemCount is larger than the waves) and rollbacks (restoring/restored states).
  */
-async function waveProgress(db: Queryable, op: Pick<Operation, 'id' | 'state' | 'itemCount'>): Promise<WaveProgress> {
-  const waves = await db.query<{ wave: number; items: number; done: number; failed: number }>(
-    `SELECT wave, to_seq - from_seq AS items, done, failed FROM operation_waves WHERE operation_id = $1 ORDER BY wave`,
-    [op.id],
-  );
-  const submitted = waves.rows.reduce((n, w) => n + w.items, 0);
-  if (waves.rows.length && submitted === op.itemCount && !ROLLBACK_FAMILY.includes(op.state)) {
-    return waves.rows.map((w) => {
+async function progressOf(
+  db: Queryable,
+  op: Pick<Operation, 'id' | 'state' | 'itemCount'>,
+  waves: WaveCounter[],
+): Promise<WaveProgress> {
+  const submitted = waves.reduce((n, w) => n + w.items, 0);
+  if (waves.length && submitted === op.itemCount && !ROLLBACK_FAMILY.includes(op.state)) {
+    return waves.map((w) => {
       const counts: Record<string, number> = {};
       const pending = w.items - w.done - w.failed;
       if (pending > 0) counts.pending = pending;

@@ -197,8 +197,8 @@ export default async function operationRoutes(app: App) {
       },
     },
     async (req) => {
-      const op = await reads.get(req.params.id);
-      return operationView(op, await reads.waveProgress(op), await reads.unfinished(op), await reads.drills(op.id));
+      const v = await reads.view(req.params.id, { drills: true });
+      return operationView(v.op, v.progress, v.unfinished, v.drills);
     },
   );
 
