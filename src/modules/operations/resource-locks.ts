@@ -6,6 +6,8 @@ import type pg from 'pg';
 import { DESCENDANT_IDS } from './cascade-plan.ts';
 import { LIVE_STATES } from './lifecycle-types.ts';
 
+const UNIQUE_VIOLATION = '23505';
+
 export interface Holder {
   resourceId: string;
   operationId: string;
@@ -26,12 +28,35 @@ const TAKE = `
  * Locks every ID of the planning input (plan_class rows classified ok) and every descendant their
  * cascades take (plan_cascade). All or nothing: when a concurrent plan got some of them first,
  * nothing is kept and false is returned (the caller then classifies those IDs as in_flight).
+ *
+ * `unlocked`: the classification saw no lock row for any of them (no resource was ever locked, or
+ * its holder's row is gone). They are then first taken with a plain INSERT — half the cost of the
+ * upsert's speculative insertion per row — which the primary key makes exactly as safe: a lock row
+ * a concurrent plan inserted meanwhile makes it fail (after waiting for that plan's commit), and
+ * the upsert below, with its take-over rule, then decides as it always does.
  */
-export async function lockPlanned(client: pg.PoolClient, operationId: string, expected: number): Promise<boolean> {
+export async function lockPlanned(
+  client: pg.PoolClient,
+  operationId: string,
+  expected: number,
+  unlocked = false,
+): Promise<boolean> {
+  const planned = `SELECT id FROM plan_class WHERE class = 'ok' UNION ALL ${DESCENDANT_IDS}`;
   await client.query('SAVEPOINT plan_locks');
+  if (unlocked) {
+    try {
+      const r = await client.query(
+        `INSERT INTO resource_locks (resource_id, operation_id) SELECT id, $1 FROM (${planned}) x`,
+        [operationId],
+      );
+      if ((r.rowCount ?? 0) === expected) return true;
+    } catch (err) {
+      if ((err as { code?: string }).code !== UNIQUE_VIOLATION) throw err;
+    }
+    await client.query('ROLLBACK TO SAVEPOINT plan_locks');
+  }
   const r = await client.query(
-    `INSERT INTO resource_locks (resource_id, operation_id)
-     SELECT id, $1 FROM (SELECT id FROM plan_class WHERE class = 'ok' UNION ALL ${DESCENDANT_IDS}) x ${TAKE}`,
+    `INSERT INTO resource_locks (resource_id, operation_id) SELECT id, $1 FROM (${planned}) x ${TAKE}`,
     [operationId, LIVE_STATES],
   );
   if ((r.rowCount ?? 0) === expected) return true;
