@@ -17,12 +17,13 @@ export interface Holder {
 // plan that inserted the same resource first makes this statement wait for its commit, then see
 // its lock — while that plan's operation row may still be invisible to this statement's snapshot.
 // So the rule is "the holder exists and is no longer live", never "no live holder is visible":
-// the loser learns it lost from the rows not returned, and nobody takes over a lock by accident.
+// the loser learns it lost from the rows not counted, and nobody takes over a lock by accident.
+// The row count (inserted or taken over; a row the WHERE refuses is not counted) is all the
+// caller needs: no RETURNING, which sent the API one row per lock (1M rows held in its memory).
 const TAKE = `
   ON CONFLICT (resource_id) DO UPDATE SET operation_id = EXCLUDED.operation_id
   WHERE resource_locks.operation_id = EXCLUDED.operation_id
-     OR EXISTS (SELECT 1 FROM operations o WHERE o.id = resource_locks.operation_id AND o.state <> ALL($2::text[]))
-  RETURNING resource_id`;
+     OR EXISTS (SELECT 1 FROM operations o WHERE o.id = resource_locks.operation_id AND o.state <> ALL($2::text[]))`;
 
 /**
  * Locks every ID of the planning input (plan_class rows classified ok) and every descendant their
