@@ -126,6 +126,11 @@ describe('valid plans', () => {
     ]);
     expect(plan.planHash).toMatch(/^[0-9a-f]{64}$/);
     expect(plan.cascade).toEqual([]);
+    // Where the time went, stage by stage, as a standard Server-Timing header.
+    const stages = String(res.headers['server-timing'])
+      .split(', ')
+      .map((s) => /^([a-z]+);dur=\d+$/.exec(s)?.[1]);
+    expect(stages).toEqual(['intake', 'classify', 'lock', 'plan', 'ledger', 'commit']);
     const waves = await query(
       t.databaseUrl,
       'SELECT wave, count(*)::int AS n FROM operation_items WHERE operation_id = $1 GROUP BY wave ORDER BY wave',

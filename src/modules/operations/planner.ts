@@ -38,6 +38,11 @@ export interface Classification<C extends string = IdClass> {
   rejected: boolean;
   /** Descendants the ok IDs' cascades take with them (locked and planned with them). */
   descendants: number;
+  /**
+   * Delete plans: no ok ID had a lock row when classified and no descendant is taken, so
+   * lockPlanned may try a plain insert first.
+   */
+  unlocked?: boolean;
 }
 
 /**
@@ -57,22 +62,22 @@ export async function classify(
   scope: TokenScope | null = null,
   /** Registry states the operation acts on (statesActedOn): any other is already_deleted. */
   states: readonly string[] = ACTIVE_ONLY,
+  /** How many IDs were staged (duplicates included). */
+  submitted = Number.MAX_SAFE_INTEGER,
 ): Promise<Classification> {
   // The type is the same for every resolved row (any other is a type_mismatch), so its scope is
   // judged once here; tenants go through a hash join, not `= ANY` over up to 10,000 per row.
   const typeInScope = !scope?.resourceTypes || scope.resourceTypes.includes(targetType);
-  await client.query(`SET LOCAL work_mem = '256MB'`);
-  // Duplicates by hash aggregate (usually an empty result) rather than a window over a 1M-row
-  // sort by ID, which cost more than the registry join itself.
-  await client.query(
-    `CREATE TEMP TABLE plan_dups ON COMMIT DROP AS
-     SELECT id, min(ord) AS first_ord FROM plan_input GROUP BY id HAVING count(*) > 1`,
-  );
-  await client.query(
+  await tuneForBulk(client);
+  // One pass over the input: grouped by ID (a hash aggregate), so each distinct ID is resolved once
+  // and its first occurrence classified; the 2nd+ occurrences (duplicates) are added afterwards
+  // only when the group count shows there are any — a second pass over a 1M-row input and a sort
+  // by ID for the join cost more than the registry join itself. `lock_row` says a lock row exists
+  // for the resource (its holder may have ended): lockPlanned then knows whether it may insert.
+  const resolved = await client.query(
     `CREATE TEMP TABLE plan_class ON COMMIT DROP AS
      SELECT i.ord, i.id, r.type AS actual_type, r.tenant_id, r.state, lo.id AS held_by,
        CASE
-         WHEN d.first_ord IS NOT NULL AND i.ord > d.first_ord THEN 'duplicate'
          WHEN r.id IS NULL AND $2::text IS NOT NULL AND i.id !~ $2 THEN 'pattern_mismatch'
          WHEN r.id IS NULL THEN 'unknown'
          WHEN r.type <> $1 THEN 'type_mismatch'
@@ -82,18 +87,45 @@ export async function classify(
          WHEN NOT (r.state = ANY($6::text[])) THEN 'already_deleted'
          WHEN r.protected THEN 'protected'
          ELSE 'ok'
-       END AS class
-     FROM plan_input i
-     LEFT JOIN plan_dups d ON d.id = i.id
+       END AS class,
+       l.resource_id IS NOT NULL AS lock_row
+     FROM (SELECT id, min(ord) AS ord FROM plan_input GROUP BY id) i
      LEFT JOIN resources r ON r.id = i.id
      LEFT JOIN resource_locks l ON l.resource_id = r.id
      LEFT JOIN operations lo ON lo.id = l.operation_id AND lo.state = ANY($3::text[])
      LEFT JOIN (SELECT DISTINCT unnest($5::text[])) AS st(tenant_id) ON st.tenant_id = r.tenant_id`,
     [targetType, idPattern, LIVE_STATES, typeInScope, scope?.tenants ?? null, states],
   );
+  // Fewer distinct IDs than submitted: the later occurrences are duplicates, reported with what
+  // their first occurrence resolved to.
+  if ((resolved.rowCount ?? 0) < submitted) {
+    await client.query(
+      `INSERT INTO plan_class (ord, id, actual_type, tenant_id, state, held_by, class, lock_row)
+       SELECT i.ord, i.id, c.actual_type, c.tenant_id, c.state, c.held_by, 'duplicate', c.lock_row
+       FROM plan_input i JOIN plan_class c ON c.id = i.id AND i.ord > c.ord`,
+    );
+  }
   await expandCascade(client, cascadeTo, states);
-  await classifyCascade(client, scope?.tenants ?? null);
-  return summarize(client);
+  // Without cascade types there is nothing under the submitted resources to classify.
+  if (cascadeTo.length) await classifyCascade(client, scope?.tenants ?? null);
+  // Real row counts and distinct tenants for the statements that follow (lock, plan, ledger):
+  // unanalysed, a temp table looks like a few hundred rows of 200 tenants, and the ledger's join
+  // of 1M rows to their waves became a merge join sorting 1M tenant IDs.
+  // A small sample is enough (3,000 rows): only tenant_id and class are ever joined or filtered on.
+  await client.query(
+    `ALTER TABLE plan_class ALTER COLUMN tenant_id SET STATISTICS 10, ALTER COLUMN class SET STATISTICS 10;
+     ANALYZE plan_class (tenant_id, class)`,
+  );
+  return summarize(client, ID_CLASSES, true);
+}
+
+/**
+ * Settings for the plan's set-based statements over up to 1M rows (SET LOCAL: this transaction
+ * only). Hash tables of that size in memory rather than batched to disk; no JIT, whose compile
+ * time (a few hundred ms per statement) these plain scans and joins never win back.
+ */
+export async function tuneForBulk(client: pg.PoolClient): Promise<void> {
+  await client.query(`SET LOCAL work_mem = '256MB'; SET LOCAL jit = off`);
 }
 
 /**
@@ -119,12 +151,16 @@ export async function markLockedByOthers<C extends string = IdClass>(
 export async function summarize<C extends string = IdClass>(
   client: pg.PoolClient,
   classes: readonly C[] = ID_CLASSES as unknown as readonly C[],
+  /** plan_class has lock_row (classify's): say whether any ok ID had a lock row (`unlocked`). */
+  lockRows = false,
 ): Promise<Classification<C>> {
   const counts = Object.fromEntries(classes.map((c) => [c, 0])) as Record<C, number>;
-  const byClass = await client.query<{ class: C; n: number }>(
-    'SELECT class, count(*)::int AS n FROM plan_class GROUP BY class',
+  const byClass = await client.query<{ class: C; n: number; locked: number }>(
+    `SELECT class, count(*)::int AS n, ${lockRows ? 'count(*) FILTER (WHERE lock_row)::int' : '0'} AS locked
+     FROM plan_class GROUP BY class`,
   );
   for (const r of byClass.rows) counts[r.class] = r.n;
+  const lockedOk = byClass.rows.find((r) => r.class === 'ok')?.locked ?? 0;
   const rejected = classes.some((c) => c !== 'ok' && counts[c] > 0);
   const samples: Classification<C>['samples'] = {};
   if (rejected) {
@@ -153,7 +189,14 @@ export async function summarize<C extends string = IdClass>(
       });
     }
   }
-  return { counts, samples, rejected, descendants: rejected ? 0 : await countDescendants(client) };
+  const descendants = rejected ? 0 : await countDescendants(client);
+  return {
+    counts,
+    samples,
+    rejected,
+    descendants,
+    ...(lockRows ? { unlocked: lockedOk === 0 && descendants === 0 } : {}),
+  };
 }
 
 /** Every offending ID, for the full report behind a rejection. */

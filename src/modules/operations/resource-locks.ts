@@ -6,6 +6,8 @@ import type pg from 'pg';
 import { DESCENDANT_IDS } from './cascade-plan.ts';
 import { LIVE_STATES } from './lifecycle-types.ts';
 
+const UNIQUE_VIOLATION = '23505';
+
 export interface Holder {
   resourceId: string;
   operationId: string;
@@ -15,23 +17,47 @@ export interface Holder {
 // plan that inserted the same resource first makes this statement wait for its commit, then see
 // its lock — while that plan's operation row may still be invisible to this statement's snapshot.
 // So the rule is "the holder exists and is no longer live", never "no live holder is visible":
-// the loser learns it lost from the rows not returned, and nobody takes over a lock by accident.
+// the loser learns it lost from the rows not counted, and nobody takes over a lock by accident.
+// The row count (inserted or taken over; a row the WHERE refuses is not counted) is all the
+// caller needs: no RETURNING, which sent the API one row per lock (1M rows held in its memory).
 const TAKE = `
   ON CONFLICT (resource_id) DO UPDATE SET operation_id = EXCLUDED.operation_id
   WHERE resource_locks.operation_id = EXCLUDED.operation_id
-     OR EXISTS (SELECT 1 FROM operations o WHERE o.id = resource_locks.operation_id AND o.state <> ALL($2::text[]))
-  RETURNING resource_id`;
+     OR EXISTS (SELECT 1 FROM operations o WHERE o.id = resource_locks.operation_id AND o.state <> ALL($2::text[]))`;
 
 /**
  * Locks every ID of the planning input (plan_class rows classified ok) and every descendant their
  * cascades take (plan_cascade). All or nothing: when a concurrent plan got some of them first,
  * nothing is kept and false is returned (the caller then classifies those IDs as in_flight).
+ *
+ * `unlocked`: the classification saw no lock row for any of them (no resource was ever locked, or
+ * its holder's row is gone). They are then first taken with a plain INSERT — half the cost of the
+ * upsert's speculative insertion per row — which the primary key makes exactly as safe: a lock row
+ * a concurrent plan inserted meanwhile makes it fail (after waiting for that plan's commit), and
+ * the upsert below, with its take-over rule, then decides as it always does.
  */
-export async function lockPlanned(client: pg.PoolClient, operationId: string, expected: number): Promise<boolean> {
+export async function lockPlanned(
+  client: pg.PoolClient,
+  operationId: string,
+  expected: number,
+  unlocked = false,
+): Promise<boolean> {
+  const planned = `SELECT id FROM plan_class WHERE class = 'ok' UNION ALL ${DESCENDANT_IDS}`;
   await client.query('SAVEPOINT plan_locks');
+  if (unlocked) {
+    try {
+      const r = await client.query(
+        `INSERT INTO resource_locks (resource_id, operation_id) SELECT id, $1 FROM (${planned}) x`,
+        [operationId],
+      );
+      if ((r.rowCount ?? 0) === expected) return true;
+    } catch (err) {
+      if ((err as { code?: string }).code !== UNIQUE_VIOLATION) throw err;
+    }
+    await client.query('ROLLBACK TO SAVEPOINT plan_locks');
+  }
   const r = await client.query(
-    `INSERT INTO resource_locks (resource_id, operation_id)
-     SELECT id, $1 FROM (SELECT id FROM plan_class WHERE class = 'ok' UNION ALL ${DESCENDANT_IDS}) x ${TAKE}`,
+    `INSERT INTO resource_locks (resource_id, operation_id) SELECT id, $1 FROM (${planned}) x ${TAKE}`,
     [operationId, LIVE_STATES],
   );
   if ((r.rowCount ?? 0) === expected) return true;

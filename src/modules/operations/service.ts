@@ -30,6 +30,7 @@ import {
 import type { OperationSpec } from './schemas.ts';
 import {
   abandonedError,
+  analyzeStaging,
   copyToStaging,
   createStagingTable,
   dropStagingTable,
@@ -52,10 +53,23 @@ export interface Submission {
   via?: { via: 'intake'; jobId: string };
 }
 
-export type SubmitResult =
+/**
+ * Where the request's time went, in ms per stage, in order: intake (body read and staged), classify,
+ * lock (resource locks), plan, ledger (items, tenants, waves), commit. Sent as Server-Timing.
+ */
+export type StageTimings = Record<string, number>;
+
+export type SubmitResult = (
   | { kind: 'planned' | 'rejected'; operation: OperationRow; replayed: boolean }
   | { kind: 'dry_run'; plan: PlanSummary }
-  | { kind: 'dry_run_rejected'; classification: Classification; scope: ScopeReport | null };
+  | { kind: 'dry_run_rejected'; classification: Classification; scope: ScopeReport | null }
+) & { timings?: StageTimings };
+
+/** The Server-Timing header value of a plan's stage timings (`intake;dur=12, classify;dur=40, …`). */
+export const serverTiming = (t: StageTimings) =>
+  Object.entries(t)
+    .map(([stage, ms]) => `${stage};dur=${ms}`)
+    .join(', ');
 
 /** Why every erasure plan needs break-glass approval (an admin and a second approver). */
 export const ERASURE_REASON = 'compliance erasure: permanent, destroys snapshots';
@@ -141,8 +155,8 @@ export function operationService(deps: {
     const hash = createHash('sha256').update(canonicalJson(normalizedSpec)).update('\n');
     let requestHash = '';
     const operationId = newOperationId();
-    // Stage timings go to the log: where a slow plan spends its time (intake, resolve, ledger).
-    const timings: Record<string, number> = {};
+    // Stage timings go to the log and the response (Server-Timing): where a slow plan spends its time.
+    const timings: StageTimings = {};
     let mark = performance.now();
     const lap = (stage: string) => {
       const now = performance.now();
@@ -161,7 +175,8 @@ export function operationService(deps: {
       await createStagingTable(uploads, staged);
       const intake = await readIds(s.ids, s.maxIds, (rows) => copyToStaging(uploads, staged, rows), hash);
       requestHash = intake.idsHash;
-      lap('intakeMs');
+      await analyzeStaging(uploads, staged);
+      lap('intake');
       if (s.abandoned?.()) throw abandonedError();
       const plan = async (client: pg.PoolClient): Promise<SubmitResult> => {
         if (s.idempotencyKey && !dryRun) {
@@ -177,13 +192,19 @@ export function operationService(deps: {
           type.cascade_to ?? [],
           principal.scope,
           statesActedOn(action),
+          intake.count,
         );
+        lap('classify');
         // A resource is in at most one live operation — the descendants a cascade takes too: take
         // them all, or learn who got there first.
-        if (!cls.rejected && !dryRun && !(await lockPlanned(client, operationId, cls.counts.ok + cls.descendants))) {
+        if (
+          !cls.rejected &&
+          !dryRun &&
+          !(await lockPlanned(client, operationId, cls.counts.ok + cls.descendants, cls.unlocked))
+        ) {
           cls = await markLockedByOthers(client, operationId);
         }
-        lap('classifyMs');
+        lap('lock');
         for (const [c, n] of Object.entries(cls.counts)) if (n) metrics.planIds.inc({ class: c }, n);
         const base = {
           id: operationId,
@@ -250,7 +271,7 @@ export function operationService(deps: {
           summary.breakGlassReasons.push(ERASURE_REASON);
           summary.requiresBreakGlass = true;
         }
-        lap('planMs');
+        lap('plan');
         const planHash = computePlanHash(`${base.action}|${type.name}|${mode}`, requestHash, summary.waves, waveOf);
         const plan: PlanSummary = { ...summary, planHash };
         if (dryRun) return { kind: 'dry_run', plan };
@@ -265,10 +286,10 @@ export function operationService(deps: {
           tenantCount: summary.tenantCount,
           requiresBreakGlass: summary.requiresBreakGlass,
         });
-        await insertItems(client, operationId, waveOf, cls.counts.ok);
+        await insertItems(client, operationId, waveOf, cls.counts.ok, cls.descendants);
         await insertOperationTenants(client, operationId, loads);
         await insertWaves(client, operationId, summary.waves);
-        lap('ledgerMs');
+        lap('ledger');
         // Last, so the audit chain lock is held for as short a time as possible.
         await appendAudit(client, {
           actor: principal.name,
@@ -293,10 +314,11 @@ export function operationService(deps: {
       };
       return await inTransaction(pool, (client) => withPlanInput(client, staged, () => plan(client), s.abandoned)).then(
         (r) => {
-          lap('commitMs');
+          lap('commit');
           metrics.plans.inc({ outcome: r.kind === 'dry_run_rejected' ? 'rejected' : r.kind });
-          log.info({ operationId, outcome: r.kind, ...timings }, 'plan finished');
-          return r;
+          const ms = Object.fromEntries(Object.entries(timings).map(([stage, v]) => [`${stage}Ms`, v]));
+          log.info({ operationId, outcome: r.kind, ...ms }, 'plan finished');
+          return { ...r, timings };
         },
       );
     } catch (err) {

@@ -1,0 +1,79 @@
+// lockPlanned's fast path: a plan whose classification saw no lock row takes its locks with a
+// plain INSERT. The hint may be stale by the time it locks (a concurrent plan committed a lock
+// meanwhile); the primary key then makes the insert fail, and the upsert's rule decides as always:
+// a live holder keeps its resource, an ended one hands it over.
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { lockPlanned } from '../../src/modules/operations/resource-locks.ts';
+import { createTestDatabase } from '../support/db.ts';
+
+let pool: pg.Pool;
+beforeAll(async () => {
+  pool = new pg.Pool({ connectionString: await createTestDatabase(), max: 2 });
+});
+afterAll(async () => {
+  await pool?.end();
+});
+
+async function operation(id: string, state: string) {
+  await pool.query(
+    `INSERT INTO operations (id, action, target_type, mode, reason, ticket, state, requested_by, requested_by_name,
+       request_hash, rollout, halt_policy)
+     VALUES ($1, 'delete', 'app', 'soft', 'r', 't', $2, 'tok', 'n', 'h', '{}', '{}')`,
+    [id, state],
+  );
+}
+
+/** lockPlanned with the "no lock rows seen" hint, for plan_class rows `ids` (all ok). */
+async function lockUnlocked(operationId: string, ids: string[]) {
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    await client.query(
+      `CREATE TEMP TABLE plan_class ON COMMIT DROP AS SELECT id, 'ok'::text AS class FROM unnest($1::text[]) AS id`,
+      [ids],
+    );
+    await client.query(`CREATE TEMP TABLE plan_cascade (id text, root text) ON COMMIT DROP`);
+    const ok = await lockPlanned(client, operationId, ids.length, true);
+    await client.query('COMMIT');
+    return ok;
+  } finally {
+    client.release();
+  }
+}
+
+const holders = async (ids: string[]) =>
+  (
+    await pool.query<{ resource_id: string; operation_id: string }>(
+      'SELECT resource_id, operation_id FROM resource_locks WHERE resource_id = ANY($1) ORDER BY 1',
+      [ids],
+    )
+  ).rows.map((r) => [r.resource_id, r.operation_id]);
+
+describe('locks taken with a stale "unlocked" hint', () => {
+  it('takes free resources, never one a live operation holds, and takes over from an ended one', async () => {
+    await operation('op_live', 'planned');
+    await operation('op_ended', 'cancelled');
+    await operation('op_a', 'planned');
+    await operation('op_b', 'planned');
+    await operation('op_c', 'planned');
+    expect(await lockUnlocked('op_a', ['r1', 'r2'])).toBe(true);
+    expect(await holders(['r1', 'r2'])).toEqual([
+      ['r1', 'op_a'],
+      ['r2', 'op_a'],
+    ]);
+
+    // Locked meanwhile by a live operation: nothing is taken.
+    await pool.query(`INSERT INTO resource_locks (resource_id, operation_id) VALUES ('r4', 'op_live')`);
+    expect(await lockUnlocked('op_b', ['r3', 'r4'])).toBe(false);
+    expect(await holders(['r3', 'r4'])).toEqual([['r4', 'op_live']]);
+
+    // Locked meanwhile by an operation that has ended since: taken over, with the free one.
+    await pool.query(`INSERT INTO resource_locks (resource_id, operation_id) VALUES ('r6', 'op_ended')`);
+    expect(await lockUnlocked('op_c', ['r5', 'r6'])).toBe(true);
+    expect(await holders(['r5', 'r6'])).toEqual([
+      ['r5', 'op_c'],
+      ['r6', 'op_c'],
+    ]);
+  });
+});
