@@ -19,11 +19,12 @@ import type { OperationRecord } from './state.ts';
 /** Snapshot reads may run this many times the destructive concurrency. */
 const SNAPSHOT_FANOUT = 4;
 /**
- * Items snapshotted and marked per step of the pipeline. Small enough that the first batch (on
- * the critical path) is quick and a halt leaves few items marked but unsent; large enough that
+ * Items snapshotted and marked per step of the pipeline (at most). Small enough that the first
+ * batches (on the critical path) are quick and a halt leaves few items marked but unsent; large enough that
  * each batch's destructive calls outlast the next batch's snapshot reads and transaction.
  */
 export const PIPELINE_BATCH = 100;
+const PIPELINE_FIRST_BATCH = 25;
 
 type Prepared = { failures: Outcome[]; toRun: ClaimedItem[]; marked: Set<number>; notMarked: ClaimedItem[] };
 type PrepareSettled = { ok: true; v: Prepared } | { ok: false; err: unknown };
@@ -100,7 +101,10 @@ export async function execute<Tx>(
     // (one transaction) before any of its calls is sent — and a batch is only sent once the
     // previous one has finished and the breaker and the halt watch still say go.
     const batches: ClaimedItem[][] = [];
-    for (let k = 0; k < items.length; k += PIPELINE_BATCH) batches.push(items.slice(k, k + PIPELINE_BATCH));
+    // Growing batches (25, 50, 100, 100…): the first, whose preparation nothing overlaps, is small,
+    // and each later one is prepared while a batch about half its size (or more) is being sent.
+    for (let k = 0, size = PIPELINE_FIRST_BATCH; k < items.length; k += size, size = Math.min(PIPELINE_BATCH, size * 2))
+      batches.push(items.slice(k, k + size));
     const prepare = async (batch: ClaimedItem[]) => {
       // Snapshot first, for every item (and descendant) not yet snapshotted: no snapshot, no call.
       const { snaps, failures } = await takeSnapshots(
