@@ -73,12 +73,6 @@ try {
       'Efficiency: Blastgate ÷ plain loop, same HTTP downstream',
       await benchExecution({ ...services, databaseUrl: await freshDatabase('bench_eff') }, ['efficiency']),
     );
-  // Section 3 of execution alone: halt overshoot and latency on the HTTP path.
-  if (only === 'halt')
-    table(
-      'Halt overshoot and latency (HTTP downstream)',
-      await benchExecution({ ...services, databaseUrl: await freshDatabase('bench_halt') }, ['halt']),
-    );
   if (!only || only === 'restore')
     table(
       'Mass restore: 883 tenants × 20 items deleted by one operation, one restore (gate time: POST /v1/restores → completed)',
