@@ -67,6 +67,12 @@ try {
     );
   if (!only || only === 'execution')
     table('Execution', await benchExecution({ ...services, databaseUrl: await freshDatabase('bench_exec') }));
+  // Section 2 of execution alone (issue 10 item 4), while iterating on the HTTP path.
+  if (only === 'efficiency')
+    table(
+      'Efficiency: Blastgate ÷ plain loop, same HTTP downstream',
+      await benchExecution({ ...services, databaseUrl: await freshDatabase('bench_eff') }, ['efficiency']),
+    );
   if (!only || only === 'restore')
     table(
       'Mass restore: 883 tenants × 20 items deleted by one operation, one restore (gate time: POST /v1/restores → completed)',

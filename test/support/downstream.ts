@@ -5,7 +5,8 @@
 // for a repeated key, 409 for a key still in flight, 422 for a key reused on another request) and
 // records every call, so tests assert on what actually reached the wire.
 //
-// Routes (any collection name, any id): GET /:col/:id[?tenantId=] (snapshot), POST /:col/:id/
+// Routes (any collection name, any id): GET /:col/:id[?tenantId=] (snapshot), POST /:col/snapshots
+// (bulk snapshot: {"items":[{id,tenantId}…]} → {"items":{id: snapshot}}), POST /:col/:id/
 // soft-delete, POST /:col/:id/restore, DELETE /:col/:id, GET /tenants/:tenantId/health.
 //
 // Cascades: a resource declared the parent of others (cascade()) takes them with it on a soft or
@@ -15,7 +16,8 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { verify } from '../../src/modules/adapters/signing.ts';
 
-export type DownstreamAction = 'snapshot' | 'softDelete' | 'restore' | 'hardDelete' | 'probe' | 'unknown';
+export type DownstreamAction =
+  'snapshot' | 'snapshotBatch' | 'softDelete' | 'restore' | 'hardDelete' | 'probe' | 'unknown';
 export type ProbeMode = 'healthy' | 'unhealthy' | 'hang' | 'error500';
 export type ResourceState = 'active' | 'soft_deleted' | 'purged';
 
@@ -25,6 +27,8 @@ export interface DownstreamCall {
   path: string;
   action: DownstreamAction;
   resourceId?: string;
+  /** snapshotBatch: the IDs asked for. */
+  resourceIds?: string[];
   tenantId?: string;
   idempotencyKey?: string;
   signatureValid: boolean;
@@ -59,6 +63,7 @@ interface Stored {
 }
 interface RequestBody {
   tenantId?: unknown;
+  items?: { id?: unknown; tenantId?: unknown }[];
   snapshot?: { data?: Record<string, unknown> };
 }
 
@@ -100,6 +105,10 @@ export async function startDownstream(opts: DownstreamOptions) {
       restoreAlters: null as Record<string, unknown> | null,
       /** Every restore answers this status and applies nothing. */
       restoreFails: null as number | null,
+      /** IDs a bulk snapshot answer leaves out, as if the system did not know them. */
+      batchOmits: new Set<string>(),
+      /** Every bulk snapshot request answers this status (null: they work). */
+      batchFails: null as number | null,
     };
   }
 
@@ -122,6 +131,7 @@ export async function startDownstream(opts: DownstreamOptions) {
       return { action: 'probe', tenant: seg[1] };
     if (method === 'GET' && seg.length === 2) return { action: 'snapshot', id: seg[1] };
     if (method === 'DELETE' && seg.length === 2) return { action: 'hardDelete', id: seg[1] };
+    if (method === 'POST' && seg.length === 2 && seg[1] === 'snapshots') return { action: 'snapshotBatch' };
     if (method === 'POST' && seg.length === 3 && seg[2] === 'soft-delete') return { action: 'softDelete', id: seg[1] };
     if (method === 'POST' && seg.length === 3 && seg[2] === 'restore') return { action: 'restore', id: seg[1] };
     return { action: 'unknown' };
@@ -205,6 +215,9 @@ export async function startDownstream(opts: DownstreamOptions) {
       path: req.url ?? '/',
       action,
       resourceId: id,
+      ...(action === 'snapshotBatch' && Array.isArray(body.items)
+        ? { resourceIds: body.items.map((i) => String(i.id)) }
+        : {}),
       tenantId,
       idempotencyKey: key,
       signatureValid,
@@ -216,6 +229,17 @@ export async function startDownstream(opts: DownstreamOptions) {
     if (strict && !signatureValid) return send(res, 401, { error: 'bad signature' });
     if (action === 'unknown') return send(res, 404, { error: 'no such route' });
     if (action === 'probe') return probe(res, probeModes.get(tenant!) ?? ctl.probeDefault);
+    if (action === 'snapshotBatch') {
+      if (ctl.batchFails !== null) return send(res, ctl.batchFails, { error: 'injected bulk snapshot failure' });
+      if (!Array.isArray(body.items)) return send(res, 400, { error: 'items must be an array' });
+      const items: Record<string, unknown> = {};
+      for (const i of body.items) {
+        const r = resource(String(i.id), typeof i.tenantId === 'string' ? i.tenantId : undefined);
+        if (r.state !== 'purged' && !ctl.batchOmits.has(r.id))
+          items[r.id] = { id: r.id, tenantId: r.tenantId, state: r.state, data: r.data };
+      }
+      return send(res, 200, { items });
+    }
     const r = resource(id!, tenantId);
     if (action === 'snapshot') {
       return r.state === 'purged'
@@ -367,11 +391,19 @@ export async function startDownstream(opts: DownstreamOptions) {
     beforeApply(fn: ((call: DownstreamCall) => Promise<void> | void) | undefined) {
       beforeApply = fn;
     },
-    /** Destructive calls wait ms before being handled (0: no delay). */
+    /** Bulk snapshot answers leave these IDs out (as a system that does not know them would). */
+    snapshotBatchOmits(ids: string[]) {
+      for (const id of ids) ctl.batchOmits.add(id);
+    },
+    /** Every bulk snapshot request answers `status` (null: they work). */
+    snapshotBatchFails(status: number | null) {
+      ctl.batchFails = status;
+    },
     /** Every call is answered ms after it arrives (0: at once), unlike hang() which holds destructive calls only. */
     latency(ms: number) {
       ctl.latencyMs = ms;
     },
+    /** Destructive calls wait ms before being handled (0: no delay). */
     hang(ms: number) {
       ctl.hangMs = ms;
     },

@@ -145,6 +145,17 @@ function httpProblems(config: Record<string, unknown>): AdapterProblem[] {
         },
   );
   for (const key of REQUIRED_TEMPLATES) text(key, true, (v) => templateProblem(v, ITEM_PLACEHOLDERS));
+  text('snapshotBatch', false, (v) => {
+    if (!v.startsWith('POST '))
+      return {
+        problem: 'invalid_method',
+        message: 'snapshotBatch must be "POST /path": a bulk read sends the items in its body',
+        allowed: ['POST'],
+      };
+    const found = templateProblem(v, []);
+    if (found?.problem !== 'unknown_placeholder') return found;
+    return { ...found, message: 'snapshotBatch takes no placeholders: the items are sent in the request body' };
+  });
   text('probe', false, (v) => {
     const found = templateProblem(v, PROBE_PLACEHOLDERS);
     if (found?.problem !== 'unknown_placeholder') return found;

@@ -1,4 +1,5 @@
-// HTTP adapter: acts on the owning system through URL templates, one signed request per item
+// HTTP adapter: acts on the owning system through URL templates, one signed request per item, or
+// per snapshotBatchSize items for snapshots when the optional bulk read (snapshotBatch) is declared
 // (transport in http-transport.ts; targets and failure reasons in http-render.ts).
 import type http from 'node:http';
 import { connectionText, renderTarget, statusText } from './http-render.ts';
@@ -81,6 +82,7 @@ export function createHttpAdapter(config: ResolvedHttpConfig, deps: HttpAdapterD
     hardDelete: parseTemplate(config.hardDelete),
   };
   const probeTemplate = config.probe ? parseTemplate(config.probe) : undefined;
+  const batchTemplate = config.snapshotBatch ? parseTemplate(config.snapshotBatch) : undefined;
 
   // Signs the exact host, path and body that go on the wire; a fresh timestamp per attempt keeps
   // retries inside the receiver's replay window, while the Idempotency-Key stays the same.
@@ -93,6 +95,62 @@ export function createHttpAdapter(config: ResolvedHttpConfig, deps: HttpAdapterD
     };
     return sendRequest(agent, base, { method, path, headers, body, timeoutMs }, deps.lookup);
   };
+
+  /**
+   * One request, attempted with backoff until a 2xx or a failure retrying cannot help;
+   * `shouldContinue` is consulted before every attempt.
+   */
+  async function exchange(
+    method: string,
+    path: string,
+    body: string,
+    extra: Record<string, string>,
+    shouldContinue?: () => boolean,
+  ): Promise<{ ok: true; res: RawResponse } | ItemFailed | typeof SKIPPED> {
+    let last: ItemFailed | undefined;
+    let waitAtLeast = 0;
+    for (let attempt = 0; attempt <= config.retries; attempt++) {
+      if (attempt > 0) {
+        const exp = config.retryBaseMs * 2 ** (attempt - 1);
+        await sleep(Math.min(MAX_BACKOFF_MS, Math.max(waitAtLeast, exp / 2 + Math.random() * (exp / 2))));
+      }
+      if (shouldContinue && !shouldContinue()) {
+        // Attempted before: the owning system may have applied it, so report the failure, not a skip.
+        return last
+          ? { ...last, interrupted: true, error: `stopped before retry; last attempt: ${last.error}` }
+          : SKIPPED;
+      }
+      let res: RawResponse;
+      try {
+        res = await send(method, path, body, extra, config.timeoutMs);
+      } catch (err) {
+        if (err instanceof BodyTooLargeError) return { ok: false, permanent: true, error: err.message };
+        // The policy, not the network, said no: retrying cannot help. Nothing reached the host.
+        if (err instanceof DisallowedAddressError)
+          return { ok: false, permanent: true, error: `refused before sending: ${err.reason}` };
+        last = {
+          ok: false,
+          permanent: false,
+          error: err instanceof RequestTimeoutError ? err.message : `connection error: ${connectionText(err)}`,
+        };
+        waitAtLeast = 0;
+        continue;
+      }
+      if (res.status >= 200 && res.status < 300) return { ok: true, res };
+      const failure = { ok: false as const, error: statusText(res.status), status: res.status };
+      // Redirects are not followed: a signed destructive call must reach the configured host only.
+      // An earlier attempt may have been applied: keep its error so the ledger shows the doubt.
+      if (!isRetryableStatus(res.status))
+        return {
+          ...failure,
+          permanent: true,
+          error: last ? `${failure.error}; earlier attempt: ${last.error}` : failure.error,
+        };
+      last = { ...failure, permanent: false };
+      waitAtLeast = retryAfterMs(res.headers);
+    }
+    return { ...last!, error: `${last!.error} (after ${config.retries + 1} attempts)` };
+  }
 
   /** One item: attempts with backoff; `shouldContinue` is consulted before every attempt. */
   async function call(c: Call, shouldContinue?: () => boolean): Promise<ItemResult> {
@@ -118,62 +176,51 @@ export function createHttpAdapter(config: ResolvedHttpConfig, deps: HttpAdapterD
             snapshot: c.snapshot,
           });
     const extra: Record<string, string> = c.key ? { [IDEMPOTENCY_HEADER]: c.key } : {};
-    let last: ItemFailed | undefined;
-    let waitAtLeast = 0;
-    for (let attempt = 0; attempt <= config.retries; attempt++) {
-      if (attempt > 0) {
-        const exp = config.retryBaseMs * 2 ** (attempt - 1);
-        await sleep(Math.min(MAX_BACKOFF_MS, Math.max(waitAtLeast, exp / 2 + Math.random() * (exp / 2))));
-      }
-      if (shouldContinue && !shouldContinue()) {
-        // Attempted before: the owning system may have applied it, so report the failure, not a skip.
-        return last
-          ? { ...last, interrupted: true, error: `stopped before retry; last attempt: ${last.error}` }
-          : SKIPPED;
-      }
-      let res: RawResponse;
-      try {
-        res = await send(template.method, path, body, extra, config.timeoutMs);
-      } catch (err) {
-        if (err instanceof BodyTooLargeError) return { ok: false, permanent: true, error: err.message };
-        // The policy, not the network, said no: retrying cannot help. Nothing reached the host.
-        if (err instanceof DisallowedAddressError)
-          return { ok: false, permanent: true, error: `refused before sending: ${err.reason}` };
-        last = {
-          ok: false,
-          permanent: false,
-          error: err instanceof RequestTimeoutError ? err.message : `connection error: ${connectionText(err)}`,
-        };
-        waitAtLeast = 0;
-        continue;
-      }
-      if (res.status >= 200 && res.status < 300) {
-        if (c.action !== 'snapshot') return { ok: true };
-        try {
-          return { ok: true, data: JSON.parse(res.body) as unknown };
-        } catch {
-          // Without a parseable snapshot the delete would not be reversible (promise 4).
-          return {
-            ok: false,
-            permanent: true,
-            error: `snapshot answer is not JSON (${statusText(res.status)})`,
-            status: res.status,
-          };
-        }
-      }
-      const failure = { ok: false as const, error: statusText(res.status), status: res.status };
-      // Redirects are not followed: a signed destructive call must reach the configured host only.
-      // An earlier attempt may have been applied: keep its error so the ledger shows the doubt.
-      if (!isRetryableStatus(res.status))
-        return {
-          ...failure,
-          permanent: true,
-          error: last ? `${failure.error}; earlier attempt: ${last.error}` : failure.error,
-        };
-      last = { ...failure, permanent: false };
-      waitAtLeast = retryAfterMs(res.headers);
+    const got = await exchange(template.method, path, body, extra, shouldContinue);
+    if (!got.ok) return got;
+    if (c.action !== 'snapshot') return { ok: true };
+    try {
+      return { ok: true, data: JSON.parse(got.res.body) as unknown };
+    } catch {
+      // Without a parseable snapshot the delete would not be reversible (promise 4).
+      return {
+        ok: false,
+        permanent: true,
+        error: `snapshot answer is not JSON (${statusText(got.res.status)})`,
+        status: got.res.status,
+      };
     }
-    return { ...last!, error: `${last!.error} (after ${config.retries + 1} attempts)` };
+  }
+
+  /**
+   * snapshotBatch: one signed POST for up to snapshotBatchSize items. Each item gets exactly what a
+   * single snapshot would have given it: its body, or a failure (the request's, or "absent from the
+   * answer", which is a 404 of its own) — so no item without a snapshot is ever called.
+   */
+  async function readBatch(template: Template, items: AdapterItem[]): Promise<ItemResult[]> {
+    const body = JSON.stringify({
+      items: items.map((i) => ({ id: i.resourceId, tenantId: i.tenantId, type: i.type, operationId: i.operationId })),
+    });
+    const got = await exchange(template.method, basePath + template.path, body, {});
+    if (!got.ok) return items.map(() => got);
+    let answer: unknown;
+    try {
+      answer = JSON.parse(got.res.body);
+    } catch {
+      answer = undefined;
+    }
+    const found = (answer as { items?: unknown } | undefined)?.items;
+    if (!found || typeof found !== 'object' || Array.isArray(found)) {
+      const error = `snapshotBatch answer is not {"items":{…}} (${statusText(got.res.status)})`;
+      return items.map(() => ({ ok: false, permanent: true, error, status: got.res.status }));
+    }
+    // Own properties only: an ID such as "constructor" must not read Object.prototype.
+    return items.map((i): ItemResult => {
+      const data = Object.hasOwn(found, i.resourceId) ? (found as Record<string, unknown>)[i.resourceId] : undefined;
+      return data === undefined || data === null
+        ? { ok: false, permanent: true, error: 'absent from the snapshotBatch answer' }
+        : { ok: true, data };
+    });
   }
 
   const guarded = (c: Call, shouldContinue?: () => boolean) =>
@@ -190,7 +237,18 @@ export function createHttpAdapter(config: ResolvedHttpConfig, deps: HttpAdapterD
     cascade: 'downstream',
     volatileFields: config.volatileFields ?? [],
 
-    snapshot(items, opts) {
+    async snapshot(items, opts) {
+      if (batchTemplate) {
+        const groups: AdapterItem[][] = [];
+        for (let k = 0; k < items.length; k += config.snapshotBatchSize)
+          groups.push(items.slice(k, k + config.snapshotBatchSize));
+        const results = await mapPool(groups, opts.concurrency, (g) =>
+          readBatch(batchTemplate, g).catch((err: unknown): ItemResult[] =>
+            g.map(() => ({ ok: false, permanent: false, error: `internal error (${connectionText(err)})` })),
+          ),
+        );
+        return results.flat();
+      }
       return mapPool(items, opts.concurrency, (item) =>
         guarded({ template: templates.snapshot, item, action: 'snapshot' }),
       );

@@ -15,6 +15,7 @@ export const PROBE_PLACEHOLDERS = ['tenantId'] as const;
 export const REQUIRED_TEMPLATES = ['snapshot', 'softDelete', 'restore', 'hardDelete'] as const;
 /** Integer settings of the http adapter: range and the value used when omitted. */
 export const HTTP_LIMITS = {
+  snapshotBatchSize: { minimum: 1, maximum: 1_000, default: 100 },
   timeoutMs: { minimum: 10, maximum: 120_000, default: 2_000 },
   retries: { minimum: 0, maximum: 10, default: 3 },
   retryBaseMs: { minimum: 1, maximum: 60_000, default: 50 },
@@ -33,6 +34,8 @@ const templatePattern = (placeholders: readonly string[]) =>
   `^(${TEMPLATE_METHODS.join('|')}) /([^\\s{}]|\\{(${placeholders.join('|')})\\})*$`;
 export const TEMPLATE = templatePattern(ITEM_PLACEHOLDERS);
 export const PROBE_TEMPLATE = templatePattern(PROBE_PLACEHOLDERS);
+/** A bulk snapshot read is about many items at once: POST, and no item placeholder can be filled in. */
+export const BATCH_TEMPLATE = '^POST /[^\\s{}]*$';
 
 const ITEM_TEMPLATE_RULE = `"METHOD /path" with METHOD one of ${TEMPLATE_METHODS.join(', ')}; the path (appended to baseUrl, may hold a query) may hold ${ITEM_PLACEHOLDERS.map((p) => `{${p}}`).join(' ')}`;
 
@@ -70,6 +73,16 @@ export const HttpAdapterConfig = Type.Object(
       'Reads one resource; the 2xx JSON body is stored as its snapshot before any destructive call',
       'GET /apps/{id}',
     ),
+    snapshotBatch: Type.Optional(
+      Type.String({
+        pattern: BATCH_TEMPLATE,
+        maxLength: MAX_TEMPLATE_LENGTH,
+        description:
+          'Optional bulk snapshot read, used instead of `snapshot` when set: "POST /path" (no placeholders). The signed request body is {"items":[{"id","tenantId","type","operationId"},…]} (at most snapshotBatchSize items); a 2xx answer is {"items":{"<id>": <snapshot body>,…}}. An ID absent from the answer (or null) fails that item exactly as a failed single snapshot would (no snapshot, no call); a failed request fails all its items, after the usual retries',
+        example: 'POST /apps/snapshots',
+      }),
+    ),
+    snapshotBatchSize: Setting('snapshotBatchSize', 'Most items in one snapshotBatch request'),
     softDelete: RequestTemplate('Marks one resource deleted, reversibly', 'POST /apps/{id}/soft-delete'),
     restore: RequestTemplate(
       'Undoes a soft delete; the request body carries the stored snapshot',
@@ -143,10 +156,13 @@ export type RegistryAdapterConfig = Static<typeof RegistryAdapterConfig>;
 export type AdapterConfig = Static<typeof AdapterConfig>;
 
 export const HTTP_DEFAULTS = {
+  snapshotBatchSize: HTTP_LIMITS.snapshotBatchSize.default,
   timeoutMs: HTTP_LIMITS.timeoutMs.default,
   retries: HTTP_LIMITS.retries.default,
   retryBaseMs: HTTP_LIMITS.retryBaseMs.default,
 };
 /** An HTTP config with its defaults filled in: what the adapter runs with. */
-export type ResolvedHttpConfig = Required<Omit<HttpAdapterConfig, 'probe' | 'signingSecret' | 'volatileFields'>> &
-  Pick<HttpAdapterConfig, 'probe' | 'volatileFields'>;
+export type ResolvedHttpConfig = Required<
+  Omit<HttpAdapterConfig, 'probe' | 'signingSecret' | 'volatileFields' | 'snapshotBatch'>
+> &
+  Pick<HttpAdapterConfig, 'probe' | 'volatileFields' | 'snapshotBatch'>;

@@ -9,6 +9,7 @@ import { takeSnapshots } from './chunk-snapshots.ts';
 import { applyWithBreaker } from './breaker.ts';
 import { executePurge } from './chunk-purge.ts';
 import { executeRestore } from './chunk-restore.ts';
+import { assessWave, foldOutcomes, type WaveStats } from '../operations/wave-health.ts';
 import type { ChunkDeps } from './chunk.ts';
 import type { Fence } from './exclusive.ts';
 import type { ClaimedItem, Outcome, Range, Snap } from './ledger.ts';
@@ -17,6 +18,16 @@ import type { OperationRecord } from './state.ts';
 
 /** Snapshot reads may run this many times the destructive concurrency. */
 const SNAPSHOT_FANOUT = 4;
+/**
+ * Items snapshotted and marked per step of the pipeline (at most). Small enough that the first
+ * batches (on the critical path) are quick and a halt leaves few items marked but unsent; large enough that
+ * each batch's destructive calls outlast the next batch's snapshot reads and transaction.
+ */
+export const PIPELINE_BATCH = 100;
+const PIPELINE_FIRST_BATCH = 25;
+
+type Prepared = { failures: Outcome[]; toRun: ClaimedItem[]; marked: Set<number>; notMarked: ClaimedItem[] };
+type PrepareSettled = { ok: true; v: Prepared } | { ok: false; err: unknown };
 
 export interface Executed {
   outcomes: Outcome[];
@@ -82,51 +93,110 @@ export async function execute<Tx>(
       };
     }
     const { adapter } = got;
-    // Snapshot first, for every item (and descendant) not yet snapshotted: no snapshot, no call.
-    const { snaps, failures } = await takeSnapshots(
-      {
-        operationId: j.opId,
-        adapter,
-        targetType: op.targetType,
-        adapters: deps.adapters,
-        concurrency: rollout.concurrency * SNAPSHOT_FANOUT,
-      },
-      items,
-    );
-    outcomes.push(...failures);
-    const failed = new Set(failures.map((f) => f.seq));
-    const wanted = items.filter((i) => !failed.has(i.seq));
-    const { toRun, marked, notMarked } = await markWriteAhead(deps, j, range, token, snaps, wanted);
-    // Not marked: the operation stopped running this wave before the mark. Nothing is sent.
-    outcomes.push(...notMarked.map((i): Outcome => ({ seq: i.seq, state: 'pending', error: null })));
-    calling = true;
-    const { results, order } = await applyWithBreaker(
-      adapter,
-      op.mode === 'hard' ? 'hardDelete' : 'softDelete',
-      toRun.map(asAdapterItem),
-      {
-        idempotencyKey: idempotencyKeyFor,
-        shouldContinue: () => !fence.lost && !lease.lost() && deps.watch.canRun(j.opId, j.wave, since),
-        concurrency: rollout.concurrency,
-      },
-      haltPolicy,
-      op.wave!,
-    );
-    let unsent = notMarked.length;
+    const action = op.mode === 'hard' ? 'hardDelete' : 'softDelete';
+    const shouldContinue = () => !fence.lost && !lease.lost() && deps.watch.canRun(j.opId, j.wave, since);
+    // Pipelined by batch: while batch k's destructive calls are in flight, batch k+1 is snapshotted
+    // and marked write-ahead, so snapshot reads and the mark's transaction are off the critical path
+    // of the deletes. Within a batch the order is unchanged — snapshot stored and mark committed
+    // (one transaction) before any of its calls is sent — and a batch is only sent once the
+    // previous one has finished and the breaker and the halt watch still say go.
+    const batches: ClaimedItem[][] = [];
+    // Growing batches (25, 50, 100, 100…): the first, whose preparation nothing overlaps, is small,
+    // and each later one is prepared while a batch about half its size (or more) is being sent.
+    for (let k = 0, size = PIPELINE_FIRST_BATCH; k < items.length; k += size, size = Math.min(PIPELINE_BATCH, size * 2))
+      batches.push(items.slice(k, k + size));
+    const prepare = async (batch: ClaimedItem[]) => {
+      // Snapshot first, for every item (and descendant) not yet snapshotted: no snapshot, no call.
+      const { snaps, failures } = await takeSnapshots(
+        {
+          operationId: j.opId,
+          adapter,
+          targetType: op.targetType,
+          adapters: deps.adapters,
+          concurrency: rollout.concurrency * SNAPSHOT_FANOUT,
+        },
+        batch,
+      );
+      const failed = new Set(failures.map((f) => f.seq));
+      const wanted = batch.filter((i) => !failed.has(i.seq));
+      return { failures, ...(await markWriteAhead(deps, j, range, token, snaps, wanted)) };
+    };
+    // Settled promises: a batch prepared ahead whose preparation fails must not be an unhandled rejection.
+    const settle = (p: Promise<Prepared>) =>
+      p.then(
+        (v): PrepareSettled => ({ ok: true, v }),
+        (err: unknown): PrepareSettled => ({ ok: false, err }),
+      );
+    const marked = new Set<number>();
+    let unsent = 0;
     let requeue = 0;
-    for (const k of order) {
-      const item = toRun[k]!;
-      const r = results[k]!;
-      if (r.ok) outcomes.push({ seq: item.seq, state: 'done', error: null });
-      else if (isSkipped(r)) {
-        unsent++;
-        outcomes.push({ seq: item.seq, state: 'pending', error: null });
-      } else if (r.interrupted) {
-        // Stopped between retries: not a failure we know of. Sent again later with the same key.
-        requeue++;
-        outcomes.push({ seq: item.seq, state: 'pending', error: r.error.slice(0, 500), sent: true });
-      } else outcomes.push({ seq: item.seq, state: 'failed', error: r.error.slice(0, 500), permanent: r.permanent });
+    let wave: WaveStats = op.wave!;
+    let stopped = false;
+    let next = settle(prepare(batches[0]!));
+    for (let b = 0; b < batches.length; b++) {
+      const got = await next;
+      if (!got.ok) {
+        // The first batch: as before pipelining, the job fails and its items go back with the reason.
+        if (b === 0) throw got.err;
+        // Earlier batches have outcomes (calls may have gone out): they must be recorded, so this
+        // batch and the rest go back unsent with the reason (a mark that did commit stays: it only means
+        // "may have been sent", which is the safe side).
+        const reason = `${(got.err as Error)?.message ?? String(got.err)}`.slice(0, 500);
+        for (const i of batches.slice(b).flat()) outcomes.push({ seq: i.seq, state: 'pending', error: reason });
+        unsent += batches.slice(b).flat().length;
+        break;
+      }
+      const { failures, toRun, marked: now, notMarked } = got.v;
+      outcomes.push(...failures);
+      now.forEach((s) => marked.add(s));
+      // Not marked: the operation stopped running this wave before the mark. Nothing is sent.
+      outcomes.push(...notMarked.map((i): Outcome => ({ seq: i.seq, state: 'pending', error: null })));
+      unsent += notMarked.length;
+      if (b + 1 < batches.length) next = settle(prepare(batches[b + 1]!));
+      if (stopped || !shouldContinue()) {
+        // The breaker tripped or the operation stopped: this batch (marked ahead) is not sent.
+        stopped = true;
+        unsent += toRun.length;
+        outcomes.push(...toRun.map((i): Outcome => ({ seq: i.seq, state: 'pending', error: null })));
+        continue;
+      }
+      calling = true;
+      const { results, order } = await applyWithBreaker(
+        adapter,
+        action,
+        toRun.map(asAdapterItem),
+        { idempotencyKey: idempotencyKeyFor, shouldContinue, concurrency: rollout.concurrency },
+        haltPolicy,
+        wave,
+      );
+      const verdicts: ('done' | 'failed')[] = [];
+      for (const k of order) {
+        const item = toRun[k]!;
+        const r = results[k]!;
+        if (r.ok) {
+          verdicts.push('done');
+          outcomes.push({ seq: item.seq, state: 'done', error: null });
+        } else if (isSkipped(r)) {
+          stopped = true;
+          unsent++;
+          outcomes.push({ seq: item.seq, state: 'pending', error: null });
+        } else if (r.interrupted) {
+          // Stopped between retries: not a failure we know of. Sent again later with the same key.
+          stopped = true;
+          requeue++;
+          outcomes.push({ seq: item.seq, state: 'pending', error: r.error.slice(0, 500), sent: true });
+        } else {
+          verdicts.push('failed');
+          outcomes.push({ seq: item.seq, state: 'failed', error: r.error.slice(0, 500), permanent: r.permanent });
+        }
+      }
+      // The breaker judges the chunk's outcomes so far, not only this batch's.
+      wave = foldOutcomes(wave, verdicts);
+      if (!assessWave(wave, haltPolicy).healthy) stopped = true;
     }
+    // A batch prepared ahead while the last one was stopped: wait for it, so no transaction of
+    // this run is still open when its outcomes are recorded.
+    await next;
     const stillRunning = deps.watch.canRun(j.opId, j.wave, since);
     return { outcomes, marked, unsent, requeue, stillRunning };
   } catch (err) {
