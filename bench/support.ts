@@ -15,10 +15,10 @@ export const BENCH_SNAPSHOT_KEY = randomBytes(32);
 
 export async function benchServices(): Promise<LocalServices & { dir: string; dispose(): void }> {
   const dir = mkdtempSync(join(tmpdir(), 'blastgate-bench-'));
-  // Durability "fast" (fsync, synchronous_commit and full_page_writes off), chosen explicitly: bench
-  // data is thrown away, and the figures measure Blastgate, not this machine's disk flushes. A real
-  // deployment (and `npm start`) runs durable, so its write throughput can be lower than these.
-  const s = await startLocalServices({ dir, durability: 'fast', log: (m) => console.error(`[bench services] ${m}`) });
+  // Durable (fsync and synchronous_commit on), as a real deployment and `npm start` run; BENCH_DURABILITY=fast
+  // measures without this machine's disk flushes (figures then say so).
+  const durability = process.env.BENCH_DURABILITY === 'fast' ? 'fast' : 'durable';
+  const s = await startLocalServices({ dir, durability, log: (m) => console.error(`[bench services] ${m}`) });
   await migrate(s.databaseUrl);
   return {
     ...s,

@@ -124,7 +124,12 @@ export interface Ledger<Tx = Queryable> {
    * descendant's are stored, and on those descendants. Returns the seqs that may be called.
    */
   prepare(opId: string, wave: number, range: Range, token: string, snaps: Snap[], seqs: number[]): Promise<Set<number>>;
-  /** Records outcomes (in the order they happened) and the wave's counters; in the caller's transaction. */
+  /**
+   * Records outcomes (in the order they happened) and the wave's counters; in the caller's transaction.
+   * `follow` runs in it between the two: what else the outcomes change (retention, erased keys) is
+   * written before the wave's row is locked, so concurrent chunks queue on that lock only for the
+   * counters and the commit.
+   */
   record(
     tx: Tx,
     opId: string,
@@ -133,6 +138,7 @@ export interface Ledger<Tx = Queryable> {
     outcomes: Outcome[],
     marked: Set<number>,
     now: number,
+    follow?: (rec: Omit<Recorded, 'stats'>) => Promise<void>,
   ): Promise<Recorded>;
   /** The wave's counters under its row lock. */
   waveStats(tx: Tx, opId: string, wave: number): Promise<WaveStats | undefined>;
@@ -240,7 +246,7 @@ export function pgLedger(pool: pg.Pool, leaseMs: number, snapshots: Pick<Snapsho
       });
     },
 
-    async record(tx, opId, wave, token, outcomes, marked, now) {
+    async record(tx, opId, wave, token, outcomes, marked, now, follow) {
       // `pending` hands an item back. Never sent: not an attempt, and its mark is cleared when this
       // run set it. Sent with an unknown outcome: the attempt counts and the mark stays.
       const unsent = (o: Outcome) => o.state === 'pending' && !o.sent;
@@ -276,6 +282,10 @@ export function pgLedger(pool: pg.Pool, leaseMs: number, snapshots: Pick<Snapsho
       const descendantsDone = own.length ? await recordDescendants(tx, opId, own) : 0;
       const landed = outcomes.filter((o) => recorded.has(o.seq) && o.state !== 'pending');
       const verdicts = landed.map((o) => o.verdict ?? (o.state as 'done' | 'failed'));
+      const doneSeqs = seqsOf(landed.filter((o) => o.state === 'done'));
+      const recordedDone = doneSeqs.length;
+      const counts = { recordedDone, recordedFailed: landed.length - recordedDone, descendantsDone, doneSeqs };
+      await follow?.(counts);
       const before = await waveStatsLocked(tx, opId, wave);
       if (!before) throw new Error(`wave ${wave} of ${opId} does not exist`);
       const stats = foldOutcomes(before, verdicts);
@@ -286,9 +296,7 @@ export function pgLedger(pool: pg.Pool, leaseMs: number, snapshots: Pick<Snapsho
           [opId, wave, stats.done, stats.failed, stats.consecutiveFailures, new Date(now)],
         );
       }
-      const doneSeqs = seqsOf(landed.filter((o) => o.state === 'done'));
-      const recordedDone = doneSeqs.length;
-      return { stats, recordedDone, recordedFailed: landed.length - recordedDone, descendantsDone, doneSeqs };
+      return { stats, ...counts };
     },
 
     waveStats: waveStatsLocked,
