@@ -4,7 +4,7 @@
 import pg from 'pg';
 import { startDownstream } from '../test/support/downstream.ts';
 import { benchEfficiency } from './efficiency.ts';
-import { api, roleTokens, startApi, streamPost, type ApiProcess } from './support.ts';
+import { api, roleTokens, startApi, startWorkerProcess, streamPost, type ApiProcess } from './support.ts';
 
 const SECRET = 'bench-signing-secret-0123456789abcdef';
 export type Tokens = Awaited<ReturnType<typeof roleTokens>>;
@@ -86,6 +86,7 @@ export async function launch(
 /**
  * Items/s through waves: `n` registry-adapter resources of `type` seeded over 500 tenants, one
  * operation with the default waves, bake 0, start → terminal state. `during` runs while it does.
+ * The end is read with plain SQL (not GET /v1/operations/{id}), so polling costs the run nothing.
  */
 export async function wavesThroughput(
   a: ApiProcess,
@@ -98,9 +99,59 @@ export async function wavesThroughput(
   await seed(databaseUrl, type, n, 500, { kind: 'registry' });
   const r = await launch(a, tk, type, n, { bakeSeconds: 0, concurrency: 16 });
   during?.(r.id);
-  const end = await waitState(a, tk, r.id, ['completed', 'rolled_back', 'paused', 'halted'], 600_000);
+  const end = await waitStateSql(databaseUrl, r.id, ['completed', 'rolled_back', 'paused', 'halted'], 600_000);
   const seconds = (performance.now() - r.started) / 1000;
   return { id: r.id, seconds, itemsPerSec: n / seconds, end };
+}
+
+/** The operation's state from its row, every 25 ms, on one connection. */
+export async function waitStateSql(databaseUrl: string, id: string, states: string[], timeoutMs: number) {
+  const c = new pg.Client({ connectionString: databaseUrl });
+  await c.connect();
+  try {
+    const end = Date.now() + timeoutMs;
+    for (;;) {
+      const r = await c.query<{ state: string }>(`SELECT state FROM operations WHERE id = $1`, [id]);
+      const state = r.rows[0]?.state ?? 'missing';
+      if (states.includes(state)) return state;
+      if (Date.now() > end) throw new Error(`operation ${id} still ${state} after ${timeoutMs} ms`);
+      await new Promise((res) => setTimeout(res, 25));
+    }
+  } finally {
+    await c.end();
+  }
+}
+
+/** What the bench's PostgreSQL runs with: the figures depend on it. */
+export async function durabilityOf(databaseUrl: string) {
+  const r = await sql(
+    databaseUrl,
+    `SELECT current_setting('fsync') AS fsync, current_setting('synchronous_commit') AS sc`,
+  );
+  const { fsync, sc } = r.rows[0] as { fsync: string; sc: string };
+  return `PostgreSQL fsync ${fsync}, synchronous_commit ${sc}`;
+}
+
+/** Chunk workers per process in the waves runs (BLASTGATE_WORKER_CONCURRENCY; the default is 4). */
+const WAVE_WORKERS = process.env.BENCH_WORKER_CONCURRENCY ?? '4';
+/** BENCH_WAVES_ITEMS: a smaller size while iterating; the figure is for 100k. */
+const WAVE_ITEMS = Number(process.env.BENCH_WAVES_ITEMS ?? 100_000);
+
+/**
+ * The same run with the API not running workers and 2 separate worker processes (each with the
+ * same concurrency) over the shared PostgreSQL and Redis, as a scaled-out deployment runs.
+ */
+async function wavesOverWorkerProcesses(env: { databaseUrl: string; redisUrl: string }, tk: Tokens, n: number) {
+  const extra = { BLASTGATE_WORKER_CONCURRENCY: WAVE_WORKERS, BLASTGATE_QUEUE_PREFIX: 'bench-procs' };
+  const a = await startApi({ ...env, extra: { ...extra, BLASTGATE_WORKERS_IN_PROCESS: 'false' } });
+  const workers = [startWorkerProcess({ ...env, extra }), startWorkerProcess({ ...env, extra })];
+  try {
+    // Both consumers are up before the operation starts (a worker reconciles on start, then listens).
+    await new Promise((res) => setTimeout(res, 3_000));
+    return await wavesThroughput(a, tk, env.databaseUrl, 'rapp2', n);
+  } finally {
+    await Promise.all([a.stop(), ...workers.map((w) => w.stop())]);
+  }
 }
 
 export async function waitState(a: ApiProcess, tk: Tokens, id: string, states: string[], timeoutMs: number) {
@@ -137,21 +188,32 @@ export async function benchExecution(
     extra: {
       BLASTGATE_SIGNING_SECRET: SECRET,
       BLASTGATE_DOWNSTREAM_ALLOW: '127.0.0.1',
-      BLASTGATE_WORKER_CONCURRENCY: '4',
+      BLASTGATE_WORKER_CONCURRENCY: WAVE_WORKERS,
       ...(process.env.BENCH_API_PROF ? { NODE_OPTIONS: `--require ${process.env.BENCH_API_PROF}` } : {}),
     },
   });
+  const durability = await durabilityOf(env.databaseUrl);
+  const size = `${WAVE_ITEMS / 1000}k`;
   try {
     const tk = await roleTokens(a);
 
     // 1. Registry adapter, 100k items, default waves, bake 0.
     if (sections.includes('waves')) {
-      const w = await wavesThroughput(a, tk, env.databaseUrl, 'rapp', 100_000);
+      const w = await wavesThroughput(a, tk, env.databaseUrl, 'rapp', WAVE_ITEMS);
       rows.push({
-        figure: 'items/s through waves (registry adapter, 100k, bake 0)',
+        figure: `items/s through waves (registry adapter, ${size}, bake 0)`,
         value: Math.round(w.itemsPerSec).toLocaleString('en'),
         goal: '≥ 20,000',
-        detail: `${w.seconds.toFixed(2)} s, ${w.end}, 5 waves, 4 chunk workers (the default)`,
+        detail: `${w.seconds.toFixed(2)} s, ${w.end}, 5 waves, API + workers in 1 process, ${WAVE_WORKERS} chunk workers; ${durability}`,
+      });
+      // 1b. The same run over 2 worker processes under an API of their own (a queue prefix of their
+      // own: the API above takes none of their jobs).
+      const procs = await wavesOverWorkerProcesses(env, tk, WAVE_ITEMS);
+      rows.push({
+        figure: `items/s through waves, 2 worker processes (registry adapter, ${size}, bake 0)`,
+        value: Math.round(procs.itemsPerSec).toLocaleString('en'),
+        goal: '≥ 20,000',
+        detail: `${procs.seconds.toFixed(2)} s, ${procs.end}, 5 waves, API (no workers) + 2 worker processes × ${WAVE_WORKERS} chunk workers; ${durability}`,
       });
     }
 

@@ -7,6 +7,7 @@ import { Queue } from 'bullmq';
 import pg from 'pg';
 import request from 'supertest';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { createRegistryAdapter } from '../../src/modules/adapters/registry-adapter.ts';
 import { operationReads } from '../../src/modules/operations/repository.ts';
 import {
   proposeDuePurge,
@@ -121,6 +122,27 @@ describe('retention', () => {
     const op = await approveAndRun(r.body);
     expect(op.state).toBe('completed');
     expect(Object.values(await purgeAfterOf(siteAndApps(s)))).toEqual(Array(1 + APPS).fill(null));
+  });
+
+  it('the registry adapter writes the retention with its soft delete (before any outcome is recorded); a row that has one keeps it', async () => {
+    const s = freshSite();
+    const pool = new pg.Pool({ connectionString: h.databaseUrl });
+    try {
+      const adapter = createRegistryAdapter(pool);
+      const item = { operationId: 'op_retention_direct', resourceId: siteId(s), tenantId: tenantId(s), type: 'site' };
+      const opts = { idempotencyKey: () => 'k', shouldContinue: () => true, concurrency: 1 };
+      const before = Date.now();
+      expect(await adapter.apply('softDelete', [item], opts)).toEqual([{ ok: true }]);
+      const first = (await purgeAfterOf([siteId(s)]))[siteId(s)]!;
+      expect(first.getTime()).toBeGreaterThanOrEqual(before + 30 * DAY - 1000);
+      expect(first.getTime()).toBeLessThanOrEqual(Date.now() + 30 * DAY);
+      // Active again (as a restore drill leaves it) and deleted again: its first time stands.
+      await query(h.databaseUrl, `UPDATE resources SET state = 'active', deleted_at = NULL WHERE id = $1`, [siteId(s)]);
+      expect(await adapter.apply('softDelete', [item], opts)).toEqual([{ ok: true }]);
+      expect((await purgeAfterOf([siteId(s)]))[siteId(s)]).toEqual(first);
+    } finally {
+      await pool.end();
+    }
   });
 
   it('policy retentionDays: GET shows the default 30, PUT sets it (1..3650, else 400), omitted keeps it', async () => {

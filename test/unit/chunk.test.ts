@@ -115,7 +115,7 @@ function harness(o: {
       for (const s of ok) items.get(s)!.executedSeq ??= 1000 + s;
       return new Set(ok);
     },
-    async record(tx, _op, _w, token, outcomes: Outcome[]) {
+    async record(tx, _op, _w, token, outcomes: Outcome[], _marked, _now, follow) {
       txs.record.push(tx);
       const verdicts: ('done' | 'failed')[] = [];
       const doneSeqs: number[] = [];
@@ -127,14 +127,15 @@ function harness(o: {
         if (oc.state !== 'pending') verdicts.push(oc.state);
         if (oc.state === 'done') doneSeqs.push(oc.seq);
       }
-      wave = foldOutcomes(wave, verdicts);
-      return {
-        stats: wave,
+      const counts = {
         recordedDone: verdicts.filter((v) => v === 'done').length,
         recordedFailed: verdicts.filter((v) => v === 'failed').length,
         descendantsDone: 0,
         doneSeqs,
       };
+      await follow?.(counts);
+      wave = foldOutcomes(wave, verdicts);
+      return { stats: wave, ...counts };
     },
     async waveStats() {
       return wave;

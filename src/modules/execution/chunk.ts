@@ -119,20 +119,24 @@ export async function processChunk<Tx>(deps: ChunkDeps<Tx>, jobId: string, j: Ch
   const applied = await deps.engine.apply(
     j.opId,
     async (tx) => {
-      const rec = await deps.ledger.record(tx, j.opId, j.wave, token, outcomes, marks, now);
-      if (op.action === 'erase' && rec.doneSeqs.length) {
-        // Done and keys destroyed commit together, or neither does (the transaction fails and the
-        // items are sent again under the same idempotency key).
-        if (!deps.eraseKeys) throw new Error(`erasure ${j.opId}: no key eraser wired; nothing recorded`);
-        const erased = await deps.eraseKeys(tx, j.opId, rec.doneSeqs);
-        deps.metrics?.items.inc({ outcome: 'erased' }, erased.items + erased.descendants);
-      }
-      if (deps.registryFollows && rec.recordedDone + rec.descendantsDone > 0)
-        await deps.registryFollows(
-          tx,
-          op,
-          outcomes.filter((o) => o.state === 'done').map((o) => o.seq),
-        );
+      // What the outcomes change besides the ledger is written before the wave's counters (and
+      // their row lock) in the same transaction: see Ledger.record.
+      const follow = async (rec: { doneSeqs: number[]; recordedDone: number; descendantsDone: number }) => {
+        if (op.action === 'erase' && rec.doneSeqs.length) {
+          // Done and keys destroyed commit together, or neither does (the transaction fails and the
+          // items are sent again under the same idempotency key).
+          if (!deps.eraseKeys) throw new Error(`erasure ${j.opId}: no key eraser wired; nothing recorded`);
+          const erased = await deps.eraseKeys(tx, j.opId, rec.doneSeqs);
+          deps.metrics?.items.inc({ outcome: 'erased' }, erased.items + erased.descendants);
+        }
+        if (deps.registryFollows && rec.recordedDone + rec.descendantsDone > 0)
+          await deps.registryFollows(
+            tx,
+            op,
+            outcomes.filter((o) => o.state === 'done').map((o) => o.seq),
+          );
+      };
+      const rec = await deps.ledger.record(tx, j.opId, j.wave, token, outcomes, marks, now, follow);
       if (op.action === 'restore') {
         deps.metrics?.items.inc({ outcome: 'restored' }, rec.recordedDone + rec.descendantsDone);
         deps.metrics?.items.inc({ outcome: 'restore_failed' }, rec.recordedFailed);

@@ -124,7 +124,12 @@ export interface Ledger<Tx = Queryable> {
    * descendant's are stored, and on those descendants. Returns the seqs that may be called.
    */
   prepare(opId: string, wave: number, range: Range, token: string, snaps: Snap[], seqs: number[]): Promise<Set<number>>;
-  /** Records outcomes (in the order they happened) and the wave's counters; in the caller's transaction. */
+  /**
+   * Records outcomes (in the order they happened) and the wave's counters; in the caller's transaction.
+   * `follow` runs in it between the two: what else the outcomes change (retention, erased keys) is
+   * written before the wave's row is locked, so concurrent chunks queue on that lock only for the
+   * counters and the commit.
+   */
   record(
     tx: Tx,
     opId: string,
@@ -133,6 +138,7 @@ export interface Ledger<Tx = Queryable> {
     outcomes: Outcome[],
     marked: Set<number>,
     now: number,
+    follow?: (rec: Omit<Recorded, 'stats'>) => Promise<void>,
   ): Promise<Recorded>;
   /** The wave's counters under its row lock. */
   waveStats(tx: Tx, opId: string, wave: number): Promise<WaveStats | undefined>;
@@ -240,13 +246,15 @@ export function pgLedger(pool: pg.Pool, leaseMs: number, snapshots: Pick<Snapsho
       });
     },
 
-    async record(tx, opId, wave, token, outcomes, marked, now) {
+    async record(tx, opId, wave, token, outcomes, marked, now, follow) {
       // `pending` hands an item back. Never sent: not an attempt, and its mark is cleared when this
       // run set it. Sent with an unknown outcome: the attempt counts and the mark stays.
       const unsent = (o: Outcome) => o.state === 'pending' && !o.sent;
       // No join with the outcomes: each row finds its own by position (k). Joined with unnest(), the
       // planner, which thinks few rows are claimed by this token, looped over all 500 outcomes once
-      // per claimed row (~250 ms a chunk, the largest cost of a 17,660-item restore).
+      // per claimed row (~250 ms a chunk, the largest cost of a 17,660-item restore). The seq bounds
+      // make the key's range the index condition: with `seq = ANY` alone the planner read every item
+      // of the operation (20k rows for a 500-item chunk; quadratic over a large operation).
       const k = 'array_position($2::int[], i.seq)';
       const upd = await tx.query<{ seq: number }>(
         `UPDATE operation_items i SET state = ($3::text[])[${k}],
@@ -255,6 +263,7 @@ export function pgLedger(pool: pg.Pool, leaseMs: number, snapshots: Pick<Snapsho
            permanent = ($5::boolean[])[${k}], updated_at = now(), claimed_by = NULL, claim_token = NULL, claimed_at = NULL,
            executed_seq = CASE WHEN ($6::boolean[])[${k}] THEN NULL ELSE i.executed_seq END
          WHERE i.operation_id = $1 AND i.seq = ANY($2::int[]) AND i.state = 'claimed' AND i.claim_token = $7
+           AND i.seq BETWEEN (SELECT min(s) FROM unnest($2::int[]) s) AND (SELECT max(s) FROM unnest($2::int[]) s)
          RETURNING i.seq`,
         [
           opId,
@@ -276,6 +285,10 @@ export function pgLedger(pool: pg.Pool, leaseMs: number, snapshots: Pick<Snapsho
       const descendantsDone = own.length ? await recordDescendants(tx, opId, own) : 0;
       const landed = outcomes.filter((o) => recorded.has(o.seq) && o.state !== 'pending');
       const verdicts = landed.map((o) => o.verdict ?? (o.state as 'done' | 'failed'));
+      const doneSeqs = seqsOf(landed.filter((o) => o.state === 'done'));
+      const recordedDone = doneSeqs.length;
+      const counts = { recordedDone, recordedFailed: landed.length - recordedDone, descendantsDone, doneSeqs };
+      await follow?.(counts);
       const before = await waveStatsLocked(tx, opId, wave);
       if (!before) throw new Error(`wave ${wave} of ${opId} does not exist`);
       const stats = foldOutcomes(before, verdicts);
@@ -286,9 +299,7 @@ export function pgLedger(pool: pg.Pool, leaseMs: number, snapshots: Pick<Snapsho
           [opId, wave, stats.done, stats.failed, stats.consecutiveFailures, new Date(now)],
         );
       }
-      const doneSeqs = seqsOf(landed.filter((o) => o.state === 'done'));
-      const recordedDone = doneSeqs.length;
-      return { stats, recordedDone, recordedFailed: landed.length - recordedDone, descendantsDone, doneSeqs };
+      return { stats, ...counts };
     },
 
     waveStats: waveStatsLocked,

@@ -13,9 +13,12 @@ export const MAX_RETENTION_DAYS = 3650;
 /**
  * Items $2 of operation $1 and the descendants their cascades took: two index lookups (the
  * ledger's key, and its partial index on parent_seq), never a scan of a 1M-item ledger per chunk.
+ * The seq bounds make the key's range the index condition (with `seq = ANY` alone the planner read
+ * every item of the operation).
  */
 const itemsAndDescendants = `
   SELECT resource_id, state FROM operation_items WHERE operation_id = $1 AND seq = ANY($2::int[])
+    AND seq BETWEEN (SELECT min(s) FROM unnest($2::int[]) s) AND (SELECT max(s) FROM unnest($2::int[]) s)
   UNION ALL
   SELECT resource_id, state FROM operation_items
   WHERE operation_id = $1 AND parent_seq = ANY($2::int[]) AND parent_seq IS NOT NULL`;
