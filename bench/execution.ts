@@ -167,7 +167,8 @@ export async function waitState(a: ApiProcess, tk: Tokens, id: string, states: s
 const haltAdapter = (baseUrl: string) => ({
   kind: 'http',
   baseUrl,
-  snapshot: 'GET /apps/{id}',
+  // The tenant travels with the read, so the restore drill's read-back matches the snapshot.
+  snapshot: 'GET /apps/{id}?tenantId={tenantId}',
   softDelete: 'POST /apps/{id}/soft-delete',
   restore: 'POST /apps/{id}/restore',
   hardDelete: 'DELETE /apps/{id}',
@@ -222,25 +223,26 @@ export async function benchExecution(
 
     // 3. Halt overshoot and latency: a slow downstream, an external signal mid-wave.
     if (!sections.includes('halt')) return rows;
-    await seed(env.databaseUrl, 'happ', 2_000, 200, haltAdapter(downstream.url));
     downstream.hang(20);
     const trials = 20;
     const overshoots: number[] = [];
     const latencies: number[] = [];
     for (let t = 0; t < trials; t++) {
-      await sql(env.databaseUrl, `UPDATE resources SET state = 'active' WHERE type = 'happ'`);
+      // Resources of their own per trial: a halted (paused) operation keeps holding its resources.
+      const type = `halt${t}`;
+      await seed(env.databaseUrl, type, 2_000, 200, haltAdapter(downstream.url));
       downstream.reset();
       downstream.hang(20);
       const r = await launch(
         a,
         tk,
-        'happ',
+        type,
         2_000,
         { bakeSeconds: 0, concurrency: 4, waves: ['100%'] },
         { onHalt: 'pause' },
       );
       const deletesOf = () =>
-        downstream.calls.filter((c) => c.action === 'softDelete' && c.resourceId?.startsWith('happ_'));
+        downstream.calls.filter((c) => c.action === 'softDelete' && c.resourceId?.startsWith(`${type}_`));
       const deadline = Date.now() + 60_000;
       while (deletesOf().length < 200 && Date.now() < deadline) await new Promise((res) => setTimeout(res, 5));
       // Calls move in bursts (every lane waits the same 20 ms), so signal at a random point of

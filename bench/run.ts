@@ -67,7 +67,12 @@ try {
     );
   if (!only || only === 'execution')
     table('Execution', await benchExecution({ ...services, databaseUrl: await freshDatabase('bench_exec') }));
-  // Section 2 of execution alone (issue 10 item 4), while iterating on the HTTP path.
+  // Sections of execution alone: halt overshoot, and efficiency (issue 10 item 4).
+  if (only === 'halt')
+    table(
+      'Halt overshoot and latency',
+      await benchExecution({ ...services, databaseUrl: await freshDatabase('bench_halt') }, ['halt']),
+    );
   if (only === 'efficiency')
     table(
       'Efficiency: Blastgate ÷ plain loop, same HTTP downstream',
