@@ -67,7 +67,12 @@ try {
     );
   if (!only || only === 'execution')
     table('Execution', await benchExecution({ ...services, databaseUrl: await freshDatabase('bench_exec') }));
-  // Sections of execution alone: halt overshoot, and efficiency (issue 10 item 4).
+  // Sections of execution alone: waves (issue 10 item 3), halt overshoot, and efficiency (item 4).
+  if (only === 'waves')
+    table(
+      'Items/s through waves',
+      await benchExecution({ ...services, databaseUrl: await freshDatabase('bench_waves') }, ['waves']),
+    );
   if (only === 'halt')
     table(
       'Halt overshoot and latency',

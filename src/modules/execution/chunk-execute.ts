@@ -103,8 +103,16 @@ export async function execute<Tx>(
     const batches: ClaimedItem[][] = [];
     // Growing batches (25, 50, 100, 100…): the first, whose preparation nothing overlaps, is small,
     // and each later one is prepared while a batch about half its size (or more) is being sent.
-    for (let k = 0, size = PIPELINE_FIRST_BATCH; k < items.length; k += size, size = Math.min(PIPELINE_BATCH, size * 2))
-      batches.push(items.slice(k, k + size));
+    // The registry adapter acts on the whole chunk in one statement, with nothing in flight to
+    // overlap: one batch, so one snapshot transaction and one statement per chunk, not six.
+    if (adapter.kind !== 'http') batches.push(items);
+    else
+      for (
+        let k = 0, size = PIPELINE_FIRST_BATCH;
+        k < items.length;
+        k += size, size = Math.min(PIPELINE_BATCH, size * 2)
+      )
+        batches.push(items.slice(k, k + size));
     const prepare = async (batch: ClaimedItem[]) => {
       // Snapshot first, for every item (and descendant) not yet snapshotted: no snapshot, no call.
       const { snaps, failures } = await takeSnapshots(
