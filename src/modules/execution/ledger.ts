@@ -16,6 +16,8 @@ import {
   syncDescendants,
 } from './ledger-cascade.ts';
 
+/** Thrown inside prepare's transaction to roll it back when the operation stopped running the wave. */
+const NOT_LIVE = new Error('the operation is not running this wave');
 export interface Range {
   from: number;
   to: number;
@@ -209,15 +211,10 @@ export function pgLedger(pool: pg.Pool, leaseMs: number, snapshots: Pick<Snapsho
 
     prepare(opId, wave, range, token, snaps, seqs) {
       return inTransaction(pool, async (c) => {
-        const live = await c.query(
-          `SELECT 1 FROM operations WHERE id = $1 AND state = 'running' AND current_wave = $2
-             AND NOT coalesce((SELECT (value->>'frozen')::boolean FROM settings WHERE key = 'freeze'), false)
-           FOR SHARE`,
-          [opId, wave],
-        );
-        if (live.rowCount === 0) return new Set<number>();
         // Encrypted, content-addressed and verified on read; in this transaction, so a snapshot
-        // and the mark that relies on it commit together or not at all.
+        // and the mark that relies on it commit together or not at all. Stored BEFORE the
+        // operation's row is share-locked: that lock is what an operator's pause waits for, so it
+        // is held for the marks and the commit only, not for a chunk's snapshot encryption.
         const ids = await snapshots.put(
           c,
           opId,
@@ -226,6 +223,15 @@ export function pgLedger(pool: pg.Pool, leaseMs: number, snapshots: Pick<Snapsho
         const own = snaps.flatMap((s, k) => (s.parentSeq === null ? [{ seq: s.seq, id: ids[k]! }] : []));
         const kids = snaps.flatMap((s, k) => (s.parentSeq === null ? [] : [{ seq: s.seq, id: ids[k]! }]));
         if (kids.length) await linkDescendantSnapshots(c, opId, range, token, kids);
+        // Held to the commit: a pause (FOR UPDATE) commits before this check or after these marks.
+        const live = await c.query(
+          `SELECT 1 FROM operations WHERE id = $1 AND state = 'running' AND current_wave = $2
+             AND NOT coalesce((SELECT (value->>'frozen')::boolean FROM settings WHERE key = 'freeze'), false)
+           FOR SHARE`,
+          [opId, wave],
+        );
+        // Not running this wave any more: nothing of this transaction is kept.
+        if (live.rowCount === 0) throw NOT_LIVE;
         // Only items that have a snapshot, and whose descendants all have theirs, get the mark:
         // nothing is ever called without one.
         const r = await c.query<{ seq: number }>(
@@ -243,6 +249,9 @@ export function pgLedger(pool: pg.Pool, leaseMs: number, snapshots: Pick<Snapsho
         const marked = seqsOf(r.rows);
         if (marked.length) await markDescendants(c, opId, marked);
         return new Set(marked);
+      }).catch((err: unknown) => {
+        if (err === NOT_LIVE) return new Set<number>();
+        throw err;
       });
     },
 
