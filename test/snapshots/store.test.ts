@@ -66,6 +66,36 @@ describe('snapshot store', () => {
     }
   });
 
+  it('a batch mixing existing keys, new keys, a lost key race and repeated content keeps input order', async () => {
+    await put('op_m0', [{ resourceId: 'app_m_old', tenantId: 't1', data: { v: 0 } }]);
+    const [a, b] = [await pool.connect(), await pool.connect()];
+    try {
+      await a.query('BEGIN');
+      await b.query('BEGIN');
+      await store.put(a, 'op_m1', [{ resourceId: 'app_m_race', tenantId: 't1', data: { v: 'a' } }]);
+      const batch = [
+        { resourceId: 'app_m_new', tenantId: 't1', data: { v: 1 } },
+        { resourceId: 'app_m_race', tenantId: 't1', data: { v: 2 } },
+        { resourceId: 'app_m_old', tenantId: 't1', data: { v: 3 } },
+        { resourceId: 'app_m_new', tenantId: 't1', data: { v: 1 } },
+        { resourceId: 'app_m_race', tenantId: 't1', data: { v: 4 } },
+      ];
+      // b's new key for app_m_race waits for a's, loses, and those items are written under a's key.
+      const pending = store.put(b, 'op_m2', batch);
+      await a.query('COMMIT');
+      const ids = await pending;
+      await b.query('COMMIT');
+      expect(new Set(ids).size).toBe(batch.length);
+      const got = await store.get(pool, ids);
+      ids.forEach((id, i) => expect(got.get(id)).toEqual({ ok: true, data: batch[i]!.data }));
+      expect(await count(`resource_keys WHERE resource_id = 'app_m_race'`)).toBe(1);
+      expect(await count(`snapshot_contents WHERE resource_id = 'app_m_new'`)).toBe(1);
+    } finally {
+      a.release();
+      b.release();
+    }
+  });
+
   it('keeps the input order of a batch', async () => {
     const inputs = Array.from({ length: 50 }, (_, i) => ({ resourceId: `app_b${i}`, tenantId: 't1', data: { i } }));
     const ids = await put('op_3', inputs);

@@ -4,7 +4,16 @@
 // address the ledger holds, is never handed to a restore.
 import type pg from 'pg';
 import type { Queryable } from '../../lib/sql.ts';
-import { contentOf, newDataKey, open, seal, unwrapDataKey } from './crypto.ts';
+import {
+  IV_BYTES as IV,
+  TAG_BYTES as TAG,
+  contentOf,
+  freshIvs,
+  newDataKeys,
+  open,
+  seal,
+  unwrapDataKey,
+} from './crypto.ts';
 
 export interface SnapshotInput {
   resourceId: string;
@@ -28,87 +37,180 @@ export interface SnapshotStore {
 
 const aad = (resourceId: string, hash: string) => `snapshot:${resourceId}:${hash}`;
 
+/** One item of a put, sealed: `keyId` null means under a key this same statement creates. */
+interface Sealed {
+  resourceId: string;
+  tenantId: string;
+  hash: string;
+  keyId: number | null;
+  /** Null: the same content of the same resource is sealed earlier in this batch (stored once). */
+  iv: Buffer | null;
+  tag: Buffer | null;
+  ciphertext: Buffer | null;
+}
+
+/**
+ * One round trip for the whole write: the missing keys (race-safe: ON CONFLICT on the one-live-key
+ * index), the contents (once per resource, key and hash) and the snapshot rows, in input order.
+ * An item whose new key lost a race to another transaction gets no key id from `k`, so neither its
+ * content nor its snapshot is written; `made` tells the caller which keys were created.
+ */
+const WRITE = `
+WITH k AS (
+  INSERT INTO resource_keys (resource_id, wrapped)
+  SELECT r, substring($2::bytea FROM o + 1 FOR n) FROM unnest($1::text[], $3::int[], $4::int[]) AS u(r, o, n)
+  ON CONFLICT (resource_id) WHERE erased_at IS NULL DO NOTHING RETURNING id, resource_id
+), x AS MATERIALIZED (
+  SELECT u.r, u.t, u.h, u.o, u.n, u.ord, coalesce(u.kid, k.id) AS kid
+  FROM unnest($5::text[], $6::text[], $7::text[], $8::bigint[], $10::int[], $11::int[])
+    WITH ORDINALITY AS u(r, t, h, kid, o, n, ord)
+  LEFT JOIN k ON u.kid IS NULL AND k.resource_id = u.r
+), c AS (
+  INSERT INTO snapshot_contents (resource_id, key_id, hash, iv, tag, ciphertext)
+  SELECT r, kid, h, substring($9::bytea FROM o + 1 FOR ${IV}), substring($9::bytea FROM o + ${IV + 1} FOR ${TAG}),
+         substring($9::bytea FROM o + ${IV + TAG + 1} FOR n - ${IV + TAG})
+  FROM x WHERE kid IS NOT NULL AND o IS NOT NULL
+  ON CONFLICT DO NOTHING
+), s AS (
+  INSERT INTO snapshots (operation_id, resource_id, tenant_id, key_id, content_hash)
+  SELECT $12, r, t, kid, h FROM x WHERE kid IS NOT NULL ORDER BY ord RETURNING id
+)
+SELECT (SELECT coalesce(array_agg(id ORDER BY id), '{}') FROM s) AS ids,
+       (SELECT coalesce(array_agg(resource_id), '{}') FROM k) AS made`;
+
+/**
+ * Many byte strings as one Buffer with each one's offset and length: a Buffer parameter travels in
+ * binary, where a bytea[] is written as hex text (twice the bytes, encoded here, decoded there).
+ */
+function pack(parts: (Buffer[] | null)[]): { blob: Buffer; offsets: (number | null)[]; lengths: (number | null)[] } {
+  const offsets: (number | null)[] = [];
+  const lengths: (number | null)[] = [];
+  const flat: Buffer[] = [];
+  let at = 0;
+  for (const p of parts) {
+    if (p === null) {
+      offsets.push(null);
+      lengths.push(null);
+      continue;
+    }
+    const n = p.reduce((sum, b) => sum + b.length, 0);
+    offsets.push(at);
+    lengths.push(n);
+    flat.push(...p);
+    at += n;
+  }
+  return { blob: Buffer.concat(flat, at), offsets, lengths };
+}
+
 export function snapshotStore(master: Buffer): SnapshotStore {
-  /**
-   * The live key of each resource, created where missing (one per resource, race-safe). A key made
-   * here is used as it is (no second read, no unwrap): the hot path of every chunk runs this.
-   */
-  async function liveKeys(tx: pg.PoolClient, resourceIds: string[]): Promise<Map<string, { id: number; key: Buffer }>> {
-    const ids = [...new Set(resourceIds)];
-    const read = (which: string[]) =>
-      tx.query<{ id: string; resource_id: string; wrapped: Buffer }>(
-        `SELECT id, resource_id, wrapped FROM resource_keys WHERE resource_id = ANY($1::text[]) AND erased_at IS NULL`,
-        [which],
-      );
-    const keys = new Map<string, { id: number; key: Buffer }>();
-    const adopt = (rows: { id: string; resource_id: string; wrapped: Buffer }[]) => {
-      for (const r of rows)
-        keys.set(r.resource_id, { id: Number(r.id), key: unwrapDataKey(master, r.resource_id, r.wrapped) });
-    };
-    adopt((await read(ids)).rows);
-    const missing = ids.filter((id) => !keys.has(id));
-    if (missing.length === 0) return keys;
-    const fresh = missing.map((id) => newDataKey(master, id));
-    const made = await tx.query<{ id: string; resource_id: string }>(
-      `INSERT INTO resource_keys (resource_id, wrapped) SELECT * FROM unnest($1::text[], $2::bytea[])
-       ON CONFLICT (resource_id) WHERE erased_at IS NULL DO NOTHING RETURNING id, resource_id`,
-      [missing, fresh.map((f) => f.wrapped)],
+  /** The live keys of these resources (unwrapped); resources without one are absent. */
+  async function readKeys(tx: pg.PoolClient, resourceIds: string[]): Promise<Map<string, { id: number; key: Buffer }>> {
+    const r = await tx.query<{ id: string; resource_id: string; wrapped: Buffer }>(
+      `SELECT id, resource_id, wrapped FROM resource_keys WHERE resource_id = ANY($1::text[]) AND erased_at IS NULL`,
+      [resourceIds],
     );
-    const madeIds = new Map(made.rows.map((r) => [r.resource_id, Number(r.id)]));
-    missing.forEach((id, k) => {
-      const keyId = madeIds.get(id);
-      if (keyId !== undefined) keys.set(id, { id: keyId, key: fresh[k]!.key });
+    return new Map(
+      r.rows.map((k) => [k.resource_id, { id: Number(k.id), key: unwrapDataKey(master, k.resource_id, k.wrapped) }]),
+    );
+  }
+
+  /**
+   * Seals every item under its resource's key: an existing one (`existing`), else the fresh one in
+   * `fresh` (created by the same statement). Canonical form and hash are computed once per item
+   * (`contents`); the same content of the same resource twice in a batch is sealed once.
+   */
+  function sealAll(
+    inputs: SnapshotInput[],
+    contents: { canonical: string; hash: string }[],
+    existing: Map<string, { id: number; key: Buffer }>,
+    fresh: Map<string, Buffer>,
+  ): Sealed[] {
+    const ivs = freshIvs(inputs.length);
+    const seen = new Set<string>();
+    return inputs.map((i, n) => {
+      const { canonical, hash } = contents[n]!;
+      const old = existing.get(i.resourceId);
+      const row: Sealed = {
+        resourceId: i.resourceId,
+        tenantId: i.tenantId,
+        hash,
+        keyId: old?.id ?? null,
+        iv: null,
+        tag: null,
+        ciphertext: null,
+      };
+      const address = `${i.resourceId}\u0000${hash}`;
+      if (seen.has(address)) return row;
+      seen.add(address);
+      const s = seal(old?.key ?? fresh.get(i.resourceId)!, canonical, aad(i.resourceId, hash), ivs[n]);
+      return { ...row, iv: s.iv, tag: s.tag, ciphertext: s.ciphertext };
     });
-    // Another transaction made a key for the same resource first: use that one.
-    const lost = missing.filter((id) => !madeIds.has(id));
-    if (lost.length) adopt((await read(lost)).rows);
-    return keys;
+  }
+
+  async function write(
+    tx: pg.PoolClient,
+    operationId: string,
+    rows: Sealed[],
+    newKeys: { resourceId: string; wrapped: Buffer }[],
+  ): Promise<{ ids: number[]; made: Set<string> }> {
+    const keys = pack(newKeys.map((k) => [k.wrapped]));
+    const sealed = pack(rows.map((x) => (x.ciphertext ? [x.iv!, x.tag!, x.ciphertext] : null)));
+    const r = await tx.query<{ ids: string[]; made: string[] }>(WRITE, [
+      newKeys.map((k) => k.resourceId),
+      keys.blob,
+      keys.offsets,
+      keys.lengths,
+      rows.map((x) => x.resourceId),
+      rows.map((x) => x.tenantId),
+      rows.map((x) => x.hash),
+      rows.map((x) => x.keyId),
+      sealed.blob,
+      sealed.offsets,
+      sealed.lengths,
+      operationId,
+    ]);
+    const row = r.rows[0]!;
+    return { ids: row.ids.map(Number), made: new Set(row.made) };
   }
 
   return {
     async put(tx, operationId, inputs) {
       if (inputs.length === 0) return [];
-      const keys = await liveKeys(
+      const contents = inputs.map((i) => contentOf(i.data));
+      const existing = await readKeys(tx, [...new Set(inputs.map((i) => i.resourceId))]);
+      const missing = [...new Set(inputs.map((i) => i.resourceId).filter((id) => !existing.has(id)))];
+      const made = newDataKeys(master, missing);
+      const fresh = new Map(missing.map((id, k) => [id, made[k]!.key]));
+      const rows = sealAll(inputs, contents, existing, fresh);
+      const first = await write(
         tx,
-        inputs.map((i) => i.resourceId),
+        operationId,
+        rows,
+        missing.map((id, k) => ({ resourceId: id, wrapped: made[k]!.wrapped })),
       );
-      const rows = inputs.map((i) => {
-        const { canonical, hash } = contentOf(i.data);
-        const k = keys.get(i.resourceId)!;
-        return {
-          ...i,
-          keyId: k.id,
-          hash,
-          sealed: seal(k.key, Buffer.from(canonical, 'utf8'), aad(i.resourceId, hash)),
-        };
-      });
-      await tx.query(
-        `INSERT INTO snapshot_contents (resource_id, key_id, hash, iv, tag, ciphertext)
-         SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bytea[], $5::bytea[], $6::bytea[])
-         ON CONFLICT DO NOTHING`,
-        [
-          rows.map((r) => r.resourceId),
-          rows.map((r) => r.keyId),
-          rows.map((r) => r.hash),
-          rows.map((r) => r.sealed.iv),
-          rows.map((r) => r.sealed.tag),
-          rows.map((r) => r.sealed.ciphertext),
-        ],
+      // Ids come from one sequence in insertion order, and the insert follows input order.
+      const lost = (i: SnapshotInput) => !existing.has(i.resourceId) && !first.made.has(i.resourceId);
+      if (!inputs.some(lost)) return first.ids;
+      // Another transaction made a key for some resource first (we waited for it on the unique
+      // index): those items are sealed again under that key and written in a second statement.
+      const retry = inputs.map((i, n) => ({ i, n })).filter(({ i }) => lost(i));
+      const theirs = await readKeys(tx, [...new Set(retry.map(({ i }) => i.resourceId))]);
+      const second = await write(
+        tx,
+        operationId,
+        sealAll(
+          retry.map(({ i }) => i),
+          retry.map(({ n }) => contents[n]!),
+          theirs,
+          new Map(),
+        ),
+        [],
       );
-      const ins = await tx.query<{ id: string; ord: number }>(
-        `INSERT INTO snapshots (operation_id, resource_id, tenant_id, key_id, content_hash)
-         SELECT $1, r, t, k, h FROM unnest($2::text[], $3::text[], $4::bigint[], $5::text[]) WITH ORDINALITY AS x(r, t, k, h, ord)
-         ORDER BY ord RETURNING id`,
-        [
-          operationId,
-          rows.map((r) => r.resourceId),
-          rows.map((r) => r.tenantId),
-          rows.map((r) => r.keyId),
-          rows.map((r) => r.hash),
-        ],
-      );
-      // Ids come from one sequence in insertion order, and the insert follows `ord`.
-      return ins.rows.map((r) => Number(r.id)).sort((a, b) => a - b);
+      const out: number[] = [];
+      let a = 0;
+      let b = 0;
+      for (const i of inputs) out.push(lost(i) ? second.ids[b++]! : first.ids[a++]!);
+      return out;
     },
 
     async get(db, ids) {
