@@ -7,6 +7,7 @@ import { ensureBootstrap } from './bootstrap.ts';
 import type { TokenListRow, TokenRepository, TokenRow } from './repository.ts';
 import { ROLES, type Principal, type Role, type TokenScope } from './roles.ts';
 import { generateToken, hashToken } from './secrets.ts';
+import { coalescer } from '../../lib/coalesce.ts';
 
 /**
  * How long the secrets a rotation replaces keep working unless the rotation says otherwise: long
@@ -29,6 +30,9 @@ export interface AuthDeps {
 export function authService(deps: AuthDeps) {
   const { lookup, repo } = deps;
   const clock = deps.clock ?? Date.now;
+  // Every request authenticates: concurrent requests with one token share the lookup (one started
+  // after each of them arrived, so a revocation committed before a request is always seen).
+  const findBySecretHash = coalescer((hash: string) => lookup.findBySecretHash(hash));
 
   const view = (t: TokenRow) => ({
     id: t.id,
@@ -42,7 +46,7 @@ export function authService(deps: AuthDeps) {
   return {
     /** The principal a bearer secret stands for, or a 401 that says why it does not work. */
     async authenticate(secret: string): Promise<Principal> {
-      const match = await lookup.findBySecretHash(hashToken(secret));
+      const match = await findBySecretHash(hashToken(secret));
       if (!match || !(ROLES as readonly string[]).includes(match.token.role)) {
         throw new UnauthorizedError('The bearer token is unknown');
       }

@@ -22,6 +22,7 @@ import { ItemsPage } from './item-schemas.ts';
 import { dryRunRejected, planRejected, readSubmission, STREAM_LIMITS, SUBMIT_AUTH } from './submission.ts';
 import type { ScopeReport } from './scope.ts';
 import { operationView } from './views.ts';
+import { coalescer } from '../../lib/coalesce.ts';
 
 const OperationIdParams = IdParams('Operation ID', 'op_lx2k9a1b2c3d4e5f6');
 /** Page sizes are optional: the validator fills in the default, so handlers always have one. */
@@ -56,6 +57,9 @@ const SUBMIT_RULES =
 
 export default async function operationRoutes(app: App) {
   const reads = operationReads(app.db.pool);
+  // Polled by dashboards, pipelines and the live view, often many at once: concurrent GETs of one
+  // operation share one read (never one that started before they arrived: lib/coalesce.ts).
+  const viewOf = coalescer((id: string) => reads.view(id, { drills: true }));
   const service = operationService({
     pool: app.db.pool,
     uploads: app.db.uploads,
@@ -199,7 +203,7 @@ export default async function operationRoutes(app: App) {
       },
     },
     async (req) => {
-      const v = await reads.view(req.params.id, { drills: true });
+      const v = await viewOf(req.params.id);
       return operationView(v.op, v.progress, v.unfinished, v.drills);
     },
   );
