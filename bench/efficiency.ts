@@ -16,31 +16,12 @@
 import pg from 'pg';
 import type { Downstream } from '../test/support/downstream.ts';
 import { plainLoop } from './baseline-loop.ts';
-import { launch, seed, type Tokens } from './execution.ts';
+import { launch, seed, waitStateSql, type Tokens } from './execution.ts';
 import type { ApiProcess } from './support.ts';
 
 const CHUNK_WORKERS = 4; // BLASTGATE_WORKER_CONCURRENCY of the bench's API child
 const ROLLOUT_CONCURRENCY = 4;
 const IN_FLIGHT = CHUNK_WORKERS * ROLLOUT_CONCURRENCY;
-
-/** Polls the operation's state in PostgreSQL until it is terminal; returns it and when it was seen. */
-async function waitTerminal(databaseUrl: string, id: string, timeoutMs: number) {
-  const c = new pg.Client({ connectionString: databaseUrl });
-  await c.connect();
-  try {
-    const end = Date.now() + timeoutMs;
-    for (;;) {
-      const r = await c.query<{ state: string }>(`SELECT state FROM operations WHERE id = $1`, [id]);
-      const state = r.rows[0]?.state ?? 'missing';
-      if (['completed', 'rolled_back', 'paused', 'halted', 'missing'].includes(state))
-        return { state, at: performance.now() };
-      if (Date.now() > end) throw new Error(`operation ${id} still ${state} after ${timeoutMs} ms`);
-      await new Promise((res) => setTimeout(res, 10));
-    }
-  } finally {
-    await c.end();
-  }
-}
 
 /** Why an operation did not complete: its items' states and errors, most frequent first. */
 async function why(databaseUrl: string, id: string) {
@@ -109,10 +90,9 @@ export async function benchEfficiency(
     downstream.reset();
     downstream.latency(latencyMs);
     const r = await launch(a, tk, v.type, n, { bakeSeconds: 0, concurrency: ROLLOUT_CONCURRENCY, waves: ['100%'] });
-    const end = await waitTerminal(databaseUrl, r.id, 600_000);
-    const seconds = (end.at - r.started) / 1000;
-    if (end.state !== 'completed')
-      console.error(`[efficiency] ${v.type} ended ${end.state}:`, await why(databaseUrl, r.id));
+    const state = await waitStateSql(databaseUrl, r.id, ['completed', 'rolled_back', 'paused', 'halted'], 600_000);
+    const seconds = (performance.now() - r.started) / 1000;
+    if (state !== 'completed') console.error(`[efficiency] ${v.type} ended ${state}:`, await why(databaseUrl, r.id));
     const gate = n / seconds;
     if (process.env.BENCH_EFFICIENCY_TIMELINE) {
       const t0 = performance.timeOrigin + r.started;
@@ -131,7 +111,7 @@ export async function benchEfficiency(
       figure: `Blastgate, ${v.label}, ${CHUNK_WORKERS} chunks × ${ROLLOUT_CONCURRENCY} = ${IN_FLIGHT} deletes in flight`,
       value: Math.round(gate).toLocaleString('en'),
       goal: '',
-      detail: `${seconds.toFixed(2)} s, ${end.state}; ${deletes} signed deletes + ${reads} snapshot requests; latency ${latencyMs} ms`,
+      detail: `${seconds.toFixed(2)} s, ${state}; ${deletes} signed deletes + ${reads} snapshot requests; latency ${latencyMs} ms`,
     });
     console.error(`[efficiency] ${v.type}: ${gate.toFixed(0)} items/s vs plain ${plain.itemsPerSec.toFixed(0)}`);
     rows.push({

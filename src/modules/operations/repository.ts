@@ -3,6 +3,7 @@ import type pg from 'pg';
 import type { Queryable } from '../../lib/sql.ts';
 import { NotFoundError } from '../../lib/errors.ts';
 import type { Operation } from '../../generated/prisma/client.ts';
+import type { DrillView } from './views.ts';
 import { DEFAULT_RESTORE_APPROVAL, type Budgets, type RestoreApproval } from './policy.ts';
 
 export interface NewOperation {
@@ -218,15 +219,8 @@ interface WaveCounter {
   done: number;
   failed: number;
 }
-interface DrillJson {
-  wave: number;
-  resourceId: string | null;
-  outcome: string;
-  detail: string | null;
-  itemState: string | null;
-  startedAt: string;
-  finishedAt: string | null;
-}
+/** A drill as json_build_object gives it: the view's shape (dates as JSON text, normalised to ISO below). */
+type DrillJson = DrillView;
 
 /**
  * Items per wave and ledger state. The per-wave counters (kept with the outcomes they count) answer
