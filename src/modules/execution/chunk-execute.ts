@@ -9,7 +9,6 @@ import { takeSnapshots } from './chunk-snapshots.ts';
 import { applyWithBreaker } from './breaker.ts';
 import { executePurge } from './chunk-purge.ts';
 import { executeRestore } from './chunk-restore.ts';
-import { assessWave, foldOutcomes, type WaveStats } from '../operations/wave-health.ts';
 import type { ChunkDeps } from './chunk.ts';
 import type { Fence } from './exclusive.ts';
 import type { ClaimedItem, Outcome, Range, Snap } from './ledger.ts';
@@ -18,8 +17,6 @@ import type { OperationRecord } from './state.ts';
 
 /** Snapshot reads may run this many times the destructive concurrency. */
 const SNAPSHOT_FANOUT = 4;
-type Prepared = { failures: Outcome[]; toRun: ClaimedItem[]; marked: Set<number>; notMarked: ClaimedItem[] };
-type PrepareSettled = { ok: true; v: Prepared } | { ok: false; err: unknown };
 
 export interface Executed {
   outcomes: Outcome[];
@@ -85,106 +82,51 @@ export async function execute<Tx>(
       };
     }
     const { adapter } = got;
-    const action = op.mode === 'hard' ? 'hardDelete' : 'softDelete';
-    const shouldContinue = () => !fence.lost && !lease.lost() && deps.watch.canRun(j.opId, j.wave, since);
-    // One batch per chunk: snapshot stored and mark committed (one transaction) before any call.
-    // The loop below can pipeline several (the next batch snapshotted and marked while this one's
-    // calls are in flight), but that measured no gain, and a batch marked ahead and never sent is
-    // restored by a rollback when a crash (a PostgreSQL restart) keeps its chunk from recording it:
-    // test/execution/postgres-restart.test.ts caught a never-deleted item restored that way.
-    const batches: ClaimedItem[][] = [items];
-    const prepare = async (batch: ClaimedItem[]) => {
-      // Snapshot first, for every item (and descendant) not yet snapshotted: no snapshot, no call.
-      const { snaps, failures } = await takeSnapshots(
-        {
-          operationId: j.opId,
-          adapter,
-          targetType: op.targetType,
-          adapters: deps.adapters,
-          concurrency: rollout.concurrency * SNAPSHOT_FANOUT,
-        },
-        batch,
-      );
-      const failed = new Set(failures.map((f) => f.seq));
-      const wanted = batch.filter((i) => !failed.has(i.seq));
-      return { failures, ...(await markWriteAhead(deps, j, range, token, snaps, wanted)) };
-    };
-    // Settled promises: a batch prepared ahead whose preparation fails must not be an unhandled rejection.
-    const settle = (p: Promise<Prepared>) =>
-      p.then(
-        (v): PrepareSettled => ({ ok: true, v }),
-        (err: unknown): PrepareSettled => ({ ok: false, err }),
-      );
-    const marked = new Set<number>();
-    let unsent = 0;
-    let requeue = 0;
-    let wave: WaveStats = op.wave!;
-    let stopped = false;
-    let next = settle(prepare(batches[0]!));
-    for (let b = 0; b < batches.length; b++) {
-      const got = await next;
-      if (!got.ok) {
-        // The first batch: as before pipelining, the job fails and its items go back with the reason.
-        if (b === 0) throw got.err;
-        // Earlier batches have outcomes (calls may have gone out): they must be recorded, so this
-        // batch and the rest go back unsent with the reason (a mark that did commit stays: it only means
-        // "may have been sent", which is the safe side).
-        const reason = `${(got.err as Error)?.message ?? String(got.err)}`.slice(0, 500);
-        for (const i of batches.slice(b).flat()) outcomes.push({ seq: i.seq, state: 'pending', error: reason });
-        unsent += batches.slice(b).flat().length;
-        break;
-      }
-      const { failures, toRun, marked: now, notMarked } = got.v;
-      outcomes.push(...failures);
-      now.forEach((s) => marked.add(s));
-      // Not marked: the operation stopped running this wave before the mark. Nothing is sent.
-      outcomes.push(...notMarked.map((i): Outcome => ({ seq: i.seq, state: 'pending', error: null })));
-      unsent += notMarked.length;
-      if (b + 1 < batches.length) next = settle(prepare(batches[b + 1]!));
-      if (stopped || !shouldContinue()) {
-        // The breaker tripped or the operation stopped: this batch (marked ahead) is not sent.
-        stopped = true;
-        unsent += toRun.length;
-        outcomes.push(...toRun.map((i): Outcome => ({ seq: i.seq, state: 'pending', error: null })));
-        continue;
-      }
-      calling = true;
-      const { results, order } = await applyWithBreaker(
+    // Snapshot first, for every item (and descendant) not yet snapshotted: no snapshot, no call.
+    const { snaps, failures } = await takeSnapshots(
+      {
+        operationId: j.opId,
         adapter,
-        action,
-        toRun.map(asAdapterItem),
-        { idempotencyKey: idempotencyKeyFor, shouldContinue, concurrency: rollout.concurrency },
-        haltPolicy,
-        wave,
-      );
-      const verdicts: ('done' | 'failed')[] = [];
-      for (const k of order) {
-        const item = toRun[k]!;
-        const r = results[k]!;
-        if (r.ok) {
-          verdicts.push('done');
-          outcomes.push({ seq: item.seq, state: 'done', error: null });
-        } else if (isSkipped(r)) {
-          stopped = true;
-          unsent++;
-          outcomes.push({ seq: item.seq, state: 'pending', error: null });
-        } else if (r.interrupted) {
-          // Stopped between retries: not a failure we know of. Sent again later with the same key.
-          stopped = true;
-          requeue++;
-          outcomes.push({ seq: item.seq, state: 'pending', error: r.error.slice(0, 500), sent: true });
-        } else {
-          verdicts.push('failed');
-          outcomes.push({ seq: item.seq, state: 'failed', error: r.error.slice(0, 500), permanent: r.permanent });
-        }
-      }
-      // The breaker judges the chunk's outcomes so far, not only this batch's.
-      wave = foldOutcomes(wave, verdicts);
-      if (!assessWave(wave, haltPolicy).healthy) stopped = true;
+        targetType: op.targetType,
+        adapters: deps.adapters,
+        concurrency: rollout.concurrency * SNAPSHOT_FANOUT,
+      },
+      items,
+    );
+    outcomes.push(...failures);
+    const failed = new Set(failures.map((f) => f.seq));
+    const wanted = items.filter((i) => !failed.has(i.seq));
+    const { toRun, marked, notMarked } = await markWriteAhead(deps, j, range, token, snaps, wanted);
+    // Not marked: the operation stopped running this wave before the mark. Nothing is sent.
+    outcomes.push(...notMarked.map((i): Outcome => ({ seq: i.seq, state: 'pending', error: null })));
+    calling = true;
+    const { results, order } = await applyWithBreaker(
+      adapter,
+      op.mode === 'hard' ? 'hardDelete' : 'softDelete',
+      toRun.map(asAdapterItem),
+      {
+        idempotencyKey: idempotencyKeyFor,
+        shouldContinue: () => !fence.lost && !lease.lost() && deps.watch.canRun(j.opId, j.wave, since),
+        concurrency: rollout.concurrency,
+      },
+      haltPolicy,
+      op.wave!,
+    );
+    let unsent = notMarked.length;
+    let requeue = 0;
+    for (const k of order) {
+      const item = toRun[k]!;
+      const r = results[k]!;
+      if (r.ok) outcomes.push({ seq: item.seq, state: 'done', error: null });
+      else if (isSkipped(r)) {
+        unsent++;
+        outcomes.push({ seq: item.seq, state: 'pending', error: null });
+      } else if (r.interrupted) {
+        // Stopped between retries: not a failure we know of. Sent again later with the same key.
+        requeue++;
+        outcomes.push({ seq: item.seq, state: 'pending', error: r.error.slice(0, 500), sent: true });
+      } else outcomes.push({ seq: item.seq, state: 'failed', error: r.error.slice(0, 500), permanent: r.permanent });
     }
-    // A batch prepared ahead while the last one was stopped: wait for it, so no transaction of
-    // this run is still open when its outcomes are recorded.
-    await next;
     const stillRunning = deps.watch.canRun(j.opId, j.wave, since);
     return { outcomes, marked, unsent, requeue, stillRunning };
   } catch (err) {
