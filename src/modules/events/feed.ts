@@ -2,6 +2,7 @@
 // stream: the operation row with its wave counters and last probe round (one statement), and the
 // operation's audit events after a cursor (the audit seq, which is also the stream's event id).
 import type { Queryable } from '../../lib/sql.ts';
+import { ROLLBACK_STATES } from '../operations/repository.ts';
 import { ENDED_STATES, TERMINAL_STATES, type OpState } from '../operations/lifecycle-types.ts';
 
 export interface WaveProgress {
@@ -59,7 +60,6 @@ export interface Transition {
 /** Nothing more will be streamed for these (a later rollback of an ended one is a new stream). */
 export const streamEnds = (s: string) => TERMINAL_STATES.includes(s as OpState) || ENDED_STATES.includes(s as OpState);
 
-const ROLLBACK_STATES = ['rolling_back', 'rolled_back', 'rollback_incomplete'];
 const iso = (d: Date | null | undefined) => (d ? new Date(d).toISOString() : null);
 
 interface WaveRow {

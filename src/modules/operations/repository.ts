@@ -76,7 +76,7 @@ const ITEM_COLUMNS = `seq, resource_id AS "resourceId", tenant_id AS "tenantId",
   last_error AS "lastError", parent_seq AS "parentSeq", resource_type AS "resourceType", updated_at AS "updatedAt"`;
 
 /** States of an operation whose items may be restoring/restored (a rollback began): counted from the ledger. */
-const ROLLBACK_FAMILY = ['rolling_back', 'rolled_back', 'rollback_incomplete'];
+export const ROLLBACK_STATES = ['rolling_back', 'rolled_back', 'rollback_incomplete'];
 
 export interface ItemRow {
   seq: number;
@@ -116,10 +116,7 @@ export function operationReads(db: Queryable) {
       if (!op) throw new NotFoundError('Operation', id);
       return op;
     },
-    findByIdempotencyKey: async (key: string) => {
-      const r = await db.query('SELECT * FROM operations WHERE idempotency_key = $1', [key]);
-      return r.rows[0] ? fromRow(r.rows[0]) : null;
-    },
+    findByIdempotencyKey: async (key: string) => (await findByKeyInTx(db, key)) ?? null,
     items: async (q: { operationId: string; wave?: number; state?: string[]; cursor?: number; limit: number }) => {
       const r = await db.query<ItemRow>(
         `SELECT ${ITEM_COLUMNS} FROM operation_items
@@ -235,7 +232,7 @@ async function progressOf(
   waves: WaveCounter[],
 ): Promise<WaveProgress> {
   const submitted = waves.reduce((n, w) => n + w.items, 0);
-  if (waves.length && submitted === op.itemCount && !ROLLBACK_FAMILY.includes(op.state)) {
+  if (waves.length && submitted === op.itemCount && !ROLLBACK_STATES.includes(op.state)) {
     return waves.map((w) => {
       const counts: Record<string, number> = {};
       const pending = w.items - w.done - w.failed;
@@ -285,7 +282,7 @@ export async function getPlanTtlSeconds(client: Queryable): Promise<number | und
   return res.rows[0]?.value.planTtlSeconds;
 }
 
-export async function findByKeyInTx(client: pg.PoolClient, key: string): Promise<OperationRow | undefined> {
+export async function findByKeyInTx(client: Queryable, key: string): Promise<OperationRow | undefined> {
   const r = await client.query('SELECT * FROM operations WHERE idempotency_key = $1', [key]);
   return r.rows[0] && fromRow(r.rows[0]);
 }
