@@ -33,6 +33,7 @@ import { pgDrillStore } from './modules/execution/drill-store.ts';
 import { loadOperation } from './modules/execution/state.ts';
 import { pgThroughputRecorder } from './modules/operations/restore-estimate.ts';
 import { createVelocityLimiter } from './modules/execution/velocity.ts';
+import { callSlots } from './modules/execution/call-slots.ts';
 import { checkSnapshotKey } from './modules/snapshots/key-check.ts';
 import { snapshotStore } from './modules/snapshots/store.ts';
 import { destroyKeysOf } from './modules/erasure/keys.ts';
@@ -120,6 +121,7 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
   const load = (opId: string) => loadOperation(db.pool, opId, false);
   const ledger = pgLedger(db.pool, leaseMs, snapshots);
   const velocity = createVelocityLimiter(producer, opts.queuePrefix, clock);
+  const slots = callSlots();
   const chunkDeps = (job: Job, token: string | undefined): ChunkDeps<pg.PoolClient> => ({
     load,
     ledger,
@@ -127,6 +129,7 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
     adapters,
     watch,
     velocity,
+    slots,
     requeue: (_next, delayMs) => later(job, token, delayMs),
     clock,
     leaseMs,

@@ -15,6 +15,7 @@ import type { VelocityGrant } from '../../src/modules/execution/velocity.ts';
 import { decide, type LifecycleEvent } from '../../src/modules/operations/lifecycle.ts';
 import { foldOutcomes, type WaveStats } from '../../src/modules/operations/wave-health.ts';
 import { at, NOW } from './lifecycle.fixtures.ts';
+import { callSlots } from '../../src/modules/execution/call-slots.ts';
 
 type Tx = { tx: true };
 interface Item extends ClaimedItem {
@@ -168,6 +169,7 @@ function harness(o: {
   let fenceLost = false;
   const deps: ChunkDeps<Tx> = {
     load: async () => structuredClone(record),
+    slots: callSlots(),
     ledger,
     engine: {
       async apply(_op, source) {

@@ -29,6 +29,8 @@ export async function applyWithBreaker(
   opts: ApplyOptions,
   policy: HaltPolicy,
   wave: WaveStats,
+  /** Holds a slot of the operation's in-flight budget around each call (call-slots.ts). */
+  slot: <T>(call: () => Promise<T>) => Promise<T> = (call) => call(),
 ): Promise<BreakerResult> {
   // The registry adapter acts on a whole chunk in one statement: there is no per-call overshoot.
   if (adapter.kind !== 'http') {
@@ -44,7 +46,8 @@ export async function applyWithBreaker(
     return !tripped;
   };
   const results = await mapPool(items, opts.concurrency, async (item, k) => {
-    const r = (await adapter.apply(action, [item], { ...opts, concurrency: 1, shouldContinue }))[0]!;
+    // The halt check (shouldContinue) runs inside the slot, just before the call is sent.
+    const r = (await slot(() => adapter.apply(action, [item], { ...opts, concurrency: 1, shouldContinue })))[0]!;
     order.push(k);
     if (!isSkipped(r)) {
       stats = foldOutcomes(stats, [r.ok ? 'done' : 'failed']);

@@ -111,6 +111,7 @@ export async function execute<Tx>(
       },
       haltPolicy,
       op.wave!,
+      (call) => deps.slots.run(j.opId, rollout.concurrency, call),
     );
     let unsent = notMarked.length;
     let requeue = 0;

@@ -83,6 +83,7 @@ export async function executePurge<Tx>(
         },
         haltPolicy,
         op.wave!,
+        (call) => deps.slots.run(j.opId, rollout.concurrency, call),
       );
       for (const k of order) {
         const item = part[k]!;

@@ -9,6 +9,7 @@ import { mayExecute, type LifecycleEvent } from '../operations/lifecycle.ts';
 import { assessWave, type WaveStats } from '../operations/wave-health.ts';
 import type { ErasedKeys } from '../erasure/keys.ts';
 import type { AdapterCache } from './adapters-cache.ts';
+import type { CallSlots } from './call-slots.ts';
 import { execute } from './chunk-execute.ts';
 import type { RestoreReader } from './chunk-restore.ts';
 import type { Engine } from './engine.ts';
@@ -37,6 +38,8 @@ export interface ChunkDeps<Tx = Queryable> {
   adapters: Pick<AdapterCache, 'get'>;
   watch: Pick<HaltWatch, 'track' | 'untrack' | 'canRun'>;
   velocity: Pick<VelocityLimiter, 'reserve' | 'refund'>;
+  /** This process's in-flight budget per operation, shared by its chunks (call-slots.ts). */
+  slots: Pick<CallSlots, 'run'>;
   requeue(job: ChunkJob, delayMs: number): Promise<void>;
   clock(): number;
   /** How long a claim stays exclusive; the run renews it at a third of that. */
