@@ -137,6 +137,7 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
     readSnapshots: (ids) => snapshots.get(db.pool, ids),
     eraseKeys: (tx, opId, seqs) => destroyKeysOf(tx, snapshots, opId, seqs),
     registryFollows,
+    sameDb: { sql: (tx) => tx, put: (tx, opId, inputs) => snapshots.put(tx, opId, inputs) },
   });
 
   const common = { prefix: opts.queuePrefix, lockDuration, stalledInterval: lockDuration, maxStalledCount: 100 };

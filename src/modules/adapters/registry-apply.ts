@@ -83,7 +83,7 @@ WITH input AS (
   SELECT * FROM unnest($7::text[], $8::text[], $9::text[], $10::text[], $11::timestamptz[], $12::text[])
     AS d(id, type, tenant_id, to_state, to_deleted_at, root)
 ), target AS (
-  SELECT r.id, r.state, i.to_state, i.to_deleted_at
+  SELECT r.id, r.state, i.to_state, i.to_deleted_at, r.parent_id, r.protected, r.deleted_at, r.updated_at
   FROM resources r JOIN input i ON i.id = r.id AND i.type = r.type AND i.tenant_id = r.tenant_id
   WHERE r.id = ANY($1::text[])
   ORDER BY r.id
@@ -109,14 +109,16 @@ WITH input AS (
   RETURNING r.id
 )
 SELECT i.id, t.state AS before, (c.id IS NOT NULL) AS changed, (b.id IS NOT NULL) AS blocked,
-  r.type AS actual_type, r.tenant_id AS actual_tenant
+  r.type AS actual_type, r.tenant_id AS actual_tenant,
+  t.parent_id AS before_parent_id, t.protected AS before_protected, t.deleted_at AS before_deleted_at,
+  t.updated_at AS before_updated_at
 FROM input i
 LEFT JOIN target t ON t.id = i.id
 LEFT JOIN changed c ON c.id = i.id
 LEFT JOIN blocked b ON b.id = i.id
 LEFT JOIN resources r ON r.id = i.id AND t.id IS NULL AND r.id = ANY($1::text[])
 UNION ALL
-SELECT d.id, t.state, (c.id IS NOT NULL), false, r.type, r.tenant_id
+SELECT d.id, t.state, (c.id IS NOT NULL), false, r.type, r.tenant_id, NULL, NULL, NULL, NULL
 FROM dinput d
 LEFT JOIN dtarget t ON t.id = d.id
 LEFT JOIN dchanged c ON c.id = d.id
@@ -129,6 +131,11 @@ interface ApplyRow {
   blocked: boolean;
   actual_type: string | null;
   actual_tenant: string | null;
+  /** The row as it was before the statement (locked by it): what a same-transaction snapshot stores. */
+  before_parent_id: string | null;
+  before_protected: boolean | null;
+  before_deleted_at: Date | null;
+  before_updated_at: Date | null;
 }
 
 export const mismatch = (item: AdapterItem, actual: { type: string | null; tenant: string | null }): string =>
@@ -149,10 +156,47 @@ export async function applyChunk(
   items: AdapterItem[],
   opts: ApplyOptions,
 ): Promise<ItemResult[]> {
+  return (await applyRows(pool, action, items, opts.snapshots)).results;
+}
+
+/**
+ * applyChunk, and each item's row as it was just before the statement changed it (null where no
+ * row matched): in a caller's transaction, that is the item's snapshot, read under the same row
+ * lock as the change, so the two commit together or not at all (chunk-same-db.ts).
+ */
+export async function applyChunkWithBefore(
+  tx: Pool,
+  action: DestructiveAction,
+  items: AdapterItem[],
+): Promise<{ results: ItemResult[]; before: (RegistrySnapshot | null)[] }> {
+  const { results, byId } = await applyRows(tx, action, items, undefined);
+  const before = items.map((item): RegistrySnapshot | null => {
+    const row = byId.get(item.resourceId);
+    if (!row || row.before === null || row.before_updated_at === null) return null;
+    return {
+      id: item.resourceId,
+      type: item.type,
+      tenantId: item.tenantId,
+      parentId: row.before_parent_id,
+      state: row.before as State,
+      protected: row.before_protected ?? false,
+      deletedAt: row.before_deleted_at?.toISOString() ?? null,
+      updatedAt: row.before_updated_at.toISOString(),
+    };
+  });
+  return { results, before };
+}
+
+async function applyRows(
+  pool: Pool,
+  action: DestructiveAction,
+  items: AdapterItem[],
+  snapshots: ApplyOptions['snapshots'],
+): Promise<{ results: ItemResult[]; byId: Map<string, ApplyRow> }> {
   const spec = ACTIONS[action];
   const target = (i: AdapterItem) =>
     action === 'restore'
-      ? restoreTarget(opts.snapshots?.get(i.resourceId))
+      ? restoreTarget(snapshots?.get(i.resourceId))
       : { state: TARGET_STATE[action], deletedAt: null };
   const kids = items.flatMap((root) => (root.descendants ?? []).map((d) => ({ d, root })));
   const targets = items.map(target);
@@ -184,7 +228,7 @@ export async function applyChunk(
     if (row.changed || spec.done(row.before, to)) return { ok: true };
     return { ok: false, permanent: true, error: `cannot ${action} ${item.resourceId}: it is ${row.before}` };
   };
-  return items.map((item, k): ItemResult => {
+  const results = items.map((item, k): ItemResult => {
     const row = byId.get(item.resourceId);
     if (row?.blocked) {
       const gone = item.descendants!.find((d) => byId.get(d.resourceId)?.before == null)!;
@@ -206,4 +250,5 @@ export async function applyChunk(
       descendants: item.descendants.map((d, j) => outcome(d, kidTargets[first + j]!.state)),
     };
   });
+  return { results, byId };
 }

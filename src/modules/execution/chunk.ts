@@ -10,6 +10,7 @@ import { assessWave, type WaveStats } from '../operations/wave-health.ts';
 import type { ErasedKeys } from '../erasure/keys.ts';
 import type { AdapterCache } from './adapters-cache.ts';
 import type { CallSlots } from './call-slots.ts';
+import { runSameDbChunk, sameDbEligible, type SameDb } from './chunk-same-db.ts';
 import { execute } from './chunk-execute.ts';
 import type { RestoreReader } from './chunk-restore.ts';
 import type { Engine } from './engine.ts';
@@ -57,6 +58,8 @@ export interface ChunkDeps<Tx = Queryable> {
    * records it: retention after a soft delete, none after a restore, purged after a purge.
    */
   registryFollows?: (tx: Tx, op: OperationRecord, doneSeqs: number[]) => Promise<void>;
+  /** Delete chunks on the registry adapter run in one transaction (chunk-same-db.ts). */
+  sameDb?: SameDb<Tx>;
 }
 
 const waveEvent = (
@@ -73,6 +76,18 @@ export async function processChunk<Tx>(deps: ChunkDeps<Tx>, jobId: string, j: Ch
   const op = await deps.load(j.opId);
   // Not running this wave (paused, halted, frozen, finished, or a stale job): items stay as they are.
   if (!op || !mayExecute(op.lifecycle) || op.lifecycle.currentWave !== j.wave || !op.wave) return;
+  if (deps.sameDb && sameDbEligible(op)) {
+    const got = await deps.adapters.get(op.targetType).catch(() => undefined);
+    if (got?.adapter.kind === 'registry') {
+      const r = await runSameDbChunk({ ...deps, sameDb: deps.sameDb }, op, j, fence, ITEM_ATTEMPTS, (stats) =>
+        waveEvent(j.wave, stats, op.lifecycle.haltPolicy),
+      );
+      if (r.handled) {
+        if (r.requeueMs > 0 && r.running) await deps.requeue({ ...j, epoch: r.epoch }, r.requeueMs);
+        return;
+      }
+    }
+  }
   const range: Range = { from: j.from, to: j.to };
   const token = randomUUID();
   const claimed = await deps.ledger.claim(j.opId, range, jobId, token);

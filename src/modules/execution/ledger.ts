@@ -6,7 +6,7 @@
 import type pg from 'pg';
 import type { Queryable } from '../../lib/sql.ts';
 import { inTransaction } from '../../lib/sql.ts';
-import { foldOutcomes, type WaveStats } from '../operations/wave-health.ts';
+import { foldOutcomes, type ItemVerdict, type WaveStats } from '../operations/wave-health.ts';
 import type { SnapshotStore } from '../snapshots/store.ts';
 import {
   descendantsOf,
@@ -298,21 +298,35 @@ export function pgLedger(pool: pg.Pool, leaseMs: number, snapshots: Pick<Snapsho
       const recordedDone = doneSeqs.length;
       const counts = { recordedDone, recordedFailed: landed.length - recordedDone, descendantsDone, doneSeqs };
       await follow?.(counts);
-      const before = await waveStatsLocked(tx, opId, wave);
-      if (!before) throw new Error(`wave ${wave} of ${opId} does not exist`);
-      const stats = foldOutcomes(before, verdicts);
-      if (verdicts.length) {
-        await tx.query(
-          `UPDATE operation_waves SET done = $3, failed = $4, consecutive_failures = $5, progress_at = $6
-           WHERE operation_id = $1 AND wave = $2`,
-          [opId, wave, stats.done, stats.failed, stats.consecutiveFailures, new Date(now)],
-        );
-      }
-      return { stats, ...counts };
+      return { stats: await foldIntoWave(tx, opId, wave, verdicts, now), ...counts };
     },
 
     waveStats: waveStatsLocked,
   };
+}
+
+/**
+ * The wave's counters with `verdicts` (in the order they happened) folded in, written under the
+ * wave row's lock: the last write of a record, so concurrent chunks queue on it only to commit.
+ */
+export async function foldIntoWave(
+  tx: Queryable,
+  opId: string,
+  wave: number,
+  verdicts: readonly ItemVerdict[],
+  now: number,
+): Promise<WaveStats> {
+  const before = await waveStatsLocked(tx, opId, wave);
+  if (!before) throw new Error(`wave ${wave} of ${opId} does not exist`);
+  const stats = foldOutcomes(before, verdicts);
+  if (verdicts.length) {
+    await tx.query(
+      `UPDATE operation_waves SET done = $3, failed = $4, consecutive_failures = $5, progress_at = $6
+       WHERE operation_id = $1 AND wave = $2`,
+      [opId, wave, stats.done, stats.failed, stats.consecutiveFailures, new Date(now)],
+    );
+  }
+  return stats;
 }
 
 async function waveStatsLocked(tx: Queryable, opId: string, wave: number): Promise<WaveStats | undefined> {

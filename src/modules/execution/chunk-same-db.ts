@@ -1,0 +1,159 @@
+// A delete chunk whose adapter acts on Blastgate's own database (the registry adapter) runs in ONE
+// transaction: lock the chunk's pending items → check the operation still runs this wave → change
+// the registry rows in one statement that also returns each row as it was (its snapshot, read
+// under the same row lock as the change) → store the snapshots → record outcomes, snapshot ids
+// and the wave's counters → decide → commit. The change, its snapshot and its record commit
+// together or not at all, so there is no claim, no write-ahead mark and no "maybe sent" item for
+// a crash or a halt to leave behind; and it is 1 commit and 1 ledger write per item instead of the
+// general path's 4 commits and 3 writes (claim, mark, outcome). A pause that commits while the
+// transaction runs is seen by the check (read committed: each statement sees the latest commits)
+// or waits for this chunk only: the overshoot stays within one chunk per worker (promise 5).
+//
+// Anything else — a cascade, an item claimed or tried before, a restore, a purge, an erasure, an
+// HTTP adapter — takes the general path (chunk.ts → chunk-execute.ts).
+import type { Queryable } from '../../lib/sql.ts';
+import { applyChunkWithBefore } from '../adapters/registry-apply.ts';
+import { mayExecute, type LifecycleEvent } from '../operations/lifecycle.ts';
+import type { WaveStats } from '../operations/wave-health.ts';
+import type { SnapshotInput } from '../snapshots/store.ts';
+import type { ChunkDeps } from './chunk.ts';
+import type { Fence } from './exclusive.ts';
+import { foldIntoWave } from './ledger.ts';
+import type { ChunkJob } from './queues.ts';
+import type { OperationRecord } from './state.ts';
+import type { VelocityGrant } from './velocity.ts';
+
+export interface SameDb<Tx> {
+  /** The engine's transaction, to run SQL in. */
+  sql(tx: Tx): Queryable;
+  /** The snapshot store's put, in that transaction. */
+  put(tx: Tx, operationId: string, inputs: SnapshotInput[]): Promise<number[]>;
+}
+
+/** Why the chunk went back to the general path, or what it left to be requeued. */
+export type SameDbResult = { handled: false } | { handled: true; requeueMs: number; running: boolean; epoch: number };
+
+/** Rolls the transaction back: the chunk is the general path's (nothing was written). */
+const GENERAL = new Error('same-database chunk: general path');
+/** Rolls the transaction back: the operation no longer runs this wave, or nothing may run yet. */
+const STOPPED = new Error('same-database chunk: not running');
+
+interface Row {
+  seq: number;
+  resource_id: string;
+  tenant_id: string;
+  state: string;
+  executed_seq: string | null;
+  attempts: number;
+}
+
+/** Whether a chunk of `op` may take this path (and its adapter must be the registry's). */
+export const sameDbEligible = (op: OperationRecord) => op.action === 'delete';
+
+export async function runSameDbChunk<Tx>(
+  deps: ChunkDeps<Tx> & { sameDb: SameDb<Tx> },
+  op: OperationRecord,
+  j: ChunkJob,
+  fence: Fence,
+  maxAttempts: number,
+  waveEvent: (stats: WaveStats) => LifecycleEvent | null,
+): Promise<SameDbResult> {
+  const since = deps.clock();
+  const now = deps.clock();
+  let requeueMs = 0;
+  let grant: VelocityGrant | undefined;
+  await deps.watch.track(j.opId);
+  try {
+    const applied = await deps.engine.apply(
+      j.opId,
+      async (tx) => {
+        const db = deps.sameDb.sql(tx);
+        const { rows } = await db.query<Row>(
+          `SELECT seq, resource_id, tenant_id, state, executed_seq, attempts FROM operation_items
+           WHERE operation_id = $1 AND seq >= $2 AND seq < $3 AND state IN ('pending', 'claimed')
+           ORDER BY seq FOR UPDATE`,
+          [j.opId, j.from, j.to],
+        );
+        // Claimed by a run in progress (or one that died: its lease decides), tried before, or
+        // nothing left: the general path knows how to treat those.
+        const plain = rows.every((r) => r.state === 'pending' && r.executed_seq === null && r.attempts < maxAttempts);
+        if (rows.length === 0 || !plain) throw GENERAL;
+        const kids = await db.query(
+          `SELECT 1 FROM operation_items WHERE operation_id = $1 AND parent_seq >= $2 AND parent_seq < $3 LIMIT 1`,
+          [j.opId, j.from, j.to],
+        );
+        if (kids.rowCount) throw GENERAL;
+        const live = await db.query(
+          `SELECT 1 FROM operations WHERE id = $1 AND state = 'running' AND current_wave = $2
+             AND NOT coalesce((SELECT (value->>'frozen')::boolean FROM settings WHERE key = 'freeze'), false)`,
+          [j.opId, j.wave],
+        );
+        if (live.rowCount === 0) throw STOPPED;
+
+        grant = await deps.velocity.reserve(
+          j.opId,
+          rows.map((r) => r.tenant_id),
+          op.lifecycle.rollout,
+        );
+        const items = rows.slice(0, grant.granted);
+        if (grant.granted < rows.length) requeueMs = Math.max(50, Math.min(5_000, grant.waitMs));
+        if (items.length === 0) throw STOPPED;
+        // The last look before the change: a halt seen by this worker, or its job lock lost.
+        if (fence.lost || !deps.watch.canRun(j.opId, j.wave, since)) throw STOPPED;
+
+        const { results, before } = await applyChunkWithBefore(
+          db,
+          op.mode === 'hard' ? 'hardDelete' : 'softDelete',
+          items.map((r) => ({
+            operationId: j.opId,
+            resourceId: r.resource_id,
+            tenantId: r.tenant_id,
+            type: op.targetType,
+          })),
+        );
+        const done = items.flatMap((r, k) => (results[k]!.ok && before[k] ? [{ r, snap: before[k] }] : []));
+        const ids = await deps.sameDb.put(
+          tx,
+          j.opId,
+          done.map(({ r, snap }) => ({ resourceId: r.resource_id, tenantId: r.tenant_id, data: snap })),
+        );
+        const sid = new Map(done.map(({ r }, k) => [r.seq, ids[k]!]));
+        const errors = items.map((_, k) => {
+          const res = results[k]!;
+          return res.ok ? null : res.error.slice(0, 500);
+        });
+        const k = 'array_position($2::int[], i.seq)';
+        await db.query(
+          `UPDATE operation_items i SET state = CASE WHEN ($4::bigint[])[${k}] IS NULL THEN 'failed' ELSE 'done' END,
+             last_error = ($3::text[])[${k}], permanent = ($4::bigint[])[${k}] IS NULL, attempts = i.attempts + 1,
+             snapshot_id = ($4::bigint[])[${k}], updated_at = now(),
+             executed_seq = CASE WHEN ($4::bigint[])[${k}] IS NULL THEN NULL ELSE nextval('operation_item_exec_seq') END
+           WHERE i.operation_id = $1 AND i.seq = ANY($2::int[]) AND i.seq >= $5 AND i.seq < $6 AND i.state = 'pending'`,
+          [j.opId, items.map((r) => r.seq), errors, items.map((r) => sid.get(r.seq) ?? null), j.from, j.to],
+        );
+        const doneSeqs = done.map(({ r }) => r.seq);
+        if (doneSeqs.length) await deps.registryFollows?.(tx, op, doneSeqs);
+        const verdicts = items.map((r) => (sid.has(r.seq) ? 'done' : 'failed'));
+        const stats = await foldIntoWave(db, j.opId, j.wave, verdicts, now);
+        deps.metrics?.items.inc({ outcome: 'done' }, doneSeqs.length);
+        deps.metrics?.items.inc({ outcome: 'failed' }, items.length - doneSeqs.length);
+        return waveEvent(stats);
+      },
+      { name: 'system' },
+      { report: true },
+    );
+    const running = applied?.changed
+      ? mayExecute(applied.state) && applied.state.currentWave === j.wave
+      : deps.watch.canRun(j.opId, j.wave, since);
+    return { handled: true, requeueMs, running, epoch: applied?.version ?? j.epoch };
+  } catch (err) {
+    // Nothing of the transaction was kept: what was reserved is given back.
+    if (grant?.granted) await deps.velocity.refund(grant, grant.granted).catch(() => undefined);
+    if (err === GENERAL) return { handled: false };
+    if (err === STOPPED)
+      return { handled: true, requeueMs, running: deps.watch.canRun(j.opId, j.wave, since), epoch: j.epoch };
+    throw err;
+  } finally {
+    deps.watch.untrack(j.opId);
+  }
+}

@@ -1,0 +1,114 @@
+// A delete chunk on the registry adapter runs in one transaction (chunk-same-db.ts): the registry
+// change, the snapshot of each row as it was, and the ledger's record commit together or not at
+// all. Here the record fails (a trigger on the wave counters, armed for a while): the registry must
+// not be changed meanwhile and no item may be left claimed or marked; once the fault is gone the
+// same chunk completes, and each item's snapshot is its row as it was before the delete.
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { snapshotStore } from '../../src/modules/snapshots/store.ts';
+import { appsOf } from '../support/exec-helpers.ts';
+import { buildExecHarness, submitAndStart, until, waitForState, type ExecHarness } from '../support/execution.ts';
+import { TEST_SNAPSHOT_KEY_BYTES } from '../support/keys.ts';
+import { query, seedRegistry } from '../support/seed.ts';
+
+const APPS = 10;
+
+let h: ExecHarness;
+beforeAll(async () => {
+  h = await buildExecHarness({ workers: 1 });
+  await seedRegistry(h.databaseUrl, { sites: 4, appsPerSite: APPS });
+  // Fails every update of a wave's counters while armed; counts the failures in a sequence (a
+  // sequence is not rolled back with the transaction that fails).
+  await query(
+    h.databaseUrl,
+    `CREATE TABLE test_fault (armed boolean NOT NULL);
+     INSERT INTO test_fault VALUES (false);
+     CREATE SEQUENCE test_fault_hits;
+     CREATE FUNCTION test_fault() RETURNS trigger LANGUAGE plpgsql AS $$
+     BEGIN
+       IF (SELECT armed FROM test_fault) THEN
+         PERFORM nextval('test_fault_hits');
+         RAISE EXCEPTION 'injected: the record of this chunk fails';
+       END IF;
+       RETURN NEW;
+     END $$;
+     CREATE TRIGGER test_fault BEFORE UPDATE OF done, failed ON operation_waves
+       FOR EACH ROW WHEN (NEW.done IS DISTINCT FROM OLD.done OR NEW.failed IS DISTINCT FROM OLD.failed)
+       EXECUTE FUNCTION test_fault()`,
+  );
+});
+afterAll(async () => {
+  await query(h.databaseUrl, 'DROP TRIGGER IF EXISTS test_fault ON operation_waves').catch(() => undefined);
+  await h?.close();
+});
+
+describe('a registry delete chunk', () => {
+  it('changes the registry, stores the snapshots and records the outcomes in one transaction', async () => {
+    const ids = appsOf([0, 1, 2, 3], APPS);
+    await query(h.databaseUrl, 'UPDATE test_fault SET armed = true');
+    const op = await submitAndStart(h, {
+      ids,
+      rollout: { bakeSeconds: 0, concurrency: 4, waves: ['100%'], restoreDrill: false },
+      haltPolicy: { probe: 'optional' },
+    });
+    await until(
+      async () =>
+        Number(
+          (
+            await query<{ n: string }>(
+              h.databaseUrl,
+              'SELECT CASE WHEN is_called THEN last_value ELSE 0 END AS n FROM test_fault_hits',
+            )
+          )[0]!.n,
+        ) >= 2,
+      'the chunk to fail its record twice',
+    );
+    // While every attempt fails: nothing of the chunk is kept anywhere.
+    const resources = await query<{ state: string }>(
+      h.databaseUrl,
+      'SELECT state FROM resources WHERE id = ANY($1::text[])',
+      [ids],
+    );
+    expect(resources.map((r) => r.state)).toEqual(ids.map(() => 'active'));
+    const items = await query<{ state: string; executed_seq: string | null; snapshot_id: string | null }>(
+      h.databaseUrl,
+      'SELECT state, executed_seq, snapshot_id FROM operation_items WHERE operation_id = $1',
+      [op.id],
+    );
+    expect(items).toEqual(ids.map(() => ({ state: 'pending', executed_seq: null, snapshot_id: null })));
+    const snaps = await query(h.databaseUrl, 'SELECT 1 FROM snapshots WHERE operation_id = $1', [op.id]);
+    expect(snaps).toEqual([]);
+
+    await query(h.databaseUrl, 'UPDATE test_fault SET armed = false');
+    const end = await waitForState(h, op.id, ['completed', 'completed_with_failures', 'halted', 'paused'], 60_000);
+    expect(end.state).toBe('completed');
+    const after = await query<{ id: string; state: string; snapshot_id: string; executed_seq: string | null }>(
+      h.databaseUrl,
+      `SELECT i.resource_id AS id, i.state, i.snapshot_id, i.executed_seq FROM operation_items i
+       WHERE i.operation_id = $1 ORDER BY i.seq`,
+      [op.id],
+    );
+    expect(after.every((i) => i.state === 'done' && i.snapshot_id !== null && i.executed_seq !== null)).toBe(true);
+    const rows = await query<{ state: string }>(
+      h.databaseUrl,
+      'SELECT state FROM resources WHERE id = ANY($1::text[])',
+      [ids],
+    );
+    expect(rows.every((r) => r.state === 'soft_deleted')).toBe(true);
+    // Each snapshot is the row as it was: active, not yet deleted, of its own type and tenant.
+    const pool = new pg.Pool({ connectionString: h.databaseUrl, max: 1 });
+    try {
+      const read = await snapshotStore(TEST_SNAPSHOT_KEY_BYTES).get(
+        pool,
+        after.map((i) => Number(i.snapshot_id)),
+      );
+      for (const i of after) {
+        const got = read.get(Number(i.snapshot_id));
+        expect(got?.ok).toBe(true);
+        expect(got?.ok && got.data).toMatchObject({ id: i.id, type: 'app', state: 'active', deletedAt: null });
+      }
+    } finally {
+      await pool.end();
+    }
+  });
+});
