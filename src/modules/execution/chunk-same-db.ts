@@ -62,6 +62,7 @@ export async function runSameDbChunk<Tx>(
   const now = deps.clock();
   let requeueMs = 0;
   let grant: VelocityGrant | undefined;
+  const counted = { done: 0, failed: 0 };
   await deps.watch.track(j.opId);
   try {
     const applied = await deps.engine.apply(
@@ -135,13 +136,16 @@ export async function runSameDbChunk<Tx>(
         if (doneSeqs.length) await deps.registryFollows?.(tx, op, doneSeqs);
         const verdicts = items.map((r) => (sid.has(r.seq) ? 'done' : 'failed'));
         const stats = await foldIntoWave(db, j.opId, j.wave, verdicts, now);
-        deps.metrics?.items.inc({ outcome: 'done' }, doneSeqs.length);
-        deps.metrics?.items.inc({ outcome: 'failed' }, items.length - doneSeqs.length);
+        counted.done = doneSeqs.length;
+        counted.failed = items.length - doneSeqs.length;
         return waveEvent(stats);
       },
       { name: 'system' },
       { report: true },
     );
+    // Counted once committed.
+    deps.metrics?.items.inc({ outcome: 'done' }, counted.done);
+    deps.metrics?.items.inc({ outcome: 'failed' }, counted.failed);
     const running = applied?.changed
       ? mayExecute(applied.state) && applied.state.currentWave === j.wave
       : deps.watch.canRun(j.opId, j.wave, since);
