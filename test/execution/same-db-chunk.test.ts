@@ -4,6 +4,7 @@
 // not be changed meanwhile and no item may be left claimed or marked; once the fault is gone the
 // same chunk completes, and each item's snapshot is its row as it was before the delete.
 import pg from 'pg';
+import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { snapshotStore } from '../../src/modules/snapshots/store.ts';
 import { appsOf } from '../support/exec-helpers.ts';
@@ -16,19 +17,23 @@ const APPS = 10;
 let h: ExecHarness;
 beforeAll(async () => {
   h = await buildExecHarness({ workers: 1 });
-  await seedRegistry(h.databaseUrl, { sites: 4, appsPerSite: APPS });
-  // Fails every update of a wave's counters while armed; counts the failures in a sequence (a
+  await seedRegistry(h.databaseUrl, { sites: 6, appsPerSite: APPS });
+  // Fails (or, in mode 'sleep', holds for 1.5 s) every update of a wave's counters while armed; counts the failures in a sequence (a
   // sequence is not rolled back with the transaction that fails).
   await query(
     h.databaseUrl,
-    `CREATE TABLE test_fault (armed boolean NOT NULL);
+    `CREATE TABLE test_fault (armed boolean NOT NULL, mode text NOT NULL DEFAULT 'fail');
      INSERT INTO test_fault VALUES (false);
      CREATE SEQUENCE test_fault_hits;
      CREATE FUNCTION test_fault() RETURNS trigger LANGUAGE plpgsql AS $$
      BEGIN
        IF (SELECT armed FROM test_fault) THEN
          PERFORM nextval('test_fault_hits');
-         RAISE EXCEPTION 'injected: the record of this chunk fails';
+         IF (SELECT mode FROM test_fault) = 'sleep' THEN
+           PERFORM pg_sleep(1.5);
+         ELSE
+           RAISE EXCEPTION 'injected: the record of this chunk fails';
+         END IF;
        END IF;
        RETURN NEW;
      END $$;
@@ -42,6 +47,16 @@ afterAll(async () => {
   await h?.close();
 });
 
+const hits = async () =>
+  Number(
+    (
+      await query<{ n: string }>(
+        h.databaseUrl,
+        'SELECT CASE WHEN is_called THEN last_value ELSE 0 END AS n FROM test_fault_hits',
+      )
+    )[0]!.n,
+  );
+
 describe('a registry delete chunk', () => {
   it('changes the registry, stores the snapshots and records the outcomes in one transaction', async () => {
     const ids = appsOf([0, 1, 2, 3], APPS);
@@ -51,18 +66,7 @@ describe('a registry delete chunk', () => {
       rollout: { bakeSeconds: 0, concurrency: 4, waves: ['100%'], restoreDrill: false },
       haltPolicy: { probe: 'optional' },
     });
-    await until(
-      async () =>
-        Number(
-          (
-            await query<{ n: string }>(
-              h.databaseUrl,
-              'SELECT CASE WHEN is_called THEN last_value ELSE 0 END AS n FROM test_fault_hits',
-            )
-          )[0]!.n,
-        ) >= 2,
-      'the chunk to fail its record twice',
-    );
+    await until(async () => (await hits()) >= 2, 'the chunk to fail its record twice');
     // While every attempt fails: nothing of the chunk is kept anywhere.
     const resources = await query<{ state: string }>(
       h.databaseUrl,
@@ -110,5 +114,40 @@ describe('a registry delete chunk', () => {
     } finally {
       await pool.end();
     }
+  });
+
+  it('is undone whole when a pause commits while it runs: nothing is recorded done after the pause', async () => {
+    const ids = appsOf([4, 5], APPS);
+    const before = await hits();
+    await query(h.databaseUrl, `UPDATE test_fault SET armed = true, mode = 'sleep'`);
+    const op = await submitAndStart(h, {
+      ids,
+      rollout: { bakeSeconds: 0, concurrency: 4, waves: ['100%'], restoreDrill: false },
+      haltPolicy: { probe: 'optional' },
+    });
+    // The chunk has changed its rows and is held just before its counters and commit.
+    await until(async () => (await hits()) > before, 'the chunk to reach its record');
+    const paused = await request(h.app.server)
+      .post(`/v1/operations/${op.id}/pause`)
+      .set('authorization', h.auth('operator'))
+      .send({ reason: 'stop while a chunk is in flight' });
+    expect(paused.status, JSON.stringify(paused.body)).toBe(200);
+    await query(h.databaseUrl, 'UPDATE test_fault SET armed = false');
+    // Long enough for the held chunk to finish whichever way it goes (1.5 s hold), bounded.
+    await new Promise((r) => setTimeout(r, 2_500));
+    const end = await waitForState(h, op.id, ['paused'], 10_000);
+    expect(end.state).toBe('paused');
+    const items = await query<{ state: string }>(
+      h.databaseUrl,
+      'SELECT state FROM operation_items WHERE operation_id = $1',
+      [op.id],
+    );
+    expect(items.map((i) => i.state)).toEqual(ids.map(() => 'pending'));
+    const rows = await query<{ state: string }>(
+      h.databaseUrl,
+      'SELECT state FROM resources WHERE id = ANY($1::text[])',
+      [ids],
+    );
+    expect(rows.map((r) => r.state)).toEqual(ids.map(() => 'active'));
   });
 });

@@ -5,9 +5,10 @@
 // and the wave's counters → decide → commit. The change, its snapshot and its record commit
 // together or not at all, so there is no claim, no write-ahead mark and no "maybe sent" item for
 // a crash or a halt to leave behind; and it is 1 commit and 1 ledger write per item instead of the
-// general path's 4 commits and 3 writes (claim, mark, outcome). A pause that commits while the
-// transaction runs is seen by the check (read committed: each statement sees the latest commits)
-// or waits for this chunk only: the overshoot stays within one chunk per worker (promise 5).
+// general path's 4 commits and 3 writes (claim, mark, outcome). The operation's state is read
+// again just before the commit (read committed: each statement sees the latest commits): a pause
+// or halt that committed while the chunk ran rolls the whole chunk back, so none of its items is
+// recorded done after the pause, and the pause never waits for a chunk (no lock on its row).
 //
 // Anything else — a cascade, an item claimed or tried before, a restore, a purge, an erasure, an
 // HTTP adapter — takes the general path (chunk.ts → chunk-execute.ts).
@@ -50,6 +51,16 @@ interface Row {
 /** Whether a chunk of `op` may take this path (and its adapter must be the registry's). */
 export const sameDbEligible = (op: OperationRecord) => op.action === 'delete';
 
+/** The operation runs this wave and nothing is frozen, as of the latest commit (read committed). */
+async function stillRuns(db: Queryable, j: ChunkJob): Promise<boolean> {
+  const live = await db.query(
+    `SELECT 1 FROM operations WHERE id = $1 AND state = 'running' AND current_wave = $2
+       AND NOT coalesce((SELECT (value->>'frozen')::boolean FROM settings WHERE key = 'freeze'), false)`,
+    [j.opId, j.wave],
+  );
+  return (live.rowCount ?? 0) > 0;
+}
+
 export async function runSameDbChunk<Tx>(
   deps: ChunkDeps<Tx> & { sameDb: SameDb<Tx> },
   op: OperationRecord,
@@ -84,12 +95,7 @@ export async function runSameDbChunk<Tx>(
           [j.opId, j.from, j.to],
         );
         if (kids.rowCount) throw GENERAL;
-        const live = await db.query(
-          `SELECT 1 FROM operations WHERE id = $1 AND state = 'running' AND current_wave = $2
-             AND NOT coalesce((SELECT (value->>'frozen')::boolean FROM settings WHERE key = 'freeze'), false)`,
-          [j.opId, j.wave],
-        );
-        if (live.rowCount === 0) throw STOPPED;
+        if (!(await stillRuns(db, j))) throw STOPPED;
 
         grant = await deps.velocity.reserve(
           j.opId,
@@ -136,6 +142,9 @@ export async function runSameDbChunk<Tx>(
         if (doneSeqs.length) await deps.registryFollows?.(tx, op, doneSeqs);
         const verdicts = items.map((r) => (sid.has(r.seq) ? 'done' : 'failed'));
         const stats = await foldIntoWave(db, j.opId, j.wave, verdicts, now);
+        // The last look, just before the commit: a pause or halt that committed meanwhile undoes
+        // the whole chunk (nothing of it ever happened), so nothing is recorded done after it.
+        if (!(await stillRuns(db, j))) throw STOPPED;
         counted.done = doneSeqs.length;
         counted.failed = items.length - doneSeqs.length;
         return waveEvent(stats);
