@@ -18,7 +18,7 @@ import {
 } from '../support/execution.ts';
 import { command, expectEverythingTouchedRestored } from '../support/exec-helpers.ts';
 import { startOwnPostgres } from '../support/pg-server.ts';
-import { appId, seedRegistry } from '../support/seed.ts';
+import { appId, query, seedRegistry } from '../support/seed.ts';
 import { killAllWorkers, spawnWorker, type WorkerChild } from '../support/worker-child.ts';
 
 const SITES = 12;
@@ -101,6 +101,70 @@ describe('a PostgreSQL restart (immediate: every session cut)', () => {
     await waitForState(h, op.id, ['rolled_back', 'rollback_incomplete'], 120_000);
     expect((await waitForState(h, op.id, ['rolled_back', 'rollback_incomplete'])).state).toBe('rolled_back');
     await expectEverythingTouchedRestored(h, op.id);
+    expect(child.exited, 'the worker process exited').toBe(false);
+  });
+
+  it('inside a registry chunk (one transaction): nothing of it is kept, and the retry applies each item once', async () => {
+    onTestFailed(() => console.error(child.output()));
+    // A type of its own on the registry adapter (the app type here is the HTTP adapter's), and a
+    // trigger that holds a chunk's transaction 1.5 s at its record while armed: the restart then
+    // cuts a chunk that has changed its registry rows and stored their snapshots, uncommitted.
+    await query(
+      h.databaseUrl,
+      `INSERT INTO resource_types (name, id_pattern) VALUES ('svc', '^svc_[0-9]+$');
+       INSERT INTO resources (id, type, tenant_id)
+         SELECT 'svc_' || i, 'svc', 'tenant_' || lpad((i % 10)::text, 5, '0') FROM generate_series(0, 599) i;
+       CREATE TABLE test_hold (armed boolean NOT NULL);
+       INSERT INTO test_hold VALUES (true);
+       CREATE SEQUENCE test_hold_hits;
+       CREATE FUNCTION test_hold() RETURNS trigger LANGUAGE plpgsql AS $$
+       BEGIN
+         IF (SELECT armed FROM test_hold) THEN PERFORM nextval('test_hold_hits'); PERFORM pg_sleep(1.5); END IF;
+         RETURN NEW;
+       END $$;
+       CREATE TRIGGER test_hold BEFORE UPDATE OF done ON operation_waves FOR EACH ROW
+         WHEN (NEW.done IS DISTINCT FROM OLD.done) EXECUTE FUNCTION test_hold()`,
+    );
+    const ids = Array.from({ length: 600 }, (_, i) => `svc_${i}`);
+    const op = await submitAndStart(h, {
+      ids,
+      targetType: 'svc',
+      rollout: { bakeSeconds: 0, waves: ['100%'], concurrency: 16, restoreDrill: false },
+      haltPolicy: { probe: 'optional' },
+    });
+    const hits = async () =>
+      Number(
+        (
+          await query<{ n: string }>(
+            h.databaseUrl,
+            'SELECT CASE WHEN is_called THEN last_value ELSE 0 END AS n FROM test_hold_hits',
+          )
+        )[0]!.n,
+      );
+    await pollUntil(async () => (await hits()) >= 1, 'a registry chunk held at its record', 30_000, 5);
+    await pgs.server.restartImmediate();
+    await query(h.databaseUrl, 'UPDATE test_hold SET armed = false');
+    const end = await waitForState(h, op.id, ['completed', 'completed_with_failures', 'halted', 'paused'], 120_000);
+    expect(end.state, JSON.stringify(await ledgerCounts(h.databaseUrl, op.id))).toBe('completed');
+    const rows = await query<{ state: string; n: number }>(
+      h.databaseUrl,
+      `SELECT state, count(*)::int AS n FROM resources WHERE type = 'svc' GROUP BY state`,
+    );
+    expect(rows).toEqual([{ state: 'soft_deleted', n: 600 }]);
+    const items = await query<{ n: number; snapped: number; sent: number }>(
+      h.databaseUrl,
+      `SELECT count(*)::int AS n, count(snapshot_id)::int AS snapped, count(executed_seq)::int AS sent
+       FROM operation_items WHERE operation_id = $1 AND state = 'done'`,
+      [op.id],
+    );
+    expect(items).toEqual([{ n: 600, snapped: 600, sent: 600 }]);
+    // One snapshot per resource: the cut chunk's uncommitted ones are gone with it.
+    const snaps = await query<{ n: number; resources: number }>(
+      h.databaseUrl,
+      'SELECT count(*)::int AS n, count(DISTINCT resource_id)::int AS resources FROM snapshots WHERE operation_id = $1',
+      [op.id],
+    );
+    expect(snaps).toEqual([{ n: 600, resources: 600 }]);
     expect(child.exited, 'the worker process exited').toBe(false);
   });
 });
