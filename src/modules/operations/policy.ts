@@ -27,7 +27,8 @@ export const RolloutPolicy = Type.Object(
       minimum: 1,
       maximum: 256,
       default: 16,
-      description: 'Destructive calls in flight at once',
+      description:
+        'Destructive calls in flight at once, per worker process (the chunks of the operation in one process share them)',
     }),
     maxItemsPerMinute: Type.Integer({
       minimum: 1,
