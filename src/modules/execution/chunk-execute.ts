@@ -4,7 +4,13 @@
 // claim, the fence and the halt watch all say go. Returns the outcomes for the caller to record;
 // never records anything itself. A restore operation's chunk is chunk-restore.ts.
 import { AppError } from '../../lib/errors.ts';
-import { idempotencyKeyFor, isSkipped, type AdapterItem } from '../adapters/index.ts';
+import {
+  idempotencyKeyFor,
+  isSkipped,
+  type AdapterItem,
+  type ItemResult,
+  type TargetAdapter,
+} from '../adapters/index.ts';
 import { takeSnapshots } from './chunk-snapshots.ts';
 import { applyWithBreaker } from './breaker.ts';
 import { executePurge } from './chunk-purge.ts';
@@ -37,6 +43,8 @@ export async function execute<Tx>(
   token: string,
   items: ClaimedItem[],
   fence: Fence,
+  /** The type's adapter when the caller already looked it up for this chunk. */
+  found?: { adapter: TargetAdapter },
 ): Promise<Executed> {
   const { rollout, haltPolicy } = op.lifecycle;
   const asAdapterItem = (i: ClaimedItem): AdapterItem => ({
@@ -63,13 +71,15 @@ export async function execute<Tx>(
   let calling = false;
   await deps.watch.track(j.opId);
   try {
-    const got = await deps.adapters.get(op.targetType).catch((err: unknown) => {
-      // A type whose adapter cannot be built (a stored config that no longer validates, no signing
-      // secret) will not fix itself by retrying: its items fail now, saying why, and the halt
-      // policy takes it from there. Anything else is retried (below).
-      if (err instanceof AppError) return err;
-      throw err;
-    });
+    const got =
+      found ??
+      (await deps.adapters.get(op.targetType).catch((err: unknown) => {
+        // A type whose adapter cannot be built (a stored config that no longer validates, no signing
+        // secret) will not fix itself by retrying: its items fail now, saying why, and the halt
+        // policy takes it from there. Anything else is retried (below).
+        if (err instanceof AppError) return err;
+        throw err;
+      }));
     if (got instanceof AppError) {
       const error = `adapter for type ${op.targetType} unavailable: ${got.message}`.slice(0, 500);
       outcomes.push(...items.map((i): Outcome => ({ seq: i.seq, state: 'failed', error, permanent: true })));
@@ -113,21 +123,10 @@ export async function execute<Tx>(
       op.wave!,
       (call) => deps.slots.run(j.opId, rollout.concurrency, call),
     );
-    let unsent = notMarked.length;
-    let requeue = 0;
-    for (const k of order) {
-      const item = toRun[k]!;
-      const r = results[k]!;
-      if (r.ok) outcomes.push({ seq: item.seq, state: 'done', error: null });
-      else if (isSkipped(r)) {
-        unsent++;
-        outcomes.push({ seq: item.seq, state: 'pending', error: null });
-      } else if (r.interrupted) {
-        // Stopped between retries: not a failure we know of. Sent again later with the same key.
-        requeue++;
-        outcomes.push({ seq: item.seq, state: 'pending', error: r.error.slice(0, 500), sent: true });
-      } else outcomes.push({ seq: item.seq, state: 'failed', error: r.error.slice(0, 500), permanent: r.permanent });
-    }
+    const sent = outcomesOf(toRun, results, order);
+    outcomes.push(...sent.outcomes);
+    const unsent = notMarked.length + sent.unsent;
+    const requeue = sent.requeue;
     const stillRunning = deps.watch.canRun(j.opId, j.wave, since);
     return { outcomes, marked, unsent, requeue, stillRunning };
   } catch (err) {
@@ -137,6 +136,33 @@ export async function execute<Tx>(
     lease.stop();
     deps.watch.untrack(j.opId);
   }
+}
+
+/**
+ * The outcomes of the calls, in the order they arrived: done, failed, never sent (`unsent`: pending,
+ * no attempt), or stopped between retries (`requeue`: pending, sent again later with the same key).
+ */
+export function outcomesOf(
+  items: { seq: number }[],
+  results: ItemResult[],
+  order: number[],
+): { outcomes: Outcome[]; unsent: number; requeue: number } {
+  const outcomes: Outcome[] = [];
+  let unsent = 0;
+  let requeue = 0;
+  for (const k of order) {
+    const seq = items[k]!.seq;
+    const r = results[k]!;
+    if (r.ok) outcomes.push({ seq, state: 'done', error: null });
+    else if (isSkipped(r)) {
+      unsent++;
+      outcomes.push({ seq, state: 'pending', error: null });
+    } else if (r.interrupted) {
+      requeue++;
+      outcomes.push({ seq, state: 'pending', error: r.error.slice(0, 500), sent: true });
+    } else outcomes.push({ seq, state: 'failed', error: r.error.slice(0, 500), permanent: r.permanent });
+  }
+  return { outcomes, unsent, requeue };
 }
 
 export interface Lease {

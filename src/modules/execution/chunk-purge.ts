@@ -4,10 +4,10 @@
 // deleted state is stored like any pre-call snapshot (no snapshot, no call), and it stays: a later
 // restore of the resource still finds it and reports `purged` (restores/resolve.ts).
 import { AppError } from '../../lib/errors.ts';
-import { idempotencyKeyFor, isSkipped, type AdapterItem, type TargetAdapter } from '../adapters/index.ts';
+import { idempotencyKeyFor, type AdapterItem, type TargetAdapter } from '../adapters/index.ts';
 import { applyWithBreaker } from './breaker.ts';
 import type { ChunkDeps } from './chunk.ts';
-import { keepLease, markWriteAhead, releaseUnsent, type Executed } from './chunk-execute.ts';
+import { keepLease, markWriteAhead, outcomesOf, releaseUnsent, type Executed } from './chunk-execute.ts';
 import { takeSnapshots } from './chunk-snapshots.ts';
 import type { Fence } from './exclusive.ts';
 import type { ClaimedItem, Outcome, Range, Snap } from './ledger.ts';
@@ -85,18 +85,10 @@ export async function executePurge<Tx>(
         op.wave!,
         (call) => deps.slots.run(j.opId, rollout.concurrency, call),
       );
-      for (const k of order) {
-        const item = part[k]!;
-        const r = results[k]!;
-        if (r.ok) outcomes.push({ seq: item.seq, state: 'done', error: null });
-        else if (isSkipped(r)) {
-          unsent++;
-          outcomes.push({ seq: item.seq, state: 'pending', error: null });
-        } else if (r.interrupted) {
-          requeue++;
-          outcomes.push({ seq: item.seq, state: 'pending', error: r.error.slice(0, 500), sent: true });
-        } else outcomes.push({ seq: item.seq, state: 'failed', error: r.error.slice(0, 500), permanent: r.permanent });
-      }
+      const sent = outcomesOf(part, results, order);
+      outcomes.push(...sent.outcomes);
+      unsent += sent.unsent;
+      requeue += sent.requeue;
     }
     return { outcomes, marked, unsent, requeue, stillRunning: deps.watch.canRun(j.opId, j.wave, since) };
   } catch (err) {

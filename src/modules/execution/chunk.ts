@@ -76,16 +76,16 @@ export async function processChunk<Tx>(deps: ChunkDeps<Tx>, jobId: string, j: Ch
   const op = await deps.load(j.opId);
   // Not running this wave (paused, halted, frozen, finished, or a stale job): items stay as they are.
   if (!op || !mayExecute(op.lifecycle) || op.lifecycle.currentWave !== j.wave || !op.wave) return;
-  if (deps.sameDb && sameDbEligible(op)) {
-    const got = await deps.adapters.get(op.targetType).catch(() => undefined);
-    if (got?.adapter.kind === 'registry') {
-      const r = await runSameDbChunk({ ...deps, sameDb: deps.sameDb }, op, j, fence, ITEM_ATTEMPTS, (stats) =>
-        waveEvent(j.wave, stats, op.lifecycle.haltPolicy),
-      );
-      if (r.handled) {
-        if (r.requeueMs > 0 && r.running) await deps.requeue({ ...j, epoch: r.epoch }, r.requeueMs);
-        return;
-      }
+  // Looked up once: its kind picks the path, and the general path below reuses it.
+  const got =
+    deps.sameDb && sameDbEligible(op) ? await deps.adapters.get(op.targetType).catch(() => undefined) : undefined;
+  if (deps.sameDb && got?.adapter.kind === 'registry') {
+    const r = await runSameDbChunk({ ...deps, sameDb: deps.sameDb }, op, j, fence, ITEM_ATTEMPTS, (stats) =>
+      waveEvent(j.wave, stats, op.lifecycle.haltPolicy),
+    );
+    if (r.handled) {
+      if (r.requeueMs > 0 && r.running) await deps.requeue({ ...j, epoch: r.epoch }, r.requeueMs);
+      return;
     }
   }
   const range: Range = { from: j.from, to: j.to };
@@ -124,7 +124,7 @@ export async function processChunk<Tx>(deps: ChunkDeps<Tx>, jobId: string, j: Ch
   let handedBack = 0;
   let stillRunning = false;
   if (items.length) {
-    const r = await execute(deps, op, j, range, token, items, fence);
+    const r = await execute(deps, op, j, range, token, items, fence, got);
     outcomes.push(...r.outcomes);
     r.marked.forEach((s) => marks.add(s));
     unsent = r.unsent;
