@@ -1,7 +1,8 @@
 // The rollback job: restore every item this operation may have executed (write-ahead mark set),
 // newest first, with what its cascade took, from snapshots verified on read (rollback-batch.ts).
 // Failed restores are retried with backoff; items still
-// in flight in a chunk run are waited for by their claim lease. Waiting never holds a worker slot:
+// in flight in a chunk run are waited for until their chunk records them (looked at every second;
+// their claim lease bounds the wait if the chunk's process died). Waiting never holds a worker slot:
 // the job puts itself back as delayed (BullMQ's step-job pattern) and returns. When nothing is left
 // to try it reports rollback_settled, and decide() says rolled_back only if every item came back.
 import { randomUUID } from 'node:crypto';
@@ -20,6 +21,11 @@ import type { OperationRecord } from './state.ts';
 const BATCH = 200;
 /** A run hands its slot back after this long and continues as a new delayed step. */
 const MAX_RUN_MS = 30_000;
+/**
+ * Longest wait before looking again while items are held: a claim's lease runs for seconds, but
+ * the chunk holding it usually records within a call's time, and the rollback should go on then.
+ */
+const RECHECK_MS = 1_000;
 const SYSTEM = { name: 'system' };
 
 export interface RollbackDeps<Tx = Queryable> {
@@ -46,8 +52,17 @@ export async function processRollback<Tx>(deps: RollbackDeps<Tx>, opId: string, 
     if (fence.lost) return; // another run may take over: stop here, the ledger has what was done
     // A duration on the monotonic clock (the injected one is the engine's time for timers).
     const batchStarted = performance.now();
-    const picked = await deps.ledger.pick(opId, token, BATCH);
-    if (picked.length === 0) break;
+    let picked = await deps.ledger.pick(opId, token, BATCH);
+    if (picked.length === 0) {
+      const wake = await deps.ledger.nextWake(opId);
+      if (wake !== null) return deps.later(Math.min(RECHECK_MS, Math.max(50, wake - deps.clock())));
+      // An item a delete chunk held at the pick (claimed: not picked) and recorded before
+      // nextWake looked (not claimed: not waited for) is neither: without one more pick the
+      // rollback would settle with it counted as not restored. An item is never eligible and
+      // then not, so a pick after nextWake sees every item the two missed.
+      picked = await deps.ledger.pick(opId, token, BATCH);
+      if (picked.length === 0) break;
+    }
     const out = await restoreBatch(
       {
         opId,
@@ -79,8 +94,6 @@ export async function processRollback<Tx>(deps: RollbackDeps<Tx>, opId: string, 
     op = await deps.load(opId);
     if (!op || op.lifecycle.state !== 'rolling_back') return;
   }
-  const wake = await deps.ledger.nextWake(opId);
-  if (wake !== null) return deps.later(Math.max(50, wake - deps.clock()));
   // Counted from the ledger, so a rollback resumed after a crash reports the whole of it.
   const c = await deps.ledger.counts(opId);
   await deps.engine.apply(opId, { type: 'rollback_settled', restored: c.restored, failed: c.failed }, SYSTEM, {
