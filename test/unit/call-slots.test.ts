@@ -1,6 +1,7 @@
 // The per-operation budget of calls in flight in one process (call-slots.ts), on its own: never
 // more than the capacity at once, first come first served, a slot given back when a call throws,
-// one operation's calls never waiting on another's.
+// one operation's calls never waiting on another's, and the calls of the chunk that came first
+// served before a later chunk's (so chunks do not move in lockstep).
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { callSlots } from '../../src/modules/execution/call-slots.ts';
@@ -37,6 +38,29 @@ describe('callSlots', () => {
     gates.forEach((g) => g.open());
     expect(await Promise.all(runs)).toEqual([0, 1, 2, 3, 4]);
     expect(s.inFlight('op')).toEqual({ active: 0, waiting: 0 });
+  });
+
+  it("serves the waiting calls of the chunk that came first before a later chunk's, whatever their arrival", async () => {
+    // Two chunks of one operation queue their calls interleaved behind one slot. Served in arrival
+    // order, both finish only at the very end (lockstep: then both snapshot and record at once
+    // while no call goes out); served by chunk, the first finishes after its own calls.
+    const s = callSlots();
+    const first = s.rank();
+    const second = s.rank();
+    const hold = gate();
+    const order: string[] = [];
+    const blocker = s.run('op', 1, () => hold.p, first);
+    const runs: Promise<unknown>[] = [];
+    for (let k = 0; k < 3; k++) {
+      runs.push(s.run('op', 1, async () => order.push(`b${k}`), second));
+      runs.push(s.run('op', 1, async () => order.push(`a${k}`), first));
+    }
+    await tick();
+    expect(s.inFlight('op')).toEqual({ active: 1, waiting: 6 });
+    hold.open();
+    await blocker;
+    await Promise.all(runs);
+    expect(order).toEqual(['a0', 'a1', 'a2', 'b0', 'b1', 'b2']);
   });
 
   it('gives the slot back when the call throws', async () => {

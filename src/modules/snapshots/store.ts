@@ -3,6 +3,7 @@
 // verified on every read: a snapshot that does not decrypt, or whose content does not hash to the
 // address the ledger holds, is never handed to a restore.
 import type pg from 'pg';
+import { inSlices } from '../../lib/slices.ts';
 import type { Queryable } from '../../lib/sql.ts';
 import {
   IV_BYTES as IV,
@@ -119,32 +120,35 @@ export function snapshotStore(master: Buffer): SnapshotStore {
    * `fresh` (created by the same statement). Canonical form and hash are computed once per item
    * (`contents`); the same content of the same resource twice in a batch is sealed once.
    */
-  function sealAll(
+  async function sealAll(
     inputs: SnapshotInput[],
     contents: { canonical: string; hash: string }[],
     existing: Map<string, { id: number; key: Buffer }>,
     fresh: Map<string, Buffer>,
-  ): Sealed[] {
+  ): Promise<Sealed[]> {
     const ivs = freshIvs(inputs.length);
     const seen = new Set<string>();
-    return inputs.map((i, n) => {
-      const { canonical, hash } = contents[n]!;
-      const old = existing.get(i.resourceId);
-      const row: Sealed = {
-        resourceId: i.resourceId,
-        tenantId: i.tenantId,
-        hash,
-        keyId: old?.id ?? null,
-        iv: null,
-        tag: null,
-        ciphertext: null,
-      };
-      const address = `${i.resourceId}\u0000${hash}`;
-      if (seen.has(address)) return row;
-      seen.add(address);
-      const s = seal(old?.key ?? fresh.get(i.resourceId)!, canonical, aad(i.resourceId, hash), ivs[n]);
-      return { ...row, iv: s.iv, tag: s.tag, ciphertext: s.ciphertext };
-    });
+    return inSlices(inputs, (slice, offset) =>
+      slice.map((i, k) => {
+        const n = offset + k;
+        const { canonical, hash } = contents[n]!;
+        const old = existing.get(i.resourceId);
+        const row: Sealed = {
+          resourceId: i.resourceId,
+          tenantId: i.tenantId,
+          hash,
+          keyId: old?.id ?? null,
+          iv: null,
+          tag: null,
+          ciphertext: null,
+        };
+        const address = `${i.resourceId}\u0000${hash}`;
+        if (seen.has(address)) return row;
+        seen.add(address);
+        const s = seal(old?.key ?? fresh.get(i.resourceId)!, canonical, aad(i.resourceId, hash), ivs[n]);
+        return { ...row, iv: s.iv, tag: s.tag, ciphertext: s.ciphertext };
+      }),
+    );
   }
 
   async function write(
@@ -176,12 +180,13 @@ export function snapshotStore(master: Buffer): SnapshotStore {
   return {
     async put(tx, operationId, inputs) {
       if (inputs.length === 0) return [];
-      const contents = inputs.map((i) => contentOf(i.data));
+      // In slices (lib/slices.ts): the calls in flight on this event loop are answered meanwhile.
+      const contents = await inSlices(inputs, (slice) => slice.map((i) => contentOf(i.data)));
       const existing = await readKeys(tx, [...new Set(inputs.map((i) => i.resourceId))]);
       const missing = [...new Set(inputs.map((i) => i.resourceId).filter((id) => !existing.has(id)))];
-      const made = newDataKeys(master, missing);
+      const made = await inSlices(missing, (slice) => newDataKeys(master, slice));
       const fresh = new Map(missing.map((id, k) => [id, made[k]!.key]));
-      const rows = sealAll(inputs, contents, existing, fresh);
+      const rows = await sealAll(inputs, contents, existing, fresh);
       const first = await write(
         tx,
         operationId,
@@ -198,7 +203,7 @@ export function snapshotStore(master: Buffer): SnapshotStore {
       const second = await write(
         tx,
         operationId,
-        sealAll(
+        await sealAll(
           retry.map(({ i }) => i),
           retry.map(({ n }) => contents[n]!),
           theirs,
