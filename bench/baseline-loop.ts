@@ -4,6 +4,13 @@
 // adapter/plain measures what Blastgate's safety costs, not a difference between HTTP clients.
 // Serve it with a downstream started with `strict: false` (it sends neither signature nor key).
 import { createAgent, mapPool, sendRequest } from '../src/modules/adapters/http-transport.ts';
+import {
+  IDEMPOTENCY_HEADER,
+  SIGNATURE_HEADER,
+  TIMESTAMP_HEADER,
+  sign,
+  signingHost,
+} from '../src/modules/adapters/signing.ts';
 
 export interface PlainLoopOptions {
   baseUrl: string;
@@ -12,6 +19,12 @@ export interface PlainLoopOptions {
   /** Path for one id; default matches the adapter example `POST /apps/{id}/soft-delete`. */
   path?: (id: string) => string;
   timeoutMs?: number;
+  /**
+   * Sign each request and send an Idempotency-Key as Blastgate's calls do (the same headers and
+   * HMAC): the loop then pays for the calling protocol, and what is left of the difference to
+   * Blastgate is its engine (snapshots, ledger, waves).
+   */
+  signWith?: string;
 }
 
 export interface PlainLoopResult {
@@ -27,23 +40,30 @@ export async function plainLoop({
   concurrency,
   path,
   timeoutMs = 2_000,
+  signWith,
 }: PlainLoopOptions): Promise<PlainLoopResult> {
   const base = new URL(baseUrl);
   const basePath = base.pathname.replace(/\/+$/, '');
   const toPath = path ?? ((id: string) => `/apps/${encodeURIComponent(id)}/soft-delete`);
   const agent = createAgent(baseUrl);
+  const host = signingHost(base);
   let failed = 0;
   const started = performance.now();
   try {
     await mapPool(ids, concurrency, async (id) => {
       try {
-        const res = await sendRequest(agent, base, {
-          method: 'POST',
-          path: basePath + toPath(id),
-          headers: {},
-          body: JSON.stringify({ id }),
-          timeoutMs,
-        });
+        const method = 'POST';
+        const target = basePath + toPath(id);
+        const body = JSON.stringify({ id });
+        const timestamp = Date.now();
+        const headers: Record<string, string> = signWith
+          ? {
+              [IDEMPOTENCY_HEADER]: `loop-${id}`,
+              [TIMESTAMP_HEADER]: String(timestamp),
+              [SIGNATURE_HEADER]: sign(signWith, { timestamp, method, host, path: target, body }),
+            }
+          : {};
+        const res = await sendRequest(agent, base, { method, path: target, headers, body, timeoutMs });
         if (res.status < 200 || res.status >= 300) failed++;
       } catch {
         failed++; // the script this replaces would log and move on

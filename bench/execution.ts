@@ -219,7 +219,8 @@ export async function benchExecution(
     }
 
     // 2. Efficiency against the plain loop on the same HTTP downstream: bench/efficiency.ts.
-    if (sections.includes('efficiency')) rows.push(...(await benchEfficiency(a, tk, env.databaseUrl, downstream)));
+    if (sections.includes('efficiency'))
+      rows.push(...(await benchEfficiency(a, tk, env.databaseUrl, downstream, { secret: SECRET })));
 
     // 3. Halt overshoot and latency: a slow downstream, an external signal mid-wave.
     if (!sections.includes('halt')) return rows;

@@ -14,7 +14,7 @@ describe('inSlices', () => {
       items,
       (slice, offset) => {
         seen.push(`slice at ${offset}`);
-        return slice;
+        return [...slice];
       },
       64,
     );
