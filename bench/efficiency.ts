@@ -78,47 +78,39 @@ export async function benchEfficiency(
 
   // The loop shares its process with the downstream, and its figure varies by ±15% from run to
   // run on a busy 2-core machine: the median of LOOP_RUNS runs is the denominator.
-  const loops = [];
-  for (let k = 0; k < LOOP_RUNS; k++) {
-    downstream.reset();
-    downstream.latency(latencyMs);
-    loops.push(
-      await plainLoop({
-        baseUrl: downstream.url,
-        ids: Array.from({ length: n }, (_, i) => `plain${k}_${i}`),
-        concurrency: IN_FLIGHT,
-      }),
-    );
-  }
-  const plain = [...loops].sort((x, y) => x.itemsPerSec - y.itemsPerSec)[Math.floor(LOOP_RUNS / 2)]!;
+  const loopRuns = async (prefix: string, signWith?: string) => {
+    const runs = [];
+    for (let k = 0; k < LOOP_RUNS; k++) {
+      downstream.reset();
+      downstream.latency(latencyMs);
+      runs.push(
+        await plainLoop({
+          baseUrl: downstream.url,
+          ids: Array.from({ length: n }, (_, i) => `${prefix}${k}_${i}`),
+          concurrency: IN_FLIGHT,
+          ...(signWith ? { signWith } : {}),
+        }),
+      );
+    }
+    return { runs, median: [...runs].sort((x, y) => x.itemsPerSec - y.itemsPerSec)[Math.floor(LOOP_RUNS / 2)]! };
+  };
+  const { runs: loops, median: plain } = await loopRuns('plain');
   // The same loop paying for the calling protocol (HMAC signature, Idempotency-Key, which the
   // downstream verifies and stores): what remains between it and Blastgate is the engine's cost.
-  const signedLoops = [];
-  for (let k = 0; opts.secret && k < LOOP_RUNS; k++) {
-    downstream.reset();
-    downstream.latency(latencyMs);
-    signedLoops.push(
-      await plainLoop({
-        baseUrl: downstream.url,
-        ids: Array.from({ length: n }, (_, i) => `signed${k}_${i}`),
-        concurrency: IN_FLIGHT,
-        signWith: opts.secret,
-      }),
-    );
-  }
-  const signed = [...signedLoops].sort((x, y) => x.itemsPerSec - y.itemsPerSec)[Math.floor(LOOP_RUNS / 2)];
+  const signedLoops = opts.secret ? await loopRuns('signed', opts.secret) : undefined;
+  const signed = signedLoops?.median;
   rows.push({
     figure: `plain loop (unsafe script): soft deletes only, ${IN_FLIGHT} in flight`,
     value: Math.round(plain.itemsPerSec).toLocaleString('en'),
     goal: '',
     detail: `median of ${LOOP_RUNS} runs of ${n.toLocaleString('en')} items (${loops.map((l) => Math.round(l.itemsPerSec)).join(' / ')} items/s), ${plain.failed} failed; downstream latency ${latencyMs} ms per call`,
   });
-  if (signed)
+  if (signedLoops && signed)
     rows.push({
       figure: `plain loop, signed (HMAC signature + Idempotency-Key, as Blastgate's calls), ${IN_FLIGHT} in flight`,
       value: Math.round(signed.itemsPerSec).toLocaleString('en'),
       goal: '',
-      detail: `median of ${LOOP_RUNS} runs (${signedLoops.map((l) => Math.round(l.itemsPerSec)).join(' / ')} items/s), ${signed.failed} failed: the calling protocol's share of the difference`,
+      detail: `median of ${LOOP_RUNS} runs (${signedLoops.runs.map((l) => Math.round(l.itemsPerSec)).join(' / ')} items/s), ${signed.failed} failed: the calling protocol's share of the difference`,
     });
   for (const v of chosen) {
     downstream.reset();
