@@ -198,6 +198,7 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
             {
               load,
               ledger: pgRollbackLedger(db.pool, leaseMs),
+              leaseMs,
               engine,
               adapters,
               readSnapshots: (ids) => snapshots.get(db.pool, ids),

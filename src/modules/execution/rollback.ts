@@ -1,8 +1,9 @@
 // The rollback job: restore every item this operation may have executed (write-ahead mark set),
 // newest first, with what its cascade took, from snapshots verified on read (rollback-batch.ts).
 // Failed restores are retried with backoff; items still
-// in flight in a chunk run are waited for until their chunk records them (looked at every second;
-// their claim lease bounds the wait if the chunk's process died). Waiting never holds a worker slot:
+// in flight in a chunk run are waited for until their chunk records them (looked at again after
+// half the time they have been held; their claim lease bounds the wait if the chunk's process
+// died). Waiting never holds a worker slot:
 // the job puts itself back as delayed (BullMQ's step-job pattern) and returns. When nothing is left
 // to try it reports rollback_settled, and decide() says rolled_back only if every item came back.
 import { randomUUID } from 'node:crypto';
@@ -21,11 +22,8 @@ import type { OperationRecord } from './state.ts';
 const BATCH = 200;
 /** A run hands its slot back after this long and continues as a new delayed step. */
 const MAX_RUN_MS = 30_000;
-/**
- * Longest wait before looking again while items are held: a claim's lease runs for seconds, but
- * the chunk holding it usually records within a call's time, and the rollback should go on then.
- */
-const RECHECK_MS = 1_000;
+/** Shortest wait before looking again at items a chunk holds (see recheckMs). */
+const MIN_RECHECK_MS = 250;
 const SYSTEM = { name: 'system' };
 
 export interface RollbackDeps<Tx = Queryable> {
@@ -35,6 +33,8 @@ export interface RollbackDeps<Tx = Queryable> {
   adapters: Pick<AdapterCache, 'get'>;
   /** Reads and verifies snapshots (the snapshot store's get). */
   readSnapshots: (ids: number[]) => Promise<Map<number, SnapshotRead>>;
+  /** How long a chunk's claim holds its items (after it, a rollback takes them whatever the chunk did). */
+  leaseMs: number;
   /** Runs this job again after `delayMs` (the same job, moved to delayed). */
   later(delayMs: number): Promise<void>;
   clock(): number;
@@ -55,7 +55,7 @@ export async function processRollback<Tx>(deps: RollbackDeps<Tx>, opId: string, 
     let picked = await deps.ledger.pick(opId, token, BATCH);
     if (picked.length === 0) {
       const wake = await deps.ledger.nextWake(opId);
-      if (wake !== null) return deps.later(Math.min(RECHECK_MS, Math.max(50, wake - deps.clock())));
+      if (wake !== null) return deps.later(recheckMs(wake - deps.clock(), deps.leaseMs));
       // An item a delete chunk held at the pick (claimed: not picked) and recorded before
       // nextWake looked (not claimed: not waited for) is neither: without one more pick the
       // rollback would settle with it counted as not restored. An item is never eligible and
@@ -99,4 +99,17 @@ export async function processRollback<Tx>(deps: RollbackDeps<Tx>, opId: string, 
   await deps.engine.apply(opId, { type: 'rollback_settled', restored: c.restored, failed: c.failed }, SYSTEM, {
     report: true,
   });
+}
+
+/**
+ * When to look again, `dueMs` before the earliest held claim expires (or a failed restore's retry
+ * is due). A chunk usually records its items within a few calls' time, and the rollback should go
+ * on then, not at the lease's end (minutes in production); but a claim held long is likely a dead
+ * worker's, and each look scans the operation's ledger: the wait is half of how long the claim has
+ * been held so far (at least MIN_RECHECK_MS), so a dead worker costs ~15 looks over a 90 s lease, not one
+ * per interval.
+ */
+export function recheckMs(dueMs: number, leaseMs: number): number {
+  const heldFor = Math.max(0, leaseMs - dueMs);
+  return Math.max(50, Math.min(dueMs, Math.max(MIN_RECHECK_MS, heldFor / 2)));
 }
