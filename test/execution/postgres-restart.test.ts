@@ -18,7 +18,7 @@ import {
 } from '../support/execution.ts';
 import { command, expectEverythingTouchedRestored } from '../support/exec-helpers.ts';
 import { startOwnPostgres } from '../support/pg-server.ts';
-import { appId, query, seedRegistry } from '../support/seed.ts';
+import { appId, query, seedRegistry, sequenceValue } from '../support/seed.ts';
 import { killAllWorkers, spawnWorker, type WorkerChild } from '../support/worker-child.ts';
 
 const SITES = 12;
@@ -132,15 +132,7 @@ describe('a PostgreSQL restart (immediate: every session cut)', () => {
       rollout: { bakeSeconds: 0, waves: ['100%'], concurrency: 16, restoreDrill: false },
       haltPolicy: { probe: 'optional' },
     });
-    const hits = async () =>
-      Number(
-        (
-          await query<{ n: string }>(
-            h.databaseUrl,
-            'SELECT CASE WHEN is_called THEN last_value ELSE 0 END AS n FROM test_hold_hits',
-          )
-        )[0]!.n,
-      );
+    const hits = () => sequenceValue(h.databaseUrl, 'test_hold_hits');
     await pollUntil(async () => (await hits()) >= 1, 'a registry chunk held at its record', 30_000, 5);
     await pgs.server.restartImmediate();
     await query(h.databaseUrl, 'UPDATE test_hold SET armed = false');

@@ -10,7 +10,7 @@ import { snapshotStore } from '../../src/modules/snapshots/store.ts';
 import { appsOf } from '../support/exec-helpers.ts';
 import { buildExecHarness, submitAndStart, until, waitForState, type ExecHarness } from '../support/execution.ts';
 import { TEST_SNAPSHOT_KEY_BYTES } from '../support/keys.ts';
-import { query, seedRegistry } from '../support/seed.ts';
+import { query, seedRegistry, sequenceValue } from '../support/seed.ts';
 
 const APPS = 10;
 
@@ -47,15 +47,7 @@ afterAll(async () => {
   await h?.close();
 });
 
-const hits = async () =>
-  Number(
-    (
-      await query<{ n: string }>(
-        h.databaseUrl,
-        'SELECT CASE WHEN is_called THEN last_value ELSE 0 END AS n FROM test_fault_hits',
-      )
-    )[0]!.n,
-  );
+const hits = () => sequenceValue(h.databaseUrl, 'test_fault_hits');
 
 describe('a registry delete chunk', () => {
   it('changes the registry, stores the snapshots and records the outcomes in one transaction', async () => {

@@ -64,3 +64,15 @@ export async function query<T extends pg.QueryResultRow = Record<string, unknown
     await client.end();
   }
 }
+
+/**
+ * The last value of a sequence (0 before its first nextval): a fault trigger counts its hits in
+ * one, since a sequence is not rolled back with the transaction the trigger fails or holds.
+ */
+export async function sequenceValue(databaseUrl: string, name: string): Promise<number> {
+  const [row] = await query<{ n: string }>(
+    databaseUrl,
+    `SELECT CASE WHEN is_called THEN last_value ELSE 0 END AS n FROM ${name}`,
+  );
+  return Number(row!.n);
+}

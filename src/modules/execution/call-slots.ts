@@ -34,6 +34,8 @@ export interface CallSlots {
   run<T>(opId: string, capacity: number, fn: () => Promise<T>, rank?: number): Promise<T>;
   /** A rank for a chunk: later than every rank handed out before. */
   rank(): number;
+  /** For one chunk: runs each of its calls in the operation's budget, at a rank taken now. */
+  forChunk(opId: string, capacity: number): <T>(call: () => Promise<T>) => Promise<T>;
   /** Calls in flight and waiting, per operation (for tests and metrics). */
   inFlight(opId: string): { active: number; waiting: number };
 }
@@ -67,7 +69,7 @@ export function callSlots(): CallSlots {
     else if (--b.active === 0) budgets.delete(opId);
   };
 
-  return {
+  const slots: CallSlots = {
     async run(opId, capacity, fn, rank = Number.MAX_SAFE_INTEGER) {
       const wait = acquire(opId, capacity, rank);
       if (wait) await wait;
@@ -78,9 +80,14 @@ export function callSlots(): CallSlots {
       }
     },
     rank: () => ++ranks,
+    forChunk(opId, capacity) {
+      const rank = slots.rank();
+      return (call) => slots.run(opId, capacity, call, rank);
+    },
     inFlight(opId) {
       const b = budgets.get(opId);
       return { active: b?.active ?? 0, waiting: b?.waiting.length ?? 0 };
     },
   };
+  return slots;
 }

@@ -32,7 +32,7 @@ export async function executePurge<Tx>(
   const lease = keepLease(deps, j, range, token);
   const since = deps.clock();
   // This chunk's calls wait behind those of chunks that came before it (call-slots.ts).
-  const rank = deps.slots.rank();
+  const slot = deps.slots.forChunk(j.opId, op.lifecycle.rollout.concurrency);
   let calling = false;
   await deps.watch.track(j.opId);
   try {
@@ -85,7 +85,7 @@ export async function executePurge<Tx>(
         },
         haltPolicy,
         op.wave!,
-        (call) => deps.slots.run(j.opId, rollout.concurrency, call, rank),
+        slot,
       );
       const sent = outcomesOf(part, results, order);
       outcomes.push(...sent.outcomes);

@@ -19,10 +19,11 @@ import type { WaveStats } from '../operations/wave-health.ts';
 import type { SnapshotInput } from '../snapshots/store.ts';
 import type { ChunkDeps } from './chunk.ts';
 import type { Fence } from './exclusive.ts';
+import { FROZEN_SQL } from './halt-watch.ts';
 import { foldIntoWave } from './ledger.ts';
 import type { ChunkJob } from './queues.ts';
 import type { OperationRecord } from './state.ts';
-import type { VelocityGrant } from './velocity.ts';
+import { deferForCap, type VelocityGrant } from './velocity.ts';
 
 export interface SameDb<Tx> {
   /** The engine's transaction, to run SQL in. */
@@ -55,7 +56,7 @@ export const sameDbEligible = (op: OperationRecord) => op.action === 'delete';
 async function stillRuns(db: Queryable, j: ChunkJob): Promise<boolean> {
   const live = await db.query(
     `SELECT 1 FROM operations WHERE id = $1 AND state = 'running' AND current_wave = $2
-       AND NOT coalesce((SELECT (value->>'frozen')::boolean FROM settings WHERE key = 'freeze'), false)`,
+       AND NOT ${FROZEN_SQL}`,
     [j.opId, j.wave],
   );
   return (live.rowCount ?? 0) > 0;
@@ -70,7 +71,6 @@ export async function runSameDbChunk<Tx>(
   waveEvent: (stats: WaveStats) => LifecycleEvent | null,
 ): Promise<SameDbResult> {
   const since = deps.clock();
-  const now = deps.clock();
   let requeueMs = 0;
   let grant: VelocityGrant | undefined;
   const counted = { done: 0, failed: 0 };
@@ -103,7 +103,7 @@ export async function runSameDbChunk<Tx>(
           op.lifecycle.rollout,
         );
         const items = rows.slice(0, grant.granted);
-        if (grant.granted < rows.length) requeueMs = Math.max(50, Math.min(5_000, grant.waitMs));
+        if (grant.granted < rows.length) requeueMs = deferForCap(grant);
         if (items.length === 0) throw STOPPED;
         // The last look before the change: a halt seen by this worker, or its job lock lost.
         if (fence.lost || !deps.watch.canRun(j.opId, j.wave, since)) throw STOPPED;
@@ -141,7 +141,7 @@ export async function runSameDbChunk<Tx>(
         const doneSeqs = done.map(({ r }) => r.seq);
         if (doneSeqs.length) await deps.registryFollows?.(tx, op, doneSeqs);
         const verdicts = items.map((r) => (sid.has(r.seq) ? 'done' : 'failed'));
-        const stats = await foldIntoWave(db, j.opId, j.wave, verdicts, now);
+        const stats = await foldIntoWave(db, j.opId, j.wave, verdicts, since);
         // The last look, just before the commit: a pause or halt that committed meanwhile undoes
         // the whole chunk (nothing of it ever happened), so nothing is recorded done after it.
         if (!(await stillRuns(db, j))) throw STOPPED;

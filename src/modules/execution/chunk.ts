@@ -19,17 +19,10 @@ import type { HaltWatch } from './halt-watch.ts';
 import type { Ledger, Outcome, Range } from './ledger.ts';
 import type { ChunkJob } from './queues.ts';
 import type { OperationRecord } from './state.ts';
-import type { VelocityGrant, VelocityLimiter } from './velocity.ts';
+import { REQUEUE_DELAY_MS, deferForCap, type VelocityGrant, type VelocityLimiter } from './velocity.ts';
 
 /** Claims of one item before it fails for good with its last error (never retried forever in silence). */
 export const ITEM_ATTEMPTS = 5;
-/** Before items handed back unsent are tried again while the operation still runs the wave. */
-const REQUEUE_DELAY_MS = 50;
-/**
- * A chunk held back by a velocity cap asks again at least this often, rather than sleeping until
- * the window it was told about: the limiter's clock decides, and a cap raised meanwhile applies.
- */
-const VELOCITY_RECHECK_MS = 5_000;
 const SYSTEM = { name: 'system' };
 
 export interface ChunkDeps<Tx = Queryable> {
@@ -40,7 +33,7 @@ export interface ChunkDeps<Tx = Queryable> {
   watch: Pick<HaltWatch, 'track' | 'untrack' | 'canRun'>;
   velocity: Pick<VelocityLimiter, 'reserve' | 'refund'>;
   /** This process's in-flight budget per operation, shared by its chunks (call-slots.ts). */
-  slots: Pick<CallSlots, 'run' | 'rank'>;
+  slots: Pick<CallSlots, 'forChunk'>;
   requeue(job: ChunkJob, delayMs: number): Promise<void>;
   clock(): number;
   /** How long a claim stays exclusive; the run renews it at a third of that. */
@@ -116,7 +109,7 @@ export async function processChunk<Tx>(deps: ChunkDeps<Tx>, jobId: string, j: Ch
     if (grant.granted < items.length) {
       await deps.ledger.release(j.opId, range, token, items.slice(grant.granted), null, true);
       items = items.slice(0, grant.granted);
-      deferMs = Math.min(VELOCITY_RECHECK_MS, Math.max(REQUEUE_DELAY_MS, grant.waitMs));
+      deferMs = deferForCap(grant);
     }
   }
   const marks = new Set<number>();

@@ -15,6 +15,9 @@ interface Seen {
   at: number;
 }
 
+/** SQL: whether the global freeze is in effect (freeze-routes.ts writes it). */
+export const FROZEN_SQL = `coalesce((SELECT (value->>'frozen')::boolean FROM settings WHERE key = 'freeze'), false)`;
+
 /** A reading older than this many poll intervals no longer allows a destructive call. */
 const FRESH_POLLS = 10;
 const MIN_FRESH_MS = 1_000;
@@ -84,7 +87,7 @@ export class HaltWatch {
   private async refresh(ids: string[]) {
     const started = this.clock();
     const r = await this.pool.query<{ id: string; state: OpState; current_wave: number | null; frozen: boolean }>(
-      `SELECT id, state, current_wave, coalesce((SELECT (value->>'frozen')::boolean FROM settings WHERE key = 'freeze'), false) AS frozen
+      `SELECT id, state, current_wave, ${FROZEN_SQL} AS frozen
        FROM operations WHERE id = ANY($1::text[])`,
       [ids],
     );

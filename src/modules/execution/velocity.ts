@@ -87,6 +87,18 @@ export interface VelocityLimiter {
 }
 
 /** Whether the tenant cap can ever bind; when not, reserve() accepts a bare item count. */
+/** Before items handed back unsent are tried again while the operation still runs the wave. */
+export const REQUEUE_DELAY_MS = 50;
+/**
+ * A chunk held back by a velocity cap asks again at least this often, rather than sleeping until
+ * the window it was told about: the limiter's clock decides, and a cap raised meanwhile applies.
+ */
+const VELOCITY_RECHECK_MS = 5_000;
+
+/** When a chunk that was granted fewer items than it asked for tries the rest again. */
+export const deferForCap = (g: Pick<VelocityGrant, 'waitMs'>) =>
+  Math.min(VELOCITY_RECHECK_MS, Math.max(REQUEUE_DELAY_MS, g.waitMs));
+
 export function tenantCapCanBind(caps: VelocityCaps): boolean {
   return caps.maxTenantsPerMinute < (caps.tenantsInOperation ?? MAX_TENANTS_PER_OPERATION);
 }
