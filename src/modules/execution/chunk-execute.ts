@@ -94,21 +94,8 @@ export async function execute<Tx>(
       };
     }
     const { adapter } = got;
-    // Snapshot first, for every item (and descendant) not yet snapshotted: no snapshot, no call.
-    const { snaps, failures } = await takeSnapshots(
-      {
-        operationId: j.opId,
-        adapter,
-        targetType: op.targetType,
-        adapters: deps.adapters,
-        concurrency: rollout.concurrency * SNAPSHOT_FANOUT,
-      },
-      items,
-    );
+    const { failures, toRun, marked, notMarked } = await prepare(deps, op, j, range, token, items, adapter);
     outcomes.push(...failures);
-    const failed = new Set(failures.map((f) => f.seq));
-    const wanted = items.filter((i) => !failed.has(i.seq));
-    const { toRun, marked, notMarked } = await markWriteAhead(deps, j, range, token, snaps, wanted);
     // Not marked: the operation stopped running this wave before the mark. Nothing is sent.
     outcomes.push(...notMarked.map((i): Outcome => ({ seq: i.seq, state: 'pending', error: null })));
     calling = true;
@@ -138,6 +125,35 @@ export async function execute<Tx>(
     lease.stop();
     deps.watch.untrack(j.opId);
   }
+}
+
+/**
+ * Snapshot first, for every item (and descendant) not yet snapshotted: no snapshot, no call; then
+ * the write-ahead mark. A function of its own so that nothing holds the snapshots' contents (a
+ * chunk's worth of resource records) once they are stored, while the calls go out.
+ */
+async function prepare<Tx>(
+  deps: ChunkDeps<Tx>,
+  op: OperationRecord,
+  j: ChunkJob,
+  range: Range,
+  token: string,
+  items: ClaimedItem[],
+  adapter: TargetAdapter,
+) {
+  const { snaps, failures } = await takeSnapshots(
+    {
+      operationId: j.opId,
+      adapter,
+      targetType: op.targetType,
+      adapters: deps.adapters,
+      concurrency: op.lifecycle.rollout.concurrency * SNAPSHOT_FANOUT,
+    },
+    items,
+  );
+  const failed = new Set(failures.map((f) => f.seq));
+  const wanted = items.filter((i) => !failed.has(i.seq));
+  return { failures, ...(await markWriteAhead(deps, j, range, token, snaps, wanted)) };
 }
 
 /**
