@@ -5,6 +5,7 @@ import type pg from 'pg';
 import type { TokenScope } from '../auth/roles.ts';
 import { classifyCascade, countDescendants, expandCascade, markDescendantsLockedByOthers } from './cascade-plan.ts';
 import { ACTIVE_ONLY } from '../erasure/states.ts';
+import { latestEvents } from '../restores/resolve.ts';
 import { LIVE_STATES } from './lifecycle-types.ts';
 
 export const ID_CLASSES = [
@@ -64,6 +65,8 @@ export async function classify(
   states: readonly string[] = ACTIVE_ONLY,
   /** How many IDs were staged (duplicates included). */
   submitted = Number.MAX_SAFE_INTEGER,
+  /** The type's resources live in another system (HTTP adapter): see deletedElsewhere(). */
+  external = false,
 ): Promise<Classification> {
   // The type is the same for every resolved row (any other is a type_mismatch), so its scope is
   // judged once here; tenants go through a hash join, not `= ANY` over up to 10,000 per row.
@@ -105,6 +108,7 @@ export async function classify(
        FROM plan_input i JOIN plan_class c ON c.id = i.id AND i.ord > c.ord`,
     );
   }
+  if (external && !states.includes('soft_deleted')) await deletedElsewhere(client);
   await expandCascade(client, cascadeTo, states);
   // Without cascade types there is nothing under the submitted resources to classify.
   if (cascadeTo.length) await classifyCascade(client, scope?.tenants ?? null);
@@ -117,6 +121,27 @@ export async function classify(
      ANALYZE plan_class (tenant_id, class)`,
   );
   return summarize(client, ID_CLASSES, true);
+}
+
+/**
+ * A delete through an HTTP adapter leaves the registry row's state alone (the system of record says
+ * what it is, by import), so the row alone would classify a resource Blastgate already deleted as
+ * `ok`: sent a second delete, snapshotted in its deleted state, and then restored by the second
+ * operation's rollback — undoing the first delete without anyone asking. Here Blastgate's latest
+ * act on each `ok` resource decides, as for restores and purges: a delete that stands (not undone
+ * by a rollback or a restore), unless an import changed the row since, is `already_deleted`.
+ */
+async function deletedElsewhere(client: pg.PoolClient): Promise<void> {
+  await client.query(`DROP TABLE IF EXISTS restore_ids`);
+  await client.query(`CREATE TEMP TABLE restore_ids (id text PRIMARY KEY, taken boolean DEFAULT false) ON COMMIT DROP`);
+  await client.query(`INSERT INTO restore_ids (id) SELECT id FROM plan_class WHERE class = 'ok'`);
+  await latestEvents(client);
+  await client.query(
+    `UPDATE plan_class c SET class = 'already_deleted',
+       state = CASE WHEN o.mode = 'hard' THEN 'purged' ELSE 'soft_deleted' END
+     FROM restore_latest l JOIN resources r ON r.id = l.id JOIN operations o ON o.id = l.op_id
+     WHERE c.id = l.id AND c.class = 'ok' AND l.deleted AND r.updated_at <= l.at`,
+  );
 }
 
 /**

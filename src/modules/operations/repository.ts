@@ -255,8 +255,16 @@ export type OperationReads = ReturnType<typeof operationReads>;
 export type OperationRow = Operation;
 
 export async function getResourceType(client: pg.PoolClient | pg.Pool, name: string) {
-  const res = await client.query<{ name: string; id_pattern: string | null; cascade_to: string[] | null }>(
-    'SELECT name, id_pattern, cascade_to FROM resource_types WHERE name = $1',
+  // external: its resources live in another system (an HTTP adapter), whose deletes leave the
+  // registry row's state alone.
+  const res = await client.query<{
+    name: string;
+    id_pattern: string | null;
+    cascade_to: string[] | null;
+    external: boolean;
+  }>(
+    `SELECT name, id_pattern, cascade_to, coalesce(adapter->>'kind', 'registry') <> 'registry' AS external
+     FROM resource_types WHERE name = $1`,
     [name],
   );
   return res.rows[0];

@@ -193,6 +193,7 @@ export function operationService(deps: {
           principal.scope,
           statesActedOn(action),
           intake.count,
+          type.external,
         );
         lap('classify');
         // A resource is in at most one live operation — the descendants a cascade takes too: take

@@ -1,0 +1,79 @@
+// A resource that Blastgate deleted through an HTTP adapter keeps its registry row's state (the
+// system of record says what it is, by import). A second delete of it must still be refused as
+// already_deleted: planned `ok`, it was sent a second delete, snapshotted in its deleted state, and
+// the second operation's rollback then restored it, undoing the first delete without anyone
+// asking. A delete undone (restore) or a row re-imported since makes it plannable again.
+import request from 'supertest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { buildExecHarness, type ExecHarness } from '../support/execution.ts';
+import { appsOfSite, deleteAndComplete, runRestore, useHttp } from '../support/restores.ts';
+import { query, seedRegistry } from '../support/seed.ts';
+
+let h: ExecHarness;
+
+beforeAll(async () => {
+  h = await buildExecHarness({ workers: 1 });
+  await seedRegistry(h.databaseUrl, { sites: 6, appsPerSite: 3 });
+  await useHttp(h);
+});
+afterAll(async () => {
+  await h?.close();
+});
+beforeEach(() => h.downstream.reset());
+
+const plan = (ids: string[]) =>
+  request(h.app.server)
+    .post('/v1/operations')
+    .set('authorization', h.auth('requester'))
+    .send({ targetType: 'app', reason: 'Remove the legacy app', ticket: 'CHG-2', ids, dryRun: true });
+const operationCount = async () =>
+  (await query<{ n: number }>(h.databaseUrl, `SELECT count(*)::int AS n FROM operations WHERE state <> 'rejected'`))[0]!
+    .n;
+
+describe('a second delete of what an HTTP adapter already deleted', () => {
+  it('is refused per ID as already_deleted (soft_deleted), sends nothing and plans nothing (the rejection is recorded)', async () => {
+    const [a, b, c] = appsOfSite(1);
+    await deleteAndComplete(h, 'app', [a!, b!]);
+    const states = await query<{ state: string }>(h.databaseUrl, 'SELECT state FROM resources WHERE id = ANY($1)', [
+      [a, b],
+    ]);
+    expect(states.map((s) => s.state)).toEqual(['active', 'active']); // the row is left alone
+    h.downstream.reset();
+    const before = await operationCount();
+    const res = await request(h.app.server)
+      .post('/v1/operations')
+      .set('authorization', h.auth('requester'))
+      .send({ targetType: 'app', reason: 'Run the script again', ticket: 'CHG-3', ids: [a, b, c] });
+    expect(res.status, JSON.stringify(res.body)).toBe(422);
+    expect(res.body.code).toBe('PLAN_REJECTED');
+    expect(res.body.details.counts).toMatchObject({ ok: 1, already_deleted: 2 });
+    expect(res.body.details.offenders.already_deleted).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ id: a, state: 'soft_deleted' }),
+        expect.objectContaining({ id: b, state: 'soft_deleted' }),
+      ]),
+    );
+    expect(h.downstream.calls).toHaveLength(0);
+    expect(await operationCount()).toBe(before);
+  });
+
+  it('is planned again once a restore brought it back', async () => {
+    const [a] = appsOfSite(2);
+    const deleted = await deleteAndComplete(h, 'app', [a!]);
+    expect((await plan([a!])).status).toBe(422);
+    const restore = await runRestore(h, { operationId: deleted });
+    expect(restore.state).toBe('completed');
+    const again = await plan([a!]);
+    expect(again.status, JSON.stringify(again.body)).toBe(200);
+    expect(again.body.plan.itemCount).toBe(1);
+  });
+
+  it('is planned again when an import changed its row after the delete (the system of record says it is back)', async () => {
+    const [a] = appsOfSite(3);
+    await deleteAndComplete(h, 'app', [a!]);
+    expect((await plan([a!])).status).toBe(422);
+    // What an import that changes the row writes (registry/merge.ts): updated_at moves past the delete.
+    await query(h.databaseUrl, `UPDATE resources SET updated_at = now() WHERE id = $1`, [a]);
+    expect((await plan([a!])).status).toBe(200);
+  });
+});
