@@ -8,6 +8,7 @@ import { createMetrics, serveMetrics } from '../../src/plugins/metrics.ts';
 import { readSigningSecrets } from '../../src/modules/adapters/signing-secrets.ts';
 import { METRICS_TOKEN, SECRET, buildTestApp, type TestApp } from '../support/app.ts';
 import { TEST_SNAPSHOT_KEY_BYTES } from '../support/keys.ts';
+import { appId, seedRegistry } from '../support/seed.ts';
 import { startOwnRedis, type OwnRedis } from '../support/redis-server.ts';
 
 const logs: string[] = [];
@@ -202,5 +203,24 @@ describe('logs', () => {
     for (const secret of [secretToken, t.tokens.admin, t.tokens.viewer, METRICS_TOKEN, SECRET, 'session=abc'])
       expect(text).not.toContain(secret);
     expect(text).not.toContain('"Buffer"');
+  });
+
+  it('a plan logs its stage timings with the operation ID it stored, and a dry run none (it stores nothing)', async () => {
+    await seedRegistry(t.databaseUrl, { sites: 2, appsPerSite: 1 });
+    const plan = (dryRun: boolean) =>
+      request(t.app.server)
+        .post('/v1/operations')
+        .set('authorization', t.auth('requester'))
+        .send({ targetType: 'app', reason: 'Log check', ticket: 'CHG-9', ids: [appId(1, 0)], dryRun });
+    const finished = () =>
+      logs
+        .map((l) => JSON.parse(l) as { msg: string; operationId?: string | null })
+        .filter((l) => l.msg === 'plan finished');
+    const dry = await plan(true).expect(200);
+    expect(dry.body).toMatchObject({ dryRun: true });
+    expect(dry.body.id).toBeUndefined();
+    expect(finished().at(-1)).toMatchObject({ operationId: null, outcome: 'dry_run' });
+    const stored = await plan(false).expect(201);
+    expect(finished().at(-1)).toMatchObject({ operationId: stored.body.id, outcome: 'planned' });
   });
 });

@@ -318,7 +318,9 @@ export function operationService(deps: {
           lap('commit');
           metrics.plans.inc({ outcome: r.kind === 'dry_run_rejected' ? 'rejected' : r.kind });
           const ms = Object.fromEntries(Object.entries(timings).map(([stage, v]) => [`${stage}Ms`, v]));
-          log.info({ operationId, outcome: r.kind, ...ms }, 'plan finished');
+          // A dry run stores nothing: no operation ID to log (the response says null too).
+          const id = r.kind === 'dry_run' || r.kind === 'dry_run_rejected' ? null : operationId;
+          log.info({ operationId: id, outcome: r.kind, ...ms }, 'plan finished');
           return { ...r, timings };
         },
       );
