@@ -53,6 +53,15 @@ describe('a second delete of what an HTTP adapter already deleted', () => {
         expect.objectContaining({ id: b, state: 'soft_deleted' }),
       ]),
     );
+    // The recorded full report says the same, state included.
+    const report = await request(h.app.server)
+      .get(res.body.details.reportUrl)
+      .set('authorization', h.auth('viewer'))
+      .expect(200);
+    expect(report.body.items).toEqual([
+      expect.objectContaining({ id: a, class: 'already_deleted', state: 'soft_deleted' }),
+      expect.objectContaining({ id: b, class: 'already_deleted', state: 'soft_deleted' }),
+    ]);
     expect(h.downstream.calls).toHaveLength(0);
     expect(await operationCount()).toBe(before);
   });

@@ -227,8 +227,9 @@ export async function summarize<C extends string = IdClass>(
 /** Every offending ID, for the full report behind a rejection. */
 export async function storeRejections(client: pg.PoolClient, operationId: string) {
   await client.query(
-    `INSERT INTO operation_rejections (operation_id, ordinal, resource_id, class, actual_type, tenant_id, held_by)
-     SELECT $1, ord, id, class, actual_type, tenant_id, held_by FROM plan_class WHERE class <> 'ok'`,
+    `INSERT INTO operation_rejections (operation_id, ordinal, resource_id, class, actual_type, tenant_id, held_by, state)
+     SELECT $1, ord, id, class, actual_type, tenant_id, held_by, CASE WHEN class = 'already_deleted' THEN state END
+     FROM plan_class WHERE class <> 'ok'`,
     [operationId],
   );
 }

@@ -99,6 +99,7 @@ export interface RejectionRow {
   tenantId: string | null;
   heldBy: string | null;
   purgeAfter: Date | null;
+  state: string | null;
 }
 
 export type WaveProgress = { wave: number; counts: Record<string, number> }[];
@@ -130,7 +131,7 @@ export function operationReads(db: Queryable) {
     rejections: async (q: { operationId: string; class?: string; cursor?: number; limit: number }) => {
       const r = await db.query<RejectionRow>(
         `SELECT ordinal, resource_id AS "resourceId", class, actual_type AS "actualType", tenant_id AS "tenantId",
-                held_by AS "heldBy", purge_after AS "purgeAfter"
+                held_by AS "heldBy", purge_after AS "purgeAfter", state
          FROM operation_rejections
          WHERE operation_id = $1 AND ($2::text IS NULL OR class = $2) AND ordinal > coalesce($3::int, -1)
          ORDER BY ordinal LIMIT $4`,

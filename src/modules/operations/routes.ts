@@ -311,6 +311,7 @@ export default async function operationRoutes(app: App) {
           tenantId: r.tenantId,
           ...(r.heldBy ? { heldBy: r.heldBy } : {}),
           ...(r.purgeAfter ? { purgeAfter: r.purgeAfter.toISOString() } : {}),
+          ...(r.state ? { state: r.state } : {}),
         })),
         nextCursor: rows.length === req.query.limit ? String(rows[rows.length - 1]!.ordinal) : null,
       };

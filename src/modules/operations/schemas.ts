@@ -347,6 +347,9 @@ export const ReportPage = Type.Object(
         purgeAfter: Type.Optional(
           Type.String({ format: 'date-time', description: 'within_retention (purges): when its retention ends' }),
         ),
+        state: Type.Optional(
+          Type.String({ description: 'already_deleted: the state it is in (soft_deleted | purged)' }),
+        ),
       }),
     ),
     nextCursor: Type.Union([Type.String(), Type.Null()]),
