@@ -94,7 +94,25 @@ export async function execute<Tx>(
       };
     }
     const { adapter } = got;
-    const { failures, toRun, marked, notMarked } = await prepare(deps, op, j, range, token, items, adapter);
+    // Snapshot first, for every item (and descendant) not yet snapshotted: no snapshot, no call;
+    // then the write-ahead mark. A function of its own so that nothing holds the snapshots'
+    // contents (a chunk's worth of resource records) once they are stored, while the calls go out.
+    const prepare = async () => {
+      const { snaps, failures } = await takeSnapshots(
+        {
+          operationId: j.opId,
+          adapter,
+          targetType: op.targetType,
+          adapters: deps.adapters,
+          concurrency: rollout.concurrency * SNAPSHOT_FANOUT,
+        },
+        items,
+      );
+      const failed = new Set(failures.map((f) => f.seq));
+      const wanted = items.filter((i) => !failed.has(i.seq));
+      return { failures, ...(await markWriteAhead(deps, j, range, token, snaps, wanted)) };
+    };
+    const { failures, toRun, marked, notMarked } = await prepare();
     outcomes.push(...failures);
     // Not marked: the operation stopped running this wave before the mark. Nothing is sent.
     outcomes.push(...notMarked.map((i): Outcome => ({ seq: i.seq, state: 'pending', error: null })));
@@ -125,35 +143,6 @@ export async function execute<Tx>(
     lease.stop();
     deps.watch.untrack(j.opId);
   }
-}
-
-/**
- * Snapshot first, for every item (and descendant) not yet snapshotted: no snapshot, no call; then
- * the write-ahead mark. A function of its own so that nothing holds the snapshots' contents (a
- * chunk's worth of resource records) once they are stored, while the calls go out.
- */
-async function prepare<Tx>(
-  deps: ChunkDeps<Tx>,
-  op: OperationRecord,
-  j: ChunkJob,
-  range: Range,
-  token: string,
-  items: ClaimedItem[],
-  adapter: TargetAdapter,
-) {
-  const { snaps, failures } = await takeSnapshots(
-    {
-      operationId: j.opId,
-      adapter,
-      targetType: op.targetType,
-      adapters: deps.adapters,
-      concurrency: op.lifecycle.rollout.concurrency * SNAPSHOT_FANOUT,
-    },
-    items,
-  );
-  const failed = new Set(failures.map((f) => f.seq));
-  const wanted = items.filter((i) => !failed.has(i.seq));
-  return { failures, ...(await markWriteAhead(deps, j, range, token, snaps, wanted)) };
 }
 
 /**
