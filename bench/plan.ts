@@ -12,7 +12,21 @@ export async function seedBigRegistry(databaseUrl: string, resources = REGISTRY)
   const c = new pg.Client({ connectionString: databaseUrl });
   await c.connect();
   const tenants = Math.ceil(resources / APPS_PER_TENANT);
-  await c.query(`INSERT INTO resource_types (name, id_pattern) VALUES ('app', '^app_[0-9]+$') ON CONFLICT DO NOTHING`);
+  // BENCH_PLAN_ADAPTER=http: the type lives in another system (an HTTP adapter; no call is made to
+  // plan), so a plan also asks the ledger whether Blastgate already deleted each resource.
+  const adapter =
+    process.env.BENCH_PLAN_ADAPTER === 'http'
+      ? {
+          kind: 'http',
+          baseUrl: 'http://127.0.0.1:9',
+          snapshot: 'GET /apps/{id}',
+          softDelete: 'POST /apps/{id}/soft-delete',
+        }
+      : { kind: 'registry' };
+  await c.query(
+    `INSERT INTO resource_types (name, id_pattern, adapter) VALUES ('app', '^app_[0-9]+$', $1) ON CONFLICT DO NOTHING`,
+    [JSON.stringify(adapter)],
+  );
   await c.query(
     `INSERT INTO tenants (id, name, internal) SELECT 't' || i, 'Tenant ' || i, i < 3 FROM generate_series(0, $1 - 1) i ON CONFLICT DO NOTHING`,
     [tenants],
@@ -87,7 +101,7 @@ export async function benchPlans(env: { databaseUrl: string; redisUrl: string })
       const rssBefore = rssMb(api.pid);
       const plan = await planOnce(api, requester, n, offset);
       rows.push({
-        case: `plan ${n.toLocaleString('en')} IDs (registry ${REGISTRY.toLocaleString('en')})`,
+        case: `plan ${n.toLocaleString('en')} IDs (registry ${REGISTRY.toLocaleString('en')}${process.env.BENCH_PLAN_ADAPTER === 'http' ? ', HTTP adapter' : ''})`,
         seconds: plan.seconds.toFixed(2),
         'IDs/s': Math.round(plan.idsPerSec).toLocaleString('en'),
         goal: `≥ ${goal.toLocaleString('en')} IDs/s`,
