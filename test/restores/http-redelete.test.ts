@@ -2,7 +2,7 @@
 // system of record says what it is, by import). A second delete of it must still be refused as
 // already_deleted: planned `ok`, it was sent a second delete, snapshotted in its deleted state, and
 // the second operation's rollback then restored it, undoing the first delete without anyone
-// asking. A delete undone (restore) or a row re-imported since makes it plannable again.
+// asking. A delete undone (restore), or an import saying it is active, makes it plannable again.
 import request from 'supertest';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { buildExecHarness, type ExecHarness } from '../support/execution.ts';
@@ -77,12 +77,34 @@ describe('a second delete of what an HTTP adapter already deleted', () => {
     expect(again.body.plan.itemCount).toBe(1);
   });
 
-  it('is planned again when an import changed its row after the delete (the system of record says it is back)', async () => {
+  it('is planned again once an import says it is active (brought back in its own system), not after a routine sync', async () => {
     const [a] = appsOfSite(3);
     await deleteAndComplete(h, 'app', [a!]);
     expect((await plan([a!])).status).toBe(422);
-    // What an import that changes the row writes (registry/merge.ts): updated_at moves past the delete.
-    await query(h.databaseUrl, `UPDATE resources SET updated_at = now() WHERE id = $1`, [a]);
+    const [row] = await query<{ type: string; tenant_id: string; parent_id: string | null; purge_after: Date | null }>(
+      h.databaseUrl,
+      'SELECT type, tenant_id, parent_id, purge_after FROM resources WHERE id = $1',
+      [a],
+    );
+    expect(row!.purge_after).not.toBeNull();
+    const upsert = (extra: object) =>
+      request(h.app.server)
+        .post('/v1/registry/resources')
+        .set('authorization', h.auth('admin'))
+        .send({ resources: [{ id: a, type: row!.type, tenantId: row!.tenant_id, parentId: row!.parent_id, ...extra }] })
+        .expect(200);
+    // A routine sync omits the state: it must not undo Blastgate's delete.
+    await upsert({});
+    expect((await plan([a!])).status).toBe(422);
+    // The system of record says it is active: it was brought back there. Its retention ends with it
+    // (no purge may hard-delete it), and it may be planned again.
+    await upsert({ state: 'active' });
+    const [after] = await query<{ purge_after: Date | null }>(
+      h.databaseUrl,
+      'SELECT purge_after FROM resources WHERE id = $1',
+      [a],
+    );
+    expect(after!.purge_after).toBeNull();
     expect((await plan([a!])).status).toBe(200);
   });
 });

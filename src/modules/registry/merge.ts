@@ -26,16 +26,22 @@ const BULK_LOCK_TIMEOUT = '3s';
 // Omitted state/protected keep the stored value (Blastgate itself changes them during
 // operations; a routine sync must not undo a soft delete). deleted_at follows the state; a row
 // made active again by an import is no longer due for a purge (its retention ends with it).
+// An explicit `state: active` for a row with a retention running is such an import even when the
+// row reads active already: an HTTP adapter's soft delete leaves the state alone and only sets
+// purge_after, so without it a resource brought back in its own system (outside Blastgate) stayed
+// unchanged here, was refused as already_deleted, and was hard-deleted by the next due purge.
 const MERGE_UPDATE = `
   UPDATE resources r SET type = s.type, tenant_id = s.tenant_id, parent_id = s.parent_id,
     state = coalesce(s.state, r.state), protected = coalesce(s.protected, r.protected),
     deleted_at = CASE WHEN coalesce(s.state, r.state) = 'active' THEN NULL ELSE coalesce(r.deleted_at, now()) END,
-    purge_after = CASE WHEN coalesce(s.state, r.state) = 'active' AND r.state <> 'active' THEN NULL ELSE r.purge_after END,
+    purge_after = CASE WHEN coalesce(s.state, r.state) = 'active' AND (r.state <> 'active' OR s.state IS NOT NULL)
+      THEN NULL ELSE r.purge_after END,
     updated_at = now()
   FROM registry_stage s
   WHERE r.id = s.id
-    AND (r.type, r.tenant_id, r.parent_id, r.state, r.protected)
-      IS DISTINCT FROM (s.type, s.tenant_id, s.parent_id, coalesce(s.state, r.state), coalesce(s.protected, r.protected))`;
+    AND ((r.type, r.tenant_id, r.parent_id, r.state, r.protected)
+          IS DISTINCT FROM (s.type, s.tenant_id, s.parent_id, coalesce(s.state, r.state), coalesce(s.protected, r.protected))
+      OR (s.state = 'active' AND r.purge_after IS NOT NULL))`;
 
 const NEW_ROWS = 'FROM registry_stage s WHERE NOT EXISTS (SELECT 1 FROM resources r WHERE r.id = s.id)';
 
