@@ -13,12 +13,11 @@
 //   `snapshot`, or in bulk with the optional `snapshotBatch`), marks it write-ahead, signs every
 //   call and records every outcome. Both Blastgate variants are timed start → completed, read from
 //   PostgreSQL (not the API, so that polling costs the API nothing).
-import { readFileSync } from 'node:fs';
 import pg from 'pg';
 import type { Downstream } from '../test/support/downstream.ts';
 import { plainLoop } from './baseline-loop.ts';
 import { launch, seed, waitStateSql, type Tokens } from './execution.ts';
-import type { ApiProcess } from './support.ts';
+import { cpuSeconds, type ApiProcess } from './support.ts';
 
 const IN_FLIGHT = 16;
 // BLASTGATE_WORKER_CONCURRENCY of the bench's API child (BENCH_WORKER_CONCURRENCY). The chunks of
@@ -124,11 +123,11 @@ export async function benchEfficiency(
   const gateRun = async (type: string, items: number) => {
     downstream.reset();
     downstream.latency(latencyMs);
-    const cpu0 = cpuMs(a.pid);
+    const cpu0 = cpuSeconds(a.pid);
     const r = await launch(a, tk, type, items, { bakeSeconds: 0, concurrency: ROLLOUT_CONCURRENCY, waves: ['100%'] });
     const state = await waitStateSql(databaseUrl, r.id, ['completed', 'rolled_back', 'paused', 'halted'], 600_000);
     const seconds = (performance.now() - r.started) / 1000;
-    const apiCpuUs = ((cpuMs(a.pid) - cpu0) * 1000) / items;
+    const apiCpuUs = ((cpuSeconds(a.pid) - cpu0) * 1e6) / items;
     if (state !== 'completed') console.error(`[efficiency] ${type} ended ${state}:`, await why(databaseUrl, r.id));
     if (process.env.BENCH_EFFICIENCY_TIMELINE) timeline(downstream, performance.timeOrigin + r.started, seconds);
     return {
@@ -204,17 +203,6 @@ function timeline(downstream: Downstream, t0: number, seconds: number) {
     line.push(`${t}:${of('snapshot')}/${of('softDelete')}/${inB.length}`);
   }
   console.error(`[efficiency] timeline (ms:snapshots/deletes/all per ${step} ms) ${line.join(' ')}`);
-}
-
-/** CPU time (user + system) a process has used so far, in ms: from /proc, so Linux only (else 0). */
-function cpuMs(pid: number): number {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return ((Number(f[11]) + Number(f[12])) * 1000) / 100; // clock ticks: USER_HZ is 100 on Linux
-  } catch {
-    return 0;
-  }
 }
 
 /** The middle element by `key` (the upper one of an even count). */

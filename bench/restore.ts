@@ -7,11 +7,10 @@
 // start` runs them); bounded: fixed sizes, every wait has a deadline. Besides the seconds, each row
 // shows the API process's CPU seconds during the gate time and the machine's 1-minute load: on a
 // shared machine the gate time is mostly waiting for a CPU, which those two figures make visible.
-import { readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { startDownstream } from '../test/support/downstream.ts';
 import { launch, seed } from './execution.ts';
-import { api, roleTokens, startApi, type ApiProcess } from './support.ts';
+import { api, cpuSeconds, roleTokens, startApi, type ApiProcess } from './support.ts';
 
 const SECRET = 'bench-signing-secret-0123456789abcdef';
 const TENANTS = 883;
@@ -49,21 +48,6 @@ async function deleteAll(a: ApiProcess, tk: Tokens, type: string) {
   const end = await until(a, tk, del.id, ['completed', 'completed_with_failures', 'halted', 'rolled_back'], 600_000);
   if (end.state !== 'completed') throw new Error(`the delete of ${type} ended ${end.state}, not completed`);
   return del.id;
-}
-
-/**
- * CPU seconds a process has used (Linux /proc; NaN elsewhere). The API process runs the API and
- * the chunk workers on one thread: its CPU during the gate time says how much of it was the gate's
- * own work, and how much was waiting for a machine shared with other load (see `load` in the table).
- */
-function cpuSeconds(pid: number): number {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(f[11]) + Number(f[12])) / 100;
-  } catch {
-    return NaN;
-  }
 }
 
 /** The timed part: plan, approve (break-glass: two approvers), start, wait for the end. */

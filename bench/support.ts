@@ -168,6 +168,20 @@ export function rssMb(pid: number): number {
   return m ? Number(m[1]) / 1024 : NaN;
 }
 
+/**
+ * CPU seconds (user + system) a process has used so far (Linux /proc; NaN elsewhere): the part of
+ * a timed run that was the process's own work, and not waiting on a machine shared with other load.
+ */
+export function cpuSeconds(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) / 100;
+  } catch {
+    return NaN;
+  }
+}
+
 /** POSTs a body produced by a generator, streamed (never built whole in memory). */
 export function streamPost(
   url: string,

@@ -86,7 +86,6 @@ export interface VelocityLimiter {
   refund(grant: VelocityGrant, items: number): Promise<void>;
 }
 
-/** Whether the tenant cap can ever bind; when not, reserve() accepts a bare item count. */
 /** Before items handed back unsent are tried again while the operation still runs the wave. */
 export const REQUEUE_DELAY_MS = 50;
 /**
@@ -99,6 +98,7 @@ const VELOCITY_RECHECK_MS = 5_000;
 export const deferForCap = (g: Pick<VelocityGrant, 'waitMs'>) =>
   Math.min(VELOCITY_RECHECK_MS, Math.max(REQUEUE_DELAY_MS, g.waitMs));
 
+/** Whether the tenant cap can ever bind; when not, reserve() accepts a bare item count. */
 export function tenantCapCanBind(caps: VelocityCaps): boolean {
   return caps.maxTenantsPerMinute < (caps.tenantsInOperation ?? MAX_TENANTS_PER_OPERATION);
 }

@@ -5,7 +5,7 @@ import type pg from 'pg';
 import type { TokenScope } from '../auth/roles.ts';
 import { classifyCascade, countDescendants, expandCascade, markDescendantsLockedByOthers } from './cascade-plan.ts';
 import { ACTIVE_ONLY } from '../erasure/states.ts';
-import { latestEvents } from '../restores/resolve.ts';
+import { createRestoreIds, latestEvents } from '../restores/resolve.ts';
 import { LIVE_STATES } from './lifecycle-types.ts';
 
 export const ID_CLASSES = [
@@ -132,8 +132,7 @@ export async function classify(
  * by a rollback or a restore), unless an import changed the row since, is `already_deleted`.
  */
 async function deletedElsewhere(client: pg.PoolClient): Promise<void> {
-  await client.query(`DROP TABLE IF EXISTS restore_ids`);
-  await client.query(`CREATE TEMP TABLE restore_ids (id text PRIMARY KEY, taken boolean DEFAULT false) ON COMMIT DROP`);
+  await createRestoreIds(client);
   await client.query(`INSERT INTO restore_ids (id) SELECT id FROM plan_class WHERE class = 'ok'`);
   await latestEvents(client);
   await client.query(

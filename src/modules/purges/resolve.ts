@@ -5,16 +5,14 @@
 // locks and the rejection report are the delete planner's own.
 import type pg from 'pg';
 import { LIVE_STATES } from '../operations/lifecycle-types.ts';
-import { latestEvents, resolveDeleted } from '../restores/resolve.ts';
+import { createRestoreIds, latestEvents, resolveDeleted } from '../restores/resolve.ts';
 import { DEFAULT_RETENTION_DAYS } from './retention.ts';
 import type { PurgeScope } from './schemas.ts';
 
 export async function resolvePurge(client: pg.PoolClient, scope: PurgeScope, now: Date): Promise<void> {
   if (scope.kind === 'due') {
     await client.query(`SET LOCAL work_mem = '256MB'`);
-    await client.query(
-      `CREATE TEMP TABLE restore_ids (id text PRIMARY KEY, taken boolean DEFAULT false) ON COMMIT DROP`,
-    );
+    await createRestoreIds(client);
     await client.query(
       `INSERT INTO restore_ids (id) SELECT id FROM resources WHERE purge_after <= $1 AND state <> 'purged'`,
       [scope.dueBefore],

@@ -37,8 +37,7 @@ export async function resolveDeleted(client: pg.PoolClient, scope: RestoreScope)
   // rows and JIT-compiles them: 3 of the 4.4 s of planning a 17,660-item restore, for queries that
   // run in milliseconds (EXPLAIN ANALYZE in the mass-restore benchmark's notes).
   await client.query(`SET LOCAL jit = off`);
-  // taken: not named by the scope, but taken along by the cascade of a resource that is.
-  await client.query(`CREATE TEMP TABLE restore_ids (id text PRIMARY KEY, taken boolean DEFAULT false) ON COMMIT DROP`);
+  await createRestoreIds(client);
   if (scope.kind === 'ids') {
     await client.query(`INSERT INTO restore_ids (id) SELECT DISTINCT id FROM plan_input`);
   } else if (scope.kind === 'tenant') {
@@ -121,6 +120,15 @@ async function expandCascades(client: pg.PoolClient): Promise<boolean> {
  * restore_events: every snapshot of the resources in restore_ids whose call took effect — a delete
  * (done, or rolled back: restored) or a restore (done) — and restore_latest: the latest per resource.
  */
+/**
+ * restore_ids: the resources whose history latestEvents() reads, filled by the caller (this
+ * transaction only). taken: not named by a restore's scope, but taken along by the cascade of a
+ * resource that is.
+ */
+export async function createRestoreIds(client: pg.PoolClient): Promise<void> {
+  await client.query(`CREATE TEMP TABLE restore_ids (id text PRIMARY KEY, taken boolean DEFAULT false) ON COMMIT DROP`);
+}
+
 export async function latestEvents(client: pg.PoolClient): Promise<void> {
   await client.query(`DROP TABLE IF EXISTS restore_snaps, restore_latest`);
   await client.query(
