@@ -6,8 +6,10 @@
 import request from 'supertest';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { buildExecHarness, type ExecHarness } from '../support/execution.ts';
+import { command } from '../support/exec-helpers.ts';
+import { submitAndStart, waitForState } from '../support/execution.ts';
 import { appsOfSite, deleteAndComplete, runRestore, useHttp } from '../support/restores.ts';
-import { query, seedRegistry } from '../support/seed.ts';
+import { query, seedRegistry, siteId } from '../support/seed.ts';
 
 let h: ExecHarness;
 
@@ -106,5 +108,65 @@ describe('a second delete of what an HTTP adapter already deleted', () => {
     );
     expect(after!.purge_after).toBeNull();
     expect((await plan([a!])).status).toBe(200);
+  });
+});
+
+describe('a cascade over what an HTTP adapter already deleted', () => {
+  // The same hazard one level down: a site delete whose cascade takes an app Blastgate deleted
+  // earlier would snapshot it in its deleted state, and the site's rollback would restore it.
+  it('leaves the deleted app out of the plan, the start and the rollback; the others are taken and brought back', async () => {
+    const s = 4;
+    const [a, b, c] = appsOfSite(s);
+    h.downstream.cascade(siteId(s), appsOfSite(s));
+    await deleteAndComplete(h, 'app', [a!]);
+    const dry = await request(h.app.server)
+      .post('/v1/operations')
+      .set('authorization', h.auth('requester'))
+      .send({ targetType: 'site', reason: 'Decommission the site', ticket: 'CHG-4', ids: [siteId(s)], dryRun: true });
+    expect(dry.status, JSON.stringify(dry.body)).toBe(200);
+    expect(dry.body.plan.itemCount).toBe(3); // the site, b and c
+    expect(dry.body.plan.cascade).toEqual([{ type: 'app', count: 2 }]);
+
+    const from = h.downstream.calls.length;
+    // The start's plan-freshness check must not read the app left out as a new descendant.
+    const op = await deleteAndComplete(h, 'site', [siteId(s)]);
+    const items = await query<{ resource_id: string }>(
+      h.databaseUrl,
+      'SELECT resource_id FROM operation_items WHERE operation_id = $1 ORDER BY seq',
+      [op],
+    );
+    expect(items.map((i) => i.resource_id)).toEqual([siteId(s), b, c]);
+    const callsOfA = () => h.downstream.calls.slice(from).filter((x) => x.resourceId === a);
+    expect(callsOfA()).toEqual([]);
+
+    await command(h, 'operator', op, 'rollback', { reason: 'wrong site' }).expect(200);
+    expect((await waitForState(h, op, ['rolled_back', 'rollback_incomplete'])).state).toBe('rolled_back');
+    expect(h.downstream.state(siteId(s))).toBe('active');
+    expect(h.downstream.state(b!)).toBe('active');
+    expect(h.downstream.state(c!)).toBe('active');
+    expect(h.downstream.state(a!)).toBe('soft_deleted'); // the first delete stands
+    expect(callsOfA()).toEqual([]);
+  });
+
+  it('a start finds the app new again when its delete was undone after the plan (PLAN_STALE names it)', async () => {
+    const s = 5;
+    const [a] = appsOfSite(s);
+    h.downstream.cascade(siteId(s), appsOfSite(s));
+    const first = await deleteAndComplete(h, 'app', [a!]);
+    const site = await submitAndStart(
+      h,
+      {
+        targetType: 'site',
+        ids: [siteId(s)],
+        rollout: { bakeSeconds: 0, waves: ['100%'] },
+        haltPolicy: { probe: 'optional' },
+      },
+      false,
+    );
+    expect((await runRestore(h, { operationId: first })).state).toBe('completed');
+    const start = await command(h, 'operator', site.id, 'start');
+    expect(start.status, JSON.stringify(start.body)).toBe(409);
+    expect(start.body.code).toBe('PLAN_STALE');
+    expect(start.body.details.changed).toEqual([expect.objectContaining({ resourceId: a, planned: null })]);
   });
 });

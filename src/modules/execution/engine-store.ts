@@ -10,6 +10,7 @@ import type { Guard, LifecycleState } from '../operations/lifecycle.ts';
 import { ENDED_STATES, TERMINAL_STATES } from '../operations/lifecycle.ts';
 import { CASCADE_DEPTH } from '../operations/cascade-plan.ts';
 import { relockTouched } from '../operations/resource-locks.ts';
+import { DELETE_STANDS, EXTERNAL_TYPES, readHistory } from '../restores/history.ts';
 import { restoreStale } from '../restores/stale.ts';
 import type { Metrics } from '../../plugins/metrics.ts';
 import { erasureAuditDetail } from '../erasure/keys.ts';
@@ -109,13 +110,21 @@ async function unplannedDescendants(tx: pg.PoolClient, record: OperationRecord, 
   const cascadeTo = type.rows[0]?.cascade_to ?? [];
   if (cascadeTo.length === 0) return [];
   // Every level's parent is in the ledger, so one join over direct children covers every depth.
-  const r = await tx.query<{ id: string; type: string; tenant_id: string; parent_id: string; state: string }>(
-    `SELECT c.id, c.type, c.tenant_id, c.parent_id, c.state FROM operation_items p
-     JOIN resources c ON c.parent_id = p.resource_id AND c.state = ANY($5::text[]) AND c.type = ANY($2::text[])
+  const children = `SELECT c.id, c.type, c.tenant_id, c.parent_id, c.state FROM operation_items p
+     JOIN resources c ON c.parent_id = p.resource_id AND c.state = ANY($4::text[]) AND c.type = ANY($2::text[])
      LEFT JOIN operation_items i ON i.operation_id = $1 AND i.resource_id = c.id
-     WHERE p.operation_id = $1 AND i.seq IS NULL AND p.depth < $3
-     ORDER BY c.id LIMIT $4`,
-    [record.id, cascadeTo, CASCADE_DEPTH, STALE_LISTED, states],
+     WHERE p.operation_id = $1 AND i.seq IS NULL AND p.depth < $3`;
+  const params = [record.id, cascadeTo, CASCADE_DEPTH, states];
+  // The planner left out what Blastgate already deleted through an HTTP adapter (see
+  // leaveOutDeletedElsewhere): such a child is not new, unless that delete was undone since.
+  const asked = states.includes('soft_deleted')
+    ? 0
+    : await readHistory(tx, `SELECT x.id FROM (${children}) x WHERE x.type IN (${EXTERNAL_TYPES})`, params);
+  const r = await tx.query<{ id: string; type: string; tenant_id: string; parent_id: string; state: string }>(
+    `SELECT x.* FROM (${children}) x
+     ${asked ? `WHERE NOT EXISTS (SELECT 1 FROM restore_latest l JOIN resources r ON r.id = l.id WHERE l.id = x.id AND ${DELETE_STANDS})` : ''}
+     ORDER BY x.id LIMIT $5`,
+    [...params, STALE_LISTED],
   );
   return r.rows.map((x) => ({
     resourceId: x.id,

@@ -6,6 +6,7 @@
 import type pg from 'pg';
 import { UnprocessableError } from '../../lib/errors.ts';
 import { ACTIVE_ONLY } from '../erasure/states.ts';
+import { DELETE_STANDS, EXTERNAL_TYPES, readHistory } from '../restores/history.ts';
 import { LIVE_STATES } from './lifecycle-types.ts';
 
 /** Levels of descendants followed below a submitted resource. */
@@ -21,28 +22,51 @@ export async function expandCascade(
   states: readonly string[] = ACTIVE_ONLY,
 ): Promise<void> {
   await client.query(
-    `CREATE TEMP TABLE plan_cascade (id text, type text, tenant_id text, root text, depth int, protected boolean) ON COMMIT DROP`,
+    `CREATE TEMP TABLE plan_cascade (id text, type text, tenant_id text, root text, depth int, protected boolean, parent_id text)
+     ON COMMIT DROP`,
   );
   if (cascadeTo.length === 0) return;
   // A submitted resource is an item of its own, never a descendant of another one; what lies under
   // it is its own cascade (DISTINCT ON keeps the shallowest path, which ends at it).
   await client.query(
     `WITH RECURSIVE tree AS (
-       SELECT r.id, r.type, r.tenant_id, c.id AS root, 1 AS depth, r.protected
+       SELECT r.id, r.type, r.tenant_id, c.id AS root, 1 AS depth, r.protected, r.parent_id
        FROM plan_class c JOIN resources r ON r.parent_id = c.id
        WHERE c.class = 'ok' AND r.state = ANY($3::text[]) AND r.type = ANY($1::text[])
        UNION ALL
-       SELECT r.id, r.type, r.tenant_id, t.root, t.depth + 1, r.protected
+       SELECT r.id, r.type, r.tenant_id, t.root, t.depth + 1, r.protected, r.parent_id
        FROM tree t JOIN resources r ON r.parent_id = t.id
        WHERE r.state = ANY($3::text[]) AND r.type = ANY($1::text[]) AND t.depth < $2
      )
      INSERT INTO plan_cascade
-     SELECT DISTINCT ON (t.id) t.id, t.type, t.tenant_id, t.root, t.depth, t.protected FROM tree t
+     SELECT DISTINCT ON (t.id) t.id, t.type, t.tenant_id, t.root, t.depth, t.protected, t.parent_id FROM tree t
      WHERE NOT EXISTS (SELECT 1 FROM plan_class c WHERE c.id = t.id)
      ORDER BY t.id, t.depth`,
     [cascadeTo, CASCADE_DEPTH, states],
   );
+  if (!states.includes('soft_deleted')) await leaveOutDeletedElsewhere(client);
   await refuseDeeperCascades(client, cascadeTo, states);
+}
+
+/**
+ * A descendant of an HTTP-adapter type that Blastgate already deleted (its delete stands) is not
+ * taken again, with what lies under it: the registry row still reads active, but a second delete
+ * would snapshot it in its deleted state and this operation's rollback would then restore it,
+ * undoing the first delete. The registry adapter's descendants need no such check: their deleted
+ * state is in the row, which the expansion above already filters on.
+ */
+async function leaveOutDeletedElsewhere(client: pg.PoolClient): Promise<void> {
+  const asked = await readHistory(client, `SELECT id FROM plan_cascade WHERE type IN (${EXTERNAL_TYPES})`);
+  if (!asked) return;
+  await client.query(
+    `WITH RECURSIVE gone AS (
+       SELECT pc.id FROM plan_cascade pc JOIN restore_latest l ON l.id = pc.id JOIN resources r ON r.id = pc.id
+       WHERE ${DELETE_STANDS}
+       UNION
+       SELECT pc.id FROM plan_cascade pc JOIN gone g ON pc.parent_id = g.id
+     )
+     DELETE FROM plan_cascade pc USING gone g WHERE pc.id = g.id`,
+  );
 }
 
 /**

@@ -5,7 +5,7 @@ import type pg from 'pg';
 import type { TokenScope } from '../auth/roles.ts';
 import { classifyCascade, countDescendants, expandCascade, markDescendantsLockedByOthers } from './cascade-plan.ts';
 import { ACTIVE_ONLY } from '../erasure/states.ts';
-import { createRestoreIds, latestEvents } from '../restores/resolve.ts';
+import { DELETE_STANDS, readHistory } from '../restores/history.ts';
 import { LIVE_STATES } from './lifecycle-types.ts';
 
 export const ID_CLASSES = [
@@ -132,14 +132,12 @@ export async function classify(
  * by a rollback or a restore), unless an import changed the row since, is `already_deleted`.
  */
 async function deletedElsewhere(client: pg.PoolClient): Promise<void> {
-  await createRestoreIds(client);
-  await client.query(`INSERT INTO restore_ids (id) SELECT id FROM plan_class WHERE class = 'ok'`);
-  await latestEvents(client);
+  if (!(await readHistory(client, `SELECT id FROM plan_class WHERE class = 'ok'`))) return;
   await client.query(
     `UPDATE plan_class c SET class = 'already_deleted',
        state = CASE WHEN o.mode = 'hard' THEN 'purged' ELSE 'soft_deleted' END
      FROM restore_latest l JOIN resources r ON r.id = l.id JOIN operations o ON o.id = l.op_id
-     WHERE c.id = l.id AND c.class = 'ok' AND l.deleted AND r.updated_at <= l.at`,
+     WHERE c.id = l.id AND c.class = 'ok' AND ${DELETE_STANDS}`,
   );
 }
 

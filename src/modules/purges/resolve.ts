@@ -5,7 +5,8 @@
 // locks and the rejection report are the delete planner's own.
 import type pg from 'pg';
 import { LIVE_STATES } from '../operations/lifecycle-types.ts';
-import { createRestoreIds, latestEvents, resolveDeleted } from '../restores/resolve.ts';
+import { createRestoreIds, latestEvents } from '../restores/history.ts';
+import { resolveDeleted } from '../restores/resolve.ts';
 import { DEFAULT_RETENTION_DAYS } from './retention.ts';
 import type { PurgeScope } from './schemas.ts';
 

@@ -1,19 +1,12 @@
 // Resolves a restore's scope to resources and classifies each one, in set-based SQL inside the
 // caller's transaction. It leaves the delete planner's staging tables behind (plan_input, plan_class,
 // plan_cascade), so that the plan, the locks and the rejection report are the delete plan's own.
-//
-// What Blastgate did to a resource is read from its snapshots: every destructive call Blastgate
-// makes (a delete, and a restore too) stores one first, indexed by resource. Each snapshot's ledger
-// item says whether the call happened and whether a rollback undid it. A resource is *deleted by
-// Blastgate* when its latest such event is a delete that was not rolled back. (The ledger has no
-// index by resource on purpose: one would slow down writing a 1M-item plan several times over.)
+// What Blastgate did to each resource is read from its snapshots (history.ts).
 import type pg from 'pg';
 import { CASCADE_DEPTH } from '../operations/cascade-plan.ts';
 import { LIVE_STATES } from '../operations/lifecycle-types.ts';
+import { createRestoreIds, DELETED_ITEM_STATES, latestEvents } from './history.ts';
 import type { RestoreScope } from './schemas.ts';
-
-/** Item states of a delete whose call went out and was not undone (restoring: a rollback is on it). */
-const DELETED_ITEM_STATES = ['done', 'restore_failed', 'restoring'];
 
 /**
  * Fills plan_input (ord, id) with what the scope names, then classifies it into plan_class. For a
@@ -114,48 +107,6 @@ async function expandCascades(client: pg.PoolClient): Promise<boolean> {
     [taken],
   );
   return true;
-}
-
-/**
- * restore_events: every snapshot of the resources in restore_ids whose call took effect — a delete
- * (done, or rolled back: restored) or a restore (done) — and restore_latest: the latest per resource.
- */
-/**
- * restore_ids: the resources whose history latestEvents() reads, filled by the caller (this
- * transaction only). taken: not named by a restore's scope, but taken along by the cascade of a
- * resource that is.
- */
-export async function createRestoreIds(client: pg.PoolClient): Promise<void> {
-  await client.query(`CREATE TEMP TABLE restore_ids (id text PRIMARY KEY, taken boolean DEFAULT false) ON COMMIT DROP`);
-}
-
-export async function latestEvents(client: pg.PoolClient): Promise<void> {
-  await client.query(`DROP TABLE IF EXISTS restore_snaps, restore_latest`);
-  await client.query(
-    `CREATE TEMP TABLE restore_snaps ON COMMIT DROP AS
-     SELECT s.id AS snap_id, s.resource_id AS id, s.created_at AS at, s.operation_id AS op_id
-     FROM restore_ids x JOIN snapshots s ON s.resource_id = x.id`,
-  );
-  // Temporary tables have no statistics until analysed; without them the join below may loop over
-  // an operation's whole ledger once per snapshot.
-  await client.query(`ANALYZE restore_snaps`);
-  await client.query(
-    `CREATE TEMP TABLE restore_latest ON COMMIT DROP AS
-     SELECT DISTINCT ON (rs.id) rs.id, rs.snap_id, rs.at, rs.op_id, o.action, i.state AS item_state,
-       coalesce(i.resource_type, o.target_type) AS type, i.tenant_id,
-       (o.action = 'delete' AND i.state <> 'restored') AS deleted
-     FROM restore_snaps rs
-     JOIN operations o ON o.id = rs.op_id
-     -- Through operation_items_snapshot, one probe per snapshot: (operation_id || '') keeps the
-     -- planner off the primary key, which with a fresh ledger's stale statistics it would pick and
-     -- then scan the operation's whole ledger once per snapshot (29 s for 17,660 HTTP items).
-     JOIN operation_items i ON i.snapshot_id = rs.snap_id AND (i.operation_id || '') = rs.op_id
-     WHERE ((o.action = 'delete' AND i.state = ANY($1::text[] || '{restored}'))
-            OR (o.action = 'restore' AND i.state = 'done'))
-     ORDER BY rs.id, rs.at DESC, rs.snap_id DESC`,
-    [DELETED_ITEM_STATES],
-  );
-  await client.query(`ALTER TABLE restore_latest ADD PRIMARY KEY (id)`);
 }
 
 /**

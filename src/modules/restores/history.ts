@@ -1,0 +1,78 @@
+// What Blastgate did to a resource, read from its snapshots: every destructive call Blastgate makes
+// (a delete, and a restore too) stores one first, indexed by resource. Each snapshot's ledger item
+// says whether the call happened and whether a rollback undid it. A resource is *deleted by
+// Blastgate* when its latest such event is a delete that was not rolled back. (The ledger has no
+// index by resource on purpose: one would slow down writing a 1M-item plan several times over.) The
+// restore and purge resolvers read it, and so do the delete planner and the start's freshness check
+// for HTTP-adapter types, whose deletes leave the registry row's state alone.
+import type pg from 'pg';
+
+/** Item states of a delete whose call went out and was not undone (restoring: a rollback is on it). */
+export const DELETED_ITEM_STATES = ['done', 'restore_failed', 'restoring'];
+
+/**
+ * restore_ids: the resources whose history latestEvents() reads, filled by the caller (this
+ * transaction only). taken: not named by a restore's scope, but taken along by the cascade of a
+ * resource that is.
+ */
+export async function createRestoreIds(client: pg.PoolClient, ifNotExists = false): Promise<void> {
+  await client.query(
+    `CREATE TEMP TABLE ${ifNotExists ? 'IF NOT EXISTS ' : ''}restore_ids (id text PRIMARY KEY, taken boolean DEFAULT false) ON COMMIT DROP`,
+  );
+}
+
+/**
+ * Blastgate's history of the resources `idsSql` selects (a SELECT of one column, id), for the delete
+ * planner and the start's freshness check: they join restore_latest `l` and resources `r` on
+ * DELETE_STANDS. Adds to restore_ids when an earlier check of the same transaction made it. Returns
+ * how many were added; with none, restore_latest may not exist and the caller has nothing to ask.
+ */
+export async function readHistory(client: pg.PoolClient, idsSql: string, params: unknown[] = []): Promise<number> {
+  await createRestoreIds(client, true);
+  const r = await client.query(`INSERT INTO restore_ids (id) ${idsSql} ON CONFLICT DO NOTHING`, params);
+  if (r.rowCount) await latestEvents(client);
+  return r.rowCount ?? 0;
+}
+
+/**
+ * Blastgate's latest act on the resource is a delete that stands (not rolled back, not restored),
+ * and no import changed the row since: through an HTTP adapter, whose delete leaves the registry
+ * row's state alone, this is what says the resource is deleted.
+ */
+export const DELETE_STANDS = `l.deleted AND r.updated_at <= l.at`;
+
+/** Types whose resources live in another system (an HTTP adapter): the registry row's state is theirs. */
+export const EXTERNAL_TYPES = `SELECT name FROM resource_types WHERE coalesce(adapter->>'kind', 'registry') <> 'registry'`;
+
+/**
+ * restore_events: every snapshot of the resources in restore_ids whose call took effect — a delete
+ * (done, or rolled back: restored) or a restore (done) — and restore_latest: the latest per resource.
+ */
+export async function latestEvents(client: pg.PoolClient): Promise<void> {
+  await client.query(`DROP TABLE IF EXISTS restore_snaps, restore_latest`);
+  await client.query(
+    `CREATE TEMP TABLE restore_snaps ON COMMIT DROP AS
+     SELECT s.id AS snap_id, s.resource_id AS id, s.created_at AS at, s.operation_id AS op_id
+     FROM restore_ids x JOIN snapshots s ON s.resource_id = x.id`,
+  );
+  // Temporary tables have no statistics until analysed; without them the join below may loop over
+  // an operation's whole ledger once per snapshot.
+  await client.query(`ANALYZE restore_snaps`);
+  await client.query(
+    `CREATE TEMP TABLE restore_latest ON COMMIT DROP AS
+     SELECT DISTINCT ON (rs.id) rs.id, rs.snap_id, rs.at, rs.op_id, o.action, i.state AS item_state,
+       coalesce(i.resource_type, o.target_type) AS type, i.tenant_id,
+       (o.action = 'delete' AND i.state <> 'restored') AS deleted
+     FROM restore_snaps rs
+     JOIN operations o ON o.id = rs.op_id
+     -- Through operation_items_snapshot, one probe per snapshot: (operation_id || '') keeps the
+     -- planner off the primary key, which with a fresh ledger's stale statistics it would pick and
+     -- then scan the operation's whole ledger once per snapshot (29 s for 17,660 HTTP items).
+     JOIN operation_items i ON i.snapshot_id = rs.snap_id AND (i.operation_id || '') = rs.op_id
+     WHERE ((o.action = 'delete' AND i.state = ANY($1::text[] || '{restored}'))
+            OR (o.action = 'restore' AND i.state = 'done'))
+     ORDER BY rs.id, rs.at DESC, rs.snap_id DESC`,
+    [DELETED_ITEM_STATES],
+  );
+  await client.query(`ALTER TABLE restore_latest ADD PRIMARY KEY (id)`);
+}
