@@ -168,5 +168,18 @@ describe('a cascade over what an HTTP adapter already deleted', () => {
     expect(start.status, JSON.stringify(start.body)).toBe(409);
     expect(start.body.code).toBe('PLAN_STALE');
     expect(start.body.details.changed).toEqual([expect.objectContaining({ resourceId: a, planned: null })]);
+    // Not "changed in the registry" (its row did not change), and what to do: the stale operation's
+    // locks refuse a new plan until it is aborted.
+    expect(start.body.message).toContain(
+      `would now be taken by its cascade (e.g. ${a}, now active under ${siteId(s)})`,
+    );
+    expect(start.body.message).toContain('Abort this operation');
+    await command(h, 'operator', site.id, 'abort', { reason: 'stale' }).expect(200);
+    const again = await request(h.app.server)
+      .post('/v1/operations')
+      .set('authorization', h.auth('requester'))
+      .send({ targetType: 'site', reason: 'Decommission the site', ticket: 'CHG-5', ids: [siteId(s)], dryRun: true });
+    expect(again.status, JSON.stringify(again.body)).toBe(200);
+    expect(again.body.plan.cascade).toEqual([{ type: 'app', count: 3 }]);
   });
 });

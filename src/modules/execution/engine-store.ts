@@ -94,10 +94,14 @@ async function planStale(tx: pg.PoolClient, record: OperationRecord): Promise<Ap
             tenantProtected: x.tenant_protected,
           },
   }));
-  const first = changed[0]?.resourceId ?? unplanned[0]!.resourceId;
+  // The stale operation keeps its locks until it ends, so a new plan of the same resources would
+  // be refused as in_flight: the message says to abort it first.
+  const what = changed.length
+    ? `${total} planned resource(s) changed in the registry since the plan was made (e.g. ${changed[0]!.resourceId})`
+    : `${total} resource(s) that the plan does not list would now be taken by its cascade (e.g. ${unplanned[0]!.resourceId}, now ${unplanned[0]!.now.state} under ${unplanned[0]!.now.parentId})`;
   return new ConflictError(
     'PLAN_STALE',
-    `${total} planned resource(s) changed in the registry since the plan was made (e.g. ${first}); submit a new plan`,
+    `${what}; nothing was started. Abort this operation (its locks hold the planned resources) and submit a new plan`,
     { total, changed: [...changed, ...unplanned] },
   );
 }

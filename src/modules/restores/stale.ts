@@ -45,7 +45,7 @@ export async function restoreStale(
   }));
   return new ConflictError(
     'PLAN_STALE',
-    `${total} resource(s) of this ${what} changed in the registry since the plan was made (e.g. ${changed[0]!.resourceId}); submit a new ${what}`,
+    `${total} resource(s) of this ${what} changed in the registry since the plan was made (e.g. ${changed[0]!.resourceId}); nothing was started. Abort this ${what} (its locks hold the planned resources) and submit a new one`,
     { total, changed },
   );
 }
