@@ -30,6 +30,8 @@ function harness(o: {
   adapterError?: Error;
   granted?: number;
   prepareFails?: boolean;
+  /** Only the k-th write-ahead mark (1-based) fails. */
+  prepareFailsAt?: number;
   stopMarking?: boolean;
   extendReturns?: number;
   leaseMs?: number;
@@ -60,6 +62,9 @@ function harness(o: {
   let wave: WaveStats = { done: 0, failed: 0, consecutiveFailures: 0, pending: n };
   const events: LifecycleEvent[] = [];
   const calls: string[] = [];
+  /** Marks and calls, in the order they happened. */
+  const log: string[] = [];
+  let prepares = 0;
   const released: { seqs: number[]; error: string | null; uncount: boolean }[] = [];
   const refunds: number[] = [];
   const requeues: number[] = [];
@@ -109,7 +114,8 @@ function harness(o: {
       }
     },
     async prepare(_op, _w, _r, token, snaps, seqs) {
-      if (o.prepareFails) throw new Error('could not store the snapshots');
+      if (o.prepareFails || ++prepares === o.prepareFailsAt) throw new Error('could not store the snapshots');
+      log.push(`mark ${seqs[0]}-${seqs.at(-1)}`);
       if (o.stopMarking) return new Set();
       for (const s of snaps) items.get(s.seq)!.snapshotId = 100 + s.seq;
       const ok = seqs.filter((s) => items.get(s)!.token === token);
@@ -158,6 +164,7 @@ function harness(o: {
           continue;
         }
         calls.push(i.resourceId);
+        log.push(`call ${i.resourceId}`);
         out.push(await (o.result?.(i, ++perItemCalls) ?? { ok: true }));
       }
       return out;
@@ -236,6 +243,7 @@ function harness(o: {
     erased,
     events,
     calls,
+    log,
     released,
     refunds,
     requeues,
@@ -354,6 +362,65 @@ describe('processChunk', () => {
     expect(h.items.get(1)!.executedSeq).not.toBeNull(); // it may have been applied: the mark stays
     expect(h.events).toEqual([]); // nothing failed, and the wave is not settled
     expect(h.requeues).toEqual([50]);
+  });
+});
+
+describe('processChunk of a chunk larger than its lead (the first 100 items go out while the rest is prepared)', () => {
+  const seqOf = (line: string) => Number(line.slice('call app_'.length));
+
+  it('sends no item before its own snapshot and mark, and the lead before the rest is marked', async () => {
+    const h = harness({ n: 250 });
+    await h.run();
+    expect(h.log.filter((l) => l.startsWith('mark'))).toEqual(['mark 0-99', 'mark 100-249']);
+    const restMarked = h.log.indexOf('mark 100-249');
+    const before = h.log.slice(0, restMarked).filter((l) => l.startsWith('call'));
+    expect(before.length).toBeGreaterThan(0); // pipelined: the lead was out before the rest was marked
+    expect(before.every((l) => seqOf(l) < 100)).toBe(true);
+    for (const item of h.items.values()) expect(item.snapshotId).not.toBeNull();
+    expect(h.calls).toHaveLength(250);
+    expect(new Set(h.calls).size).toBe(250);
+    expect(states(h).every((x) => x === 'done')).toBe(true);
+    expect(h.events).toEqual([
+      { type: 'wave_settled', wave: 0, stats: { done: 250, failed: 0, consecutiveFailures: 0, pending: 0 } },
+    ]);
+  });
+
+  it('judges both parts with one breaker: failures of the lead stop the rest from being sent', async () => {
+    const h = harness({ n: 250, result: () => ({ ok: false, permanent: false, error: 'HTTP 503', status: 503 }) });
+    await h.run();
+    expect(h.calls.length).toBeGreaterThan(0);
+    expect(h.calls.filter((c) => seqOf(`call ${c}`) >= 100)).toEqual([]);
+    expect(h.events.at(-1)).toMatchObject({ type: 'item_outcomes' });
+  });
+
+  it('a failure marking the rest stops the lead, lets its calls land, and fails the chunk without handing items back', async () => {
+    let release: () => void = () => undefined;
+    const held = new Promise<void>((r) => (release = r));
+    const h = harness({
+      n: 250,
+      prepareFailsAt: 2,
+      // The lead's calls are still out when the rest's mark fails.
+      result: async () => {
+        await held;
+        return { ok: true };
+      },
+    });
+    const run = h.run();
+    let released = false;
+    setTimeout(() => {
+      released = true;
+      release();
+    }, 50);
+    await expect(run).rejects.toThrow('could not store the snapshots');
+    expect(released).toBe(true); // it failed only once the calls out had landed
+    const atFailure = h.calls.length;
+    await new Promise((r) => setTimeout(r, 100));
+    expect(h.calls.length).toBe(atFailure); // and nothing was sent after it failed
+    expect(h.calls.length).toBeGreaterThan(0);
+    expect(h.calls.length).toBeLessThan(100); // only what was in flight: no more were sent
+    expect(h.calls.every((c) => seqOf(`call ${c}`) < 100)).toBe(true);
+    // Calls went out: nothing is released; the claim's lease decides who sends them again.
+    expect(h.released).toEqual([]);
   });
 });
 

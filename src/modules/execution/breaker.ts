@@ -20,40 +20,73 @@ export interface BreakerResult {
   results: ItemResult[];
   /** Indices of `items` in the order their outcomes arrived (what the wave's streak counts). */
   order: number[];
+  /** Per item of `items`: its outcome's place among every outcome of the chunk (-1: none). */
+  arrived: number[];
+}
+
+/**
+ * The judgement of one chunk, shared by every batch of calls it sends (a chunk sends its first
+ * items while it prepares the rest: chunk-execute.ts), so that they trip together and count one
+ * streak, in the order outcomes arrive.
+ */
+export interface Breaker {
+  /** Sticky, as the adapter's own batch is: once false, nothing more is sent from this chunk. */
+  shouldContinue(): boolean;
+  /** Folds one outcome in; returns its place in the chunk's arrival order. */
+  arrive(r: ItemResult): number;
+  /** Sends nothing more (a later step of the chunk failed). */
+  trip(): void;
+}
+
+export function chunkBreaker(policy: HaltPolicy, wave: WaveStats, go: () => boolean): Breaker {
+  let stats = wave;
+  let tripped = false;
+  let arrivals = 0;
+  return {
+    shouldContinue() {
+      if (!tripped && !go()) tripped = true;
+      return !tripped;
+    },
+    arrive(r) {
+      if (!isSkipped(r)) {
+        stats = foldOutcomes(stats, [r.ok ? 'done' : 'failed']);
+        if (!assessWave(stats, policy).healthy) tripped = true;
+      }
+      return arrivals++;
+    },
+    trip() {
+      tripped = true;
+    },
+  };
 }
 
 export async function applyWithBreaker(
   adapter: TargetAdapter,
   action: DestructiveAction,
   items: AdapterItem[],
-  opts: ApplyOptions,
-  policy: HaltPolicy,
-  wave: WaveStats,
+  opts: Omit<ApplyOptions, 'shouldContinue'>,
+  breaker: Breaker,
   /** Holds a slot of the operation's in-flight budget around each call (call-slots.ts). */
   slot: <T>(call: () => Promise<T>) => Promise<T> = (call) => call(),
 ): Promise<BreakerResult> {
+  const order: number[] = [];
+  const arrived = new Array<number>(items.length).fill(-1);
+  const shouldContinue = () => breaker.shouldContinue();
   // The registry adapter acts on a whole chunk in one statement: there is no per-call overshoot.
   if (adapter.kind !== 'http') {
-    const results = await adapter.apply(action, items, opts);
-    return { results, order: results.map((_, k) => k) };
+    const results = await adapter.apply(action, items, { ...opts, shouldContinue });
+    results.forEach((r, k) => {
+      order.push(k);
+      arrived[k] = breaker.arrive(r);
+    });
+    return { results, order, arrived };
   }
-  let stats = wave;
-  let tripped = false;
-  const order: number[] = [];
-  // Sticky, as the adapter's own batch is: once told to stop, nothing more is sent from this chunk.
-  const shouldContinue = () => {
-    if (!tripped && !opts.shouldContinue()) tripped = true;
-    return !tripped;
-  };
   const results = await mapPool(items, opts.concurrency, async (item, k) => {
     // The halt check (shouldContinue) runs inside the slot, just before the call is sent.
     const r = (await slot(() => adapter.apply(action, [item], { ...opts, concurrency: 1, shouldContinue })))[0]!;
     order.push(k);
-    if (!isSkipped(r)) {
-      stats = foldOutcomes(stats, [r.ok ? 'done' : 'failed']);
-      if (!assessWave(stats, policy).healthy) tripped = true;
-    }
+    arrived[k] = breaker.arrive(r);
     return r;
   });
-  return { results, order };
+  return { results, order, arrived };
 }

@@ -12,7 +12,7 @@ import {
   type TargetAdapter,
 } from '../adapters/index.ts';
 import { takeSnapshots } from './chunk-snapshots.ts';
-import { applyWithBreaker } from './breaker.ts';
+import { applyWithBreaker, chunkBreaker, type BreakerResult } from './breaker.ts';
 import { executePurge } from './chunk-purge.ts';
 import { executeRestore } from './chunk-restore.ts';
 import type { ChunkDeps } from './chunk.ts';
@@ -97,7 +97,7 @@ export async function execute<Tx>(
     // Snapshot first, for every item (and descendant) not yet snapshotted: no snapshot, no call;
     // then the write-ahead mark. A function of its own so that nothing holds the snapshots'
     // contents (a chunk's worth of resource records) once they are stored, while the calls go out.
-    const prepare = async () => {
+    const prepare = async (part: ClaimedItem[]) => {
       const { snaps, failures } = await takeSnapshots(
         {
           operationId: j.opId,
@@ -106,33 +106,52 @@ export async function execute<Tx>(
           adapters: deps.adapters,
           concurrency: rollout.concurrency * SNAPSHOT_FANOUT,
         },
-        items,
+        part,
       );
       const failed = new Set(failures.map((f) => f.seq));
-      const wanted = items.filter((i) => !failed.has(i.seq));
+      const wanted = part.filter((i) => !failed.has(i.seq));
       return { failures, ...(await markWriteAhead(deps, j, range, token, snaps, wanted)) };
     };
-    const { failures, toRun, marked, notMarked } = await prepare();
-    outcomes.push(...failures);
-    // Not marked: the operation stopped running this wave before the mark. Nothing is sent.
-    outcomes.push(...notMarked.map((i): Outcome => ({ seq: i.seq, state: 'pending', error: null })));
-    calling = true;
-    const { results, order } = await applyWithBreaker(
-      adapter,
-      op.mode === 'hard' ? 'hardDelete' : 'softDelete',
-      toRun.map(asAdapterItem),
-      {
-        idempotencyKey: idempotencyKeyFor,
-        shouldContinue: () => !fence.lost && !lease.lost() && deps.watch.canRun(j.opId, j.wave, since),
-        concurrency: rollout.concurrency,
-      },
+    const breaker = chunkBreaker(
       haltPolicy,
       op.wave!,
-      slot,
+      () => !fence.lost && !lease.lost() && deps.watch.canRun(j.opId, j.wave, since),
     );
-    const sent = outcomesOf(toRun, results, order);
+    const marked = new Set<number>();
+    const sending: Promise<Sent>[] = [];
+    let notMarkedCount = 0;
+    for (const part of leadAndRest(items)) {
+      let prepared;
+      try {
+        prepared = await prepare(part);
+      } catch (err) {
+        // The lead's calls may be out: send no more of them and let them land before the chunk
+        // fails (the claim's lease then decides who sends what is left, with the same keys).
+        breaker.trip();
+        await Promise.allSettled(sending);
+        throw err;
+      }
+      const { failures, toRun, notMarked } = prepared;
+      outcomes.push(...failures);
+      // Not marked: the operation stopped running this wave before the mark. Nothing is sent.
+      outcomes.push(...notMarked.map((i): Outcome => ({ seq: i.seq, state: 'pending', error: null })));
+      notMarkedCount += notMarked.length;
+      prepared.marked.forEach((s) => marked.add(s));
+      calling = true;
+      const call = applyWithBreaker(
+        adapter,
+        op.mode === 'hard' ? 'hardDelete' : 'softDelete',
+        toRun.map(asAdapterItem),
+        { idempotencyKey: idempotencyKeyFor, concurrency: rollout.concurrency },
+        breaker,
+        slot,
+      ).then((r) => ({ items: toRun, ...r }));
+      call.catch(() => undefined); // awaited below (or above, when the next part fails)
+      sending.push(call);
+    }
+    const sent = outcomesOf(...mergeSent(await Promise.all(sending)));
     outcomes.push(...sent.outcomes);
-    const unsent = notMarked.length + sent.unsent;
+    const unsent = notMarkedCount + sent.unsent;
     const requeue = sent.requeue;
     const stillRunning = deps.watch.canRun(j.opId, j.wave, since);
     return { outcomes, marked, unsent, requeue, stillRunning };
@@ -143,6 +162,35 @@ export async function execute<Tx>(
     lease.stop();
     deps.watch.untrack(j.opId);
   }
+}
+
+/**
+ * A chunk's first LEAD items are prepared and sent on their own, and the rest are prepared while
+ * their calls go out: at a wave's start every chunk of a process prepares at once and no call is
+ * out, and the first delete came only after the chunks' whole snapshot and mark phases (~170 ms
+ * for 4 chunks of 500 items over HTTP, in the efficiency bench's timeline). A small chunk is one
+ * part (one snapshot round and one mark for it).
+ */
+export const LEAD = 100;
+export function leadAndRest<T>(items: T[]): T[][] {
+  return items.length > 2 * LEAD ? [items.slice(0, LEAD), items.slice(LEAD)] : [items];
+}
+
+type Sent = BreakerResult & { items: { seq: number }[] };
+
+/** The parts' calls as one list, in the order their outcomes arrived across the parts. */
+export function mergeSent(parts: Sent[]): [{ seq: number }[], ItemResult[], number[]] {
+  const items = parts.flatMap((p) => p.items);
+  const results = parts.flatMap((p) => p.results);
+  const arrived: number[] = [];
+  const order: number[] = [];
+  let offset = 0;
+  for (const p of parts) {
+    for (const k of p.order) order.push(offset + k);
+    arrived.push(...p.arrived);
+    offset += p.items.length;
+  }
+  return [items, results, parts.length > 1 ? order.sort((a, b) => arrived[a]! - arrived[b]!) : order];
 }
 
 /**

@@ -5,7 +5,7 @@
 // restore of the resource still finds it and reports `purged` (restores/resolve.ts).
 import { AppError } from '../../lib/errors.ts';
 import { idempotencyKeyFor, type AdapterItem, type TargetAdapter } from '../adapters/index.ts';
-import { applyWithBreaker } from './breaker.ts';
+import { applyWithBreaker, chunkBreaker } from './breaker.ts';
 import type { ChunkDeps } from './chunk.ts';
 import { keepLease, markWriteAhead, outcomesOf, releaseUnsent, type Executed } from './chunk-execute.ts';
 import { takeSnapshots } from './chunk-snapshots.ts';
@@ -71,6 +71,11 @@ export async function executePurge<Tx>(
     calling = true;
     let unsent = notMarked.length;
     let requeue = 0;
+    const breaker = chunkBreaker(
+      haltPolicy,
+      op.wave!,
+      () => !fence.lost && !lease.lost() && deps.watch.canRun(j.opId, j.wave, since),
+    );
     for (const [type, adapter] of adapters) {
       const part = toRun.filter((i) => typeOf(i) === type);
       if (part.length === 0) continue;
@@ -78,13 +83,8 @@ export async function executePurge<Tx>(
         adapter,
         'hardDelete',
         part.map((i): AdapterItem => ({ operationId: j.opId, resourceId: i.resourceId, tenantId: i.tenantId, type })),
-        {
-          idempotencyKey: idempotencyKeyFor,
-          shouldContinue: () => !fence.lost && !lease.lost() && deps.watch.canRun(j.opId, j.wave, since),
-          concurrency: rollout.concurrency,
-        },
-        haltPolicy,
-        op.wave!,
+        { idempotencyKey: idempotencyKeyFor, concurrency: rollout.concurrency },
+        breaker,
         slot,
       );
       const sent = outcomesOf(part, results, order);
