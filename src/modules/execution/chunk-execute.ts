@@ -120,7 +120,10 @@ export async function execute<Tx>(
     const marked = new Set<number>();
     const sending: Promise<Sent>[] = [];
     let notMarkedCount = 0;
-    for (const part of leadAndRest(items)) {
+    // With calls of the operation out here already (other chunks), they keep the slots busy while
+    // this one prepares: only a chunk that starts with none (a wave's start) sends a lead.
+    const idle = deps.slots.inFlight(j.opId).active === 0;
+    for (const part of idle ? leadAndRest(items) : [items]) {
       let prepared;
       try {
         prepared = await prepare(part);

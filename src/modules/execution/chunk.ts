@@ -33,7 +33,7 @@ export interface ChunkDeps<Tx = Queryable> {
   watch: Pick<HaltWatch, 'track' | 'untrack' | 'canRun'>;
   velocity: Pick<VelocityLimiter, 'reserve' | 'refund'>;
   /** This process's in-flight budget per operation, shared by its chunks (call-slots.ts). */
-  slots: Pick<CallSlots, 'forChunk'>;
+  slots: Pick<CallSlots, 'forChunk' | 'inFlight'>;
   requeue(job: ChunkJob, delayMs: number): Promise<void>;
   clock(): number;
   /** How long a claim stays exclusive; the run renews it at a third of that. */
