@@ -8,7 +8,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { buildExecHarness, type ExecHarness } from '../support/execution.ts';
 import { command } from '../support/exec-helpers.ts';
 import { submitAndStart, waitForState } from '../support/execution.ts';
-import { appsOfSite, deleteAndComplete, runRestore, useHttp } from '../support/restores.ts';
+import { appsOfSite, deleteAndComplete, runRestore, useHttp, useRegistry } from '../support/restores.ts';
 import { query, seedRegistry, siteId } from '../support/seed.ts';
 
 let h: ExecHarness;
@@ -28,6 +28,9 @@ const plan = (ids: string[]) =>
     .post('/v1/operations')
     .set('authorization', h.auth('requester'))
     .send({ targetType: 'app', reason: 'Remove the legacy app', ticket: 'CHG-2', ids, dryRun: true });
+const resourceView = async (id: string) =>
+  (await request(h.app.server).get(`/v1/registry/resources/${id}`).set('authorization', h.auth('viewer')).expect(200))
+    .body as { state: string; deletedBy: { operationId: string; mode: string } | null };
 const operationCount = async () =>
   (await query<{ n: number }>(h.databaseUrl, `SELECT count(*)::int AS n FROM operations WHERE state <> 'rejected'`))[0]!
     .n;
@@ -40,6 +43,28 @@ describe('a second delete of what an HTTP adapter already deleted', () => {
       [a, b],
     ]);
     expect(states.map((s) => s.state)).toEqual(['active', 'active']); // the row is left alone
+    // The registry views say it all the same: the row's state is the owning system's, and
+    // deletedBy is Blastgate's delete that stands.
+    const first = (
+      await query<{ id: string }>(h.databaseUrl, `SELECT operation_id AS id FROM snapshots WHERE resource_id = $1`, [a])
+    )[0]!.id;
+    const view = await request(h.app.server)
+      .get(`/v1/registry/resources/${a}`)
+      .set('authorization', h.auth('viewer'))
+      .expect(200);
+    expect(view.body).toMatchObject({
+      state: 'active',
+      deletedBy: { operationId: first, mode: 'soft', at: expect.any(String) },
+    });
+    const list = await request(h.app.server)
+      .get(`/v1/registry/resources?parentId=${siteId(1)}`)
+      .set('authorization', h.auth('viewer'))
+      .expect(200);
+    expect(list.body.items.map((r: { id: string; deletedBy: unknown }) => [r.id, r.deletedBy !== null])).toEqual([
+      [a, true],
+      [b, true],
+      [c, false],
+    ]);
     h.downstream.reset();
     const before = await operationCount();
     const res = await request(h.app.server)
@@ -74,6 +99,7 @@ describe('a second delete of what an HTTP adapter already deleted', () => {
     expect((await plan([a!])).status).toBe(422);
     const restore = await runRestore(h, { operationId: deleted });
     expect(restore.state).toBe('completed');
+    expect((await resourceView(a!)).deletedBy).toBeNull();
     const again = await plan([a!]);
     expect(again.status, JSON.stringify(again.body)).toBe(200);
     expect(again.body.plan.itemCount).toBe(1);
@@ -98,6 +124,7 @@ describe('a second delete of what an HTTP adapter already deleted', () => {
     // A routine sync omits the state: it must not undo Blastgate's delete.
     await upsert({});
     expect((await plan([a!])).status).toBe(422);
+    expect((await resourceView(a!)).deletedBy).toMatchObject({ mode: 'soft' });
     // The system of record says it is active: it was brought back there. Its retention ends with it
     // (no purge may hard-delete it), and it may be planned again.
     await upsert({ state: 'active' });
@@ -107,6 +134,7 @@ describe('a second delete of what an HTTP adapter already deleted', () => {
       [a],
     );
     expect(after!.purge_after).toBeNull();
+    expect((await resourceView(a!)).deletedBy).toBeNull();
     expect((await plan([a!])).status).toBe(200);
   });
 });
@@ -181,5 +209,23 @@ describe('a cascade over what an HTTP adapter already deleted', () => {
       .send({ targetType: 'site', reason: 'Decommission the site', ticket: 'CHG-5', ids: [siteId(s)], dryRun: true });
     expect(again.status, JSON.stringify(again.body)).toBe(200);
     expect(again.body.plan.cascade).toEqual([{ type: 'app', count: 3 }]);
+  });
+});
+
+describe('deletedBy with the registry adapter', () => {
+  it('names the delete of a soft-deleted row, and is null again once a restore brought it back', async () => {
+    await useRegistry(h);
+    try {
+      const [a] = appsOfSite(0);
+      const op = await deleteAndComplete(h, 'app', [a!]);
+      expect(await resourceView(a!)).toMatchObject({
+        state: 'soft_deleted',
+        deletedBy: { operationId: op, mode: 'soft' },
+      });
+      expect((await runRestore(h, { operationId: op })).state).toBe('completed');
+      expect(await resourceView(a!)).toMatchObject({ state: 'active', deletedBy: null });
+    } finally {
+      await useHttp(h);
+    }
   });
 });

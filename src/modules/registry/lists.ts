@@ -6,6 +6,7 @@ import { Type, type Static } from '@fastify/type-provider-typebox';
 import { BadRequestError } from '../../lib/errors.ts';
 import { ListFilter, listFilters, nextLink } from '../../lib/list-query.ts';
 import { errorResponses, IdString, type App } from '../../lib/schemas.ts';
+import { deletedByView, standingDeletes } from '../restores/history.ts';
 import type { Queryable } from '../../lib/sql.ts';
 import { RESOURCE_EXAMPLE, RESOURCE_STATES, Resource, TYPE_NAME_PATTERN } from './schemas.ts';
 
@@ -150,6 +151,10 @@ async function listResources(db: Queryable, q: Static<typeof ResourcesQuery> & {
      ORDER BY id LIMIT $6`,
     [q.type ?? null, q.tenantId ?? null, q.state ?? null, q.parentId ?? null, q.after ?? null, q.limit],
   );
+  const deleted = await standingDeletes(
+    db,
+    res.rows.map((r) => r.id),
+  );
   return res.rows.map((r) => ({
     id: r.id,
     type: r.type,
@@ -160,6 +165,7 @@ async function listResources(db: Queryable, q: Static<typeof ResourcesQuery> & {
     deletedAt: iso(r.deleted_at),
     purgeAfter: iso(r.purge_after),
     updatedAt: r.updated_at.toISOString(),
+    deletedBy: deletedByView(deleted.get(r.id)),
   }));
 }
 

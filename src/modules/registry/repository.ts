@@ -168,5 +168,6 @@ export async function getResource(db: Queryable, id: string): Promise<Resource |
     deletedAt: iso(r.deleted_at as Date | null),
     purgeAfter: iso(r.purge_after as Date | null),
     updatedAt: (r.updated_at as Date).toISOString(),
+    deletedBy: null,
   };
 }

@@ -320,6 +320,7 @@ export const RESOURCE_EXAMPLE = {
   deletedAt: null,
   purgeAfter: null,
   updatedAt: '2026-11-24T12:00:00.000Z',
+  deletedBy: null,
 };
 
 export const Resource = Type.Object(
@@ -338,6 +339,20 @@ export const Resource = Type.Object(
       }),
     ),
     updatedAt: Timestamp,
+    deletedBy: Nullable(
+      Type.Object(
+        {
+          operationId: Type.String(),
+          mode: Type.Union([Type.Literal('soft'), Type.Literal('hard')]),
+          at: Timestamp,
+        },
+        {
+          additionalProperties: false,
+          description:
+            "Blastgate's delete of this resource that stands: its latest act on it is this operation's delete, not rolled back or restored since (nor, for a type with an HTTP adapter, overtaken by an import that changed the row). An HTTP adapter's delete leaves `state` as the owning system says it is, so this is where it shows; null when none stands",
+        },
+      ),
+    ),
   },
   {
     description: 'A registry resource',

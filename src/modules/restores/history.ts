@@ -6,6 +6,7 @@
 // restore and purge resolvers read it, and so do the delete planner and the start's freshness check
 // for HTTP-adapter types, whose deletes leave the registry row's state alone.
 import type pg from 'pg';
+import type { Queryable } from '../../lib/sql.ts';
 
 /** Item states of a delete whose call went out and was not undone (restoring: a rollback is on it). */
 export const DELETED_ITEM_STATES = ['done', 'restore_failed', 'restoring'];
@@ -44,6 +45,10 @@ export const DELETE_STANDS = `l.deleted AND r.updated_at <= l.at`;
 /** Types whose resources live in another system (an HTTP adapter): the registry row's state is theirs. */
 export const EXTERNAL_TYPES = `SELECT name FROM resource_types WHERE coalesce(adapter->>'kind', 'registry') <> 'registry'`;
 
+/** A snapshot's call took effect: a delete (done, or rolled back since) or a restore (done). $1: DELETED_ITEM_STATES. */
+const TOOK_EFFECT = `((o.action = 'delete' AND i.state = ANY($1::text[] || '{restored}'))
+            OR (o.action = 'restore' AND i.state = 'done'))`;
+
 /**
  * restore_events: every snapshot of the resources in restore_ids whose call took effect — a delete
  * (done, or rolled back: restored) or a restore (done) — and restore_latest: the latest per resource.
@@ -69,10 +74,46 @@ export async function latestEvents(client: pg.PoolClient): Promise<void> {
      -- planner off the primary key, which with a fresh ledger's stale statistics it would pick and
      -- then scan the operation's whole ledger once per snapshot (29 s for 17,660 HTTP items).
      JOIN operation_items i ON i.snapshot_id = rs.snap_id AND (i.operation_id || '') = rs.op_id
-     WHERE ((o.action = 'delete' AND i.state = ANY($1::text[] || '{restored}'))
-            OR (o.action = 'restore' AND i.state = 'done'))
+     WHERE ${TOOK_EFFECT}
      ORDER BY rs.id, rs.at DESC, rs.snap_id DESC`,
     [DELETED_ITEM_STATES],
   );
   await client.query(`ALTER TABLE restore_latest ADD PRIMARY KEY (id)`);
 }
+
+export interface StandingDelete {
+  operationId: string;
+  mode: 'soft' | 'hard';
+  at: Date;
+}
+
+/**
+ * The resources' deletes by Blastgate that stand (each one's latest act on it, not rolled back or
+ * restored, and not overtaken by its row since), by resource ID: what the registry views show beside
+ * the row, whose state an HTTP adapter's delete leaves as the owning system's. One statement for a
+ * page of IDs (snapshots are indexed by resource).
+ */
+export async function standingDeletes(db: Queryable, ids: string[]): Promise<Map<string, StandingDelete>> {
+  if (ids.length === 0) return new Map();
+  const r = await db.query<{ id: string; operation_id: string; mode: 'soft' | 'hard'; at: Date; stands: boolean }>(
+    `SELECT DISTINCT ON (s.resource_id) s.resource_id AS id, s.operation_id, o.mode, s.created_at AS at,
+       o.action = 'delete' AND i.state <> 'restored' AND (
+         -- Since that delete, a registry-adapter row says what it is itself (the delete wrote it);
+         -- another system's row (HTTP adapter) only through an import that changed it.
+         CASE WHEN coalesce(t.adapter->>'kind', 'registry') = 'registry' THEN r.state <> 'active'
+              ELSE r.updated_at <= s.created_at END) AS stands
+     FROM snapshots s JOIN operations o ON o.id = s.operation_id
+     JOIN operation_items i ON i.snapshot_id = s.id AND (i.operation_id || '') = s.operation_id
+     JOIN resources r ON r.id = s.resource_id JOIN resource_types t ON t.name = r.type
+     WHERE s.resource_id = ANY($2::text[]) AND ${TOOK_EFFECT}
+     ORDER BY s.resource_id, s.created_at DESC, s.id DESC`,
+    [DELETED_ITEM_STATES, ids],
+  );
+  return new Map(
+    r.rows.filter((l) => l.stands).map((l) => [l.id, { operationId: l.operation_id, mode: l.mode, at: l.at }]),
+  );
+}
+
+/** The `deletedBy` field of a registry resource view. */
+export const deletedByView = (d: StandingDelete | undefined) =>
+  d ? { operationId: d.operationId, mode: d.mode, at: d.at.toISOString() } : null;
