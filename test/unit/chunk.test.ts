@@ -393,6 +393,22 @@ describe('processChunk of a chunk larger than its lead (the first 100 items go o
     expect(h.events.at(-1)).toMatchObject({ type: 'item_outcomes' });
   });
 
+  it('a call that throws (not a failed outcome) stops both parts from sending more, and the chunk fails once nothing is out', async () => {
+    const h = harness({
+      n: 250,
+      result: (i) => {
+        if (i.resourceId === 'app_3') throw new Error('adapter bug');
+        return { ok: true };
+      },
+    });
+    await expect(h.run()).rejects.toThrow('adapter bug');
+    const atFailure = h.calls.length;
+    await new Promise((r) => setTimeout(r, 50));
+    expect(h.calls.length).toBe(atFailure); // it failed once nothing was out
+    // It stopped sending soon after (not all 250 items, as without the trip).
+    expect(h.calls.length).toBeLessThan(100);
+  });
+
   it('a failure marking the rest stops the lead, lets its calls land, and fails the chunk without handing items back', async () => {
     let release: () => void = () => undefined;
     const held = new Promise<void>((r) => (release = r));

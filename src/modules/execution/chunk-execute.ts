@@ -149,10 +149,15 @@ export async function execute<Tx>(
         breaker,
         slot,
       ).then((r) => ({ items: toRun, ...r }));
-      call.catch(() => undefined); // awaited below (or above, when the next part fails)
+      // A part that throws stops the other from sending; each is awaited below (or above).
+      call.catch(() => breaker.trip());
       sending.push(call);
     }
-    const sent = outcomesOf(...mergeSent(await Promise.all(sending)));
+    // Every part has landed before the chunk returns or fails: nothing is sent after it.
+    const settled = await Promise.allSettled(sending);
+    const thrown = settled.find((x) => x.status === 'rejected');
+    if (thrown) throw thrown.reason;
+    const sent = outcomesOf(...mergeSent(settled.map((x) => (x as PromiseFulfilledResult<Sent>).value)));
     outcomes.push(...sent.outcomes);
     const unsent = notMarkedCount + sent.unsent;
     const requeue = sent.requeue;
