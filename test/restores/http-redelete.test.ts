@@ -31,6 +31,19 @@ const plan = (ids: string[]) =>
 const resourceView = async (id: string) =>
   (await request(h.app.server).get(`/v1/registry/resources/${id}`).set('authorization', h.auth('viewer')).expect(200))
     .body as { state: string; deletedBy: { operationId: string; mode: string } | null };
+/** An import of the row as it stands, with `extra` (state omitted unless given). */
+async function importRow(id: string, extra: object) {
+  const [row] = await query<{ type: string; tenant_id: string; parent_id: string | null }>(
+    h.databaseUrl,
+    'SELECT type, tenant_id, parent_id FROM resources WHERE id = $1',
+    [id],
+  );
+  await request(h.app.server)
+    .post('/v1/registry/resources')
+    .set('authorization', h.auth('admin'))
+    .send({ resources: [{ id, type: row!.type, tenantId: row!.tenant_id, parentId: row!.parent_id, ...extra }] })
+    .expect(200);
+}
 const operationCount = async () =>
   (await query<{ n: number }>(h.databaseUrl, `SELECT count(*)::int AS n FROM operations WHERE state <> 'rejected'`))[0]!
     .n;
@@ -97,6 +110,11 @@ describe('a second delete of what an HTTP adapter already deleted', () => {
     const [a] = appsOfSite(2);
     const deleted = await deleteAndComplete(h, 'app', [a!]);
     expect((await plan([a!])).status).toBe(422);
+    // Imports that change the row but say nothing of its state neither supersede the delete
+    // (the restore below must still take it) nor undo it.
+    await importRow(a!, { protected: true });
+    await importRow(a!, { protected: false });
+    expect((await plan([a!])).status).toBe(422);
     const restore = await runRestore(h, { operationId: deleted });
     expect(restore.state).toBe('completed');
     expect((await resourceView(a!)).deletedBy).toBeNull();
@@ -124,6 +142,12 @@ describe('a second delete of what an HTTP adapter already deleted', () => {
     // A routine sync omits the state: it must not undo Blastgate's delete.
     await upsert({});
     expect((await plan([a!])).status).toBe(422);
+    // Nor does one that changes something else of the row (a protection set and lifted).
+    await importRow(a!, { protected: true });
+    await importRow(a!, { protected: false });
+    const again = await plan([a!]);
+    expect(again.status, JSON.stringify(again.body)).toBe(422);
+    expect(again.body.details.counts).toMatchObject({ already_deleted: 1 });
     expect((await resourceView(a!)).deletedBy).toMatchObject({ mode: 'soft' });
     // The system of record says it is active: it was brought back there. Its retention ends with it
     // (no purge may hard-delete it), and it may be planned again.

@@ -30,12 +30,17 @@ const BULK_LOCK_TIMEOUT = '3s';
 // row reads active already: an HTTP adapter's soft delete leaves the state alone and only sets
 // purge_after, so without it a resource brought back in its own system (outside Blastgate) stayed
 // unchanged here, was refused as already_deleted, and was hard-deleted by the next due purge.
+// state_imported_at records such an import (an explicit state that changed the state or ended a
+// retention): for an HTTP adapter's resources it is what undoes Blastgate's delete, never a change
+// of anything else of the row (restores/history.ts).
 const MERGE_UPDATE = `
   UPDATE resources r SET type = s.type, tenant_id = s.tenant_id, parent_id = s.parent_id,
     state = coalesce(s.state, r.state), protected = coalesce(s.protected, r.protected),
     deleted_at = CASE WHEN coalesce(s.state, r.state) = 'active' THEN NULL ELSE coalesce(r.deleted_at, now()) END,
     purge_after = CASE WHEN coalesce(s.state, r.state) = 'active' AND (r.state <> 'active' OR s.state IS NOT NULL)
       THEN NULL ELSE r.purge_after END,
+    state_imported_at = CASE WHEN s.state IS NOT NULL AND (s.state <> r.state OR (s.state = 'active' AND r.purge_after IS NOT NULL))
+      THEN now() ELSE r.state_imported_at END,
     updated_at = now()
   FROM registry_stage s
   WHERE r.id = s.id

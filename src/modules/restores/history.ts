@@ -37,10 +37,16 @@ export async function readHistory(client: pg.PoolClient, idsSql: string, params:
 
 /**
  * Blastgate's latest act on the resource is a delete that stands (not rolled back, not restored),
- * and no import changed the row since: through an HTTP adapter, whose delete leaves the registry
- * row's state alone, this is what says the resource is deleted.
+ * and no import said what its state is since (one that omits the state, a routine sync, changes
+ * nothing of a delete: see registry/merge.ts): through an HTTP adapter, whose delete leaves the
+ * registry row's state alone, this is what says the resource is deleted.
  */
-export const DELETE_STANDS = `l.deleted AND r.updated_at <= l.at`;
+export const DELETE_STANDS = `l.deleted AND ${notImportedSince('l.at')}`;
+
+/** No import said what resource `r`'s state is after `at` (see DELETE_STANDS). */
+export function notImportedSince(at: string): string {
+  return `coalesce(r.state_imported_at, '-infinity') <= ${at}`;
+}
 
 /** Types whose resources live in another system (an HTTP adapter): the registry row's state is theirs. */
 export const EXTERNAL_TYPES = `SELECT name FROM resource_types WHERE coalesce(adapter->>'kind', 'registry') <> 'registry'`;
@@ -99,9 +105,9 @@ export async function standingDeletes(db: Queryable, ids: string[]): Promise<Map
     `SELECT DISTINCT ON (s.resource_id) s.resource_id AS id, s.operation_id, o.mode, s.created_at AS at,
        o.action = 'delete' AND i.state <> 'restored' AND (
          -- Since that delete, a registry-adapter row says what it is itself (the delete wrote it);
-         -- another system's row (HTTP adapter) only through an import that changed it.
+         -- another system's row (HTTP adapter) only through an import that said so.
          CASE WHEN coalesce(t.adapter->>'kind', 'registry') = 'registry' THEN r.state <> 'active'
-              ELSE r.updated_at <= s.created_at END) AS stands
+              ELSE ${notImportedSince('s.created_at')} END) AS stands
      FROM snapshots s JOIN operations o ON o.id = s.operation_id
      JOIN operation_items i ON i.snapshot_id = s.id AND (i.operation_id || '') = s.operation_id
      JOIN resources r ON r.id = s.resource_id JOIN resource_types t ON t.name = r.type

@@ -5,7 +5,7 @@
 import type pg from 'pg';
 import { CASCADE_DEPTH } from '../operations/cascade-plan.ts';
 import { LIVE_STATES } from '../operations/lifecycle-types.ts';
-import { createRestoreIds, DELETED_ITEM_STATES, latestEvents } from './history.ts';
+import { createRestoreIds, DELETED_ITEM_STATES, latestEvents, notImportedSince } from './history.ts';
 import type { RestoreScope } from './schemas.ts';
 
 /**
@@ -140,7 +140,7 @@ async function sources(client: pg.PoolClient, asOf: string | null): Promise<void
  *
  * Superseded, by adapter kind: the registry adapter writes the delete into the registry row, so a
  * row that is active again, or changed after its deleted_at, was superseded; an HTTP adapter leaves
- * the row alone, so only a row made active again after the delete (by an import) is.
+ * the row alone, so only a row an import said is active after the delete is (state_imported_at).
  */
 async function classify(client: pg.PoolClient, targetType: string | null): Promise<void> {
   await client.query(
@@ -168,7 +168,7 @@ async function classify(client: pg.PoolClient, targetType: string | null): Promi
          WHEN r.type <> l.type OR r.tenant_id <> l.tenant_id THEN 'superseded'
          WHEN coalesce(t.adapter->>'kind', 'registry') = 'registry'
               AND (r.state = 'active' OR r.updated_at > coalesce(r.deleted_at, '-infinity')) THEN 'superseded'
-         WHEN r.state = 'active' AND r.updated_at > l.at THEN 'superseded'
+         WHEN r.state = 'active' AND NOT ${notImportedSince('l.at')} THEN 'superseded'
          WHEN src.snap_id IS NULL THEN 'no_snapshot'
          WHEN src.erased THEN 'erased'
          WHEN p.id IS NOT NULL AND (p.state <> 'active' OR coalesce(pl.deleted, false))

@@ -1,9 +1,11 @@
 // A restore's plan_fresh guard (checked when it starts): the registry as the plan saw it. A
 // resource that is gone, moved to another type or tenant, purged, or made active again since the
-// plan (re-created, or restored by someone else) makes the plan stale; starting it would restore
-// over something nobody reviewed. Its snapshot is verified again right before each call.
+// plan (re-created, restored by someone else, or said to be active by an import) makes the plan
+// stale; starting it would restore over something nobody reviewed. Its snapshot is verified again
+// right before each call.
 import type pg from 'pg';
 import { ConflictError, type AppError } from '../../lib/errors.ts';
+import { notImportedSince } from './history.ts';
 
 const LISTED = 100;
 
@@ -26,10 +28,13 @@ export async function restoreStale(
     `SELECT i.resource_id, i.resource_type AS planned_type, i.tenant_id AS planned_tenant, r.type, r.tenant_id, r.state,
             r.updated_at, count(*) OVER ()::int AS total
      FROM operation_items i JOIN operations o ON o.id = i.operation_id
-     LEFT JOIN resources r ON r.id = i.resource_id
+     LEFT JOIN resources r ON r.id = i.resource_id LEFT JOIN resource_types t ON t.name = r.type
      WHERE i.operation_id = $1
        AND (r.id IS NULL OR r.type <> i.resource_type OR r.tenant_id <> i.tenant_id OR r.state = 'purged'
-            OR (r.state = 'active' AND r.updated_at > o.created_at))
+            -- Made active since the plan: a registry-adapter row by any change (its state is
+            -- Blastgate's), another system's only by an import that said so.
+            OR (r.state = 'active' AND CASE WHEN coalesce(t.adapter->>'kind', 'registry') = 'registry'
+                                            THEN r.updated_at > o.created_at ELSE NOT ${notImportedSince('o.created_at')} END))
      ORDER BY i.seq LIMIT $2`,
     [operationId, LISTED],
   );

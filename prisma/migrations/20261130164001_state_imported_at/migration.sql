@@ -1,0 +1,2 @@
+-- AlterTable
+ALTER TABLE "resources" ADD COLUMN     "state_imported_at" TIMESTAMPTZ(3);
