@@ -101,7 +101,7 @@ async function planStale(tx: pg.PoolClient, record: OperationRecord): Promise<Ap
     : `${total} resource(s) that the plan does not list would now be taken by its cascade (e.g. ${unplanned[0]!.resourceId}, now ${unplanned[0]!.now.state} under ${unplanned[0]!.now.parentId})`;
   return new ConflictError(
     'PLAN_STALE',
-    `${what}; nothing was started. Abort this operation (its locks hold the planned resources) and submit a new plan`,
+    `${what}; nothing was started. Abort this operation (POST /v1/operations/${record.id}/abort with a reason; its locks hold the planned resources), then submit a new plan.`,
     { total, changed: [...changed, ...unplanned] },
   );
 }

@@ -344,7 +344,7 @@ export const Resource = Type.Object(
         {
           operationId: Type.String(),
           mode: Type.Union([Type.Literal('soft'), Type.Literal('hard')]),
-          at: Timestamp,
+          at: { ...Timestamp, description: 'When Blastgate stored its snapshot, right before its delete call' },
         },
         {
           additionalProperties: false,

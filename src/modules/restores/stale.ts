@@ -50,7 +50,7 @@ export async function restoreStale(
   }));
   return new ConflictError(
     'PLAN_STALE',
-    `${total} resource(s) of this ${what} changed in the registry since the plan was made (e.g. ${changed[0]!.resourceId}); nothing was started. Abort this ${what} (its locks hold the planned resources) and submit a new one`,
+    `${total} resource(s) of this ${what} changed in the registry since the plan was made (e.g. ${changed[0]!.resourceId}); nothing was started. Abort this ${what} (POST /v1/operations/${operationId}/abort with a reason; its locks hold the planned resources), then submit a new one.`,
     { total, changed },
   );
 }
