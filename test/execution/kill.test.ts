@@ -252,11 +252,20 @@ describe('a worker process SIGKILLed mid-operation; another process takes over',
     const op = await submit(ids);
     // Outcomes and the decision on them commit together: with the operation's row locked, the
     // chunk that settles the wave has written its outcomes but cannot commit them. The lock is
-    // taken once the big chunk of the last wave is sending (a chunk that has not marked its items
-    // yet would wait for the same lock before its first call).
+    // taken once every item is marked write-ahead and calls are going out (a chunk that has not
+    // marked its items yet would wait for the same lock before its first call: the big chunk
+    // sends its first 100 items before it marks the rest, so calls alone do not say it).
     await pollUntil(
-      async () => appliedCount(h.downstream, op.id, ids) >= 150,
-      'the last wave to be sending',
+      async () =>
+        appliedCount(h.downstream, op.id, ids) >= 150 &&
+        (
+          await query<{ n: number }>(
+            h.databaseUrl,
+            'SELECT count(*)::int AS n FROM operation_items WHERE operation_id = $1 AND executed_seq IS NOT NULL',
+            [op.id],
+          )
+        )[0]!.n === TOTAL,
+      'every item marked and the last wave sending',
       20_000,
       5,
     );

@@ -78,6 +78,9 @@ describe('a second delete of what an HTTP adapter already deleted', () => {
       [b, true],
       [c, false],
     ]);
+    // The owning system confirming the delete (an import of its state) keeps it so.
+    await importRow(b!, { state: 'soft_deleted' });
+    expect(await resourceView(b!)).toMatchObject({ state: 'soft_deleted', deletedBy: { mode: 'soft' } });
     h.downstream.reset();
     const before = await operationCount();
     const res = await request(h.app.server)

@@ -104,10 +104,11 @@ export async function standingDeletes(db: Queryable, ids: string[]): Promise<Map
   const r = await db.query<{ id: string; operation_id: string; mode: 'soft' | 'hard'; at: Date; stands: boolean }>(
     `SELECT DISTINCT ON (s.resource_id) s.resource_id AS id, s.operation_id, o.mode, s.created_at AS at,
        o.action = 'delete' AND i.state <> 'restored' AND (
-         -- Since that delete, a registry-adapter row says what it is itself (the delete wrote it);
-         -- another system's row (HTTP adapter) only through an import that said so.
-         CASE WHEN coalesce(t.adapter->>'kind', 'registry') = 'registry' THEN r.state <> 'active'
-              ELSE ${notImportedSince('s.created_at')} END) AS stands
+         -- Since that delete, a row that reads deleted says so itself; one that reads active was
+         -- made active again if it is the registry adapter's (whose delete wrote the state), and
+         -- another system's (HTTP adapter) only if an import said so.
+         r.state <> 'active'
+         OR (coalesce(t.adapter->>'kind', 'registry') <> 'registry' AND ${notImportedSince('s.created_at')})) AS stands
      FROM snapshots s JOIN operations o ON o.id = s.operation_id
      JOIN operation_items i ON i.snapshot_id = s.id AND (i.operation_id || '') = s.operation_id
      JOIN resources r ON r.id = s.resource_id JOIN resource_types t ON t.name = r.type
