@@ -18,11 +18,13 @@ import { assessWave, foldOutcomes, type WaveStats } from '../operations/wave-hea
 
 export interface BreakerResult {
   results: ItemResult[];
-  /** Indices of `items` in the order their outcomes arrived (what the wave's streak counts). */
-  order: number[];
-  /** Per item of `items`: its outcome's place among every outcome of the chunk (-1: none). */
+  /** Per item of `items`: its outcome's place among every outcome of the chunk (arrivalOrder). */
   arrived: number[];
 }
+
+/** Indices of the items in the order their outcomes arrived (what the wave's streak counts). */
+export const arrivalOrder = (arrived: readonly number[]): number[] =>
+  arrived.map((_, k) => k).sort((a, b) => arrived[a]! - arrived[b]!);
 
 /**
  * The judgement of one chunk, shared by every batch of calls it sends (a chunk sends its first
@@ -69,24 +71,19 @@ export async function applyWithBreaker(
   /** Holds a slot of the operation's in-flight budget around each call (call-slots.ts). */
   slot: <T>(call: () => Promise<T>) => Promise<T> = (call) => call(),
 ): Promise<BreakerResult> {
-  const order: number[] = [];
   const arrived = new Array<number>(items.length).fill(-1);
   const shouldContinue = () => breaker.shouldContinue();
   // The registry adapter acts on a whole chunk in one statement: there is no per-call overshoot.
   if (adapter.kind !== 'http') {
     const results = await adapter.apply(action, items, { ...opts, shouldContinue });
-    results.forEach((r, k) => {
-      order.push(k);
-      arrived[k] = breaker.arrive(r);
-    });
-    return { results, order, arrived };
+    results.forEach((r, k) => (arrived[k] = breaker.arrive(r)));
+    return { results, arrived };
   }
   const results = await mapPool(items, opts.concurrency, async (item, k) => {
     // The halt check (shouldContinue) runs inside the slot, just before the call is sent.
     const r = (await slot(() => adapter.apply(action, [item], { ...opts, concurrency: 1, shouldContinue })))[0]!;
-    order.push(k);
     arrived[k] = breaker.arrive(r);
     return r;
   });
-  return { results, order, arrived };
+  return { results, arrived };
 }

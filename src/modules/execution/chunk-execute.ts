@@ -12,7 +12,7 @@ import {
   type TargetAdapter,
 } from '../adapters/index.ts';
 import { takeSnapshots } from './chunk-snapshots.ts';
-import { applyWithBreaker, chunkBreaker, type BreakerResult } from './breaker.ts';
+import { applyWithBreaker, arrivalOrder, chunkBreaker, type BreakerResult } from './breaker.ts';
 import { executePurge } from './chunk-purge.ts';
 import { executeRestore } from './chunk-restore.ts';
 import type { ChunkDeps } from './chunk.ts';
@@ -187,18 +187,12 @@ export function leadAndRest<T>(items: T[]): T[][] {
 type Sent = BreakerResult & { items: { seq: number }[] };
 
 /** The parts' calls as one list, in the order their outcomes arrived across the parts. */
-export function mergeSent(parts: Sent[]): [{ seq: number }[], ItemResult[], number[]] {
-  const items = parts.flatMap((p) => p.items);
-  const results = parts.flatMap((p) => p.results);
-  const arrived: number[] = [];
-  const order: number[] = [];
-  let offset = 0;
-  for (const p of parts) {
-    for (const k of p.order) order.push(offset + k);
-    arrived.push(...p.arrived);
-    offset += p.items.length;
-  }
-  return [items, results, parts.length > 1 ? order.sort((a, b) => arrived[a]! - arrived[b]!) : order];
+function mergeSent(parts: Sent[]): [{ seq: number }[], ItemResult[], number[]] {
+  return [
+    parts.flatMap((p) => p.items),
+    parts.flatMap((p) => p.results),
+    arrivalOrder(parts.flatMap((p) => p.arrived)),
+  ];
 }
 
 /**

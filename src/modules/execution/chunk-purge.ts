@@ -5,7 +5,7 @@
 // restore of the resource still finds it and reports `purged` (restores/resolve.ts).
 import { AppError } from '../../lib/errors.ts';
 import { idempotencyKeyFor, type AdapterItem, type TargetAdapter } from '../adapters/index.ts';
-import { applyWithBreaker, chunkBreaker } from './breaker.ts';
+import { applyWithBreaker, arrivalOrder, chunkBreaker } from './breaker.ts';
 import type { ChunkDeps } from './chunk.ts';
 import { keepLease, markWriteAhead, outcomesOf, releaseUnsent, type Executed } from './chunk-execute.ts';
 import { takeSnapshots } from './chunk-snapshots.ts';
@@ -79,7 +79,7 @@ export async function executePurge<Tx>(
     for (const [type, adapter] of adapters) {
       const part = toRun.filter((i) => typeOf(i) === type);
       if (part.length === 0) continue;
-      const { results, order } = await applyWithBreaker(
+      const { results, arrived } = await applyWithBreaker(
         adapter,
         'hardDelete',
         part.map((i): AdapterItem => ({ operationId: j.opId, resourceId: i.resourceId, tenantId: i.tenantId, type })),
@@ -87,7 +87,7 @@ export async function executePurge<Tx>(
         breaker,
         slot,
       );
-      const sent = outcomesOf(part, results, order);
+      const sent = outcomesOf(part, results, arrivalOrder(arrived));
       outcomes.push(...sent.outcomes);
       unsent += sent.unsent;
       requeue += sent.requeue;

@@ -10,7 +10,7 @@ import type { Guard, LifecycleState } from '../operations/lifecycle.ts';
 import { ENDED_STATES, TERMINAL_STATES } from '../operations/lifecycle.ts';
 import { CASCADE_DEPTH } from '../operations/cascade-plan.ts';
 import { relockTouched } from '../operations/resource-locks.ts';
-import { DELETE_STANDS, EXTERNAL_TYPES, readHistory } from '../restores/history.ts';
+import { DELETE_STANDS, EXTERNAL_TYPES, ledgerDecides, readHistory } from '../restores/history.ts';
 import { restoreStale } from '../restores/stale.ts';
 import type { Metrics } from '../../plugins/metrics.ts';
 import { erasureAuditDetail } from '../erasure/keys.ts';
@@ -121,9 +121,9 @@ async function unplannedDescendants(tx: pg.PoolClient, record: OperationRecord, 
   const params = [record.id, cascadeTo, CASCADE_DEPTH, states];
   // The planner left out what Blastgate already deleted through an HTTP adapter (see
   // leaveOutDeletedElsewhere): such a child is not new, unless that delete was undone since.
-  const asked = states.includes('soft_deleted')
-    ? 0
-    : await readHistory(tx, `SELECT x.id FROM (${children}) x WHERE x.type IN (${EXTERNAL_TYPES})`, params);
+  const asked = ledgerDecides(states)
+    ? await readHistory(tx, `SELECT x.id FROM (${children}) x WHERE x.type IN (${EXTERNAL_TYPES})`, params)
+    : 0;
   const r = await tx.query<{ id: string; type: string; tenant_id: string; parent_id: string; state: string }>(
     `SELECT x.* FROM (${children}) x
      ${asked ? `WHERE NOT EXISTS (SELECT 1 FROM restore_latest l JOIN resources r ON r.id = l.id WHERE l.id = x.id AND ${DELETE_STANDS})` : ''}

@@ -6,7 +6,7 @@
 import type pg from 'pg';
 import { UnprocessableError } from '../../lib/errors.ts';
 import { ACTIVE_ONLY } from '../erasure/states.ts';
-import { DELETE_STANDS, EXTERNAL_TYPES, readHistory } from '../restores/history.ts';
+import { DELETE_STANDS, EXTERNAL_TYPES, ledgerDecides, readHistory } from '../restores/history.ts';
 import { LIVE_STATES } from './lifecycle-types.ts';
 
 /** Levels of descendants followed below a submitted resource. */
@@ -44,7 +44,7 @@ export async function expandCascade(
      ORDER BY t.id, t.depth`,
     [cascadeTo, CASCADE_DEPTH, states],
   );
-  if (!states.includes('soft_deleted')) await leaveOutDeletedElsewhere(client);
+  if (ledgerDecides(states)) await leaveOutDeletedElsewhere(client);
   await refuseDeeperCascades(client, cascadeTo, states);
 }
 

@@ -5,7 +5,7 @@ import type pg from 'pg';
 import type { TokenScope } from '../auth/roles.ts';
 import { classifyCascade, countDescendants, expandCascade, markDescendantsLockedByOthers } from './cascade-plan.ts';
 import { ACTIVE_ONLY } from '../erasure/states.ts';
-import { DELETE_STANDS, readHistory } from '../restores/history.ts';
+import { DELETE_STANDS, ledgerDecides, readHistory } from '../restores/history.ts';
 import { LIVE_STATES } from './lifecycle-types.ts';
 
 export const ID_CLASSES = [
@@ -108,7 +108,7 @@ export async function classify(
        FROM plan_input i JOIN plan_class c ON c.id = i.id AND i.ord > c.ord`,
     );
   }
-  if (external && !states.includes('soft_deleted')) await deletedElsewhere(client);
+  if (external && ledgerDecides(states)) await deletedElsewhere(client);
   await expandCascade(client, cascadeTo, states);
   // Without cascade types there is nothing under the submitted resources to classify.
   if (cascadeTo.length) await classifyCascade(client, scope?.tenants ?? null);
@@ -129,7 +129,7 @@ export async function classify(
  * `ok`: sent a second delete, snapshotted in its deleted state, and then restored by the second
  * operation's rollback — undoing the first delete without anyone asking. Here Blastgate's latest
  * act on each `ok` resource decides, as for restores and purges: a delete that stands (not undone
- * by a rollback or a restore), unless an import changed the row since, is `already_deleted`.
+ * by a rollback or a restore, and no import said the resource is active since) is `already_deleted`.
  */
 async function deletedElsewhere(client: pg.PoolClient): Promise<void> {
   if (!(await readHistory(client, `SELECT id FROM plan_class WHERE class = 'ok'`))) return;

@@ -5,6 +5,7 @@ import { NotFoundError } from '../../lib/errors.ts';
 import type { Operation } from '../../generated/prisma/client.ts';
 import type { DrillView } from './views.ts';
 import { DEFAULT_RESTORE_APPROVAL, type Budgets, type RestoreApproval } from './policy.ts';
+import { isExternal } from '../restores/history.ts';
 
 export interface NewOperation {
   id: string;
@@ -263,11 +264,9 @@ export async function getResourceType(client: pg.PoolClient | pg.Pool, name: str
     id_pattern: string | null;
     cascade_to: string[] | null;
     external: boolean;
-  }>(
-    `SELECT name, id_pattern, cascade_to, coalesce(adapter->>'kind', 'registry') <> 'registry' AS external
-     FROM resource_types WHERE name = $1`,
-    [name],
-  );
+  }>(`SELECT name, id_pattern, cascade_to, ${isExternal('t')} AS external FROM resource_types t WHERE name = $1`, [
+    name,
+  ]);
   return res.rows[0];
 }
 

@@ -5,7 +5,7 @@
 // locks and the rejection report are the delete planner's own.
 import type pg from 'pg';
 import { LIVE_STATES } from '../operations/lifecycle-types.ts';
-import { createRestoreIds, latestEvents, notImportedSince } from '../restores/history.ts';
+import { createRestoreIds, isExternal, latestEvents, notImportedSince } from '../restores/history.ts';
 import { resolveDeleted } from '../restores/resolve.ts';
 import { DEFAULT_RETENTION_DAYS } from './retention.ts';
 import type { PurgeScope } from './schemas.ts';
@@ -55,7 +55,7 @@ async function classify(client: pg.PoolClient, targetType: string | null, now: D
          WHEN lo.id IS NOT NULL THEN 'in_flight'
          WHEN r.state = 'purged' THEN 'purged'
          WHEN NOT (r.state = 'soft_deleted'
-                   OR (coalesce(t.adapter->>'kind', 'registry') <> 'registry' AND coalesce(l.deleted, false)
+                   OR (${isExternal('t')} AND coalesce(l.deleted, false)
                        AND ${notImportedSince('l.at')})) THEN 'not_deleted'
          WHEN due.purge_after IS NULL OR due.purge_after > $3 THEN 'within_retention'
          ELSE 'ok'

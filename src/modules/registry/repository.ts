@@ -2,6 +2,7 @@
 // import.ts) so that 100k tenants or 1M resources are a handful of statements, not one per row.
 import type pg from 'pg';
 import type { Queryable } from '../../lib/sql.ts';
+import { deletedByView, standingDeletes } from '../restores/history.ts';
 import type { Resource, ResourceType, ResourceTypeInput, TenantInput } from './schemas.ts';
 
 // Registry writers take this transaction-scoped advisory lock, so that two bulk upserts never
@@ -168,6 +169,6 @@ export async function getResource(db: Queryable, id: string): Promise<Resource |
     deletedAt: iso(r.deleted_at as Date | null),
     purgeAfter: iso(r.purge_after as Date | null),
     updatedAt: (r.updated_at as Date).toISOString(),
-    deletedBy: null,
+    deletedBy: deletedByView((await standingDeletes(db, [id])).get(id)),
   };
 }

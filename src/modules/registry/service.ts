@@ -7,7 +7,6 @@ import { TEXT_RULES, textProblem, type TextProblem } from '../../lib/text.ts';
 import type { Metrics } from '../../plugins/metrics.ts';
 import { adapterProblems, type AdapterProblem, type DownstreamPolicy } from '../adapters/index.ts';
 import { appendAudit } from '../audit/repository.ts';
-import { deletedByView, standingDeletes } from '../restores/history.ts';
 import { readContact } from './contacts.ts';
 import { importResources, type ImportOptions } from './import.ts';
 import type { StageRow } from './rows.ts';
@@ -245,8 +244,7 @@ export function registryService(deps: {
     async getResource(id: string) {
       const resource = await repo.getResource(pool, id);
       if (!resource) throw new NotFoundError('Resource', id);
-      const deleted = await standingDeletes(pool, [id]);
-      return { ...resource, deletedBy: deletedByView(deleted.get(id)) };
+      return resource;
     },
   };
 }

@@ -48,8 +48,20 @@ export function notImportedSince(at: string): string {
   return `coalesce(r.state_imported_at, '-infinity') <= ${at}`;
 }
 
-/** Types whose resources live in another system (an HTTP adapter): the registry row's state is theirs. */
-export const EXTERNAL_TYPES = `SELECT name FROM resource_types WHERE coalesce(adapter->>'kind', 'registry') <> 'registry'`;
+/** SQL: resource type `t` lives in another system (an HTTP adapter): the registry row's state is theirs. */
+export function isExternal(t: string): string {
+  return `coalesce(${t}.adapter->>'kind', 'registry') <> 'registry'`;
+}
+
+/** Types whose resources live in another system (see isExternal). */
+export const EXTERNAL_TYPES = `SELECT name FROM resource_types t WHERE ${isExternal('t')}`;
+
+/**
+ * Whether Blastgate's ledger must say what an external resource is, for an operation acting on
+ * resources in these registry states: only when it acts on active ones alone (a delete). A purge or
+ * an erasure acts on soft-deleted ones too, so a standing delete does not exclude anything there.
+ */
+export const ledgerDecides = (states: readonly string[]) => !states.includes('soft_deleted');
 
 /** A snapshot's call took effect: a delete (done, or rolled back since) or a restore (done). $1: DELETED_ITEM_STATES. */
 const TOOK_EFFECT = `((o.action = 'delete' AND i.state = ANY($1::text[] || '{restored}'))
@@ -108,7 +120,7 @@ export async function standingDeletes(db: Queryable, ids: string[]): Promise<Map
          -- made active again if it is the registry adapter's (whose delete wrote the state), and
          -- another system's (HTTP adapter) only if an import said so.
          r.state <> 'active'
-         OR (coalesce(t.adapter->>'kind', 'registry') <> 'registry' AND ${notImportedSince('s.created_at')})) AS stands
+         OR (${isExternal('t')} AND ${notImportedSince('s.created_at')})) AS stands
      FROM snapshots s JOIN operations o ON o.id = s.operation_id
      JOIN operation_items i ON i.snapshot_id = s.id AND (i.operation_id || '') = s.operation_id
      JOIN resources r ON r.id = s.resource_id JOIN resource_types t ON t.name = r.type

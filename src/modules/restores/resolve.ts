@@ -5,7 +5,7 @@
 import type pg from 'pg';
 import { CASCADE_DEPTH } from '../operations/cascade-plan.ts';
 import { LIVE_STATES } from '../operations/lifecycle-types.ts';
-import { createRestoreIds, DELETED_ITEM_STATES, latestEvents, notImportedSince } from './history.ts';
+import { createRestoreIds, DELETED_ITEM_STATES, isExternal, latestEvents, notImportedSince } from './history.ts';
 import type { RestoreScope } from './schemas.ts';
 
 /**
@@ -166,7 +166,7 @@ async function classify(client: pg.PoolClient, targetType: string | null): Promi
          WHEN r.state = 'purged' THEN 'purged'
          WHEN NOT coalesce(l.deleted, false) THEN CASE WHEN r.state = 'active' THEN 'not_deleted' ELSE 'no_snapshot' END
          WHEN r.type <> l.type OR r.tenant_id <> l.tenant_id THEN 'superseded'
-         WHEN coalesce(t.adapter->>'kind', 'registry') = 'registry'
+         WHEN NOT ${isExternal('t')}
               AND (r.state = 'active' OR r.updated_at > coalesce(r.deleted_at, '-infinity')) THEN 'superseded'
          WHEN r.state = 'active' AND NOT ${notImportedSince('l.at')} THEN 'superseded'
          WHEN src.snap_id IS NULL THEN 'no_snapshot'

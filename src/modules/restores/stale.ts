@@ -5,7 +5,7 @@
 // right before each call.
 import type pg from 'pg';
 import { ConflictError, type AppError } from '../../lib/errors.ts';
-import { notImportedSince } from './history.ts';
+import { isExternal, notImportedSince } from './history.ts';
 
 const LISTED = 100;
 
@@ -33,8 +33,8 @@ export async function restoreStale(
        AND (r.id IS NULL OR r.type <> i.resource_type OR r.tenant_id <> i.tenant_id OR r.state = 'purged'
             -- Made active since the plan: a registry-adapter row by any change (its state is
             -- Blastgate's), another system's only by an import that said so.
-            OR (r.state = 'active' AND CASE WHEN coalesce(t.adapter->>'kind', 'registry') = 'registry'
-                                            THEN r.updated_at > o.created_at ELSE NOT ${notImportedSince('o.created_at')} END))
+            OR (r.state = 'active' AND CASE WHEN ${isExternal('t')} THEN NOT ${notImportedSince('o.created_at')}
+                                            ELSE r.updated_at > o.created_at END))
      ORDER BY i.seq LIMIT $2`,
     [operationId, LISTED],
   );
