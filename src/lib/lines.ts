@@ -26,18 +26,30 @@ export interface Line {
 const ASCII_BLANKS = /^[ \t\r]+|[ \t\r]+$/g;
 const trimAscii = (s: string) => (s.length && /^[ \t\r]|[ \t\r]$/.test(s) ? s.replace(ASCII_BLANKS, '') : s);
 
-function countNewlines(buf: Uint8Array, end: number): number {
+export function countNewlines(buf: Uint8Array, end: number): number {
   let n = 0;
   for (let i = buf.indexOf(0x0a); i !== -1 && i < end; i = buf.indexOf(0x0a, i + 1)) n++;
   return n;
 }
 
-function invalidUtf8(line: number, byteOffset: number, byte: string): BadRequestError {
+export function invalidUtf8(line: number, byteOffset: number, byte: string): BadRequestError {
   return new BadRequestError(
     'INVALID_UTF8',
     `The body is not valid UTF-8: byte ${byte} at offset ${byteOffset} (line ${line}); text must be UTF-8 encoded`,
     { line, byteOffset, byte },
   );
+}
+
+export const lineTooLong = (line: number, limits: LineLimits) =>
+  new BadRequestError('LINE_TOO_LONG', `Line ${line} is longer than ${limits.maxLineBytes} bytes`, {
+    line,
+    maxLineBytes: limits.maxLineBytes,
+  });
+
+export function bodyTooLarge(limits: LineLimits) {
+  return new PayloadTooLargeError(`Body is larger than the ${limits.maxBytes} bytes this route accepts`, {
+    maxBytes: limits.maxBytes,
+  });
 }
 
 /** Yields batches of non-empty lines (CRLF tolerated); blanks and tabs around a line are trimmed. */
@@ -50,10 +62,7 @@ export async function* lineBatches(stream: Readable, limits: LineLimits): AsyncG
   let batch: Line[] = [];
   for await (const chunk of stream as AsyncIterable<Buffer>) {
     bytes += chunk.length;
-    if (bytes > limits.maxBytes)
-      throw new PayloadTooLargeError(`Body is larger than the ${limits.maxBytes} bytes this route accepts`, {
-        maxBytes: limits.maxBytes,
-      });
+    if (bytes > limits.maxBytes) throw bodyTooLarge(limits);
     // A multi-byte character may be split between chunks: its first bytes wait for the rest.
     const buf = pending.length ? Buffer.concat([pending, chunk]) : chunk;
     const cut = completePrefix(buf);
@@ -71,11 +80,7 @@ export async function* lineBatches(stream: Readable, limits: LineLimits): AsyncG
       start = i + 1;
     }
     carry = text.slice(start);
-    if (carry.length > limits.maxLineBytes)
-      throw new BadRequestError('LINE_TOO_LONG', `Line ${n + 1} is longer than ${limits.maxLineBytes} bytes`, {
-        line: n + 1,
-        maxLineBytes: limits.maxLineBytes,
-      });
+    if (carry.length > limits.maxLineBytes) throw lineTooLong(n + 1, limits);
     if (batch.length >= limits.batchSize) {
       yield batch;
       batch = [];

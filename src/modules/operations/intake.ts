@@ -5,12 +5,14 @@ import { BadRequestError, PayloadTooLargeError } from '../../lib/errors.ts';
 import { parseJsonLine, type Line } from '../../lib/lines.ts';
 import { MAX_ID_LENGTH } from '../../lib/schemas.ts';
 import { isValidText, longerThan, textProblem } from '../../lib/text.ts';
+import { isPacked, type IdBatch, type PackedIds } from './id-stream.ts';
 
 export const MAX_INLINE_IDS = 100_000;
 export const MAX_STREAMED_IDS = 1_000_000;
 const REPORTED_INVALID = 100;
+const DIGITS = 10;
 
-export type IdBatches = AsyncIterable<string[]>;
+export type IdBatches = AsyncIterable<IdBatch>;
 
 export interface IntakeResult {
   count: number;
@@ -23,48 +25,42 @@ export async function* inlineBatches(ids: string[], size = 10_000): AsyncGenerat
   for (let i = 0; i < ids.length; i += size) yield ids.slice(i, i + size);
 }
 
-/** NDJSON lines as IDs: each line is a JSON string ("app_1") or an object {"id": "app_1"}. */
-export async function* ndjsonIdBatches(lines: AsyncIterable<Line[]>): AsyncGenerator<string[]> {
-  for await (const batch of lines) {
-    yield batch.map((line) => {
-      const t = line.text;
-      // Fast path for the common `"id"` line; anything else goes through JSON.parse.
-      if (t.length > 1 && t.charCodeAt(0) === 34 && t.charCodeAt(t.length - 1) === 34 && !t.includes('\\'))
-        return t.slice(1, -1);
-      const v = parseJsonLine(line);
-      if (typeof v === 'string') return v;
-      if (
-        v &&
-        typeof v === 'object' &&
-        !Array.isArray(v) &&
-        typeof (v as { id?: unknown }).id === 'string' &&
-        Object.keys(v).length === 1
-      ) {
-        return (v as { id: string }).id;
-      }
-      throw new BadRequestError('INVALID_ID', `Line ${line.n} must be a JSON string or {"id": "..."}`, {
-        line: line.n,
-      });
-    });
+/** The ID on an NDJSON line: a JSON string ("app_1") or an object {"id": "app_1"}. */
+export function ndjsonLineId(line: Line): string {
+  const t = line.text;
+  // Fast path for the common `"id"` line; anything else goes through JSON.parse.
+  if (t.length > 1 && t.charCodeAt(0) === 34 && t.charCodeAt(t.length - 1) === 34 && !/["\\]/.test(t.slice(1, -1)))
+    return t.slice(1, -1);
+  const v = parseJsonLine(line);
+  if (typeof v === 'string') return v;
+  if (
+    v &&
+    typeof v === 'object' &&
+    !Array.isArray(v) &&
+    typeof (v as { id?: unknown }).id === 'string' &&
+    Object.keys(v).length === 1
+  ) {
+    return (v as { id: string }).id;
   }
+  throw new BadRequestError('INVALID_ID', `Line ${line.n} must be a JSON string or {"id": "..."}`, {
+    line: line.n,
+  });
 }
 
-/** Plain-text lines as IDs, one per line. */
-export async function* textIdBatches(lines: AsyncIterable<Line[]>): AsyncGenerator<string[]> {
-  for await (const batch of lines) yield batch.map((l) => l.text);
-}
+/** Where validated IDs go: COPY-text rows (`ord\tid\n` lines), a batch at a time. */
+export type RowSink = (rows: Buffer) => Promise<void>;
 
-/** Where validated IDs go: one COPY-text chunk (`ord\tid\n` lines) per batch. */
-export type RowSink = (rows: string) => Promise<void>;
+/** IDs handed to one sink call: about one short COPY per 10,000. */
+const ROWS_PER_WRITE = 10_000;
 
 /**
- * Reads every ID, hashes it and hands the valid ones to `sink` a batch at a time, while the next
- * batch is read (at most one write in flight). Invalid IDs (not text, empty, too long,
- * whitespace/control characters) are collected (first 100) and refused together after the body was
- * read.
+ * Reads every ID, hashes it and hands the valid ones to `sink` about 10,000 at a time, while the
+ * next ones are read (at most one write in flight). Invalid IDs (not text, empty, too long,
+ * whitespace/control characters) are collected (first 100) and refused together after the body
+ * was read.
  */
 export async function readIds(
-  batches: IdBatches,
+  batches: AsyncIterable<IdBatch>,
   maxIds: number,
   sink: RowSink,
   hash: Hash = createHash('sha256'),
@@ -73,37 +69,56 @@ export async function readIds(
   const invalid: ({ index: number; id: unknown; problem: string } & Record<string, unknown>)[] = [];
   let invalidCount = 0;
   let writing: Promise<void> | undefined;
+  let rows: Buffer[] = [];
+  let rowIds = 0;
+  const write = async () => {
+    const out = rows.length === 1 ? rows[0]! : Buffer.concat(rows);
+    rows = [];
+    rowIds = 0;
+    await writing;
+    writing = sink(out);
+    // Awaited before the next write or at the end; until then its failure must not go unhandled.
+    writing.catch(() => undefined);
+  };
   try {
-    for await (const ids of batches) {
-      if (count + ids.length > maxIds) {
+    for await (const batch of batches) {
+      const size = isPacked(batch) ? batch.count : batch.length;
+      if (count + size > maxIds) {
         throw new PayloadTooLargeError(`At most ${maxIds} IDs per operation in this format`, {
           maxIds,
           code: 'TOO_MANY_IDS',
         });
       }
-      let out = '';
-      let hashed = '';
-      for (const id of ids) {
-        const problem = idProblem(id);
-        if (problem) {
-          invalidCount++;
-          if (invalid.length < REPORTED_INVALID) invalid.push({ index: count, id, ...problem });
+      if (isPacked(batch)) {
+        // Valid by construction (id-stream.ts): hashed as read, numbered into COPY rows.
+        hash.update(batch.bytes);
+        if (!invalidCount) rows.push(copyRows(batch, count));
+        count += batch.count;
+      } else {
+        let out = '';
+        let hashed = '';
+        for (const id of batch) {
+          const problem = idProblem(id);
+          if (problem) {
+            invalidCount++;
+            if (invalid.length < REPORTED_INVALID) invalid.push({ index: count, id, ...problem });
+            count++;
+            continue;
+          }
+          hashed += `${id}\n`;
+          out += `${count}\t${id.includes('\\') ? id.replace(/\\/g, '\\\\') : id}\n`;
           count++;
-          continue;
         }
-        hashed += `${id}\n`;
-        out += `${count}\t${id.includes('\\') ? id.replace(/\\/g, '\\\\') : id}\n`;
-        count++;
+        // One hash update per batch: per-ID updates cost a second per million IDs.
+        hash.update(hashed);
+        if (out && !invalidCount) rows.push(Buffer.from(out));
       }
-      // One hash update per batch: per-ID updates cost a second per million IDs.
-      hash.update(hashed);
+      rowIds += size;
       // A list with invalid IDs is refused once read: writing the rest of it would be wasted.
-      if (!out || invalidCount) continue;
-      await writing;
-      writing = sink(out);
-      // Awaited before the next write or at the end; until then its failure must not go unhandled.
-      writing.catch(() => undefined);
+      if (invalidCount) rows = [];
+      else if (rowIds >= ROWS_PER_WRITE) await write();
     }
+    if (rows.length && !invalidCount) await write();
     await writing;
   } catch (err) {
     // Let a write in flight finish before the caller cleans up after it.
@@ -137,4 +152,30 @@ function idProblem(id: unknown): ({ problem: string } & Record<string, unknown>)
   if (isValidText(id, 'id')) return undefined;
   const p = textProblem(id, 'id')!;
   return { problem: p.message, codePoint: p.codePoint, position: p.position, escaped: p.escaped };
+}
+
+/** Packed IDs as COPY-text rows numbered from `first`: `ord\tid\n` (no escaping: none has a backslash). */
+function copyRows(p: PackedIds, first: number): Buffer {
+  const ids = p.bytes;
+  const out = Buffer.allocUnsafe(ids.length + p.count * (DIGITS + 2));
+  let o = 0;
+  let ord = first;
+  let lineStart = true;
+  for (let i = 0; i < ids.length; i++) {
+    if (lineStart) {
+      const s = o;
+      let v = ord++;
+      do {
+        out[o++] = 48 + (v % 10);
+        v = Math.floor(v / 10);
+      } while (v > 0);
+      out.subarray(s, o).reverse();
+      out[o++] = 0x09;
+      lineStart = false;
+    }
+    const c = ids[i]!;
+    out[o++] = c;
+    if (c === 0x0a) lineStart = true;
+  }
+  return out.subarray(0, o);
 }

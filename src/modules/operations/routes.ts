@@ -3,14 +3,14 @@
 import { Type } from '@fastify/type-provider-typebox';
 import type { Readable } from 'node:stream';
 import { BadRequestError } from '../../lib/errors.ts';
-import { lineBatches } from '../../lib/lines.ts';
 import { ERROR_EXAMPLES } from '../../lib/error-examples.ts';
 import { ListFilter, listFilters } from '../../lib/list-query.ts';
 import { errorResponse, errorResponses, IdParams, MAX_INT4, type App } from '../../lib/schemas.ts';
 import { escapedIfNeeded } from '../../lib/text.ts';
 import { NDJSON, TEXT } from '../../plugins/uploads.ts';
 import { validatedByHandler, validateValue } from '../../plugins/validation.ts';
-import { MAX_STREAMED_IDS, textIdBatches } from './intake.ts';
+import { MAX_STREAMED_IDS } from './intake.ts';
+import { readIdStream } from './id-stream.ts';
 import { ID_CLASSES } from './planner.ts';
 import { PURGE_CLASSES } from '../purges/schemas.ts';
 import { RESTORE_CLASSES } from '../restores/schemas.ts';
@@ -146,7 +146,11 @@ export default async function operationRoutes(app: App) {
     },
     async (req, reply) => {
       const spec = validateValue<OperationSpec>(OperationSpec, { ...req.query }, 'querystring');
-      const ids = textIdBatches(lineBatches(req.body as Readable, STREAM_LIMITS));
+      const { batches: ids } = await readIdStream(req.body as Readable, STREAM_LIMITS, {
+        format: 'text',
+        head: false,
+        slowId: (line) => line.text,
+      });
       const key = req.headers['idempotency-key'] ?? null;
       const result = await service.submit({
         spec,

@@ -66,7 +66,7 @@ export async function createStagingTable(pool: pg.Pool, t: StagingTable): Promis
 }
 
 /** One batch in COPY text format (`ord\tid\n` lines), on a connection held only for this COPY. */
-export async function copyToStaging(pool: pg.Pool, t: StagingTable, rows: string): Promise<void> {
+export async function copyToStaging(pool: pg.Pool, t: StagingTable, rows: Buffer): Promise<void> {
   const client = await connect(pool);
   try {
     const copy = client.query(copyFrom(`COPY ${t.sql} (ord, id) FROM STDIN`));

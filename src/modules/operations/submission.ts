@@ -3,13 +3,14 @@
 // for a dry run (nothing stored) the note that there is none and how complete the inline list is.
 import type { Readable } from 'node:stream';
 import { BadRequestError, UnprocessableError } from '../../lib/errors.ts';
-import { lineBatches, parseJsonLine, type Line, type LineLimits } from '../../lib/lines.ts';
+import { parseJsonLine, type LineLimits } from '../../lib/lines.ts';
 import { escapedIfNeeded } from '../../lib/text.ts';
 import { checkJsonValue } from '../../plugins/json-body.ts';
 import { validateValue } from '../../plugins/validation.ts';
 import type { RouteAuth } from '../auth/roles.ts';
 import { NDJSON } from '../../plugins/uploads.ts';
-import { inlineBatches, MAX_INLINE_IDS, MAX_STREAMED_IDS, ndjsonIdBatches, type IdBatches } from './intake.ts';
+import { inlineBatches, MAX_INLINE_IDS, MAX_STREAMED_IDS, ndjsonLineId, type IdBatches } from './intake.ts';
+import { readIdStream } from './id-stream.ts';
 import { CreateOperationBody, OperationSpec } from './schemas.ts';
 import { describeScope, type ScopeReport } from './scope.ts';
 
@@ -86,17 +87,14 @@ export async function readSubmission(
   body: unknown,
 ): Promise<{ spec: OperationSpec; ids: IdBatches; maxIds: number }> {
   if (media === NDJSON) {
-    const it = lineBatches(body as Readable, STREAM_LIMITS)[Symbol.asyncIterator]();
-    const first = await it.next();
-    const head: Line | undefined = first.done ? undefined : first.value[0];
+    const { head, batches } = await readIdStream(body as Readable, STREAM_LIMITS, {
+      format: 'ndjson',
+      head: true,
+      slowId: ndjsonLineId,
+    });
     if (!head) throw new BadRequestError('EMPTY_BODY', 'The NDJSON body is empty; line 1 must be the operation spec');
     const spec = validateValue<OperationSpec>(OperationSpec, parseJsonLine(head), 'line 1');
-    const rest = first.done ? [] : first.value.slice(1);
-    async function* lines(): AsyncGenerator<Line[]> {
-      if (rest.length) yield rest;
-      for (let n = await it.next(); !n.done; n = await it.next()) yield n.value;
-    }
-    return { spec, ids: ndjsonIdBatches(lines()), maxIds: MAX_STREAMED_IDS };
+    return { spec, ids: batches, maxIds: MAX_STREAMED_IDS };
   }
   return jsonSubmission(body);
 }

@@ -108,7 +108,7 @@ export function purgeService(deps: {
               `Resource type "${scope.targetType}" is not declared in the registry`,
               { field: 'targetType', targetType: scope.targetType },
             );
-          const sink = async (rows: string) => {
+          const sink = async (rows: Buffer) => {
             const copy = client.query(copyFrom('COPY plan_input (ord, id) FROM STDIN'));
             copy.end(rows);
             await finished(copy);

@@ -96,7 +96,7 @@ export function restoreService(deps: {
               },
             );
           // At most MAX_INLINE_IDS, inline: small enough to copy inside the plan's transaction.
-          const sink = async (rows: string) => {
+          const sink = async (rows: Buffer) => {
             const copy = client.query(copyFrom('COPY plan_input (ord, id) FROM STDIN'));
             copy.end(rows);
             await finished(copy);
