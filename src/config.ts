@@ -25,6 +25,11 @@ export interface Config {
   /** Run the execution workers inside the API process (the zero-config start does). */
   workersInProcess: boolean;
   workerConcurrency: number;
+  /**
+   * CPU priority (nice) a separate worker process gives itself: on a host it shares with the API,
+   * operators' reads and commands are served before chunk work; alone on a host it changes nothing.
+   */
+  workerNice: number;
   /** How soon a job whose worker died is taken over by another (BullMQ lock duration). */
   workerLockMs: number;
   dataDir: string;
@@ -235,6 +240,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     adminToken,
     workersInProcess: bool('BLASTGATE_WORKERS_IN_PROCESS', true),
     workerConcurrency: int('BLASTGATE_WORKER_CONCURRENCY', 4, 1, 256),
+    workerNice: int('BLASTGATE_WORKER_NICE', 10, 0, 19),
     workerLockMs: int('BLASTGATE_WORKER_LOCK_MS', 30_000, 1_000, 600_000),
     dataDir: str('BLASTGATE_DATA_DIR') ?? '.data',
     embeddedPgPort: int('BLASTGATE_EMBEDDED_PG_PORT', 54329, 0, 65535),

@@ -27,6 +27,8 @@ export interface WorkerChildOptions {
   /** Name shown in failure output. */
   name?: string;
   startTimeoutMs?: number;
+  /** More environment variables for the worker. */
+  env?: Record<string, string>;
 }
 
 export interface WorkerChild {
@@ -67,6 +69,7 @@ export async function spawnWorker(o: WorkerChildOptions): Promise<WorkerChild> {
       BLASTGATE_WORKER_LOCK_MS: String(o.lockMs ?? 1_500),
       BLASTGATE_WORKER_CONCURRENCY: String(o.concurrency ?? 4),
       LOG_LEVEL: process.env.WORKER_LOG ?? 'info',
+      ...o.env,
     },
   });
   const lines: string[] = [];

@@ -77,6 +77,17 @@ describe('limits', () => {
     ]);
   });
 
+  it('a separate worker lowers its priority to nice 10 unless told otherwise (0–19)', () => {
+    expect(loadConfig({}).workerNice).toBe(10);
+    expect(loadConfig({ BLASTGATE_WORKER_NICE: '0' }).workerNice).toBe(0);
+    expect(problems({ BLASTGATE_WORKER_NICE: '-5' })).toEqual([
+      'BLASTGATE_WORKER_NICE must be an integer from 0 to 19 (got "-5")',
+    ]);
+    expect(problems({ BLASTGATE_WORKER_NICE: '20' })).toEqual([
+      'BLASTGATE_WORKER_NICE must be an integer from 0 to 19 (got "20")',
+    ]);
+  });
+
   it('the handler timeout must be longer than the request timeout', () => {
     expect(problems({ BLASTGATE_REQUEST_TIMEOUT_MS: '60000', BLASTGATE_HANDLER_TIMEOUT_MS: '60000' })).toEqual([
       'BLASTGATE_HANDLER_TIMEOUT_MS (60000) must be longer than BLASTGATE_REQUEST_TIMEOUT_MS (60000): a request is answered after it was received',

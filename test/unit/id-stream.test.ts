@@ -59,7 +59,7 @@ async function general(stream: Readable, format: 'ndjson' | 'text', maxIds: numb
 }
 
 async function bytewise(stream: Readable, format: 'ndjson' | 'text', maxIds: number): Promise<Outcome> {
-  let batches: AsyncIterable<unknown> = [];
+  let batches: AsyncIterable<unknown> = (async function* () {})();
   const head = (async () => {
     const r = await readIdStream(stream, LIMITS, {
       format,
