@@ -26,13 +26,13 @@ export interface Line {
 const ASCII_BLANKS = /^[ \t\r]+|[ \t\r]+$/g;
 const trimAscii = (s: string) => (s.length && /^[ \t\r]|[ \t\r]$/.test(s) ? s.replace(ASCII_BLANKS, '') : s);
 
-export function countNewlines(buf: Uint8Array, end: number): number {
+function countNewlines(buf: Uint8Array, end: number): number {
   let n = 0;
   for (let i = buf.indexOf(0x0a); i !== -1 && i < end; i = buf.indexOf(0x0a, i + 1)) n++;
   return n;
 }
 
-export function invalidUtf8(line: number, byteOffset: number, byte: string): BadRequestError {
+function invalidUtf8(line: number, byteOffset: number, byte: string): BadRequestError {
   return new BadRequestError(
     'INVALID_UTF8',
     `The body is not valid UTF-8: byte ${byte} at offset ${byteOffset} (line ${line}); text must be UTF-8 encoded`,
@@ -46,31 +46,48 @@ export const lineTooLong = (line: number, limits: LineLimits) =>
     maxLineBytes: limits.maxLineBytes,
   });
 
-export function bodyTooLarge(limits: LineLimits) {
+function bodyTooLarge(limits: LineLimits) {
   return new PayloadTooLargeError(`Body is larger than the ${limits.maxBytes} bytes this route accepts`, {
     maxBytes: limits.maxBytes,
   });
 }
 
-/** Yields batches of non-empty lines (CRLF tolerated); blanks and tabs around a line are trimmed. */
-export async function* lineBatches(stream: Readable, limits: LineLimits): AsyncGenerator<Line[]> {
-  let carry = '';
+/**
+ * The body as chunks that end on a character boundary (a multi-byte character split between
+ * chunks waits for the rest), each checked to be UTF-8 and within maxBytes. An invalid byte is
+ * refused naming its line: `linesBefore()` lines of the body were read before the chunk.
+ */
+export async function* utf8Parts(
+  stream: Readable,
+  limits: LineLimits,
+  linesBefore: () => number,
+): AsyncGenerator<Buffer> {
   let pending: Buffer = Buffer.alloc(0);
   let bytes = 0;
   let decoded = 0; // bytes before `pending`
-  let n = 0;
-  let batch: Line[] = [];
   for await (const chunk of stream as AsyncIterable<Buffer>) {
     bytes += chunk.length;
     if (bytes > limits.maxBytes) throw bodyTooLarge(limits);
-    // A multi-byte character may be split between chunks: its first bytes wait for the rest.
     const buf = pending.length ? Buffer.concat([pending, chunk]) : chunk;
     const cut = completePrefix(buf);
     const part = buf.subarray(0, cut);
     const bad = invalidUtf8At(part);
-    if (bad !== -1) throw invalidUtf8(n + 1 + countNewlines(part, bad), decoded + bad, byteLabel(part, bad));
+    if (bad !== -1)
+      throw invalidUtf8(linesBefore() + 1 + countNewlines(part, bad), decoded + bad, byteLabel(part, bad));
     pending = Buffer.from(buf.subarray(cut));
     decoded += cut;
+    yield part;
+  }
+  // Bytes left at the end are a character cut short.
+  if (pending.length) throw invalidUtf8(linesBefore() + 1, decoded, byteLabel(pending, 0));
+}
+
+/** Yields batches of non-empty lines (CRLF tolerated); blanks and tabs around a line are trimmed. */
+export async function* lineBatches(stream: Readable, limits: LineLimits): AsyncGenerator<Line[]> {
+  let carry = '';
+  let n = 0;
+  let batch: Line[] = [];
+  for await (const part of utf8Parts(stream, limits, () => n)) {
     const text = carry + part.toString('utf8');
     let start = 0;
     for (let i = text.indexOf('\n'); i !== -1; i = text.indexOf('\n', start)) {
@@ -86,8 +103,6 @@ export async function* lineBatches(stream: Readable, limits: LineLimits): AsyncG
       batch = [];
     }
   }
-  // Bytes left at the end are a character cut short.
-  if (pending.length) throw invalidUtf8(n + 1, decoded, byteLabel(pending, 0));
   const rest = trimAscii(carry);
   if (rest) {
     n++;

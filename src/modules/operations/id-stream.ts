@@ -8,9 +8,8 @@
 // 1M-ID upload before a full collection ran (the API's peak RSS, `npm run bench -- plan`).
 // Line numbers, trimming, UTF-8 checks and limits are lineBatches' (lib/lines.ts).
 import type { Readable } from 'node:stream';
-import { bodyTooLarge, countNewlines, invalidUtf8, lineTooLong, type Line, type LineLimits } from '../../lib/lines.ts';
+import { lineTooLong, utf8Parts, type Line, type LineLimits } from '../../lib/lines.ts';
 import { MAX_ID_LENGTH } from '../../lib/schemas.ts';
-import { byteLabel, completePrefix, invalidUtf8At } from '../../lib/utf8.ts';
 
 /** IDs as bytes, each followed by a line feed; only printable ASCII other than `"` and `\`. */
 export interface PackedIds {
@@ -57,10 +56,7 @@ async function* idBatches(
 ): AsyncGenerator<IdBatch | Line> {
   const quoted = o.format === 'ndjson' ? 1 : 0;
   let wantHead = o.head;
-  let pending: Buffer = Buffer.alloc(0); // the first bytes of a character cut by a chunk's end
   let carry: Buffer = Buffer.alloc(0); // an unfinished line
-  let bytes = 0;
-  let decoded = 0;
   let n = 0;
   // Output in submission order: finished parts, and the part being filled (packed or strings).
   let ready: IdBatch[] = [];
@@ -118,16 +114,7 @@ async function* idBatches(
     return undefined;
   };
 
-  for await (const chunk of stream as AsyncIterable<Buffer>) {
-    bytes += chunk.length;
-    if (bytes > limits.maxBytes) throw bodyTooLarge(limits);
-    const whole = pending.length ? Buffer.concat([pending, chunk]) : chunk;
-    const cut = completePrefix(whole);
-    const part = whole.subarray(0, cut);
-    const bad = invalidUtf8At(part);
-    if (bad !== -1) throw invalidUtf8(n + 1 + countNewlines(part, bad), decoded + bad, byteLabel(part, bad));
-    pending = Buffer.from(whole.subarray(cut));
-    decoded += cut;
+  for await (const part of utf8Parts(stream, limits, () => n)) {
     const buf = carry.length ? Buffer.concat([carry, part]) : part;
     // Packed IDs of this chunk: never longer than the chunk's lines (an ID, then a line feed).
     scratch = Buffer.allocUnsafe(buf.length);
@@ -149,7 +136,6 @@ async function* idBatches(
       readyIds = 0;
     }
   }
-  if (pending.length) throw invalidUtf8(n + 1, decoded, byteLabel(pending, 0));
   if (carry.length) {
     n++;
     scratch = Buffer.allocUnsafe(carry.length + 1);
