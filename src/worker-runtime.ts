@@ -5,6 +5,7 @@
 // A worker outlives its dependencies: a PostgreSQL or Redis restart fails the jobs in hand (they
 // are retried with backoff, and the reconciler re-derives anything Redis lost), connections come
 // back by themselves, and nothing here ends the process on a transient error.
+import { assertMigrated } from './db/migrate.ts';
 import { DelayedError, Worker, type Job } from 'bullmq';
 import type { FastifyBaseLogger } from 'fastify';
 import type pg from 'pg';
@@ -89,6 +90,7 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
   const leaseMs = opts.claimLeaseMs ?? Math.max(5_000, 3 * lockDuration);
   const db = createDb(opts.databaseUrl, opts.concurrency * 2 + 6);
   try {
+    await assertMigrated(db.pool, opts.databaseUrl);
     await checkSnapshotKey(db.pool, opts.snapshotKey);
   } catch (err) {
     await closeDb(db);

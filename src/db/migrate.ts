@@ -6,6 +6,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import pg from 'pg';
+import { ConfigError } from '../config.ts';
 
 export const MIGRATIONS_DIR = resolve(import.meta.dirname, '..', '..', 'prisma', 'migrations');
 const LOCK_KEY = 7_342_001; // arbitrary, fixed: one migrator at a time per database
@@ -15,13 +16,42 @@ export interface MigrationResult {
   alreadyApplied: number;
 }
 
-export async function migrate(databaseUrl: string, dir = MIGRATIONS_DIR): Promise<MigrationResult> {
-  const names = existsSync(dir)
+const migrationNames = (dir: string) =>
+  existsSync(dir)
     ? readdirSync(dir, { withFileTypes: true })
         .filter((d) => d.isDirectory())
         .map((d) => d.name)
         .sort()
     : [];
+const APPLIED_SQL =
+  'SELECT migration_name, checksum FROM "_prisma_migrations" WHERE finished_at IS NOT NULL AND rolled_back_at IS NULL';
+
+/**
+ * The migrations of this build that the database has not applied (all of them when it has none):
+ * a worker started against the wrong database, or before the release step migrated it, says so
+ * instead of failing on its first query.
+ */
+export async function pendingMigrations(db: Pick<pg.Pool, 'query'>, dir = MIGRATIONS_DIR): Promise<string[]> {
+  const names = migrationNames(dir);
+  const table = await db.query<{ ok: boolean }>(`SELECT to_regclass('"_prisma_migrations"') IS NOT NULL AS ok`);
+  if (!table.rows[0]?.ok) return names;
+  const done = await db.query<{ migration_name: string }>(APPLIED_SQL);
+  const applied = new Set(done.rows.map((r) => r.migration_name));
+  return names.filter((n) => !applied.has(n));
+}
+
+/** A ConfigError naming the database (never its credentials) when it lacks any of this build's migrations. */
+export async function assertMigrated(db: Pick<pg.Pool, 'query'>, databaseUrl: string): Promise<void> {
+  const pending = await pendingMigrations(db);
+  if (pending.length === 0) return;
+  const u = new URL(databaseUrl);
+  throw new ConfigError([
+    `The database ${u.pathname.slice(1) || '(default)'} on ${u.host} lacks ${pending.length} of this build's migrations (first: ${pending[0]}): point DATABASE_URL at the database the API uses, or apply them first (npm run db:migrate, or start the API, which applies them)`,
+  ]);
+}
+
+export async function migrate(databaseUrl: string, dir = MIGRATIONS_DIR): Promise<MigrationResult> {
+  const names = migrationNames(dir);
   const client = new pg.Client({ connectionString: databaseUrl });
   client.on('error', () => undefined); // a dropped connection fails the query in hand instead of the process
   await client.connect();
@@ -36,9 +66,7 @@ export async function migrate(databaseUrl: string, dir = MIGRATIONS_DIR): Promis
       "rolled_back_at" TIMESTAMPTZ,
       "started_at" TIMESTAMPTZ NOT NULL DEFAULT now(),
       "applied_steps_count" INTEGER NOT NULL DEFAULT 0)`);
-    const done = await client.query<{ migration_name: string; checksum: string }>(
-      'SELECT migration_name, checksum FROM "_prisma_migrations" WHERE finished_at IS NOT NULL AND rolled_back_at IS NULL',
-    );
+    const done = await client.query<{ migration_name: string; checksum: string }>(APPLIED_SQL);
     const applied = new Map(done.rows.map((r) => [r.migration_name, r.checksum]));
     const result: MigrationResult = { applied: [], alreadyApplied: 0 };
     for (const name of names) {

@@ -1,14 +1,18 @@
 // A separate worker process lowers its own CPU priority (BLASTGATE_WORKER_NICE, 10 unless set), so
-// that on a host it shares with the API the operators' reads and commands are served first.
-import { readFileSync } from 'node:fs';
+// that on a host it shares with the API the operators' reads and commands are served first: every
+// thread of it (V8's and libuv's too), and never raising a priority it was started below.
+import { readdirSync, readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { lowerPriority } from '../../src/lib/priority.ts';
 import { buildExecHarness, type ExecHarness } from '../support/execution.ts';
 import { killAllWorkers, spawnWorker } from '../support/worker-child.ts';
 
 let h: ExecHarness;
 
-/** The nice value of a process (field 19 of /proc/<pid>/stat; the name in field 2 may hold spaces). */
-const niceOf = (pid: number) => Number(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[16]);
+/** The nice value of a thread (field 19 of its stat; the name in field 2 may hold spaces). */
+const niceOf = (path: string) => Number(readFileSync(path, 'utf8').split(') ')[1]!.split(' ')[16]);
+const threadNices = (pid: number) =>
+  readdirSync(`/proc/${pid}/task`).map((tid) => niceOf(`/proc/${pid}/task/${tid}/stat`));
 
 beforeAll(async () => {
   h = await buildExecHarness({ workers: 0 });
@@ -18,24 +22,45 @@ afterAll(async () => {
   await h?.close();
 });
 
+const start = (env: Record<string, string>, launcher?: string[]) =>
+  spawnWorker({
+    databaseUrl: h.databaseUrl,
+    redisUrl: h.redisUrl,
+    queuePrefix: h.prefix,
+    signingSecret: 'worker-nice-test-secret-0000000000',
+    env,
+    ...(launcher ? { launcher } : {}),
+  });
+
 describe('worker process priority', () => {
   it.each([
     [undefined, 10],
     ['0', 0],
     ['19', 19],
-  ])('BLASTGATE_WORKER_NICE=%s: the worker runs at nice %i and says so', async (set, nice) => {
-    const w = await spawnWorker({
-      databaseUrl: h.databaseUrl,
-      redisUrl: h.redisUrl,
-      queuePrefix: h.prefix,
-      signingSecret: 'worker-nice-test-secret-0000000000',
-      env: set === undefined ? {} : { BLASTGATE_WORKER_NICE: set },
-    });
+  ])('BLASTGATE_WORKER_NICE=%s: every thread of the worker runs at nice %i, and it says so', async (set, nice) => {
+    const w = await start(set === undefined ? {} : { BLASTGATE_WORKER_NICE: set });
     try {
-      expect(niceOf(w.pid)).toBe(nice);
+      const nices = threadNices(w.pid);
+      expect(nices.length).toBeGreaterThan(1);
+      expect(new Set(nices)).toEqual(new Set([nice]));
       expect(w.output()).toMatch(new RegExp(`"nice":${nice}\\b`));
     } finally {
       await w.kill();
     }
+  });
+
+  it('a worker started at a lower priority than configured keeps it (nice 15, configured 10)', async () => {
+    const w = await start({}, ['nice', '-n', '15']);
+    try {
+      expect(new Set(threadNices(w.pid))).toEqual(new Set([15]));
+      expect(w.output()).toMatch(/"nice":15\b/);
+    } finally {
+      await w.kill();
+    }
+  });
+
+  it('a thread that ended meanwhile is no problem', () => {
+    // No process has this ID: the lookup fails with ESRCH, which is not an error worth reporting.
+    expect(lowerPriority(0, () => [2 ** 30])).toEqual({ now: expect.any(Number) });
   });
 });

@@ -29,6 +29,8 @@ export interface WorkerChildOptions {
   startTimeoutMs?: number;
   /** More environment variables for the worker. */
   env?: Record<string, string>;
+  /** A command the worker is started under, e.g. ['nice', '-n', '15']. */
+  launcher?: string[];
 }
 
 export interface WorkerChild {
@@ -51,7 +53,8 @@ const live = new Set<WorkerChild>();
 /** Spawns `node --import tsx src/worker.ts` and resolves once it logged 'workers started'. */
 export async function spawnWorker(o: WorkerChildOptions): Promise<WorkerChild> {
   const name = o.name ?? 'worker';
-  const child = spawn('sh', ['-c', WRAPPER, 'sh', process.execPath, '--import', 'tsx', ENTRY], {
+  const command = [...(o.launcher ?? []), process.execPath, '--import', 'tsx', ENTRY];
+  const child = spawn('sh', ['-c', WRAPPER, 'sh', ...command], {
     cwd: ROOT,
     stdio: ['pipe', 'pipe', 'pipe'],
     env: {

@@ -1,0 +1,79 @@
+// A worker started against a database that lacks this build's migrations (the wrong database, or
+// before the release step) refuses to start naming the database, instead of failing later on a
+// missing table; the worker process exits 2 with that message.
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import pino from 'pino';
+import { inject, describe, expect, it } from 'vitest';
+import { ConfigError } from '../../src/config.ts';
+import { MIGRATIONS_DIR } from '../../src/db/migrate.ts';
+import { startWorkers } from '../../src/worker-runtime.ts';
+import { TEST_SNAPSHOT_KEY, TEST_SNAPSHOT_KEY_BYTES } from '../support/keys.ts';
+import { readdirSync } from 'node:fs';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const MIGRATIONS = readdirSync(MIGRATIONS_DIR, { withFileTypes: true }).filter((d) => d.isDirectory()).length;
+
+async function emptyDatabase(): Promise<string> {
+  const root = inject('pgRootUrl');
+  const name = `empty_${randomBytes(4).toString('hex')}`;
+  const admin = new pg.Client({ connectionString: `${root}/postgres` });
+  await admin.connect();
+  try {
+    await admin.query(`CREATE DATABASE ${name}`);
+  } finally {
+    await admin.end();
+  }
+  return `${root}/${name}`;
+}
+
+describe('a worker on a database without the migrations', () => {
+  it('startWorkers refuses with a ConfigError naming the database and the first missing migration', async () => {
+    const databaseUrl = await emptyDatabase();
+    const name = new URL(databaseUrl).pathname.slice(1);
+    const started = startWorkers({
+      databaseUrl,
+      redisUrl: inject('redisUrl'),
+      queuePrefix: `bgt${randomBytes(4).toString('hex')}`,
+      concurrency: 1,
+      downstream: { allow: ['127.0.0.1'], secrets: { secrets: new Map(), byType: new Map() } } as never,
+      snapshotKey: TEST_SNAPSHOT_KEY_BYTES,
+      logger: pino({ level: 'silent' }),
+    });
+    await expect(started).rejects.toBeInstanceOf(ConfigError);
+    await expect(started).rejects.toThrow(
+      new RegExp(`The database ${name} on .* lacks ${MIGRATIONS} of this build's migrations \\(first: \\d+_init`),
+    );
+  });
+
+  it('the worker process exits 2 with that message', async () => {
+    const databaseUrl = await emptyDatabase();
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/worker.ts'], {
+      cwd: ROOT,
+      env: {
+        PATH: process.env.PATH,
+        HOME: process.env.HOME,
+        DATABASE_URL: databaseUrl,
+        REDIS_URL: inject('redisUrl'),
+        BLASTGATE_SNAPSHOT_KEY: TEST_SNAPSHOT_KEY,
+        LOG_LEVEL: 'warn',
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    const code = await new Promise<number | null>((res) => {
+      const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+      child.once('exit', (c) => {
+        clearTimeout(timer);
+        res(c);
+      });
+    });
+    expect(out).toMatch(/lacks \d+ of this build's migrations/);
+    expect(out).not.toMatch(/relation .* does not exist/);
+    expect(code).toBe(2);
+  });
+});
