@@ -116,6 +116,14 @@ export function parseJsonLine(line: Line): unknown {
   try {
     return JSON.parse(line.text);
   } catch {
-    throw new BadRequestError('MALFORMED_NDJSON', `Line ${line.n} is not valid JSON`, { line: line.n });
+    // Editors and shells on Windows save UTF-8 with a byte order mark: say so, it cannot be seen.
+    const bom = line.text.charCodeAt(0) === 0xfeff;
+    throw new BadRequestError(
+      'MALFORMED_NDJSON',
+      bom
+        ? `Line ${line.n} is not valid JSON: it begins with a byte order mark (U+FEFF); save the file as UTF-8 without one`
+        : `Line ${line.n} is not valid JSON`,
+      { line: line.n, ...(bom ? { byteOrderMark: true } : {}) },
+    );
   }
 }

@@ -86,6 +86,12 @@ describe('bad input changes nothing', () => {
       'MALFORMED_NDJSON',
     ],
     [
+      'NDJSON saved with a byte order mark',
+      (r) => r.set('content-type', 'application/x-ndjson').send(`\ufeff${JSON.stringify(spec)}\n"app_00001_01"\n`),
+      400,
+      'MALFORMED_NDJSON',
+    ],
+    [
       'NDJSON with a number as ID',
       (r) => r.set('content-type', 'application/x-ndjson').send(`${JSON.stringify(spec)}\n42\n`),
       400,
@@ -111,6 +117,17 @@ describe('bad input changes nothing', () => {
     expect(typeof res.body.message).toBe('string');
     expect(res.body.requestId).toBeTruthy();
     expect(await counts()).toEqual(before);
+  });
+
+  it('says so when an NDJSON upload begins with a byte order mark (invisible in an editor)', async () => {
+    const res = await post()
+      .set('content-type', 'application/x-ndjson')
+      .send(`\ufeff${JSON.stringify(spec)}\n"app_00001_01"\n`)
+      .expect(400);
+    expect(res.body).toMatchObject({ code: 'MALFORMED_NDJSON', details: { line: 1, byteOrderMark: true } });
+    expect(res.body.message).toContain('byte order mark (U+FEFF)');
+    const plain = await post().set('content-type', 'application/x-ndjson').send('{oops\n').expect(400);
+    expect(plain.body.details).toEqual({ line: 1 });
   });
 
   it('names the offending field and IDs', async () => {
