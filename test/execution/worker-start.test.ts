@@ -3,6 +3,7 @@
 // missing table; the worker process exits 2 with that message.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import pino from 'pino';
@@ -11,7 +12,6 @@ import { ConfigError } from '../../src/config.ts';
 import { MIGRATIONS_DIR } from '../../src/db/migrate.ts';
 import { startWorkers } from '../../src/worker-runtime.ts';
 import { TEST_SNAPSHOT_KEY, TEST_SNAPSHOT_KEY_BYTES } from '../support/keys.ts';
-import { readdirSync } from 'node:fs';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const MIGRATIONS = readdirSync(MIGRATIONS_DIR, { withFileTypes: true }).filter((d) => d.isDirectory()).length;

@@ -89,10 +89,11 @@ export async function readIds(
           code: 'TOO_MANY_IDS',
         });
       }
+      let part: Buffer | undefined;
       if (isPacked(batch)) {
         // Valid by construction (id-stream.ts): hashed as read, numbered into COPY rows.
         hash.update(batch.bytes);
-        if (!invalidCount) rows.push(copyRows(batch, count));
+        if (!invalidCount) part = copyRows(batch, count);
         count += batch.count;
       } else {
         let out = '';
@@ -111,12 +112,13 @@ export async function readIds(
         }
         // One hash update per batch: per-ID updates cost a second per million IDs.
         hash.update(hashed);
-        if (out && !invalidCount) rows.push(Buffer.from(out));
+        if (out) part = Buffer.from(out);
       }
-      rowIds += size;
       // A list with invalid IDs is refused once read: writing the rest of it would be wasted.
-      if (invalidCount) rows = [];
-      else if (rowIds >= ROWS_PER_WRITE) await write();
+      if (invalidCount || !part) continue;
+      rows.push(part);
+      rowIds += size;
+      if (rowIds >= ROWS_PER_WRITE) await write();
     }
     if (rows.length && !invalidCount) await write();
     await writing;
