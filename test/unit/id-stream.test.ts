@@ -23,6 +23,8 @@ const chunked = (body: Buffer, cuts: number[]) => {
 
 type Outcome = { ok: true; head?: unknown; count: number; idsHash: string; rows: string } | { ok: false; err: unknown };
 
+const tooMany = (o: Outcome) => !o.ok && (o.err as { details?: { code?: string } }).details?.code === 'TOO_MANY_IDS';
+
 const errorOf = (e: unknown) => {
   const x = e as { code?: string; statusCode?: number; message?: string; details?: unknown };
   return { code: x.code, status: x.statusCode, message: x.message, details: x.details };
@@ -130,9 +132,26 @@ describe('id-stream: the byte reader reads as the general reader does', () => {
         const bytes = build(['{"targetType":"app"}'], b.lines, b.trailingNewline, b.invalidByteAt);
         const want = await general(chunked(bytes, []), 'ndjson', maxIds);
         const got = await bytewise(chunked(bytes, b.cuts), 'ndjson', maxIds);
-        expect(got).toEqual(want);
+        if (tooMany(want) === tooMany(got)) return void expect(got).toEqual(want);
+        // Two faults, too many IDs and a bad line: which one is met first depends on where a
+        // reader's batches end. The other reader's answer is then the bad line, as without a limit.
+        expect(tooMany(want) ? got : want).toEqual(await general(chunked(bytes, []), 'ndjson', 1_000));
       }),
-      { numRuns: 400 },
+      {
+        numRuns: 400,
+        // Found by CI: 6 IDs over a limit of 5, then a line that is not JSON.
+        examples: [
+          [
+            {
+              lines: ['"a"', '  "a"\r', '"a"', '  "a"\r', '"a"', '"_"', '_'],
+              cuts: [],
+              trailingNewline: false,
+              invalidByteAt: undefined,
+            },
+            5,
+          ],
+        ],
+      },
     );
   });
 
