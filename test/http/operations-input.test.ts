@@ -174,6 +174,21 @@ describe('uploads', () => {
     expect(res.body).toMatchObject({ state: 'planned', itemCount: 3, tenantCount: 2, rollout: { bakeSeconds: 0 } });
   });
 
+  it('finds a duplicate in an NDJSON upload whatever form each copy came in (string, escaped, {"id"})', async () => {
+    // A plain line is read as bytes, the others as decoded strings (id-stream.ts): the copies must
+    // still be seen as one ID, or the plan would lock and delete it as two items.
+    const dup = appId(7, 1);
+    const escaped = `"${dup.replace('_', '\\u005f')}"`;
+    for (const copy of [JSON.stringify({ id: dup }), escaped, `"${dup}"`]) {
+      const before = await counts();
+      const body = [JSON.stringify(spec), `"${appId(7, 0)}"`, `"${dup}"`, `"${appId(7, 2)}"`, copy].join('\n');
+      const res = await post().set('content-type', 'application/x-ndjson').send(body).expect(422);
+      expect(res.body.details.counts).toMatchObject({ ok: 3, duplicate: 1 });
+      expect(res.body.details.offenders.duplicate).toEqual([expect.objectContaining({ id: dup, index: 3 })]);
+      expect((await counts()).items).toBe(before!.items);
+    }
+  });
+
   it('takes plain text with the spec in the query string, and rejects wrong types there too', async () => {
     const text = () => request(t.app.server).post('/v1/operations/text').set('authorization', t.auth('requester'));
     const ok = await text()

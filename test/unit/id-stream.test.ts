@@ -1,6 +1,7 @@
 // The byte-level ID reader (id-stream.ts) must read every upload exactly as the general line
 // reader does: the same IDs in the same order, the same COPY rows, the same Idempotency hash and
-// the same error (code, line, details), whatever the chunking of the body.
+// the same error (code, line, details), whatever the chunking of the body; and whether the list
+// holds a duplicate (IntakeResult.distinct) must be the truth, whichever form each ID came in.
 import { Readable } from 'node:stream';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
@@ -21,7 +22,20 @@ const chunked = (body: Buffer, cuts: number[]) => {
   return Readable.from(parts);
 };
 
-type Outcome = { ok: true; head?: unknown; count: number; idsHash: string; rows: string } | { ok: false; err: unknown };
+type Outcome =
+  | { ok: true; head?: unknown; count: number; idsHash: string; distinct: boolean; rows: string }
+  | { ok: false; err: unknown };
+
+/** Whether intake's `distinct` is the truth about the IDs it wrote (one `ord\tid` row each). */
+const distinctIsTrue = (o: Outcome) => {
+  if (!o.ok) return;
+  const ids = o.rows
+    .split('\n')
+    .filter(Boolean)
+    .map((r) => r.slice(r.indexOf('\t') + 1));
+  expect(ids).toHaveLength(o.count);
+  expect(o.distinct).toBe(new Set(ids).size === ids.length);
+};
 
 const tooMany = (o: Outcome) => !o.ok && (o.err as { details?: { code?: string } }).details?.code === 'TOO_MANY_IDS';
 
@@ -132,6 +146,7 @@ describe('id-stream: the byte reader reads as the general reader does', () => {
         const bytes = build(['{"targetType":"app"}'], b.lines, b.trailingNewline, b.invalidByteAt);
         const want = await general(chunked(bytes, []), 'ndjson', maxIds);
         const got = await bytewise(chunked(bytes, b.cuts), 'ndjson', maxIds);
+        distinctIsTrue(got);
         if (tooMany(want) === tooMany(got)) return void expect(got).toEqual(want);
         // Two faults, too many IDs and a bad line: which one is met first depends on where a
         // reader's batches end. The other reader's answer is then the bad line, as without a limit.
@@ -161,6 +176,7 @@ describe('id-stream: the byte reader reads as the general reader does', () => {
         const bytes = build([], b.lines, b.trailingNewline, b.invalidByteAt);
         const want = await general(chunked(bytes, []), 'text', 1_000);
         const got = await bytewise(chunked(bytes, b.cuts), 'text', 1_000);
+        distinctIsTrue(got);
         expect(got).toEqual(want);
       }),
       { numRuns: 400 },

@@ -5,6 +5,7 @@ import { BadRequestError, PayloadTooLargeError } from '../../lib/errors.ts';
 import { parseJsonLine, type Line } from '../../lib/lines.ts';
 import { MAX_ID_LENGTH } from '../../lib/schemas.ts';
 import { isValidText, longerThan, textProblem } from '../../lib/text.ts';
+import { DistinctIds } from './distinct-ids.ts';
 import { isPacked, type IdBatch, type PackedIds } from './id-stream.ts';
 
 export const MAX_INLINE_IDS = 100_000;
@@ -18,6 +19,8 @@ export interface IntakeResult {
   count: number;
   /** sha256 over the IDs in order (combined with the spec by the caller). */
   idsHash: string;
+  /** No ID was submitted twice, for certain (distinct-ids.ts); false may still mean none was. */
+  distinct: boolean;
 }
 
 /** Inline JSON IDs as batches. */
@@ -66,6 +69,7 @@ export async function readIds(
   hash: Hash = createHash('sha256'),
 ): Promise<IntakeResult> {
   let count = 0;
+  const seen = new DistinctIds();
   const invalid: ({ index: number; id: unknown; problem: string } & Record<string, unknown>)[] = [];
   let invalidCount = 0;
   let writing: Promise<void> | undefined;
@@ -93,6 +97,7 @@ export async function readIds(
       if (isPacked(batch)) {
         // Valid by construction (id-stream.ts): hashed as read, numbered into COPY rows.
         hash.update(batch.bytes);
+        seen.addPacked(batch.bytes);
         if (!invalidCount) part = copyRows(batch, count);
         count += batch.count;
       } else {
@@ -106,6 +111,7 @@ export async function readIds(
             count++;
             continue;
           }
+          seen.addString(id);
           hashed += `${id}\n`;
           out += `${count}\t${id.includes('\\') ? id.replace(/\\/g, '\\\\') : id}\n`;
           count++;
@@ -139,7 +145,7 @@ export async function readIds(
     );
   }
   if (count === 0) throw new BadRequestError('EMPTY_ID_LIST', 'No IDs were submitted');
-  return { count, idsHash: hash.digest('hex') };
+  return { count, idsHash: hash.digest('hex'), distinct: seen.distinct };
 }
 
 /**

@@ -63,8 +63,11 @@ export async function classify(
   scope: TokenScope | null = null,
   /** Registry states the operation acts on (statesActedOn): any other is already_deleted. */
   states: readonly string[] = ACTIVE_ONLY,
-  /** How many IDs were staged (duplicates included). */
-  submitted = Number.MAX_SAFE_INTEGER,
+  /**
+   * How many IDs were staged (duplicates included), and whether intake proved them all distinct
+   * (IntakeResult.distinct): then they are resolved without grouping them by ID first.
+   */
+  input: { submitted: number; distinct: boolean } = { submitted: Number.MAX_SAFE_INTEGER, distinct: false },
   /** The type's resources live in another system (HTTP adapter): see deletedElsewhere(). */
   external = false,
 ): Promise<Classification> {
@@ -75,8 +78,11 @@ export async function classify(
   // One pass over the input: grouped by ID (a hash aggregate), so each distinct ID is resolved once
   // and its first occurrence classified; the 2nd+ occurrences (duplicates) are added afterwards
   // only when the group count shows there are any — a second pass over a 1M-row input and a sort
-  // by ID for the join cost more than the registry join itself. `lock_row` says a lock row exists
-  // for the resource (its holder may have ended): lockPlanned then knows whether it may insert.
+  // by ID for the join cost more than the registry join itself. An input proved distinct is
+  // resolved as it is: grouping it would change nothing and cost ~1 s per million IDs. `lock_row`
+  // says a lock row exists for the resource (its holder may have ended): lockPlanned then knows
+  // whether it may insert.
+  const ids = input.distinct ? 'plan_input' : '(SELECT id, min(ord) AS ord FROM plan_input GROUP BY id)';
   const resolved = await client.query(
     `CREATE TEMP TABLE plan_class ON COMMIT DROP AS
      SELECT i.ord, i.id, r.type AS actual_type, r.tenant_id, r.state, lo.id AS held_by,
@@ -92,7 +98,7 @@ export async function classify(
          ELSE 'ok'
        END AS class,
        l.resource_id IS NOT NULL AS lock_row
-     FROM (SELECT id, min(ord) AS ord FROM plan_input GROUP BY id) i
+     FROM ${ids} i
      LEFT JOIN resources r ON r.id = i.id
      LEFT JOIN resource_locks l ON l.resource_id = r.id
      LEFT JOIN operations lo ON lo.id = l.operation_id AND lo.state = ANY($3::text[])
@@ -101,7 +107,7 @@ export async function classify(
   );
   // Fewer distinct IDs than submitted: the later occurrences are duplicates, reported with what
   // their first occurrence resolved to.
-  if ((resolved.rowCount ?? 0) < submitted) {
+  if ((resolved.rowCount ?? 0) < input.submitted) {
     await client.query(
       `INSERT INTO plan_class (ord, id, actual_type, tenant_id, state, held_by, class, lock_row)
        SELECT i.ord, i.id, c.actual_type, c.tenant_id, c.state, c.held_by, 'duplicate', c.lock_row

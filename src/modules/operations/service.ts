@@ -192,7 +192,7 @@ export function operationService(deps: {
           type.cascade_to ?? [],
           principal.scope,
           statesActedOn(action),
-          intake.count,
+          { submitted: intake.count, distinct: intake.distinct },
           type.external,
         );
         lap('classify');
