@@ -1,0 +1,86 @@
+// classify() resolves the staged IDs by one of four statements: grouped by ID or not (an input
+// intake proved distinct), serial or split over parallel workers (a large input). Each must
+// classify every ID exactly as the grouped serial one does, duplicates included.
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ACTIVE_ONLY } from '../../src/modules/erasure/states.ts';
+import { classify } from '../../src/modules/operations/planner.ts';
+import { createTestDatabase } from '../support/db.ts';
+import { appId, query, seedRegistry, siteId } from '../support/seed.ts';
+
+let pool: pg.Pool;
+let url: string;
+beforeAll(async () => {
+  url = await createTestDatabase();
+  await seedRegistry(url, { sites: 40, appsPerSite: 25, protectedApps: [appId(3, 3)] });
+  await query(url, `UPDATE resources SET state = 'soft_deleted' WHERE id = ANY($1)`, [[appId(4, 4), appId(5, 5)]]);
+  pool = new pg.Pool({ connectionString: url, max: 2 });
+});
+afterAll(async () => {
+  await pool?.end();
+});
+
+type Path = { distinct: boolean; parallel: boolean };
+
+/** plan_class after classify() over `ids` by one path, in submission order; nothing is kept. */
+async function classified(ids: string[], path: Path) {
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    // Not a temporary table, as staging's (parallel workers cannot read those); dropped by the rollback.
+    await client.query(`CREATE UNLOGGED TABLE staged (ord int, id text)`);
+    await client.query(`INSERT INTO staged SELECT o - 1, id FROM unnest($1::text[]) WITH ORDINALITY AS u(id, o)`, [
+      ids,
+    ]);
+    await client.query(`ANALYZE staged`);
+    await client.query(`CREATE TEMP VIEW plan_input AS SELECT ord, id FROM staged`);
+    // A small registry never gets a parallel plan by size: let it, so that the parallel path runs;
+    // and have each statement's plan sent here, to see that it did.
+    const plans: string[] = [];
+    client.on('notice', (n) => plans.push(`${n.message} ${n.detail ?? ''}`));
+    if (path.parallel)
+      await client.query(
+        `SET LOCAL min_parallel_table_scan_size = 0; SET LOCAL client_min_messages = log; SET LOCAL debug_print_plan = on`,
+      );
+    const type = (await client.query(`SELECT id_pattern FROM resource_types WHERE name = 'app'`)).rows[0];
+    const c = await classify(client, 'app', type.id_pattern, [], null, ACTIVE_ONLY, {
+      submitted: ids.length,
+      distinct: path.distinct,
+      parallelFrom: path.parallel ? 0 : Number.MAX_SAFE_INTEGER,
+    });
+    const rows = await client.query(
+      `SELECT ord, id, class, actual_type, tenant_id, state, lock_row FROM plan_class ORDER BY ord`,
+    );
+    const gathered = plans.some((p) => p.includes('{GATHER'));
+    return { counts: c.counts, rows: rows.rows, gathered };
+  } finally {
+    await client.query('ROLLBACK');
+    client.release();
+  }
+}
+
+describe('classify: every path classifies as the grouped serial one', () => {
+  const good = Array.from({ length: 40 * 25 }, (_, k) => appId(Math.floor(k / 25), k % 25));
+  const odd = [siteId(1), 'app_99999_01', 'usr_1', appId(3, 3), appId(4, 4), appId(5, 5)];
+
+  it('a list without duplicates: the same rows by all four paths', async () => {
+    const ids = [...odd, ...good.filter((id) => !odd.includes(id))];
+    const want = await classified(ids, { distinct: false, parallel: false });
+    expect(want.gathered).toBe(false);
+    expect(want.counts).toMatchObject({ ok: ids.length - 6, unknown: 1, type_mismatch: 1, pattern_mismatch: 1 });
+    expect(want.counts).toMatchObject({ protected: 1, already_deleted: 2, duplicate: 0 });
+    for (const path of [
+      { distinct: true, parallel: false },
+      { distinct: false, parallel: true },
+      { distinct: true, parallel: true },
+    ])
+      expect(await classified(ids, path), JSON.stringify(path)).toEqual({ ...want, gathered: path.parallel });
+  });
+
+  it('a list with duplicates: grouped, serial or parallel, reports each later copy', async () => {
+    const ids = [...good.slice(0, 500), good[7]!, siteId(1), siteId(1), ...good.slice(500), good[999]!];
+    const want = await classified(ids, { distinct: false, parallel: false });
+    expect(want.counts).toMatchObject({ ok: 997, protected: 1, already_deleted: 2, type_mismatch: 1, duplicate: 3 });
+    expect(await classified(ids, { distinct: false, parallel: true })).toEqual({ ...want, gathered: true });
+  });
+});
