@@ -119,6 +119,24 @@ describe('bad input changes nothing', () => {
     expect(await counts()).toEqual(before);
   });
 
+  it('shows an over-long ID by its first 200 characters and its length, not in full', async () => {
+    const long = (c: string) => `app_${c.repeat(60_000)}`;
+    const lines = [JSON.stringify(spec), `"${appId(1, 1)}"`, ...['a', 'b', 'c'].map((c) => `"${long(c)}"`)];
+    const before = await counts();
+    const res = await post().set('content-type', 'application/x-ndjson').send(lines.join('\n')).expect(400);
+    expect(res.body).toMatchObject({ code: 'INVALID_IDS', details: { invalidCount: 3 } });
+    expect(res.body.details.invalid[0]).toEqual({
+      index: 1,
+      id: long('a').slice(0, 200),
+      length: 60_004,
+      truncated: true,
+      problem: 'is longer than 200 characters',
+    });
+    expect(res.body.details.invalid.map((x: { index: number }) => x.index)).toEqual([1, 2, 3]);
+    expect(JSON.stringify(res.body).length).toBeLessThan(2_000);
+    expect(await counts()).toEqual(before);
+  });
+
   it('says so when an NDJSON upload begins with a byte order mark (invisible in an editor)', async () => {
     const res = await post()
       .set('content-type', 'application/x-ndjson')

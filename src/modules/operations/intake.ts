@@ -107,7 +107,7 @@ export async function readIds(
           const problem = idProblem(id);
           if (problem) {
             invalidCount++;
-            if (invalid.length < REPORTED_INVALID) invalid.push({ index: count, id, ...problem });
+            if (invalid.length < REPORTED_INVALID) invalid.push({ index: count, ...shown(id), ...problem });
             count++;
             continue;
           }
@@ -160,6 +160,19 @@ function idProblem(id: unknown): ({ problem: string } & Record<string, unknown>)
   if (isValidText(id, 'id')) return undefined;
   const p = textProblem(id, 'id')!;
   return { problem: p.message, codePoint: p.codePoint, position: p.position, escaped: p.escaped };
+}
+
+/**
+ * An invalid ID as the error shows it: an over-long one (a line may hold 64 KiB) only by its first
+ * MAX_ID_LENGTH characters and its length, so that 100 of them cannot make a 6 MB error.
+ */
+function shown(id: unknown): { id: unknown; length?: number; truncated?: true } {
+  if (typeof id !== 'string' || !longerThan(id, MAX_ID_LENGTH)) return { id };
+  return {
+    id: [...id.slice(0, 2 * MAX_ID_LENGTH)].slice(0, MAX_ID_LENGTH).join(''),
+    length: [...id].length,
+    truncated: true,
+  };
 }
 
 /** Packed IDs as COPY-text rows numbered from `first`: `ord\tid\n` (no escaping: none has a backslash). */
