@@ -59,7 +59,13 @@ export async function* ndjsonBody(
     let end = line.length;
     while (start < end && isBlank(line[start]!)) start++;
     while (end > start && isBlank(line[end - 1]!)) end--;
-    if (start === end) return;
+    // Passed on as an empty line (the server skips it too), so that the server's line numbers are
+    // the list's own plus the spec line (inListLines).
+    if (start === end) {
+      out += '\n';
+      outLength++;
+      return;
+    }
     const bytes = line.subarray(start, end);
     let text: string;
     try {
@@ -114,4 +120,18 @@ export async function collectIds(input: AsyncIterable<Buffer | string>, max: num
     }
   }
   return ids;
+}
+
+/**
+ * A server error about a line of the body (`details.line`) counts the spec line this CLI put in
+ * front of the list: said again with the list's own line number, as the user's file has it.
+ */
+export function inListLines(err: unknown): unknown {
+  // Only the server's answers (with an HTTP status): the CLI's own errors count the list's lines.
+  if (!(err instanceof CliError) || err.status === undefined) return err;
+  const d = err.details as { line?: unknown } | undefined;
+  if (!d || typeof d.line !== 'number' || d.line < 2) return err;
+  const line = d.line - 1;
+  const message = err.message.replace(/\bLine \d+/, `Line ${line} of the ID list`);
+  return new CliError(err.exitCode, err.code, message, { ...d, line }, err.status);
 }

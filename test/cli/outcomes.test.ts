@@ -164,6 +164,17 @@ describe('blastgate CLI against the real stack', () => {
     expect(missing.stderr).toMatch(/404 NOT_FOUND: /);
   });
 
+  it("names a bad line by the ID list's own line number (blank lines counted), not the body's", async () => {
+    const file = join(dir, `ids-${++n}.ndjson`);
+    await writeFile(file, ['"app_00006_00"', '', '  ', '{"id": 7}', '"app_00006_01"'].join('\n') + '\n');
+    const args = ['submit', '--type', 'app', '--reason', 'Bad line', '--ticket', 'CHG-11', '--ids-file', file];
+    const r = await as('requester', args);
+    expect(r.code, r.stderr).toBe(1);
+    expect(r.stderr).toMatch(/400 INVALID_ID: Line 4 of the ID list must be a JSON string/);
+    const j = jsonError(await as('requester', ['--json', ...args]));
+    expect(j.error).toMatchObject({ code: 'INVALID_ID', status: 400, details: { line: 4 } });
+  });
+
   it('a halt that rolls back exits 11 (start --wait), and --json gives one document with the outcome', async () => {
     const op = await submitted(appsOf([10, 11, 12, 13, 14, 15], 2), [
       '--waves',

@@ -2,7 +2,7 @@
 // up to 1,000,000 IDs that way, staged server-side), and an operation followed to its outcome.
 import type { Command } from 'commander';
 import { EXIT, usageError } from '../exit-codes.ts';
-import { ndjsonBody, openIds, collectIds, type IdFormat, type IdStats } from '../ids.ts';
+import { ndjsonBody, openIds, collectIds, inListLines, type IdFormat, type IdStats } from '../ids.ts';
 import { submitViaQueue } from '../queue.ts';
 import {
   ctxOf,
@@ -84,11 +84,15 @@ async function streamSubmission(ctx: Ctx, f: SpecFlags, dryRun: boolean) {
   needToken(ctx);
   const input = openIds(f.idsFile);
   const stats: IdStats = { lines: 0, ids: 0 };
-  const body = await ctx.client.request<Record<string, unknown>>('POST', '/v1/operations', {
-    stream: ndjsonBody(input as AsyncIterable<Buffer>, specOf(f, dryRun), f.format, stats),
-    contentType: 'application/x-ndjson',
-    ...(f.idempotencyKey ? { headers: { 'idempotency-key': f.idempotencyKey } } : {}),
-  });
+  const body = await ctx.client
+    .request<Record<string, unknown>>('POST', '/v1/operations', {
+      stream: ndjsonBody(input as AsyncIterable<Buffer>, specOf(f, dryRun), f.format, stats),
+      contentType: 'application/x-ndjson',
+      ...(f.idempotencyKey ? { headers: { 'idempotency-key': f.idempotencyKey } } : {}),
+    })
+    .catch((err: unknown) => {
+      throw inListLines(err);
+    });
   return { body, stats };
 }
 
