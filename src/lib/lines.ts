@@ -3,6 +3,7 @@
 // UTF-8: an invalid byte is refused naming its line, never replaced with U+FFFD (two IDs that
 // differ only in that byte would otherwise become one).
 import type { Readable } from 'node:stream';
+import { refuseDuplicateKeys } from './json-keys.ts';
 import { BadRequestError, PayloadTooLargeError } from './errors.ts';
 import { byteLabel, completePrefix, invalidUtf8At } from './utf8.ts';
 
@@ -113,8 +114,9 @@ export async function* lineBatches(stream: Readable, limits: LineLimits): AsyncG
 
 /** Parses one NDJSON line, naming the line on failure. */
 export function parseJsonLine(line: Line): unknown {
+  let value: unknown;
   try {
-    return JSON.parse(line.text);
+    value = JSON.parse(line.text);
   } catch {
     // Editors and shells on Windows save UTF-8 with a byte order mark: say so, it cannot be seen.
     const bom = line.text.charCodeAt(0) === 0xfeff;
@@ -126,4 +128,6 @@ export function parseJsonLine(line: Line): unknown {
       { line: line.n, ...(bom ? { byteOrderMark: true } : {}) },
     );
   }
+  refuseDuplicateKeys(line.text, `line ${line.n}`, line.n);
+  return value;
 }

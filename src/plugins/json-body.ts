@@ -4,6 +4,7 @@
 // surrogate would make PostgreSQL refuse (a 5xx) or silently alter the text.
 import type { FastifyInstance } from 'fastify';
 import { BadRequestError } from '../lib/errors.ts';
+import { fieldSegment as segment, refuseDuplicateKeys } from '../lib/json-keys.ts';
 import { isStorable, storageProblem } from '../lib/text.ts';
 import { byteLabel, invalidUtf8At, lineAndColumn } from '../lib/utf8.ts';
 
@@ -31,9 +32,11 @@ export function installJsonParser(app: FastifyInstance) {
       );
       return;
     }
-    void parse(req, buf.toString('utf8'), (err, value) => {
+    const text = buf.toString('utf8');
+    void parse(req, text, (err, value) => {
       if (err) return done(err, undefined);
       try {
+        refuseDuplicateKeys(text, 'body');
         checkJsonValue(value, 'body');
         done(null, value);
       } catch (e) {
@@ -75,10 +78,6 @@ export function checkJsonValue(value: unknown, where: string): void {
     }
   }
 }
-
-const IDENTIFIER = /^[A-Za-z_$][\w$]*$/;
-const segment = (k: string | number) =>
-  typeof k === 'number' || IDENTIFIER.test(k) ? `.${k}` : `[${JSON.stringify(k)}]`;
 
 /** Throws the error for the first problem in document order, naming its field. */
 function locate(value: unknown, where: string): never {

@@ -34,6 +34,7 @@ const SAYS_WHAT_IS_ALLOWED: Record<string, (d: unknown) => boolean> = {
   REQUEST_TOO_LARGE: (d) => isObj(d) && typeof d.maxBytes === 'number',
   EXPECTATION_FAILED: (d) => isObj(d) && Array.isArray(d.allowed),
   MISSING_HOST: (d) => isObj(d) && d.header === 'host',
+  DUPLICATE_KEY: (d) => isObj(d) && typeof d.key === 'string' && typeof d.field === 'string',
 };
 
 /** Problems with one answer (empty: it is fine). */

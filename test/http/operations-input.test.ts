@@ -104,6 +104,33 @@ describe('bad input changes nothing', () => {
       'EMPTY_ID_LIST',
     ],
     [
+      'a key given twice in a JSON body',
+      (r) =>
+        r
+          .set('content-type', 'application/json')
+          .send(`{"targetType":"app","reason":"x","ticket":"T","ids":["app_00001_01"],"targetType":"site"}`),
+      400,
+      'DUPLICATE_KEY',
+    ],
+    [
+      'a key given twice on the NDJSON spec line',
+      (r) =>
+        r
+          .set('content-type', 'application/x-ndjson')
+          .send(`{"targetType":"site","reason":"x","ticket":"T","targetType":"app"}\n"app_00001_01"\n`),
+      400,
+      'DUPLICATE_KEY',
+    ],
+    [
+      'an NDJSON ID line with "id" twice',
+      (r) =>
+        r
+          .set('content-type', 'application/x-ndjson')
+          .send(`${JSON.stringify(spec)}\n"app_00001_01"\n{"id":"app_00001_02","\\u0069d":"app_00001_03"}\n`),
+      400,
+      'DUPLICATE_KEY',
+    ],
+    [
       'text upload to the JSON route',
       (r) => r.set('content-type', 'text/plain').send('app_00001_01\n'),
       415,
@@ -117,6 +144,21 @@ describe('bad input changes nothing', () => {
     expect(typeof res.body.message).toBe('string');
     expect(res.body.requestId).toBeTruthy();
     expect(await counts()).toEqual(before);
+  });
+
+  it('names a key given twice and where, in a JSON body and on an NDJSON line', async () => {
+    const json = await post()
+      .set('content-type', 'application/json')
+      .send(`{"targetType":"app","reason":"x","ticket":"T","rollout":{"bakeSeconds":0,"bakeSeconds":600},"ids":["a"]}`)
+      .expect(400);
+    expect(json.body).toMatchObject({ code: 'DUPLICATE_KEY', details: { field: 'body.rollout', key: 'bakeSeconds' } });
+    expect(json.body.message).toContain('body.rollout gives the key "bakeSeconds" more than once');
+    const line = await post()
+      .set('content-type', 'application/x-ndjson')
+      .send(`${JSON.stringify(spec)}\n"${appId(1, 1)}"\n{"id":"${appId(1, 2)}","id":"${siteId(1)}"}\n`)
+      .expect(400);
+    expect(line.body).toMatchObject({ code: 'DUPLICATE_KEY', details: { line: 3, key: 'id' } });
+    expect(line.body.message).toMatch(/^Line 3 gives the key "id" more than once/);
   });
 
   it('shows an over-long ID by its first 200 characters and its length, not in full', async () => {
