@@ -20,6 +20,7 @@ import { pgBakeStore } from './modules/execution/bake-store.ts';
 import { registryFollows } from './modules/purges/retention.ts';
 import { startPurgeScheduler } from './modules/purges/scheduler.ts';
 import { operationReads } from './modules/operations/repository.ts';
+import { releaseEndedLocks } from './modules/operations/resource-locks.ts';
 import { processChunk, quarantineChunk, settleIfDone, type ChunkDeps } from './modules/execution/chunk.ts';
 import { pgEngine } from './modules/execution/engine-store.ts';
 import { createJobLocks } from './modules/execution/exclusive.ts';
@@ -238,8 +239,8 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
   });
   for (const w of [items, control]) w.on('error', (err) => opts.logger.error({ err }, 'worker error'));
 
-  const reconcile = () =>
-    reconcileOnce({
+  const reconcile = async () => {
+    const r = await reconcileOnce({
       pool: db.pool,
       load,
       engine,
@@ -247,6 +248,10 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
       enqueueControl: (job, delayMs) => queues.enqueueControl(job, delayMs),
       clock,
     });
+    const released = await releaseEndedLocks(db.pool);
+    if (released) opts.logger.debug({ released }, 'released the locks of ended operations');
+    return r;
+  };
   const every = opts.reconcileEveryMs ?? 10_000;
   let reconciling = false;
   const timer = setInterval(() => {

@@ -1,7 +1,8 @@
 // A resource is in at most one live operation (promise 7). `resource_locks` names the operation
-// that holds each resource. Locks are never released by a separate step: a lock whose holder has
-// ended (terminal or ended state) is simply taken over by the next operation, so an operation
-// that ends, expires or crashes can never leave a resource blocked.
+// that holds each resource. No step has to release a lock: a lock whose holder has ended
+// (terminal or ended state) is simply taken over by the next operation, so an operation that
+// ends, expires or crashes can never leave a resource blocked. Such rows are deleted afterwards in
+// the background (releaseEndedLocks) only to keep the table small and the next plan's insert cheap.
 import type pg from 'pg';
 import { DESCENDANT_IDS } from './cascade-plan.ts';
 import { LIVE_STATES } from './lifecycle-types.ts';
@@ -78,4 +79,33 @@ export async function relockTouched(client: pg.PoolClient, operationId: string):
     [operationId],
   );
   return r.rows.map((x) => ({ resourceId: x.resource_id, operationId: x.operation_id }));
+}
+
+/** Lock rows deleted per statement by releaseEndedLocks (one short statement each). */
+const RELEASE_BATCH = 10_000;
+
+/**
+ * Deletes lock rows whose holder has ended (or is gone): rows that lock nothing, since every reader
+ * looks at a lock only through a live holder. Left in place, they made the next plan of the same
+ * resources take each over row by row (a 600k-ID re-plan after a cancel: lock stage 2.9 → 6.6–10.8 s,
+ * measured by the new-user trial) and grew the table every classification joins (162 MB after a
+ * few re-plans). Run from the workers' reconcile loop, in batches, by any number of processes:
+ * SKIP LOCKED leaves rows another process or a plan holds right now, and a row is deleted by its
+ * ctid, so a row a plan took over meanwhile (a new version, another ctid) is never deleted.
+ * Returns how many rows went.
+ */
+export async function releaseEndedLocks(pool: Pick<pg.Pool, 'query'>, maxBatches = 20): Promise<number> {
+  let released = 0;
+  for (let b = 0; b < maxBatches; b++) {
+    const r = await pool.query(
+      `DELETE FROM resource_locks WHERE ctid = ANY(ARRAY(
+         SELECT l.ctid FROM resource_locks l LEFT JOIN operations o ON o.id = l.operation_id
+         WHERE o.id IS NULL OR o.state <> ALL($1::text[])
+         LIMIT $2 FOR UPDATE OF l SKIP LOCKED))`,
+      [LIVE_STATES, RELEASE_BATCH],
+    );
+    released += r.rowCount ?? 0;
+    if ((r.rowCount ?? 0) < RELEASE_BATCH) break;
+  }
+  return released;
 }
