@@ -249,6 +249,19 @@ describe('uploads', () => {
     }
   });
 
+  it('answers a JSON body on the text route with the 415 its OpenAPI example shows', async () => {
+    const doc = (await request(t.app.server).get('/openapi.json').expect(200)).body;
+    const example = doc.paths['/v1/operations/text'].post.responses['415'].content['application/json'].example;
+    const res = await request(t.app.server)
+      .post('/v1/operations/text?targetType=app&reason=r&ticket=T')
+      .set('authorization', t.auth('requester'))
+      .set('content-type', 'application/json')
+      .send('{}')
+      .expect(415);
+    const shown = { code: example.code, message: example.message, details: example.details };
+    expect({ code: res.body.code, message: res.body.message, details: res.body.details }).toEqual(shown);
+  });
+
   it('takes plain text with the spec in the query string, and rejects wrong types there too', async () => {
     const text = () => request(t.app.server).post('/v1/operations/text').set('authorization', t.auth('requester'));
     const ok = await text()

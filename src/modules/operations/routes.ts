@@ -38,6 +38,15 @@ const SUBMIT_RESPONSES = {
   ...errorResponses(400, 401, 403, 413, 415, 422),
   409: errorResponse(409, ERROR_EXAMPLES.idempotencyKeyReused),
 };
+/** The text route takes text/plain only: its 415 says so (the default example names JSON). */
+const TEXT_SUBMIT_RESPONSES = {
+  ...SUBMIT_RESPONSES,
+  415: errorResponse(415, {
+    code: 'UNSUPPORTED_MEDIA_TYPE',
+    message: 'Content type application/json is not accepted here; use text/plain',
+    details: { contentType: 'application/json', accepted: ['text/plain'] },
+  }),
+};
 const IDEMPOTENCY_HEADERS = Type.Object({
   'idempotency-key': Type.Optional(
     Type.String({
@@ -141,7 +150,7 @@ export default async function operationRoutes(app: App) {
             },
           },
         } as never,
-        response: SUBMIT_RESPONSES,
+        response: TEXT_SUBMIT_RESPONSES,
       },
     },
     async (req, reply) => {
