@@ -1,15 +1,17 @@
 // lockPlanned's fast path: a plan whose classification saw no lock row takes its locks with a
 // plain INSERT. The hint may be stale by the time it locks (a concurrent plan committed a lock
 // meanwhile); the primary key then makes the insert fail, and the upsert's rule decides as always:
-// a live holder keeps its resource, an ended one hands it over.
+// a live holder keeps its resource, an ended one hands it over. And the lock rows of ended
+// operations are deleted in the background (releaseEndedLocks): only those, in batches, never a row
+// another transaction holds or a plan took over.
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { lockPlanned } from '../../src/modules/operations/resource-locks.ts';
+import { lockPlanned, releaseEndedLocks } from '../../src/modules/operations/resource-locks.ts';
 import { createTestDatabase } from '../support/db.ts';
 
 let pool: pg.Pool;
 beforeAll(async () => {
-  pool = new pg.Pool({ connectionString: await createTestDatabase(), max: 2 });
+  pool = new pg.Pool({ connectionString: await createTestDatabase(), max: 3 });
 });
 afterAll(async () => {
   await pool?.end();
@@ -75,5 +77,58 @@ describe('locks taken with a stale "unlocked" hint', () => {
       ['r5', 'op_c'],
       ['r6', 'op_c'],
     ]);
+  });
+});
+
+async function lock(opId: string, prefix: string, n: number) {
+  await pool.query(
+    `INSERT INTO resource_locks (resource_id, operation_id) SELECT $1 || i, $2 FROM generate_series(1, $3) i`,
+    [prefix, opId, n],
+  );
+}
+
+const holdersOf = async (prefix: string) =>
+  Object.fromEntries(
+    (
+      await pool.query<{ operation_id: string; n: number }>(
+        `SELECT operation_id, count(*)::int AS n FROM resource_locks WHERE resource_id LIKE $1 || '%' GROUP BY 1`,
+        [prefix],
+      )
+    ).rows.map((r) => [r.operation_id, r.n]),
+  );
+
+describe('releaseEndedLocks', () => {
+  it("deletes every lock of ended or missing operations, batch by batch, and none of a live one's", async () => {
+    await operation('op_rel_live', 'planned');
+    await operation('op_rel_running', 'running');
+    await operation('op_rel_done', 'completed');
+    await operation('op_rel_cancelled', 'cancelled');
+    await lock('op_rel_live', 'rel_a_', 5);
+    await lock('op_rel_running', 'rel_b_', 3);
+    await lock('op_rel_done', 'rel_c_', 25_000);
+    await lock('op_rel_cancelled', 'rel_d_', 7);
+    await lock('op_rel_gone', 'rel_e_', 2);
+    expect(await releaseEndedLocks(pool, 2)).toBe(20_000);
+    expect(await releaseEndedLocks(pool)).toBeGreaterThanOrEqual(5_009);
+    expect(await holdersOf('rel_')).toEqual({ op_rel_live: 5, op_rel_running: 3 });
+    expect(await releaseEndedLocks(pool)).toBe(0);
+  });
+
+  it('skips a row another transaction holds, and keeps one a plan took over meanwhile', async () => {
+    await operation('op_rel_old', 'expired');
+    await operation('op_rel_new', 'planned');
+    await lock('op_rel_old', 'rel_x_', 3);
+    const plan = await pool.connect();
+    try {
+      // A plan takes rel_x_1 over (as lockPlanned's upsert does) and has not committed yet.
+      await plan.query('BEGIN');
+      await plan.query(`UPDATE resource_locks SET operation_id = 'op_rel_new' WHERE resource_id = 'rel_x_1'`);
+      expect(await releaseEndedLocks(pool)).toBe(2);
+      await plan.query('COMMIT');
+    } finally {
+      plan.release();
+    }
+    expect(await releaseEndedLocks(pool)).toBe(0);
+    expect(await holdersOf('rel_x_')).toEqual({ op_rel_new: 1 });
   });
 });
