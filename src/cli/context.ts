@@ -1,6 +1,7 @@
 // What every command gets: the API client (from flags and the environment), the output mode, and
 // the small shared pieces (following an operation, the plan summary, parsing numbers and JSON).
 import type { Command } from 'commander';
+import { findDuplicateKey } from '../lib/json-keys.ts';
 import { resolveConnection, type Connection } from './config.ts';
 import { CliError, EXIT, usageError } from './exit-codes.ts';
 import { ApiClient } from './http.ts';
@@ -58,9 +59,12 @@ export function jsonArg(name: string) {
   return (text: string): Record<string, unknown> => {
     try {
       const v = JSON.parse(text) as unknown;
+      // As the server refuses it (DUPLICATE_KEY): JSON.parse would keep the last one silently.
+      const dup = findDuplicateKey(text, name);
+      if (dup) throw usageError(`${dup.field} gives the key ${JSON.stringify(dup.key)} more than once`, dup);
       if (v && typeof v === 'object' && !Array.isArray(v)) return v as Record<string, unknown>;
-    } catch {
-      /* falls through */
+    } catch (err) {
+      if (err instanceof CliError) throw err;
     }
     throw usageError(`${name} must be a JSON object (got ${text.slice(0, 60)})`);
   };

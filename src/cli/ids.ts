@@ -5,6 +5,7 @@
 // only ASCII blanks are trimmed, as the server does (a no-break space is part of an ID).
 import { accessSync, constants, createReadStream } from 'node:fs';
 import type { Readable } from 'node:stream';
+import { findDuplicateKey } from '../lib/json-keys.ts';
 import { CliError, EXIT, usageError } from './exit-codes.ts';
 
 export type IdFormat = 'auto' | 'text' | 'ndjson';
@@ -47,7 +48,9 @@ export async function* ndjsonBody(
   format: IdFormat,
   stats: IdStats = { lines: 0, ids: 0 },
 ): AsyncGenerator<Uint8Array> {
-  const decoder = new TextDecoder('utf-8', { fatal: true });
+  // ignoreBOM: a U+FEFF at the start of a line is part of it (the server refuses it in an ID);
+  // decoding each line with the default would drop it from every line without a word.
+  const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
   // Built as text and encoded once per chunk: one allocation per 64 KiB, not one per ID.
   let out = head ? JSON.stringify(head) + '\n' : '';
   let outLength = out.length;
@@ -106,20 +109,44 @@ export async function* ndjsonBody(
   if (outLength) yield Buffer.from(out);
 }
 
-/** Every ID of a (small) list, for routes that take IDs inline (restores, purges, the queue). */
+/**
+ * Every ID of a (small) list, for routes that take IDs inline (restores, purges, the queue), read
+ * by the server's NDJSON rules: a line is "id" or {"id": "..."} (one key, given once); a line that
+ * is not is refused naming the list's own line (blank lines count: ndjsonBody passes them on).
+ */
 export async function collectIds(input: AsyncIterable<Buffer | string>, max: number): Promise<string[]> {
   const ids: string[] = [];
+  let n = 0;
+  let carry = '';
   for await (const chunk of ndjsonBody(input, null, 'auto')) {
-    for (const line of Buffer.from(chunk).toString('utf8').split('\n')) {
+    const lines = (carry + Buffer.from(chunk).toString('utf8')).split('\n');
+    carry = lines.pop()!;
+    for (const line of lines) {
+      n++;
       if (!line) continue;
-      const v = JSON.parse(line) as unknown;
-      const id = typeof v === 'string' ? v : (v as { id?: unknown }).id;
-      if (typeof id !== 'string') throw usageError('each NDJSON line must be "id" or {"id": "..."}');
-      ids.push(id);
+      ids.push(lineId(line, n));
       if (ids.length > max) throw usageError(`this command takes at most ${max} IDs inline`);
     }
   }
   return ids;
+}
+
+function lineId(line: string, n: number): string {
+  const bad = (why: string) => usageError(`line ${n} of the ID list ${why}`, { line: n });
+  let v: unknown;
+  try {
+    v = JSON.parse(line);
+  } catch {
+    throw bad('is not valid JSON');
+  }
+  if (typeof v === 'string') return v;
+  const dup = findDuplicateKey(line, 'line');
+  if (dup) throw bad(`gives the key ${JSON.stringify(dup.key)} more than once`);
+  if (v && typeof v === 'object' && !Array.isArray(v) && Object.keys(v).length === 1) {
+    const id = (v as { id?: unknown }).id;
+    if (typeof id === 'string') return id;
+  }
+  throw bad('must be "id" or {"id": "..."}');
 }
 
 /**
@@ -132,6 +159,10 @@ export function inListLines(err: unknown): unknown {
   const d = err.details as { line?: unknown } | undefined;
   if (!d || typeof d.line !== 'number' || d.line < 2) return err;
   const line = d.line - 1;
-  const message = err.message.replace(/\bLine \d+/, `Line ${line} of the ID list`);
-  return new CliError(err.exitCode, err.code, message, { ...d, line }, err.status);
+  // Every mention of the body's line (the message's, a field path's `line 5.id`) becomes the list's.
+  const own = (text: string) => text.replace(new RegExp(`\\b([Ll])ine ${d.line}\\b`, 'g'), `$1ine ${line}`);
+  const message = own(err.message).replace(/^Line \d+/, (m) => `${m} of the ID list`);
+  const field =
+    typeof (d as { field?: unknown }).field === 'string' ? { field: own((d as { field: string }).field) } : {};
+  return new CliError(err.exitCode, err.code, message, { ...d, line, ...field }, err.status);
 }

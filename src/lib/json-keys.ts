@@ -1,8 +1,9 @@
 // JSON.parse keeps the last of a key given twice: `{"mode": "soft", …, "mode": "hard"}` reads as
 // hard, `{"id": "app_1", "id": "site_1"}` as site_1. A deletion gate must not guess which one the
 // sender meant, so every JSON body and NDJSON line is refused when an object repeats a key
-// (DUPLICATE_KEY, naming the key and where). Run on text JSON.parse has already accepted.
-import { BadRequestError } from './errors.ts';
+// (DUPLICATE_KEY, naming the key and where: refuseDuplicateKeys in lines.ts). Run on text
+// JSON.parse has already accepted. No imports: the CLI package ships this file to check its own
+// JSON arguments and ID lists the same way.
 
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
@@ -70,16 +71,4 @@ export function findDuplicateKey(text: string, where: string): { key: string; fi
     }
   }
   return null;
-}
-
-/** Throws DUPLICATE_KEY when an object of `text` repeats a key; `line` for an NDJSON line. */
-export function refuseDuplicateKeys(text: string, where: string, line?: number): void {
-  const dup = findDuplicateKey(text, where);
-  if (!dup) return;
-  const at = line === undefined ? dup.field : `Line ${line}${dup.field === where ? '' : ` (${dup.field})`}`;
-  throw new BadRequestError(
-    'DUPLICATE_KEY',
-    `${at} gives the key ${JSON.stringify(dup.key)} more than once; which one was meant cannot be told, so nothing was read`,
-    { field: dup.field, key: dup.key, ...(line === undefined ? {} : { line }) },
-  );
 }

@@ -3,7 +3,7 @@
 // UTF-8: an invalid byte is refused naming its line, never replaced with U+FFFD (two IDs that
 // differ only in that byte would otherwise become one).
 import type { Readable } from 'node:stream';
-import { refuseDuplicateKeys } from './json-keys.ts';
+import { findDuplicateKey } from './json-keys.ts';
 import { BadRequestError, PayloadTooLargeError } from './errors.ts';
 import { byteLabel, completePrefix, invalidUtf8At } from './utf8.ts';
 
@@ -130,4 +130,18 @@ export function parseJsonLine(line: Line): unknown {
   }
   refuseDuplicateKeys(line.text, `line ${line.n}`, line.n);
   return value;
+}
+
+/** Throws DUPLICATE_KEY when an object of `text` repeats a key (lib/json-keys.ts); `line` for an NDJSON line. */
+export function refuseDuplicateKeys(text: string, where: string, line?: number): void {
+  const dup = findDuplicateKey(text, where);
+  if (!dup) return;
+  // On a line, where in it (`rollout`) rather than the path again (`line 1.rollout`).
+  const inside = dup.field.slice(where.length).replace(/^\./, '');
+  const at = line === undefined ? dup.field : `Line ${line}`;
+  throw new BadRequestError(
+    'DUPLICATE_KEY',
+    `${at} gives the key ${JSON.stringify(dup.key)} more than once${line !== undefined && inside ? ` (in ${inside})` : ''}; which one was meant cannot be told, so nothing was read`,
+    { field: dup.field, key: dup.key, ...(line === undefined ? {} : { line }) },
+  );
 }

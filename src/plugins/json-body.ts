@@ -4,7 +4,8 @@
 // surrogate would make PostgreSQL refuse (a 5xx) or silently alter the text.
 import type { FastifyInstance } from 'fastify';
 import { BadRequestError } from '../lib/errors.ts';
-import { fieldSegment as segment, refuseDuplicateKeys } from '../lib/json-keys.ts';
+import { fieldSegment as segment } from '../lib/json-keys.ts';
+import { refuseDuplicateKeys } from '../lib/lines.ts';
 import { isStorable, storageProblem } from '../lib/text.ts';
 import { byteLabel, invalidUtf8At, lineAndColumn } from '../lib/utf8.ts';
 

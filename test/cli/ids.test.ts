@@ -1,0 +1,70 @@
+// The CLI reads ID lists and JSON arguments by the server's rules, and names the user's own lines.
+import { Readable } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import { jsonArg } from '../../src/cli/context.ts';
+import { CliError, EXIT } from '../../src/cli/exit-codes.ts';
+import { collectIds, inListLines, ndjsonBody } from '../../src/cli/ids.ts';
+
+const list = (text: string) => Readable.from([Buffer.from(text)]);
+const refusal = async (p: Promise<unknown>) => {
+  const err = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(CliError);
+  return err as CliError;
+};
+
+describe('collectIds (restore, purge and queue lists, sent inline)', () => {
+  it('reads "id" and {"id": …} lines, skipping blank ones', async () => {
+    expect(await collectIds(list('"a"\n\n  \n{"id":"b"}\r\nc\n'), 10)).toEqual(['a', 'b', 'c']);
+  });
+
+  it.each([
+    ['{"id":"app_9","id":"app_41"}', 'gives the key "id" more than once'],
+    ['{"id":"app_41","extra":1}', 'must be "id" or {"id": "..."}'],
+    ['{"id":7}', 'must be "id" or {"id": "..."}'],
+    ['{oops', 'is not valid JSON'],
+  ])('refuses %s naming the line of the list', async (bad, why) => {
+    const err = await refusal(collectIds(list(`"a"\n\n${bad}\n"b"\n`), 10));
+    expect(err.exitCode).toBe(EXIT.usage);
+    expect(err.message).toBe(`line 3 of the ID list ${why}`);
+    expect(err.details).toEqual({ line: 3 });
+  });
+});
+
+describe('ndjsonBody', () => {
+  it('keeps a byte order mark that starts a later line (the server refuses it in an ID)', async () => {
+    let body = '';
+    for await (const c of ndjsonBody(list('app_2\n\ufeffapp_1\n'), null, 'auto')) body += Buffer.from(c).toString();
+    expect(body).toBe('"app_2"\n"\ufeffapp_1"\n');
+  });
+});
+
+describe('jsonArg (--rollout, --halt-policy)', () => {
+  it('refuses a key given twice, as the server would', () => {
+    expect(() => jsonArg('--rollout')('{"waves":["100%"],"bakeSeconds":0,"bakeSeconds":600}')).toThrow(
+      '--rollout gives the key "bakeSeconds" more than once',
+    );
+    expect(jsonArg('--rollout')('{"bakeSeconds":0}')).toEqual({ bakeSeconds: 0 });
+    expect(() => jsonArg('--rollout')('[1]')).toThrow('--rollout must be a JSON object');
+  });
+});
+
+describe('inListLines', () => {
+  it("says every mention of the body's line as the list's own", () => {
+    const server = new CliError(
+      1,
+      'DUPLICATE_KEY',
+      'Line 5 gives the key "a" more than once (in id); which one was meant cannot be told, so nothing was read',
+      { field: 'line 5.id', key: 'a', line: 5 },
+      400,
+    );
+    const own = inListLines(server) as CliError;
+    expect(own.message).toMatch(/^Line 4 of the ID list gives the key "a" more than once \(in id\)/);
+    expect(own.details).toEqual({ field: 'line 4.id', key: 'a', line: 4 });
+    // The CLI's own errors already count the list's lines.
+    const local = new CliError(EXIT.usage, 'INVALID_UTF8', 'line 2 of the ID list is not valid UTF-8', { line: 2 });
+    expect(inListLines(local)).toBe(local);
+  });
+});
