@@ -3,6 +3,7 @@
 // outcome as the REST path does: a plan → 0, PLAN_REJECTED → 10, any other refusal → 1.
 import { randomUUID } from 'node:crypto';
 import { CliError, EXIT, usageError } from './exit-codes.ts';
+import type { Redis } from 'ioredis';
 
 export interface QueueSubmitOptions {
   redisUrl: string;
@@ -32,8 +33,16 @@ export async function submitViaQueue(o: QueueSubmitOptions): Promise<QueueResult
   const { Queue, QueueEvents } = await import('bullmq');
   const connection = { url: o.redisUrl, maxRetriesPerRequest: null, lazyConnect: false };
   const queue = new Queue('intake', { connection, prefix: o.prefix });
-  const events = new QueueEvents('intake', { connection, prefix: o.prefix });
+  let events: InstanceType<typeof QueueEvents> | undefined;
   try {
+    // The job's outcome is read from the events stream. A QueueEvents left to start at '$' misses an
+    // outcome written after its ready check but before its first blocking read (a fast worker, a
+    // slow CLI: the wait then lasts until the timeout; seen once in CI). Reading from the stream's
+    // last entry before the job exists sees every event after it.
+    // BullMQ types its client by what BullMQ itself calls; it is an ioredis client.
+    const client = (await queue.getBackend().client) as unknown as Redis;
+    const last = await client.xrevrange(queue.keys.events!, '+', '-', 'COUNT', 1);
+    events = new QueueEvents('intake', { connection, prefix: o.prefix, lastEventId: last[0]?.[0] ?? '0-0' });
     await events.waitUntilReady();
     const job = await queue.add(
       'submit',
@@ -54,7 +63,7 @@ export async function submitViaQueue(o: QueueSubmitOptions): Promise<QueueResult
       `the intake queue at ${redact(o.redisUrl)}: ${(err as Error).message}`,
     );
   } finally {
-    await events.close().catch(() => undefined);
+    await events?.close().catch(() => undefined);
     await queue.close().catch(() => undefined);
   }
 }
