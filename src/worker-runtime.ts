@@ -252,8 +252,8 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
       enqueueControl: (job, delayMs) => queues.enqueueControl(job, delayMs),
       clock,
     });
-    // At most once a minute: finding the rows scans the lock table (~0.1-0.2 s of PostgreSQL per
-    // million locks of running operations), and a row left a minute longer only costs a re-plan.
+    // At most once a minute: finding the rows scans the lock table, which also holds every lock of
+    // the running operations, and a row left a minute longer only costs a re-plan.
     if (Date.now() - releasedAt >= RELEASE_LOCKS_EVERY_MS) {
       releasedAt = Date.now();
       const released = await releaseEndedLocks(db.pool);
