@@ -254,8 +254,8 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
     });
     // At most once a minute: finding the rows scans the lock table, which also holds every lock of
     // the running operations, and a row left a minute longer only costs a re-plan.
-    if (Date.now() - releasedAt >= RELEASE_LOCKS_EVERY_MS) {
-      releasedAt = Date.now();
+    if (clock() - releasedAt >= RELEASE_LOCKS_EVERY_MS) {
+      releasedAt = clock();
       const released = await releaseEndedLocks(db.pool);
       if (released) opts.logger.debug({ released }, 'released the locks of ended operations');
     }

@@ -156,13 +156,12 @@ function lineId(line: string, n: number): string {
 export function inListLines(err: unknown): unknown {
   // Only the server's answers (with an HTTP status): the CLI's own errors count the list's lines.
   if (!(err instanceof CliError) || err.status === undefined) return err;
-  const d = err.details as { line?: unknown } | undefined;
+  const d = err.details as { line?: unknown; field?: unknown } | undefined;
   if (!d || typeof d.line !== 'number' || d.line < 2) return err;
   const line = d.line - 1;
   // Every mention of the body's line (the message's, a field path's `line 5.id`) becomes the list's.
   const own = (text: string) => text.replace(new RegExp(`\\b([Ll])ine ${d.line}\\b`, 'g'), `$1ine ${line}`);
   const message = own(err.message).replace(/^Line \d+/, (m) => `${m} of the ID list`);
-  const field =
-    typeof (d as { field?: unknown }).field === 'string' ? { field: own((d as { field: string }).field) } : {};
+  const field = typeof d.field === 'string' ? { field: own(d.field) } : {};
   return new CliError(err.exitCode, err.code, message, { ...d, line, ...field }, err.status);
 }

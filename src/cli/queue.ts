@@ -2,8 +2,8 @@
 // job data { token, operation }, job ID = idempotency key). Waits for the job and maps its
 // outcome as the REST path does: a plan → 0, PLAN_REJECTED → 10, any other refusal → 1.
 import { randomUUID } from 'node:crypto';
-import { CliError, EXIT, usageError } from './exit-codes.ts';
 import type { Redis } from 'ioredis';
+import { CliError, EXIT, usageError } from './exit-codes.ts';
 
 export interface QueueSubmitOptions {
   redisUrl: string;
