@@ -52,7 +52,7 @@ export const DEFAULT_ERROR_EXAMPLES: Record<number, ErrorExample> = {
   422: {
     code: 'PLAN_REJECTED',
     message:
-      'The operation was rejected: 1 unknown. Nothing will run; every offending ID is listed at /v1/operations/op_lx2k9a1b2c3d4e5f6/report. Resubmit a corrected list (with a new Idempotency-Key).',
+      'The operation was rejected: 1 ID not in the registry (unknown). Nothing will run; every offending ID is listed at /v1/operations/op_lx2k9a1b2c3d4e5f6/report. Resubmit a corrected list (with a new Idempotency-Key).',
     details: {
       operationId: 'op_lx2k9a1b2c3d4e5f6',
       counts: { ok: 1, unknown: 1 },

@@ -41,7 +41,7 @@ describe('token scope at planning', () => {
     const r = await submit(teamA, { ...spec, ids }).expect(422);
     expect(r.body.code).toBe('PLAN_REJECTED');
     expect(r.body.message).toBe(
-      'The operation was rejected: 2 out_of_scope. Token "team-a-ci" may submit only resources of type app, ' +
+      `The operation was rejected: 2 IDs outside the token's scope (out_of_scope). Token "team-a-ci" may submit only resources of type app, ` +
         'of tenants tenant_00001, tenant_00002. Nothing will run; every offending ID is listed at ' +
         `/v1/operations/${r.body.details.operationId}/report. Resubmit a corrected list (with a new Idempotency-Key).`,
     );

@@ -30,10 +30,32 @@ function showOffenders(offenders: unknown): unknown {
   );
 }
 
-function offenceSummary(counts: Record<string, number>) {
+/** What each class of rejected ID means, as the rejection's first sentence says it (deletes, restores, purges). */
+const OFFENCES: Record<string, string> = {
+  unknown: 'not in the registry',
+  type_mismatch: 'of another type',
+  pattern_mismatch: "not matching the type's ID pattern",
+  duplicate: 'submitted more than once',
+  already_deleted: 'already deleted (soft-deleted or purged)',
+  out_of_scope: "outside the token's scope",
+  in_flight: 'held by another live operation',
+  protected: 'of a protected resource',
+  not_deleted: 'not deleted (nothing to bring back or purge)',
+  within_retention: 'still within their retention',
+  purged: 'already purged',
+  erased: 'erased (their snapshots are gone)',
+  no_snapshot: 'without a snapshot to restore from',
+  superseded: 'changed since that delete (restoring would undo a later change)',
+  parent_deleted: 'whose parent is still deleted',
+};
+
+/** "2 IDs submitted more than once (duplicate), 1 ID not in the registry (unknown)". */
+export function offenceSummary(counts: Record<string, number>) {
   return Object.entries(counts)
     .filter(([c, n]) => c !== 'ok' && n > 0)
-    .map(([c, n]) => `${n} ${c}`)
+    .map(
+      ([c, n]) => `${n.toLocaleString('en')} ${n === 1 ? 'ID' : 'IDs'} ${OFFENCES[c] ?? c.replace(/_/g, ' ')} (${c})`,
+    )
     .join(', ');
 }
 
