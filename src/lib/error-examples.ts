@@ -216,7 +216,7 @@ export const CODES_BY_STATUS: Record<number, readonly string[]> = {
     'LAST_ADMIN_TOKEN',
     'WEBHOOK_DELETED',
   ],
-  413: ['PAYLOAD_TOO_LARGE'],
+  413: ['PAYLOAD_TOO_LARGE', 'TOO_MANY_IDS'],
   415: ['UNSUPPORTED_MEDIA_TYPE'],
   422: [
     'PLAN_REJECTED',

@@ -62,6 +62,16 @@ export class PayloadTooLargeError extends AppError {
   }
 }
 
+/**
+ * More IDs than one operation takes in the format they came in: its own code (a 413 like a body
+ * too large, which a client cannot tell apart by status), so a pipeline can split the list.
+ */
+export class TooManyIdsError extends AppError {
+  constructor(maxIds: number, advice: string) {
+    super(413, 'TOO_MANY_IDS', `More than ${maxIds.toLocaleString('en')} IDs: ${advice}`, { maxIds });
+  }
+}
+
 /** The request was not received in time (a client that trickles); nothing was written. */
 export class RequestTimeoutError extends AppError {
   constructor(limitMs: number, what = 'The request') {

@@ -20,7 +20,8 @@ const SAYS_WHAT_IS_ALLOWED: Record<string, (d: unknown) => boolean> = {
     isList(d) &&
     (d as unknown[]).every((x) => isObj(x) && typeof x.field === 'string' && typeof x.message === 'string'),
   UNSUPPORTED_MEDIA_TYPE: (d) => isObj(d) && Array.isArray(d.accepted),
-  PAYLOAD_TOO_LARGE: (d) => isObj(d) && (typeof d.maxBytes === 'number' || typeof d.maxIds === 'number'),
+  PAYLOAD_TOO_LARGE: (d) => isObj(d) && typeof d.maxBytes === 'number',
+  TOO_MANY_IDS: (d) => isObj(d) && typeof d.maxIds === 'number',
   INVALID_UTF8: (d) => isObj(d) && typeof d.line === 'number' && typeof d.byteOffset === 'number',
   BODY_TOO_DEEP: (d) => isObj(d) && typeof d.maxDepth === 'number' && typeof d.field === 'string',
   FORBIDDEN: (d) => isObj(d) && (Array.isArray(d.allowedRoles) || d.allowedRoles === 'any' || 'role' in d),

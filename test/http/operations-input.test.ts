@@ -67,6 +67,15 @@ describe('bad input changes nothing', () => {
       'VALIDATION_FAILED',
     ],
     [
+      'over 1M streamed IDs',
+      (r) =>
+        r
+          .set('content-type', 'application/x-ndjson')
+          .send(`${JSON.stringify(spec)}\n${Array.from({ length: 1_000_001 }, (_, i) => `"a${i}"`).join('\n')}\n`),
+      413,
+      'TOO_MANY_IDS',
+    ],
+    [
       'spec in the query of a JSON upload',
       (r) => r.query({ targetType: 'site' }).send({ ...spec, ids: [appId(1, 1)] }),
       400,

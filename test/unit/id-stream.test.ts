@@ -37,7 +37,7 @@ const distinctIsTrue = (o: Outcome) => {
   expect(o.distinct).toBe(new Set(ids).size === ids.length);
 };
 
-const tooMany = (o: Outcome) => !o.ok && (o.err as { details?: { code?: string } }).details?.code === 'TOO_MANY_IDS';
+const tooMany = (o: Outcome) => !o.ok && (o.err as { code?: string }).code === 'TOO_MANY_IDS';
 
 const errorOf = (e: unknown) => {
   const x = e as { code?: string; statusCode?: number; message?: string; details?: unknown };

@@ -1,7 +1,7 @@
 // Reads submitted IDs a batch at a time, validates and hashes them (for Idempotency-Key), and
 // hands each batch on to be staged (staging.ts): the API never holds a 1M-ID upload in memory.
 import { createHash, type Hash } from 'node:crypto';
-import { BadRequestError, PayloadTooLargeError } from '../../lib/errors.ts';
+import { BadRequestError, TooManyIdsError } from '../../lib/errors.ts';
 import { parseJsonLine, type Line } from '../../lib/lines.ts';
 import { MAX_ID_LENGTH } from '../../lib/schemas.ts';
 import { isValidText, longerThan, textProblem } from '../../lib/text.ts';
@@ -88,10 +88,10 @@ export async function readIds(
     for await (const batch of batches) {
       const size = isPacked(batch) ? batch.count : batch.length;
       if (count + size > maxIds) {
-        throw new PayloadTooLargeError(`At most ${maxIds} IDs per operation in this format`, {
+        throw new TooManyIdsError(
           maxIds,
-          code: 'TOO_MANY_IDS',
-        });
+          'that is the most one operation takes; split the list into several operations',
+        );
       }
       let part: Buffer | undefined;
       if (isPacked(batch)) {
