@@ -192,6 +192,7 @@ export const CODES_BY_STATUS: Record<number, readonly string[]> = {
     'LINE_TOO_LONG',
     'BODY_TOO_DEEP',
     'DUPLICATE_KEY',
+    'FORBIDDEN_KEY',
     'EXPIRY_NOT_IN_FUTURE',
     'SCOPE_NOT_APPLICABLE',
     'INVALID_LAST_EVENT_ID',

@@ -35,7 +35,11 @@ export function installJsonParser(app: FastifyInstance) {
     }
     const text = buf.toString('utf8');
     void parse(req, text, (err, value) => {
-      if (err) return done(err, undefined);
+      if (err)
+        return done(
+          (err as { code?: string }).code === 'FST_ERR_CTP_INVALID_JSON_BODY' ? whyNotParsed(text) : err,
+          undefined,
+        );
       try {
         refuseDuplicateKeys(text, 'body');
         checkJsonValue(value, 'body');
@@ -45,6 +49,26 @@ export function installJsonParser(app: FastifyInstance) {
       }
     });
   });
+}
+
+/**
+ * Fastify's parser answers every refusal with one error that says neither where nor why. Parsing
+ * again (only for a refused body) tells the two apart: JSON that does not parse is named by
+ * JSON.parse's own message (what and at which position); JSON that does was refused for a key
+ * "__proto__", or "constructor" holding "prototype" — valid JSON, which "not valid JSON" would
+ * misdescribe — kept out because merging such an object could alter object prototypes.
+ */
+function whyNotParsed(text: string): BadRequestError {
+  try {
+    JSON.parse(text);
+  } catch (e) {
+    return new BadRequestError('MALFORMED_BODY', `The body is not valid JSON: ${(e as Error).message}`);
+  }
+  return new BadRequestError(
+    'FORBIDDEN_KEY',
+    'The body has a key "__proto__", or a key "constructor" holding "prototype": such keys are refused (they could alter object prototypes) and no field of this API has that name',
+    { keys: ['__proto__', 'constructor.prototype'] },
+  );
 }
 
 /**

@@ -140,6 +140,24 @@ describe('bad input changes nothing', () => {
       'DUPLICATE_KEY',
     ],
     [
+      'a __proto__ key in a JSON body (valid JSON, refused as such, not as malformed)',
+      (r) =>
+        r
+          .set('content-type', 'application/json')
+          .send(`{"targetType":"app","reason":"x","ticket":"T","ids":["app_00001_01"],"__proto__":{"mode":"hard"}}`),
+      400,
+      'FORBIDDEN_KEY',
+    ],
+    [
+      'a constructor.prototype key in a JSON body',
+      (r) =>
+        r
+          .set('content-type', 'application/json')
+          .send(`{"targetType":"app","reason":"x","ticket":"T","ids":["app_00001_01"],"constructor":{"prototype":{}}}`),
+      400,
+      'FORBIDDEN_KEY',
+    ],
+    [
       'text upload to the JSON route',
       (r) => r.set('content-type', 'text/plain').send('app_00001_01\n'),
       415,
@@ -153,6 +171,25 @@ describe('bad input changes nothing', () => {
     expect(typeof res.body.message).toBe('string');
     expect(res.body.requestId).toBeTruthy();
     expect(await counts()).toEqual(before);
+  });
+
+  it('says what JSON.parse found wrong in a malformed body, and refuses __proto__ as a key, not as bad JSON', async () => {
+    const text = '{"targetType":"app","reason":"x",}';
+    let why = '';
+    try {
+      JSON.parse(text);
+    } catch (e) {
+      why = (e as Error).message;
+    }
+    const bad = await post().set('content-type', 'application/json').send(text).expect(400);
+    expect(bad.body).toMatchObject({ code: 'MALFORMED_BODY', message: `The body is not valid JSON: ${why}` });
+    const proto = await post()
+      .set('content-type', 'application/json')
+      .send('{"targetType":"app","reason":"x","ticket":"T","ids":["app_00001_01"],"__proto__":{}}')
+      .expect(400);
+    expect(proto.body.code).toBe('FORBIDDEN_KEY');
+    expect(proto.body.message).toContain('"__proto__"');
+    expect(proto.body.message).not.toContain('not valid JSON');
   });
 
   it('names a key given twice and where, in a JSON body and on an NDJSON line', async () => {
