@@ -36,6 +36,39 @@ export function openIds(file: string | undefined, stdin: Readable = process.stdi
 export interface IdStats {
   lines: number;
   ids: number;
+  /** Where blank lines were, so that an ID the server names by index can be named by its line. */
+  blanks?: ListLines;
+}
+
+/**
+ * The list's line of each ID: its index + 1 plus the blank lines before it. Only blank lines are
+ * kept, a run of them as one entry, so a 1,000,000-ID list without them costs nothing.
+ */
+export class ListLines {
+  /** ID index before which a run of blank lines came (ascending)… */
+  private at: number[] = [];
+  /** …and how many blank lines came before that ID in all. */
+  private upTo: number[] = [];
+
+  blank(idsSoFar: number) {
+    const last = this.at.length - 1;
+    if (last >= 0 && this.at[last] === idsSoFar) this.upTo[last]!++;
+    else {
+      this.at.push(idsSoFar);
+      this.upTo.push((last >= 0 ? this.upTo[last]! : 0) + 1);
+    }
+  }
+
+  lineOf(index: number): number {
+    let lo = 0;
+    let hi = this.at.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (this.at[mid]! <= index) lo = mid + 1;
+      else hi = mid;
+    }
+    return index + 1 + (lo ? this.upTo[lo - 1]! : 0);
+  }
 }
 
 /**
@@ -65,6 +98,7 @@ export async function* ndjsonBody(
     // Passed on as an empty line (the server skips it too), so that the server's line numbers are
     // the list's own plus the spec line (inListLines).
     if (start === end) {
+      stats.blanks?.blank(stats.ids);
       out += '\n';
       outLength++;
       return;
@@ -151,17 +185,41 @@ function lineId(line: string, n: number): string {
 
 /**
  * A server error about a line of the body (`details.line`) counts the spec line this CLI put in
- * front of the list: said again with the list's own line number, as the user's file has it.
+ * front of the list: said again with the list's own line number, as the user's file has it. One
+ * that names IDs by index (INVALID_IDS entries, a rejection's offenders) also gets each one's
+ * line in the list (`where`, from the blank lines ndjsonBody saw).
  */
-export function inListLines(err: unknown): unknown {
+export function inListLines(err: unknown, where?: ListLines): unknown {
   // Only the server's answers (with an HTTP status): the CLI's own errors count the list's lines.
   if (!(err instanceof CliError) || err.status === undefined) return err;
-  const d = err.details as { line?: unknown; field?: unknown } | undefined;
-  if (!d || typeof d.line !== 'number' || d.line < 2) return err;
-  const line = d.line - 1;
-  // Every mention of the body's line (the message's, a field path's `line 5.id`) becomes the list's.
-  const own = (text: string) => text.replace(new RegExp(`\\b([Ll])ine ${d.line}\\b`, 'g'), `$1ine ${line}`);
-  const message = own(err.message).replace(/^Line \d+/, (m) => `${m} of the ID list`);
-  const field = typeof d.field === 'string' ? { field: own(d.field) } : {};
-  return new CliError(err.exitCode, err.code, message, { ...d, line, ...field }, err.status);
+  const d = err.details as Record<string, unknown> | undefined;
+  if (!d) return err;
+  if (typeof d.line === 'number' && d.line >= 2) {
+    const line = d.line - 1;
+    // Every mention of the body's line (the message's, a field path's `line 5.id`) becomes the list's.
+    const own = (text: string) => text.replace(new RegExp(`\\b([Ll])ine ${d.line}\\b`, 'g'), `$1ine ${line}`);
+    const message = own(err.message).replace(/^Line \d+/, (m) => `${m} of the ID list`);
+    const field = typeof d.field === 'string' ? { field: own(d.field) } : {};
+    return new CliError(err.exitCode, err.code, message, { ...d, line, ...field }, err.status);
+  }
+  if (!where) return err;
+  const lined = (list: unknown) =>
+    Array.isArray(list)
+      ? list.map((o: { index?: unknown }) =>
+          typeof o?.index === 'number' ? { index: o.index, line: where.lineOf(o.index), ...o } : o,
+        )
+      : list;
+  if (err.code === 'INVALID_IDS' && Array.isArray(d.invalid)) {
+    const first = (d.invalid[0] as { index?: unknown } | undefined)?.index;
+    const message =
+      typeof first === 'number'
+        ? err.message.replace(`at index ${first}`, `at index ${first} (line ${where.lineOf(first)} of the ID list)`)
+        : err.message;
+    return new CliError(err.exitCode, err.code, message, { ...d, invalid: lined(d.invalid) }, err.status);
+  }
+  if (d.offenders && typeof d.offenders === 'object') {
+    const offenders = Object.fromEntries(Object.entries(d.offenders).map(([cls, list]) => [cls, lined(list)]));
+    return new CliError(err.exitCode, err.code, err.message, { ...d, offenders }, err.status);
+  }
+  return err;
 }

@@ -27,6 +27,8 @@ export function makeOut(json: boolean, stdout = process.stdout, stderr = process
 
 interface Offender {
   id: string;
+  /** The ID list's line (the CLI adds it: inListLines). */
+  line?: number;
   escaped?: string;
   actualType?: string | null;
   tenantId?: string | null;
@@ -68,6 +70,7 @@ export function rejectionLines(err: CliError): string[] {
 
 function showOffender(o: Offender): string {
   const extra = [
+    o.line ? `line ${o.line}` : '',
     o.actualType ? `is ${o.actualType}` : '',
     o.heldBy ? `held by ${o.heldBy}` : '',
     o.purgeAfter ? `retained until ${o.purgeAfter}` : '',

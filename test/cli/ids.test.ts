@@ -3,7 +3,8 @@ import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { jsonArg } from '../../src/cli/context.ts';
 import { CliError, EXIT } from '../../src/cli/exit-codes.ts';
-import { collectIds, inListLines, ndjsonBody } from '../../src/cli/ids.ts';
+import { collectIds, inListLines, ListLines, ndjsonBody, type IdStats } from '../../src/cli/ids.ts';
+import { rejectionLines } from '../../src/cli/output.ts';
 
 const list = (text: string) => Readable.from([Buffer.from(text)]);
 const refusal = async (p: Promise<unknown>) => {
@@ -66,5 +67,49 @@ describe('inListLines', () => {
     // The CLI's own errors already count the list's lines.
     const local = new CliError(EXIT.usage, 'INVALID_UTF8', 'line 2 of the ID list is not valid UTF-8', { line: 2 });
     expect(inListLines(local)).toBe(local);
+  });
+});
+
+describe('the list line of an ID the server names by index', () => {
+  const read = async (text: string) => {
+    const stats: IdStats = { lines: 0, ids: 0, blanks: new ListLines() };
+    for await (const chunk of ndjsonBody(list(text), null, 'auto', stats)) void chunk;
+    return stats.blanks!;
+  };
+
+  it('counts the blank lines before each ID, in runs', async () => {
+    const where = await read('\n"a"\n\n\n  \nb\n{"id":"c"}\n\nd\n');
+    // a on line 2, b on line 6, c on line 7, d on line 9.
+    expect([0, 1, 2, 3].map((i) => where.lineOf(i))).toEqual([2, 6, 7, 9]);
+    expect((await read('a\nb\n')).lineOf(1)).toBe(2);
+  });
+
+  it("adds the list's line to INVALID_IDS entries and its message, and to a rejection's offenders", async () => {
+    const where = await read('a\n\nb b\nc\n');
+    const invalid = new CliError(
+      1,
+      'INVALID_IDS',
+      '1 submitted ID(s) are not valid; the first, at index 1, contains a blank',
+      { invalidCount: 1, invalid: [{ index: 1, id: 'b b', problem: 'contains a blank' }] },
+      400,
+    );
+    const own = inListLines(invalid, where) as CliError;
+    expect(own.message).toBe(
+      '1 submitted ID(s) are not valid; the first, at index 1 (line 3 of the ID list), contains a blank',
+    );
+    expect(own.details).toEqual({
+      invalidCount: 1,
+      invalid: [{ index: 1, line: 3, id: 'b b', problem: 'contains a blank' }],
+    });
+    const rejected = new CliError(
+      10,
+      'PLAN_REJECTED',
+      'The operation was rejected: 1 ID not in the registry (unknown).',
+      { counts: { ok: 2, unknown: 1 }, offenders: { unknown: [{ index: 2, id: 'c', actualType: null }] } },
+      422,
+    );
+    const mapped = inListLines(rejected, where) as CliError;
+    expect(mapped.details).toMatchObject({ offenders: { unknown: [{ index: 2, line: 4, id: 'c' }] } });
+    expect(rejectionLines(mapped).join('\n')).toContain('c (line 4)');
   });
 });

@@ -137,8 +137,8 @@ describe('blastgate CLI against the real stack', () => {
     const r = await as('requester', args);
     expect(r.code, r.stderr).toBe(10);
     expect(r.stderr).toMatch(/Plan rejected/);
-    expect(r.stderr).toMatch(/unknown: 2 +e\.g\. app_00099_01, app_00099_02/);
-    expect(r.stderr).toMatch(/type_mismatch: 1 +e\.g\. site_00001 \(is site\)/);
+    expect(r.stderr).toMatch(/unknown: 2 +e\.g\. app_00099_01 \(line 3\), app_00099_02 \(line 4\)/);
+    expect(r.stderr).toMatch(/type_mismatch: 1 +e\.g\. site_00001 \(line 5, is site\)/);
     const opId = /blastgate report (op_\S+)/.exec(r.stderr)?.[1];
     expect(opId, r.stderr).toBeTruthy();
     expect(r.stderr).toContain(`GET /v1/operations/${opId}/report`);
@@ -173,6 +173,24 @@ describe('blastgate CLI against the real stack', () => {
     expect(r.stderr).toMatch(/400 INVALID_ID: Line 4 of the ID list must be a JSON string/);
     const j = jsonError(await as('requester', ['--json', ...args]));
     expect(j.error).toMatchObject({ code: 'INVALID_ID', status: 400, details: { line: 4 } });
+  });
+
+  it("names an invalid ID and a rejected one by the ID list's own line too (blank lines counted)", async () => {
+    const file = join(dir, `ids-${++n}.txt`);
+    await writeFile(file, ['app_00006_02', '', 'app 00006', 'app_00006_03'].join('\n') + '\n');
+    const args = ['submit', '--type', 'app', '--reason', 'Bad ID', '--ticket', 'CHG-12', '--ids-file', file];
+    const r = await as('requester', args);
+    expect(r.code, r.stderr).toBe(1);
+    expect(r.stderr).toMatch(/400 INVALID_IDS: .*at index 1 \(line 3 of the ID list\)/);
+    const j = jsonError(await as('requester', ['--json', ...args]));
+    expect(j.error).toMatchObject({ details: { invalid: [{ index: 1, line: 3 }] } });
+
+    const unknown = join(dir, `ids-${++n}.txt`);
+    await writeFile(unknown, ['', 'app_00006_04', '', '', 'app_00099_99'].join('\n') + '\n');
+    const plan = ['plan', '--type', 'app', '--reason', 'Unknown ID', '--ticket', 'CHG-13', '--ids-file', unknown];
+    const rej = await as('requester', plan);
+    expect(rej.code, rej.stderr).toBe(10);
+    expect(rej.stderr).toContain('app_00099_99 (line 5)');
   });
 
   it('a halt that rolls back exits 11 (start --wait), and --json gives one document with the outcome', async () => {

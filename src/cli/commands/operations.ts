@@ -2,7 +2,7 @@
 // up to 1,000,000 IDs that way, staged server-side), and an operation followed to its outcome.
 import type { Command } from 'commander';
 import { EXIT, usageError } from '../exit-codes.ts';
-import { ndjsonBody, openIds, collectIds, inListLines, type IdFormat, type IdStats } from '../ids.ts';
+import { ndjsonBody, openIds, collectIds, inListLines, ListLines, type IdFormat, type IdStats } from '../ids.ts';
 import { submitViaQueue } from '../queue.ts';
 import {
   ctxOf,
@@ -83,7 +83,7 @@ function specOf(f: SpecFlags, dryRun: boolean): Record<string, unknown> {
 async function streamSubmission(ctx: Ctx, f: SpecFlags, dryRun: boolean) {
   needToken(ctx);
   const input = openIds(f.idsFile);
-  const stats: IdStats = { lines: 0, ids: 0 };
+  const stats: IdStats = { lines: 0, ids: 0, blanks: new ListLines() };
   const body = await ctx.client
     .request<Record<string, unknown>>('POST', '/v1/operations', {
       stream: ndjsonBody(input as AsyncIterable<Buffer>, specOf(f, dryRun), f.format, stats),
@@ -91,7 +91,7 @@ async function streamSubmission(ctx: Ctx, f: SpecFlags, dryRun: boolean) {
       ...(f.idempotencyKey ? { headers: { 'idempotency-key': f.idempotencyKey } } : {}),
     })
     .catch((err: unknown) => {
-      throw inListLines(err);
+      throw inListLines(err, stats.blanks);
     });
   return { body, stats };
 }
