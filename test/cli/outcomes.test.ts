@@ -193,6 +193,33 @@ describe('blastgate CLI against the real stack', () => {
     expect(rej.stderr).toContain('app_00099_99 (line 5)');
   });
 
+  it("names the flag, not the body's spec line, when the server refuses what a flag gave", async () => {
+    const file = join(dir, `ids-${++n}.txt`);
+    await writeFile(file, 'app_00006_05\n');
+    const args = [
+      'plan',
+      '--type',
+      'app',
+      '--reason',
+      'x',
+      '--ticket',
+      'CHG-14',
+      '--waves',
+      '1,abc',
+      '--ids-file',
+      file,
+    ];
+    const r = await as('requester', args);
+    expect(r.code, r.stderr).toBe(1);
+    expect(r.stderr).toMatch(/400 VALIDATION_FAILED: Invalid --reason: /);
+    expect(r.stderr).not.toContain('line 1');
+    const j = jsonError(await as('requester', ['--json', ...args]));
+    expect(j.error).toMatchObject({ details: expect.arrayContaining([expect.objectContaining({ flag: '--reason' })]) });
+    const waves = await as('requester', [...args.slice(0, 4), 'Bad waves', ...args.slice(5)]);
+    expect(waves.code, waves.stderr).toBe(1);
+    expect(waves.stderr).toMatch(/400 VALIDATION_FAILED: Invalid --waves \(rollout\.waves\.1\): /);
+  });
+
   it('a halt that rolls back exits 11 (start --wait), and --json gives one document with the outcome', async () => {
     const op = await submitted(appsOf([10, 11, 12, 13, 14, 15], 2), [
       '--waves',

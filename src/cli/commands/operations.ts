@@ -2,14 +2,13 @@
 // up to 1,000,000 IDs that way, staged server-side), and an operation followed to its outcome.
 import type { Command } from 'commander';
 import { EXIT, usageError } from '../exit-codes.ts';
-import { ndjsonBody, openIds, collectIds, inListLines, ListLines, type IdFormat, type IdStats } from '../ids.ts';
+import { ndjsonBody, openIds, collectIds, inListLines, ListLines, type IdStats } from '../ids.ts';
+import { inFlags, specOf, specOptions, type SpecFlags, type SubmitFlags } from '../spec.ts';
 import { submitViaQueue } from '../queue.ts';
 import {
   ctxOf,
   durationMs,
   follow,
-  intArg,
-  jsonArg,
   needToken,
   outcomeLine,
   planLines,
@@ -17,67 +16,6 @@ import {
   type PlanLike,
   act,
 } from '../context.ts';
-
-interface SpecFlags {
-  type: string;
-  reason: string;
-  ticket: string;
-  idsFile?: string;
-  format: IdFormat;
-  waves?: string;
-  bakeSeconds?: number;
-  concurrency?: number;
-  rollout?: Record<string, unknown>;
-  haltPolicy?: Record<string, unknown>;
-  erasure?: boolean;
-  autoStart?: boolean;
-  idempotencyKey?: string;
-}
-
-interface SubmitFlags extends SpecFlags {
-  wait?: boolean;
-  timeout?: string;
-  viaQueue?: boolean;
-  redisUrl?: string;
-  queuePrefix?: string;
-}
-
-function specOptions(cmd: Command): Command {
-  return cmd
-    .requiredOption('--type <type>', 'resource type every ID must be (e.g. app)')
-    .requiredOption('--reason <text>', 'why this is being deleted')
-    .requiredOption('--ticket <ref>', 'change ticket or incident reference')
-    .option('--ids-file <file>', 'the IDs: one per line, or NDJSON ("id" or {"id": "..."}); - or omitted: stdin')
-    .option('--format <format>', 'auto | text | ndjson', parseFormat, 'auto' as IdFormat)
-    .option('--waves <steps>', 'wave steps, comma-separated (e.g. 1,10%,100%)')
-    .option('--bake-seconds <n>', 'bake time between waves', intArg('--bake-seconds'))
-    .option('--concurrency <n>', 'destructive calls at once per chunk', intArg('--concurrency'))
-    .option('--rollout <json>', 'the whole rollout policy as JSON (the flags above win)', jsonArg('--rollout'))
-    .option('--halt-policy <json>', 'halt policy as JSON', jsonArg('--halt-policy'))
-    .option('--erasure', 'compliance erasure (hard delete; admin + second approver)');
-}
-
-function parseFormat(v: string): IdFormat {
-  if (v === 'auto' || v === 'text' || v === 'ndjson') return v;
-  throw usageError(`--format must be auto, text or ndjson (got "${v}")`);
-}
-
-function specOf(f: SpecFlags, dryRun: boolean): Record<string, unknown> {
-  const rollout: Record<string, unknown> = { ...f.rollout };
-  if (f.waves) rollout.waves = f.waves.split(',').map((s) => s.trim());
-  if (f.bakeSeconds !== undefined) rollout.bakeSeconds = f.bakeSeconds;
-  if (f.concurrency !== undefined) rollout.concurrency = f.concurrency;
-  return {
-    targetType: f.type,
-    reason: f.reason,
-    ticket: f.ticket,
-    ...(Object.keys(rollout).length ? { rollout } : {}),
-    ...(f.haltPolicy ? { haltPolicy: f.haltPolicy } : {}),
-    ...(f.erasure ? { erasure: true } : {}),
-    ...(f.autoStart ? { autoStart: true } : {}),
-    ...(dryRun ? { dryRun: true } : {}),
-  };
-}
 
 /** Streams the ID list to POST /v1/operations as NDJSON. */
 async function streamSubmission(ctx: Ctx, f: SpecFlags, dryRun: boolean) {
@@ -91,7 +29,7 @@ async function streamSubmission(ctx: Ctx, f: SpecFlags, dryRun: boolean) {
       ...(f.idempotencyKey ? { headers: { 'idempotency-key': f.idempotencyKey } } : {}),
     })
     .catch((err: unknown) => {
-      throw inListLines(err, stats.blanks);
+      throw inFlags(inListLines(err, stats.blanks), f);
     });
   return { body, stats };
 }

@@ -1,0 +1,115 @@
+// The operation spec the plan and submit commands build from their flags, and what the server
+// says about it said again in terms of those flags.
+import type { Command } from 'commander';
+import { CliError, usageError } from './exit-codes.ts';
+import type { IdFormat } from './ids.ts';
+import { intArg, jsonArg } from './context.ts';
+
+export interface SpecFlags {
+  type: string;
+  reason: string;
+  ticket: string;
+  idsFile?: string;
+  format: IdFormat;
+  waves?: string;
+  bakeSeconds?: number;
+  concurrency?: number;
+  rollout?: Record<string, unknown>;
+  haltPolicy?: Record<string, unknown>;
+  erasure?: boolean;
+  autoStart?: boolean;
+  idempotencyKey?: string;
+}
+
+export interface SubmitFlags extends SpecFlags {
+  wait?: boolean;
+  timeout?: string;
+  viaQueue?: boolean;
+  redisUrl?: string;
+  queuePrefix?: string;
+}
+
+export function specOptions(cmd: Command): Command {
+  return cmd
+    .requiredOption('--type <type>', 'resource type every ID must be (e.g. app)')
+    .requiredOption('--reason <text>', 'why this is being deleted')
+    .requiredOption('--ticket <ref>', 'change ticket or incident reference')
+    .option('--ids-file <file>', 'the IDs: one per line, or NDJSON ("id" or {"id": "..."}); - or omitted: stdin')
+    .option('--format <format>', 'auto | text | ndjson', parseFormat, 'auto' as IdFormat)
+    .option('--waves <steps>', 'wave steps, comma-separated (e.g. 1,10%,100%)')
+    .option('--bake-seconds <n>', 'bake time between waves', intArg('--bake-seconds'))
+    .option('--concurrency <n>', 'destructive calls at once per chunk', intArg('--concurrency'))
+    .option('--rollout <json>', 'the whole rollout policy as JSON (the flags above win)', jsonArg('--rollout'))
+    .option('--halt-policy <json>', 'halt policy as JSON', jsonArg('--halt-policy'))
+    .option('--erasure', 'compliance erasure (hard delete; admin + second approver)');
+}
+
+function parseFormat(v: string): IdFormat {
+  if (v === 'auto' || v === 'text' || v === 'ndjson') return v;
+  throw usageError(`--format must be auto, text or ndjson (got "${v}")`);
+}
+
+export function specOf(f: SpecFlags, dryRun: boolean): Record<string, unknown> {
+  const rollout: Record<string, unknown> = { ...f.rollout };
+  if (f.waves) rollout.waves = f.waves.split(',').map((s) => s.trim());
+  if (f.bakeSeconds !== undefined) rollout.bakeSeconds = f.bakeSeconds;
+  if (f.concurrency !== undefined) rollout.concurrency = f.concurrency;
+  return {
+    targetType: f.type,
+    reason: f.reason,
+    ticket: f.ticket,
+    ...(Object.keys(rollout).length ? { rollout } : {}),
+    ...(f.haltPolicy ? { haltPolicy: f.haltPolicy } : {}),
+    ...(f.erasure ? { erasure: true } : {}),
+    ...(f.autoStart ? { autoStart: true } : {}),
+    ...(dryRun ? { dryRun: true } : {}),
+  };
+}
+
+/** The spec fields specOf builds, each with the flag that gives it. */
+const FLAG_FIELDS: [flag: string, field: string][] = [
+  ['--type', 'targetType'],
+  ['--reason', 'reason'],
+  ['--ticket', 'ticket'],
+  ['--waves', 'rollout.waves'],
+  ['--bake-seconds', 'rollout.bakeSeconds'],
+  ['--concurrency', 'rollout.concurrency'],
+  ['--rollout', 'rollout'],
+  ['--halt-policy', 'haltPolicy'],
+  ['--erasure', 'erasure'],
+  ['--auto-start', 'autoStart'],
+];
+
+/**
+ * A server refusal of the spec line specOf built ("Invalid line 1.reason: …") names the flag that
+ * gave the field instead ("Invalid --reason: …", `flag` in each detail): the user wrote flags, not
+ * a line 1. A rollout field came from its own flag when given, else from --rollout.
+ */
+export function inFlags(err: unknown, f: SpecFlags): unknown {
+  if (!(err instanceof CliError) || err.status === undefined || !Array.isArray(err.details)) return err;
+  const given = new Set(
+    ['--waves', '--bake-seconds', '--concurrency'].filter(
+      (_, k) => [f.waves, f.bakeSeconds, f.concurrency][k] !== undefined,
+    ),
+  );
+  const shown = (field: string) => {
+    const path = field.startsWith('line 1.') ? field.slice('line 1.'.length) : undefined;
+    if (path === undefined) return undefined;
+    const hit = FLAG_FIELDS.find(
+      ([flag, key]) => (path === key || path.startsWith(`${key}.`)) && (!key.startsWith('rollout.') || given.has(flag)),
+    );
+    if (!hit) return undefined;
+    return { flag: hit[0], text: path === hit[1] ? hit[0] : `${hit[0]} (${path})` };
+  };
+  const details = (err.details as { field?: unknown }[]).map((d) => {
+    const s = typeof d?.field === 'string' ? shown(d.field) : undefined;
+    return s ? { ...d, flag: s.flag } : d;
+  });
+  // Longest field first, so that "line 1.rollout" never rewrites part of "line 1.rollout.waves".
+  const fields = details
+    .map((d) => d.field)
+    .filter((x): x is string => typeof x === 'string' && shown(x) !== undefined)
+    .sort((a, b) => b.length - a.length);
+  const message = fields.reduce((m, field) => m.split(field).join(shown(field)!.text), err.message);
+  return new CliError(err.exitCode, err.code, message, details, err.status);
+}
