@@ -1,0 +1,49 @@
+// A Blastgate process that dies mid-statement (kill -9, an OOM, a lost host) must not leave its
+// statement running in PostgreSQL: PostgreSQL notices a vanished client only when it next reads
+// or writes the socket, so a 1M-ID classification or a wave's chunk went on for seconds, holding
+// its row locks (the next plan of the same IDs waited on them) and a CPU. Every pool Blastgate
+// opens asks PostgreSQL to check the client's socket while a statement runs.
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createDb, closeDb, type Db } from '../../src/plugins/db.ts';
+import { createTestDatabase } from '../support/db.ts';
+
+let url: string;
+let db: Db;
+let watcher: pg.Client;
+beforeAll(async () => {
+  url = await createTestDatabase();
+  db = createDb(url, 2);
+  watcher = new pg.Client({ connectionString: url });
+  await watcher.connect();
+});
+afterAll(async () => {
+  await watcher?.end();
+  await closeDb(db);
+});
+
+const backendAlive = async (pid: number) =>
+  (await watcher.query(`SELECT 1 FROM pg_stat_activity WHERE pid = $1`, [pid])).rowCount === 1;
+
+describe('a client that vanishes mid-statement', () => {
+  it('has its statement ended by PostgreSQL within seconds, not when the statement would end', async () => {
+    const client = await db.pool.connect();
+    const pid = (await client.query<{ pid: number }>(`SELECT pg_backend_pid() AS pid`)).rows[0]!.pid;
+    const running = client.query(`SELECT pg_sleep(60)`).catch(() => undefined);
+    // Wait until the statement runs, then drop the socket as a killed process would.
+    for (let k = 0; k < 100; k++) {
+      const r = await watcher.query(`SELECT state FROM pg_stat_activity WHERE pid = $1`, [pid]);
+      if (r.rows[0]?.state === 'active') break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    (client as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
+    client.release(true);
+    await running;
+    let gone = false;
+    for (let k = 0; k < 40 && !gone; k++) {
+      await new Promise((r) => setTimeout(r, 250));
+      gone = !(await backendAlive(pid));
+    }
+    expect(gone, `backend ${pid} still running its statement 10 s after its client vanished`).toBe(true);
+  });
+});
