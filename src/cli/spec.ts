@@ -87,16 +87,16 @@ const FLAG_FIELDS: [flag: string, field: string][] = [
  */
 export function inFlags(err: unknown, f: SpecFlags): unknown {
   if (!(err instanceof CliError) || err.status === undefined || !Array.isArray(err.details)) return err;
-  const given = new Set(
-    ['--waves', '--bake-seconds', '--concurrency'].filter(
-      (_, k) => [f.waves, f.bakeSeconds, f.concurrency][k] !== undefined,
-    ),
-  );
+  const given: Record<string, boolean> = {
+    '--waves': f.waves !== undefined,
+    '--bake-seconds': f.bakeSeconds !== undefined,
+    '--concurrency': f.concurrency !== undefined,
+  };
   const shown = (field: string) => {
     const path = field.startsWith('line 1.') ? field.slice('line 1.'.length) : undefined;
     if (path === undefined) return undefined;
     const hit = FLAG_FIELDS.find(
-      ([flag, key]) => (path === key || path.startsWith(`${key}.`)) && (!key.startsWith('rollout.') || given.has(flag)),
+      ([flag, key]) => (path === key || path.startsWith(`${key}.`)) && (!key.startsWith('rollout.') || given[flag]),
     );
     if (!hit) return undefined;
     return { flag: hit[0], text: path === hit[1] ? hit[0] : `${hit[0]} (${path})` };
