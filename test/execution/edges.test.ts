@@ -242,7 +242,17 @@ describe('terminal states tell the truth', () => {
     h.downstream.failAll(500);
     await command(h, 'operator', plan.id, 'rollback', { reason: 'undo' }).expect(200);
     await until(async () => (await ledger(h, plan.id)).some((r) => r.state === 'restore_failed'), 'a failed restore');
-    const ended = await command(h, 'operator', plan.id, 'abort', { reason: 'restoring by hand' }).expect(200);
+    // A plain abort (a second click, a retried request, a second operator) never ends a rollback: it
+    // would leave deleted what the rollback had not restored yet.
+    const again = await command(h, 'operator', plan.id, 'abort', { reason: 'abort again' }).expect(409);
+    expect(again.body.code).toBe('INVALID_TRANSITION');
+    expect(again.body.message).toMatch(/already rolling back.*endRollback: true/);
+    const still = await request(h.app.server).get(`/v1/operations/${plan.id}`).set('authorization', h.auth('viewer'));
+    expect(still.body.state).toBe('rolling_back');
+    const ended = await command(h, 'operator', plan.id, 'abort', {
+      reason: 'restoring by hand',
+      endRollback: true,
+    }).expect(200);
     expect(ended.body.state).toBe('rollback_incomplete');
     expect(ended.body.unfinished.count).toBe(ids.length);
     expect(ended.body.unfinished.items[0].lastError).toMatch(/HTTP 500/);

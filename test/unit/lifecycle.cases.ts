@@ -402,14 +402,27 @@ export const operatorCases: Case[] = [
     reason: /aborted/,
   }),
   c(
-    'rolling_back + abort → rollback_incomplete: the way out of a rollback that cannot finish',
+    'rolling_back + abort with endRollback → rollback_incomplete: the way out of a rollback that cannot finish',
     at('rolling_back'),
-    ev.abort(),
+    ev.abort(true),
     {
       to: 'rollback_incomplete',
       effects: ['stop_execution', 'audit'],
       reason: /rollback aborted by oncall-operator: wrong list/,
     },
+  ),
+  // A second abort (a double click, a retried request) must not end the rollback the first started.
+  c('rolling_back + abort → refused: it is already rolling back', at('rolling_back'), ev.abort(), {
+    refused: 'INVALID_TRANSITION',
+    status: 409,
+    message: /already rolling back.*endRollback: true/,
+  }),
+  ...(['running', 'paused', 'halted'] as const).map((s) =>
+    c(`${s} + abort with endRollback → refused: there is no rollback to end`, at(s), ev.abort(true), {
+      refused: 'INVALID_TRANSITION',
+      status: 409,
+      message: /endRollback/,
+    }),
   ),
   ...(['running', 'baking', 'paused', 'halted'] as const).map((s) =>
     c(`${s} + rollback → rolling_back`, at(s, pausePolicy), ev.rollback(), {

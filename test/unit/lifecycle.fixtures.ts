@@ -110,7 +110,12 @@ export const ev = {
   timer: (): LifecycleEvent => ({ type: 'timer' }),
   pause: (): LifecycleEvent => ({ type: 'pause', by: who('tok_op'), reason: 'lunch' }),
   resume: (): LifecycleEvent => ({ type: 'resume', by: who('tok_op') }),
-  abort: (): LifecycleEvent => ({ type: 'abort', by: who('tok_op'), reason: 'wrong list' }),
+  abort: (endRollback?: boolean): LifecycleEvent => ({
+    type: 'abort',
+    by: who('tok_op'),
+    reason: 'wrong list',
+    ...(endRollback ? { endRollback } : {}),
+  }),
   rollback: (): LifecycleEvent => ({ type: 'rollback', by: who('tok_op'), reason: 'customer complaint' }),
   freeze: (): LifecycleEvent => ({ type: 'freeze', by: who('tok_admin'), reason: 'incident 42' }),
   unfreeze: (): LifecycleEvent => ({ type: 'unfreeze', by: who('tok_admin') }),

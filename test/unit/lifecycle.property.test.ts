@@ -67,6 +67,7 @@ const disruptiveArb: fc.Arbitrary<LifecycleEvent> = fc.oneof(
   fc.record({ type: fc.constant('timer' as const) }),
   fc.record({ type: fc.constant('pause' as const), by, reason }),
   fc.record({ type: fc.constant('abort' as const), by, reason }),
+  fc.record({ type: fc.constant('abort' as const), by, reason, endRollback: fc.constant(true) }),
   fc.record({ type: fc.constant('rollback' as const), by, reason }),
   fc.record({ type: fc.constant('freeze' as const), by, reason }),
 );
@@ -237,6 +238,9 @@ function step(m: Model, s: LifecycleState, e: LifecycleEvent, d: Decision & { ok
       coverage.drillFailed++;
     }
   }
+  // Only an abort that asks for it ends a rollback: a repeated plain abort never does.
+  if (s.state === 'rolling_back' && e.type === 'abort')
+    expect(next.state, 'an abort while rolling back').toBe(e.endRollback ? 'rollback_incomplete' : 'rolling_back');
   // A drilled delete never gets past the first wave that deleted something without a passed drill.
   const drillGated = (k: number) => s.drill === 'off' || m.drillPassed || ![...m.deletedIn].some((x) => x < k);
   if (

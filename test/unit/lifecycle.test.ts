@@ -77,7 +77,7 @@ describe('terminal states', () => {
   });
 
   it('every non-terminal state has a way out through an operator command', () => {
-    const commands = [ev.abort(), ev.rollback(), ev.resume(), ev.cancel(), ev.pause()];
+    const commands = [ev.abort(), ev.abort(true), ev.rollback(), ev.resume(), ev.cancel(), ev.pause()];
     for (const s of OP_STATES.filter((x) => !TERMINAL_STATES.includes(x))) {
       const exits = commands.filter((e) => {
         const d = decide(at(s), e, NOW);

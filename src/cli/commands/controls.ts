@@ -105,19 +105,25 @@ export function registerControlCommands(program: Command) {
     ['abort', 'abort', 'Abort: before start cancels, after start halts (rolls back by default)'],
     ['rollback', 'rollback', 'Roll back everything the operation touched'],
   ] as const) {
-    program
+    const c = program
       .command(name)
       .description(description)
       .argument('<id>', 'operation ID')
-      .requiredOption('--reason <text>', 'why (kept in the audit log)')
-      .action(
-        act(async (id: string, f: { reason: string }, cmd: Command) => {
-          const ctx = ctxOf(cmd);
-          needToken(ctx);
-          printed(ctx, name, await ctx.client.post<Op>(opPath(id, path), { reason: f.reason }));
-          return EXIT.ok;
-        }),
+      .requiredOption('--reason <text>', 'why (kept in the audit log)');
+    if (name === 'abort')
+      c.option(
+        '--end-rollback',
+        'only while rolling back: end the rollback (rollback_incomplete), leaving deleted what it has not restored',
       );
+    c.action(
+      act(async (id: string, f: { reason: string; endRollback?: boolean }, cmd: Command) => {
+        const ctx = ctxOf(cmd);
+        needToken(ctx);
+        const body = { reason: f.reason, ...(f.endRollback ? { endRollback: true } : {}) };
+        printed(ctx, name, await ctx.client.post<Op>(opPath(id, path), body));
+        return EXIT.ok;
+      }),
+    );
   }
 
   program

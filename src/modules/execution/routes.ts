@@ -112,10 +112,31 @@ const COMMANDS: Command[] = [
     control: true,
     operationId: 'abortOperation',
     summary: 'Abort an operation',
-    description: 'Before start: cancelled. After: a halt, handled as the halt policy says (rollback by default).',
+    description:
+      'Before start: cancelled. After: a halt, handled as the halt policy says (rollback by default). While rolling back: refused (409), unless endRollback is true, which ends the rollback (rollback_incomplete).',
     roles: ['operator'],
-    body: Reason('Aborted from the dashboard: the operation is no longer needed'),
-    event: (p, b) => ({ type: 'abort', by: who(p), reason: reasonOf(b, 'aborted') }),
+    body: Type.Object(
+      {
+        reason: MultilineText({ minLength: 3, maxLength: 2000, description: 'Why' }),
+        endRollback: Type.Optional(
+          Type.Boolean({
+            description:
+              'Only while rolling_back: end the rollback (rollback_incomplete), leaving deleted what it has not restored yet. Without it, an abort of an operation that is rolling back is refused (409), so that a repeated abort never ends the rollback the first one started.',
+          }),
+        ),
+      },
+      {
+        additionalProperties: false,
+        description: 'Why; and, only to end a rollback in progress, endRollback',
+        example: { reason: 'Aborted from the dashboard: the operation is no longer needed' },
+      },
+    ),
+    event: (p, b) => ({
+      type: 'abort',
+      by: who(p),
+      reason: reasonOf(b, 'aborted'),
+      ...(b?.endRollback === true ? { endRollback: true } : {}),
+    }),
   },
   {
     path: 'rollback',

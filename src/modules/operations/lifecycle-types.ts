@@ -119,7 +119,8 @@ export type LifecycleEvent =
   | { type: 'timer' } // "look at the clock": deadlines, expiry and the stall watchdog
   | { type: 'pause'; by: Who; reason: string }
   | { type: 'resume'; by: Who }
-  | { type: 'abort'; by: Who; reason: string }
+  /** endRollback: end a rollback in progress (rollback_incomplete); a plain abort never does. */
+  | { type: 'abort'; by: Who; reason: string; endRollback?: boolean }
   | { type: 'rollback'; by: Who; reason: string }
   | { type: 'freeze'; by: Who; reason: string }
   | { type: 'unfreeze'; by: Who; reason?: string }

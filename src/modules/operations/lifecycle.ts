@@ -206,9 +206,25 @@ function decideAt(s: LifecycleState, e: LifecycleEvent, now: number): Decision {
       }
       if (e.type === 'cancel')
         return invalid(s, 'cancel', STOPPABLE.includes(s.state) ? '; use abort or rollback once it has started' : '');
-      // Aborting a rollback is the way out of a rollback that cannot finish: it ends, and says so.
-      if (s.state === 'rolling_back')
-        return endRollback(s, `rollback aborted by ${e.by.name}: ${e.reason}`, e.by.name, {});
+      // Ending a rollback is the way out of a rollback that cannot finish: it ends, and says so. It
+      // takes an abort that asks for it (endRollback): a plain abort while rolling back is most often
+      // the second of two (a double click, a retried request, two operators), and ending the rollback
+      // the first one started would leave deleted everything it had not restored yet.
+      if (s.state === 'rolling_back') {
+        if (e.type === 'abort' && e.endRollback)
+          return endRollback(s, `rollback aborted by ${e.by.name}: ${e.reason}`, e.by.name, {});
+        return invalid(
+          s,
+          'abort',
+          '; it is already rolling back (an abort, a halt or a rollback started that). To end the rollback and leave what it has not restored yet deleted, abort with endRollback: true',
+        );
+      }
+      if (e.type === 'abort' && e.endRollback)
+        return invalid(
+          s,
+          'end the rollback of',
+          ' (endRollback: true applies only to an operation that is rolling_back)',
+        );
       // A restore, an erasure or a purge has no rollback to fall back on: aborting one ends it. What it did
       // not do is listed with the operation (state cancelled never reads as success).
       if (!rollsBack(s.kind) && STOPPABLE.includes(s.state)) {

@@ -22,7 +22,16 @@ const ACTIONS = [
     path: 'abort',
     label: 'Abort…',
     role: 'operator',
-    when: (op) => ['planned', 'approved', 'rolling_back', ...STOPPABLE].includes(op.state),
+    when: (op) => ['planned', 'approved', ...STOPPABLE].includes(op.state),
+  },
+  // A plain abort never ends a rollback (a second click would): ending one is its own button.
+  {
+    path: 'abort',
+    key: 'end-rollback',
+    label: 'End rollback…',
+    role: 'operator',
+    when: (op) => op.state === 'rolling_back',
+    extra: { endRollback: true },
   },
   {
     path: 'rollback',
@@ -370,7 +379,7 @@ function renderActions(v) {
     ...allowed.map((a) => {
       const b = el('button', a.label);
       b.type = 'button';
-      b.dataset.action = a.path;
+      b.dataset.action = a.key ?? a.path;
       b.addEventListener('click', () => openDialog(v, a));
       return b;
     }),
@@ -415,7 +424,7 @@ async function confirm(ev) {
   const { v, action } = pending;
   const reason = $('reason').value.trim();
   if (reason.length < 3) return fail('Give a reason (at least 3 characters).');
-  const body = action.path === 'approve' ? { planHash: v.op.planHash, comment: reason } : { reason };
+  const body = action.path === 'approve' ? { planHash: v.op.planHash, comment: reason } : { reason, ...action.extra };
   try {
     const op = await api(`/v1/operations/${encodeURIComponent(v.id)}/${action.path}`, { method: 'POST', body });
     pending = null;
