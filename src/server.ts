@@ -10,6 +10,7 @@ import { ConfigError, loadConfig, SNAPSHOT_KEY_FORMS, type Config } from './conf
 import { buildApp } from './app.ts';
 import { migrate } from './db/migrate.ts';
 import { startLocalServices, type LocalServices } from './embedded/local-services.ts';
+import { DataDirInUseError } from './embedded/owner-lock.ts';
 import { startWorkers, type RunningWorkers } from './worker-runtime.ts';
 import { serveMetrics } from './plugins/metrics.ts';
 import type { App } from './lib/schemas.ts';
@@ -231,7 +232,7 @@ function embeddedSnapshotKey(config: Config): Buffer {
 }
 
 main().catch((err: unknown) => {
-  if (err instanceof ConfigError) {
+  if (err instanceof ConfigError || err instanceof DataDirInUseError) {
     console.error(err.message);
     process.exit(2); // the 'exit' listener stops the local servers
   }

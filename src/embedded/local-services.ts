@@ -9,6 +9,8 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { chownSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
+import { claimDataDir } from './owner-lock.ts';
+import { isRunning } from './procs.ts';
 
 /**
  * `durable` (the default, and what `npm start` runs): fsync, synchronous_commit and
@@ -134,6 +136,8 @@ export async function startLocalServices(opts: LocalServicesOptions): Promise<Lo
   const sockDir = join(dir, 'run');
   const redisDir = join(dir, 'redis');
   for (const d of [dir, sockDir, redisDir]) mkdirSync(d, { recursive: true });
+  // Before anything is looked at: servers another live start runs are its own (owner-lock.ts).
+  const release = claimDataDir(dir);
   ownByPostgres(dir);
   ownByPostgres(sockDir);
   if (durability === 'fast') {
@@ -311,12 +315,18 @@ export async function startLocalServices(opts: LocalServicesOptions): Promise<Lo
       stop() {
         if (lastReport?.ok) return lastReport;
         lastReport = stopOwned(services, log);
+        // Still running: the next start takes them over only once this process is gone.
+        if (lastReport.ok) release();
         return lastReport;
       },
     };
   } catch (err) {
     // Do not leave behind what this failed start began.
-    if (owned.pg || owned.redis) log(`start-up failed: ${stopOwned(owned, log).message}`);
+    if (owned.pg || owned.redis) {
+      const stopped = stopOwned(owned, log);
+      log(`start-up failed: ${stopped.message}`);
+      if (stopped.ok) release();
+    } else release();
     throw err;
   }
 }
@@ -427,30 +437,6 @@ function stopProcesses(plans: StopPlan[], log: (m: string) => void): { name: str
     sleepSync(50);
   }
   return plans.map((p) => ({ name: p.name, pid: p.pid, ok: !isRunning(p.pid, p.comm) }));
-}
-
-/**
- * Whether `pid` is a live process named `comm` (when /proc can tell). A zombie counts as gone: it
- * has exited and only waits for its parent to collect it. Checking the name keeps a stale pid file
- * (after a reboot the number may belong to anything) from making us signal a stranger.
- */
-function isRunning(pid: number, comm: string): boolean {
-  if (!Number.isInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false;
-  }
-  let stat: string;
-  try {
-    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  } catch {
-    return existsSync('/proc/self/stat') ? false : true;
-  }
-  const close = stat.lastIndexOf(')');
-  const state = stat.charAt(close + 2);
-  if (state === 'Z' || state === 'X') return false;
-  return stat.slice(stat.indexOf('(') + 1, close).startsWith(comm.slice(0, 15));
 }
 
 /** The postmaster's pid when a PostgreSQL is running on this data folder. */

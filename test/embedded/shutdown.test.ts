@@ -4,7 +4,6 @@
 // checked by the pids they write into the data dir.
 import { request as httpRequest, type ClientRequest } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
-import { freePort, startLocalServices } from '../../src/embedded/local-services.ts';
 import {
   ADMIN_TOKEN,
   cleanUp,
@@ -86,30 +85,53 @@ describe('Ctrl-C on the zero-config start', () => {
 
   it('takes over servers left running by an earlier start, says so, and stops them', { timeout: 240_000 }, async () => {
     dir = tempDataDir();
-    // An earlier start whose servers were never stopped (killed, or its shutdown cut short).
-    const left = await startLocalServices({
-      dir,
-      pgPort: await freePort(),
-      redisPort: await freePort(),
-      log: () => undefined,
-    });
+    // An earlier start killed outright (kill -9 of its node process alone): its servers run on.
+    const earlier = await startServer(dir);
+    const left = runningPids(dir);
+    earlier.child.kill('SIGKILL');
+    await earlier.exited;
+    expect(runningPids(dir)).toEqual(left);
     server = await startServer(dir);
     const out = server.output();
     expect(out).toMatch(
-      new RegExp(
-        `found a PostgreSQL left running by an earlier start \\(pid ${left.pids.postgres},[^\\n]*takes it over`,
-      ),
+      new RegExp(`found a PostgreSQL left running by an earlier start \\(pid ${left.pg},[^\\n]*takes it over`),
     );
     expect(out).toMatch(
-      new RegExp(`found a Redis left running by an earlier start \\(pid ${left.pids.redis},[^\\n]*takes it over`),
+      new RegExp(`found a Redis left running by an earlier start \\(pid ${left.redis},[^\\n]*takes it over`),
     );
     const pids = runningPids(dir);
-    expect(pids).toEqual({ pg: left.pids.postgres, redis: left.pids.redis });
+    expect(pids).toEqual(left);
 
     server.signal('SIGINT');
     expect(await exitedWithin(server)).toBe(0);
     expectStopped(server.output(), pids);
   });
+
+  it(
+    'refuses a second start on the folder of a live one, and leaves its servers alone',
+    { timeout: 240_000 },
+    async () => {
+      dir = tempDataDir();
+      server = await startServer(dir);
+      const pids = runningPids(dir);
+      // A second `npm start` in the same checkout used to take them over and stop them on exit.
+      const second = await spawnServer(dir);
+      const code = await exitedWithin(second, 60_000);
+      if (code === 'still running') second.signal('SIGKILL');
+      expect(code).toBe(2);
+      expect(second.output()).toContain(
+        `Blastgate cannot start: another Blastgate (pid ${server.child.pid}) runs the local PostgreSQL and Redis in ${dir}`,
+      );
+      expect(second.output()).not.toMatch(/takes it over|stopped the local/);
+      expect(runningPids(dir)).toEqual(pids);
+      const ready = await fetch(`${server.url}/readyz`);
+      expect(ready.status).toBe(200);
+
+      server.signal('SIGINT');
+      expect(await exitedWithin(server)).toBe(0);
+      expectStopped(server.output(), pids);
+    },
+  );
 
   it('stops them when the API shutdown hangs past BLASTGATE_SHUTDOWN_TIMEOUT_MS', { timeout: 240_000 }, async () => {
     dir = tempDataDir();

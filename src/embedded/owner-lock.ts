@@ -1,0 +1,61 @@
+// One Blastgate start per data folder. The local PostgreSQL and Redis of a folder belong to the
+// start that runs them: a second `npm start` in the same checkout used to find them running, take
+// them over as if an earlier start had left them behind, and stop them when it exited, taking
+// the database and the queue from under the first one (found by a new-user trial). The folder
+// now names the process that owns its servers; a start finds that owner alive and refuses,
+// naming it, or finds it gone (killed, crashed) and takes over as before.
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { isRunning } from './procs.ts';
+
+const OWNER_FILE = 'owner.pid';
+
+export class DataDirInUseError extends Error {
+  constructor(
+    readonly dir: string,
+    readonly ownerPid: number,
+  ) {
+    super(
+      `Blastgate cannot start: another Blastgate (pid ${ownerPid}) runs the local PostgreSQL and Redis in ${dir}. ` +
+        'Stop it first (Ctrl-C where it runs), or give this one its own folder with BLASTGATE_DATA_DIR, or point it at ' +
+        'the same services with DATABASE_URL and REDIS_URL (several API processes may share them; they must not share a start)',
+    );
+    this.name = 'DataDirInUseError';
+  }
+}
+
+/**
+ * Makes this process the owner of `dir`'s local servers, or throws DataDirInUseError when another
+ * live Blastgate process is. Returns the release, which forgets the claim only while it is ours.
+ */
+export function claimDataDir(dir: string): () => void {
+  const file = join(dir, OWNER_FILE);
+  const release = () => {
+    if (ownerOf(file) === process.pid) rmSync(file, { force: true });
+  };
+  for (let attempt = 0; attempt < 3; attempt++) {
+    try {
+      // `wx`: of two starts at the same moment, one creates the file and the other reads its owner.
+      writeFileSync(file, `${process.pid}\n`, { flag: 'wx' });
+      return release;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    const owner = ownerOf(file);
+    if (owner === process.pid) return release;
+    // A node process under that pid: the owner lives. Anything else (gone, or a pid reused by
+    // another program) left the claim behind.
+    if (owner !== undefined && isRunning(owner, 'node')) throw new DataDirInUseError(dir, owner);
+    rmSync(file, { force: true });
+  }
+  throw new Error(`could not claim ${dir} for this start (${file} keeps changing)`);
+}
+
+function ownerOf(file: string): number | undefined {
+  try {
+    const pid = Number(readFileSync(file, 'utf8').trim());
+    return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
