@@ -66,7 +66,7 @@ const ERROR_DESCRIPTIONS: Record<number, string> = {
   422: 'Understood but refused (see code and details)',
   408: 'The request was not received in time (BLASTGATE_REQUEST_TIMEOUT_MS); nothing was created',
   429: 'Rate limit reached for this token (see Retry-After)',
-  503: 'Overloaded, no database connection free, or not answered in time (see Retry-After)',
+  503: 'Overloaded, no database connection free, PostgreSQL or Redis unreachable, or not answered in time (see Retry-After)',
 };
 
 // Strings that are stored or shown say which characters they take, by format (lib/text.ts; the

@@ -81,6 +81,24 @@ export function isPoolExhausted(err: unknown): boolean {
   return false;
 }
 
+// The connection itself failed: refused, reset, timed out, cut off (PostgreSQL shut down or
+// restarting: SQLSTATE class 08 and 57P01–57P03), or pg's own "Connection terminated".
+const UNREACHABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH']);
+const SHUTTING_DOWN = new Set(['57P01', '57P02', '57P03']);
+
+/** A failure to reach a dependency (any wrapping), as opposed to a statement it refused. */
+export function isUnreachable(err: unknown): boolean {
+  for (let e = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string' && (UNREACHABLE.has(code) || SHUTTING_DOWN.has(code) || /^08...$/.test(code)))
+      return true;
+    const message = String((e as { message?: unknown }).message);
+    if (/^Connection terminated|^Client has encountered a connection error|Connection is closed/.test(message))
+      return true;
+  }
+  return false;
+}
+
 export interface DbPluginOptions {
   url: string;
   poolMax: number;

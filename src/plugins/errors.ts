@@ -9,7 +9,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { AppError, BadRequestError, RetryLaterError } from '../lib/errors.ts';
-import { isPoolExhausted } from './db.ts';
+import { isPoolExhausted, isUnreachable } from './db.ts';
 import { acceptedTypes, unsupportedMediaType } from './uploads.ts';
 import { describeValidation } from './validation-messages.ts';
 
@@ -65,6 +65,14 @@ export function toClientError(err: FastifyError | AppError | Error, request?: Fa
       status: 503,
       code: 'DATABASE_BUSY',
       message: 'No database connection became free in time; retry later (resubmit with the same Idempotency-Key)',
+      retryAfterSeconds: BUSY_RETRY_AFTER_S,
+    };
+  if (isUnreachable(err))
+    return {
+      status: 503,
+      code: 'DEPENDENCY_UNAVAILABLE',
+      message:
+        'PostgreSQL or Redis could not be reached (GET /readyz names which); retry later. A command cut off this way may have taken effect or not: read the operation before sending it again',
       retryAfterSeconds: BUSY_RETRY_AFTER_S,
     };
   const fe = err as FastifyError;

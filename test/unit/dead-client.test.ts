@@ -5,7 +5,9 @@
 // opens asks PostgreSQL to check the client's socket while a statement runs.
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort } from '../../src/embedded/local-services.ts';
 import { createDb, closeDb, type Db } from '../../src/plugins/db.ts';
+import { toClientError } from '../../src/plugins/errors.ts';
 import { createTestDatabase } from '../support/db.ts';
 
 let url: string;
@@ -45,5 +47,52 @@ describe('a client that vanishes mid-statement', () => {
       gone = !(await backendAlive(pid));
     }
     expect(gone, `backend ${pid} still running its statement 10 s after its client vanished`).toBe(true);
+  });
+});
+
+describe('a database that cannot be reached', () => {
+  const unreachable = async (make: () => Promise<unknown>) => {
+    const err = await make().then(
+      () => undefined,
+      (e: unknown) => e as Error,
+    );
+    expect(err, 'the failure to provoke').toBeInstanceOf(Error);
+    return toClientError(err!);
+  };
+
+  it('is a 503 DEPENDENCY_UNAVAILABLE with Retry-After, never a 500 "internal error"', async () => {
+    // Refused: nothing listens on the port (PostgreSQL stopped).
+    const port = await freePort();
+    const refused = await unreachable(async () => {
+      const c = new pg.Client({ connectionString: `postgres://postgres@127.0.0.1:${port}/x` });
+      c.on('error', () => undefined);
+      await c.connect();
+    });
+    expect(refused).toMatchObject({ status: 503, code: 'DEPENDENCY_UNAVAILABLE', retryAfterSeconds: 5 });
+    expect(refused.message).toMatch(/\/readyz/);
+
+    // Cut off mid-statement: PostgreSQL shut down (here: its backend terminated, 57P01).
+    const victim = new pg.Client({ connectionString: url });
+    victim.on('error', () => undefined);
+    await victim.connect();
+    const pid = (await victim.query<{ pid: number }>(`SELECT pg_backend_pid() AS pid`)).rows[0]!.pid;
+    const cut = await unreachable(async () => {
+      const q = victim.query(`SELECT pg_sleep(30)`);
+      await new Promise((r) => setTimeout(r, 200));
+      await watcher.query(`SELECT pg_terminate_backend($1)`, [pid]);
+      await q;
+    });
+    expect(cut).toMatchObject({ status: 503, code: 'DEPENDENCY_UNAVAILABLE' });
+    // A query on the client whose connection is gone.
+    const after = await unreachable(() => victim.query('SELECT 1'));
+    expect(after).toMatchObject({ status: 503, code: 'DEPENDENCY_UNAVAILABLE' });
+    await victim.end().catch(() => undefined);
+  });
+
+  it('leaves a real bug a 500', () => {
+    expect(toClientError(new TypeError("Cannot read properties of undefined (reading 'x')"))).toMatchObject({
+      status: 500,
+      code: 'INTERNAL',
+    });
   });
 });
