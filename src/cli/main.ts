@@ -49,7 +49,21 @@ export function buildProgram(): Command {
   return program;
 }
 
+/**
+ * `blastgate status … | head -1`: the reader closes the pipe, and the next write fails with EPIPE,
+ * which node raises as an uncaught error (a stack trace, exit 1). Nobody reads any more output, so
+ * the CLI ends there, with the exit code it had so far.
+ */
+function endQuietlyOnClosedPipe() {
+  for (const stream of [process.stdout, process.stderr])
+    stream.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EPIPE') throw err;
+      process.exit(process.exitCode ?? EXIT.ok);
+    });
+}
+
 export async function main(argv: string[] = process.argv): Promise<void> {
+  endQuietlyOnClosedPipe();
   const json = argv.includes('--json');
   if (process.env.BLASTGATE_DEBUG_RSS)
     process.once('exit', () => process.stderr.write(`blastgate-debug maxRssKiB=${process.resourceUsage().maxRSS}\n`));

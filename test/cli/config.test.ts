@@ -62,3 +62,18 @@ describe('CLI configuration', () => {
     expect(unknown.code).toBe(2);
   });
 });
+
+describe('output into a pipe that closes early (`blastgate … | head -1`)', () => {
+  it('ends quietly, without an EPIPE stack trace', async () => {
+    const { spawn } = await import('node:child_process');
+    const { CLI_BIN } = await import('../support/cli.ts');
+    // Help is longer than one line, written after start-up: by then the reader has gone.
+    const child = spawn(process.execPath, [CLI_BIN, '--help'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout.destroy();
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const code = await new Promise<number | null>((r) => child.once('close', (c) => r(c)));
+    expect(stderr).not.toMatch(/EPIPE|Error/);
+    expect(code).toBe(0);
+  });
+});
