@@ -128,6 +128,19 @@ export class ConfigError extends Error {
   }
 }
 
+/** REDIS_URL's path selects a database by number; anything else fails only once connected. */
+function redisUrl(v: string | undefined, problems: string[]): string | undefined {
+  if (v === undefined) return v;
+  try {
+    const path = new URL(v).pathname;
+    if (path !== '' && path !== '/' && !/^\/\d{1,5}$/.test(path))
+      problems.push(`REDIS_URL must name a Redis database by number (redis://host:port/0), not "${path}"`);
+  } catch {
+    // Not a URL: already said.
+  }
+  return v;
+}
+
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 /** The accepted forms of a snapshot key, as config errors state them. */
 export const SNAPSHOT_KEY_FORMS =
@@ -233,7 +246,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if ('problem' in purgeCron) problems.push(purgeCron.problem);
   const config: Config = {
     databaseUrl: url('DATABASE_URL', ['postgres:', 'postgresql:']),
-    redisUrl: url('REDIS_URL', ['redis:', 'rediss:']),
+    redisUrl: redisUrl(url('REDIS_URL', ['redis:', 'rediss:']), problems),
     host,
     port: int('PORT', 3000, 0, 65535),
     logLevel,

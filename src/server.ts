@@ -8,7 +8,7 @@ import { constants } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError, loadConfig, SNAPSHOT_KEY_FORMS, type Config } from './config.ts';
 import { buildApp } from './app.ts';
-import { migrate } from './db/migrate.ts';
+import { databaseProblem, migrate } from './db/migrate.ts';
 import { startLocalServices, type LocalServices } from './embedded/local-services.ts';
 import { DataDirInUseError } from './embedded/owner-lock.ts';
 import { startWorkers, type RunningWorkers } from './worker-runtime.ts';
@@ -85,7 +85,9 @@ async function main() {
   }
   const databaseUrl = config.databaseUrl ?? local!.databaseUrl;
   const redisUrl = config.redisUrl ?? local!.redisUrl;
-  const migrated = await migrate(databaseUrl);
+  const migrated = await migrate(databaseUrl).catch((err: unknown) => {
+    throw databaseProblem(err, databaseUrl) ?? err;
+  });
   if (migrated.applied.length) console.log(`applied migrations: ${migrated.applied.join(', ')}`);
 
   // The default signing secret: BLASTGATE_SIGNING_SECRET, or embedded mode's generated one.

@@ -5,7 +5,7 @@
 // A worker outlives its dependencies: a PostgreSQL or Redis restart fails the jobs in hand (they
 // are retried with backoff, and the reconciler re-derives anything Redis lost), connections come
 // back by themselves, and nothing here ends the process on a transient error.
-import { assertMigrated } from './db/migrate.ts';
+import { assertMigrated, databaseProblem } from './db/migrate.ts';
 import { DelayedError, Worker, type Job } from 'bullmq';
 import type { FastifyBaseLogger } from 'fastify';
 import type pg from 'pg';
@@ -98,7 +98,7 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
     await checkSnapshotKey(db.pool, opts.snapshotKey);
   } catch (err) {
     await closeDb(db);
-    throw err;
+    throw databaseProblem(err, opts.databaseUrl) ?? err;
   }
   const snapshots = snapshotStore(opts.snapshotKey);
   const producer = createRedis(opts.redisUrl, true);

@@ -7,6 +7,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import pg from 'pg';
 import { ConfigError } from '../config.ts';
+import { isUnreachable } from '../plugins/db.ts';
 
 export const MIGRATIONS_DIR = resolve(import.meta.dirname, '..', '..', 'prisma', 'migrations');
 const LOCK_KEY = 7_342_001; // arbitrary, fixed: one migrator at a time per database
@@ -38,6 +39,37 @@ export async function pendingMigrations(db: Pick<pg.Pool, 'query'>, dir = MIGRAT
   const done = await db.query<{ migration_name: string }>(APPLIED_SQL);
   const applied = new Set(done.rows.map((r) => r.migration_name));
   return names.filter((n) => !applied.has(n));
+}
+
+/** DATABASE_URL as it may be shown: never its password. */
+function shown(databaseUrl: string): string {
+  const u = new URL(databaseUrl);
+  u.password = '';
+  return u.href.replace(/\/$/, '');
+}
+
+/**
+ * A ConfigError saying what is wrong with DATABASE_URL when the first connection of a start failed
+ * because of it (nothing listens there, no such database, the login is refused); undefined for any
+ * other failure. A start used to end in pg's stack trace, which named neither the variable nor a fix.
+ */
+export function databaseProblem(err: unknown, databaseUrl: string): ConfigError | undefined {
+  const e = err as { code?: unknown; message?: unknown };
+  const u = new URL(databaseUrl);
+  const database = decodeURIComponent(u.pathname.slice(1)) || '(default)';
+  if (e.code === '3D000')
+    return new ConfigError([
+      `DATABASE_URL names the database "${database}", which does not exist on ${u.host}: create it (createdb ${database}) or correct the name`,
+    ]);
+  if (e.code === '28P01' || e.code === '28000')
+    return new ConfigError([
+      `DATABASE_URL (${shown(databaseUrl)}) cannot log in: ${String(e.message)}; check the user and password`,
+    ]);
+  if (isUnreachable(err))
+    return new ConfigError([
+      `DATABASE_URL (${shown(databaseUrl)}) cannot be reached: ${String(e.message)}; check the host and port, and that PostgreSQL runs there`,
+    ]);
+  return undefined;
 }
 
 /** A ConfigError naming the database (never its credentials) when it lacks any of this build's migrations. */

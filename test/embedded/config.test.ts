@@ -49,6 +49,14 @@ describe('embedded-mode configuration', () => {
     ]);
   });
 
+  it("rejects a REDIS_URL whose database is not a number (Redis's SELECT would fail after start-up)", () => {
+    expect(problems({ REDIS_URL: 'redis://127.0.0.1:6379/abc' })).toEqual([
+      'REDIS_URL must name a Redis database by number (redis://host:port/0), not "/abc"',
+    ]);
+    for (const ok of ['redis://127.0.0.1:6379', 'redis://127.0.0.1:6379/', 'redis://127.0.0.1:6379/3'])
+      expect(problems({ REDIS_URL: ok })).toEqual([]);
+  });
+
   it('rejects two embedded-mode listeners on one port, and only in embedded mode', () => {
     expect(problems({ BLASTGATE_EMBEDDED_PG_PORT: '7000', BLASTGATE_EMBEDDED_REDIS_PORT: '7000' })).toEqual([
       'BLASTGATE_EMBEDDED_PG_PORT and BLASTGATE_EMBEDDED_REDIS_PORT must be different ports (both are 7000)',

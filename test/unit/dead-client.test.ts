@@ -6,6 +6,8 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../src/embedded/local-services.ts';
+import { ConfigError } from '../../src/config.ts';
+import { databaseProblem } from '../../src/db/migrate.ts';
 import { createDb, closeDb, type Db } from '../../src/plugins/db.ts';
 import { toClientError } from '../../src/plugins/errors.ts';
 import { createTestDatabase } from '../support/db.ts';
@@ -94,5 +96,38 @@ describe('a database that cannot be reached', () => {
       status: 500,
       code: 'INTERNAL',
     });
+  });
+});
+
+describe('a DATABASE_URL that does not lead to a database, at start-up', () => {
+  const failure = async (connectionString: string) => {
+    const c = new pg.Client({ connectionString });
+    c.on('error', () => undefined);
+    return c.connect().then(
+      async () => {
+        await c.end();
+        throw new Error('connected');
+      },
+      (e: unknown) => e,
+    );
+  };
+
+  it('says which variable and what is wrong, without the password, instead of a stack trace', async () => {
+    const port = await freePort();
+    const refusedUrl = `postgres://blastgate:s3cret@127.0.0.1:${port}/blastgate`;
+    const refused = databaseProblem(await failure(refusedUrl), refusedUrl);
+    expect(refused).toBeInstanceOf(ConfigError);
+    expect(refused!.message).toMatch(
+      new RegExp(`DATABASE_URL \\(postgres://blastgate@127\\.0\\.0\\.1:${port}/blastgate\\) cannot be reached`),
+    );
+    expect(refused!.message).not.toContain('s3cret');
+
+    const missing = new URL(url);
+    missing.pathname = '/no_such_db';
+    const absent = databaseProblem(await failure(missing.href), missing.href);
+    expect(absent!.message).toMatch(/DATABASE_URL names the database "no_such_db", which does not exist/);
+
+    // Anything else is not about the URL: left as it is.
+    expect(databaseProblem(new Error('boom'), url)).toBeUndefined();
   });
 });
