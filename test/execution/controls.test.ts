@@ -110,6 +110,14 @@ describe('pause and resume', () => {
     const resumed = await command(h, 'operator', plan.id, 'resume', {});
     expect(resumed.status, JSON.stringify(resumed.body)).toBe(200);
     expect(resumed.body.state).toBe('running');
+    // The answer says what this request did, apart from where the operation is when it is read.
+    expect(resumed.body.command).toEqual({ action: 'resume', from: 'paused', to: 'running', changed: true });
+    const twice = await command(h, 'operator', plan.id, 'pause', { reason: 'second look' });
+    const again = await command(h, 'operator', plan.id, 'pause', { reason: 'double click' });
+    expect(twice.body.command).toEqual({ action: 'pause', from: 'running', to: 'paused', changed: true });
+    expect(again.status, JSON.stringify(again.body)).toBe(409);
+    expect(again.body.code).toBe('INVALID_TRANSITION');
+    await command(h, 'operator', plan.id, 'resume', {}).expect(200);
     expect((await waitForState(h, plan.id, ['completed', 'halted', 'rolled_back', 'paused'])).state).toBe('completed');
     await expectDeletedExactlyOnce(plan, ids);
   });

@@ -19,6 +19,8 @@ async function confirm(question: string): Promise<boolean> {
 interface Op {
   id: string;
   state: string;
+  /** Answers to operator commands: what this one did (the server's `command`). */
+  command?: { action: string; from: string; to: string; changed: boolean };
   kind: string;
   targetType: string;
   requestedBy: string;
@@ -30,9 +32,11 @@ interface Op {
 }
 
 function printed(ctx: Ctx, verb: string, op: Op) {
-  ctx.out.result(op, () =>
-    ctx.out.line(`${verb}: ${op.id} is ${op.state}${op.haltReason ? ` (${op.haltReason})` : ''}.`),
-  );
+  const c = op.command;
+  // What this command did first: the state read afterwards may be another request's doing.
+  const did = !c ? ` is ${op.state}` : c.changed ? ` ${c.from} → ${c.to}` : ` changed nothing (${c.from})`;
+  const now = c && c.to !== op.state ? `; now ${op.state}` : '';
+  ctx.out.result(op, () => ctx.out.line(`${verb}: ${op.id}${did}${now}${op.haltReason ? ` (${op.haltReason})` : ''}.`));
 }
 
 export function registerControlCommands(program: Command) {

@@ -205,13 +205,21 @@ export default async function commandRoutes(app: App) {
       },
       async (req) => {
         const id = req.params.id;
-        await app.engine.apply(id, c.event(req.principal!, req.body), {
+        const applied = await app.engine.apply(id, c.event(req.principal!, req.body), {
           name: req.principal!.name,
           tokenId: req.principal!.tokenId,
         });
         req.auditedByService = true;
         const v = await reads.view(id, { drills: false });
-        return operationView(v.op, v.progress, v.unfinished);
+        // The view is read after the commit, and another command may have committed in between:
+        // `command` says what this one did, so that no answer passes off another's change as its own.
+        const command = applied && {
+          action: c.path,
+          from: applied.record.lifecycle.state,
+          to: applied.state.state,
+          changed: applied.changed,
+        };
+        return { ...operationView(v.op, v.progress, v.unfinished), ...(command ? { command } : {}) };
       },
     );
   }

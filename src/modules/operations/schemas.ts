@@ -272,6 +272,20 @@ export const OperationView = Type.Object(
     finishedAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
     createdAt: Type.String({ format: 'date-time' }),
     updatedAt: Type.String({ format: 'date-time' }),
+    command: Type.Optional(
+      Type.Object(
+        {
+          action: Type.String({ description: 'The command (pause, resume, abort, …)' }),
+          from: Type.String({ description: 'The state this command found' }),
+          to: Type.String({ description: 'The state this command left (the same when it changed nothing)' }),
+          changed: Type.Boolean({ description: 'Whether this command changed the operation' }),
+        },
+        {
+          description:
+            "Only in the answer to an operator command: what this request did. `state` is where the operation is when the answer was read, which another request may have moved on since (two operators' pause and resume)",
+        },
+      ),
+    ),
     links: Type.Object({
       self: Type.String(),
       items: Type.String(),
