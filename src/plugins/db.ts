@@ -43,25 +43,28 @@ export interface PoolOptions {
 const CONNECTION_CHECK_MS = 1_000;
 
 function createPool(connectionString: string, o: PoolOptions): pg.Pool {
-  const pool = new pg.Pool({
+  // pg-pool awaits onConnect before handing the client out; @types/pg still types it as returning void.
+  const config: Omit<pg.PoolConfig, 'onConnect'> & { onConnect: (client: pg.ClientBase) => Promise<void> } = {
     connectionString,
     max: o.max ?? 20,
     application_name: o.name ?? 'blastgate',
     connectionTimeoutMillis: o.waitMs ?? 0,
-  });
+    // PostgreSQL notices a client that vanished (a killed process) only when it next reads or
+    // writes the socket: without this, a running statement — a 1M-ID classification, a chunk's
+    // transaction — went on for seconds holding its row locks and a CPU. Set per session, not as a
+    // startup option, which connection poolers refuse; awaited by the pool before the client is
+    // handed out (a query queued behind it is deprecated by pg). A server without the setting
+    // (before PostgreSQL 14) answers an error, which changes nothing.
+    onConnect: async (client: pg.ClientBase) => {
+      await client.query(`SET client_connection_check_interval = ${CONNECTION_CHECK_MS}`).catch(() => undefined);
+    },
+  };
+  const pool = new pg.Pool(config);
   // A client that loses its connection must not crash the process: the pool handles idle clients,
   // and this listener covers checked-out ones (pg emits 'error' on them too, e.g. when PostgreSQL
   // restarts mid-transaction). The failed query rejects, and the pool discards the broken client.
   pool.on('error', () => undefined);
-  pool.on('connect', (client) => {
-    client.on('error', () => undefined);
-    // PostgreSQL notices a client that vanished (a killed process) only when it next reads or
-    // writes the socket: without this, a running statement — a 1M-ID classification, a chunk's
-    // transaction — went on for seconds holding its row locks and a CPU. Set per session, not as a
-    // startup option, which connection poolers refuse; queued before the caller's first query.
-    // A server without the setting (before PostgreSQL 14) answers an error, which changes nothing.
-    client.query(`SET client_connection_check_interval = ${CONNECTION_CHECK_MS}`).catch(() => undefined);
-  });
+  pool.on('connect', (client) => client.on('error', () => undefined));
   return pool;
 }
 
@@ -83,7 +86,16 @@ export function isPoolExhausted(err: unknown): boolean {
 
 // The connection itself failed: refused, reset, timed out, cut off (PostgreSQL shut down or
 // restarting: SQLSTATE class 08 and 57P01–57P03), or pg's own "Connection terminated".
-const UNREACHABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH']);
+const UNREACHABLE = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+]);
 const SHUTTING_DOWN = new Set(['57P01', '57P02', '57P03']);
 
 /** A failure to reach a dependency (any wrapping), as opposed to a statement it refused. */

@@ -122,6 +122,12 @@ describe('a DATABASE_URL that does not lead to a database, at start-up', () => {
     );
     expect(refused!.message).not.toContain('s3cret');
 
+    // A host name that does not resolve (ENOTFOUND).
+    const nowhere = 'postgres://u:pw@nohost.invalid:5432/x';
+    expect(databaseProblem(await failure(nowhere), nowhere)!.message).toMatch(
+      /^Invalid configuration:\n {2}- DATABASE_URL \(postgres:\/\/u@nohost\.invalid:5432\/x\) cannot be reached/,
+    );
+
     const missing = new URL(url);
     missing.pathname = '/no_such_db';
     const absent = databaseProblem(await failure(missing.href), missing.href);
