@@ -256,10 +256,18 @@ describe('terminal states tell the truth', () => {
     expect(ended.body.state).toBe('rollback_incomplete');
     expect(ended.body.unfinished.count).toBe(ids.length);
     expect(ended.body.unfinished.items[0].lastError).toMatch(/HTTP 500/);
-    // From there a new rollback may be tried once the downstream is back.
+    // From there a new rollback may be tried once the downstream is back — also when the items used
+    // up their restore attempts in the first one (as after a minute of a failing downstream).
+    await query(
+      h.databaseUrl,
+      `UPDATE operation_items SET restore_attempts = 5 WHERE operation_id = $1 AND state = 'restore_failed'`,
+      [plan.id],
+    );
     h.downstream.failAll(null);
     await command(h, 'operator', plan.id, 'rollback', { reason: 'downstream is back' }).expect(200);
-    await waitForState(h, plan.id, ['rolled_back'], 30_000);
+    const end = await waitForState(h, plan.id, ['rolled_back', 'rollback_incomplete'], 30_000);
+    expect(end.state).toBe('rolled_back');
+    for (const id of ids) expect(h.downstream.state(id)).toBe('active');
   });
 });
 

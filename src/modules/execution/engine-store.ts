@@ -17,6 +17,7 @@ import { erasureAuditDetail } from '../erasure/keys.ts';
 import { statesActedOn } from '../erasure/states.ts';
 import { createEngine, type Change, type Engine, type EngineStore } from './engine.ts';
 import type { Queues } from './queues.ts';
+import { freshRestoreAttempts } from './rollback-ledger.ts';
 import { loadOperation, type OperationRecord } from './state.ts';
 
 const STALE_LISTED = 100;
@@ -34,7 +35,11 @@ export function pgEngineStore(pool: pg.Pool): EngineStore<pg.PoolClient> {
 async function checkGuard(tx: pg.PoolClient, record: OperationRecord, guard: Guard): Promise<AppError | null> {
   if (guard === 'take_locks') {
     const held = await relockTouched(tx, record.id);
-    if (held.length === 0) return null;
+    if (held.length === 0) {
+      // Only a rollback of an ended operation takes its locks back: a new attempt at its restores.
+      await freshRestoreAttempts(tx, record.id);
+      return null;
+    }
     return new ConflictError(
       'RESOURCES_IN_FLIGHT',
       `${held.length === STALE_LISTED ? 'At least ' : ''}${held.length} resource(s) of this operation are now part of another live operation; finish or abort that one first`,

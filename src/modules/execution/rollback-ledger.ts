@@ -46,6 +46,21 @@ export interface RollbackLedger {
   counts(opId: string): Promise<{ restored: number; failed: number }>;
 }
 
+/**
+ * A rollback started again (of an operation that ended rollback_incomplete) is a new attempt:
+ * restores that failed for a reason that may have passed (not permanent) get their attempts and
+ * backoff back. Without it, items that used up their attempts in the rollback before were never
+ * picked again, and the new rollback ended at once having restored nothing (found by a trial).
+ * Runs in the transaction that starts the rollback.
+ */
+export async function freshRestoreAttempts(tx: Pick<pg.PoolClient, 'query'>, opId: string): Promise<void> {
+  await tx.query(
+    `UPDATE operation_items SET restore_attempts = 0, next_attempt_at = NULL, updated_at = now()
+     WHERE operation_id = $1 AND state = 'restore_failed' AND NOT permanent AND executed_seq IS NOT NULL`,
+    [opId],
+  );
+}
+
 export function pgRollbackLedger(pool: Pick<pg.Pool, 'query'>, leaseMs: number): RollbackLedger {
   const lease = leaseMs / 1000;
   return {
