@@ -218,6 +218,10 @@ describe('blastgate CLI against the real stack', () => {
     const waves = await as('requester', [...args.slice(0, 4), 'Bad waves', ...args.slice(5)]);
     expect(waves.code, waves.stderr).toBe(1);
     expect(waves.stderr).toMatch(/400 VALIDATION_FAILED: Invalid --waves \(rollout\.waves\.1\): /);
+    // Operator commands too.
+    const pause = await as('operator', ['pause', 'op_doesnotexist', '--reason', 'x']);
+    expect(pause.code, pause.stderr).toBe(1);
+    expect(pause.stderr).toMatch(/400 VALIDATION_FAILED: Invalid --reason: /);
   });
 
   it('a halt that rolls back exits 11 (start --wait), and --json gives one document with the outcome', async () => {

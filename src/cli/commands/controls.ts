@@ -39,6 +39,38 @@ function printed(ctx: Ctx, verb: string, op: Op) {
   ctx.out.result(op, () => ctx.out.line(`${verb}: ${op.id}${did}${now}${op.haltReason ? ` (${op.haltReason})` : ''}.`));
 }
 
+/** Body fields of the commands, by the flag that gives each. */
+const FLAGS: Record<string, string> = {
+  'body.reason': '--reason',
+  'body.comment': '--comment',
+  'body.kind': '--kind',
+  'body.tenantId': '--tenant',
+  'body.detail': '--detail',
+};
+
+/**
+ * POSTs a command; a refusal of what a flag gave names the flag ("Invalid --reason: …", `flag` in
+ * each detail), not the body field the CLI built, and one that tells how to end a rollback names
+ * the CLI's way too.
+ */
+async function command(ctx: Ctx, path: string, body: Record<string, unknown>): Promise<Op> {
+  try {
+    return await ctx.client.post<Op>(path, body);
+  } catch (err) {
+    if (!(err instanceof CliError) || err.status === undefined) throw err;
+    let message = err.message.replace('endRollback: true', 'endRollback: true (blastgate abort --end-rollback)');
+    let details = err.details;
+    if (Array.isArray(details))
+      details = details.map((d: { field?: unknown }) => {
+        const flag = typeof d?.field === 'string' ? FLAGS[d.field] : undefined;
+        if (!flag) return d;
+        message = message.split(d.field as string).join(flag);
+        return { ...d, flag };
+      });
+    throw new CliError(err.exitCode, err.code, message, details, err.status);
+  }
+}
+
 export function registerControlCommands(program: Command) {
   program
     .command('approve')
@@ -71,7 +103,7 @@ export function registerControlCommands(program: Command) {
             throw new CliError(EXIT.error, 'NOT_APPROVED', 'not approved: nothing was sent');
         }
         const body = { planHash: op.planHash, ...(f.comment ? { comment: f.comment } : {}) };
-        const after = await ctx.client.post<Op>(opPath(op.id, 'approve'), body);
+        const after = await command(ctx, opPath(op.id, 'approve'), body);
         ctx.out.result({ ...after, approvedPlanHash: op.planHash }, () =>
           ctx.out.line(`Approved plan ${op.planHash}: ${after.id} is ${after.state}.`),
         );
@@ -91,7 +123,7 @@ export function registerControlCommands(program: Command) {
         const ctx = ctxOf(cmd);
         needToken(ctx);
         const timeoutMs = f.timeout ? durationMs(f.timeout) : undefined;
-        const op = await ctx.client.post<Op>(opPath(id, 'start'), { reason: f.reason });
+        const op = await command(ctx, opPath(id, 'start'), { reason: f.reason });
         if (!f.wait) {
           printed(ctx, 'Started', op);
           return EXIT.ok;
@@ -124,7 +156,7 @@ export function registerControlCommands(program: Command) {
         const ctx = ctxOf(cmd);
         needToken(ctx);
         const body = { reason: f.reason, ...(f.endRollback ? { endRollback: true } : {}) };
-        printed(ctx, name, await ctx.client.post<Op>(opPath(id, path), body));
+        printed(ctx, name, await command(ctx, opPath(id, path), body));
         return EXIT.ok;
       }),
     );
@@ -146,7 +178,7 @@ export function registerControlCommands(program: Command) {
           ...(f.tenant ? { tenantId: f.tenant } : {}),
           ...(f.detail ? { detail: f.detail } : {}),
         };
-        printed(ctx, 'Signal recorded', await ctx.client.post<Op>(opPath(id, 'signals'), body));
+        printed(ctx, 'Signal recorded', await command(ctx, opPath(id, 'signals'), body));
         return EXIT.ok;
       }),
     );
