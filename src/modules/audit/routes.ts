@@ -2,6 +2,7 @@
 import { Type } from '@fastify/type-provider-typebox';
 import { errorResponses, IdString, type App } from '../../lib/schemas.ts';
 import { auditAlone, listAudit, verifyAudit } from './repository.ts';
+import { isUnreachable } from '../../plugins/db.ts';
 
 const AuditEvent = Type.Object(
   {
@@ -130,6 +131,12 @@ export function installRefusalAudit(app: App) {
         requestId: req.id,
         tokenId: req.principal?.tokenId ?? null,
       },
-    }).catch((err: unknown) => req.log.error({ err }, 'could not audit a refused request'));
+    }).catch((err: unknown) =>
+      // During an outage every request is refused for it, and none can be recorded: one line each,
+      // without a stack trace per request (the refusal itself is 503 DEPENDENCY_UNAVAILABLE).
+      isUnreachable(err)
+        ? req.log.warn({ code: req.errorCode }, 'could not audit a refused request: the database cannot be reached')
+        : req.log.error({ err }, 'could not audit a refused request'),
+    );
   });
 }
