@@ -224,6 +224,13 @@ describe('blastgate CLI against the real stack', () => {
     expect(pause.stderr).toMatch(/400 VALIDATION_FAILED: Invalid --reason: /);
   });
 
+  it('report on a plan that was not rejected says there is nothing to report', async () => {
+    const op = await submitted(appsOf([16], 1));
+    const r = await as('viewer', ['report', op.id]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain(`${op.id} has no offending IDs: its plan was not rejected`);
+  });
+
   it('a halt that rolls back exits 11 (start --wait), and --json gives one document with the outcome', async () => {
     const op = await submitted(appsOf([10, 11, 12, 13, 14, 15], 2), [
       '--waves',

@@ -195,12 +195,15 @@ export function registerOperationCommands(program: Command) {
             items: ReportItem[];
             nextCursor?: string | number | null;
           }>(`/v1/operations/${encodeURIComponent(id)}/report`, { class: f.class, limit: 5000, cursor });
-          if (page === 0 && !ctx.json)
+          if (page === 0 && !ctx.json) {
+            const counts = Object.entries(r.counts);
+            // A plan that was not rejected has no offenders: say so rather than print an empty line.
             ctx.out.line(
-              `counts: ${Object.entries(r.counts)
-                .map(([k, n]) => `${k} ${n}`)
-                .join(' · ')}`,
+              counts.length
+                ? `counts: ${counts.map(([k, n]) => `${k} ${n}`).join(' · ')}`
+                : `${id} has no offending IDs: its plan was not rejected (blastgate status ${id})`,
             );
+          }
           for (const it of r.items)
             if (ctx.json) process.stdout.write(JSON.stringify(it) + '\n');
             else
