@@ -11,6 +11,7 @@ import { buildApp } from './app.ts';
 import { databaseProblem, migrate } from './db/migrate.ts';
 import { startLocalServices, type LocalServices } from './embedded/local-services.ts';
 import { DataDirInUseError } from './embedded/owner-lock.ts';
+import { unknownSettings } from './lib/env-names.ts';
 import { startWorkers, type RunningWorkers } from './worker-runtime.ts';
 import { serveMetrics } from './plugins/metrics.ts';
 import type { App } from './lib/schemas.ts';
@@ -56,6 +57,7 @@ function onStartupSignal(signal: NodeJS.Signals) {
 for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(s, onStartupSignal);
 
 async function main() {
+  for (const w of unknownSettings(process.env)) console.warn(w);
   let config: Config;
   try {
     config = loadConfig();

@@ -6,10 +6,12 @@ import pino from 'pino';
 import { createMetrics, serveMetrics } from './plugins/metrics.ts';
 import { withRedaction } from './lib/logging.ts';
 import { ConfigError, loadConfig } from './config.ts';
+import { unknownSettings } from './lib/env-names.ts';
 import { startWorkers } from './worker-runtime.ts';
 import { lowerPriority } from './lib/priority.ts';
 
 try {
+  for (const w of unknownSettings(process.env)) console.warn(w);
   const config = loadConfig();
   const missing = [!config.databaseUrl && 'DATABASE_URL', !config.redisUrl && 'REDIS_URL'].filter(Boolean);
   if (missing.length)

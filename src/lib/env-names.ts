@@ -1,0 +1,89 @@
+// Every environment variable Blastgate reads under its own prefix. A name that is not one of them
+// (BLASTGATE_WORKER_CONCURENCY) used to be ignored without a word, so a typo in a deployment
+// silently kept the default; the API and the worker now warn about it at start, naming the
+// closest real one. The list is checked against the source by a test (env-names.test.ts).
+export const KNOWN_SETTINGS = [
+  'BLASTGATE_ADMIN_TOKEN',
+  'BLASTGATE_DATA_DIR',
+  'BLASTGATE_DB_CONTROL_POOL_MAX',
+  'BLASTGATE_DB_POOL_MAX',
+  'BLASTGATE_DB_UPLOAD_POOL_MAX',
+  'BLASTGATE_DEBUG_RSS',
+  'BLASTGATE_DOWNSTREAM_ALLOW',
+  'BLASTGATE_EMBEDDED_PG_PORT',
+  'BLASTGATE_EMBEDDED_REDIS_PORT',
+  'BLASTGATE_HANDLER_TIMEOUT_MS',
+  'BLASTGATE_MAX_EVENT_LOOP_DELAY_MS',
+  'BLASTGATE_MAX_EVENT_LOOP_UTILIZATION',
+  'BLASTGATE_METRICS_HOST',
+  'BLASTGATE_METRICS_PORT',
+  'BLASTGATE_METRICS_TOKEN',
+  'BLASTGATE_PURGE_PROPOSAL_CRON',
+  'BLASTGATE_QUEUE_PREFIX',
+  'BLASTGATE_RATE_LIMIT_CONTROL_MAX',
+  'BLASTGATE_RATE_LIMIT_MAX',
+  'BLASTGATE_RATE_LIMIT_WINDOW_MS',
+  'BLASTGATE_REDIS_URL',
+  'BLASTGATE_REQUEST_TIMEOUT_MS',
+  'BLASTGATE_SHUTDOWN_TIMEOUT_MS',
+  'BLASTGATE_SIGNING_SECRET',
+  'BLASTGATE_SIGNING_SECRET_FILE',
+  'BLASTGATE_SNAPSHOT_KEY',
+  'BLASTGATE_SNAPSHOT_KEY_FILE',
+  'BLASTGATE_SSE_HEARTBEAT_MS',
+  'BLASTGATE_SSE_MAX_PER_TOKEN',
+  'BLASTGATE_TOKEN',
+  'BLASTGATE_TOKEN_FILE',
+  'BLASTGATE_URL',
+  'BLASTGATE_WEBHOOK_ATTEMPTS',
+  'BLASTGATE_WEBHOOK_BACKOFF_MS',
+  'BLASTGATE_WEBHOOK_CONCURRENCY',
+  'BLASTGATE_WEBHOOK_POLL_MS',
+  'BLASTGATE_WEBHOOK_TIMEOUT_MS',
+  'BLASTGATE_WORKERS_IN_PROCESS',
+  'BLASTGATE_WORKER_CONCURRENCY',
+  'BLASTGATE_WORKER_LOCK_MS',
+  'BLASTGATE_WORKER_METRICS_PORT',
+  'BLASTGATE_WORKER_NICE',
+  // Read by scripts/ci-intake-example.mjs and by the test suite, which may share the environment.
+  'BLASTGATE_INTAKE_TIMEOUT_MS',
+  'BLASTGATE_CHROMIUM',
+  'BLASTGATE_TEST_NODE_BINS',
+] as const;
+
+/** Families of names: a named signing secret, BLASTGATE_SECRET_<NAME>[_FILE]. */
+export const KNOWN_PREFIXES = ['BLASTGATE_SECRET_'] as const;
+
+/** One warning per BLASTGATE_ variable that is none of the above, with the closest real name. */
+export function unknownSettings(env: NodeJS.ProcessEnv): string[] {
+  const known = new Set<string>(KNOWN_SETTINGS);
+  return Object.keys(env)
+    .filter((k) => k.startsWith('BLASTGATE_') && !known.has(k) && !KNOWN_PREFIXES.some((p) => k.startsWith(p)))
+    .sort()
+    .map((k) => {
+      const near = closest(k);
+      return `warning: ${k} is not a Blastgate setting and is ignored${near ? ` (did you mean ${near}?)` : ''}`;
+    });
+}
+
+function closest(name: string): string | undefined {
+  let best: string | undefined;
+  let bestDistance = 4; // a few typos at most; anything further is not a suggestion
+  for (const k of KNOWN_SETTINGS) {
+    const d = distance(name, k);
+    if (d < bestDistance) [best, bestDistance] = [k, d];
+  }
+  return best;
+}
+
+/** Levenshtein distance (short names: the plain two-row table). */
+function distance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++)
+      cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    prev = cur;
+  }
+  return prev[b.length]!;
+}

@@ -1,0 +1,41 @@
+// A misspelled setting is named at start with the closest real one; every name the source reads is known.
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { KNOWN_PREFIXES, KNOWN_SETTINGS, unknownSettings } from '../../src/lib/env-names.ts';
+
+describe('unknownSettings', () => {
+  it('names a misspelled setting and the one it most likely meant, and nothing else', () => {
+    expect(
+      unknownSettings({
+        BLASTGATE_WORKER_CONCURENCY: '8',
+        BLASTGATE_WORKER_CONCURRENCY: '4',
+        BLASTGATE_SECRET_APPS_PROD: 'x',
+        BLASTGATE_NO_SUCH_THING_AT_ALL: '1',
+        PATH: '/usr/bin',
+      }),
+    ).toEqual([
+      'warning: BLASTGATE_NO_SUCH_THING_AT_ALL is not a Blastgate setting and is ignored',
+      'warning: BLASTGATE_WORKER_CONCURENCY is not a Blastgate setting and is ignored (did you mean BLASTGATE_WORKER_CONCURRENCY?)',
+    ]);
+  });
+
+  it('knows every BLASTGATE_ name the source reads (a new setting must be added to the list)', () => {
+    const files: string[] = [];
+    const walk = (d: string) => {
+      for (const f of readdirSync(d)) {
+        const p = join(d, f);
+        if (statSync(p).isDirectory()) walk(p);
+        // env-names.ts itself quotes a misspelled name as its example.
+        else if (p.endsWith('.ts') && !p.endsWith('env-names.ts')) files.push(p);
+      }
+    };
+    walk(join(import.meta.dirname, '../../src'));
+    const read = new Set<string>();
+    for (const f of files)
+      for (const m of readFileSync(f, 'utf8').matchAll(/\bBLASTGATE_[A-Z0-9_]*[A-Z0-9]\b/g)) read.add(m[0]);
+    const known = new Set<string>(KNOWN_SETTINGS);
+    const missing = [...read].filter((n) => !known.has(n) && !KNOWN_PREFIXES.some((p) => n.startsWith(p)));
+    expect(missing).toEqual([]);
+  });
+});
