@@ -57,9 +57,13 @@ export function lineView(write: (s: string) => void): View {
   return {
     frame(event, _id, data, status) {
       if (event === 'transition') {
-        const d = data as { action?: string; actor?: string; wave?: number | null; at?: string };
+        const d = data as { action?: string; actor?: string; wave?: number | null; at?: string; to?: string | null };
         const wave = typeof d.wave === 'number' ? ` wave=${d.wave + 1}` : '';
-        write(`${d.at ?? ''} ${d.action} by ${d.actor ?? '?'} → ${statusText(status)}${wave}\n`);
+        // The event's own move: a history replayed on connecting to an ended operation used to show
+        // every event leading to the state it is in now. The status details go with the event that
+        // brought it there.
+        const to = typeof d.to !== 'string' ? '' : d.to === status.state ? ` → ${statusText(status)}` : ` → ${d.to}`;
+        write(`${d.at ?? ''} ${d.action} by ${d.actor ?? '?'}${to}${wave}\n`);
       } else if (event === 'probes') {
         const d = data as { wave?: number; results?: { result: string }[] };
         const by: Record<string, number> = {};

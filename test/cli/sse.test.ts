@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ApiClient } from '../../src/cli/http.ts';
 import { followSse, SseParser, type SseFrame } from '../../src/cli/sse.ts';
 import { watchOperation } from '../../src/cli/watch.ts';
-import { jsonView } from '../../src/cli/watch-view.ts';
+import { jsonView, lineView } from '../../src/cli/watch-view.ts';
 import { EXIT } from '../../src/cli/exit-codes.ts';
 
 describe('SseParser', () => {
@@ -170,5 +170,24 @@ describe('followSse / watchOperation against a real SSE server', () => {
       quiet.closeAllConnections();
       await new Promise<void>((r) => quiet.close(() => r()));
     }
+  });
+});
+
+describe('watch lines of transitions', () => {
+  const lines = (data: Record<string, unknown>) => {
+    const out: string[] = [];
+    const status = { state: 'completed', currentWave: 1, waveCount: 2, haltReason: null, bakeUntil: null, skewMs: 0 };
+    lineView((s) => out.push(s)).frame('transition', '1', { at: 'T', actor: 'requester-1', ...data }, status);
+    return out.join('');
+  };
+
+  it("show each event's own move, not the state the operation is in now (an ended operation's history)", () => {
+    expect(lines({ action: 'operation.planned', to: null })).toBe('T operation.planned by requester-1\n');
+    expect(lines({ action: 'operation.approved', from: 'planned', to: 'approved' })).toBe(
+      'T operation.approved by requester-1 → approved\n',
+    );
+    expect(lines({ action: 'operation.completed', from: 'running', to: 'completed', wave: 1 })).toBe(
+      'T operation.completed by requester-1 → completed · wave 2/2 wave=2\n',
+    );
   });
 });
