@@ -81,26 +81,15 @@ const FLAG_FIELDS: [flag: string, field: string][] = [
 ];
 
 /**
- * A server refusal of the spec line specOf built ("Invalid line 1.reason: …") names the flag that
- * gave the field instead ("Invalid --reason: …", `flag` in each detail): the user wrote flags, not
- * a line 1. A rollout field came from its own flag when given, else from --rollout.
+ * A server refusal (details[].field) said again in the CLI's terms: each field a flag gave is
+ * named by it, in the message and as `flag` in its detail. `shown` says which flag gave a field,
+ * and how to name it (the flag, or the flag with the path inside what it gave).
  */
-export function inFlags(err: unknown, f: SpecFlags): unknown {
+export function withFlagNames(
+  err: unknown,
+  shown: (field: string) => { flag: string; text: string } | undefined,
+): unknown {
   if (!(err instanceof CliError) || err.status === undefined || !Array.isArray(err.details)) return err;
-  const given: Record<string, boolean> = {
-    '--waves': f.waves !== undefined,
-    '--bake-seconds': f.bakeSeconds !== undefined,
-    '--concurrency': f.concurrency !== undefined,
-  };
-  const shown = (field: string) => {
-    const path = field.startsWith('line 1.') ? field.slice('line 1.'.length) : undefined;
-    if (path === undefined) return undefined;
-    const hit = FLAG_FIELDS.find(
-      ([flag, key]) => (path === key || path.startsWith(`${key}.`)) && (!key.startsWith('rollout.') || given[flag]),
-    );
-    if (!hit) return undefined;
-    return { flag: hit[0], text: path === hit[1] ? hit[0] : `${hit[0]} (${path})` };
-  };
   const details = (err.details as { field?: unknown }[]).map((d) => {
     const s = typeof d?.field === 'string' ? shown(d.field) : undefined;
     return s ? { ...d, flag: s.flag } : d;
@@ -112,4 +101,26 @@ export function inFlags(err: unknown, f: SpecFlags): unknown {
     .sort((a, b) => b.length - a.length);
   const message = fields.reduce((m, field) => m.split(field).join(shown(field)!.text), err.message);
   return new CliError(err.exitCode, err.code, message, details, err.status);
+}
+
+/**
+ * A server refusal of the spec line specOf built ("Invalid line 1.reason: …") names the flag that
+ * gave the field instead ("Invalid --reason: …"): the user wrote flags, not a line 1. A rollout
+ * field came from its own flag when given, else from --rollout.
+ */
+export function inFlags(err: unknown, f: SpecFlags): unknown {
+  const given: Record<string, boolean> = {
+    '--waves': f.waves !== undefined,
+    '--bake-seconds': f.bakeSeconds !== undefined,
+    '--concurrency': f.concurrency !== undefined,
+  };
+  return withFlagNames(err, (field) => {
+    const path = field.startsWith('line 1.') ? field.slice('line 1.'.length) : undefined;
+    if (path === undefined) return undefined;
+    const hit = FLAG_FIELDS.find(
+      ([flag, key]) => (path === key || path.startsWith(`${key}.`)) && (!key.startsWith('rollout.') || given[flag]),
+    );
+    if (!hit) return undefined;
+    return { flag: hit[0], text: path === hit[1] ? hit[0] : `${hit[0]} (${path})` };
+  });
 }

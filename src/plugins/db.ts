@@ -76,12 +76,16 @@ export async function closeDb(db: Db) {
   await db.pool.end();
 }
 
+/** An error and the errors it wraps (`cause`), a few deep at most. */
+function causes(err: unknown): { code?: unknown; message?: unknown }[] {
+  const out: { code?: unknown; message?: unknown }[] = [];
+  for (let e = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) out.push(e);
+  return out;
+}
+
 /** pg's error when no connection became free within the pool's waitMs (any wrapping). */
 export function isPoolExhausted(err: unknown): boolean {
-  for (let e = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
-    if (String((e as { message?: unknown }).message).includes('timeout exceeded when trying to connect')) return true;
-  }
-  return false;
+  return causes(err).some((e) => String(e.message).includes('timeout exceeded when trying to connect'));
 }
 
 // The connection itself failed: refused, reset, timed out, cut off (PostgreSQL shut down or
@@ -100,15 +104,11 @@ const SHUTTING_DOWN = new Set(['57P01', '57P02', '57P03']);
 
 /** A failure to reach a dependency (any wrapping), as opposed to a statement it refused. */
 export function isUnreachable(err: unknown): boolean {
-  for (let e = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
-    const code = (e as { code?: unknown }).code;
-    if (typeof code === 'string' && (UNREACHABLE.has(code) || SHUTTING_DOWN.has(code) || /^08...$/.test(code)))
-      return true;
-    const message = String((e as { message?: unknown }).message);
-    if (/^Connection terminated|^Client has encountered a connection error|Connection is closed/.test(message))
-      return true;
-  }
-  return false;
+  return causes(err).some(
+    ({ code, message }) =>
+      (typeof code === 'string' && (UNREACHABLE.has(code) || SHUTTING_DOWN.has(code) || /^08...$/.test(code))) ||
+      /^Connection terminated|^Client has encountered a connection error|Connection is closed/.test(String(message)),
+  );
 }
 
 export interface DbPluginOptions {

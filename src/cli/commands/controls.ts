@@ -3,6 +3,7 @@
 import { createInterface } from 'node:readline/promises';
 import type { Command } from 'commander';
 import { CliError, EXIT } from '../exit-codes.ts';
+import { withFlagNames } from '../spec.ts';
 import { ctxOf, durationMs, follow, needToken, outcomeLine, planLines, type Ctx, act } from '../context.ts';
 
 const opPath = (id: string, what: string) => `/v1/operations/${encodeURIComponent(id)}/${what}`;
@@ -48,29 +49,26 @@ const FLAGS: Record<string, string> = {
   'body.detail': '--detail',
 };
 
+/** How the server's 409 tells to end a rollback; the CLI adds its own way. */
+const END_ROLLBACK = 'endRollback: true';
+
 /**
- * POSTs a command; a refusal of what a flag gave names the flag ("Invalid --reason: …", `flag` in
- * each detail), not the body field the CLI built, and one that tells how to end a rollback names
- * the CLI's way too.
+ * POSTs a command; a refusal of what a flag gave names the flag ("Invalid --reason: …"), not the
+ * body field the CLI built, and one that tells how to end a rollback names the CLI's way too.
  */
 async function command(ctx: Ctx, path: string, body: Record<string, unknown>): Promise<Op> {
   try {
     return await ctx.client.post<Op>(path, body);
   } catch (err) {
-    if (!(err instanceof CliError) || err.status === undefined) throw err;
-    let message = err.message.replace('endRollback: true', 'endRollback: true (blastgate abort --end-rollback)');
-    let details = err.details;
-    if (Array.isArray(details))
-      details = details.map((d: { field?: unknown }) => {
-        const flag = typeof d?.field === 'string' ? FLAGS[d.field] : undefined;
-        if (!flag) return d;
-        message = message.split(d.field as string).join(flag);
-        return { ...d, flag };
-      });
-    throw new CliError(err.exitCode, err.code, message, details, err.status);
+    const named = withFlagNames(err, (field) => {
+      const flag = FLAGS[field];
+      return flag ? { flag, text: flag } : undefined;
+    });
+    if (!(named instanceof CliError) || !named.message.includes(END_ROLLBACK)) throw named;
+    const message = named.message.replace(END_ROLLBACK, `${END_ROLLBACK} (blastgate abort --end-rollback)`);
+    throw new CliError(named.exitCode, named.code, message, named.details, named.status);
   }
 }
-
 export function registerControlCommands(program: Command) {
   program
     .command('approve')
