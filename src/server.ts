@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { ConfigError, loadConfig, SNAPSHOT_KEY_FORMS, type Config } from './config.ts';
 import { buildApp } from './app.ts';
 import { databaseProblem, migrate } from './db/migrate.ts';
-import { startLocalServices, type LocalServices } from './embedded/local-services.ts';
+import { startSomeLocalServices, type SomeLocalServices } from './embedded/local-services.ts';
 import { DataDirInUseError } from './embedded/owner-lock.ts';
 import { unknownSettings } from './lib/env-names.ts';
 import { startWorkers, type RunningWorkers } from './worker-runtime.ts';
@@ -25,7 +25,7 @@ import { checkSnapshotKey } from './modules/snapshots/key-check.ts';
 // times out, a second Ctrl-C, a start-up that fails later (a migration, a port in use). 'exit'
 // listeners run on every process.exit(), and stop() is synchronous, verifies that the servers are
 // gone and says what is true.
-let embedded: LocalServices | undefined;
+let embedded: SomeLocalServices | undefined;
 function stopEmbedded() {
   const services = embedded;
   embedded = undefined;
@@ -47,7 +47,7 @@ const exitOnSignal = (signal: NodeJS.Signals) => process.exit(128 + (constants.s
 function onStartupSignal(signal: NodeJS.Signals) {
   if (phase === 'running') return; // closeWithGrace handles it
   if (phase === 'starting-local') {
-    if (!interrupted) console.log(`${signal}: exiting once the local PostgreSQL and Redis are up, to stop them`);
+    if (!interrupted) console.log(`${signal}: exiting once the local servers are up, to stop them`);
     interrupted = signal;
     return;
   }
@@ -70,23 +70,24 @@ async function main() {
   }
   // Before anything starts, so that a damaged key file stops the start at once.
   const snapshotKey = config.snapshotKey ?? embeddedSnapshotKey(config);
-  let local: LocalServices | undefined;
-  if (!config.databaseUrl || !config.redisUrl) {
-    console.log(
-      `embedded mode: starting local ${[!config.databaseUrl && 'PostgreSQL', !config.redisUrl && 'Redis'].filter(Boolean).join(' and ')} under ${config.dataDir}/`,
-    );
+  let local: SomeLocalServices | undefined;
+  // Only what the configuration does not name: a start given REDIS_URL runs no local Redis.
+  const wanted = { postgres: !config.databaseUrl, redis: !config.redisUrl };
+  const localNames = [wanted.postgres && 'PostgreSQL', wanted.redis && 'Redis'].filter(Boolean).join(' and ');
+  if (wanted.postgres || wanted.redis) {
+    console.log(`embedded mode: starting local ${localNames} under ${config.dataDir}/`);
     phase = 'starting-local';
-    local = await startLocalServices({
-      dir: config.dataDir,
-      pgPort: config.embeddedPgPort,
-      redisPort: config.embeddedRedisPort,
-    });
+    local = await startSomeLocalServices(
+      { dir: config.dataDir, pgPort: config.embeddedPgPort, redisPort: config.embeddedRedisPort },
+      wanted,
+    );
     embedded = local;
     if (interrupted) exitOnSignal(interrupted);
     phase = 'starting';
   }
-  const databaseUrl = config.databaseUrl ?? local!.databaseUrl;
-  const redisUrl = config.redisUrl ?? local!.redisUrl;
+  const databaseUrl = config.databaseUrl ?? local?.databaseUrl;
+  const redisUrl = config.redisUrl ?? local?.redisUrl;
+  if (!databaseUrl || !redisUrl) throw new Error('no database or Redis to use after the local start');
   const migrated = await migrate(databaseUrl).catch((err: unknown) => {
     throw databaseProblem(err, databaseUrl) ?? err;
   });
@@ -148,7 +149,7 @@ async function main() {
   console.log(`  Admin token: ${adminLine}`);
   console.log(`  Workers:     ${workers ? 'running in this process' : 'not in this process (run `npm run worker`)'}\n`);
 
-  const servers = local ? ' and the local PostgreSQL and Redis' : '';
+  const servers = local ? ` and the local ${localNames}` : '';
   closeWithGrace(
     {
       delay: config.shutdownTimeoutMs,

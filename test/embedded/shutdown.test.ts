@@ -3,7 +3,7 @@
 // what is true. Real processes throughout: the server is a child process, the local servers are
 // checked by the pids they write into the data dir.
 import { request as httpRequest, type ClientRequest } from 'node:http';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, inject, it } from 'vitest';
 import {
   ADMIN_TOKEN,
   cleanUp,
@@ -106,6 +106,40 @@ describe('Ctrl-C on the zero-config start', () => {
     expect(await exitedWithin(server)).toBe(0);
     expectStopped(server.output(), pids);
   });
+
+  it(
+    'given REDIS_URL, runs and stops only a local PostgreSQL, and stops a Redis an earlier start left',
+    { timeout: 240_000 },
+    async () => {
+      dir = tempDataDir();
+      const earlier = await startServer(dir);
+      const left = runningPids(dir);
+      earlier.child.kill('SIGKILL');
+      await earlier.exited;
+      // An operator points this start at a Redis of theirs: it used to start (or take over) the
+      // local one anyway and leave REDIS_URL's in charge of nothing but the queue.
+      server = await startServer(dir, {
+        REDIS_URL: inject('redisUrl'),
+        BLASTGATE_QUEUE_PREFIX: `bg-embedded-${process.pid}-${Date.now()}`,
+      });
+      const out = server.output();
+      expect(out).toContain(`embedded mode: starting local PostgreSQL under ${dir}/`);
+      expect(out).toMatch(
+        new RegExp(`found a Redis left running by an earlier start \\(pid ${left.redis}\\)[^\\n]*does not use it`),
+      );
+      expect(out).toMatch(new RegExp(`found a PostgreSQL left running by an earlier start \\(pid ${left.pg},`));
+      expect(out).not.toMatch(/local Redis is up/);
+      expect(pidAlive(left.redis)).toBe(false);
+      expect(pidAlive(left.pg)).toBe(true);
+      expect((await fetch(`${server.url}/readyz`)).status).toBe(200);
+
+      server.signal('SIGINT');
+      expect(await exitedWithin(server)).toBe(0);
+      expect(pidAlive(left.pg)).toBe(false);
+      expect(server.output()).toContain(`stopped the local PostgreSQL (pid ${left.pg})`);
+      expect(server.output()).not.toMatch(/stopped the local Redis|could not stop/);
+    },
+  );
 
   it(
     'refuses a second start on the folder of a live one, and leaves its servers alone',

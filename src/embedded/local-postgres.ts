@@ -1,0 +1,150 @@
+// The local PostgreSQL 15 of a data folder: initdb on first use, started (or taken over from an
+// earlier start) on 127.0.0.1 with the durability asked for, and the database created.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { chownSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { freePort, isRoot, type Owned, type StartContext } from './local-services.ts';
+import { isRunning } from './procs.ts';
+import { postgresStop, stopOne } from './stop.ts';
+
+// initdb and postgres refuse to run as root; the Debian package creates a `postgres` user.
+function asPostgres(cmd: string, args: string[]) {
+  const full = isRoot() ? (['runuser', ['-u', 'postgres', '--', cmd, ...args]] as const) : ([cmd, args] as const);
+  const r = spawnSync(full[0], [...full[1]], { encoding: 'utf8' });
+  return { ok: r.status === 0, out: `${r.stdout ?? ''}${r.stderr ?? ''}` };
+}
+
+export function ownByPostgres(path: string) {
+  if (!isRoot()) return;
+  const uid = Number(execFileSync('id', ['-u', 'postgres']).toString().trim());
+  const gid = Number(execFileSync('id', ['-g', 'postgres']).toString().trim());
+  chownSync(path, uid, gid);
+}
+
+const DURABILITY_SETTINGS = ['fsync', 'synchronous_commit', 'full_page_writes'] as const;
+
+/** Starts or takes over the folder's PostgreSQL, creates the database; returns its URL. */
+export async function startPostgres(ctx: StartContext, owned: Owned): Promise<string> {
+  const { opts, bins, durability, log, pgData, sockDir } = ctx;
+  if (durability === 'fast') {
+    log(
+      `PostgreSQL in ${pgData} runs with durability "fast" (fsync, synchronous_commit and full_page_writes off): ` +
+        'committed data can be lost if the machine crashes; for throw-away test and benchmark data only',
+    );
+  }
+  if (!existsSync(join(pgData, 'PG_VERSION'))) {
+    mkdirSync(pgData, { recursive: true, mode: 0o700 });
+    ownByPostgres(pgData);
+    const r = asPostgres(bins.initdb, [
+      '-D',
+      pgData,
+      '-U',
+      'postgres',
+      '--auth=trust',
+      '-E',
+      'UTF8',
+      '--locale=C.UTF-8',
+      // A durable cluster must be on disk before it is used; a throw-away one need not be.
+      ...(durability === 'fast' ? ['--no-sync'] : []),
+    ]);
+    if (!r.ok) throw new Error(`initdb failed:\n${r.out}`);
+  }
+
+  const pg = await import('pg');
+  const settingsOf = async (port: number) => {
+    const c = new pg.default.Client({ connectionString: `postgres://postgres@127.0.0.1:${port}/postgres` });
+    await c.connect();
+    try {
+      const out: Record<string, string> = {};
+      for (const s of DURABILITY_SETTINGS) out[s] = String((await c.query(`SHOW ${s}`)).rows[0]?.[s]);
+      return out;
+    } finally {
+      await c.end();
+    }
+  };
+  const wanted = durability === 'durable' ? 'on' : 'off';
+
+  // A PostgreSQL left running in this data folder by an earlier start: take it over if it runs
+  // with the durability asked for, otherwise stop it and start it again with the right settings.
+  const leftPg = postmasterPid(pgData);
+  if (leftPg !== undefined) {
+    const port = readPostmasterPort(pgData);
+    const settings = port === undefined ? undefined : await settingsOf(port).catch(() => undefined);
+    const what = `a PostgreSQL left running by an earlier start (pid ${leftPg}${port ? `, port ${port}` : ''}) in ${pgData}`;
+    if (port !== undefined && settings && DURABILITY_SETTINGS.every((s) => settings[s] === wanted)) {
+      log(`found ${what}: this start takes it over and stops it when it stops`);
+      owned.pg = { pid: leftPg, port, adopted: true };
+    } else {
+      const found = settings ? DURABILITY_SETTINGS.map((s) => `${s}=${settings[s]}`).join(', ') : 'not answering';
+      log(`found ${what} (${found}): stopping it to start it again with durability "${durability}"`);
+      const stopped = stopOne(postgresStop(leftPg), log);
+      if (!stopped.ok) throw new Error(stopped.message);
+    }
+  }
+
+  if (!owned.pg) {
+    const pgPort = opts.pgPort || (await freePort());
+    const conf = [
+      `-p ${pgPort} -h 127.0.0.1 -k ${sockDir}`,
+      ...DURABILITY_SETTINGS.map((s) => `-c ${s}=${wanted}`),
+      '-c max_connections=300 -c shared_buffers=256MB',
+    ].join(' ');
+    const r = asPostgres(bins.pgCtl, [
+      '-D',
+      pgData,
+      '-l',
+      join(pgData, 'server.log'),
+      '-o',
+      conf,
+      '-w',
+      '-t',
+      '60',
+      'start',
+    ]);
+    const pid = postmasterPid(pgData);
+    if (!r.ok || pid === undefined) {
+      if (pid !== undefined) owned.pg = { pid, port: pgPort, adopted: false };
+      throw new Error(`PostgreSQL did not start:\n${r.out}\n${tail(join(pgData, 'server.log'))}`);
+    }
+    owned.pg = { pid, port: readPostmasterPort(pgData) ?? pgPort, adopted: false };
+  }
+  owned.pg.locate = () => postmasterPid(pgData);
+  log(
+    `local PostgreSQL is up: pid ${owned.pg.pid}, 127.0.0.1:${owned.pg.port}, data in ${pgData}, durability "${durability}"`,
+  );
+
+  const database = opts.database ?? 'blastgate';
+  const root = `postgres://postgres@127.0.0.1:${owned.pg.port}`;
+  const admin = new pg.default.Client({ connectionString: `${root}/postgres` });
+  await admin.connect();
+  try {
+    const exists = await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [database]);
+    if (exists.rowCount === 0) await admin.query(`CREATE DATABASE "${database}"`);
+  } finally {
+    await admin.end();
+  }
+  return `${root}/${database}`;
+}
+
+/** The postmaster's pid when a PostgreSQL is running on this data folder. */
+export function postmasterPid(pgData: string): number | undefined {
+  const f = join(pgData, 'postmaster.pid');
+  if (!existsSync(f)) return undefined;
+  const pid = Number(readFileSync(f, 'utf8').split('\n')[0]);
+  return isRunning(pid, 'postgres') ? pid : undefined;
+}
+
+function readPostmasterPort(pgData: string): number | undefined {
+  const f = join(pgData, 'postmaster.pid');
+  if (!existsSync(f)) return undefined;
+  const port = Number(readFileSync(f, 'utf8').split('\n')[3]);
+  return Number.isInteger(port) && port > 0 ? port : undefined;
+}
+
+function tail(file: string): string {
+  try {
+    return readFileSync(file, 'utf8').split('\n').slice(-20).join('\n');
+  } catch {
+    return '';
+  }
+}
