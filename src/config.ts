@@ -121,6 +121,13 @@ export const DEFAULT_LIMITS: Limits = {
   sseHeartbeatMs: 15_000,
 };
 
+/** A service URL as messages show it: never its password. */
+export function shownUrl(url: string): string {
+  const u = new URL(url);
+  u.password = '';
+  return u.href.replace(/\/$/, '');
+}
+
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {
     super(`Invalid configuration:\n  - ${problems.join('\n  - ')}`);

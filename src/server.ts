@@ -14,6 +14,7 @@ import { DataDirInUseError } from './embedded/owner-lock.ts';
 import { unknownSettings } from './lib/env-names.ts';
 import { startWorkers, type RunningWorkers } from './worker-runtime.ts';
 import { serveMetrics } from './plugins/metrics.ts';
+import { redisProblem } from './plugins/redis.ts';
 import type { App } from './lib/schemas.ts';
 import { BootstrapRefused } from './modules/auth/bootstrap.ts';
 import { generateToken } from './modules/auth/secrets.ts';
@@ -92,6 +93,8 @@ async function main() {
     throw databaseProblem(err, databaseUrl) ?? err;
   });
   if (migrated.applied.length) console.log(`applied migrations: ${migrated.applied.join(', ')}`);
+  const redisError = await redisProblem(redisUrl);
+  if (redisError) throw redisError;
 
   // The default signing secret: BLASTGATE_SIGNING_SECRET, or embedded mode's generated one.
   const downstream = {

@@ -4,6 +4,7 @@ import { getPriority } from 'node:os';
 import closeWithGrace from 'close-with-grace';
 import pino from 'pino';
 import { createMetrics, serveMetrics } from './plugins/metrics.ts';
+import { redisProblem } from './plugins/redis.ts';
 import { withRedaction } from './lib/logging.ts';
 import { ConfigError, loadConfig } from './config.ts';
 import { unknownSettings } from './lib/env-names.ts';
@@ -18,6 +19,8 @@ try {
     throw new ConfigError([
       `${missing.join(' and ')} must be set for a separate worker process (npm start runs workers in-process with local servers)`,
     ]);
+  const redisError = await redisProblem(config.redisUrl!);
+  if (redisError) throw redisError;
   const logger = pino(withRedaction({ level: config.logLevel }));
   // Chunk work yields the CPU to the API's reads and commands where they share a host: under a
   // full-speed run on 2 shared cores, GET /v1/operations/{id} p99 went from 152–185 to 94–112 ms

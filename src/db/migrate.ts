@@ -6,7 +6,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import pg from 'pg';
-import { ConfigError } from '../config.ts';
+import { ConfigError, shownUrl } from '../config.ts';
 import { isUnreachable } from '../plugins/db.ts';
 
 export const MIGRATIONS_DIR = resolve(import.meta.dirname, '..', '..', 'prisma', 'migrations');
@@ -42,11 +42,6 @@ export async function pendingMigrations(db: Pick<pg.Pool, 'query'>, dir = MIGRAT
 }
 
 /** DATABASE_URL as it may be shown: never its password. */
-function shown(databaseUrl: string): string {
-  const u = new URL(databaseUrl);
-  u.password = '';
-  return u.href.replace(/\/$/, '');
-}
 
 /**
  * A ConfigError saying what is wrong with DATABASE_URL when the first connection of a start failed
@@ -63,11 +58,11 @@ export function databaseProblem(err: unknown, databaseUrl: string): ConfigError 
     ]);
   if (e.code === '28P01' || e.code === '28000')
     return new ConfigError([
-      `DATABASE_URL (${shown(databaseUrl)}) cannot log in: ${String(e.message)}; check the user and password`,
+      `DATABASE_URL (${shownUrl(databaseUrl)}) cannot log in: ${String(e.message)}; check the user and password`,
     ]);
   if (isUnreachable(err))
     return new ConfigError([
-      `DATABASE_URL (${shown(databaseUrl)}) cannot be reached: ${String(e.message)}; check the host and port, and that PostgreSQL runs there`,
+      `DATABASE_URL (${shownUrl(databaseUrl)}) cannot be reached: ${String(e.message)}; check the host and port, and that PostgreSQL runs there`,
     ]);
   return undefined;
 }

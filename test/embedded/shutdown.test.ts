@@ -3,6 +3,7 @@
 // what is true. Real processes throughout: the server is a child process, the local servers are
 // checked by the pids they write into the data dir.
 import { request as httpRequest, type ClientRequest } from 'node:http';
+import { freePort } from '../../src/embedded/local-services.ts';
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import {
   ADMIN_TOKEN,
@@ -138,6 +139,25 @@ describe('Ctrl-C on the zero-config start', () => {
       expect(pidAlive(left.pg)).toBe(false);
       expect(server.output()).toContain(`stopped the local PostgreSQL (pid ${left.pg})`);
       expect(server.output()).not.toMatch(/stopped the local Redis|could not stop/);
+    },
+  );
+
+  it(
+    'a REDIS_URL that leads nowhere stops the start (exit 2, named) and its local PostgreSQL',
+    { timeout: 240_000 },
+    async () => {
+      dir = tempDataDir();
+      const port = await freePort();
+      // It used to start, log Redis connection errors forever and move no work.
+      server = await spawnServer(dir, { REDIS_URL: `redis://127.0.0.1:${port}` });
+      expect(await exitedWithin(server, 120_000)).toBe(2);
+      const out = server.output();
+      expect(out).toMatch(
+        new RegExp(`REDIS_URL \\(redis://127\\.0\\.0\\.1:${port}\\) cannot be reached \\(waited 5 s\\)`),
+      );
+      expect(out).toMatch(/stopped the local PostgreSQL \(pid \d+\)/);
+      expect(out).not.toMatch(/^\s+at /m);
+      expect(serversRunning(dir, server.redisPort)).toEqual([]);
     },
   );
 
