@@ -38,12 +38,12 @@ export default fp<RateLimitOptions>(
       global: true,
       // Route-level onRequest: after the app-level authentication hook, so req.principal is known.
       hook: 'onRequest',
-      redis: app.redis,
+      redis: app.redisLimits,
       nameSpace: `${o.prefix}:ratelimit:`,
       timeWindow: windowMs,
       keyGenerator: rateLimitKey,
       max: (_req, key) => (key.startsWith(`${CONTROL}:`) ? controlMax : max),
-      allowList: (req) => isLivenessProbe(req) || REDIS_DOWN.has(app.redis.status),
+      allowList: (req) => isLivenessProbe(req) || REDIS_DOWN.has(app.redisLimits.status),
       skipOnError: true,
       errorResponseBuilder: (req, ctx) => {
         const key = rateLimitKey(req);

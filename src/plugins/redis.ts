@@ -6,14 +6,35 @@ import { ConfigError, shownUrl } from '../config.ts';
 declare module 'fastify' {
   interface FastifyInstance {
     redis: Redis;
+    /** The rate limiter's client (LIMITS_COMMAND_TIMEOUT_MS). */
+    redisLimits: Redis;
   }
 }
 
-export function createRedis(url: string, forWorker = false): Redis {
-  // Workers block on Redis and must retry forever instead of failing a command (BullMQ's rule).
+/**
+ * A command of the API's client that has no answer after this long fails (ioredis commandTimeout).
+ * A Redis that hangs (a frozen host, a partition) keeps its connection open, so ioredis never sees
+ * it go: every request waited on the rate limiter's command, the halt button too (a new-user trial:
+ * a `start` that never answered). Failing, the rate limit lets the request through (skipOnError)
+ * and a command's effects are left to the reconciler. Generous, so that a slow but live Redis (a
+ * 2,000-job addBulk under load) is not cut off.
+ */
+export const API_COMMAND_TIMEOUT_MS = 5_000;
+
+/**
+ * The rate limiter's own client gives up sooner: its one small command runs before every request,
+ * and a limiter that cannot answer lets the request through anyway (fail open).
+ */
+export const LIMITS_COMMAND_TIMEOUT_MS = 500;
+
+export function createRedis(url: string, forWorker = false, commandTimeout = API_COMMAND_TIMEOUT_MS): Redis {
+  // Workers block on Redis and must retry forever instead of failing a command (BullMQ's rule);
+  // their blocking commands wait by design, so no command timeout there.
   // Lazy: the first command (or BullMQ, which connects a client in 'wait') opens the connection,
   // so building the app (npm run openapi) needs no running Redis.
-  return new Redis(url, { maxRetriesPerRequest: forWorker ? null : 3, lazyConnect: true });
+  return forWorker
+    ? new Redis(url, { maxRetriesPerRequest: null, lazyConnect: true })
+    : new Redis(url, { maxRetriesPerRequest: 3, lazyConnect: true, commandTimeout });
 }
 
 /** How long a start waits for REDIS_URL's Redis to answer (it may be starting beside us). */
@@ -68,11 +89,15 @@ export async function redisProblem(url: string, waitMs = REDIS_START_WAIT_MS): P
 export default fp<{ url: string }>(
   async (app, opts) => {
     const redis = createRedis(opts.url);
+    const limits = createRedis(opts.url, false, LIMITS_COMMAND_TIMEOUT_MS);
     app.decorate('redis', redis);
-    // Without a listener ioredis prints every reconnect failure to stderr; /readyz reports it too.
-    redis.on('error', (err: Error) => app.log.warn({ err }, 'redis connection error'));
+    app.decorate('redisLimits', limits);
+    for (const r of [redis, limits]) {
+      // Without a listener ioredis prints every reconnect failure to stderr; /readyz reports it too.
+      r.on('error', (err: Error) => app.log.warn({ err }, 'redis connection error'));
+    }
     app.addHook('onClose', async () => {
-      await redis.quit().catch(() => redis.disconnect());
+      await Promise.all([redis, limits].map((r) => r.quit().catch(() => r.disconnect())));
     });
   },
   { name: 'redis' },

@@ -28,7 +28,7 @@ import { appId, query, seedRegistry } from '../support/seed.ts';
 
 const SITES_PER_CASE = 12;
 const APPS_PER_SITE = 50;
-const CASES = 4;
+const CASES = 5;
 const TOTAL = SITES_PER_CASE * APPS_PER_SITE; // wave 0: 1 tenant (50 items); wave 1: 550 (chunks of 500 + 50)
 const LOCK_MS = 1_500;
 /** Longer than the job lock, so every lock taken before the outage has expired when Redis is back. */
@@ -114,6 +114,34 @@ describe('Redis restarted in the middle of a wave', () => {
 
   it('restarted WITHOUT its data: the reconciler rebuilds the work from the ledger', async () => {
     await restartMidWave({ signal: 'SIGKILL', freshDir: true });
+  });
+
+  it('a start while Redis hangs answers running at once, and the operation runs once Redis is back', async () => {
+    const ids = idsFor(nextCase++);
+    h.downstream.reset();
+    const op = await submitAndStart(h, { ids, rollout: { bakeSeconds: 0, waves: ['1', '100%'] } }, false);
+    // Frozen, not stopped: connections stay open and nothing answers, so every Redis command waits.
+    redis.freeze();
+    try {
+      const began = Date.now();
+      const s = await request(h.app.server)
+        .post(`/v1/operations/${op.id}/start`)
+        .set('authorization', h.auth('operator'))
+        .send({});
+      const tookMs = Date.now() - began;
+      expect(s.status, JSON.stringify(s.body)).toBe(200);
+      expect(s.body.state).toBe('running');
+      // The answer came while Redis still hung. Before, the request waited as long as Redis hung
+      // (the rate limiter's command, then the effects): no answer within the test's 60 s. The bound
+      // is generous; what it proves is "not waiting on Redis".
+      expect(tookMs).toBeLessThan(10_000);
+      expect(h.downstream.destructiveCalls()).toEqual([]);
+    } finally {
+      redis.thaw();
+    }
+    const final = await waitForState(h, op.id, ['completed', 'failed', 'halted', 'paused', 'rolled_back'], 60_000);
+    expect(final.state, JSON.stringify(final)).toBe('completed');
+    await expectEachAppliedOnce(h.databaseUrl, h.downstream, op.id, ids);
   });
 
   it('a halt while Redis is down stops the workers (they poll Postgres) and rolls back once Redis is back', async () => {

@@ -18,6 +18,12 @@ export interface OwnRedis {
   readonly dir: string;
   /** SIGTERM: Redis shuts down cleanly (AOF flushed). SIGKILL: a crash. Resolves on exit. */
   stop(signal?: 'SIGTERM' | 'SIGKILL'): Promise<void>;
+  /**
+   * SIGSTOP / SIGCONT: a Redis that holds its connections open and answers nothing (a hung host, a
+   * network partition), unlike a stopped one, which refuses at once.
+   */
+  freeze(): void;
+  thaw(): void;
   /** Starts again on the same port: with the same dir (data kept), or a fresh empty one. */
   start(o?: { freshDir?: boolean }): Promise<void>;
   /** Stops it for good and removes its dirs. */
@@ -122,7 +128,10 @@ export async function startOwnRedis(): Promise<OwnRedis> {
     },
     stop,
     start,
+    freeze: () => pid > 0 && process.kill(pid, 'SIGSTOP'),
+    thaw: () => pid > 0 && process.kill(pid, 'SIGCONT'),
     async destroy() {
+      if (pid > 0) process.kill(pid, 'SIGCONT');
       await stop('SIGKILL');
       for (const d of dirs) rmSync(d, { recursive: true, force: true });
     },

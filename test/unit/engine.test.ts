@@ -13,7 +13,10 @@ interface Tx {
   writes: string[];
 }
 
-function world(initial: LifecycleState, opts: { guardFails?: Guard; effectsFail?: boolean } = {}) {
+function world(
+  initial: LifecycleState,
+  opts: { guardFails?: Guard; effectsFail?: boolean; effectsHang?: boolean } = {},
+) {
   let record: OperationRecord = {
     id: 'op_1',
     version: 1,
@@ -64,6 +67,8 @@ function world(initial: LifecycleState, opts: { guardFails?: Guard; effectsFail?
     },
     async enqueueWave(job, range) {
       if (opts.effectsFail) throw new Error('redis down');
+      // Redis stopped: ioredis holds the command while it reconnects.
+      if (opts.effectsHang) await new Promise(() => undefined);
       log.push(`wave:${job.wave}@e${job.epoch}:${range.fromSeq}-${range.toSeq}`);
       return 1;
     },
@@ -73,7 +78,13 @@ function world(initial: LifecycleState, opts: { guardFails?: Guard; effectsFail?
     },
   };
   const warnings: string[] = [];
-  const engine = createEngine<Tx>({ store, effects, clock: () => NOW, log: { warn: (_o, m) => warnings.push(m) } });
+  const engine = createEngine<Tx>({
+    store,
+    effects,
+    clock: () => NOW,
+    log: { warn: (_o, m) => warnings.push(m) },
+    effectsWaitMs: 50,
+  });
   return { engine, log, committed, warnings, current: () => record };
 }
 
@@ -143,6 +154,16 @@ describe('the engine loop', () => {
     expect(a!.state.state).toBe('running');
     expect(w.committed).toContain('state=running');
     expect(w.warnings).toEqual(['effects not carried out now; the reconciler will']);
+  });
+
+  it('answers with the committed decision when its effects hang (Redis reconnecting), not when they end', async () => {
+    const w = world(at('approved'), { effectsHang: true });
+    const a = await w.engine.apply('op_1', ev.start(), op);
+    expect(a!.state.state).toBe('running');
+    expect(w.committed).toContain('state=running');
+    expect(w.warnings).toEqual([
+      'effects still waiting on Redis; answering now, they finish when it is back (or the reconciler re-derives them)',
+    ]);
   });
 
   it('runs an event source inside the same transaction: its writes commit with the decision, or not at all', async () => {

@@ -58,7 +58,19 @@ export interface EngineDeps<Tx> {
   clock: () => number;
   metrics?: Pick<Metrics, 'transitions' | 'halts'>;
   log?: { warn(obj: object, msg: string): void };
+  /**
+   * How long apply() waits for the effects before it returns (default EFFECTS_WAIT_MS). They go on
+   * in the background; the decision is committed either way.
+   */
+  effectsWaitMs?: number;
 }
+
+/**
+ * Effects only wait on Redis. During a Redis outage each of its commands waits for reconnects, and
+ * an operator's `start` answered after ~20 s (a new-user trial). Past this wait the command answers
+ * with its committed state; the effects finish when Redis is back, or the reconciler re-derives them.
+ */
+export const EFFECTS_WAIT_MS = 2_000;
 
 /** An event, or a step inside the transaction that yields one (or null: nothing to decide). */
 export type EventSource<Tx> = LifecycleEvent | ((tx: Tx) => Promise<LifecycleEvent | null>);
@@ -105,9 +117,24 @@ export function createEngine<Tx>(deps: EngineDeps<Tx>): Engine<Tx> {
         }
         // The decision is committed: it stands even if Redis is unreachable right now. Queued work
         // is re-derived from the ledger by the reconciler, and workers poll Postgres for halts.
-        await runEffects(deps.effects, result).catch((err: unknown) =>
-          deps.log?.warn({ err, operationId: opId }, 'effects not carried out now; the reconciler will'),
+        const effects = runEffects(deps.effects, result).then(
+          () => 'done' as const,
+          (err: unknown) =>
+            deps.log?.warn({ err, operationId: opId }, 'effects not carried out now; the reconciler will'),
         );
+        let timer: NodeJS.Timeout | undefined;
+        const waited = await Promise.race([
+          effects,
+          new Promise<'waiting'>(
+            (r) => (timer = setTimeout(() => r('waiting'), deps.effectsWaitMs ?? EFFECTS_WAIT_MS)),
+          ),
+        ]);
+        clearTimeout(timer);
+        if (waited === 'waiting')
+          deps.log?.warn(
+            { operationId: opId, waitedMs: deps.effectsWaitMs ?? EFFECTS_WAIT_MS },
+            'effects still waiting on Redis; answering now, they finish when it is back (or the reconciler re-derives them)',
+          );
       }
       return result;
     },
