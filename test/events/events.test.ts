@@ -127,9 +127,9 @@ describe('live events', () => {
     const halted = s.frames.find((f) => f.data.action === 'operation.halted');
     // onHalt rollback (the default): the halt goes straight to rolling back, saying why.
     expect(halted?.data.to).toBe('rolling_back');
-    expect((halted?.data.detail as { reason: string }).reason).toMatch(/^wave 0: /);
+    expect((halted?.data.detail as { reason: string }).reason).toMatch(/^wave 1 of \d+: /);
     const last = s.frames.filter((f) => f.event === 'progress').at(-1)!.data;
-    expect(last.haltReason).toMatch(/^wave 0: /);
+    expect(last.haltReason).toMatch(/^wave 1 of \d+: /);
     expect((last.counts as { restored: number }).restored).toBeGreaterThan(0);
     expect(s.frames.some((f) => f.data.action === 'operation.rolled_back')).toBe(true);
   }, 120_000);

@@ -59,7 +59,7 @@ describe('halt on item failures', () => {
 
     const end = await waitForState(h, plan.id, ['completed', 'rolled_back', 'paused', 'halted']);
     expect(end.state).toBe('rolled_back');
-    expect(end.haltReason).toMatch(/^wave 2: /);
+    expect(end.haltReason).toMatch(/^wave 3 of 4: /);
 
     const rows = await ledger(h, plan.id);
     const deletes = softDeletesOf(h, rows);
@@ -100,7 +100,7 @@ describe('halt on a missed deadline', () => {
     h.downstream.hang(0);
     expect(['rolling_back', 'rolled_back']).toContain(halted.state);
     const end = await waitForState(h, plan.id, ['rolled_back']);
-    expect(end.haltReason).toBe('wave 1 missed its deadline of 2s');
+    expect(end.haltReason).toBe('wave 2 of 2 missed its deadline of 2s');
     const { touched } = await expectEverythingTouchedRestored(h, plan.id);
     expect(touched.size).toBeGreaterThan(4);
     expect(touched.size).toBeLessThan(ids.length);
@@ -126,7 +126,7 @@ describe('halt on a missed deadline', () => {
     const halted = await waitForState(h, plan.id, ['rolling_back', 'rolled_back', 'completed', 'paused', 'halted']);
     h.downstream.hang(0);
     expect(['rolling_back', 'rolled_back']).toContain(halted.state);
-    expect(halted.haltReason).toBe('wave 1 missed its deadline of 2s');
+    expect(halted.haltReason).toBe('wave 2 of 2 missed its deadline of 2s');
     await waitForState(h, plan.id, ['rolled_back']);
     await expectEverythingTouchedRestored(h, plan.id);
   });

@@ -66,7 +66,7 @@ describe('health probes during the bake', () => {
     const end = await waitForState(h, plan.id, ['rolled_back', 'completed', 'paused', 'halted']);
     expect(end.state).toBe('rolled_back');
     expect(end.currentWave).toBe(1);
-    expect(end.haltReason).toMatch(new RegExp(`^wave 1: unhealthy probes: ${wave1Tenant} \\(unhealthy`));
+    expect(end.haltReason).toMatch(new RegExp(`^wave 2 of 4: unhealthy probes: ${wave1Tenant} \\(unhealthy`));
 
     // Wave 2 never started: no destructive call for any of its tenants (or later ones).
     const rows = await ledger(h, plan.id);
@@ -94,7 +94,7 @@ describe('health probes during the bake', () => {
     const end = await waitForState(h, plan.id, ['halted', 'completed', 'paused', 'rolled_back'], 20_000);
     expect(end.state).toBe('halted');
     expect(end.currentWave).toBe(0);
-    expect(end.haltReason).toMatch(new RegExp(`^wave 0: unhealthy probes: ${internal} \\(timeout`));
+    expect(end.haltReason).toMatch(new RegExp(`^wave 1 of \\d+: unhealthy probes: ${internal} \\(timeout`));
     const rows = await ledger(h, plan.id);
     const deletes = softDeletesOf(h, rows);
     expect(new Set(deletes.map((c) => c.tenantId))).toEqual(new Set([internal]));

@@ -272,7 +272,7 @@ describe('live view in headless Chromium', () => {
       expect(await page.locator('#probes tbody tr').first().textContent()).toMatch(/^tenant_\d+healthy/);
       await expect.poll(() => page.locator('#op-state').textContent(), { ...POLL, timeout: 45_000 }).toBe('halted');
       expect(await page.locator('#halt').textContent()).toMatch(
-        new RegExp(`^Halt reason: wave 1: unhealthy probes: ${wave1Tenant}`),
+        new RegExp(`^Halt reason: wave 2 of 3: unhealthy probes: ${wave1Tenant}`),
       );
       expect(await page.locator('#bake').isVisible()).toBe(false);
       expect(await page.locator(`#probes tr.probe-unhealthy`).count()).toBe(1);

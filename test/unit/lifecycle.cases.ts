@@ -345,7 +345,7 @@ export const operatorCases: Case[] = [
   c('running + timer past the wave deadline → halt', at('running', { waveDeadline: NOW }), ev.timer(), {
     to: 'rolling_back',
     effects: HALT_ROLLBACK,
-    reason: /wave 1 missed its deadline/,
+    reason: /wave 2 of 3 missed its deadline/,
   }),
   c('running + timer before the deadline → no change', at('running'), ev.timer(), { noop: true }),
   c('baking + timer → no change (the bake has its own clock)', at('baking'), ev.timer(), { noop: true }),

@@ -64,7 +64,11 @@ export async function processDrill<Tx>(
     candidates.length > 0
       ? await runDrill(deps, op, drill, candidates, fence)
       : drill.seq === null
-        ? { outcome: 'failed', detail: `no item deleted by wave ${drill.wave} is left to drill`, itemState: 'deleted' }
+        ? {
+            outcome: 'failed',
+            detail: `no item deleted by wave ${drill.wave + 1} is left to drill`,
+            itemState: 'deleted',
+          }
         : // A rerun whose item a rollback took over after the hold: where the first run left it is unknown.
           {
             outcome: 'failed',

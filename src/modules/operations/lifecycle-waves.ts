@@ -22,6 +22,13 @@ import {
 import { assessWave } from './wave-health.ts';
 import { drillLate, drillGate } from './lifecycle-drill.ts';
 
+/**
+ * A wave as people count it, in the reasons an operator reads ("wave 1 of 5" is the canary). The
+ * API's `currentWave` and every event's `wave` stay 0-based indexes; the CLI and the live view
+ * show waves from 1 too, so a halt reason agrees with the wave they show.
+ */
+export const waveName = (s: Pick<LifecycleState, 'waveCount'>, index: number) => `wave ${index + 1} of ${s.waveCount}`;
+
 export function waveReport(
   s: LifecycleState,
   e: Extract<LifecycleEvent, { type: 'item_outcomes' | 'wave_settled' }>,
@@ -34,7 +41,7 @@ export function waveReport(
   if (e.wave !== s.currentWave || !executing) return unchanged(s);
   const verdict = assessWave(e.stats, s.haltPolicy);
   // A pause must not hide damage done by items that were in flight: unhealthy still halts.
-  if (!verdict.healthy) return halt(s, `wave ${e.wave}: ${verdict.reason}`, SYSTEM, { stats: e.stats });
+  if (!verdict.healthy) return halt(s, `${waveName(s, e.wave)}: ${verdict.reason}`, SYSTEM, { stats: e.stats });
   if (e.type === 'item_outcomes' || s.state !== 'running') return unchanged(s);
   return drillGate(s, e.wave, e.stats) ?? afterSettled(s, e.wave, e.stats, now);
 }
@@ -43,10 +50,10 @@ export function probes(s: LifecycleState, e: Extract<LifecycleEvent, { type: 'pr
   const active = s.state === 'running' || s.state === 'baking' || s.state === 'paused';
   if (e.wave !== s.currentWave || !active) return unchanged(s);
   // Fail closed in every active state: no data, an error or a timeout all count as unhealthy.
-  if (e.probes.length === 0) return halt(s, `wave ${e.wave}: no probe data`, SYSTEM);
+  if (e.probes.length === 0) return halt(s, `${waveName(s, e.wave)}: no probe data`, SYSTEM);
   const bad = e.probes.filter((p) => BAD_PROBE.includes(p.result));
   if (bad.length > 0)
-    return halt(s, `wave ${e.wave}: unhealthy probes: ${listTenants(bad)}`, SYSTEM, { unhealthy: bad.length });
+    return halt(s, `${waveName(s, e.wave)}: unhealthy probes: ${listTenants(bad)}`, SYSTEM, { unhealthy: bad.length });
   if (s.state !== 'baking') return unchanged(s); // only a bake moves the rollout forward
   const missing = e.probes.filter((p) => p.result === 'not_configured');
   if (missing.length > 0 && s.haltPolicy.probe === 'required') {
@@ -76,7 +83,11 @@ export function timer(s: LifecycleState, now: number): Decision {
   const late = drillLate(s, now);
   if (late) return late;
   if (s.state === 'running' && s.waveDeadline !== null && now >= s.waveDeadline) {
-    return halt(s, `wave ${s.currentWave} missed its deadline of ${s.rollout.waveDeadlineSeconds}s`, SYSTEM);
+    return halt(
+      s,
+      `${waveName(s, s.currentWave ?? 0)} missed its deadline of ${s.rollout.waveDeadlineSeconds}s`,
+      SYSTEM,
+    );
   }
   // A bake moves on its own probe rounds; it has stalled when it outlives its end by stallSeconds.
   const stalled =

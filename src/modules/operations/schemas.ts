@@ -200,8 +200,14 @@ export const OperationView = Type.Object(
     ]),
     rollout: Type.Any({ description: 'Effective rollout policy' }),
     haltPolicy: Type.Any({ description: 'Effective halt policy' }),
-    currentWave: Type.Union([Type.Integer(), Type.Null()]),
-    haltReason: Type.Union([Type.String(), Type.Null()]),
+    currentWave: Type.Union([Type.Integer(), Type.Null()], {
+      description:
+        'Index of the wave being run or baked, from 0 (the canary); null before the start. Text for people (halt reasons, the CLI, the live view) counts waves from 1: index 0 is "wave 1 of N".',
+    }),
+    haltReason: Type.Union([Type.String(), Type.Null()], {
+      description:
+        'Why it stopped or paused, for people, e.g. "wave 2 of 5: 3 consecutive item failures (limit 3)"; null otherwise.',
+    }),
     waveProgress: Type.Optional(
       Type.Array(Type.Object({ wave: Type.Integer(), counts: Type.Record(Type.String(), Type.Integer()) }), {
         description: 'Item counts per wave and state',

@@ -31,7 +31,7 @@ export function slackMessage(body: WebhookEvent['body']): { text: string; blocks
     text = `${icon} Global freeze ${d.frozen ? 'set' : 'lifted'} by ${esc(d.actor)}${d.reason ? `: ${esc(d.reason)}` : ''}`;
   } else {
     const what = prefix === 'operation' ? 'Operation' : prefix === 'restore' ? 'Restore' : 'Purge';
-    const wave = typeof d.wave === 'number' && suffix === 'wave_completed' ? ` wave ${d.wave}` : '';
+    const wave = typeof d.wave === 'number' && suffix === 'wave_completed' ? ` wave ${d.wave + 1}` : '';
     text =
       `${icon} ${what} ${esc(d.operationId)}${wave} ${suffix.replace('_', ' ')}` +
       ` (${esc(d.kind)} ${esc(d.targetType)}: ${esc(d.itemCount)} items, ${esc(d.tenantCount)} tenants)`;
