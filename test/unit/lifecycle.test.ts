@@ -104,7 +104,10 @@ describe('effect details', () => {
   });
   it('stop_execution comes first and carries the halt reason', () => {
     const effects = effectsOf(at('running', { waveDeadline: NOW - 1 }), ev.timer());
-    expect(effects[0]).toEqual({ type: 'stop_execution', reason: expect.stringMatching(/wave 2 of 3 missed its deadline/) });
+    expect(effects[0]).toEqual({
+      type: 'stop_execution',
+      reason: expect.stringMatching(/wave 2 of 3 missed its deadline/),
+    });
   });
   it('audit names the actor and both states', () => {
     expect(auditOf(effectsOf(at('running'), ev.pause()))).toEqual({
