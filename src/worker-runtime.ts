@@ -212,6 +212,7 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
               clock,
               metrics: opts.metrics,
               throughput: pgThroughputRecorder(db.pool),
+              watch,
             },
             j.opId,
             fence,

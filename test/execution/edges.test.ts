@@ -271,6 +271,45 @@ describe('terminal states tell the truth', () => {
   });
 });
 
+describe('ending a rollback while its restores are under way', () => {
+  it('stops sending restores (at most one more per lane), and records truly each one that was applied', async () => {
+    // 10 sites × 4 apps: one 40-item rollback batch, 2 restores in flight at a time.
+    const ids = appsOf(freshSites(10), APPS);
+    const plan = await submitAndStart(h, { ids, rollout: ROLLOUT, haltPolicy: FAST_HALT });
+    await waitForState(h, plan.id, ['completed']);
+    const restores = () => h.downstream.destructiveCalls().filter((c) => c.action === 'restore');
+    h.downstream.hang(150);
+    await command(h, 'operator', plan.id, 'rollback', { reason: 'undo' }).expect(200);
+    await until(() => restores().length >= 4, 'restores to be under way');
+    const ended = await command(h, 'operator', plan.id, 'abort', {
+      reason: 'the restores overload the downstream',
+      endRollback: true,
+    }).expect(200);
+    expect(ended.body.state).toBe('rollback_incomplete');
+    const atEnd = restores().length;
+    // Give a rollback that did not stop the time to send several more (2 lanes × 150 ms per call).
+    await new Promise((r) => setTimeout(r, 1_500));
+    await until(() => restores().every((c) => c.status !== undefined), 'restores in flight to end');
+    const sent = restores().length;
+    // In flight at the end (one per lane), and at most one more per lane before the watch's next
+    // reading (100 ms) showed the end. Before, the whole 40-item batch went on being restored.
+    expect(sent - atEnd).toBeLessThanOrEqual(2 * ROLLOUT.concurrency);
+    expect(sent).toBeLessThan(ids.length);
+    h.downstream.hang(0);
+    // The ledger tells the truth about every restore the downstream applied, late ones included.
+    await until(
+      async () => (await ledger(h, plan.id)).every((r) => r.state !== 'restoring'),
+      'the last restores to be recorded',
+    );
+    const rows = await ledger(h, plan.id);
+    for (const r of rows) {
+      const active = h.downstream.state(r.resource_id) === 'active';
+      expect(r.state === 'restored', `${r.resource_id}: ledger ${r.state}, downstream active=${active}`).toBe(active);
+    }
+    expect(rows.filter((r) => r.state === 'restored').length).toBeGreaterThan(0);
+  });
+});
+
 describe('freeze and unfreeze on every live operation', () => {
   it('records frozen/unfrozen on planned, approved and running operations and reports them affected', async () => {
     const planned = (await submit(appsOf(freshSites(1), APPS)).expect(201)).body.id as string;

@@ -84,6 +84,15 @@ export class HaltWatch {
     return notice === undefined || notice < since;
   }
 
+  /**
+   * True only if a fresh reading says the operation is rolling back: an operator who ends the
+   * rollback (abort with endRollback) stops its restores within a poll, not after the batch.
+   */
+  stillRollingBack(opId: string): boolean {
+    const s = this.seen.get(opId);
+    return !!s && s.state === 'rolling_back' && this.clock() - s.at <= this.freshMs;
+  }
+
   private async refresh(ids: string[]) {
     const started = this.clock();
     const r = await this.pool.query<{ id: string; state: OpState; current_wave: number | null; frozen: boolean }>(

@@ -14,6 +14,7 @@ import type { ThroughputRecorder } from '../operations/restore-estimate.ts';
 import type { AdapterCache } from './adapters-cache.ts';
 import type { Engine } from './engine.ts';
 import type { Fence } from './exclusive.ts';
+import type { HaltWatch } from './halt-watch.ts';
 import { restoreBatch } from './rollback-batch.ts';
 import type { RollbackLedger } from './rollback-ledger.ts';
 import type { OperationRecord } from './state.ts';
@@ -41,9 +42,20 @@ export interface RollbackDeps<Tx = Queryable> {
   metrics?: Pick<Metrics, 'items'>;
   /** Restore throughput per type and adapter kind, from which plans estimate their time to restore. */
   throughput?: ThroughputRecorder;
+  /** Whether the operation still rolls back, read before every restore call (halt-watch.ts). */
+  watch?: Pick<HaltWatch, 'track' | 'untrack' | 'stillRollingBack'>;
 }
 
 export async function processRollback<Tx>(deps: RollbackDeps<Tx>, opId: string, fence: Fence): Promise<void> {
+  await deps.watch?.track(opId);
+  try {
+    return await rollbackRun(deps, opId, fence);
+  } finally {
+    deps.watch?.untrack(opId);
+  }
+}
+
+async function rollbackRun<Tx>(deps: RollbackDeps<Tx>, opId: string, fence: Fence): Promise<void> {
   const started = deps.clock();
   const token = randomUUID();
   let op = await deps.load(opId);
@@ -70,7 +82,9 @@ export async function processRollback<Tx>(deps: RollbackDeps<Tx>, opId: string, 
         concurrency: op.lifecycle.rollout.concurrency,
         adapters: deps.adapters,
         readSnapshots: deps.readSnapshots,
-        shouldContinue: () => !fence.lost,
+        // An operator may end the rollback (abort → rollback_incomplete) while a batch is under
+        // way: the calls not yet sent are not sent, and the batch records them as not restored.
+        shouldContinue: () => !fence.lost && (deps.watch?.stillRollingBack(opId) ?? true),
       },
       picked,
     );
