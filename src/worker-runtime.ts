@@ -30,6 +30,7 @@ import { createQueues, JOB_ATTEMPTS, QUEUE_NAMES, type ChunkJob, type ControlJob
 import { reconcileOnce, type Reconciled } from './modules/execution/reconciler.ts';
 import { pgRollbackLedger } from './modules/execution/rollback-ledger.ts';
 import { processRollback } from './modules/execution/rollback.ts';
+import { supersededItems } from './modules/execution/rollback-superseded.ts';
 import { processDrill } from './modules/execution/drill.ts';
 import { pgDrillStore } from './modules/execution/drill-store.ts';
 import { loadOperation } from './modules/execution/state.ts';
@@ -213,6 +214,7 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
               metrics: opts.metrics,
               throughput: pgThroughputRecorder(db.pool),
               watch,
+              superseded: (id, picked) => supersededItems(db.pool, id, picked),
             },
             j.opId,
             fence,

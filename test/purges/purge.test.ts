@@ -308,6 +308,58 @@ describe('a due purge', () => {
   });
 });
 
+describe('rolling back a delete after a later purge or restore of its items', () => {
+  it('HTTP: sends no restore for what was purged or brought back since, and says so item by item', async () => {
+    await useHttp(h);
+    const s = freshSite();
+    const apps = appsOfSite(s);
+    const [purgedId, restoredId, ...rest] = apps;
+    for (const x of apps)
+      h.downstream.resources.set(x, { id: x, tenantId: tenantId(s), state: 'active', data: { name: x } });
+    const deleteOp = await deleteAndComplete(h, 'app', apps);
+    // Since the delete: one app restored on its own, one purged once its retention ended.
+    const restore = await postRestore(h, { targetType: 'app', ids: [restoredId!], rollout: ROLLOUT });
+    expect(restore.status, JSON.stringify(restore.body)).toBe(201);
+    expect((await approveAndRun(restore.body)).state).toBe('completed');
+    await makeDue([purgedId!]);
+    const purge = await postPurge({ targetType: 'app', ids: [purgedId!] });
+    expect(purge.status, JSON.stringify(purge.body)).toBe(201);
+    expect((await approveAndRun(purge.body)).state).toBe('completed');
+    expect(h.downstream.state(purgedId!)).toBe('purged');
+    h.downstream.reset();
+    for (const x of rest)
+      h.downstream.resources.set(x, { id: x, tenantId: tenantId(s), state: 'soft_deleted', data: { name: x } });
+    h.downstream.resources.set(restoredId!, {
+      id: restoredId!,
+      tenantId: tenantId(s),
+      state: 'active',
+      data: { v: 2 },
+    });
+    h.downstream.resources.set(purgedId!, { id: purgedId!, tenantId: tenantId(s), state: 'purged', data: {} });
+
+    await command(h, 'operator', deleteOp, 'rollback', { reason: 'undo the cleanup' }).expect(200);
+    const end = await waitForState(h, deleteOp, ['rolled_back', 'rollback_incomplete']);
+    // Before: a signed restore (carrying the old snapshot) went to the purged app and to the one
+    // already back, and the rollback said rolled_back while the registry said purged.
+    const restored = h.downstream.destructiveCalls().map((c) => c.resourceId);
+    expect(restored.sort()).toEqual([...rest].sort());
+    expect(end.state).toBe('rollback_incomplete');
+    const items = await query<{ resource_id: string; state: string; last_error: string | null; permanent: boolean }>(
+      h.databaseUrl,
+      'SELECT resource_id, state, last_error, permanent FROM operation_items WHERE operation_id = $1',
+      [deleteOp],
+    );
+    const byId = new Map(items.map((i) => [i.resource_id, i]));
+    expect(byId.get(purgedId!)).toMatchObject({ state: 'restore_failed', permanent: true });
+    expect(byId.get(purgedId!)!.last_error).toMatch(new RegExp(`cannot restore ${purgedId}: it is purged`));
+    // Already back (by the restore): nothing to undo, and its newer state is left alone.
+    expect(byId.get(restoredId!)!.state).toBe('restored');
+    expect(h.downstream.resources.get(restoredId!)!.data).toEqual({ v: 2 });
+    for (const x of rest) expect(byId.get(x)!.state).toBe('restored');
+    expect(await registryStates(h, [purgedId!])).toEqual({ [purgedId!]: 'purged' });
+  });
+});
+
 describe('the scheduled proposal', () => {
   it('is one BullMQ job scheduler however many worker processes upsert it, and off removes it', async () => {
     const conns = Array.from({ length: 5 }, () => createRedis(h.redisUrl, true));

@@ -16,7 +16,7 @@ import type { Engine } from './engine.ts';
 import type { Fence } from './exclusive.ts';
 import type { HaltWatch } from './halt-watch.ts';
 import { restoreBatch } from './rollback-batch.ts';
-import type { RollbackLedger } from './rollback-ledger.ts';
+import type { RestoreCandidate, RestoreResult, RollbackLedger } from './rollback-ledger.ts';
 import type { OperationRecord } from './state.ts';
 
 /** Submitted items per batch (each with its descendants), newest first. */
@@ -42,6 +42,8 @@ export interface RollbackDeps<Tx = Queryable> {
   metrics?: Pick<Metrics, 'items'>;
   /** Restore throughput per type and adapter kind, from which plans estimate their time to restore. */
   throughput?: ThroughputRecorder;
+  /** Items decided without a call: purged or acted on by a later operation (rollback-superseded.ts). */
+  superseded?: (opId: string, picked: RestoreCandidate[]) => Promise<RestoreResult[]>;
   /** Whether the operation still rolls back, read before every restore call (halt-watch.ts). */
   watch?: Pick<HaltWatch, 'track' | 'untrack' | 'stillRollingBack'>;
 }
@@ -75,7 +77,10 @@ async function rollbackRun<Tx>(deps: RollbackDeps<Tx>, opId: string, fence: Fenc
       picked = await deps.ledger.pick(opId, token, BATCH);
       if (picked.length === 0) break;
     }
-    const out = await restoreBatch(
+    const decided = (await deps.superseded?.(opId, picked)) ?? [];
+    const known = new Set(decided.map((d) => d.seq));
+    const toSend = picked.filter((p) => !known.has(p.seq));
+    const sent = await restoreBatch(
       {
         opId,
         targetType: op.targetType,
@@ -86,8 +91,9 @@ async function rollbackRun<Tx>(deps: RollbackDeps<Tx>, opId: string, fence: Fenc
         // way: the calls not yet sent are not sent, and the batch records them as not restored.
         shouldContinue: () => !fence.lost && (deps.watch?.stillRollingBack(opId) ?? true),
       },
-      picked,
+      toSend,
     );
+    const out = [...decided, ...sent];
     await deps.ledger.finish(opId, token, out);
     const restored = out.filter((r) => r.ok).length;
     deps.metrics?.items.inc({ outcome: 'restored' }, restored);
