@@ -12,6 +12,9 @@ export const EVENT_SUFFIXES = [
   'wave_completed',
   'halted',
   'rolled_back',
+  'rollback_incomplete',
+  'cancelled',
+  'expired',
   'completed',
 ] as const;
 export const EVENT_PREFIXES = ['operation', 'restore', 'purge'] as const;
@@ -64,6 +67,11 @@ const SUFFIXES_OF: Record<string, (typeof EVENT_SUFFIXES)[number][]> = {
   wave_settled: ['wave_completed'],
   halted: ['halted'],
   rolled_back: ['rolled_back'],
+  // Every end an operation can reach is announced: a rollback that could not restore everything
+  // is the one an incident channel most needs (a new-user trial found it silent).
+  rollback_incomplete: ['rollback_incomplete'],
+  cancelled: ['cancelled'],
+  expired: ['expired'],
   completed: ['completed'],
   completed_with_failures: ['completed'],
 };

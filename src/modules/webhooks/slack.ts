@@ -10,6 +10,9 @@ const ICON: Record<string, string> = {
   wave_completed: ':ocean:',
   halted: ':octagonal_sign:',
   rolled_back: ':rewind:',
+  rollback_incomplete: ':warning:',
+  cancelled: ':x:',
+  expired: ':hourglass:',
   completed: ':checkered_flag:',
   on: ':ice_cube:',
   off: ':sunny:',
@@ -35,7 +38,8 @@ export function slackMessage(body: WebhookEvent['body']): { text: string; blocks
     text =
       `${icon} ${what} ${esc(d.operationId)}${wave} ${suffix.replace('_', ' ')}` +
       ` (${esc(d.kind)} ${esc(d.targetType)}: ${esc(d.itemCount)} items, ${esc(d.tenantCount)} tenants)`;
-    if (suffix === 'halted' && d.haltReason) text += `: ${esc(d.haltReason)}`;
+    if ((suffix === 'halted' || suffix === 'rollback_incomplete' || suffix === 'cancelled') && d.haltReason)
+      text += `: ${esc(d.haltReason)}`;
   }
   const context = [`*${body.type}*`, `by ${esc(d.actor)}`, body.timestamp];
   if (d.ticket) context.push(`ticket ${esc(d.ticket)}`);
