@@ -396,10 +396,14 @@ export const operatorCases: Case[] = [
     effects: HALT_PAUSE,
   }),
   c('paused + abort → halt', at('paused'), ev.abort(), { to: 'rolling_back', effects: HALT_ROLLBACK }),
-  c('halted + abort → halted with the new reason', at('halted', pausePolicy), ev.abort(), {
-    to: 'halted',
-    effects: HALT_PAUSE,
-    reason: /aborted/,
+  c('halted (onHalt pause) + abort → refused, naming rollback and resume', at('halted', pausePolicy), ev.abort(), {
+    refused: 'INVALID_TRANSITION',
+    status: 409,
+    message: /halted \(stopped already, waiting for a human\): rollback restores what it deleted, resume continues it/,
+  }),
+  c('halted (onHalt rollback) + abort → rolls back', at('halted'), ev.abort(), {
+    to: 'rolling_back',
+    effects: HALT_ROLLBACK,
   }),
   c(
     'rolling_back + abort with endRollback → rollback_incomplete: the way out of a rollback that cannot finish',

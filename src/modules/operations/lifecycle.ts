@@ -238,6 +238,14 @@ function decideAt(s: LifecycleState, e: LifecycleEvent, now: number): Decision {
         };
         return ok(next, [stop(reason), audit('cancelled', s, next, e.by.name, { reason, started: true })]);
       }
+      // Halted and waiting for a human (onHalt: pause): an abort would halt it again and change
+      // nothing but the reason, while answering changed (a new-user trial). Say what the ways out are.
+      if (s.state === 'halted' && !(rollsBack(s.kind) && s.haltPolicy.onHalt === 'rollback'))
+        return invalid(
+          s,
+          'abort',
+          ' (stopped already, waiting for a human): rollback restores what it deleted, resume continues it',
+        );
       return STOPPABLE.includes(s.state)
         ? halt(s, `aborted by ${e.by.name}: ${e.reason}`, e.by.name, { aborted: true })
         : invalid(s, 'abort');

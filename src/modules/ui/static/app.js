@@ -22,7 +22,11 @@ const ACTIONS = [
     path: 'abort',
     label: 'Abort…',
     role: 'operator',
-    when: (op) => ['planned', 'approved', ...STOPPABLE].includes(op.state),
+    // A delete halted to wait for a human (onHalt: pause) is stopped already: its ways out are
+    // Roll back and Resume (the server refuses an abort there, saying so).
+    when: (op) =>
+      ['planned', 'approved', ...STOPPABLE].includes(op.state) &&
+      !(op.state === 'halted' && op.kind === 'delete' && op.haltPolicy?.onHalt !== 'rollback'),
   },
   // A plain abort never ends a rollback (a second click would): ending one is its own button.
   {
