@@ -10,7 +10,7 @@
 // Prints the job's return value (planned) or its failedReason (refused) as JSON on stdout.
 // Exit codes: 0 planned · 10 plan rejected · 2 usage error · 1 any other refusal or error.
 import { readFile } from 'node:fs/promises';
-import { Queue, QueueEvents } from 'bullmq';
+import { Job, Queue, QueueEvents } from 'bullmq';
 import { Redis } from 'ioredis';
 
 const [file, key] = process.argv.slice(2);
@@ -27,15 +27,38 @@ if (!file || !key || !REDIS_URL || !BLASTGATE_TOKEN || !/^[A-Za-z0-9._-]{1,200}$
 }
 
 const operation = JSON.parse(await readFile(file, 'utf8'));
+/** The value with its object keys in order, for comparing two bodies. */
+const sorted = (v) =>
+  Array.isArray(v)
+    ? v.map(sorted)
+    : v && typeof v === 'object'
+      ? Object.fromEntries(
+          Object.keys(v)
+            .sort()
+            .map((k) => [k, sorted(v[k])]),
+        )
+      : v;
 // BullMQ needs maxRetriesPerRequest: null on the connection QueueEvents blocks on.
 const connection = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
+// Without a listener ioredis prints a stack per reconnect attempt while Redis is down.
+connection.on('error', () => undefined);
 const queue = new Queue('intake', { connection, prefix });
-const events = new QueueEvents('intake', { connection: connection.duplicate(), prefix });
+const eventsConnection = connection.duplicate();
+eventsConnection.on('error', () => undefined);
+const events = new QueueEvents('intake', { connection: eventsConnection, prefix });
 let code = 1;
 try {
   await events.waitUntilReady();
   // The job ID is the Idempotency-Key: a rerun of the pipeline gets the same operation back.
   const job = await queue.add('submit', { token: BLASTGATE_TOKEN, operation }, { jobId: key });
+  // A key BullMQ still keeps returns the kept job: if it carries another body, its outcome is not
+  // this request's (REST answers 409 there). Key order aside, JSON.stringify compares the bodies.
+  const kept = await Job.fromId(queue, key);
+  if (kept && JSON.stringify(sorted(kept.data.operation)) !== JSON.stringify(sorted(operation))) {
+    const message = `job ${key} (${await kept.getState()}) was submitted with another body; use a new key for a different request`;
+    console.log(JSON.stringify({ code: 'IDEMPOTENCY_KEY_REUSED', message }, null, 2));
+    throw Object.assign(new Error(message), { reported: true });
+  }
   try {
     const result = await job.waitUntilFinished(events, timeoutMs);
     console.log(JSON.stringify(result, null, 2));
@@ -51,9 +74,12 @@ try {
     console.log(JSON.stringify(reason, null, 2));
     code = reason.code === 'PLAN_REJECTED' ? 10 : 1;
   }
+} catch (err) {
+  if (!err.reported) throw err;
 } finally {
   await events.close();
   await queue.close();
   connection.disconnect();
+  eventsConnection.disconnect();
 }
 process.exit(code);

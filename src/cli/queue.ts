@@ -3,6 +3,7 @@
 // outcome as the REST path does: a plan → 0, PLAN_REJECTED → 10, any other refusal → 1.
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
+import { canonicalJson } from '../lib/canonical-json.ts';
 import { CliError, EXIT, usageError } from './exit-codes.ts';
 
 export interface QueueSubmitOptions {
@@ -30,7 +31,7 @@ export async function submitViaQueue(o: QueueSubmitOptions): Promise<QueueResult
   if (!JOB_ID.test(jobId))
     throw usageError(`--idempotency-key must be 1–200 characters of A-Z a-z 0-9 . _ - to be a job ID (got "${jobId}")`);
   // Loaded only here: the other commands never need a Redis client.
-  const { Queue, QueueEvents } = await import('bullmq');
+  const { Job, Queue, QueueEvents } = await import('bullmq');
   const connection = { url: o.redisUrl, maxRetriesPerRequest: null, lazyConnect: false };
   const queue = new Queue('intake', { connection, prefix: o.prefix });
   let events: InstanceType<typeof QueueEvents> | undefined;
@@ -49,6 +50,17 @@ export async function submitViaQueue(o: QueueSubmitOptions): Promise<QueueResult
       { token: o.token, operation: o.operation },
       { jobId, removeOnComplete: { age: 86_400 }, removeOnFail: { age: 86_400 } },
     );
+    // A job ID BullMQ still keeps adds nothing: add() answers with the kept job, whose outcome is
+    // another body's if this key was used for one. REST answers that with 409; so does this.
+    const kept = await Job.fromId(queue, jobId);
+    const keptOperation = (kept?.data as { operation?: unknown } | undefined)?.operation;
+    if (kept && canonicalJson(keptOperation) !== canonicalJson(o.operation))
+      throw new CliError(
+        EXIT.error,
+        'IDEMPOTENCY_KEY_REUSED',
+        `the intake queue already has a job under idempotency key ${jobId} (${await kept.getState()}) for another request body; use a new key for a different request`,
+        { idempotencyKey: jobId, jobState: await kept.getState() },
+      );
     try {
       const value = (await job.waitUntilFinished(events, o.timeoutMs)) as Omit<QueueResult, 'jobId'>;
       return { ...value, jobId };

@@ -71,6 +71,23 @@ describe('submit --via-queue', () => {
     });
   });
 
+  it("a key BullMQ still keeps for another body is IDEMPOTENCY_KEY_REUSED (1), not that job's outcome", async () => {
+    const first = await submit('good-token', 'app_1\napp_2\n', 'ci-run-reused');
+    expect(first.code, first.stderr).toBe(0);
+    // Another list under the same key: BullMQ's add returns the kept job, whose outcome is the
+    // first list's plan. It used to exit 0 printing that operation as if this list were planned.
+    const again = await submit('good-token', 'app_3\n', 'ci-run-reused');
+    expect(again.code, again.stdout).toBe(1);
+    expect(jsonError(again).error).toMatchObject({
+      code: 'IDEMPOTENCY_KEY_REUSED',
+      details: { idempotencyKey: 'ci-run-reused', jobState: 'completed' },
+    });
+    expect(jobs.filter((j) => j.id === 'ci-run-reused')).toHaveLength(1);
+    // The same list again is the same job: its outcome, exit 0.
+    const same = await submit('good-token', 'app_1\napp_2\n', 'ci-run-reused');
+    expect(same.code, same.stderr).toBe(0);
+  });
+
   it('a rejected plan is exit 10 with its counts; another refusal exit 1 with its code', async () => {
     const rejected = await submit('good-token', 'app_1\napp_bad\n', 'ci-run-2');
     expect(rejected.code, rejected.stderr).toBe(10);
