@@ -3,7 +3,6 @@
 // outcome as the REST path does: a plan → 0, PLAN_REJECTED → 10, any other refusal → 1.
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { canonicalJson } from '../lib/canonical-json.ts';
 import { CliError, EXIT, usageError } from './exit-codes.ts';
 
 export interface QueueSubmitOptions {
@@ -54,7 +53,7 @@ export async function submitViaQueue(o: QueueSubmitOptions): Promise<QueueResult
     // another body's if this key was used for one. REST answers that with 409; so does this.
     const kept = await Job.fromId(queue, jobId);
     const keptOperation = (kept?.data as { operation?: unknown } | undefined)?.operation;
-    if (kept && canonicalJson(keptOperation) !== canonicalJson(o.operation))
+    if (kept && sortedJson(keptOperation) !== sortedJson(o.operation))
       throw new CliError(
         EXIT.error,
         'IDEMPOTENCY_KEY_REUSED',
@@ -78,6 +77,24 @@ export async function submitViaQueue(o: QueueSubmitOptions): Promise<QueueResult
     await events?.close().catch(() => undefined);
     await queue.close().catch(() => undefined);
   }
+}
+
+/**
+ * JSON with object keys in order, to compare two request bodies. Local: the packed CLI carries
+ * src/cli and little else of src (package.json "files").
+ */
+function sortedJson(v: unknown): string {
+  const sorted = (x: unknown): unknown =>
+    Array.isArray(x)
+      ? x.map(sorted)
+      : x && typeof x === 'object'
+        ? Object.fromEntries(
+            Object.keys(x)
+              .sort()
+              .map((k) => [k, sorted((x as Record<string, unknown>)[k])]),
+          )
+        : x;
+  return JSON.stringify(sorted(v));
 }
 
 /** A failed job's reason is the refusal as JSON ({ code, message, details?, report? }). */
