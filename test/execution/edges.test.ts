@@ -271,6 +271,28 @@ describe('terminal states tell the truth', () => {
   });
 });
 
+describe('resuming a halt once the downstream is fixed', () => {
+  it('retries the items that failed, instead of halting again on the same failures', async () => {
+    const ids = appsOf(freshSites(2), APPS);
+    const haltPolicy = { ...FAST_HALT, onHalt: 'pause', minSample: 1, maxConsecutiveFailures: 2 };
+    const plan = await submitAndStart(h, { ids, rollout: ROLLOUT, haltPolicy });
+    h.downstream.failOnly(['softDelete']);
+    h.downstream.failAll(500);
+    const halted = await waitForState(h, plan.id, ['halted', 'completed', 'completed_with_failures']);
+    expect(halted.state).toBe('halted');
+    const failedAtHalt = (await ledger(h, plan.id)).filter((r) => r.state === 'failed').length;
+    expect(failedAtHalt).toBeGreaterThan(0);
+    // The operator fixes the downstream and resumes. It used to halt again at once on the wave's
+    // recorded failures, its failed items never tried again, until only an abort was left.
+    h.downstream.failAll(null);
+    await command(h, 'operator', plan.id, 'resume', {}).expect(200);
+    const end = await waitForState(h, plan.id, ['completed', 'completed_with_failures', 'halted']);
+    expect(end.state, JSON.stringify(end)).toBe('completed');
+    expect((await ledger(h, plan.id)).every((r) => r.state === 'done')).toBe(true);
+    for (const id of ids) expect(h.downstream.state(id)).toBe('soft_deleted');
+  });
+});
+
 describe('ending a rollback while its restores are under way', () => {
   it('stops sending restores (at most one more per lane), and records truly each one that was applied', async () => {
     // 10 sites × 4 apps: one 40-item rollback batch, 2 restores in flight at a time.

@@ -18,6 +18,7 @@ import { statesActedOn } from '../erasure/states.ts';
 import { createEngine, type Change, type Engine, type EngineStore } from './engine.ts';
 import type { Queues } from './queues.ts';
 import { freshRestoreAttempts } from './rollback-ledger.ts';
+import { retryFailedOnResume } from './resume-retry.ts';
 import { loadOperation, type OperationRecord } from './state.ts';
 
 const STALE_LISTED = 100;
@@ -169,6 +170,8 @@ async function persist(tx: pg.PoolClient, record: OperationRecord, n: LifecycleS
       actor.name,
     ]);
   }
+  if (event.type === 'resume' && record.lifecycle.state === 'halted' && n.currentWave !== null)
+    await retryFailedOnResume(tx, opId, n.currentWave);
   const ended = TERMINAL_STATES.includes(n.state) || ENDED_STATES.includes(n.state);
   const upd = await tx.query<{ version: number }>(
     `UPDATE operations SET state = $2, current_wave = $3, halt_reason = $4, paused_from = $5, version = version + 1,
