@@ -224,6 +224,27 @@ describe('blastgate CLI against the real stack', () => {
     expect(pause.stderr).toMatch(/400 VALIDATION_FAILED: Invalid --reason: /);
   });
 
+  it('submit --auto-start names only the approval as the next step (the approvals start it)', async () => {
+    const file = await idsFile(appsOf([38], 1));
+    const r = await as('requester', [
+      'submit',
+      '--type',
+      'app',
+      '--reason',
+      'Starts itself',
+      '--ticket',
+      'CHG-12',
+      '--ids-file',
+      file,
+      '--auto-start',
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(
+      /Next: an approver runs {2}blastgate approve op_\S+ {2}\(it starts once the approvals are in\)/,
+    );
+    expect(r.stdout).not.toMatch(/blastgate start/);
+  });
+
   it('report on a plan that was not rejected says there is nothing to report', async () => {
     const op = await submitted(appsOf([16], 1));
     const r = await as('viewer', ['report', op.id]);

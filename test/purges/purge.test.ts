@@ -223,6 +223,14 @@ describe('purge refusals', () => {
     const r = await postPurge({ dueBefore: new Date().toISOString(), tenantId: tenantId(0) });
     expect(r.status).toBe(422);
     expect(r.body).toMatchObject({ code: 'SCOPE_CONFLICT', details: { fields: ['dueBefore', 'tenantId'] } });
+    // None at all: the allowed scopes include dueBefore, which the message names too.
+    const none = await postPurge({});
+    expect(none.status).toBe(422);
+    expect(none.body).toMatchObject({
+      code: 'SCOPE_REQUIRED',
+      details: { allowed: ['tenantId', 'operationId', 'targetType + ids', 'dueBefore'] },
+    });
+    expect(none.body.message).toMatch(/dueBefore/);
   });
 });
 

@@ -119,9 +119,12 @@ export function registerOperationCommands(program: Command) {
         if (!ctx.json) {
           ctx.out.line(`Operation ${op.id} is ${op.state} (${submittedIds} IDs submitted).`);
           for (const l of planLines(op.plan, op.planHash)) ctx.out.line(l);
+          // With --auto-start the approvals start it: no operator start to ask for.
           if (op.state === 'planned')
             ctx.out.line(
-              `Next: an approver runs  blastgate approve ${op.id}  then an operator  blastgate start ${op.id}`,
+              f.autoStart
+                ? `Next: an approver runs  blastgate approve ${op.id}  (it starts once the approvals are in)`
+                : `Next: an approver runs  blastgate approve ${op.id}  then an operator  blastgate start ${op.id}`,
             );
         }
         if (!f.wait) {

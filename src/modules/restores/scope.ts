@@ -19,7 +19,10 @@ export function scopeOf(
     throw new UnprocessableError(
       'SCOPE_REQUIRED',
       `A ${noun} needs exactly one scope: tenantId (optionally with deletedSince), operationId, or targetType with ids${noun === 'purge' ? ', or dueBefore' : ''}`,
-      { fields: [], allowed: ['tenantId', 'operationId', 'targetType + ids'] },
+      {
+        fields: [],
+        allowed: ['tenantId', 'operationId', 'targetType + ids', ...(noun === 'purge' ? ['dueBefore'] : [])],
+      },
     );
   if (given.length > 1)
     throw new UnprocessableError(
