@@ -71,6 +71,18 @@ describe('scope', () => {
     await command(h, 'operator', restore.body.id, 'abort', { reason: 'not needed' }).expect(200);
     const none = await postRestore(h, { tenantId: tenantId(25) });
     expect([none.status, none.body.code]).toEqual([422, 'NOTHING_TO_RESTORE']);
+    // A tenant that is not in the registry (a typo) is named as such, for a restore and a purge.
+    const typo = await postRestore(h, { tenantId: 'tenant_nope' });
+    expect([typo.status, typo.body.code]).toEqual([404, 'NOT_FOUND']);
+    expect(typo.body).toMatchObject({
+      message: 'Tenant tenant_nope does not exist',
+      details: { tenant: 'tenant_nope' },
+    });
+    const purge = await request(h.app.server)
+      .post('/v1/purges')
+      .set('authorization', h.auth('requester'))
+      .send({ tenantId: 'tenant_nope', reason: 'Retention ended', ticket: 'CHG-1' });
+    expect([purge.status, purge.body.code]).toEqual([404, 'NOT_FOUND']);
     const later = await postRestore(h, {
       tenantId: tenantId(0),
       deletedSince: new Date(Date.now() + 60_000).toISOString(),

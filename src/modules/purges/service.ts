@@ -33,7 +33,7 @@ import {
 import { lockPlanned } from '../operations/resource-locks.ts';
 import type { ServiceLog } from '../operations/service.ts';
 import { rootTypes } from '../restores/resolve.ts';
-import { checkSource, scopeOf } from '../restores/scope.ts';
+import { checkSource, checkTenant, scopeOf } from '../restores/scope.ts';
 import { insertPurgeItems, purgeDigestInput, resolvePurge, retentionEnds, storePurgeRejections } from './resolve.ts';
 import { PURGE_CLASSES, PURGE_HALT, type CreatePurgeBody, type PurgeClass, type PurgeScope } from './schemas.ts';
 import { replayByKey } from '../restores/replay.ts';
@@ -117,6 +117,7 @@ export function purgeService(deps: {
         } else {
           requestHash = hash.digest('hex');
           if (scope.kind === 'operation') await checkSource(client, scope.operationId);
+          if (scope.kind === 'tenant') await checkTenant(client, scope.tenantId);
         }
         if (s.idempotencyKey && !dryRun) {
           const existing = await client.query('SELECT 1 FROM operations WHERE idempotency_key = $1', [

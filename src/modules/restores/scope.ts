@@ -79,6 +79,16 @@ export async function checkSource(client: pg.PoolClient, id: string) {
     );
 }
 
+/**
+ * The tenant a restore or purge of `{ tenantId }` names is in the registry. A typo used to read as
+ * "Blastgate deleted nothing of tenant t_nope" (422 NOTHING_TO_RESTORE), which sounds like an
+ * answer about a real tenant (a new-user trial).
+ */
+export async function checkTenant(client: pg.PoolClient, tenantId: string) {
+  const r = await client.query('SELECT 1 FROM tenants WHERE id = $1', [tenantId]);
+  if (r.rowCount === 0) throw new NotFoundError('Tenant', tenantId);
+}
+
 export function nothingToRestore(scope: RestoreScope) {
   const what =
     scope.kind === 'tenant'

@@ -34,7 +34,7 @@ import {
 import { lockPlanned } from '../operations/resource-locks.ts';
 import type { ServiceLog } from '../operations/service.ts';
 import { insertRestoreItems, resolveRestore, restoreDigestInput, rootTypes, splitDescendants } from './resolve.ts';
-import { checkSource, nothingToRestore, scopeOf } from './scope.ts';
+import { checkSource, checkTenant, nothingToRestore, scopeOf } from './scope.ts';
 import { markOutOfScope } from './token-scope.ts';
 import { scopeReport, type ScopeReport } from '../operations/scope.ts';
 import {
@@ -105,6 +105,7 @@ export function restoreService(deps: {
         } else {
           requestHash = hash.digest('hex');
           if (scope.kind === 'operation') await checkSource(client, scope.operationId);
+          if (scope.kind === 'tenant') await checkTenant(client, scope.tenantId);
         }
         if (s.idempotencyKey && !dryRun) {
           const existing = await client.query('SELECT 1 FROM operations WHERE idempotency_key = $1', [
