@@ -36,12 +36,19 @@ export function bakeLeft(status: OpStatus, now = Date.now()): number | null {
   return Math.max(0, Math.ceil((Date.parse(status.bakeUntil) - (now + status.skewMs)) / 1000));
 }
 
-function statusText(s: OpStatus): string {
-  const wave = s.currentWave === null ? '' : ` · wave ${s.currentWave + 1}${s.waveCount ? `/${s.waveCount}` : ''}`;
+const waveText = (wave: number | null | undefined, count: number | null | undefined) =>
+  typeof wave !== 'number' ? '' : ` · wave ${wave + 1}${count ? `/${count}` : ''}`;
+
+/** What the operation shows now beyond its state and wave: the bake's countdown, the halt reason. */
+function nowText(s: OpStatus): string {
   const left = bakeLeft(s);
   const bake = left === null ? '' : ` · bake ${left}s left`;
   const halt = s.haltReason ? ` · halt: ${s.haltReason}` : '';
-  return `${s.state}${wave}${bake}${halt}`;
+  return `${bake}${halt}`;
+}
+
+function statusText(s: OpStatus): string {
+  return `${s.state}${waveText(s.currentWave, s.waveCount)}${nowText(s)}`;
 }
 
 export function jsonView(write: (s: string) => void): View {
@@ -58,12 +65,13 @@ export function lineView(write: (s: string) => void): View {
     frame(event, _id, data, status) {
       if (event === 'transition') {
         const d = data as { action?: string; actor?: string; wave?: number | null; at?: string; to?: string | null };
-        const wave = typeof d.wave === 'number' ? ` wave=${d.wave + 1}` : '';
-        // The event's own move: a history replayed on connecting to an ended operation used to show
-        // every event leading to the state it is in now. The status details go with the event that
-        // brought it there.
-        const to = typeof d.to !== 'string' ? '' : d.to === status.state ? ` → ${statusText(status)}` : ` → ${d.to}`;
-        write(`${d.at ?? ''} ${d.action} by ${d.actor ?? '?'}${to}${wave}\n`);
+        // The event's own move and wave: a history replayed on connecting to an ended operation
+        // used to show every event leading to the state it is in now, and its current wave beside
+        // the event's ("wave 1/4 wave=2"). What the operation shows now (bake, halt reason) goes
+        // only with an event that brought it where it is.
+        const current = d.to === status.state && (typeof d.wave !== 'number' || d.wave === status.currentWave);
+        const to = typeof d.to !== 'string' ? '' : ` → ${d.to}${waveText(d.wave, status.waveCount)}`;
+        write(`${d.at ?? ''} ${d.action} by ${d.actor ?? '?'}${to}${current && to ? nowText(status) : ''}\n`);
       } else if (event === 'probes') {
         const d = data as { wave?: number; results?: { result: string }[] };
         const by: Record<string, number> = {};

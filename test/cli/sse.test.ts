@@ -187,7 +187,35 @@ describe('watch lines of transitions', () => {
       'T operation.approved by requester-1 → approved\n',
     );
     expect(lines({ action: 'operation.completed', from: 'running', to: 'completed', wave: 1 })).toBe(
-      'T operation.completed by requester-1 → completed · wave 2/2 wave=2\n',
+      'T operation.completed by requester-1 → completed · wave 2/2\n',
     );
+    // An earlier wave's event names its own wave, not the one the operation is on now beside it,
+    // and not the reason the operation halted later.
+    const halted = {
+      state: 'halted',
+      currentWave: 3,
+      waveCount: 4,
+      haltReason: 'wave 4 of 4: x',
+      bakeUntil: null,
+      skewMs: 0,
+    };
+    const out: string[] = [];
+    const view = lineView((s) => out.push(s));
+    view.frame(
+      'transition',
+      '1',
+      { at: 'T', actor: 'system', action: 'operation.wave_started', to: 'running', wave: 1 },
+      halted,
+    );
+    view.frame(
+      'transition',
+      '2',
+      { at: 'T', actor: 'system', action: 'operation.halted', to: 'halted', wave: 3 },
+      halted,
+    );
+    expect(out).toEqual([
+      'T operation.wave_started by system → running · wave 2/4\n',
+      'T operation.halted by system → halted · wave 4/4 · halt: wave 4 of 4: x\n',
+    ]);
   });
 });
