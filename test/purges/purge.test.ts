@@ -255,6 +255,12 @@ describe('a due purge', () => {
     expect(op.state).toBe('completed');
     expect(op.counts).toMatchObject({ items: 1 + APPS, purged: 1 + APPS, notPurged: 0 });
     expect(Object.values(await registryStates(h, siteAndApps(s)))).toEqual(Array(1 + APPS).fill('purged'));
+    // The resource view names the purge as what deleted it, not the soft delete before it.
+    const view = await request(h.app.server)
+      .get(`/v1/registry/resources/${siteId(s)}`)
+      .set('authorization', h.auth('viewer'))
+      .expect(200);
+    expect(view.body).toMatchObject({ state: 'purged', deletedBy: { operationId: op.id, mode: 'hard' } });
 
     const rb = await command(h, 'operator', op.id, 'rollback', { reason: 'oops' });
     expect(rb.status).toBe(409);
@@ -312,6 +318,12 @@ describe('a due purge', () => {
     }
     expect(deletes.find((c) => c.resourceId === siteId(s))!.path).toBe(`/sites/${siteId(s)}`);
     expect(Object.values(await registryStates(h, siteAndApps(s)))).toEqual(Array(1 + APPS).fill('purged'));
+    // The resource view names the purge as what deleted it, not the soft delete before it.
+    const view = await request(h.app.server)
+      .get(`/v1/registry/resources/${siteId(s)}`)
+      .set('authorization', h.auth('viewer'))
+      .expect(200);
+    expect(view.body).toMatchObject({ state: 'purged', deletedBy: { operationId: op.id, mode: 'hard' } });
     for (const x of siteAndApps(s)) expect(h.downstream.state(x)).toBe('purged');
   });
 });
@@ -444,6 +456,12 @@ describe('the scheduled proposal', () => {
       const done = await approveAndRun(op);
       expect(done.state).toBe('completed');
       expect(Object.values(await registryStates(h, siteAndApps(s)))).toEqual(Array(1 + APPS).fill('purged'));
+      // The resource view names the purge as what deleted it, not the soft delete before it.
+      const view = await request(h.app.server)
+        .get(`/v1/registry/resources/${siteId(s)}`)
+        .set('authorization', h.auth('viewer'))
+        .expect(200);
+      expect(view.body).toMatchObject({ state: 'purged', deletedBy: { operationId: op.id, mode: 'hard' } });
     } finally {
       await pool.end();
     }

@@ -349,7 +349,7 @@ export const Resource = Type.Object(
         {
           additionalProperties: false,
           description:
-            "Blastgate's delete of this resource that stands: its latest act on it is this operation's delete, not rolled back or restored since (nor, for a type with an HTTP adapter, overtaken by an import that changed the row). An HTTP adapter's delete leaves `state` as the owning system says it is, so this is where it shows; null when none stands",
+            "Blastgate's delete of this resource that stands: its latest act on it is this operation's delete, not rolled back or restored since, or the purge or erasure that hard-deleted it (mode hard) (nor, for a type with an HTTP adapter, overtaken by an import that changed the row). An HTTP adapter's delete leaves `state` as the owning system says it is, so this is where it shows; null when none stands",
         },
       ),
     ),

@@ -115,7 +115,7 @@ export async function standingDeletes(db: Queryable, ids: string[]): Promise<Map
   if (ids.length === 0) return new Map();
   const r = await db.query<{ id: string; operation_id: string; mode: 'soft' | 'hard'; at: Date; stands: boolean }>(
     `SELECT DISTINCT ON (s.resource_id) s.resource_id AS id, s.operation_id, o.mode, s.created_at AS at,
-       o.action = 'delete' AND i.state <> 'restored' AND (
+       o.action IN ('purge', 'erase') OR o.action = 'delete' AND i.state <> 'restored' AND (
          -- Since that delete, a row that reads deleted says so itself; one that reads active was
          -- made active again if it is the registry adapter's (whose delete wrote the state), and
          -- another system's (HTTP adapter) only if an import said so.
@@ -124,7 +124,10 @@ export async function standingDeletes(db: Queryable, ids: string[]): Promise<Map
      FROM snapshots s JOIN operations o ON o.id = s.operation_id
      JOIN operation_items i ON i.snapshot_id = s.id AND (i.operation_id || '') = s.operation_id
      JOIN resources r ON r.id = s.resource_id JOIN resource_types t ON t.name = r.type
-     WHERE s.resource_id = ANY($2::text[]) AND ${TOOK_EFFECT}
+     WHERE s.resource_id = ANY($2::text[])
+       -- A purge or an erasure that took effect is the last word: the view names it, not the soft
+       -- delete before it (a new-user trial saw purged rows named by their soft delete).
+       AND (${TOOK_EFFECT} OR (o.action IN ('purge', 'erase') AND i.state = 'done'))
      ORDER BY s.resource_id, s.created_at DESC, s.id DESC`,
     [DELETED_ITEM_STATES, ids],
   );
