@@ -53,13 +53,15 @@ export async function submitViaQueue(o: QueueSubmitOptions): Promise<QueueResult
     // another body's if this key was used for one. REST answers that with 409; so does this.
     const kept = await Job.fromId(queue, jobId);
     const keptOperation = (kept?.data as { operation?: unknown } | undefined)?.operation;
-    if (kept && sortedJson(keptOperation) !== sortedJson(o.operation))
+    if (kept && sortedJson(keptOperation) !== sortedJson(o.operation)) {
+      const jobState = await kept.getState();
       throw new CliError(
         EXIT.error,
         'IDEMPOTENCY_KEY_REUSED',
-        `the intake queue already has a job under idempotency key ${jobId} (${await kept.getState()}) for another request body; use a new key for a different request`,
-        { idempotencyKey: jobId, jobState: await kept.getState() },
+        `the intake queue already has a job under idempotency key ${jobId} (${jobState}) for another request body; use a new key for a different request`,
+        { idempotencyKey: jobId, jobState },
       );
+    }
     try {
       const value = (await job.waitUntilFinished(events, o.timeoutMs)) as Omit<QueueResult, 'jobId'>;
       return { ...value, jobId };
