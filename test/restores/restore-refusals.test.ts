@@ -48,6 +48,8 @@ describe('scope', () => {
     [{ deletedSince: '2026-01-01T00:00:00Z' }, 'SCOPE_INCOMPLETE', ['deletedSince']],
     [{ targetType: 'app' }, 'SCOPE_INCOMPLETE', ['targetType']],
     [{ ids: ['app_1'] }, 'SCOPE_INCOMPLETE', ['ids']],
+    // A future asOf would quietly mean "the latest" (no snapshot is taken after now): a typo, refused.
+    [{ tenantId: tenantId(0), asOf: new Date(Date.now() + 3_600_000).toISOString() }, 'AS_OF_IN_FUTURE', ['asOf']],
   ])('%j → 422 %s naming the fields', async (body, code, fields) => {
     const r = await postRestore(h, body);
     expect(r.status, JSON.stringify(r.body)).toBe(422);

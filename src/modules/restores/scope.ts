@@ -5,6 +5,9 @@ import { ConflictError, NotFoundError, UnprocessableError } from '../../lib/erro
 import { LIVE_STATES } from '../operations/lifecycle-types.ts';
 import { SCOPE_FIELDS, type CreateRestoreBody, type RestoreScope } from './schemas.ts';
 
+/** How far ahead of this server's clock a client's asOf may be (its clock may run a little fast). */
+const CLOCK_SKEW_MS = 60_000;
+
 /** Exactly one scope, with its fields complete; otherwise 422 naming the fields. */
 export function scopeOf(
   b: Omit<CreateRestoreBody, 'reason' | 'ticket'>,
@@ -31,6 +34,14 @@ export function scopeOf(
       { fields, allowed },
     );
   const asOf = b.asOf ?? null;
+  // No snapshot is ever taken after now, so a future asOf would quietly mean "the latest": most
+  // likely a mistyped year or time zone, refused rather than restored to a state nobody asked for.
+  if (asOf !== null && Date.parse(asOf) > Date.now() + CLOCK_SKEW_MS)
+    throw new UnprocessableError(
+      'AS_OF_IN_FUTURE',
+      `asOf ${asOf} is in the future (it is ${new Date().toISOString()} here): each resource goes back to its last snapshot before asOf, and none is taken after now; omit asOf for the state before the latest delete, or correct the time`,
+      { fields: ['asOf'], asOf, now: new Date().toISOString() },
+    );
   if (given[0] === 'tenant') {
     if (b.tenantId === undefined)
       throw new UnprocessableError('SCOPE_INCOMPLETE', 'deletedSince needs tenantId: whose deletes since then?', {
