@@ -4,8 +4,7 @@
 // A cascade's descendants are never claimed: they are snapshotted, marked and recorded with the
 // parent that takes them (ledger-cascade.ts), fenced by the parent's claim.
 import type pg from 'pg';
-import type { Queryable } from '../../lib/sql.ts';
-import { inTransaction } from '../../lib/sql.ts';
+import { bySeq, inTransaction, type Queryable } from '../../lib/sql.ts';
 import { foldOutcomes, type ItemVerdict, type WaveStats } from '../operations/wave-health.ts';
 import type { SnapshotStore } from '../snapshots/store.ts';
 import {
@@ -259,12 +258,20 @@ export function pgLedger(pool: pg.Pool, leaseMs: number, snapshots: Pick<Snapsho
       // `pending` hands an item back. Never sent: not an attempt, and its mark is cleared when this
       // run set it. Sent with an unknown outcome: the attempt counts and the mark stays.
       const unsent = (o: Outcome) => o.state === 'pending' && !o.sent;
-      // No join with the outcomes: each row finds its own by position (k). Joined with unnest(), the
-      // planner, which thinks few rows are claimed by this token, looped over all 500 outcomes once
-      // per claimed row (~250 ms a chunk, the largest cost of a 17,660-item restore). The seq bounds
-      // make the key's range the index condition: with `seq = ANY` alone the planner read every item
-      // of the operation (20k rows for a 500-item chunk; quadratic over a large operation).
-      const k = 'array_position($2::int[], i.seq)';
+      // No join with the outcomes: each row finds its own by its seq's place in arrays laid out by
+      // seq (k; lib/sql.ts bySeq). Joined with unnest(), the planner, which thinks few rows are
+      // claimed by this token, looped over all 500 outcomes once per claimed row (~250 ms a chunk,
+      // the largest cost of a 17,660-item restore); found with array_position, every row scanned
+      // the list five times. The seq bounds make the key's range the index condition: with
+      // `seq = ANY` alone the planner read every item of the operation (20k rows for a 500-item
+      // chunk; quadratic over a large operation).
+      const seqs = seqsOf(outcomes);
+      const laid = <T>(values: T[]) => bySeq(seqs, values).values;
+      const states = bySeq(
+        seqs,
+        outcomes.map((o) => o.state),
+      );
+      const k = 'i.seq - $9 + 1';
       const upd = await tx.query<{ seq: number }>(
         `UPDATE operation_items i SET state = ($3::text[])[${k}],
            last_error = coalesce(($4::text[])[${k}], CASE WHEN ($3::text[])[${k}] = 'done' THEN NULL ELSE i.last_error END),
@@ -272,17 +279,19 @@ export function pgLedger(pool: pg.Pool, leaseMs: number, snapshots: Pick<Snapsho
            permanent = ($5::boolean[])[${k}], updated_at = now(), claimed_by = NULL, claim_token = NULL, claimed_at = NULL,
            executed_seq = CASE WHEN ($6::boolean[])[${k}] THEN NULL ELSE i.executed_seq END
          WHERE i.operation_id = $1 AND i.seq = ANY($2::int[]) AND i.state = 'claimed' AND i.claim_token = $7
-           AND i.seq BETWEEN (SELECT min(s) FROM unnest($2::int[]) s) AND (SELECT max(s) FROM unnest($2::int[]) s)
+           AND i.seq BETWEEN $9 AND $10
          RETURNING i.seq`,
         [
           opId,
-          seqsOf(outcomes),
-          outcomes.map((o) => o.state),
-          outcomes.map((o) => o.error),
-          outcomes.map((o) => o.permanent ?? false),
-          outcomes.map((o) => unsent(o) && marked.has(o.seq)),
+          seqs,
+          states.values,
+          laid(outcomes.map((o) => o.error)),
+          laid(outcomes.map((o) => o.permanent ?? false)),
+          laid(outcomes.map((o) => unsent(o) && marked.has(o.seq))),
           token,
-          outcomes.map(unsent),
+          laid(outcomes.map(unsent)),
+          states.from,
+          states.from + states.values.length - 1,
         ],
       );
       const recorded = new Set(upd.rows.map((r) => r.seq));
