@@ -4,7 +4,16 @@
 import pg from 'pg';
 import { startDownstream } from '../test/support/downstream.ts';
 import { benchEfficiency } from './efficiency.ts';
-import { api, roleTokens, startApi, startWorkerProcess, streamPost, type ApiProcess } from './support.ts';
+import {
+  api,
+  cpuPerItem,
+  cpuSnapshot,
+  roleTokens,
+  startApi,
+  startWorkerProcess,
+  streamPost,
+  type ApiProcess,
+} from './support.ts';
 
 const SECRET = 'bench-signing-secret-0123456789abcdef';
 export type Tokens = Awaited<ReturnType<typeof roleTokens>>;
@@ -77,10 +86,11 @@ export async function launch(
     );
     if (r.status !== 200) throw new Error(`approve failed ${r.status} ${JSON.stringify(r.body)}`);
   }
+  const cpu = cpuSnapshot();
   const started = performance.now();
   const s = await notShed(() => api(a.url, tk.operator, 'POST', `/v1/operations/${op.id}/start`, {}));
   if (s.status !== 200) throw new Error(`start failed ${s.status} ${JSON.stringify(s.body)}`);
-  return { id: op.id, started };
+  return { id: op.id, started, cpu };
 }
 
 /**
@@ -101,7 +111,7 @@ export async function wavesThroughput(
   during?.(r.id);
   const end = await waitStateSql(databaseUrl, r.id, ['completed', 'rolled_back', 'paused', 'halted'], 600_000);
   const seconds = (performance.now() - r.started) / 1000;
-  return { id: r.id, seconds, itemsPerSec: n / seconds, end };
+  return { id: r.id, seconds, itemsPerSec: n / seconds, end, cpu: cpuPerItem(r.cpu, n) };
 }
 
 /** The operation's state from its row, every 25 ms, on one connection. */
@@ -205,7 +215,7 @@ export async function benchExecution(
         figure: `items/s through waves (registry adapter, ${size}, bake 0)`,
         value: Math.round(w.itemsPerSec).toLocaleString('en'),
         goal: '≥ 20,000',
-        detail: `${w.seconds.toFixed(2)} s, ${w.end}, 5 waves, API + workers in 1 process, ${WAVE_WORKERS} chunk workers; ${durability}`,
+        detail: `${w.seconds.toFixed(2)} s, ${w.end}, 5 waves, API + workers in 1 process, ${WAVE_WORKERS} chunk workers; ${durability}; ${w.cpu}`,
       });
       // 1b. The same run over 2 worker processes under an API of their own (a queue prefix of their
       // own: the API above takes none of their jobs).
@@ -214,7 +224,7 @@ export async function benchExecution(
         figure: `items/s through waves, 2 worker processes (registry adapter, ${size}, bake 0)`,
         value: Math.round(procs.itemsPerSec).toLocaleString('en'),
         goal: '≥ 20,000',
-        detail: `${procs.seconds.toFixed(2)} s, ${procs.end}, 5 waves, API (no workers) + 2 worker processes × ${WAVE_WORKERS} chunk workers; ${durability}`,
+        detail: `${procs.seconds.toFixed(2)} s, ${procs.end}, 5 waves, API (no workers) + 2 worker processes × ${WAVE_WORKERS} chunk workers; ${durability}; ${procs.cpu}`,
       });
     }
 
