@@ -36,12 +36,15 @@ export function scopeOf(
   const asOf = b.asOf ?? null;
   // No snapshot is ever taken after now, so a future asOf would quietly mean "the latest": most
   // likely a mistyped year or time zone, refused rather than restored to a state nobody asked for.
-  if (asOf !== null && Date.parse(asOf) > Date.now() + CLOCK_SKEW_MS)
+  const now = Date.now();
+  if (asOf !== null && Date.parse(asOf) > now + CLOCK_SKEW_MS) {
+    const here = new Date(now).toISOString();
     throw new UnprocessableError(
       'AS_OF_IN_FUTURE',
-      `asOf ${asOf} is in the future (it is ${new Date().toISOString()} here): each resource goes back to its last snapshot before asOf, and none is taken after now; omit asOf for the state before the latest delete, or correct the time`,
-      { fields: ['asOf'], asOf, now: new Date().toISOString() },
+      `asOf ${asOf} is in the future (it is ${here} here): each resource goes back to its last snapshot before asOf, and none is taken after now; omit asOf for the state before the latest delete, or correct the time`,
+      { fields: ['asOf'], asOf, now: here },
     );
+  }
   if (given[0] === 'tenant') {
     if (b.tenantId === undefined)
       throw new UnprocessableError('SCOPE_INCOMPLETE', 'deletedSince needs tenantId: whose deletes since then?', {
