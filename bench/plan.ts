@@ -39,12 +39,20 @@ export async function seedBigRegistry(databaseUrl: string, resources = REGISTRY)
   await c.end();
 }
 
+/**
+ * BENCH_PLAN_ORDER=shuffled: the same IDs in a scrambled order (j -> j * 7919 + 13 mod n, a
+ * permutation: 7919 is a prime that divides no power of ten), as a list pulled from another system
+ * arrives, instead of in registry order, which flatters every index the plan writes.
+ */
+export const PLAN_ORDER = process.env.BENCH_PLAN_ORDER === 'shuffled' ? 'shuffled' : 'in registry order';
+
 function* ndjson(n: number, offset: number) {
   yield `${JSON.stringify({ targetType: 'app', reason: 'bench', ticket: 'BENCH-1', rollout: { bakeSeconds: 0 } })}\n`;
   const batch = 10_000;
+  const at = PLAN_ORDER === 'shuffled' ? (j: number) => (j * 7919 + 13) % n : (j: number) => j;
   for (let i = 0; i < n; i += batch) {
     let s = '';
-    for (let j = i; j < Math.min(n, i + batch); j++) s += `"app_${offset + j}"\n`;
+    for (let j = i; j < Math.min(n, i + batch); j++) s += `"app_${offset + at(j)}"\n`;
     yield s;
   }
 }
@@ -101,7 +109,7 @@ export async function benchPlans(env: { databaseUrl: string; redisUrl: string })
       const rssBefore = rssMb(api.pid);
       const plan = await planOnce(api, requester, n, offset);
       rows.push({
-        case: `plan ${n.toLocaleString('en')} IDs (registry ${REGISTRY.toLocaleString('en')}${process.env.BENCH_PLAN_ADAPTER === 'http' ? ', HTTP adapter' : ''})`,
+        case: `plan ${n.toLocaleString('en')} IDs ${PLAN_ORDER} (registry ${REGISTRY.toLocaleString('en')}${process.env.BENCH_PLAN_ADAPTER === 'http' ? ', HTTP adapter' : ''})`,
         seconds: plan.seconds.toFixed(2),
         'IDs/s': Math.round(plan.idsPerSec).toLocaleString('en'),
         goal: `≥ ${goal.toLocaleString('en')} IDs/s`,

@@ -11,7 +11,7 @@ import { createTestDatabase } from '../support/db.ts';
 
 let pool: pg.Pool;
 beforeAll(async () => {
-  pool = new pg.Pool({ connectionString: await createTestDatabase(), max: 3 });
+  pool = new pg.Pool({ connectionString: await createTestDatabase(), max: 5 });
 });
 afterAll(async () => {
   await pool?.end();
@@ -77,6 +77,67 @@ describe('locks taken with a stale "unlocked" hint', () => {
       ['r5', 'op_c'],
       ['r6', 'op_c'],
     ]);
+  });
+});
+
+/** Backends of `pool` waiting for a lock (a row another transaction holds). */
+async function waitingForLocks(pids: number[]) {
+  const r = await pool.query<{ n: number }>(
+    `SELECT count(*)::int AS n FROM pg_stat_activity WHERE pid = ANY($1) AND wait_event_type = 'Lock'`,
+    [pids],
+  );
+  return r.rows[0]!.n;
+}
+
+describe('two plans locking the same resources at once, their lists in opposite orders', () => {
+  // A third transaction holds the middle resource until both plans wait, so that they would be
+  // mid-statement together. Unserialised, each then held what the other needed next: a deadlock,
+  // which PostgreSQL broke by failing one plan (40P01, answered 500). Serialised, the second waits
+  // for the first to commit and then loses cleanly: false (in_flight).
+  it.each([
+    ['plain insert (no lock row seen)', true],
+    ['upsert', false],
+  ])('%s: one takes them all, the other none, and neither fails', async (_name, unlocked) => {
+    const tag = unlocked ? 'ord_i' : 'ord_u';
+    const ids = Array.from({ length: 41 }, (_, i) => `${tag}_${String(i).padStart(3, '0')}`);
+    await operation(`op_${tag}_a`, 'planned');
+    await operation(`op_${tag}_b`, 'planned');
+    await operation(`op_${tag}_c`, 'planned');
+    const [a, b, c] = [await pool.connect(), await pool.connect(), await pool.connect()];
+    try {
+      await c.query('BEGIN');
+      await c.query(`INSERT INTO resource_locks (resource_id, operation_id) VALUES ($1, $2)`, [ids[20], `op_${tag}_c`]);
+      const start = async (client: pg.PoolClient, op: string, list: string[]) => {
+        await client.query('BEGIN');
+        await client.query(
+          `CREATE TEMP TABLE plan_class ON COMMIT DROP AS SELECT id, 'ok'::text AS class FROM unnest($1::text[]) AS id`,
+          [list],
+        );
+        await client.query(`CREATE TEMP TABLE plan_cascade (id text, root text) ON COMMIT DROP`);
+        const pid = (await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+        const locked = lockPlanned(client, op, list.length, unlocked).then(async (ok) => {
+          await client.query('COMMIT');
+          return ok;
+        });
+        locked.catch(() => client.query('ROLLBACK').catch(() => undefined));
+        return { pid, locked };
+      };
+      const first = await start(a, `op_${tag}_a`, ids);
+      const second = await start(b, `op_${tag}_b`, [...ids].reverse());
+      const until = Date.now() + 10_000;
+      while ((await waitingForLocks([first.pid, second.pid])) < 2 && Date.now() < until)
+        await new Promise((r) => setTimeout(r, 10));
+      expect(await waitingForLocks([first.pid, second.pid])).toBe(2);
+      await c.query('ROLLBACK');
+      const outcomes = await Promise.allSettled([first.locked, second.locked]);
+      expect(outcomes).toEqual([
+        { status: 'fulfilled', value: true },
+        { status: 'fulfilled', value: false },
+      ]);
+      expect(await holders(ids)).toEqual(ids.map((id) => [id, `op_${tag}_a`]));
+    } finally {
+      for (const x of [a, b, c]) x.release();
+    }
   });
 });
 

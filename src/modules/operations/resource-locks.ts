@@ -8,6 +8,14 @@ import { DESCENDANT_IDS } from './cascade-plan.ts';
 import { LIVE_STATES } from './lifecycle-types.ts';
 
 const UNIQUE_VIOLATION = '23505';
+// Taking locks is serialised (transaction-scoped, so held until the plan commits or rolls back):
+// two plans of overlapping lists, inserting at once in their own orders, could each hold a lock row
+// the other waits for, and PostgreSQL broke that deadlock after a second by failing one plan with
+// a 500 where a 422 naming the holder was due. Serialised, the second waits for the first to end
+// and then loses cleanly. Inserting in id order would avoid it too, but the sort cost a 1M-ID plan
+// ~1 s (npm run bench -- plan); plans already serialise from their rolling-budget check to their
+// commit (operations/rolling-budgets.ts), so this only adds the lock statement to that stretch.
+const PLAN_LOCKS_LOCK = 7_342_006;
 
 export interface Holder {
   resourceId: string;
@@ -44,6 +52,7 @@ export async function lockPlanned(
   unlocked = false,
 ): Promise<boolean> {
   const planned = `SELECT id FROM plan_class WHERE class = 'ok' UNION ALL ${DESCENDANT_IDS}`;
+  await client.query('SELECT pg_advisory_xact_lock($1)', [PLAN_LOCKS_LOCK]);
   await client.query('SAVEPOINT plan_locks');
   if (unlocked) {
     try {
@@ -68,6 +77,7 @@ export async function lockPlanned(
 
 /** Takes back the resources an operation touched (before rolling back an ended operation). */
 export async function relockTouched(client: pg.PoolClient, operationId: string): Promise<Holder[]> {
+  await client.query('SELECT pg_advisory_xact_lock($1)', [PLAN_LOCKS_LOCK]);
   await client.query(
     `INSERT INTO resource_locks (resource_id, operation_id)
      SELECT resource_id, $1 FROM operation_items WHERE operation_id = $1 AND executed_seq IS NOT NULL ${TAKE}`,
