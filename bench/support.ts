@@ -101,10 +101,17 @@ export async function startApi(env: {
   };
 }
 
+/** V8's flags in `npm run worker` (package.json), so that the bench runs a worker as it is run. */
+const WORKER_V8_FLAGS = (
+  JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: { worker: string } }
+).scripts.worker
+  .split(' ')
+  .filter((f) => f.startsWith('--max-'));
+
 /** A separate worker process (compiled `dist/worker.js`, as `npm run worker` runs it). */
 export function startWorkerProcess(env: { databaseUrl: string; redisUrl: string; extra?: Record<string, string> }) {
   if (!existsSync(join(ROOT, 'dist', 'worker.js'))) throw new Error('run `npm run build` first (npm run bench does)');
-  const child = spawn(process.execPath, ['dist/worker.js'], {
+  const child = spawn(process.execPath, [...WORKER_V8_FLAGS, 'dist/worker.js'], {
     cwd: ROOT,
     env: {
       ...process.env,
