@@ -23,18 +23,26 @@ export async function inTransaction<T>(pool: pg.Pool, fn: (client: pg.PoolClient
  * Per-row values of an UPDATE over ledger rows, laid out by seq: `($n::type[])[i.seq - $from + 1]`
  * finds a row's value in O(1), where `array_position($seqs, i.seq)` scans the list for every use
  * (quadratic: ~12 ms of a 500-item chunk's ledger write, ~4 ms laid out by seq). Joining the rows
- * with unnest() instead made the planner loop over every value per row (see ledger.ts). Seqs not
- * in `seqs` are null; `from` is the smallest seq.
+ * with unnest() instead made the planner loop over every value per row (see ledger.ts). The bounds
+ * are found once; `lay` then lays out each list of values (one per seq, in the order of `seqs`).
+ * Seqs not in `seqs` are null; `from` is the smallest seq, `to` the largest.
  */
-export function bySeq<T>(seqs: readonly number[], values: readonly T[]): { from: number; values: (T | null)[] } {
-  if (seqs.length === 0) return { from: 0, values: [] };
+export function seqLayout(seqs: readonly number[]): {
+  from: number;
+  to: number;
+  lay: <T>(values: readonly T[]) => (T | null)[];
+} {
+  if (seqs.length === 0) return { from: 0, to: -1, lay: () => [] };
   let from = seqs[0]!;
   let to = from;
   for (const s of seqs) {
     if (s < from) from = s;
     if (s > to) to = s;
   }
-  const out = new Array<T | null>(to - from + 1).fill(null);
-  seqs.forEach((s, k) => (out[s - from] = values[k]!));
-  return { from, values: out };
+  const lay = <T>(values: readonly T[]) => {
+    const out = new Array<T | null>(to - from + 1).fill(null);
+    seqs.forEach((s, k) => (out[s - from] = values[k]!));
+    return out;
+  };
+  return { from, to, lay };
 }

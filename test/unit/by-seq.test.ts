@@ -1,11 +1,17 @@
-// bySeq (lib/sql.ts): a ledger UPDATE reads each row's value at `i.seq - from + 1` instead of
+// seqLayout (lib/sql.ts): a ledger UPDATE reads each row's value at `i.seq - from + 1` instead of
 // scanning the seq list (array_position). Every seq must find its own value there, whatever the
 // order and gaps of the seqs, and a seq not in the list must find null.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { bySeq } from '../../src/lib/sql.ts';
+import { seqLayout } from '../../src/lib/sql.ts';
 
-describe('bySeq', () => {
+/** One list of values laid out by seq, as a ledger UPDATE sends it. */
+function bySeq<T>(seqs: number[], values: T[]) {
+  const layout = seqLayout(seqs);
+  return { from: layout.from, values: layout.lay(values) };
+}
+
+describe('seqLayout', () => {
   it('puts each value at its seq (1-based from the smallest seq, as SQL arrays index) and null in the gaps', () => {
     const { from, values } = bySeq([12, 10, 15], ['c', 'a', 'f']);
     expect(from).toBe(10);

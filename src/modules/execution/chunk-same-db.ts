@@ -12,7 +12,7 @@
 //
 // Anything else — a cascade, an item claimed or tried before, a restore, a purge, an erasure, an
 // HTTP adapter — takes the general path (chunk.ts → chunk-execute.ts).
-import { bySeq, type Queryable } from '../../lib/sql.ts';
+import { seqLayout, type Queryable } from '../../lib/sql.ts';
 import { applyChunkWithBefore } from '../adapters/registry-apply.ts';
 import { mayExecute, type LifecycleEvent } from '../operations/lifecycle.ts';
 import type { WaveStats } from '../operations/wave-health.ts';
@@ -129,13 +129,9 @@ export async function runSameDbChunk<Tx>(
           const res = results[k]!;
           return res.ok ? null : res.error.slice(0, 500);
         });
-        // Each row's values laid out by seq (lib/sql.ts bySeq): O(1) per row, not a scan of the list.
+        // Each row's values laid out by seq (lib/sql.ts seqLayout): O(1) per row, not a scan of the list.
         const seqs = items.map((r) => r.seq);
-        const sids = bySeq(
-          seqs,
-          items.map((r) => sid.get(r.seq) ?? null),
-        );
-        const errs = bySeq(seqs, errors);
+        const { from, lay } = seqLayout(seqs);
         const k = 'i.seq - $5 + 1';
         await db.query(
           `UPDATE operation_items i SET state = CASE WHEN ($4::bigint[])[${k}] IS NULL THEN 'failed' ELSE 'done' END,
@@ -143,7 +139,7 @@ export async function runSameDbChunk<Tx>(
              snapshot_id = ($4::bigint[])[${k}], updated_at = now(),
              executed_seq = CASE WHEN ($4::bigint[])[${k}] IS NULL THEN NULL ELSE nextval('operation_item_exec_seq') END
            WHERE i.operation_id = $1 AND i.seq = ANY($2::int[]) AND i.seq >= $5 AND i.seq < $6 AND i.state = 'pending'`,
-          [j.opId, seqs, errs.values, sids.values, sids.from, j.to],
+          [j.opId, seqs, lay(errors), lay(items.map((r) => sid.get(r.seq) ?? null)), from, j.to],
         );
         const doneSeqs = done.map(({ r }) => r.seq);
         if (doneSeqs.length) await deps.registryFollows?.(tx, op, doneSeqs);

@@ -4,7 +4,7 @@
 // A cascade's descendants are never claimed: they are snapshotted, marked and recorded with the
 // parent that takes them (ledger-cascade.ts), fenced by the parent's claim.
 import type pg from 'pg';
-import { bySeq, inTransaction, type Queryable } from '../../lib/sql.ts';
+import { inTransaction, seqLayout, type Queryable } from '../../lib/sql.ts';
 import { foldOutcomes, type ItemVerdict, type WaveStats } from '../operations/wave-health.ts';
 import type { SnapshotStore } from '../snapshots/store.ts';
 import {
@@ -259,18 +259,14 @@ export function pgLedger(pool: pg.Pool, leaseMs: number, snapshots: Pick<Snapsho
       // run set it. Sent with an unknown outcome: the attempt counts and the mark stays.
       const unsent = (o: Outcome) => o.state === 'pending' && !o.sent;
       // No join with the outcomes: each row finds its own by its seq's place in arrays laid out by
-      // seq (k; lib/sql.ts bySeq). Joined with unnest(), the planner, which thinks few rows are
+      // seq (k; lib/sql.ts seqLayout). Joined with unnest(), the planner, which thinks few rows are
       // claimed by this token, looped over all 500 outcomes once per claimed row (~250 ms a chunk,
       // the largest cost of a 17,660-item restore); found with array_position, every row scanned
       // the list five times. The seq bounds make the key's range the index condition: with
       // `seq = ANY` alone the planner read every item of the operation (20k rows for a 500-item
       // chunk; quadratic over a large operation).
       const seqs = seqsOf(outcomes);
-      const laid = <T>(values: T[]) => bySeq(seqs, values).values;
-      const states = bySeq(
-        seqs,
-        outcomes.map((o) => o.state),
-      );
+      const { from, to, lay } = seqLayout(seqs);
       const k = 'i.seq - $9 + 1';
       const upd = await tx.query<{ seq: number }>(
         `UPDATE operation_items i SET state = ($3::text[])[${k}],
@@ -284,14 +280,14 @@ export function pgLedger(pool: pg.Pool, leaseMs: number, snapshots: Pick<Snapsho
         [
           opId,
           seqs,
-          states.values,
-          laid(outcomes.map((o) => o.error)),
-          laid(outcomes.map((o) => o.permanent ?? false)),
-          laid(outcomes.map((o) => unsent(o) && marked.has(o.seq))),
+          lay(outcomes.map((o) => o.state)),
+          lay(outcomes.map((o) => o.error)),
+          lay(outcomes.map((o) => o.permanent ?? false)),
+          lay(outcomes.map((o) => unsent(o) && marked.has(o.seq))),
           token,
-          laid(outcomes.map(unsent)),
-          states.from,
-          states.from + states.values.length - 1,
+          lay(outcomes.map(unsent)),
+          from,
+          to,
         ],
       );
       const recorded = new Set(upd.rows.map((r) => r.seq));
