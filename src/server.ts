@@ -146,11 +146,17 @@ async function main() {
           token: config.metricsToken,
         });
   const shown = address.replace('://0.0.0.0', '://127.0.0.1');
-  console.log(`\nBlastgate is listening on ${shown}`);
-  console.log(`  Swagger UI:  ${shown}/docs`);
-  console.log(`  Live view:   ${shown}/ui`);
-  console.log(`  Admin token: ${adminLine}`);
-  console.log(`  Workers:     ${workers ? 'running in this process' : 'not in this process (run `npm run worker`)'}\n`);
+  // One write, so a reader of the pipe (a supervisor, a test waiting for "listening on") never sees
+  // the address without the admin-token and workers lines that belong to it.
+  console.log(
+    [
+      `\nBlastgate is listening on ${shown}`,
+      `  Swagger UI:  ${shown}/docs`,
+      `  Live view:   ${shown}/ui`,
+      `  Admin token: ${adminLine}`,
+      `  Workers:     ${workers ? 'running in this process' : 'not in this process (run `npm run worker`)'}\n`,
+    ].join('\n'),
+  );
 
   const servers = local ? ` and the local ${localNames}` : '';
   closeWithGrace(

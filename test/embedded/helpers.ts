@@ -77,11 +77,12 @@ export interface ServerChild {
   waitForOutput(re: RegExp, ms: number): Promise<RegExpMatchArray>;
 }
 
-/** `node --import tsx src/server.ts` in embedded mode on `dir`, started and listening. */
+/** `node --import tsx src/server.ts` in embedded mode on `dir`, started, listening and its banner printed. */
 export async function startServer(dir: string, env: Record<string, string> = {}): Promise<ServerChild> {
   const server = await spawnServer(dir, env);
   try {
-    await server.waitForOutput(/listening on (http:\/\/\S+)/, 120_000);
+    // The banner's last line: the whole banner has arrived, not only its address.
+    await server.waitForOutput(/listening on http:\/\/\S+[\s\S]*\n {2}Workers: .*\n/, 120_000);
     return server;
   } catch (err) {
     server.signal('SIGKILL');
