@@ -39,8 +39,8 @@ describe('bad input changes nothing', () => {
     ],
     ['unknown field', (r) => r.send({ ...spec, ids: [appId(1, 1)], skipBadIds: true }), 400, 'VALIDATION_FAILED'],
     ['empty ID list', (r) => r.send({ ...spec, ids: [] }), 400, 'VALIDATION_FAILED'],
-    ['IDs that are not strings', (r) => r.send({ ...spec, ids: [appId(1, 1), 123] }), 400, 'VALIDATION_FAILED'],
-    ['ID with whitespace', (r) => r.send({ ...spec, ids: [appId(1, 1), 'app 1'] }), 400, 'VALIDATION_FAILED'],
+    ['IDs that are not strings', (r) => r.send({ ...spec, ids: [appId(1, 1), 123] }), 400, 'INVALID_IDS'],
+    ['ID with whitespace', (r) => r.send({ ...spec, ids: [appId(1, 1), 'app 1'] }), 400, 'INVALID_IDS'],
     [
       'NDJSON ID with whitespace',
       (r) => r.set('content-type', 'application/x-ndjson').send(`${JSON.stringify(spec)}\n"app 1"\n`),
@@ -244,12 +244,12 @@ describe('bad input changes nothing', () => {
     const notString = await post()
       .send({ ...spec, ids: [appId(1, 1), 123] })
       .expect(400);
-    expect(notString.body.details[0].field).toBe('body.ids.1');
+    expect(notString.body.details.invalid).toEqual([{ index: 1, id: 123, problem: 'is not a string' }]);
     const ws = await post()
       .send({ ...spec, ids: ['ok_1', 'bad id'] })
       .expect(400);
-    expect(ws.body.details).toEqual([
-      expect.objectContaining({ field: 'body.ids.1', codePoint: 'U+0020', escaped: 'bad id' }),
+    expect(ws.body.details.invalid).toEqual([
+      expect.objectContaining({ index: 1, id: 'bad id', codePoint: 'U+0020', escaped: 'bad id' }),
     ]);
     const streamed = await post()
       .set('content-type', 'application/x-ndjson')

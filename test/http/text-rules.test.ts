@@ -173,8 +173,8 @@ describe('invisible and control characters are refused in stored text', () => {
       }),
     );
     expect(json.status).toBe(400);
-    expect(json.body.code).toBe('VALIDATION_FAILED');
-    expect(json.body.details[0]).toMatchObject({ field: 'body.ids.1', codePoint: 'U+200B', escaped: 'r_b\\u200b' });
+    expect(json.body.code).toBe('INVALID_IDS');
+    expect(json.body.details.invalid[0]).toMatchObject({ index: 1, codePoint: 'U+200B', escaped: 'r_b\\u200b' });
     const text = await unchanged(() =>
       post(request(t.app.server).post('/v1/operations/text?targetType=free&reason=cleanup&ticket=T-1'))
         .set('content-type', 'text/plain')

@@ -70,8 +70,7 @@ export async function readIds(
 ): Promise<IntakeResult> {
   let count = 0;
   const seen = new DistinctIds();
-  const invalid: ({ index: number; id: unknown; problem: string } & Record<string, unknown>)[] = [];
-  let invalidCount = 0;
+  const invalid = new InvalidIds();
   let writing: Promise<void> | undefined;
   let rows: Buffer[] = [];
   let rowIds = 0;
@@ -98,16 +97,13 @@ export async function readIds(
         // Valid by construction (id-stream.ts): hashed as read, numbered into COPY rows.
         hash.update(batch.bytes);
         seen.addPacked(batch.bytes);
-        if (!invalidCount) part = copyRows(batch, count);
+        if (!invalid.count) part = copyRows(batch, count);
         count += batch.count;
       } else {
         let out = '';
         let hashed = '';
         for (const id of batch) {
-          const problem = idProblem(id);
-          if (problem) {
-            invalidCount++;
-            if (invalid.length < REPORTED_INVALID) invalid.push({ index: count, ...shown(id), ...problem });
+          if (invalid.found(id, count)) {
             count++;
             continue;
           }
@@ -121,31 +117,62 @@ export async function readIds(
         if (out) part = Buffer.from(out);
       }
       // A list with invalid IDs is refused once read: writing the rest of it would be wasted.
-      if (invalidCount || !part) continue;
+      if (invalid.count || !part) continue;
       rows.push(part);
       rowIds += size;
       if (rowIds >= ROWS_PER_WRITE) await write();
     }
-    if (rows.length && !invalidCount) await write();
+    if (rows.length && !invalid.count) await write();
     await writing;
   } catch (err) {
     // Let a write in flight finish before the caller cleans up after it.
     await writing?.catch(() => undefined);
     throw err;
   }
-  if (invalidCount) {
-    const first = invalid[0]!;
-    throw new BadRequestError(
-      'INVALID_IDS',
-      `${invalidCount} submitted ID(s) are not valid; the first, at index ${first.index}, ${first.problem}`,
-      {
-        invalidCount,
-        invalid,
-      },
-    );
-  }
+  invalid.refuse();
   if (count === 0) throw new BadRequestError('EMPTY_ID_LIST', 'No IDs were submitted');
   return { count, idsHash: hash.digest('hex'), distinct: seen.distinct };
+}
+
+/** Invalid IDs met while reading a list: all counted, the first 100 kept, refused together. */
+class InvalidIds {
+  count = 0;
+  private readonly listed: ({ index: number; id: unknown; problem: string } & Record<string, unknown>)[] = [];
+
+  /** Whether `id` (at `index` in the list) is invalid; if so it is counted (and listed). */
+  found(id: unknown, index: number): boolean {
+    const problem = idProblem(id);
+    if (!problem) return false;
+    this.count++;
+    if (this.listed.length < REPORTED_INVALID) this.listed.push({ index, ...shown(id), ...problem });
+    return true;
+  }
+
+  /** 400 INVALID_IDS naming them, if any was found. */
+  refuse(): void {
+    if (!this.count) return;
+    const first = this.listed[0]!;
+    throw new BadRequestError(
+      'INVALID_IDS',
+      `${this.count} submitted ID(s) are not valid; the first, at index ${first.index}, ${first.problem}`,
+      { invalidCount: this.count, invalid: this.listed },
+    );
+  }
+}
+
+/**
+ * The inline `ids` of a JSON body (a delete, a restore, a purge), checked before the body's schema,
+ * which would stop at the first invalid one: every invalid ID is refused at once, each by its
+ * index (INVALID_IDS), as the same list streamed as NDJSON or text is. A body without an `ids`
+ * list, or with more than MAX_INLINE_IDS (the schema's limit, answered as such), is left to the schema.
+ */
+export function refuseInvalidInlineIds(body: unknown): void {
+  if (body === null || typeof body !== 'object') return;
+  const ids = (body as { ids?: unknown }).ids;
+  if (!Array.isArray(ids) || ids.length > MAX_INLINE_IDS) return;
+  const invalid = new InvalidIds();
+  for (let i = 0; i < ids.length; i++) invalid.found(ids[i], i);
+  invalid.refuse();
 }
 
 /**

@@ -9,7 +9,14 @@ import { checkJsonValue } from '../../plugins/json-body.ts';
 import { validateValue } from '../../plugins/validation.ts';
 import type { RouteAuth } from '../auth/roles.ts';
 import { NDJSON } from '../../plugins/uploads.ts';
-import { inlineBatches, MAX_INLINE_IDS, MAX_STREAMED_IDS, ndjsonLineId, type IdBatches } from './intake.ts';
+import {
+  inlineBatches,
+  MAX_INLINE_IDS,
+  MAX_STREAMED_IDS,
+  ndjsonLineId,
+  refuseInvalidInlineIds,
+  type IdBatches,
+} from './intake.ts';
 import { readIdStream } from './id-stream.ts';
 import { CreateOperationBody, OperationSpec } from './schemas.ts';
 import { describeScope, type ScopeReport } from './scope.ts';
@@ -129,6 +136,7 @@ export async function readSubmission(
  */
 export function jsonSubmission(body: unknown): { spec: OperationSpec; ids: IdBatches; maxIds: number } {
   checkJsonValue(body, 'body');
+  refuseInvalidInlineIds(body);
   const { ids, ...spec } = validateValue<CreateOperationBody>(CreateOperationBody, body, 'body');
   return { spec, ids: inlineBatches(ids), maxIds: MAX_INLINE_IDS };
 }
