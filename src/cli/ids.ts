@@ -148,7 +148,12 @@ export async function* ndjsonBody(
  * by the server's NDJSON rules: a line is "id" or {"id": "..."} (one key, given once); a line that
  * is not is refused naming the list's own line (blank lines count: ndjsonBody passes them on).
  */
-export async function collectIds(input: AsyncIterable<Buffer | string>, max: number): Promise<string[]> {
+export async function collectIds(
+  input: AsyncIterable<Buffer | string>,
+  max: number,
+  /** Where the blank lines were, so that an ID the server names by index is also named by line. */
+  blanks?: ListLines,
+): Promise<string[]> {
   const ids: string[] = [];
   let n = 0;
   let carry = '';
@@ -157,7 +162,10 @@ export async function collectIds(input: AsyncIterable<Buffer | string>, max: num
     carry = lines.pop()!;
     for (const line of lines) {
       n++;
-      if (!line) continue;
+      if (!line) {
+        blanks?.blank(ids.length);
+        continue;
+      }
       ids.push(lineId(line, n));
       if (ids.length > max) throw usageError(`this command takes at most ${max} IDs inline`);
     }

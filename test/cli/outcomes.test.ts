@@ -193,6 +193,51 @@ describe('blastgate CLI against the real stack', () => {
     expect(rej.stderr).toContain('app_00099_99 (line 5)');
   });
 
+  it.each(['restore', 'purge'])(
+    "%s (IDs sent inline) names every invalid ID and a rejected one by the ID list's own line",
+    async (verb) => {
+      const file = join(dir, `ids-${++n}.txt`);
+      await writeFile(file, ['app_00006_02', '', 'app 00006', '', '', 'app 00007'].join('\n') + '\n');
+      const args = [verb, '--type', 'app', '--reason', 'Bad ID', '--ticket', 'INC-12', '--ids-file', file, '--dry-run'];
+      const r = await as('requester', args);
+      expect(r.code, r.stderr).toBe(1);
+      expect(r.stderr).toMatch(/400 INVALID_IDS: 2 submitted ID\(s\) .*at index 1 \(line 3 of the ID list\)/);
+      const j = jsonError(await as('requester', ['--json', ...args]));
+      expect(j.error).toMatchObject({
+        code: 'INVALID_IDS',
+        details: {
+          invalid: [
+            { index: 1, line: 3 },
+            { index: 2, line: 6 },
+          ],
+        },
+      });
+
+      const unknown = join(dir, `ids-${++n}.txt`);
+      await writeFile(unknown, ['', 'app_00099_98', '', 'app_00099_99'].join('\n') + '\n');
+      const rej = jsonError(
+        await as('requester', [
+          '--json',
+          verb,
+          '--type',
+          'app',
+          '--reason',
+          'Unknown IDs',
+          '--ticket',
+          'INC-13',
+          '--ids-file',
+          unknown,
+          '--dry-run',
+        ]),
+      );
+      expect(rej.error.code, JSON.stringify(rej.error)).toBe('PLAN_REJECTED');
+      expect((rej.error.details as { offenders: { unknown: unknown[] } }).offenders.unknown).toEqual([
+        expect.objectContaining({ id: 'app_00099_98', index: 0, line: 2 }),
+        expect.objectContaining({ id: 'app_00099_99', index: 1, line: 4 }),
+      ]);
+    },
+  );
+
   it("names the flag, not the body's spec line, when the server refuses what a flag gave", async () => {
     const file = join(dir, `ids-${++n}.txt`);
     await writeFile(file, 'app_00006_05\n');

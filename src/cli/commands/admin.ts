@@ -3,7 +3,7 @@
 // is the result the caller asked for. The CLI's own token is never printed.
 import type { Command } from 'commander';
 import { EXIT, usageError } from '../exit-codes.ts';
-import { collectIds, openIds } from '../ids.ts';
+import { collectIds, inListLines, ListLines, openIds } from '../ids.ts';
 import {
   ctxOf,
   durationMs,
@@ -63,9 +63,9 @@ function scopeOptions(cmd: Command, what: string): Command {
     .option('--timeout <duration>', 'with --wait: give up after this long (exit 13)');
 }
 
-async function scopeBody(f: ScopeFlags): Promise<Record<string, unknown>> {
+async function scopeBody(f: ScopeFlags, lines: ListLines): Promise<Record<string, unknown>> {
   if (f.type && !f.idsFile) throw usageError('--type needs --ids-file (or --ids-file - for stdin)');
-  const ids = f.idsFile ? await collectIds(openIds(f.idsFile) as AsyncIterable<Buffer>, 100_000) : undefined;
+  const ids = f.idsFile ? await collectIds(openIds(f.idsFile) as AsyncIterable<Buffer>, 100_000, lines) : undefined;
   return {
     reason: f.reason,
     ticket: f.ticket,
@@ -78,13 +78,16 @@ async function scopeBody(f: ScopeFlags): Promise<Record<string, unknown>> {
   };
 }
 
-async function planned(ctx: Ctx, route: string, body: Record<string, unknown>, f: ScopeFlags): Promise<number> {
+async function planned(ctx: Ctx, route: string, f: ScopeFlags, extra: Record<string, unknown>): Promise<number> {
+  const lines = new ListLines();
+  const body = { ...(await scopeBody(f, lines)), ...extra };
   needToken(ctx);
-  const op = await ctx.client.post<Planned>(
-    route,
-    body,
-    f.idempotencyKey ? { 'idempotency-key': f.idempotencyKey } : undefined,
-  );
+  const op = await ctx.client
+    .post<Planned>(route, body, f.idempotencyKey ? { 'idempotency-key': f.idempotencyKey } : undefined)
+    .catch((err: unknown) => {
+      // IDs the server names by index (INVALID_IDS, a rejection's offenders) get their file line.
+      throw f.idsFile ? inListLines(err, lines) : err;
+    });
   if (op.dryRun || !f.wait) {
     ctx.out.result(op, () => {
       ctx.out.line(op.dryRun ? 'Dry run (nothing stored):' : `Operation ${op.id} (${op.kind}) is ${op.state}.`);
@@ -104,10 +107,10 @@ export function registerAdminCommands(program: Command) {
     .option('--auto-start', 'start as soon as the approvals are in')
     .action(
       act(async (f: ScopeFlags & { asOf?: string; autoStart?: boolean }, cmd: Command) => {
-        const body = await scopeBody(f);
-        if (f.asOf) body.asOf = f.asOf;
-        if (f.autoStart) body.autoStart = true;
-        return planned(ctxOf(cmd), '/v1/restores', body, f);
+        return planned(ctxOf(cmd), '/v1/restores', f, {
+          ...(f.asOf ? { asOf: f.asOf } : {}),
+          ...(f.autoStart ? { autoStart: true } : {}),
+        });
       }),
     );
 
@@ -115,9 +118,7 @@ export function registerAdminCommands(program: Command) {
     .option('--due-before <time>', 'scope: everything whose retention ends by then (ISO 8601)')
     .action(
       act(async (f: ScopeFlags & { dueBefore?: string }, cmd: Command) => {
-        const body = await scopeBody(f);
-        if (f.dueBefore) body.dueBefore = f.dueBefore;
-        return planned(ctxOf(cmd), '/v1/purges', body, f);
+        return planned(ctxOf(cmd), '/v1/purges', f, f.dueBefore ? { dueBefore: f.dueBefore } : {});
       }),
     );
 
