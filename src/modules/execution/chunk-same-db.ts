@@ -142,7 +142,9 @@ export async function runSameDbChunk<Tx>(
           [j.opId, seqs, lay(errors), lay(items.map((r) => sid.get(r.seq) ?? null)), from, j.to],
         );
         const doneSeqs = done.map(({ r }) => r.seq);
-        if (doneSeqs.length) await deps.registryFollows?.(tx, op, doneSeqs);
+        // No registryFollows (the general path's): the registry statement above already wrote what
+        // a done soft delete means for the row (its retention, registry-apply.ts), and a hard delete
+        // is the statement itself. It would look up every done item again to change no row.
         const verdicts = items.map((r) => (sid.has(r.seq) ? 'done' : 'failed'));
         const stats = await foldIntoWave(db, j.opId, j.wave, verdicts, since);
         // The last look, just before the commit: a pause or halt that committed meanwhile undoes
