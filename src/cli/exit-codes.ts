@@ -43,6 +43,8 @@ export class CliError extends Error {
     message: string,
     readonly details?: unknown,
     readonly status?: number,
+    /** A dry run's rejection: what records it with its report (default: `blastgate submit`, for `plan`). */
+    readonly recordWith?: string,
   ) {
     super(message);
   }

@@ -62,7 +62,7 @@ export function rejectionLines(err: CliError): string[] {
     );
   else if (d.dryRun)
     lines.push(
-      'This was a dry run: nothing was stored, so there is no report; `blastgate submit` records the rejection with its full report.',
+      `This was a dry run: nothing was stored, so there is no report; ${err.recordWith ?? '`blastgate submit`'} records the rejection with its full report.`,
     );
   lines.push('Fix the list and submit it again (with a new idempotency key).');
   return lines;
@@ -97,8 +97,33 @@ export function reportError(err: unknown, json: boolean, stderr = process.stderr
     stderr.write(rejectionLines(e).join('\n') + '\n');
   } else {
     stderr.write(`blastgate: ${e.status ? `${e.status} ` : ''}${e.code}: ${e.message}\n`);
+    if (e.code === 'INVALID_IDS') stderr.write(invalidIdLines(e).join(''));
   }
   return e.exitCode;
+}
+
+const LISTED_INVALID = 20;
+
+/** Each invalid ID the server named (by its list line when the CLI knows it), not only the first. */
+function invalidIdLines(e: CliError): string[] {
+  const d = (e.details ?? {}) as { invalidCount?: number; invalid?: InvalidId[] };
+  const listed = Array.isArray(d.invalid) ? d.invalid : [];
+  const lines = listed.slice(0, LISTED_INVALID).map((i) => {
+    const where = i.line !== undefined ? `line ${i.line}` : `index ${i.index}`;
+    const shown = i.escaped ?? (typeof i.id === 'string' ? i.id : JSON.stringify(i.id));
+    return `  ${where}: ${shown} (${i.problem})\n`;
+  });
+  const more = (d.invalidCount ?? listed.length) - lines.length;
+  if (more > 0) lines.push(`  … and ${more} more (--json lists the first ${listed.length})\n`);
+  return lines;
+}
+
+interface InvalidId {
+  index: number;
+  line?: number;
+  id: unknown;
+  escaped?: string;
+  problem: string;
 }
 
 /** Restores' and purges' per-ID rejections carry counts and offenders like a plan's. */

@@ -202,6 +202,8 @@ describe('blastgate CLI against the real stack', () => {
       const r = await as('requester', args);
       expect(r.code, r.stderr).toBe(1);
       expect(r.stderr).toMatch(/400 INVALID_IDS: 2 submitted ID\(s\) .*at index 1 \(line 3 of the ID list\)/);
+      expect(r.stderr).toContain('  line 3: app 00006 (contains U+0020 SPACE at position 3)\n');
+      expect(r.stderr).toContain('  line 6: app 00007 (contains U+0020 SPACE at position 3)\n');
       const j = jsonError(await as('requester', ['--json', ...args]));
       expect(j.error).toMatchObject({
         code: 'INVALID_IDS',
@@ -215,26 +217,31 @@ describe('blastgate CLI against the real stack', () => {
 
       const unknown = join(dir, `ids-${++n}.txt`);
       await writeFile(unknown, ['', 'app_00099_98', '', 'app_00099_99'].join('\n') + '\n');
-      const rej = jsonError(
-        await as('requester', [
-          '--json',
-          verb,
-          '--type',
-          'app',
-          '--reason',
-          'Unknown IDs',
-          '--ticket',
-          'INC-13',
-          '--ids-file',
-          unknown,
-          '--dry-run',
-        ]),
-      );
+      const rejArgs = [
+        verb,
+        '--type',
+        'app',
+        '--reason',
+        'Unknown IDs',
+        '--ticket',
+        'INC-13',
+        '--ids-file',
+        unknown,
+        '--dry-run',
+      ];
+      const rej = jsonError(await as('requester', ['--json', ...rejArgs]));
       expect(rej.error.code, JSON.stringify(rej.error)).toBe('PLAN_REJECTED');
       expect((rej.error.details as { offenders: { unknown: unknown[] } }).offenders.unknown).toEqual([
         expect.objectContaining({ id: 'app_00099_98', index: 0, line: 2 }),
         expect.objectContaining({ id: 'app_00099_99', index: 1, line: 4 }),
       ]);
+      // Said to a person: the offenders by line, and the command that records the rejection is this
+      // one without --dry-run — never `submit`, which would plan a DELETE of the same IDs.
+      const human = await as('requester', rejArgs);
+      expect(human.code, human.stderr).toBe(10);
+      expect(human.stderr).toContain('app_00099_98 (line 2), app_00099_99 (line 4)');
+      expect(human.stderr).toContain(`the same \`blastgate ${verb}\` without --dry-run records the rejection`);
+      expect(human.stderr).not.toContain('blastgate submit');
     },
   );
 

@@ -2,7 +2,7 @@
 // tokens (list, create, rotate, revoke). A created or rotated token's secret is printed once: it
 // is the result the caller asked for. The CLI's own token is never printed.
 import type { Command } from 'commander';
-import { EXIT, usageError } from '../exit-codes.ts';
+import { CliError, EXIT, usageError } from '../exit-codes.ts';
 import { collectIds, inListLines, ListLines, openIds } from '../ids.ts';
 import {
   ctxOf,
@@ -78,15 +78,31 @@ async function scopeBody(f: ScopeFlags, lines: ListLines): Promise<Record<string
   };
 }
 
-async function planned(ctx: Ctx, route: string, f: ScopeFlags, extra: Record<string, unknown>): Promise<number> {
+async function planned(
+  ctx: Ctx,
+  verb: 'restore' | 'purge',
+  f: ScopeFlags,
+  extra: Record<string, unknown>,
+): Promise<number> {
   const lines = new ListLines();
   const body = { ...(await scopeBody(f, lines)), ...extra };
   needToken(ctx);
   const op = await ctx.client
-    .post<Planned>(route, body, f.idempotencyKey ? { 'idempotency-key': f.idempotencyKey } : undefined)
+    .post<Planned>(`/v1/${verb}s`, body, f.idempotencyKey ? { 'idempotency-key': f.idempotencyKey } : undefined)
     .catch((err: unknown) => {
       // IDs the server names by index (INVALID_IDS, a rejection's offenders) get their file line.
-      throw f.idsFile ? inListLines(err, lines) : err;
+      const e = f.idsFile ? inListLines(err, lines) : err;
+      // A rejected dry run is recorded by this same command without --dry-run (not by `submit`,
+      // which would plan a delete of these IDs).
+      if (!(e instanceof CliError) || !f.dryRun) throw e;
+      throw new CliError(
+        e.exitCode,
+        e.code,
+        e.message,
+        e.details,
+        e.status,
+        `the same \`blastgate ${verb}\` without --dry-run`,
+      );
     });
   if (op.dryRun || !f.wait) {
     ctx.out.result(op, () => {
@@ -107,7 +123,7 @@ export function registerAdminCommands(program: Command) {
     .option('--auto-start', 'start as soon as the approvals are in')
     .action(
       act(async (f: ScopeFlags & { asOf?: string; autoStart?: boolean }, cmd: Command) => {
-        return planned(ctxOf(cmd), '/v1/restores', f, {
+        return planned(ctxOf(cmd), 'restore', f, {
           ...(f.asOf ? { asOf: f.asOf } : {}),
           ...(f.autoStart ? { autoStart: true } : {}),
         });
@@ -118,7 +134,7 @@ export function registerAdminCommands(program: Command) {
     .option('--due-before <time>', 'scope: everything whose retention ends by then (ISO 8601)')
     .action(
       act(async (f: ScopeFlags & { dueBefore?: string }, cmd: Command) => {
-        return planned(ctxOf(cmd), '/v1/purges', f, f.dueBefore ? { dueBefore: f.dueBefore } : {});
+        return planned(ctxOf(cmd), 'purge', f, f.dueBefore ? { dueBefore: f.dueBefore } : {});
       }),
     );
 
