@@ -4,6 +4,7 @@
 // surrogate would make PostgreSQL refuse (a 5xx) or silently alter the text.
 import type { FastifyInstance } from 'fastify';
 import { BadRequestError } from '../lib/errors.ts';
+import { refuseInvalidInlineIds } from '../modules/operations/intake.ts';
 import { fieldSegment as segment } from '../lib/json-keys.ts';
 import { refuseDuplicateKeys } from '../lib/lines.ts';
 import { isStorable, storageProblem } from '../lib/text.ts';
@@ -13,6 +14,13 @@ import { byteLabel, invalidUtf8At, lineAndColumn } from '../lib/utf8.ts';
 export const MAX_JSON_DEPTH = 32;
 
 const JSON_TYPE = 'application/json';
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** The body may carry an inline `ids` list: its invalid IDs are refused all together first. */
+    inlineIds?: boolean;
+  }
+}
 
 export function installJsonParser(app: FastifyInstance) {
   // Fastify's own parser (prototype-poisoning protection included), fed with strictly decoded text.
@@ -42,13 +50,28 @@ export function installJsonParser(app: FastifyInstance) {
         );
       try {
         refuseDuplicateKeys(text, 'body');
-        checkJsonValue(value, 'body');
+        checkJsonBody(value, req.routeOptions.config.inlineIds === true);
         done(null, value);
       } catch (e) {
         done(e as Error, undefined);
       }
     });
   });
+}
+
+/**
+ * A parsed body's checks, in order: its depth and storable text (checkJsonValue), then, on a route
+ * that takes inline IDs, every invalid ID at once (refuseInvalidInlineIds) — also when one of them
+ * is what could not be stored, so that a NUL does not hide the list's other invalid IDs.
+ */
+export function checkJsonBody(value: unknown, inlineIds: boolean): void {
+  try {
+    checkJsonValue(value, 'body');
+  } catch (e) {
+    if (inlineIds && (e as BadRequestError).code === 'VALIDATION_FAILED') refuseInvalidInlineIds(value);
+    throw e;
+  }
+  if (inlineIds) refuseInvalidInlineIds(value);
 }
 
 /**

@@ -56,6 +56,22 @@ describe.each([
     expect(await stored()).toEqual(before);
   });
 
+  it('names an ID PostgreSQL could not store (NUL, a lone surrogate) among the others, not instead of them', async () => {
+    const before = await stored();
+    const res = await request(t.app.server)
+      .post(path)
+      .set('authorization', t.auth('requester'))
+      .set('content-type', 'application/json')
+      .send(`{"ids": ["app_0", " x", "app\\u0000_4", "", "app_\\ud800", [[1]]], ${JSON.stringify(spec).slice(1)}`);
+    expect(res.status, JSON.stringify(res.body)).toBe(400);
+    expect(res.body.code).toBe('INVALID_IDS');
+    expect(res.body.details.invalid.map((i: { index: number }) => i.index)).toEqual([1, 2, 3, 4, 5]);
+    expect(res.body.details.invalid[1]).toMatchObject({ codePoint: 'U+0000', escaped: 'app\\u0000_4' });
+    // A value that is not a string is named by what it is, never echoed (it may be large or deep).
+    expect(res.body.details.invalid[4]).toEqual({ index: 5, id: null, problem: 'is an array, not a string' });
+    expect(await stored()).toEqual(before);
+  });
+
   it('names the first 100 of more invalid IDs, and counts them all', async () => {
     const ids = Array.from({ length: 250 }, (_, i) => (i % 2 ? `bad id ${i}` : appId(0, 0)));
     const res = await request(t.app.server)

@@ -234,6 +234,7 @@ describe('the CI intake queue', () => {
   it('refuses a bad body with the very error the route gives (one validation)', async () => {
     const bad = [
       [{ ...spec, ids: [123] }, 'INVALID_IDS'],
+      [{ ...spec, ids: [appId(5, 0), 'a\u0000b', ' x', [[1]]] }, 'INVALID_IDS'],
       [{ ...spec, tiket: 'CHG-1', ids: [appId(5, 0)] }, 'VALIDATION_FAILED'],
       [{ targetType: 'app', reason: 'Remove', ids: [appId(5, 0)] }, 'VALIDATION_FAILED'],
       [{ ...spec, ids: [] }, 'VALIDATION_FAILED'],

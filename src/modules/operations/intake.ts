@@ -161,10 +161,12 @@ class InvalidIds {
 }
 
 /**
- * The inline `ids` of a JSON body (a delete, a restore, a purge), checked before the body's schema,
- * which would stop at the first invalid one: every invalid ID is refused at once, each by its
- * index (INVALID_IDS), as the same list streamed as NDJSON or text is. A body without an `ids`
- * list, or with more than MAX_INLINE_IDS (the schema's limit, answered as such), is left to the schema.
+ * The inline `ids` of a JSON body (a delete, a restore, a purge), checked before anything else about
+ * the body (json-body.ts, on routes with `inlineIds`), which would stop at the first problem: every
+ * invalid ID — NUL and lone surrogates included — is refused at once, each by its index
+ * (INVALID_IDS), as the same list streamed as NDJSON or text is. Only the list's own elements are
+ * looked at, none is descended into. A body without an `ids` list, or with more than
+ * MAX_INLINE_IDS (the schema's limit, answered as such), is left to the other checks.
  */
 export function refuseInvalidInlineIds(body: unknown): void {
   if (body === null || typeof body !== 'object') return;
@@ -181,6 +183,8 @@ export function refuseInvalidInlineIds(body: unknown): void {
  * and an escaped form of the ID so that the hidden character can be seen.
  */
 function idProblem(id: unknown): ({ problem: string } & Record<string, unknown>) | undefined {
+  if (typeof id === 'object' && id !== null)
+    return { problem: `is ${Array.isArray(id) ? 'an array' : 'an object'}, not a string` };
   if (typeof id !== 'string') return { problem: 'is not a string' };
   if (id.length === 0) return { problem: 'is empty' };
   if (longerThan(id, MAX_ID_LENGTH)) return { problem: `is longer than ${MAX_ID_LENGTH} characters` };
@@ -194,6 +198,8 @@ function idProblem(id: unknown): ({ problem: string } & Record<string, unknown>)
  * MAX_ID_LENGTH characters and its length, so that 100 of them cannot make a 6 MB error.
  */
 function shown(id: unknown): { id: unknown; length?: number; truncated?: true } {
+  // An array or object is named by its problem, never echoed: it may be large or deeply nested.
+  if (typeof id === 'object' && id !== null) return { id: null };
   if (typeof id !== 'string' || !longerThan(id, MAX_ID_LENGTH)) return { id };
   return {
     id: [...id.slice(0, 2 * MAX_ID_LENGTH)].slice(0, MAX_ID_LENGTH).join(''),

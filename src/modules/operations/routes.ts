@@ -83,6 +83,7 @@ export default async function operationRoutes(app: App) {
       config: {
         auth: SUBMIT_AUTH,
         audited: true,
+        inlineIds: true,
         uploadLimit: STREAM_LIMITS.maxBytes,
         mediaTypeHints: {
           [TEXT]: `Send a text/plain ID list to POST ${TEXT_ROUTE}, with the spec in the query string`,

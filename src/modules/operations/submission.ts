@@ -5,18 +5,11 @@ import type { Readable } from 'node:stream';
 import { BadRequestError, UnprocessableError } from '../../lib/errors.ts';
 import { parseJsonLine, type LineLimits } from '../../lib/lines.ts';
 import { escapedIfNeeded } from '../../lib/text.ts';
-import { checkJsonValue } from '../../plugins/json-body.ts';
+import { checkJsonBody } from '../../plugins/json-body.ts';
 import { validateValue } from '../../plugins/validation.ts';
 import type { RouteAuth } from '../auth/roles.ts';
 import { NDJSON } from '../../plugins/uploads.ts';
-import {
-  inlineBatches,
-  MAX_INLINE_IDS,
-  MAX_STREAMED_IDS,
-  ndjsonLineId,
-  refuseInvalidInlineIds,
-  type IdBatches,
-} from './intake.ts';
+import { inlineBatches, MAX_INLINE_IDS, MAX_STREAMED_IDS, ndjsonLineId, type IdBatches } from './intake.ts';
 import { readIdStream } from './id-stream.ts';
 import { CreateOperationBody, OperationSpec } from './schemas.ts';
 import { describeScope, type ScopeReport } from './scope.ts';
@@ -135,8 +128,7 @@ export async function readSubmission(
  * data was parsed by BullMQ, so that check runs here too (cheap next to planning).
  */
 export function jsonSubmission(body: unknown): { spec: OperationSpec; ids: IdBatches; maxIds: number } {
-  checkJsonValue(body, 'body');
-  refuseInvalidInlineIds(body);
+  checkJsonBody(body, true);
   const { ids, ...spec } = validateValue<CreateOperationBody>(CreateOperationBody, body, 'body');
   return { spec, ids: inlineBatches(ids), maxIds: MAX_INLINE_IDS };
 }

@@ -3,7 +3,6 @@
 import { Type } from '@fastify/type-provider-typebox';
 import { ERROR_EXAMPLES } from '../../lib/error-examples.ts';
 import { errorResponse, errorResponses, type App } from '../../lib/schemas.ts';
-import { refuseInvalidInlineIds } from '../operations/intake.ts';
 import { operationReads } from '../operations/repository.ts';
 import { DryRunView } from '../operations/schemas.ts';
 import { dryRunRejected, planRejected } from '../operations/submission.ts';
@@ -18,9 +17,7 @@ export default async function purgeRoutes(app: App) {
   app.post(
     '/purges',
     {
-      config: { auth: ['requester'], audited: true },
-      // Before the schema, which would name only the first invalid ID: all of them, by index.
-      preValidation: async (req) => refuseInvalidInlineIds(req.body),
+      config: { auth: ['requester'], audited: true, inlineIds: true },
       schema: {
         operationId: 'createPurge',
         tags: ['purges'],

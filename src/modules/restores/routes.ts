@@ -3,7 +3,6 @@
 import { Type } from '@fastify/type-provider-typebox';
 import { ERROR_EXAMPLES } from '../../lib/error-examples.ts';
 import { errorResponse, errorResponses, type App } from '../../lib/schemas.ts';
-import { refuseInvalidInlineIds } from '../operations/intake.ts';
 import { DryRunView } from '../operations/schemas.ts';
 import { operationReads } from '../operations/repository.ts';
 import type { ScopeReport } from '../operations/scope.ts';
@@ -19,9 +18,7 @@ export default async function restoreRoutes(app: App) {
   app.post(
     '/restores',
     {
-      config: { auth: ['requester'], audited: true },
-      // Before the schema, which would name only the first invalid ID: all of them, by index.
-      preValidation: async (req) => refuseInvalidInlineIds(req.body),
+      config: { auth: ['requester'], audited: true, inlineIds: true },
       schema: {
         operationId: 'createRestore',
         tags: ['restores'],
