@@ -205,7 +205,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const int = (name: string, dflt: number, min: number, max: number) => {
     const v = str(name);
     if (v === undefined) return dflt;
-    const n = Number(v);
+    // Plain decimal digits only: Number() would also take "1e3", "0x10", "4.0" and " 3000".
+    const n = /^-?\d+$/.test(v) ? Number(v) : NaN;
     if (!Number.isInteger(n) || n < min || n > max) {
       problems.push(`${name} must be an integer from ${min} to ${max} (got "${v}")`);
       return dflt;
@@ -215,7 +216,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const fraction = (name: string, dflt: number) => {
     const v = str(name);
     if (v === undefined) return dflt;
-    const n = Number(v);
+    const n = /^(\d+(\.\d*)?|\.\d+)$/.test(v) ? Number(v) : NaN;
     if (!Number.isFinite(n) || n < 0 || n > 1) {
       problems.push(`${name} must be a number from 0 to 1 (got "${v}")`);
       return dflt;

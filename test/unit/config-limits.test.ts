@@ -77,6 +77,24 @@ describe('limits', () => {
     ]);
   });
 
+  it('takes integers and fractions only as plain decimals (an exponent, hex or a fraction part is refused); surrounding blanks are trimmed', () => {
+    expect(
+      problems({
+        PORT: '1e3',
+        BLASTGATE_WORKER_CONCURRENCY: '0x10',
+        BLASTGATE_RATE_LIMIT_MAX: '4.0',
+        BLASTGATE_MAX_EVENT_LOOP_UTILIZATION: '9e-1',
+      }),
+    ).toEqual([
+      'PORT must be an integer from 0 to 65535 (got "1e3")',
+      'BLASTGATE_WORKER_CONCURRENCY must be an integer from 1 to 256 (got "0x10")',
+      'BLASTGATE_RATE_LIMIT_MAX must be an integer from 1 to 1000000 (got "4.0")',
+      'BLASTGATE_MAX_EVENT_LOOP_UTILIZATION must be a number from 0 to 1 (got "9e-1")',
+    ]);
+    expect(loadConfig({ PORT: ' 3001 ', BLASTGATE_MAX_EVENT_LOOP_UTILIZATION: '.5' }).port).toBe(3001);
+    expect(loadConfig({ BLASTGATE_MAX_EVENT_LOOP_UTILIZATION: '0.5' }).limits.maxEventLoopUtilization).toBe(0.5);
+  });
+
   it('a separate worker lowers its priority to nice 10 unless told otherwise (0–19)', () => {
     expect(loadConfig({}).workerNice).toBe(10);
     expect(loadConfig({ BLASTGATE_WORKER_NICE: '0' }).workerNice).toBe(0);
