@@ -92,6 +92,19 @@ describe('blastgate admin and control commands', () => {
     expect(yes.stdout).toContain(`Approved plan ${op.planHash}`);
   });
 
+  it.each(['restore', 'purge'])(
+    '%s: an ID list without --type, or with no ID in it, is a usage error naming what to give (exit 2)',
+    async (verb) => {
+      const base = [verb, '--reason', 'Bring them back', '--ticket', 'INC-2', '--ids-file', '-'];
+      const noType = await as('requester', base, 'app_00001_00\n');
+      expect(noType.code, noType.stderr).toBe(2);
+      expect(noType.stderr).toContain('--ids-file needs --type (the type every ID must be)');
+      const empty = await as('requester', [...base, '--type', 'app'], '\n\n');
+      expect(empty.code, empty.stderr).toBe(2);
+      expect(empty.stderr).toContain('the ID list is empty');
+    },
+  );
+
   it('restore and purge refusals carry the server code', async () => {
     const r = await as('requester', [
       '--json',

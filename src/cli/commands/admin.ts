@@ -65,7 +65,9 @@ function scopeOptions(cmd: Command, what: string): Command {
 
 async function scopeBody(f: ScopeFlags, lines: ListLines): Promise<Record<string, unknown>> {
   if (f.type && !f.idsFile) throw usageError('--type needs --ids-file (or --ids-file - for stdin)');
+  if (f.idsFile && !f.type) throw usageError('--ids-file needs --type (the type every ID must be)');
   const ids = f.idsFile ? await collectIds(openIds(f.idsFile) as AsyncIterable<Buffer>, 100_000, lines) : undefined;
+  if (ids?.length === 0) throw usageError('the ID list is empty');
   return {
     reason: f.reason,
     ticket: f.ticket,
