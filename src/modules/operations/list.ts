@@ -28,7 +28,10 @@ type OperationsQuery = Static<typeof OperationsQuery>;
 const Progress = Type.Object(
   {
     items: Type.Integer({ description: 'Submitted items in the waves (a cascade takes its descendants with each)' }),
-    done: Type.Integer({ description: 'Executed successfully' }),
+    done: Type.Integer({
+      description:
+        'Executed successfully by the forward run; a rollback does not lower it (state says rolled_back; GET /v1/operations/{id} counts what was restored)',
+    }),
     failed: Type.Integer({ description: 'Failed' }),
     pending: Type.Integer({ description: 'Not executed yet (items - done - failed)' }),
   },
