@@ -64,7 +64,11 @@ export function rejectionLines(err: CliError): string[] {
     lines.push(
       `This was a dry run: nothing was stored, so there is no report; ${err.recordWith ?? '`blastgate submit`'} records the rejection with its full report.`,
     );
-  lines.push('Fix the list and submit it again (with a new idempotency key).');
+  lines.push(
+    d.dryRun
+      ? 'Fix the list before running it for real.'
+      : 'Fix the list and submit it again (with a new idempotency key).',
+  );
   return lines;
 }
 

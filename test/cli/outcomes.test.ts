@@ -242,6 +242,7 @@ describe('blastgate CLI against the real stack', () => {
       expect(human.stderr).toContain('app_00099_98 (line 2), app_00099_99 (line 4)');
       expect(human.stderr).toContain(`the same \`blastgate ${verb}\` without --dry-run records the rejection`);
       expect(human.stderr).not.toContain('blastgate submit');
+      expect(human.stderr).toContain('Fix the list before running it for real.');
     },
   );
 

@@ -78,8 +78,12 @@ export interface ServerChild {
 }
 
 /** `node --import tsx src/server.ts` in embedded mode on `dir`, started, listening and its banner printed. */
-export async function startServer(dir: string, env: Record<string, string> = {}): Promise<ServerChild> {
-  const server = await spawnServer(dir, env);
+export async function startServer(
+  dir: string,
+  env: Record<string, string> = {},
+  o: SpawnOptions = {},
+): Promise<ServerChild> {
+  const server = await spawnServer(dir, env, o);
   try {
     // The banner's last line: the whole banner has arrived, not only its address.
     await server.waitForOutput(/listening on http:\/\/\S+[\s\S]*\n {2}Workers: .*\n/, 120_000);
@@ -94,7 +98,16 @@ export async function startServer(dir: string, env: Record<string, string> = {})
  * `node --import tsx src/server.ts` in embedded mode on `dir`, just spawned, in a process group of
  * its own (as a terminal runs it). `url` is known once "listening on" has been printed.
  */
-export async function spawnServer(dir: string, env: Record<string, string> = {}): Promise<ServerChild> {
+export interface SpawnOptions {
+  /** Through `npm start`, as the README says (the child is then npm; the server its child). */
+  viaNpm?: boolean;
+}
+
+export async function spawnServer(
+  dir: string,
+  env: Record<string, string> = {},
+  o: SpawnOptions = {},
+): Promise<ServerChild> {
   const pgPort = await freePort();
   let redisPort = await freePort();
   while (redisPort === pgPort) redisPort = await freePort();
@@ -114,7 +127,8 @@ export async function spawnServer(dir: string, env: Record<string, string> = {})
     LOG_LEVEL: 'info',
     ...env,
   });
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
+  const [cmd, args] = o.viaNpm ? ['npm', ['start']] : [process.execPath, ['--import', 'tsx', 'src/server.ts']];
+  const child = spawn(cmd, args, {
     cwd: ROOT,
     env: childEnv,
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -182,6 +196,12 @@ export async function cleanUp(dir: string, server?: ServerChild): Promise<void> 
   if (server && server.child.exitCode === null && server.child.signalCode === null) {
     server.signal('SIGKILL');
     await server.exited;
+  }
+  // What is left of its process group (a server orphaned by `npm start`, when a test fails).
+  try {
+    if (server?.child.pid) process.kill(-server.child.pid, 'SIGKILL');
+  } catch {
+    // The group is gone.
   }
   const pids: number[] = [];
   const found = server ? serversRunning(dir, server.redisPort).map((p) => [p, 'SIGKILL'] as const) : [];

@@ -84,6 +84,21 @@ describe('Ctrl-C on the zero-config start', () => {
     expectStopped(server.output(), pids);
   });
 
+  it(
+    'SIGTERM to the `npm start` process alone (kill <pid>, not its group) stops the server and them',
+    { timeout: 240_000 },
+    async () => {
+      // npm runs the script through `sh -c`, which does not pass the signal on: the server, orphaned,
+      // went on answering with its PostgreSQL and Redis. The script execs node, so npm's child is it.
+      dir = tempDataDir();
+      server = await startServer(dir, {}, { viaNpm: true });
+      const pids = runningPids(dir);
+      process.kill(server.child.pid!, 'SIGTERM');
+      expect(await exitedWithin(server)).not.toBe('still running');
+      expectStopped(server.output(), pids);
+    },
+  );
+
   it('takes over servers left running by an earlier start, says so, and stops them', { timeout: 240_000 }, async () => {
     dir = tempDataDir();
     // An earlier start killed outright (kill -9 of its node process alone): its servers run on.
