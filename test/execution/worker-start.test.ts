@@ -1,9 +1,11 @@
 // A worker started against a database that lacks this build's migrations (the wrong database, or
 // before the release step) refuses to start naming the database, instead of failing later on a
-// missing table; the worker process exits 2 with that message.
+// missing table; the worker process exits 2 with that message. And `npm run worker` stops on a
+// SIGTERM sent to npm alone.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readdirSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import pino from 'pino';
@@ -11,6 +13,7 @@ import { inject, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/config.ts';
 import { MIGRATIONS_DIR } from '../../src/db/migrate.ts';
 import { startWorkers } from '../../src/worker-runtime.ts';
+import { createTestDatabase } from '../support/db.ts';
 import { TEST_SNAPSHOT_KEY, TEST_SNAPSHOT_KEY_BYTES } from '../support/keys.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -75,5 +78,64 @@ describe('a worker on a database without the migrations', () => {
     expect(out).toMatch(/lacks \d+ of this build's migrations/);
     expect(out).not.toMatch(/relation .* does not exist/);
     expect(code).toBe(2);
+  });
+});
+
+/** The pids under `pid` (its children, theirs…), from /proc. */
+function descendants(pid: number): number[] {
+  let kids: number[] = [];
+  try {
+    kids = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').split(' ').filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+  return kids.flatMap((k) => [k, ...descendants(k)]);
+}
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+describe('npm run worker', () => {
+  it('stops when SIGTERM is sent to the npm process alone (the script execs node: sh -c would not pass it on)', async () => {
+    const databaseUrl = await createTestDatabase();
+    const child = spawn('npm', ['run', 'worker'], {
+      cwd: ROOT,
+      env: {
+        PATH: process.env.PATH,
+        HOME: process.env.HOME,
+        DATABASE_URL: databaseUrl,
+        REDIS_URL: inject('redisUrl'),
+        BLASTGATE_QUEUE_PREFIX: `bgt${randomBytes(4).toString('hex')}`,
+        BLASTGATE_SNAPSHOT_KEY: TEST_SNAPSHOT_KEY,
+        LOG_LEVEL: 'info',
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    const exited = new Promise<void>((res) => child.once('exit', () => res()));
+    try {
+      for (let i = 0; i < 600 && !out.includes('workers started'); i++) await sleep(100);
+      expect(out).toContain('workers started');
+      const under = descendants(child.pid!);
+      expect(under.length).toBeGreaterThan(0);
+      process.kill(child.pid!, 'SIGTERM');
+      await exited;
+      for (let i = 0; i < 200 && under.some(alive); i++) await sleep(100);
+      expect(under.filter(alive), out).toEqual([]);
+    } finally {
+      try {
+        process.kill(-child.pid!, 'SIGKILL');
+      } catch {
+        // The group is gone.
+      }
+    }
   });
 });
