@@ -32,6 +32,28 @@ async function emptyDatabase(): Promise<string> {
   return `${root}/${name}`;
 }
 
+/** A worker process (`cmd args`) on `databaseUrl` and the suite's Redis, in a process group of its own. */
+function spawnWorker(cmd: string, args: string[], databaseUrl: string, logLevel: string) {
+  const child = spawn(cmd, args, {
+    cwd: ROOT,
+    env: {
+      PATH: process.env.PATH,
+      HOME: process.env.HOME,
+      DATABASE_URL: databaseUrl,
+      REDIS_URL: inject('redisUrl'),
+      BLASTGATE_QUEUE_PREFIX: `bgt${randomBytes(4).toString('hex')}`,
+      BLASTGATE_SNAPSHOT_KEY: TEST_SNAPSHOT_KEY,
+      LOG_LEVEL: logLevel,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+  return { child, output: () => out };
+}
+
 describe('a worker on a database without the migrations', () => {
   it('startWorkers refuses with a ConfigError naming the database and the first missing migration', async () => {
     const databaseUrl = await emptyDatabase();
@@ -53,21 +75,7 @@ describe('a worker on a database without the migrations', () => {
 
   it('the worker process exits 2 with that message', async () => {
     const databaseUrl = await emptyDatabase();
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/worker.ts'], {
-      cwd: ROOT,
-      env: {
-        PATH: process.env.PATH,
-        HOME: process.env.HOME,
-        DATABASE_URL: databaseUrl,
-        REDIS_URL: inject('redisUrl'),
-        BLASTGATE_SNAPSHOT_KEY: TEST_SNAPSHOT_KEY,
-        LOG_LEVEL: 'warn',
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    const { child, output } = spawnWorker(process.execPath, ['--import', 'tsx', 'src/worker.ts'], databaseUrl, 'warn');
     const code = await new Promise<number | null>((res) => {
       const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
       child.once('exit', (c) => {
@@ -75,8 +83,8 @@ describe('a worker on a database without the migrations', () => {
         res(c);
       });
     });
-    expect(out).toMatch(/lacks \d+ of this build's migrations/);
-    expect(out).not.toMatch(/relation .* does not exist/);
+    expect(output()).toMatch(/lacks \d+ of this build's migrations/);
+    expect(output()).not.toMatch(/relation .* does not exist/);
     expect(code).toBe(2);
   });
 });
@@ -103,33 +111,17 @@ const alive = (pid: number) => {
 describe('npm run worker', () => {
   it('stops when SIGTERM is sent to the npm process alone (the script execs node: sh -c would not pass it on)', async () => {
     const databaseUrl = await createTestDatabase();
-    const child = spawn('npm', ['run', 'worker'], {
-      cwd: ROOT,
-      env: {
-        PATH: process.env.PATH,
-        HOME: process.env.HOME,
-        DATABASE_URL: databaseUrl,
-        REDIS_URL: inject('redisUrl'),
-        BLASTGATE_QUEUE_PREFIX: `bgt${randomBytes(4).toString('hex')}`,
-        BLASTGATE_SNAPSHOT_KEY: TEST_SNAPSHOT_KEY,
-        LOG_LEVEL: 'info',
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-      detached: true,
-    });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    const { child, output } = spawnWorker('npm', ['run', 'worker'], databaseUrl, 'info');
     const exited = new Promise<void>((res) => child.once('exit', () => res()));
     try {
-      for (let i = 0; i < 600 && !out.includes('workers started'); i++) await sleep(100);
-      expect(out).toContain('workers started');
+      for (let i = 0; i < 600 && !output().includes('workers started'); i++) await sleep(100);
+      expect(output()).toContain('workers started');
       const under = descendants(child.pid!);
       expect(under.length).toBeGreaterThan(0);
       process.kill(child.pid!, 'SIGTERM');
       await exited;
       for (let i = 0; i < 200 && under.some(alive); i++) await sleep(100);
-      expect(under.filter(alive), out).toEqual([]);
+      expect(under.filter(alive), output()).toEqual([]);
     } finally {
       try {
         process.kill(-child.pid!, 'SIGKILL');
