@@ -8,6 +8,7 @@ import type { Queryable } from '../../lib/sql.ts';
 import { ListFilter, listFilters, nextLink } from '../../lib/list-query.ts';
 import { errorResponses, IdString, type App } from '../../lib/schemas.ts';
 import { OP_STATES } from './lifecycle-types.ts';
+import { TargetTypeView } from './schemas.ts';
 
 const KINDS = ['delete', 'erase', 'restore', 'purge'] as const;
 const LIST_PATH = '/v1/operations';
@@ -45,7 +46,7 @@ export const OperationSummary = Type.Object(
     id: Type.String(),
     kind: Type.String({ description: 'delete, erase, restore or purge' }),
     action: Type.String({ description: 'Same as kind' }),
-    targetType: Type.String(),
+    targetType: TargetTypeView,
     mode: Type.String(),
     state: Type.String({ description: 'See Operation.state' }),
     reason: Type.String(),

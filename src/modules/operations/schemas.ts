@@ -7,6 +7,13 @@ import { MAX_INLINE_IDS } from './intake.ts';
 import { EstimatedRestoreSchema } from './restore-estimate.ts';
 import { RestoreScopeView } from '../restores/schemas.ts';
 
+/** An operation view's targetType: a restore or purge by tenant or operation may span several types. */
+export const TargetTypeView = Type.String({
+  description:
+    'The type of the resources acted on. A restore or purge scoped by tenant or operation may cover several types: ' +
+    'then it is the type with the most items, and plan.estimatedRestore.byType lists every type with its count',
+});
+
 const specFields = {
   action: Type.Literal('delete', {
     description: 'What to do to every ID. Only delete for now: restores and purges are not operations of this API yet',
@@ -177,7 +184,7 @@ export const OperationView = Type.Object(
     scope: Type.Union([RestoreScopeView, Type.Null()], {
       description: 'Restores: the scope asked for; null for a delete',
     }),
-    targetType: Type.String(),
+    targetType: TargetTypeView,
     mode: Type.String(),
     reason: Type.String(),
     ticket: Type.String(),
