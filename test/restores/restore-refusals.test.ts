@@ -66,10 +66,22 @@ describe('scope', () => {
       code: 'OPERATION_LIVE',
       details: { operationId: live.id, state: 'approved' },
     });
+    // Not started: a rollback is refused then, so the way out named is the abort.
+    expect((await postRestore(h, { operationId: live.id })).body.message).toContain(
+      `abort it (POST /v1/operations/${live.id}/abort)`,
+    );
     await command(h, 'operator', live.id, 'abort', { reason: 'not needed' }).expect(200);
     const restore = await postRestore(h, { targetType: 'app', ids: [appId(5, 0)] });
     expect(restore.status).toBe(201);
     expect((await postRestore(h, { operationId: restore.body.id })).body).toMatchObject({ code: 'NOT_A_DELETE' });
+    const purgeOfRestore = await request(h.app.server)
+      .post('/v1/purges')
+      .set('authorization', h.auth('requester'))
+      .send({ operationId: restore.body.id, reason: 'Purge a restore', ticket: 'T-8', dryRun: true });
+    expect(purgeOfRestore.body).toMatchObject({
+      code: 'NOT_A_DELETE',
+      message: expect.stringContaining('is a restore, not a delete: there is nothing of it to purge'),
+    });
     await command(h, 'operator', restore.body.id, 'abort', { reason: 'not needed' }).expect(200);
     const none = await postRestore(h, { tenantId: tenantId(25) });
     expect([none.status, none.body.code]).toEqual([422, 'NOTHING_TO_RESTORE']);
@@ -214,6 +226,32 @@ describe('per ID, like a delete plan', () => {
     const child = await postRestore(h, { targetType: 'app', ids: [appId(6, 1)], dryRun: true });
     expect(child.status).toBe(422);
     expect(child.body.details).toMatchObject({ operationId: null, counts: { parent_deleted: 1 } });
+  });
+
+  it('a resource a listed ID takes along that cannot come back is reported as that ID, at its position in the list', async () => {
+    await deleteAndComplete(h, 'site', [siteId(7), siteId(8)]);
+    await importResources([
+      { id: appId(8, 1), type: 'app', tenantId: tenantId(8), parentId: siteId(8), state: 'purged' },
+    ]);
+    const ids = [siteId(7), siteId(8)];
+    const r = await postRestore(h, { targetType: 'site', ids, dryRun: true });
+    expect(r.status, JSON.stringify(r.body)).toBe(422);
+    // Only the submitted IDs are counted and named: site 8 is purged because its app is.
+    expect(r.body.details.counts).toMatchObject({ ok: 1, purged: 1 });
+    expect(Object.values(r.body.details.counts as Record<string, number>).reduce((a, b) => a + b)).toBe(2);
+    expect(r.body.details.offenders).toEqual({ purged: [expect.objectContaining({ index: 1, id: siteId(8) })] });
+    // A purge of the same list: every class it reports is for one of the two listed IDs.
+    const purge = await request(h.app.server)
+      .post('/v1/purges')
+      .set('authorization', h.auth('requester'))
+      .send({ targetType: 'site', ids, reason: 'Purge two sites', ticket: 'T-9', dryRun: true });
+    expect(purge.status, JSON.stringify(purge.body)).toBe(422);
+    expect(Object.values(purge.body.details.counts as Record<string, number>).reduce((a, b) => a + b)).toBe(2);
+    const named = Object.values(purge.body.details.offenders as Record<string, { index: number; id: string }[]>).flat();
+    expect(named.map((o) => [o.index, o.id]).sort()).toEqual([
+      [0, siteId(7)],
+      [1, siteId(8)],
+    ]);
   });
 });
 

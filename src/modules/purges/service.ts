@@ -32,7 +32,7 @@ import {
 } from '../operations/repository.ts';
 import { lockPlanned } from '../operations/resource-locks.ts';
 import type { ServiceLog } from '../operations/service.ts';
-import { rootTypes } from '../restores/resolve.ts';
+import { foldTakenIntoRoots, rootTypes } from '../restores/resolve.ts';
 import { checkSource, checkTenant, scopeOf } from '../restores/scope.ts';
 import { insertPurgeItems, purgeDigestInput, resolvePurge, retentionEnds, storePurgeRejections } from './resolve.ts';
 import { PURGE_CLASSES, PURGE_HALT, type CreatePurgeBody, type PurgeClass, type PurgeScope } from './schemas.ts';
@@ -116,7 +116,7 @@ export function purgeService(deps: {
           requestHash = (await readIds(inlineBatches(body.ids!), MAX_INLINE_IDS, sink, hash)).idsHash;
         } else {
           requestHash = hash.digest('hex');
-          if (scope.kind === 'operation') await checkSource(client, scope.operationId);
+          if (scope.kind === 'operation') await checkSource(client, scope.operationId, 'purge');
           if (scope.kind === 'tenant') await checkTenant(client, scope.tenantId);
         }
         if (s.idempotencyKey && !dryRun) {
@@ -130,9 +130,11 @@ export function purgeService(deps: {
           throw new UnprocessableError('NOTHING_TO_PURGE', 'Nothing in this scope is deleted and not purged yet', {
             scope,
           });
+        await foldTakenIntoRoots(client);
         let cls = await summarize(client, PURGE_CLASSES);
         if (!cls.rejected && !dryRun && !(await lockPlanned(client, operationId, cls.counts.ok)))
           cls = await markLockedByOthers(client, operationId, PURGE_CLASSES);
+        if (cls.rejected && (await foldTakenIntoRoots(client))) cls = await summarize(client, PURGE_CLASSES);
         if (cls.rejected) await nameRetentionEnds(client, cls);
         const base = {
           id: operationId,

@@ -85,14 +85,19 @@ export async function resolveDeleted(client: pg.PoolClient, scope: RestoreScope)
  * plan_input, and their parents' restores. Returns whether there were any.
  */
 async function expandCascades(client: pg.PoolClient): Promise<boolean> {
+  // Each taken resource with the listed one that takes it (its root): a rejection names the root.
+  await client.query(
+    `CREATE TEMP TABLE restore_taken ON COMMIT DROP AS
+     SELECT DISTINCT ON (d.resource_id) d.resource_id AS id, l.id AS root FROM restore_latest l
+     JOIN operation_items p ON p.operation_id = l.op_id AND p.snapshot_id = l.snap_id
+     JOIN operation_items d ON d.operation_id = p.operation_id AND d.parent_seq = p.seq
+     WHERE l.deleted AND d.executed_seq IS NOT NULL AND l.id IN (SELECT id FROM plan_input)
+       AND d.resource_id NOT IN (SELECT id FROM plan_input)
+     ORDER BY d.resource_id, l.id`,
+  );
   const r = await client.query(
     `INSERT INTO plan_input (ord, id)
-     SELECT (SELECT coalesce(max(ord), -1) FROM plan_input) + row_number() OVER (ORDER BY id), id FROM (
-       SELECT DISTINCT d.resource_id AS id FROM restore_latest l
-       JOIN operation_items p ON p.operation_id = l.op_id AND p.snapshot_id = l.snap_id
-       JOIN operation_items d ON d.operation_id = p.operation_id AND d.parent_seq = p.seq
-       WHERE l.deleted AND d.executed_seq IS NOT NULL AND l.id IN (SELECT id FROM plan_input)
-         AND d.resource_id NOT IN (SELECT id FROM plan_input)) kids
+     SELECT (SELECT coalesce(max(ord), -1) FROM plan_input) + row_number() OVER (ORDER BY id), id FROM restore_taken
      RETURNING id`,
   );
   if (!r.rowCount) return false;
@@ -107,6 +112,30 @@ async function expandCascades(client: pg.PoolClient): Promise<boolean> {
     [taken],
   );
   return true;
+}
+
+/**
+ * A rejected restore or purge of IDs reports only the IDs submitted, at their positions in the
+ * list, as a rejected delete does: a resource a listed one's cascade takes along and that cannot
+ * be taken (erased, purged, held…) is reported as that listed ID, under the taken one's class
+ * (first by ID), and the taken rows leave the classification. Without it they were named at
+ * positions past the end of the list and counted as submitted IDs. An all-ok classification is
+ * left as it is (the plan needs the taken rows). Returns whether anything changed.
+ */
+export async function foldTakenIntoRoots(client: pg.PoolClient): Promise<boolean> {
+  // Only a scope of IDs whose cascades took something has the table (this transaction's own).
+  const exists = await client.query<{ ok: boolean }>(`SELECT to_regclass('pg_temp.restore_taken') IS NOT NULL AS ok`);
+  if (!exists.rows[0]!.ok) return false;
+  const rejected = await client.query(`SELECT 1 FROM plan_class WHERE class <> 'ok' LIMIT 1`);
+  if (!rejected.rowCount) return false;
+  await client.query(
+    `UPDATE plan_class c SET class = x.class, held_by = coalesce(c.held_by, x.held_by)
+     FROM (SELECT DISTINCT ON (t.root) t.root, k.class, k.held_by FROM restore_taken t JOIN plan_class k ON k.id = t.id
+           WHERE k.class <> 'ok' ORDER BY t.root, k.id) x
+     WHERE c.id = x.root AND c.class = 'ok'`,
+  );
+  const r = await client.query(`DELETE FROM plan_class c USING restore_taken t WHERE c.id = t.id`);
+  return (r.rowCount ?? 0) > 0;
 }
 
 /**

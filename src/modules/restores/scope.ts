@@ -68,8 +68,11 @@ export function scopeOf(
   return { kind: 'ids', targetType: b.targetType, ids: b.ids.length, asOf };
 }
 
-/** The operation a restore of `{ operationId }` undoes: a delete that no longer holds its resources. */
-export async function checkSource(client: pg.PoolClient, id: string) {
+/**
+ * The operation a restore or purge of `{ operationId }` acts on: a delete that no longer holds its
+ * resources. The refusal says what the requester can do about it, for the state it is in.
+ */
+export async function checkSource(client: pg.PoolClient, id: string, noun: 'restore' | 'purge' = 'restore') {
   const r = await client.query<{ action: string; state: string }>(
     'SELECT action, state FROM operations WHERE id = $1',
     [id],
@@ -79,18 +82,23 @@ export async function checkSource(client: pg.PoolClient, id: string) {
   if (op.action !== 'delete')
     throw new UnprocessableError(
       'NOT_A_DELETE',
-      `Operation ${id} is a ${op.action}, not a delete: there is nothing of it to restore`,
+      `Operation ${id} is ${/^[aeiou]/.test(op.action) ? 'an' : 'a'} ${op.action}, not a delete: there is nothing of it to ${noun}`,
       {
         operationId: id,
         action: op.action,
       },
     );
-  if ((LIVE_STATES as readonly string[]).includes(op.state))
-    throw new ConflictError(
-      'OPERATION_LIVE',
-      `Operation ${id} is ${op.state} and still holds its resources; roll it back (POST /v1/operations/${id}/rollback) or let it end first`,
-      { operationId: id, state: op.state },
-    );
+  if ((LIVE_STATES as readonly string[]).includes(op.state)) {
+    // Not started yet, it has deleted nothing: only an abort ends it (a rollback is refused then).
+    const way =
+      op.state === 'planned' || op.state === 'approved'
+        ? `it has not started, so it deleted nothing yet: abort it (POST /v1/operations/${id}/abort) if it is not wanted, or let it run and end first`
+        : `let it end, or roll it back (POST /v1/operations/${id}/rollback) first`;
+    throw new ConflictError('OPERATION_LIVE', `Operation ${id} is ${op.state} and still holds its resources; ${way}`, {
+      operationId: id,
+      state: op.state,
+    });
+  }
 }
 
 /**

@@ -33,7 +33,14 @@ import {
 } from '../operations/repository.ts';
 import { lockPlanned } from '../operations/resource-locks.ts';
 import type { ServiceLog } from '../operations/service.ts';
-import { insertRestoreItems, resolveRestore, restoreDigestInput, rootTypes, splitDescendants } from './resolve.ts';
+import {
+  foldTakenIntoRoots,
+  insertRestoreItems,
+  resolveRestore,
+  restoreDigestInput,
+  rootTypes,
+  splitDescendants,
+} from './resolve.ts';
 import { checkSource, checkTenant, nothingToRestore, scopeOf } from './scope.ts';
 import { markOutOfScope } from './token-scope.ts';
 import { scopeReport, type ScopeReport } from '../operations/scope.ts';
@@ -117,10 +124,12 @@ export function restoreService(deps: {
         await markOutOfScope(client, principal.scope);
         if (scope.kind !== 'ids' && (await client.query('SELECT 1 FROM plan_input LIMIT 1')).rowCount === 0)
           throw nothingToRestore(scope);
+        await foldTakenIntoRoots(client);
         let cls = await summarize(client, RESTORE_CLASSES);
         // A restore holds its resources like a delete does: take them all, or learn who has them.
         if (!cls.rejected && !dryRun && !(await lockPlanned(client, operationId, cls.counts.ok)))
           cls = await markLockedByOthers(client, operationId, RESTORE_CLASSES);
+        if (cls.rejected && (await foldTakenIntoRoots(client))) cls = await summarize(client, RESTORE_CLASSES);
         const base = {
           id: operationId,
           action: 'restore',
