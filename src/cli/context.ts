@@ -110,13 +110,19 @@ export interface PlanLike {
   waves?: { index: number; kind?: string; step?: string | null; tenants: number; items: number }[];
   cascade?: { type: string; count: number }[];
   estimatedRestore?: { seconds?: number };
+  leftOut?: { purged: number; ids: string[] };
   requiresBreakGlass?: boolean;
   breakGlassReasons?: string[];
   planHash?: string;
 }
 
 /** The plan as a reviewer reads it: sizes, waves, restore estimate, break-glass, hash. */
-export function planLines(plan: PlanLike | null | undefined, planHash?: string | null): string[] {
+export function planLines(
+  plan: PlanLike | null | undefined,
+  planHash?: string | null,
+  /** The operation's kind: what a purge or an erasure deletes can never be restored. */
+  kind?: string,
+): string[] {
   if (!plan) return ['  (no plan)'];
   const lines = [
     `  items ${plan.itemCount ?? '?'} · tenants ${plan.tenantCount ?? '?'} · waves ${plan.waves?.length ?? 0}`,
@@ -126,8 +132,14 @@ export function planLines(plan: PlanLike | null | undefined, planHash?: string |
       `  wave ${w.index + 1}${w.kind === 'internal' ? ' (internal)' : w.step ? ` (${w.step})` : ''}: ${w.tenants} tenants, ${w.items} items`,
     );
   if (plan.cascade?.length) lines.push(`  cascade: ${plan.cascade.map((c) => `${c.count} ${c.type}`).join(', ')}`);
-  if (plan.estimatedRestore?.seconds !== undefined)
+  if (kind === 'purge' || kind === 'erase')
+    lines.push(`  cannot be undone: ${kind === 'purge' ? 'a purge' : 'an erasure'} is a hard delete, never restored`);
+  else if (plan.estimatedRestore?.seconds !== undefined)
     lines.push(`  estimated time to restore: ${plan.estimatedRestore.seconds} s`);
+  if (plan.leftOut?.purged)
+    lines.push(
+      `  left out: ${plan.leftOut.purged} already purged (${plan.leftOut.ids.slice(0, 5).join(', ')}${plan.leftOut.purged > 5 ? ', …' : ''})`,
+    );
   if (plan.requiresBreakGlass)
     lines.push(`  BREAK-GLASS required: ${(plan.breakGlassReasons ?? []).join('; ') || 'see the plan'}`);
   const hash = planHash ?? plan.planHash;

@@ -341,6 +341,10 @@ describe('blastgate CLI against the real stack', () => {
     expect(operation.state).toBe('planned');
     const status = await as('viewer', ['--json', 'status', operation.id]);
     expect(parse(status)).toMatchObject({ id: operation.id, planHash: operation.planHash, itemCount: 2 });
+    // The pipeline re-run: the same command and key get the same operation back.
+    const again = await viaQueue(appsOf([35], 2), 'cli-queue-ok');
+    expect(again.code, again.stderr).toBe(0);
+    expect((parse(again) as { operation: { id: string } }).operation.id).toBe(operation.id);
 
     const bad = await viaQueue([...appsOf([36], 1), 'app_00099_09'], 'cli-queue-bad');
     expect(bad.code, bad.stderr).toBe(10);

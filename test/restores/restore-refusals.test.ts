@@ -253,6 +253,32 @@ describe('per ID, like a delete plan', () => {
       [1, siteId(8)],
     ]);
   });
+
+  it('a tenant scope leaves out what is purged already (final), and says so, instead of refusing for good', async () => {
+    // Tenant 4: two apps deleted by Blastgate, one of them purged since.
+    await importResources([
+      { id: appId(4, 0), type: 'app', tenantId: tenantId(4), parentId: siteId(4), state: 'purged' },
+    ]);
+    const r = await postRestore(h, { tenantId: tenantId(4), dryRun: true });
+    expect(r.status, JSON.stringify(r.body)).toBe(200);
+    expect(r.body.plan).toMatchObject({ itemCount: 1, leftOut: { purged: 1, ids: [appId(4, 0)] } });
+    // By IDs nothing is left out: the purged one is named.
+    const byIds = await postRestore(h, { targetType: 'app', ids: [appId(4, 0), appId(4, 1)], dryRun: true });
+    expect(byIds.body.details.counts).toMatchObject({ ok: 1, purged: 1 });
+    // Nothing due by a time: said so, with when the next retention ends.
+    const due = await request(h.app.server)
+      .post('/v1/purges')
+      .set('authorization', h.auth('requester'))
+      .send({ dueBefore: '2020-01-01T00:00:00Z', reason: 'Purge what is due', ticket: 'T-10', dryRun: true });
+    expect(due.status, JSON.stringify(due.body)).toBe(422);
+    expect(due.body).toMatchObject({
+      code: 'NOTHING_TO_PURGE',
+      message: expect.stringMatching(
+        /^Nothing is due for purging by 2020-01-01T00:00:00.000Z: the next resource's retention ends at 20\d\d-/,
+      ),
+      details: { nextPurgeAfter: expect.any(String) },
+    });
+  });
 });
 
 describe('token scope', () => {

@@ -109,7 +109,7 @@ async function planned(
   if (op.dryRun || !f.wait) {
     ctx.out.result(op, () => {
       ctx.out.line(op.dryRun ? 'Dry run (nothing stored):' : `Operation ${op.id} (${op.kind}) is ${op.state}.`);
-      for (const l of planLines(op.plan, op.planHash)) ctx.out.line(l);
+      for (const l of planLines(op.plan, op.planHash, verb)) ctx.out.line(l);
       if (op.state === 'planned') ctx.out.line(`Next: blastgate approve ${op.id}, then blastgate start ${op.id}`);
     });
     return EXIT.ok;

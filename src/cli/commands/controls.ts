@@ -88,7 +88,7 @@ export function registerControlCommands(program: Command) {
         if (!ctx.json || !f.yes) {
           show(`Approving ${op.id}: ${op.kind} ${op.targetType}, requested by ${op.requestedBy} (${op.state})`);
           show(`  reason: ${op.reason} · ticket: ${op.ticket}`);
-          for (const l of planLines(op.plan, op.planHash)) show(l);
+          for (const l of planLines(op.plan, op.planHash, op.kind)) show(l);
         }
         if (!f.yes) {
           if (!process.stdin.isTTY)

@@ -75,7 +75,7 @@ export function registerOperationCommands(program: Command) {
       const { body, stats } = await streamSubmission(ctx, f, true);
       ctx.out.result({ ...body, submittedIds: stats.ids }, () => {
         ctx.out.line(`Dry run: ${stats.ids} IDs would be planned as follows (nothing was stored).`);
-        for (const l of planLines(body.plan as OpView['plan'])) ctx.out.line(l);
+        for (const l of planLines(body.plan as OpView['plan'], null, f.erasure ? 'erase' : 'delete')) ctx.out.line(l);
         ctx.out.line(`Submit it: blastgate submit --type ${f.type} … (same IDs)`);
       });
       return EXIT.ok;
@@ -118,7 +118,7 @@ export function registerOperationCommands(program: Command) {
         }
         if (!ctx.json) {
           ctx.out.line(`Operation ${op.id} is ${op.state} (${submittedIds} IDs submitted).`);
-          for (const l of planLines(op.plan, op.planHash)) ctx.out.line(l);
+          for (const l of planLines(op.plan, op.planHash, f.erasure ? 'erase' : 'delete')) ctx.out.line(l);
           // With --auto-start the approvals start it: no operator start to ask for.
           if (op.state === 'planned')
             ctx.out.line(
@@ -157,7 +157,7 @@ export function registerOperationCommands(program: Command) {
           }
           if (op.state === 'rejected')
             ctx.out.line(`  full report: blastgate report ${op.id}  (GET ${op.links?.report})`);
-          else for (const l of planLines(op.plan, op.planHash)) ctx.out.line(l);
+          else for (const l of planLines(op.plan, op.planHash, op.kind)) ctx.out.line(l);
         });
         return EXIT.ok;
       }),

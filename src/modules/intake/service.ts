@@ -123,7 +123,9 @@ export function intakeService(deps: IntakeDeps) {
         'Add the job with jobId set to its Idempotency-Key: 1-200 characters of A-Z a-z 0-9 . _ -, not only digits',
         [{ field: 'jobId', message: 'must be an idempotency key', pattern: JOB_ID_PATTERN.source }],
       );
-    const { spec, ids, maxIds } = jsonSubmission(data.operation);
+    // A copy: applying the schema defaults in place wrote them into the job kept in Redis, and a
+    // re-run of the pipeline with the same key then met "another request body" (a new-user trial).
+    const { spec, ids, maxIds } = jsonSubmission(structuredClone(data.operation));
     const result = await deps.operations.submit({
       spec,
       ids,

@@ -30,6 +30,8 @@ export interface PlanSummary {
   };
   /** How long restoring everything this plan deletes would take (see restore-estimate.ts). */
   estimatedRestore: EstimatedRestore;
+  /** Restores and purges of a tenant or an operation: what the scope names but is purged already. */
+  leftOut?: { purged: number; ids: string[] };
   requiresBreakGlass: boolean;
   breakGlassReasons: string[];
   planHash: string;

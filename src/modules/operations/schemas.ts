@@ -166,6 +166,20 @@ export const PlanSchema = Type.Object(
       rolling: Type.Optional(RollingUsage),
     }),
     estimatedRestore: Type.Optional(EstimatedRestoreSchema),
+    leftOut: Type.Optional(
+      Type.Object(
+        {
+          purged: Type.Integer({ description: 'How many resources of the scope are purged' }),
+          ids: Type.Array(Type.String(), { description: 'The first 20 of them by ID' }),
+        },
+        {
+          description:
+            'Restores and purges of a tenant or an operation: what the scope names but the plan leaves out because it is ' +
+            'purged already (by a purge or an erasure), which is final. Absent when nothing was left out. A list of IDs ' +
+            'is never cut short: a purged ID in it rejects the plan (purged, erased)',
+        },
+      ),
+    ),
     requiresBreakGlass: Type.Boolean(),
     breakGlassReasons: Type.Array(Type.String()),
     planHash: Type.String({ description: 'Approvals must carry this hash' }),

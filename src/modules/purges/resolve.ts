@@ -6,11 +6,14 @@
 import type pg from 'pg';
 import { LIVE_STATES } from '../operations/lifecycle-types.ts';
 import { createRestoreIds, isExternal, latestEvents, notImportedSince } from '../restores/history.ts';
-import { resolveDeleted } from '../restores/resolve.ts';
+import { resolveDeleted, type LeftOut } from '../restores/resolve.ts';
+import { purgedSentence } from '../restores/scope.ts';
+import { UnprocessableError } from '../../lib/errors.ts';
 import { DEFAULT_RETENTION_DAYS } from './retention.ts';
 import type { PurgeScope } from './schemas.ts';
 
-export async function resolvePurge(client: pg.PoolClient, scope: PurgeScope, now: Date): Promise<void> {
+export async function resolvePurge(client: pg.PoolClient, scope: PurgeScope, now: Date): Promise<LeftOut | null> {
+  let leftOut: LeftOut | null = null;
   if (scope.kind === 'due') {
     await client.query(`SET LOCAL work_mem = '256MB'`);
     await createRestoreIds(client);
@@ -25,8 +28,9 @@ export async function resolvePurge(client: pg.PoolClient, scope: PurgeScope, now
        SELECT (row_number() OVER (ORDER BY r.purge_after, r.id) - 1)::int, r.id
        FROM restore_ids x JOIN resources r ON r.id = x.id`,
     );
-  } else await resolveDeleted(client, scope);
+  } else leftOut = await resolveDeleted(client, scope);
   await classify(client, scope.kind === 'ids' ? scope.targetType : null, now);
+  return leftOut;
 }
 
 /**
@@ -120,5 +124,33 @@ export async function storePurgeRejections(client: pg.PoolClient, operationId: s
        CASE WHEN class = 'within_retention' THEN purge_after END
      FROM plan_class WHERE class <> 'ok'`,
     [operationId],
+  );
+}
+
+/**
+ * 422 NOTHING_TO_PURGE, saying why: for dueBefore, that nothing is due by then and when the next
+ * resource is (a requester who asked too early learns when to ask); for a tenant or an operation,
+ * what of it is purged already.
+ */
+export async function nothingToPurge(
+  client: pg.PoolClient,
+  scope: PurgeScope,
+  leftOut: LeftOut | null,
+): Promise<UnprocessableError> {
+  if (scope.kind !== 'due')
+    return new UnprocessableError(
+      'NOTHING_TO_PURGE',
+      `Nothing in this scope is deleted and not purged yet${purgedSentence(leftOut, 'purged again')}`,
+      { scope, ...(leftOut ? { leftOut } : {}) },
+    );
+  const next = await client.query<{ at: Date | null }>(
+    `SELECT min(purge_after) AS at FROM resources WHERE purge_after IS NOT NULL AND state <> 'purged'`,
+  );
+  const at = next.rows[0]?.at?.toISOString() ?? null;
+  return new UnprocessableError(
+    'NOTHING_TO_PURGE',
+    `Nothing is due for purging by ${scope.dueBefore}: ` +
+      (at ? `the next resource's retention ends at ${at}` : 'no deleted resource is waiting for its retention to end'),
+    { scope, nextPurgeAfter: at },
   );
 }

@@ -34,7 +34,14 @@ import { lockPlanned } from '../operations/resource-locks.ts';
 import type { ServiceLog } from '../operations/service.ts';
 import { foldTakenIntoRoots, rootTypes } from '../restores/resolve.ts';
 import { checkSource, checkTenant, scopeOf } from '../restores/scope.ts';
-import { insertPurgeItems, purgeDigestInput, resolvePurge, retentionEnds, storePurgeRejections } from './resolve.ts';
+import {
+  insertPurgeItems,
+  nothingToPurge,
+  purgeDigestInput,
+  resolvePurge,
+  retentionEnds,
+  storePurgeRejections,
+} from './resolve.ts';
 import { PURGE_CLASSES, PURGE_HALT, type CreatePurgeBody, type PurgeClass, type PurgeScope } from './schemas.ts';
 import { replayByKey } from '../restores/replay.ts';
 
@@ -125,11 +132,9 @@ export function purgeService(deps: {
           ]);
           if (existing.rowCount) return replay(s.idempotencyKey, requestHash);
         }
-        await resolvePurge(client, scope, now);
+        const leftOut = await resolvePurge(client, scope, now);
         if (scope.kind !== 'ids' && (await client.query('SELECT 1 FROM plan_input LIMIT 1')).rowCount === 0)
-          throw new UnprocessableError('NOTHING_TO_PURGE', 'Nothing in this scope is deleted and not purged yet', {
-            scope,
-          });
+          throw await nothingToPurge(client, scope, leftOut);
         await foldTakenIntoRoots(client);
         let cls = await summarize(client, PURGE_CLASSES);
         if (!cls.rejected && !dryRun && !(await lockPlanned(client, operationId, cls.counts.ok)))
@@ -193,7 +198,7 @@ export function purgeService(deps: {
           .update('\n')
           .update(await purgeDigestInput(client));
         const planHash = computePlanHash(`purge|${targetType}`, digest.digest('hex'), summary.waves, waveOf);
-        const plan: PlanSummary = { ...summary, planHash };
+        const plan: PlanSummary = { ...summary, ...(leftOut ? { leftOut } : {}), planHash };
         if (dryRun) return { kind: 'dry_run', plan };
         const ttlSeconds = (await getPlanTtlSeconds(client)) ?? DEFAULT_PLAN_TTL_SECONDS;
         await insertOperation(client, {

@@ -13,10 +13,21 @@ import type { RestoreScope } from './schemas.ts';
  * tenant or an operation the input is what Blastgate deleted and has not brought back, newest
  * deletion first; for IDs it is the list as submitted (the caller has COPYed it into plan_input).
  */
-export async function resolveRestore(client: pg.PoolClient, scope: RestoreScope): Promise<void> {
-  await resolveDeleted(client, scope);
+export async function resolveRestore(client: pg.PoolClient, scope: RestoreScope): Promise<LeftOut | null> {
+  const leftOut = await resolveDeleted(client, scope);
   await sources(client, scope.asOf);
   await classify(client, scope.kind === 'ids' ? scope.targetType : null);
+  return leftOut;
+}
+
+/** How many the first IDs of a scope's leftOut name. */
+const LEFT_OUT_SAMPLE = 20;
+
+/** What a scope of a tenant or an operation left out: purged resources (an erasure purges too). */
+export interface LeftOut {
+  purged: number;
+  /** The first of them by ID. */
+  ids: string[];
 }
 
 /**
@@ -24,7 +35,7 @@ export async function resolveRestore(client: pg.PoolClient, scope: RestoreScope)
  * deleted and has not brought back), restore_ids (with `taken`: pulled in by a cascade) and
  * restore_latest (each resource's latest delete or restore, and whether it is still deleted).
  */
-export async function resolveDeleted(client: pg.PoolClient, scope: RestoreScope): Promise<void> {
+export async function resolveDeleted(client: pg.PoolClient, scope: RestoreScope): Promise<LeftOut | null> {
   await client.query(`SET LOCAL work_mem = '256MB'`);
   // These statements join temp tables the planner has no statistics for, so it guesses millions of
   // rows and JIT-compiles them: 3 of the 4.4 s of planning a 17,660-item restore, for queries that
@@ -70,13 +81,27 @@ export async function resolveDeleted(client: pg.PoolClient, scope: RestoreScope)
             params: [scope.tenantId, scope.deletedSince],
           }
         : { where: `l.op_id = $1`, params: [scope.operationId] };
+    // A purged resource (purged by a purge or an erasure) is final: it can never be restored nor
+    // purged again. Named by the scope, it rejected the whole plan, so a tenant's restore or purge
+    // was refused for good once anything of it was purged. It is left out, and the plan says how
+    // many (leftOut); a list of IDs still names each one (purged, erased).
     await client.query(
       `INSERT INTO plan_input (ord, id)
        SELECT (row_number() OVER (ORDER BY l.at DESC, l.id) - 1)::int, l.id FROM restore_latest l
+       WHERE l.deleted AND ${which.where}
+         AND NOT EXISTS (SELECT 1 FROM resources r WHERE r.id = l.id AND r.state = 'purged')`,
+      which.params,
+    );
+    const out = await client.query<{ n: number; ids: string[] | null }>(
+      `SELECT count(*)::int AS n, (array_agg(l.id ORDER BY l.id))[1:${LEFT_OUT_SAMPLE}] AS ids
+       FROM restore_latest l JOIN resources r ON r.id = l.id AND r.state = 'purged'
        WHERE l.deleted AND ${which.where}`,
       which.params,
     );
+    const { n, ids } = out.rows[0]!;
+    return n ? { purged: n, ids: ids ?? [] } : null;
   }
+  return null;
 }
 
 /**

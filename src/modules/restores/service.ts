@@ -120,10 +120,10 @@ export function restoreService(deps: {
           ]);
           if (existing.rowCount) return replay(s.idempotencyKey, requestHash);
         }
-        await resolveRestore(client, scope);
+        const leftOut = await resolveRestore(client, scope);
         await markOutOfScope(client, principal.scope);
         if (scope.kind !== 'ids' && (await client.query('SELECT 1 FROM plan_input LIMIT 1')).rowCount === 0)
-          throw nothingToRestore(scope);
+          throw nothingToRestore(scope, leftOut);
         await foldTakenIntoRoots(client);
         let cls = await summarize(client, RESTORE_CLASSES);
         // A restore holds its resources like a delete does: take them all, or learn who has them.
@@ -194,7 +194,7 @@ export function restoreService(deps: {
           summary.waves,
           waveOf,
         );
-        const plan: PlanSummary = { ...summary, planHash };
+        const plan: PlanSummary = { ...summary, ...(leftOut ? { leftOut } : {}), planHash };
         if (dryRun) return { kind: 'dry_run', plan };
         const approved = (await getRestoreApproval(client)) === 'none' && !summary.requiresBreakGlass;
         const ttlSeconds = (await getPlanTtlSeconds(client)) ?? DEFAULT_PLAN_TTL_SECONDS;
