@@ -86,6 +86,19 @@ describe('webhook event types', () => {
     });
     const [halted] = buildEvents(src('operation.halted', 'delete', { to: 'rolling_back', reason: 'probe failed' }));
     expect(halted!.body.data).toMatchObject({ haltReason: 'probe failed', state: 'rolling_back' });
+    // Other ends that did not go as asked say why too: from the event, else the operation's.
+    const reason = '3 item(s) could not be restored; see the item ledger';
+    const [incomplete] = buildEvents(src('operation.rollback_incomplete', 'delete', { reason }));
+    expect(incomplete!.body.data).toMatchObject({ haltReason: reason });
+    expect(slackMessage(incomplete!.body).text).toContain(
+      `rollback incomplete (delete app: 3 items, 2 tenants): ${reason}`,
+    );
+    const rolledBack = src('operation.rolled_back', 'delete', { restored: 3, failed: 0 });
+    rolledBack.operation = { ...op('delete'), haltReason: 'rollback by bob: wrong IDs' };
+    expect(buildEvents(rolledBack)[0]!.body.data).toMatchObject({ haltReason: 'rollback by bob: wrong IDs' });
+    const [cancelled] = buildEvents(src('operation.cancelled', 'restore', { reason: 'not needed' }));
+    expect(cancelled!.body.data).toMatchObject({ haltReason: 'not needed' });
+    expect(buildEvents(src('operation.completed', 'delete'))[0]!.body.data).toMatchObject({ haltReason: null });
   });
 
   it('renders Slack messages with mrkdwn escaped', () => {

@@ -121,6 +121,9 @@ export function buildEvents(a: AuditSource): WebhookEvent[] {
   return eventTypesOf(a).map((type) => ({ id: eventIdOf(a.seq, type), type, body: bodyOf(a, type) }));
 }
 
+/** Event suffixes whose body carries the reason the operation stopped or was undone. */
+const ENDS_WITH_REASON = ['halted', 'rollback_incomplete', 'rolled_back', 'cancelled'];
+
 function bodyOf(a: AuditSource, type: string): WebhookEvent['body'] {
   const p = a.payload;
   const base = { eventId: eventIdOf(a.seq, type), auditSeq: a.seq, action: a.action, actor: a.actor };
@@ -149,7 +152,11 @@ function bodyOf(a: AuditSource, type: string): WebhookEvent['body'] {
     waveCount: op?.waveCount ?? null,
     // A halt says why; otherwise the reason the operation was asked for.
     reason: type.endsWith('.halted') && typeof p.reason === 'string' ? p.reason : (op?.reason ?? p.reason ?? null),
-    haltReason: type.endsWith('.halted') ? (p.reason ?? op?.haltReason ?? null) : null,
+    // Every end that did not go as asked says why (a rollback_incomplete, a cancel, the rollback
+    // that rolled it back), not only a halt: the operation's haltReason, as its GET shows it.
+    haltReason: ENDS_WITH_REASON.includes(type.slice(type.lastIndexOf('.') + 1))
+      ? (p.reason ?? op?.haltReason ?? null)
+      : null,
     ticket: op?.ticket ?? p.ticket ?? null,
     requestedBy: op?.requestedBy ?? null,
     detail,

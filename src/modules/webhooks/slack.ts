@@ -38,8 +38,7 @@ export function slackMessage(body: WebhookEvent['body']): { text: string; blocks
     text =
       `${icon} ${what} ${esc(d.operationId)}${wave} ${suffix.replace('_', ' ')}` +
       ` (${esc(d.kind)} ${esc(d.targetType)}: ${esc(d.itemCount)} items, ${esc(d.tenantCount)} tenants)`;
-    if ((suffix === 'halted' || suffix === 'rollback_incomplete' || suffix === 'cancelled') && d.haltReason)
-      text += `: ${esc(d.haltReason)}`;
+    if (d.haltReason) text += `: ${esc(d.haltReason)}`;
   }
   const context = [`*${body.type}*`, `by ${esc(d.actor)}`, body.timestamp];
   if (d.ticket) context.push(`ticket ${esc(d.ticket)}`);
