@@ -382,3 +382,30 @@ describe('path parameters and long requests', () => {
     }
   });
 });
+
+describe('refused commands are audited whatever their path holds', () => {
+  it('a NUL in the operation ID of a refused pause: 400, and the refusal is recorded with the ID escaped', async () => {
+    const r = await request(t.app.server)
+      .post('/v1/operations/op_%00abc/pause')
+      .set('authorization', t.auth('operator'))
+      .send({ reason: 'Stop it now' });
+    expect(r.status).toBe(400);
+    // Recorded after the response (onResponse): wait for the row, bounded.
+    let rows: { operation_id: string | null; payload: Record<string, unknown> }[] = [];
+    for (let i = 0; i < 50 && !rows.length; i++) {
+      rows = (
+        await t.app.db.pool.query(
+          `SELECT operation_id, payload FROM audit_events WHERE outcome = 'refused' AND payload->>'requestId' = $1`,
+          [r.body.requestId],
+        )
+      ).rows;
+      if (!rows.length) await new Promise((res) => setTimeout(res, 20));
+    }
+    expect(rows).toEqual([
+      {
+        operation_id: null,
+        payload: expect.objectContaining({ operationIdGiven: 'op_\\u0000abc', status: 400, code: 'VALIDATION_FAILED' }),
+      },
+    ]);
+  });
+});

@@ -3,6 +3,7 @@ import { Type } from '@fastify/type-provider-typebox';
 import { errorResponses, IdString, type App } from '../../lib/schemas.ts';
 import { auditAlone, listAudit, verifyAudit } from './repository.ts';
 import { isUnreachable } from '../../plugins/db.ts';
+import { escapeText, isStorable } from '../../lib/text.ts';
 
 const AuditEvent = Type.Object(
   {
@@ -115,17 +116,31 @@ export default async function auditRoutes(app: App) {
   );
 }
 
+/** Longest operation ID a refusal records as given (IDs are far shorter; the params refuse longer). */
+const MAX_ID = 200;
+
+/**
+ * The path's operation ID as the audit row can hold it, or null. A refused request's ID may be
+ * anything (a NUL made the insert fail, and the refusal went unrecorded): such an ID is recorded
+ * escaped in the payload (operationIdGiven) instead.
+ */
+const storableId = (id: string | null) => (id !== null && isStorable(id) && id.length <= MAX_ID ? id : null);
+
 /** Refused destructive requests leave a trace too: who tried what, and why it was refused. */
 export function installRefusalAudit(app: App) {
   app.addHook('onResponse', async (req, reply) => {
     if (!req.routeOptions.config.audited || reply.statusCode < 400 || req.auditedByService) return;
+    const given = (req.params as { id?: string } | undefined)?.id ?? null;
     // A refused operator command is recorded on the control pool, like the command itself.
     await auditAlone(req.routeOptions.config.control ? app.db.control.pool : app.db.pool, {
       actor: req.principal?.name ?? 'anonymous',
       action: `${req.method} ${req.routeOptions.url}`,
       outcome: 'refused',
-      operationId: (req.params as { id?: string } | undefined)?.id ?? null,
+      operationId: storableId(given),
       payload: {
+        ...(given !== null && storableId(given) === null
+          ? { operationIdGiven: escapeText(given.slice(0, MAX_ID)) }
+          : {}),
         status: reply.statusCode,
         code: req.errorCode ?? null,
         requestId: req.id,
