@@ -253,12 +253,14 @@ describe('compliance erasure', () => {
       // The delete's rollback has nothing to restore from: it ends rollback_incomplete, never rolled_back.
       await command(h, 'operator', del.id, 'rollback', { reason: 'bring them back' }).expect(200);
       expect((await waitForState(h, del.id, ['rolled_back', 'rollback_incomplete'])).state).toBe('rollback_incomplete');
-      const items = await query<{ state: string }>(
+      const items = await query<{ state: string; last_error: string }>(
         h.databaseUrl,
-        'SELECT state FROM operation_items WHERE operation_id = $1',
+        'SELECT state, last_error FROM operation_items WHERE operation_id = $1',
         [del.id],
       );
       expect(items.every((x) => x.state === 'restore_failed')).toBe(true);
+      // Told apart from a routine purge: an erasure's lastError starts with erased: (README).
+      expect(items.every((x) => x.last_error.startsWith('erased: '))).toBe(true);
       expect(await registry()).toEqual(new Set(['purged']));
       expect((await verify()).valid).toBe(true);
     } finally {

@@ -25,8 +25,15 @@ export async function supersededItems(
   try {
     await client.query('BEGIN');
     const decided = new Map<number, RestoreResult>();
-    const purged = await client.query<{ seq: number; resource_id: string }>(
-      `SELECT i.seq, i.resource_id FROM operation_items i JOIN resources r ON r.id = i.resource_id
+    // Erased: purged by a compliance erasure, every key of its snapshots destroyed (as a restore
+    // classifies it). Said so, with the prefix a snapshot read gives (`erased:`), so an operator
+    // tells an erasure from a routine purge.
+    const purged = await client.query<{ seq: number; resource_id: string; erased: boolean }>(
+      `SELECT i.seq, i.resource_id,
+         EXISTS (SELECT 1 FROM resource_keys k WHERE k.resource_id = i.resource_id AND k.erased_at IS NOT NULL)
+           AND NOT EXISTS (SELECT 1 FROM resource_keys k WHERE k.resource_id = i.resource_id AND k.erased_at IS NULL)
+           AS erased
+       FROM operation_items i JOIN resources r ON r.id = i.resource_id
        WHERE i.operation_id = $1 AND i.seq = ANY($2::int[]) AND r.state = 'purged'`,
       [opId, seqs],
     );
@@ -34,7 +41,9 @@ export async function supersededItems(
       decided.set(r.seq, {
         seq: r.seq,
         ok: false,
-        error: `cannot restore ${r.resource_id}: it is purged`,
+        error: r.erased
+          ? `erased: cannot restore ${r.resource_id}: a compliance erasure purged it and destroyed its snapshot keys`
+          : `cannot restore ${r.resource_id}: it is purged`,
         permanent: true,
       });
     const idsSql = `SELECT resource_id FROM operation_items WHERE operation_id = $1 AND seq = ANY($2::int[])`;
