@@ -95,6 +95,7 @@ describe('nothing starts before approval', () => {
     const r = await command(h, 'operator', op.body.id, 'start');
     expect(r.status).toBe(409);
     expect(r.body.code).toBe('INVALID_TRANSITION');
+    expect(r.body.message).toContain('it needs an approval by someone other than the requester first');
     expect((await getOperation(h, op.body.id)).state).toBe('planned');
     expect(deletesOf(ids)).toEqual([]);
   });
@@ -133,16 +134,22 @@ describe('break-glass', () => {
     const first = await approveWith(h.auth('approver'), id, planHash);
     expect(first.status).toBe(200);
     expect(first.body.state).toBe('planned');
-    expect((await command(h, 'operator', id, 'start')).status).toBe(409);
+    // Approved once, still planned: the answer and the start refusal say what is missing.
+    expect(first.body.command.approvalsNeeded).toMatch(/^an admin's approval \(a compliance erasure needs/);
+    const early = await command(h, 'operator', id, 'start');
+    expect(early.status).toBe(409);
+    expect(early.body.message).toContain("it needs an admin's approval (a compliance erasure needs one of its two");
     const second = await approveWith(`Bearer ${secondApprover}`, id, planHash);
     expect(second.status).toBe(200);
     expect(second.body.state).toBe('planned'); // two approvers, but no admin among them
+    expect(second.body.command.approvalsNeeded).toContain('2 in, none by an admin');
     expect((await approveWith(h.auth('approver'), id, planHash)).body.code).toBe('DUPLICATE_APPROVAL');
     expect(deletesOf(ids)).toEqual([]);
 
     const admin = await approveWith(h.auth('admin'), id, planHash);
     expect(admin.status).toBe(200);
     expect(admin.body.state).toBe('approved');
+    expect(admin.body.command.approvalsNeeded).toBeUndefined();
     expect(await approvalsOf(id)).toEqual([
       { role: 'approver', break_glass: false },
       { role: 'approver', break_glass: false },

@@ -21,7 +21,7 @@ interface Op {
   id: string;
   state: string;
   /** Answers to operator commands: what this one did (the server's `command`). */
-  command?: { action: string; from: string; to: string; changed: boolean };
+  command?: { action: string; from: string; to: string; changed: boolean; approvalsNeeded?: string };
   kind: string;
   targetType: string;
   requestedBy: string;
@@ -103,7 +103,12 @@ export function registerControlCommands(program: Command) {
         const body = { planHash: op.planHash, ...(f.comment ? { comment: f.comment } : {}) };
         const after = await command(ctx, opPath(op.id, 'approve'), body);
         ctx.out.result({ ...after, approvedPlanHash: op.planHash }, () =>
-          ctx.out.line(`Approved plan ${op.planHash}: ${after.id} is ${after.state}.`),
+          ctx.out.line(
+            `Approved plan ${op.planHash}: ${after.id} is ${after.state}.` +
+              (after.command?.approvalsNeeded
+                ? ` It still needs ${after.command.approvalsNeeded} before it can start.`
+                : ''),
+          ),
         );
         return EXIT.ok;
       }),

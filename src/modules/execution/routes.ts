@@ -6,7 +6,7 @@ import { Type } from '@fastify/type-provider-typebox';
 import { ERROR_EXAMPLES, type ErrorExample } from '../../lib/error-examples.ts';
 import { errorResponse, errorResponses, IdParams, IdString, MultilineText, Text, type App } from '../../lib/schemas.ts';
 import type { Principal } from '../auth/roles.ts';
-import type { LifecycleEvent } from '../operations/lifecycle.ts';
+import { approvalsMissing, type LifecycleEvent } from '../operations/lifecycle.ts';
 import { operationReads } from '../operations/repository.ts';
 import { operationView } from '../operations/views.ts';
 
@@ -213,11 +213,13 @@ export default async function commandRoutes(app: App) {
         const v = await reads.view(id, { drills: false });
         // The view is read after the commit, and another command may have committed in between:
         // `command` says what this one did, so that no answer passes off another's change as its own.
+        const missing = applied?.state.state === 'planned' ? approvalsMissing(applied.state) : null;
         const command = applied && {
           action: c.path,
           from: applied.record.lifecycle.state,
           to: applied.state.state,
           changed: applied.changed,
+          ...(missing ? { approvalsNeeded: missing } : {}),
         };
         return { ...operationView(v.op, v.progress, v.unfinished), ...(command ? { command } : {}) };
       },

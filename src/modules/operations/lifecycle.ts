@@ -62,6 +62,24 @@ function approvalsReady(s: Pick<LifecycleState, 'approvals' | 'planHash' | 'requ
   return people.size >= 2 && valid.some((a) => a.role === 'admin');
 }
 
+/**
+ * What approvals a planned operation still needs, in words (null: none): the start refusal and the
+ * approve answer say it, so a break-glass plan approved once does not read as approved.
+ */
+export function approvalsMissing(
+  s: Pick<LifecycleState, 'approvals' | 'planHash' | 'requiresBreakGlass' | 'kind'>,
+): string | null {
+  if (approvalsReady(s)) return null;
+  if (!s.requiresBreakGlass && s.kind !== 'erase') return 'an approval by someone other than the requester';
+  const valid = s.approvals.filter((a) => a.planHash === s.planHash);
+  const people = new Set(valid.map((a) => a.by)).size;
+  const why = s.kind === 'erase' ? 'a compliance erasure' : 'break-glass';
+  if (people === 0) return `two approvals by different people, one of them an admin (${why})`;
+  return valid.some((a) => a.role === 'admin')
+    ? `a second approval, by another approver or admin (${why} needs two; ${people} in)`
+    : `an admin's approval (${why} needs one of its two approvals by an admin; ${people} in, none by an admin)`;
+}
+
 function approve(s: LifecycleState, e: Extract<LifecycleEvent, { type: 'approve' }>, now: number): Decision {
   if (s.state !== 'planned') return invalid(s, 'approve');
   if (expired(s, now)) return expiredRefusal(s);
@@ -181,7 +199,12 @@ function decideAt(s: LifecycleState, e: LifecycleEvent, now: number): Decision {
     case 'approve':
       return approve(s, e, now);
     case 'start': {
-      if (s.state !== 'approved') return invalid(s, 'start', s.state === 'planned' ? '; it needs approval first' : '');
+      if (s.state !== 'approved')
+        return invalid(
+          s,
+          'start',
+          s.state === 'planned' ? `; it needs ${approvalsMissing(s) ?? 'approval'} first` : '',
+        );
       if (e.role !== 'operator' && e.role !== 'admin')
         return refuse(403, 'FORBIDDEN', `role ${e.role} cannot start operations`);
       if (s.frozen) return frozenRefusal('start');

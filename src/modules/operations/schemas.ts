@@ -306,6 +306,14 @@ export const OperationView = Type.Object(
           from: Type.String({ description: 'The state this command found' }),
           to: Type.String({ description: 'The state this command left (the same when it changed nothing)' }),
           changed: Type.Boolean({ description: 'Whether this command changed the operation' }),
+          approvalsNeeded: Type.Optional(
+            Type.String({
+              description:
+                'When the operation is still planned after this command (an approval that was not the last): the approvals it still needs before it can start',
+              example:
+                "an admin's approval (break-glass needs one of its two approvals by an admin; 1 in, none by an admin)",
+            }),
+          ),
         },
         {
           description:
