@@ -34,7 +34,7 @@ export function needToken(ctx: Ctx): string {
     throw new CliError(
       EXIT.usage,
       'NO_TOKEN',
-      'no API token: set BLASTGATE_TOKEN, or pass --token-file <file> (or --token)',
+      'no API token: set BLASTGATE_TOKEN_FILE (or BLASTGATE_TOKEN), or pass --token-file <file> (or --token)',
     );
   return ctx.conn.token;
 }

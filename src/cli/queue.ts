@@ -47,7 +47,8 @@ export async function submitViaQueue(o: QueueSubmitOptions): Promise<QueueResult
     const job = await queue.add(
       'submit',
       { token: o.token, operation: o.operation },
-      { jobId, removeOnComplete: { age: 86_400 }, removeOnFail: { age: 86_400 } },
+      // As the worker keeps them (README): completed for a day, failed for a week.
+      { jobId, removeOnComplete: { age: 86_400 }, removeOnFail: { age: 7 * 86_400 } },
     );
     // A job ID BullMQ still keeps adds nothing: add() answers with the kept job, whose outcome is
     // another body's if this key was used for one. REST answers that with 409; so does this.

@@ -104,6 +104,21 @@ export function withFlagNames(
 }
 
 /**
+ * withFlagNames for a JSON body the CLI built from flags: `flags` maps a body field (`body.reason`)
+ * to its flag; a field inside one (`body.scope.tenants.0`) is named by the flag that gave it.
+ */
+export function inBodyFlags(err: unknown, flags: Record<string, string>): unknown {
+  return withFlagNames(err, (field) => {
+    const key = Object.keys(flags)
+      .filter((k) => field === k || field.startsWith(`${k}.`))
+      .sort((a, b) => b.length - a.length)[0];
+    if (!key) return undefined;
+    const flag = flags[key]!;
+    return { flag, text: field === key ? flag : `${flag} (${field.slice(key.length + 1)})` };
+  });
+}
+
+/**
  * A server refusal of the spec line specOf built ("Invalid line 1.reason: …") names the flag that
  * gave the field instead ("Invalid --reason: …"): the user wrote flags, not a line 1. A rollout
  * field came from its own flag when given, else from --rollout.

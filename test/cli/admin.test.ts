@@ -132,4 +132,35 @@ describe('blastgate admin and control commands', () => {
     expect(p.code).toBe(1);
     expect(p.stderr).toMatch(/422 NOTHING_TO_PURGE: /);
   });
+
+  it('restore, purge and tokens create name the flag whose value the server refused; no scope is a usage error', async () => {
+    const restore = await as('requester', [
+      '--json',
+      'restore',
+      '--tenant',
+      'tenant_00001',
+      '--reason',
+      'x',
+      '--ticket',
+      'INC-3',
+      '--dry-run',
+    ]);
+    expect(restore.code, restore.stderr).toBe(1);
+    const re = jsonError(restore).error;
+    expect(re.message).toMatch(/^Invalid --reason: /);
+    expect(re.details).toEqual([expect.objectContaining({ field: 'body.reason', flag: '--reason' })]);
+    const purge = await as('requester', ['purge', '--due-before', 'soon', '--reason', 'Purge due', '--ticket', 'C-1']);
+    expect(purge.code, purge.stderr).toBe(1);
+    expect(purge.stderr).toContain('Invalid --due-before');
+    const role = await as('admin', ['tokens', 'create', '--name', 'bot', '--role', 'superuser']);
+    expect(role.code, role.stderr).toBe(1);
+    expect(role.stderr).toContain('Invalid --role');
+    for (const verb of ['restore', 'purge']) {
+      const none = await as('requester', [verb, '--reason', 'Bring them back', '--ticket', 'INC-4']);
+      expect(none.code, none.stderr).toBe(2);
+      expect(none.stderr).toContain(
+        `give a scope: --tenant, --operation, or --type with --ids-file${verb === 'purge' ? ', or --due-before' : ''}`,
+      );
+    }
+  });
 });

@@ -3,6 +3,7 @@
 // is the result the caller asked for. The CLI's own token is never printed.
 import type { Command } from 'commander';
 import { CliError, EXIT, usageError } from '../exit-codes.ts';
+import { inBodyFlags } from '../spec.ts';
 import { collectIds, inListLines, ListLines, openIds } from '../ids.ts';
 import {
   ctxOf,
@@ -63,7 +64,37 @@ function scopeOptions(cmd: Command, what: string): Command {
     .option('--timeout <duration>', 'with --wait: give up after this long (exit 13)');
 }
 
-async function scopeBody(f: ScopeFlags, lines: ListLines): Promise<Record<string, unknown>> {
+/** The flag that gives each field of a restore's or a purge's body: a refusal names it. */
+const SCOPE_FLAGS: Record<string, string> = {
+  'body.reason': '--reason',
+  'body.ticket': '--ticket',
+  'body.tenantId': '--tenant',
+  'body.deletedSince': '--deleted-since',
+  'body.operationId': '--operation',
+  'body.targetType': '--type',
+  'body.asOf': '--as-of',
+  'body.dueBefore': '--due-before',
+};
+/** The same for `tokens create`. */
+const TOKEN_FLAGS: Record<string, string> = {
+  'body.name': '--name',
+  'body.role': '--role',
+  'body.expiresAt': '--expires-at',
+  'body.scope.resourceTypes': '--scope-types',
+  'body.scope.tenants': '--scope-tenants',
+};
+
+async function scopeBody(
+  f: ScopeFlags,
+  lines: ListLines,
+  verb: 'restore' | 'purge',
+  dueBefore?: unknown,
+): Promise<Record<string, unknown>> {
+  // No scope is a usage error here, as a missing flag is (exit 2), not a round trip that exits 1.
+  if (!f.tenant && !f.operation && !f.idsFile && !f.type && !dueBefore)
+    throw usageError(
+      `give a scope: --tenant, --operation, or --type with --ids-file${verb === 'purge' ? ', or --due-before' : ''}`,
+    );
   if (f.type && !f.idsFile) throw usageError('--type needs --ids-file (or --ids-file - for stdin)');
   if (f.idsFile && !f.type) throw usageError('--ids-file needs --type (the type every ID must be)');
   const ids = f.idsFile ? await collectIds(openIds(f.idsFile) as AsyncIterable<Buffer>, 100_000, lines) : undefined;
@@ -87,13 +118,13 @@ async function planned(
   extra: Record<string, unknown>,
 ): Promise<number> {
   const lines = new ListLines();
-  const body = { ...(await scopeBody(f, lines)), ...extra };
+  const body = { ...(await scopeBody(f, lines, verb, extra.dueBefore)), ...extra };
   needToken(ctx);
   const op = await ctx.client
     .post<Planned>(`/v1/${verb}s`, body, f.idempotencyKey ? { 'idempotency-key': f.idempotencyKey } : undefined)
     .catch((err: unknown) => {
       // IDs the server names by index (INVALID_IDS, a rejection's offenders) get their file line.
-      const e = f.idsFile ? inListLines(err, lines) : err;
+      const e = inBodyFlags(f.idsFile ? inListLines(err, lines) : err, SCOPE_FLAGS);
       // A rejected dry run is recorded by this same command without --dry-run (not by `submit`,
       // which would plan a delete of these IDs).
       if (!(e instanceof CliError) || !f.dryRun) throw e;
@@ -189,7 +220,9 @@ export function registerAdminCommands(program: Command) {
             ...(f.expiresAt ? { expiresAt: f.expiresAt } : {}),
             ...(Object.keys(scope).length ? { scope } : {}),
           };
-          const t = await ctx.client.post<TokenView>('/v1/admin/tokens', body);
+          const t = await ctx.client
+            .post<TokenView>('/v1/admin/tokens', body)
+            .catch((err: unknown) => Promise.reject(inBodyFlags(err, TOKEN_FLAGS)));
           ctx.out.result(t, () => {
             ctx.out.line(`Created token ${t.id} (${t.role}) for ${t.name}. Its secret, shown only now:`);
             ctx.out.line(String(t.token));

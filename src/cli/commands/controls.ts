@@ -3,7 +3,7 @@
 import { createInterface } from 'node:readline/promises';
 import type { Command } from 'commander';
 import { CliError, EXIT } from '../exit-codes.ts';
-import { withFlagNames } from '../spec.ts';
+import { inBodyFlags } from '../spec.ts';
 import { ctxOf, durationMs, follow, needToken, outcomeLine, planLines, type Ctx, act } from '../context.ts';
 
 const opPath = (id: string, what: string) => `/v1/operations/${encodeURIComponent(id)}/${what}`;
@@ -60,10 +60,7 @@ async function command(ctx: Ctx, path: string, body: Record<string, unknown>): P
   try {
     return await ctx.client.post<Op>(path, body);
   } catch (err) {
-    const named = withFlagNames(err, (field) => {
-      const flag = FLAGS[field];
-      return flag ? { flag, text: flag } : undefined;
-    });
+    const named = inBodyFlags(err, FLAGS);
     if (!(named instanceof CliError) || !named.message.includes(END_ROLLBACK)) throw named;
     const message = named.message.replace(END_ROLLBACK, `${END_ROLLBACK} (blastgate abort --end-rollback)`);
     throw new CliError(named.exitCode, named.code, message, named.details, named.status);
