@@ -220,9 +220,9 @@ export function registerAdminCommands(program: Command) {
             ...(f.expiresAt ? { expiresAt: f.expiresAt } : {}),
             ...(Object.keys(scope).length ? { scope } : {}),
           };
-          const t = await ctx.client
-            .post<TokenView>('/v1/admin/tokens', body)
-            .catch((err: unknown) => Promise.reject(inBodyFlags(err, TOKEN_FLAGS)));
+          const t = await ctx.client.post<TokenView>('/v1/admin/tokens', body).catch((err: unknown) => {
+            throw inBodyFlags(err, TOKEN_FLAGS);
+          });
           ctx.out.result(t, () => {
             ctx.out.line(`Created token ${t.id} (${t.role}) for ${t.name}. Its secret, shown only now:`);
             ctx.out.line(String(t.token));
