@@ -157,7 +157,8 @@ export async function roleTokens(a: ApiProcess) {
   const out: Record<string, string> = { admin: a.adminToken };
   for (const role of ['requester', 'approver', 'operator', 'viewer']) {
     const r = await api<{ token: string }>(a.url, a.adminToken, 'POST', '/v1/admin/tokens', {
-      name: `bench-${role}`,
+      // Unique: benches share one database, and a name in use is refused (TOKEN_NAME_TAKEN).
+      name: `bench-${role}-${randomBytes(4).toString('hex')}`,
       role,
     });
     out[role] = r.body.token;

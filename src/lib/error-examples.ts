@@ -138,6 +138,12 @@ export const ERROR_EXAMPLES = {
     message: 'Token "admin" is the last active admin token; create another admin token before revoking it',
     details: { tokenId: '0b9f6a3e-2c1d-4e8f-9a7b-5c6d7e8f9a0b', name: 'admin' },
   },
+  tokenNameTaken: {
+    code: 'TOKEN_NAME_TAKEN',
+    message:
+      'A token named "ci-bot" is in use (0b9f6a3e-2c1d-4e8f-9a7b-5c6d7e8f9a0b, role requester); give this one another name, or revoke that one first',
+    details: { field: 'name', name: 'ci-bot', tokenId: '0b9f6a3e-2c1d-4e8f-9a7b-5c6d7e8f9a0b' },
+  },
   tenantNotFound: { code: 'NOT_FOUND', message: 'Tenant tn_nope does not exist', details: { tenant: 'tn_nope' } },
   resourceNotFound: {
     code: 'NOT_FOUND',
@@ -215,6 +221,7 @@ export const CODES_BY_STATUS: Record<number, readonly string[]> = {
     'TOKEN_REVOKED',
     'TOKEN_EXPIRED',
     'LAST_ADMIN_TOKEN',
+    'TOKEN_NAME_TAKEN',
     'WEBHOOK_DELETED',
   ],
   413: ['PAYLOAD_TOO_LARGE', 'TOO_MANY_IDS'],

@@ -103,6 +103,22 @@ describe('token rotation', () => {
   });
 });
 
+describe('token names', () => {
+  it('a name in use is 409 TOKEN_NAME_TAKEN naming that token (racing creates included); free again once it is revoked', async () => {
+    const first = await create({ name: 'release-bot', role: 'requester' }).expect(201);
+    const again = await create({ name: 'release-bot', role: 'approver' }).expect(409);
+    expect(again.body).toMatchObject({
+      code: 'TOKEN_NAME_TAKEN',
+      details: { field: 'name', name: 'release-bot', tokenId: first.body.id },
+    });
+    // Ten creates of one new name at once: exactly one is made.
+    const raced = await Promise.all(Array.from({ length: 10 }, () => create({ name: 'racing-bot', role: 'viewer' })));
+    expect(raced.map((r) => r.status).sort()).toEqual([201, ...Array(9).fill(409)]);
+    await request(t.app.server).delete(`/v1/admin/tokens/${first.body.id}`).set('authorization', admin()).expect(200);
+    await create({ name: 'release-bot', role: 'approver' }).expect(201);
+  });
+});
+
 describe('token revocation', () => {
   it('a revoked token is 401 TOKEN_REVOKED, with every secret it had', async () => {
     const made = await create({ name: 'old-ci', role: 'viewer' }).expect(201);

@@ -69,7 +69,10 @@ export async function buildTestApp(
   tokens.admin = admin;
   for (const role of ROLES) {
     if (role === 'admin') continue;
-    const created = await app.authService.createToken(`test-${role}`, role, { tokenId: 'test', name: 'test' });
+    // A second app on the same database (opts.databaseUrl) gets tokens of its own, under names
+    // of their own: a name in use is refused (TOKEN_NAME_TAKEN).
+    const name = opts.databaseUrl ? `test-${role}-${Math.random().toString(36).slice(2, 8)}` : `test-${role}`;
+    const created = await app.authService.createToken(name, role, { tokenId: 'test', name: 'test' });
     tokens[role] = created.token;
   }
   // A second requester and approver, for "not your own operation" rules.

@@ -30,6 +30,8 @@ export interface SecretMatch {
 // Serialises changes to the set of admin tokens (bootstrap, revoking an admin), so two of them at
 // once cannot both see "another admin exists" and leave none.
 const ADMIN_SET_LOCK = 7_342_004;
+/** Serialises token creation: a name is checked and taken in one step (see nameInUse). */
+const TOKEN_NAME_LOCK = 7_342_008;
 
 const COLUMNS = 't.id, t.name, t.role, t.scope, t.created_by, t.created_at, t.expires_at, t.revoked_at';
 
@@ -84,6 +86,20 @@ export function tokenRepository(pool: pg.Pool) {
         createdByName: (row.created_by_name as string | null) ?? null,
         previousSecretsValidUntil: (row.previous_valid_until as Date | null) ?? null,
       }));
+    },
+
+    /**
+     * The token in use (not revoked, not expired) with this name, if any, after taking the lock
+     * that serialises token creation (two creates of one name at once cannot both pass).
+     */
+    async nameInUse(tx: pg.PoolClient, name: string): Promise<{ id: string; role: string } | undefined> {
+      await tx.query('SELECT pg_advisory_xact_lock($1)', [TOKEN_NAME_LOCK]);
+      const r = await tx.query<{ id: string; role: string }>(
+        `SELECT id, role FROM api_tokens WHERE name = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())
+         LIMIT 1`,
+        [name],
+      );
+      return r.rows[0];
     },
 
     /** Inserts a token with its first secret. */

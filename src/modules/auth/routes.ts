@@ -44,9 +44,14 @@ export default async function tokenRoutes(app: App, opts: { auth: AuthService })
         tags: ['admin'],
         summary: 'Create an API token',
         description:
-          'Creates a token with one role, an optional expiry and (requester tokens) an optional scope. The secret is returned once and stored only as a hash.',
+          'Creates a token with one role, an optional expiry and (requester tokens) an optional scope. The secret is returned once and stored only as a hash. ' +
+          'The name must not be that of another token still in use (409 TOKEN_NAME_TAKEN): names are what the audit log, approvals and halt reasons show.',
         body: CreateTokenBody,
-        response: { 201: CreatedToken, ...errorResponses(400, 401, 403) },
+        response: {
+          201: CreatedToken,
+          ...errorResponses(400, 401, 403),
+          409: errorResponse(409, ERROR_EXAMPLES.tokenNameTaken),
+        },
       },
     },
     async (req, reply) => {

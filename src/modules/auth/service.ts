@@ -96,6 +96,15 @@ export function authService(deps: AuthDeps) {
       }
       const secret = generateToken();
       const row = await repo.transaction(async (tx) => {
+        // Names are what people read (audit actors, approvals, halt reasons): two tokens in use
+        // under one name made a requester look like the approver of their own operation.
+        const taken = await repo.nameInUse(tx, name);
+        if (taken)
+          throw new ConflictError(
+            'TOKEN_NAME_TAKEN',
+            `A token named "${name}" is in use (${taken.id}, role ${taken.role}); give this one another name, or revoke that one first`,
+            { field: 'name', name, tokenId: taken.id },
+          );
         const t = await repo.insert(tx, {
           name,
           role,
