@@ -325,6 +325,11 @@ describe('dry runs and retries', () => {
     expect(again.body.id).toBe(first.body.id);
     const other = await postRestore(h, { ...body, reason: 'another reason' }, 'restore-key-1');
     expect([other.status, other.body.code]).toEqual([409, 'IDEMPOTENCY_KEY_REUSED']);
+    // Worded as for a delete: which operation the key belongs to, and its state.
+    expect(other.body).toMatchObject({
+      message: `This Idempotency-Key belongs to operation ${first.body.id} (planned), submitted with a different request body; use a new key for a different request`,
+      details: { operationId: first.body.id, state: 'planned' },
+    });
     await command(h, 'operator', first.body.id, 'abort', { reason: 'done with it' }).expect(200);
   });
 });

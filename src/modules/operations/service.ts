@@ -4,7 +4,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type pg from 'pg';
 import { canonicalJson } from '../../lib/canonical-json.ts';
-import { ConflictError, UnprocessableError } from '../../lib/errors.ts';
+import { UnprocessableError } from '../../lib/errors.ts';
 import { inTransaction } from '../../lib/sql.ts';
 import type { Metrics } from '../../plugins/metrics.ts';
 import type { Principal } from '../auth/roles.ts';
@@ -28,6 +28,7 @@ import {
   type OperationRow,
 } from './repository.ts';
 import type { OperationSpec } from './schemas.ts';
+import { keyReused } from '../restores/replay.ts';
 import {
   abandonedError,
   analyzeStaging,
@@ -99,27 +100,7 @@ export function operationService(deps: {
   async function replay(key: string, requestHash: string, client?: pg.PoolClient): Promise<SubmitResult> {
     const existing = client ? await findByKeyInTx(client, key) : await reads.findByIdempotencyKey(key);
     if (!existing) throw new Error(`idempotency key ${key} vanished`);
-    if (existing.requestHash !== requestHash) {
-      // After a rejection the client usually resubmits a corrected list under the same key: say
-      // what the key is bound to, and that a rejected operation never runs, so a new key is needed.
-      if (existing.state === 'rejected') {
-        throw new ConflictError(
-          'IDEMPOTENCY_KEY_REUSED',
-          `This Idempotency-Key belongs to operation ${existing.id}, which was rejected (see its report); a rejected operation never runs. Submit the corrected list with a new Idempotency-Key.`,
-          {
-            idempotencyKey: key,
-            operationId: existing.id,
-            state: existing.state,
-            reportUrl: `/v1/operations/${existing.id}/report`,
-          },
-        );
-      }
-      throw new ConflictError(
-        'IDEMPOTENCY_KEY_REUSED',
-        `This Idempotency-Key belongs to operation ${existing.id} (${existing.state}), submitted with a different request body; use a new key for a different request`,
-        { idempotencyKey: key, operationId: existing.id, state: existing.state },
-      );
-    }
+    if (existing.requestHash !== requestHash) throw keyReused(key, existing);
     return { kind: existing.state === 'rejected' ? 'rejected' : 'planned', operation: existing, replayed: true };
   }
 
