@@ -109,6 +109,21 @@ describe('mode "hard" is replaced by compliance erasure', () => {
     expect(textErasure.status, JSON.stringify(textErasure.body)).toBe(200);
     expect(textErasure.body.plan.breakGlassReasons).toContain('compliance erasure: permanent, destroys snapshots');
   });
+
+  it("an aborted erasure's closing event keeps the operator's reason beside the one it was requested for", async () => {
+    const op = await submit({ erasure: true, ids: appsOf(freshSites(1), 1) });
+    expect(op.status, JSON.stringify(op.body)).toBe(201);
+    await command(h, 'operator', op.body.id, 'abort', { reason: 'not wanted any more' }).expect(200);
+    const [last] = await query<{ action: string; payload: Record<string, unknown> }>(
+      h.databaseUrl,
+      'SELECT action, payload FROM audit_events WHERE operation_id = $1 ORDER BY seq DESC LIMIT 1',
+      [op.body.id],
+    );
+    expect(last).toMatchObject({
+      action: 'operation.cancelled',
+      payload: { kind: 'erase', reason: 'not wanted any more', requestReason: SPEC.reason },
+    });
+  });
 });
 
 describe('compliance erasure', () => {
@@ -191,7 +206,13 @@ describe('compliance erasure', () => {
     expect(erasedEvents.reduce((n, a) => n + (a.payload.keys as number), 0)).toBe(ids.length);
     expect(audit.at(-1)).toMatchObject({
       action: 'operation.completed',
-      payload: { kind: 'erase', reason: SPEC.reason, items: ids.length, erased: ids.length, keysDestroyed: ids.length },
+      payload: {
+        kind: 'erase',
+        requestReason: SPEC.reason,
+        items: ids.length,
+        erased: ids.length,
+        keysDestroyed: ids.length,
+      },
     });
     // Audit payloads hold IDs and counts, never snapshot content; the chain verifies.
     expect(JSON.stringify(audit)).not.toMatch(/"tenantId":|"deletedAt"/);

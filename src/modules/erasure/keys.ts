@@ -69,9 +69,10 @@ export async function erasureAuditDetail(tx: pg.PoolClient, operationId: string,
     [operationId],
   );
   const x = r.rows[0]!;
+  // requestReason, not reason: the event's own reason (an operator's abort) must not be overwritten.
   return {
     kind: 'erase',
-    reason: x.reason,
+    requestReason: x.reason,
     items: x.items,
     erased: x.erased,
     notErased: x.items - x.erased,
