@@ -111,6 +111,11 @@ describe('token names', () => {
       code: 'TOKEN_NAME_TAKEN',
       details: { field: 'name', name: 'release-bot', tokenId: first.body.id },
     });
+    // Names that read the same in an audit log are the same name.
+    for (const lookAlike of ['release-bot ', 'Release-Bot', 'release-bot\u00a0', ' RELEASE-BOT'])
+      expect((await create({ name: lookAlike, role: 'approver' })).body.code, JSON.stringify(lookAlike)).toBe(
+        'TOKEN_NAME_TAKEN',
+      );
     // Ten creates of one new name at once: exactly one is made.
     const raced = await Promise.all(Array.from({ length: 10 }, () => create({ name: 'racing-bot', role: 'viewer' })));
     expect(raced.map((r) => r.status).sort()).toEqual([201, ...Array(9).fill(409)]);

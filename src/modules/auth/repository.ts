@@ -89,13 +89,17 @@ export function tokenRepository(pool: pg.Pool) {
     },
 
     /**
-     * The token in use (not revoked, not expired) with this name, if any, after taking the lock
+     * The token in use (not revoked, not expired) with this name or one that reads the same, if any, after taking the lock
      * that serialises token creation (two creates of one name at once cannot both pass).
      */
     async nameInUse(tx: pg.PoolClient, name: string): Promise<{ id: string; role: string } | undefined> {
       await tx.query('SELECT pg_advisory_xact_lock($1)', [TOKEN_NAME_LOCK]);
       const r = await tx.query<{ id: string; role: string }>(
-        `SELECT id, role FROM api_tokens WHERE name = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())
+        // Compared as people read them: "ci-bot", "CI-Bot", "ci-bot " and "ci-bot" with a no-break
+        // space (NFKC makes it a space) are one name in an audit log.
+        `SELECT id, role FROM api_tokens
+         WHERE lower(btrim(normalize(name, NFKC))) = lower(btrim(normalize($1, NFKC)))
+           AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())
          LIMIT 1`,
         [name],
       );
