@@ -66,6 +66,9 @@ export function specOf(f: SpecFlags, dryRun: boolean): Record<string, unknown> {
   };
 }
 
+/** How the server names the Idempotency-Key header in a refusal (the --idempotency-key flag). */
+export const IDEMPOTENCY_HEADER = 'headers.idempotency-key';
+
 /** The spec fields specOf builds, each with the flag that gives it. */
 const FLAG_FIELDS: [flag: string, field: string][] = [
   ['--type', 'targetType'],
@@ -130,6 +133,7 @@ export function inFlags(err: unknown, f: SpecFlags): unknown {
     '--concurrency': f.concurrency !== undefined,
   };
   return withFlagNames(err, (field) => {
+    if (field === IDEMPOTENCY_HEADER) return { flag: '--idempotency-key', text: '--idempotency-key' };
     const path = field.startsWith('line 1.') ? field.slice('line 1.'.length) : undefined;
     if (path === undefined) return undefined;
     const hit = FLAG_FIELDS.find(

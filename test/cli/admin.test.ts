@@ -155,6 +155,39 @@ describe('blastgate admin and control commands', () => {
     const role = await as('admin', ['tokens', 'create', '--name', 'bot', '--role', 'superuser']);
     expect(role.code, role.stderr).toBe(1);
     expect(role.stderr).toContain('Invalid --role');
+    const key = await as('requester', [
+      'restore',
+      '--tenant',
+      'tenant_00001',
+      '--reason',
+      'Bring them back',
+      '--ticket',
+      'INC-5',
+      '--idempotency-key',
+      'bad key!',
+    ]);
+    expect(key.code, key.stderr).toBe(1);
+    expect(key.stderr).toContain('Invalid --idempotency-key');
+    const submitKey = await as(
+      'requester',
+      ['submit', '--type', 'app', '--reason', 'Remove them', '--ticket', 'T-7', '--idempotency-key', 'bad key!'],
+      'app_00001_00\n',
+    );
+    expect(submitKey.code, submitKey.stderr).toBe(1);
+    expect(submitKey.stderr).toContain('Invalid --idempotency-key');
+    const two = await as('requester', [
+      'restore',
+      '--tenant',
+      'tenant_00001',
+      '--operation',
+      'op_x',
+      '--reason',
+      'Bring them back',
+      '--ticket',
+      'INC-6',
+    ]);
+    expect(two.code, two.stderr).toBe(2);
+    expect(two.stderr).toContain('give one scope, not --tenant and --operation');
     for (const verb of ['restore', 'purge']) {
       const none = await as('requester', [verb, '--reason', 'Bring them back', '--ticket', 'INC-4']);
       expect(none.code, none.stderr).toBe(2);

@@ -3,7 +3,7 @@
 // is the result the caller asked for. The CLI's own token is never printed.
 import type { Command } from 'commander';
 import { CliError, EXIT, usageError } from '../exit-codes.ts';
-import { inBodyFlags } from '../spec.ts';
+import { IDEMPOTENCY_HEADER, inBodyFlags } from '../spec.ts';
 import { collectIds, inListLines, ListLines, openIds } from '../ids.ts';
 import {
   ctxOf,
@@ -74,6 +74,7 @@ const SCOPE_FLAGS: Record<string, string> = {
   'body.targetType': '--type',
   'body.asOf': '--as-of',
   'body.dueBefore': '--due-before',
+  [IDEMPOTENCY_HEADER]: '--idempotency-key',
 };
 /** The same for `tokens create`. */
 const TOKEN_FLAGS: Record<string, string> = {
@@ -90,11 +91,18 @@ async function scopeBody(
   verb: 'restore' | 'purge',
   dueBefore?: unknown,
 ): Promise<Record<string, unknown>> {
-  // No scope is a usage error here, as a missing flag is (exit 2), not a round trip that exits 1.
-  if (!f.tenant && !f.operation && !f.idsFile && !f.type && !dueBefore)
-    throw usageError(
-      `give a scope: --tenant, --operation, or --type with --ids-file${verb === 'purge' ? ', or --due-before' : ''}`,
-    );
+  // No scope, or two, is a usage error here, as a missing flag is (exit 2), not a round trip that
+  // exits 1 naming body fields.
+  const scopes = [
+    f.tenant && '--tenant',
+    f.operation && '--operation',
+    (f.idsFile || f.type) && '--type/--ids-file',
+    dueBefore && '--due-before',
+  ].filter((x): x is string => Boolean(x));
+  const choices = `--tenant, --operation, or --type with --ids-file${verb === 'purge' ? ', or --due-before' : ''}`;
+  if (scopes.length === 0) throw usageError(`give a scope: ${choices}`);
+  if (scopes.length > 1) throw usageError(`give one scope, not ${scopes.join(' and ')}: ${choices}`);
+  if (f.deletedSince && !f.tenant) throw usageError('--deleted-since goes with --tenant');
   if (f.type && !f.idsFile) throw usageError('--type needs --ids-file (or --ids-file - for stdin)');
   if (f.idsFile && !f.type) throw usageError('--ids-file needs --type (the type every ID must be)');
   const ids = f.idsFile ? await collectIds(openIds(f.idsFile) as AsyncIterable<Buffer>, 100_000, lines) : undefined;
