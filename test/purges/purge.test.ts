@@ -261,7 +261,12 @@ describe('a due purge', () => {
       .get(`/v1/registry/resources/${siteId(s)}`)
       .set('authorization', h.auth('viewer'))
       .expect(200);
-    expect(view.body).toMatchObject({ state: 'purged', deletedBy: { operationId: op.id, mode: 'hard' } });
+    // Purged: no retention left to wait for, so no purgeAfter shown.
+    expect(view.body).toMatchObject({
+      state: 'purged',
+      purgeAfter: null,
+      deletedBy: { operationId: op.id, mode: 'hard' },
+    });
 
     const rb = await command(h, 'operator', op.id, 'rollback', { reason: 'oops' });
     expect(rb.status).toBe(409);

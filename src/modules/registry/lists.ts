@@ -9,6 +9,7 @@ import { errorResponses, IdString, type App } from '../../lib/schemas.ts';
 import { deletedByView, standingDeletes } from '../restores/history.ts';
 import type { Queryable } from '../../lib/sql.ts';
 import { RESOURCE_EXAMPLE, RESOURCE_STATES, Resource, TYPE_NAME_PATTERN } from './schemas.ts';
+import { purgeAfterView } from './repository.ts';
 
 const MAX_PAGE = 1000;
 const DEFAULT_PAGE = 100;
@@ -163,7 +164,7 @@ async function listResources(db: Queryable, q: Static<typeof ResourcesQuery> & {
     state: r.state,
     protected: r.protected,
     deletedAt: iso(r.deleted_at),
-    purgeAfter: iso(r.purge_after),
+    purgeAfter: purgeAfterView(r.state, r.purge_after),
     updatedAt: r.updated_at.toISOString(),
     deletedBy: deletedByView(deleted.get(r.id)),
   }));

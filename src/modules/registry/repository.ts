@@ -15,6 +15,12 @@ export async function lockRegistryWrites(client: pg.PoolClient): Promise<void> {
 
 const iso = (d: Date | null) => (d ? d.toISOString() : null);
 
+/**
+ * A resource's purgeAfter as shown: none once it is purged (a purge or an erasure hard-deleted it),
+ * where the stored date read as "within retention" still.
+ */
+export const purgeAfterView = (state: string, purgeAfter: Date | null) => (state === 'purged' ? null : iso(purgeAfter));
+
 // ---- resource types ------------------------------------------------------------------------
 
 const toType = (r: Record<string, unknown>): ResourceType => ({
@@ -167,7 +173,7 @@ export async function getResource(db: Queryable, id: string): Promise<Resource |
     state: r.state as string,
     protected: r.protected as boolean,
     deletedAt: iso(r.deleted_at as Date | null),
-    purgeAfter: iso(r.purge_after as Date | null),
+    purgeAfter: purgeAfterView(r.state as string, r.purge_after as Date | null),
     updatedAt: (r.updated_at as Date).toISOString(),
     deletedBy: deletedByView((await standingDeletes(db, [id])).get(id)),
   };

@@ -335,7 +335,8 @@ export const Resource = Type.Object(
     purgeAfter: Nullable(
       Type.String({
         format: 'date-time',
-        description: 'Soft-deleted by an operation: when its retention ends and a purge may hard-delete it',
+        description:
+          'Soft-deleted by an operation: when its retention ends and a purge may hard-delete it; null once purged',
       }),
     ),
     updatedAt: Timestamp,
