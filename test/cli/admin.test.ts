@@ -149,13 +149,7 @@ describe('blastgate admin and control commands', () => {
     const re = jsonError(restore).error;
     expect(re.message).toMatch(/^Invalid --reason: /);
     expect(re.details).toEqual([expect.objectContaining({ field: 'body.reason', flag: '--reason' })]);
-    const purge = await as('requester', ['purge', '--due-before', 'soon', '--reason', 'Purge due', '--ticket', 'C-1']);
-    expect(purge.code, purge.stderr).toBe(1);
-    expect(purge.stderr).toContain('Invalid --due-before');
-    const role = await as('admin', ['tokens', 'create', '--name', 'bot', '--role', 'superuser']);
-    expect(role.code, role.stderr).toBe(1);
-    expect(role.stderr).toContain('Invalid --role');
-    const key = await as('requester', [
+    const restoreOf = (...more: string[]) => [
       'restore',
       '--tenant',
       'tenant_00001',
@@ -163,31 +157,32 @@ describe('blastgate admin and control commands', () => {
       'Bring them back',
       '--ticket',
       'INC-5',
-      '--idempotency-key',
-      'bad key!',
-    ]);
-    expect(key.code, key.stderr).toBe(1);
-    expect(key.stderr).toContain('Invalid --idempotency-key');
-    const submitKey = await as(
-      'requester',
-      ['submit', '--type', 'app', '--reason', 'Remove them', '--ticket', 'T-7', '--idempotency-key', 'bad key!'],
-      'app_00001_00\n',
-    );
-    expect(submitKey.code, submitKey.stderr).toBe(1);
-    expect(submitKey.stderr).toContain('Invalid --idempotency-key');
-    const two = await as('requester', [
-      'restore',
-      '--tenant',
-      'tenant_00001',
-      '--operation',
-      'op_x',
-      '--reason',
-      'Bring them back',
-      '--ticket',
-      'INC-6',
-    ]);
-    expect(two.code, two.stderr).toBe(2);
-    expect(two.stderr).toContain('give one scope, not --tenant and --operation');
+      ...more,
+    ];
+    const cases: [Role, string[], string | undefined, number, string][] = [
+      [
+        'requester',
+        ['purge', '--due-before', 'soon', '--reason', 'Purge due', '--ticket', 'C-1'],
+        undefined,
+        1,
+        'Invalid --due-before',
+      ],
+      ['admin', ['tokens', 'create', '--name', 'bot', '--role', 'superuser'], undefined, 1, 'Invalid --role'],
+      ['requester', restoreOf('--idempotency-key', 'bad key!'), undefined, 1, 'Invalid --idempotency-key'],
+      [
+        'requester',
+        ['submit', '--type', 'app', '--reason', 'Remove them', '--ticket', 'T-7', '--idempotency-key', 'bad key!'],
+        'app_00001_00\n',
+        1,
+        'Invalid --idempotency-key',
+      ],
+      ['requester', restoreOf('--operation', 'op_x'), undefined, 2, 'give one scope, not --tenant and --operation'],
+    ];
+    for (const [role, args, input, code, text] of cases) {
+      const r = await as(role, args, input);
+      expect(r.code, r.stderr).toBe(code);
+      expect(r.stderr).toContain(text);
+    }
     for (const verb of ['restore', 'purge']) {
       const none = await as('requester', [verb, '--reason', 'Bring them back', '--ticket', 'INC-4']);
       expect(none.code, none.stderr).toBe(2);
