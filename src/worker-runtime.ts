@@ -19,7 +19,7 @@ import { processBake } from './modules/execution/bake.ts';
 import { pgBakeStore } from './modules/execution/bake-store.ts';
 import { registryFollows } from './modules/purges/retention.ts';
 import { startPurgeScheduler } from './modules/purges/scheduler.ts';
-import { operationReads } from './modules/operations/repository.ts';
+import { operationReads, recordThrottle } from './modules/operations/repository.ts';
 import { releaseEndedLocks } from './modules/operations/resource-locks.ts';
 import { processChunk, quarantineChunk, settleIfDone, type ChunkDeps } from './modules/execution/chunk.ts';
 import { pgEngine } from './modules/execution/engine-store.ts';
@@ -136,6 +136,7 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
     adapters,
     watch,
     velocity,
+    throttled: (opId, cap, until) => recordThrottle(db.pool, opId, cap, until),
     slots,
     requeue: (_next, delayMs) => later(job, token, delayMs),
     clock,

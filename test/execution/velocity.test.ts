@@ -59,7 +59,16 @@ describe('velocity caps', () => {
         h.downstream.destructiveCalls().filter((c) => c.action === 'softDelete' && !isDrillCall(c)).length;
       expect(deletes()).toBe(700);
       expect(await done(op.id)).toBe(700);
-      expect((await getOperation(h, op.id)).state).toBe('running');
+      // Running but not moving: the view says which cap holds it, and until when (the next minute).
+      const held = (await getOperation(h, op.id)) as {
+        state: string;
+        throttled: { cap: string; until: string } | null;
+      };
+      expect(held.state).toBe('running');
+      expect(held.throttled).toEqual({
+        cap: 'maxItemsPerMinute',
+        until: new Date(Math.ceil(now / MINUTE) * MINUTE).toISOString(),
+      });
 
       now += MINUTE; // the next minute: another 700
       await until(async () => (await done(op.id)) >= 1400, '1400 items done', 30_000);
@@ -72,6 +81,7 @@ describe('velocity caps', () => {
       now += MINUTE;
       await waitForState(h, op.id, ['completed'], 30_000);
       expect(deletes()).toBe(2000);
+      expect(await getOperation(h, op.id)).toMatchObject({ throttled: null });
     } finally {
       await queue.close();
     }

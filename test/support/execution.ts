@@ -149,6 +149,7 @@ export async function getOperation(h: ExecHarness, id: string) {
     state: string;
     currentWave: number | null;
     haltReason: string | null;
+    throttled?: { cap: string; until: string } | null;
     waveProgress: { wave: number; counts: Record<string, number> }[];
   };
 }

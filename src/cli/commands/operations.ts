@@ -44,6 +44,7 @@ interface StatusView {
   state: string;
   currentWave: number | null;
   haltReason: string | null;
+  throttled?: { cap: string; until: string } | null;
   planHash: string | null;
   plan: PlanLike | null;
   waveProgress?: { wave: number; counts: Record<string, number> }[];
@@ -151,6 +152,7 @@ export function registerOperationCommands(program: Command) {
           ctx.out.line(`${op.id} (${op.kind} ${op.targetType}, requested by ${op.requestedBy}): ${op.state}${wave}`);
           ctx.out.line(`  reason: ${op.reason} · ticket: ${op.ticket}`);
           if (op.haltReason) ctx.out.line(`  halt reason: ${op.haltReason}`);
+          if (op.throttled) ctx.out.line(`  held back by ${op.throttled.cap} until ${op.throttled.until}`);
           for (const w of op.waveProgress ?? []) {
             const counts = Object.entries(w.counts).map(([k, n]) => `${k} ${n}`);
             ctx.out.line(`  wave ${w.wave + 1}: ${counts.join(' · ') || 'no items'}`);

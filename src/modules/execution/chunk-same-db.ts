@@ -33,7 +33,8 @@ export interface SameDb<Tx> {
 }
 
 /** Why the chunk went back to the general path, or what it left to be requeued. */
-export type SameDbResult = { handled: false } | { handled: true; requeueMs: number; running: boolean; epoch: number };
+export type SameDbResult =
+  { handled: false } | { handled: true; requeueMs: number; running: boolean; epoch: number; grant?: VelocityGrant };
 
 /** Rolls the transaction back: the chunk is the general path's (nothing was written). */
 const GENERAL = new Error('same-database chunk: general path');
@@ -163,7 +164,7 @@ export async function runSameDbChunk<Tx>(
     const running = applied?.changed
       ? mayExecute(applied.state) && applied.state.currentWave === j.wave
       : deps.watch.canRun(j.opId, j.wave, since);
-    return { handled: true, requeueMs, running, epoch: applied?.version ?? j.epoch };
+    return { handled: true, requeueMs, running, epoch: applied?.version ?? j.epoch, ...(grant ? { grant } : {}) };
   } catch (err) {
     // Nothing of the transaction was kept: what was reserved is given back.
     if (grant?.granted) await deps.velocity.refund(grant, grant.granted).catch(() => undefined);

@@ -32,6 +32,11 @@ export interface ChunkDeps<Tx = Queryable> {
   adapters: Pick<AdapterCache, 'get'>;
   watch: Pick<HaltWatch, 'track' | 'untrack' | 'canRun'>;
   velocity: Pick<VelocityLimiter, 'reserve' | 'refund'>;
+  /**
+   * Says on the operation that a velocity cap held items back until `until` (the views show it
+   * while it lasts: a running operation that does not move says why). Optional: tests' fakes.
+   */
+  throttled?(opId: string, cap: string, until: Date): Promise<void>;
   /** This process's in-flight budget per operation, shared by its chunks (call-slots.ts). */
   slots: Pick<CallSlots, 'forChunk' | 'inFlight'>;
   requeue(job: ChunkJob, delayMs: number): Promise<void>;
@@ -77,6 +82,7 @@ export async function processChunk<Tx>(deps: ChunkDeps<Tx>, jobId: string, j: Ch
       waveEvent(j.wave, stats, op.lifecycle.haltPolicy),
     );
     if (r.handled) {
+      await noteThrottle(deps, j.opId, r.grant);
       if (r.requeueMs > 0 && r.running) await deps.requeue({ ...j, epoch: r.epoch }, r.requeueMs);
       return;
     }
@@ -168,8 +174,20 @@ export async function processChunk<Tx>(deps: ChunkDeps<Tx>, jobId: string, j: Ch
   const running = applied?.changed
     ? mayExecute(applied.state) && applied.state.currentWave === j.wave
     : stillRunning || deferMs > 0;
+  await noteThrottle(deps, j.opId, grant);
   if ((handedBack > 0 || deferMs > 0) && running)
     await deps.requeue({ ...j, epoch: applied?.version ?? j.epoch }, deferMs || REQUEUE_DELAY_MS);
+}
+
+/** A cap that cut a grant short is recorded on the operation; a failure to record it changes nothing else. */
+async function noteThrottle<Tx>(
+  deps: Pick<ChunkDeps<Tx>, 'throttled' | 'clock'>,
+  opId: string,
+  grant: VelocityGrant | undefined,
+) {
+  if (!deps.throttled || !grant?.limitedBy || grant.granted >= grant.requested) return;
+  const cap = grant.limitedBy === 'items' ? 'maxItemsPerMinute' : 'maxTenantsPerMinute';
+  await deps.throttled(opId, cap, new Date(deps.clock() + grant.waitMs)).catch(() => undefined);
 }
 
 /** A wave whose items all have an outcome is settled, even if the report that said so was lost. */

@@ -300,6 +300,18 @@ export async function loadInTx(client: pg.PoolClient, id: string): Promise<Opera
   return fromRow(r.rows[0]);
 }
 
+/**
+ * A velocity cap held the operation's items back until `until` (a chunk was deferred): kept for
+ * the views. Never moves the time back (two workers deferred in one window write the same).
+ */
+export async function recordThrottle(db: Queryable, opId: string, cap: string, until: Date): Promise<void> {
+  await db.query(
+    `UPDATE operations SET throttled_by = $2, throttled_until = $3
+     WHERE id = $1 AND (throttled_until IS NULL OR throttled_until < $3)`,
+    [opId, cap, until],
+  );
+}
+
 /** Maps a raw operations row to the Prisma model shape, so views have one input type. */
 export function fromRow(r: Record<string, unknown>): OperationRow {
   return {
@@ -325,6 +337,8 @@ export function fromRow(r: Record<string, unknown>): OperationRow {
     autoStart: r.auto_start,
     currentWave: r.current_wave,
     haltReason: r.halt_reason,
+    throttledBy: r.throttled_by,
+    throttledUntil: r.throttled_until,
     version: r.version,
     bakeUntil: r.bake_until,
     expiresAt: r.expires_at,

@@ -229,6 +229,22 @@ export const OperationView = Type.Object(
       description:
         'Why it stopped or paused, for people, e.g. "wave 2 of 5: 3 consecutive item failures (limit 3)"; null otherwise.',
     }),
+    throttled: Type.Optional(
+      Type.Union(
+        [
+          Type.Object({
+            cap: Type.String({ description: 'maxItemsPerMinute or maxTenantsPerMinute (rollout)' }),
+            until: Type.String({ format: 'date-time', description: 'When the next window lets the held items run' }),
+          }),
+          Type.Null(),
+        ],
+        {
+          description:
+            'A running operation whose velocity cap holds items back right now: which cap and until when (why it does not move). Null otherwise',
+          example: { cap: 'maxItemsPerMinute', until: '2026-12-01T15:41:00.000Z' },
+        },
+      ),
+    ),
     waveProgress: Type.Optional(
       Type.Array(Type.Object({ wave: Type.Integer(), counts: Type.Record(Type.String(), Type.Integer()) }), {
         description: 'Item counts per wave and state',

@@ -45,6 +45,7 @@ export function operationView(
     haltPolicy: op.haltPolicy,
     currentWave: op.currentWave,
     haltReason: op.haltReason,
+    throttled: throttleOf(op),
     ...(waveProgress ? { waveProgress, counts: countsOf(op, waveProgress) } : {}),
     ...(unfinished ? { unfinished } : {}),
     ...(drills?.length ? { drills } : {}),
@@ -59,6 +60,13 @@ export function operationView(
       report: op.state === 'rejected' ? `${self}/report` : null,
     },
   };
+}
+
+/** The velocity cap holding a running operation's items back right now, if one is. */
+function throttleOf(op: OperationRow, now = Date.now()) {
+  if (!op.throttledUntil || !op.throttledBy || op.throttledUntil.getTime() <= now) return null;
+  if (op.state !== 'running') return null;
+  return { cap: op.throttledBy, until: op.throttledUntil.toISOString() };
 }
 
 /** Items by ledger state over every wave (cascaded descendants included); a restore's `done` is restored, an erasure's erased, a purge's purged. */
