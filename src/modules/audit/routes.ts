@@ -131,16 +131,15 @@ export function installRefusalAudit(app: App) {
   app.addHook('onResponse', async (req, reply) => {
     if (!req.routeOptions.config.audited || reply.statusCode < 400 || req.auditedByService) return;
     const given = (req.params as { id?: string } | undefined)?.id ?? null;
+    const stored = storableId(given);
     // A refused operator command is recorded on the control pool, like the command itself.
     await auditAlone(req.routeOptions.config.control ? app.db.control.pool : app.db.pool, {
       actor: req.principal?.name ?? 'anonymous',
       action: `${req.method} ${req.routeOptions.url}`,
       outcome: 'refused',
-      operationId: storableId(given),
+      operationId: stored,
       payload: {
-        ...(given !== null && storableId(given) === null
-          ? { operationIdGiven: escapeText(given.slice(0, MAX_ID)) }
-          : {}),
+        ...(given !== null && stored === null ? { operationIdGiven: escapeText(given.slice(0, MAX_ID)) } : {}),
         status: reply.statusCode,
         code: req.errorCode ?? null,
         requestId: req.id,

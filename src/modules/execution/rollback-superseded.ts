@@ -6,7 +6,7 @@
 // reported rolled_back (a new-user trial). The registry adapter refuses a purged row itself, but it
 // too would undo a later operation's delete with this one's snapshot.
 import type pg from 'pg';
-import { readHistory } from '../restores/history.ts';
+import { isErased, readHistory } from '../restores/history.ts';
 import type { RestoreCandidate, RestoreResult } from './rollback-ledger.ts';
 
 /**
@@ -29,10 +29,7 @@ export async function supersededItems(
     // classifies it). Said so, with the prefix a snapshot read gives (`erased:`), so an operator
     // tells an erasure from a routine purge.
     const purged = await client.query<{ seq: number; resource_id: string; erased: boolean }>(
-      `SELECT i.seq, i.resource_id,
-         EXISTS (SELECT 1 FROM resource_keys k WHERE k.resource_id = i.resource_id AND k.erased_at IS NOT NULL)
-           AND NOT EXISTS (SELECT 1 FROM resource_keys k WHERE k.resource_id = i.resource_id AND k.erased_at IS NULL)
-           AS erased
+      `SELECT i.seq, i.resource_id, ${isErased('i.resource_id')} AS erased
        FROM operation_items i JOIN resources r ON r.id = i.resource_id
        WHERE i.operation_id = $1 AND i.seq = ANY($2::int[]) AND r.state = 'purged'`,
       [opId, seqs],

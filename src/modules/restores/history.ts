@@ -48,6 +48,16 @@ export function notImportedSince(at: string): string {
   return `coalesce(r.state_imported_at, '-infinity') <= ${at}`;
 }
 
+/**
+ * SQL: the resource whose ID is `id` was erased: a compliance erasure destroyed its snapshot keys,
+ * and none was made since (a resource snapshotted again has a live key). Asked of purged rows only
+ * (an erasure leaves every row it erased purged).
+ */
+export function isErased(id: string): string {
+  return `(EXISTS (SELECT 1 FROM resource_keys ek WHERE ek.resource_id = ${id} AND ek.erased_at IS NOT NULL)
+    AND NOT EXISTS (SELECT 1 FROM resource_keys lk WHERE lk.resource_id = ${id} AND lk.erased_at IS NULL))`;
+}
+
 /** SQL: resource type `t` lives in another system (an HTTP adapter): the registry row's state is theirs. */
 export function isExternal(t: string): string {
   return `coalesce(${t}.adapter->>'kind', 'registry') <> 'registry'`;

@@ -5,7 +5,14 @@
 import type pg from 'pg';
 import { CASCADE_DEPTH } from '../operations/cascade-plan.ts';
 import { LIVE_STATES } from '../operations/lifecycle-types.ts';
-import { createRestoreIds, DELETED_ITEM_STATES, isExternal, latestEvents, notImportedSince } from './history.ts';
+import {
+  createRestoreIds,
+  DELETED_ITEM_STATES,
+  isErased,
+  isExternal,
+  latestEvents,
+  notImportedSince,
+} from './history.ts';
 import type { RestoreScope } from './schemas.ts';
 
 /**
@@ -213,10 +220,7 @@ async function classify(client: pg.PoolClient, targetType: string | null): Promi
          -- Erased before purged: an erasure purges too, and what it also did (destroy the keys) is
          -- what the requester needs to hear. Only a purged row is asked (an erasure leaves every
          -- row it erased purged), and a resource snapshotted again since has a live key.
-         WHEN r.state = 'purged'
-              AND EXISTS (SELECT 1 FROM resource_keys ek WHERE ek.resource_id = i.id AND ek.erased_at IS NOT NULL)
-              AND NOT EXISTS (SELECT 1 FROM resource_keys lk2 WHERE lk2.resource_id = i.id AND lk2.erased_at IS NULL)
-           THEN 'erased'
+         WHEN r.state = 'purged' AND ${isErased('i.id')} THEN 'erased'
          WHEN r.state = 'purged' THEN 'purged'
          WHEN NOT coalesce(l.deleted, false) THEN CASE WHEN r.state = 'active' THEN 'not_deleted' ELSE 'no_snapshot' END
          WHEN r.type <> l.type OR r.tenant_id <> l.tenant_id THEN 'superseded'
