@@ -8,6 +8,8 @@ declare module 'fastify' {
     redis: Redis;
     /** The rate limiter's client (LIMITS_COMMAND_TIMEOUT_MS). */
     redisLimits: Redis;
+    /** Since when the queue's connection (app.redis) has been lost; null while it is up. */
+    queueDownSince(): Date | null;
   }
 }
 
@@ -86,12 +88,28 @@ export async function redisProblem(url: string, waitMs = REDIS_START_WAIT_MS): P
   }
 }
 
+/**
+ * When the client last lost its connection, until it is ready again: an operation that does not
+ * move while the queue is away says so in its view (a trial saw `running` with nothing moving and
+ * no reason). From the connection's events, so a view costs no command; a Redis that hangs with its
+ * connection open is not seen here (its commands time out; /readyz reports it).
+ */
+export function outageClock(client: Redis, now = () => new Date()): () => Date | null {
+  let since: Date | null = null;
+  const lost = () => (since ??= now());
+  client.on('close', lost);
+  client.on('reconnecting', lost);
+  client.on('ready', () => (since = null));
+  return () => since;
+}
+
 export default fp<{ url: string }>(
   async (app, opts) => {
     const redis = createRedis(opts.url);
     const limits = createRedis(opts.url, false, LIMITS_COMMAND_TIMEOUT_MS);
     app.decorate('redis', redis);
     app.decorate('redisLimits', limits);
+    app.decorate('queueDownSince', outageClock(redis));
     for (const r of [redis, limits]) {
       // Without a listener ioredis prints every reconnect failure to stderr; /readyz reports it too.
       r.on('error', (err: Error) => app.log.warn({ err }, 'redis connection error'));

@@ -93,10 +93,18 @@ async function restartMidWave(how: { signal: 'SIGTERM' | 'SIGKILL'; freshDir: bo
   // Workers keep working through the outage: the ledger is in Postgres, not Redis.
   await pollUntil(() => Date.now() - downSince >= OUTAGE_MS, 'the outage to last', OUTAGE_MS + 1_000, 50);
   const duringOutage = destructive() - atStop;
+  // The operation says why it may not move: it read as `running` and nothing else (a trial).
+  const seen = await request(h.app.server).get(`/v1/operations/${op.id}`).set('authorization', h.auth('viewer'));
+  expect(seen.status, JSON.stringify(seen.body)).toBe(200);
+  expect(seen.body.state).toBe('running');
+  expect(seen.body.waiting, JSON.stringify(seen.body.waiting)).toMatchObject({ on: 'redis' });
+  expect(Math.abs(Date.parse(seen.body.waiting.since) - downSince)).toBeLessThan(1_000);
   await redis.start({ freshDir: how.freshDir });
 
   const final = await waitForState(h, op.id, END_STATES, 40_000);
   expect(final.state, JSON.stringify(final)).toBe('completed');
+  const after = await request(h.app.server).get(`/v1/operations/${op.id}`).set('authorization', h.auth('viewer'));
+  expect(after.body.waiting).toBeNull();
   await expectEachAppliedOnce(h.databaseUrl, h.downstream, op.id, ids);
   expect(atStop).toBeLessThan(TOTAL);
   return { duringOutage };

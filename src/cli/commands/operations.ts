@@ -45,6 +45,7 @@ interface StatusView {
   currentWave: number | null;
   haltReason: string | null;
   throttled?: { cap: string; until: string } | null;
+  waiting?: { on: string; since: string; detail: string } | null;
   planHash: string | null;
   plan: PlanLike | null;
   waveProgress?: { wave: number; counts: Record<string, number> }[];
@@ -153,6 +154,8 @@ export function registerOperationCommands(program: Command) {
           ctx.out.line(`  reason: ${op.reason} · ticket: ${op.ticket}`);
           if (op.haltReason) ctx.out.line(`  halt reason: ${op.haltReason}`);
           if (op.throttled) ctx.out.line(`  held back by ${op.throttled.cap} until ${op.throttled.until}`);
+          if (op.waiting)
+            ctx.out.line(`  waiting for ${op.waiting.on} since ${op.waiting.since}: ${op.waiting.detail}`);
           for (const w of op.waveProgress ?? []) {
             const counts = Object.entries(w.counts).map(([k, n]) => `${k} ${n}`);
             ctx.out.line(`  wave ${w.wave + 1}: ${counts.join(' · ') || 'no items'}`);

@@ -221,7 +221,10 @@ export default async function commandRoutes(app: App) {
           changed: applied.changed,
           ...(missing ? { approvalsNeeded: missing } : {}),
         };
-        return { ...operationView(v.op, v.progress, v.unfinished), ...(command ? { command } : {}) };
+        return {
+          ...operationView(v.op, v.progress, v.unfinished, undefined, app.queueDownSince()),
+          ...(command ? { command } : {}),
+        };
       },
     );
   }

@@ -218,7 +218,7 @@ export default async function operationRoutes(app: App) {
     },
     async (req) => {
       const v = await viewOf(req.params.id);
-      return operationView(v.op, v.progress, v.unfinished, v.drills);
+      return operationView(v.op, v.progress, v.unfinished, v.drills, app.queueDownSince());
     },
   );
 

@@ -245,6 +245,28 @@ export const OperationView = Type.Object(
         },
       ),
     ),
+    waiting: Type.Optional(
+      Type.Union(
+        [
+          Type.Object({
+            on: Type.Literal('redis', { description: 'What it waits for: the work queue (Redis)' }),
+            since: Type.String({ format: 'date-time', description: 'Since when the API has lost its connection' }),
+            detail: Type.String({ description: 'For people' }),
+          }),
+          Type.Null(),
+        ],
+        {
+          description:
+            'A running, baking or rolling-back operation that cannot move because the work queue (Redis) is unreachable from the API: since when (why it does not move). Null otherwise',
+          example: {
+            on: 'redis',
+            since: '2026-12-01T16:20:00.000Z',
+            detail:
+              'The work queue (Redis) cannot be reached: no new work is picked up until it is back. Nothing is lost; queued work is re-derived from the ledger when it returns.',
+          },
+        },
+      ),
+    ),
     waveProgress: Type.Optional(
       Type.Array(Type.Object({ wave: Type.Integer(), counts: Type.Record(Type.String(), Type.Integer()) }), {
         description: 'Item counts per wave and state',

@@ -21,6 +21,8 @@ export function operationView(
   waveProgress?: { wave: number; counts: Record<string, number> }[],
   unfinished?: Unfinished,
   drills?: DrillView[],
+  /** Since when this process has lost the queue (Redis): app.queueDownSince(). */
+  queueDownSince: Date | null = null,
 ) {
   const self = `/v1/operations/${op.id}`;
   return {
@@ -46,6 +48,7 @@ export function operationView(
     currentWave: op.currentWave,
     haltReason: op.haltReason,
     throttled: throttleOf(op),
+    waiting: waitingOf(op, queueDownSince),
     ...(waveProgress ? { waveProgress, counts: countsOf(op, waveProgress) } : {}),
     ...(unfinished ? { unfinished } : {}),
     ...(drills?.length ? { drills } : {}),
@@ -67,6 +70,24 @@ function throttleOf(op: OperationRow, now = Date.now()) {
   if (!op.throttledUntil || !op.throttledBy || op.throttledUntil.getTime() <= now) return null;
   if (op.state !== 'running') return null;
   return { cap: op.throttledBy, until: op.throttledUntil.toISOString() };
+}
+
+/** States in which an operation moves only through queued jobs. */
+const QUEUED_STATES = new Set(['running', 'baking', 'rolling_back']);
+
+/**
+ * Why an operation that should be moving is not: the queue it moves through is unreachable. Nothing
+ * is lost meanwhile (the workers re-derive queued work from the ledger once Redis is back), but
+ * without this the view read as `running` with nothing moving and no reason.
+ */
+function waitingOf(op: OperationRow, queueDownSince: Date | null) {
+  if (!queueDownSince || !QUEUED_STATES.has(op.state)) return null;
+  return {
+    on: 'redis' as const,
+    since: queueDownSince.toISOString(),
+    detail:
+      'The work queue (Redis) cannot be reached: no new work is picked up until it is back. Nothing is lost; queued work is re-derived from the ledger when it returns.',
+  };
 }
 
 /** Items by ledger state over every wave (cascaded descendants included); a restore's `done` is restored, an erasure's erased, a purge's purged. */
