@@ -33,6 +33,7 @@ interface Offender {
   actualType?: string | null;
   tenantId?: string | null;
   heldBy?: string;
+  via?: { id: string; type: string | null; tenantId: string | null };
   purgeAfter?: string;
 }
 
@@ -76,6 +77,9 @@ function showOffender(o: Offender): string {
   const extra = [
     o.line ? `line ${o.line}` : '',
     o.actualType ? `is ${o.actualType}` : '',
+    o.via
+      ? `for ${o.via.type ?? 'resource'} ${o.via.id}${o.via.tenantId ? ` of ${o.via.tenantId}` : ''}, which it takes along`
+      : '',
     o.heldBy ? `held by ${o.heldBy}` : '',
     o.purgeAfter ? `retained until ${o.purgeAfter}` : '',
   ].filter(Boolean);

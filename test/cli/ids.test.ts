@@ -112,4 +112,12 @@ describe('the list line of an ID the server names by index', () => {
     expect(mapped.details).toMatchObject({ offenders: { unknown: [{ index: 2, line: 4, id: 'c' }] } });
     expect(rejectionLines(mapped).join('\n')).toContain('c (line 4)');
   });
+
+  it('names the descendant a listed ID is rejected for', () => {
+    const rejected = new CliError(10, 'PLAN_REJECTED', 'The operation was rejected.', {
+      counts: { ok: 0, protected: 1 },
+      offenders: { protected: [{ index: 0, id: 'site_5', via: { id: 'app_9', type: 'app', tenantId: 'tenant_2' } }] },
+    });
+    expect(rejectionLines(rejected).join('\n')).toContain('site_5 (for app app_9 of tenant_2, which it takes along)');
+  });
 });

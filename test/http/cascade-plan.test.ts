@@ -132,10 +132,25 @@ describe('a site delete takes its active descendants with it', () => {
       .expect(201);
     const res = await submit([siteId(5), siteId(6), siteId(7)]).expect(422);
     expect(res.body.details.counts).toMatchObject({ ok: 1, protected: 1, in_flight: 1 });
-    expect(res.body.details.offenders.protected).toEqual([expect.objectContaining({ id: siteId(5) })]);
-    expect(res.body.details.offenders.in_flight).toEqual([
-      expect.objectContaining({ id: siteId(6), heldBy: held.body.id }),
+    // Each names the descendant it is rejected for: site 5 itself is not protected, its app is.
+    const viaApp = (site: number, app: number) => ({ id: appId(site, app), type: 'app', tenantId: tenantId(site) });
+    expect(res.body.details.offenders.protected).toEqual([
+      expect.objectContaining({ id: siteId(5), via: viaApp(5, 1) }),
     ]);
+    expect(res.body.details.offenders.in_flight).toEqual([
+      expect.objectContaining({ id: siteId(6), heldBy: held.body.id, via: viaApp(6, 2) }),
+    ]);
+    // The full report says the same; a listed ID rejected for itself has no `via`.
+    const report = await request(t.app.server)
+      .get(`${res.body.details.reportUrl}`)
+      .set('authorization', t.auth('viewer'))
+      .expect(200);
+    expect(report.body.items).toEqual([
+      expect.objectContaining({ id: siteId(5), class: 'protected', via: viaApp(5, 1) }),
+      expect.objectContaining({ id: siteId(6), class: 'in_flight', via: viaApp(6, 2) }),
+    ]);
+    const direct = await submit([siteId(8), siteId(8)], { dryRun: true }).expect(422);
+    expect(direct.body.details.offenders.duplicate[0]).not.toHaveProperty('via');
     // Nothing of the rejected plan holds anything.
     const locks = await query(t.databaseUrl, `SELECT 1 FROM resource_locks WHERE resource_id = ANY($1)`, [
       [siteId(7), appId(7, 0)],
@@ -161,7 +176,9 @@ describe('a site delete takes its active descendants with it', () => {
       .send({ targetType: 'site', reason: 'Decommission sites', ticket: 'CHG-12', ids: [siteId(30), siteId(31)] })
       .expect(422);
     expect(refused.body.details.counts).toMatchObject({ ok: 1, out_of_scope: 1 });
-    expect(refused.body.details.offenders.out_of_scope).toEqual([expect.objectContaining({ id: siteId(31) })]);
+    expect(refused.body.details.offenders.out_of_scope).toEqual([
+      expect.objectContaining({ id: siteId(31), via: { id: appId(31, 0), type: 'app', tenantId: tenantId(32) } }),
+    ]);
     expect(refused.body.details.scope).toMatchObject({ token: 'sites-30-31' });
 
     const wide = await mint('sites-30-32', [tenantId(30), tenantId(31), tenantId(32)]);

@@ -239,7 +239,15 @@ describe('per ID, like a delete plan', () => {
     // Only the submitted IDs are counted and named: site 8 is purged because its app is.
     expect(r.body.details.counts).toMatchObject({ ok: 1, purged: 1 });
     expect(Object.values(r.body.details.counts as Record<string, number>).reduce((a, b) => a + b)).toBe(2);
-    expect(r.body.details.offenders).toEqual({ purged: [expect.objectContaining({ index: 1, id: siteId(8) })] });
+    expect(r.body.details.offenders).toEqual({
+      purged: [
+        expect.objectContaining({
+          index: 1,
+          id: siteId(8),
+          via: { id: appId(8, 1), type: 'app', tenantId: tenantId(8) },
+        }),
+      ],
+    });
     // A purge of the same list: every class it reports is for one of the two listed IDs.
     const purge = await request(h.app.server)
       .post('/v1/purges')

@@ -103,17 +103,17 @@ async function refuseDeeperCascades(
 export async function classifyCascade(client: pg.PoolClient, scopeTenants: string[] | null = null): Promise<void> {
   if (scopeTenants) {
     await client.query(
-      `UPDATE plan_class c SET class = 'out_of_scope'
-       FROM (SELECT DISTINCT pc.root FROM plan_cascade pc
+      `UPDATE plan_class c SET class = 'out_of_scope', via = x.id
+       FROM (SELECT DISTINCT ON (pc.root) pc.root, pc.id FROM plan_cascade pc
              LEFT JOIN (SELECT DISTINCT unnest($1::text[])) AS st(tenant_id) ON st.tenant_id = pc.tenant_id
-             WHERE st.tenant_id IS NULL) x
+             WHERE st.tenant_id IS NULL ORDER BY pc.root, pc.id) x
        WHERE c.id = x.root AND c.class = 'ok'`,
       [scopeTenants],
     );
   }
   await client.query(
-    `UPDATE plan_class c SET class = 'in_flight', held_by = x.held_by
-     FROM (SELECT DISTINCT ON (pc.root) pc.root, lo.id AS held_by
+    `UPDATE plan_class c SET class = 'in_flight', held_by = x.held_by, via = x.id
+     FROM (SELECT DISTINCT ON (pc.root) pc.root, pc.id, lo.id AS held_by
            FROM plan_cascade pc JOIN resource_locks l ON l.resource_id = pc.id
            JOIN operations lo ON lo.id = l.operation_id AND lo.state = ANY($1::text[])
            ORDER BY pc.root, pc.id) x
@@ -121,8 +121,9 @@ export async function classifyCascade(client: pg.PoolClient, scopeTenants: strin
     [LIVE_STATES],
   );
   await client.query(
-    `UPDATE plan_class c SET class = 'protected'
-     WHERE c.class = 'ok' AND EXISTS (SELECT 1 FROM plan_cascade pc WHERE pc.root = c.id AND pc.protected)`,
+    `UPDATE plan_class c SET class = 'protected', via = x.id
+     FROM (SELECT DISTINCT ON (pc.root) pc.root, pc.id FROM plan_cascade pc WHERE pc.protected ORDER BY pc.root, pc.id) x
+     WHERE c.id = x.root AND c.class = 'ok'`,
   );
 }
 
@@ -140,8 +141,8 @@ export const DESCENDANT_IDS = `SELECT pc.id FROM plan_cascade pc JOIN plan_class
 /** A concurrent plan locked a descendant first: its root is in_flight, naming that plan. */
 export async function markDescendantsLockedByOthers(client: pg.PoolClient, operationId: string): Promise<void> {
   await client.query(
-    `UPDATE plan_class c SET class = 'in_flight', held_by = x.held_by
-     FROM (SELECT DISTINCT ON (pc.root) pc.root, l.operation_id AS held_by
+    `UPDATE plan_class c SET class = 'in_flight', held_by = x.held_by, via = x.id
+     FROM (SELECT DISTINCT ON (pc.root) pc.root, pc.id, l.operation_id AS held_by
            FROM plan_cascade pc JOIN resource_locks l ON l.resource_id = pc.id
            JOIN operations o ON o.id = l.operation_id AND o.state = ANY($2::text[])
            WHERE l.operation_id <> $1 ORDER BY pc.root, pc.id) x

@@ -32,6 +32,11 @@ export interface Offender {
   state?: string | null;
   /** in_flight: the live operation that holds the resource. */
   heldBy?: string;
+  /**
+   * The listed resource is rejected for a resource its cascade takes (a child, a grandchild…), not
+   * for itself: which one. Without it, "protected: site_5" sent the operator to a site that is not.
+   */
+  via?: { id: string; type: string | null; tenantId: string | null };
 }
 /** The classes of a delete plan by default; a restore has its own (restores/schemas.ts). */
 export interface Classification<C extends string = IdClass> {
@@ -94,7 +99,7 @@ export async function classify(
   if (parallel) await client.query(`SET LOCAL parallel_setup_cost = 0; SET LOCAL parallel_tuple_cost = 0`);
   const resolved = await client.query(
     `CREATE TEMP TABLE plan_class ON COMMIT DROP AS
-     SELECT i.ord, i.id, r.type AS actual_type, r.tenant_id, r.state, lo.id AS held_by,
+     SELECT i.ord, i.id, r.type AS actual_type, r.tenant_id, r.state, lo.id AS held_by, NULL::text AS via,
        CASE
          WHEN r.id IS NULL AND $2::text IS NOT NULL AND i.id !~ $2 THEN 'pattern_mismatch'
          WHEN r.id IS NULL THEN 'unknown'
@@ -211,10 +216,14 @@ export async function summarize<C extends string = IdClass>(
       tenant_id: string | null;
       state: string | null;
       held_by: string | null;
+      via: string | null;
+      via_type: string | null;
+      via_tenant: string | null;
     }>(
-      `SELECT class, ord, id, actual_type, tenant_id, state, held_by FROM (
+      `SELECT s.class, s.ord, s.id, s.actual_type, s.tenant_id, s.state, s.held_by, s.via,
+         v.type AS via_type, v.tenant_id AS via_tenant FROM (
          SELECT *, row_number() OVER (PARTITION BY class ORDER BY ord) AS rn FROM plan_class WHERE class <> 'ok'
-       ) s WHERE rn <= $1 ORDER BY class, ord`,
+       ) s LEFT JOIN resources v ON v.id = s.via WHERE s.rn <= $1 ORDER BY s.class, s.ord`,
       [SAMPLE_PER_CLASS],
     );
     for (const r of res.rows) {
@@ -225,6 +234,7 @@ export async function summarize<C extends string = IdClass>(
         tenantId: r.tenant_id,
         ...(r.class === 'already_deleted' ? { state: r.state } : {}),
         ...(r.held_by ? { heldBy: r.held_by } : {}),
+        ...(r.via ? { via: { id: r.via, type: r.via_type, tenantId: r.via_tenant } } : {}),
       });
     }
   }
@@ -241,8 +251,8 @@ export async function summarize<C extends string = IdClass>(
 /** Every offending ID, for the full report behind a rejection. */
 export async function storeRejections(client: pg.PoolClient, operationId: string) {
   await client.query(
-    `INSERT INTO operation_rejections (operation_id, ordinal, resource_id, class, actual_type, tenant_id, held_by, state)
-     SELECT $1, ord, id, class, actual_type, tenant_id, held_by, CASE WHEN class = 'already_deleted' THEN state END
+    `INSERT INTO operation_rejections (operation_id, ordinal, resource_id, class, actual_type, tenant_id, held_by, state, via)
+     SELECT $1, ord, id, class, actual_type, tenant_id, held_by, CASE WHEN class = 'already_deleted' THEN state END, via
      FROM plan_class WHERE class <> 'ok'`,
     [operationId],
   );

@@ -101,6 +101,9 @@ export interface RejectionRow {
   heldBy: string | null;
   purgeAfter: Date | null;
   state: string | null;
+  via: string | null;
+  viaType: string | null;
+  viaTenantId: string | null;
 }
 
 export type WaveProgress = { wave: number; counts: Record<string, number> }[];
@@ -131,11 +134,12 @@ export function operationReads(db: Queryable) {
     },
     rejections: async (q: { operationId: string; class?: string; cursor?: number; limit: number }) => {
       const r = await db.query<RejectionRow>(
-        `SELECT ordinal, resource_id AS "resourceId", class, actual_type AS "actualType", tenant_id AS "tenantId",
-                held_by AS "heldBy", purge_after AS "purgeAfter", state
-         FROM operation_rejections
-         WHERE operation_id = $1 AND ($2::text IS NULL OR class = $2) AND ordinal > coalesce($3::int, -1)
-         ORDER BY ordinal LIMIT $4`,
+        `SELECT j.ordinal, j.resource_id AS "resourceId", j.class, j.actual_type AS "actualType",
+                j.tenant_id AS "tenantId", j.held_by AS "heldBy", j.purge_after AS "purgeAfter", j.state,
+                j.via, v.type AS "viaType", v.tenant_id AS "viaTenantId"
+         FROM operation_rejections j LEFT JOIN resources v ON v.id = j.via
+         WHERE j.operation_id = $1 AND ($2::text IS NULL OR j.class = $2) AND j.ordinal > coalesce($3::int, -1)
+         ORDER BY j.ordinal LIMIT $4`,
         [q.operationId, q.class ?? null, q.cursor ?? null, q.limit],
       );
       return r.rows;

@@ -324,6 +324,7 @@ export default async function operationRoutes(app: App) {
           actualType: r.actualType,
           tenantId: r.tenantId,
           ...(r.heldBy ? { heldBy: r.heldBy } : {}),
+          ...(r.via ? { via: { id: r.via, type: r.viaType, tenantId: r.viaTenantId } } : {}),
           ...(r.purgeAfter ? { purgeAfter: r.purgeAfter.toISOString() } : {}),
           ...(r.state ? { state: r.state } : {}),
         })),

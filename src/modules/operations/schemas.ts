@@ -431,6 +431,20 @@ export const ReportPage = Type.Object(
             description: 'in_flight: the live operation that holds the resource (finish or abort it first)',
           }),
         ),
+        via: Type.Optional(
+          Type.Object(
+            {
+              id: Type.String(),
+              type: Type.Union([Type.String(), Type.Null()]),
+              tenantId: Type.Union([Type.String(), Type.Null()]),
+            },
+            {
+              description:
+                'The listed resource is rejected for a resource its cascade takes (a child, a grandchild…), not for itself: that resource, its type and tenant',
+              example: { id: 'app_00005_01', type: 'app', tenantId: 'tenant_00005' },
+            },
+          ),
+        ),
         purgeAfter: Type.Optional(
           Type.String({ format: 'date-time', description: 'within_retention (purges): when its retention ends' }),
         ),

@@ -51,7 +51,7 @@ async function classify(client: pg.PoolClient, targetType: string | null, now: D
   await client.query(
     `CREATE TEMP TABLE plan_class ON COMMIT DROP AS
      SELECT i.ord, i.id, r.type AS actual_type, coalesce(r.tenant_id, l.tenant_id) AS tenant_id, r.state,
-       lo.id AS held_by, r.type, due.purge_after,
+       lo.id AS held_by, NULL::text AS via, r.type, due.purge_after,
        CASE
          WHEN d.first_ord IS NOT NULL AND i.ord > d.first_ord THEN 'duplicate'
          WHEN r.id IS NULL THEN 'unknown'
@@ -119,8 +119,8 @@ export async function purgeDigestInput(client: pg.PoolClient): Promise<string> {
 /** Every offending ID for the full report, and when each within_retention one's retention ends. */
 export async function storePurgeRejections(client: pg.PoolClient, operationId: string): Promise<void> {
   await client.query(
-    `INSERT INTO operation_rejections (operation_id, ordinal, resource_id, class, actual_type, tenant_id, held_by, purge_after)
-     SELECT $1, ord, id, class, actual_type, tenant_id, held_by,
+    `INSERT INTO operation_rejections (operation_id, ordinal, resource_id, class, actual_type, tenant_id, held_by, via, purge_after)
+     SELECT $1, ord, id, class, actual_type, tenant_id, held_by, via,
        CASE WHEN class = 'within_retention' THEN purge_after END
      FROM plan_class WHERE class <> 'ok'`,
     [operationId],

@@ -161,8 +161,8 @@ export async function foldTakenIntoRoots(client: pg.PoolClient): Promise<boolean
   const rejected = await client.query(`SELECT 1 FROM plan_class WHERE class <> 'ok' LIMIT 1`);
   if (!rejected.rowCount) return false;
   await client.query(
-    `UPDATE plan_class c SET class = x.class, held_by = coalesce(c.held_by, x.held_by)
-     FROM (SELECT DISTINCT ON (t.root) t.root, k.class, k.held_by FROM restore_taken t JOIN plan_class k ON k.id = t.id
+    `UPDATE plan_class c SET class = x.class, held_by = coalesce(c.held_by, x.held_by), via = x.id
+     FROM (SELECT DISTINCT ON (t.root) t.root, k.id, k.class, k.held_by FROM restore_taken t JOIN plan_class k ON k.id = t.id
            WHERE k.class <> 'ok' ORDER BY t.root, k.id) x
      WHERE c.id = x.root AND c.class = 'ok'`,
   );
@@ -211,7 +211,7 @@ async function classify(client: pg.PoolClient, targetType: string | null): Promi
   await client.query(
     `CREATE TEMP TABLE plan_class ON COMMIT DROP AS
      SELECT i.ord, i.id, r.type AS actual_type, coalesce(r.tenant_id, l.tenant_id) AS tenant_id, r.state,
-       lo.id AS held_by, r.parent_id, coalesce(l.type, r.type) AS type, l.at AS deleted_at, src.snap_id AS source_snapshot_id,
+       lo.id AS held_by, NULL::text AS via, r.parent_id, coalesce(l.type, r.type) AS type, l.at AS deleted_at, src.snap_id AS source_snapshot_id,
        CASE
          WHEN d.first_ord IS NOT NULL AND i.ord > d.first_ord THEN 'duplicate'
          WHEN r.id IS NULL THEN 'unknown'

@@ -1,0 +1,2 @@
+-- AlterTable
+ALTER TABLE "operation_rejections" ADD COLUMN     "via" TEXT;
