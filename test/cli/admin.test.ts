@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildTestApp, type TestApp } from '../support/app.ts';
 import { CLI_BIN, jsonError, runCli } from '../support/cli.ts';
-import { seedRegistry } from '../support/seed.ts';
+import { query, seedRegistry } from '../support/seed.ts';
 import type { Role } from '../../src/modules/auth/roles.ts';
 
 let t: TestApp;
@@ -131,6 +131,27 @@ describe('blastgate admin and control commands', () => {
     ]);
     expect(p.code).toBe(1);
     expect(p.stderr).toMatch(/422 NOTHING_TO_PURGE: /);
+  });
+
+  it('purge --json prints {operation} as submit does, without --wait', async () => {
+    // A resource soft-deleted long ago (outside Blastgate): its retention has ended.
+    await query(
+      t.databaseUrl,
+      `UPDATE resources SET state = 'soft_deleted', deleted_at = now() - interval '400 days',
+         purge_after = now() - interval '1 day' WHERE id = 'app_00003_01'`,
+    );
+    const r = await as('requester', [
+      '--json',
+      'purge',
+      '--due-before',
+      new Date().toISOString(),
+      '--reason',
+      'Purge what is due',
+      '--ticket',
+      'CHG-3',
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(doc(r.stdout).operation).toMatchObject({ kind: 'purge', state: 'planned', itemCount: 1 });
   });
 
   it('restore, purge and tokens create name the flag whose value the server refused; no scope is a usage error', async () => {

@@ -146,7 +146,8 @@ async function planned(
       );
     });
   if (op.dryRun || !f.wait) {
-    ctx.out.result(op, () => {
+    // --json: a dry run's {dryRun, plan} as the API gives it; an operation as `submit` prints one.
+    ctx.out.result(op.dryRun ? op : { operation: op }, () => {
       ctx.out.line(op.dryRun ? 'Dry run (nothing stored):' : `Operation ${op.id} (${op.kind}) is ${op.state}.`);
       for (const l of planLines(op.plan, op.planHash, verb)) ctx.out.line(l);
       if (op.state === 'planned') ctx.out.line(`Next: blastgate approve ${op.id}, then blastgate start ${op.id}`);
