@@ -11,6 +11,7 @@ import {
   type ExecHarness,
 } from '../support/execution.ts';
 import { query, seedRegistry, siteId } from '../support/seed.ts';
+import { DEFAULT_RESTORE_ITEMS_PER_SECOND, measuredRate } from '../../src/modules/operations/restore-estimate.ts';
 
 let h: ExecHarness;
 beforeAll(async () => {
@@ -45,7 +46,8 @@ const measured = async (type: string, kind: string) =>
       [type, kind],
     )
   )[0];
-const rateOf = (m: Measured) => Math.round(((m.items * 1000) / m.elapsed_ms) * 10) / 10;
+const rateOf = (m: Measured, kind = 'registry') =>
+  Math.round(measuredRate(m.items, m.elapsed_ms, DEFAULT_RESTORE_ITEMS_PER_SECOND[kind]!) * 10) / 10;
 
 /** Deletes the apps of `sites` to completion, then rolls the operation back. */
 async function deleteAndRollBack(sites: number[]) {
@@ -68,7 +70,7 @@ describe('restore throughput', () => {
     expect(registry.batches).toBeGreaterThanOrEqual(1);
     const after = (await dryRun({ ids: appsOf([10, 11], 5) })).estimatedRestore;
     expect(after).toMatchObject({ basis: 'measured', items: 10, itemsPerSecond: rateOf(registry) });
-    expect(after.seconds).toBe(Math.ceil(10 / ((registry.items * 1000) / registry.elapsed_ms)));
+    expect(after.seconds).toBe(Math.ceil(10 / measuredRate(registry.items, registry.elapsed_ms, 500)));
 
     // A site delete counts its apps (measured) and the sites (never restored: default), so the
     // estimate as a whole is not a measured one.
@@ -96,7 +98,7 @@ describe('restore throughput', () => {
     expect(http.items).toBeGreaterThan(0);
     expect((await dryRun({ ids: appsOf([10], 5) })).estimatedRestore).toMatchObject({
       basis: 'measured',
-      itemsPerSecond: rateOf(http),
+      itemsPerSecond: rateOf(http, 'http'),
     });
     // The registry measurement is kept for when the type goes back to it.
     expect(await measured('app', 'registry')).toEqual(registry);

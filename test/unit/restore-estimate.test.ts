@@ -1,6 +1,6 @@
 // The estimate's arithmetic: per-type time summed, rounded up, measured only when all of it is.
 import { describe, expect, it } from 'vitest';
-import { estimateRestore, restoreBreach } from '../../src/modules/operations/restore-estimate.ts';
+import { estimateRestore, measuredRate, restoreBreach } from '../../src/modules/operations/restore-estimate.ts';
 
 describe('estimateRestore', () => {
   it('sums each type over its own rate and rounds the time up', () => {
@@ -31,5 +31,19 @@ describe('estimateRestore', () => {
     expect(restoreBreach(over, 1)).toBe(
       'an estimated 2 minutes to restore 1201 items (20 items/s, default) exceeds the budget of 1 minutes',
     );
+  });
+});
+
+describe('measuredRate', () => {
+  it("a handful of items restored in one batch's fixed cost leaves the estimate near the adapter's default", () => {
+    // A first trial rollback: 2 registry items in 40 ms (the batch's overhead, not its speed). Taken
+    // as measured, 50 items/s made a 100,000-item plan estimate 33 minutes instead of 3.
+    expect(measuredRate(2, 40, 500)).toBeGreaterThan(400);
+    expect(measuredRate(2, 40, 500)).toBeLessThan(500);
+  });
+
+  it('real volume decides: thousands restored at 50/s read as ~50/s, and fast ones as fast', () => {
+    expect(measuredRate(10_000, 200_000, 500)).toBeCloseTo(50, 0);
+    expect(measuredRate(10_000, 2_000, 20)).toBeGreaterThan(1_000);
   });
 });

@@ -85,6 +85,20 @@ export function restoreBreach(e: EstimatedRestore, maxRestoreMinutes: number): s
   );
 }
 
+/**
+ * A measurement counts as if the kind's default had restored this many items before it. A batch
+ * pays a fixed cost (picking it, its transaction, the first call's latency) whatever its size, so a
+ * first rollback of a handful of items measured a rate far below the adapter's: after a 2-item
+ * trial rollback, every later plan of the type estimated hours and needed break-glass. The prior
+ * fades as real batches add up (a few hundred items restored and it is a small part of the sums).
+ */
+export const PRIOR_ITEMS = 100;
+
+/** The rate from measured sums, smoothed towards the kind's default by PRIOR_ITEMS. */
+export function measuredRate(items: number, elapsedMs: number, defaultRate: number): number {
+  return (items + PRIOR_ITEMS) / (elapsedMs / 1000 + PRIOR_ITEMS / defaultRate);
+}
+
 /** Each named type's restore rate: measured for its current adapter kind, else the kind's default. */
 export async function restoreRates(db: Queryable, types: string[]): Promise<Map<string, RestoreRate>> {
   const res = await db.query<{ name: string; kind: string; items: number | null; elapsed_ms: number | null }>(
@@ -98,11 +112,12 @@ export async function restoreRates(db: Queryable, types: string[]): Promise<Map<
   const rates = new Map<string, RestoreRate>();
   for (const r of res.rows) {
     const measured = r.items !== null && r.elapsed_ms !== null && r.items > 0 && r.elapsed_ms > 0;
+    const byDefault = DEFAULT_RESTORE_ITEMS_PER_SECOND[r.kind] ?? FALLBACK_ITEMS_PER_SECOND;
     rates.set(
       r.name,
       measured
-        ? { itemsPerSecond: (r.items! * 1000) / r.elapsed_ms!, basis: 'measured' }
-        : { itemsPerSecond: DEFAULT_RESTORE_ITEMS_PER_SECOND[r.kind] ?? FALLBACK_ITEMS_PER_SECOND, basis: 'default' },
+        ? { itemsPerSecond: measuredRate(r.items!, r.elapsed_ms!, byDefault), basis: 'measured' }
+        : { itemsPerSecond: byDefault, basis: 'default' },
     );
   }
   return rates;
