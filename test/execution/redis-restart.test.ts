@@ -25,6 +25,7 @@ import {
 } from '../support/execution.ts';
 import { startOwnRedis, type OwnRedis } from '../support/redis-server.ts';
 import { appId, query, seedRegistry } from '../support/seed.ts';
+import { readLive } from '../../src/modules/events/feed.ts';
 
 const SITES_PER_CASE = 12;
 const APPS_PER_SITE = 50;
@@ -99,6 +100,8 @@ async function restartMidWave(how: { signal: 'SIGTERM' | 'SIGKILL'; freshDir: bo
   expect(seen.body.state).toBe('running');
   expect(seen.body.waiting, JSON.stringify(seen.body.waiting)).toMatchObject({ on: 'redis' });
   expect(Math.abs(Date.parse(seen.body.waiting.since) - downSince)).toBeLessThan(1_000);
+  // And so does the live view's stream (GET …/events, the /ui page).
+  expect((await readLive(h.app.db.pool, op.id, h.app.queueDownSince()))?.waiting).toEqual(seen.body.waiting);
   await redis.start({ freshDir: how.freshDir });
 
   const final = await waitForState(h, op.id, END_STATES, 40_000);

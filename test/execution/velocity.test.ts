@@ -15,6 +15,7 @@ import {
 } from '../support/execution.ts';
 import { isDrillCall } from '../support/exec-helpers.ts';
 import { appId, query, seedRegistry } from '../support/seed.ts';
+import { readLive } from '../../src/modules/events/feed.ts';
 
 const MINUTE = 60_000;
 // The workers' clock starts at the beginning of a minute and moves only when the test says so.
@@ -69,6 +70,8 @@ describe('velocity caps', () => {
         cap: 'maxItemsPerMinute',
         until: new Date(Math.ceil(now / MINUTE) * MINUTE).toISOString(),
       });
+      // The live view's stream (GET …/events, the /ui page) says the same.
+      expect((await readLive(h.app.db.pool, op.id))?.throttled).toEqual(held.throttled);
 
       now += MINUTE; // the next minute: another 700
       await until(async () => (await done(op.id)) >= 1400, '1400 items done', 30_000);

@@ -4,6 +4,7 @@
 import type { Queryable } from '../../lib/sql.ts';
 import { ROLLBACK_STATES } from '../operations/repository.ts';
 import { ENDED_STATES, TERMINAL_STATES, type OpState } from '../operations/lifecycle-types.ts';
+import { throttleOf, waitingOf } from '../operations/views.ts';
 
 export interface WaveProgress {
   wave: number;
@@ -43,6 +44,9 @@ export interface OpLive {
   lastSeq: number;
   waves: WaveProgress[];
   probes: ProbeRound | null;
+  /** Why a running operation does not move, as its view says it (operations/views.ts). */
+  throttled: ReturnType<typeof throttleOf>;
+  waiting: ReturnType<typeof waitingOf>;
 }
 
 export interface Transition {
@@ -73,10 +77,15 @@ interface WaveRow {
   probed_at: string | null;
 }
 
-export async function readLive(db: Queryable, opId: string): Promise<OpLive | null> {
+export async function readLive(
+  db: Queryable,
+  opId: string,
+  /** Since when this process has lost the queue (app.queueDownSince()). */
+  queueDownSince: Date | null = null,
+): Promise<OpLive | null> {
   const res = await db.query(
     `SELECT o.id, o.action, o.state, o.target_type, o.item_count, o.tenant_count, o.current_wave, o.halt_reason,
-            o.bake_until, o.plan_hash, o.requested_by_name, o.created_at,
+            o.bake_until, o.plan_hash, o.requested_by_name, o.created_at, o.throttled_by, o.throttled_until,
             coalesce((SELECT max(seq) FROM audit_events a WHERE a.operation_id = o.id), 0) AS last_seq,
             coalesce((SELECT json_agg(json_build_object('wave', w.wave, 'items', w.to_seq - w.from_seq, 'done', w.done,
                         'failed', w.failed, 'started_at', w.started_at, 'settled_at', w.settled_at,
@@ -122,6 +131,8 @@ export async function readLive(db: Queryable, opId: string): Promise<OpLive | nu
       settledAt: iso(w.settled_at ? new Date(w.settled_at) : null),
     })),
     probes,
+    throttled: throttleOf({ state: r.state, throttledBy: r.throttled_by, throttledUntil: r.throttled_until }),
+    waiting: waitingOf({ state: r.state }, queueDownSince),
   };
 }
 

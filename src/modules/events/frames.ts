@@ -19,7 +19,7 @@ export function transitionData(t: Transition, op: OpLive) {
 
 /** The part of the progress that, when it changes, is worth a frame (serverTime is not). */
 export function progressKey(op: OpLive) {
-  return JSON.stringify([op.state, op.currentWave, op.bakeUntil, op.haltReason, op.waves]);
+  return JSON.stringify([op.state, op.currentWave, op.bakeUntil, op.haltReason, op.waves, op.throttled, op.waiting]);
 }
 
 export function progressData(op: OpLive) {
@@ -36,6 +36,8 @@ export function progressData(op: OpLive) {
     currentWave: op.currentWave,
     bakeUntil: op.bakeUntil,
     haltReason: op.haltReason,
+    throttled: op.throttled,
+    waiting: op.waiting,
     waves: op.waves,
     counts,
     serverTime: new Date().toISOString(),

@@ -48,7 +48,7 @@ export default async function eventRoutes(
         summary: 'Follow an operation live (server-sent events)',
         description:
           'A `text/event-stream`: `snapshot` first, then `transition` (every audit event of the operation: approvals, ' +
-          `wave starts and settlements, halts, pauses, the terminal state), \`progress\` (per-wave counts, at most every ${POLL_MS} ms ` +
+          `wave starts and settlements, halts, pauses, the terminal state), \`progress\` (per-wave counts, and \`throttled\` / \`waiting\` as the operation view has them, at most every ${POLL_MS} ms ` +
           'while something changed), `probes` (each bake probe round), and `end` once the operation is terminal or ended, ' +
           'after which the server closes the stream. Every frame has an `id`; reconnect with `Last-Event-ID` (or `?after=`) ' +
           'to resume without gaps. Heartbeat comments (`: ping`) keep idle streams open. Served from the database, so any ' +
@@ -83,7 +83,7 @@ export default async function eventRoutes(
           lastEventId: raw.slice(0, 40),
         });
       const cursor = raw === undefined ? 0 : Number(raw);
-      const first = await readLive(app.db.pool, req.params.id);
+      const first = await readLive(app.db.pool, req.params.id, app.queueDownSince());
       if (!first) throw new NotFoundError('Operation', req.params.id);
       const tokenId = req.principal!.tokenId;
       const streamId = randomUUID();
@@ -116,6 +116,7 @@ export default async function eventRoutes(
           heartbeatMs: opts.heartbeatMs,
           renew: () => slots.renew(tokenId, streamId),
           log: req.log,
+          queueDownSince: () => app.queueDownSince(),
         });
       } finally {
         open.delete(controller);

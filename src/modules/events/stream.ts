@@ -23,6 +23,8 @@ export interface StreamOptions {
   /** Called at least every heartbeatMs while the stream is open (keeps its per-token slot). */
   renew(): Promise<void>;
   log: { warn(obj: object, msg: string): void };
+  /** Since when this process has lost the queue (app.queueDownSince()). */
+  queueDownSince?: () => Date | null;
 }
 
 export async function streamOperation(o: StreamOptions): Promise<void> {
@@ -78,6 +80,6 @@ export async function streamOperation(o: StreamOptions): Promise<void> {
     }
     await sleep(POLL_MS, undefined, { signal: o.signal }).catch(() => {});
     if (o.signal.aborted) return;
-    op = (await readLive(o.db, op.id).catch(() => null)) ?? op;
+    op = (await readLive(o.db, op.id, o.queueDownSince?.() ?? null).catch(() => null)) ?? op;
   }
 }

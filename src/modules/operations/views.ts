@@ -65,8 +65,10 @@ export function operationView(
   };
 }
 
+type HeldFields = Pick<OperationRow, 'state' | 'throttledBy' | 'throttledUntil'>;
+
 /** The velocity cap holding a running operation's items back right now, if one is. */
-function throttleOf(op: OperationRow, now = Date.now()) {
+export function throttleOf(op: HeldFields, now = Date.now()) {
   if (!op.throttledUntil || !op.throttledBy || op.throttledUntil.getTime() <= now) return null;
   if (op.state !== 'running') return null;
   return { cap: op.throttledBy, until: op.throttledUntil.toISOString() };
@@ -80,7 +82,7 @@ const QUEUED_STATES = new Set(['running', 'baking', 'rolling_back']);
  * is lost meanwhile (the workers re-derive queued work from the ledger once Redis is back), but
  * without this the view read as `running` with nothing moving and no reason.
  */
-function waitingOf(op: OperationRow, queueDownSince: Date | null) {
+export function waitingOf(op: Pick<OperationRow, 'state'>, queueDownSince: Date | null) {
   if (!queueDownSince || !QUEUED_STATES.has(op.state)) return null;
   return {
     on: 'redis' as const,

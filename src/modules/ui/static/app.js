@@ -290,8 +290,8 @@ function onFrame(v, { event, id, data }) {
     const { state, haltReason, bakeUntil } = data;
     v.op = { ...v.op, ...(state ? { state } : {}), haltReason, bakeUntil };
   } else if (event === 'progress') {
-    const { state, currentWave, bakeUntil, haltReason, waves } = data;
-    v.op = { ...v.op, state, currentWave, bakeUntil, haltReason };
+    const { state, currentWave, bakeUntil, haltReason, throttled, waiting, waves } = data;
+    v.op = { ...v.op, state, currentWave, bakeUntil, haltReason, throttled, waiting };
     mergeWaves(v, waves);
   } else if (event === 'probes') v.probes = data;
   else if (event === 'end') v.op = { ...v.op, state: data.state };
@@ -329,6 +329,14 @@ function render(v) {
     `${waves} · requested by ${op.requestedBy}`;
   $('halt').hidden = !op.haltReason;
   $('halt').textContent = op.haltReason ? `Halt reason: ${op.haltReason}` : '';
+  // Running with nothing moving needs its reason shown, as the halt's is.
+  const held = op.waiting
+    ? `Waiting for ${op.waiting.on} since ${op.waiting.since}: ${op.waiting.detail}`
+    : op.throttled
+      ? `Held back by ${op.throttled.cap} until ${op.throttled.until}`
+      : '';
+  $('held').hidden = !held;
+  $('held').textContent = held;
   renderBake(v);
   $('waves').replaceChildren(...v.waves.map(renderWave));
   renderProbes(v.probes);
