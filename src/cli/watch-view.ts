@@ -20,6 +20,8 @@ export interface OpStatus {
   waveCount?: number | null;
   haltReason: string | null;
   bakeUntil: string | null;
+  /** Why a running operation does not move (the server's `throttled` / `waiting`), if it says. */
+  held?: string | null;
   /** Server time minus local time (ms), so a countdown is right on a skewed clock. */
   skewMs: number;
 }
@@ -44,7 +46,8 @@ function nowText(s: OpStatus): string {
   const left = bakeLeft(s);
   const bake = left === null ? '' : ` · bake ${left}s left`;
   const halt = s.haltReason ? ` · halt: ${s.haltReason}` : '';
-  return `${bake}${halt}`;
+  const held = s.held ? ` · ${s.held}` : '';
+  return `${bake}${halt}${held}`;
 }
 
 function statusText(s: OpStatus): string {

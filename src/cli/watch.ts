@@ -28,6 +28,14 @@ export interface WatchOptions {
   idleTimeoutMs?: number;
 }
 
+/** The server's reason a running operation does not move, as a few words; null when it moves. */
+export function heldText(d: Record<string, unknown>): string | null {
+  const waiting = d.waiting as { on: string; since: string } | null | undefined;
+  if (waiting) return `waiting for ${waiting.on} since ${waiting.since}`;
+  const throttled = d.throttled as { cap: string; until: string } | null | undefined;
+  return throttled ? `held back by ${throttled.cap} until ${throttled.until}` : null;
+}
+
 export async function watchOperation(o: WatchOptions): Promise<WatchResult> {
   const status: OpStatus = { state: 'unknown', currentWave: null, haltReason: null, bakeUntil: null, skewMs: 0 };
   let waves: WaveProgress[] = [];
@@ -49,6 +57,7 @@ export async function watchOperation(o: WatchOptions): Promise<WatchResult> {
     if ('waveCount' in d) status.waveCount = (d.waveCount as number | null) ?? null;
     if ('haltReason' in d) status.haltReason = (d.haltReason as string | null) ?? null;
     if ('bakeUntil' in d) status.bakeUntil = (d.bakeUntil as string | null) ?? null;
+    if ('throttled' in d || 'waiting' in d) status.held = heldText(d);
     if (typeof d.serverTime === 'string') status.skewMs = Date.parse(d.serverTime) - Date.now();
     if (Array.isArray(d.waves)) waves = d.waves as WaveProgress[];
   };

@@ -6,7 +6,7 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ApiClient } from '../../src/cli/http.ts';
 import { followSse, SseParser, type SseFrame } from '../../src/cli/sse.ts';
-import { watchOperation } from '../../src/cli/watch.ts';
+import { heldText, watchOperation } from '../../src/cli/watch.ts';
 import { jsonView, lineView } from '../../src/cli/watch-view.ts';
 import { EXIT } from '../../src/cli/exit-codes.ts';
 
@@ -216,6 +216,26 @@ describe('watch lines of transitions', () => {
     expect(out).toEqual([
       'T operation.wave_started by system → running · wave 2/4\n',
       'T operation.halted by system → halted · wave 4/4 · halt: wave 4 of 4: x\n',
+    ]);
+  });
+});
+
+describe('watch: why a running operation does not move', () => {
+  it("prints the server's waiting or throttled reason on the progress line, and drops it once it moves", () => {
+    const out: string[] = [];
+    const view = lineView((x) => out.push(x));
+    const status = { state: 'running', currentWave: 1, waveCount: 2, haltReason: null, bakeUntil: null, skewMs: 0 };
+    const waves = [{ wave: 1, items: 10, done: 4, failed: 0 }] as never;
+    view.waves(waves, {
+      ...status,
+      held: heldText({ throttled: { cap: 'maxItemsPerMinute', until: 'U' }, waiting: null }),
+    });
+    view.waves(waves, { ...status, held: heldText({ throttled: null, waiting: { on: 'redis', since: 'S' } }) });
+    view.waves(waves, { ...status, held: heldText({ throttled: null, waiting: null }) });
+    expect(out).toEqual([
+      'progress running · wave 2/2 · held back by maxItemsPerMinute until U · w2 4/10\n',
+      'progress running · wave 2/2 · waiting for redis since S · w2 4/10\n',
+      'progress running · wave 2/2 · w2 4/10\n',
     ]);
   });
 });
