@@ -134,6 +134,7 @@ async function main() {
       lockDurationMs: config.workerLockMs,
       purgeProposalCron: config.purgeProposalCron,
       webhooks: config.webhooks,
+      backendNice: config.workerNice,
     });
   }
   const address = await app.listen({ host: config.host, port: config.port });

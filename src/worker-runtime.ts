@@ -10,6 +10,7 @@ import { DelayedError, Worker, type Job } from 'bullmq';
 import type { FastifyBaseLogger } from 'fastify';
 import type pg from 'pg';
 import { isTransient } from './lib/transient.ts';
+import { backendLowering } from './lib/priority.ts';
 import { closeDb, createDb } from './plugins/db.ts';
 import { createRedis } from './plugins/redis.ts';
 import { createMetrics, type Metrics } from './plugins/metrics.ts';
@@ -71,6 +72,11 @@ export interface WorkerOptions {
   purgeProposalCron?: string | null;
   /** Webhook deliveries (retries, backoff, request deadline, dispatch interval); default DEFAULT_WEBHOOK_SETTINGS. */
   webhooks?: WebhookSettings;
+  /**
+   * Nice value for the PostgreSQL backends of the workers' connections when PostgreSQL runs on this
+   * machine (BLASTGATE_WORKER_NICE; lowerLocalBackend); 0 or undefined: left alone.
+   */
+  backendNice?: number;
 }
 
 export interface RunningWorkers {
@@ -93,7 +99,10 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
   const clock = opts.clock ?? Date.now;
   const lockDuration = opts.lockDurationMs ?? 30_000;
   const leaseMs = opts.claimLeaseMs ?? Math.max(5_000, 3 * lockDuration);
-  const db = createDb(opts.databaseUrl, opts.concurrency * 2 + 6);
+  const db = createDb(opts.databaseUrl, opts.concurrency * 2 + 6, {
+    name: 'blastgate-worker',
+    ...(opts.backendNice ? { afterConnect: backendLowering(opts.backendNice, opts.logger) } : {}),
+  });
   try {
     await assertMigrated(db.pool, opts.databaseUrl);
     await checkSnapshotKey(db.pool, opts.snapshotKey);

@@ -42,6 +42,7 @@ try {
     lockDurationMs: config.workerLockMs,
     purgeProposalCron: config.purgeProposalCron,
     webhooks: config.webhooks,
+    backendNice: config.workerNice,
   });
   // Worker-side counters (items by outcome, halts decided here) for Prometheus, when asked for.
   const metricsPort = config.workerMetricsPort;

@@ -37,6 +37,8 @@ export interface PoolOptions {
   name?: string;
   /** How long a caller waits for a free connection before failing (0: forever). */
   waitMs?: number;
+  /** Runs on each new connection before the pool hands it out (its failure is the caller's to swallow). */
+  afterConnect?: (client: pg.ClientBase) => Promise<void>;
 }
 
 /** How often PostgreSQL checks, while a statement runs, that the client is still there. */
@@ -57,6 +59,7 @@ function createPool(connectionString: string, o: PoolOptions): pg.Pool {
     // (before PostgreSQL 14) answers an error, which changes nothing.
     onConnect: async (client: pg.ClientBase) => {
       await client.query(`SET client_connection_check_interval = ${CONNECTION_CHECK_MS}`).catch(() => undefined);
+      await o.afterConnect?.(client);
     },
   };
   const pool = new pg.Pool(config);

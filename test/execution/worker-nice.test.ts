@@ -3,7 +3,8 @@
 // thread of it (V8's and libuv's too), and never raising a priority it was started below.
 import { readdirSync, readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { lowerPriority } from '../../src/lib/priority.ts';
+import { lowerLocalBackend, lowerPriority } from '../../src/lib/priority.ts';
+import { query } from '../support/seed.ts';
 import { buildExecHarness, type ExecHarness } from '../support/execution.ts';
 import { killAllWorkers, spawnWorker } from '../support/worker-child.ts';
 
@@ -57,6 +58,47 @@ describe('worker process priority', () => {
     } finally {
       await w.kill();
     }
+  });
+
+  it("lowers its connections' PostgreSQL backends too when PostgreSQL runs on this host; the API's stay as they are", async () => {
+    const w = await start({ BLASTGATE_WORKER_NICE: '7' });
+    try {
+      // The worker's pool connects as it starts (migration and key checks, the reconcile loop).
+      const backends = async (app: string) =>
+        (
+          await query<{ pid: number }>(h.databaseUrl, `SELECT pid FROM pg_stat_activity WHERE application_name = $1`, [
+            app,
+          ])
+        ).map((r) => r.pid);
+      const workers = await backends('blastgate-worker');
+      expect(workers.length).toBeGreaterThan(0);
+      expect(new Set(workers.map((pid) => niceOf(`/proc/${pid}/stat`)))).toEqual(new Set([7]));
+      // This test's own API (its pools) is served at the priority PostgreSQL started with.
+      await h.app.db.control.pool.query('SELECT 1'); // a connection of it (idle ones close after 10 s)
+      const api = await backends('blastgate-control');
+      expect(api.length).toBeGreaterThan(0);
+      expect(new Set(api.map((pid) => niceOf(`/proc/${pid}/stat`)))).toEqual(new Set([0]));
+      expect(w.output()).toContain("the workers' backends run at this nice value");
+    } finally {
+      await w.kill();
+    }
+  });
+
+  it('touches only a process whose title names this connection on a loopback address', () => {
+    const title = (t: string) => () => t;
+    // A pid a remote server reported that exists here as something else, another connection's
+    // backend, a backend of a connection from elsewhere: none of them is lowered.
+    expect(lowerLocalBackend(process.pid, 5432, 5, title('node server.js'))).toBe('not-local');
+    expect(lowerLocalBackend(process.pid, 5432, 5, title('postgres: u db 127.0.0.1(5433) idle'))).toBe('not-local');
+    expect(lowerLocalBackend(process.pid, 5432, 5, title('postgres: u db 10.1.2.3(5432) idle'))).toBe('not-local');
+    expect(
+      lowerLocalBackend(2 ** 30, 5432, 5, () => {
+        throw new Error('ENOENT');
+      }),
+    ).toBe('not-local');
+    expect(lowerLocalBackend(process.pid, undefined, 5, title('postgres: u db 127.0.0.1(5432) idle'))).toBe(
+      'not-local',
+    );
   });
 
   it('a thread that ended meanwhile is no problem', () => {
