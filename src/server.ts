@@ -2,6 +2,7 @@
 // and owns a local PostgreSQL and Redis under BLASTGATE_DATA_DIR, applies migrations, and runs
 // API and workers in this one process on 127.0.0.1:3000.
 import closeWithGrace from 'close-with-grace';
+import { SHUTDOWN_SIGNALS, signalCounter } from './lib/signals.ts';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { constants } from 'node:os';
@@ -45,8 +46,10 @@ process.on('exit', stopEmbedded);
 let phase: 'starting' | 'starting-local' | 'running' = 'starting';
 let interrupted: NodeJS.Signals | undefined;
 const exitOnSignal = (signal: NodeJS.Signals) => process.exit(128 + (constants.signals[signal] ?? 0));
+/** Once running: the graceful shutdown (see main), given each SIGINT, SIGTERM and SIGHUP. */
+let onRunningSignal: ((signal: NodeJS.Signals) => void) | undefined;
 function onStartupSignal(signal: NodeJS.Signals) {
-  if (phase === 'running') return; // closeWithGrace handles it
+  if (phase === 'running') return onRunningSignal?.(signal);
   if (phase === 'starting-local') {
     if (!interrupted) console.log(`${signal}: exiting once the local servers are up, to stop them`);
     interrupted = signal;
@@ -55,7 +58,7 @@ function onStartupSignal(signal: NodeJS.Signals) {
   console.log(`${signal} during start-up: exiting`);
   exitOnSignal(signal);
 }
-for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(s, onStartupSignal);
+for (const s of SHUTDOWN_SIGNALS) process.on(s, onStartupSignal);
 
 async function main() {
   for (const w of unknownSettings(process.env)) console.warn(w);
@@ -160,21 +163,19 @@ async function main() {
   );
 
   const servers = local ? ` and the local ${localNames}` : '';
-  closeWithGrace(
+  const grace = closeWithGrace(
     {
       delay: config.shutdownTimeoutMs,
+      // Ctrl-C, SIGTERM and SIGHUP are counted below (onRunningSignal); the rest (errors, other
+      // signals) close the same way.
+      skip: [...SHUTDOWN_SIGNALS],
       // Both end in process.exit(1), whose 'exit' listener stops the local servers.
       onTimeout: (ms) =>
         console.error(`shutdown did not finish within ${ms} ms (BLASTGATE_SHUTDOWN_TIMEOUT_MS): exiting${servers}`),
       onSecondSignal: (signal) => console.error(`second ${signal}: exiting now${servers}`),
     },
-    async ({ err, signal }) => {
+    async ({ err }) => {
       if (err) app.log.error({ err }, 'shutting down after an error');
-      if (signal) {
-        console.log(
-          `${signal}: shutting down (waiting up to ${config.shutdownTimeoutMs} ms for requests and jobs; press Ctrl-C again to exit now)`,
-        );
-      }
       try {
         await workers?.close();
         metricsServer?.close();
@@ -183,6 +184,18 @@ async function main() {
         // Even when closing the app failed: the local servers are ours and must not outlive us.
         stopEmbedded();
       }
+    },
+  );
+  onRunningSignal = signalCounter(
+    (signal) => {
+      console.log(
+        `${signal}: shutting down (waiting up to ${config.shutdownTimeoutMs} ms for requests and jobs; press Ctrl-C again to exit now)`,
+      );
+      void grace.close();
+    },
+    (signal) => {
+      console.error(`second ${signal}: exiting now${servers}`);
+      process.exit(1);
     },
   );
   phase = 'running';

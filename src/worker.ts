@@ -2,6 +2,7 @@
 // Needs DATABASE_URL and REDIS_URL: workers never start local servers of their own.
 import { getPriority } from 'node:os';
 import closeWithGrace from 'close-with-grace';
+import { SHUTDOWN_SIGNALS, signalCounter } from './lib/signals.ts';
 import pino from 'pino';
 import { createMetrics, serveMetrics } from './plugins/metrics.ts';
 import { redisProblem } from './plugins/redis.ts';
@@ -54,11 +55,27 @@ try {
     { concurrency: config.workerConcurrency, nice: nice.now, metricsPort: metricsPort ?? null },
     'workers started',
   );
-  closeWithGrace({ delay: config.shutdownTimeoutMs }, async ({ err }) => {
-    if (err) logger.error({ err }, 'worker shutting down after an error');
-    server?.close();
-    await workers.close();
-  });
+  const grace = closeWithGrace(
+    // SIGINT, SIGTERM and SIGHUP are counted below: npm forwards the group's signal a second time.
+    { delay: config.shutdownTimeoutMs, skip: [...SHUTDOWN_SIGNALS] },
+    async ({ err }) => {
+      if (err) logger.error({ err }, 'worker shutting down after an error');
+      server?.close();
+      await workers.close();
+      logger.info('workers stopped');
+    },
+  );
+  const onSignal = signalCounter(
+    (signal) => {
+      logger.info({ signal, waitMs: config.shutdownTimeoutMs }, 'shutting down: finishing the jobs in hand');
+      void grace.close();
+    },
+    (signal) => {
+      logger.warn({ signal }, 'second signal: exiting now');
+      process.exit(1);
+    },
+  );
+  for (const s of SHUTDOWN_SIGNALS) process.on(s, onSignal);
 } catch (err) {
   console.error(err instanceof ConfigError ? err.message : err);
   process.exit(err instanceof ConfigError ? 2 : 1);

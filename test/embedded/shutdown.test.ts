@@ -226,12 +226,33 @@ describe('Ctrl-C on the zero-config start', () => {
 
     server.signal('SIGINT');
     await server.waitForOutput(/SIGINT: shutting down/, 30_000);
+    // A press of its own: the same press arrives twice within a second (below).
+    await new Promise((r) => setTimeout(r, 1_200));
     server.signal('SIGINT');
     expect(await exitedWithin(server)).toBe(1);
     const out = server.output();
     expect(out).toMatch(/second SIGINT: exiting now/);
     expectStopped(out, pids);
   });
+
+  it(
+    'one Ctrl-C that arrives twice (the terminal, then npm forwarding it) shuts down gracefully',
+    { timeout: 240_000 },
+    async () => {
+      dir = tempDataDir();
+      server = await startServer(dir);
+      const pids = runningPids(dir);
+      // A terminal's Ctrl-C reaches the whole process group; `npm start` passes it on to node too.
+      server.signal('SIGINT');
+      await new Promise((r) => setTimeout(r, 5));
+      server.signal('SIGINT');
+      expect(await exitedWithin(server)).toBe(0);
+      const out = server.output();
+      expect(out).toMatch(/SIGINT: shutting down/);
+      expect(out).not.toMatch(/second SIGINT/);
+      expectStopped(out, pids);
+    },
+  );
 
   // Ctrl-C during start-up, at three moments: whichever way the process ends (the signal also hits
   // initdb / pg_ctl, as in a terminal), nothing stays running and the output says why it ended.

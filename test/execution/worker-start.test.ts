@@ -130,4 +130,29 @@ describe('npm run worker', () => {
       }
     }
   });
+
+  it('one SIGTERM to the process group (npm passes it on, so the worker gets it twice) finishes gracefully', async () => {
+    const databaseUrl = await createTestDatabase();
+    const { child, output } = spawnWorker('npm', ['run', 'worker'], databaseUrl, 'info');
+    const exited = new Promise<number | null>((res) => child.once('exit', (code) => res(code)));
+    try {
+      for (let i = 0; i < 600 && !output().includes('workers started'); i++) await sleep(100);
+      expect(output()).toContain('workers started');
+      const worker = descendants(child.pid!).at(-1)!;
+      // What a supervisor signalling the group does: npm and the worker both get it, npm forwards it.
+      process.kill(-child.pid!, 'SIGTERM');
+      await exited;
+      for (let i = 0; i < 200 && alive(worker); i++) await sleep(100);
+      expect(alive(worker)).toBe(false);
+      // close-with-grace counted npm's copy as a second signal: "second SIGTERM, exiting", jobs abandoned.
+      expect(output()).not.toMatch(/second (signal|SIGTERM)/);
+      expect(output()).toContain('workers stopped');
+    } finally {
+      try {
+        process.kill(-child.pid!, 'SIGKILL');
+      } catch {
+        // The group is gone.
+      }
+    }
+  });
 });
