@@ -80,7 +80,14 @@ export async function watchOperation(o: WatchOptions): Promise<WatchResult> {
         }
         if (frame.event === 'snapshot') {
           apply({ ...(data.operation as Record<string, unknown>), serverTime: data.serverTime, waves: data.waves });
-        } else if (frame.event === 'transition' || frame.event === 'progress' || frame.event === 'end') {
+        } else if (frame.event === 'transition') {
+          // A transition's `state` is the state that event moved to, not the state now: a fresh
+          // stream replays the whole history, and a pause long since resumed ended the wait with
+          // 12 "is paused" (a new-user trial). The state now comes with snapshot, progress and end
+          // frames (a live change of state always sends a progress frame).
+          const { state: _then, ...now } = data;
+          apply(now);
+        } else if (frame.event === 'progress' || frame.event === 'end') {
           apply(data);
         }
         o.view.frame(frame.event, frame.id, data, status);

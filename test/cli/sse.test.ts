@@ -128,6 +128,8 @@ describe('followSse / watchOperation against a real SSE server', () => {
       [
         { id: 1, event: 'snapshot', data: { operation: { ...op, state: 'running' }, waves: [] } },
         { id: 2, event: 'transition', data: { action: 'operation.paused', state: 'paused', haltReason: 'x' } },
+        // A live change of state always comes with a progress frame (the stream's progressKey).
+        { id: 2, event: 'progress', data: { state: 'paused', currentWave: 0, haltReason: 'x', waves: [] } },
       ],
       99,
     );
@@ -138,6 +140,35 @@ describe('followSse / watchOperation against a real SSE server', () => {
       expect(r).toMatchObject({ exitCode: EXIT.paused, state: 'paused', haltReason: 'x', lastEventId: '2' });
     } finally {
       await new Promise<void>((r) => f.server.close(() => r()));
+    }
+  });
+
+  it("a replayed history's pause is not the state now: a resumed operation is followed, not reported paused", async () => {
+    // A fresh stream replays every audit event; each transition's `state` is the state that event
+    // moved to. `watch` on a running operation once paused and resumed exited 12 "is paused".
+    const frames = [
+      { id: 1, event: 'snapshot', data: { operation: { ...op, state: 'running' }, waves: [] } },
+      { id: 5, event: 'transition', data: { action: 'operation.paused', state: 'paused', haltReason: null } },
+      { id: 6, event: 'transition', data: { action: 'operation.resumed', state: 'running', haltReason: null } },
+    ];
+    // Then nothing: the operation runs on.
+    const live = createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.write(frames.map((e) => `id: ${e.id}\nevent: ${e.event}\ndata: ${JSON.stringify(e.data)}\n\n`).join(''));
+    });
+    await new Promise<void>((r) => live.listen(0, '127.0.0.1', r));
+    try {
+      const c = new ApiClient({ url: `http://127.0.0.1:${(live.address() as AddressInfo).port}`, token: 'tok' });
+      const r = await watchOperation({
+        client: c,
+        operationId: 'op_1',
+        view: jsonView(() => undefined),
+        timeoutMs: 500,
+      });
+      expect(r).toMatchObject({ exitCode: EXIT.timedOut, state: 'running', lastEventId: '6' });
+    } finally {
+      live.closeAllConnections();
+      await new Promise<void>((r) => live.close(() => r()));
     }
   });
 
