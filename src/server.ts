@@ -10,9 +10,13 @@ import { join } from 'node:path';
 import { ConfigError, loadConfig, SNAPSHOT_KEY_FORMS, type Config } from './config.ts';
 import { buildApp } from './app.ts';
 import { databaseProblem, migrate } from './db/migrate.ts';
-import { startSomeLocalServices, type SomeLocalServices } from './embedded/local-services.ts';
+import {
+  localDatabaseBesideSharedRedis,
+  startSomeLocalServices,
+  type SomeLocalServices,
+} from './embedded/local-services.ts';
 import { DataDirInUseError } from './embedded/owner-lock.ts';
-import { unknownSettings } from './lib/env-names.ts';
+import { misspeltConnections, unknownSettings } from './lib/env-names.ts';
 import { startWorkers, type RunningWorkers } from './worker-runtime.ts';
 import { serveMetrics } from './plugins/metrics.ts';
 import { redisProblem } from './plugins/redis.ts';
@@ -71,6 +75,11 @@ async function main() {
       process.exit(2);
     }
     throw err;
+  }
+  const mixed = localDatabaseBesideSharedRedis(config, process.env, misspeltConnections(process.env));
+  if (mixed) {
+    console.error(mixed.message);
+    process.exit(2);
   }
   // Before anything starts, so that a damaged key file stops the start at once.
   const snapshotKey = config.snapshotKey ?? embeddedSnapshotKey(config);

@@ -10,12 +10,32 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
+import { ConfigError } from '../config.ts';
 import { claimDataDir } from './owner-lock.ts';
 import { ownByPostgres, postmasterPid, startPostgres } from './local-postgres.ts';
 import { redisPidIn, startRedis } from './local-redis.ts';
 import { postgresStop, redisStop, stopAll, stopOne, type StopPlan, type StopReport } from './stop.ts';
 
 export type { StopReport } from './stop.ts';
+
+/**
+ * A start given REDIS_URL but no DATABASE_URL runs a new local PostgreSQL beside a Redis that other
+ * Blastgate processes may use: with the same queue prefix, its workers take their jobs and answer
+ * them from an empty database (a new-user trial: a misspelt DATABASE_URL lost CI intake jobs to it
+ * as "unknown token", kept failed for a week, and stalled bakes). Refused unless the queues are
+ * made this start's own (BLASTGATE_QUEUE_PREFIX); the message names a near-miss of DATABASE_URL.
+ */
+export function localDatabaseBesideSharedRedis(
+  o: { databaseUrl?: string | undefined; redisUrl?: string | undefined },
+  env: NodeJS.ProcessEnv,
+  misspelt: [string, string][],
+): ConfigError | undefined {
+  if (o.databaseUrl || !o.redisUrl || env.BLASTGATE_QUEUE_PREFIX?.trim()) return undefined;
+  const typo = misspelt.find(([, meant]) => meant === 'DATABASE_URL')?.[0];
+  return new ConfigError([
+    `REDIS_URL is set but DATABASE_URL is not${typo ? ` (${typo} is set: a typo?)` : ''}: this start would run a new, empty local PostgreSQL beside a Redis other Blastgate processes may use, and its workers would take their jobs. Set DATABASE_URL, unset REDIS_URL to run both locally, or give this start queues of its own with BLASTGATE_QUEUE_PREFIX`,
+  ]);
+}
 
 /**
  * `durable` (the default, and what `npm start` runs): fsync, synchronous_commit and

@@ -54,22 +54,45 @@ export const KNOWN_SETTINGS = [
 /** Families of names: a named signing secret, BLASTGATE_SECRET_<NAME>[_FILE]. */
 export const KNOWN_PREFIXES = ['BLASTGATE_SECRET_'] as const;
 
-/** One warning per BLASTGATE_ variable that is none of the above, with the closest real name. */
+/**
+ * The settings without our prefix whose misspelling changes what starts: a start without
+ * DATABASE_URL runs a local PostgreSQL of its own (DATABSE_URL made an empty installation beside
+ * a shared Redis, a new-user trial). Names this close to one of them are warned about.
+ */
+export const CONNECTION_SETTINGS = ['DATABASE_URL', 'REDIS_URL'] as const;
+
+/**
+ * One warning per BLASTGATE_ variable that is none of the above, with the closest real name, and
+ * one per variable that looks like a misspelt DATABASE_URL or REDIS_URL.
+ */
 export function unknownSettings(env: NodeJS.ProcessEnv): string[] {
   const known = new Set<string>(KNOWN_SETTINGS);
-  return Object.keys(env)
+  const ours = Object.keys(env)
     .filter((k) => k.startsWith('BLASTGATE_') && !known.has(k) && !KNOWN_PREFIXES.some((p) => k.startsWith(p)))
     .sort()
     .map((k) => {
-      const near = closest(k);
+      const near = closest(k, KNOWN_SETTINGS);
       return `warning: ${k} is not a Blastgate setting and is ignored${near ? ` (did you mean ${near}?)` : ''}`;
+    });
+  return [...ours, ...misspeltConnections(env).map(([k, near]) => `warning: ${k} is ignored (did you mean ${near}?)`)];
+}
+
+/** Variables set that are a typo or two away from DATABASE_URL / REDIS_URL, with the name meant. */
+export function misspeltConnections(env: NodeJS.ProcessEnv): [string, string][] {
+  const exact = new Set<string>(CONNECTION_SETTINGS);
+  return Object.keys(env)
+    .filter((k) => !exact.has(k) && !k.startsWith('BLASTGATE_'))
+    .sort()
+    .flatMap((k): [string, string][] => {
+      const near = closest(k.toUpperCase(), CONNECTION_SETTINGS, 3);
+      return near ? [[k, near]] : [];
     });
 }
 
-function closest(name: string): string | undefined {
+function closest(name: string, among: readonly string[], within = 4): string | undefined {
   let best: string | undefined;
-  let bestDistance = 4; // a few typos at most; anything further is not a suggestion
-  for (const k of KNOWN_SETTINGS) {
+  let bestDistance = within; // a few typos at most; anything further is not a suggestion
+  for (const k of among) {
     const d = distance(name, k);
     if (d < bestDistance) [best, bestDistance] = [k, d];
   }

@@ -164,7 +164,7 @@ describe('Ctrl-C on the zero-config start', () => {
       dir = tempDataDir();
       const port = await freePort();
       // It used to start, log Redis connection errors forever and move no work.
-      server = await spawnServer(dir, { REDIS_URL: `redis://127.0.0.1:${port}` });
+      server = await spawnServer(dir, { REDIS_URL: `redis://127.0.0.1:${port}`, BLASTGATE_QUEUE_PREFIX: 'own' });
       expect(await exitedWithin(server, 120_000)).toBe(2);
       const out = server.output();
       expect(out).toMatch(
@@ -172,6 +172,25 @@ describe('Ctrl-C on the zero-config start', () => {
       );
       expect(out).toMatch(/stopped the local PostgreSQL \(pid \d+\)/);
       expect(out).not.toMatch(/^\s+at /m);
+      expect(serversRunning(dir, server.redisPort)).toEqual([]);
+    },
+  );
+
+  it(
+    'refuses a misspelt DATABASE_URL beside a shared REDIS_URL before starting anything, naming the typo',
+    { timeout: 240_000 },
+    async () => {
+      dir = tempDataDir();
+      // It started an empty local PostgreSQL whose workers took the real installation's jobs.
+      server = await spawnServer(dir, {
+        DATABSE_URL: 'postgres://blastgate@127.0.0.1:5432/blastgate',
+        REDIS_URL: inject('redisUrl'),
+      });
+      expect(await exitedWithin(server, 60_000)).toBe(2);
+      const out = server.output();
+      expect(out).toContain('warning: DATABSE_URL is ignored (did you mean DATABASE_URL?)');
+      expect(out).toContain('REDIS_URL is set but DATABASE_URL is not (DATABSE_URL is set: a typo?)');
+      expect(out).not.toMatch(/embedded mode: starting/);
       expect(serversRunning(dir, server.redisPort)).toEqual([]);
     },
   );

@@ -2,7 +2,8 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { KNOWN_PREFIXES, KNOWN_SETTINGS, unknownSettings } from '../../src/lib/env-names.ts';
+import { KNOWN_PREFIXES, KNOWN_SETTINGS, misspeltConnections, unknownSettings } from '../../src/lib/env-names.ts';
+import { localDatabaseBesideSharedRedis } from '../../src/embedded/local-services.ts';
 
 describe('unknownSettings', () => {
   it('names a misspelled setting and the one it most likely meant, and nothing else', () => {
@@ -18,6 +19,36 @@ describe('unknownSettings', () => {
       'warning: BLASTGATE_NO_SUCH_THING_AT_ALL is not a Blastgate setting and is ignored',
       'warning: BLASTGATE_WORKER_CONCURENCY is not a Blastgate setting and is ignored (did you mean BLASTGATE_WORKER_CONCURRENCY?)',
     ]);
+  });
+
+  it('names a variable a typo or two from DATABASE_URL or REDIS_URL, and no other', () => {
+    const env = {
+      DATABSE_URL: 'x',
+      database_url: 'x',
+      REDIS_ULR: 'x',
+      DATABASE_URL: 'x',
+      REDIS_PORT: '6379',
+      PGDATABASE: 'x',
+      HOME: '/root',
+    };
+    expect(misspeltConnections(env)).toEqual([
+      ['DATABSE_URL', 'DATABASE_URL'],
+      ['REDIS_ULR', 'REDIS_URL'],
+      ['database_url', 'DATABASE_URL'],
+    ]);
+    expect(unknownSettings(env)).toContain('warning: REDIS_ULR is ignored (did you mean REDIS_URL?)');
+  });
+
+  it.each([
+    ['REDIS_URL alone', { redisUrl: 'redis://r' }, {}, 'REDIS_URL is set but DATABASE_URL is not: '],
+    ['REDIS_URL alone, its own queues', { redisUrl: 'redis://r' }, { BLASTGATE_QUEUE_PREFIX: 'mine' }, undefined],
+    ['both URLs', { redisUrl: 'redis://r', databaseUrl: 'postgres://d' }, {}, undefined],
+    ['neither (everything local)', {}, {}, undefined],
+    ['DATABASE_URL alone (a private local Redis)', { databaseUrl: 'postgres://d' }, {}, undefined],
+  ])('a local PostgreSQL beside a shared Redis: %s', (_name, urls, env, refused) => {
+    const problem = localDatabaseBesideSharedRedis(urls, env, []);
+    if (refused === undefined) expect(problem).toBeUndefined();
+    else expect(problem?.message).toContain(refused);
   });
 
   it('knows every BLASTGATE_ name the source reads (a new setting must be added to the list)', () => {
