@@ -271,6 +271,26 @@ describe('terminal states tell the truth', () => {
   });
 });
 
+describe('a rollback tried again', () => {
+  it('retries restores that failed with a 4xx too, once the operator asks again (the downstream was fixed)', async () => {
+    const ids = appsOf(freshSites(1), APPS);
+    const plan = await submitAndStart(h, { ids, rollout: ROLLOUT, haltPolicy: FAST_HALT });
+    await waitForState(h, plan.id, ['completed']);
+    // A 400 is final for the rollback that meets it: it does not retry on its own.
+    h.downstream.failOnly(['restore']);
+    h.downstream.failAll(400);
+    await command(h, 'operator', plan.id, 'rollback', { reason: 'undo' }).expect(200);
+    const first = await waitForState(h, plan.id, ['rolled_back', 'rollback_incomplete'], 30_000);
+    expect(first.state).toBe('rollback_incomplete');
+    // Fixed downstream, a new rollback: it made no call and ended as it was (a new-user trial).
+    h.downstream.failAll(null);
+    await command(h, 'operator', plan.id, 'rollback', { reason: 'restores fixed downstream' }).expect(200);
+    const end = await waitForState(h, plan.id, ['rolled_back', 'rollback_incomplete'], 30_000);
+    expect(end.state, JSON.stringify(end.unfinished)).toBe('rolled_back');
+    for (const id of ids) expect(h.downstream.state(id)).toBe('active');
+  });
+});
+
 describe('resuming a halt once the downstream is fixed', () => {
   it('retries the items that failed, instead of halting again on the same failures', async () => {
     const ids = appsOf(freshSites(2), APPS);

@@ -47,16 +47,20 @@ export interface RollbackLedger {
 }
 
 /**
- * A rollback started again (of an operation that ended rollback_incomplete) is a new attempt:
- * restores that failed for a reason that may have passed (not permanent) get their attempts and
- * backoff back. Without it, items that used up their attempts in the rollback before were never
- * picked again, and the new rollback ended at once having restored nothing (found by a trial).
- * Runs in the transaction that starts the rollback.
+ * A rollback started again (of an operation that ended rollback_incomplete) is a new attempt, asked
+ * for by an operator: every restore that failed gets its attempts and backoff back. Without it,
+ * items that used up their attempts in the rollback before were never picked again, and the new
+ * rollback ended at once having restored nothing (found by a trial). Failures that were final for
+ * the rollback that met them (`permanent`: a 4xx, a resource changed or purged since) are tried
+ * again too: a 4xx is often what the operator fixed downstream before asking (a later trial: the
+ * retry made no call and ended as it was). What must never be restored still is not: the batch
+ * checks for changed, purged and erased resources again before any call (rollback-superseded.ts),
+ * and a snapshot is verified when it is read. Runs in the transaction that starts the rollback.
  */
 export async function freshRestoreAttempts(tx: Pick<pg.PoolClient, 'query'>, opId: string): Promise<void> {
   await tx.query(
-    `UPDATE operation_items SET restore_attempts = 0, next_attempt_at = NULL, updated_at = now()
-     WHERE operation_id = $1 AND state = 'restore_failed' AND NOT permanent AND executed_seq IS NOT NULL`,
+    `UPDATE operation_items SET restore_attempts = 0, next_attempt_at = NULL, permanent = false, updated_at = now()
+     WHERE operation_id = $1 AND state = 'restore_failed' AND executed_seq IS NOT NULL`,
     [opId],
   );
 }
