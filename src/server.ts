@@ -3,6 +3,7 @@
 // API and workers in this one process on 127.0.0.1:3000.
 import closeWithGrace from 'close-with-grace';
 import { SHUTDOWN_SIGNALS, signalCounter } from './lib/signals.ts';
+import { checkListen, listeners, listenProblem } from './lib/listen.ts';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { constants } from 'node:os';
@@ -81,6 +82,10 @@ async function main() {
     console.error(mixed.message);
     process.exit(2);
   }
+  for (const [host, port, vars] of listeners(config)) {
+    const problem = await checkListen(host, port, vars);
+    if (problem) throw problem;
+  }
   // Before anything starts, so that a damaged key file stops the start at once.
   const snapshotKey = config.snapshotKey ?? embeddedSnapshotKey(config);
   let local: SomeLocalServices | undefined;
@@ -149,15 +154,28 @@ async function main() {
       backendNice: config.workerNice,
     });
   }
-  const address = await app.listen({ host: config.host, port: config.port });
-  const metricsServer =
-    config.metricsPort === undefined
-      ? undefined
-      : await serveMetrics(app.metrics, {
-          host: config.metricsHost,
-          port: config.metricsPort,
-          token: config.metricsToken,
-        });
+  let address: string;
+  let metricsServer: Awaited<ReturnType<typeof serveMetrics>> | undefined;
+  try {
+    address = await app.listen({ host: config.host, port: config.port });
+    metricsServer =
+      config.metricsPort === undefined
+        ? undefined
+        : await serveMetrics(app.metrics, {
+            host: config.metricsHost,
+            port: config.metricsPort,
+            token: config.metricsToken,
+          });
+  } catch (err) {
+    // Taken since the check above (another process was quicker): said the same way.
+    const [host, port, vars] =
+      listeners(config).find(([, p]) => String(err).includes(`:${p}`)) ?? listeners(config)[0]!;
+    const problem = listenProblem(err, host, port, vars);
+    if (!problem) throw err;
+    await workers?.close();
+    await app.close();
+    throw problem;
+  }
   const shown = address.replace('://0.0.0.0', '://127.0.0.1');
   // One write, so a reader of the pipe (a supervisor, a test waiting for "listening on") never sees
   // the address without the admin-token and workers lines that belong to it.

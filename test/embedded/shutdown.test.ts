@@ -3,6 +3,7 @@
 // what is true. Real processes throughout: the server is a child process, the local servers are
 // checked by the pids they write into the data dir.
 import { request as httpRequest, type ClientRequest } from 'node:http';
+import { createServer } from 'node:net';
 import { freePort } from '../../src/embedded/local-services.ts';
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import {
@@ -192,6 +193,28 @@ describe('Ctrl-C on the zero-config start', () => {
       expect(out).toContain('REDIS_URL is set but DATABASE_URL is not (DATABSE_URL is set: a typo?)');
       expect(out).not.toMatch(/embedded mode: starting/);
       expect(serversRunning(dir, server.redisPort)).toEqual([]);
+    },
+  );
+
+  it(
+    'a PORT in use stops the start before anything runs: exit 2, named, no stack trace',
+    { timeout: 240_000 },
+    async () => {
+      dir = tempDataDir();
+      const port = await freePort();
+      const taken = createServer();
+      await new Promise<void>((r) => taken.listen(port, '127.0.0.1', r));
+      try {
+        // It started PostgreSQL and Redis, migrated, then printed a listen stack trace twice, exit 1.
+        server = await spawnServer(dir, { PORT: String(port) });
+        expect(await exitedWithin(server, 60_000)).toBe(2);
+        const out = server.output();
+        expect(out).toContain(`cannot listen on 127.0.0.1:${port} (HOST, PORT): another process uses PORT ${port}`);
+        expect(out).not.toMatch(/embedded mode: starting|^\s+at /m);
+        expect(serversRunning(dir, server.redisPort)).toEqual([]);
+      } finally {
+        await new Promise<void>((r) => taken.close(() => r()));
+      }
     },
   );
 
