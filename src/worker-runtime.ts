@@ -11,6 +11,7 @@ import type { FastifyBaseLogger } from 'fastify';
 import type pg from 'pg';
 import { isTransient } from './lib/transient.ts';
 import { backendLowering } from './lib/priority.ts';
+import { unsignableTypes } from './modules/adapters/signing-check.ts';
 import { closeDb, createDb } from './plugins/db.ts';
 import { createRedis } from './plugins/redis.ts';
 import { createMetrics, type Metrics } from './plugins/metrics.ts';
@@ -110,6 +111,8 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
     await closeDb(db);
     throw databaseProblem(err, opts.databaseUrl) ?? err;
   }
+  for (const t of await unsignableTypes(db.pool, opts.downstream.secrets).catch(() => []))
+    opts.logger.warn(t, `type ${t.type}: this worker cannot sign its adapter's calls, so its items fail here`);
   const snapshots = snapshotStore(opts.snapshotKey);
   const producer = createRedis(opts.redisUrl, true);
   const publisher = createRedis(opts.redisUrl);

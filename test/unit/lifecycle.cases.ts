@@ -183,6 +183,22 @@ export const waveCases: Case[] = [
     effects: HALT_ROLLBACK,
     reason: /consecutive/,
   }),
+  c(
+    "5 consecutive failures → the halt reason quotes the last item's error",
+    at('running'),
+    {
+      type: 'item_outcomes',
+      wave: 1,
+      stats: stats(2, 5, 5, 50),
+      lastError: 'adapter for type svc unavailable: no signingSecret',
+    },
+    {
+      to: 'rolling_back',
+      effects: HALT_ROLLBACK,
+      reason:
+        /^wave 2 of \d+: 5 consecutive item failures \(limit 5\); last error: adapter for type svc unavailable: no signingSecret$/,
+    },
+  ),
   c('5 consecutive failures, onHalt pause → halted', at('running', pausePolicy), ev.outcomes(1, stats(2, 5, 5, 50)), {
     to: 'halted',
     effects: HALT_PAUSE,

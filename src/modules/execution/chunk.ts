@@ -64,10 +64,13 @@ const waveEvent = (
   wave: number,
   stats: WaveStats,
   policy: OperationRecord['lifecycle']['haltPolicy'],
+  outcomes: readonly Outcome[] = [],
 ): LifecycleEvent | null => {
-  if (stats.pending === 0) return { type: 'wave_settled', wave, stats };
+  const lastError = outcomes.findLast((o) => o.state === 'failed')?.error;
+  const cause = lastError ? { lastError } : {};
+  if (stats.pending === 0) return { type: 'wave_settled', wave, stats, ...cause };
   // Healthy progress changes nothing (decide() would answer "unchanged"): no operation lock for it.
-  return assessWave(stats, policy).healthy ? null : { type: 'item_outcomes', wave, stats };
+  return assessWave(stats, policy).healthy ? null : { type: 'item_outcomes', wave, stats, ...cause };
 };
 
 export async function processChunk<Tx>(deps: ChunkDeps<Tx>, jobId: string, j: ChunkJob, fence: Fence): Promise<void> {
@@ -164,7 +167,7 @@ export async function processChunk<Tx>(deps: ChunkDeps<Tx>, jobId: string, j: Ch
         deps.metrics?.items.inc({ outcome: 'done' }, rec.recordedDone);
         deps.metrics?.items.inc({ outcome: 'failed' }, rec.recordedFailed);
       }
-      return waveEvent(j.wave, rec.stats, op.lifecycle.haltPolicy);
+      return waveEvent(j.wave, rec.stats, op.lifecycle.haltPolicy, outcomes);
     },
     SYSTEM,
     { report: true },
@@ -226,7 +229,7 @@ export async function quarantineChunk<Tx>(
     j.opId,
     async (tx) => {
       const rec = await deps.ledger.record(tx, j.opId, j.wave, token, outcomes, new Set(), now);
-      return waveEvent(j.wave, rec.stats, op.lifecycle.haltPolicy);
+      return waveEvent(j.wave, rec.stats, op.lifecycle.haltPolicy, outcomes);
     },
     SYSTEM,
     { report: true },

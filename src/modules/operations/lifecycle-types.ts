@@ -112,8 +112,9 @@ export type LifecycleEvent =
   | { type: 'start'; by: Who; role: Role }
   | { type: 'auto_start'; by: Who } // an approved operation that asked to start by itself (autoStart)
   | { type: 'cancel'; by: Who; reason: string }
-  | { type: 'item_outcomes'; wave: number; stats: WaveStats } // progress during a wave
-  | { type: 'wave_settled'; wave: number; stats: WaveStats } // every item of the wave finished (pending 0)
+  // progress during a wave; lastError: the error of the report's last failed item, for the halt reason
+  | { type: 'item_outcomes'; wave: number; stats: WaveStats; lastError?: string }
+  | { type: 'wave_settled'; wave: number; stats: WaveStats; lastError?: string } // every item of the wave finished (pending 0)
   | { type: 'probes'; wave: number; probes: ProbeOutcome[] } // one outcome per touched tenant
   | { type: 'signal'; kind: string; tenantId?: string; detail?: string; by: Who }
   | { type: 'timer' } // "look at the clock": deadlines, expiry and the stall watchdog

@@ -27,6 +27,9 @@ import { drillLate, drillGate } from './lifecycle-drill.ts';
  * API's `currentWave` and every event's `wave` stay 0-based indexes; the CLI and the live view
  * show waves from 1 too, so a halt reason agrees with the wave they show.
  */
+/** How much of an item's error a halt reason quotes. */
+const LAST_ERROR_CHARS = 200;
+
 export const waveName = (s: Pick<LifecycleState, 'waveCount'>, index: number) => `wave ${index + 1} of ${s.waveCount}`;
 
 export function waveReport(
@@ -41,7 +44,10 @@ export function waveReport(
   if (e.wave !== s.currentWave || !executing) return unchanged(s);
   const verdict = assessWave(e.stats, s.haltPolicy);
   // A pause must not hide damage done by items that were in flight: unhealthy still halts.
-  if (!verdict.healthy) return halt(s, `${waveName(s, e.wave)}: ${verdict.reason}`, SYSTEM, { stats: e.stats });
+  // The last error says why the items failed: "50 consecutive item failures" alone sent a trial to
+  // the item ledger to find that the worker lacked the adapter's signing secret.
+  const cause = e.lastError ? `; last error: ${e.lastError.slice(0, LAST_ERROR_CHARS)}` : '';
+  if (!verdict.healthy) return halt(s, `${waveName(s, e.wave)}: ${verdict.reason}${cause}`, SYSTEM, { stats: e.stats });
   if (e.type === 'item_outcomes' || s.state !== 'running') return unchanged(s);
   return drillGate(s, e.wave, e.stats) ?? afterSettled(s, e.wave, e.stats, now);
 }
