@@ -131,7 +131,45 @@ describe('live events', () => {
     const last = s.frames.filter((f) => f.event === 'progress').at(-1)!.data;
     expect(last.haltReason).toMatch(/^wave 1 of \d+: /);
     expect((last.counts as { restored: number }).restored).toBeGreaterThan(0);
+    expect((last.counts as { restoreFailed: number }).restoreFailed).toBe(0);
     expect(s.frames.some((f) => f.data.action === 'operation.rolled_back')).toBe(true);
+  }, 120_000);
+
+  it('counts per wave the items a rollback could not restore (restoreFailed), as the ledger has them', async () => {
+    h.downstream.latency(0);
+    const op = await submitAndStart(h, { ids: ids([10, 11]), rollout: { bakeSeconds: 0 } });
+    await waitForState(h, op.id, ['completed'], 90_000);
+    // 20 items deleted; the rollback restores 15, and 5 restores are refused for good (422).
+    h.downstream.failOnly(['restore']);
+    h.downstream.failNext(5, 422);
+    try {
+      const rb = await request(h.app.server)
+        .post(`/v1/operations/${op.id}/rollback`)
+        .set('authorization', h.auth('operator'))
+        .send({ reason: 'undo it' });
+      expect(rb.status).toBe(200);
+      // Followed from the start of the rollback to its end.
+      const s = await openSse(events(urlA, op.id), h.tokens.viewer);
+      const end = await s.waitFor((f) => f.event === 'end', 'the end', 90_000);
+      expect(end.data.state).toBe('rollback_incomplete');
+      type Wave = { wave: number; done: number; restored: number; restoreFailed: number };
+      const last = s.frames.filter((f) => f.event === 'snapshot' || f.event === 'progress').at(-1)!.data;
+      const byLedger = await query<{ wave: number; restored: number; restore_failed: number }>(
+        h.databaseUrl,
+        `SELECT wave, count(*) FILTER (WHERE state = 'restored')::int AS restored,
+                count(*) FILTER (WHERE state = 'restore_failed')::int AS restore_failed
+         FROM operation_items WHERE operation_id = $1 GROUP BY wave ORDER BY wave`,
+        [op.id],
+      );
+      const waves = (last.waves as Wave[]).filter((w) => w.done > 0);
+      expect(waves.map((w) => [w.wave, w.restored, w.restoreFailed])).toEqual(
+        byLedger.map((r) => [r.wave, r.restored, r.restore_failed]),
+      );
+      expect(last.counts).toMatchObject({ done: 20, restored: 15, restoreFailed: 5 });
+    } finally {
+      h.downstream.failOnly(null);
+      h.downstream.failNext(0, 422);
+    }
   }, 120_000);
 
   it('bounds open streams per token across replicas, sends heartbeats, and refuses bad requests with a code', async () => {

@@ -16,6 +16,8 @@ export interface WaveProgress {
   inFlight: number | null;
   /** Items of the wave that a rollback restored. */
   restored: number;
+  /** Items of the wave whose restore failed (ledger state restore_failed): a rollback could not bring them back. */
+  restoreFailed: number;
   startedAt: string | null;
   settledAt: string | null;
 }
@@ -97,8 +99,8 @@ export async function readLive(
   const r = res.rows[0];
   if (!r) return null;
   const rows = r.waves as WaveRow[];
-  // Restored counts exist only once a rollback began; reading them otherwise would scan the ledger for nothing.
-  const restored = ROLLBACK_STATES.includes(r.state) ? await restoredByWave(db, opId) : new Map<number, number>();
+  // Restore outcomes exist only once a rollback began; reading them otherwise would scan the ledger for nothing.
+  const undone = ROLLBACK_STATES.includes(r.state) ? await restoresByWave(db, opId) : new Map<number, Restores>();
   let probes: ProbeRound | null = null;
   for (const w of rows) {
     if (w.probes && w.probed_at && (!probes || w.probed_at >= probes.at))
@@ -126,7 +128,8 @@ export async function readLive(
       failed: w.failed,
       pending: Math.max(0, w.items - w.done - w.failed),
       inFlight: null,
-      restored: restored.get(w.wave) ?? 0,
+      restored: undone.get(w.wave)?.restored ?? 0,
+      restoreFailed: undone.get(w.wave)?.restoreFailed ?? 0,
       startedAt: iso(w.started_at ? new Date(w.started_at) : null),
       settledAt: iso(w.settled_at ? new Date(w.settled_at) : null),
     })),
@@ -136,13 +139,21 @@ export async function readLive(
   };
 }
 
-async function restoredByWave(db: Queryable, opId: string) {
-  const res = await db.query<{ wave: number; n: number }>(
-    `SELECT wave, count(*)::int AS n FROM operation_items
-     WHERE operation_id = $1 AND state = 'restored' AND parent_seq IS NULL GROUP BY wave`,
+interface Restores {
+  restored: number;
+  restoreFailed: number;
+}
+
+/** Submitted items (not cascaded descendants, as the wave counters count them) by restore outcome, per wave. */
+async function restoresByWave(db: Queryable, opId: string) {
+  const res = await db.query<{ wave: number } & Restores>(
+    `SELECT wave, count(*) FILTER (WHERE state = 'restored')::int AS "restored",
+            count(*) FILTER (WHERE state = 'restore_failed')::int AS "restoreFailed"
+     FROM operation_items
+     WHERE operation_id = $1 AND state IN ('restored', 'restore_failed') AND parent_seq IS NULL GROUP BY wave`,
     [opId],
   );
-  return new Map(res.rows.map((x) => [x.wave, x.n]));
+  return new Map(res.rows.map((x) => [x.wave, { restored: x.restored, restoreFailed: x.restoreFailed }]));
 }
 
 /** The operation's audit events after `after`, oldest first. */

@@ -23,13 +23,14 @@ export function progressKey(op: OpLive) {
 }
 
 export function progressData(op: OpLive) {
-  const counts = { items: 0, done: 0, failed: 0, pending: 0, restored: 0 };
+  const counts = { items: 0, done: 0, failed: 0, pending: 0, restored: 0, restoreFailed: 0 };
   for (const w of op.waves) {
     counts.items += w.items;
     counts.done += w.done;
     counts.failed += w.failed;
     counts.pending += w.pending;
     counts.restored += w.restored;
+    counts.restoreFailed += w.restoreFailed;
   }
   return {
     state: op.state,
