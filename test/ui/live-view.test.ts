@@ -3,6 +3,9 @@
 // An operator enters the token, sees the operations list, opens a running operation, watches its
 // progress strip advance from the event stream, pauses it with a reason, and the operation is
 // paused. The token stays in the tab's sessionStorage: never in localStorage, never in a URL.
+// Then what new-user trials found: the state shown while the stream replays history, a rollback
+// that ended incomplete (its strip, its reason line, its Roll back button), the login form while
+// signed in, and the browser's request for /favicon.ico.
 import type { AddressInfo } from 'node:net';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import request from 'supertest';
@@ -12,9 +15,10 @@ import {
   getOperation,
   submitAndStart,
   useHttpAdapter,
+  waitForState,
   type ExecHarness,
 } from '../support/execution.ts';
-import { appsOf, command, range } from '../support/exec-helpers.ts';
+import { appsOf, command, ledger, range } from '../support/exec-helpers.ts';
 import { findChromium } from '../support/chromium.ts';
 import { query, seedRegistry } from '../support/seed.ts';
 
@@ -28,11 +32,14 @@ const ROLLOUT = { bakeSeconds: 0, concurrency: 2, waves: ['10%', '40%', '100%'] 
 let h: ExecHarness;
 let browser: Browser;
 let base: string;
+/** Every path the browsers asked this server for: a browser's own favicon request is not seen by Playwright. */
+const served: string[] = [];
 beforeAll(async () => {
   h = await buildExecHarness({ workers: 1 });
   await seedRegistry(h.databaseUrl, { sites: 100, appsPerSite: APPS, internalTenants: 8 });
   await useHttpAdapter(h);
   await h.app.listen({ host: '127.0.0.1', port: 0 });
+  h.app.server.on('request', (req: { url?: string }) => served.push(req.url ?? ''));
   base = `http://127.0.0.1:${(h.app.server.address() as AddressInfo).port}`;
   browser = await chromium.launch({ executablePath: findChromium(), args: ['--no-sandbox'], headless: true });
 });
@@ -145,6 +152,8 @@ describe('live view in headless Chromium', () => {
       expect((await getOperation(h, op.id)).haltReason).toBe('watching the canary dashboards');
       await expect.poll(() => page.locator('#op-state').textContent(), POLL).toBe('paused');
       await expect.poll(() => page.locator('#timeline li[data-action="operation.paused"]').count(), POLL).toBe(1);
+      // The reason line says what the reason is about: a pause, not a halt.
+      expect(await page.locator('#halt').textContent()).toBe('Paused: watching the canary dashboards');
       // Paused: resume is offered, pause no longer.
       expect(await page.locator('#actions button[data-action="resume"]').count()).toBe(1);
       expect(await page.locator('#actions button[data-action="pause"]').count()).toBe(0);
@@ -272,14 +281,176 @@ describe('live view in headless Chromium', () => {
       expect(await page.locator('#probes tbody tr').first().textContent()).toMatch(/^tenant_\d+healthy/);
       await expect.poll(() => page.locator('#op-state').textContent(), { ...POLL, timeout: 45_000 }).toBe('halted');
       expect(await page.locator('#halt').textContent()).toMatch(
-        new RegExp(`^Halt reason: wave 2 of 3: unhealthy probes: ${wave1Tenant}`),
+        new RegExp(`^Halted: wave 2 of 3: unhealthy probes: ${wave1Tenant}`),
       );
       expect(await page.locator('#bake').isVisible()).toBe(false);
       expect(await page.locator(`#probes tr.probe-unhealthy`).count()).toBe(1);
+      // The unhealthy row is red (--failed), as the halt it caused.
+      expect(
+        await page.evaluate<string>(`getComputedStyle(document.querySelector('#probes tr.probe-unhealthy')).color`),
+      ).toBe('rgb(198, 40, 40)');
       expect(await page.locator('#actions button').count()).toBe(0); // a viewer
     } finally {
       await context.close();
       h.downstream.reset();
+    }
+  });
+
+  it('shows the state the operation is in now while the stream replays its history', async () => {
+    // Paused and resumed, then running slowly (each delete answered after 3 s). The page's stream
+    // starts from the beginning, as a client's without a cursor does (or one that resumes far
+    // behind): the replayed transitions say approved, running, paused, running…, each the state of
+    // its time. The page shows only the state the operation is in.
+    h.downstream.hang(3_000);
+    const op = await submitAndStart(h, { ids: appsOf(range(50, 58), APPS), rollout: ROLLOUT });
+    expect((await command(h, 'operator', op.id, 'pause', { reason: 'a look at the dashboards' })).status).toBe(200);
+    expect((await command(h, 'operator', op.id, 'resume', {})).status).toBe(200);
+    expect((await getOperation(h, op.id)).state).toMatch(/^(running|baking)$/);
+
+    const context = await browser.newContext();
+    // Every text the state badge is given, in order: a transition rendered between two polls
+    // would escape a poll. (An init script is injected by the browser, not loaded by the page.)
+    await context.addInitScript(`
+      window.statesShown = [];
+      new MutationObserver((records) => {
+        for (const r of records)
+          if (r.target.id === 'op-state') for (const n of r.addedNodes) window.statesShown.push(n.textContent);
+      }).observe(document, { childList: true, subtree: true });
+    `);
+    const page = await context.newPage();
+    await page.route(`**/v1/operations/${op.id}/events`, async (route) => {
+      const headers = await route.request().allHeaders();
+      delete headers['last-event-id'];
+      await route.continue({ headers });
+    });
+    try {
+      await openWithToken(page, h.tokens.viewer);
+      await page.locator('#ops').waitFor();
+      await page.goto(`${base}/ui#/op/${op.id}`);
+      await page.locator('#stream[data-stream="live"]').waitFor({ timeout: 15_000 });
+      // The replay is through once the resume, the newest event, arrived by the stream.
+      await expect.poll(() => page.locator('#timeline li[data-action="operation.resumed"]').count(), POLL).toBe(1);
+      const transitions = await query<{ action: string }>(
+        h.databaseUrl,
+        `SELECT action FROM audit_events WHERE operation_id = $1 AND payload->>'to' = 'paused'`,
+        [op.id],
+      );
+      expect(transitions.map((t) => t.action)).toEqual(['operation.paused']); // it was replayed, saying paused
+      const shown = await page.evaluate<string[]>('window.statesShown');
+      expect(shown.length).toBeGreaterThan(0);
+      expect(shown.filter((s) => s !== 'running' && s !== 'baking')).toEqual([]);
+      expect(await page.locator('#halt').isVisible()).toBe(false);
+    } finally {
+      await context.close();
+      await command(h, 'operator', op.id, 'pause', { reason: 'end of the test' });
+      h.downstream.hang(0);
+    }
+  });
+
+  it('shows a rollback that ended incomplete: restore failures in red, each item once, its reason, and Roll back again', async () => {
+    // 8 items deleted; the rollback restores 5 and 3 restores are refused for good (422), so it
+    // ends rollback_incomplete.
+    const op = await submitAndStart(h, { ids: appsOf([80, 81], APPS), rollout: ROLLOUT });
+    await waitForState(h, op.id, ['completed']);
+    h.downstream.failOnly(['restore']);
+    h.downstream.failNext(3, 422);
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    try {
+      expect((await command(h, 'operator', op.id, 'rollback', { reason: 'undo the cleanup' })).status).toBe(200);
+      expect((await waitForState(h, op.id, ['rollback_incomplete', 'rolled_back'])).state).toBe('rollback_incomplete');
+      const items = await ledger(h, op.id);
+      const inState = (st: string) => items.filter((i) => i.state === st).length;
+      expect([inState('restored'), inState('restore_failed')]).toEqual([5, 3]);
+
+      await openWithToken(page, h.tokens.operator);
+      await page.locator('#ops').waitFor();
+      await page.goto(`${base}/ui#/op/${op.id}`);
+      await expect.poll(() => page.locator('#op-state').textContent(), POLL).toBe('rollback_incomplete');
+      await page.locator('#stream[data-stream="ended"]').waitFor({ timeout: 15_000 });
+      const waves = await page.evaluate<Record<string, string>[]>(
+        `[...document.querySelectorAll('#waves li')].map((li) => ({ ...li.dataset,
+          widths: [...li.querySelectorAll('.seg')].map((s) => parseFloat(s.style.width)).join(','),
+          text: li.querySelector('.wave-label').textContent }))`,
+      );
+      const sum = (k: string) => waves.reduce((n, w) => n + Number(w[k]), 0);
+      // What the ledger says, per item once: nothing is left "done" (each one was restored or its
+      // restore failed), and the strip shows the failed restores.
+      expect({
+        done: sum('done'),
+        failed: sum('failed'),
+        restored: sum('restored'),
+        restoreFailed: sum('restoreFailed'),
+      }).toEqual({ done: 0, failed: 0, restored: 5, restoreFailed: 3 });
+      for (const w of waves) {
+        const counted = ['done', 'failed', 'restored', 'restoreFailed'].reduce((n, k) => n + Number(w[k]), 0);
+        expect(counted, JSON.stringify(w)).toBeLessThanOrEqual(Number(w.items));
+        const drawn = w.widths!.split(',').reduce((n, x) => n + Number(x), 0);
+        expect(drawn, JSON.stringify(w)).toBeLessThanOrEqual(100.0001);
+        if (Number(w.restoreFailed) > 0) expect(w.text).toContain(` · ${w.restoreFailed} restore failed of `);
+      }
+      expect(
+        await page.evaluate<string>(
+          `getComputedStyle(document.querySelector('#waves .seg.restore-failed')).backgroundColor`,
+        ),
+      ).toBe('rgb(142, 0, 0)');
+      expect(await page.locator('#halt').textContent()).toBe(
+        'Rollback incomplete: 3 item(s) could not be restored; see the item ledger',
+      );
+
+      // A rollback can be tried again from here: the page offers it. The refused restores were
+      // refused for good, so this one ends incomplete again, and the page follows it to its end.
+      expect(await page.locator('#actions button').evaluateAll((bs) => bs.map((b) => b.textContent))).toEqual([
+        'Roll back…',
+      ]);
+      await page.locator('#actions button[data-action="rollback"]').click();
+      await page.locator('#reason').fill('try the restores again');
+      await page.locator('#confirm-ok').click();
+      await page.locator('#confirm').waitFor({ state: 'hidden' });
+      await expect
+        .poll(() => page.locator('#timeline li[data-action="operation.rollback_incomplete"]').count(), POLL)
+        .toBe(2);
+      expect(await page.locator('#timeline li[data-action="operation.rollback_started"]').count()).toBe(2);
+      await expect.poll(() => page.locator('#op-state').textContent(), POLL).toBe('rollback_incomplete');
+      expect((await getOperation(h, op.id)).state).toBe('rollback_incomplete');
+    } finally {
+      await context.close();
+      h.downstream.failOnly(null);
+      h.downstream.failNext(0, 422);
+    }
+  });
+
+  it('hides the login form while signed in, and shows it again after "Forget token"', async () => {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    try {
+      await openWithToken(page, h.tokens.viewer);
+      await expect.poll(() => page.locator('#whoami').textContent(), POLL).toBe('test-viewer (viewer)');
+      expect(await page.locator('#login').isVisible()).toBe(false);
+      expect(await page.locator('#list').isVisible()).toBe(true);
+      await page.locator('#forget').click();
+      expect(await page.locator('#login').isVisible()).toBe(true);
+      expect(await page.locator('#list').isVisible()).toBe(false);
+      expect(await page.locator('#forget').isVisible()).toBe(false);
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('declares its icon, so the browser never asks for /favicon.ico (a 404)', async () => {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    try {
+      // The browser asks for its icon once the page has loaded: half a second without a request
+      // (networkidle) leaves it time to. The tests before this one loaded the page too.
+      await page.goto(`${base}/ui`, { waitUntil: 'networkidle' });
+      expect(served).toContain('/ui');
+      expect(served.filter((u) => u.startsWith('/favicon'))).toEqual([]);
+      expect(
+        await page.evaluate<string[]>(`[...document.querySelectorAll('link[rel="icon"]')].map((l) => l.href)`),
+      ).toEqual(['data:,']);
+    } finally {
+      await context.close();
     }
   });
 });

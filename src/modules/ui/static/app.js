@@ -37,13 +37,28 @@ const ACTIONS = [
     when: (op) => op.state === 'rolling_back',
     extra: { endRollback: true },
   },
+  // A rollback that ended incomplete can be tried again (restores that failed for a reason that
+  // may have passed get their attempts back), so it is offered there too; rolled_back is final.
   {
     path: 'rollback',
     label: 'Roll back…',
     role: 'operator',
-    when: (op) => op.kind === 'delete' && [...STOPPABLE, 'completed', 'completed_with_failures'].includes(op.state),
+    when: (op) =>
+      op.kind === 'delete' &&
+      [...STOPPABLE, 'completed', 'completed_with_failures', 'rollback_incomplete'].includes(op.state),
   },
 ];
+// The reason line says what the reason is about: the operation keeps one `haltReason` for a
+// pause, a halt, a rollback, an end with failures or a cancellation alike.
+const REASON_LABELS = {
+  paused: 'Paused',
+  halted: 'Halted',
+  rolling_back: 'Rolling back',
+  rolled_back: 'Rolled back',
+  rollback_incomplete: 'Rollback incomplete',
+  completed_with_failures: 'Completed with failures',
+  cancelled: 'Cancelled',
+};
 
 const $ = (id) => document.getElementById(id);
 const token = () => sessionStorage.getItem(TOKEN_KEY);
@@ -212,9 +227,11 @@ function applyOperation(v, op) {
     return {
       wave: w.index,
       items: w.items,
-      done: c.done ?? 0,
-      failed: (c.failed ?? 0) + (c.restore_failed ?? 0),
+      // Counted as the stream's waves are once shown (shownWave): an item being restored is still deleted.
+      done: (c.done ?? 0) + (c.restoring ?? 0),
+      failed: c.failed ?? 0,
       restored: c.restored ?? 0,
+      restoreFailed: c.restore_failed ?? 0,
       inFlight: (c.claimed ?? 0) + (c.restoring ?? 0),
     };
   });
@@ -286,9 +303,11 @@ function onFrame(v, { event, id, data }) {
     mergeWaves(v, data.waves);
     v.probes = data.probes ?? v.probes;
   } else if (event === 'transition') {
+    // History, not the present: a stream that catches up (a first connection, a resume far behind)
+    // replays every transition, each with the state the operation entered then. What the operation
+    // is now comes from snapshot, progress and end frames only; a change of state, halt reason or
+    // bake sends a progress frame (the server's progressKey), so nothing live is missed.
     addEntry(v, data);
-    const { state, haltReason, bakeUntil } = data;
-    v.op = { ...v.op, ...(state ? { state } : {}), haltReason, bakeUntil };
   } else if (event === 'progress') {
     const { state, currentWave, bakeUntil, haltReason, throttled, waiting, waves } = data;
     v.op = { ...v.op, state, currentWave, bakeUntil, haltReason, throttled, waiting };
@@ -302,8 +321,31 @@ function onFrame(v, { event, id, data }) {
 /** Stream wave counts replace the ones shown, wave by wave (a wave the stream does not list keeps its row). */
 function mergeWaves(v, waves) {
   const byWave = new Map(v.waves.map((w) => [w.wave, w]));
-  for (const w of waves ?? []) byWave.set(w.wave, w);
+  for (const w of waves ?? []) byWave.set(w.wave, shownWave(w));
   v.waves = [...byWave.values()].sort((a, b) => a.wave - b.wave);
+}
+
+/**
+ * A stream wave as the strip shows it: each item once, as it is now. The stream's `done` and
+ * `failed` are what the run did (the wave's counters, which a rollback leaves alone); `restored`
+ * and `restoreFailed` are what a rollback did to those items since. A restored item is back, so it
+ * is shown restored, not also done; an item whose restore failed is shown as that (still deleted,
+ * it needs a human), not as a plain delete. The counters do not say which of done or failed an
+ * undone item had been counted in (a rollback also restores items whose failed call may have gone
+ * through), so the undone are taken from done first, the common case: the counts per item may then
+ * be off between done and failed while a rollback runs, but their sum is what the run reached,
+ * never more than the wave's items.
+ */
+function shownWave(w) {
+  const undone = (w.restored ?? 0) + (w.restoreFailed ?? 0);
+  const done = w.done ?? 0;
+  return {
+    ...w,
+    done: Math.max(0, done - undone),
+    failed: Math.max(0, (w.failed ?? 0) - Math.max(0, undone - done)),
+    restored: w.restored ?? 0,
+    restoreFailed: w.restoreFailed ?? 0,
+  };
 }
 
 function addEntry(v, e) {
@@ -328,7 +370,7 @@ function render(v) {
     `${op.kind ?? op.action} of ${op.itemCount} ${op.targetType} items across ${op.tenantCount} tenants · ` +
     `${waves} · requested by ${op.requestedBy}`;
   $('halt').hidden = !op.haltReason;
-  $('halt').textContent = op.haltReason ? `Halt reason: ${op.haltReason}` : '';
+  $('halt').textContent = op.haltReason ? `${REASON_LABELS[op.state] ?? 'Reason'}: ${op.haltReason}` : '';
   // Running with nothing moving needs its reason shown, as the halt's is.
   const held = op.waiting
     ? `Waiting for ${op.waiting.on} since ${op.waiting.since}: ${op.waiting.detail}`
@@ -345,18 +387,34 @@ function render(v) {
   $('timeline').replaceChildren(...entries.map(renderEntry));
 }
 
+const SEGMENTS = [
+  ['done', 'done'],
+  ['failed', 'failed'],
+  ['restored', 'restored'],
+  ['restoreFailed', 'restore-failed'],
+];
+
 function renderWave(w) {
   const li = el('li');
   const n = (k) => w[k] ?? 0;
-  for (const k of ['wave', 'items', 'done', 'failed', 'restored']) li.dataset[k] = String(n(k));
+  for (const k of ['wave', 'items', 'done', 'failed', 'restored', 'restoreFailed']) li.dataset[k] = String(n(k));
   const bar = el('div', null, 'bar');
-  for (const k of ['done', 'failed', 'restored']) {
-    const seg = el('span', null, `seg ${k}`);
-    seg.style.width = `${w.items ? (100 * n(k)) / w.items : 0}%`;
+  // Each item is counted once (shownWave), so the segments fit. The cap is for the operation view's
+  // ledger counts, which also count cascaded descendants where the plan's items per wave do not:
+  // a wave's segments never draw more than its bar.
+  let left = n('items');
+  for (const [k, cls] of SEGMENTS) {
+    const shown = Math.min(n(k), left);
+    left -= shown;
+    const seg = el('span', null, `seg ${cls}`);
+    seg.style.width = `${w.items ? (100 * shown) / w.items : 0}%`;
     bar.append(seg);
   }
-  const text = `Wave ${n('wave') + 1}: ${n('done')} done · ${n('failed')} failed · ${n('restored')} restored of ${n('items')}`;
-  li.append(el('span', text, 'wave-label'), bar);
+  const text = `Wave ${n('wave') + 1}: ${n('done')} done · ${n('failed')} failed · ${n('restored')} restored`;
+  const label = el('span', text, 'wave-label');
+  if (n('restoreFailed')) label.append(' · ', el('span', `${n('restoreFailed')} restore failed`, 'restore-failed'));
+  label.append(` of ${n('items')}`);
+  li.append(label, bar);
   return li;
 }
 
