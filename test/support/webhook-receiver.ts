@@ -1,28 +1,42 @@
-// A real webhook receiver on 127.0.0.1: records every request (raw body and headers) and answers
-// as told: 204, 500, or never (a receiver that hangs; close() cuts its sockets).
+// A real webhook receiver on 127.0.0.1: records every request (raw body, headers, arrival time) and
+// answers as told: 204, 500, 204 after `slowMs` (a receiver slower than the delivery deadline), or
+// never (a receiver that hangs; close() cuts its sockets). `maxOpen()`: the most requests it held
+// unanswered at once, i.e. how many delivery slots it took.
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 
 export interface Received {
   headers: Record<string, string>;
   body: string;
+  /** Date.now() when the whole request had arrived. */
+  at: number;
 }
-export type ReceiverMode = 'ok' | 'fail' | 'hang';
+export type ReceiverMode = 'ok' | 'fail' | 'hang' | 'slow';
 
-export async function startReceiver(mode: ReceiverMode) {
+export async function startReceiver(mode: ReceiverMode, opts: { slowMs?: number } = {}) {
   const received: Received[] = [];
   const sockets = new Set<Socket>();
+  let open = 0;
+  let maxOpen = 0;
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    open++;
+    maxOpen = Math.max(maxOpen, open);
+    // Counted until the answer is sent or the client gives up on it (a delivery timeout).
+    res.on('close', () => open--);
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
       const headers = Object.fromEntries(
         Object.entries(req.headers).map(([k, v]) => [k, Array.isArray(v) ? v.join(',') : (v ?? '')]),
       );
-      received.push({ headers, body: Buffer.concat(chunks).toString('utf8') });
+      received.push({ headers, body: Buffer.concat(chunks).toString('utf8'), at: Date.now() });
       if (mode === 'hang') return;
-      res.statusCode = mode === 'ok' ? 204 : 500;
-      res.end(mode === 'fail' ? 'receiver is broken' : undefined);
+      const answer = () => {
+        res.statusCode = mode === 'fail' ? 500 : 204;
+        res.end(mode === 'fail' ? 'receiver is broken' : undefined);
+      };
+      if (mode === 'slow') setTimeout(answer, opts.slowMs ?? 15_000).unref();
+      else answer();
     });
   });
   server.on('connection', (s: Socket) => {
@@ -35,7 +49,9 @@ export async function startReceiver(mode: ReceiverMode) {
     url: `http://127.0.0.1:${port}/hook`,
     received,
     /** Parsed bodies. */
-    events: () => received.map((r) => JSON.parse(r.body) as { type: string; data: Record<string, unknown> }),
+    events: () =>
+      received.map((r) => JSON.parse(r.body) as { type: string; timestamp: string; data: Record<string, unknown> }),
+    maxOpen: () => maxOpen,
     async close() {
       for (const s of sockets) s.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));

@@ -66,11 +66,17 @@ async function readSources(tx: Queryable, after: number, limit: number): Promise
   }));
 }
 
+/** A delivery to queue; its endpoint goes on the job, for the per-endpoint bound (endpoint-gate.ts). */
+export interface Queued {
+  id: string;
+  endpointId: string;
+}
+
 export interface Dispatched {
   /** Audit events read this pass (0: nothing new, or another process holds the dispatcher lock). */
   read: number;
-  /** Delivery ids recorded this pass, to queue. */
-  deliveries: string[];
+  /** Deliveries recorded this pass, to queue. */
+  deliveries: Queued[];
 }
 
 export async function dispatchOnce(pool: pg.Pool, batch = DISPATCH_BATCH): Promise<Dispatched> {
@@ -108,12 +114,12 @@ export async function dispatchOnce(pool: pg.Pool, batch = DISPATCH_BATCH): Promi
         }
       }
     }
-    let deliveries: string[] = [];
+    let deliveries: Queued[] = [];
     if (rows.length) {
-      const ins = await tx.query<{ id: string }>(
+      const ins = await tx.query<{ id: string; endpoint_id: string }>(
         `INSERT INTO webhook_deliveries (endpoint_id, audit_seq, event_id, event_type, operation_id, payload)
          SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::jsonb[])
-         ON CONFLICT (endpoint_id, audit_seq, event_type) DO NOTHING RETURNING id`,
+         ON CONFLICT (endpoint_id, audit_seq, event_type) DO NOTHING RETURNING id, endpoint_id`,
         [
           rows.map((r) => r.endpoint),
           rows.map((r) => r.seq),
@@ -123,7 +129,7 @@ export async function dispatchOnce(pool: pg.Pool, batch = DISPATCH_BATCH): Promi
           rows.map((r) => r.body),
         ],
       );
-      deliveries = ins.rows.map((r) => String(r.id));
+      deliveries = ins.rows.map((r) => ({ id: String(r.id), endpointId: r.endpoint_id }));
     }
     await tx.query(`UPDATE settings SET value = $2, updated_at = now() WHERE key = $1`, [
       CURSOR_KEY,
@@ -138,12 +144,12 @@ export async function dispatchOnce(pool: pg.Pool, batch = DISPATCH_BATCH): Promi
  * commit and the enqueue, a Redis restart). Queuing them again is harmless: a job that still
  * exists keeps its ID, so the add is a no-op.
  */
-export async function stalePending(db: Queryable, staleMs: number, limit = 1000): Promise<string[]> {
-  const r = await db.query<{ id: string }>(
-    `SELECT id FROM webhook_deliveries
+export async function stalePending(db: Queryable, staleMs: number, limit = 1000): Promise<Queued[]> {
+  const r = await db.query<{ id: string; endpoint_id: string }>(
+    `SELECT id, endpoint_id FROM webhook_deliveries
       WHERE status = 'pending' AND updated_at < now() - make_interval(secs => $1::double precision / 1000)
       ORDER BY id LIMIT $2`,
     [staleMs, limit],
   );
-  return r.rows.map((x) => String(x.id));
+  return r.rows.map((x) => ({ id: String(x.id), endpointId: x.endpoint_id }));
 }

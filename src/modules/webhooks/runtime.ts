@@ -1,18 +1,25 @@
 // The webhook side of a worker process: the dispatcher loop (audit events → deliveries, see
 // dispatch.ts) and the `webhooks` queue consumer that sends them (deliver.ts). Its own queue,
-// connection and concurrency, so a slow receiver holds webhook jobs only, never operation work.
+// connection and concurrency, so a slow receiver holds webhook jobs only, never operation work;
+// and at most one attempt in flight per endpoint (endpoint-gate.ts), so it holds one of them only.
 import { Queue, Worker } from 'bullmq';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Redis } from 'ioredis';
 import type pg from 'pg';
 import type { HostAllowlist } from '../adapters/host-allowlist.ts';
 import { createAgents, deliverOnce, throwUnlessDelivered } from './deliver.ts';
-import { DISPATCH_BATCH, dispatchOnce, stalePending } from './dispatch.ts';
+import { DISPATCH_BATCH, dispatchOnce, stalePending, type Queued } from './dispatch.ts';
+import { endpointGate } from './endpoint-gate.ts';
 import type { WebhookSettings } from './settings.ts';
 
 export const WEBHOOK_QUEUE = 'webhooks';
 // BullMQ forbids ':' in custom IDs.
 export const deliveryJobId = (id: string) => `delivery.${id}`;
+/** endpointId is missing on a job queued by a version without the per-endpoint bound. */
+export interface DeliveryJob {
+  deliveryId: string;
+  endpointId?: string;
+}
 
 /** A pending delivery untouched this long may have lost its job: queued again (a no-op if not). */
 const REARM_AFTER_MS = 60_000;
@@ -37,7 +44,7 @@ export async function startWebhooks(
   o: WebhookRuntimeOptions,
 ): Promise<{ close(): Promise<void>; pass(): Promise<void> }> {
   const s = o.settings;
-  const queue = new Queue<{ deliveryId: string }>(WEBHOOK_QUEUE, {
+  const queue = new Queue<DeliveryJob>(WEBHOOK_QUEUE, {
     connection: o.producer,
     prefix: o.prefix,
     defaultJobOptions: {
@@ -49,21 +56,39 @@ export async function startWebhooks(
     },
   });
   queue.on('error', () => undefined);
-  const enqueue = async (ids: string[]) => {
-    for (let i = 0; i < ids.length; i += 1000)
+  const enqueue = async (ds: Queued[]) => {
+    for (let i = 0; i < ds.length; i += 1000)
       await queue.addBulk(
-        ids
-          .slice(i, i + 1000)
-          .map((id) => ({ name: 'deliver', data: { deliveryId: id }, opts: { jobId: deliveryJobId(id) } })),
+        ds.slice(i, i + 1000).map((d) => ({
+          name: 'deliver',
+          data: { deliveryId: d.id, endpointId: d.endpointId },
+          opts: { jobId: deliveryJobId(d.id) },
+        })),
       );
   };
+  // A parked delivery is woken when the attempt ahead of it ends, within one request deadline: the
+  // park delay only matters when that wake is lost.
+  const gate = endpointGate({ redis: o.producer, queue, prefix: o.prefix, parkMs: s.timeoutMs });
+  const endpointOf = async (deliveryId: string) =>
+    (await o.pool.query<{ e: string }>('SELECT endpoint_id AS e FROM webhook_deliveries WHERE id = $1', [deliveryId]))
+      .rows[0]?.e;
 
   const deps = { pool: o.pool, masterKey: o.masterKey, allow: o.allow, timeoutMs: s.timeoutMs, agents: createAgents() };
-  const worker = new Worker<{ deliveryId: string }>(
+  const worker = new Worker<DeliveryJob>(
     WEBHOOK_QUEUE,
-    async (job) => {
-      const final = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
-      throwUnlessDelivered(await deliverOnce(deps, job.data.deliveryId, final));
+    async (job, token) => {
+      const endpoint = job.data.endpointId ?? (await endpointOf(job.data.deliveryId));
+      // No such delivery: nothing to send (deliverOnce skips it).
+      if (endpoint === undefined) return;
+      // Parking uses no attempt, so `final` below still counts real attempts only.
+      if (!gate.enter(endpoint)) return gate.park(job, token, endpoint);
+      try {
+        const final = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
+        throwUnlessDelivered(await deliverOnce(deps, job.data.deliveryId, final));
+      } finally {
+        // A wake that fails is not this attempt's failure: the parked delivery comes back by itself.
+        await gate.leave(endpoint).catch((err: unknown) => o.logger.warn({ err }, 'waking a parked webhook failed'));
+      }
     },
     {
       connection: o.connection,

@@ -8,7 +8,7 @@ export interface WebhookSettings {
   timeoutMs: number;
   /** How often the dispatcher looks for new audit events. */
   pollMs: number;
-  /** Deliveries in flight per worker process. */
+  /** Deliveries in flight per worker process, at most one per endpoint (endpoint-gate.ts). */
   concurrency: number;
 }
 
