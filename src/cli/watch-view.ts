@@ -67,14 +67,23 @@ export function lineView(write: (s: string) => void): View {
   return {
     frame(event, _id, data, status) {
       if (event === 'transition') {
-        const d = data as { action?: string; actor?: string; wave?: number | null; at?: string; to?: string | null };
+        const d = data as {
+          action?: string;
+          actor?: string;
+          wave?: number | null;
+          at?: string;
+          to?: string | null;
+          outcome?: string;
+        };
         // The event's own move and wave: a history replayed on connecting to an ended operation
         // used to show every event leading to the state it is in now, and its current wave beside
         // the event's ("wave 1/4 wave=2"). What the operation shows now (bake, halt reason) goes
         // only with an event that brought it where it is.
         const current = d.to === status.state && (typeof d.wave !== 'number' || d.wave === status.currentWave);
         const to = typeof d.to !== 'string' ? '' : ` → ${d.to}${waveText(d.wave, status.waveCount)}`;
-        write(`${d.at ?? ''} ${d.action} by ${d.actor ?? '?'}${to}${current && to ? nowText(status) : ''}\n`);
+        // A refused command is in the audit log too: "POST …/approve by requester-1" read as an approval.
+        const refused = d.outcome === 'refused' ? ' (refused)' : '';
+        write(`${d.at ?? ''} ${d.action} by ${d.actor ?? '?'}${refused}${to}${current && to ? nowText(status) : ''}\n`);
       } else if (event === 'probes') {
         const d = data as { wave?: number; results?: { result: string }[] };
         const by: Record<string, number> = {};

@@ -214,6 +214,10 @@ describe('watch lines of transitions', () => {
 
   it("show each event's own move, not the state the operation is in now (an ended operation's history)", () => {
     expect(lines({ action: 'operation.planned', to: null })).toBe('T operation.planned by requester-1\n');
+    // A refused command is in the history too, and says so.
+    expect(lines({ action: 'POST /v1/operations/:id/approve', outcome: 'refused', to: null })).toBe(
+      'T POST /v1/operations/:id/approve by requester-1 (refused)\n',
+    );
     expect(lines({ action: 'operation.approved', from: 'planned', to: 'approved' })).toBe(
       'T operation.approved by requester-1 → approved\n',
     );

@@ -150,7 +150,13 @@ async function planned(
     ctx.out.result(op.dryRun ? op : { operation: op }, () => {
       ctx.out.line(op.dryRun ? 'Dry run (nothing stored):' : `Operation ${op.id} (${op.kind}) is ${op.state}.`);
       for (const l of planLines(op.plan, op.planHash, verb)) ctx.out.line(l);
-      if (op.state === 'planned') ctx.out.line(`Next: blastgate approve ${op.id}, then blastgate start ${op.id}`);
+      // With --auto-start the approvals start it: no operator start to ask for.
+      if (op.state === 'planned')
+        ctx.out.line(
+          extra.autoStart
+            ? `Next: blastgate approve ${op.id} (it starts once the approvals are in)`
+            : `Next: blastgate approve ${op.id}, then blastgate start ${op.id}`,
+        );
     });
     return EXIT.ok;
   }
