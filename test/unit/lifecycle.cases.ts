@@ -64,6 +64,12 @@ export const approveCases: Case[] = [
     ev.approve('tok_a'),
     { refused: 'DUPLICATE_APPROVAL', status: 409, message: /^alice has already approved/ },
   ),
+  c(
+    'a retried approval after the operation moved on → DUPLICATE_APPROVAL, not INVALID_TRANSITION',
+    at('approved', { approvals: [approvedBy('tok_a')] }),
+    ev.approve('tok_a'),
+    { refused: 'DUPLICATE_APPROVAL', status: 409 },
+  ),
   c('approver approves → approved', at('planned'), ev.approve(), {
     to: 'approved',
     effects: ['audit'],

@@ -81,6 +81,11 @@ export function approvalsMissing(
 }
 
 function approve(s: LifecycleState, e: Extract<LifecycleEvent, { type: 'approve' }>, now: number): Decision {
+  // A retried approval says what it is in any state: once the operation had moved on (approved,
+  // started) the same approver's retry was INVALID_TRANSITION, which read as a failure (a trial
+  // sent 20 at once). DUPLICATE_APPROVAL tells a client its approval is in.
+  if (s.approvals.some((a) => a.by === e.by.id && a.planHash === e.planHash))
+    return refuse(409, 'DUPLICATE_APPROVAL', `${e.by.name} has already approved this operation`);
   if (s.state !== 'planned') return invalid(s, 'approve');
   if (expired(s, now)) return expiredRefusal(s);
   if (e.by.id === s.requestedBy)
