@@ -15,6 +15,7 @@ import { withRedaction } from './lib/logging.ts';
 import { DENY_ALL, type DownstreamPolicy } from './modules/adapters/index.ts';
 import { frameworkErrors, installErrorHandler, installProtocolAnswers, MAX_PARAM_LENGTH } from './plugins/errors.ts';
 import { installJsonParser } from './plugins/json-body.ts';
+import { installQueryStringCheck, parseQueryString } from './plugins/query-string.ts';
 import { buildValidator, TEXT_FORMATS } from './plugins/validation.ts';
 import { installContentTypes, installStagingSweeper } from './plugins/uploads.ts';
 import { installBodyDeadline, installHandlerDeadline, serverTimeoutOptions } from './plugins/timeouts.ts';
@@ -81,7 +82,8 @@ export async function buildApp(opts: AppOptions): Promise<App> {
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
     },
     // Path parameters take every ID the registry takes; longer ones are answered by frameworkErrors.
-    routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
+    // A query string that does not decode is refused (installQueryStringCheck), not taken literally.
+    routerOptions: { maxParamLength: MAX_PARAM_LENGTH, querystringParser: parseQueryString },
     frameworkErrors,
     // Inline JSON bodies carry at most 100k IDs; bigger lists go as streamed NDJSON/text uploads.
     bodyLimit: 8 * 1024 * 1024,
@@ -93,6 +95,7 @@ export async function buildApp(opts: AppOptions): Promise<App> {
 
   installErrorHandler(app);
   installProtocolAnswers(app);
+  installQueryStringCheck(app);
   await app.register(helmetPlugin);
   installJsonParser(app);
   installContentTypes(app);
