@@ -11,6 +11,16 @@ export interface ErrorExample {
   details?: unknown;
 }
 
+/** INVALID_CURSOR as lib/list-query.ts's invalidCursor words it, for a plain ASCII cursor. */
+function cursorRefusal(value: string | number, gives: string): ErrorExample {
+  const message = `must be the nextCursor of a page of this list (${gives})`;
+  return {
+    code: 'INVALID_CURSOR',
+    message: `Invalid querystring.cursor: ${JSON.stringify(String(value))} is not a cursor this list gave; ${message}. Leave it out for the first page`,
+    details: [{ field: 'querystring.cursor', message, value }],
+  };
+}
+
 /** The example a status shows unless the route gives its own. */
 export const DEFAULT_ERROR_EXAMPLES: Record<number, ErrorExample> = {
   400: {
@@ -144,6 +154,12 @@ export const ERROR_EXAMPLES = {
       'A token named "ci-bot" is in use (0b9f6a3e-2c1d-4e8f-9a7b-5c6d7e8f9a0b, role requester); give this one another name, or revoke that one first',
     details: { field: 'name', name: 'ci-bot', tokenId: '0b9f6a3e-2c1d-4e8f-9a7b-5c6d7e8f9a0b' },
   },
+  // A cursor a list did not give, on each list that takes one (test/http/cursors.test.ts checks
+  // that the server words them so).
+  invalidCursor: cursorRefusal('zzzz', 'an operation ID'),
+  invalidTenantCursor: cursorRefusal('tn_nope', "a tenant ID of this operation's items"),
+  invalidItemCursor: cursorRefusal(999, "the seq of one of this operation's items"),
+  invalidReportCursor: cursorRefusal(999, "the index of one of this report's entries"),
   tenantNotFound: { code: 'NOT_FOUND', message: 'Tenant tn_nope does not exist', details: { tenant: 'tn_nope' } },
   resourceNotFound: {
     code: 'NOT_FOUND',
@@ -202,6 +218,7 @@ export const CODES_BY_STATUS: Record<number, readonly string[]> = {
     'EXPIRY_NOT_IN_FUTURE',
     'SCOPE_NOT_APPLICABLE',
     'INVALID_LAST_EVENT_ID',
+    'INVALID_CURSOR',
   ],
   401: ['UNAUTHORIZED', 'TOKEN_EXPIRED', 'TOKEN_REVOKED', 'TOKEN_ROTATED'],
   403: ['FORBIDDEN', 'SELF_APPROVAL'],

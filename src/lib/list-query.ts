@@ -1,5 +1,10 @@
 // Query parameters of list routes: filters that take several values, and keyset paging.
 //
+// A page's cursor is the key of its last row (an ID, a ledger position). Read as a bare position,
+// anything sorts somewhere: `cursor=zzzz` after every operation ID (the first page again), base64
+// before them all (an empty page, which a client takes for "that was everything"). So a cursor is
+// refused (INVALID_CURSOR) unless it is a key the list could have given as nextCursor.
+//
 // A filter is a list of allowed values, validated like any other field (an unknown value is a 400
 // VALIDATION_FAILED naming the parameter and listing what it allows, never an empty page). Several
 // values are asked for by repeating the parameter (`state=running&state=paused`, what Swagger UI
@@ -7,7 +12,7 @@
 import { Type } from '@fastify/type-provider-typebox';
 import type { FastifyRequest } from 'fastify';
 import { BadRequestError } from './errors.ts';
-import { showText } from './text.ts';
+import { escapedIfNeeded, showText } from './text.ts';
 
 /** Most values one filter takes (each value once is already every one of them). */
 const MAX_FILTER_VALUES = 50;
@@ -63,4 +68,19 @@ export function nextLink(path: string, query: Record<string, unknown>, cursorPar
   }
   params.set(cursorParam, cursor);
   return `${path}?${params.toString()}`;
+}
+
+/**
+ * The refusal of a `cursor` the list did not give. `gives` says what its cursors are ("an
+ * operation ID"); the answer names the parameter and never runs the list.
+ */
+export function invalidCursor(cursor: string | number, gives: string) {
+  const text = String(cursor);
+  const shown = showText(text);
+  const message = `must be the nextCursor of a page of this list (${gives})`;
+  return new BadRequestError(
+    'INVALID_CURSOR',
+    `Invalid querystring.cursor: ${shown.startsWith('"') ? shown : JSON.stringify(shown)} is not a cursor this list gave; ${message}. Leave it out for the first page`,
+    [{ field: 'querystring.cursor', message, value: cursor, ...escapedIfNeeded(text) }],
+  );
 }

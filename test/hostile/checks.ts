@@ -36,6 +36,7 @@ const SAYS_WHAT_IS_ALLOWED: Record<string, (d: unknown) => boolean> = {
   EXPECTATION_FAILED: (d) => isObj(d) && Array.isArray(d.allowed),
   MISSING_HOST: (d) => isObj(d) && d.header === 'host',
   DUPLICATE_KEY: (d) => isObj(d) && typeof d.key === 'string' && typeof d.field === 'string',
+  INVALID_CURSOR: (d) => isList(d) && (d as unknown[]).every((x) => isObj(x) && x.field === 'querystring.cursor'),
 };
 
 /** Problems with one answer (empty: it is fine). */

@@ -1,11 +1,13 @@
 // GET /v1/operations/{id}/tenants: the tenants an operation affects, from its item ledger, with
 // what happened to their items and — for the people who act on an incident — how to reach them.
 import { Type } from '@fastify/type-provider-typebox';
-import { errorResponses, IdParams, IdString, type App } from '../../lib/schemas.ts';
+import { ERROR_EXAMPLES } from '../../lib/error-examples.ts';
+import { errorResponse, errorResponses, IdParams, IdString, type App } from '../../lib/schemas.ts';
 import { inTransaction, type Queryable } from '../../lib/sql.ts';
 import type { Role } from '../auth/roles.ts';
 import { appendAudit } from '../audit/repository.ts';
 import { tenantCards } from '../registry/contacts.ts';
+import { checkTenantCursor } from './cursors.ts';
 import { operationReads } from './repository.ts';
 
 /**
@@ -102,15 +104,24 @@ export default async function affectedTenantRoutes(app: App) {
             limit: Type.Optional(
               Type.Integer({ minimum: 1, maximum: 1000, default: 100, description: 'Page size (default 100)' }),
             ),
-            cursor: Type.Optional(IdString({ description: 'nextCursor of the previous page (a tenant ID)' })),
+            cursor: Type.Optional(
+              IdString({
+                description: 'nextCursor of the previous page (a tenant ID); anything else is 400 INVALID_CURSOR',
+              }),
+            ),
           },
           { additionalProperties: false },
         ),
-        response: { 200: AffectedTenantsPage, ...errorResponses(400, 401, 404) },
+        response: {
+          200: AffectedTenantsPage,
+          ...errorResponses(401, 404),
+          400: errorResponse(400, ERROR_EXAMPLES.invalidTenantCursor),
+        },
       },
     },
     async (req) => {
       const op = await reads.get(req.params.id);
+      await checkTenantCursor(app.db.pool, op.id, req.query.cursor);
       const principal = req.principal!;
       const withContacts = CONTACT_ROLES.includes(principal.role);
       const limit = req.query.limit!;

@@ -6,7 +6,9 @@
 import { Type, type Static } from '@fastify/type-provider-typebox';
 import type { Queryable } from '../../lib/sql.ts';
 import { ListFilter, listFilters, nextLink } from '../../lib/list-query.ts';
-import { errorResponses, IdString, type App } from '../../lib/schemas.ts';
+import { ERROR_EXAMPLES } from '../../lib/error-examples.ts';
+import { errorResponse, errorResponses, IdString, type App } from '../../lib/schemas.ts';
+import { checkOperationCursor } from './cursors.ts';
 import { OP_STATES } from './lifecycle-types.ts';
 import { TargetTypeView } from './schemas.ts';
 
@@ -20,7 +22,11 @@ export const OperationsQuery = Type.Object(
     limit: Type.Optional(
       Type.Integer({ minimum: 1, maximum: 200, default: 50, description: 'Page size (default 50)' }),
     ),
-    cursor: Type.Optional(IdString({ description: 'nextCursor of the previous page (an operation ID)' })),
+    cursor: Type.Optional(
+      IdString({
+        description: 'nextCursor of the previous page (an operation ID); anything else is 400 INVALID_CURSOR',
+      }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -188,13 +194,18 @@ export function listRoute(app: App) {
           'Summaries with progress, newest first: no plan and no policies (GET /v1/operations/{id} has them). ' +
           'Filter by `state` and `kind`, each taking several values (`state=running&state=paused` or ' +
           '`state=running,paused`); an unknown value is 400 VALIDATION_FAILED naming the parameter and its allowed values. ' +
-          'Page with `cursor` = `nextCursor` of the previous page, or follow `links.next`.',
+          'Page with `cursor` = `nextCursor` of the previous page, or follow `links.next`; a cursor the list did not give is 400 INVALID_CURSOR.',
         querystring: OperationsQuery,
-        response: { 200: OperationsPage, ...errorResponses(400, 401) },
+        response: {
+          200: OperationsPage,
+          ...errorResponses(401),
+          400: errorResponse(400, ERROR_EXAMPLES.invalidCursor),
+        },
       },
     },
     async (req) => {
       const limit = req.query.limit!;
+      await checkOperationCursor(app.db.pool, req.query.cursor);
       const items = await listSummaries(app.db.pool, { ...req.query, limit });
       const nextCursor = items.length === limit ? items[items.length - 1]!.id : null;
       return { items, nextCursor, links: { next: nextLink(LIST_PATH, req.query, 'cursor', nextCursor) } };

@@ -3,7 +3,7 @@
 import { Type } from '@fastify/type-provider-typebox';
 import type { Readable } from 'node:stream';
 import { BadRequestError } from '../../lib/errors.ts';
-import { ERROR_EXAMPLES } from '../../lib/error-examples.ts';
+import { ERROR_EXAMPLES, type ErrorExample } from '../../lib/error-examples.ts';
 import { ListFilter, listFilters } from '../../lib/list-query.ts';
 import { errorResponse, errorResponses, IdParams, MAX_INT4, type App } from '../../lib/schemas.ts';
 import { escapedIfNeeded } from '../../lib/text.ts';
@@ -14,6 +14,7 @@ import { readIdStream } from './id-stream.ts';
 import { ID_CLASSES } from './planner.ts';
 import { PURGE_CLASSES } from '../purges/schemas.ts';
 import { RESTORE_CLASSES } from '../restores/schemas.ts';
+import { checkItemCursor, checkReportCursor } from './cursors.ts';
 import { listRoute } from './list.ts';
 import { operationReads } from './repository.ts';
 import { operationService, serverTiming, type SubmitResult } from './service.ts';
@@ -38,6 +39,9 @@ const SUBMIT_RESPONSES = {
   ...errorResponses(400, 401, 403, 413, 415, 422),
   409: errorResponse(409, ERROR_EXAMPLES.idempotencyKeyReused),
 };
+const NOT_GIVEN = '; one the list did not give is 400 INVALID_CURSOR';
+/** The paged reads of one operation: their 400 shows the refusal of a cursor they did not give. */
+const pageErrors = (example: ErrorExample) => ({ ...errorResponses(401, 404), 400: errorResponse(400, example) });
 /** The text route takes text/plain only: its 415 says so (the default example names JSON). */
 const TEXT_SUBMIT_RESPONSES = {
   ...SUBMIT_RESPONSES,
@@ -240,16 +244,21 @@ export default async function operationRoutes(app: App) {
             state: ListFilter(ITEM_STATES, 'Only items in one of these ledger states'),
             limit: Limit(1000, 100),
             cursor: Type.Optional(
-              Type.Integer({ minimum: -1, maximum: MAX_INT4, description: 'nextCursor of the previous page' }),
+              Type.Integer({
+                minimum: 0,
+                maximum: MAX_INT4,
+                description: 'nextCursor of the previous page' + NOT_GIVEN,
+              }),
             ),
           },
           { additionalProperties: false },
         ),
-        response: { 200: ItemsPage, ...errorResponses(400, 401, 404) },
+        response: { 200: ItemsPage, ...pageErrors(ERROR_EXAMPLES.invalidItemCursor) },
       },
     },
     async (req) => {
       const op = await reads.get(req.params.id);
+      await checkItemCursor(app.db.pool, op.id, req.query.cursor);
       const rows = await reads.items({ operationId: op.id, ...req.query, limit: req.query.limit! });
       // When each resource's retention ends (soft-deleted by an operation, not purged yet).
       const due = await app.db.pool.query<{ id: string; purge_after: Date }>(
@@ -298,16 +307,21 @@ export default async function operationRoutes(app: App) {
             ),
             limit: Limit(5000, 1000),
             cursor: Type.Optional(
-              Type.Integer({ minimum: 0, maximum: MAX_INT4, description: 'nextCursor of the previous page' }),
+              Type.Integer({
+                minimum: 0,
+                maximum: MAX_INT4,
+                description: 'nextCursor of the previous page' + NOT_GIVEN,
+              }),
             ),
           },
           { additionalProperties: false },
         ),
-        response: { 200: ReportPage, ...errorResponses(400, 401, 404) },
+        response: { 200: ReportPage, ...pageErrors(ERROR_EXAMPLES.invalidReportCursor) },
       },
     },
     async (req) => {
       const op = await reads.get(req.params.id);
+      await checkReportCursor(app.db.pool, op.id, req.query.cursor);
       const rows = await reads.rejections({
         operationId: op.id,
         class: req.query.class,

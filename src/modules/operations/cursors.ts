@@ -1,0 +1,51 @@
+// The cursors of the operation lists, checked before a page is read: a cursor is the key of the
+// last row of a page the list gave (lib/list-query.ts says why anything else is refused). Rows of
+// operations, their ledgers and their rejection reports are never deleted, so a cursor the list
+// gave stays valid for good.
+import { invalidCursor } from '../../lib/list-query.ts';
+import type { Queryable } from '../../lib/sql.ts';
+
+async function exists(db: Queryable, sql: string, params: unknown[]) {
+  const r = await db.query<{ found: boolean }>(`SELECT EXISTS (${sql}) AS found`, params);
+  return r.rows[0]?.found === true;
+}
+
+/** GET /v1/operations: an operation ID (the list's key). */
+export async function checkOperationCursor(db: Queryable, cursor: string | undefined) {
+  if (cursor === undefined) return;
+  if (!(await exists(db, 'SELECT 1 FROM operations WHERE id = $1', [cursor])))
+    throw invalidCursor(cursor, 'an operation ID');
+}
+
+/** GET /v1/operations/{id}/tenants: a tenant of the operation's item ledger. */
+export async function checkTenantCursor(db: Queryable, operationId: string, cursor: string | undefined) {
+  if (cursor === undefined) return;
+  // operation_tenants (keyed by operation and tenant) answers for a delete's plan at once; the
+  // ledger, which has no index by tenant, only for the operations without those rows (restores,
+  // purges) or a tenant that is in neither.
+  const found =
+    (await exists(db, 'SELECT 1 FROM operation_tenants WHERE operation_id = $1 AND tenant_id = $2', [
+      operationId,
+      cursor,
+    ])) ||
+    (await exists(db, 'SELECT 1 FROM operation_items WHERE operation_id = $1 AND tenant_id = $2', [
+      operationId,
+      cursor,
+    ]));
+  if (!found) throw invalidCursor(cursor, "a tenant ID of this operation's items");
+}
+
+/** GET /v1/operations/{id}/items: the seq of one of the operation's items. */
+export async function checkItemCursor(db: Queryable, operationId: string, cursor: number | undefined) {
+  if (cursor === undefined) return;
+  if (!(await exists(db, 'SELECT 1 FROM operation_items WHERE operation_id = $1 AND seq = $2', [operationId, cursor])))
+    throw invalidCursor(cursor, "the seq of one of this operation's items");
+}
+
+/** GET /v1/operations/{id}/report: the index of one of the rejection report's entries. */
+export async function checkReportCursor(db: Queryable, operationId: string, cursor: number | undefined) {
+  if (cursor === undefined) return;
+  const sql = 'SELECT 1 FROM operation_rejections WHERE operation_id = $1 AND ordinal = $2';
+  if (!(await exists(db, sql, [operationId, cursor])))
+    throw invalidCursor(cursor, "the index of one of this report's entries");
+}

@@ -1,0 +1,122 @@
+// Every `cursor` query parameter takes only what the list gave as nextCursor: anything else is a
+// 400 INVALID_CURSOR naming querystring.cursor, never a first page or an empty page that a client
+// would read as "that was everything". The cursors the API gives keep paging.
+import request from 'supertest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ERROR_EXAMPLES, type ErrorExample } from '../../src/lib/error-examples.ts';
+import { buildTestApp, type TestApp } from '../support/app.ts';
+import { changedTables, fingerprint } from '../support/fingerprint.ts';
+import { appId, seedRegistry, tenantId } from '../support/seed.ts';
+
+let t: TestApp;
+let planned: string;
+let rejected: string;
+const spec = { targetType: 'app', reason: 'Remove the legacy app', ticket: 'CHG-1' };
+
+beforeAll(async () => {
+  t = await buildTestApp();
+  await seedRegistry(t.databaseUrl, { sites: 5, appsPerSite: 2 });
+  const submit = (ids: string[]) =>
+    request(t.app.server)
+      .post('/v1/operations')
+      .set('authorization', t.auth('requester'))
+      .send({ ...spec, ids });
+  // Three tenants, two apps each: six ledger items.
+  const ok = await submit([0, 1, 2].flatMap((s) => [appId(s, 0), appId(s, 1)]));
+  expect(ok.status, JSON.stringify(ok.body)).toBe(201);
+  planned = ok.body.id;
+  const bad = await submit([appId(3, 0), 'app_nope_1', 'app_nope_2', 'app_nope_3']);
+  expect(bad.status, JSON.stringify(bad.body)).toBe(422);
+  rejected = bad.body.details.operationId;
+});
+afterAll(async () => {
+  await t?.close();
+});
+
+const get = (path: string) => request(t.app.server).get(path).set('authorization', t.auth('viewer'));
+
+/** A refused cursor: 400 INVALID_CURSOR naming the parameter, and nothing changed. */
+async function refused(path: string, example?: ErrorExample) {
+  const before = await fingerprint(t.app.db.pool);
+  const res = await get(path);
+  expect(res.status, `${path}: ${JSON.stringify(res.body)}`).toBe(400);
+  expect(res.body.code).toBe('INVALID_CURSOR');
+  expect(res.body.details).toEqual([expect.objectContaining({ field: 'querystring.cursor' })]);
+  expect(res.body.message).toContain('nextCursor');
+  expect(changedTables(before, await fingerprint(t.app.db.pool))).toEqual([]);
+  // The OpenAPI document's example of the route is what the server says.
+  if (example) expect({ ...res.body, requestId: undefined }).toEqual({ ...example, requestId: undefined });
+}
+
+describe('GET /v1/operations', () => {
+  it('refuses what is not an operation ID it listed', async () => {
+    await refused('/v1/operations?cursor=zzzz', ERROR_EXAMPLES.invalidCursor);
+    // Base64 of {"id":10}: what a client might try from another API.
+    await refused('/v1/operations?cursor=eyJpZCI6MTB9');
+    await refused('/v1/operations?cursor=op_zzzzzzzzzzzzzzzzz');
+    await refused(`/v1/operations?cursor=${tenantId(0)}&state=planned`);
+  });
+
+  it('pages with the cursors it gives', async () => {
+    const first = await get('/v1/operations?limit=1').expect(200);
+    expect(first.body.items.map((o: { id: string }) => o.id)).toEqual([rejected]);
+    const second = await get(first.body.links.next).expect(200);
+    expect(second.body.items.map((o: { id: string }) => o.id)).toEqual([planned]);
+    const third = await get(`/v1/operations?limit=1&cursor=${second.body.nextCursor}`).expect(200);
+    expect(third.body).toMatchObject({ items: [], nextCursor: null });
+  });
+});
+
+describe('GET /v1/operations/{id}/tenants', () => {
+  it("refuses what is not one of the operation's tenants", async () => {
+    await refused(`/v1/operations/${planned}/tenants?cursor=tn_nope`, ERROR_EXAMPLES.invalidTenantCursor);
+    await refused(`/v1/operations/${planned}/tenants?cursor=abc`);
+    // A tenant of the registry, but not of this operation.
+    await refused(`/v1/operations/${planned}/tenants?cursor=${tenantId(4)}`);
+    // The operation is unknown: that is what the answer says.
+    await get('/v1/operations/op_nothing/tenants?cursor=abc').expect(404);
+  });
+
+  it('pages with the cursors it gives', async () => {
+    const first = await get(`/v1/operations/${planned}/tenants?limit=2`).expect(200);
+    expect(first.body.nextCursor).toBe(tenantId(1));
+    const second = await get(`/v1/operations/${planned}/tenants?limit=2&cursor=${first.body.nextCursor}`).expect(200);
+    expect(second.body.items.map((r: { tenantId: string }) => r.tenantId)).toEqual([tenantId(2)]);
+  });
+});
+
+describe('GET /v1/operations/{id}/items', () => {
+  it('refuses a position the ledger does not have', async () => {
+    await refused(`/v1/operations/${planned}/items?cursor=999`, ERROR_EXAMPLES.invalidItemCursor);
+    await refused(`/v1/operations/${planned}/items?cursor=6`);
+    // The cursor of another operation's ledger.
+    await refused(`/v1/operations/${rejected}/items?cursor=0`);
+    // Not a number at all, or below every seq, stays a validation error of the parameter.
+    for (const cursor of ['abc', '-1']) {
+      const r = await get(`/v1/operations/${planned}/items?cursor=${cursor}`).expect(400);
+      expect(r.body).toMatchObject({ code: 'VALIDATION_FAILED', details: [{ field: 'querystring.cursor' }] });
+    }
+  });
+
+  it('pages with the cursors it gives', async () => {
+    const first = await get(`/v1/operations/${planned}/items?limit=4`).expect(200);
+    expect(first.body.items).toHaveLength(4);
+    const second = await get(`/v1/operations/${planned}/items?limit=4&cursor=${first.body.nextCursor}`).expect(200);
+    expect(second.body).toMatchObject({ nextCursor: null });
+    expect(second.body.items).toHaveLength(2);
+  });
+});
+
+describe('GET /v1/operations/{id}/report', () => {
+  it('refuses a position the report does not have', async () => {
+    await refused(`/v1/operations/${rejected}/report?cursor=999`, ERROR_EXAMPLES.invalidReportCursor);
+    await refused(`/v1/operations/${planned}/report?cursor=0`);
+  });
+
+  it('pages with the cursors it gives', async () => {
+    const first = await get(`/v1/operations/${rejected}/report?limit=2`).expect(200);
+    expect(first.body.items.map((r: { id: string }) => r.id)).toEqual(['app_nope_1', 'app_nope_2']);
+    const second = await get(`/v1/operations/${rejected}/report?limit=2&cursor=${first.body.nextCursor}`).expect(200);
+    expect(second.body.items.map((r: { id: string }) => r.id)).toEqual(['app_nope_3']);
+  });
+});
