@@ -2,6 +2,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import request from 'supertest';
 import { buildTestApp, type TestApp } from '../support/app.ts';
+import { changedTables, fingerprint } from '../support/fingerprint.ts';
 import { appId, query, seedRegistry } from '../support/seed.ts';
 
 let t: TestApp;
@@ -72,5 +73,38 @@ describe('admin policy', () => {
       .set('authorization', t.auth('admin'))
       .send({ budgets: { maxTenants: 1, maxItems: 1, maxRestoreMinutes: 0 } })
       .expect(400);
+  });
+
+  it('takes back the document GET answers, as it is (GET, edit, PUT)', async () => {
+    const admin = t.auth('admin');
+    const got = await request(t.app.server).get('/v1/admin/policy').set('authorization', admin).expect(200);
+    expect(got.body.rollingBudgets.windowHours).toBe(24);
+    const edited = { ...got.body, planTtlSeconds: 3_600 };
+    const put = await request(t.app.server).put('/v1/admin/policy').set('authorization', admin).send(edited);
+    expect(put.status, JSON.stringify(put.body)).toBe(200);
+    expect(put.body).toEqual(edited);
+    // The window is not stored with the budgets: it is the service's, not the policy's.
+    const [row] = await query(t.databaseUrl, `SELECT value FROM settings WHERE key = 'rolling_budgets'`);
+    expect(row?.value).toEqual({
+      perRequester: got.body.rollingBudgets.perRequester,
+      total: got.body.rollingBudgets.total,
+    });
+  });
+
+  it('refuses another rolling window, naming the field and saying it is fixed, changing nothing', async () => {
+    const admin = t.auth('admin');
+    const got = await request(t.app.server).get('/v1/admin/policy').set('authorization', admin).expect(200);
+    const before = await fingerprint(t.app.db.pool);
+    for (const windowHours of [48, 0, '24', null]) {
+      const r = await request(t.app.server)
+        .put('/v1/admin/policy')
+        .set('authorization', admin)
+        .send({ ...got.body, rollingBudgets: { ...got.body.rollingBudgets, windowHours } });
+      expect(r.status, JSON.stringify(r.body)).toBe(400);
+      expect(r.body.code).toBe('VALIDATION_FAILED');
+      expect(r.body.details[0]).toMatchObject({ field: 'body.rollingBudgets.windowHours', allowed: [24] });
+      expect(r.body.message).toMatch(/^Invalid body\.rollingBudgets\.windowHours: .*fixed at 24/);
+    }
+    expect(changedTables(before, await fingerprint(t.app.db.pool))).toEqual([]);
   });
 });

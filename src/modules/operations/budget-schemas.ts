@@ -41,6 +41,10 @@ export const BudgetsInput = Type.Object(
   },
 );
 
+const ROLLING_DESCRIPTION =
+  'Budgets across operations over a rolling 24 h: an operation counts with its whole plan from the moment it is planned, ' +
+  'while it is live and for 24 h after it ended (rejected, cancelled and expired ones do not count); a tenant counts once';
+
 export const RollingBudgets = Type.Object(
   {
     perRequester: limits(`one requester's operations may touch in ${ROLLING_WINDOW_HOURS} h`),
@@ -48,10 +52,29 @@ export const RollingBudgets = Type.Object(
   },
   {
     additionalProperties: false,
-    description:
-      'Budgets across operations over a rolling 24 h: an operation counts with its whole plan from the moment it is planned, ' +
-      'while it is live and for 24 h after it ended (rejected, cancelled and expired ones do not count); a tenant counts once',
+    description: ROLLING_DESCRIPTION,
     example: DEFAULT_ROLLING_BUDGETS,
+  },
+);
+
+/**
+ * The rolling budgets on the way in. `windowHours` is not a setting: the window is the service's
+ * (ROLLING_WINDOW_HOURS, in the statement that counts usage). PUT takes it back as GET shows it,
+ * so that GET → edit → PUT works; policy-routes.ts refuses another value, saying it is fixed.
+ */
+export const RollingBudgetsInput = Type.Object(
+  {
+    windowHours: Type.Optional(
+      Type.Literal(ROLLING_WINDOW_HOURS, {
+        description: `The rolling window in hours: fixed at ${ROLLING_WINDOW_HOURS}, not settable. Taken (or left out) so that the policy GET answers can be sent back as it is; another value is 400 VALIDATION_FAILED`,
+      }),
+    ),
+    ...RollingBudgets.properties,
+  },
+  {
+    additionalProperties: false,
+    description: ROLLING_DESCRIPTION,
+    example: { windowHours: ROLLING_WINDOW_HOURS, ...DEFAULT_ROLLING_BUDGETS },
   },
 );
 

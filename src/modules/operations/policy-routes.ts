@@ -2,11 +2,13 @@
 // estimated minutes to restore) and across operations over a rolling 24 h. A plan over budget is
 // still made but needs a break-glass approval (an admin's, besides the approver's).
 import { Type } from '@fastify/type-provider-typebox';
+import type { FastifyRequest } from 'fastify';
+import { BadRequestError } from '../../lib/errors.ts';
 import { inTransaction } from '../../lib/sql.ts';
 import { errorResponses, type App } from '../../lib/schemas.ts';
 import { appendAudit } from '../audit/repository.ts';
 import type { Queryable } from '../../lib/sql.ts';
-import { BUDGETS_EXAMPLE, Budgets, BudgetsInput, RollingBudgets, RollingBudgetsView } from './budget-schemas.ts';
+import { BUDGETS_EXAMPLE, Budgets, BudgetsInput, RollingBudgetsInput, RollingBudgetsView } from './budget-schemas.ts';
 import { DEFAULT_BUDGETS, DEFAULT_PLAN_TTL_SECONDS, DEFAULT_RESTORE_APPROVAL } from './policy.ts';
 import { DEFAULT_ROLLING_BUDGETS, getRollingBudgets, ROLLING_WINDOW_HOURS } from './rolling-budgets.ts';
 import { getBudgets, getPlanTtlSeconds, getRestoreApproval } from './repository.ts';
@@ -61,17 +63,32 @@ const PolicyBody = Type.Object(
   {
     budgets: BudgetsInput,
     planTtlSeconds: Type.Optional(PlanTtl),
-    rollingBudgets: Type.Optional(RollingBudgets),
+    rollingBudgets: Type.Optional(RollingBudgetsInput),
     restoreApproval: Type.Optional(RestoreApprovalField),
     retentionDays: Type.Optional(RetentionDaysField),
   },
   {
     additionalProperties: false,
     description:
-      'The new policy; an omitted planTtlSeconds, rollingBudgets, restoreApproval or retentionDays keeps the one in force',
-    example: EXAMPLE,
+      'The new policy; an omitted planTtlSeconds, rollingBudgets, restoreApproval or retentionDays keeps the one in force. What GET answers is taken as it is (rollingBudgets.windowHours only as the fixed value)',
+    example: { ...EXAMPLE, rollingBudgets: { windowHours: ROLLING_WINDOW_HOURS, ...DEFAULT_ROLLING_BUDGETS } },
   },
 );
+
+/**
+ * preValidation of PUT: another rolling window is refused here, before the schema, whose answer
+ * would only be "must be 24", with one that says the window is fixed and not a setting.
+ */
+async function windowIsFixed(req: FastifyRequest) {
+  const rolling = (req.body as { rollingBudgets?: unknown } | null | undefined)?.rollingBudgets;
+  if (typeof rolling !== 'object' || rolling === null || !('windowHours' in rolling)) return;
+  if (rolling.windowHours === ROLLING_WINDOW_HOURS) return;
+  const field = 'body.rollingBudgets.windowHours';
+  const message = `is fixed at ${ROLLING_WINDOW_HOURS} (hours) and cannot be set: send ${ROLLING_WINDOW_HOURS}, as GET /v1/admin/policy shows it, or leave it out`;
+  throw new BadRequestError('VALIDATION_FAILED', `Invalid ${field}: ${message}`, [
+    { field, message, allowed: [ROLLING_WINDOW_HOURS] },
+  ]);
+}
 
 const readPolicy = async (db: Queryable) => ({
   budgets: { ...DEFAULT_BUDGETS, ...(await getBudgets(db)) },
@@ -102,28 +119,31 @@ export default async function policyRoutes(app: App) {
     '/admin/policy',
     {
       config: { auth: ['admin'], audited: true },
+      preValidation: windowIsFixed,
       schema: {
         operationId: 'setPolicy',
         tags: ['admin'],
         summary: 'Set the policy',
-        description:
-          'Replaces the budgets (and the plan TTL, the rolling budgets, restoreApproval and retentionDays when given). Applies to plans made afterwards; existing plans keep the verdict they were approved with and the expiry they were given.',
+        description: `Replaces the budgets (and the plan TTL, the rolling budgets, restoreApproval and retentionDays when given). Takes the document GET answers as it is: rollingBudgets.windowHours is fixed at ${ROLLING_WINDOW_HOURS} and taken only with that value (another is 400 VALIDATION_FAILED naming it). Applies to plans made afterwards; existing plans keep the verdict they were approved with and the expiry they were given.`,
         body: PolicyBody,
         response: { 200: PolicyView, ...errorResponses(400, 401, 403) },
       },
     },
     async (req) => {
+      // The window is the service's, not stored with the budgets (windowIsFixed checked it).
+      const given = req.body.rollingBudgets;
+      const rolling = given && { perRequester: given.perRequester, total: given.total };
       await inTransaction(app.db.pool, async (c) => {
         await c.query(
           `INSERT INTO settings (key, value, updated_by) VALUES ('budgets', $1, $2)
                      ON CONFLICT (key) DO UPDATE SET value = $1, updated_by = $2, updated_at = now()`,
           [JSON.stringify(req.body.budgets), req.principal!.name],
         );
-        if (req.body.rollingBudgets !== undefined) {
+        if (rolling !== undefined) {
           await c.query(
             `INSERT INTO settings (key, value, updated_by) VALUES ('rolling_budgets', $1, $2)
              ON CONFLICT (key) DO UPDATE SET value = $1, updated_by = $2, updated_at = now()`,
-            [JSON.stringify(req.body.rollingBudgets), req.principal!.name],
+            [JSON.stringify(rolling), req.principal!.name],
           );
         }
         if (req.body.planTtlSeconds !== undefined) {
@@ -149,7 +169,7 @@ export default async function policyRoutes(app: App) {
           payload: {
             budgets: req.body.budgets,
             planTtlSeconds: req.body.planTtlSeconds ?? null,
-            rollingBudgets: req.body.rollingBudgets ?? null,
+            rollingBudgets: rolling ?? null,
             restoreApproval: req.body.restoreApproval ?? null,
             retentionDays: req.body.retentionDays ?? null,
           },
