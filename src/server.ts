@@ -4,6 +4,7 @@
 import closeWithGrace from 'close-with-grace';
 import { SHUTDOWN_SIGNALS, signalCounter } from './lib/signals.ts';
 import { checkListen, listeners, listenProblem } from './lib/listen.ts';
+import { watchLocalServers } from './embedded/watch.ts';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { constants } from 'node:os';
@@ -33,7 +34,10 @@ import { checkSnapshotKey } from './modules/snapshots/key-check.ts';
 // listeners run on every process.exit(), and stop() is synchronous, verifies that the servers are
 // gone and says what is true.
 let embedded: SomeLocalServices | undefined;
+/** Stops watching the local servers (watchLocalServers), before they are stopped on purpose. */
+let unwatch: (() => void) | undefined;
 function stopEmbedded() {
+  unwatch?.();
   const services = embedded;
   embedded = undefined;
   if (!services) return;
@@ -202,6 +206,7 @@ async function main() {
       onSecondSignal: (signal) => console.error(`second ${signal}: exiting now${servers}`),
     },
     async ({ err }) => {
+      unwatch?.(); // the local servers are about to be stopped on purpose
       if (err) app.log.error({ err }, 'shutting down after an error');
       try {
         await workers?.close();
@@ -225,6 +230,7 @@ async function main() {
       process.exit(1);
     },
   );
+  if (local) unwatch = watchLocalServers(local.pids, config.dataDir, (m) => console.error(m));
   phase = 'running';
 }
 

@@ -196,6 +196,17 @@ describe('Ctrl-C on the zero-config start', () => {
     },
   );
 
+  it('says so when its local PostgreSQL stops under it, and how to get it back', { timeout: 240_000 }, async () => {
+    dir = tempDataDir();
+    server = await startServer(dir);
+    const pids = runningPids(dir);
+    // It answered 503 to every request and logged per-request warnings, never that PostgreSQL was gone.
+    process.kill(pids.pg, 'SIGKILL');
+    await server.waitForOutput(new RegExp(`the local PostgreSQL \\(pid ${pids.pg}\\) has stopped`), 30_000);
+    expect(server.output()).toContain(`run npm start again: it starts PostgreSQL on the data kept in ${dir}/`);
+    expect(server.output()).not.toMatch(/the local Redis \(pid \d+\) has stopped/);
+  });
+
   it(
     'a PORT in use stops the start before anything runs: exit 2, named, no stack trace',
     { timeout: 240_000 },
