@@ -82,10 +82,7 @@ async function main() {
     throw err;
   }
   const mixed = localDatabaseBesideSharedRedis(config, process.env, misspeltConnections(process.env));
-  if (mixed) {
-    console.error(mixed.message);
-    process.exit(2);
-  }
+  if (mixed) throw mixed; // a ConfigError: main().catch says it and exits 2
   for (const [host, port, vars] of listeners(config)) {
     const problem = await checkListen(host, port, vars);
     if (problem) throw problem;
@@ -172,8 +169,9 @@ async function main() {
           });
   } catch (err) {
     // Taken since the check above (another process was quicker): said the same way.
-    const [host, port, vars] =
-      listeners(config).find(([, p]) => String(err).includes(`:${p}`)) ?? listeners(config)[0]!;
+    // Node's listen error carries the port it failed on.
+    const failed = (err as { port?: number }).port;
+    const [host, port, vars] = listeners(config).find(([, p]) => p === failed) ?? listeners(config)[0]!;
     const problem = listenProblem(err, host, port, vars);
     if (!problem) throw err;
     await workers?.close();
