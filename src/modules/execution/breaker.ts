@@ -70,6 +70,8 @@ export async function applyWithBreaker(
   breaker: Breaker,
   /** Holds a slot of the operation's in-flight budget around each call (call-slots.ts). */
   slot: <T>(call: () => Promise<T>) => Promise<T> = (call) => call(),
+  /** Each call's result as it lands (HTTP adapters; `k`: its place in `items`). */
+  landed?: (k: number, r: ItemResult) => void,
 ): Promise<BreakerResult> {
   const arrived = new Array<number>(items.length).fill(-1);
   const shouldContinue = () => breaker.shouldContinue();
@@ -83,6 +85,7 @@ export async function applyWithBreaker(
     // The halt check (shouldContinue) runs inside the slot, just before the call is sent.
     const r = (await slot(() => adapter.apply(action, [item], { ...opts, concurrency: 1, shouldContinue })))[0]!;
     arrived[k] = breaker.arrive(r);
+    landed?.(k, r);
     return r;
   });
   return { results, arrived };

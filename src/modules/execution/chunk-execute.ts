@@ -12,6 +12,7 @@ import {
   type TargetAdapter,
 } from '../adapters/index.ts';
 import { takeSnapshots } from './chunk-snapshots.ts';
+import { landedOutcome, PROGRESS_EVERY_MS, progressRecorder } from './chunk-progress.ts';
 import { applyWithBreaker, arrivalOrder, chunkBreaker, type BreakerResult } from './breaker.ts';
 import { executePurge } from './chunk-purge.ts';
 import { executeRestore } from './chunk-restore.ts';
@@ -45,6 +46,8 @@ export async function execute<Tx>(
   fence: Fence,
   /** The type's adapter when the caller already looked it up for this chunk. */
   found?: { adapter: TargetAdapter },
+  /** Records landed outcomes while the chunk's other calls are out (chunk-progress.ts). */
+  recordLanded?: (outcomes: Outcome[]) => Promise<void>,
 ): Promise<Executed> {
   const { rollout, haltPolicy } = op.lifecycle;
   const asAdapterItem = (i: ClaimedItem): AdapterItem => ({
@@ -117,6 +120,11 @@ export async function execute<Tx>(
       op.wave!,
       () => !fence.lost && !lease.lost() && deps.watch.canRun(j.opId, j.wave, since),
     );
+    // Only calls that land one by one (HTTP): the registry adapter's land all at once, at the end.
+    const progress =
+      recordLanded && adapter.kind === 'http'
+        ? progressRecorder(recordLanded, deps.progressEveryMs ?? PROGRESS_EVERY_MS, deps.clock)
+        : undefined;
     const marked = new Set<number>();
     const sending: Promise<Sent>[] = [];
     let notMarkedCount = 0;
@@ -148,6 +156,7 @@ export async function execute<Tx>(
         { idempotencyKey: idempotencyKeyFor, concurrency: rollout.concurrency },
         breaker,
         slot,
+        progress && ((k, r) => progress.arrive(toRun[k]!.seq, r)),
       ).then((r) => ({ items: toRun, ...r }));
       // A part that throws stops the other from sending; each is awaited below (or above).
       call.catch(() => breaker.trip());
@@ -155,10 +164,12 @@ export async function execute<Tx>(
     }
     // Every part has landed before the chunk returns or fails: nothing is sent after it.
     const settled = await Promise.allSettled(sending);
+    // Recorded while the calls were out: not recorded again (their rows are no longer claimed).
+    const early = (await progress?.settle()) ?? new Set<number>();
     const thrown = settled.find((x) => x.status === 'rejected');
     if (thrown) throw thrown.reason;
     const sent = outcomesOf(...mergeSent(settled.map((x) => (x as PromiseFulfilledResult<Sent>).value)));
-    outcomes.push(...sent.outcomes);
+    outcomes.push(...sent.outcomes.filter((o) => !early.has(o.seq)));
     const unsent = notMarkedCount + sent.unsent;
     const requeue = sent.requeue;
     const stillRunning = deps.watch.canRun(j.opId, j.wave, since);
@@ -210,14 +221,15 @@ export function outcomesOf(
   for (const k of order) {
     const seq = items[k]!.seq;
     const r = results[k]!;
-    if (r.ok) outcomes.push({ seq, state: 'done', error: null });
+    const landed = landedOutcome(seq, r);
+    if (landed) outcomes.push(landed);
     else if (isSkipped(r)) {
       unsent++;
       outcomes.push({ seq, state: 'pending', error: null });
-    } else if (r.interrupted) {
+    } else if (!r.ok && r.interrupted) {
       requeue++;
       outcomes.push({ seq, state: 'pending', error: r.error.slice(0, 500), sent: true });
-    } else outcomes.push({ seq, state: 'failed', error: r.error.slice(0, 500), permanent: r.permanent });
+    }
   }
   return { outcomes, unsent, requeue };
 }

@@ -43,6 +43,8 @@ export interface ChunkDeps<Tx = Queryable> {
   clock(): number;
   /** How long a claim stays exclusive; the run renews it at a third of that. */
   leaseMs: number;
+  /** How often, at most, a chunk records what has landed while its calls are out (default PROGRESS_EVERY_MS). */
+  progressEveryMs?: number;
   metrics?: Pick<Metrics, 'items'>;
   /** Restore operations: reads and verifies the snapshots items are restored to. */
   readSnapshots?: RestoreReader['readSnapshots'];
@@ -121,12 +123,55 @@ export async function processChunk<Tx>(deps: ChunkDeps<Tx>, jobId: string, j: Ch
       deferMs = deferForCap(grant);
     }
   }
+  // Records a batch of outcomes and decides on them in one transaction: the chunk's last batch,
+  // and before it what landed while its other calls were out (chunk-progress.ts).
+  const recordBatch = (batch: Outcome[], marks: Set<number>) => {
+    const now = deps.clock();
+    return deps.engine.apply(
+      j.opId,
+      async (tx) => {
+        // What the outcomes change besides the ledger is written before the wave's counters (and
+        // their row lock) in the same transaction: see Ledger.record.
+        const follow = async (rec: { doneSeqs: number[]; recordedDone: number; descendantsDone: number }) => {
+          if (op.action === 'erase' && rec.doneSeqs.length) {
+            // Done and keys destroyed commit together, or neither does (the transaction fails and the
+            // items are sent again under the same idempotency key).
+            if (!deps.eraseKeys) throw new Error(`erasure ${j.opId}: no key eraser wired; nothing recorded`);
+            const erased = await deps.eraseKeys(tx, j.opId, rec.doneSeqs);
+            deps.metrics?.items.inc({ outcome: 'erased' }, erased.items + erased.descendants);
+          }
+          if (deps.registryFollows && rec.recordedDone + rec.descendantsDone > 0)
+            await deps.registryFollows(
+              tx,
+              op,
+              batch.filter((o) => o.state === 'done').map((o) => o.seq),
+            );
+        };
+        const rec = await deps.ledger.record(tx, j.opId, j.wave, token, batch, marks, now, follow);
+        if (op.action === 'restore') {
+          deps.metrics?.items.inc({ outcome: 'restored' }, rec.recordedDone + rec.descendantsDone);
+          deps.metrics?.items.inc({ outcome: 'restore_failed' }, rec.recordedFailed);
+        } else if (op.action === 'purge') {
+          deps.metrics?.items.inc({ outcome: 'purged' }, rec.recordedDone);
+          deps.metrics?.items.inc({ outcome: 'purge_failed' }, rec.recordedFailed);
+        } else {
+          deps.metrics?.items.inc({ outcome: 'done' }, rec.recordedDone);
+          deps.metrics?.items.inc({ outcome: 'failed' }, rec.recordedFailed);
+        }
+        return waveEvent(j.wave, rec.stats, op.lifecycle.haltPolicy, batch);
+      },
+      SYSTEM,
+      { report: true },
+    );
+  };
   const marks = new Set<number>();
   let unsent = 0;
   let handedBack = 0;
   let stillRunning = false;
   if (items.length) {
-    const r = await execute(deps, op, j, range, token, items, fence, got);
+    const r = await execute(deps, op, j, range, token, items, fence, got, async (landed) => {
+      await recordBatch(landed, new Set());
+    });
     outcomes.push(...r.outcomes);
     r.marked.forEach((s) => marks.add(s));
     unsent = r.unsent;
@@ -135,43 +180,7 @@ export async function processChunk<Tx>(deps: ChunkDeps<Tx>, jobId: string, j: Ch
   }
   // Caps charge executed items only: what was reserved but never sent is given back.
   if (grant && unsent > 0) await deps.velocity.refund(grant, unsent);
-  const now = deps.clock();
-  const applied = await deps.engine.apply(
-    j.opId,
-    async (tx) => {
-      // What the outcomes change besides the ledger is written before the wave's counters (and
-      // their row lock) in the same transaction: see Ledger.record.
-      const follow = async (rec: { doneSeqs: number[]; recordedDone: number; descendantsDone: number }) => {
-        if (op.action === 'erase' && rec.doneSeqs.length) {
-          // Done and keys destroyed commit together, or neither does (the transaction fails and the
-          // items are sent again under the same idempotency key).
-          if (!deps.eraseKeys) throw new Error(`erasure ${j.opId}: no key eraser wired; nothing recorded`);
-          const erased = await deps.eraseKeys(tx, j.opId, rec.doneSeqs);
-          deps.metrics?.items.inc({ outcome: 'erased' }, erased.items + erased.descendants);
-        }
-        if (deps.registryFollows && rec.recordedDone + rec.descendantsDone > 0)
-          await deps.registryFollows(
-            tx,
-            op,
-            outcomes.filter((o) => o.state === 'done').map((o) => o.seq),
-          );
-      };
-      const rec = await deps.ledger.record(tx, j.opId, j.wave, token, outcomes, marks, now, follow);
-      if (op.action === 'restore') {
-        deps.metrics?.items.inc({ outcome: 'restored' }, rec.recordedDone + rec.descendantsDone);
-        deps.metrics?.items.inc({ outcome: 'restore_failed' }, rec.recordedFailed);
-      } else if (op.action === 'purge') {
-        deps.metrics?.items.inc({ outcome: 'purged' }, rec.recordedDone);
-        deps.metrics?.items.inc({ outcome: 'purge_failed' }, rec.recordedFailed);
-      } else {
-        deps.metrics?.items.inc({ outcome: 'done' }, rec.recordedDone);
-        deps.metrics?.items.inc({ outcome: 'failed' }, rec.recordedFailed);
-      }
-      return waveEvent(j.wave, rec.stats, op.lifecycle.haltPolicy, outcomes);
-    },
-    SYSTEM,
-    { report: true },
-  );
+  const applied = await recordBatch(outcomes, marks);
   // Items handed back unsent while the operation still runs this wave (a pause and a quick resume,
   // a velocity wait) are queued again now instead of at the reconciler's next sweep.
   const running = applied?.changed

@@ -1,0 +1,63 @@
+// A chunk holds up to 500 items, and against a slow downstream it runs for minutes: recorded only
+// when it ended, its deletes were invisible meanwhile (a new-user trial saw "0 done" for 67 s while
+// ~100 deletes had been made), and decide() judged none of them. While the chunk's calls are out,
+// the outcomes that have landed are recorded through the same fenced record as the chunk's last
+// ones (only rows still claimed under the chunk's token change), at most once per interval, so a
+// chunk that finishes within it costs nothing more.
+import { isSkipped, type ItemResult } from '../adapters/index.ts';
+import type { Outcome } from './ledger.ts';
+
+/** How often, at most, a chunk records its landed outcomes while its other calls are still out. */
+export const PROGRESS_EVERY_MS = 2_000;
+
+/**
+ * An item's outcome once its call has landed for good: done, or failed. Never sent (skipped) or
+ * stopped between retries (interrupted): null, the chunk's last record hands those back.
+ */
+export function landedOutcome(seq: number, r: ItemResult): Outcome | null {
+  if (r.ok) return { seq, state: 'done', error: null };
+  if (isSkipped(r) || r.interrupted) return null;
+  return { seq, state: 'failed', error: r.error.slice(0, 500), permanent: r.permanent };
+}
+
+export interface ProgressRecorder {
+  /** One call landed (in arrival order); may start recording what has landed so far. */
+  arrive(seq: number, r: ItemResult): void;
+  /** Waits for a record under way; the seqs recorded so far (the chunk's last record leaves them out). */
+  settle(): Promise<Set<number>>;
+}
+
+export function progressRecorder(
+  record: (outcomes: Outcome[]) => Promise<void>,
+  everyMs: number,
+  clock: () => number,
+): ProgressRecorder {
+  let landed: Outcome[] = [];
+  const recorded = new Set<number>();
+  let last = clock();
+  let running: Promise<void> | undefined;
+  const flush = () => {
+    const batch = landed;
+    landed = [];
+    running = record(batch).then(
+      () => batch.forEach((o) => recorded.add(o.seq)),
+      // Not recorded now: the chunk's last record has them (still claimed under its token).
+      () => undefined,
+    );
+    void running.finally(() => {
+      running = undefined;
+      last = clock();
+    });
+  };
+  return {
+    arrive(seq, r) {
+      const o = landedOutcome(seq, r);
+      if (o) landed.push(o);
+      if (landed.length && !running && clock() - last >= everyMs) flush();
+    },
+    async settle() {
+      while (running) await running;
+      return recorded;
+    },
+  };
+}

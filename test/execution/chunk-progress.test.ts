@@ -1,0 +1,66 @@
+// A chunk holds up to 500 items. Against a slow downstream it runs for minutes, and its outcomes
+// used to be recorded only when it ended: the view said "0 done" for 67 s while ~100 deletes had
+// been made (a new-user trial, 700 ms per call). Outcomes that have landed are now recorded while
+// the chunk's other calls are still out (at most once per progress interval), so the counts move
+// as the deletes do, and decide() judges them as they come.
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import {
+  buildExecHarness,
+  getOperation,
+  submitAndStart,
+  until,
+  useHttpAdapter,
+  type ExecHarness,
+} from '../support/execution.ts';
+import { appsOf, ledger, softDeletesOf } from '../support/exec-helpers.ts';
+import { seedRegistry } from '../support/seed.ts';
+
+const ITEMS = 20;
+/** Each delete answers this long after it arrives; one at a time: the chunk's calls take ~6 s. */
+const DELETE_MS = 300;
+
+let h: ExecHarness;
+beforeAll(async () => {
+  h = await buildExecHarness({ workers: 1 });
+  await seedRegistry(h.databaseUrl, { sites: 3, appsPerSite: 10, internalTenants: 1 });
+  await useHttpAdapter(h);
+});
+afterAll(async () => {
+  await h?.close();
+});
+
+it('records the deletes of a slow chunk as they land, not only when the chunk ends', async () => {
+  h.downstream.hang(DELETE_MS);
+  try {
+    // Sites 1 and 2 (site 0 is the internal tenant): one wave, one chunk of 20 items.
+    const plan = await submitAndStart(h, {
+      ids: appsOf([1, 2], 10),
+      rollout: { bakeSeconds: 0, concurrency: 1, waves: ['100%'] },
+    });
+    expect(plan.waves.map((w) => w.items)).toEqual([ITEMS]);
+    const seen: { done: number; claimed: number; sent: number }[] = [];
+    await until(
+      async () => {
+        const op = await getOperation(h, plan.id);
+        const rows = await ledger(h, plan.id);
+        const done = op.waveProgress.reduce((n, w) => n + (w.counts.done ?? 0), 0);
+        seen.push({
+          done,
+          claimed: rows.filter((r) => r.state === 'claimed').length,
+          sent: softDeletesOf(h, rows).length,
+        });
+        return op.state === 'completed';
+      },
+      'the operation to complete',
+      60_000,
+    );
+    // Some of the chunk's items read done while others were still claimed by it (its calls out).
+    const midChunk = seen.filter((s) => s.done > 0 && s.claimed > 0);
+    expect(midChunk.length, JSON.stringify(seen)).toBeGreaterThan(0);
+    // And what reads done was sent: the counts never run ahead of the deletes.
+    for (const s of seen) expect(s.done).toBeLessThanOrEqual(s.sent);
+    expect(seen.at(-1)!.done).toBe(ITEMS);
+  } finally {
+    h.downstream.hang(0);
+  }
+});

@@ -1,0 +1,70 @@
+// The chunk's progress recorder (execution/chunk-progress.ts): what it records while calls are out,
+// when, and what it leaves to the chunk's last record.
+import { describe, expect, it } from 'vitest';
+import type { ItemResult } from '../../src/modules/adapters/index.ts';
+import { landedOutcome, progressRecorder } from '../../src/modules/execution/chunk-progress.ts';
+import type { Outcome } from '../../src/modules/execution/ledger.ts';
+
+const ok: ItemResult = { ok: true };
+const failed: ItemResult = { ok: false, permanent: true, error: 'HTTP 404' };
+const interrupted: ItemResult = { ok: false, permanent: false, error: 'HTTP 503', interrupted: true };
+const skipped: ItemResult = { ok: false, skipped: true, error: 'halted' };
+
+describe('landedOutcome', () => {
+  it.each([
+    [ok, { seq: 7, state: 'done', error: null }],
+    [failed, { seq: 7, state: 'failed', error: 'HTTP 404', permanent: true }],
+    [interrupted, null],
+    [skipped, null],
+  ] as const)('%j → %j', (r, want) => {
+    expect(landedOutcome(7, r)).toEqual(want);
+  });
+});
+
+describe('progressRecorder', () => {
+  function harness(fail = false) {
+    let now = 0;
+    const batches: Outcome[][] = [];
+    const rec = progressRecorder(
+      async (b) => {
+        batches.push(b);
+        if (fail) throw new Error('connection lost');
+      },
+      2_000,
+      () => now,
+    );
+    return { rec, batches, tick: (ms: number) => (now += ms) };
+  }
+
+  it('records nothing within the interval, then what has landed, once per interval', async () => {
+    const { rec, batches, tick } = harness();
+    rec.arrive(0, ok);
+    tick(1_999);
+    rec.arrive(1, failed);
+    expect(batches).toEqual([]);
+    tick(1);
+    rec.arrive(2, ok);
+    expect(batches.map((b) => b.map((o) => o.seq))).toEqual([[0, 1, 2]]);
+    await Promise.resolve();
+    rec.arrive(3, ok); // the interval starts again when a record ends
+    expect(batches).toHaveLength(1);
+    expect([...(await rec.settle())]).toEqual([0, 1, 2]);
+  });
+
+  it('never records an outcome that is not final (interrupted, never sent)', async () => {
+    const { rec, batches, tick } = harness();
+    tick(5_000);
+    rec.arrive(0, interrupted);
+    rec.arrive(1, skipped);
+    expect(batches).toEqual([]);
+    expect((await rec.settle()).size).toBe(0);
+  });
+
+  it('leaves a batch whose record failed to the chunk’s last record', async () => {
+    const { rec, batches, tick } = harness(true);
+    tick(2_000);
+    rec.arrive(0, ok);
+    expect(batches).toHaveLength(1);
+    expect((await rec.settle()).size).toBe(0);
+  });
+});
