@@ -158,6 +158,18 @@ describe('bad input changes nothing', () => {
       'FORBIDDEN_KEY',
     ],
     [
+      'canary waves that shrink (a first wave of half the tenants)',
+      (r) => r.send({ ...spec, ids: [appId(1, 1)], rollout: { waves: ['50%', '10%', '100%'] } }),
+      400,
+      'VALIDATION_FAILED',
+    ],
+    [
+      'a wave step after 100%',
+      (r) => r.send({ ...spec, ids: [appId(1, 1)], rollout: { waves: ['1', '100%', '5'] } }),
+      400,
+      'VALIDATION_FAILED',
+    ],
+    [
       'text upload to the JSON route',
       (r) => r.set('content-type', 'text/plain').send('app_00001_01\n'),
       415,
@@ -234,6 +246,25 @@ describe('bad input changes nothing', () => {
     expect(res.body.message).toContain('byte order mark (U+FEFF)');
     const plain = await post().set('content-type', 'application/x-ndjson').send('{oops\n').expect(400);
     expect(plain.body.details).toEqual({ line: 1 });
+  });
+
+  it('names the wave step that does not reach more tenants than the one before it', async () => {
+    const res = await post()
+      .send({ ...spec, ids: [appId(1, 1)], rollout: { waves: ['1', '50%', '10%', '100%'] } })
+      .expect(400);
+    expect(res.body.details).toEqual([
+      {
+        field: 'rollout.waves.2',
+        value: '10%',
+        message: 'must reach more tenants than the step before it ("50%"): waves are cumulative',
+      },
+    ]);
+    expect(res.body.message).toContain('rollout.waves.2');
+    // A count and a share are not compared (which reaches more depends on the tenants), and a
+    // last step below 100% is extended to every tenant, as before.
+    await post()
+      .send({ ...spec, ids: [appId(40, 1)], dryRun: true, rollout: { waves: ['20', '10%', '50'] } })
+      .expect(200);
   });
 
   it('names the offending field and IDs', async () => {

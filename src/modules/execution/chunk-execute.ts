@@ -123,7 +123,7 @@ export async function execute<Tx>(
     // Only calls that land one by one (HTTP): the registry adapter's land all at once, at the end.
     const progress =
       recordLanded && adapter.kind === 'http'
-        ? progressRecorder(recordLanded, deps.progressEveryMs ?? PROGRESS_EVERY_MS, deps.clock)
+        ? progressRecorder(recordLanded, deps.progressEveryMs ?? PROGRESS_EVERY_MS, () => deps.clock())
         : undefined;
     const marked = new Set<number>();
     const sending: Promise<Sent>[] = [];

@@ -1,6 +1,7 @@
 // Rollout and halt policies: what a requester may set per operation, with the defaults an
 // operator would expect. Shared by the planner (waves, budgets) and the lifecycle (halting).
 import { Type, type Static } from '@fastify/type-provider-typebox';
+import { BadRequestError } from '../../lib/errors.ts';
 
 /** A wave boundary: a number of tenants ("1") or a cumulative share of tenants ("10%"). */
 export const WaveStep = Type.String({
@@ -14,7 +15,8 @@ export const RolloutPolicy = Type.Object(
     waves: Type.Array(WaveStep, {
       minItems: 1,
       maxItems: 20,
-      description: 'Canary waves after the internal-tenant wave; the last one is always extended to 100%',
+      description:
+        'Canary waves after the internal-tenant wave, cumulative: each step reaches more tenants than the one before it (counts compared with counts, shares with shares; nothing after "100%"). The last one is always extended to 100%',
       default: ['1', '1%', '10%', '50%', '100%'],
     }),
     bakeSeconds: Type.Integer({
@@ -147,6 +149,30 @@ export interface Budgets {
   maxRestoreMinutes: number;
 }
 export const DEFAULT_BUDGETS: Budgets = { maxTenants: 50, maxItems: 100_000, maxRestoreMinutes: 240 };
+
+/**
+ * Waves are cumulative: each step must reach more tenants than the one before it, and nothing comes
+ * after 100%. Steps out of order were taken as written — ["50%", "10%"] made the first canary wave
+ * half of every tenant — and an empty step was dropped in silence. A count and a share are not
+ * compared (which one reaches more depends on how many tenants the plan has). Throws
+ * VALIDATION_FAILED naming the step.
+ */
+export function checkWaveSteps(steps: readonly string[], field = 'rollout.waves'): void {
+  const before: { count?: string; share?: string } = {};
+  steps.forEach((step, k) => {
+    const fail = (why: string) => {
+      throw new BadRequestError('VALIDATION_FAILED', `Invalid ${field}.${k}: ${why}`, [
+        { field: `${field}.${k}`, value: step, message: why },
+      ]);
+    };
+    if (before.share === '100%') fail('comes after "100%", which already reaches every tenant');
+    const unit = step.endsWith('%') ? 'share' : 'count';
+    const prev = before[unit];
+    if (prev !== undefined && parseFloat(step) <= parseFloat(prev))
+      fail(`must reach more tenants than the step before it ("${prev}"): waves are cumulative`);
+    before[unit] = step;
+  });
+}
 
 export const withRolloutDefaults = (p: Partial<RolloutPolicy> | undefined): RolloutPolicy => ({
   ...DEFAULT_ROLLOUT,
