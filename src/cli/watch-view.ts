@@ -97,6 +97,8 @@ export function lineView(write: (s: string) => void): View {
       else if (event === 'end') write(`end: ${status.state}\n`);
     },
     waves(waves, status) {
+      // A rejected plan (or one ended before it had any) has no waves: "progress rejected · " said nothing.
+      if (!waves.length) return;
       const parts = waves.map((w) => `w${w.wave + 1} ${w.done}/${w.items}${w.failed ? ` (${w.failed} failed)` : ''}`);
       write(`progress ${statusText(status)} · ${parts.join(' · ')}\n`);
     },

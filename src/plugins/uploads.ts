@@ -45,6 +45,28 @@ export function unsupportedMediaType(got: string | undefined, accepted: string[]
   );
 }
 
+const UTF8 = new Set(['utf-8', 'utf8', 'us-ascii']);
+
+/** A Content-Encoding other than identity, or a charset other than UTF-8: what is wrong, or null. */
+export function encodingProblem(headers: Record<string, string | string[] | undefined>) {
+  const encoding = String(headers['content-encoding'] ?? '')
+    .split(',')
+    .map((e) => e.trim().toLowerCase())
+    .filter((e) => e && e !== 'identity');
+  if (encoding.length)
+    return {
+      message: `Content-Encoding ${encoding.join(', ')} is not accepted: send the body uncompressed, without a Content-Encoding header`,
+      details: { contentEncoding: encoding.join(', ') },
+    };
+  const charset = /;\s*charset\s*=\s*"?([^";\s]*)"?/i.exec(String(headers['content-type'] ?? ''))?.[1]?.toLowerCase();
+  if (charset !== undefined && !UTF8.has(charset))
+    return {
+      message: `Charset ${charset || '(empty)'} is not accepted: bodies are read as UTF-8 (send UTF-8, or leave the charset out)`,
+      details: { charset },
+    };
+  return null;
+}
+
 export function installContentTypes(app: FastifyInstance) {
   for (const type of [NDJSON, TEXT]) {
     app.addContentTypeParser(type, (req, payload, done) => {
@@ -60,6 +82,14 @@ export function installContentTypes(app: FastifyInstance) {
       done(null, payload);
     });
   }
+  // A body is read as it was sent: compressed, or in a charset other than UTF-8, it failed further
+  // on as malformed JSON or invalid IDs, naming neither. Refused before a byte of it is read.
+  app.addHook('preParsing', async (request, _reply, payload) => {
+    const accepted = request.routeOptions.config.accepts;
+    const problem = accepted && encodingProblem(request.headers);
+    if (problem) throw new AppError(415, 'UNSUPPORTED_MEDIA_TYPE', problem.message, { ...problem.details, accepted });
+    return payload;
+  });
   app.addHook('onRoute', (route) => {
     const accepts = documentedTypes(route.schema?.body);
     if (accepts) route.config = { ...route.config, accepts };

@@ -157,6 +157,13 @@ describe('blastgate CLI against the real stack', () => {
       .split('\n')
       .map((l) => JSON.parse(l) as { id: string; class: string });
     expect(rows.map((x) => x.id).sort()).toEqual(['app_00099_01', 'app_00099_02', 'site_00001']);
+    // Plain: a header names the columns, and says the index is not submit's 1-based "line N".
+    const plain = await as('viewer', ['report', opId!]);
+    expect(plain.code, plain.stderr).toBe(0);
+    const lines = plain.stdout.trim().split('\n');
+    expect(lines[1]).toBe('index (0-based, in the submitted list)\tid\tclass\tactual type\ttenant');
+    expect(lines).toContain('2\tapp_00099_01\tunknown\t\t');
+    expect(lines).toContain('4\tsite_00001\ttype_mismatch\tsite\ttenant_00001');
 
     // An HTTP error prints the server's code and message.
     const missing = await as('viewer', ['status', 'op_doesnotexist']);

@@ -274,3 +274,14 @@ describe('watch: why a running operation does not move', () => {
     ]);
   });
 });
+
+describe('watch: an operation without waves', () => {
+  it('prints no progress line for a rejected plan (it has no waves, nothing runs)', () => {
+    const out: string[] = [];
+    const view = lineView((x) => out.push(x));
+    const rejected = { state: 'rejected', currentWave: null, haltReason: null, bakeUntil: null, skewMs: 0 };
+    view.frame('snapshot', '1', {}, rejected);
+    view.waves([], rejected);
+    expect(out).toEqual(['watching: rejected\n']);
+  });
+});

@@ -1,6 +1,7 @@
 // Bad input is a clear 4xx with a code, never a 5xx, and writes nothing. Uploads and idempotency.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import request from 'supertest';
+import { gzipSync } from 'node:zlib';
 import { buildTestApp, type TestApp } from '../support/app.ts';
 import { appId, query, seedRegistry, siteId } from '../support/seed.ts';
 
@@ -168,6 +169,35 @@ describe('bad input changes nothing', () => {
       (r) => r.send({ ...spec, ids: [appId(1, 1)], rollout: { waves: ['1', '100%', '5'] } }),
       400,
       'VALIDATION_FAILED',
+    ],
+    [
+      'a gzip-compressed body (Content-Encoding is not decoded here)',
+      (r) =>
+        r
+          .set('content-type', 'application/json')
+          .set('content-encoding', 'gzip')
+          .send(gzipSync(JSON.stringify({ ...spec, ids: [appId(1, 2)] }))),
+      415,
+      'UNSUPPORTED_MEDIA_TYPE',
+    ],
+    [
+      'a compressed NDJSON upload',
+      (r) =>
+        r
+          .set('content-type', 'application/x-ndjson')
+          .set('content-encoding', 'gzip')
+          .send(gzipSync(`${JSON.stringify(spec)}\n"app_00001_02"\n`)),
+      415,
+      'UNSUPPORTED_MEDIA_TYPE',
+    ],
+    [
+      'a body in another charset (ISO-8859-1)',
+      (r) =>
+        r
+          .set('content-type', 'application/json; charset=iso-8859-1')
+          .send(Buffer.from(JSON.stringify({ ...spec, reason: 'Caf\u00e9 app', ids: [appId(1, 2)] }), 'latin1')),
+      415,
+      'UNSUPPORTED_MEDIA_TYPE',
     ],
     [
       'text upload to the JSON route',

@@ -211,6 +211,8 @@ export function registerOperationCommands(program: Command) {
                 ? `counts: ${counts.map(([k, n]) => `${k} ${n}`).join(' · ')}`
                 : `${id} has no offending IDs: its plan was not rejected (blastgate status ${id})`,
             );
+            // The API's index, not submit's "line N" (which counts the file's lines from 1).
+            if (counts.length) ctx.out.line('index (0-based, in the submitted list)\tid\tclass\tactual type\ttenant');
           }
           for (const it of r.items)
             if (ctx.json) process.stdout.write(JSON.stringify(it) + '\n');
