@@ -205,6 +205,7 @@ export const CODES_BY_STATUS: Record<number, readonly string[]> = {
     'MALFORMED_NDJSON',
     'BAD_URL',
     'MISSING_HOST',
+    'DUPLICATE_HEADER',
     'SPEC_IN_QUERY',
     'EMPTY_BODY',
     'EMPTY_ID_LIST',

@@ -13,6 +13,9 @@ import { isPoolExhausted, isUnreachable } from './db.ts';
 import { acceptedTypes, unsupportedMediaType } from './uploads.ts';
 import { describeValidation } from './validation-messages.ts';
 
+/** Headers a request may give once: Node would keep the first and drop the others. */
+const SINGLE_HEADERS = ['authorization', 'content-type'] as const;
+
 export { describeValidation } from './validation-messages.ts';
 
 declare module 'fastify' {
@@ -192,6 +195,18 @@ export function installProtocolAnswers(app: FastifyInstance) {
     req.resume();
   });
   app.addHook('onRequest', async (request) => {
+    // Node keeps the first of these and drops any other in silence: with two credentials, which
+    // token acted depended on the header order; with two content types, how the body was read.
+    const raw = request.raw.rawHeaders;
+    for (const header of SINGLE_HEADERS) {
+      let count = 0;
+      for (let i = 0; i < raw.length; i += 2) if (raw[i]!.toLowerCase() === header) count++;
+      if (count > 1)
+        throw new BadRequestError('DUPLICATE_HEADER', `The ${header} header is given ${count} times; send it once`, {
+          header,
+          count,
+        });
+    }
     if (request.raw.httpVersion === '1.1' && request.headers.host === undefined)
       throw new BadRequestError(
         'MISSING_HOST',

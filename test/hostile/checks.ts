@@ -35,6 +35,7 @@ const SAYS_WHAT_IS_ALLOWED: Record<string, (d: unknown) => boolean> = {
   REQUEST_TOO_LARGE: (d) => isObj(d) && typeof d.maxBytes === 'number',
   EXPECTATION_FAILED: (d) => isObj(d) && Array.isArray(d.allowed),
   MISSING_HOST: (d) => isObj(d) && d.header === 'host',
+  DUPLICATE_HEADER: (d) => isObj(d) && typeof d.header === 'string' && typeof d.count === 'number',
   DUPLICATE_KEY: (d) => isObj(d) && typeof d.key === 'string' && typeof d.field === 'string',
   INVALID_CURSOR: (d) => isList(d) && (d as unknown[]).every((x) => isObj(x) && x.field === 'querystring.cursor'),
 };

@@ -352,6 +352,19 @@ describe('path parameters and long requests', () => {
     // HTTP/1.0 has no Host header to require.
     const old = await exchange(`GET /healthz HTTP/1.0\r\n\r\n`);
     expect(old).toMatchObject({ status: 200, body: { status: 'ok' } });
+    // Two credentials, or two content types: Node keeps the first of each and drops the other in
+    // silence, so which token acted (or how the body is read) depended on the header order.
+    const twoTokens = await exchange(
+      `GET /v1/audit HTTP/1.1\r\nHost: x\r\nauthorization: ${viewer}\r\nAuthorization: ${t.auth('admin')}\r\nConnection: close\r\n\r\n`,
+    );
+    expect(twoTokens.status).toBe(400);
+    expect(twoTokens.body).toMatchObject({ code: 'DUPLICATE_HEADER', details: { header: 'authorization', count: 2 } });
+    expect(JSON.stringify(twoTokens.body)).not.toContain(viewer.slice(7));
+    const twoTypes = await exchange(
+      `POST /v1/operations HTTP/1.1\r\nHost: x\r\nauthorization: ${t.auth('requester')}\r\nContent-Type: application/json\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}`,
+    );
+    expect(twoTypes.status).toBe(400);
+    expect(twoTypes.body).toMatchObject({ code: 'DUPLICATE_HEADER', details: { header: 'content-type', count: 2 } });
   });
 
   it('refuses a streamed upload declared larger than its limit at once, stating the limit', async () => {
