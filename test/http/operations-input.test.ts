@@ -282,14 +282,22 @@ describe('bad input changes nothing', () => {
     const res = await post()
       .send({ ...spec, ids: [appId(1, 1)], rollout: { waves: ['1', '50%', '10%', '100%'] } })
       .expect(400);
+    // Named where it was given, as the schema's own refusals of the same field are (`body.…` in a
+    // JSON body, `line 1.…` in an NDJSON spec line): the CLI names its --waves flag from that.
     expect(res.body.details).toEqual([
       {
-        field: 'rollout.waves.2',
+        field: 'body.rollout.waves.2',
         value: '10%',
         message: 'must reach more tenants than the step before it ("50%"): waves are cumulative',
       },
     ]);
-    expect(res.body.message).toContain('rollout.waves.2');
+    expect(res.body.message).toContain('body.rollout.waves.2');
+    const ndjson = await post()
+      .set('content-type', 'application/x-ndjson')
+      .send(`${JSON.stringify({ ...spec, rollout: { waves: ['10%', '5%'] } })}\n"${appId(1, 1)}"\n`)
+      .expect(400);
+    expect(ndjson.body.details).toMatchObject([{ field: 'line 1.rollout.waves.1', value: '5%' }]);
+    expect(ndjson.body.message).toContain('Invalid line 1.rollout.waves.1:');
     // A count and a share are not compared (which reaches more depends on the tenants), and a
     // last step below 100% is extended to every tenant, as before.
     await post()

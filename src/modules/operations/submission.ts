@@ -11,6 +11,7 @@ import type { RouteAuth } from '../auth/roles.ts';
 import { NDJSON } from '../../plugins/uploads.ts';
 import { inlineBatches, MAX_INLINE_IDS, MAX_STREAMED_IDS, ndjsonLineId, type IdBatches } from './intake.ts';
 import { readIdStream } from './id-stream.ts';
+import { checkWaveSteps } from './policy.ts';
 import { CreateOperationBody, OperationSpec } from './schemas.ts';
 import { describeScope, type ScopeReport } from './scope.ts';
 
@@ -116,6 +117,8 @@ export async function readSubmission(
     });
     if (!head) throw new BadRequestError('EMPTY_BODY', 'The NDJSON body is empty; line 1 must be the operation spec');
     const spec = validateValue<OperationSpec>(OperationSpec, parseJsonLine(head), 'line 1');
+    // Named where it was given, like the schema's refusals (the CLI maps `line 1.…` to its flags).
+    if (spec.rollout?.waves) checkWaveSteps(spec.rollout.waves, 'line 1.rollout.waves');
     return { spec, ids: batches, maxIds: MAX_STREAMED_IDS };
   }
   return jsonSubmission(body);
@@ -130,5 +133,6 @@ export async function readSubmission(
 export function jsonSubmission(body: unknown): { spec: OperationSpec; ids: IdBatches; maxIds: number } {
   checkJsonBody(body, true);
   const { ids, ...spec } = validateValue<CreateOperationBody>(CreateOperationBody, body, 'body');
+  if (spec.rollout?.waves) checkWaveSteps(spec.rollout.waves, 'body.rollout.waves');
   return { spec, ids: inlineBatches(ids), maxIds: MAX_INLINE_IDS };
 }

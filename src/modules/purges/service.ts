@@ -101,7 +101,7 @@ export function purgeService(deps: {
     const scope = purgeScopeOf(body);
     const dryRun = body.dryRun ?? false;
     const rollout = withRolloutDefaults({ ...DEFAULT_ROLLOUT, ...body.rollout });
-    checkWaveSteps(rollout.waves);
+    checkWaveSteps(rollout.waves, 'body.rollout.waves');
     const haltPolicy = withHaltDefaults({ ...PURGE_HALT, ...body.haltPolicy, onHalt: 'pause' });
     const spec = { action: 'purge', scope, reason: body.reason, ticket: body.ticket, rollout, haltPolicy };
     const hash = createHash('sha256').update(canonicalJson(spec)).update('\n');

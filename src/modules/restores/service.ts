@@ -83,7 +83,7 @@ export function restoreService(deps: {
     const scope = scopeOf(body);
     const dryRun = body.dryRun ?? false;
     const rollout = withRolloutDefaults({ ...RESTORE_ROLLOUT, ...body.rollout });
-    checkWaveSteps(rollout.waves);
+    checkWaveSteps(rollout.waves, 'body.rollout.waves');
     const haltPolicy = withHaltDefaults({ ...RESTORE_HALT, ...body.haltPolicy, onHalt: 'pause' });
     const autoStart = body.autoStart ?? false;
     const spec = { action: 'restore', scope, reason: body.reason, ticket: body.ticket, rollout, haltPolicy, autoStart };
