@@ -3,6 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import type { ItemResult } from '../../src/modules/adapters/index.ts';
 import { landedOutcome, progressRecorder } from '../../src/modules/execution/chunk-progress.ts';
+import { nextBatchSize } from '../../src/modules/execution/rollback.ts';
 import type { Outcome } from '../../src/modules/execution/ledger.ts';
 
 const ok: ItemResult = { ok: true };
@@ -66,5 +67,20 @@ describe('progressRecorder', () => {
     rec.arrive(0, ok);
     expect(batches).toHaveLength(1);
     expect((await rec.settle()).size).toBe(0);
+  });
+});
+
+describe('rollback batch size (rollback.ts nextBatchSize)', () => {
+  it.each([
+    // size, restores called, elapsed ms → next size
+    [20, 20, 300, 40], // fast: doubles
+    [160, 160, 900, 200], // up to 200
+    [200, 200, 900, 200],
+    [20, 20, 1_500, 20], // about right: kept
+    [20, 20, 5_000, 8], // slow: what takes ~2 s at this pace
+    [20, 20, 60_000, 5], // very slow: at least 5
+    [20, 0, 5_000, 20], // nothing called (all decided without a call): kept
+  ])('size %i, %i restores in %i ms → %i', (size, sent, ms, next) => {
+    expect(nextBatchSize(size, sent, ms)).toBe(next);
   });
 });

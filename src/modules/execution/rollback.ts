@@ -19,8 +19,16 @@ import { restoreBatch } from './rollback-batch.ts';
 import type { RestoreCandidate, RestoreResult, RollbackLedger } from './rollback-ledger.ts';
 import type { OperationRecord } from './state.ts';
 
-/** Submitted items per batch (each with its descendants), newest first. */
+/** Submitted items per batch at most (each with its descendants), newest first. */
 const BATCH = 200;
+/**
+ * A batch is recorded when its last restore lands: against a slow downstream a 200-item batch
+ * showed nothing for ~50 s while restores landed (a new-user trial, 500 ms per call). The first
+ * batch is small and each next one sized to take about PROGRESS_MS (nextBatchSize).
+ */
+const FIRST_BATCH = 20;
+const MIN_BATCH = 5;
+const PROGRESS_MS = 2_000;
 /** A run hands its slot back after this long and continues as a new delayed step. */
 const MAX_RUN_MS = 30_000;
 /** Shortest wait before looking again at items a chunk holds (see recheckMs). */
@@ -62,11 +70,12 @@ async function rollbackRun<Tx>(deps: RollbackDeps<Tx>, opId: string, fence: Fenc
   const token = randomUUID();
   let op = await deps.load(opId);
   if (!op || op.lifecycle.state !== 'rolling_back') return;
+  let size = FIRST_BATCH;
   for (;;) {
     if (fence.lost) return; // another run may take over: stop here, the ledger has what was done
     // A duration on the monotonic clock (the injected one is the engine's time for timers).
     const batchStarted = performance.now();
-    let picked = await deps.ledger.pick(opId, token, BATCH);
+    let picked = await deps.ledger.pick(opId, token, size);
     if (picked.length === 0) {
       const wake = await deps.ledger.nextWake(opId);
       if (wake !== null) return deps.later(recheckMs(wake - deps.clock(), deps.leaseMs));
@@ -74,7 +83,7 @@ async function rollbackRun<Tx>(deps: RollbackDeps<Tx>, opId: string, fence: Fenc
       // nextWake looked (not claimed: not waited for) is neither: without one more pick the
       // rollback would settle with it counted as not restored. An item is never eligible and
       // then not, so a pick after nextWake sees every item the two missed.
-      picked = await deps.ledger.pick(opId, token, BATCH);
+      picked = await deps.ledger.pick(opId, token, size);
       if (picked.length === 0) break;
     }
     const decided = (await deps.superseded?.(opId, picked)) ?? [];
@@ -102,13 +111,10 @@ async function rollbackRun<Tx>(deps: RollbackDeps<Tx>, opId: string, fence: Fenc
       (a) => a.adapter.kind,
       () => undefined,
     );
+    const elapsedMs = performance.now() - batchStarted;
     if (kind && deps.throughput)
-      await deps.throughput.record({
-        type: op.targetType,
-        adapterKind: kind,
-        items: restored,
-        elapsedMs: performance.now() - batchStarted,
-      });
+      await deps.throughput.record({ type: op.targetType, adapterKind: kind, items: restored, elapsedMs });
+    size = nextBatchSize(size, toSend.length, elapsedMs);
     if (deps.clock() - started > MAX_RUN_MS) return deps.later(0);
     // An operator may have ended the rollback (abort → rollback_incomplete) meanwhile.
     op = await deps.load(opId);
@@ -119,6 +125,18 @@ async function rollbackRun<Tx>(deps: RollbackDeps<Tx>, opId: string, fence: Fenc
   await deps.engine.apply(opId, { type: 'rollback_settled', restored: c.restored, failed: c.failed }, SYSTEM, {
     report: true,
   });
+}
+
+/**
+ * The next batch's size: twice this one's when it took under half of PROGRESS_MS (up to BATCH),
+ * what would take about PROGRESS_MS at this one's pace when it took longer (at least MIN_BATCH).
+ * `sent`: the restores this batch called for (decided without a call cost no time).
+ */
+export function nextBatchSize(size: number, sent: number, elapsedMs: number): number {
+  if (elapsedMs > PROGRESS_MS && sent > 0)
+    return Math.max(MIN_BATCH, Math.min(BATCH, Math.floor((sent * PROGRESS_MS) / elapsedMs)));
+  if (elapsedMs < PROGRESS_MS / 2) return Math.min(BATCH, size * 2);
+  return size;
 }
 
 /**
