@@ -15,6 +15,7 @@ import {
 } from '../support/execution.ts';
 import { appsOf, command, ledger, softDeletesOf } from '../support/exec-helpers.ts';
 import { seedRegistry } from '../support/seed.ts';
+import { startRestore } from '../support/restores.ts';
 
 const ITEMS = 20;
 /** Each delete answers this long after it arrives; one at a time: the chunk's calls take ~6 s. */
@@ -23,7 +24,7 @@ const DELETE_MS = 300;
 let h: ExecHarness;
 beforeAll(async () => {
   h = await buildExecHarness({ workers: 1 });
-  await seedRegistry(h.databaseUrl, { sites: 7, appsPerSite: 10, internalTenants: 1 });
+  await seedRegistry(h.databaseUrl, { sites: 11, appsPerSite: 10, internalTenants: 1 });
   await useHttpAdapter(h);
 });
 afterAll(async () => {
@@ -93,6 +94,42 @@ it('shows a rollback against a slow downstream restoring item by item, not in on
       JSON.stringify(restoredSeen),
     ).toBe(true);
     expect(restoredSeen.at(-1)).toBe(40);
+  } finally {
+    h.downstream.hang(0);
+  }
+});
+
+it('shows a restore operation against a slow downstream restoring as it goes, not at the end of its chunk', async () => {
+  // Sites 7-10: 40 items deleted at full speed, then restored by a restore operation (one chunk).
+  const deleted = await submitAndStart(h, {
+    ids: appsOf([7, 8, 9, 10], 10),
+    rollout: { bakeSeconds: 0, concurrency: 4, waves: ['100%'] },
+  });
+  await waitForState(h, deleted.id, ['completed']);
+  h.downstream.hang(150);
+  try {
+    const restore = await startRestore(h, {
+      operationId: deleted.id,
+      rollout: { concurrency: 1, waves: ['100%'], bakeSeconds: 0 },
+    });
+    const seen: { done: number; claimed: number }[] = [];
+    await until(
+      async () => {
+        const rows = await ledger(h, restore.id);
+        seen.push({
+          done: rows.filter((r) => r.state === 'done').length,
+          claimed: rows.filter((r) => r.state === 'claimed').length,
+        });
+        return (await getOperation(h, restore.id)).state === 'completed';
+      },
+      'the restore to complete',
+      60_000,
+    );
+    expect(
+      seen.some((x) => x.done > 0 && x.claimed > 0),
+      JSON.stringify(seen),
+    ).toBe(true);
+    expect(seen.at(-1)!.done).toBe(40);
   } finally {
     h.downstream.hang(0);
   }

@@ -64,11 +64,14 @@ describe('worker process priority', () => {
     const w = await start({ BLASTGATE_WORKER_NICE: '7' });
     try {
       // The worker's pool connects as it starts (migration and key checks, the reconcile loop).
+      // Of this file's database only: workers of test files running beside it use the same server.
       const backends = async (app: string) =>
         (
-          await query<{ pid: number }>(h.databaseUrl, `SELECT pid FROM pg_stat_activity WHERE application_name = $1`, [
-            app,
-          ])
+          await query<{ pid: number }>(
+            h.databaseUrl,
+            `SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND datname = current_database()`,
+            [app],
+          )
         ).map((r) => r.pid);
       const workers = await backends('blastgate-worker');
       expect(workers.length).toBeGreaterThan(0);

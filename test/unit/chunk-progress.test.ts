@@ -2,8 +2,8 @@
 // when, and what it leaves to the chunk's last record.
 import { describe, expect, it } from 'vitest';
 import type { ItemResult } from '../../src/modules/adapters/index.ts';
-import { landedOutcome, progressRecorder } from '../../src/modules/execution/chunk-progress.ts';
-import { nextBatchSize } from '../../src/modules/execution/rollback.ts';
+import { landedOutcome, nextBatchSize, progressRecorder } from '../../src/modules/execution/chunk-progress.ts';
+
 import type { Outcome } from '../../src/modules/execution/ledger.ts';
 
 const ok: ItemResult = { ok: true };

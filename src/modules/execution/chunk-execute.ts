@@ -66,8 +66,8 @@ export async function execute<Tx>(
         }
       : {}),
   });
-  if (op.action === 'restore') return executeRestore(deps, op, j, range, token, items, fence);
-  if (op.action === 'purge') return executePurge(deps, op, j, range, token, items, fence);
+  if (op.action === 'restore') return executeRestore(deps, op, j, range, token, items, fence, recordLanded);
+  if (op.action === 'purge') return executePurge(deps, op, j, range, token, items, fence, recordLanded);
   const outcomes: Outcome[] = [];
   const lease = keepLease(deps, j, range, token);
   const since = deps.clock();

@@ -61,3 +61,21 @@ export function progressRecorder(
     },
   };
 }
+
+/** Restores per batch at most (a rollback's, each with its descendants; a restore chunk's part). */
+const BATCH = 200;
+/** The first batch: small, so that a slow downstream shows its first restores soon. */
+export const FIRST_BATCH = 20;
+const MIN_BATCH = 5;
+
+/**
+ * The next batch's size: twice this one's when it took under half of PROGRESS_EVERY_MS (up to BATCH),
+ * what would take about PROGRESS_EVERY_MS at this one's pace when it took longer (at least MIN_BATCH).
+ * `sent`: the restores this batch called for (decided without a call cost no time).
+ */
+export function nextBatchSize(size: number, sent: number, elapsedMs: number): number {
+  if (elapsedMs > PROGRESS_EVERY_MS && sent > 0)
+    return Math.max(MIN_BATCH, Math.min(BATCH, Math.floor((sent * PROGRESS_EVERY_MS) / elapsedMs)));
+  if (elapsedMs < PROGRESS_EVERY_MS / 2) return Math.min(BATCH, size * 2);
+  return size;
+}

@@ -9,6 +9,7 @@ import { applyWithBreaker, arrivalOrder, chunkBreaker } from './breaker.ts';
 import type { ChunkDeps } from './chunk.ts';
 import { keepLease, markWriteAhead, outcomesOf, releaseUnsent, type Executed } from './chunk-execute.ts';
 import { takeSnapshots } from './chunk-snapshots.ts';
+import { PROGRESS_EVERY_MS, progressRecorder } from './chunk-progress.ts';
 import type { Fence } from './exclusive.ts';
 import type { ClaimedItem, Outcome, Range, Snap } from './ledger.ts';
 import type { ChunkJob } from './queues.ts';
@@ -25,6 +26,8 @@ export async function executePurge<Tx>(
   token: string,
   items: ClaimedItem[],
   fence: Fence,
+  /** Records landed outcomes while the chunk's other calls are out (chunk-progress.ts). */
+  recordLanded?: (outcomes: Outcome[]) => Promise<void>,
 ): Promise<Executed> {
   const { rollout, haltPolicy } = op.lifecycle;
   const typeOf = (i: ClaimedItem) => i.type ?? op.targetType;
@@ -76,6 +79,9 @@ export async function executePurge<Tx>(
       op.wave!,
       () => !fence.lost && !lease.lost() && deps.watch.canRun(j.opId, j.wave, since),
     );
+    const progress = recordLanded
+      ? progressRecorder(recordLanded, deps.progressEveryMs ?? PROGRESS_EVERY_MS, () => deps.clock())
+      : undefined;
     for (const [type, adapter] of adapters) {
       const part = toRun.filter((i) => typeOf(i) === type);
       if (part.length === 0) continue;
@@ -86,9 +92,13 @@ export async function executePurge<Tx>(
         { idempotencyKey: idempotencyKeyFor, concurrency: rollout.concurrency },
         breaker,
         slot,
+        // HTTP adapters' calls land one by one (the registry's all at once: nothing to record early).
+        adapter.kind === 'http' ? progress && ((k, r) => progress.arrive(part[k]!.seq, r)) : undefined,
       );
+      // Recorded while the calls were out: not recorded again (their rows are no longer claimed).
+      const early = (await progress?.settle()) ?? new Set<number>();
       const sent = outcomesOf(part, results, arrivalOrder(arrived));
-      outcomes.push(...sent.outcomes);
+      outcomes.push(...sent.outcomes.filter((o) => !early.has(o.seq)));
       unsent += sent.unsent;
       requeue += sent.requeue;
     }

@@ -18,6 +18,7 @@ import { takeSnapshots } from './chunk-snapshots.ts';
 import type { Fence } from './exclusive.ts';
 import type { ClaimedItem, DescendantOutcome, Outcome, Range, Snap } from './ledger.ts';
 import type { ChunkJob } from './queues.ts';
+import { FIRST_BATCH, nextBatchSize, PROGRESS_EVERY_MS } from './chunk-progress.ts';
 import { restoreBatch } from './rollback-batch.ts';
 import type { RestoreCandidate, RestoreResult } from './rollback-ledger.ts';
 import type { OperationRecord } from './state.ts';
@@ -40,6 +41,8 @@ export async function executeRestore<Tx>(
   token: string,
   items: ClaimedItem[],
   fence: Fence,
+  /** Records landed outcomes while the chunk's other restores are to come (chunk-progress.ts). */
+  recordLanded?: (outcomes: Outcome[]) => Promise<void>,
 ): Promise<Executed> {
   if (!deps.readSnapshots) throw new Error('a restore chunk needs the snapshot store (readSnapshots)');
   const readSnapshots = deps.readSnapshots;
@@ -83,30 +86,52 @@ export async function executeRestore<Tx>(
     outcomes.push(...notMarked.map((i): Outcome => ({ seq: i.seq, state: 'pending', error: null })));
 
     calling = true;
-    const results = new Map(
-      (
-        await restoreBatch(
-          {
-            opId: j.opId,
-            targetType: op.targetType,
-            concurrency: rollout.concurrency,
-            adapters: deps.adapters,
-            readSnapshots,
-            shouldContinue: () => !fence.lost && !lease.lost() && deps.watch.canRun(j.opId, j.wave, since),
-          },
-          toRun.flatMap(candidates),
-        )
-      ).map((r) => [r.seq, r]),
-    );
     let unsent = notMarked.length;
     let requeue = 0;
-    for (const item of toRun) {
-      const o = outcomeOf(item, results);
-      if (o.state === 'pending') {
-        if (o.sent) requeue++;
-        else unsent++;
+    // In parts sized to take about PROGRESS_EVERY_MS each (a part is recorded when its last restore
+    // lands, through restoreBatch's cascade order): against a slow downstream the restores of a
+    // 500-item chunk were invisible until it ended. A part's outcomes are recorded before the next
+    // part is sent when PROGRESS_EVERY_MS has passed since the last record; its other items stay claimed.
+    const every = deps.progressEveryMs ?? PROGRESS_EVERY_MS;
+    let lastRecord = deps.clock();
+    let size = FIRST_BATCH;
+    for (let at = 0; at < toRun.length;) {
+      const part = toRun.slice(at, at + size);
+      at += part.length;
+      const t0 = performance.now();
+      const results = new Map(
+        (
+          await restoreBatch(
+            {
+              opId: j.opId,
+              targetType: op.targetType,
+              concurrency: rollout.concurrency,
+              adapters: deps.adapters,
+              readSnapshots,
+              shouldContinue: () => !fence.lost && !lease.lost() && deps.watch.canRun(j.opId, j.wave, since),
+            },
+            part.flatMap(candidates),
+          )
+        ).map((r) => [r.seq, r]),
+      );
+      size = nextBatchSize(size, part.length, performance.now() - t0);
+      const got = part.map((item) => outcomeOf(item, results));
+      for (const o of got)
+        if (o.state === 'pending') {
+          if (o.sent) requeue++;
+          else unsent++;
+        }
+      const landed = got.filter((o) => o.state !== 'pending');
+      let early = false;
+      if (recordLanded && landed.length && at < toRun.length && deps.clock() - lastRecord >= every) {
+        // Not recorded now (a lost connection): the chunk's last record has them, still claimed.
+        early = await recordLanded(landed).then(
+          () => true,
+          () => false,
+        );
+        lastRecord = deps.clock();
       }
-      outcomes.push(o);
+      outcomes.push(...(early ? got.filter((o) => o.state === 'pending') : got));
     }
     return { outcomes, marked, unsent, requeue, stillRunning: deps.watch.canRun(j.opId, j.wave, since) };
   } catch (err) {

@@ -15,20 +15,14 @@ import type { AdapterCache } from './adapters-cache.ts';
 import type { Engine } from './engine.ts';
 import type { Fence } from './exclusive.ts';
 import type { HaltWatch } from './halt-watch.ts';
+import { FIRST_BATCH, nextBatchSize } from './chunk-progress.ts';
 import { restoreBatch } from './rollback-batch.ts';
 import type { RestoreCandidate, RestoreResult, RollbackLedger } from './rollback-ledger.ts';
 import type { OperationRecord } from './state.ts';
 
-/** Submitted items per batch at most (each with its descendants), newest first. */
-const BATCH = 200;
-/**
- * A batch is recorded when its last restore lands: against a slow downstream a 200-item batch
- * showed nothing for ~50 s while restores landed (a new-user trial, 500 ms per call). The first
- * batch is small and each next one sized to take about PROGRESS_MS (nextBatchSize).
- */
-const FIRST_BATCH = 20;
-const MIN_BATCH = 5;
-const PROGRESS_MS = 2_000;
+// A batch is recorded when its last restore lands: against a slow downstream a 200-item batch
+// showed nothing for ~50 s while restores landed (a new-user trial, 500 ms per call). Batches
+// start small and are sized to take about 2 s each (chunk-progress.ts nextBatchSize).
 /** A run hands its slot back after this long and continues as a new delayed step. */
 const MAX_RUN_MS = 30_000;
 /** Shortest wait before looking again at items a chunk holds (see recheckMs). */
@@ -125,18 +119,6 @@ async function rollbackRun<Tx>(deps: RollbackDeps<Tx>, opId: string, fence: Fenc
   await deps.engine.apply(opId, { type: 'rollback_settled', restored: c.restored, failed: c.failed }, SYSTEM, {
     report: true,
   });
-}
-
-/**
- * The next batch's size: twice this one's when it took under half of PROGRESS_MS (up to BATCH),
- * what would take about PROGRESS_MS at this one's pace when it took longer (at least MIN_BATCH).
- * `sent`: the restores this batch called for (decided without a call cost no time).
- */
-export function nextBatchSize(size: number, sent: number, elapsedMs: number): number {
-  if (elapsedMs > PROGRESS_MS && sent > 0)
-    return Math.max(MIN_BATCH, Math.min(BATCH, Math.floor((sent * PROGRESS_MS) / elapsedMs)));
-  if (elapsedMs < PROGRESS_MS / 2) return Math.min(BATCH, size * 2);
-  return size;
 }
 
 /**
