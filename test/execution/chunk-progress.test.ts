@@ -3,6 +3,7 @@
 // been made (a new-user trial, 700 ms per call). Outcomes that have landed are now recorded while
 // the chunk's other calls are still out (at most once per progress interval), so the counts move
 // as the deletes do, and decide() judges them as they come.
+import request from 'supertest';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import {
   buildExecHarness,
@@ -14,7 +15,7 @@ import {
   type ExecHarness,
 } from '../support/execution.ts';
 import { appsOf, command, ledger, softDeletesOf } from '../support/exec-helpers.ts';
-import { seedRegistry } from '../support/seed.ts';
+import { query, seedRegistry } from '../support/seed.ts';
 import { startRestore } from '../support/restores.ts';
 
 const ITEMS = 20;
@@ -24,7 +25,7 @@ const DELETE_MS = 300;
 let h: ExecHarness;
 beforeAll(async () => {
   h = await buildExecHarness({ workers: 1 });
-  await seedRegistry(h.databaseUrl, { sites: 11, appsPerSite: 10, internalTenants: 1 });
+  await seedRegistry(h.databaseUrl, { sites: 15, appsPerSite: 10, internalTenants: 1 });
   await useHttpAdapter(h);
 });
 afterAll(async () => {
@@ -123,6 +124,51 @@ it('shows a restore operation against a slow downstream restoring as it goes, no
         return (await getOperation(h, restore.id)).state === 'completed';
       },
       'the restore to complete',
+      60_000,
+    );
+    expect(
+      seen.some((x) => x.done > 0 && x.claimed > 0),
+      JSON.stringify(seen),
+    ).toBe(true);
+    expect(seen.at(-1)!.done).toBe(40);
+  } finally {
+    h.downstream.hang(0);
+  }
+});
+
+it('shows a purge against a slow downstream purging as it goes, not at the end of its chunk', async () => {
+  // Sites 11-14: 40 items deleted at full speed, made due, then purged while each call takes 150 ms.
+  const ids = appsOf([11, 12, 13, 14], 10);
+  const deleted = await submitAndStart(h, { ids, rollout: { bakeSeconds: 0, concurrency: 4, waves: ['100%'] } });
+  await waitForState(h, deleted.id, ['completed']);
+  await query(h.databaseUrl, `UPDATE resources SET purge_after = now() - interval '1 day' WHERE id = ANY($1)`, [ids]);
+  h.downstream.hang(150);
+  try {
+    const planned = await request(h.app.server)
+      .post('/v1/purges')
+      .set('authorization', h.auth('requester'))
+      .send({
+        reason: 'Retention ended',
+        ticket: 'CHG-2',
+        targetType: 'app',
+        ids,
+        rollout: { bakeSeconds: 0, concurrency: 1, waves: ['100%'] },
+      });
+    expect(planned.status, JSON.stringify(planned.body)).toBe(201);
+    const op = planned.body as { id: string; planHash: string };
+    await command(h, 'approver', op.id, 'approve', { planHash: op.planHash }).expect(200);
+    await command(h, 'operator', op.id, 'start').expect(200);
+    const seen: { done: number; claimed: number }[] = [];
+    await until(
+      async () => {
+        const rows = await ledger(h, op.id);
+        seen.push({
+          done: rows.filter((r) => r.state === 'done').length,
+          claimed: rows.filter((r) => r.state === 'claimed').length,
+        });
+        return (await getOperation(h, op.id)).state === 'completed';
+      },
+      'the purge to complete',
       60_000,
     );
     expect(
