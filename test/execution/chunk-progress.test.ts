@@ -32,6 +32,31 @@ afterAll(async () => {
   await h?.close();
 });
 
+/** Looks at the operation's ledger until it reaches `end`: what each look saw, in order. */
+async function watchLedger(opId: string, end: string) {
+  const seen: { done: number; claimed: number; restored: number }[] = [];
+  await until(
+    async () => {
+      const rows = await ledger(h, opId);
+      const count = (state: string) => rows.filter((r) => r.state === state).length;
+      seen.push({ done: count('done'), claimed: count('claimed'), restored: count('restored') });
+      return (await getOperation(h, opId)).state === end;
+    },
+    `${opId} to be ${end}`,
+    60_000,
+  );
+  return seen;
+}
+
+/** Some items read done while the chunk still held others, and all of them at the end. */
+function expectDoneMidChunk(seen: { done: number; claimed: number }[], items: number) {
+  expect(
+    seen.some((x) => x.done > 0 && x.claimed > 0),
+    JSON.stringify(seen),
+  ).toBe(true);
+  expect(seen.at(-1)!.done).toBe(items);
+}
+
 it('records the deletes of a slow chunk as they land, not only when the chunk ends', async () => {
   h.downstream.hang(DELETE_MS);
   try {
@@ -79,22 +104,13 @@ it('shows a rollback against a slow downstream restoring item by item, not in on
   try {
     const rolled = await command(h, 'operator', plan.id, 'rollback', { reason: 'slow restores' });
     expect(rolled.status, JSON.stringify(rolled.body)).toBe(200);
-    const restoredSeen: number[] = [];
-    await until(
-      async () => {
-        const rows = await ledger(h, plan.id);
-        restoredSeen.push(rows.filter((r) => r.state === 'restored').length);
-        return (await getOperation(h, plan.id)).state === 'rolled_back';
-      },
-      'the rollback to finish',
-      60_000,
-    );
+    const restored = (await watchLedger(plan.id, 'rolled_back')).map((x) => x.restored);
     // Some items read restored while others were still to be restored (a batch of all 40 never did).
     expect(
-      restoredSeen.some((n) => n > 0 && n < 40),
-      JSON.stringify(restoredSeen),
+      restored.some((n) => n > 0 && n < 40),
+      JSON.stringify(restored),
     ).toBe(true);
-    expect(restoredSeen.at(-1)).toBe(40);
+    expect(restored.at(-1)).toBe(40);
   } finally {
     h.downstream.hang(0);
   }
@@ -113,24 +129,7 @@ it('shows a restore operation against a slow downstream restoring as it goes, no
       operationId: deleted.id,
       rollout: { concurrency: 1, waves: ['100%'], bakeSeconds: 0 },
     });
-    const seen: { done: number; claimed: number }[] = [];
-    await until(
-      async () => {
-        const rows = await ledger(h, restore.id);
-        seen.push({
-          done: rows.filter((r) => r.state === 'done').length,
-          claimed: rows.filter((r) => r.state === 'claimed').length,
-        });
-        return (await getOperation(h, restore.id)).state === 'completed';
-      },
-      'the restore to complete',
-      60_000,
-    );
-    expect(
-      seen.some((x) => x.done > 0 && x.claimed > 0),
-      JSON.stringify(seen),
-    ).toBe(true);
-    expect(seen.at(-1)!.done).toBe(40);
+    expectDoneMidChunk(await watchLedger(restore.id, 'completed'), 40);
   } finally {
     h.downstream.hang(0);
   }
@@ -158,24 +157,7 @@ it('shows a purge against a slow downstream purging as it goes, not at the end o
     const op = planned.body as { id: string; planHash: string };
     await command(h, 'approver', op.id, 'approve', { planHash: op.planHash }).expect(200);
     await command(h, 'operator', op.id, 'start').expect(200);
-    const seen: { done: number; claimed: number }[] = [];
-    await until(
-      async () => {
-        const rows = await ledger(h, op.id);
-        seen.push({
-          done: rows.filter((r) => r.state === 'done').length,
-          claimed: rows.filter((r) => r.state === 'claimed').length,
-        });
-        return (await getOperation(h, op.id)).state === 'completed';
-      },
-      'the purge to complete',
-      60_000,
-    );
-    expect(
-      seen.some((x) => x.done > 0 && x.claimed > 0),
-      JSON.stringify(seen),
-    ).toBe(true);
-    expect(seen.at(-1)!.done).toBe(40);
+    expectDoneMidChunk(await watchLedger(op.id, 'completed'), 40);
   } finally {
     h.downstream.hang(0);
   }
