@@ -11,6 +11,7 @@ export interface WaveProgress {
   pending: number;
   inFlight?: number;
   restored?: number;
+  restoreFailed?: number;
   skipped?: number;
 }
 
@@ -99,7 +100,14 @@ export function lineView(write: (s: string) => void): View {
     waves(waves, status) {
       // A rejected plan (or one ended before it had any) has no waves: "progress rejected · " said nothing.
       if (!waves.length) return;
-      const parts = waves.map((w) => `w${w.wave + 1} ${w.done}/${w.items}${w.failed ? ` (${w.failed} failed)` : ''}`);
+      // What a rollback has brought back so far: during one, done/items stays where the run left it,
+      // so the line said "w2 195/195" twenty times while the restores landed (a new-user trial).
+      const back = (w: WaveProgress) =>
+        (w.restored ? ` · restored ${w.restored}` : '') +
+        (w.restoreFailed ? ` (${w.restoreFailed} restore failed)` : '');
+      const parts = waves.map(
+        (w) => `w${w.wave + 1} ${w.done}/${w.items}${w.failed ? ` (${w.failed} failed)` : ''}${back(w)}`,
+      );
       write(`progress ${statusText(status)} · ${parts.join(' · ')}\n`);
     },
     note: (text) => write(text + '\n'),

@@ -285,3 +285,31 @@ describe('watch: an operation without waves', () => {
     expect(out).toEqual(['watching: rejected\n']);
   });
 });
+
+describe('watch: a rollback in a log', () => {
+  it('prints what the rollback restored so far on each progress line (done/items stays where the run left it)', () => {
+    const out: string[] = [];
+    const view = lineView((x) => out.push(x));
+    const status = {
+      state: 'rolling_back',
+      currentWave: 1,
+      waveCount: 2,
+      haltReason: 'rollback by op: x',
+      bakeUntil: null,
+      skewMs: 0,
+    };
+    const wave = (restored: number, restoreFailed: number) =>
+      [
+        { wave: 0, items: 5, done: 5, failed: 0, pending: 0, restored: 0, restoreFailed: 0 },
+        { wave: 1, items: 195, done: 195, failed: 0, pending: 0, restored, restoreFailed },
+      ] as never;
+    view.waves(wave(0, 0), status);
+    view.waves(wave(20, 0), status);
+    view.waves(wave(29, 3), status);
+    expect(out).toEqual([
+      'progress rolling_back · wave 2/2 · halt: rollback by op: x · w1 5/5 · w2 195/195\n',
+      'progress rolling_back · wave 2/2 · halt: rollback by op: x · w1 5/5 · w2 195/195 · restored 20\n',
+      'progress rolling_back · wave 2/2 · halt: rollback by op: x · w1 5/5 · w2 195/195 · restored 29 (3 restore failed)\n',
+    ]);
+  });
+});
