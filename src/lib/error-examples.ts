@@ -4,6 +4,7 @@
 // gets an example with a code the server really answers it with (lib/errors.ts, plugins/errors.ts,
 // the lifecycle's refusals); routes whose 409 or 422 means something else pass their own.
 // test/http/openapi.test.ts checks every documented 4xx/5xx example against its status.
+import { invalidCursor } from './list-query.ts';
 
 export interface ErrorExample {
   code: string;
@@ -11,14 +12,10 @@ export interface ErrorExample {
   details?: unknown;
 }
 
-/** INVALID_CURSOR as lib/list-query.ts's invalidCursor words it, for a plain ASCII cursor. */
+/** INVALID_CURSOR exactly as the server words it (lib/list-query.ts invalidCursor). */
 function cursorRefusal(value: string | number, gives: string): ErrorExample {
-  const message = `must be the nextCursor of a page of this list (${gives})`;
-  return {
-    code: 'INVALID_CURSOR',
-    message: `Invalid querystring.cursor: ${JSON.stringify(String(value))} is not a cursor this list gave; ${message}. Leave it out for the first page`,
-    details: [{ field: 'querystring.cursor', message, value }],
-  };
+  const { code, message, details } = invalidCursor(value, gives);
+  return { code, message, details };
 }
 
 /** The example a status shows unless the route gives its own. */

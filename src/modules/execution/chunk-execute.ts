@@ -12,7 +12,7 @@ import {
   type TargetAdapter,
 } from '../adapters/index.ts';
 import { takeSnapshots } from './chunk-snapshots.ts';
-import { landedOutcome, PROGRESS_EVERY_MS, progressRecorder } from './chunk-progress.ts';
+import { chunkProgress, landedOutcome } from './chunk-progress.ts';
 import { applyWithBreaker, arrivalOrder, chunkBreaker, type BreakerResult } from './breaker.ts';
 import { executePurge } from './chunk-purge.ts';
 import { executeRestore } from './chunk-restore.ts';
@@ -121,10 +121,7 @@ export async function execute<Tx>(
       () => !fence.lost && !lease.lost() && deps.watch.canRun(j.opId, j.wave, since),
     );
     // Only calls that land one by one (HTTP): the registry adapter's land all at once, at the end.
-    const progress =
-      recordLanded && adapter.kind === 'http'
-        ? progressRecorder(recordLanded, deps.progressEveryMs ?? PROGRESS_EVERY_MS, () => deps.clock())
-        : undefined;
+    const progress = chunkProgress(deps, adapter.kind === 'http' ? recordLanded : undefined);
     const marked = new Set<number>();
     const sending: Promise<Sent>[] = [];
     let notMarkedCount = 0;

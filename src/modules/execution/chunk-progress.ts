@@ -27,6 +27,14 @@ export interface ProgressRecorder {
   settle(): Promise<Set<number>>;
 }
 
+/** The recorder of a chunk whose caller records landed outcomes (none without one). */
+export function chunkProgress(
+  deps: { progressEveryMs?: number; clock(): number },
+  record: ((outcomes: Outcome[]) => Promise<void>) | undefined,
+): ProgressRecorder | undefined {
+  return record && progressRecorder(record, deps.progressEveryMs ?? PROGRESS_EVERY_MS, () => deps.clock());
+}
+
 export function progressRecorder(
   record: (outcomes: Outcome[]) => Promise<void>,
   everyMs: number,

@@ -9,7 +9,7 @@ import { applyWithBreaker, arrivalOrder, chunkBreaker } from './breaker.ts';
 import type { ChunkDeps } from './chunk.ts';
 import { keepLease, markWriteAhead, outcomesOf, releaseUnsent, type Executed } from './chunk-execute.ts';
 import { takeSnapshots } from './chunk-snapshots.ts';
-import { PROGRESS_EVERY_MS, progressRecorder } from './chunk-progress.ts';
+import { chunkProgress } from './chunk-progress.ts';
 import type { Fence } from './exclusive.ts';
 import type { ClaimedItem, Outcome, Range, Snap } from './ledger.ts';
 import type { ChunkJob } from './queues.ts';
@@ -79,9 +79,7 @@ export async function executePurge<Tx>(
       op.wave!,
       () => !fence.lost && !lease.lost() && deps.watch.canRun(j.opId, j.wave, since),
     );
-    const progress = recordLanded
-      ? progressRecorder(recordLanded, deps.progressEveryMs ?? PROGRESS_EVERY_MS, () => deps.clock())
-      : undefined;
+    const progress = chunkProgress(deps, recordLanded);
     for (const [type, adapter] of adapters) {
       const part = toRun.filter((i) => typeOf(i) === type);
       if (part.length === 0) continue;

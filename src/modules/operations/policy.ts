@@ -155,9 +155,11 @@ export const DEFAULT_BUDGETS: Budgets = { maxTenants: 50, maxItems: 100_000, max
  * after 100%. Steps out of order were taken as written — ["50%", "10%"] made the first canary wave
  * half of every tenant — and an empty step was dropped in silence. A count and a share are not
  * compared (which one reaches more depends on how many tenants the plan has). Throws
- * VALIDATION_FAILED naming the step.
+ * VALIDATION_FAILED naming the step as `field` names where it was given (`body.rollout.waves`):
+ * checked where each spec is validated (submission.ts for every delete path, the CI intake's
+ * too; the restore and purge services).
  */
-export function checkWaveSteps(steps: readonly string[], field = 'rollout.waves'): void {
+export function checkWaveSteps(steps: readonly string[], field: string): void {
   const before: { count?: string; share?: string } = {};
   steps.forEach((step, k) => {
     const fail = (why: string) => {

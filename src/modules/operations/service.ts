@@ -16,13 +16,7 @@ import { buildPlan, computePlanHash, insertItems, insertWaves, type PlanSummary 
 import { classify, markLockedByOthers, storeRejections, type Classification } from './planner.ts';
 import { applyRollingBudgets, insertOperationTenants } from './rolling-budgets.ts';
 import { scopeReport, type ScopeReport } from './scope.ts';
-import {
-  DEFAULT_BUDGETS,
-  DEFAULT_PLAN_TTL_SECONDS,
-  withHaltDefaults,
-  withRolloutDefaults,
-  checkWaveSteps,
-} from './policy.ts';
+import { DEFAULT_BUDGETS, DEFAULT_PLAN_TTL_SECONDS, withHaltDefaults, withRolloutDefaults } from './policy.ts';
 import {
   findByKeyInTx,
   getBudgets,
@@ -114,7 +108,6 @@ export function operationService(deps: {
     const { spec, principal } = s;
     const dryRun = spec.dryRun ?? false;
     const rollout = withRolloutDefaults(spec.rollout);
-    checkWaveSteps(rollout.waves);
     const haltPolicy = withHaltDefaults(spec.haltPolicy);
     // A delete is soft; the one permanent path is a compliance erasure, which says so by name
     // (and needs an admin and a second approver), not a mode flag that quietly skips retention.
