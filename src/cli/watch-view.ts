@@ -9,7 +9,6 @@ export interface WaveProgress {
   done: number;
   failed: number;
   pending: number;
-  inFlight?: number;
   restored?: number;
   restoreFailed?: number;
   skipped?: number;

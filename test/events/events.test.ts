@@ -102,6 +102,13 @@ describe('live events', () => {
     const progress = fullA.frames.filter((f) => f.event === 'progress').map((f) => f.data.counts as { done: number });
     expect(progress.length).toBeGreaterThan(1);
     expect(progress.at(-1)!.done).toBe(60);
+    // Each wave carries the fields README documents and nothing that is always null (an
+    // `inFlight: null` that nothing ever counted was one).
+    const lastWaves = fullA.frames.filter((f) => f.event === 'progress').at(-1)!.data.waves as object[];
+    for (const w of lastWaves)
+      expect(Object.keys(w).sort()).toEqual(
+        ['done', 'failed', 'items', 'pending', 'restoreFailed', 'restored', 'settledAt', 'startedAt', 'wave'].sort(),
+      );
     const probes = fullA.frames.find((f) => f.event === 'probes');
     expect(probes?.data.results).toEqual(expect.arrayContaining([expect.objectContaining({ result: 'healthy' })]));
     expect(fullA.frames.at(-1)!.event).toBe('end');

@@ -12,8 +12,6 @@ export interface WaveProgress {
   done: number;
   failed: number;
   pending: number;
-  /** Items claimed by a worker right now: not counted per wave (it would mean scanning the ledger twice a second). */
-  inFlight: number | null;
   /** Items of the wave that a rollback restored. */
   restored: number;
   /** Items of the wave whose restore failed (ledger state restore_failed): a rollback could not bring them back. */
@@ -127,7 +125,6 @@ export async function readLive(
       done: w.done,
       failed: w.failed,
       pending: Math.max(0, w.items - w.done - w.failed),
-      inFlight: null,
       restored: undone.get(w.wave)?.restored ?? 0,
       restoreFailed: undone.get(w.wave)?.restoreFailed ?? 0,
       startedAt: iso(w.started_at ? new Date(w.started_at) : null),

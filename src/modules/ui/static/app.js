@@ -232,7 +232,6 @@ function applyOperation(v, op) {
       failed: c.failed ?? 0,
       restored: c.restored ?? 0,
       restoreFailed: c.restore_failed ?? 0,
-      inFlight: (c.claimed ?? 0) + (c.restoring ?? 0),
     };
   });
 }
