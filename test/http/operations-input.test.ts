@@ -400,6 +400,45 @@ describe('uploads', () => {
     expect(noSpec.body.message).toContain('targetType');
     expect(await counts()).toEqual(before);
   });
+
+  it('takes the rollout from the query string too (waves, bake, concurrency, onHalt), and names a bad step there', async () => {
+    const text = () =>
+      request(t.app.server)
+        .post('/v1/operations/text')
+        .set('authorization', t.auth('requester'))
+        .set('content-type', 'text/plain');
+    const spec = { targetType: 'app', reason: 'cleanup', ticket: 'CHG-9' };
+    const list = `${appId(7, 0)}\n${appId(8, 0)}\n${appId(9, 0)}\n`;
+    const ok = await text()
+      .query({ ...spec, waves: '1,100%', bakeSeconds: 0, concurrency: 4, onHalt: 'pause' })
+      .send(list)
+      .expect(201);
+    expect(ok.body.rollout).toMatchObject({ waves: ['1', '100%'], bakeSeconds: 0, concurrency: 4 });
+    expect(ok.body.haltPolicy).toMatchObject({ onHalt: 'pause' });
+    expect(
+      ok.body.plan.waves.filter((w: { kind: string }) => w.kind === 'canary').map((w: { step: string }) => w.step),
+    ).toEqual(['1', '100%']);
+    const before = await counts();
+    const cases: [Record<string, unknown>, string][] = [
+      [{ waves: '50%,10%' }, 'querystring.waves.1'],
+      [{ waves: '1,,100%' }, 'querystring.waves'],
+      [{ waves: '1;100%' }, 'querystring.waves'],
+      [{ bakeSeconds: -1 }, 'querystring.bakeSeconds'],
+      [{ onHalt: 'explode' }, 'querystring.onHalt'],
+    ];
+    for (const [extra, field] of cases) {
+      const bad = await text()
+        .query({ ...spec, ...extra })
+        .send(`${appId(10, 0)}\n`)
+        .expect(400);
+      expect(bad.body.code, field).toBe('VALIDATION_FAILED');
+      expect(
+        bad.body.details.map((d: { field: string }) => d.field),
+        JSON.stringify(extra),
+      ).toContain(field);
+    }
+    expect(await counts()).toEqual(before);
+  });
 });
 
 describe('Idempotency-Key', () => {

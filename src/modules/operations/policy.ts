@@ -3,9 +3,11 @@
 import { Type, type Static } from '@fastify/type-provider-typebox';
 import { BadRequestError } from '../../lib/errors.ts';
 
+/** One wave step, unanchored (a text upload's `waves` lists several, comma-separated). */
+export const WAVE_STEP = '([1-9][0-9]{0,6}|([1-9][0-9]?(\\.[0-9]+)?|100)%)';
 /** A wave boundary: a number of tenants ("1") or a cumulative share of tenants ("10%"). */
 export const WaveStep = Type.String({
-  pattern: '^([1-9][0-9]{0,6}|([1-9][0-9]?(\\.[0-9]+)?|100)%)$',
+  pattern: `^${WAVE_STEP}$`,
   description: 'Cumulative tenants reached by the end of this wave: a count ("1") or a share ("10%")',
   example: '10%',
 });

@@ -8,7 +8,7 @@ import { ListFilter, listFilters } from '../../lib/list-query.ts';
 import { errorResponse, errorResponses, IdParams, MAX_INT4, type App } from '../../lib/schemas.ts';
 import { escapedIfNeeded } from '../../lib/text.ts';
 import { NDJSON, TEXT } from '../../plugins/uploads.ts';
-import { validatedByHandler, validateValue } from '../../plugins/validation.ts';
+import { validatedByHandler } from '../../plugins/validation.ts';
 import { MAX_STREAMED_IDS } from './intake.ts';
 import { readIdStream } from './id-stream.ts';
 import { ID_CLASSES } from './planner.ts';
@@ -18,9 +18,9 @@ import { checkItemCursor, checkReportCursor } from './cursors.ts';
 import { listRoute } from './list.ts';
 import { operationReads } from './repository.ts';
 import { operationService, serverTiming, type SubmitResult } from './service.ts';
-import { CreateOperationBody, DryRunView, ITEM_STATES, OperationSpec, ReportPage, TextUploadQuery } from './schemas.ts';
+import { CreateOperationBody, DryRunView, ITEM_STATES, ReportPage, TextUploadQuery } from './schemas.ts';
 import { ItemsPage } from './item-schemas.ts';
-import { dryRunRejected, planRejected, readSubmission, STREAM_LIMITS, SUBMIT_AUTH } from './submission.ts';
+import { dryRunRejected, planRejected, readSubmission, STREAM_LIMITS, SUBMIT_AUTH, textSpec } from './submission.ts';
 import type { ScopeReport } from './scope.ts';
 import { operationView } from './views.ts';
 import { coalescer } from '../../lib/coalesce.ts';
@@ -159,7 +159,7 @@ export default async function operationRoutes(app: App) {
       },
     },
     async (req, reply) => {
-      const spec = validateValue<OperationSpec>(OperationSpec, { ...req.query }, 'querystring');
+      const spec = textSpec(req.query);
       const { batches: ids } = await readIdStream(req.body as Readable, STREAM_LIMITS, {
         format: 'text',
         head: false,

@@ -2,7 +2,7 @@
 import { Type, type Static } from '@fastify/type-provider-typebox';
 import { IdString, MultilineText, Text } from '../../lib/schemas.ts';
 import { RollingUsage } from './budget-schemas.ts';
-import { HaltPolicy, RolloutPolicy } from './policy.ts';
+import { HaltPolicy, RolloutPolicy, WAVE_STEP } from './policy.ts';
 import { MAX_INLINE_IDS } from './intake.ts';
 import { EstimatedRestoreSchema } from './restore-estimate.ts';
 import { RestoreScopeView } from '../restores/schemas.ts';
@@ -113,9 +113,23 @@ export const TextUploadQuery = Type.Object(
       Type.Boolean({ description: 'Return the plan without creating an operation', example: true }),
     ),
     autoStart: Type.Optional(Type.Boolean({ description: 'Start as soon as approved' })),
+    // The rollout fields an operator sets most, flat (a query string has no objects); a JSON or
+    // NDJSON submission sets every rollout and halt field.
+    waves: Type.Optional(
+      Type.String({
+        pattern: `^${WAVE_STEP}(,${WAVE_STEP}){0,19}$`,
+        description:
+          'rollout.waves, comma-separated: "1,10%,100%" (each % written %25 in a URL: 1,10%25,100%25). Up to 20 steps',
+        example: '1,10%,100%',
+      }),
+    ),
+    bakeSeconds: Type.Optional(RolloutPolicy.properties.bakeSeconds),
+    concurrency: Type.Optional(RolloutPolicy.properties.concurrency),
+    onHalt: Type.Optional(HaltPolicy.properties.onHalt),
   },
   { additionalProperties: false, description: 'The operation spec of a text/plain upload' },
 );
+export type TextUploadQuery = Static<typeof TextUploadQuery>;
 
 /** States of an item in the ledger (operation_items.state). */
 export const ITEM_STATES = ['pending', 'claimed', 'done', 'failed', 'restoring', 'restored', 'restore_failed'] as const;

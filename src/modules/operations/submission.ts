@@ -12,7 +12,7 @@ import { NDJSON } from '../../plugins/uploads.ts';
 import { inlineBatches, MAX_INLINE_IDS, MAX_STREAMED_IDS, ndjsonLineId, type IdBatches } from './intake.ts';
 import { readIdStream } from './id-stream.ts';
 import { checkWaveSteps } from './policy.ts';
-import { CreateOperationBody, OperationSpec } from './schemas.ts';
+import { CreateOperationBody, OperationSpec, type TextUploadQuery } from './schemas.ts';
 import { describeScope, type ScopeReport } from './scope.ts';
 
 /** Who may submit an operation: the submit routes and the CI intake queue. */
@@ -135,4 +135,27 @@ export function jsonSubmission(body: unknown): { spec: OperationSpec; ids: IdBat
   const { ids, ...spec } = validateValue<CreateOperationBody>(CreateOperationBody, body, 'body');
   if (spec.rollout?.waves) checkWaveSteps(spec.rollout.waves, 'body.rollout.waves');
   return { spec, ids: inlineBatches(ids), maxIds: MAX_INLINE_IDS };
+}
+
+/**
+ * The spec of a text/plain upload, from its query string: the flat rollout fields (`waves` as
+ * "1,10%,100%", `bakeSeconds`, `concurrency`, `onHalt`) go where a JSON spec has them, and a wave
+ * step is refused naming `querystring.waves.<n>`, as the JSON body's are named.
+ */
+export function textSpec(query: TextUploadQuery): OperationSpec {
+  const { waves, bakeSeconds, concurrency, onHalt, ...rest } = query;
+  const steps = waves?.split(',');
+  if (steps) checkWaveSteps(steps, 'querystring.waves');
+  const rollout = Object.fromEntries(
+    Object.entries({ waves: steps, bakeSeconds, concurrency }).filter(([, v]) => v !== undefined),
+  );
+  return validateValue<OperationSpec>(
+    OperationSpec,
+    {
+      ...rest,
+      ...(Object.keys(rollout).length ? { rollout } : {}),
+      ...(onHalt !== undefined ? { haltPolicy: { onHalt } } : {}),
+    },
+    'querystring',
+  );
 }
