@@ -149,9 +149,19 @@ describe('blastgate admin and control commands', () => {
       'Purge what is due',
       '--ticket',
       'CHG-3',
+      '--waves',
+      '1,100%',
+      '--bake-seconds',
+      '0',
+      '--concurrency',
+      '2',
     ]);
     expect(r.code, r.stderr).toBe(0);
-    expect(doc(r.stdout).operation).toMatchObject({ kind: 'purge', state: 'planned', itemCount: 1 });
+    const op = doc(r.stdout).operation as { rollout: unknown; plan: { waves: { step: string }[] } };
+    expect(op).toMatchObject({ kind: 'purge', state: 'planned', itemCount: 1 });
+    // The rollout flags reach the purge (before, a restore or purge took the server's waves only).
+    expect(op.rollout).toMatchObject({ waves: ['1', '100%'], bakeSeconds: 0, concurrency: 2 });
+    expect(op.plan.waves.map((w) => w.step)).toEqual(['1']);
   });
 
   it('restore, purge and tokens create name the flag whose value the server refused; no scope is a usage error', async () => {
@@ -190,6 +200,8 @@ describe('blastgate admin and control commands', () => {
       ],
       ['admin', ['tokens', 'create', '--name', 'bot', '--role', 'superuser'], undefined, 1, 'Invalid --role'],
       ['requester', restoreOf('--idempotency-key', 'bad key!'), undefined, 1, 'Invalid --idempotency-key'],
+      ['requester', restoreOf('--waves', '50%,10%'), undefined, 1, 'Invalid --waves (1): must reach more tenants'],
+      ['requester', restoreOf('--bake-seconds', '999999'), undefined, 1, 'Invalid --bake-seconds'],
       [
         'requester',
         ['submit', '--type', 'app', '--reason', 'Remove them', '--ticket', 'T-7', '--idempotency-key', 'bad key!'],

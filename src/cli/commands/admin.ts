@@ -47,6 +47,9 @@ interface ScopeFlags {
   idempotencyKey?: string;
   wait?: boolean;
   timeout?: string;
+  waves?: string;
+  bakeSeconds?: number;
+  concurrency?: number;
 }
 
 function scopeOptions(cmd: Command, what: string): Command {
@@ -58,6 +61,12 @@ function scopeOptions(cmd: Command, what: string): Command {
     .option('--operation <id>', 'scope: everything this (ended) delete operation deleted')
     .option('--type <type>', 'scope, with --ids-file: the type every ID must be')
     .option('--ids-file <file>', 'with --type: the IDs (one per line or NDJSON; - for stdin; up to 100,000)')
+    .option(
+      '--waves <steps>',
+      'wave steps, comma-separated (e.g. 10%,100%; default: a restore 10%,100%, a purge as a delete)',
+    )
+    .option('--bake-seconds <n>', 'bake time between waves', intArg('--bake-seconds'))
+    .option('--concurrency <n>', 'calls in flight at once per worker process', intArg('--concurrency'))
     .option('--dry-run', 'the plan only, nothing stored')
     .option('--idempotency-key <key>', 'makes a retry return the same operation')
     .option('--wait', 'wait for an outcome (after approval and start)')
@@ -74,6 +83,9 @@ const SCOPE_FLAGS: Record<string, string> = {
   'body.targetType': '--type',
   'body.asOf': '--as-of',
   'body.dueBefore': '--due-before',
+  'body.rollout.waves': '--waves',
+  'body.rollout.bakeSeconds': '--bake-seconds',
+  'body.rollout.concurrency': '--concurrency',
   [IDEMPOTENCY_HEADER]: '--idempotency-key',
 };
 /** The same for `tokens create`. */
@@ -107,6 +119,11 @@ async function scopeBody(
   if (f.idsFile && !f.type) throw usageError('--ids-file needs --type (the type every ID must be)');
   const ids = f.idsFile ? await collectIds(openIds(f.idsFile) as AsyncIterable<Buffer>, 100_000, lines) : undefined;
   if (ids?.length === 0) throw usageError('the ID list is empty');
+  const rollout = {
+    ...(f.waves ? { waves: f.waves.split(',').map((x) => x.trim()) } : {}),
+    ...(f.bakeSeconds !== undefined ? { bakeSeconds: f.bakeSeconds } : {}),
+    ...(f.concurrency !== undefined ? { concurrency: f.concurrency } : {}),
+  };
   return {
     reason: f.reason,
     ticket: f.ticket,
@@ -115,6 +132,7 @@ async function scopeBody(
     ...(f.operation ? { operationId: f.operation } : {}),
     ...(f.type ? { targetType: f.type } : {}),
     ...(ids ? { ids } : {}),
+    ...(Object.keys(rollout).length ? { rollout } : {}),
     ...(f.dryRun ? { dryRun: true } : {}),
   };
 }
