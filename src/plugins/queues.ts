@@ -6,10 +6,17 @@ import type pg from 'pg';
 import type { Engine } from '../modules/execution/engine.ts';
 import { pgEngine } from '../modules/execution/engine-store.ts';
 import { createQueues, type Queues } from '../modules/execution/queues.ts';
+import { workerPresence } from '../modules/execution/worker-presence.ts';
+import { NO_HOLDS, QUEUED_STATES, type QueueHolds } from '../modules/operations/views.ts';
 
 declare module 'fastify' {
   interface FastifyInstance {
     engine: Engine<pg.PoolClient>;
+    /**
+     * What holds an operation in `state` on the queue, as this process sees it (its view's
+     * `waiting`): Redis lost, or no worker connected. Asks Redis only for a queued state.
+     */
+    queueHolds: (state: string) => Promise<QueueHolds>;
   }
 }
 
@@ -28,6 +35,14 @@ export default fp<{ prefix: string }>(
         log: app.log,
       }),
     );
+    // Chunks are what move an operation: a process that runs none takes no work from it.
+    const workers = workerPresence(queues.items);
+    app.decorate('queueHolds', async (state: string) => {
+      if (!QUEUED_STATES.has(state)) return NO_HOLDS;
+      // Redis lost: that is the reason, and asking it who is connected would wait for a timeout.
+      const queueDownSince = app.queueDownSince();
+      return { queueDownSince, noWorkersSince: queueDownSince ? null : await workers.noneSince() };
+    });
     app.addHook('onClose', async () => queues.close());
   },
   { name: 'queues', dependencies: ['db', 'redis', 'metrics'] },

@@ -101,7 +101,7 @@ async function restartMidWave(how: { signal: 'SIGTERM' | 'SIGKILL'; freshDir: bo
   expect(seen.body.waiting, JSON.stringify(seen.body.waiting)).toMatchObject({ on: 'redis' });
   expect(Math.abs(Date.parse(seen.body.waiting.since) - downSince)).toBeLessThan(1_000);
   // And so does the live view's stream (GET …/events, the /ui page).
-  expect((await readLive(h.app.db.pool, op.id, h.app.queueDownSince()))?.waiting).toEqual(seen.body.waiting);
+  expect((await readLive(h.app.db.pool, op.id, h.app.queueHolds))?.waiting).toEqual(seen.body.waiting);
   await redis.start({ freshDir: how.freshDir });
 
   const final = await waitForState(h, op.id, END_STATES, 40_000);

@@ -4,7 +4,7 @@
 import type { Queryable } from '../../lib/sql.ts';
 import { ROLLBACK_STATES } from '../operations/repository.ts';
 import { ENDED_STATES, TERMINAL_STATES, type OpState } from '../operations/lifecycle-types.ts';
-import { throttleOf, waitingOf } from '../operations/views.ts';
+import { NO_HOLDS, throttleOf, waitingOf, type QueueHolds } from '../operations/views.ts';
 
 export interface WaveProgress {
   wave: number;
@@ -80,8 +80,8 @@ interface WaveRow {
 export async function readLive(
   db: Queryable,
   opId: string,
-  /** Since when this process has lost the queue (app.queueDownSince()). */
-  queueDownSince: Date | null = null,
+  /** What holds an operation in a state on the queue, as this process sees it (app.queueHolds). */
+  holdsOf: (state: string) => Promise<QueueHolds> = async () => NO_HOLDS,
 ): Promise<OpLive | null> {
   const res = await db.query(
     `SELECT o.id, o.action, o.state, o.target_type, o.item_count, o.tenant_count, o.current_wave, o.halt_reason,
@@ -132,7 +132,7 @@ export async function readLive(
     })),
     probes,
     throttled: throttleOf({ state: r.state, throttledBy: r.throttled_by, throttledUntil: r.throttled_until }),
-    waiting: waitingOf({ state: r.state }, queueDownSince),
+    waiting: waitingOf({ state: r.state }, await holdsOf(r.state)),
   };
 }
 

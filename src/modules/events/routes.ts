@@ -83,7 +83,7 @@ export default async function eventRoutes(
           lastEventId: raw.slice(0, 40),
         });
       const cursor = raw === undefined ? 0 : Number(raw);
-      const first = await readLive(app.db.pool, req.params.id, app.queueDownSince());
+      const first = await readLive(app.db.pool, req.params.id, app.queueHolds);
       if (!first) throw new NotFoundError('Operation', req.params.id);
       const tokenId = req.principal!.tokenId;
       const streamId = randomUUID();
@@ -116,7 +116,7 @@ export default async function eventRoutes(
           heartbeatMs: opts.heartbeatMs,
           renew: () => slots.renew(tokenId, streamId),
           log: req.log,
-          queueDownSince: () => app.queueDownSince(),
+          holdsOf: app.queueHolds,
         });
       } finally {
         open.delete(controller);

@@ -7,6 +7,7 @@ import type { Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Queryable } from '../../lib/sql.ts';
 import { readLive, readTransitions, streamEnds, type OpLive } from './feed.ts';
+import type { QueueHolds } from '../operations/views.ts';
 import { frame, HEARTBEAT, progressData, progressKey, snapshotData, transitionData } from './frames.ts';
 
 export const POLL_MS = 500;
@@ -23,8 +24,8 @@ export interface StreamOptions {
   /** Called at least every heartbeatMs while the stream is open (keeps its per-token slot). */
   renew(): Promise<void>;
   log: { warn(obj: object, msg: string): void };
-  /** Since when this process has lost the queue (app.queueDownSince()). */
-  queueDownSince?: () => Date | null;
+  /** What holds an operation in a state on the queue, as this process sees it (app.queueHolds). */
+  holdsOf?: (state: string) => Promise<QueueHolds>;
 }
 
 export async function streamOperation(o: StreamOptions): Promise<void> {
@@ -80,6 +81,6 @@ export async function streamOperation(o: StreamOptions): Promise<void> {
     }
     await sleep(POLL_MS, undefined, { signal: o.signal }).catch(() => {});
     if (o.signal.aborted) return;
-    op = (await readLive(o.db, op.id, o.queueDownSince?.() ?? null).catch(() => null)) ?? op;
+    op = (await readLive(o.db, op.id, o.holdsOf).catch(() => null)) ?? op;
   }
 }

@@ -222,7 +222,7 @@ export default async function commandRoutes(app: App) {
           ...(missing ? { approvalsNeeded: missing } : {}),
         };
         return {
-          ...operationView(v.op, v.progress, v.unfinished, undefined, app.queueDownSince()),
+          ...operationView(v.op, v.progress, v.unfinished, undefined, await app.queueHolds(v.op.state)),
           ...(command ? { command } : {}),
         };
       },

@@ -222,7 +222,7 @@ export default async function operationRoutes(app: App) {
     },
     async (req) => {
       const v = await viewOf(req.params.id);
-      return operationView(v.op, v.progress, v.unfinished, v.drills, app.queueDownSince());
+      return operationView(v.op, v.progress, v.unfinished, v.drills, await app.queueHolds(v.op.state));
     },
   );
 

@@ -263,15 +263,21 @@ export const OperationView = Type.Object(
       Type.Union(
         [
           Type.Object({
-            on: Type.Literal('redis', { description: 'What it waits for: the work queue (Redis)' }),
-            since: Type.String({ format: 'date-time', description: 'Since when the API has lost its connection' }),
+            on: Type.Union([Type.Literal('redis'), Type.Literal('workers')], {
+              description:
+                'What it waits for: the work queue (Redis), unreachable from the API; or a worker process, none being connected to the queue',
+            }),
+            since: Type.String({
+              format: 'date-time',
+              description: 'Since when the API has lost its connection (redis), or first saw no worker (workers)',
+            }),
             detail: Type.String({ description: 'For people' }),
           }),
           Type.Null(),
         ],
         {
           description:
-            'A running, baking or rolling-back operation that cannot move because the work queue (Redis) is unreachable from the API: since when (why it does not move). Null otherwise',
+            'A running, baking or rolling-back operation that cannot move because the work queue (Redis) is unreachable from the API, or because no worker process is connected to it: which, and since when (why it does not move). Null otherwise',
           example: {
             on: 'redis',
             since: '2026-12-01T16:20:00.000Z',

@@ -21,8 +21,8 @@ export function operationView(
   waveProgress?: { wave: number; counts: Record<string, number> }[],
   unfinished?: Unfinished,
   drills?: DrillView[],
-  /** Since when this process has lost the queue (Redis): app.queueDownSince(). */
-  queueDownSince: Date | null = null,
+  /** What the queue holds it on, as this process sees it: app.queueHolds(state). */
+  holds: QueueHolds = NO_HOLDS,
 ) {
   const self = `/v1/operations/${op.id}`;
   return {
@@ -48,7 +48,7 @@ export function operationView(
     currentWave: op.currentWave,
     haltReason: op.haltReason,
     throttled: throttleOf(op),
-    waiting: waitingOf(op, queueDownSince),
+    waiting: waitingOf(op, holds),
     ...(waveProgress ? { waveProgress, counts: countsOf(op, waveProgress) } : {}),
     ...(unfinished ? { unfinished } : {}),
     ...(drills?.length ? { drills } : {}),
@@ -75,21 +75,40 @@ export function throttleOf(op: HeldFields, now = Date.now()) {
 }
 
 /** States in which an operation moves only through queued jobs. */
-const QUEUED_STATES = new Set(['running', 'baking', 'rolling_back']);
+/** States in which an operation moves through the work queue (and so can wait on it). */
+export const QUEUED_STATES = new Set(['running', 'baking', 'rolling_back']);
+
+export interface QueueHolds {
+  /** Since when this process has lost its Redis connection. */
+  queueDownSince: Date | null;
+  /** Since when no worker process is connected to the work queue (worker-presence.ts). */
+  noWorkersSince: Date | null;
+}
+export const NO_HOLDS: QueueHolds = { queueDownSince: null, noWorkersSince: null };
 
 /**
- * Why an operation that should be moving is not: the queue it moves through is unreachable. Nothing
- * is lost meanwhile (the workers re-derive queued work from the ledger once Redis is back), but
- * without this the view read as `running` with nothing moving and no reason.
+ * Why an operation that should be moving is not: the queue it moves through is unreachable, or no
+ * worker takes work from it. Nothing is lost meanwhile (the workers re-derive queued work from the
+ * ledger once Redis is back; queued work waits for a worker), but without this the view read as
+ * `running` with nothing moving and no reason.
  */
-export function waitingOf(op: Pick<OperationRow, 'state'>, queueDownSince: Date | null) {
-  if (!queueDownSince || !QUEUED_STATES.has(op.state)) return null;
-  return {
-    on: 'redis' as const,
-    since: queueDownSince.toISOString(),
-    detail:
-      'The work queue (Redis) cannot be reached: no new work is picked up until it is back. Nothing is lost; queued work is re-derived from the ledger when it returns.',
-  };
+export function waitingOf(op: Pick<OperationRow, 'state'>, holds: QueueHolds) {
+  if (!QUEUED_STATES.has(op.state)) return null;
+  if (holds.queueDownSince)
+    return {
+      on: 'redis' as const,
+      since: holds.queueDownSince.toISOString(),
+      detail:
+        'The work queue (Redis) cannot be reached: no new work is picked up until it is back. Nothing is lost; queued work is re-derived from the ledger when it returns.',
+    };
+  if (holds.noWorkersSince)
+    return {
+      on: 'workers' as const,
+      since: holds.noWorkersSince.toISOString(),
+      detail:
+        'No worker process is connected to the work queue, so nothing is picked up: start one (`npm run worker`, or an API with BLASTGATE_WORKERS_IN_PROCESS not false). Nothing is lost; the work waits in the queue.',
+    };
+  return null;
 }
 
 /** Items by ledger state over every wave (cascaded descendants included); a restore's `done` is restored, an erasure's erased, a purge's purged. */
