@@ -196,6 +196,30 @@ describe('PUT /v1/registry/types: adapter declarations', () => {
     expect(details[2]!.message).toMatch(/\{tenantId\}/);
   });
 
+  it('refuses dot segments in a template or the baseUrl path: the receiver would resolve them to another path for every resource', async () => {
+    const details = await refuse('dots', [
+      http({ snapshot: 'GET /apps/{id}/../b' }),
+      http({ softDelete: 'POST /tenants/{tenantId}/apps/{id}/%2e%2E' }),
+      http({ restore: 'POST /apps/./{id}/restore' }),
+      http({ baseUrl: 'http://127.0.0.1:8080/api/../admin' }),
+    ]);
+    expect(details).toEqual([
+      expect.objectContaining({ field: 'types[0].adapter.snapshot', problem: 'invalid_template' }),
+      expect.objectContaining({ field: 'types[1].adapter.softDelete', problem: 'invalid_template' }),
+      expect.objectContaining({ field: 'types[2].adapter.restore', problem: 'invalid_template' }),
+      expect.objectContaining({ field: 'types[3].adapter.baseUrl', problem: 'invalid_url' }),
+    ]);
+    expect(details[0]!.message).toMatch(/dot segment "\.\."/);
+    expect(details[1]!.message).toMatch(/dot segment "%2e%2E"/);
+    // A dot inside a segment, or in the query, is an ordinary character.
+    const ok = await put({
+      types: [
+        { name: 'dots_ok', adapter: http({ snapshot: 'GET /apps/{id}.json?v=..', probe: 'GET /v1.2/{tenantId}' }) },
+      ],
+    });
+    expect(ok.status, JSON.stringify(ok.body)).toBe(200);
+  });
+
   it('refuses out-of-range or non-integer timeoutMs, retries and retryBaseMs, saying the range', async () => {
     const details = await refuse('range', [
       http({ timeoutMs: 5, retries: 11, retryBaseMs: 0 }),

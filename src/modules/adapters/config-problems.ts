@@ -65,6 +65,8 @@ function baseUrlProblem(value: string): string | null {
   if (url.hash || value.includes('#')) return 'must not have a fragment';
   if (!new RegExp(BASE_URL_PATTERN).test(value))
     return 'must be scheme://host[:port][/base/path] with no whitespace or backslash';
+  const dots = dotSegment(value.replace(/^[a-z]+:\/\/[^/]*/i, ''));
+  if (dots) return `must not have the dot segment ${JSON.stringify(dots)} in its path (it would be resolved away)`;
   return null;
 }
 
@@ -95,6 +97,25 @@ function templateProblem(
     };
   if (/[{}]/.test(path.replace(/\{[^{}]*\}/g, '')))
     return { problem: 'invalid_template', message: 'has an unmatched { or }' };
+  const dots = dotSegment(path);
+  if (dots)
+    return {
+      problem: 'invalid_template',
+      message: `has the dot segment ${JSON.stringify(dots)}: a receiver resolves it, so the call would address another path than the one written (for every resource alike)`,
+    };
+  return null;
+}
+
+/**
+ * The first `.` or `..` segment (also percent-encoded, `%2e%2E`) of a template's path, or of a
+ * baseUrl's path; a backslash counts as a separator, as URL parsers read it in http(s) URLs.
+ */
+function dotSegment(path: string): string | null {
+  const q = path.indexOf('?');
+  for (const segment of (q < 0 ? path : path.slice(0, q)).split(/[/\\]/)) {
+    const plain = segment.replace(/%2e/gi, '.');
+    if (plain === '.' || plain === '..') return segment;
+  }
   return null;
 }
 
