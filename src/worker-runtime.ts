@@ -158,6 +158,14 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
     eraseKeys: (tx, opId, seqs) => destroyKeysOf(tx, snapshots, opId, seqs),
     registryFollows,
     sameDb: { sql: (tx) => tx, put: (tx, opId, inputs) => snapshots.put(tx, opId, inputs) },
+    protectedNow: async (ids) =>
+      new Set(
+        (
+          await db.pool.query<{ id: string }>(`SELECT id FROM resources WHERE id = ANY($1::text[]) AND protected`, [
+            ids,
+          ])
+        ).rows.map((r) => r.id),
+      ),
   });
 
   const common = { prefix: opts.queuePrefix, lockDuration, stalledInterval: lockDuration, maxStalledCount: 100 };

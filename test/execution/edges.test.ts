@@ -129,6 +129,35 @@ describe('plans that sat too long or went stale', () => {
   });
 });
 
+describe('a resource protected while the operation runs', () => {
+  it('is left alone: its item fails saying so, with no snapshot and no call, and the rest runs', async () => {
+    const sites = freshSites(3);
+    const ids = appsOf(sites, APPS);
+    const op = await submit(ids, {
+      rollout: { bakeSeconds: 2, concurrency: 2, waves: ['1', '100%'] },
+      haltPolicy: { ...FAST_HALT, maxFailureRate: 0.5, onHalt: 'pause' },
+    }).expect(201);
+    await command(h, 'approver', op.body.id, 'approve', { planHash: op.body.planHash }).expect(200);
+    // One app of the last wave's tenants (waves go by tenant id at equal sizes), protected (as an
+    // import would) right after the start, seconds before its wave runs (after the 2 s bake).
+    const guarded = appsOf([sites[2]!], APPS)[1]!;
+    await command(h, 'operator', op.body.id, 'start').expect(200);
+    await query(h.databaseUrl, `UPDATE resources SET protected = true WHERE id = $1`, [guarded]);
+    const end = await waitForState(h, op.body.id, ['completed', 'completed_with_failures', 'paused', 'rolled_back']);
+    expect(end.state).toBe('completed_with_failures');
+    const rows = await query<{ resource_id: string; state: string; last_error: string | null; permanent: boolean }>(
+      h.databaseUrl,
+      'SELECT resource_id, state, last_error, permanent FROM operation_items WHERE operation_id = $1',
+      [op.body.id],
+    );
+    const mine = rows.find((r) => r.resource_id === guarded)!;
+    expect(mine).toMatchObject({ state: 'failed', permanent: true });
+    expect(mine.last_error).toContain('protected');
+    expect(rows.filter((r) => r.state === 'done')).toHaveLength(ids.length - 1);
+    expect(h.downstream.calls.filter((c) => c.resourceId === guarded || c.resourceIds?.includes(guarded))).toEqual([]);
+  }, 60_000);
+});
+
 describe('no operation can wedge', () => {
   it('fails the items of a type whose stored adapter no longer works, with the reason, and ends', async () => {
     const ids = appsOf(freshSites(2), APPS);

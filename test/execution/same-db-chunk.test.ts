@@ -17,7 +17,7 @@ const APPS = 10;
 let h: ExecHarness;
 beforeAll(async () => {
   h = await buildExecHarness({ workers: 1 });
-  await seedRegistry(h.databaseUrl, { sites: 6, appsPerSite: APPS });
+  await seedRegistry(h.databaseUrl, { sites: 8, appsPerSite: APPS });
   // Fails (or, in mode 'sleep', holds for 1.5 s) every update of a wave's counters while armed; counts the failures in a sequence (a
   // sequence is not rolled back with the transaction that fails).
   await query(
@@ -142,4 +142,37 @@ describe('a registry delete chunk', () => {
     );
     expect(rows.map((r) => r.state)).toEqual(ids.map(() => 'active'));
   });
+
+  it('leaves a resource marked protected while the operation runs: its item fails saying so, the rest is deleted', async () => {
+    const ids = appsOf([6, 7], APPS);
+    const guarded = appsOf([7], APPS)[3]!;
+    const op = await submitAndStart(h, {
+      ids,
+      rollout: { bakeSeconds: 2, concurrency: 4, waves: ['1', '100%'], restoreDrill: false },
+      haltPolicy: { probe: 'optional', maxFailureRate: 0.5, onHalt: 'pause' },
+    });
+    // Seconds before the second wave (site 7's) runs, as an import would.
+    await query(h.databaseUrl, 'UPDATE resources SET protected = true WHERE id = $1', [guarded]);
+    const end = await waitForState(h, op.id, ['completed', 'completed_with_failures', 'halted', 'paused'], 60_000);
+    expect(end.state).toBe('completed_with_failures');
+    const items = await query<{
+      resource_id: string;
+      state: string;
+      last_error: string | null;
+      snapshot_id: string | null;
+    }>(
+      h.databaseUrl,
+      'SELECT resource_id, state, last_error, snapshot_id FROM operation_items WHERE operation_id = $1',
+      [op.id],
+    );
+    expect(items.find((i) => i.resource_id === guarded)).toMatchObject({ state: 'failed', snapshot_id: null });
+    expect(items.find((i) => i.resource_id === guarded)!.last_error).toContain('protected');
+    expect(items.filter((i) => i.state === 'done')).toHaveLength(ids.length - 1);
+    const rows = await query<{ id: string; state: string }>(
+      h.databaseUrl,
+      'SELECT id, state FROM resources WHERE id = ANY($1::text[])',
+      [ids],
+    );
+    expect(rows.filter((r) => r.state === 'active').map((r) => r.id)).toEqual([guarded]);
+  }, 60_000);
 });

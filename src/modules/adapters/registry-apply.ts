@@ -103,12 +103,14 @@ WITH input AS (
 ), changed AS (
   UPDATE resources r SET state = t.to_state, deleted_at = ${deletedAt}, purge_after = ${purgeAfter}, updated_at = now()
   FROM target t WHERE r.id = t.id AND t.state = ANY($6::text[]) AND t.id NOT IN (SELECT id FROM blocked)
+    AND NOT ($14::boolean AND t.protected)
   RETURNING r.id
 ), dchanged AS (
   UPDATE resources r SET state = t.to_state, deleted_at = ${deletedAt}, purge_after = ${purgeAfter}, updated_at = now()
   FROM dtarget t JOIN target p ON p.id = t.root
   WHERE r.id = t.id AND t.state = ANY($6::text[])
     AND (p.state = ANY($6::text[]) OR p.state = p.to_state) AND p.id NOT IN (SELECT id FROM blocked)
+    AND NOT ($14::boolean AND p.protected)
   RETURNING r.id
 )
 SELECT i.id, t.state AS before, (c.id IS NOT NULL) AS changed, (b.id IS NOT NULL) AS blocked,
@@ -141,6 +143,10 @@ interface ApplyRow {
   before_deleted_at: Date | null;
   before_updated_at: Date | null;
 }
+
+/** Why a delete left a resource marked protected after its plan (both adapters say it alike). */
+export const PROTECTED_SINCE_PLAN = (id: string) =>
+  `${id} is protected in the registry (marked after the plan): not deleted`;
 
 export const mismatch = (item: AdapterItem, actual: { type: string | null; tenant: string | null }): string =>
   actual.type === null
@@ -219,6 +225,7 @@ async function applyRows(
     kidTargets.map((t) => t.deletedAt),
     kids.map(({ root }) => root.resourceId),
     action !== 'restore',
+    action === 'softDelete',
   ]);
   const byId = new Map(rows.map((r) => [r.id, r]));
   const outcome = (item: AdapterItem, to: State): ItemResult => {
@@ -230,6 +237,9 @@ async function applyRows(
         error: mismatch(item, { type: row?.actual_type ?? null, tenant: row?.actual_tenant ?? null }),
       };
     if (row.changed || spec.done(row.before, to)) return { ok: true };
+    // Marked protected since the plan (an import while the operation runs): a delete leaves it.
+    if (action === 'softDelete' && row.before_protected)
+      return { ok: false, permanent: true, error: PROTECTED_SINCE_PLAN(item.resourceId) };
     return { ok: false, permanent: true, error: `cannot ${action} ${item.resourceId}: it is ${row.before}` };
   };
   const results = items.map((item, k): ItemResult => {

@@ -11,6 +11,7 @@ import {
   type ItemResult,
   type TargetAdapter,
 } from '../adapters/index.ts';
+import { PROTECTED_SINCE_PLAN } from '../adapters/registry-apply.ts';
 import { takeSnapshots } from './chunk-snapshots.ts';
 import { chunkProgress, landedOutcome } from './chunk-progress.ts';
 import { applyWithBreaker, arrivalOrder, chunkBreaker, type BreakerResult } from './breaker.ts';
@@ -101,7 +102,9 @@ export async function execute<Tx>(
     // then the write-ahead mark. A function of its own so that nothing holds the snapshots'
     // contents (a chunk's worth of resource records) once they are stored, while the calls go out.
     const prepare = async (part: ClaimedItem[]) => {
-      const { snaps, failures } = await takeSnapshots(
+      const refused = await refuseProtected(deps, op, part);
+      if (refused.length) part = part.filter((i) => !refused.some((o) => o.seq === i.seq));
+      const { snaps, failures: unsnapped } = await takeSnapshots(
         {
           operationId: j.opId,
           adapter,
@@ -111,8 +114,9 @@ export async function execute<Tx>(
         },
         part,
       );
-      const failed = new Set(failures.map((f) => f.seq));
+      const failed = new Set(unsnapped.map((f) => f.seq));
       const wanted = part.filter((i) => !failed.has(i.seq));
+      const failures = [...refused, ...unsnapped];
       return { failures, ...(await markWriteAhead(deps, j, range, token, snaps, wanted)) };
     };
     const breaker = chunkBreaker(
@@ -178,6 +182,19 @@ export async function execute<Tx>(
     lease.stop();
     deps.watch.untrack(j.opId);
   }
+}
+
+/**
+ * A delete's items whose resource was marked protected since the plan (an import while the
+ * operation runs): failed for good, before any snapshot or call. The plan refused protected
+ * resources and `start` refuses a plan they went stale under; this covers the run itself.
+ */
+async function refuseProtected<Tx>(deps: ChunkDeps<Tx>, op: OperationRecord, part: ClaimedItem[]): Promise<Outcome[]> {
+  if (op.action !== 'delete' || !deps.protectedNow || part.length === 0) return [];
+  const now = await deps.protectedNow(part.map((i) => i.resourceId));
+  return part
+    .filter((i) => now.has(i.resourceId))
+    .map((i): Outcome => ({ seq: i.seq, state: 'failed', error: PROTECTED_SINCE_PLAN(i.resourceId), permanent: true }));
 }
 
 /**

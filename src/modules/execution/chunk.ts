@@ -60,6 +60,11 @@ export interface ChunkDeps<Tx = Queryable> {
   registryFollows?: (tx: Tx, op: OperationRecord, doneSeqs: number[]) => Promise<void>;
   /** Delete chunks on the registry adapter run in one transaction (chunk-same-db.ts). */
   sameDb?: SameDb<Tx>;
+  /**
+   * Of these resources, those the registry marks protected now. A delete's chunk leaves them (an
+   * import that protects a resource while the operation runs is honoured before its call).
+   */
+  protectedNow?(resourceIds: string[]): Promise<Set<string>>;
 }
 
 const waveEvent = (
