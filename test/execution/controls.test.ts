@@ -122,6 +122,26 @@ describe('pause and resume', () => {
     await expectDeletedExactlyOnce(plan, ids);
   });
 
+  it('keeps the reason given to start and resume in their audit events (the CLI requires one "kept in the audit log")', async () => {
+    h.downstream.hang(30);
+    const plan = await submitAndStart(h, { ids: appsOf([6, ...range(95, 100)], APPS), rollout: ROLLOUT }, false);
+    await command(h, 'operator', plan.id, 'start', { reason: 'Change window open' }).expect(200);
+    await command(h, 'operator', plan.id, 'pause', { reason: 'checking dashboards' }).expect(200);
+    await command(h, 'operator', plan.id, 'resume', { reason: 'Dashboards are fine' }).expect(200);
+    h.downstream.hang(0);
+    await waitForState(h, plan.id, ['completed', 'halted', 'rolled_back', 'paused']);
+    const audit = await request(h.app.server)
+      .get(`/v1/audit?operationId=${plan.id}`)
+      .set('authorization', h.auth('viewer'))
+      .expect(200);
+    const reasonOf = (action: string) =>
+      (audit.body.items as { action: string; payload: { reason?: string } }[]).find((e) => e.action === action)?.payload
+        .reason;
+    expect(reasonOf('operation.started')).toBe('Change window open');
+    expect(reasonOf('operation.paused')).toBe('checking dashboards');
+    expect(reasonOf('operation.resumed')).toBe('Dashboards are fine');
+  });
+
   it('survives a pause and an immediate resume while a chunk is in flight: completed, each item deleted exactly once', async () => {
     const { plan, ids } = await startSlow([5, ...range(85, 95)]);
     expect((await command(h, 'operator', plan.id, 'pause', { reason: 'blip' })).status).toBe(200);

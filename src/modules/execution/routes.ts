@@ -42,6 +42,8 @@ interface Command {
 // The id decides identity (self-approval), the name is what a halt reason or audit detail shows.
 const who = (p: Principal) => ({ id: p.tokenId, name: p.name });
 const reasonOf = (b: Body, dflt: string) => (typeof b?.reason === 'string' ? b.reason : dflt);
+// start and resume take an optional reason: kept in their audit event (the CLI requires one and says so).
+const optionalReason = (b: Body) => (typeof b?.reason === 'string' && b.reason ? { reason: b.reason } : {});
 
 const COMMANDS: Command[] = [
   {
@@ -85,7 +87,7 @@ const COMMANDS: Command[] = [
     description: 'Queues wave 0. Refused while a global freeze is in effect.',
     roles: ['operator'],
     body: OptionalReason('Started from the dashboard after checking the plan'),
-    event: (p) => ({ type: 'start', by: who(p), role: p.role }),
+    event: (p, b) => ({ type: 'start', by: who(p), role: p.role, ...optionalReason(b) }),
   },
   {
     path: 'pause',
@@ -105,7 +107,7 @@ const COMMANDS: Command[] = [
     description: 'Re-queues the current wave (or resumes the bake).',
     roles: ['operator'],
     body: OptionalReason('Resumed from the dashboard after inspecting wave 1'),
-    event: (p) => ({ type: 'resume', by: who(p) }),
+    event: (p, b) => ({ type: 'resume', by: who(p), ...optionalReason(b) }),
   },
   {
     path: 'abort',

@@ -109,7 +109,7 @@ export interface ProbeOutcome {
 
 export type LifecycleEvent =
   | { type: 'approve'; by: Who; role: Role; planHash: string; comment?: string }
-  | { type: 'start'; by: Who; role: Role }
+  | { type: 'start'; by: Who; role: Role; reason?: string }
   | { type: 'auto_start'; by: Who } // an approved operation that asked to start by itself (autoStart)
   | { type: 'cancel'; by: Who; reason: string }
   // progress during a wave; lastError: the error of the report's last failed item, for the halt reason
@@ -119,7 +119,7 @@ export type LifecycleEvent =
   | { type: 'signal'; kind: string; tenantId?: string; detail?: string; by: Who }
   | { type: 'timer' } // "look at the clock": deadlines, expiry and the stall watchdog
   | { type: 'pause'; by: Who; reason: string }
-  | { type: 'resume'; by: Who }
+  | { type: 'resume'; by: Who; reason?: string }
   /** endRollback: end a rollback in progress (rollback_incomplete); a plain abort never does. */
   | { type: 'abort'; by: Who; reason: string; endRollback?: boolean }
   | { type: 'rollback'; by: Who; reason: string }

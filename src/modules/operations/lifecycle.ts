@@ -122,19 +122,23 @@ function approve(s: LifecycleState, e: Extract<LifecycleEvent, { type: 'approve'
 }
 
 /** `by` is the operator's token name, for the audit. */
-function resume(from: LifecycleState, by: string, now: number): Decision {
+function resume(from: LifecycleState, by: string, now: number, reason?: string): Decision {
   if (from.state !== 'paused' && from.state !== 'halted') return invalid(from, 'resume');
   if (from.frozen) return frozenRefusal('resume');
   // A drill that was out when the operation stopped may never answer: the wave's re-settle runs it again.
   const s: LifecycleState = from.drill === 'waiting' ? { ...from, drill: 'due' } : from;
   const wave = s.currentWave ?? 0;
+  const withReason = reason ? { reason } : {};
   if (s.state === 'paused' && s.pausedFrom === 'baking') {
     const d = bake(s, wave, 'resumed', now) as Ok;
     // bake() audits as the system; a resume is the operator's act.
-    return { ...d, effects: [audit('resumed', s, d.next, by), ...d.effects.filter((x) => x.type !== 'audit')] };
+    return {
+      ...d,
+      effects: [audit('resumed', s, d.next, by, withReason), ...d.effects.filter((x) => x.type !== 'audit')],
+    };
   }
   // From a pause in running or a halt: re-queue the wave's pending items; the wave is re-judged.
-  return runWave(s, wave, 'resumed', by, now, { previousReason: s.haltReason });
+  return runWave(s, wave, 'resumed', by, now, { previousReason: s.haltReason, ...withReason });
 }
 
 /** `by` is the operator's token name: it goes into the halt reason people read. */
@@ -214,7 +218,7 @@ function decideAt(s: LifecycleState, e: LifecycleEvent, now: number): Decision {
         return refuse(403, 'FORBIDDEN', `role ${e.role} cannot start operations`);
       if (s.frozen) return frozenRefusal('start');
       if (expired(s, now)) return expiredRefusal(s);
-      const d = runWave(s, 0, 'started', e.by.name, now) as Ok;
+      const d = runWave(s, 0, 'started', e.by.name, now, e.reason ? { reason: e.reason } : {}) as Ok;
       return { ...d, guards: ['plan_fresh'] };
     }
     case 'auto_start': {
@@ -298,7 +302,7 @@ function decideAt(s: LifecycleState, e: LifecycleEvent, now: number): Decision {
       if (s.state !== 'running' && s.state !== 'baking') return invalid(s, 'pause');
       return pauseFor(s, e.reason, e.by.name);
     case 'resume':
-      return resume(s, e.by.name, now);
+      return resume(s, e.by.name, now, e.reason);
     case 'rollback':
       return rollback(s, e.by.name, e.reason);
     case 'rollback_settled': {
