@@ -33,22 +33,47 @@ export async function submitViaQueue(o: QueueSubmitOptions): Promise<QueueResult
   const { Job, Queue, QueueEvents } = await import('bullmq');
   const connection = { url: o.redisUrl, maxRetriesPerRequest: null, lazyConnect: false };
   const queue = new Queue('intake', { connection, prefix: o.prefix });
-  let events: InstanceType<typeof QueueEvents> | undefined;
+  // Connection errors are kept for the message below: without a listener BullMQ prints each one
+  // (ioredis reconnects for ever) as a stack trace on stderr, also under --json.
+  let lastError: Error | undefined;
+  const noteError = (err: Error) => (lastError = err);
+  queue.on('error', noteError);
+  let events: { close(): Promise<unknown>; disconnect(): Promise<unknown> } | undefined;
   try {
-    // The job's outcome is read from the events stream. A QueueEvents left to start at '$' misses an
-    // outcome written after its ready check but before its first blocking read (a fast worker, a
-    // slow CLI: the wait then lasts until the timeout; seen once in CI). Reading from the stream's
-    // last entry before the job exists sees every event after it.
-    // BullMQ types its client by what BullMQ itself calls; it is an ioredis client.
-    const client = (await queue.getBackend().client) as unknown as Redis;
-    const last = await client.xrevrange(queue.keys.events!, '+', '-', 'COUNT', 1);
-    events = new QueueEvents('intake', { connection, prefix: o.prefix, lastEventId: last[0]?.[0] ?? '0-0' });
-    await events.waitUntilReady();
-    const job = await queue.add(
-      'submit',
-      { token: o.token, operation: o.operation },
-      // As the worker keeps them (README): completed for a day, failed for a week.
-      { jobId, removeOnComplete: { age: 86_400 }, removeOnFail: { age: 7 * 86_400 } },
+    // Reaching Redis and adding the job is bounded: an unreachable Redis (a wrong URL, a firewall)
+    // used to hold a pipeline step for ever, since ioredis retries the commands without end.
+    const connectMs = Math.min(o.timeoutMs, CONNECT_TIMEOUT_MS);
+    const [job, ready] = await withDeadline(
+      (async () => {
+        // The job's outcome is read from the events stream. A QueueEvents left to start at '$' misses an
+        // outcome written after its ready check but before its first blocking read (a fast worker, a
+        // slow CLI: the wait then lasts until the timeout; seen once in CI). Reading from the stream's
+        // last entry before the job exists sees every event after it.
+        // BullMQ types its client by what BullMQ itself calls; it is an ioredis client.
+        const client = (await queue.getBackend().client) as unknown as Redis;
+        const last = await client.xrevrange(queue.keys.events!, '+', '-', 'COUNT', 1);
+        const ev = new QueueEvents('intake', { connection, prefix: o.prefix, lastEventId: last[0]?.[0] ?? '0-0' });
+        events = ev;
+        ev.on('error', noteError);
+        await ev.waitUntilReady();
+        const added = await queue.add(
+          'submit',
+          { token: o.token, operation: o.operation },
+          // As the worker keeps them (README): completed for a day, failed for a week.
+          { jobId, removeOnComplete: { age: 86_400 }, removeOnFail: { age: 7 * 86_400 } },
+        );
+        return [added, ev] as const;
+      })(),
+      connectMs,
+      () =>
+        new CliError(
+          EXIT.error,
+          'QUEUE_UNREACHABLE',
+          `the intake queue at ${redact(o.redisUrl)} could not be reached within ${connectMs} ms` +
+            (lastError ? ` (${lastError.message})` : '') +
+            '; run it again with the same --idempotency-key (one key never adds two jobs)',
+          { redisUrl: redact(o.redisUrl), ...(lastError ? { lastError: lastError.message } : {}) },
+        ),
     );
     // A job ID BullMQ still keeps adds nothing: add() answers with the kept job, whose outcome is
     // another body's if this key was used for one. REST answers that with 409; so does this.
@@ -64,7 +89,7 @@ export async function submitViaQueue(o: QueueSubmitOptions): Promise<QueueResult
       );
     }
     try {
-      const value = (await job.waitUntilFinished(events, o.timeoutMs)) as Omit<QueueResult, 'jobId'>;
+      const value = (await job.waitUntilFinished(ready, o.timeoutMs)) as Omit<QueueResult, 'jobId'>;
       return { ...value, jobId };
     } catch (err) {
       throw refusal(err as Error, o.timeoutMs);
@@ -77,8 +102,30 @@ export async function submitViaQueue(o: QueueSubmitOptions): Promise<QueueResult
       `the intake queue at ${redact(o.redisUrl)}: ${(err as Error).message}`,
     );
   } finally {
-    await events?.close().catch(() => undefined);
-    await queue.close().catch(() => undefined);
+    // Closing waits for Redis too: bounded, then the connections are dropped.
+    const closing = Promise.all([events?.close(), queue.close()]).catch(() => undefined);
+    await withDeadline(closing, CLOSE_TIMEOUT_MS, () => new Error('close timed out')).catch(async () => {
+      await events?.disconnect().catch(() => undefined);
+      await queue.disconnect().catch(() => undefined);
+    });
+  }
+}
+
+/** How long reaching Redis and adding the job may take (or --timeout, if shorter). */
+const CONNECT_TIMEOUT_MS = 15_000;
+const CLOSE_TIMEOUT_MS = 2_000;
+
+/** `p`, or the error `onTimeout` makes once `ms` passed (the timer never keeps the process alive). */
+async function withDeadline<T>(p: Promise<T>, ms: number, onTimeout: () => Error): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(onTimeout()), ms);
+    timer.unref();
+  });
+  try {
+    return await Promise.race([p, deadline]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 

@@ -3,6 +3,7 @@
 // a plan is exit 0, a PLAN_REJECTED failure exit 10 with its counts, any other refusal exit 1
 // with its code.
 import { randomBytes } from 'node:crypto';
+import { createServer } from 'node:net';
 import { Worker, UnrecoverableError, type Job } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inject } from 'vitest';
@@ -119,5 +120,35 @@ describe('submit --via-queue', () => {
     });
     expect(none.code).toBe(2);
     expect(none.stderr).toContain('--redis-url');
+  });
+
+  it('a Redis that cannot be reached ends the wait with exit 1 naming it, within --timeout, no stack traces', async () => {
+    // A port nothing listens on. It used to wait for ever (--timeout bounded only the wait for the
+    // job's outcome, after the job was added), printing ioredis's stack trace for every reconnect.
+    const port = await new Promise<number>((resolve) => {
+      const s = createServer().listen(0, '127.0.0.1', () => {
+        const p = (s.address() as { port: number }).port;
+        s.close(() => resolve(p));
+      });
+    });
+    const started = Date.now();
+    const r = await runCli(
+      ['--json', 'submit', '--via-queue', '--type', 'app', '--reason', 'From CI', '--ticket', 'CI-1'].concat([
+        '--idempotency-key',
+        'ci-run-unreachable',
+        '--redis-url',
+        `redis://127.0.0.1:${port}`,
+        '--timeout',
+        '3s',
+      ]),
+      { token: 'good-token', input: 'app_1\n', timeoutMs: 30_000 },
+    );
+    expect(r.code, r.stderr).toBe(1);
+    expect(Date.now() - started).toBeLessThan(20_000);
+    expect(jsonError(r).error).toMatchObject({ code: 'QUEUE_UNREACHABLE' });
+    expect(jsonError(r).error.message).toContain(`redis://127.0.0.1:${port}`);
+    expect(jsonError(r).error.message).toContain('ECONNREFUSED');
+    // --json: stderr holds the one error document, nothing else.
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
   });
 });
