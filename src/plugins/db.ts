@@ -92,7 +92,8 @@ export function isPoolExhausted(err: unknown): boolean {
 }
 
 // The connection itself failed: refused, reset, timed out, cut off (PostgreSQL shut down or
-// restarting: SQLSTATE class 08 and 57P01–57P03), or pg's own "Connection terminated".
+// restarting: SQLSTATE class 08 and 57P01–57P03), pg's own "Connection terminated", or ioredis's
+// give-ups (retries used up, command timed out).
 const UNREACHABLE = new Set([
   'ECONNREFUSED',
   'ECONNRESET',
@@ -110,7 +111,10 @@ export function isUnreachable(err: unknown): boolean {
   return causes(err).some(
     ({ code, message }) =>
       (typeof code === 'string' && (UNREACHABLE.has(code) || SHUTTING_DOWN.has(code) || /^08...$/.test(code))) ||
-      /^Connection terminated|^Client has encountered a connection error|Connection is closed/.test(String(message)),
+      /^Connection terminated|^Client has encountered a connection error|Connection is closed/.test(String(message)) ||
+      // ioredis: the API's client gave up reconnecting for this command, or Redis did not answer it
+      // within its commandTimeout (a Redis killed or frozen: the SSE route's stream slot was a 500).
+      /^Reached the max retries per request limit|^Command timed out$/.test(String(message)),
   );
 }
 

@@ -3,6 +3,8 @@
 // or writes the socket, so a 1M-ID classification or a wave's chunk went on for seconds, holding
 // its row locks (the next plan of the same IDs waited on them) and a CPU. Every pool Blastgate
 // opens asks PostgreSQL to check the client's socket while a statement runs.
+import { createServer, type Socket } from 'node:net';
+import { Redis } from 'ioredis';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../src/embedded/local-services.ts';
@@ -95,6 +97,34 @@ describe('a database that cannot be reached', () => {
     const after = await unreachable(() => victim.query('SELECT 1'));
     expect(after).toMatchObject({ status: 503, code: 'DEPENDENCY_UNAVAILABLE' });
     await victim.end().catch(() => undefined);
+  });
+
+  it("is a 503 too when it is the API's Redis: gone, or silent (an SSE stream took its slot there and answered 500)", async () => {
+    // Gone: nothing listens; the API's client gives up after its retries (MaxRetriesPerRequestError).
+    const port = await freePort();
+    const gone = new Redis(`redis://127.0.0.1:${port}`, {
+      maxRetriesPerRequest: 3,
+      lazyConnect: true,
+      commandTimeout: 5_000,
+      retryStrategy: () => 10,
+    });
+    gone.on('error', () => undefined);
+    expect(await unreachable(() => gone.ping())).toMatchObject({ status: 503, code: 'DEPENDENCY_UNAVAILABLE' });
+    gone.disconnect();
+    // Silent: the connection is open and nothing answers (a frozen Redis): "Command timed out".
+    const sockets: Socket[] = [];
+    const silent = createServer((s) => sockets.push(s));
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    const mute = new Redis(`redis://127.0.0.1:${(silent.address() as { port: number }).port}`, {
+      maxRetriesPerRequest: 3,
+      commandTimeout: 300,
+      enableReadyCheck: false,
+    });
+    mute.on('error', () => undefined);
+    expect(await unreachable(() => mute.ping())).toMatchObject({ status: 503, code: 'DEPENDENCY_UNAVAILABLE' });
+    mute.disconnect();
+    for (const s of sockets) s.destroy();
+    await new Promise((r) => silent.close(r));
   });
 
   it('leaves a real bug a 500', () => {
