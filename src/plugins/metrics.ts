@@ -32,19 +32,19 @@ export function createMetrics() {
     }),
     plans: new Counter({
       name: 'blastgate_plans_total',
-      help: 'Operation plans by outcome (planned, rejected, dry_run)',
+      help: 'Operation plans by outcome (planned, rejected, dry_run, replayed: an Idempotency-Key answered again)',
       labelNames: ['outcome'],
       registers: [registry],
     }),
     restorePlans: new Counter({
       name: 'blastgate_restore_plans_total',
-      help: 'Restore plans (POST /v1/restores) by outcome (planned, rejected, dry_run)',
+      help: 'Restore plans (POST /v1/restores) by outcome (planned, rejected, dry_run, replayed)',
       labelNames: ['outcome'],
       registers: [registry],
     }),
     purgePlans: new Counter({
       name: 'blastgate_purge_plans_total',
-      help: 'Purge plans (POST /v1/purges and the scheduled proposal) by outcome (planned, rejected, dry_run, skipped)',
+      help: 'Purge plans (POST /v1/purges and the scheduled proposal) by outcome (planned, rejected, dry_run, skipped, replayed)',
       labelNames: ['outcome'],
       registers: [registry],
     }),

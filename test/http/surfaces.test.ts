@@ -222,5 +222,19 @@ describe('logs', () => {
     expect(finished().at(-1)).toMatchObject({ operationId: null, outcome: 'dry_run' });
     const stored = await plan(false).expect(201);
     expect(finished().at(-1)).toMatchObject({ operationId: stored.body.id, outcome: 'planned' });
+    // An Idempotency-Key answered again stores nothing: the log names the operation it answered
+    // with (it said `planned` under a fresh ID no operation has) and the counter says replayed.
+    const keyed = () =>
+      request(t.app.server)
+        .post('/v1/operations')
+        .set('authorization', t.auth('requester'))
+        .set('idempotency-key', 'log-check-replay')
+        .send({ targetType: 'app', reason: 'Log check', ticket: 'CHG-9', ids: [appId(0, 0)] });
+    const first = await keyed().expect(201);
+    const again = await keyed().expect(200);
+    expect(again.body.id).toBe(first.body.id);
+    expect(finished().at(-1)).toMatchObject({ operationId: first.body.id, outcome: 'replayed' });
+    const counted = await t.app.metrics.registry.getSingleMetricAsString('blastgate_plans_total');
+    expect(counted).toMatch(/blastgate_plans_total\{outcome="replayed"\} 1/);
   });
 });

@@ -29,6 +29,7 @@ import {
 } from './repository.ts';
 import type { OperationSpec } from './schemas.ts';
 import { keyReused } from '../restores/replay.ts';
+import { metricOutcome, planOutcome } from '../../lib/plan-outcome.ts';
 import {
   abandonedError,
   analyzeStaging,
@@ -297,11 +298,10 @@ export function operationService(deps: {
       return await inTransaction(pool, (client) => withPlanInput(client, staged, () => plan(client), s.abandoned)).then(
         (r) => {
           lap('commit');
-          metrics.plans.inc({ outcome: r.kind === 'dry_run_rejected' ? 'rejected' : r.kind });
+          const done = planOutcome(r, operationId);
+          metrics.plans.inc({ outcome: metricOutcome(done) });
           const ms = Object.fromEntries(Object.entries(timings).map(([stage, v]) => [`${stage}Ms`, v]));
-          // A dry run stores nothing: no operation ID to log (the response says null too).
-          const id = r.kind === 'dry_run' || r.kind === 'dry_run_rejected' ? null : operationId;
-          log.info({ operationId: id, outcome: r.kind, ...ms }, 'plan finished');
+          log.info({ ...done, ...ms }, 'plan finished');
           return { ...r, timings };
         },
       );

@@ -45,6 +45,7 @@ import {
 } from './resolve.ts';
 import { PURGE_CLASSES, PURGE_HALT, type CreatePurgeBody, type PurgeClass, type PurgeScope } from './schemas.ts';
 import { replayByKey } from '../restores/replay.ts';
+import { metricOutcome, planOutcome } from '../../lib/plan-outcome.ts';
 
 export type PurgeResult =
   | { kind: 'planned' | 'rejected'; operation: OperationRow; replayed: boolean }
@@ -235,8 +236,9 @@ export function purgeService(deps: {
         });
         return { kind: 'planned', operation: await loadInTx(client, operationId), replayed: false };
       });
-      metrics?.purgePlans.inc({ outcome: result.kind === 'dry_run_rejected' ? 'rejected' : result.kind });
-      log.info({ operationId, outcome: result.kind, scope: scope.kind }, 'purge plan finished');
+      const done = planOutcome(result, operationId);
+      metrics?.purgePlans.inc({ outcome: metricOutcome(done) });
+      log.info({ ...done, scope: scope.kind }, 'purge plan finished');
       return result;
     } catch (err) {
       // Two concurrent requests with one Idempotency-Key: the loser replays the winner.

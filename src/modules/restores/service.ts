@@ -53,6 +53,7 @@ import {
   type RestoreClass,
 } from './schemas.ts';
 import { replayByKey } from './replay.ts';
+import { metricOutcome, planOutcome } from '../../lib/plan-outcome.ts';
 
 export type RestoreResult =
   | { kind: 'planned' | 'rejected'; operation: OperationRow; replayed: boolean }
@@ -231,8 +232,9 @@ export function restoreService(deps: {
         });
         return { kind: 'planned', operation: await loadInTx(client, operationId), replayed: false };
       });
-      metrics.restorePlans.inc({ outcome: result.kind === 'dry_run_rejected' ? 'rejected' : result.kind });
-      log.info({ operationId, outcome: result.kind, scope: scope.kind }, 'restore plan finished');
+      const done = planOutcome(result, operationId);
+      metrics.restorePlans.inc({ outcome: metricOutcome(done) });
+      log.info({ ...done, scope: scope.kind }, 'restore plan finished');
       if (result.kind === 'planned' && !result.replayed && result.operation.state === 'approved' && autoStart)
         return { ...result, operation: await startNow(result.operation, principal) };
       return result;
