@@ -191,7 +191,7 @@ async function main() {
     ].join('\n'),
   );
 
-  const servers = local ? ` and the local ${localNames}` : '';
+  const servers = local ? ` and stopping the local ${localNames}` : '';
   const grace = closeWithGrace(
     {
       delay: config.shutdownTimeoutMs,

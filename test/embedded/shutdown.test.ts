@@ -266,7 +266,9 @@ describe('Ctrl-C on the zero-config start', () => {
     expect(await exitedWithin(server)).toBe(1);
     const out = server.output();
     expect(out).toMatch(/SIGINT: shutting down/);
-    expect(out).toMatch(/shutdown did not finish within 2000 ms/);
+    expect(out).toMatch(
+      /shutdown did not finish within 2000 ms \(BLASTGATE_SHUTDOWN_TIMEOUT_MS\): exiting and stopping the local PostgreSQL and Redis/,
+    );
     expectStopped(out, pids);
   });
 
@@ -284,7 +286,7 @@ describe('Ctrl-C on the zero-config start', () => {
     server.signal('SIGINT');
     expect(await exitedWithin(server)).toBe(1);
     const out = server.output();
-    expect(out).toMatch(/second SIGINT: exiting now/);
+    expect(out).toMatch(/second SIGINT: exiting now and stopping the local PostgreSQL and Redis/);
     expectStopped(out, pids);
   });
 
