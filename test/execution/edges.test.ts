@@ -127,6 +127,26 @@ describe('plans that sat too long or went stale', () => {
     expect(after.state).toBe('approved');
     expect(h.downstream.destructiveCalls()).toHaveLength(0);
   });
+
+  it('refuses to start a plan whose IDs its type no longer matches (idPattern redeclared since): PLAN_STALE', async () => {
+    const [site] = freshSites(1);
+    const ids = appsOf([site!], APPS);
+    const op = await submit(ids).expect(201);
+    await command(h, 'approver', op.body.id, 'approve', { planHash: op.body.planHash }).expect(200);
+    // Tightened to the first two apps of each site (a trial's redeclaration left a planned delete running).
+    await query(h.databaseUrl, `UPDATE resource_types SET id_pattern = '^app_[0-9]+_0[01]$' WHERE name = 'app'`);
+    try {
+      const res = await command(h, 'operator', op.body.id, 'start').expect(409);
+      expect(res.body.code).toBe('PLAN_STALE');
+      const changed = res.body.details.changed as { resourceId: string; now: Record<string, unknown> }[];
+      expect(changed.map((c) => c.resourceId).sort()).toEqual(ids.slice(2).sort());
+      expect(changed[0]!.now).toMatchObject({ matchesIdPattern: false, idPattern: '^app_[0-9]+_0[01]$' });
+    } finally {
+      await query(h.databaseUrl, `UPDATE resource_types SET id_pattern = '^app_[0-9_]+$' WHERE name = 'app'`);
+    }
+    expect((await getOperation(h, op.body.id)).state).toBe('approved');
+    expect(h.downstream.destructiveCalls()).toHaveLength(0);
+  });
 });
 
 describe('a resource protected while the operation runs', () => {

@@ -53,7 +53,8 @@ async function checkGuard(tx: pg.PoolClient, record: OperationRecord, guard: Gua
 
 /**
  * The plan was made against the registry as it was then: a resource whose type, tenant, state or
- * protection changed since makes the plan stale, and starting it would act on something nobody
+ * protection changed since, or whose ID its type's idPattern (redeclared since) no longer matches,
+ * makes the plan stale, and starting it would act on something nobody
  * reviewed. (A protected tenant is fine only when the plan already needed break-glass for it.)
  * A cascade's descendants are checked against their own type, and a resource that a cascade would
  * now take but the plan does not list (created, or made active, since) makes it stale too: the
@@ -70,16 +71,22 @@ async function planStale(tx: pg.PoolClient, record: OperationRecord): Promise<Ap
     state: string | null;
     protected: boolean | null;
     tenant_protected: boolean | null;
+    /** The type's idPattern when the ID no longer matches it (the type was redeclared since the plan). */
+    unmatched_pattern: string | null;
     total: number;
   }>(
     `SELECT i.resource_id, coalesce(i.resource_type, $2) AS planned_type, i.tenant_id AS planned_tenant, r.type,
-            r.tenant_id, r.state, r.protected, t.protected AS tenant_protected, count(*) OVER ()::int AS total
+            r.tenant_id, r.state, r.protected, t.protected AS tenant_protected,
+            CASE WHEN i.resource_id !~ rt.id_pattern THEN rt.id_pattern END AS unmatched_pattern,
+            count(*) OVER ()::int AS total
      FROM operation_items i
      LEFT JOIN resources r ON r.id = i.resource_id
      LEFT JOIN tenants t ON t.id = r.tenant_id
+     LEFT JOIN resource_types rt ON rt.name = coalesce(i.resource_type, $2)
      WHERE i.operation_id = $1
        AND (r.id IS NULL OR r.type <> coalesce(i.resource_type, $2) OR r.tenant_id <> i.tenant_id
-            OR NOT (r.state = ANY($5::text[])) OR r.protected OR (t.protected AND NOT $3))
+            OR NOT (r.state = ANY($5::text[])) OR r.protected OR (t.protected AND NOT $3)
+            OR i.resource_id !~ rt.id_pattern)
      ORDER BY i.seq LIMIT $4`,
     [record.id, record.targetType, record.lifecycle.requiresBreakGlass, STALE_LISTED, states],
   );
@@ -98,6 +105,7 @@ async function planStale(tx: pg.PoolClient, record: OperationRecord): Promise<Ap
             state: x.state,
             protected: x.protected,
             tenantProtected: x.tenant_protected,
+            ...(x.unmatched_pattern !== null ? { idPattern: x.unmatched_pattern, matchesIdPattern: false } : {}),
           },
   }));
   // The stale operation keeps its locks until it ends, so a new plan of the same resources would
