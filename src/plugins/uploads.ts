@@ -88,6 +88,11 @@ export function installContentTypes(app: FastifyInstance) {
     const accepted = request.routeOptions.config.accepts;
     const problem = accepted && encodingProblem(request.headers);
     if (problem) throw new AppError(415, 'UNSUPPORTED_MEDIA_TYPE', problem.message, { ...problem.details, accepted });
+    // A type the route does not take is refused before its parser reads the body: an ID list sent
+    // to the text route as application/json failed as malformed JSON, not as the wrong type.
+    const media = request.mediaType;
+    if (accepted && request.headers['content-type'] !== undefined && media && !accepted.includes(media))
+      throw unsupportedMediaType(media, accepted, request);
     return payload;
   });
   app.addHook('onRoute', (route) => {

@@ -375,6 +375,14 @@ describe('uploads', () => {
       .expect(415);
     const shown = { code: example.code, message: example.message, details: example.details };
     expect({ code: res.body.code, message: res.body.message, details: res.body.details }).toEqual(shown);
+    // An ID list labelled JSON is refused for its type too, not as malformed JSON (its parser ran first).
+    const list = await request(t.app.server)
+      .post('/v1/operations/text?targetType=app&reason=r&ticket=T')
+      .set('authorization', t.auth('requester'))
+      .set('content-type', 'application/json')
+      .send('app_1\napp_2\n')
+      .expect(415);
+    expect({ code: list.body.code, message: list.body.message, details: list.body.details }).toEqual(shown);
   });
 
   it('takes plain text with the spec in the query string, and rejects wrong types there too', async () => {
