@@ -193,6 +193,26 @@ describe('abort and rollback', () => {
     const plan = await submitAndStart(h, { ids, rollout: ROLLOUT });
     expect((await waitForState(h, plan.id, ['completed', 'halted', 'rolled_back', 'paused'])).state).toBe('completed');
     await expectDeletedExactlyOnce(plan, ids);
+    // A support ticket after the end is kept (it was refused as 'only a rollback is possible'),
+    // and changes nothing: the operator who reads it decides.
+    const late = await command(h, 'requester', plan.id, 'signals', {
+      kind: 'support_ticket',
+      detail: 'ZD-2 apps gone',
+    });
+    expect(late.status, JSON.stringify(late.body)).toBe(200);
+    expect(late.body.state).toBe('completed');
+    const kept = await query<{ kind: string; detail: string }>(
+      h.databaseUrl,
+      'SELECT kind, detail FROM signals WHERE operation_id = $1',
+      [plan.id],
+    );
+    expect(kept).toEqual([{ kind: 'support_ticket', detail: 'ZD-2 apps gone' }]);
+    const logged = await query<{ action: string }>(
+      h.databaseUrl,
+      `SELECT action FROM audit_events WHERE operation_id = $1 AND action = 'operation.signal_recorded'`,
+      [plan.id],
+    );
+    expect(logged).toHaveLength(1);
     const rb = await command(h, 'operator', plan.id, 'rollback', { reason: 'customer asked' });
     expect(rb.status, JSON.stringify(rb.body)).toBe(200);
     expect((await waitForState(h, plan.id, ['rolled_back'])).state).toBe('rolled_back');

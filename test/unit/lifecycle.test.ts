@@ -60,6 +60,8 @@ describe('terminal states', () => {
     const d = decide(at(s), e, NOW);
     if (type === 'freeze' || type === 'unfreeze' || type === 'timer')
       expect(d).toEqual({ ok: true, next: at(s), effects: [], guards: [] });
+    // A report after the end is kept (an audit entry), the state as it was.
+    else if (type === 'signal') expect(d).toMatchObject({ ok: true, next: at(s), effects: [{ type: 'audit' }] });
     else
       expect(d).toMatchObject({
         ok: false,
@@ -73,6 +75,7 @@ describe('terminal states', () => {
   it.each(endedRows)('%s + %s: only a rollback', (s, type, e) => {
     const d = decide(at(s), e, NOW);
     if (type === 'rollback' || type === 'freeze' || type === 'unfreeze' || type === 'timer') expect(d.ok).toBe(true);
+    else if (type === 'signal') expect(d).toMatchObject({ ok: true, next: at(s), effects: [{ type: 'audit' }] });
     else expect(d).toMatchObject({ ok: false, code: 'INVALID_TRANSITION', status: 409 });
   });
 

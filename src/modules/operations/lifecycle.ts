@@ -194,6 +194,9 @@ function withProgress(s: LifecycleState, d: Decision, now: number): Decision {
   return moved ? { ...d, next: { ...d.next, progressAt: now } } : d;
 }
 
+const signalRecorded = (s: LifecycleState, e: Extract<LifecycleEvent, { type: 'signal' }>) =>
+  ok(s, [audit('signal_recorded', s, s, e.by.name, { signal: e.kind, tenantId: e.tenantId, detail: e.detail })]);
+
 export function decide(s: LifecycleState, e: LifecycleEvent, now: number): Decision {
   return withProgress(s, decideAt(s, e, now), now);
 }
@@ -201,6 +204,10 @@ export function decide(s: LifecycleState, e: LifecycleEvent, now: number): Decis
 function decideAt(s: LifecycleState, e: LifecycleEvent, now: number): Decision {
   if (e.type === 'timer') return timer(s, now);
   if (e.type === 'freeze' || e.type === 'unfreeze') return freeze(s, e);
+  // A report that comes after the end (the first support ticket often does) is kept all the same:
+  // nothing is left to halt, and the operator who reads it decides on a rollback.
+  if (e.type === 'signal' && (TERMINAL_STATES.includes(s.state) || ENDED_STATES.includes(s.state)))
+    return signalRecorded(s, e);
   if (TERMINAL_STATES.includes(s.state)) return invalid(s, e.type);
   if (ENDED_STATES.includes(s.state) && e.type !== 'rollback')
     return invalid(s, e.type, rollsBack(s.kind) ? '; only a rollback is possible' : '');
@@ -294,9 +301,7 @@ function decideAt(s: LifecycleState, e: LifecycleEvent, now: number): Decision {
       if (s.state === 'running' || s.state === 'baking' || s.state === 'paused')
         return halt(s, reason, e.by.name, { signal: e.kind, tenantId: e.tenantId });
       // Nothing to stop (not started, or already stopped), but the report is still worth keeping.
-      return ok(s, [
-        audit('signal_recorded', s, s, e.by.name, { signal: e.kind, tenantId: e.tenantId, detail: e.detail }),
-      ]);
+      return signalRecorded(s, e);
     }
     case 'pause':
       if (s.state !== 'running' && s.state !== 'baking') return invalid(s, 'pause');
