@@ -2,6 +2,7 @@
 // bake halts the rollout before the next wave; a probe that does not answer counts as unhealthy
 // (fail closed); a resource type with no probe at all is inconclusive when probes are required
 // (paused for a human, nothing rolled back), and not when they are optional.
+import request from 'supertest';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import {
   buildExecHarness,
@@ -56,17 +57,26 @@ describe('health probes during the bake', () => {
     const wave1Tenant = tenantId(10);
 
     // Wave 1 is settled and baking: only now does its tenant start failing its health check.
+    let baking: { bakeUntil?: string | null; seenAt: number } | undefined;
     await until(async () => {
       const op = await getOperation(h, plan.id);
       if (ENDED.includes(op.state)) throw new Error(`operation ended early: ${JSON.stringify(op)}`);
-      return op.state === 'baking' && op.currentWave === 1;
+      if (op.state === 'baking' && op.currentWave === 1) baking = { ...op, seenAt: Date.now() };
+      return baking !== undefined;
     }, 'wave 1 to bake');
     h.downstream.probe(wave1Tenant, 'unhealthy');
+    // A client polling REST sees when the bake ends (only the event stream said it before): within
+    // the 2 s bake of the moment it was read.
+    const left = Date.parse(String(baking!.bakeUntil)) - baking!.seenAt;
+    expect(left, String(baking!.bakeUntil)).toBeGreaterThan(0);
+    expect(left).toBeLessThanOrEqual(2_000);
 
     const end = await waitForState(h, plan.id, ['rolled_back', 'completed', 'paused', 'halted']);
     expect(end.state).toBe('rolled_back');
     expect(end.currentWave).toBe(1);
     expect(end.haltReason).toMatch(new RegExp(`^wave 2 of 4: unhealthy probes: ${wave1Tenant} \\(unhealthy`));
+    const ended = await request(h.app.server).get(`/v1/operations/${plan.id}`).set('authorization', h.auth('viewer'));
+    expect(ended.body.bakeUntil).toBeNull();
 
     // Wave 2 never started: no destructive call for any of its tenants (or later ones).
     const rows = await ledger(h, plan.id);

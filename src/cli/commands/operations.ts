@@ -44,6 +44,7 @@ interface StatusView {
   state: string;
   currentWave: number | null;
   haltReason: string | null;
+  bakeUntil?: string | null;
   throttled?: { cap: string; until: string } | null;
   waiting?: { on: string; since: string; detail: string } | null;
   planHash: string | null;
@@ -153,6 +154,7 @@ export function registerOperationCommands(program: Command) {
           ctx.out.line(`${op.id} (${op.kind} ${op.targetType}, requested by ${op.requestedBy}): ${op.state}${wave}`);
           ctx.out.line(`  reason: ${op.reason} · ticket: ${op.ticket}`);
           if (op.haltReason) ctx.out.line(`  halt reason: ${op.haltReason}`);
+          if (op.bakeUntil) ctx.out.line(`  baking until ${op.bakeUntil}, then the next wave (probes permitting)`);
           if (op.throttled) ctx.out.line(`  held back by ${op.throttled.cap} until ${op.throttled.until}`);
           if (op.waiting)
             ctx.out.line(`  waiting for ${op.waiting.on} since ${op.waiting.since}: ${op.waiting.detail}`);

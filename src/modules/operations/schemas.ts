@@ -243,6 +243,10 @@ export const OperationView = Type.Object(
       description:
         'Why it stopped or paused, for people, e.g. "wave 2 of 5: 3 consecutive item failures (limit 3)"; null otherwise.',
     }),
+    bakeUntil: Type.Union([Type.String({ format: 'date-time' }), Type.Null()], {
+      description:
+        'While baking: when the bake after the current wave ends and the next wave may start (probes permitting). A resume after a pause during a bake bakes again in full. Null in any other state',
+    }),
     throttled: Type.Optional(
       Type.Union(
         [
@@ -411,6 +415,7 @@ export const OperationView = Type.Object(
       haltPolicy: {},
       currentWave: null,
       haltReason: null,
+      bakeUntil: null,
       expiresAt: '2026-11-25T12:00:00.000Z',
       finishedAt: null,
       createdAt: '2026-11-24T12:00:00.000Z',

@@ -47,6 +47,7 @@ export function operationView(
     haltPolicy: op.haltPolicy,
     currentWave: op.currentWave,
     haltReason: op.haltReason,
+    bakeUntil: op.state === 'baking' && op.bakeUntil ? op.bakeUntil.toISOString() : null,
     throttled: throttleOf(op),
     waiting: waitingOf(op, holds),
     ...(waveProgress ? { waveProgress, counts: countsOf(op, waveProgress) } : {}),
