@@ -232,6 +232,12 @@ describe('purge refusals', () => {
       details: { allowed: ['tenantId', 'operationId', 'targetType + ids', 'dueBefore'] },
     });
     expect(none.body.message).toMatch(/dueBefore/);
+    // Two of the restore's scopes on a purge: the allowed ones listed include dueBefore too.
+    const two = await postPurge({ tenantId: tenantId(0), operationId: 'op_x' });
+    expect(two.status).toBe(422);
+    expect(two.body.code).toBe('SCOPE_CONFLICT');
+    expect(two.body.details.allowed).toContain('dueBefore');
+    expect(two.body.message).toMatch(/dueBefore/);
   });
 });
 

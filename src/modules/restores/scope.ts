@@ -18,7 +18,10 @@ export function scopeOf(
     SCOPE_FIELDS[k].some((f) => b[f] !== undefined),
   );
   const fields = given.flatMap((k) => SCOPE_FIELDS[k].filter((f) => b[f] !== undefined));
-  const allowed = Object.values(SCOPE_FIELDS).map((f) => f.join(' [+ ') + (f.length > 1 ? ']' : ''));
+  const allowed = [
+    ...Object.values(SCOPE_FIELDS).map((f) => f.join(' [+ ') + (f.length > 1 ? ']' : '')),
+    ...(noun === 'purge' ? ['dueBefore'] : []),
+  ];
   if (given.length === 0)
     throw new UnprocessableError(
       'SCOPE_REQUIRED',
@@ -31,7 +34,7 @@ export function scopeOf(
   if (given.length > 1)
     throw new UnprocessableError(
       'SCOPE_CONFLICT',
-      `A ${noun} takes exactly one scope, got ${fields.join(', ')}: ${noun} a tenant, an operation, or a list of IDs`,
+      `A ${noun} takes exactly one scope, got ${fields.join(', ')}: ${noun} ${noun === 'purge' ? 'what is due (dueBefore), ' : ''}a tenant, an operation, or a list of IDs`,
       { fields, allowed },
     );
   const asOf = b.asOf ?? null;
