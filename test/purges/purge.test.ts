@@ -220,6 +220,18 @@ describe('purge refusals', () => {
     });
   });
 
+  it('a dueBefore in the future: 422 DUE_BEFORE_IN_FUTURE naming it, nothing stored (not every ID rejected)', async () => {
+    const before = await query<{ n: number }>(h.databaseUrl, 'SELECT count(*)::int AS n FROM operations');
+    const later = new Date(Date.now() + 30 * DAY).toISOString();
+    const r = await postPurge({ dueBefore: later });
+    expect(r.status, JSON.stringify(r.body)).toBe(422);
+    expect(r.body).toMatchObject({
+      code: 'DUE_BEFORE_IN_FUTURE',
+      details: { field: 'body.dueBefore', dueBefore: later },
+    });
+    expect(await query(h.databaseUrl, 'SELECT count(*)::int AS n FROM operations')).toEqual(before);
+  });
+
   it('a scope that conflicts: 422 SCOPE_CONFLICT naming the fields', async () => {
     const r = await postPurge({ dueBefore: new Date().toISOString(), tenantId: tenantId(0) });
     expect(r.status).toBe(422);
