@@ -91,6 +91,24 @@ describe('admin policy', () => {
     });
   });
 
+  it('changes only what a PUT gives: the budgets in force stay when they are left out', async () => {
+    const admin = t.auth('admin');
+    const tight = { maxTenants: 7, maxItems: 700, maxRestoreMinutes: 60 };
+    await request(t.app.server)
+      .put('/v1/admin/policy')
+      .set('authorization', admin)
+      .send({ budgets: tight })
+      .expect(200);
+    const got = await request(t.app.server).get('/v1/admin/policy').set('authorization', admin).expect(200);
+    const r = await request(t.app.server)
+      .put('/v1/admin/policy')
+      .set('authorization', admin)
+      .send({ retentionDays: 14 });
+    expect(r.status, JSON.stringify(r.body)).toBe(200);
+    expect(r.body).toEqual({ ...got.body, retentionDays: 14 });
+    expect(r.body.budgets).toMatchObject(tight);
+  });
+
   it('refuses another rolling window, naming the field and saying it is fixed, changing nothing', async () => {
     const admin = t.auth('admin');
     const got = await request(t.app.server).get('/v1/admin/policy').set('authorization', admin).expect(200);

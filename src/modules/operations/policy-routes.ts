@@ -61,7 +61,7 @@ const PolicyView = Type.Object(
 
 const PolicyBody = Type.Object(
   {
-    budgets: BudgetsInput,
+    budgets: Type.Optional(BudgetsInput),
     planTtlSeconds: Type.Optional(PlanTtl),
     rollingBudgets: Type.Optional(RollingBudgetsInput),
     restoreApproval: Type.Optional(RestoreApprovalField),
@@ -70,7 +70,7 @@ const PolicyBody = Type.Object(
   {
     additionalProperties: false,
     description:
-      'The new policy; an omitted planTtlSeconds, rollingBudgets, restoreApproval or retentionDays keeps the one in force. What GET answers is taken as it is (rollingBudgets.windowHours only as the fixed value)',
+      'The new policy; an omitted budgets, planTtlSeconds, rollingBudgets, restoreApproval or retentionDays keeps the one in force (budgets given are replaced as a whole). What GET answers is taken as it is (rollingBudgets.windowHours only as the fixed value)',
     example: { ...EXAMPLE, rollingBudgets: { windowHours: ROLLING_WINDOW_HOURS, ...DEFAULT_ROLLING_BUDGETS } },
   },
 );
@@ -124,7 +124,7 @@ export default async function policyRoutes(app: App) {
         operationId: 'setPolicy',
         tags: ['admin'],
         summary: 'Set the policy',
-        description: `Replaces the budgets (and the plan TTL, the rolling budgets, restoreApproval and retentionDays when given). Takes the document GET answers as it is: rollingBudgets.windowHours is fixed at ${ROLLING_WINDOW_HOURS} and taken only with that value (another is 400 VALIDATION_FAILED naming it). Applies to plans made afterwards; existing plans keep the verdict they were approved with and the expiry they were given.`,
+        description: `Replaces the budgets, the plan TTL, the rolling budgets, restoreApproval and retentionDays that are given; each one left out keeps the one in force. Takes the document GET answers as it is: rollingBudgets.windowHours is fixed at ${ROLLING_WINDOW_HOURS} and taken only with that value (another is 400 VALIDATION_FAILED naming it). Applies to plans made afterwards; existing plans keep the verdict they were approved with and the expiry they were given.`,
         body: PolicyBody,
         response: { 200: PolicyView, ...errorResponses(400, 401, 403) },
       },
@@ -134,11 +134,13 @@ export default async function policyRoutes(app: App) {
       const given = req.body.rollingBudgets;
       const rolling = given && { perRequester: given.perRequester, total: given.total };
       await inTransaction(app.db.pool, async (c) => {
-        await c.query(
-          `INSERT INTO settings (key, value, updated_by) VALUES ('budgets', $1, $2)
-                     ON CONFLICT (key) DO UPDATE SET value = $1, updated_by = $2, updated_at = now()`,
-          [JSON.stringify(req.body.budgets), req.principal!.name],
-        );
+        if (req.body.budgets !== undefined) {
+          await c.query(
+            `INSERT INTO settings (key, value, updated_by) VALUES ('budgets', $1, $2)
+             ON CONFLICT (key) DO UPDATE SET value = $1, updated_by = $2, updated_at = now()`,
+            [JSON.stringify(req.body.budgets), req.principal!.name],
+          );
+        }
         if (rolling !== undefined) {
           await c.query(
             `INSERT INTO settings (key, value, updated_by) VALUES ('rolling_budgets', $1, $2)
@@ -167,7 +169,7 @@ export default async function policyRoutes(app: App) {
           action: 'policy.set',
           outcome: 'accepted',
           payload: {
-            budgets: req.body.budgets,
+            budgets: req.body.budgets ?? null,
             planTtlSeconds: req.body.planTtlSeconds ?? null,
             rollingBudgets: rolling ?? null,
             restoreApproval: req.body.restoreApproval ?? null,
