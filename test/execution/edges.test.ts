@@ -14,6 +14,7 @@ import {
   type ExecHarness,
 } from '../support/execution.ts';
 import { appsOf, command, ledger } from '../support/exec-helpers.ts';
+import { readLive } from '../../src/modules/events/feed.ts';
 import { query, seedRegistry, tenantId } from '../support/seed.ts';
 
 const APPS = 4;
@@ -175,6 +176,58 @@ describe('a resource protected while the operation runs', () => {
     expect(mine.last_error).toContain('protected');
     expect(rows.filter((r) => r.state === 'done')).toHaveLength(ids.length - 1);
     expect(h.downstream.calls.filter((c) => c.resourceId === guarded || c.resourceIds?.includes(guarded))).toEqual([]);
+  }, 60_000);
+});
+
+describe('an operation that records no outcome', () => {
+  it('says since when (waiting: progress) in its view and its stream, until an outcome lands', async () => {
+    h.downstream.latency(2_000);
+    try {
+      const ids = appsOf(freshSites(1), APPS);
+      const op = await submit(ids, {
+        rollout: { bakeSeconds: 0, concurrency: 1, waves: ['100%'], restoreDrill: false },
+        haltPolicy: FAST_HALT,
+      }).expect(201);
+      await command(h, 'approver', op.body.id, 'approve', { planHash: op.body.planHash }).expect(200);
+      await command(h, 'operator', op.body.id, 'start').expect(200);
+      await until(() => h.downstream.calls.length > 0, 'the first call to be out');
+      // As if its last outcome were a minute old (a worker died holding the claims, a downstream hangs).
+      await query(h.databaseUrl, `UPDATE operations SET progress_at = now() - interval '60 seconds' WHERE id = $1`, [
+        op.body.id,
+      ]);
+      await query(
+        h.databaseUrl,
+        `UPDATE operation_waves SET progress_at = now() - interval '60 seconds' WHERE operation_id = $1`,
+        [op.body.id],
+      );
+      const stuck = await request(h.app.server)
+        .get(`/v1/operations/${op.body.id}`)
+        .set('authorization', h.auth('viewer'));
+      expect(stuck.body.state).toBe('running');
+      expect(stuck.body.waiting, JSON.stringify(stuck.body)).toMatchObject({ on: 'progress' });
+      expect(Date.now() - Date.parse(stuck.body.waiting.since)).toBeGreaterThanOrEqual(59_000);
+      expect(stuck.body.waiting.detail).toContain('BLASTGATE_WORKER_LOCK_MS');
+      expect((await readLive(h.app.db.pool, op.body.id, h.app.queueHolds))?.waiting).toEqual(stuck.body.waiting);
+      // The first delete lands (recorded while the others are out): it moves again, and says nothing.
+      let moving: request.Response | undefined;
+      await until(
+        async () => {
+          moving = await request(h.app.server)
+            .get(`/v1/operations/${op.body.id}`)
+            .set('authorization', h.auth('viewer'));
+          return (moving.body.counts?.byState?.done ?? 0) > 0;
+        },
+        'an outcome to be recorded',
+        30_000,
+      );
+      expect(moving!.body.state).toBe('running');
+      expect(moving!.body.waiting).toBeNull();
+      expect((await waitForState(h, op.body.id, ['completed', 'halted', 'paused', 'rolled_back'])).state).toBe(
+        'completed',
+      );
+    } finally {
+      h.downstream.latency(0);
+    }
   }, 60_000);
 });
 

@@ -86,6 +86,8 @@ export async function readLive(
   const res = await db.query(
     `SELECT o.id, o.action, o.state, o.target_type, o.item_count, o.tenant_count, o.current_wave, o.halt_reason,
             o.bake_until, o.plan_hash, o.requested_by_name, o.created_at, o.throttled_by, o.throttled_until,
+            greatest(o.progress_at, (SELECT max(w.progress_at) FROM operation_waves w WHERE w.operation_id = o.id))
+              AS last_progress_at,
             coalesce((SELECT max(seq) FROM audit_events a WHERE a.operation_id = o.id), 0) AS last_seq,
             coalesce((SELECT json_agg(json_build_object('wave', w.wave, 'items', w.to_seq - w.from_seq, 'done', w.done,
                         'failed', w.failed, 'started_at', w.started_at, 'settled_at', w.settled_at,
@@ -132,7 +134,10 @@ export async function readLive(
     })),
     probes,
     throttled: throttleOf({ state: r.state, throttledBy: r.throttled_by, throttledUntil: r.throttled_until }),
-    waiting: waitingOf({ state: r.state }, await holdsOf(r.state)),
+    waiting: waitingOf(
+      { state: r.state, throttledBy: r.throttled_by, throttledUntil: r.throttled_until },
+      { ...(await holdsOf(r.state)), lastProgressAt: r.last_progress_at },
+    ),
   };
 }
 

@@ -224,7 +224,10 @@ export default async function commandRoutes(app: App) {
           ...(missing ? { approvalsNeeded: missing } : {}),
         };
         return {
-          ...operationView(v.op, v.progress, v.unfinished, undefined, await app.queueHolds(v.op.state)),
+          ...operationView(v.op, v.progress, v.unfinished, undefined, {
+            ...(await app.queueHolds(v.op.state)),
+            lastProgressAt: v.lastProgressAt,
+          }),
           ...(command ? { command } : {}),
         };
       },

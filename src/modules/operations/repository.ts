@@ -196,7 +196,9 @@ export function operationReads(db: Queryable) {
            CASE WHEN $2 THEN coalesce((SELECT json_agg(json_build_object('wave', d.wave, 'resourceId', d.resource_id,
                        'outcome', d.outcome, 'detail', d.detail, 'itemState', d.item_state,
                        'startedAt', d.started_at, 'finishedAt', d.finished_at) ORDER BY d.id)
-                     FROM operation_drills d WHERE d.operation_id = o.id), '[]') END AS drill_rows
+                     FROM operation_drills d WHERE d.operation_id = o.id), '[]') END AS drill_rows,
+           greatest(o.progress_at, (SELECT max(w.progress_at) FROM operation_waves w WHERE w.operation_id = o.id))
+             AS last_progress_at
          FROM operations o WHERE o.id = $1`,
         [id, o.drills],
       );
@@ -210,7 +212,9 @@ export function operationReads(db: Queryable) {
       }));
       const progress = await progressOf(db, op, row.wave_counters as WaveCounter[]);
       const unfinished = await reads.unfinished(op);
-      return { op, progress, unfinished, drills };
+      // The waves record each outcome's time; the operation's own is kept by the engine's decisions.
+      const lastProgressAt = (row.last_progress_at as Date | null) ?? null;
+      return { op, progress, unfinished, drills, lastProgressAt };
     },
   };
   return reads;

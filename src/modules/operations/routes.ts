@@ -222,7 +222,10 @@ export default async function operationRoutes(app: App) {
     },
     async (req) => {
       const v = await viewOf(req.params.id);
-      return operationView(v.op, v.progress, v.unfinished, v.drills, await app.queueHolds(v.op.state));
+      return operationView(v.op, v.progress, v.unfinished, v.drills, {
+        ...(await app.queueHolds(v.op.state)),
+        lastProgressAt: v.lastProgressAt,
+      });
     },
   );
 

@@ -267,13 +267,14 @@ export const OperationView = Type.Object(
       Type.Union(
         [
           Type.Object({
-            on: Type.Union([Type.Literal('redis'), Type.Literal('workers')], {
+            on: Type.Union([Type.Literal('redis'), Type.Literal('workers'), Type.Literal('progress')], {
               description:
-                'What it waits for: the work queue (Redis), unreachable from the API; or a worker process, none being connected to the queue',
+                'What it waits for: the work queue (Redis), unreachable from the API; a worker process, none being connected to the queue; or item outcomes, none recorded for 30 s while running or rolling back (detail says what holds items that long)',
             }),
             since: Type.String({
               format: 'date-time',
-              description: 'Since when the API has lost its connection (redis), or first saw no worker (workers)',
+              description:
+                'Since when the API has lost its connection (redis), first saw no worker (workers), or the last item outcome (progress)',
             }),
             detail: Type.String({ description: 'For people' }),
           }),
@@ -281,7 +282,7 @@ export const OperationView = Type.Object(
         ],
         {
           description:
-            'A running, baking or rolling-back operation that cannot move because the work queue (Redis) is unreachable from the API, or because no worker process is connected to it: which, and since when (why it does not move). Null otherwise',
+            'A running, baking or rolling-back operation that cannot move because the work queue (Redis) is unreachable from the API or no worker process is connected to it, or that has recorded no item outcome for 30 s: which, and since when (why it does not move). Null otherwise',
           example: {
             on: 'redis',
             since: '2026-12-01T16:20:00.000Z',

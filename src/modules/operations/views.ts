@@ -75,7 +75,6 @@ export function throttleOf(op: HeldFields, now = Date.now()) {
   return { cap: op.throttledBy, until: op.throttledUntil.toISOString() };
 }
 
-/** States in which an operation moves only through queued jobs. */
 /** States in which an operation moves through the work queue (and so can wait on it). */
 export const QUEUED_STATES = new Set(['running', 'baking', 'rolling_back']);
 
@@ -84,6 +83,11 @@ export interface QueueHolds {
   queueDownSince: Date | null;
   /** Since when no worker process is connected to the work queue (worker-presence.ts). */
   noWorkersSince: Date | null;
+  /**
+   * The last item outcome of the operation (its waves' and its own progress time), when the caller
+   * read it: a running operation with none for STILL_AFTER_MS says so.
+   */
+  lastProgressAt?: Date | null;
 }
 export const NO_HOLDS: QueueHolds = { queueDownSince: null, noWorkersSince: null };
 
@@ -93,7 +97,7 @@ export const NO_HOLDS: QueueHolds = { queueDownSince: null, noWorkersSince: null
  * ledger once Redis is back; queued work waits for a worker), but without this the view read as
  * `running` with nothing moving and no reason.
  */
-export function waitingOf(op: Pick<OperationRow, 'state'>, holds: QueueHolds) {
+export function waitingOf(op: Pick<OperationRow, 'state'> & Partial<HeldFields>, holds: QueueHolds, now = Date.now()) {
   if (!QUEUED_STATES.has(op.state)) return null;
   if (holds.queueDownSince)
     return {
@@ -109,8 +113,26 @@ export function waitingOf(op: Pick<OperationRow, 'state'>, holds: QueueHolds) {
       detail:
         'No worker process is connected to the work queue, so nothing is picked up: start one (`npm run worker`, or an API with BLASTGATE_WORKERS_IN_PROCESS not false). Nothing is lost; the work waits in the queue.',
     };
+  // Workers are there and the queue too, yet nothing lands: say since when, and what holds items
+  // that long (a throttle says its own reason; a bake is not a wait for outcomes).
+  const last = holds.lastProgressAt;
+  const moving = op.state === 'running' || op.state === 'rolling_back';
+  const throttled = throttleOf(
+    { state: op.state, throttledBy: op.throttledBy ?? null, throttledUntil: op.throttledUntil ?? null },
+    now,
+  );
+  if (moving && last && now - last.getTime() >= STILL_AFTER_MS && !throttled)
+    return {
+      on: 'progress' as const,
+      since: last.toISOString(),
+      detail:
+        'No item outcome recorded since then. A worker that stopped (killed, out of memory) keeps its claimed items until its claim lease ends (BLASTGATE_WORKER_LOCK_MS), then another worker takes them over; a downstream that does not answer holds them until its calls time out. With no progress for haltPolicy.stallSeconds the watchdog halts the operation.',
+    };
   return null;
 }
+
+/** No item outcome for this long while running or rolling back is shown as `waiting: progress`. */
+export const STILL_AFTER_MS = 30_000;
 
 /** Items by ledger state over every wave (cascaded descendants included); a restore's `done` is restored, an erasure's erased, a purge's purged. */
 function countsOf(op: OperationRow, waveProgress: { counts: Record<string, number> }[]) {
