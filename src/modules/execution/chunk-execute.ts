@@ -102,21 +102,25 @@ export async function execute<Tx>(
     // then the write-ahead mark. A function of its own so that nothing holds the snapshots'
     // contents (a chunk's worth of resource records) once they are stored, while the calls go out.
     const prepare = async (part: ClaimedItem[]) => {
-      const refused = await refuseProtected(deps, op, part);
-      if (refused.length) part = part.filter((i) => !refused.some((o) => o.seq === i.seq));
-      const { snaps, failures: unsnapped } = await takeSnapshots(
-        {
-          operationId: j.opId,
-          adapter,
-          targetType: op.targetType,
-          adapters: deps.adapters,
-          concurrency: rollout.concurrency * SNAPSHOT_FANOUT,
-        },
-        part,
-      );
-      const failed = new Set(unsnapped.map((f) => f.seq));
-      const wanted = part.filter((i) => !failed.has(i.seq));
-      const failures = [...refused, ...unsnapped];
+      // Protection is asked while the snapshots are read (not before: that put a registry query in
+      // front of every part's first call); a refused item is neither marked nor sent.
+      const [refused, { snaps: taken, failures: unsnapped }] = await Promise.all([
+        refuseProtected(deps, op, part),
+        takeSnapshots(
+          {
+            operationId: j.opId,
+            adapter,
+            targetType: op.targetType,
+            adapters: deps.adapters,
+            concurrency: rollout.concurrency * SNAPSHOT_FANOUT,
+          },
+          part,
+        ),
+      ]);
+      const out = new Set([...refused, ...unsnapped].map((f) => f.seq));
+      const snaps = taken.filter((x) => !out.has(x.parentSeq ?? x.seq));
+      const wanted = part.filter((i) => !out.has(i.seq));
+      const failures = [...refused, ...unsnapped.filter((f) => !refused.some((r) => r.seq === f.seq))];
       return { failures, ...(await markWriteAhead(deps, j, range, token, snaps, wanted)) };
     };
     const breaker = chunkBreaker(
@@ -186,7 +190,7 @@ export async function execute<Tx>(
 
 /**
  * A delete's items whose resource was marked protected since the plan (an import while the
- * operation runs): failed for good, before any snapshot or call. The plan refused protected
+ * operation runs): failed for good, before the write-ahead mark (so never sent). The plan refused protected
  * resources and `start` refuses a plan they went stale under; this covers the run itself.
  */
 async function refuseProtected<Tx>(deps: ChunkDeps<Tx>, op: OperationRecord, part: ClaimedItem[]): Promise<Outcome[]> {
