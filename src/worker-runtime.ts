@@ -160,10 +160,14 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
     sameDb: { sql: (tx) => tx, put: (tx, opId, inputs) => snapshots.put(tx, opId, inputs) },
     protectedNow: async (ids) =>
       new Set(
+        // One primary-key lookup per ID: with `id = ANY(…)` PostgreSQL scans the whole registry
+        // below a few hundred thousand rows (registry-apply.ts says the same of its statement).
         (
-          await db.pool.query<{ id: string }>(`SELECT id FROM resources WHERE id = ANY($1::text[]) AND protected`, [
-            ids,
-          ])
+          await db.pool.query<{ id: string }>(
+            `SELECT r.id FROM unnest($1::text[]) AS i(id)
+             CROSS JOIN LATERAL (SELECT id FROM resources r WHERE r.id = i.id AND r.protected) r`,
+            [ids],
+          )
         ).rows.map((r) => r.id),
       ),
   });
