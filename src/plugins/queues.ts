@@ -13,10 +13,11 @@ declare module 'fastify' {
   interface FastifyInstance {
     engine: Engine<pg.PoolClient>;
     /**
-     * What holds an operation in `state` on the queue, as this process sees it (its view's
-     * `waiting`): Redis lost, or no worker connected. Asks Redis only for a queued state.
+     * What holds an operation in `state`, as this process sees it (its view's `waiting`): Redis
+     * lost, no worker connected, or no outcome since `lastProgressAt`. Asks Redis only for a
+     * queued state.
      */
-    queueHolds: (state: string) => Promise<QueueHolds>;
+    queueHolds: (state: string, lastProgressAt?: Date | null) => Promise<QueueHolds>;
   }
 }
 
@@ -37,11 +38,11 @@ export default fp<{ prefix: string }>(
     );
     // Chunks are what move an operation: a process that runs none takes no work from it.
     const workers = workerPresence(queues.items);
-    app.decorate('queueHolds', async (state: string) => {
+    app.decorate('queueHolds', async (state: string, lastProgressAt: Date | null = null) => {
       if (!QUEUED_STATES.has(state)) return NO_HOLDS;
       // Redis lost: that is the reason, and asking it who is connected would wait for a timeout.
       const queueDownSince = app.queueDownSince();
-      return { queueDownSince, noWorkersSince: queueDownSince ? null : await workers.noneSince() };
+      return { queueDownSince, noWorkersSince: queueDownSince ? null : await workers.noneSince(), lastProgressAt };
     });
     app.addHook('onClose', async () => queues.close());
   },

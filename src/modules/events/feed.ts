@@ -2,7 +2,7 @@
 // stream: the operation row with its wave counters and last probe round (one statement), and the
 // operation's audit events after a cursor (the audit seq, which is also the stream's event id).
 import type { Queryable } from '../../lib/sql.ts';
-import { ROLLBACK_STATES } from '../operations/repository.ts';
+import { LAST_PROGRESS_SQL, ROLLBACK_STATES } from '../operations/repository.ts';
 import { ENDED_STATES, TERMINAL_STATES, type OpState } from '../operations/lifecycle-types.ts';
 import { NO_HOLDS, throttleOf, waitingOf, type QueueHolds } from '../operations/views.ts';
 
@@ -80,14 +80,16 @@ interface WaveRow {
 export async function readLive(
   db: Queryable,
   opId: string,
-  /** What holds an operation in a state on the queue, as this process sees it (app.queueHolds). */
-  holdsOf: (state: string) => Promise<QueueHolds> = async () => NO_HOLDS,
+  /** What holds an operation in a state, as this process sees it (app.queueHolds). */
+  holdsOf: (state: string, lastProgressAt: Date | null) => Promise<QueueHolds> = async (_state, lastProgressAt) => ({
+    ...NO_HOLDS,
+    lastProgressAt,
+  }),
 ): Promise<OpLive | null> {
   const res = await db.query(
     `SELECT o.id, o.action, o.state, o.target_type, o.item_count, o.tenant_count, o.current_wave, o.halt_reason,
             o.bake_until, o.plan_hash, o.requested_by_name, o.created_at, o.throttled_by, o.throttled_until,
-            greatest(o.progress_at, (SELECT max(w.progress_at) FROM operation_waves w WHERE w.operation_id = o.id))
-              AS last_progress_at,
+            ${LAST_PROGRESS_SQL} AS last_progress_at,
             coalesce((SELECT max(seq) FROM audit_events a WHERE a.operation_id = o.id), 0) AS last_seq,
             coalesce((SELECT json_agg(json_build_object('wave', w.wave, 'items', w.to_seq - w.from_seq, 'done', w.done,
                         'failed', w.failed, 'started_at', w.started_at, 'settled_at', w.settled_at,
@@ -136,7 +138,7 @@ export async function readLive(
     throttled: throttleOf({ state: r.state, throttledBy: r.throttled_by, throttledUntil: r.throttled_until }),
     waiting: waitingOf(
       { state: r.state, throttledBy: r.throttled_by, throttledUntil: r.throttled_until },
-      { ...(await holdsOf(r.state)), lastProgressAt: r.last_progress_at },
+      await holdsOf(r.state, r.last_progress_at),
     ),
   };
 }

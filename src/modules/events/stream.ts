@@ -25,7 +25,7 @@ export interface StreamOptions {
   renew(): Promise<void>;
   log: { warn(obj: object, msg: string): void };
   /** What holds an operation in a state on the queue, as this process sees it (app.queueHolds). */
-  holdsOf?: (state: string) => Promise<QueueHolds>;
+  holdsOf?: (state: string, lastProgressAt: Date | null) => Promise<QueueHolds>;
 }
 
 export async function streamOperation(o: StreamOptions): Promise<void> {

@@ -117,10 +117,11 @@ export async function execute<Tx>(
           part,
         ),
       ]);
-      const out = new Set([...refused, ...unsnapped].map((f) => f.seq));
+      const refusedSeqs = new Set(refused.map((f) => f.seq));
+      const failures = [...refused, ...unsnapped.filter((f) => !refusedSeqs.has(f.seq))];
+      const out = new Set(failures.map((f) => f.seq));
       const snaps = taken.filter((x) => !out.has(x.parentSeq ?? x.seq));
       const wanted = part.filter((i) => !out.has(i.seq));
-      const failures = [...refused, ...unsnapped.filter((f) => !refused.some((r) => r.seq === f.seq))];
       return { failures, ...(await markWriteAhead(deps, j, range, token, snaps, wanted)) };
     };
     const breaker = chunkBreaker(

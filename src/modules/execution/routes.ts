@@ -224,10 +224,13 @@ export default async function commandRoutes(app: App) {
           ...(missing ? { approvalsNeeded: missing } : {}),
         };
         return {
-          ...operationView(v.op, v.progress, v.unfinished, undefined, {
-            ...(await app.queueHolds(v.op.state)),
-            lastProgressAt: v.lastProgressAt,
-          }),
+          ...operationView(
+            v.op,
+            v.progress,
+            v.unfinished,
+            undefined,
+            await app.queueHolds(v.op.state, v.lastProgressAt),
+          ),
           ...(command ? { command } : {}),
         };
       },

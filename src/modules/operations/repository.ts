@@ -108,6 +108,13 @@ export interface RejectionRow {
 
 export type WaveProgress = { wave: number; counts: Record<string, number> }[];
 
+/**
+ * An operation's last item outcome, for `operations o`: the waves record each outcome's time, the
+ * operation its own at each decision of the engine (views.ts waitingOf reads it).
+ */
+export const LAST_PROGRESS_SQL =
+  'greatest(o.progress_at, (SELECT max(w.progress_at) FROM operation_waves w WHERE w.operation_id = o.id))';
+
 export function operationReads(db: Queryable) {
   const findById = async (id: string) => {
     const r = await db.query('SELECT * FROM operations WHERE id = $1', [id]);
@@ -197,8 +204,7 @@ export function operationReads(db: Queryable) {
                        'outcome', d.outcome, 'detail', d.detail, 'itemState', d.item_state,
                        'startedAt', d.started_at, 'finishedAt', d.finished_at) ORDER BY d.id)
                      FROM operation_drills d WHERE d.operation_id = o.id), '[]') END AS drill_rows,
-           greatest(o.progress_at, (SELECT max(w.progress_at) FROM operation_waves w WHERE w.operation_id = o.id))
-             AS last_progress_at
+           ${LAST_PROGRESS_SQL} AS last_progress_at
          FROM operations o WHERE o.id = $1`,
         [id, o.drills],
       );
@@ -212,7 +218,6 @@ export function operationReads(db: Queryable) {
       }));
       const progress = await progressOf(db, op, row.wave_counters as WaveCounter[]);
       const unfinished = await reads.unfinished(op);
-      // The waves record each outcome's time; the operation's own is kept by the engine's decisions.
       const lastProgressAt = (row.last_progress_at as Date | null) ?? null;
       return { op, progress, unfinished, drills, lastProgressAt };
     },

@@ -222,10 +222,13 @@ export default async function operationRoutes(app: App) {
     },
     async (req) => {
       const v = await viewOf(req.params.id);
-      return operationView(v.op, v.progress, v.unfinished, v.drills, {
-        ...(await app.queueHolds(v.op.state)),
-        lastProgressAt: v.lastProgressAt,
-      });
+      return operationView(
+        v.op,
+        v.progress,
+        v.unfinished,
+        v.drills,
+        await app.queueHolds(v.op.state, v.lastProgressAt),
+      );
     },
   );
 

@@ -34,7 +34,7 @@ import {
 import { lockPlanned } from '../operations/resource-locks.ts';
 import type { ServiceLog } from '../operations/service.ts';
 import { foldTakenIntoRoots, rootTypes } from '../restores/resolve.ts';
-import { checkSource, checkTenant, scopeOf } from '../restores/scope.ts';
+import { checkSource, checkTenant, CLOCK_SKEW_MS, scopeOf } from '../restores/scope.ts';
 import {
   insertPurgeItems,
   nothingToPurge,
@@ -66,8 +66,6 @@ export interface PurgeSubmission {
   now?: Date;
 }
 
-/** How far ahead of this server's clock a client's dueBefore may be (its clock may run a little fast). */
-const CLOCK_SKEW_MS = 60_000;
 const newOperationId = () => `op_${Date.now().toString(36)}${randomBytes(8).toString('hex')}`;
 
 /** Exactly one scope; dueBefore is a scope of its own next to the restore's three. */

@@ -6,8 +6,8 @@ import { ConflictError, NotFoundError, UnprocessableError } from '../../lib/erro
 import { LIVE_STATES } from '../operations/lifecycle-types.ts';
 import { SCOPE_FIELDS, type CreateRestoreBody, type RestoreScope } from './schemas.ts';
 
-/** How far ahead of this server's clock a client's asOf may be (its clock may run a little fast). */
-const CLOCK_SKEW_MS = 60_000;
+/** How far ahead of this server's clock a client's asOf or dueBefore may be (its clock may run a little fast). */
+export const CLOCK_SKEW_MS = 60_000;
 
 /** Exactly one scope, with its fields complete; otherwise 422 naming the fields. */
 export function scopeOf(
