@@ -370,20 +370,19 @@ describe('lifecycle properties', () => {
       }),
       { numRuns: 3000 },
     );
-    // Guard against a vacuous run: the interesting paths must actually be reached.
-    // (Typical counts per 3000 runs: ~160 completed, ~140 later waves, ~35 resumes, ~750 rollbacks.)
+    // Guard against a vacuous run: the interesting paths must actually be reached. The seed is random,
+    // so each bound sits far below its typical count (25 runs of 3000: completed 63–98, later waves
+    // 70–103, resumes 22–47, rollbacks 403–562, with failures 8–27, expired 6–23, stalled 10–25,
+    // restore halts 93–131, drills passed 21–37 and failed 7–19). A generator that stopped reaching
+    // a path gives 0; a bound near the typical count failed CI once (expired: 5).
     expect(coverage.completed).toBeGreaterThan(20);
     expect(coverage.laterWave).toBeGreaterThan(20);
     expect(coverage.resumedFromHalt).toBeGreaterThan(5);
     expect(coverage.rollingBack).toBeGreaterThan(50);
-    expect(coverage.withFailures).toBeGreaterThan(5);
-    expect(coverage.completed).toBeGreaterThan(20);
-    expect(coverage.expired).toBeGreaterThan(5);
-    expect(coverage.stalled).toBeGreaterThan(5);
-    expect(coverage.restoreHalted).toBeGreaterThan(5);
-    // (Typically ~30 drills passed and ~10 failed per 3000 runs.)
-    expect(coverage.drillPassed).toBeGreaterThan(10);
-    expect(coverage.drillFailed).toBeGreaterThan(3);
+    expect(coverage.restoreHalted).toBeGreaterThan(20);
+    expect(coverage.drillPassed).toBeGreaterThan(5);
+    for (const rare of ['withFailures', 'expired', 'stalled', 'drillFailed'] as const)
+      expect(coverage[rare], `${rare} never reached`).toBeGreaterThan(0);
   });
 
   // Any stored state, even an inconsistent one (e.g. running while frozen), must be handled safely.
