@@ -12,6 +12,7 @@ import type pg from 'pg';
 import { isTransient } from './lib/transient.ts';
 import { backendLowering } from './lib/priority.ts';
 import { unsignableTypes } from './modules/adapters/signing-check.ts';
+import { PROTECTED_SINCE_PLAN, TENANT_PROTECTED_SINCE_PLAN } from './modules/adapters/registry-apply.ts';
 import { closeDb, createDb } from './plugins/db.ts';
 import { createRedis } from './plugins/redis.ts';
 import { createMetrics, type Metrics } from './plugins/metrics.ts';
@@ -158,17 +159,21 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
     eraseKeys: (tx, opId, seqs) => destroyKeysOf(tx, snapshots, opId, seqs),
     registryFollows,
     sameDb: { sql: (tx) => tx, put: (tx, opId, inputs) => snapshots.put(tx, opId, inputs) },
-    protectedNow: async (ids) =>
-      new Set(
+    protectedNow: async (ids, tenantsApproved) =>
+      new Map(
         // One primary-key lookup per ID: with `id = ANY(…)` PostgreSQL scans the whole registry
         // below a few hundred thousand rows (registry-apply.ts says the same of its statement).
         (
-          await db.pool.query<{ id: string }>(
-            `SELECT r.id FROM unnest($1::text[]) AS i(id)
-             CROSS JOIN LATERAL (SELECT id FROM resources r WHERE r.id = i.id AND r.protected) r`,
-            [ids],
+          await db.pool.query<{ id: string; protected: boolean; tenant_id: string }>(
+            `SELECT r.id, r.protected, r.tenant_id FROM unnest($1::text[]) AS i(id)
+             CROSS JOIN LATERAL (SELECT id, protected, tenant_id FROM resources r WHERE r.id = i.id) r
+             WHERE r.protected OR (NOT $2 AND (SELECT t.protected FROM tenants t WHERE t.id = r.tenant_id))`,
+            [ids, tenantsApproved],
           )
-        ).rows.map((r) => r.id),
+        ).rows.map((r) => [
+          r.id,
+          r.protected ? PROTECTED_SINCE_PLAN(r.id) : TENANT_PROTECTED_SINCE_PLAN(r.id, r.tenant_id),
+        ]),
       ),
   });
 

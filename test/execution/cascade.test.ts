@@ -139,6 +139,29 @@ describe('registry adapter: descendants change state with their parent, in one t
   });
 });
 
+describe('registry adapter: a descendant protected while the operation runs', () => {
+  it("leaves its parent and the parent's whole cascade: the parent fails naming it, nothing of it changes", async () => {
+    await useRegistry();
+    const sites = freshSites(2);
+    const op = await deleteSites(sites, {
+      rollout: { ...ROLLOUT, bakeSeconds: 2 },
+      haltPolicy: { ...HALT, maxFailureRate: 1, onHalt: 'pause' },
+    });
+    // An app of the second wave's site, protected (as an import would) during the first wave's bake.
+    const guarded = appsOfSite(sites[1]!)[1]!;
+    await query(h.databaseUrl, `UPDATE resources SET protected = true WHERE id = $1`, [guarded]);
+    const end = await waitForState(h, op.id, ['completed', 'completed_with_failures', 'halted', 'paused']);
+    expect(end.state).toBe('completed_with_failures');
+    const site = (await items(op.id)).find((r) => r.resource_id === siteId(sites[1]!))!;
+    expect(site.state).toBe('failed');
+    expect(site.last_error).toContain(`its cascade would take ${guarded}, which is protected`);
+    const kept = await registry([siteId(sites[1]!), ...appsOfSite(sites[1]!)]);
+    expect(kept.map((r) => [r.id, r.state])).toEqual(kept.map((r) => [r.id, 'active']));
+    const gone = await registry([siteId(sites[0]!), ...appsOfSite(sites[0]!)]);
+    expect(gone.every((r) => r.state === 'soft_deleted')).toBe(true);
+  }, 60_000);
+});
+
 describe('HTTP adapter: the downstream owns its cascade, Blastgate stores the snapshots first', () => {
   it("stores every app's snapshot before the site's delete, then restores the site and each app", async () => {
     await useHttp();

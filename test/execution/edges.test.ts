@@ -179,6 +179,56 @@ describe('a resource protected while the operation runs', () => {
   }, 60_000);
 });
 
+describe('a tenant protected while the operation runs', () => {
+  it("is left alone: its items fail saying so, none is sent, and other tenants' items run", async () => {
+    const sites = freshSites(3);
+    const ids = appsOf(sites, APPS);
+    const op = await submit(ids, {
+      rollout: { bakeSeconds: 2, concurrency: 2, waves: ['1', '100%'] },
+      haltPolicy: { ...FAST_HALT, maxFailureRate: 1, onHalt: 'pause' },
+    }).expect(201);
+    await command(h, 'approver', op.body.id, 'approve', { planHash: op.body.planHash }).expect(200);
+    const guarded = tenantId(sites[2]!);
+    await command(h, 'operator', op.body.id, 'start').expect(200);
+    await query(h.databaseUrl, `UPDATE tenants SET protected = true WHERE id = $1`, [guarded]);
+    try {
+      const end = await waitForState(h, op.body.id, ['completed', 'completed_with_failures', 'paused', 'halted']);
+      expect(end.state).toBe('completed_with_failures');
+      const rows = await query<{ resource_id: string; tenant_id: string; state: string; last_error: string | null }>(
+        h.databaseUrl,
+        'SELECT resource_id, tenant_id, state, last_error FROM operation_items WHERE operation_id = $1',
+        [op.body.id],
+      );
+      const theirs = rows.filter((r) => r.tenant_id === guarded);
+      expect(theirs).toHaveLength(APPS);
+      for (const r of theirs) {
+        expect(r.state).toBe('failed');
+        expect(r.last_error).toContain(`its tenant ${guarded} is protected`);
+      }
+      expect(rows.filter((r) => r.state === 'done')).toHaveLength(ids.length - APPS);
+      const sent = new Set(h.downstream.destructiveCalls().map((c) => c.resourceId));
+      expect(theirs.filter((r) => sent.has(r.resource_id))).toEqual([]);
+    } finally {
+      await query(h.databaseUrl, `UPDATE tenants SET protected = false WHERE id = $1`, [guarded]);
+    }
+  }, 60_000);
+
+  it('runs when the tenant was protected at the plan and break-glass approval covered it', async () => {
+    const sites = freshSites(2);
+    const guarded = tenantId(sites[1]!);
+    await query(h.databaseUrl, `UPDATE tenants SET protected = true WHERE id = $1`, [guarded]);
+    try {
+      const op = await submitAndStart(h, { ids: appsOf(sites, APPS), rollout: ROLLOUT, haltPolicy: FAST_HALT });
+      const end = await waitForState(h, op.id, ['completed', 'completed_with_failures', 'paused', 'halted']);
+      expect(end.state).toBe('completed');
+      const theirs = new Set(appsOf([sites[1]!], APPS));
+      expect(h.downstream.destructiveCalls().filter((c) => theirs.has(c.resourceId ?? ''))).toHaveLength(APPS);
+    } finally {
+      await query(h.databaseUrl, `UPDATE tenants SET protected = false WHERE id = $1`, [guarded]);
+    }
+  }, 60_000);
+});
+
 describe('an operation that records no outcome', () => {
   it('says since when (waiting: progress) in its view and its stream, until an outcome lands', async () => {
     h.downstream.latency(2_000);

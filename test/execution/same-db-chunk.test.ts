@@ -10,14 +10,14 @@ import { snapshotStore } from '../../src/modules/snapshots/store.ts';
 import { appsOf } from '../support/exec-helpers.ts';
 import { buildExecHarness, submitAndStart, until, waitForState, type ExecHarness } from '../support/execution.ts';
 import { TEST_SNAPSHOT_KEY_BYTES } from '../support/keys.ts';
-import { query, seedRegistry, sequenceValue } from '../support/seed.ts';
+import { query, seedRegistry, sequenceValue, tenantId } from '../support/seed.ts';
 
 const APPS = 10;
 
 let h: ExecHarness;
 beforeAll(async () => {
   h = await buildExecHarness({ workers: 1 });
-  await seedRegistry(h.databaseUrl, { sites: 8, appsPerSite: APPS });
+  await seedRegistry(h.databaseUrl, { sites: 10, appsPerSite: APPS });
   // Fails (or, in mode 'sleep', holds for 1.5 s) every update of a wave's counters while armed; counts the failures in a sequence (a
   // sequence is not rolled back with the transaction that fails).
   await query(
@@ -174,5 +174,41 @@ describe('a registry delete chunk', () => {
       [ids],
     );
     expect(rows.filter((r) => r.state === 'active').map((r) => r.id)).toEqual([guarded]);
+  }, 60_000);
+  it("leaves a tenant's resources when the tenant is marked protected while the operation runs", async () => {
+    const ids = appsOf([8, 9], APPS);
+    const op = await submitAndStart(h, {
+      ids,
+      rollout: { bakeSeconds: 2, concurrency: 4, waves: ['1', '100%'], restoreDrill: false },
+      // Ten refusals in a row would halt under the default policy (5 consecutive failures).
+      haltPolicy: { probe: 'optional', maxFailureRate: 1, maxConsecutiveFailures: 100, onHalt: 'pause' },
+    });
+    // Seconds before the second wave (site 9's) runs, as an import would. The plan had no protected
+    // tenant, so no break-glass approval covers this one.
+    await query(h.databaseUrl, 'UPDATE tenants SET protected = true WHERE id = $1', [tenantId(9)]);
+    try {
+      const end = await waitForState(h, op.id, ['completed', 'completed_with_failures', 'halted', 'paused'], 60_000);
+      expect(end.state).toBe('completed_with_failures');
+      const items = await query<{ resource_id: string; tenant_id: string; state: string; last_error: string | null }>(
+        h.databaseUrl,
+        'SELECT resource_id, tenant_id, state, last_error FROM operation_items WHERE operation_id = $1',
+        [op.id],
+      );
+      const theirs = items.filter((i) => i.tenant_id === tenantId(9));
+      expect(theirs).toHaveLength(APPS);
+      for (const i of theirs) {
+        expect(i.state).toBe('failed');
+        expect(i.last_error).toContain(`its tenant ${tenantId(9)} is protected`);
+      }
+      expect(items.filter((i) => i.state === 'done')).toHaveLength(APPS);
+      const rows = await query<{ tenant_id: string; state: string }>(
+        h.databaseUrl,
+        'SELECT tenant_id, state FROM resources WHERE id = ANY($1::text[])',
+        [ids],
+      );
+      for (const r of rows) expect(r.state).toBe(r.tenant_id === tenantId(9) ? 'active' : 'soft_deleted');
+    } finally {
+      await query(h.databaseUrl, 'UPDATE tenants SET protected = false WHERE id = $1', [tenantId(9)]);
+    }
   }, 60_000);
 });

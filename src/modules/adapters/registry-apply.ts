@@ -78,6 +78,9 @@ const TARGET_STATE: Record<Exclude<DestructiveAction, 'restore'>, State> = {
 // final SELECT reports every input row, including those that matched nothing: what the registry has
 // for those (another type or tenant) is looked up only for them, in a CASE (joined for every row,
 // it was a second sequential scan).
+/** A guarded delete leaves a row protected since the plan, or of a tenant protected since (unless approved). */
+const GUARDED = (t: string) => `(${t}.protected OR (${t}.tenant_protected AND NOT $15::boolean))`;
+
 const applySql = ({ deletedAt, purgeAfter }: ActionSpec) => `
 WITH input AS (
   SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[])
@@ -86,13 +89,15 @@ WITH input AS (
   SELECT * FROM unnest($7::text[], $8::text[], $9::text[], $10::text[], $11::timestamptz[], $12::text[])
     AS d(id, type, tenant_id, to_state, to_deleted_at, root)
 ), target AS (
-  SELECT r.id, r.state, i.to_state, i.to_deleted_at, r.parent_id, r.protected, r.deleted_at, r.updated_at
+  SELECT r.id, r.state, i.to_state, i.to_deleted_at, r.parent_id, r.protected, r.deleted_at, r.updated_at,
+    (SELECT tn.protected FROM tenants tn WHERE tn.id = r.tenant_id) AS tenant_protected
   FROM (SELECT * FROM input ORDER BY id) i
   CROSS JOIN LATERAL (
     SELECT * FROM resources r WHERE r.id = i.id AND r.type = i.type AND r.tenant_id = i.tenant_id FOR UPDATE
   ) r
 ), dtarget AS (
-  SELECT r.id, r.state, d.root, d.to_state, d.to_deleted_at
+  SELECT r.id, r.state, d.root, d.to_state, d.to_deleted_at, r.protected,
+    (SELECT tn.protected FROM tenants tn WHERE tn.id = r.tenant_id) AS tenant_protected
   FROM resources r JOIN dinput d ON d.id = r.id AND d.type = r.type AND d.tenant_id = r.tenant_id
   WHERE r.id = ANY($7::text[])
   ORDER BY r.id
@@ -100,32 +105,37 @@ WITH input AS (
 ), blocked AS (
   SELECT DISTINCT d.root AS id FROM dinput d
   WHERE $13::boolean AND NOT EXISTS (SELECT 1 FROM dtarget t WHERE t.id = d.id)
+), shielded AS (
+  SELECT t.root AS id, min(t.id) AS via FROM dtarget t
+  WHERE $14::boolean AND (t.protected OR (t.tenant_protected AND NOT $15::boolean)) GROUP BY t.root
 ), changed AS (
   UPDATE resources r SET state = t.to_state, deleted_at = ${deletedAt}, purge_after = ${purgeAfter}, updated_at = now()
   FROM target t WHERE r.id = t.id AND t.state = ANY($6::text[]) AND t.id NOT IN (SELECT id FROM blocked)
-    AND NOT ($14::boolean AND t.protected)
+    AND t.id NOT IN (SELECT id FROM shielded) AND NOT ($14::boolean AND ${GUARDED('t')})
   RETURNING r.id
 ), dchanged AS (
   UPDATE resources r SET state = t.to_state, deleted_at = ${deletedAt}, purge_after = ${purgeAfter}, updated_at = now()
   FROM dtarget t JOIN target p ON p.id = t.root
   WHERE r.id = t.id AND t.state = ANY($6::text[])
     AND (p.state = ANY($6::text[]) OR p.state = p.to_state) AND p.id NOT IN (SELECT id FROM blocked)
-    AND NOT ($14::boolean AND p.protected)
+    AND p.id NOT IN (SELECT id FROM shielded) AND NOT ($14::boolean AND ${GUARDED('p')})
   RETURNING r.id
 )
 SELECT i.id, t.state AS before, (c.id IS NOT NULL) AS changed, (b.id IS NOT NULL) AS blocked,
   CASE WHEN t.id IS NULL THEN (SELECT r.type FROM resources r WHERE r.id = i.id) END AS actual_type,
   CASE WHEN t.id IS NULL THEN (SELECT r.tenant_id FROM resources r WHERE r.id = i.id) END AS actual_tenant,
   t.parent_id AS before_parent_id, t.protected AS before_protected, t.deleted_at AS before_deleted_at,
-  t.updated_at AS before_updated_at
+  t.updated_at AS before_updated_at, t.tenant_protected AS before_tenant_protected, s.via AS shielded_by
 FROM input i
 LEFT JOIN target t ON t.id = i.id
 LEFT JOIN changed c ON c.id = i.id
 LEFT JOIN blocked b ON b.id = i.id
+LEFT JOIN shielded s ON s.id = i.id
 UNION ALL
 SELECT d.id, t.state, (c.id IS NOT NULL), false,
   CASE WHEN t.id IS NULL THEN (SELECT r.type FROM resources r WHERE r.id = d.id) END,
-  CASE WHEN t.id IS NULL THEN (SELECT r.tenant_id FROM resources r WHERE r.id = d.id) END, NULL, NULL, NULL, NULL
+  CASE WHEN t.id IS NULL THEN (SELECT r.tenant_id FROM resources r WHERE r.id = d.id) END, NULL, NULL, NULL, NULL,
+  NULL, NULL
 FROM dinput d
 LEFT JOIN dtarget t ON t.id = d.id
 LEFT JOIN dchanged c ON c.id = d.id`;
@@ -142,11 +152,28 @@ interface ApplyRow {
   before_protected: boolean | null;
   before_deleted_at: Date | null;
   before_updated_at: Date | null;
+  before_tenant_protected: boolean | null;
+  /** A guarded delete's descendant that is protected (or of a protected tenant) now: the item is left. */
+  shielded_by: string | null;
 }
 
 /** Why a delete left a resource marked protected after its plan (both adapters say it alike). */
 export const PROTECTED_SINCE_PLAN = (id: string) =>
   `${id} is protected in the registry (marked after the plan): not deleted`;
+export const TENANT_PROTECTED_SINCE_PLAN = (id: string, tenantId: string) =>
+  `${id} not deleted: its tenant ${tenantId} is protected in the registry (marked after the plan, which no break-glass approval covered)`;
+export const DESCENDANT_PROTECTED_SINCE_PLAN = (id: string, via: string) =>
+  `${id} not deleted: its cascade would take ${via}, which is protected in the registry now (marked after the plan); nothing was changed`;
+
+/**
+ * A delete operation's guard against what was protected after its plan (an import while it runs):
+ * the resource, its tenant, or a descendant its cascade takes. A tenant protected when the plan was
+ * made needed break-glass, so with break-glass approved (`tenantsApproved`) tenant protection is not
+ * news; `start` judges a stale plan the same way (engine-store.ts).
+ */
+export interface DeleteGuard {
+  tenantsApproved: boolean;
+}
 
 export const mismatch = (item: AdapterItem, actual: { type: string | null; tenant: string | null }): string =>
   actual.type === null
@@ -166,7 +193,7 @@ export async function applyChunk(
   items: AdapterItem[],
   opts: ApplyOptions,
 ): Promise<ItemResult[]> {
-  return (await applyRows(pool, action, items, opts.snapshots)).results;
+  return (await applyRows(pool, action, items, opts.snapshots, opts.guard)).results;
 }
 
 /**
@@ -178,8 +205,9 @@ export async function applyChunkWithBefore(
   tx: Pool,
   action: DestructiveAction,
   items: AdapterItem[],
+  guard: DeleteGuard,
 ): Promise<{ results: ItemResult[]; before: (RegistrySnapshot | null)[] }> {
-  const { results, byId } = await applyRows(tx, action, items, undefined);
+  const { results, byId } = await applyRows(tx, action, items, undefined, guard);
   const before = items.map((item): RegistrySnapshot | null => {
     const row = byId.get(item.resourceId);
     if (!row || row.before === null || row.before_updated_at === null) return null;
@@ -202,6 +230,7 @@ async function applyRows(
   action: DestructiveAction,
   items: AdapterItem[],
   snapshots: ApplyOptions['snapshots'],
+  guard: DeleteGuard | undefined,
 ): Promise<{ results: ItemResult[]; byId: Map<string, ApplyRow> }> {
   const spec = ACTIONS[action];
   const target = (i: AdapterItem) =>
@@ -225,7 +254,8 @@ async function applyRows(
     kidTargets.map((t) => t.deletedAt),
     kids.map(({ root }) => root.resourceId),
     action !== 'restore',
-    action === 'softDelete',
+    guard !== undefined && action !== 'restore',
+    guard?.tenantsApproved ?? false,
   ]);
   const byId = new Map(rows.map((r) => [r.id, r]));
   const outcome = (item: AdapterItem, to: State): ItemResult => {
@@ -238,12 +268,17 @@ async function applyRows(
       };
     if (row.changed || spec.done(row.before, to)) return { ok: true };
     // Marked protected since the plan (an import while the operation runs): a delete leaves it.
-    if (action === 'softDelete' && row.before_protected)
+    if (guard && row.before_protected)
       return { ok: false, permanent: true, error: PROTECTED_SINCE_PLAN(item.resourceId) };
+    if (guard && row.before_tenant_protected && !guard.tenantsApproved)
+      return { ok: false, permanent: true, error: TENANT_PROTECTED_SINCE_PLAN(item.resourceId, item.tenantId) };
     return { ok: false, permanent: true, error: `cannot ${action} ${item.resourceId}: it is ${row.before}` };
   };
   const results = items.map((item, k): ItemResult => {
     const row = byId.get(item.resourceId);
+    // (Already deleted by an earlier attempt whose outcome was not recorded: that delete stands.)
+    if (row?.shielded_by && !row.changed && !(row.before !== null && spec.done(row.before, targets[k]!.state)))
+      return { ok: false, permanent: true, error: DESCENDANT_PROTECTED_SINCE_PLAN(item.resourceId, row.shielded_by) };
     if (row?.blocked) {
       const gone = item.descendants!.find((d) => byId.get(d.resourceId)?.before == null)!;
       const why = mismatch(gone, {

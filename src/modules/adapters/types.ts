@@ -70,6 +70,11 @@ export interface ApplyOptions {
   concurrency: number;
   /** For restore: resourceId -> the stored snapshot data taken before the destructive call. */
   snapshots?: Map<string, unknown>;
+  /**
+   * A delete operation's guard (registry-apply.ts DeleteGuard): the registry adapter leaves what was
+   * protected after the plan. Unset for restores, purges and erasures.
+   */
+  guard?: { tenantsApproved: boolean };
 }
 
 export interface TargetAdapter {

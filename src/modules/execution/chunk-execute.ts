@@ -11,7 +11,6 @@ import {
   type ItemResult,
   type TargetAdapter,
 } from '../adapters/index.ts';
-import { PROTECTED_SINCE_PLAN } from '../adapters/registry-apply.ts';
 import { takeSnapshots } from './chunk-snapshots.ts';
 import { chunkProgress, landedOutcome } from './chunk-progress.ts';
 import { applyWithBreaker, arrivalOrder, chunkBreaker, type BreakerResult } from './breaker.ts';
@@ -159,7 +158,11 @@ export async function execute<Tx>(
         adapter,
         op.mode === 'hard' ? 'hardDelete' : 'softDelete',
         toRun.map(asAdapterItem),
-        { idempotencyKey: idempotencyKeyFor, concurrency: rollout.concurrency },
+        {
+          idempotencyKey: idempotencyKeyFor,
+          concurrency: rollout.concurrency,
+          guard: { tenantsApproved: op.tenantsApproved },
+        },
         breaker,
         slot,
         progress && ((k, r) => progress.arrive(toRun[k]!.seq, r)),
@@ -189,17 +192,24 @@ export async function execute<Tx>(
   }
 }
 
+/** What the guard against protection since the plan covers: deletes and erasures (not restores or purges). */
+const GUARDED_ACTIONS: readonly string[] = ['delete', 'erase'];
+
 /**
- * A delete's items whose resource was marked protected since the plan (an import while the
- * operation runs): failed for good, before the write-ahead mark (so never sent). The plan refused protected
- * resources and `start` refuses a plan they went stale under; this covers the run itself.
+ * A delete's (or erasure's) items whose resource or tenant was marked protected since the plan (an import while
+ * the operation runs): failed for good, before the write-ahead mark (so never sent). The plan refused
+ * protected resources and `start` refuses a plan they went stale under; this covers the run itself.
  */
 async function refuseProtected<Tx>(deps: ChunkDeps<Tx>, op: OperationRecord, part: ClaimedItem[]): Promise<Outcome[]> {
-  if (op.action !== 'delete' || !deps.protectedNow || part.length === 0) return [];
-  const now = await deps.protectedNow(part.map((i) => i.resourceId));
-  return part
-    .filter((i) => now.has(i.resourceId))
-    .map((i): Outcome => ({ seq: i.seq, state: 'failed', error: PROTECTED_SINCE_PLAN(i.resourceId), permanent: true }));
+  if (!GUARDED_ACTIONS.includes(op.action) || !deps.protectedNow || part.length === 0) return [];
+  const now = await deps.protectedNow(
+    part.map((i) => i.resourceId),
+    op.tenantsApproved,
+  );
+  return part.flatMap((i): Outcome[] => {
+    const why = now.get(i.resourceId);
+    return why === undefined ? [] : [{ seq: i.seq, state: 'failed', error: why, permanent: true }];
+  });
 }
 
 /**

@@ -61,10 +61,11 @@ export interface ChunkDeps<Tx = Queryable> {
   /** Delete chunks on the registry adapter run in one transaction (chunk-same-db.ts). */
   sameDb?: SameDb<Tx>;
   /**
-   * Of these resources, those the registry marks protected now. A delete's chunk leaves them (an
-   * import that protects a resource while the operation runs is honoured before its call).
+   * Of these resources, those the registry marks protected now, or whose tenant it does (unless
+   * `tenantsApproved`: registry-apply.ts DeleteGuard), each with why. A delete's chunk leaves them
+   * (an import that protects a resource or tenant while the operation runs is honoured before its call).
    */
-  protectedNow?(resourceIds: string[]): Promise<Set<string>>;
+  protectedNow?(resourceIds: string[], tenantsApproved: boolean): Promise<Map<string, string>>;
 }
 
 const waveEvent = (

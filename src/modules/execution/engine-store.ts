@@ -55,7 +55,8 @@ async function checkGuard(tx: pg.PoolClient, record: OperationRecord, guard: Gua
  * The plan was made against the registry as it was then: a resource whose type, tenant, state or
  * protection changed since, or whose ID its type's idPattern (redeclared since) no longer matches,
  * makes the plan stale, and starting it would act on something nobody
- * reviewed. (A protected tenant is fine only when the plan already needed break-glass for it.)
+ * reviewed. (A protected tenant is fine only when the plan already needed break-glass for protected
+ * tenants: OperationRecord.tenantsApproved; break-glass for a budget breach alone does not cover one.)
  * A cascade's descendants are checked against their own type, and a resource that a cascade would
  * now take but the plan does not list (created, or made active, since) makes it stale too: the
  * registry adapter would leave it active under a deleted parent, and nobody approved its delete.
@@ -88,7 +89,7 @@ async function planStale(tx: pg.PoolClient, record: OperationRecord): Promise<Ap
             OR NOT (r.state = ANY($5::text[])) OR r.protected OR (t.protected AND NOT $3)
             OR i.resource_id !~ rt.id_pattern)
      ORDER BY i.seq LIMIT $4`,
-    [record.id, record.targetType, record.lifecycle.requiresBreakGlass, STALE_LISTED, states],
+    [record.id, record.targetType, record.tenantsApproved, STALE_LISTED, states],
   );
   const unplanned = r.rows.length ? [] : await unplannedDescendants(tx, record, states);
   if (r.rows.length === 0 && unplanned.length === 0) return null;
