@@ -78,11 +78,18 @@ const TARGET_STATE: Record<Exclude<DestructiveAction, 'restore'>, State> = {
 // final SELECT reports every input row, including those that matched nothing: what the registry has
 // for those (another type or tenant) is looked up only for them, in a CASE (joined for every row,
 // it was a second sequential scan).
-/** A guarded delete leaves a row protected since the plan, or of a tenant protected since (unless approved). */
-const GUARDED = (t: string) => `(${t}.protected OR (${t}.tenant_protected AND NOT $15::boolean))`;
+/**
+ * A guarded delete leaves a row protected since the plan, or of a tenant protected since (unless
+ * approved). The chunk's few tenants are looked up once (ptenant), not once per row.
+ */
+const GUARDED = (t: string) => `(${t}.protected OR ${t}.tenant_id IN (SELECT id FROM ptenant))`;
 
 const applySql = ({ deletedAt, purgeAfter }: ActionSpec) => `
-WITH input AS (
+WITH ptenant AS (
+  SELECT tn.id FROM (SELECT unnest($3::text[]) UNION SELECT unnest($9::text[])) AS c(id)
+  CROSS JOIN LATERAL (SELECT tn.id FROM tenants tn WHERE tn.id = c.id AND tn.protected) tn
+  WHERE $14::boolean AND NOT $15::boolean
+), input AS (
   SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[])
     AS i(id, type, tenant_id, to_state, to_deleted_at)
 ), dinput AS (
@@ -90,14 +97,13 @@ WITH input AS (
     AS d(id, type, tenant_id, to_state, to_deleted_at, root)
 ), target AS (
   SELECT r.id, r.state, i.to_state, i.to_deleted_at, r.parent_id, r.protected, r.deleted_at, r.updated_at,
-    (SELECT tn.protected FROM tenants tn WHERE tn.id = r.tenant_id) AS tenant_protected
+    r.tenant_id
   FROM (SELECT * FROM input ORDER BY id) i
   CROSS JOIN LATERAL (
     SELECT * FROM resources r WHERE r.id = i.id AND r.type = i.type AND r.tenant_id = i.tenant_id FOR UPDATE
   ) r
 ), dtarget AS (
-  SELECT r.id, r.state, d.root, d.to_state, d.to_deleted_at, r.protected,
-    (SELECT tn.protected FROM tenants tn WHERE tn.id = r.tenant_id) AS tenant_protected
+  SELECT r.id, r.state, d.root, d.to_state, d.to_deleted_at, r.protected, r.tenant_id
   FROM resources r JOIN dinput d ON d.id = r.id AND d.type = r.type AND d.tenant_id = r.tenant_id
   WHERE r.id = ANY($7::text[])
   ORDER BY r.id
@@ -107,7 +113,7 @@ WITH input AS (
   WHERE $13::boolean AND NOT EXISTS (SELECT 1 FROM dtarget t WHERE t.id = d.id)
 ), shielded AS (
   SELECT t.root AS id, min(t.id) AS via FROM dtarget t
-  WHERE $14::boolean AND (t.protected OR (t.tenant_protected AND NOT $15::boolean)) GROUP BY t.root
+  WHERE $14::boolean AND ${GUARDED('t')} GROUP BY t.root
 ), changed AS (
   UPDATE resources r SET state = t.to_state, deleted_at = ${deletedAt}, purge_after = ${purgeAfter}, updated_at = now()
   FROM target t WHERE r.id = t.id AND t.state = ANY($6::text[]) AND t.id NOT IN (SELECT id FROM blocked)
@@ -125,7 +131,7 @@ SELECT i.id, t.state AS before, (c.id IS NOT NULL) AS changed, (b.id IS NOT NULL
   CASE WHEN t.id IS NULL THEN (SELECT r.type FROM resources r WHERE r.id = i.id) END AS actual_type,
   CASE WHEN t.id IS NULL THEN (SELECT r.tenant_id FROM resources r WHERE r.id = i.id) END AS actual_tenant,
   t.parent_id AS before_parent_id, t.protected AS before_protected, t.deleted_at AS before_deleted_at,
-  t.updated_at AS before_updated_at, t.tenant_protected AS before_tenant_protected, s.via AS shielded_by
+  t.updated_at AS before_updated_at, t.tenant_id IN (SELECT id FROM ptenant) AS before_tenant_protected, s.via AS shielded_by
 FROM input i
 LEFT JOIN target t ON t.id = i.id
 LEFT JOIN changed c ON c.id = i.id
