@@ -98,6 +98,28 @@ describe('GET /v1/operations/{id}/items', () => {
     }
   });
 
+  it('refuses a wave the operation does not have (not an empty page), and nothing changes', async () => {
+    const view = await get(`/v1/operations/${planned}`).expect(200);
+    const waves = (view.body.plan.waves as unknown[]).length;
+    expect(waves).toBeGreaterThan(0);
+    const last = await get(`/v1/operations/${planned}/items?wave=${waves - 1}`).expect(200);
+    expect(last.body.items.length).toBeGreaterThan(0);
+    for (const [op, wave, has] of [
+      [planned, waves, `waves are 0 to ${waves - 1}`],
+      [planned, 99, `waves are 0 to ${waves - 1}`],
+      [rejected, 0, 'has no waves'],
+    ] as const) {
+      const before = await fingerprint(t.app.db.pool);
+      const r = await get(`/v1/operations/${op}/items?wave=${wave}`).expect(400);
+      expect(r.body).toMatchObject({
+        code: 'VALIDATION_FAILED',
+        details: [{ field: 'querystring.wave', value: wave }],
+      });
+      expect(r.body.message).toContain(has);
+      expect(changedTables(before, await fingerprint(t.app.db.pool))).toEqual([]);
+    }
+  });
+
   it('pages with the cursors it gives', async () => {
     const first = await get(`/v1/operations/${planned}/items?limit=4`).expect(200);
     expect(first.body.items).toHaveLength(4);

@@ -2,6 +2,7 @@
 // last row of a page the list gave (lib/list-query.ts says why anything else is refused). Rows of
 // operations, their ledgers and their rejection reports are never deleted, so a cursor the list
 // gave stays valid for good.
+import { BadRequestError } from '../../lib/errors.ts';
 import { invalidCursor } from '../../lib/list-query.ts';
 import type { Queryable } from '../../lib/sql.ts';
 
@@ -48,4 +49,21 @@ export async function checkReportCursor(db: Queryable, operationId: string, curs
   const sql = 'SELECT 1 FROM operation_rejections WHERE operation_id = $1 AND ordinal = $2';
   if (!(await exists(db, sql, [operationId, cursor])))
     throw invalidCursor(cursor, "the index of one of this report's entries");
+}
+
+/**
+ * GET /v1/operations/{id}/items?wave=: one of the operation's waves (numbered from 0, as `wave` in
+ * the items and `currentWave` are). Another number is a mistake to say, not an empty page to show.
+ */
+export async function checkItemWave(db: Queryable, operationId: string, wave: number | undefined) {
+  if (wave === undefined) return;
+  const r = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM operation_waves WHERE operation_id = $1', [
+    operationId,
+  ]);
+  const n = r.rows[0]!.n;
+  if (wave < n) return;
+  const has = n === 0 ? 'this operation has no waves' : `this operation's waves are 0 to ${n - 1} (numbered from 0)`;
+  throw new BadRequestError('VALIDATION_FAILED', `Invalid querystring.wave: ${wave}: ${has}`, [
+    { field: 'querystring.wave', message: has, value: wave },
+  ]);
 }

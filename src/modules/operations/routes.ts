@@ -14,7 +14,7 @@ import { readIdStream } from './id-stream.ts';
 import { ID_CLASSES } from './planner.ts';
 import { PURGE_CLASSES } from '../purges/schemas.ts';
 import { RESTORE_CLASSES } from '../restores/schemas.ts';
-import { checkItemCursor, checkReportCursor } from './cursors.ts';
+import { checkItemCursor, checkItemWave, checkReportCursor } from './cursors.ts';
 import { listRoute } from './list.ts';
 import { operationReads } from './repository.ts';
 import { operationService, serverTiming, type SubmitResult } from './service.ts';
@@ -242,7 +242,7 @@ export default async function operationRoutes(app: App) {
         tags: ['operations'],
         summary: "List an operation's items",
         description:
-          'The item ledger in wave order, paginated; filter by wave and state (several states: `state=failed&state=pending` or `state=failed,pending`).',
+          'The item ledger in wave order, paginated; filter by wave (numbered from 0, as `currentWave`; a wave the operation does not have is 400) and state (several states: `state=failed&state=pending` or `state=failed,pending`).',
         params: OperationIdParams,
         querystring: Type.Object(
           {
@@ -265,10 +265,13 @@ export default async function operationRoutes(app: App) {
     async (req) => {
       const op = await reads.get(req.params.id);
       await checkItemCursor(app.db.pool, op.id, req.query.cursor);
+      await checkItemWave(app.db.pool, op.id, req.query.wave);
       const rows = await reads.items({ operationId: op.id, ...req.query, limit: req.query.limit! });
-      // When each resource's retention ends (soft-deleted by an operation, not purged yet).
+      // When each resource's retention ends (soft-deleted by an operation, not purged yet). One
+      // primary-key lookup per ID: with `id = ANY(…)` PostgreSQL scanned the whole registry.
       const due = await app.db.pool.query<{ id: string; purge_after: Date }>(
-        'SELECT id, purge_after FROM resources WHERE id = ANY($1::text[]) AND purge_after IS NOT NULL',
+        `SELECT r.id, r.purge_after FROM unnest($1::text[]) AS i(id)
+         CROSS JOIN LATERAL (SELECT id, purge_after FROM resources r WHERE r.id = i.id AND r.purge_after IS NOT NULL) r`,
         [rows.map((r) => r.resourceId)],
       );
       const purgeAfter = new Map(due.rows.map((x) => [x.id, x.purge_after.toISOString()]));
