@@ -25,7 +25,7 @@ export function makeOut(json: boolean, stdout = process.stdout, stderr = process
   };
 }
 
-interface Offender {
+export interface Offender {
   id: string;
   /** The ID list's line (the CLI adds it: inListLines). */
   line?: number;
@@ -35,6 +35,8 @@ interface Offender {
   heldBy?: string;
   via?: { id: string; type: string | null; tenantId: string | null };
   purgeAfter?: string;
+  /** already_deleted: the state it is in. */
+  state?: string;
 }
 
 const FIRST_OFFENDERS = 5;
@@ -74,7 +76,13 @@ export function rejectionLines(err: CliError): string[] {
 }
 
 function showOffender(o: Offender): string {
-  const extra = [
+  const extra = offenderDetails(o);
+  return `${o.escaped ?? o.id}${extra.length ? ` (${extra.join(', ')})` : ''}`;
+}
+
+/** What the API says of one offender beyond its class: the words a rejection and `report` print. */
+export function offenderDetails(o: Offender): string[] {
+  return [
     o.line ? `line ${o.line}` : '',
     o.actualType ? `is ${o.actualType}` : '',
     o.via
@@ -82,8 +90,8 @@ function showOffender(o: Offender): string {
       : '',
     o.heldBy ? `held by ${o.heldBy}` : '',
     o.purgeAfter ? `retained until ${o.purgeAfter}` : '',
+    o.state ? `is ${o.state}` : '',
   ].filter(Boolean);
-  return `${o.escaped ?? o.id}${extra.length ? ` (${extra.join(', ')})` : ''}`;
 }
 
 /** Prints an error the way the mode asks; returns the exit code. */

@@ -161,14 +161,38 @@ describe('blastgate CLI against the real stack', () => {
     const plain = await as('viewer', ['report', opId!]);
     expect(plain.code, plain.stderr).toBe(0);
     const lines = plain.stdout.trim().split('\n');
-    expect(lines[1]).toBe('index (0-based, in the submitted list)\tid\tclass\tactual type\ttenant');
-    expect(lines).toContain('2\tapp_00099_01\tunknown\t\t');
-    expect(lines).toContain('4\tsite_00001\ttype_mismatch\tsite\ttenant_00001');
+    expect(lines[1]).toBe('index (0-based, in the submitted list)\tid\tclass\tactual type\ttenant\tdetail');
+    // (An empty detail column leaves a trailing tab, which the last line's trim() takes.)
+    expect(lines.map((l) => l.trimEnd())).toContain('2\tapp_00099_01\tunknown');
+    expect(lines.map((l) => l.trimEnd())).toContain('4\tsite_00001\ttype_mismatch\tsite\ttenant_00001');
 
     // An HTTP error prints the server's code and message.
     const missing = await as('viewer', ['status', 'op_doesnotexist']);
     expect(missing.code).toBe(1);
     expect(missing.stderr).toMatch(/404 NOT_FOUND: /);
+  });
+
+  it('report prints what the API says of each offender: the operation holding an in_flight ID', async () => {
+    const holder = await submitted(appsOf([25], 2));
+    const file = await idsFile([...appsOf([25], 1), ...appsOf([26], 1)]);
+    const r = await as('requester', [
+      'submit',
+      '--type',
+      'app',
+      '--reason',
+      'Overlaps',
+      '--ticket',
+      'CHG-12',
+      '--ids-file',
+      file,
+    ]);
+    expect(r.code, r.stderr).toBe(10);
+    const opId = /blastgate report (op_\S+)/.exec(r.stderr)?.[1];
+    const plain = await as('viewer', ['report', opId!]);
+    expect(plain.code, plain.stderr).toBe(0);
+    expect(plain.stdout.trim().split('\n')).toContain(
+      `0\t${appsOf([25], 1)[0]}\tin_flight\tapp\ttenant_00025\theld by ${holder.id}`,
+    );
   });
 
   it("names a bad line by the ID list's own line number (blank lines counted), not the body's", async () => {

@@ -16,6 +16,7 @@ import {
   type PlanLike,
   act,
 } from '../context.ts';
+import { offenderDetails, type Offender } from '../output.ts';
 
 /** Streams the ID list to POST /v1/operations as NDJSON. */
 async function streamSubmission(ctx: Ctx, f: SpecFlags, dryRun: boolean) {
@@ -52,13 +53,9 @@ interface StatusView {
   waveProgress?: { wave: number; counts: Record<string, number> }[];
   links?: { report?: string | null };
 }
-interface ReportItem {
+interface ReportItem extends Offender {
   index: number;
-  id: string;
-  escaped?: string;
   class: string;
-  actualType: string | null;
-  tenantId: string | null;
 }
 
 interface OpView {
@@ -214,13 +211,15 @@ export function registerOperationCommands(program: Command) {
                 : `${id} has no offending IDs: its plan was not rejected (blastgate status ${id})`,
             );
             // The API's index, not submit's "line N" (which counts the file's lines from 1).
-            if (counts.length) ctx.out.line('index (0-based, in the submitted list)\tid\tclass\tactual type\ttenant');
+            if (counts.length)
+              ctx.out.line('index (0-based, in the submitted list)\tid\tclass\tactual type\ttenant\tdetail');
           }
           for (const it of r.items)
             if (ctx.json) process.stdout.write(JSON.stringify(it) + '\n');
             else
               ctx.out.line(
-                `${it.index}\t${it.escaped ?? it.id}\t${it.class}\t${it.actualType ?? ''}\t${it.tenantId ?? ''}`,
+                `${it.index}\t${it.escaped ?? it.id}\t${it.class}\t${it.actualType ?? ''}\t${it.tenantId ?? ''}\t` +
+                  offenderDetails({ ...it, actualType: null }).join(', '),
               );
           if (r.nextCursor === undefined || r.nextCursor === null || !r.items.length) break;
           cursor = r.nextCursor;
