@@ -37,6 +37,9 @@ export function exitForState(state: string): ExitCode | null {
 
 /** An error the CLI reports and exits with: `code` is the server's error code when there is one. */
 export class CliError extends Error {
+  /** The server's requestId of a failed answer: what its log is searched by (shown for a 5xx). */
+  requestId?: string;
+
   constructor(
     readonly exitCode: ExitCode,
     readonly code: string,

@@ -137,7 +137,9 @@ export function apiError(status: number, body: ApiErrorBody | undefined, text = 
   const code = body?.code ?? `HTTP_${status}`;
   const message = body?.message ?? (text.slice(0, 200) || `the server answered ${status}`);
   const exit = code === 'PLAN_REJECTED' ? EXIT.rejected : EXIT.error;
-  return new CliError(exit, code, message, body?.details, status);
+  const err = new CliError(exit, code, message, body?.details, status);
+  if (typeof body?.requestId === 'string') err.requestId = body.requestId;
+  return err;
 }
 
 function connectionError(url: string, err: unknown): CliError {

@@ -105,6 +105,7 @@ export function reportError(err: unknown, json: boolean, stderr = process.stderr
         message: e.message,
         ...(e.status ? { status: e.status } : {}),
         ...(e.details !== undefined ? { details: e.details } : {}),
+        ...(e.requestId ? { requestId: e.requestId } : {}),
       },
       exitCode: e.exitCode,
     };
@@ -113,6 +114,8 @@ export function reportError(err: unknown, json: boolean, stderr = process.stderr
     stderr.write(rejectionLines(e).join('\n') + '\n');
   } else {
     stderr.write(`blastgate: ${e.status ? `${e.status} ` : ''}${e.code}: ${e.message}\n`);
+    // The server's answer says "see the server log with this requestId": the CLI prints it.
+    if (e.requestId && (e.status ?? 0) >= 500) stderr.write(`  requestId: ${e.requestId}\n`);
     if (e.code === 'INVALID_IDS') stderr.write(invalidIdLines(e).join(''));
   }
   return e.exitCode;
