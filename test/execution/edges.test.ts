@@ -401,6 +401,14 @@ describe('terminal states tell the truth', () => {
     expect(again.body.message).toMatch(/already rolling back.*endRollback: true/);
     const still = await request(h.app.server).get(`/v1/operations/${plan.id}`).set('authorization', h.auth('viewer'));
     expect(still.body.state).toBe('rolling_back');
+    // A failed restore that the rollback will try again is not "restore failed" yet (the counts went
+    // up and down between attempts): restoring in the view, still deleted in the stream's waves.
+    type Counts = { wave: number; counts: Record<string, number> }[];
+    const sum = (p: Counts, k: string) => p.reduce((n, w) => n + (w.counts[k] ?? 0), 0);
+    expect(sum(still.body.waveProgress as Counts, 'restore_failed')).toBe(0);
+    expect(sum(still.body.waveProgress as Counts, 'restoring')).toBe(ids.length);
+    const live = await readLive(h.app.db.pool, plan.id, h.app.queueHolds);
+    expect(live!.waves.reduce((n, w) => n + w.restoreFailed, 0)).toBe(0);
     const ended = await command(h, 'operator', plan.id, 'abort', {
       reason: 'restoring by hand',
       endRollback: true,
@@ -408,6 +416,10 @@ describe('terminal states tell the truth', () => {
     expect(ended.body.state).toBe('rollback_incomplete');
     expect(ended.body.unfinished.count).toBe(ids.length);
     expect(ended.body.unfinished.items[0].lastError).toMatch(/HTTP 500/);
+    // Ended: nothing will try them again, so now they are restore_failed, in both.
+    expect(sum(ended.body.waveProgress as Counts, 'restore_failed')).toBe(ids.length);
+    const over = await readLive(h.app.db.pool, plan.id, h.app.queueHolds);
+    expect(over!.waves.reduce((n, w) => n + w.restoreFailed, 0)).toBe(ids.length);
     // From there a new rollback may be tried once the downstream is back — also when the items used
     // up their restore attempts in the first one (as after a minute of a failing downstream).
     await query(

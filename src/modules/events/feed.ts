@@ -3,6 +3,7 @@
 // operation's audit events after a cursor (the audit seq, which is also the stream's event id).
 import type { Queryable } from '../../lib/sql.ts';
 import { LAST_PROGRESS_SQL, ROLLBACK_STATES } from '../operations/repository.ts';
+import { RESTORE_ATTEMPTS, RETRY_DUE_SQL } from '../execution/rollback-ledger.ts';
 import { ENDED_STATES, TERMINAL_STATES, type OpState } from '../operations/lifecycle-types.ts';
 import { NO_HOLDS, throttleOf, waitingOf, type QueueHolds } from '../operations/views.ts';
 
@@ -102,7 +103,9 @@ export async function readLive(
   if (!r) return null;
   const rows = r.waves as WaveRow[];
   // Restore outcomes exist only once a rollback began; reading them otherwise would scan the ledger for nothing.
-  const undone = ROLLBACK_STATES.includes(r.state) ? await restoresByWave(db, opId) : new Map<number, Restores>();
+  const undone = ROLLBACK_STATES.includes(r.state)
+    ? await restoresByWave(db, opId, r.state === 'rolling_back')
+    : new Map<number, Restores>();
   let probes: ProbeRound | null = null;
   for (const w of rows) {
     if (w.probes && w.probed_at && (!probes || w.probed_at >= probes.at))
@@ -148,14 +151,18 @@ interface Restores {
   restoreFailed: number;
 }
 
-/** Submitted items (not cascaded descendants, as the wave counters count them) by restore outcome, per wave. */
-async function restoresByWave(db: Queryable, opId: string) {
+/**
+ * Submitted items (not cascaded descendants, as the wave counters count them) by restore outcome,
+ * per wave. While the rollback runs, a failed restore that will be tried again is not "restore
+ * failed" yet (the counts went up and down between attempts): it still counts as deleted.
+ */
+async function restoresByWave(db: Queryable, opId: string, rollbackRuns: boolean) {
   const res = await db.query<{ wave: number } & Restores>(
     `SELECT wave, count(*) FILTER (WHERE state = 'restored')::int AS "restored",
-            count(*) FILTER (WHERE state = 'restore_failed')::int AS "restoreFailed"
+            count(*) FILTER (WHERE state = 'restore_failed' AND NOT (${RETRY_DUE_SQL}))::int AS "restoreFailed"
      FROM operation_items
      WHERE operation_id = $1 AND state IN ('restored', 'restore_failed') AND parent_seq IS NULL GROUP BY wave`,
-    [opId],
+    [opId, rollbackRuns, RESTORE_ATTEMPTS],
   );
   return new Map(res.rows.map((x) => [x.wave, { restored: x.restored, restoreFailed: x.restoreFailed }]));
 }

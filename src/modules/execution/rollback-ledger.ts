@@ -7,6 +7,12 @@ import type { RollbackCandidate } from '../operations/rollback-plan.ts';
 
 /** Restore attempts per item before a retryable failure counts as final. */
 export const RESTORE_ATTEMPTS = 5;
+
+/**
+ * Of a restore_failed item: the running rollback will try it again (not final, attempts left).
+ * Parameters: $2 the rollback runs (operation rolling_back), $3 RESTORE_ATTEMPTS.
+ */
+export const RETRY_DUE_SQL = '$2::boolean AND NOT permanent AND restore_attempts < $3::int';
 /** Backoff before the n-th retry of a failed restore: base × 2^(n−1), capped. */
 const RESTORE_BACKOFF_MS = 500;
 const RESTORE_BACKOFF_CAP_MS = 60_000;

@@ -6,6 +6,7 @@ import type { Operation } from '../../generated/prisma/client.ts';
 import type { DrillView } from './views.ts';
 import { DEFAULT_RESTORE_APPROVAL, type Budgets, type RestoreApproval } from './policy.ts';
 import { isExternal } from '../restores/history.ts';
+import { RESTORE_ATTEMPTS, RETRY_DUE_SQL } from '../execution/rollback-ledger.ts';
 
 export interface NewOperation {
   id: string;
@@ -257,9 +258,13 @@ async function progressOf(
       return { wave: w.wave, counts };
     });
   }
+  // A failed restore that the running rollback will try again counts as restoring, not restore_failed
+  // (the counts went up and down between attempts).
   const rows = await db.query<{ wave: number; state: string; n: number }>(
-    `SELECT wave, state, count(*)::int AS n FROM operation_items WHERE operation_id = $1 GROUP BY wave, state`,
-    [op.id],
+    `SELECT wave, CASE WHEN state = 'restore_failed' AND ${RETRY_DUE_SQL} THEN 'restoring' ELSE state END AS state,
+       count(*)::int AS n
+     FROM operation_items WHERE operation_id = $1 GROUP BY 1, 2`,
+    [op.id, op.state === 'rolling_back', RESTORE_ATTEMPTS],
   );
   const byWave = new Map<number, Record<string, number>>();
   for (const r of rows.rows) byWave.set(r.wave, { ...byWave.get(r.wave), [r.state]: r.n });
