@@ -159,7 +159,7 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
     eraseKeys: (tx, opId, seqs) => destroyKeysOf(tx, snapshots, opId, seqs),
     registryFollows,
     sameDb: { sql: (tx) => tx, put: (tx, opId, inputs) => snapshots.put(tx, opId, inputs) },
-    protectedNow: async (ids, tenantsApproved) =>
+    protectedNow: async (ids, approvedTenants) =>
       new Map(
         // One primary-key lookup per ID: with `id = ANY(…)` PostgreSQL scans the whole registry
         // below a few hundred thousand rows (registry-apply.ts says the same of its statement).
@@ -167,8 +167,9 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
           await db.pool.query<{ id: string; protected: boolean; tenant_id: string }>(
             `SELECT r.id, r.protected, r.tenant_id FROM unnest($1::text[]) AS i(id)
              CROSS JOIN LATERAL (SELECT id, protected, tenant_id FROM resources r WHERE r.id = i.id) r
-             WHERE r.protected OR (NOT $2 AND (SELECT t.protected FROM tenants t WHERE t.id = r.tenant_id))`,
-            [ids, tenantsApproved],
+             WHERE r.protected
+               OR (NOT (r.tenant_id = ANY($2::text[])) AND (SELECT t.protected FROM tenants t WHERE t.id = r.tenant_id))`,
+            [ids, approvedTenants],
           )
         ).rows.map((r) => [
           r.id,

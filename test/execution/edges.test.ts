@@ -213,6 +213,43 @@ describe('a tenant protected while the operation runs', () => {
     }
   }, 60_000);
 
+  it("a plan's break-glass covers the tenants protected at the plan, not another protected since", async () => {
+    const sites = freshSites(3);
+    const [covered, later] = [tenantId(sites[1]!), tenantId(sites[2]!)];
+    await query(h.databaseUrl, `UPDATE tenants SET protected = true WHERE id = $1`, [covered]);
+    try {
+      const ids = appsOf(sites, APPS);
+      const rollout = { bakeSeconds: 2, concurrency: 2, waves: ['1', '100%'] };
+      const halt = { ...FAST_HALT, maxFailureRate: 1, onHalt: 'pause' };
+      // Protected between the approvals and the start: the start refuses the plan as stale.
+      const first = await submitAndStart(h, { ids, rollout, haltPolicy: halt }, false);
+      await query(h.databaseUrl, `UPDATE tenants SET protected = true WHERE id = $1`, [later]);
+      const stale = await command(h, 'operator', first.id, 'start').expect(409);
+      expect(stale.body.code).toBe('PLAN_STALE');
+      expect(stale.body.details.changed.map((c: { now: { tenantId: string } }) => c.now.tenantId)).toEqual(
+        appsOf([sites[2]!], APPS).map(() => later),
+      );
+      await command(h, 'operator', first.id, 'abort', { reason: 'stale' }).expect(200);
+      await query(h.databaseUrl, `UPDATE tenants SET protected = false WHERE id = $1`, [later]);
+      // Protected while it runs (during the canary's bake): that tenant's items are left.
+      const op = await submitAndStart(h, { ids, rollout, haltPolicy: halt });
+      await query(h.databaseUrl, `UPDATE tenants SET protected = true WHERE id = $1`, [later]);
+      const end = await waitForState(h, op.id, ['completed', 'completed_with_failures', 'paused', 'halted']);
+      expect(end.state).toBe('completed_with_failures');
+      const rows = await query<{ tenant_id: string; state: string; last_error: string | null }>(
+        h.databaseUrl,
+        'SELECT tenant_id, state, last_error FROM operation_items WHERE operation_id = $1',
+        [op.id],
+      );
+      for (const r of rows) {
+        if (r.tenant_id === later) expect(r.last_error).toContain(`its tenant ${later} is protected`);
+        expect([r.tenant_id, r.state]).toEqual([r.tenant_id, r.tenant_id === later ? 'failed' : 'done']);
+      }
+    } finally {
+      await query(h.databaseUrl, `UPDATE tenants SET protected = false WHERE id = ANY($1)`, [[covered, later]]);
+    }
+  }, 60_000);
+
   it('runs when the tenant was protected at the plan and break-glass approval covered it', async () => {
     const sites = freshSites(2);
     const guarded = tenantId(sites[1]!);

@@ -82,7 +82,7 @@ function harness(o: {
     version: 3,
     action: o.erase ? 'erase' : 'delete',
     targetType: 'app',
-    tenantsApproved: false,
+    approvedTenants: [],
     mode: o.erase ? 'hard' : 'soft',
     lifecycle: o.erase ? { ...lifecycle, kind: 'erase' } : lifecycle,
     waves: [{ wave: 0, fromSeq: 0, toSeq: n }],

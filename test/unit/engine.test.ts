@@ -22,7 +22,7 @@ function world(
     version: 1,
     action: 'delete',
     targetType: 'app',
-    tenantsApproved: false,
+    approvedTenants: [],
     mode: 'soft',
     lifecycle: initial,
     waves: [0, 1, 2].map((w) => ({ wave: w, fromSeq: w * 10, toSeq: w * 10 + 10 })),

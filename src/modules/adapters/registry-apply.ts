@@ -79,8 +79,8 @@ const TARGET_STATE: Record<Exclude<DestructiveAction, 'restore'>, State> = {
 // for those (another type or tenant) is looked up only for them, in a CASE (joined for every row,
 // it was a second sequential scan).
 /**
- * A guarded delete leaves a row protected since the plan, or of a tenant protected since (unless
- * approved). The chunk's few tenants are looked up once (ptenant), not once per row.
+ * A guarded delete leaves a row protected since the plan, or of a tenant protected since (one
+ * not in the plan's approvedTenants). The chunk's few tenants are looked up once (ptenant), not once per row.
  */
 const GUARDED = (t: string) => `(${t}.protected OR ${t}.tenant_id IN (SELECT id FROM ptenant))`;
 
@@ -88,7 +88,7 @@ const applySql = ({ deletedAt, purgeAfter }: ActionSpec) => `
 WITH ptenant AS (
   SELECT tn.id FROM (SELECT unnest($3::text[]) UNION SELECT unnest($9::text[])) AS c(id)
   CROSS JOIN LATERAL (SELECT tn.id FROM tenants tn WHERE tn.id = c.id AND tn.protected) tn
-  WHERE $14::boolean AND NOT $15::boolean
+  WHERE $14::boolean AND NOT (c.id = ANY($15::text[]))
 ), input AS (
   SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[])
     AS i(id, type, tenant_id, to_state, to_deleted_at)
@@ -167,18 +167,19 @@ interface ApplyRow {
 export const PROTECTED_SINCE_PLAN = (id: string) =>
   `${id} is protected in the registry (marked after the plan): not deleted`;
 export const TENANT_PROTECTED_SINCE_PLAN = (id: string, tenantId: string) =>
-  `${id} not deleted: its tenant ${tenantId} is protected in the registry (marked after the plan, which no break-glass approval covered)`;
+  `${id} not deleted: its tenant ${tenantId} is protected in the registry (marked after the plan: its break-glass approval did not cover this tenant)`;
 export const DESCENDANT_PROTECTED_SINCE_PLAN = (id: string, via: string) =>
   `${id} not deleted: its cascade would take ${via}, which is protected in the registry now (marked after the plan); nothing was changed`;
 
 /**
  * A delete operation's guard against what was protected after its plan (an import while it runs):
- * the resource, its tenant, or a descendant its cascade takes. A tenant protected when the plan was
- * made needed break-glass, so with break-glass approved (`tenantsApproved`) tenant protection is not
- * news; `start` judges a stale plan the same way (engine-store.ts).
+ * the resource, its tenant, or a descendant its cascade takes. A tenant that was protected when the
+ * plan was made (`approvedTenants`: the plan needed break-glass for it, and a start needs that
+ * approval) is not news; any other protected tenant is. `start` judges a stale plan the same way
+ * (engine-store.ts).
  */
 export interface DeleteGuard {
-  tenantsApproved: boolean;
+  approvedTenants: string[];
 }
 
 export const mismatch = (item: AdapterItem, actual: { type: string | null; tenant: string | null }): string =>
@@ -261,7 +262,7 @@ async function applyRows(
     kids.map(({ root }) => root.resourceId),
     action !== 'restore',
     guard !== undefined && action !== 'restore',
-    guard?.tenantsApproved ?? false,
+    guard?.approvedTenants ?? [],
   ]);
   const byId = new Map(rows.map((r) => [r.id, r]));
   const outcome = (item: AdapterItem, to: State): ItemResult => {
@@ -276,7 +277,7 @@ async function applyRows(
     // Marked protected since the plan (an import while the operation runs): a delete leaves it.
     if (guard && row.before_protected)
       return { ok: false, permanent: true, error: PROTECTED_SINCE_PLAN(item.resourceId) };
-    if (guard && row.before_tenant_protected && !guard.tenantsApproved)
+    if (guard && row.before_tenant_protected)
       return { ok: false, permanent: true, error: TENANT_PROTECTED_SINCE_PLAN(item.resourceId, item.tenantId) };
     return { ok: false, permanent: true, error: `cannot ${action} ${item.resourceId}: it is ${row.before}` };
   };

@@ -74,7 +74,7 @@ export interface ApplyOptions {
    * A delete operation's guard (registry-apply.ts DeleteGuard): the registry adapter leaves what was
    * protected after the plan. Unset for restores, purges and erasures.
    */
-  guard?: { tenantsApproved: boolean };
+  guard?: { approvedTenants: string[] };
 }
 
 export interface TargetAdapter {

@@ -161,7 +161,7 @@ export async function execute<Tx>(
         {
           idempotencyKey: idempotencyKeyFor,
           concurrency: rollout.concurrency,
-          guard: { tenantsApproved: op.tenantsApproved },
+          guard: { approvedTenants: op.approvedTenants },
         },
         breaker,
         slot,
@@ -204,7 +204,7 @@ async function refuseProtected<Tx>(deps: ChunkDeps<Tx>, op: OperationRecord, par
   if (!GUARDED_ACTIONS.includes(op.action) || !deps.protectedNow || part.length === 0) return [];
   const now = await deps.protectedNow(
     part.map((i) => i.resourceId),
-    op.tenantsApproved,
+    op.approvedTenants,
   );
   return part.flatMap((i): Outcome[] => {
     const why = now.get(i.resourceId);

@@ -118,7 +118,7 @@ export async function runSameDbChunk<Tx>(
             tenantId: r.tenant_id,
             type: op.targetType,
           })),
-          { tenantsApproved: op.tenantsApproved },
+          { approvedTenants: op.approvedTenants },
         );
         const done = items.flatMap((r, k) => (results[k]!.ok && before[k] ? [{ r, snap: before[k] }] : []));
         const ids = await deps.sameDb.put(

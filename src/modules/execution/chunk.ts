@@ -62,10 +62,10 @@ export interface ChunkDeps<Tx = Queryable> {
   sameDb?: SameDb<Tx>;
   /**
    * Of these resources, those the registry marks protected now, or whose tenant it does (unless
-   * `tenantsApproved`: registry-apply.ts DeleteGuard), each with why. A delete's chunk leaves them
+   * among `approvedTenants`: registry-apply.ts DeleteGuard), each with why. A delete's chunk leaves them
    * (an import that protects a resource or tenant while the operation runs is honoured before its call).
    */
-  protectedNow?(resourceIds: string[], tenantsApproved: boolean): Promise<Map<string, string>>;
+  protectedNow?(resourceIds: string[], approvedTenants: string[]): Promise<Map<string, string>>;
 }
 
 const waveEvent = (

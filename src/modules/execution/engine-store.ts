@@ -56,7 +56,7 @@ async function checkGuard(tx: pg.PoolClient, record: OperationRecord, guard: Gua
  * protection changed since, or whose ID its type's idPattern (redeclared since) no longer matches,
  * makes the plan stale, and starting it would act on something nobody
  * reviewed. (A protected tenant is fine only when the plan already needed break-glass for protected
- * tenants: OperationRecord.tenantsApproved; break-glass for a budget breach alone does not cover one.)
+ * tenants, and only for those: OperationRecord.approvedTenants; break-glass for a budget breach covers none.)
  * A cascade's descendants are checked against their own type, and a resource that a cascade would
  * now take but the plan does not list (created, or made active, since) makes it stale too: the
  * registry adapter would leave it active under a deleted parent, and nobody approved its delete.
@@ -86,10 +86,10 @@ async function planStale(tx: pg.PoolClient, record: OperationRecord): Promise<Ap
      LEFT JOIN resource_types rt ON rt.name = coalesce(i.resource_type, $2)
      WHERE i.operation_id = $1
        AND (r.id IS NULL OR r.type <> coalesce(i.resource_type, $2) OR r.tenant_id <> i.tenant_id
-            OR NOT (r.state = ANY($5::text[])) OR r.protected OR (t.protected AND NOT $3)
+            OR NOT (r.state = ANY($5::text[])) OR r.protected OR (t.protected AND NOT (t.id = ANY($3::text[])))
             OR i.resource_id !~ rt.id_pattern)
      ORDER BY i.seq LIMIT $4`,
-    [record.id, record.targetType, record.tenantsApproved, STALE_LISTED, states],
+    [record.id, record.targetType, record.approvedTenants, STALE_LISTED, states],
   );
   const unplanned = r.rows.length ? [] : await unplannedDescendants(tx, record, states);
   if (r.rows.length === 0 && unplanned.length === 0) return null;

@@ -18,10 +18,10 @@ export interface OperationRecord {
   targetType: string;
   mode: string;
   /**
-   * The plan had protected tenants and break-glass approval covered them: a tenant protected now is
-   * not news to this operation (a delete's guard, registry-apply.ts DeleteGuard).
+   * The tenants that were protected when the plan was made, which its break-glass approval covers:
+   * one of them protected now is not news to this operation; any other is (registry-apply.ts DeleteGuard).
    */
-  tenantsApproved: boolean;
+  approvedTenants: string[];
   lifecycle: LifecycleState;
   waves: WaveRange[];
   /** Counters of the current wave (undefined before the start). */
@@ -67,7 +67,7 @@ interface Row {
   waves: [number, number, number, number, number, number, Date | null][] | null;
   approvals: { by: string; role: LifecycleState['approvals'][number]['role']; planHash: string }[];
   frozen: boolean;
-  tenants_approved: boolean;
+  approved_tenants: string[];
 }
 
 export async function loadOperation(db: Queryable, id: string, lock: boolean): Promise<OperationRecord | undefined> {
@@ -80,7 +80,7 @@ export async function loadOperation(db: Queryable, id: string, lock: boolean): P
        (SELECT coalesce(json_agg(json_build_object('by', a.approver, 'role', a.role, 'planHash', a.plan_hash) ORDER BY a.id), '[]')
           FROM approvals a WHERE a.operation_id = o.id) AS approvals,
        coalesce((SELECT (s.value->>'frozen')::boolean FROM settings s WHERE s.key = 'freeze'), false) AS frozen,
-       o.requires_break_glass AND coalesce((o.plan->'tenants'->>'protected')::int, 0) > 0 AS tenants_approved
+       CASE WHEN o.requires_break_glass THEN coalesce(o.protected_tenants, '{}') ELSE '{}' END AS approved_tenants
      FROM operations o WHERE o.id = $1 ${lock ? 'FOR UPDATE OF o' : ''}`,
     [id],
   );
@@ -136,7 +136,7 @@ function toRecord(o: Row): OperationRecord {
     action: o.action,
     targetType: o.target_type,
     mode: o.mode,
-    tenantsApproved: o.tenants_approved,
+    approvedTenants: o.approved_tenants,
     lifecycle,
     waves: waves.map(({ wave, fromSeq, toSeq }) => ({ wave, fromSeq, toSeq })),
     wave: current && {

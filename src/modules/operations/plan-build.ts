@@ -58,6 +58,8 @@ export async function buildPlan(
   summary: Omit<PlanSummary, 'planHash'>;
   waveOf: Map<string, number>;
   loads: { tenantId: string; items: number }[];
+  /** Every tenant of the plan that is protected (the summary counts them and names the first 10). */
+  protectedTenants: string[];
 }> {
   const loads = await client.query<{ tenant_id: string; items: number; internal: boolean; protected: boolean }>(
     `SELECT c.tenant_id, count(*)::int AS items, t.internal, t.protected
@@ -104,6 +106,7 @@ export async function buildPlan(
     .map((t) => ({ tenantId: t.tenantId, items: all(t), internal: t.internal, wave: waveOf.get(t.tenantId)! }));
   return {
     waveOf,
+    protectedTenants,
     loads: cascade.byType.length ? await loadsByTenant(client) : tenants,
     summary: {
       itemCount,

@@ -239,7 +239,7 @@ export function operationService(deps: {
         }
         const budgets = { ...DEFAULT_BUDGETS, ...(await getBudgets(client)) };
         const ttlSeconds = (await getPlanTtlSeconds(client)) ?? DEFAULT_PLAN_TTL_SECONDS;
-        const { summary, waveOf, loads } = await buildPlan(client, {
+        const { summary, waveOf, loads, protectedTenants } = await buildPlan(client, {
           targetType: type.name,
           budgets,
           steps: rollout.waves,
@@ -268,6 +268,7 @@ export function operationService(deps: {
           itemCount: summary.itemCount,
           tenantCount: summary.tenantCount,
           requiresBreakGlass: summary.requiresBreakGlass,
+          protectedTenants,
         });
         await insertItems(client, operationId, waveOf, cls.counts.ok, cls.descendants);
         await insertOperationTenants(client, operationId, loads);

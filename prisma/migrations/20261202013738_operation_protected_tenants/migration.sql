@@ -1,0 +1,2 @@
+-- AlterTable
+ALTER TABLE "operations" ADD COLUMN     "protected_tenants" TEXT[] DEFAULT ARRAY[]::TEXT[];
