@@ -17,7 +17,7 @@ const APPS = 10;
 let h: ExecHarness;
 beforeAll(async () => {
   h = await buildExecHarness({ workers: 1 });
-  await seedRegistry(h.databaseUrl, { sites: 10, appsPerSite: APPS });
+  await seedRegistry(h.databaseUrl, { sites: 12, appsPerSite: APPS });
   // Fails (or, in mode 'sleep', holds for 1.5 s) every update of a wave's counters while armed; counts the failures in a sequence (a
   // sequence is not rolled back with the transaction that fails).
   await query(
@@ -209,6 +209,25 @@ describe('a registry delete chunk', () => {
       for (const r of rows) expect(r.state).toBe(r.tenant_id === tenantId(9) ? 'active' : 'soft_deleted');
     } finally {
       await query(h.databaseUrl, 'UPDATE tenants SET protected = false WHERE id = $1', [tenantId(9)]);
+    }
+  }, 60_000);
+  it('halts with a reason that names the cause: the last refusal (a tenant protected since the plan)', async () => {
+    const ids = appsOf([10, 11], APPS);
+    const op = await submitAndStart(h, {
+      ids,
+      rollout: { bakeSeconds: 2, concurrency: 4, waves: ['1', '100%'], restoreDrill: false },
+      haltPolicy: { probe: 'optional', maxFailureRate: 0.5, maxConsecutiveFailures: 100, onHalt: 'pause' },
+    });
+    await query(h.databaseUrl, 'UPDATE tenants SET protected = true WHERE id = $1', [tenantId(11)]);
+    try {
+      const end = await waitForState(h, op.id, ['completed', 'completed_with_failures', 'halted', 'paused'], 60_000);
+      expect(end.state).toBe('halted');
+      // Not only "item failure rate 100% over 50%": why the items failed, as the general path says it.
+      expect(end.haltReason).toContain('item failure rate');
+      expect(end.haltReason).toContain(`last error: `);
+      expect(end.haltReason).toContain(`its tenant ${tenantId(11)} is protected`);
+    } finally {
+      await query(h.databaseUrl, 'UPDATE tenants SET protected = false WHERE id = $1', [tenantId(11)]);
     }
   }, 60_000);
 });

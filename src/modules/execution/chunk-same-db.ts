@@ -69,7 +69,8 @@ export async function runSameDbChunk<Tx>(
   j: ChunkJob,
   fence: Fence,
   maxAttempts: number,
-  waveEvent: (stats: WaveStats) => LifecycleEvent | null,
+  /** The wave's event after this chunk; `lastError`, the chunk's last failure, says why in a halt reason. */
+  waveEvent: (stats: WaveStats, lastError?: string) => LifecycleEvent | null,
 ): Promise<SameDbResult> {
   const since = deps.clock();
   let requeueMs = 0;
@@ -154,7 +155,9 @@ export async function runSameDbChunk<Tx>(
         if (!(await stillRuns(db, j))) throw STOPPED;
         counted.done = doneSeqs.length;
         counted.failed = items.length - doneSeqs.length;
-        return waveEvent(stats);
+        // The last refusal names its cause (a resource or tenant protected since the plan): a halt
+        // reason that says only "failure rate 100%" sent the operator to the ledger to find it.
+        return waveEvent(stats, errors.findLast((e) => e !== null) ?? undefined);
       },
       { name: 'system' },
       { report: true },

@@ -73,8 +73,8 @@ const waveEvent = (
   stats: WaveStats,
   policy: OperationRecord['lifecycle']['haltPolicy'],
   outcomes: readonly Outcome[] = [],
+  lastError = outcomes.findLast((o) => o.state === 'failed')?.error,
 ): LifecycleEvent | null => {
-  const lastError = outcomes.findLast((o) => o.state === 'failed')?.error;
   const cause = lastError ? { lastError } : {};
   if (stats.pending === 0) return { type: 'wave_settled', wave, stats, ...cause };
   // Healthy progress changes nothing (decide() would answer "unchanged"): no operation lock for it.
@@ -89,8 +89,8 @@ export async function processChunk<Tx>(deps: ChunkDeps<Tx>, jobId: string, j: Ch
   const got =
     deps.sameDb && sameDbEligible(op) ? await deps.adapters.get(op.targetType).catch(() => undefined) : undefined;
   if (deps.sameDb && got?.adapter.kind === 'registry') {
-    const r = await runSameDbChunk({ ...deps, sameDb: deps.sameDb }, op, j, fence, ITEM_ATTEMPTS, (stats) =>
-      waveEvent(j.wave, stats, op.lifecycle.haltPolicy),
+    const r = await runSameDbChunk({ ...deps, sameDb: deps.sameDb }, op, j, fence, ITEM_ATTEMPTS, (stats, lastError) =>
+      waveEvent(j.wave, stats, op.lifecycle.haltPolicy, [], lastError),
     );
     if (r.handled) {
       await noteThrottle(deps, j.opId, r.grant);
