@@ -170,6 +170,23 @@ describe('POST /v1/registry/resources (NDJSON)', () => {
     expect((await getResource(appId(0, 0, 0))).body).toMatchObject({ state: 'active', deletedAt: null });
   });
 
+  it('keeps the stored parent when parentId is omitted (an import that only marks protection), clears it on null', async () => {
+    const id = appId(0, 0, 4);
+    expect((await getResource(id)).body.parentId).toBe(siteId(0, 0));
+    // As an operator marks one resource protected: without its parent, which must not go with it
+    // (it would leave the site's cascade, and stay active under a deleted site).
+    const mark = await postNdjson(ndjson([{ id, type: 'app', tenantId: 'tn_0', protected: true }])).expect(200);
+    expect(mark.body).toMatchObject({ updated: 1 });
+    expect((await getResource(id)).body).toMatchObject({ parentId: siteId(0, 0), protected: true });
+    const json = await postJson({ resources: [{ id, type: 'app', tenantId: 'tn_0', protected: false }] }).expect(200);
+    expect(json.body).toMatchObject({ updated: 1 });
+    expect((await getResource(id)).body).toMatchObject({ parentId: siteId(0, 0), protected: false });
+    const cleared = await postNdjson(ndjson([{ id, type: 'app', tenantId: 'tn_0', parentId: null }])).expect(200);
+    expect(cleared.body).toMatchObject({ updated: 1 });
+    expect((await getResource(id)).body.parentId).toBeNull();
+    await postNdjson(ndjson([{ id, type: 'app', tenantId: 'tn_0', parentId: siteId(0, 0) }])).expect(200);
+  });
+
   it('answers a malformed line with 400 naming it, and writes nothing', async () => {
     const before = await resourceCount();
     // ~2 MB: the server refuses at line 3 while the client is still sending the rest.

@@ -27,7 +27,7 @@ export interface ImportOptions {
 const esc = (v: string) => (v.includes('\\') ? v.replaceAll('\\', '\\\\') : v);
 const nul = (v: string | null) => (v === null ? '\\N' : esc(v));
 const copyLine = (r: StageRow) =>
-  `${r.pos}\t${esc(r.id)}\t${esc(r.type)}\t${esc(r.tenantId)}\t${nul(r.parentId)}\t${nul(r.state)}\t${r.protected === null ? '\\N' : r.protected ? 't' : 'f'}\n`;
+  `${r.pos}\t${esc(r.id)}\t${esc(r.type)}\t${esc(r.tenantId)}\t${nul(r.parentId)}\t${nul(r.state)}\t${r.protected === null ? '\\N' : r.protected ? 't' : 'f'}\t${r.parentGiven ? 't' : 'f'}\n`;
 
 async function copyIntoStage(client: pg.PoolClient, batches: AsyncIterable<StageRow[]>): Promise<number> {
   let received = 0;
@@ -40,7 +40,7 @@ async function copyIntoStage(client: pg.PoolClient, batches: AsyncIterable<Stage
     }
   }
   const copy = client.query(
-    copyFrom('COPY registry_stage (pos, id, type, tenant_id, parent_id, state, protected) FROM STDIN'),
+    copyFrom('COPY registry_stage (pos, id, type, tenant_id, parent_id, state, protected, parent_given) FROM STDIN'),
   );
   // If the body turns out bad half-way, pipeline destroys the COPY stream, which sends CopyFail:
   // Postgres aborts the COPY, and inTransaction rolls the transaction back.
@@ -113,7 +113,8 @@ export async function importResources(
     await client.query(`SET LOCAL work_mem = '256MB'`);
     // TEMP: no WAL, private to this session, dropped at commit or rollback.
     await client.query(`CREATE TEMP TABLE registry_stage (pos int NOT NULL, id text NOT NULL, type text NOT NULL,
-      tenant_id text NOT NULL, parent_id text, state text, protected boolean) ON COMMIT DROP`);
+      tenant_id text NOT NULL, parent_id text, state text, protected boolean, parent_given boolean NOT NULL)
+      ON COMMIT DROP`);
     const received = await copyIntoStage(client, batches);
     if (received === 0) throw new BadRequestError('EMPTY_IMPORT', 'The upload contains no resources');
     // Temp tables get no autovacuum statistics; without them the planner assumes a tiny table.

@@ -24,7 +24,9 @@ const BULK_TABLE_RATIO = 2;
 const BULK_LOCK_TIMEOUT = '3s';
 
 // Omitted state/protected keep the stored value (Blastgate itself changes them during
-// operations; a routine sync must not undo a soft delete). deleted_at follows the state; a row
+// operations; a routine sync must not undo a soft delete), and so does an omitted parentId: an
+// import that only marks a resource protected took it out of its parent's cascade (a trial); an
+// explicit null removes the parent. deleted_at follows the state; a row
 // made active again by an import is no longer due for a purge (its retention ends with it).
 // An explicit `state: active` for a row with a retention running is such an import even when the
 // row reads active already: an HTTP adapter's soft delete leaves the state alone and only sets
@@ -33,8 +35,9 @@ const BULK_LOCK_TIMEOUT = '3s';
 // state_imported_at records such an import (an explicit state that changed the state or ended a
 // retention): for an HTTP adapter's resources it is what undoes Blastgate's delete, never a change
 // of anything else of the row (restores/history.ts).
+const PARENT = 'CASE WHEN s.parent_given THEN s.parent_id ELSE r.parent_id END';
 const MERGE_UPDATE = `
-  UPDATE resources r SET type = s.type, tenant_id = s.tenant_id, parent_id = s.parent_id,
+  UPDATE resources r SET type = s.type, tenant_id = s.tenant_id, parent_id = ${PARENT},
     state = coalesce(s.state, r.state), protected = coalesce(s.protected, r.protected),
     deleted_at = CASE WHEN coalesce(s.state, r.state) = 'active' THEN NULL ELSE coalesce(r.deleted_at, now()) END,
     purge_after = CASE WHEN coalesce(s.state, r.state) = 'active' AND (r.state <> 'active' OR s.state IS NOT NULL)
@@ -45,7 +48,7 @@ const MERGE_UPDATE = `
   FROM registry_stage s
   WHERE r.id = s.id
     AND ((r.type, r.tenant_id, r.parent_id, r.state, r.protected)
-          IS DISTINCT FROM (s.type, s.tenant_id, s.parent_id, coalesce(s.state, r.state), coalesce(s.protected, r.protected))
+          IS DISTINCT FROM (s.type, s.tenant_id, ${PARENT}, coalesce(s.state, r.state), coalesce(s.protected, r.protected))
       OR (s.state = 'active' AND r.purge_after IS NOT NULL))`;
 
 const NEW_ROWS = 'FROM registry_stage s WHERE NOT EXISTS (SELECT 1 FROM resources r WHERE r.id = s.id)';

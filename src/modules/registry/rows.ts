@@ -20,6 +20,8 @@ export interface StageRow {
   type: string;
   tenantId: string;
   parentId: string | null;
+  /** Whether the row names its parent (null included): an omitted parentId keeps the stored one. */
+  parentGiven: boolean;
   state: string | null;
   protected: boolean | null;
 }
@@ -78,6 +80,7 @@ export function toStageRow(value: unknown, pos: number, at: RowAt, plain = false
     type: text(o, 'type', 'required', plain, at)!,
     tenantId: text(o, 'tenantId', 'required', plain, at)!,
     parentId: text(o, 'parentId', 'nullable', plain, at),
+    parentGiven: o.parentId !== undefined,
     state: text(o, 'state', 'optional', plain, at),
     protected: prot ?? null,
   };

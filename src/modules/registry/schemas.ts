@@ -244,7 +244,10 @@ export const ResourceInput = Type.Object(
     type: IdString({ description: 'A declared resource type', example: 'app' }),
     tenantId: Id('Owning tenant (must exist)', 'tn_acme'),
     parentId: Type.Optional(
-      Type.Union([Id('Parent resource ID. Omitted or null: no parent', 'site_k2m1'), Type.Null()]),
+      Type.Union([
+        Id('Parent resource ID. Omitted: unchanged (none for a new resource); null: no parent', 'site_k2m1'),
+        Type.Null(),
+      ]),
     ),
     state: Type.Optional(
       Type.Union(
