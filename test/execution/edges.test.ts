@@ -124,6 +124,18 @@ describe('plans that sat too long or went stale', () => {
     expect(res.body.details.changed.find((c: { resourceId: string }) => c.resourceId === moved).now.tenantId).toBe(
       tenantId(sites[3]!),
     );
+    // Each says what changed, in words; the message says it of the first.
+    const reasons = Object.fromEntries(
+      res.body.details.changed.map((c: { resourceId: string; reason: string }) => [c.resourceId, c.reason]),
+    );
+    expect(reasons).toEqual({
+      [moved]: `it belongs to tenant ${tenantId(sites[3]!)} now, not ${tenantId(sites[0]!)}`,
+      [deleted]: 'it is soft_deleted now',
+      [guarded]: 'it is protected now',
+    });
+    expect(res.body.message).toContain(
+      `(e.g. ${res.body.details.changed[0].resourceId}: ${res.body.details.changed[0].reason})`,
+    );
     const after = await getOperation(h, op.body.id);
     expect(after.state).toBe('approved');
     expect(h.downstream.destructiveCalls()).toHaveLength(0);
@@ -226,6 +238,9 @@ describe('a tenant protected while the operation runs', () => {
       await query(h.databaseUrl, `UPDATE tenants SET protected = true WHERE id = $1`, [later]);
       const stale = await command(h, 'operator', first.id, 'start').expect(409);
       expect(stale.body.code).toBe('PLAN_STALE');
+      expect(stale.body.message).toContain(
+        `its tenant ${later} is protected now (the plan's break-glass did not cover it)`,
+      );
       expect(stale.body.details.changed.map((c: { now: { tenantId: string } }) => c.now.tenantId)).toEqual(
         appsOf([sites[2]!], APPS).map(() => later),
       );

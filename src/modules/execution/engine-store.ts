@@ -96,6 +96,7 @@ async function planStale(tx: pg.PoolClient, record: OperationRecord): Promise<Ap
   const total = r.rows[0]?.total ?? unplanned.length;
   const changed = r.rows.map((x) => ({
     resourceId: x.resource_id,
+    reason: staleReason(x, states, record.approvedTenants),
     planned: { type: x.planned_type, tenantId: x.planned_tenant, state: states.join(' or '), protected: false },
     now:
       x.type === null
@@ -112,13 +113,39 @@ async function planStale(tx: pg.PoolClient, record: OperationRecord): Promise<Ap
   // The stale operation keeps its locks until it ends, so a new plan of the same resources would
   // be refused as in_flight: the message says to abort it first.
   const what = changed.length
-    ? `${total} planned resource(s) changed in the registry since the plan was made (e.g. ${changed[0]!.resourceId})`
+    ? `${total} planned resource(s) changed in the registry since the plan was made (e.g. ${changed[0]!.resourceId}: ${changed[0]!.reason})`
     : `${total} resource(s) that the plan does not list would now be taken by its cascade (e.g. ${unplanned[0]!.resourceId}, now ${unplanned[0]!.now.state} under ${unplanned[0]!.now.parentId})`;
   return new ConflictError(
     'PLAN_STALE',
     `${what}; nothing was started. Abort this operation (POST /v1/operations/${record.id}/abort with a reason; its locks hold the planned resources), then submit a new plan.`,
     { total, changed: [...changed, ...unplanned] },
   );
+}
+
+/** What changed of one planned resource, in words (the first one's is in PLAN_STALE's message). */
+function staleReason(
+  x: {
+    planned_type: string;
+    planned_tenant: string;
+    type: string | null;
+    tenant_id: string | null;
+    state: string | null;
+    protected: boolean | null;
+    tenant_protected: boolean | null;
+    unmatched_pattern: string | null;
+  },
+  states: readonly string[],
+  approvedTenants: readonly string[],
+): string {
+  if (x.type === null) return 'not in the registry any more';
+  if (x.type !== x.planned_type) return `it is a ${x.type} now, not a ${x.planned_type}`;
+  if (x.tenant_id !== x.planned_tenant) return `it belongs to tenant ${x.tenant_id} now, not ${x.planned_tenant}`;
+  if (x.state !== null && !states.includes(x.state)) return `it is ${x.state} now`;
+  if (x.protected) return 'it is protected now';
+  if (x.tenant_protected && !approvedTenants.includes(x.tenant_id!))
+    return `its tenant ${x.tenant_id} is protected now (the plan's break-glass did not cover it)`;
+  if (x.unmatched_pattern !== null) return `its ID no longer matches the type's idPattern ${x.unmatched_pattern}`;
+  return 'changed';
 }
 
 /** Resources (in a state it acts on) a cascade of this operation would take that its ledger does not list. */
