@@ -142,7 +142,7 @@ function staleReason(
   if (x.tenant_id !== x.planned_tenant) return `it belongs to tenant ${x.tenant_id} now, not ${x.planned_tenant}`;
   if (x.state !== null && !states.includes(x.state)) return `it is ${x.state} now`;
   if (x.protected) return 'it is protected now';
-  if (x.tenant_protected && !approvedTenants.includes(x.tenant_id!))
+  if (x.tenant_protected && !approvedTenants.includes(x.tenant_id))
     return `its tenant ${x.tenant_id} is protected now (the plan's break-glass did not cover it)`;
   if (x.unmatched_pattern !== null) return `its ID no longer matches the type's idPattern ${x.unmatched_pattern}`;
   return 'changed';
