@@ -8,7 +8,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { buildExecHarness, useHttpAdapter, waitForState, type ExecHarness } from '../support/execution.ts';
+import {
+  buildExecHarness,
+  submitAndStart,
+  useHttpAdapter,
+  waitForState,
+  type ExecHarness,
+} from '../support/execution.ts';
 import { appsOf } from '../support/exec-helpers.ts';
 import { CLI_BIN, CLI_ROOT, jsonError, runCli, type CliRun } from '../support/cli.ts';
 import { seedRegistry } from '../support/seed.ts';
@@ -193,6 +199,30 @@ describe('blastgate CLI against the real stack', () => {
     expect(plain.stdout.trim().split('\n')).toContain(
       `0\t${appsOf([25], 1)[0]}\tin_flight\tapp\ttenant_00025\theld by ${holder.id}`,
     );
+  });
+
+  it('status lists the items an operation did not finish, with their errors', async () => {
+    const ids = appsOf([27], 2);
+    h.downstream.failOnly(['softDelete']);
+    h.downstream.failNext(1, 422);
+    let id: string;
+    try {
+      const op = await submitAndStart(h, {
+        ids,
+        rollout: { bakeSeconds: 0, waves: ['100%'], restoreDrill: false },
+        haltPolicy: { probe: 'optional', maxFailureRate: 1 },
+      });
+      expect((await waitForState(h, op.id, ['completed_with_failures', 'completed', 'halted'])).state).toBe(
+        'completed_with_failures',
+      );
+      id = op.id;
+    } finally {
+      h.downstream.failOnly(null);
+    }
+    const r = await as('viewer', ['status', id]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('  unfinished: 1 item(s)\n');
+    expect(r.stdout).toMatch(/\n    app_00027_0[01] \(tenant_00027, failed\): .*422/);
   });
 
   it("names a bad line by the ID list's own line number (blank lines counted), not the body's", async () => {

@@ -52,7 +52,14 @@ interface StatusView {
   plan: PlanLike | null;
   waveProgress?: { wave: number; counts: Record<string, number> }[];
   links?: { report?: string | null };
+  unfinished?: {
+    count: number;
+    items: { resourceId: string; tenantId: string; state: string; lastError: string | null }[];
+  };
 }
+
+/** Unfinished items `status` lists (the API gives the first 100; the items route pages through all). */
+const UNFINISHED_SHOWN = 10;
 interface ReportItem extends Offender {
   index: number;
   class: string;
@@ -158,6 +165,17 @@ export function registerOperationCommands(program: Command) {
           for (const w of op.waveProgress ?? []) {
             const counts = Object.entries(w.counts).map(([k, n]) => `${k} ${n}`);
             ctx.out.line(`  wave ${w.wave + 1}: ${counts.join(' · ') || 'no items'}`);
+          }
+          // What did not get where the end state says (failed deletes, items not restored): the halt
+          // reason only says how many, and points here.
+          if (op.unfinished?.count) {
+            ctx.out.line(`  unfinished: ${op.unfinished.count} item(s)`);
+            for (const i of op.unfinished.items.slice(0, UNFINISHED_SHOWN))
+              ctx.out.line(`    ${i.resourceId} (${i.tenantId}, ${i.state}): ${i.lastError ?? 'no error recorded'}`);
+            if (op.unfinished.count > UNFINISHED_SHOWN)
+              ctx.out.line(
+                `    … ${op.unfinished.count - UNFINISHED_SHOWN} more: --json lists ${Math.min(op.unfinished.count, 100)}, GET /v1/operations/${op.id}/items?state=${[...new Set(op.unfinished.items.map((i) => i.state))].join(',')} pages through all`,
+              );
           }
           if (op.state === 'rejected')
             ctx.out.line(`  full report: blastgate report ${op.id}  (GET ${op.links?.report})`);
