@@ -222,7 +222,7 @@ describe('blastgate CLI against the real stack', () => {
     const r = await as('viewer', ['status', id]);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toContain('  unfinished: 1 item(s)\n');
-    expect(r.stdout).toMatch(/\n    app_00027_0[01] \(tenant_00027, failed\): .*422/);
+    expect(r.stdout).toMatch(/\n {4}app_00027_0[01] \(tenant_00027, failed\): .*422/);
   });
 
   it("names a bad line by the ID list's own line number (blank lines counted), not the body's", async () => {
