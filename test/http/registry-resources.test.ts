@@ -178,11 +178,24 @@ describe('POST /v1/registry/resources (NDJSON)', () => {
     const mark = await postNdjson(ndjson([{ id, type: 'app', tenantId: 'tn_0', protected: true }])).expect(200);
     expect(mark.body).toMatchObject({ updated: 1 });
     expect((await getResource(id)).body).toMatchObject({ parentId: siteId(0, 0), protected: true });
+    // Who protected it, and when, is in the audit log (what an operator asks after a delete left it).
+    const lastImport = async () =>
+      (
+        await t.app.db.pool.query(
+          `SELECT actor, payload FROM audit_events WHERE action = 'registry.import' ORDER BY seq DESC LIMIT 1`,
+        )
+      ).rows[0] as { actor: string; payload: Record<string, unknown> };
+    expect(await lastImport()).toMatchObject({
+      actor: 'bootstrap-admin',
+      payload: { protection: { count: 1, protected: [id], unprotected: [] } },
+    });
     const json = await postJson({ resources: [{ id, type: 'app', tenantId: 'tn_0', protected: false }] }).expect(200);
     expect(json.body).toMatchObject({ updated: 1 });
     expect((await getResource(id)).body).toMatchObject({ parentId: siteId(0, 0), protected: false });
+    expect((await lastImport()).payload.protection).toEqual({ count: 1, protected: [], unprotected: [id] });
     const cleared = await postNdjson(ndjson([{ id, type: 'app', tenantId: 'tn_0', parentId: null }])).expect(200);
     expect(cleared.body).toMatchObject({ updated: 1 });
+    expect((await lastImport()).payload).not.toHaveProperty('protection');
     expect((await getResource(id)).body.parentId).toBeNull();
     await postNdjson(ndjson([{ id, type: 'app', tenantId: 'tn_0', parentId: siteId(0, 0) }])).expect(200);
   });

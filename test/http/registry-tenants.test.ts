@@ -58,6 +58,28 @@ describe('POST /v1/registry/tenants', () => {
     );
   });
 
+  it('records in the audit log which tenants an upsert protected or unprotected', async () => {
+    const last = async () =>
+      (
+        await t.app.db.pool.query(
+          `SELECT payload FROM audit_events WHERE action = 'registry.tenants.upsert' ORDER BY seq DESC LIMIT 1`,
+        )
+      ).rows[0].payload as Record<string, unknown>;
+    await post({
+      tenants: [
+        { id: 'tn_1', name: 'Renamed', protected: true },
+        { id: 'tn_2', name: 'Tenant 2', protected: false },
+        { id: 'tn_9', name: 'New', protected: true },
+      ],
+    }).expect(200);
+    expect((await last()).protection).toEqual({ count: 2, protected: ['tn_1', 'tn_9'], unprotected: [] });
+    await post({ tenants: [{ id: 'tn_9', name: 'New', protected: false }] }).expect(200);
+    await post({ tenants: [{ id: 'tn_1', name: 'Renamed', protected: false }] }).expect(200);
+    expect((await last()).protection).toEqual({ count: 1, protected: [], unprotected: ['tn_1'] });
+    await post({ tenants: [{ id: 'tn_1', name: 'Renamed' }] }).expect(200);
+    expect(await last()).not.toHaveProperty('protection');
+  });
+
   it('upserts 20,000 tenants in one request', async () => {
     const r = await post({ tenants: tenantsFor(20_000) }).expect(200);
     // tn_0, tn_1, tn_2 and tn_9 exist: tn_0 loses `internal`, tn_1 and tn_9 get their names back.

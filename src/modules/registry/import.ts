@@ -9,7 +9,7 @@ import { BadRequestError, UnprocessableError } from '../../lib/errors.ts';
 import { inTransaction } from '../../lib/sql.ts';
 import { appendAudit } from '../audit/repository.ts';
 import { mergeStage } from './merge.ts';
-import { lockRegistryWrites } from './repository.ts';
+import { lockRegistryWrites, protectionChanges } from './repository.ts';
 import type { StageRow } from './rows.ts';
 import { RESOURCE_STATES, type ImportResult } from './schemas.ts';
 
@@ -122,13 +122,26 @@ export async function importResources(
     // From here on, types, tenants and resources must not change under us.
     await lockRegistryWrites(client);
     await rejectProblems(client, received, opts.position);
+    // Rows that name their protection are few in a routine sync (omitted keeps it): one primary-key
+    // lookup each.
+    const protection = await protectionChanges(
+      client,
+      `SELECT s.id, s.protected FROM registry_stage s
+       LEFT JOIN LATERAL (SELECT r.protected FROM resources r WHERE r.id = s.id) r ON true
+       WHERE s.protected IS NOT NULL AND s.protected IS DISTINCT FROM coalesce(r.protected, false)`,
+    );
     const { inserted, updated, bulk } = await mergeStage(client);
     const result = { received, inserted, updated, unchanged: received - inserted - updated };
     await appendAudit(client, {
       actor: opts.actor,
       action: 'registry.import',
       outcome: 'accepted',
-      payload: { ...result, format: opts.position === 'line' ? 'ndjson' : 'json', bulk },
+      payload: {
+        ...result,
+        format: opts.position === 'line' ? 'ndjson' : 'json',
+        bulk,
+        ...(protection ? { protection } : {}),
+      },
     });
     return result;
   });

@@ -92,6 +92,37 @@ export async function upsertTypes(client: pg.PoolClient, types: ResourceTypeInpu
  * Update-then-insert under the registry write lock. Omitted `internal`/`protected` keep the
  * stored value (a sync that does not know about protection must not clear it).
  */
+/** Protection an import turns on or off, for the audit log: the first LISTED of each, and how many. */
+export interface ProtectionChanges {
+  count: number;
+  protected: string[];
+  unprotected: string[];
+}
+const LISTED = 100;
+
+/**
+ * What `sql` (rows of id, protected: the rows whose protection changes, with its new value, and
+ * `total`, their count) says; null when nothing changes. Who protected a tenant or a resource, and
+ * when, is what an operator asks after an operation left its items (the guard of a delete).
+ */
+export async function protectionChanges(
+  client: Pick<pg.PoolClient, 'query'>,
+  sql: string,
+  params: unknown[] = [],
+): Promise<ProtectionChanges | null> {
+  const r = await client.query<{ id: string; protected: boolean; total: number }>(
+    `SELECT id, protected, count(*) OVER ()::int AS total FROM (${sql}) c ORDER BY protected DESC, id LIMIT ${2 * LISTED}`,
+    params,
+  );
+  if (r.rows.length === 0) return null;
+  const ids = (on: boolean) =>
+    r.rows
+      .filter((x) => x.protected === on)
+      .slice(0, LISTED)
+      .map((x) => x.id);
+  return { count: r.rows[0]!.total, protected: ids(true), unprotected: ids(false) };
+}
+
 export async function upsertTenants(client: pg.PoolClient, tenants: TenantInput[]) {
   const cols = [
     tenants.map((t) => t.id),
@@ -100,6 +131,12 @@ export async function upsertTenants(client: pg.PoolClient, tenants: TenantInput[
     tenants.map((t) => t.protected ?? null),
   ];
   const input = 'unnest($1::text[], $2::text[], $3::bool[], $4::bool[]) AS i(id, name, internal, protected)';
+  const protection = await protectionChanges(
+    client,
+    `SELECT i.id, i.protected FROM ${input} LEFT JOIN tenants t ON t.id = i.id
+     WHERE i.protected IS NOT NULL AND i.protected IS DISTINCT FROM coalesce(t.protected, false)`,
+    cols,
+  );
   const updated = await client.query(
     `UPDATE tenants t SET name = i.name, internal = coalesce(i.internal, t.internal),
        protected = coalesce(i.protected, t.protected), updated_at = now()
@@ -114,7 +151,7 @@ export async function upsertTenants(client: pg.PoolClient, tenants: TenantInput[
      ON CONFLICT (id) DO NOTHING`,
     cols,
   );
-  return { inserted: inserted.rowCount ?? 0, updated: updated.rowCount ?? 0 };
+  return { inserted: inserted.rowCount ?? 0, updated: updated.rowCount ?? 0, protection };
 }
 
 /** Contacts go to their own table, which no delete path touches. Returns rows changed. */

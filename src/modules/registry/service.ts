@@ -198,7 +198,7 @@ export function registryService(deps: {
         .map((t) => ({ tenantId: t.id, contact: t.contact }));
       const result = await inTransaction(pool, async (client) => {
         await repo.lockRegistryWrites(client);
-        const { inserted, updated } = await repo.upsertTenants(client, body.tenants);
+        const { inserted, updated, protection } = await repo.upsertTenants(client, body.tenants);
         const contactsChanged = await repo.upsertContacts(client, contacts);
         const r = {
           received: body.tenants.length,
@@ -207,7 +207,12 @@ export function registryService(deps: {
           unchanged: body.tenants.length - inserted - updated,
           contactsChanged,
         };
-        await appendAudit(client, { actor, action: 'registry.tenants.upsert', outcome: 'accepted', payload: r });
+        await appendAudit(client, {
+          actor,
+          action: 'registry.tenants.upsert',
+          outcome: 'accepted',
+          payload: { ...r, ...(protection ? { protection } : {}) },
+        });
         return r;
       });
       metrics?.registryRows.inc({ kind: 'tenant' }, result.inserted + result.updated);
