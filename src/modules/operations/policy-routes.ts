@@ -71,7 +71,9 @@ const PolicyBody = Type.Object(
     additionalProperties: false,
     description:
       'The new policy; an omitted budgets, planTtlSeconds, rollingBudgets, restoreApproval or retentionDays keeps the one in force (budgets given are replaced as a whole). What GET answers is taken as it is (rollingBudgets.windowHours only as the fixed value)',
-    example: { ...EXAMPLE, rollingBudgets: { windowHours: ROLLING_WINDOW_HOURS, ...DEFAULT_ROLLING_BUDGETS } },
+    // One field, and the stricter choice: "Try it out" as it stands must not reset budgets or
+    // retention an admin set (the whole policy as example did).
+    example: { restoreApproval: 'required' },
   },
 );
 

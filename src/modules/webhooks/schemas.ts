@@ -57,7 +57,8 @@ export const UpdateBody = Type.Object(
     additionalProperties: false,
     minProperties: 1,
     description: 'The fields to change; the others stay',
-    example: { enabled: false },
+    // Not `enabled: false`: "Try it out" as it stands would stop an endpoint's alerts.
+    example: { description: 'Pages the storage on-call channel' },
   },
 );
 
