@@ -120,12 +120,23 @@ export function parseJsonLine(line: Line): unknown {
   } catch {
     // Editors and shells on Windows save UTF-8 with a byte order mark: say so, it cannot be seen.
     const bom = line.text.charCodeAt(0) === 0xfeff;
+    // So is a raw control character (a NUL from a C tool, a tab pasted into an ID): JSON refuses it
+    // unescaped, and "not valid JSON" alone sent people looking for a quote.
+    // eslint-disable-next-line no-control-regex -- finding control characters is the point
+    const ctl = bom ? null : /[\u0000-\u001f]/.exec(line.text);
+    const cp = ctl ? `U+${ctl[0].charCodeAt(0).toString(16).toUpperCase().padStart(4, '0')}` : '';
     throw new BadRequestError(
       'MALFORMED_NDJSON',
       bom
         ? `Line ${line.n} is not valid JSON: it begins with a byte order mark (U+FEFF); save the file as UTF-8 without one`
-        : `Line ${line.n} is not valid JSON`,
-      { line: line.n, ...(bom ? { byteOrderMark: true } : {}) },
+        : ctl
+          ? `Line ${line.n} is not valid JSON: it contains the control character ${cp}${cp === 'U+0000' ? ' (NUL)' : ''} at column ${ctl.index + 1}, which JSON allows only escaped and no ID may contain`
+          : `Line ${line.n} is not valid JSON`,
+      {
+        line: line.n,
+        ...(bom ? { byteOrderMark: true } : {}),
+        ...(ctl ? { codePoint: cp, column: ctl.index + 1 } : {}),
+      },
     );
   }
   refuseDuplicateKeys(line.text, `line ${line.n}`, line.n);

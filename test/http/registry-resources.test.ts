@@ -200,6 +200,15 @@ describe('POST /v1/registry/resources (NDJSON)', () => {
     await postNdjson(ndjson([{ id, type: 'app', tenantId: 'tn_0', parentId: siteId(0, 0) }])).expect(200);
   });
 
+  it('names a raw control character that makes a line invalid JSON (a NUL from a C tool), and where it is', async () => {
+    const before = await resourceCount();
+    const body = `{"id":"site_ok1","type":"site","tenantId":"tn_0"}\n{"id":"site_\u0000x","type":"site","tenantId":"tn_0"}\n`;
+    const r = await postNdjson(body).expect(400);
+    expect(r.body).toMatchObject({ code: 'MALFORMED_NDJSON', details: { line: 2, codePoint: 'U+0000', column: 13 } });
+    expect(r.body.message).toContain('control character U+0000 (NUL) at column 13');
+    expect(await resourceCount()).toBe(before);
+  });
+
   it('answers a malformed line with 400 naming it, and writes nothing', async () => {
     const before = await resourceCount();
     // ~2 MB: the server refuses at line 3 while the client is still sending the rest.
