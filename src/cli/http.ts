@@ -68,12 +68,21 @@ export class ApiClient {
   }
 
   async request<T = unknown>(method: string, path: string, o: RequestOptions = {}): Promise<T> {
+    return (await this.answer<T>(method, path, o)).body;
+  }
+
+  /** As `request`, with the 2xx status (e.g. 200 for an idempotent replay where a new plan is 201). */
+  async answer<T = unknown>(
+    method: string,
+    path: string,
+    o: RequestOptions = {},
+  ): Promise<{ status: number; body: T }> {
     if (o.stream) {
       const { status, text } = await this.upload(method, path, o.stream, o);
-      return parseAnswer(status, text) as T;
+      return { status, body: parseAnswer(status, text) as T };
     }
     const res = await this.raw(method, path, o);
-    return (await readJson(res)) as T;
+    return { status: res.status, body: (await readJson(res)) as T };
   }
 
   /**

@@ -201,6 +201,20 @@ describe('blastgate CLI against the real stack', () => {
     );
   });
 
+  it('submit says when it was a replay of an idempotency key (the same operation, nothing new planned)', async () => {
+    const file = await idsFile(appsOf([28], 2));
+    const args = ['submit', '--type', 'app', '--reason', 'Replayed', '--ticket', 'CHG-13', '--ids-file', file];
+    const first = await as('requester', ['--json', ...args, '--idempotency-key', 'cli-replay-1']);
+    expect(first.code, first.stderr).toBe(0);
+    expect(parse(first)).not.toHaveProperty('replayed');
+    const again = await as('requester', ['--json', ...args, '--idempotency-key', 'cli-replay-1']);
+    expect(again.code, again.stderr).toBe(0);
+    expect(parse(again)).toMatchObject({ replayed: true, operation: { id: parse(first).operation.id } });
+    const text = await as('requester', [...args, '--idempotency-key', 'cli-replay-1']);
+    expect(text.code, text.stderr).toBe(0);
+    expect(text.stdout).toContain('A replay: idempotency key cli-replay-1 made this operation before');
+  });
+
   it('status lists the items an operation did not finish, with their errors', async () => {
     const ids = appsOf([27], 2);
     h.downstream.failOnly(['softDelete']);

@@ -23,8 +23,8 @@ async function streamSubmission(ctx: Ctx, f: SpecFlags, dryRun: boolean) {
   needToken(ctx);
   const input = openIds(f.idsFile);
   const stats: IdStats = { lines: 0, ids: 0, blanks: new ListLines() };
-  const body = await ctx.client
-    .request<Record<string, unknown>>('POST', '/v1/operations', {
+  const { body, status } = await ctx.client
+    .answer<Record<string, unknown>>('POST', '/v1/operations', {
       stream: ndjsonBody(input as AsyncIterable<Buffer>, specOf(f, dryRun), f.format, stats),
       contentType: 'application/x-ndjson',
       ...(f.idempotencyKey ? { headers: { 'idempotency-key': f.idempotencyKey } } : {}),
@@ -32,7 +32,8 @@ async function streamSubmission(ctx: Ctx, f: SpecFlags, dryRun: boolean) {
     .catch((err: unknown) => {
       throw inFlags(inListLines(err, stats.blanks), f);
     });
-  return { body, stats };
+  // 200, not 201: this idempotency key (with this body) made the operation before; nothing new.
+  return { body, stats, replayed: status === 200 };
 }
 
 interface StatusView {
@@ -103,6 +104,7 @@ export function registerOperationCommands(program: Command) {
         const timeoutMs = f.timeout ? durationMs(f.timeout) : undefined;
         let op: OpView;
         let submittedIds: number;
+        let replayed = false;
         if (f.viaQueue) {
           const redisUrl = f.redisUrl ?? process.env.BLASTGATE_REDIS_URL;
           if (!redisUrl) throw usageError('--via-queue needs --redis-url or BLASTGATE_REDIS_URL');
@@ -119,12 +121,17 @@ export function registerOperationCommands(program: Command) {
           op = { id: r.operationId, state: r.state, planHash: r.planHash, plan: r.plan as OpView['plan'] };
           submittedIds = ids.length;
         } else {
-          const { body, stats } = await streamSubmission(ctx, f, false);
-          op = body as unknown as OpView;
-          submittedIds = stats.ids;
+          const sent = await streamSubmission(ctx, f, false);
+          op = sent.body as unknown as OpView;
+          submittedIds = sent.stats.ids;
+          replayed = sent.replayed;
         }
         if (!ctx.json) {
           ctx.out.line(`Operation ${op.id} is ${op.state} (${submittedIds} IDs submitted).`);
+          if (replayed)
+            ctx.out.line(
+              `  A replay: idempotency key ${f.idempotencyKey} made this operation before; nothing new was planned.`,
+            );
           for (const l of planLines(op.plan, op.planHash, f.erasure ? 'erase' : 'delete')) ctx.out.line(l);
           // With --auto-start the approvals start it: no operator start to ask for.
           if (op.state === 'planned')
@@ -135,11 +142,13 @@ export function registerOperationCommands(program: Command) {
             );
         }
         if (!f.wait) {
-          ctx.out.result({ operation: op, submittedIds });
+          ctx.out.result({ operation: op, submittedIds, ...(replayed ? { replayed } : {}) });
           return EXIT.ok;
         }
         const r = await follow(ctx, op.id, { ...(timeoutMs !== undefined ? { timeoutMs } : {}), quiet: ctx.json });
-        ctx.out.result({ operation: op, submittedIds, outcome: r }, () => ctx.out.line(outcomeLine(r)));
+        ctx.out.result({ operation: op, submittedIds, ...(replayed ? { replayed } : {}), outcome: r }, () =>
+          ctx.out.line(outcomeLine(r)),
+        );
         return r.exitCode;
       }),
     );
