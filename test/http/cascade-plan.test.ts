@@ -232,6 +232,46 @@ describe('a site delete takes its active descendants with it', () => {
     expect(again.body.details.changed).toEqual([expect.objectContaining({ resourceId: 'app_new', planned: null })]);
   });
 
+  it('a planned app moved out of its site (parentId changed) makes the plan stale, naming where it is now', async () => {
+    const res = await submit([siteId(24), siteId(25)]).expect(201);
+    await request(t.app.server)
+      .post(`/v1/operations/${res.body.id}/approve`)
+      .set('authorization', t.auth('approver'))
+      .send({ planHash: res.body.planHash })
+      .expect(200);
+    // An import that sends "parentId": null (or another parent) after the plan: the site's delete
+    // no longer takes the app, so starting would delete (or record as deleted) a resource nobody
+    // planned to take.
+    await query(t.databaseUrl, `UPDATE resources SET parent_id = NULL WHERE id = $1`, [appId(24, 2)]);
+    await query(t.databaseUrl, `UPDATE resources SET parent_id = $2 WHERE id = $1`, [appId(25, 0), siteId(26)]);
+    const start = await request(t.app.server)
+      .post(`/v1/operations/${res.body.id}/start`)
+      .set('authorization', t.auth('operator'))
+      .send({})
+      .expect(409);
+    expect(start.body.code).toBe('PLAN_STALE');
+    expect(start.body.details.changed).toEqual([
+      expect.objectContaining({
+        resourceId: appId(24, 2),
+        reason: `it is no longer in ${siteId(24)}'s cascade (its parent is none now)`,
+        now: expect.objectContaining({ parentId: null }),
+      }),
+      expect.objectContaining({
+        resourceId: appId(25, 0),
+        reason: `it is no longer in ${siteId(25)}'s cascade (its parent is ${siteId(26)} now)`,
+      }),
+    ]);
+    expect(start.body.message).toContain(`${appId(24, 2)}: it is no longer in ${siteId(24)}'s cascade`);
+    // Moved back where the plan found them: the plan starts.
+    await query(t.databaseUrl, `UPDATE resources SET parent_id = $2 WHERE id = $1`, [appId(24, 2), siteId(24)]);
+    await query(t.databaseUrl, `UPDATE resources SET parent_id = $2 WHERE id = $1`, [appId(25, 0), siteId(25)]);
+    await request(t.app.server)
+      .post(`/v1/operations/${res.body.id}/start`)
+      .set('authorization', t.auth('operator'))
+      .send({})
+      .expect(200);
+  });
+
   it('refuses a cascade deeper than it follows instead of leaving the deepest resources behind, naming them', async () => {
     // site 33 → app → widget ×5: the fifth widget is at level 6, below the last level followed.
     const chain = ['dw_1', 'dw_2', 'dw_3', 'dw_4', 'dw_5'];

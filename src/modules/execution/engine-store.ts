@@ -60,6 +60,10 @@ async function checkGuard(tx: pg.PoolClient, record: OperationRecord, guard: Gua
  * A cascade's descendants are checked against their own type, and a resource that a cascade would
  * now take but the plan does not list (created, or made active, since) makes it stale too: the
  * registry adapter would leave it active under a deleted parent, and nobody approved its delete.
+ * So does a planned descendant moved out of the cascade that takes it (its parent now a resource
+ * that is not that item or one of its planned descendants, or none): the delete would take, or
+ * record as deleted, a resource that its planned parent no longer holds (a trial: an app moved out
+ * of its site after the plan was recorded as deleted with the site, and set due for a purge).
  */
 async function planStale(tx: pg.PoolClient, record: OperationRecord): Promise<AppError | null> {
   const states = statesActedOn(record.action);
@@ -74,20 +78,33 @@ async function planStale(tx: pg.PoolClient, record: OperationRecord): Promise<Ap
     tenant_protected: boolean | null;
     /** The type's idPattern when the ID no longer matches it (the type was redeclared since the plan). */
     unmatched_pattern: string | null;
+    /** A descendant moved out of its cascade: the submitted item whose delete was planned to take it. */
+    moved_from: string | null;
+    parent_id: string | null;
     total: number;
   }>(
-    `SELECT i.resource_id, coalesce(i.resource_type, $2) AS planned_type, i.tenant_id AS planned_tenant, r.type,
+    `WITH items AS (
+       SELECT i.*, root.resource_id AS root_id,
+              i.parent_seq IS NOT NULL AND r.id IS NOT NULL
+                AND (q.seq IS NULL OR (q.seq <> i.parent_seq AND q.parent_seq IS DISTINCT FROM i.parent_seq)) AS moved
+       FROM operation_items i
+       LEFT JOIN resources r ON r.id = i.resource_id
+       LEFT JOIN operation_items root ON root.operation_id = i.operation_id AND root.seq = i.parent_seq
+       LEFT JOIN operation_items q ON q.operation_id = i.operation_id AND q.resource_id = r.parent_id
+       WHERE i.operation_id = $1
+     )
+     SELECT i.resource_id, coalesce(i.resource_type, $2) AS planned_type, i.tenant_id AS planned_tenant, r.type,
             r.tenant_id, r.state, r.protected, t.protected AS tenant_protected,
             CASE WHEN i.resource_id !~ rt.id_pattern THEN rt.id_pattern END AS unmatched_pattern,
+            CASE WHEN i.moved THEN i.root_id END AS moved_from, r.parent_id,
             count(*) OVER ()::int AS total
-     FROM operation_items i
+     FROM items i
      LEFT JOIN resources r ON r.id = i.resource_id
      LEFT JOIN tenants t ON t.id = r.tenant_id
      LEFT JOIN resource_types rt ON rt.name = coalesce(i.resource_type, $2)
-     WHERE i.operation_id = $1
-       AND (r.id IS NULL OR r.type <> coalesce(i.resource_type, $2) OR r.tenant_id <> i.tenant_id
+     WHERE (r.id IS NULL OR r.type <> coalesce(i.resource_type, $2) OR r.tenant_id <> i.tenant_id
             OR NOT (r.state = ANY($5::text[])) OR r.protected OR (t.protected AND NOT (t.id = ANY($3::text[])))
-            OR i.resource_id !~ rt.id_pattern)
+            OR i.resource_id !~ rt.id_pattern OR i.moved)
      ORDER BY i.seq LIMIT $4`,
     [record.id, record.targetType, record.approvedTenants, STALE_LISTED, states],
   );
@@ -108,6 +125,7 @@ async function planStale(tx: pg.PoolClient, record: OperationRecord): Promise<Ap
             protected: x.protected,
             tenantProtected: x.tenant_protected,
             ...(x.unmatched_pattern !== null ? { idPattern: x.unmatched_pattern, matchesIdPattern: false } : {}),
+            ...(x.moved_from !== null ? { parentId: x.parent_id } : {}),
           },
   }));
   // The stale operation keeps its locks until it ends, so a new plan of the same resources would
@@ -133,6 +151,8 @@ function staleReason(
     protected: boolean | null;
     tenant_protected: boolean | null;
     unmatched_pattern: string | null;
+    moved_from: string | null;
+    parent_id: string | null;
   },
   states: readonly string[],
   approvedTenants: readonly string[],
@@ -145,6 +165,8 @@ function staleReason(
   if (x.tenant_protected && !approvedTenants.includes(x.tenant_id))
     return `its tenant ${x.tenant_id} is protected now (the plan's break-glass did not cover it)`;
   if (x.unmatched_pattern !== null) return `its ID no longer matches the type's idPattern ${x.unmatched_pattern}`;
+  if (x.moved_from !== null)
+    return `it is no longer in ${x.moved_from}'s cascade (its parent is ${x.parent_id ?? 'none'} now)`;
   return 'changed';
 }
 
