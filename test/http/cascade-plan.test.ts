@@ -232,6 +232,16 @@ describe('a site delete takes its active descendants with it', () => {
     expect(again.body.details.changed).toEqual([expect.objectContaining({ resourceId: 'app_new', planned: null })]);
   });
 
+  it('a listed descendant refused for itself (type_mismatch) still counts against the site that would take it', async () => {
+    // The protected app listed by mistake beside its site: the report must not call the site ok,
+    // or the list fixed by removing the named offender is refused again for the site.
+    const res = await submit([siteId(5), PROTECTED_APP], { dryRun: true }).expect(422);
+    expect(res.body.details.counts).toMatchObject({ ok: 0, protected: 1, type_mismatch: 1 });
+    expect(res.body.details.offenders.protected).toEqual([
+      expect.objectContaining({ id: siteId(5), via: { id: PROTECTED_APP, type: 'app', tenantId: tenantId(5) } }),
+    ]);
+  });
+
   it('a planned app moved out of its site (parentId changed) makes the plan stale, naming where it is now', async () => {
     const res = await submit([siteId(24), siteId(25)]).expect(201);
     await request(t.app.server)

@@ -26,8 +26,11 @@ export async function expandCascade(
      ON COMMIT DROP`,
   );
   if (cascadeTo.length === 0) return;
-  // A submitted resource is an item of its own, never a descendant of another one; what lies under
-  // it is its own cascade (DISTINCT ON keeps the shallowest path, which ends at it).
+  // A submitted resource classified ok is an item of its own, never a descendant of another one;
+  // what lies under it is its own cascade (DISTINCT ON keeps the shallowest path, which ends at it).
+  // One listed but refused (an app in a site plan is a type_mismatch) is no item: its parent's
+  // delete would still take it, so it counts against the parent (a protected app listed by mistake
+  // next to its site left the site "ok" in the report, and the corrected list was refused again).
   await client.query(
     `WITH RECURSIVE tree AS (
        SELECT r.id, r.type, r.tenant_id, c.id AS root, 1 AS depth, r.protected, r.parent_id
@@ -40,7 +43,7 @@ export async function expandCascade(
      )
      INSERT INTO plan_cascade
      SELECT DISTINCT ON (t.id) t.id, t.type, t.tenant_id, t.root, t.depth, t.protected, t.parent_id FROM tree t
-     WHERE NOT EXISTS (SELECT 1 FROM plan_class c WHERE c.id = t.id)
+     WHERE NOT EXISTS (SELECT 1 FROM plan_class c WHERE c.id = t.id AND c.class = 'ok')
      ORDER BY t.id, t.depth`,
     [cascadeTo, CASCADE_DEPTH, states],
   );
