@@ -438,6 +438,26 @@ describe('terminal states tell the truth', () => {
     expect(Math.max(...attempts.map((a) => a.restore_attempts))).toBeGreaterThan(1);
   });
 
+  it('keeps retrying restores through a downstream outage of ~10 s (it gave up after ~8 s) → rolled_back', async () => {
+    const ids = appsOf(freshSites(1), APPS);
+    const plan = await submitAndStart(h, { ids, rollout: ROLLOUT, haltPolicy: FAST_HALT });
+    await waitForState(h, plan.id, ['completed']);
+    h.downstream.failOnly(['restore']);
+    h.downstream.failAll(503);
+    try {
+      await command(h, 'operator', plan.id, 'rollback', { reason: 'undo' }).expect(200);
+      await until(async () => (await ledger(h, plan.id)).some((r) => r.state === 'restore_failed'), 'a failed restore');
+      // A restart of the downstream: down for 10 s after the first failure, then back.
+      await new Promise((r) => setTimeout(r, 10_000));
+      expect((await getOperation(h, plan.id)).state).toBe('rolling_back');
+    } finally {
+      h.downstream.failAll(null);
+    }
+    const end = await waitForState(h, plan.id, ['rolled_back', 'rollback_incomplete'], 60_000);
+    expect(end.state).toBe('rolled_back');
+    for (const id of ids) expect(h.downstream.state(id)).toBe('active');
+  }, 90_000);
+
   it('a rollback whose restores keep failing can be ended by the operator: rollback_incomplete with the items', async () => {
     const ids = appsOf(freshSites(1), APPS);
     const plan = await submitAndStart(h, { ids, rollout: ROLLOUT, haltPolicy: FAST_HALT });

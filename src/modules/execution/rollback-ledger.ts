@@ -13,8 +13,13 @@ export const RESTORE_ATTEMPTS = 5;
  * Parameters: $2 the rollback runs (operation rolling_back), $3 RESTORE_ATTEMPTS.
  */
 export const RETRY_DUE_SQL = '$2::boolean AND NOT permanent AND restore_attempts < $3::int';
-/** Backoff before the n-th retry of a failed restore: base × 2^(n−1), capped. */
-const RESTORE_BACKOFF_MS = 500;
+/**
+ * Backoff before the n-th retry of a failed restore: base × 2^(n−1), capped. With 5 attempts a
+ * retryable failure (a 5xx, a timeout) is tried again for about a minute (4 + 8 + 16 + 32 s) before
+ * it counts as final: a rollback meets a downstream that is restarting or shedding load. A base of
+ * 0.5 s gave up after ~8 s, and a rollback after a halt on a flaky downstream ended incomplete (trial).
+ */
+const RESTORE_BACKOFF_MS = 4_000;
 const RESTORE_BACKOFF_CAP_MS = 60_000;
 /** Descendants picked in one batch whose parent was restored by an earlier one (their retries). */
 const ORPHANS_PER_PICK = 1_000;
