@@ -278,6 +278,39 @@ describe('POST /v1/registry/resources (NDJSON)', () => {
     expect((await getResource(appId(5, 5, 5))).body.state).toBe('active');
   });
 
+  it('rejects impossible parents (itself, unknown, not of the parentType), writing nothing; a parent in the same upload is fine', async () => {
+    const before = await resourceCount();
+    const r = await postNdjson(
+      ndjson([
+        { id: 'app_selfp', type: 'app', tenantId: 'tn_0', parentId: 'app_selfp' },
+        { id: 'app_nop', type: 'app', tenantId: 'tn_0', parentId: 'site_nowhere' },
+        { id: 'app_underapp', type: 'app', tenantId: 'tn_0', parentId: appId(0, 0, 1) },
+        { id: 'site_newp', type: 'site', tenantId: 'tn_0' },
+        { id: 'app_newp', type: 'app', tenantId: 'tn_0', parentId: 'site_newp' },
+      ]),
+    ).expect(422);
+    expect(r.body.code).toBe('REGISTRY_REJECTED');
+    expect(r.body.details.counts).toEqual({ parent_is_self: 1, unknown_parent: 1, parent_type_mismatch: 1 });
+    expect(r.body.details.offenders).toEqual([
+      { line: 1, id: 'app_selfp', problem: 'parent_is_self', value: 'app_selfp' },
+      { line: 2, id: 'app_nop', problem: 'unknown_parent', value: 'site_nowhere' },
+      {
+        line: 3,
+        id: 'app_underapp',
+        problem: 'parent_type_mismatch',
+        value: `app (${appId(0, 0, 1)}); app needs site`,
+      },
+    ]);
+    expect(await resourceCount()).toBe(before);
+    const ok = await postNdjson(
+      ndjson([
+        { id: 'site_newp', type: 'site', tenantId: 'tn_0' },
+        { id: 'app_newp', type: 'app', tenantId: 'tn_0', parentId: 'site_newp' },
+      ]),
+    ).expect(200);
+    expect(ok.body).toMatchObject({ inserted: 2 });
+  });
+
   it('carries backslashes and non-ASCII IDs through COPY unchanged', async () => {
     const ids = ['app_back\\slash', 'app_tab\\tnot', 'app_ünïcode_✓'];
     const r = await postNdjson(ndjson(ids.map((id) => ({ id, type: 'app', tenantId: 'tn_0' })))).expect(422);

@@ -72,6 +72,24 @@ async function rejectProblems(
       ('pattern_mismatch', t.id_pattern, s.id !~ t.id_pattern)
     ) AS v(problem, value, bad)
     WHERE (t.name IS NULL OR n.id IS NULL OR s.state NOT IN (${STATES_SQL}) OR s.id !~ t.id_pattern) AND v.bad`);
+  // A named parent must be a resource (of this import, which wins, or of the registry), not the row
+  // itself, and of the type's declared parentType: an app under an app, or under a site that does not
+  // exist, was accepted, and cascades then took the wrong things or nothing (a trial). Hash joins:
+  // the stage has no index, and a lookup per row would scan it once per row.
+  await client.query(`
+    INSERT INTO registry_problems (pos, id, problem, value)
+    SELECT s.pos, s.id, v.problem, v.value
+    FROM registry_stage s
+    LEFT JOIN resource_types t ON t.name = s.type
+    LEFT JOIN registry_stage ps ON ps.id = s.parent_id
+    LEFT JOIN resources pr ON pr.id = s.parent_id
+    CROSS JOIN LATERAL (VALUES
+      ('parent_is_self', s.parent_id, s.parent_id = s.id),
+      ('unknown_parent', s.parent_id, s.parent_id <> s.id AND ps.id IS NULL AND pr.id IS NULL),
+      ('parent_type_mismatch', coalesce(ps.type, pr.type) || ' (' || s.parent_id || '); ' || s.type || ' needs ' || t.parent_type,
+        s.parent_id <> s.id AND t.parent_type IS NOT NULL AND coalesce(ps.type, pr.type) <> t.parent_type)
+    ) AS v(problem, value, bad)
+    WHERE s.parent_id IS NOT NULL AND v.bad`);
   await client.query(`
     INSERT INTO registry_problems (pos, id, problem, value)
     SELECT s.pos, s.id, 'duplicate_id', 'first at ' || d.first_pos
