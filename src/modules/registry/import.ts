@@ -76,10 +76,18 @@ async function rejectProblems(
   // itself, and of the type's declared parentType: an app under an app, or under a site that does not
   // exist, was accepted, and cascades then took the wrong things or nothing (a trial). Hash joins:
   // the stage has no index, and a lookup per row would scan it once per row.
+  // Only rows whose parent (or type) is new are checked: a routine re-import of the same registry
+  // skips the two joins (~3 of a 1M-row re-import's 12 s when every row was checked).
   await client.query(`
+    WITH named AS MATERIALIZED (
+      SELECT s.pos, s.id, s.type, s.parent_id FROM registry_stage s
+      LEFT JOIN resources cur ON cur.id = s.id
+      WHERE s.parent_id IS NOT NULL
+        AND (cur.id IS NULL OR cur.parent_id IS DISTINCT FROM s.parent_id OR cur.type <> s.type)
+    )
     INSERT INTO registry_problems (pos, id, problem, value)
     SELECT s.pos, s.id, v.problem, v.value
-    FROM registry_stage s
+    FROM named s
     LEFT JOIN resource_types t ON t.name = s.type
     LEFT JOIN registry_stage ps ON ps.id = s.parent_id
     LEFT JOIN resources pr ON pr.id = s.parent_id
@@ -89,7 +97,7 @@ async function rejectProblems(
       ('parent_type_mismatch', coalesce(ps.type, pr.type) || ' (' || s.parent_id || '); ' || s.type || ' needs ' || t.parent_type,
         s.parent_id <> s.id AND t.parent_type IS NOT NULL AND coalesce(ps.type, pr.type) <> t.parent_type)
     ) AS v(problem, value, bad)
-    WHERE s.parent_id IS NOT NULL AND v.bad`);
+    WHERE v.bad`);
   await client.query(`
     INSERT INTO registry_problems (pos, id, problem, value)
     SELECT s.pos, s.id, 'duplicate_id', 'first at ' || d.first_pos
