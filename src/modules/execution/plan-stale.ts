@@ -10,6 +10,23 @@ import type { OperationRecord } from './state.ts';
 /** Changed resources a PLAN_STALE lists (and held ones a RESOURCES_IN_FLIGHT counts up to). */
 export const STALE_LISTED = 100;
 
+/** A planned resource as it is now, beside what the plan recorded of it. */
+interface StaleRow {
+  resource_id: string;
+  planned_type: string;
+  planned_tenant: string;
+  type: string | null;
+  tenant_id: string | null;
+  state: string | null;
+  protected: boolean | null;
+  tenant_protected: boolean | null;
+  /** The type's idPattern when the ID no longer matches it (the type was redeclared since the plan). */
+  unmatched_pattern: string | null;
+  /** A descendant moved out of its cascade: the submitted item whose delete was planned to take it. */
+  moved_from: string | null;
+  parent_id: string | null;
+}
+
 /**
  * The plan was made against the registry as it was then: a resource whose type, tenant, state or
  * protection changed since, or whose ID its type's idPattern (redeclared since) no longer matches,
@@ -26,22 +43,7 @@ export const STALE_LISTED = 100;
  */
 export async function planStale(tx: pg.PoolClient, record: OperationRecord): Promise<AppError | null> {
   const states = statesActedOn(record.action);
-  const r = await tx.query<{
-    resource_id: string;
-    planned_type: string;
-    planned_tenant: string;
-    type: string | null;
-    tenant_id: string | null;
-    state: string | null;
-    protected: boolean | null;
-    tenant_protected: boolean | null;
-    /** The type's idPattern when the ID no longer matches it (the type was redeclared since the plan). */
-    unmatched_pattern: string | null;
-    /** A descendant moved out of its cascade: the submitted item whose delete was planned to take it. */
-    moved_from: string | null;
-    parent_id: string | null;
-    total: number;
-  }>(
+  const r = await tx.query<StaleRow & { total: number }>(
     // Only descendants (parent_seq set: few, and none in most plans) are looked at for a move, so
     // the ledger of a plan without cascades is read once, as before.
     `WITH moved AS (
@@ -103,22 +105,7 @@ export async function planStale(tx: pg.PoolClient, record: OperationRecord): Pro
 }
 
 /** What changed of one planned resource, in words (the first one's is in PLAN_STALE's message). */
-function staleReason(
-  x: {
-    planned_type: string;
-    planned_tenant: string;
-    type: string | null;
-    tenant_id: string | null;
-    state: string | null;
-    protected: boolean | null;
-    tenant_protected: boolean | null;
-    unmatched_pattern: string | null;
-    moved_from: string | null;
-    parent_id: string | null;
-  },
-  states: readonly string[],
-  approvedTenants: readonly string[],
-): string {
+function staleReason(x: StaleRow, states: readonly string[], approvedTenants: readonly string[]): string {
   if (x.type === null) return 'not in the registry any more';
   if (x.type !== x.planned_type) return `it is a ${x.type} now, not a ${x.planned_type}`;
   if (x.tenant_id !== x.planned_tenant) return `it belongs to tenant ${x.tenant_id} now, not ${x.planned_tenant}`;
