@@ -162,13 +162,19 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
     protectedNow: async (ids, approvedTenants) =>
       new Map(
         // One primary-key lookup per ID: with `id = ANY(…)` PostgreSQL scans the whole registry
-        // below a few hundred thousand rows (registry-apply.ts says the same of its statement).
+        // below a few hundred thousand rows (registry-apply.ts says the same of its statement). The
+        // chunk's few tenants are looked up once each, as the registry statement does (ptenant).
         (
           await db.pool.query<{ id: string; protected: boolean; tenant_id: string }>(
-            `SELECT r.id, r.protected, r.tenant_id FROM unnest($1::text[]) AS i(id)
-             CROSS JOIN LATERAL (SELECT id, protected, tenant_id FROM resources r WHERE r.id = i.id) r
-             WHERE r.protected
-               OR (NOT (r.tenant_id = ANY($2::text[])) AND (SELECT t.protected FROM tenants t WHERE t.id = r.tenant_id))`,
+            `WITH r AS MATERIALIZED (
+               SELECT r.id, r.protected, r.tenant_id FROM unnest($1::text[]) AS i(id)
+               CROSS JOIN LATERAL (SELECT id, protected, tenant_id FROM resources r WHERE r.id = i.id) r
+             ), ptenant AS (
+               SELECT t.id FROM (SELECT DISTINCT tenant_id FROM r) d
+               CROSS JOIN LATERAL (SELECT id FROM tenants t WHERE t.id = d.tenant_id AND t.protected) t
+               WHERE NOT (t.id = ANY($2::text[]))
+             )
+             SELECT id, protected, tenant_id FROM r WHERE protected OR tenant_id IN (SELECT id FROM ptenant)`,
             [ids, approvedTenants],
           )
         ).rows.map((r) => [

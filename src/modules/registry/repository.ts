@@ -88,10 +88,6 @@ export async function upsertTypes(client: pg.PoolClient, types: ResourceTypeInpu
 
 // ---- tenants -------------------------------------------------------------------------------
 
-/**
- * Update-then-insert under the registry write lock. Omitted `internal`/`protected` keep the
- * stored value (a sync that does not know about protection must not clear it).
- */
 /** Protection an import turns on or off, for the audit log: the first LISTED of each, and how many. */
 export interface ProtectionChanges {
   count: number;
@@ -123,6 +119,10 @@ export async function protectionChanges(
   return { count: r.rows[0]!.total, protected: ids(true), unprotected: ids(false) };
 }
 
+/**
+ * Update-then-insert under the registry write lock. Omitted `internal`/`protected` keep the
+ * stored value (a sync that does not know about protection must not clear it).
+ */
 export async function upsertTenants(client: pg.PoolClient, tenants: TenantInput[]) {
   const cols = [
     tenants.map((t) => t.id),
