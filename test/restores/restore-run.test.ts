@@ -108,6 +108,27 @@ describe('registry adapter', () => {
     expect(Number(restored?.[1])).toBeGreaterThanOrEqual(1 + APPS);
   });
 
+  it("a protected tenant's restore needs no break-glass (bringing data back is the safe direction); its plan still counts the tenant protected", async () => {
+    await useRegistry(h);
+    const a = freshSite();
+    await deleteAndComplete(h, 'site', [siteId(a)]);
+    await query(h.databaseUrl, `UPDATE tenants SET protected = true WHERE id = $1`, [tenantId(a)]);
+    try {
+      const planned = await postRestore(h, { tenantId: tenantId(a), rollout: { concurrency: 4 } });
+      expect(planned.status, JSON.stringify(planned.body)).toBe(201);
+      expect(planned.body).toMatchObject({ requiresBreakGlass: false, plan: { tenants: { protected: 1 } } });
+      expect(planned.body.plan.breakGlassReasons).toEqual([]);
+      // One approval (not an admin's), and the tenant comes back.
+      await command(h, 'approver', planned.body.id, 'approve', { planHash: planned.body.planHash }).expect(200);
+      await command(h, 'operator', planned.body.id, 'start').expect(200);
+      await waitForState(h, planned.body.id, ['completed']);
+      const states = await registryStates(h, [siteId(a), ...appsOfSite(a)]);
+      for (const id of [siteId(a), ...appsOfSite(a)]) expect(states[id], id).toBe('active');
+    } finally {
+      await query(h.databaseUrl, `UPDATE tenants SET protected = false WHERE id = $1`, [tenantId(a)]);
+    }
+  });
+
   it('an operation restore brings back everything the delete took, across tenants; a delete of those resources meanwhile is in_flight', async () => {
     await useRegistry(h);
     const sites = [freshSite(), freshSite(), freshSite()];

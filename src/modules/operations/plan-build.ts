@@ -45,6 +45,12 @@ export interface PlanInput {
   rootTypes?: { type: string; count: number }[];
   /** Whether the estimated time to restore is a budget (a delete's plan); a restore only shows it. */
   restoreBudget?: boolean;
+  /**
+   * Whether a protected tenant needs break-glass (default: it does). A restore brings data back,
+   * the direction protection exists for: in an incident, the biggest customers' restore must not
+   * wait for an admin. The plan still counts them (`tenants.protected`).
+   */
+  guardProtected?: boolean;
 }
 
 /**
@@ -94,7 +100,7 @@ export async function buildPlan(
     input.restoreBudget === false ? null : restoreBreach(estimatedRestore, input.budgets.maxRestoreMinutes);
   if (slowRestore) breaches.push(slowRestore);
   const breakGlassReasons = [...breaches];
-  if (protectedTenants.length) {
+  if (protectedTenants.length && input.guardProtected !== false) {
     breakGlassReasons.push(
       `${protectedTenants.length} protected tenant(s): ${protectedTenants.slice(0, 10).join(', ')}${protectedTenants.length > 10 ? ', …' : ''}`,
     );

@@ -185,6 +185,7 @@ export function restoreService(deps: {
           steps: rollout.waves,
           rootTypes: types,
           restoreBudget: false,
+          guardProtected: false,
         });
         // The approval binds to every resource, its type and the snapshot it goes back to, and the waves.
         const digest = createHash('sha256')
