@@ -155,8 +155,8 @@ export const ERROR_EXAMPLES = {
   // that the server words them so).
   invalidCursor: cursorRefusal('zzzz', 'an operation ID'),
   invalidTenantCursor: cursorRefusal('tn_nope', "a tenant ID of this operation's items"),
-  invalidItemCursor: cursorRefusal(999, "the seq of one of this operation's items"),
-  invalidReportCursor: cursorRefusal(999, "the index of one of this report's entries"),
+  invalidItemCursor: cursorRefusal('999', "the seq of one of this operation's items"),
+  invalidReportCursor: cursorRefusal('999', "the index of one of this report's entries"),
   tenantNotFound: { code: 'NOT_FOUND', message: 'Tenant tn_nope does not exist', details: { tenant: 'tn_nope' } },
   resourceNotFound: {
     code: 'NOT_FOUND',

@@ -90,6 +90,11 @@ export const IdParams = (description: string, example: string) =>
 /** Integer query parameters land in int4 columns: bounded, so a huge value is a 400, not a 5xx. */
 export const MAX_INT4 = 2_147_483_647;
 
+/** `links` of a page of any list: the next page with the same filters (lib/list-query.ts nextLink). */
+export const PageLinks = Type.Object({
+  next: Type.Union([Type.String({ description: 'The next page with the same filters' }), Type.Null()]),
+});
+
 /**
  * Documents refusals that apply across routes (timeouts, rate limits, load shedding) on every /v1
  * route `when` selects, as the plugin that causes them is registered; a route's own entry wins.

@@ -91,10 +91,11 @@ describe('GET /v1/operations/{id}/items', () => {
     await refused(`/v1/operations/${planned}/items?cursor=6`);
     // The cursor of another operation's ledger.
     await refused(`/v1/operations/${rejected}/items?cursor=0`);
-    // Not a number at all, or below every seq, stays a validation error of the parameter.
-    for (const cursor of ['abc', '-1']) {
+    // Not a cursor the list gives (a decimal seq) at all: the same refusal, as README promises for
+    // `cursor=zzzz`. `0x5` and `1e0` were read as the numbers 5 and 1 and paged from there.
+    for (const cursor of ['abc', 'zzzz', '-1', '0x5', '1e0', '05', '1.0', '99999999999']) {
       const r = await get(`/v1/operations/${planned}/items?cursor=${cursor}`).expect(400);
-      expect(r.body).toMatchObject({ code: 'VALIDATION_FAILED', details: [{ field: 'querystring.cursor' }] });
+      expect(r.body, cursor).toMatchObject({ code: 'INVALID_CURSOR', details: [{ field: 'querystring.cursor' }] });
     }
   });
 
@@ -123,9 +124,17 @@ describe('GET /v1/operations/{id}/items', () => {
   it('pages with the cursors it gives', async () => {
     const first = await get(`/v1/operations/${planned}/items?limit=4`).expect(200);
     expect(first.body.items).toHaveLength(4);
-    const second = await get(`/v1/operations/${planned}/items?limit=4&cursor=${first.body.nextCursor}`).expect(200);
-    expect(second.body).toMatchObject({ nextCursor: null });
+    // links.next is the next page with the same filters, as the other lists give it.
+    expect(first.body.links).toEqual({
+      next: `/v1/operations/${planned}/items?limit=4&cursor=${first.body.nextCursor}`,
+    });
+    const second = await get(first.body.links.next).expect(200);
+    expect(second.body).toMatchObject({ nextCursor: null, links: { next: null } });
     expect(second.body.items).toHaveLength(2);
+    const filtered = await get(`/v1/operations/${planned}/items?limit=1&state=pending`).expect(200);
+    expect(filtered.body.links.next).toBe(
+      `/v1/operations/${planned}/items?limit=1&state=pending&cursor=${filtered.body.nextCursor}`,
+    );
   });
 });
 
@@ -133,12 +142,15 @@ describe('GET /v1/operations/{id}/report', () => {
   it('refuses a position the report does not have', async () => {
     await refused(`/v1/operations/${rejected}/report?cursor=999`, ERROR_EXAMPLES.invalidReportCursor);
     await refused(`/v1/operations/${planned}/report?cursor=0`);
+    for (const cursor of ['zzzz', '0x1', '-1']) await refused(`/v1/operations/${rejected}/report?cursor=${cursor}`);
   });
 
   it('pages with the cursors it gives', async () => {
     const first = await get(`/v1/operations/${rejected}/report?limit=2`).expect(200);
     expect(first.body.items.map((r: { id: string }) => r.id)).toEqual(['app_nope_1', 'app_nope_2']);
-    const second = await get(`/v1/operations/${rejected}/report?limit=2&cursor=${first.body.nextCursor}`).expect(200);
+    expect(first.body.links.next).toBe(`/v1/operations/${rejected}/report?limit=2&cursor=${first.body.nextCursor}`);
+    const second = await get(first.body.links.next).expect(200);
     expect(second.body.items.map((r: { id: string }) => r.id)).toEqual(['app_nope_3']);
+    expect(second.body.links).toEqual({ next: null });
   });
 });

@@ -38,6 +38,8 @@ interface Case {
   raw?: string;
   contentType?: string;
   field: string;
+  /** The refusal's code (default VALIDATION_FAILED); a cursor that is no position is INVALID_CURSOR. */
+  code?: string;
 }
 
 const spec = { targetType: 'app', reason: 'Remove the legacy app', ticket: 'CHG-1' };
@@ -227,6 +229,7 @@ const cases: Case[] = [
     path: () => `/v1/operations/${planned}/items?cursor=99999999999`,
     role: 'viewer',
     field: 'querystring.cursor',
+    code: 'INVALID_CURSOR',
   },
   {
     name: 'items ?wave beyond int4',
@@ -241,6 +244,7 @@ const cases: Case[] = [
     path: () => `/v1/operations/${rejected}/report?cursor=99999999999`,
     role: 'viewer',
     field: 'querystring.cursor',
+    code: 'INVALID_CURSOR',
   },
   // Lone UTF-16 surrogates (PostgreSQL cannot store them; text would be altered on the way in)
   {
@@ -322,7 +326,7 @@ describe('no 5xx from client input', () => {
     const res = await send(c);
     expect(res.status, JSON.stringify(res.body)).toBe(400);
     expectProjectShape(res.body);
-    expect(res.body.code).toBe('VALIDATION_FAILED');
+    expect(res.body.code).toBe(c.code ?? 'VALIDATION_FAILED');
     expect(res.body.details.map((d: { field: string }) => d.field)).toContain(c.field);
     expect(changedTables(before, await fingerprint(t.app.db.pool))).toEqual([]);
   });

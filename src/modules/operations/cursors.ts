@@ -4,6 +4,7 @@
 // gave stays valid for good.
 import { BadRequestError } from '../../lib/errors.ts';
 import { invalidCursor } from '../../lib/list-query.ts';
+import { MAX_INT4 } from '../../lib/schemas.ts';
 import type { Queryable } from '../../lib/sql.ts';
 
 async function exists(db: Queryable, sql: string, params: unknown[]) {
@@ -36,19 +37,36 @@ export async function checkTenantCursor(db: Queryable, operationId: string, curs
   if (!found) throw invalidCursor(cursor, "a tenant ID of this operation's items");
 }
 
+/**
+ * A position cursor as the list gives it: a decimal integer, written the one way String(n) writes
+ * it. Read as a number by the schema, `0x5`, `1e0` and ` 5` were positions 5, 1 and 5, and `zzzz`
+ * a VALIDATION_FAILED where every other list says INVALID_CURSOR.
+ */
+function position(cursor: string, gives: string): number {
+  const n = /^(0|[1-9][0-9]{0,9})$/.test(cursor) ? Number(cursor) : NaN;
+  if (!(n <= MAX_INT4)) throw invalidCursor(cursor, gives);
+  return n;
+}
+
+const ITEM_GIVES = "the seq of one of this operation's items";
+const REPORT_GIVES = "the index of one of this report's entries";
+
 /** GET /v1/operations/{id}/items: the seq of one of the operation's items. */
-export async function checkItemCursor(db: Queryable, operationId: string, cursor: number | undefined) {
-  if (cursor === undefined) return;
-  if (!(await exists(db, 'SELECT 1 FROM operation_items WHERE operation_id = $1 AND seq = $2', [operationId, cursor])))
-    throw invalidCursor(cursor, "the seq of one of this operation's items");
+export async function checkItemCursor(db: Queryable, operationId: string, cursor: string | undefined) {
+  if (cursor === undefined) return undefined;
+  const seq = position(cursor, ITEM_GIVES);
+  if (!(await exists(db, 'SELECT 1 FROM operation_items WHERE operation_id = $1 AND seq = $2', [operationId, seq])))
+    throw invalidCursor(cursor, ITEM_GIVES);
+  return seq;
 }
 
 /** GET /v1/operations/{id}/report: the index of one of the rejection report's entries. */
-export async function checkReportCursor(db: Queryable, operationId: string, cursor: number | undefined) {
-  if (cursor === undefined) return;
+export async function checkReportCursor(db: Queryable, operationId: string, cursor: string | undefined) {
+  if (cursor === undefined) return undefined;
+  const ordinal = position(cursor, REPORT_GIVES);
   const sql = 'SELECT 1 FROM operation_rejections WHERE operation_id = $1 AND ordinal = $2';
-  if (!(await exists(db, sql, [operationId, cursor])))
-    throw invalidCursor(cursor, "the index of one of this report's entries");
+  if (!(await exists(db, sql, [operationId, ordinal]))) throw invalidCursor(cursor, REPORT_GIVES);
+  return ordinal;
 }
 
 /**

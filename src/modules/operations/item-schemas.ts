@@ -1,5 +1,6 @@
 // The item ledger as clients page through it (GET /v1/operations/{id}/items).
 import { Type } from '@fastify/type-provider-typebox';
+import { PageLinks } from '../../lib/schemas.ts';
 
 export const ItemView = Type.Object(
   {
@@ -26,7 +27,7 @@ export const ItemView = Type.Object(
 );
 
 export const ItemsPage = Type.Object(
-  { items: Type.Array(ItemView), nextCursor: Type.Union([Type.String(), Type.Null()]) },
+  { items: Type.Array(ItemView), nextCursor: Type.Union([Type.String(), Type.Null()]), links: PageLinks },
   {
     description: 'A page of items in ledger order (wave by wave)',
     example: {
@@ -46,6 +47,7 @@ export const ItemsPage = Type.Object(
         },
       ],
       nextCursor: null,
+      links: { next: null },
     },
   },
 );

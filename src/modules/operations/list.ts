@@ -7,7 +7,7 @@ import { Type, type Static } from '@fastify/type-provider-typebox';
 import type { Queryable } from '../../lib/sql.ts';
 import { ListFilter, listFilters, nextLink } from '../../lib/list-query.ts';
 import { ERROR_EXAMPLES } from '../../lib/error-examples.ts';
-import { errorResponse, errorResponses, IdString, type App } from '../../lib/schemas.ts';
+import { errorResponse, errorResponses, IdString, PageLinks, type App } from '../../lib/schemas.ts';
 import { checkOperationCursor } from './cursors.ts';
 import { OP_STATES } from './lifecycle-types.ts';
 import { TargetTypeView } from './schemas.ts';
@@ -103,7 +103,7 @@ export const OperationsPage = Type.Object(
   {
     items: Type.Array(Type.Ref('OperationSummary')),
     nextCursor: Nullable(Type.String({ description: 'Pass as `cursor` for the next page; null: last page' })),
-    links: Type.Object({ next: Nullable(Type.String({ description: 'The next page with the same filters' })) }),
+    links: PageLinks,
   },
   {
     description: 'Operation summaries, newest first',

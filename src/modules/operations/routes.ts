@@ -4,8 +4,8 @@ import { Type } from '@fastify/type-provider-typebox';
 import type { Readable } from 'node:stream';
 import { BadRequestError } from '../../lib/errors.ts';
 import { ERROR_EXAMPLES, type ErrorExample } from '../../lib/error-examples.ts';
-import { ListFilter, listFilters } from '../../lib/list-query.ts';
-import { errorResponse, errorResponses, IdParams, MAX_INT4, type App } from '../../lib/schemas.ts';
+import { ListFilter, listFilters, nextLink } from '../../lib/list-query.ts';
+import { errorResponse, errorResponses, IdParams, IdString, MAX_INT4, type App } from '../../lib/schemas.ts';
 import { escapedIfNeeded } from '../../lib/text.ts';
 import { NDJSON, TEXT } from '../../plugins/uploads.ts';
 import { validatedByHandler } from '../../plugins/validation.ts';
@@ -40,6 +40,15 @@ const SUBMIT_RESPONSES = {
   409: errorResponse(409, ERROR_EXAMPLES.idempotencyKeyReused),
 };
 const NOT_GIVEN = '; one the list did not give is 400 INVALID_CURSOR';
+/** A position (seq, index) as the list writes it; cursors.ts refuses anything else as INVALID_CURSOR. */
+const POSITION_CURSOR = Type.Optional(
+  IdString({ description: 'nextCursor of the previous page, or follow links.next' + NOT_GIVEN }),
+);
+/** A page's cursor and its link: the next page with the same filters, as every list gives them. */
+const paged = (path: string, query: Record<string, unknown>, nextCursor: string | null) => ({
+  nextCursor,
+  links: { next: nextLink(path, query, 'cursor', nextCursor) },
+});
 /** The paged reads of one operation: their 400 shows the refusal of a cursor they did not give. */
 const pageErrors = (example: ErrorExample) => ({ ...errorResponses(401, 404), 400: errorResponse(400, example) });
 /** The text route takes text/plain only: its 415 says so (the default example names JSON). */
@@ -249,13 +258,7 @@ export default async function operationRoutes(app: App) {
             wave: Type.Optional(Type.Integer({ minimum: 0, maximum: MAX_INT4 })),
             state: ListFilter(ITEM_STATES, 'Only items in one of these ledger states'),
             limit: Limit(1000, 100),
-            cursor: Type.Optional(
-              Type.Integer({
-                minimum: 0,
-                maximum: MAX_INT4,
-                description: 'nextCursor of the previous page' + NOT_GIVEN,
-              }),
-            ),
+            cursor: POSITION_CURSOR,
           },
           { additionalProperties: false },
         ),
@@ -264,9 +267,9 @@ export default async function operationRoutes(app: App) {
     },
     async (req) => {
       const op = await reads.get(req.params.id);
-      await checkItemCursor(app.db.pool, op.id, req.query.cursor);
+      const cursor = await checkItemCursor(app.db.pool, op.id, req.query.cursor);
       await checkItemWave(app.db.pool, op.id, req.query.wave);
-      const rows = await reads.items({ operationId: op.id, ...req.query, limit: req.query.limit! });
+      const rows = await reads.items({ operationId: op.id, ...req.query, cursor, limit: req.query.limit! });
       // When each resource's retention ends (soft-deleted by an operation, not purged yet). One
       // primary-key lookup per ID: with `id = ANY(…)` PostgreSQL scanned the whole registry.
       const due = await app.db.pool.query<{ id: string; purge_after: Date }>(
@@ -289,7 +292,11 @@ export default async function operationRoutes(app: App) {
           purgeAfter: purgeAfter.get(r.resourceId) ?? null,
           updatedAt: r.updatedAt.toISOString(),
         })),
-        nextCursor: rows.length === req.query.limit ? String(rows[rows.length - 1]!.seq) : null,
+        ...paged(
+          `/v1/operations/${op.id}/items`,
+          req.query,
+          rows.length === req.query.limit ? String(rows.at(-1)!.seq) : null,
+        ),
       };
     },
   );
@@ -315,13 +322,7 @@ export default async function operationRoutes(app: App) {
               ),
             ),
             limit: Limit(5000, 1000),
-            cursor: Type.Optional(
-              Type.Integer({
-                minimum: 0,
-                maximum: MAX_INT4,
-                description: 'nextCursor of the previous page' + NOT_GIVEN,
-              }),
-            ),
+            cursor: POSITION_CURSOR,
           },
           { additionalProperties: false },
         ),
@@ -330,11 +331,11 @@ export default async function operationRoutes(app: App) {
     },
     async (req) => {
       const op = await reads.get(req.params.id);
-      await checkReportCursor(app.db.pool, op.id, req.query.cursor);
+      const cursor = await checkReportCursor(app.db.pool, op.id, req.query.cursor);
       const rows = await reads.rejections({
         operationId: op.id,
         class: req.query.class,
-        cursor: req.query.cursor,
+        cursor,
         limit: req.query.limit!,
       });
       return {
@@ -351,7 +352,11 @@ export default async function operationRoutes(app: App) {
           ...(r.purgeAfter ? { purgeAfter: r.purgeAfter.toISOString() } : {}),
           ...(r.state ? { state: r.state } : {}),
         })),
-        nextCursor: rows.length === req.query.limit ? String(rows[rows.length - 1]!.ordinal) : null,
+        ...paged(
+          `/v1/operations/${op.id}/report`,
+          req.query,
+          rows.length === req.query.limit ? String(rows.at(-1)!.ordinal) : null,
+        ),
       };
     },
   );

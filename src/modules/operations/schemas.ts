@@ -1,6 +1,6 @@
 // Operation request and response schemas (one per concept, with descriptions and examples).
 import { Type, type Static } from '@fastify/type-provider-typebox';
-import { IdString, MultilineText, Text } from '../../lib/schemas.ts';
+import { IdString, MultilineText, PageLinks, Text } from '../../lib/schemas.ts';
 import { RollingUsage } from './budget-schemas.ts';
 import { HaltPolicy, RolloutPolicy, WAVE_STEP } from './policy.ts';
 import { MAX_INLINE_IDS } from './intake.ts';
@@ -480,6 +480,7 @@ export const ReportPage = Type.Object(
       }),
     ),
     nextCursor: Type.Union([Type.String(), Type.Null()]),
+    links: PageLinks,
   },
   {
     description: 'Every offending ID of a rejected plan, in submission order',
@@ -487,6 +488,7 @@ export const ReportPage = Type.Object(
       counts: { ok: 0, type_mismatch: 1 },
       items: [{ index: 0, id: 'site_1', class: 'type_mismatch', actualType: 'site', tenantId: 't_1' }],
       nextCursor: null,
+      links: { next: null },
     },
   },
 );

@@ -5,7 +5,7 @@
 import { Type, type Static } from '@fastify/type-provider-typebox';
 import { BadRequestError } from '../../lib/errors.ts';
 import { ListFilter, listFilters, nextLink } from '../../lib/list-query.ts';
-import { errorResponses, IdString, type App } from '../../lib/schemas.ts';
+import { errorResponses, IdString, PageLinks, type App } from '../../lib/schemas.ts';
 import { deletedByView, standingDeletes } from '../restores/history.ts';
 import type { Queryable } from '../../lib/sql.ts';
 import { RESOURCE_EXAMPLE, RESOURCE_STATES, Resource, TYPE_NAME_PATTERN } from './schemas.ts';
@@ -29,7 +29,7 @@ const pageOf = <T extends ReturnType<typeof Type.Object>>(item: T, description: 
     {
       items: Type.Array(item),
       nextCursor: Nullable(Type.String({ description: 'Pass as `after` for the next page; null: last page' })),
-      links: Type.Object({ next: Nullable(Type.String({ description: 'The next page with the same filters' })) }),
+      links: PageLinks,
     },
     { description, example },
   );
