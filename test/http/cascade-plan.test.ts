@@ -115,6 +115,18 @@ describe('a site delete takes its active descendants with it', () => {
         '10 items exceeds the budget of 9',
       ]);
       expect(res.body.plan.breakGlassReasons.join(' ')).toContain(tenantId(39));
+      // The blast radius names the tenant the cascade reaches, in the wave that reaches it: the
+      // plan said 3 tenants while its top list and waves named 2.
+      const siteWave = res.body.plan.tenants.top.find((x: { tenantId: string }) => x.tenantId === tenantId(10)).wave;
+      expect(res.body.plan.tenants.top).toContainEqual({
+        tenantId: tenantId(39),
+        items: 1,
+        internal: false,
+        wave: siteWave,
+      });
+      const waves = res.body.plan.waves as { index: number; tenants: number; cumulativeTenants: number }[];
+      expect(waves.reduce((n, w) => n + w.tenants, 0)).toBe(3);
+      expect(waves.at(-1)!.cumulativeTenants).toBe(3);
     } finally {
       await request(t.app.server)
         .put('/v1/admin/policy')

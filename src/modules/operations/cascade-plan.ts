@@ -159,8 +159,11 @@ export interface CascadeSummary {
   byType: { type: string; count: number }[];
   /** Descendants per tenant of the submitted resource that takes them (its wave is theirs). */
   perRootTenant: Map<string, number>;
-  /** Tenants that only descendants belong to, with their protection. */
-  otherTenants: { tenantId: string; protected: boolean }[];
+  /**
+   * Tenants that only descendants belong to: their protection, how many of their resources the
+   * cascade takes, and the tenants of the submitted resources that take them (whose waves do).
+   */
+  otherTenants: { tenantId: string; protected: boolean; internal: boolean; items: number; rootTenants: string[] }[];
 }
 
 export async function cascadeSummary(client: pg.PoolClient): Promise<CascadeSummary> {
@@ -171,14 +174,29 @@ export async function cascadeSummary(client: pg.PoolClient): Promise<CascadeSumm
   const perRoot = await client.query<{ tenant_id: string; n: number }>(
     `SELECT c.tenant_id, count(*)::int AS n FROM plan_cascade pc JOIN plan_class c ON c.id = pc.root GROUP BY c.tenant_id`,
   );
-  const others = await client.query<{ tenant_id: string; protected: boolean }>(
-    `SELECT DISTINCT pc.tenant_id, t.protected FROM plan_cascade pc JOIN tenants t ON t.id = pc.tenant_id
-     WHERE NOT EXISTS (SELECT 1 FROM plan_class c WHERE c.tenant_id = pc.tenant_id) ORDER BY 1`,
+  const others = await client.query<{
+    tenant_id: string;
+    protected: boolean;
+    internal: boolean;
+    n: number;
+    roots: string[];
+  }>(
+    `SELECT pc.tenant_id, t.protected, t.internal, count(DISTINCT pc.id)::int AS n,
+            array_agg(DISTINCT c.tenant_id ORDER BY c.tenant_id) AS roots
+     FROM plan_cascade pc JOIN tenants t ON t.id = pc.tenant_id JOIN plan_class c ON c.id = pc.root
+     WHERE NOT EXISTS (SELECT 1 FROM plan_class x WHERE x.tenant_id = pc.tenant_id)
+     GROUP BY pc.tenant_id, t.protected, t.internal ORDER BY 1`,
   );
   return {
     byType: byType.rows,
     perRootTenant: new Map(perRoot.rows.map((r) => [r.tenant_id, r.n])),
-    otherTenants: others.rows.map((r) => ({ tenantId: r.tenant_id, protected: r.protected })),
+    otherTenants: others.rows.map((r) => ({
+      tenantId: r.tenant_id,
+      protected: r.protected,
+      internal: r.internal,
+      items: r.n,
+      rootTenants: r.roots,
+    })),
   };
 }
 

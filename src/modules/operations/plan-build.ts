@@ -2,7 +2,7 @@
 // then the item ledger and wave counters it is written as, and the hash an approval binds to.
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
-import { cascadeSummary, insertDescendants } from './cascade-plan.ts';
+import { cascadeSummary, insertDescendants, type CascadeSummary } from './cascade-plan.ts';
 import type { Budgets } from './policy.ts';
 import { estimatePlanRestore, restoreBreach, type EstimatedRestore } from './restore-estimate.ts';
 import type { RollingView } from './rolling-budgets.ts';
@@ -81,6 +81,7 @@ export async function buildPlan(
     descendants: cascade.perRootTenant.get(r.tenant_id) ?? 0,
   }));
   const { waves, waveOf } = scheduleWaves(tenants, input.steps);
+  const reached = reachedByCascade(waves, waveOf, cascade.otherTenants);
   const itemCount = tenants.reduce((n, t) => n + t.items + (t.descendants ?? 0), 0);
   const tenantCount = tenants.length + cascade.otherTenants.length;
   const protectedTenants = [...loads.rows, ...cascade.otherTenants.map((t) => ({ tenant_id: t.tenantId, ...t }))]
@@ -106,10 +107,17 @@ export async function buildPlan(
     );
   }
   const all = (t: TenantLoad) => t.items + (t.descendants ?? 0);
-  const top = [...tenants]
-    .sort((a, b) => all(b) - all(a) || (a.tenantId < b.tenantId ? -1 : 1))
-    .slice(0, TOP_TENANTS)
-    .map((t) => ({ tenantId: t.tenantId, items: all(t), internal: t.internal, wave: waveOf.get(t.tenantId)! }));
+  const top = [
+    ...tenants.map((t) => ({
+      tenantId: t.tenantId,
+      items: all(t),
+      internal: t.internal,
+      wave: waveOf.get(t.tenantId)!,
+    })),
+    ...reached,
+  ]
+    .sort((a, b) => b.items - a.items || (a.tenantId < b.tenantId ? -1 : 1))
+    .slice(0, TOP_TENANTS);
   return {
     waveOf,
     protectedTenants,
@@ -119,7 +127,7 @@ export async function buildPlan(
       tenantCount,
       tenants: {
         total: tenantCount,
-        internal: tenants.filter((t) => t.internal).length,
+        internal: [...tenants, ...reached].filter((t) => t.internal).length,
         protected: protectedTenants.length,
         top,
       },
@@ -137,6 +145,26 @@ export async function buildPlan(
       breakGlassReasons,
     },
   };
+}
+
+/**
+ * Tenants only a cascade reaches (a site's app that belongs to another customer): each is counted
+ * in the first wave whose items take one of its resources (`tenants`, and `cumulativeTenants` from
+ * there on when external), so the waves name as many tenants as the plan counts, and a canary wave
+ * of "1" tenant shows the second one its cascade reaches. Their items stay counted where their
+ * parents are (the wave that deletes them). Changes `waves` in place.
+ */
+function reachedByCascade(
+  waves: WavePlan[],
+  waveOf: Map<string, number>,
+  others: CascadeSummary['otherTenants'],
+): { tenantId: string; items: number; internal: boolean; wave: number }[] {
+  return others.map((o) => {
+    const wave = Math.min(...o.rootTenants.map((t) => waveOf.get(t)!));
+    waves[wave]!.tenants += 1;
+    if (!o.internal) for (const w of waves.slice(wave)) w.cumulativeTenants += 1;
+    return { tenantId: o.tenantId, items: o.items, internal: o.internal, wave };
+  });
 }
 
 /** Submitted items and cascaded descendants per tenant each belongs to. */
