@@ -225,6 +225,35 @@ describe('a tenant protected while the operation runs', () => {
     }
   }, 60_000);
 
+  it('a resume that halts again on the refused items says why again: the halt reason keeps the last error', async () => {
+    const sites = freshSites(3);
+    const ids = appsOf(sites, APPS);
+    const op = await submit(ids, {
+      rollout: { bakeSeconds: 2, concurrency: 2, waves: ['1', '100%'] },
+      haltPolicy: { ...FAST_HALT, maxFailureRate: 0.1, onHalt: 'pause' },
+    }).expect(201);
+    await command(h, 'approver', op.body.id, 'approve', { planHash: op.body.planHash }).expect(200);
+    const guarded = tenantId(sites[2]!);
+    await command(h, 'operator', op.body.id, 'start').expect(200);
+    await query(h.databaseUrl, `UPDATE tenants SET protected = true WHERE id = $1`, [guarded]);
+    try {
+      const first = await waitForState(h, op.body.id, ['halted', 'completed', 'completed_with_failures']);
+      expect(first.state).toBe('halted');
+      expect(first.haltReason).toContain(`its tenant ${guarded} is protected`);
+      // The refusals are permanent: a resume does not send them again, and the wave halts again
+      // on them. It said only "item failure rate 50% over 10%", and the operator lost the cause.
+      await command(h, 'operator', op.body.id, 'resume').expect(200);
+      const halts = async () => (await audit(op.body.id)).filter((a) => a.action === 'operation.halted').length;
+      await until(async () => (await halts()) === 2, 'the second halt', 20_000);
+      const again = await getOperation(h, op.body.id);
+      expect(again.state).toBe('halted');
+      expect(again.haltReason).toContain('failure rate');
+      expect(again.haltReason).toContain(`its tenant ${guarded} is protected`);
+    } finally {
+      await query(h.databaseUrl, `UPDATE tenants SET protected = false WHERE id = $1`, [guarded]);
+    }
+  }, 60_000);
+
   it("a plan's break-glass covers the tenants protected at the plan, not another protected since", async () => {
     const sites = freshSites(3);
     const [covered, later] = [tenantId(sites[1]!), tenantId(sites[2]!)];

@@ -149,7 +149,8 @@ export async function runSameDbChunk<Tx>(
         // a done soft delete means for the row (its retention, registry-apply.ts), and a hard delete
         // is the statement itself. It would look up every done item again to change no row.
         const verdicts = items.map((r) => (sid.has(r.seq) ? 'done' : 'failed'));
-        const stats = await foldIntoWave(db, j.opId, j.wave, verdicts, since);
+        const lastError = errors.findLast((e) => e !== null) ?? undefined;
+        const stats = await foldIntoWave(db, j.opId, j.wave, verdicts, since, lastError);
         // The last look, just before the commit: a pause or halt that committed meanwhile undoes
         // the whole chunk (nothing of it ever happened), so nothing is recorded done after it.
         if (!(await stillRuns(db, j))) throw STOPPED;
@@ -157,7 +158,7 @@ export async function runSameDbChunk<Tx>(
         counted.failed = items.length - doneSeqs.length;
         // The last refusal names its cause (a resource or tenant protected since the plan): a halt
         // reason that says only "failure rate 100%" sent the operator to the ledger to find it.
-        return waveEvent(stats, errors.findLast((e) => e !== null) ?? undefined);
+        return waveEvent(stats, lastError);
       },
       { name: 'system' },
       { report: true },

@@ -214,7 +214,11 @@ export async function settleIfDone<Tx>(deps: Pick<ChunkDeps<Tx>, 'engine' | 'led
     opId,
     async (tx) => {
       const w = await deps.ledger.waveStats(tx, opId, wave);
-      return w && w.pending === 0 ? { type: 'wave_settled', wave, stats: w } : null;
+      if (!w || w.pending > 0) return null;
+      // The wave's last error goes with it: a wave judged again here (after a resume) that halts
+      // says why, as the chunk that failed its items did.
+      const { lastError, ...stats } = w;
+      return { type: 'wave_settled', wave, stats, ...(lastError && stats.failed > 0 ? { lastError } : {}) };
     },
     SYSTEM,
     { report: true },

@@ -142,7 +142,7 @@ export interface Ledger<Tx = Queryable> {
     follow?: (rec: Omit<Recorded, 'stats'>) => Promise<void>,
   ): Promise<Recorded>;
   /** The wave's counters under its row lock. */
-  waveStats(tx: Tx, opId: string, wave: number): Promise<WaveStats | undefined>;
+  waveStats(tx: Tx, opId: string, wave: number): Promise<WaveRow | undefined>;
 }
 
 const seqsOf = (xs: { seq: number }[]) => xs.map((x) => x.seq);
@@ -303,7 +303,8 @@ export function pgLedger(pool: pg.Pool, leaseMs: number, snapshots: Pick<Snapsho
       const recordedDone = doneSeqs.length;
       const counts = { recordedDone, recordedFailed: landed.length - recordedDone, descendantsDone, doneSeqs };
       await follow?.(counts);
-      return { stats: await foldIntoWave(tx, opId, wave, verdicts, now), ...counts };
+      const lastError = landed.findLast((o) => o.state === 'failed' && o.error)?.error ?? undefined;
+      return { stats: await foldIntoWave(tx, opId, wave, verdicts, now, lastError), ...counts };
     },
 
     waveStats: waveStatsLocked,
@@ -320,23 +321,35 @@ export async function foldIntoWave(
   wave: number,
   verdicts: readonly ItemVerdict[],
   now: number,
+  /** The error of the last of these items that failed (kept on the wave for a later halt reason). */
+  lastError?: string,
 ): Promise<WaveStats> {
   const before = await waveStatsLocked(tx, opId, wave);
   if (!before) throw new Error(`wave ${wave} of ${opId} does not exist`);
   const stats = foldOutcomes(before, verdicts);
   if (verdicts.length) {
     await tx.query(
-      `UPDATE operation_waves SET done = $3, failed = $4, consecutive_failures = $5, progress_at = $6
+      `UPDATE operation_waves SET done = $3, failed = $4, consecutive_failures = $5, progress_at = $6,
+         last_error = coalesce($7, last_error)
        WHERE operation_id = $1 AND wave = $2`,
-      [opId, wave, stats.done, stats.failed, stats.consecutiveFailures, new Date(now)],
+      [opId, wave, stats.done, stats.failed, stats.consecutiveFailures, new Date(now), lastError ?? null],
     );
   }
   return stats;
 }
 
-async function waveStatsLocked(tx: Queryable, opId: string, wave: number): Promise<WaveStats | undefined> {
-  const w = await tx.query<{ done: number; failed: number; consecutive_failures: number; total: number }>(
-    `SELECT done, failed, consecutive_failures, to_seq - from_seq AS total FROM operation_waves
+/** A wave's counters, and the error of its last failed item (a halt reason quotes it). */
+export type WaveRow = WaveStats & { lastError?: string };
+
+async function waveStatsLocked(tx: Queryable, opId: string, wave: number): Promise<WaveRow | undefined> {
+  const w = await tx.query<{
+    done: number;
+    failed: number;
+    consecutive_failures: number;
+    total: number;
+    last_error: string | null;
+  }>(
+    `SELECT done, failed, consecutive_failures, to_seq - from_seq AS total, last_error FROM operation_waves
      WHERE operation_id = $1 AND wave = $2 FOR UPDATE`,
     [opId, wave],
   );
@@ -347,6 +360,7 @@ async function waveStatsLocked(tx: Queryable, opId: string, wave: number): Promi
       failed: r.failed,
       consecutiveFailures: r.consecutive_failures,
       pending: r.total - r.done - r.failed,
+      ...(r.last_error !== null ? { lastError: r.last_error } : {}),
     }
   );
 }

@@ -1,0 +1,2 @@
+-- AlterTable
+ALTER TABLE "operation_waves" ADD COLUMN     "last_error" TEXT;
