@@ -134,6 +134,7 @@ describe('blastgate CLI against the real stack', () => {
     const status = await as('viewer', ['--json', 'status', op.id]);
     expect(status.code).toBe(0);
     expect(parse(status)).toMatchObject({ id: op.id, state: 'completed' });
+    expect((await as('viewer', ['status', '--exit-status', op.id])).code).toBe(0);
   });
 
   it('a rejected plan exits 10 with per-class counts, the first offenders and how to get the full report', async () => {
@@ -235,6 +236,10 @@ describe('blastgate CLI against the real stack', () => {
     }
     const r = await as('viewer', ['status', id]);
     expect(r.code, r.stderr).toBe(0);
+    // A pipeline that asks gets the outcome as the exit code, as `watch` maps it (11 here).
+    const strict = await as('viewer', ['status', '--exit-status', id]);
+    expect(strict.code, strict.stderr).toBe(11);
+    expect(strict.stdout).toBe(r.stdout);
     expect(r.stdout).toContain('  unfinished: 1 item(s)\n');
     expect(r.stdout).toMatch(/\n {4}app_00027_0[01] \(tenant_00027, failed\): .*422/);
   });

@@ -1,7 +1,7 @@
 // plan, submit, status, watch, report: an ID list streamed in as NDJSON (POST /v1/operations takes
 // up to 1,000,000 IDs that way, staged server-side), and an operation followed to its outcome.
 import type { Command } from 'commander';
-import { EXIT, usageError } from '../exit-codes.ts';
+import { EXIT, exitForState, usageError } from '../exit-codes.ts';
 import { ndjsonBody, openIds, collectIds, inListLines, ListLines, type IdStats } from '../ids.ts';
 import { inFlags, specOf, specOptions, type SpecFlags, type SubmitFlags } from '../spec.ts';
 import { submitViaQueue } from '../queue.ts';
@@ -157,8 +157,12 @@ export function registerOperationCommands(program: Command) {
     .command('status')
     .description('State, plan, per-wave progress and halt reason of an operation')
     .argument('<id>', 'operation ID')
+    .option(
+      '--exit-status',
+      "exit with the outcome's code as watch does (0 completed, 10 rejected, 11 stopped, 12 paused); 0 while it runs",
+    )
     .action(
-      act(async (id: string, _f: unknown, cmd: Command) => {
+      act(async (id: string, flags: { exitStatus?: boolean }, cmd: Command) => {
         const ctx = ctxOf(cmd);
         needToken(ctx);
         const op = await ctx.client.get<StatusView>(`/v1/operations/${encodeURIComponent(id)}`);
@@ -190,7 +194,8 @@ export function registerOperationCommands(program: Command) {
             ctx.out.line(`  full report: blastgate report ${op.id}  (GET ${op.links?.report})`);
           else for (const l of planLines(op.plan, op.planHash, op.kind)) ctx.out.line(l);
         });
-        return EXIT.ok;
+        // A status is read successfully whatever the state; a pipeline that branches on the outcome asks.
+        return flags.exitStatus ? (exitForState(op.state) ?? EXIT.ok) : EXIT.ok;
       }),
     );
 
