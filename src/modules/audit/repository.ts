@@ -83,11 +83,22 @@ const toRow = (r: Record<string, unknown>): AuditRow => ({
   hash: r.hash as string,
 });
 
-export async function listAudit(db: Queryable, q: { after?: number; limit: number; operationId?: string }) {
+/** A LIKE pattern that matches `prefix` and anything after it (its own `%`, `_` and `\\` literal). */
+const likePrefix = (prefix: string) => `${prefix.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+
+export async function listAudit(
+  db: Queryable,
+  q: { after?: number; limit: number; operationId?: string; action?: string[]; actor?: string[]; outcome?: string[] },
+) {
+  // An action ending in `*` is a prefix (`registry.*`); any other is matched exactly.
+  const exact = q.action?.filter((a) => !a.endsWith('*'));
+  const prefixes = q.action?.filter((a) => a.endsWith('*')).map((a) => likePrefix(a.slice(0, -1)));
   const res = await db.query(
     `SELECT * FROM audit_events WHERE seq > $1 AND ($2::text IS NULL OR operation_id = $2)
+       AND ($4::text[] IS NULL OR action = ANY($4) OR action LIKE ANY($5::text[]))
+       AND ($6::text[] IS NULL OR actor = ANY($6)) AND ($7::text[] IS NULL OR outcome = ANY($7))
      ORDER BY seq LIMIT $3`,
-    [q.after ?? 0, q.operationId ?? null, q.limit],
+    [q.after ?? 0, q.operationId ?? null, q.limit, exact ?? null, prefixes ?? [], q.actor ?? null, q.outcome ?? null],
   );
   return res.rows.map(toRow);
 }

@@ -1,6 +1,7 @@
 // Reading and verifying the audit log, and recording refused destructive requests.
 import { Type } from '@fastify/type-provider-typebox';
-import { errorResponses, IdString, type App } from '../../lib/schemas.ts';
+import { listFilters, nextLink } from '../../lib/list-query.ts';
+import { errorResponses, IdString, PageLinks, Text, type App } from '../../lib/schemas.ts';
 import { auditAlone, listAudit, verifyAudit } from './repository.ts';
 import { isUnreachable } from '../../plugins/db.ts';
 import { escapeText, isStorable } from '../../lib/text.ts';
@@ -20,16 +21,28 @@ const AuditEvent = Type.Object(
   { $id: 'AuditEvent', description: 'One audit event, chained to the previous by prevHash' },
 );
 
+/** A free-form filter of the log: several values, repeated or comma-separated (lib/list-query.ts). */
+const AuditFilter = (description: string) =>
+  Type.Optional(
+    Type.Array(Text({ minLength: 1, maxLength: 200 }), {
+      minItems: 1,
+      maxItems: 50,
+      description: `${description}. Several: repeat the parameter or separate with commas`,
+    }),
+  );
+
 export default async function auditRoutes(app: App) {
   app.get(
     '/audit',
     {
       config: { auth: 'any' },
+      preValidation: listFilters({ action: null, actor: null, outcome: null }),
       schema: {
         operationId: 'listAudit',
         tags: ['audit'],
         summary: 'Read the audit log',
-        description: 'Events in order. Page with `after` = the last seq you saw.',
+        description:
+          'Events in order. Page with `after` = the last seq you saw (`nextAfter`), or follow `links.next`. Filters combine (all must hold); each takes several values (any of them).',
         querystring: Type.Object(
           {
             after: Type.Optional(
@@ -43,12 +56,17 @@ export default async function auditRoutes(app: App) {
               Type.Integer({ minimum: 1, maximum: 1000, default: 100, description: 'Page size (default 100)' }),
             ),
             operationId: Type.Optional(IdString({ description: 'Only the events of this operation' })),
+            action: AuditFilter(
+              'Only these actions (`registry.tenants.upsert`), or a prefix ending in `*` (`registry.*`, `operation.*`)',
+            ),
+            actor: AuditFilter("Only events by these token names (the event's `actor`)"),
+            outcome: AuditFilter('Only events with these outcomes (`accepted`, `refused`, …)'),
           },
           { additionalProperties: false },
         ),
         response: {
           200: Type.Object(
-            { items: Type.Array(AuditEvent), nextAfter: Type.Union([Type.Integer(), Type.Null()]) },
+            { items: Type.Array(AuditEvent), nextAfter: Type.Union([Type.Integer(), Type.Null()]), links: PageLinks },
             {
               description: 'A page of events',
               example: {
@@ -70,6 +88,7 @@ export default async function auditRoutes(app: App) {
                   },
                 ],
                 nextAfter: null,
+                links: { next: null },
               },
             },
           ),
@@ -81,7 +100,12 @@ export default async function auditRoutes(app: App) {
       // The validator filled in the default page size.
       const limit = req.query.limit!;
       const items = await listAudit(app.db.pool, { ...req.query, limit });
-      return { items, nextAfter: items.length === limit ? items[items.length - 1]!.seq : null };
+      const nextAfter = items.length === limit ? items[items.length - 1]!.seq : null;
+      return {
+        items,
+        nextAfter,
+        links: { next: nextLink('/v1/audit', req.query, 'after', nextAfter === null ? null : String(nextAfter)) },
+      };
     },
   );
 
