@@ -191,18 +191,27 @@ describe('a resource protected while the operation runs', () => {
   }, 60_000);
 });
 
+/**
+ * Three sites' apps in waves "1" then "100%" (2 s bake between), started; the last site's tenant
+ * is then protected (as an import would), before its wave runs. Unprotect `guarded` when done.
+ */
+async function protectLastTenantMidRun(maxFailureRate: number) {
+  const sites = freshSites(3);
+  const ids = appsOf(sites, APPS);
+  const op = await submit(ids, {
+    rollout: { bakeSeconds: 2, concurrency: 2, waves: ['1', '100%'] },
+    haltPolicy: { ...FAST_HALT, maxFailureRate, onHalt: 'pause' },
+  }).expect(201);
+  await command(h, 'approver', op.body.id, 'approve', { planHash: op.body.planHash }).expect(200);
+  const guarded = tenantId(sites[2]!);
+  await command(h, 'operator', op.body.id, 'start').expect(200);
+  await query(h.databaseUrl, `UPDATE tenants SET protected = true WHERE id = $1`, [guarded]);
+  return { op, ids, guarded };
+}
+
 describe('a tenant protected while the operation runs', () => {
   it("is left alone: its items fail saying so, none is sent, and other tenants' items run", async () => {
-    const sites = freshSites(3);
-    const ids = appsOf(sites, APPS);
-    const op = await submit(ids, {
-      rollout: { bakeSeconds: 2, concurrency: 2, waves: ['1', '100%'] },
-      haltPolicy: { ...FAST_HALT, maxFailureRate: 1, onHalt: 'pause' },
-    }).expect(201);
-    await command(h, 'approver', op.body.id, 'approve', { planHash: op.body.planHash }).expect(200);
-    const guarded = tenantId(sites[2]!);
-    await command(h, 'operator', op.body.id, 'start').expect(200);
-    await query(h.databaseUrl, `UPDATE tenants SET protected = true WHERE id = $1`, [guarded]);
+    const { op, ids, guarded } = await protectLastTenantMidRun(1);
     try {
       const end = await waitForState(h, op.body.id, ['completed', 'completed_with_failures', 'paused', 'halted']);
       expect(end.state).toBe('completed_with_failures');
@@ -226,16 +235,7 @@ describe('a tenant protected while the operation runs', () => {
   }, 60_000);
 
   it('a resume that halts again on the refused items says why again: the halt reason keeps the last error', async () => {
-    const sites = freshSites(3);
-    const ids = appsOf(sites, APPS);
-    const op = await submit(ids, {
-      rollout: { bakeSeconds: 2, concurrency: 2, waves: ['1', '100%'] },
-      haltPolicy: { ...FAST_HALT, maxFailureRate: 0.1, onHalt: 'pause' },
-    }).expect(201);
-    await command(h, 'approver', op.body.id, 'approve', { planHash: op.body.planHash }).expect(200);
-    const guarded = tenantId(sites[2]!);
-    await command(h, 'operator', op.body.id, 'start').expect(200);
-    await query(h.databaseUrl, `UPDATE tenants SET protected = true WHERE id = $1`, [guarded]);
+    const { op, guarded } = await protectLastTenantMidRun(0.1);
     try {
       const first = await waitForState(h, op.body.id, ['halted', 'completed', 'completed_with_failures']);
       expect(first.state).toBe('halted');
