@@ -159,11 +159,14 @@ function reachedByCascade(
   waveOf: Map<string, number>,
   others: CascadeSummary['otherTenants'],
 ): { tenantId: string; items: number; internal: boolean; wave: number }[] {
-  return others.map((o) => {
-    const wave = Math.min(...o.rootTenants.map((t) => waveOf.get(t)!));
-    waves[wave]!.tenants += 1;
-    if (!o.internal) for (const w of waves.slice(wave)) w.cumulativeTenants += 1;
-    return { tenantId: o.tenantId, items: o.items, internal: o.internal, wave };
+  return others.flatMap((o) => {
+    const wave = Math.min(...o.rootTenants.flatMap((t) => waveOf.get(t) ?? []));
+    const first = waves.find((w) => w.index === wave);
+    // (Every root's tenant has a wave: the plan's tenants are its roots' tenants.)
+    if (!first) return [];
+    first.tenants += 1;
+    if (!o.internal) for (const w of waves) if (w.index >= wave) w.cumulativeTenants += 1;
+    return [{ tenantId: o.tenantId, items: o.items, internal: o.internal, wave }];
   });
 }
 
