@@ -43,17 +43,29 @@ interface StaleRow {
  */
 export async function planStale(tx: pg.PoolClient, record: OperationRecord): Promise<AppError | null> {
   const states = statesActedOn(record.action);
+  const cascadeTo = await cascadeTypes(tx, record.targetType);
+  const kids = await tx.query(
+    `SELECT 1 FROM operation_items WHERE operation_id = $1 AND parent_seq IS NOT NULL LIMIT 1`,
+    [record.id],
+  );
+  // The cascade checks look the ledger up by resource ID, which it has no index for: they read a
+  // copy of it that PostgreSQL has statistics of (see stale_ledger). A plan without cascades
+  // (no descendants, none to look for) reads its ledger once, as before.
+  if (kids.rowCount || cascadeTo.length) await copyLedger(tx, record.id);
   const r = await tx.query<StaleRow & { total: number }>(
-    // Only descendants (parent_seq set: few, and none in most plans) are looked at for a move, so
-    // the ledger of a plan without cascades is read once, as before.
-    `WITH moved AS (
-       SELECT i.seq, root.resource_id AS root_id
-       FROM operation_items i
-       JOIN resources r ON r.id = i.resource_id
-       JOIN operation_items root ON root.operation_id = i.operation_id AND root.seq = i.parent_seq
-       LEFT JOIN operation_items q ON q.operation_id = i.operation_id AND q.resource_id = r.parent_id
-       WHERE i.operation_id = $1 AND i.parent_seq IS NOT NULL
-         AND (q.seq IS NULL OR (q.seq <> i.parent_seq AND q.parent_seq IS DISTINCT FROM i.parent_seq))
+    // A descendant moved out of its cascade: its parent now is neither the submitted item that takes
+    // it nor another planned descendant of that item.
+    `WITH moved AS MATERIALIZED (
+       ${
+         kids.rowCount
+           ? `SELECT d.seq, root.resource_id AS root_id
+       FROM stale_ledger d
+       JOIN resources r ON r.id = d.resource_id
+       JOIN stale_ledger root ON root.seq = d.parent_seq
+       WHERE d.parent_seq IS NOT NULL AND r.parent_id IS DISTINCT FROM root.resource_id
+         AND NOT EXISTS (SELECT 1 FROM stale_ledger q WHERE q.parent_seq = d.parent_seq AND q.resource_id = r.parent_id)`
+           : 'SELECT NULL::int AS seq, NULL::text AS root_id WHERE false'
+       }
      )
      SELECT i.resource_id, coalesce(i.resource_type, $2) AS planned_type, i.tenant_id AS planned_tenant, r.type,
             r.tenant_id, r.state, r.protected, t.protected AS tenant_protected,
@@ -72,7 +84,7 @@ export async function planStale(tx: pg.PoolClient, record: OperationRecord): Pro
      ORDER BY i.seq LIMIT $4`,
     [record.id, record.targetType, record.approvedTenants, STALE_LISTED, states],
   );
-  const unplanned = r.rows.length ? [] : await unplannedDescendants(tx, record, states);
+  const unplanned = r.rows.length || !cascadeTo.length ? [] : await unplannedDescendants(tx, cascadeTo, states);
   if (r.rows.length === 0 && unplanned.length === 0) return null;
   const total = r.rows[0]?.total ?? unplanned.length;
   const changed = r.rows.map((x) => ({
@@ -119,19 +131,37 @@ function staleReason(x: StaleRow, states: readonly string[], approvedTenants: re
   return 'changed';
 }
 
+async function cascadeTypes(tx: pg.PoolClient, type: string): Promise<string[]> {
+  const r = await tx.query<{ cascade_to: string[] }>(`SELECT cascade_to FROM resource_types WHERE name = $1`, [type]);
+  return r.rows[0]?.cascade_to ?? [];
+}
+
+/**
+ * The operation's ledger copied into a temporary table, with statistics. PostgreSQL cannot know
+ * how many ledger rows a new operation has (its ID is in no statistics, which older large
+ * operations fill), guessed 4, and looked each descendant's parent up in a nested loop over the
+ * whole ledger: a site with 5,006 apps took 4-6 minutes to start, all of it under the operation's
+ * row lock, so an abort waited behind it (a trial). Counted, it joins by hash.
+ */
+async function copyLedger(tx: pg.PoolClient, operationId: string) {
+  await tx.query(`DROP TABLE IF EXISTS stale_ledger`);
+  await tx.query(
+    `CREATE TEMP TABLE stale_ledger ON COMMIT DROP AS
+     SELECT seq, parent_seq, resource_id, depth FROM operation_items WHERE operation_id = $1`,
+    [operationId],
+  );
+  await tx.query(`ANALYZE stale_ledger`);
+}
+
 /** Resources (in a state it acts on) a cascade of this operation would take that its ledger does not list. */
-async function unplannedDescendants(tx: pg.PoolClient, record: OperationRecord, states: readonly string[]) {
-  const type = await tx.query<{ cascade_to: string[] }>(`SELECT cascade_to FROM resource_types WHERE name = $1`, [
-    record.targetType,
-  ]);
-  const cascadeTo = type.rows[0]?.cascade_to ?? [];
-  if (cascadeTo.length === 0) return [];
+async function unplannedDescendants(tx: pg.PoolClient, cascadeTo: string[], states: readonly string[]) {
   // Every level's parent is in the ledger, so one join over direct children covers every depth.
-  const children = `SELECT c.id, c.type, c.tenant_id, c.parent_id, c.state FROM operation_items p
-     JOIN resources c ON c.parent_id = p.resource_id AND c.state = ANY($4::text[]) AND c.type = ANY($2::text[])
-     LEFT JOIN operation_items i ON i.operation_id = $1 AND i.resource_id = c.id
-     WHERE p.operation_id = $1 AND i.seq IS NULL AND p.depth < $3`;
-  const params = [record.id, cascadeTo, CASCADE_DEPTH, states];
+  // The ledger is read from its copy with statistics (copyLedger): joined with the operation's
+  // own rows, a guess of 4 rows made this a nested loop of the registry against the ledger.
+  const children = `SELECT c.id, c.type, c.tenant_id, c.parent_id, c.state FROM stale_ledger p
+     JOIN resources c ON c.parent_id = p.resource_id AND c.state = ANY($3::text[]) AND c.type = ANY($1::text[])
+     WHERE p.depth < $2 AND NOT EXISTS (SELECT 1 FROM stale_ledger i WHERE i.resource_id = c.id)`;
+  const params = [cascadeTo, CASCADE_DEPTH, states];
   // The planner left out what Blastgate already deleted through an HTTP adapter (see
   // leaveOutDeletedElsewhere): such a child is not new, unless that delete was undone since.
   const asked = ledgerDecides(states)
@@ -140,7 +170,7 @@ async function unplannedDescendants(tx: pg.PoolClient, record: OperationRecord, 
   const r = await tx.query<{ id: string; type: string; tenant_id: string; parent_id: string; state: string }>(
     `SELECT x.* FROM (${children}) x
      ${asked ? `WHERE NOT EXISTS (SELECT 1 FROM restore_latest l JOIN resources r ON r.id = l.id WHERE l.id = x.id AND ${DELETE_STANDS})` : ''}
-     ORDER BY x.id LIMIT $5`,
+     ORDER BY x.id LIMIT $4`,
     [...params, STALE_LISTED],
   );
   return r.rows.map((x) => ({
