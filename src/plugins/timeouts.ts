@@ -7,7 +7,8 @@
 //   so that its keep-alive connection serves the next request, and a client still sending gets
 //   the answer (a 413 included) instead of a reset;
 // - answering must finish within handlerTimeoutMs: 503 HANDLER_TIMEOUT with Retry-After
-//   (installHandlerDeadline). A submission still planning then rolls back instead of committing.
+//   (installHandlerDeadline). A submission still planning, or an operator command not yet
+//   committed, then rolls back instead of committing.
 //   Not Fastify's own handlerTimeout: in 5.12 the end of a request body clears its timer, so it
 //   never fires for a request with a body (fastify/fastify#6725).
 import { randomUUID } from 'node:crypto';
@@ -40,7 +41,7 @@ export function serverTimeoutOptions(limits: Pick<Limits, 'requestTimeoutMs'>) {
 /**
  * Every request is answered within handlerTimeoutMs of its arrival: 503 HANDLER_TIMEOUT otherwise.
  * The handler is not stopped (nothing in Node can stop it); work that must not outlive its answer
- * checks `reply.sent` before it commits (the submission does).
+ * checks `reply.sent` before it commits (submissions and operator commands do).
  */
 export function installHandlerDeadline(app: FastifyInstance, handlerTimeoutMs: number) {
   app.addHook('onRequest', async (_request, reply) => {
@@ -51,7 +52,7 @@ export function installHandlerDeadline(app: FastifyInstance, handlerTimeoutMs: n
           new RetryLaterError(
             503,
             'HANDLER_TIMEOUT',
-            `No answer within ${handlerTimeoutMs} ms (BLASTGATE_HANDLER_TIMEOUT_MS); retry later. A submission that times out is rolled back`,
+            `No answer within ${handlerTimeoutMs} ms (BLASTGATE_HANDLER_TIMEOUT_MS); retry later. A submission or command that times out is rolled back`,
             HANDLER_TIMEOUT_RETRY_AFTER_S,
             { limitMs: handlerTimeoutMs },
           ),

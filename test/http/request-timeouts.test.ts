@@ -128,3 +128,37 @@ it('a request not answered within the handler timeout: 503 with Retry-After, and
     .send({ targetType: 'app', reason: 'Remove the legacy app', ticket: 'CHG-LATE', ids: [appId(1, 0)] });
   expect(again.status, JSON.stringify(again.body)).toBe(201);
 });
+
+it('an operator command not answered within the handler timeout: 503, and it never commits afterwards', async () => {
+  const op = await request(t.app.server)
+    .post('/v1/operations')
+    .set('authorization', t.auth('requester'))
+    .send({ targetType: 'app', reason: 'Remove the legacy app', ticket: 'CHG-SLOWCMD', ids: [appId(2, 0)] })
+    .expect(201);
+  // The approval reaches its insert and waits there, past the handler timeout. It used to commit
+  // once released: the operator was told "retry later" about an approval (or a start) that stood.
+  const lock = await holdLock(t.databaseUrl, 'LOCK TABLE approvals IN SHARE MODE');
+  let res: request.Response;
+  try {
+    res = await request(t.app.server)
+      .post(`/v1/operations/${op.body.id}/approve`)
+      .set('authorization', t.auth('approver'))
+      .send({ planHash: op.body.planHash });
+  } finally {
+    await lock.release();
+  }
+  expect(res.status).toBe(503);
+  expect(res.body).toMatchObject({ code: 'HANDLER_TIMEOUT', message: expect.stringContaining('rolled back') });
+  // Released, the command runs on to its commit, finds the request answered, and rolls back. Asked
+  // again, the approval waits for the first one's transaction (the operation's row lock), so by its
+  // answer the first has ended: this one is the approval that applies, and the only one recorded.
+  const again = await request(t.app.server)
+    .post(`/v1/operations/${op.body.id}/approve`)
+    .set('authorization', t.auth('approver'))
+    .send({ planHash: op.body.planHash });
+  expect(again.status, JSON.stringify(again.body)).toBe(200);
+  expect(again.body.command).toMatchObject({ from: 'planned', to: 'approved', changed: true });
+  expect(await query(t.databaseUrl, 'SELECT 1 FROM approvals WHERE operation_id = $1', [op.body.id])).toHaveLength(1);
+  const verify = await request(t.app.server).get('/v1/audit/verify').set('authorization', t.auth('viewer'));
+  expect(verify.body).toMatchObject({ valid: true });
+});

@@ -78,11 +78,19 @@ export type EventSource<Tx> = LifecycleEvent | ((tx: Tx) => Promise<LifecycleEve
 export interface ApplyOptions {
   /** A worker's report: a refusal means it is stale, so it is returned instead of thrown. */
   report?: boolean;
+  /**
+   * An HTTP command: true once its request was answered without it (503 HANDLER_TIMEOUT). Asked
+   * just before the commit, which it then rolls back: the caller was told it did not happen.
+   */
+  abandoned?: () => boolean;
 }
 
 export interface Engine<Tx> {
   apply(opId: string, source: EventSource<Tx>, actor: Actor, opts?: ApplyOptions): Promise<Applied | null>;
 }
+
+const abandonedCommand = () =>
+  new Error('the request was answered on its time limit before the command committed: rolled back');
 
 export function createEngine<Tx>(deps: EngineDeps<Tx>): Engine<Tx> {
   const { store, clock } = deps;
@@ -107,6 +115,7 @@ export function createEngine<Tx>(deps: EngineDeps<Tx>): Engine<Tx> {
           if (problem) throw problem;
         }
         const version = await store.persist(tx, record, d.next, { event, effects: d.effects, actor, now });
+        if (opts.abandoned?.()) throw abandonedCommand();
         return { record, state: d.next, effects: d.effects, changed, version };
       });
       if (result?.changed) {

@@ -205,12 +205,15 @@ export default async function commandRoutes(app: App) {
           },
         },
       },
-      async (req) => {
+      async (req, reply) => {
         const id = req.params.id;
-        const applied = await app.engine.apply(id, c.event(req.principal!, req.body), {
-          name: req.principal!.name,
-          tokenId: req.principal!.tokenId,
-        });
+        const applied = await app.engine.apply(
+          id,
+          c.event(req.principal!, req.body),
+          { name: req.principal!.name, tokenId: req.principal!.tokenId },
+          // Answered 503 on its time limit (plugins/timeouts.ts): the command must not commit after.
+          { abandoned: () => reply.sent },
+        );
         req.auditedByService = true;
         const v = await reads.view(id, { drills: false });
         // The view is read after the commit, and another command may have committed in between:
