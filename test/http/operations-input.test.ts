@@ -468,6 +468,26 @@ describe('Idempotency-Key', () => {
     expect(ops[0]!.n).toBe(1);
   });
 
+  it("another token's key is refused (409), not answered with that token's operation", async () => {
+    const body = { ...spec, ids: [appId(12, 0)] };
+    const mine = await post().set('idempotency-key', 'chg-2042').send(body).expect(201);
+    // A second pipeline (its own token, scoped to another tenant) that happens to use the same key
+    // and list was answered 200 with the first one's operation: a tenant outside its scope, and an
+    // outcome that is not its own.
+    const other = await t.app.authService.createToken('other-pipeline', 'requester', { tokenId: 'test', name: 'test' });
+    const theirs = await request(t.app.server)
+      .post('/v1/operations')
+      .set('authorization', `Bearer ${other.token}`)
+      .set('idempotency-key', 'chg-2042')
+      .send(body)
+      .expect(409);
+    expect(theirs.body).toMatchObject({ code: 'IDEMPOTENCY_KEY_REUSED', details: { idempotencyKey: 'chg-2042' } });
+    expect(theirs.body.message).toContain('another token');
+    expect(JSON.stringify(theirs.body)).not.toContain(mine.body.id);
+    // The owner still gets its replay.
+    expect((await post().set('idempotency-key', 'chg-2042').send(body).expect(200)).body.id).toBe(mine.body.id);
+  });
+
   it('concurrent submissions with one key create one operation', async () => {
     const body = { ...spec, ids: [appId(11, 0), appId(11, 1)] };
     const results = await Promise.all(

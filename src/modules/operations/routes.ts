@@ -74,7 +74,7 @@ const SUBMIT_RULES =
   "Resolves every ID against the registry. Any ID that is unknown, of another type, not matching the type's ID pattern, " +
   "duplicated, outside the token's scope (out_of_scope), already deleted, protected or part of another live operation rejects the whole operation (422 PLAN_REJECTED with a per-ID report; the rejection is recorded, and its full report is at details.reportUrl). " +
   'Otherwise 201 with the plan. A dry run (`dryRun: true`) stores nothing: its rejection lists the first 100 offenders of each class inline (details.offendersComplete says whether that is all of them) and has no report URL; submit without dryRun for the recorded rejection and its full report. ' +
-  '`Idempotency-Key`: the same key with the same body returns the same operation (also a rejected one); with another body 409 (a corrected list needs a new key). ' +
+  '`Idempotency-Key`: the same key with the same body from the same token returns the same operation (also a rejected one); with another body, or from another token, 409 (a corrected list needs a new key). ' +
   'A planned, rejected or dry-run answer carries `Server-Timing` with the milliseconds each stage took: `intake` (body read and staged), `classify`, `lock` (resource locks), `plan`, `ledger` (item ledger written), `commit`.';
 
 export default async function operationRoutes(app: App) {

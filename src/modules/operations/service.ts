@@ -28,7 +28,7 @@ import {
   type OperationRow,
 } from './repository.ts';
 import type { OperationSpec } from './schemas.ts';
-import { keyReused } from '../restores/replay.ts';
+import { replayOf } from '../restores/replay.ts';
 import { metricOutcome, planOutcome } from '../../lib/plan-outcome.ts';
 import {
   abandonedError,
@@ -98,11 +98,9 @@ export function operationService(deps: {
    * that transaction's connection: a second connection per waiting request would let a burst of
    * retries hold the whole pool while each waits for one more (and nobody gets it).
    */
-  async function replay(key: string, requestHash: string, client?: pg.PoolClient): Promise<SubmitResult> {
+  async function replay(key: string, requestHash: string, tokenId: string, client?: pg.PoolClient) {
     const existing = client ? await findByKeyInTx(client, key) : await reads.findByIdempotencyKey(key);
-    if (!existing) throw new Error(`idempotency key ${key} vanished`);
-    if (existing.requestHash !== requestHash) throw keyReused(key, existing);
-    return { kind: existing.state === 'rejected' ? 'rejected' : 'planned', operation: existing, replayed: true };
+    return replayOf(existing, key, requestHash, tokenId);
   }
 
   async function submit(s: Submission): Promise<SubmitResult> {
@@ -165,7 +163,7 @@ export function operationService(deps: {
           const existing = await client.query('SELECT 1 FROM operations WHERE idempotency_key = $1', [
             s.idempotencyKey,
           ]);
-          if (existing.rowCount) return replay(s.idempotencyKey, requestHash, client);
+          if (existing.rowCount) return replay(s.idempotencyKey, requestHash, s.principal.tokenId, client);
         }
         let cls = await classify(
           client,
@@ -315,7 +313,7 @@ export function operationService(deps: {
         String((err as { constraint?: string }).constraint).includes('idempotency')
       ) {
         // Awaited here: the finally below must not leave its rejection unobserved meanwhile.
-        return await replay(s.idempotencyKey, requestHash);
+        return await replay(s.idempotencyKey, requestHash, s.principal.tokenId);
       }
       throw err;
     } finally {

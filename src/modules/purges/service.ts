@@ -102,7 +102,7 @@ export function purgeService(deps: {
 }) {
   const { pool, reads, metrics, log } = deps;
 
-  const replay = (key: string, requestHash: string) => replayByKey(reads, key, requestHash);
+  const replay = (key: string, requestHash: string, tokenId: string) => replayByKey(reads, key, requestHash, tokenId);
 
   async function submit(s: PurgeSubmission): Promise<PurgeResult> {
     const { body, principal } = s;
@@ -141,7 +141,7 @@ export function purgeService(deps: {
           const existing = await client.query('SELECT 1 FROM operations WHERE idempotency_key = $1', [
             s.idempotencyKey,
           ]);
-          if (existing.rowCount) return replay(s.idempotencyKey, requestHash);
+          if (existing.rowCount) return replay(s.idempotencyKey, requestHash, s.principal.tokenId);
         }
         const leftOut = await resolvePurge(client, scope, now);
         if (scope.kind !== 'ids' && (await client.query('SELECT 1 FROM plan_input LIMIT 1')).rowCount === 0)
@@ -256,7 +256,7 @@ export function purgeService(deps: {
         (err as { code?: string }).code === '23505' &&
         String((err as { constraint?: string }).constraint).includes('idempotency')
       )
-        return replay(s.idempotencyKey, requestHash);
+        return replay(s.idempotencyKey, requestHash, s.principal.tokenId);
       throw err;
     }
   }

@@ -13,9 +13,30 @@ export async function replayByKey(
   reads: Pick<OperationReads, 'findByIdempotencyKey'>,
   key: string,
   requestHash: string,
+  tokenId: string,
 ): Promise<Replayed> {
-  const existing = await reads.findByIdempotencyKey(key);
+  return replayOf(await reads.findByIdempotencyKey(key), key, requestHash, tokenId);
+}
+
+/**
+ * The answer to a key that made `existing`: the operation again for its own token and request;
+ * 409 for another request, or for another token. Keys are one namespace, and two pipelines that
+ * both used `chg-2042` got each other's operations: a scoped token one of a tenant outside its
+ * scope, and an outcome that was not its own (a trial).
+ */
+export function replayOf(
+  existing: OperationRow | null | undefined,
+  key: string,
+  requestHash: string,
+  tokenId: string,
+): Replayed {
   if (!existing) throw new Error(`idempotency key ${key} vanished`);
+  if (existing.requestedBy !== tokenId)
+    throw new ConflictError(
+      'IDEMPOTENCY_KEY_REUSED',
+      `This Idempotency-Key was used by another token for an operation of its own; a key replays only for the token that made it. Use a new key`,
+      { idempotencyKey: key },
+    );
   if (existing.requestHash !== requestHash) throw keyReused(key, existing);
   return { kind: existing.state === 'rejected' ? 'rejected' : 'planned', operation: existing, replayed: true };
 }

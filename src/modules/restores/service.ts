@@ -77,7 +77,7 @@ export function restoreService(deps: {
 }) {
   const { pool, reads, metrics, log } = deps;
 
-  const replay = (key: string, requestHash: string) => replayByKey(reads, key, requestHash);
+  const replay = (key: string, requestHash: string, tokenId: string) => replayByKey(reads, key, requestHash, tokenId);
 
   async function submit(s: RestoreSubmission): Promise<RestoreResult> {
     const { body, principal } = s;
@@ -121,7 +121,7 @@ export function restoreService(deps: {
           const existing = await client.query('SELECT 1 FROM operations WHERE idempotency_key = $1', [
             s.idempotencyKey,
           ]);
-          if (existing.rowCount) return replay(s.idempotencyKey, requestHash);
+          if (existing.rowCount) return replay(s.idempotencyKey, requestHash, s.principal.tokenId);
         }
         const leftOut = await resolveRestore(client, scope);
         await markOutOfScope(client, principal.scope);
@@ -247,7 +247,7 @@ export function restoreService(deps: {
         (err as { code?: string }).code === '23505' &&
         String((err as { constraint?: string }).constraint).includes('idempotency')
       )
-        return replay(s.idempotencyKey, requestHash);
+        return replay(s.idempotencyKey, requestHash, s.principal.tokenId);
       throw err;
     }
   }
