@@ -11,6 +11,7 @@ import {
   type ExecHarness,
 } from '../support/execution.ts';
 import { query, seedRegistry, siteId } from '../support/seed.ts';
+import { runRestore } from '../support/restores.ts';
 import { DEFAULT_RESTORE_ITEMS_PER_SECOND, measuredRate } from '../../src/modules/operations/restore-estimate.ts';
 
 let h: ExecHarness;
@@ -102,5 +103,24 @@ describe('restore throughput', () => {
     });
     // The registry measurement is kept for when the type goes back to it.
     expect(await measured('app', 'registry')).toEqual(registry);
+  });
+
+  it('is not measured by a rollback that sends nothing (a restore brought everything back first)', async () => {
+    await useHttpAdapter(h);
+    const op = await submitAndStart(h, { ids: appsOf([8, 9], 5), rollout: { bakeSeconds: 0 } });
+    expect((await waitForState(h, op.id, ['completed', 'halted', 'rolled_back'])).state).toBe('completed');
+    const restore = await runRestore(h, { operationId: op.id });
+    expect(restore.state).toBe('completed');
+    const before = await measured('app', 'http');
+    const calls = h.downstream.calls.length;
+    // Each rollback of what a restore already brought back sends nothing; it counted as a batch
+    // of 10 restored in almost no time, and three of them nearly tripled the measured speed, so a
+    // plan over maxRestoreMinutes stopped needing break-glass (a trial).
+    expect((await command(h, 'operator', op.id, 'rollback', { reason: 'already restored' })).status).toBe(200);
+    expect((await waitForState(h, op.id, ['rolled_back', 'rollback_incomplete'])).state).toBe('rolled_back');
+    expect(h.downstream.calls.filter((c) => c.action === 'restore').length).toBe(
+      h.downstream.calls.slice(0, calls).filter((c) => c.action === 'restore').length,
+    );
+    expect(await measured('app', 'http')).toEqual(before);
   });
 });

@@ -98,7 +98,11 @@ async function rollbackRun<Tx>(deps: RollbackDeps<Tx>, opId: string, fence: Fenc
     );
     const out = [...decided, ...sent];
     await deps.ledger.finish(opId, token, out);
-    const restored = out.filter((r) => r.ok).length;
+    // Only what this batch sent, and its time, measure the adapter: items decided without a call
+    // (brought back since by another operation: rollback-superseded.ts) took no time, and counted
+    // as restored they inflated the measured speed, until a plan over maxRestoreMinutes no longer
+    // needed break-glass (a trial). Nor are they restores this rollback made, for the metric.
+    const restored = sent.filter((r) => r.ok).length;
     deps.metrics?.items.inc({ outcome: 'restored' }, restored);
     // Measured per adapter kind; a type whose adapter does not build restored nothing to measure.
     const kind = await deps.adapters.get(op.targetType).then(
@@ -106,7 +110,7 @@ async function rollbackRun<Tx>(deps: RollbackDeps<Tx>, opId: string, fence: Fenc
       () => undefined,
     );
     const elapsedMs = performance.now() - batchStarted;
-    if (kind && deps.throughput)
+    if (kind && deps.throughput && restored > 0)
       await deps.throughput.record({ type: op.targetType, adapterKind: kind, items: restored, elapsedMs });
     size = nextBatchSize(size, toSend.length, elapsedMs);
     if (deps.clock() - started > MAX_RUN_MS) return deps.later(0);
