@@ -91,6 +91,16 @@ describe('POST /v1/registry/resources (JSON)', () => {
       { index: 1, id: 'site_bad', problem: 'unknown_tenant', value: 'tn_missing' },
     ]);
     await getResource('site_ok').expect(404);
+    // A duplicate names the first by the same 0-based index (it said "first at 1" for index 0).
+    const dup = await postJson({
+      resources: [
+        { id: 'site_dup', type: 'site', tenantId: 'tn_0' },
+        { id: 'site_dup', type: 'site', tenantId: 'tn_0' },
+      ],
+    }).expect(422);
+    expect(dup.body.details.offenders).toEqual([
+      { index: 1, id: 'site_dup', problem: 'duplicate_id', value: 'first at index 0' },
+    ]);
   });
 
   it('validates the JSON body: unknown field, bad state, malformed JSON, empty list', async () => {
@@ -272,7 +282,7 @@ describe('POST /v1/registry/resources (NDJSON)', () => {
       { line: 20, id: 'db_w19', problem: 'unknown_type', value: 'database' },
       { line: 30, id: 'app_w29', problem: 'bad_state', value: 'deleted' },
       { line: 40, id: 'site_w39', problem: 'pattern_mismatch', value: '^app_[a-z0-9]+$' },
-      { line: 50, id: 'app_w9', problem: 'duplicate_id', value: 'first at 10' },
+      { line: 50, id: 'app_w9', problem: 'duplicate_id', value: 'first at line 10' },
     ]);
     expect(await resourceCount()).toBe(before);
     expect((await getResource(appId(5, 5, 5))).body.state).toBe('active');

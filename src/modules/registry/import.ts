@@ -98,11 +98,15 @@ async function rejectProblems(
         s.parent_id <> s.id AND t.parent_type IS NOT NULL AND coalesce(ps.type, pr.type) <> t.parent_type)
     ) AS v(problem, value, bad)
     WHERE v.bad`);
-  await client.query(`
-    INSERT INTO registry_problems (pos, id, problem, value)
-    SELECT s.pos, s.id, 'duplicate_id', 'first at ' || d.first_pos
-    FROM (SELECT id, min(pos) AS first_pos FROM registry_stage GROUP BY id HAVING count(*) > 1) d
-    JOIN registry_stage s ON s.id = d.id AND s.pos > d.first_pos`);
+  // Where the first one is, counted as the offenders' own position is (a 0-based index, or a line).
+  const offset = position === 'line' ? 0 : 1;
+  await client.query(
+    `INSERT INTO registry_problems (pos, id, problem, value)
+     SELECT s.pos, s.id, 'duplicate_id', 'first at ' || $1 || ' ' || (d.first_pos - $2)
+     FROM (SELECT id, min(pos) AS first_pos FROM registry_stage GROUP BY id HAVING count(*) > 1) d
+     JOIN registry_stage s ON s.id = d.id AND s.pos > d.first_pos`,
+    [position, offset],
+  );
   const counts = await client.query<{ problem: string; n: number }>(
     'SELECT problem, count(*)::int AS n FROM registry_problems GROUP BY problem ORDER BY problem',
   );
@@ -114,7 +118,6 @@ async function rejectProblems(
   const rejectedRows = (
     await client.query<{ n: number }>('SELECT count(DISTINCT pos)::int AS n FROM registry_problems')
   ).rows[0]!.n;
-  const offset = position === 'line' ? 0 : 1;
   throw new UnprocessableError(
     'REGISTRY_REJECTED',
     `${rejectedRows} of ${received} rows were rejected; nothing was written`,
