@@ -174,6 +174,12 @@ describe('valid plans', () => {
     expect(res.body.plan.breakGlassReasons).toContain('compliance erasure: permanent, destroys snapshots');
     const hard = await submit({ ...spec, mode: 'hard', ids: [appId(601, 0)] }).expect(422);
     expect(hard.body).toMatchObject({ code: 'HARD_MODE_REPLACED', details: { field: 'mode' } });
+    // The other contradiction: a soft erasure. It was planned as the permanent one without a word.
+    const before = await query(t.databaseUrl, 'SELECT count(*)::int AS n FROM operations');
+    const softErasure = await submit({ ...spec, erasure: true, mode: 'soft', ids: [appId(602, 0)] }).expect(422);
+    expect(softErasure.body).toMatchObject({ code: 'MODE_CONFLICT', details: { field: 'mode', value: 'soft' } });
+    expect(softErasure.body.message).toContain('erasure');
+    expect(await query(t.databaseUrl, 'SELECT count(*)::int AS n FROM operations')).toEqual(before);
     // A plain delete is soft and needs no break-glass for being one.
     const soft = await submit({ ...spec, ids: [appId(601, 0)] }).expect(201);
     expect(soft.body).toMatchObject({ kind: 'delete', mode: 'soft' });

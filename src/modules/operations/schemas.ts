@@ -23,12 +23,16 @@ const specFields = {
     pattern: '^[a-z][a-z0-9_]{0,39}$',
     description: 'The resource type every ID must be. An ID of another type rejects the whole operation',
   }),
-  mode: Type.Union([Type.Literal('soft'), Type.Literal('hard')], {
-    default: 'soft',
-    description:
-      'soft: mark for deletion, restorable during retention (the default and the only mode a delete takes). ' +
-      '"hard" is refused with 422 HARD_MODE_REPLACED: a permanent delete is a compliance erasure (erasure: true)',
-  }),
+  // No schema default: an erasure with mode "soft" is refused (MODE_CONFLICT), so the service
+  // must see whether mode was given.
+  mode: Type.Optional(
+    Type.Union([Type.Literal('soft'), Type.Literal('hard')], {
+      description:
+        'soft: mark for deletion, restorable during retention (the default and the only mode a delete takes). ' +
+        '"hard" is refused with 422 HARD_MODE_REPLACED: a permanent delete is a compliance erasure (erasure: true); ' +
+        '"soft" with erasure: true is refused with 422 MODE_CONFLICT',
+    }),
+  ),
   erasure: Type.Optional(
     Type.Boolean({
       default: false,

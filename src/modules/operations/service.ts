@@ -119,6 +119,15 @@ export function operationService(deps: {
         { field: 'mode', value: 'hard', use: { erasure: true } },
       );
     const erasure = spec.erasure ?? false;
+    // The other contradiction: an erasure is permanent whatever mode says, so "soft" is a mistake
+    // to name, not a flag to drop (a trial's soft erasure was planned as the permanent one).
+    if (erasure && spec.mode === 'soft')
+      throw new UnprocessableError(
+        'MODE_CONFLICT',
+        'mode "soft" contradicts erasure: true: a compliance erasure deletes permanently and destroys the snapshots. ' +
+          'Leave mode out for an erasure, or leave erasure out for a (soft) delete',
+        { field: 'mode', value: 'soft', erasure: true },
+      );
     const action = erasure ? 'erase' : 'delete';
     const mode = erasure ? 'hard' : 'soft';
     const normalizedSpec = {
