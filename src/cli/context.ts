@@ -39,13 +39,20 @@ export function needToken(ctx: Ctx): string {
   return ctx.conn.token;
 }
 
-/** Parses a duration like 90, 90s, 15m, 2h into ms. */
+/** The longest wait a timer can hold (2^31 - 1 ms, ~24.8 days): longer ones fire at once. */
+export const MAX_DURATION_MS = 2_147_483_647;
+
+/** Parses a duration like 90, 90s, 15m, 2h into ms: more than 0, at most MAX_DURATION_MS. */
 export function durationMs(text: string): number {
   const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
   if (!m) throw usageError(`not a duration: "${text}" (e.g. 90s, 15m, 2h)`);
   const n = Number(m[1]);
   const unit = m[2] ?? 's';
-  return Math.round(n * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[unit]!);
+  const ms = Math.round(n * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[unit]!);
+  // Past the timer's limit Node fires it after 1 ms: "wait practically forever" ended at once.
+  if (ms < 1 || ms > MAX_DURATION_MS)
+    throw usageError(`duration "${text}" is out of range: give one from 1ms to 596h (about 24 days)`);
+  return ms;
 }
 
 export function intArg(name: string) {

@@ -3,7 +3,7 @@
 // cost what one chunk does. Lines are bytes until they must be text: an invalid UTF-8 byte stops
 // the upload naming its line (decoding it as U+FFFD would turn two different IDs into one), and
 // only ASCII blanks are trimmed, as the server does (a no-break space is part of an ID).
-import { accessSync, constants, createReadStream } from 'node:fs';
+import { accessSync, constants, createReadStream, statSync } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { findDuplicateKey } from '../lib/json-keys.ts';
 import { CliError, EXIT, usageError } from './exit-codes.ts';
@@ -30,6 +30,8 @@ export function openIds(file: string | undefined, stdin: Readable = process.stdi
   } catch (err) {
     throw usageError(`cannot read the ID list ${file}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
   }
+  // A directory passes the access check; read, it failed mid-request as a connection error.
+  if (statSync(file).isDirectory()) throw usageError(`cannot read the ID list ${file}: it is a directory`);
   return createReadStream(file);
 }
 

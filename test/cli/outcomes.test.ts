@@ -273,6 +273,41 @@ describe('blastgate CLI against the real stack', () => {
     expect(rej.stderr).toContain('app_00099_99 (line 5)');
   });
 
+  it('restore --wait prints the operation, its plan and who does what next before it waits', async () => {
+    const del = await submitAndStart(h, {
+      targetType: 'app',
+      reason: 'To be restored',
+      ids: appsOf([33], 2),
+      rollout: { bakeSeconds: 0, waves: ['100%'], restoreDrill: false },
+      haltPolicy: { probe: 'optional' },
+    });
+    expect((await waitForState(h, del.id, ['completed', 'halted', 'rolled_back'])).state).toBe('completed');
+    const args = ['restore', '--operation', del.id, '--reason', 'Bring them back', '--ticket', 'INC-31'];
+    // Nobody approves it here: the wait ends on its --timeout (13). It printed only the progress
+    // lines, so the ID the approver and the operator need had to be found in GET /v1/operations.
+    const r = await as('requester', [...args, '--wait', '--timeout', '2s']);
+    expect(r.code, r.stderr).toBe(13);
+    const id = /Operation (op_\S+) \(restore\) is planned\./.exec(r.stdout)?.[1];
+    expect(id, r.stdout).toBeTruthy();
+    expect(r.stdout).toContain(`Next: blastgate approve ${id}, then blastgate start ${id}`);
+    // Out of a timer's range, or none at all: a usage error before anything is sent.
+    for (const timeout of ['9999999h', '0'])
+      expect((await as('requester', [...args, '--wait', '--timeout', timeout])).code).toBe(2);
+    const dirList = await as('requester', [
+      'submit',
+      '--type',
+      'app',
+      '--reason',
+      'Dir',
+      '--ticket',
+      'T-1',
+      '--ids-file',
+      dir,
+    ]);
+    expect(dirList.code, dirList.stderr).toBe(2);
+    expect(dirList.stderr).toContain(`cannot read the ID list ${dir}: it is a directory`);
+  });
+
   it.each(['restore', 'purge'])(
     "%s (IDs sent inline) names every invalid ID and a rejected one by the ID list's own line",
     async (verb) => {

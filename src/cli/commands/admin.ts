@@ -144,6 +144,8 @@ async function planned(
   extra: Record<string, unknown>,
 ): Promise<number> {
   const lines = new ListLines();
+  // Parsed before anything is sent: a bad --timeout is a usage error, not one after the plan.
+  const timeoutMs = f.timeout ? durationMs(f.timeout) : undefined;
   const body = { ...(await scopeBody(f, lines, verb, extra.dueBefore)), ...extra };
   needToken(ctx);
   const op = await ctx.client
@@ -163,24 +165,30 @@ async function planned(
         `the same \`blastgate ${verb}\` without --dry-run`,
       );
     });
+  // With --wait the operation and its plan are printed first too (not in --json, whose one result
+  // comes at the end): a restore waits for an approver and a start by others, who need its ID.
+  if (!op.dryRun && f.wait && !ctx.json) printPlanned(ctx, op, verb, extra);
   if (op.dryRun || !f.wait) {
     // --json: a dry run's {dryRun, plan} as the API gives it; an operation as `submit` prints one.
-    ctx.out.result(op.dryRun ? op : { operation: op }, () => {
-      ctx.out.line(op.dryRun ? 'Dry run (nothing stored):' : `Operation ${op.id} (${op.kind}) is ${op.state}.`);
-      for (const l of planLines(op.plan, op.planHash, verb)) ctx.out.line(l);
-      // With --auto-start the approvals start it: no operator start to ask for.
-      if (op.state === 'planned')
-        ctx.out.line(
-          extra.autoStart
-            ? `Next: blastgate approve ${op.id} (it starts once the approvals are in)`
-            : `Next: blastgate approve ${op.id}, then blastgate start ${op.id}`,
-        );
-    });
+    ctx.out.result(op.dryRun ? op : { operation: op }, () => printPlanned(ctx, op, verb, extra));
     return EXIT.ok;
   }
-  const r = await follow(ctx, op.id, { ...(f.timeout ? { timeoutMs: durationMs(f.timeout) } : {}), quiet: ctx.json });
+  const r = await follow(ctx, op.id, { ...(timeoutMs !== undefined ? { timeoutMs } : {}), quiet: ctx.json });
   ctx.out.result({ operation: op, outcome: r }, () => ctx.out.line(outcomeLine(r)));
   return r.exitCode;
+}
+
+/** What a planned restore or purge (or a dry run) is, and who does what next. */
+function printPlanned(ctx: Ctx, op: Planned, verb: 'restore' | 'purge', extra: Record<string, unknown>) {
+  ctx.out.line(op.dryRun ? 'Dry run (nothing stored):' : `Operation ${op.id} (${op.kind}) is ${op.state}.`);
+  for (const l of planLines(op.plan, op.planHash, verb)) ctx.out.line(l);
+  // With --auto-start the approvals start it: no operator start to ask for.
+  if (op.state === 'planned')
+    ctx.out.line(
+      extra.autoStart
+        ? `Next: blastgate approve ${op.id} (it starts once the approvals are in)`
+        : `Next: blastgate approve ${op.id}, then blastgate start ${op.id}`,
+    );
 }
 
 export function registerAdminCommands(program: Command) {
