@@ -9,6 +9,14 @@ import { createServer, type Server, type ServerResponse } from 'node:http';
 import type pg from 'pg';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { AppError, UnauthorizedError } from '../lib/errors.ts';
+import { ENDED_STATES, TERMINAL_STATES } from '../modules/operations/lifecycle-types.ts';
+
+/**
+ * Operations whose pending items will never run (cancelled, expired, ended…): not counted pending.
+ * A restore cancelled before it ran kept its items pending for good, and an alert on them fired
+ * forever (a trial).
+ */
+const NO_MORE_RUNS = [...TERMINAL_STATES, ...ENDED_STATES];
 
 export function createMetrics() {
   const registry = new Registry();
@@ -127,15 +135,17 @@ export function registerLedgerGauges(metrics: Metrics, pool: pg.Pool) {
     registers: [metrics.registry],
     async collect() {
       // Restore operations only: each ledger is read through its primary key (operation_id, seq).
-      const r = await pool.query<{ state: string; n: string }>(
-        `SELECT i.state, count(*) AS n FROM operations o JOIN operation_items i ON i.operation_id = o.id
+      const r = await pool.query<{ state: string; n: string; live: string }>(
+        `SELECT i.state, count(*) AS n, count(*) FILTER (WHERE o.state <> ALL($1::text[])) AS live
+         FROM operations o JOIN operation_items i ON i.operation_id = o.id
          WHERE o.action = 'restore' GROUP BY i.state`,
+        [NO_MORE_RUNS],
       );
-      const n = (states: string[]) =>
-        r.rows.filter((x) => states.includes(x.state)).reduce((a, x) => a + Number(x.n), 0);
+      const n = (states: string[], col: 'n' | 'live' = 'n') =>
+        r.rows.filter((x) => states.includes(x.state)).reduce((a, x) => a + Number(x[col]), 0);
       this.set({ outcome: 'restored' }, n(['done']));
       this.set({ outcome: 'failed' }, n(['failed']));
-      this.set({ outcome: 'pending' }, n(['pending', 'claimed']));
+      this.set({ outcome: 'pending' }, n(['pending', 'claimed'], 'live'));
     },
   });
   new Counter({
@@ -158,15 +168,17 @@ export function registerLedgerGauges(metrics: Metrics, pool: pg.Pool) {
     labelNames: ['outcome'],
     registers: [metrics.registry],
     async collect() {
-      const r = await pool.query<{ state: string; n: string }>(
-        `SELECT i.state, count(*) AS n FROM operations o JOIN operation_items i ON i.operation_id = o.id
+      const r = await pool.query<{ state: string; n: string; live: string }>(
+        `SELECT i.state, count(*) AS n, count(*) FILTER (WHERE o.state <> ALL($1::text[])) AS live
+         FROM operations o JOIN operation_items i ON i.operation_id = o.id
          WHERE o.action = 'purge' GROUP BY i.state`,
+        [NO_MORE_RUNS],
       );
-      const n = (states: string[]) =>
-        r.rows.filter((x) => states.includes(x.state)).reduce((a, x) => a + Number(x.n), 0);
+      const n = (states: string[], col: 'n' | 'live' = 'n') =>
+        r.rows.filter((x) => states.includes(x.state)).reduce((a, x) => a + Number(x[col]), 0);
       this.set({ outcome: 'purged' }, n(['done']));
       this.set({ outcome: 'failed' }, n(['failed']));
-      this.set({ outcome: 'pending' }, n(['pending', 'claimed']));
+      this.set({ outcome: 'pending' }, n(['pending', 'claimed'], 'live'));
     },
   });
   new Gauge({

@@ -129,6 +129,23 @@ describe('registry adapter', () => {
     }
   });
 
+  it('a restore cancelled before it ran leaves the pending metric: its items will never run', async () => {
+    await useRegistry(h);
+    const a = freshSite();
+    await deleteAndComplete(h, 'site', [siteId(a)]);
+    const pending = async () => {
+      const m = await request(h.app.server).get('/metrics').set('authorization', `Bearer ${METRICS_TOKEN}`).expect(200);
+      return Number(/blastgate_restore_items\{outcome="pending"\} (\d+)/.exec(m.text)?.[1]);
+    };
+    const before = await pending();
+    const planned = await postRestore(h, { tenantId: tenantId(a) });
+    expect(planned.status, JSON.stringify(planned.body)).toBe(201);
+    expect(await pending()).toBe(before + 1 + APPS);
+    await command(h, 'operator', planned.body.id, 'abort', { reason: 'not now' }).expect(200);
+    // An alert on pending restore items fired for good after such a cancel (a trial).
+    expect(await pending()).toBe(before);
+  });
+
   it('an operation restore brings back everything the delete took, across tenants; a delete of those resources meanwhile is in_flight', async () => {
     await useRegistry(h);
     const sites = [freshSite(), freshSite(), freshSite()];
