@@ -510,6 +510,16 @@ describe('terminal states tell the truth', () => {
     expect(sum(still.body.waveProgress as Counts, 'restoring')).toBe(ids.length);
     const live = await readLive(h.app.db.pool, plan.id, h.app.queueHolds);
     expect(live!.waves.reduce((n, w) => n + w.restoreFailed, 0)).toBe(0);
+    // The items and tenants routes say the same: ?state=restoring found none of the items the view
+    // counted restoring (a trial).
+    const get = (path: string) => request(h.app.server).get(path).set('authorization', h.auth('viewer')).expect(200);
+    const restoring = await get(`/v1/operations/${plan.id}/items?state=restoring&limit=1000`);
+    expect(restoring.body.items).toHaveLength(ids.length);
+    expect((await get(`/v1/operations/${plan.id}/items?state=restore_failed`)).body.items).toEqual([]);
+    const tenants = await get(`/v1/operations/${plan.id}/tenants`);
+    expect(tenants.body.items.map((x: { states: Record<string, number> }) => x.states)).toEqual([
+      { restoring: ids.length },
+    ]);
     const ended = await command(h, 'operator', plan.id, 'abort', {
       reason: 'restoring by hand',
       endRollback: true,
@@ -517,8 +527,11 @@ describe('terminal states tell the truth', () => {
     expect(ended.body.state).toBe('rollback_incomplete');
     expect(ended.body.unfinished.count).toBe(ids.length);
     expect(ended.body.unfinished.items[0].lastError).toMatch(/HTTP 500/);
-    // Ended: nothing will try them again, so now they are restore_failed, in both.
+    // Ended: nothing will try them again, so now they are restore_failed, everywhere.
     expect(sum(ended.body.waveProgress as Counts, 'restore_failed')).toBe(ids.length);
+    expect((await get(`/v1/operations/${plan.id}/items?state=restore_failed&limit=1000`)).body.items).toHaveLength(
+      ids.length,
+    );
     const over = await readLive(h.app.db.pool, plan.id, h.app.queueHolds);
     expect(over!.waves.reduce((n, w) => n + w.restoreFailed, 0)).toBe(ids.length);
     // From there a new rollback may be tried once the downstream is back — also when the items used

@@ -12,7 +12,9 @@ export const RESTORE_ATTEMPTS = 5;
  * Of a restore_failed item: the running rollback will try it again (not final, attempts left).
  * Parameters: $2 the rollback runs (operation rolling_back), $3 RESTORE_ATTEMPTS.
  */
-export const RETRY_DUE_SQL = '$2::boolean AND NOT permanent AND restore_attempts < $3::int';
+export const retryDue = (running: string, attempts: string) =>
+  `${running}::boolean AND NOT permanent AND restore_attempts < ${attempts}::int`;
+export const RETRY_DUE_SQL = retryDue('$2', '$3');
 /**
  * Backoff before the n-th retry of a failed restore: base × 2^(n−1), capped. With 5 attempts a
  * retryable failure (a 5xx, a timeout) is tried again for about a minute (4 + 8 + 16 + 32 s) before

@@ -9,6 +9,7 @@ import { appendAudit } from '../audit/repository.ts';
 import { tenantCards } from '../registry/contacts.ts';
 import { checkTenantCursor } from './cursors.ts';
 import { operationReads } from './repository.ts';
+import { RESTORE_ATTEMPTS, retryDue } from '../execution/rollback-ledger.ts';
 
 /**
  * Roles that see contacts here: operators pause, roll back and restore, so they are the ones who
@@ -71,15 +72,17 @@ interface LedgerTenant {
 }
 
 /** One page of the operation's tenants, by tenant ID, with item counts per state. */
-async function ledgerTenants(db: Queryable, opId: string, cursor: string | null, limit: number) {
+async function ledgerTenants(db: Queryable, opId: string, cursor: string | null, limit: number, rollingBack: boolean) {
+  // A failed restore the running rollback will try again is restoring here too, as in the view.
+  const state = `CASE WHEN state = 'restore_failed' AND ${retryDue('$4', '$5')} THEN 'restoring' ELSE state END`;
   const res = await db.query<LedgerTenant>(
     `WITH per AS (
-       SELECT tenant_id, state, count(*)::int AS n, min(wave) AS wave FROM operation_items
-       WHERE operation_id = $1 AND ($2::text IS NULL OR tenant_id > $2) GROUP BY tenant_id, state
+       SELECT tenant_id, ${state} AS state, count(*)::int AS n, min(wave) AS wave FROM operation_items
+       WHERE operation_id = $1 AND ($2::text IS NULL OR tenant_id > $2) GROUP BY 1, 2
      )
      SELECT tenant_id, min(wave)::int AS wave, sum(n)::int AS items, jsonb_object_agg(state, n) AS states
      FROM per GROUP BY tenant_id ORDER BY tenant_id LIMIT $3`,
-    [opId, cursor, limit],
+    [opId, cursor, limit, rollingBack, RESTORE_ATTEMPTS],
   );
   return res.rows;
 }
@@ -126,7 +129,7 @@ export default async function affectedTenantRoutes(app: App) {
       const withContacts = CONTACT_ROLES.includes(principal.role);
       const limit = req.query.limit!;
       const page = async (db: Queryable) => {
-        const rows = await ledgerTenants(db, op.id, req.query.cursor ?? null, limit);
+        const rows = await ledgerTenants(db, op.id, req.query.cursor ?? null, limit, op.state === 'rolling_back');
         const cards = await tenantCards(
           db,
           rows.map((r) => r.tenant_id),

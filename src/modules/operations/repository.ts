@@ -6,7 +6,7 @@ import type { Operation } from '../../generated/prisma/client.ts';
 import type { DrillView } from './views.ts';
 import { DEFAULT_RESTORE_APPROVAL, type Budgets, type RestoreApproval } from './policy.ts';
 import { isExternal } from '../restores/history.ts';
-import { RESTORE_ATTEMPTS, RETRY_DUE_SQL } from '../execution/rollback-ledger.ts';
+import { RESTORE_ATTEMPTS, RETRY_DUE_SQL, retryDue } from '../execution/rollback-ledger.ts';
 
 export interface NewOperation {
   id: string;
@@ -133,13 +133,32 @@ export function operationReads(db: Queryable) {
       return op;
     },
     findByIdempotencyKey: async (key: string) => (await findByKeyInTx(db, key)) ?? null,
-    items: async (q: { operationId: string; wave?: number; state?: string[]; cursor?: number; limit: number }) => {
+    items: async (q: {
+      operationId: string;
+      wave?: number;
+      state?: string[];
+      cursor?: number;
+      limit: number;
+      /** The operation is rolling back: a failed restore it will try again reads as restoring. */
+      rollingBack?: boolean;
+    }) => {
+      // The same state as the view's counts give it (waveProgress): ?state=restoring found none of
+      // the items the view counted restoring while they waited for their next attempt (a trial).
+      const state = `CASE WHEN state = 'restore_failed' AND ${retryDue('$6', '$7')} THEN 'restoring' ELSE state END`;
       const r = await db.query<ItemRow>(
-        `SELECT ${ITEM_COLUMNS} FROM operation_items
-         WHERE operation_id = $1 AND ($2::int IS NULL OR wave = $2) AND ($3::text[] IS NULL OR state = ANY($3))
+        `SELECT ${ITEM_COLUMNS.replace('wave, state,', `wave, ${state} AS state,`)} FROM operation_items
+         WHERE operation_id = $1 AND ($2::int IS NULL OR wave = $2) AND ($3::text[] IS NULL OR ${state} = ANY($3))
            AND seq > coalesce($4::int, -1)
          ORDER BY seq LIMIT $5`,
-        [q.operationId, q.wave ?? null, q.state ?? null, q.cursor ?? null, q.limit],
+        [
+          q.operationId,
+          q.wave ?? null,
+          q.state ?? null,
+          q.cursor ?? null,
+          q.limit,
+          q.rollingBack ?? false,
+          RESTORE_ATTEMPTS,
+        ],
       );
       return r.rows;
     },

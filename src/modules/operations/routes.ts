@@ -269,7 +269,13 @@ export default async function operationRoutes(app: App) {
       const op = await reads.get(req.params.id);
       const cursor = await checkItemCursor(app.db.pool, op.id, req.query.cursor);
       await checkItemWave(app.db.pool, op.id, req.query.wave);
-      const rows = await reads.items({ operationId: op.id, ...req.query, cursor, limit: req.query.limit! });
+      const rows = await reads.items({
+        operationId: op.id,
+        ...req.query,
+        cursor,
+        limit: req.query.limit!,
+        rollingBack: op.state === 'rolling_back',
+      });
       // When each resource's retention ends (soft-deleted by an operation, not purged yet). One
       // primary-key lookup per ID: with `id = ANY(…)` PostgreSQL scanned the whole registry.
       const due = await app.db.pool.query<{ id: string; purge_after: Date }>(
