@@ -21,6 +21,8 @@ export interface QueueResult {
   plan: unknown;
   links?: { self?: string; events?: string };
   jobId: string;
+  /** The job was added by an earlier run: its result is from then (the state at plan time). */
+  replayed?: boolean;
 }
 
 const JOB_ID = /^[A-Za-z0-9._-]{1,200}$/;
@@ -29,6 +31,11 @@ export async function submitViaQueue(o: QueueSubmitOptions): Promise<QueueResult
   const jobId = o.jobId ?? `cli-${randomUUID()}`;
   if (!JOB_ID.test(jobId))
     throw usageError(`--idempotency-key must be 1–200 characters of A-Z a-z 0-9 . _ - to be a job ID (got "${jobId}")`);
+  // BullMQ refuses an integer job ID only once the job is added (QUEUE_FAILED, exit 1).
+  if (/^\d+$/.test(jobId))
+    throw usageError(
+      `--idempotency-key must not be a whole number to be a job ID (got "${jobId}"): BullMQ refuses those`,
+    );
   // Loaded only here: the other commands never need a Redis client.
   const { Job, Queue, QueueEvents } = await import('bullmq');
   const connection = { url: o.redisUrl, maxRetriesPerRequest: null, lazyConnect: false };
@@ -39,6 +46,8 @@ export async function submitViaQueue(o: QueueSubmitOptions): Promise<QueueResult
   const noteError = (err: Error) => (lastError = err);
   queue.on('error', noteError);
   let events: { close(): Promise<unknown>; disconnect(): Promise<unknown> } | undefined;
+  /** The key's job was there before this run (it made its operation then): the answer is a replay. */
+  let keptBefore = false;
   try {
     // Reaching Redis and adding the job is bounded: an unreachable Redis (a wrong URL, a firewall)
     // used to hold a pipeline step for ever, since ioredis retries the commands without end.
@@ -56,6 +65,15 @@ export async function submitViaQueue(o: QueueSubmitOptions): Promise<QueueResult
         events = ev;
         ev.on('error', noteError);
         await ev.waitUntilReady();
+        // A job of this key that failed (a bad token, a refusal) is kept for a week, and add()
+        // answers with it: every re-run after the cause was fixed got the old failure back (a
+        // trial). A failure planned nothing, so the kept job goes and this run's job is added.
+        // (Another body under the key stays: it is refused below, as REST refuses it.)
+        const before = await Job.fromId(queue, jobId);
+        const sameBody = (j: typeof before) =>
+          sortedJson((j?.data as { operation?: unknown } | undefined)?.operation) === sortedJson(o.operation);
+        if (before && sameBody(before) && (await before.getState()) === 'failed') await before.remove();
+        else if (before) keptBefore = true;
         const added = await queue.add(
           'submit',
           { token: o.token, operation: o.operation },
@@ -90,7 +108,7 @@ export async function submitViaQueue(o: QueueSubmitOptions): Promise<QueueResult
     }
     try {
       const value = (await job.waitUntilFinished(ready, o.timeoutMs)) as Omit<QueueResult, 'jobId'>;
-      return { ...value, jobId };
+      return { ...value, jobId, ...(keptBefore ? { replayed: true } : {}) };
     } catch (err) {
       throw refusal(err as Error, o.timeoutMs);
     }

@@ -84,9 +84,22 @@ describe('submit --via-queue', () => {
       details: { idempotencyKey: 'ci-run-reused', jobState: 'completed' },
     });
     expect(jobs.filter((j) => j.id === 'ci-run-reused')).toHaveLength(1);
-    // The same list again is the same job: its outcome, exit 0.
+    // The same list again is the same job: its outcome, exit 0, said to be a replay.
     const same = await submit('good-token', 'app_1\napp_2\n', 'ci-run-reused');
     expect(same.code, same.stderr).toBe(0);
+    expect(JSON.parse(same.stdout)).toMatchObject({ operation: { id: 'op_queued1' }, replayed: true });
+  });
+
+  it('a failed job is not the answer for good: the same key run again after the cause was fixed is added anew', async () => {
+    const refused = await submit('bad-token', 'app_5\n', 'ci-run-fixed');
+    expect(refused.code).toBe(1);
+    expect(jsonError(refused).error.code).toBe('UNAUTHENTICATED');
+    // The pipeline's secret fixed, the job re-run: it got the kept failure back ("the bearer token
+    // is unknown") for a week, whatever the token (a trial).
+    const fixed = await submit('good-token', 'app_5\n', 'ci-run-fixed');
+    expect(fixed.code, fixed.stderr).toBe(0);
+    expect(JSON.parse(fixed.stdout)).toMatchObject({ operation: { id: 'op_queued1', state: 'planned' } });
+    expect(JSON.parse(fixed.stdout).replayed).toBeUndefined();
   });
 
   it('a rejected plan is exit 10 with its counts; another refusal exit 1 with its code', async () => {
@@ -114,6 +127,10 @@ describe('submit --via-queue', () => {
   it('refuses a job ID BullMQ cannot take, and a missing Redis URL, as usage errors (2)', async () => {
     const r = await submit('good-token', 'app_1\n', 'has:colon');
     expect(r.code).toBe(2);
+    // A whole number: BullMQ refuses it only once added (QUEUE_FAILED, exit 1).
+    const integer = await submit('good-token', 'app_1\n', '12345');
+    expect(integer.code, integer.stderr).toBe(2);
+    expect(jsonError(integer).error.message).toContain('whole number');
     const none = await runCli(['submit', '--via-queue', '--type', 'app', '--reason', 'x y z', '--ticket', 'T'], {
       token: 'good-token',
       input: 'app_1\n',

@@ -120,6 +120,12 @@ export function registerOperationCommands(program: Command) {
           });
           op = { id: r.operationId, state: r.state, planHash: r.planHash, plan: r.plan as OpView['plan'] };
           submittedIds = ids.length;
+          if (r.replayed) {
+            replayed = true;
+            // The kept job's result is the operation as it was planned: read it as it is now (as
+            // the REST replay answers), when the API can be reached.
+            op = await ctx.client.get<OpView>(`/v1/operations/${encodeURIComponent(op.id)}`).catch(() => op);
+          }
         } else {
           const sent = await streamSubmission(ctx, f, false);
           op = sent.body as unknown as OpView;
