@@ -264,6 +264,10 @@ describe('asOf: back to the state at a point in time', () => {
     const op = await runRestore(h, { targetType: 'app', ids: [app], asOf: between.toISOString() });
     expect(op.state).toBe('completed');
     expect((await restoreItems(h, op.id))[0]!.source_snapshot_id).toBe(await snapOf(first));
+    // It was live at asOf (the first delete rolled back): no snapshot holds that moment, and the
+    // plan says so, instead of passing its state when it came back off as its state at asOf.
+    expect((op.plan as { liveAtAsOf?: unknown }).liveAtAsOf).toEqual({ count: 1, ids: [app] });
+    expect((latest.body.plan as { liveAtAsOf?: unknown }).liveAtAsOf).toBeUndefined();
     expect(h.downstream.resources.get(app)).toMatchObject({ state: 'active', data: { version: 1 } });
   });
 
@@ -283,6 +287,8 @@ describe('asOf: back to the state at a point in time', () => {
 
     const op = await runRestore(h, { targetType: 'site', ids: [siteId(s)], asOf: between.toISOString() });
     expect(op).toMatchObject({ state: 'completed', itemCount: 1 + APPS });
+    // Brought back by a restore before asOf: live then, and the plan says so.
+    expect((op.plan as { liveAtAsOf?: { ids: string[] } }).liveAtAsOf?.ids).toContain(siteId(s));
     expect(op.plan.cascade).toEqual([{ type: 'app', count: APPS }]);
     for (const x of [siteId(s), ...appsOfSite(s)])
       expect(h.downstream.resources.get(x), x).toMatchObject({ state: 'active', data: { v: 1 } });

@@ -32,6 +32,8 @@ export interface PlanSummary {
   estimatedRestore: EstimatedRestore;
   /** Restores and purges of a tenant or an operation: what the scope names but is purged already. */
   leftOut?: { purged: number; ids: string[] };
+  /** Restores asOf a time: resources that were live then, so no snapshot holds that moment (restores/resolve.ts). */
+  liveAtAsOf?: { count: number; ids: string[] };
   requiresBreakGlass: boolean;
   breakGlassReasons: string[];
   planHash: string;

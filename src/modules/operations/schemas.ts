@@ -184,6 +184,20 @@ export const PlanSchema = Type.Object(
       rolling: Type.Optional(RollingUsage),
     }),
     estimatedRestore: Type.Optional(EstimatedRestoreSchema),
+    liveAtAsOf: Type.Optional(
+      Type.Object(
+        {
+          count: Type.Integer({ description: 'How many resources were live at asOf' }),
+          ids: Type.Array(Type.String(), { description: 'The first 20 of them by ID' }),
+        },
+        {
+          description:
+            'Restores asOf a time: resources that were live then (brought back after the delete before asOf, and ' +
+            'deleted again since). No snapshot holds their state at asOf: they go back to their state when they were ' +
+            'brought back, without edits made between then and asOf. Absent when there are none',
+        },
+      ),
+    ),
     leftOut: Type.Optional(
       Type.Object(
         {

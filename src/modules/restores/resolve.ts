@@ -27,8 +27,31 @@ export async function resolveRestore(client: pg.PoolClient, scope: RestoreScope)
   return leftOut;
 }
 
-/** How many the first IDs of a scope's leftOut name. */
+/** How many the first IDs of a scope's leftOut (and liveAtAsOf) name. */
 const LEFT_OUT_SAMPLE = 20;
+
+/**
+ * Resources that were live at `asOf`: brought back after the delete whose snapshot is their source
+ * (by a restore, or by that delete's rollback), and deleted again since. No snapshot holds their
+ * state at asOf: they go back to the source, their state when they were brought back, and edits
+ * made between then and asOf are not in it. The plan says so instead of passing that off as the
+ * state at asOf (a trial lost a customer's edit this way). Null when there are none.
+ */
+export async function liveAtAsOf(
+  client: pg.PoolClient,
+  asOf: string,
+): Promise<{ count: number; ids: string[] } | null> {
+  const r = await client.query<{ id: string; n: number }>(
+    `SELECT p.id, count(*) OVER ()::int AS n FROM restore_source p JOIN snapshots s ON s.id = p.snap_id
+     WHERE EXISTS (SELECT 1 FROM snapshots b JOIN operations o ON o.id = b.operation_id AND o.action = 'restore'
+                   WHERE b.resource_id = p.id AND b.created_at > s.created_at AND b.created_at < $1::timestamptz)
+        OR EXISTS (SELECT 1 FROM operation_items i WHERE i.snapshot_id = p.snap_id AND i.state = 'restored'
+                   AND i.updated_at < $1::timestamptz)
+     ORDER BY p.id LIMIT $2`,
+    [asOf, LEFT_OUT_SAMPLE],
+  );
+  return r.rows.length ? { count: r.rows[0]!.n, ids: r.rows.map((x) => x.id) } : null;
+}
 
 /** What a scope of a tenant or an operation left out: purged resources (an erasure purges too). */
 export interface LeftOut {

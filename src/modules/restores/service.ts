@@ -37,6 +37,7 @@ import type { ServiceLog } from '../operations/service.ts';
 import {
   foldTakenIntoRoots,
   insertRestoreItems,
+  liveAtAsOf,
   resolveRestore,
   restoreDigestInput,
   rootTypes,
@@ -198,7 +199,13 @@ export function restoreService(deps: {
           summary.waves,
           waveOf,
         );
-        const plan: PlanSummary = { ...summary, ...(leftOut ? { leftOut } : {}), planHash };
+        const live = scope.asOf ? await liveAtAsOf(client, scope.asOf) : null;
+        const plan: PlanSummary = {
+          ...summary,
+          ...(leftOut ? { leftOut } : {}),
+          ...(live ? { liveAtAsOf: live } : {}),
+          planHash,
+        };
         if (dryRun) return { kind: 'dry_run', plan };
         const approved = (await getRestoreApproval(client)) === 'none' && !summary.requiresBreakGlass;
         const ttlSeconds = (await getPlanTtlSeconds(client)) ?? DEFAULT_PLAN_TTL_SECONDS;
