@@ -16,6 +16,12 @@ export const retryDue = (running: string, attempts: string) =>
   `${running}::boolean AND NOT permanent AND restore_attempts < ${attempts}::int`;
 export const RETRY_DUE_SQL = retryDue('$2', '$3');
 /**
+ * An item's state as the views show it: a failed restore that the running rollback will try again
+ * is `restoring` (the view's counts, the items and tenants routes alike), not restore_failed yet.
+ */
+export const shownState = (running: string, attempts: string) =>
+  `CASE WHEN state = 'restore_failed' AND ${retryDue(running, attempts)} THEN 'restoring' ELSE state END`;
+/**
  * Backoff before the n-th retry of a failed restore: base × 2^(n−1), capped. With 5 attempts a
  * retryable failure (a 5xx, a timeout) is tried again for about a minute (4 + 8 + 16 + 32 s) before
  * it counts as final: a rollback meets a downstream that is restarting or shedding load. A base of

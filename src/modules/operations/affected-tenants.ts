@@ -9,7 +9,7 @@ import { appendAudit } from '../audit/repository.ts';
 import { tenantCards } from '../registry/contacts.ts';
 import { checkTenantCursor } from './cursors.ts';
 import { operationReads } from './repository.ts';
-import { RESTORE_ATTEMPTS, retryDue } from '../execution/rollback-ledger.ts';
+import { RESTORE_ATTEMPTS, shownState } from '../execution/rollback-ledger.ts';
 
 /**
  * Roles that see contacts here: operators pause, roll back and restore, so they are the ones who
@@ -74,7 +74,7 @@ interface LedgerTenant {
 /** One page of the operation's tenants, by tenant ID, with item counts per state. */
 async function ledgerTenants(db: Queryable, opId: string, cursor: string | null, limit: number, rollingBack: boolean) {
   // A failed restore the running rollback will try again is restoring here too, as in the view.
-  const state = `CASE WHEN state = 'restore_failed' AND ${retryDue('$4', '$5')} THEN 'restoring' ELSE state END`;
+  const state = shownState('$4', '$5');
   const res = await db.query<LedgerTenant>(
     `WITH per AS (
        SELECT tenant_id, ${state} AS state, count(*)::int AS n, min(wave) AS wave FROM operation_items

@@ -6,7 +6,7 @@ import type { Operation } from '../../generated/prisma/client.ts';
 import type { DrillView } from './views.ts';
 import { DEFAULT_RESTORE_APPROVAL, type Budgets, type RestoreApproval } from './policy.ts';
 import { isExternal } from '../restores/history.ts';
-import { RESTORE_ATTEMPTS, RETRY_DUE_SQL, retryDue } from '../execution/rollback-ledger.ts';
+import { RESTORE_ATTEMPTS, shownState } from '../execution/rollback-ledger.ts';
 
 export interface NewOperation {
   id: string;
@@ -144,7 +144,7 @@ export function operationReads(db: Queryable) {
     }) => {
       // The same state as the view's counts give it (waveProgress): ?state=restoring found none of
       // the items the view counted restoring while they waited for their next attempt (a trial).
-      const state = `CASE WHEN state = 'restore_failed' AND ${retryDue('$6', '$7')} THEN 'restoring' ELSE state END`;
+      const state = shownState('$6', '$7');
       const r = await db.query<ItemRow>(
         `SELECT ${ITEM_COLUMNS.replace('wave, state,', `wave, ${state} AS state,`)} FROM operation_items
          WHERE operation_id = $1 AND ($2::int IS NULL OR wave = $2) AND ($3::text[] IS NULL OR ${state} = ANY($3))
@@ -283,7 +283,7 @@ async function progressOf(
   // A failed restore that the running rollback will try again counts as restoring, not restore_failed
   // (the counts went up and down between attempts).
   const rows = await db.query<{ wave: number; state: string; n: number }>(
-    `SELECT wave, CASE WHEN state = 'restore_failed' AND ${RETRY_DUE_SQL} THEN 'restoring' ELSE state END AS state,
+    `SELECT wave, ${shownState('$2', '$3')} AS state,
        count(*)::int AS n
      FROM operation_items WHERE operation_id = $1 GROUP BY 1, 2`,
     [op.id, op.state === 'rolling_back', RESTORE_ATTEMPTS],
