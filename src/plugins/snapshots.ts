@@ -1,4 +1,4 @@
-// The snapshot store (encrypted, content-addressed, insert-only), built once with the master key.
+// The snapshot store (encrypted, hashed, insert-only), built once with the master key.
 // Building it reads nothing: the key is checked against the database where a process starts
 // (server.ts, worker-runtime.ts), so an app can be built offline (npm run openapi).
 import fp from 'fastify-plugin';

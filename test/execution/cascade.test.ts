@@ -262,14 +262,15 @@ describe('snapshots you can trust', () => {
       `UPDATE snapshots SET content_hash = repeat('0', 64) WHERE operation_id = $1`,
       `UPDATE snapshots SET data = '{"state":"active"}' WHERE operation_id = $1`,
       `DELETE FROM snapshots WHERE operation_id = $1`,
-      `UPDATE snapshot_contents SET ciphertext = '\\x00' WHERE (resource_id, hash) IN (SELECT resource_id, content_hash FROM snapshots WHERE operation_id = $1)`,
+      `UPDATE snapshots SET ciphertext = '\\x00' WHERE operation_id = $1`,
     ])
       await expect(query(h.databaseUrl, sql, [op.id]), sql).rejects.toThrow(/append-only/);
     // And a plaintext row cannot be added beside the store (only legacy rows may hold data).
     await expect(
       query(
         h.databaseUrl,
-        `INSERT INTO snapshots (operation_id, resource_id, tenant_id, data) VALUES ($1, 'site_x', 't', '{}')`,
+        `INSERT INTO snapshots (operation_id, resource_id, tenant_id, data, iv, tag, ciphertext)
+         VALUES ($1, 'site_x', 't', '{}', '\\x00', '\\x00', '\\x00')`,
         [op.id],
       ),
     ).rejects.toThrow(/snapshots_encrypted_only/);

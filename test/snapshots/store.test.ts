@@ -1,6 +1,7 @@
-// The snapshot store on real PostgreSQL: content-addressed and stored once, insert-only (the
-// triggers refuse changes), verified on read (tampered content is snapshot_corrupt, never data),
-// and erasable only by destroying the resource's key.
+// The snapshot store on real PostgreSQL: encrypted content in the snapshot row (and the content of
+// snapshots written before, in snapshot_contents, still read), insert-only (the triggers refuse
+// changes), verified on read (tampered content is snapshot_corrupt, never data), and erasable only
+// by destroying the resource's key.
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -23,10 +24,10 @@ const put = (op: string, inputs: { resourceId: string; tenantId: string; data: u
 const count = async (table: string) => Number((await pool.query(`SELECT count(*) AS n FROM ${table}`)).rows[0].n);
 
 describe('snapshot store', () => {
-  it('round-trips, stores the same content once, and keeps each snapshot row', async () => {
+  it('round-trips, and keeps each snapshot row with its content encrypted in it', async () => {
     const data = { id: 'app_1', name: 'Jira Insight', nested: { b: 2, a: [1, 'ü', null] } };
     const [a] = await put('op_1', [{ resourceId: 'app_1', tenantId: 't1', data }]);
-    // Same content, keys in another order: the same canonical form, so no second content row.
+    // Same content, keys in another order: the same canonical form, so the same hash.
     const [b] = await put('op_2', [
       {
         resourceId: 'app_1',
@@ -38,11 +39,13 @@ describe('snapshot store', () => {
     const got = await store.get(pool, [a!, b!]);
     expect(got.get(a!)).toEqual({ ok: true, data });
     expect(got.get(b!)).toEqual({ ok: true, data });
-    const contents = await pool.query(`SELECT count(*)::int AS n FROM snapshot_contents WHERE resource_id = 'app_1'`);
-    expect(contents.rows[0].n).toBe(1);
+    const rows = await pool.query(`SELECT content_hash, ciphertext FROM snapshots WHERE id = ANY($1) ORDER BY id`, [
+      [a, b],
+    ]);
+    expect(rows.rows[0].content_hash).toBe(rows.rows[1].content_hash);
+    expect(await count(`snapshot_contents`)).toBe(0);
     // Nothing readable is stored in the clear.
-    const raw = await pool.query(`SELECT ciphertext FROM snapshot_contents WHERE resource_id = 'app_1'`);
-    expect((raw.rows[0].ciphertext as Buffer).toString('utf8')).not.toContain('Jira');
+    for (const r of rows.rows) expect((r.ciphertext as Buffer).toString('utf8')).not.toContain('Jira');
   });
 
   it('two transactions snapshotting a new resource at once share one key, and both read back', async () => {
@@ -89,7 +92,6 @@ describe('snapshot store', () => {
       const got = await store.get(pool, ids);
       ids.forEach((id, i) => expect(got.get(id)).toEqual({ ok: true, data: batch[i]!.data }));
       expect(await count(`resource_keys WHERE resource_id = 'app_m_race'`)).toBe(1);
-      expect(await count(`snapshot_contents WHERE resource_id = 'app_m_new'`)).toBe(1);
     } finally {
       a.release();
       b.release();
@@ -106,9 +108,8 @@ describe('snapshot store', () => {
   it('refuses to change or remove stored snapshots and contents (triggers)', async () => {
     await put('op_4', [{ resourceId: 'app_2', tenantId: 't1', data: { v: 1 } }]);
     for (const sql of [
-      `UPDATE snapshot_contents SET hash = 'x' WHERE resource_id = 'app_2'`,
-      `DELETE FROM snapshot_contents WHERE resource_id = 'app_2'`,
       `UPDATE snapshots SET content_hash = 'x' WHERE resource_id = 'app_2'`,
+      `UPDATE snapshots SET ciphertext = '\\x00' WHERE resource_id = 'app_2'`,
       `DELETE FROM snapshots WHERE resource_id = 'app_2'`,
       `TRUNCATE snapshot_contents`,
       `DELETE FROM resource_keys WHERE resource_id = 'app_2'`,
@@ -124,10 +125,9 @@ describe('snapshot store', () => {
     // Someone with superuser rights goes around the triggers, as an attacker on the database would.
     const c = await pool.connect();
     try {
-      await c.query('ALTER TABLE snapshot_contents DISABLE TRIGGER snapshot_contents_append_only');
       await c.query('ALTER TABLE snapshots DISABLE TRIGGER snapshots_append_only');
       await c.query(
-        `UPDATE snapshot_contents SET ciphertext = decode('00', 'hex') || substring(ciphertext from 2) WHERE resource_id = 'app_3' AND hash = (SELECT content_hash FROM snapshots WHERE id = $1)`,
+        `UPDATE snapshots SET ciphertext = decode('00', 'hex') || substring(ciphertext from 2) WHERE id = $1`,
         [id],
       );
       // And points the other snapshot at content it was not (a swapped address).
@@ -136,7 +136,6 @@ describe('snapshot store', () => {
         [id, other],
       );
     } finally {
-      await c.query('ALTER TABLE snapshot_contents ENABLE TRIGGER snapshot_contents_append_only');
       await c.query('ALTER TABLE snapshots ENABLE TRIGGER snapshots_append_only');
       c.release();
     }
@@ -147,7 +146,7 @@ describe('snapshot store', () => {
 
   it('a content whose hash does not match what it decrypts to is corrupt too', async () => {
     const [id] = await put('op_6', [{ resourceId: 'app_4', tenantId: 't1', data: { v: 1 } }]);
-    // A content row sealed correctly (same key, same aad) but whose plaintext hashes differently.
+    // Content sealed correctly (same key, same aad) but whose plaintext hashes differently.
     const row = (await pool.query(`SELECT key_id, content_hash FROM snapshots WHERE id = $1`, [id])).rows[0];
     const wrapped = (await pool.query(`SELECT wrapped FROM resource_keys WHERE id = $1`, [row.key_id])).rows[0]
       .wrapped as Buffer;
@@ -156,14 +155,15 @@ describe('snapshot store', () => {
     const forged = seal(key, Buffer.from('{"v":2}'), `snapshot:app_4:${row.content_hash}`);
     const c = await pool.connect();
     try {
-      await c.query('ALTER TABLE snapshot_contents DISABLE TRIGGER snapshot_contents_append_only');
-      await c.query(`UPDATE snapshot_contents SET iv = $1, tag = $2, ciphertext = $3 WHERE resource_id = 'app_4'`, [
+      await c.query('ALTER TABLE snapshots DISABLE TRIGGER snapshots_append_only');
+      await c.query(`UPDATE snapshots SET iv = $1, tag = $2, ciphertext = $3 WHERE id = $4`, [
         forged.iv,
         forged.tag,
         forged.ciphertext,
+        id,
       ]);
     } finally {
-      await c.query('ALTER TABLE snapshot_contents ENABLE TRIGGER snapshot_contents_append_only');
+      await c.query('ALTER TABLE snapshots ENABLE TRIGGER snapshots_append_only');
       c.release();
     }
     expect((await store.get(pool, [id!])).get(id!)).toMatchObject({
@@ -182,6 +182,55 @@ describe('snapshot store', () => {
     expect((await store.get(pool, [after!])).get(after!)).toEqual({ ok: true, data: { v: 1 } });
     expect((await store.get(pool, [before!])).get(before!)).toMatchObject({ ok: false, reason: 'erased' });
     expect(await count(`resource_keys WHERE resource_id = 'app_5'`)).toBe(2);
+  });
+
+  it('a snapshot written before the content moved into its row is read from snapshot_contents', async () => {
+    // The layout before migration 20261202070027: the row points at content stored by address.
+    const [model] = await put('op_10', [{ resourceId: 'app_7', tenantId: 't1', data: { v: 'legacy' } }]);
+    const c = await pool.connect();
+    let legacy = 0;
+    try {
+      await c.query('BEGIN');
+      await c.query('ALTER TABLE snapshots DROP CONSTRAINT snapshots_content_inline');
+      await c.query(
+        `INSERT INTO snapshot_contents (resource_id, key_id, hash, iv, tag, ciphertext)
+         SELECT resource_id, key_id, content_hash, iv, tag, ciphertext FROM snapshots WHERE id = $1`,
+        [model],
+      );
+      const r = await c.query(
+        `INSERT INTO snapshots (operation_id, resource_id, tenant_id, key_id, content_hash)
+         SELECT 'op_11', resource_id, tenant_id, key_id, content_hash FROM snapshots WHERE id = $1 RETURNING id`,
+        [model],
+      );
+      legacy = Number(r.rows[0].id);
+      await c.query(
+        `ALTER TABLE snapshots ADD CONSTRAINT snapshots_content_inline
+         CHECK (iv IS NOT NULL AND tag IS NOT NULL AND ciphertext IS NOT NULL) NOT VALID`,
+      );
+      await c.query('COMMIT');
+    } finally {
+      c.release();
+    }
+    expect((await store.get(pool, [legacy])).get(legacy)).toEqual({ ok: true, data: { v: 'legacy' } });
+    // A new row without its content is refused (the constraint).
+    await expect(
+      pool.query(
+        `INSERT INTO snapshots (operation_id, resource_id, tenant_id, key_id, content_hash)
+         SELECT 'op_12', resource_id, tenant_id, key_id, content_hash FROM snapshots WHERE id = $1`,
+        [model],
+      ),
+    ).rejects.toThrow(/snapshots_content_inline/);
+    // Tampered legacy content is corrupt, as in the row.
+    const t = await pool.connect();
+    try {
+      await t.query('ALTER TABLE snapshot_contents DISABLE TRIGGER snapshot_contents_append_only');
+      await t.query(`UPDATE snapshot_contents SET ciphertext = '\\x00' || ciphertext WHERE resource_id = 'app_7'`);
+    } finally {
+      await t.query('ALTER TABLE snapshot_contents ENABLE TRIGGER snapshot_contents_append_only');
+      t.release();
+    }
+    expect((await store.get(pool, [legacy])).get(legacy)).toMatchObject({ ok: false, reason: 'snapshot_corrupt' });
+    expect((await store.get(pool, [model!])).get(model!)).toEqual({ ok: true, data: { v: 'legacy' } });
   });
 
   it('with another master key nothing decrypts', async () => {

@@ -210,7 +210,7 @@ export function pgLedger(pool: pg.Pool, leaseMs: number, snapshots: Pick<Snapsho
 
     prepare(opId, wave, range, token, snaps, seqs) {
       return inTransaction(pool, async (c) => {
-        // Encrypted, content-addressed and verified on read; in this transaction, so a snapshot
+        // Encrypted, hashed and verified on read; in this transaction, so a snapshot
         // and the mark that relies on it commit together or not at all. Stored BEFORE the
         // operation's row is share-locked: that lock is what an operator's pause waits for, so it
         // is held for the marks and the commit only, not for a chunk's snapshot encryption.

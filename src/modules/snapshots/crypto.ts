@@ -3,8 +3,8 @@
 // A compliance erasure destroys the resource's wrapped keys: its snapshots stay in the insert-only
 // store (the audit trail of what was taken stays whole) but can never be read again.
 //
-// Content is addressed by sha256 over its RFC 8785 canonical JSON (lib/canonical-json.ts),
-// so the same content is stored once per resource and key, and a read verifies what it decrypts:
+// Each snapshot carries sha256 over its content's RFC 8785 canonical JSON (lib/canonical-json.ts),
+// bound into the ciphertext as associated data, and a read verifies what it decrypts:
 // GCM's tag proves the ciphertext was not altered, the hash proves it is the content the ledger
 // points at.
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';

@@ -1,7 +1,7 @@
 // The snapshot store: what a resource looked like before a destructive call, kept so the call can
-// be undone. Encrypted per resource (crypto.ts), content-addressed, insert-only (triggers), and
-// verified on every read: a snapshot that does not decrypt, or whose content does not hash to the
-// address the ledger holds, is never handed to a restore.
+// be undone. Encrypted per resource (crypto.ts), hashed, insert-only (triggers), and verified on
+// every read: a snapshot that does not decrypt, or whose content does not hash to the hash it
+// carries, is never handed to a restore.
 import type pg from 'pg';
 import { inSlices } from '../../lib/slices.ts';
 import type { Queryable } from '../../lib/sql.ts';
@@ -44,37 +44,32 @@ interface Sealed {
   tenantId: string;
   hash: string;
   keyId: number | null;
-  /** Null: the same content of the same resource is sealed earlier in this batch (stored once). */
-  iv: Buffer | null;
-  tag: Buffer | null;
-  ciphertext: Buffer | null;
+  iv: Buffer;
+  tag: Buffer;
+  ciphertext: Buffer;
 }
 
 /**
  * One round trip for the whole write: the missing keys (race-safe: ON CONFLICT on the one-live-key
- * index), the contents (once per resource, key and hash) and the snapshot rows, in input order.
- * An item whose new key lost a race to another transaction gets no key id from `k`, so neither its
- * content nor its snapshot is written; `made` tells the caller which keys were created.
+ * index) and the snapshot rows with their content, in input order. An item whose new key lost a
+ * race to another transaction gets no key id from `k`, so its snapshot is not written; `made` tells
+ * the caller which keys were created. The content is in the snapshot row (not content-addressed in
+ * snapshot_contents, as before 20261202070027): one row and three index entries per snapshot.
  */
 const WRITE = `
 WITH k AS (
   INSERT INTO resource_keys (resource_id, wrapped)
   SELECT r, substring($2::bytea FROM o + 1 FOR n) FROM unnest($1::text[], $3::int[], $4::int[]) AS u(r, o, n)
   ON CONFLICT (resource_id) WHERE erased_at IS NULL DO NOTHING RETURNING id, resource_id
-), x AS MATERIALIZED (
-  SELECT u.r, u.t, u.h, u.o, u.n, u.ord, coalesce(u.kid, k.id) AS kid
+), s AS (
+  INSERT INTO snapshots (operation_id, resource_id, tenant_id, key_id, content_hash, iv, tag, ciphertext)
+  SELECT $12, u.r, u.t, coalesce(u.kid, k.id), u.h, substring($9::bytea FROM u.o + 1 FOR ${IV}),
+         substring($9::bytea FROM u.o + ${IV + 1} FOR ${TAG}),
+         substring($9::bytea FROM u.o + ${IV + TAG + 1} FOR u.n - ${IV + TAG})
   FROM unnest($5::text[], $6::text[], $7::text[], $8::bigint[], $10::int[], $11::int[])
     WITH ORDINALITY AS u(r, t, h, kid, o, n, ord)
   LEFT JOIN k ON u.kid IS NULL AND k.resource_id = u.r
-), c AS (
-  INSERT INTO snapshot_contents (resource_id, key_id, hash, iv, tag, ciphertext)
-  SELECT r, kid, h, substring($9::bytea FROM o + 1 FOR ${IV}), substring($9::bytea FROM o + ${IV + 1} FOR ${TAG}),
-         substring($9::bytea FROM o + ${IV + TAG + 1} FOR n - ${IV + TAG})
-  FROM x WHERE kid IS NOT NULL AND o IS NOT NULL
-  ON CONFLICT DO NOTHING
-), s AS (
-  INSERT INTO snapshots (operation_id, resource_id, tenant_id, key_id, content_hash)
-  SELECT $12, r, t, kid, h FROM x WHERE kid IS NOT NULL ORDER BY ord RETURNING id
+  WHERE coalesce(u.kid, k.id) IS NOT NULL ORDER BY u.ord RETURNING id
 )
 SELECT (SELECT coalesce(array_agg(id ORDER BY id), '{}') FROM s) AS ids,
        (SELECT coalesce(array_agg(resource_id), '{}') FROM k) AS made`;
@@ -83,24 +78,17 @@ SELECT (SELECT coalesce(array_agg(id ORDER BY id), '{}') FROM s) AS ids,
  * Many byte strings as one Buffer with each one's offset and length: a Buffer parameter travels in
  * binary, where a bytea[] is written as hex text (twice the bytes, encoded here, decoded there).
  */
-function pack(parts: (Buffer[] | null)[]): { blob: Buffer; offsets: (number | null)[]; lengths: (number | null)[] } {
-  const offsets: (number | null)[] = [];
-  const lengths: (number | null)[] = [];
-  const flat: Buffer[] = [];
+function pack(parts: Buffer[][]): { blob: Buffer; offsets: number[]; lengths: number[] } {
+  const offsets: number[] = [];
+  const lengths: number[] = [];
   let at = 0;
   for (const p of parts) {
-    if (p === null) {
-      offsets.push(null);
-      lengths.push(null);
-      continue;
-    }
     const n = p.reduce((sum, b) => sum + b.length, 0);
     offsets.push(at);
     lengths.push(n);
-    flat.push(...p);
     at += n;
   }
-  return { blob: Buffer.concat(flat, at), offsets, lengths };
+  return { blob: Buffer.concat(parts.flat(), at), offsets, lengths };
 }
 
 export function snapshotStore(master: Buffer): SnapshotStore {
@@ -118,7 +106,7 @@ export function snapshotStore(master: Buffer): SnapshotStore {
   /**
    * Seals every item under its resource's key: an existing one (`existing`), else the fresh one in
    * `fresh` (created by the same statement). Canonical form and hash are computed once per item
-   * (`contents`); the same content of the same resource twice in a batch is sealed once.
+   * (`contents`).
    */
   async function sealAll(
     inputs: SnapshotInput[],
@@ -127,26 +115,13 @@ export function snapshotStore(master: Buffer): SnapshotStore {
     fresh: Map<string, Buffer>,
   ): Promise<Sealed[]> {
     const ivs = freshIvs(inputs.length);
-    const seen = new Set<string>();
     return inSlices(inputs, (slice, offset) =>
       slice.map((i, k) => {
         const n = offset + k;
         const { canonical, hash } = contents[n]!;
         const old = existing.get(i.resourceId);
-        const row: Sealed = {
-          resourceId: i.resourceId,
-          tenantId: i.tenantId,
-          hash,
-          keyId: old?.id ?? null,
-          iv: null,
-          tag: null,
-          ciphertext: null,
-        };
-        const address = `${i.resourceId}\u0000${hash}`;
-        if (seen.has(address)) return row;
-        seen.add(address);
         const s = seal(old?.key ?? fresh.get(i.resourceId)!, canonical, aad(i.resourceId, hash), ivs[n]);
-        return { ...row, iv: s.iv, tag: s.tag, ciphertext: s.ciphertext };
+        return { resourceId: i.resourceId, tenantId: i.tenantId, hash, keyId: old?.id ?? null, ...s };
       }),
     );
   }
@@ -158,7 +133,7 @@ export function snapshotStore(master: Buffer): SnapshotStore {
     newKeys: { resourceId: string; wrapped: Buffer }[],
   ): Promise<{ ids: number[]; made: Set<string> }> {
     const keys = pack(newKeys.map((k) => [k.wrapped]));
-    const sealed = pack(rows.map((x) => (x.ciphertext ? [x.iv!, x.tag!, x.ciphertext] : null)));
+    const sealed = pack(rows.map((x) => [x.iv, x.tag, x.ciphertext]));
     const r = await tx.query<{ ids: string[]; made: string[] }>(WRITE, [
       newKeys.map((k) => k.resourceId),
       keys.blob,
@@ -233,9 +208,12 @@ export function snapshotStore(master: Buffer): SnapshotStore {
         wrapped: Buffer | null;
         erased_at: Date | null;
       }>(
-        `SELECT s.id, s.resource_id, s.data, s.content_hash, s.key_id, c.iv, c.tag, c.ciphertext, k.wrapped, k.erased_at
+        // Content in the row, or (snapshots written before 20261202070027) in snapshot_contents.
+        `SELECT s.id, s.resource_id, s.data, s.content_hash, s.key_id, coalesce(s.iv, c.iv) AS iv,
+           coalesce(s.tag, c.tag) AS tag, coalesce(s.ciphertext, c.ciphertext) AS ciphertext, k.wrapped, k.erased_at
          FROM snapshots s
-         LEFT JOIN snapshot_contents c ON c.resource_id = s.resource_id AND c.key_id = s.key_id AND c.hash = s.content_hash
+         LEFT JOIN snapshot_contents c ON s.ciphertext IS NULL
+           AND c.resource_id = s.resource_id AND c.key_id = s.key_id AND c.hash = s.content_hash
          LEFT JOIN resource_keys k ON k.id = s.key_id
          WHERE s.id = ANY($1::bigint[])`,
         [ids],
