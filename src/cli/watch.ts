@@ -41,6 +41,11 @@ export async function watchOperation(o: WatchOptions): Promise<WatchResult> {
   let waves: WaveProgress[] = [];
   let exit: ExitCode | null = null;
   let lastId: string | undefined = o.after;
+  // A stream resumed from a cursor (--after, or a reconnect) opens with the state now and then
+  // replays what was missed: its snapshot decides nothing, the progress or end frame after the
+  // replay does. The watch ended on the snapshot of an operation that had rolled back meanwhile
+  // and never printed the halt (a trial).
+  let resumed = o.after !== undefined;
   const ctl = new AbortController();
   let timedOut = false;
   const timer =
@@ -69,7 +74,10 @@ export async function watchOperation(o: WatchOptions): Promise<WatchResult> {
       ...(o.after ? { after: o.after } : {}),
       ...(o.idleTimeoutMs ? { idleTimeoutMs: o.idleTimeoutMs } : {}),
       signal: ctl.signal,
-      onReconnect: (n, why) => o.view.note(`event stream dropped (${why}); reconnecting (attempt ${n})`),
+      onReconnect: (n, why) => {
+        resumed = lastId !== undefined;
+        o.view.note(`event stream dropped (${why}); reconnecting (attempt ${n})`);
+      },
       onFrame(frame) {
         lastId = frame.id ?? lastId;
         let data: Record<string, unknown>;
@@ -92,7 +100,9 @@ export async function watchOperation(o: WatchOptions): Promise<WatchResult> {
         }
         o.view.frame(frame.event, frame.id, data, status);
         if (frame.event === 'snapshot' || frame.event === 'progress') o.view.waves(waves, status);
-        exit = exitForState(status.state);
+        // Transitions replay the past; a live change of state always comes with a progress frame.
+        const decides = frame.event === 'progress' || frame.event === 'end' || (frame.event === 'snapshot' && !resumed);
+        exit = decides ? exitForState(status.state) : null;
         return exit !== null;
       },
     });

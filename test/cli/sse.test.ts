@@ -172,6 +172,53 @@ describe('followSse / watchOperation against a real SSE server', () => {
     }
   });
 
+  it("after a reconnect, an ended operation's snapshot does not end the watch before the replay of what it missed", async () => {
+    // The server's contract: on every connection a snapshot (the state now), then the transitions
+    // after Last-Event-ID, then a progress frame (or the end). The watch ended on the second
+    // snapshot's rolled_back and dropped the halt and the rollback it had not seen (a trial).
+    const running = { ...op, state: 'running' };
+    const ended = { ...op, state: 'rolled_back', haltReason: 'wave 1 of 2: failure rate 50% over 10%' };
+    const sse = (fs: { id: number; event: string; data: unknown }[]) =>
+      fs.map((e) => `id: ${e.id}\nevent: ${e.event}\ndata: ${JSON.stringify(e.data)}\n\n`).join('');
+    let connections = 0;
+    const seen: (string | undefined)[] = [];
+    const server = createServer((req, res) => {
+      connections++;
+      seen.push(req.headers['last-event-id'] as string | undefined);
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      if (connections === 1) {
+        const first = [
+          { id: 3, event: 'snapshot', data: { operation: running, waves: [] } },
+          { id: 4, event: 'transition', data: { seq: 4, action: 'operation.wave_started', state: 'running' } },
+          { id: 4, event: 'progress', data: { state: 'running', currentWave: 1, haltReason: null, waves: [] } },
+        ];
+        return res.write(sse(first), () => res.destroy());
+      }
+      res.end(
+        sse([
+          { id: 4, event: 'snapshot', data: { operation: ended, waves: [] } },
+          { id: 5, event: 'transition', data: { seq: 5, action: 'operation.halted', state: 'rolling_back' } },
+          { id: 6, event: 'transition', data: { seq: 6, action: 'operation.rolled_back', state: 'rolled_back' } },
+          { id: 6, event: 'end', data: { state: 'rolled_back' } },
+        ]),
+      );
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const c = new ApiClient({ url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, token: 'tok' });
+      const lines: string[] = [];
+      const r = await watchOperation({ client: c, operationId: 'op_1', view: jsonView((l) => lines.push(l)) });
+      expect(seen).toEqual([undefined, '4']);
+      expect(r).toMatchObject({ exitCode: EXIT.stopped, state: 'rolled_back', lastEventId: '6' });
+      const actions = lines.map((l) => (JSON.parse(l) as { data: { action?: string } }).data.action);
+      expect(actions).toContain('operation.halted');
+      expect(actions).toContain('operation.rolled_back');
+    } finally {
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    }
+  });
+
   it('an HTTP error (404, 401) is not retried: it carries the server code', async () => {
     await expect(
       followSse({ client, path: '/v1/operations/op_2/events', onFrame: () => undefined }),

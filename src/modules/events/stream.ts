@@ -1,5 +1,5 @@
 // One client's event stream: a snapshot, then every audit event of the operation after the
-// client's cursor, then live frames read from the database every POLL_MS, until the operation
+// client's cursor and a progress frame (or the end), then live frames read from the database every POLL_MS, until the operation
 // ends, the client goes away or the server shuts down. Progress frames go out only when something
 // changed, so at most 1000/POLL_MS per second.
 import { once } from 'node:events';
@@ -39,7 +39,9 @@ export async function streamOperation(o: StreamOptions): Promise<void> {
     if (!o.out.write(chunk) && !o.signal.aborted) await once(o.out, 'drain', { signal: o.signal }).catch(() => {});
   };
   await write(frame(cursor, 'snapshot', snapshotData(op)));
-  let sentProgress = progressKey(op);
+  // Null: the first pass sends a progress frame after the replay even if nothing moved, so that a
+  // client resuming from a cursor learns where the replay ends (the CLI's watch decides there).
+  let sentProgress: string | null = null;
   let sentProbesAt = op.probes?.at ?? null;
   let failing = false;
   while (!o.signal.aborted) {
