@@ -106,7 +106,11 @@ export async function follow(
 }
 
 export function outcomeLine(r: WatchResult): string {
-  if (r.timedOut) return `Timed out waiting: ${r.operationId} is still ${r.state}.`;
+  if (r.timedOut)
+    // 'unknown': the stream never delivered a frame (the server did not answer in time).
+    return r.state === 'unknown'
+      ? `Timed out waiting: no event of ${r.operationId} arrived; its state is not known (blastgate status ${r.operationId}).`
+      : `Timed out waiting: ${r.operationId} is still ${r.state}.`;
   const halt = r.haltReason ? ` (halt reason: ${r.haltReason})` : '';
   return `${r.operationId} is ${r.state}${halt}.`;
 }

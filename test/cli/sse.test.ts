@@ -9,6 +9,7 @@ import { followSse, SseParser, type SseFrame } from '../../src/cli/sse.ts';
 import { heldText, watchOperation } from '../../src/cli/watch.ts';
 import { jsonView, lineView } from '../../src/cli/watch-view.ts';
 import { EXIT } from '../../src/cli/exit-codes.ts';
+import { outcomeLine } from '../../src/cli/context.ts';
 
 describe('SseParser', () => {
   const STREAM =
@@ -244,9 +245,31 @@ describe('followSse / watchOperation against a real SSE server', () => {
         timeoutMs: 300,
       });
       expect(r).toMatchObject({ exitCode: EXIT.timedOut, timedOut: true, state: 'planned' });
+      expect(outcomeLine(r)).toBe('Timed out waiting: op_1 is still planned.');
     } finally {
       quiet.closeAllConnections();
       await new Promise<void>((r) => quiet.close(() => r()));
+    }
+  });
+
+  it('a timeout before any frame arrived says the state is not known (not "is still unknown")', async () => {
+    const mute = createServer(() => undefined); // accepts, never answers
+    await new Promise<void>((r) => mute.listen(0, '127.0.0.1', r));
+    try {
+      const c = new ApiClient({ url: `http://127.0.0.1:${(mute.address() as AddressInfo).port}`, token: 'tok' });
+      const r = await watchOperation({
+        client: c,
+        operationId: 'op_1',
+        view: jsonView(() => undefined),
+        timeoutMs: 300,
+      });
+      expect(r).toMatchObject({ exitCode: EXIT.timedOut, timedOut: true });
+      expect(outcomeLine(r)).toBe(
+        'Timed out waiting: no event of op_1 arrived; its state is not known (blastgate status op_1).',
+      );
+    } finally {
+      mute.closeAllConnections();
+      await new Promise<void>((r) => mute.close(() => r()));
     }
   });
 });
