@@ -76,7 +76,7 @@ export function createMetrics() {
     }),
     items: new Counter({
       name: 'blastgate_items_total',
-      help: 'Operation items by outcome',
+      help: 'Operation items by outcome, cascaded descendants included (counted by the worker that recorded them)',
       labelNames: ['outcome'],
       registers: [registry],
     }),

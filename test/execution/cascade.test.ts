@@ -8,6 +8,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { buildExecHarness, submitAndStart, waitForState, type ExecHarness } from '../support/execution.ts';
 import { command, isDrillCall } from '../support/exec-helpers.ts';
 import { appId, query, seedRegistry, siteId } from '../support/seed.ts';
+import { createMetrics } from '../../src/plugins/metrics.ts';
 
 const APPS = 3;
 const ROLLOUT = { bakeSeconds: 0, concurrency: 2, waves: ['1', '100%'] };
@@ -17,8 +18,12 @@ const freshSites = (n: number) => Array.from({ length: n }, () => nextSite++);
 const appsOfSite = (s: number) => Array.from({ length: APPS }, (_, j) => appId(s, j));
 
 let h: ExecHarness;
+const metrics = createMetrics();
+/** blastgate_items_total{outcome} as the workers counted it. */
+const itemsTotal = async (outcome: string) =>
+  (await metrics.items.get()).values.find((v) => v.labels.outcome === outcome)?.value ?? 0;
 beforeAll(async () => {
-  h = await buildExecHarness({ workers: 1 });
+  h = await buildExecHarness({ workers: 1, workerMetrics: metrics });
   await seedRegistry(h.databaseUrl, { sites: 40, appsPerSite: APPS });
 });
 afterAll(async () => {
@@ -84,8 +89,11 @@ describe('registry adapter: descendants change state with their parent, in one t
     await useRegistry();
     const sites = freshSites(2);
     const apps = sites.flatMap(appsOfSite);
+    const doneBefore = await itemsTotal('done');
     const op = await deleteSites(sites);
     expect((await waitForState(h, op.id, ['completed', 'halted', 'rolling_back'])).state).toBe('completed');
+    // Every resource the delete took counts, its cascade's too, as restores and erasures count them.
+    expect((await itemsTotal('done')) - doneBefore).toBe(sites.length * (1 + APPS));
 
     const after = await registry([...sites.map(siteId), ...apps]);
     expect(after.every((r) => r.state === 'soft_deleted')).toBe(true);
@@ -117,8 +125,10 @@ describe('registry adapter: descendants change state with their parent, in one t
       );
     }
 
+    const restoredBefore = await itemsTotal('restored');
     await command(h, 'operator', op.id, 'rollback', { reason: 'wrong sites' }).expect(200);
     expect((await waitForState(h, op.id, ['rolled_back', 'rollback_incomplete'])).state).toBe('rolled_back');
+    expect((await itemsTotal('restored')) - restoredBefore).toBe(sites.length * (1 + APPS));
     const back = await registry([...sites.map(siteId), ...apps]);
     expect(back.map((r) => [r.id, r.state, r.deleted_at])).toEqual(back.map((r) => [r.id, 'active', null]));
     for (const s of sites) {

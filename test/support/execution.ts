@@ -7,6 +7,7 @@ import { expect } from 'vitest';
 import type { DownstreamPolicy } from '../../src/modules/adapters/index.ts';
 import type { Limits } from '../../src/config.ts';
 import { startWorkers, type RunningWorkers } from '../../src/worker-runtime.ts';
+import type { Metrics } from '../../src/plugins/metrics.ts';
 import type { WebhookSettings } from '../../src/modules/webhooks/settings.ts';
 import { SECRET, buildTestApp, testDownstream, type TestApp } from './app.ts';
 import { startDownstream, type Downstream } from './downstream.ts';
@@ -34,6 +35,8 @@ export async function buildExecHarness(
     limits?: Partial<Limits>;
     /** The workers' webhook delivery settings (tests retry fast). */
     webhooks?: WebhookSettings;
+    /** The workers' metrics (counters a test reads); none by default. */
+    workerMetrics?: Metrics;
   } = {},
 ): Promise<ExecHarness> {
   const prefix = `bgt${randomBytes(4).toString('hex')}`;
@@ -58,6 +61,7 @@ export async function buildExecHarness(
       reconcileEveryMs: 500,
       ...(opts.clock ? { clock: opts.clock } : {}),
       ...(opts.webhooks ? { webhooks: opts.webhooks } : {}),
+      ...(opts.workerMetrics ? { metrics: opts.workerMetrics } : {}),
     });
     workers.push(w);
     return w;

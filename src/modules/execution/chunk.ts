@@ -158,10 +158,11 @@ export async function processChunk<Tx>(deps: ChunkDeps<Tx>, jobId: string, j: Ch
           deps.metrics?.items.inc({ outcome: 'restored' }, rec.recordedDone + rec.descendantsDone);
           deps.metrics?.items.inc({ outcome: 'restore_failed' }, rec.recordedFailed);
         } else if (op.action === 'purge') {
-          deps.metrics?.items.inc({ outcome: 'purged' }, rec.recordedDone);
+          // A cascade's descendants count, as they do for restores and erasures.
+          deps.metrics?.items.inc({ outcome: 'purged' }, rec.recordedDone + rec.descendantsDone);
           deps.metrics?.items.inc({ outcome: 'purge_failed' }, rec.recordedFailed);
         } else {
-          deps.metrics?.items.inc({ outcome: 'done' }, rec.recordedDone);
+          deps.metrics?.items.inc({ outcome: 'done' }, rec.recordedDone + rec.descendantsDone);
           deps.metrics?.items.inc({ outcome: 'failed' }, rec.recordedFailed);
         }
         return waveEvent(j.wave, rec.stats, op.lifecycle.haltPolicy, batch);

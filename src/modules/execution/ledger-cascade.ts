@@ -66,10 +66,11 @@ export async function markDescendants(tx: Queryable, opId: string, parents: numb
 
 /**
  * Descendants take their parent's outcome: done or failed with it (saying so), pending while it
- * is; and its mark, which a parent loses only when it was handed back unsent.
+ * is; and its mark, which a parent loses only when it was handed back unsent. Returns how many
+ * are done (the metric counts them with their parents).
  */
-export async function syncDescendants(tx: Queryable, opId: string, parents: number[]): Promise<void> {
-  await tx.query(
+export async function syncDescendants(tx: Queryable, opId: string, parents: number[]): Promise<number> {
+  const r = await tx.query<{ state: string }>(
     `UPDATE operation_items d SET
        state = CASE WHEN p.state IN ('done', 'failed') THEN p.state ELSE 'pending' END,
        last_error = CASE WHEN p.state = 'failed' THEN left('taken with ' || p.resource_id || ', which failed: ' || coalesce(p.last_error, ''), 500)
@@ -77,9 +78,11 @@ export async function syncDescendants(tx: Queryable, opId: string, parents: numb
        permanent = p.permanent, attempts = p.attempts, updated_at = now(),
        executed_seq = CASE WHEN p.executed_seq IS NULL THEN NULL ELSE d.executed_seq END
      FROM operation_items p
-     WHERE p.operation_id = $1 AND p.seq = ANY($2::int[]) AND d.operation_id = $1 AND d.parent_seq = p.seq`,
+     WHERE p.operation_id = $1 AND p.seq = ANY($2::int[]) AND d.operation_id = $1 AND d.parent_seq = p.seq
+     RETURNING d.state`,
     [opId, parents],
   );
+  return r.rows.filter((x) => x.state === 'done').length;
 }
 
 /**

@@ -85,7 +85,7 @@ export interface Recorded {
   stats: WaveStats;
   recordedDone: number;
   recordedFailed: number;
-  /** Descendants recorded done with their own outcome (restores). */
+  /** Descendants recorded done: with their parent's outcome, or with their own (restores). */
   descendantsDone: number;
   /** Claimed items this call recorded done (an erasure destroys their keys in the same transaction). */
   doneSeqs: number[];
@@ -295,8 +295,8 @@ export function pgLedger(pool: pg.Pool, leaseMs: number, snapshots: Pick<Snapsho
       // unless the outcome names theirs (a restore).
       const own = outcomes.filter((o) => recorded.has(o.seq) && o.descendants?.length);
       const shared = [...recorded].filter((seq) => !own.some((o) => o.seq === seq));
-      if (shared.length) await syncDescendants(tx, opId, shared);
-      const descendantsDone = own.length ? await recordDescendants(tx, opId, own) : 0;
+      const sharedDone = shared.length ? await syncDescendants(tx, opId, shared) : 0;
+      const descendantsDone = sharedDone + (own.length ? await recordDescendants(tx, opId, own) : 0);
       const landed = outcomes.filter((o) => recorded.has(o.seq) && o.state !== 'pending');
       const verdicts = landed.map((o) => o.verdict ?? (o.state as 'done' | 'failed'));
       const doneSeqs = seqsOf(landed.filter((o) => o.state === 'done'));
