@@ -268,6 +268,20 @@ describe('global freeze', () => {
     expect((await waitForState(h, other.id, ['completed', 'halted', 'rolled_back', 'paused'])).state).toBe('completed');
   });
 
+  it('leaves the way back open: a rollback asked for while frozen, and one running when the freeze came, both finish', async () => {
+    const done = await submitAndStart(h, { ids: appsOf([90], APPS), rollout: ROLLOUT });
+    const running = await submitAndStart(h, { ids: appsOf([91], APPS), rollout: ROLLOUT });
+    for (const op of [done, running])
+      expect((await waitForState(h, op.id, ['completed', 'halted', 'rolled_back', 'paused'])).state).toBe('completed');
+    h.downstream.hang(300);
+    expect((await command(h, 'operator', running.id, 'rollback', { reason: 'wrong apps' })).status).toBe(200);
+    expect((await setFreeze(true)).status).toBe(200);
+    expect((await command(h, 'operator', done.id, 'rollback', { reason: 'wrong apps too' })).status).toBe(200);
+    h.downstream.hang(0);
+    for (const op of [done, running])
+      expect((await waitForState(h, op.id, ['rolled_back', 'rollback_incomplete'], 60_000)).state).toBe('rolled_back');
+  });
+
   it('only an admin may set or lift it', async () => {
     for (const role of ['viewer', 'requester', 'approver', 'operator'] as const) {
       const r = await setFreeze(true, role);
