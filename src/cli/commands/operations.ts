@@ -185,8 +185,8 @@ export function registerOperationCommands(program: Command) {
             const counts = Object.entries(w.counts).map(([k, n]) => `${k} ${n}`);
             ctx.out.line(`  wave ${w.wave + 1}: ${counts.join(' · ') || 'no items'}`);
           }
-          // What did not get where the end state says (failed deletes, items not restored): the halt
-          // reason only says how many, and points here.
+          // What did not get where the state says (failed deletes, items not restored, what a halted
+          // operation has not done): the halt reason only says how many, and points here.
           if (op.unfinished?.count) {
             ctx.out.line(`  unfinished: ${op.unfinished.count} item(s)`);
             for (const i of op.unfinished.items.slice(0, UNFINISHED_SHOWN))
