@@ -7,9 +7,17 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { snapshotStore } from '../../src/modules/snapshots/store.ts';
 import { command } from '../support/exec-helpers.ts';
-import { buildExecHarness, waitForState, type ExecHarness } from '../support/execution.ts';
+import { buildExecHarness, submitAndStart, waitForState, type ExecHarness } from '../support/execution.ts';
 import { TEST_SNAPSHOT_KEY_BYTES } from '../support/keys.ts';
-import { APPS, appsOfSite, deleteAndComplete, getRestore, postRestore, useRegistry } from '../support/restores.ts';
+import {
+  APPS,
+  appsOfSite,
+  deleteAndComplete,
+  getRestore,
+  postRestore,
+  useHttp,
+  useRegistry,
+} from '../support/restores.ts';
 import { seedRegistry, siteId, tenantId } from '../support/seed.ts';
 
 let h: ExecHarness;
@@ -56,5 +64,32 @@ describe('a halted operation lists what it did not finish', () => {
         state: 'failed',
         lastError: expect.stringMatching(new RegExp(`^not restored: ${siteId(s)} was not`)),
       });
+  });
+
+  it('a halted delete: the items that failed, each with its error', async () => {
+    await useHttp(h);
+    h.downstream.failOnly(['softDelete']);
+    h.downstream.failNext(1_000, 500);
+    try {
+      const op = await submitAndStart(h, {
+        targetType: 'app',
+        reason: 'Cleanup script',
+        ids: [...appsOfSite(2), ...appsOfSite(3)],
+        rollout: { bakeSeconds: 0, waves: ['100%'], restoreDrill: false },
+        haltPolicy: { probe: 'optional', onHalt: 'pause', maxConsecutiveFailures: 1 },
+      });
+      await waitForState(h, op.id, ['halted', 'completed', 'completed_with_failures', 'rolled_back']);
+      const view = await getRestore(h, op.id);
+      expect(view.state).toBe('halted');
+      const failed = view.counts!.byState.failed!;
+      expect(failed).toBeGreaterThan(0);
+      // The failed ones, not those the halt kept from being sent (a resume sends them).
+      expect(view.unfinished?.count).toBe(failed);
+      for (const i of view.unfinished!.items)
+        expect(i).toMatchObject({ state: 'failed', lastError: expect.stringMatching(/HTTP 500/) });
+    } finally {
+      h.downstream.failOnly(null);
+      h.downstream.failNext(0, 500);
+    }
   });
 });

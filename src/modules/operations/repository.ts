@@ -184,12 +184,14 @@ export function operationReads(db: Queryable) {
      */
     unfinished: async (op: Pick<Operation, 'id' | 'state' | 'action'>) => {
       // A restore, an erasure or a purge has no rollback to fall back on: every item it did not
-      // restore / erase / purge, whether it ended short (failures, or aborted) or halted.
+      // restore / erase / purge, whether it ended short (failures, or aborted) or halted. A halted
+      // delete lists the items that failed: the ones the operator must look at before resuming (which
+      // sends them again, and the rest) or rolling back; what the halt kept from being sent is not news.
       const noRollback = op.action === 'restore' || op.action === 'erase' || op.action === 'purge';
       const where =
         noRollback && ['completed_with_failures', 'cancelled', 'halted'].includes(op.state)
           ? `state <> 'done'`
-          : op.state === 'completed_with_failures'
+          : op.state === 'completed_with_failures' || op.state === 'halted'
             ? `state = 'failed'`
             : op.state === 'rollback_incomplete'
               ? `executed_seq IS NOT NULL AND state <> 'restored'`

@@ -348,7 +348,7 @@ export const OperationView = Type.Object(
         },
         {
           description:
-            'completed_with_failures: the items that failed; rollback_incomplete: the executed items that were not restored; a restore (erasure, purge) that ended completed_with_failures or cancelled, or is halted: every item it did not restore (erase, purge), those with an error first',
+            'completed_with_failures and a halted delete: the items that failed; rollback_incomplete: the executed items that were not restored; a restore (erasure, purge) that ended completed_with_failures or cancelled, or is halted: every item it did not restore (erase, purge), those with an error first',
         },
       ),
     ),
