@@ -201,14 +201,29 @@ export const PlanSchema = Type.Object(
     leftOut: Type.Optional(
       Type.Object(
         {
-          purged: Type.Integer({ description: 'How many resources of the scope are purged' }),
-          ids: Type.Array(Type.String(), { description: 'The first 20 of them by ID' }),
+          purged: Type.Integer({
+            description: 'How many resources of the scope are purged (by a purge or an erasure; erased ones included)',
+          }),
+          ids: Type.Array(Type.String(), { description: 'The first 20 purged ones by ID' }),
+          erased: Type.Integer({ description: 'Of the purged, how many a compliance erasure erased' }),
+          items: Type.Array(
+            Type.Object({
+              id: Type.String(),
+              reason: Type.Union([Type.Literal('purged'), Type.Literal('erased')]),
+              by: Type.Union([Type.String(), Type.Null()], {
+                description: 'The operation that did it (null when only an import said it is purged)',
+              }),
+              detail: Type.String({ description: 'Why it is left out, for people' }),
+            }),
+            { description: 'The first 20 of each reason, by ID' },
+          ),
         },
         {
           description:
-            'Restores and purges of a tenant or an operation: what the scope names but the plan leaves out because it is ' +
-            'purged already (by a purge or an erasure), which is final. Absent when nothing was left out. A list of IDs ' +
-            'is never cut short: a purged ID in it rejects the plan (purged, erased)',
+            'Restores and purges of a tenant or an operation: what the scope names but the plan leaves out, and why: ' +
+            'purged already (by a purge or an erasure; for a tenant, also what an erasure took while it was active), ' +
+            'which is final. Absent when nothing was left out. A list of IDs is never cut short: a purged ID in it ' +
+            'rejects the plan (purged, erased)',
         },
       ),
     ),
