@@ -206,12 +206,25 @@ export const PlanSchema = Type.Object(
           }),
           ids: Type.Array(Type.String(), { description: 'The first 20 purged ones by ID' }),
           erased: Type.Integer({ description: 'Of the purged, how many a compliance erasure erased' }),
+          restored: Type.Integer({
+            description: 'An operation scope: how many were brought back since, by another restore or a rollback',
+          }),
+          deletedAgain: Type.Integer({
+            description:
+              'An operation scope: how many were brought back since and deleted again by another operation (a restore of that one takes them)',
+          }),
           items: Type.Array(
             Type.Object({
               id: Type.String(),
-              reason: Type.Union([Type.Literal('purged'), Type.Literal('erased')]),
+              reason: Type.Union([
+                Type.Literal('purged'),
+                Type.Literal('erased'),
+                Type.Literal('restored'),
+                Type.Literal('deleted_again'),
+              ]),
               by: Type.Union([Type.String(), Type.Null()], {
-                description: 'The operation that did it (null when only an import said it is purged)',
+                description:
+                  'The operation that did it: the purge or erasure, the restore or the delete whose rollback brought it back, the delete that took it again (null when only an import said it is purged)',
               }),
               detail: Type.String({ description: 'Why it is left out, for people' }),
             }),
@@ -222,7 +235,8 @@ export const PlanSchema = Type.Object(
           description:
             'Restores and purges of a tenant or an operation: what the scope names but the plan leaves out, and why: ' +
             'purged already (by a purge or an erasure; for a tenant, also what an erasure took while it was active), ' +
-            'which is final. Absent when nothing was left out. A list of IDs is never cut short: a purged ID in it ' +
+            'which is final; for an operation, also what was brought back since (restored) or deleted again since by ' +
+            'another operation (deleted_again). Absent when nothing was left out. A list of IDs is never cut short: a purged ID in it ' +
             'rejects the plan (purged, erased)',
         },
       ),
