@@ -121,7 +121,14 @@ export interface PlanLike {
   waves?: { index: number; kind?: string; step?: string | null; tenants: number; items: number }[];
   cascade?: { type: string; count: number }[];
   estimatedRestore?: { seconds?: number };
-  leftOut?: { purged: number; ids: string[] };
+  leftOut?: {
+    purged: number;
+    ids: string[];
+    erased?: number;
+    restored?: number;
+    deletedAgain?: number;
+    items?: { id: string; reason: string; detail: string }[];
+  };
   requiresBreakGlass?: boolean;
   breakGlassReasons?: string[];
   planHash?: string;
@@ -147,10 +154,24 @@ export function planLines(
     lines.push(`  cannot be undone: ${kind === 'purge' ? 'a purge' : 'an erasure'} is a hard delete, never restored`);
   else if (plan.estimatedRestore?.seconds !== undefined)
     lines.push(`  estimated time to restore: ${plan.estimatedRestore.seconds} s`);
-  if (plan.leftOut?.purged)
+  if (plan.leftOut?.purged) {
+    // An erasure purges too; the reviewer should know its snapshots are destroyed as well.
+    const erased = plan.leftOut.erased ? `, ${plan.leftOut.erased} of them erased` : '';
     lines.push(
-      `  left out: ${plan.leftOut.purged} already purged (${plan.leftOut.ids.slice(0, 5).join(', ')}${plan.leftOut.purged > 5 ? ', …' : ''})`,
+      `  left out: ${plan.leftOut.purged} already purged${erased} (${plan.leftOut.ids.slice(0, 5).join(', ')}${plan.leftOut.purged > 5 ? ', …' : ''})`,
     );
+  }
+  // An operation's restore or purge takes less than it deleted: say what came back (or went again) since.
+  for (const [reason, n, what] of [
+    ['restored', plan.leftOut?.restored, 'brought back since'],
+    ['deleted_again', plan.leftOut?.deletedAgain, 'deleted again since'],
+  ] as const) {
+    if (!n) continue;
+    const items = (plan.leftOut?.items ?? []).filter((i) => i.reason === reason).slice(0, 3);
+    lines.push(
+      `  left out: ${n} ${what}: ${items.map((i) => `${i.id} (${i.detail})`).join(', ')}${n > 3 ? ', …' : ''}`,
+    );
+  }
   if (plan.requiresBreakGlass)
     lines.push(`  BREAK-GLASS required: ${(plan.breakGlassReasons ?? []).join('; ') || 'see the plan'}`);
   const hash = planHash ?? plan.planHash;

@@ -145,6 +145,27 @@ export async function* ndjsonBody(
   if (outLength) yield Buffer.from(out);
 }
 
+/** An ID list without an ID: every command refuses it the same way, before anything is sent. */
+export const emptyIdList = () => usageError('the ID list is empty');
+
+/**
+ * The NDJSON body, read up to the list's first ID (or its end) before the request is made: an empty
+ * list was sent and refused by the server (exit 1) over REST, but is a usage error (exit 2) through
+ * the queue, which reads the whole list first. Holds only what comes before the first ID.
+ */
+export async function withIds(body: AsyncGenerator<Uint8Array>, stats: IdStats): Promise<AsyncGenerator<Uint8Array>> {
+  const before: Uint8Array[] = [];
+  while (stats.ids === 0) {
+    const next = await body.next();
+    if (next.done) throw emptyIdList();
+    before.push(next.value);
+  }
+  return (async function* () {
+    yield* before;
+    yield* body;
+  })();
+}
+
 /**
  * Every ID of a (small) list, for routes that take IDs inline (restores, purges, the queue), read
  * by the server's NDJSON rules: a line is "id" or {"id": "..."} (one key, given once); a line that

@@ -5,6 +5,7 @@ import { jsonArg } from '../../src/cli/context.ts';
 import { CliError, EXIT } from '../../src/cli/exit-codes.ts';
 import { collectIds, inListLines, ListLines, ndjsonBody, type IdStats } from '../../src/cli/ids.ts';
 import { rejectionLines } from '../../src/cli/output.ts';
+import { jsonError, runCli } from '../support/cli.ts';
 
 const list = (text: string) => Readable.from([Buffer.from(text)]);
 const refusal = async (p: Promise<unknown>) => {
@@ -119,5 +120,27 @@ describe('the list line of an ID the server names by index', () => {
       offenders: { protected: [{ index: 0, id: 'site_5', via: { id: 'app_9', type: 'app', tenantId: 'tenant_2' } }] },
     });
     expect(rejectionLines(rejected).join('\n')).toContain('site_5 (for app app_9 of tenant_2, which it takes along)');
+  });
+});
+
+describe('an empty ID list', () => {
+  // Nothing listens on port 1: a request would fail as a network error (exit 1), so exit 2 shows
+  // that the list was refused before anything was sent, over REST and through the queue alike.
+  const DEAD = { url: 'http://127.0.0.1:1', token: 'bg_unused', env: { BLASTGATE_REDIS_URL: 'redis://127.0.0.1:1' } };
+  const spec = ['--type', 'app', '--reason', 'Remove the legacy app', '--ticket', 'CHG-1'];
+
+  it.each([
+    ['submit', '', []],
+    ['submit', '\n  \n\r\n', []],
+    ['submit --via-queue', '\n  \n\r\n', ['--via-queue']],
+    ['plan', '\n', []],
+  ])('%s, input %j: a usage error (exit 2) before anything is sent', async (label, input, flags) => {
+    const command = label.split(' ')[0]!;
+    const r = await runCli(['--json', command, ...spec, ...flags], { ...DEAD, input });
+    expect(r.code, r.stderr).toBe(EXIT.usage);
+    expect(jsonError(r)).toEqual({
+      error: { code: 'USAGE', message: 'the ID list is empty' },
+      exitCode: EXIT.usage,
+    });
   });
 });

@@ -4,7 +4,7 @@
 import type { Command } from 'commander';
 import { CliError, EXIT, usageError } from '../exit-codes.ts';
 import { IDEMPOTENCY_HEADER, inBodyFlags } from '../spec.ts';
-import { collectIds, inListLines, ListLines, openIds } from '../ids.ts';
+import { collectIds, emptyIdList, inListLines, ListLines, openIds } from '../ids.ts';
 import {
   ctxOf,
   durationMs,
@@ -118,7 +118,7 @@ async function scopeBody(
   if (f.type && !f.idsFile) throw usageError('--type needs --ids-file (or --ids-file - for stdin)');
   if (f.idsFile && !f.type) throw usageError('--ids-file needs --type (the type every ID must be)');
   const ids = f.idsFile ? await collectIds(openIds(f.idsFile) as AsyncIterable<Buffer>, 100_000, lines) : undefined;
-  if (ids?.length === 0) throw usageError('the ID list is empty');
+  if (ids?.length === 0) throw emptyIdList();
   const rollout = {
     ...(f.waves ? { waves: f.waves.split(',').map((x) => x.trim()) } : {}),
     ...(f.bakeSeconds !== undefined ? { bakeSeconds: f.bakeSeconds } : {}),

@@ -2,7 +2,7 @@
 // up to 1,000,000 IDs that way, staged server-side), and an operation followed to its outcome.
 import type { Command } from 'commander';
 import { EXIT, exitForState, usageError } from '../exit-codes.ts';
-import { ndjsonBody, openIds, collectIds, inListLines, ListLines, type IdStats } from '../ids.ts';
+import { ndjsonBody, openIds, collectIds, emptyIdList, inListLines, ListLines, withIds, type IdStats } from '../ids.ts';
 import { inFlags, specOf, specOptions, type SpecFlags, type SubmitFlags } from '../spec.ts';
 import { submitViaQueue } from '../queue.ts';
 import {
@@ -23,9 +23,10 @@ async function streamSubmission(ctx: Ctx, f: SpecFlags, dryRun: boolean) {
   needToken(ctx);
   const input = openIds(f.idsFile);
   const stats: IdStats = { lines: 0, ids: 0, blanks: new ListLines() };
+  const stream = await withIds(ndjsonBody(input as AsyncIterable<Buffer>, specOf(f, dryRun), f.format, stats), stats);
   const { body, status } = await ctx.client
     .answer<Record<string, unknown>>('POST', '/v1/operations', {
-      stream: ndjsonBody(input as AsyncIterable<Buffer>, specOf(f, dryRun), f.format, stats),
+      stream,
       contentType: 'application/x-ndjson',
       ...(f.idempotencyKey ? { headers: { 'idempotency-key': f.idempotencyKey } } : {}),
     })
@@ -109,7 +110,7 @@ export function registerOperationCommands(program: Command) {
           const redisUrl = f.redisUrl ?? process.env.BLASTGATE_REDIS_URL;
           if (!redisUrl) throw usageError('--via-queue needs --redis-url or BLASTGATE_REDIS_URL');
           const ids = await collectIds(openIds(f.idsFile) as AsyncIterable<Buffer>, 100_000);
-          if (!ids.length) throw usageError('the ID list is empty');
+          if (!ids.length) throw emptyIdList();
           const r = await submitViaQueue({
             redisUrl,
             prefix: f.queuePrefix ?? process.env.BLASTGATE_QUEUE_PREFIX ?? 'blastgate',
@@ -185,8 +186,8 @@ export function registerOperationCommands(program: Command) {
             const counts = Object.entries(w.counts).map(([k, n]) => `${k} ${n}`);
             ctx.out.line(`  wave ${w.wave + 1}: ${counts.join(' · ') || 'no items'}`);
           }
-          // What did not get where the end state says (failed deletes, items not restored): the halt
-          // reason only says how many, and points here.
+          // What did not get where the state says (failed deletes, items not restored, what a halted
+          // operation has not done): the halt reason only says how many, and points here.
           if (op.unfinished?.count) {
             ctx.out.line(`  unfinished: ${op.unfinished.count} item(s)`);
             for (const i of op.unfinished.items.slice(0, UNFINISHED_SHOWN))

@@ -3,6 +3,7 @@
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import { cascadeSummary, insertDescendants, type CascadeSummary } from './cascade-plan.ts';
+import type { LeftOut } from '../restores/left-out.ts';
 import type { Budgets } from './policy.ts';
 import { estimatePlanRestore, restoreBreach, type EstimatedRestore } from './restore-estimate.ts';
 import type { RollingView } from './rolling-budgets.ts';
@@ -30,8 +31,8 @@ export interface PlanSummary {
   };
   /** How long restoring everything this plan deletes would take (see restore-estimate.ts). */
   estimatedRestore: EstimatedRestore;
-  /** Restores and purges of a tenant or an operation: what the scope names but is purged already. */
-  leftOut?: { purged: number; ids: string[] };
+  /** Restores and purges of a tenant or an operation: what the scope names but leaves out, and why. */
+  leftOut?: LeftOut;
   /** Restores asOf a time: resources that were live then, so no snapshot holds that moment (restores/resolve.ts). */
   liveAtAsOf?: { count: number; ids: string[] };
   requiresBreakGlass: boolean;

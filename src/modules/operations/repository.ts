@@ -175,30 +175,37 @@ export function operationReads(db: Queryable) {
       return r.rows;
     },
     /**
-     * What did not get where the operation's end state says it should: failed deletes of a
-     * completed_with_failures operation, items not restored by a rollback_incomplete one, and the
-     * items a restore (or erasure) that ended short (completed_with_failures, or cancelled) did not do.
+     * What did not get where the operation's state says it should: failed deletes of a
+     * completed_with_failures operation, items not restored by a rollback_incomplete one, the items
+     * a restore (or erasure, or purge) that ended short (completed_with_failures, or cancelled) did
+     * not do, and what a halted operation has not done so far. A halt waits for a human, who must
+     * see which items and why before choosing resume, abort or rollback; the list was computed only
+     * for ended operations, so a halted one showed none.
      */
     unfinished: async (op: Pick<Operation, 'id' | 'state' | 'action'>) => {
-      // A restore, an erasure or a purge that ended short of success (failures, or aborted): every
-      // item it did not restore / erase / purge (none has a rollback to fall back on).
-      const restoreShort =
-        (op.action === 'restore' || op.action === 'erase' || op.action === 'purge') &&
-        ['completed_with_failures', 'cancelled'].includes(op.state);
-      const where = restoreShort
-        ? `state <> 'done'`
-        : op.state === 'completed_with_failures'
-          ? `state = 'failed'`
-          : op.state === 'rollback_incomplete'
-            ? `executed_seq IS NOT NULL AND state <> 'restored'`
-            : null;
+      // A restore, an erasure or a purge has no rollback to fall back on: every item it did not
+      // restore / erase / purge, whether it ended short (failures, or aborted) or halted. A halted
+      // delete lists the items that failed: the ones the operator must look at before resuming (which
+      // sends them again, and the rest) or rolling back; what the halt kept from being sent is not news.
+      const noRollback = op.action === 'restore' || op.action === 'erase' || op.action === 'purge';
+      const where =
+        noRollback && ['completed_with_failures', 'cancelled', 'halted'].includes(op.state)
+          ? `state <> 'done'`
+          : op.state === 'completed_with_failures' || op.state === 'halted'
+            ? `state = 'failed'`
+            : op.state === 'rollback_incomplete'
+              ? `executed_seq IS NOT NULL AND state <> 'restored'`
+              : null;
       if (!where) return undefined;
       const [count, rows] = await Promise.all([
         db.query<{ n: number }>(`SELECT count(*)::int AS n FROM operation_items WHERE operation_id = $1 AND ${where}`, [
           op.id,
         ]),
         db.query<ItemRow>(
-          `SELECT ${ITEM_COLUMNS} FROM operation_items WHERE operation_id = $1 AND ${where} ORDER BY seq LIMIT $2`,
+          // Those with an error first: the first 100 of a halted restore are otherwise mostly items the
+          // halt kept from being sent, and the failures that halted it are the ones to read.
+          `SELECT ${ITEM_COLUMNS} FROM operation_items WHERE operation_id = $1 AND ${where}
+           ORDER BY last_error IS NULL, seq LIMIT $2`,
           [op.id, UNFINISHED_LISTED],
         ),
       ]);

@@ -201,14 +201,43 @@ export const PlanSchema = Type.Object(
     leftOut: Type.Optional(
       Type.Object(
         {
-          purged: Type.Integer({ description: 'How many resources of the scope are purged' }),
-          ids: Type.Array(Type.String(), { description: 'The first 20 of them by ID' }),
+          purged: Type.Integer({
+            description: 'How many resources of the scope are purged (by a purge or an erasure; erased ones included)',
+          }),
+          ids: Type.Array(Type.String(), { description: 'The first 20 purged ones by ID' }),
+          erased: Type.Integer({ description: 'Of the purged, how many a compliance erasure erased' }),
+          restored: Type.Integer({
+            description: 'An operation scope: how many were brought back since, by another restore or a rollback',
+          }),
+          deletedAgain: Type.Integer({
+            description:
+              'An operation scope: how many were brought back since and deleted again by another operation (a restore of that one takes them)',
+          }),
+          items: Type.Array(
+            Type.Object({
+              id: Type.String(),
+              reason: Type.Union([
+                Type.Literal('purged'),
+                Type.Literal('erased'),
+                Type.Literal('restored'),
+                Type.Literal('deleted_again'),
+              ]),
+              by: Type.Union([Type.String(), Type.Null()], {
+                description:
+                  'The operation that did it: the purge or erasure, the restore or the delete whose rollback brought it back, the delete that took it again (null when only an import said it is purged)',
+              }),
+              detail: Type.String({ description: 'Why it is left out, for people' }),
+            }),
+            { description: 'The first 20 of each reason, by ID' },
+          ),
         },
         {
           description:
-            'Restores and purges of a tenant or an operation: what the scope names but the plan leaves out because it is ' +
-            'purged already (by a purge or an erasure), which is final. Absent when nothing was left out. A list of IDs ' +
-            'is never cut short: a purged ID in it rejects the plan (purged, erased)',
+            'Restores and purges of a tenant or an operation: what the scope names but the plan leaves out, and why: ' +
+            'purged already (by a purge or an erasure; for a tenant, also what an erasure took while it was active), ' +
+            'which is final; for an operation, also what was brought back since (restored) or deleted again since by ' +
+            'another operation (deleted_again). Absent when nothing was left out. A list of IDs is never cut short: a purged ID in it ' +
+            'rejects the plan (purged, erased)',
         },
       ),
     ),
@@ -348,7 +377,7 @@ export const OperationView = Type.Object(
         },
         {
           description:
-            'completed_with_failures: the items that failed; rollback_incomplete: the executed items that were not restored; a restore that ended completed_with_failures or cancelled: every item it did not restore',
+            'completed_with_failures and a halted delete: the items that failed; rollback_incomplete: the executed items that were not restored; a restore (erasure, purge) that ended completed_with_failures or cancelled, or is halted: every item it did not restore (erase, purge), those with an error first',
         },
       ),
     ),

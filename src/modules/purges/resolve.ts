@@ -7,7 +7,7 @@ import type pg from 'pg';
 import { LIVE_STATES } from '../operations/lifecycle-types.ts';
 import { createRestoreIds, isExternal, latestEvents, notImportedSince } from '../restores/history.ts';
 import { resolveDeleted, type LeftOut } from '../restores/resolve.ts';
-import { purgedSentence } from '../restores/scope.ts';
+import { leftOutSentence } from '../restores/left-out.ts';
 import { UnprocessableError } from '../../lib/errors.ts';
 import { DEFAULT_RETENTION_DAYS } from './retention.ts';
 import type { PurgeScope } from './schemas.ts';
@@ -140,7 +140,7 @@ export async function nothingToPurge(
   if (scope.kind !== 'due')
     return new UnprocessableError(
       'NOTHING_TO_PURGE',
-      `Nothing in this scope is deleted and not purged yet${purgedSentence(leftOut, 'purged again')}`,
+      `Nothing in this scope is deleted and not purged yet${leftOutSentence(leftOut, 'purged again')}`,
       { scope, ...(leftOut ? { leftOut } : {}) },
     );
   const next = await client.query<{ at: Date | null }>(

@@ -73,9 +73,15 @@ export const EXTERNAL_TYPES = `SELECT name FROM resource_types t WHERE ${isExter
  */
 export const ledgerDecides = (states: readonly string[]) => !states.includes('soft_deleted');
 
-/** A snapshot's call took effect: a delete (done, or rolled back since) or a restore (done). $1: DELETED_ITEM_STATES. */
-const TOOK_EFFECT = `((o.action = 'delete' AND i.state = ANY($1::text[] || '{restored}'))
+/**
+ * SQL: the call of snapshot `s` (operation `o`, ledger item `i`) took effect: a delete (done, or
+ * rolled back since) or a restore (done). `states`: the placeholder bound to DELETED_ITEM_STATES.
+ */
+export const tookEffect = (
+  states = '$1',
+) => `((o.action = 'delete' AND i.state = ANY(${states}::text[] || '{restored}'))
             OR (o.action = 'restore' AND i.state = 'done'))`;
+const TOOK_EFFECT = tookEffect();
 
 /**
  * restore_events: every snapshot of the resources in restore_ids whose call took effect — a delete

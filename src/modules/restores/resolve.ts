@@ -13,7 +13,10 @@ import {
   latestEvents,
   notImportedSince,
 } from './history.ts';
+import { LEFT_OUT_SAMPLE, leftOutOf, type LeftOut } from './left-out.ts';
 import type { RestoreScope } from './schemas.ts';
+
+export type { LeftOut } from './left-out.ts';
 
 /**
  * Fills plan_input (ord, id) with what the scope names, then classifies it into plan_class. For a
@@ -26,9 +29,6 @@ export async function resolveRestore(client: pg.PoolClient, scope: RestoreScope)
   await classify(client, scope.kind === 'ids' ? scope.targetType : null);
   return leftOut;
 }
-
-/** How many the first IDs of a scope's leftOut (and liveAtAsOf) name. */
-const LEFT_OUT_SAMPLE = 20;
 
 /**
  * Resources that were live at `asOf`: brought back after the delete whose snapshot is their source
@@ -51,13 +51,6 @@ export async function liveAtAsOf(
     [asOf, LEFT_OUT_SAMPLE],
   );
   return r.rows.length ? { count: r.rows[0]!.n, ids: r.rows.map((x) => x.id) } : null;
-}
-
-/** What a scope of a tenant or an operation left out: purged resources (an erasure purges too). */
-export interface LeftOut {
-  purged: number;
-  /** The first of them by ID. */
-  ids: string[];
 }
 
 /**
@@ -114,7 +107,7 @@ export async function resolveDeleted(client: pg.PoolClient, scope: RestoreScope)
     // A purged resource (purged by a purge or an erasure) is final: it can never be restored nor
     // purged again. Named by the scope, it rejected the whole plan, so a tenant's restore or purge
     // was refused for good once anything of it was purged. It is left out, and the plan says how
-    // many (leftOut); a list of IDs still names each one (purged, erased).
+    // many and why (leftOut); a list of IDs still names each one (purged, erased).
     await client.query(
       `INSERT INTO plan_input (ord, id)
        SELECT (row_number() OVER (ORDER BY l.at DESC, l.id) - 1)::int, l.id FROM restore_latest l
@@ -122,14 +115,7 @@ export async function resolveDeleted(client: pg.PoolClient, scope: RestoreScope)
          AND NOT EXISTS (SELECT 1 FROM resources r WHERE r.id = l.id AND r.state = 'purged')`,
       which.params,
     );
-    const out = await client.query<{ n: number; ids: string[] | null }>(
-      `SELECT count(*)::int AS n, (array_agg(l.id ORDER BY l.id))[1:${LEFT_OUT_SAMPLE}] AS ids
-       FROM restore_latest l JOIN resources r ON r.id = l.id AND r.state = 'purged'
-       WHERE l.deleted AND ${which.where}`,
-      which.params,
-    );
-    const { n, ids } = out.rows[0]!;
-    return n ? { purged: n, ids: ids ?? [] } : null;
+    return leftOutOf(client, scope);
   }
   return null;
 }

@@ -1,7 +1,7 @@
 // A restore's scope: exactly one of a tenant (since a time), an ended delete operation, or a list
 // of IDs of one type — checked before anything is resolved, each refusal naming the fields.
 import type pg from 'pg';
-import type { LeftOut } from './resolve.ts';
+import { leftOutSentence, type LeftOut } from './left-out.ts';
 import { ConflictError, NotFoundError, UnprocessableError } from '../../lib/errors.ts';
 import { LIVE_STATES } from '../operations/lifecycle-types.ts';
 import { SCOPE_FIELDS, type CreateRestoreBody, type RestoreScope } from './schemas.ts';
@@ -123,13 +123,7 @@ export function nothingToRestore(scope: RestoreScope, leftOut: LeftOut | null = 
   return new UnprocessableError(
     'NOTHING_TO_RESTORE',
     `Blastgate deleted nothing of ${what} that is still deleted (what was rolled back or restored since is not deleted)` +
-      purgedSentence(leftOut, 'restored'),
+      leftOutSentence(leftOut, 'restored'),
     { scope, ...(leftOut ? { leftOut } : {}) },
   );
 }
-
-/** The NOTHING_TO_… sentence about what a scope left out for good. */
-export const purgedSentence = (leftOut: LeftOut | null, verb: string) =>
-  leftOut
-    ? `; ${leftOut.purged} resource(s) of it are purged and can never be ${verb} (${leftOut.ids.slice(0, 5).join(', ')}${leftOut.purged > 5 ? ', …' : ''})`
-    : '';

@@ -1,0 +1,164 @@
+// What a tenant or an operation scope leaves out, and why (`leftOut`): nothing is skipped silently.
+// A tenant restore said nothing of a resource a compliance erasure removed while it was active
+// (never soft-deleted first, so no delete of it was in the tenant's history), and an operation
+// restore said nothing of what was brought back since by another restore or a rollback, or
+// deleted again since by another operation; only purged ones were named.
+import request from 'supertest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { command } from '../support/exec-helpers.ts';
+import { buildExecHarness, submitAndStart, waitForState, type ExecHarness } from '../support/execution.ts';
+import { APPS, appsOfSite, deleteAndComplete, postRestore, runRestore, useRegistry } from '../support/restores.ts';
+import { appId, seedRegistry, siteId, tenantId } from '../support/seed.ts';
+
+let h: ExecHarness;
+
+beforeAll(async () => {
+  h = await buildExecHarness({ workers: 1 });
+  await seedRegistry(h.databaseUrl, { sites: 10, appsPerSite: APPS });
+  await useRegistry(h);
+});
+afterAll(async () => {
+  await h?.close();
+});
+
+/** A compliance erasure of active resources, run to its end (admin and second approver: submitAndStart). */
+async function erase(targetType: string, ids: string[]) {
+  const op = await submitAndStart(h, {
+    targetType,
+    erasure: true,
+    ids,
+    reason: 'GDPR erasure request 11',
+    ticket: 'DPO-11',
+    rollout: { bakeSeconds: 0, waves: ['100%'] },
+    haltPolicy: { probe: 'optional', onHalt: 'pause' },
+  });
+  expect((await waitForState(h, op.id, ['completed', 'completed_with_failures', 'halted'])).state).toBe('completed');
+  return op.id;
+}
+
+const ERASED = /^erased by op_\S+ \(compliance erasure\): its snapshots are destroyed, it can never be restored$/;
+
+describe('a tenant scope', () => {
+  it('names what an erasure removed while it was active, as erased, beside what it restores', async () => {
+    const s = 1;
+    await deleteAndComplete(h, 'app', [appId(s, 0)]);
+    const since = new Date().toISOString();
+    const eraseOp = await erase('app', [appId(s, 1)]);
+    const r = await postRestore(h, { tenantId: tenantId(s), dryRun: true });
+    expect(r.status, JSON.stringify(r.body)).toBe(200);
+    expect(r.body.plan).toMatchObject({
+      itemCount: 1,
+      // Counted and named as the purged ones are (an erasure purges too), with why.
+      leftOut: {
+        purged: 1,
+        erased: 1,
+        ids: [appId(s, 1)],
+        items: [{ id: appId(s, 1), reason: 'erased', by: eraseOp, detail: expect.stringMatching(ERASED) }],
+      },
+    });
+    // Erased before deletedSince: not part of what the scope asks for.
+    const later = await postRestore(h, { tenantId: tenantId(s), deletedSince: new Date().toISOString(), dryRun: true });
+    expect(later.body).toMatchObject({ code: 'NOTHING_TO_RESTORE' });
+    expect(later.body.details.leftOut).toBeUndefined();
+    const after = await postRestore(h, { tenantId: tenantId(s), deletedSince: since, dryRun: true });
+    expect(after.body).toMatchObject({ code: 'NOTHING_TO_RESTORE', details: { leftOut: { purged: 1, erased: 1 } } });
+  });
+
+  it('with nothing else to restore: 422 NOTHING_TO_RESTORE names the erased site and the apps it took', async () => {
+    const s = 2;
+    const eraseOp = await erase('site', [siteId(s)]);
+    const r = await postRestore(h, { tenantId: tenantId(s), dryRun: true });
+    expect(r.status, JSON.stringify(r.body)).toBe(422);
+    const gone = [siteId(s), ...appsOfSite(s)].sort();
+    expect(r.body).toMatchObject({
+      code: 'NOTHING_TO_RESTORE',
+      message: expect.stringMatching(
+        /; 4 resource\(s\) of it are purged \(4 erased by a compliance erasure\) and can never be restored \(app_/,
+      ),
+      details: { leftOut: { purged: 1 + APPS, erased: 1 + APPS, ids: gone } },
+    });
+    for (const i of r.body.details.leftOut.items)
+      expect(i).toMatchObject({ reason: 'erased', by: eraseOp, detail: expect.stringMatching(ERASED) });
+  });
+});
+
+describe('an operation scope', () => {
+  it('names what was restored since by another restore, and what was deleted again since, each with who did it', async () => {
+    const s = 3;
+    const del = await deleteAndComplete(h, 'app', appsOfSite(s));
+    const restore = await runRestore(h, { targetType: 'app', ids: [appId(s, 0), appId(s, 1)] });
+    expect(restore.state).toBe('completed');
+    const again = await deleteAndComplete(h, 'app', [appId(s, 1)]);
+    const r = await postRestore(h, { operationId: del, dryRun: true });
+    expect(r.status, JSON.stringify(r.body)).toBe(200);
+    expect(r.body.plan).toMatchObject({
+      itemCount: 1,
+      leftOut: {
+        purged: 0,
+        ids: [],
+        erased: 0,
+        restored: 1,
+        deletedAgain: 1,
+        items: [
+          { id: appId(s, 0), reason: 'restored', by: restore.id, detail: `already restored by ${restore.id}` },
+          {
+            id: appId(s, 1),
+            reason: 'deleted_again',
+            by: again,
+            detail: `restored since and deleted again by ${again}: a restore of ${again} brings it back`,
+          },
+        ],
+      },
+    });
+  });
+
+  it("names what the operation's rollback brought back: nothing to restore, saying so", async () => {
+    const s = 4;
+    const op = await submitAndStart(h, {
+      targetType: 'app',
+      reason: 'Cleanup script',
+      ids: appsOfSite(s),
+      rollout: { bakeSeconds: 0, waves: ['100%'] },
+      haltPolicy: { probe: 'optional' },
+    });
+    expect((await waitForState(h, op.id, ['completed', 'halted', 'rolled_back'])).state).toBe('completed');
+    await command(h, 'operator', op.id, 'rollback', { reason: 'wrong apps' }).expect(200);
+    expect((await waitForState(h, op.id, ['rolled_back', 'rollback_incomplete'])).state).toBe('rolled_back');
+    const r = await postRestore(h, { operationId: op.id, dryRun: true });
+    expect(r.status, JSON.stringify(r.body)).toBe(422);
+    expect(r.body).toMatchObject({
+      code: 'NOTHING_TO_RESTORE',
+      message: expect.stringMatching(new RegExp(`${APPS} resource\\(s\\) of it were restored since`)),
+      details: { leftOut: { purged: 0, restored: APPS } },
+    });
+    expect(r.body.details.leftOut.items).toEqual(
+      appsOfSite(s).map((id) => ({
+        id,
+        reason: 'restored',
+        by: op.id,
+        detail: `already restored by the rollback of ${op.id}`,
+      })),
+    );
+  });
+});
+
+describe('a purge of an operation', () => {
+  it('names what was restored since the same way: nothing to purge, saying so', async () => {
+    const s = 5;
+    const del = await deleteAndComplete(h, 'app', appsOfSite(s));
+    const restore = await runRestore(h, { operationId: del });
+    expect(restore.state).toBe('completed');
+    const r = await request(h.app.server)
+      .post('/v1/purges')
+      .set('authorization', h.auth('requester'))
+      .send({ operationId: del, reason: 'Purge it', ticket: 'T-1', dryRun: true });
+    expect(r.status, JSON.stringify(r.body)).toBe(422);
+    expect(r.body).toMatchObject({
+      code: 'NOTHING_TO_PURGE',
+      message: expect.stringMatching(new RegExp(`; ${APPS} resource\\(s\\) of it were restored since \\(app_`)),
+      details: { leftOut: { purged: 0, restored: APPS, deletedAgain: 0 } },
+    });
+    for (const i of r.body.details.leftOut.items)
+      expect(i).toMatchObject({ reason: 'restored', by: restore.id, detail: `already restored by ${restore.id}` });
+  });
+});
