@@ -1,4 +1,5 @@
 // Data access for operations: plain SQL (writes take the transaction's client).
+import { memo } from '../../lib/memo.ts';
 import type pg from 'pg';
 import type { Queryable } from '../../lib/sql.ts';
 import { NotFoundError } from '../../lib/errors.ts';
@@ -118,6 +119,12 @@ export type WaveProgress = { wave: number; counts: Record<string, number> }[];
  */
 export const LAST_PROGRESS_SQL =
   'greatest(o.progress_at, (SELECT max(w.progress_at) FROM operation_waves w WHERE w.operation_id = o.id))';
+
+/** The unfinished items of a view, per operation version (see `view`), for every reader in this process. */
+const unfinishedMemo = memo<Awaited<ReturnType<ReturnType<typeof operationReads>['unfinished']>>>({
+  ttlMs: 5_000,
+  max: 256,
+});
 
 export function operationReads(db: Queryable) {
   const findById = async (id: string) => {
@@ -247,8 +254,13 @@ export function operationReads(db: Queryable) {
         finishedAt: d.finishedAt ? new Date(d.finishedAt).toISOString() : null,
       }));
       const progress = await progressOf(db, op, row.wave_counters as WaveCounter[]);
-      const unfinished = await reads.unfinished(op);
       const lastProgressAt = (row.last_progress_at as Date | null) ?? null;
+      // Reading the unfinished items scans the operation's ledger (no index by state: it would cost
+      // every ledger update its HOT update), up to 1M rows for a halted operation that operators
+      // poll. Any recorded outcome moves the counters or the progress time, so the key changes
+      // with what the list shows; the ttl bounds what a key cannot see.
+      const version = `${op.id}|${op.state}|${op.updatedAt.toISOString()}|${lastProgressAt?.toISOString()}|${JSON.stringify(row.wave_counters)}`;
+      const unfinished = await unfinishedMemo.get(version, () => reads.unfinished(op));
       return { op, progress, unfinished, drills, lastProgressAt };
     },
   };

@@ -1,0 +1,29 @@
+// A small, bounded, short-lived memo for reads that are costly and polled: the same key within
+// `ttlMs` gets the value computed first (or the computation still under way), so a dashboard
+// polling one operation hundreds of times a second costs one computation per ttl per process.
+
+export interface Memo<T> {
+  get(key: string, compute: () => Promise<T>): Promise<T>;
+}
+
+export function memo<T>(o: { ttlMs: number; max: number; clock?: () => number }): Memo<T> {
+  const clock = o.clock ?? Date.now;
+  const entries = new Map<string, { at: number; value: Promise<T> }>();
+  return {
+    get(key, compute) {
+      const now = clock();
+      const hit = entries.get(key);
+      if (hit && now - hit.at < o.ttlMs) return hit.value;
+      entries.delete(key);
+      // Oldest first (Map keeps insertion order): drop it when full.
+      if (entries.size >= o.max) entries.delete(entries.keys().next().value!);
+      const value = compute();
+      entries.set(key, { at: now, value });
+      // A failure is not kept: the next read tries again.
+      value.catch(() => {
+        if (entries.get(key)?.value === value) entries.delete(key);
+      });
+      return value;
+    },
+  };
+}

@@ -1,0 +1,29 @@
+// The read memo: one computation per key and ttl, a new one when the key changes or the ttl ends,
+// none kept after a failure, and never more than `max` keys.
+import { describe, expect, it } from 'vitest';
+import { memo } from '../../src/lib/memo.ts';
+
+describe('memo', () => {
+  it('computes once per key within the ttl, again after it or for another key', async () => {
+    let now = 0;
+    let calls = 0;
+    const m = memo<number>({ ttlMs: 5_000, max: 10, clock: () => now });
+    const compute = async () => ++calls;
+    expect(await Promise.all([m.get('a', compute), m.get('a', compute)])).toEqual([1, 1]);
+    now = 4_999;
+    expect(await m.get('a', compute)).toBe(1);
+    expect(await m.get('b', compute)).toBe(2);
+    now = 5_000;
+    expect(await m.get('a', compute)).toBe(3);
+  });
+
+  it('keeps no failure, and holds at most max keys', async () => {
+    let calls = 0;
+    const m = memo<number>({ ttlMs: 60_000, max: 2, clock: () => 0 });
+    await expect(m.get('x', async () => Promise.reject(new Error('db down')))).rejects.toThrow('db down');
+    expect(await m.get('x', async () => ++calls)).toBe(1);
+    await m.get('y', async () => ++calls);
+    await m.get('z', async () => ++calls); // x, the oldest, goes
+    expect(await m.get('x', async () => ++calls)).toBe(4);
+  });
+});
