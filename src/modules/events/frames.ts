@@ -13,8 +13,14 @@ export function snapshotData(op: OpLive) {
   return { operation, waves, probes, serverTime: new Date().toISOString() };
 }
 
-export function transitionData(t: Transition, op: OpLive) {
-  return { ...t, state: t.to ?? op.state, haltReason: op.haltReason, bakeUntil: op.bakeUntil };
+/**
+ * A transition as it was then: the state it moved to (null for an event that moved none) and its
+ * own reason. The operation's present state, halt reason and bake went with every replayed event,
+ * so a watch that caught up printed the first pause with the second pause's reason (a trial).
+ */
+export function transitionData(t: Transition) {
+  const own = (k: string) => (typeof t.detail[k] === 'string' ? (t.detail[k] as string) : null);
+  return { ...t, state: t.to, haltReason: own('reason'), bakeUntil: own('bakeUntil') };
 }
 
 /** The part of the progress that, when it changes, is worth a frame (serverTime is not). */

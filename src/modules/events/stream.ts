@@ -52,7 +52,7 @@ export async function streamOperation(o: StreamOptions): Promise<void> {
         const rows = await readTransitions(o.db, op.id, cursor, PAGE);
         if (rows.length === 0) break;
         for (const t of rows) {
-          await write(frame(t.seq, 'transition', transitionData(t, op)));
+          await write(frame(t.seq, 'transition', transitionData(t)));
           cursor = t.seq;
         }
       }

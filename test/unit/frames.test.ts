@@ -1,0 +1,31 @@
+// Transition frames are history: each carries its own state, reason and bake, never the
+// operation's present ones (a watch that caught up printed a first pause with a later one's reason).
+import { describe, expect, it } from 'vitest';
+import { transitionData } from '../../src/modules/events/frames.ts';
+import type { Transition } from '../../src/modules/events/feed.ts';
+
+const t = (over: Partial<Transition>): Transition => ({
+  seq: 7,
+  at: '2026-12-02T07:58:25.601Z',
+  action: 'operation.paused',
+  actor: 'operator-1',
+  outcome: 'accepted',
+  from: 'running',
+  to: 'paused',
+  wave: 1,
+  detail: { reason: 'checking something' },
+  ...over,
+});
+
+describe('transitionData', () => {
+  it("carries the event's own state and reason", () => {
+    expect(transitionData(t({}))).toMatchObject({ state: 'paused', haltReason: 'checking something', bakeUntil: null });
+  });
+
+  it('an event that moved nothing has no state, and one without a reason has none', () => {
+    expect(transitionData(t({ action: 'operation.planned', from: null, to: null, detail: {} }))).toMatchObject({
+      state: null,
+      haltReason: null,
+    });
+  });
+});
