@@ -19,7 +19,7 @@ export function snapshotData(op: OpLive) {
  * so a watch that caught up printed the first pause with the second pause's reason (a trial).
  */
 export function transitionData(t: Transition) {
-  const own = (k: string) => (typeof t.detail[k] === 'string' ? (t.detail[k] as string) : null);
+  const own = (k: string) => (typeof t.detail[k] === 'string' ? t.detail[k] : null);
   return { ...t, state: t.to, haltReason: own('reason'), bakeUntil: own('bakeUntil') };
 }
 
