@@ -240,8 +240,14 @@ describe('HTTP adapter: the downstream owns its cascade, Blastgate stores the sn
     await useHttp();
     const sites = freshSites(1);
     h.downstream.cascade(siteId(sites[0]!), appsOfSite(sites[0]!));
+    const [doneBefore, erasedBefore] = [await itemsTotal('done'), await itemsTotal('erased')];
     const op = await deleteSites(sites, { erasure: true });
     expect((await waitForState(h, op.id, ['completed', 'halted', 'rolling_back'])).state).toBe('completed');
+    // One outcome per item: erased, not done as well (a trial found each erased item counted twice).
+    expect([(await itemsTotal('erased')) - erasedBefore, (await itemsTotal('done')) - doneBefore]).toEqual([
+      1 + APPS,
+      0,
+    ]);
     for (const a of appsOfSite(sites[0]!)) expect(h.downstream.state(a)).toBe('purged');
     const r = await command(h, 'operator', op.id, 'rollback', { reason: 'we need them back' });
     expect([r.status, r.body.code]).toEqual([409, 'ROLLBACK_NOT_SUPPORTED']);

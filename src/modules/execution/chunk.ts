@@ -161,6 +161,9 @@ export async function processChunk<Tx>(deps: ChunkDeps<Tx>, jobId: string, j: Ch
           // A cascade's descendants count, as they do for restores and erasures.
           deps.metrics?.items.inc({ outcome: 'purged' }, rec.recordedDone + rec.descendantsDone);
           deps.metrics?.items.inc({ outcome: 'purge_failed' }, rec.recordedFailed);
+        } else if (op.action === 'erase') {
+          // Its done items are counted `erased` where their keys are destroyed (follow): one outcome per item.
+          deps.metrics?.items.inc({ outcome: 'erase_failed' }, rec.recordedFailed);
         } else {
           deps.metrics?.items.inc({ outcome: 'done' }, rec.recordedDone + rec.descendantsDone);
           deps.metrics?.items.inc({ outcome: 'failed' }, rec.recordedFailed);

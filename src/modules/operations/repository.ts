@@ -198,11 +198,15 @@ export function operationReads(db: Queryable) {
       const where =
         noRollback && ['completed_with_failures', 'cancelled', 'halted'].includes(op.state)
           ? `state <> 'done'`
-          : op.state === 'completed_with_failures' || op.state === 'halted'
-            ? `state = 'failed'`
-            : op.state === 'rollback_incomplete'
-              ? `executed_seq IS NOT NULL AND state <> 'restored'`
-              : null;
+          : op.state === 'halted'
+            ? // Failed, or stopped by the halt before a retry (pending with its error: a resume sends
+              // it again). Those were left out, and the operator saw fewer errors than a resume retries.
+              `(state = 'failed' OR (state = 'pending' AND last_error IS NOT NULL))`
+            : op.state === 'completed_with_failures'
+              ? `state = 'failed'`
+              : op.state === 'rollback_incomplete'
+                ? `executed_seq IS NOT NULL AND state <> 'restored'`
+                : null;
       if (!where) return undefined;
       const [count, rows] = await Promise.all([
         db.query<{ n: number }>(`SELECT count(*)::int AS n FROM operation_items WHERE operation_id = $1 AND ${where}`, [
