@@ -105,12 +105,15 @@ export async function follow(
   }
 }
 
+const ago = (at: number | null) => (at === null ? 'never' : `${Math.round((Date.now() - at) / 1000)} s ago`);
+
 export function outcomeLine(r: WatchResult): string {
   if (r.timedOut)
     // 'unknown': the stream never delivered a frame (the server did not answer in time).
     return r.state === 'unknown'
       ? `Timed out waiting: no event of ${r.operationId} arrived; its state is not known (blastgate status ${r.operationId}).`
-      : `Timed out waiting: ${r.operationId} is still ${r.state}.`;
+      : // How fresh that state is: a stream that went silent (a hung server) holds an old one.
+        `Timed out waiting: ${r.operationId} is still ${r.state} (last heard from the server ${ago(r.lastHeardAt)}).`;
   const halt = r.haltReason ? ` (halt reason: ${r.haltReason})` : '';
   return `${r.operationId} is ${r.state}${halt}.`;
 }

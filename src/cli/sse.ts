@@ -91,6 +91,8 @@ export interface FollowOptions {
   onFrame(frame: SseFrame): boolean | void;
   /** Called before each reconnect (for a note to the user). */
   onReconnect?(attempt: number, why: string): void;
+  /** Called whenever bytes arrive (a frame or a heartbeat): the server was heard from. */
+  onData?(): void;
   signal?: AbortSignal;
   /** No byte (not even a heartbeat) for this long: the connection is dropped and made again. */
   idleTimeoutMs?: number;
@@ -167,6 +169,7 @@ async function connectOnce(
     const decoder = new TextDecoder();
     for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
       arm();
+      o.onData?.();
       for (const frame of parser.push(decoder.decode(chunk, { stream: true }))) {
         if (o.onFrame(frame)) return 'stopped';
         if (frame.event === 'end') return 'end';

@@ -15,6 +15,8 @@ export interface WatchResult {
   timedOut: boolean;
   /** The cursor of the last frame seen: `blastgate watch --after` resumes from it. */
   lastEventId: string | null;
+  /** When the server was last heard from (a frame or a heartbeat); null: never. */
+  lastHeardAt: number | null;
   waves: WaveProgress[];
 }
 
@@ -41,6 +43,7 @@ export async function watchOperation(o: WatchOptions): Promise<WatchResult> {
   let waves: WaveProgress[] = [];
   let exit: ExitCode | null = null;
   let lastId: string | undefined = o.after;
+  let heardAt: number | null = null;
   // A stream resumed from a cursor (--after, or a reconnect) opens with the state now and then
   // replays what was missed: its snapshot decides nothing, the progress or end frame after the
   // replay does. The watch ended on the snapshot of an operation that had rolled back meanwhile
@@ -74,6 +77,7 @@ export async function watchOperation(o: WatchOptions): Promise<WatchResult> {
       ...(o.after ? { after: o.after } : {}),
       ...(o.idleTimeoutMs ? { idleTimeoutMs: o.idleTimeoutMs } : {}),
       signal: ctl.signal,
+      onData: () => void (heardAt = Date.now()),
       onReconnect: (n, why) => {
         resumed = lastId !== undefined;
         o.view.note(`event stream dropped (${why}); reconnecting (attempt ${n})`);
@@ -119,6 +123,7 @@ export async function watchOperation(o: WatchOptions): Promise<WatchResult> {
     exitCode: code,
     timedOut: exit === null && timedOut,
     lastEventId: lastId ?? null,
+    lastHeardAt: heardAt,
     waves,
   };
 }

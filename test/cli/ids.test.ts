@@ -144,3 +144,12 @@ describe('an empty ID list', () => {
     });
   });
 });
+
+describe('watch --after', () => {
+  it.each(['abc', '-5', '1.5'])('%j is a usage error (exit 2) before anything is sent', async (after) => {
+    // Nothing listens on port 1: a request would fail as a network error (exit 1).
+    const r = await runCli(['--json', 'watch', 'op_1', '--after', after], { url: 'http://127.0.0.1:1', token: 'bg_x' });
+    expect(r.code, r.stderr).toBe(EXIT.usage);
+    expect(jsonError(r).error).toMatchObject({ code: 'USAGE', message: expect.stringContaining('--after must be') });
+  });
+});

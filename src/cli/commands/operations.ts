@@ -215,6 +215,10 @@ export function registerOperationCommands(program: Command) {
     .action(
       act(async (id: string, f: { timeout?: string; after?: string }, cmd: Command) => {
         const ctx = ctxOf(cmd);
+        // The server's cursors are event ids (whole numbers); anything else it refuses (400), which
+        // came out as exit 1, an error of the server's, instead of a usage error.
+        if (f.after !== undefined && !/^\d{1,18}$/.test(f.after))
+          throw usageError(`--after must be an event id, a whole number as watch prints them (got "${f.after}")`);
         needToken(ctx);
         const r = await follow(ctx, id, {
           ...(f.timeout ? { timeoutMs: durationMs(f.timeout) } : {}),
