@@ -132,6 +132,7 @@ export interface PlanLike {
     deletedAgain?: number;
     items?: { id: string; reason: string; detail: string }[];
   };
+  liveAtAsOf?: { count: number; ids: string[] } | null;
   requiresBreakGlass?: boolean;
   breakGlassReasons?: string[];
   planHash?: string;
@@ -157,24 +158,35 @@ export function planLines(
     lines.push(`  cannot be undone: ${kind === 'purge' ? 'a purge' : 'an erasure'} is a hard delete, never restored`);
   else if (plan.estimatedRestore?.seconds !== undefined)
     lines.push(`  estimated time to restore: ${plan.estimatedRestore.seconds} s`);
+  const some = (n: number, ids: string[]) => `${ids.slice(0, 5).join(', ')}${n > Math.min(ids.length, 5) ? ', …' : ''}`;
+  const of = (reason: string) => (plan.leftOut?.items ?? []).filter((i) => i.reason === reason);
   if (plan.leftOut?.purged) {
-    // An erasure purges too; the reviewer should know its snapshots are destroyed as well.
-    const erased = plan.leftOut.erased ? `, ${plan.leftOut.erased} of them erased` : '';
-    lines.push(
-      `  left out: ${plan.leftOut.purged} already purged${erased} (${plan.leftOut.ids.slice(0, 5).join(', ')}${plan.leftOut.purged > 5 ? ', …' : ''})`,
-    );
+    lines.push(`  left out: ${plan.leftOut.purged} already purged (${some(plan.leftOut.purged, plan.leftOut.ids)})`);
+    // An erasure purges too, and destroys the snapshots: its own line, with its own IDs (the
+    // purged line's IDs read as the erased ones when they shared a line, a trial).
+    if (plan.leftOut.erased) {
+      const erased = of('erased').map((i) => i.id);
+      lines.push(
+        `    of them erased, snapshots destroyed: ${plan.leftOut.erased} (${some(plan.leftOut.erased, erased)})`,
+      );
+    }
   }
-  // An operation's restore or purge takes less than it deleted: say what came back (or went again) since.
+  // An operation's restore or purge takes less than it deleted: say what came back (or went again)
+  // since, one line per reason and operation (each item's detail is the same sentence).
   for (const [reason, n, what] of [
     ['restored', plan.leftOut?.restored, 'brought back since'],
     ['deleted_again', plan.leftOut?.deletedAgain, 'deleted again since'],
   ] as const) {
     if (!n) continue;
-    const items = (plan.leftOut?.items ?? []).filter((i) => i.reason === reason).slice(0, 3);
-    lines.push(
-      `  left out: ${n} ${what}: ${items.map((i) => `${i.id} (${i.detail})`).join(', ')}${n > 3 ? ', …' : ''}`,
-    );
+    const byDetail = new Map<string, string[]>();
+    for (const i of of(reason)) byDetail.set(i.detail, [...(byDetail.get(i.detail) ?? []), i.id]);
+    lines.push(`  left out: ${n} ${what}`);
+    for (const [detail, ids] of byDetail) lines.push(`    ${detail}: ${some(ids.length, ids)}`);
   }
+  if (plan.liveAtAsOf?.count)
+    lines.push(
+      `  not as of that time: ${plan.liveAtAsOf.count} were live then (brought back, deleted again since) and go back to their state when brought back, without later edits (${some(plan.liveAtAsOf.count, plan.liveAtAsOf.ids)})`,
+    );
   if (plan.requiresBreakGlass)
     lines.push(`  BREAK-GLASS required: ${(plan.breakGlassReasons ?? []).join('; ') || 'see the plan'}`);
   const hash = planHash ?? plan.planHash;

@@ -21,8 +21,42 @@ describe('planLines leftOut', () => {
         ],
       },
     });
-    expect(lines).toContain('  left out: 1 already purged, 1 of them erased (app_1)');
-    expect(lines).toContain('  left out: 1 brought back since: app_2 (already restored by op_r)');
-    expect(lines).toContain('  left out: 1 deleted again since: app_3 (restored since and deleted again by op_d: …)');
+    expect(lines).toContain('  left out: 1 already purged (app_1)');
+    expect(lines).toContain('    of them erased, snapshots destroyed: 1 (app_1)');
+    expect(lines).toContain('  left out: 1 brought back since');
+    expect(lines).toContain('    already restored by op_r: app_2');
+    expect(lines).toContain('  left out: 1 deleted again since');
+    expect(lines).toContain('    restored since and deleted again by op_d: …: app_3');
+  });
+
+  it("names only the erased ones as erased, and groups what came back by who brought it back (a trial's 400-character line)", () => {
+    const restored = ['app_40', 'app_41', 'app_42', 'site_4'].map((id) => ({
+      id,
+      reason: 'restored',
+      detail: 'already restored by op_r',
+    }));
+    const lines = planLines({
+      leftOut: {
+        purged: 3,
+        ids: ['app_60', 'app_61', 'app_80'],
+        erased: 2,
+        restored: 4,
+        items: [
+          { id: 'app_60', reason: 'erased', detail: '…' },
+          { id: 'app_61', reason: 'erased', detail: '…' },
+          { id: 'app_80', reason: 'purged', detail: '…' },
+          ...restored,
+        ],
+      },
+    });
+    expect(lines).toContain('  left out: 3 already purged (app_60, app_61, app_80)');
+    expect(lines).toContain('    of them erased, snapshots destroyed: 2 (app_60, app_61)');
+    expect(lines).toContain('    already restored by op_r: app_40, app_41, app_42, site_4');
+  });
+
+  it('says which resources a restore asOf cannot take back to that time (liveAtAsOf)', () => {
+    const lines = planLines({ liveAtAsOf: { count: 4, ids: ['app_50', 'app_51', 'app_52', 'site_5'] } });
+    expect(lines.join('\n')).toContain('not as of that time: 4 were live then');
+    expect(lines.join('\n')).toContain('(app_50, app_51, app_52, site_5)');
   });
 });
