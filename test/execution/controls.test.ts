@@ -269,8 +269,8 @@ describe('global freeze', () => {
   });
 
   it('leaves the way back open: a rollback asked for while frozen, and one running when the freeze came, both finish', async () => {
-    const done = await submitAndStart(h, { ids: appsOf([90], APPS), rollout: ROLLOUT });
-    const running = await submitAndStart(h, { ids: appsOf([91], APPS), rollout: ROLLOUT });
+    const done = await submitAndStart(h, { ids: appsOf([78], APPS), rollout: ROLLOUT });
+    const running = await submitAndStart(h, { ids: appsOf([79], APPS), rollout: ROLLOUT });
     for (const op of [done, running])
       expect((await waitForState(h, op.id, ['completed', 'halted', 'rolled_back', 'paused'])).state).toBe('completed');
     h.downstream.hang(300);

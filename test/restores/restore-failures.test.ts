@@ -209,4 +209,28 @@ describe('plans and policy', () => {
       await setPolicy('required');
     }
   });
+
+  it('a restore with autoStart while a global freeze is in effect is 409 FROZEN, and nothing is planned', async () => {
+    const a = freshSite();
+    await deleteAndComplete(h, 'site', [siteId(a)]);
+    const freeze = (frozen: boolean) =>
+      request(h.app.server)
+        .put('/v1/admin/freeze')
+        .set('authorization', h.auth('admin'))
+        .send({ frozen, reason: frozen ? 'INC-12' : 'INC-12 over' })
+        .expect(200);
+    await freeze(true);
+    try {
+      const before = await query<{ n: number }>(h.databaseUrl, `SELECT count(*)::int AS n FROM operations`);
+      // It sat approved, saying why only in the server's log, and did not start after the freeze (a trial).
+      const r = await postRestore(h, { tenantId: tenantId(a), autoStart: true });
+      expect(r.status, JSON.stringify(r.body)).toBe(409);
+      expect(r.body).toMatchObject({ code: 'FROZEN', message: expect.stringContaining('(INC-12)') });
+      expect(await query(h.databaseUrl, `SELECT count(*)::int AS n FROM operations`)).toEqual(before);
+      // Without autoStart it is planned as usual, to be started after the freeze.
+      expect((await postRestore(h, { tenantId: tenantId(a) })).status).toBe(201);
+    } finally {
+      await freeze(false);
+    }
+  });
 });

@@ -91,10 +91,17 @@ export const approveCases: Case[] = [
     refused: 'OPERATION_EXPIRED',
     status: 409,
   }),
-  c('autoStart while frozen: approved only', at('planned', { autoStart: true, frozen: true }), ev.approve(), {
-    to: 'approved',
-    effects: ['audit'],
-  }),
+  // Approved only, it sat still saying nothing, and did not start when the freeze lifted (a trial).
+  c(
+    'autoStart while frozen: the approval that would start it → 409 FROZEN',
+    at('planned', { autoStart: true, frozen: true }),
+    ev.approve(),
+    {
+      refused: 'FROZEN',
+      status: 409,
+      message: /starts itself once approved \(autoStart\); approve it after the freeze is lifted/,
+    },
+  ),
   c('break-glass: one approver is not enough', at('planned', bg), ev.approve(), {
     to: 'planned',
     effects: ['audit'],

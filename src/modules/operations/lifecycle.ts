@@ -113,7 +113,15 @@ function approve(s: LifecycleState, e: Extract<LifecycleEvent, { type: 'approve'
   };
   if (!approvalsReady(withApproval))
     return ok(withApproval, [audit('approval_recorded', s, withApproval, e.by.name, { ...detail, ready: false })]);
-  if (s.autoStart && !s.frozen) {
+  // It would start now, and cannot: approved, it sat still with no reason given and did not start
+  // when the freeze lifted either (a trial). Refused; the approval can be given after the freeze.
+  if (s.autoStart && s.frozen)
+    return refuse(
+      409,
+      'FROZEN',
+      'cannot approve while a global freeze is in effect: this operation starts itself once approved (autoStart); approve it after the freeze is lifted',
+    );
+  if (s.autoStart) {
     const d = runWave(withApproval, 0, 'approved_and_started', e.by.name, now, detail) as Ok;
     return { ...d, guards: ['plan_fresh'] };
   }

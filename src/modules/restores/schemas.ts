@@ -117,7 +117,8 @@ export const CreateRestoreBody = Type.Object(
     autoStart: Type.Optional(
       Type.Boolean({
         default: false,
-        description: 'Start as soon as the required approvals are in (at once when the policy requires none)',
+        description:
+          'Start as soon as the required approvals are in (at once when the policy requires none). While a global freeze is in effect such a restore is 409 FROZEN and nothing is planned',
       }),
     ),
   },

@@ -9,6 +9,7 @@ import { inTransaction } from '../../lib/sql.ts';
 import type { Metrics } from '../../plugins/metrics.ts';
 import type { Principal } from '../auth/roles.ts';
 import { appendAudit } from '../audit/repository.ts';
+import { readFreeze } from '../execution/state.ts';
 import type { Engine } from '../execution/engine.ts';
 import { finished } from 'node:stream/promises';
 import { from as copyFrom } from 'pg-copy-streams';
@@ -123,6 +124,18 @@ export function restoreService(deps: {
             s.idempotencyKey,
           ]);
           if (existing.rowCount) return replay(s.idempotencyKey, requestHash, s.principal.tokenId);
+        }
+        // It could not start by itself: it sat approved, saying nothing but a line in the server's
+        // log, and did not start when the freeze lifted either (a trial). Refused, nothing planned.
+        if (autoStart && !dryRun) {
+          const freeze = await readFreeze(client);
+          if (freeze.frozen)
+            throw new AppError(
+              409,
+              'FROZEN',
+              `a global freeze is in effect${freeze.reason ? ` (${freeze.reason})` : ''}: a restore with autoStart cannot start; submit it without autoStart and start it once the freeze is lifted, or submit it then`,
+              { field: 'autoStart' },
+            );
         }
         const leftOut = await resolveRestore(client, scope);
         await markOutOfScope(client, principal.scope);
