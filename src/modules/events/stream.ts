@@ -1,7 +1,7 @@
 // One client's event stream: a snapshot, then every audit event of the operation after the
-// client's cursor and a progress frame (or the end), then live frames read from the database every POLL_MS, until the operation
-// ends, the client goes away or the server shuts down. Progress frames go out only when something
-// changed, so at most 1000/POLL_MS per second.
+// client's cursor and a progress frame (or the end), then live frames read from the database every
+// POLL_MS, until the operation ends, the client goes away or the server shuts down. After the first,
+// progress frames go out only when something changed, so at most 1000/POLL_MS per second.
 import { once } from 'node:events';
 import type { Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
