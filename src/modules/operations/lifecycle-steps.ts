@@ -31,8 +31,8 @@ export const refuse = (status: 409 | 403 | 422, code: string, message: string): 
 });
 export const invalid = (s: LifecycleState, type: string, hint = ''): Decision =>
   refuse(409, 'INVALID_TRANSITION', `cannot ${type} an operation that is ${s.state}${hint}`);
-export const frozenRefusal = (type: string) =>
-  refuse(409, 'FROZEN', `cannot ${type} while a global freeze is in effect`);
+export const frozenRefusal = (type: string, why?: string) =>
+  refuse(409, 'FROZEN', `cannot ${type} while a global freeze is in effect${why ? `: ${why}` : ''}`);
 export const audit = (
   action: string,
   from: LifecycleState,

@@ -116,10 +116,9 @@ function approve(s: LifecycleState, e: Extract<LifecycleEvent, { type: 'approve'
   // It would start now, and cannot: approved, it sat still with no reason given and did not start
   // when the freeze lifted either (a trial). Refused; the approval can be given after the freeze.
   if (s.autoStart && s.frozen)
-    return refuse(
-      409,
-      'FROZEN',
-      'cannot approve while a global freeze is in effect: this operation starts itself once approved (autoStart); approve it after the freeze is lifted',
+    return frozenRefusal(
+      'approve',
+      'this operation starts itself once approved (autoStart); approve it after the freeze is lifted',
     );
   if (s.autoStart) {
     const d = runWave(withApproval, 0, 'approved_and_started', e.by.name, now, detail) as Ok;
