@@ -293,6 +293,21 @@ describe('asOf: back to the state at a point in time', () => {
     for (const x of [siteId(s), ...appsOfSite(s)])
       expect(h.downstream.resources.get(x), x).toMatchObject({ state: 'active', data: { v: 1 } });
   });
+  it('names only what it restores as live at asOf, not a parent it read to check the child can come back', async () => {
+    await useHttp(h);
+    const s = freshSite();
+    const app = appsOfSite(s)[0]!;
+    h.downstream.cascade(siteId(s), appsOfSite(s));
+    const first = await deleteAndComplete(h, 'site', [siteId(s)]);
+    // The site (and its apps) brought back, then one app deleted again: at asOf the site is live
+    // and stays so, the app is deleted.
+    expect((await runRestore(h, { operationId: first })).state).toBe('completed');
+    await deleteAndComplete(h, 'app', [app]);
+
+    const op = await runRestore(h, { targetType: 'app', ids: [app], asOf: new Date().toISOString() });
+    expect(op).toMatchObject({ state: 'completed', itemCount: 1 });
+    expect((op.plan as { liveAtAsOf?: unknown }).liveAtAsOf).toBeUndefined();
+  });
 });
 
 describe('the restore operation', () => {

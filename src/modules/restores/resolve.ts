@@ -35,7 +35,9 @@ export async function resolveRestore(client: pg.PoolClient, scope: RestoreScope)
  * (by a restore, or by that delete's rollback), and deleted again since. No snapshot holds their
  * state at asOf: they go back to the source, their state when they were brought back, and edits
  * made between then and asOf are not in it. The plan says so instead of passing that off as the
- * state at asOf (a trial lost a customer's edit this way). Null when there are none.
+ * state at asOf (a trial lost a customer's edit this way). Null when there are none. Only what the
+ * plan restores (plan_input): restore_source also has the registry parents read to check that a
+ * child may come back, and a parent that is live now is not restored at all.
  */
 export async function liveAtAsOf(
   client: pg.PoolClient,
@@ -43,10 +45,10 @@ export async function liveAtAsOf(
 ): Promise<{ count: number; ids: string[] } | null> {
   const r = await client.query<{ id: string; n: number }>(
     `SELECT p.id, count(*) OVER ()::int AS n FROM restore_source p JOIN snapshots s ON s.id = p.snap_id
-     WHERE EXISTS (SELECT 1 FROM snapshots b JOIN operations o ON o.id = b.operation_id AND o.action = 'restore'
+     WHERE p.id IN (SELECT id FROM plan_input) AND (EXISTS (SELECT 1 FROM snapshots b JOIN operations o ON o.id = b.operation_id AND o.action = 'restore'
                    WHERE b.resource_id = p.id AND b.created_at > s.created_at AND b.created_at < $1::timestamptz)
         OR EXISTS (SELECT 1 FROM operation_items i WHERE i.snapshot_id = p.snap_id AND i.state = 'restored'
-                   AND i.updated_at < $1::timestamptz)
+                   AND i.updated_at < $1::timestamptz))
      ORDER BY p.id LIMIT $2`,
     [asOf, LEFT_OUT_SAMPLE],
   );
