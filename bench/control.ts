@@ -74,7 +74,7 @@ export async function benchControl(env: { databaseUrl: string; redisUrl: string 
         [id],
       )
     ).rows[0]!.n;
-  const command = async (id: string, verb: 'pause' | 'resume', token: string) => {
+  const command = async (id: string, verb: 'pause' | 'resume' | 'rollback', token: string) => {
     const c0 = performance.now();
     const r = await fetch(`${a.url}/v1/operations/${id}/${verb}`, {
       method: 'POST',
@@ -213,6 +213,27 @@ export async function benchControl(env: { databaseUrl: string; redisUrl: string 
       value: latencies(cycleLoad),
       goal: GOAL,
       detail: `${CONNECTIONS} connections: ${counts(cycleLoad)}`,
+    });
+
+    // A rollback of everything done so far, under the same GET load: what operators poll hardest.
+    // The view counts a rolling-back operation's items from the ledger (the wave counters do not
+    // count restores), so this is where a GET costs the most.
+    const toRestore = await done(op.id);
+    const r0 = performance.now();
+    const rollbackMs = await command(op.id, 'rollback', tk.operator);
+    const loadR = await cannon(LOAD_SECONDS);
+    const restored = await db.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM operation_items WHERE operation_id = $1 AND state = 'restored'`,
+      [op.id],
+    );
+    const rS = (performance.now() - r0) / 1000;
+    rows.push({
+      figure: `GET /v1/operations/{id} at ${RATE}/s, ${LOAD_SECONDS} s of its rollback (p50 / p99 / max)`,
+      value: latencies(loadR),
+      goal: GOAL,
+      detail:
+        `POST …/rollback answered in ${ms(rollbackMs)}; ${restored.rows[0]!.n.toLocaleString('en')} of ` +
+        `${toRestore.toLocaleString('en')} restored after ${rS.toFixed(1)} s; ${CONNECTIONS} connections: ${counts(loadR)}`,
     });
     rows.push({
       figure: 'setup',

@@ -500,12 +500,19 @@ describe('terminal states tell the truth', () => {
     const again = await command(h, 'operator', plan.id, 'abort', { reason: 'abort again' }).expect(409);
     expect(again.body.code).toBe('INVALID_TRANSITION');
     expect(again.body.message).toMatch(/already rolling back.*endRollback: true/);
-    const still = await request(h.app.server).get(`/v1/operations/${plan.id}`).set('authorization', h.auth('viewer'));
-    expect(still.body.state).toBe('rolling_back');
+    const view = () => request(h.app.server).get(`/v1/operations/${plan.id}`).set('authorization', h.auth('viewer'));
     // A failed restore that the rollback will try again is not "restore failed" yet (the counts went
-    // up and down between attempts): restoring in the view, still deleted in the stream's waves.
+    // up and down between attempts): restoring in the view, still deleted in the stream's waves. A
+    // rolling-back operation's counts are read from the ledger at most about once a second per
+    // process (repository.ts progressOf): they follow within that.
     type Counts = { wave: number; counts: Record<string, number> }[];
     const sum = (p: Counts, k: string) => p.reduce((n, w) => n + (w.counts[k] ?? 0), 0);
+    let still = await view();
+    await until(async () => {
+      still = await view();
+      return sum(still.body.waveProgress as Counts, 'restoring') === ids.length;
+    }, 'the view to count them restoring');
+    expect(still.body.state).toBe('rolling_back');
     expect(sum(still.body.waveProgress as Counts, 'restore_failed')).toBe(0);
     expect(sum(still.body.waveProgress as Counts, 'restoring')).toBe(ids.length);
     const live = await readLive(h.app.db.pool, plan.id, h.app.queueHolds);

@@ -26,4 +26,26 @@ describe('memo', () => {
     await m.get('z', async () => ++calls); // x, the oldest, goes
     expect(await m.get('x', async () => ++calls)).toBe(4);
   });
+
+  it('keeps a value that took long to compute for costFactor times its time, at least the ttl', async () => {
+    let now = 0;
+    let calls = 0;
+    const m = memo<number>({ ttlMs: 1_000, max: 10, clock: () => now, costFactor: 4 });
+    const slow = async () => {
+      now += 500; // the computation takes 500 ms
+      return ++calls;
+    };
+    expect(await m.get('a', slow)).toBe(1);
+    now = 1_999; // within 4 × 500 ms of its start
+    expect(await m.get('a', slow)).toBe(1);
+    now = 2_000;
+    expect(await m.get('a', slow)).toBe(2);
+    const quick = async () => ++calls;
+    now = 10_000;
+    expect(await m.get('b', quick)).toBe(3);
+    now = 10_999; // a quick one keeps the ttl
+    expect(await m.get('b', quick)).toBe(3);
+    now = 11_000;
+    expect(await m.get('b', quick)).toBe(4);
+  });
 });

@@ -126,6 +126,9 @@ const unfinishedMemo = memo<Awaited<ReturnType<ReturnType<typeof operationReads>
   max: 256,
 });
 
+/** progressOf's ledger counts, per operation version, for every reader in this process. */
+const ledgerCounts = memo<WaveProgress>({ ttlMs: 1_000, max: 256, costFactor: 4 });
+
 export function operationReads(db: Queryable) {
   const findById = async (id: string) => {
     const r = await db.query('SELECT * FROM operations WHERE id = $1', [id]);
@@ -289,7 +292,7 @@ type DrillJson = DrillView;
  */
 async function progressOf(
   db: Queryable,
-  op: Pick<Operation, 'id' | 'state' | 'itemCount'>,
+  op: Pick<Operation, 'id' | 'state' | 'itemCount' | 'updatedAt'>,
   waves: WaveCounter[],
 ): Promise<WaveProgress> {
   const submitted = waves.reduce((n, w) => n + w.items, 0);
@@ -303,17 +306,24 @@ async function progressOf(
       return { wave: w.wave, counts };
     });
   }
-  // A failed restore that the running rollback will try again counts as restoring, not restore_failed
-  // (the counts went up and down between attempts).
-  const rows = await db.query<{ wave: number; state: string; n: number }>(
-    `SELECT wave, ${shownState('$2', '$3')} AS state,
-       count(*)::int AS n
-     FROM operation_items WHERE operation_id = $1 GROUP BY 1, 2`,
-    [op.id, op.state === 'rolling_back', RESTORE_ATTEMPTS],
-  );
-  const byWave = new Map<number, Record<string, number>>();
-  for (const r of rows.rows) byWave.set(r.wave, { ...byWave.get(r.wave), [r.state]: r.n });
-  return [...byWave.entries()].sort((a, b) => a[0] - b[0]).map(([wave, counts]) => ({ wave, counts }));
+  // This counts the whole ledger (up to 1M rows and more with descendants): per GET, 500 GETs a
+  // second of a rolling-back operation kept a core of PostgreSQL scanning and slowed the rollback
+  // itself (npm run bench -- control). Shared for a second per process, longer when a count takes
+  // long (costFactor); a change of state (or any other change to the row) is a new key, so what a
+  // view says about the operation's state is never older than its row.
+  return ledgerCounts.get(`${op.id}|${op.state}|${op.updatedAt.toISOString()}`, async () => {
+    // A failed restore that the running rollback will try again counts as restoring, not
+    // restore_failed (the counts went up and down between attempts).
+    const rows = await db.query<{ wave: number; state: string; n: number }>(
+      `SELECT wave, ${shownState('$2', '$3')} AS state,
+         count(*)::int AS n
+       FROM operation_items WHERE operation_id = $1 GROUP BY 1, 2`,
+      [op.id, op.state === 'rolling_back', RESTORE_ATTEMPTS],
+    );
+    const byWave = new Map<number, Record<string, number>>();
+    for (const r of rows.rows) byWave.set(r.wave, { ...byWave.get(r.wave), [r.state]: r.n });
+    return [...byWave.entries()].sort((a, b) => a[0] - b[0]).map(([wave, counts]) => ({ wave, counts }));
+  });
 }
 
 export type OperationReads = ReturnType<typeof operationReads>;
