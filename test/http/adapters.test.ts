@@ -192,6 +192,44 @@ describe('http adapter', () => {
     expect(downstream.calls).toHaveLength(2);
   });
 
+  it('says a failure changed nothing (unapplied) only when no attempt may have been applied', async () => {
+    const a = httpAdapter({ retries: 2 });
+    const [item] = items(1);
+    const softDelete = async () => (await a.apply('softDelete', [item!], opts()))[0]!;
+    // Refused at the first attempt, for good: nothing was applied.
+    for (const status of [400, 403, 422]) {
+      downstream.reset();
+      downstream.failAll(status);
+      expect(await softDelete(), String(status)).toMatchObject({ ok: false, permanent: true, status, unapplied: true });
+    }
+    // "Not there" is also how a system answers a delete an earlier attempt applied: not certain.
+    for (const status of [404, 410]) {
+      downstream.reset();
+      downstream.failAll(status);
+      const r = await softDelete();
+      expect(r, String(status)).toMatchObject({ ok: false, permanent: true, status });
+      expect(r).not.toHaveProperty('unapplied');
+    }
+    // A refusal after an attempt whose outcome is unknown (a 5xx that may have been applied).
+    downstream.reset();
+    downstream.failNext(1, 502, { afterApply: true });
+    downstream.answer(() => (downstream.destructiveCalls().length > 1 ? 422 : null));
+    const after = await softDelete();
+    expect(after).toMatchObject({ ok: false, permanent: true, status: 422 });
+    expect((after as { error: string }).error).toMatch(/^HTTP 422 .*; earlier attempt: HTTP 502/);
+    expect(after).not.toHaveProperty('unapplied');
+    expect(downstream.state(item!.resourceId)).toBe('soft_deleted'); // it was applied
+    // Retries used up on 5xx: unknown, and not permanent.
+    downstream.reset();
+    downstream.failAll(503);
+    expect(await softDelete()).not.toHaveProperty('unapplied');
+    // Never sent: an ID that would address another path.
+    downstream.reset();
+    const [bad] = await a.apply('softDelete', [{ ...item!, resourceId: '..' }], opts());
+    expect(bad).toMatchObject({ ok: false, permanent: true, unapplied: true });
+    expect(downstream.calls).toEqual([]);
+  });
+
   it('409 (same Idempotency-Key still in progress) is retried with the same key and applied once', async () => {
     downstream.failNext(1, 409);
     const [ok] = await httpAdapter().apply('softDelete', items(1), opts());
@@ -385,7 +423,7 @@ describe('registry adapter', () => {
     const [item] = items(1, { resourceId: 'app_99', tenantId: 't0', operationId: 'op_2' });
     expect(await adapter.apply('hardDelete', [item!], opts())).toEqual([{ ok: true }]);
     expect(await adapter.apply('restore', [item!], opts())).toEqual([
-      { ok: false, permanent: true, error: 'cannot restore app_99: it is purged' },
+      { ok: false, permanent: true, error: 'cannot restore app_99: it is purged', unapplied: true },
     ]);
   });
 
@@ -424,6 +462,7 @@ describe('registry adapter', () => {
         permanent: true,
         error:
           'cascade of site_3 changed since the plan: registry has app_s3b as type app of tenant t2, not type app of tenant t1; nothing was changed',
+        unapplied: true,
       },
     ]);
     const after = await rows(all);
@@ -440,7 +479,10 @@ describe('registry adapter', () => {
     expect(restored).toEqual([
       {
         ok: true,
-        descendants: [{ ok: true }, { ok: false, permanent: true, error: 'cannot restore app_s2b: it is purged' }],
+        descendants: [
+          { ok: true },
+          { ok: false, permanent: true, error: 'cannot restore app_s2b: it is purged', unapplied: true },
+        ],
       },
     ]);
     expect((await rows(['site_2', 'app_s2a', 'app_s2b'])).map((r) => [r.id, r.state])).toEqual([

@@ -109,6 +109,8 @@ export async function startDownstream(opts: DownstreamOptions) {
       batchOmits: new Set<string>(),
       /** Every bulk snapshot request answers this status (null: they work). */
       batchFails: null as number | null,
+      /** A destructive call's status chosen by the test, before its key is looked up (null: handled as usual). */
+      answer: null as ((call: DownstreamCall) => number | null) | null,
     };
   }
 
@@ -249,6 +251,9 @@ export async function startDownstream(opts: DownstreamOptions) {
 
     // Destructive from here on.
     if (!key && strict) return send(res, 400, { error: 'Idempotency-Key header is required' });
+    // Answered as the test says, ahead of the key's replay: nothing is applied or stored.
+    const answered = ctl.answer?.(call) ?? null;
+    if (answered !== null) return send(res, answered, { error: 'answered by the test' });
     const fingerprint = `${method} ${url.pathname}`;
     if (key) {
       callsByKey.set(key, (callsByKey.get(key) ?? 0) + 1);
@@ -386,6 +391,14 @@ export async function startDownstream(opts: DownstreamOptions) {
     /** Declares `childIds` the children of `parentId`: its soft and hard deletes cascade to them. */
     cascade(parentId: string, childIds: string[]) {
       children.set(parentId, childIds);
+    },
+    /**
+     * Destructive calls for which fn returns a status are answered with it before anything else is
+     * done (not applied, no key stored or replayed): a service whose idempotency store lost the key,
+     * answering a retry of an applied delete 404 or 422. The call is already recorded when fn runs.
+     */
+    answer(fn: ((call: DownstreamCall) => number | null) | null) {
+      ctl.answer = fn;
     },
     /** Runs (and is awaited) right before a destructive call is applied; the call is already recorded. */
     beforeApply(fn: ((call: DownstreamCall) => Promise<void> | void) | undefined) {

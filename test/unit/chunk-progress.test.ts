@@ -10,11 +10,13 @@ const ok: ItemResult = { ok: true };
 const failed: ItemResult = { ok: false, permanent: true, error: 'HTTP 404' };
 const interrupted: ItemResult = { ok: false, permanent: false, error: 'HTTP 503', interrupted: true };
 const skipped: ItemResult = { ok: false, skipped: true, error: 'halted' };
+const refused: ItemResult = { ok: false, permanent: true, error: 'HTTP 422', status: 422, unapplied: true };
 
 describe('landedOutcome', () => {
   it.each([
     [ok, { seq: 7, state: 'done', error: null }],
     [failed, { seq: 7, state: 'failed', error: 'HTTP 404', permanent: true }],
+    [refused, { seq: 7, state: 'failed', error: 'HTTP 422', permanent: true, unapplied: true }],
     [interrupted, null],
     [skipped, null],
   ] as const)('%j → %j', (r, want) => {

@@ -40,6 +40,10 @@ function harness(o: {
   /** A compliance erasure: hardDelete, and keys destroyed with the items recorded done. */
   erase?: boolean;
   eraseFails?: boolean;
+  /** Items an earlier run marked write-ahead (it may have sent them). */
+  markedBefore?: number[];
+  /** How often the chunk records what has landed while its calls are out (0: at every landing). */
+  progressEveryMs?: number;
 }) {
   const n = o.n ?? 4;
   const items = new Map<number, Item>();
@@ -52,7 +56,7 @@ function harness(o: {
       snapshotId: null,
       sourceSnapshotId: null,
       descendants: [],
-      executedSeq: null,
+      executedSeq: o.markedBefore?.includes(seq) ? 900 + seq : null,
       attempts: o.attempts ?? 0,
       lastError: o.attempts ? 'HTTP 503' : null,
       state: 'pending',
@@ -71,6 +75,8 @@ function harness(o: {
   const actions: string[] = [];
   const txs: { record: Tx[]; erase: Tx[] } = { record: [], erase: [] };
   const erased: number[][] = [];
+  /** Each record of outcomes: the items failed unapplied, and the marks this run set (as handed to the ledger). */
+  const records: { seqs: number[]; unapplied: number[]; marked: number[] }[] = [];
   const base = at('running');
   const lifecycle = at(o.state ?? 'running', {
     currentWave: 0,
@@ -123,8 +129,13 @@ function harness(o: {
       for (const s of ok) items.get(s)!.executedSeq ??= 1000 + s;
       return new Set(ok);
     },
-    async record(tx, _op, _w, token, outcomes: Outcome[], _marked, _now, follow) {
+    async record(tx, _op, _w, token, outcomes: Outcome[], marked, _now, follow) {
       txs.record.push(tx);
+      records.push({
+        seqs: outcomes.map((x) => x.seq),
+        unapplied: outcomes.filter((x) => x.unapplied).map((x) => x.seq),
+        marked: [...marked].sort((a, b) => a - b),
+      });
       const verdicts: ('done' | 'failed')[] = [];
       const doneSeqs: number[] = [];
       for (const oc of outcomes) {
@@ -223,6 +234,7 @@ function harness(o: {
     },
     clock: () => NOW,
     leaseMs: o.leaseMs ?? 30_000,
+    ...(o.progressEveryMs === undefined ? {} : { progressEveryMs: o.progressEveryMs }),
     ...(o.erase
       ? {
           async eraseKeys(tx: Tx, _op: string, seqs: number[]) {
@@ -242,6 +254,7 @@ function harness(o: {
     actions,
     txs,
     erased,
+    records,
     events,
     calls,
     log,
@@ -363,6 +376,25 @@ describe('processChunk', () => {
     expect(h.items.get(1)!.executedSeq).not.toBeNull(); // it may have been applied: the mark stays
     expect(h.events).toEqual([]); // nothing failed, and the wave is not settled
     expect(h.requeues).toEqual([50]);
+  });
+
+  it('records a failure that changed nothing with the marks this run set, so the ledger can clear them', async () => {
+    const refused: ItemResult = { ok: false, permanent: true, error: 'HTTP 422', status: 422, unapplied: true };
+    // app_1 and app_2 are refused outright; app_2 was marked by an earlier run (it may have sent it).
+    for (const progressEveryMs of [undefined, 0]) {
+      const h = harness({
+        markedBefore: [2],
+        result: (i) => (i.resourceId === 'app_1' || i.resourceId === 'app_2' ? refused : { ok: true }),
+        ...(progressEveryMs === undefined ? {} : { progressEveryMs }),
+      });
+      await h.run();
+      expect(states(h)).toEqual(['done', 'failed', 'failed', 'done']);
+      // Whether recorded at the chunk's end or while its other calls were out (progress), each record
+      // carries the marks this run set: app_2's mark is an earlier run's, so it is not among them.
+      for (const r of h.records) expect(r.marked).toEqual([0, 1, 3]);
+      expect(h.records.flatMap((r) => r.unapplied).sort()).toEqual([1, 2]);
+      if (progressEveryMs === 0) expect(h.records.length).toBeGreaterThan(1);
+    }
   });
 });
 

@@ -43,6 +43,13 @@ const parseTemplate = (t: string): Template => {
  * our own earlier attempt that timed out). Other 4xx are the item's fault.
  */
 const isRetryableStatus = (s: number) => s >= 500 || s === 408 || s === 409 || s === 429;
+/**
+ * A final answer that says the request was refused as it stood, so the owning system changed
+ * nothing: a 4xx that is not retried, other than 404 and 410. Those say "not there", which is also
+ * how a system answers a delete that an earlier attempt applied (its response lost). A 3xx is not
+ * one: a 303 answers a request that was carried out.
+ */
+export const isDefiniteRefusal = (s: number) => s >= 400 && s < 500 && s !== 404 && s !== 410 && !isRetryableStatus(s);
 
 function retryAfterMs(headers: http.IncomingHttpHeaders): number {
   const v = headers['retry-after'];
@@ -54,6 +61,8 @@ function retryAfterMs(headers: http.IncomingHttpHeaders): number {
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+/** Of a permanent failure: no attempt changed anything (see ItemFailed.unapplied). */
+const UNAPPLIED = { unapplied: true } as const;
 
 type Call = {
   template: Template;
@@ -98,7 +107,8 @@ export function createHttpAdapter(config: ResolvedHttpConfig, deps: HttpAdapterD
 
   /**
    * One request, attempted with backoff until a 2xx or a failure retrying cannot help;
-   * `shouldContinue` is consulted before every attempt.
+   * `shouldContinue` is consulted before every attempt. A permanent failure is `unapplied` only when
+   * no attempt before it was sent with an unknown outcome (`last`: every retried attempt is one).
    */
   async function exchange(
     method: string,
@@ -125,9 +135,15 @@ export function createHttpAdapter(config: ResolvedHttpConfig, deps: HttpAdapterD
         res = await send(method, path, body, extra, config.timeoutMs);
       } catch (err) {
         if (err instanceof BodyTooLargeError) return { ok: false, permanent: true, error: err.message };
-        // The policy, not the network, said no: retrying cannot help. Nothing reached the host.
+        // The policy, not the network, said no: retrying cannot help. This attempt reached no host
+        // (an earlier one may have: its doubt stays in the error, and the item is not `unapplied`).
         if (err instanceof DisallowedAddressError)
-          return { ok: false, permanent: true, error: `refused before sending: ${err.reason}` };
+          return {
+            ok: false,
+            permanent: true,
+            error: `refused before sending: ${err.reason}${last ? `; earlier attempt: ${last.error}` : ''}`,
+            ...(last ? {} : UNAPPLIED),
+          };
         last = {
           ok: false,
           permanent: false,
@@ -145,6 +161,7 @@ export function createHttpAdapter(config: ResolvedHttpConfig, deps: HttpAdapterD
           ...failure,
           permanent: true,
           error: last ? `${failure.error}; earlier attempt: ${last.error}` : failure.error,
+          ...(!last && isDefiniteRefusal(res.status) ? UNAPPLIED : {}),
         };
       last = { ...failure, permanent: false };
       waitAtLeast = retryAfterMs(res.headers);
@@ -162,7 +179,7 @@ export function createHttpAdapter(config: ResolvedHttpConfig, deps: HttpAdapterD
       operationId: item.operationId,
     });
     // Nothing was sent, and no retry can change the ID: the item fails for good.
-    if (!rendered.ok) return { ok: false, permanent: true, error: rendered.reason };
+    if (!rendered.ok) return { ok: false, permanent: true, error: rendered.reason, ...UNAPPLIED };
     const path = basePath + rendered.target;
     const body =
       template.method === 'GET'

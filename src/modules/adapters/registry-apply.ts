@@ -265,38 +265,33 @@ async function applyRows(
     guard?.approvedTenants ?? [],
   ]);
   const byId = new Map(rows.map((r) => [r.id, r]));
+  // Every failure below is an item the statement left as it was, with its cascade (a descendant
+  // changes only with a parent that acts): nothing was changed, so it is `unapplied`. A statement
+  // that failed fails its chunk as retryable instead (registry-adapter.ts), its outcome unknown.
+  const refused = (error: string): ItemResult => ({ ok: false, permanent: true, error, unapplied: true });
   const outcome = (item: AdapterItem, to: State): ItemResult => {
     const row = byId.get(item.resourceId);
     if (!row || row.before === null)
-      return {
-        ok: false,
-        permanent: true,
-        error: mismatch(item, { type: row?.actual_type ?? null, tenant: row?.actual_tenant ?? null }),
-      };
+      return refused(mismatch(item, { type: row?.actual_type ?? null, tenant: row?.actual_tenant ?? null }));
     if (row.changed || spec.done(row.before, to)) return { ok: true };
     // Marked protected since the plan (an import while the operation runs): a delete leaves it.
-    if (guard && row.before_protected)
-      return { ok: false, permanent: true, error: PROTECTED_SINCE_PLAN(item.resourceId) };
+    if (guard && row.before_protected) return refused(PROTECTED_SINCE_PLAN(item.resourceId));
     if (guard && row.before_tenant_protected)
-      return { ok: false, permanent: true, error: TENANT_PROTECTED_SINCE_PLAN(item.resourceId, item.tenantId) };
-    return { ok: false, permanent: true, error: `cannot ${action} ${item.resourceId}: it is ${row.before}` };
+      return refused(TENANT_PROTECTED_SINCE_PLAN(item.resourceId, item.tenantId));
+    return refused(`cannot ${action} ${item.resourceId}: it is ${row.before}`);
   };
   const results = items.map((item, k): ItemResult => {
     const row = byId.get(item.resourceId);
     // (Already deleted by an earlier attempt whose outcome was not recorded: that delete stands.)
     if (row?.shielded_by && !row.changed && !(row.before !== null && spec.done(row.before, targets[k]!.state)))
-      return { ok: false, permanent: true, error: DESCENDANT_PROTECTED_SINCE_PLAN(item.resourceId, row.shielded_by) };
+      return refused(DESCENDANT_PROTECTED_SINCE_PLAN(item.resourceId, row.shielded_by));
     if (row?.blocked) {
       const gone = item.descendants!.find((d) => byId.get(d.resourceId)?.before == null)!;
       const why = mismatch(gone, {
         type: byId.get(gone.resourceId)?.actual_type ?? null,
         tenant: byId.get(gone.resourceId)?.actual_tenant ?? null,
       });
-      return {
-        ok: false,
-        permanent: true,
-        error: `cascade of ${item.resourceId} changed since the plan: ${why}; nothing was changed`,
-      };
+      return refused(`cascade of ${item.resourceId} changed since the plan: ${why}; nothing was changed`);
     }
     const own = outcome(item, targets[k]!.state);
     if (!own.ok || !item.descendants?.length || action !== 'restore') return own;

@@ -11,6 +11,7 @@
 //   soft-deleting an already soft-deleted resource is ok). Never "done" for something not done.
 // - `permanent: true` means retrying cannot help (4xx, missing resource, wrong type/tenant);
 //   otherwise the failure is retryable and the outcome is unknown (a timeout may have applied).
+//   `unapplied: true` on a permanent failure says more: nothing was changed by any attempt.
 // - `skipped` means no request for that item was ever sent: shouldContinue() said stop first.
 //   An item that was attempted and then halted before a retry reports its last failure instead,
 //   because the owning system may have applied it and rollback must consider it.
@@ -52,6 +53,15 @@ export type ItemFailed = {
    * it back to be sent again with the same Idempotency-Key, which tells the real outcome.
    */
   interrupted?: true;
+  /**
+   * Certainly changed nothing (permanent failures only): no attempt reached the owning system, or
+   * every attempt was refused definitively (an HTTP 4xx other than 404 and 410 and other than those
+   * retried; a registry statement that left the row as it was). Absent, the call may have been
+   * applied: a timeout, a connection error or a 5xx, a 404 or 410 ("already gone"), or any refusal
+   * that followed an attempt whose outcome is unknown. A chunk clears the write-ahead mark of such an
+   * item when its own run set the mark, so that a rollback does not restore what was never deleted.
+   */
+  unapplied?: true;
 };
 export type ItemSkipped = { ok: false; skipped: true; error: 'halted' };
 /** `data` is the snapshot body for snapshot(); destructive actions leave it out. */

@@ -25,9 +25,18 @@ import type { OperationRecord } from './state.ts';
 /** Snapshot reads may run this many times the destructive concurrency. */
 const SNAPSHOT_FANOUT = 4;
 
+/**
+ * Records outcomes that landed while the chunk's other calls are out (chunk-progress.ts), with the
+ * items this run marked so far (`marked` of Executed: a failure that changed nothing loses its mark).
+ */
+export type RecordLanded = (outcomes: Outcome[], marked: ReadonlySet<number>) => Promise<void>;
+
 export interface Executed {
   outcomes: Outcome[];
-  /** Items this run marked write-ahead that had no mark before (their mark is cleared if unsent). */
+  /**
+   * Items this run marked write-ahead that had no mark before: their mark is cleared if they were
+   * never sent, or failed without any try changing anything (Outcome.unapplied).
+   */
   marked: Set<number>;
   /** Items never sent (velocity refunds them). */
   unsent: number;
@@ -47,7 +56,7 @@ export async function execute<Tx>(
   /** The type's adapter when the caller already looked it up for this chunk. */
   found?: { adapter: TargetAdapter },
   /** Records landed outcomes while the chunk's other calls are out (chunk-progress.ts). */
-  recordLanded?: (outcomes: Outcome[]) => Promise<void>,
+  recordLanded?: RecordLanded,
 ): Promise<Executed> {
   const { rollout, haltPolicy } = op.lifecycle;
   const asAdapterItem = (i: ClaimedItem): AdapterItem => ({
@@ -128,9 +137,13 @@ export async function execute<Tx>(
       op.wave!,
       () => !fence.lost && !lease.lost() && deps.watch.canRun(j.opId, j.wave, since),
     );
-    // Only calls that land one by one (HTTP): the registry adapter's land all at once, at the end.
-    const progress = chunkProgress(deps, adapter.kind === 'http' ? recordLanded : undefined);
+    // Filled before each part's calls go out, so a landed outcome is recorded with its item's mark.
     const marked = new Set<number>();
+    // Only calls that land one by one (HTTP): the registry adapter's land all at once, at the end.
+    const progress = chunkProgress(
+      deps,
+      adapter.kind === 'http' && recordLanded ? (landed) => recordLanded(landed, marked) : undefined,
+    );
     const sending: Promise<Sent>[] = [];
     let notMarkedCount = 0;
     // With calls of the operation out here already (other chunks), they keep the slots busy while

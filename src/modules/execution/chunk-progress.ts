@@ -11,13 +11,15 @@ import type { Outcome } from './ledger.ts';
 export const PROGRESS_EVERY_MS = 2_000;
 
 /**
- * An item's outcome once its call has landed for good: done, or failed. Never sent (skipped) or
- * stopped between retries (interrupted): null, the chunk's last record hands those back.
+ * An item's outcome once its call has landed for good: done, or failed (`unapplied` when no try
+ * changed anything). Never sent (skipped) or stopped between retries (interrupted): null, the
+ * chunk's last record hands those back.
  */
 export function landedOutcome(seq: number, r: ItemResult): Outcome | null {
   if (r.ok) return { seq, state: 'done', error: null };
   if (isSkipped(r) || r.interrupted) return null;
-  return { seq, state: 'failed', error: r.error.slice(0, 500), permanent: r.permanent };
+  const failed: Outcome = { seq, state: 'failed', error: r.error.slice(0, 500), permanent: r.permanent };
+  return r.permanent && r.unapplied ? { ...failed, unapplied: true } : failed;
 }
 
 export interface ProgressRecorder {

@@ -7,7 +7,14 @@ import { AppError } from '../../lib/errors.ts';
 import { idempotencyKeyFor, type AdapterItem, type TargetAdapter } from '../adapters/index.ts';
 import { applyWithBreaker, arrivalOrder, chunkBreaker } from './breaker.ts';
 import type { ChunkDeps } from './chunk.ts';
-import { keepLease, markWriteAhead, outcomesOf, releaseUnsent, type Executed } from './chunk-execute.ts';
+import {
+  keepLease,
+  markWriteAhead,
+  outcomesOf,
+  releaseUnsent,
+  type Executed,
+  type RecordLanded,
+} from './chunk-execute.ts';
 import { takeSnapshots } from './chunk-snapshots.ts';
 import { chunkProgress } from './chunk-progress.ts';
 import type { Fence } from './exclusive.ts';
@@ -27,7 +34,7 @@ export async function executePurge<Tx>(
   items: ClaimedItem[],
   fence: Fence,
   /** Records landed outcomes while the chunk's other calls are out (chunk-progress.ts). */
-  recordLanded?: (outcomes: Outcome[]) => Promise<void>,
+  recordLanded?: RecordLanded,
 ): Promise<Executed> {
   const { rollout, haltPolicy } = op.lifecycle;
   const typeOf = (i: ClaimedItem) => i.type ?? op.targetType;
@@ -79,7 +86,7 @@ export async function executePurge<Tx>(
       op.wave!,
       () => !fence.lost && !lease.lost() && deps.watch.canRun(j.opId, j.wave, since),
     );
-    const progress = chunkProgress(deps, recordLanded);
+    const progress = chunkProgress(deps, recordLanded && ((landed) => recordLanded(landed, marked)));
     for (const [type, adapter] of adapters) {
       const part = toRun.filter((i) => typeOf(i) === type);
       if (part.length === 0) continue;

@@ -13,7 +13,7 @@
 import { AppError } from '../../lib/errors.ts';
 import type { SnapshotRead } from '../snapshots/store.ts';
 import type { ChunkDeps } from './chunk.ts';
-import { keepLease, markWriteAhead, releaseUnsent, type Executed } from './chunk-execute.ts';
+import { keepLease, markWriteAhead, releaseUnsent, type Executed, type RecordLanded } from './chunk-execute.ts';
 import { takeSnapshots } from './chunk-snapshots.ts';
 import type { Fence } from './exclusive.ts';
 import type { ClaimedItem, DescendantOutcome, Outcome, Range, Snap } from './ledger.ts';
@@ -42,7 +42,7 @@ export async function executeRestore<Tx>(
   items: ClaimedItem[],
   fence: Fence,
   /** Records landed outcomes while the chunk's other restores are to come (chunk-progress.ts). */
-  recordLanded?: (outcomes: Outcome[]) => Promise<void>,
+  recordLanded?: RecordLanded,
 ): Promise<Executed> {
   if (!deps.readSnapshots) throw new Error('a restore chunk needs the snapshot store (readSnapshots)');
   const readSnapshots = deps.readSnapshots;
@@ -125,7 +125,7 @@ export async function executeRestore<Tx>(
       let early = false;
       if (recordLanded && landed.length && at < toRun.length && deps.clock() - lastRecord >= every) {
         // Not recorded now (a lost connection): the chunk's last record has them, still claimed.
-        early = await recordLanded(landed).then(
+        early = await recordLanded(landed, marked).then(
           () => true,
           () => false,
         );
@@ -203,7 +203,17 @@ function outcomeOf(item: ClaimedItem, results: Map<number, RestoreResult>): Outc
       ? { seq: d.seq, state: 'done', error: null }
       : { seq: d.seq, state: 'failed', error: r.error, permanent: r.permanent },
   );
-  if (!own.ok) return { seq: item.seq, state: 'failed', error: own.error, permanent: own.permanent, descendants };
+  if (!own.ok)
+    return {
+      seq: item.seq,
+      state: 'failed',
+      error: own.error,
+      permanent: own.permanent,
+      // Refused, or never sent (a snapshot that failed verification): its mark goes if this run set it,
+      // and its descendants', which were not sent without it (rollback-batch.ts).
+      ...(own.permanent && own.unapplied ? { unapplied: true } : {}),
+      descendants,
+    };
   const missing = kids.filter(({ r }) => !r.ok);
   if (missing.length === 0) return { seq: item.seq, state: 'done', error: null, descendants };
   const named = missing

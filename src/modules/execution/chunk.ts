@@ -131,7 +131,7 @@ export async function processChunk<Tx>(deps: ChunkDeps<Tx>, jobId: string, j: Ch
   }
   // Records a batch of outcomes and decides on them in one transaction: the chunk's last batch,
   // and before it what landed while its other calls were out (chunk-progress.ts).
-  const recordBatch = (batch: Outcome[], marks: Set<number>) => {
+  const recordBatch = (batch: Outcome[], marks: ReadonlySet<number>) => {
     const now = deps.clock();
     return deps.engine.apply(
       j.opId,
@@ -179,8 +179,8 @@ export async function processChunk<Tx>(deps: ChunkDeps<Tx>, jobId: string, j: Ch
   let handedBack = 0;
   let stillRunning = false;
   if (items.length) {
-    const r = await execute(deps, op, j, range, token, items, fence, got, async (landed) => {
-      await recordBatch(landed, new Set());
+    const r = await execute(deps, op, j, range, token, items, fence, got, async (landed, marked) => {
+      await recordBatch(landed, marked);
     });
     outcomes.push(...r.outcomes);
     r.marked.forEach((s) => marks.add(s));

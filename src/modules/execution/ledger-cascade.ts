@@ -66,8 +66,9 @@ export async function markDescendants(tx: Queryable, opId: string, parents: numb
 
 /**
  * Descendants take their parent's outcome: done or failed with it (saying so), pending while it
- * is; and its mark, which a parent loses only when it was handed back unsent. Returns how many
- * are done (the metric counts them with their parents).
+ * is; and its mark, which a parent loses only when nothing was sent for it (handed back unsent) or
+ * every try was refused (failed, unapplied): the descendants' delete rides on the parent's call,
+ * so it did not happen either. Returns how many are done (the metric counts them with their parents).
  */
 export async function syncDescendants(tx: Queryable, opId: string, parents: number[]): Promise<number> {
   const r = await tx.query<{ state: string }>(

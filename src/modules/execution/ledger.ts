@@ -63,6 +63,13 @@ export interface Outcome {
    */
   sent?: boolean;
   /**
+   * failed only: no try of this run changed anything (the adapter's `unapplied`: every attempt was
+   * refused definitively, or none was sent). Recorded with the run's `marked`, the item loses the
+   * write-ahead mark this run set (no earlier run can have sent it): it was never acted on, and a
+   * rollback neither restores it nor counts it. An item marked before this run keeps its mark.
+   */
+  unapplied?: boolean;
+  /**
    * How the wave counts it, when not as its state: a restored item whose cascade did not all come
    * back is done in the ledger (it is back) and a failure for the wave and the operation's end.
    */
@@ -127,6 +134,8 @@ export interface Ledger<Tx = Queryable> {
   prepare(opId: string, wave: number, range: Range, token: string, snaps: Snap[], seqs: number[]): Promise<Set<number>>;
   /**
    * Records outcomes (in the order they happened) and the wave's counters; in the caller's transaction.
+   * `marked`: the items whose write-ahead mark this run set (it had none before); their mark is
+   * cleared when the outcome says nothing was changed: never sent, or failed `unapplied`.
    * `follow` runs in it between the two: what else the outcomes change (retention, erased keys) is
    * written before the wave's row is locked, so concurrent chunks queue on that lock only for the
    * counters and the commit.
@@ -137,7 +146,7 @@ export interface Ledger<Tx = Queryable> {
     wave: number,
     token: string,
     outcomes: Outcome[],
-    marked: Set<number>,
+    marked: ReadonlySet<number>,
     now: number,
     follow?: (rec: Omit<Recorded, 'stats'>) => Promise<void>,
   ): Promise<Recorded>;
@@ -256,8 +265,12 @@ export function pgLedger(pool: pg.Pool, leaseMs: number, snapshots: Pick<Snapsho
 
     async record(tx, opId, wave, token, outcomes, marked, now, follow) {
       // `pending` hands an item back. Never sent: not an attempt, and its mark is cleared when this
-      // run set it. Sent with an unknown outcome: the attempt counts and the mark stays.
+      // run set it. Sent with an unknown outcome: the attempt counts and the mark stays. A failure
+      // that changed nothing (every try refused definitively) loses the mark this run set, too: the
+      // item was never acted on, so a rollback must not restore it (nor count it as not restored).
       const unsent = (o: Outcome) => o.state === 'pending' && !o.sent;
+      const unmark = (o: Outcome) =>
+        marked.has(o.seq) && (unsent(o) || (o.state === 'failed' && o.permanent === true && o.unapplied === true));
       // No join with the outcomes: each row finds its own by its seq's place in arrays laid out by
       // seq (k; lib/sql.ts seqLayout). Joined with unnest(), the planner, which thinks few rows are
       // claimed by this token, looped over all 500 outcomes once per claimed row (~250 ms a chunk,
@@ -283,7 +296,7 @@ export function pgLedger(pool: pg.Pool, leaseMs: number, snapshots: Pick<Snapsho
           lay(outcomes.map((o) => o.state)),
           lay(outcomes.map((o) => o.error)),
           lay(outcomes.map((o) => o.permanent ?? false)),
-          lay(outcomes.map((o) => unsent(o) && marked.has(o.seq))),
+          lay(outcomes.map(unmark)),
           token,
           lay(outcomes.map(unsent)),
           from,

@@ -35,13 +35,22 @@ const failure = (seq: number, error: string, permanent: boolean): RestoreResult 
   error: error.slice(0, 500),
   permanent,
 });
+/** Failed for good without a call: nothing was sent for it (see RestoreResult.unapplied). */
+const unsentFailure = (seq: number, error: string): RestoreResult => ({
+  ...failure(seq, error, true),
+  unapplied: true,
+});
 
 // Skipped (never sent) and interrupted (sent, outcome unknown) are told apart for a restore
 // operation's chunk, which hands such items back; a rollback retries them like any failure.
 const fromItem = (seq: number, x: ItemResult): RestoreResult => {
   if (x.ok) return { seq, ok: true, error: null, permanent: false };
   if (isSkipped(x)) return { ...failure(seq, x.error, false), skipped: true };
-  return { ...failure(seq, x.error, x.permanent), ...(x.interrupted ? { interrupted: true as const } : {}) };
+  return {
+    ...failure(seq, x.error, x.permanent),
+    ...(x.interrupted ? { interrupted: true as const } : {}),
+    ...(x.permanent && x.unapplied ? { unapplied: true as const } : {}),
+  };
 };
 
 export async function restoreBatch(c: BatchContext, picked: RestoreCandidate[]): Promise<RestoreResult[]> {
@@ -55,7 +64,7 @@ export async function restoreBatch(c: BatchContext, picked: RestoreCandidate[]):
         ? { ok: false, reason: 'no_snapshot', detail: `${r.resourceId} has no snapshot in the ledger` }
         : reads.get(r.snapshotId)!;
     if (read.ok) data.set(r.seq, read.data);
-    else results.set(r.seq, failure(r.seq, `${read.reason}: ${read.detail}`, true));
+    else results.set(r.seq, unsentFailure(r.seq, `${read.reason}: ${read.detail}`));
   }
 
   const adapters = new Map<string, Promise<TargetAdapter | Error>>();

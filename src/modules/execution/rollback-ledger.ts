@@ -53,6 +53,12 @@ export interface RestoreResult {
   skipped?: true;
   /** Sent, then stopped between retries: the outcome is unknown. */
   interrupted?: true;
+  /**
+   * A permanent failure that changed nothing: refused on every try, or never sent (ItemFailed's
+   * `unapplied`). A restore operation's chunk clears the mark it set on such an item; a rollback
+   * records the failure as it is.
+   */
+  unapplied?: true;
 }
 
 export interface RollbackLedger {
