@@ -94,6 +94,33 @@ export function offenderDetails(o: Offender): string[] {
   ].filter(Boolean);
 }
 
+/** The server's `waiting` (operations/views.ts waitingOf): why an operation that should move does not. */
+export interface Waiting {
+  on: string;
+  since: string;
+  detail?: string;
+  /** restore_retry: failed restores waiting for their retry, when the next is due, the last error. */
+  items?: number;
+  nextRetryAt?: string;
+  lastError?: string | null;
+}
+
+/**
+ * What an operation waits for, in a few words (`watch`'s status line, `status`). A rollback waiting
+ * out its restores' backoff says how many, when the next retry is due and the last error (cut to
+ * `errorChars`), not "waiting for restore_retry".
+ */
+export function waitingText(w: Waiting, errorChars = Infinity): string {
+  if (w.on !== 'restore_retry') return `waiting for ${w.on} since ${w.since}`;
+  const n = w.items ?? 0;
+  const err = w.lastError ?? '';
+  const cut = err.length > errorChars ? `${err.slice(0, errorChars)}…` : err;
+  return (
+    `waiting to retry ${n} failed restore${n === 1 ? '' : 's'}, the next at ${w.nextRetryAt ?? '?'}` +
+    (cut ? ` (last error: ${cut})` : '')
+  );
+}
+
 /** Prints an error the way the mode asks; returns the exit code. */
 export function reportError(err: unknown, json: boolean, stderr = process.stderr): number {
   const e =

@@ -6,6 +6,7 @@ import { EXIT, exitForState, type ExitCode } from './exit-codes.ts';
 import type { ApiClient } from './http.ts';
 import { followSse } from './sse.ts';
 import type { OpStatus, View, WaveProgress } from './watch-view.ts';
+import { waitingText, type Waiting } from './output.ts';
 
 export interface WatchResult {
   operationId: string;
@@ -30,10 +31,13 @@ export interface WatchOptions {
   idleTimeoutMs?: number;
 }
 
+/** Characters of a restore's last error on watch's status line (`status` prints it whole). */
+const HELD_ERROR_CHARS = 120;
+
 /** The server's reason a running operation does not move, as a few words; null when it moves. */
 export function heldText(d: Record<string, unknown>): string | null {
-  const waiting = d.waiting as { on: string; since: string } | null | undefined;
-  if (waiting) return `waiting for ${waiting.on} since ${waiting.since}`;
+  const waiting = d.waiting as Waiting | null | undefined;
+  if (waiting) return waitingText(waiting, HELD_ERROR_CHARS);
   const throttled = d.throttled as { cap: string; until: string } | null | undefined;
   return throttled ? `held back by ${throttled.cap} until ${throttled.until}` : null;
 }

@@ -10,6 +10,7 @@ import { heldText, watchOperation } from '../../src/cli/watch.ts';
 import { jsonView, lineView } from '../../src/cli/watch-view.ts';
 import { EXIT } from '../../src/cli/exit-codes.ts';
 import { outcomeLine } from '../../src/cli/context.ts';
+import { waitingText } from '../../src/cli/output.ts';
 
 describe('SseParser', () => {
   const STREAM =
@@ -346,6 +347,49 @@ describe('watch: why a running operation does not move', () => {
       'progress running · wave 2/2 · waiting for redis since S · w2 4/10\n',
       'progress running · wave 2/2 · w2 4/10\n',
     ]);
+  });
+});
+
+describe('watch and status: a rollback waiting for its failed restores to be retried', () => {
+  const waiting = {
+    on: 'restore_retry',
+    since: '2026-12-02T09:47:54.710Z',
+    detail: 'Restores that failed for a reason that may pass …',
+    items: 4,
+    nextRetryAt: '2026-12-02T09:47:58.710Z',
+    lastError: 'HTTP 503 Service Unavailable (after 4 attempts)',
+  };
+
+  it('prints how many wait, when the next retry is due and the last error, not "waiting for restore_retry"', () => {
+    const out: string[] = [];
+    const view = lineView((x) => out.push(x));
+    const status = {
+      state: 'rolling_back',
+      currentWave: 0,
+      waveCount: 1,
+      haltReason: null,
+      bakeUntil: null,
+      skewMs: 0,
+    };
+    const waves = [{ wave: 0, items: 4, done: 4, failed: 0, pending: 0, restored: 0, restoreFailed: 0 }];
+    view.waves(waves, { ...status, held: heldText({ throttled: null, waiting }) });
+    view.waves(waves, { ...status, held: heldText({ throttled: null, waiting: { ...waiting, items: 1 } }) });
+    expect(out).toEqual([
+      'progress rolling_back · wave 1/1 · waiting to retry 4 failed restores, the next at 2026-12-02T09:47:58.710Z' +
+        ' (last error: HTTP 503 Service Unavailable (after 4 attempts)) · w1 4/4\n',
+      'progress rolling_back · wave 1/1 · waiting to retry 1 failed restore, the next at 2026-12-02T09:47:58.710Z' +
+        ' (last error: HTTP 503 Service Unavailable (after 4 attempts)) · w1 4/4\n',
+    ]);
+  });
+
+  it("cuts a long error on watch's status line; status prints it whole", () => {
+    const long = { ...waiting, lastError: `connection error: ${'x'.repeat(400)}` };
+    const held = heldText({ waiting: long })!;
+    expect(held).toMatch(/\(last error: connection error: x+…\)$/);
+    expect(held.length).toBeLessThan(250);
+    expect(waitingText(long)).toContain(long.lastError);
+    // The other reasons read as before.
+    expect(waitingText({ on: 'redis', since: 'S' })).toBe('waiting for redis since S');
   });
 });
 

@@ -576,6 +576,71 @@ describe('a rollback tried again', () => {
   });
 });
 
+describe('a rollback whose failed restores wait for their retry', () => {
+  it('says so in its view and its stream (waiting: restore_retry, how many, when the next is due, the last error)', async () => {
+    const ids = appsOf(freshSites(1), APPS);
+    const plan = await submitAndStart(h, { ids, rollout: ROLLOUT, haltPolicy: FAST_HALT });
+    await waitForState(h, plan.id, ['completed']);
+    // The downstream sheds every restore (503): each one fails and waits for its retry with backoff
+    // (4 s, then 8, 16, 32), and the rollback sits in rolling_back meanwhile. It showed no reason;
+    // only the items route had the error (a trial: an on-call SRE with a downstream told to fail restores).
+    h.downstream.failOnly(['restore']);
+    h.downstream.failAll(503);
+    type Waiting = {
+      on: string;
+      since: string;
+      detail: string;
+      items?: number;
+      nextRetryAt?: string;
+      lastError?: string | null;
+    };
+    let seen: { state: string; waiting: Waiting; due: Date; live: Waiting | null | undefined } | undefined;
+    const retries = () =>
+      query<{ due: Date | null; n: number }>(
+        h.databaseUrl,
+        `SELECT min(next_attempt_at) AS due, count(*)::int AS n FROM operation_items
+         WHERE operation_id = $1 AND state = 'restore_failed' AND next_attempt_at > now()`,
+        [plan.id],
+      ).then((r) => r[0]!);
+    try {
+      await command(h, 'operator', plan.id, 'rollback', { reason: 'undo' }).expect(200);
+      await until(
+        async () => {
+          const before = await retries();
+          const view = await request(h.app.server)
+            .get(`/v1/operations/${plan.id}`)
+            .set('authorization', h.auth('viewer'));
+          const live = await readLive(h.app.db.pool, plan.id, h.app.queueHolds);
+          const after = await retries();
+          // Compared only while the ledger stood still between the reads (no retry ran in between).
+          if (after.n !== ids.length || before.n !== after.n || before.due?.getTime() !== after.due?.getTime())
+            return false;
+          if (view.body.waiting?.on !== 'restore_retry') return false;
+          seen = { state: view.body.state, waiting: view.body.waiting, due: after.due!, live: live?.waiting };
+          return true;
+        },
+        'the view to say that the rollback waits for its restore retries',
+        20_000,
+      );
+      const { state, waiting, due, live } = seen!;
+      expect(state).toBe('rolling_back');
+      expect(waiting).toMatchObject({ on: 'restore_retry', items: ids.length, nextRetryAt: due.toISOString() });
+      expect(Date.parse(waiting.nextRetryAt!)).toBeGreaterThan(Date.parse(waiting.since));
+      expect(waiting.lastError).toMatch(/HTTP 503/);
+      expect(waiting.detail).toMatch(/tried again with backoff/);
+      // The event stream's progress frames (the CLI's watch, the live view) say the same.
+      expect(live).toEqual(waiting);
+    } finally {
+      h.downstream.failAll(null);
+    }
+    // The downstream is back: the next retries land, and nothing waits any more.
+    const end = await waitForState(h, plan.id, ['rolled_back', 'rollback_incomplete'], 60_000);
+    expect(end.state).toBe('rolled_back');
+    const after = await request(h.app.server).get(`/v1/operations/${plan.id}`).set('authorization', h.auth('viewer'));
+    expect(after.body.waiting).toBeNull();
+  }, 90_000);
+});
+
 describe('resuming a halt once the downstream is fixed', () => {
   it('retries the items that failed, instead of halting again on the same failures', async () => {
     const ids = appsOf(freshSites(2), APPS);

@@ -1,6 +1,7 @@
 // Why a running operation does not move, as its view says it (operations/views.ts waitingOf): the
-// queue lost, no worker, or no item outcome for STILL_AFTER_MS — in that order, and never for a
-// state that does not move through the queue or an operation a velocity cap holds back.
+// queue lost, no worker, a rollback asleep until its failed restores are retried, or no item outcome
+// for STILL_AFTER_MS — in that order, and never for a state that does not move through the queue or
+// an operation a velocity cap holds back.
 import { describe, expect, it } from 'vitest';
 import { NO_HOLDS, STILL_AFTER_MS, waitingOf, type QueueHolds } from '../../src/modules/operations/views.ts';
 
@@ -9,6 +10,15 @@ const ago = (ms: number) => new Date(NOW - ms);
 const still = ago(STILL_AFTER_MS);
 const fresh = ago(STILL_AFTER_MS - 1);
 const capped = { throttledBy: 'maxItemsPerMinute', throttledUntil: new Date(NOW + 10_000) };
+// What the rollback job writes on the operation when it sleeps for its restores' retries (nextWake).
+const retrying = (nextRetryAt: number) => ({
+  restoreWait: {
+    items: 3,
+    nextRetryAt: new Date(nextRetryAt).toISOString().replace('Z', '+00:00'),
+    since: ago(4_000).toISOString(),
+    lastError: 'HTTP 503 Service Unavailable (after 4 attempts)',
+  },
+});
 
 describe('waitingOf', () => {
   const rows: [string, string, Partial<QueueHolds>, object, string | null][] = [
@@ -28,10 +38,38 @@ describe('waitingOf', () => {
     ['Redis lost comes first', 'running', { queueDownSince: ago(5), lastProgressAt: still }, {}, 'redis'],
     ['then no worker', 'running', { noWorkersSince: ago(5), lastProgressAt: still }, {}, 'workers'],
     ['no progress time read (a plan answer)', 'running', {}, {}, null],
+    [
+      'a rollback asleep until its restores are retried',
+      'rolling_back',
+      { lastProgressAt: still },
+      retrying(NOW + 1),
+      'restore_retry',
+    ],
+    [
+      '… until the retry is due (it is at work then)',
+      'rolling_back',
+      { lastProgressAt: still },
+      retrying(NOW),
+      'progress',
+    ],
+    ['Redis lost comes before it', 'rolling_back', { queueDownSince: ago(5) }, retrying(NOW + 1), 'redis'],
+    ['an ended rollback waits for nothing', 'rollback_incomplete', {}, retrying(NOW + 1), null],
   ];
   it.each(rows)('%s', (_name, state, holds, fields, on) => {
     const w = waitingOf({ state, ...fields }, { ...NO_HOLDS, ...holds }, NOW);
     expect(w?.on ?? null).toBe(on);
     if (on === 'progress') expect(w!.since).toBe(holds.lastProgressAt!.toISOString());
+  });
+
+  it('says how many restores wait, when the next is due and the last error, with times as ISO', () => {
+    const w = waitingOf({ state: 'rolling_back', ...retrying(NOW + 8_000) }, NO_HOLDS, NOW);
+    expect(w).toMatchObject({
+      on: 'restore_retry',
+      since: ago(4_000).toISOString(),
+      items: 3,
+      nextRetryAt: new Date(NOW + 8_000).toISOString(),
+      lastError: 'HTTP 503 Service Unavailable (after 4 attempts)',
+    });
+    expect(w!.detail).toMatch(/4 to 32 s apart.*after 5 attempts.*endRollback/);
   });
 });

@@ -16,7 +16,7 @@ import {
   type PlanLike,
   act,
 } from '../context.ts';
-import { offenderDetails, type Offender } from '../output.ts';
+import { offenderDetails, waitingText, type Offender, type Waiting } from '../output.ts';
 
 /** Streams the ID list to POST /v1/operations as NDJSON. */
 async function streamSubmission(ctx: Ctx, f: SpecFlags, dryRun: boolean) {
@@ -49,7 +49,7 @@ interface StatusView {
   haltReason: string | null;
   bakeUntil?: string | null;
   throttled?: { cap: string; until: string } | null;
-  waiting?: { on: string; since: string; detail: string } | null;
+  waiting?: (Waiting & { detail: string }) | null;
   planHash: string | null;
   plan: PlanLike | null;
   waveProgress?: { wave: number; counts: Record<string, number> }[];
@@ -180,8 +180,7 @@ export function registerOperationCommands(program: Command) {
           if (op.haltReason) ctx.out.line(`  halt reason: ${op.haltReason}`);
           if (op.bakeUntil) ctx.out.line(`  baking until ${op.bakeUntil}, then the next wave (probes permitting)`);
           if (op.throttled) ctx.out.line(`  held back by ${op.throttled.cap} until ${op.throttled.until}`);
-          if (op.waiting)
-            ctx.out.line(`  waiting for ${op.waiting.on} since ${op.waiting.since}: ${op.waiting.detail}`);
+          if (op.waiting) ctx.out.line(`  ${waitingText(op.waiting)}: ${op.waiting.detail}`);
           for (const w of op.waveProgress ?? []) {
             const counts = Object.entries(w.counts).map(([k, n]) => `${k} ${n}`);
             ctx.out.line(`  wave ${w.wave + 1}: ${counts.join(' · ') || 'no items'}`);

@@ -90,6 +90,7 @@ export async function readLive(
   const res = await db.query(
     `SELECT o.id, o.action, o.state, o.target_type, o.item_count, o.tenant_count, o.current_wave, o.halt_reason,
             o.bake_until, o.plan_hash, o.requested_by_name, o.created_at, o.throttled_by, o.throttled_until,
+            o.restore_wait,
             ${LAST_PROGRESS_SQL} AS last_progress_at,
             coalesce((SELECT max(seq) FROM audit_events a WHERE a.operation_id = o.id), 0) AS last_seq,
             coalesce((SELECT json_agg(json_build_object('wave', w.wave, 'items', w.to_seq - w.from_seq, 'done', w.done,
@@ -140,7 +141,7 @@ export async function readLive(
     probes,
     throttled: throttleOf({ state: r.state, throttledBy: r.throttled_by, throttledUntil: r.throttled_until }),
     waiting: waitingOf(
-      { state: r.state, throttledBy: r.throttled_by, throttledUntil: r.throttled_until },
+      { state: r.state, throttledBy: r.throttled_by, throttledUntil: r.throttled_until, restoreWait: r.restore_wait },
       await holdsOf(r.state, r.last_progress_at),
     ),
   };

@@ -27,8 +27,10 @@ export const shownState = (running: string, attempts: string) =>
  * it counts as final: a rollback meets a downstream that is restarting or shedding load. A base of
  * 0.5 s gave up after ~8 s, and a rollback after a halt on a flaky downstream ended incomplete (trial).
  */
-const RESTORE_BACKOFF_MS = 4_000;
+export const RESTORE_BACKOFF_MS = 4_000;
 const RESTORE_BACKOFF_CAP_MS = 60_000;
+/** Characters of a restore error shown in an operation's `waiting` (as an item's error is kept). */
+const ERROR_SHOWN = 500;
 /** Descendants picked in one batch whose parent was restored by an earlier one (their retries). */
 const ORPHANS_PER_PICK = 1_000;
 
@@ -65,8 +67,14 @@ export interface RollbackLedger {
   /** Claims up to `limit` items that may need restoring, newest execution first. */
   pick(opId: string, token: string, limit: number): Promise<RestoreCandidate[]>;
   finish(opId: string, token: string, results: RestoreResult[]): Promise<void>;
-  /** When the rollback should look again: an item still held by a live claim, or a restore waiting for its retry. */
-  nextWake(opId: string): Promise<number | null>;
+  /**
+   * When the rollback should look again: an item still held by a live claim, or a restore waiting
+   * for its retry. Called only when the rollback goes to sleep (nothing to pick now), so it also
+   * records on the operation the restores it sleeps for (`restore_wait`: how many, when the next is
+   * due, since when, the last error; null when none waits), which the views show as `waiting:
+   * restore_retry`. `lastError`: the last retryable restore error the calling run met, if any.
+   */
+  nextWake(opId: string, lastError?: string | null): Promise<number | null>;
   /** Restored items, and executed items that are not restored (what a settled rollback reports). */
   counts(opId: string): Promise<{ restored: number; failed: number }>;
 }
@@ -88,6 +96,8 @@ export async function freshRestoreAttempts(tx: Pick<pg.PoolClient, 'query'>, opI
      WHERE operation_id = $1 AND state = 'restore_failed' AND executed_seq IS NOT NULL`,
     [opId],
   );
+  // What the rollback before slept for is not what this one waits for (nothing, until it meets a failure).
+  await tx.query(`UPDATE operations SET restore_wait = NULL WHERE id = $1 AND restore_wait IS NOT NULL`, [opId]);
 }
 
 export function pgRollbackLedger(pool: Pick<pg.Pool, 'query'>, leaseMs: number): RollbackLedger {
@@ -164,18 +174,35 @@ export function pgRollbackLedger(pool: Pick<pg.Pool, 'query'>, leaseMs: number):
       );
     },
 
-    async nextWake(opId) {
+    async nextWake(opId, lastError) {
+      // The same two reads of the operation's items as before, and one write of the operations row
+      // (skipped when it says that already): the views read what the rollback sleeps for from there
+      // instead of scanning the ledger per GET. Until the next retry is due, nothing else changes
+      // those items (the rollback picks a failed restore only once it is due, and this run is the
+      // only one), so what is written stays true until then; the views show it only until then.
+      // The last error is the run's own (it just met it); a run that met none (woken to look again)
+      // reads the newest one, the only case where this looks further.
+      const waiting = `operation_id = $1 AND executed_seq IS NOT NULL AND state = 'restore_failed' AND NOT permanent
+             AND restore_attempts < $3 AND next_attempt_at > now()`;
       const r = await pool.query<{ at: Date | null }>(
-        `SELECT min(at) AS at FROM (
-           SELECT claimed_at + make_interval(secs => $2) AS at FROM operation_items
+        `WITH held AS (
+           SELECT min(claimed_at + make_interval(secs => $2)) AS at FROM operation_items
            WHERE operation_id = $1 AND executed_seq IS NOT NULL AND state IN ('claimed', 'restoring')
              AND claimed_at >= now() - make_interval(secs => $2)
-           UNION ALL
-           SELECT next_attempt_at FROM operation_items
-           WHERE operation_id = $1 AND executed_seq IS NOT NULL AND state = 'restore_failed' AND NOT permanent
-             AND restore_attempts < $3 AND next_attempt_at > now()
-         ) w`,
-        [opId, lease, RESTORE_ATTEMPTS],
+         ), retry AS (
+           SELECT count(*)::int AS items, min(next_attempt_at) AS at, max(updated_at) AS since
+           FROM operation_items WHERE ${waiting}
+         ), wait AS (
+           SELECT CASE WHEN items > 0 THEN jsonb_build_object('items', items, 'nextRetryAt', at, 'since', since,
+               'lastError', left(coalesce($4::text, (SELECT last_error FROM operation_items WHERE ${waiting}
+                                                     ORDER BY updated_at DESC LIMIT 1)), ${ERROR_SHOWN}))
+             END AS w FROM retry
+         ), noted AS (
+           UPDATE operations o SET restore_wait = wait.w FROM wait
+           WHERE o.id = $1 AND o.state = 'rolling_back' AND o.restore_wait IS DISTINCT FROM wait.w
+         )
+         SELECT least(held.at, retry.at) AS at FROM held, retry`,
+        [opId, lease, RESTORE_ATTEMPTS, lastError ?? null],
       );
       return r.rows[0]?.at?.getTime() ?? null;
     },

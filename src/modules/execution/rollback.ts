@@ -65,13 +65,16 @@ async function rollbackRun<Tx>(deps: RollbackDeps<Tx>, opId: string, fence: Fenc
   let op = await deps.load(opId);
   if (!op || op.lifecycle.state !== 'rolling_back') return;
   let size = FIRST_BATCH;
+  // The last restore this run saw fail for a reason that may pass: what the rollback then waits
+  // for says it (nextWake records it on the operation).
+  let lastError: string | null = null;
   for (;;) {
     if (fence.lost) return; // another run may take over: stop here, the ledger has what was done
     // A duration on the monotonic clock (the injected one is the engine's time for timers).
     const batchStarted = performance.now();
     let picked = await deps.ledger.pick(opId, token, size);
     if (picked.length === 0) {
-      const wake = await deps.ledger.nextWake(opId);
+      const wake = await deps.ledger.nextWake(opId, lastError);
       if (wake !== null) return deps.later(recheckMs(wake - deps.clock(), deps.leaseMs));
       // An item a delete chunk held at the pick (claimed: not picked) and recorded before
       // nextWake looked (not claimed: not waited for) is neither: without one more pick the
@@ -98,6 +101,7 @@ async function rollbackRun<Tx>(deps: RollbackDeps<Tx>, opId: string, fence: Fenc
     );
     const out = [...decided, ...sent];
     await deps.ledger.finish(opId, token, out);
+    lastError = out.findLast((r) => !r.ok && !r.permanent && !r.skipped)?.error ?? lastError;
     // Only what this batch sent, and its time, measure the adapter: items decided without a call
     // (brought back since by another operation: rollback-superseded.ts) took no time, and counted
     // as restored they inflated the measured speed, until a plan over maxRestoreMinutes no longer

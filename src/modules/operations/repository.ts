@@ -412,6 +412,7 @@ export function fromRow(r: Record<string, unknown>): OperationRow {
     haltReason: r.halt_reason,
     throttledBy: r.throttled_by,
     throttledUntil: r.throttled_until,
+    restoreWait: r.restore_wait,
     version: r.version,
     bakeUntil: r.bake_until,
     expiresAt: r.expires_at,

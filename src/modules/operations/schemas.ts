@@ -314,22 +314,43 @@ export const OperationView = Type.Object(
       Type.Union(
         [
           Type.Object({
-            on: Type.Union([Type.Literal('redis'), Type.Literal('workers'), Type.Literal('progress')], {
-              description:
-                'What it waits for: the work queue (Redis), unreachable from the API; a worker process, none being connected to the queue; or item outcomes, none recorded for 30 s while running or rolling back (detail says what holds items that long)',
-            }),
+            on: Type.Union(
+              [Type.Literal('redis'), Type.Literal('workers'), Type.Literal('restore_retry'), Type.Literal('progress')],
+              {
+                description:
+                  'What it waits for: the work queue (Redis), unreachable from the API; a worker process, none being connected to the queue; the retry of restores that failed for a reason that may pass (a 5xx, a timeout), a rollback waiting out their backoff (items, nextRetryAt, lastError say more); or item outcomes, none recorded for 30 s while running or rolling back (detail says what holds items that long)',
+              },
+            ),
             since: Type.String({
               format: 'date-time',
               description:
-                'Since when the API has lost its connection (redis), first saw no worker (workers), or the last item outcome (progress)',
+                'Since when the API has lost its connection (redis), first saw no worker (workers), the last restore failed (restore_retry), or the last item outcome (progress)',
             }),
             detail: Type.String({ description: 'For people' }),
+            items: Type.Optional(
+              Type.Integer({
+                description:
+                  'restore_retry: how many items (cascaded descendants included) wait for the retry of their restore',
+              }),
+            ),
+            nextRetryAt: Type.Optional(
+              Type.String({
+                format: 'date-time',
+                description: 'restore_retry: when the next of those retries is due (the rollback moves again then)',
+              }),
+            ),
+            lastError: Type.Optional(
+              Type.Union([Type.String(), Type.Null()], {
+                description:
+                  'restore_retry: the last error a restore met (at most 500 characters); the items route (?state=restoring) lists each item with its own',
+              }),
+            ),
           }),
           Type.Null(),
         ],
         {
           description:
-            'A running, baking or rolling-back operation that cannot move because the work queue (Redis) is unreachable from the API or no worker process is connected to it, or that has recorded no item outcome for 30 s: which, and since when (why it does not move). Null otherwise',
+            'A running, baking or rolling-back operation that cannot move because the work queue (Redis) is unreachable from the API or no worker process is connected to it, a rollback waiting for the retry of failed restores (until the next is due), or one that has recorded no item outcome for 30 s: which, and since when (why it does not move). Null otherwise',
           example: {
             on: 'redis',
             since: '2026-12-01T16:20:00.000Z',

@@ -1,5 +1,6 @@
 // How an operation row is shown to clients.
 import type { OperationRow } from './repository.ts';
+import { RESTORE_ATTEMPTS, RESTORE_BACKOFF_MS } from '../execution/rollback-ledger.ts';
 
 export interface Unfinished {
   count: number;
@@ -66,10 +67,10 @@ export function operationView(
   };
 }
 
-type HeldFields = Pick<OperationRow, 'state' | 'throttledBy' | 'throttledUntil'>;
+type HeldFields = Pick<OperationRow, 'state' | 'throttledBy' | 'throttledUntil' | 'restoreWait'>;
 
 /** The velocity cap holding a running operation's items back right now, if one is. */
-export function throttleOf(op: HeldFields, now = Date.now()) {
+export function throttleOf(op: Omit<HeldFields, 'restoreWait'>, now = Date.now()) {
   if (!op.throttledUntil || !op.throttledBy || op.throttledUntil.getTime() <= now) return null;
   if (op.state !== 'running') return null;
   return { cap: op.throttledBy, until: op.throttledUntil.toISOString() };
@@ -93,9 +94,10 @@ export const NO_HOLDS: QueueHolds = { queueDownSince: null, noWorkersSince: null
 
 /**
  * Why an operation that should be moving is not: the queue it moves through is unreachable, or no
- * worker takes work from it. Nothing is lost meanwhile (the workers re-derive queued work from the
- * ledger once Redis is back; queued work waits for a worker), but without this the view read as
- * `running` with nothing moving and no reason.
+ * worker takes work from it, or its rollback waits for failed restores to be retried. Nothing is
+ * lost meanwhile (the workers re-derive queued work from the ledger once Redis is back; queued work
+ * waits for a worker), but without this the view read as `running` (or `rolling_back`) with nothing
+ * moving and no reason.
  */
 export function waitingOf(op: Pick<OperationRow, 'state'> & Partial<HeldFields>, holds: QueueHolds, now = Date.now()) {
   if (!QUEUED_STATES.has(op.state)) return null;
@@ -113,6 +115,8 @@ export function waitingOf(op: Pick<OperationRow, 'state'> & Partial<HeldFields>,
       detail:
         'No worker process is connected to the work queue, so nothing is picked up: start one (`npm run worker`, or an API with BLASTGATE_WORKERS_IN_PROCESS not false). Nothing is lost; the work waits in the queue.',
     };
+  const retry = restoreRetryOf(op, now);
+  if (retry) return retry;
   // Workers are there and the queue too, yet nothing lands: say since when, and what holds items
   // that long (a throttle says its own reason; a bake is not a wait for outcomes).
   const last = holds.lastProgressAt;
@@ -133,6 +137,44 @@ export function waitingOf(op: Pick<OperationRow, 'state'> & Partial<HeldFields>,
 
 /** No item outcome for this long while running or rolling back is shown as `waiting: progress`. */
 export const STILL_AFTER_MS = 30_000;
+
+/** What the rollback job wrote on the operation when it went to sleep for its restores' retries. */
+interface RestoreWait {
+  items?: number;
+  nextRetryAt?: string;
+  since?: string;
+  lastError?: string | null;
+}
+
+/**
+ * A rollback asleep until the next of its failed restores is due for its retry (the backoff after
+ * a 5xx, a timeout, …): how many wait, when the next is due, the last error. Read from the
+ * operation's own row (`restore_wait`, written by the rollback job when it goes to sleep:
+ * rollback-ledger.ts nextWake), which every view reads anyway: no ledger read for it, however
+ * large the ledger and however often the view is polled. Shown until that retry is due: then the
+ * rollback is at work again (and writes it anew if it has to wait again).
+ */
+function restoreRetryOf(op: Pick<OperationRow, 'state'> & Partial<HeldFields>, now: number) {
+  if (op.state !== 'rolling_back' || !op.restoreWait || typeof op.restoreWait !== 'object') return null;
+  const w = op.restoreWait as RestoreWait;
+  const next = Date.parse(w.nextRetryAt ?? '');
+  if (!(next > now) || !w.items) return null;
+  const since = Date.parse(w.since ?? '');
+  return {
+    on: 'restore_retry' as const,
+    since: new Date(Number.isNaN(since) ? now : since).toISOString(),
+    detail: RESTORE_RETRY_DETAIL,
+    items: w.items,
+    nextRetryAt: new Date(next).toISOString(),
+    lastError: w.lastError ?? null,
+  };
+}
+
+const RESTORE_RETRY_DETAIL =
+  'Restores that failed for a reason that may pass (a 5xx, 408, 409 or 429, a timeout, a connection error) are tried again with backoff, ' +
+  `${RESTORE_BACKOFF_MS / 1000} to ${(RESTORE_BACKOFF_MS * 2 ** (RESTORE_ATTEMPTS - 2)) / 1000} s apart; the rollback moves again when the next is due. ` +
+  `A restore still failing after ${RESTORE_ATTEMPTS} attempts counts as not restored, and the rollback ends rollback_incomplete listing it: ` +
+  'fix the downstream meanwhile, or end the rollback now (abort with endRollback: true) and roll back again later.';
 
 /** Items by ledger state over every wave (cascaded descendants included); a restore's `done` is restored, an erasure's erased, a purge's purged. */
 function countsOf(op: OperationRow, waveProgress: { counts: Record<string, number> }[]) {

@@ -357,6 +357,14 @@ function setStream(s) {
   $('stream').textContent = `· updates: ${s}`;
 }
 
+/** Why it does not move, for people: a rollback waiting out its restores' backoff says how many, when and why. */
+function waitingText(w) {
+  if (w.on !== 'restore_retry') return `Waiting for ${w.on} since ${w.since}: ${w.detail}`;
+  const n = w.items ?? 0;
+  const error = w.lastError ? ` Last error: ${w.lastError}.` : '';
+  return `Waiting to retry ${n} failed restore${n === 1 ? '' : 's'}, the next at ${w.nextRetryAt}.${error} ${w.detail}`;
+}
+
 function render(v) {
   const op = v.op;
   $('op-state').textContent = op.state;
@@ -372,7 +380,7 @@ function render(v) {
   $('halt').textContent = op.haltReason ? `${REASON_LABELS[op.state] ?? 'Reason'}: ${op.haltReason}` : '';
   // Running with nothing moving needs its reason shown, as the halt's is.
   const held = op.waiting
-    ? `Waiting for ${op.waiting.on} since ${op.waiting.since}: ${op.waiting.detail}`
+    ? waitingText(op.waiting)
     : op.throttled
       ? `Held back by ${op.throttled.cap} until ${op.throttled.until}`
       : '';
