@@ -148,6 +148,24 @@ describe('restore drill (HTTP adapter)', () => {
       [op.id, drill!.wave],
     );
     expect(wave[0]!.failed).toBe(1);
+    // Live, so not deleted by this operation: its write-ahead mark is gone, and a rollback neither
+    // restores it (over what may have changed since) nor counts it restored.
+    const mark = await query<{ executed_seq: string | null }>(
+      h.databaseUrl,
+      'SELECT executed_seq FROM operation_items WHERE operation_id = $1 AND resource_id = $2',
+      [op.id, 'app_00009_00'],
+    );
+    expect(mark[0]!.executed_seq).toBeNull();
+    await request(h.app.server)
+      .post(`/v1/operations/${op.id}/rollback`)
+      .set('authorization', h.auth('operator'))
+      .send({ reason: 'undo the canary' })
+      .expect(200);
+    const back = await waitForState(h, op.id, ['rolled_back', 'rollback_incomplete']);
+    expect(back.state).toBe('rolled_back');
+    const restores = h.downstream.calls.filter((c) => c.action === 'restore' && !isDrillCall(c));
+    expect(restores.map((c) => c.resourceId)).not.toContain('app_00009_00');
+    expect(restores.length).toBeGreaterThan(0);
   });
 
   it('a snapshot that fails verification is a drill failure: nothing is sent, the item stays deleted', async () => {

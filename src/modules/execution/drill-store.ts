@@ -28,6 +28,11 @@ export interface DrillFinish {
   outcome: 'ok' | 'failed';
   detail: string | null;
   itemState: DrillItemState;
+  /**
+   * Live again with everything the drill restored (the root and each descendant came back, and the
+   * re-delete was refused on every try): the rows lose their write-ahead mark.
+   */
+  unmark?: boolean;
 }
 
 export interface DrillStore {
@@ -122,13 +127,19 @@ export function pgDrillStore(pool: pg.Pool): DrillStore {
               500,
             )
           : null;
+        // Known live with all it took (restored, and the re-delete refused on every try): this
+        // operation's delete of it no longer stands, so the rows lose their write-ahead mark, as a
+        // delete refused on every try does (ledger.ts record): a rollback would otherwise restore
+        // it over what changed since, and count it restored. Anything less certain keeps the marks
+        // (a descendant still deleted is then restored with its parent, as before).
         const back = await tx.query<{ seq: number; parent_seq: number | null; prev: string }>(
           `UPDATE operation_items SET state = CASE WHEN $4 THEN 'failed' ELSE 'done' END,
              last_error = CASE WHEN $4 THEN $5 ELSE last_error END, permanent = CASE WHEN $4 THEN false ELSE permanent END,
+             executed_seq = CASE WHEN $6 THEN NULL ELSE executed_seq END,
              claimed_by = NULL, claim_token = NULL, claimed_at = NULL, updated_at = now()
            WHERE operation_id = $1 AND seq = ANY($2::int[]) AND state = 'restoring' AND claim_token = $3
            RETURNING seq, parent_seq`,
-          [opId, candidates.map((c) => c.seq), token(drill), live, error],
+          [opId, candidates.map((c) => c.seq), token(drill), live, error, f.unmark === true],
         );
         const held = candidates.length === 0 || back.rows.length > 0;
         // The wave's counters follow the submitted item (descendants are not counted in waves).

@@ -33,6 +33,8 @@ interface Verdict {
   outcome: 'ok' | 'failed';
   detail: string | null;
   itemState: DrillItemState;
+  /** Live, with every row the drill restored (DrillFinish.unmark). */
+  unmark?: boolean;
 }
 
 export async function processDrill<Tx>(
@@ -170,10 +172,14 @@ async function runDrill<Tx>(
   if (del!.ok) return { outcome: problem ? 'failed' : 'ok', detail: problem, itemState: 'deleted' };
   const why = isSkipped(del!) ? 'not sent (the run lost its lock)' : del!.error;
   const rootBack = restored.find((r) => r.seq === root.seq)?.ok === true;
+  // Live only when the re-delete certainly changed nothing: a 404 after a try that timed out says
+  // "already gone", and that try may be what deleted it.
+  const live = rootBack && !isSkipped(del!) && del!.permanent && del!.unapplied === true;
   return {
     outcome: 'failed',
     detail: `${problem ? `${problem}; ` : ''}the re-delete of ${root.resourceId} failed: ${why}`,
-    itemState: rootBack && !isSkipped(del!) && del!.permanent ? 'live' : 'unknown',
+    itemState: live ? 'live' : 'unknown',
+    unmark: live && restored.every((r) => r.ok),
   };
 }
 
