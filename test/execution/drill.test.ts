@@ -9,6 +9,7 @@ import {
   buildExecHarness,
   getOperation,
   submitAndStart,
+  until,
   useHttpAdapter,
   waitForState,
   type ExecHarness,
@@ -20,7 +21,7 @@ import { query, seedRegistry } from '../support/seed.ts';
 let h: ExecHarness;
 beforeAll(async () => {
   h = await buildExecHarness({ workers: 1 });
-  await seedRegistry(h.databaseUrl, { sites: 18, appsPerSite: 3, internalTenants: 1 });
+  await seedRegistry(h.databaseUrl, { sites: 20, appsPerSite: 3, internalTenants: 1 });
 });
 afterAll(async () => {
   await h?.close();
@@ -166,6 +167,32 @@ describe('restore drill (HTTP adapter)', () => {
     const restores = h.downstream.calls.filter((c) => c.action === 'restore' && !isDrillCall(c));
     expect(restores.map((c) => c.resourceId)).not.toContain('app_00009_00');
     expect(restores.length).toBeGreaterThan(0);
+  });
+
+  it('a re-delete answered 404 after a try that timed out is not called live: that try may be what deleted it', async () => {
+    await useHttpAdapter(h, true, { timeoutMs: 400 });
+    const drillDeletes = () => drillCalls().filter((c) => c.action === 'softDelete');
+    // The drill's first re-delete is held past the adapter's timeout, then applied; its retry, with
+    // the same key, is answered as by a service that lost the key: "not found".
+    h.downstream.beforeApply(async (call) => {
+      if (call.action === 'softDelete' && isDrillCall(call) && drillDeletes().length === 1)
+        await new Promise((r) => setTimeout(r, 900));
+    });
+    h.downstream.answer((call) =>
+      call.action === 'softDelete' && isDrillCall(call) && drillDeletes().length > 1 ? 404 : null,
+    );
+    const op = await submitAndStart(h, { ids: appsOf([18, 19], 3), rollout, haltPolicy: pause });
+    expect((await waitForState(h, op.id, ENDED)).state).toBe('halted');
+    const [drill] = await drills(op.id);
+    expect(drill).toMatchObject({ outcome: 'failed', item_state: 'unknown' });
+    await until(() => h.downstream.state(drill!.resource_id) === 'soft_deleted', 'the held re-delete to apply');
+    // It may be deleted (it is): the mark stays, so a rollback restores it.
+    const mark = await query<{ executed_seq: string | null }>(
+      h.databaseUrl,
+      'SELECT executed_seq FROM operation_items WHERE operation_id = $1 AND resource_id = $2',
+      [op.id, drill!.resource_id],
+    );
+    expect(mark[0]!.executed_seq).not.toBeNull();
   });
 
   it('a snapshot that fails verification is a drill failure: nothing is sent, the item stays deleted', async () => {
