@@ -1,6 +1,7 @@
 // What the event stream reads, all from the database record, so every API replica serves the same
 // stream: the operation row with its wave counters and last probe round (one statement), and the
 // operation's audit events after a cursor (the audit seq, which is also the stream's event id).
+import { memo } from '../../lib/memo.ts';
 import type { Queryable } from '../../lib/sql.ts';
 import { LAST_PROGRESS_SQL, ROLLBACK_STATES } from '../operations/repository.ts';
 import { RESTORE_ATTEMPTS, RETRY_DUE_SQL } from '../execution/rollback-ledger.ts';
@@ -90,7 +91,7 @@ export async function readLive(
   const res = await db.query(
     `SELECT o.id, o.action, o.state, o.target_type, o.item_count, o.tenant_count, o.current_wave, o.halt_reason,
             o.bake_until, o.plan_hash, o.requested_by_name, o.created_at, o.throttled_by, o.throttled_until,
-            o.restore_wait,
+            o.restore_wait, o.updated_at,
             ${LAST_PROGRESS_SQL} AS last_progress_at,
             coalesce((SELECT max(seq) FROM audit_events a WHERE a.operation_id = o.id), 0) AS last_seq,
             coalesce((SELECT json_agg(json_build_object('wave', w.wave, 'items', w.to_seq - w.from_seq, 'done', w.done,
@@ -105,7 +106,9 @@ export async function readLive(
   const rows = r.waves as WaveRow[];
   // Restore outcomes exist only once a rollback began; reading them otherwise would scan the ledger for nothing.
   const undone = ROLLBACK_STATES.includes(r.state)
-    ? await restoresByWave(db, opId, r.state === 'rolling_back')
+    ? await restoresMemo.get(`${opId}|${r.state}|${(r.updated_at as Date).toISOString()}`, () =>
+        restoresByWave(db, opId, r.state === 'rolling_back'),
+      )
     : new Map<number, Restores>();
   let probes: ProbeRound | null = null;
   for (const w of rows) {
@@ -157,6 +160,14 @@ interface Restores {
  * per wave. While the rollback runs, a failed restore that will be tried again is not "restore
  * failed" yet (the counts went up and down between attempts): it still counts as deleted.
  */
+/**
+ * restoresByWave scans the operation's ledger (no index by state: it would cost every ledger update
+ * its HOT update), and every stream of a rolling-back operation reads it on every tick: shared per
+ * operation version for a second per process, longer when the scan takes long (lib/memo.ts). A
+ * change of state is a new key, so an ended rollback's counts are read after it ended.
+ */
+const restoresMemo = memo<Map<number, Restores>>({ ttlMs: 1_000, max: 256, costFactor: 4 });
+
 async function restoresByWave(db: Queryable, opId: string, rollbackRuns: boolean) {
   const res = await db.query<{ wave: number } & Restores>(
     `SELECT wave, count(*) FILTER (WHERE state = 'restored')::int AS "restored",
