@@ -48,4 +48,33 @@ describe('memo', () => {
     now = 11_000;
     expect(await m.get('b', quick)).toBe(4);
   });
+
+  it('with staleMs, serves the last value while one new computation runs, then the new one', async () => {
+    let now = 0;
+    let calls = 0;
+    let release: (() => void) | undefined;
+    const m = memo<number>({ ttlMs: 1_000, max: 10, clock: () => now, staleMs: 2_000 });
+    const held = () =>
+      new Promise<number>((res) => {
+        const n = ++calls;
+        release = () => res(n);
+      });
+    const first = m.get('a', held);
+    release!();
+    expect(await first).toBe(1);
+    now = 1_500; // past the ttl: the old value at once, one computation started
+    expect(await m.get('a', held)).toBe(1);
+    expect(await m.get('a', held)).toBe(1);
+    expect(calls).toBe(2);
+    release!();
+    await Promise.resolve();
+    await Promise.resolve();
+    expect(await m.get('a', held)).toBe(2);
+    // Not read for longer than ttl + staleMs: computed, and waited for.
+    now = 10_000;
+    const late = m.get('a', held);
+    expect(calls).toBe(3);
+    release!();
+    expect(await late).toBe(3);
+  });
 });

@@ -163,10 +163,11 @@ interface Restores {
 /**
  * restoresByWave scans the operation's ledger (no index by state: it would cost every ledger update
  * its HOT update), and every stream of a rolling-back operation reads it on every tick: shared per
- * operation version for a second per process, longer when the scan takes long (lib/memo.ts). A
+ * operation version for a second per process, longer when the scan takes long, the last count
+ * given while a new one runs (lib/memo.ts). A
  * change of state is a new key, so an ended rollback's counts are read after it ended.
  */
-const restoresMemo = memo<Map<number, Restores>>({ ttlMs: 1_000, max: 256, costFactor: 4 });
+const restoresMemo = memo<Map<number, Restores>>({ ttlMs: 1_000, max: 256, costFactor: 4, staleMs: 2_000 });
 
 async function restoresByWave(db: Queryable, opId: string, rollbackRuns: boolean) {
   const res = await db.query<{ wave: number } & Restores>(

@@ -127,7 +127,7 @@ const unfinishedMemo = memo<Awaited<ReturnType<ReturnType<typeof operationReads>
 });
 
 /** progressOf's ledger counts, per operation version, for every reader in this process. */
-const ledgerCounts = memo<WaveProgress>({ ttlMs: 1_000, max: 256, costFactor: 4 });
+const ledgerCounts = memo<WaveProgress>({ ttlMs: 1_000, max: 256, costFactor: 4, staleMs: 2_000 });
 
 export function operationReads(db: Queryable) {
   const findById = async (id: string) => {
@@ -309,8 +309,9 @@ async function progressOf(
   // This counts the whole ledger (up to 1M rows and more with descendants): per GET, 500 GETs a
   // second of a rolling-back operation kept a core of PostgreSQL scanning and slowed the rollback
   // itself (npm run bench -- control). Shared for a second per process, longer when a count takes
-  // long (costFactor); a change of state (or any other change to the row) is a new key, so what a
-  // view says about the operation's state is never older than its row.
+  // long (costFactor), and readers get the last count while a new one runs (staleMs) instead of
+  // waiting ~0.6 s for it; a change of state (or any other change to the row) is a new key, so what
+  // a view says about the operation's state is never older than its row.
   return ledgerCounts.get(`${op.id}|${op.state}|${op.updatedAt.toISOString()}`, async () => {
     // A failed restore that the running rollback will try again counts as restoring, not
     // restore_failed (the counts went up and down between attempts).
