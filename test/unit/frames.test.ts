@@ -28,4 +28,15 @@ describe('transitionData', () => {
       haltReason: null,
     });
   });
+
+  it('a start or resume with a reason is no halt: haltReason null, as the operation has none then', () => {
+    for (const [action, from] of [
+      ['operation.started', 'approved'],
+      ['operation.resumed', 'paused'],
+    ] as const)
+      expect(
+        transitionData(t({ action, from, to: 'running', detail: { reason: 'Change window open' } })),
+        action,
+      ).toMatchObject({ state: 'running', haltReason: null });
+  });
 });

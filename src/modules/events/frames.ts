@@ -20,8 +20,25 @@ export function snapshotData(op: OpLive) {
  */
 export function transitionData(t: Transition) {
   const own = (k: string) => (typeof t.detail[k] === 'string' ? t.detail[k] : null);
-  return { ...t, state: t.to, haltReason: own('reason'), bakeUntil: own('bakeUntil') };
+  // A reason is a halt reason only where the operation keeps one (lifecycle: why it stopped): a
+  // start's or a resume's reason went out as `haltReason` and `watch` printed "halt: Change window open".
+  const stopped = t.to !== null && KEEPS_A_REASON.has(t.to);
+  return { ...t, state: t.to, haltReason: stopped ? own('reason') : null, bakeUntil: own('bakeUntil') };
 }
+
+/** States in which an operation's haltReason says why it stopped (null in the others). */
+const KEEPS_A_REASON = new Set([
+  'paused',
+  'halted',
+  'rolling_back',
+  'rolled_back',
+  'rollback_incomplete',
+  'cancelled',
+  'expired',
+  'completed_with_failures',
+  'failed',
+  'rejected',
+]);
 
 /** The part of the progress that, when it changes, is worth a frame (serverTime is not). */
 export function progressKey(op: OpLive) {
