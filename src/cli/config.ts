@@ -1,7 +1,37 @@
 // Where the API is and who we are: flags win over the environment. The token is read here and
 // only ever put into an Authorization header: nothing prints it, not even --debug output.
 import { readFileSync } from 'node:fs';
+import { misspeltAmong, notASetting } from '../lib/env-names.ts';
 import { usageError } from './exit-codes.ts';
+
+/** Every environment variable the CLI reads (README, "CLI and CI pipelines"). */
+export const CLI_SETTINGS = [
+  'BLASTGATE_URL',
+  'BLASTGATE_TOKEN',
+  'BLASTGATE_TOKEN_FILE',
+  'BLASTGATE_REDIS_URL',
+  'BLASTGATE_QUEUE_PREFIX',
+  'BLASTGATE_DEBUG_RSS',
+] as const;
+
+export interface SettingWarning {
+  variable: string;
+  didYouMean: string;
+  message: string;
+}
+
+/**
+ * A variable set a typo or few from one the CLI reads, and no setting of the server's either: the
+ * CLI would ignore it and use the default (with --via-queue, a misspelt queue prefix sent the job
+ * to the default queue, another installation's on a shared Redis). Said on stderr, never stdout.
+ */
+export function misspeltCliSettings(env: NodeJS.ProcessEnv = process.env): SettingWarning[] {
+  return misspeltAmong(env, CLI_SETTINGS).map(([variable, didYouMean]) => ({
+    variable,
+    didYouMean,
+    message: notASetting(variable, didYouMean).replace(/^warning: /, ''),
+  }));
+}
 
 /** The API's own default (src/config.ts: HOST 127.0.0.1, PORT 3000). */
 export const DEFAULT_URL = 'http://127.0.0.1:3000';

@@ -8,7 +8,7 @@ import { reportError } from './output.ts';
 import { registerOperationCommands } from './commands/operations.ts';
 import { registerControlCommands } from './commands/controls.ts';
 import { registerAdminCommands } from './commands/admin.ts';
-import { DEFAULT_URL } from './config.ts';
+import { DEFAULT_URL, misspeltCliSettings } from './config.ts';
 
 /** Usage errors throw (and exit 2) instead of exiting 1 from inside commander. */
 class CliCommand extends Command {
@@ -65,6 +65,13 @@ function endQuietlyOnClosedPipe() {
 export async function main(argv: string[] = process.argv): Promise<void> {
   endQuietlyOnClosedPipe();
   const json = argv.includes('--json');
+  // On stderr only: stdout is what pipelines parse. With --json, one JSON object per line.
+  for (const w of misspeltCliSettings(process.env))
+    process.stderr.write(
+      json
+        ? JSON.stringify({ warning: { code: 'UNKNOWN_SETTING', ...w } }) + '\n'
+        : `blastgate: warning: ${w.message}\n`,
+    );
   if (process.env.BLASTGATE_DEBUG_RSS)
     process.once('exit', () => process.stderr.write(`blastgate-debug maxRssKiB=${process.resourceUsage().maxRSS}\n`));
   const program = buildProgram();

@@ -4,7 +4,8 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { chownSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { freePort, isRoot, type Owned, type StartContext } from './local-services.ts';
-import { isRunning } from './procs.ts';
+import { ConfigError } from '../config.ts';
+import { isRunning, linesSince, sizeOf } from './procs.ts';
 import { postgresStop, stopOne } from './stop.ts';
 
 // initdb and postgres refuse to run as root; the Debian package creates a `postgres` user.
@@ -84,27 +85,18 @@ export async function startPostgres(ctx: StartContext, owned: Owned): Promise<st
 
   if (!owned.pg) {
     const pgPort = opts.pgPort || (await freePort());
+    const logFile = join(pgData, 'server.log');
+    const logFrom = sizeOf(logFile);
     const conf = [
       `-p ${pgPort} -h 127.0.0.1 -k ${sockDir}`,
       ...DURABILITY_SETTINGS.map((s) => `-c ${s}=${wanted}`),
       '-c max_connections=300 -c shared_buffers=256MB',
     ].join(' ');
-    const r = asPostgres(bins.pgCtl, [
-      '-D',
-      pgData,
-      '-l',
-      join(pgData, 'server.log'),
-      '-o',
-      conf,
-      '-w',
-      '-t',
-      '60',
-      'start',
-    ]);
+    const r = asPostgres(bins.pgCtl, ['-D', pgData, '-l', logFile, '-o', conf, '-w', '-t', '60', 'start']);
     const pid = postmasterPid(pgData);
     if (!r.ok || pid === undefined) {
       if (pid !== undefined) owned.pg = { pid, port: pgPort, adopted: false };
-      throw new Error(`PostgreSQL did not start:\n${r.out}\n${tail(join(pgData, 'server.log'))}`);
+      throw postgresStartProblem(r.out, pgPort, logFile, linesSince(logFile, logFrom));
     }
     owned.pg = { pid, port: readPostmasterPort(pgData) ?? pgPort, adopted: false };
   }
@@ -141,10 +133,21 @@ function readPostmasterPort(pgData: string): number | undefined {
   return Number.isInteger(port) && port > 0 ? port : undefined;
 }
 
-function tail(file: string): string {
-  try {
-    return readFileSync(file, 'utf8').split('\n').slice(-20).join('\n');
-  } catch {
-    return '';
+/**
+ * Why pg_ctl could not start PostgreSQL, from what it and the server wrote in this start: a port in
+ * use is a configuration error naming BLASTGATE_EMBEDDED_PG_PORT (exit 2, no stack trace); anything
+ * else an error quoting the log.
+ */
+function postgresStartProblem(pgCtlOut: string, port: number, logFile: string, lines: string[]): Error {
+  if (lines.some((l) => /Address already in use/i.test(l))) {
+    const telling = lines.filter(
+      (l) => /^\S.*\b(FATAL|LOG|WARNING|HINT|ERROR):/.test(l) && !/starting PostgreSQL/.test(l),
+    );
+    const quoted = (telling.length ? telling : lines).map((l) => `      ${l}`).join('\n');
+    return new ConfigError([
+      `BLASTGATE_EMBEDDED_PG_PORT: the local PostgreSQL cannot listen on 127.0.0.1:${port}, another process uses that port. ` +
+        `Stop it or choose another BLASTGATE_EMBEDDED_PG_PORT (0 picks a free port); ${logFile} says:\n${quoted}`,
+    ]);
   }
+  return new Error(`PostgreSQL did not start:\n${pgCtlOut}\n${lines.slice(-20).join('\n')}`);
 }

@@ -1,10 +1,11 @@
 // The local Redis 7 of a data folder: started (or taken over from an earlier start) on 127.0.0.1,
 // append-only, never evicting.
-import { spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { ConfigError } from '../config.ts';
 import { freePort, type Owned, type StartContext } from './local-services.ts';
-import { isRunning } from './procs.ts';
+import { isRunning, linesSince, sizeOf } from './procs.ts';
 import { redisStop, stopOne } from './stop.ts';
 
 /** Starts or takes over the folder's Redis. */
@@ -29,7 +30,12 @@ export async function startRedis(ctx: StartContext, owned: Owned): Promise<void>
   }
   if (!owned.redis) {
     const redisPort = opts.redisPort || (await freePort());
-    const r = spawnSync(
+    const logFile = join(redisDir, 'redis.log');
+    const logFrom = sizeOf(logFile);
+    // In the foreground (not --daemonize), in a session of its own like a daemon, so that a
+    // redis-server that cannot start is seen to exit at once, with its reason in its log: a port
+    // in use used to show as "timed out waiting for redis-server pid file" 10 s later.
+    const child = spawn(
       bins.redisServer,
       [
         '--port',
@@ -44,26 +50,34 @@ export async function startRedis(ctx: StartContext, owned: Owned): Promise<void>
         '--maxmemory-policy',
         'noeviction',
         '--daemonize',
-        'yes',
+        'no',
         '--pidfile',
         pidFile,
         '--logfile',
-        join(redisDir, 'redis.log'),
+        logFile,
         '--save',
         '',
       ],
-      { encoding: 'utf8' },
+      { detached: true, stdio: 'ignore' },
     );
-    if (r.status !== 0) throw new Error(`redis-server did not start: ${r.stderr}`);
+    child.unref();
+    let ended: string | undefined;
+    child.once('error', (err) => (ended = `could not be run: ${err.message}`));
+    child.once('exit', (code, signal) => (ended = signal ? `was ended by ${signal}` : `exited with code ${code}`));
     writeFileSync(portFile, String(redisPort));
     const pid = await waitFor(
       () => {
+        if (ended !== undefined) throw redisStartProblem(ended, redisPort, logFile, logFrom, child.pid);
         const p = existsSync(pidFile) ? Number(readFileSync(pidFile, 'utf8')) : NaN;
         return Number.isInteger(p) && p > 0 && p !== stale ? p : undefined;
       },
       10_000,
       'redis-server pid file',
-    );
+    ).catch((err: unknown) => {
+      // Not up in time: the one we started must not stay behind, unowned.
+      if (ended === undefined) child.kill('SIGKILL');
+      throw err;
+    });
     owned.redis = { pid, port: redisPort, adopted: false };
   }
   owned.redis.locate = () => redisPidIn(redisDir);
@@ -75,6 +89,32 @@ export function redisPidIn(redisDir: string): number | undefined {
   const pidFile = join(redisDir, 'redis.pid');
   const p = existsSync(pidFile) ? Number(readFileSync(pidFile, 'utf8')) : NaN;
   return isRunning(p, 'redis-server') ? p : undefined;
+}
+
+/**
+ * Why a redis-server that ended during its start did so, from the lines it wrote to its log in
+ * this start: a port in use is a configuration error naming BLASTGATE_EMBEDDED_REDIS_PORT (exit 2,
+ * no stack trace); anything else an error quoting the log.
+ */
+function redisStartProblem(
+  ended: string,
+  port: number,
+  logFile: string,
+  logFrom: number,
+  pid: number | undefined,
+): Error {
+  const lines = linesSince(logFile, logFrom).filter((l) => pid === undefined || l.startsWith(`${pid}:`));
+  const telling = lines.filter(
+    (l) => / # /.test(l) && !/Redis is starting|Redis version=|Configuration loaded/.test(l),
+  );
+  const quoted = (telling.length ? telling : lines.slice(-5)).map((l) => `      ${l}`).join('\n');
+  const from = quoted ? `; ${logFile} says:\n${quoted}` : ` (nothing in ${logFile})`;
+  if (lines.some((l) => /Address already in use/i.test(l)))
+    return new ConfigError([
+      `BLASTGATE_EMBEDDED_REDIS_PORT: the local Redis cannot listen on 127.0.0.1:${port}, another process uses that port. ` +
+        `Stop it or choose another BLASTGATE_EMBEDDED_REDIS_PORT (0 picks a free port)${from}`,
+    ]);
+  return new Error(`the local Redis did not start: redis-server ${ended}${from}`);
 }
 
 async function waitFor<T>(check: () => T | undefined, ms: number, what: string): Promise<T> {

@@ -1,5 +1,6 @@
-// Processes of the local services, told apart by what /proc says they are.
-import { existsSync, readFileSync } from 'node:fs';
+// Processes of the local services, told apart by what /proc says they are, and what they wrote to
+// their logs during one start.
+import { existsSync, readFileSync, statSync } from 'node:fs';
 
 /**
  * Whether `pid` is a live process named `comm` (when /proc can tell). A zombie counts as gone: it
@@ -23,4 +24,29 @@ export function isRunning(pid: number, comm: string): boolean {
   const state = stat.charAt(close + 2);
   if (state === 'Z' || state === 'X') return false;
   return stat.slice(stat.indexOf('(') + 1, close).startsWith(comm.slice(0, 15));
+}
+
+/** The size of a file, 0 when there is none. */
+export function sizeOf(file: string): number {
+  try {
+    return statSync(file).size;
+  } catch {
+    return 0;
+  }
+}
+
+/** The lines of a file from byte `from` on (what a process appended to its log since). */
+export function linesSince(file: string, from: number): string[] {
+  let text: Buffer;
+  try {
+    text = readFileSync(file);
+  } catch {
+    return [];
+  }
+  return text
+    .subarray(from)
+    .toString('utf8')
+    .split('\n')
+    .map((l) => l.trimEnd())
+    .filter(Boolean);
 }

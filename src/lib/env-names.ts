@@ -70,11 +70,30 @@ export function unknownSettings(env: NodeJS.ProcessEnv): string[] {
   const ours = Object.keys(env)
     .filter((k) => k.startsWith('BLASTGATE_') && !known.has(k) && !KNOWN_PREFIXES.some((p) => k.startsWith(p)))
     .sort()
-    .map((k) => {
-      const near = closest(k, KNOWN_SETTINGS);
-      return `warning: ${k} is not a Blastgate setting and is ignored${near ? ` (did you mean ${near}?)` : ''}`;
-    });
+    .map((k) => notASetting(k, closest(k, KNOWN_SETTINGS)));
   return [...ours, ...misspeltConnections(env).map(([k, near]) => `warning: ${k} is ignored (did you mean ${near}?)`)];
+}
+
+/** The warning for a BLASTGATE_ variable that is not a setting, with the name it likely meant. */
+export function notASetting(name: string, near: string | undefined): string {
+  return `warning: ${name} is not a Blastgate setting and is ignored${near ? ` (did you mean ${near}?)` : ''}`;
+}
+
+/**
+ * For a client that reads only some of the settings (the CLI): BLASTGATE_ variables set that are no
+ * setting at all and a typo or few from one of `among`, with the name meant. A setting of the
+ * server's (a shared CI environment) is not one: it is not the client's to judge. The CLI used to
+ * ignore BLASTGATE_QUEUE_PREFX without a word and submit to the default queue.
+ */
+export function misspeltAmong(env: NodeJS.ProcessEnv, among: readonly string[]): [string, string][] {
+  const known = new Set<string>(KNOWN_SETTINGS);
+  return Object.keys(env)
+    .filter((k) => k.startsWith('BLASTGATE_') && !known.has(k) && !KNOWN_PREFIXES.some((p) => k.startsWith(p)))
+    .sort()
+    .flatMap((k): [string, string][] => {
+      const near = closest(k, among);
+      return near ? [[k, near]] : [];
+    });
 }
 
 /** Variables set that are a typo or two away from DATABASE_URL / REDIS_URL, with the name meant. */

@@ -4,7 +4,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { resolveConnection, DEFAULT_URL } from '../../src/cli/config.ts';
+import { misspeltCliSettings, resolveConnection, DEFAULT_URL } from '../../src/cli/config.ts';
 import { EXIT, exitForState } from '../../src/cli/exit-codes.ts';
 import { OP_STATES } from '../../src/modules/operations/lifecycle-types.ts';
 import { runCli } from '../support/cli.ts';
@@ -60,6 +60,59 @@ describe('CLI configuration', () => {
     expect(noToken.stderr).toContain('NO_TOKEN');
     const unknown = await runCli(['frobnicate']);
     expect(unknown.code).toBe(2);
+  });
+});
+
+describe('a misspelt CLI variable', () => {
+  const warning =
+    'BLASTGATE_QUEUE_PREFX is not a Blastgate setting and is ignored (did you mean BLASTGATE_QUEUE_PREFIX?)';
+
+  it("is named with the CLI's variable it likely meant; the server's settings and far-off names are not the CLI's to judge", () => {
+    expect(
+      misspeltCliSettings({
+        BLASTGATE_QUEUE_PREFX: 'staging-bg',
+        BLASTGATE_TOKN_FILE: '/run/secrets/bg',
+        BLASTGATE_TOKEN: 't',
+        BLASTGATE_WORKER_CONCURRENCY: '4',
+        BLASTGATE_WORKER_CONCURENCY: '4',
+        BLASTGATE_SECRET_APPS_PROD: 'x',
+        BLASTGATE_NO_SUCH_THING_AT_ALL: '1',
+        QUEUE_PREFIX: 'x',
+      }),
+    ).toEqual([
+      { variable: 'BLASTGATE_QUEUE_PREFX', didYouMean: 'BLASTGATE_QUEUE_PREFIX', message: warning },
+      {
+        variable: 'BLASTGATE_TOKN_FILE',
+        didYouMean: 'BLASTGATE_TOKEN_FILE',
+        message: 'BLASTGATE_TOKN_FILE is not a Blastgate setting and is ignored (did you mean BLASTGATE_TOKEN_FILE?)',
+      },
+    ]);
+  });
+
+  // submit --via-queue with BLASTGATE_QUEUE_PREFX sent the job to the default queue without a word.
+  it('is warned about on stderr, never on stdout; with --json as one JSON object per line', async () => {
+    const args = ['submit', '--via-queue', '--type', 'app', '--reason', 'r', '--ticket', 'T-1'];
+    const env = { BLASTGATE_QUEUE_PREFX: 'staging-bg', BLASTGATE_REDIS_URL: '' };
+    const text = await runCli(args, { env, token: 'bg_x', input: 'app_1\n' });
+    expect(text.code).toBe(2); // no Redis given: the warning comes first, whatever happens next
+    expect(text.stderr).toContain(`blastgate: warning: ${warning}\n`);
+    expect(text.stdout).not.toContain('BLASTGATE_QUEUE_PREFX');
+    const json = await runCli(['--json', ...args], { env, token: 'bg_x', input: 'app_1\n' });
+    expect(json.code).toBe(2);
+    expect(json.stdout).toBe('');
+    const lines = json.stderr
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(lines[0]).toEqual({
+      warning: {
+        code: 'UNKNOWN_SETTING',
+        variable: 'BLASTGATE_QUEUE_PREFX',
+        didYouMean: 'BLASTGATE_QUEUE_PREFIX',
+        message: warning,
+      },
+    });
+    expect(lines.at(-1)).toMatchObject({ error: { code: 'USAGE' }, exitCode: 2 });
   });
 });
 

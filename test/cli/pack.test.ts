@@ -50,9 +50,13 @@ describe('blastgate as installed', () => {
     const paths = files.map((f) => f.path);
     expect(paths).toContain('bin/blastgate.js');
     expect(paths).toContain('src/cli/main.ts');
-    // Only the CLI: no server code, tests or data in the tarball, apart from the one dependency-free
-    // module the CLI shares with the server (the duplicate-key check of its JSON arguments and lists).
-    expect(paths.filter((p) => p.startsWith('src/') && !p.startsWith('src/cli/'))).toEqual(['src/lib/json-keys.ts']);
+    // Only the CLI: no server code, tests or data in the tarball, apart from the two dependency-free
+    // modules the CLI shares with the server (the names of the settings, for its warning about a
+    // misspelt one; the duplicate-key check of its JSON arguments and lists).
+    expect(paths.filter((p) => p.startsWith('src/') && !p.startsWith('src/cli/'))).toEqual([
+      'src/lib/env-names.ts',
+      'src/lib/json-keys.ts',
+    ]);
     expect(paths.some((p) => p.startsWith('test/'))).toBe(false);
 
     const app = join(dir, 'app');

@@ -413,7 +413,8 @@ describe('the scheduled proposal', () => {
       reads: operationReads(h.app.db.pool),
       log: { info: () => undefined, warn: () => undefined },
     };
-    const log = { ...deps.log, error: () => undefined };
+    const said: string[] = [];
+    const log = { ...deps.log, info: (_: object, msg: string) => said.push(msg), error: () => undefined };
     const queue = new Queue(RETENTION_QUEUE, { connection: conns[4]!, prefix });
     try {
       const start = (k: number, cron: string | null) =>
@@ -430,10 +431,15 @@ describe('the scheduled proposal', () => {
       const schedulers = await queue.getJobSchedulers();
       expect(schedulers).toHaveLength(1);
       expect(schedulers[0]).toMatchObject({ key: PURGE_SCHEDULER_ID, pattern: '0 3 * * *' });
+      // The start-up log says what the schedule resolved to: its next firing, at 03:00 UTC.
+      expect(said[0]).toMatch(
+        /^retention scheduler: purge proposals on "0 3 \* \* \*" \(UTC\), next at \d{4}-\d\d-\d\dT03:00:00\.000Z$/,
+      );
       await a.close();
       await b.close();
       await (await start(0, null)).close();
       expect(await queue.getJobSchedulers()).toHaveLength(0);
+      expect(said.at(-1)).toMatch(/^retention scheduler: off/);
     } finally {
       await queue.close();
       for (const c of conns) c.disconnect();

@@ -13,6 +13,8 @@ import type { OperationReads } from '../operations/repository.ts';
 import type { ServiceLog } from '../operations/service.ts';
 import { purgeService, type PurgeResult } from './service.ts';
 
+import { nextFiring } from './cron.ts';
+
 export { DEFAULT_PURGE_PROPOSAL_CRON, parsePurgeCron } from './cron.ts';
 
 export const PURGE_SCHEDULER_ID = 'purge-proposal';
@@ -116,12 +118,19 @@ export async function startPurgeScheduler(opts: {
   if (opts.cron === null) {
     await queue.removeJobScheduler(PURGE_SCHEDULER_ID);
     await queue.close();
+    opts.log.info({ cron: null }, 'retention scheduler: off (BLASTGATE_PURGE_PROPOSAL_CRON=off), no purge proposals');
     return { close: async () => undefined };
   }
   await queue.upsertJobScheduler(
     PURGE_SCHEDULER_ID,
     { pattern: opts.cron, tz: 'UTC' },
     { name: 'propose-purge', opts: { removeOnComplete: true, removeOnFail: 100 } },
+  );
+  // What the schedule resolved to, so an operator can see it is the one meant.
+  const next = nextFiring(opts.cron).toISOString();
+  opts.log.info(
+    { cron: opts.cron, next },
+    `retention scheduler: purge proposals on "${opts.cron}" (UTC), next at ${next}`,
   );
   const worker = new Worker(
     RETENTION_QUEUE,
