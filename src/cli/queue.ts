@@ -4,6 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { CliError, EXIT, usageError } from './exit-codes.ts';
+import { intakeTokenFingerprint } from './token-fingerprint.ts';
 
 export interface QueueSubmitOptions {
   redisUrl: string;
@@ -69,10 +70,19 @@ export async function submitViaQueue(o: QueueSubmitOptions): Promise<QueueResult
         // answers with it: every re-run after the cause was fixed got the old failure back (a
         // trial). A failure planned nothing, so the kept job goes and this run's job is added.
         // (Another body under the key stays: it is refused below, as REST refuses it.)
+        // A completed job that does not say whose token added it (one finished by a worker older than
+        // the fingerprint) goes too: the job added again is planned by the worker, which applies
+        // REST's rule (a replay for the same token, IDEMPOTENCY_KEY_REUSED for another).
         const before = await Job.fromId(queue, jobId);
         const sameBody = (j: typeof before) =>
           sortedJson((j?.data as { operation?: unknown } | undefined)?.operation) === sortedJson(o.operation);
-        if (before && sameBody(before) && (await before.getState()) === 'failed') await before.remove();
+        const beforeState = before ? await before.getState() : undefined;
+        if (
+          before &&
+          sameBody(before) &&
+          (beforeState === 'failed' || (beforeState === 'completed' && ownerOf(before, jobId) === null))
+        )
+          await before.remove();
         else if (before) keptBefore = true;
         const added = await queue.add(
           'submit',
@@ -96,6 +106,15 @@ export async function submitViaQueue(o: QueueSubmitOptions): Promise<QueueResult
     // A job ID BullMQ still keeps adds nothing: add() answers with the kept job, whose outcome is
     // another body's if this key was used for one. REST answers that with 409; so does this.
     const kept = await Job.fromId(queue, jobId);
+    // Whose job it is comes first, as REST checks the token before the body: another token's job
+    // (or one that does not say whose it is) is never this run's answer, whatever its body.
+    if (kept && ownerOf(kept, jobId) !== intakeTokenFingerprint(jobId, o.token))
+      throw new CliError(
+        EXIT.error,
+        'IDEMPOTENCY_KEY_REUSED',
+        `This Idempotency-Key was used by another token for an operation of its own; a key replays only for the token that made it. Use a new key (the intake queue keeps job ${jobId}, added with another token)`,
+        { idempotencyKey: jobId },
+      );
     const keptOperation = (kept?.data as { operation?: unknown } | undefined)?.operation;
     if (kept && sortedJson(keptOperation) !== sortedJson(o.operation)) {
       const jobState = await kept.getState();
@@ -127,6 +146,17 @@ export async function submitViaQueue(o: QueueSubmitOptions): Promise<QueueResult
       await queue.disconnect().catch(() => undefined);
     });
   }
+}
+
+/**
+ * The fingerprint of the token that added a job (token-fingerprint.ts): computed from the token a
+ * job not yet picked up still holds, else the one the worker left in its place; null for a job
+ * that has neither (added without a token, or finished by a worker older than the fingerprint).
+ */
+function ownerOf(job: { data: unknown }, jobId: string): string | null {
+  const data = (job.data ?? {}) as { token?: unknown; tokenFingerprint?: unknown };
+  if (typeof data.token === 'string') return intakeTokenFingerprint(jobId, data.token);
+  return typeof data.tokenFingerprint === 'string' ? data.tokenFingerprint : null;
 }
 
 /** How long reaching Redis and adding the job may take (or --timeout, if shorter). */

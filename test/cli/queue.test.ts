@@ -20,7 +20,7 @@ beforeAll(async () => {
     async (job: Job<{ token: string; operation: { reason: string; ids: string[] } }>) => {
       jobs.push(job);
       const { token, operation } = job.data;
-      if (token !== 'good-token')
+      if (!token.startsWith('good-token'))
         throw new UnrecoverableError(JSON.stringify({ code: 'UNAUTHENTICATED', message: 'Unknown token' }));
       if (operation.ids.includes('app_bad'))
         throw new UnrecoverableError(
@@ -88,6 +88,31 @@ describe('submit --via-queue', () => {
     const same = await submit('good-token', 'app_1\napp_2\n', 'ci-run-reused');
     expect(same.code, same.stderr).toBe(0);
     expect(JSON.parse(same.stdout)).toMatchObject({ operation: { id: 'op_queued1' }, replayed: true });
+  });
+
+  it("another token's job under the key is IDEMPOTENCY_KEY_REUSED (1), never its operation, whatever the body", async () => {
+    const first = await submit('good-token', 'app_1\napp_2\n', 'ci-run-two-tokens');
+    expect(first.code, first.stderr).toBe(0);
+    // Pipeline B, another requester token, the same key and the same body: it got A's operation as
+    // a replay (exit 0), where REST answers 409 IDEMPOTENCY_KEY_REUSED (a trial).
+    const other = await submit('good-token-b', 'app_1\napp_2\n', 'ci-run-two-tokens');
+    expect(other.code, other.stdout).toBe(1);
+    expect(other.stdout).toBe('');
+    expect(jsonError(other)).toMatchObject({
+      exitCode: 1,
+      error: { code: 'IDEMPOTENCY_KEY_REUSED', details: { idempotencyKey: 'ci-run-two-tokens' } },
+    });
+    expect(jsonError(other).error.message).toContain('another token');
+    expect(jsonError(other).error.message).not.toContain('op_queued1');
+    // The other token's job is not the answer even under --wait, nor with another body.
+    const otherBody = await submit('good-token-b', 'app_9\n', 'ci-run-two-tokens');
+    expect(jsonError(otherBody).error.code).toBe('IDEMPOTENCY_KEY_REUSED');
+    expect(jsonError(otherBody).error.message).toContain('another token');
+    expect(jobs.filter((j) => j.id === 'ci-run-two-tokens')).toHaveLength(1);
+    // A's re-run is still a replay.
+    const again = await submit('good-token', 'app_1\napp_2\n', 'ci-run-two-tokens');
+    expect(again.code, again.stderr).toBe(0);
+    expect(JSON.parse(again.stdout)).toMatchObject({ operation: { id: 'op_queued1' }, replayed: true });
   });
 
   it('a failed job is not the answer for good: the same key run again after the cause was fixed is added anew', async () => {
