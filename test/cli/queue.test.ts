@@ -58,6 +58,15 @@ const submit = (token: string, ids: string, key: string) =>
     { token, input: ids, env: { BLASTGATE_REDIS_URL: redisUrl } },
   );
 
+/** A port nothing listens on. */
+const closedPort = () =>
+  new Promise<number>((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const p = (s.address() as { port: number }).port;
+      s.close(() => resolve(p));
+    });
+  });
+
 describe('submit --via-queue', () => {
   it('adds a job { token, operation } under the idempotency key and prints the plan (0)', async () => {
     const r = await submit('good-token', 'app_1\n{"id":"app_2"}\n', 'ci-run-1');
@@ -115,6 +124,36 @@ describe('submit --via-queue', () => {
     expect(JSON.parse(again.stdout)).toMatchObject({ operation: { id: 'op_queued1' }, replayed: true });
   });
 
+  it('a replay whose current state cannot be read says it is unknown, never the plan-time state as current', async () => {
+    const first = await submit('good-token', 'app_7\n', 'ci-run-stale');
+    expect(first.code, first.stderr).toBe(0);
+    // The operation may have been cancelled since; the API is not there to say. It used to print
+    // "is planned" and "Next: an approver runs blastgate approve …", and "state": "planned".
+    const url = `http://127.0.0.1:${await closedPort()}`;
+    const args = ['submit', '--via-queue', '--type', 'app', '--reason', 'From CI', '--ticket', 'CI-1'].concat([
+      '--idempotency-key',
+      'ci-run-stale',
+      '--queue-prefix',
+      prefix,
+    ]);
+    const opts = { url, token: 'good-token', input: 'app_7\n', env: { BLASTGATE_REDIS_URL: redisUrl } };
+    const json = await runCli(['--json', ...args], opts);
+    expect(json.code, json.stderr).toBe(0);
+    const doc = JSON.parse(json.stdout);
+    expect(doc).toMatchObject({
+      replayed: true,
+      operation: { id: 'op_queued1', state: null, stateAtPlan: 'planned' },
+      stateUnknown: expect.stringContaining('ECONNREFUSED'),
+    });
+    const human = await runCli(args, opts);
+    expect(human.code, human.stderr).toBe(0);
+    expect(human.stdout).toContain('Operation op_queued1: its current state is unknown');
+    expect(human.stdout).toContain('CONNECTION_FAILED');
+    expect(human.stdout).toContain('blastgate status op_queued1');
+    expect(human.stdout).not.toContain('is planned');
+    expect(human.stdout).not.toContain('Next:');
+  });
+
   it('a failed job is not the answer for good: the same key run again after the cause was fixed is added anew', async () => {
     const refused = await submit('bad-token', 'app_5\n', 'ci-run-fixed');
     expect(refused.code).toBe(1);
@@ -167,12 +206,7 @@ describe('submit --via-queue', () => {
   it('a Redis that cannot be reached ends the wait with exit 1 naming it, within --timeout, no stack traces', async () => {
     // A port nothing listens on. It used to wait for ever (--timeout bounded only the wait for the
     // job's outcome, after the job was added), printing ioredis's stack trace for every reconnect.
-    const port = await new Promise<number>((resolve) => {
-      const s = createServer().listen(0, '127.0.0.1', () => {
-        const p = (s.address() as { port: number }).port;
-        s.close(() => resolve(p));
-      });
-    });
+    const port = await closedPort();
     const started = Date.now();
     const r = await runCli(
       ['--json', 'submit', '--via-queue', '--type', 'app', '--reason', 'From CI', '--ticket', 'CI-1'].concat([
