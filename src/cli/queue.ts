@@ -215,6 +215,26 @@ function refusal(err: Error, timeoutMs: number): CliError {
   return new CliError(EXIT.error, r.code ?? 'JOB_FAILED', r.message ?? err.message, r.details);
 }
 
+/**
+ * A usage error (exit 2) for a Redis URL the queue cannot use, naming where it came from (`source`:
+ * the flag or the environment variable), as the server checks REDIS_URL; null for a usable one.
+ * Such a URL used to be tried for 15 s and end as QUEUE_UNREACHABLE "at (invalid URL)". The value is
+ * not repeated: it may hold a password.
+ */
+export function redisUrlProblem(url: string, source: string): CliError | null {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return usageError(`${source} is not a URL: give redis://host:port or rediss://host:port (TLS)`);
+  }
+  if (u.protocol !== 'redis:' && u.protocol !== 'rediss:')
+    return usageError(`${source} must use redis: or rediss: (got ${u.protocol}): redis://host:port`);
+  if (u.pathname !== '' && u.pathname !== '/' && !/^\/\d{1,5}$/.test(u.pathname))
+    return usageError(`${source} must name a Redis database by number (redis://host:port/0), not "${u.pathname}"`);
+  return null;
+}
+
 /** A Redis URL as shown: without its password. */
 export function redact(url: string): string {
   try {

@@ -203,6 +203,34 @@ describe('submit --via-queue', () => {
     expect(none.stderr).toContain('--redis-url');
   });
 
+  it('a malformed Redis URL is a usage error (2) at once, naming the flag or the variable and why', async () => {
+    const run = (env: Record<string, string>, flags: string[] = []) =>
+      runCli(
+        ['--json', 'submit', '--via-queue', '--type', 'app', '--reason', 'From CI', '--ticket', 'CI-1', ...flags],
+        {
+          token: 'good-token',
+          input: 'app_1\n',
+          env,
+          timeoutMs: 30_000,
+        },
+      );
+    // They used to be tried for 15 s and end as exit 1 QUEUE_UNREACHABLE "at (invalid URL)".
+    const started = Date.now();
+    const noColon = await run({}, ['--redis-url', 'redis//127.0.0.1:56917']);
+    expect(noColon.code, noColon.stderr).toBe(2);
+    expect(Date.now() - started).toBeLessThan(10_000);
+    expect(jsonError(noColon).error.message).toMatch(/^--redis-url is not a URL/);
+    const http = await run({}, ['--redis-url', 'http://127.0.0.1:56917']);
+    expect(http.code, http.stderr).toBe(2);
+    expect(jsonError(http).error.message).toContain('--redis-url must use redis: or rediss: (got http:)');
+    const fromEnv = await run({ BLASTGATE_REDIS_URL: 'http://:secret@127.0.0.1:56917' });
+    expect(fromEnv.code, fromEnv.stderr).toBe(2);
+    expect(jsonError(fromEnv).error.message).toContain('BLASTGATE_REDIS_URL must use redis: or rediss:');
+    expect(fromEnv.stderr).not.toContain('secret');
+    const db = await run({}, ['--redis-url', 'redis://127.0.0.1:56917/queue']);
+    expect(jsonError(db).error.message).toContain('must name a Redis database by number');
+  });
+
   it('a Redis that cannot be reached ends the wait with exit 1 naming it, within --timeout, no stack traces', async () => {
     // A port nothing listens on. It used to wait for ever (--timeout bounded only the wait for the
     // job's outcome, after the job was added), printing ioredis's stack trace for every reconnect.

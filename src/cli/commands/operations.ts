@@ -4,7 +4,7 @@ import type { Command } from 'commander';
 import { EXIT, exitForState, usageError } from '../exit-codes.ts';
 import { ndjsonBody, openIds, collectIds, emptyIdList, inListLines, ListLines, withIds, type IdStats } from '../ids.ts';
 import { inFlags, specOf, specOptions, type SpecFlags, type SubmitFlags } from '../spec.ts';
-import { submitViaQueue } from '../queue.ts';
+import { redisUrlProblem, submitViaQueue } from '../queue.ts';
 import {
   ctxOf,
   durationMs,
@@ -111,6 +111,8 @@ export function registerOperationCommands(program: Command) {
         if (f.viaQueue) {
           const redisUrl = f.redisUrl ?? process.env.BLASTGATE_REDIS_URL;
           if (!redisUrl) throw usageError('--via-queue needs --redis-url or BLASTGATE_REDIS_URL');
+          const badUrl = redisUrlProblem(redisUrl, f.redisUrl !== undefined ? '--redis-url' : 'BLASTGATE_REDIS_URL');
+          if (badUrl) throw badUrl;
           const ids = await collectIds(openIds(f.idsFile) as AsyncIterable<Buffer>, 100_000);
           if (!ids.length) throw emptyIdList();
           const r = await submitViaQueue({
