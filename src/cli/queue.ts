@@ -13,6 +13,10 @@ export interface QueueSubmitOptions {
   operation: Record<string, unknown>;
   jobId?: string;
   timeoutMs: number;
+  /** Progress notes while the job waits (stderr; the caller drops them under --json). */
+  note?: (text: string) => void;
+  /** When the first "still waiting" note comes (then every 30 s while the job is not picked up). */
+  waitingNoteMs?: number;
 }
 
 export interface QueueResult {
@@ -125,11 +129,19 @@ export async function submitViaQueue(o: QueueSubmitOptions): Promise<QueueResult
         { idempotencyKey: jobId, jobState },
       );
     }
+    // A job no worker picks up (none connected, all busy) used to be waited on in silence until
+    // --timeout. Say what it waits for, while it does.
+    const notes = o.note ? waitingNotes(job, o.note, o.waitingNoteMs ?? WAITING_NOTE_MS) : undefined;
     try {
       const value = (await job.waitUntilFinished(ready, o.timeoutMs)) as Omit<QueueResult, 'jobId'>;
       return { ...value, jobId, ...(keptBefore ? { replayed: true } : {}) };
     } catch (err) {
-      throw refusal(err as Error, o.timeoutMs);
+      const e = err as Error;
+      // BullMQ's own timeout, not a failedReason that happens to say "timed out".
+      if (!/^Job wait .* timed out before finishing/.test(e.message)) throw refusal(e);
+      throw await timedOut(job, jobId, o.prefix, o.timeoutMs);
+    } finally {
+      notes?.stop();
     }
   } catch (err) {
     if (err instanceof CliError) throw err;
@@ -157,6 +169,68 @@ function ownerOf(job: { data: unknown }, jobId: string): string | null {
   const data = (job.data ?? {}) as { token?: unknown; tokenFingerprint?: unknown };
   if (typeof data.token === 'string') return intakeTokenFingerprint(jobId, data.token);
   return typeof data.tokenFingerprint === 'string' ? data.tokenFingerprint : null;
+}
+
+/** When the first "still waiting" note comes; then every WAITING_NOTE_EVERY_MS. */
+const WAITING_NOTE_MS = 5_000;
+const WAITING_NOTE_EVERY_MS = 30_000;
+
+interface JobLike {
+  getState(): Promise<string>;
+}
+
+/** What the job's state says it waits for, or null when it is being planned (or done). */
+function waitingFor(state: string): string | null {
+  if (state === 'waiting' || state === 'prioritized' || state === 'waiting-children')
+    return 'no intake worker has picked it up (is one running on this Redis and prefix?); it stays queued';
+  if (state === 'delayed') return 'it waits for a retry (the worker found PostgreSQL or Redis down)';
+  return null;
+}
+
+/** Notes on the job's wait while it is not picked up: first after `firstMs`, then every 30 s. */
+function waitingNotes(job: JobLike & { id?: string | undefined }, note: (text: string) => void, firstMs: number) {
+  let timer: NodeJS.Timeout | undefined;
+  let stopped = false;
+  const started = Date.now();
+  const tick = async () => {
+    const state = await job.getState().catch(() => undefined);
+    const why = state && waitingFor(state);
+    if (stopped) return;
+    if (why)
+      note(`The intake job ${job.id} is still ${state} after ${Math.round((Date.now() - started) / 1000)} s: ${why}.`);
+    timer = setTimeout(() => void tick(), WAITING_NOTE_EVERY_MS);
+    timer.unref();
+  };
+  timer = setTimeout(() => void tick(), firstMs);
+  timer.unref();
+  return {
+    stop() {
+      stopped = true;
+      clearTimeout(timer);
+    },
+  };
+}
+
+/**
+ * --timeout ran out: the job is not withdrawn by that. Says where it is and what the operator can
+ * do, since a worker that comes later still plans it.
+ */
+async function timedOut(job: JobLike, jobId: string, prefix: string, timeoutMs: number): Promise<CliError> {
+  const state = await job.getState().catch(() => 'unknown');
+  const pending = state === 'waiting' || state === 'prioritized' || state === 'delayed' || state === 'active';
+  const why = waitingFor(state);
+  return new CliError(
+    EXIT.timedOut,
+    'TIMED_OUT',
+    `the intake job ${jobId} did not finish within ${timeoutMs} ms (it is ${state}` +
+      (pending
+        ? `${why ? `: ${why.replace(/; it stays queued$/, '')}` : ''}). It stays in the queue: a worker that takes it later still plans it. ` +
+          `To wait for it again, run the same command with the same --idempotency-key (no second job is added). ` +
+          `To withdraw it while it waits, remove job ${jobId} from the intake queue (BullMQ: Queue.remove('${jobId}') on queue intake, prefix ${prefix}); ` +
+          `once planned, the operation still needs its approvals, and blastgate abort <operation> cancels it`
+        : ')'),
+    { jobId, jobState: state },
+  );
 }
 
 /** How long reaching Redis and adding the job may take (or --timeout, if shorter). */
@@ -196,9 +270,7 @@ function sortedJson(v: unknown): string {
 }
 
 /** A failed job's reason is the refusal as JSON ({ code, message, details?, report? }). */
-function refusal(err: Error, timeoutMs: number): CliError {
-  if (/timed out/i.test(err.message))
-    return new CliError(EXIT.timedOut, 'TIMED_OUT', `the intake job did not finish within ${timeoutMs} ms`);
+function refusal(err: Error): CliError {
   let r: { code?: string; message?: string; details?: unknown; report?: unknown; operationId?: string };
   try {
     r = JSON.parse(err.message) as typeof r;

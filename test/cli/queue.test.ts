@@ -4,7 +4,7 @@
 // with its code.
 import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:net';
-import { Worker, UnrecoverableError, type Job } from 'bullmq';
+import { Queue, Worker, UnrecoverableError, type Job } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inject } from 'vitest';
 import { jsonError, runCli } from '../support/cli.ts';
@@ -229,6 +229,43 @@ describe('submit --via-queue', () => {
     expect(fromEnv.stderr).not.toContain('secret');
     const db = await run({}, ['--redis-url', 'redis://127.0.0.1:56917/queue']);
     expect(jsonError(db).error.message).toContain('must name a Redis database by number');
+  });
+
+  it('a job no worker picks up: says so while it waits, and on timeout (13) that it stays queued and how to withdraw it', async () => {
+    // A prefix no worker consumes. It used to print nothing until TIMED_OUT, and the job was planned later anyway.
+    const idle = `${prefix}idle`;
+    const args = ['submit', '--via-queue', '--type', 'app', '--reason', 'From CI', '--ticket', 'CI-1'].concat([
+      '--queue-prefix',
+      idle,
+      '--timeout',
+      '7s',
+    ]);
+    const opts = { token: 'good-token', input: 'app_1\n', env: { BLASTGATE_REDIS_URL: redisUrl }, timeoutMs: 60_000 };
+    const [human, json] = await Promise.all([
+      runCli([...args, '--idempotency-key', 'ci-run-idle'], opts),
+      runCli(['--json', ...args, '--idempotency-key', 'ci-run-idle-json'], opts),
+    ]);
+    expect(human.code, human.stderr).toBe(13);
+    expect(human.stderr).toMatch(
+      /The intake job ci-run-idle is still waiting after \d+ s: no intake worker has picked it up/,
+    );
+    expect(human.stderr).toContain('TIMED_OUT');
+    expect(human.stderr).toContain('It stays in the queue: a worker that takes it later still plans it');
+    expect(human.stderr).toContain("Queue.remove('ci-run-idle')");
+    expect(json.code, json.stderr).toBe(13);
+    // --json: the one error document on stderr, no notes.
+    expect(json.stderr.trim().split('\n')).toHaveLength(1);
+    expect(jsonError(json).error).toMatchObject({
+      code: 'TIMED_OUT',
+      details: { jobId: 'ci-run-idle-json', jobState: 'waiting' },
+    });
+    const q = new Queue('intake', { connection: { url: redisUrl }, prefix: idle });
+    try {
+      expect(await (await q.getJob('ci-run-idle'))?.getState()).toBe('waiting');
+    } finally {
+      await q.obliterate({ force: true });
+      await q.close();
+    }
   });
 
   it('a Redis that cannot be reached ends the wait with exit 1 naming it, within --timeout, no stack traces', async () => {

@@ -122,6 +122,7 @@ export function registerOperationCommands(program: Command) {
             operation: { ...specOf(f, false), ids },
             ...(f.idempotencyKey ? { jobId: f.idempotencyKey } : {}),
             timeoutMs: timeoutMs ?? 300_000,
+            note: (text) => ctx.out.note(text),
           });
           op = { id: r.operationId, state: r.state, planHash: r.planHash, plan: r.plan as OpView['plan'] };
           submittedIds = ids.length;
