@@ -9,6 +9,7 @@
 // BLASTGATE_QUEUE_PREFIX (default blastgate); BLASTGATE_INTAKE_TIMEOUT_MS (default 120000).
 // Prints the job's return value (planned) or its failedReason (refused) as JSON on stdout.
 // Exit codes: 0 planned · 10 plan rejected · 2 usage error · 1 any other refusal or error.
+import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { Job, Queue, QueueEvents } from 'bullmq';
 import { Redis } from 'ioredis';
@@ -38,6 +39,19 @@ const sorted = (v) =>
             .map((k) => [k, sorted(v[k])]),
         )
       : v;
+/**
+ * Whose token added a job, without the token: the worker replaces data.token with this when it
+ * picks the job up (README, "CI intake queue"; src/cli/token-fingerprint.ts computes the same).
+ */
+const fingerprint = (jobId, token) =>
+  createHash('sha256').update(`blastgate intake token v1\n${jobId}\n${token}`).digest('hex');
+/** The fingerprint of the token a job was added with: its token while it waits, then the worker's fingerprint. */
+const ownerOf = (job) =>
+  typeof job.data?.token === 'string'
+    ? fingerprint(job.id, job.data.token)
+    : typeof job.data?.tokenFingerprint === 'string'
+      ? job.data.tokenFingerprint
+      : null;
 // BullMQ needs maxRetriesPerRequest: null on the connection QueueEvents blocks on.
 const connection = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
 // Without a listener ioredis prints a stack per reconnect attempt while Redis is down.
@@ -54,6 +68,15 @@ try {
   // A key BullMQ still keeps returns the kept job: if it carries another body, its outcome is not
   // this request's (REST answers 409 there). Key order aside, JSON.stringify compares the bodies.
   const kept = await Job.fromId(queue, key);
+  // Nor is another token's (REST's rule: a key replays only for the token that used it); this is
+  // checked first, as REST checks the token before the body.
+  if (kept && ownerOf(kept) !== fingerprint(key, BLASTGATE_TOKEN)) {
+    const message =
+      'This Idempotency-Key was used by another token for an operation of its own; a key replays only for ' +
+      `the token that made it. Use a new key (the intake queue keeps job ${key}, added with another token)`;
+    console.log(JSON.stringify({ code: 'IDEMPOTENCY_KEY_REUSED', message, details: { idempotencyKey: key } }, null, 2));
+    throw Object.assign(new Error(message), { reported: true });
+  }
   if (kept && JSON.stringify(sorted(kept.data.operation)) !== JSON.stringify(sorted(operation))) {
     const message = `job ${key} (${await kept.getState()}) was submitted with another body; use a new key for a different request`;
     console.log(JSON.stringify({ code: 'IDEMPOTENCY_KEY_REUSED', message }, null, 2));

@@ -4,6 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { CliError, EXIT, usageError } from './exit-codes.ts';
+import { intakeTokenFingerprint } from './token-fingerprint.ts';
 
 export interface QueueSubmitOptions {
   redisUrl: string;
@@ -12,6 +13,10 @@ export interface QueueSubmitOptions {
   operation: Record<string, unknown>;
   jobId?: string;
   timeoutMs: number;
+  /** Progress notes while the job waits (stderr; the caller drops them under --json). */
+  note?: (text: string) => void;
+  /** When the first "still waiting" note comes (then every 30 s while the job is not picked up). */
+  waitingNoteMs?: number;
 }
 
 export interface QueueResult {
@@ -69,10 +74,19 @@ export async function submitViaQueue(o: QueueSubmitOptions): Promise<QueueResult
         // answers with it: every re-run after the cause was fixed got the old failure back (a
         // trial). A failure planned nothing, so the kept job goes and this run's job is added.
         // (Another body under the key stays: it is refused below, as REST refuses it.)
+        // A completed job that does not say whose token added it (one finished by a worker older than
+        // the fingerprint) goes too: the job added again is planned by the worker, which applies
+        // REST's rule (a replay for the same token, IDEMPOTENCY_KEY_REUSED for another).
         const before = await Job.fromId(queue, jobId);
         const sameBody = (j: typeof before) =>
           sortedJson((j?.data as { operation?: unknown } | undefined)?.operation) === sortedJson(o.operation);
-        if (before && sameBody(before) && (await before.getState()) === 'failed') await before.remove();
+        const beforeState = before ? await before.getState() : undefined;
+        if (
+          before &&
+          sameBody(before) &&
+          (beforeState === 'failed' || (beforeState === 'completed' && ownerOf(before, jobId) === null))
+        )
+          await before.remove();
         else if (before) keptBefore = true;
         const added = await queue.add(
           'submit',
@@ -96,6 +110,15 @@ export async function submitViaQueue(o: QueueSubmitOptions): Promise<QueueResult
     // A job ID BullMQ still keeps adds nothing: add() answers with the kept job, whose outcome is
     // another body's if this key was used for one. REST answers that with 409; so does this.
     const kept = await Job.fromId(queue, jobId);
+    // Whose job it is comes first, as REST checks the token before the body: another token's job
+    // (or one that does not say whose it is) is never this run's answer, whatever its body.
+    if (kept && ownerOf(kept, jobId) !== intakeTokenFingerprint(jobId, o.token))
+      throw new CliError(
+        EXIT.error,
+        'IDEMPOTENCY_KEY_REUSED',
+        `This Idempotency-Key was used by another token for an operation of its own; a key replays only for the token that made it. Use a new key (the intake queue keeps job ${jobId}, added with another token)`,
+        { idempotencyKey: jobId },
+      );
     const keptOperation = (kept?.data as { operation?: unknown } | undefined)?.operation;
     if (kept && sortedJson(keptOperation) !== sortedJson(o.operation)) {
       const jobState = await kept.getState();
@@ -106,11 +129,19 @@ export async function submitViaQueue(o: QueueSubmitOptions): Promise<QueueResult
         { idempotencyKey: jobId, jobState },
       );
     }
+    // A job no worker picks up (none connected, all busy) used to be waited on in silence until
+    // --timeout. Say what it waits for, while it does.
+    const notes = o.note ? waitingNotes(job, o.note, o.waitingNoteMs ?? WAITING_NOTE_MS) : undefined;
     try {
       const value = (await job.waitUntilFinished(ready, o.timeoutMs)) as Omit<QueueResult, 'jobId'>;
       return { ...value, jobId, ...(keptBefore ? { replayed: true } : {}) };
     } catch (err) {
-      throw refusal(err as Error, o.timeoutMs);
+      const e = err as Error;
+      // BullMQ's own timeout, not a failedReason that happens to say "timed out".
+      if (!/^Job wait .* timed out before finishing/.test(e.message)) throw refusal(e);
+      throw await timedOut(job, jobId, o.prefix, o.timeoutMs);
+    } finally {
+      notes?.stop();
     }
   } catch (err) {
     if (err instanceof CliError) throw err;
@@ -127,6 +158,79 @@ export async function submitViaQueue(o: QueueSubmitOptions): Promise<QueueResult
       await queue.disconnect().catch(() => undefined);
     });
   }
+}
+
+/**
+ * The fingerprint of the token that added a job (token-fingerprint.ts): computed from the token a
+ * job not yet picked up still holds, else the one the worker left in its place; null for a job
+ * that has neither (added without a token, or finished by a worker older than the fingerprint).
+ */
+function ownerOf(job: { data: unknown }, jobId: string): string | null {
+  const data = (job.data ?? {}) as { token?: unknown; tokenFingerprint?: unknown };
+  if (typeof data.token === 'string') return intakeTokenFingerprint(jobId, data.token);
+  return typeof data.tokenFingerprint === 'string' ? data.tokenFingerprint : null;
+}
+
+/** When the first "still waiting" note comes; then every WAITING_NOTE_EVERY_MS. */
+const WAITING_NOTE_MS = 5_000;
+const WAITING_NOTE_EVERY_MS = 30_000;
+
+interface JobLike {
+  getState(): Promise<string>;
+}
+
+/** What the job's state says it waits for, or null when it is being planned (or done). */
+function waitingFor(state: string): string | null {
+  if (state === 'waiting' || state === 'prioritized' || state === 'waiting-children')
+    return 'no intake worker has picked it up (is one running on this Redis and prefix?); it stays queued';
+  if (state === 'delayed') return 'it waits for a retry (the worker found PostgreSQL or Redis down)';
+  return null;
+}
+
+/** Notes on the job's wait while it is not picked up: first after `firstMs`, then every 30 s. */
+function waitingNotes(job: JobLike & { id?: string | undefined }, note: (text: string) => void, firstMs: number) {
+  let timer: NodeJS.Timeout | undefined;
+  let stopped = false;
+  const started = Date.now();
+  const tick = async () => {
+    const state = await job.getState().catch(() => undefined);
+    const why = state && waitingFor(state);
+    if (stopped) return;
+    if (why)
+      note(`The intake job ${job.id} is still ${state} after ${Math.round((Date.now() - started) / 1000)} s: ${why}.`);
+    timer = setTimeout(() => void tick(), WAITING_NOTE_EVERY_MS);
+    timer.unref();
+  };
+  timer = setTimeout(() => void tick(), firstMs);
+  timer.unref();
+  return {
+    stop() {
+      stopped = true;
+      clearTimeout(timer);
+    },
+  };
+}
+
+/**
+ * --timeout ran out: the job is not withdrawn by that. Says where it is and what the operator can
+ * do, since a worker that comes later still plans it.
+ */
+async function timedOut(job: JobLike, jobId: string, prefix: string, timeoutMs: number): Promise<CliError> {
+  const state = await job.getState().catch(() => 'unknown');
+  const pending = state === 'waiting' || state === 'prioritized' || state === 'delayed' || state === 'active';
+  const why = waitingFor(state);
+  return new CliError(
+    EXIT.timedOut,
+    'TIMED_OUT',
+    `the intake job ${jobId} did not finish within ${timeoutMs} ms (it is ${state}` +
+      (pending
+        ? `${why ? `: ${why.replace(/; it stays queued$/, '')}` : ''}). It stays in the queue: a worker that takes it later still plans it. ` +
+          `To wait for it again, run the same command with the same --idempotency-key (no second job is added). ` +
+          `To withdraw it while it waits, remove job ${jobId} from the intake queue (BullMQ: Queue.remove('${jobId}') on queue intake, prefix ${prefix}); ` +
+          `once planned, the operation still needs its approvals, and blastgate abort <operation> cancels it`
+        : ')'),
+    { jobId, jobState: state },
+  );
 }
 
 /** How long reaching Redis and adding the job may take (or --timeout, if shorter). */
@@ -166,9 +270,7 @@ function sortedJson(v: unknown): string {
 }
 
 /** A failed job's reason is the refusal as JSON ({ code, message, details?, report? }). */
-function refusal(err: Error, timeoutMs: number): CliError {
-  if (/timed out/i.test(err.message))
-    return new CliError(EXIT.timedOut, 'TIMED_OUT', `the intake job did not finish within ${timeoutMs} ms`);
+function refusal(err: Error): CliError {
   let r: { code?: string; message?: string; details?: unknown; report?: unknown; operationId?: string };
   try {
     r = JSON.parse(err.message) as typeof r;
@@ -183,6 +285,26 @@ function refusal(err: Error, timeoutMs: number): CliError {
     return new CliError(EXIT.rejected, 'PLAN_REJECTED', r.message ?? 'the plan was rejected', details);
   }
   return new CliError(EXIT.error, r.code ?? 'JOB_FAILED', r.message ?? err.message, r.details);
+}
+
+/**
+ * A usage error (exit 2) for a Redis URL the queue cannot use, naming where it came from (`source`:
+ * the flag or the environment variable), as the server checks REDIS_URL; null for a usable one.
+ * Such a URL used to be tried for 15 s and end as QUEUE_UNREACHABLE "at (invalid URL)". The value is
+ * not repeated: it may hold a password.
+ */
+export function redisUrlProblem(url: string, source: string): CliError | null {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return usageError(`${source} is not a URL: give redis://host:port or rediss://host:port (TLS)`);
+  }
+  if (u.protocol !== 'redis:' && u.protocol !== 'rediss:')
+    return usageError(`${source} must use redis: or rediss: (got ${u.protocol}): redis://host:port`);
+  if (u.pathname !== '' && u.pathname !== '/' && !/^\/\d{1,5}$/.test(u.pathname))
+    return usageError(`${source} must name a Redis database by number (redis://host:port/0), not "${u.pathname}"`);
+  return null;
 }
 
 /** A Redis URL as shown: without its password. */

@@ -438,7 +438,7 @@ describe('blastgate CLI against the real stack', () => {
   });
 
   it('submit --via-queue through the real intake worker: planned (0), then rejected (10) with its report', async () => {
-    const viaQueue = (ids: string[], key: string) =>
+    const viaQueue = (ids: string[], key: string, token = h.tokens.requester) =>
       runCli(
         ['--json', 'submit', '--via-queue', '--type', 'app', '--reason', 'From a pipeline', '--ticket', 'CI-7'].concat([
           '--idempotency-key',
@@ -448,7 +448,7 @@ describe('blastgate CLI against the real stack', () => {
           '--redis-url',
           h.redisUrl,
         ]),
-        { url, token: h.tokens.requester, input: ids.join('\n') + '\n' },
+        { url, token, input: ids.join('\n') + '\n' },
       );
     const ok = await viaQueue(appsOf([35], 2), 'cli-queue-ok');
     expect(ok.code, ok.stderr).toBe(0);
@@ -460,6 +460,12 @@ describe('blastgate CLI against the real stack', () => {
     const again = await viaQueue(appsOf([35], 2), 'cli-queue-ok');
     expect(again.code, again.stderr).toBe(0);
     expect((parse(again) as { operation: { id: string } }).operation.id).toBe(operation.id);
+    // Another token (admin may submit) with the same key and list: the kept job, whose token the
+    // worker replaced by its fingerprint, is not its answer: IDEMPOTENCY_KEY_REUSED, as REST says.
+    const other = await viaQueue(appsOf([35], 2), 'cli-queue-ok', h.tokens.admin);
+    expect(other.code, other.stdout).toBe(1);
+    expect(jsonError(other).error).toMatchObject({ code: 'IDEMPOTENCY_KEY_REUSED' });
+    expect(other.stdout + other.stderr).not.toContain(operation.id);
 
     const bad = await viaQueue([...appsOf([36], 1), 'app_00099_09'], 'cli-queue-bad');
     expect(bad.code, bad.stderr).toBe(10);

@@ -4,7 +4,7 @@
 // with its code.
 import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:net';
-import { Worker, UnrecoverableError, type Job } from 'bullmq';
+import { Queue, Worker, UnrecoverableError, type Job } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inject } from 'vitest';
 import { jsonError, runCli } from '../support/cli.ts';
@@ -20,7 +20,7 @@ beforeAll(async () => {
     async (job: Job<{ token: string; operation: { reason: string; ids: string[] } }>) => {
       jobs.push(job);
       const { token, operation } = job.data;
-      if (token !== 'good-token')
+      if (!token.startsWith('good-token'))
         throw new UnrecoverableError(JSON.stringify({ code: 'UNAUTHENTICATED', message: 'Unknown token' }));
       if (operation.ids.includes('app_bad'))
         throw new UnrecoverableError(
@@ -58,6 +58,15 @@ const submit = (token: string, ids: string, key: string) =>
     { token, input: ids, env: { BLASTGATE_REDIS_URL: redisUrl } },
   );
 
+/** A port nothing listens on. */
+const closedPort = () =>
+  new Promise<number>((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const p = (s.address() as { port: number }).port;
+      s.close(() => resolve(p));
+    });
+  });
+
 describe('submit --via-queue', () => {
   it('adds a job { token, operation } under the idempotency key and prints the plan (0)', async () => {
     const r = await submit('good-token', 'app_1\n{"id":"app_2"}\n', 'ci-run-1');
@@ -88,6 +97,61 @@ describe('submit --via-queue', () => {
     const same = await submit('good-token', 'app_1\napp_2\n', 'ci-run-reused');
     expect(same.code, same.stderr).toBe(0);
     expect(JSON.parse(same.stdout)).toMatchObject({ operation: { id: 'op_queued1' }, replayed: true });
+  });
+
+  it("another token's job under the key is IDEMPOTENCY_KEY_REUSED (1), never its operation, whatever the body", async () => {
+    const first = await submit('good-token', 'app_1\napp_2\n', 'ci-run-two-tokens');
+    expect(first.code, first.stderr).toBe(0);
+    // Pipeline B, another requester token, the same key and the same body: it got A's operation as
+    // a replay (exit 0), where REST answers 409 IDEMPOTENCY_KEY_REUSED (a trial).
+    const other = await submit('good-token-b', 'app_1\napp_2\n', 'ci-run-two-tokens');
+    expect(other.code, other.stdout).toBe(1);
+    expect(other.stdout).toBe('');
+    expect(jsonError(other)).toMatchObject({
+      exitCode: 1,
+      error: { code: 'IDEMPOTENCY_KEY_REUSED', details: { idempotencyKey: 'ci-run-two-tokens' } },
+    });
+    expect(jsonError(other).error.message).toContain('another token');
+    expect(jsonError(other).error.message).not.toContain('op_queued1');
+    // The other token's job is not the answer even under --wait, nor with another body.
+    const otherBody = await submit('good-token-b', 'app_9\n', 'ci-run-two-tokens');
+    expect(jsonError(otherBody).error.code).toBe('IDEMPOTENCY_KEY_REUSED');
+    expect(jsonError(otherBody).error.message).toContain('another token');
+    expect(jobs.filter((j) => j.id === 'ci-run-two-tokens')).toHaveLength(1);
+    // A's re-run is still a replay.
+    const again = await submit('good-token', 'app_1\napp_2\n', 'ci-run-two-tokens');
+    expect(again.code, again.stderr).toBe(0);
+    expect(JSON.parse(again.stdout)).toMatchObject({ operation: { id: 'op_queued1' }, replayed: true });
+  });
+
+  it('a replay whose current state cannot be read says it is unknown, never the plan-time state as current', async () => {
+    const first = await submit('good-token', 'app_7\n', 'ci-run-stale');
+    expect(first.code, first.stderr).toBe(0);
+    // The operation may have been cancelled since; the API is not there to say. It used to print
+    // "is planned" and "Next: an approver runs blastgate approve …", and "state": "planned".
+    const url = `http://127.0.0.1:${await closedPort()}`;
+    const args = ['submit', '--via-queue', '--type', 'app', '--reason', 'From CI', '--ticket', 'CI-1'].concat([
+      '--idempotency-key',
+      'ci-run-stale',
+      '--queue-prefix',
+      prefix,
+    ]);
+    const opts = { url, token: 'good-token', input: 'app_7\n', env: { BLASTGATE_REDIS_URL: redisUrl } };
+    const json = await runCli(['--json', ...args], opts);
+    expect(json.code, json.stderr).toBe(0);
+    const doc = JSON.parse(json.stdout);
+    expect(doc).toMatchObject({
+      replayed: true,
+      operation: { id: 'op_queued1', state: null, stateAtPlan: 'planned' },
+      stateUnknown: expect.stringContaining('ECONNREFUSED'),
+    });
+    const human = await runCli(args, opts);
+    expect(human.code, human.stderr).toBe(0);
+    expect(human.stdout).toContain('Operation op_queued1: its current state is unknown');
+    expect(human.stdout).toContain('CONNECTION_FAILED');
+    expect(human.stdout).toContain('blastgate status op_queued1');
+    expect(human.stdout).not.toContain('is planned');
+    expect(human.stdout).not.toContain('Next:');
   });
 
   it('a failed job is not the answer for good: the same key run again after the cause was fixed is added anew', async () => {
@@ -139,15 +203,75 @@ describe('submit --via-queue', () => {
     expect(none.stderr).toContain('--redis-url');
   });
 
+  it('a malformed Redis URL is a usage error (2) at once, naming the flag or the variable and why', async () => {
+    const run = (env: Record<string, string>, flags: string[] = []) =>
+      runCli(
+        ['--json', 'submit', '--via-queue', '--type', 'app', '--reason', 'From CI', '--ticket', 'CI-1', ...flags],
+        {
+          token: 'good-token',
+          input: 'app_1\n',
+          env,
+          timeoutMs: 30_000,
+        },
+      );
+    // They used to be tried for 15 s and end as exit 1 QUEUE_UNREACHABLE "at (invalid URL)".
+    const started = Date.now();
+    const noColon = await run({}, ['--redis-url', 'redis//127.0.0.1:56917']);
+    expect(noColon.code, noColon.stderr).toBe(2);
+    expect(Date.now() - started).toBeLessThan(10_000);
+    expect(jsonError(noColon).error.message).toMatch(/^--redis-url is not a URL/);
+    const http = await run({}, ['--redis-url', 'http://127.0.0.1:56917']);
+    expect(http.code, http.stderr).toBe(2);
+    expect(jsonError(http).error.message).toContain('--redis-url must use redis: or rediss: (got http:)');
+    const fromEnv = await run({ BLASTGATE_REDIS_URL: 'http://:secret@127.0.0.1:56917' });
+    expect(fromEnv.code, fromEnv.stderr).toBe(2);
+    expect(jsonError(fromEnv).error.message).toContain('BLASTGATE_REDIS_URL must use redis: or rediss:');
+    expect(fromEnv.stderr).not.toContain('secret');
+    const db = await run({}, ['--redis-url', 'redis://127.0.0.1:56917/queue']);
+    expect(jsonError(db).error.message).toContain('must name a Redis database by number');
+  });
+
+  it('a job no worker picks up: says so while it waits, and on timeout (13) that it stays queued and how to withdraw it', async () => {
+    // A prefix no worker consumes. It used to print nothing until TIMED_OUT, and the job was planned later anyway.
+    const idle = `${prefix}idle`;
+    const args = ['submit', '--via-queue', '--type', 'app', '--reason', 'From CI', '--ticket', 'CI-1'].concat([
+      '--queue-prefix',
+      idle,
+      '--timeout',
+      '7s',
+    ]);
+    const opts = { token: 'good-token', input: 'app_1\n', env: { BLASTGATE_REDIS_URL: redisUrl }, timeoutMs: 60_000 };
+    const [human, json] = await Promise.all([
+      runCli([...args, '--idempotency-key', 'ci-run-idle'], opts),
+      runCli(['--json', ...args, '--idempotency-key', 'ci-run-idle-json'], opts),
+    ]);
+    expect(human.code, human.stderr).toBe(13);
+    expect(human.stderr).toMatch(
+      /The intake job ci-run-idle is still waiting after \d+ s: no intake worker has picked it up/,
+    );
+    expect(human.stderr).toContain('TIMED_OUT');
+    expect(human.stderr).toContain('It stays in the queue: a worker that takes it later still plans it');
+    expect(human.stderr).toContain("Queue.remove('ci-run-idle')");
+    expect(json.code, json.stderr).toBe(13);
+    // --json: the one error document on stderr, no notes.
+    expect(json.stderr.trim().split('\n')).toHaveLength(1);
+    expect(jsonError(json).error).toMatchObject({
+      code: 'TIMED_OUT',
+      details: { jobId: 'ci-run-idle-json', jobState: 'waiting' },
+    });
+    const q = new Queue('intake', { connection: { url: redisUrl }, prefix: idle });
+    try {
+      expect(await (await q.getJob('ci-run-idle'))?.getState()).toBe('waiting');
+    } finally {
+      await q.obliterate({ force: true });
+      await q.close();
+    }
+  });
+
   it('a Redis that cannot be reached ends the wait with exit 1 naming it, within --timeout, no stack traces', async () => {
     // A port nothing listens on. It used to wait for ever (--timeout bounded only the wait for the
     // job's outcome, after the job was added), printing ioredis's stack trace for every reconnect.
-    const port = await new Promise<number>((resolve) => {
-      const s = createServer().listen(0, '127.0.0.1', () => {
-        const p = (s.address() as { port: number }).port;
-        s.close(() => resolve(p));
-      });
-    });
+    const port = await closedPort();
     const started = Date.now();
     const r = await runCli(
       ['--json', 'submit', '--via-queue', '--type', 'app', '--reason', 'From CI', '--ticket', 'CI-1'].concat([

@@ -15,6 +15,8 @@ import { createMetrics } from '../../src/plugins/metrics.ts';
 import { startWorkers, type RunningWorkers } from '../../src/worker-runtime.ts';
 import { buildTestApp, testDownstream, type TestApp } from '../support/app.ts';
 import { TEST_SNAPSHOT_KEY_BYTES } from '../support/keys.ts';
+import { intakeTokenFingerprint } from '../../src/cli/token-fingerprint.ts';
+import { hashToken } from '../../src/modules/auth/secrets.ts';
 import { appId, query, seedRegistry, siteId } from '../support/seed.ts';
 
 let t: TestApp;
@@ -128,8 +130,11 @@ describe('the CI intake queue', () => {
       payload: expect.objectContaining({ via: 'intake', jobId: 'ci-valid-1' }),
     });
     // Neither the token nor its seal stays in the job's data (or anywhere in Redis).
+    // What stays is whose job it is: a fingerprint of the token, not the token.
     const data = (await queue.getJob('ci-valid-1'))!.data;
-    expect(Object.keys(data)).toEqual(['operation']);
+    expect(Object.keys(data).sort()).toEqual(['operation', 'tokenFingerprint']);
+    expect(data.tokenFingerprint).toBe(intakeTokenFingerprint('ci-valid-1', t.tokens.requester));
+    expect(data.tokenFingerprint).not.toBe(hashToken(t.tokens.requester));
     expect(await whereInRedis(t.tokens.requester)).toEqual([]);
   });
 
@@ -267,7 +272,7 @@ describe('the CI intake queue', () => {
       Token: t.tokens.requester,
     });
     expect(extra).toMatchObject({ code: 'VALIDATION_FAILED', details: [{ field: 'data', unknownFields: ['Token'] }] });
-    expect(Object.keys((await queue.getJob('ci-extra-field'))!.data)).toEqual(['operation']);
+    expect(Object.keys((await queue.getJob('ci-extra-field'))!.data).sort()).toEqual(['operation', 'tokenFingerprint']);
   });
 
   it('refuses a viewer token as FORBIDDEN, like the route', async () => {
@@ -288,7 +293,7 @@ describe('the CI intake queue', () => {
 
   it('the example pipeline script plans (exit 0) and reports a rejected plan (exit 10)', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'bg-intake-'));
-    const run = async (ids: string[], key: string) => {
+    const run = async (ids: string[], key: string, token = t.tokens.requester) => {
       const file = join(dir, `${key}.json`);
       writeFileSync(file, JSON.stringify({ ...spec, ids }));
       try {
@@ -296,7 +301,7 @@ describe('the CI intake queue', () => {
           env: {
             ...process.env,
             REDIS_URL: t.redisUrl,
-            BLASTGATE_TOKEN: t.tokens.requester,
+            BLASTGATE_TOKEN: token,
             BLASTGATE_QUEUE_PREFIX: prefix,
           },
         });
@@ -311,6 +316,44 @@ describe('the CI intake queue', () => {
     const rejected = await run([siteId(7)], 'ci-script-2');
     expect(rejected).toMatchObject({ code: 10, out: { code: 'PLAN_REJECTED' } });
     expect(await run([appId(7, 1)], 'bad:key')).toMatchObject({ code: 2 });
+  });
+
+  it("the example script: another token's kept job under the key is IDEMPOTENCY_KEY_REUSED (1), as REST's 409", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'bg-intake-'));
+    const body = { ...spec, ids: [appId(8, 0)] };
+    const file = join(dir, 'op.json');
+    writeFileSync(file, JSON.stringify(body));
+    const run = async (token: string) => {
+      try {
+        const { stdout } = await promisify(execFile)('node', ['scripts/ci-intake-example.mjs', file, 'ci-two-tokens'], {
+          env: { ...process.env, REDIS_URL: t.redisUrl, BLASTGATE_TOKEN: token, BLASTGATE_QUEUE_PREFIX: prefix },
+        });
+        return { code: 0, out: JSON.parse(stdout) };
+      } catch (err) {
+        const e = err as { code: number; stdout: string; stderr: string };
+        return { code: e.code, out: e.stdout ? JSON.parse(e.stdout) : e.stderr };
+      }
+    };
+    const planned = await run(t.tokens.requester);
+    expect(planned).toMatchObject({ code: 0, out: { state: 'planned' } });
+    // Another token that may submit (admin), the same key and body: the worker has replaced the
+    // token by its fingerprint, and the kept job's outcome (the requester's operation) was printed
+    // as this token's, exit 0.
+    const other = await run(t.tokens.admin);
+    const viaRest = await request(t.app.server)
+      .post('/v1/operations')
+      .set('authorization', t.auth('admin'))
+      .set('idempotency-key', 'ci-two-tokens')
+      .send(body)
+      .expect(409);
+    expect(other).toMatchObject({
+      code: 1,
+      out: { code: 'IDEMPOTENCY_KEY_REUSED', details: { idempotencyKey: 'ci-two-tokens' } },
+    });
+    expect(viaRest.body.code).toBe('IDEMPOTENCY_KEY_REUSED');
+    expect(JSON.stringify(other.out)).not.toContain(planned.out.operationId);
+    // The requester's re-run is still its operation.
+    expect(await run(t.tokens.requester)).toMatchObject({ code: 0, out: { operationId: planned.out.operationId } });
   });
 
   it('counts jobs by outcome in blastgate_intake_jobs_total', async () => {

@@ -4,7 +4,7 @@ import type { Command } from 'commander';
 import { EXIT, exitForState, usageError } from '../exit-codes.ts';
 import { ndjsonBody, openIds, collectIds, emptyIdList, inListLines, ListLines, withIds, type IdStats } from '../ids.ts';
 import { inFlags, specOf, specOptions, type SpecFlags, type SubmitFlags } from '../spec.ts';
-import { submitViaQueue } from '../queue.ts';
+import { redisUrlProblem, submitViaQueue } from '../queue.ts';
 import {
   ctxOf,
   durationMs,
@@ -106,9 +106,13 @@ export function registerOperationCommands(program: Command) {
         let op: OpView;
         let submittedIds: number;
         let replayed = false;
+        /** Why a replay's current state could not be read (the kept job's result is from plan time). */
+        let stateUnknown: string | undefined;
         if (f.viaQueue) {
           const redisUrl = f.redisUrl ?? process.env.BLASTGATE_REDIS_URL;
           if (!redisUrl) throw usageError('--via-queue needs --redis-url or BLASTGATE_REDIS_URL');
+          const badUrl = redisUrlProblem(redisUrl, f.redisUrl !== undefined ? '--redis-url' : 'BLASTGATE_REDIS_URL');
+          if (badUrl) throw badUrl;
           const ids = await collectIds(openIds(f.idsFile) as AsyncIterable<Buffer>, 100_000);
           if (!ids.length) throw emptyIdList();
           const r = await submitViaQueue({
@@ -118,14 +122,22 @@ export function registerOperationCommands(program: Command) {
             operation: { ...specOf(f, false), ids },
             ...(f.idempotencyKey ? { jobId: f.idempotencyKey } : {}),
             timeoutMs: timeoutMs ?? 300_000,
+            note: (text) => ctx.out.note(text),
           });
           op = { id: r.operationId, state: r.state, planHash: r.planHash, plan: r.plan as OpView['plan'] };
           submittedIds = ids.length;
           if (r.replayed) {
             replayed = true;
             // The kept job's result is the operation as it was planned: read it as it is now (as
-            // the REST replay answers), when the API can be reached.
-            op = await ctx.client.get<OpView>(`/v1/operations/${encodeURIComponent(op.id)}`).catch(() => op);
+            // the REST replay answers). When that fails, the state is unknown, said so: the plan-time
+            // state used to be printed as the current one (a cancelled operation as "planned", with
+            // a "Next: approve" step).
+            try {
+              op = await ctx.client.get<OpView>(`/v1/operations/${encodeURIComponent(op.id)}`);
+            } catch (err) {
+              const e = err as Error & { code?: string };
+              stateUnknown = `the API could not be read (${e.code ? `${e.code}: ` : ''}${e.message})`;
+            }
           }
         } else {
           const sent = await streamSubmission(ctx, f, false);
@@ -134,28 +146,40 @@ export function registerOperationCommands(program: Command) {
           replayed = sent.replayed;
         }
         if (!ctx.json) {
-          ctx.out.line(`Operation ${op.id} is ${op.state} (${submittedIds} IDs submitted).`);
+          if (stateUnknown)
+            ctx.out.line(
+              `Operation ${op.id}: its current state is unknown (${submittedIds} IDs submitted): ${stateUnknown}. ` +
+                `It was ${op.state} when the job planned it; blastgate status ${op.id} shows its state now.`,
+            );
+          else ctx.out.line(`Operation ${op.id} is ${op.state} (${submittedIds} IDs submitted).`);
           if (replayed)
             ctx.out.line(
               `  A replay: idempotency key ${f.idempotencyKey} made this operation before; nothing new was planned.`,
             );
           for (const l of planLines(op.plan, op.planHash, f.erasure ? 'erase' : 'delete')) ctx.out.line(l);
-          // With --auto-start the approvals start it: no operator start to ask for.
-          if (op.state === 'planned')
+          // With --auto-start the approvals start it: no operator start to ask for. No next step
+          // from a state that may be stale.
+          if (op.state === 'planned' && !stateUnknown)
             ctx.out.line(
               f.autoStart
                 ? `Next: an approver runs  blastgate approve ${op.id}  (it starts once the approvals are in)`
                 : `Next: an approver runs  blastgate approve ${op.id}  then an operator  blastgate start ${op.id}`,
             );
         }
+        // In --json: state null, the plan-time state as stateAtPlan, and why (stateUnknown).
+        const shown = stateUnknown ? { ...op, state: null, stateAtPlan: op.state } : op;
+        const doc = {
+          operation: shown,
+          submittedIds,
+          ...(replayed ? { replayed } : {}),
+          ...(stateUnknown ? { stateUnknown } : {}),
+        };
         if (!f.wait) {
-          ctx.out.result({ operation: op, submittedIds, ...(replayed ? { replayed } : {}) });
+          ctx.out.result(doc);
           return EXIT.ok;
         }
         const r = await follow(ctx, op.id, { ...(timeoutMs !== undefined ? { timeoutMs } : {}), quiet: ctx.json });
-        ctx.out.result({ operation: op, submittedIds, ...(replayed ? { replayed } : {}), outcome: r }, () =>
-          ctx.out.line(outcomeLine(r)),
-        );
+        ctx.out.result({ ...doc, outcome: r }, () => ctx.out.line(outcomeLine(r)));
         return r.exitCode;
       }),
     );

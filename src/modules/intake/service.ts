@@ -21,6 +21,7 @@ import type { OperationService, ServiceLog, SubmitResult } from '../operations/s
 import { dryRunRejected, jsonSubmission, planRejected, SUBMIT_AUTH } from '../operations/submission.ts';
 import type { ScopeReport } from '../operations/scope.ts';
 import { openToken, sealToken } from './token-seal.ts';
+import { intakeTokenFingerprint } from '../../cli/token-fingerprint.ts';
 
 export const INTAKE_QUEUE = 'intake';
 /** A job ID is the Idempotency-Key: what BullMQ takes as a custom ID, and what the route's header takes. */
@@ -34,10 +35,12 @@ const ROUTE = 'POST /v1/operations';
 /** What a job carries while it is processed (the token itself is gone after the first look). */
 interface IntakeData {
   operation?: unknown;
+  /** Whose token added the job (token-fingerprint.ts): a client compares it before it takes a kept job's outcome. */
+  tokenFingerprint?: string;
   sealedToken?: string;
   retries?: number;
 }
-const OWN_FIELDS = ['token', 'operation', 'sealedToken', 'retries'];
+const OWN_FIELDS = ['token', 'operation', 'tokenFingerprint', 'sealedToken', 'retries'];
 
 export interface IntakeResult {
   operationId: string | null;
@@ -182,10 +185,18 @@ export function intakeService(deps: IntakeDeps) {
           : undefined;
     const retries = typeof obj.retries === 'number' ? obj.retries : 0;
     // Only what the job needs is kept, so no field holding the token (or a stray copy) stays behind.
-    const kept: IntakeData = { operation: obj.operation, ...(retries ? { retries } : {}) };
+    // The fingerprint is always computed here (one the job was added with is never kept): a kept
+    // job must say whose it is, since its outcome is another token's to no one (REST's rule).
+    const tokenFingerprint = secret === undefined ? undefined : intakeTokenFingerprint(jobId, secret);
+    const kept: IntakeData = {
+      operation: obj.operation,
+      ...(tokenFingerprint ? { tokenFingerprint } : {}),
+      ...(retries ? { retries } : {}),
+    };
     const sealed = secret ? { sealedToken: sealToken(deps.sealKey, secret, jobId) } : {};
     const unknownFields = Object.keys(obj).filter((k) => !OWN_FIELDS.includes(k));
-    if (raw !== obj || 'token' in obj || unknownFields.length) await job.updateData({ ...kept, ...sealed });
+    if (raw !== obj || 'token' in obj || obj.tokenFingerprint !== tokenFingerprint || unknownFields.length)
+      await job.updateData({ ...kept, ...sealed });
     // The job ends holding neither the token nor its seal.
     const finish = () => ('sealedToken' in job.data || 'token' in job.data ? job.updateData(kept) : undefined);
     let principal: Principal | undefined;
