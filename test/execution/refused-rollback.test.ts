@@ -14,6 +14,7 @@ import {
   type ExecHarness,
 } from '../support/execution.ts';
 import { appsOf, command } from '../support/exec-helpers.ts';
+import { useHttp } from '../support/restores.ts';
 import { appId, query, seedRegistry, siteId, tenantId } from '../support/seed.ts';
 
 const APPS = 4;
@@ -100,20 +101,8 @@ describe('a delete refused on every try (HTTP 422)', () => {
   });
 
   it("takes its cascade's marks with it: neither the site nor the apps its delete would take are restored", async () => {
-    const adapter = (col: string) =>
-      JSON.stringify({
-        kind: 'http',
-        baseUrl: h.downstream.url,
-        snapshot: `GET /${col}/{id}?tenantId={tenantId}`,
-        softDelete: `POST /${col}/{id}/soft-delete`,
-        restore: `POST /${col}/{id}/restore`,
-        hardDelete: `DELETE /${col}/{id}`,
-        timeoutMs: 5_000,
-        retries: 1,
-        retryBaseMs: 10,
-      });
-    await query(h.databaseUrl, `UPDATE resource_types SET adapter = $1 WHERE name = 'site'`, [adapter('sites')]);
-    await query(h.databaseUrl, `UPDATE resource_types SET adapter = $1 WHERE name = 'app'`, [adapter('apps')]);
+    // Both types on the test downstream (sites under /sites, apps under /apps), with a cascade.
+    await useHttp(h);
     try {
       const [ok, refusing] = freshSites(2) as [number, number];
       for (const s of [ok, refusing]) h.downstream.cascade(siteId(s), appsOf([s], APPS));
