@@ -5,6 +5,7 @@ import { DelayedError, UnrecoverableError, type Job } from 'bullmq';
 import { describe, expect, it } from 'vitest';
 import { intakeService, MAX_TRANSIENT_RETRIES } from '../../src/modules/intake/service.ts';
 import { intakeSealKey, openToken, sealToken } from '../../src/modules/intake/token-seal.ts';
+import { intakeTokenFingerprint } from '../../src/cli/token-fingerprint.ts';
 import { TEST_SNAPSHOT_KEY_BYTES } from '../support/keys.ts';
 import type { Principal } from '../../src/modules/auth/roles.ts';
 
@@ -87,7 +88,12 @@ describe('an intake job while the database is down', () => {
     // No write ever carried the token itself; the first write already replaced it with the seal.
     for (const w of writes) expect(JSON.stringify(w)).not.toContain(TOKEN);
     expect(writes[0]).toHaveProperty('sealedToken');
-    expect(job.data).toEqual({ operation: body, retries: 2 });
+    // Whose token it was stays, as a fingerprint (never the token): a kept job says whose it is.
+    expect(job.data).toEqual({
+      operation: body,
+      tokenFingerprint: intakeTokenFingerprint('ci-retry-1', TOKEN),
+      retries: 2,
+    });
   });
 
   it('gives up after the last retry with DEPENDENCY_UNAVAILABLE, the seal dropped', async () => {
@@ -96,6 +102,10 @@ describe('an intake job while the database is down', () => {
     const err = await svc.process(job, later([])).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(UnrecoverableError);
     expect(JSON.parse((err as Error).message)).toMatchObject({ code: 'DEPENDENCY_UNAVAILABLE' });
-    expect(job.data).toEqual({ operation: body, retries: MAX_TRANSIENT_RETRIES });
+    expect(job.data).toEqual({
+      operation: body,
+      tokenFingerprint: intakeTokenFingerprint('ci-retry-1', TOKEN),
+      retries: MAX_TRANSIENT_RETRIES,
+    });
   });
 });
