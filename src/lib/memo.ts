@@ -74,3 +74,10 @@ export function memo<T>(o: {
     },
   };
 }
+
+/**
+ * For a count over an operation's ledger that a polled read needs (the view's per-wave counts, the
+ * event stream's restores), keyed by the operation's version: once a second, longer when it takes
+ * long, readers given the last count while a new one runs.
+ */
+export const LEDGER_COUNT_MEMO = { ttlMs: 1_000, max: 256, costFactor: 4, staleMs: 2_000 };

@@ -1,7 +1,7 @@
 // What the event stream reads, all from the database record, so every API replica serves the same
 // stream: the operation row with its wave counters and last probe round (one statement), and the
 // operation's audit events after a cursor (the audit seq, which is also the stream's event id).
-import { memo } from '../../lib/memo.ts';
+import { LEDGER_COUNT_MEMO, memo } from '../../lib/memo.ts';
 import type { Queryable } from '../../lib/sql.ts';
 import { LAST_PROGRESS_SQL, ROLLBACK_STATES } from '../operations/repository.ts';
 import { RESTORE_ATTEMPTS, RETRY_DUE_SQL } from '../execution/rollback-ledger.ts';
@@ -167,7 +167,7 @@ interface Restores {
  * given while a new one runs (lib/memo.ts). A
  * change of state is a new key, so an ended rollback's counts are read after it ended.
  */
-const restoresMemo = memo<Map<number, Restores>>({ ttlMs: 1_000, max: 256, costFactor: 4, staleMs: 2_000 });
+const restoresMemo = memo<Map<number, Restores>>(LEDGER_COUNT_MEMO);
 
 async function restoresByWave(db: Queryable, opId: string, rollbackRuns: boolean) {
   const res = await db.query<{ wave: number } & Restores>(

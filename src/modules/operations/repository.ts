@@ -1,5 +1,5 @@
 // Data access for operations: plain SQL (writes take the transaction's client).
-import { memo } from '../../lib/memo.ts';
+import { LEDGER_COUNT_MEMO, memo } from '../../lib/memo.ts';
 import type pg from 'pg';
 import type { Queryable } from '../../lib/sql.ts';
 import { NotFoundError } from '../../lib/errors.ts';
@@ -127,7 +127,7 @@ const unfinishedMemo = memo<Awaited<ReturnType<ReturnType<typeof operationReads>
 });
 
 /** progressOf's ledger counts, per operation version, for every reader in this process. */
-const ledgerCounts = memo<WaveProgress>({ ttlMs: 1_000, max: 256, costFactor: 4, staleMs: 2_000 });
+const ledgerCounts = memo<WaveProgress>(LEDGER_COUNT_MEMO);
 
 export function operationReads(db: Queryable) {
   const findById = async (id: string) => {
