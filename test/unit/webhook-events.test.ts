@@ -109,4 +109,10 @@ describe('webhook event types', () => {
     expect(m.text).not.toContain('<!channel>');
     expect(m.blocks).toHaveLength(2);
   });
+
+  it('names a completed wave once in its Slack text ("wave 2 completed", not "wave 2 wave completed")', () => {
+    const [wave] = buildEvents(src('operation.wave_settled', 'delete', { wave: 1 }));
+    expect(wave!.body.type).toBe('operation.wave_completed');
+    expect(slackMessage(wave!.body).text).toContain('Operation op_1 wave 2 completed (delete app');
+  });
 });

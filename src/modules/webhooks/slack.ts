@@ -34,9 +34,13 @@ export function slackMessage(body: WebhookEvent['body']): { text: string; blocks
     text = `${icon} Global freeze ${d.frozen ? 'set' : 'lifted'} by ${esc(d.actor)}${d.reason ? `: ${esc(d.reason)}` : ''}`;
   } else {
     const what = prefix === 'operation' ? 'Operation' : prefix === 'restore' ? 'Restore' : 'Purge';
-    const wave = typeof d.wave === 'number' && suffix === 'wave_completed' ? ` wave ${d.wave + 1}` : '';
+    // "wave 2 completed": the wave's number replaces the event's own "wave" (it read "wave 2 wave completed").
+    const event =
+      typeof d.wave === 'number' && suffix === 'wave_completed'
+        ? `wave ${d.wave + 1} completed`
+        : suffix.replace('_', ' ');
     text =
-      `${icon} ${what} ${esc(d.operationId)}${wave} ${suffix.replace('_', ' ')}` +
+      `${icon} ${what} ${esc(d.operationId)} ${event}` +
       ` (${esc(d.kind)} ${esc(d.targetType)}: ${esc(d.itemCount)} items, ${esc(d.tenantCount)} tenants)`;
     if (d.haltReason) text += `: ${esc(d.haltReason)}`;
   }
