@@ -39,7 +39,7 @@ describe('bad input changes nothing', () => {
       'UNSUPPORTED_MEDIA_TYPE',
     ],
     ['unknown field', (r) => r.send({ ...spec, ids: [appId(1, 1)], skipBadIds: true }), 400, 'VALIDATION_FAILED'],
-    ['empty ID list', (r) => r.send({ ...spec, ids: [] }), 400, 'VALIDATION_FAILED'],
+    ['empty ID list', (r) => r.send({ ...spec, ids: [] }), 400, 'EMPTY_ID_LIST'],
     ['IDs that are not strings', (r) => r.send({ ...spec, ids: [appId(1, 1), 123] }), 400, 'INVALID_IDS'],
     ['ID with whitespace', (r) => r.send({ ...spec, ids: [appId(1, 1), 'app 1'] }), 400, 'INVALID_IDS'],
     [
@@ -303,6 +303,18 @@ describe('bad input changes nothing', () => {
     await post()
       .send({ ...spec, ids: [appId(40, 1)], dryRun: true, rollout: { waves: ['20', '10%', '50'] } })
       .expect(200);
+  });
+
+  it('refuses an empty ID list with one code however it came, naming the field', async () => {
+    const json = await post()
+      .send({ ...spec, ids: [] })
+      .expect(400);
+    expect(json.body).toMatchObject({ code: 'EMPTY_ID_LIST', details: { field: 'body.ids' } });
+    const ndjson = await post()
+      .set('content-type', 'application/x-ndjson')
+      .send(`${JSON.stringify(spec)}\n`)
+      .expect(400);
+    expect(ndjson.body).toMatchObject({ code: 'EMPTY_ID_LIST', details: { field: 'ids' } });
   });
 
   it('names the offending field and IDs', async () => {

@@ -242,7 +242,7 @@ describe('the CI intake queue', () => {
       [{ ...spec, ids: [appId(5, 0), 'a\u0000b', ' x', [[1]]] }, 'INVALID_IDS'],
       [{ ...spec, tiket: 'CHG-1', ids: [appId(5, 0)] }, 'VALIDATION_FAILED'],
       [{ targetType: 'app', reason: 'Remove', ids: [appId(5, 0)] }, 'VALIDATION_FAILED'],
-      [{ ...spec, ids: [] }, 'VALIDATION_FAILED'],
+      [{ ...spec, ids: [] }, 'EMPTY_ID_LIST'],
       [{ ...spec, mode: 'purge', ids: [appId(5, 0)] }, 'VALIDATION_FAILED'],
     ] as const;
     for (const [i, [body, code]] of bad.entries()) {

@@ -130,9 +130,13 @@ export async function readIds(
     throw err;
   }
   invalid.refuse();
-  if (count === 0) throw new BadRequestError('EMPTY_ID_LIST', 'No IDs were submitted');
+  if (count === 0) throw emptyIdList('ids');
   return { count, idsHash: hash.digest('hex'), distinct: seen.distinct };
 }
+
+/** 400 EMPTY_ID_LIST: a list with no ID, named by `field` (`body.ids` inline, `ids` streamed). */
+const emptyIdList = (field: string) =>
+  new BadRequestError('EMPTY_ID_LIST', 'No IDs were submitted: list at least one ID', { field });
 
 /** Invalid IDs met while reading a list: all counted, the first 100 kept, refused together. */
 class InvalidIds {
@@ -172,6 +176,8 @@ export function refuseInvalidInlineIds(body: unknown): void {
   if (body === null || typeof body !== 'object') return;
   const ids = (body as { ids?: unknown }).ids;
   if (!Array.isArray(ids) || ids.length > MAX_INLINE_IDS) return;
+  // The same mistake gets the same code however the list came (NDJSON, text, JSON, the queue).
+  if (ids.length === 0) throw emptyIdList('body.ids');
   const invalid = new InvalidIds();
   for (let i = 0; i < ids.length; i++) invalid.found(ids[i], i);
   invalid.refuse();
