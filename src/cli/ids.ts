@@ -233,7 +233,17 @@ export function inListLines(err: unknown, where?: ListLines): unknown {
     const field = typeof d.field === 'string' ? { field: own(d.field) } : {};
     return new CliError(err.exitCode, err.code, message, { ...d, line, ...field }, err.status);
   }
-  if (!where) return err;
+  return where ? idsByLine(err, where) : err;
+}
+
+/**
+ * A refusal that names IDs by index (INVALID_IDS entries, a rejection's offenders), from the API or
+ * from the intake queue's job: each one also by its line in the list (`where`, the blank lines seen).
+ */
+export function idsByLine(err: unknown, where: ListLines): unknown {
+  if (!(err instanceof CliError)) return err;
+  const d = err.details as Record<string, unknown> | undefined;
+  if (!d) return err;
   const lined = (list: unknown) =>
     Array.isArray(list)
       ? list.map((o: { index?: unknown }) =>

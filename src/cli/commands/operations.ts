@@ -2,7 +2,17 @@
 // up to 1,000,000 IDs that way, staged server-side), and an operation followed to its outcome.
 import type { Command } from 'commander';
 import { EXIT, exitForState, usageError } from '../exit-codes.ts';
-import { ndjsonBody, openIds, collectIds, emptyIdList, inListLines, ListLines, withIds, type IdStats } from '../ids.ts';
+import {
+  ndjsonBody,
+  openIds,
+  collectIds,
+  emptyIdList,
+  idsByLine,
+  inListLines,
+  ListLines,
+  withIds,
+  type IdStats,
+} from '../ids.ts';
 import { inFlags, specOf, specOptions, type SpecFlags, type SubmitFlags } from '../spec.ts';
 import { redisUrlProblem, submitViaQueue } from '../queue.ts';
 import {
@@ -113,8 +123,10 @@ export function registerOperationCommands(program: Command) {
           if (!redisUrl) throw usageError('--via-queue needs --redis-url or BLASTGATE_REDIS_URL');
           const badUrl = redisUrlProblem(redisUrl, f.redisUrl !== undefined ? '--redis-url' : 'BLASTGATE_REDIS_URL');
           if (badUrl) throw badUrl;
-          const ids = await collectIds(openIds(f.idsFile) as AsyncIterable<Buffer>, 100_000);
+          const blanks = new ListLines();
+          const ids = await collectIds(openIds(f.idsFile) as AsyncIterable<Buffer>, 100_000, blanks);
           if (!ids.length) throw emptyIdList();
+          // The job's refusal names IDs by index, as the API's does: each also by its line in the file.
           const r = await submitViaQueue({
             redisUrl,
             prefix: f.queuePrefix ?? process.env.BLASTGATE_QUEUE_PREFIX ?? 'blastgate',
@@ -123,6 +135,8 @@ export function registerOperationCommands(program: Command) {
             ...(f.idempotencyKey ? { jobId: f.idempotencyKey } : {}),
             timeoutMs: timeoutMs ?? 300_000,
             note: (text) => ctx.out.note(text),
+          }).catch((err: unknown) => {
+            throw inFlags(idsByLine(err, blanks), f);
           });
           op = { id: r.operationId, state: r.state, planHash: r.planHash, plan: r.plan as OpView['plan'] };
           submittedIds = ids.length;
