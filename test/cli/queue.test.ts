@@ -182,7 +182,9 @@ describe('submit --via-queue', () => {
     expect(human.stderr).toContain('blastgate report op_rejected1');
     // Offenders are named by their line in the file too, as over REST (the job names them by index).
     const blank = await submit('good-token', 'app_1\n\napp_bad\n', 'ci-run-2-lines');
-    expect(jsonError(blank).error.details.offenders.unknown).toEqual([{ index: 1, line: 3, id: 'app_bad' }]);
+    expect(jsonError(blank).error.details).toMatchObject({
+      offenders: { unknown: [{ index: 1, line: 3, id: 'app_bad' }] },
+    });
     const humanLines = await runCli(
       ['submit', '--via-queue', '--type', 'app', '--reason', 'From CI', '--ticket', 'CI-1', '--queue-prefix', prefix],
       { token: 'good-token', input: 'app_1\n\napp_bad\n', env: { BLASTGATE_REDIS_URL: redisUrl } },
