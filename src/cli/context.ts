@@ -130,6 +130,7 @@ export interface PlanLike {
     erased?: number;
     restored?: number;
     deletedAgain?: number;
+    uncertain?: number;
     items?: { id: string; reason: string; detail: string }[];
   };
   liveAtAsOf?: { count: number; ids: string[] } | null;
@@ -176,6 +177,7 @@ export function planLines(
   for (const [reason, n, what] of [
     ['restored', plan.leftOut?.restored, 'brought back since'],
     ['deleted_again', plan.leftOut?.deletedAgain, 'deleted again since'],
+    ['uncertain', plan.leftOut?.uncertain, 'whose delete may or may not have happened'],
   ] as const) {
     if (!n) continue;
     const byDetail = new Map<string, string[]>();

@@ -14,7 +14,7 @@ import {
   type ExecHarness,
 } from '../support/execution.ts';
 import { appsOf, command } from '../support/exec-helpers.ts';
-import { useHttp } from '../support/restores.ts';
+import { postRestore, useHttp } from '../support/restores.ts';
 import { appId, query, seedRegistry, siteId, tenantId } from '../support/seed.ts';
 
 const APPS = 4;
@@ -218,5 +218,45 @@ describe('a refusal that may follow an applied delete keeps the mark, and the ro
     expect((await items(op.id)).get(victim)!.state).toBe('restored');
     expect(end.state).toBe('rolled_back');
     expect(await settled(op.id)).toEqual({ action: 'operation.rolled_back', restored: ids.length, failed: 0 });
+  });
+});
+
+describe('a restore of the operation or its tenant names a delete that may or may not have happened', () => {
+  it('left out as uncertain (a try timed out, its retry was answered 404), never skipped silently', async () => {
+    await useHttpAdapter(h, true, { timeoutMs: 400 });
+    const [s] = freshSites(1) as [number];
+    const ids = appsOf([s], APPS);
+    const victim = appId(s, 0);
+    h.downstream.beforeApply(async (call) => {
+      if (call.action === 'softDelete' && call.resourceId === victim) await sleep(900);
+    });
+    h.downstream.answer((call) =>
+      call.action === 'softDelete' && call.resourceId === victim && callsOf(victim, 'softDelete').length > 1
+        ? 404
+        : null,
+    );
+    // One failure in four stays under the halt threshold: the operation ends with it failed.
+    const haltPolicy = { probe: 'optional', onHalt: 'pause', minSample: APPS, maxFailureRate: 0.5 };
+    const op = await submitAndStart(h, { ids, rollout: ROLLOUT, haltPolicy });
+    expect((await waitForState(h, op.id, ENDED)).state).toBe('completed_with_failures');
+    const row = (await items(op.id)).get(victim)!;
+    expect(row).toMatchObject({ state: 'failed' });
+    expect(row.executed_seq).not.toBeNull();
+
+    const uncertain = {
+      id: victim,
+      reason: 'uncertain',
+      by: op.id,
+      detail: `the delete by ${op.id} may or may not have happened (a try of unknown outcome, then a failure): a rollback of ${op.id} restores it from its snapshot`,
+    };
+    for (const scope of [{ operationId: op.id }, { tenantId: tenantId(s) }]) {
+      const r = await postRestore(h, { ...scope, dryRun: true });
+      expect(r.status, JSON.stringify(r.body)).toBe(200);
+      // The three it knows it deleted are restored; the fourth is named with why it is not.
+      expect(r.body.plan, JSON.stringify(scope)).toMatchObject({
+        itemCount: APPS - 1,
+        leftOut: { uncertain: 1, items: [uncertain] },
+      });
+    }
   });
 });

@@ -213,6 +213,11 @@ export const PlanSchema = Type.Object(
             description:
               'An operation scope: how many were brought back since and deleted again by another operation (a restore of that one takes them)',
           }),
+          uncertain: Type.Integer({
+            description:
+              "How many the scope's deletes may or may not have deleted: a try of unknown outcome (a timeout, a 5xx), then the item failed. " +
+              'A restore takes only what is known to be deleted; a rollback of that delete restores them from their snapshots',
+          }),
           items: Type.Array(
             Type.Object({
               id: Type.String(),
@@ -221,10 +226,11 @@ export const PlanSchema = Type.Object(
                 Type.Literal('erased'),
                 Type.Literal('restored'),
                 Type.Literal('deleted_again'),
+                Type.Literal('uncertain'),
               ]),
               by: Type.Union([Type.String(), Type.Null()], {
                 description:
-                  'The operation that did it: the purge or erasure, the restore or the delete whose rollback brought it back, the delete that took it again (null when only an import said it is purged)',
+                  'The operation that did it: the purge or erasure, the restore or the delete whose rollback brought it back, the delete that took it again or may have (uncertain; null when only an import said it is purged)',
               }),
               detail: Type.String({ description: 'Why it is left out, for people' }),
             }),
@@ -236,7 +242,7 @@ export const PlanSchema = Type.Object(
             'Restores and purges of a tenant or an operation: what the scope names but the plan leaves out, and why: ' +
             'purged already (by a purge or an erasure; for a tenant, also what an erasure took while it was active), ' +
             'which is final; for an operation, also what was brought back since (restored) or deleted again since by ' +
-            'another operation (deleted_again). Absent when nothing was left out. A list of IDs is never cut short: a purged ID in it ' +
+            'another operation (deleted_again); for both, what a delete may or may not have deleted (uncertain). Absent when nothing was left out. A list of IDs is never cut short: a purged ID in it ' +
             'rejects the plan (purged, erased)',
         },
       ),

@@ -9,7 +9,7 @@ import { DELETED_ITEM_STATES, isErased, tookEffect } from './history.ts';
 /** How many IDs of each reason leftOut names (and liveAtAsOf). */
 export const LEFT_OUT_SAMPLE = 20;
 
-export type LeftOutReason = 'purged' | 'erased' | 'restored' | 'deleted_again';
+export type LeftOutReason = 'purged' | 'erased' | 'restored' | 'deleted_again' | 'uncertain';
 
 export interface LeftOutItem {
   id: string;
@@ -33,6 +33,8 @@ export interface LeftOut {
   restored: number;
   /** An operation scope: brought back since, and deleted again by another operation (whose restore takes it). */
   deletedAgain: number;
+  /** Whose delete may or may not have happened: a try of unknown outcome, then the item failed (see uncertain()). */
+  uncertain: number;
   /** The first of each reason, by ID, with why. */
   items: LeftOutItem[];
 }
@@ -102,6 +104,36 @@ async function since(client: pg.PoolClient, operationId: string): Promise<void> 
   );
 }
 
+/**
+ * What the scope's deletes may have deleted without knowing it: a try of unknown outcome (a timeout,
+ * a 5xx), then the item failed (a 404 on the retry, the retries ran out). Its write-ahead mark stays
+ * (execution/ledger.ts) and a rollback restores it; a restore takes only what is known to be deleted
+ * (DELETED_ITEM_STATES), so such an item was skipped without a word. For a tenant, only a delete
+ * newer than the resource's latest act that took effect: an older one was settled since.
+ */
+async function uncertain(client: pg.PoolClient, scope: Scope): Promise<void> {
+  const [where, params] =
+    scope.kind === 'tenant'
+      ? [
+          `s.tenant_id = $2 AND s.created_at >= coalesce($3::timestamptz, '-infinity')`,
+          [scope.tenantId, scope.deletedSince],
+        ]
+      : [`s.operation_id = $2`, [scope.operationId]];
+  await client.query(
+    `INSERT INTO left_out (id, reason, by)
+     SELECT DISTINCT ON (s.resource_id) s.resource_id, 'uncertain', s.operation_id
+     FROM snapshots s JOIN operations o ON o.id = s.operation_id AND o.action = 'delete'
+     JOIN operation_items i ON i.snapshot_id = s.id AND (i.operation_id || '') = s.operation_id
+     LEFT JOIN restore_latest l ON l.id = s.resource_id
+     WHERE ${where} AND i.executed_seq IS NOT NULL AND NOT (i.state = ANY($1::text[] || '{restored}'))
+       AND (l.id IS NULL OR l.at < s.created_at)
+       AND NOT EXISTS (SELECT 1 FROM plan_input p WHERE p.id = s.resource_id)
+     ORDER BY s.resource_id, s.created_at DESC
+     ON CONFLICT (id) DO NOTHING`,
+    [DELETED_ITEM_STATES, ...params],
+  );
+}
+
 /** What the scope leaves out, or null when it leaves out nothing. */
 export async function leftOutOf(client: pg.PoolClient, scope: Scope): Promise<LeftOut | null> {
   await client.query(
@@ -109,6 +141,7 @@ export async function leftOutOf(client: pg.PoolClient, scope: Scope): Promise<Le
   );
   await gone(client, scope);
   if (scope.kind === 'operation') await since(client, scope.operationId);
+  await uncertain(client, scope);
   const counts = await client.query<{ reason: LeftOutReason; n: number }>(
     `SELECT reason, count(*)::int AS n FROM left_out GROUP BY reason`,
   );
@@ -130,6 +163,7 @@ export async function leftOutOf(client: pg.PoolClient, scope: Scope): Promise<Le
     erased: n.erased ?? 0,
     restored: n.restored ?? 0,
     deletedAgain: n.deleted_again ?? 0,
+    uncertain: n.uncertain ?? 0,
     items: sample.rows.map(({ rollback, ...r }) => ({ ...r, detail: detailOf(r.reason, r.by, rollback) })),
   };
 }
@@ -148,6 +182,8 @@ function detailOf(reason: LeftOutReason, by: string | null, rollback: boolean): 
       return rollback ? `already restored by the rollback of ${by}` : `already restored by ${by}`;
     case 'deleted_again':
       return `restored since and deleted again by ${by}: a restore of ${by} brings it back`;
+    case 'uncertain':
+      return `the delete by ${by} may or may not have happened (a try of unknown outcome, then a failure): a rollback of ${by} restores it from its snapshot`;
   }
 }
 
@@ -164,6 +200,8 @@ export function leftOutSentence(leftOut: LeftOut | null, verb: string): string {
       `; ${leftOut.restored} resource(s) of it were restored since ${named(leftOut.restored, of('restored'))}`,
     leftOut.deletedAgain &&
       `; ${leftOut.deletedAgain} resource(s) of it were restored and deleted again since by another operation ${named(leftOut.deletedAgain, of('deleted_again'))}`,
+    leftOut.uncertain &&
+      `; ${leftOut.uncertain} resource(s) of it may or may not have been deleted (a try of unknown outcome, then a failure; a rollback of that delete restores them) ${named(leftOut.uncertain, of('uncertain'))}`,
   ]
     .filter(Boolean)
     .join('');
