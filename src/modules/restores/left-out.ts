@@ -112,21 +112,22 @@ async function since(client: pg.PoolClient, operationId: string): Promise<void> 
  * newer than the resource's latest act that took effect: an older one was settled since.
  */
 async function uncertain(client: pg.PoolClient, scope: Scope): Promise<void> {
-  const [where, params] =
+  // A tenant's through the snapshots by tenant; an operation's through its own ledger (snapshots
+  // have no index by operation).
+  const [from, params] =
     scope.kind === 'tenant'
       ? [
-          `s.tenant_id = $2 AND s.created_at >= coalesce($3::timestamptz, '-infinity')`,
+          `snapshots s JOIN operation_items i ON i.snapshot_id = s.id AND (i.operation_id || '') = s.operation_id
+           WHERE s.tenant_id = $2 AND s.created_at >= coalesce($3::timestamptz, '-infinity')`,
           [scope.tenantId, scope.deletedSince],
         ]
-      : [`s.operation_id = $2`, [scope.operationId]];
+      : [`operation_items i JOIN snapshots s ON s.id = i.snapshot_id WHERE i.operation_id = $2`, [scope.operationId]];
   await client.query(
     `INSERT INTO left_out (id, reason, by)
      SELECT DISTINCT ON (s.resource_id) s.resource_id, 'uncertain', s.operation_id
-     FROM snapshots s JOIN operations o ON o.id = s.operation_id AND o.action = 'delete'
-     JOIN operation_items i ON i.snapshot_id = s.id AND (i.operation_id || '') = s.operation_id
-     LEFT JOIN restore_latest l ON l.id = s.resource_id
-     WHERE ${where} AND i.executed_seq IS NOT NULL AND NOT (i.state = ANY($1::text[] || '{restored}'))
-       AND (l.id IS NULL OR l.at < s.created_at)
+     FROM ${from} AND i.executed_seq IS NOT NULL AND NOT (i.state = ANY($1::text[] || '{restored}'))
+       AND EXISTS (SELECT 1 FROM operations o WHERE o.id = s.operation_id AND o.action = 'delete')
+       AND NOT EXISTS (SELECT 1 FROM restore_latest l WHERE l.id = s.resource_id AND l.at >= s.created_at)
        AND NOT EXISTS (SELECT 1 FROM plan_input p WHERE p.id = s.resource_id)
      ORDER BY s.resource_id, s.created_at DESC
      ON CONFLICT (id) DO NOTHING`,
