@@ -294,6 +294,50 @@ describe('a site delete takes its active descendants with it', () => {
       .expect(200);
   });
 
+  it("follows each level's own cascade types: an org takes its projects and their tasks, and a new task makes it stale", async () => {
+    // org → proj → task, each type naming only its children's type (a trial: the tasks stayed
+    // active, unlocked and unsnapshotted under a deleted project).
+    await query(
+      t.databaseUrl,
+      `INSERT INTO resource_types (name, parent_type, cascade_to) VALUES
+         ('org', NULL, ARRAY['proj']), ('proj', 'org', ARRAY['task']), ('task', 'proj', '{}')`,
+    );
+    await query(
+      t.databaseUrl,
+      `INSERT INTO resources (id, type, tenant_id, parent_id) VALUES
+         ('org_1', 'org', $1, NULL), ('proj_1', 'proj', $1, 'org_1'), ('task_1', 'task', $1, 'proj_1'),
+         ('task_2', 'task', $1, 'proj_1')`,
+      [tenantId(36)],
+    );
+    const org = (extra: object = {}) =>
+      request(t.app.server)
+        .post('/v1/operations')
+        .set('authorization', t.auth('requester'))
+        .send({ targetType: 'org', reason: 'Offboard org', ticket: 'CHG-10', ids: ['org_1'], ...extra });
+    const res = await org().expect(201);
+    expect(res.body.plan.cascade).toEqual([
+      { type: 'task', count: 2 },
+      { type: 'proj', count: 1 },
+    ]);
+    expect(res.body.plan.itemCount).toBe(4);
+    await request(t.app.server)
+      .post(`/v1/operations/${res.body.id}/approve`)
+      .set('authorization', t.auth('approver'))
+      .send({ planHash: res.body.planHash })
+      .expect(200);
+    await query(
+      t.databaseUrl,
+      `INSERT INTO resources (id, type, tenant_id, parent_id) VALUES ('task_3', 'task', $1, 'proj_1')`,
+      [tenantId(36)],
+    );
+    const start = await request(t.app.server)
+      .post(`/v1/operations/${res.body.id}/start`)
+      .set('authorization', t.auth('operator'))
+      .send({})
+      .expect(409);
+    expect(start.body.details.changed).toEqual([expect.objectContaining({ resourceId: 'task_3', planned: null })]);
+  });
+
   it('refuses a cascade deeper than it follows instead of leaving the deepest resources behind, naming them', async () => {
     // site 33 → app → widget ×5: the fifth widget is at level 6, below the last level followed.
     const chain = ['dw_1', 'dw_2', 'dw_3', 'dw_4', 'dw_5'];

@@ -2,7 +2,7 @@
 // what changed since makes the plan stale (409 PLAN_STALE), and nothing starts.
 import type pg from 'pg';
 import { ConflictError, type AppError } from '../../lib/errors.ts';
-import { CASCADE_DEPTH } from '../operations/cascade-plan.ts';
+import { CASCADE_DEPTH, takenByCascade } from '../operations/cascade-plan.ts';
 import { statesActedOn } from '../erasure/states.ts';
 import { DELETE_STANDS, EXTERNAL_TYPES, ledgerDecides, readHistory } from '../restores/history.ts';
 import type { OperationRecord } from './state.ts';
@@ -51,7 +51,7 @@ export async function planStale(tx: pg.PoolClient, record: OperationRecord): Pro
   // The cascade checks look the ledger up by resource ID, which it has no index for: they read a
   // copy of it that PostgreSQL has statistics of (see stale_ledger). A plan without cascades
   // (no descendants, none to look for) reads its ledger once, as before.
-  if (kids.rowCount || cascadeTo.length) await copyLedger(tx, record.id);
+  if (kids.rowCount || cascadeTo.length) await copyLedger(tx, record.id, record.targetType);
   const r = await tx.query<StaleRow & { total: number }>(
     // A descendant moved out of its cascade: its parent now is neither the submitted item that takes
     // it nor another planned descendant of that item.
@@ -143,12 +143,14 @@ async function cascadeTypes(tx: pg.PoolClient, type: string): Promise<string[]> 
  * whole ledger: a site with 5,006 apps took 4-6 minutes to start, all of it under the operation's
  * row lock, so an abort waited behind it (a trial). Counted, it joins by hash.
  */
-async function copyLedger(tx: pg.PoolClient, operationId: string) {
+async function copyLedger(tx: pg.PoolClient, operationId: string, targetType: string) {
   await tx.query(`DROP TABLE IF EXISTS stale_ledger`);
+  // `type`: what each item was planned as (a descendant's own type; a submitted one's the target).
   await tx.query(
     `CREATE TEMP TABLE stale_ledger ON COMMIT DROP AS
-     SELECT seq, parent_seq, resource_id, depth FROM operation_items WHERE operation_id = $1`,
-    [operationId],
+     SELECT seq, parent_seq, resource_id, depth, coalesce(resource_type, $2) AS type
+     FROM operation_items WHERE operation_id = $1`,
+    [operationId, targetType],
   );
   await tx.query(`ANALYZE stale_ledger`);
 }
@@ -159,7 +161,7 @@ async function unplannedDescendants(tx: pg.PoolClient, cascadeTo: string[], stat
   // The ledger is read from its copy with statistics (copyLedger): joined with the operation's
   // own rows, a guess of 4 rows made this a nested loop of the registry against the ledger.
   const children = `SELECT c.id, c.type, c.tenant_id, c.parent_id, c.state FROM stale_ledger p
-     JOIN resources c ON c.parent_id = p.resource_id AND c.state = ANY($3::text[]) AND c.type = ANY($1::text[])
+     JOIN resources c ON c.parent_id = p.resource_id AND c.state = ANY($3::text[]) AND ${takenByCascade('c.type', 'p.type', '$1')}
      WHERE p.depth < $2 AND NOT EXISTS (SELECT 1 FROM stale_ledger i WHERE i.resource_id = c.id)`;
   const params = [cascadeTo, CASCADE_DEPTH, states];
   // The planner left out what Blastgate already deleted through an HTTP adapter (see

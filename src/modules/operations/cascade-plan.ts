@@ -13,6 +13,17 @@ import { LIVE_STATES } from './lifecycle-types.ts';
 export const CASCADE_DEPTH = 5;
 
 /**
+ * SQL: a child of type `child` under a resource of type `parent` is taken by the cascade: its type
+ * is in the submitted type's cascadeTo (`rootCascade`, a parameter), or in its parent's type's own.
+ * An org → proj → task chain declares each level's children on its own type; following only the
+ * org's list deleted the projects and left their tasks active, unlocked and unsnapshotted (a trial).
+ */
+export function takenByCascade(child: string, parent: string, rootCascade: string): string {
+  return `(${child} = ANY(${rootCascade}::text[])
+    OR ${child} = ANY(coalesce((SELECT ct.cascade_to FROM resource_types ct WHERE ct.name = ${parent}), '{}')))`;
+}
+
+/**
  * Resolves the descendants of the submitted resources classified ok so far. Always creates the
  * table (empty without cascade types), so that the queries after it need no special case.
  */
@@ -39,7 +50,7 @@ export async function expandCascade(
        UNION ALL
        SELECT r.id, r.type, r.tenant_id, t.root, t.depth + 1, r.protected, r.parent_id
        FROM tree t JOIN resources r ON r.parent_id = t.id
-       WHERE r.state = ANY($3::text[]) AND r.type = ANY($1::text[]) AND t.depth < $2
+       WHERE r.state = ANY($3::text[]) AND ${takenByCascade('r.type', 't.type', '$1')} AND t.depth < $2
      )
      INSERT INTO plan_cascade
      SELECT DISTINCT ON (t.id) t.id, t.type, t.tenant_id, t.root, t.depth, t.protected, t.parent_id FROM tree t
@@ -84,7 +95,7 @@ async function refuseDeeperCascades(
 ): Promise<void> {
   const deep = await client.query<{ root: string; id: string }>(
     `SELECT DISTINCT ON (pc.root) pc.root, r.id FROM plan_cascade pc
-     JOIN resources r ON r.parent_id = pc.id AND r.state = ANY($3::text[]) AND r.type = ANY($1::text[])
+     JOIN resources r ON r.parent_id = pc.id AND r.state = ANY($3::text[]) AND ${takenByCascade('r.type', 'pc.type', '$1')}
      WHERE pc.depth = $2 ORDER BY pc.root, r.id LIMIT 100`,
     [cascadeTo, CASCADE_DEPTH, states],
   );
