@@ -225,6 +225,27 @@ describe('live view in headless Chromium', () => {
     }
   });
 
+  it('counts a cascade\'s descendants apart from the listed type in its summary (not "5 site items" for 1 site)', async () => {
+    await query(h.databaseUrl, `UPDATE resource_types SET cascade_to = ARRAY['app'] WHERE name = 'site'`);
+    const context = await browser.newContext();
+    try {
+      const created = await request(h.app.server)
+        .post('/v1/operations')
+        .set('authorization', h.auth('requester'))
+        .send({ targetType: 'site', reason: 'Decommission a site', ticket: 'CHG-12', ids: ['site_00077'] });
+      expect(created.status, JSON.stringify(created.body)).toBe(201);
+      const page = await context.newPage();
+      await openWithToken(page, h.tokens.approver);
+      await page.locator(`#ops tr[data-id="${created.body.id}"] a`).click();
+      await expect
+        .poll(() => page.locator('#op-summary').textContent(), POLL)
+        .toMatch(/^delete of 5 items: 1 site, 4 app by cascade across 1 tenants · /);
+    } finally {
+      await context.close();
+      await query(h.databaseUrl, `UPDATE resource_types SET cascade_to = '{}' WHERE name = 'site'`);
+    }
+  });
+
   it('lets an approver approve a planned operation after showing its plan summary and hash', async () => {
     const created = await request(h.app.server)
       .post('/v1/operations')

@@ -365,6 +365,18 @@ function waitingText(w) {
   return `Waiting to retry ${n} failed restore${n === 1 ? '' : 's'}, the next at ${w.nextRetryAt}.${error} ${w.detail}`;
 }
 
+/**
+ * "120 items: 60 app, 60 module by cascade": itemCount counts cascaded descendants too, so "120
+ * app items" over 60 apps (a trial) read as twice the apps.
+ */
+function itemsText(op) {
+  const cascade = op.plan?.cascade ?? [];
+  const taken = cascade.reduce((n, c) => n + c.count, 0);
+  if (!taken) return `${op.itemCount} ${op.targetType} items`;
+  const parts = cascade.map((c) => `${c.count} ${c.type}`).join(', ');
+  return `${op.itemCount} items: ${op.itemCount - taken} ${op.targetType}, ${parts} by cascade`;
+}
+
 function render(v) {
   const op = v.op;
   $('op-state').textContent = op.state;
@@ -374,7 +386,7 @@ function render(v) {
       ? `${op.waveCount} waves`
       : `wave ${op.currentWave + 1} of ${op.waveCount}`;
   $('op-summary').textContent =
-    `${op.kind ?? op.action} of ${op.itemCount} ${op.targetType} items across ${op.tenantCount} tenants · ` +
+    `${op.kind ?? op.action} of ${itemsText(op)} across ${op.tenantCount} tenants · ` +
     `${waves} · requested by ${op.requestedBy}`;
   $('halt').hidden = !op.haltReason;
   $('halt').textContent = op.haltReason ? `${REASON_LABELS[op.state] ?? 'Reason'}: ${op.haltReason}` : '';
