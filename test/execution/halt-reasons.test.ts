@@ -9,6 +9,7 @@ import {
   waitForState,
   type ExecHarness,
 } from '../support/execution.ts';
+import { idempotencyKeyFor } from '../../src/modules/adapters/signing.ts';
 import { appsOf, command } from '../support/exec-helpers.ts';
 import { query, seedRegistry } from '../support/seed.ts';
 
@@ -67,5 +68,41 @@ describe('a wave that halts again on resume', () => {
     expect(again.haltReason).toMatch(/^wave 1 of 1: item failure rate 8\.33% over 5% \(2\/24\)/);
     // The failures it still counts are the refusals: their error, not the 500 the resume got past.
     expect(again.haltReason).toContain('; last error: HTTP 422 Unprocessable Entity');
+  });
+});
+
+describe('the error of an item whose rollback could not restore it', () => {
+  it('says it is the restore that failed, and how many restore requests were sent in all', async () => {
+    // A trial: items read "HTTP 500 … (after 3 attempts)" while the downstream had 2 soft-delete
+    // calls for each. The error was the rollback's restore (it replaces the delete's), counting only
+    // its last round's requests, after 15 had been sent over 5 rounds under the restore's own key.
+    // Here each restore fails 3 times (a 500: one round of 3 requests), then is refused (422).
+    const ids = appsOf(freshSites(3), APPS);
+    const restores = new Map<string, number>();
+    h.downstream.answer((c) => {
+      if (c.action === 'softDelete') return 500;
+      if (c.action !== 'restore') return null;
+      const n = (restores.get(c.idempotencyKey!) ?? 0) + 1;
+      restores.set(c.idempotencyKey!, n);
+      return n <= 3 ? 500 : 422;
+    });
+    const op = await submitAndStart(h, {
+      ids,
+      rollout: { bakeSeconds: 0, concurrency: 2, waves: ['100%'], restoreDrill: false },
+      haltPolicy: { probe: 'optional', maxConsecutiveFailures: 2 },
+    });
+    const end = await waitForState(h, op.id, ['rollback_incomplete', 'rolled_back'], 60_000);
+    expect(end.state).toBe('rollback_incomplete');
+    const rows = await query<{ resource_id: string; state: string; last_error: string }>(
+      h.databaseUrl,
+      `SELECT resource_id, state, last_error FROM operation_items WHERE operation_id = $1 AND state = 'restore_failed'`,
+      [op.id],
+    );
+    expect(rows.length).toBeGreaterThan(0);
+    for (const r of rows) {
+      const sent = restores.get(idempotencyKeyFor({ operationId: op.id, resourceId: r.resource_id }, 'restore'));
+      expect(sent, r.resource_id).toBe(4);
+      expect(r.last_error, r.resource_id).toBe('HTTP 422 Unprocessable Entity (after 4 restore attempts)');
+    }
   });
 });
