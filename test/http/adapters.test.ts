@@ -305,6 +305,29 @@ describe('http adapter', () => {
     expect(downstream.calls).toHaveLength(1);
   });
 
+  // A trial read "HTTP 500 … (after 3 attempts)" against 2 calls in the downstream's log: the count
+  // must be the requests actually sent (the message and `attempts` alike).
+  it('says how many requests it sent: all of its retries, or those sent before it was stopped', async () => {
+    downstream.failAll(500);
+    const [spent] = await httpAdapter({ retries: 2 }).apply('softDelete', items(1), opts());
+    expect(spent).toMatchObject({ attempts: 3, error: 'HTTP 500 Internal Server Error (after 3 attempts)' });
+    expect(downstream.calls).toHaveLength(3);
+    downstream.reset();
+    downstream.failAll(500);
+    let checks = 0;
+    const [stopped] = await httpAdapter({ retries: 2 }).apply(
+      'softDelete',
+      items(1),
+      opts({ shouldContinue: () => ++checks <= 2 }),
+    );
+    expect(downstream.calls).toHaveLength(2);
+    expect(stopped).toMatchObject({
+      interrupted: true,
+      attempts: 2,
+      error: 'stopped before retry; last attempt: HTTP 500 Internal Server Error (after 2 attempts)',
+    });
+  });
+
   it('restore sends the stored snapshot back', async () => {
     const batch = items(3);
     const adapter = httpAdapter();

@@ -86,8 +86,20 @@ describe('snapshotBatch declared', () => {
     downstream.snapshotBatchFails(503);
     const bulk = await adapter().snapshot(items(2), { concurrency: 4 });
     expect(bulk).toEqual([
-      { ok: false, permanent: false, status: 503, error: 'HTTP 503 Service Unavailable (after 2 attempts)' },
-      { ok: false, permanent: false, status: 503, error: 'HTTP 503 Service Unavailable (after 2 attempts)' },
+      {
+        ok: false,
+        permanent: false,
+        status: 503,
+        attempts: 2,
+        error: 'HTTP 503 Service Unavailable (after 2 attempts)',
+      },
+      {
+        ok: false,
+        permanent: false,
+        status: 503,
+        attempts: 2,
+        error: 'HTTP 503 Service Unavailable (after 2 attempts)',
+      },
     ]);
     expect(downstream.calls.map((c) => c.action)).toEqual(['snapshotBatch', 'snapshotBatch']);
   });

@@ -39,4 +39,12 @@ describe('transitionData', () => {
         action,
       ).toMatchObject({ state: 'running', haltReason: null });
   });
+
+  it("an operator's rollback of a halted operation: the haltReason it led to, which keeps the halt's cause", () => {
+    const haltReason = 'rollback by sre-operator: downstream fixed (halted: wave 4 of 5: 5 consecutive item failures)';
+    const detail = { reason: 'downstream fixed', haltReason };
+    expect(
+      transitionData(t({ action: 'operation.rollback_started', from: 'halted', to: 'rolling_back', detail })),
+    ).toMatchObject({ state: 'rolling_back', haltReason });
+  });
 });

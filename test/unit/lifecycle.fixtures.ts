@@ -37,6 +37,7 @@ export function makeState(over: Partial<LifecycleState> = {}): LifecycleState {
     currentWave: null,
     pausedFrom: null,
     haltReason: null,
+    haltCause: null,
     requiresBreakGlass: false,
     planHash: HASH,
     requestedBy: REQUESTER,

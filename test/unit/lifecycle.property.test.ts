@@ -319,6 +319,12 @@ function step(m: Model, s: LifecycleState, e: LifecycleEvent, d: Decision & { ok
   if (s.state === 'planned' && !['planned', 'cancelled', 'expired'].includes(next.state))
     expect(refReady(next), 'left planned without approvals').toBe(true);
 
+  // Why it stopped stays readable: while it keeps a cause its haltReason says it, and a halt's cause
+  // is never replaced by what is done after it (an operator's rollback, a rollback that ends incomplete).
+  if (next.state === 'running' || next.state === 'baking') expect(next.haltCause, 'a cause while it runs').toBe(null);
+  else if (s.haltCause?.startsWith('halted: ')) expect(next.haltCause, 'the halt cause replaced').toBe(s.haltCause);
+  if (next.haltCause !== null)
+    expect(next.haltReason ?? '', 'the haltReason without its cause').toContain(next.haltCause.replace(/^\w+: /, ''));
   if (s.kind === 'restore') {
     // Rolling a restore back would delete again what it restored.
     expect(next.state, 'a restore never rolls back').not.toBe('rolling_back');
@@ -394,13 +400,15 @@ describe('lifecycle properties', () => {
       wave: fc.nat(3),
       frozen: fc.boolean(),
       haltReason: fc.constantFrom(null, 'x'),
+      haltCause: fc.constantFrom(null, 'halted: x', 'paused: x'),
     })
-    .map(({ base, state, pausedFrom, wave, frozen, haltReason }) => ({
+    .map(({ base, state, pausedFrom, wave, frozen, haltReason, haltCause }) => ({
       ...base,
       state,
       pausedFrom,
       frozen,
       haltReason,
+      haltCause,
       currentWave: state === 'planned' || state === 'approved' ? null : wave % base.waveCount,
     }));
 

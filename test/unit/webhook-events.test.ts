@@ -101,6 +101,25 @@ describe('webhook event types', () => {
     expect(buildEvents(src('operation.completed', 'delete'))[0]!.body.data).toMatchObject({ haltReason: null });
   });
 
+  it("says why an operator's rollback ended as the operation did then: with the halt's cause, not the raw reason", () => {
+    const cause = 'halted: wave 4 of 5: 5 consecutive item failures (limit 5); last error: HTTP 500';
+    const said = `16 item(s) could not be restored; see the item ledger (${cause})`;
+    const [incomplete] = buildEvents(
+      src('operation.rollback_incomplete', 'delete', { reason: '16 item(s) could not be restored', haltReason: said }),
+    );
+    expect(incomplete!.body.data).toMatchObject({ haltReason: said });
+    // As it was at the event, not as the operation reads when the event is sent (it may have moved on).
+    const rolledBack = src('operation.rolled_back', 'delete', {
+      restored: 20,
+      failed: 0,
+      haltReason: `rollback by sre-operator: downstream fixed, retry rollback (${cause})`,
+    });
+    rolledBack.operation = { ...op('delete'), haltReason: 'something later' };
+    expect(buildEvents(rolledBack)[0]!.body.data).toMatchObject({
+      haltReason: `rollback by sre-operator: downstream fixed, retry rollback (${cause})`,
+    });
+  });
+
   it('renders Slack messages with mrkdwn escaped', () => {
     const [halted] = buildEvents(src('operation.halted', 'delete', { to: 'halted', reason: '<!channel> & co' }));
     const m = slackMessage(halted!.body);

@@ -2,7 +2,7 @@
 // per snapshotBatchSize items for snapshots when the optional bulk read (snapshotBatch) is declared
 // (transport in http-transport.ts; targets and failure reasons in http-render.ts).
 import type http from 'node:http';
-import { connectionText, renderTarget, statusText } from './http-render.ts';
+import { afterAttempts, connectionText, renderTarget, statusText } from './http-render.ts';
 import {
   BodyTooLargeError,
   createAgent,
@@ -119,6 +119,9 @@ export function createHttpAdapter(config: ResolvedHttpConfig, deps: HttpAdapterD
   ): Promise<{ ok: true; res: RawResponse } | ItemFailed | typeof SKIPPED> {
     let last: ItemFailed | undefined;
     let waitAtLeast = 0;
+    // Requests handed to the transport: what a failure says it took, never the retry budget (a halt
+    // stops a call between its tries: "after 3 attempts" against 2 calls in the downstream's log).
+    let sent = 0;
     for (let attempt = 0; attempt <= config.retries; attempt++) {
       if (attempt > 0) {
         const exp = config.retryBaseMs * 2 ** (attempt - 1);
@@ -126,15 +129,16 @@ export function createHttpAdapter(config: ResolvedHttpConfig, deps: HttpAdapterD
       }
       if (shouldContinue && !shouldContinue()) {
         // Attempted before: the owning system may have applied it, so report the failure, not a skip.
-        return last
-          ? { ...last, interrupted: true, error: `stopped before retry; last attempt: ${last.error}` }
-          : SKIPPED;
+        if (!last) return SKIPPED;
+        const error = afterAttempts(`stopped before retry; last attempt: ${last.error}`, sent);
+        return { ...last, interrupted: true, attempts: sent, error };
       }
       let res: RawResponse;
+      sent++;
       try {
         res = await send(method, path, body, extra, config.timeoutMs);
       } catch (err) {
-        if (err instanceof BodyTooLargeError) return { ok: false, permanent: true, error: err.message };
+        if (err instanceof BodyTooLargeError) return { ok: false, permanent: true, error: err.message, attempts: sent };
         // The policy, not the network, said no: retrying cannot help. This attempt reached no host
         // (an earlier one may have: its doubt stays in the error, and the item is not `unapplied`).
         if (err instanceof DisallowedAddressError)
@@ -142,6 +146,7 @@ export function createHttpAdapter(config: ResolvedHttpConfig, deps: HttpAdapterD
             ok: false,
             permanent: true,
             error: `refused before sending: ${err.reason}${last ? `; earlier attempt: ${last.error}` : ''}`,
+            attempts: sent - 1,
             ...(last ? {} : UNAPPLIED),
           };
         last = {
@@ -161,12 +166,13 @@ export function createHttpAdapter(config: ResolvedHttpConfig, deps: HttpAdapterD
           ...failure,
           permanent: true,
           error: last ? `${failure.error}; earlier attempt: ${last.error}` : failure.error,
+          attempts: sent,
           ...(!last && isDefiniteRefusal(res.status) ? UNAPPLIED : {}),
         };
       last = { ...failure, permanent: false };
       waitAtLeast = retryAfterMs(res.headers);
     }
-    return { ...last!, error: `${last!.error} (after ${config.retries + 1} attempts)` };
+    return { ...last!, attempts: sent, error: afterAttempts(last!.error, sent) };
   }
 
   /** One item: attempts with backoff; `shouldContinue` is consulted before every attempt. */

@@ -61,3 +61,14 @@ export function connectionText(err: unknown): string {
   const e = err as NodeJS.ErrnoException;
   return e?.code && /^[A-Z0-9_]{2,40}$/.test(e.code) ? e.code : (e?.name ?? 'Error');
 }
+
+const ATTEMPTS = / \(after \d+ (?:\w+ )?attempts?\)$/;
+/**
+ * An error with how many requests were sent for it: `HTTP 500 Internal Server Error (after 2
+ * attempts)`, or `(after 4 restore attempts)` where the requests of several calls are counted (a
+ * rollback's rounds). A count the error carried is replaced, never appended to. The count is what
+ * reached the transport, so it matches the downstream's log of the item's Idempotency-Key.
+ */
+export function afterAttempts(error: string, n: number, what = ''): string {
+  return `${error.replace(ATTEMPTS, '')} (after ${n} ${what ? `${what} ` : ''}attempt${n === 1 ? '' : 's'})`;
+}

@@ -22,6 +22,7 @@ import type { TargetAdapter } from './types.ts';
 export * from './types.ts';
 export { AdapterConfig, HttpAdapterConfig, RegistryAdapterConfig } from './schemas.ts';
 export { DRILL_KEY_PREFIX, drillKeyFor, idempotencyKeyFor, sign, verify } from './signing.ts';
+export { afterAttempts } from './http-render.ts';
 export { adapterConfigProblems, validateAdapterConfig, type AdapterProblem } from './config-problems.ts';
 
 /** What this process lets http adapters do: the hosts they may call and the secrets they sign with. */

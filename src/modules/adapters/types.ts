@@ -47,6 +47,8 @@ export type ItemFailed = {
   permanent: boolean;
   error: string;
   status?: number;
+  /** Requests the call sent for the item (HTTP: its tries, which a halt may have cut short). */
+  attempts?: number;
   /**
    * Told to stop between two attempts of a retryable failure: the outcome is unknown (an earlier
    * attempt may have applied), and the item was not given its full retry budget. The caller hands

@@ -22,8 +22,12 @@ export function transitionData(t: Transition) {
   const own = (k: string) => (typeof t.detail[k] === 'string' ? t.detail[k] : null);
   // A reason is a halt reason only where the operation keeps one (lifecycle: why it stopped): a
   // start's or a resume's reason went out as `haltReason` and `watch` printed "halt: Change window open".
+  // An event whose reason led to a longer haltReason (an operator's rollback of a halted operation
+  // keeps the halt's cause: lifecycle haltCause) records that one too: the frame says what the
+  // operation said then.
   const stopped = t.to !== null && KEEPS_A_REASON.has(t.to);
-  return { ...t, state: t.to, haltReason: stopped ? own('reason') : null, bakeUntil: own('bakeUntil') };
+  const haltReason = stopped ? (own('haltReason') ?? own('reason')) : null;
+  return { ...t, state: t.to, haltReason, bakeUntil: own('bakeUntil') };
 }
 
 /** States in which an operation's haltReason says why it stopped (null in the others). */

@@ -69,7 +69,10 @@ export async function runSameDbChunk<Tx>(
   j: ChunkJob,
   fence: Fence,
   maxAttempts: number,
-  /** The wave's event after this chunk; `lastError`, the chunk's last failure, says why in a halt reason. */
+  /**
+   * The wave's event after this chunk; `lastError`, the wave's last failure (this chunk's, else the
+   * one the wave kept), says why in a halt reason.
+   */
   waveEvent: (stats: WaveStats, lastError?: string) => LifecycleEvent | null,
 ): Promise<SameDbResult> {
   const since = deps.clock();
@@ -150,15 +153,16 @@ export async function runSameDbChunk<Tx>(
         // is the statement itself. It would look up every done item again to change no row.
         const verdicts = items.map((r) => (sid.has(r.seq) ? 'done' : 'failed'));
         const lastError = errors.findLast((e) => e !== null) ?? undefined;
-        const stats = await foldIntoWave(db, j.opId, j.wave, verdicts, since, lastError);
+        const { stats, lastError: waveLast } = await foldIntoWave(db, j.opId, j.wave, verdicts, since, lastError);
         // The last look, just before the commit: a pause or halt that committed meanwhile undoes
         // the whole chunk (nothing of it ever happened), so nothing is recorded done after it.
         if (!(await stillRuns(db, j))) throw STOPPED;
         counted.done = doneSeqs.length;
         counted.failed = items.length - doneSeqs.length;
         // The last refusal names its cause (a resource or tenant protected since the plan): a halt
-        // reason that says only "failure rate 100%" sent the operator to the ledger to find it.
-        return waveEvent(stats, lastError);
+        // reason that says only "failure rate 100%" sent the operator to the ledger to find it. A
+        // chunk without failures passes on the one the wave kept (a resume re-judging the wave).
+        return waveEvent(stats, waveLast);
       },
       { name: 'system' },
       { report: true },

@@ -168,7 +168,9 @@ export async function processChunk<Tx>(deps: ChunkDeps<Tx>, jobId: string, j: Ch
           deps.metrics?.items.inc({ outcome: 'done' }, rec.recordedDone + rec.descendantsDone);
           deps.metrics?.items.inc({ outcome: 'failed' }, rec.recordedFailed);
         }
-        return waveEvent(j.wave, rec.stats, op.lifecycle.haltPolicy, batch);
+        // The wave's last error, not only this batch's: a batch without failures that leaves the
+        // wave over its threshold (a resume's retries succeeding) halts quoting the failures it kept.
+        return waveEvent(j.wave, rec.stats, op.lifecycle.haltPolicy, batch, rec.lastError);
       },
       SYSTEM,
       { report: true },
@@ -252,7 +254,7 @@ export async function quarantineChunk<Tx>(
     j.opId,
     async (tx) => {
       const rec = await deps.ledger.record(tx, j.opId, j.wave, token, outcomes, new Set(), now);
-      return waveEvent(j.wave, rec.stats, op.lifecycle.haltPolicy, outcomes);
+      return waveEvent(j.wave, rec.stats, op.lifecycle.haltPolicy, outcomes, rec.lastError);
     },
     SYSTEM,
     { report: true },

@@ -82,7 +82,7 @@ async function persist(tx: pg.PoolClient, record: OperationRecord, n: LifecycleS
     `UPDATE operations SET state = $2, current_wave = $3, halt_reason = $4, paused_from = $5, version = version + 1,
        updated_at = now(), bake_until = $6, wave_deadline = $7, progress_at = $8, expires_at = $9,
        started_at = CASE WHEN started_at IS NULL AND $2 = 'running' THEN now() ELSE started_at END,
-       finished_at = CASE WHEN $10 THEN now() ELSE NULL END, drill_state = $11
+       finished_at = CASE WHEN $10 THEN now() ELSE NULL END, drill_state = $11, halt_cause = $12
      WHERE id = $1 RETURNING version`,
     [
       opId,
@@ -96,6 +96,7 @@ async function persist(tx: pg.PoolClient, record: OperationRecord, n: LifecycleS
       date(n.expiresAt),
       ended,
       n.drill === 'off' || n.drill === 'pending' ? null : n.drill,
+      n.haltCause,
     ],
   );
   for (const e of c.effects) {

@@ -90,6 +90,12 @@ export interface DescendantOutcome {
 
 export interface Recorded {
   stats: WaveStats;
+  /**
+   * The wave's last error after this record: its own last failure, else the one the wave kept. A
+   * halt decided on a record without failures (a resume's retries succeeding, the wave still over
+   * its threshold on the failures it kept) quotes it.
+   */
+  lastError?: string;
   recordedDone: number;
   recordedFailed: number;
   /** Descendants recorded done: with their parent's outcome, or with their own (restores). */
@@ -317,7 +323,7 @@ export function pgLedger(pool: pg.Pool, leaseMs: number, snapshots: Pick<Snapsho
       const counts = { recordedDone, recordedFailed: landed.length - recordedDone, descendantsDone, doneSeqs };
       await follow?.(counts);
       const lastError = landed.findLast((o) => o.state === 'failed' && o.error)?.error ?? undefined;
-      return { stats: await foldIntoWave(tx, opId, wave, verdicts, now, lastError), ...counts };
+      return { ...(await foldIntoWave(tx, opId, wave, verdicts, now, lastError)), ...counts };
     },
 
     waveStats: waveStatsLocked,
@@ -327,6 +333,7 @@ export function pgLedger(pool: pg.Pool, leaseMs: number, snapshots: Pick<Snapsho
 /**
  * The wave's counters with `verdicts` (in the order they happened) folded in, written under the
  * wave row's lock: the last write of a record, so concurrent chunks queue on it only to commit.
+ * With them the wave's last error: `lastError` when given, else the one the wave kept.
  */
 export async function foldIntoWave(
   tx: Queryable,
@@ -336,10 +343,11 @@ export async function foldIntoWave(
   now: number,
   /** The error of the last of these items that failed (kept on the wave for a later halt reason). */
   lastError?: string,
-): Promise<WaveStats> {
+): Promise<{ stats: WaveStats; lastError?: string }> {
   const before = await waveStatsLocked(tx, opId, wave);
   if (!before) throw new Error(`wave ${wave} of ${opId} does not exist`);
-  const stats = foldOutcomes(before, verdicts);
+  const { lastError: kept, ...counters } = before;
+  const stats = foldOutcomes(counters, verdicts);
   if (verdicts.length) {
     await tx.query(
       `UPDATE operation_waves SET done = $3, failed = $4, consecutive_failures = $5, progress_at = $6,
@@ -348,7 +356,8 @@ export async function foldIntoWave(
       [opId, wave, stats.done, stats.failed, stats.consecutiveFailures, new Date(now), lastError ?? null],
     );
   }
-  return stats;
+  const last = lastError ?? kept;
+  return last === undefined ? { stats } : { stats, lastError: last };
 }
 
 /** A wave's counters, and the error of its last failed item (a halt reason quotes it). */

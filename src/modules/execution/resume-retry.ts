@@ -10,7 +10,9 @@ import type { Queryable } from '../../lib/sql.ts';
 /**
  * In the resume's transaction: the wave's items that failed for a reason that may have passed
  * (not permanent) go back to pending with fresh attempts, and the wave's counters forget their
- * failures. Returns how many went back.
+ * failures. The wave's last error becomes that of the failures it still counts (the newest), so a
+ * halt on them after the resume quotes their cause, not a 500 the retries got past. Returns how
+ * many went back.
  */
 export async function retryFailedOnResume(tx: Queryable, opId: string, wave: number): Promise<number> {
   const r = await tx.query<{ submitted: number; all: number }>(
@@ -25,7 +27,10 @@ export async function retryFailedOnResume(tx: Queryable, opId: string, wave: num
   const { submitted, all } = r.rows[0]!;
   if (submitted > 0)
     await tx.query(
-      `UPDATE operation_waves SET failed = greatest(failed - $3, 0), consecutive_failures = 0
+      `UPDATE operation_waves SET failed = greatest(failed - $3, 0), consecutive_failures = 0,
+         last_error = (SELECT last_error FROM operation_items
+                       WHERE operation_id = $1 AND wave = $2 AND state = 'failed' AND last_error IS NOT NULL
+                       ORDER BY updated_at DESC, seq DESC LIMIT 1)
        WHERE operation_id = $1 AND wave = $2`,
       [opId, wave, submitted],
     );

@@ -6,6 +6,7 @@
 // restored: it fails for good, saying why, and so do the descendants of a parent that did not
 // come back — nothing is restored under a parent that is still deleted.
 import {
+  afterAttempts,
   idempotencyKeyFor,
   isSkipped,
   type AdapterItem,
@@ -50,8 +51,18 @@ const fromItem = (seq: number, x: ItemResult): RestoreResult => {
     ...failure(seq, x.error, x.permanent),
     ...(x.interrupted ? { interrupted: true as const } : {}),
     ...(x.permanent && x.unapplied ? { unapplied: true as const } : {}),
+    ...(x.attempts ? { attempts: x.attempts } : {}),
   };
 };
+
+/**
+ * A failed restore's error as the item keeps it: it replaces the delete's, so it says it is the
+ * restore's, and how many restore requests were sent in all (every round's, under the item's one
+ * restore key). It said "HTTP 500 … (after 3 attempts)", the last round's, on items whose soft
+ * delete had gone out twice and whose restore 15 times (a trial read it as the delete's).
+ */
+const counted = (r: RestoreResult, before = 0): RestoreResult =>
+  r.attempts && r.error ? { ...r, error: afterAttempts(r.error, before + r.attempts, 'restore') } : r;
 
 export async function restoreBatch(c: BatchContext, picked: RestoreCandidate[]): Promise<RestoreResult[]> {
   const rows = rollbackOrder(picked);
@@ -137,5 +148,5 @@ export async function restoreBatch(c: BatchContext, picked: RestoreCandidate[]):
       part.forEach((r, k) => results.set(r.seq, fromItem(r.seq, res[k]!)));
     }
   }
-  return rows.map((r) => results.get(r.seq)!);
+  return rows.map((r) => counted(results.get(r.seq)!, r.restoreCalls));
 }

@@ -44,6 +44,8 @@ export interface RestoreCandidate extends RollbackCandidate {
   type: string | null;
   /** Read and verified through the snapshot store; never restored from when it fails verification. */
   snapshotId: number | null;
+  /** Restore requests sent for it before this batch (every rollback's, under its one restore key). */
+  restoreCalls?: number;
 }
 
 export interface RestoreResult {
@@ -61,6 +63,8 @@ export interface RestoreResult {
    * records the failure as it is.
    */
   unapplied?: true;
+  /** Requests this batch sent for it (added to the item's restore_calls). */
+  attempts?: number;
 }
 
 export interface RollbackLedger {
@@ -141,7 +145,8 @@ export function pgRollbackLedger(pool: Pick<pg.Pool, 'query'>, leaseMs: number):
              restore_attempts = i.restore_attempts + 1, updated_at = now()
            FROM pick
            WHERE i.operation_id = $1 AND i.seq = pick.seq
-           RETURNING i.seq, i.resource_id, i.tenant_id, i.executed_seq, i.state, i.parent_seq, i.depth, i.resource_type, i.snapshot_id`,
+           RETURNING i.seq, i.resource_id, i.tenant_id, i.executed_seq, i.state, i.parent_seq, i.depth, i.resource_type,
+             i.snapshot_id, i.restore_calls`,
           [opId, token, n, lease, RESTORE_ATTEMPTS, ORPHANS_PER_PICK],
         );
       const rows = (await claim(roots.bulk, false, limit)).rows;
@@ -158,6 +163,7 @@ export function pgRollbackLedger(pool: Pick<pg.Pool, 'query'>, leaseMs: number):
         depth: x.depth,
         type: x.resource_type,
         snapshotId: x.snapshot_id === null ? null : Number(x.snapshot_id),
+        restoreCalls: x.restore_calls,
       }));
     },
 
@@ -166,9 +172,10 @@ export function pgRollbackLedger(pool: Pick<pg.Pool, 'query'>, leaseMs: number):
         `WITH u AS (
            UPDATE operation_items i SET state = CASE WHEN u.ok THEN 'restored' ELSE 'restore_failed' END,
              last_error = u.err, permanent = u.perm, claimed_by = NULL, claim_token = NULL, claimed_at = NULL, updated_at = now(),
+             restore_calls = i.restore_calls + u.calls,
              next_attempt_at = CASE WHEN u.ok THEN NULL
                ELSE now() + make_interval(secs => least($5::float8, $4::float8 * power(2, i.restore_attempts - 1)) / 1000) END
-           FROM unnest($2::int[], $3::boolean[], $6::text[], $7::boolean[]) AS u(seq, ok, err, perm)
+           FROM unnest($2::int[], $3::boolean[], $6::text[], $7::boolean[], $9::int[]) AS u(seq, ok, err, perm, calls)
            WHERE i.operation_id = $1 AND i.seq = u.seq AND i.state = 'restoring' AND i.claim_token = $8
            RETURNING i.resource_id, u.ok),
          -- Brought back: no longer due for a purge (purges/retention.ts).
@@ -185,6 +192,7 @@ export function pgRollbackLedger(pool: Pick<pg.Pool, 'query'>, leaseMs: number):
           results.map((r) => r.error),
           results.map((r) => r.permanent),
           token,
+          results.map((r) => r.attempts ?? 0),
         ],
       );
     },

@@ -53,6 +53,7 @@ interface Row {
   current_wave: number | null;
   paused_from: 'running' | 'baking' | null;
   halt_reason: string | null;
+  halt_cause: string | null;
   requires_break_glass: boolean;
   plan_hash: string | null;
   requested_by: string;
@@ -73,7 +74,7 @@ interface Row {
 export async function loadOperation(db: Queryable, id: string, lock: boolean): Promise<OperationRecord | undefined> {
   const r = await db.query<Row>(
     `SELECT o.id, o.state, o.version, o.action, o.target_type, o.mode, o.current_wave, o.paused_from, o.halt_reason,
-       o.requires_break_glass, o.plan_hash, o.requested_by, o.auto_start, o.halt_policy, o.rollout,
+       o.halt_cause, o.requires_break_glass, o.plan_hash, o.requested_by, o.auto_start, o.halt_policy, o.rollout,
        o.bake_until, o.wave_deadline, o.progress_at, o.expires_at, o.drill_state,
        (SELECT json_agg(json_build_array(w.wave, w.from_seq, w.to_seq, w.done, w.failed, w.consecutive_failures, w.progress_at) ORDER BY w.wave)
           FROM operation_waves w WHERE w.operation_id = o.id) AS waves,
@@ -115,6 +116,7 @@ function toRecord(o: Row): OperationRecord {
     currentWave: o.current_wave,
     pausedFrom: o.paused_from,
     haltReason: o.halt_reason,
+    haltCause: o.halt_cause,
     requiresBreakGlass: o.requires_break_glass,
     planHash: o.plan_hash ?? '',
     requestedBy: o.requested_by,

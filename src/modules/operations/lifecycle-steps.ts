@@ -53,22 +53,62 @@ export const listTenants = (ps: ProbeOutcome[]) =>
 export const secs = (ms: number) => `${Math.round(ms / 1000)}s`;
 
 /**
+ * A reason for what is done about a stop already there (an operator's rollback, a rollback that
+ * ends incomplete, an abort): it says the stop's cause too, once, since haltReason is what the API,
+ * the CLI, the live view and the webhooks show. The cause stays as it is.
+ */
+export const afterStop = (s: LifecycleState, reason: string): Pick<LifecycleState, 'haltReason' | 'haltCause'> => ({
+  haltReason: s.haltCause ? `${reason} (${s.haltCause})` : reason,
+  haltCause: s.haltCause,
+});
+
+/**
+ * A stop with its own reason: it becomes the cause, unless the operation keeps one already — a
+ * halt's, or any when `onStopped` (an operator's act on an operation stopped before). A halt
+ * outranks a pause: a signal while paused is why it halted.
+ */
+function stopFor(
+  s: LifecycleState,
+  word: 'halted' | 'paused',
+  reason: string,
+  onStopped = false,
+): Pick<LifecycleState, 'haltReason' | 'haltCause'> {
+  const keep = s.haltCause !== null && (onStopped || word === 'paused' || s.haltCause.startsWith('halted: '));
+  return keep ? afterStop(s, reason) : { haltReason: reason, haltCause: `${word}: ${reason}` };
+}
+
+/** The audit detail's haltReason, when the reason said more than the event's own `reason`. */
+export const toldAs = (reason: string, next: LifecycleState) =>
+  next.haltReason !== reason ? { haltReason: next.haltReason } : {};
+
+/**
  * A halt: raise the flag, then roll back or wait for a human, as the halt policy says. A restore
  * always waits (rolling it back would delete again what it restored), and so does an erasure
- * (what it erased cannot come back).
+ * (what it erased cannot come back). `onStopped`: an operator's abort of an operation stopped before.
  */
-export function halt(s: LifecycleState, reason: string, actor: string, extra: Record<string, unknown> = {}): Decision {
+export function halt(
+  s: LifecycleState,
+  reason: string,
+  actor: string,
+  extra: Record<string, unknown> = {},
+  onStopped = false,
+): Decision {
   const rollback = rollsBack(s.kind) && s.haltPolicy.onHalt === 'rollback';
   const next: LifecycleState = {
     ...s,
     state: rollback ? 'rolling_back' : 'halted',
     pausedFrom: null,
-    haltReason: reason,
+    ...stopFor(s, 'halted', reason, onStopped),
     waveDeadline: null,
   };
   const effects: Effect[] = [
     stop(reason),
-    audit('halted', s, next, actor, { reason, onHalt: rollback ? 'rollback' : 'pause', ...extra }),
+    audit('halted', s, next, actor, {
+      reason,
+      ...toldAs(reason, next),
+      onHalt: rollback ? 'rollback' : 'pause',
+      ...extra,
+    }),
   ];
   if (rollback) effects.push({ type: 'enqueue_rollback' });
   return ok(next, effects);
@@ -81,8 +121,14 @@ export function pauseFor(
   extra: Record<string, unknown> = {},
 ): Decision {
   const pausedFrom = s.state === 'running' || s.state === 'baking' ? s.state : s.pausedFrom;
-  const next: LifecycleState = { ...s, state: 'paused', pausedFrom, haltReason: reason, waveDeadline: null };
-  return ok(next, [stop(reason), audit('paused', s, next, actor, { reason, ...extra })]);
+  const next: LifecycleState = {
+    ...s,
+    state: 'paused',
+    pausedFrom,
+    ...stopFor(s, 'paused', reason),
+    waveDeadline: null,
+  };
+  return ok(next, [stop(reason), audit('paused', s, next, actor, { reason, ...toldAs(reason, next), ...extra })]);
 }
 
 /** Every path that queues a wave goes through here, so a freeze can never be bypassed. */
@@ -102,7 +148,7 @@ export function runWave(
       state: 'paused',
       currentWave: wave,
       pausedFrom: 'running',
-      haltReason: reason,
+      ...stopFor(s, 'paused', reason),
     };
     return ok(next, [stop(reason), audit('paused', s, next, actor, { reason })]);
   }
@@ -112,6 +158,7 @@ export function runWave(
     currentWave: wave,
     pausedFrom: null,
     haltReason: null,
+    haltCause: null,
     bakeUntil: null,
     expiresAt: null,
     waveDeadline: now + s.rollout.waveDeadlineSeconds * 1000,
@@ -125,6 +172,7 @@ export function bake(s: LifecycleState, wave: number, action: string, now: numbe
     state: 'baking',
     pausedFrom: null,
     haltReason: null,
+    haltCause: null,
     waveDeadline: null,
     bakeUntil: now + s.rollout.bakeSeconds * 1000,
   };
@@ -164,6 +212,7 @@ export function finish(s: LifecycleState, failedInWave: number, extra: Record<st
     state: failed > 0 ? 'completed_with_failures' : 'completed',
     pausedFrom: null,
     haltReason: failed > 0 ? `${failed} item(s) failed; see the item ledger` : null,
+    haltCause: null,
     waveDeadline: null,
     bakeUntil: null,
   };
@@ -180,6 +229,9 @@ export function endRollback(
   actor: string,
   extra: Record<string, unknown>,
 ): Decision {
-  const next: LifecycleState = { ...s, state: 'rollback_incomplete', haltReason: reason };
-  return ok(next, [stop(reason), audit('rollback_incomplete', s, next, actor, { reason, ...extra })]);
+  const next: LifecycleState = { ...s, state: 'rollback_incomplete', ...afterStop(s, reason) };
+  return ok(next, [
+    stop(reason),
+    audit('rollback_incomplete', s, next, actor, { reason, ...toldAs(reason, next), ...extra }),
+  ]);
 }

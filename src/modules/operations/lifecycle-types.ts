@@ -80,6 +80,13 @@ export interface LifecycleState {
   currentWave: number | null; // wave being run or baked; null before start
   pausedFrom: 'running' | 'baking' | null;
   haltReason: string | null; // why the operation is stopped (halt, pause, freeze, rollback); null while it runs
+  /**
+   * Why it stopped running, with the word for how ("halted: …", "paused: …"), kept while it stays
+   * stopped: a later reason (an operator's rollback or abort, a rollback that cannot finish) says it
+   * too, so the cause of a halt is not left only in the audit. A halt outranks a pause as the cause.
+   * Null while it runs, and for an operation that never stopped (a rollback of a completed one).
+   */
+  haltCause: string | null;
   requiresBreakGlass: boolean;
   planHash: string;
   requestedBy: string; // token id of the requester

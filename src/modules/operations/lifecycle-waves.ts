@@ -79,7 +79,12 @@ export function timer(s: LifecycleState, now: number): Decision {
   const still = s.progressAt === null ? 0 : now - s.progressAt;
   if (s.state === 'planned' || s.state === 'approved') {
     if (!expired(s, now)) return unchanged(s);
-    const next: LifecycleState = { ...s, state: 'expired', haltReason: 'the plan expired before it was started' };
+    const next: LifecycleState = {
+      ...s,
+      state: 'expired',
+      haltReason: 'the plan expired before it was started',
+      haltCause: null,
+    };
     return ok(next, [audit('expired', s, next, SYSTEM, { expiresAt: new Date(s.expiresAt!).toISOString() })]);
   }
   // A freeze whose fan-out did not reach this operation (the API died halfway) is caught here.

@@ -25,6 +25,7 @@ import {
   type LifecycleState,
 } from './lifecycle-types.ts';
 import {
+  afterStop,
   audit,
   bake,
   endRollback,
@@ -40,6 +41,7 @@ import {
   stop,
   STOPPABLE,
   SYSTEM,
+  toldAs,
   unchanged,
   type Ok,
 } from './lifecycle-steps.ts';
@@ -171,10 +173,17 @@ function rollback(s: LifecycleState, by: string, reason: string): Decision {
   const fromEnded = ENDED_STATES.includes(s.state);
   if (!fromEnded && !STOPPABLE.includes(s.state)) return invalid(s, 'rollback');
   const why = `rollback by ${by}: ${reason}`;
-  const next: LifecycleState = { ...s, state: 'rolling_back', pausedFrom: null, haltReason: why, waveDeadline: null };
+  // What the operator did, and why it had stopped (a halt's cause): the halt is not left to the audit.
+  const next: LifecycleState = {
+    ...s,
+    state: 'rolling_back',
+    pausedFrom: null,
+    ...afterStop(s, why),
+    waveDeadline: null,
+  };
   const effects: Effect[] = [
     stop(why),
-    audit('rollback_started', s, next, by, { reason }),
+    audit('rollback_started', s, next, by, { reason, haltReason: next.haltReason }),
     { type: 'enqueue_rollback' },
   ];
   // An ended operation gave its resources back; it must hold them again before restoring them.
@@ -279,10 +288,13 @@ function decideAt(s: LifecycleState, e: LifecycleEvent, now: number): Decision {
           ...s,
           state: 'cancelled',
           pausedFrom: null,
-          haltReason: reason,
+          ...afterStop(s, reason),
           waveDeadline: null,
         };
-        return ok(next, [stop(reason), audit('cancelled', s, next, e.by.name, { reason, started: true })]);
+        return ok(next, [
+          stop(reason),
+          audit('cancelled', s, next, e.by.name, { reason, ...toldAs(reason, next), started: true }),
+        ]);
       }
       // Halted and waiting for a human (onHalt: pause): an abort would halt it again and change
       // nothing but the reason, while answering changed (a new-user trial). Say what the ways out are.
@@ -292,8 +304,10 @@ function decideAt(s: LifecycleState, e: LifecycleEvent, now: number): Decision {
           'abort',
           ' (stopped already, waiting for a human): rollback restores what it deleted, resume continues it',
         );
+      // Of an operation stopped already (paused, halted), the abort is what was done after: the
+      // reason it stopped stays the cause.
       return STOPPABLE.includes(s.state)
-        ? halt(s, `aborted by ${e.by.name}: ${e.reason}`, e.by.name, { aborted: true })
+        ? halt(s, `aborted by ${e.by.name}: ${e.reason}`, e.by.name, { aborted: true }, s.haltCause !== null)
         : invalid(s, 'abort');
     }
     case 'item_outcomes':
@@ -328,7 +342,8 @@ function decideAt(s: LifecycleState, e: LifecycleEvent, now: number): Decision {
         });
       }
       const next: LifecycleState = { ...s, state: 'rolled_back' };
-      return ok(next, [audit('rolled_back', s, next, SYSTEM, { restored: e.restored, failed: 0 })]);
+      const said = next.haltReason ? { haltReason: next.haltReason } : {};
+      return ok(next, [audit('rolled_back', s, next, SYSTEM, { restored: e.restored, failed: 0, ...said })]);
     }
     default: {
       // Exhaustiveness: a new event type fails to compile here. At run time, never throw.

@@ -294,7 +294,7 @@ export const OperationView = Type.Object(
     }),
     haltReason: Type.Union([Type.String(), Type.Null()], {
       description:
-        'Why it stopped or paused, for people, e.g. "wave 2 of 5: 3 consecutive item failures (limit 3)"; null otherwise.',
+        'Why it stopped or paused, for people, e.g. "wave 2 of 5: 3 consecutive item failures (limit 3)"; null otherwise. What is done about a stop after it (an operator\'s rollback or abort, a rollback that ends incomplete) keeps the cause in parentheses: "rollback by sre-operator: downstream fixed (halted: wave 2 of 5: …)".',
     }),
     bakeUntil: Type.Union([Type.String({ format: 'date-time' }), Type.Null()], {
       description:

@@ -153,9 +153,10 @@ function bodyOf(a: AuditSource, type: string): WebhookEvent['body'] {
     // A halt says why; otherwise the reason the operation was asked for.
     reason: type.endsWith('.halted') && typeof p.reason === 'string' ? p.reason : (op?.reason ?? p.reason ?? null),
     // Every end that did not go as asked says why (a rollback_incomplete, a cancel, the rollback
-    // that rolled it back), not only a halt: the operation's haltReason, as its GET shows it.
+    // that rolled it back), not only a halt: the operation's haltReason, as its GET showed it then
+    // (the event's, which keeps a halt's cause under an operator's rollback), else as it is now.
     haltReason: ENDS_WITH_REASON.includes(type.slice(type.lastIndexOf('.') + 1))
-      ? (p.reason ?? op?.haltReason ?? null)
+      ? (p.haltReason ?? p.reason ?? op?.haltReason ?? null)
       : null,
     ticket: op?.ticket ?? p.ticket ?? null,
     requestedBy: op?.requestedBy ?? null,
