@@ -55,11 +55,14 @@ const row = (seq: number, resourceId: string, o: Partial<RestoreCandidate> = {})
 function run(
   cascade: TargetAdapter['cascade'],
   rows: RestoreCandidate[],
-  o: { corrupt?: number[]; fail?: string[] } = {},
+  o: { corrupt?: number[]; fail?: string[]; appCascade?: TargetAdapter['cascade'] } = {},
 ) {
   const calls: Call[] = [];
   const fail = new Set(o.fail ?? []);
-  const adapters = { site: fakeAdapter('site', cascade, calls, fail), app: fakeAdapter('app', cascade, calls, fail) };
+  const adapters = {
+    site: fakeAdapter('site', cascade, calls, fail),
+    app: fakeAdapter('app', o.appCascade ?? cascade, calls, fail),
+  };
   return restoreBatch(
     {
       opId: 'op_1',
@@ -97,6 +100,17 @@ describe('restoreBatch', () => {
 
   it('downstream: the parent first, then each descendant through its own type, shallowest first', async () => {
     const { results, calls } = await run('downstream', siteWithApps);
+    expect(calls).toEqual([
+      { type: 'site', ids: ['site_a'], descendants: [[]] },
+      { type: 'app', ids: ['app_a1', 'app_a2'], descendants: [[], []] },
+      { type: 'app', ids: ['widget_a'], descendants: [[]] },
+    ]);
+    expect(results.every((r) => r.ok)).toBe(true);
+  });
+
+  it('same_transaction parent, descendants of another adapter: each through its own, after the parent', async () => {
+    // A registry site whose apps live in another system: the registry statement cannot bring them back.
+    const { results, calls } = await run('same_transaction', siteWithApps, { appCascade: 'downstream' });
     expect(calls).toEqual([
       { type: 'site', ids: ['site_a'], descendants: [[]] },
       { type: 'app', ids: ['app_a1', 'app_a2'], descendants: [[], []] },

@@ -29,6 +29,8 @@ export interface AdapterItem {
    * first. What an adapter does with them is its `cascade`.
    */
   descendants?: AdapterItem[];
+  /** A descendant's level below the submitted item (1: its child); deletes sent on their own go deepest first. */
+  depth?: number;
 }
 
 export type DestructiveAction = 'softDelete' | 'hardDelete' | 'restore';
@@ -64,6 +66,11 @@ export type ItemFailed = {
    * item when its own run set the mark, so that a rollback does not restore what was never deleted.
    */
   unapplied?: true;
+  /**
+   * A delete whose cascade went through more than one adapter (execution/cascade-own.ts): one
+   * result per item.descendants entry, since some of them may be deleted while the item is not.
+   */
+  descendants?: ItemResult[];
 };
 export type ItemSkipped = { ok: false; skipped: true; error: 'halted' };
 /** `data` is the snapshot body for snapshot(); destructive actions leave it out. */

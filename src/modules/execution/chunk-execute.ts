@@ -11,6 +11,8 @@ import {
   type ItemResult,
   type TargetAdapter,
 } from '../adapters/index.ts';
+import { DESCENDANT_PROTECTED_SINCE_PLAN } from '../adapters/registry-apply.ts';
+import { descendantOutcomes, deletingThroughOwnAdapters, ownAdapters, type OwnAdapters } from './cascade-own.ts';
 import { takeSnapshots } from './chunk-snapshots.ts';
 import { chunkProgress, landedOutcome } from './chunk-progress.ts';
 import { applyWithBreaker, arrivalOrder, chunkBreaker, type BreakerResult } from './breaker.ts';
@@ -71,6 +73,7 @@ export async function execute<Tx>(
             resourceId: d.resourceId,
             tenantId: d.tenantId,
             type: d.type,
+            depth: d.depth,
           })),
         }
       : {}),
@@ -106,6 +109,13 @@ export async function execute<Tx>(
       };
     }
     const { adapter } = got;
+    // Descendants the root's adapter cannot change itself (an HTTP app under a registry site) are
+    // deleted through their own type's adapters, before their parent (cascade-own.ts).
+    const own = await ownAdapters(
+      deps.adapters,
+      adapter,
+      items.flatMap((i) => i.descendants.map((d) => d.type)),
+    );
     // Snapshot first, for every item (and descendant) not yet snapshotted: no snapshot, no call;
     // then the write-ahead mark. A function of its own so that nothing holds the snapshots'
     // contents (a chunk's worth of resource records) once they are stored, while the calls go out.
@@ -113,7 +123,7 @@ export async function execute<Tx>(
       // Protection is asked while the snapshots are read (not before: that put a registry query in
       // front of every part's first call); a refused item is neither marked nor sent.
       const [refused, { snaps: taken, failures: unsnapped }] = await Promise.all([
-        refuseProtected(deps, op, part),
+        refuseProtected(deps, op, part, own),
         takeSnapshots(
           {
             operationId: j.opId,
@@ -168,7 +178,7 @@ export async function execute<Tx>(
       prepared.marked.forEach((s) => marked.add(s));
       calling = true;
       const call = applyWithBreaker(
-        adapter,
+        deletingThroughOwnAdapters(adapter, own, slot),
         op.mode === 'hard' ? 'hardDelete' : 'softDelete',
         toRun.map(asAdapterItem),
         {
@@ -213,14 +223,22 @@ const GUARDED_ACTIONS: readonly string[] = ['delete', 'erase'];
  * the operation runs): failed for good, before the write-ahead mark (so never sent). The plan refused
  * protected resources and `start` refuses a plan they went stale under; this covers the run itself.
  */
-async function refuseProtected<Tx>(deps: ChunkDeps<Tx>, op: OperationRecord, part: ClaimedItem[]): Promise<Outcome[]> {
+async function refuseProtected<Tx>(
+  deps: ChunkDeps<Tx>,
+  op: OperationRecord,
+  part: ClaimedItem[],
+  /** Their descendants of these types are sent on their own: no registry statement guards them. */
+  own: OwnAdapters,
+): Promise<Outcome[]> {
   if (!GUARDED_ACTIONS.includes(op.action) || !deps.protectedNow || part.length === 0) return [];
+  const kids = (i: ClaimedItem) => i.descendants.filter((d) => own.has(d.type));
   const now = await deps.protectedNow(
-    part.map((i) => i.resourceId),
+    [...part.map((i) => i.resourceId), ...part.flatMap((i) => kids(i).map((d) => d.resourceId))],
     op.approvedTenants,
   );
   return part.flatMap((i): Outcome[] => {
-    const why = now.get(i.resourceId);
+    const via = kids(i).find((d) => now.has(d.resourceId));
+    const why = now.get(i.resourceId) ?? (via && DESCENDANT_PROTECTED_SINCE_PLAN(i.resourceId, via.resourceId));
     return why === undefined ? [] : [{ seq: i.seq, state: 'failed', error: why, permanent: true }];
   });
 }
@@ -237,10 +255,10 @@ export function leadAndRest<T>(items: T[]): T[][] {
   return items.length > 2 * LEAD ? [items.slice(0, LEAD), items.slice(LEAD)] : [items];
 }
 
-type Sent = BreakerResult & { items: { seq: number }[] };
+type Sent = BreakerResult & { items: ClaimedItem[] };
 
 /** The parts' calls as one list, in the order their outcomes arrived across the parts. */
-function mergeSent(parts: Sent[]): [{ seq: number }[], ItemResult[], number[]] {
+function mergeSent(parts: Sent[]): [ClaimedItem[], ItemResult[], number[]] {
   return [
     parts.flatMap((p) => p.items),
     parts.flatMap((p) => p.results),
@@ -253,7 +271,7 @@ function mergeSent(parts: Sent[]): [{ seq: number }[], ItemResult[], number[]] {
  * no attempt), or stopped between retries (`requeue`: pending, sent again later with the same key).
  */
 export function outcomesOf(
-  items: { seq: number }[],
+  items: { seq: number; descendants?: { seq: number }[] }[],
   results: ItemResult[],
   order: number[],
 ): { outcomes: Outcome[]; unsent: number; requeue: number } {
@@ -261,10 +279,12 @@ export function outcomesOf(
   let unsent = 0;
   let requeue = 0;
   for (const k of order) {
-    const seq = items[k]!.seq;
+    const { seq, descendants } = items[k]!;
     const r = results[k]!;
     const landed = landedOutcome(seq, r);
-    if (landed) outcomes.push(landed);
+    // A cascade through several adapters: a descendant may be deleted while its parent is not.
+    const kids = landed && descendants?.length ? descendantOutcomes(descendants, r) : undefined;
+    if (landed) outcomes.push(kids ? { ...landed, descendants: kids } : landed);
     else if (isSkipped(r)) {
       unsent++;
       outcomes.push({ seq, state: 'pending', error: null });

@@ -146,11 +146,15 @@ export async function processChunk<Tx>(deps: ChunkDeps<Tx>, jobId: string, j: Ch
             const erased = await deps.eraseKeys(tx, j.opId, rec.doneSeqs);
             deps.metrics?.items.inc({ outcome: 'erased' }, erased.items + erased.descendants);
           }
+          // With the items done, the failed ones that have descendants done (deleted through their
+          // own adapter beside a sibling that was refused: cascade-own.ts).
           if (deps.registryFollows && rec.recordedDone + rec.descendantsDone > 0)
             await deps.registryFollows(
               tx,
               op,
-              batch.filter((o) => o.state === 'done').map((o) => o.seq),
+              batch
+                .filter((o) => o.state === 'done' || o.descendants?.some((d) => d.state === 'done'))
+                .map((o) => o.seq),
             );
         };
         const rec = await deps.ledger.record(tx, j.opId, j.wave, token, batch, marks, now, follow);

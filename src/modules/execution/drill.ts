@@ -15,6 +15,7 @@ import type { DrillItemState, DrillRow, DrillStore } from './drill-store.ts';
 import type { Engine } from './engine.ts';
 import type { Fence } from './exclusive.ts';
 import type { ControlJob } from './queues.ts';
+import { deletingThroughOwnAdapters, ownAdapters } from './cascade-own.ts';
 import { restoreBatch } from './rollback-batch.ts';
 import type { RestoreCandidate } from './rollback-ledger.ts';
 import type { OperationRecord } from './state.ts';
@@ -155,15 +156,20 @@ async function runDrill<Tx>(
   if (!problem) problem = await compare(deps, rows, typeOf, item, concurrency);
   if (!maybeLive) return { outcome: 'failed', detail: problem, itemState: 'deleted' };
 
-  // 3. Delete again, as the operation did (its descendants go with it, as they did).
+  // 3. Delete again, as the operation did (its descendants go with it, as they did: those of
+  // another adapter than the root's through their own, first: cascade-own.ts).
   const adapter = await adapterOf(deps, op.targetType);
   const together = adapter instanceof Error ? false : adapter.cascade === 'same_transaction';
   const kids = rows.filter((r) => r.parentSeq === root.seq);
-  const target = { ...item(root), ...(together && kids.length ? { descendants: kids.map(item) } : {}) };
+  const target = {
+    ...item(root),
+    ...(together && kids.length ? { descendants: kids.map((r) => ({ ...item(r), depth: r.depth })) } : {}),
+  };
+  const deleter = adapter instanceof Error ? adapter : await throughOwnAdapters(deps, adapter, target);
   const [del]: ItemResult[] =
-    adapter instanceof Error
-      ? [{ ok: false, permanent: false, error: adapter.message }]
-      : await adapter.apply('softDelete', [target], {
+    deleter instanceof Error
+      ? [{ ok: false, permanent: false, error: deleter.message }]
+      : await deleter.apply('softDelete', [target], {
           idempotencyKey: key,
           // The re-delete is sent even after a halt: it puts the item back where the ledger says.
           shouldContinue: () => !fence.lost,
@@ -182,6 +188,24 @@ async function runDrill<Tx>(
     unmark: live && restored.every((r) => r.ok),
   };
 }
+
+/**
+ * The root's adapter, sending the target's descendants of other adapters through theirs
+ * (cascade-own.ts); an Error (the re-delete fails, retryable) when their types cannot be looked up now.
+ */
+const throughOwnAdapters = (
+  deps: Pick<DrillDeps, 'adapters'>,
+  adapter: TargetAdapter,
+  target: AdapterItem,
+): Promise<TargetAdapter | Error> =>
+  ownAdapters(
+    deps.adapters,
+    adapter,
+    (target.descendants ?? []).map((d) => d.type),
+  ).then(
+    (own) => deletingThroughOwnAdapters(adapter, own),
+    (err: unknown) => new Error(`adapter lookup failed: ${(err as Error).message}`),
+  );
 
 const adapterOf = (deps: Pick<DrillDeps, 'adapters'>, type: string): Promise<TargetAdapter | Error> =>
   deps.adapters.get(type).then(

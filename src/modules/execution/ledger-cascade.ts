@@ -87,16 +87,25 @@ export async function syncDescendants(tx: Queryable, opId: string, parents: numb
 }
 
 /**
- * Descendants with outcomes of their own (a restore), written after their parents' in the same
- * transaction: only those of parents just recorded, so the parent's claim fences them too. A
- * descendant handed back keeps its mark only while its parent keeps one. Returns how many are done.
+ * Descendants with outcomes of their own (a restore, a delete through several adapters), written
+ * after their parents' in the same transaction: only those of parents just recorded, so the
+ * parent's claim fences them too. A descendant keeps its mark only while its parent keeps one, and
+ * loses it when it was never acted on and its parent's mark is this run's (`marked`). Returns how many are done.
  */
-export async function recordDescendants(tx: Queryable, opId: string, parents: Outcome[]): Promise<number> {
-  const kids = parents.flatMap((p) => p.descendants ?? []);
+export async function recordDescendants(
+  tx: Queryable,
+  opId: string,
+  parents: Outcome[],
+  marked: ReadonlySet<number> = new Set(),
+): Promise<number> {
+  const kids = parents.flatMap((p) =>
+    (p.descendants ?? []).map((k) => ({ ...k, unmark: k.unapplied === true && marked.has(p.seq) })),
+  );
   const r = await tx.query<{ state: string }>(
     `UPDATE operation_items d SET state = u.state, last_error = u.err, permanent = u.perm, attempts = p.attempts,
-       updated_at = now(), executed_seq = CASE WHEN p.executed_seq IS NULL THEN NULL ELSE d.executed_seq END
-     FROM unnest($2::int[], $3::text[], $4::text[], $5::boolean[]) AS u(seq, state, err, perm), operation_items p
+       updated_at = now(), executed_seq = CASE WHEN p.executed_seq IS NULL OR u.unmark THEN NULL ELSE d.executed_seq END
+     FROM unnest($2::int[], $3::text[], $4::text[], $5::boolean[], $7::boolean[]) AS u(seq, state, err, perm, unmark),
+       operation_items p
      WHERE d.operation_id = $1 AND d.seq = u.seq AND p.operation_id = $1 AND p.seq = d.parent_seq
        AND p.seq = ANY($6::int[])
      RETURNING d.state`,
@@ -107,6 +116,7 @@ export async function recordDescendants(tx: Queryable, opId: string, parents: Ou
       kids.map((k) => k.error),
       kids.map((k) => k.permanent ?? false),
       parents.map((p) => p.seq),
+      kids.map((k) => k.unmark),
     ],
   );
   return r.rows.filter((x) => x.state === 'done').length;

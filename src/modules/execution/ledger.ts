@@ -76,7 +76,9 @@ export interface Outcome {
   verdict?: 'failed';
   /**
    * Restores: each descendant's own outcome (a parent can come back while a child whose snapshot
-   * fails verification cannot). Without it, descendants take their parent's outcome (deletes).
+   * fails verification cannot); and a failed delete whose cascade went through more than one
+   * adapter (cascade-own.ts: an app deleted over HTTP beside a sibling that was refused). Without
+   * it, descendants take their parent's outcome (deletes).
    */
   descendants?: DescendantOutcome[];
 }
@@ -86,6 +88,8 @@ export interface DescendantOutcome {
   state: 'done' | 'failed' | 'pending';
   error: string | null;
   permanent?: boolean;
+  /** Never acted on (Outcome.unapplied): it loses the mark its parent's run set, even if the parent keeps its own. */
+  unapplied?: boolean;
 }
 
 export interface Recorded {
@@ -315,7 +319,7 @@ export function pgLedger(pool: pg.Pool, leaseMs: number, snapshots: Pick<Snapsho
       const own = outcomes.filter((o) => recorded.has(o.seq) && o.descendants?.length);
       const shared = [...recorded].filter((seq) => !own.some((o) => o.seq === seq));
       const sharedDone = shared.length ? await syncDescendants(tx, opId, shared) : 0;
-      const descendantsDone = sharedDone + (own.length ? await recordDescendants(tx, opId, own) : 0);
+      const descendantsDone = sharedDone + (own.length ? await recordDescendants(tx, opId, own, marked) : 0);
       const landed = outcomes.filter((o) => recorded.has(o.seq) && o.state !== 'pending');
       const verdicts = landed.map((o) => o.verdict ?? (o.state as 'done' | 'failed'));
       const doneSeqs = seqsOf(landed.filter((o) => o.state === 'done'));

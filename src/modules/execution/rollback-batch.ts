@@ -1,6 +1,8 @@
 // One batch of a rollback: verify every snapshot, then restore submitted items newest first through
 // the operation's adapter, then the descendants their cascades took, shallowest first, each through
-// its own type's adapter (unless the parent's adapter brought them back in the same transaction).
+// its own type's adapter (unless the parent's adapter brought them back in the same transaction:
+// the registry's, for descendants kept in the registry too — an HTTP app under a registry site is
+// restored over HTTP, cascade-own.ts).
 //
 // An item whose snapshot fails verification (snapshot_corrupt, erased, no_snapshot) is never
 // restored: it fails for good, saying why, and so do the descendants of a parent that did not
@@ -17,6 +19,7 @@ import {
 import { rollbackOrder } from '../operations/rollback-plan.ts';
 import type { SnapshotRead } from '../snapshots/store.ts';
 import type { AdapterCache } from './adapters-cache.ts';
+import { changesWith } from './cascade-own.ts';
 import type { RestoreCandidate, RestoreResult } from './rollback-ledger.ts';
 
 export interface BatchContext {
@@ -116,8 +119,12 @@ export async function restoreBatch(c: BatchContext, picked: RestoreCandidate[]):
     const ready = roots.filter((r) => typeOf(r) === type && data.has(r.seq));
     if (!ready.length) continue;
     const adapter = await adapterOf(type);
-    const together = !(adapter instanceof Error) && adapter.cascade === 'same_transaction';
-    const attached = ready.map((r) => (together ? kidsOf(r.seq).filter((d) => data.has(d.seq)) : []));
+    // Kid types the parent's own transaction restores (registry in registry); the others come after.
+    const kidTypes = [...new Set(ready.flatMap((r) => kidsOf(r.seq).map(typeOf)))];
+    const withParent = new Set<string>();
+    if (!(adapter instanceof Error) && adapter.cascade === 'same_transaction')
+      for (const t of kidTypes) if (changesWith(adapter, await adapterOf(t))) withParent.add(t);
+    const attached = ready.map((r) => kidsOf(r.seq).filter((d) => data.has(d.seq) && withParent.has(typeOf(d))));
     const items = ready.map((r, k) => ({
       ...item(r),
       ...(attached[k]!.length ? { descendants: attached[k]!.map(item) } : {}),

@@ -1,0 +1,239 @@
+// A cascade that crosses adapters (a new-user trial): sites kept in the registry (registry adapter)
+// whose delete cascades to apps owned by another system (HTTP adapter). The registry's one statement
+// cannot delete an app, so each app is deleted (and brought back) through its own type's adapter,
+// over HTTP, and is done only when that call succeeded; its registry row's state stays the owning
+// system's, as for any HTTP-type resource. Before the fix the operation ended `completed`, the apps'
+// registry rows read soft_deleted and the downstream never got a delete.
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import {
+  buildExecHarness,
+  submitAndStart,
+  useHttpAdapter,
+  waitForState,
+  type ExecHarness,
+} from '../support/execution.ts';
+import { command, isDrillCall } from '../support/exec-helpers.ts';
+import { runRestore } from '../support/restores.ts';
+import { appId, query, seedRegistry, siteId } from '../support/seed.ts';
+
+const APPS = 3;
+const ENDED = ['completed', 'completed_with_failures', 'halted', 'paused', 'rolled_back', 'rollback_incomplete'];
+let nextSite = 0;
+const freshSites = (n: number) => Array.from({ length: n }, () => nextSite++);
+const appsOfSite = (s: number) => Array.from({ length: APPS }, (_, j) => appId(s, j));
+
+let h: ExecHarness;
+beforeAll(async () => {
+  h = await buildExecHarness({ workers: 1 });
+  await seedRegistry(h.databaseUrl, { sites: 20, appsPerSite: APPS });
+  // site: the registry adapter (the seed's default); app: the test downstream, over HTTP.
+  await useHttpAdapter(h, false);
+});
+afterAll(async () => {
+  await h?.close();
+});
+beforeEach(() => h.downstream.reset());
+
+const deleteSites = (sites: number[], extra: Record<string, unknown> = {}) =>
+  submitAndStart(h, {
+    targetType: 'site',
+    reason: 'Decommission sites',
+    ids: sites.map(siteId),
+    rollout: { bakeSeconds: 0, concurrency: 2, waves: ['1', '100%'] },
+    haltPolicy: { probe: 'optional' },
+    ...extra,
+  });
+
+interface Row {
+  resource_id: string;
+  state: string;
+  permanent: boolean;
+  snapshot_id: string | null;
+  executed_seq: string | null;
+  last_error: string | null;
+}
+const items = async (opId: string) =>
+  new Map(
+    (
+      await query<Row>(
+        h.databaseUrl,
+        `SELECT resource_id, state, permanent, snapshot_id, executed_seq, last_error FROM operation_items
+         WHERE operation_id = $1 ORDER BY seq`,
+        [opId],
+      )
+    ).map((r) => [r.resource_id, r]),
+  );
+const registry = async (ids: string[]) =>
+  Object.fromEntries(
+    (
+      await query<{ id: string; state: string }>(h.databaseUrl, `SELECT id, state FROM resources WHERE id = ANY($1)`, [
+        ids,
+      ])
+    ).map((r) => [r.id, r.state]),
+  );
+/** The site's registry state at the instant each app's destructive call reaches the downstream. */
+function siteStateAtEachCall(action: 'softDelete' | 'hardDelete') {
+  const seen = new Map<string, string>();
+  h.downstream.beforeApply(async (c) => {
+    if (c.action !== action || isDrillCall(c)) return;
+    const [r] = await query<{ state: string }>(
+      h.databaseUrl,
+      `SELECT s.state FROM resources a JOIN resources s ON s.id = a.parent_id WHERE a.id = $1`,
+      [c.resourceId],
+    );
+    seen.set(c.resourceId!, r!.state);
+  });
+  return seen;
+}
+/** The operation's own calls of one action (not the restore drill's), as they reached the downstream. */
+const ownCalls = (action: 'softDelete' | 'restore') =>
+  h.downstream.calls.filter((c) => c.action === action && !isDrillCall(c));
+
+describe('registry site, HTTP apps: each app is deleted and restored over HTTP', () => {
+  it('deletes every app through its adapter before its site, and the rollback restores them over HTTP', async () => {
+    const sites = freshSites(2);
+    const apps = sites.flatMap(appsOfSite);
+    const siteAt = siteStateAtEachCall('softDelete');
+    const op = await deleteSites(sites);
+    expect((await waitForState(h, op.id, ENDED)).state).toBe('completed');
+
+    // One soft-delete call per app, answered 200, each with its own Idempotency-Key; none for a site.
+    const deletes = ownCalls('softDelete');
+    expect(deletes.map((c) => c.resourceId).sort()).toEqual(apps);
+    for (const c of deletes) {
+      expect(c.path).toBe(`/apps/${c.resourceId}/soft-delete`);
+      expect(c.status).toBe(200);
+      expect(c.idempotencyKey).toMatch(/^bg1-softDelete-/);
+      // Snapshotted before its delete.
+      const read = h.downstream.calls.find((x) => x.action === 'snapshot' && x.resourceId === c.resourceId)!;
+      expect(read.seq).toBeLessThan(c.seq);
+    }
+    for (const a of apps) expect(h.downstream.state(a), a).toBe('soft_deleted');
+    // Children first: each app went while its site was still live (nothing live under a deleted site).
+    expect([...siteAt.keys()].sort()).toEqual(apps);
+    expect(new Set(siteAt.values())).toEqual(new Set(['active']));
+    // The restore drill brought one site's apps back over HTTP and deleted them again, with its own keys.
+    const drilled = h.downstream.calls.filter((c) => isDrillCall(c) && c.action === 'restore').map((c) => c.resourceId);
+    const redeleted = h.downstream.calls.filter((c) => isDrillCall(c) && c.action === 'softDelete');
+    expect(drilled.length).toBe(APPS);
+    expect(redeleted.map((c) => c.resourceId).sort()).toEqual([...drilled].sort());
+
+    // The sites' rows are the registry's to change; the apps' rows are left as the owning system said.
+    const rows = await registry([...sites.map(siteId), ...apps]);
+    for (const s of sites) expect(rows[siteId(s)]).toBe('soft_deleted');
+    for (const a of apps) expect(rows[a], a).toBe('active');
+    const ledger = await items(op.id);
+    expect(ledger.size).toBe(sites.length * (1 + APPS));
+    for (const [id, r] of ledger) {
+      expect(r.state, id).toBe('done');
+      expect(r.snapshot_id, id).not.toBeNull();
+    }
+
+    await command(h, 'operator', op.id, 'rollback', { reason: 'wrong sites' }).expect(200);
+    expect((await waitForState(h, op.id, ['rolled_back', 'rollback_incomplete'])).state).toBe('rolled_back');
+    const restores = ownCalls('restore');
+    expect(restores.map((c) => c.resourceId).sort()).toEqual(apps);
+    for (const c of restores) {
+      expect(c.path).toBe(`/apps/${c.resourceId}/restore`);
+      expect(c.status).toBe(200);
+    }
+    for (const a of apps) expect(h.downstream.state(a), a).toBe('active');
+    const back = await registry([...sites.map(siteId), ...apps]);
+    for (const id of [...sites.map(siteId), ...apps]) expect(back[id], id).toBe('active');
+    for (const [id, r] of await items(op.id)) expect(r.state, id).toBe('restored');
+  });
+
+  it('an app whose delete is refused keeps its site live; the apps deleted say so, and come back on rollback', async () => {
+    const [ok, refusing] = freshSites(2) as [number, number];
+    const refusedApp = appsOfSite(refusing)[1]!;
+    // 422: refused as it stood, nothing changed (not retried).
+    h.downstream.answer((c) => (c.action === 'softDelete' && c.resourceId === refusedApp ? 422 : null));
+    const op = await deleteSites([ok, refusing], {
+      rollout: { bakeSeconds: 0, concurrency: 2, waves: ['100%'], restoreDrill: false },
+      haltPolicy: { probe: 'optional', maxFailureRate: 1, onHalt: 'pause' },
+    });
+    expect((await waitForState(h, op.id, ENDED)).state).toBe('completed_with_failures');
+
+    const ledger = await items(op.id);
+    const site = ledger.get(siteId(refusing))!;
+    expect(site).toMatchObject({ state: 'failed', permanent: true });
+    expect(site.last_error).toContain(refusedApp);
+    expect(site.last_error).toMatch(/HTTP 422/);
+    // The site was never deleted: its delete waits for its whole cascade.
+    expect((await registry([siteId(refusing)]))[siteId(refusing)]).toBe('active');
+    expect(ledger.get(refusedApp)).toMatchObject({ state: 'failed', permanent: true, executed_seq: null });
+    expect(h.downstream.state(refusedApp)).toBe('active');
+    // Its siblings' deletes went out beside it and succeeded: the ledger says so, not "failed".
+    for (const a of appsOfSite(refusing).filter((x) => x !== refusedApp)) {
+      expect(h.downstream.state(a), a).toBe('soft_deleted');
+      expect(ledger.get(a), a).toMatchObject({ state: 'done' });
+    }
+    for (const id of [siteId(ok), ...appsOfSite(ok)]) expect(ledger.get(id)!.state, id).toBe('done');
+
+    await command(h, 'operator', op.id, 'rollback', { reason: 'undo' }).expect(200);
+    expect((await waitForState(h, op.id, ['rolled_back', 'rollback_incomplete'])).state).toBe('rolled_back');
+    // Everything deleted came back over HTTP; the app that was never deleted got no restore.
+    const restored = ownCalls('restore').map((c) => c.resourceId);
+    expect(restored).not.toContain(refusedApp);
+    for (const a of [...appsOfSite(ok), ...appsOfSite(refusing)]) expect(h.downstream.state(a), a).toBe('active');
+    expect(restored.sort()).toEqual([...appsOfSite(ok), ...appsOfSite(refusing).filter((x) => x !== refusedApp)]);
+  });
+
+  it('a restore operation of the delete brings the apps back over HTTP, the site in the registry', async () => {
+    const sites = freshSites(1);
+    const apps = appsOfSite(sites[0]!);
+    const del = await deleteSites(sites, { rollout: { bakeSeconds: 0, concurrency: 2, restoreDrill: false } });
+    expect((await waitForState(h, del.id, ENDED)).state).toBe('completed');
+    for (const a of apps) expect(h.downstream.state(a), a).toBe('soft_deleted');
+
+    const op = await runRestore(h, { operationId: del.id });
+    expect(op).toMatchObject({ state: 'completed', itemCount: 1 + APPS });
+    const restores = ownCalls('restore');
+    expect(restores.map((c) => [c.resourceId, c.path, c.status]).sort()).toEqual(
+      apps.map((a) => [a, `/apps/${a}/restore`, 200]),
+    );
+    for (const a of apps) expect(h.downstream.state(a), a).toBe('active');
+    expect((await registry([siteId(sites[0]!)]))[siteId(sites[0]!)]).toBe('active');
+  });
+
+  it('an erasure hard-deletes each app over HTTP before purging its site', async () => {
+    const sites = freshSites(1);
+    const apps = appsOfSite(sites[0]!);
+    const siteAt = siteStateAtEachCall('hardDelete');
+    const op = await deleteSites(sites, { erasure: true });
+    expect((await waitForState(h, op.id, ENDED)).state).toBe('completed');
+    const purges = h.downstream.destructiveCalls().filter((c) => c.action === 'hardDelete');
+    expect(purges.map((c) => [c.resourceId, c.method, c.path, c.status]).sort()).toEqual(
+      apps.map((a) => [a, 'DELETE', `/apps/${a}`, 200]),
+    );
+    for (const a of apps) expect(h.downstream.state(a), a).toBe('purged');
+    expect(apps.map((a) => siteAt.get(a))).toEqual(apps.map(() => 'active'));
+    expect((await registry([siteId(sites[0]!)]))[siteId(sites[0]!)]).toBe('purged');
+    for (const [id, r] of await items(op.id)) expect(r.state, id).toBe('done');
+  });
+
+  it('an app protected while the operation runs keeps its site and every app of it: nothing is sent', async () => {
+    const sites = freshSites(2);
+    const op = await deleteSites(sites, {
+      rollout: { bakeSeconds: 2, concurrency: 2, waves: ['1', '100%'], restoreDrill: false },
+      haltPolicy: { probe: 'optional', maxFailureRate: 1, onHalt: 'pause' },
+    });
+    // An app of the second wave's site, protected (as an import would) during the first wave's bake.
+    const ledger0 = await items(op.id);
+    const second = sites.find((s) => ledger0.get(siteId(s))!.state === 'pending')!;
+    const guarded = appsOfSite(second)[1]!;
+    await query(h.databaseUrl, `UPDATE resources SET protected = true WHERE id = $1`, [guarded]);
+    expect((await waitForState(h, op.id, ENDED)).state).toBe('completed_with_failures');
+    const site = (await items(op.id)).get(siteId(second))!;
+    expect(site).toMatchObject({ state: 'failed', permanent: true });
+    expect(site.last_error).toContain(`its cascade would take ${guarded}, which is protected`);
+    expect((await registry([siteId(second)]))[siteId(second)]).toBe('active');
+    for (const a of appsOfSite(second)) {
+      expect(
+        h.downstream.calls.filter((c) => c.resourceId === a && c.action === 'softDelete'),
+        a,
+      ).toEqual([]);
+      expect(h.downstream.state(a), a).toBe('active');
+    }
+  }, 60_000);
+});
