@@ -1,18 +1,60 @@
 // Real-process helpers for the embedded-mode tests: a temp data dir, `node --import tsx
 // src/server.ts` as a child on free ports (127.0.0.1 only), and checks on the pids the local
 // PostgreSQL and Redis write into their data dir.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import pg from 'pg';
-import { freePort } from '../../src/embedded/local-services.ts';
+import { migrate } from '../../src/db/migrate.ts';
+import { freePort, startLocalServices } from '../../src/embedded/local-services.ts';
 
 export const ROOT = resolve(import.meta.dirname, '../..');
 export const ADMIN_TOKEN = 'bg_embedded_test_admin_token_000000';
 
 export function tempDataDir(): string {
   return mkdtempSync(join(tmpdir(), 'blastgate-embedded-'));
+}
+
+let initialised: Promise<string> | undefined;
+
+/**
+ * A data folder as the first `npm start` leaves it: its PostgreSQL initialised (initdb), the
+ * database created and migrated, shut down cleanly; nothing else (no admin token, no snapshot key,
+ * no Redis data). For tests about what a start does after that first one (Ctrl-C, takeover,
+ * shutdown): each would otherwise pay a durable initdb and every migration (about 7 s on a loaded
+ * 2-core machine). The first start itself, and Ctrl-C while initdb runs, keep using tempDataDir().
+ *
+ * The folder is made once per test file by the product's own start (same initdb options, same
+ * durability, same database) and copied with owner and modes kept. removeInitialised() deletes it.
+ */
+export async function initialisedDataDir(): Promise<string> {
+  initialised ??= (async () => {
+    const template = tempDataDir();
+    const services = await startLocalServices({ dir: template, log: () => undefined });
+    try {
+      await migrate(services.databaseUrl);
+    } catch (err) {
+      services.stop();
+      throw err;
+    }
+    const stopped = services.stop();
+    if (!stopped.ok) throw new Error(`the template data folder's servers: ${stopped.message}`);
+    return template;
+  })();
+  const template = await initialised;
+  const dir = tempDataDir();
+  const r = spawnSync('cp', ['-a', join(template, 'pg'), join(dir, 'pg')], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`cp -a ${template}/pg: ${r.stderr}`);
+  // A first start has no server log yet: the copy starts without the template's.
+  rmSync(join(dir, 'pg', 'server.log'), { force: true });
+  return dir;
+}
+
+export async function removeInitialised(): Promise<void> {
+  const template = await initialised?.catch(() => undefined);
+  initialised = undefined;
+  if (template) rmSync(template, { recursive: true, force: true });
 }
 
 /** A live process (a zombie counts as gone: it has exited, its parent has not collected it). */

@@ -5,14 +5,16 @@
 import { request as httpRequest, type ClientRequest } from 'node:http';
 import { createServer } from 'node:net';
 import { freePort } from '../../src/embedded/local-services.ts';
-import { afterEach, describe, expect, inject, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, inject, it } from 'vitest';
 import {
   ADMIN_TOKEN,
   cleanUp,
   durabilitySettings,
+  initialisedDataDir,
   pidAlive,
   postmasterPid,
   redisPid,
+  removeInitialised,
   serversRunning,
   spawnServer,
   startServer,
@@ -69,6 +71,7 @@ describe('Ctrl-C on the zero-config start', () => {
     await cleanUp(dir, server);
     server = undefined;
   });
+  afterAll(removeInitialised);
 
   it('stops the PostgreSQL (durable) and Redis it started, and says so', { timeout: 240_000 }, async () => {
     dir = tempDataDir();
@@ -91,7 +94,7 @@ describe('Ctrl-C on the zero-config start', () => {
     async () => {
       // npm runs the script through `sh -c`, which does not pass the signal on: the server, orphaned,
       // went on answering with its PostgreSQL and Redis. The script execs node, so npm's child is it.
-      dir = tempDataDir();
+      dir = await initialisedDataDir();
       server = await startServer(dir, {}, { viaNpm: true });
       const pids = runningPids(dir);
       process.kill(server.child.pid!, 'SIGTERM');
@@ -101,7 +104,7 @@ describe('Ctrl-C on the zero-config start', () => {
   );
 
   it('takes over servers left running by an earlier start, says so, and stops them', { timeout: 240_000 }, async () => {
-    dir = tempDataDir();
+    dir = await initialisedDataDir();
     // An earlier start killed outright (kill -9 of its node process alone): its servers run on.
     const earlier = await startServer(dir);
     const left = runningPids(dir);
@@ -128,7 +131,7 @@ describe('Ctrl-C on the zero-config start', () => {
     'given REDIS_URL, runs and stops only a local PostgreSQL, and stops a Redis an earlier start left',
     { timeout: 240_000 },
     async () => {
-      dir = tempDataDir();
+      dir = await initialisedDataDir();
       const earlier = await startServer(dir);
       const left = runningPids(dir);
       earlier.child.kill('SIGKILL');
@@ -162,7 +165,7 @@ describe('Ctrl-C on the zero-config start', () => {
     'a REDIS_URL that leads nowhere stops the start (exit 2, named) and its local PostgreSQL',
     { timeout: 240_000 },
     async () => {
-      dir = tempDataDir();
+      dir = await initialisedDataDir();
       const port = await freePort();
       // It used to start, log Redis connection errors forever and move no work.
       server = await spawnServer(dir, { REDIS_URL: `redis://127.0.0.1:${port}`, BLASTGATE_QUEUE_PREFIX: 'own' });
@@ -197,7 +200,7 @@ describe('Ctrl-C on the zero-config start', () => {
   );
 
   it('says so when its local PostgreSQL stops under it, and how to get it back', { timeout: 240_000 }, async () => {
-    dir = tempDataDir();
+    dir = await initialisedDataDir();
     server = await startServer(dir);
     const pids = runningPids(dir);
     // It answered 503 to every request and logged per-request warnings, never that PostgreSQL was gone.
@@ -233,7 +236,7 @@ describe('Ctrl-C on the zero-config start', () => {
     'refuses a second start on the folder of a live one, and leaves its servers alone',
     { timeout: 240_000 },
     async () => {
-      dir = tempDataDir();
+      dir = await initialisedDataDir();
       server = await startServer(dir);
       const pids = runningPids(dir);
       // A second `npm start` in the same checkout used to take them over and stop them on exit.
@@ -256,7 +259,7 @@ describe('Ctrl-C on the zero-config start', () => {
   );
 
   it('stops them when the API shutdown hangs past BLASTGATE_SHUTDOWN_TIMEOUT_MS', { timeout: 240_000 }, async () => {
-    dir = tempDataDir();
+    dir = await initialisedDataDir();
     server = await startServer(dir, { BLASTGATE_SHUTDOWN_TIMEOUT_MS: '2000' });
     const pids = runningPids(dir);
     upload = holdUpload(server.url);
@@ -273,7 +276,7 @@ describe('Ctrl-C on the zero-config start', () => {
   });
 
   it('a second Ctrl-C during a hanging shutdown exits at once and still stops them', { timeout: 240_000 }, async () => {
-    dir = tempDataDir();
+    dir = await initialisedDataDir();
     server = await startServer(dir, { BLASTGATE_SHUTDOWN_TIMEOUT_MS: '600000' });
     const pids = runningPids(dir);
     upload = holdUpload(server.url);
@@ -294,7 +297,7 @@ describe('Ctrl-C on the zero-config start', () => {
     'one Ctrl-C that arrives twice (the terminal, then npm forwarding it) shuts down gracefully',
     { timeout: 240_000 },
     async () => {
-      dir = tempDataDir();
+      dir = await initialisedDataDir();
       server = await startServer(dir);
       const pids = runningPids(dir);
       // A terminal's Ctrl-C reaches the whole process group; `npm start` passes it on to node too.
