@@ -33,6 +33,7 @@ export interface Offender {
   actualType?: string | null;
   tenantId?: string | null;
   heldBy?: string;
+  deletedBy?: string;
   via?: { id: string; type: string | null; tenantId: string | null };
   purgeAfter?: string;
   /** already_deleted: the state it is in. */
@@ -89,6 +90,7 @@ export function offenderDetails(o: Offender): string[] {
       ? `for ${o.via.type ?? 'resource'} ${o.via.id}${o.via.tenantId ? ` of ${o.via.tenantId}` : ''}, which it takes along`
       : '',
     o.heldBy ? `held by ${o.heldBy}` : '',
+    o.deletedBy ? `its delete by ${o.deletedBy} may have happened: roll that back to restore it` : '',
     o.purgeAfter ? `retained until ${o.purgeAfter}` : '',
     o.state ? `is ${o.state}` : '',
   ].filter(Boolean);

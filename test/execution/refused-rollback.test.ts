@@ -4,6 +4,7 @@
 // before, was a definite refusal. A refusal after a try that may have applied (a timeout, a 5xx), or
 // of an item an earlier run may have sent, keeps the mark, and the rollback restores the item.
 // On the real stack: real workers, a real downstream over HTTP that records every call.
+import request from 'supertest';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import {
   buildExecHarness,
@@ -258,5 +259,27 @@ describe('a restore of the operation or its tenant names a delete that may or ma
         leftOut: { uncertain: 1, items: [uncertain] },
       });
     }
+
+    // Named by ID, it is refused as uncertain with the delete that may have happened, not as
+    // not_deleted: that read as certain that nothing was deleted (a new-user trial).
+    const byIds = await postRestore(h, { targetType: 'app', ids: [appId(s, 1), victim], dryRun: true });
+    expect(byIds.status, JSON.stringify(byIds.body)).toBe(422);
+    expect(byIds.body.code).toBe('PLAN_REJECTED');
+    expect(byIds.body.details.counts).toMatchObject({ ok: 1, uncertain: 1, not_deleted: 0 });
+    expect(byIds.body.details.offenders.uncertain).toEqual([
+      expect.objectContaining({ id: victim, index: 1, deletedBy: op.id }),
+    ]);
+    expect(byIds.body.message).toContain(
+      '1 ID whose delete may or may not have happened (roll back that delete to restore it from its snapshot) (uncertain)',
+    );
+    // The full report names the delete too.
+    const stored = await postRestore(h, { targetType: 'app', ids: [victim] });
+    expect(stored.status).toBe(422);
+    const report = await request(h.app.server)
+      .get(`/v1/operations/${stored.body.details.operationId}/report`)
+      .set('authorization', h.auth('viewer'));
+    expect(report.status, JSON.stringify(report.body)).toBe(200);
+    expect(report.body.items).toEqual([expect.objectContaining({ id: victim, class: 'uncertain', deletedBy: op.id })]);
+    expect(report.body.items[0]).not.toHaveProperty('heldBy');
   });
 });

@@ -169,6 +169,7 @@ describe('per ID, like a delete plan', () => {
       type_mismatch: 1,
       duplicate: 1,
       not_deleted: 1,
+      uncertain: 0,
       in_flight: 2,
       superseded: 2,
       no_snapshot: 1,

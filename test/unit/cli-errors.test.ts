@@ -44,3 +44,23 @@ describe('CLI error output', () => {
     expect(printed(err, false).text).toBe('blastgate: 404 NOT_FOUND: Operation op_x does not exist\n');
   });
 });
+
+describe('a rejected restore in the CLI', () => {
+  it('names the delete an uncertain ID awaits, and never calls it held', () => {
+    const err = apiError(422, {
+      code: 'PLAN_REJECTED',
+      message: 'The operation was rejected: 1 ID whose delete may or may not have happened …',
+      details: {
+        operationId: 'op_r',
+        reportUrl: '/v1/operations/op_r/report',
+        counts: { ok: 1, uncertain: 1 },
+        offenders: { uncertain: [{ index: 1, id: 'app_1', class: 'uncertain', deletedBy: 'op_d' }] },
+      },
+    });
+    const { text } = printed(err, false);
+    expect(text).toContain(
+      'uncertain: 1  e.g. app_1 (its delete by op_d may have happened: roll that back to restore it)',
+    );
+    expect(text).not.toContain('held by');
+  });
+});

@@ -24,6 +24,13 @@ const SAMPLE_PER_CLASS = 100;
 /** From this many submitted IDs, the registry join runs over parallel workers (see classify). */
 const PARALLEL_FROM = 500_000;
 
+/**
+ * The operation a rejected ID names, stored in one column (held_by): an uncertain one's (a
+ * restore's) is the delete that may have happened, any other's the live operation holding it.
+ */
+export const heldOrDeletedBy = (cls: string, op: string | null): Pick<Offender, 'heldBy' | 'deletedBy'> =>
+  !op ? {} : cls === 'uncertain' ? { deletedBy: op } : { heldBy: op };
+
 export interface Offender {
   index: number;
   id: string;
@@ -32,6 +39,8 @@ export interface Offender {
   state?: string | null;
   /** in_flight: the live operation that holds the resource. */
   heldBy?: string;
+  /** uncertain (restores): the delete whose outcome for it is unknown (its rollback restores it). */
+  deletedBy?: string;
   /**
    * The listed resource is rejected for a resource its cascade takes (a child, a grandchild…), not
    * for itself: which one. Without it, "protected: site_5" sent the operator to a site that is not.
@@ -233,7 +242,7 @@ export async function summarize<C extends string = IdClass>(
         actualType: r.actual_type,
         tenantId: r.tenant_id,
         ...(r.class === 'already_deleted' ? { state: r.state } : {}),
-        ...(r.held_by ? { heldBy: r.held_by } : {}),
+        ...heldOrDeletedBy(r.class, r.held_by),
         ...(r.via ? { via: { id: r.via, type: r.via_type, tenantId: r.via_tenant } } : {}),
       });
     }

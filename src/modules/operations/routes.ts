@@ -11,7 +11,7 @@ import { NDJSON, TEXT } from '../../plugins/uploads.ts';
 import { validatedByHandler } from '../../plugins/validation.ts';
 import { MAX_STREAMED_IDS } from './intake.ts';
 import { readIdStream } from './id-stream.ts';
-import { ID_CLASSES } from './planner.ts';
+import { heldOrDeletedBy, ID_CLASSES } from './planner.ts';
 import { PURGE_CLASSES } from '../purges/schemas.ts';
 import { RESTORE_CLASSES } from '../restores/schemas.ts';
 import { checkItemCursor, checkItemWave, checkReportCursor } from './cursors.ts';
@@ -353,7 +353,7 @@ export default async function operationRoutes(app: App) {
           class: r.class,
           actualType: r.actualType,
           tenantId: r.tenantId,
-          ...(r.heldBy ? { heldBy: r.heldBy } : {}),
+          ...heldOrDeletedBy(r.class, r.heldBy),
           ...(r.via ? { via: { id: r.via, type: r.viaType, tenantId: r.viaTenantId } } : {}),
           ...(r.purgeAfter ? { purgeAfter: r.purgeAfter.toISOString() } : {}),
           ...(r.state ? { state: r.state } : {}),

@@ -531,6 +531,12 @@ export const ReportPage = Type.Object(
             description: 'in_flight: the live operation that holds the resource (finish or abort it first)',
           }),
         ),
+        deletedBy: Type.Optional(
+          Type.String({
+            description:
+              'uncertain (restores): the delete whose call for it had an unknown outcome and then failed; a rollback of that delete restores it from its snapshot',
+          }),
+        ),
         via: Type.Optional(
           Type.Object(
             {

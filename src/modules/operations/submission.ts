@@ -42,6 +42,7 @@ const OFFENCES: Record<string, string> = {
   in_flight: 'held by another live operation',
   protected: 'of a protected resource',
   not_deleted: 'not deleted (nothing to bring back or purge)',
+  uncertain: 'whose delete may or may not have happened (roll back that delete to restore it from its snapshot)',
   within_retention: 'still within their retention',
   purged: 'already purged',
   erased: 'erased (their snapshots are gone)',

@@ -222,7 +222,7 @@ async function classify(client: pg.PoolClient, targetType: string | null): Promi
   await client.query(
     `CREATE TEMP TABLE plan_class ON COMMIT DROP AS
      SELECT i.ord, i.id, r.type AS actual_type, coalesce(r.tenant_id, l.tenant_id) AS tenant_id, r.state,
-       lo.id AS held_by, NULL::text AS via, r.parent_id, coalesce(l.type, r.type) AS type, l.at AS deleted_at, src.snap_id AS source_snapshot_id,
+       lo.id AS held_by, u.op_id AS uncertain_by, NULL::text AS via, r.parent_id, coalesce(l.type, r.type) AS type, l.at AS deleted_at, src.snap_id AS source_snapshot_id,
        CASE
          WHEN d.first_ord IS NOT NULL AND i.ord > d.first_ord THEN 'duplicate'
          WHEN r.id IS NULL THEN 'unknown'
@@ -233,7 +233,8 @@ async function classify(client: pg.PoolClient, targetType: string | null): Promi
          -- row it erased purged), and a resource snapshotted again since has a live key.
          WHEN r.state = 'purged' AND ${isErased('i.id')} THEN 'erased'
          WHEN r.state = 'purged' THEN 'purged'
-         WHEN NOT coalesce(l.deleted, false) THEN CASE WHEN r.state = 'active' THEN 'not_deleted' ELSE 'no_snapshot' END
+         WHEN NOT coalesce(l.deleted, false) THEN
+           CASE WHEN u.op_id IS NOT NULL THEN 'uncertain' WHEN r.state = 'active' THEN 'not_deleted' ELSE 'no_snapshot' END
          WHEN r.type <> l.type OR r.tenant_id <> l.tenant_id THEN 'superseded'
          WHEN NOT ${isExternal('t')}
               AND (r.state = 'active' OR r.updated_at > coalesce(r.deleted_at, '-infinity')) THEN 'superseded'
@@ -254,9 +255,22 @@ async function classify(client: pg.PoolClient, targetType: string | null): Promi
      LEFT JOIN resources p ON p.id = r.parent_id
      LEFT JOIN restore_latest pl ON pl.id = r.parent_id
      LEFT JOIN resource_locks lk ON lk.resource_id = i.id
-     LEFT JOIN operations lo ON lo.id = lk.operation_id AND lo.state = ANY($2::text[])`,
-    [targetType, LIVE_STATES],
+     LEFT JOIN operations lo ON lo.id = lk.operation_id AND lo.state = ANY($2::text[])
+     -- A delete of it since its latest event that took effect whose outcome is unknown: a try that
+     -- may have applied (a timeout, a 5xx), then the item failed. Its write-ahead mark stays, so a
+     -- rollback of that delete restores it; a restore by ID cannot tell, and must not say
+     -- not_deleted as if that were certain (left-out.ts uncertain() is the same for other scopes).
+     LEFT JOIN LATERAL (
+       SELECT rs.op_id FROM restore_snaps rs
+       JOIN operations uo ON uo.id = rs.op_id AND uo.action = 'delete'
+       JOIN operation_items ui ON ui.snapshot_id = rs.snap_id AND (ui.operation_id || '') = rs.op_id
+       WHERE rs.id = i.id AND rs.at >= coalesce(l.at, '-infinity') AND ui.executed_seq IS NOT NULL
+         AND NOT (ui.state = ANY($3::text[] || '{restored}'))
+       ORDER BY rs.at DESC, rs.snap_id DESC LIMIT 1) u ON true`,
+    [targetType, LIVE_STATES, DELETED_ITEM_STATES],
   );
+  // The report names the delete an uncertain one awaits (heldBy's column: at most one of the two).
+  await client.query(`UPDATE plan_class SET held_by = uncertain_by WHERE class = 'uncertain'`);
   await client.query(
     `CREATE TEMP TABLE plan_cascade (id text, type text, tenant_id text, root text, depth int, protected boolean,
        source_snapshot_id bigint) ON COMMIT DROP`,

@@ -17,6 +17,7 @@ export const RESTORE_CLASSES = [
   'type_mismatch',
   'duplicate',
   'not_deleted',
+  'uncertain',
   'purged',
   'erased',
   'no_snapshot',
