@@ -281,5 +281,17 @@ describe('a restore of the operation or its tenant names a delete that may or ma
     expect(report.status, JSON.stringify(report.body)).toBe(200);
     expect(report.body.items).toEqual([expect.objectContaining({ id: victim, class: 'uncertain', deletedBy: op.id })]);
     expect(report.body.items[0]).not.toHaveProperty('heldBy');
+
+    // The registry says so too: deletedBy null alone read as never touched.
+    const view = async (id: string) =>
+      (await request(h.app.server).get(`/v1/registry/resources/${id}`).set('authorization', h.auth('viewer'))).body;
+    expect(await view(victim)).toMatchObject({ deletedBy: null, uncertainDelete: { operationId: op.id } });
+    expect(await view(appId(s, 1))).toMatchObject({ deletedBy: { operationId: op.id }, uncertainDelete: null });
+    const list = await request(h.app.server)
+      .get(`/v1/registry/resources?tenantId=${tenantId(s)}&type=app`)
+      .set('authorization', h.auth('viewer'));
+    expect(list.body.items.find((r: { id: string }) => r.id === victim)).toMatchObject({
+      uncertainDelete: { operationId: op.id },
+    });
   });
 });

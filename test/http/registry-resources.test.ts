@@ -75,6 +75,7 @@ describe('POST /v1/registry/resources (JSON)', () => {
       purgeAfter: null,
       updatedAt: expect.any(String),
       deletedBy: null,
+      uncertainDelete: null,
     });
     const deleted = await getResource('app_json2').expect(200);
     expect(deleted.body).toMatchObject({ state: 'soft_deleted', parentId: null, deletedAt: expect.any(String) });

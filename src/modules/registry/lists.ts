@@ -6,7 +6,7 @@ import { Type, type Static } from '@fastify/type-provider-typebox';
 import { BadRequestError } from '../../lib/errors.ts';
 import { ListFilter, listFilters, nextLink } from '../../lib/list-query.ts';
 import { errorResponses, IdString, PageLinks, type App } from '../../lib/schemas.ts';
-import { deletedByView, standingDeletes } from '../restores/history.ts';
+import { deletedByView, standingDeletes, uncertainDeletes, uncertainDeleteView } from '../restores/history.ts';
 import type { Queryable } from '../../lib/sql.ts';
 import { RESOURCE_EXAMPLE, RESOURCE_STATES, Resource, TYPE_NAME_PATTERN } from './schemas.ts';
 import { purgeAfterView } from './repository.ts';
@@ -152,10 +152,8 @@ async function listResources(db: Queryable, q: Static<typeof ResourcesQuery> & {
      ORDER BY id LIMIT $6`,
     [q.type ?? null, q.tenantId ?? null, q.state ?? null, q.parentId ?? null, q.after ?? null, q.limit],
   );
-  const deleted = await standingDeletes(
-    db,
-    res.rows.map((r) => r.id),
-  );
+  const ids = res.rows.map((r) => r.id);
+  const [deleted, uncertain] = await Promise.all([standingDeletes(db, ids), uncertainDeletes(db, ids)]);
   return res.rows.map((r) => ({
     id: r.id,
     type: r.type,
@@ -167,6 +165,7 @@ async function listResources(db: Queryable, q: Static<typeof ResourcesQuery> & {
     purgeAfter: purgeAfterView(r.state, r.purge_after),
     updatedAt: r.updated_at.toISOString(),
     deletedBy: deletedByView(deleted.get(r.id)),
+    uncertainDelete: uncertainDeleteView(uncertain.get(r.id)),
   }));
 }
 

@@ -2,7 +2,7 @@
 // import.ts) so that 100k tenants or 1M resources are a handful of statements, not one per row.
 import type pg from 'pg';
 import type { Queryable } from '../../lib/sql.ts';
-import { deletedByView, standingDeletes } from '../restores/history.ts';
+import { deletedByView, standingDeletes, uncertainDeletes, uncertainDeleteView } from '../restores/history.ts';
 import type { Resource, ResourceType, ResourceTypeInput, TenantInput } from './schemas.ts';
 
 // Registry writers take this transaction-scoped advisory lock, so that two bulk upserts never
@@ -213,5 +213,6 @@ export async function getResource(db: Queryable, id: string): Promise<Resource |
     purgeAfter: purgeAfterView(r.state as string, r.purge_after as Date | null),
     updatedAt: (r.updated_at as Date).toISOString(),
     deletedBy: deletedByView((await standingDeletes(db, [id])).get(id)),
+    uncertainDelete: uncertainDeleteView((await uncertainDeletes(db, [id])).get(id)),
   };
 }

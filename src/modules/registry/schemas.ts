@@ -324,6 +324,7 @@ export const RESOURCE_EXAMPLE = {
   purgeAfter: null,
   updatedAt: '2026-11-24T12:00:00.000Z',
   deletedBy: null,
+  uncertainDelete: null,
 };
 
 export const Resource = Type.Object(
@@ -354,6 +355,19 @@ export const Resource = Type.Object(
           additionalProperties: false,
           description:
             "Blastgate's delete of this resource that stands: its latest act on it is this operation's delete, not rolled back or restored since, or the purge or erasure that hard-deleted it (mode hard) (nor, for a type with an HTTP adapter, overtaken by an import that changed the row). An HTTP adapter's delete leaves `state` as the owning system says it is, so this is where it shows; null when none stands",
+        },
+      ),
+    ),
+    uncertainDelete: Nullable(
+      Type.Object(
+        {
+          operationId: Type.String(),
+          at: { ...Timestamp, description: 'When Blastgate stored its snapshot, right before its delete call' },
+        },
+        {
+          additionalProperties: false,
+          description:
+            "A delete of this resource by an ended operation whose outcome is unknown: a try that may have applied (a timeout, a 5xx), then the item failed; nothing of Blastgate's took effect on it since. Check the resource in its own system; a rollback of that operation restores it from its snapshot, a restore refuses it (uncertain). Null otherwise",
         },
       ),
     ),

@@ -7,6 +7,7 @@
 // for HTTP-adapter types, whose deletes leave the registry row's state alone.
 import type pg from 'pg';
 import type { Queryable } from '../../lib/sql.ts';
+import { LIVE_STATES } from '../operations/lifecycle-types.ts';
 
 /** Item states of a delete whose call went out and was not undone (restoring: a rollback is on it). */
 export const DELETED_ITEM_STATES = ['done', 'restore_failed', 'restoring'];
@@ -151,6 +152,40 @@ export async function standingDeletes(db: Queryable, ids: string[]): Promise<Map
     r.rows.filter((l) => l.stands).map((l) => [l.id, { operationId: l.operation_id, mode: l.mode, at: l.at }]),
   );
 }
+
+export interface UncertainDelete {
+  operationId: string;
+  at: Date;
+}
+
+/**
+ * The resources' deletes by Blastgate whose outcome is unknown, by resource ID: a try that may have
+ * applied (a timeout, a 5xx), then the item failed, in an operation that has ended, and nothing of
+ * Blastgate's took effect on it since. The registry views show it beside `deletedBy` (null then):
+ * without it, a resource that may be gone read as never touched. A rollback of that operation
+ * restores it; a restore cannot (restores/left-out.ts, and `uncertain` in resolve.ts).
+ */
+export async function uncertainDeletes(db: Queryable, ids: string[]): Promise<Map<string, UncertainDelete>> {
+  if (ids.length === 0) return new Map();
+  const r = await db.query<{ id: string; operation_id: string; at: Date }>(
+    `SELECT DISTINCT ON (s.resource_id) s.resource_id AS id, s.operation_id, s.created_at AS at
+     FROM snapshots s JOIN operations o ON o.id = s.operation_id AND o.action = 'delete' AND o.state <> ALL($3::text[])
+     JOIN operation_items i ON i.snapshot_id = s.id AND (i.operation_id || '') = s.operation_id
+     WHERE s.resource_id = ANY($2::text[]) AND i.executed_seq IS NOT NULL AND NOT (i.state = ANY($1::text[] || '{restored}'))
+       AND NOT EXISTS (
+         SELECT 1 FROM snapshots s2 JOIN operations o ON o.id = s2.operation_id
+         JOIN operation_items i ON i.snapshot_id = s2.id AND (i.operation_id || '') = s2.operation_id
+         WHERE s2.resource_id = s.resource_id AND s2.created_at > s.created_at
+           AND (${TOOK_EFFECT} OR (o.action IN ('purge', 'erase') AND i.state = 'done')))
+     ORDER BY s.resource_id, s.created_at DESC, s.id DESC`,
+    [DELETED_ITEM_STATES, ids, LIVE_STATES],
+  );
+  return new Map(r.rows.map((u) => [u.id, { operationId: u.operation_id, at: u.at }]));
+}
+
+/** The `uncertainDelete` field of a registry resource view. */
+export const uncertainDeleteView = (u: UncertainDelete | undefined) =>
+  u ? { operationId: u.operationId, at: u.at.toISOString() } : null;
 
 /** The `deletedBy` field of a registry resource view. */
 export const deletedByView = (d: StandingDelete | undefined) =>
