@@ -360,6 +360,9 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
   return {
     reconcile,
     async close() {
+      // First of all: no destructive call starts from here on; the chunks in hand hand back what
+      // they have not sent (halt-watch.ts shutDown), so the wait below is for calls in flight only.
+      watch.shutDown();
       clearInterval(timer);
       await webhooks.close();
       await retention

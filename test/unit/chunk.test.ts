@@ -210,6 +210,7 @@ function harness(o: {
       track: async () => undefined,
       untrack: () => undefined,
       canRun: () => !fenceLost,
+      runs: () => !fenceLost,
     },
     velocity: {
       async reserve(opId, list) {

@@ -105,7 +105,7 @@ export async function execute<Tx>(
         marked: new Set(),
         unsent: 0,
         requeue: 0,
-        stillRunning: deps.watch.canRun(j.opId, j.wave, since),
+        stillRunning: deps.watch.runs(j.opId, j.wave, since),
       };
     }
     const { adapter } = got;
@@ -204,7 +204,7 @@ export async function execute<Tx>(
     outcomes.push(...sent.outcomes.filter((o) => !early.has(o.seq)));
     const unsent = notMarkedCount + sent.unsent;
     const requeue = sent.requeue;
-    const stillRunning = deps.watch.canRun(j.opId, j.wave, since);
+    const stillRunning = deps.watch.runs(j.opId, j.wave, since);
     return { outcomes, marked, unsent, requeue, stillRunning };
   } catch (err) {
     if (!calling) await releaseUnsent(deps, j, range, token, items, outcomes, err);

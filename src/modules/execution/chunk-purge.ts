@@ -107,7 +107,7 @@ export async function executePurge<Tx>(
       unsent += sent.unsent;
       requeue += sent.requeue;
     }
-    return { outcomes, marked, unsent, requeue, stillRunning: deps.watch.canRun(j.opId, j.wave, since) };
+    return { outcomes, marked, unsent, requeue, stillRunning: deps.watch.runs(j.opId, j.wave, since) };
   } catch (err) {
     // As for deletes: before any call went out, hand the items back saying why; after, the claim's
     // lease decides who sends them again (with the same keys).

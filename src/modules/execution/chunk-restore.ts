@@ -133,7 +133,7 @@ export async function executeRestore<Tx>(
       }
       outcomes.push(...(early ? got.filter((o) => o.state === 'pending') : got));
     }
-    return { outcomes, marked, unsent, requeue, stillRunning: deps.watch.canRun(j.opId, j.wave, since) };
+    return { outcomes, marked, unsent, requeue, stillRunning: deps.watch.runs(j.opId, j.wave, since) };
   } catch (err) {
     // As for deletes: before any call went out, hand the items back saying why; after, the claim's
     // lease decides who sends them again (with the same keys).

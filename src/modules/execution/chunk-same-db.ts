@@ -172,14 +172,14 @@ export async function runSameDbChunk<Tx>(
     deps.metrics?.items.inc({ outcome: 'failed' }, counted.failed);
     const running = applied?.changed
       ? mayExecute(applied.state) && applied.state.currentWave === j.wave
-      : deps.watch.canRun(j.opId, j.wave, since);
+      : deps.watch.runs(j.opId, j.wave, since);
     return { handled: true, requeueMs, running, epoch: applied?.version ?? j.epoch, ...(grant ? { grant } : {}) };
   } catch (err) {
     // Nothing of the transaction was kept: what was reserved is given back.
     if (grant?.granted) await deps.velocity.refund(grant, grant.granted).catch(() => undefined);
     if (err === GENERAL) return { handled: false };
     if (err === STOPPED)
-      return { handled: true, requeueMs, running: deps.watch.canRun(j.opId, j.wave, since), epoch: j.epoch };
+      return { handled: true, requeueMs, running: deps.watch.runs(j.opId, j.wave, since), epoch: j.epoch };
     throw err;
   } finally {
     deps.watch.untrack(j.opId);

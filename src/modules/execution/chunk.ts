@@ -30,7 +30,7 @@ export interface ChunkDeps<Tx = Queryable> {
   ledger: Pick<Ledger<Tx>, 'claim' | 'extend' | 'release' | 'prepare' | 'record' | 'waveStats'>;
   engine: Pick<Engine<Tx>, 'apply'>;
   adapters: Pick<AdapterCache, 'get'>;
-  watch: Pick<HaltWatch, 'track' | 'untrack' | 'canRun'>;
+  watch: Pick<HaltWatch, 'track' | 'untrack' | 'canRun' | 'runs'>;
   velocity: Pick<VelocityLimiter, 'reserve' | 'refund'>;
   /**
    * Says on the operation that a velocity cap held items back until `until` (the views show it

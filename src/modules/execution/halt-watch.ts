@@ -28,6 +28,7 @@ export class HaltWatch {
   private active = new Map<string, number>();
   private timer: NodeJS.Timeout | undefined;
   private readonly freshMs: number;
+  private stopping = false;
 
   constructor(
     private readonly pool: Pick<pg.Pool, 'query'>,
@@ -50,6 +51,17 @@ export class HaltWatch {
       if (ids.length) void this.refresh(ids).catch(() => this.seen.clear());
     }, this.pollMs);
     this.timer.unref();
+  }
+
+  /**
+   * The process is shutting down (Ctrl-C, SIGTERM): no destructive call may start from now on, as
+   * if every operation had halted here. The calls in flight finish and are recorded, and the
+   * chunks hand their unsent items back (requeued while the operation still runs), so that another
+   * worker, or the next start, carries on at once. Before, a shutdown waited for whole chunks:
+   * deletes went on for the whole shutdown window after the operator's Ctrl-C (a trial).
+   */
+  shutDown() {
+    this.stopping = true;
   }
 
   async stop() {
@@ -78,6 +90,11 @@ export class HaltWatch {
    * notice arrived since `since`.
    */
   canRun(opId: string, wave: number, since: number): boolean {
+    return !this.stopping && this.runs(opId, wave, since);
+  }
+
+  /** Whether the operation itself still runs `wave` (this process may be shutting down). */
+  runs(opId: string, wave: number, since: number): boolean {
     const s = this.seen.get(opId);
     if (!s || !mayExecute(s) || s.wave !== wave || this.clock() - s.at > this.freshMs) return false;
     const notice = this.noticeAt.get(opId);
