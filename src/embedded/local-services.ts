@@ -197,6 +197,8 @@ export async function startSomeLocalServices(opts: LocalServicesOptions, wanted:
     else stopUnwanted(redisPidIn(ctx.redisDir), redisStop, 'Redis', ctx.redisDir, log);
 
     let lastReport: StopReport | undefined;
+    // Across calls: a server signalled by a stop that could not finish and gone by the next one was stopped.
+    const signalled = new Set<number>();
     return {
       databaseUrl,
       redisUrl: owned.redis && `redis://127.0.0.1:${owned.redis.port}`,
@@ -205,7 +207,7 @@ export async function startSomeLocalServices(opts: LocalServicesOptions, wanted:
       adopted: { postgres: owned.pg?.adopted, redis: owned.redis?.adopted },
       stop() {
         if (lastReport?.ok) return lastReport;
-        lastReport = stopOwned(owned, log);
+        lastReport = stopOwned(owned, log, signalled);
         // Still running: the next start takes them over only once this process is gone.
         if (lastReport.ok) release();
         return lastReport;
@@ -249,7 +251,7 @@ export interface Owned {
   redis?: Server;
 }
 
-function stopOwned(owned: Owned, log: (m: string) => void): StopReport {
+function stopOwned(owned: Owned, log: (m: string) => void, signalled?: Set<number>): StopReport {
   // What is owned is the server of our data folder, not a pid: one restarted meanwhile (by an
   // operator, `pg_ctl restart`, a supervisor) has a new pid, which the pid files tell.
   const redisPid = owned.redis && (owned.redis.locate?.() ?? owned.redis.pid);
@@ -258,5 +260,6 @@ function stopOwned(owned: Owned, log: (m: string) => void): StopReport {
   return stopAll(
     [redisPid !== undefined && redisStop(redisPid), pgPid !== undefined && postgresStop(pgPid)].filter((t) => !!t),
     log,
+    signalled,
   );
 }

@@ -51,21 +51,30 @@ export const redisStop = (pid: number): StopPlan => ({
   ],
 });
 
-/** Stops processes and reports in one sentence what is true afterwards. */
-export function stopAll(plans: StopPlan[], log: (m: string) => void): StopReport {
+/**
+ * Stops processes and reports in one sentence what is true afterwards. `signalled`: the pids an
+ * earlier stop of the same servers signalled (a stop that could not finish, called again), which
+ * this one adds to: one that exits later was still stopped by that stop.
+ */
+export function stopAll(plans: StopPlan[], log: (m: string) => void, signalled = new Set<number>()): StopReport {
   const results = stopProcesses(plans, log);
-  const stopped = results.filter((r) => r.ok);
+  for (const r of results) if (r.signalled) signalled.add(r.pid);
+  const stopped = results.filter((r) => r.ok && signalled.has(r.pid));
+  const gone = results.filter((r) => r.ok && !signalled.has(r.pid));
   const failed = results.filter((r) => !r.ok);
   const parts: string[] = [];
   if (stopped.length) parts.push(`stopped the local ${stopped.map((r) => `${r.name} (pid ${r.pid})`).join(' and ')}`);
+  // Killed or crashed while the API ran: this stop did nothing to it, and says so.
+  for (const r of gone) parts.push(`the local ${r.name} (pid ${r.pid}) had already exited`);
   for (const r of failed) parts.push(`could not stop the local ${r.name} (pid ${r.pid} still running)`);
   return { ok: failed.length === 0, message: parts.join('; ') };
 }
 
 /** Stops one process (a server left running by an earlier start) and says what is true. */
 export function stopOne(plan: StopPlan, log: (m: string) => void): StopReport {
-  const ok = stopProcesses([plan], log)[0]!.ok;
+  const { ok, signalled } = stopProcesses([plan], log)[0]!;
   const what = `the local ${plan.name} (pid ${plan.pid}${ok ? ')' : ' still running)'}`;
+  if (ok && !signalled) return { ok, message: `${what} had already exited` };
   return { ok, message: ok ? `stopped ${what}` : `could not stop ${what}` };
 }
 
@@ -74,7 +83,10 @@ export function stopOne(plan: StopPlan, log: (m: string) => void): StopReport {
  * when it is not; all processes at once, so the worst case is the slowest plan, not their sum.
  * Reports what is true at the end.
  */
-function stopProcesses(plans: StopPlan[], log: (m: string) => void): { name: string; pid: number; ok: boolean }[] {
+function stopProcesses(
+  plans: StopPlan[],
+  log: (m: string) => void,
+): { name: string; pid: number; ok: boolean; signalled: boolean }[] {
   const state = plans.map((plan) => ({ plan, step: -1, until: 0 }));
   const next = (s: (typeof state)[number]) => {
     s.step += 1;
@@ -100,7 +112,12 @@ function stopProcesses(plans: StopPlan[], log: (m: string) => void): { name: str
     for (const s of pending) if (Date.now() >= s.until) next(s);
     sleepSync(50);
   }
-  return plans.map((p) => ({ name: p.name, pid: p.pid, ok: !isRunning(p.pid, p.comm) }));
+  return state.map(({ plan: p, step }) => ({
+    name: p.name,
+    pid: p.pid,
+    ok: !isRunning(p.pid, p.comm),
+    signalled: step >= 0,
+  }));
 }
 
 function sleepSync(ms: number) {
