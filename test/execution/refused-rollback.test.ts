@@ -294,4 +294,38 @@ describe('a restore of the operation or its tenant names a delete that may or ma
       uncertainDelete: { operationId: op.id },
     });
   });
+
+  it('is no longer uncertain once a later operation deleted it and its rollback brought it back', async () => {
+    await useHttpAdapter(h, true, { timeoutMs: 400 });
+    const [s] = freshSites(1) as [number];
+    const victim = appId(s, 0);
+    h.downstream.beforeApply(async (call) => {
+      if (call.action === 'softDelete' && call.resourceId === victim && callsOf(victim, 'softDelete').length === 1)
+        await sleep(900);
+    });
+    h.downstream.answer((call) =>
+      call.action === 'softDelete' && call.resourceId === victim && callsOf(victim, 'softDelete').length === 2
+        ? 404
+        : null,
+    );
+    const haltPolicy = { probe: 'optional', onHalt: 'pause', minSample: APPS, maxFailureRate: 0.5 };
+    const first = await submitAndStart(h, { ids: appsOf([s], APPS), rollout: ROLLOUT, haltPolicy });
+    expect((await waitForState(h, first.id, ENDED)).state).toBe('completed_with_failures');
+    // A later delete of it alone went through, and was rolled back: its latest act on it took effect.
+    h.downstream.beforeApply(undefined);
+    h.downstream.answer(null);
+    const second = await submitAndStart(h, { ids: [victim], rollout: ROLLOUT });
+    expect((await waitForState(h, second.id, ENDED)).state).toBe('completed');
+    await command(h, 'operator', second.id, 'rollback', { reason: 'wrong app' }).expect(200);
+    expect((await waitForState(h, second.id, ENDED)).state).toBe('rolled_back');
+
+    // The first delete's restore no longer tells anyone to roll it back for this one (a trial).
+    const r = await postRestore(h, { operationId: first.id, dryRun: true });
+    expect(r.status, JSON.stringify(r.body)).toBe(200);
+    expect(r.body.plan.leftOut?.uncertain ?? 0).toBe(0);
+    const view = await request(h.app.server)
+      .get(`/v1/registry/resources/${victim}`)
+      .set('authorization', h.auth('viewer'));
+    expect(view.body).toMatchObject({ deletedBy: null, uncertainDelete: null });
+  });
 });

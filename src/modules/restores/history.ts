@@ -85,6 +85,18 @@ export const tookEffect = (
 const TOOK_EFFECT = tookEffect();
 
 /**
+ * SQL: nothing of Blastgate's took effect on the resource of snapshot `s` after it: no delete that
+ * stands or was rolled back, no restore, no purge or erasure. Read from the snapshots by resource,
+ * for any resource (restore_latest holds only those of a scope's plan). `states`: the placeholder
+ * bound to DELETED_ITEM_STATES.
+ */
+export const nothingTookEffectSince = (s: string, states = '$1') => `NOT EXISTS (
+  SELECT 1 FROM snapshots s2 JOIN operations o ON o.id = s2.operation_id
+  JOIN operation_items i ON i.snapshot_id = s2.id AND (i.operation_id || '') = s2.operation_id
+  WHERE s2.resource_id = ${s}.resource_id AND s2.created_at > ${s}.created_at
+    AND (${tookEffect(states)} OR (o.action IN ('purge', 'erase') AND i.state = 'done')))`;
+
+/**
  * restore_events: every snapshot of the resources in restore_ids whose call took effect — a delete
  * (done, or rolled back: restored) or a restore (done) — and restore_latest: the latest per resource.
  */
@@ -172,11 +184,7 @@ export async function uncertainDeletes(db: Queryable, ids: string[]): Promise<Ma
      FROM snapshots s JOIN operations o ON o.id = s.operation_id AND o.action = 'delete' AND o.state <> ALL($3::text[])
      JOIN operation_items i ON i.snapshot_id = s.id AND (i.operation_id || '') = s.operation_id
      WHERE s.resource_id = ANY($2::text[]) AND i.executed_seq IS NOT NULL AND NOT (i.state = ANY($1::text[] || '{restored}'))
-       AND NOT EXISTS (
-         SELECT 1 FROM snapshots s2 JOIN operations o ON o.id = s2.operation_id
-         JOIN operation_items i ON i.snapshot_id = s2.id AND (i.operation_id || '') = s2.operation_id
-         WHERE s2.resource_id = s.resource_id AND s2.created_at > s.created_at
-           AND (${TOOK_EFFECT} OR (o.action IN ('purge', 'erase') AND i.state = 'done')))
+       AND ${nothingTookEffectSince('s')}
      ORDER BY s.resource_id, s.created_at DESC, s.id DESC`,
     [DELETED_ITEM_STATES, ids, LIVE_STATES],
   );

@@ -4,7 +4,7 @@
 // after plan_input holds what the plan takes.
 import type pg from 'pg';
 import type { RestoreScope } from './schemas.ts';
-import { DELETED_ITEM_STATES, isErased, tookEffect } from './history.ts';
+import { DELETED_ITEM_STATES, isErased, nothingTookEffectSince, tookEffect } from './history.ts';
 
 /** How many IDs of each reason leftOut names (and liveAtAsOf). */
 export const LEFT_OUT_SAMPLE = 20;
@@ -108,8 +108,8 @@ async function since(client: pg.PoolClient, operationId: string): Promise<void> 
  * What the scope's deletes may have deleted without knowing it: a try of unknown outcome (a timeout,
  * a 5xx), then the item failed (a 404 on the retry, the retries ran out). Its write-ahead mark stays
  * (execution/ledger.ts) and a rollback restores it; a restore takes only what is known to be deleted
- * (DELETED_ITEM_STATES), so such an item was skipped without a word. For a tenant, only a delete
- * newer than the resource's latest act that took effect: an older one was settled since.
+ * (DELETED_ITEM_STATES), so such an item was skipped without a word. Only a delete newer than the
+ * resource's latest act that took effect: an older one was settled since.
  */
 async function uncertain(client: pg.PoolClient, scope: Scope): Promise<void> {
   // A tenant's through the snapshots by tenant; an operation's through its own ledger (snapshots
@@ -127,7 +127,9 @@ async function uncertain(client: pg.PoolClient, scope: Scope): Promise<void> {
      SELECT DISTINCT ON (s.resource_id) s.resource_id, 'uncertain', s.operation_id
      FROM ${from} AND i.executed_seq IS NOT NULL AND NOT (i.state = ANY($1::text[] || '{restored}'))
        AND EXISTS (SELECT 1 FROM operations o WHERE o.id = s.operation_id AND o.action = 'delete')
-       AND NOT EXISTS (SELECT 1 FROM restore_latest l WHERE l.id = s.resource_id AND l.at >= s.created_at)
+       -- Settled since by a later act that took effect (a later delete, or its rollback: a trial
+       -- was told to roll this one back for a resource another rollback had brought back).
+       AND ${nothingTookEffectSince('s')}
        AND NOT EXISTS (SELECT 1 FROM plan_input p WHERE p.id = s.resource_id)
      ORDER BY s.resource_id, s.created_at DESC
      ON CONFLICT (id) DO NOTHING`,
