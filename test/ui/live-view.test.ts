@@ -416,7 +416,7 @@ describe('live view in headless Chromium', () => {
         ),
       ).toBe('rgb(142, 0, 0)');
       expect(await page.locator('#halt').textContent()).toBe(
-        'Rollback incomplete: 3 item(s) could not be restored; see the item ledger',
+        'Rollback incomplete: rollback by test-operator: undo the cleanup: 3 item(s) could not be restored; see the item ledger',
       );
 
       // A rollback can be tried again from here: the page offers it. A retry tries the refused

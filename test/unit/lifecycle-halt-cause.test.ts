@@ -43,6 +43,18 @@ describe('the cause of a halt survives what is done after it', () => {
       `16 item(s) could not be restored; see the item ledger (halted: ${CAUSE})`,
     ],
     [
+      "an operator's rollback of a halted operation + restores that failed: the operator's reason stays",
+      rollingBack({ haltReason: `rollback by sre-operator: undo site 1 (halted: ${CAUSE})` }),
+      ev.rollbackSettled(4, 1),
+      `rollback by sre-operator: undo site 1: 1 item(s) could not be restored; see the item ledger (halted: ${CAUSE})`,
+    ],
+    [
+      "an operator's rollback of a completed operation + restores that failed (a trial)",
+      at('rolling_back', { haltReason: 'rollback by sre-operator: undo site 1', haltCause: null }),
+      ev.rollbackSettled(2, 1),
+      'rollback by sre-operator: undo site 1: 1 item(s) could not be restored; see the item ledger',
+    ],
+    [
       'rollback_incomplete + an operator rollback',
       at('rollback_incomplete', {
         haltReason: `16 item(s) could not be restored; see the item ledger (halted: ${CAUSE})`,

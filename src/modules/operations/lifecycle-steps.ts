@@ -63,6 +63,18 @@ export const afterStop = (s: LifecycleState, reason: string): Pick<LifecycleStat
 });
 
 /**
+ * The operator's rollback a rolling-back operation runs for ("rollback by X: why"), without the
+ * stop's cause; null for one the halt policy started. A rollback that ends incomplete keeps it:
+ * the operator's "undo site 1" was dropped for "1 item(s) could not be restored" (a trial).
+ */
+export function operatorRollback(s: LifecycleState): string | null {
+  const r = s.haltReason;
+  if (!r?.startsWith('rollback by ')) return null;
+  const cause = s.haltCause ? ` (${s.haltCause})` : '';
+  return cause && r.endsWith(cause) ? r.slice(0, -cause.length) : r;
+}
+
+/**
  * A stop with its own reason: it becomes the cause, unless the operation keeps one already — a
  * halt's, or any when `onStopped` (an operator's act on an operation stopped before). A halt
  * outranks a pause: a signal while paused is why it halted.

@@ -29,6 +29,7 @@ import {
   audit,
   bake,
   endRollback,
+  operatorRollback,
   expired,
   expiredRefusal,
   frozenRefusal,
@@ -336,7 +337,9 @@ function decideAt(s: LifecycleState, e: LifecycleEvent, now: number): Decision {
       if (![e.restored, e.failed].every((n) => Number.isInteger(n) && n >= 0))
         return refuse(422, 'INVALID_EVENT', 'rollback counts must be non-negative integers');
       if (e.failed > 0) {
-        return endRollback(s, `${e.failed} item(s) could not be restored; see the item ledger`, SYSTEM, {
+        const own = operatorRollback(s);
+        const why = `${own ? `${own}: ` : ''}${e.failed} item(s) could not be restored; see the item ledger`;
+        return endRollback(s, why, SYSTEM, {
           restored: e.restored,
           failed: e.failed,
         });
