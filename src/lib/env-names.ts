@@ -62,6 +62,12 @@ export const KNOWN_PREFIXES = ['BLASTGATE_SECRET_'] as const;
 export const CONNECTION_SETTINGS = ['DATABASE_URL', 'REDIS_URL'] as const;
 
 /**
+ * The other settings without our prefix. Short names, so only a one-letter typo is named: a
+ * trial's PORTT=8080 started on port 3000 without a word; HOME is two letters from HOST.
+ */
+export const SHORT_SETTINGS = ['PORT', 'HOST', 'LOG_LEVEL'] as const;
+
+/**
  * One warning per BLASTGATE_ variable that is none of the above, with the closest real name, and
  * one per variable that looks like a misspelt DATABASE_URL or REDIS_URL.
  */
@@ -71,7 +77,8 @@ export function unknownSettings(env: NodeJS.ProcessEnv): string[] {
     .filter((k) => k.startsWith('BLASTGATE_') && !known.has(k) && !KNOWN_PREFIXES.some((p) => k.startsWith(p)))
     .sort()
     .map((k) => notASetting(k, closest(k, KNOWN_SETTINGS)));
-  return [...ours, ...misspeltConnections(env).map(([k, near]) => `warning: ${k} is ignored (did you mean ${near}?)`)];
+  const near = [...misspeltConnections(env), ...misspeltShortSettings(env)];
+  return [...ours, ...near.map(([k, meant]) => `warning: ${k} is ignored (did you mean ${meant}?)`)];
 }
 
 /** The warning for a BLASTGATE_ variable that is not a setting, with the name it likely meant. */
@@ -104,6 +111,18 @@ export function misspeltConnections(env: NodeJS.ProcessEnv): [string, string][] 
     .sort()
     .flatMap((k): [string, string][] => {
       const near = closest(k.toUpperCase(), CONNECTION_SETTINGS, 3);
+      return near ? [[k, near]] : [];
+    });
+}
+
+/** Variables set that are one letter away from PORT, HOST or LOG_LEVEL, with the name meant. */
+export function misspeltShortSettings(env: NodeJS.ProcessEnv): [string, string][] {
+  const exact = new Set<string>(SHORT_SETTINGS);
+  return Object.keys(env)
+    .filter((k) => !exact.has(k) && !k.startsWith('BLASTGATE_'))
+    .sort()
+    .flatMap((k): [string, string][] => {
+      const near = closest(k, SHORT_SETTINGS, 2);
       return near ? [[k, near]] : [];
     });
 }

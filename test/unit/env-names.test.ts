@@ -2,7 +2,13 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { KNOWN_PREFIXES, KNOWN_SETTINGS, misspeltConnections, unknownSettings } from '../../src/lib/env-names.ts';
+import {
+  KNOWN_PREFIXES,
+  KNOWN_SETTINGS,
+  misspeltConnections,
+  misspeltShortSettings,
+  unknownSettings,
+} from '../../src/lib/env-names.ts';
 import { localDatabaseBesideSharedRedis } from '../../src/embedded/local-services.ts';
 
 describe('unknownSettings', () => {
@@ -37,6 +43,23 @@ describe('unknownSettings', () => {
       ['database_url', 'DATABASE_URL'],
     ]);
     expect(unknownSettings(env)).toContain('warning: REDIS_ULR is ignored (did you mean REDIS_URL?)');
+  });
+
+  it('names a one-letter typo of PORT, HOST or LOG_LEVEL (a trial set PORTT and got port 3000 without a word)', () => {
+    const env = {
+      PORTT: '8080',
+      HSOT: '0.0.0.0',
+      LOG_LEVL: 'debug',
+      PORT: '1',
+      HOME: '/root',
+      POSTGRES: 'x',
+      SHLVL: '1',
+    };
+    expect(misspeltShortSettings(env)).toEqual([
+      ['LOG_LEVL', 'LOG_LEVEL'],
+      ['PORTT', 'PORT'],
+    ]);
+    expect(unknownSettings(env)).toContain('warning: PORTT is ignored (did you mean PORT?)');
   });
 
   it.each([
