@@ -5,6 +5,7 @@
 import type pg from 'pg';
 import type { RestoreScope } from './schemas.ts';
 import { DELETED_ITEM_STATES, isErased, tookEffect } from './history.ts';
+import { ownUnsent } from '../execution/rollback-ledger.ts';
 
 /** How many IDs of each reason leftOut names (and liveAtAsOf). */
 export const LEFT_OUT_SAMPLE = 20;
@@ -126,6 +127,7 @@ async function uncertain(client: pg.PoolClient, scope: Scope): Promise<void> {
     `INSERT INTO left_out (id, reason, by)
      SELECT DISTINCT ON (s.resource_id) s.resource_id, 'uncertain', s.operation_id
      FROM ${from} AND i.executed_seq IS NOT NULL AND NOT (i.state = ANY($1::text[] || '{restored}'))
+       AND NOT ${ownUnsent('i')}
        AND EXISTS (SELECT 1 FROM operations o WHERE o.id = s.operation_id AND o.action = 'delete')
        AND NOT EXISTS (SELECT 1 FROM restore_latest l WHERE l.id = s.resource_id AND l.at >= s.created_at)
        AND NOT EXISTS (SELECT 1 FROM plan_input p WHERE p.id = s.resource_id)
