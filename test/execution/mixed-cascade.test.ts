@@ -4,6 +4,7 @@
 // over HTTP, and is done only when that call succeeded; its registry row's state stays the owning
 // system's, as for any HTTP-type resource. Before the fix the operation ended `completed`, the apps'
 // registry rows read soft_deleted and the downstream never got a delete.
+import request from 'supertest';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import {
   buildExecHarness,
@@ -236,4 +237,107 @@ describe('registry site, HTTP apps: each app is deleted and restored over HTTP',
       expect(h.downstream.state(a), a).toBe('active');
     }
   }, 60_000);
+});
+
+describe('a site whose own delete was never sent, some of its apps deleted (a new-user trial)', () => {
+  /** The counts the rollback settled with (its closing audit event). */
+  const settled = async (opId: string) => {
+    const [e] = await query<{ action: string; payload: { restored: number; failed: number } }>(
+      h.databaseUrl,
+      `SELECT action, payload FROM audit_events WHERE operation_id = $1
+         AND action IN ('operation.rolled_back', 'operation.rollback_incomplete') ORDER BY seq DESC LIMIT 1`,
+      [opId],
+    );
+    return e && { action: e.action, restored: e.payload.restored, failed: e.payload.failed };
+  };
+
+  it('stays failed with its error after the halt rolls back: only its deleted apps are restored and counted', async () => {
+    const [s] = freshSites(1) as [number];
+    const apps = appsOfSite(s);
+    const refusedApp = apps[1]!;
+    const deleted = apps.filter((a) => a !== refusedApp);
+    // 403: refused as it stood, nothing changed (not retried); its siblings' deletes go through.
+    h.downstream.answer((c) => (c.action === 'softDelete' && c.resourceId === refusedApp ? 403 : null));
+    const op = await deleteSites([s], {
+      rollout: { bakeSeconds: 0, concurrency: 2, waves: ['100%'], restoreDrill: false },
+      haltPolicy: { probe: 'optional', onHalt: 'rollback', minSample: 1, maxFailureRate: 0.4 },
+    });
+    const end = await waitForState(h, op.id, ['rolled_back', 'rollback_incomplete', 'completed_with_failures']);
+
+    // The site was never deleted: its registry statement waits for its whole cascade.
+    expect((await registry([siteId(s)]))[siteId(s)]).toBe('active');
+    const ledger = await items(op.id);
+    const site = ledger.get(siteId(s))!;
+    expect(site.state).toBe('failed');
+    expect(site.last_error).toBe(
+      `${siteId(s)} not deleted: the delete of ${refusedApp} (app): HTTP 403 Forbidden failed`,
+    );
+    expect(ledger.get(refusedApp)).toMatchObject({ state: 'failed', executed_seq: null });
+    // The apps deleted beside the refused one came back over HTTP; the refused one got no restore.
+    for (const a of deleted) {
+      expect(ledger.get(a)!.state, a).toBe('restored');
+      expect(
+        ownCalls('restore')
+          .filter((c) => c.resourceId === a)
+          .map((c) => c.status),
+        a,
+      ).toEqual([200]);
+      expect(h.downstream.state(a), a).toBe('active');
+    }
+    expect(ownCalls('restore').map((c) => c.resourceId)).not.toContain(refusedApp);
+    expect(h.downstream.state(refusedApp)).toBe('active');
+
+    // Every item it deleted came back (the two apps): rolled_back, the site counted neither way.
+    expect(end.state).toBe('rolled_back');
+    expect(await settled(op.id)).toEqual({ action: 'operation.rolled_back', restored: deleted.length, failed: 0 });
+    const view = await request(h.app.server).get(`/v1/operations/${op.id}`).set('authorization', h.auth('viewer'));
+    expect(view.body.counts.byState).toEqual({ failed: 2, restored: deleted.length });
+  });
+});
+
+describe('a restore of a delete whose site was never deleted, some of its apps were', () => {
+  it('brings back the apps deleted, and leaves the live site alone: neither restored nor named as uncertain', async () => {
+    const [s] = freshSites(1) as [number];
+    const apps = appsOfSite(s);
+    const refusedApp = apps[1]!;
+    const deleted = apps.filter((a) => a !== refusedApp);
+    h.downstream.answer((c) => (c.action === 'softDelete' && c.resourceId === refusedApp ? 403 : null));
+    const del = await deleteSites([s], {
+      rollout: { bakeSeconds: 0, concurrency: 2, waves: ['100%'], restoreDrill: false },
+      haltPolicy: { probe: 'optional', maxFailureRate: 1, onHalt: 'pause' },
+    });
+    expect((await waitForState(h, del.id, ENDED)).state).toBe('completed_with_failures');
+    expect((await items(del.id)).get(siteId(s))!.state).toBe('failed');
+    h.downstream.answer(null);
+
+    // The registry does not read the live site as a delete that may have happened.
+    const view = await request(h.app.server)
+      .get(`/v1/registry/resources/${siteId(s)}`)
+      .set('authorization', h.auth('viewer'))
+      .expect(200);
+    expect(view.body).toMatchObject({ state: 'active', deletedBy: null, uncertainDelete: null });
+    // By ID, the site is not deleted (not "uncertain": its delete was never sent).
+    const byId = await request(h.app.server)
+      .post('/v1/restores')
+      .set('authorization', h.auth('requester'))
+      .send({ reason: 'undo', ticket: 'INC-1', targetType: 'site', ids: [siteId(s)], dryRun: true });
+    expect(byId.body.details?.counts, JSON.stringify(byId.body)).toMatchObject({ uncertain: 0, not_deleted: 1 });
+
+    // The operation's restore: the two apps deleted, over HTTP; nothing of the site, nor the refused app.
+    const dry = await request(h.app.server)
+      .post('/v1/restores')
+      .set('authorization', h.auth('requester'))
+      .send({ reason: 'undo', ticket: 'INC-1', operationId: del.id, dryRun: true });
+    expect(dry.status, JSON.stringify(dry.body)).toBe(200);
+    expect(dry.body.plan.leftOut ?? null).toBeNull();
+    const op = await runRestore(h, { operationId: del.id });
+    expect(op).toMatchObject({ state: 'completed', itemCount: deleted.length });
+    expect(
+      ownCalls('restore')
+        .map((c) => [c.resourceId, c.status])
+        .sort(),
+    ).toEqual(deleted.map((a) => [a, 200]));
+    for (const a of apps) expect(h.downstream.state(a), a).toBe('active');
+    expect((await registry([siteId(s)]))[siteId(s)]).toBe('active');
+  });
 });

@@ -95,6 +95,7 @@ describe('a registry parent with descendants of other adapters', () => {
     expect(calls.map((c) => c.type)).toEqual(['app']);
     expect(r).toMatchObject({ ok: false, permanent: true, error: expect.stringContaining('app_2 (app): HTTP 422') });
     expect(r).not.toHaveProperty('unapplied'); // app_1 went: the mark stays
+    expect(r).toMatchObject({ ownUnsent: true }); // for app_1: the site itself was never sent
     expect(descendantOutcomes([{ seq: 11 }, { seq: 12 }, { seq: 13 }], r!)).toEqual([
       { seq: 11, state: 'done', error: null },
       { seq: 12, state: 'failed', error: 'HTTP 422', permanent: true, unapplied: true },
@@ -106,6 +107,7 @@ describe('a registry parent with descendants of other adapters', () => {
     const items = [site('site_1', [kid('app_1', 'app', 1)])];
     const [r] = await run({ items, app: () => ({ ok: false, permanent: true, error: 'HTTP 400', unapplied: true }) });
     expect(r).toMatchObject({ ok: false, permanent: true, unapplied: true });
+    expect(r).not.toHaveProperty('ownUnsent'); // its mark goes: nothing to restore
   });
 
   it('halted before any call: never sent; halted after some went: sent again later with the same keys', async () => {
@@ -115,7 +117,7 @@ describe('a registry parent with descendants of other adapters', () => {
     ];
     const res = await run({ items, module: () => ({ ok: true }), app: () => SKIPPED });
     expect(res[0]).toEqual(SKIPPED);
-    expect(res[1]).toMatchObject({ ok: false, permanent: false, interrupted: true });
+    expect(res[1]).toMatchObject({ ok: false, permanent: false, interrupted: true, ownUnsent: true });
     expect(calls.map((c) => c.type)).toEqual(['module', 'app']);
   });
 
@@ -125,9 +127,14 @@ describe('a registry parent with descendants of other adapters', () => {
     const [r] = await run({ items, site: () => gone });
     expect(r).toMatchObject({ ok: false, permanent: true, error: gone.error });
     expect(r).not.toHaveProperty('unapplied');
+    expect(r).not.toHaveProperty('ownUnsent'); // its own statement was sent: a rollback restores it
     expect(descendantOutcomes([{ seq: 2 }, { seq: 3 }], r!)!.map((d) => d.state)).toEqual(['done', 'failed']);
-    // The parent halted after its descendants went: not "never sent".
-    expect((await run({ items, site: () => SKIPPED }))[0]).toMatchObject({ ok: false, interrupted: true });
+    // The parent halted after its descendants went: not "never sent" (its descendants' mark stays), nor deleted.
+    expect((await run({ items, site: () => SKIPPED }))[0]).toMatchObject({
+      ok: false,
+      interrupted: true,
+      ownUnsent: true,
+    });
   });
 
   it('a descendant type whose adapter cannot be built fails its parent, saying why, with nothing sent', async () => {

@@ -71,6 +71,11 @@ export type ItemFailed = {
    * result per item.descendants entry, since some of them may be deleted while the item is not.
    */
   descendants?: ItemResult[];
+  /**
+   * Of such a delete: the item's own call was never sent, while a descendant's delete may have gone
+   * through. The item keeps its mark for that descendant; a rollback restores the descendant only.
+   */
+  ownUnsent?: true;
 };
 export type ItemSkipped = { ok: false; skipped: true; error: 'halted' };
 /** `data` is the snapshot body for snapshot(); destructive actions leave it out. */

@@ -155,7 +155,10 @@ const applied = (r: ItemResult) => r.ok || (!isSkipped(r) && !(r.permanent && r.
 function combined(item: AdapterItem, own: ItemResult | undefined, kids: Map<AdapterItem, ItemResult>): ItemResult {
   if (own?.ok) return own;
   const anyApplied = [...kids.values()].some(applied);
-  const notYet = (error: string): ItemFailed => ({ ok: false, permanent: false, interrupted: true, error });
+  // Its own call not sent (own undefined) while a descendant's may have gone: said, so that a
+  // rollback restores that descendant and not the item (rollback-ledger.ts).
+  const unsent = (!own || isSkipped(own)) && anyApplied ? { ownUnsent: true as const } : {};
+  const notYet = (error: string): ItemFailed => ({ ok: false, permanent: false, interrupted: true, error, ...unsent });
   if (own && isSkipped(own))
     return anyApplied ? notYet(`${item.resourceId} not deleted yet: halted after its cascade went`) : own;
   if (own?.interrupted) return own;
@@ -183,6 +186,7 @@ function combined(item: AdapterItem, own: ItemResult | undefined, kids: Map<Adap
     error,
     ...(own?.status === undefined ? {} : { status: own.status }),
     ...(unapplied ? { unapplied: true as const } : {}),
+    ...unsent,
     // Those changed with the parent (or not sent) share its failure; the others have their own.
     descendants: (item.descendants ?? []).map(
       (d): ItemResult => kids.get(d) ?? { ok: false, permanent, unapplied: true, error: `not deleted: ${error}` },

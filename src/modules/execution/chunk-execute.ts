@@ -290,7 +290,8 @@ export function outcomesOf(
       outcomes.push({ seq, state: 'pending', error: null });
     } else if (!r.ok && r.interrupted) {
       requeue++;
-      outcomes.push({ seq, state: 'pending', error: r.error.slice(0, 500), sent: true });
+      const own = r.ownUnsent ? { ownUnsent: true as const } : {};
+      outcomes.push({ seq, state: 'pending', error: r.error.slice(0, 500), sent: true, ...own });
     }
   }
   return { outcomes, unsent, requeue };

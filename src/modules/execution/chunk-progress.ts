@@ -18,7 +18,13 @@ export const PROGRESS_EVERY_MS = 2_000;
 export function landedOutcome(seq: number, r: ItemResult): Outcome | null {
   if (r.ok) return { seq, state: 'done', error: null };
   if (isSkipped(r) || r.interrupted) return null;
-  const failed: Outcome = { seq, state: 'failed', error: r.error.slice(0, 500), permanent: r.permanent };
+  const failed: Outcome = {
+    seq,
+    state: 'failed',
+    error: r.error.slice(0, 500),
+    permanent: r.permanent,
+    ...(r.ownUnsent ? { ownUnsent: true } : {}),
+  };
   return r.permanent && r.unapplied ? { ...failed, unapplied: true } : failed;
 }
 

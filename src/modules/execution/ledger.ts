@@ -70,6 +70,13 @@ export interface Outcome {
    */
   unapplied?: boolean;
   /**
+   * failed or pending (sent): the item's own call was not sent, some of its descendants' may have
+   * been (ItemFailed.ownUnsent). With the run's `marked`, or on an item whose earlier runs all said
+   * so, the item is recorded `own_unsent`: it keeps its mark for those descendants, and a rollback
+   * restores them but not it (it was never deleted).
+   */
+  ownUnsent?: boolean;
+  /**
    * How the wave counts it, when not as its state: a restored item whose cascade did not all come
    * back is done in the ledger (it is back) and a failure for the wave and the operation's end.
    */
@@ -171,7 +178,10 @@ export function pgLedger(pool: pg.Pool, leaseMs: number, snapshots: Pick<Snapsho
     async claim(opId, range, jobId, token) {
       const r = await pool.query(
         `UPDATE operation_items SET state = 'claimed', claimed_by = $4, claim_token = $5, claimed_at = now(),
-           attempts = attempts + 1, updated_at = now()
+           attempts = attempts + 1, updated_at = now(),
+           -- Taken over from a run that never recorded it (killed, its lease ran out), which may have
+           -- sent the item's own call: no longer known unsent (OperationItem.ownUnsent).
+           own_unsent = own_unsent AND state = 'pending'
          WHERE operation_id = $1 AND seq >= $2 AND seq < $3
            AND (state = 'pending' OR (state = 'claimed' AND (claimed_by = $4 OR claimed_at < now() - make_interval(secs => $6))))
          RETURNING seq, resource_id, tenant_id, resource_type, snapshot_id, source_snapshot_id, executed_seq, attempts, last_error`,
@@ -296,7 +306,9 @@ export function pgLedger(pool: pg.Pool, leaseMs: number, snapshots: Pick<Snapsho
            last_error = coalesce(($4::text[])[${k}], CASE WHEN ($3::text[])[${k}] = 'done' THEN NULL ELSE i.last_error END),
            attempts = CASE WHEN ($8::boolean[])[${k}] THEN i.attempts - 1 ELSE i.attempts END,
            permanent = ($5::boolean[])[${k}], updated_at = now(), claimed_by = NULL, claim_token = NULL, claimed_at = NULL,
-           executed_seq = CASE WHEN ($6::boolean[])[${k}] THEN NULL ELSE i.executed_seq END
+           executed_seq = CASE WHEN ($6::boolean[])[${k}] THEN NULL ELSE i.executed_seq END,
+           own_unsent = CASE WHEN ($8::boolean[])[${k}] THEN i.own_unsent
+             ELSE coalesce(($11::boolean[])[${k}], false) AND (($12::boolean[])[${k}] OR i.own_unsent) END
          WHERE i.operation_id = $1 AND i.seq = ANY($2::int[]) AND i.state = 'claimed' AND i.claim_token = $7
            AND i.seq BETWEEN $9 AND $10
          RETURNING i.seq`,
@@ -311,6 +323,10 @@ export function pgLedger(pool: pg.Pool, leaseMs: number, snapshots: Pick<Snapsho
           lay(outcomes.map(unsent)),
           from,
           to,
+          // Its own call unsent in this run, and in every run before (this run set its mark, or they
+          // said so); an item never sent at all keeps what it was.
+          lay(outcomes.map((o) => o.ownUnsent === true)),
+          lay(outcomes.map((o) => marked.has(o.seq))),
         ],
       );
       const recorded = new Set(upd.rows.map((r) => r.seq));

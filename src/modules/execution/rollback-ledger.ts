@@ -5,6 +5,15 @@
 import type pg from 'pg';
 import type { RollbackCandidate } from '../operations/rollback-plan.ts';
 
+/**
+ * Of item `t`: its own delete was never sent, only some of its descendants' (OperationItem.ownUnsent:
+ * a registry site whose app was refused, its registry statement never written), and no run holds
+ * it. Its mark stays for those descendants: a rollback restores them, not it (over HTTP a restore
+ * would write its snapshot over the live resource), and leaves it failed (or pending) with its
+ * error, counted neither restored nor not restored (README: refused deletes).
+ */
+export const ownUnsent = (t: string) => `(${t}.own_unsent AND ${t}.state IN ('failed', 'pending'))`;
+
 /** Restore attempts per item before a retryable failure counts as final. */
 export const RESTORE_ATTEMPTS = 5;
 
@@ -122,10 +131,11 @@ export function pgRollbackLedger(pool: Pick<pg.Pool, 'query'>, leaseMs: number):
       // ledger for every batch (0.3–2 s a pick on a 1M-item operation, ~150 items/s restored:
       // npm run bench -- control). The rest (retries due, claims a crashed run left, a descendant
       // whose parent is back) are few and come once those run short, with the whole condition.
+      // A root never deleted itself (ownUnsent) is not picked: its deleted descendants are, alone.
       const roots = {
         bulk: `r.operation_id = $1 AND r.executed_seq IS NOT NULL AND r.parent_seq IS NULL
-               AND r.state IN ('done', 'failed', 'pending')`,
-        all: `${eligible('r')} AND r.parent_seq IS NULL`,
+               AND r.state IN ('done', 'failed', 'pending') AND NOT ${ownUnsent('r')}`,
+        all: `${eligible('r')} AND r.parent_seq IS NULL AND NOT ${ownUnsent('r')}`,
       };
       const claim = (rootsWhere: string, orphans: boolean, n: number) =>
         pool.query(
@@ -138,7 +148,8 @@ export function pgRollbackLedger(pool: Pick<pg.Pool, 'query'>, leaseMs: number):
              FOR UPDATE SKIP LOCKED
            ), orphans AS (
              SELECT seq FROM operation_items d WHERE ${orphans ? eligible('d') : 'false'} AND d.parent_seq IS NOT NULL
-               AND EXISTS (SELECT 1 FROM operation_items p WHERE p.operation_id = $1 AND p.seq = d.parent_seq AND p.state = 'restored')
+               AND EXISTS (SELECT 1 FROM operation_items p WHERE p.operation_id = $1 AND p.seq = d.parent_seq
+                           AND (p.state = 'restored' OR ${ownUnsent('p')}))
              LIMIT $6 FOR UPDATE SKIP LOCKED
            ), pick AS (SELECT seq FROM roots UNION SELECT seq FROM kids UNION SELECT seq FROM orphans)
            UPDATE operation_items i SET state = 'restoring', claimed_by = 'rollback', claim_token = $2, claimed_at = now(),
@@ -233,7 +244,7 @@ export function pgRollbackLedger(pool: Pick<pg.Pool, 'query'>, leaseMs: number):
     async counts(opId) {
       const r = await pool.query<{ restored: number; failed: number }>(
         `SELECT count(*) FILTER (WHERE state = 'restored')::int AS restored,
-                count(*) FILTER (WHERE state <> 'restored')::int AS failed
+                count(*) FILTER (WHERE state <> 'restored' AND NOT ${ownUnsent('operation_items')})::int AS failed
          FROM operation_items WHERE operation_id = $1 AND executed_seq IS NOT NULL`,
         [opId],
       );

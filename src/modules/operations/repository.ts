@@ -7,7 +7,7 @@ import type { Operation } from '../../generated/prisma/client.ts';
 import type { DrillView } from './views.ts';
 import { DEFAULT_RESTORE_APPROVAL, type Budgets, type RestoreApproval } from './policy.ts';
 import { isExternal } from '../restores/history.ts';
-import { RESTORE_ATTEMPTS, shownState } from '../execution/rollback-ledger.ts';
+import { ownUnsent, RESTORE_ATTEMPTS, shownState } from '../execution/rollback-ledger.ts';
 
 export interface NewOperation {
   id: string;
@@ -208,7 +208,7 @@ export function operationReads(db: Queryable) {
             : op.state === 'completed_with_failures'
               ? `state = 'failed'`
               : op.state === 'rollback_incomplete'
-                ? `executed_seq IS NOT NULL AND state <> 'restored'`
+                ? `executed_seq IS NOT NULL AND state <> 'restored' AND NOT ${ownUnsent('operation_items')}`
                 : null;
       if (!where) return undefined;
       const [count, rows] = await Promise.all([

@@ -8,6 +8,7 @@
 import type pg from 'pg';
 import type { Queryable } from '../../lib/sql.ts';
 import { LIVE_STATES } from '../operations/lifecycle-types.ts';
+import { ownUnsent } from '../execution/rollback-ledger.ts';
 
 /** Item states of a delete whose call went out and was not undone (restoring: a rollback is on it). */
 export const DELETED_ITEM_STATES = ['done', 'restore_failed', 'restoring'];
@@ -185,6 +186,7 @@ export async function uncertainDeletes(db: Queryable, ids: string[]): Promise<Ma
      JOIN operation_items i ON i.snapshot_id = s.id AND (i.operation_id || '') = s.operation_id
      WHERE s.resource_id = ANY($2::text[]) AND i.executed_seq IS NOT NULL AND NOT (i.state = ANY($1::text[] || '{restored}'))
        AND ${nothingTookEffectSince('s')}
+       AND NOT ${ownUnsent('i')}
      ORDER BY s.resource_id, s.created_at DESC, s.id DESC`,
     [DELETED_ITEM_STATES, ids, LIVE_STATES],
   );

@@ -5,6 +5,7 @@
 import type pg from 'pg';
 import type { RestoreScope } from './schemas.ts';
 import { DELETED_ITEM_STATES, isErased, nothingTookEffectSince, tookEffect } from './history.ts';
+import { ownUnsent } from '../execution/rollback-ledger.ts';
 
 /** How many IDs of each reason leftOut names (and liveAtAsOf). */
 export const LEFT_OUT_SAMPLE = 20;
@@ -126,6 +127,7 @@ async function uncertain(client: pg.PoolClient, scope: Scope): Promise<void> {
     `INSERT INTO left_out (id, reason, by)
      SELECT DISTINCT ON (s.resource_id) s.resource_id, 'uncertain', s.operation_id
      FROM ${from} AND i.executed_seq IS NOT NULL AND NOT (i.state = ANY($1::text[] || '{restored}'))
+       AND NOT ${ownUnsent('i')}
        AND EXISTS (SELECT 1 FROM operations o WHERE o.id = s.operation_id AND o.action = 'delete')
        -- Settled since by a later act that took effect (a later delete, or its rollback: a trial
        -- was told to roll this one back for a resource another rollback had brought back).

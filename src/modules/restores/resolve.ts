@@ -5,6 +5,7 @@
 import type pg from 'pg';
 import { CASCADE_DEPTH } from '../operations/cascade-plan.ts';
 import { LIVE_STATES } from '../operations/lifecycle-types.ts';
+import { ownUnsent } from '../execution/rollback-ledger.ts';
 import {
   createRestoreIds,
   DELETED_ITEM_STATES,
@@ -265,7 +266,7 @@ async function classify(client: pg.PoolClient, targetType: string | null): Promi
        JOIN operations uo ON uo.id = rs.op_id AND uo.action = 'delete'
        JOIN operation_items ui ON ui.snapshot_id = rs.snap_id AND (ui.operation_id || '') = rs.op_id
        WHERE rs.id = i.id AND rs.at >= coalesce(l.at, '-infinity') AND ui.executed_seq IS NOT NULL
-         AND NOT (ui.state = ANY($3::text[] || '{restored}'))
+         AND NOT (ui.state = ANY($3::text[] || '{restored}')) AND NOT ${ownUnsent('ui')}
        ORDER BY rs.at DESC, rs.snap_id DESC LIMIT 1) u ON true`,
     [targetType, LIVE_STATES, DELETED_ITEM_STATES],
   );
