@@ -216,7 +216,8 @@ describe('registry site, HTTP apps: each app is deleted and restored over HTTP',
   it('an app protected while the operation runs keeps its site and every app of it: nothing is sent', async () => {
     const sites = freshSites(2);
     const op = await deleteSites(sites, {
-      rollout: { bakeSeconds: 2, concurrency: 2, waves: ['1', '100%'], restoreDrill: false },
+      // A bake long enough that a loaded machine (the suite beside it) protects the app before wave 2.
+      rollout: { bakeSeconds: 4, concurrency: 2, waves: ['1', '100%'], restoreDrill: false },
       haltPolicy: { probe: 'optional', maxFailureRate: 1, onHalt: 'pause' },
     });
     // An app of the second wave's site, protected (as an import would) during the first wave's bake.

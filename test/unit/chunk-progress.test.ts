@@ -41,15 +41,15 @@ describe('progressRecorder', () => {
 
   it('records nothing within the interval, then what has landed, once per interval', async () => {
     const { rec, batches, tick } = harness();
-    rec.arrive(0, ok);
+    rec.arrive({ seq: 0 }, ok);
     tick(1_999);
-    rec.arrive(1, failed);
+    rec.arrive({ seq: 1 }, failed);
     expect(batches).toEqual([]);
     tick(1);
-    rec.arrive(2, ok);
+    rec.arrive({ seq: 2 }, ok);
     expect(batches.map((b) => b.map((o) => o.seq))).toEqual([[0, 1, 2]]);
     await Promise.resolve();
-    rec.arrive(3, ok); // the interval starts again when a record ends
+    rec.arrive({ seq: 3 }, ok); // the interval starts again when a record ends
     expect(batches).toHaveLength(1);
     expect([...(await rec.settle())]).toEqual([0, 1, 2]);
   });
@@ -57,16 +57,43 @@ describe('progressRecorder', () => {
   it('never records an outcome that is not final (interrupted, never sent)', async () => {
     const { rec, batches, tick } = harness();
     tick(5_000);
-    rec.arrive(0, interrupted);
-    rec.arrive(1, skipped);
+    rec.arrive({ seq: 0 }, interrupted);
+    rec.arrive({ seq: 1 }, skipped);
     expect(batches).toEqual([]);
     expect((await rec.settle()).size).toBe(0);
+  });
+
+  it('records each descendant’s own outcome when it differs from its parent’s (a cascade across systems)', async () => {
+    const { rec, batches, tick } = harness();
+    tick(2_000);
+    // An HTTP site refused after its registry app went: the app is done, though the site failed.
+    const siteRefused: ItemResult = {
+      ok: false,
+      permanent: true,
+      error: 'HTTP 403',
+      descendants: [{ ok: true }, { ok: false, permanent: true, error: 'not deleted: HTTP 403', unapplied: true }],
+    };
+    rec.arrive({ seq: 4, descendants: [{ seq: 5 }, { seq: 6 }] }, siteRefused);
+    expect(batches).toEqual([
+      [
+        {
+          seq: 4,
+          state: 'failed',
+          error: 'HTTP 403',
+          permanent: true,
+          descendants: [
+            { seq: 5, state: 'done', error: null },
+            { seq: 6, state: 'failed', error: 'not deleted: HTTP 403', permanent: true, unapplied: true },
+          ],
+        },
+      ],
+    ]);
   });
 
   it('leaves a batch whose record failed to the chunk’s last record', async () => {
     const { rec, batches, tick } = harness(true);
     tick(2_000);
-    rec.arrive(0, ok);
+    rec.arrive({ seq: 0 }, ok);
     expect(batches).toHaveLength(1);
     expect((await rec.settle()).size).toBe(0);
   });

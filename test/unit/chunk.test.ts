@@ -164,6 +164,7 @@ function harness(o: {
   const adapter: TargetAdapter = {
     kind: 'http',
     cascade: 'downstream',
+    system: 'http://apps.internal',
     async snapshot(list) {
       return list.map((i) => ({ ok: true, data: { id: i.resourceId } }));
     },

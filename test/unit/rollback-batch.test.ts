@@ -14,6 +14,7 @@ function fakeAdapter(type: string, cascade: TargetAdapter['cascade'], calls: Cal
   const adapter: TargetAdapter = {
     kind: cascade === 'same_transaction' ? 'registry' : 'http',
     cascade,
+    system: cascade === 'same_transaction' ? 'registry' : 'http://apps.internal',
     snapshot: async () => [],
     probe: async () => ({ result: 'healthy' }),
     async apply(_action, items: AdapterItem[], opts) {

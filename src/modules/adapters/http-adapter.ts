@@ -258,6 +258,8 @@ export function createHttpAdapter(config: ResolvedHttpConfig, deps: HttpAdapterD
     kind: 'http',
     // The owning system cascades a delete itself; Blastgate only stored the descendants' snapshots.
     cascade: 'downstream',
+    // Two types behind the same base URL are one system: a delete of the parent takes the child.
+    system: `${base.origin}${basePath}`,
     volatileFields: config.volatileFields ?? [],
 
     async snapshot(items, opts) {

@@ -50,6 +50,7 @@ export function createRegistryAdapter(pool: Pool): TargetAdapter {
     kind: 'registry',
     // Descendants live in the same database: they change state with their parent, in one statement.
     cascade: 'same_transaction',
+    system: 'registry',
     // The row's own write time: a restore sets it, so a drill's read-back never matches it.
     volatileFields: ['updatedAt'],
 

@@ -72,7 +72,8 @@ export type ItemFailed = {
    */
   descendants?: ItemResult[];
   /**
-   * Of such a delete: the item's own call was never sent, while a descendant's delete may have gone
+   * Of such a delete: the item's own delete certainly did not happen (its call was never sent, or
+   * was refused with nothing changed: `unapplied`), while a descendant's delete may have gone
    * through. The item keeps its mark for that descendant; a rollback restores the descendant only.
    */
   ownUnsent?: true;
@@ -110,6 +111,13 @@ export interface TargetAdapter {
    *   its own type's adapter, after its parent (HTTP).
    */
   readonly cascade: 'same_transaction' | 'downstream';
+  /**
+   * The system that owns this adapter's resources: `registry`, or an HTTP adapter's base URL
+   * (normalized). A parent's delete reaches a descendant by itself only within the same system (one
+   * statement, or the owning system's own cascade); a descendant kept elsewhere is deleted through
+   * its own adapter first (execution/cascade-own.ts).
+   */
+  readonly system: string;
   /**
    * Top-level snapshot fields the owning system rewrites on every write (bookkeeping such as
    * updatedAt), not content: a restore drill compares a read-back with the pre-delete snapshot

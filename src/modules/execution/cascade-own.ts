@@ -1,15 +1,16 @@
-// Cascades that cross adapters: a parent whose adapter changes its descendants in its own
-// transaction (the registry) can do so only for descendants kept in the same database. A
-// descendant of a type with another adapter (HTTP: a site in the registry, its apps in the system
-// that owns them) is deleted through its own type's adapter, each with its own call and
-// Idempotency-Key, and the parent only once every one of them succeeded. Otherwise the registry
-// statement would write the app's registry row (the owning system's to say) and report it done
-// while the owning system never heard of the delete (a new-user trial).
+// Cascades that cross systems: a parent's delete reaches its descendants by itself only within
+// its own system. The registry changes descendants kept in the same database in its one statement;
+// an HTTP downstream cascades a delete to what it owns itself (the types behind the same base URL).
+// A descendant kept in another system (an HTTP app under a registry site, a registry app under an
+// HTTP site, an HTTP type behind another base URL) is deleted through its own type's adapter, each
+// with its own call (and Idempotency-Key), and the parent only once every one of them succeeded.
+// Otherwise the registry statement would write the app's registry row (the owning system's to say)
+// and report it done while the owning system never heard of the delete, or an HTTP parent's call
+// would report done while its registry children stayed `active` (new-user trials V and W).
 //
 // Order: deepest first, the parent last, so nothing is left live under a deleted parent; a
-// parent whose cascade did not all go is not deleted, and says which descendant kept it. A parent
-// whose adapter is HTTP is left as it was: its downstream owns its cascade (one call). Restores go
-// the other way, parent first (rollback-batch.ts sends them through the same split).
+// parent whose cascade did not all go is not deleted, and says which descendant kept it. Restores
+// go the other way, parent first (rollback-batch.ts sends them through the same split).
 import { AppError } from '../../lib/errors.ts';
 import {
   isSkipped,
@@ -28,14 +29,18 @@ import type { DescendantOutcome } from './ledger.ts';
 /** The adapters of descendant types that the parent's adapter does not change itself; an Error: unavailable. */
 export type OwnAdapters = Map<string, TargetAdapter | Error>;
 
-/** Whether `root`'s own transaction changes a descendant whose adapter is `kid`. */
+/**
+ * Whether a delete through `root` changes a descendant whose adapter is `kid` by itself: both in
+ * one system (registry rows in its one statement; an HTTP downstream's own cascade). A restore
+ * takes such a descendant with its parent only when the root's cascade is `same_transaction`.
+ */
 export const changesWith = (root: TargetAdapter, kid: TargetAdapter | Error): boolean =>
-  root.cascade === 'same_transaction' && !(kid instanceof Error) && kid.cascade === 'same_transaction';
+  !(kid instanceof Error) && kid.system === root.system;
 
 /**
  * Of these descendant types, those a delete through `root` must send through their own adapter.
- * None when the root's downstream owns its cascade. Rejects only for a reason that may pass (a
- * lost database connection); a type whose adapter cannot be built is kept with the reason.
+ * Rejects only for a reason that may pass (a lost database connection); a type whose adapter
+ * cannot be built is kept with the reason (its descendants fail, and so their parent).
  */
 export async function ownAdapters(
   adapters: Pick<AdapterCache, 'get'>,
@@ -43,7 +48,6 @@ export async function ownAdapters(
   types: Iterable<string>,
 ): Promise<OwnAdapters> {
   const own: OwnAdapters = new Map();
-  if (root.cascade !== 'same_transaction') return own;
   for (const type of new Set(types)) {
     const kid = await adapters.get(type).then(
       (x) => x.adapter,
@@ -155,9 +159,11 @@ const applied = (r: ItemResult) => r.ok || (!isSkipped(r) && !(r.permanent && r.
 function combined(item: AdapterItem, own: ItemResult | undefined, kids: Map<AdapterItem, ItemResult>): ItemResult {
   if (own?.ok) return own;
   const anyApplied = [...kids.values()].some(applied);
-  // Its own call not sent (own undefined) while a descendant's may have gone: said, so that a
-  // rollback restores that descendant and not the item (rollback-ledger.ts).
-  const unsent = (!own || isSkipped(own)) && anyApplied ? { ownUnsent: true as const } : {};
+  // Its own delete certainly did not happen (never sent, or refused with nothing changed) while a
+  // descendant's may have: said, so that a rollback restores that descendant and not the item,
+  // which was never deleted (rollback-ledger.ts).
+  const untouched = !own || isSkipped(own) || (own.permanent && own.unapplied === true);
+  const unsent = untouched && anyApplied ? { ownUnsent: true as const } : {};
   const notYet = (error: string): ItemFailed => ({ ok: false, permanent: false, interrupted: true, error, ...unsent });
   if (own && isSkipped(own))
     return anyApplied ? notYet(`${item.resourceId} not deleted yet: halted after its cascade went`) : own;
@@ -187,9 +193,17 @@ function combined(item: AdapterItem, own: ItemResult | undefined, kids: Map<Adap
     ...(own?.status === undefined ? {} : { status: own.status }),
     ...(unapplied ? { unapplied: true as const } : {}),
     ...unsent,
-    // Those changed with the parent (or not sent) share its failure; the others have their own.
+    // Those changed with the parent share its failure, and its uncertainty: an HTTP parent's call
+    // that timed out may have taken them in the downstream's own cascade, so they keep their mark
+    // (a rollback restores them). The others have their own.
     descendants: (item.descendants ?? []).map(
-      (d): ItemResult => kids.get(d) ?? { ok: false, permanent, unapplied: true, error: `not deleted: ${error}` },
+      (d): ItemResult =>
+        kids.get(d) ?? {
+          ok: false,
+          permanent,
+          error: `not deleted: ${error}`,
+          ...(!own || (own.permanent && own.unapplied) ? { unapplied: true as const } : {}),
+        },
     ),
   };
 }

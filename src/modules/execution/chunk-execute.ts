@@ -12,9 +12,9 @@ import {
   type TargetAdapter,
 } from '../adapters/index.ts';
 import { DESCENDANT_PROTECTED_SINCE_PLAN } from '../adapters/registry-apply.ts';
-import { descendantOutcomes, deletingThroughOwnAdapters, ownAdapters, type OwnAdapters } from './cascade-own.ts';
+import { deletingThroughOwnAdapters, ownAdapters, type OwnAdapters } from './cascade-own.ts';
 import { takeSnapshots } from './chunk-snapshots.ts';
-import { chunkProgress, landedOutcome } from './chunk-progress.ts';
+import { chunkProgress, landedItemOutcome } from './chunk-progress.ts';
 import { applyWithBreaker, arrivalOrder, chunkBreaker, type BreakerResult } from './breaker.ts';
 import { executePurge } from './chunk-purge.ts';
 import { executeRestore } from './chunk-restore.ts';
@@ -178,7 +178,9 @@ export async function execute<Tx>(
       prepared.marked.forEach((s) => marked.add(s));
       calling = true;
       const call = applyWithBreaker(
-        deletingThroughOwnAdapters(adapter, own, slot),
+        // Under an HTTP parent, its descendants' calls go inside the parent's slot (taken per item
+        // below): each taking one of its own would wait on the slots its parents hold.
+        deletingThroughOwnAdapters(adapter, own, adapter.kind === 'http' ? undefined : slot),
         op.mode === 'hard' ? 'hardDelete' : 'softDelete',
         toRun.map(asAdapterItem),
         {
@@ -188,7 +190,7 @@ export async function execute<Tx>(
         },
         breaker,
         slot,
-        progress && ((k, r) => progress.arrive(toRun[k]!.seq, r)),
+        progress && ((k, r) => progress.arrive(toRun[k]!, r)),
       ).then((r) => ({ items: toRun, ...r }));
       // A part that throws stops the other from sending; each is awaited below (or above).
       call.catch(() => breaker.trip());
@@ -279,12 +281,11 @@ export function outcomesOf(
   let unsent = 0;
   let requeue = 0;
   for (const k of order) {
-    const { seq, descendants } = items[k]!;
+    const { seq } = items[k]!;
     const r = results[k]!;
-    const landed = landedOutcome(seq, r);
     // A cascade through several adapters: a descendant may be deleted while its parent is not.
-    const kids = landed && descendants?.length ? descendantOutcomes(descendants, r) : undefined;
-    if (landed) outcomes.push(kids ? { ...landed, descendants: kids } : landed);
+    const landed = landedItemOutcome(items[k]!, r);
+    if (landed) outcomes.push(landed);
     else if (isSkipped(r)) {
       unsent++;
       outcomes.push({ seq, state: 'pending', error: null });

@@ -5,6 +5,7 @@
 // ones (only rows still claimed under the chunk's token change), at most once per interval, so a
 // chunk that finishes within it costs nothing more.
 import { isSkipped, type ItemResult } from '../adapters/index.ts';
+import { descendantOutcomes } from './cascade-own.ts';
 import type { Outcome } from './ledger.ts';
 
 /** How often, at most, a chunk records its landed outcomes while its other calls are still out. */
@@ -28,9 +29,21 @@ export function landedOutcome(seq: number, r: ItemResult): Outcome | null {
   return r.permanent && r.unapplied ? { ...failed, unapplied: true } : failed;
 }
 
+/**
+ * landedOutcome of a claimed item, with each of its descendants' own outcome when they differ from
+ * its own (a cascade through several systems: cascade-own.ts), so that a record made while other
+ * calls are out keeps an app deleted beside a refused sibling as done, as the chunk's last does.
+ */
+export function landedItemOutcome(item: LandingItem, r: ItemResult): Outcome | null {
+  const landed = landedOutcome(item.seq, r);
+  const kids = landed && item.descendants?.length ? descendantOutcomes(item.descendants, r) : undefined;
+  return landed && kids ? { ...landed, descendants: kids } : landed;
+}
+export type LandingItem = { seq: number; descendants?: { seq: number }[] };
+
 export interface ProgressRecorder {
   /** One call landed (in arrival order); may start recording what has landed so far. */
-  arrive(seq: number, r: ItemResult): void;
+  arrive(item: LandingItem, r: ItemResult): void;
   /** Waits for a record under way; the seqs recorded so far (the chunk's last record leaves them out). */
   settle(): Promise<Set<number>>;
 }
@@ -66,8 +79,8 @@ export function progressRecorder(
     });
   };
   return {
-    arrive(seq, r) {
-      const o = landedOutcome(seq, r);
+    arrive(item, r) {
+      const o = landedItemOutcome(item, r);
       if (o) landed.push(o);
       if (landed.length && !running && clock() - last >= everyMs) flush();
     },

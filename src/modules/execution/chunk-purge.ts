@@ -98,7 +98,7 @@ export async function executePurge<Tx>(
         breaker,
         slot,
         // HTTP adapters' calls land one by one (the registry's all at once: nothing to record early).
-        adapter.kind === 'http' ? progress && ((k, r) => progress.arrive(part[k]!.seq, r)) : undefined,
+        adapter.kind === 'http' ? progress && ((k, r) => progress.arrive(part[k]!, r)) : undefined,
       );
       // Recorded while the calls were out: not recorded again (their rows are no longer claimed).
       const early = (await progress?.settle()) ?? new Set<number>();

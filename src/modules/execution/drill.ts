@@ -156,14 +156,14 @@ async function runDrill<Tx>(
   if (!problem) problem = await compare(deps, rows, typeOf, item, concurrency);
   if (!maybeLive) return { outcome: 'failed', detail: problem, itemState: 'deleted' };
 
-  // 3. Delete again, as the operation did (its descendants go with it, as they did: those of
-  // another adapter than the root's through their own, first: cascade-own.ts).
+  // 3. Delete again, as the operation did: its descendants as they went, those of the root's system
+  // with it (one statement, or the downstream's own cascade), the others through their own
+  // adapters first (cascade-own.ts).
   const adapter = await adapterOf(deps, op.targetType);
-  const together = adapter instanceof Error ? false : adapter.cascade === 'same_transaction';
   const kids = rows.filter((r) => r.parentSeq === root.seq);
   const target = {
     ...item(root),
-    ...(together && kids.length ? { descendants: kids.map((r) => ({ ...item(r), depth: r.depth })) } : {}),
+    ...(kids.length ? { descendants: kids.map((r) => ({ ...item(r), depth: r.depth })) } : {}),
   };
   const deleter = adapter instanceof Error ? adapter : await throughOwnAdapters(deps, adapter, target);
   const [del]: ItemResult[] =

@@ -70,8 +70,8 @@ export interface Outcome {
    */
   unapplied?: boolean;
   /**
-   * failed or pending (sent): the item's own call was not sent, some of its descendants' may have
-   * been (ItemFailed.ownUnsent). With the run's `marked`, or on an item whose earlier runs all said
+   * failed or pending (sent): the item's own call was not sent (or refused with nothing changed),
+   * some of its descendants' may have been (ItemFailed.ownUnsent). With the run's `marked`, or on an item whose earlier runs all said
    * so, the item is recorded `own_unsent`: it keeps its mark for those descendants, and a rollback
    * restores them but not it (it was never deleted).
    */

@@ -6,8 +6,9 @@ import type pg from 'pg';
 import type { RollbackCandidate } from '../operations/rollback-plan.ts';
 
 /**
- * Of item `t`: its own delete was never sent, only some of its descendants' (OperationItem.ownUnsent:
- * a registry site whose app was refused, its registry statement never written), and no run holds
+ * Of item `t`: its own delete was never sent (or refused with nothing changed), only some of its
+ * descendants' (OperationItem.ownUnsent: a registry site whose app was refused, its registry
+ * statement never written; an HTTP site refused after its registry apps went), and no run holds
  * it. Its mark stays for those descendants: a rollback restores them, not it (over HTTP a restore
  * would write its snapshot over the live resource), and leaves it failed (or pending) with its
  * error, counted neither restored nor not restored (README: refused deletes).
