@@ -7,6 +7,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { buildExecHarness, submitAndStart, waitForState, type ExecHarness } from '../support/execution.ts';
 import { command, isDrillCall } from '../support/exec-helpers.ts';
+import { runRestore } from '../support/restores.ts';
 import { appId, query, seedRegistry, siteId } from '../support/seed.ts';
 
 const APPS = 2;
@@ -161,5 +162,30 @@ describe('HTTP site, registry apps: each app row is deleted and restored through
     const rows = await registry(appsOfSite(sites[0]!));
     for (const a of appsOfSite(sites[0]!)) expect(rows[a], a).toBe('soft_deleted');
     expect(h.downstream.state(siteId(sites[0]!))).toBe('soft_deleted');
+  });
+
+  it('an erasure purges the app rows in the registry before its site’s hard delete over HTTP', async () => {
+    const sites = freshSites(1);
+    const apps = appsOfSite(sites[0]!);
+    const op = await deleteSites(sites, { erasure: true });
+    expect((await waitForState(h, op.id, ENDED)).state).toBe('completed');
+    const purges = h.downstream.destructiveCalls().filter((c) => c.action === 'hardDelete');
+    expect(purges.map((c) => [c.resourceId, c.status])).toEqual([[siteId(sites[0]!), 200]]);
+    expect(h.downstream.state(siteId(sites[0]!))).toBe('purged');
+    const rows = await registry(apps);
+    for (const a of apps) expect(rows[a], a).toBe('purged');
+  });
+
+  it('a restore operation of the delete brings the site back over HTTP, then its app rows', async () => {
+    const sites = freshSites(1);
+    const apps = appsOfSite(sites[0]!);
+    const del = await deleteSites(sites, { rollout: { bakeSeconds: 0, concurrency: 2, restoreDrill: false } });
+    expect((await waitForState(h, del.id, ENDED)).state).toBe('completed');
+    const op = await runRestore(h, { operationId: del.id });
+    expect(op).toMatchObject({ state: 'completed', itemCount: 1 + APPS });
+    expect(ownCalls('restore').map((c) => [c.resourceId, c.status])).toEqual([[siteId(sites[0]!), 200]]);
+    expect(h.downstream.state(siteId(sites[0]!))).toBe('active');
+    const rows = await registry(apps);
+    for (const a of apps) expect(rows[a], a).toBe('active');
   });
 });
