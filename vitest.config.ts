@@ -14,6 +14,7 @@ const OWN_PROCESS = [
   'test/execution/kill.test.ts',
   'test/execution/postgres-restart.test.ts',
   'test/execution/redis-restart.test.ts',
+  'test/execution/shutdown-redis-gone.test.ts',
   'test/execution/worker-nice.test.ts',
   'test/execution/worker-start.test.ts',
   'test/execution/halt-under-load.test.ts',

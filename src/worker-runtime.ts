@@ -14,7 +14,7 @@ import { backendLowering } from './lib/priority.ts';
 import { unsignableTypes } from './modules/adapters/signing-check.ts';
 import { PROTECTED_SINCE_PLAN, TENANT_PROTECTED_SINCE_PLAN } from './modules/adapters/registry-apply.ts';
 import { closeDb, createDb } from './plugins/db.ts';
-import { createRedis } from './plugins/redis.ts';
+import { closeRedis, createRedis, redisReachable } from './plugins/redis.ts';
 import { createMetrics, type Metrics } from './plugins/metrics.ts';
 import type { DownstreamPolicy } from './modules/adapters/index.ts';
 import { AdapterCache } from './modules/execution/adapters-cache.ts';
@@ -364,10 +364,16 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
       // they have not sent (halt-watch.ts shutDown), so the wait below is for calls in flight only.
       watch.shutDown();
       clearInterval(timer);
-      await webhooks.close();
-      await retention
+      // With Redis unreachable (down, restarting), nothing that talks to it can finish closing: the
+      // jobs in hand are waited for, BullMQ is not, and the connections are dropped (a Ctrl-C with
+      // Redis gone used to wait out the whole shutdown timeout, then exit by force).
+      const reachable = () => redisReachable(redisConns);
+      if (!reachable()) opts.logger.warn('Redis is unreachable: closing without waiting for the queues');
+      await webhooks.close({ redisReachable: reachable() });
+      const retentionClosed = retention
         ?.close()
         .catch((err: unknown) => opts.logger.warn({ err }, 'closing the retention scheduler failed'));
+      if (reachable()) await retentionClosed;
       retentionConn?.disconnect();
       // BullMQ stops fetching at once; the jobs in hand finish first (graceful). BullMQ's close
       // then waits for its blocking connection to end, which never happens when that connection
@@ -383,17 +389,17 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
       const settled = await Promise.race([
         closing.then(() => true),
         new Promise<boolean>((resolve) => {
-          graceTimer = setTimeout(() => resolve(false), CLOSE_GRACE_MS);
+          graceTimer = setTimeout(() => resolve(false), reachable() ? CLOSE_GRACE_MS : 0);
         }),
       ]);
       clearTimeout(graceTimer);
       if (!settled)
         opts.logger.warn('queue consumers did not finish closing (Redis unreachable?); closing their connections');
-      await watch.stop();
-      await queues.close();
+      const queuesClosed = Promise.all([watch.stop(), queues.close()]).catch(() => undefined);
+      if (reachable()) await queuesClosed;
       await adapters.close();
       await locks.close();
-      await Promise.all(redisConns.map((r) => r.quit().catch(() => r.disconnect())));
+      await Promise.all(redisConns.map(closeRedis));
       await closeDb(db);
     },
   };

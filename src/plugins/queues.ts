@@ -6,6 +6,7 @@ import type pg from 'pg';
 import type { Engine } from '../modules/execution/engine.ts';
 import { pgEngine } from '../modules/execution/engine-store.ts';
 import { createQueues, type Queues } from '../modules/execution/queues.ts';
+import { redisReachable } from './redis.ts';
 import { workerPresence } from '../modules/execution/worker-presence.ts';
 import { NO_HOLDS, QUEUED_STATES, type QueueHolds } from '../modules/operations/views.ts';
 
@@ -44,7 +45,11 @@ export default fp<{ prefix: string }>(
       const queueDownSince = app.queueDownSince();
       return { queueDownSince, noWorkersSince: queueDownSince ? null : await workers.noneSince(), lastProgressAt };
     });
-    app.addHook('onClose', async () => queues.close());
+    // Redis unreachable: BullMQ's close would wait for it to come back; the redis plugin drops
+    // the connection next.
+    app.addHook('onClose', async () => {
+      if (redisReachable([app.redis])) await queues.close();
+    });
   },
   { name: 'queues', dependencies: ['db', 'redis', 'metrics'] },
 );

@@ -39,6 +39,39 @@ export function createRedis(url: string, forWorker = false, commandTimeout = API
     : new Redis(url, { maxRetriesPerRequest: 3, lazyConnect: true, commandTimeout });
 }
 
+/**
+ * Whether Redis is reachable over these connections: each is up, or never opened (lazy). One
+ * between reconnect attempts means a Redis that is down or restarting: a close that waits for it
+ * (QUIT, BullMQ's close) waits for a Redis that may never come back.
+ */
+export const redisReachable = (conns: readonly Redis[]): boolean =>
+  conns.every((r) => r.status === 'ready' || r.status === 'wait');
+
+/** How long a QUIT may take before the connection is dropped instead. */
+const QUIT_WAIT_MS = 1_000;
+
+/**
+ * Closes a connection: QUIT when it is up (the replies in flight arrive first), bounded; dropped at
+ * once when it is not (a QUIT would sit in the offline queue until Redis came back: a Ctrl-C with
+ * Redis gone waited out the whole shutdown timeout). Dropping rejects the commands still queued.
+ */
+export async function closeRedis(r: Redis): Promise<void> {
+  if (r.status !== 'ready') {
+    r.disconnect();
+    return;
+  }
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    r.quit().catch(() => undefined),
+    new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, QUIT_WAIT_MS);
+    }),
+  ]);
+  clearTimeout(timer);
+  // (Read again: the QUIT above may have ended it.)
+  if ((r.status as string) !== 'end') r.disconnect();
+}
+
 /** How long a start waits for REDIS_URL's Redis to answer (it may be starting beside us). */
 export const REDIS_START_WAIT_MS = 5_000;
 
@@ -115,7 +148,7 @@ export default fp<{ url: string }>(
       r.on('error', (err: Error) => app.log.warn({ err }, 'redis connection error'));
     }
     app.addHook('onClose', async () => {
-      await Promise.all([redis, limits].map((r) => r.quit().catch(() => r.disconnect())));
+      await Promise.all([redis, limits].map(closeRedis));
     });
   },
   { name: 'redis' },

@@ -15,6 +15,8 @@ export interface ApiChild {
   port: number;
   /** SIGKILL: no shutdown hook, no cleanup. Resolves once it has exited. */
   kill(): Promise<void>;
+  /** Sends `signal` to the server process itself (a graceful shutdown); resolves with its exit code. */
+  stop(signal: 'SIGINT' | 'SIGTERM'): Promise<number | null>;
   output(): string;
 }
 
@@ -59,7 +61,13 @@ export async function startApiChild(o: {
   };
   child.stdout.on('data', keep);
   child.stderr.on('data', keep);
-  const exit = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  // The wrapper exits with the server's status.
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const exit = exited.then(() => undefined);
+  const stop = async (signal: 'SIGINT' | 'SIGTERM') => {
+    if (pid > 0) process.kill(pid, signal);
+    return exited;
+  };
   const kill = async () => {
     if (pid > 0) process.kill(pid, 'SIGKILL');
     child.stdin.end();
@@ -78,7 +86,7 @@ export async function startApiChild(o: {
         reject(new Error('the API exited before it listened'));
       });
     });
-    return { port, kill, output: () => lines.join('\n') };
+    return { port, kill, stop, output: () => lines.join('\n') };
   } catch (err) {
     await kill();
     throw new Error(`${(err as Error).message}\n${lines.join('\n')}`);

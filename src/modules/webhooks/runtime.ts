@@ -42,7 +42,7 @@ export interface WebhookRuntimeOptions {
 
 export async function startWebhooks(
   o: WebhookRuntimeOptions,
-): Promise<{ close(): Promise<void>; pass(): Promise<void> }> {
+): Promise<{ close(o?: { redisReachable?: boolean }): Promise<void>; pass(): Promise<void> }> {
   const s = o.settings;
   const queue = new Queue<DeliveryJob>(WEBHOOK_QUEUE, {
     connection: o.producer,
@@ -134,11 +134,14 @@ export async function startWebhooks(
 
   return {
     pass,
-    async close() {
+    async close({ redisReachable = true } = {}) {
       clearInterval(timer);
       // A delivery in hand finishes within its request deadline. With Redis down, BullMQ's close
       // (and an enqueue in a pass) would wait for a reconnect that may never come: bounded, like
       // the operation workers' close (worker-runtime.ts); the caller then drops the connections.
+      // Known down: not waited for at all (a delivery cut short stays pending in its row, and is
+      // queued again by the next pass: deliveries are at least once).
+      const grace = redisReachable ? s.timeoutMs + CLOSE_GRACE_MS : 0;
       const closing = Promise.all([
         running,
         worker.close().catch((err: unknown) => o.logger.warn({ err }, 'closing the webhook worker failed')),
@@ -148,7 +151,7 @@ export async function startWebhooks(
       const closed = await Promise.race([
         closing.then(() => true),
         new Promise<boolean>((resolve) => {
-          graceTimer = setTimeout(() => resolve(false), s.timeoutMs + CLOSE_GRACE_MS);
+          graceTimer = setTimeout(() => resolve(false), grace);
         }),
       ]);
       clearTimeout(graceTimer);
