@@ -123,6 +123,7 @@ export interface PlanLike {
   tenantCount?: number;
   waves?: { index: number; kind?: string; step?: string | null; tenants: number; items: number }[];
   cascade?: { type: string; count: number }[];
+  cascadeLeftOut?: { type: string; count: number; ids: string[] }[];
   estimatedRestore?: { seconds?: number };
   leftOut?: {
     purged: number;
@@ -155,6 +156,10 @@ export function planLines(
       `  wave ${w.index + 1}${w.kind === 'internal' ? ' (internal)' : w.step ? ` (${w.step})` : ''}: ${w.tenants} tenants, ${w.items} items`,
     );
   if (plan.cascade?.length) lines.push(`  cascade: ${plan.cascade.map((c) => `${c.count} ${c.type}`).join(', ')}`);
+  for (const o of plan.cascadeLeftOut ?? [])
+    lines.push(
+      `  left out of the cascade: ${o.count} ${o.type} already deleted (${o.ids.slice(0, 5).join(', ')}${o.count > 5 ? ', …' : ''})`,
+    );
   if (kind === 'purge' || kind === 'erase')
     lines.push(`  cannot be undone: ${kind === 'purge' ? 'a purge' : 'an erasure'} is a hard delete, never restored`);
   else if (plan.estimatedRestore?.seconds !== undefined)

@@ -356,4 +356,22 @@ describe('a site delete takes its active descendants with it', () => {
     const ok = await submit([siteId(32), siteId(33)], { dryRun: true }).expect(200);
     expect(ok.body.plan.cascade).toEqual(expect.arrayContaining([{ type: 'widget', count: 4 }]));
   });
+
+  it('names the descendants it leaves out because they are already deleted, apart from those it takes', async () => {
+    // site 36: apps 1 and 3 soft-deleted (app 3 purged) before the plan; a widget under app 1 is not counted
+    // (what lies under a descendant left out is not the plan's either).
+    await query(t.databaseUrl, `UPDATE resources SET state = 'soft_deleted' WHERE id = $1`, [appId(36, 1)]);
+    await query(t.databaseUrl, `UPDATE resources SET state = 'purged' WHERE id = $1`, [appId(36, 3)]);
+    await query(
+      t.databaseUrl,
+      `INSERT INTO resources (id, type, tenant_id, parent_id, state) VALUES ('widget_36', 'widget', $1, $2, 'soft_deleted')`,
+      [tenantId(36), appId(36, 1)],
+    );
+    const res = await submit([siteId(36), siteId(37)], { dryRun: true }).expect(200);
+    expect(res.body.plan.cascade).toEqual([{ type: 'app', count: 2 * APPS - 2 }]);
+    expect(res.body.plan.cascadeLeftOut).toEqual([{ type: 'app', count: 2, ids: [appId(36, 1), appId(36, 3)] }]);
+    // Nothing left out: no field.
+    const clean = await submit([siteId(37)], { dryRun: true }).expect(200);
+    expect(clean.body.plan).not.toHaveProperty('cascadeLeftOut');
+  });
 });

@@ -181,6 +181,8 @@ describe('a cascade over what an HTTP adapter already deleted', () => {
     expect(dry.status, JSON.stringify(dry.body)).toBe(200);
     expect(dry.body.plan.itemCount).toBe(3); // the site, b and c
     expect(dry.body.plan.cascade).toEqual([{ type: 'app', count: 2 }]);
+    // Said, not silent: the registry row reads active, the plan names it as already deleted.
+    expect(dry.body.plan.cascadeLeftOut).toEqual([{ type: 'app', count: 1, ids: [a] }]);
 
     const from = h.downstream.calls.length;
     // The start's plan-freshness check must not read the app left out as a new descendant.

@@ -64,3 +64,20 @@ describe('planLines leftOut', () => {
     expect(lines.join('\n')).toContain('(app_50, app_51, app_52, site_5)');
   });
 });
+
+describe('planLines cascadeLeftOut', () => {
+  it('names the descendants a cascade leaves out as already deleted, the first five of them', () => {
+    const lines = planLines({
+      itemCount: 2,
+      tenantCount: 1,
+      cascade: [{ type: 'app', count: 1 }],
+      cascadeLeftOut: [
+        { type: 'app', count: 2, ids: ['app_1', 'app_2'] },
+        { type: 'widget', count: 7, ids: ['w1', 'w2', 'w3', 'w4', 'w5', 'w6', 'w7'] },
+      ],
+    });
+    expect(lines).toContain('  cascade: 1 app');
+    expect(lines).toContain('  left out of the cascade: 2 app already deleted (app_1, app_2)');
+    expect(lines).toContain('  left out of the cascade: 7 widget already deleted (w1, w2, w3, w4, w5, …)');
+  });
+});

@@ -165,6 +165,31 @@ export async function markDescendantsLockedByOthers(client: pg.PoolClient, opera
   );
 }
 
+/** Descendants a plan's cascade does not take, by type: the count and the first IDs. */
+export type CascadeLeftOut = { type: string; count: number; ids: string[] }[];
+
+/**
+ * The children of cascade types, under what the plan takes, that it does not take because they
+ * are already deleted: soft-deleted or purged in the registry, or deleted over HTTP by an earlier
+ * operation whose delete stands (leaveOutDeletedElsewhere). Without them a site with three apps,
+ * two already deleted, planned as "cascade: 1 app" and said nothing of the other two (a trial).
+ */
+export async function cascadeLeftOut(client: pg.PoolClient, cascadeTo: string[]): Promise<CascadeLeftOut> {
+  if (cascadeTo.length === 0) return [];
+  const r = await client.query<{ type: string; count: number; ids: string[] }>(
+    `SELECT r.type, count(*)::int AS count, (array_agg(r.id ORDER BY r.id))[1:10] AS ids
+     FROM (SELECT c.id, c.actual_type AS type FROM plan_class c WHERE c.class = 'ok'
+           UNION ALL SELECT pc.id, pc.type FROM plan_cascade pc) t
+     JOIN resources r ON r.parent_id = t.id
+     WHERE ${takenByCascade('r.type', 't.type', '$1')}
+       AND NOT EXISTS (SELECT 1 FROM plan_cascade x WHERE x.id = r.id)
+       AND NOT EXISTS (SELECT 1 FROM plan_class x WHERE x.id = r.id AND x.class = 'ok')
+     GROUP BY r.type ORDER BY count DESC, r.type`,
+    [cascadeTo],
+  );
+  return r.rows;
+}
+
 export interface CascadeSummary {
   /** Descendants by type, most first. */
   byType: { type: string; count: number }[];

@@ -2,7 +2,7 @@
 // then the item ledger and wave counters it is written as, and the hash an approval binds to.
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
-import { cascadeSummary, insertDescendants, type CascadeSummary } from './cascade-plan.ts';
+import { cascadeSummary, insertDescendants, type CascadeLeftOut, type CascadeSummary } from './cascade-plan.ts';
 import type { LeftOut } from '../restores/left-out.ts';
 import type { Budgets } from './policy.ts';
 import { estimatePlanRestore, restoreBreach, type EstimatedRestore } from './restore-estimate.ts';
@@ -22,6 +22,8 @@ export interface PlanSummary {
   };
   /** Active descendants the delete takes with it, by type (counted in itemCount and tenantCount). */
   cascade: { type: string; count: number }[];
+  /** Descendants under what it takes that the cascade leaves out, already deleted (cascade-plan.ts). */
+  cascadeLeftOut?: CascadeLeftOut;
   waves: WavePlan[];
   budgets: Budgets & {
     withinBudget: boolean;

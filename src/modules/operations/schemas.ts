@@ -173,6 +173,22 @@ export const PlanSchema = Type.Object(
       description:
         'Active descendants the delete takes with it, by type; they are items of the plan (itemCount, tenantCount, budgets, waves)',
     }),
+    cascadeLeftOut: Type.Optional(
+      Type.Array(
+        Type.Object({
+          type: Type.String(),
+          count: Type.Integer(),
+          ids: Type.Array(Type.String(), { description: 'The first 10, by ID' }),
+        }),
+        {
+          description:
+            'Descendants of cascade types under what the plan takes that it leaves out because they are already ' +
+            'deleted (soft-deleted or purged in the registry, or deleted over HTTP by an earlier operation whose delete ' +
+            'stands), by type. Not items of the plan. Absent when there are none.',
+          examples: [[{ type: 'app', count: 2, ids: ['app_00001_01', 'app_00001_02'] }]],
+        },
+      ),
+    ),
     waves: Type.Array(WaveSchema),
     budgets: Type.Object({
       maxTenants: Type.Integer(),

@@ -11,6 +11,7 @@ import type { Principal } from '../auth/roles.ts';
 import { appendAudit } from '../audit/repository.ts';
 import { statesActedOn } from '../erasure/states.ts';
 import { readIds, type IdBatches } from './intake.ts';
+import { cascadeLeftOut } from './cascade-plan.ts';
 import { lockPlanned } from './resource-locks.ts';
 import { buildPlan, computePlanHash, insertItems, insertWaves, type PlanSummary } from './plan-build.ts';
 import { classify, markLockedByOthers, storeRejections, type Classification } from './planner.ts';
@@ -251,6 +252,8 @@ export function operationService(deps: {
           budgets,
           steps: rollout.waves,
         });
+        const leftOut = await cascadeLeftOut(client, type.cascade_to ?? []);
+        if (leftOut.length) summary.cascadeLeftOut = leftOut;
         await applyRollingBudgets(client, summary, {
           requestedBy: principal.tokenId,
           requesterName: principal.name,
