@@ -132,6 +132,7 @@ export interface PlanLike {
     restored?: number;
     deletedAgain?: number;
     uncertain?: number;
+    activeAgain?: number;
     items?: { id: string; reason: string; detail: string }[];
   };
   liveAtAsOf?: { count: number; ids: string[] } | null;
@@ -183,6 +184,7 @@ export function planLines(
     ['restored', plan.leftOut?.restored, 'brought back since'],
     ['deleted_again', plan.leftOut?.deletedAgain, 'deleted again since'],
     ['uncertain', plan.leftOut?.uncertain, 'whose delete may or may not have happened'],
+    ['active_again', plan.leftOut?.activeAgain, 'active again, brought back outside Blastgate'],
   ] as const) {
     if (!n) continue;
     const byDetail = new Map<string, string[]>();

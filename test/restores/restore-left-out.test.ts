@@ -162,3 +162,43 @@ describe('a purge of an operation', () => {
       expect(i).toMatchObject({ reason: 'restored', by: restore.id, detail: `already restored by ${restore.id}` });
   });
 });
+
+describe('a resource brought back outside Blastgate (an import says it is active)', () => {
+  /** The import its own system sends once it brought the resource back. */
+  const importActive = (id: string) =>
+    request(h.app.server)
+      .post('/v1/registry/resources')
+      .set('authorization', h.auth('admin'))
+      .send({ resources: [{ id, type: 'app', tenantId: tenantId(7), parentId: siteId(7), state: 'active' }] })
+      .expect(200);
+
+  it('is left out of a tenant and an operation restore, named, instead of refusing the whole plan', async () => {
+    const s = 7;
+    const del = await deleteAndComplete(h, 'app', appsOfSite(s));
+    await importActive(appId(s, 1));
+    const expected = {
+      activeAgain: 1,
+      items: [
+        {
+          id: appId(s, 1),
+          reason: 'active_again',
+          by: del,
+          detail: `active again since its delete by ${del}: brought back outside Blastgate (the registry says so), not deleted any more`,
+        },
+      ],
+    };
+    for (const scope of [{ tenantId: tenantId(s) }, { operationId: del }]) {
+      const r = await postRestore(h, { ...scope, dryRun: true });
+      expect(r.status, JSON.stringify(r.body)).toBe(200);
+      expect(r.body.plan).toMatchObject({ itemCount: APPS - 1, leftOut: expected });
+    }
+    // Listed by ID it is still refused, by name: restoring it would write its snapshot over it.
+    const byId = await postRestore(h, { targetType: 'app', ids: [appId(s, 1)], dryRun: true });
+    expect(byId.status).toBe(422);
+    expect(byId.body.details.counts).toMatchObject({ superseded: 1 });
+
+    // The restore brings back the others and leaves the one brought back alone.
+    const run = await runRestore(h, { tenantId: tenantId(s) });
+    expect(run).toMatchObject({ state: 'completed', itemCount: APPS - 1 });
+  });
+});

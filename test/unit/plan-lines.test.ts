@@ -15,11 +15,13 @@ describe('planLines leftOut', () => {
         restored: 1,
         deletedAgain: 1,
         uncertain: 1,
+        activeAgain: 1,
         items: [
           { id: 'app_1', reason: 'erased', detail: 'erased by op_e (compliance erasure): …' },
           { id: 'app_2', reason: 'restored', detail: 'already restored by op_r' },
           { id: 'app_3', reason: 'deleted_again', detail: 'restored since and deleted again by op_d: …' },
           { id: 'app_4', reason: 'uncertain', detail: 'the delete by op_x may or may not have happened (…)' },
+          { id: 'app_5', reason: 'active_again', detail: 'active again since its delete by op_d: …' },
         ],
       },
     });
@@ -31,6 +33,8 @@ describe('planLines leftOut', () => {
     expect(lines).toContain('    restored since and deleted again by op_d: …: app_3');
     expect(lines).toContain('  left out: 1 whose delete may or may not have happened');
     expect(lines).toContain('    the delete by op_x may or may not have happened (…): app_4');
+    expect(lines).toContain('  left out: 1 active again, brought back outside Blastgate');
+    expect(lines).toContain('    active again since its delete by op_d: …: app_5');
   });
 
   it("names only the erased ones as erased, and groups what came back by who brought it back (a trial's 400-character line)", () => {

@@ -234,6 +234,13 @@ export const PlanSchema = Type.Object(
               "How many the scope's deletes may or may not have deleted: a try of unknown outcome (a timeout, a 5xx), then the item failed. " +
               'A restore takes only what is known to be deleted; a rollback of that delete restores them from their snapshots',
           }),
+          activeAgain: Type.Optional(
+            Type.Integer({
+              description:
+                'How many are active again since their delete, brought back outside Blastgate (their system restored ' +
+                'them; an import said they are active): not deleted any more, so neither restored nor purged',
+            }),
+          ),
           items: Type.Array(
             Type.Object({
               id: Type.String(),
@@ -243,6 +250,7 @@ export const PlanSchema = Type.Object(
                 Type.Literal('restored'),
                 Type.Literal('deleted_again'),
                 Type.Literal('uncertain'),
+                Type.Literal('active_again'),
               ]),
               by: Type.Union([Type.String(), Type.Null()], {
                 description:
@@ -258,7 +266,7 @@ export const PlanSchema = Type.Object(
             'Restores and purges of a tenant or an operation: what the scope names but the plan leaves out, and why: ' +
             'purged already (by a purge or an erasure; for a tenant, also what an erasure took while it was active), ' +
             'which is final; for an operation, also what was brought back since (restored) or deleted again since by ' +
-            'another operation (deleted_again); for both, what a delete may or may not have deleted (uncertain). Absent when nothing was left out. A list of IDs is never cut short: a purged ID in it ' +
+            'another operation (deleted_again); for both, what a delete may or may not have deleted (uncertain) and what was brought back outside Blastgate since (active_again). Absent when nothing was left out. A list of IDs is never cut short: a purged ID in it ' +
             'rejects the plan (purged, erased)',
         },
       ),

@@ -60,6 +60,16 @@ export function isErased(id: string): string {
     AND NOT EXISTS (SELECT 1 FROM resource_keys lk WHERE lk.resource_id = ${id} AND lk.erased_at IS NULL))`;
 }
 
+/**
+ * SQL: resource `r` (of type `t`), whose delete by Blastgate at `at` has not been undone by
+ * Blastgate, is active again: brought back outside Blastgate. The registry adapter wrote the delete
+ * into the row, so an active row was brought back since; an HTTP adapter's row keeps the state its
+ * system reports, so only an import after the delete that said active counts.
+ */
+export function activeAgain(at: string): string {
+  return `(r.state = 'active' AND (NOT ${isExternal('t')} OR NOT ${notImportedSince(at)}))`;
+}
+
 /** SQL: resource type `t` lives in another system (an HTTP adapter): the registry row's state is theirs. */
 export function isExternal(t: string): string {
   return `coalesce(${t}.adapter->>'kind', 'registry') <> 'registry'`;

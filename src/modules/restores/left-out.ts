@@ -4,13 +4,13 @@
 // after plan_input holds what the plan takes.
 import type pg from 'pg';
 import type { RestoreScope } from './schemas.ts';
-import { DELETED_ITEM_STATES, isErased, nothingTookEffectSince, tookEffect } from './history.ts';
+import { activeAgain, DELETED_ITEM_STATES, isErased, nothingTookEffectSince, tookEffect } from './history.ts';
 import { ownUnsent } from '../execution/rollback-ledger.ts';
 
 /** How many IDs of each reason leftOut names (and liveAtAsOf). */
 export const LEFT_OUT_SAMPLE = 20;
 
-export type LeftOutReason = 'purged' | 'erased' | 'restored' | 'deleted_again' | 'uncertain';
+export type LeftOutReason = 'purged' | 'erased' | 'restored' | 'deleted_again' | 'uncertain' | 'active_again';
 
 export interface LeftOutItem {
   id: string;
@@ -36,6 +36,8 @@ export interface LeftOut {
   deletedAgain: number;
   /** Whose delete may or may not have happened: a try of unknown outcome, then the item failed (see uncertain()). */
   uncertain: number;
+  /** Brought back outside Blastgate since its delete (its system restored it; an import said it is active). */
+  activeAgain: number;
   /** The first of each reason, by ID, with why. */
   items: LeftOutItem[];
 }
@@ -75,6 +77,24 @@ async function gone(client: pg.PoolClient, scope: Scope): Promise<void> {
        JOIN operation_items i ON i.snapshot_id = s.id AND (i.operation_id || '') = s.operation_id AND i.state = 'done'
        WHERE s.resource_id = g.id ORDER BY s.created_at DESC, s.id DESC LIMIT 1) hd ON true`,
     scope.kind === 'tenant' ? [scope.tenantId, scope.deletedSince] : [scope.operationId, DELETED_ITEM_STATES],
+  );
+}
+
+/**
+ * What the scope's deletes took that is active again, brought back outside Blastgate (resolve.ts
+ * leaves it out of plan_input): not deleted any more, so not restored nor purged; named with the
+ * delete it was brought back from.
+ */
+async function broughtBackElsewhere(client: pg.PoolClient, scope: Scope): Promise<void> {
+  const where =
+    scope.kind === 'tenant' ? `l.tenant_id = $1 AND l.at >= coalesce($2::timestamptz, '-infinity')` : `l.op_id = $1`;
+  await client.query(
+    `INSERT INTO left_out (id, reason, by)
+     SELECT l.id, 'active_again', l.op_id FROM restore_latest l
+     JOIN resources r ON r.id = l.id JOIN resource_types t ON t.name = r.type
+     WHERE l.deleted AND ${where} AND ${activeAgain('l.at')}
+     ON CONFLICT (id) DO NOTHING`,
+    scope.kind === 'tenant' ? [scope.tenantId, scope.deletedSince] : [scope.operationId],
   );
 }
 
@@ -145,6 +165,7 @@ export async function leftOutOf(client: pg.PoolClient, scope: Scope): Promise<Le
     `CREATE TEMP TABLE left_out (id text PRIMARY KEY, reason text, by text, rollback boolean) ON COMMIT DROP`,
   );
   await gone(client, scope);
+  await broughtBackElsewhere(client, scope);
   if (scope.kind === 'operation') await since(client, scope.operationId);
   await uncertain(client, scope);
   const counts = await client.query<{ reason: LeftOutReason; n: number }>(
@@ -169,6 +190,7 @@ export async function leftOutOf(client: pg.PoolClient, scope: Scope): Promise<Le
     restored: n.restored ?? 0,
     deletedAgain: n.deleted_again ?? 0,
     uncertain: n.uncertain ?? 0,
+    activeAgain: n.active_again ?? 0,
     items: sample.rows.map(({ rollback, ...r }) => ({ ...r, detail: detailOf(r.reason, r.by, rollback) })),
   };
 }
@@ -189,6 +211,8 @@ function detailOf(reason: LeftOutReason, by: string | null, rollback: boolean): 
       return `restored since and deleted again by ${by}: a restore of ${by} brings it back`;
     case 'uncertain':
       return `the delete by ${by} may or may not have happened (a try of unknown outcome, then a failure): a rollback of ${by} restores it from its snapshot`;
+    case 'active_again':
+      return `active again since its delete by ${by}: brought back outside Blastgate (the registry says so), not deleted any more`;
   }
 }
 
@@ -207,6 +231,8 @@ export function leftOutSentence(leftOut: LeftOut | null, verb: string): string {
       `; ${leftOut.deletedAgain} resource(s) of it were restored and deleted again since by another operation ${named(leftOut.deletedAgain, of('deleted_again'))}`,
     leftOut.uncertain &&
       `; ${leftOut.uncertain} resource(s) of it may or may not have been deleted (a try of unknown outcome, then a failure; a rollback of that delete restores them) ${named(leftOut.uncertain, of('uncertain'))}`,
+    leftOut.activeAgain &&
+      `; ${leftOut.activeAgain} resource(s) of it are active again, brought back outside Blastgate ${named(leftOut.activeAgain, of('active_again'))}`,
   ]
     .filter(Boolean)
     .join('');

@@ -7,6 +7,7 @@ import { CASCADE_DEPTH } from '../operations/cascade-plan.ts';
 import { LIVE_STATES } from '../operations/lifecycle-types.ts';
 import { ownUnsent } from '../execution/rollback-ledger.ts';
 import {
+  activeAgain,
   createRestoreIds,
   DELETED_ITEM_STATES,
   isErased,
@@ -111,11 +112,15 @@ export async function resolveDeleted(client: pg.PoolClient, scope: RestoreScope)
     // purged again. Named by the scope, it rejected the whole plan, so a tenant's restore or purge
     // was refused for good once anything of it was purged. It is left out, and the plan says how
     // many and why (leftOut); a list of IDs still names each one (purged, erased).
+    // Nor is one brought back outside Blastgate since (its system restored it, an import said it is
+    // active): it is not deleted any more, and writing its snapshot over it would undo what came
+    // since. Named by the scope, it was `superseded` and refused the whole restore (a trial).
     await client.query(
       `INSERT INTO plan_input (ord, id)
        SELECT (row_number() OVER (ORDER BY l.at DESC, l.id) - 1)::int, l.id FROM restore_latest l
        WHERE l.deleted AND ${which.where}
-         AND NOT EXISTS (SELECT 1 FROM resources r WHERE r.id = l.id AND r.state = 'purged')`,
+         AND NOT EXISTS (SELECT 1 FROM resources r JOIN resource_types t ON t.name = r.type
+                         WHERE r.id = l.id AND (r.state = 'purged' OR ${activeAgain('l.at')}))`,
       which.params,
     );
     return leftOutOf(client, scope);
