@@ -101,7 +101,8 @@ describe('after a crash', () => {
         );
         orphan = name;
         return rows!.n >= 10_000;
-      }, 'the upload to be staged');
+        // Generous: on a loaded 2-core machine the child API's start and first COPY batches are slow.
+      }, 'the upload to be staged', 60_000);
     } finally {
       await api.kill();
       upload.stop();
@@ -131,5 +132,5 @@ describe('after a crash', () => {
     } finally {
       await sweeper.close();
     }
-  });
+  }, 120_000);
 });
