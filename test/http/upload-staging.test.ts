@@ -92,17 +92,21 @@ describe('after a crash', () => {
     });
     let orphan = '';
     try {
-      await until(async () => {
-        const [name] = await stagingTables();
-        if (!name) return false;
-        const [rows] = await query<{ n: number }>(
-          t.databaseUrl,
-          `SELECT count(*)::int AS n FROM upload_staging."${name}"`,
-        );
-        orphan = name;
-        return rows!.n >= 10_000;
-        // Generous: on a loaded 2-core machine the child API's start and first COPY batches are slow.
-      }, 'the upload to be staged', 60_000);
+      await until(
+        async () => {
+          const [name] = await stagingTables();
+          if (!name) return false;
+          const [rows] = await query<{ n: number }>(
+            t.databaseUrl,
+            `SELECT count(*)::int AS n FROM upload_staging."${name}"`,
+          );
+          orphan = name;
+          return rows!.n >= 10_000;
+          // Generous: on a loaded 2-core machine the child API's start and first COPY batches are slow.
+        },
+        'the upload to be staged',
+        60_000,
+      );
     } finally {
       await api.kill();
       upload.stop();
