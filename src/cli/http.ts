@@ -145,7 +145,10 @@ function parseAnswer(status: number, text: string): unknown {
 export function apiError(status: number, body: ApiErrorBody | undefined, text = ''): CliError {
   const code = body?.code ?? `HTTP_${status}`;
   const message = body?.message ?? (text.slice(0, 200) || `the server answered ${status}`);
-  const exit = code === 'PLAN_REJECTED' ? EXIT.rejected : EXIT.error;
+  // A 400 is a request the server could not take as sent: built from this invocation's flags and
+  // ID list, it is a usage error (exit 2), as the CLI's own checks of them are; a pipeline then
+  // knows that retrying the same command cannot help (a trial read exit 1 as "try again").
+  const exit = code === 'PLAN_REJECTED' ? EXIT.rejected : status === 400 ? EXIT.usage : EXIT.error;
   const err = new CliError(exit, code, message, body?.details, status);
   if (typeof body?.requestId === 'string') err.requestId = body.requestId;
   return err;

@@ -176,7 +176,8 @@ describe('blastgate admin and control commands', () => {
       'INC-3',
       '--dry-run',
     ]);
-    expect(restore.code, restore.stderr).toBe(1);
+    // A 400: the flag is at fault, a usage error (exit 2).
+    expect(restore.code, restore.stderr).toBe(2);
     const re = jsonError(restore).error;
     expect(re.message).toMatch(/^Invalid --reason: /);
     expect(re.details).toEqual([expect.objectContaining({ field: 'body.reason', flag: '--reason' })]);
@@ -195,18 +196,18 @@ describe('blastgate admin and control commands', () => {
         'requester',
         ['purge', '--due-before', 'soon', '--reason', 'Purge due', '--ticket', 'C-1'],
         undefined,
-        1,
+        2,
         'Invalid --due-before',
       ],
-      ['admin', ['tokens', 'create', '--name', 'bot', '--role', 'superuser'], undefined, 1, 'Invalid --role'],
-      ['requester', restoreOf('--idempotency-key', 'bad key!'), undefined, 1, 'Invalid --idempotency-key'],
-      ['requester', restoreOf('--waves', '50%,10%'), undefined, 1, 'Invalid --waves (1): must reach more tenants'],
-      ['requester', restoreOf('--bake-seconds', '999999'), undefined, 1, 'Invalid --bake-seconds'],
+      ['admin', ['tokens', 'create', '--name', 'bot', '--role', 'superuser'], undefined, 2, 'Invalid --role'],
+      ['requester', restoreOf('--idempotency-key', 'bad key!'), undefined, 2, 'Invalid --idempotency-key'],
+      ['requester', restoreOf('--waves', '50%,10%'), undefined, 2, 'Invalid --waves (1): must reach more tenants'],
+      ['requester', restoreOf('--bake-seconds', '999999'), undefined, 2, 'Invalid --bake-seconds'],
       [
         'requester',
         ['submit', '--type', 'app', '--reason', 'Remove them', '--ticket', 'T-7', '--idempotency-key', 'bad key!'],
         'app_00001_00\n',
-        1,
+        2,
         'Invalid --idempotency-key',
       ],
       ['requester', restoreOf('--operation', 'op_x'), undefined, 2, 'give one scope, not --tenant and --operation'],

@@ -249,7 +249,7 @@ describe('blastgate CLI against the real stack', () => {
     await writeFile(file, ['"app_00006_00"', '', '  ', '{"id": 7}', '"app_00006_01"'].join('\n') + '\n');
     const args = ['submit', '--type', 'app', '--reason', 'Bad line', '--ticket', 'CHG-11', '--ids-file', file];
     const r = await as('requester', args);
-    expect(r.code, r.stderr).toBe(1);
+    expect(r.code, r.stderr).toBe(2);
     expect(r.stderr).toMatch(/400 INVALID_ID: Line 4 of the ID list must be a JSON string/);
     const j = jsonError(await as('requester', ['--json', ...args]));
     expect(j.error).toMatchObject({ code: 'INVALID_ID', status: 400, details: { line: 4 } });
@@ -260,7 +260,7 @@ describe('blastgate CLI against the real stack', () => {
     await writeFile(file, ['app_00006_02', '', 'app 00006', 'app_00006_03'].join('\n') + '\n');
     const args = ['submit', '--type', 'app', '--reason', 'Bad ID', '--ticket', 'CHG-12', '--ids-file', file];
     const r = await as('requester', args);
-    expect(r.code, r.stderr).toBe(1);
+    expect(r.code, r.stderr).toBe(2);
     expect(r.stderr).toMatch(/400 INVALID_IDS: .*at index 1 \(line 3 of the ID list\)/);
     const j = jsonError(await as('requester', ['--json', ...args]));
     expect(j.error).toMatchObject({ details: { invalid: [{ index: 1, line: 3 }] } });
@@ -315,7 +315,7 @@ describe('blastgate CLI against the real stack', () => {
       await writeFile(file, ['app_00006_02', '', 'app 00006', '', '', 'app 00007'].join('\n') + '\n');
       const args = [verb, '--type', 'app', '--reason', 'Bad ID', '--ticket', 'INC-12', '--ids-file', file, '--dry-run'];
       const r = await as('requester', args);
-      expect(r.code, r.stderr).toBe(1);
+      expect(r.code, r.stderr).toBe(2);
       expect(r.stderr).toMatch(/400 INVALID_IDS: 2 submitted ID\(s\) .*at index 1 \(line 3 of the ID list\)/);
       expect(r.stderr).toContain('  line 3: app 00006 (contains U+0020 SPACE at position 3)\n');
       expect(r.stderr).toContain('  line 6: app 00007 (contains U+0020 SPACE at position 3)\n');
@@ -377,18 +377,19 @@ describe('blastgate CLI against the real stack', () => {
       '--ids-file',
       file,
     ];
+    // A 400: the flags are at fault, a usage error (exit 2), as the CLI's own checks are.
     const r = await as('requester', args);
-    expect(r.code, r.stderr).toBe(1);
+    expect(r.code, r.stderr).toBe(2);
     expect(r.stderr).toMatch(/400 VALIDATION_FAILED: Invalid --reason: /);
     expect(r.stderr).not.toContain('line 1');
     const j = jsonError(await as('requester', ['--json', ...args]));
     expect(j.error).toMatchObject({ details: expect.arrayContaining([expect.objectContaining({ flag: '--reason' })]) });
     const waves = await as('requester', [...args.slice(0, 4), 'Bad waves', ...args.slice(5)]);
-    expect(waves.code, waves.stderr).toBe(1);
+    expect(waves.code, waves.stderr).toBe(2);
     expect(waves.stderr).toMatch(/400 VALIDATION_FAILED: Invalid --waves \(rollout\.waves\.1\): /);
     // Operator commands too.
     const pause = await as('operator', ['pause', 'op_doesnotexist', '--reason', 'x']);
-    expect(pause.code, pause.stderr).toBe(1);
+    expect(pause.code, pause.stderr).toBe(2);
     expect(pause.stderr).toMatch(/400 VALIDATION_FAILED: Invalid --reason: /);
   });
 
