@@ -141,6 +141,9 @@ export interface PlanLike {
   planHash?: string;
 }
 
+/** "1 tenant", "2 tenants". */
+const counted = (n: number, noun: string) => `${n} ${noun}${n === 1 ? '' : 's'}`;
+
 /** The plan as a reviewer reads it: sizes, waves, restore estimate, break-glass, hash. */
 export function planLines(
   plan: PlanLike | null | undefined,
@@ -154,7 +157,7 @@ export function planLines(
   ];
   for (const w of plan.waves ?? [])
     lines.push(
-      `  wave ${w.index + 1}${w.kind === 'internal' ? ' (internal)' : w.step ? ` (${w.step})` : ''}: ${w.tenants} tenants, ${w.items} items`,
+      `  wave ${w.index + 1}${w.kind === 'internal' ? ' (internal)' : w.step ? ` (${w.step})` : ''}: ${counted(w.tenants, 'tenant')}, ${counted(w.items, 'item')}`,
     );
   if (plan.cascade?.length) lines.push(`  cascade: ${plan.cascade.map((c) => `${c.count} ${c.type}`).join(', ')}`);
   for (const o of plan.cascadeLeftOut ?? [])

@@ -239,7 +239,7 @@ describe('live view in headless Chromium', () => {
       await page.locator(`#ops tr[data-id="${created.body.id}"] a`).click();
       await expect
         .poll(() => page.locator('#op-summary').textContent(), POLL)
-        .toMatch(/^delete of 5 items: 1 site, 4 app by cascade across 1 tenants · /);
+        .toMatch(/^delete of 5 items: 1 site, 4 app by cascade across 1 tenant · /);
     } finally {
       await context.close();
       await query(h.databaseUrl, `UPDATE resource_types SET cascade_to = '{}' WHERE name = 'site'`);

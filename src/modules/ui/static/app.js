@@ -386,7 +386,7 @@ function render(v) {
       ? `${op.waveCount} waves`
       : `wave ${op.currentWave + 1} of ${op.waveCount}`;
   $('op-summary').textContent =
-    `${op.kind ?? op.action} of ${itemsText(op)} across ${op.tenantCount} tenants · ` +
+    `${op.kind ?? op.action} of ${itemsText(op)} across ${op.tenantCount} tenant${op.tenantCount === 1 ? '' : 's'} · ` +
     `${waves} · requested by ${op.requestedBy}`;
   $('halt').hidden = !op.haltReason;
   $('halt').textContent = op.haltReason ? `${REASON_LABELS[op.state] ?? 'Reason'}: ${op.haltReason}` : '';
