@@ -398,6 +398,10 @@ describe('rolling back a delete after a later purge or restore of its items', ()
     expect(byId.get(purgedId!)!.last_error).toMatch(new RegExp(`cannot restore ${purgedId}: it is purged`));
     // Already back (by the restore): nothing to undo, and its newer state is left alone.
     expect(byId.get(restoredId!)!.state).toBe('restored');
+    // Said so, naming who did: not a restore of this rollback's.
+    expect(byId.get(restoredId!)!.last_error).toBe(
+      `already restored by ${(restore.body as { id: string }).id}: nothing sent (this operation's older snapshot would overwrite it)`,
+    );
     expect(h.downstream.resources.get(restoredId!)!.data).toEqual({ v: 2 });
     for (const x of rest) expect(byId.get(x)!.state).toBe('restored');
     expect(await registryStates(h, [purgedId!])).toEqual({ [purgedId!]: 'purged' });

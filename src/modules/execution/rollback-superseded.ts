@@ -61,7 +61,14 @@ export async function supersededItems(
                 error: `not restored: ${r.resource_id} was deleted again since, by ${r.op_id}; restore it through that operation`,
                 permanent: true,
               }
-            : { seq: r.seq, ok: true, error: null, permanent: false },
+            : // Back already: restored, with who did it, so the items and the count do not read as
+              // this rollback's work (a trial read "restored: 4" as four restores it had sent).
+              {
+                seq: r.seq,
+                ok: true,
+                error: `already restored by ${r.op_id}: nothing sent (this operation's older snapshot would overwrite it)`,
+                permanent: false,
+              },
         );
       }
     }

@@ -16,7 +16,8 @@ export const ItemView = Type.Object(
     attempts: Type.Integer(),
     lastError: Type.Union([Type.String(), Type.Null()], {
       description:
-        'Why the item did not get where it should; a restore refused because its snapshot failed verification starts with snapshot_corrupt (or erased, no_snapshot)',
+        'Why the item did not get where it should; a restore refused because its snapshot failed verification starts with snapshot_corrupt (or erased, no_snapshot). ' +
+        'On a `restored` item, a note: "already restored by op_…" when a rollback found it brought back by another operation and sent nothing',
     }),
     purgeAfter: Type.Union([Type.String({ format: 'date-time' }), Type.Null()], {
       description: "When the resource's retention ends (soft-deleted by an operation and not purged); null otherwise",
