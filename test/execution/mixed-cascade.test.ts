@@ -216,13 +216,18 @@ describe('registry site, HTTP apps: each app is deleted and restored over HTTP',
   it('an app protected while the operation runs keeps its site and every app of it: nothing is sent', async () => {
     const sites = freshSites(2);
     const op = await deleteSites(sites, {
-      // A bake long enough that a loaded machine (the suite beside it) protects the app before wave 2.
       rollout: { bakeSeconds: 4, concurrency: 2, waves: ['1', '100%'], restoreDrill: false },
       haltPolicy: { probe: 'optional', maxFailureRate: 1, onHalt: 'pause' },
     });
     // An app of the second wave's site, protected (as an import would) during the first wave's bake.
-    const ledger0 = await items(op.id);
-    const second = sites.find((s) => ledger0.get(siteId(s))!.state === 'pending')!;
+    // Found by its planned wave: read by state, both sites were still pending when the first wave
+    // had not begun yet, and the first wave's site was picked (its delete then took the app).
+    const [w] = await query<{ resource_id: string }>(
+      h.databaseUrl,
+      `SELECT resource_id FROM operation_items WHERE operation_id = $1 AND wave = 1 AND parent_seq IS NULL`,
+      [op.id],
+    );
+    const second = sites.find((s) => siteId(s) === w!.resource_id)!;
     const guarded = appsOfSite(second)[1]!;
     await query(h.databaseUrl, `UPDATE resources SET protected = true WHERE id = $1`, [guarded]);
     expect((await waitForState(h, op.id, ENDED)).state).toBe('completed_with_failures');
