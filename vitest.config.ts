@@ -13,6 +13,7 @@ const OWN_PROCESS = [
   'test/ui/**/*.test.ts',
   'test/execution/kill.test.ts',
   'test/execution/postgres-restart.test.ts',
+  'test/execution/postgres-freeze.test.ts',
   'test/execution/redis-restart.test.ts',
   'test/execution/shutdown-redis-gone.test.ts',
   'test/execution/worker-nice.test.ts',

@@ -19,6 +19,7 @@ import { installQueryStringCheck, parseQueryString } from './plugins/query-strin
 import { buildValidator, TEXT_FORMATS } from './plugins/validation.ts';
 import { installContentTypes, installStagingSweeper } from './plugins/uploads.ts';
 import { installBodyDeadline, installHandlerDeadline, serverTimeoutOptions } from './plugins/timeouts.ts';
+import { installReadDeadline, withReadDeadline } from './plugins/db-deadline.ts';
 import rateLimitPlugin from './plugins/rate-limit.ts';
 import loadSheddingPlugin from './plugins/under-pressure.ts';
 import { ErrorResponse, type App } from './lib/schemas.ts';
@@ -101,6 +102,7 @@ export async function buildApp(opts: AppOptions): Promise<App> {
   installContentTypes(app);
   installHandlerDeadline(app, limits.handlerTimeoutMs);
   installBodyDeadline(app, limits.requestTimeoutMs);
+  installReadDeadline(app, limits.dbReadTimeoutMs);
   // Shared schemas live at the root so every route plugin can $ref them.
   for (const schema of [ErrorResponse, PlanSchema, OperationView, OperationSummary]) app.addSchema(schema);
 
@@ -126,8 +128,13 @@ export async function buildApp(opts: AppOptions): Promise<App> {
   // Shedding first, so an overloaded process refuses a request before it costs a token lookup.
   await app.register(loadSheddingPlugin, { limits });
   // Token lookups use the control pool: authentication must answer however busy the main pool is.
+  // Every request's first statement, and shared by concurrent ones (whichever started it, a GET or
+  // a command): a read, bounded as one, so a frozen PostgreSQL answers every request 503 in time.
   const tokens = tokenRepository(app.db.control.pool);
-  const auth = authService({ lookup: tokens, repo: tokens });
+  const lookup = {
+    findBySecretHash: (hash: string) => withReadDeadline(limits.dbReadTimeoutMs, () => tokens.findBySecretHash(hash)),
+  };
+  const auth = authService({ lookup, repo: tokens });
   await app.register(authPlugin, { auth });
   await app.register(rateLimitPlugin, { limits, prefix });
   installRefusalAudit(app);

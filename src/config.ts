@@ -82,6 +82,11 @@ export interface Limits {
   requestTimeoutMs: number;
   /** A whole request, from arrival to answer; must be longer than requestTimeoutMs. */
   handlerTimeoutMs: number;
+  /**
+   * Each statement a read (GET, HEAD, a token lookup) runs, and each connection it opens, must be
+   * answered within this: 503 DEPENDENCY_UNAVAILABLE otherwise, and the connection is dropped.
+   */
+  dbReadTimeoutMs: number;
   /** Main pool: reads, plans, registry writes. */
   dbPoolMax: number;
   /** Control pool: authentication and operator commands only, so nothing else can take it. */
@@ -106,6 +111,9 @@ export interface Limits {
 export const DEFAULT_LIMITS: Limits = {
   requestTimeoutMs: 120_000,
   handlerTimeoutMs: 300_000,
+  // As long as an operator command waits for a control connection: a status poll during an outage
+  // is answered as soon as a command would be.
+  dbReadTimeoutMs: 10_000,
   dbPoolMax: 20,
   dbControlPoolMax: 4,
   dbUploadPoolMax: 4,
@@ -327,6 +335,7 @@ function loadLimits(
   return {
     requestTimeoutMs: int('BLASTGATE_REQUEST_TIMEOUT_MS', d.requestTimeoutMs, 1_000, 3_600_000),
     handlerTimeoutMs: int('BLASTGATE_HANDLER_TIMEOUT_MS', d.handlerTimeoutMs, 2_000, 7_200_000),
+    dbReadTimeoutMs: int('BLASTGATE_DB_READ_TIMEOUT_MS', d.dbReadTimeoutMs, 100, 600_000),
     dbPoolMax: int('BLASTGATE_DB_POOL_MAX', d.dbPoolMax, 2, 1_000),
     dbControlPoolMax: int('BLASTGATE_DB_CONTROL_POOL_MAX', d.dbControlPoolMax, 1, 100),
     dbUploadPoolMax: int('BLASTGATE_DB_UPLOAD_POOL_MAX', d.dbUploadPoolMax, 1, 100),

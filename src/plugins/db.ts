@@ -7,6 +7,7 @@
 // Workers have their own process-wide pool (createDb in worker-runtime).
 import fp from 'fastify-plugin';
 import pg from 'pg';
+import { DatabaseTimeoutError, DeadlineClient } from './db-deadline.ts';
 
 // No Prisma Client at run time: its query compiler cost ~55 MB per process on the first query, and
 // every read it served is one plain statement (operations/repository.ts). Prisma keeps the schema
@@ -48,6 +49,8 @@ function createPool(connectionString: string, o: PoolOptions): pg.Pool {
   // pg-pool awaits onConnect before handing the client out; @types/pg still types it as returning void.
   const config: Omit<pg.PoolConfig, 'onConnect'> & { onConnect: (client: pg.ClientBase) => Promise<void> } = {
     connectionString,
+    // Bounded by the read deadline of the request (or lookup) that uses it: plugins/db-deadline.ts.
+    Client: DeadlineClient,
     max: o.max ?? 20,
     application_name: o.name ?? 'blastgate',
     connectionTimeoutMillis: o.waitMs ?? 0,
@@ -109,12 +112,19 @@ const SHUTTING_DOWN = new Set(['57P01', '57P02', '57P03']);
 /** A failure to reach a dependency (any wrapping), as opposed to a statement it refused. */
 export function isUnreachable(err: unknown): boolean {
   return causes(err).some(
-    ({ code, message }) =>
-      (typeof code === 'string' && (UNREACHABLE.has(code) || SHUTTING_DOWN.has(code) || /^08...$/.test(code))) ||
-      /^Connection terminated|^Client has encountered a connection error|Connection is closed/.test(String(message)) ||
-      // ioredis: the API's client gave up reconnecting for this command, or Redis did not answer it
-      // within its commandTimeout (a Redis killed or frozen: the SSE route's stream slot was a 500).
-      /^Reached the max retries per request limit|^Command timed out$/.test(String(message)),
+    (e) =>
+      // PostgreSQL did not answer a read in time (its connection was dropped).
+      e instanceof DatabaseTimeoutError || unreachable(e),
+  );
+}
+
+function unreachable({ code, message }: { code?: unknown; message?: unknown }): boolean {
+  return (
+    (typeof code === 'string' && (UNREACHABLE.has(code) || SHUTTING_DOWN.has(code) || /^08...$/.test(code))) ||
+    /^Connection terminated|^Client has encountered a connection error|Connection is closed/.test(String(message)) ||
+    // ioredis: the API's client gave up reconnecting for this command, or Redis did not answer it
+    // within its commandTimeout (a Redis killed or frozen: the SSE route's stream slot was a 500).
+    /^Reached the max retries per request limit|^Command timed out$/.test(String(message))
   );
 }
 

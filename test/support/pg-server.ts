@@ -1,12 +1,12 @@
 // A PostgreSQL 15 of a test's own (the suite's shared one must never be restarted under other test
 // files), in a temp dir on a free 127.0.0.1 port, with the control the faults need: `pg_ctl restart
-// -m immediate` (every session cut at once, as in a crash). Used by the PostgreSQL-restart test and
-// the chaos suite.
+// -m immediate` (every session cut at once, as in a crash) and a freeze (SIGSTOP: nothing answers).
+// Used by the PostgreSQL-restart and -freeze tests and the chaos suite.
 //
 // Every command here runs asynchronously: a test's downstream service lives in the test process,
 // and a blocking spawnSync during a restart would freeze it too (an extra, unintended fault).
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { chownSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { chownSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -121,6 +121,37 @@ export class OwnPostgres {
     const r = await run(c, a, 90_000);
     if (r.code !== 0) throw new Error(`pg_ctl restart failed:\n${r.out}`);
     return { ms: Date.now() - t0, out: r.out.trim() };
+  }
+
+  /**
+   * SIGSTOP / SIGCONT of the postmaster and every backend: a server that keeps its connections
+   * open, and lets the kernel accept new ones, but answers nothing (a hung host, a partition),
+   * unlike a stopped one, which refuses at once. The postmaster first, so it starts no one new.
+   */
+  freeze(): void {
+    for (const pid of this.pids()) process.kill(pid, 'SIGSTOP');
+  }
+
+  thaw(): void {
+    for (const pid of this.pids()) process.kill(pid, 'SIGCONT');
+  }
+
+  /** The postmaster (postmaster.pid's first line), then its children (from /proc). */
+  private pids(): number[] {
+    const main = Number(readFileSync(join(this.data, 'postmaster.pid'), 'utf8').split('\n')[0]);
+    const children = readdirSync('/proc')
+      .filter((d) => /^\d+$/.test(d))
+      .filter((d) => {
+        try {
+          // Field 4 of /proc/<pid>/stat, after the command name in parentheses, is the parent pid.
+          const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
+          return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === main;
+        } catch {
+          return false; // gone meanwhile
+        }
+      })
+      .map(Number);
+    return [main, ...children];
   }
 
   async isUp(): Promise<boolean> {

@@ -19,6 +19,7 @@ describe('limits', () => {
     expect(DEFAULT_LIMITS).toMatchObject({
       requestTimeoutMs: 120_000,
       handlerTimeoutMs: 300_000,
+      dbReadTimeoutMs: 10_000,
       dbPoolMax: 20,
       dbControlPoolMax: 4,
       dbUploadPoolMax: 4,
@@ -34,6 +35,7 @@ describe('limits', () => {
     const env = {
       BLASTGATE_REQUEST_TIMEOUT_MS: '30000',
       BLASTGATE_HANDLER_TIMEOUT_MS: '60000',
+      BLASTGATE_DB_READ_TIMEOUT_MS: '2500',
       BLASTGATE_DB_POOL_MAX: '30',
       BLASTGATE_DB_CONTROL_POOL_MAX: '2',
       BLASTGATE_DB_UPLOAD_POOL_MAX: '8',
@@ -48,6 +50,7 @@ describe('limits', () => {
     expect(loadConfig(env).limits).toEqual({
       requestTimeoutMs: 30_000,
       handlerTimeoutMs: 60_000,
+      dbReadTimeoutMs: 2_500,
       dbPoolMax: 30,
       dbControlPoolMax: 2,
       dbUploadPoolMax: 8,

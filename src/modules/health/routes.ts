@@ -3,6 +3,7 @@
 // carries hosts, ports and user names. The raw error goes to the log.
 import { Type } from '@fastify/type-provider-typebox';
 import type { App } from '../../lib/schemas.ts';
+import { DatabaseTimeoutError, withReadDeadline } from '../../plugins/db-deadline.ts';
 
 const DEPENDENCIES = ['postgres', 'redis'] as const;
 // Shorter than a load balancer's usual health-check timeout, long enough for a busy pool.
@@ -67,6 +68,10 @@ export default async function healthRoutes(app: App) {
           req.log.warn({ dependency }, `readiness: ${dependency} did not answer within ${CHECK_TIMEOUT_MS} ms`);
           return 'timeout' as const;
         } catch (err) {
+          if (err instanceof DatabaseTimeoutError) {
+            req.log.warn({ dependency }, `readiness: ${dependency} did not answer within ${CHECK_TIMEOUT_MS} ms`);
+            return 'timeout' as const;
+          }
           req.log.warn({ err, dependency }, `readiness: ${dependency} failed`);
           return 'error' as const;
         } finally {
@@ -74,7 +79,9 @@ export default async function healthRoutes(app: App) {
         }
       };
       const [postgres, redis] = await Promise.all([
-        check('postgres', () => app.db.pool.query('SELECT 1')),
+        // Its own deadline, not the read deadline: a connection that does not answer is dropped when
+        // the check gives up on it, instead of staying checked out until the read deadline.
+        check('postgres', () => withReadDeadline(CHECK_TIMEOUT_MS, () => app.db.pool.query('SELECT 1'))),
         check('redis', () => app.redis.ping()),
       ]);
       const checks = { postgres, redis };
