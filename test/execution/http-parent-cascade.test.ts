@@ -5,9 +5,9 @@
 // operation ended `completed` with every app `done` in the ledger while the apps' registry rows
 // still read `active`: a success that did not hold.
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { buildExecHarness, submitAndStart, waitForState, type ExecHarness } from '../support/execution.ts';
-import { command, isDrillCall } from '../support/exec-helpers.ts';
-import { runRestore } from '../support/restores.ts';
+import { buildExecHarness, waitForState, type ExecHarness } from '../support/execution.ts';
+import { command, isDrillCall, ownCalls as ownCallsOf, deleteSitesOf } from '../support/exec-helpers.ts';
+import { registryStates, runRestore } from '../support/restores.ts';
 import { appId, query, seedRegistry, siteId } from '../support/seed.ts';
 
 const APPS = 2;
@@ -39,23 +39,8 @@ afterAll(async () => {
 });
 beforeEach(() => h.downstream.reset());
 
-const deleteSites = (sites: number[], extra: Record<string, unknown> = {}) =>
-  submitAndStart(h, {
-    targetType: 'site',
-    reason: 'Decommission sites',
-    ids: sites.map(siteId),
-    rollout: { bakeSeconds: 0, concurrency: 2, waves: ['1', '100%'] },
-    haltPolicy: { probe: 'optional' },
-    ...extra,
-  });
-const registry = async (ids: string[]) =>
-  Object.fromEntries(
-    (
-      await query<{ id: string; state: string }>(h.databaseUrl, `SELECT id, state FROM resources WHERE id = ANY($1)`, [
-        ids,
-      ])
-    ).map((r) => [r.id, r.state]),
-  );
+const deleteSites = (sites: number[], extra: Record<string, unknown> = {}) => deleteSitesOf(h, sites, extra);
+const registry = (ids: string[]) => registryStates(h, ids);
 const ledger = async (opId: string) =>
   Object.fromEntries(
     (
@@ -66,8 +51,7 @@ const ledger = async (opId: string) =>
       )
     ).map((r) => [r.resource_id, r.state]),
   );
-const ownCalls = (action: 'softDelete' | 'restore') =>
-  h.downstream.calls.filter((c) => c.action === action && !isDrillCall(c));
+const ownCalls = (action: 'softDelete' | 'restore') => ownCallsOf(h, action);
 
 describe('HTTP site, registry apps: each app row is deleted and restored through the registry', () => {
   it('soft-deletes every app row before its site’s call; the rollback brings both back', async () => {

@@ -6,15 +6,9 @@
 // registry rows read soft_deleted and the downstream never got a delete.
 import request from 'supertest';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import {
-  buildExecHarness,
-  submitAndStart,
-  useHttpAdapter,
-  waitForState,
-  type ExecHarness,
-} from '../support/execution.ts';
-import { command, isDrillCall } from '../support/exec-helpers.ts';
-import { runRestore } from '../support/restores.ts';
+import { buildExecHarness, useHttpAdapter, waitForState, type ExecHarness } from '../support/execution.ts';
+import { command, isDrillCall, ownCalls as ownCallsOf, deleteSitesOf } from '../support/exec-helpers.ts';
+import { registryStates, runRestore } from '../support/restores.ts';
 import { appId, query, seedRegistry, siteId } from '../support/seed.ts';
 
 const APPS = 3;
@@ -35,15 +29,7 @@ afterAll(async () => {
 });
 beforeEach(() => h.downstream.reset());
 
-const deleteSites = (sites: number[], extra: Record<string, unknown> = {}) =>
-  submitAndStart(h, {
-    targetType: 'site',
-    reason: 'Decommission sites',
-    ids: sites.map(siteId),
-    rollout: { bakeSeconds: 0, concurrency: 2, waves: ['1', '100%'] },
-    haltPolicy: { probe: 'optional' },
-    ...extra,
-  });
+const deleteSites = (sites: number[], extra: Record<string, unknown> = {}) => deleteSitesOf(h, sites, extra);
 
 interface Row {
   resource_id: string;
@@ -64,14 +50,7 @@ const items = async (opId: string) =>
       )
     ).map((r) => [r.resource_id, r]),
   );
-const registry = async (ids: string[]) =>
-  Object.fromEntries(
-    (
-      await query<{ id: string; state: string }>(h.databaseUrl, `SELECT id, state FROM resources WHERE id = ANY($1)`, [
-        ids,
-      ])
-    ).map((r) => [r.id, r.state]),
-  );
+const registry = (ids: string[]) => registryStates(h, ids);
 /** The site's registry state at the instant each app's destructive call reaches the downstream. */
 function siteStateAtEachCall(action: 'softDelete' | 'hardDelete') {
   const seen = new Map<string, string>();
@@ -87,8 +66,7 @@ function siteStateAtEachCall(action: 'softDelete' | 'hardDelete') {
   return seen;
 }
 /** The operation's own calls of one action (not the restore drill's), as they reached the downstream. */
-const ownCalls = (action: 'softDelete' | 'restore') =>
-  h.downstream.calls.filter((c) => c.action === action && !isDrillCall(c));
+const ownCalls = (action: 'softDelete' | 'restore') => ownCallsOf(h, action);
 
 describe('registry site, HTTP apps: each app is deleted and restored over HTTP', () => {
   it('deletes every app through its adapter before its site, and the rollback restores them over HTTP', async () => {

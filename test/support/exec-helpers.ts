@@ -4,12 +4,23 @@ import request from 'supertest';
 import { expect } from 'vitest';
 import type { Role } from '../../src/modules/auth/roles.ts';
 import { DRILL_KEY_PREFIX } from '../../src/modules/adapters/signing.ts';
-import type { ExecHarness } from './execution.ts';
-import { appId, query } from './seed.ts';
+import { submitAndStart, type ExecHarness } from './execution.ts';
+import { appId, query, siteId } from './seed.ts';
 
 /** POST /v1/operations/:id/<command> as `role`. */
 export const command = (h: ExecHarness, role: Role, id: string, path: string, body: Record<string, unknown> = {}) =>
   request(h.app.server).post(`/v1/operations/${id}/${path}`).set('authorization', h.auth(role)).send(body);
+
+/** A started delete of these sites (and what their cascade takes): canary of 1 tenant, then the rest, no bake. */
+export const deleteSitesOf = (h: ExecHarness, sites: number[], extra: Record<string, unknown> = {}) =>
+  submitAndStart(h, {
+    targetType: 'site',
+    reason: 'Decommission sites',
+    ids: sites.map(siteId),
+    rollout: { bakeSeconds: 0, concurrency: 2, waves: ['1', '100%'] },
+    haltPolicy: { probe: 'optional' },
+    ...extra,
+  });
 
 /** Every app of the given sites, grouped by site (so a tenant's items are contiguous). */
 export const appsOf = (sites: number[], appsPerSite: number) =>
@@ -32,6 +43,10 @@ export const ledger = (h: ExecHarness, opId: string) =>
 
 /** A call of the restore drill (its own Idempotency-Keys), not of the operation's own run. */
 export const isDrillCall = (c: { idempotencyKey?: string }) => c.idempotencyKey?.startsWith(DRILL_KEY_PREFIX) === true;
+
+/** The operation's own destructive calls of one action (not the restore drill's), as they reached the downstream. */
+export const ownCalls = (h: ExecHarness, action: 'softDelete' | 'restore' | 'hardDelete') =>
+  h.downstream.calls.filter((c) => c.action === action && !isDrillCall(c));
 
 /**
  * Soft-delete calls (every attempt) that reached the downstream for the operation's items; the
