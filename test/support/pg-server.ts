@@ -129,11 +129,11 @@ export class OwnPostgres {
    * unlike a stopped one, which refuses at once. The postmaster first, so it starts no one new.
    */
   freeze(): void {
-    for (const pid of this.pids()) process.kill(pid, 'SIGSTOP');
+    for (const pid of this.pids()) signal(pid, 'SIGSTOP');
   }
 
   thaw(): void {
-    for (const pid of this.pids()) process.kill(pid, 'SIGCONT');
+    for (const pid of this.pids()) signal(pid, 'SIGCONT');
   }
 
   /** The postmaster (postmaster.pid's first line), then its children (from /proc). */
@@ -188,4 +188,13 @@ export async function startOwnPostgres(): Promise<{ url: string; server: OwnPost
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** Signals a process listed a moment ago; one that ended since (a backend whose client left) is skipped. */
+function signal(pid: number, sig: NodeJS.Signals): void {
+  try {
+    process.kill(pid, sig);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
+  }
 }
