@@ -20,7 +20,8 @@ export interface SseClient {
   body?: unknown;
 }
 
-export async function openSse(url: string, token: string, lastEventId?: string): Promise<SseClient> {
+/** Opens the stream; a 503 (the API shedding load on a busy machine) is tried again, as the CLI does. */
+export async function openSse(url: string, token: string, lastEventId?: string, tries = 10): Promise<SseClient> {
   const controller = new AbortController();
   const res = await fetch(url, {
     headers: {
@@ -30,6 +31,13 @@ export async function openSse(url: string, token: string, lastEventId?: string):
     },
     signal: controller.signal,
   });
+  if (res.status === 503 && tries > 1) {
+    // Bounded: the tenth answer is returned whatever it is. Retry-After is in seconds; at most 2 s here.
+    const after = Math.min(2_000, Number(res.headers.get('retry-after') ?? 1) * 1000 || 1000);
+    await res.body?.cancel().catch(() => undefined);
+    await new Promise((r) => setTimeout(r, after));
+    return openSse(url, token, lastEventId, tries - 1);
+  }
   const frames: SseFrame[] = [];
   const comments: string[] = [];
   const waiters = new Set<() => void>();
