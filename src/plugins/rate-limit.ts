@@ -11,6 +11,7 @@ import type { Limits } from '../config.ts';
 import { RetryLaterError } from '../lib/errors.ts';
 import { documentErrorResponses } from '../lib/schemas.ts';
 import { isControlRoute, isLivenessProbe } from '../lib/route-kinds.ts';
+import { batchedRedisStore } from './rate-limit-store.ts';
 
 export interface RateLimitOptions {
   limits: Pick<Limits, 'rateLimitMax' | 'rateLimitControlMax' | 'rateLimitWindowMs'>;
@@ -38,8 +39,8 @@ export default fp<RateLimitOptions>(
       global: true,
       // Route-level onRequest: after the app-level authentication hook, so req.principal is known.
       hook: 'onRequest',
-      redis: app.redisLimits,
-      nameSpace: `${o.prefix}:ratelimit:`,
+      // One Redis call per key for the requests that arrive while one is out (rate-limit-store.ts).
+      store: batchedRedisStore(app.redisLimits, `${o.prefix}:ratelimit:`) as never,
       timeWindow: windowMs,
       keyGenerator: rateLimitKey,
       max: (_req, key) => (key.startsWith(`${CONTROL}:`) ? controlMax : max),

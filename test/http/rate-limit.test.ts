@@ -5,6 +5,7 @@
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Role } from '../../src/modules/auth/roles.ts';
+import { batchedRedisStore } from '../../src/plugins/rate-limit-store.ts';
 import { buildTestApp, type TestApp } from '../support/app.ts';
 import { appId, seedRegistry } from '../support/seed.ts';
 
@@ -104,6 +105,53 @@ describe('replicas', () => {
     } finally {
       await other.close();
     }
+  });
+
+  it('requests of one token racing on two replicas: exactly the budget passes, each counted once', async () => {
+    const other = await buildTestApp({ databaseUrl: t.databaseUrl, queuePrefix: PREFIX, limits: LIMITS });
+    try {
+      const a = await newToken('viewer');
+      const answers = await Promise.all(Array.from({ length: 24 }, (_, i) => list(a.token, i % 2 ? other : t)));
+      const passed = answers.filter((r) => r.status === 200);
+      expect(passed).toHaveLength(LIMITS.rateLimitMax);
+      for (const r of answers.filter((x) => x.status !== 200)) expectLimited(r, { limit: LIMITS.rateLimitMax });
+      // Each request that passed had a place of its own in the count.
+      expect(passed.map((r) => Number(r.headers['x-ratelimit-remaining'])).sort()).toEqual([0, 1, 2, 3, 4]);
+      expect(Number(await t.app.redis.get(`${PREFIX}:ratelimit:api:token:${a.id}`))).toBe(24);
+    } finally {
+      await other.close();
+    }
+  });
+
+  it('the store counts the requests that arrive while a call is out in one call, each with its own place', async () => {
+    const Store = batchedRedisStore(t.app.redis, `${PREFIX}:store-test:`);
+    const store = new Store({});
+    const calls = async () => {
+      const info = await t.app.redis.info('commandstats');
+      return (
+        Number(/cmdstat_evalsha:calls=(\d+)/.exec(info)?.[1] ?? 0) +
+        Number(/cmdstat_eval:calls=(\d+)/.exec(info)?.[1] ?? 0)
+      );
+    };
+    const before = await calls();
+    const answers = await Promise.all(
+      Array.from(
+        { length: 10 },
+        () =>
+          new Promise<{ current: number; ttl: number }>((res, rej) =>
+            store.incr('k', (err, r) => (err ? rej(err) : res(r!)), 60_000),
+          ),
+      ),
+    );
+    expect(answers.map((r) => r.current)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    for (const r of answers) expect(r.ttl).toBeGreaterThan(59_000);
+    // The first request's call, then one for the nine that arrived while it was out.
+    expect((await calls()) - before).toBe(2);
+    expect(await t.app.redis.pttl(`${PREFIX}:store-test:k`)).toBeGreaterThan(59_000);
+    const after = await new Promise<{ current: number; ttl: number }>((res, rej) =>
+      store.incr('k', (err, r) => (err ? rej(err) : res(r!)), 60_000),
+    );
+    expect(after.current).toBe(11);
   });
 
   it('a Redis that does not answer lets requests through instead of holding them', async () => {

@@ -22,6 +22,7 @@ import { CreateOperationBody, DryRunView, ITEM_STATES, ReportPage, TextUploadQue
 import { ItemsPage } from './item-schemas.ts';
 import { dryRunRejected, planRejected, readSubmission, STREAM_LIMITS, SUBMIT_AUTH, textSpec } from './submission.ts';
 import type { ScopeReport } from './scope.ts';
+import { sendView } from './view-json.ts';
 import { operationView } from './views.ts';
 import { coalescer } from '../../lib/coalesce.ts';
 
@@ -229,15 +230,9 @@ export default async function operationRoutes(app: App) {
         response: { 200: { ...Type.Ref('Operation'), description: 'The operation' }, ...errorResponses(401, 404) },
       },
     },
-    async (req) => {
+    async (req, reply) => {
       const v = await viewOf(req.params.id);
-      return operationView(
-        v.op,
-        v.progress,
-        v.unfinished,
-        v.drills,
-        await app.queueHolds(v.op.state, v.lastProgressAt),
-      );
+      return sendView(reply, v, await app.queueHolds(v.op.state, v.lastProgressAt));
     },
   );
 
