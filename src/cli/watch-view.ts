@@ -12,7 +12,13 @@ export interface WaveProgress {
   restored?: number;
   restoreFailed?: number;
   skipped?: number;
+  /** Descendants the wave's cascades take, not counted in items (the stream's `descendants`). */
+  descendants?: number;
 }
+
+/** " (+6 by cascade)": what a wave takes beyond its submitted items, which its counts are of. */
+export const byCascade = (w: Pick<WaveProgress, 'descendants'>) =>
+  w.descendants ? ` (+${w.descendants} by cascade)` : '';
 
 export interface OpStatus {
   state: string;
@@ -105,7 +111,7 @@ export function lineView(write: (s: string) => void): View {
         (w.restored ? ` · restored ${w.restored}` : '') +
         (w.restoreFailed ? ` (${w.restoreFailed} restore failed)` : '');
       const parts = waves.map(
-        (w) => `w${w.wave + 1} ${w.done}/${w.items}${w.failed ? ` (${w.failed} failed)` : ''}${back(w)}`,
+        (w) => `w${w.wave + 1} ${w.done}/${w.items}${byCascade(w)}${w.failed ? ` (${w.failed} failed)` : ''}${back(w)}`,
       );
       write(`progress ${statusText(status)} · ${parts.join(' · ')}\n`);
     },
@@ -119,7 +125,7 @@ export function barView(stream: NodeJS.WriteStream): View {
   const multi = new cliProgress.MultiBar(
     {
       stream,
-      format: ' wave {wave} [{bar}] {value}/{total} · failed {failed} · restored {restored}',
+      format: ' wave {wave} [{bar}] {value}/{total}{cascade} · failed {failed} · restored {restored}',
       hideCursor: true,
       clearOnComplete: false,
       stopOnComplete: false,
@@ -142,7 +148,7 @@ export function barView(stream: NodeJS.WriteStream): View {
       last = status;
       head.update(0, { text: statusText(status) });
       for (const w of waves) {
-        const payload = { wave: w.wave + 1, failed: w.failed, restored: w.restored ?? 0 };
+        const payload = { wave: w.wave + 1, failed: w.failed, restored: w.restored ?? 0, cascade: byCascade(w) };
         let bar = bars.get(w.wave);
         if (!bar) {
           bar = multi.create(Math.max(w.items, 1), 0, payload);

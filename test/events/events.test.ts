@@ -107,7 +107,18 @@ describe('live events', () => {
     const lastWaves = fullA.frames.filter((f) => f.event === 'progress').at(-1)!.data.waves as object[];
     for (const w of lastWaves)
       expect(Object.keys(w).sort()).toEqual(
-        ['done', 'failed', 'items', 'pending', 'restoreFailed', 'restored', 'settledAt', 'startedAt', 'wave'].sort(),
+        [
+          'descendants',
+          'done',
+          'failed',
+          'items',
+          'pending',
+          'restoreFailed',
+          'restored',
+          'settledAt',
+          'startedAt',
+          'wave',
+        ].sort(),
       );
     const probes = fullA.frames.find((f) => f.event === 'probes');
     expect(probes?.data.results).toEqual(expect.arrayContaining([expect.objectContaining({ result: 'healthy' })]));

@@ -9,6 +9,8 @@ import { buildExecHarness, submitAndStart, waitForState, type ExecHarness } from
 import { command, isDrillCall } from '../support/exec-helpers.ts';
 import { appId, query, seedRegistry, siteId } from '../support/seed.ts';
 import { createMetrics } from '../../src/plugins/metrics.ts';
+import { readLive } from '../../src/modules/events/feed.ts';
+import { lineView } from '../../src/cli/watch-view.ts';
 
 const APPS = 3;
 const ROLLOUT = { bakeSeconds: 0, concurrency: 2, waves: ['1', '100%'] };
@@ -102,6 +104,19 @@ describe('registry adapter: descendants change state with their parent, in one t
       const at = after.find((r) => r.id === siteId(s))!.deleted_at!.getTime();
       for (const a of appsOfSite(s)) expect(after.find((r) => r.id === a)!.deleted_at!.getTime()).toBe(at);
     }
+    // The live stream's waves count the sites and say what their cascades took beside them, as the
+    // plan's waves did ("wave 2: 4 items" over 1 site streamed as "w2 1/1" with no word of its apps).
+    const live = (await readLive(h.app.db.pool, op.id))!;
+    expect(live.waves.map((w) => [w.items, w.descendants, w.done])).toEqual([
+      [1, APPS, 1],
+      [1, APPS, 1],
+    ]);
+    const lines: string[] = [];
+    lineView((x) => lines.push(x)).waves(live.waves, { ...live, skewMs: 0 });
+    expect(lines).toEqual([
+      `progress completed · wave 2/2 · w1 1/1 (+${APPS} by cascade) · w2 1/1 (+${APPS} by cascade)\n`,
+    ]);
+
     const ledger = await items(op.id);
     expect(ledger).toHaveLength(sites.length * (1 + APPS));
     for (const r of ledger) {

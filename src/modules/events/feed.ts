@@ -10,7 +10,14 @@ import { NO_HOLDS, throttleOf, waitingOf, type QueueHolds } from '../operations/
 
 export interface WaveProgress {
   wave: number;
+  /** Submitted items of the wave (its ledger seq range): what done, failed and pending count. */
   items: number;
+  /**
+   * Descendants the wave's cascades take (the plan's `waves[].descendants`): deleted with their
+   * parents, in the same call or just before it, and not counted in items. Without them a site
+   * delete planned as "wave 2: 8 items" (2 sites, 6 apps) streamed as "2/2".
+   */
+  descendants: number;
   done: number;
   failed: number;
   pending: number;
@@ -97,13 +104,17 @@ export async function readLive(
             coalesce((SELECT json_agg(json_build_object('wave', w.wave, 'items', w.to_seq - w.from_seq, 'done', w.done,
                         'failed', w.failed, 'started_at', w.started_at, 'settled_at', w.settled_at,
                         'probes', w.probes, 'probed_at', w.probed_at) ORDER BY w.wave)
-                      FROM operation_waves w WHERE w.operation_id = o.id), '[]') AS waves
+                      FROM operation_waves w WHERE w.operation_id = o.id), '[]') AS waves,
+            o.plan->'waves' AS plan_waves
      FROM operations o WHERE o.id = $1`,
     [opId],
   );
   const r = res.rows[0];
   if (!r) return null;
   const rows = r.waves as WaveRow[];
+  const planned = new Map(
+    ((r.plan_waves ?? []) as { index: number; descendants?: number }[]).map((w) => [w.index, w.descendants ?? 0]),
+  );
   // Restore outcomes exist only once a rollback began; reading them otherwise would scan the ledger for nothing.
   const undone = ROLLBACK_STATES.includes(r.state)
     ? await restoresMemo.get(`${opId}|${r.state}|${(r.updated_at as Date).toISOString()}`, () =>
@@ -133,6 +144,7 @@ export async function readLive(
     waves: rows.map((w) => ({
       wave: w.wave,
       items: w.items,
+      descendants: planned.get(w.wave) ?? 0,
       done: w.done,
       failed: w.failed,
       pending: Math.max(0, w.items - w.done - w.failed),

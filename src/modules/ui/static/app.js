@@ -432,7 +432,8 @@ function renderWave(w) {
   const text = `Wave ${n('wave') + 1}: ${n('done')} done · ${n('failed')} failed · ${n('restored')} restored`;
   const label = el('span', text, 'wave-label');
   if (n('restoreFailed')) label.append(' · ', el('span', `${n('restoreFailed')} restore failed`, 'restore-failed'));
-  label.append(` of ${n('items')}`);
+  // The stream counts a wave's submitted items; what their cascades take is said beside them.
+  label.append(` of ${n('items')}${n('descendants') ? ` (+${n('descendants')} by cascade)` : ''}`);
   li.append(label, bar);
   return li;
 }
