@@ -222,6 +222,28 @@ describe('live events', () => {
     const bad = await openSse(events(urlA, op.id), h.tokens.viewer, 'abc');
     expect(bad.status).toBe(400);
     expect(bad.body).toMatchObject({ code: 'INVALID_LAST_EVENT_ID' });
+    // An id no stream sent yet (after the newest event): taken as a cursor, it withheld every
+    // transition up to it. Refused, on either replica, as the header and as ?after=.
+    const newest = Number(
+      (await query<{ seq: string }>(h.databaseUrl, 'SELECT max(seq) AS seq FROM audit_events'))[0]!.seq,
+    );
+    for (const [base, cursor] of [
+      [urlA, String(newest + 1000)],
+      [urlB, '999999999'],
+    ] as const) {
+      const future = await openSse(events(base, op.id), h.tokens.viewer, cursor);
+      expect(future.status).toBe(400);
+      expect(future.body).toMatchObject({
+        code: 'INVALID_LAST_EVENT_ID',
+        message: expect.stringContaining('after the newest event'),
+        details: { lastEventId: cursor },
+      });
+    }
+    const viaQuery = await fetch(`${events(urlA, op.id)}?after=${newest + 1000}`, {
+      headers: { authorization: `Bearer ${h.tokens.viewer}` },
+    });
+    expect(viaQuery.status).toBe(400);
+    await viaQuery.body?.cancel();
     const anonymous = await fetch(events(urlA, op.id));
     expect(anonymous.status).toBe(401);
     await anonymous.body?.cancel();

@@ -192,6 +192,12 @@ async function restoresByWave(db: Queryable, opId: string, rollbackRuns: boolean
   return new Map(res.rows.map((x) => [x.wave, { restored: x.restored, restoreFailed: x.restoreFailed }]));
 }
 
+/** The newest audit seq of all (an event id any stream may have sent); 0 without events. */
+export async function newestEventId(db: Queryable): Promise<number> {
+  const r = await db.query<{ seq: string | null }>(`SELECT max(seq) AS seq FROM audit_events`);
+  return Number(r.rows[0]?.seq ?? 0);
+}
+
 /** The operation's audit events after `after`, oldest first. */
 export async function readTransitions(db: Queryable, opId: string, after: number, limit: number) {
   const res = await db.query(

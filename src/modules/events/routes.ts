@@ -5,7 +5,7 @@ import { Type } from '@fastify/type-provider-typebox';
 import { AppError, BadRequestError, NotFoundError } from '../../lib/errors.ts';
 import { ERROR_EXAMPLES } from '../../lib/error-examples.ts';
 import { errorResponse, errorResponses, IdParams, type App } from '../../lib/schemas.ts';
-import { readLive } from './feed.ts';
+import { newestEventId, readLive } from './feed.ts';
 import { streamSlots } from './limits.ts';
 import { POLL_MS, streamOperation } from './stream.ts';
 
@@ -85,6 +85,18 @@ export default async function eventRoutes(
       const cursor = raw === undefined ? 0 : Number(raw);
       const first = await readLive(app.db.pool, req.params.id, app.queueHolds);
       if (!first) throw new NotFoundError('Operation', req.params.id);
+      // Ids are audit seqs, shared by every stream. One past the newest event was never sent: taken
+      // as a cursor, it silently withheld every transition up to it (a trial: `Last-Event-ID: 999999`
+      // streamed progress and the end, and none of the 8 transitions).
+      if (cursor > first.lastSeq) {
+        const newest = await newestEventId(app.db.pool);
+        if (cursor > newest)
+          throw new BadRequestError(
+            'INVALID_LAST_EVENT_ID',
+            `Last-Event-ID ${cursor} is after the newest event (${newest}): no stream sent it, and the events up to it would be missed`,
+            { lastEventId: raw!.slice(0, 40), newest },
+          );
+      }
       const tokenId = req.principal!.tokenId;
       const streamId = randomUUID();
       if (!(await slots.acquire(tokenId, streamId)))
