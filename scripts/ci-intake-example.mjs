@@ -87,7 +87,7 @@ try {
     console.log(JSON.stringify(result, null, 2));
     code = 0;
   } catch (err) {
-    // A refusal's failedReason is JSON: { code, message, details? } (PLAN_REJECTED: operationId, report).
+    // A refusal's failedReason is JSON: { code, message, status, details? } (PLAN_REJECTED: operationId, report).
     let reason;
     try {
       reason = JSON.parse(err.message);
@@ -95,7 +95,9 @@ try {
       reason = { code: 'ERROR', message: err.message };
     }
     console.log(JSON.stringify(reason, null, 2));
-    code = reason.code === 'PLAN_REJECTED' ? 10 : 1;
+    // status 400: the job's input was refused (a flag or an ID to fix), as a usage error; running
+    // the same job again cannot help.
+    code = reason.code === 'PLAN_REJECTED' ? 10 : reason.status === 400 ? 2 : 1;
   }
 } catch (err) {
   if (!err.reported) throw err;

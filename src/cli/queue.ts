@@ -103,7 +103,9 @@ export async function submitViaQueue(o: QueueSubmitOptions): Promise<QueueResult
           'QUEUE_UNREACHABLE',
           `the intake queue at ${redact(o.redisUrl)} could not be reached within ${connectMs} ms` +
             (lastError ? ` (${lastError.message})` : '') +
-            '; run it again with the same --idempotency-key (one key never adds two jobs)',
+            // The key by name: without --idempotency-key it was made up for this run (cli-<uuid>),
+            // and "the same key" sent a re-run off with a new one, adding a second job.
+            `; run it again with --idempotency-key ${jobId} (one key never adds two jobs)`,
           { redisUrl: redact(o.redisUrl), ...(lastError ? { lastError: lastError.message } : {}) },
         ),
     );
@@ -225,7 +227,7 @@ async function timedOut(job: JobLike, jobId: string, prefix: string, timeoutMs: 
     `the intake job ${jobId} did not finish within ${timeoutMs} ms (it is ${state}` +
       (pending
         ? `${why ? `: ${why.replace(/; it stays queued$/, '')}` : ''}). It stays in the queue: a worker that takes it later still plans it. ` +
-          `To wait for it again, run the same command with the same --idempotency-key (no second job is added). ` +
+          `To wait for it again, run the same command with --idempotency-key ${jobId} (no second job is added). ` +
           `To withdraw it while it waits, remove job ${jobId} from the intake queue (BullMQ: Queue.remove('${jobId}') on queue intake, prefix ${prefix}); ` +
           `once planned, the operation still needs its approvals, and blastgate abort <operation> cancels it`
         : ')'),
@@ -271,7 +273,14 @@ function sortedJson(v: unknown): string {
 
 /** A failed job's reason is the refusal as JSON ({ code, message, details?, report? }). */
 function refusal(err: Error): CliError {
-  let r: { code?: string; message?: string; details?: unknown; report?: unknown; operationId?: string };
+  let r: {
+    code?: string;
+    message?: string;
+    details?: unknown;
+    report?: unknown;
+    operationId?: string;
+    status?: number;
+  };
   try {
     r = JSON.parse(err.message) as typeof r;
   } catch {
@@ -284,7 +293,11 @@ function refusal(err: Error): CliError {
       Object.assign(details, { reportUrl: `/v1/operations/${r.operationId}/report` });
     return new CliError(EXIT.rejected, 'PLAN_REJECTED', r.message ?? 'the plan was rejected', details);
   }
-  return new CliError(EXIT.error, r.code ?? 'JOB_FAILED', r.message ?? err.message, r.details);
+  // A 400 is the job's input, built from this invocation's flags and ID list: a usage error (exit 2),
+  // as the same refusal over REST is (http.ts apiError); the caller names the flags in it (inFlags).
+  const status = typeof r.status === 'number' ? r.status : undefined;
+  const exit = status === 400 ? EXIT.usage : EXIT.error;
+  return new CliError(exit, r.code ?? 'JOB_FAILED', r.message ?? err.message, r.details, status);
 }
 
 /**

@@ -20,6 +20,16 @@ beforeAll(async () => {
     async (job: Job<{ token: string; operation: { reason: string; ids: string[] } }>) => {
       jobs.push(job);
       const { token, operation } = job.data;
+      // What the intake service answers for a bad rollout field (the route's 400, with its status).
+      if (operation.reason === 'From CI, rollout typo')
+        throw new UnrecoverableError(
+          JSON.stringify({
+            code: 'VALIDATION_FAILED',
+            message: 'Unknown field "bakeSecond" in body.rollout',
+            status: 400,
+            details: [{ field: 'body.rollout', unknownFields: ['bakeSecond'] }],
+          }),
+        );
       if (!token.startsWith('good-token'))
         throw new UnrecoverableError(JSON.stringify({ code: 'UNAUTHENTICATED', message: 'Unknown token' }));
       if (operation.ids.includes('app_bad'))
@@ -241,6 +251,23 @@ describe('submit --via-queue', () => {
     expect(jsonError(db).error.message).toContain('must name a Redis database by number');
   });
 
+  it("the job's input refused (the route's 400) is a usage error (2) naming the flag, as over REST", async () => {
+    const r = await runCli(
+      ['submit', '--via-queue', '--type', 'app', '--reason', 'From CI, rollout typo', '--ticket', 'CI-1'].concat([
+        '--rollout',
+        '{"bakeSecond":5}',
+        '--idempotency-key',
+        'ci-run-typo',
+        '--queue-prefix',
+        prefix,
+      ]),
+      { token: 'good-token', input: 'app_1\n', env: { BLASTGATE_REDIS_URL: redisUrl } },
+    );
+    expect(r.code, r.stderr).toBe(2);
+    expect(r.stderr).toContain('Unknown field "bakeSecond" in --rollout');
+    expect(r.stderr).not.toContain('body.rollout');
+  });
+
   it('a job no worker picks up: says so while it waits, and on timeout (13) that it stays queued and how to withdraw it', async () => {
     // A prefix no worker consumes. It used to print nothing until TIMED_OUT, and the job was planned later anyway.
     const idle = `${prefix}idle`;
@@ -251,10 +278,16 @@ describe('submit --via-queue', () => {
       '7s',
     ]);
     const opts = { token: 'good-token', input: 'app_1\n', env: { BLASTGATE_REDIS_URL: redisUrl }, timeoutMs: 60_000 };
-    const [human, json] = await Promise.all([
+    const [human, json, unkeyed] = await Promise.all([
       runCli([...args, '--idempotency-key', 'ci-run-idle'], opts),
       runCli(['--json', ...args, '--idempotency-key', 'ci-run-idle-json'], opts),
+      runCli(['--json', ...args], opts),
     ]);
+    // Without --idempotency-key the key was made up for the run: the advice names it, since "the
+    // same --idempotency-key" sent a re-run off with a new one and a second job (trial Y).
+    const made = jsonError(unkeyed).error as unknown as { message: string; details: { jobId: string } };
+    expect(made.details.jobId).toMatch(/^cli-/);
+    expect(made.message).toContain(`run the same command with --idempotency-key ${made.details.jobId}`);
     expect(human.code, human.stderr).toBe(13);
     expect(human.stderr).toMatch(
       /The intake job ci-run-idle is still waiting after \d+ s: no intake worker has picked it up/,

@@ -203,7 +203,12 @@ describe('the CI intake queue', () => {
       .set('idempotency-key', 'ci-dup-1')
       .send(other)
       .expect(409);
-    expect(viaQueue).toEqual({ code: viaRest.body.code, message: viaRest.body.message, details: viaRest.body.details });
+    expect(viaQueue).toEqual({
+      code: viaRest.body.code,
+      message: viaRest.body.message,
+      details: viaRest.body.details,
+      status: viaRest.status,
+    });
     expect(viaQueue.code).toBe('IDEMPOTENCY_KEY_REUSED');
   });
 
@@ -252,7 +257,13 @@ describe('the CI intake queue', () => {
         .send(body)
         .expect(400);
       const viaQueue = await refusal(`ci-bad-body-${i}`, { token: t.tokens.requester, operation: body });
-      expect(viaQueue).toEqual({ code: rest.body.code, message: rest.body.message, details: rest.body.details });
+      // With the route's status: a 400 is the job's input (the CLI exits 2 for it, as for REST's).
+      expect(viaQueue).toEqual({
+        code: rest.body.code,
+        message: rest.body.message,
+        details: rest.body.details,
+        status: 400,
+      });
       expect(viaQueue.code).toBe(code);
     }
     // The job's own envelope: a job ID must be given (BullMQ numbers the others), and the data has two fields.
@@ -282,7 +293,7 @@ describe('the CI intake queue', () => {
       .set('authorization', t.auth('viewer'))
       .send({ ...spec, ids: [appId(6, 0)] })
       .expect(403);
-    expect(reason).toEqual({ code: 'FORBIDDEN', message: rest.body.message, details: rest.body.details });
+    expect(reason).toEqual({ code: 'FORBIDDEN', message: rest.body.message, details: rest.body.details, status: 403 });
     const audit = await query(t.databaseUrl, `SELECT actor, payload FROM audit_events WHERE action = 'intake.refused'`);
     expect(audit).toContainEqual({
       actor: 'test-viewer',

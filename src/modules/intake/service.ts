@@ -165,6 +165,8 @@ export function intakeService(deps: IntakeDeps) {
     return new IntakeRefusal({
       code: err.code,
       message: err.message,
+      // The route's status for it: a 400 is the job's input (the CLI exits 2 for it, as for REST's).
+      status: err.statusCode,
       ...(err.details === undefined ? {} : { details: err.details }),
     });
   }
