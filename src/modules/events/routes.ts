@@ -6,6 +6,7 @@ import { AppError, BadRequestError, NotFoundError } from '../../lib/errors.ts';
 import { ERROR_EXAMPLES } from '../../lib/error-examples.ts';
 import { errorResponse, errorResponses, IdParams, type App } from '../../lib/schemas.ts';
 import { newestEventId, readLive } from './feed.ts';
+import { redisReachable } from '../../plugins/redis.ts';
 import { streamSlots } from './limits.ts';
 import { POLL_MS, streamOperation } from './stream.ts';
 
@@ -99,7 +100,20 @@ export default async function eventRoutes(
       }
       const tokenId = req.principal!.tokenId;
       const streamId = randomUUID();
-      if (!(await slots.acquire(tokenId, streamId)))
+      // The bound is counted in Redis; the stream itself is read from PostgreSQL. With Redis down the
+      // stream opens unbounded rather than failing (the rate limits do the same): `watch` gave up
+      // with exit 1 after ~250 s of 503s during a Redis outage while `status` worked (trial Y).
+      const acquireOrFailOpen = async (id: string) => {
+        if (!redisReachable([app.redis])) {
+          req.log.warn({ tokenId }, 'Redis unreachable: event stream opened without its per-token bound');
+          return true;
+        }
+        return slots.acquire(tokenId, id).catch((err: unknown) => {
+          req.log.warn({ err, tokenId }, 'stream bound not counted (Redis): event stream opened without it');
+          return true;
+        });
+      };
+      if (!(await acquireOrFailOpen(streamId)))
         throw new AppError(
           429,
           'TOO_MANY_STREAMS',
