@@ -135,6 +135,10 @@ describe('webhooks: one endpoint cannot hold up the others (one worker, three sl
       await queue.close();
     }
     expect(slow.received.length).toBe(sent);
+    // Every POST that reached it is counted in the log, also the one in flight when it was disabled
+    // (its delivery cancelled meanwhile), which the log showed as `attempts: 0` (trial Y).
+    const after = await deliveries(h, ids.slow!);
+    expect(after.reduce((n, d) => n + d.attempts, 0)).toBe(slow.received.length);
   });
 });
 

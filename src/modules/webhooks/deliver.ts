@@ -31,21 +31,26 @@ export type Attempt =
 // A receiver's error text is stored and shown to admins: bounded, one line.
 const short = (s: string) => s.replace(/\s+/g, ' ').slice(0, 300);
 
+// An attempt is recorded also when its delivery was cancelled while it was out (the endpoint deleted
+// or disabled meanwhile): the POST was sent, and the log showed `attempts: 0` for it (a trial). One
+// the receiver took (2xx) is delivered, since it was; a failed one stays cancelled, saying both.
 async function record(pool: pg.Pool, id: string, a: Exclude<Attempt, 'skipped'>, final: boolean) {
   if (a.ok) {
     await pool.query(
       `UPDATE webhook_deliveries SET status = 'delivered', attempts = attempts + 1, last_error = NULL,
               last_status_code = $2, delivered_at = now(), updated_at = now()
-        WHERE id = $1 AND status = 'pending'`,
+        WHERE id = $1 AND status IN ('pending', 'cancelled')`,
       [id, a.status],
     );
     return;
   }
   await pool.query(
-    `UPDATE webhook_deliveries SET attempts = attempts + 1, last_status_code = $2, last_error = $3,
-            status = CASE WHEN $4::boolean THEN 'failed' ELSE status END,
-            failed_at = CASE WHEN $4::boolean THEN now() ELSE failed_at END, updated_at = now()
-      WHERE id = $1 AND status = 'pending'`,
+    `UPDATE webhook_deliveries SET attempts = attempts + 1, last_status_code = $2,
+            last_error = CASE WHEN status = 'cancelled'
+              THEN left(coalesce(last_error, 'cancelled') || '; the attempt then in flight: ' || $3, 500) ELSE $3 END,
+            status = CASE WHEN status = 'pending' AND $4::boolean THEN 'failed' ELSE status END,
+            failed_at = CASE WHEN status = 'pending' AND $4::boolean THEN now() ELSE failed_at END, updated_at = now()
+      WHERE id = $1 AND status IN ('pending', 'cancelled')`,
     [id, a.status, a.error, final],
   );
 }
