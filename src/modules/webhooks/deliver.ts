@@ -55,10 +55,16 @@ async function record(pool: pg.Pool, id: string, a: Exclude<Attempt, 'skipped'>,
   );
 }
 
-/** Sends delivery `id` once. `final`: no attempt follows this one if it fails. */
-export async function deliverOnce(deps: DeliverDeps, id: string, final: boolean): Promise<Attempt> {
+/**
+ * Sends delivery `id` once. The delivery's own count of attempts decides whether this is its last
+ * (`maxAttempts`, BLASTGATE_WEBHOOK_ATTEMPTS), not the job's: a job's attempts are also used up by
+ * runs that sent nothing (PostgreSQL down before the POST), and a delivery re-queued after its job
+ * ran out starts a job of its own. Counted by the job, an outage during retries gave a receiver 6
+ * POSTs recorded `failed`, or 15 (a trial).
+ */
+export async function deliverOnce(deps: DeliverDeps, id: string, maxAttempts: number): Promise<Attempt> {
   const r = await deps.pool.query(
-    `SELECT d.status, d.event_id, d.payload, e.id AS endpoint_id, e.url, e.format, e.enabled, e.deleted_at, e.secret_sealed
+    `SELECT d.status, d.attempts, d.event_id, d.payload, e.id AS endpoint_id, e.url, e.format, e.enabled, e.deleted_at, e.secret_sealed
        FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id WHERE d.id = $1`,
     [id],
   );
@@ -72,9 +78,11 @@ export async function deliverOnce(deps: DeliverDeps, id: string, final: boolean)
     );
     return 'skipped';
   }
+  const final = (row.attempts as number) + 1 >= maxAttempts;
   const outcome = await attempt(deps, row);
   await record(deps.pool, id, outcome, final || (!outcome.ok && !outcome.retry));
-  return outcome;
+  // Its last attempt failed: the job stops too (its retries would find the delivery failed).
+  return !outcome.ok && final ? { ...outcome, retry: false } : outcome;
 }
 
 async function attempt(deps: DeliverDeps, row: Record<string, unknown>): Promise<Exclude<Attempt, 'skipped'>> {

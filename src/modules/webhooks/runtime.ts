@@ -80,11 +80,10 @@ export async function startWebhooks(
       const endpoint = job.data.endpointId ?? (await endpointOf(job.data.deliveryId));
       // No such delivery: nothing to send (deliverOnce skips it).
       if (endpoint === undefined) return;
-      // Parking uses no attempt, so `final` below still counts real attempts only.
+      // Parking uses no attempt of the job (the delivery's own count is what ends it: deliverOnce).
       if (!gate.enter(endpoint)) return gate.park(job, token, endpoint);
       try {
-        const final = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
-        throwUnlessDelivered(await deliverOnce(deps, job.data.deliveryId, final));
+        throwUnlessDelivered(await deliverOnce(deps, job.data.deliveryId, s.attempts));
       } finally {
         // A wake that fails is not this attempt's failure: the parked delivery comes back by itself.
         await gate.leave(endpoint).catch((err: unknown) => o.logger.warn({ err }, 'waking a parked webhook failed'));

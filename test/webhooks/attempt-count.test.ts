@@ -1,0 +1,61 @@
+// A delivery gets BLASTGATE_WEBHOOK_ATTEMPTS POSTs, whichever jobs carry them: the delivery's own
+// count of attempts ends it. Counted by the job, runs that sent nothing (PostgreSQL down before the
+// POST) used attempts up, and a delivery re-queued after its job ran out began a new series: a
+// receiver got 6 POSTs of a delivery recorded `failed`, or 15 (trial Y, with 8 attempts).
+import request from 'supertest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { createAgents, deliverOnce } from '../../src/modules/webhooks/deliver.ts';
+import { dispatchOnce } from '../../src/modules/webhooks/dispatch.ts';
+import { buildTestApp, testDownstream, type TestApp } from '../support/app.ts';
+import { TEST_SNAPSHOT_KEY_BYTES } from '../support/keys.ts';
+import { query } from '../support/seed.ts';
+import { startReceiver, type Receiver } from '../support/webhook-receiver.ts';
+
+let t: TestApp;
+let failing: Receiver;
+beforeAll(async () => {
+  t = await buildTestApp();
+  failing = await startReceiver('fail');
+});
+afterAll(async () => {
+  await failing?.close();
+  await t?.close();
+});
+
+it('sends a delivery its attempts and no more, however many jobs (or runs of one) try it', async () => {
+  const created = await request(t.app.server)
+    .post('/v1/admin/webhooks')
+    .set('authorization', t.auth('admin'))
+    .send({ url: failing.url, events: ['freeze.on'] });
+  expect(created.status, JSON.stringify(created.body)).toBe(201);
+  await request(t.app.server)
+    .put('/v1/admin/freeze')
+    .set('authorization', t.auth('admin'))
+    .send({ frozen: true, reason: 'attempt count' })
+    .expect(200);
+  const { deliveries } = await dispatchOnce(t.app.db.pool);
+  const mine = deliveries.filter((d) => d.endpointId === created.body.id);
+  expect(mine).toHaveLength(1);
+  const deps = {
+    pool: t.app.db.pool,
+    masterKey: TEST_SNAPSHOT_KEY_BYTES,
+    allow: testDownstream().allow,
+    timeoutMs: 5_000,
+    agents: createAgents(),
+  };
+  const MAX = 3;
+  // Two runs, as if from two jobs (a first that ran out on PostgreSQL errors, then a re-queued one):
+  // each starts from the delivery's count, not from an attempt number of its own.
+  const outcomes = [];
+  for (let run = 0; run < MAX + 2; run++) outcomes.push(await deliverOnce(deps, mine[0]!.id, MAX));
+  expect(failing.received).toHaveLength(MAX);
+  // The last POST ends the job too, and later runs send nothing.
+  expect(outcomes[MAX - 1]).toMatchObject({ ok: false, retry: false });
+  expect(outcomes.slice(MAX)).toEqual(['skipped', 'skipped']);
+  const [row] = await query<{ status: string; attempts: number }>(
+    t.databaseUrl,
+    'SELECT status, attempts FROM webhook_deliveries WHERE id = $1',
+    [mine[0]!.id],
+  );
+  expect(row).toEqual({ status: 'failed', attempts: MAX });
+});
