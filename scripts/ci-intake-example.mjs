@@ -63,6 +63,17 @@ const events = new QueueEvents('intake', { connection: eventsConnection, prefix 
 let code = 1;
 try {
   await events.waitUntilReady();
+  // A job of this key that failed (a bad token, a refusal) is kept for a week, and add() answers
+  // with it: a re-run after the cause was fixed got the old failure back, or IDEMPOTENCY_KEY_REUSED
+  // once the token was corrected (a trial). A failure planned nothing, so it goes (same body only:
+  // another body under the key is refused below) and this run's job is added, as the CLI does.
+  const before = await Job.fromId(queue, key);
+  if (
+    before &&
+    JSON.stringify(sorted(before.data?.operation)) === JSON.stringify(sorted(operation)) &&
+    (await before.getState()) === 'failed'
+  )
+    await before.remove();
   // The job ID is the Idempotency-Key: a rerun of the pipeline gets the same operation back.
   const job = await queue.add('submit', { token: BLASTGATE_TOKEN, operation }, { jobId: key });
   // A key BullMQ still keeps returns the kept job: if it carries another body, its outcome is not

@@ -327,6 +327,13 @@ describe('the CI intake queue', () => {
     const rejected = await run([siteId(7)], 'ci-script-2');
     expect(rejected).toMatchObject({ code: 10, out: { code: 'PLAN_REJECTED' } });
     expect(await run([appId(7, 1)], 'bad:key')).toMatchObject({ code: 2 });
+    // A wrong token, then the run again with the right one under the same key (README: the key
+    // stays the same when a run is re-run): the failed job goes, and this one plans. It answered
+    // IDEMPOTENCY_KEY_REUSED "used by another token" with nothing planned (trial Y).
+    const wrong = await run([appId(7, 2)], 'ci-script-token', 'bg_not_a_token_0000000000000000');
+    expect(wrong).toMatchObject({ code: 1, out: { code: 'UNAUTHENTICATED' } });
+    const fixed = await run([appId(7, 2)], 'ci-script-token');
+    expect(fixed).toMatchObject({ code: 0, out: { state: 'planned', operationId: expect.stringMatching(/^op_/) } });
   });
 
   it("the example script: another token's kept job under the key is IDEMPOTENCY_KEY_REUSED (1), as REST's 409", async () => {
