@@ -104,6 +104,11 @@ describe('effect details', () => {
     const d = decide(s, ev.settled(1, stats(5, 0)), NOW);
     expect(d.ok && d.next.bakeUntil).toBe(NOW + 42_000);
     expect(d.ok && d.effects).toContainEqual({ type: 'start_bake', wave: 1 });
+    // Its audit event says when, as the event streams replay it (it said nothing: bakeUntil null).
+    expect(d.ok && auditOf(d.effects)?.detail).toMatchObject({
+      to: 'baking',
+      bakeUntil: new Date(NOW + 42_000).toISOString(),
+    });
   });
   it('stop_execution comes first and carries the halt reason', () => {
     const effects = effectsOf(at('running', { waveDeadline: NOW - 1 }), ev.timer());

@@ -42,7 +42,16 @@ export const audit = (
 ): Effect => ({
   type: 'audit',
   action: `operation.${action}`,
-  detail: { actor, from: from.state, to: to.state, wave: to.currentWave, ...extra },
+  detail: {
+    actor,
+    from: from.state,
+    to: to.state,
+    wave: to.currentWave,
+    // The event streams' transitions say when a bake ends as it was then (events/frames.ts): a
+    // wave_settled → baking said `bakeUntil: null` (a trial).
+    ...(to.state === 'baking' && to.bakeUntil !== null ? { bakeUntil: new Date(to.bakeUntil).toISOString() } : {}),
+    ...extra,
+  },
 });
 export const stop = (reason: string): Effect => ({ type: 'stop_execution', reason });
 export const listTenants = (ps: ProbeOutcome[]) =>
