@@ -29,6 +29,8 @@ export interface WatchOptions {
   timeoutMs?: number;
   after?: string;
   idleTimeoutMs?: number;
+  /** First reconnect delay (doubling per failure); tests shorten it. */
+  reconnectDelayMs?: number;
 }
 
 /** Characters of a restore's last error on watch's status line (`status` prints it whole). */
@@ -80,11 +82,18 @@ export async function watchOperation(o: WatchOptions): Promise<WatchResult> {
       path: `/v1/operations/${encodeURIComponent(o.operationId)}/events`,
       ...(o.after ? { after: o.after } : {}),
       ...(o.idleTimeoutMs ? { idleTimeoutMs: o.idleTimeoutMs } : {}),
+      ...(o.reconnectDelayMs ? { delayMs: o.reconnectDelayMs, maxDelayMs: o.reconnectDelayMs } : {}),
+      // With --timeout the deadline ends the wait (13), however many reconnects fail before it: a
+      // watch with --timeout 30m gave up with exit 1 after ~250 s of an outage (a trial). Without
+      // one, the reconnects are bounded (followSse's default).
+      ...(o.timeoutMs !== undefined ? { maxAttempts: Number.POSITIVE_INFINITY } : {}),
       signal: ctl.signal,
       onData: () => void (heardAt = Date.now()),
       onReconnect: (n, why) => {
         resumed = lastId !== undefined;
-        o.view.note(`event stream dropped (${why}); reconnecting (attempt ${n})`);
+        // A stream never opened was not "dropped".
+        const what = heardAt === null ? 'event stream not reachable' : 'event stream dropped';
+        o.view.note(`${what} (${why}); reconnecting (attempt ${n})`);
       },
       onFrame(frame) {
         lastId = frame.id ?? lastId;

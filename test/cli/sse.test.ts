@@ -174,6 +174,31 @@ describe('followSse / watchOperation against a real SSE server', () => {
     }
   });
 
+  it('with --timeout, an event stream that keeps failing is waited for until the timeout (13), not given up on (1)', async () => {
+    // The API answers 503 on every connection (an outage). With 20 reconnects at 5 ms, the watch
+    // gave up with STREAM_FAILED (exit 1) long before its timeout (a trial: after ~250 s of 30 min).
+    let tries = 0;
+    const down = createServer((_req, res) => {
+      tries++;
+      res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '1' });
+      res.end(JSON.stringify({ code: 'DEPENDENCY_UNAVAILABLE', message: 'Redis could not be reached' }));
+    });
+    await new Promise<void>((r) => down.listen(0, '127.0.0.1', r));
+    try {
+      const c = new ApiClient({ url: `http://127.0.0.1:${(down.address() as AddressInfo).port}`, token: 'tok' });
+      const notes: string[] = [];
+      const view = { ...jsonView(() => undefined), note: (t: string) => void notes.push(t) };
+      const r = await watchOperation({ client: c, operationId: 'op_1', view, timeoutMs: 1_500, reconnectDelayMs: 5 });
+      expect(r).toMatchObject({ exitCode: EXIT.timedOut });
+      expect(tries).toBeGreaterThan(20);
+      // It never connected: not "dropped".
+      expect(notes[0]).toMatch(/^event stream not reachable \(.*\); reconnecting \(attempt 1\)$/);
+    } finally {
+      down.closeAllConnections();
+      await new Promise<void>((r) => down.close(() => r()));
+    }
+  });
+
   it("after a reconnect, an ended operation's snapshot does not end the watch before the replay of what it missed", async () => {
     // The server's contract: on every connection a snapshot (the state now), then the transitions
     // after Last-Event-ID, then a progress frame (or the end). The watch ended on the second
