@@ -84,16 +84,32 @@ describe('after a crash', () => {
       queuePrefix: `bgt_crash_${Date.now().toString(36)}`,
       adminToken: t.tokens.admin,
     });
-    const upload = trickleUpload({
-      port: api.port,
-      token: t.tokens.requester,
-      burst: Array.from({ length: 10_001 }, (_, i) => appId(10 + (i % 50), i % 4)),
-      everyMs: 100,
-    });
+    const start = () =>
+      trickleUpload({
+        port: api.port,
+        token: t.tokens.requester,
+        burst: Array.from({ length: 10_001 }, (_, i) => appId(10 + (i % 50), i % 4)),
+        everyMs: 100,
+      });
+    let upload = start();
+    // An answer before the kill is a refusal: on a loaded machine the child may shed the upload
+    // (503 OVERLOADED while it starts), and the test then waited out its minute for a table that
+    // would never come (a CI run). Sent again, bounded, as a client does after a 503.
+    let answered: number | null = null;
+    let resent = 0;
+    const watchAnswer = (u: typeof upload) => void u.response.then((r) => (answered = r.status));
+    watchAnswer(upload);
     let orphan = '';
     try {
       await until(
         async () => {
+          if (answered === 503 && resent < 5) {
+            resent++;
+            answered = null;
+            upload = start();
+            watchAnswer(upload);
+          }
+          if (answered !== null && answered !== 503) throw new Error(`the upload was answered ${answered}`);
           const [name] = await stagingTables();
           if (!name) return false;
           const [rows] = await query<{ n: number }>(
