@@ -83,6 +83,9 @@ describe('after a crash', () => {
       redisUrl: t.redisUrl,
       queuePrefix: `bgt_crash_${Date.now().toString(36)}`,
       adminToken: t.tokens.admin,
+      // Not a load-shedding test: on a loaded CI machine the child's start can lag its event loop
+      // past the 500 ms bound, and it then sheds every upload for a while (503 OVERLOADED).
+      env: { BLASTGATE_MAX_EVENT_LOOP_DELAY_MS: '0', BLASTGATE_MAX_EVENT_LOOP_UTILIZATION: '0' },
     });
     const start = () =>
       trickleUpload({
@@ -96,20 +99,29 @@ describe('after a crash', () => {
     // (503 OVERLOADED while it starts), and the test then waited out its minute for a table that
     // would never come (a CI run). Sent again, bounded, as a client does after a 503.
     let answered: number | null = null;
+    const answers: string[] = [];
     let resent = 0;
-    const watchAnswer = (u: typeof upload) => void u.response.then((r) => (answered = r.status));
+    let staged = -1;
+    const watchAnswer = (u: typeof upload) =>
+      void u.response.then((r) => {
+        answered = r.status;
+        answers.push(`${r.status} ${r.body.slice(0, 200)}`);
+      });
     watchAnswer(upload);
     let orphan = '';
+    let resendAt = 0;
     try {
       await until(
         async () => {
-          if (answered === 503 && resent < 5) {
+          // Sent again after a pause, as a client does after a 503, at most 5 times.
+          if (answered === 503 && resent < 5 && Date.now() >= resendAt) {
             resent++;
             answered = null;
+            resendAt = Date.now() + 1_000;
             upload = start();
             watchAnswer(upload);
           }
-          if (answered !== null && answered !== 503) throw new Error(`the upload was answered ${answered}`);
+          if (answered !== null && answered !== 503) throw new Error(`the upload was answered ${answers.join('; ')}`);
           const [name] = await stagingTables();
           if (!name) return false;
           const [rows] = await query<{ n: number }>(
@@ -117,12 +129,19 @@ describe('after a crash', () => {
             `SELECT count(*)::int AS n FROM upload_staging."${name}"`,
           );
           orphan = name;
+          staged = rows!.n;
           return rows!.n >= 10_000;
           // Generous: on a loaded 2-core machine the child API's start and first COPY batches are slow.
         },
         'the upload to be staged',
         60_000,
-      );
+      ).catch((err: Error) => {
+        // Say what was seen: the answers, the rows staged, the child's last log lines.
+        throw new Error(
+          `${err.message}: staged ${staged} row(s) in ${orphan || 'no table'}, sent ${resent + 1} time(s), ` +
+            `answers [${answers.join('; ')}]; API log:\n${api.output().slice(-2_000)}`,
+        );
+      });
     } finally {
       await api.kill();
       upload.stop();
