@@ -27,10 +27,11 @@ export interface AuditRow {
 
 export const GENESIS_HASH = '0'.repeat(64);
 // Serialises appends so that each event chains onto exactly one predecessor.
-const CHAIN_LOCK = 7_342_002;
+export const AUDIT_CHAIN_LOCK = 7_342_002;
 
-export function eventHash(prevHash: string, e: Omit<AuditRow, 'seq' | 'prevHash' | 'hash'>): string {
-  const body = canonicalJson({
+/** What an event's hash covers after the previous hash: its fields as canonical JSON. */
+function eventBody(e: Omit<AuditRow, 'seq' | 'prevHash' | 'hash'>): string {
+  return canonicalJson({
     at: e.at,
     actor: e.actor,
     action: e.action,
@@ -38,7 +39,12 @@ export function eventHash(prevHash: string, e: Omit<AuditRow, 'seq' | 'prevHash'
     operationId: e.operationId,
     payload: e.payload,
   });
-  return createHash('sha256').update(`${prevHash}\n${body}`).digest('hex');
+}
+
+const chainHash = (prevHash: string, body: string) => createHash('sha256').update(`${prevHash}\n${body}`).digest('hex');
+
+export function eventHash(prevHash: string, e: Omit<AuditRow, 'seq' | 'prevHash' | 'hash'>): string {
+  return chainHash(prevHash, eventBody(e));
 }
 
 /**
@@ -46,11 +52,22 @@ export function eventHash(prevHash: string, e: Omit<AuditRow, 'seq' | 'prevHash'
  * change and its audit event commit together; the chain lock is held from the read of the last
  * hash to that commit. The client must be in a transaction: on a bare pool every statement would
  * commit on its own connection and the lock would be gone before the read (a forked chain).
+ *
+ * `chainLocked`: an earlier statement of this transaction took AUDIT_CHAIN_LOCK (the engine takes
+ * it with its state update), so this is one round trip. Each round trip of a command waits its turn
+ * on an API event loop busy with reads (a pause under 500 GET/s: ~10 of them, ~15 ms each), so the
+ * last hash is read by the INSERT itself and the hash made there: PostgreSQL's sha256 over the same
+ * UTF-8 bytes as eventHash. Its statement starts after the lock is held, so its snapshot sees the
+ * newest event (a lock taken inside this same statement would not: its snapshot is older). The
+ * hash is checked against eventHash before the commit, so the SQL can never write a chain that
+ * does not verify.
  */
-export async function appendAudit(tx: pg.PoolClient, input: AuditInput): Promise<void> {
-  await tx.query('SELECT pg_advisory_xact_lock($1)', [CHAIN_LOCK]);
-  const last = await tx.query<{ hash: string }>('SELECT hash FROM audit_events ORDER BY seq DESC LIMIT 1');
-  const prevHash = last.rows[0]?.hash ?? GENESIS_HASH;
+export async function appendAudit(
+  tx: pg.PoolClient,
+  input: AuditInput,
+  o: { chainLocked?: boolean } = {},
+): Promise<void> {
+  if (!o.chainLocked) await tx.query('SELECT pg_advisory_xact_lock($1)', [AUDIT_CHAIN_LOCK]);
   const e = {
     at: new Date().toISOString(),
     actor: input.actor,
@@ -59,11 +76,18 @@ export async function appendAudit(tx: pg.PoolClient, input: AuditInput): Promise
     operationId: input.operationId ?? null,
     payload: input.payload ?? {},
   };
-  await tx.query(
+  const body = eventBody(e);
+  const r = await tx.query<{ prev_hash: string; hash: string }>(
     `INSERT INTO audit_events (at, actor, action, outcome, operation_id, payload, prev_hash, hash)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-    [e.at, e.actor, e.action, e.outcome, e.operationId, JSON.stringify(e.payload), prevHash, eventHash(prevHash, e)],
+     SELECT $1::timestamptz, $2::text, $3::text, $4::text, $5::text, $6::jsonb, p.h,
+       encode(sha256(convert_to(p.h || E'\\n' || $7::text, 'UTF8')), 'hex')
+     FROM (SELECT coalesce((SELECT hash FROM audit_events ORDER BY seq DESC LIMIT 1), $8::text) AS h) p
+     RETURNING prev_hash, hash`,
+    [e.at, e.actor, e.action, e.outcome, e.operationId, JSON.stringify(e.payload), body, GENESIS_HASH],
   );
+  const row = r.rows[0]!;
+  if (row.hash !== chainHash(row.prev_hash, body))
+    throw new Error(`audit event hashed by the database as ${row.hash}, not as the chain verifies it: not appended`);
 }
 
 /** An event that records no other change of its own (a refused request): one transaction for it alone. */

@@ -83,6 +83,12 @@ export interface ApplyOptions {
    * just before the commit, which it then rolls back: the caller was told it did not happen.
    */
   abandoned?: () => boolean;
+  /**
+   * Called once the decision is committed, before its effects are waited for: an HTTP command
+   * starts reading the view it answers with here, so that read and the effects' Redis calls run
+   * at once instead of one after the other (each waits its turn on a busy event loop).
+   */
+  committed?: () => void;
 }
 
 export interface Engine<Tx> {
@@ -118,6 +124,7 @@ export function createEngine<Tx>(deps: EngineDeps<Tx>): Engine<Tx> {
         if (opts.abandoned?.()) throw abandonedCommand();
         return { record, state: d.next, effects: d.effects, changed, version };
       });
+      if (result) opts.committed?.();
       if (result?.changed) {
         deps.metrics?.transitions.inc({ state: result.state.state });
         if (result.effects.some((e) => e.type === 'stop_execution')) {

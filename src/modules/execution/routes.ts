@@ -207,15 +207,24 @@ export default async function commandRoutes(app: App) {
       },
       async (req, reply) => {
         const id = req.params.id;
+        let view: ReturnType<typeof reads.view> | undefined;
         const applied = await app.engine.apply(
           id,
           c.event(req.principal!, req.body),
           { name: req.principal!.name, tokenId: req.principal!.tokenId },
-          // Answered 503 on its time limit (plugins/timeouts.ts): the command must not commit after.
-          { abandoned: () => reply.sent },
+          {
+            // Answered 503 on its time limit (plugins/timeouts.ts): the command must not commit after.
+            abandoned: () => reply.sent,
+            // Read while the effects (Redis) are carried out. Awaited below; the catch only keeps a
+            // failure that comes while apply() still waits for the effects from being unhandled.
+            committed: () => {
+              view = reads.view(id, { drills: false });
+              view.catch(() => undefined);
+            },
+          },
         );
         req.auditedByService = true;
-        const v = await reads.view(id, { drills: false });
+        const v = await (view ?? reads.view(id, { drills: false }));
         // The view is read after the commit, and another command may have committed in between:
         // `command` says what this one did, so that no answer passes off another's change as its own.
         const missing = applied?.state.state === 'planned' ? approvalsMissing(applied.state) : null;
