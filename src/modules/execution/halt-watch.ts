@@ -64,6 +64,11 @@ export class HaltWatch {
     this.stopping = true;
   }
 
+  /** Whether shutDown() was called: a rollback run hands its batch back and stops (rollback.ts). */
+  get shuttingDown(): boolean {
+    return this.stopping;
+  }
+
   async stop() {
     if (this.timer) clearInterval(this.timer);
     await this.subscriber.unsubscribe(this.channel).catch(() => undefined);

@@ -185,9 +185,13 @@ export function pgRollbackLedger(pool: Pick<pg.Pool, 'query'>, leaseMs: number):
            UPDATE operation_items i SET state = CASE WHEN u.ok THEN 'restored' ELSE 'restore_failed' END,
              last_error = u.err, permanent = u.perm, claimed_by = NULL, claim_token = NULL, claimed_at = NULL, updated_at = now(),
              restore_calls = i.restore_calls + u.calls,
-             next_attempt_at = CASE WHEN u.ok THEN NULL
+             -- Never sent (the rollback was ended, or this process shut down): no attempt was made,
+             -- so none is counted and none is waited for; the next run sends it at once.
+             restore_attempts = i.restore_attempts - CASE WHEN u.skipped THEN 1 ELSE 0 END,
+             next_attempt_at = CASE WHEN u.ok OR u.skipped THEN NULL
                ELSE now() + make_interval(secs => least($5::float8, $4::float8 * power(2, i.restore_attempts - 1)) / 1000) END
-           FROM unnest($2::int[], $3::boolean[], $6::text[], $7::boolean[], $9::int[]) AS u(seq, ok, err, perm, calls)
+           FROM unnest($2::int[], $3::boolean[], $6::text[], $7::boolean[], $9::int[], $10::boolean[])
+             AS u(seq, ok, err, perm, calls, skipped)
            WHERE i.operation_id = $1 AND i.seq = u.seq AND i.state = 'restoring' AND i.claim_token = $8
            RETURNING i.resource_id, u.ok),
          -- Brought back: no longer due for a purge (purges/retention.ts).
@@ -205,6 +209,7 @@ export function pgRollbackLedger(pool: Pick<pg.Pool, 'query'>, leaseMs: number):
           results.map((r) => r.permanent),
           token,
           results.map((r) => r.attempts ?? 0),
+          results.map((r) => r.skipped === true),
         ],
       );
     },

@@ -47,7 +47,7 @@ export interface RollbackDeps<Tx = Queryable> {
   /** Items decided without a call: purged or acted on by a later operation (rollback-superseded.ts). */
   superseded?: (opId: string, picked: RestoreCandidate[]) => Promise<RestoreResult[]>;
   /** Whether the operation still rolls back, read before every restore call (halt-watch.ts). */
-  watch?: Pick<HaltWatch, 'track' | 'untrack' | 'stillRollingBack'>;
+  watch?: Pick<HaltWatch, 'track' | 'untrack' | 'stillRollingBack' | 'shuttingDown'>;
 }
 
 export async function processRollback<Tx>(deps: RollbackDeps<Tx>, opId: string, fence: Fence): Promise<void> {
@@ -95,7 +95,10 @@ async function rollbackRun<Tx>(deps: RollbackDeps<Tx>, opId: string, fence: Fenc
         readSnapshots: deps.readSnapshots,
         // An operator may end the rollback (abort → rollback_incomplete) while a batch is under
         // way: the calls not yet sent are not sent, and the batch records them as not restored.
-        shouldContinue: () => !fence.lost && (deps.watch?.stillRollingBack(opId) ?? true),
+        // So does a shutdown of this process (Ctrl-C, SIGTERM): it waited for the whole batch,
+        // hundreds of restores, and was killed at the end of its window (npm run bench -- control).
+        shouldContinue: () =>
+          !fence.lost && !deps.watch?.shuttingDown && (deps.watch?.stillRollingBack(opId) ?? true),
       },
       toSend,
     );
@@ -117,7 +120,9 @@ async function rollbackRun<Tx>(deps: RollbackDeps<Tx>, opId: string, fence: Fenc
     if (kind && deps.throughput && restored > 0)
       await deps.throughput.record({ type: op.targetType, adapterKind: kind, items: restored, elapsedMs });
     size = nextBatchSize(size, toSend.length, elapsedMs);
-    if (deps.clock() - started > MAX_RUN_MS) return deps.later(0);
+    // Shutting down: what the batch did not send is handed back (finish: due at once, no attempt
+    // used), and the job comes back at once for another worker, or for this one's next start.
+    if (deps.watch?.shuttingDown || deps.clock() - started > MAX_RUN_MS) return deps.later(0);
     // An operator may have ended the rollback (abort → rollback_incomplete) meanwhile.
     op = await deps.load(opId);
     if (!op || op.lifecycle.state !== 'rolling_back') return;
