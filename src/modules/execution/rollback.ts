@@ -97,8 +97,7 @@ async function rollbackRun<Tx>(deps: RollbackDeps<Tx>, opId: string, fence: Fenc
         // way: the calls not yet sent are not sent, and the batch records them as not restored.
         // So does a shutdown of this process (Ctrl-C, SIGTERM): it waited for the whole batch,
         // hundreds of restores, and was killed at the end of its window (npm run bench -- control).
-        shouldContinue: () =>
-          !fence.lost && !deps.watch?.shuttingDown && (deps.watch?.stillRollingBack(opId) ?? true),
+        shouldContinue: () => !fence.lost && !deps.watch?.shuttingDown && (deps.watch?.stillRollingBack(opId) ?? true),
       },
       toSend,
     );
