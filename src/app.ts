@@ -16,6 +16,7 @@ import { DENY_ALL, type DownstreamPolicy } from './modules/adapters/index.ts';
 import { frameworkErrors, installErrorHandler, installProtocolAnswers, MAX_PARAM_LENGTH } from './plugins/errors.ts';
 import { installJsonParser } from './plugins/json-body.ts';
 import { installQueryStringCheck, parseQueryString } from './plugins/query-string.ts';
+import { buildSerializer } from './plugins/serializers.ts';
 import { buildValidator, TEXT_FORMATS } from './plugins/validation.ts';
 import { installContentTypes, installStagingSweeper } from './plugins/uploads.ts';
 import { installBodyDeadline, installHandlerDeadline, serverTimeoutOptions } from './plugins/timeouts.ts';
@@ -66,6 +67,11 @@ export interface AppOptions {
   logger?: boolean | object;
 }
 
+// The response serializer picks anyOf branches with its own ajv: the text formats are known there
+// too (what is sent was checked on the way in), instead of warned about as unknown. One object for
+// every app of the process, so that they share their serializers (plugins/serializers.ts).
+const SERIALIZER_OPTS = { ajv: { formats: Object.fromEntries(TEXT_FORMATS.map((f) => [f, true])) } };
+
 export async function buildApp(opts: AppOptions): Promise<App> {
   const limits: Limits = { ...DEFAULT_LIMITS, ...opts.config.limits };
   const prefix = opts.config.queuePrefix ?? 'blastgate';
@@ -88,10 +94,11 @@ export async function buildApp(opts: AppOptions): Promise<App> {
     frameworkErrors,
     // Inline JSON bodies carry at most 100k IDs; bigger lists go as streamed NDJSON/text uploads.
     bodyLimit: 8 * 1024 * 1024,
-    // The response serializer picks anyOf branches with its own ajv: the text formats are known
-    // there too (what is sent was checked on the way in), instead of warned about as unknown.
-    serializerOpts: { ajv: { formats: Object.fromEntries(TEXT_FORMATS.map((f) => [f, true])) } },
-    schemaController: { compilersFactory: { buildValidator: buildValidator as never } },
+    serializerOpts: SERIALIZER_OPTS,
+    // One serializer per response schema, shared across routes (plugins/serializers.ts).
+    schemaController: {
+      compilersFactory: { buildValidator: buildValidator as never, buildSerializer: buildSerializer as never },
+    },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   installErrorHandler(app);

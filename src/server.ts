@@ -1,6 +1,7 @@
 // Starts Blastgate. With no DATABASE_URL/REDIS_URL it runs in embedded mode: the project starts
 // and owns a local PostgreSQL and Redis under BLASTGATE_DATA_DIR, applies migrations, and runs
 // API and workers in this one process on 127.0.0.1:3000.
+import { warmSerializers } from './plugins/serializers.ts';
 import closeWithGrace from 'close-with-grace';
 import { SHUTDOWN_SIGNALS, signalCounter } from './lib/signals.ts';
 import { checkListen, listeners, listenProblem } from './lib/listen.ts';
@@ -189,6 +190,13 @@ async function main() {
       `  Admin token: ${adminLine}`,
       `  Workers:     ${workers ? 'running in this process' : 'not in this process (run `npm run worker`)'}\n`,
     ].join('\n'),
+  );
+
+  // Each response serializer's first answer compiles its validators (plugins/serializers.ts): done
+  // now, in the background, a serializer per turn of the event loop, not on an operator's pause.
+  void warmSerializers().then(
+    (n) => app.log.debug({ serializers: n }, 'response serializers warmed'),
+    (err: unknown) => app.log.warn({ err }, 'warming the response serializers failed'),
   );
 
   const servers = local ? ` and stopping the local ${localNames}` : '';
