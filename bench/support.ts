@@ -161,6 +161,9 @@ export async function roleTokens(a: ApiProcess) {
       name: `bench-${role}-${randomBytes(4).toString('hex')}`,
       role,
     });
+    // A refusal (a 503 while the API's start still weighs on its event loop, say) said nothing here:
+    // the bench went on with an undefined token and failed later on a 401 (seen once).
+    if (r.status !== 201) throw new Error(`creating the ${role} token answered ${r.status} ${JSON.stringify(r.body)}`);
     out[role] = r.body.token;
   }
   return out as Record<'admin' | 'requester' | 'approver' | 'operator' | 'viewer', string>;
