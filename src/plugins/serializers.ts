@@ -3,7 +3,7 @@
 //
 // Why: a serializer that picks anyOf branches compiles their validators with its own ajv on its
 // first call, not when it is built. For the Operation view that first call took 137–189 ms on a
-// quiet machine (.probe with fast-json-stringify 6, cpu-prof: ajv's compileSchema), and Fastify
+// quiet machine (a throw-away script, --cpu-prof: ajv's compileSchema), and Fastify
 // builds one serializer per route: the first pause after a start answered in 145–211 ms under
 // load where the next ones took ~20 ms (npm run bench -- control), and so did the first resume,
 // abort or rollback, each on its own. Shared, the commands and the GET use one serializer per
