@@ -59,3 +59,54 @@ it('sends a delivery its attempts and no more, however many jobs (or runs of one
   );
   expect(row).toEqual({ status: 'failed', attempts: MAX });
 });
+
+// Counted before it goes out, as a destructive call is marked before it is sent: a POST out when
+// the process died was never counted, and after the restart the receiver had one POST more than
+// the delivery's attempts said (5 for 4, a new-user trial with kill -9 during a POST).
+it('counts a POST while it is out, so a process that dies then leaves it counted', async () => {
+  const hanging = await startReceiver('hang');
+  try {
+    const created = await request(t.app.server)
+      .post('/v1/admin/webhooks')
+      .set('authorization', t.auth('admin'))
+      .send({ url: hanging.url, events: ['freeze.off'] });
+    expect(created.status, JSON.stringify(created.body)).toBe(201);
+    await request(t.app.server)
+      .put('/v1/admin/freeze')
+      .set('authorization', t.auth('admin'))
+      .send({ frozen: false, reason: 'attempt count' })
+      .expect(200);
+    const { deliveries } = await dispatchOnce(t.app.db.pool);
+    const mine = deliveries.filter((d) => d.endpointId === created.body.id);
+    expect(mine).toHaveLength(1);
+    const deps = {
+      pool: t.app.db.pool,
+      masterKey: TEST_SNAPSHOT_KEY_BYTES,
+      allow: testDownstream().allow,
+      timeoutMs: 30_000,
+      agents: createAgents(),
+    };
+    const row = async () =>
+      (
+        await query<{ status: string; attempts: number; last_error: string | null }>(
+          t.databaseUrl,
+          'SELECT status, attempts, last_error FROM webhook_deliveries WHERE id = $1',
+          [mine[0]!.id],
+        )
+      )[0]!;
+    const out = deliverOnce(deps, mine[0]!.id, 4);
+    await expect.poll(() => hanging.received.length, { timeout: 10_000 }).toBe(1);
+    // The POST is at the receiver and unanswered: had the process died now, this is what stays.
+    expect(await row()).toMatchObject({ status: 'pending', attempts: 1 });
+    expect((await row()).last_error).toMatch(/a POST went out at .*; its outcome was not recorded/);
+    // Its outcome replaces the note and adds no second count.
+    await hanging.close();
+    expect(await out).toMatchObject({ ok: false, retry: true });
+    const after = await row();
+    expect(after).toMatchObject({ status: 'pending', attempts: 1 });
+    expect(after.last_error).not.toMatch(/went out/);
+    expect(hanging.received).toHaveLength(1);
+  } finally {
+    await hanging.close().catch(() => undefined);
+  }
+});

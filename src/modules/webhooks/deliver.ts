@@ -34,10 +34,12 @@ const short = (s: string) => s.replace(/\s+/g, ' ').slice(0, 300);
 // An attempt is recorded also when its delivery was cancelled while it was out (the endpoint deleted
 // or disabled meanwhile): the POST was sent, and the log showed `attempts: 0` for it (a trial). One
 // the receiver took (2xx) is delivered, since it was; a failed one stays cancelled, saying both.
-async function record(pool: pg.Pool, id: string, a: Exclude<Attempt, 'skipped'>, final: boolean) {
+// `counted`: the POST was counted before it went out (markSent), so the outcome adds no attempt.
+async function record(pool: pg.Pool, id: string, a: Sent, final: boolean) {
+  const add = a.counted ? 0 : 1;
   if (a.ok) {
     await pool.query(
-      `UPDATE webhook_deliveries SET status = 'delivered', attempts = attempts + 1, last_error = NULL,
+      `UPDATE webhook_deliveries SET status = 'delivered', attempts = attempts + ${add}, last_error = NULL,
               last_status_code = $2, delivered_at = now(), updated_at = now()
         WHERE id = $1 AND status IN ('pending', 'cancelled')`,
       [id, a.status],
@@ -45,7 +47,7 @@ async function record(pool: pg.Pool, id: string, a: Exclude<Attempt, 'skipped'>,
     return;
   }
   await pool.query(
-    `UPDATE webhook_deliveries SET attempts = attempts + 1, last_status_code = $2,
+    `UPDATE webhook_deliveries SET attempts = attempts + ${add}, last_status_code = $2,
             last_error = CASE WHEN status = 'cancelled'
               THEN left(coalesce(last_error, 'cancelled') || '; the attempt then in flight: ' || $3, 500) ELSE $3 END,
             status = CASE WHEN status = 'pending' AND $4::boolean THEN 'failed' ELSE status END,
@@ -54,6 +56,25 @@ async function record(pool: pg.Pool, id: string, a: Exclude<Attempt, 'skipped'>,
     [id, a.status, a.error, final],
   );
 }
+
+/**
+ * Counts a POST before it goes out, as a destructive call gets its mark before it is sent: a POST
+ * out when the process died (kill -9, a crash) was never counted, and after the restart its
+ * receiver had one POST more than the delivery's `attempts` said (5 for 4, a new-user trial). Once
+ * counted, a POST whose outcome never comes is still in the count, and the delivery says so until
+ * the outcome replaces it. Throws when it cannot be counted: then nothing is sent.
+ */
+async function markSent(pool: pg.Pool, id: string) {
+  await pool.query(
+    `UPDATE webhook_deliveries SET attempts = attempts + 1, updated_at = now(),
+            last_error = CASE WHEN status = 'pending' THEN $2 ELSE last_error END
+      WHERE id = $1 AND status IN ('pending', 'cancelled')`,
+    [id, `a POST went out at ${new Date().toISOString()}; its outcome was not recorded (the process may have stopped)`],
+  );
+}
+
+/** An attempt's outcome, and whether its POST was counted when it went out. */
+type Sent = Exclude<Attempt, 'skipped'> & { counted: boolean };
 
 /**
  * Sends delivery `id` once. The delivery's own count of attempts decides whether this is its last
@@ -79,16 +100,17 @@ export async function deliverOnce(deps: DeliverDeps, id: string, maxAttempts: nu
     return 'skipped';
   }
   const final = (row.attempts as number) + 1 >= maxAttempts;
-  const outcome = await attempt(deps, row);
-  await record(deps.pool, id, outcome, final || (!outcome.ok && !outcome.retry));
+  const sent = await attempt(deps, id, row);
+  await record(deps.pool, id, sent, final || (!sent.ok && !sent.retry));
+  const { counted: _, ...outcome } = sent;
   // Its last attempt failed: the job stops too (its retries would find the delivery failed).
   return !outcome.ok && final ? { ...outcome, retry: false } : outcome;
 }
 
-async function attempt(deps: DeliverDeps, row: Record<string, unknown>): Promise<Exclude<Attempt, 'skipped'>> {
+async function attempt(deps: DeliverDeps, id: string, row: Record<string, unknown>): Promise<Sent> {
   // The allow-list may have changed since the endpoint was registered: checked on every attempt.
   const problem = webhookUrlProblem(row.url as string, deps.allow);
-  if (problem) return { ok: false, error: short(problem.message), status: null, retry: false };
+  if (problem) return { ok: false, error: short(problem.message), status: null, retry: false, counted: false };
   const url = new URL(row.url as string);
   const event = row.payload as WebhookEvent['body'];
   const body = JSON.stringify(row.format === 'slack' ? slackMessage(event) : event);
@@ -98,7 +120,7 @@ async function attempt(deps: DeliverDeps, row: Record<string, unknown>): Promise
   } catch {
     // Sealed under another master key: no retry can fix that; rotating the secret does.
     const error = 'cannot open the signing secret (sealed under another BLASTGATE_SNAPSHOT_KEY): rotate it';
-    return { ok: false, error, status: null, retry: false };
+    return { ok: false, error, status: null, retry: false, counted: false };
   }
   const now = new Date();
   const msgId = row.event_id as string;
@@ -108,6 +130,7 @@ async function attempt(deps: DeliverDeps, row: Record<string, unknown>): Promise
     'webhook-signature': new Webhook(secret).sign(msgId, now, body),
     'user-agent': 'blastgate-webhooks',
   };
+  await markSent(deps.pool, id);
   try {
     const res = await sendRequest(
       url.protocol === 'https:' ? deps.agents.https : deps.agents.http,
@@ -115,15 +138,16 @@ async function attempt(deps: DeliverDeps, row: Record<string, unknown>): Promise
       { method: 'POST', path: `${url.pathname}${url.search}`, headers, body, timeoutMs: deps.timeoutMs },
       guardedLookup(deps.allow),
     );
-    if (res.status >= 200 && res.status < 300) return { ok: true, status: res.status };
+    if (res.status >= 200 && res.status < 300) return { ok: true, status: res.status, counted: true };
     return {
       ok: false,
       error: short(`HTTP ${res.status}${res.body ? `: ${res.body}` : ''}`),
       status: res.status,
       retry: true,
+      counted: true,
     };
   } catch (err) {
-    return { ok: false, error: short((err as Error).message || String(err)), status: null, retry: true };
+    return { ok: false, error: short((err as Error).message || String(err)), status: null, retry: true, counted: true };
   }
 }
 
