@@ -102,6 +102,22 @@ function detailsOf(issue: ValidationIssue, where: string, group: ValidationIssue
       const found = objectFieldIssues(issue, field);
       return found.length ? found : [{ field, message }];
     }
+    case 'type': {
+      // No body at all (or null) where an object is due: "must be object" did not say what to send
+      // (POST …/pause without a body, a new-user trial). Name the fields it must have.
+      const missingBody = issue.instancePath === '' && (issue.data === undefined || issue.data === null);
+      if (!missingBody || issue.params?.type !== 'object') return [{ field, message }];
+      const required = (issue.parentSchema as ObjectSchema | undefined)?.required ?? [];
+      const fields = required.length ? ` with ${required.map((k) => `"${k}"`).join(', ')}` : '';
+      // Fastify hands a request without a body to validation as null, like a body of `null`.
+      return [
+        {
+          field,
+          message: `must be a JSON object${fields}; got no body (or null)`,
+          ...(required.length ? { required } : {}),
+        },
+      ];
+    }
     case 'enum': {
       const allowed = (issue.params?.allowedValues as unknown[] | undefined) ?? [];
       return [{ field, message: `must be one of ${quoteList(allowed)}`, allowed }];

@@ -23,6 +23,27 @@ const submit = (body: unknown, key?: string) => {
 };
 
 describe('validation messages say what is allowed', () => {
+  it('a command sent without a body is told what to send', async () => {
+    const none = await request(t.app.server)
+      .post('/v1/operations/op_lx2k9a1b2c3d4e5f6/pause')
+      .set('authorization', t.auth('operator'))
+      .expect(400);
+    expect(none.body.message).toBe('Invalid body: must be a JSON object with "reason"; got no body (or null)');
+    expect(none.body.details).toEqual([
+      { field: 'body', message: 'must be a JSON object with "reason"; got no body (or null)', required: ['reason'] },
+    ]);
+    const nil = await request(t.app.server)
+      .post('/v1/operations/op_lx2k9a1b2c3d4e5f6/pause')
+      .set('authorization', t.auth('operator'))
+      .set('content-type', 'application/json')
+      .send('null')
+      .expect(400);
+    expect(nil.body.message).toBe('Invalid body: must be a JSON object with "reason"; got no body (or null)');
+    // Any other type mismatch reads as before.
+    const wrong = await submit({ ...spec, ids: 'app_1' }).expect(400);
+    expect(wrong.body.message).toMatch(/^Invalid body\.ids: must be/);
+  });
+
   it('an enum lists its values', async () => {
     const res = await submit({ ...spec, mode: 'medium', ids: [appId(1, 0)] }).expect(400);
     expect(res.body.message).toBe('Invalid body.mode: must be one of "soft", "hard"');
