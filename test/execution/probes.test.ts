@@ -148,7 +148,10 @@ describe('a resource type without a health probe', () => {
     const end = await waitForState(h, plan.id, ['paused', 'completed', 'halted', 'rolling_back', 'rolled_back']);
     expect(end.state).toBe('paused');
     expect(end.currentWave).toBe(0);
-    expect(end.haltReason).toBe(`inconclusive: no health probe for ${tenantId(2)} (not_configured)`);
+    expect(end.haltReason).toBe(
+      `inconclusive: no health probe for ${tenantId(2)} (not_configured); the halt policy requires a probe: ` +
+        'declare one on the type (adapter probe) and resume, or roll back',
+    );
     const rows = await ledger(h, plan.id);
     // Not rolled back: wave 0 stays deleted, no restore call, and wave 1 never started.
     expect(

@@ -63,8 +63,10 @@ export function probes(s: LifecycleState, e: Extract<LifecycleEvent, { type: 'pr
   if (s.state !== 'baking') return unchanged(s); // only a bake moves the rollout forward
   const missing = e.probes.filter((p) => p.result === 'not_configured');
   if (missing.length > 0 && s.haltPolicy.probe === 'required') {
-    // Inconclusive (Argo's term): neither healthy nor failing, so a human decides.
-    return pauseFor(s, `inconclusive: no health probe for ${listTenants(missing)}`, SYSTEM, {
+    // Inconclusive (Argo's term): neither healthy nor failing, so a human decides. The reason says
+    // how: a resume alone came back here at once (a new-user trial read it as working).
+    const way = 'the halt policy requires a probe: declare one on the type (adapter probe) and resume, or roll back';
+    return pauseFor(s, `inconclusive: no health probe for ${listTenants(missing)}; ${way}`, SYSTEM, {
       inconclusive: missing.length,
     });
   }
