@@ -57,7 +57,7 @@ export function durationMs(text: string): number {
 
 export function intArg(name: string) {
   return (text: string): number => {
-    if (!/^\d+$/.test(text)) throw usageError(`${name} must be a whole number (got "${text}")`);
+    if (!/^\d+$/.test(text)) throw usageError(`${name} must be a whole number, 0 or more (got "${text}")`);
     return Number(text);
   };
 }

@@ -1,7 +1,7 @@
 // The CLI reads ID lists and JSON arguments by the server's rules, and names the user's own lines.
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { jsonArg } from '../../src/cli/context.ts';
+import { intArg, jsonArg } from '../../src/cli/context.ts';
 import { CliError, EXIT } from '../../src/cli/exit-codes.ts';
 import { collectIds, inListLines, ListLines, ndjsonBody, type IdStats } from '../../src/cli/ids.ts';
 import { rejectionLines } from '../../src/cli/output.ts';
@@ -151,5 +151,13 @@ describe('watch --after', () => {
     const r = await runCli(['--json', 'watch', 'op_1', '--after', after], { url: 'http://127.0.0.1:1', token: 'bg_x' });
     expect(r.code, r.stderr).toBe(EXIT.usage);
     expect(jsonError(r).error).toMatchObject({ code: 'USAGE', message: expect.stringContaining('--after must be') });
+  });
+});
+
+describe('intArg (--bake-seconds, --concurrency)', () => {
+  it('says what a whole number here is: -5 is one, but not 0 or more (a new-user trial)', () => {
+    expect(intArg('--bake-seconds')('30')).toBe(30);
+    expect(() => intArg('--bake-seconds')('-5')).toThrow('--bake-seconds must be a whole number, 0 or more (got "-5")');
+    expect(() => intArg('--bake-seconds')('1.5')).toThrow('must be a whole number, 0 or more (got "1.5")');
   });
 });
