@@ -22,16 +22,18 @@ afterAll(async () => {
   await t?.close();
 });
 
-it('sends a delivery its attempts and no more, however many jobs (or runs of one) try it', async () => {
+/** One delivery of a freeze toggle to `url` (a new endpoint), and what deliverOnce needs to send it. */
+async function oneDelivery(url: string, frozen: boolean, timeoutMs: number) {
+  const event = frozen ? 'freeze.on' : 'freeze.off';
   const created = await request(t.app.server)
     .post('/v1/admin/webhooks')
     .set('authorization', t.auth('admin'))
-    .send({ url: failing.url, events: ['freeze.on'] });
+    .send({ url, events: [event] });
   expect(created.status, JSON.stringify(created.body)).toBe(201);
   await request(t.app.server)
     .put('/v1/admin/freeze')
     .set('authorization', t.auth('admin'))
-    .send({ frozen: true, reason: 'attempt count' })
+    .send({ frozen, reason: 'attempt count' })
     .expect(200);
   const { deliveries } = await dispatchOnce(t.app.db.pool);
   const mine = deliveries.filter((d) => d.endpointId === created.body.id);
@@ -40,14 +42,19 @@ it('sends a delivery its attempts and no more, however many jobs (or runs of one
     pool: t.app.db.pool,
     masterKey: TEST_SNAPSHOT_KEY_BYTES,
     allow: testDownstream().allow,
-    timeoutMs: 5_000,
+    timeoutMs,
     agents: createAgents(),
   };
+  return { id: mine[0]!.id, deps };
+}
+
+it('sends a delivery its attempts and no more, however many jobs (or runs of one) try it', async () => {
+  const { id, deps } = await oneDelivery(failing.url, true, 5_000);
   const MAX = 3;
   // Two runs, as if from two jobs (a first that ran out on PostgreSQL errors, then a re-queued one):
   // each starts from the delivery's count, not from an attempt number of its own.
   const outcomes = [];
-  for (let run = 0; run < MAX + 2; run++) outcomes.push(await deliverOnce(deps, mine[0]!.id, MAX));
+  for (let run = 0; run < MAX + 2; run++) outcomes.push(await deliverOnce(deps, id, MAX));
   expect(failing.received).toHaveLength(MAX);
   // The last POST ends the job too, and later runs send nothing.
   expect(outcomes[MAX - 1]).toMatchObject({ ok: false, retry: false });
@@ -55,7 +62,7 @@ it('sends a delivery its attempts and no more, however many jobs (or runs of one
   const [row] = await query<{ status: string; attempts: number }>(
     t.databaseUrl,
     'SELECT status, attempts FROM webhook_deliveries WHERE id = $1',
-    [mine[0]!.id],
+    [id],
   );
   expect(row).toEqual({ status: 'failed', attempts: MAX });
 });
@@ -66,35 +73,16 @@ it('sends a delivery its attempts and no more, however many jobs (or runs of one
 it('counts a POST while it is out, so a process that dies then leaves it counted', async () => {
   const hanging = await startReceiver('hang');
   try {
-    const created = await request(t.app.server)
-      .post('/v1/admin/webhooks')
-      .set('authorization', t.auth('admin'))
-      .send({ url: hanging.url, events: ['freeze.off'] });
-    expect(created.status, JSON.stringify(created.body)).toBe(201);
-    await request(t.app.server)
-      .put('/v1/admin/freeze')
-      .set('authorization', t.auth('admin'))
-      .send({ frozen: false, reason: 'attempt count' })
-      .expect(200);
-    const { deliveries } = await dispatchOnce(t.app.db.pool);
-    const mine = deliveries.filter((d) => d.endpointId === created.body.id);
-    expect(mine).toHaveLength(1);
-    const deps = {
-      pool: t.app.db.pool,
-      masterKey: TEST_SNAPSHOT_KEY_BYTES,
-      allow: testDownstream().allow,
-      timeoutMs: 30_000,
-      agents: createAgents(),
-    };
+    const { id, deps } = await oneDelivery(hanging.url, false, 30_000);
     const row = async () =>
       (
         await query<{ status: string; attempts: number; last_error: string | null }>(
           t.databaseUrl,
           'SELECT status, attempts, last_error FROM webhook_deliveries WHERE id = $1',
-          [mine[0]!.id],
+          [id],
         )
       )[0]!;
-    const out = deliverOnce(deps, mine[0]!.id, 4);
+    const out = deliverOnce(deps, id, 4);
     await expect.poll(() => hanging.received.length, { timeout: 10_000 }).toBe(1);
     // The POST is at the receiver and unanswered: had the process died now, this is what stays.
     expect(await row()).toMatchObject({ status: 'pending', attempts: 1 });
