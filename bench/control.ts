@@ -4,6 +4,7 @@
 // the pause committed (the halt overshoot). API (and its workers, or a separate worker process)
 // compiled, as children; autocannon in this process; all on 127.0.0.1, every loop bounded.
 import autocannon from 'autocannon';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import pg from 'pg';
 import { launch, seed, waitState } from './execution.ts';
 import { cpuSeconds, roleTokens, startApi, startWorkerProcess } from './support.ts';
@@ -40,29 +41,58 @@ const CYCLE_PAUSED_MS = 150;
 const METRICS_TOKEN = 'bench-control-metrics-token-0000000000';
 const DURATION_BUCKET = /^blastgate_http_request_duration_seconds_bucket\{(.*)\} (\d+)$/;
 
-/** Cumulative counts of the API's GET /v1/operations/{id} durations, by bucket (le, in seconds). */
-async function serverBuckets(apiUrl: string): Promise<Map<string, number>> {
+/** What the API's /metrics says of its GET /v1/operations/{id} durations, its event loop and its GC. */
+interface ServerSample {
+  /** Cumulative counts of the durations (receipt to reply), by bucket (le, in seconds). */
+  buckets: Map<string, number>;
+  /** The event loop's longest delay since the last scrape (prom-client resets it on each). */
+  loopMaxS: number;
+  /** GC time and count by kind (major, minor, incremental), cumulative. */
+  gc: Map<string, { s: number; n: number }>;
+}
+
+async function serverSample(apiUrl: string): Promise<ServerSample> {
   const r = await fetch(`${apiUrl}/metrics`, {
     headers: { authorization: `Bearer ${METRICS_TOKEN}` },
     signal: AbortSignal.timeout(30_000),
   });
-  const out = new Map<string, number>();
+  const out: ServerSample = { buckets: new Map(), loopMaxS: 0, gc: new Map() };
   for (const line of (await r.text()).split('\n')) {
+    const loop = /^blastgate_nodejs_eventloop_lag_max_seconds (\S+)$/.exec(line);
+    if (loop) out.loopMaxS = Number(loop[1]);
+    const gc = /^blastgate_nodejs_gc_duration_seconds_(sum|count)\{kind="(\w+)"\} (\S+)$/.exec(line);
+    if (gc) {
+      const k = out.gc.get(gc[2]!) ?? { s: 0, n: 0 };
+      if (gc[1] === 'sum') k.s = Number(gc[3]);
+      else k.n = Number(gc[3]);
+      out.gc.set(gc[2]!, k);
+    }
     const m = DURATION_BUCKET.exec(line);
     if (!m || !m[1]!.includes('method="GET"') || !m[1]!.includes('route="/v1/operations/:id"')) continue;
     const le = /le="([^"]+)"/.exec(m[1]!)?.[1];
-    if (le) out.set(le, Number(m[2]));
+    if (le) out.buckets.set(le, Number(m[2]));
   }
   return out;
 }
 
-/** The share of a load's GETs the API itself answered within 20 and 50 ms, and how many took over 100 ms. */
-function serverSide(before: Map<string, number>, after: Map<string, number>): string {
-  const n = (le: string) => (after.get(le) ?? 0) - (before.get(le) ?? 0);
+/**
+ * The share of a load's GETs the API answered within 20 and 50 ms of receiving them, how many took
+ * over 100 ms; the API's longest event-loop delay and its major GCs meanwhile; and the longest
+ * delay of this process's own event loop, where autocannon reads the answers (a delay there is
+ * latency the API did not cause).
+ */
+function serverSide(before: ServerSample, after: ServerSample, benchLoopMaxMs: number): string {
+  const n = (le: string) => (after.buckets.get(le) ?? 0) - (before.buckets.get(le) ?? 0);
   const all = n('+Inf');
   if (all === 0) return 'server side: none recorded';
   const pct = (le: string) => `${((100 * n(le)) / all).toFixed(1)}%`;
-  return `server side (handler to reply): ${pct('0.02')} ≤ 20 ms, ${pct('0.05')} ≤ 50 ms, ${all - n('0.1')} of ${all} over 100 ms`;
+  const major = after.gc.get('major') ?? { s: 0, n: 0 };
+  const major0 = before.gc.get('major') ?? { s: 0, n: 0 };
+  return (
+    `server side (receipt to reply): ${pct('0.02')} ≤ 20 ms, ${pct('0.05')} ≤ 50 ms, ${all - n('0.1')} of ${all} over 100 ms; ` +
+    `API event loop delay max ${ms(after.loopMaxS * 1000)}, major GC ${major.n - major0.n}× (${ms((major.s - major0.s) * 1000)}); ` +
+    `load generator's event loop delay max ${ms(benchLoopMaxMs)}`
+  );
 }
 
 const ms = (x: number) => `${Math.round(x)} ms`;
@@ -83,7 +113,7 @@ export async function benchControl(env: { databaseUrl: string; redisUrl: string 
     // this load with 429: the bench measures the handler, not the limiter.
     BLASTGATE_RATE_LIMIT_MAX: '1000000',
     BLASTGATE_RATE_LIMIT_CONTROL_MAX: '1000000',
-    // The API's own request durations (Fastify's elapsed time, handler to reply), beside
+    // The API's own request durations (Fastify's elapsed time, receipt to reply), beside
     // autocannon's: what the server took apart from the load generator and the machine's scheduling.
     BLASTGATE_METRICS_TOKEN: METRICS_TOKEN,
   };
@@ -155,7 +185,9 @@ export async function benchControl(env: { databaseUrl: string; redisUrl: string 
     });
     /** autocannon's result, with the API's own figure for the same GETs in `server`. */
     const cannon = async (duration: number) => {
-      const before = await serverBuckets(a.url);
+      const before = await serverSample(a.url);
+      const loop = monitorEventLoopDelay({ resolution: 10 });
+      loop.enable();
       const cpu0 = cpuSeconds(a.pid);
       const r = await autocannon({
         url,
@@ -174,7 +206,8 @@ export async function benchControl(env: { databaseUrl: string; redisUrl: string 
         ignoreCoordinatedOmission: true,
       });
       const cpuMs = (1000 * (cpuSeconds(a.pid) - cpu0)) / Math.max(1, r.requests.total);
-      const server = `${serverSide(before, await serverBuckets(a.url))}; API CPU ${cpuMs.toFixed(2)} ms per GET`;
+      loop.disable();
+      const server = `${serverSide(before, await serverSample(a.url), loop.max / 1e6)}; API CPU ${cpuMs.toFixed(2)} ms per GET`;
       return Object.assign(r, { server });
     };
     const doneBeforeLoad = await done(op.id);
