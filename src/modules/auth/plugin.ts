@@ -11,12 +11,6 @@ declare module 'fastify' {
     auth?: RouteAuth;
     /** Destructive routes: refused requests are written to the audit log too. */
     audited?: boolean;
-    /**
-     * Starts a read the route needs whoever asks, beside the token lookup instead of after it. The
-     * handler may use what it started only once the request is authorised (the handler runs after
-     * this hook and the role check), so nothing it read reaches an unauthorised caller.
-     */
-    prefetch?: (request: FastifyRequest) => void;
   }
   interface FastifyRequest {
     principal?: Principal;
@@ -38,9 +32,6 @@ export default fp<{ auth: AuthService }>(
       const header = request.headers.authorization;
       const match = header ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null;
       if (!match?.[1]) throw new UnauthorizedError();
-      // Under load both are a database round trip, and one after the other a polled GET waited for
-      // the two in turn (npm run bench -- control).
-      request.routeOptions.config.prefetch?.(request);
       // A secret that does not work is a 401 saying why (unknown, revoked, expired, rotated out).
       const principal = await opts.auth.authenticate(match[1]);
       request.principal = principal;

@@ -5,16 +5,8 @@ import type { Readable } from 'node:stream';
 import { BadRequestError } from '../../lib/errors.ts';
 import { ERROR_EXAMPLES, type ErrorExample } from '../../lib/error-examples.ts';
 import { ListFilter, listFilters, nextLink } from '../../lib/list-query.ts';
-import {
-  errorResponse,
-  errorResponses,
-  IdParams,
-  IdString,
-  MAX_ID_LENGTH,
-  MAX_INT4,
-  type App,
-} from '../../lib/schemas.ts';
-import { escapedIfNeeded, isValidText } from '../../lib/text.ts';
+import { errorResponse, errorResponses, IdParams, IdString, MAX_INT4, type App } from '../../lib/schemas.ts';
+import { escapedIfNeeded } from '../../lib/text.ts';
 import { NDJSON, TEXT } from '../../plugins/uploads.ts';
 import { validatedByHandler } from '../../plugins/validation.ts';
 import { MAX_STREAMED_IDS } from './intake.ts';
@@ -91,17 +83,6 @@ export default async function operationRoutes(app: App) {
   // Polled by dashboards, pipelines and the live view, often many at once: concurrent GETs of one
   // operation share one read (never one that started before they arrived: lib/coalesce.ts).
   const viewOf = coalescer((id: string) => reads.view(id, { drills: true }));
-  // The view read of a GET, started while its token is looked up (auth plugin, config.prefetch).
-  // Only for an ID the params schema will accept: anything else is a 400 without a read.
-  const prefetched = new WeakMap<object, ReturnType<typeof viewOf>>();
-  const prefetchView = (req: { params: unknown }) => {
-    const id = (req.params as { id?: unknown }).id;
-    if (typeof id !== 'string' || !id || id.length > MAX_ID_LENGTH || !isValidText(id, 'id')) return;
-    const v = viewOf(id);
-    // Awaited by the handler; a request refused before it (401, 403, 429) leaves it unread.
-    v.catch(() => undefined);
-    prefetched.set(req, v);
-  };
   const service = operationService({
     pool: app.db.pool,
     uploads: app.db.uploads,
@@ -239,7 +220,7 @@ export default async function operationRoutes(app: App) {
   app.get(
     '/operations/:id',
     {
-      config: { auth: 'any', prefetch: prefetchView },
+      config: { auth: 'any' },
       schema: {
         operationId: 'getOperation',
         tags: ['operations'],
@@ -250,7 +231,7 @@ export default async function operationRoutes(app: App) {
       },
     },
     async (req, reply) => {
-      const v = await (prefetched.get(req) ?? viewOf(req.params.id));
+      const v = await viewOf(req.params.id);
       return sendView(reply, v, await app.queueHolds(v.op.state, v.lastProgressAt));
     },
   );
