@@ -13,6 +13,7 @@ import { SECRET, buildTestApp, testDownstream, type TestApp } from './app.ts';
 import { startDownstream, type Downstream } from './downstream.ts';
 import { TEST_SNAPSHOT_KEY_BYTES } from './keys.ts';
 import { query } from './seed.ts';
+import { waveMoveMismatches } from './wave-moves.ts';
 
 export { SECRET };
 
@@ -75,8 +76,12 @@ export async function buildExecHarness(
     startWorker,
     async close() {
       for (const w of workers) await w.close();
+      // With the workers stopped, nothing moves: the counted moves must match the ledger.
+      const drift = await waveMoveMismatches(t.databaseUrl).catch(() => []);
       await t.close();
       await downstream.close();
+      if (drift.length)
+        throw new Error(`wave moves differ from the ledger (count path missed a move): ${JSON.stringify(drift)}`);
     },
   };
 }

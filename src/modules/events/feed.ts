@@ -1,10 +1,9 @@
 // What the event stream reads, all from the database record, so every API replica serves the same
 // stream: the operation row with its wave counters and last probe round (one statement), and the
 // operation's audit events after a cursor (the audit seq, which is also the stream's event id).
-import { LEDGER_COUNT_MEMO, memo } from '../../lib/memo.ts';
 import type { Queryable } from '../../lib/sql.ts';
 import { LAST_PROGRESS_SQL, ROLLBACK_STATES } from '../operations/repository.ts';
-import { RESTORE_ATTEMPTS, RETRY_DUE_SQL } from '../execution/rollback-ledger.ts';
+import { MOVES_JSON_SQL, type WaveMove } from '../execution/wave-moves.ts';
 import { ENDED_STATES, TERMINAL_STATES, type OpState } from '../operations/lifecycle-types.ts';
 import { NO_HOLDS, throttleOf, waitingOf, type QueueHolds } from '../operations/views.ts';
 
@@ -105,9 +104,10 @@ export async function readLive(
                         'failed', w.failed, 'started_at', w.started_at, 'settled_at', w.settled_at,
                         'probes', w.probes, 'probed_at', w.probed_at) ORDER BY w.wave)
                       FROM operation_waves w WHERE w.operation_id = o.id), '[]') AS waves,
-            o.plan->'waves' AS plan_waves
+            o.plan->'waves' AS plan_waves,
+            CASE WHEN o.state = ANY($2) THEN ${MOVES_JSON_SQL('o.id')} END AS moves
      FROM operations o WHERE o.id = $1`,
-    [opId],
+    [opId, ROLLBACK_STATES],
   );
   const r = res.rows[0];
   if (!r) return null;
@@ -115,12 +115,8 @@ export async function readLive(
   const planned = new Map(
     ((r.plan_waves ?? []) as { index: number; descendants?: number }[]).map((w) => [w.index, w.descendants ?? 0]),
   );
-  // Restore outcomes exist only once a rollback began; reading them otherwise would scan the ledger for nothing.
-  const undone = ROLLBACK_STATES.includes(r.state)
-    ? await restoresMemo.get(`${opId}|${r.state}|${(r.updated_at as Date).toISOString()}`, () =>
-        restoresByWave(db, opId, r.state === 'rolling_back'),
-      )
-    : new Map<number, Restores>();
+  // Restore outcomes exist only once a rollback began: the wave's moves (execution/wave-moves.ts).
+  const undone = restoresByWave((r.moves ?? []) as WaveMove[], r.state === 'rolling_back');
   let probes: ProbeRound | null = null;
   for (const w of rows) {
     if (w.probes && w.probed_at && (!probes || w.probed_at >= probes.at))
@@ -162,34 +158,22 @@ export async function readLive(
   };
 }
 
-interface Restores {
-  restored: number;
-  restoreFailed: number;
-}
-
 /**
  * Submitted items (not cascaded descendants, as the wave counters count them) by restore outcome,
- * per wave. While the rollback runs, a failed restore that will be tried again is not "restore
- * failed" yet (the counts went up and down between attempts): it still counts as deleted.
+ * per wave, from the wave's moves (one row per wave and class; the streams of a rolling-back
+ * operation read them on every tick, where they used to scan the ledger). While the rollback runs,
+ * a failed restore that will be tried again is not "restore failed" yet (the counts went up and
+ * down between attempts): it still counts as deleted.
  */
-/**
- * restoresByWave scans the operation's ledger (no index by state: it would cost every ledger update
- * its HOT update), and every stream of a rolling-back operation reads it on every tick: shared per
- * operation version for a second per process, longer when the scan takes long, the last count
- * given while a new one runs (lib/memo.ts). A
- * change of state is a new key, so an ended rollback's counts are read after it ended.
- */
-const restoresMemo = memo<Map<number, Restores>>(LEDGER_COUNT_MEMO);
-
-async function restoresByWave(db: Queryable, opId: string, rollbackRuns: boolean) {
-  const res = await db.query<{ wave: number } & Restores>(
-    `SELECT wave, count(*) FILTER (WHERE state = 'restored')::int AS "restored",
-            count(*) FILTER (WHERE state = 'restore_failed' AND NOT (${RETRY_DUE_SQL}))::int AS "restoreFailed"
-     FROM operation_items
-     WHERE operation_id = $1 AND state IN ('restored', 'restore_failed') AND parent_seq IS NULL GROUP BY wave`,
-    [opId, rollbackRuns, RESTORE_ATTEMPTS],
-  );
-  return new Map(res.rows.map((x) => [x.wave, { restored: x.restored, restoreFailed: x.restoreFailed }]));
+function restoresByWave(moves: WaveMove[], rollbackRuns: boolean) {
+  const byWave = new Map<number, { restored: number; restoreFailed: number }>();
+  for (const m of moves) {
+    const w = byWave.get(m.wave) ?? { restored: 0, restoreFailed: 0 };
+    if (m.class === 'restored') w.restored += m.n;
+    if (m.class === 'restore_failed' || (m.class === 'restore_retry' && !rollbackRuns)) w.restoreFailed += m.n;
+    byWave.set(m.wave, w);
+  }
+  return byWave;
 }
 
 /** The newest audit seq of all (an event id any stream may have sent); 0 without events. */

@@ -4,6 +4,7 @@
 // restored), so a parent and what it took come back in one batch.
 import type pg from 'pg';
 import type { RollbackCandidate } from '../operations/rollback-plan.ts';
+import { moveClass, recordMoves } from './wave-moves.ts';
 
 /**
  * Of item `t`: its own delete was never sent (or refused with nothing changed), only some of its
@@ -24,7 +25,6 @@ export const RESTORE_ATTEMPTS = 5;
  */
 export const retryDue = (running: string, attempts: string) =>
   `${running}::boolean AND NOT permanent AND restore_attempts < ${attempts}::int`;
-export const RETRY_DUE_SQL = retryDue('$2', '$3');
 /**
  * An item's state as the views show it: a failed restore that the running rollback will try again
  * is `restoring` (the view's counts, the items and tenants routes alike), not restore_failed yet.
@@ -106,8 +106,15 @@ export interface RollbackLedger {
  */
 export async function freshRestoreAttempts(tx: Pick<pg.PoolClient, 'query'>, opId: string): Promise<void> {
   await tx.query(
-    `UPDATE operation_items SET restore_attempts = 0, next_attempt_at = NULL, permanent = false, updated_at = now()
-     WHERE operation_id = $1 AND state = 'restore_failed' AND executed_seq IS NOT NULL`,
+    `WITH was AS (
+       SELECT seq, ${moveClass('operation_items')} AS cls FROM operation_items
+       WHERE operation_id = $1 AND state = 'restore_failed' AND executed_seq IS NOT NULL FOR UPDATE
+     ), fresh AS (
+       UPDATE operation_items i SET restore_attempts = 0, next_attempt_at = NULL, permanent = false, updated_at = now()
+       FROM was WHERE i.operation_id = $1 AND i.seq = was.seq
+       RETURNING i.wave, i.parent_seq, was.cls AS from_class, ${moveClass('i')} AS to_class
+     ), ${recordMoves('counted', 'fresh')}
+     SELECT 1`,
     [opId],
   );
   // What the rollback before slept for is not what this one waits for (nothing, until it meets a failure).
@@ -141,24 +148,30 @@ export function pgRollbackLedger(pool: Pick<pg.Pool, 'query'>, leaseMs: number):
       const claim = (rootsWhere: string, orphans: boolean, n: number) =>
         pool.query(
           `WITH roots AS (
-             SELECT seq FROM operation_items r WHERE ${rootsWhere}
+             SELECT seq, wave, parent_seq, ${moveClass('r')} AS cls FROM operation_items r WHERE ${rootsWhere}
              ORDER BY r.executed_seq DESC LIMIT $3 FOR UPDATE SKIP LOCKED
            ), kids AS (
-             SELECT seq FROM operation_items d
+             SELECT seq, wave, parent_seq, ${moveClass('d')} AS cls FROM operation_items d
              WHERE ${eligible('d')} AND d.parent_seq IS NOT NULL AND d.parent_seq IN (SELECT seq FROM roots)
              FOR UPDATE SKIP LOCKED
            ), orphans AS (
-             SELECT seq FROM operation_items d WHERE ${orphans ? eligible('d') : 'false'} AND d.parent_seq IS NOT NULL
+             SELECT seq, wave, parent_seq, ${moveClass('d')} AS cls FROM operation_items d
+             WHERE ${orphans ? eligible('d') : 'false'} AND d.parent_seq IS NOT NULL
                AND EXISTS (SELECT 1 FROM operation_items p WHERE p.operation_id = $1 AND p.seq = d.parent_seq
                            AND (p.state = 'restored' OR ${ownUnsent('p')}))
              LIMIT $6 FOR UPDATE SKIP LOCKED
-           ), pick AS (SELECT seq FROM roots UNION SELECT seq FROM kids UNION SELECT seq FROM orphans)
-           UPDATE operation_items i SET state = 'restoring', claimed_by = 'rollback', claim_token = $2, claimed_at = now(),
-             restore_attempts = i.restore_attempts + 1, updated_at = now()
-           FROM pick
-           WHERE i.operation_id = $1 AND i.seq = pick.seq
-           RETURNING i.seq, i.resource_id, i.tenant_id, i.executed_seq, i.state, i.parent_seq, i.depth, i.resource_type,
-             i.snapshot_id, i.restore_calls`,
+           ), pick AS (SELECT * FROM roots UNION SELECT * FROM kids UNION SELECT * FROM orphans),
+           -- The class each item had when locked (above), for the wave's moves.
+           claimed AS (
+             UPDATE operation_items i SET state = 'restoring', claimed_by = 'rollback', claim_token = $2,
+               claimed_at = now(), restore_attempts = i.restore_attempts + 1, updated_at = now()
+             FROM pick
+             WHERE i.operation_id = $1 AND i.seq = pick.seq
+             RETURNING i.seq, i.resource_id, i.tenant_id, i.executed_seq, i.state, i.parent_seq, i.depth,
+               i.resource_type, i.snapshot_id, i.restore_calls, i.wave, pick.cls AS from_class,
+               'restoring'::text AS to_class
+           ), ${recordMoves('counted', 'claimed')}
+           SELECT * FROM claimed`,
           [opId, token, n, lease, RESTORE_ATTEMPTS, ORPHANS_PER_PICK],
         );
       const rows = (await claim(roots.bulk, false, limit)).rows;
@@ -193,7 +206,9 @@ export function pgRollbackLedger(pool: Pick<pg.Pool, 'query'>, leaseMs: number):
            FROM unnest($2::int[], $3::boolean[], $6::text[], $7::boolean[], $9::int[], $10::boolean[])
              AS u(seq, ok, err, perm, calls, skipped)
            WHERE i.operation_id = $1 AND i.seq = u.seq AND i.state = 'restoring' AND i.claim_token = $8
-           RETURNING i.resource_id, u.ok),
+           RETURNING i.resource_id, u.ok, i.wave, i.parent_seq, 'restoring'::text AS from_class,
+             ${moveClass('i')} AS to_class),
+         ${recordMoves('counted', 'u')},
          -- Brought back: no longer due for a purge (purges/retention.ts).
          kept AS (
            UPDATE resources r SET purge_after = NULL FROM u

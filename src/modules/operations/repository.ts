@@ -8,6 +8,7 @@ import type { DrillView } from './views.ts';
 import { DEFAULT_RESTORE_APPROVAL, type Budgets, type RestoreApproval } from './policy.ts';
 import { isExternal } from '../restores/history.ts';
 import { ownUnsent, RESTORE_ATTEMPTS, shownState } from '../execution/rollback-ledger.ts';
+import { countsFromMoves, MOVES_JSON_SQL, type WaveCounter, type WaveMove } from '../execution/wave-moves.ts';
 
 export interface NewOperation {
   id: string;
@@ -244,13 +245,14 @@ export function operationReads(db: Queryable) {
            coalesce((SELECT json_agg(json_build_object('wave', w.wave, 'items', w.to_seq - w.from_seq, 'done', w.done,
                        'failed', w.failed) ORDER BY w.wave) FROM operation_waves w WHERE w.operation_id = o.id), '[]')
              AS wave_counters,
+           CASE WHEN o.state = ANY($3) THEN ${MOVES_JSON_SQL('o.id')} END AS wave_moves,
            CASE WHEN $2 THEN coalesce((SELECT json_agg(json_build_object('wave', d.wave, 'resourceId', d.resource_id,
                        'outcome', d.outcome, 'detail', d.detail, 'itemState', d.item_state,
                        'startedAt', d.started_at, 'finishedAt', d.finished_at) ORDER BY d.id)
                      FROM operation_drills d WHERE d.operation_id = o.id), '[]') END AS drill_rows,
            ${LAST_PROGRESS_SQL} AS last_progress_at
          FROM operations o WHERE o.id = $1`,
-        [id, o.drills],
+        [id, o.drills, ROLLBACK_STATES],
       );
       const row = r.rows[0];
       if (!row) throw new NotFoundError('Operation', id);
@@ -260,13 +262,18 @@ export function operationReads(db: Queryable) {
         startedAt: new Date(d.startedAt).toISOString(),
         finishedAt: d.finishedAt ? new Date(d.finishedAt).toISOString() : null,
       }));
-      const progress = await progressOf(db, op, row.wave_counters as WaveCounter[]);
+      const progress = await progressOf(
+        db,
+        op,
+        row.wave_counters as WaveCounter[],
+        row.wave_moves as WaveMove[] | null,
+      );
       const lastProgressAt = (row.last_progress_at as Date | null) ?? null;
       // Reading the unfinished items scans the operation's ledger (no index by state: it would cost
       // every ledger update its HOT update), up to 1M rows for a halted operation that operators
       // poll. Any recorded outcome moves the counters or the progress time, so the key changes
       // with what the list shows; the ttl bounds what a key cannot see.
-      const version = `${op.id}|${op.state}|${op.updatedAt.toISOString()}|${lastProgressAt?.toISOString()}|${JSON.stringify(row.wave_counters)}`;
+      const version = `${op.id}|${op.state}|${op.updatedAt.toISOString()}|${lastProgressAt?.toISOString()}|${JSON.stringify(row.wave_counters)}|${JSON.stringify(row.wave_moves)}`;
       const unfinished = await unfinishedMemo.get(version, () => reads.unfinished(op));
       return { op, progress, unfinished, drills, lastProgressAt };
     },
@@ -274,12 +281,6 @@ export function operationReads(db: Queryable) {
   return reads;
 }
 
-interface WaveCounter {
-  wave: number;
-  items: number;
-  done: number;
-  failed: number;
-}
 /** A drill as json_build_object gives it: the view's shape (dates as JSON text, normalised to ISO below). */
 type DrillJson = DrillView;
 
@@ -287,25 +288,19 @@ type DrillJson = DrillView;
  * Items per wave and ledger state. The per-wave counters (kept with the outcomes they count) answer
  * it in one row per wave, whatever the ledger's size — a GET polled during a 1M-item run must not
  * count the ledger. They count submitted items by done/failed; the rest is pending (claimed items,
- * in flight, included). The ledger is counted only where the counters cannot tell: cascaded
- * descendants (itemCount is larger than the waves) and rollbacks (restoring/restored states).
+ * in flight, included). A rollback's restores are the wave's moves (execution/wave-moves.ts), kept
+ * in the statements that make them. The ledger is counted only where those cannot tell: cascaded
+ * descendants (itemCount is larger than the waves).
  */
 async function progressOf(
   db: Queryable,
   op: Pick<Operation, 'id' | 'state' | 'itemCount' | 'updatedAt'>,
   waves: WaveCounter[],
+  moves: WaveMove[] | null,
 ): Promise<WaveProgress> {
   const submitted = waves.reduce((n, w) => n + w.items, 0);
-  if (waves.length && submitted === op.itemCount && !ROLLBACK_STATES.includes(op.state)) {
-    return waves.map((w) => {
-      const counts: Record<string, number> = {};
-      const pending = w.items - w.done - w.failed;
-      if (pending > 0) counts.pending = pending;
-      if (w.done > 0) counts.done = w.done;
-      if (w.failed > 0) counts.failed = w.failed;
-      return { wave: w.wave, counts };
-    });
-  }
+  if (waves.length && submitted === op.itemCount)
+    return countsFromMoves(waves, moves ?? [], op.state === 'rolling_back');
   // This counts the whole ledger (up to 1M rows and more with descendants): per GET, 500 GETs a
   // second of a rolling-back operation kept a core of PostgreSQL scanning and slowed the rollback
   // itself (npm run bench -- control). Shared for a second per process, longer when a count takes
