@@ -9,7 +9,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readLive } from '../../src/modules/events/feed.ts';
 import { RESTORE_ATTEMPTS } from '../../src/modules/execution/rollback-ledger.ts';
-import { countsFromMoves } from '../../src/modules/execution/wave-moves.ts';
+import { countsFromMoves, type MoveClass } from '../../src/modules/execution/wave-moves.ts';
 import { appsOf, command, range } from '../support/exec-helpers.ts';
 import {
   buildExecHarness,
@@ -172,51 +172,36 @@ describe('the migration that made the moves', () => {
 });
 
 describe('countsFromMoves', () => {
-  const waves = [{ wave: 0, items: 10, done: 8, failed: 2 }];
+  const waves = [
+    { wave: 0, items: 10, done: 8, failed: 2 },
+    { wave: 1, items: 5, done: 0, failed: 0 },
+  ];
+  const mv = (cls: MoveClass, n: number, wave = 0) => ({ wave, class: cls, n });
+  const later = { wave: 1, counts: { pending: 5 } };
+  const retried = [mv('done', -3), mv('restore_retry', 1), mv('restore_failed', 1), mv('restored', 1)];
   it.each([
     ['no moves: the forward counts', [], true, { done: 8, failed: 2 }],
     [
       'restores under way',
-      [
-        { wave: 0, class: 'done' as const, n: -5 },
-        { wave: 0, class: 'restoring' as const, n: 2 },
-        { wave: 0, class: 'restored' as const, n: 3 },
-      ],
+      [mv('done', -5), mv('restoring', 2), mv('restored', 3)],
       true,
       { done: 3, failed: 2, restoring: 2, restored: 3 },
     ],
     [
       'a failed restore to be retried reads as restoring while the rollback runs',
-      [
-        { wave: 0, class: 'done' as const, n: -3 },
-        { wave: 0, class: 'restore_retry' as const, n: 1 },
-        { wave: 0, class: 'restore_failed' as const, n: 1 },
-        { wave: 0, class: 'restored' as const, n: 1 },
-      ],
+      retried,
       true,
       { done: 5, failed: 2, restoring: 1, restore_failed: 1, restored: 1 },
     ],
-    [
-      '… and as restore_failed once it ended',
-      [
-        { wave: 0, class: 'done' as const, n: -3 },
-        { wave: 0, class: 'restore_retry' as const, n: 1 },
-        { wave: 0, class: 'restore_failed' as const, n: 1 },
-        { wave: 0, class: 'restored' as const, n: 1 },
-      ],
-      false,
-      { done: 5, failed: 2, restore_failed: 2, restored: 1 },
-    ],
-    [
-      'a claimed or pending item restored: out of pending',
-      [
-        { wave: 0, class: 'failed' as const, n: -2 },
-        { wave: 0, class: 'restored' as const, n: 2 },
-      ],
-      false,
-      { done: 8, restored: 2 },
-    ],
+    ['… and as restore_failed once it ended', retried, false, { done: 5, failed: 2, restore_failed: 2, restored: 1 }],
+    ['failed deletes restored: out of failed', [mv('failed', -2), mv('restored', 2)], false, { done: 8, restored: 2 }],
   ])('%s', (_name, moves, runs, counts) => {
-    expect(countsFromMoves(waves, moves, runs)).toEqual([{ wave: 0, counts }]);
+    expect(countsFromMoves(waves, moves, runs)).toEqual([{ wave: 0, counts }, later]);
+  });
+  it('keeps each wave to its own moves', () => {
+    expect(countsFromMoves(waves, [mv('pending', -1, 1), mv('restored', 1, 1)], true)).toEqual([
+      { wave: 0, counts: { done: 8, failed: 2 } },
+      { wave: 1, counts: { pending: 4, restored: 1 } },
+    ]);
   });
 });
