@@ -26,14 +26,20 @@ let db: pg.Pool;
 beforeAll(async () => {
   db = new pg.Pool({ connectionString: await createTestDatabase(), max: 2 });
   await db.query('ALTER TABLE operation_items SET (autovacuum_enabled = false)');
-  const insert = (op: string, from: number, to: number, state: string, o: { token?: string; parent?: string } = {}) =>
+  const insert = (
+    op: string,
+    from: number,
+    to: number,
+    state: string,
+    o: { token?: string; parent?: string; snapshot?: boolean } = {},
+  ) =>
     db.query(
-      `INSERT INTO operation_items (operation_id, seq, resource_id, tenant_id, ordinal, wave, state, claim_token, parent_seq)
-       SELECT $1, s, $1 || s, 't_1', s, 0, $2, $5, ${o.parent ?? 'NULL::int'} FROM generate_series($3::int, $4::int - 1) s`,
+      `INSERT INTO operation_items (operation_id, seq, resource_id, tenant_id, ordinal, wave, state, claim_token, parent_seq, snapshot_id)
+       SELECT $1, s, $1 || s, 't_1', s, 0, $2, $5, ${o.parent ?? 'NULL::int'}, ${o.snapshot ? '1000000 + s' : 'NULL::bigint'} FROM generate_series($3::int, $4::int - 1) s`,
       [op, state, from, to, o.token ?? null],
     );
-  // What ANALYZE saw: an earlier operation's ledger, done (no claim tokens, no restores).
-  await insert('op_earlier', 0, LATER, 'done');
+  // What ANALYZE saw: an earlier operation's ledger, done, with snapshots (no claim tokens, no restores).
+  await insert('op_earlier', 0, LATER, 'done', { snapshot: true });
   await db.query('ANALYZE operation_items');
   // Written since: this operation, with the few items the statements are about, and descendants
   // of those (numbered after the waves).
@@ -103,10 +109,24 @@ describe("a rollback's record of a batch, on a ledger written after the last ANA
   });
 
   it('reads only the items of the batch once the ledger was analysed after the plan', async () => {
+    const columnStats = async (column: string) =>
+      (
+        await db.query<{ null_frac: number; vals: string | null }>(
+          `SELECT null_frac, most_common_vals::text AS vals FROM pg_stats
+           WHERE tablename = 'operation_items' AND attname = $1`,
+          [column],
+        )
+      ).rows[0];
+    const snapshotsBefore = await columnStats('snapshot_id');
     const stats = ledgerStats(db, { warn: () => undefined });
     stats.planned(FEW + LATER);
     await stats.idle();
     expect(await finishFew()).toBeLessThan(10 * FEW);
+    expect((await columnStats('operation_id'))?.vals).toContain(OP);
+    // Only operation_id: the rest of a just-planned ledger (no snapshot, every item pending) is not
+    // what its execution will look like, and planned from it the history reads of a rollback hashed
+    // every snapshot link of the table per batch (ledger-stats.ts).
+    expect(await columnStats('snapshot_id')).toEqual(snapshotsBefore);
   });
 });
 
