@@ -193,6 +193,7 @@ export function pgRollbackLedger(pool: Pick<pg.Pool, 'query'>, leaseMs: number):
     },
 
     async finish(opId, token, results) {
+      if (results.length === 0) return;
       await pool.query(
         `WITH u AS (
            UPDATE operation_items i SET state = CASE WHEN u.ok THEN 'restored' ELSE 'restore_failed' END,
@@ -205,7 +206,12 @@ export function pgRollbackLedger(pool: Pick<pg.Pool, 'query'>, leaseMs: number):
                ELSE now() + make_interval(secs => least($5::float8, $4::float8 * power(2, i.restore_attempts - 1)) / 1000) END
            FROM unnest($2::int[], $3::boolean[], $6::text[], $7::boolean[], $9::int[], $10::boolean[])
              AS u(seq, ok, err, perm, calls, skipped)
-           WHERE i.operation_id = $1 AND i.seq = u.seq AND i.state = 'restoring' AND i.claim_token = $8
+           -- The batch's seq span as well as the join: an index condition on the key whatever the
+           -- statistics say. Joined to unnest alone, a ledger written since the table's last ANALYZE
+           -- (a 1M-item plan; the statistics then say the operation has next to no rows) was read
+           -- whole per batch: 0.3-0.9 s per 200 restores (EXPLAIN ANALYZE in bench control).
+           WHERE i.operation_id = $1 AND i.seq BETWEEN $11 AND $12 AND i.seq = u.seq AND i.state = 'restoring'
+             AND i.claim_token = $8
            RETURNING i.resource_id, u.ok, i.wave, i.parent_seq, 'restoring'::text AS from_class,
              ${moveClass('i')} AS to_class),
          ${recordMoves('counted', 'u')},
@@ -225,6 +231,8 @@ export function pgRollbackLedger(pool: Pick<pg.Pool, 'query'>, leaseMs: number):
           token,
           results.map((r) => r.attempts ?? 0),
           results.map((r) => r.skipped === true),
+          Math.min(...results.map((r) => r.seq)),
+          Math.max(...results.map((r) => r.seq)),
         ],
       );
     },

@@ -12,7 +12,6 @@ import { appendAudit } from '../audit/repository.ts';
 import { statesActedOn } from '../erasure/states.ts';
 import { readIds, type IdBatches } from './intake.ts';
 import { cascadeLeftOut } from './cascade-plan.ts';
-import { ledgerStats } from './ledger-stats.ts';
 import { lockPlanned } from './resource-locks.ts';
 import { buildPlan, computePlanHash, insertItems, insertWaves, type PlanSummary } from './plan-build.ts';
 import { classify, markLockedByOthers, storeRejections, type Classification } from './planner.ts';
@@ -94,7 +93,6 @@ export function operationService(deps: {
   log: ServiceLog;
 }) {
   const { pool, uploads, reads, metrics, log } = deps;
-  const stats = ledgerStats(pool, log);
 
   /**
    * The operation an Idempotency-Key already made. Inside the submission's transaction it reads on
@@ -311,7 +309,6 @@ export function operationService(deps: {
       return await inTransaction(pool, (client) => withPlanInput(client, staged, () => plan(client), s.abandoned)).then(
         (r) => {
           lap('commit');
-          if (r.kind === 'planned' && !r.replayed) stats.planned(r.operation.itemCount);
           const done = planOutcome(r, operationId);
           metrics.plans.inc({ outcome: metricOutcome(done) });
           const ms = Object.fromEntries(Object.entries(timings).map(([stage, v]) => [`${stage}Ms`, v]));

@@ -33,7 +33,6 @@ import {
 } from '../operations/repository.ts';
 import { lockPlanned } from '../operations/resource-locks.ts';
 import type { ServiceLog } from '../operations/service.ts';
-import { ledgerStats } from '../operations/ledger-stats.ts';
 import { foldTakenIntoRoots, rootTypes } from '../restores/resolve.ts';
 import { checkSource, checkTenant, CLOCK_SKEW_MS, scopeOf } from '../restores/scope.ts';
 import {
@@ -102,7 +101,6 @@ export function purgeService(deps: {
   log: ServiceLog;
 }) {
   const { pool, reads, metrics, log } = deps;
-  const stats = ledgerStats(pool, log);
 
   const replay = (key: string, requestHash: string, tokenId: string) => replayByKey(reads, key, requestHash, tokenId);
 
@@ -246,7 +244,6 @@ export function purgeService(deps: {
         });
         return { kind: 'planned', operation: await loadInTx(client, operationId), replayed: false };
       });
-      if (result.kind === 'planned' && !result.replayed) stats.planned(result.operation.itemCount);
       const done = planOutcome(result, operationId);
       metrics?.purgePlans.inc({ outcome: metricOutcome(done) });
       log.info({ ...done, scope: scope.kind }, 'purge plan finished');

@@ -16,7 +16,6 @@ import { from as copyFrom } from 'pg-copy-streams';
 import { inlineBatches, MAX_INLINE_IDS, readIds } from '../operations/intake.ts';
 import { markLockedByOthers, storeRejections, summarize, type Classification } from '../operations/planner.ts';
 import { buildPlan, computePlanHash, insertWaves, type PlanSummary } from '../operations/plan-build.ts';
-import { ledgerStats } from '../operations/ledger-stats.ts';
 import {
   DEFAULT_BUDGETS,
   DEFAULT_PLAN_TTL_SECONDS,
@@ -79,7 +78,6 @@ export function restoreService(deps: {
   log: ServiceLog & { warn(obj: object, msg: string): void };
 }) {
   const { pool, reads, metrics, log } = deps;
-  const stats = ledgerStats(pool, log);
 
   const replay = (key: string, requestHash: string, tokenId: string) => replayByKey(reads, key, requestHash, tokenId);
 
@@ -255,7 +253,6 @@ export function restoreService(deps: {
         });
         return { kind: 'planned', operation: await loadInTx(client, operationId), replayed: false };
       });
-      if (result.kind === 'planned' && !result.replayed) stats.planned(result.operation.itemCount);
       const done = planOutcome(result, operationId);
       metrics.restorePlans.inc({ outcome: metricOutcome(done) });
       log.info({ ...done, scope: scope.kind }, 'restore plan finished');
