@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readLive } from '../../src/modules/events/feed.ts';
 import { RESTORE_ATTEMPTS } from '../../src/modules/execution/rollback-ledger.ts';
 import { countsFromMoves, type MoveClass } from '../../src/modules/execution/wave-moves.ts';
-import { appsOf, command, range } from '../support/exec-helpers.ts';
+import { appsOf, command, isDrillCall, range } from '../support/exec-helpers.ts';
 import {
   buildExecHarness,
   getOperation,
@@ -49,6 +49,30 @@ async function ledgerProgress(opId: string, rollbackRuns: boolean): Promise<Prog
   const byWave = new Map<number, Record<string, number>>();
   for (const r of rows) byWave.set(r.wave, { ...byWave.get(r.wave), [r.state]: r.n });
   return [...byWave.entries()].map(([wave, counts]) => ({ wave, counts }));
+}
+/**
+ * The migrations' backfills (the moves of operations in a rollback state, then the holds of restore
+ * drills) reproduce, from the ledger alone, exactly the moves the statements recorded. Run in a
+ * transaction undone after; returns the recorded moves.
+ */
+async function expectBackfillReproduces() {
+  const client = new pg.Client({ connectionString: h.databaseUrl });
+  await client.connect();
+  const sql = (f: string) => readFileSync(resolve(import.meta.dirname, `../../prisma/sql/${f}`), 'utf8');
+  try {
+    const movesSql = `SELECT operation_id, wave, class, n FROM operation_wave_moves WHERE n <> 0 ORDER BY 1, 2, 3`;
+    const recorded = (await client.query(movesSql)).rows;
+    // As before the migrations: no moves at all.
+    await client.query('BEGIN');
+    await client.query('DELETE FROM operation_wave_moves');
+    await client.query(sql('wave_moves_backfill.sql'));
+    await client.query(sql('wave_moves_drill_holds.sql'));
+    expect((await client.query(movesSql)).rows).toEqual(recorded);
+    return recorded;
+  } finally {
+    await client.query('ROLLBACK').catch(() => undefined);
+    await client.end();
+  }
 }
 const stateOf = async (opId: string) =>
   (await query<{ state: string }>(h.databaseUrl, 'SELECT state FROM operations WHERE id = $1', [opId]))[0]!.state;
@@ -134,6 +158,61 @@ describe('counts of a rollback from the wave moves', () => {
   });
 });
 
+describe('a restore drill holding its item when a rollback begins', () => {
+  it('the held item reads as restoring in the view, as in the ledger, until the drill gives it back', async () => {
+    const ids = appsOf(range(37, 40), APPS);
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let held = false;
+    h.downstream.beforeApply(async (c) => {
+      if (c.action === 'restore' && isDrillCall(c)) {
+        held = true;
+        await gate;
+      }
+    });
+    try {
+      const plan = await submitAndStart(h, {
+        ids,
+        rollout: { ...ROLLOUT, waves: ['2', '100%'], restoreDrill: true },
+      });
+      await until(async () => held, 'the drill to send its restore', 30_000);
+      await command(h, 'operator', plan.id, 'rollback', { reason: 'undo during the drill' }).expect(200);
+      // The rollback restores wave 0's other items; the drilled one stays held by the drill (the next
+      // wave waits for the drill, so nothing else was deleted).
+      const wave0 = () =>
+        query<{ state: string; claimed_by: string | null }>(
+          h.databaseUrl,
+          'SELECT state, claimed_by FROM operation_items WHERE operation_id = $1 AND wave = 0 ORDER BY seq',
+          [plan.id],
+        );
+      const others = (await wave0()).length - 1;
+      await until(
+        async () => (await wave0()).filter((i) => i.state === 'restored').length === others,
+        "the rollback to restore wave 0's other items",
+        30_000,
+      );
+      expect((await wave0()).filter((i) => i.state === 'restoring')).toEqual([
+        { state: 'restoring', claimed_by: 'drill' },
+      ]);
+      const during = await getOperation(h, plan.id);
+      expect(during.waveProgress[0]).toEqual({ wave: 0, counts: { restoring: 1, restored: others } });
+      expect(await waveMoveMismatches(h.databaseUrl, plan.id)).toEqual([]);
+      await expectBackfillReproduces();
+      release();
+      const ended = await waitForState(h, plan.id, ['rolled_back', 'rollback_incomplete']);
+      expect(ended.state).toBe('rolled_back');
+      expect(ended.waveProgress).toEqual(await ledgerProgress(plan.id, false));
+      // The drill gave its item back deleted, and the rollback restored it with the rest of wave 0
+      // (the next wave never ran).
+      expect(ended.waveProgress[0]).toEqual({ wave: 0, counts: { restored: others + 1 } });
+      expect(await waveMoveMismatches(h.databaseUrl, plan.id)).toEqual([]);
+    } finally {
+      release();
+      h.downstream.beforeApply(undefined);
+    }
+  }, 90_000);
+});
+
 describe('the migration that made the moves', () => {
   it('backfills them from the ledger for operations already in a rollback state', async () => {
     const ids = appsOf(range(34, 37), APPS);
@@ -146,28 +225,10 @@ describe('the migration that made the moves', () => {
     } finally {
       h.downstream.answer(null);
     }
-    const client = new pg.Client({ connectionString: h.databaseUrl });
-    await client.connect();
-    try {
-      // The moves the rollbacks' statements recorded, for every operation in a rollback state here.
-      const movesSql = `SELECT m.operation_id, m.wave, m.class, m.n FROM operation_wave_moves m
-         JOIN operations o ON o.id = m.operation_id
-         WHERE o.state IN ('rolling_back', 'rolled_back', 'rollback_incomplete') AND m.n <> 0 ORDER BY 1, 2, 3`;
-      const recorded = (await client.query(movesSql)).rows;
-      expect(recorded.filter((m) => m.operation_id === plan.id && m.class === 'restore_failed')).toEqual([
-        { operation_id: plan.id, wave: expect.any(Number), class: 'restore_failed', n: 1 },
-      ]);
-      // As before the migration: no moves at all; then its backfill, in a transaction undone after.
-      await client.query('BEGIN');
-      await client.query('DELETE FROM operation_wave_moves');
-      await client.query(
-        readFileSync(resolve(import.meta.dirname, '../../prisma/sql/wave_moves_backfill.sql'), 'utf8'),
-      );
-      expect((await client.query(movesSql)).rows).toEqual(recorded);
-    } finally {
-      await client.query('ROLLBACK').catch(() => undefined);
-      await client.end();
-    }
+    const recorded = await expectBackfillReproduces();
+    expect(recorded.filter((m) => m.operation_id === plan.id && m.class === 'restore_failed')).toEqual([
+      { operation_id: plan.id, wave: expect.any(Number), class: 'restore_failed', n: 1 },
+    ]);
   });
 });
 

@@ -21,7 +21,6 @@ export async function waveMoveMismatches(databaseUrl: string, operationId?: stri
     `WITH l AS (
        SELECT operation_id, wave, CASE
            WHEN state IN ('pending', 'claimed') THEN 'pending'
-           WHEN state = 'restoring' AND claimed_by = 'drill' THEN 'done'
            WHEN state = 'restore_failed' AND NOT permanent AND restore_attempts < 5 THEN 'restore_retry'
            ELSE state END AS class, count(*)::int AS n
        FROM operation_items WHERE parent_seq IS NULL AND ($1::text IS NULL OR operation_id = $1)

@@ -4,6 +4,7 @@
 import type pg from 'pg';
 import { inTransaction } from '../../lib/sql.ts';
 import type { RestoreCandidate } from './rollback-ledger.ts';
+import { recordMoves } from './wave-moves.ts';
 
 /**
  * How long a drill holds its item against a rollback (claimed_at is set this far ahead; a rollback
@@ -96,13 +97,22 @@ export function pgDrillStore(pool: pg.Pool): DrillStore {
           drill.seq = seq;
         }
         // The item and what its delete took, done (first run) or already held by this drill (a rerun).
+        // Its move out of done is recorded with it (wave-moves.ts): a rollback begun while the drill
+        // holds it shows it restoring, as the ledger does.
         const r = await tx.query(
-          `UPDATE operation_items i SET state = 'restoring', claimed_by = 'drill', claim_token = $3,
-             claimed_at = now() + make_interval(secs => $4), updated_at = now()
-           WHERE i.operation_id = $1 AND (i.seq = $2 OR i.parent_seq = $2)
-             AND (i.state = 'done' OR (i.state = 'restoring' AND i.claim_token = $3))
-           RETURNING i.seq, i.resource_id, i.tenant_id, i.executed_seq, i.state, i.parent_seq, i.depth,
-             i.resource_type, i.snapshot_id`,
+          `WITH was AS (
+             SELECT seq, state FROM operation_items
+             WHERE operation_id = $1 AND (seq = $2 OR parent_seq = $2)
+               AND (state = 'done' OR (state = 'restoring' AND claim_token = $3))
+             FOR UPDATE
+           ), claimed AS (
+             UPDATE operation_items i SET state = 'restoring', claimed_by = 'drill', claim_token = $3,
+               claimed_at = now() + make_interval(secs => $4), updated_at = now()
+             FROM was WHERE i.operation_id = $1 AND i.seq = was.seq
+             RETURNING i.seq, i.resource_id, i.tenant_id, i.executed_seq, i.state, i.parent_seq, i.depth,
+               i.resource_type, i.snapshot_id, i.wave, was.state AS from_class, 'restoring'::text AS to_class
+           ), ${recordMoves('counted', 'claimed')}
+           SELECT * FROM claimed`,
           [opId, seq, token(drill), DRILL_HOLD_SECONDS],
         );
         return r.rows.map((x: Record<string, unknown>): RestoreCandidate => ({
@@ -132,13 +142,18 @@ export function pgDrillStore(pool: pg.Pool): DrillStore {
         // delete refused on every try does (ledger.ts record): a rollback would otherwise restore
         // it over what changed since, and count it restored. Anything less certain keeps the marks
         // (a descendant still deleted is then restored with its parent, as before).
-        const back = await tx.query<{ seq: number; parent_seq: number | null; prev: string }>(
-          `UPDATE operation_items SET state = CASE WHEN $4 THEN 'failed' ELSE 'done' END,
-             last_error = CASE WHEN $4 THEN $5 ELSE last_error END, permanent = CASE WHEN $4 THEN false ELSE permanent END,
-             executed_seq = CASE WHEN $6 THEN NULL ELSE executed_seq END,
-             claimed_by = NULL, claim_token = NULL, claimed_at = NULL, updated_at = now()
-           WHERE operation_id = $1 AND seq = ANY($2::int[]) AND state = 'restoring' AND claim_token = $3
-           RETURNING seq, parent_seq`,
+        // Given back as done in the moves whatever the ledger says: a live item's move from done to
+        // failed is the wave counters' (below), which count forward outcomes.
+        const back = await tx.query<{ seq: number; parent_seq: number | null }>(
+          `WITH back AS (
+             UPDATE operation_items SET state = CASE WHEN $4 THEN 'failed' ELSE 'done' END,
+               last_error = CASE WHEN $4 THEN $5 ELSE last_error END, permanent = CASE WHEN $4 THEN false ELSE permanent END,
+               executed_seq = CASE WHEN $6 THEN NULL ELSE executed_seq END,
+               claimed_by = NULL, claim_token = NULL, claimed_at = NULL, updated_at = now()
+             WHERE operation_id = $1 AND seq = ANY($2::int[]) AND state = 'restoring' AND claim_token = $3
+             RETURNING seq, parent_seq, wave, 'restoring'::text AS from_class, 'done'::text AS to_class
+           ), ${recordMoves('counted', 'back')}
+           SELECT seq, parent_seq FROM back`,
           [opId, candidates.map((c) => c.seq), token(drill), live, error, f.unmark === true],
         );
         const held = candidates.length === 0 || back.rows.length > 0;

@@ -24,13 +24,12 @@ export type MoveClass = (typeof MOVE_CLASSES)[number];
 
 /**
  * An item's class as the counters count it (of item row `t`): a claim is pending (the views count
- * claimed items as pending), a drill's hold is done (its wave counted the delete, and the drill
- * gives it back as done or moves it to failed with the counters), and a failed restore with
- * attempts left is restore_retry, which a running rollback shows as restoring (shownState).
+ * claimed items as pending), and a failed restore with attempts left is restore_retry, which a
+ * running rollback shows as restoring (shownState). A restore drill's hold is restoring, as the
+ * ledger and the items route say: the drill records its moves (drill-store.ts).
  */
 export const moveClass = (t: string) => `CASE
     WHEN ${t}.state IN ('pending', 'claimed') THEN 'pending'
-    WHEN ${t}.state = 'restoring' AND ${t}.claimed_by = 'drill' THEN 'done'
     WHEN ${t}.state = 'restore_failed' AND NOT ${t}.permanent AND ${t}.restore_attempts < ${RESTORE_ATTEMPTS}
       THEN 'restore_retry'
     ELSE ${t}.state END`;

@@ -41,8 +41,21 @@ const Progress = Type.Object(
     }),
     failed: Type.Integer({ description: 'Failed' }),
     pending: Type.Integer({ description: 'Not executed yet (items - done - failed)' }),
+    restoring: Type.Integer({
+      description:
+        'Being restored by a rollback, a failed restore the running rollback will try again, or an item the restore drill holds',
+    }),
+    restored: Type.Integer({ description: 'Restored by rollbacks' }),
+    restoreFailed: Type.Integer({
+      description:
+        'A rollback could not restore it (still deleted): rollback_incomplete says so; a new rollback retries',
+    }),
   },
-  { description: 'Execution progress over every wave, from the wave counters' },
+  {
+    description:
+      "Execution progress over every wave (submitted items; a cascade's descendants go with their parent): " +
+      'the forward run from the wave counters, rollbacks from the moves their statements record',
+  },
 );
 
 const Nullable = <T extends ReturnType<typeof Type.String>>(t: T) => Type.Union([t, Type.Null()]);
@@ -91,7 +104,7 @@ const SUMMARY_EXAMPLE = {
   currentWave: 2,
   waveCount: 5,
   haltReason: null,
-  progress: { items: 2000, done: 310, failed: 0, pending: 1690 },
+  progress: { items: 2000, done: 310, failed: 0, pending: 1690, restoring: 0, restored: 0, restoreFailed: 0 },
   planHash: 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855',
   createdAt: '2026-11-24T12:00:00.000Z',
   updatedAt: '2026-11-24T12:05:00.000Z',
@@ -136,6 +149,9 @@ interface SummaryRow {
   items: number;
   done: number;
   failed: number;
+  restoring: number;
+  restored: number;
+  restore_failed: number;
 }
 
 /** One statement for the page and its progress; newest first (IDs sort by creation), keyset on id. */
@@ -143,12 +159,21 @@ export async function listSummaries(db: Queryable, q: OperationsQuery & { limit:
   const res = await db.query<SummaryRow>(
     `SELECT o.id, o.action, o.target_type, o.mode, o.state, o.reason, o.ticket, o.requested_by_name, o.item_count,
             o.tenant_count, o.current_wave, o.halt_reason, o.plan_hash, o.created_at, o.updated_at, o.finished_at,
-            w.wave_count, w.items, w.done, w.failed
+            w.wave_count, w.items, w.done, w.failed, m.restoring, m.restored, m.restore_failed
      FROM operations o
      CROSS JOIN LATERAL (
        SELECT count(*)::int AS wave_count, coalesce(sum(to_seq - from_seq), 0)::int AS items,
               coalesce(sum(done), 0)::int AS done, coalesce(sum(failed), 0)::int AS failed
        FROM operation_waves WHERE operation_id = o.id) w
+     -- As the view's per-wave counts (wave-moves.ts countsFromMoves): a failed restore with attempts
+     -- left is restoring while the rollback runs, restore_failed once it ended.
+     CROSS JOIN LATERAL (
+       SELECT coalesce(sum(n) FILTER (WHERE class = 'restoring'
+                OR (class = 'restore_retry' AND o.state = 'rolling_back')), 0)::int AS restoring,
+              coalesce(sum(n) FILTER (WHERE class = 'restored'), 0)::int AS restored,
+              coalesce(sum(n) FILTER (WHERE class = 'restore_failed'
+                OR (class = 'restore_retry' AND o.state <> 'rolling_back')), 0)::int AS restore_failed
+       FROM operation_wave_moves WHERE operation_id = o.id) m
      WHERE ($1::text[] IS NULL OR o.state = ANY($1::text[]))
        AND ($2::text[] IS NULL OR o.action = ANY($2::text[]))
        AND ($3::text IS NULL OR o.id < $3)
@@ -171,7 +196,15 @@ export async function listSummaries(db: Queryable, q: OperationsQuery & { limit:
     currentWave: r.current_wave,
     waveCount: r.wave_count,
     haltReason: r.halt_reason,
-    progress: { items: r.items, done: r.done, failed: r.failed, pending: r.items - r.done - r.failed },
+    progress: {
+      items: r.items,
+      done: r.done,
+      failed: r.failed,
+      pending: r.items - r.done - r.failed,
+      restoring: r.restoring,
+      restored: r.restored,
+      restoreFailed: r.restore_failed,
+    },
     planHash: r.plan_hash,
     createdAt: r.created_at.toISOString(),
     updatedAt: r.updated_at.toISOString(),
