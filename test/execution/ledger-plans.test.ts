@@ -7,6 +7,8 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pgRollbackLedger } from '../../src/modules/execution/rollback-ledger.ts';
+import { supersededItems } from '../../src/modules/execution/rollback-superseded.ts';
+import { createRestoreIds, latestEvents } from '../../src/modules/restores/history.ts';
 import { createTestDatabase } from '../support/db.ts';
 
 const OP = 'op_ledger_plans';
@@ -44,14 +46,14 @@ interface PlanNode {
   'Rows Removed by Index Recheck'?: number;
   Plans?: PlanNode[];
 }
-/** Rows of operation_items the plan's scans read (kept or filtered out), over all loops. */
-function ledgerRowsRead(n: PlanNode): number {
+/** Rows of `table` (operation_items) the plan's scans read (kept or filtered out), over all loops. */
+function ledgerRowsRead(n: PlanNode, table = 'operation_items'): number {
   const own =
-    n['Relation Name'] === 'operation_items' && !('Plans' in n && n.Plans?.some((c) => c['Relation Name']))
+    n['Relation Name'] === table && !('Plans' in n && n.Plans?.some((c) => c['Relation Name']))
       ? ((n['Actual Rows'] ?? 0) + (n['Rows Removed by Filter'] ?? 0) + (n['Rows Removed by Index Recheck'] ?? 0)) *
         (n['Actual Loops'] ?? 1)
       : 0;
-  return own + (n.Plans ?? []).reduce((s, c) => s + ledgerRowsRead(c), 0);
+  return own + (n.Plans ?? []).reduce((s, c) => s + ledgerRowsRead(c, table), 0);
 }
 
 /** A pool whose statements run for real under EXPLAIN ANALYZE, their plans kept. */
@@ -63,6 +65,30 @@ function explaining() {
     return { rows: [], rowCount: 0 };
   };
   return { plans, pool: { query } as unknown as pg.Pool };
+}
+/**
+ * A client whose every statement's plan is kept (auto_explain, as JSON), for code that takes a
+ * pool and runs its own transaction: what it reads, statement by statement.
+ */
+async function explainedClient() {
+  const client = new pg.Client({ connectionString: db.options.connectionString });
+  await client.connect();
+  const plans: PlanNode[] = [];
+  client.on('notice', (m) => {
+    const text = m.message ?? '';
+    const at = text.indexOf('{');
+    if (text.startsWith('duration') && at >= 0) plans.push((JSON.parse(text.slice(at)) as { Plan: PlanNode }).Plan);
+  });
+  for (const set of [
+    `LOAD 'auto_explain'`,
+    'SET auto_explain.log_min_duration = 0',
+    'SET auto_explain.log_analyze = on',
+    'SET auto_explain.log_format = json',
+    'SET auto_explain.log_level = notice',
+  ])
+    await client.query(set);
+  const pool = { connect: async () => Object.assign(client, { release: () => undefined }) };
+  return { plans, pool: pool as unknown as pg.Pool, end: () => client.end() };
 }
 const seqs = (from: number) => Array.from({ length: FEW }, (_, i) => from + i);
 const states = async (from: number) =>
@@ -91,5 +117,50 @@ const finishFew = async () => {
 describe("a rollback's record of a batch, on a ledger written after the last ANALYZE", () => {
   it('reads the items of the batch, not every row of the operation', async () => {
     expect(await finishFew()).toBeLessThan(10 * FEW);
+  });
+});
+
+describe("a rollback's check for items superseded since (purged, deleted again, restored by another operation)", () => {
+  it("reads none of the operation's ledger: the batch's items carry what it asks about", async () => {
+    const x = await explainedClient();
+    try {
+      const picked = seqs(FEW).map((seq) => ({
+        seq,
+        resourceId: `${OP}${seq}`,
+        tenantId: 't_1',
+        executedSeq: seq,
+        state: 'restoring',
+        parentSeq: null,
+        depth: 0,
+        type: null,
+        snapshotId: null,
+      }));
+      expect(await supersededItems(x.pool, OP, picked)).toEqual([]);
+      expect(x.plans.length).toBeGreaterThan(0);
+      expect(x.plans.reduce((n, p) => n + ledgerRowsRead(p), 0)).toBeLessThan(10 * FEW);
+    } finally {
+      await x.end();
+    }
+  });
+
+  it("reads the history of the batch's resources by resource, not every snapshot", async () => {
+    // Snapshots of other resources, written after the last ANALYZE as a large delete's are.
+    await db.query(
+      `INSERT INTO snapshots (operation_id, resource_id, tenant_id, key_id, content_hash, iv, tag, ciphertext)
+       SELECT 'op_earlier', 'other' || s, 't_1', 1, 'h', '\\x00', '\\x00', '\\x00' FROM generate_series(1, $1::int) s`,
+      [LATER],
+    );
+    const x = await explainedClient();
+    const client = await x.pool.connect();
+    try {
+      await client.query('BEGIN');
+      await createRestoreIds(client);
+      await client.query(`INSERT INTO restore_ids (id) SELECT 'mine' || s FROM generate_series(1, $1::int) s`, [FEW]);
+      await latestEvents(client);
+      await client.query('COMMIT');
+      expect(x.plans.reduce((n, p) => n + ledgerRowsRead(p, 'snapshots'), 0)).toBeLessThan(10 * FEW);
+    } finally {
+      await x.end();
+    }
   });
 });

@@ -20,7 +20,12 @@ export async function supersededItems(
   picked: RestoreCandidate[],
 ): Promise<RestoreResult[]> {
   if (picked.length === 0) return [];
+  // Asked of the batch's own (seq, resource) pairs, never of the ledger: the ledger's statistics,
+  // taken before a large plan wrote it, say the operation has next to no rows, and `seq = ANY(…)`
+  // of a few hundred seqs was planned as a scan of all of them: 0.2–0.8 s per statement on a
+  // 1M-item operation, most of a rollback batch's time (npm run bench -- control, auto_explain).
   const seqs = picked.map((p) => p.seq);
+  const ids = picked.map((p) => p.resourceId);
   const client = await pool.connect();
   try {
     await client.query('BEGIN');
@@ -29,10 +34,10 @@ export async function supersededItems(
     // classifies it). Said so, with the prefix a snapshot read gives (`erased:`), so an operator
     // tells an erasure from a routine purge.
     const purged = await client.query<{ seq: number; resource_id: string; erased: boolean }>(
-      `SELECT i.seq, i.resource_id, ${isErased('i.resource_id')} AS erased
-       FROM operation_items i JOIN resources r ON r.id = i.resource_id
-       WHERE i.operation_id = $1 AND i.seq = ANY($2::int[]) AND r.state = 'purged'`,
-      [opId, seqs],
+      `SELECT p.seq, p.id AS resource_id, ${isErased('p.id')} AS erased
+       FROM unnest($1::int[], $2::text[]) AS p(seq, id) JOIN resources r ON r.id = p.id
+       WHERE r.state = 'purged'`,
+      [seqs, ids],
     );
     for (const r of purged.rows)
       decided.set(r.seq, {
@@ -43,12 +48,17 @@ export async function supersededItems(
           : `cannot restore ${r.resource_id}: it is purged`,
         permanent: true,
       });
-    const idsSql = `SELECT resource_id FROM operation_items WHERE operation_id = $1 AND seq = ANY($2::int[])`;
-    if (await readHistory(client, idsSql, [opId, seqs])) {
+    // Only a resource another operation snapshotted can have a later act than this one's delete
+    // (every act by Blastgate stores a snapshot first): the history is read for those alone, most
+    // batches none (one probe per resource, by the snapshots' resource index).
+    const idsSql = `SELECT DISTINCT p.id FROM unnest($1::text[]) AS p(id)
+      WHERE EXISTS (SELECT 1 FROM snapshots s WHERE s.resource_id = p.id AND s.operation_id <> $2)`;
+    if (await readHistory(client, idsSql, [ids, opId])) {
       const later = await client.query<{ seq: number; resource_id: string; op_id: string; deleted: boolean }>(
-        `SELECT i.seq, i.resource_id, l.op_id, l.deleted FROM operation_items i JOIN restore_latest l ON l.id = i.resource_id
-         WHERE i.operation_id = $1 AND i.seq = ANY($2::int[]) AND l.op_id <> $1`,
-        [opId, seqs],
+        `SELECT p.seq, p.id AS resource_id, l.op_id, l.deleted
+         FROM unnest($1::int[], $2::text[]) AS p(seq, id) JOIN restore_latest l ON l.id = p.id
+         WHERE l.op_id <> $3`,
+        [seqs, ids, opId],
       );
       for (const r of later.rows) {
         if (decided.has(r.seq)) continue;
