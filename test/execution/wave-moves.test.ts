@@ -176,6 +176,11 @@ describe('a restore drill holding its item when a rollback begins', () => {
         rollout: { ...ROLLOUT, waves: ['2', '100%'], restoreDrill: true },
       });
       await until(async () => held, 'the drill to send its restore', 30_000);
+      // Before any rollback too, the view says what the ledger says (the list summary does).
+      const running = await getOperation(h, plan.id);
+      expect(running.state).toBe('running');
+      expect(running.waveProgress[0]).toEqual((await ledgerProgress(plan.id, false))[0]);
+      expect(running.waveProgress[0]!.counts.restoring).toBe(1);
       await command(h, 'operator', plan.id, 'rollback', { reason: 'undo during the drill' }).expect(200);
       // The rollback restores wave 0's other items; the drilled one stays held by the drill (the next
       // wave waits for the drill, so nothing else was deleted).
@@ -205,6 +210,15 @@ describe('a restore drill holding its item when a rollback begins', () => {
       // The drill gave its item back deleted, and the rollback restored it with the rest of wave 0
       // (the next wave never ran).
       expect(ended.waveProgress[0]).toEqual({ wave: 0, counts: { restored: others + 1 } });
+      // The drill ended during the rollback: it decided nothing, and is in the audit log.
+      const audited = await query<{ payload: Record<string, unknown> }>(
+        h.databaseUrl,
+        `SELECT payload FROM audit_events WHERE operation_id = $1 AND action = 'operation.drill'`,
+        [plan.id],
+      );
+      expect(audited.map((a) => a.payload)).toEqual([
+        expect.objectContaining({ outcome: 'ok', from: 'rolling_back', to: 'rolling_back', wave: 0, late: true }),
+      ]);
       expect(await waveMoveMismatches(h.databaseUrl, plan.id)).toEqual([]);
     } finally {
       release();

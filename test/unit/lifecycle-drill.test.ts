@@ -141,10 +141,19 @@ describe('restore drill: its answer', () => {
     ['another wave', waiting(), result('failed', stats(10, 0), 1)],
     ['already halted', waiting({ state: 'halted', haltReason: 'x' }), result('failed')],
     ['rolling back', waiting({ state: 'rolling_back', haltReason: 'x' }), result('ok')],
-  ])('a late answer (%s) changes nothing', (_name, s, e) => {
+  ])('a late answer (%s) changes nothing but is audited, as every drill is', (_name, s, e) => {
     const d = ok(s, e);
     expect(d.next).toBe(s);
-    expect(d.effects).toEqual([]);
+    expect(fx(d.effects)).toEqual(['audit']);
+    expect(d.effects[0]).toMatchObject({
+      action: 'operation.drill',
+      detail: {
+        outcome: (e as { outcome: string }).outcome,
+        resourceId: 'app-1',
+        wave: (e as { wave: number }).wave,
+        late: true,
+      },
+    });
   });
 
   it('bad stats → 422', () => {

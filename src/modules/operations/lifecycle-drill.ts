@@ -41,9 +41,12 @@ export function drillResult(
   const problem = validStats(e.stats, true);
   if (problem) return refuse(422, 'INVALID_EVENT', problem);
   const executing = s.state === 'running' || (s.state === 'paused' && s.pausedFrom === 'running');
-  // Late (the wave moved on, or a halt or a resume came first): the drill table keeps the record.
-  if (s.drill !== 'waiting' || e.wave !== s.currentWave || !executing) return unchanged(s);
   const detail = { outcome: e.outcome, resourceId: e.resourceId ?? null, detail: e.detail ?? null };
+  // Late (the wave moved on, or a halt, a rollback or a resume came first): it decides nothing, and
+  // is audited as every drill is (a trial found drills that ended during a rollback in the drill
+  // table only), with its own wave.
+  if (s.drill !== 'waiting' || e.wave !== s.currentWave || !executing)
+    return ok(s, [audit('drill', s, s, SYSTEM, { ...detail, wave: e.wave, late: true })]);
   if (e.outcome === 'failed') {
     const failed: LifecycleState = { ...s, drill: 'failed' };
     const d = halt(failed, `${DRILL_FAILED}: ${e.detail ?? 'no detail'}`, SYSTEM, { drill: detail }) as Ok;

@@ -245,14 +245,15 @@ export function operationReads(db: Queryable) {
            coalesce((SELECT json_agg(json_build_object('wave', w.wave, 'items', w.to_seq - w.from_seq, 'done', w.done,
                        'failed', w.failed) ORDER BY w.wave) FROM operation_waves w WHERE w.operation_id = o.id), '[]')
              AS wave_counters,
-           CASE WHEN o.state = ANY($3) THEN ${MOVES_JSON_SQL('o.id')} END AS wave_moves,
+           -- In every state: a restore drill's hold is a move too, while the operation runs.
+           ${MOVES_JSON_SQL('o.id')} AS wave_moves,
            CASE WHEN $2 THEN coalesce((SELECT json_agg(json_build_object('wave', d.wave, 'resourceId', d.resource_id,
                        'outcome', d.outcome, 'detail', d.detail, 'itemState', d.item_state,
                        'startedAt', d.started_at, 'finishedAt', d.finished_at) ORDER BY d.id)
                      FROM operation_drills d WHERE d.operation_id = o.id), '[]') END AS drill_rows,
            ${LAST_PROGRESS_SQL} AS last_progress_at
          FROM operations o WHERE o.id = $1`,
-        [id, o.drills, ROLLBACK_STATES],
+        [id, o.drills],
       );
       const row = r.rows[0];
       if (!row) throw new NotFoundError('Operation', id);
@@ -288,7 +289,7 @@ type DrillJson = DrillView;
  * Items per wave and ledger state. The per-wave counters (kept with the outcomes they count) answer
  * it in one row per wave, whatever the ledger's size — a GET polled during a 1M-item run must not
  * count the ledger. They count submitted items by done/failed; the rest is pending (claimed items,
- * in flight, included). A rollback's restores are the wave's moves (execution/wave-moves.ts), kept
+ * in flight, included). A rollback's restores and a restore drill's hold are the wave's moves (execution/wave-moves.ts), kept
  * in the statements that make them. The ledger is counted only where those cannot tell: cascaded
  * descendants (itemCount is larger than the waves).
  */
