@@ -103,8 +103,8 @@ describe('rollback batch size (rollback.ts nextBatchSize)', () => {
   it.each([
     // size, restores called, elapsed ms → next size
     [20, 20, 300, 40], // fast: doubles
-    [160, 160, 900, 200], // up to 200
-    [200, 200, 900, 200],
+    [640, 640, 900, 1_000], // up to 1,000
+    [1_000, 1_000, 900, 1_000],
     [20, 20, 1_500, 20], // about right: kept
     [20, 20, 5_000, 8], // slow: what takes ~2 s at this pace
     [20, 20, 60_000, 5], // very slow: at least 5

@@ -91,8 +91,13 @@ export function progressRecorder(
   };
 }
 
-/** Restores per batch at most (a rollback's, each with its descendants; a restore chunk's part). */
-const BATCH = 200;
+/**
+ * Restores per batch at most (a rollback's, each with its descendants; a restore chunk's part).
+ * Batches are sized to take ~PROGRESS_EVERY_MS; this caps them against a fast downstream, where a
+ * batch's fixed cost (its pick, superseded check and record: a few statements) is spread over more
+ * items: 61,260 restored in ~12 s at 1,000 against 35,500 at 200 (npm run bench -- control).
+ */
+const BATCH = 1_000;
 /** The first batch: small, so that a slow downstream shows its first restores soon. */
 export const FIRST_BATCH = 20;
 const MIN_BATCH = 5;
