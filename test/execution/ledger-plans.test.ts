@@ -8,7 +8,12 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pgRollbackLedger } from '../../src/modules/execution/rollback-ledger.ts';
 import { supersededItems } from '../../src/modules/execution/rollback-superseded.ts';
-import { createRestoreIds, latestEvents } from '../../src/modules/restores/history.ts';
+import {
+  createRestoreIds,
+  latestEvents,
+  standingDeletes,
+  uncertainDeletes,
+} from '../../src/modules/restores/history.ts';
 import { createTestDatabase } from '../support/db.ts';
 
 const OP = 'op_ledger_plans';
@@ -159,6 +164,52 @@ describe("a rollback's check for items superseded since (purged, deleted again, 
       await latestEvents(client);
       await client.query('COMMIT');
       expect(x.plans.reduce((n, p) => n + ledgerRowsRead(p, 'snapshots'), 0)).toBeLessThan(10 * FEW);
+    } finally {
+      await x.end();
+    }
+  });
+});
+
+describe("the registry views' deletes by Blastgate, once a large delete's items were snapshotted after the last ANALYZE", () => {
+  it('read the ledger per snapshot of the page, not every row of the operation', async () => {
+    const op = 'op_snapped';
+    const items = LATER;
+    await db.query(`INSERT INTO tenants (id, name) VALUES ('t_1', 't') ON CONFLICT DO NOTHING`);
+    await db.query(`INSERT INTO resource_types (name) VALUES ('app') ON CONFLICT DO NOTHING`);
+    await db.query(
+      `INSERT INTO operations (id, action, target_type, mode, reason, ticket, state, requested_by, requested_by_name,
+         request_hash, rollout, halt_policy) VALUES ($1, 'delete', 'app', 'soft', 'r', 't', 'completed', 'x', 'x', 'h', '{}', '{}')`,
+      [op],
+    );
+    await db.query(
+      `INSERT INTO resources (id, type, tenant_id, state) SELECT $1 || s, 'app', 't_1', 'soft_deleted'
+       FROM generate_series(0, 9) s`,
+      [op],
+    );
+    // Planned (ledger rows without snapshots), analysed, then executed: every item snapshotted.
+    await db.query(
+      `INSERT INTO operation_items (operation_id, seq, resource_id, tenant_id, ordinal, wave, state)
+       SELECT $1, s, $1 || s, 't_1', s, 0, 'pending' FROM generate_series(0, $2::int - 1) s`,
+      [op, items],
+    );
+    await db.query('ANALYZE operation_items');
+    await db.query(
+      `WITH s AS (
+         INSERT INTO snapshots (operation_id, resource_id, tenant_id, key_id, content_hash, iv, tag, ciphertext)
+         SELECT $1, $1 || s, 't_1', 1, 'h', '\\x00', '\\x00', '\\x00' FROM generate_series(0, $2::int - 1) s
+         RETURNING id, resource_id)
+       UPDATE operation_items i SET snapshot_id = s.id, state = 'done', executed_seq = i.seq
+       FROM s WHERE i.operation_id = $1 AND i.resource_id = s.resource_id`,
+      [op, items],
+    );
+    const page = Array.from({ length: 10 }, (_, i) => `${op}${i}`);
+    const x = await explainedClient();
+    const client = await x.pool.connect();
+    try {
+      const standing = await standingDeletes(client, page);
+      expect([...standing.keys()].sort()).toEqual([...page].sort());
+      expect(await uncertainDeletes(client, page)).toEqual(new Map());
+      expect(x.plans.reduce((n, p) => n + ledgerRowsRead(p), 0)).toBeLessThan(10 * FEW);
     } finally {
       await x.end();
     }

@@ -108,6 +108,18 @@ export const nothingTookEffectSince = (s: string, states = '$1') => `NOT EXISTS 
     AND (${tookEffect(states)} OR (o.action IN ('purge', 'erase') AND i.state = 'done')))`;
 
 /**
+ * SQL: the ledger item of snapshot `s`, as `i` (a FROM item after `s`): one probe of the ledger's
+ * snapshot index per snapshot, whatever the statistics say (a lateral subquery; OFFSET 0 keeps it
+ * one). Joined, with statistics taken while a large operation's ledger had no snapshot yet (a plan
+ * is written whole before its deletes run), the planner hashed the operation's whole ledger: a
+ * registry page of 10 IDs read 60,000 rows per statement (test/execution/ledger-plans.test.ts).
+ * (operation_id || '') keeps it off the primary key, which the same statistics make look cheap.
+ */
+export const itemOfSnapshot = (s: string) => `CROSS JOIN LATERAL (
+       SELECT x.* FROM operation_items x WHERE x.snapshot_id = ${s}.id AND (x.operation_id || '') = ${s}.operation_id
+       OFFSET 0) i`;
+
+/**
  * restore_events: every snapshot of the resources in restore_ids whose call took effect — a delete
  * (done, or rolled back: restored) or a restore (done) — and restore_latest: the latest per resource.
  */
@@ -172,7 +184,7 @@ export async function standingDeletes(db: Queryable, ids: string[]): Promise<Map
          r.state <> 'active'
          OR (${isExternal('t')} AND ${notImportedSince('s.created_at')})) AS stands
      FROM snapshots s JOIN operations o ON o.id = s.operation_id
-     JOIN operation_items i ON i.snapshot_id = s.id AND (i.operation_id || '') = s.operation_id
+     ${itemOfSnapshot('s')}
      JOIN resources r ON r.id = s.resource_id JOIN resource_types t ON t.name = r.type
      WHERE s.resource_id = ANY($2::text[])
        -- A purge or an erasure that took effect is the last word: the view names it, not the soft
@@ -203,7 +215,7 @@ export async function uncertainDeletes(db: Queryable, ids: string[]): Promise<Ma
   const r = await db.query<{ id: string; operation_id: string; at: Date }>(
     `SELECT DISTINCT ON (s.resource_id) s.resource_id AS id, s.operation_id, s.created_at AS at
      FROM snapshots s JOIN operations o ON o.id = s.operation_id AND o.action = 'delete' AND o.state <> ALL($3::text[])
-     JOIN operation_items i ON i.snapshot_id = s.id AND (i.operation_id || '') = s.operation_id
+     ${itemOfSnapshot('s')}
      WHERE s.resource_id = ANY($2::text[]) AND i.executed_seq IS NOT NULL AND NOT (i.state = ANY($1::text[] || '{restored}'))
        AND ${nothingTookEffectSince('s')}
        AND NOT ${ownUnsent('i')}
