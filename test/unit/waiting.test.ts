@@ -45,11 +45,15 @@ describe('waitingOf', () => {
       retrying(NOW + 1),
       'restore_retry',
     ],
+    // At work once the retry is due: no outcome for 30 s counts from then, not from the failure
+    // before the backoff (a trial saw restore_retry turn into "no item outcome recorded since …, a
+    // worker that stopped …" the moment the retry went out).
+    ['… until the retry is due (it is at work then)', 'rolling_back', { lastProgressAt: still }, retrying(NOW), null],
     [
-      '… until the retry is due (it is at work then)',
+      '… and no outcome for 30 s after it was due',
       'rolling_back',
-      { lastProgressAt: still },
-      retrying(NOW),
+      { lastProgressAt: ago(60_000) },
+      retrying(NOW - STILL_AFTER_MS),
       'progress',
     ],
     ['Redis lost comes before it', 'rolling_back', { queueDownSince: ago(5) }, retrying(NOW + 1), 'redis'],
@@ -58,7 +62,9 @@ describe('waitingOf', () => {
   it.each(rows)('%s', (_name, state, holds, fields, on) => {
     const w = waitingOf({ state, ...fields }, { ...NO_HOLDS, ...holds }, NOW);
     expect(w?.on ?? null).toBe(on);
-    if (on === 'progress') expect(w!.since).toBe(holds.lastProgressAt!.toISOString());
+    const due = (fields as { restoreWait?: { nextRetryAt: string } }).restoreWait?.nextRetryAt;
+    if (on === 'progress')
+      expect(w!.since).toBe(due ? new Date(due).toISOString() : holds.lastProgressAt!.toISOString());
   });
 
   it('says how many restores wait, when the next is due and the last error, with times as ISO', () => {

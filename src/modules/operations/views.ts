@@ -119,7 +119,11 @@ export function waitingOf(op: Pick<OperationRow, 'state'> & Partial<HeldFields>,
   if (retry) return retry;
   // Workers are there and the queue too, yet nothing lands: say since when, and what holds items
   // that long (a throttle says its own reason; a bake is not a wait for outcomes).
-  const last = holds.lastProgressAt;
+  // A rollback that slept for a retry is at work from when the retry was due: without that, the
+  // moment it went out the view turned from restore_retry to "no item outcome recorded since" the
+  // failure before the backoff (a new-user trial).
+  const due = op.state === 'rolling_back' ? retryDueAt(op) : null;
+  const last = due && (!holds.lastProgressAt || due > holds.lastProgressAt) ? due : holds.lastProgressAt;
   const moving = op.state === 'running' || op.state === 'rolling_back';
   const throttled = throttleOf(
     { state: op.state, throttledBy: op.throttledBy ?? null, throttledUntil: op.throttledUntil ?? null },
@@ -133,6 +137,13 @@ export function waitingOf(op: Pick<OperationRow, 'state'> & Partial<HeldFields>,
         'No item outcome recorded since then. A worker that stopped (killed, out of memory) keeps its claimed items until its claim lease ends (BLASTGATE_WORKER_LOCK_MS), then another worker takes them over; a downstream that does not answer holds them until its calls time out. With no progress for haltPolicy.stallSeconds the watchdog halts the operation.',
     };
   return null;
+}
+
+/** When the retry a rollback last slept for was due (its restore_wait), if it wrote one. */
+function retryDueAt(op: Partial<HeldFields>): Date | null {
+  const w = op.restoreWait as RestoreWait | null | undefined;
+  const due = Date.parse((w && typeof w === 'object' && w.nextRetryAt) || '');
+  return Number.isNaN(due) ? null : new Date(due);
 }
 
 /** No item outcome for this long while running or rolling back is shown as `waiting: progress`. */
