@@ -180,6 +180,10 @@ describe('valid plans', () => {
     expect(softErasure.body).toMatchObject({ code: 'MODE_CONFLICT', details: { field: 'mode', value: 'soft' } });
     expect(softErasure.body.message).toContain('erasure');
     expect(await query(t.databaseUrl, 'SELECT count(*)::int AS n FROM operations')).toEqual(before);
+    // mode hard beside erasure: true says the same thing twice: the erasure (a trial was told to use
+    // erasure: true, which it had sent).
+    const both = await submit({ ...spec, erasure: true, mode: 'hard', ids: [appId(603, 0)] }).expect(201);
+    expect(both.body).toMatchObject({ kind: 'erase', mode: 'hard', requiresBreakGlass: true });
     // A plain delete is soft and needs no break-glass for being one.
     const soft = await submit({ ...spec, ids: [appId(601, 0)] }).expect(201);
     expect(soft.body).toMatchObject({ kind: 'delete', mode: 'soft' });

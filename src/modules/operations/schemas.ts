@@ -29,7 +29,8 @@ const specFields = {
     Type.Union([Type.Literal('soft'), Type.Literal('hard')], {
       description:
         'soft: mark for deletion, restorable during retention (the default and the only mode a delete takes). ' +
-        '"hard" is refused with 422 HARD_MODE_REPLACED: a permanent delete is a compliance erasure (erasure: true); ' +
+        '"hard" is refused with 422 HARD_MODE_REPLACED: a permanent delete is a compliance erasure (erasure: true; ' +
+        '"hard" beside it only repeats it); ' +
         '"soft" with erasure: true is refused with 422 MODE_CONFLICT',
     }),
   ),
@@ -107,7 +108,7 @@ export const TextUploadQuery = Type.Object(
     action: Type.Optional(Type.Literal('delete', { description: 'Only "delete" (the default)' })),
     mode: Type.Optional(
       Type.Union([Type.Literal('soft'), Type.Literal('hard')], {
-        description: 'soft (the default); "hard" is refused (HARD_MODE_REPLACED): use erasure=true',
+        description: 'soft (the default); "hard" is refused (HARD_MODE_REPLACED) unless erasure=true: use erasure=true',
       }),
     ),
     erasure: Type.Optional(

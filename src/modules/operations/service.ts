@@ -111,7 +111,9 @@ export function operationService(deps: {
     const haltPolicy = withHaltDefaults(spec.haltPolicy);
     // A delete is soft; the one permanent path is a compliance erasure, which says so by name
     // (and needs an admin and a second approver), not a mode flag that quietly skips retention.
-    if (spec.mode === 'hard')
+    // Beside erasure: true, "hard" only repeats it (a trial was told to use erasure: true, which it
+    // had sent).
+    if (spec.mode === 'hard' && spec.erasure !== true)
       throw new UnprocessableError(
         'HARD_MODE_REPLACED',
         'mode "hard" is no longer accepted: a delete is soft (restorable during retention). To delete permanently ' +
