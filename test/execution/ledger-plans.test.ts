@@ -215,3 +215,19 @@ describe("the registry views' deletes by Blastgate, once a large delete's items 
     }
   });
 });
+
+describe("a rollback's pick of a batch, on a ledger written after the last ANALYZE", () => {
+  it('locks and claims the batch by its rows, not by a walk over every row of the operation', async () => {
+    const op = 'op_pick';
+    await db.query(
+      `INSERT INTO operation_items (operation_id, seq, resource_id, tenant_id, ordinal, wave, state, executed_seq, snapshot_id)
+       SELECT $1, s, $1 || s, 't_1', s, 0, 'done', s, s FROM generate_series(0, $2::int - 1) s`,
+      [op, LATER],
+    );
+    const x = explaining();
+    await pgRollbackLedger(x.pool, 60_000).pick(op, 'tk2', 200);
+    // The first statement is the bulk's (newest executed roots); claimed by key, its update walked
+    // the operation's 60,000 rows and probed the pick for each (60,400 read).
+    expect(ledgerRowsRead(x.plans[0]!)).toBeLessThan(5 * 200);
+  });
+});

@@ -148,14 +148,14 @@ export function pgRollbackLedger(pool: Pick<pg.Pool, 'query'>, leaseMs: number):
       const claim = (rootsWhere: string, orphans: boolean, n: number) =>
         pool.query(
           `WITH roots AS (
-             SELECT seq, wave, parent_seq, ${moveClass('r')} AS cls FROM operation_items r WHERE ${rootsWhere}
+             SELECT r.ctid AS tid, seq, wave, parent_seq, ${moveClass('r')} AS cls FROM operation_items r WHERE ${rootsWhere}
              ORDER BY r.executed_seq DESC LIMIT $3 FOR UPDATE SKIP LOCKED
            ), kids AS (
-             SELECT seq, wave, parent_seq, ${moveClass('d')} AS cls FROM operation_items d
+             SELECT d.ctid AS tid, seq, wave, parent_seq, ${moveClass('d')} AS cls FROM operation_items d
              WHERE ${eligible('d')} AND d.parent_seq IS NOT NULL AND d.parent_seq IN (SELECT seq FROM roots)
              FOR UPDATE SKIP LOCKED
            ), orphans AS (
-             SELECT seq, wave, parent_seq, ${moveClass('d')} AS cls FROM operation_items d
+             SELECT d.ctid AS tid, seq, wave, parent_seq, ${moveClass('d')} AS cls FROM operation_items d
              WHERE ${orphans ? eligible('d') : 'false'} AND d.parent_seq IS NOT NULL
                AND EXISTS (SELECT 1 FROM operation_items p WHERE p.operation_id = $1 AND p.seq = d.parent_seq
                            AND (p.state = 'restored' OR ${ownUnsent('p')}))
@@ -165,8 +165,11 @@ export function pgRollbackLedger(pool: Pick<pg.Pool, 'query'>, leaseMs: number):
            claimed AS (
              UPDATE operation_items i SET state = 'restoring', claimed_by = 'rollback', claim_token = $2,
                claimed_at = now(), restore_attempts = i.restore_attempts + 1, updated_at = now()
+             -- By the locked row's ctid, not its key: with a ledger written since the last ANALYZE
+             -- the key join was planned as a walk over the operation's every row, the pick looked up
+             -- per row (60,000 rows read per claim in test/execution/ledger-plans.test.ts).
              FROM pick
-             WHERE i.operation_id = $1 AND i.seq = pick.seq
+             WHERE i.ctid = pick.tid
              RETURNING i.seq, i.resource_id, i.tenant_id, i.executed_seq, i.state, i.parent_seq, i.depth,
                i.resource_type, i.snapshot_id, i.restore_calls, i.wave, pick.cls AS from_class,
                'restoring'::text AS to_class
