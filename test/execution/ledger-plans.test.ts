@@ -8,6 +8,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pgRollbackLedger } from '../../src/modules/execution/rollback-ledger.ts';
 import { supersededItems } from '../../src/modules/execution/rollback-superseded.ts';
+import { clearRetention } from '../../src/modules/purges/retention.ts';
 import {
   createRestoreIds,
   latestEvents,
@@ -122,6 +123,38 @@ const finishFew = async () => {
 describe("a rollback's record of a batch, on a ledger written after the last ANALYZE", () => {
   it('reads the items of the batch, not every row of the operation', async () => {
     expect(await finishFew()).toBeLessThan(10 * FEW);
+  });
+
+  it('and the registry rows of its restores by key, not every resource due for a purge', async () => {
+    await db.query(`INSERT INTO tenants (id, name) VALUES ('t_1', 't') ON CONFLICT DO NOTHING`);
+    await db.query(`INSERT INTO resource_types (name) VALUES ('app') ON CONFLICT DO NOTHING`);
+    // What ANALYZE saw: active rows, none due for a purge.
+    await db.query(
+      `INSERT INTO resources (id, type, tenant_id) SELECT 'active' || s, 'app', 't_1' FROM generate_series(1, 1000) s`,
+    );
+    await db.query('ANALYZE resources');
+    // Since: a large delete's rows, each due for a purge once its retention ends; the batch's among them.
+    await db.query(
+      `INSERT INTO resources (id, type, tenant_id, state, purge_after)
+       SELECT 'due' || s, 'app', 't_1', 'soft_deleted', now() + interval '30 days' FROM generate_series(1, $1::int) s
+       UNION ALL SELECT $2 || s, 'app', 't_1', 'soft_deleted', now() + interval '30 days' FROM generate_series(0, $3::int - 1) s`,
+      [LATER, OP, FEW],
+    );
+    const x = explaining();
+    await pgRollbackLedger(x.pool, 60_000).finish(
+      OP,
+      'tk',
+      seqs(0).map((seq) => ({ seq, ok: true, error: null, permanent: false })),
+    );
+    await db.query(
+      `UPDATE operation_items SET state = 'restoring', claim_token = 'tk' WHERE operation_id = $1 AND seq < $2`,
+      [OP, FEW],
+    );
+    expect(ledgerRowsRead(x.plans[0]!, 'resources')).toBeLessThan(10 * FEW);
+    // A restore operation's chunk clears the same retention (purges/retention.ts clearRetention).
+    const y = explaining();
+    await clearRetention(y.pool, OP, seqs(FEW), 'done');
+    expect(ledgerRowsRead(y.plans[0]!, 'resources') + ledgerRowsRead(y.plans[0]!)).toBeLessThan(10 * FEW);
   });
 });
 

@@ -219,9 +219,13 @@ export function pgRollbackLedger(pool: Pick<pg.Pool, 'query'>, leaseMs: number):
              ${moveClass('i')} AS to_class),
          ${recordMoves('counted', 'u')},
          -- Brought back: no longer due for a purge (purges/retention.ts).
+         -- By key only: "purge_after IS NOT NULL" is an index condition too, and with statistics
+         -- from before a large delete set it (they say no row is due) the planner read every row
+         -- due for a purge per batch (60,010 in test/execution/ledger-plans.test.ts). IS TRUE
+         -- keeps it a filter on the rows found by key.
          kept AS (
            UPDATE resources r SET purge_after = NULL FROM u
-           WHERE u.ok AND r.id = u.resource_id AND r.purge_after IS NOT NULL AND r.state <> 'purged')
+           WHERE u.ok AND r.id = u.resource_id AND (r.purge_after IS NOT NULL) IS TRUE AND r.state <> 'purged')
          UPDATE operations SET progress_at = now() WHERE id = $1 AND EXISTS (SELECT 1 FROM u)`,
         [
           opId,

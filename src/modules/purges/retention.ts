@@ -64,8 +64,11 @@ export async function clearRetention(
 ): Promise<void> {
   if (seqs.length === 0) return;
   await tx.query(
+    // (purge_after IS NOT NULL) IS TRUE: a filter on the rows found by key, never the index's
+    // condition, which statistics from before a large delete (no row due) made look cheap: a
+    // restore chunk read every row due for a purge (test/execution/ledger-plans.test.ts).
     `UPDATE resources r SET purge_after = NULL FROM (${itemsAndDescendants}) i
-     WHERE i.state = $3 AND r.id = i.resource_id AND r.purge_after IS NOT NULL AND r.state <> 'purged'`,
+     WHERE i.state = $3 AND r.id = i.resource_id AND (r.purge_after IS NOT NULL) IS TRUE AND r.state <> 'purged'`,
     [operationId, seqs, backState],
   );
 }
