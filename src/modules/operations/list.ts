@@ -45,7 +45,9 @@ const Progress = Type.Object(
       description:
         'Being restored by a rollback, a failed restore the running rollback will try again, or an item the restore drill holds',
     }),
-    restored: Type.Integer({ description: 'Restored by rollbacks' }),
+    restored: Type.Integer({
+      description: "Restored by rollbacks of this operation (a restore operation's own restores are its done)",
+    }),
     restoreFailed: Type.Integer({
       description:
         'A rollback could not restore it (still deleted): rollback_incomplete says so; a new rollback retries',
