@@ -115,8 +115,8 @@ export const nothingTookEffectSince = (s: string, states = '$1') => `NOT EXISTS 
  * registry page of 10 IDs read 60,000 rows per statement (test/execution/ledger-plans.test.ts).
  * (operation_id || '') keeps it off the primary key, which the same statistics make look cheap.
  */
-export const itemOfSnapshot = (s: string) => `CROSS JOIN LATERAL (
-       SELECT x.* FROM operation_items x WHERE x.snapshot_id = ${s}.id AND (x.operation_id || '') = ${s}.operation_id
+export const itemOfSnapshot = (s: string, id = `${s}.id`, operationId = `${s}.operation_id`) => `CROSS JOIN LATERAL (
+       SELECT x.* FROM operation_items x WHERE x.snapshot_id = ${id} AND (x.operation_id || '') = ${operationId}
        OFFSET 0) i`;
 
 /**
@@ -151,9 +151,7 @@ export async function latestEvents(client: pg.PoolClient): Promise<void> {
      -- lateral subquery (OFFSET 0 keeps it one) is probed per snapshot whatever the statistics say:
      -- analysed while a large ledger had no snapshot yet (just planned), they say the index holds
      -- nothing, and a join read all of it into a hash, per rollback batch (0.25–0.35 s for 200).
-     CROSS JOIN LATERAL (
-       SELECT x.state, x.resource_type, x.tenant_id FROM operation_items x
-       WHERE x.snapshot_id = rs.snap_id AND (x.operation_id || '') = rs.op_id OFFSET 0) i
+     ${itemOfSnapshot('rs', 'rs.snap_id', 'rs.op_id')}
      WHERE ${TOOK_EFFECT}
      ORDER BY rs.id, rs.at DESC, rs.snap_id DESC`,
     [DELETED_ITEM_STATES],
