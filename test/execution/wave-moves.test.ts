@@ -9,7 +9,13 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readLive } from '../../src/modules/events/feed.ts';
 import { RESTORE_ATTEMPTS } from '../../src/modules/execution/rollback-ledger.ts';
-import { countsFromMoves, type MoveClass } from '../../src/modules/execution/wave-moves.ts';
+import {
+  countsFromMoves,
+  MOVE_CLASSES,
+  shownClass,
+  shownClassSql,
+  type MoveClass,
+} from '../../src/modules/execution/wave-moves.ts';
 import { appsOf, command, isDrillCall, range } from '../support/exec-helpers.ts';
 import {
   buildExecHarness,
@@ -278,5 +284,30 @@ describe('countsFromMoves', () => {
       { wave: 0, counts: { done: 8, failed: 2 } },
       { wave: 1, counts: { pending: 4, restored: 1 } },
     ]);
+  });
+});
+
+describe('shownClass', () => {
+  it('restore_retry reads restoring while the rollback runs and restore_failed after; every other class as it is', () => {
+    expect(MOVE_CLASSES.map((c) => [c, shownClass(c, true), shownClass(c, false)])).toEqual([
+      ['pending', 'pending', 'pending'],
+      ['done', 'done', 'done'],
+      ['failed', 'failed', 'failed'],
+      ['restoring', 'restoring', 'restoring'],
+      ['restore_retry', 'restoring', 'restore_failed'],
+      ['restored', 'restored', 'restored'],
+      ['restore_failed', 'restore_failed', 'restore_failed'],
+    ]);
+  });
+  it('is the same rule in SQL (the operation list counts with it) for every class, rollback running or not', async () => {
+    const rows = await query<{ class: MoveClass; runs: boolean; shown: string }>(
+      h.databaseUrl,
+      `SELECT c AS class, r AS runs, ${shownClassSql('c', 'r')} AS shown
+       FROM unnest($1::text[]) c CROSS JOIN unnest(ARRAY[true, false]) r`,
+      [[...MOVE_CLASSES]],
+    );
+    expect(rows).toHaveLength(MOVE_CLASSES.length * 2);
+    for (const row of rows)
+      expect([row.class, row.runs, row.shown]).toEqual([row.class, row.runs, shownClass(row.class, row.runs)]);
   });
 });

@@ -3,7 +3,7 @@
 // operation's audit events after a cursor (the audit seq, which is also the stream's event id).
 import type { Queryable } from '../../lib/sql.ts';
 import { LAST_PROGRESS_SQL, ROLLBACK_STATES } from '../operations/repository.ts';
-import { MOVES_JSON_SQL, type WaveMove } from '../execution/wave-moves.ts';
+import { MOVES_JSON_SQL, shownClass, type WaveMove } from '../execution/wave-moves.ts';
 import { ENDED_STATES, TERMINAL_STATES, type OpState } from '../operations/lifecycle-types.ts';
 import { NO_HOLDS, throttleOf, waitingOf, type QueueHolds } from '../operations/views.ts';
 
@@ -169,8 +169,9 @@ function restoresByWave(moves: WaveMove[], rollbackRuns: boolean) {
   const byWave = new Map<number, { restored: number; restoreFailed: number }>();
   for (const m of moves) {
     const w = byWave.get(m.wave) ?? { restored: 0, restoreFailed: 0 };
-    if (m.class === 'restored') w.restored += m.n;
-    if (m.class === 'restore_failed' || (m.class === 'restore_retry' && !rollbackRuns)) w.restoreFailed += m.n;
+    const c = shownClass(m.class, rollbackRuns);
+    if (c === 'restored') w.restored += m.n;
+    if (c === 'restore_failed') w.restoreFailed += m.n;
     byWave.set(m.wave, w);
   }
   return byWave;

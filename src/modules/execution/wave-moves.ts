@@ -34,6 +34,22 @@ export const moveClass = (t: string) => `CASE
       THEN 'restore_retry'
     ELSE ${t}.state END`;
 
+/** What the views, the operation list and the event stream call a class (restore_retry is never shown). */
+export type ShownClass = Exclude<MoveClass, 'restore_retry'>;
+
+/**
+ * The one rule for restore_retry (a failed restore with attempts left): while the rollback runs it
+ * is restoring (it will be tried again: counting it failed made the counts go up and down between
+ * attempts), and once the rollback has ended it is restore_failed. `shownClassSql` is the same rule
+ * for SQL over a `class` column; a test runs both over every class.
+ */
+export const shownClass = (c: MoveClass, rollbackRuns: boolean): ShownClass =>
+  c === 'restore_retry' ? (rollbackRuns ? 'restoring' : 'restore_failed') : c;
+
+/** shownClass in SQL: `cls` a class column, `rollbackRuns` a boolean expression. */
+export const shownClassSql = (cls: string, rollbackRuns: string) =>
+  `CASE WHEN ${cls} <> 'restore_retry' THEN ${cls} WHEN ${rollbackRuns} THEN 'restoring' ELSE 'restore_failed' END`;
+
 /**
  * A CTE (named `name`) that adds to operation_wave_moves what `moved` moved: `moved` is a CTE of
  * (wave, parent_seq, from_class, to_class), one row per item changed by the statement. Counters
@@ -68,17 +84,15 @@ export function countsFromMoves(
   rollbackRuns: boolean,
 ): { wave: number; counts: Record<string, number> }[] {
   return waves.map((w) => {
-    const n = (c: MoveClass) => moves.reduce((s, m) => (m.wave === w.wave && m.class === c ? s + m.n : s), 0);
-    // As shownState: a failed restore that the running rollback will try again reads as restoring.
-    const retry = n('restore_retry');
-    const all: Record<string, number> = {
-      pending: w.items - w.done - w.failed + n('pending'),
-      done: w.done + n('done'),
-      failed: w.failed + n('failed'),
-      restoring: n('restoring') + (rollbackRuns ? retry : 0),
-      restored: n('restored'),
-      restore_failed: n('restore_failed') + (rollbackRuns ? 0 : retry),
+    const all: Record<ShownClass, number> = {
+      pending: w.items - w.done - w.failed,
+      done: w.done,
+      failed: w.failed,
+      restoring: 0,
+      restored: 0,
+      restore_failed: 0,
     };
+    for (const m of moves) if (m.wave === w.wave) all[shownClass(m.class, rollbackRuns)] += m.n;
     const counts: Record<string, number> = {};
     for (const [k, v] of Object.entries(all)) if (v !== 0) counts[k] = v;
     return { wave: w.wave, counts };

@@ -8,6 +8,7 @@ import type { Queryable } from '../../lib/sql.ts';
 import { ListFilter, listFilters, nextLink } from '../../lib/list-query.ts';
 import { ERROR_EXAMPLES } from '../../lib/error-examples.ts';
 import { errorResponse, errorResponses, IdString, PageLinks, type App } from '../../lib/schemas.ts';
+import { shownClassSql } from '../execution/wave-moves.ts';
 import { checkOperationCursor } from './cursors.ts';
 import { OP_STATES } from './lifecycle-types.ts';
 import { TargetTypeView } from './schemas.ts';
@@ -167,15 +168,14 @@ export async function listSummaries(db: Queryable, q: OperationsQuery & { limit:
        SELECT count(*)::int AS wave_count, coalesce(sum(to_seq - from_seq), 0)::int AS items,
               coalesce(sum(done), 0)::int AS done, coalesce(sum(failed), 0)::int AS failed
        FROM operation_waves WHERE operation_id = o.id) w
-     -- As the view's per-wave counts (wave-moves.ts countsFromMoves): a failed restore with attempts
-     -- left is restoring while the rollback runs, restore_failed once it ended.
+     -- As the view's per-wave counts: restore_retry by the one rule (wave-moves.ts shownClass).
      CROSS JOIN LATERAL (
-       SELECT coalesce(sum(n) FILTER (WHERE class = 'restoring'
-                OR (class = 'restore_retry' AND o.state = 'rolling_back')), 0)::int AS restoring,
-              coalesce(sum(n) FILTER (WHERE class = 'restored'), 0)::int AS restored,
-              coalesce(sum(n) FILTER (WHERE class = 'restore_failed'
-                OR (class = 'restore_retry' AND o.state <> 'rolling_back')), 0)::int AS restore_failed
-       FROM operation_wave_moves WHERE operation_id = o.id) m
+       SELECT coalesce(sum(n) FILTER (WHERE x.shown = 'restoring'), 0)::int AS restoring,
+              coalesce(sum(n) FILTER (WHERE x.shown = 'restored'), 0)::int AS restored,
+              coalesce(sum(n) FILTER (WHERE x.shown = 'restore_failed'), 0)::int AS restore_failed
+       FROM operation_wave_moves
+       CROSS JOIN LATERAL (SELECT ${shownClassSql('class', "o.state = 'rolling_back'")} AS shown) x
+       WHERE operation_id = o.id) m
      WHERE ($1::text[] IS NULL OR o.state = ANY($1::text[]))
        AND ($2::text[] IS NULL OR o.action = ANY($2::text[]))
        AND ($3::text IS NULL OR o.id < $3)
