@@ -44,6 +44,12 @@ export async function seed(databaseUrl: string, type: string, n: number, tenants
     `INSERT INTO resources (id, type, tenant_id) SELECT $1 || '_' || i, $1, 'bt' || (i % $3) FROM generate_series(0, $2 - 1) i ON CONFLICT DO NOTHING`,
     [type, n, tenants],
   );
+  // A registry is imported long before it is deleted from, not seconds before: vacuumed (hint bits
+  // and visibility set) and written back. Without this the waves bench measured the seed's aftermath too —
+  // autovacuum of the 100k fresh rows and the seed's checkpoint beside the chunks: machine CPU per
+  // item 156-197 µs against 136-138 (2 interleaved pairs, 2026-12-04).
+  await sql(databaseUrl, 'VACUUM ANALYZE resources');
+  await sql(databaseUrl, 'CHECKPOINT');
 }
 
 function* idLines(spec: object, type: string, n: number) {
@@ -107,12 +113,6 @@ export async function wavesThroughput(
   during?: (id: string) => void,
 ) {
   await seed(databaseUrl, type, n, 500, { kind: 'registry' });
-  // A registry is imported long before it is deleted from, not seconds before: vacuumed (hint bits
-  // and visibility set) and written back. Without this the run measured the seed's aftermath too —
-  // autovacuum of the 100k fresh rows and the seed's checkpoint beside the chunks: machine CPU per
-  // item 156-197 µs against 136-138 (2 interleaved pairs, 2026-12-04).
-  await sql(databaseUrl, 'VACUUM ANALYZE resources');
-  await sql(databaseUrl, 'CHECKPOINT');
   const r = await launch(a, tk, type, n, { bakeSeconds: 0, concurrency: 16 });
   during?.(r.id);
   const end = await waitStateSql(databaseUrl, r.id, ['completed', 'rolled_back', 'paused', 'halted'], 600_000);
