@@ -23,6 +23,7 @@ export async function benchServices(): Promise<LocalServices & { dir: string; di
   console.log(
     `PostgreSQL durability: ${durability} (${durability === 'durable' ? 'fsync, synchronous_commit, full_page_writes on' : 'fsync, synchronous_commit, full_page_writes off'})`,
   );
+  console.log(`PostgreSQL shared memory: ${sharedMemoryPages(join(dir, 'pg'))}`);
   await migrate(s.databaseUrl);
   return {
     ...s,
@@ -33,6 +34,25 @@ export async function benchServices(): Promise<LocalServices & { dir: string; di
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * Whether the bench's PostgreSQL got huge pages for its shared memory (huge_pages = try, its
+ * default, takes them only when the kernel has some reserved: vm.nr_hugepages). It changes the
+ * figures: every new backend (a pooled connection opened again after 10 s idle, each parallel
+ * worker) maps the shared buffers it reads one page fault at a time, ~12 µs per 4 KB page on this
+ * machine, and a 100k-ID plan on a new connection took 1.83 s with 4 KB pages against 1.20–1.29 s
+ * with 2 MB ones (README, Benchmarks).
+ */
+function sharedMemoryPages(pgData: string): string {
+  try {
+    const pid = readFileSync(join(pgData, 'postmaster.pid'), 'utf8').split('\n')[0]!.trim();
+    return readFileSync(`/proc/${pid}/maps`, 'utf8').includes('anon_hugepage')
+      ? 'huge pages (2 MB)'
+      : '4 KB pages (no huge pages reserved: vm.nr_hugepages is 0, or too few for shared_buffers)';
+  } catch (err) {
+    return `unknown (${(err as Error).message})`;
+  }
 }
 
 export interface ApiProcess {
