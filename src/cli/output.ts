@@ -105,6 +105,8 @@ export interface Waiting {
   items?: number;
   nextRetryAt?: string;
   lastError?: string | null;
+  /** claims: when the first claim held by another run ends (items says how many are held). */
+  until?: string;
 }
 
 /**
@@ -113,6 +115,10 @@ export interface Waiting {
  * `errorChars`), not "waiting for restore_retry".
  */
 export function waitingText(w: Waiting, errorChars = Infinity): string {
+  if (w.on === 'claims') {
+    const n = w.items ?? 0;
+    return `waiting for ${n} item${n === 1 ? '' : 's'} another run holds (a chunk still calling, or a stopped worker's claim until ${w.until ?? '?'})`;
+  }
   if (w.on !== 'restore_retry') return `waiting for ${w.on} since ${w.since}`;
   const n = w.items ?? 0;
   const err = w.lastError ?? '';

@@ -416,6 +416,12 @@ describe('watch and status: a rollback waiting for its failed restores to be ret
     // The other reasons read as before.
     expect(waitingText({ on: 'redis', since: 'S' })).toBe('waiting for redis since S');
   });
+
+  it('says how many items another run holds and until when, not "waiting for claims"', () => {
+    expect(waitingText({ on: 'claims', since: 'S', items: 320, until: '2026-12-04T10:27:09.000Z' })).toBe(
+      "waiting for 320 items another run holds (a chunk still calling, or a stopped worker's claim until 2026-12-04T10:27:09.000Z)",
+    );
+  });
 });
 
 describe('watch: an operation without waves', () => {

@@ -16,6 +16,7 @@ import {
 import { appsOf, command, ledger } from '../support/exec-helpers.ts';
 import { readLive } from '../../src/modules/events/feed.ts';
 import { query, seedRegistry, tenantId } from '../support/seed.ts';
+import { moveClass, recordMoves } from '../../src/modules/execution/wave-moves.ts';
 
 const APPS = 4;
 const ROLLOUT = { bakeSeconds: 0, concurrency: 2, waves: ['100%'] };
@@ -646,6 +647,66 @@ describe('a rollback whose failed restores wait for their retry', () => {
     const after = await request(h.app.server).get(`/v1/operations/${plan.id}`).set('authorization', h.auth('viewer'));
     expect(after.body.waiting).toBeNull();
   }, 90_000);
+});
+
+describe('a rollback whose items another run holds', () => {
+  it('says so in its view and its stream (waiting: claims, how many, until when) until it takes them over', async () => {
+    const ids = appsOf(freshSites(2), APPS);
+    const plan = await submitAndStart(h, { ids, rollout: ROLLOUT, haltPolicy: FAST_HALT });
+    await waitForState(h, plan.id, ['completed']);
+    // A run whose worker died holds 3 deleted items (state restoring, as a rollback's claim leaves
+    // them) for 30 s more; its moves are recorded as the claim records them. A trial saw 320 such
+    // items sit still while the view said only that 16 restores waited for their retry, then nothing.
+    const held = await query<{ seq: number }>(
+      h.databaseUrl,
+      `WITH was AS (
+         SELECT seq, ${moveClass('operation_items')} AS cls FROM operation_items
+         WHERE operation_id = $1 AND state = 'done' ORDER BY seq LIMIT 3 FOR UPDATE
+       ), up AS (
+         UPDATE operation_items i SET state = 'restoring', claimed_by = 'a-worker-that-died', claim_token = 'dead',
+           claimed_at = now() + interval '30 seconds'
+         FROM was WHERE i.operation_id = $1 AND i.seq = was.seq
+         RETURNING i.seq, i.wave, i.parent_seq, was.cls AS from_class, ${moveClass('i')} AS to_class
+       ), ${recordMoves('counted', 'up')}
+       SELECT seq FROM up`,
+      [plan.id],
+    );
+    expect(held).toHaveLength(3);
+    await command(h, 'operator', plan.id, 'rollback', { reason: 'undo' }).expect(200);
+    type Waiting = { on: string; since: string; detail: string; items?: number; until?: string };
+    let seen: { waiting: Waiting; live: Waiting | null | undefined } | undefined;
+    await until(
+      async () => {
+        const view = await request(h.app.server)
+          .get(`/v1/operations/${plan.id}`)
+          .set('authorization', h.auth('viewer'));
+        if (view.body.waiting?.on !== 'claims') return false;
+        const live = await readLive(h.app.db.pool, plan.id, h.app.queueHolds);
+        seen = { waiting: view.body.waiting, live: live?.waiting };
+        return true;
+      },
+      'the view to say that the rollback waits for items another run holds',
+      20_000,
+    );
+    const { waiting, live } = seen!;
+    expect(waiting).toMatchObject({ on: 'claims', items: 3 });
+    expect(Date.parse(waiting.until!)).toBeGreaterThan(Date.now());
+    expect(waiting.detail).toMatch(/claim lease ends/);
+    expect(live).toEqual(waiting);
+    // Everything else is back meanwhile; the held items wait for the lease.
+    const rows = await ledger(h, plan.id);
+    expect(rows.filter((r) => r.state === 'restored')).toHaveLength(ids.length - 3);
+    // The lease ends (moved back in time rather than waited for): the rollback takes them over.
+    await query(
+      h.databaseUrl,
+      `UPDATE operation_items SET claimed_at = now() - interval '1 hour' WHERE operation_id = $1 AND claim_token = 'dead'`,
+      [plan.id],
+    );
+    const end = await waitForState(h, plan.id, ['rolled_back', 'rollback_incomplete'], 30_000);
+    expect(end.state).toBe('rolled_back');
+    const after = await request(h.app.server).get(`/v1/operations/${plan.id}`).set('authorization', h.auth('viewer'));
+    expect(after.body.waiting).toBeNull();
+  }, 60_000);
 });
 
 describe('resuming a halt once the downstream is fixed', () => {

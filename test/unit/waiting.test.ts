@@ -78,4 +78,54 @@ describe('waitingOf', () => {
     });
     expect(w!.detail).toMatch(/4 to 32 s apart.*after 5 attempts.*endRollback/);
   });
+
+  // What nextWake also writes when other runs hold items the rollback must restore (a delete chunk
+  // still calling, or a run whose worker died, until its claim lease ends).
+  const held = (until: number, notedAt = ago(2_000), retry?: number) => ({
+    restoreWait: {
+      ...(retry ? retrying(retry).restoreWait : {}),
+      held: {
+        items: 320,
+        since: ago(40_000).toISOString(),
+        until: new Date(until).toISOString(),
+        notedAt: notedAt.toISOString(),
+      },
+    },
+  });
+  it.each([
+    ['items held by another run, its lease not ended', held(NOW + 50_000), { lastProgressAt: ago(3_000) }, 'claims'],
+    [
+      '… before the retries it also waits for (a trial saw "16 wait for retry" while 336 sat still)',
+      held(NOW + 50_000, ago(2_000), NOW + 5_000),
+      { lastProgressAt: ago(3_000) },
+      'claims',
+    ],
+    ['… not once an outcome was recorded after it was noted', held(NOW + 50_000), { lastProgressAt: ago(1_000) }, null],
+    [
+      '… then the retries it waits for',
+      held(NOW + 50_000, ago(2_000), NOW + 5_000),
+      { lastProgressAt: ago(1_000) },
+      'restore_retry',
+    ],
+    ['… not once the lease has ended (the rollback takes them over)', held(NOW), { lastProgressAt: ago(3_000) }, null],
+    ['Redis lost comes before it', held(NOW + 50_000), { queueDownSince: ago(5) }, 'redis'],
+  ])('%s', (_name, fields, holds, on) => {
+    const w = waitingOf({ state: 'rolling_back', ...fields }, { ...NO_HOLDS, ...holds }, NOW);
+    expect(w?.on ?? null).toBe(on);
+  });
+
+  it('says how many items are held, since when and until when, and the retries besides', () => {
+    const w = waitingOf(
+      { state: 'rolling_back', ...held(NOW + 50_000, ago(2_000), NOW + 5_000) },
+      { ...NO_HOLDS, lastProgressAt: ago(3_000) },
+      NOW,
+    );
+    expect(w).toMatchObject({
+      on: 'claims',
+      items: 320,
+      since: ago(40_000).toISOString(),
+      until: new Date(NOW + 50_000).toISOString(),
+    });
+    expect(w!.detail).toMatch(/claim lease ends.*Besides, 3 failed restores wait for their retry/);
+  });
 });

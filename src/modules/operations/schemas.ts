@@ -346,22 +346,35 @@ export const OperationView = Type.Object(
         [
           Type.Object({
             on: Type.Union(
-              [Type.Literal('redis'), Type.Literal('workers'), Type.Literal('restore_retry'), Type.Literal('progress')],
+              [
+                Type.Literal('redis'),
+                Type.Literal('workers'),
+                Type.Literal('claims'),
+                Type.Literal('restore_retry'),
+                Type.Literal('progress'),
+              ],
               {
                 description:
-                  'What it waits for: the work queue (Redis), unreachable from the API; a worker process, none being connected to the queue; the retry of restores that failed for a reason that may pass (a 5xx, a timeout), a rollback waiting out their backoff (items, nextRetryAt, lastError say more); or item outcomes, none recorded for 30 s while running or rolling back (detail says what holds items that long)',
+                  'What it waits for: the work queue (Redis), unreachable from the API; a worker process, none being connected to the queue; items another run holds, a rollback waiting until a delete chunk records them or the claim lease of a worker that stopped ends (items, until say more); the retry of restores that failed for a reason that may pass (a 5xx, a timeout), a rollback waiting out their backoff (items, nextRetryAt, lastError say more); or item outcomes, none recorded for 30 s while running or rolling back (detail says what holds items that long)',
               },
             ),
             since: Type.String({
               format: 'date-time',
               description:
-                'Since when the API has lost its connection (redis), first saw no worker (workers), the last restore failed (restore_retry), or the last item outcome (progress)',
+                'Since when the API has lost its connection (redis), first saw no worker (workers), the first of the held items was claimed (claims), the last restore failed (restore_retry), or the last item outcome (progress)',
             }),
             detail: Type.String({ description: 'For people' }),
             items: Type.Optional(
               Type.Integer({
                 description:
-                  'restore_retry: how many items (cascaded descendants included) wait for the retry of their restore',
+                  'restore_retry: how many items (cascaded descendants included) wait for the retry of their restore; claims: how many items other runs hold',
+              }),
+            ),
+            until: Type.Optional(
+              Type.String({
+                format: 'date-time',
+                description:
+                  'claims: when the first of those claims ends (its lease): the rollback takes over what is still unrecorded then',
               }),
             ),
             nextRetryAt: Type.Optional(

@@ -116,6 +116,8 @@ export function waitingOf(op: Pick<OperationRow, 'state'> & Partial<HeldFields>,
         'No worker process is connected to the work queue, so nothing is picked up: start one (`npm run worker`, or an API with BLASTGATE_WORKERS_IN_PROCESS not false). Nothing is lost; the work waits in the queue.',
     };
   const retry = restoreRetryOf(op, now);
+  const held = heldClaimsOf(op, holds.lastProgressAt, now, retry);
+  if (held) return held;
   if (retry) return retry;
   // Workers are there and the queue too, yet nothing lands: say since when, and what holds items
   // that long (a throttle says its own reason; a bake is not a wait for outcomes).
@@ -155,7 +157,45 @@ interface RestoreWait {
   nextRetryAt?: string;
   since?: string;
   lastError?: string | null;
+  /** Items other runs held when the rollback went to sleep, and when their first lease ends. */
+  held?: { items?: number; since?: string; until?: string; notedAt?: string };
 }
+
+/**
+ * A rollback asleep while other runs hold items it has to restore: a delete chunk still calling
+ * (it records them when its calls land) or a run whose worker stopped, which keeps them until its
+ * claim lease ends (then the rollback takes them over). Shown until that lease ends or an item
+ * outcome is recorded after it was noted (then the rollback is moving, and notes anew when it
+ * sleeps again). Before the restore retries it may also wait for: more items, and the longer wait.
+ */
+function heldClaimsOf(
+  op: Pick<OperationRow, 'state'> & Partial<HeldFields>,
+  lastProgressAt: Date | null | undefined,
+  now: number,
+  retry: ReturnType<typeof restoreRetryOf>,
+) {
+  if (op.state !== 'rolling_back' || !op.restoreWait || typeof op.restoreWait !== 'object') return null;
+  const h = (op.restoreWait as RestoreWait).held;
+  const until = Date.parse(h?.until ?? '');
+  const noted = Date.parse(h?.notedAt ?? '');
+  const since = Date.parse(h?.since ?? '');
+  if (!h?.items || !(until > now) || Number.isNaN(noted)) return null;
+  if (lastProgressAt && lastProgressAt.getTime() > noted) return null;
+  const also = retry
+    ? ` Besides, ${retry.items} failed restore${retry.items === 1 ? '' : 's'} wait for their retry, the next at ${retry.nextRetryAt}.`
+    : '';
+  return {
+    on: 'claims' as const,
+    since: new Date(Number.isNaN(since) ? noted : since).toISOString(),
+    detail: CLAIMS_DETAIL + also,
+    items: h.items,
+    until: new Date(until).toISOString(),
+  };
+}
+
+const CLAIMS_DETAIL =
+  'Items the rollback must restore are held by another run that has not recorded them: a delete chunk whose calls are still out records them when they land; ' +
+  'a run whose worker stopped (killed, out of memory) keeps them until its claim lease ends (BLASTGATE_WORKER_LOCK_MS × 3), and the rollback takes them over then.';
 
 /**
  * A rollback asleep until the next of its failed restores is due for its retry (the backoff after

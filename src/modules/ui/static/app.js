@@ -359,6 +359,8 @@ function setStream(s) {
 
 /** Why it does not move, for people: a rollback waiting out its restores' backoff says how many, when and why. */
 function waitingText(w) {
+  if (w.on === 'claims')
+    return `Waiting for ${w.items} item(s) another run holds (until ${w.until} at most). ${w.detail}`;
   if (w.on !== 'restore_retry') return `Waiting for ${w.on} since ${w.since}: ${w.detail}`;
   const n = w.items ?? 0;
   const error = w.lastError ? ` Last error: ${w.lastError}.` : '';
