@@ -47,13 +47,17 @@ export function bakeLeft(status: OpStatus, now = Date.now()): number | null {
 const waveText = (wave: number | null | undefined, count: number | null | undefined) =>
   typeof wave !== 'number' ? '' : ` · wave ${wave + 1}${count ? `/${count}` : ''}`;
 
-/** What the operation shows now beyond its state and wave: the bake's countdown, the halt reason. */
-function nowText(s: OpStatus): string {
+/**
+ * What the operation shows now beyond its state and wave: the bake's countdown, the halt reason,
+ * and (`held`: not beside a transition) why it does not move. A transition line is an event of the
+ * past, replayed on connecting: the wait read now beside it said "waiting to retry 7 failed
+ * restores" on the rollback_started of a rollback that had not met a failure yet (a trial).
+ */
+function nowText(s: OpStatus, held = true): string {
   const left = bakeLeft(s);
   const bake = left === null ? '' : ` · bake ${left}s left`;
   const halt = s.haltReason ? ` · halt: ${s.haltReason}` : '';
-  const held = s.held ? ` · ${s.held}` : '';
-  return `${bake}${halt}${held}`;
+  return `${bake}${halt}${held && s.held ? ` · ${s.held}` : ''}`;
 }
 
 function statusText(s: OpStatus): string {
@@ -89,7 +93,9 @@ export function lineView(write: (s: string) => void): View {
         const to = typeof d.to !== 'string' ? '' : ` → ${d.to}${waveText(d.wave, status.waveCount)}`;
         // A refused command is in the audit log too: "POST …/approve by requester-1" read as an approval.
         const refused = d.outcome === 'refused' ? ' (refused)' : '';
-        write(`${d.at ?? ''} ${d.action} by ${d.actor ?? '?'}${refused}${to}${current && to ? nowText(status) : ''}\n`);
+        write(
+          `${d.at ?? ''} ${d.action} by ${d.actor ?? '?'}${refused}${to}${current && to ? nowText(status, false) : ''}\n`,
+        );
       } else if (event === 'probes') {
         const d = data as { wave?: number; results?: { result: string }[] };
         const by: Record<string, number> = {};

@@ -373,6 +373,32 @@ describe('watch: why a running operation does not move', () => {
       'progress running · wave 2/2 · w2 4/10\n',
     ]);
   });
+
+  it('does not print the wait read now beside a transition, an event of the past', () => {
+    const out: string[] = [];
+    const view = lineView((x) => out.push(x));
+    // Replayed on connecting: the rollback began before any restore failed, and waits for retries now.
+    const now = {
+      state: 'rolling_back',
+      currentWave: null,
+      waveCount: 1,
+      haltReason: 'rollback by t-operator: undo',
+      bakeUntil: null,
+      skewMs: 0,
+      held: heldText({ throttled: null, waiting: { on: 'restore_retry', since: 'S', items: 7, nextRetryAt: 'N' } }),
+    };
+    view.frame(
+      'transition',
+      '32',
+      { at: 'T', actor: 't-operator', action: 'operation.rollback_started', to: 'rolling_back' },
+      now,
+    );
+    view.waves([{ wave: 0, items: 4, done: 4, failed: 0, pending: 0 }], now);
+    expect(out).toEqual([
+      'T operation.rollback_started by t-operator → rolling_back · halt: rollback by t-operator: undo\n',
+      'progress rolling_back · halt: rollback by t-operator: undo · waiting to retry 7 failed restores, the next at N · w1 4/4\n',
+    ]);
+  });
 });
 
 describe('watch and status: a rollback waiting for its failed restores to be retried', () => {
