@@ -5,7 +5,7 @@ import { findDuplicateKey } from '../lib/json-keys.ts';
 import { resolveConnection, type Connection } from './config.ts';
 import { CliError, EXIT, usageError } from './exit-codes.ts';
 import { ApiClient } from './http.ts';
-import { makeOut, type Out } from './output.ts';
+import { haltReasonText, makeOut, type Out } from './output.ts';
 import { watchOperation, type WatchResult } from './watch.ts';
 import { barView, jsonView, lineView, type View } from './watch-view.ts';
 
@@ -114,7 +114,7 @@ export function outcomeLine(r: WatchResult): string {
       ? `Timed out waiting: no event of ${r.operationId} arrived; its state is not known (blastgate status ${r.operationId}).`
       : // How fresh that state is: a stream that went silent (a hung server) holds an old one.
         `Timed out waiting: ${r.operationId} is still ${r.state} (last heard from the server ${ago(r.lastHeardAt)}).`;
-  const halt = r.haltReason ? ` (halt reason: ${r.haltReason})` : '';
+  const halt = r.haltReason ? ` (${haltReasonText(r.state, r.haltReason)})` : '';
   return `${r.operationId} is ${r.state}${halt}.`;
 }
 

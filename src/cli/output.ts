@@ -96,6 +96,17 @@ export function offenderDetails(o: Offender): string[] {
   ].filter(Boolean);
 }
 
+/**
+ * The server's `haltReason` with a label that fits: an operation rolling back (or rolled back) says
+ * why in its own words ("rollback by ops-1: …", with the halt before it, if any), so it is shown
+ * as it is. Labelled "halt reason", it read as a halt for the rollback of an operation that had
+ * completed and never halted (a trial).
+ */
+export function haltReasonText(state: string, haltReason: string, label = 'halt reason'): string {
+  return ROLLBACK_SHOWN.has(state) ? haltReason : `${label}: ${haltReason}`;
+}
+const ROLLBACK_SHOWN = new Set(['rolling_back', 'rolled_back', 'rollback_incomplete']);
+
 /** The server's `waiting` (operations/views.ts waitingOf): why an operation that should move does not. */
 export interface Waiting {
   on: string;

@@ -2,6 +2,7 @@
 // the state, the bake countdown and the halt reason), one plain line per event in a log, or one
 // JSON object per event with --json.
 import cliProgress from 'cli-progress';
+import { haltReasonText } from './output.ts';
 
 export interface WaveProgress {
   wave: number;
@@ -56,7 +57,7 @@ const waveText = (wave: number | null | undefined, count: number | null | undefi
 function nowText(s: OpStatus, held = true): string {
   const left = bakeLeft(s);
   const bake = left === null ? '' : ` · bake ${left}s left`;
-  const halt = s.haltReason ? ` · halt: ${s.haltReason}` : '';
+  const halt = s.haltReason ? ` · ${haltReasonText(s.state, s.haltReason, 'halt')}` : '';
   return `${bake}${halt}${held && s.held ? ` · ${s.held}` : ''}`;
 }
 

@@ -395,8 +395,8 @@ describe('watch: why a running operation does not move', () => {
     );
     view.waves([{ wave: 0, items: 4, done: 4, failed: 0, pending: 0 }], now);
     expect(out).toEqual([
-      'T operation.rollback_started by t-operator → rolling_back · halt: rollback by t-operator: undo\n',
-      'progress rolling_back · halt: rollback by t-operator: undo · waiting to retry 7 failed restores, the next at N · w1 4/4\n',
+      'T operation.rollback_started by t-operator → rolling_back · rollback by t-operator: undo\n',
+      'progress rolling_back · rollback by t-operator: undo · waiting to retry 7 failed restores, the next at N · w1 4/4\n',
     ]);
   });
 });
@@ -482,9 +482,9 @@ describe('watch: a rollback in a log', () => {
     view.waves(wave(20, 0), status);
     view.waves(wave(29, 3), status);
     expect(out).toEqual([
-      'progress rolling_back · wave 2/2 · halt: rollback by op: x · w1 5/5 · w2 195/195\n',
-      'progress rolling_back · wave 2/2 · halt: rollback by op: x · w1 5/5 · w2 195/195 · restored 20\n',
-      'progress rolling_back · wave 2/2 · halt: rollback by op: x · w1 5/5 · w2 195/195 · restored 29 (3 restore failed)\n',
+      'progress rolling_back · wave 2/2 · rollback by op: x · w1 5/5 · w2 195/195\n',
+      'progress rolling_back · wave 2/2 · rollback by op: x · w1 5/5 · w2 195/195 · restored 20\n',
+      'progress rolling_back · wave 2/2 · rollback by op: x · w1 5/5 · w2 195/195 · restored 29 (3 restore failed)\n',
     ]);
   });
 });

@@ -26,7 +26,7 @@ import {
   type PlanLike,
   act,
 } from '../context.ts';
-import { offenderDetails, waitingText, type Offender, type Waiting } from '../output.ts';
+import { haltReasonText, offenderDetails, waitingText, type Offender, type Waiting } from '../output.ts';
 
 /** Streams the ID list to POST /v1/operations as NDJSON. */
 async function streamSubmission(ctx: Ctx, f: SpecFlags, dryRun: boolean) {
@@ -215,7 +215,7 @@ export function registerOperationCommands(program: Command) {
           const wave = op.currentWave === null ? '' : ` · wave ${op.currentWave + 1}/${op.plan?.waves?.length ?? '?'}`;
           ctx.out.line(`${op.id} (${op.kind} ${op.targetType}, requested by ${op.requestedBy}): ${op.state}${wave}`);
           ctx.out.line(`  reason: ${op.reason} · ticket: ${op.ticket}`);
-          if (op.haltReason) ctx.out.line(`  halt reason: ${op.haltReason}`);
+          if (op.haltReason) ctx.out.line(`  ${haltReasonText(op.state, op.haltReason)}`);
           if (op.bakeUntil) ctx.out.line(`  baking until ${op.bakeUntil}, then the next wave (probes permitting)`);
           if (op.throttled) ctx.out.line(`  held back by ${op.throttled.cap} until ${op.throttled.until}`);
           if (op.waiting) ctx.out.line(`  ${waitingText(op.waiting)}: ${op.waiting.detail}`);
