@@ -156,7 +156,9 @@ describe('a worker process SIGKILLed mid-operation; another process takes over',
   });
 
   it('at the first destructive call of the operation', async () => {
-    const { ids, victim } = await prepareCase(200);
+    // The call hangs until the kill: 200 ms was too short a window on a loaded machine (the kill
+    // landed after the call was applied, once, with another test run beside the suite).
+    const { ids, victim } = await prepareCase(2_000);
     const op = await submit(ids);
     await pollUntil(() => destructive() >= 1, 'the first destructive call');
     await killAndTakeOver(victim);
