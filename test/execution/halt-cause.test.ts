@@ -98,7 +98,9 @@ describe('an operator rolls back an operation that halted itself', () => {
     const started = frames.filter((f) => f.event === 'transition' && f.data.action === 'operation.rollback_started');
     expect(started.at(-1)!.data.haltReason).toBe(said);
     const status = await runCli(['status', op.id], { url, token: h.tokens.viewer });
-    expect(status.stdout).toContain(`halt reason: ${said}`);
+    // Its own words on a line of their own (a rollback is not labelled "halt reason": output.ts haltReasonText).
+    expect(status.stdout).toContain(`\n  ${said}\n`);
+    expect(status.stdout).not.toContain('halt reason:');
     await until(() => hook('operation.rolled_back') !== undefined, 'the rolled_back webhook', 20_000);
     expect(hook('operation.rolled_back')!.data.haltReason).toBe(said);
     expect(hook('operation.rollback_incomplete')!.data.haltReason).toBe(incomplete.haltReason);
