@@ -268,14 +268,13 @@ export function pgRollbackLedger(pool: Pick<pg.Pool, 'query'>, leaseMs: number):
            -- keeps them until its lease ends) are said too, with when this was noted: a crashed
            -- run's 320 items sat still while the view said only "16 restores wait for their retry",
            -- then nothing at all (a new-user trial). The views show it until an outcome is recorded.
-           SELECT CASE WHEN retry.items > 0 OR held.items > 0 THEN jsonb_strip_nulls(jsonb_build_object(
-               'items', nullif(retry.items, 0), 'nextRetryAt', CASE WHEN retry.items > 0 THEN retry.at END,
-               'since', CASE WHEN retry.items > 0 THEN retry.since END,
-               'lastError', CASE WHEN retry.items > 0 THEN left(coalesce($4::text, (SELECT last_error FROM operation_items
-                                 WHERE ${waiting} ORDER BY updated_at DESC LIMIT 1)), ${ERROR_SHOWN}) END,
-               'held', CASE WHEN held.items > 0 THEN jsonb_build_object('items', held.items, 'since', held.since,
-                              'until', held.at, 'notedAt', now()) END))
-             END AS w FROM retry, held
+           SELECT nullif(
+               coalesce(CASE WHEN retry.items > 0 THEN jsonb_build_object('items', retry.items, 'nextRetryAt', retry.at,
+                 'since', retry.since, 'lastError', left(coalesce($4::text, (SELECT last_error FROM operation_items
+                                                   WHERE ${waiting} ORDER BY updated_at DESC LIMIT 1)), ${ERROR_SHOWN})) END, '{}')
+               || coalesce(CASE WHEN held.items > 0 THEN jsonb_build_object('held', jsonb_build_object('items', held.items,
+                    'since', held.since, 'until', held.at, 'notedAt', now())) END, '{}'),
+             '{}') AS w FROM retry, held
          ), noted AS (
            UPDATE operations o SET restore_wait = wait.w FROM wait
            WHERE o.id = $1 AND o.state = 'rolling_back' AND o.restore_wait IS DISTINCT FROM wait.w

@@ -124,7 +124,7 @@ export function waitingOf(op: Pick<OperationRow, 'state'> & Partial<HeldFields>,
   // A rollback that slept for a retry is at work from when the retry was due: without that, the
   // moment it went out the view turned from restore_retry to "no item outcome recorded since" the
   // failure before the backoff (a new-user trial).
-  const due = op.state === 'rolling_back' ? retryDueAt(op) : null;
+  const due = retryDueAt(restoreWaitOf(op));
   const last = due && (!holds.lastProgressAt || due > holds.lastProgressAt) ? due : holds.lastProgressAt;
   const moving = op.state === 'running' || op.state === 'rolling_back';
   const throttled = throttleOf(
@@ -142,10 +142,15 @@ export function waitingOf(op: Pick<OperationRow, 'state'> & Partial<HeldFields>,
 }
 
 /** When the retry a rollback last slept for was due (its restore_wait), if it wrote one. */
-function retryDueAt(op: Partial<HeldFields>): Date | null {
-  const w = op.restoreWait as RestoreWait | null | undefined;
-  const due = Date.parse((w && typeof w === 'object' && w.nextRetryAt) || '');
+function retryDueAt(w: RestoreWait | null): Date | null {
+  const due = Date.parse(w?.nextRetryAt ?? '');
   return Number.isNaN(due) ? null : new Date(due);
+}
+
+/** What a rolling-back operation's rollback job wrote when it last went to sleep (null otherwise). */
+function restoreWaitOf(op: Pick<OperationRow, 'state'> & Partial<HeldFields>): RestoreWait | null {
+  if (op.state !== 'rolling_back' || !op.restoreWait || typeof op.restoreWait !== 'object') return null;
+  return op.restoreWait as RestoreWait;
 }
 
 /** No item outcome for this long while running or rolling back is shown as `waiting: progress`. */
@@ -174,8 +179,7 @@ function heldClaimsOf(
   now: number,
   retry: ReturnType<typeof restoreRetryOf>,
 ) {
-  if (op.state !== 'rolling_back' || !op.restoreWait || typeof op.restoreWait !== 'object') return null;
-  const h = (op.restoreWait as RestoreWait).held;
+  const h = restoreWaitOf(op)?.held;
   const until = Date.parse(h?.until ?? '');
   const noted = Date.parse(h?.notedAt ?? '');
   const since = Date.parse(h?.since ?? '');
@@ -206,8 +210,8 @@ const CLAIMS_DETAIL =
  * rollback is at work again (and writes it anew if it has to wait again).
  */
 function restoreRetryOf(op: Pick<OperationRow, 'state'> & Partial<HeldFields>, now: number) {
-  if (op.state !== 'rolling_back' || !op.restoreWait || typeof op.restoreWait !== 'object') return null;
-  const w = op.restoreWait as RestoreWait;
+  const w = restoreWaitOf(op);
+  if (!w) return null;
   const next = Date.parse(w.nextRetryAt ?? '');
   if (!(next > now) || !w.items) return null;
   const since = Date.parse(w.since ?? '');
