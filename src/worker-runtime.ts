@@ -5,6 +5,7 @@
 // A worker outlives its dependencies: a PostgreSQL or Redis restart fails the jobs in hand (they
 // are retried with backoff, and the reconciler re-derives anything Redis lost), connections come
 // back by themselves, and nothing here ends the process on a transient error.
+import { randomUUID } from 'node:crypto';
 import { assertMigrated, databaseProblem } from './db/migrate.ts';
 import { DelayedError, Worker, type Job } from 'bullmq';
 import type { FastifyBaseLogger } from 'fastify';
@@ -27,6 +28,7 @@ import { releaseEndedLocks } from './modules/operations/resource-locks.ts';
 import { processChunk, quarantineChunk, settleIfDone, type ChunkDeps } from './modules/execution/chunk.ts';
 import { pgEngine } from './modules/execution/engine-store.ts';
 import { createJobLocks } from './modules/execution/exclusive.ts';
+import { noteStoppedHolds } from './modules/execution/stopped-holds.ts';
 import { HaltWatch } from './modules/execution/halt-watch.ts';
 import { pgLedger } from './modules/execution/ledger.ts';
 import { createQueues, JOB_ATTEMPTS, QUEUE_NAMES, type ChunkJob, type ControlJob } from './modules/execution/queues.ts';
@@ -82,6 +84,8 @@ export interface WorkerOptions {
 }
 
 export interface RunningWorkers {
+  /** This process's runner ID: its lock sessions and its runs' claim tokens carry it (exclusive.ts). */
+  runner: string;
   close(): Promise<void>;
   reconcile(): Promise<Reconciled>;
 }
@@ -197,8 +201,15 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
     }
   };
   const controlConcurrency = Math.max(2, opts.concurrency);
+  const runner = randomUUID();
   // A job started twice (possible after a Redis restart) must not run twice at once: see exclusive.ts.
-  const locks = createJobLocks(opts.databaseUrl, opts.queuePrefix, opts.concurrency + controlConcurrency, lockDuration);
+  const locks = createJobLocks(
+    opts.databaseUrl,
+    opts.queuePrefix,
+    opts.concurrency + controlConcurrency,
+    lockDuration,
+    runner,
+  );
   const items = new Worker<ChunkJob>(
     QUEUE_NAMES.items,
     (job, token) =>
@@ -290,6 +301,7 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
       engine,
       enqueueChunks: (chunks) => queues.enqueueChunks(chunks),
       enqueueControl: (job, delayMs) => queues.enqueueControl(job, delayMs),
+      noteStoppedHolds: (opId) => noteStoppedHolds(db.pool, opId, leaseMs),
       clock,
     });
     // At most once a minute: finding the rows scans the lock table, which also holds every lock of
@@ -358,6 +370,7 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
   });
 
   return {
+    runner,
     reconcile,
     async close() {
       // First of all: no destructive call starts from here on; the chunks in hand hand back what

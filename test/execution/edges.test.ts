@@ -17,6 +17,13 @@ import { appsOf, command, ledger } from '../support/exec-helpers.ts';
 import { readLive } from '../../src/modules/events/feed.ts';
 import { query, seedRegistry, tenantId } from '../support/seed.ts';
 import { moveClass, recordMoves } from '../../src/modules/execution/wave-moves.ts';
+import { randomUUID } from 'node:crypto';
+import { Queue } from 'bullmq';
+import pg from 'pg';
+import { LOCK_SESSIONS } from '../../src/modules/execution/exclusive.ts';
+import { QUEUE_NAMES } from '../../src/modules/execution/queues.ts';
+import { noteStoppedHolds } from '../../src/modules/execution/stopped-holds.ts';
+import { createRedis } from '../../src/plugins/redis.ts';
 
 const APPS = 4;
 const ROLLOUT = { bakeSeconds: 0, concurrency: 2, waves: ['100%'] };
@@ -706,6 +713,85 @@ describe('a rollback whose items another run holds', () => {
     expect(end.state).toBe('rolled_back');
     const after = await request(h.app.server).get(`/v1/operations/${plan.id}`).set('authorization', h.auth('viewer'));
     expect(after.body.waiting).toBeNull();
+  }, 60_000);
+});
+
+describe('a rollback whose job waits out a dead worker', () => {
+  it('says which items stopped runs hold from the reconciler, before its own job runs again', async () => {
+    const ids = appsOf(freshSites(2), APPS);
+    const plan = await submitAndStart(h, { ids, rollout: ROLLOUT, haltPolicy: FAST_HALT });
+    await waitForState(h, plan.id, ['completed']);
+    // After a `kill -9` of the only worker its rollback job stays locked by the dead worker (BullMQ's
+    // lock duration) and nothing runs it: a paused control queue stands in for that here. Of the
+    // items claimed meanwhile, 3 are held by a run of a process that is gone, 2 by a run of one
+    // whose lock session is connected, 1 by a token that names no process (a drill's, an older
+    // version's): only the first 3 are certain to wait for their lease. A trial saw the view say
+    // nothing for ~60 s after such a kill, then `progress`, and `claims` only in the lease's last seconds.
+    const stopped = `${randomUUID()}/${randomUUID()}`;
+    const alive = randomUUID();
+    const session = new pg.Client({ connectionString: h.databaseUrl, application_name: `${LOCK_SESSIONS}/${alive}` });
+    await session.connect();
+    const conn = createRedis(h.redisUrl, true);
+    const control = new Queue(QUEUE_NAMES.control, { connection: conn, prefix: h.prefix });
+    try {
+      const tokens = [stopped, stopped, stopped, `${alive}/${randomUUID()}`, `${alive}/${randomUUID()}`, 'no-runner'];
+      await query(
+        h.databaseUrl,
+        `WITH locked AS (
+           SELECT seq, ${moveClass('operation_items')} AS cls FROM operation_items
+           WHERE operation_id = $1 AND state = 'done' ORDER BY seq LIMIT 6 FOR UPDATE
+         ), was AS (SELECT seq, cls, row_number() OVER (ORDER BY seq) AS k FROM locked), up AS (
+           UPDATE operation_items i SET state = 'restoring', claimed_by = 'rollback', claim_token = ($2::text[])[was.k],
+             claimed_at = now() + interval '30 seconds'
+           FROM was WHERE i.operation_id = $1 AND i.seq = was.seq
+           RETURNING i.seq, i.wave, i.parent_seq, was.cls AS from_class, ${moveClass('i')} AS to_class
+         ), ${recordMoves('counted', 'up')}
+         SELECT seq FROM up`,
+        [plan.id, tokens],
+      );
+      await control.pause();
+      await command(h, 'operator', plan.id, 'rollback', { reason: 'undo' }).expect(200);
+      // Just started: a rollback that may be moving is not said to wait.
+      expect(await noteStoppedHolds(h.app.db.pool, plan.id, 6_000)).toBe(0);
+      const view = () => request(h.app.server).get(`/v1/operations/${plan.id}`).set('authorization', h.auth('viewer'));
+      let waiting: { on: string; items?: number; until?: string; since?: string } | undefined;
+      await until(
+        async () => {
+          waiting = (await view()).body.waiting;
+          return waiting?.on === 'claims';
+        },
+        'the view to say that stopped runs hold items of the rollback',
+        15_000,
+      );
+      expect(waiting).toMatchObject({ on: 'claims', items: 3 });
+      expect(Date.parse(waiting!.until!)).toBeGreaterThan(Date.now() + 20_000);
+      expect((await getOperation(h, plan.id)).state).toBe('rolling_back');
+      // Noted once: what the views show is current, so the next ticks leave it as it is.
+      const noted = await query<{ w: unknown }>(
+        h.databaseUrl,
+        'SELECT restore_wait AS w FROM operations WHERE id = $1',
+        [plan.id],
+      );
+      expect(await noteStoppedHolds(h.app.db.pool, plan.id, 6_000)).toBe(0);
+      expect(
+        await query<{ w: unknown }>(h.databaseUrl, 'SELECT restore_wait AS w FROM operations WHERE id = $1', [plan.id]),
+      ).toEqual(noted);
+      // The job runs, the leases end: every item comes back, and the view stops waiting.
+      await control.resume();
+      await query(
+        h.databaseUrl,
+        `UPDATE operation_items SET claimed_at = now() - interval '1 hour' WHERE operation_id = $1 AND state = 'restoring'`,
+        [plan.id],
+      );
+      const end = await waitForState(h, plan.id, ['rolled_back', 'rollback_incomplete'], 30_000);
+      expect(end.state).toBe('rolled_back');
+      expect((await view()).body.waiting).toBeNull();
+    } finally {
+      await control.resume();
+      await control.close();
+      conn.disconnect();
+      await session.end();
+    }
   }, 60_000);
 });
 

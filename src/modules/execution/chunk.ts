@@ -14,7 +14,7 @@ import { runSameDbChunk, sameDbEligible, type SameDb } from './chunk-same-db.ts'
 import { execute } from './chunk-execute.ts';
 import type { RestoreReader } from './chunk-restore.ts';
 import type { Engine } from './engine.ts';
-import type { Fence } from './exclusive.ts';
+import { runToken, type Fence } from './exclusive.ts';
 import type { HaltWatch } from './halt-watch.ts';
 import type { Ledger, Outcome, Range } from './ledger.ts';
 import type { ChunkJob } from './queues.ts';
@@ -99,7 +99,7 @@ export async function processChunk<Tx>(deps: ChunkDeps<Tx>, jobId: string, j: Ch
     }
   }
   const range: Range = { from: j.from, to: j.to };
-  const token = randomUUID();
+  const token = runToken(fence);
   const claimed = await deps.ledger.claim(j.opId, range, jobId, token);
   if (claimed.length === 0) return settleIfDone(deps, j.opId, j.wave);
 

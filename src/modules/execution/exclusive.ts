@@ -11,13 +11,31 @@
 // The lock vanishes with the session, so a PostgreSQL restart frees it while the first run may
 // still be going. The run is then FENCED: `fence.lost` goes up the moment its lock session fails,
 // the run stops sending, and its claim token no longer matches anything it tries to record.
+import { randomUUID } from 'node:crypto';
 import { DelayedError, type Job } from 'bullmq';
 import pg from 'pg';
 
 export interface Fence {
   /** The run's exclusivity is gone (its lock session died): send nothing more. */
   lost: boolean;
+  /** The process whose lock session holds the run (see LOCK_SESSIONS); absent outside the workers. */
+  runner?: string;
 }
+
+/**
+ * Lock sessions are named `${LOCK_SESSIONS}/<runner>`, one runner ID per worker process. A run's
+ * claim tokens start with `<runner>/` (runToken), so whether the run that holds a claim is still
+ * going is a question PostgreSQL answers: its process's lock sessions are in pg_stat_activity
+ * until the process dies (its sockets close and PostgreSQL ends the sessions at once). After a
+ * `kill -9` the rollback said nothing for ~60 s about the items the dead run held: only its own
+ * job (locked by the dead worker for BullMQ's lock duration) noted them (rollback-ledger.ts
+ * noteStoppedHolds).
+ */
+export const LOCK_SESSIONS = 'blastgate-job-locks';
+
+/** A claim token that names the run's process (the plain UUID outside the workers). */
+export const runToken = (fence: Pick<Fence, 'runner'>): string =>
+  fence.runner ? `${fence.runner}/${randomUUID()}` : randomUUID();
 
 export interface JobLocks {
   run(job: Job, token: string | undefined, fn: (fence: Fence) => Promise<void>): Promise<void>;
@@ -35,14 +53,24 @@ export const lockKeyOf = (job: Pick<Job, 'id' | 'queueName' | 'data'>): string =
  * `sessions` bounds the connections held for locks: at least the jobs this process runs at once.
  * `retryMs`: how long a job whose other run is still going waits before it looks again.
  */
-export function createJobLocks(databaseUrl: string, prefix: string, sessions: number, retryMs: number): JobLocks {
-  const pool = new pg.Pool({ connectionString: databaseUrl, max: sessions, application_name: 'blastgate-job-locks' });
+export function createJobLocks(
+  databaseUrl: string,
+  prefix: string,
+  sessions: number,
+  retryMs: number,
+  runner: string = randomUUID(),
+): JobLocks {
+  const pool = new pg.Pool({
+    connectionString: databaseUrl,
+    max: sessions,
+    application_name: `${LOCK_SESSIONS}/${runner}`,
+  });
   pool.on('error', () => undefined);
   return {
     async run(job, token, fn) {
       const key = `${prefix}:${lockKeyOf(job)}`;
       const client = await pool.connect();
-      const fence: Fence = { lost: false };
+      const fence: Fence = { lost: false, runner };
       // Without a listener a dropped session would be an uncaught 'error' and end the process.
       const onError = () => {
         fence.lost = true;

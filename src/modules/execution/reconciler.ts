@@ -5,7 +5,9 @@
 // - the memory: queued work is re-derived from the ledger, so nothing depends on Redis remembering
 //   (after a Redis restart, a lost job or a crash between a commit and its effects, every running
 //   wave gets its unfinished chunks queued again — deterministic job IDs make that idempotent —
-//   finished waves get settled, bakes and rollbacks get their job back).
+//   finished waves get settled, bakes and rollbacks get their job back);
+// - and the witness: a rollback whose items a stopped run holds says so at once, not when its own
+//   job runs again after the dead worker's job lock (stopped-holds.ts).
 import type pg from 'pg';
 import { decide } from '../operations/lifecycle.ts';
 import type { Engine } from './engine.ts';
@@ -21,6 +23,8 @@ export interface ReconcilerDeps<Tx = unknown> {
   engine: Pick<Engine<Tx>, 'apply'>;
   enqueueChunks(chunks: ChunkJob[]): Promise<void>;
   enqueueControl(job: ControlJob, delayMs?: number): Promise<void>;
+  /** Notes on a rolling-back operation the items stopped runs hold (stopped-holds.ts). */
+  noteStoppedHolds?(opId: string): Promise<number>;
   clock(): number;
 }
 
@@ -95,6 +99,7 @@ async function requeue<Tx>(deps: ReconcilerDeps<Tx>, op: OperationRecord, now: n
     return { chunks: 0, control: 1 };
   }
   if (s.state === 'rolling_back') {
+    await deps.noteStoppedHolds?.(op.id);
     await deps.enqueueControl({ kind: 'rollback', opId: op.id, epoch });
     return { chunks: 0, control: 1 };
   }

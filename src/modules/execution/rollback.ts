@@ -6,14 +6,13 @@
 // died). Waiting never holds a worker slot:
 // the job puts itself back as delayed (BullMQ's step-job pattern) and returns. When nothing is left
 // to try it reports rollback_settled, and decide() says rolled_back only if every item came back.
-import { randomUUID } from 'node:crypto';
 import type { Queryable } from '../../lib/sql.ts';
 import type { Metrics } from '../../plugins/metrics.ts';
 import type { SnapshotRead } from '../snapshots/store.ts';
 import type { ThroughputRecorder } from '../operations/restore-estimate.ts';
 import type { AdapterCache } from './adapters-cache.ts';
 import type { Engine } from './engine.ts';
-import type { Fence } from './exclusive.ts';
+import { runToken, type Fence } from './exclusive.ts';
 import type { HaltWatch } from './halt-watch.ts';
 import { FIRST_BATCH, nextBatchSize } from './chunk-progress.ts';
 import { restoreBatch } from './rollback-batch.ts';
@@ -61,7 +60,7 @@ export async function processRollback<Tx>(deps: RollbackDeps<Tx>, opId: string, 
 
 async function rollbackRun<Tx>(deps: RollbackDeps<Tx>, opId: string, fence: Fence): Promise<void> {
   const started = deps.clock();
-  const token = randomUUID();
+  const token = runToken(fence);
   let op = await deps.load(opId);
   if (!op || op.lifecycle.state !== 'rolling_back') return;
   let size = FIRST_BATCH;

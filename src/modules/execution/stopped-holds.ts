@@ -1,0 +1,50 @@
+// Items a rolling-back operation must restore that a stopped run still holds. The rollback job
+// notes the items other runs hold when it goes to sleep (rollback-ledger.ts nextWake), which the
+// views show as `waiting: claims`. But after a `kill -9` of the only worker, the job itself waits
+// out BullMQ's lock of the dead worker (30 s) before it runs again: a trial saw the rollback sit
+// still for ~60 s while the view said nothing, then "no item outcome recorded", and `claims` only
+// in the last seconds of the 90 s lease. The reconciler runs this instead (reconciler.ts), from
+// the first tick of any live worker process.
+//
+// A run is stopped when no lock session of its process is connected (exclusive.ts LOCK_SESSIONS:
+// a claim token names the run's process). Only what is certain is said: tokens that name no
+// process (drills, runs of older versions) are left to the rollback job, and nothing is noted
+// while the rollback moves or while what the views show is current.
+import type pg from 'pg';
+import { LOCK_SESSIONS } from './exclusive.ts';
+
+/** A rollback with no item outcome for this long may be waiting on a stopped run's claims. */
+export const STOPPED_HOLDS_AFTER_MS = 5_000;
+
+/**
+ * Writes `restore_wait.held` (items, since, until the first lease ends, notedAt) when items of a
+ * rolling-back operation are held by claims of stopped runs and nothing moved for
+ * STOPPED_HOLDS_AFTER_MS; keeps the rest of `restore_wait`. Returns how many items it noted.
+ */
+export async function noteStoppedHolds(pool: Pick<pg.Pool, 'query'>, opId: string, leaseMs: number): Promise<number> {
+  // The operation's row is checked first (an InitPlan): the ledger is read only for a rollback
+  // that sits still and whose held items the views do not already show.
+  const r = await pool.query<{ items: number }>(
+    `WITH op AS (
+       SELECT 1 FROM operations o
+       WHERE o.id = $1 AND o.state = 'rolling_back'
+         AND (o.progress_at IS NULL OR o.progress_at < now() - make_interval(secs => $3))
+         AND NOT coalesce((o.restore_wait->'held'->>'until')::timestamptz > now()
+                          AND (o.restore_wait->'held'->>'notedAt')::timestamptz >= coalesce(o.progress_at, '-infinity'), false)
+     ), live AS (
+       SELECT split_part(application_name, '/', 2) AS runner FROM pg_stat_activity WHERE application_name LIKE $4
+     ), held AS (
+       SELECT count(*)::int AS items, min(claimed_at) AS since, min(claimed_at + make_interval(secs => $2)) AS at
+       FROM operation_items
+       WHERE EXISTS (SELECT 1 FROM op) AND operation_id = $1 AND executed_seq IS NOT NULL
+         AND state IN ('claimed', 'restoring') AND claimed_at >= now() - make_interval(secs => $2)
+         AND strpos(claim_token, '/') > 0 AND split_part(claim_token, '/', 1) NOT IN (SELECT runner FROM live)
+     )
+     UPDATE operations o SET restore_wait = coalesce(o.restore_wait, '{}') || jsonb_build_object('held',
+       jsonb_build_object('items', held.items, 'since', held.since, 'until', held.at, 'notedAt', now()))
+     FROM held WHERE o.id = $1 AND o.state = 'rolling_back' AND held.items > 0
+     RETURNING held.items`,
+    [opId, leaseMs / 1000, STOPPED_HOLDS_AFTER_MS / 1000, `${LOCK_SESSIONS}/%`],
+  );
+  return r.rows[0]?.items ?? 0;
+}
