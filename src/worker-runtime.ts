@@ -15,7 +15,7 @@ import { backendLowering } from './lib/priority.ts';
 import { unsignableTypes } from './modules/adapters/signing-check.ts';
 import { PROTECTED_SINCE_PLAN, TENANT_PROTECTED_SINCE_PLAN } from './modules/adapters/registry-apply.ts';
 import { closeDb, createDb } from './plugins/db.ts';
-import { closeRedis, createRedis, redisReachable } from './plugins/redis.ts';
+import { closeRedis, createRedis, failWhileDown, redisReachable } from './plugins/redis.ts';
 import { createMetrics, type Metrics } from './plugins/metrics.ts';
 import type { DownstreamPolicy } from './modules/adapters/index.ts';
 import { AdapterCache } from './modules/execution/adapters-cache.ts';
@@ -394,10 +394,18 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
       const closing = Promise.all([items.close(), control.close(), intake.close()]).catch((err: unknown) =>
         opts.logger.warn({ err }, 'closing the queue consumers failed'),
       );
-      if (inHand > 0)
+      if (inHand > 0) {
+        // Redis gone (now, or while the jobs finish): their Redis commands fail instead of waiting.
+        const failFast = setInterval(() => {
+          if (reachable()) return;
+          for (const r of redisConns) failWhileDown(r);
+          clearInterval(failFast);
+        }, 100);
         await new Promise<void>((resolve) => {
           drained = resolve;
         });
+        clearInterval(failFast);
+      }
       let graceTimer: NodeJS.Timeout | undefined;
       const settled = await Promise.race([
         closing.then(() => true),

@@ -47,6 +47,20 @@ export function createRedis(url: string, forWorker = false, commandTimeout = API
 export const redisReachable = (conns: readonly Redis[]): boolean =>
   conns.every((r) => r.status === 'ready' || r.status === 'wait');
 
+/**
+ * From now on a command on this connection fails instead of waiting for Redis to come back: new
+ * ones at once while it is down, queued ones at its next reconnect attempt (ioredis reads both
+ * options on each). For a closing worker whose Redis is gone: its jobs in hand record their outcomes
+ * in PostgreSQL, then put themselves back in the queue (a rollback's next step), which waited for a
+ * Redis that never came back until the shutdown timeout ended the process by force. What such a
+ * command would have queued is re-derived from the ledger by the next worker's reconciler.
+ * (`disconnect()` does not do it: between reconnect attempts it leaves the queued commands waiting.)
+ */
+export function failWhileDown(r: Redis): void {
+  r.options.enableOfflineQueue = false;
+  r.options.maxRetriesPerRequest = 0;
+}
+
 /** How long a QUIT may take before the connection is dropped instead. */
 const QUIT_WAIT_MS = 1_000;
 
