@@ -23,13 +23,12 @@ export interface Fence {
 }
 
 /**
- * Lock sessions are named `${LOCK_SESSIONS}/<runner>`, one runner ID per worker process. A run's
- * claim tokens start with `<runner>/` (runToken), so whether the run that holds a claim is still
- * going is a question PostgreSQL answers: its process's lock sessions are in pg_stat_activity
- * until the process dies (its sockets close and PostgreSQL ends the sessions at once). After a
- * `kill -9` the rollback said nothing for ~60 s about the items the dead run held: only its own
- * job (locked by the dead worker for BullMQ's lock duration) noted them (rollback-ledger.ts
- * noteStoppedHolds).
+ * Lock sessions are named `${LOCK_SESSIONS}/<runner>`, one runner ID per worker process, and a run's
+ * claim tokens start with `<runner>/` (runToken). A run holds its lock session for as long as it
+ * works, and a process that dies loses its sessions at once (its sockets close), so whether a claim's
+ * process may still be working on it is a question pg_stat_activity answers: after a `kill -9` the
+ * rollback said nothing for ~60 s about the items the dead run held, noted only by the rollback's
+ * own job once BullMQ's lock of the dead worker ran out (stopped-holds.ts).
  */
 export const LOCK_SESSIONS = 'blastgate-job-locks';
 

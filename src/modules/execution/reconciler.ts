@@ -99,8 +99,9 @@ async function requeue<Tx>(deps: ReconcilerDeps<Tx>, op: OperationRecord, now: n
     return { chunks: 0, control: 1 };
   }
   if (s.state === 'rolling_back') {
-    await deps.noteStoppedHolds?.(op.id);
     await deps.enqueueControl({ kind: 'rollback', opId: op.id, epoch });
+    // After the job is queued again: what the views say must not stand in the way of that.
+    await deps.noteStoppedHolds?.(op.id);
     return { chunks: 0, control: 1 };
   }
   return { chunks: 0, control: 0 };
