@@ -105,7 +105,14 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
   const clock = opts.clock ?? Date.now;
   const lockDuration = opts.lockDurationMs ?? 30_000;
   const leaseMs = opts.claimLeaseMs ?? Math.max(5_000, 3 * lockDuration);
-  const db = createDb(opts.databaseUrl, opts.concurrency * 2 + 6, {
+  const controlConcurrency = Math.max(2, opts.concurrency);
+  // One connection per job that may run at once, and two for the rest (halt watch, reconciler,
+  // intake, webhooks), which hold theirs only for a statement. Not more: each new PostgreSQL backend
+  // maps the shared buffers it reads page by page, and 4 more connections that a burst opens cost a
+  // waves run 9,545–9,622 against 11,249–11,361 items/s in one process, 8,071–8,124 against
+  // 10,709–10,873 with 2 worker processes (PostgreSQL CPU per item 100–135 against 86–106 µs;
+  // `npm run bench -- waves`, 2 interleaved pairs, 2026-12-04).
+  const db = createDb(opts.databaseUrl, opts.concurrency + controlConcurrency + 2, {
     name: 'blastgate-worker',
     ...(opts.backendNice ? { afterConnect: backendLowering(opts.backendNice, opts.logger) } : {}),
   });
@@ -200,7 +207,6 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
       if (--inHand === 0) drained?.();
     }
   };
-  const controlConcurrency = Math.max(2, opts.concurrency);
   const runner = randomUUID();
   // A job started twice (possible after a Redis restart) must not run twice at once: see exclusive.ts.
   const locks = createJobLocks(
