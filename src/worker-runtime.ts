@@ -111,7 +111,8 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
   // maps the shared buffers it reads page by page, and 4 more connections that a burst opens cost a
   // waves run 9,545–9,622 against 11,249–11,361 items/s in one process, 8,071–8,124 against
   // 10,709–10,873 with 2 worker processes (PostgreSQL CPU per item 100–135 against 86–106 µs;
-  // `npm run bench -- waves`, 2 interleaved pairs, 2026-12-04).
+  // `npm run bench -- waves`, 2 interleaved pairs, 2026-12-04; a third: 10,651–10,843 against
+  // 9,633–9,903 in one process, no gain beyond the spread with 2 worker processes).
   const db = createDb(opts.databaseUrl, opts.concurrency + controlConcurrency + 2, {
     name: 'blastgate-worker',
     ...(opts.backendNice ? { afterConnect: backendLowering(opts.backendNice, opts.logger) } : {}),
