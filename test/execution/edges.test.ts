@@ -656,6 +656,19 @@ describe('a rollback whose failed restores wait for their retry', () => {
   }, 90_000);
 });
 
+/** Ends every claim's lease (moved back in time, not waited for): the rollback ends rolled_back, no longer waiting. */
+async function endLeasesAndRollBack(opId: string) {
+  await query(
+    h.databaseUrl,
+    `UPDATE operation_items SET claimed_at = now() - interval '1 hour' WHERE operation_id = $1 AND state = 'restoring'`,
+    [opId],
+  );
+  const end = await waitForState(h, opId, ['rolled_back', 'rollback_incomplete'], 30_000);
+  expect(end.state).toBe('rolled_back');
+  const after = await request(h.app.server).get(`/v1/operations/${opId}`).set('authorization', h.auth('viewer'));
+  expect(after.body.waiting).toBeNull();
+}
+
 describe('a rollback whose items another run holds', () => {
   it('says so in its view and its stream (waiting: claims, how many, until when) until it takes them over', async () => {
     const ids = appsOf(freshSites(2), APPS);
@@ -704,15 +717,7 @@ describe('a rollback whose items another run holds', () => {
     const rows = await ledger(h, plan.id);
     expect(rows.filter((r) => r.state === 'restored')).toHaveLength(ids.length - 3);
     // The lease ends (moved back in time rather than waited for): the rollback takes them over.
-    await query(
-      h.databaseUrl,
-      `UPDATE operation_items SET claimed_at = now() - interval '1 hour' WHERE operation_id = $1 AND claim_token = 'dead'`,
-      [plan.id],
-    );
-    const end = await waitForState(h, plan.id, ['rolled_back', 'rollback_incomplete'], 30_000);
-    expect(end.state).toBe('rolled_back');
-    const after = await request(h.app.server).get(`/v1/operations/${plan.id}`).set('authorization', h.auth('viewer'));
-    expect(after.body.waiting).toBeNull();
+    await endLeasesAndRollBack(plan.id);
   }, 60_000);
 });
 
@@ -778,14 +783,7 @@ describe('a rollback whose job waits out a dead worker', () => {
       ).toEqual(noted);
       // The job runs, the leases end: every item comes back, and the view stops waiting.
       await control.resume();
-      await query(
-        h.databaseUrl,
-        `UPDATE operation_items SET claimed_at = now() - interval '1 hour' WHERE operation_id = $1 AND state = 'restoring'`,
-        [plan.id],
-      );
-      const end = await waitForState(h, plan.id, ['rolled_back', 'rollback_incomplete'], 30_000);
-      expect(end.state).toBe('rolled_back');
-      expect((await view()).body.waiting).toBeNull();
+      await endLeasesAndRollBack(plan.id);
     } finally {
       await control.resume();
       await control.close();

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startApiChild } from '../support/api-child.ts';
 import { buildTestApp, type TestApp } from '../support/app.ts';
 import { startDownstream, type Downstream } from '../support/downstream.ts';
-import { SECRET, until } from '../support/execution.ts';
+import { SECRET, until, useHttpAdapter } from '../support/execution.ts';
 import { startOwnRedis, type OwnRedis } from '../support/redis-server.ts';
 import { appId, query, seedRegistry } from '../support/seed.ts';
 
@@ -57,16 +57,7 @@ describe('a graceful shutdown after Redis went away, with restores of a rollback
   it('records the restores that land and exits on its own, status 0', async () => {
     await redis.start().catch(() => undefined);
     await seedRegistry(t.databaseUrl, { sites: 1, appsPerSite: 8 });
-    const adapter = {
-      kind: 'http',
-      baseUrl: downstream.url,
-      snapshot: 'GET /apps/{id}?tenantId={tenantId}',
-      softDelete: 'POST /apps/{id}/soft-delete',
-      restore: 'POST /apps/{id}/restore',
-      hardDelete: 'DELETE /apps/{id}',
-      timeoutMs: 10_000,
-    };
-    await query(t.databaseUrl, `UPDATE resource_types SET adapter = $1 WHERE name = 'app'`, [JSON.stringify(adapter)]);
+    await useHttpAdapter({ databaseUrl: t.databaseUrl, downstream }, false, { timeoutMs: 10_000 });
     const api = await startApiChild({
       databaseUrl: t.databaseUrl,
       redisUrl: redis.url,

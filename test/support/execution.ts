@@ -87,7 +87,11 @@ export async function buildExecHarness(
 }
 
 /** Registers `app` as an http-adapter type that acts on the downstream, with a tenant probe. */
-export async function useHttpAdapter(h: ExecHarness, withProbe = true, extra: Record<string, unknown> = {}) {
+export async function useHttpAdapter(
+  h: Pick<ExecHarness, 'databaseUrl' | 'downstream'>,
+  withProbe = true,
+  extra: Record<string, unknown> = {},
+) {
   const adapter = {
     kind: 'http',
     baseUrl: h.downstream.url,
