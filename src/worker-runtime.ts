@@ -92,6 +92,9 @@ export interface RunningWorkers {
 
 export const haltChannel = (prefix: string) => `${prefix}:halt`;
 
+/** How often, at most, a worker looks for jobs whose worker died (BullMQ's stalled check). */
+const STALLED_CHECK_MS = 5_000;
+
 /** How long close() lets BullMQ tear its consumers down once no job is in hand. */
 const CLOSE_GRACE_MS = 5_000;
 
@@ -196,7 +199,16 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
       ),
   });
 
-  const common = { prefix: opts.queuePrefix, lockDuration, stalledInterval: lockDuration, maxStalledCount: 100 };
+  // A job whose worker died is handed out again at the first stalled check after its lock ran out
+  // (lockDuration after the last renewal). Checked every lockDuration, that was up to two of them:
+  // after a `kill -9` mid-rollback the rollback sat still ~60 s after the restart, though no run held
+  // it (a new-user trial). The check is one small script per worker: every 5 s at most.
+  const common = {
+    prefix: opts.queuePrefix,
+    lockDuration,
+    stalledInterval: Math.min(lockDuration, STALLED_CHECK_MS),
+    maxStalledCount: 100,
+  };
   // Jobs being processed here, so that close() can wait for them without relying on BullMQ's close.
   let inHand = 0;
   let drained: (() => void) | undefined;
