@@ -772,15 +772,11 @@ describe('a rollback whose job waits out a dead worker', () => {
       expect(Date.parse(waiting!.until!)).toBeGreaterThan(Date.now() + 20_000);
       expect((await getOperation(h, plan.id)).state).toBe('rolling_back');
       // Noted once: what the views show is current, so the next ticks leave it as it is.
-      const noted = await query<{ w: unknown }>(
-        h.databaseUrl,
-        'SELECT restore_wait AS w FROM operations WHERE id = $1',
-        [plan.id],
-      );
+      const restoreWait = () =>
+        query<{ w: unknown }>(h.databaseUrl, 'SELECT restore_wait AS w FROM operations WHERE id = $1', [plan.id]);
+      const noted = await restoreWait();
       expect(await noteStoppedHolds(h.app.db.pool, plan.id, 6_000)).toBe(0);
-      expect(
-        await query<{ w: unknown }>(h.databaseUrl, 'SELECT restore_wait AS w FROM operations WHERE id = $1', [plan.id]),
-      ).toEqual(noted);
+      expect(await restoreWait()).toEqual(noted);
       // The job runs, the leases end: every item comes back, and the view stops waiting.
       await control.resume();
       await endLeasesAndRollBack(plan.id);

@@ -50,14 +50,15 @@ export const lockKeyOf = (job: Pick<Job, 'id' | 'queueName' | 'data'>): string =
 
 /**
  * `sessions` bounds the connections held for locks: at least the jobs this process runs at once.
- * `retryMs`: how long a job whose other run is still going waits before it looks again.
+ * `retryMs`: how long a job whose other run is still going waits before it looks again. `runner`: this
+ * process's ID, in its sessions' names and its runs' claim tokens (LOCK_SESSIONS).
  */
 export function createJobLocks(
   databaseUrl: string,
   prefix: string,
   sessions: number,
   retryMs: number,
-  runner: string = randomUUID(),
+  runner: string,
 ): JobLocks {
   const pool = new pg.Pool({
     connectionString: databaseUrl,

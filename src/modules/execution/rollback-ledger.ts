@@ -44,6 +44,19 @@ const ERROR_SHOWN = 500;
 /** Descendants picked in one batch whose parent was restored by an earlier one (their retries). */
 const ORPHANS_PER_PICK = 1_000;
 
+/**
+ * The items other runs hold ($1: the operation, $2: the claim lease in seconds): how many, since the
+ * first was claimed, and when the first lease ends. `also`: a further condition on the items.
+ */
+export const heldItemsSql = (also = 'true') =>
+  `SELECT count(*)::int AS items, min(claimed_at) AS since, min(claimed_at + make_interval(secs => $2)) AS at
+   FROM operation_items
+   WHERE operation_id = $1 AND executed_seq IS NOT NULL AND state IN ('claimed', 'restoring')
+     AND claimed_at >= now() - make_interval(secs => $2) AND ${also}`;
+/** restore_wait's `held` part, from a `held` row of heldItemsSql, noted now (the views read it). */
+export const HELD_JSON = `jsonb_build_object('held', jsonb_build_object('items', held.items, 'since', held.since,
+  'until', held.at, 'notedAt', now()))`;
+
 export interface RestoreCandidate extends RollbackCandidate {
   seq: number;
   tenantId: string;
@@ -255,12 +268,7 @@ export function pgRollbackLedger(pool: Pick<pg.Pool, 'query'>, leaseMs: number):
       const waiting = `operation_id = $1 AND executed_seq IS NOT NULL AND state = 'restore_failed' AND NOT permanent
              AND restore_attempts < $3 AND next_attempt_at > now()`;
       const r = await pool.query<{ at: Date | null }>(
-        `WITH held AS (
-           SELECT count(*)::int AS items, min(claimed_at) AS since, min(claimed_at + make_interval(secs => $2)) AS at
-           FROM operation_items
-           WHERE operation_id = $1 AND executed_seq IS NOT NULL AND state IN ('claimed', 'restoring')
-             AND claimed_at >= now() - make_interval(secs => $2)
-         ), retry AS (
+        `WITH held AS (${heldItemsSql()}), retry AS (
            SELECT count(*)::int AS items, min(next_attempt_at) AS at, max(updated_at) AS since
            FROM operation_items WHERE ${waiting}
          ), wait AS (
@@ -272,8 +280,7 @@ export function pgRollbackLedger(pool: Pick<pg.Pool, 'query'>, leaseMs: number):
                coalesce(CASE WHEN retry.items > 0 THEN jsonb_build_object('items', retry.items, 'nextRetryAt', retry.at,
                  'since', retry.since, 'lastError', left(coalesce($4::text, (SELECT last_error FROM operation_items
                                                    WHERE ${waiting} ORDER BY updated_at DESC LIMIT 1)), ${ERROR_SHOWN})) END, '{}')
-               || coalesce(CASE WHEN held.items > 0 THEN jsonb_build_object('held', jsonb_build_object('items', held.items,
-                    'since', held.since, 'until', held.at, 'notedAt', now())) END, '{}'),
+               || coalesce(CASE WHEN held.items > 0 THEN ${HELD_JSON} END, '{}'),
              '{}') AS w FROM retry, held
          ), noted AS (
            UPDATE operations o SET restore_wait = wait.w FROM wait

@@ -12,6 +12,7 @@
 // while the rollback moves or while what the views show is current.
 import type pg from 'pg';
 import { LOCK_SESSIONS } from './exclusive.ts';
+import { HELD_JSON, heldItemsSql } from './rollback-ledger.ts';
 
 /** A rollback with no item outcome for this long may be waiting on a stopped run's claims. */
 export const STOPPED_HOLDS_AFTER_MS = 5_000;
@@ -34,14 +35,10 @@ export async function noteStoppedHolds(pool: Pick<pg.Pool, 'query'>, opId: strin
      ), live AS (
        SELECT split_part(application_name, '/', 2) AS runner FROM pg_stat_activity WHERE application_name LIKE $4
      ), held AS (
-       SELECT count(*)::int AS items, min(claimed_at) AS since, min(claimed_at + make_interval(secs => $2)) AS at
-       FROM operation_items
-       WHERE EXISTS (SELECT 1 FROM op) AND operation_id = $1 AND executed_seq IS NOT NULL
-         AND state IN ('claimed', 'restoring') AND claimed_at >= now() - make_interval(secs => $2)
-         AND strpos(claim_token, '/') > 0 AND split_part(claim_token, '/', 1) NOT IN (SELECT runner FROM live)
+       ${heldItemsSql(`EXISTS (SELECT 1 FROM op) AND strpos(claim_token, '/') > 0
+                       AND split_part(claim_token, '/', 1) NOT IN (SELECT runner FROM live)`)}
      )
-     UPDATE operations o SET restore_wait = coalesce(o.restore_wait, '{}') || jsonb_build_object('held',
-       jsonb_build_object('items', held.items, 'since', held.since, 'until', held.at, 'notedAt', now()))
+     UPDATE operations o SET restore_wait = coalesce(o.restore_wait, '{}') || ${HELD_JSON}
      FROM held WHERE o.id = $1 AND o.state = 'rolling_back' AND held.items > 0
      RETURNING held.items`,
     [opId, leaseMs / 1000, STOPPED_HOLDS_AFTER_MS / 1000, `${LOCK_SESSIONS}/%`],
