@@ -1,56 +1,40 @@
-// Starts the execution workers: BullMQ consumers of the `items` and `control` queues over the
-// shared Postgres ledger, the halt watch, and the reconciler; and the CI intake queue's consumer. Used by src/worker.ts (separate,
-// scalable processes) and by src/server.ts in the zero-config start.
+// Starts the execution workers: the BullMQ consumers of the `items` and `control` queues over the
+// shared Postgres ledger (execution/consumers.ts), the halt watch, the reconciler, the CI intake
+// queue's consumer, webhooks and retention; and closes them in order. Used by src/worker.ts
+// (separate, scalable processes) and by src/server.ts in the zero-config start.
 //
 // A worker outlives its dependencies: a PostgreSQL or Redis restart fails the jobs in hand (they
 // are retried with backoff, and the reconciler re-derives anything Redis lost), connections come
 // back by themselves, and nothing here ends the process on a transient error.
 import { randomUUID } from 'node:crypto';
-import { assertMigrated, databaseProblem } from './db/migrate.ts';
-import { DelayedError, Worker, type Job } from 'bullmq';
 import type { FastifyBaseLogger } from 'fastify';
-import type pg from 'pg';
-import { isTransient } from './lib/transient.ts';
+import { assertMigrated, databaseProblem } from './db/migrate.ts';
 import { backendLowering } from './lib/priority.ts';
 import { unsignableTypes } from './modules/adapters/signing-check.ts';
-import { PROTECTED_SINCE_PLAN, TENANT_PROTECTED_SINCE_PLAN } from './modules/adapters/registry-apply.ts';
 import { closeDb, createDb } from './plugins/db.ts';
 import { closeRedis, createRedis, failWhileDown, redisReachable } from './plugins/redis.ts';
 import { createMetrics, type Metrics } from './plugins/metrics.ts';
 import type { DownstreamPolicy } from './modules/adapters/index.ts';
 import { AdapterCache } from './modules/execution/adapters-cache.ts';
-import { processBake } from './modules/execution/bake.ts';
-import { pgBakeStore } from './modules/execution/bake-store.ts';
-import { registryFollows } from './modules/purges/retention.ts';
+import { startConsumers } from './modules/execution/consumers.ts';
 import { startPurgeScheduler } from './modules/purges/scheduler.ts';
-import { operationReads, recordThrottle } from './modules/operations/repository.ts';
+import { operationReads } from './modules/operations/repository.ts';
 import { releaseEndedLocks } from './modules/operations/resource-locks.ts';
-import { processChunk, quarantineChunk, settleIfDone, type ChunkDeps } from './modules/execution/chunk.ts';
 import { pgEngine } from './modules/execution/engine-store.ts';
 import { createJobLocks } from './modules/execution/exclusive.ts';
 import { noteStoppedHolds } from './modules/execution/stopped-holds.ts';
 import { HaltWatch } from './modules/execution/halt-watch.ts';
 import { pgLedger } from './modules/execution/ledger.ts';
-import { createQueues, JOB_ATTEMPTS, QUEUE_NAMES, type ChunkJob, type ControlJob } from './modules/execution/queues.ts';
-import { reconcileOnce, type Reconciled } from './modules/execution/reconciler.ts';
-import { pgRollbackLedger } from './modules/execution/rollback-ledger.ts';
-import { processRollback } from './modules/execution/rollback.ts';
-import { supersededItems } from './modules/execution/rollback-superseded.ts';
-import { processDrill } from './modules/execution/drill.ts';
-import { pgDrillStore } from './modules/execution/drill-store.ts';
+import { createQueues } from './modules/execution/queues.ts';
+import { startReconcileLoop, type Reconciled } from './modules/execution/reconciler.ts';
 import { loadOperation } from './modules/execution/state.ts';
-import { pgThroughputRecorder } from './modules/operations/restore-estimate.ts';
 import { createVelocityLimiter } from './modules/execution/velocity.ts';
 import { callSlots } from './modules/execution/call-slots.ts';
 import { checkSnapshotKey } from './modules/snapshots/key-check.ts';
 import { snapshotStore } from './modules/snapshots/store.ts';
-import { destroyKeysOf } from './modules/erasure/keys.ts';
 import { startIntakeWorker } from './modules/intake/worker.ts';
 import { startWebhooks } from './modules/webhooks/runtime.ts';
 import { DEFAULT_WEBHOOK_SETTINGS, type WebhookSettings } from './modules/webhooks/settings.ts';
-
-/** How often a worker deletes the lock rows of ended operations (releaseEndedLocks). */
-const RELEASE_LOCKS_EVERY_MS = 60_000;
 
 export interface WorkerOptions {
   databaseUrl: string;
@@ -92,17 +76,8 @@ export interface RunningWorkers {
 
 export const haltChannel = (prefix: string) => `${prefix}:halt`;
 
-/** How often, at most, a worker looks for jobs whose worker died (BullMQ's stalled check). */
-const STALLED_CHECK_MS = 5_000;
-
 /** How long close() lets BullMQ tear its consumers down once no job is in hand. */
 const CLOSE_GRACE_MS = 5_000;
-
-/** The step-job pattern: the same job comes back after `delayMs` (its attempts are not used up). */
-async function later(job: Job, token: string | undefined, delayMs: number): Promise<never> {
-  await job.moveToDelayed(Date.now() + delayMs, token);
-  throw new DelayedError();
-}
 
 export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers> {
   const clock = opts.clock ?? Date.now;
@@ -155,71 +130,6 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
   const adapters = new AdapterCache(db.pool, opts.downstream);
   const load = (opId: string) => loadOperation(db.pool, opId, false);
   const ledger = pgLedger(db.pool, leaseMs, snapshots);
-  const velocity = createVelocityLimiter(producer, opts.queuePrefix, clock);
-  const slots = callSlots();
-  const chunkDeps = (job: Job, token: string | undefined): ChunkDeps<pg.PoolClient> => ({
-    load,
-    ledger,
-    engine,
-    adapters,
-    watch,
-    velocity,
-    throttled: (opId, cap, until) => recordThrottle(db.pool, opId, cap, until),
-    slots,
-    requeue: (_next, delayMs) => later(job, token, delayMs),
-    clock,
-    leaseMs,
-    metrics: opts.metrics,
-    readSnapshots: (ids) => snapshots.get(db.pool, ids),
-    eraseKeys: (tx, opId, seqs) => destroyKeysOf(tx, snapshots, opId, seqs),
-    registryFollows,
-    sameDb: { sql: (tx) => tx, put: (tx, opId, inputs) => snapshots.put(tx, opId, inputs) },
-    protectedNow: async (ids, approvedTenants) =>
-      new Map(
-        // One primary-key lookup per ID: with `id = ANY(…)` PostgreSQL scans the whole registry
-        // below a few hundred thousand rows (registry-apply.ts says the same of its statement). The
-        // chunk's few tenants are looked up once each, as the registry statement does (ptenant).
-        (
-          await db.pool.query<{ id: string; protected: boolean; tenant_id: string }>(
-            `WITH r AS MATERIALIZED (
-               SELECT r.id, r.protected, r.tenant_id FROM unnest($1::text[]) AS i(id)
-               CROSS JOIN LATERAL (SELECT id, protected, tenant_id FROM resources r WHERE r.id = i.id) r
-             ), ptenant AS (
-               SELECT t.id FROM (SELECT DISTINCT tenant_id FROM r) d
-               CROSS JOIN LATERAL (SELECT id FROM tenants t WHERE t.id = d.tenant_id AND t.protected) t
-               WHERE NOT (t.id = ANY($2::text[]))
-             )
-             SELECT id, protected, tenant_id FROM r WHERE protected OR tenant_id IN (SELECT id FROM ptenant)`,
-            [ids, approvedTenants],
-          )
-        ).rows.map((r) => [
-          r.id,
-          r.protected ? PROTECTED_SINCE_PLAN(r.id) : TENANT_PROTECTED_SINCE_PLAN(r.id, r.tenant_id),
-        ]),
-      ),
-  });
-
-  // A job whose worker died is handed out again at the first stalled check after its lock ran out
-  // (lockDuration after the last renewal). Checked every lockDuration, that was up to two of them:
-  // after a `kill -9` mid-rollback the rollback sat still ~60 s after the restart, though no run held
-  // it (a new-user trial). The check is one small script per worker: every 5 s at most.
-  const common = {
-    prefix: opts.queuePrefix,
-    lockDuration,
-    stalledInterval: Math.min(lockDuration, STALLED_CHECK_MS),
-    maxStalledCount: 100,
-  };
-  // Jobs being processed here, so that close() can wait for them without relying on BullMQ's close.
-  let inHand = 0;
-  let drained: (() => void) | undefined;
-  const tracked = async (run: () => Promise<void>) => {
-    inHand++;
-    try {
-      await run();
-    } finally {
-      if (--inHand === 0) drained?.();
-    }
-  };
   const runner = randomUUID();
   // A job started twice (possible after a Redis restart) must not run twice at once: see exclusive.ts.
   const locks = createJobLocks(
@@ -229,92 +139,32 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
     lockDuration,
     runner,
   );
-  const items = new Worker<ChunkJob>(
-    QUEUE_NAMES.items,
-    (job, token) =>
-      tracked(() => locks.run(job, token, (fence) => processChunk(chunkDeps(job, token), job.id!, job.data, fence))),
-    { ...common, connection: itemsConn, concurrency: opts.concurrency },
-  );
-  const control = new Worker<ControlJob>(
-    QUEUE_NAMES.control,
-    (job, token) =>
-      tracked(() =>
-        locks.run(job, token, async (fence) => {
-          const j = job.data;
-          if (j.kind === 'settle') return settleIfDone({ engine, ledger }, j.opId, j.wave);
-          if (j.kind === 'drill')
-            return processDrill(
-              {
-                load,
-                store: pgDrillStore(db.pool),
-                engine,
-                adapters,
-                readSnapshots: (ids) => snapshots.get(db.pool, ids),
-              },
-              j,
-              fence,
-            );
-          if (j.kind === 'bake') {
-            return processBake(
-              {
-                load,
-                ...pgBakeStore(db.pool),
-                adapters,
-                engine,
-                enqueueControl: (job, delayMs) => queues.enqueueControl(job, delayMs),
-                clock,
-                log: opts.logger,
-              },
-              j,
-            );
-          }
-          return processRollback(
-            {
-              load,
-              ledger: pgRollbackLedger(db.pool, leaseMs),
-              leaseMs,
-              engine,
-              adapters,
-              readSnapshots: (ids) => snapshots.get(db.pool, ids),
-              later: (ms) => later(job, token, ms),
-              clock,
-              metrics: opts.metrics,
-              throughput: pgThroughputRecorder(db.pool),
-              watch,
-              superseded: (id, picked) => supersededItems(db.pool, id, picked),
-            },
-            j.opId,
-            fence,
-          );
-        }),
-      ),
-    { ...common, connection: controlConn, concurrency: controlConcurrency },
-  );
-  items.on('failed', (job, err) => {
-    if (!job || err instanceof DelayedError) return;
-    const final = job.attemptsMade >= (job.opts.attempts ?? JOB_ATTEMPTS);
-    opts.logger.warn({ err, jobId: job.id, attemptsMade: job.attemptsMade, final }, 'chunk job failed');
-    // A chunk that keeps failing for a reason of its own is quarantined: its open items fail with
-    // that reason and count toward the halt policy. A dependency that is down is not such a reason:
-    // the reconciler queues the chunk again once it is back.
-    if (final && !isTransient(err)) {
-      void quarantineChunk({ load, ledger, engine, clock }, job.id!, job.data, err.message).catch((e: unknown) =>
-        opts.logger.error(
-          { err: e, jobId: job.id },
-          'could not quarantine a failing chunk; the reconciler will queue it again',
-        ),
-      );
-    }
+  const consumers = startConsumers({
+    pool: db.pool,
+    prefix: opts.queuePrefix,
+    concurrency: opts.concurrency,
+    controlConcurrency,
+    lockDuration,
+    leaseMs,
+    itemsConn,
+    controlConn,
+    locks,
+    load,
+    ledger,
+    engine,
+    adapters,
+    watch,
+    velocity: createVelocityLimiter(producer, opts.queuePrefix, clock),
+    slots: callSlots(),
+    snapshots,
+    queues,
+    clock,
+    metrics: opts.metrics,
+    logger: opts.logger,
   });
-  control.on('failed', (job, err) => {
-    if (job && !(err instanceof DelayedError))
-      opts.logger.warn({ err, jobId: job.id }, 'control job failed (retried; the reconciler re-arms it)');
-  });
-  for (const w of [items, control]) w.on('error', (err) => opts.logger.error({ err }, 'worker error'));
 
-  let releasedAt = 0;
-  const reconcile = async () => {
-    const r = await reconcileOnce({
+  const loop = await startReconcileLoop({
+    deps: {
       pool: db.pool,
       load,
       engine,
@@ -322,30 +172,11 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
       enqueueControl: (job, delayMs) => queues.enqueueControl(job, delayMs),
       noteStoppedHolds: (opId) => noteStoppedHolds(db.pool, opId, leaseMs),
       clock,
-    });
-    // At most once a minute: finding the rows scans the lock table, which also holds every lock of
-    // the running operations, and a row left a minute longer only costs a re-plan.
-    if (clock() - releasedAt >= RELEASE_LOCKS_EVERY_MS) {
-      releasedAt = clock();
-      const released = await releaseEndedLocks(db.pool);
-      if (released) opts.logger.debug({ released }, 'released the locks of ended operations');
-    }
-    return r;
-  };
-  const every = opts.reconcileEveryMs ?? 10_000;
-  let reconciling = false;
-  const timer = setInterval(() => {
-    if (reconciling) return;
-    reconciling = true;
-    reconcile()
-      .catch((err: unknown) => opts.logger.warn({ err }, 'reconcile failed'))
-      .finally(() => {
-        reconciling = false;
-      });
-  }, every);
-  timer.unref();
-  // Work that was queued before this process started, or lost with a Redis restart.
-  await reconcile().catch((err: unknown) => opts.logger.warn({ err }, 'initial reconcile failed'));
+    },
+    everyMs: opts.reconcileEveryMs ?? 10_000,
+    releaseLocks: () => releaseEndedLocks(db.pool),
+    logger: opts.logger,
+  });
   const retentionConn = opts.purgeProposalCron === undefined ? undefined : createRedis(opts.redisUrl, true);
   retentionConn?.on('error', (err: Error) => opts.logger.warn({ err }, 'redis connection error'));
   const retention =
@@ -390,12 +221,12 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
 
   return {
     runner,
-    reconcile,
+    reconcile: loop.reconcile,
     async close() {
       // First of all: no destructive call starts from here on; the chunks in hand hand back what
       // they have not sent (halt-watch.ts shutDown), so the wait below is for calls in flight only.
       watch.shutDown();
-      clearInterval(timer);
+      loop.stop();
       // With Redis unreachable (down, restarting), nothing that talks to it can finish closing: the
       // jobs in hand are waited for, BullMQ is not, and the connections are dropped (a Ctrl-C with
       // Redis gone used to wait out the whole shutdown timeout, then exit by force).
@@ -410,19 +241,17 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
       // BullMQ stops fetching at once; the jobs in hand finish first (graceful). BullMQ's close
       // then waits for its blocking connection to end, which never happens when that connection
       // is between two reconnect attempts (Redis down or just restarted): that wait is bounded.
-      const closing = Promise.all([items.close(), control.close(), intake.close()]).catch((err: unknown) =>
-        opts.logger.warn({ err }, 'closing the queue consumers failed'),
+      const closing = Promise.all([consumers.items.close(), consumers.control.close(), intake.close()]).catch(
+        (err: unknown) => opts.logger.warn({ err }, 'closing the queue consumers failed'),
       );
-      if (inHand > 0) {
+      if (consumers.inHand() > 0) {
         // Redis gone (now, or while the jobs finish): their Redis commands fail instead of waiting.
         const failFast = setInterval(() => {
           if (reachable()) return;
           for (const r of redisConns) failWhileDown(r);
           clearInterval(failFast);
         }, 100);
-        await new Promise<void>((resolve) => {
-          drained = resolve;
-        });
+        await consumers.drained();
         clearInterval(failFast);
       }
       let graceTimer: NodeJS.Timeout | undefined;

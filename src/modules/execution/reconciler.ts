@@ -8,6 +8,7 @@
 //   finished waves get settled, bakes and rollbacks get their job back);
 // - and the witness: a rollback whose items a stopped run holds says so at once, not when its own
 //   job runs again after the dead worker's job lock (stopped-holds.ts).
+import type { FastifyBaseLogger } from 'fastify';
 import type pg from 'pg';
 import { decide } from '../operations/lifecycle.ts';
 import type { Engine } from './engine.ts';
@@ -105,4 +106,50 @@ async function requeue<Tx>(deps: ReconcilerDeps<Tx>, op: OperationRecord, now: n
     return { chunks: 0, control: 1 };
   }
   return { chunks: 0, control: 0 };
+}
+
+/** How often a worker deletes the lock rows of ended operations (releaseEndedLocks). */
+const RELEASE_LOCKS_EVERY_MS = 60_000;
+
+export interface ReconcileLoop {
+  reconcile: () => Promise<Reconciled>;
+  stop: () => void;
+}
+
+/**
+ * Runs reconcileOnce now (work queued before this process started, or lost with a Redis restart)
+ * and then every `everyMs`, never two at once; a failed round is logged and the next one tries
+ * again. Ended operations' lock rows are released from the same loop.
+ */
+export async function startReconcileLoop<Tx>(o: {
+  deps: ReconcilerDeps<Tx>;
+  everyMs: number;
+  releaseLocks(): Promise<number>;
+  logger: Pick<FastifyBaseLogger, 'warn' | 'debug'>;
+}): Promise<ReconcileLoop> {
+  let releasedAt = 0;
+  const reconcile = async () => {
+    const r = await reconcileOnce(o.deps);
+    // At most once a minute: finding the rows scans the lock table, which also holds every lock of
+    // the running operations, and a row left a minute longer only costs a re-plan.
+    if (o.deps.clock() - releasedAt >= RELEASE_LOCKS_EVERY_MS) {
+      releasedAt = o.deps.clock();
+      const released = await o.releaseLocks();
+      if (released) o.logger.debug({ released }, 'released the locks of ended operations');
+    }
+    return r;
+  };
+  let reconciling = false;
+  const timer = setInterval(() => {
+    if (reconciling) return;
+    reconciling = true;
+    reconcile()
+      .catch((err: unknown) => o.logger.warn({ err }, 'reconcile failed'))
+      .finally(() => {
+        reconciling = false;
+      });
+  }, o.everyMs);
+  timer.unref();
+  await reconcile().catch((err: unknown) => o.logger.warn({ err }, 'initial reconcile failed'));
+  return { reconcile, stop: () => clearInterval(timer) };
 }

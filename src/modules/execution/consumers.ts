@@ -1,0 +1,208 @@
+// The BullMQ consumers of the `items` and `control` queues: each job runs under its job lock
+// (exclusive.ts) and routes to its step (chunk, settle, drill, bake, rollback). Kept apart from
+// worker-runtime.ts, which owns the process's resources and their shutdown order; here only
+// what a job needs and how its failures are reported.
+import { DelayedError, Worker, type Job } from 'bullmq';
+import type { FastifyBaseLogger } from 'fastify';
+import type { Redis } from 'ioredis';
+import type pg from 'pg';
+import { isTransient } from '../../lib/transient.ts';
+import type { Metrics } from '../../plugins/metrics.ts';
+import { destroyKeysOf } from '../erasure/keys.ts';
+import { recordThrottle } from '../operations/repository.ts';
+import { pgThroughputRecorder } from '../operations/restore-estimate.ts';
+import { registryFollows } from '../purges/retention.ts';
+import type { SnapshotStore } from '../snapshots/store.ts';
+import type { AdapterCache } from './adapters-cache.ts';
+import { processBake } from './bake.ts';
+import { pgBakeStore } from './bake-store.ts';
+import type { CallSlots } from './call-slots.ts';
+import { processChunk, quarantineChunk, settleIfDone, type ChunkDeps } from './chunk.ts';
+import { processDrill } from './drill.ts';
+import { pgDrillStore } from './drill-store.ts';
+import type { Engine } from './engine.ts';
+import type { JobLocks } from './exclusive.ts';
+import type { HaltWatch } from './halt-watch.ts';
+import type { Ledger } from './ledger.ts';
+import { protectedNow } from './protected-now.ts';
+import { JOB_ATTEMPTS, QUEUE_NAMES, type ChunkJob, type ControlJob, type Queues } from './queues.ts';
+import { pgRollbackLedger } from './rollback-ledger.ts';
+import { processRollback } from './rollback.ts';
+import { supersededItems } from './rollback-superseded.ts';
+import type { OperationRecord } from './state.ts';
+import type { VelocityLimiter } from './velocity.ts';
+
+/** How often, at most, a worker looks for jobs whose worker died (BullMQ's stalled check). */
+const STALLED_CHECK_MS = 5_000;
+
+export interface ConsumerDeps {
+  pool: pg.Pool;
+  prefix: string;
+  /** Chunk jobs at once; control jobs (bakes, rollbacks, settles, drills) at once. */
+  concurrency: number;
+  controlConcurrency: number;
+  lockDuration: number;
+  leaseMs: number;
+  itemsConn: Redis;
+  controlConn: Redis;
+  locks: JobLocks;
+  load: (opId: string) => Promise<OperationRecord | undefined>;
+  ledger: Ledger;
+  engine: Engine<pg.PoolClient>;
+  adapters: AdapterCache;
+  watch: HaltWatch;
+  velocity: VelocityLimiter;
+  slots: CallSlots;
+  snapshots: SnapshotStore;
+  queues: Queues;
+  clock: () => number;
+  metrics?: Metrics;
+  logger: FastifyBaseLogger;
+}
+
+export interface Consumers {
+  items: Worker<ChunkJob>;
+  control: Worker<ControlJob>;
+  /** Jobs being processed here (close() waits for them without relying on BullMQ's close). */
+  inHand(): number;
+  /** Resolves once no job is in hand (at once when none is). */
+  drained(): Promise<void>;
+}
+
+/** The step-job pattern: the same job comes back after `delayMs` (its attempts are not used up). */
+async function later(job: Job, token: string | undefined, delayMs: number): Promise<never> {
+  await job.moveToDelayed(Date.now() + delayMs, token);
+  throw new DelayedError();
+}
+
+export function startConsumers(d: ConsumerDeps): Consumers {
+  const { pool, snapshots, engine, adapters, load, clock } = d;
+  const readSnapshots = (ids: number[]) => snapshots.get(pool, ids);
+  const chunkDeps = (job: Job, token: string | undefined): ChunkDeps<pg.PoolClient> => ({
+    load,
+    ledger: d.ledger,
+    engine,
+    adapters,
+    watch: d.watch,
+    velocity: d.velocity,
+    throttled: (opId, cap, until) => recordThrottle(pool, opId, cap, until),
+    slots: d.slots,
+    requeue: (_next, delayMs) => later(job, token, delayMs),
+    clock,
+    leaseMs: d.leaseMs,
+    metrics: d.metrics,
+    readSnapshots,
+    eraseKeys: (tx, opId, seqs) => destroyKeysOf(tx, snapshots, opId, seqs),
+    registryFollows,
+    sameDb: { sql: (tx) => tx, put: (tx, opId, inputs) => snapshots.put(tx, opId, inputs) },
+    protectedNow: (ids, approvedTenants) => protectedNow(pool, ids, approvedTenants),
+  });
+  const runControl = (
+    job: Job<ControlJob>,
+    token: string | undefined,
+    fence: Parameters<typeof processRollback>[2],
+  ) => {
+    const j = job.data;
+    if (j.kind === 'settle') return settleIfDone({ engine, ledger: d.ledger }, j.opId, j.wave);
+    if (j.kind === 'drill')
+      return processDrill({ load, store: pgDrillStore(pool), engine, adapters, readSnapshots }, j, fence);
+    if (j.kind === 'bake') {
+      return processBake(
+        {
+          load,
+          ...pgBakeStore(pool),
+          adapters,
+          engine,
+          enqueueControl: (job, delayMs) => d.queues.enqueueControl(job, delayMs),
+          clock,
+          log: d.logger,
+        },
+        j,
+      );
+    }
+    return processRollback(
+      {
+        load,
+        ledger: pgRollbackLedger(pool, d.leaseMs),
+        leaseMs: d.leaseMs,
+        engine,
+        adapters,
+        readSnapshots,
+        later: (ms) => later(job, token, ms),
+        clock,
+        metrics: d.metrics,
+        throughput: pgThroughputRecorder(pool),
+        watch: d.watch,
+        superseded: (id, picked) => supersededItems(pool, id, picked),
+      },
+      j.opId,
+      fence,
+    );
+  };
+
+  // A job whose worker died is handed out again at the first stalled check after its lock ran out
+  // (lockDuration after the last renewal). Checked every lockDuration, that was up to two of them:
+  // after a `kill -9` mid-rollback the rollback sat still ~60 s after the restart, though no run held
+  // it (a new-user trial). The check is one small script per worker: every 5 s at most.
+  const common = {
+    prefix: d.prefix,
+    lockDuration: d.lockDuration,
+    stalledInterval: Math.min(d.lockDuration, STALLED_CHECK_MS),
+    maxStalledCount: 100,
+  };
+  let inHand = 0;
+  let onDrained: (() => void) | undefined;
+  const tracked = async (run: () => Promise<void>) => {
+    inHand++;
+    try {
+      await run();
+    } finally {
+      if (--inHand === 0) onDrained?.();
+    }
+  };
+  // A job started twice (possible after a Redis restart) must not run twice at once: see exclusive.ts.
+  const items = new Worker<ChunkJob>(
+    QUEUE_NAMES.items,
+    (job, token) =>
+      tracked(() => d.locks.run(job, token, (fence) => processChunk(chunkDeps(job, token), job.id!, job.data, fence))),
+    { ...common, connection: d.itemsConn, concurrency: d.concurrency },
+  );
+  const control = new Worker<ControlJob>(
+    QUEUE_NAMES.control,
+    (job, token) => tracked(() => d.locks.run(job, token, (fence) => runControl(job, token, fence))),
+    { ...common, connection: d.controlConn, concurrency: d.controlConcurrency },
+  );
+  items.on('failed', (job, err) => {
+    if (!job || err instanceof DelayedError) return;
+    const final = job.attemptsMade >= (job.opts.attempts ?? JOB_ATTEMPTS);
+    d.logger.warn({ err, jobId: job.id, attemptsMade: job.attemptsMade, final }, 'chunk job failed');
+    // A chunk that keeps failing for a reason of its own is quarantined: its open items fail with
+    // that reason and count toward the halt policy. A dependency that is down is not such a reason:
+    // the reconciler queues the chunk again once it is back.
+    if (final && !isTransient(err)) {
+      void quarantineChunk({ load, ledger: d.ledger, engine, clock }, job.id!, job.data, err.message).catch(
+        (e: unknown) =>
+          d.logger.error(
+            { err: e, jobId: job.id },
+            'could not quarantine a failing chunk; the reconciler will queue it again',
+          ),
+      );
+    }
+  });
+  control.on('failed', (job, err) => {
+    if (job && !(err instanceof DelayedError))
+      d.logger.warn({ err, jobId: job.id }, 'control job failed (retried; the reconciler re-arms it)');
+  });
+  for (const w of [items, control]) w.on('error', (err) => d.logger.error({ err }, 'worker error'));
+  return {
+    items,
+    control,
+    inHand: () => inHand,
+    drained: () =>
+      inHand === 0
+        ? Promise.resolve()
+        : new Promise<void>((resolve) => {
+            onDrained = resolve;
+          }),
+  };
+}
