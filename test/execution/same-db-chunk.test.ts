@@ -17,7 +17,7 @@ const APPS = 10;
 let h: ExecHarness;
 beforeAll(async () => {
   h = await buildExecHarness({ workers: 1 });
-  await seedRegistry(h.databaseUrl, { sites: 12, appsPerSite: APPS });
+  await seedRegistry(h.databaseUrl, { sites: 13, appsPerSite: APPS });
   // Fails (or, in mode 'sleep', holds for 1.5 s) every update of a wave's counters while armed; counts the failures in a sequence (a
   // sequence is not rolled back with the transaction that fails).
   await query(
@@ -228,6 +228,66 @@ describe('a registry delete chunk', () => {
       expect(end.haltReason).toContain(`its tenant ${tenantId(11)} is protected`);
     } finally {
       await query(h.databaseUrl, 'UPDATE tenants SET protected = false WHERE id = $1', [tenantId(11)]);
+    }
+  }, 60_000);
+  it('keeps one record per change when another run claims one of its items while it runs', async () => {
+    // Two runs of the same items (a chunk started twice after a Redis restart): the chunk holds its
+    // items from the read to its commit, so the other run's claim waits and then finds them done.
+    // (Read without the lock, measured no faster, the chunk's record must find every item still
+    // pending or undo itself: without either, this run ended "completed" with an item left claimed.)
+    // Here the chunk is held on a registry row (session A) while the other run claims one item (B).
+    const ids = appsOf([12], APPS);
+    const target = ids[3]!;
+    const a = new pg.Client({ connectionString: h.databaseUrl });
+    const b = new pg.Client({ connectionString: h.databaseUrl });
+    await a.connect();
+    await b.connect();
+    try {
+      await a.query('BEGIN');
+      await a.query('SELECT 1 FROM resources WHERE id = $1 FOR UPDATE', [target]);
+      const op = await submitAndStart(h, {
+        ids,
+        rollout: { bakeSeconds: 0, concurrency: 4, waves: ['100%'], restoreDrill: false },
+        haltPolicy: { probe: 'optional' },
+      });
+      await until(
+        async () =>
+          (
+            await query(
+              h.databaseUrl,
+              `SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%ptenant AS%'`,
+            )
+          ).length > 0,
+        'the chunk to wait for the registry row',
+      );
+      // Not awaited yet: the chunk holds that item.
+      const other = b.query(
+        `UPDATE operation_items SET state = 'claimed', claimed_by = 'another-run', claim_token = 'another-run/1',
+           claimed_at = now() WHERE operation_id = $1 AND resource_id = $2 AND state = 'pending'`,
+        [op.id, target],
+      );
+      await new Promise((r) => setTimeout(r, 200));
+      await a.query('ROLLBACK');
+      await other;
+      const end = await waitForState(h, op.id, ['completed', 'completed_with_failures', 'halted', 'paused'], 45_000);
+      expect(end.state).toBe('completed');
+      const items = await query<{ id: string; state: string; snapshot_id: string | null }>(
+        h.databaseUrl,
+        'SELECT resource_id AS id, state, snapshot_id FROM operation_items WHERE operation_id = $1',
+        [op.id],
+      );
+      const rows = await query<{ id: string; state: string; snaps: number }>(
+        h.databaseUrl,
+        `SELECT r.id, r.state, (SELECT count(*)::int FROM snapshots s WHERE s.operation_id = $2 AND s.resource_id = r.id) AS snaps
+         FROM resources r WHERE r.id = ANY($1::text[]) ORDER BY r.id`,
+        [ids, op.id],
+      );
+      // Every registry change has its record and exactly one snapshot.
+      expect(rows).toEqual([...ids].sort().map((id) => ({ id, state: 'soft_deleted', snaps: 1 })));
+      expect(items.filter((i) => i.state === 'done' && i.snapshot_id !== null)).toHaveLength(ids.length);
+    } finally {
+      await a.end();
+      await b.end();
     }
   }, 60_000);
 });
