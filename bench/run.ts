@@ -10,6 +10,7 @@ import { benchPlans } from './plan.ts';
 import { benchRegistryImport } from './registry-import.ts';
 import { benchRestore } from './restore.ts';
 import { benchScale } from './scale.ts';
+import { benchStatements } from './statements.ts';
 import { BENCH_SNAPSHOT_KEY, benchServices, table } from './support.ts';
 
 const only = process.argv[2];
@@ -78,6 +79,12 @@ try {
       'Halt overshoot and latency',
       await benchExecution({ ...services, databaseUrl: await freshDatabase('bench_halt') }, ['halt']),
     );
+  // Not in the full run: it restarts the bench's PostgreSQL with pg_stat_statements loaded.
+  if (only === 'statements') {
+    const r = await benchStatements(services, freshDatabase);
+    table('Items/s through waves (with pg_stat_statements loaded)', r.waves);
+    table('PostgreSQL statements of those waves runs, by total execution time (waits included)', r.statements);
+  }
   if (only === 'efficiency')
     table(
       'Efficiency: Blastgate ÷ plain loop, same HTTP downstream',

@@ -9,7 +9,7 @@ import { isRunning, linesSince, sizeOf } from './procs.ts';
 import { postgresStop, stopOne } from './stop.ts';
 
 // initdb and postgres refuse to run as root; the Debian package creates a `postgres` user.
-function asPostgres(cmd: string, args: string[]) {
+export function asPostgres(cmd: string, args: string[]) {
   const full = isRoot() ? (['runuser', ['-u', 'postgres', '--', cmd, ...args]] as const) : ([cmd, args] as const);
   const r = spawnSync(full[0], [...full[1]], { encoding: 'utf8' });
   return { ok: r.status === 0, out: `${r.stdout ?? ''}${r.stderr ?? ''}` };
