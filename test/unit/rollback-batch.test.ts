@@ -3,14 +3,20 @@
 // descendants in one call, an HTTP-like one gets the parent, then each descendant through its own
 // type's adapter, shallowest first; the descendants of a parent that did not come back fail with it.
 import { describe, expect, it } from 'vitest';
-import type { AdapterItem, ItemResult, TargetAdapter } from '../../src/modules/adapters/types.ts';
-import { restoreBatch } from '../../src/modules/execution/rollback-batch.ts';
+import { SKIPPED, type AdapterItem, type ItemResult, type TargetAdapter } from '../../src/modules/adapters/types.ts';
+import { RESTORE_NOT_SENT, restoreBatch } from '../../src/modules/execution/rollback-batch.ts';
 import type { RestoreCandidate } from '../../src/modules/execution/rollback-ledger.ts';
 import type { SnapshotRead } from '../../src/modules/snapshots/store.ts';
 
 type Call = { type: string; ids: string[]; descendants: string[][] };
 
-function fakeAdapter(type: string, cascade: TargetAdapter['cascade'], calls: Call[], fail = new Set<string>()) {
+function fakeAdapter(
+  type: string,
+  cascade: TargetAdapter['cascade'],
+  calls: Call[],
+  fail = new Set<string>(),
+  skip = new Set<string>(),
+) {
   const adapter: TargetAdapter = {
     kind: cascade === 'same_transaction' ? 'registry' : 'http',
     cascade,
@@ -25,6 +31,8 @@ function fakeAdapter(type: string, cascade: TargetAdapter['cascade'], calls: Cal
       });
       return items.map((i): ItemResult => {
         if (opts.snapshots?.get(i.resourceId) === undefined) throw new Error(`no snapshot data for ${i.resourceId}`);
+        // The run stopped before this one's call (the adapters' shouldContinue said no).
+        if (skip.has(i.resourceId)) return SKIPPED;
         if (fail.has(i.resourceId)) return { ok: false, permanent: true, error: `cannot restore ${i.resourceId}` };
         return cascade === 'same_transaction' && i.descendants?.length
           ? {
@@ -56,13 +64,14 @@ const row = (seq: number, resourceId: string, o: Partial<RestoreCandidate> = {})
 function run(
   cascade: TargetAdapter['cascade'],
   rows: RestoreCandidate[],
-  o: { corrupt?: number[]; fail?: string[]; appCascade?: TargetAdapter['cascade'] } = {},
+  o: { corrupt?: number[]; fail?: string[]; skip?: string[]; appCascade?: TargetAdapter['cascade'] } = {},
 ) {
   const calls: Call[] = [];
   const fail = new Set(o.fail ?? []);
+  const skip = new Set(o.skip ?? []);
   const adapters = {
-    site: fakeAdapter('site', cascade, calls, fail),
-    app: fakeAdapter('app', o.appCascade ?? cascade, calls, fail),
+    site: fakeAdapter('site', cascade, calls, fail, skip),
+    app: fakeAdapter('app', o.appCascade ?? cascade, calls, fail, skip),
   };
   return restoreBatch(
     {
@@ -156,5 +165,14 @@ describe('restoreBatch', () => {
       permanent: true,
       error: 'not restored: site_a was not (cannot restore site_a)',
     });
+  });
+  it('a restore the run never sent says so, counts no attempt, and neither do the descendants under it', async () => {
+    // A shutdown mid-rollback: the adapter stops before site_a's call. The item said "halted" and
+    // its descendants "not restored: site_a was not (halted)", counting an attempt each.
+    const { results } = await run('downstream', [...siteWithApps, row(1, 'site_b')], { skip: ['site_a'] });
+    const bySeq = new Map(results.map((r) => [r.seq, r]));
+    for (const s of [0, 3, 4, 5])
+      expect(bySeq.get(s)).toEqual({ seq: s, ok: false, permanent: false, error: RESTORE_NOT_SENT, skipped: true });
+    expect(bySeq.get(1)).toMatchObject({ ok: true });
   });
 });

@@ -45,11 +45,20 @@ const unsentFailure = (seq: number, error: string): RestoreResult => ({
   unapplied: true,
 });
 
+/**
+ * What a restore this run never sent (it stopped first) keeps as its last error until it is sent.
+ * The adapters' word for it is "halted", which read as a failed restore in the items of a rollback
+ * that a shutdown interrupted (no attempt is counted for it, and the rollback sends it again).
+ */
+export const RESTORE_NOT_SENT =
+  'restore not sent: the run stopped before its call (a shutdown, the rollback ended, or its job passed to another worker); nothing was applied, and a running rollback sends it again';
+const notSent = (seq: number): RestoreResult => ({ ...failure(seq, RESTORE_NOT_SENT, false), skipped: true });
+
 // Skipped (never sent) and interrupted (sent, outcome unknown) are told apart for a restore
 // operation's chunk, which hands such items back; a rollback retries them like any failure.
 const fromItem = (seq: number, x: ItemResult): RestoreResult => {
   if (x.ok) return { seq, ok: true, error: null, permanent: false };
-  if (isSkipped(x)) return { ...failure(seq, x.error, false), skipped: true };
+  if (isSkipped(x)) return notSent(seq);
   return {
     ...failure(seq, x.error, x.permanent),
     ...(x.interrupted ? { interrupted: true as const } : {}),
@@ -139,9 +148,15 @@ export async function restoreBatch(c: BatchContext, picked: RestoreCandidate[]):
   for (const root of roots) {
     const own = results.get(root.seq)!;
     if (own.ok) continue;
+    // Under a parent never sent, nothing was sent either: no attempt is counted for them.
     for (const d of kidsOf(root.seq))
       if (!results.has(d.seq))
-        results.set(d.seq, failure(d.seq, `not restored: ${root.resourceId} was not (${own.error})`, own.permanent));
+        results.set(
+          d.seq,
+          own.skipped
+            ? notSent(d.seq)
+            : failure(d.seq, `not restored: ${root.resourceId} was not (${own.error})`, own.permanent),
+        );
   }
 
   // The rest: descendants the owning system cascaded itself, and those whose parent came back in
