@@ -151,7 +151,7 @@ export async function durabilityOf(databaseUrl: string) {
 /** Chunk workers per process in the waves runs (BLASTGATE_WORKER_CONCURRENCY; the default is 4). */
 const WAVE_WORKERS = process.env.BENCH_WORKER_CONCURRENCY ?? '4';
 /** BENCH_WAVES_ITEMS: a smaller size while iterating; the figure is for 100k. */
-export const WAVE_ITEMS = Number(process.env.BENCH_WAVES_ITEMS ?? 100_000);
+const WAVE_ITEMS = Number(process.env.BENCH_WAVES_ITEMS ?? 100_000);
 
 /**
  * The same run with the API not running workers and 2 separate worker processes (each with the

@@ -82,8 +82,11 @@ try {
   // Not in the full run: it restarts the bench's PostgreSQL with pg_stat_statements loaded.
   if (only === 'statements') {
     const r = await benchStatements(services, freshDatabase);
-    table('Items/s through waves (with pg_stat_statements loaded)', r.waves);
-    table('PostgreSQL statements of those waves runs, by total execution time (waits included)', r.statements);
+    table(`The ${r.section} runs, with pg_stat_statements loaded`, r.waves);
+    table(
+      `PostgreSQL statements of those runs by total execution time (waits included), per item executed (${r.items.toLocaleString('en')})`,
+      r.statements,
+    );
   }
   if (only === 'efficiency')
     table(

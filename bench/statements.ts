@@ -1,13 +1,14 @@
 // `npm run bench -- statements`: where PostgreSQL's time goes in a waves run. The bench's own
 // PostgreSQL is restarted with pg_stat_statements loaded, the `waves` section runs (1 process, then
-// 2 worker processes), and the statements are listed by total execution time with their cost per
-// item. Execution time includes waits (locks, and CPU the 2 cores gave to others), so the per-item
+// 2 worker processes; BENCH_STATEMENTS_OF=efficiency runs that section instead: the HTTP adapter's
+// path), and the statements are listed by total execution time with their cost per item executed.
+// Execution time includes waits (locks, and CPU the 2 cores gave to others), so the per-item
 // figures add up to more than "PostgreSQL CPU per item": read them as shares, not as CPU.
 import { join } from 'node:path';
 import pg from 'pg';
 import { asPostgres } from '../src/embedded/local-postgres.ts';
 import { ensureBinaries } from '../src/embedded/local-services.ts';
-import { benchExecution, WAVE_ITEMS } from './execution.ts';
+import { benchExecution } from './execution.ts';
 
 const TOP = 15;
 
@@ -44,9 +45,12 @@ export async function benchStatements(
     await c.query('CREATE EXTENSION pg_stat_statements');
     await c.query('SELECT pg_stat_statements_reset()');
   });
-  const waves = await benchExecution({ ...services, databaseUrl }, ['waves']);
-  // Both runs (1 process, then 2 worker processes) of WAVE_ITEMS items each.
-  const items = 2 * WAVE_ITEMS;
+  const section = process.env.BENCH_STATEMENTS_OF === 'efficiency' ? 'efficiency' : 'waves';
+  const waves = await benchExecution({ ...services, databaseUrl }, [section]);
+  // Every item the runs executed (the efficiency runs' warm-ups included).
+  const items = await admin(databaseUrl, async (c) =>
+    Number((await c.query(`SELECT count(*) AS n FROM operation_items WHERE executed_seq IS NOT NULL`)).rows[0].n),
+  );
   const top = await admin(databaseUrl, (c) =>
     c.query<{ calls: string; ms: number; blks: string; wal: string; walBytes: string; query: string }>(
       `SELECT calls, total_exec_time AS ms, shared_blks_hit + shared_blks_read AS blks, wal_records AS wal,
@@ -67,6 +71,8 @@ export async function benchStatements(
     statement: r.query,
   }));
   return {
+    section,
+    items,
     waves,
     statements: statements.map((s) => ({
       ...s,
