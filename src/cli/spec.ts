@@ -38,7 +38,11 @@ export function specOptions(cmd: Command): Command {
     .option('--format <format>', 'auto | text | ndjson', parseFormat, 'auto' as IdFormat)
     .option('--waves <steps>', 'wave steps, comma-separated (e.g. 1,10%,100%)')
     .option('--bake-seconds <n>', 'bake time between waves', intArg('--bake-seconds'))
-    .option('--concurrency <n>', 'destructive calls at once per chunk', intArg('--concurrency'))
+    .option(
+      '--concurrency <n>',
+      'destructive calls in flight at once, per worker process (its chunks of the operation share them)',
+      intArg('--concurrency'),
+    )
     .option('--rollout <json>', 'the whole rollout policy as JSON (the flags above win)', jsonArg('--rollout'))
     .option('--halt-policy <json>', 'halt policy as JSON', jsonArg('--halt-policy'))
     .option('--erasure', 'compliance erasure (hard delete; admin + second approver)');

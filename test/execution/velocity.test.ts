@@ -25,6 +25,14 @@ beforeAll(async () => {
   h = await buildExecHarness({ workers: 2, clock: () => now });
   await seedRegistry(h.databaseUrl, { sites: 20, appsPerSite: 100 });
   await useHttpAdapter(h);
+  // A type of Blastgate's own registry without cascades: its delete chunks take the one-transaction
+  // path (chunk-same-db.ts).
+  await query(
+    h.databaseUrl,
+    `INSERT INTO resource_types (name, id_pattern) VALUES ('gadget', '^gadget_[0-9]+$');
+     INSERT INTO resources (id, type, tenant_id)
+     SELECT 'gadget_' || i, 'gadget', 'tenant_' || lpad((i % 20)::text, 5, '0') FROM generate_series(0, 999) i`,
+  );
 });
 afterAll(async () => {
   await h?.close();
@@ -88,5 +96,31 @@ describe('velocity caps', () => {
     } finally {
       await queue.close();
     }
+  });
+  it('says which cap holds a registry operation whose chunk was granted nothing', async () => {
+    // Two chunks of 500 and a cap of 500: one chunk is granted all it asked for (no cap bound it),
+    // the other nothing. That one went back to the queue until the next minute without a word: the
+    // view read running, 500 pending, throttled null (a new-user trial after a restart).
+    const ids = Array.from({ length: 1000 }, (_, i) => `gadget_${i}`);
+    const op = await submitAndStart(h, {
+      ids,
+      targetType: 'gadget',
+      rollout: { bakeSeconds: 0, waves: ['100%'], maxItemsPerMinute: 500, concurrency: 8, restoreDrill: false },
+      haltPolicy: { probe: 'optional' },
+    });
+    await until(async () => (await done(op.id)) >= 500, '500 items done');
+    await until(
+      async () => ((await getOperation(h, op.id)) as { throttled: unknown }).throttled !== null,
+      'the view to say which cap holds the rest',
+      10_000,
+    );
+    expect(await done(op.id)).toBe(500);
+    expect(await getOperation(h, op.id)).toMatchObject({
+      state: 'running',
+      throttled: { cap: 'maxItemsPerMinute', until: new Date(Math.ceil(now / MINUTE) * MINUTE).toISOString() },
+    });
+    now += MINUTE;
+    await waitForState(h, op.id, ['completed'], 30_000);
+    expect(await done(op.id)).toBe(1000);
   });
 });

@@ -178,8 +178,16 @@ export async function runSameDbChunk<Tx>(
     // Nothing of the transaction was kept: what was reserved is given back.
     if (grant?.granted) await deps.velocity.refund(grant, grant.granted).catch(() => undefined);
     if (err === GENERAL) return { handled: false };
+    // With the grant: a chunk granted nothing by a cap goes back to the queue until the cap's
+    // window ends, and the operation says which cap holds it (the caller notes it).
     if (err === STOPPED)
-      return { handled: true, requeueMs, running: deps.watch.runs(j.opId, j.wave, since), epoch: j.epoch };
+      return {
+        handled: true,
+        requeueMs,
+        running: deps.watch.runs(j.opId, j.wave, since),
+        epoch: j.epoch,
+        ...(grant ? { grant } : {}),
+      };
     throw err;
   } finally {
     deps.watch.untrack(j.opId);
