@@ -167,7 +167,11 @@ describe('a worker process SIGKILLed mid-operation; another process takes over',
   });
 
   it('with destructive calls in flight at a slow downstream (k = 24: 16 answered, 8 hanging)', async () => {
-    const { ids, victim } = await prepareCase(150);
+    // Each call held 400 ms: the kill must land before the wave's 50 calls have all been answered
+    // (applied < 50 below), which with 150 ms left ~450 ms for the poll and the SIGKILL on a loaded
+    // 2-core box. This case failed once under load, with no record of which check; this is the one
+    // timing it depends on.
+    const { ids, victim } = await prepareCase(400);
     const op = await submit(ids);
     await pollUntil(() => destructive() >= 24, 'the 24th destructive call');
     const inFlight = h.downstream.destructiveCalls().filter((c) => c.status === undefined).length;
