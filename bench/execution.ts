@@ -9,6 +9,7 @@ import {
   cpuPerItem,
   cpuSnapshot,
   roleTokens,
+  sql,
   startApi,
   startWorkerProcess,
   streamPost,
@@ -17,16 +18,6 @@ import {
 
 const SECRET = 'bench-signing-secret-0123456789abcdef';
 export type Tokens = Awaited<ReturnType<typeof roleTokens>>;
-
-async function sql(databaseUrl: string, text: string, params: unknown[] = []) {
-  const c = new pg.Client({ connectionString: databaseUrl });
-  await c.connect();
-  try {
-    return await c.query(text, params);
-  } finally {
-    await c.end();
-  }
-}
 
 export async function seed(databaseUrl: string, type: string, n: number, tenants: number, adapter: object) {
   await sql(

@@ -2,21 +2,10 @@
 // purged by one purge operation through the engine (snapshot of the deleted state, write-ahead
 // mark, hard delete, record) — timed from start to completed. API and workers in one child
 // process (compiled), as for the execution figures.
-import pg from 'pg';
-import { api, roleTokens, startApi } from './support.ts';
+import { api, roleTokens, sql, startApi } from './support.ts';
 
 const N = 10_000;
 const TENANTS = 100;
-
-async function sql(databaseUrl: string, text: string, params: unknown[] = []) {
-  const c = new pg.Client({ connectionString: databaseUrl });
-  await c.connect();
-  try {
-    return await c.query(text, params);
-  } finally {
-    await c.end();
-  }
-}
 
 export async function benchPurge(env: { databaseUrl: string; redisUrl: string }) {
   await sql(env.databaseUrl, `INSERT INTO resource_types (name) VALUES ('papp') ON CONFLICT DO NOTHING`);

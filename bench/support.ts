@@ -6,10 +6,22 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node
 import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import pg from 'pg';
 import { startLocalServices, type LocalServices } from '../src/embedded/local-services.ts';
 import { migrate } from '../src/db/migrate.ts';
 
 export const ROOT = resolve(import.meta.dirname, '..');
+
+/** One statement (or a parameterless list of them) on a connection of its own. */
+export async function sql(databaseUrl: string, text: string, params: unknown[] = []) {
+  const c = new pg.Client({ connectionString: databaseUrl });
+  await c.connect();
+  try {
+    return await c.query(text, params);
+  } finally {
+    await c.end();
+  }
+}
 /** Throw-away bench data: a fresh snapshot master key per run. */
 export const BENCH_SNAPSHOT_KEY = randomBytes(32);
 
