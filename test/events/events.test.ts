@@ -184,6 +184,14 @@ describe('live events', () => {
         byLedger.map((r) => [r.wave, r.restored, r.restore_failed]),
       );
       expect(last.counts).toMatchObject({ done: 20, restored: 15, restoreFailed: 5 });
+      // The single view and the list say it under the same name, with the same numbers.
+      const progress = { items: 20, done: 20, failed: 0, pending: 0, restoring: 0, restored: 15, restoreFailed: 5 };
+      const one = await request(h.app.server).get(`/v1/operations/${op.id}`).set('authorization', h.auth('viewer'));
+      expect(one.body.progress).toEqual(progress);
+      const page = await request(h.app.server)
+        .get('/v1/operations?state=rollback_incomplete')
+        .set('authorization', h.auth('viewer'));
+      expect(page.body.items.find((o: { id: string }) => o.id === op.id)?.progress).toEqual(progress);
     } finally {
       h.downstream.failOnly(null);
       h.downstream.failNext(0, 422);

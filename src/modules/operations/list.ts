@@ -11,6 +11,7 @@ import { errorResponse, errorResponses, IdString, PageLinks, type App } from '..
 import { shownClassSql } from '../execution/wave-moves.ts';
 import { checkOperationCursor } from './cursors.ts';
 import { OP_STATES } from './lifecycle-types.ts';
+import { Progress } from './progress.ts';
 import { TargetTypeView } from './schemas.ts';
 
 const KINDS = ['delete', 'erase', 'restore', 'purge'] as const;
@@ -32,34 +33,6 @@ export const OperationsQuery = Type.Object(
   { additionalProperties: false },
 );
 type OperationsQuery = Static<typeof OperationsQuery>;
-
-const Progress = Type.Object(
-  {
-    items: Type.Integer({ description: 'Submitted items in the waves (a cascade takes its descendants with each)' }),
-    done: Type.Integer({
-      description:
-        'Executed successfully by the forward run; a rollback does not lower it (state says rolled_back; GET /v1/operations/{id} counts what was restored)',
-    }),
-    failed: Type.Integer({ description: 'Failed' }),
-    pending: Type.Integer({ description: 'Not executed yet (items - done - failed)' }),
-    restoring: Type.Integer({
-      description:
-        'Being restored by a rollback, a failed restore the running rollback will try again, or an item the restore drill holds',
-    }),
-    restored: Type.Integer({
-      description: "Restored by rollbacks of this operation (a restore operation's own restores are its done)",
-    }),
-    restoreFailed: Type.Integer({
-      description:
-        'A rollback could not restore it (still deleted): rollback_incomplete says so; a new rollback retries',
-    }),
-  },
-  {
-    description:
-      "Execution progress over every wave (submitted items; a cascade's descendants go with their parent): " +
-      'the forward run from the wave counters, rollbacks from the moves their statements record',
-  },
-);
 
 const Nullable = <T extends ReturnType<typeof Type.String>>(t: T) => Type.Union([t, Type.Null()]);
 

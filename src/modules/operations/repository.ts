@@ -8,6 +8,7 @@ import type { DrillView } from './views.ts';
 import { DEFAULT_RESTORE_APPROVAL, type Budgets, type RestoreApproval } from './policy.ts';
 import { isExternal } from '../restores/history.ts';
 import { ownUnsent, RESTORE_ATTEMPTS, shownState } from '../execution/rollback-ledger.ts';
+import { progressFrom } from './progress.ts';
 import { countsFromMoves, MOVES_JSON_SQL, type WaveCounter, type WaveMove } from '../execution/wave-moves.ts';
 
 export interface NewOperation {
@@ -269,6 +270,12 @@ export function operationReads(db: Queryable) {
         row.wave_counters as WaveCounter[],
         row.wave_moves as WaveMove[] | null,
       );
+      // The list's progress too (progress.ts): the same numbers under the same name in both views.
+      const summary = progressFrom(
+        row.wave_counters as WaveCounter[],
+        (row.wave_moves as WaveMove[] | null) ?? [],
+        op.state === 'rolling_back',
+      );
       const lastProgressAt = (row.last_progress_at as Date | null) ?? null;
       // Reading the unfinished items scans the operation's ledger (no index by state: it would cost
       // every ledger update its HOT update), up to 1M rows for a halted operation that operators
@@ -276,7 +283,7 @@ export function operationReads(db: Queryable) {
       // with what the list shows; the ttl bounds what a key cannot see.
       const version = `${op.id}|${op.state}|${op.updatedAt.toISOString()}|${lastProgressAt?.toISOString()}|${JSON.stringify(row.wave_counters)}|${JSON.stringify(row.wave_moves)}`;
       const unfinished = await unfinishedMemo.get(version, () => reads.unfinished(op));
-      return { op, progress, unfinished, drills, lastProgressAt };
+      return { op, progress, unfinished, drills, lastProgressAt, summary };
     },
   };
   return reads;

@@ -2,6 +2,7 @@
 import { Type, type Static } from '@fastify/type-provider-typebox';
 import { IdString, MultilineText, PageLinks, Text } from '../../lib/schemas.ts';
 import { RollingUsage } from './budget-schemas.ts';
+import { Progress } from './progress.ts';
 import { HaltPolicy, RolloutPolicy, WAVE_STEP } from './policy.ts';
 import { MAX_INLINE_IDS } from './intake.ts';
 import { EstimatedRestoreSchema } from './restore-estimate.ts';
@@ -404,6 +405,11 @@ export const OperationView = Type.Object(
         },
       ),
     ),
+    progress: Type.Optional({
+      ...Progress,
+      description:
+        "As in GET /v1/operations: submitted items (a cascade's descendants go with their parent), done and failed by the forward run, and what rollbacks restored. counts has every ledger state, descendants included",
+    }),
     waveProgress: Type.Optional(
       Type.Array(Type.Object({ wave: Type.Integer(), counts: Type.Record(Type.String(), Type.Integer()) }), {
         description: 'Item counts per wave and state',
@@ -529,6 +535,7 @@ export const OperationView = Type.Object(
       currentWave: null,
       haltReason: null,
       bakeUntil: null,
+      progress: { items: 2, done: 0, failed: 0, pending: 2, restoring: 0, restored: 0, restoreFailed: 0 },
       expiresAt: '2026-11-25T12:00:00.000Z',
       finishedAt: null,
       createdAt: '2026-11-24T12:00:00.000Z',

@@ -14,6 +14,7 @@ interface Read {
   progress: ViewArgs[1];
   unfinished: ViewArgs[2];
   drills: ViewArgs[3];
+  summary?: ViewArgs[5];
 }
 
 const made = new WeakMap<Read, { key: string; json: string | Buffer | ArrayBuffer }>();
@@ -23,7 +24,7 @@ export function sendView(reply: FastifyReply, v: Read, holds: NonNullable<ViewAr
   const key = JSON.stringify([holds, throttleOf(v.op), waitingOf(v.op, holds)]);
   let hit = made.get(v);
   if (!hit || hit.key !== key) {
-    hit = { key, json: reply.serialize(operationView(v.op, v.progress, v.unfinished, v.drills, holds)) };
+    hit = { key, json: reply.serialize(operationView(v.op, v.progress, v.unfinished, v.drills, holds, v.summary)) };
     made.set(v, hit);
   }
   // Already serialized by the route's response schema: sent as it is.

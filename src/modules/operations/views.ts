@@ -1,5 +1,6 @@
 // How an operation row is shown to clients.
 import type { OperationRow } from './repository.ts';
+import type { ProgressView } from './progress.ts';
 import { RESTORE_ATTEMPTS, RESTORE_BACKOFF_MS } from '../execution/rollback-ledger.ts';
 
 export interface Unfinished {
@@ -24,6 +25,8 @@ export function operationView(
   drills?: DrillView[],
   /** What the queue holds it on, as this process sees it: app.queueHolds(state). */
   holds: QueueHolds = NO_HOLDS,
+  /** The list's progress of the same operation (progress.ts). */
+  summary?: ProgressView,
 ) {
   const self = `/v1/operations/${op.id}`;
   return {
@@ -51,6 +54,7 @@ export function operationView(
     bakeUntil: op.state === 'baking' && op.bakeUntil ? op.bakeUntil.toISOString() : null,
     throttled: throttleOf(op),
     waiting: waitingOf(op, holds),
+    ...(summary ? { progress: summary } : {}),
     ...(waveProgress ? { waveProgress, counts: countsOf(op, waveProgress) } : {}),
     ...(unfinished ? { unfinished } : {}),
     ...(drills?.length ? { drills } : {}),
