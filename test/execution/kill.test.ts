@@ -240,6 +240,10 @@ describe('a worker process SIGKILLed mid-operation; another process takes over',
           appliedCount(h.downstream, op.id, ids) === TOTAL &&
           (await lockWaiters(h.databaseUrl, 'operation_waves')) >= 2,
         'both chunks of the last wave blocked recording outcomes after all calls were applied',
+        // A wait, not a timing: the worker's PostgreSQL backends run at nice 10, and on a loaded
+        // machine (a fresh-clone run beside a 2M-row seed) 20 s did not suffice once.
+        60_000,
+        20,
       );
       const atKill = await ledgerCounts(h.databaseUrl, op.id);
       expect(atKill.claimed).toBe(op.waves[lastWave]!.items);
@@ -251,7 +255,7 @@ describe('a worker process SIGKILLed mid-operation; another process takes over',
     // The new worker re-sent the calls with the same keys and got the stored answers back.
     const resent = [...h.downstream.callsByKey.values()].filter((n) => n > 1).length;
     expect(resent).toBeGreaterThanOrEqual(op.waves[lastWave]!.items);
-  });
+  }, 150_000);
 
   it('while the transaction that records the outcomes and reports the settled wave waits for the operation lock', async () => {
     const { ids, victim } = await prepareCase(25);
