@@ -206,7 +206,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       if (!protocols.includes(u.protocol))
         problems.push(`${name} must use ${protocols.join(' or ')} (got ${u.protocol})`);
     } catch {
-      problems.push(`${name} is not a valid URL`);
+      // Not the value: a URL may carry a password. The shape it needs is what an operator lacks
+      // (a trial's `redis//127.0.0.1:6379` lost its colon).
+      problems.push(`${name} is not a valid URL: expected ${protocols[0]}//host:port/… (is "://" complete?)`);
     }
     return v;
   };

@@ -5,6 +5,13 @@
 import { isRunning } from './procs.ts';
 
 const NAMES = { postgres: ['PostgreSQL', 'postgres'], redis: ['Redis', 'redis-server'] } as const;
+// What an operator sees meanwhile. Without Redis, reads and commands still answer (a trial's pause
+// did): only queued work waits, and "requests fail (503)" sent them looking for errors.
+const EFFECT = {
+  postgres: 'requests that need it fail (503)',
+  redis:
+    'queued work (waves, rollbacks, intake jobs) waits and views say `waiting: redis`; reads and commands still answer',
+} as const;
 
 /** Checks every `everyMs`; returns a function that stops watching. */
 export function watchLocalServers(
@@ -20,8 +27,9 @@ export function watchLocalServers(
       if (pid === undefined || told.has(kind) || isRunning(pid, NAMES[kind][1])) continue;
       told.add(kind);
       say(
-        `the local ${NAMES[kind][0]} (pid ${pid}) has stopped: requests that need it fail (503) until it runs again. ` +
-          `Stop this start (Ctrl-C) and run npm start again: it starts ${NAMES[kind][0]} on the data kept in ${dataDir}/`,
+        `the local ${NAMES[kind][0]} (pid ${pid}) has stopped: ${EFFECT[kind]} until it runs again. ` +
+          `Stop this start (Ctrl-C) and run npm start again: it starts ${NAMES[kind][0]} on the data kept in ${dataDir}/ ` +
+          `(one started again on that data by other means is used as it is: running operations go on by themselves)`,
       );
     }
   }, everyMs);

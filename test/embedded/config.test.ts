@@ -49,6 +49,15 @@ describe('embedded-mode configuration', () => {
     ]);
   });
 
+  it('says what shape a URL it cannot parse needs, without echoing it (it may hold a password)', () => {
+    expect(problems({ REDIS_URL: 'redis//:s3cret@127.0.0.1:6379' })).toEqual([
+      'REDIS_URL is not a valid URL: expected redis://host:port/… (is "://" complete?)',
+    ]);
+    expect(problems({ DATABASE_URL: 'postgres//u:s3cret@db/x', BLASTGATE_SNAPSHOT_KEY: HEX_KEY })).toEqual([
+      'DATABASE_URL is not a valid URL: expected postgres://host:port/… (is "://" complete?)',
+    ]);
+  });
+
   it("rejects a REDIS_URL whose database is not a number (Redis's SELECT would fail after start-up)", () => {
     expect(problems({ REDIS_URL: 'redis://127.0.0.1:6379/abc' })).toEqual([
       'REDIS_URL must name a Redis database by number (redis://host:port/0), not "/abc"',
