@@ -102,7 +102,23 @@ describe('/readyz', () => {
     const readiness = logs.slice(logged).filter((l) => l.includes('readiness: redis'));
     expect(readiness.length).toBeGreaterThan(0);
     expect(JSON.parse(readiness[0]!)).toMatchObject({ dependency: 'redis', level: 40 });
+    // Said once per outage, without the driver's stack: probes every few seconds added a warning each.
+    expect(readiness.join('\n')).not.toMatch(/"stack"/);
+    const before = logs.length;
+    await request(t.app.server).get('/readyz').expect(503);
+    await request(t.app.server).get('/readyz').expect(503);
+    expect(logs.slice(before).filter((l) => l.includes('readiness: redis'))).toEqual([]);
     await redis.start();
+    const back = logs.length;
+    // Bounded: ioredis reconnects on its own schedule.
+    let status = 0;
+    for (let i = 0; i < 100 && status !== 200; i++) {
+      if (i) await new Promise((r) => setTimeout(r, 100));
+      status = (await request(t.app.server).get('/readyz')).status;
+    }
+    expect(status).toBe(200);
+    const again = logs.slice(back).filter((l) => l.includes('readiness: redis'));
+    expect(again.map((l) => JSON.parse(l).msg)).toEqual([expect.stringMatching(/^readiness: redis answers again/)]);
   });
 });
 

@@ -27,6 +27,21 @@ const Ready = Type.Object(
 );
 
 export default async function healthRoutes(app: App) {
+  // What the log last said of each dependency: an outage is logged when it begins and when it
+  // ends, once each. Probed every few seconds, every failed probe logged a warning
+  // with the driver's stack: ~20 lines per dependency and minute of an outage (a trial).
+  const said: Record<(typeof DEPENDENCIES)[number], string> = { postgres: 'ok', redis: 'ok' };
+  const tell = (req: { log: App['log'] }, dependency: (typeof DEPENDENCIES)[number], now: string, err?: unknown) => {
+    // A failing dependency alternates between refusing and not answering: one outage either way.
+    if (said[dependency] === now || (said[dependency] !== 'ok' && now !== 'ok')) return;
+    const was = said[dependency];
+    said[dependency] = now;
+    if (now === 'ok') return req.log.info({ dependency }, `readiness: ${dependency} answers again (was ${was})`);
+    if (now === 'timeout')
+      return req.log.warn({ dependency }, `readiness: ${dependency} did not answer within ${CHECK_TIMEOUT_MS} ms`);
+    const e = err as { code?: unknown; message?: unknown } | undefined;
+    req.log.warn({ dependency, code: e?.code, error: String(e?.message ?? err) }, `readiness: ${dependency} failed`);
+  };
   app.get(
     '/healthz',
     {
@@ -64,15 +79,18 @@ export default async function healthRoutes(app: App) {
             fn(),
             new Promise<typeof TIMEOUT>((resolve) => (timer = setTimeout(() => resolve(TIMEOUT), CHECK_TIMEOUT_MS))),
           ]);
-          if (r !== TIMEOUT) return 'ok' as const;
-          req.log.warn({ dependency }, `readiness: ${dependency} did not answer within ${CHECK_TIMEOUT_MS} ms`);
+          if (r !== TIMEOUT) {
+            tell(req, dependency, 'ok');
+            return 'ok' as const;
+          }
+          tell(req, dependency, 'timeout');
           return 'timeout' as const;
         } catch (err) {
           if (err instanceof DatabaseTimeoutError) {
-            req.log.warn({ dependency }, `readiness: ${dependency} did not answer within ${CHECK_TIMEOUT_MS} ms`);
+            tell(req, dependency, 'timeout');
             return 'timeout' as const;
           }
-          req.log.warn({ err, dependency }, `readiness: ${dependency} failed`);
+          tell(req, dependency, 'error', err);
           return 'error' as const;
         } finally {
           clearTimeout(timer);
