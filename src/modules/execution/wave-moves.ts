@@ -103,3 +103,8 @@ export function countsFromMoves(
 export const MOVES_JSON_SQL = (op: string) =>
   `coalesce((SELECT json_agg(json_build_object('wave', m.wave, 'class', m.class, 'n', m.n) ORDER BY m.wave, m.class)
      FROM operation_wave_moves m WHERE m.operation_id = ${op}), '[]')`;
+
+/** The wave counters of operation `op` as JSON (WaveCounter[]), in wave order. */
+export const COUNTERS_JSON_SQL = (op: string) =>
+  `coalesce((SELECT json_agg(json_build_object('wave', w.wave, 'items', w.to_seq - w.from_seq, 'done', w.done,
+       'failed', w.failed) ORDER BY w.wave) FROM operation_waves w WHERE w.operation_id = ${op}), '[]')`;

@@ -8,10 +8,10 @@ import type { Queryable } from '../../lib/sql.ts';
 import { ListFilter, listFilters, nextLink } from '../../lib/list-query.ts';
 import { ERROR_EXAMPLES } from '../../lib/error-examples.ts';
 import { errorResponse, errorResponses, IdString, PageLinks, type App } from '../../lib/schemas.ts';
-import { shownClassSql } from '../execution/wave-moves.ts';
+import { COUNTERS_JSON_SQL, MOVES_JSON_SQL, type WaveCounter, type WaveMove } from '../execution/wave-moves.ts';
 import { checkOperationCursor } from './cursors.ts';
 import { OP_STATES } from './lifecycle-types.ts';
-import { Progress } from './progress.ts';
+import { Progress, progressFrom } from './progress.ts';
 import { TargetTypeView } from './schemas.ts';
 
 const KINDS = ['delete', 'erase', 'restore', 'purge'] as const;
@@ -121,13 +121,8 @@ interface SummaryRow {
   created_at: Date;
   updated_at: Date;
   finished_at: Date | null;
-  wave_count: number;
-  items: number;
-  done: number;
-  failed: number;
-  restoring: number;
-  restored: number;
-  restore_failed: number;
+  wave_counters: WaveCounter[];
+  wave_moves: WaveMove[];
 }
 
 /** One statement for the page and its progress; newest first (IDs sort by creation), keyset on id. */
@@ -135,20 +130,8 @@ export async function listSummaries(db: Queryable, q: OperationsQuery & { limit:
   const res = await db.query<SummaryRow>(
     `SELECT o.id, o.action, o.target_type, o.mode, o.state, o.reason, o.ticket, o.requested_by_name, o.item_count,
             o.tenant_count, o.current_wave, o.halt_reason, o.plan_hash, o.created_at, o.updated_at, o.finished_at,
-            w.wave_count, w.items, w.done, w.failed, m.restoring, m.restored, m.restore_failed
+            ${COUNTERS_JSON_SQL('o.id')} AS wave_counters, ${MOVES_JSON_SQL('o.id')} AS wave_moves
      FROM operations o
-     CROSS JOIN LATERAL (
-       SELECT count(*)::int AS wave_count, coalesce(sum(to_seq - from_seq), 0)::int AS items,
-              coalesce(sum(done), 0)::int AS done, coalesce(sum(failed), 0)::int AS failed
-       FROM operation_waves WHERE operation_id = o.id) w
-     -- As the view's per-wave counts: restore_retry by the one rule (wave-moves.ts shownClass).
-     CROSS JOIN LATERAL (
-       SELECT coalesce(sum(n) FILTER (WHERE x.shown = 'restoring'), 0)::int AS restoring,
-              coalesce(sum(n) FILTER (WHERE x.shown = 'restored'), 0)::int AS restored,
-              coalesce(sum(n) FILTER (WHERE x.shown = 'restore_failed'), 0)::int AS restore_failed
-       FROM operation_wave_moves
-       CROSS JOIN LATERAL (SELECT ${shownClassSql('class', "o.state = 'rolling_back'")} AS shown) x
-       WHERE operation_id = o.id) m
      WHERE ($1::text[] IS NULL OR o.state = ANY($1::text[]))
        AND ($2::text[] IS NULL OR o.action = ANY($2::text[]))
        AND ($3::text IS NULL OR o.id < $3)
@@ -169,17 +152,10 @@ export async function listSummaries(db: Queryable, q: OperationsQuery & { limit:
     itemCount: r.item_count,
     tenantCount: r.tenant_count,
     currentWave: r.current_wave,
-    waveCount: r.wave_count,
+    waveCount: r.wave_counters.length,
     haltReason: r.halt_reason,
-    progress: {
-      items: r.items,
-      done: r.done,
-      failed: r.failed,
-      pending: r.items - r.done - r.failed,
-      restoring: r.restoring,
-      restored: r.restored,
-      restoreFailed: r.restore_failed,
-    },
+    // The single view's progress, by the same function (progress.ts).
+    progress: progressFrom(r.wave_counters, r.wave_moves, r.state === 'rolling_back'),
     planHash: r.plan_hash,
     createdAt: r.created_at.toISOString(),
     updatedAt: r.updated_at.toISOString(),

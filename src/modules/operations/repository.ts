@@ -9,7 +9,13 @@ import { DEFAULT_RESTORE_APPROVAL, type Budgets, type RestoreApproval } from './
 import { isExternal } from '../restores/history.ts';
 import { ownUnsent, RESTORE_ATTEMPTS, shownState } from '../execution/rollback-ledger.ts';
 import { progressFrom } from './progress.ts';
-import { countsFromMoves, MOVES_JSON_SQL, type WaveCounter, type WaveMove } from '../execution/wave-moves.ts';
+import {
+  countsFromMoves,
+  COUNTERS_JSON_SQL,
+  MOVES_JSON_SQL,
+  type WaveCounter,
+  type WaveMove,
+} from '../execution/wave-moves.ts';
 
 export interface NewOperation {
   id: string;
@@ -243,9 +249,7 @@ export function operationReads(db: Queryable) {
     view: async (id: string, o: { drills: boolean }) => {
       const r = await db.query(
         `SELECT o.*,
-           coalesce((SELECT json_agg(json_build_object('wave', w.wave, 'items', w.to_seq - w.from_seq, 'done', w.done,
-                       'failed', w.failed) ORDER BY w.wave) FROM operation_waves w WHERE w.operation_id = o.id), '[]')
-             AS wave_counters,
+           ${COUNTERS_JSON_SQL('o.id')} AS wave_counters,
            -- In every state: a restore drill's hold is a move too, while the operation runs.
            ${MOVES_JSON_SQL('o.id')} AS wave_moves,
            CASE WHEN $2 THEN coalesce((SELECT json_agg(json_build_object('wave', d.wave, 'resourceId', d.resource_id,
