@@ -145,7 +145,8 @@ export class ConfigError extends Error {
 
 /** REDIS_URL's path selects a database by number; anything else fails only once connected. */
 function redisUrl(v: string | undefined, problems: string[]): string | undefined {
-  if (v === undefined) return v;
+  // Without "//" after the scheme it is not a URL of a server: already said.
+  if (v === undefined || !/^[a-z][a-z0-9+.-]*:\/\//i.test(v)) return v;
   try {
     const path = new URL(v).pathname;
     if (path !== '' && path !== '/' && !/^\/\d{1,5}$/.test(path))
@@ -205,6 +206,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       const u = new URL(v);
       if (!protocols.includes(u.protocol))
         problems.push(`${name} must use ${protocols.join(' or ')} (got ${u.protocol})`);
+      // `postgres:/db:5432/x` parses too, without a host: the driver would then try localhost and
+      // report it unreachable, far from the typo. `postgres:///x?host=/socket/dir` keeps its "//".
+      else if (!v.slice(u.protocol.length).startsWith('//')) throw new Error('no "//" after the scheme');
     } catch {
       // Not the value: a URL may carry a password. The shape it needs is what an operator lacks
       // (a trial's `redis//127.0.0.1:6379` lost its colon).

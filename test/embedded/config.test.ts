@@ -56,6 +56,18 @@ describe('embedded-mode configuration', () => {
     expect(problems({ DATABASE_URL: 'postgres//u:s3cret@db/x', BLASTGATE_SNAPSHOT_KEY: HEX_KEY })).toEqual([
       'DATABASE_URL is not a valid URL: expected postgres://host:port/… (is "://" complete?)',
     ]);
+    // One slash parses as a URL without a host: pg would then try localhost:5432 and report it
+    // unreachable, far from the typo (a trial's `postgres:/…`).
+    expect(problems({ DATABASE_URL: 'postgres:/u:s3cret@db:5432/x', BLASTGATE_SNAPSHOT_KEY: HEX_KEY })).toEqual([
+      'DATABASE_URL is not a valid URL: expected postgres://host:port/… (is "://" complete?)',
+    ]);
+    expect(problems({ REDIS_URL: 'redis:127.0.0.1:6379' })).toEqual([
+      'REDIS_URL is not a valid URL: expected redis://host:port/… (is "://" complete?)',
+    ]);
+    // A socket directory instead of a host is PostgreSQL's own form, and stays accepted.
+    expect(
+      problems({ DATABASE_URL: 'postgres:///blastgate?host=/var/run/postgresql', BLASTGATE_SNAPSHOT_KEY: HEX_KEY }),
+    ).toEqual([]);
   });
 
   it("rejects a REDIS_URL whose database is not a number (Redis's SELECT would fail after start-up)", () => {
