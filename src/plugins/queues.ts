@@ -43,7 +43,12 @@ export default fp<{ prefix: string }>(
       if (!QUEUED_STATES.has(state)) return NO_HOLDS;
       // Redis lost: that is the reason, and asking it who is connected would wait for a timeout.
       const queueDownSince = app.queueDownSince();
-      return { queueDownSince, noWorkersSince: queueDownSince ? null : await workers.noneSince(), lastProgressAt };
+      return {
+        queueDownSince,
+        noWorkersSince: queueDownSince ? null : await workers.noneSince(),
+        lastProgressAt,
+        queueBackAt: app.queueBackAt(),
+      };
     });
     // Redis unreachable: BullMQ's close would wait for it to come back; the redis plugin drops
     // the connection next.

@@ -10,6 +10,8 @@ declare module 'fastify' {
     redisLimits: Redis;
     /** Since when the queue's connection (app.redis) has been lost; null while it is up. */
     queueDownSince(): Date | null;
+    /** When that connection came back after its last outage; null if it never was lost. */
+    queueBackAt(): Date | null;
   }
 }
 
@@ -141,13 +143,20 @@ export async function redisProblem(url: string, waitMs = REDIS_START_WAIT_MS): P
  * no reason). From the connection's events, so a view costs no command; a Redis that hangs with its
  * connection open is not seen here (its commands time out; /readyz reports it).
  */
-export function outageClock(client: Redis, now = () => new Date()): () => Date | null {
+export function outageClock(
+  client: Redis,
+  now = () => new Date(),
+): { since: () => Date | null; backAt: () => Date | null } {
   let since: Date | null = null;
+  let backAt: Date | null = null;
   const lost = () => (since ??= now());
   client.on('close', lost);
   client.on('reconnecting', lost);
-  client.on('ready', () => (since = null));
-  return () => since;
+  client.on('ready', () => {
+    if (since) backAt = now();
+    since = null;
+  });
+  return { since: () => since, backAt: () => backAt };
 }
 
 export default fp<{ url: string }>(
@@ -156,7 +165,9 @@ export default fp<{ url: string }>(
     const limits = createRedis(opts.url, false, LIMITS_COMMAND_TIMEOUT_MS);
     app.decorate('redis', redis);
     app.decorate('redisLimits', limits);
-    app.decorate('queueDownSince', outageClock(redis));
+    const outage = outageClock(redis);
+    app.decorate('queueDownSince', outage.since);
+    app.decorate('queueBackAt', outage.backAt);
     for (const r of [redis, limits]) {
       // Without a listener ioredis prints every reconnect failure to stderr; /readyz reports it too.
       r.on('error', (err: Error) => app.log.warn({ err }, 'redis connection error'));

@@ -103,8 +103,21 @@ async function restartMidWave(how: { signal: 'SIGTERM' | 'SIGKILL'; freshDir: bo
   // And so does the live view's stream (GET …/events, the /ui page).
   expect((await readLive(h.app.db.pool, op.id, h.app.queueHolds))?.waiting).toEqual(seen.body.waiting);
   await redis.start({ freshDir: how.freshDir });
-
-  const final = await waitForState(h, op.id, END_STATES, 40_000);
+  // Until it ends, what the view says it waits for: never to start a worker while the workers that
+  // were there reconnect (a trial saw "start one (npm run worker)" for ~5 s after Redis returned).
+  const said = new Set<string>();
+  let sampling = true;
+  const sampler = (async () => {
+    while (sampling) {
+      const r = await request(h.app.server).get(`/v1/operations/${op.id}`).set('authorization', h.auth('viewer'));
+      if (r.body.waiting) said.add(`${r.body.waiting.on}: ${r.body.waiting.detail}`);
+      await new Promise((f) => setTimeout(f, 100));
+    }
+  })();
+  const final = await waitForState(h, op.id, END_STATES, 40_000).finally(() => (sampling = false));
+  await sampler;
+  expect([...said].filter((d) => d.includes('npm run worker'))).toEqual([]);
+  expect(Date.now() - h.app.queueBackAt()!.getTime()).toBeLessThan(40_000);
   expect(final.state, JSON.stringify(final)).toBe('completed');
   const after = await request(h.app.server).get(`/v1/operations/${op.id}`).set('authorization', h.auth('viewer'));
   expect(after.body.waiting).toBeNull();

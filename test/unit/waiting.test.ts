@@ -3,7 +3,13 @@
 // for STILL_AFTER_MS — in that order, and never for a state that does not move through the queue or
 // an operation a velocity cap holds back.
 import { describe, expect, it } from 'vitest';
-import { NO_HOLDS, STILL_AFTER_MS, waitingOf, type QueueHolds } from '../../src/modules/operations/views.ts';
+import {
+  NO_HOLDS,
+  RECONNECT_GRACE_MS,
+  STILL_AFTER_MS,
+  waitingOf,
+  type QueueHolds,
+} from '../../src/modules/operations/views.ts';
 
 const NOW = Date.parse('2026-12-01T12:00:00.000Z');
 const ago = (ms: number) => new Date(NOW - ms);
@@ -65,6 +71,26 @@ describe('waitingOf', () => {
     const due = (fields as { restoreWait?: { nextRetryAt: string } }).restoreWait?.nextRetryAt;
     if (on === 'progress')
       expect(w!.since).toBe(due ? new Date(due).toISOString() : holds.lastProgressAt!.toISOString());
+  });
+
+  // A restart trial: for ~5 s after Redis came back the view told the operator to start a worker
+  // (`npm run worker`) while the workers that were there reconnected on their own.
+  it('says the workers are reconnecting while Redis answers again since less than the grace, not to start one', () => {
+    const back = waitingOf(
+      { state: 'running' },
+      { ...NO_HOLDS, noWorkersSince: ago(1_000), queueBackAt: ago(RECONNECT_GRACE_MS - 1) },
+      NOW,
+    );
+    expect(back).toMatchObject({ on: 'workers', since: ago(1_000).toISOString() });
+    expect(back!.detail).toContain(`answers again since ${ago(RECONNECT_GRACE_MS - 1).toISOString()}`);
+    expect(back!.detail).not.toContain('npm run worker');
+    // Past the grace none came back: then it is a missing worker, and says what to do.
+    const gone = waitingOf(
+      { state: 'running' },
+      { ...NO_HOLDS, noWorkersSince: ago(1_000), queueBackAt: ago(RECONNECT_GRACE_MS) },
+      NOW,
+    );
+    expect(gone!.detail).toContain('npm run worker');
   });
 
   it('says how many restores wait, when the next is due and the last error, with times as ISO', () => {

@@ -93,7 +93,14 @@ export interface QueueHolds {
    * read it: a running operation with none for STILL_AFTER_MS says so.
    */
   lastProgressAt?: Date | null;
+  /** When this process's Redis connection came back after its last outage, if it did. */
+  queueBackAt?: Date | null;
 }
+/**
+ * How long after Redis answers again a missing worker is taken for one still reconnecting (ioredis
+ * backs off up to 2 s between tries, then BullMQ's worker resumes its loop: ~5 s in a trial).
+ */
+export const RECONNECT_GRACE_MS = 15_000;
 export const NO_HOLDS: QueueHolds = { queueDownSince: null, noWorkersSince: null };
 
 /**
@@ -111,6 +118,12 @@ export function waitingOf(op: Pick<OperationRow, 'state'> & Partial<HeldFields>,
       since: holds.queueDownSince.toISOString(),
       detail:
         'The work queue (Redis) cannot be reached: no new work is picked up until it is back. Nothing is lost; queued work is re-derived from the ledger when it returns.',
+    };
+  if (holds.noWorkersSince && holds.queueBackAt && now - holds.queueBackAt.getTime() < RECONNECT_GRACE_MS)
+    return {
+      on: 'workers' as const,
+      since: holds.noWorkersSince.toISOString(),
+      detail: `The work queue (Redis) answers again since ${holds.queueBackAt.toISOString()}; its workers reconnect on their own within seconds and pick the work up. Nothing is lost; the work waits in the queue.`,
     };
   if (holds.noWorkersSince)
     return {
