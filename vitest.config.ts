@@ -15,6 +15,7 @@ const OWN_PROCESS = [
   'test/execution/postgres-restart.test.ts',
   'test/execution/postgres-freeze.test.ts',
   'test/execution/redis-restart.test.ts',
+  'test/execution/outage-logs.test.ts',
   'test/execution/shutdown-redis-gone.test.ts',
   'test/execution/worker-nice.test.ts',
   'test/execution/worker-start.test.ts',

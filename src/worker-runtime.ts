@@ -35,6 +35,8 @@ import { snapshotStore } from './modules/snapshots/store.ts';
 import { startIntakeWorker } from './modules/intake/worker.ts';
 import { startWebhooks } from './modules/webhooks/runtime.ts';
 import { DEFAULT_WEBHOOK_SETTINGS, type WebhookSettings } from './modules/webhooks/settings.ts';
+import { errorsTo, outageLog } from './lib/outage-log.ts';
+import type { Redis } from 'ioredis';
 
 export interface WorkerOptions {
   databaseUrl: string;
@@ -113,7 +115,13 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
   const intakeConn = createRedis(opts.redisUrl, true);
   const webhooksConn = createRedis(opts.redisUrl, true);
   const redisConns = [producer, publisher, subscriber, itemsConn, controlConn, intakeConn, webhooksConn];
-  for (const r of redisConns) r.on('error', (err: Error) => opts.logger.warn({ err }, 'redis connection error'));
+  // Every connection fails on every reconnect attempt while Redis is away: one log says it (outage-log.ts).
+  const redisOutage = outageLog(opts.logger, 'redis');
+  const watchRedis = (r: Redis) => {
+    errorsTo(r, redisOutage, (err) => opts.logger.warn({ err }, 'redis connection error'));
+    r.on('ready', () => redisOutage.ok());
+  };
+  redisConns.forEach(watchRedis);
 
   const queues = createQueues(producer, opts.queuePrefix);
   const watch = new HaltWatch(db.pool, subscriber, haltChannel(opts.queuePrefix));
@@ -148,6 +156,7 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
     leaseMs,
     itemsConn,
     controlConn,
+    redisOutage,
     locks,
     load,
     ledger,
@@ -178,7 +187,7 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
     logger: opts.logger,
   });
   const retentionConn = opts.purgeProposalCron === undefined ? undefined : createRedis(opts.redisUrl, true);
-  retentionConn?.on('error', (err: Error) => opts.logger.warn({ err }, 'redis connection error'));
+  if (retentionConn) watchRedis(retentionConn);
   const retention =
     opts.purgeProposalCron === undefined
       ? undefined
@@ -205,6 +214,7 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
     metrics: opts.metrics ?? createMetrics(),
     log: opts.logger,
     lockDurationMs: lockDuration,
+    redisOutage,
   });
 
   // Webhooks read the audit log and send on a queue of their own: never on an operation's path.
@@ -217,6 +227,7 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
     allow: opts.downstream.allow,
     settings: opts.webhooks ?? DEFAULT_WEBHOOK_SETTINGS,
     logger: opts.logger,
+    redisOutage,
   });
 
   return {

@@ -2,6 +2,7 @@
 import fp from 'fastify-plugin';
 import { Redis } from 'ioredis';
 import { ConfigError, shownUrl } from '../config.ts';
+import { errorsTo, outageLog } from '../lib/outage-log.ts';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -168,9 +169,12 @@ export default fp<{ url: string }>(
     const outage = outageClock(redis);
     app.decorate('queueDownSince', outage.since);
     app.decorate('queueBackAt', outage.backAt);
+    // Without a listener ioredis prints every reconnect failure to stderr; /readyz reports it too.
+    // Each attempt of each client fails alike while Redis is away: logged once (outage-log.ts).
+    const away = outageLog(app.log, 'redis');
     for (const r of [redis, limits]) {
-      // Without a listener ioredis prints every reconnect failure to stderr; /readyz reports it too.
-      r.on('error', (err: Error) => app.log.warn({ err }, 'redis connection error'));
+      errorsTo(r, away, (err) => app.log.warn({ err }, 'redis connection error'));
+      r.on('ready', () => away.ok());
     }
     app.addHook('onClose', async () => {
       await Promise.all([redis, limits].map(closeRedis));

@@ -28,6 +28,7 @@ import { protectedNow } from './protected-now.ts';
 import { JOB_ATTEMPTS, QUEUE_NAMES, type ChunkJob, type ControlJob, type Queues } from './queues.ts';
 import { pgRollbackLedger } from './rollback-ledger.ts';
 import { processRollback } from './rollback.ts';
+import { errorsTo, type OutageLog } from '../../lib/outage-log.ts';
 import { supersededItems } from './rollback-superseded.ts';
 import type { OperationRecord } from './state.ts';
 import type { VelocityLimiter } from './velocity.ts';
@@ -58,6 +59,8 @@ export interface ConsumerDeps {
   clock: () => number;
   metrics?: Metrics;
   logger: FastifyBaseLogger;
+  /** The process's log of Redis outages: a lost connection is said there, once per outage. */
+  redisOutage?: OutageLog;
 }
 
 export interface Consumers {
@@ -193,7 +196,7 @@ export function startConsumers(d: ConsumerDeps): Consumers {
     if (job && !(err instanceof DelayedError))
       d.logger.warn({ err, jobId: job.id }, 'control job failed (retried; the reconciler re-arms it)');
   });
-  for (const w of [items, control]) w.on('error', (err) => d.logger.error({ err }, 'worker error'));
+  for (const w of [items, control]) errorsTo(w, d.redisOutage, (err) => d.logger.error({ err }, 'worker error'));
   return {
     items,
     control,

@@ -11,6 +11,7 @@ import { tokenRepository } from '../auth/repository.ts';
 import { authService } from '../auth/service.ts';
 import { INTAKE_QUEUE, intakeService, type IntakeResult } from './service.ts';
 import { intakeSealKey } from './token-seal.ts';
+import { errorsTo, type OutageLog } from '../../lib/outage-log.ts';
 
 /** How long and how many finished jobs stay readable: a day of completed, a week of failed. */
 export const KEEP_COMPLETED = { age: 86_400, count: 10_000 };
@@ -30,6 +31,8 @@ export function startIntakeWorker(opts: {
   log: ServiceLog & { error(obj: object, msg: string): void };
   concurrency?: number;
   lockDurationMs?: number;
+  /** The process's log of Redis outages (outage-log.ts). */
+  redisOutage?: OutageLog;
 }): IntakeWorker {
   const tokens = tokenRepository(opts.pool);
   const intake = intakeService({
@@ -64,6 +67,6 @@ export function startIntakeWorker(opts: {
     },
   );
   // As the other consumers: ioredis reconnects a dropped connection; a warning, not an error.
-  worker.on('error', (err) => opts.log.warn({ err }, 'intake worker: redis error'));
+  errorsTo(worker, opts.redisOutage, (err) => opts.log.warn({ err }, 'intake worker: redis error'));
   return { close: () => worker.close() };
 }

@@ -11,6 +11,7 @@ import { createAgents, deliverOnce, throwUnlessDelivered } from './deliver.ts';
 import { DISPATCH_BATCH, dispatchOnce, stalePending, type Queued } from './dispatch.ts';
 import { endpointGate } from './endpoint-gate.ts';
 import type { WebhookSettings } from './settings.ts';
+import { errorsTo, isConnectionError, outageLog, type OutageLog } from '../../lib/outage-log.ts';
 
 export const WEBHOOK_QUEUE = 'webhooks';
 // BullMQ forbids ':' in custom IDs.
@@ -38,6 +39,8 @@ export interface WebhookRuntimeOptions {
   allow: HostAllowlist;
   settings: WebhookSettings;
   logger: FastifyBaseLogger;
+  /** The process's log of Redis outages (outage-log.ts). */
+  redisOutage?: OutageLog;
 }
 
 export async function startWebhooks(
@@ -97,7 +100,7 @@ export async function startWebhooks(
       lockDuration: Math.max(30_000, 3 * s.timeoutMs),
     },
   );
-  worker.on('error', (err) => o.logger.warn({ err }, 'webhook worker error'));
+  errorsTo(worker, o.redisOutage, (err) => o.logger.warn({ err }, 'webhook worker error'));
   worker.on('failed', (job, err) => {
     if (job)
       o.logger.info(
@@ -121,10 +124,18 @@ export async function startWebhooks(
     }
   };
   let running: Promise<void> | undefined;
+  // A pass runs every pollMs: while PostgreSQL or Redis is away each one fails alike.
+  const away = outageLog(o.logger, 'webhook dispatch');
   const timer = setInterval(() => {
     if (running) return;
     running = pass()
-      .catch((err: unknown) => o.logger.warn({ err }, 'webhook dispatch failed (retried next pass)'))
+      .then(
+        () => away.ok(),
+        (err: unknown) =>
+          isConnectionError(err)
+            ? away.failed(err)
+            : o.logger.warn({ err }, 'webhook dispatch failed (retried next pass)'),
+      )
       .finally(() => {
         running = undefined;
       });

@@ -1,0 +1,92 @@
+// What a worker process logs while Redis is away. A restart trial counted ~360 log lines, each
+// with the driver's stack, for two 15 s Redis outages: every connection's every reconnect attempt
+// and every consumer's error event, so an operator paging through the log lost what else it said.
+// An outage is now logged once when it begins (code and message, no stack) and once when it ends.
+//
+// Runs on a redis-server of its own: the suite's shared Redis must not be stopped under other files.
+import { Writable } from 'node:stream';
+import { randomBytes } from 'node:crypto';
+import pino from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startWorkers, type RunningWorkers } from '../../src/worker-runtime.ts';
+import { testDownstream } from '../support/app.ts';
+import { pollUntil } from '../support/crash.ts';
+import { startOwnRedis, type OwnRedis } from '../support/redis-server.ts';
+import { TEST_SNAPSHOT_KEY_BYTES } from '../support/keys.ts';
+import { createTestDatabase } from '../support/db.ts';
+
+const OUTAGE_MS = 6_000;
+
+let redis: OwnRedis;
+let workers: RunningWorkers | undefined;
+const lines: { level: number; msg: string; err?: { stack?: string }; code?: string }[] = [];
+
+beforeAll(async () => {
+  redis = await startOwnRedis();
+  let rest = '';
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      const text = rest + chunk.toString();
+      const parts = text.split('\n');
+      rest = parts.pop()!;
+      for (const l of parts) if (l.trim()) lines.push(JSON.parse(l) as (typeof lines)[number]);
+      done();
+    },
+  });
+  workers = await startWorkers({
+    databaseUrl: await createTestDatabase(),
+    redisUrl: redis.url,
+    queuePrefix: `bgo${randomBytes(4).toString('hex')}`,
+    concurrency: 2,
+    downstream: testDownstream(),
+    snapshotKey: TEST_SNAPSHOT_KEY_BYTES,
+    logger: pino({ level: 'info' }, sink),
+    reconcileEveryMs: 500,
+  });
+});
+afterAll(async () => {
+  try {
+    await redis?.start().catch(() => undefined);
+    await workers?.close();
+  } finally {
+    await redis?.destroy();
+  }
+});
+
+describe("a worker process's log while Redis is away", () => {
+  it('says the outage once when it begins, without a stack, and once when it ends', async () => {
+    lines.length = 0;
+    await redis.stop('SIGTERM');
+    await new Promise((f) => setTimeout(f, OUTAGE_MS));
+    const during = lines.filter((l) => l.level >= 40);
+    await redis.start();
+    await pollUntil(
+      () => lines.some((l) => /^redis: answers again/.test(l.msg)),
+      'the log to say Redis is back',
+      15_000,
+      50,
+    );
+    const shown = JSON.stringify(lines.map((l) => l.msg));
+    expect(during.length, shown).toBe(1);
+    expect(during[0]!.msg).toMatch(/^redis: failing/);
+    expect(during[0]!.err?.stack, shown).toBeUndefined();
+    expect(lines.filter((l) => /^redis: answers again/.test(l.msg)).length, shown).toBe(1);
+    // The next outage is said again: the log re-arms once Redis answered.
+    lines.length = 0;
+    await redis.stop('SIGKILL');
+    await pollUntil(
+      () => lines.some((l) => /^redis: failing/.test(l.msg)),
+      'the second outage to be logged',
+      10_000,
+      50,
+    );
+    await redis.start();
+    await pollUntil(
+      () => lines.some((l) => /^redis: answers again/.test(l.msg)),
+      'the log to say Redis is back',
+      15_000,
+      50,
+    );
+    expect(lines.filter((l) => l.level >= 40).length, JSON.stringify(lines.map((l) => l.msg))).toBe(1);
+  }, 60_000);
+});
