@@ -145,4 +145,18 @@ describe('summaries', () => {
     // Measured: 3,516 B for the page of six against 17,965 B in full; the 12,000-item plan 3,302 B, its summary 588 B.
     expect(Buffer.byteLength(r.text) * 3).toBeLessThan(fullBytes);
   });
+
+  // A trial read a command's answer without the `progress` the views carry (it had `counts` only).
+  it("a command's answer carries the same progress as the views", async () => {
+    const seen = await request(t.app.server).get(`/v1/operations/${bigId}`).set('authorization', t.auth('viewer'));
+    const approved = await request(t.app.server)
+      .post(`/v1/operations/${bigId}/approve`)
+      .set('authorization', t.auth('approver'))
+      .send({ planHash: seen.body.planHash, comment: 'looked at the blast radius' });
+    expect(approved.status, JSON.stringify(approved.body).slice(0, 300)).toBe(200);
+    expect(approved.body.command).toMatchObject({ action: 'approve' });
+    const one = await request(t.app.server).get(`/v1/operations/${bigId}`).set('authorization', t.auth('viewer'));
+    expect(approved.body.progress).toMatchObject({ items: 12000, done: 0, failed: 0, pending: 12000 });
+    expect(approved.body.progress).toEqual(one.body.progress);
+  });
 });

@@ -242,6 +242,7 @@ export default async function commandRoutes(app: App) {
             v.unfinished,
             undefined,
             await app.queueHolds(v.op.state, v.lastProgressAt),
+            v.summary,
           ),
           ...(command ? { command } : {}),
         };
