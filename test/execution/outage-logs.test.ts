@@ -53,6 +53,9 @@ afterAll(async () => {
   }
 });
 
+const saidBack = () =>
+  pollUntil(() => lines.some((l) => /^redis: answers again/.test(l.msg)), 'the log to say Redis is back', 15_000, 50);
+
 describe("a worker process's log while Redis is away", () => {
   it('says the outage once when it begins, without a stack, and once when it ends', async () => {
     lines.length = 0;
@@ -60,12 +63,7 @@ describe("a worker process's log while Redis is away", () => {
     await new Promise((f) => setTimeout(f, OUTAGE_MS));
     const during = lines.filter((l) => l.level >= 40);
     await redis.start();
-    await pollUntil(
-      () => lines.some((l) => /^redis: answers again/.test(l.msg)),
-      'the log to say Redis is back',
-      15_000,
-      50,
-    );
+    await saidBack();
     const shown = JSON.stringify(lines.map((l) => l.msg));
     expect(during.length, shown).toBe(1);
     expect(during[0]!.msg).toMatch(/^redis: failing/);
@@ -81,12 +79,7 @@ describe("a worker process's log while Redis is away", () => {
       50,
     );
     await redis.start();
-    await pollUntil(
-      () => lines.some((l) => /^redis: answers again/.test(l.msg)),
-      'the log to say Redis is back',
-      15_000,
-      50,
-    );
+    await saidBack();
     expect(lines.filter((l) => l.level >= 40).length, JSON.stringify(lines.map((l) => l.msg))).toBe(1);
   }, 60_000);
 });
