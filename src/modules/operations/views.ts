@@ -153,7 +153,7 @@ export function waitingOf(op: Pick<OperationRow, 'state'> & Partial<HeldFields>,
       on: 'progress' as const,
       since: last.toISOString(),
       detail:
-        'No item outcome recorded since then. A worker that stopped (killed, out of memory) keeps its claimed items until its claim lease ends (BLASTGATE_WORKER_LOCK_MS), then another worker takes them over; a downstream that does not answer holds them until its calls time out. With no progress for haltPolicy.stallSeconds the watchdog halts the operation.',
+        'No item outcome recorded since then. A worker that stopped (killed, out of memory) keeps its claimed items until its claim lease ends (BLASTGATE_WORKER_LOCK_MS), then another worker takes them over; a downstream that does not answer holds them until its calls time out; after PostgreSQL or Redis was away, the chunks it failed are retried with backoff (seconds). With no progress for haltPolicy.stallSeconds the watchdog halts the operation.',
     };
   return null;
 }
