@@ -17,7 +17,7 @@ import pg from 'pg';
 import type { Downstream } from '../test/support/downstream.ts';
 import { plainLoop } from './baseline-loop.ts';
 import { launch, seed, waitStateSql, type Tokens } from './execution.ts';
-import { cpuSeconds, type ApiProcess } from './support.ts';
+import { cpuPerItem, cpuSeconds, cpuSnapshot, type ApiProcess } from './support.ts';
 
 const IN_FLIGHT = 16;
 // BLASTGATE_WORKER_CONCURRENCY of the bench's API child (BENCH_WORKER_CONCURRENCY). The chunks of
@@ -27,6 +27,8 @@ const ROLLOUT_CONCURRENCY = IN_FLIGHT;
 const LOOP_RUNS = 3;
 const GATE_RUNS = Number(process.env.BENCH_EFFICIENCY_RUNS ?? 3);
 const WARM_UP = 2_000;
+/** Blastgate's steady rate is counted from this long after the start (see gateRun). */
+const STEADY_AFTER_MS = 1_500;
 
 /** Why an operation did not complete: its items' states and errors, most frequent first. */
 async function why(databaseUrl: string, id: string) {
@@ -89,12 +91,14 @@ export async function benchEfficiency(
   const oneLoop = async (prefix: string, signWith?: string) => {
     downstream.reset();
     downstream.latency(latencyMs);
-    return plainLoop({
+    const [cpu, own] = [cpuSnapshot(), process.cpuUsage()];
+    const r = await plainLoop({
       baseUrl: downstream.url,
       ids: Array.from({ length: n }, (_, i) => `${prefix}_${i}`),
       concurrency: IN_FLIGHT,
       ...(signWith ? { signWith } : {}),
     });
+    return { ...r, cpu: cpuPerItem(cpu, n), benchUs: benchCpuUs(own, n) };
   };
   const loopRuns = async (prefix: string, signWith?: string) => {
     const runs = [];
@@ -124,10 +128,22 @@ export async function benchEfficiency(
     downstream.reset();
     downstream.latency(latencyMs);
     const cpu0 = cpuSeconds(a.pid);
+    const [cpu, own] = [cpuSnapshot(), process.cpuUsage()];
     const r = await launch(a, tk, type, items, { bakeSeconds: 0, concurrency: ROLLOUT_CONCURRENCY, waves: ['100%'] });
     const state = await waitStateSql(databaseUrl, r.id, ['completed', 'rolled_back', 'paused', 'halted'], 600_000);
     const seconds = (performance.now() - r.started) / 1000;
     const apiCpuUs = ((cpuSeconds(a.pid) - cpu0) * 1e6) / items;
+    const machine = cpuPerItem(cpu, items);
+    // After the start (the canary wave of one tenant, the restore drill, the health probe and the
+    // next wave's first snapshots: fixed costs the loop has not) and before the last second.
+    const t0 = performance.timeOrigin + r.started;
+    const steadyFrom = t0 + STEADY_AFTER_MS;
+    const steadyTo = t0 + seconds * 1000 - 1000;
+    const steadyDeletes = downstream.calls.filter(
+      (c) => c.action === 'softDelete' && c.at >= steadyFrom && c.at < steadyTo,
+    ).length;
+    const steadyPerSec = steadyTo > steadyFrom ? steadyDeletes / ((steadyTo - steadyFrom) / 1000) : NaN;
+    const benchUs = benchCpuUs(own, items);
     if (state !== 'completed') console.error(`[efficiency] ${type} ended ${state}:`, await why(databaseUrl, r.id));
     if (process.env.BENCH_EFFICIENCY_TIMELINE) timeline(downstream, performance.timeOrigin + r.started, seconds);
     return {
@@ -135,6 +151,9 @@ export async function benchEfficiency(
       seconds,
       itemsPerSec: items / seconds,
       apiCpuUs,
+      machine,
+      benchUs,
+      steadyPerSec,
       deletes: downstream.calls.filter((c) => c.action === 'softDelete').length,
       reads: downstream.calls.filter((c) => c.action === 'snapshot' || c.path.endsWith('/snapshots')).length,
     };
@@ -149,6 +168,12 @@ export async function benchEfficiency(
       const loop = await oneLoop(`pair${v.type}${k}`);
       const run = await gateRun(`${v.type}${k}`, n);
       runs.push({ ...run, ratio: run.itemsPerSec / loop.itemsPerSec, loop: loop.itemsPerSec });
+      // Where the machine's CPU went in each arm: the loop and the downstream share this process,
+      // and Blastgate's downstream is this process too (with its snapshot reads and signature checks).
+      console.error(
+        `[efficiency] pair ${k}: loop ${Math.round(loop.itemsPerSec)}/s, ${loop.cpu}, this process ${loop.benchUs} µs; ` +
+          `Blastgate ${Math.round(run.itemsPerSec)}/s (steady ${Math.round(run.steadyPerSec)}/s), ${run.machine}, this process (downstream) ${run.benchUs} µs`,
+      );
     }
     const median = medianOf(runs, (r) => r.itemsPerSec);
     const { state, seconds, deletes, reads, apiCpuUs } = median;
@@ -208,4 +233,10 @@ function timeline(downstream: Downstream, t0: number, seconds: number) {
 /** The middle element by `key` (the upper one of an even count). */
 function medianOf<T>(xs: readonly T[], key: (x: T) => number): T {
   return [...xs].sort((a, b) => key(a) - key(b))[Math.floor(xs.length / 2)]!;
+}
+
+/** This process's CPU (the downstream, and the loop when it runs) per item since `from`, in µs. */
+function benchCpuUs(from: NodeJS.CpuUsage, items: number): number {
+  const d = process.cpuUsage(from);
+  return Math.round((d.user + d.system) / items);
 }

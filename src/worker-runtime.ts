@@ -116,7 +116,8 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
   const webhooksConn = createRedis(opts.redisUrl, true);
   const redisConns = [producer, publisher, subscriber, itemsConn, controlConn, intakeConn, webhooksConn];
   // Every connection fails on every reconnect attempt while Redis is away: one log says it (outage-log.ts).
-  const redisOutage = outageLog(opts.logger, 'redis');
+  // Named apart from the API's own (plugins/redis.ts): `npm start` runs both in one process.
+  const redisOutage = outageLog(opts.logger, 'redis (workers)');
   const watchRedis = (r: Redis) => {
     errorsTo(r, redisOutage, (err) => opts.logger.warn({ err }, 'redis connection error'));
     r.on('ready', () => redisOutage.ok());
@@ -203,6 +204,7 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
             log: opts.logger,
           },
           log: opts.logger,
+          redisOutage,
         });
 
   const intake = startIntakeWorker({

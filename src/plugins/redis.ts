@@ -171,7 +171,7 @@ export default fp<{ url: string }>(
     app.decorate('queueBackAt', outage.backAt);
     // Without a listener ioredis prints every reconnect failure to stderr; /readyz reports it too.
     // Each attempt of each client fails alike while Redis is away: logged once (outage-log.ts).
-    const away = outageLog(app.log, 'redis');
+    const away = outageLog(app.log, 'redis (API)');
     for (const r of [redis, limits]) {
       errorsTo(r, away, (err) => app.log.warn({ err }, 'redis connection error'));
       r.on('ready', () => away.ok());

@@ -42,6 +42,8 @@ beforeAll(async () => {
     snapshotKey: TEST_SNAPSHOT_KEY_BYTES,
     logger: pino({ level: 'info' }, sink),
     reconcileEveryMs: 500,
+    // As `npm start` runs them: the retention scheduler's consumer too (a trial's 16 stacks).
+    purgeProposalCron: '0 3 * * *',
   });
 });
 afterAll(async () => {
@@ -54,7 +56,12 @@ afterAll(async () => {
 });
 
 const saidBack = () =>
-  pollUntil(() => lines.some((l) => /^redis: answers again/.test(l.msg)), 'the log to say Redis is back', 15_000, 50);
+  pollUntil(
+    () => lines.some((l) => /^redis \(workers\): answers again/.test(l.msg)),
+    'the log to say Redis is back',
+    15_000,
+    50,
+  );
 
 describe("a worker process's log while Redis is away", () => {
   it('says the outage once when it begins, without a stack, and once when it ends', async () => {
@@ -66,14 +73,14 @@ describe("a worker process's log while Redis is away", () => {
     await saidBack();
     const shown = JSON.stringify(lines.map((l) => l.msg));
     expect(during.length, shown).toBe(1);
-    expect(during[0]!.msg).toMatch(/^redis: failing/);
+    expect(during[0]!.msg).toMatch(/^redis \(workers\): failing/);
     expect(during[0]!.err?.stack, shown).toBeUndefined();
-    expect(lines.filter((l) => /^redis: answers again/.test(l.msg)).length, shown).toBe(1);
+    expect(lines.filter((l) => /^redis \(workers\): answers again/.test(l.msg)).length, shown).toBe(1);
     // The next outage is said again: the log re-arms once Redis answered.
     lines.length = 0;
     await redis.stop('SIGKILL');
     await pollUntil(
-      () => lines.some((l) => /^redis: failing/.test(l.msg)),
+      () => lines.some((l) => /^redis \(workers\): failing/.test(l.msg)),
       'the second outage to be logged',
       10_000,
       50,

@@ -6,6 +6,7 @@
 import { Queue, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type pg from 'pg';
+import { errorsTo, type OutageLog } from '../../lib/outage-log.ts';
 import { inTransaction } from '../../lib/sql.ts';
 import type { Metrics } from '../../plugins/metrics.ts';
 import { appendAudit } from '../audit/repository.ts';
@@ -112,6 +113,8 @@ export async function startPurgeScheduler(opts: {
   cron: string | null;
   deps: ProposalDeps;
   log: ServiceLog & { error(obj: object, msg: string): void };
+  /** The process's log of Redis outages (outage-log.ts). */
+  redisOutage?: OutageLog;
 }): Promise<PurgeScheduler> {
   const queue = new Queue(RETENTION_QUEUE, { connection: opts.connection, prefix: opts.prefix });
   queue.on('error', () => undefined); // the connection's owner logs its errors
@@ -140,7 +143,7 @@ export async function startPurgeScheduler(opts: {
     { connection: opts.workerConnection, prefix: opts.prefix, concurrency: 1 },
   );
   // A dropped Redis connection is reconnected by ioredis (and closing one at shutdown says so too): a warning, not an error.
-  worker.on('error', (err) => opts.log.warn({ err }, 'retention scheduler: redis error'));
+  errorsTo(worker, opts.redisOutage, (err) => opts.log.warn({ err }, 'retention scheduler: redis error'));
   return {
     async close() {
       await worker.close();
