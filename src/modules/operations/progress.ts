@@ -12,7 +12,10 @@ export const Progress = Type.Object(
         'Executed successfully by the forward run; a rollback does not lower it (state says rolled_back; GET /v1/operations/{id} counts what was restored)',
     }),
     failed: Type.Integer({ description: 'Failed' }),
-    pending: Type.Integer({ description: 'Not executed yet (items - done - failed)' }),
+    pending: Type.Integer({
+      description:
+        'Not executed (items - done - failed): yet, while the operation runs; never, once it ended without running them (rolled_back, cancelled, failed): nothing was sent for them',
+    }),
     restoring: Type.Integer({
       description:
         'Being restored by a rollback, a failed restore the running rollback will try again, or an item the restore drill holds',
