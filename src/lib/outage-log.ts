@@ -36,8 +36,6 @@ export interface OutageLog {
   failed(err: unknown): void;
   /** The dependency answered: an outage that was logged is logged as ended. */
   ok(): void;
-  /** Whether a failure was logged and no answer came since. */
-  down(): boolean;
 }
 
 export function outageLog(logger: Pick<Logger, 'warn' | 'info'>, what: string, now = Date.now): OutageLog {
@@ -62,7 +60,6 @@ export function outageLog(logger: Pick<Logger, 'warn' | 'info'>, what: string, n
       logger.info({ downMs: now() - since, repeats }, `${what}: answers again`);
       since = null;
     },
-    down: () => since !== null,
   };
 }
 
