@@ -5,7 +5,7 @@ import { chownSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { freePort, isRoot, type Owned, type StartContext } from './local-services.ts';
 import { ConfigError } from '../config.ts';
-import { isRunning, linesSince, sizeOf } from './procs.ts';
+import { isRunning, linesSince, shellCommand, sizeOf } from './procs.ts';
 import { postgresStop, stopOne } from './stop.ts';
 
 // initdb and postgres refuse to run as root; the Debian package creates a `postgres` user.
@@ -87,12 +87,7 @@ export async function startPostgres(ctx: StartContext, owned: Owned): Promise<st
     const pgPort = opts.pgPort || (await freePort());
     const logFile = join(pgData, 'server.log');
     const logFrom = sizeOf(logFile);
-    const conf = [
-      `-p ${pgPort} -h 127.0.0.1 -k ${sockDir}`,
-      ...DURABILITY_SETTINGS.map((s) => `-c ${s}=${wanted}`),
-      '-c max_connections=300 -c shared_buffers=256MB',
-    ].join(' ');
-    const r = asPostgres(bins.pgCtl, ['-D', pgData, '-l', logFile, '-o', conf, '-w', '-t', '60', 'start']);
+    const r = asPostgres(bins.pgCtl, pgCtlStart(pgData, pgPort, sockDir, wanted));
     const pid = postmasterPid(pgData);
     if (!r.ok || pid === undefined) {
       if (pid !== undefined) owned.pg = { pid, port: pgPort, adopted: false };
@@ -101,6 +96,11 @@ export async function startPostgres(ctx: StartContext, owned: Owned): Promise<st
     owned.pg = { pid, port: readPostmasterPort(pgData) ?? pgPort, adopted: false };
   }
   owned.pg.locate = () => postmasterPid(pgData);
+  owned.pg.startAgain = shellCommand([
+    ...(isRoot() ? ['runuser', '-u', 'postgres', '--'] : []),
+    bins.pgCtl,
+    ...pgCtlStart(pgData, owned.pg.port, sockDir, wanted),
+  ]);
   log(
     `local PostgreSQL is up: pid ${owned.pg.pid}, 127.0.0.1:${owned.pg.port}, data in ${pgData}, durability "${durability}"`,
   );
@@ -116,6 +116,19 @@ export async function startPostgres(ctx: StartContext, owned: Owned): Promise<st
     await admin.end();
   }
   return `${root}/${database}`;
+}
+
+/**
+ * pg_ctl's arguments to start the PostgreSQL of this data folder: the start's, and the command an
+ * operator is given to start it again by hand while the API runs.
+ */
+function pgCtlStart(pgData: string, port: number, sockDir: string, durability: 'on' | 'off'): string[] {
+  const conf = [
+    `-p ${port} -h 127.0.0.1 -k ${sockDir}`,
+    ...DURABILITY_SETTINGS.map((s) => `-c ${s}=${durability}`),
+    '-c max_connections=300 -c shared_buffers=256MB',
+  ].join(' ');
+  return ['-D', pgData, '-l', join(pgData, 'server.log'), '-o', conf, '-w', '-t', '60', 'start'];
 }
 
 /** The postmaster's pid when a PostgreSQL is running on this data folder. */

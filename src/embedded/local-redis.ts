@@ -5,7 +5,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError } from '../config.ts';
 import { freePort, type Owned, type StartContext } from './local-services.ts';
-import { isRunning, linesSince, sizeOf } from './procs.ts';
+import { isRunning, linesSince, shellCommand, sizeOf } from './procs.ts';
 import { redisStop, stopOne } from './stop.ts';
 
 /** Starts or takes over the folder's Redis. */
@@ -35,31 +35,7 @@ export async function startRedis(ctx: StartContext, owned: Owned): Promise<void>
     // In the foreground (not --daemonize), in a session of its own like a daemon, so that a
     // redis-server that cannot start is seen to exit at once, with its reason in its log: a port
     // in use used to show as "timed out waiting for redis-server pid file" 10 s later.
-    const child = spawn(
-      bins.redisServer,
-      [
-        '--port',
-        String(redisPort),
-        '--bind',
-        '127.0.0.1',
-        '--dir',
-        redisDir,
-        '--appendonly',
-        'yes',
-        // BullMQ is only correct when Redis never evicts keys.
-        '--maxmemory-policy',
-        'noeviction',
-        '--daemonize',
-        'no',
-        '--pidfile',
-        pidFile,
-        '--logfile',
-        logFile,
-        '--save',
-        '',
-      ],
-      { detached: true, stdio: 'ignore' },
-    );
+    const child = spawn(bins.redisServer, redisArgs(redisPort, redisDir, false), { detached: true, stdio: 'ignore' });
     child.unref();
     let ended: string | undefined;
     child.once('error', (err) => (ended = `could not be run: ${err.message}`));
@@ -81,7 +57,36 @@ export async function startRedis(ctx: StartContext, owned: Owned): Promise<void>
     owned.redis = { pid, port: redisPort, adopted: false };
   }
   owned.redis.locate = () => redisPidIn(redisDir);
+  owned.redis.startAgain = shellCommand([bins.redisServer, ...redisArgs(owned.redis.port, redisDir, true)]);
   log(`local Redis is up: pid ${owned.redis.pid}, 127.0.0.1:${owned.redis.port}, data in ${redisDir}`);
+}
+
+/**
+ * redis-server's arguments for this data folder: the start's (in the foreground, watched) and the
+ * command an operator is given to start it again by hand (as a daemon) while the API runs.
+ */
+function redisArgs(port: number, redisDir: string, daemonize: boolean): string[] {
+  return [
+    '--port',
+    String(port),
+    '--bind',
+    '127.0.0.1',
+    '--dir',
+    redisDir,
+    '--appendonly',
+    'yes',
+    // BullMQ is only correct when Redis never evicts keys.
+    '--maxmemory-policy',
+    'noeviction',
+    '--daemonize',
+    daemonize ? 'yes' : 'no',
+    '--pidfile',
+    join(redisDir, 'redis.pid'),
+    '--logfile',
+    join(redisDir, 'redis.log'),
+    '--save',
+    '',
+  ];
 }
 
 /** The pid of a redis-server running on this data folder (from its pid file), if any. */

@@ -55,6 +55,8 @@ export interface SomeLocalServices {
   pids: { postgres?: number; redis?: number };
   /** Which servers were found running from an earlier start and taken over. */
   adopted: { postgres?: boolean; redis?: boolean };
+  /** How to find each server of the data folder again, and to start it again by hand (watch.ts). */
+  servers: { postgres?: WatchedServer; redis?: WatchedServer };
   /**
    * Stops the servers and waits (bounded) until their processes are gone, escalating when they
    * do not stop: PostgreSQL fast shutdown, then immediate; Redis SIGTERM, then SIGKILL. Synchronous,
@@ -205,6 +207,7 @@ export async function startSomeLocalServices(opts: LocalServicesOptions, wanted:
       durability,
       pids: { postgres: owned.pg?.pid, redis: owned.redis?.pid },
       adopted: { postgres: owned.pg?.adopted, redis: owned.redis?.adopted },
+      servers: { postgres: watched(owned.pg), redis: watched(owned.redis) },
       stop() {
         if (lastReport?.ok) return lastReport;
         lastReport = stopOwned(owned, log, signalled);
@@ -245,11 +248,21 @@ export interface Server {
   adopted: boolean;
   /** The pid now running on our data folder (from its pid file), if any. */
   locate?: () => number | undefined;
+  /** The shell command that starts it again on the same data and port (watch.ts says it). */
+  startAgain?: string;
 }
 export interface Owned {
   pg?: Server;
   redis?: Server;
 }
+
+export interface WatchedServer {
+  /** The pid running on the data folder now (its pid file), if any. */
+  locate(): number | undefined;
+  startAgain: string;
+}
+const watched = (s: Server | undefined): WatchedServer | undefined =>
+  s?.locate && s.startAgain ? { locate: s.locate, startAgain: s.startAgain } : undefined;
 
 function stopOwned(owned: Owned, log: (m: string) => void, signalled?: Set<number>): StopReport {
   // What is owned is the server of our data folder, not a pid: one restarted meanwhile (by an

@@ -26,6 +26,11 @@ export function isRunning(pid: number, comm: string): boolean {
   return stat.slice(stat.indexOf('(') + 1, close).startsWith(comm.slice(0, 15));
 }
 
+/** A command line an operator can paste into a POSIX shell: each argument quoted when it needs it. */
+export function shellCommand(args: string[]): string {
+  return args.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' ');
+}
+
 /** The size of a file, 0 when there is none. */
 export function sizeOf(file: string): number {
   try {

@@ -1,8 +1,11 @@
 // The local servers of embedded mode, watched while the API runs. When one of them stopped (killed,
 // out of memory), the API answered 503 to every request needing it and logged a warning per request,
 // but never said that its own PostgreSQL or Redis was gone, nor what to do (a new-user trial killed
-// PostgreSQL under `npm start`). A server that is gone is now said once, with the way back.
+// PostgreSQL under `npm start`). A server that is gone is now said once, with the ways back, and
+// so is its return: a trial started Redis again by hand (rebuilding its command line from CONFIG
+// GET, since redis-server rewrites its process title) and heard nothing more from this start.
 import { isRunning } from './procs.ts';
+import type { WatchedServer } from './local-services.ts';
 
 const NAMES = { postgres: ['PostgreSQL', 'postgres'], redis: ['Redis', 'redis-server'] } as const;
 // What an operator sees meanwhile. Without Redis, reads and commands still answer (a trial's pause
@@ -13,23 +16,43 @@ const EFFECT = {
     'queued work (waves, rollbacks, intake jobs) waits and views say `waiting: redis`; reads and commands still answer',
 } as const;
 
+type Kind = keyof typeof NAMES;
+
 /** Checks every `everyMs`; returns a function that stops watching. */
 export function watchLocalServers(
   pids: { postgres?: number; redis?: number },
   dataDir: string,
   say: (message: string) => void,
   everyMs = 5_000,
+  /** How to find a server of the data folder again and start it by hand (local-services.ts). */
+  servers: { postgres?: WatchedServer; redis?: WatchedServer } = {},
 ): () => void {
-  const told = new Set<string>();
+  const now = { ...pids };
+  const gone = new Set<Kind>();
   const timer = setInterval(() => {
     for (const kind of ['postgres', 'redis'] as const) {
-      const pid = pids[kind];
-      if (pid === undefined || told.has(kind) || isRunning(pid, NAMES[kind][1])) continue;
-      told.add(kind);
+      const pid = now[kind];
+      if (pid === undefined) continue;
+      const [name, comm] = NAMES[kind];
+      const server = servers[kind];
+      if (gone.has(kind)) {
+        // Started again on the same data (by hand, a supervisor, `pg_ctl start`): say so, and watch it.
+        const again = server?.locate();
+        if (again === undefined || !isRunning(again, comm)) continue;
+        gone.delete(kind);
+        now[kind] = again;
+        say(`the local ${name} runs again (pid ${again}) on the data in ${dataDir}/: this start uses it as it is`);
+        continue;
+      }
+      if (isRunning(pid, comm)) continue;
+      gone.add(kind);
       say(
-        `the local ${NAMES[kind][0]} (pid ${pid}) has stopped: ${EFFECT[kind]} until it runs again. ` +
-          `Stop this start (Ctrl-C) and run npm start again: it starts ${NAMES[kind][0]} on the data kept in ${dataDir}/ ` +
-          `(one started again on that data by other means is used as it is: running operations go on by themselves)`,
+        `the local ${name} (pid ${pid}) has stopped: ${EFFECT[kind]} until it runs again. ` +
+          (server
+            ? `Start it again while this start runs, on the same data and port: ${server.startAgain} ` +
+              `(running operations go on by themselves); or stop this start (Ctrl-C) and run npm start again: it starts ${name} on the data kept in ${dataDir}/`
+            : `Stop this start (Ctrl-C) and run npm start again: it starts ${name} on the data kept in ${dataDir}/ ` +
+              `(one started again on that data by other means is used as it is: running operations go on by themselves)`),
       );
     }
   }, everyMs);

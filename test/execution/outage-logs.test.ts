@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startWorkers, type RunningWorkers } from '../../src/worker-runtime.ts';
 import { testDownstream } from '../support/app.ts';
 import { pollUntil } from '../support/crash.ts';
+import { startOwnPostgres } from '../support/pg-server.ts';
 import { startOwnRedis, type OwnRedis } from '../support/redis-server.ts';
 import { TEST_SNAPSHOT_KEY_BYTES } from '../support/keys.ts';
 import { createTestDatabase } from '../support/db.ts';
@@ -88,5 +89,65 @@ describe("a worker process's log while Redis is away", () => {
     await redis.start();
     await saidBack();
     expect(lines.filter((l) => l.level >= 40).length, JSON.stringify(lines.map((l) => l.msg))).toBe(1);
+  }, 60_000);
+});
+
+// The same for PostgreSQL: the reconcile loop (every 200 ms here, 10 s by default) and the webhook
+// dispatch pass each failed every round with the driver's stack (a trial: `reconcile failed`).
+describe("a worker process's log while PostgreSQL is away", () => {
+  let pgs: Awaited<ReturnType<typeof startOwnPostgres>> | undefined;
+  let w: RunningWorkers | undefined;
+  const seen: typeof lines = [];
+  beforeAll(async () => {
+    pgs = await startOwnPostgres();
+    let rest = '';
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        const parts = (rest + chunk.toString()).split('\n');
+        rest = parts.pop()!;
+        for (const l of parts) if (l.trim()) seen.push(JSON.parse(l) as (typeof lines)[number]);
+        done();
+      },
+    });
+    w = await startWorkers({
+      databaseUrl: pgs.url,
+      redisUrl: redis.url,
+      queuePrefix: `bgp${randomBytes(4).toString('hex')}`,
+      concurrency: 2,
+      downstream: testDownstream(),
+      snapshotKey: TEST_SNAPSHOT_KEY_BYTES,
+      logger: pino({ level: 'info' }, sink),
+      reconcileEveryMs: 200,
+    });
+  }, 120_000);
+  afterAll(async () => {
+    await pgs?.server.start().catch(() => undefined);
+    await w?.close();
+    pgs?.destroy();
+  });
+
+  it('says each failing loop once, without a stack, and says when it answers again', async () => {
+    await redis.start().catch(() => undefined); // up, whatever the test before left
+    seen.length = 0;
+    pgs!.server.stopSync();
+    await new Promise((f) => setTimeout(f, 3_000));
+    const during = seen.filter((l) => l.level >= 40);
+    await pgs!.server.start();
+    await pollUntil(
+      () => seen.some((l) => l.msg === 'reconcile: answers again'),
+      'the reconcile loop to recover',
+      20_000,
+      50,
+    );
+    const shown = JSON.stringify(seen.map((l) => l.msg));
+    expect(
+      during.map((l) => l.msg),
+      shown,
+    ).toContain('reconcile: failing (further failures are not logged until it answers again)');
+    expect(new Set(during.map((l) => l.msg)).size, shown).toBe(during.length); // no line twice
+    expect(
+      during.filter((l) => l.err?.stack),
+      shown,
+    ).toEqual([]);
   }, 60_000);
 });

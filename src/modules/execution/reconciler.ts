@@ -8,6 +8,7 @@
 //   finished waves get settled, bakes and rollbacks get their job back);
 // - and the witness: a rollback whose items a stopped run holds says so at once, not when its own
 //   job runs again after the dead worker's job lock (stopped-holds.ts).
+import { isConnectionError, outageLog } from '../../lib/outage-log.ts';
 import type { FastifyBaseLogger } from 'fastify';
 import type pg from 'pg';
 import { decide } from '../operations/lifecycle.ts';
@@ -125,8 +126,10 @@ export async function startReconcileLoop<Tx>(o: {
   deps: ReconcilerDeps<Tx>;
   everyMs: number;
   releaseLocks(): Promise<number>;
-  logger: Pick<FastifyBaseLogger, 'warn' | 'debug'>;
+  logger: Pick<FastifyBaseLogger, 'warn' | 'debug' | 'info'>;
 }): Promise<ReconcileLoop> {
+  // Every round fails alike while PostgreSQL or Redis is away: said once (outage-log.ts).
+  const away = outageLog(o.logger, 'reconcile');
   let releasedAt = 0;
   const reconcile = async () => {
     const r = await reconcileOnce(o.deps);
@@ -144,7 +147,10 @@ export async function startReconcileLoop<Tx>(o: {
     if (reconciling) return;
     reconciling = true;
     reconcile()
-      .catch((err: unknown) => o.logger.warn({ err }, 'reconcile failed'))
+      .then(
+        () => away.ok(),
+        (err: unknown) => (isConnectionError(err) ? away.failed(err) : o.logger.warn({ err }, 'reconcile failed')),
+      )
       .finally(() => {
         reconciling = false;
       });
