@@ -20,28 +20,39 @@ const OUTAGE_MS = 6_000;
 
 let redis: OwnRedis;
 let workers: RunningWorkers | undefined;
-const lines: { level: number; msg: string; err?: { stack?: string }; code?: string }[] = [];
+const lines: Line[] = [];
 
-beforeAll(async () => {
-  redis = await startOwnRedis();
+type Line = { level: number; msg: string; err?: { stack?: string }; code?: string };
+
+/** A worker runtime whose log lines land in `into`, parsed. */
+function capturedWorkers(
+  into: Line[],
+  o: { databaseUrl: string; reconcileEveryMs: number; purgeProposalCron?: string },
+) {
   let rest = '';
   const sink = new Writable({
     write(chunk: Buffer, _enc, done) {
-      const text = rest + chunk.toString();
-      const parts = text.split('\n');
+      const parts = (rest + chunk.toString()).split('\n');
       rest = parts.pop()!;
-      for (const l of parts) if (l.trim()) lines.push(JSON.parse(l) as (typeof lines)[number]);
+      for (const l of parts) if (l.trim()) into.push(JSON.parse(l) as Line);
       done();
     },
   });
-  workers = await startWorkers({
-    databaseUrl: await createTestDatabase(),
+  return startWorkers({
+    ...o,
     redisUrl: redis.url,
     queuePrefix: `bgo${randomBytes(4).toString('hex')}`,
     concurrency: 2,
     downstream: testDownstream(),
     snapshotKey: TEST_SNAPSHOT_KEY_BYTES,
     logger: pino({ level: 'info' }, sink),
+  });
+}
+
+beforeAll(async () => {
+  redis = await startOwnRedis();
+  workers = await capturedWorkers(lines, {
+    databaseUrl: await createTestDatabase(),
     reconcileEveryMs: 500,
     // As `npm start` runs them: the retention scheduler's consumer too (a trial's 16 stacks).
     purgeProposalCron: '0 3 * * *',
@@ -97,28 +108,10 @@ describe("a worker process's log while Redis is away", () => {
 describe("a worker process's log while PostgreSQL is away", () => {
   let pgs: Awaited<ReturnType<typeof startOwnPostgres>> | undefined;
   let w: RunningWorkers | undefined;
-  const seen: typeof lines = [];
+  const seen: Line[] = [];
   beforeAll(async () => {
     pgs = await startOwnPostgres();
-    let rest = '';
-    const sink = new Writable({
-      write(chunk: Buffer, _enc, done) {
-        const parts = (rest + chunk.toString()).split('\n');
-        rest = parts.pop()!;
-        for (const l of parts) if (l.trim()) seen.push(JSON.parse(l) as (typeof lines)[number]);
-        done();
-      },
-    });
-    w = await startWorkers({
-      databaseUrl: pgs.url,
-      redisUrl: redis.url,
-      queuePrefix: `bgp${randomBytes(4).toString('hex')}`,
-      concurrency: 2,
-      downstream: testDownstream(),
-      snapshotKey: TEST_SNAPSHOT_KEY_BYTES,
-      logger: pino({ level: 'info' }, sink),
-      reconcileEveryMs: 200,
-    });
+    w = await capturedWorkers(seen, { databaseUrl: pgs.url, reconcileEveryMs: 200 });
   }, 120_000);
   afterAll(async () => {
     await pgs?.server.start().catch(() => undefined);
