@@ -5,6 +5,7 @@
 // schema documents: any other is refused with 415 listing them, before the body is looked at (a
 // stream handed to a JSON route, or JSON to an upload route, would otherwise fail in confusing
 // ways further on).
+import { isConnectionError, outageLog } from '../lib/outage-log.ts';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type pg from 'pg';
 import { AppError, PayloadTooLargeError } from '../lib/errors.ts';
@@ -121,12 +122,16 @@ export function installContentTypes(app: FastifyInstance) {
  * request can own one, so its process died mid-upload. Any replica may drop any of them.
  */
 export function installStagingSweeper(app: FastifyInstance, o: { pool: pg.Pool; staleAfterMs: number }) {
+  // A PostgreSQL that is away fails every sweep alike: said once (outage-log.ts).
+  const away = outageLog(app.log, 'upload staging sweep');
   const sweep = async () => {
     try {
       const dropped = await sweepStaleStaging(o.pool, o.staleAfterMs);
+      away.ok();
       if (dropped.length) app.log.info({ dropped }, 'dropped abandoned upload staging tables');
     } catch (err) {
-      app.log.warn({ err }, 'could not sweep upload staging tables');
+      if (isConnectionError(err)) away.failed(err);
+      else app.log.warn({ err }, 'could not sweep upload staging tables');
     }
   };
   // Often enough that an abandoned table is gone soon after it became stale; at most once a minute.

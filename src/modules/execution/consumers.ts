@@ -28,7 +28,7 @@ import { protectedNow } from './protected-now.ts';
 import { JOB_ATTEMPTS, QUEUE_NAMES, type ChunkJob, type ControlJob, type Queues } from './queues.ts';
 import { pgRollbackLedger } from './rollback-ledger.ts';
 import { processRollback } from './rollback.ts';
-import { errorsTo, type OutageLog } from '../../lib/outage-log.ts';
+import { errorsTo, isConnectionError, outageLog, type OutageLog } from '../../lib/outage-log.ts';
 import { supersededItems } from './rollback-superseded.ts';
 import type { OperationRecord } from './state.ts';
 import type { VelocityLimiter } from './velocity.ts';
@@ -175,10 +175,15 @@ export function startConsumers(d: ConsumerDeps): Consumers {
     (job, token) => tracked(() => d.locks.run(job, token, (fence) => runControl(job, token, fence))),
     { ...common, connection: d.controlConn, concurrency: d.controlConcurrency },
   );
+  // While PostgreSQL or Redis is away every job in hand fails alike, and again at each retry: the
+  // first failure is said, the rest counted until a job completes (outage-log.ts).
+  const jobsAway = outageLog(d.logger, 'queue jobs');
+  for (const w of [items, control]) w.on('completed', () => jobsAway.ok());
   items.on('failed', (job, err) => {
     if (!job || err instanceof DelayedError) return;
     const final = job.attemptsMade >= (job.opts.attempts ?? JOB_ATTEMPTS);
-    d.logger.warn({ err, jobId: job.id, attemptsMade: job.attemptsMade, final }, 'chunk job failed');
+    if (isConnectionError(err)) jobsAway.failed(err);
+    else d.logger.warn({ err, jobId: job.id, attemptsMade: job.attemptsMade, final }, 'chunk job failed');
     // A chunk that keeps failing for a reason of its own is quarantined: its open items fail with
     // that reason and count toward the halt policy. A dependency that is down is not such a reason:
     // the reconciler queues the chunk again once it is back.
@@ -193,8 +198,9 @@ export function startConsumers(d: ConsumerDeps): Consumers {
     }
   });
   control.on('failed', (job, err) => {
-    if (job && !(err instanceof DelayedError))
-      d.logger.warn({ err, jobId: job.id }, 'control job failed (retried; the reconciler re-arms it)');
+    if (!job || err instanceof DelayedError) return;
+    if (isConnectionError(err)) jobsAway.failed(err);
+    else d.logger.warn({ err, jobId: job.id }, 'control job failed (retried; the reconciler re-arms it)');
   });
   for (const w of [items, control]) errorsTo(w, d.redisOutage, (err) => d.logger.error({ err }, 'worker error'));
   return {
