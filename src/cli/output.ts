@@ -130,6 +130,7 @@ export function waitingText(w: Waiting, errorChars = Infinity): string {
     const n = w.items ?? 0;
     return `waiting for ${n} item${n === 1 ? '' : 's'} another run holds (a chunk still calling, or a stopped worker's claim until ${w.until ?? '?'})`;
   }
+  if (w.on === 'bake_end') return `waiting for the step after the bake that ended at ${w.since}`;
   if (w.on !== 'restore_retry') return `waiting for ${w.on} since ${w.since}`;
   const n = w.items ?? 0;
   const err = w.lastError ?? '';

@@ -448,6 +448,12 @@ describe('watch and status: a rollback waiting for its failed restores to be ret
       "waiting for 320 items another run holds (a chunk still calling, or a stopped worker's claim until 2026-12-04T10:27:09.000Z)",
     );
   });
+
+  it('says a bake whose next step is late as such, not "waiting for bake_end"', () => {
+    expect(waitingText({ on: 'bake_end', since: '2026-12-04T22:05:22.000Z' })).toBe(
+      'waiting for the step after the bake that ended at 2026-12-04T22:05:22.000Z',
+    );
+  });
 });
 
 describe('watch: an operation without waves', () => {

@@ -4,6 +4,7 @@
 // an operation a velocity cap holds back.
 import { describe, expect, it } from 'vitest';
 import {
+  BAKE_LATE_MS,
   NO_HOLDS,
   RECONNECT_GRACE_MS,
   STILL_AFTER_MS,
@@ -32,6 +33,11 @@ describe('waitingOf', () => {
     ['an outcome 29.999 s ago', 'running', { lastProgressAt: fresh }, {}, null],
     ['a rollback without outcomes', 'rolling_back', { lastProgressAt: still }, {}, 'progress'],
     ['a bake is not a wait for outcomes', 'baking', { lastProgressAt: ago(600_000) }, {}, null],
+    // A trial: after PostgreSQL returned, an operation read `baking` with its bakeUntil 15 s past
+    // and nothing else while its bake job waited out its retry backoff.
+    ['a bake past its end by less than the grace', 'baking', {}, { bakeUntil: ago(BAKE_LATE_MS - 1) }, null],
+    ['a bake past its end by the grace', 'baking', {}, { bakeUntil: ago(BAKE_LATE_MS) }, 'bake_end'],
+    ['Redis lost says that instead', 'baking', { queueDownSince: ago(5) }, { bakeUntil: ago(60_000) }, 'redis'],
     ['paused: its own reason', 'paused', { lastProgressAt: ago(600_000) }, {}, null],
     ['a velocity cap says why', 'running', { lastProgressAt: still }, capped, null],
     [
@@ -71,6 +77,10 @@ describe('waitingOf', () => {
     const due = (fields as { restoreWait?: { nextRetryAt: string } }).restoreWait?.nextRetryAt;
     if (on === 'progress')
       expect(w!.since).toBe(due ? new Date(due).toISOString() : holds.lastProgressAt!.toISOString());
+    if (on === 'bake_end') {
+      expect(w!.since).toBe((fields as { bakeUntil: Date }).bakeUntil.toISOString());
+      expect(w!.detail).toMatch(/retried with backoff/);
+    }
   });
 
   // A restart trial: for ~5 s after Redis came back the view told the operator to start a worker

@@ -152,7 +152,13 @@ export async function readLive(
     probes,
     throttled: throttleOf({ state: r.state, throttledBy: r.throttled_by, throttledUntil: r.throttled_until }),
     waiting: waitingOf(
-      { state: r.state, throttledBy: r.throttled_by, throttledUntil: r.throttled_until, restoreWait: r.restore_wait },
+      {
+        state: r.state,
+        throttledBy: r.throttled_by,
+        throttledUntil: r.throttled_until,
+        restoreWait: r.restore_wait,
+        bakeUntil: r.bake_until,
+      },
       await holdsOf(r.state, r.last_progress_at),
     ),
   };

@@ -353,16 +353,17 @@ export const OperationView = Type.Object(
                 Type.Literal('claims'),
                 Type.Literal('restore_retry'),
                 Type.Literal('progress'),
+                Type.Literal('bake_end'),
               ],
               {
                 description:
-                  'What it waits for: the work queue (Redis), unreachable from the API; a worker process, none being connected to the queue; items another run holds, a rollback waiting until a delete chunk records them or the claim lease of a worker that stopped ends (items, until say more); the retry of restores that failed for a reason that may pass (a 5xx, a timeout), a rollback waiting out their backoff (items, nextRetryAt, lastError say more); or item outcomes, none recorded for 30 s while running or rolling back (detail says what holds items that long)',
+                  'What it waits for: the work queue (Redis), unreachable from the API; a worker process, none being connected to the queue; items another run holds, a rollback waiting until a delete chunk records them or the claim lease of a worker that stopped ends (items, until say more); the retry of restores that failed for a reason that may pass (a 5xx, a timeout), a rollback waiting out their backoff (items, nextRetryAt, lastError say more); or item outcomes, none recorded for 30 s while running or rolling back (detail says what holds items that long); or the step after a bake, none taken 15 s after it ended (bake_end)',
               },
             ),
             since: Type.String({
               format: 'date-time',
               description:
-                'Since when the API has lost its connection (redis), first saw no worker (workers), the first of the held items was claimed (claims), the last restore failed (restore_retry), or the last item outcome (progress)',
+                'Since when the API has lost its connection (redis), first saw no worker (workers), the first of the held items was claimed (claims), the last restore failed (restore_retry), the last item outcome (progress), or the bake ended (bake_end)',
             }),
             detail: Type.String({ description: 'For people' }),
             items: Type.Optional(

@@ -71,10 +71,10 @@ export function operationView(
   };
 }
 
-type HeldFields = Pick<OperationRow, 'state' | 'throttledBy' | 'throttledUntil' | 'restoreWait'>;
+type HeldFields = Pick<OperationRow, 'state' | 'throttledBy' | 'throttledUntil' | 'restoreWait' | 'bakeUntil'>;
 
 /** The velocity cap holding a running operation's items back right now, if one is. */
-export function throttleOf(op: Omit<HeldFields, 'restoreWait'>, now = Date.now()) {
+export function throttleOf(op: Omit<HeldFields, 'restoreWait' | 'bakeUntil'>, now = Date.now()) {
   if (!op.throttledUntil || !op.throttledBy || op.throttledUntil.getTime() <= now) return null;
   if (op.state !== 'running') return null;
   return { cap: op.throttledBy, until: op.throttledUntil.toISOString() };
@@ -101,6 +101,11 @@ export interface QueueHolds {
  * backs off up to 2 s between tries, then BullMQ's worker resumes its loop: ~5 s in a trial).
  */
 export const RECONNECT_GRACE_MS = 15_000;
+/**
+ * How long past its end a bake may last before its view says what it waits for: probe rounds come
+ * every 5 s (bake.ts) and the first to land after the end moves the operation on.
+ */
+export const BAKE_LATE_MS = 15_000;
 export const NO_HOLDS: QueueHolds = { queueDownSince: null, noWorkersSince: null };
 
 /**
@@ -131,6 +136,13 @@ export function waitingOf(op: Pick<OperationRow, 'state'> & Partial<HeldFields>,
       since: holds.noWorkersSince.toISOString(),
       detail:
         'No worker process is connected to the work queue, so nothing is picked up: start one (`npm run worker`, or an API with BLASTGATE_WORKERS_IN_PROCESS not false). Nothing is lost; the work waits in the queue.',
+    };
+  if (op.state === 'baking' && op.bakeUntil && now - op.bakeUntil.getTime() >= BAKE_LATE_MS)
+    return {
+      on: 'bake_end' as const,
+      since: op.bakeUntil.toISOString(),
+      detail:
+        'The bake ended then and no probe round has moved the operation on since. A round (the health probes, then the next wave) is a queued job every 5 s: after PostgreSQL or Redis was away it is retried with backoff (seconds), and the reconciler queues it again if it was lost. With no move for haltPolicy.stallSeconds after the end the watchdog halts (or pauses) the operation.',
     };
   const retry = restoreRetryOf(op, now);
   const held = heldClaimsOf(op, holds.lastProgressAt, now, retry);

@@ -361,6 +361,7 @@ function setStream(s) {
 function waitingText(w) {
   if (w.on === 'claims')
     return `Waiting for ${w.items} item(s) another run holds (until ${w.until} at most). ${w.detail}`;
+  if (w.on === 'bake_end') return `Waiting for the step after the bake that ended at ${w.since}: ${w.detail}`;
   if (w.on !== 'restore_retry') return `Waiting for ${w.on} since ${w.since}: ${w.detail}`;
   const n = w.items ?? 0;
   const error = w.lastError ? ` Last error: ${w.lastError}.` : '';
