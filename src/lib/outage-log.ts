@@ -6,29 +6,35 @@
 // refused connection says nothing) and once when it ends, with how long and how many repeats.
 import type { Logger } from 'pino';
 
-/** Errors that say a server cannot be reached (ioredis, BullMQ and pg word them so). */
-const CONNECTION_CODES = new Set([
+// The connection itself failed: refused, reset, timed out, cut off (PostgreSQL shut down or
+// restarting: SQLSTATE class 08 and 57P01–57P03), pg's own "Connection terminated", or ioredis's
+// closed streams and give-ups (retries used up, command timed out). The API answers these 503
+// DEPENDENCY_UNAVAILABLE (plugins/db.ts isUnreachable); the loops of a process log them here.
+const UNREACHABLE = new Set([
   'ECONNREFUSED',
   'ECONNRESET',
   'ETIMEDOUT',
   'EPIPE',
-  'ENOTFOUND',
   'EHOSTUNREACH',
   'ENETUNREACH',
+  'ENOTFOUND',
   'EAI_AGAIN',
-  '57P01', // PostgreSQL: terminating connection due to administrator command
-  '57P03', // PostgreSQL: the database system is starting up / shutting down
 ]);
-const CONNECTION_MESSAGES =
-  /Connection is closed|Stream isn't writeable|connect ECONNREFUSED|Connection terminated|read ECONNRESET|write EPIPE|Reached the max retries per request limit|the database system is (starting up|shutting down)/i;
+const SHUTTING_DOWN = new Set(['57P01', '57P02', '57P03']);
+const LOST =
+  /^Connection terminated|^Client has encountered a connection error|Connection is closed|Stream isn't writeable|^Reached the max retries per request limit|^Command timed out$/;
 
-export function isConnectionError(err: unknown): boolean {
-  const e = err as { code?: unknown; message?: unknown; errors?: unknown[] } | null;
-  if (!e) return false;
-  if (typeof e.code === 'string' && CONNECTION_CODES.has(e.code)) return true;
-  if (typeof e.message === 'string' && CONNECTION_MESSAGES.test(e.message)) return true;
+/** A lost or refused connection to PostgreSQL or Redis, however wrapped (`cause`, AggregateError). */
+export function isConnectionError(err: unknown, depth = 0): boolean {
+  const e = err as { code?: unknown; message?: unknown; cause?: unknown; errors?: unknown[] } | null;
+  if (!e || typeof e !== 'object' || depth > 5) return false;
+  const { code, message } = e;
+  if (typeof code === 'string' && (UNREACHABLE.has(code) || SHUTTING_DOWN.has(code) || /^08...$/.test(code)))
+    return true;
+  if (LOST.test(String(message))) return true;
   // Node's connect to a name with several addresses fails with an AggregateError of each.
-  return Array.isArray(e.errors) && e.errors.some(isConnectionError);
+  if (Array.isArray(e.errors) && e.errors.some((x) => isConnectionError(x, depth + 1))) return true;
+  return isConnectionError(e.cause, depth + 1);
 }
 
 export interface OutageLog {

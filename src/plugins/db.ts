@@ -5,6 +5,7 @@
 //   freeze) — nothing else uses it, so a flood of uploads or reads cannot delay a halt;
 // - uploads: writing streamed IDs to their staging tables, one short COPY per batch.
 // Workers have their own process-wide pool (createDb in worker-runtime).
+import { isConnectionError } from '../lib/outage-log.ts';
 import fp from 'fastify-plugin';
 import pg from 'pg';
 import { DatabaseTimeoutError, DeadlineClient } from './db-deadline.ts';
@@ -97,38 +98,10 @@ export function isPoolExhausted(err: unknown): boolean {
   return causes(err).some((e) => String(e.message).includes('timeout exceeded when trying to connect'));
 }
 
-// The connection itself failed: refused, reset, timed out, cut off (PostgreSQL shut down or
-// restarting: SQLSTATE class 08 and 57P01–57P03), pg's own "Connection terminated", or ioredis's
-// give-ups (retries used up, command timed out).
-const UNREACHABLE = new Set([
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'ETIMEDOUT',
-  'EPIPE',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-]);
-const SHUTTING_DOWN = new Set(['57P01', '57P02', '57P03']);
-
 /** A failure to reach a dependency (any wrapping), as opposed to a statement it refused. */
 export function isUnreachable(err: unknown): boolean {
-  return causes(err).some(
-    (e) =>
-      // PostgreSQL did not answer a read in time (its connection was dropped).
-      e instanceof DatabaseTimeoutError || unreachable(e),
-  );
-}
-
-function unreachable({ code, message }: { code?: unknown; message?: unknown }): boolean {
-  return (
-    (typeof code === 'string' && (UNREACHABLE.has(code) || SHUTTING_DOWN.has(code) || /^08...$/.test(code))) ||
-    /^Connection terminated|^Client has encountered a connection error|Connection is closed/.test(String(message)) ||
-    // ioredis: the API's client gave up reconnecting for this command, or Redis did not answer it
-    // within its commandTimeout (a Redis killed or frozen: the SSE route's stream slot was a 500).
-    /^Reached the max retries per request limit|^Command timed out$/.test(String(message))
-  );
+  // PostgreSQL did not answer a read in time (its connection was dropped), or any lost connection.
+  return causes(err).some((e) => e instanceof DatabaseTimeoutError) || isConnectionError(err);
 }
 
 export interface DbPluginOptions {

@@ -1,5 +1,6 @@
 // outage-log.ts: a failure that repeats while a dependency is away is logged once when it begins
-// and once when it ends; errors that are not a lost connection are not taken for one.
+// and once when it ends; errors that are not a lost connection are not taken for one. The same
+// rule makes the API's 503 DEPENDENCY_UNAVAILABLE (plugins/db.ts isUnreachable).
 import { describe, expect, it } from 'vitest';
 import { isConnectionError, outageLog } from '../../src/lib/outage-log.ts';
 
@@ -47,6 +48,14 @@ describe('isConnectionError', () => {
     [
       'every address refused',
       Object.assign(new AggregateError([Object.assign(new Error('a'), { code: 'ECONNREFUSED' })]), {}),
+      true,
+    ],
+    ['pg: connection terminated', new Error('Connection terminated unexpectedly'), true],
+    ['pg: SQLSTATE class 08', Object.assign(new Error('connection failure'), { code: '08006' }), true],
+    ['ioredis: command timed out', new Error('Command timed out'), true],
+    [
+      'wrapped in a cause',
+      new Error('reading the plan', { cause: Object.assign(new Error('x'), { code: 'ECONNRESET' }) }),
       true,
     ],
     ['a bug', new TypeError("Cannot read properties of undefined (reading 'id')"), false],
