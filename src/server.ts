@@ -236,7 +236,7 @@ async function main() {
       process.exit(1);
     },
   );
-  if (local) unwatch = watchLocalServers(local.pids, config.dataDir, (m) => console.error(m), undefined, local.servers);
+  if (local) unwatch = watchLocalServers(local.servers, config.dataDir, (m) => console.error(m));
   phase = 'running';
 }
 

@@ -257,12 +257,15 @@ export interface Owned {
 }
 
 export interface WatchedServer {
+  /** The pid this start began with. */
+  pid: number;
   /** The pid running on the data folder now (its pid file), if any. */
   locate(): number | undefined;
   startAgain: string;
 }
+// Both are set by the start that owns the server (local-postgres.ts, local-redis.ts).
 const watched = (s: Server | undefined): WatchedServer | undefined =>
-  s?.locate && s.startAgain ? { locate: s.locate, startAgain: s.startAgain } : undefined;
+  s?.locate && s.startAgain ? { pid: s.pid, locate: s.locate, startAgain: s.startAgain } : undefined;
 
 function stopOwned(owned: Owned, log: (m: string) => void, signalled?: Set<number>): StopReport {
   // What is owned is the server of our data folder, not a pid: one restarted meanwhile (by an

@@ -20,24 +20,23 @@ type Kind = keyof typeof NAMES;
 
 /** Checks every `everyMs`; returns a function that stops watching. */
 export function watchLocalServers(
-  pids: { postgres?: number; redis?: number },
+  /** The servers this start owns: their pids, how to find them again and start them by hand. */
+  servers: { postgres?: WatchedServer; redis?: WatchedServer },
   dataDir: string,
   say: (message: string) => void,
   everyMs = 5_000,
-  /** How to find a server of the data folder again and start it by hand (local-services.ts). */
-  servers: { postgres?: WatchedServer; redis?: WatchedServer } = {},
 ): () => void {
-  const now = { ...pids };
+  const now = { postgres: servers.postgres?.pid, redis: servers.redis?.pid };
   const gone = new Set<Kind>();
   const timer = setInterval(() => {
     for (const kind of ['postgres', 'redis'] as const) {
       const pid = now[kind];
-      if (pid === undefined) continue;
-      const [name, comm] = NAMES[kind];
       const server = servers[kind];
+      if (pid === undefined || !server) continue;
+      const [name, comm] = NAMES[kind];
       if (gone.has(kind)) {
         // Started again on the same data (by hand, a supervisor, `pg_ctl start`): say so, and watch it.
-        const again = server?.locate();
+        const again = server.locate();
         if (again === undefined || !isRunning(again, comm)) continue;
         gone.delete(kind);
         now[kind] = again;
@@ -48,11 +47,8 @@ export function watchLocalServers(
       gone.add(kind);
       say(
         `the local ${name} (pid ${pid}) has stopped: ${EFFECT[kind]} until it runs again. ` +
-          (server
-            ? `Start it again while this start runs, on the same data and port: ${server.startAgain} ` +
-              `(running operations go on by themselves); or stop this start (Ctrl-C) and run npm start again: it starts ${name} on the data kept in ${dataDir}/`
-            : `Stop this start (Ctrl-C) and run npm start again: it starts ${name} on the data kept in ${dataDir}/ ` +
-              `(one started again on that data by other means is used as it is: running operations go on by themselves)`),
+          `Start it again while this start runs, on the same data and port: ${server.startAgain} ` +
+          `(running operations go on by themselves); or stop this start (Ctrl-C) and run npm start again: it starts ${name} on the data kept in ${dataDir}/`,
       );
     }
   }, everyMs);

@@ -42,30 +42,34 @@ export interface OutageLog {
   failed(err: unknown): void;
   /** The dependency answered: an outage that was logged is logged as ended. */
   ok(): void;
+  /** A failure of any kind: a lost connection goes to failed(), anything else to `other`. */
+  caught(err: unknown, other: (err: unknown) => void): void;
 }
 
 export function outageLog(logger: Pick<Logger, 'warn' | 'info'>, what: string, now = Date.now): OutageLog {
   let since: number | null = null;
   let repeats = 0;
+  const failed = (err: unknown) => {
+    if (since !== null) {
+      repeats++;
+      return;
+    }
+    since = now();
+    repeats = 0;
+    const e = err as { code?: unknown; message?: unknown } | null;
+    logger.warn(
+      { code: e?.code, error: typeof e?.message === 'string' ? e.message : String(err) },
+      `${what}: failing (further failures are not logged until it answers again)`,
+    );
+  };
   return {
-    failed(err) {
-      if (since !== null) {
-        repeats++;
-        return;
-      }
-      since = now();
-      repeats = 0;
-      const e = err as { code?: unknown; message?: unknown } | null;
-      logger.warn(
-        { code: e?.code, error: typeof e?.message === 'string' ? e.message : String(err) },
-        `${what}: failing (further failures are not logged until it answers again)`,
-      );
-    },
+    failed,
     ok() {
       if (since === null) return;
       logger.info({ downMs: now() - since, repeats }, `${what}: answers again`);
       since = null;
     },
+    caught: (err, other) => (isConnectionError(err) ? failed(err) : other(err)),
   };
 }
 
@@ -78,5 +82,5 @@ export function errorsTo(
   outage: OutageLog | undefined,
   other: (err: Error) => void,
 ): void {
-  emitter.on('error', (err: Error) => (outage && isConnectionError(err) ? outage.failed(err) : other(err)));
+  emitter.on('error', (err: Error) => (outage ? outage.caught(err, () => other(err)) : other(err)));
 }

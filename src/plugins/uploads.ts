@@ -5,7 +5,7 @@
 // schema documents: any other is refused with 415 listing them, before the body is looked at (a
 // stream handed to a JSON route, or JSON to an upload route, would otherwise fail in confusing
 // ways further on).
-import { isConnectionError, outageLog } from '../lib/outage-log.ts';
+import { outageLog } from '../lib/outage-log.ts';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type pg from 'pg';
 import { AppError, PayloadTooLargeError } from '../lib/errors.ts';
@@ -130,8 +130,7 @@ export function installStagingSweeper(app: FastifyInstance, o: { pool: pg.Pool; 
       away.ok();
       if (dropped.length) app.log.info({ dropped }, 'dropped abandoned upload staging tables');
     } catch (err) {
-      if (isConnectionError(err)) away.failed(err);
-      else app.log.warn({ err }, 'could not sweep upload staging tables');
+      away.caught(err, () => app.log.warn({ err }, 'could not sweep upload staging tables'));
     }
   };
   // Often enough that an abandoned table is gone soon after it became stale; at most once a minute.

@@ -40,9 +40,12 @@ describe('watchLocalServers', () => {
     let current: ChildProcess | undefined = await startFake();
     const said: string[] = [];
     const startAgain = shellCommand([fake, '--port', '6379', '--save', '']);
-    const unwatch = watchLocalServers({ redis: current.pid }, '/data', (m) => said.push(m), 25, {
-      redis: { locate: () => current?.pid, startAgain },
-    });
+    const unwatch = watchLocalServers(
+      { redis: { pid: current.pid!, locate: () => current?.pid, startAgain } },
+      '/data',
+      (m) => said.push(m),
+      25,
+    );
     try {
       const first = current.pid!;
       await stopped(current);

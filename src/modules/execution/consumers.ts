@@ -28,7 +28,7 @@ import { protectedNow } from './protected-now.ts';
 import { JOB_ATTEMPTS, QUEUE_NAMES, type ChunkJob, type ControlJob, type Queues } from './queues.ts';
 import { pgRollbackLedger } from './rollback-ledger.ts';
 import { processRollback } from './rollback.ts';
-import { errorsTo, isConnectionError, outageLog, type OutageLog } from '../../lib/outage-log.ts';
+import { errorsTo, outageLog, type OutageLog } from '../../lib/outage-log.ts';
 import { supersededItems } from './rollback-superseded.ts';
 import type { OperationRecord } from './state.ts';
 import type { VelocityLimiter } from './velocity.ts';
@@ -182,8 +182,9 @@ export function startConsumers(d: ConsumerDeps): Consumers {
   items.on('failed', (job, err) => {
     if (!job || err instanceof DelayedError) return;
     const final = job.attemptsMade >= (job.opts.attempts ?? JOB_ATTEMPTS);
-    if (isConnectionError(err)) jobsAway.failed(err);
-    else d.logger.warn({ err, jobId: job.id, attemptsMade: job.attemptsMade, final }, 'chunk job failed');
+    jobsAway.caught(err, () =>
+      d.logger.warn({ err, jobId: job.id, attemptsMade: job.attemptsMade, final }, 'chunk job failed'),
+    );
     // A chunk that keeps failing for a reason of its own is quarantined: its open items fail with
     // that reason and count toward the halt policy. A dependency that is down is not such a reason:
     // the reconciler queues the chunk again once it is back.
@@ -199,8 +200,9 @@ export function startConsumers(d: ConsumerDeps): Consumers {
   });
   control.on('failed', (job, err) => {
     if (!job || err instanceof DelayedError) return;
-    if (isConnectionError(err)) jobsAway.failed(err);
-    else d.logger.warn({ err, jobId: job.id }, 'control job failed (retried; the reconciler re-arms it)');
+    jobsAway.caught(err, () =>
+      d.logger.warn({ err, jobId: job.id }, 'control job failed (retried; the reconciler re-arms it)'),
+    );
   });
   for (const w of [items, control]) errorsTo(w, d.redisOutage, (err) => d.logger.error({ err }, 'worker error'));
   return {

@@ -8,7 +8,7 @@
 //   finished waves get settled, bakes and rollbacks get their job back);
 // - and the witness: a rollback whose items a stopped run holds says so at once, not when its own
 //   job runs again after the dead worker's job lock (stopped-holds.ts).
-import { isConnectionError, outageLog } from '../../lib/outage-log.ts';
+import { outageLog } from '../../lib/outage-log.ts';
 import type { FastifyBaseLogger } from 'fastify';
 import type pg from 'pg';
 import { decide } from '../operations/lifecycle.ts';
@@ -149,7 +149,7 @@ export async function startReconcileLoop<Tx>(o: {
     reconcile()
       .then(
         () => away.ok(),
-        (err: unknown) => (isConnectionError(err) ? away.failed(err) : o.logger.warn({ err }, 'reconcile failed')),
+        (err: unknown) => away.caught(err, () => o.logger.warn({ err }, 'reconcile failed')),
       )
       .finally(() => {
         reconciling = false;

@@ -11,7 +11,7 @@ import { createAgents, deliverOnce, throwUnlessDelivered } from './deliver.ts';
 import { DISPATCH_BATCH, dispatchOnce, stalePending, type Queued } from './dispatch.ts';
 import { endpointGate } from './endpoint-gate.ts';
 import type { WebhookSettings } from './settings.ts';
-import { errorsTo, isConnectionError, outageLog, type OutageLog } from '../../lib/outage-log.ts';
+import { errorsTo, outageLog, type OutageLog } from '../../lib/outage-log.ts';
 
 export const WEBHOOK_QUEUE = 'webhooks';
 // BullMQ forbids ':' in custom IDs.
@@ -131,10 +131,7 @@ export async function startWebhooks(
     running = pass()
       .then(
         () => away.ok(),
-        (err: unknown) =>
-          isConnectionError(err)
-            ? away.failed(err)
-            : o.logger.warn({ err }, 'webhook dispatch failed (retried next pass)'),
+        (err: unknown) => away.caught(err, () => o.logger.warn({ err }, 'webhook dispatch failed (retried next pass)')),
       )
       .finally(() => {
         running = undefined;
