@@ -21,8 +21,10 @@ const UNREACHABLE = new Set([
   'EAI_AGAIN',
 ]);
 const SHUTTING_DOWN = new Set(['57P01', '57P02', '57P03']);
-const LOST =
-  /^Connection terminated|^Client has encountered a connection error|Connection is closed|Stream isn't writeable|^Reached the max retries per request limit|^Command timed out$/;
+// pg's messages for a connection it lost, and ioredis's.
+const PG_LOST = /^Connection terminated|^Client has encountered a connection error/;
+const REDIS_LOST =
+  /Connection is closed|Stream isn't writeable|^Reached the max retries per request limit|^Command timed out$/;
 
 /** A lost or refused connection to PostgreSQL or Redis, however wrapped (`cause`, AggregateError). */
 export function isConnectionError(err: unknown, depth = 0): boolean {
@@ -31,10 +33,29 @@ export function isConnectionError(err: unknown, depth = 0): boolean {
   const { code, message } = e;
   if (typeof code === 'string' && (UNREACHABLE.has(code) || SHUTTING_DOWN.has(code) || /^08...$/.test(code)))
     return true;
-  if (LOST.test(String(message))) return true;
+  if (PG_LOST.test(String(message)) || REDIS_LOST.test(String(message))) return true;
   // Node's connect to a name with several addresses fails with an AggregateError of each.
   if (Array.isArray(e.errors) && e.errors.some((x) => isConnectionError(x, depth + 1))) return true;
   return isConnectionError(e.cause, depth + 1);
+}
+
+export type Dependency = 'postgres' | 'redis';
+/** Set on an error by the PostgreSQL client (db-deadline.ts): a refused connect is a plain ECONNREFUSED. */
+export const DEPENDENCY = Symbol('blastgate.dependency');
+
+/**
+ * Which dependency a lost connection was to, when the error tells (the API's 503 names it): marked
+ * by the PostgreSQL client, a SQLSTATE or pg's messages, or ioredis's. Null when it does not.
+ */
+export function dependencyOf(err: unknown, depth = 0): Dependency | null {
+  const e = err as { [DEPENDENCY]?: Dependency; code?: unknown; message?: unknown; cause?: unknown } | null;
+  if (!e || typeof e !== 'object' || depth > 5) return null;
+  if (e[DEPENDENCY]) return e[DEPENDENCY];
+  const { code, message } = e;
+  if (typeof code === 'string' && (SHUTTING_DOWN.has(code) || /^08...$/.test(code))) return 'postgres';
+  if (PG_LOST.test(String(message))) return 'postgres';
+  if (REDIS_LOST.test(String(message))) return 'redis';
+  return dependencyOf(e.cause, depth + 1);
 }
 
 export interface OutageLog {

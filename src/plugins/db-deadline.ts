@@ -16,6 +16,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import type { FastifyInstance } from 'fastify';
 import pg from 'pg';
 import { RetryLaterError } from '../lib/errors.ts';
+import { DEPENDENCY, type Dependency } from '../lib/outage-log.ts';
 
 const RETRY_AFTER_S = 5;
 const READ_METHODS = new Set(['GET', 'HEAD']);
@@ -51,6 +52,14 @@ export function installReadDeadline(app: FastifyInstance, ms: number) {
 }
 
 type Callback = (err: Error | null, result?: unknown) => void;
+
+/**
+ * A failure of this client is PostgreSQL's: said on the error, since a refused connect is a plain
+ * ECONNREFUSED like Redis's and the API's 503 names the dependency (outage-log.ts dependencyOf).
+ */
+function markPostgres(err: unknown) {
+  if (err && typeof err === 'object') (err as { [DEPENDENCY]?: Dependency })[DEPENDENCY] ??= 'postgres';
+}
 type Method = (...args: unknown[]) => unknown;
 
 /**
@@ -70,14 +79,19 @@ export class DeadlineClient extends pg.Client {
     const ms = deadline.getStore();
     // A streamed query (a cursor, COPY) ends when its consumer does, not when the server answers.
     const streamed = typeof (args[0] as { submit?: unknown } | undefined)?.submit === 'function';
-    if (ms === undefined || streamed) return method(...args);
-    const timer = setTimeout(() => this.connection.stream.destroy(new DatabaseTimeoutError(ms)), ms);
-    const settle = () => clearTimeout(timer);
+    const timer =
+      ms === undefined || streamed
+        ? undefined
+        : setTimeout(() => this.connection.stream.destroy(new DatabaseTimeoutError(ms)), ms);
+    const settle = (err?: unknown) => {
+      clearTimeout(timer);
+      markPostgres(err);
+    };
     const last = args.length - 1;
     if (typeof args[last] === 'function') {
       const cb = args[last] as Callback;
       args[last] = (err: Error | null, result?: unknown) => {
-        settle();
+        settle(err);
         cb(err, result);
       };
       return method(...args);
@@ -85,7 +99,7 @@ export class DeadlineClient extends pg.Client {
     const result = method(...args) as Promise<unknown> | undefined;
     // A query given its callback inside its config returns nothing: it is left unbounded.
     if (typeof result?.then !== 'function') settle();
-    else result.then(settle, settle);
+    else result.then(() => settle(), settle);
     return result;
   }
 }

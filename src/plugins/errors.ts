@@ -9,6 +9,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { AppError, BadRequestError, RetryLaterError } from '../lib/errors.ts';
+import { dependencyOf, type Dependency } from '../lib/outage-log.ts';
 import { isPoolExhausted, isUnreachable } from './db.ts';
 import { acceptedTypes, unsupportedMediaType } from './uploads.ts';
 import { describeValidation } from './validation-messages.ts';
@@ -44,6 +45,7 @@ const FASTIFY_CODES: Record<string, [number, string]> = {
 // Seconds a client should wait before retrying a request that found no free database connection:
 // long enough for a burst to drain.
 const BUSY_RETRY_AFTER_S = 5;
+const DEPENDENCY_NAMES: Record<Dependency, string> = { postgres: 'PostgreSQL', redis: 'Redis' };
 
 interface ClientError {
   status: number;
@@ -70,14 +72,16 @@ export function toClientError(err: FastifyError | AppError | Error, request?: Fa
       message: 'No database connection became free in time; retry later (resubmit with the same Idempotency-Key)',
       retryAfterSeconds: BUSY_RETRY_AFTER_S,
     };
-  if (isUnreachable(err))
+  if (isUnreachable(err)) {
+    const dependency = dependencyOf(err);
     return {
       status: 503,
       code: 'DEPENDENCY_UNAVAILABLE',
-      message:
-        'PostgreSQL or Redis could not be reached (GET /readyz names which); retry later. A command cut off this way may have taken effect or not: read the operation before sending it again',
+      message: `${dependency ? `${DEPENDENCY_NAMES[dependency]} could not be reached` : 'PostgreSQL or Redis could not be reached (GET /readyz names which)'}; retry later. A command cut off this way may have taken effect or not: read the operation before sending it again`,
+      ...(dependency ? { details: { dependency } } : {}),
       retryAfterSeconds: BUSY_RETRY_AFTER_S,
     };
+  }
   const fe = err as FastifyError;
   if (fe.validation)
     return {

@@ -111,3 +111,30 @@ describe('a frozen PostgreSQL (SIGSTOP of every process)', () => {
     }
   });
 });
+
+describe('a stopped PostgreSQL', () => {
+  it('reads and a plan answer 503 naming PostgreSQL (not "PostgreSQL or Redis"), and 200 again once it is back', async () => {
+    for (const url of reads()) expect((await get(url))?.statusCode, url).toBe(200);
+    pgs.server.stopSync();
+    try {
+      for (const url of reads()) {
+        const r = await get(url);
+        expect(r?.statusCode, `${url}: ${r?.body}`).toBe(503);
+        expect(r!.json()).toMatchObject({
+          code: 'DEPENDENCY_UNAVAILABLE',
+          message: expect.stringMatching(/^PostgreSQL could not be reached; retry later/),
+          details: { dependency: 'postgres' },
+        });
+      }
+      const plan = await request(t.app.server)
+        .post('/v1/operations')
+        .set('authorization', t.auth('requester'))
+        .send({ targetType: 'app', reason: 'Remove the legacy app', ticket: 'CHG-2', ids: [appId(1, 0)] });
+      expect(plan.status, JSON.stringify(plan.body)).toBe(503);
+      expect(plan.body).toMatchObject({ code: 'DEPENDENCY_UNAVAILABLE', details: { dependency: 'postgres' } });
+    } finally {
+      await pgs.server.start();
+    }
+    for (const url of reads()) expect((await get(url))?.statusCode, url).toBe(200);
+  });
+});

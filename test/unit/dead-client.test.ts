@@ -74,6 +74,13 @@ describe('a database that cannot be reached', () => {
     });
     expect(refused).toMatchObject({ status: 503, code: 'DEPENDENCY_UNAVAILABLE', retryAfterSeconds: 5 });
     expect(refused.message).toMatch(/\/readyz/);
+    // Through the pool's client (as every request's statements go), the refusal names PostgreSQL: an
+    // operator reading "PostgreSQL or Redis" had to ask /readyz which one (a trial).
+    const dead = createDb(`postgres://postgres@127.0.0.1:${port}/x`, 1);
+    const viaPool = await unreachable(() => dead.pool.query('SELECT 1'));
+    await closeDb(dead);
+    expect(viaPool).toMatchObject({ status: 503, code: 'DEPENDENCY_UNAVAILABLE', details: { dependency: 'postgres' } });
+    expect(viaPool.message).toMatch(/^PostgreSQL could not be reached/);
 
     // Cut off mid-statement: PostgreSQL shut down (here: its backend terminated, 57P01).
     const victim = new pg.Client({ connectionString: url });
@@ -92,10 +99,10 @@ describe('a database that cannot be reached', () => {
       const err = await q;
       if (err) throw err;
     });
-    expect(cut).toMatchObject({ status: 503, code: 'DEPENDENCY_UNAVAILABLE' });
+    expect(cut).toMatchObject({ status: 503, code: 'DEPENDENCY_UNAVAILABLE', details: { dependency: 'postgres' } });
     // A query on the client whose connection is gone.
     const after = await unreachable(() => victim.query('SELECT 1'));
-    expect(after).toMatchObject({ status: 503, code: 'DEPENDENCY_UNAVAILABLE' });
+    expect(after).toMatchObject({ status: 503, code: 'DEPENDENCY_UNAVAILABLE', details: { dependency: 'postgres' } });
     await victim.end().catch(() => undefined);
   });
 
@@ -109,7 +116,9 @@ describe('a database that cannot be reached', () => {
       retryStrategy: () => 10,
     });
     gone.on('error', () => undefined);
-    expect(await unreachable(() => gone.ping())).toMatchObject({ status: 503, code: 'DEPENDENCY_UNAVAILABLE' });
+    const goneAnswer = await unreachable(() => gone.ping());
+    expect(goneAnswer).toMatchObject({ status: 503, code: 'DEPENDENCY_UNAVAILABLE', details: { dependency: 'redis' } });
+    expect(goneAnswer.message).toMatch(/^Redis could not be reached/);
     gone.disconnect();
     // Silent: the connection is open and nothing answers (a frozen Redis): "Command timed out".
     const sockets: Socket[] = [];
@@ -121,7 +130,11 @@ describe('a database that cannot be reached', () => {
       enableReadyCheck: false,
     });
     mute.on('error', () => undefined);
-    expect(await unreachable(() => mute.ping())).toMatchObject({ status: 503, code: 'DEPENDENCY_UNAVAILABLE' });
+    expect(await unreachable(() => mute.ping())).toMatchObject({
+      status: 503,
+      code: 'DEPENDENCY_UNAVAILABLE',
+      details: { dependency: 'redis' },
+    });
     mute.disconnect();
     for (const s of sockets) s.destroy();
     await new Promise((r) => silent.close(r));

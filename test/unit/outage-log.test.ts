@@ -2,7 +2,7 @@
 // and once when it ends; errors that are not a lost connection are not taken for one. The same
 // rule makes the API's 503 DEPENDENCY_UNAVAILABLE (plugins/db.ts isUnreachable).
 import { describe, expect, it } from 'vitest';
-import { isConnectionError, outageLog } from '../../src/lib/outage-log.ts';
+import { DEPENDENCY, dependencyOf, isConnectionError, outageLog } from '../../src/lib/outage-log.ts';
 
 const capture = () => {
   const said: { level: string; obj: Record<string, unknown>; msg: string }[] = [];
@@ -64,4 +64,27 @@ describe('isConnectionError', () => {
     ['nothing', undefined, false],
   ];
   it.each(rows)('%s', (_n, err, expected) => expect(isConnectionError(err)).toBe(expected));
+});
+
+// The API's 503 names the dependency when the error tells which (plugins/errors.ts).
+describe('dependencyOf', () => {
+  const marked = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' });
+  (marked as unknown as Record<symbol, string>)[DEPENDENCY] = 'postgres';
+  const rows: [string, unknown, string | null][] = [
+    ['refused, marked by the PostgreSQL client', marked, 'postgres'],
+    ['refused, unmarked (either could have refused)', Object.assign(new Error('x'), { code: 'ECONNREFUSED' }), null],
+    ['PostgreSQL shutting down', Object.assign(new Error('terminating connection'), { code: '57P01' }), 'postgres'],
+    ['pg: connection terminated', new Error('Connection terminated unexpectedly'), 'postgres'],
+    [
+      'pg: client not queryable',
+      new Error('Client has encountered a connection error and is not queryable'),
+      'postgres',
+    ],
+    ['ioredis closed connection', new Error('Connection is closed.'), 'redis'],
+    ['ioredis gave up', new Error('Reached the max retries per request limit (which is 3).'), 'redis'],
+    ['ioredis: command timed out', new Error('Command timed out'), 'redis'],
+    ['wrapped in a cause', new Error('reading the plan', { cause: marked }), 'postgres'],
+    ['a bug', new TypeError('x'), null],
+  ];
+  it.each(rows)('%s', (_n, err, expected) => expect(dependencyOf(err)).toBe(expected));
 });
