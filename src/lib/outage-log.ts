@@ -40,6 +40,8 @@ export function isConnectionError(err: unknown, depth = 0): boolean {
 }
 
 export type Dependency = 'postgres' | 'redis';
+/** How a message names each. */
+export const DEPENDENCY_NAMES: Record<Dependency, string> = { postgres: 'PostgreSQL', redis: 'Redis' };
 /** Set on an error by the PostgreSQL client (db-deadline.ts): a refused connect is a plain ECONNREFUSED. */
 export const DEPENDENCY = Symbol('blastgate.dependency');
 

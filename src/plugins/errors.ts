@@ -9,7 +9,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { AppError, BadRequestError, RetryLaterError } from '../lib/errors.ts';
-import { dependencyOf, type Dependency } from '../lib/outage-log.ts';
+import { DEPENDENCY_NAMES, dependencyOf } from '../lib/outage-log.ts';
 import { isPoolExhausted, isUnreachable } from './db.ts';
 import { acceptedTypes, unsupportedMediaType } from './uploads.ts';
 import { describeValidation } from './validation-messages.ts';
@@ -45,7 +45,6 @@ const FASTIFY_CODES: Record<string, [number, string]> = {
 // Seconds a client should wait before retrying a request that found no free database connection:
 // long enough for a burst to drain.
 const BUSY_RETRY_AFTER_S = 5;
-const DEPENDENCY_NAMES: Record<Dependency, string> = { postgres: 'PostgreSQL', redis: 'Redis' };
 
 interface ClientError {
   status: number;

@@ -31,7 +31,7 @@ function fakeJob(data: unknown) {
   return { job: job as unknown as Job, writes };
 }
 
-function service(failures: number, authenticated: string[]) {
+function service(failures: number, authenticated: string[], fail: () => Error = down) {
   let calls = 0;
   return intakeService({
     pool: undefined as never,
@@ -43,7 +43,7 @@ function service(failures: number, authenticated: string[]) {
     },
     operations: {
       submit: () => {
-        if (calls++ < failures) return Promise.reject(down());
+        if (calls++ < failures) return Promise.reject(fail());
         return Promise.resolve({
           kind: 'planned',
           replayed: false,
@@ -101,11 +101,28 @@ describe('an intake job while the database is down', () => {
     const { job } = fakeJob({ token: TOKEN, operation: body, retries: MAX_TRANSIENT_RETRIES });
     const err = await svc.process(job, later([])).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(UnrecoverableError);
-    expect(JSON.parse((err as Error).message)).toMatchObject({ code: 'DEPENDENCY_UNAVAILABLE' });
+    const refusal = JSON.parse((err as Error).message) as Record<string, unknown>;
+    // A refused connection alone does not say to what: the message names both, no details.
+    expect(refusal).toMatchObject({
+      code: 'DEPENDENCY_UNAVAILABLE',
+      message: expect.stringMatching(/^The database or Redis/),
+    });
+    expect(refusal.details).toBeUndefined();
     expect(job.data).toEqual({
       operation: body,
       tokenFingerprint: intakeTokenFingerprint('ci-retry-1', TOKEN),
       retries: MAX_TRANSIENT_RETRIES,
+    });
+  });
+
+  it("names PostgreSQL when the error tells (its client marks its failures; here pg's own message)", async () => {
+    const svc = service(Infinity, [], () => new Error('Connection terminated unexpectedly'));
+    const { job } = fakeJob({ token: TOKEN, operation: body, retries: MAX_TRANSIENT_RETRIES });
+    const err = await svc.process(job, later([])).catch((e: unknown) => e);
+    expect(JSON.parse((err as Error).message)).toMatchObject({
+      code: 'DEPENDENCY_UNAVAILABLE',
+      message: expect.stringMatching(/^PostgreSQL stayed unreachable through/),
+      details: { dependency: 'postgres' },
     });
   });
 });

@@ -11,6 +11,7 @@
 import { UnrecoverableError, type Job } from 'bullmq';
 import type pg from 'pg';
 import { AppError, BadRequestError, RetryLaterError, UnauthorizedError } from '../../lib/errors.ts';
+import { DEPENDENCY_NAMES, dependencyOf } from '../../lib/outage-log.ts';
 import { isTransient } from '../../lib/transient.ts';
 import { isPoolExhausted } from '../../plugins/db.ts';
 import type { Metrics } from '../../plugins/metrics.ts';
@@ -222,11 +223,13 @@ export function intakeService(deps: IntakeDeps) {
       if (err instanceof AppError && !(err instanceof RetryLaterError)) throw await refuse(job, err, principal);
       metrics?.intakeJobs.inc({ outcome: 'failed' });
       log.warn({ err, jobId }, 'intake job failed');
+      const dependency = transient ? dependencyOf(err) : null;
       throw new IntakeRefusal(
         transient
           ? {
               code: 'DEPENDENCY_UNAVAILABLE',
-              message: `The database or Redis stayed unreachable through ${MAX_TRANSIENT_RETRIES} retries. Remove this job and add it again (with its token) under the same jobId: nothing is planned twice`,
+              message: `${dependency ? DEPENDENCY_NAMES[dependency] : 'The database or Redis'} stayed unreachable through ${MAX_TRANSIENT_RETRIES} retries. Remove this job and add it again (with its token) under the same jobId: nothing is planned twice`,
+              ...(dependency ? { details: { dependency } } : {}),
             }
           : { code: 'INTERNAL', message: 'Internal error; see the worker log with this jobId' },
       );
