@@ -179,6 +179,17 @@ export const ERROR_EXAMPLES = {
     message: 'webhook wh_3k2m1q was deleted',
     details: { webhook: 'wh_3k2m1q' },
   },
+  webhookDisabled: {
+    code: 'WEBHOOK_DISABLED',
+    message: 'webhook wh_3k2m1q is disabled: enable it (PATCH enabled: true) before redelivering to it',
+    details: { webhook: 'wh_3k2m1q' },
+  },
+  deliveriesNotRedeliverable: {
+    code: 'DELIVERIES_NOT_REDELIVERABLE',
+    message:
+      'deliveries 41 (delivered), 99 (not a delivery of this endpoint) cannot be redelivered: only failed or cancelled ones can; nothing was changed',
+    details: { unknown: ['99'], notEnded: [{ id: '41', status: 'delivered' }] },
+  },
   webhookHostNotAllowed: {
     code: 'WEBHOOK_HOST_NOT_ALLOWED',
     message: 'url host hooks.example.com is not in BLASTGATE_DOWNSTREAM_ALLOW (127.0.0.1, *.internal)',
@@ -238,6 +249,8 @@ export const CODES_BY_STATUS: Record<number, readonly string[]> = {
     'LAST_ADMIN_TOKEN',
     'TOKEN_NAME_TAKEN',
     'WEBHOOK_DELETED',
+    'WEBHOOK_DISABLED',
+    'DELIVERIES_NOT_REDELIVERABLE',
   ],
   413: ['PAYLOAD_TOO_LARGE', 'TOO_MANY_IDS'],
   415: ['UNSUPPORTED_MEDIA_TYPE'],

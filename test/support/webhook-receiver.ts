@@ -13,7 +13,9 @@ export interface Received {
 }
 export type ReceiverMode = 'ok' | 'fail' | 'hang' | 'slow';
 
-export async function startReceiver(mode: ReceiverMode, opts: { slowMs?: number } = {}) {
+export async function startReceiver(initial: ReceiverMode, opts: { slowMs?: number } = {}) {
+  // setMode changes it: a receiver that comes back after an outage keeps its address.
+  let mode = initial;
   const received: Received[] = [];
   const sockets = new Set<Socket>();
   let open = 0;
@@ -52,6 +54,9 @@ export async function startReceiver(mode: ReceiverMode, opts: { slowMs?: number 
     events: () =>
       received.map((r) => JSON.parse(r.body) as { type: string; timestamp: string; data: Record<string, unknown> }),
     maxOpen: () => maxOpen,
+    setMode(m: ReceiverMode) {
+      mode = m;
+    },
     async close() {
       for (const s of sockets) s.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));

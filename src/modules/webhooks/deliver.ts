@@ -85,7 +85,7 @@ type Sent = Exclude<Attempt, 'skipped'> & { counted: boolean };
  */
 export async function deliverOnce(deps: DeliverDeps, id: string, maxAttempts: number): Promise<Attempt> {
   const r = await deps.pool.query(
-    `SELECT d.status, d.attempts, d.event_id, d.payload, e.id AS endpoint_id, e.url, e.format, e.enabled, e.deleted_at, e.secret_sealed
+    `SELECT d.status, d.attempts, d.attempt_base, d.event_id, d.payload, e.id AS endpoint_id, e.url, e.format, e.enabled, e.deleted_at, e.secret_sealed
        FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id WHERE d.id = $1`,
     [id],
   );
@@ -99,7 +99,8 @@ export async function deliverOnce(deps: DeliverDeps, id: string, maxAttempts: nu
     );
     return 'skipped';
   }
-  const final = (row.attempts as number) + 1 >= maxAttempts;
+  // This series' attempts: a redelivery begins a new one (attempt_base), `attempts` counts them all.
+  const final = (row.attempts as number) - (row.attempt_base as number) + 1 >= maxAttempts;
   const sent = await attempt(deps, id, row);
   await record(deps.pool, id, sent, final || (!sent.ok && !sent.retry));
   const { counted: _, ...outcome } = sent;

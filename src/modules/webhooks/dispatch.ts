@@ -153,3 +153,22 @@ export async function stalePending(db: Queryable, staleMs: number, limit = 1000)
   );
   return r.rows.map((x) => ({ id: String(x.id), endpointId: x.endpoint_id }));
 }
+
+/**
+ * Redeliveries an admin asked for (repository.ts redeliver), taken to be queued: each once, by one
+ * dispatcher (SKIP LOCKED). One that is no longer pending (its endpoint disabled since) is only
+ * unmarked. Lost between this commit and the enqueue, it is still pending: stalePending brings it.
+ */
+export async function takeRedeliveries(db: Queryable, limit = 1000): Promise<{ taken: number; queue: Queued[] }> {
+  const r = await db.query<{ id: string; endpoint_id: string; status: string }>(
+    `UPDATE webhook_deliveries SET redeliver_at = NULL
+      WHERE id IN (SELECT id FROM webhook_deliveries WHERE redeliver_at IS NOT NULL ORDER BY id LIMIT $1
+                   FOR UPDATE SKIP LOCKED)
+      RETURNING id, endpoint_id, status`,
+    [limit],
+  );
+  const queue = r.rows
+    .filter((x) => x.status === 'pending')
+    .map((x) => ({ id: String(x.id), endpointId: x.endpoint_id }));
+  return { taken: r.rows.length, queue };
+}

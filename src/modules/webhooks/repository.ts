@@ -174,3 +174,54 @@ export async function listDeliveries(
   );
   return r.rows.map(toDelivery);
 }
+
+/** How many failed deliveries one redelivery without IDs takes up (the answer says when more are left). */
+export const REDELIVER_MAX = 1000;
+
+/** Deliveries named in a redelivery that it may not take, by why. */
+export interface RedeliverRefusal {
+  /** Not deliveries of this endpoint. */
+  unknown: string[];
+  /** Pending (still being tried) or delivered: nothing to send again. */
+  notEnded: { id: string; status: string }[];
+}
+
+/**
+ * Puts deliveries of `endpointId` back to pending with a fresh series of attempts, marked for the
+ * dispatcher to queue (dispatch.ts takeRedeliveries). `ids`: those (failed or cancelled ones only;
+ * any other is refused and nothing changes); null: the oldest REDELIVER_MAX failed ones. Runs in
+ * the caller's transaction, under the endpoint's row lock.
+ */
+export async function redeliver(
+  db: Queryable,
+  endpointId: string,
+  ids: string[] | null,
+): Promise<{ ids: string[]; more: boolean } | { refused: RedeliverRefusal }> {
+  if (ids) {
+    const found = await db.query<{ id: string; status: string }>(
+      `SELECT id::text, status FROM webhook_deliveries WHERE endpoint_id = $1 AND id = ANY($2::bigint[]) FOR UPDATE`,
+      [endpointId, ids],
+    );
+    const status = new Map(found.rows.map((r) => [r.id, r.status]));
+    const unknown = ids.filter((id) => !status.has(id));
+    const notEnded = found.rows.filter((r) => r.status === 'pending' || r.status === 'delivered');
+    if (unknown.length || notEnded.length) return { refused: { unknown, notEnded } };
+  }
+  // Named: those (all failed or cancelled, checked above); else the oldest failed ones.
+  const r = await db.query<{ id: string }>(
+    `UPDATE webhook_deliveries SET status = 'pending', attempt_base = attempts, redeliver_at = now(), failed_at = NULL,
+       updated_at = now()
+      WHERE id IN (SELECT id FROM webhook_deliveries
+                    WHERE endpoint_id = $1 AND CASE WHEN $2::bigint[] IS NULL THEN status = 'failed'
+                      ELSE id = ANY($2::bigint[]) AND status IN ('failed', 'cancelled') END
+                    ORDER BY id LIMIT $3 FOR UPDATE)
+      RETURNING id::text`,
+    [endpointId, ids, ids ? ids.length : REDELIVER_MAX],
+  );
+  const taken = r.rows.map((x) => x.id).sort((a, b) => Number(a) - Number(b));
+  if (ids) return { ids: taken, more: false };
+  const left = await db.query(`SELECT 1 FROM webhook_deliveries WHERE endpoint_id = $1 AND status = 'failed' LIMIT 1`, [
+    endpointId,
+  ]);
+  return { ids: taken, more: (left.rowCount ?? 0) > 0 };
+}

@@ -34,6 +34,7 @@ import {
 import { generateWebhookSecret, sealSecret } from './secrets.ts';
 import { urlOrigin, webhookUrlProblem } from './url-policy.ts';
 import { ensureCursor } from './dispatch.ts';
+import { redeliverRoute } from './redeliver-route.ts';
 
 // Admin-only configuration, listed with the other admin routes in the API docs.
 const TAGS = ['admin'];
@@ -280,4 +281,5 @@ export default async function webhookRoutes(app: App, opts: { masterKey: Buffer 
       return { items, nextAfter: items.length === limit ? Number(items[items.length - 1]!.id) : null };
     },
   );
+  await redeliverRoute(app);
 }

@@ -182,3 +182,38 @@ export const DeliveryPage = Type.Object(
   },
   { description: 'A page of the delivery log, oldest first', example: { items: [deliveryExample], nextAfter: null } },
 );
+
+export const RedeliverBody = Type.Object(
+  {
+    reason: MultilineText({ minLength: 3, maxLength: 2000, description: 'Why (kept in the audit log)' }),
+    deliveryIds: Type.Optional(
+      Type.Array(Type.String({ pattern: '^[1-9][0-9]{0,17}$', description: 'A delivery id (from the delivery log)' }), {
+        minItems: 1,
+        maxItems: 1000,
+        uniqueItems: true,
+        description:
+          'These deliveries (each failed or cancelled); without it, the oldest 1,000 failed deliveries of the endpoint',
+      }),
+    ),
+  },
+  {
+    additionalProperties: false,
+    description: 'Why, and which deliveries',
+    example: { reason: 'Receiver was down for a deploy 14:00-14:20', deliveryIds: ['42', '43'] },
+  },
+);
+
+export const RedeliverResult = Type.Object(
+  {
+    redelivered: Type.Integer({ description: 'How many deliveries went back to pending' }),
+    deliveryIds: Type.Array(Type.String(), { description: 'Their ids, in order' }),
+    more: Type.Boolean({
+      description: 'Failed deliveries are left (without deliveryIds): ask again for the next ones',
+    }),
+  },
+  {
+    description:
+      'The deliveries now pending again, each with a fresh series of attempts; a worker queues them within a poll',
+    example: { redelivered: 2, deliveryIds: ['42', '43'], more: false },
+  },
+);
