@@ -296,6 +296,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     webhooks: {
       attempts: int('BLASTGATE_WEBHOOK_ATTEMPTS', DEFAULT_WEBHOOK_SETTINGS.attempts, 1, 25),
       backoffMs: int('BLASTGATE_WEBHOOK_BACKOFF_MS', DEFAULT_WEBHOOK_SETTINGS.backoffMs, 10, 3_600_000),
+      backoffMaxMs: int('BLASTGATE_WEBHOOK_BACKOFF_MAX_MS', DEFAULT_WEBHOOK_SETTINGS.backoffMaxMs, 10, 86_400_000),
       timeoutMs: int('BLASTGATE_WEBHOOK_TIMEOUT_MS', DEFAULT_WEBHOOK_SETTINGS.timeoutMs, 100, 120_000),
       pollMs: int('BLASTGATE_WEBHOOK_POLL_MS', DEFAULT_WEBHOOK_SETTINGS.pollMs, 50, 60_000),
       concurrency: int('BLASTGATE_WEBHOOK_CONCURRENCY', DEFAULT_WEBHOOK_SETTINGS.concurrency, 1, 64),

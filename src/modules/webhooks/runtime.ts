@@ -10,7 +10,7 @@ import type { HostAllowlist } from '../adapters/host-allowlist.ts';
 import { createAgents, deliverOnce, throwUnlessDelivered } from './deliver.ts';
 import { DISPATCH_BATCH, dispatchOnce, stalePending, takeRedeliveries, type Queued } from './dispatch.ts';
 import { endpointGate } from './endpoint-gate.ts';
-import type { WebhookSettings } from './settings.ts';
+import { CAPPED_BACKOFF, retryDelayMs, type WebhookSettings } from './settings.ts';
 import { errorsTo, outageLog, type OutageLog } from '../../lib/outage-log.ts';
 
 export const WEBHOOK_QUEUE = 'webhooks';
@@ -55,7 +55,7 @@ export async function startWebhooks(
       removeOnComplete: true,
       removeOnFail: true,
       attempts: s.attempts,
-      backoff: { type: 'exponential', delay: s.backoffMs },
+      backoff: { type: CAPPED_BACKOFF, delay: s.backoffMs },
     },
   });
   queue.on('error', () => undefined);
@@ -98,6 +98,9 @@ export async function startWebhooks(
       concurrency: s.concurrency,
       // A job is held at most one request deadline (plus two quick queries).
       lockDuration: Math.max(30_000, 3 * s.timeoutMs),
+      // Doubling up to backoffMaxMs (settings.ts). A job queued by an older version asks for
+      // 'exponential', which BullMQ computes itself.
+      settings: { backoffStrategy: (attemptsMade: number) => retryDelayMs(attemptsMade, s) },
     },
   );
   errorsTo(worker, o.redisOutage, (err) => o.logger.warn({ err }, 'webhook worker error'));

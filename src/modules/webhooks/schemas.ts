@@ -151,7 +151,7 @@ const deliveryExample = {
   eventType: 'operation.completed',
   operationId: 'op_01JD…',
   status: 'failed',
-  attempts: 8,
+  attempts: 16,
   lastStatusCode: 500,
   lastError: 'HTTP 500',
   createdAt: '2026-11-30T02:00:00.000Z',
