@@ -1,0 +1,70 @@
+// A redelivery without IDs takes the endpoint's oldest 1,000 failed deliveries and says when more
+// are left; asked again, it takes the next ones, and then says none are left. No workers here: what
+// the request records (pending again, a fresh series, marked for the dispatcher) is read directly.
+import request from 'supertest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { REDELIVER_MAX } from '../../src/modules/webhooks/repository.ts';
+import { buildTestApp, type TestApp } from '../support/app.ts';
+import { query } from '../support/seed.ts';
+
+let t: TestApp;
+let endpoint: string;
+const FAILED = REDELIVER_MAX + 1;
+
+beforeAll(async () => {
+  t = await buildTestApp();
+  const created = await request(t.app.server)
+    .post('/v1/admin/webhooks')
+    .set('authorization', t.auth('admin'))
+    .send({ url: 'http://127.0.0.1:9/hook', events: ['*'] });
+  expect(created.status, JSON.stringify(created.body)).toBe(201);
+  endpoint = created.body.id;
+  // FAILED deliveries that ran out of attempts, and one delivered (never taken by a redelivery).
+  await query(
+    t.databaseUrl,
+    `INSERT INTO webhook_deliveries (endpoint_id, audit_seq, event_id, event_type, payload, status, attempts, failed_at)
+     SELECT $1, n, 'evt_' || n, 'operation.completed', '{}'::jsonb, CASE WHEN n > $2 THEN 'delivered' ELSE 'failed' END, 16,
+            CASE WHEN n > $2 THEN NULL ELSE now() END
+     FROM generate_series(1, $2 + 1) n`,
+    [endpoint, FAILED],
+  );
+});
+afterAll(async () => {
+  await t?.close();
+});
+
+const redeliver = () =>
+  request(t.app.server)
+    .post(`/v1/admin/webhooks/${endpoint}/redeliver`)
+    .set('authorization', t.auth('admin'))
+    .send({ reason: 'receiver back' });
+
+it('takes the oldest failed deliveries a thousand at a time, saying when more are left', async () => {
+  const first = await redeliver();
+  expect(first.status, JSON.stringify(first.body)).toBe(200);
+  expect(first.body.redelivered).toBe(REDELIVER_MAX);
+  expect(first.body.more).toBe(true);
+  // The oldest first: ids 1..1000 of this endpoint's deliveries, in order.
+  const ids = (first.body.deliveryIds as string[]).map(Number);
+  expect(ids).toEqual([...ids].sort((a, b) => a - b));
+
+  const second = await redeliver();
+  expect(second.body).toMatchObject({ redelivered: 1, more: false });
+  expect(Number(second.body.deliveryIds[0])).toBeGreaterThan(Math.max(...ids));
+
+  const third = await redeliver();
+  expect(third.body).toEqual({ redelivered: 0, deliveryIds: [], more: false });
+
+  const rows = await query<{ status: string; n: number; based: number; marked: number; failed_at: number }>(
+    t.databaseUrl,
+    `SELECT status, count(*)::int AS n, count(*) FILTER (WHERE attempt_base = attempts)::int AS based,
+            count(*) FILTER (WHERE redeliver_at IS NOT NULL)::int AS marked,
+            count(*) FILTER (WHERE failed_at IS NOT NULL)::int AS failed_at
+       FROM webhook_deliveries WHERE endpoint_id = $1 GROUP BY status ORDER BY status`,
+    [endpoint],
+  );
+  expect(rows).toEqual([
+    { status: 'delivered', n: 1, based: 0, marked: 0, failed_at: 0 },
+    { status: 'pending', n: FAILED, based: FAILED, marked: FAILED, failed_at: 0 },
+  ]);
+});
