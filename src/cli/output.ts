@@ -68,12 +68,23 @@ export function rejectionLines(err: CliError): string[] {
     lines.push(
       `This was a dry run: nothing was stored, so there is no report; ${err.recordWith ?? '`blastgate submit`'} records the rejection with its full report.`,
     );
-  lines.push(
-    d.dryRun
-      ? 'Fix the list before running it for real.'
-      : 'Fix the list and submit it again (with a new idempotency key).',
-  );
+  lines.push(nextStep(counts, d.offenders, d.dryRun === true));
   return lines;
+}
+
+/**
+ * What to do about a rejection. Only retention in the way (a purge asked for too early): no list
+ * is wrong, the time is; "fix the list" read as nonsense for a purge of a tenant (a trial).
+ */
+function nextStep(counts: [string, number][], offenders: Record<string, Offender[]> | undefined, dryRun: boolean) {
+  if (counts.length === 1 && counts[0]![0] === 'within_retention') {
+    const ends = (offenders?.within_retention ?? []).map((o) => o.purgeAfter).filter((t): t is string => !!t);
+    const first = ends.sort()[0];
+    return `Their retention has not ended${first ? ` (the first ends ${first})` : ''}: purge them after that, or leave them out.`;
+  }
+  return dryRun
+    ? 'Fix the list before running it for real.'
+    : 'Fix the list and submit it again (with a new idempotency key).';
 }
 
 function showOffender(o: Offender): string {

@@ -121,6 +121,23 @@ describe('the list line of an ID the server names by index', () => {
     });
     expect(rejectionLines(rejected).join('\n')).toContain('site_5 (for app app_9 of tenant_2, which it takes along)');
   });
+
+  it('says when the retention ends instead of "fix the list" for a purge asked for too early', () => {
+    const early = (counts: Record<string, number>, offenders: object) =>
+      rejectionLines(new CliError(10, 'PLAN_REJECTED', 'The purge was rejected.', { counts, offenders })).join('\n');
+    const retained = {
+      within_retention: [
+        { index: 0, id: 'app_2', purgeAfter: '2026-12-07T00:00:00.000Z' },
+        { index: 1, id: 'app_1', purgeAfter: '2026-12-06T00:00:00.000Z' },
+      ],
+    };
+    const only = early({ ok: 0, within_retention: 2 }, retained);
+    expect(only).toContain('Their retention has not ended (the first ends 2026-12-06T00:00:00.000Z)');
+    expect(only).not.toContain('Fix the list');
+    // Another class beside it: the list (or scope) is what to change.
+    const mixed = early({ ok: 0, within_retention: 2, unknown: 1 }, { ...retained, unknown: [{ index: 2, id: 'x' }] });
+    expect(mixed).toContain('Fix the list');
+  });
 });
 
 describe('an empty ID list', () => {
