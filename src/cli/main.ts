@@ -8,6 +8,7 @@ import { reportError } from './output.ts';
 import { registerOperationCommands } from './commands/operations.ts';
 import { registerControlCommands } from './commands/controls.ts';
 import { registerAdminCommands } from './commands/admin.ts';
+import { registerWebhookCommands } from './commands/webhooks.ts';
 import { DEFAULT_URL, misspeltCliSettings } from './config.ts';
 
 /** Usage errors throw (and exit 2) instead of exiting 1 from inside commander. */
@@ -46,6 +47,7 @@ export function buildProgram(): Command {
   registerOperationCommands(program);
   registerControlCommands(program);
   registerAdminCommands(program);
+  registerWebhookCommands(program);
   return program;
 }
 
