@@ -24,9 +24,10 @@ beforeAll(async () => {
   // Three deliveries that ran out of attempts while the receiver was down, one delivered.
   await query(
     t.databaseUrl,
-    `INSERT INTO webhook_deliveries (endpoint_id, audit_seq, event_id, event_type, payload, status, attempts, last_error)
+    `INSERT INTO webhook_deliveries (endpoint_id, audit_seq, event_id, event_type, payload, status, attempts, last_error, failed_at)
      SELECT $1, n, 'evt_' || n, 'operation.completed', '{}'::jsonb, CASE WHEN n = 4 THEN 'delivered' ELSE 'failed' END,
-            CASE WHEN n = 4 THEN 1 ELSE 16 END, CASE WHEN n = 4 THEN NULL ELSE 'connect ECONNREFUSED 127.0.0.1:9' END
+            CASE WHEN n = 4 THEN 1 ELSE 16 END, CASE WHEN n = 4 THEN NULL ELSE 'connect ECONNREFUSED 127.0.0.1:9' END,
+            CASE WHEN n = 4 THEN NULL ELSE now() END
      FROM generate_series(1, 4) n`,
     [endpoint],
   );
@@ -41,6 +42,8 @@ it('lists endpoints and failed deliveries, then sends chosen ones and the rest a
   const list = await admin(['webhooks', 'list']);
   expect(list.code, list.stderr).toBe(0);
   expect(list.stdout).toContain(`${endpoint}  enabled   http://127.0.0.1:9/hook`);
+  expect(list.stdout).toContain(`  3 failed (the last at `);
+  expect(list.stdout).toContain(`): blastgate webhooks redeliver ${endpoint} --reason "…"`);
 
   const failed = await admin(['--json', 'webhooks', 'deliveries', endpoint, '--status', 'failed']);
   expect(failed.code, failed.stderr).toBe(0);

@@ -39,7 +39,17 @@ const redeliver = () =>
     .set('authorization', t.auth('admin'))
     .send({ reason: 'receiver back' });
 
+const counts = async () => {
+  const list = await request(t.app.server).get('/v1/admin/webhooks').set('authorization', t.auth('admin'));
+  expect(list.status).toBe(200);
+  const one = await request(t.app.server).get(`/v1/admin/webhooks/${endpoint}`).set('authorization', t.auth('admin'));
+  expect(one.body.deliveries).toEqual(list.body.items[0].deliveries);
+  return list.body.items[0].deliveries as { pending: number; failed: number; lastFailedAt: string | null };
+};
+
 it('takes the oldest failed deliveries a thousand at a time, saying when more are left', async () => {
+  // The listing shows the endpoint failing, before anyone reads its delivery log.
+  expect(await counts()).toMatchObject({ pending: 0, failed: FAILED, lastFailedAt: expect.any(String) });
   const first = await redeliver();
   expect(first.status, JSON.stringify(first.body)).toBe(200);
   expect(first.body.redelivered).toBe(REDELIVER_MAX);
@@ -54,6 +64,7 @@ it('takes the oldest failed deliveries a thousand at a time, saying when more ar
 
   const third = await redeliver();
   expect(third.body).toEqual({ redelivered: 0, deliveryIds: [], more: false });
+  expect(await counts()).toEqual({ pending: FAILED, failed: 0, lastFailedAt: null });
 
   const rows = await query<{ status: string; n: number; based: number; marked: number; failed_at: number }>(
     t.databaseUrl,

@@ -13,6 +13,7 @@ interface EndpointView {
   events: string[];
   enabled: boolean;
   deletedAt: string | null;
+  deliveries?: { pending: number; failed: number; lastFailedAt: string | null };
 }
 interface DeliveryView {
   id: string;
@@ -41,8 +42,15 @@ export function registerWebhookCommands(program: Command) {
         needToken(ctx);
         const r = await ctx.client.get<{ items: EndpointView[] }>('/v1/admin/webhooks');
         ctx.out.result(r, () => {
-          for (const e of r.items)
+          for (const e of r.items) {
             ctx.out.line(`${e.id}  ${e.enabled ? 'enabled ' : 'disabled'}  ${e.url}  ${e.events.join(',')}`);
+            const d = e.deliveries;
+            if (d?.failed)
+              ctx.out.line(
+                `  ${d.failed} failed${d.lastFailedAt ? ` (the last at ${d.lastFailedAt})` : ''}: blastgate webhooks redeliver ${e.id} --reason "…"`,
+              );
+            if (d?.pending) ctx.out.line(`  ${d.pending} pending`);
+          }
         });
         return EXIT.ok;
       }),

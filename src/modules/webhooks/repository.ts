@@ -98,6 +98,35 @@ export async function listEndpoints(db: Queryable, includeDeleted: boolean): Pro
   return r.rows.map(toEndpoint);
 }
 
+export interface DeliveryCounts {
+  pending: number;
+  failed: number;
+  lastFailedAt: string | null;
+}
+
+/** Where each endpoint's deliveries stand (pending and failed ones are few next to delivered ones). */
+export async function withDeliveryCounts<E extends { id: string }>(
+  db: Queryable,
+  endpoints: E[],
+): Promise<(E & { deliveries: DeliveryCounts })[]> {
+  const r = await db.query<{ endpoint_id: string; pending: number; failed: number; last_failed_at: Date | null }>(
+    `SELECT endpoint_id, count(*) FILTER (WHERE status = 'pending')::int AS pending,
+            count(*) FILTER (WHERE status = 'failed')::int AS failed,
+            max(failed_at) FILTER (WHERE status = 'failed') AS last_failed_at
+       FROM webhook_deliveries WHERE endpoint_id = ANY($1::uuid[]) AND status IN ('pending', 'failed')
+      GROUP BY endpoint_id`,
+    [endpoints.map((e) => e.id)],
+  );
+  const by = new Map(r.rows.map((x) => [x.endpoint_id, x]));
+  return endpoints.map((e) => {
+    const c = by.get(e.id);
+    return {
+      ...e,
+      deliveries: { pending: c?.pending ?? 0, failed: c?.failed ?? 0, lastFailedAt: iso(c?.last_failed_at) },
+    };
+  });
+}
+
 /** One endpoint; `lock` takes its row lock (changes are serialised per endpoint). */
 export async function getEndpoint(db: Queryable, id: string, lock = false): Promise<EndpointRow | null> {
   // Endpoint IDs are UUIDs: any other ID names no endpoint (and must not reach a uuid column).

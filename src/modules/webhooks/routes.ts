@@ -18,6 +18,7 @@ import {
   listDeliveries,
   listEndpoints,
   updateEndpoint,
+  withDeliveryCounts,
   type EndpointRow,
 } from './repository.ts';
 import {
@@ -26,6 +27,7 @@ import {
   DeliveryPage,
   EndpointList,
   EndpointParams,
+  EndpointStatus,
   EndpointView,
   EndpointWithSecret,
   ListQuery,
@@ -137,12 +139,14 @@ export default async function webhookRoutes(app: App, opts: { masterKey: Buffer 
         tags: TAGS,
         summary: 'List webhook endpoints',
         description:
-          'Every endpoint (deleted ones with includeDeleted=true), oldest first. Secrets are never shown here.',
+          'Every endpoint (deleted ones with includeDeleted=true), oldest first, with how many of its deliveries are pending and failed (failed ones: POST …/redeliver). Secrets are never shown here.',
         querystring: ListQuery,
         response: { 200: EndpointList, ...errorResponses(400, 401, 403) },
       },
     },
-    async (req) => ({ items: await listEndpoints(app.db.pool, req.query.includeDeleted === true) }),
+    async (req) => ({
+      items: await withDeliveryCounts(app.db.pool, await listEndpoints(app.db.pool, req.query.includeDeleted === true)),
+    }),
   );
 
   app.get(
@@ -153,15 +157,16 @@ export default async function webhookRoutes(app: App, opts: { masterKey: Buffer 
         operationId: 'getWebhook',
         tags: TAGS,
         summary: 'Read a webhook endpoint',
-        description: 'One endpoint, deleted or not (its secret is never shown here).',
+        description:
+          'One endpoint, deleted or not, with how many of its deliveries are pending and failed (its secret is never shown here).',
         params: EndpointParams,
-        response: { 200: EndpointView, ...errorResponses(400, 401, 403, 404) },
+        response: { 200: EndpointStatus, ...errorResponses(400, 401, 403, 404) },
       },
     },
     async (req) => {
       const row = await getEndpoint(app.db.pool, req.params.id);
       if (!row) throw new NotFoundError('Webhook', req.params.id);
-      return row;
+      return (await withDeliveryCounts(app.db.pool, [row]))[0]!;
     },
   );
 

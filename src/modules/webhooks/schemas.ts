@@ -109,9 +109,32 @@ export const EndpointWithSecret = Type.Object(
   },
 );
 
+const deliveriesExample = { pending: 0, failed: 3, lastFailedAt: '2026-11-30T03:32:10.000Z' };
+
+/** An endpoint as listed: with where its deliveries stand, so a failing receiver shows. */
+export const EndpointStatus = Type.Object(
+  {
+    ...endpointFields,
+    deliveries: Type.Object(
+      {
+        pending: Type.Integer({ description: 'Being tried (first attempt or retries)' }),
+        failed: Type.Integer({ description: 'Gave up after every attempt: POST …/redeliver sends them again' }),
+        lastFailedAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()], {
+          description: 'When the last of them was recorded failed',
+        }),
+      },
+      { description: 'Where its deliveries stand' },
+    ),
+  },
+  {
+    description: 'A webhook endpoint and where its deliveries stand',
+    example: { ...endpointExample, deliveries: deliveriesExample },
+  },
+);
+
 export const EndpointList = Type.Object(
-  { items: Type.Array(EndpointView) },
-  { description: 'Webhook endpoints', example: { items: [endpointExample] } },
+  { items: Type.Array(EndpointStatus) },
+  { description: 'Webhook endpoints', example: { items: [{ ...endpointExample, deliveries: deliveriesExample }] } },
 );
 
 export const ListQuery = Type.Object(
