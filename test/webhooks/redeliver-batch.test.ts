@@ -3,6 +3,7 @@
 // the request records (pending again, a fresh series, marked for the dispatcher) is read directly.
 import request from 'supertest';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { queueRedeliveries, type Queued } from '../../src/modules/webhooks/dispatch.ts';
 import { REDELIVER_MAX } from '../../src/modules/webhooks/repository.ts';
 import { buildTestApp, type TestApp } from '../support/app.ts';
 import { query } from '../support/seed.ts';
@@ -78,4 +79,43 @@ it('takes the oldest failed deliveries a thousand at a time, saying when more ar
     { status: 'delivered', n: 1, based: 0, marked: 0, failed_at: 0 },
     { status: 'pending', n: FAILED, based: FAILED, marked: FAILED, failed_at: 0 },
   ]);
+});
+
+// The dispatcher's side, with the queue's add standing in for Redis (the database is real): the
+// marks stay until the add succeeds, so a redelivery asked for while Redis is away is queued by the
+// first pass after it returns.
+it('keeps a redelivery marked while queuing it fails, and queues each marked pending one once it works', async () => {
+  const marked = async () =>
+    (
+      await query<{ n: number }>(
+        t.databaseUrl,
+        'SELECT count(*)::int AS n FROM webhook_deliveries WHERE endpoint_id = $1 AND redeliver_at IS NOT NULL',
+        [endpoint],
+      )
+    )[0]!.n;
+  expect(await marked()).toBe(FAILED);
+  // One of them no longer pending (its endpoint was disabled meanwhile): unmarked, not queued.
+  await query(
+    t.databaseUrl,
+    `UPDATE webhook_deliveries SET status = 'cancelled' WHERE endpoint_id = $1 AND audit_seq = 1`,
+    [endpoint],
+  );
+  const down = () => Promise.reject(new Error('connect ECONNREFUSED 127.0.0.1:6379'));
+  await expect(queueRedeliveries(t.app.db.pool, down, 300)).rejects.toThrow('ECONNREFUSED');
+  expect(await marked()).toBe(FAILED);
+
+  const queued: Queued[] = [];
+  const n = await queueRedeliveries(
+    t.app.db.pool,
+    async (ds) => {
+      queued.push(...ds);
+    },
+    300,
+  );
+  expect(n).toBe(FAILED - 1);
+  expect(new Set(queued.map((d) => d.id)).size).toBe(FAILED - 1);
+  expect(queued.every((d) => d.endpointId === endpoint)).toBe(true);
+  expect(await marked()).toBe(0);
+  // Nothing left: a later pass queues nothing again.
+  expect(await queueRedeliveries(t.app.db.pool, down, 300)).toBe(0);
 });

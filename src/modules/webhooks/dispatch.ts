@@ -155,20 +155,36 @@ export async function stalePending(db: Queryable, staleMs: number, limit = 1000)
 }
 
 /**
- * Redeliveries an admin asked for (repository.ts redeliver), taken to be queued: each once, by one
- * dispatcher (SKIP LOCKED). One that is no longer pending (its endpoint disabled since) is only
- * unmarked. Lost between this commit and the enqueue, it is still pending: stalePending brings it.
+ * Queues the redeliveries an admin asked for (repository.ts redeliver), and only then unmarks
+ * them: with Redis away the enqueue fails, the marks stay, and the next pass (a poll later) tries
+ * again, not the stale-pending pass a minute later. Two dispatchers may queue one at once: its job
+ * ID is the delivery's, so the second add is a no-op. One no longer pending (its endpoint disabled
+ * since) is only unmarked, and so is none asked for again meanwhile (that mark is the next pass's).
+ * Returns how many it queued.
  */
-export async function takeRedeliveries(db: Queryable, limit = 1000): Promise<{ taken: number; queue: Queued[] }> {
-  const r = await db.query<{ id: string; endpoint_id: string; status: string }>(
-    `UPDATE webhook_deliveries SET redeliver_at = NULL
-      WHERE id IN (SELECT id FROM webhook_deliveries WHERE redeliver_at IS NOT NULL ORDER BY id LIMIT $1
-                   FOR UPDATE SKIP LOCKED)
-      RETURNING id, endpoint_id, status`,
-    [limit],
-  );
-  const queue = r.rows
-    .filter((x) => x.status === 'pending')
-    .map((x) => ({ id: String(x.id), endpointId: x.endpoint_id }));
-  return { taken: r.rows.length, queue };
+export async function queueRedeliveries(
+  db: Queryable,
+  enqueue: (ds: Queued[]) => Promise<void>,
+  batch = 1000,
+): Promise<number> {
+  let queued = 0;
+  for (let after = '0'; ;) {
+    const r = await db.query<{ id: string; endpoint_id: string; status: string; redeliver_at: Date }>(
+      // ORDER BY d.id, the number: by the text column, the cursor skipped ids ("1000" < "301").
+      `SELECT d.id::text AS id, d.endpoint_id, d.status, d.redeliver_at FROM webhook_deliveries d
+        WHERE d.redeliver_at IS NOT NULL AND d.id > $1::bigint ORDER BY d.id LIMIT $2`,
+      [after, batch],
+    );
+    if (r.rows.length === 0) return queued;
+    const queue = r.rows.filter((x) => x.status === 'pending').map((x) => ({ id: x.id, endpointId: x.endpoint_id }));
+    if (queue.length) await enqueue(queue);
+    await db.query(
+      `UPDATE webhook_deliveries d SET redeliver_at = NULL FROM unnest($1::bigint[], $2::timestamptz[]) AS u(id, at)
+        WHERE d.id = u.id AND d.redeliver_at = u.at`,
+      [r.rows.map((x) => x.id), r.rows.map((x) => x.redeliver_at)],
+    );
+    queued += queue.length;
+    if (r.rows.length < batch) return queued;
+    after = r.rows[r.rows.length - 1]!.id;
+  }
 }

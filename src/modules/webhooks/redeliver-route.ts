@@ -1,7 +1,8 @@
 // POST /v1/admin/webhooks/{id}/redeliver: a receiver down for longer than the retries last (two
 // minutes by default then, an hour and a half now) had its deliveries recorded failed for good, and
-// nothing sent them again (a new-user trial). An admin puts them back to pending with a fresh series of attempts; a
-// worker's dispatcher queues them within a poll (dispatch.ts takeRedeliveries).
+// nothing sent them again (a new-user trial). An admin puts them back to pending with a fresh
+// series of attempts; a worker's dispatcher queues them within a poll (dispatch.ts
+// queueRedeliveries).
 import { ConflictError, NotFoundError } from '../../lib/errors.ts';
 import { ERROR_EXAMPLES } from '../../lib/error-examples.ts';
 import { errorResponse, errorResponses, type App } from '../../lib/schemas.ts';

@@ -217,7 +217,7 @@ export interface RedeliverRefusal {
 
 /**
  * Puts deliveries of `endpointId` back to pending with a fresh series of attempts, marked for the
- * dispatcher to queue (dispatch.ts takeRedeliveries). `ids`: those (failed or cancelled ones only;
+ * dispatcher to queue (dispatch.ts queueRedeliveries). `ids`: those (failed or cancelled ones only;
  * any other is refused and nothing changes); null: the oldest REDELIVER_MAX failed ones. Runs in
  * the caller's transaction, under the endpoint's row lock.
  */

@@ -8,7 +8,7 @@ import type { Redis } from 'ioredis';
 import type pg from 'pg';
 import type { HostAllowlist } from '../adapters/host-allowlist.ts';
 import { createAgents, deliverOnce, throwUnlessDelivered } from './deliver.ts';
-import { DISPATCH_BATCH, dispatchOnce, stalePending, takeRedeliveries, type Queued } from './dispatch.ts';
+import { DISPATCH_BATCH, dispatchOnce, stalePending, queueRedeliveries, type Queued } from './dispatch.ts';
 import { endpointGate } from './endpoint-gate.ts';
 import { CAPPED_BACKOFF, retryDelayMs, type WebhookSettings } from './settings.ts';
 import { errorsTo, outageLog, type OutageLog } from '../../lib/outage-log.ts';
@@ -121,11 +121,7 @@ export async function startWebhooks(
       if (d.read < DISPATCH_BATCH) break;
     }
     // Redeliveries an admin asked for: queued within a poll.
-    for (;;) {
-      const again = await takeRedeliveries(o.pool);
-      if (again.queue.length) await enqueue(again.queue);
-      if (again.taken === 0) break;
-    }
+    await queueRedeliveries(o.pool, enqueue);
     if (Date.now() - lastRearm >= REARM_EVERY_MS) {
       lastRearm = Date.now();
       const stale = await stalePending(o.pool, REARM_AFTER_MS);
