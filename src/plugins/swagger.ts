@@ -36,7 +36,16 @@ export default fp(
           },
         },
         tags: [
-          { name: 'registry', description: 'Tenant registry: resource types, tenants, resources' },
+          {
+            name: 'registry',
+            // Swagger UI lists a tag's routes by path, resources first; a resource needs its type
+            // and tenant declared, and the examples are written to be executed in this order.
+            description:
+              'Tenant registry: resource types, tenants, resources. Declare the types (PUT /v1/registry/types) and ' +
+              'tenants (POST /v1/registry/tenants) before their resources (POST /v1/registry/resources); executed ' +
+              'in that order, the examples declare example_site and example_app, tenant tn_example and three ' +
+              "resources of their own (never a real one), and POST /v1/operations' example then shows a dry run's plan",
+          },
           { name: 'operations', description: 'Destructive operations: plans, approvals, execution' },
           {
             name: 'restores',

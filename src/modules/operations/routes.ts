@@ -18,7 +18,15 @@ import { checkItemCursor, checkItemWave, checkReportCursor } from './cursors.ts'
 import { listRoute } from './list.ts';
 import { operationReads } from './repository.ts';
 import { operationService, serverTiming, type SubmitResult } from './service.ts';
-import { CreateOperationBody, DryRunView, ITEM_STATES, ReportPage, TextUploadQuery } from './schemas.ts';
+import {
+  CreateOperationBody,
+  DryRunView,
+  EXAMPLE_IDS,
+  EXAMPLE_SPEC,
+  ITEM_STATES,
+  ReportPage,
+  TextUploadQuery,
+} from './schemas.ts';
 import { ItemsPage } from './item-schemas.ts';
 import { dryRunRejected, planRejected, readSubmission, STREAM_LIMITS, SUBMIT_AUTH, textSpec } from './submission.ts';
 import type { ScopeReport } from './scope.ts';
@@ -116,7 +124,7 @@ export default async function operationRoutes(app: App) {
             [NDJSON]: {
               schema: Type.String({
                 description: 'Line 1: OperationSpec JSON. Then one ID per line: "app_1" or {"id":"app_1"}',
-                example: '{"targetType":"app","reason":"cleanup","ticket":"CHG-1","dryRun":true}\n"app_1"\n"app_2"\n',
+                example: `${JSON.stringify(EXAMPLE_SPEC)}\n${EXAMPLE_IDS.map((id) => `"${id}"`).join('\n')}\n`,
               }),
             },
           },
@@ -161,7 +169,7 @@ export default async function operationRoutes(app: App) {
         body: {
           content: {
             [TEXT]: {
-              schema: Type.String({ description: 'One ID per line', example: 'app_1\napp_2\n' }),
+              schema: Type.String({ description: 'One ID per line', example: `${EXAMPLE_IDS.join('\n')}\n` }),
             },
           },
         } as never,

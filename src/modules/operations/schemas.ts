@@ -61,15 +61,20 @@ const specFields = {
   ),
 };
 
-// A dry run: executing the example from Swagger UI shows a plan and creates nothing.
-const EXAMPLE_SPEC = {
+// A dry run: executing the example from Swagger UI shows a plan and creates nothing. Its type and
+// IDs are those the registry examples declare and import (registry/schemas.ts), so an operator who
+// executes the examples in the order of the document sees a plan, not UNKNOWN_TARGET_TYPE.
+export const EXAMPLE_SPEC = {
   action: 'delete',
-  targetType: 'app',
+  targetType: 'example_app',
   mode: 'soft',
   reason: 'Remove legacy Jira Insight app',
   ticket: 'CHG-2042',
   dryRun: true,
 };
+
+/** The IDs of the submission examples (JSON, NDJSON and text). */
+export const EXAMPLE_IDS = ['example_app_9f2c1', 'example_app_9f2c2'] as const;
 
 export const OperationSpec = Type.Object(specFields, {
   additionalProperties: false,
@@ -92,7 +97,7 @@ export const CreateOperationBody = Type.Object(
     additionalProperties: false,
     $id: 'CreateOperation',
     description: 'A destructive operation with its IDs inline',
-    example: { ...EXAMPLE_SPEC, ids: ['app_9f2c1', 'app_9f2c2'] },
+    example: { ...EXAMPLE_SPEC, ids: [...EXAMPLE_IDS] },
   },
 );
 export type CreateOperationBody = Static<typeof CreateOperationBody>;
@@ -103,9 +108,10 @@ export type CreateOperationBody = Static<typeof CreateOperationBody>;
  */
 export const TextUploadQuery = Type.Object(
   {
-    targetType: specFields.targetType,
-    reason: specFields.reason,
-    ticket: specFields.ticket,
+    // With examples, as the JSON body has: Swagger UI fills them in, so "Execute" sends a dry run.
+    targetType: Type.String({ ...specFields.targetType, example: EXAMPLE_SPEC.targetType }),
+    reason: Type.String({ ...specFields.reason, example: EXAMPLE_SPEC.reason }),
+    ticket: Type.String({ ...specFields.ticket, example: EXAMPLE_SPEC.ticket }),
     action: Type.Optional(Type.Literal('delete', { description: 'Only "delete" (the default)' })),
     mode: Type.Optional(
       Type.Union([Type.Literal('soft'), Type.Literal('hard')], {

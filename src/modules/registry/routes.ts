@@ -147,7 +147,7 @@ export default async function registryRoutes(app: App) {
         tags: ['registry'],
         summary: 'Import resources (bulk upsert)',
         description: [
-          'Upserts resources in one transaction: all rows, or none. Send `application/json` `{ resources: [...] }` (up to 100,000) or stream `application/x-ndjson`, one resource per line (up to 1,000,000 lines, 300 MB; the body is never held whole).',
+          'Upserts resources in one transaction: all rows, or none. Their types (PUT /v1/registry/types) and tenants (POST /v1/registry/tenants) must exist first. Send `application/json` `{ resources: [...] }` (up to 100,000) or stream `application/x-ndjson`, one resource per line (up to 1,000,000 lines, 300 MB; the body is never held whole).',
           'Each row is checked for shape (400 `VALIDATION_FAILED` / `MALFORMED_NDJSON` naming the line), then all rows together for unknown type, unknown tenant, bad state, duplicate ID, ID-pattern mismatch and a parent that is the row itself, exists neither in the upload nor the registry, or is not of the parentType its type declares: any such row makes the import 422 `REGISTRY_REJECTED` with counts per problem and the first 100 offending rows (`line` for NDJSON, `index` for JSON).',
           'Only changed rows are written: re-importing identical data reports `inserted: 0, updated: 0`. Omitted `state`, `protected` and `parentId` keep their stored values; `parentId: null` removes the parent.',
         ].join('\n\n'),

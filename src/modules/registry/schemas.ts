@@ -270,17 +270,21 @@ export const PostResourcesJsonBody = Type.Object(
   {
     additionalProperties: false,
     description: 'Resources to upsert (all or nothing). For more than 100k rows stream application/x-ndjson instead.',
+    // The example tenant's and types' own resources (PostTenantsBody, PutTypesBody): executed from
+    // Swagger UI after those two, it imports what the submission examples then plan against, and
+    // it can never reactivate or unprotect a real resource.
     example: {
       resources: [
-        { id: 'site_k2m1', type: 'site', tenantId: 'tn_acme' },
+        { id: 'example_site_k2m1', type: 'example_site', tenantId: 'tn_example' },
         {
-          id: 'app_8f3k2m1q',
-          type: 'app',
-          tenantId: 'tn_acme',
-          parentId: 'site_k2m1',
+          id: 'example_app_9f2c1',
+          type: 'example_app',
+          tenantId: 'tn_example',
+          parentId: 'example_site_k2m1',
           state: 'active',
           protected: false,
         },
+        { id: 'example_app_9f2c2', type: 'example_app', tenantId: 'tn_example', parentId: 'example_site_k2m1' },
       ],
     },
   },
@@ -295,7 +299,9 @@ export const PostResourcesNdjsonBody = {
   description:
     'One resource object per line (same fields as in the JSON variant), up to 1,000,000 lines / 300 MB, streamed',
   example:
-    '{"id":"site_k2m1","type":"site","tenantId":"tn_acme"}\n{"id":"app_8f3k2m1q","type":"app","tenantId":"tn_acme","parentId":"site_k2m1"}\n',
+    '{"id":"example_site_k2m1","type":"example_site","tenantId":"tn_example"}\n' +
+    '{"id":"example_app_9f2c1","type":"example_app","tenantId":"tn_example","parentId":"example_site_k2m1"}\n' +
+    '{"id":"example_app_9f2c2","type":"example_app","tenantId":"tn_example","parentId":"example_site_k2m1"}\n',
 };
 
 export const ImportResult = Type.Object(

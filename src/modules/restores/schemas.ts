@@ -128,8 +128,9 @@ export const CreateRestoreBody = Type.Object(
     $id: 'CreateRestore',
     description:
       'A restore: exactly one scope (tenantId [+ deletedSince], operationId, or targetType + ids), optionally to a point in time (asOf)',
+    // The example tenant of the registry examples: a dry run either way.
     example: {
-      tenantId: 'tn_acme',
+      tenantId: 'tn_example',
       deletedSince: '2026-11-24T10:00:00.000Z',
       reason: 'Sites deleted by the legacy-app cleanup script',
       ticket: 'INC-883',
