@@ -42,6 +42,12 @@ interface Media {
   example?: unknown;
   schema: { $ref?: string; example?: unknown };
 }
+interface Param {
+  name: string;
+  in: string;
+  example?: unknown;
+  schema?: { example?: unknown };
+}
 interface Doc {
   paths: Record<
     string,
@@ -49,7 +55,7 @@ interface Doc {
       string,
       {
         requestBody?: { content: Record<string, Media> };
-        parameters?: { name: string; in: string; example?: unknown; schema?: { example?: unknown } }[];
+        parameters?: Param[];
       }
     >
   >;
@@ -66,13 +72,13 @@ async function example(method: string, path: string, type = 'application/json'):
   return (schema.$ref ? doc.components.schemas[schema.$ref.split('/').pop()!] : schema)!.example;
 }
 
-/** The query string Swagger UI fills in from the parameters' examples. */
-function queryExamples(method: string, path: string): Record<string, string> {
-  const params = doc!.paths[path]![method]!.parameters ?? [];
+/** The parameters of one kind (query, path) Swagger UI fills in from their examples. */
+function paramExamples(method: string, path: string, kind = 'query'): Record<string, string> {
+  const params = (doc!.paths[path]![method]!.parameters ?? []).filter((p) => p.in === kind);
   return Object.fromEntries(
     params.flatMap((p) => {
       const v = p.example ?? p.schema?.example;
-      return p.in === 'query' && (typeof v === 'string' || typeof v === 'boolean') ? [[p.name, String(v)]] : [];
+      return typeof v === 'string' || typeof v === 'boolean' ? [[p.name, String(v)]] : [];
     }),
   );
 }
@@ -128,7 +134,7 @@ describe('Swagger UI examples, executed as they stand', () => {
         .set('content-type', 'application/x-ndjson')
         .send((await example('post', '/v1/operations', 'application/x-ndjson')) as string),
       await send('post', '/v1/operations/text')
-        .query(queryExamples('post', '/v1/operations/text'))
+        .query(paramExamples('post', '/v1/operations/text'))
         .set('content-type', 'text/plain')
         .send((await example('post', '/v1/operations/text', 'text/plain')) as string),
     ];
@@ -148,5 +154,26 @@ describe('Swagger UI examples, executed as they stand', () => {
     expect(await count('operation_items')).toBe(0);
     expect(await count('resource_locks')).toBe(0);
     expect(await realRegistry()).toEqual(real);
+
+    // The registry's reads, with their filters and path IDs as filled in, find the examples' rows
+    // (a tenant's path example is a tenant ID, not an app's).
+    const list = await request(t.app.server)
+      .get('/v1/registry/resources')
+      .query(paramExamples('get', '/v1/registry/resources'))
+      .set('authorization', admin)
+      .expect(200);
+    expect((list.body as { items: { id: string }[] }).items.map((r) => r.id)).toEqual([
+      'example_app_9f2c1',
+      'example_app_9f2c2',
+    ]);
+    for (const path of [
+      '/v1/registry/resources/{id}',
+      '/v1/registry/tenants/{id}',
+      '/v1/registry/tenants/{id}/contact',
+    ]) {
+      const id = paramExamples('get', path, 'path').id!;
+      const r = await request(t.app.server).get(path.replace('{id}', id)).set('authorization', admin);
+      expect(r.status, `${path} with ${id}: ${JSON.stringify(r.body)}`).toBe(200);
+    }
   });
 });

@@ -11,7 +11,8 @@ import { registryListRoutes } from './lists.ts';
 import { detachable, discardRest, jsonRows, NDJSON_MAX_BYTES, ndjsonRows } from './rows.ts';
 import { registryService } from './service.ts';
 import {
-  IdParams,
+  ResourceIdParams,
+  TenantIdParams,
   ImportResult,
   PostResourcesJsonBody,
   PostResourcesNdjsonBody,
@@ -109,7 +110,7 @@ export default async function registryRoutes(app: App) {
         summary: 'Get a tenant',
         description:
           "The tenant's flags and its resource counts by type and state. Contact data is not part of it (admins: GET /v1/registry/tenants/{id}/contact).",
-        params: IdParams,
+        params: TenantIdParams,
         response: { 200: Tenant, ...errorResponses(400, 401), 404: errorResponse(404, ERROR_EXAMPLES.tenantNotFound) },
       },
     },
@@ -126,7 +127,7 @@ export default async function registryRoutes(app: App) {
         summary: "Get a tenant's contact",
         description:
           "The tenant's contact data, for calling a customer whose data was deleted. Admins only (operators see the contacts of the tenants an operation affects under GET /v1/operations/{id}/tenants); every read is recorded in the audit log (`registry.contact.read`). `contact` is null when none was given. An unknown tenant is 404 `NOT_FOUND` naming the ID. No delete, rollback or import path can change contacts: the database refuses any write that is not the registry's own upsert.",
-        params: IdParams,
+        params: TenantIdParams,
         response: {
           200: TenantContactView,
           ...errorResponses(400, 401, 403),
@@ -187,7 +188,7 @@ export default async function registryRoutes(app: App) {
         tags: ['registry'],
         summary: 'Get a resource',
         description: 'One registry resource: type, tenant, parent, state, protection and deletion time.',
-        params: IdParams,
+        params: ResourceIdParams,
         response: {
           200: Resource,
           ...errorResponses(400, 401),

@@ -1,6 +1,6 @@
 // Registry request and response schemas: resource types, tenants, resources, import results.
 import { Type, type Static, type TSchema } from '@fastify/type-provider-typebox';
-import { IdString, MAX_ID_LENGTH, MultilineText, Text } from '../../lib/schemas.ts';
+import { IdParams, IdString, MAX_ID_LENGTH, MultilineText, Text } from '../../lib/schemas.ts';
 import { AdapterConfig } from '../adapters/schemas.ts';
 
 /** Longest ID, name or type accepted anywhere in the registry (also checked per NDJSON line). */
@@ -385,6 +385,7 @@ export const Resource = Type.Object(
 );
 export type Resource = Static<typeof Resource>;
 
-export const IdParams = Type.Object({
-  id: IdString({ description: 'ID', example: 'app_8f3k2m1q' }),
-});
+// Path examples of the registry examples' own rows (POST /v1/registry/resources): Swagger UI's
+// "Try it out" then finds them, and a tenant's example is a tenant ID, not an app's.
+export const ResourceIdParams = IdParams('Resource ID', 'example_app_9f2c1');
+export const TenantIdParams = IdParams('Tenant ID', 'tn_example');
