@@ -12,6 +12,13 @@ export type IdFormat = 'auto' | 'text' | 'ndjson';
 
 /** Bytes per chunk handed to the HTTP body: big enough to be cheap, small enough not to matter. */
 const CHUNK_BYTES = 64 * 1024;
+/**
+ * The longest line the server reads (STREAM_LIMITS.maxLineBytes; test/cli/ids.test.ts
+ * keeps them equal). Refused here as soon as a line passes it: a list without newlines (a binary
+ * file, one huge line) was otherwise gathered whole in memory before the server refused it (a 50 MB
+ * line took the CLI to 400 MB).
+ */
+export const MAX_LINE_BYTES = 64 * 1024;
 const NEWLINE = 0x0a;
 const QUOTE = 0x22;
 const BRACE = 0x7b;
@@ -125,16 +132,30 @@ export async function* ndjsonBody(
     outLength += line_.length;
   };
 
+  const tooLong = (length: number) => {
+    if (length <= MAX_LINE_BYTES) return;
+    const line = stats.lines + 1;
+    throw new CliError(
+      EXIT.usage,
+      'LINE_TOO_LONG',
+      `line ${line} of the ID list is longer than ${MAX_LINE_BYTES} bytes (is it a list of IDs, one per line?)`,
+      { line, maxLineBytes: MAX_LINE_BYTES },
+    );
+  };
   for await (const chunk of input) {
     const buf = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
     let from = 0;
     for (let nl = buf.indexOf(NEWLINE); nl !== -1; nl = buf.indexOf(NEWLINE, from)) {
       const piece = buf.subarray(from, nl);
+      tooLong(rest.length + piece.length);
       emitLine(rest.length ? Buffer.concat([rest, piece]) : piece);
       rest = Buffer.alloc(0);
       from = nl + 1;
     }
-    if (from < buf.length) rest = Buffer.concat([rest, buf.subarray(from)]);
+    if (from < buf.length) {
+      tooLong(rest.length + buf.length - from);
+      rest = Buffer.concat([rest, buf.subarray(from)]);
+    }
     if (outLength >= CHUNK_BYTES) {
       yield Buffer.from(out);
       out = '';

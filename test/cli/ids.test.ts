@@ -3,7 +3,8 @@ import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { intArg, jsonArg } from '../../src/cli/context.ts';
 import { CliError, EXIT } from '../../src/cli/exit-codes.ts';
-import { collectIds, inListLines, ListLines, ndjsonBody, type IdStats } from '../../src/cli/ids.ts';
+import { collectIds, inListLines, ListLines, MAX_LINE_BYTES, ndjsonBody, type IdStats } from '../../src/cli/ids.ts';
+import { STREAM_LIMITS } from '../../src/modules/operations/submission.ts';
 import { rejectionLines } from '../../src/cli/output.ts';
 import { jsonError, runCli } from '../support/cli.ts';
 
@@ -176,5 +177,11 @@ describe('intArg (--bake-seconds, --concurrency)', () => {
     expect(intArg('--bake-seconds')('30')).toBe(30);
     expect(() => intArg('--bake-seconds')('-5')).toThrow('--bake-seconds must be a whole number, 0 or more (got "-5")');
     expect(() => intArg('--bake-seconds')('1.5')).toThrow('must be a whole number, 0 or more (got "1.5")');
+  });
+});
+
+describe('MAX_LINE_BYTES', () => {
+  it("is the server's line limit for streamed IDs", () => {
+    expect(MAX_LINE_BYTES).toBe(STREAM_LIMITS.maxLineBytes);
   });
 });

@@ -1,6 +1,7 @@
 // 1,000,000 IDs streamed from a file by the CLI: the process stays small (it never holds the list),
 // the server gets every line (the dry run counts 1,000,000 IDs), and an invalid UTF-8 byte in the
-// list stops the upload naming its line instead of being replaced.
+// list stops the upload naming its line instead of being replaced, as a line longer than the server
+// reads does before it is gathered.
 import { createWriteStream } from 'node:fs';
 import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -91,5 +92,19 @@ describe('submitting 1,000,000 IDs', () => {
     const r = await runCli(plan(file), { url, token: t.tokens.requester });
     expect(r.code).toBe(2);
     expect(jsonError(r).error).toMatchObject({ code: 'INVALID_UTF8', details: { line: 2 } });
+  });
+
+  it('stops on a line longer than the server reads, without gathering it: a 50 MB line is refused at 64 KiB', async () => {
+    const file = join(dir, 'one-line.bin');
+    await writeFile(file, Buffer.concat([Buffer.from('app_00000_00\n'), Buffer.alloc(50 * 1024 * 1024, 0x61)]));
+    const small = join(dir, 'two.txt');
+    await writeFile(small, 'app_00000_00\napp_00000_01\n');
+    const env = { BLASTGATE_DEBUG_RSS: '1' };
+    const base = await runCli(plan(small), { url, token: t.tokens.requester, env });
+    const r = await runCli(plan(file), { url, token: t.tokens.requester, env });
+    expect(r.code, r.stderr).toBe(2);
+    expect(jsonError(r).error).toMatchObject({ code: 'LINE_TOO_LONG', details: { line: 2, maxLineBytes: 65_536 } });
+    // Gathered, the line alone is 50 MB (as it was: the CLI's peak RSS reached ~400 MB).
+    expect(reportedRssKiB(r) - reportedRssKiB(base)).toBeLessThan(24 * 1024);
   });
 });
