@@ -94,6 +94,19 @@ describe('submitting 1,000,000 IDs', () => {
     expect(jsonError(r).error).toMatchObject({ code: 'INVALID_UTF8', details: { line: 2 } });
   });
 
+  it('ends once the server answered, while its input is still open (a producer still writing)', async () => {
+    const r = await runCli(['--json', 'plan', '--type', 'nosuchtype', '--reason', 'Open stdin', '--ticket', 'T-1'], {
+      url,
+      token: t.tokens.requester,
+      input: 'app_00000_00\n'.repeat(20_000), // more than the CLI's first 64 KiB chunk
+      keepStdinOpen: true,
+      // Bounds the wait: before, the CLI stayed until its stdin ended, here never (killed: code null).
+      timeoutMs: 30_000,
+    });
+    expect(r.code, r.stderr).toBe(1);
+    expect(jsonError(r).error).toMatchObject({ code: 'UNKNOWN_TARGET_TYPE', status: 422 });
+  });
+
   it('stops on a line longer than the server reads, without gathering it: a 50 MB line is refused at 64 KiB', async () => {
     const file = join(dir, 'one-line.bin');
     await writeFile(file, Buffer.concat([Buffer.from('app_00000_00\n'), Buffer.alloc(50 * 1024 * 1024, 0x61)]));

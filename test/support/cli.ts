@@ -19,6 +19,8 @@ export function runCli(
     token?: string;
     env?: Record<string, string>;
     input?: string;
+    /** Write `input` but leave stdin open, as a producer still writing would. */
+    keepStdinOpen?: boolean;
     bin?: string[];
     timeoutMs?: number;
   } = {},
@@ -41,7 +43,10 @@ export function runCli(
       clearTimeout(timer);
       resolve({ code, stdout, stderr });
     });
-    child.stdin.end(o.input ?? '');
+    if (o.keepStdinOpen) {
+      child.stdin.on('error', () => undefined); // the CLI may end without reading the rest
+      child.stdin.write(o.input ?? '');
+    } else child.stdin.end(o.input ?? '');
   });
 }
 

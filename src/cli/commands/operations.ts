@@ -42,7 +42,10 @@ async function streamSubmission(ctx: Ctx, f: SpecFlags, dryRun: boolean) {
     })
     .catch((err: unknown) => {
       throw inFlags(inListLines(err, stats.blanks), f);
-    });
+    })
+    // Answered before the list ended (refused early, or a producer still writing to stdin): the
+    // rest is not wanted, and an open stdin kept the CLI running after it had printed the answer.
+    .finally(() => input.destroy());
   // 200, not 201: this idempotency key (with this body) made the operation before; nothing new.
   return { body, stats, replayed: status === 200 };
 }
