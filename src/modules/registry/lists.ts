@@ -82,7 +82,9 @@ export const ResourcesQuery = Type.Object(
     ),
     tenantId: Type.Optional(IdString({ description: 'Only resources of this tenant', example: 'tn_example' })),
     state: ListFilter(RESOURCE_STATES, 'Only resources in one of these states'),
-    parentId: Type.Optional(IdString({ description: 'Only the children of this resource', example: 'example_site_k2m1' })),
+    parentId: Type.Optional(
+      IdString({ description: 'Only the children of this resource', example: 'example_site_k2m1' }),
+    ),
     after: After,
     limit: Limit,
   },
