@@ -81,6 +81,11 @@ describe('who may approve', () => {
       const r = await approveWith(h.auth('approver'), b.body.id, stale);
       expect(r.status).toBe(409);
       expect(r.body.code).toBe('PLAN_HASH_MISMATCH');
+      // Names the hash given and where the plan and its hash are, never the current hash itself
+      // (an approval follows a review of the plan).
+      expect(r.body.message).toContain(`(planHash ${stale.slice(0, 12)}…)`);
+      expect(r.body.message).toContain('GET /v1/operations/{id} shows it and the planHash to approve');
+      expect(JSON.stringify(r.body)).not.toContain(b.body.planHash as string);
     }
     expect((await getOperation(h, b.body.id)).state).toBe('planned');
     expect(await approvalsOf(b.body.id)).toEqual([]);

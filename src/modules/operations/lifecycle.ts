@@ -99,7 +99,9 @@ function approve(s: LifecycleState, e: Extract<LifecycleEvent, { type: 'approve'
     return refuse(
       409,
       'PLAN_HASH_MISMATCH',
-      'the approval is for a different plan than the current one; review the plan again',
+      // Says where the plan and its hash are (a Swagger UI user executing the example's hash had
+      // only "review the plan again"), but not the hash itself: an approval must follow a review.
+      `the approval is for a different plan than the current one (planHash ${e.planHash.slice(0, 12)}…); review the plan again: GET /v1/operations/{id} shows it and the planHash to approve`,
     );
   if (s.approvals.some((a) => a.by === e.by.id))
     return refuse(409, 'DUPLICATE_APPROVAL', `${e.by.name} has already approved this operation`);
