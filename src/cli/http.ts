@@ -104,14 +104,7 @@ export class ApiClient {
         answered = true;
         const parts: Buffer[] = [];
         res.on('data', (b: Buffer) => parts.push(b));
-        res.on('end', () => {
-          resolve({ status: res.statusCode ?? 0, text: Buffer.concat(parts).toString('utf8') });
-          // Answered before the whole list was sent (refused early: 401, 413, an unknown type…):
-          // nothing more of it is wanted. Stop sending and reading it, or the CLI stayed until its
-          // input ended (a producer still writing to stdin) or the server dropped the idle
-          // connection (~73 s) after it had printed the answer.
-          if (!req.writableFinished) req.destroy();
-        });
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(parts).toString('utf8') }));
         res.on('error', (err) => reject(connectionError(this.conn.url, err)));
       });
       req.on('error', (err) => {
