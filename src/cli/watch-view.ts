@@ -2,6 +2,7 @@
 // the state, the bake countdown and the halt reason), one plain line per event in a log, or one
 // JSON object per event with --json.
 import cliProgress from 'cli-progress';
+import { escapeText, showText } from '../lib/text.ts';
 import { haltReasonText } from './output.ts';
 
 export interface WaveProgress {
@@ -74,7 +75,47 @@ export function jsonView(write: (s: string) => void): View {
   };
 }
 
+interface ProbeResultRow {
+  tenantId: string;
+  result: string;
+  detail?: string;
+}
+
+/** Tenants not healthy named on a probe line, with what they said (cut: a downstream writes it). */
+const PROBE_NAMED = 3;
+const PROBE_DETAIL_CHARS = 80;
+
+/** "2 healthy, 1 unhealthy · tn_b unhealthy (HTTP 503)": the tally, then who is not healthy. */
+export function probeText(results: ProbeResultRow[]): string {
+  const by = new Map<string, number>();
+  for (const r of results) by.set(r.result, (by.get(r.result) ?? 0) + 1);
+  const tally = [...by].map(([k, n]) => `${n} ${k}`).join(', ');
+  const sick = results.filter((r) => r.result !== 'healthy' && r.result !== 'not_configured');
+  if (!sick.length) return tally;
+  const named = sick.slice(0, PROBE_NAMED).map((r) => {
+    const detail = r.detail ? escapeText(r.detail) : '';
+    const cut = detail.length > PROBE_DETAIL_CHARS ? `${detail.slice(0, PROBE_DETAIL_CHARS)}…` : detail;
+    return `${showText(r.tenantId)} ${r.result}${cut ? ` (${cut})` : ''}`;
+  });
+  const more = sick.length > named.length ? ` and ${sick.length - named.length} more` : '';
+  return `${tally} · ${named.join(', ')}${more}`;
+}
+
+/**
+ * A probe round's line, or null when it reads as the last one shown for its wave: a round comes
+ * every 5 s of a bake, and an hour's bake printed 720 alike lines.
+ */
+function probeLine(data: Record<string, unknown>, shown: Map<number, string>): string | null {
+  const d = data as { wave?: number; results?: ProbeResultRow[] };
+  const wave = d.wave ?? 0;
+  const line = `probes wave ${wave + 1}: ${probeText(d.results ?? [])}`;
+  if (shown.get(wave) === line) return null;
+  shown.set(wave, line);
+  return line;
+}
+
 export function lineView(write: (s: string) => void): View {
+  const probesShown = new Map<number, string>();
   return {
     frame(event, _id, data, status) {
       if (event === 'transition') {
@@ -98,14 +139,8 @@ export function lineView(write: (s: string) => void): View {
           `${d.at ?? ''} ${d.action} by ${d.actor ?? '?'}${refused}${to}${current && to ? nowText(status, false) : ''}\n`,
         );
       } else if (event === 'probes') {
-        const d = data as { wave?: number; results?: { result: string }[] };
-        const by: Record<string, number> = {};
-        for (const r of d.results ?? []) by[r.result] = (by[r.result] ?? 0) + 1;
-        write(
-          `probes wave ${(d.wave ?? 0) + 1}: ${Object.entries(by)
-            .map(([k, n]) => `${n} ${k}`)
-            .join(', ')}\n`,
-        );
+        const line = probeLine(data, probesShown);
+        if (line) write(line + '\n');
       } else if (event === 'snapshot') write(`watching: ${statusText(status)}\n`);
       else if (event === 'end') write(`end: ${status.state}\n`);
     },
@@ -142,13 +177,17 @@ export function barView(stream: NodeJS.WriteStream): View {
     cliProgress.Presets.shades_classic,
   );
   let last: OpStatus | undefined;
+  const probesShown = new Map<number, string>();
   const head = multi.create(1, 0, { text: '' }, { format: ' {text}' });
   const bars = new Map<number, cliProgress.SingleBar>();
   const tick = setInterval(() => last && head.update(0, { text: statusText(last) }), 1000);
   tick.unref();
   return {
-    frame(_event, _id, _data, status) {
+    frame(event, _id, data, status) {
       last = status;
+      // Bars show counts only: who answers a bake's probes, and how, goes above them as a log line.
+      const probes = event === 'probes' ? probeLine(data, probesShown) : null;
+      if (probes) multi.log(probes + '\n');
       head.update(0, { text: statusText(status) });
     },
     waves(waves, status) {
@@ -169,6 +208,9 @@ export function barView(stream: NodeJS.WriteStream): View {
     close() {
       clearInterval(tick);
       if (last) head.update(0, { text: statusText(last) });
+      // Lines logged since the last redraw wait in cli-progress's buffer, and stop() does not
+      // write them: a note or probe line that came with the last frame was lost. Redraw first.
+      multi.update();
       multi.stop();
     },
   };

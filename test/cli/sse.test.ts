@@ -3,11 +3,12 @@
 // the connection mid-stream: the reconnect carries Last-Event-ID and no event is lost or repeated.
 import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ApiClient } from '../../src/cli/http.ts';
 import { followSse, SseParser, type SseFrame } from '../../src/cli/sse.ts';
 import { heldText, watchOperation } from '../../src/cli/watch.ts';
-import { jsonView, lineView } from '../../src/cli/watch-view.ts';
+import { barView, jsonView, lineView } from '../../src/cli/watch-view.ts';
 import { EXIT } from '../../src/cli/exit-codes.ts';
 import { outcomeLine } from '../../src/cli/context.ts';
 import { waitingText } from '../../src/cli/output.ts';
@@ -492,5 +493,91 @@ describe('watch: a rollback in a log', () => {
       'progress rolling_back · wave 2/2 · rollback by op: x · w1 5/5 · w2 195/195 · restored 20\n',
       'progress rolling_back · wave 2/2 · rollback by op: x · w1 5/5 · w2 195/195 · restored 29 (3 restore failed)\n',
     ]);
+  });
+});
+
+describe('watch: probe rounds in a log', () => {
+  const status = { state: 'baking', currentWave: 1, haltReason: null, bakeUntil: null, skewMs: 0 };
+  const round = (wave: number, results: { tenantId: string; result: string; detail?: string }[]) => ({
+    wave,
+    at: `T${Math.random()}`,
+    results,
+  });
+  const healthy = (n: number) => Array.from({ length: n }, (_, i) => ({ tenantId: `tn_${i}`, result: 'healthy' }));
+
+  it('prints a round only when it differs from the last one printed for its wave (a round comes every 5 s of a bake)', () => {
+    const out: string[] = [];
+    const view = lineView((x) => out.push(x));
+    for (let k = 0; k < 5; k++) view.frame('probes', '9', round(1, healthy(3)), status);
+    view.frame('probes', '9', round(2, healthy(3)), status);
+    view.frame('probes', '9', round(2, healthy(4)), status);
+    expect(out).toEqual(['probes wave 2: 3 healthy\n', 'probes wave 3: 3 healthy\n', 'probes wave 3: 4 healthy\n']);
+  });
+
+  it('names the tenants that are not healthy and what they said, and says when they are healthy again', () => {
+    const out: string[] = [];
+    const view = lineView((x) => out.push(x));
+    const sick = [
+      ...healthy(2),
+      { tenantId: 'tn_b', result: 'unhealthy', detail: 'HTTP 503' },
+      { tenantId: 'tn_c', result: 'timeout', detail: 'no answer' },
+    ];
+    view.frame('probes', '9', round(0, sick), status);
+    view.frame('probes', '9', round(0, sick), status);
+    view.frame('probes', '9', round(0, healthy(4)), status);
+    expect(out).toEqual([
+      'probes wave 1: 2 healthy, 1 unhealthy, 1 timeout · tn_b unhealthy (HTTP 503), tn_c timeout (no answer)\n',
+      'probes wave 1: 4 healthy\n',
+    ]);
+  });
+
+  it('names at most 3 such tenants, and how many more', () => {
+    const out: string[] = [];
+    const bad = Array.from({ length: 5 }, (_, i) => ({
+      tenantId: `tn_${i}`,
+      result: 'error',
+      detail: 'x'.repeat(300),
+    }));
+    lineView((x) => out.push(x)).frame('probes', '9', round(0, bad), status);
+    expect(out).toHaveLength(1);
+    expect(out[0]).toMatch(
+      /^probes wave 1: 5 error · tn_0 error \(x+…\), tn_1 error \(x+…\), tn_2 error \(x+…\) and 2 more\n$/,
+    );
+    expect(out[0]!.length).toBeLessThan(400);
+  });
+});
+
+describe('watch: probe rounds on a terminal', () => {
+  /** The bar view on a stream that says it is a terminal; output() is what it wrote. */
+  const terminal = () => {
+    let out = '';
+    const tty = Object.assign(new PassThrough(), {
+      isTTY: true,
+      columns: 160,
+      cursorTo: () => true,
+      clearLine: () => true,
+      moveCursor: () => true,
+    });
+    tty.on('data', (c: Buffer) => (out += c.toString()));
+    const view = barView(tty as unknown as NodeJS.WriteStream);
+    return { view, output: () => new Promise<string>((r) => setImmediate(() => r(out))) };
+  };
+
+  it('logs a round above the bars when it differs from the last one shown for its wave', async () => {
+    const { view, output } = terminal();
+    const status = { state: 'baking', currentWave: 0, haltReason: null, bakeUntil: null, skewMs: 0 };
+    const sick = { wave: 0, results: [{ tenantId: 'tn_b', result: 'unhealthy', detail: 'HTTP 503' }] };
+    for (let k = 0; k < 3; k++) view.frame('probes', '9', { ...sick, at: `T${k}` }, status);
+    view.waves([{ wave: 0, items: 5, done: 5, failed: 0, pending: 0 }], status);
+    view.close();
+    const out = await output();
+    expect(out.split('probes wave 1: 1 unhealthy · tn_b unhealthy (HTTP 503)').length - 1).toBe(1);
+  });
+
+  it('writes a note logged just before it closes (cli-progress keeps logged lines until its next redraw)', async () => {
+    const { view, output } = terminal();
+    view.note('event stream dropped (socket hang up); reconnecting (attempt 1)');
+    view.close();
+    expect(await output()).toContain('event stream dropped (socket hang up); reconnecting (attempt 1)');
   });
 });
