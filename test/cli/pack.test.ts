@@ -50,12 +50,14 @@ describe('blastgate as installed', () => {
     const paths = files.map((f) => f.path);
     expect(paths).toContain('bin/blastgate.js');
     expect(paths).toContain('src/cli/main.ts');
-    // Only the CLI: no server code, tests or data in the tarball, apart from the two dependency-free
+    // Only the CLI: no server code, tests or data in the tarball, apart from the three dependency-free
     // modules the CLI shares with the server (the names of the settings, for its warning about a
-    // misspelt one; the duplicate-key check of its JSON arguments and lists).
+    // misspelt one; the duplicate-key check of its JSON arguments and lists; the escaping of text
+    // a downstream wrote, such as a probe's detail, before it reaches a terminal).
     expect(paths.filter((p) => p.startsWith('src/') && !p.startsWith('src/cli/'))).toEqual([
       'src/lib/env-names.ts',
       'src/lib/json-keys.ts',
+      'src/lib/text.ts',
     ]);
     expect(paths.some((p) => p.startsWith('test/'))).toBe(false);
 
