@@ -72,7 +72,7 @@ export function installHandlerDeadline(app: FastifyInstance, handlerTimeoutMs: n
  */
 function clientErrorHandler(requestTimeoutMs: number) {
   return (err: ConnectionError, socket: Socket) => {
-    if (err.code === 'ECONNRESET' || socket.destroyed) return;
+    if (err.code === 'ECONNRESET' || socket.destroyed || lingering.has(socket)) return;
     const [status, code, message, details] =
       err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
         ? [408, 'REQUEST_TIMEOUT', new RequestTimeoutError(requestTimeoutMs).message, { limitMs: requestTimeoutMs }]
@@ -97,9 +97,41 @@ function clientErrorHandler(requestTimeoutMs: number) {
         `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nConnection: close\r\n` +
           `Content-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${head ? '' : body}`,
       );
-    }
-    socket.destroy(err);
+      lingerThenClose(socket);
+    } else socket.destroy(err);
   };
+}
+
+/**
+ * After an answer to a request that could not be read, what the client still sends is read and
+ * dropped for at most LINGER_MS (and LINGER_BYTES), then the socket closes. Closing at once with
+ * the client's bytes unread resets the connection (RFC 9112 §9.6), and a reset can cost the
+ * client the answer: a 4 MB request line read 200 ms late got ECONNRESET and not one byte of its
+ * 431 (Node 20); on Node 24 even a 100 kB one read at once ended in a reset.
+ */
+const LINGER_MS = 3_000;
+const LINGER_BYTES = 64 * 1024 * 1024;
+const lingering = new WeakSet<Socket>();
+
+function lingerThenClose(socket: Socket) {
+  lingering.add(socket);
+  // The HTTP parser failed on these bytes: it must not see the rest.
+  socket.removeAllListeners('data');
+  let read = 0;
+  const close = () => {
+    clearTimeout(timer);
+    socket.destroy();
+  };
+  const timer = setTimeout(close, LINGER_MS);
+  socket.on('data', (chunk: Buffer) => {
+    read += chunk.length;
+    if (read > LINGER_BYTES) close();
+  });
+  // The client is done: close once the answer is out (destroy drops what is not written yet).
+  socket.once('end', () => (socket.writableFinished ? close() : socket.once('finish', close)));
+  socket.once('close', () => clearTimeout(timer));
+  socket.end();
+  socket.resume();
 }
 
 /**
