@@ -2,11 +2,11 @@
 // start that runs them: a second `npm start` in the same checkout used to find them running, take
 // them over as if an earlier start had left them behind, and stop them when it exited, taking
 // the database and the queue from under the first one (found by a new-user trial). The folder
-// now names the process that owns its servers; a start finds that owner alive and refuses,
-// naming it, or finds it gone (killed, crashed) and takes over as before.
+// now names the process that owns its servers (its pid and start time); a start finds that owner
+// alive and refuses, naming it, or finds it gone (killed, crashed) and takes over as before.
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { isRunning } from './procs.ts';
+import { isRunning, startTicks } from './procs.ts';
 
 const OWNER_FILE = 'owner.pid';
 
@@ -33,29 +33,51 @@ export function claimDataDir(dir: string): () => void {
   const release = () => {
     if (ownerOf(file) === process.pid) rmSync(file, { force: true });
   };
+  const started = startTicks(process.pid);
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
       // `wx`: of two starts at the same moment, one creates the file and the other reads its owner.
-      writeFileSync(file, `${process.pid}\n`, { flag: 'wx' });
+      writeFileSync(file, `${process.pid}${started ? ` ${started}` : ''}\n`, { flag: 'wx' });
       return release;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
     }
-    const owner = ownerOf(file);
-    if (owner === process.pid) return release;
-    // A node process under that pid: the owner lives. Anything else (gone, or a pid reused by
-    // another program) left the claim behind.
-    if (owner !== undefined && isRunning(owner, 'node')) throw new DataDirInUseError(dir, owner);
+    const owner = readClaim(file);
+    if (owner?.pid === process.pid) return release;
+    if (owner && ownerLives(owner)) throw new DataDirInUseError(dir, owner.pid);
     rmSync(file, { force: true });
   }
   throw new Error(`could not claim ${dir} for this start (${file} keeps changing)`);
 }
 
-function ownerOf(file: string): number | undefined {
+interface Claim {
+  pid: number;
+  /** The owner's start time (startTicks); absent in the claims of older versions and without /proc. */
+  started?: string;
+}
+
+/**
+ * The process that wrote the claim still runs: the same pid with the same start time, whatever
+ * it is called now. A name check ("a node process under that pid") took a live start's servers
+ * over on Node 24, which names its main thread "MainThread", and under any process.title. A claim
+ * without a start time (an older version's) is read as before: a node process under that pid.
+ */
+function ownerLives(c: Claim): boolean {
+  if (c.started === undefined) return isRunning(c.pid, 'node') || isRunning(c.pid, 'MainThread');
+  return isRunning(c.pid, '') && startTicks(c.pid) === c.started;
+}
+
+function readClaim(file: string): Claim | undefined {
+  let text: string;
   try {
-    const pid = Number(readFileSync(file, 'utf8').trim());
-    return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+    text = readFileSync(file, 'utf8');
   } catch {
     return undefined;
   }
+  const [pidText, started] = text.trim().split(/\s+/);
+  const pid = Number(pidText);
+  if (!Number.isInteger(pid) || pid <= 0) return undefined;
+  return /^\d+$/.test(started ?? '') ? { pid, started } : { pid };
 }
+
+const ownerOf = (file: string) => readClaim(file)?.pid;

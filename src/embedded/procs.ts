@@ -26,6 +26,20 @@ export function isRunning(pid: number, comm: string): boolean {
   return stat.slice(stat.indexOf('(') + 1, close).startsWith(comm.slice(0, 15));
 }
 
+/**
+ * When `pid` started (clock ticks since boot, /proc/<pid>/stat field 22), or undefined where /proc
+ * cannot tell: with the pid it names one process for good, where a pid alone is reused.
+ */
+export function startTicks(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the name (which may hold spaces), from field 3 (state) on.
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+  } catch {
+    return undefined;
+  }
+}
+
 /** A command line an operator can paste into a POSIX shell: each argument quoted when it needs it. */
 export function shellCommand(args: string[]): string {
   return args.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' ');
