@@ -4,7 +4,7 @@ import globals from 'globals';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules', 'dist', 'src/generated', 'coverage', '.data', '.scratch', 'openapi'] },
+  { ignores: ['node_modules', 'dist', 'src/generated', 'coverage', '.data', '.scratch', '.cache', 'openapi'] },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {
