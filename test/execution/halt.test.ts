@@ -87,6 +87,40 @@ describe('halt on item failures', () => {
   });
 });
 
+describe('halt on failed snapshot reads', () => {
+  it("stops sending a chunk's deletes once its failed snapshot reads make the wave unhealthy, as failed deletes do", async () => {
+    // A trial: a downstream whose reads answered 500 while its deletes worked got 448 deletes of a
+    // chunk whose reads had failed 117 times, then the halt ("item failure rate 21.2%"): failed
+    // reads counted in the wave only once the chunk was recorded, after all its calls.
+    const ids = appsOf([0, ...range(10, 40)], APPS);
+    const rollout = { bakeSeconds: 0, concurrency: 2, waves: ['1', '50%', '100%'] };
+    const haltPolicy = { onHalt: 'rollback', minSample: 4, maxConsecutiveFailures: 3, maxFailureRate: 0.05 };
+    const plan = await submitAndStart(h, { ids, rollout, haltPolicy }, false);
+    expect(plan.waves.map((w) => w.items)).toEqual([4, 4, 56, 60]);
+    // Wave 2 (tenants 11-24, one chunk): the reads of its first two tenants' 8 apps fail.
+    const unreadable = appsOf([11, 12], APPS);
+    h.downstream.failSnapshotsOf(unreadable);
+    expect((await command(h, 'operator', plan.id, 'start')).status).toBe(200);
+
+    const end = await waitForState(h, plan.id, ['completed', 'rolled_back', 'paused', 'halted']);
+    expect(end.state).toBe('rolled_back');
+    expect(end.haltReason).toMatch(/^wave 3 of 4: .*snapshot failed/);
+    const rows = await ledger(h, plan.id);
+    const waveOf = new Map(rows.map((r) => [r.resource_id, r.wave]));
+    const wave2 = softDeletesOf(h, rows).filter((c) => waveOf.get(c.resourceId!) === 2);
+    // No item without a snapshot was sent anything; of the others, at most the calls in flight.
+    expect(wave2.filter((c) => unreadable.includes(c.resourceId!))).toEqual([]);
+    expect(wave2.length).toBeLessThanOrEqual(rollout.concurrency * CHUNK_CONCURRENCY);
+    // What was deleted is back; the unread items failed saying why; the rest were never sent.
+    const touched = new Set(softDeletesOf(h, rows).map((c) => c.resourceId!));
+    for (const r of rows) {
+      const want = touched.has(r.resource_id) ? 'restored' : unreadable.includes(r.resource_id) ? 'failed' : 'pending';
+      expect(r.state, r.resource_id).toBe(want);
+      if (touched.has(r.resource_id)) expect(h.downstream.state(r.resource_id)).toBe('active');
+    }
+  });
+});
+
 describe('halt on a missed deadline', () => {
   it('halts a wave still running after its deadline, and rolls back what it touched', async () => {
     // Wave 0: internal tenant 2 (4 items, ~0.4 s); wave 1: tenants 60-69 (40 items, ~4 s > 2 s).

@@ -18,7 +18,7 @@ import {
 } from '../../src/modules/purges/scheduler.ts';
 import { createRedis } from '../../src/plugins/redis.ts';
 import { METRICS_TOKEN } from '../support/app.ts';
-import { command } from '../support/exec-helpers.ts';
+import { command, ledger } from '../support/exec-helpers.ts';
 import { buildExecHarness, waitForState, type ExecHarness } from '../support/execution.ts';
 import { IDEMPOTENCY_KEY_PATTERN } from '../support/keys.ts';
 import {
@@ -349,6 +349,41 @@ describe('a due purge', () => {
       .expect(200);
     expect(view.body).toMatchObject({ state: 'purged', deletedBy: { operationId: op.id, mode: 'hard' } });
     for (const x of siteAndApps(s)) expect(h.downstream.state(x)).toBe('purged');
+  });
+});
+
+describe('a purge whose snapshot reads fail', () => {
+  it("HTTP: sends none of a chunk's hard deletes once its failed reads make the wave unhealthy, and halts", async () => {
+    // As for deletes (halt.test.ts): failed reads counted only once the chunk was recorded, after
+    // every hard delete of the chunk whose snapshot could be read had been sent.
+    await useHttp(h);
+    const sites = [freshSite(), freshSite(), freshSite(), freshSite()];
+    const apps = sites.flatMap(appsOfSite);
+    for (const s of sites)
+      for (const x of appsOfSite(s))
+        h.downstream.resources.set(x, { id: x, tenantId: tenantId(s), state: 'active', data: { name: x } });
+    await deleteAndComplete(h, 'app', apps);
+    await makeDue(apps);
+    h.downstream.reset();
+    for (const s of sites)
+      for (const x of appsOfSite(s))
+        h.downstream.resources.set(x, { id: x, tenantId: tenantId(s), state: 'soft_deleted', data: { name: x } });
+
+    const haltPolicy = { minSample: 3, maxConsecutiveFailures: 3, maxFailureRate: 0.05 };
+    const r = await postPurge({ targetType: 'app', ids: apps, haltPolicy });
+    expect(r.status, JSON.stringify(r.body)).toBe(201);
+    // Wave 1 (three tenants, one chunk): the reads of its first three items fail.
+    const wave1 = (await ledger(h, r.body.id)).filter((x) => x.wave === 1).map((x) => x.resource_id);
+    expect(wave1).toHaveLength(3 * APPS);
+    const unreadable = wave1.slice(0, 3);
+    h.downstream.failSnapshotsOf(unreadable);
+    await command(h, 'approver', r.body.id, 'approve', { planHash: r.body.planHash }).expect(200);
+    await command(h, 'operator', r.body.id, 'start').expect(200);
+    const end = await waitForState(h, r.body.id, ['completed', 'completed_with_failures', 'paused', 'halted']);
+    expect(end.state).toBe('halted');
+    expect(end.haltReason).toMatch(/^wave 2 of 2: .*snapshot failed/);
+    const hardDeleted = h.downstream.destructiveCalls().map((c) => c.resourceId);
+    expect(hardDeleted.filter((id) => wave1.includes(id!))).toEqual([]);
   });
 });
 

@@ -109,6 +109,8 @@ export async function startDownstream(opts: DownstreamOptions) {
       batchOmits: new Set<string>(),
       /** Every bulk snapshot request answers this status (null: they work). */
       batchFails: null as number | null,
+      /** Reads (single or bulk) of these IDs answer this status; deletes still work. */
+      snapshotFails: { ids: new Set<string>(), status: 500 },
       /** A destructive call's status chosen by the test, before its key is looked up (null: handled as usual). */
       answer: null as ((call: DownstreamCall) => number | null) | null,
     };
@@ -234,6 +236,8 @@ export async function startDownstream(opts: DownstreamOptions) {
     if (action === 'snapshotBatch') {
       if (ctl.batchFails !== null) return send(res, ctl.batchFails, { error: 'injected bulk snapshot failure' });
       if (!Array.isArray(body.items)) return send(res, 400, { error: 'items must be an array' });
+      if (body.items.some((i: { id?: unknown }) => ctl.snapshotFails.ids.has(String(i.id))))
+        return send(res, ctl.snapshotFails.status, { error: 'injected read failure' });
       const items: Record<string, unknown> = {};
       for (const i of body.items) {
         const r = resource(String(i.id), typeof i.tenantId === 'string' ? i.tenantId : undefined);
@@ -244,6 +248,8 @@ export async function startDownstream(opts: DownstreamOptions) {
     }
     const r = resource(id!, tenantId);
     if (action === 'snapshot') {
+      if (ctl.snapshotFails.ids.has(r.id))
+        return send(res, ctl.snapshotFails.status, { error: 'injected read failure' });
       return r.state === 'purged'
         ? send(res, 404, { error: 'purged' })
         : send(res, 200, { id: r.id, tenantId: r.tenantId, state: r.state, data: r.data });
@@ -360,6 +366,10 @@ export async function startDownstream(opts: DownstreamOptions) {
       return peakInProgress;
     },
     state: (id: string) => resources.get(id)?.state,
+    /** Snapshot reads of these IDs (single, or a bulk read naming one) answer `status`; deletes still work. */
+    failSnapshotsOf(ids: string[], status = 500) {
+      ctl.snapshotFails = { ids: new Set(ids), status };
+    },
     /** Every destructive call answers `status` (null: stop failing). */
     failAll(status: number | null) {
       ctl.failAll = status;

@@ -36,6 +36,13 @@ export interface Breaker {
   shouldContinue(): boolean;
   /** Folds one outcome in; returns its place in the chunk's arrival order. */
   arrive(r: ItemResult): number;
+  /**
+   * Folds in items that failed before their call (a snapshot read refused, protected since the
+   * plan): the wave counts them as any failure once recorded, and a downstream whose reads failed
+   * while its deletes worked got a whole chunk of deletes before the halt (448 after 117 failed
+   * reads, in a trial).
+   */
+  failedBeforeCall(n: number): void;
   /** Sends nothing more (a later step of the chunk failed). */
   trip(): void;
 }
@@ -55,6 +62,11 @@ export function chunkBreaker(policy: HaltPolicy, wave: WaveStats, go: () => bool
         if (!assessWave(stats, policy).healthy) tripped = true;
       }
       return arrivals++;
+    },
+    failedBeforeCall(n) {
+      if (n === 0) return;
+      stats = foldOutcomes(stats, new Array<'failed'>(n).fill('failed'));
+      if (!assessWave(stats, policy).healthy) tripped = true;
     },
     trip() {
       tripped = true;

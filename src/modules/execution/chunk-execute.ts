@@ -160,6 +160,12 @@ export async function execute<Tx>(
     // this one prepares: only a chunk that starts with none (a wave's start) sends a lead.
     const idle = deps.slots.inFlight(j.opId).active === 0;
     for (const part of idle ? leadAndRest(items) : [items]) {
+      // Tripped already (the lead's outcomes, its failed reads, a halt): the rest is not read or marked.
+      if (sending.length > 0 && !breaker.shouldContinue()) {
+        outcomes.push(...part.map((i): Outcome => ({ seq: i.seq, state: 'pending', error: null })));
+        notMarkedCount += part.length;
+        continue;
+      }
       let prepared;
       try {
         prepared = await prepare(part);
@@ -172,6 +178,7 @@ export async function execute<Tx>(
       }
       const { failures, toRun, notMarked } = prepared;
       outcomes.push(...failures);
+      breaker.failedBeforeCall(failures.length);
       // Not marked: the operation stopped running this wave before the mark. Nothing is sent.
       outcomes.push(...notMarked.map((i): Outcome => ({ seq: i.seq, state: 'pending', error: null })));
       notMarkedCount += notMarked.length;

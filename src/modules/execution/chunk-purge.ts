@@ -86,6 +86,9 @@ export async function executePurge<Tx>(
       op.wave!,
       () => !fence.lost && !lease.lost() && deps.watch.canRun(j.opId, j.wave, since),
     );
+    // Failed before any call (an adapter that cannot be built, a refused snapshot read): they
+    // count in the wave as failed deletes do, before the deletes go out (breaker.ts).
+    breaker.failedBeforeCall(outcomes.filter((o) => o.state === 'failed').length);
     const progress = chunkProgress(deps, recordLanded && ((landed) => recordLanded(landed, marked)));
     for (const [type, adapter] of adapters) {
       const part = toRun.filter((i) => typeOf(i) === type);
