@@ -118,10 +118,8 @@ function lingerThenClose(socket: Socket) {
   // The HTTP parser failed on these bytes: it must not see the rest.
   socket.removeAllListeners('data');
   let read = 0;
-  const close = () => {
-    clearTimeout(timer);
-    socket.destroy();
-  };
+  // The socket's 'close' (below) clears the timer, however it closes.
+  const close = () => socket.destroy();
   const timer = setTimeout(close, LINGER_MS);
   socket.on('data', (chunk: Buffer) => {
     read += chunk.length;
