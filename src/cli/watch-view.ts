@@ -77,6 +77,8 @@ export function jsonView(write: (s: string) => void): View {
 
 interface ProbeResultRow {
   tenantId: string;
+  /** A cascade's descendants' type, when its adapter was asked (not the operation's own). */
+  type?: string;
   result: string;
   detail?: string;
 }
@@ -95,7 +97,8 @@ export function probeText(results: ProbeResultRow[]): string {
   const named = sick.slice(0, PROBE_NAMED).map((r) => {
     const detail = r.detail ? escapeText(r.detail) : '';
     const cut = detail.length > PROBE_DETAIL_CHARS ? `${detail.slice(0, PROBE_DETAIL_CHARS)}…` : detail;
-    return `${showText(r.tenantId)} ${r.result}${cut ? ` (${cut})` : ''}`;
+    const via = r.type ? ` via ${showText(r.type)}` : '';
+    return `${showText(r.tenantId)}${via} ${r.result}${cut ? ` (${cut})` : ''}`;
   });
   const more = sick.length > named.length ? ` and ${sick.length - named.length} more` : '';
   return `${tally} · ${named.join(', ')}${more}`;

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { buildExecHarness, useHttpAdapter, waitForState, type ExecHarness } from '../support/execution.ts';
 import { command, isDrillCall, ownCalls as ownCallsOf, deleteSitesOf } from '../support/exec-helpers.ts';
 import { registryStates, runRestore } from '../support/restores.ts';
-import { appId, query, seedRegistry, siteId } from '../support/seed.ts';
+import { appId, query, seedRegistry, siteId, tenantId } from '../support/seed.ts';
 
 const APPS = 3;
 const ENDED = ['completed', 'completed_with_failures', 'halted', 'paused', 'rolled_back', 'rollback_incomplete'];
@@ -323,5 +323,57 @@ describe('a restore of a delete whose site was never deleted, some of its apps w
     ).toEqual(deleted.map((a) => [a, 200]));
     for (const a of apps) expect(h.downstream.state(a), a).toBe('active');
     expect((await registry([siteId(s)]))[siteId(s)]).toBe('active');
+  });
+});
+
+describe("a canary whose cascade reaches another tenant's apps", () => {
+  it("counts that tenant in the canary wave, and the bake probes it through the apps' adapter: unhealthy halts", async () => {
+    const [a, b] = freshSites(2) as [number, number];
+    // Site a's first app belongs to site b's customer: the canary (site a) deletes one of b's apps.
+    const moved = appId(a, 0);
+    await query(h.databaseUrl, `UPDATE resources SET tenant_id = $2 WHERE id = $1`, [moved, tenantId(b)]);
+    await useHttpAdapter(h, true); // the apps' system has a health probe; the sites' (the registry) too
+    h.downstream.probe(tenantId(b), 'unhealthy');
+    try {
+      const op = await deleteSites([a, b], {
+        rollout: { bakeSeconds: 2, concurrency: 2, waves: ['1', '100%'], restoreDrill: false },
+        haltPolicy: { probe: 'required', onHalt: 'pause' },
+      });
+      // The plan: wave 1 deletes tenant a's site and apps and one of tenant b's apps.
+      const planned = await request(h.app.server).get(`/v1/operations/${op.id}`).set('authorization', h.auth('viewer'));
+      const plan = planned.body.plan;
+      expect(
+        plan.waves.map((w: { tenants: number; cumulativeTenants: number }) => [w.tenants, w.cumulativeTenants]),
+      ).toEqual([
+        [2, 2],
+        [1, 2],
+      ]);
+      // What each tenant loses, counted once, where it belongs; the first wave that touches it.
+      expect(plan.tenants.top).toEqual([
+        { tenantId: tenantId(b), items: 2 + APPS, internal: false, wave: 0 },
+        { tenantId: tenantId(a), items: APPS, internal: false, wave: 0 },
+      ]);
+      expect(plan.itemCount).toBe(2 * (1 + APPS));
+
+      const end = await waitForState(h, op.id, ENDED);
+      expect(end.state, end.haltReason ?? undefined).toBe('halted');
+      expect(end.haltReason).toMatch(new RegExp(`unhealthy probes: ${tenantId(b)} via app \\(unhealthy`));
+      // Asked through the apps' adapter, for the tenant only the cascade touched; site b was never deleted.
+      expect(h.downstream.calls.some((c) => c.action === 'probe' && c.tenantId === tenantId(b))).toBe(true);
+      expect((await registry([siteId(b)]))[siteId(b)]).toBe('active');
+      expect(
+        ownCalls('softDelete')
+          .map((c) => c.resourceId)
+          .sort(),
+      ).toEqual([...appsOfSite(a)].sort());
+
+      const rb = await command(h, 'operator', op.id, 'rollback', { reason: 'tenant b unhealthy' });
+      expect(rb.status, JSON.stringify(rb.body)).toBe(200);
+      expect((await waitForState(h, op.id, ENDED)).state).toBe('rolled_back');
+      expect(h.downstream.state(moved)).toBe('active');
+    } finally {
+      h.downstream.probe(tenantId(b), 'healthy');
+      await useHttpAdapter(h, false);
+    }
   });
 });

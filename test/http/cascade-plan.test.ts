@@ -124,6 +124,11 @@ describe('a site delete takes its active descendants with it', () => {
         internal: false,
         wave: siteWave,
       });
+      // Each tenant's own loss, counted once: the moved app is tenant 39's, not also site 10’s tenant’s
+      // (which read 5, and the list added up to 11 of 10 items).
+      const top = res.body.plan.tenants.top as { tenantId: string; items: number }[];
+      expect(top.find((x) => x.tenantId === tenantId(10))!.items).toBe(APPS); // the site and its other apps
+      expect(top.reduce((n, x) => n + x.items, 0)).toBe(10);
       const waves = res.body.plan.waves as { index: number; tenants: number; cumulativeTenants: number }[];
       expect(waves.reduce((n, w) => n + w.tenants, 0)).toBe(3);
       expect(waves.at(-1)!.cumulativeTenants).toBe(3);

@@ -31,7 +31,7 @@ export interface WaveProgress {
 export interface ProbeRound {
   wave: number;
   at: string;
-  results: { tenantId: string; result: string; detail?: string }[];
+  results: { tenantId: string; type?: string; result: string; detail?: string }[];
 }
 
 export interface OpLive {

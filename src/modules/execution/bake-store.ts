@@ -5,13 +5,21 @@ import type { ProbeOutcome } from '../operations/lifecycle.ts';
 
 export function pgBakeStore(pool: pg.Pool) {
   return {
-    /** Tenants with an executed item in the waves up to (not including) seq `toSeq`. */
+    /**
+     * Tenants with an executed item in the waves up to (not including) seq `toSeq`, with the type
+     * of each such item (null: the operation's own). Descendants are numbered after every wave's
+     * range and count where their parent is: a site's delete that took another tenant's apps
+     * touched that tenant, in that system, and the bake must ask its probe (a trial: the canary's
+     * cascade reached two more tenants' apps over HTTP, and only the site's registry was probed).
+     */
     async touchedTenants(opId: string, toSeq: number) {
-      const res = await pool.query<{ tenant_id: string }>(
-        `SELECT DISTINCT tenant_id FROM operation_items WHERE operation_id = $1 AND seq < $2 AND executed_seq IS NOT NULL`,
+      const res = await pool.query<{ tenant_id: string; resource_type: string | null }>(
+        `SELECT DISTINCT tenant_id, resource_type FROM operation_items
+         WHERE operation_id = $1 AND executed_seq IS NOT NULL
+           AND (seq < $2 OR (parent_seq IS NOT NULL AND parent_seq < $2))`,
         [opId, toSeq],
       );
-      return res.rows.map((r) => r.tenant_id);
+      return res.rows.map((r) => ({ tenantId: r.tenant_id, type: r.resource_type }));
     },
     /** The wave's last probe round, for the live views; a detail PostgreSQL cannot store is kept escaped. */
     async recordProbes(opId: string, wave: number, probes: ProbeOutcome[]) {

@@ -15,8 +15,8 @@ const SYSTEM = { name: 'system' };
 
 export interface BakeDeps<Tx = Queryable> {
   load(opId: string): Promise<OperationRecord | undefined>;
-  /** Tenants with an executed item in the waves up to (not including) seq `toSeq`. */
-  touchedTenants(opId: string, toSeq: number): Promise<string[]>;
+  /** Tenants with an executed item in the waves up to (not including) seq `toSeq`, by the item's type (null: the operation's). */
+  touchedTenants(opId: string, toSeq: number): Promise<{ tenantId: string; type: string | null }[]>;
   /** Keeps the round for the live views (events, /ui); decide() reads the round from the event, not from here. */
   recordProbes?(opId: string, wave: number, probes: ProbeOutcome[]): Promise<void>;
   adapters: Pick<AdapterCache, 'get'>;
@@ -29,31 +29,44 @@ export interface BakeDeps<Tx = Queryable> {
 export async function processBake<Tx>(deps: BakeDeps<Tx>, j: Extract<ControlJob, { kind: 'bake' }>): Promise<void> {
   const op = await deps.load(j.opId);
   if (!op || op.lifecycle.state !== 'baking' || op.lifecycle.currentWave !== j.wave || !op.wave) return;
-  const ids = await deps.touchedTenants(j.opId, op.wave.toSeq);
-  const { adapter, hasProbe } = await deps.adapters.get(op.targetType);
+  const targets = probeTargets(await deps.touchedTenants(j.opId, op.wave.toSeq), op.targetType);
+  // A type whose adapter cannot be built (its declaration broke since the plan) fails its probes:
+  // unhealthy, fail closed, rather than a bake job that throws until the watchdog halts.
+  const adapters = new Map<string, Awaited<ReturnType<BakeDeps['adapters']['get']>> | { broken: string }>();
+  for (const t of new Set(targets.map((x) => x.type)))
+    adapters.set(t, await deps.adapters.get(t).catch((e: unknown) => ({ broken: String(e) })));
   const timeoutMs = op.lifecycle.haltPolicy.probeTimeoutMs;
-  const probes: ProbeOutcome[] = new Array(ids.length);
+  const probes: ProbeOutcome[] = new Array(targets.length);
   let next = 0;
   const lane = async () => {
-    for (let k = next++; k < ids.length; k = next++) {
+    for (let k = next++; k < targets.length; k = next++) {
+      const { tenantId, type } = targets[k]!;
+      const a = adapters.get(type)!;
+      // A descendant's system is named: "tenant_b (unhealthy)" alone would point at the site's.
+      const named = { tenantId, ...(type === op.targetType ? {} : { type }) };
+      if ('broken' in a) {
+        probes[k] = { ...named, result: 'error', detail: a.broken };
+        continue;
+      }
+      const { adapter, hasProbe } = a;
       if (!hasProbe) {
-        probes[k] = { tenantId: ids[k]!, result: 'not_configured' };
+        probes[k] = { ...named, result: 'not_configured' };
         continue;
       }
       // The adapter enforces the timeout; this race is the backstop for a probe that never settles.
       let timer: NodeJS.Timeout | undefined;
       const r = await Promise.race([
-        adapter.probe(ids[k]!, { timeoutMs }),
+        adapter.probe(tenantId, { timeoutMs }),
         new Promise<{ result: 'timeout'; detail: string }>((res) => {
           timer = setTimeout(() => res({ result: 'timeout', detail: 'no answer' }), timeoutMs + 500);
         }),
       ])
         .catch((e: unknown) => ({ result: 'error' as const, detail: String(e) }))
         .finally(() => clearTimeout(timer));
-      probes[k] = { tenantId: ids[k]!, result: r.result, ...(r.detail ? { detail: r.detail } : {}) };
+      probes[k] = { ...named, result: r.result, ...(r.detail ? { detail: r.detail } : {}) };
     }
   };
-  await Promise.all(Array.from({ length: Math.min(PROBE_CONCURRENCY, ids.length) }, lane));
+  await Promise.all(Array.from({ length: Math.min(PROBE_CONCURRENCY, targets.length) }, lane));
   // For people watching only: a round that cannot be recorded must not stop the bake it judges.
   await deps
     .recordProbes?.(j.opId, j.wave, probes)
@@ -65,6 +78,32 @@ export async function processBake<Tx>(deps: BakeDeps<Tx>, j: Extract<ControlJob,
     const n = nextBakeRound(s.bakeUntil, s.rollout.bakeSeconds, deps.clock(), j.round);
     await deps.enqueueControl({ ...j, epoch: applied!.version, round: n.round }, n.delayMs);
   }
+}
+
+/**
+ * One probe per tenant and system its items touched: the operation's own type for every tenant,
+ * and each descendant type (a cascade through another adapter) for the tenants it took from. A
+ * descendant of the operation's own type needs no second probe. Ordered by tenant, own type first.
+ */
+export function probeTargets(
+  touched: { tenantId: string; type: string | null }[],
+  targetType: string,
+): { tenantId: string; type: string }[] {
+  const seen = new Set<string>();
+  const out: { tenantId: string; type: string }[] = [];
+  for (const t of touched) {
+    const type = t.type ?? targetType;
+    const key = `${t.tenantId}\u0000${type}`;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    out.push({ tenantId: t.tenantId, type });
+  }
+  return out.sort(
+    (a, b) =>
+      (a.tenantId < b.tenantId ? -1 : a.tenantId > b.tenantId ? 1 : 0) ||
+      Number(a.type !== targetType) - Number(b.type !== targetType) ||
+      (a.type < b.type ? -1 : a.type > b.type ? 1 : 0),
+  );
 }
 
 /**

@@ -195,6 +195,8 @@ export interface CascadeSummary {
   byType: { type: string; count: number }[];
   /** Descendants per tenant of the submitted resource that takes them (its wave is theirs). */
   perRootTenant: Map<string, number>;
+  /** Descendants by their own tenant and the tenant of the submitted resource that takes them. */
+  spread: { tenantId: string; rootTenant: string; items: number }[];
   /**
    * Tenants that only descendants belong to: their protection, how many of their resources the
    * cascade takes, and the tenants of the submitted resources that take them (whose waves do).
@@ -206,10 +208,13 @@ export async function cascadeSummary(client: pg.PoolClient): Promise<CascadeSumm
   const byType = await client.query<{ type: string; count: number }>(
     `SELECT type, count(*)::int AS count FROM plan_cascade GROUP BY type ORDER BY count DESC, type`,
   );
-  if (byType.rows.length === 0) return { byType: [], perRootTenant: new Map(), otherTenants: [] };
-  const perRoot = await client.query<{ tenant_id: string; n: number }>(
-    `SELECT c.tenant_id, count(*)::int AS n FROM plan_cascade pc JOIN plan_class c ON c.id = pc.root GROUP BY c.tenant_id`,
+  if (byType.rows.length === 0) return { byType: [], perRootTenant: new Map(), spread: [], otherTenants: [] };
+  const spread = await client.query<{ tenant_id: string; root_tenant: string; n: number }>(
+    `SELECT pc.tenant_id, c.tenant_id AS root_tenant, count(*)::int AS n
+     FROM plan_cascade pc JOIN plan_class c ON c.id = pc.root GROUP BY 1, 2 ORDER BY 1, 2`,
   );
+  const perRootTenant = new Map<string, number>();
+  for (const r of spread.rows) perRootTenant.set(r.root_tenant, (perRootTenant.get(r.root_tenant) ?? 0) + r.n);
   const others = await client.query<{
     tenant_id: string;
     protected: boolean;
@@ -225,7 +230,8 @@ export async function cascadeSummary(client: pg.PoolClient): Promise<CascadeSumm
   );
   return {
     byType: byType.rows,
-    perRootTenant: new Map(perRoot.rows.map((r) => [r.tenant_id, r.n])),
+    perRootTenant,
+    spread: spread.rows.map((r) => ({ tenantId: r.tenant_id, rootTenant: r.root_tenant, items: r.n })),
     otherTenants: others.rows.map((r) => ({
       tenantId: r.tenant_id,
       protected: r.protected,

@@ -57,7 +57,7 @@ export const stop = (reason: string): Effect => ({ type: 'stop_execution', reaso
 export const listTenants = (ps: ProbeOutcome[]) =>
   ps
     .slice(0, 5)
-    .map((p) => `${p.tenantId} (${p.result}${p.detail ? `: ${p.detail}` : ''})`)
+    .map((p) => `${p.tenantId}${p.type ? ` via ${p.type}` : ''} (${p.result}${p.detail ? `: ${p.detail}` : ''})`)
     .join(', ') + (ps.length > 5 ? ` and ${ps.length - 5} more` : '');
 export const secs = (ms: number) => `${Math.round(ms / 1000)}s`;
 

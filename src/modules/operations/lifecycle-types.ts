@@ -110,6 +110,8 @@ export interface LifecycleState {
 export type ProbeResult = 'healthy' | 'unhealthy' | 'error' | 'timeout' | 'not_configured';
 export interface ProbeOutcome {
   tenantId: string;
+  /** The type whose adapter was asked, when not the operation's own (a cascade's descendants' system). */
+  type?: string;
   result: ProbeResult;
   detail?: string;
 }

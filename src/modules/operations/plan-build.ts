@@ -86,7 +86,7 @@ export async function buildPlan(
     descendants: cascade.perRootTenant.get(r.tenant_id) ?? 0,
   }));
   const { waves, waveOf } = scheduleWaves(tenants, input.steps);
-  const reached = reachedByCascade(waves, waveOf, cascade.otherTenants);
+  const touched = touchedByWave(waves, waveOf, tenants, cascade);
   const itemCount = tenants.reduce((n, t) => n + t.items + (t.descendants ?? 0), 0);
   const tenantCount = tenants.length + cascade.otherTenants.length;
   const protectedTenants = [...loads.rows, ...cascade.otherTenants.map((t) => ({ tenant_id: t.tenantId, ...t }))]
@@ -111,18 +111,7 @@ export async function buildPlan(
       `${protectedTenants.length} protected tenant(s): ${protectedTenants.slice(0, 10).join(', ')}${protectedTenants.length > 10 ? ', …' : ''}`,
     );
   }
-  const all = (t: TenantLoad) => t.items + (t.descendants ?? 0);
-  const top = [
-    ...tenants.map((t) => ({
-      tenantId: t.tenantId,
-      items: all(t),
-      internal: t.internal,
-      wave: waveOf.get(t.tenantId)!,
-    })),
-    ...reached,
-  ]
-    .sort((a, b) => b.items - a.items || (a.tenantId < b.tenantId ? -1 : 1))
-    .slice(0, TOP_TENANTS);
+  const top = touched.sort((a, b) => b.items - a.items || (a.tenantId < b.tenantId ? -1 : 1)).slice(0, TOP_TENANTS);
   return {
     waveOf,
     protectedTenants,
@@ -132,7 +121,7 @@ export async function buildPlan(
       tenantCount,
       tenants: {
         total: tenantCount,
-        internal: [...tenants, ...reached].filter((t) => t.internal).length,
+        internal: touched.filter((t) => t.internal).length,
         protected: protectedTenants.length,
         top,
       },
@@ -153,26 +142,45 @@ export async function buildPlan(
 }
 
 /**
- * Tenants only a cascade reaches (a site's app that belongs to another customer): each is counted
- * in the first wave whose items take one of its resources (`tenants`, and `cumulativeTenants` from
- * there on when external), so the waves name as many tenants as the plan counts, and a canary wave
- * of "1" tenant shows the second one its cascade reaches. Their items stay counted where their
- * parents are (the wave that deletes them). Changes `waves` in place.
+ * Every tenant whose resources a wave deletes, its cascades' included: a site's delete in the
+ * canary wave that takes another customer's apps touches that customer in the canary. Waves are
+ * tenant-aligned on the submitted items (their tenant's wave is their descendants' wave), so a
+ * tenant a cascade reaches can be touched in an earlier wave than its own items' (a trial: the
+ * plan read "wave 1: 1 tenant" and its canary deleted three tenants' apps, and the top tenants
+ * counted those apps both under the site's tenant and their own). Sets each wave's `tenants` and
+ * `cumulativeTenants` (external tenants reached by its end) in place, and returns per tenant what
+ * it loses and the first wave that touches it.
  */
-function reachedByCascade(
+function touchedByWave(
   waves: WavePlan[],
   waveOf: Map<string, number>,
-  others: CascadeSummary['otherTenants'],
+  roots: TenantLoad[],
+  cascade: CascadeSummary,
 ): { tenantId: string; items: number; internal: boolean; wave: number }[] {
-  return others.flatMap((o) => {
-    const wave = Math.min(...o.rootTenants.flatMap((t) => waveOf.get(t) ?? []));
-    const first = waves.find((w) => w.index === wave);
-    // (Every root's tenant has a wave: the plan's tenants are its roots' tenants.)
-    if (!first) return [];
-    first.tenants += 1;
-    if (!o.internal) for (const w of waves) if (w.index >= wave) w.cumulativeTenants += 1;
-    return [{ tenantId: o.tenantId, items: o.items, internal: o.internal, wave }];
-  });
+  const internal = new Map<string, boolean>(roots.map((t) => [t.tenantId, t.internal]));
+  for (const o of cascade.otherTenants) internal.set(o.tenantId, o.internal);
+  const perWave = new Map<number, Set<string>>(waves.map((w) => [w.index, new Set()]));
+  const lost = new Map<string, { items: number; wave: number }>();
+  const touch = (tenantId: string, wave: number, items: number) => {
+    perWave.get(wave)?.add(tenantId);
+    const l = lost.get(tenantId);
+    lost.set(tenantId, { items: (l?.items ?? 0) + items, wave: Math.min(l?.wave ?? wave, wave) });
+  };
+  for (const t of roots) touch(t.tenantId, waveOf.get(t.tenantId)!, t.items);
+  for (const s of cascade.spread) touch(s.tenantId, waveOf.get(s.rootTenant)!, s.items);
+  const reached = new Set<string>();
+  for (const w of waves) {
+    const here = perWave.get(w.index)!;
+    w.tenants = here.size;
+    for (const t of here) if (!internal.get(t)) reached.add(t);
+    w.cumulativeTenants = reached.size;
+  }
+  return [...lost].map(([tenantId, l]) => ({
+    tenantId,
+    items: l.items,
+    internal: internal.get(tenantId) ?? false,
+    wave: l.wave,
+  }));
 }
 
 /** Submitted items and cascaded descendants per tenant each belongs to. */

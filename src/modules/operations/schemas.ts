@@ -151,12 +151,17 @@ const WaveSchema = Type.Object(
     index: Type.Integer(),
     kind: Type.Union([Type.Literal('internal'), Type.Literal('canary')]),
     step: Type.Union([Type.String(), Type.Null()]),
-    tenants: Type.Integer(),
+    tenants: Type.Integer({
+      description:
+        "Tenants whose resources the wave deletes: its submitted items' tenants and every tenant their cascades reach",
+    }),
     items: Type.Integer({ description: 'What the wave deletes: its submitted items and what their cascades take' }),
     descendants: Type.Integer({
       description: 'Of items, the descendants cascades take with their parent (0 without a cascade)',
     }),
-    cumulativeTenants: Type.Integer(),
+    cumulativeTenants: Type.Integer({
+      description: 'External tenants touched by the end of this wave, those reached by cascades included',
+    }),
     fromSeq: Type.Integer({ description: 'First ledger seq of the wave (its submitted items)' }),
     toSeq: Type.Integer({
       description: 'One past the last ledger seq of the wave; descendants follow every wave, after their parent',
@@ -174,7 +179,18 @@ export const PlanSchema = Type.Object(
       internal: Type.Integer(),
       protected: Type.Integer(),
       top: Type.Array(
-        Type.Object({ tenantId: Type.String(), items: Type.Integer(), internal: Type.Boolean(), wave: Type.Integer() }),
+        Type.Object({
+          tenantId: Type.String(),
+          items: Type.Integer({
+            description: 'What the tenant loses: its submitted items and its resources cascades take',
+          }),
+          internal: Type.Boolean(),
+          wave: Type.Integer({ description: 'The first wave that deletes any of its resources' }),
+        }),
+        {
+          description:
+            'The tenants that lose the most, most first (up to 20); their items add up to itemCount when all are listed',
+        },
       ),
     }),
     cascade: Type.Array(Type.Object({ type: Type.String(), count: Type.Integer() }), {

@@ -460,7 +460,12 @@ function renderProbes(round) {
     .replaceChildren(
       ...round.results.map((r) => {
         const tr = el('tr', null, `probe-${r.result}`);
-        tr.append(el('td', r.tenantId), el('td', r.result), el('td', r.detail ?? ''));
+        // A cascade's descendants' system is named beside the tenant (its own adapter was asked).
+        tr.append(
+          el('td', r.type ? `${r.tenantId} via ${r.type}` : r.tenantId),
+          el('td', r.result),
+          el('td', r.detail ?? ''),
+        );
         return tr;
       }),
     );
