@@ -7,6 +7,7 @@ import { AppError } from '../../lib/errors.ts';
 import { idempotencyKeyFor, type AdapterItem, type TargetAdapter } from '../adapters/index.ts';
 import { applyWithBreaker, arrivalOrder, chunkBreaker } from './breaker.ts';
 import type { ChunkDeps } from './chunk.ts';
+import { refuseChanged } from './changed-since-plan.ts';
 import {
   keepLease,
   markWriteAhead,
@@ -46,10 +47,19 @@ export async function executePurge<Tx>(
   let calling = false;
   await deps.watch.track(j.opId);
   try {
+    // Changed in the registry since the plan (active again, purged, gone): never sent.
+    const changed = await refuseChanged(
+      deps.changedSincePlan && ((seqs) => deps.changedSincePlan!(j.opId, seqs)),
+      items,
+      'purged',
+    );
+    outcomes.push(...changed);
+    const left = new Set(changed.map((o) => o.seq));
     const snaps: Snap[] = [];
     const adapters = new Map<string, TargetAdapter>();
-    for (const type of [...new Set(items.map(typeOf))]) {
-      const part = items.filter((i) => typeOf(i) === type);
+    const unchanged = items.filter((i) => !left.has(i.seq));
+    for (const type of [...new Set(unchanged.map(typeOf))]) {
+      const part = unchanged.filter((i) => typeOf(i) === type);
       const got = await deps.adapters.get(type).catch((err: unknown) => {
         if (err instanceof AppError) return err; // will not fix itself: fail, saying why
         throw err;

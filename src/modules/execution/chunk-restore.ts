@@ -13,6 +13,7 @@
 import { AppError } from '../../lib/errors.ts';
 import type { SnapshotRead } from '../snapshots/store.ts';
 import type { ChunkDeps } from './chunk.ts';
+import { refuseChanged } from './changed-since-plan.ts';
 import { keepLease, markWriteAhead, releaseUnsent, type Executed, type RecordLanded } from './chunk-execute.ts';
 import { takeSnapshots } from './chunk-snapshots.ts';
 import type { Fence } from './exclusive.ts';
@@ -54,10 +55,19 @@ export async function executeRestore<Tx>(
   let calling = false;
   await deps.watch.track(j.opId);
   try {
+    // Changed in the registry since the plan (active again, purged, gone): never sent.
+    const changed = await refuseChanged(
+      deps.changedSincePlan && ((seqs) => deps.changedSincePlan!(j.opId, seqs)),
+      items,
+      'restored',
+    );
+    outcomes.push(...changed);
+    const left = new Set(changed.map((o) => o.seq));
     // What each resource looks like before the restore overwrites it, through its own type's adapter.
     const snaps: Snap[] = [];
-    for (const type of [...new Set(items.map(typeOf))]) {
-      const part = items.filter((i) => typeOf(i) === type);
+    const unchanged = items.filter((i) => !left.has(i.seq));
+    for (const type of [...new Set(unchanged.map(typeOf))]) {
+      const part = unchanged.filter((i) => typeOf(i) === type);
       const got = await deps.adapters.get(type).catch((err: unknown) => {
         if (err instanceof AppError) return err; // will not fix itself: fail, saying why
         throw err;

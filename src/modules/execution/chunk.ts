@@ -66,6 +66,11 @@ export interface ChunkDeps<Tx = Queryable> {
    * (an import that protects a resource or tenant while the operation runs is honoured before its call).
    */
   protectedNow?(resourceIds: string[], approvedTenants: string[]): Promise<Map<string, string>>;
+  /**
+   * A restore's or purge's ledger seqs whose resource changed in the registry since the plan, each
+   * with what it is now (changed-since-plan.ts): their chunk leaves them.
+   */
+  changedSincePlan?(opId: string, seqs: number[]): Promise<Map<number, string>>;
 }
 
 const waveEvent = (

@@ -25,6 +25,7 @@ import type { JobLocks } from './exclusive.ts';
 import type { HaltWatch } from './halt-watch.ts';
 import type { Ledger } from './ledger.ts';
 import { protectedNow } from './protected-now.ts';
+import { changedSincePlan } from './changed-since-plan.ts';
 import { JOB_ATTEMPTS, QUEUE_NAMES, type ChunkJob, type ControlJob, type Queues } from './queues.ts';
 import { pgRollbackLedger } from './rollback-ledger.ts';
 import { processRollback } from './rollback.ts';
@@ -99,6 +100,7 @@ export function startConsumers(d: ConsumerDeps): Consumers {
     registryFollows,
     sameDb: { sql: (tx) => tx, put: (tx, opId, inputs) => snapshots.put(tx, opId, inputs) },
     protectedNow: (ids, approvedTenants) => protectedNow(pool, ids, approvedTenants),
+    changedSincePlan: (opId, seqs) => changedSincePlan(pool, opId, seqs),
   });
   const runControl = (
     job: Job<ControlJob>,

@@ -1,0 +1,82 @@
+// A restore's or a purge's items are checked against the registry right before each chunk's calls,
+// as `start` checks the whole plan (restores/stale.ts): a resource made active again since the plan
+// (restored or re-created by someone else, or said to be active by an import), purged, gone, or
+// moved to another type or tenant is not acted on. Without it, a purge whose bake outlived an
+// import of the resource as active hard-deleted the live resource and ended `completed`, and a
+// restore wrote its snapshot over a resource brought back and edited meanwhile (a trial): the plan
+// was fresh when it started, and nothing looked again between waves.
+import type pg from 'pg';
+import { isExternal, notImportedSince } from '../restores/history.ts';
+import type { ClaimedItem, Outcome } from './ledger.ts';
+
+interface Changed {
+  seq: number;
+  resource_id: string;
+  type: string | null;
+  tenant_id: string | null;
+  state: string | null;
+  planned_type: string;
+  planned_tenant: string;
+}
+
+/**
+ * The ledger seqs among `seqs` whose resource changed since the plan, each with what it is now.
+ * The same predicate as the start's plan_fresh guard (restores/stale.ts), for a chunk's rows only.
+ */
+export async function changedSincePlan(
+  pool: Pick<pg.Pool, 'query'>,
+  operationId: string,
+  seqs: number[],
+): Promise<Map<number, string>> {
+  if (seqs.length === 0) return new Map();
+  const r = await pool.query<Changed>(
+    `SELECT i.seq, i.resource_id, r.type, r.tenant_id, r.state, coalesce(i.resource_type, o.target_type) AS planned_type,
+            i.tenant_id AS planned_tenant
+     FROM unnest($2::int[]) AS s(seq)
+     JOIN operation_items i ON i.operation_id = $1 AND i.seq = s.seq
+     JOIN operations o ON o.id = i.operation_id
+     LEFT JOIN resources r ON r.id = i.resource_id LEFT JOIN resource_types t ON t.name = r.type
+     WHERE r.id IS NULL OR r.type <> coalesce(i.resource_type, o.target_type) OR r.tenant_id <> i.tenant_id
+        OR r.state = 'purged'
+        OR (r.state = 'active' AND CASE WHEN ${isExternal('t')} THEN NOT ${notImportedSince('o.created_at')}
+                                        ELSE r.updated_at > o.created_at END)`,
+    [operationId, seqs],
+  );
+  return new Map(r.rows.map((x) => [x.seq, nowIs(x)]));
+}
+
+function nowIs(x: Changed): string {
+  if (x.state === null) return `${x.resource_id} is no longer in the registry`;
+  if (x.type !== x.planned_type) return `${x.resource_id} is of type ${x.type} now (planned: ${x.planned_type})`;
+  if (x.tenant_id !== x.planned_tenant)
+    return `${x.resource_id} belongs to tenant ${x.tenant_id} now (planned: ${x.planned_tenant})`;
+  if (x.state === 'purged') return `${x.resource_id} was purged since the plan`;
+  return `${x.resource_id} is active again since the plan (restored or re-created elsewhere, or imported as active)`;
+}
+
+/**
+ * The chunk's items to leave alone, failed for good before their snapshot and write-ahead mark (so
+ * never sent): those whose resource changed since the plan, or one of whose descendants did (the
+ * parent's call would take or overwrite it). `what` names the operation's action in the error.
+ * Items with a write-ahead mark are not checked (see below).
+ */
+export async function refuseChanged(
+  check: ((seqs: number[]) => Promise<Map<number, string>>) | undefined,
+  items: ClaimedItem[],
+  what: 'purged' | 'restored',
+): Promise<Outcome[]> {
+  // An item an earlier run may have sent already is sent again with its key, whatever the registry
+  // reads now: its own call may be what changed it (a purged row, a restored one).
+  const fresh = items.filter((i) => i.executedSeq === null);
+  if (!check || fresh.length === 0) return [];
+  const changed = await check(fresh.flatMap((i) => [i.seq, ...i.descendants.map((d) => d.seq)]));
+  if (changed.size === 0) return [];
+  return fresh.flatMap((i): Outcome[] => {
+    const own = changed.get(i.seq);
+    const kid = own ? undefined : i.descendants.find((d) => changed.has(d.seq));
+    const why = own ?? (kid && `its descendant ${changed.get(kid.seq)}`);
+    if (!why) return [];
+    const error = `not ${what}: ${why}; plan a new one if it is still wanted`.slice(0, 500);
+    return [{ seq: i.seq, state: 'failed', error, permanent: true }];
+  });
+}
