@@ -115,3 +115,25 @@ describe('a restore', () => {
     }
   });
 });
+
+describe('a restore of an app alone', () => {
+  it('does not bring it back under its site when another operation deleted the site after the plan', async () => {
+    await useRegistry(h);
+    const [a, b] = twoSites();
+    const [appA, appB] = [appsOfSite(a)[0]!, appsOfSite(b)[0]!];
+    await deleteAndComplete(h, 'app', [appA, appB]);
+    const plan = await postRestore(h, { targetType: 'app', ids: [appA, appB], rollout: ROLLOUT });
+    expect(plan.status, JSON.stringify(plan.body)).toBe(201);
+
+    // Site B's delete leaves app B out of its cascade (already deleted), and completes.
+    const end = await runWithChangeInBake(plan.body, () =>
+      deleteAndComplete(h, 'site', [siteId(b)]).then(() => undefined),
+    );
+    expect(end.state, JSON.stringify(end)).toBe('halted');
+    expect(end.haltReason).toContain(
+      `not restored: the parent of ${appB}, ${siteId(b)}, is soft_deleted since the plan`,
+    );
+    const states = await registryStates(h, [appA, appB, siteId(b)]);
+    expect(states).toEqual({ [appA]: 'active', [appB]: 'soft_deleted', [siteId(b)]: 'soft_deleted' });
+  });
+});

@@ -17,6 +17,9 @@ interface Changed {
   state: string | null;
   planned_type: string;
   planned_tenant: string;
+  /** A restore's submitted item: its registry parent, when that is deleted now. */
+  deleted_parent: string | null;
+  parent_state: string | null;
 }
 
 /**
@@ -31,12 +34,16 @@ export async function changedSincePlan(
   if (seqs.length === 0) return new Map();
   const r = await pool.query<Changed>(
     `SELECT i.seq, i.resource_id, r.type, r.tenant_id, r.state, coalesce(i.resource_type, o.target_type) AS planned_type,
-            i.tenant_id AS planned_tenant
+            i.tenant_id AS planned_tenant, p.id AS deleted_parent, p.state AS parent_state
      FROM unnest($2::int[]) AS s(seq)
      JOIN operation_items i ON i.operation_id = $1 AND i.seq = s.seq
      JOIN operations o ON o.id = i.operation_id
      LEFT JOIN resources r ON r.id = i.resource_id LEFT JOIN resource_types t ON t.name = r.type
-     WHERE r.id IS NULL OR r.type <> coalesce(i.resource_type, o.target_type) OR r.tenant_id <> i.tenant_id
+     -- A restore's submitted item comes back under a live parent (the plan refused it as
+     -- parent_deleted otherwise; its descendants come with it): one deleted since, by another
+     -- operation, would get it back under a deleted parent (a trial).
+     LEFT JOIN resources p ON o.action = 'restore' AND i.parent_seq IS NULL AND p.id = r.parent_id AND p.state <> 'active'
+     WHERE p.id IS NOT NULL OR r.id IS NULL OR r.type <> coalesce(i.resource_type, o.target_type) OR r.tenant_id <> i.tenant_id
         OR r.state = 'purged'
         OR (r.state = 'active' AND CASE WHEN ${isExternal('t')} THEN NOT ${notImportedSince('o.created_at')}
                                         ELSE r.updated_at > o.created_at END)`,
@@ -51,6 +58,8 @@ function nowIs(x: Changed): string {
   if (x.tenant_id !== x.planned_tenant)
     return `${x.resource_id} belongs to tenant ${x.tenant_id} now (planned: ${x.planned_tenant})`;
   if (x.state === 'purged') return `${x.resource_id} was purged since the plan`;
+  if (x.deleted_parent && x.state !== 'active')
+    return `the parent of ${x.resource_id}, ${x.deleted_parent}, is ${x.parent_state} since the plan`;
   return `${x.resource_id} is active again since the plan (restored or re-created elsewhere, or imported as active)`;
 }
 
