@@ -133,6 +133,7 @@ export interface PlanLike {
     deletedAgain?: number;
     uncertain?: number;
     activeAgain?: number;
+    childrenKept?: number;
     items?: { id: string; reason: string; detail: string }[];
   };
   liveAtAsOf?: { count: number; ids: string[] } | null;
@@ -188,6 +189,7 @@ export function planLines(
     ['deleted_again', plan.leftOut?.deletedAgain, 'deleted again since'],
     ['uncertain', plan.leftOut?.uncertain, 'whose delete may or may not have happened'],
     ['active_again', plan.leftOut?.activeAgain, 'active again, brought back outside Blastgate'],
+    ['children_kept', plan.leftOut?.childrenKept, 'kept: a child of theirs is not purged with them'],
   ] as const) {
     if (!n) continue;
     const byDetail = new Map<string, string[]>();

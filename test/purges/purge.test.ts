@@ -536,3 +536,44 @@ describe('the scheduled proposal', () => {
     }
   });
 });
+
+describe('a scope of everything due or of a tenant: a parent goes only with its children', () => {
+  it('keeps a due site whose apps are within their retention, or active again, instead of purging it alone', async () => {
+    // Site A is due; its apps (deleted with it) keep the delete's 30-day retention.
+    const a = freshSite();
+    await deleteAndComplete(h, 'site', [siteId(a)]);
+    await makeDue([siteId(a)]);
+    const due = await postPurge({ dueBefore: new Date().toISOString(), dryRun: true });
+    const leftOut = (due.status === 200 ? due.body.plan.leftOut : due.body.details?.leftOut) ?? {};
+    expect(leftOut.childrenKept, JSON.stringify(due.body)).toBeGreaterThanOrEqual(1);
+    const kept = leftOut.items.find((i: { id: string }) => i.id === siteId(a));
+    expect(kept, JSON.stringify(leftOut)).toMatchObject({ reason: 'children_kept', by: null });
+    expect(kept.detail).toContain(`its child ${appsOfSite(a)[0]} is not purged with it`);
+
+    // Site B and its apps are due, but one app is active again (an import): the tenant's purge takes
+    // the other apps and keeps the site (before: the site was purged over its live app).
+    const b = freshSite();
+    await deleteAndComplete(h, 'site', [siteId(b)]);
+    await makeDue(siteAndApps(b));
+    const live = appsOfSite(b)[0]!;
+    await request(h.app.server)
+      .post('/v1/registry/resources')
+      .set('authorization', h.auth('admin'))
+      .send({ resources: [{ id: live, type: 'app', tenantId: tenantId(b), state: 'active' }] })
+      .expect(200);
+    const r = await postPurge({ tenantId: tenantId(b) });
+    expect(r.status, JSON.stringify(r.body)).toBe(201);
+    expect(r.body.plan.leftOut).toMatchObject({ activeAgain: 1, childrenKept: 1 });
+    const op = await approveAndRun(r.body);
+    expect(op.state).toBe('completed');
+    expect(await registryStates(h, siteAndApps(b))).toEqual({
+      [siteId(b)]: 'soft_deleted',
+      [live]: 'active',
+      ...Object.fromEntries(
+        appsOfSite(b)
+          .slice(1)
+          .map((x) => [x, 'purged']),
+      ),
+    });
+  });
+});

@@ -265,6 +265,14 @@ export const PlanSchema = Type.Object(
                 'them; an import said they are active): not deleted any more, so neither restored nor purged',
             }),
           ),
+          childrenKept: Type.Optional(
+            Type.Integer({
+              description:
+                'A purge of everything due, a tenant or an operation: how many due resources it keeps because a child ' +
+                'their hard delete would take or orphan is not purged with them (within its retention, or live). ' +
+                'Absent when none',
+            }),
+          ),
           items: Type.Array(
             Type.Object({
               id: Type.String(),
@@ -275,6 +283,7 @@ export const PlanSchema = Type.Object(
                 Type.Literal('deleted_again'),
                 Type.Literal('uncertain'),
                 Type.Literal('active_again'),
+                Type.Literal('children_kept'),
               ]),
               by: Type.Union([Type.String(), Type.Null()], {
                 description:

@@ -7,7 +7,8 @@ import type pg from 'pg';
 import { LIVE_STATES } from '../operations/lifecycle-types.ts';
 import { createRestoreIds, isExternal, latestEvents, notImportedSince } from '../restores/history.ts';
 import { resolveDeleted, type LeftOut } from '../restores/resolve.ts';
-import { leftOutSentence } from '../restores/left-out.ts';
+import { leftOutSentence, summarizeLeftOut } from '../restores/left-out.ts';
+import { CASCADE_DEPTH, takenByCascade } from '../operations/cascade-plan.ts';
 import { UnprocessableError } from '../../lib/errors.ts';
 import { DEFAULT_RETENTION_DAYS } from './retention.ts';
 import type { PurgeScope } from './schemas.ts';
@@ -30,7 +31,44 @@ export async function resolvePurge(client: pg.PoolClient, scope: PurgeScope, now
     );
   } else leftOut = await resolveDeleted(client, scope);
   await classify(client, scope.kind === 'ids' ? scope.targetType : null, now);
+  // A list of IDs takes each one's cascade with it and refuses the ID when a child cannot go
+  // (restores/resolve.ts expandCascades); the other scopes leave such a parent out.
+  if (scope.kind !== 'ids' && (await keepParentsOfKept(client))) leftOut = await summarizeLeftOut(client);
   return leftOut;
+}
+
+/**
+ * A scope of everything due, a tenant or an operation names resources, not their cascades: a site
+ * due for purging whose apps were still within their retention (or active again) was purged alone,
+ * its apps left soft-deleted under a purged parent, never restorable (parent_deleted), and an HTTP
+ * downstream that cascades its own hard delete would have taken a live app (a trial). Such a
+ * parent is left out (left_out: children_kept) until its children are purged with it; up to the
+ * cascade's depth, since leaving a child out keeps its own parent in turn. Returns how many.
+ */
+async function keepParentsOfKept(client: pg.PoolClient): Promise<number> {
+  await client.query(
+    `CREATE TEMP TABLE IF NOT EXISTS left_out (id text PRIMARY KEY, reason text, by text, rollback boolean) ON COMMIT DROP`,
+  );
+  let kept = 0;
+  for (let level = 0; level <= CASCADE_DEPTH; level++) {
+    const r = await client.query(
+      `WITH k AS (
+         SELECT DISTINCT ON (c.id) c.id, ch.id AS child
+         FROM plan_class c JOIN resources ch ON ch.parent_id = c.id AND ch.state <> 'purged'
+         WHERE c.class = 'ok' AND ${takenByCascade('ch.type', 'c.type', "'{}'")}
+           AND NOT EXISTS (SELECT 1 FROM plan_class x WHERE x.id = ch.id AND x.class = 'ok')
+         ORDER BY c.id, ch.id
+       ), gone AS (
+         DELETE FROM plan_class c USING k WHERE c.id = k.id RETURNING c.id
+       ), noted AS (
+         INSERT INTO left_out (id, reason, by) SELECT id, 'children_kept', child FROM k ON CONFLICT (id) DO NOTHING
+       )
+       DELETE FROM plan_input i USING gone g WHERE i.id = g.id`,
+    );
+    if (!r.rowCount) break;
+    kept += r.rowCount;
+  }
+  return kept;
 }
 
 /**
@@ -150,7 +188,8 @@ export async function nothingToPurge(
   return new UnprocessableError(
     'NOTHING_TO_PURGE',
     `Nothing is due for purging by ${scope.dueBefore}: ` +
-      (at ? `the next resource's retention ends at ${at}` : 'no deleted resource is waiting for its retention to end'),
-    { scope, nextPurgeAfter: at },
+      (at ? `the next resource's retention ends at ${at}` : 'no deleted resource is waiting for its retention to end') +
+      leftOutSentence(leftOut, 'purged'),
+    { scope, nextPurgeAfter: at, ...(leftOut ? { leftOut } : {}) },
   );
 }

@@ -10,7 +10,8 @@ import { ownUnsent } from '../execution/rollback-ledger.ts';
 /** How many IDs of each reason leftOut names (and liveAtAsOf). */
 export const LEFT_OUT_SAMPLE = 20;
 
-export type LeftOutReason = 'purged' | 'erased' | 'restored' | 'deleted_again' | 'uncertain' | 'active_again';
+export type LeftOutReason =
+  'purged' | 'erased' | 'restored' | 'deleted_again' | 'uncertain' | 'active_again' | 'children_kept';
 
 export interface LeftOutItem {
   id: string;
@@ -38,6 +39,8 @@ export interface LeftOut {
   uncertain: number;
   /** Brought back outside Blastgate since its delete (its system restored it; an import said it is active). */
   activeAgain: number;
+  /** A purge: kept because a child its hard delete would take or orphan is not purged with it. */
+  childrenKept?: number;
   /** The first of each reason, by ID, with why. */
   items: LeftOutItem[];
 }
@@ -168,6 +171,11 @@ export async function leftOutOf(client: pg.PoolClient, scope: Scope): Promise<Le
   await broughtBackElsewhere(client, scope);
   if (scope.kind === 'operation') await since(client, scope.operationId);
   await uncertain(client, scope);
+  return summarizeLeftOut(client);
+}
+
+/** What left_out holds, counted by reason with the first of each (null when it is empty). */
+export async function summarizeLeftOut(client: pg.PoolClient): Promise<LeftOut | null> {
   const counts = await client.query<{ reason: LeftOutReason; n: number }>(
     `SELECT reason, count(*)::int AS n FROM left_out GROUP BY reason`,
   );
@@ -191,9 +199,18 @@ export async function leftOutOf(client: pg.PoolClient, scope: Scope): Promise<Le
     deletedAgain: n.deleted_again ?? 0,
     uncertain: n.uncertain ?? 0,
     activeAgain: n.active_again ?? 0,
-    items: sample.rows.map(({ rollback, ...r }) => ({ ...r, detail: detailOf(r.reason, r.by, rollback) })),
+    ...(n.children_kept ? { childrenKept: n.children_kept } : {}),
+    // A kept parent's `by` column holds the child that keeps it (no operation did anything to it).
+    items: sample.rows.map(({ rollback, ...r }) =>
+      r.reason === 'children_kept'
+        ? { ...r, by: null, detail: keptDetail(r.by) }
+        : { ...r, detail: detailOf(r.reason, r.by, rollback) },
+    ),
   };
 }
+
+const keptDetail = (child: string | null) =>
+  `kept: its child ${child} is not purged with it (within its retention, or live), and a hard delete of the parent would take it or leave it without a parent; it is purged once its children are due too`;
 
 function detailOf(reason: LeftOutReason, by: string | null, rollback: boolean): string {
   switch (reason) {
@@ -213,6 +230,8 @@ function detailOf(reason: LeftOutReason, by: string | null, rollback: boolean): 
       return `the delete by ${by} may or may not have happened (a try of unknown outcome, then a failure): a rollback of ${by} restores it from its snapshot`;
     case 'active_again':
       return `active again since its delete by ${by}: brought back outside Blastgate (the registry says so), not deleted any more`;
+    case 'children_kept':
+      return keptDetail(by);
   }
 }
 
@@ -233,6 +252,8 @@ export function leftOutSentence(leftOut: LeftOut | null, verb: string): string {
       `; ${leftOut.uncertain} resource(s) of it may or may not have been deleted (a try of unknown outcome, then a failure; a rollback of that delete restores them) ${named(leftOut.uncertain, of('uncertain'))}`,
     leftOut.activeAgain &&
       `; ${leftOut.activeAgain} resource(s) of it are active again, brought back outside Blastgate ${named(leftOut.activeAgain, of('active_again'))}`,
+    leftOut.childrenKept &&
+      `; ${leftOut.childrenKept} resource(s) are kept because a child of theirs is not purged with them (within its retention, or live) ${named(leftOut.childrenKept, of('children_kept'))}`,
   ]
     .filter(Boolean)
     .join('');
