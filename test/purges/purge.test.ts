@@ -546,6 +546,17 @@ describe('a scope of everything due or of a tenant: a parent goes only with its 
     const due = await postPurge({ dueBefore: new Date().toISOString(), dryRun: true });
     const leftOut = (due.status === 200 ? due.body.plan.leftOut : due.body.details?.leftOut) ?? {};
     expect(leftOut.childrenKept, JSON.stringify(due.body)).toBeGreaterThanOrEqual(1);
+    // Listed by ID, the site is refused through its app, with the app's retention end (not its own, past).
+    const listed = await postPurge({ targetType: 'site', ids: [siteId(a)], dryRun: true });
+    expect(listed.status, JSON.stringify(listed.body)).toBe(422);
+    const [appEnd] = Object.values(await purgeAfterOf([appsOfSite(a)[0]!]));
+    expect(listed.body.details.offenders.within_retention).toEqual([
+      expect.objectContaining({
+        id: siteId(a),
+        via: expect.objectContaining({ id: appsOfSite(a)[0] }),
+        purgeAfter: appEnd!.toISOString(),
+      }),
+    ]);
     const kept = leftOut.items.find((i: { id: string }) => i.id === siteId(a));
     expect(kept, JSON.stringify(leftOut)).toMatchObject({ reason: 'children_kept', by: null });
     expect(kept.detail).toContain(`its child ${appsOfSite(a)[0]} is not purged with it`);

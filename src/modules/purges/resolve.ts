@@ -123,8 +123,16 @@ async function classify(client: pg.PoolClient, targetType: string | null, now: D
   );
 }
 
-/** When each within_retention sample's retention ends (the report names it). */
+/**
+ * When each within_retention sample's retention ends (the report names it): a listed parent refused
+ * through its child (`via`) waits for the child's, not for its own, which may be past (a trial read
+ * "app_500 … retained until" the site's date, a day before the app's).
+ */
 export async function retentionEnds(client: pg.PoolClient): Promise<Map<string, string>> {
+  await client.query(
+    `UPDATE plan_class c SET purge_after = r.purge_after FROM resources r
+     WHERE c.class = 'within_retention' AND c.via IS NOT NULL AND r.id = c.via AND r.purge_after IS NOT NULL`,
+  );
   const r = await client.query<{ id: string; purge_after: Date }>(
     `SELECT id, purge_after FROM plan_class WHERE class = 'within_retention' AND purge_after IS NOT NULL`,
   );
