@@ -187,6 +187,45 @@ describe('registry adapter: a descendant protected while the operation runs', ()
   }, 60_000);
 });
 
+describe('registry adapter: a child created under a planned site while the operation runs', () => {
+  /** Deletes `sites` (the first in the canary wave); during its bake, an app appears under the last. */
+  async function withNewApp(sites: number[]) {
+    const last = sites.at(-1)!;
+    const op = await deleteSites(sites, {
+      rollout: { ...ROLLOUT, bakeSeconds: 2 },
+      haltPolicy: { ...HALT, maxFailureRate: 1, onHalt: 'pause' },
+    });
+    const born = appId(last, 90);
+    await query(h.databaseUrl, `INSERT INTO resources (id, type, tenant_id, parent_id) VALUES ($1, 'app', $2, $3)`, [
+      born,
+      `tenant_${String(last).padStart(5, '0')}`,
+      siteId(last),
+    ]);
+    const end = await waitForState(h, op.id, ['completed', 'completed_with_failures', 'halted', 'paused']);
+    expect(end.state).toBe('completed_with_failures');
+    const site = (await items(op.id)).find((r) => r.resource_id === siteId(last))!;
+    expect(site.state).toBe('failed');
+    expect(site.last_error).toContain(`its cascade would now take ${born}, which the plan does not list`);
+    const kept = await registry([siteId(last), born]);
+    expect(kept.map((r) => [r.id, r.state])).toEqual([
+      [born, 'active'],
+      [siteId(last), 'active'],
+    ]);
+  }
+
+  it('leaves a site with apps (the general path): it fails naming the new app, nothing of it changes', async () => {
+    await useRegistry();
+    await withNewApp(freshSites(2));
+  }, 60_000);
+
+  it('leaves a site without apps (one registry statement per chunk) the same way', async () => {
+    await useRegistry();
+    const sites = freshSites(2);
+    await query(h.databaseUrl, `UPDATE resources SET parent_id = NULL WHERE parent_id = ANY($1)`, [sites.map(siteId)]);
+    await withNewApp(sites);
+  }, 60_000);
+});
+
 describe('HTTP adapter: the downstream owns its cascade, Blastgate stores the snapshots first', () => {
   it("stores every app's snapshot before the site's delete, then restores the site and each app", async () => {
     await useHttp();

@@ -19,6 +19,7 @@ import { applyWithBreaker, arrivalOrder, chunkBreaker, type BreakerResult } from
 import { executePurge } from './chunk-purge.ts';
 import { executeRestore } from './chunk-restore.ts';
 import type { ChunkDeps } from './chunk.ts';
+import { NEW_CHILD } from './new-children.ts';
 import type { Fence } from './exclusive.ts';
 import type { ClaimedItem, Outcome, Range, Snap } from './ledger.ts';
 import type { ChunkJob } from './queues.ts';
@@ -122,8 +123,9 @@ export async function execute<Tx>(
     const prepare = async (part: ClaimedItem[]) => {
       // Protection is asked while the snapshots are read (not before: that put a registry query in
       // front of every part's first call); a refused item is neither marked nor sent.
-      const [refused, { snaps: taken, failures: unsnapped }] = await Promise.all([
+      const [protectedNow, grown, { snaps: taken, failures: unsnapped }] = await Promise.all([
         refuseProtected(deps, op, part, own),
+        refuseNewChildren(deps, op, part),
         takeSnapshots(
           {
             operationId: j.opId,
@@ -135,6 +137,7 @@ export async function execute<Tx>(
           part,
         ),
       ]);
+      const refused = [...protectedNow, ...grown.filter((g) => !protectedNow.some((p) => p.seq === g.seq))];
       const refusedSeqs = new Set(refused.map((f) => f.seq));
       const failures = [...refused, ...unsnapped.filter((f) => !refusedSeqs.has(f.seq))];
       const out = new Set(failures.map((f) => f.seq));
@@ -249,6 +252,29 @@ async function refuseProtected<Tx>(
     const via = kids(i).find((d) => now.has(d.resourceId));
     const why = now.get(i.resourceId) ?? (via && DESCENDANT_PROTECTED_SINCE_PLAN(i.resourceId, via.resourceId));
     return why === undefined ? [] : [{ seq: i.seq, state: 'failed', error: why, permanent: true }];
+  });
+}
+
+/**
+ * A delete's items whose cascade would now take a child the plan does not list (new-children.ts):
+ * failed for good, before the write-ahead mark (never sent). Not asked again of an item an earlier
+ * run may have sent (its delete may stand; it is sent again with its key).
+ */
+async function refuseNewChildren<Tx>(
+  deps: ChunkDeps<Tx>,
+  op: OperationRecord,
+  part: ClaimedItem[],
+): Promise<Outcome[]> {
+  const fresh = part.filter((i) => i.executedSeq === null);
+  if (op.action !== 'delete' || !deps.newChildren || fresh.length === 0) return [];
+  const grown = await deps.newChildren(
+    op.targetType,
+    fresh.map((i) => i.resourceId),
+    fresh.flatMap((i) => i.descendants.map((d) => d.resourceId)),
+  );
+  return fresh.flatMap((i): Outcome[] => {
+    const child = grown.get(i.resourceId);
+    return child ? [{ seq: i.seq, state: 'failed', error: NEW_CHILD(i.resourceId, child), permanent: true }] : [];
   });
 }
 

@@ -13,7 +13,8 @@
 // Anything else — a cascade, an item claimed or tried before, a restore, a purge, an erasure, an
 // HTTP adapter — takes the general path (chunk.ts → chunk-execute.ts).
 import { seqLayout, type Queryable } from '../../lib/sql.ts';
-import { applyChunkWithBefore } from '../adapters/registry-apply.ts';
+import { applyChunkWithBefore, type RegistrySnapshot } from '../adapters/registry-apply.ts';
+import type { ItemResult } from '../adapters/types.ts';
 import { mayExecute, type LifecycleEvent } from '../operations/lifecycle.ts';
 import type { WaveStats } from '../operations/wave-health.ts';
 import type { SnapshotInput } from '../snapshots/store.ts';
@@ -21,6 +22,7 @@ import type { ChunkDeps } from './chunk.ts';
 import type { Fence } from './exclusive.ts';
 import { FROZEN_SQL } from './halt-watch.ts';
 import { foldIntoWave } from './ledger.ts';
+import { NEW_CHILD, newChildren } from './new-children.ts';
 import type { ChunkJob } from './queues.ts';
 import type { OperationRecord } from './state.ts';
 import { deferForCap, type VelocityGrant } from './velocity.ts';
@@ -113,17 +115,28 @@ export async function runSameDbChunk<Tx>(
         // The last look before the change: a halt seen by this worker, or its job lock lost.
         if (fence.lost || !deps.watch.canRun(j.opId, j.wave, since)) throw STOPPED;
 
-        const { results, before } = await applyChunkWithBefore(
+        // A child its cascade would take that the plan does not list (new-children.ts): left as it is.
+        const fresh = await newChildren(
           db,
-          op.mode === 'hard' ? 'hardDelete' : 'softDelete',
-          items.map((r) => ({
-            operationId: j.opId,
-            resourceId: r.resource_id,
-            tenantId: r.tenant_id,
-            type: op.targetType,
-          })),
-          { approvedTenants: op.approvedTenants },
+          op.targetType,
+          items.map((r) => r.resource_id),
+          [],
         );
+        const toApply = fresh.size ? items.filter((r) => !fresh.has(r.resource_id)) : items;
+        const applied = toApply.length
+          ? await applyChunkWithBefore(
+              db,
+              op.mode === 'hard' ? 'hardDelete' : 'softDelete',
+              toApply.map((r) => ({
+                operationId: j.opId,
+                resourceId: r.resource_id,
+                tenantId: r.tenant_id,
+                type: op.targetType,
+              })),
+              { approvedTenants: op.approvedTenants },
+            )
+          : { results: [], before: [] };
+        const { results, before } = fresh.size ? withRefused(items, toApply, applied, fresh) : applied;
         const done = items.flatMap((r, k) => (results[k]!.ok && before[k] ? [{ r, snap: before[k] }] : []));
         const ids = await deps.sameDb.put(
           tx,
@@ -192,4 +205,30 @@ export async function runSameDbChunk<Tx>(
   } finally {
     deps.watch.untrack(j.opId);
   }
+}
+
+/** The statement's results for `applied`, and for the rest of `items` their refusal (a new child). */
+function withRefused(
+  items: Row[],
+  applied: Row[],
+  r: { results: ItemResult[]; before: (RegistrySnapshot | null)[] },
+  fresh: Map<string, string>,
+): { results: ItemResult[]; before: (RegistrySnapshot | null)[] } {
+  const at = new Map(applied.map((x, k) => [x.seq, k]));
+  return {
+    results: items.map((x): ItemResult => {
+      const k = at.get(x.seq);
+      if (k !== undefined) return r.results[k]!;
+      return {
+        ok: false,
+        permanent: true,
+        unapplied: true,
+        error: NEW_CHILD(x.resource_id, fresh.get(x.resource_id)!),
+      };
+    }),
+    before: items.map((x) => {
+      const k = at.get(x.seq);
+      return k === undefined ? null : r.before[k]!;
+    }),
+  };
 }

@@ -71,6 +71,8 @@ export interface ChunkDeps<Tx = Queryable> {
    * with what it is now (changed-since-plan.ts): their chunk leaves them.
    */
   changedSincePlan?(opId: string, seqs: number[]): Promise<Map<number, string>>;
+  /** Of these resources of `type`, those with a child their cascade would take that `known` does not list (new-children.ts). */
+  newChildren?(type: string, roots: string[], known: string[]): Promise<Map<string, string>>;
 }
 
 const waveEvent = (

@@ -26,6 +26,7 @@ import type { HaltWatch } from './halt-watch.ts';
 import type { Ledger } from './ledger.ts';
 import { protectedNow } from './protected-now.ts';
 import { changedSincePlan } from './changed-since-plan.ts';
+import { newChildren } from './new-children.ts';
 import { JOB_ATTEMPTS, QUEUE_NAMES, type ChunkJob, type ControlJob, type Queues } from './queues.ts';
 import { pgRollbackLedger } from './rollback-ledger.ts';
 import { processRollback } from './rollback.ts';
@@ -101,6 +102,7 @@ export function startConsumers(d: ConsumerDeps): Consumers {
     sameDb: { sql: (tx) => tx, put: (tx, opId, inputs) => snapshots.put(tx, opId, inputs) },
     protectedNow: (ids, approvedTenants) => protectedNow(pool, ids, approvedTenants),
     changedSincePlan: (opId, seqs) => changedSincePlan(pool, opId, seqs),
+    newChildren: (type, roots, known) => newChildren(pool, type, roots, known),
   });
   const runControl = (
     job: Job<ControlJob>,
