@@ -184,7 +184,13 @@ describe('per ID, like a delete plan', () => {
       expect.objectContaining({ id: appId(11, 0), index: 6, heldBy: heldByDelete.id }),
     ]);
     expect(o.type_mismatch).toEqual([expect.objectContaining({ id: siteId(7), actualType: 'site' })]);
-    expect(o.parent_deleted).toEqual([expect.objectContaining({ id: appId(6, 0), tenantId: tenantId(6) })]);
+    expect(o.parent_deleted).toEqual([
+      expect.objectContaining({
+        id: appId(6, 0),
+        tenantId: tenantId(6),
+        via: { id: siteId(6), type: 'site', tenantId: tenantId(6) },
+      }),
+    ]);
 
     // Recorded: the operation (kind restore, rejected), the full report, the audit event.
     const opId = r.body.details.operationId as string;

@@ -48,7 +48,7 @@ const OFFENCES: Record<string, string> = {
   erased: 'erased (their snapshots are gone)',
   no_snapshot: 'without a snapshot to restore from',
   superseded: 'changed since that delete (restoring would undo a later change)',
-  parent_deleted: 'whose parent is still deleted',
+  parent_deleted: 'whose parent is deleted (each names it in via: restore it first, or with them)',
 };
 
 /** "2 IDs submitted more than once (duplicate), 1 ID not in the registry (unknown)". */

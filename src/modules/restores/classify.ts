@@ -99,8 +99,11 @@ export async function classify(client: pg.PoolClient, targetType: string | null)
        ORDER BY rs.at DESC, rs.snap_id DESC LIMIT 1) u ON true`,
     [targetType, LIVE_STATES, DELETED_ITEM_STATES],
   );
-  // The report names the delete an uncertain one awaits (heldBy's column: at most one of the two).
+  // The report names the delete an uncertain one awaits (heldBy's column: at most one of the two),
+  // and the parent a parent_deleted one waits for, with its type and tenant (`via`): "whose parent
+  // is still deleted" alone sent a trial looking for which parent, in which tenant.
   await client.query(`UPDATE plan_class SET held_by = uncertain_by WHERE class = 'uncertain'`);
+  await client.query(`UPDATE plan_class SET via = parent_id WHERE class = 'parent_deleted'`);
   await client.query(
     `CREATE TEMP TABLE plan_cascade (id text, type text, tenant_id text, root text, depth int, protected boolean,
        source_snapshot_id bigint) ON COMMIT DROP`,
