@@ -87,6 +87,10 @@ describe('blastgate admin and control commands', () => {
     expect(no.stdout).toContain(`Approve plan ${op.planHash}? [y/N]`);
     expect(no.code).toBe(1);
     expect((await as('viewer', ['--json', 'status', op.id])).stdout).toContain('"state":"planned"');
+    // The status of a plan nobody approved yet says what it waits for.
+    expect((await as('viewer', ['status', op.id])).stdout).toContain(
+      'approved by nobody yet; still needs an approval by someone other than the requester',
+    );
     const yes = await onTty('y\n');
     expect(yes.code, yes.stdout).toBe(0);
     expect(yes.stdout).toContain(`Approved plan ${op.planHash}`);

@@ -141,6 +141,10 @@ describe('break-glass', () => {
     expect(first.body.state).toBe('planned');
     // Approved once, still planned: the answer and the start refusal say what is missing.
     expect(first.body.command.approvalsNeeded).toMatch(/^an admin's approval \(a compliance erasure needs/);
+    // A GET shows it too: who approved, and what is still needed (it read only `planned`).
+    const viewed = await request(h.app.server).get(`/v1/operations/${id}`).set('authorization', h.auth('viewer'));
+    expect(viewed.body.approvals).toEqual([{ by: expect.any(String), role: 'approver', at: expect.any(String) }]);
+    expect(viewed.body.approvalsNeeded).toBe(first.body.command.approvalsNeeded);
     const early = await command(h, 'operator', id, 'start');
     expect(early.status).toBe(409);
     expect(early.body.message).toContain("it needs an admin's approval (a compliance erasure needs one of its two");
@@ -155,6 +159,8 @@ describe('break-glass', () => {
     expect(admin.status).toBe(200);
     expect(admin.body.state).toBe('approved');
     expect(admin.body.command.approvalsNeeded).toBeUndefined();
+    expect(admin.body.approvals.map((a: { role: string }) => a.role)).toEqual(['approver', 'approver', 'admin']);
+    expect(admin.body.approvalsNeeded).toBeNull();
     expect(await approvalsOf(id)).toEqual([
       { role: 'approver', break_glass: false },
       { role: 'approver', break_glass: false },

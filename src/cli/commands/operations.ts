@@ -63,6 +63,8 @@ interface StatusView {
   bakeUntil?: string | null;
   throttled?: { cap: string; until: string } | null;
   waiting?: (Waiting & { detail: string }) | null;
+  approvals?: { by: string; role: string }[];
+  approvalsNeeded?: string | null;
   planHash: string | null;
   plan: PlanLike | null;
   waveProgress?: { wave: number; counts: Record<string, number> }[];
@@ -219,6 +221,10 @@ export function registerOperationCommands(program: Command) {
           ctx.out.line(`${op.id} (${op.kind} ${op.targetType}, requested by ${op.requestedBy}): ${op.state}${wave}`);
           ctx.out.line(`  reason: ${op.reason} · ticket: ${op.ticket}`);
           if (op.haltReason) ctx.out.line(`  ${haltReasonText(op.state, op.haltReason)}`);
+          if (op.approvalsNeeded) {
+            const by = (op.approvals ?? []).map((a) => `${a.by} (${a.role})`).join(', ');
+            ctx.out.line(`  approved by ${by || 'nobody yet'}; still needs ${op.approvalsNeeded}`);
+          }
           if (op.bakeUntil) ctx.out.line(`  baking until ${op.bakeUntil}, then the next wave (probes permitting)`);
           if (op.throttled) ctx.out.line(`  held back by ${op.throttled.cap} until ${op.throttled.until}`);
           if (op.waiting) ctx.out.line(`  ${waitingText(op.waiting)}: ${op.waiting.detail}`);

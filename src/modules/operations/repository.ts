@@ -256,13 +256,17 @@ export function operationReads(db: Queryable) {
                        'outcome', d.outcome, 'detail', d.detail, 'itemState', d.item_state,
                        'startedAt', d.started_at, 'finishedAt', d.finished_at) ORDER BY d.id)
                      FROM operation_drills d WHERE d.operation_id = o.id), '[]') END AS drill_rows,
-           ${LAST_PROGRESS_SQL} AS last_progress_at
+           ${LAST_PROGRESS_SQL} AS last_progress_at,
+           (SELECT coalesce(json_agg(json_build_object('id', a.approver, 'by', a.approver_name, 'role', a.role,
+                     'at', a.created_at) ORDER BY a.id), '[]')
+              FROM approvals a WHERE a.operation_id = o.id AND a.plan_hash = o.plan_hash) AS approval_rows
          FROM operations o WHERE o.id = $1`,
         [id, o.drills],
       );
       const row = r.rows[0];
       if (!row) throw new NotFoundError('Operation', id);
-      const op = fromRow(row);
+      // A break-glass plan approved once read only `planned`, as if nobody had looked (a trial).
+      const op = { ...fromRow(row), approvals: (row.approval_rows ?? []) as ApprovalRow[] };
       const drills = ((row.drill_rows ?? []) as DrillJson[]).map((d) => ({
         ...d,
         startedAt: new Date(d.startedAt).toISOString(),
@@ -335,7 +339,14 @@ async function progressOf(
 }
 
 export type OperationReads = ReturnType<typeof operationReads>;
-export type OperationRow = Operation;
+/** An approval of the plan as it stands, as the view of one operation shows it (`id`: the approver's token). */
+export interface ApprovalRow {
+  id: string;
+  by: string;
+  role: string;
+  at: string;
+}
+export type OperationRow = Operation & { approvals?: ApprovalRow[] };
 
 export async function getResourceType(client: pg.PoolClient | pg.Pool, name: string) {
   // external: its resources live in another system (an HTTP adapter), whose deletes leave the

@@ -506,6 +506,22 @@ export const OperationView = Type.Object(
         },
       ),
     ),
+    approvals: Type.Optional(
+      Type.Array(
+        Type.Object({
+          by: Type.String({ description: "The approver's token name" }),
+          role: Type.String(),
+          at: Type.String({ format: 'date-time' }),
+        }),
+        { description: 'The approvals of the plan as it stands (GET of one operation), oldest first' },
+      ),
+    ),
+    approvalsNeeded: Type.Optional(
+      Type.Union([Type.String(), Type.Null()], {
+        description:
+          'A planned operation: the approvals it still needs before it can start, in words (break-glass: two people, one an admin); null otherwise',
+      }),
+    ),
     expiresAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()], {
       description: 'A planned or approved operation expires (state expired) if not started by then',
     }),

@@ -1,5 +1,8 @@
 // How an operation row is shown to clients.
 import type { OperationRow } from './repository.ts';
+import type { Role } from '../auth/roles.ts';
+import { approvalsMissing } from './lifecycle.ts';
+import type { LifecycleState } from './lifecycle-types.ts';
 import type { ProgressView } from './progress.ts';
 import { RESTORE_ATTEMPTS, RESTORE_BACKOFF_MS } from '../execution/rollback-ledger.ts';
 
@@ -58,6 +61,20 @@ export function operationView(
     ...(waveProgress ? { waveProgress, counts: countsOf(op, waveProgress) } : {}),
     ...(unfinished ? { unfinished } : {}),
     ...(drills?.length ? { drills } : {}),
+    ...(op.approvals
+      ? {
+          approvals: op.approvals.map((a) => ({ by: a.by, role: a.role, at: new Date(a.at).toISOString() })),
+          approvalsNeeded:
+            op.state === 'planned'
+              ? approvalsMissing({
+                  approvals: op.approvals.map((a) => ({ by: a.id, role: a.role as Role, planHash: op.planHash ?? '' })),
+                  planHash: op.planHash ?? '',
+                  requiresBreakGlass: op.requiresBreakGlass,
+                  kind: op.action as LifecycleState['kind'],
+                })
+              : null,
+        }
+      : {}),
     expiresAt: op.expiresAt && ['planned', 'approved'].includes(op.state) ? op.expiresAt.toISOString() : null,
     finishedAt: op.finishedAt?.toISOString() ?? null,
     createdAt: op.createdAt.toISOString(),
