@@ -377,3 +377,28 @@ describe("a canary whose cascade reaches another tenant's apps", () => {
     }
   });
 });
+
+describe('an app created over HTTP under a planned site while the operation runs', () => {
+  it('leaves the site: it fails naming the app, which stays live, and the site is not deleted', async () => {
+    const [a, b] = freshSites(2) as [number, number];
+    const op = await deleteSites([a, b], {
+      rollout: { bakeSeconds: 2, concurrency: 2, waves: ['1', '100%'], restoreDrill: false },
+      haltPolicy: { probe: 'optional', maxFailureRate: 1, onHalt: 'pause' },
+    });
+    const born = appId(b, 90);
+    await request(h.app.server)
+      .post('/v1/registry/resources')
+      .set('authorization', h.auth('admin'))
+      .send({ resources: [{ id: born, type: 'app', tenantId: tenantId(b), parentId: siteId(b) }] })
+      .expect(200);
+    const end = await waitForState(h, op.id, ENDED);
+    expect(end.state).toBe('completed_with_failures');
+    expect((await items(op.id)).get(siteId(b))!.last_error).toContain(
+      `its cascade would now take ${born}, which the plan does not list`,
+    );
+    expect((await registry([siteId(b)]))[siteId(b)]).toBe('active');
+    expect(ownCalls('softDelete').some((c) => appsOfSite(b).includes(c.resourceId!) || c.resourceId === born)).toBe(
+      false,
+    );
+  });
+});

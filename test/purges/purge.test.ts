@@ -557,6 +557,22 @@ describe('a scope of everything due or of a tenant: a parent goes only with its 
         purgeAfter: appEnd!.toISOString(),
       }),
     ]);
+    // A live app imported under a deleted site after its delete: listed by ID, the site is refused
+    // through it (before: purged over it, the app left active under a purged site).
+    const c = freshSite();
+    await deleteAndComplete(h, 'site', [siteId(c)]);
+    await makeDue(siteAndApps(c));
+    const newcomer = `app_${String(c).padStart(5, '0')}_50`;
+    await request(h.app.server)
+      .post('/v1/registry/resources')
+      .set('authorization', h.auth('admin'))
+      .send({ resources: [{ id: newcomer, type: 'app', tenantId: tenantId(c), parentId: siteId(c), state: 'active' }] })
+      .expect(200);
+    const overLive = await postPurge({ targetType: 'site', ids: [siteId(c)], dryRun: true });
+    expect(overLive.status, JSON.stringify(overLive.body)).toBe(422);
+    expect(overLive.body.details.offenders.not_deleted).toEqual([
+      expect.objectContaining({ id: siteId(c), via: expect.objectContaining({ id: newcomer }) }),
+    ]);
     const kept = leftOut.items.find((i: { id: string }) => i.id === siteId(a));
     expect(kept, JSON.stringify(leftOut)).toMatchObject({ reason: 'children_kept', by: null });
     expect(kept.detail).toContain(`its child ${appsOfSite(a)[0]} is not purged with it`);

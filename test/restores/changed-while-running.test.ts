@@ -47,6 +47,9 @@ async function runWithChangeInBake(op: { id: string; planHash: string }, meanwhi
   return waitForState(h, op.id, RESTORE_ENDS);
 }
 
+const useRegistryFor = (type: string) =>
+  query(h.databaseUrl, `UPDATE resource_types SET adapter = '{"kind":"registry"}' WHERE name = $1`, [type]);
+
 const importActive = (resources: { id: string; type: string; tenantId: string }[]) =>
   request(h.app.server)
     .post('/v1/registry/resources')
@@ -117,6 +120,32 @@ describe('a restore', () => {
 });
 
 describe('a restore of an app alone', () => {
+  it('over HTTP too: the app is not restored, and the error names its deleted site (not "active again")', async () => {
+    await useHttp(h);
+    try {
+      const [a, b] = twoSites();
+      const [appA, appB] = [appsOfSite(a)[0]!, appsOfSite(b)[0]!];
+      await deleteAndComplete(h, 'app', [appA, appB]);
+      const plan = await postRestore(h, { targetType: 'app', ids: [appA, appB], rollout: ROLLOUT });
+      expect(plan.status, JSON.stringify(plan.body)).toBe(201);
+      // The site is kept in the registry; its delete takes app B's siblings over HTTP.
+      await useRegistryFor('site');
+      const end = await runWithChangeInBake(plan.body, () =>
+        deleteAndComplete(h, 'site', [siteId(b)]).then(() => undefined),
+      );
+      expect(end.state, JSON.stringify(end)).toBe('halted');
+      expect(end.haltReason).toContain(
+        `not restored: the parent of ${appB}, ${siteId(b)}, is soft_deleted since the plan`,
+      );
+      const restores = h.downstream.calls
+        .filter((c) => c.action === 'restore' && !isDrillCall(c))
+        .map((c) => c.resourceId);
+      expect(restores).not.toContain(appB);
+    } finally {
+      await useRegistry(h);
+    }
+  });
+
   it('does not bring it back under its site when another operation deleted the site after the plan', async () => {
     await useRegistry(h);
     const [a, b] = twoSites();

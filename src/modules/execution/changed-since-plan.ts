@@ -57,9 +57,10 @@ function nowIs(x: Changed): string {
   if (x.type !== x.planned_type) return `${x.resource_id} is of type ${x.type} now (planned: ${x.planned_type})`;
   if (x.tenant_id !== x.planned_tenant)
     return `${x.resource_id} belongs to tenant ${x.tenant_id} now (planned: ${x.planned_tenant})`;
-  if (x.state === 'purged') return `${x.resource_id} was purged since the plan`;
-  if (x.deleted_parent && x.state !== 'active')
+  // Before "active again": another system's resource reads active in the registry while deleted.
+  if (x.deleted_parent)
     return `the parent of ${x.resource_id}, ${x.deleted_parent}, is ${x.parent_state} since the plan`;
+  if (x.state === 'purged') return `${x.resource_id} was purged since the plan`;
   return `${x.resource_id} is active again since the plan (restored or re-created elsewhere, or imported as active)`;
 }
 

@@ -268,6 +268,7 @@ async function refuseNewChildren<Tx>(
   const fresh = part.filter((i) => i.executedSeq === null);
   if (op.action !== 'delete' || !deps.newChildren || fresh.length === 0) return [];
   const grown = await deps.newChildren(
+    op.id,
     op.targetType,
     fresh.map((i) => i.resourceId),
     fresh.flatMap((i) => i.descendants.map((d) => d.resourceId)),

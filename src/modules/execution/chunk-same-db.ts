@@ -118,6 +118,7 @@ export async function runSameDbChunk<Tx>(
         // A child its cascade would take that the plan does not list (new-children.ts): left as it is.
         const fresh = await newChildren(
           db,
+          j.opId,
           op.targetType,
           items.map((r) => r.resource_id),
           [],

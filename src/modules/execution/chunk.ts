@@ -72,7 +72,7 @@ export interface ChunkDeps<Tx = Queryable> {
    */
   changedSincePlan?(opId: string, seqs: number[]): Promise<Map<number, string>>;
   /** Of these resources of `type`, those with a child their cascade would take that `known` does not list (new-children.ts). */
-  newChildren?(type: string, roots: string[], known: string[]): Promise<Map<string, string>>;
+  newChildren?(opId: string, type: string, roots: string[], known: string[]): Promise<Map<string, string>>;
 }
 
 const waveEvent = (

@@ -4,16 +4,18 @@
 // imported under a site during the canary's bake stayed active under its deleted site, and the
 // operation ended `completed` (a trial). Such an item is left, failed for good, saying which child.
 //
-// Children kept in the registry only: another system's child reads `active` in the registry even
-// after Blastgate deleted it (its state is its system's), so a new one is not told apart from a
-// deleted one here; the start check covers those.
+// A child kept in the registry is new when it is active. Another system's child reads `active` in
+// the registry even after Blastgate deleted it (its state is its system's), so there a child counts
+// as new when its row changed after the plan (an import created it, moved it in or said it is
+// active): one the plan left out as deleted and that nothing touched since is not.
 import type { Queryable } from '../../lib/sql.ts';
 import { takenByCascade } from '../operations/cascade-plan.ts';
 import { isExternal } from '../restores/history.ts';
 
-/** Of `roots` (resource IDs of `type`), those with an active child of a cascade type not in `known`, each with the first such child. */
+/** Of `roots` (resource IDs of `type`, in operation `opId`), those with a new child of a cascade type not in `known`, each with the first. */
 export async function newChildren(
   db: Queryable,
+  opId: string,
   type: string,
   roots: string[],
   known: string[],
@@ -24,11 +26,12 @@ export async function newChildren(
     `SELECT DISTINCT ON (c.parent_id) c.parent_id AS root, c.id AS child
      FROM resources c JOIN resource_types t ON t.name = c.type
      WHERE EXISTS (SELECT 1 FROM resource_types rt WHERE rt.name = $2 AND cardinality(rt.cascade_to) > 0)
-       AND c.parent_id = ANY($1::text[]) AND c.state = 'active' AND NOT ${isExternal('t')}
+       AND c.parent_id = ANY($1::text[]) AND c.state = 'active'
+       AND (NOT ${isExternal('t')} OR c.updated_at > (SELECT o.created_at FROM operations o WHERE o.id = $4))
        AND ${takenByCascade('c.type', '$2::text', `'{}'`)}
        AND NOT (c.id = ANY($3::text[]))
      ORDER BY c.parent_id, c.id`,
-    [roots, type, known],
+    [roots, type, known, opId],
   );
   return new Map(r.rows.map((x) => [x.root, x.child]));
 }

@@ -34,7 +34,28 @@ export async function resolvePurge(client: pg.PoolClient, scope: PurgeScope, now
   // A list of IDs takes each one's cascade with it and refuses the ID when a child cannot go
   // (restores/resolve.ts expandCascades); the other scopes leave such a parent out.
   if (scope.kind !== 'ids' && (await keepParentsOfKept(client))) leftOut = await summarizeLeftOut(client);
+  if (scope.kind === 'ids') await refuseParentsOfKept(client);
   return leftOut;
+}
+
+/**
+ * A listed resource with a child of a cascade type that is neither purged nor in this purge (one
+ * its delete did not take: created, moved in or brought back since) is refused through it (`via`):
+ * not_deleted, or within_retention when the child is soft-deleted. Its delete's own cascade is
+ * pulled in and judged already (restores/resolve.ts); a trial purged a zone by ID over a live box
+ * imported under it after the delete.
+ */
+async function refuseParentsOfKept(client: pg.PoolClient): Promise<void> {
+  await client.query(
+    `UPDATE plan_class c SET class = CASE WHEN k.state = 'soft_deleted' THEN 'within_retention' ELSE 'not_deleted' END,
+       via = k.child, purge_after = coalesce(k.purge_after, c.purge_after)
+     FROM (SELECT DISTINCT ON (c.id) c.id, ch.id AS child, ch.state, ch.purge_after
+           FROM plan_class c JOIN resources ch ON ch.parent_id = c.id AND ch.state <> 'purged'
+           WHERE c.class = 'ok' AND ${takenByCascade('ch.type', 'c.type', "'{}'")}
+             AND NOT EXISTS (SELECT 1 FROM plan_class x WHERE x.id = ch.id)
+           ORDER BY c.id, ch.id) k
+     WHERE c.id = k.id`,
+  );
 }
 
 /**
@@ -190,7 +211,10 @@ export async function nothingToPurge(
       { scope, ...(leftOut ? { leftOut } : {}) },
     );
   const next = await client.query<{ at: Date | null }>(
-    `SELECT min(purge_after) AS at FROM resources WHERE purge_after IS NOT NULL AND state <> 'purged'`,
+    // Later than asked: what is due by then but kept back by its children (keepParentsOfKept) is
+    // purged once they are due, and a time already past told the requester nothing (a trial).
+    `SELECT min(purge_after) AS at FROM resources WHERE purge_after > $1 AND state <> 'purged'`,
+    [scope.dueBefore],
   );
   const at = next.rows[0]?.at?.toISOString() ?? null;
   return new UnprocessableError(
