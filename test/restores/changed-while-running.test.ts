@@ -47,6 +47,16 @@ async function runWithChangeInBake(op: { id: string; planHash: string }, meanwhi
   return waitForState(h, op.id, RESTORE_ENDS);
 }
 
+/** The first app of two sites deleted, then their restore planned (201): both apps and the plan. */
+async function plannedRestoreOfTwoApps() {
+  const [a, b] = twoSites();
+  const [appA, appB] = [appsOfSite(a)[0]!, appsOfSite(b)[0]!];
+  await deleteAndComplete(h, 'app', [appA, appB]);
+  const res = await postRestore(h, { targetType: 'app', ids: [appA, appB], rollout: ROLLOUT });
+  expect(res.status, JSON.stringify(res.body)).toBe(201);
+  return { b, appA, appB, plan: res.body as { id: string; planHash: string } };
+}
+
 const useRegistryFor = (type: string) =>
   query(h.databaseUrl, `UPDATE resource_types SET adapter = '{"kind":"registry"}' WHERE name = $1`, [type]);
 
@@ -65,7 +75,7 @@ describe('a purge', () => {
     await query(h.databaseUrl, `UPDATE resources SET purge_after = now() - interval '1 day' WHERE id = ANY($1)`, [
       [a, b].flatMap((s) => [siteId(s), ...appsOfSite(s)]),
     ]);
-    const plan = await request(h.app.server)
+    const res = await request(h.app.server)
       .post('/v1/purges')
       .set('authorization', h.auth('requester'))
       .send({
@@ -75,9 +85,10 @@ describe('a purge', () => {
         ids: [siteId(a), siteId(b)],
         rollout: ROLLOUT,
       });
-    expect(plan.status, JSON.stringify(plan.body)).toBe(201);
+    expect(res.status, JSON.stringify(res.body)).toBe(201);
+    const plan = res.body as { id: string; planHash: string };
 
-    const end = await runWithChangeInBake(plan.body, () =>
+    const end = await runWithChangeInBake(plan, () =>
       importActive([{ id: siteId(b), type: 'site', tenantId: tenantId(b) }]).then(() => undefined),
     );
     expect(end.state, JSON.stringify(end)).toBe('halted');
@@ -85,7 +96,7 @@ describe('a purge', () => {
     const states = await registryStates(h, [siteId(a), siteId(b)]);
     expect(states[siteId(a)]).toBe('purged');
     expect(states[siteId(b)]).toBe('active');
-    const item = (await restoreItems(h, plan.body.id)).find((r) => r.resource_id === siteId(b))!;
+    const item = (await restoreItems(h, plan.id)).find((r) => r.resource_id === siteId(b))!;
     expect(item.state).toBe('failed');
     expect(item.last_error).toMatch(new RegExp(`^not purged: ${siteId(b)} is active again since the plan`));
   });
@@ -95,13 +106,9 @@ describe('a restore', () => {
   it('does not write its snapshot over an app brought back and imported as active after its plan', async () => {
     await useHttp(h);
     try {
-      const [a, b] = twoSites();
-      const [appA, appB] = [appsOfSite(a)[0]!, appsOfSite(b)[0]!];
-      await deleteAndComplete(h, 'app', [appA, appB]);
-      const plan = await postRestore(h, { targetType: 'app', ids: [appA, appB], rollout: ROLLOUT });
-      expect(plan.status, JSON.stringify(plan.body)).toBe(201);
+      const { b, appA, appB, plan } = await plannedRestoreOfTwoApps();
 
-      const end = await runWithChangeInBake(plan.body, async () => {
+      const end = await runWithChangeInBake(plan, async () => {
         // Its owner brings app B back by itself and says so to the registry.
         await importActive([{ id: appB, type: 'app', tenantId: tenantId(b) }]);
       });
@@ -111,7 +118,7 @@ describe('a restore', () => {
         .filter((c) => c.action === 'restore' && !isDrillCall(c))
         .map((c) => c.resourceId);
       expect(restores).toEqual([appA]);
-      const item = (await restoreItems(h, plan.body.id)).find((r) => r.resource_id === appB)!;
+      const item = (await restoreItems(h, plan.id)).find((r) => r.resource_id === appB)!;
       expect(item.last_error).toMatch(new RegExp(`^not restored: ${appB} is active again since the plan`));
     } finally {
       await useRegistry(h);
@@ -123,14 +130,10 @@ describe('a restore of an app alone', () => {
   it('over HTTP too: the app is not restored, and the error names its deleted site (not "active again")', async () => {
     await useHttp(h);
     try {
-      const [a, b] = twoSites();
-      const [appA, appB] = [appsOfSite(a)[0]!, appsOfSite(b)[0]!];
-      await deleteAndComplete(h, 'app', [appA, appB]);
-      const plan = await postRestore(h, { targetType: 'app', ids: [appA, appB], rollout: ROLLOUT });
-      expect(plan.status, JSON.stringify(plan.body)).toBe(201);
+      const { b, appB, plan } = await plannedRestoreOfTwoApps();
       // The site is kept in the registry; its delete takes app B's siblings over HTTP.
       await useRegistryFor('site');
-      const end = await runWithChangeInBake(plan.body, () =>
+      const end = await runWithChangeInBake(plan, () =>
         deleteAndComplete(h, 'site', [siteId(b)]).then(() => undefined),
       );
       expect(end.state, JSON.stringify(end)).toBe('halted');
@@ -148,16 +151,10 @@ describe('a restore of an app alone', () => {
 
   it('does not bring it back under its site when another operation deleted the site after the plan', async () => {
     await useRegistry(h);
-    const [a, b] = twoSites();
-    const [appA, appB] = [appsOfSite(a)[0]!, appsOfSite(b)[0]!];
-    await deleteAndComplete(h, 'app', [appA, appB]);
-    const plan = await postRestore(h, { targetType: 'app', ids: [appA, appB], rollout: ROLLOUT });
-    expect(plan.status, JSON.stringify(plan.body)).toBe(201);
+    const { b, appA, appB, plan } = await plannedRestoreOfTwoApps();
 
     // Site B's delete leaves app B out of its cascade (already deleted), and completes.
-    const end = await runWithChangeInBake(plan.body, () =>
-      deleteAndComplete(h, 'site', [siteId(b)]).then(() => undefined),
-    );
+    const end = await runWithChangeInBake(plan, () => deleteAndComplete(h, 'site', [siteId(b)]).then(() => undefined));
     expect(end.state, JSON.stringify(end)).toBe('halted');
     expect(end.haltReason).toContain(
       `not restored: the parent of ${appB}, ${siteId(b)}, is soft_deleted since the plan`,
