@@ -6,7 +6,8 @@
 // restore wrote its snapshot over a resource brought back and edited meanwhile (a trial): the plan
 // was fresh when it started, and nothing looked again between waves.
 import type pg from 'pg';
-import { isExternal, notImportedSince } from '../restores/history.ts';
+import { CHANGED_SINCE_PLAN } from '../restores/stale.ts';
+import type { ChunkDeps } from './chunk.ts';
 import type { ClaimedItem, Outcome } from './ledger.ts';
 
 interface Changed {
@@ -24,7 +25,7 @@ interface Changed {
 
 /**
  * The ledger seqs among `seqs` whose resource changed since the plan, each with what it is now.
- * The same predicate as the start's plan_fresh guard (restores/stale.ts), for a chunk's rows only.
+ * The start's plan_fresh predicate (restores/stale.ts), for a chunk's rows only.
  */
 export async function changedSincePlan(
   pool: Pick<pg.Pool, 'query'>,
@@ -33,7 +34,7 @@ export async function changedSincePlan(
 ): Promise<Map<number, string>> {
   if (seqs.length === 0) return new Map();
   const r = await pool.query<Changed>(
-    `SELECT i.seq, i.resource_id, r.type, r.tenant_id, r.state, coalesce(i.resource_type, o.target_type) AS planned_type,
+    `SELECT i.seq, i.resource_id, r.type, r.tenant_id, r.state, i.resource_type AS planned_type,
             i.tenant_id AS planned_tenant, p.id AS deleted_parent, p.state AS parent_state
      FROM unnest($2::int[]) AS s(seq)
      JOIN operation_items i ON i.operation_id = $1 AND i.seq = s.seq
@@ -43,10 +44,7 @@ export async function changedSincePlan(
      -- parent_deleted otherwise; its descendants come with it): one deleted since, by another
      -- operation, would get it back under a deleted parent (a trial).
      LEFT JOIN resources p ON o.action = 'restore' AND i.parent_seq IS NULL AND p.id = r.parent_id AND p.state <> 'active'
-     WHERE p.id IS NOT NULL OR r.id IS NULL OR r.type <> coalesce(i.resource_type, o.target_type) OR r.tenant_id <> i.tenant_id
-        OR r.state = 'purged'
-        OR (r.state = 'active' AND CASE WHEN ${isExternal('t')} THEN NOT ${notImportedSince('o.created_at')}
-                                        ELSE r.updated_at > o.created_at END)`,
+     WHERE p.id IS NOT NULL OR ${CHANGED_SINCE_PLAN}`,
     [operationId, seqs],
   );
   return new Map(r.rows.map((x) => [x.seq, nowIs(x)]));
@@ -65,23 +63,27 @@ function nowIs(x: Changed): string {
 }
 
 /**
- * The chunk's items to leave alone, failed for good before their snapshot and write-ahead mark (so
- * never sent): those whose resource changed since the plan, or one of whose descendants did (the
- * parent's call would take or overwrite it). `what` names the operation's action in the error.
- * Items with a write-ahead mark are not checked (see below).
+ * Splits a chunk's items: those to leave alone, failed for good before their snapshot and
+ * write-ahead mark (so never sent) because their resource changed since the plan, or one of their
+ * descendants did (the parent's call would take or overwrite it); and the rest. `what` names the
+ * operation's action in the error.
  */
-export async function refuseChanged(
-  check: ((seqs: number[]) => Promise<Map<number, string>>) | undefined,
+export async function refuseChanged<Tx>(
+  deps: Pick<ChunkDeps<Tx>, 'changedSincePlan'>,
+  opId: string,
   items: ClaimedItem[],
   what: 'purged' | 'restored',
-): Promise<Outcome[]> {
+): Promise<{ refused: Outcome[]; unchanged: ClaimedItem[] }> {
   // An item an earlier run may have sent already is sent again with its key, whatever the registry
   // reads now: its own call may be what changed it (a purged row, a restored one).
   const fresh = items.filter((i) => i.executedSeq === null);
-  if (!check || fresh.length === 0) return [];
-  const changed = await check(fresh.flatMap((i) => [i.seq, ...i.descendants.map((d) => d.seq)]));
-  if (changed.size === 0) return [];
-  return fresh.flatMap((i): Outcome[] => {
+  if (!deps.changedSincePlan || fresh.length === 0) return { refused: [], unchanged: items };
+  const changed = await deps.changedSincePlan(
+    opId,
+    fresh.flatMap((i) => [i.seq, ...i.descendants.map((d) => d.seq)]),
+  );
+  if (changed.size === 0) return { refused: [], unchanged: items };
+  const refused = fresh.flatMap((i): Outcome[] => {
     const own = changed.get(i.seq);
     const kid = own ? undefined : i.descendants.find((d) => changed.has(d.seq));
     const why = own ?? (kid && `its descendant ${changed.get(kid.seq)}`);
@@ -89,4 +91,6 @@ export async function refuseChanged(
     const error = `not ${what}: ${why}; plan a new one if it is still wanted`.slice(0, 500);
     return [{ seq: i.seq, state: 'failed', error, permanent: true }];
   });
+  const left = new Set(refused.map((o) => o.seq));
+  return { refused, unchanged: items.filter((i) => !left.has(i.seq)) };
 }

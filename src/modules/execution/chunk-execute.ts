@@ -137,7 +137,8 @@ export async function execute<Tx>(
           part,
         ),
       ]);
-      const refused = [...protectedNow, ...grown.filter((g) => !protectedNow.some((p) => p.seq === g.seq))];
+      const guarded = new Set(protectedNow.map((f) => f.seq));
+      const refused = [...protectedNow, ...grown.filter((g) => !guarded.has(g.seq))];
       const refusedSeqs = new Set(refused.map((f) => f.seq));
       const failures = [...refused, ...unsnapped.filter((f) => !refusedSeqs.has(f.seq))];
       const out = new Set(failures.map((f) => f.seq));

@@ -48,16 +48,10 @@ export async function executePurge<Tx>(
   await deps.watch.track(j.opId);
   try {
     // Changed in the registry since the plan (active again, purged, gone): never sent.
-    const changed = await refuseChanged(
-      deps.changedSincePlan && ((seqs) => deps.changedSincePlan!(j.opId, seqs)),
-      items,
-      'purged',
-    );
-    outcomes.push(...changed);
-    const left = new Set(changed.map((o) => o.seq));
+    const { refused, unchanged } = await refuseChanged(deps, j.opId, items, 'purged');
+    outcomes.push(...refused);
     const snaps: Snap[] = [];
     const adapters = new Map<string, TargetAdapter>();
-    const unchanged = items.filter((i) => !left.has(i.seq));
     for (const type of [...new Set(unchanged.map(typeOf))]) {
       const part = unchanged.filter((i) => typeOf(i) === type);
       const got = await deps.adapters.get(type).catch((err: unknown) => {

@@ -56,16 +56,10 @@ export async function executeRestore<Tx>(
   await deps.watch.track(j.opId);
   try {
     // Changed in the registry since the plan (active again, purged, gone): never sent.
-    const changed = await refuseChanged(
-      deps.changedSincePlan && ((seqs) => deps.changedSincePlan!(j.opId, seqs)),
-      items,
-      'restored',
-    );
-    outcomes.push(...changed);
-    const left = new Set(changed.map((o) => o.seq));
+    const { refused, unchanged } = await refuseChanged(deps, j.opId, items, 'restored');
+    outcomes.push(...refused);
     // What each resource looks like before the restore overwrites it, through its own type's adapter.
     const snaps: Snap[] = [];
-    const unchanged = items.filter((i) => !left.has(i.seq));
     for (const type of [...new Set(unchanged.map(typeOf))]) {
       const part = unchanged.filter((i) => typeOf(i) === type);
       const got = await deps.adapters.get(type).catch((err: unknown) => {

@@ -39,6 +39,17 @@ export async function resolvePurge(client: pg.PoolClient, scope: PurgeScope, now
 }
 
 /**
+ * SQL: each ok resource of plan_class with a child of a cascade type that is neither purged nor in
+ * plan_class (`inPlan` narrows what counts as in it), with its first such child (`child`, `state`).
+ */
+const unpurgedChildren = (inPlan: string) =>
+  `SELECT DISTINCT ON (c.id) c.id, ch.id AS child, ch.state
+   FROM plan_class c JOIN resources ch ON ch.parent_id = c.id AND ch.state <> 'purged'
+   WHERE c.class = 'ok' AND ${takenByCascade('ch.type', 'c.type', "'{}'")}
+     AND NOT EXISTS (SELECT 1 FROM plan_class x WHERE x.id = ch.id ${inPlan})
+   ORDER BY c.id, ch.id`;
+
+/**
  * A listed resource with a child of a cascade type that is neither purged nor in this purge (one
  * its delete did not take: created, moved in or brought back since) is refused through it (`via`):
  * not_deleted, or within_retention when the child is soft-deleted. Its delete's own cascade is
@@ -47,13 +58,10 @@ export async function resolvePurge(client: pg.PoolClient, scope: PurgeScope, now
  */
 async function refuseParentsOfKept(client: pg.PoolClient): Promise<void> {
   await client.query(
+    // (The child's retention end is the report's: retentionEnds.)
     `UPDATE plan_class c SET class = CASE WHEN k.state = 'soft_deleted' THEN 'within_retention' ELSE 'not_deleted' END,
-       via = k.child, purge_after = coalesce(k.purge_after, c.purge_after)
-     FROM (SELECT DISTINCT ON (c.id) c.id, ch.id AS child, ch.state, ch.purge_after
-           FROM plan_class c JOIN resources ch ON ch.parent_id = c.id AND ch.state <> 'purged'
-           WHERE c.class = 'ok' AND ${takenByCascade('ch.type', 'c.type', "'{}'")}
-             AND NOT EXISTS (SELECT 1 FROM plan_class x WHERE x.id = ch.id)
-           ORDER BY c.id, ch.id) k
+       via = k.child
+     FROM (${unpurgedChildren('')}) k
      WHERE c.id = k.id`,
   );
 }
@@ -73,13 +81,7 @@ async function keepParentsOfKept(client: pg.PoolClient): Promise<number> {
   let kept = 0;
   for (let level = 0; level <= CASCADE_DEPTH; level++) {
     const r = await client.query(
-      `WITH k AS (
-         SELECT DISTINCT ON (c.id) c.id, ch.id AS child
-         FROM plan_class c JOIN resources ch ON ch.parent_id = c.id AND ch.state <> 'purged'
-         WHERE c.class = 'ok' AND ${takenByCascade('ch.type', 'c.type', "'{}'")}
-           AND NOT EXISTS (SELECT 1 FROM plan_class x WHERE x.id = ch.id AND x.class = 'ok')
-         ORDER BY c.id, ch.id
-       ), gone AS (
+      `WITH k AS (${unpurgedChildren(`AND x.class = 'ok'`)}), gone AS (
          DELETE FROM plan_class c USING k WHERE c.id = k.id RETURNING c.id
        ), noted AS (
          INSERT INTO left_out (id, reason, by) SELECT id, 'children_kept', child FROM k ON CONFLICT (id) DO NOTHING

@@ -9,6 +9,17 @@ import { isExternal, notImportedSince } from './history.ts';
 
 const LISTED = 100;
 
+/**
+ * SQL: ledger item `i` of operation `o` (a restore's or a purge's: each item names its type), its
+ * registry row `r` and that row's type `t`, changed since the plan: gone, of another type or tenant,
+ * purged, or made active again — a registry-adapter row by any change (its state is Blastgate's),
+ * another system's only by an import that said so. `start` asks it of the whole ledger, each chunk
+ * of its own items (execution/changed-since-plan.ts).
+ */
+export const CHANGED_SINCE_PLAN = `(r.id IS NULL OR r.type <> i.resource_type OR r.tenant_id <> i.tenant_id OR r.state = 'purged'
+  OR (r.state = 'active' AND CASE WHEN ${isExternal('t')} THEN NOT ${notImportedSince('o.created_at')}
+                                  ELSE r.updated_at > o.created_at END))`;
+
 /** A purge's plan_fresh guard is the same check (`what` names it in the refusal). */
 export async function restoreStale(
   tx: pg.PoolClient,
@@ -30,11 +41,7 @@ export async function restoreStale(
      FROM operation_items i JOIN operations o ON o.id = i.operation_id
      LEFT JOIN resources r ON r.id = i.resource_id LEFT JOIN resource_types t ON t.name = r.type
      WHERE i.operation_id = $1
-       AND (r.id IS NULL OR r.type <> i.resource_type OR r.tenant_id <> i.tenant_id OR r.state = 'purged'
-            -- Made active since the plan: a registry-adapter row by any change (its state is
-            -- Blastgate's), another system's only by an import that said so.
-            OR (r.state = 'active' AND CASE WHEN ${isExternal('t')} THEN NOT ${notImportedSince('o.created_at')}
-                                            ELSE r.updated_at > o.created_at END))
+       AND ${CHANGED_SINCE_PLAN}
      ORDER BY i.seq LIMIT $2`,
     [operationId, LISTED],
   );
