@@ -198,10 +198,10 @@ export interface CascadeSummary {
   /** Descendants by their own tenant and the tenant of the submitted resource that takes them. */
   spread: { tenantId: string; rootTenant: string; items: number }[];
   /**
-   * Tenants that only descendants belong to: their protection, how many of their resources the
-   * cascade takes, and the tenants of the submitted resources that take them (whose waves do).
+   * Tenants that only descendants belong to, and their protection (what the cascade takes of them,
+   * and in which waves, is in `spread`).
    */
-  otherTenants: { tenantId: string; protected: boolean; internal: boolean; items: number; rootTenants: string[] }[];
+  otherTenants: { tenantId: string; protected: boolean; internal: boolean }[];
 }
 
 export async function cascadeSummary(client: pg.PoolClient): Promise<CascadeSummary> {
@@ -215,30 +215,16 @@ export async function cascadeSummary(client: pg.PoolClient): Promise<CascadeSumm
   );
   const perRootTenant = new Map<string, number>();
   for (const r of spread.rows) perRootTenant.set(r.root_tenant, (perRootTenant.get(r.root_tenant) ?? 0) + r.n);
-  const others = await client.query<{
-    tenant_id: string;
-    protected: boolean;
-    internal: boolean;
-    n: number;
-    roots: string[];
-  }>(
-    `SELECT pc.tenant_id, t.protected, t.internal, count(DISTINCT pc.id)::int AS n,
-            array_agg(DISTINCT c.tenant_id ORDER BY c.tenant_id) AS roots
+  const others = await client.query<{ tenant_id: string; protected: boolean; internal: boolean }>(
+    `SELECT DISTINCT pc.tenant_id, t.protected, t.internal
      FROM plan_cascade pc JOIN tenants t ON t.id = pc.tenant_id JOIN plan_class c ON c.id = pc.root
-     WHERE NOT EXISTS (SELECT 1 FROM plan_class x WHERE x.tenant_id = pc.tenant_id)
-     GROUP BY pc.tenant_id, t.protected, t.internal ORDER BY 1`,
+     WHERE NOT EXISTS (SELECT 1 FROM plan_class x WHERE x.tenant_id = pc.tenant_id) ORDER BY 1`,
   );
   return {
     byType: byType.rows,
     perRootTenant,
     spread: spread.rows.map((r) => ({ tenantId: r.tenant_id, rootTenant: r.root_tenant, items: r.n })),
-    otherTenants: others.rows.map((r) => ({
-      tenantId: r.tenant_id,
-      protected: r.protected,
-      internal: r.internal,
-      items: r.n,
-      rootTenants: r.roots,
-    })),
+    otherTenants: others.rows.map((r) => ({ tenantId: r.tenant_id, protected: r.protected, internal: r.internal })),
   };
 }
 
