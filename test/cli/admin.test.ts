@@ -96,6 +96,23 @@ describe('blastgate admin and control commands', () => {
     expect(yes.stdout).toContain(`Approved plan ${op.planHash}`);
   });
 
+  it('status of a plan whose start was refused PLAN_STALE says so (it stays approved)', async () => {
+    const sub = await as(
+      'requester',
+      ['--json', 'submit', '--type', 'app', '--reason', 'To go stale', '--ticket', 'T-5'],
+      'app_00003_00\n',
+    );
+    const op = doc(sub.stdout).operation as { id: string; planHash: string };
+    expect((await as('approver', ['--json', 'approve', op.id, '--yes'])).code).toBe(0);
+    await query(t.databaseUrl, `UPDATE resources SET protected = true WHERE id = 'app_00003_00'`);
+    const start = await as('operator', ['start', op.id, '--reason', 'Change window open']);
+    expect(start.code).toBe(1);
+    expect(start.stderr).toMatch(/409 PLAN_STALE: /);
+    const status = await as('viewer', ['status', op.id]);
+    expect(status.stdout).toContain(': approved');
+    expect(status.stdout).toMatch(/start refused PLAN_STALE \(\S+, [0-9T:.-]+Z\): 1 planned resource\(s\) changed/);
+  });
+
   it.each(['restore', 'purge'])(
     '%s: an ID list without --type, or with no ID in it, is a usage error naming what to give (exit 2)',
     async (verb) => {

@@ -146,7 +146,15 @@ describe('plans that sat too long or went stale', () => {
     );
     const after = await getOperation(h, op.body.id);
     expect(after.state).toBe('approved');
+    // Still `approved`, and it can never start: the view says why (it said nothing: a trial).
+    expect(after.refused).toMatchObject({ command: 'start', code: 'PLAN_STALE', message: res.body.message });
+    expect(Date.parse(after.refused!.at)).toBeGreaterThan(0);
     expect(h.downstream.destructiveCalls()).toHaveLength(0);
+    // The next transition clears it.
+    await command(h, 'operator', op.body.id, 'abort', { reason: 'stale plan' }).expect(200);
+    const aborted = await getOperation(h, op.body.id);
+    expect(aborted.state).toBe('cancelled');
+    expect(aborted.refused).toBeNull();
   });
 
   it('refuses to start a plan whose IDs its type no longer matches (idPattern redeclared since): PLAN_STALE', async () => {

@@ -163,6 +163,7 @@ export async function getOperation(h: ExecHarness, id: string) {
     currentWave: number | null;
     haltReason: string | null;
     throttled?: { cap: string; until: string } | null;
+    refused?: { command: string; code: string; message: string; by: string; at: string } | null;
     waveProgress: { wave: number; counts: Record<string, number> }[];
   };
 }

@@ -4,7 +4,12 @@
 // transaction → effects after the commit, in order; refusals and failed guards write nothing.
 import { describe, expect, it } from 'vitest';
 import { AppError, ConflictError } from '../../src/lib/errors.ts';
-import { createEngine, type EffectPorts, type EngineStore } from '../../src/modules/execution/engine.ts';
+import {
+  createEngine,
+  type EffectPorts,
+  type EngineStore,
+  type GuardRefusal,
+} from '../../src/modules/execution/engine.ts';
 import type { OperationRecord } from '../../src/modules/execution/state.ts';
 import type { Guard, LifecycleState } from '../../src/modules/operations/lifecycle.ts';
 import { at, ev, NOW, stats } from './lifecycle.fixtures.ts';
@@ -30,6 +35,7 @@ function world(
   };
   const log: string[] = [];
   const committed: string[] = [];
+  const refusals: GuardRefusal[] = [];
   const store: EngineStore<Tx> = {
     async transaction(fn) {
       const tx: Tx = { writes: [] };
@@ -60,6 +66,10 @@ function world(
       record = { ...r, lifecycle: next, version: r.version + 1 };
       return record.version;
     },
+    async refused(_opId, r) {
+      log.push('refused');
+      refusals.push(r);
+    },
   };
   const effects: EffectPorts = {
     async publishHalt(opId) {
@@ -86,7 +96,7 @@ function world(
     log: { warn: (_o, m) => warnings.push(m) },
     effectsWaitMs: 50,
   });
-  return { engine, log, committed, warnings, current: () => record };
+  return { engine, log, committed, warnings, refusals, current: () => record };
 }
 
 const op = { name: 'alice', tokenId: 'tok_op' };
@@ -147,6 +157,17 @@ describe('the engine loop', () => {
     expect(w.committed).toEqual([]);
     expect(w.log.filter((l) => l.startsWith('wave:'))).toEqual([]);
     expect(w.current().lifecycle.state).toBe('approved');
+    // Kept after the rollback, outside it, so the view says why the operation stays approved.
+    expect(w.log.slice(-2)).toEqual(['rollback', 'refused']);
+    expect(w.refusals).toEqual([
+      { command: 'start', state: 'approved', code: 'PLAN_STALE', message: 'changed', by: 'alice', at: NOW },
+    ]);
+  });
+
+  it('a decision refused by decide() itself (not a guard) keeps no refusal', async () => {
+    const w = world(at('planned'));
+    await expect(w.engine.apply('op_1', ev.start(), op)).rejects.toMatchObject({ code: 'INVALID_TRANSITION' });
+    expect(w.refusals).toEqual([]);
   });
 
   it('a committed decision stands when its effects cannot run now (Redis down): the reconciler repairs', async () => {

@@ -65,6 +65,7 @@ interface StatusView {
   waiting?: (Waiting & { detail: string }) | null;
   approvals?: { by: string; role: string }[];
   approvalsNeeded?: string | null;
+  refused?: { command: string; code: string; message: string; by: string; at: string } | null;
   planHash: string | null;
   plan: PlanLike | null;
   waveProgress?: { wave: number; counts: Record<string, number> }[];
@@ -228,6 +229,10 @@ export function registerOperationCommands(program: Command) {
           if (op.bakeUntil) ctx.out.line(`  baking until ${op.bakeUntil}, then the next wave (probes permitting)`);
           if (op.throttled) ctx.out.line(`  held back by ${op.throttled.cap} until ${op.throttled.until}`);
           if (op.waiting) ctx.out.line(`  ${waitingText(op.waiting)}: ${op.waiting.detail}`);
+          if (op.refused)
+            ctx.out.line(
+              `  ${op.refused.command} refused ${op.refused.code} (${op.refused.by}, ${op.refused.at}): ${op.refused.message}`,
+            );
           for (const w of op.waveProgress ?? []) {
             const counts = Object.entries(w.counts).map(([k, n]) => `${k} ${n}`);
             ctx.out.line(`  wave ${w.wave + 1}: ${counts.join(' · ') || 'no items'}`);

@@ -5,7 +5,7 @@ import type { Queryable } from '../../lib/sql.ts';
 import { LAST_PROGRESS_SQL, ROLLBACK_STATES } from '../operations/repository.ts';
 import { MOVES_JSON_SQL, shownClass, type WaveMove } from '../execution/wave-moves.ts';
 import { ENDED_STATES, TERMINAL_STATES, type OpState } from '../operations/lifecycle-types.ts';
-import { NO_HOLDS, throttleOf, waitingOf, type QueueHolds } from '../operations/views.ts';
+import { NO_HOLDS, refusalOf, throttleOf, waitingOf, type QueueHolds } from '../operations/views.ts';
 
 export interface WaveProgress {
   wave: number;
@@ -55,6 +55,7 @@ export interface OpLive {
   /** Why a running operation does not move, as its view says it (operations/views.ts). */
   throttled: ReturnType<typeof throttleOf>;
   waiting: ReturnType<typeof waitingOf>;
+  refused: ReturnType<typeof refusalOf>;
 }
 
 export interface Transition {
@@ -97,7 +98,7 @@ export async function readLive(
   const res = await db.query(
     `SELECT o.id, o.action, o.state, o.target_type, o.item_count, o.tenant_count, o.current_wave, o.halt_reason,
             o.bake_until, o.plan_hash, o.requested_by_name, o.created_at, o.throttled_by, o.throttled_until,
-            o.restore_wait, o.updated_at,
+            o.restore_wait, o.updated_at, o.last_refusal,
             ${LAST_PROGRESS_SQL} AS last_progress_at,
             coalesce((SELECT max(seq) FROM audit_events a WHERE a.operation_id = o.id), 0) AS last_seq,
             coalesce((SELECT json_agg(json_build_object('wave', w.wave, 'items', w.to_seq - w.from_seq, 'done', w.done,
@@ -161,6 +162,7 @@ export async function readLive(
       },
       await holdsOf(r.state, r.last_progress_at),
     ),
+    refused: refusalOf({ state: r.state, lastRefusal: r.last_refusal }),
   };
 }
 

@@ -46,7 +46,16 @@ const KEEPS_A_REASON = new Set([
 
 /** The part of the progress that, when it changes, is worth a frame (serverTime is not). */
 export function progressKey(op: OpLive) {
-  return JSON.stringify([op.state, op.currentWave, op.bakeUntil, op.haltReason, op.waves, op.throttled, op.waiting]);
+  return JSON.stringify([
+    op.state,
+    op.currentWave,
+    op.bakeUntil,
+    op.haltReason,
+    op.waves,
+    op.throttled,
+    op.waiting,
+    op.refused,
+  ]);
 }
 
 export function progressData(op: OpLive) {
@@ -66,6 +75,7 @@ export function progressData(op: OpLive) {
     haltReason: op.haltReason,
     throttled: op.throttled,
     waiting: op.waiting,
+    refused: op.refused,
     waves: op.waves,
     counts,
     serverTime: new Date().toISOString(),

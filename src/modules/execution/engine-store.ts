@@ -27,6 +27,15 @@ export function pgEngineStore(pool: pg.Pool): EngineStore<pg.PoolClient> {
     load: (tx, opId) => loadOperation(tx, opId, true),
     guard: (tx, record, guard) => checkGuard(tx, record, guard),
     persist,
+    // Only while it is still where it was refused: a command that moved it meanwhile wins.
+    refused: async (opId, r) => {
+      const refusal = { ...r, at: new Date(r.at).toISOString() };
+      await pool.query(`UPDATE operations SET last_refusal = $2, updated_at = now() WHERE id = $1 AND state = $3`, [
+        opId,
+        refusal,
+        r.state,
+      ]);
+    },
   };
 }
 
@@ -85,7 +94,7 @@ async function persist(tx: pg.PoolClient, record: OperationRecord, n: LifecycleS
     `UPDATE operations SET state = $2, current_wave = $3, halt_reason = $4, paused_from = $5, version = version + 1,
        updated_at = now(), bake_until = $6, wave_deadline = $7, progress_at = $8, expires_at = $9,
        started_at = CASE WHEN started_at IS NULL AND $2 = 'running' THEN now() ELSE started_at END,
-       finished_at = CASE WHEN $10 THEN now() ELSE NULL END, drill_state = $11, halt_cause = $12
+       finished_at = CASE WHEN $10 THEN now() ELSE NULL END, drill_state = $11, halt_cause = $12, last_refusal = NULL
      WHERE id = $1 RETURNING version${audited ? `, pg_advisory_xact_lock(${AUDIT_CHAIN_LOCK})::text AS chain` : ''}`,
     [
       opId,

@@ -44,6 +44,23 @@ export interface EngineStore<Tx> {
   guard(tx: Tx, record: OperationRecord, guard: Guard): Promise<AppError | null>;
   /** Writes `next`, the event's own rows (approval, signal) and the audit effects; returns the new version. */
   persist(tx: Tx, record: OperationRecord, next: LifecycleState, change: Change): Promise<number>;
+  /**
+   * A guard refused the decision (its transaction rolled back): kept on the operation, outside that
+   * transaction, so that its view says why it cannot move until its next transition (persist clears it).
+   */
+  refused?(opId: string, refusal: GuardRefusal): Promise<void>;
+}
+
+/** A decision a guard refused: the operation stays where it was, and this says why. */
+export interface GuardRefusal {
+  /** The command (event type) that was refused. */
+  command: string;
+  /** The state it was refused in: the view shows the refusal only while the operation is still there. */
+  state: string;
+  code: string;
+  message: string;
+  by: string;
+  at: number;
 }
 
 export interface EffectPorts {
@@ -102,28 +119,42 @@ export function createEngine<Tx>(deps: EngineDeps<Tx>): Engine<Tx> {
   const { store, clock } = deps;
   return {
     async apply(opId, source, actor, opts = {}) {
-      const result = await store.transaction(async (tx): Promise<Applied | null> => {
-        const event = typeof source === 'function' ? await source(tx) : source;
-        if (!event) return null;
-        const record = await store.load(tx, opId);
-        if (!record) throw new NotFoundError('Operation', opId);
-        const now = clock();
-        const d = decide(record.lifecycle, event, now);
-        const base = { record, state: record.lifecycle, effects: [], changed: false, version: record.version };
-        if (!d.ok) {
-          if (opts.report) return { ...base, refused: { code: d.code, message: d.message } };
-          throw new AppError(d.status, d.code, d.message, { operationId: opId, state: record.lifecycle.state });
-        }
-        const changed = d.effects.length > 0 || !isDeepStrictEqual(d.next, record.lifecycle);
-        if (!changed) return base;
-        for (const g of d.guards) {
-          const problem = await store.guard(tx, record, g);
-          if (problem) throw problem;
-        }
-        const version = await store.persist(tx, record, d.next, { event, effects: d.effects, actor, now });
-        if (opts.abandoned?.()) throw abandonedCommand();
-        return { record, state: d.next, effects: d.effects, changed, version };
-      });
+      let refusal: GuardRefusal | undefined;
+      const result = await store
+        .transaction(async (tx): Promise<Applied | null> => {
+          const event = typeof source === 'function' ? await source(tx) : source;
+          if (!event) return null;
+          const record = await store.load(tx, opId);
+          if (!record) throw new NotFoundError('Operation', opId);
+          const now = clock();
+          const d = decide(record.lifecycle, event, now);
+          const base = { record, state: record.lifecycle, effects: [], changed: false, version: record.version };
+          if (!d.ok) {
+            if (opts.report) return { ...base, refused: { code: d.code, message: d.message } };
+            throw new AppError(d.status, d.code, d.message, { operationId: opId, state: record.lifecycle.state });
+          }
+          const changed = d.effects.length > 0 || !isDeepStrictEqual(d.next, record.lifecycle);
+          if (!changed) return base;
+          for (const g of d.guards) {
+            const problem = await store.guard(tx, record, g);
+            if (!problem) continue;
+            const { code, message } = problem;
+            refusal = { command: event.type, state: record.lifecycle.state, code, message, by: actor.name, at: now };
+            throw problem;
+          }
+          const version = await store.persist(tx, record, d.next, { event, effects: d.effects, actor, now });
+          if (opts.abandoned?.()) throw abandonedCommand();
+          return { record, state: d.next, effects: d.effects, changed, version };
+        })
+        .catch(async (err: unknown) => {
+          // An approved plan refused PLAN_STALE stayed `approved`, its view silent about why it
+          // could never start (a trial). Best effort: the refusal itself is the answer either way.
+          if (refusal && store.refused)
+            await store
+              .refused(opId, refusal)
+              .catch((e: unknown) => deps.log?.warn({ err: e, operationId: opId }, 'could not keep the refusal'));
+          throw err;
+        });
       if (result) opts.committed?.();
       if (result?.changed) {
         deps.metrics?.transitions.inc({ state: result.state.state });

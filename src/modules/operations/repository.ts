@@ -432,6 +432,7 @@ export function fromRow(r: Record<string, unknown>): OperationRow {
     throttledBy: r.throttled_by,
     throttledUntil: r.throttled_until,
     restoreWait: r.restore_wait,
+    lastRefusal: r.last_refusal,
     version: r.version,
     bakeUntil: r.bake_until,
     expiresAt: r.expires_at,

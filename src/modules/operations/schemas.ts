@@ -437,6 +437,34 @@ export const OperationView = Type.Object(
         },
       ),
     ),
+    refused: Type.Optional(
+      Type.Union(
+        [
+          Type.Object({
+            command: Type.String({
+              description: 'The command that was refused: start, approve (autoStart), auto_start, rollback, …',
+            }),
+            code: Type.String({ description: 'Its error code: PLAN_STALE or RESOURCES_IN_FLIGHT' }),
+            message: Type.String({ description: 'The refusal as its caller got it: what changed, and what to do' }),
+            by: Type.String({ description: 'Who asked' }),
+            at: Type.String({ format: 'date-time' }),
+          }),
+          Type.Null(),
+        ],
+        {
+          description:
+            'The last command refused because the plan no longer holds against the registry (PLAN_STALE) or its resources are held by another live operation (RESOURCES_IN_FLIGHT), shown while the operation stays in the state it was refused in: why it does not move (a stale plan never starts; abort it and plan again). The next transition clears it. Null otherwise',
+          example: {
+            command: 'start',
+            code: 'PLAN_STALE',
+            message:
+              '1 planned resource(s) changed in the registry since the plan was made (e.g. app_1: it is protected now); nothing was started. Abort this operation (POST /v1/operations/op_lx2k9a1b2c3d4e5f6/abort with a reason; its locks hold the planned resources), then submit a new plan.',
+            by: 'deploy-bot',
+            at: '2026-12-01T16:20:00.000Z',
+          },
+        },
+      ),
+    ),
     progress: Type.Optional({
       ...Progress,
       description:

@@ -57,6 +57,7 @@ export function operationView(
     bakeUntil: op.state === 'baking' && op.bakeUntil ? op.bakeUntil.toISOString() : null,
     throttled: throttleOf(op),
     waiting: waitingOf(op, holds),
+    refused: refusalOf(op),
     ...(summary ? { progress: summary } : {}),
     ...(waveProgress ? { waveProgress, counts: countsOf(op, waveProgress) } : {}),
     ...(unfinished ? { unfinished } : {}),
@@ -86,6 +87,22 @@ export function operationView(
       report: op.state === 'rejected' ? `${self}/report` : null,
     },
   };
+}
+
+interface Refusal {
+  command: string;
+  state: string;
+  code: string;
+  message: string;
+  by: string;
+  at: string;
+}
+
+/** The last guard refusal (engine-store.ts refused), while the operation is in the state it was refused in. */
+export function refusalOf(op: Pick<OperationRow, 'state' | 'lastRefusal'>) {
+  const r = op.lastRefusal as Refusal | null;
+  if (!r || typeof r !== 'object' || r.state !== op.state) return null;
+  return { command: r.command, code: r.code, message: r.message, by: r.by, at: r.at };
 }
 
 type HeldFields = Pick<OperationRow, 'state' | 'throttledBy' | 'throttledUntil' | 'restoreWait' | 'bakeUntil'>;

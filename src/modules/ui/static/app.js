@@ -308,8 +308,8 @@ function onFrame(v, { event, id, data }) {
     // bake sends a progress frame (the server's progressKey), so nothing live is missed.
     addEntry(v, data);
   } else if (event === 'progress') {
-    const { state, currentWave, bakeUntil, haltReason, throttled, waiting, waves } = data;
-    v.op = { ...v.op, state, currentWave, bakeUntil, haltReason, throttled, waiting };
+    const { state, currentWave, bakeUntil, haltReason, throttled, waiting, refused, waves } = data;
+    v.op = { ...v.op, state, currentWave, bakeUntil, haltReason, throttled, waiting, refused };
     mergeWaves(v, waves);
   } else if (event === 'probes') v.probes = data;
   else if (event === 'end') v.op = { ...v.op, state: data.state };
@@ -398,7 +398,9 @@ function render(v) {
     ? waitingText(op.waiting)
     : op.throttled
       ? `Held back by ${op.throttled.cap} until ${op.throttled.until}`
-      : '';
+      : op.refused
+        ? `${op.refused.command} refused ${op.refused.code} (${op.refused.by}, ${op.refused.at}): ${op.refused.message}`
+        : '';
   $('held').hidden = !held;
   $('held').textContent = held;
   renderBake(v);
