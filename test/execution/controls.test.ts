@@ -2,7 +2,9 @@
 // and resume finishes the job with every item deleted exactly once; abort rolls back as the halt
 // policy says; a completed operation can be rolled back in full; a global freeze pauses running
 // operations and refuses start/resume until lifted; every command is refused for the wrong role.
+import pg from 'pg';
 import request from 'supertest';
+import { signalTenantWarning } from '../../src/modules/execution/signal-tenant.ts';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { Role } from '../../src/modules/auth/roles.ts';
 import {
@@ -25,7 +27,7 @@ import {
   softDeletesAfter,
   softDeletesOf,
 } from '../support/exec-helpers.ts';
-import { query, seedRegistry } from '../support/seed.ts';
+import { query, seedRegistry, tenantId } from '../support/seed.ts';
 
 const APPS = 4;
 const CHUNK_CONCURRENCY = 2;
@@ -186,6 +188,39 @@ describe('abort and rollback', () => {
     expect((await command(h, 'operator', plan.id, 'rollback', { reason: 'undo it' })).status).toBe(200);
     await waitForState(h, plan.id, ['rolled_back']);
     await expectEverythingTouchedRestored(h, plan.id);
+  });
+
+  it('a signal naming a tenant that is unknown, or not in the operation, is kept with a warning (a typo?)', async () => {
+    const ids = appsOf([61, 62], APPS);
+    const plan = await submitAndStart(h, { ids, rollout: ROLLOUT });
+    expect((await waitForState(h, plan.id, ['completed', 'halted', 'rolled_back', 'paused'])).state).toBe('completed');
+    const signal = (tenantId: string) =>
+      command(h, 'requester', plan.id, 'signals', { kind: 'support_ticket', tenantId, detail: 'ZD-3' });
+    const own = await signal(tenantId(61));
+    expect(own.status, JSON.stringify(own.body)).toBe(200);
+    expect(own.body.command.warning).toBeUndefined();
+    const typo = await signal('tenant_0O061');
+    expect(typo.status).toBe(200);
+    expect(typo.body.command.warning).toBe(
+      'tenant tenant_0O061 is not in the registry (a typo?); the signal was recorded all the same',
+    );
+    const other = await signal(tenantId(63));
+    expect(other.body.command.warning).toBe(
+      `tenant ${tenantId(63)} has no item in this operation (a typo?); the signal was recorded all the same`,
+    );
+    // Each one was recorded all the same.
+    const kept = await query(h.databaseUrl, 'SELECT tenant_id FROM signals WHERE operation_id = $1', [plan.id]);
+    expect(kept).toHaveLength(3);
+    // Past the plan's top tenants, the ledger says whether the tenant has an item in it.
+    const pool = new pg.Pool({ connectionString: h.databaseUrl, max: 1 });
+    try {
+      const top = range(100, 120).map((t) => ({ tenantId: tenantId(t) }));
+      const op = { id: plan.id, plan: { tenants: { top } }, tenantCount: 22 };
+      expect(await signalTenantWarning(pool, op, tenantId(62))).toBeNull();
+      expect(await signalTenantWarning(pool, op, tenantId(63))).toContain('has no item in this operation');
+    } finally {
+      await pool.end();
+    }
   });
 
   it('rolls back a completed operation in full', async () => {

@@ -21,7 +21,14 @@ interface Op {
   id: string;
   state: string;
   /** Answers to operator commands: what this one did (the server's `command`). */
-  command?: { action: string; from: string; to: string; changed: boolean; approvalsNeeded?: string };
+  command?: {
+    action: string;
+    from: string;
+    to: string;
+    changed: boolean;
+    approvalsNeeded?: string;
+    warning?: string;
+  };
   kind: string;
   targetType: string;
   requestedBy: string;
@@ -38,6 +45,8 @@ function printed(ctx: Ctx, verb: string, op: Op) {
   const did = !c ? ` is ${op.state}` : c.changed ? ` ${c.from} → ${c.to}` : ` changed nothing (${c.from})`;
   const now = c && c.to !== op.state ? `; now ${op.state}` : '';
   ctx.out.result(op, () => ctx.out.line(`${verb}: ${op.id}${did}${now}${op.haltReason ? ` (${op.haltReason})` : ''}.`));
+  // A warning goes to stderr in both modes: stdout stays the one document --json promises.
+  if (c?.warning) process.stderr.write(`warning: ${c.warning}\n`);
 }
 
 /** Body fields of the commands, by the flag that gives each. */

@@ -9,6 +9,7 @@ import type { Principal } from '../auth/roles.ts';
 import { approvalsMissing, type LifecycleEvent } from '../operations/lifecycle.ts';
 import { operationReads } from '../operations/repository.ts';
 import { operationView } from '../operations/views.ts';
+import { signalTenantWarning } from './signal-tenant.ts';
 
 const OperationIdParams = IdParams('Operation ID', 'op_lx2k9a1b2c3d4e5f6');
 // Example reasons are what an operator would type from this page: executing one in Swagger UI
@@ -184,7 +185,8 @@ const COMMANDS: Command[] = [
 ];
 
 export default async function commandRoutes(app: App) {
-  const reads = operationReads(app.db.control.pool);
+  const controlDb = app.db.control.pool;
+  const reads = operationReads(controlDb);
   for (const c of COMMANDS) {
     app.post(
       `/operations/:id/${c.path}`,
@@ -228,12 +230,15 @@ export default async function commandRoutes(app: App) {
         // The view is read after the commit, and another command may have committed in between:
         // `command` says what this one did, so that no answer passes off another's change as its own.
         const missing = applied?.state.state === 'planned' ? approvalsMissing(applied.state) : null;
+        const tenantId = c.path === 'signals' ? (req.body as Body)?.tenantId : undefined;
+        const warning = typeof tenantId === 'string' ? await signalTenantWarning(controlDb, v.op, tenantId) : null;
         const command = applied && {
           action: c.path,
           from: applied.record.lifecycle.state,
           to: applied.state.state,
           changed: applied.changed,
           ...(missing ? { approvalsNeeded: missing } : {}),
+          ...(warning ? { warning } : {}),
         };
         return {
           ...operationView(

@@ -9,7 +9,7 @@ import { estimatePlanRestore, restoreBreach, type EstimatedRestore } from './res
 import type { RollingView } from './rolling-budgets.ts';
 import { scheduleWaves, type TenantLoad, type WavePlan } from './waves.ts';
 
-const TOP_TENANTS = 20;
+export const TOP_TENANTS = 20;
 
 export interface PlanSummary {
   itemCount: number;

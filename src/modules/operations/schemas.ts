@@ -571,6 +571,13 @@ export const OperationView = Type.Object(
                 "an admin's approval (break-glass needs one of its two approvals by an admin; 1 in, none by an admin)",
             }),
           ),
+          warning: Type.Optional(
+            Type.String({
+              description:
+                'A signal whose tenantId is not in the registry, or has no item in this operation: likely a typo. The signal was recorded (and halted a running operation) all the same',
+              example: 'tenant tenant_00l2 is not in the registry (a typo?); the signal was recorded all the same',
+            }),
+          ),
         },
         {
           description:
