@@ -57,6 +57,18 @@ describe('blastgate admin and control commands', () => {
     const id = (doc(sub.stdout).operation as { id: string }).id;
     const sig = await as('requester', ['--json', 'signal', id, '--kind', 'support_ticket', '--detail', 'ZD-1']);
     expect(sig.code, sig.stderr).toBe(0);
+    const typo = await as('requester', [
+      '--json',
+      'signal',
+      id,
+      '--kind',
+      'support_ticket',
+      '--tenant',
+      'tenant_0OOO1',
+    ]);
+    expect(typo.code, typo.stderr).toBe(0);
+    expect(doc(typo.stdout).state).toBe('planned');
+    expect(typo.stderr).toContain('warning: tenant tenant_0OOO1 is not in the registry (a typo?)');
     const noReason = await as('operator', ['abort', id]);
     expect(noReason.code).toBe(2);
     const aborted = await as('operator', ['--json', 'abort', id, '--reason', 'Not needed after all']);
