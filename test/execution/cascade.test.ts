@@ -218,6 +218,40 @@ describe('registry adapter: a child created under a planned site while the opera
     await withNewApp(freshSites(2));
   }, 60_000);
 
+  it('leaves a site whose planned app got a new child of its own (a grandchild) the same way', async () => {
+    await useRegistry();
+    await query(
+      h.databaseUrl,
+      `INSERT INTO resource_types (name, id_pattern, parent_type) VALUES ('module', '^mod_[0-9_]+$', 'app')
+       ON CONFLICT (name) DO NOTHING`,
+    );
+    await query(h.databaseUrl, `UPDATE resource_types SET cascade_to = '{module}' WHERE name = 'app'`);
+    try {
+      const sites = freshSites(2);
+      const last = sites.at(-1)!;
+      const op = await deleteSites(sites, {
+        rollout: { ...ROLLOUT, bakeSeconds: 2 },
+        haltPolicy: { ...HALT, maxFailureRate: 1, onHalt: 'pause' },
+      });
+      // Under one of the last site's planned apps, during the canary's bake.
+      const born = `mod_${last}_1`;
+      await query(
+        h.databaseUrl,
+        `INSERT INTO resources (id, type, tenant_id, parent_id) VALUES ($1, 'module', $2, $3)`,
+        [born, `tenant_${String(last).padStart(5, '0')}`, appsOfSite(last)[0]],
+      );
+      const end = await waitForState(h, op.id, ['completed', 'completed_with_failures', 'halted', 'paused']);
+      expect(end.state).toBe('completed_with_failures');
+      const site = (await items(op.id)).find((r) => r.resource_id === siteId(last))!;
+      expect(site.state).toBe('failed');
+      expect(site.last_error).toContain(`its cascade would now take ${born}, which the plan does not list`);
+      const kept = await registry([siteId(last), ...appsOfSite(last), born]);
+      expect(kept.every((r) => r.state === 'active')).toBe(true);
+    } finally {
+      await query(h.databaseUrl, `UPDATE resource_types SET cascade_to = '{}' WHERE name = 'app'`);
+    }
+  }, 60_000);
+
   it('leaves a site without apps (one registry statement per chunk) the same way', async () => {
     await useRegistry();
     const sites = freshSites(2);

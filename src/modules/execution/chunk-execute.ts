@@ -273,6 +273,7 @@ async function refuseNewChildren<Tx>(
     op.targetType,
     fresh.map((i) => i.resourceId),
     fresh.flatMap((i) => i.descendants.map((d) => d.resourceId)),
+    fresh.flatMap((i) => i.descendants.map((d) => ({ id: d.resourceId, type: d.type, root: i.resourceId }))),
   );
   return fresh.flatMap((i): Outcome[] => {
     const child = grown.get(i.resourceId);

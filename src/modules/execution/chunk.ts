@@ -17,6 +17,7 @@ import type { Engine } from './engine.ts';
 import { runToken, type Fence } from './exclusive.ts';
 import type { HaltWatch } from './halt-watch.ts';
 import type { Ledger, Outcome, Range } from './ledger.ts';
+import type { PlannedParent } from './new-children.ts';
 import type { ChunkJob } from './queues.ts';
 import type { OperationRecord } from './state.ts';
 import { REQUEUE_DELAY_MS, deferForCap, type VelocityGrant, type VelocityLimiter } from './velocity.ts';
@@ -72,7 +73,13 @@ export interface ChunkDeps<Tx = Queryable> {
    */
   changedSincePlan?(opId: string, seqs: number[]): Promise<Map<number, string>>;
   /** Of these resources of `type`, those with a child their cascade would take that `known` does not list (new-children.ts). */
-  newChildren?(opId: string, type: string, roots: string[], known: string[]): Promise<Map<string, string>>;
+  newChildren?(
+    opId: string,
+    type: string,
+    roots: string[],
+    known: string[],
+    under?: PlannedParent[],
+  ): Promise<Map<string, string>>;
 }
 
 const waveEvent = (

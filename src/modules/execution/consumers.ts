@@ -102,7 +102,7 @@ export function startConsumers(d: ConsumerDeps): Consumers {
     sameDb: { sql: (tx) => tx, put: (tx, opId, inputs) => snapshots.put(tx, opId, inputs) },
     protectedNow: (ids, approvedTenants) => protectedNow(pool, ids, approvedTenants),
     changedSincePlan: (opId, seqs) => changedSincePlan(pool, opId, seqs),
-    newChildren: (opId, type, roots, known) => newChildren(pool, opId, type, roots, known),
+    newChildren: (opId, type, roots, known, under) => newChildren(pool, opId, type, roots, known, under),
   });
   const runControl = (
     job: Job<ControlJob>,

@@ -12,26 +12,44 @@ import type { Queryable } from '../../lib/sql.ts';
 import { takenByCascade } from '../operations/cascade-plan.ts';
 import { isExternal } from '../restores/history.ts';
 
-/** Of `roots` (resource IDs of `type`, in operation `opId`), those with a new child of a cascade type not in `known`, each with the first. */
+/** A planned descendant of a root, under which a new child counts against that root. */
+export interface PlannedParent {
+  id: string;
+  type: string;
+  root: string;
+}
+
+/**
+ * Of `roots` (resource IDs of `type`, in operation `opId`), those with a new child of a cascade type
+ * not in `known`, each with the first: a child of the root itself, or of one of its planned
+ * descendants (`under`, taken with it), so an app imported under a planned site's planned
+ * environment counts as the site's new child as an app under the site itself does.
+ */
 export async function newChildren(
   db: Queryable,
   opId: string,
   type: string,
   roots: string[],
   known: string[],
+  under: PlannedParent[] = [],
 ): Promise<Map<string, string>> {
   if (roots.length === 0) return new Map();
   // Nothing to look for, and no index probe per item, when the type cascades to nothing.
   const r = await db.query<{ root: string; child: string }>(
-    `SELECT DISTINCT ON (c.parent_id) c.parent_id AS root, c.id AS child
-     FROM resources c JOIN resource_types t ON t.name = c.type
+    `WITH parents AS (
+       SELECT id, $2::text AS type, id AS root FROM unnest($1::text[]) id
+       UNION ALL
+       SELECT * FROM unnest($5::text[], $6::text[], $7::text[])
+     )
+     SELECT DISTINCT ON (p.root) p.root, c.id AS child
+     FROM parents p JOIN resources c ON c.parent_id = p.id JOIN resource_types t ON t.name = c.type
      WHERE EXISTS (SELECT 1 FROM resource_types rt WHERE rt.name = $2 AND cardinality(rt.cascade_to) > 0)
-       AND c.parent_id = ANY($1::text[]) AND c.state = 'active'
+       AND c.state = 'active'
        AND (NOT ${isExternal('t')} OR c.updated_at > (SELECT o.created_at FROM operations o WHERE o.id = $4))
-       AND ${takenByCascade('c.type', '$2::text', `'{}'`)}
+       AND ${takenByCascade('c.type', 'p.type', `'{}'`)}
        AND NOT (c.id = ANY($3::text[]))
-     ORDER BY c.parent_id, c.id`,
-    [roots, type, known, opId],
+     ORDER BY p.root, c.id`,
+    [roots, type, known, opId, under.map((u) => u.id), under.map((u) => u.type), under.map((u) => u.root)],
   );
   return new Map(r.rows.map((x) => [x.root, x.child]));
 }
