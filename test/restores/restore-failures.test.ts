@@ -98,7 +98,7 @@ describe('snapshots that fail verification are never restored from', () => {
       });
     const states = await registryStates(h, [siteId(s), ...appsOfSite(s)]);
     expect(Object.values(states)).toEqual(Array(1 + APPS).fill('soft_deleted'));
-    expect(op.counts).toMatchObject({ restored: 0, notRestored: 1 + APPS });
+    expect(op.counts).toMatchObject({ restored: 0, notRestored: 1 + APPS, pending: 0 });
     expect(op.unfinished!.count).toBe(1 + APPS);
   });
 

@@ -165,6 +165,7 @@ export async function getOperation(h: ExecHarness, id: string) {
     throttled?: { cap: string; until: string } | null;
     refused?: { command: string; code: string; message: string; by: string; at: string } | null;
     waveProgress: { wave: number; counts: Record<string, number> }[];
+    counts?: { items: number; byState: Record<string, number>; pending: number };
   };
 }
 

@@ -64,7 +64,13 @@ export interface RestoreView {
   tenantCount: number;
   scope: Record<string, unknown>;
   plan: { waves: { index: number; items: number; tenants: number }[]; cascade: { type: string; count: number }[] };
-  counts?: { items: number; byState: Record<string, number>; restored?: number; notRestored?: number };
+  counts?: {
+    items: number;
+    byState: Record<string, number>;
+    pending?: number;
+    restored?: number;
+    notRestored?: number;
+  };
   unfinished?: { count: number; items: { resourceId: string; state: string; lastError: string | null }[] };
   haltReason: string | null;
 }

@@ -480,6 +480,12 @@ export const OperationView = Type.Object(
         {
           items: Type.Integer({ description: 'Every item, cascaded descendants included' }),
           byState: Type.Record(Type.String(), Type.Integer(), { description: 'Items by ledger state' }),
+          pending: Type.Optional(
+            Type.Integer({
+              description:
+                'Items not settled yet (pending or claimed): while the operation runs, these are part of notRestored, notErased or notPurged without having failed',
+            }),
+          ),
           restored: Type.Optional(Type.Integer({ description: 'Restores: items restored (ledger state done)' })),
           notRestored: Type.Optional(Type.Integer({ description: 'Restores: items not (or not yet) restored' })),
           erased: Type.Optional(

@@ -300,8 +300,11 @@ function countsOf(op: OperationRow, waveProgress: { counts: Record<string, numbe
   for (const w of waveProgress) for (const [k, n] of Object.entries(w.counts)) byState[k] = (byState[k] ?? 0) + n;
   const items = Object.values(byState).reduce((a, n) => a + n, 0);
   const done = byState.done ?? 0;
-  if (op.action === 'restore') return { items, byState, restored: done, notRestored: items - done };
-  if (op.action === 'erase') return { items, byState, erased: done, notErased: items - done };
-  if (op.action === 'purge') return { items, byState, purged: done, notPurged: items - done };
-  return { items, byState };
+  // Not settled yet: while it runs, part of notRestored (notPurged, notErased) is these, not failures
+  // (a trial read "notPurged: 40" mid-run as forty failed purges).
+  const pending = (byState.pending ?? 0) + (byState.claimed ?? 0);
+  if (op.action === 'restore') return { items, byState, pending, restored: done, notRestored: items - done };
+  if (op.action === 'erase') return { items, byState, pending, erased: done, notErased: items - done };
+  if (op.action === 'purge') return { items, byState, pending, purged: done, notPurged: items - done };
+  return { items, byState, pending };
 }
