@@ -352,6 +352,58 @@ describe('a due purge', () => {
   });
 });
 
+describe('a purge whose hard delete had an unknown outcome', () => {
+  it('HTTP: the registry view says the resource may be purged (uncertainPurge), not only soft-deleted', async () => {
+    await useHttp(h);
+    const s = freshSite();
+    const apps = appsOfSite(s).slice(0, 2);
+    for (const x of apps)
+      h.downstream.resources.set(x, { id: x, tenantId: tenantId(s), state: 'active', data: { name: x } });
+    await deleteAndComplete(h, 'app', apps);
+    await makeDue(apps);
+    const r = await postPurge({
+      targetType: 'app',
+      ids: apps,
+      rollout: { bakeSeconds: 0, concurrency: 1, waves: ['100%'] },
+      haltPolicy: { maxFailureRate: 1 },
+    });
+    expect(r.status, JSON.stringify(r.body)).toBe(201);
+    // Each first hard delete is applied downstream, then answered 500; every later try of it finds a
+    // service that lost its key (503 before anything): the outcome is never known.
+    const tried = new Set<string>();
+    h.downstream.failNext(apps.length, 500, { afterApply: true });
+    h.downstream.answer((c) => {
+      if (c.action !== 'hardDelete') return null;
+      if (!tried.has(c.resourceId!)) return (tried.add(c.resourceId!), null);
+      return 503;
+    });
+    try {
+      const op = await approveAndRun(r.body);
+      expect(op.state).toBe('completed_with_failures');
+    } finally {
+      h.downstream.answer(null);
+    }
+    expect(apps.map((x) => h.downstream.state(x))).toEqual(['purged', 'purged']);
+    const view = async (id: string) =>
+      (await request(h.app.server).get(`/v1/registry/resources/${id}`).set('authorization', h.auth('viewer'))).body;
+    // It read as deleted by the soft delete alone, as if a restore could still bring it back.
+    expect(await view(apps[0]!)).toMatchObject({
+      deletedBy: { mode: 'soft' },
+      uncertainDelete: null,
+      uncertainPurge: { operationId: r.body.id },
+    });
+    const list = await request(h.app.server)
+      .get(`/v1/registry/resources?tenantId=${tenantId(s)}&type=app`)
+      .set('authorization', h.auth('viewer'));
+    expect(list.body.items.find((x: { id: string }) => x.id === apps[1])).toMatchObject({
+      uncertainPurge: { operationId: r.body.id },
+    });
+    expect(list.body.items.find((x: { id: string }) => x.id === appsOfSite(s)[2])).toMatchObject({
+      uncertainPurge: null,
+    });
+  });
+});
+
 describe('a purge whose snapshot reads fail', () => {
   it("HTTP: sends none of a chunk's hard deletes once its failed reads make the wave unhealthy, and halts", async () => {
     // As for deletes (halt.test.ts): failed reads counted only once the chunk was recorded, after

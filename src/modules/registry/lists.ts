@@ -168,6 +168,7 @@ async function listResources(db: Queryable, q: Static<typeof ResourcesQuery> & {
     updatedAt: r.updated_at.toISOString(),
     deletedBy: deletedByView(deleted.get(r.id)),
     uncertainDelete: uncertainDeleteView(uncertain.get(r.id)),
+    uncertainPurge: uncertainDeleteView(uncertain.get(r.id), 'purge'),
   }));
 }
 

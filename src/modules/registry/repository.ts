@@ -202,6 +202,7 @@ export async function getResource(db: Queryable, id: string): Promise<Resource |
   const res = await db.query('SELECT * FROM resources WHERE id = $1', [id]);
   const r = res.rows[0] as Record<string, unknown> | undefined;
   if (!r) return undefined;
+  const uncertain = (await uncertainDeletes(db, [id])).get(id);
   return {
     id: r.id as string,
     type: r.type as string,
@@ -213,6 +214,7 @@ export async function getResource(db: Queryable, id: string): Promise<Resource |
     purgeAfter: purgeAfterView(r.state as string, r.purge_after as Date | null),
     updatedAt: (r.updated_at as Date).toISOString(),
     deletedBy: deletedByView((await standingDeletes(db, [id])).get(id)),
-    uncertainDelete: uncertainDeleteView((await uncertainDeletes(db, [id])).get(id)),
+    uncertainDelete: uncertainDeleteView(uncertain),
+    uncertainPurge: uncertainDeleteView(uncertain, 'purge'),
   };
 }

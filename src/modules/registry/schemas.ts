@@ -331,6 +331,7 @@ export const RESOURCE_EXAMPLE = {
   updatedAt: '2026-11-24T12:00:00.000Z',
   deletedBy: null,
   uncertainDelete: null,
+  uncertainPurge: null,
 };
 
 export const Resource = Type.Object(
@@ -374,6 +375,19 @@ export const Resource = Type.Object(
           additionalProperties: false,
           description:
             "A delete of this resource by an ended operation whose outcome is unknown: a try that may have applied (a timeout, a 5xx), then the item failed; nothing of Blastgate's took effect on it since. Check the resource in its own system; a rollback of that operation restores it from its snapshot, a restore refuses it (uncertain). Null otherwise",
+        },
+      ),
+    ),
+    uncertainPurge: Nullable(
+      Type.Object(
+        {
+          operationId: Type.String(),
+          at: { ...Timestamp, description: 'When Blastgate stored its snapshot, right before its hard delete call' },
+        },
+        {
+          additionalProperties: false,
+          description:
+            "A purge (hard delete) of this resource by an ended operation whose outcome is unknown: a try that may have applied (a timeout, a 5xx), then the item failed; nothing of Blastgate's took effect on it since. It may be gone for good in its own system although the registry still reads soft_deleted: check it there. A later purge that takes it tries again (with the same outcome if it went through); a restore may fail. Null otherwise",
         },
       ),
     ),

@@ -199,20 +199,23 @@ export async function standingDeletes(db: Queryable, ids: string[]): Promise<Map
 export interface UncertainDelete {
   operationId: string;
   at: Date;
+  /** delete, or purge: a hard delete whose outcome is unknown (the resource may be gone for good). */
+  action: 'delete' | 'purge';
 }
 
 /**
- * The resources' deletes by Blastgate whose outcome is unknown, by resource ID: a try that may have
- * applied (a timeout, a 5xx), then the item failed, in an operation that has ended, and nothing of
- * Blastgate's took effect on it since. The registry views show it beside `deletedBy` (null then):
- * without it, a resource that may be gone read as never touched. A rollback of that operation
- * restores it; a restore cannot (restores/left-out.ts, and `uncertain` in resolve.ts).
+ * The resources' deletes (and purges) by Blastgate whose outcome is unknown, by resource ID: a try
+ * that may have applied (a timeout, a 5xx), then the item failed, in an operation that has ended, and
+ * nothing of Blastgate's took effect on it since. The registry views show it beside `deletedBy`:
+ * without it, a resource that may be gone read as never touched (a delete) or as only soft-deleted,
+ * restorable (a purge). A rollback of that delete restores it; a restore cannot (restores/left-out.ts,
+ * and `uncertain` in resolve.ts); a later purge that takes it tries again.
  */
 export async function uncertainDeletes(db: Queryable, ids: string[]): Promise<Map<string, UncertainDelete>> {
   if (ids.length === 0) return new Map();
-  const r = await db.query<{ id: string; operation_id: string; at: Date }>(
-    `SELECT DISTINCT ON (s.resource_id) s.resource_id AS id, s.operation_id, s.created_at AS at
-     FROM snapshots s JOIN operations o ON o.id = s.operation_id AND o.action = 'delete' AND o.state <> ALL($3::text[])
+  const r = await db.query<{ id: string; operation_id: string; at: Date; action: 'delete' | 'purge' }>(
+    `SELECT DISTINCT ON (s.resource_id) s.resource_id AS id, s.operation_id, s.created_at AS at, o.action
+     FROM snapshots s JOIN operations o ON o.id = s.operation_id AND o.action IN ('delete', 'purge') AND o.state <> ALL($3::text[])
      ${itemOfSnapshot('s')}
      WHERE s.resource_id = ANY($2::text[]) AND i.executed_seq IS NOT NULL AND NOT (i.state = ANY($1::text[] || '{restored}'))
        AND ${nothingTookEffectSince('s')}
@@ -220,12 +223,12 @@ export async function uncertainDeletes(db: Queryable, ids: string[]): Promise<Ma
      ORDER BY s.resource_id, s.created_at DESC, s.id DESC`,
     [DELETED_ITEM_STATES, ids, LIVE_STATES],
   );
-  return new Map(r.rows.map((u) => [u.id, { operationId: u.operation_id, at: u.at }]));
+  return new Map(r.rows.map((u) => [u.id, { operationId: u.operation_id, at: u.at, action: u.action }]));
 }
 
-/** The `uncertainDelete` field of a registry resource view. */
-export const uncertainDeleteView = (u: UncertainDelete | undefined) =>
-  u ? { operationId: u.operationId, at: u.at.toISOString() } : null;
+/** The `uncertainDelete` (`uncertainPurge`) field of a registry resource view. */
+export const uncertainDeleteView = (u: UncertainDelete | undefined, action: UncertainDelete['action'] = 'delete') =>
+  u && u.action === action ? { operationId: u.operationId, at: u.at.toISOString() } : null;
 
 /** The `deletedBy` field of a registry resource view. */
 export const deletedByView = (d: StandingDelete | undefined) =>
