@@ -22,6 +22,7 @@ import { Queue } from 'bullmq';
 import pg from 'pg';
 import { LOCK_SESSIONS } from '../../src/modules/execution/exclusive.ts';
 import { QUEUE_NAMES } from '../../src/modules/execution/queues.ts';
+import { RECHECK_MS } from '../../src/modules/execution/protection-recheck.ts';
 import { noteStoppedHolds } from '../../src/modules/execution/stopped-holds.ts';
 import { createRedis } from '../../src/plugins/redis.ts';
 
@@ -267,6 +268,48 @@ describe('a tenant protected while the operation runs', () => {
       expect(again.haltReason).toContain(`its tenant ${guarded} is protected`);
     } finally {
       await query(h.databaseUrl, `UPDATE tenants SET protected = false WHERE id = $1`, [guarded]);
+    }
+  }, 60_000);
+
+  it('is left alone when marked while its chunk is sending (after the chunk read the protection)', async () => {
+    // One wave, one chunk, one call at a time: the chunk read protection before its first call.
+    const sites = freshSites(2);
+    const ids = appsOf(sites, APPS);
+    const [guardedApp, guardedTenant] = [ids[2]!, tenantId(sites[1]!)];
+    let marked = false;
+    h.downstream.beforeApply(async () => {
+      if (marked) return;
+      marked = true;
+      await query(h.databaseUrl, `UPDATE resources SET protected = true WHERE id = $1`, [guardedApp]);
+      await query(h.databaseUrl, `UPDATE tenants SET protected = true WHERE id = $1`, [guardedTenant]);
+      // Longer than the protection a call may be checked against is old (RECHECK_MS).
+      await new Promise((r) => setTimeout(r, RECHECK_MS + 200));
+    });
+    try {
+      const op = await submit(ids, {
+        rollout: { bakeSeconds: 0, concurrency: 1, waves: ['100%'] },
+        haltPolicy: { ...FAST_HALT, maxFailureRate: 1 },
+      }).expect(201);
+      await command(h, 'approver', op.body.id, 'approve', { planHash: op.body.planHash }).expect(200);
+      await command(h, 'operator', op.body.id, 'start').expect(200);
+      const end = await waitForState(h, op.body.id, ['completed', 'completed_with_failures', 'paused', 'halted']);
+      expect(end.state).toBe('completed_with_failures');
+      const sent = new Set(h.downstream.destructiveCalls().map((c) => c.resourceId));
+      const refused = [guardedApp, ...appsOf([sites[1]!], APPS)];
+      expect(refused.filter((id) => sent.has(id))).toEqual([]);
+      const rows = await ledger(h, op.body.id);
+      for (const id of refused) expect(rows.find((r) => r.resource_id === id)!.state).toBe('failed');
+      // Refused before the call: not marked as possibly deleted, so no rollback restores them.
+      const marks = await query(
+        h.databaseUrl,
+        'SELECT resource_id FROM operation_items WHERE operation_id = $1 AND executed_seq IS NOT NULL AND resource_id = ANY($2)',
+        [op.body.id, refused],
+      );
+      expect(marks).toEqual([]);
+    } finally {
+      h.downstream.beforeApply(undefined);
+      await query(h.databaseUrl, `UPDATE resources SET protected = false WHERE id = $1`, [guardedApp]);
+      await query(h.databaseUrl, `UPDATE tenants SET protected = false WHERE id = $1`, [guardedTenant]);
     }
   }, 60_000);
 

@@ -20,6 +20,7 @@ import { executePurge } from './chunk-purge.ts';
 import { executeRestore } from './chunk-restore.ts';
 import type { ChunkDeps } from './chunk.ts';
 import { NEW_CHILD } from './new-children.ts';
+import { recheckingProtection } from './protection-recheck.ts';
 import type { Fence } from './exclusive.ts';
 import type { ClaimedItem, Outcome, Range, Snap } from './ledger.ts';
 import type { ChunkJob } from './queues.ts';
@@ -124,7 +125,7 @@ export async function execute<Tx>(
       // Protection is asked while the snapshots are read (not before: that put a registry query in
       // front of every part's first call); a refused item is neither marked nor sent.
       const [protectedNow, grown, { snaps: taken, failures: unsnapped }] = await Promise.all([
-        refuseProtected(deps, op, part, own),
+        refuseProtected(deps, op, part, adapter, own),
         refuseNewChildren(deps, op, part),
         takeSnapshots(
           {
@@ -188,12 +189,19 @@ export async function execute<Tx>(
       notMarkedCount += notMarked.length;
       prepared.marked.forEach((s) => marked.add(s));
       calling = true;
+      const sendItems = toRun.map(asAdapterItem);
       const call = applyWithBreaker(
         // Under an HTTP parent, its descendants' calls go inside the parent's slot (taken per item
         // below): each taking one of its own would wait on the slots its parents hold.
-        deletingThroughOwnAdapters(adapter, own, adapter.kind === 'http' ? undefined : slot),
+        protectionRechecked(
+          deps,
+          op,
+          deletingThroughOwnAdapters(adapter, own, adapter.kind === 'http' ? undefined : slot),
+          sendItems,
+          unguarded(adapter, own),
+        ),
         op.mode === 'hard' ? 'hardDelete' : 'softDelete',
-        toRun.map(asAdapterItem),
+        sendItems,
         {
           idempotencyKey: idempotencyKeyFor,
           concurrency: rollout.concurrency,
@@ -232,6 +240,29 @@ export async function execute<Tx>(
 const GUARDED_ACTIONS: readonly string[] = ['delete', 'erase'];
 
 /**
+ * The descendants whose protection no registry statement guards: all of an HTTP item's (its system
+ * deletes them with it), and those sent through their own adapters under a registry item.
+ */
+const unguarded =
+  (adapter: TargetAdapter, own: OwnAdapters) =>
+  <D extends { type: string }>(i: { descendants?: D[] }): D[] =>
+    (i.descendants ?? []).filter((d) => adapter.kind === 'http' || own.has(d.type));
+
+/** `sender`, looking at protection again right before each call (protection-recheck.ts) where no statement does. */
+function protectionRechecked<Tx>(
+  deps: ChunkDeps<Tx>,
+  op: OperationRecord,
+  sender: TargetAdapter,
+  items: AdapterItem[],
+  watched: (i: AdapterItem) => AdapterItem[],
+): TargetAdapter {
+  if (!GUARDED_ACTIONS.includes(op.action) || !deps.protectedNow) return sender;
+  // A registry item with nothing sent on its own is guarded by its statement: no query more.
+  if (sender.kind !== 'http' && !items.some((i) => watched(i).length)) return sender;
+  return recheckingProtection(sender, items, watched, (ids) => deps.protectedNow!(ids, op.approvedTenants));
+}
+
+/**
  * A delete's (or erasure's) items whose resource or tenant was marked protected since the plan (an import while
  * the operation runs): failed for good, before the write-ahead mark (so never sent). The plan refused
  * protected resources and `start` refuses a plan they went stale under; this covers the run itself.
@@ -240,11 +271,12 @@ async function refuseProtected<Tx>(
   deps: ChunkDeps<Tx>,
   op: OperationRecord,
   part: ClaimedItem[],
+  adapter: TargetAdapter,
   /** Their descendants of these types are sent on their own: no registry statement guards them. */
   own: OwnAdapters,
 ): Promise<Outcome[]> {
   if (!GUARDED_ACTIONS.includes(op.action) || !deps.protectedNow || part.length === 0) return [];
-  const kids = (i: ClaimedItem) => i.descendants.filter((d) => own.has(d.type));
+  const kids = (i: ClaimedItem) => unguarded(adapter, own)(i);
   const now = await deps.protectedNow(
     [...part.map((i) => i.resourceId), ...part.flatMap((i) => kids(i).map((d) => d.resourceId))],
     op.approvedTenants,
