@@ -11,16 +11,14 @@ import {
   type ItemResult,
   type TargetAdapter,
 } from '../adapters/index.ts';
-import { DESCENDANT_PROTECTED_SINCE_PLAN } from '../adapters/registry-apply.ts';
-import { deletingThroughOwnAdapters, ownAdapters, type OwnAdapters } from './cascade-own.ts';
+import { deletingThroughOwnAdapters, ownAdapters } from './cascade-own.ts';
 import { takeSnapshots } from './chunk-snapshots.ts';
 import { chunkProgress, landedItemOutcome } from './chunk-progress.ts';
 import { applyWithBreaker, arrivalOrder, chunkBreaker, type BreakerResult } from './breaker.ts';
 import { executePurge } from './chunk-purge.ts';
 import { executeRestore } from './chunk-restore.ts';
 import type { ChunkDeps } from './chunk.ts';
-import { NEW_CHILD } from './new-children.ts';
-import { recheckingProtection } from './protection-recheck.ts';
+import { protectionRechecked, refuseNewChildren, refuseProtected, unguarded } from './chunk-guards.ts';
 import type { Fence } from './exclusive.ts';
 import type { ClaimedItem, Outcome, Range, Snap } from './ledger.ts';
 import type { ChunkJob } from './queues.ts';
@@ -234,83 +232,6 @@ export async function execute<Tx>(
     lease.stop();
     deps.watch.untrack(j.opId);
   }
-}
-
-/** What the guard against protection since the plan covers: deletes and erasures (not restores or purges). */
-const GUARDED_ACTIONS: readonly string[] = ['delete', 'erase'];
-
-/**
- * The descendants whose protection no registry statement guards: all of an HTTP item's (its system
- * deletes them with it), and those sent through their own adapters under a registry item.
- */
-const unguarded =
-  (adapter: TargetAdapter, own: OwnAdapters) =>
-  <D extends { type: string }>(i: { descendants?: D[] }): D[] =>
-    (i.descendants ?? []).filter((d) => adapter.kind === 'http' || own.has(d.type));
-
-/** `sender`, looking at protection again right before each call (protection-recheck.ts) where no statement does. */
-function protectionRechecked<Tx>(
-  deps: ChunkDeps<Tx>,
-  op: OperationRecord,
-  sender: TargetAdapter,
-  items: AdapterItem[],
-  watched: (i: AdapterItem) => AdapterItem[],
-): TargetAdapter {
-  if (!GUARDED_ACTIONS.includes(op.action) || !deps.protectedNow) return sender;
-  // A registry item with nothing sent on its own is guarded by its statement: no query more.
-  if (sender.kind !== 'http' && !items.some((i) => watched(i).length)) return sender;
-  return recheckingProtection(sender, items, watched, (ids) => deps.protectedNow!(ids, op.approvedTenants));
-}
-
-/**
- * A delete's (or erasure's) items whose resource or tenant was marked protected since the plan (an import while
- * the operation runs): failed for good, before the write-ahead mark (so never sent). The plan refused
- * protected resources and `start` refuses a plan they went stale under; this covers the run itself.
- */
-async function refuseProtected<Tx>(
-  deps: ChunkDeps<Tx>,
-  op: OperationRecord,
-  part: ClaimedItem[],
-  adapter: TargetAdapter,
-  /** Their descendants of these types are sent on their own: no registry statement guards them. */
-  own: OwnAdapters,
-): Promise<Outcome[]> {
-  if (!GUARDED_ACTIONS.includes(op.action) || !deps.protectedNow || part.length === 0) return [];
-  const kids = (i: ClaimedItem) => unguarded(adapter, own)(i);
-  const now = await deps.protectedNow(
-    [...part.map((i) => i.resourceId), ...part.flatMap((i) => kids(i).map((d) => d.resourceId))],
-    op.approvedTenants,
-  );
-  return part.flatMap((i): Outcome[] => {
-    const via = kids(i).find((d) => now.has(d.resourceId));
-    const why = now.get(i.resourceId) ?? (via && DESCENDANT_PROTECTED_SINCE_PLAN(i.resourceId, via.resourceId));
-    return why === undefined ? [] : [{ seq: i.seq, state: 'failed', error: why, permanent: true }];
-  });
-}
-
-/**
- * A delete's items whose cascade would now take a child the plan does not list (new-children.ts):
- * failed for good, before the write-ahead mark (never sent). Not asked again of an item an earlier
- * run may have sent (its delete may stand; it is sent again with its key).
- */
-async function refuseNewChildren<Tx>(
-  deps: ChunkDeps<Tx>,
-  op: OperationRecord,
-  part: ClaimedItem[],
-): Promise<Outcome[]> {
-  const fresh = part.filter((i) => i.executedSeq === null);
-  if (op.action !== 'delete' || !deps.newChildren || fresh.length === 0) return [];
-  const grown = await deps.newChildren(
-    op.id,
-    op.targetType,
-    fresh.map((i) => i.resourceId),
-    fresh.flatMap((i) => i.descendants.map((d) => d.resourceId)),
-    fresh.flatMap((i) => i.descendants.map((d) => ({ id: d.resourceId, type: d.type, root: i.resourceId }))),
-  );
-  return fresh.flatMap((i): Outcome[] => {
-    const child = grown.get(i.resourceId);
-    return child ? [{ seq: i.seq, state: 'failed', error: NEW_CHILD(i.resourceId, child), permanent: true }] : [];
-  });
 }
 
 /**
