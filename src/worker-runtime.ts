@@ -8,7 +8,7 @@
 // back by themselves, and nothing here ends the process on a transient error.
 import { randomUUID } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
-import { assertMigrated, databaseProblem } from './db/migrate.ts';
+import { assertMigrated, databaseAnswers, databaseProblem } from './db/migrate.ts';
 import { backendLowering } from './lib/priority.ts';
 import { unsignableTypes } from './modules/adapters/signing-check.ts';
 import { closeDb, createDb } from './plugins/db.ts';
@@ -98,6 +98,7 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
     ...(opts.backendNice ? { afterConnect: backendLowering(opts.backendNice, opts.logger) } : {}),
   });
   try {
+    await databaseAnswers(opts.databaseUrl);
     await assertMigrated(db.pool, opts.databaseUrl);
     await checkSnapshotKey(db.pool, opts.snapshotKey);
   } catch (err) {

@@ -11,6 +11,12 @@ import { isUnreachable } from '../plugins/db.ts';
 
 export const MIGRATIONS_DIR = resolve(import.meta.dirname, '..', '..', 'prisma', 'migrations');
 const LOCK_KEY = 7_342_001; // arbitrary, fixed: one migrator at a time per database
+/**
+ * How long a start waits for PostgreSQL to answer a new connection. A DATABASE_URL naming a port
+ * where something else accepts connections and never answers (a Redis port) hung `npm start` in
+ * silence until it was killed (a trial); a refused or unknown host fails at once, as before.
+ */
+export const STARTUP_CONNECT_MS = 10_000;
 
 export interface MigrationResult {
   applied: string[];
@@ -60,11 +66,23 @@ export function databaseProblem(err: unknown, databaseUrl: string): ConfigError 
     return new ConfigError([
       `DATABASE_URL (${shownUrl(databaseUrl)}) cannot log in: ${String(e.message)}; check the user and password`,
     ]);
+  if (typeof e.message === 'string' && CONNECT_TIMEOUT.test(e.message))
+    return new ConfigError([
+      `DATABASE_URL (${shownUrl(databaseUrl)}) did not answer as PostgreSQL within ${STARTUP_CONNECT_MS / 1000} s: check the host and port (is it PostgreSQL's?), and that PostgreSQL runs there`,
+    ]);
   if (isUnreachable(err))
     return new ConfigError([
       `DATABASE_URL (${shownUrl(databaseUrl)}) cannot be reached: ${String(e.message)}; check the host and port, and that PostgreSQL runs there`,
     ]);
   return undefined;
+}
+
+/** Connects once, within `connectMs`, and lets go: a start's first look at DATABASE_URL (workers). */
+export async function databaseAnswers(databaseUrl: string, connectMs = STARTUP_CONNECT_MS): Promise<void> {
+  const client = new pg.Client({ connectionString: databaseUrl, connectionTimeoutMillis: connectMs });
+  client.on('error', () => undefined);
+  await client.connect();
+  await client.end();
 }
 
 /** A ConfigError naming the database (never its credentials) when it lacks any of this build's migrations. */
@@ -77,9 +95,16 @@ export async function assertMigrated(db: Pick<pg.Pool, 'query'>, databaseUrl: st
   ]);
 }
 
-export async function migrate(databaseUrl: string, dir = MIGRATIONS_DIR): Promise<MigrationResult> {
+/** What pg says when a connect outlasts connectionTimeoutMillis (pg 8: "timeout expired"). */
+const CONNECT_TIMEOUT = /^timeout expired$|due to connection timeout/;
+
+export async function migrate(
+  databaseUrl: string,
+  dir = MIGRATIONS_DIR,
+  connectMs = STARTUP_CONNECT_MS,
+): Promise<MigrationResult> {
   const names = migrationNames(dir);
-  const client = new pg.Client({ connectionString: databaseUrl });
+  const client = new pg.Client({ connectionString: databaseUrl, connectionTimeoutMillis: connectMs });
   client.on('error', () => undefined); // a dropped connection fails the query in hand instead of the process
   await client.connect();
   try {
