@@ -191,12 +191,12 @@ describe('abort and rollback', () => {
   });
 
   it('a signal naming a tenant that is unknown, or not in the operation, is kept with a warning (a typo?)', async () => {
-    const ids = appsOf([61, 62], APPS);
+    const ids = appsOf([82, 83], APPS);
     const plan = await submitAndStart(h, { ids, rollout: ROLLOUT });
     expect((await waitForState(h, plan.id, ['completed', 'halted', 'rolled_back', 'paused'])).state).toBe('completed');
     const signal = (tenantId: string) =>
       command(h, 'requester', plan.id, 'signals', { kind: 'support_ticket', tenantId, detail: 'ZD-3' });
-    const own = await signal(tenantId(61));
+    const own = await signal(tenantId(82));
     expect(own.status, JSON.stringify(own.body)).toBe(200);
     expect(own.body.command.warning).toBeUndefined();
     const typo = await signal('tenant_0O061');
@@ -204,9 +204,9 @@ describe('abort and rollback', () => {
     expect(typo.body.command.warning).toBe(
       'tenant tenant_0O061 is not in the registry (a typo?); the signal was recorded all the same',
     );
-    const other = await signal(tenantId(63));
+    const other = await signal(tenantId(84));
     expect(other.body.command.warning).toBe(
-      `tenant ${tenantId(63)} has no item in this operation (a typo?); the signal was recorded all the same`,
+      `tenant ${tenantId(84)} has no item in this operation (a typo?); the signal was recorded all the same`,
     );
     // Each one was recorded all the same.
     const kept = await query(h.databaseUrl, 'SELECT tenant_id FROM signals WHERE operation_id = $1', [plan.id]);
@@ -216,8 +216,8 @@ describe('abort and rollback', () => {
     try {
       const top = range(100, 120).map((t) => ({ tenantId: tenantId(t) }));
       const op = { id: plan.id, plan: { tenants: { top } }, tenantCount: 22 };
-      expect(await signalTenantWarning(pool, op, tenantId(62))).toBeNull();
-      expect(await signalTenantWarning(pool, op, tenantId(63))).toContain('has no item in this operation');
+      expect(await signalTenantWarning(pool, op, tenantId(83))).toBeNull();
+      expect(await signalTenantWarning(pool, op, tenantId(84))).toContain('has no item in this operation');
     } finally {
       await pool.end();
     }
