@@ -23,6 +23,7 @@ import pg from 'pg';
 import { LOCK_SESSIONS } from '../../src/modules/execution/exclusive.ts';
 import { QUEUE_NAMES } from '../../src/modules/execution/queues.ts';
 import { RECHECK_MS } from '../../src/modules/execution/protection-recheck.ts';
+import { BATCH_BUDGET_MS } from '../../src/modules/execution/rollback.ts';
 import { noteStoppedHolds } from '../../src/modules/execution/stopped-holds.ts';
 import { createRedis } from '../../src/plugins/redis.ts';
 
@@ -705,6 +706,39 @@ describe('a rollback whose failed restores wait for their retry', () => {
     const after = await request(h.app.server).get(`/v1/operations/${plan.id}`).set('authorization', h.auth('viewer'));
     expect(after.body.waiting).toBeNull();
   }, 90_000);
+});
+
+describe('a rollback whose restores time out against a downstream that hangs', () => {
+  it('says it waits for their retry while it keeps trying (it never sleeps, and said nothing)', async () => {
+    // 32 restores one at a time, each timing out after 1 s: a first batch of 20 took 20 s and
+    // recorded nothing until its end; the run never slept (always another item due), so what it
+    // waits for was never written.
+    const ids = appsOf(freshSites(8), APPS);
+    const plan = await submitAndStart(h, { ids, rollout: { ...ROLLOUT, concurrency: 1 }, haltPolicy: FAST_HALT });
+    await waitForState(h, plan.id, ['completed']);
+    await useHttpAdapter(h, true, { timeoutMs: 1_000, retries: 0 });
+    h.downstream.hang(5_000);
+    try {
+      await command(h, 'operator', plan.id, 'rollback', { reason: 'undo' }).expect(200);
+      let waiting: { on: string; items?: number; lastError?: string | null } | null = null;
+      await until(
+        async () => {
+          const view = await getOperation(h, plan.id);
+          waiting = (view as { waiting?: typeof waiting }).waiting ?? null;
+          return view.state === 'rolling_back' && waiting?.on === 'restore_retry';
+        },
+        'the view to say why the rollback does not move',
+        BATCH_BUDGET_MS + 8_000,
+      );
+      expect(waiting).toMatchObject({ on: 'restore_retry', lastError: expect.stringMatching(/timeout/) });
+      expect(waiting!.items).toBeGreaterThan(0);
+    } finally {
+      h.downstream.hang(0);
+      await useHttpAdapter(h);
+    }
+    const end = await waitForState(h, plan.id, ['rolled_back', 'rollback_incomplete'], 90_000);
+    expect(end.state).toBe('rolled_back');
+  }, 120_000);
 });
 
 /** Ends every claim's lease (moved back in time, not waited for): the rollback ends rolled_back, no longer waiting. */

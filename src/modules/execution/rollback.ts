@@ -14,7 +14,7 @@ import type { AdapterCache } from './adapters-cache.ts';
 import type { Engine } from './engine.ts';
 import { runToken, type Fence } from './exclusive.ts';
 import type { HaltWatch } from './halt-watch.ts';
-import { FIRST_BATCH, nextBatchSize } from './chunk-progress.ts';
+import { FIRST_BATCH, nextBatchSize, PROGRESS_EVERY_MS } from './chunk-progress.ts';
 import { restoreBatch } from './rollback-batch.ts';
 import type { RestoreCandidate, RestoreResult, RollbackLedger } from './rollback-ledger.ts';
 import type { OperationRecord } from './state.ts';
@@ -24,6 +24,12 @@ import type { OperationRecord } from './state.ts';
 // start small and are sized to take about 2 s each (chunk-progress.ts nextBatchSize).
 /** A run hands its slot back after this long and continues as a new delayed step. */
 const MAX_RUN_MS = 30_000;
+/**
+ * A batch sends no new restore after this long (the rest go back, no attempt counted): its
+ * outcomes are recorded only when it ends, and against a downstream that hangs the first batch
+ * (20 restores, each timing out) recorded nothing for a minute (a trial).
+ */
+export const BATCH_BUDGET_MS = 3 * PROGRESS_EVERY_MS;
 /** Shortest wait before looking again at items a chunk holds (see recheckMs). */
 const MIN_RECHECK_MS = 250;
 const SYSTEM = { name: 'system' };
@@ -96,7 +102,11 @@ async function rollbackRun<Tx>(deps: RollbackDeps<Tx>, opId: string, fence: Fenc
         // way: the calls not yet sent are not sent, and the batch records them as not restored.
         // So does a shutdown of this process (Ctrl-C, SIGTERM): it waited for the whole batch,
         // hundreds of restores, and was killed at the end of its window (npm run bench -- control).
-        shouldContinue: () => !fence.lost && !deps.watch?.shuttingDown && (deps.watch?.stillRollingBack(opId) ?? true),
+        shouldContinue: () =>
+          !fence.lost &&
+          !deps.watch?.shuttingDown &&
+          (deps.watch?.stillRollingBack(opId) ?? true) &&
+          performance.now() - batchStarted < BATCH_BUDGET_MS,
       },
       toSend,
     );
@@ -118,6 +128,12 @@ async function rollbackRun<Tx>(deps: RollbackDeps<Tx>, opId: string, fence: Fenc
     if (kind && deps.throughput && restored > 0)
       await deps.throughput.record({ type: op.targetType, adapterKind: kind, items: restored, elapsedMs });
     size = nextBatchSize(size, toSend.length, elapsedMs);
+    // A batch that restored nothing and met failures that may pass: against a downstream that
+    // hangs, every restore times out and the run never sleeps (always another item due), so what
+    // nextWake writes for the views was never written: rolling_back, restored 0, and no reason for
+    // minutes (a trial). Written now too, without sleeping.
+    if (restored === 0 && sent.some((r) => !r.ok && !r.permanent && !r.skipped))
+      await deps.ledger.nextWake(opId, lastError);
     // Shutting down: what the batch did not send is handed back (finish: due at once, no attempt
     // used), and the job comes back at once for another worker, or for this one's next start.
     if (deps.watch?.shuttingDown || deps.clock() - started > MAX_RUN_MS) return deps.later(0);
