@@ -138,8 +138,8 @@ export function inFlags(err: unknown, f: SpecFlags): unknown {
   };
   return withFlagNames(err, (field) => {
     if (field === IDEMPOTENCY_HEADER) return { flag: '--idempotency-key', text: '--idempotency-key' };
-    // `line 1.` in a streamed submission's refusal; `body.` in the intake queue's (the job's operation).
-    const prefix = ['line 1.', 'body.'].find((p) => field.startsWith(p));
+    // `line 1.` in a streamed submission's refusal; `operation.` in the intake queue's (the job's operation).
+    const prefix = ['line 1.', 'operation.'].find((p) => field.startsWith(p));
     const path = prefix ? field.slice(prefix.length) : undefined;
     if (path === undefined) return undefined;
     const hit = FLAG_FIELDS.find(

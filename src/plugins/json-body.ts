@@ -64,14 +64,14 @@ export function installJsonParser(app: FastifyInstance) {
  * that takes inline IDs, every invalid ID at once (refuseInvalidInlineIds) — also when one of them
  * is what could not be stored, so that a NUL does not hide the list's other invalid IDs.
  */
-export function checkJsonBody(value: unknown, inlineIds: boolean): void {
+export function checkJsonBody(value: unknown, inlineIds: boolean, where = 'body'): void {
   try {
-    checkJsonValue(value, 'body');
+    checkJsonValue(value, where);
   } catch (e) {
-    if (inlineIds && (e as BadRequestError).code === 'VALIDATION_FAILED') refuseInvalidInlineIds(value);
+    if (inlineIds && (e as BadRequestError).code === 'VALIDATION_FAILED') refuseInvalidInlineIds(value, where);
     throw e;
   }
-  if (inlineIds) refuseInvalidInlineIds(value);
+  if (inlineIds) refuseInvalidInlineIds(value, where);
 }
 
 /**

@@ -25,9 +25,9 @@ beforeAll(async () => {
         throw new UnrecoverableError(
           JSON.stringify({
             code: 'VALIDATION_FAILED',
-            message: 'Unknown field "bakeSecond" in body.rollout',
+            message: 'Unknown field "bakeSecond" in operation.rollout',
             status: 400,
-            details: [{ field: 'body.rollout', unknownFields: ['bakeSecond'] }],
+            details: [{ field: 'operation.rollout', unknownFields: ['bakeSecond'] }],
           }),
         );
       if (!token.startsWith('good-token'))
@@ -265,7 +265,7 @@ describe('submit --via-queue', () => {
     );
     expect(r.code, r.stderr).toBe(2);
     expect(r.stderr).toContain('Unknown field "bakeSecond" in --rollout');
-    expect(r.stderr).not.toContain('body.rollout');
+    expect(r.stderr).not.toContain('operation.rollout');
   });
 
   it('a job no worker picks up: says so while it waits, and on timeout (13) that it stays queued and how to withdraw it', async () => {

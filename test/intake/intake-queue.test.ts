@@ -161,6 +161,14 @@ describe('the CI intake queue', () => {
     // No token at all, and a revoked one: refused the same way, saying why.
     expect(await refusal('ci-no-token', { operation: { ...spec, ids: [appId(2, 0)] } })).toMatchObject({
       code: 'UNAUTHENTICATED',
+      message: 'The job data has no bearer token (data.token)',
+    });
+    // A token that is there but not text is not "no token" (a trial read that and looked for a missing field).
+    expect(
+      await refusal('ci-number-token', { token: 12345, operation: { ...spec, ids: [appId(2, 0)] } }),
+    ).toMatchObject({
+      code: 'UNAUTHENTICATED',
+      message: expect.stringContaining('data.token must be the bearer token, as text'),
     });
     const created = await request(t.app.server)
       .post('/v1/admin/tokens')
@@ -242,6 +250,8 @@ describe('the CI intake queue', () => {
   });
 
   it('refuses a bad body with the very error the route gives (one validation)', async () => {
+    /** The route's refusal as a job's: `body` → `operation`. */
+    const asJob = (x: unknown) => JSON.parse(JSON.stringify(x).replace(/\bbody\b/g, 'operation')) as unknown;
     const bad = [
       [{ ...spec, ids: [123] }, 'INVALID_IDS'],
       [{ ...spec, ids: [appId(5, 0), 'a\u0000b', ' x', [[1]]] }, 'INVALID_IDS'],
@@ -257,13 +267,17 @@ describe('the CI intake queue', () => {
         .send(body)
         .expect(400);
       const viaQueue = await refusal(`ci-bad-body-${i}`, { token: t.tokens.requester, operation: body });
-      // With the route's status: a 400 is the job's input (the CLI exits 2 for it, as for REST's).
-      expect(viaQueue).toEqual({
-        code: rest.body.code,
-        message: rest.body.message,
-        details: rest.body.details,
-        status: 400,
-      });
+      // With the route's status: a 400 is the job's input (the CLI exits 2 for it, as for REST's);
+      // the fields named where the job has them (its `operation`), not in a body it does not have.
+      expect(viaQueue).toEqual(
+        asJob({
+          code: rest.body.code,
+          message: rest.body.message,
+          details: rest.body.details,
+          status: 400,
+        }),
+      );
+      expect(JSON.stringify(viaQueue)).not.toMatch(/\bbody\b/);
       expect(viaQueue.code).toBe(code);
     }
     // The job's own envelope: a job ID must be given (BullMQ numbers the others), and the data has two fields.

@@ -98,8 +98,12 @@ export function intakeService(deps: IntakeDeps) {
   const { pool, metrics, log } = deps;
 
   /** The principal of the job's token, refused like the route refuses (401) otherwise. */
-  async function principalOf(secret: string | undefined): Promise<Principal> {
-    if (!secret) throw unauthenticated(null, 'The job data has no bearer token (data.token)');
+  async function principalOf(secret: string | undefined, notText = false): Promise<Principal> {
+    // A token given as a number (or anything but a string) is not "no token": say what is wrong.
+    const tokenMissing = notText
+      ? 'The job data has a token that is not a string (data.token must be the bearer token, as text)'
+      : 'The job data has no bearer token (data.token)';
+    if (!secret) throw unauthenticated(null, tokenMissing);
     let principal: Principal;
     try {
       principal = await deps.auth.authenticate(secret);
@@ -129,7 +133,7 @@ export function intakeService(deps: IntakeDeps) {
       );
     // A copy: applying the schema defaults in place wrote them into the job kept in Redis, and a
     // re-run of the pipeline with the same key then met "another request body" (a new-user trial).
-    const { spec, ids, maxIds } = jsonSubmission(structuredClone(data.operation));
+    const { spec, ids, maxIds } = jsonSubmission(structuredClone(data.operation), 'operation');
     const result = await deps.operations.submit({
       spec,
       ids,
@@ -204,7 +208,7 @@ export function intakeService(deps: IntakeDeps) {
     const finish = () => ('sealedToken' in job.data || 'token' in job.data ? job.updateData(kept) : undefined);
     let principal: Principal | undefined;
     try {
-      principal = await principalOf(secret);
+      principal = await principalOf(secret, 'token' in obj && typeof obj.token !== 'string');
       const out = await plan(job, kept, unknownFields, principal);
       await finish();
       return out;

@@ -172,12 +172,12 @@ class InvalidIds {
  * looked at, none is descended into. A body without an `ids` list, or with more than
  * MAX_INLINE_IDS (the schema's limit, answered as such), is left to the other checks.
  */
-export function refuseInvalidInlineIds(body: unknown): void {
+export function refuseInvalidInlineIds(body: unknown, where = 'body'): void {
   if (body === null || typeof body !== 'object') return;
   const ids = (body as { ids?: unknown }).ids;
   if (!Array.isArray(ids) || ids.length > MAX_INLINE_IDS) return;
   // The same mistake gets the same code however the list came (NDJSON, text, JSON, the queue).
-  if (ids.length === 0) throw emptyIdList('body.ids');
+  if (ids.length === 0) throw emptyIdList(`${where}.ids`);
   const invalid = new InvalidIds();
   for (let i = 0; i < ids.length; i++) invalid.found(ids[i], i);
   invalid.refuse();

@@ -11,7 +11,7 @@ import type { RouteAuth } from '../auth/roles.ts';
 import { NDJSON } from '../../plugins/uploads.ts';
 import { inlineBatches, MAX_INLINE_IDS, MAX_STREAMED_IDS, ndjsonLineId, type IdBatches } from './intake.ts';
 import { readIdStream } from './id-stream.ts';
-import { checkWaveSteps } from './policy.ts';
+import { checkWaveSteps, WAVE_STEP } from './policy.ts';
 import { CreateOperationBody, OperationSpec, type TextUploadQuery } from './schemas.ts';
 import { describeScope, type ScopeReport } from './scope.ts';
 
@@ -131,12 +131,21 @@ export async function readSubmission(
  * The route's JSON parser has already checked the value's depth and text (json-body.ts); a job's
  * data was parsed by BullMQ, so that check runs here too (cheap next to planning).
  */
-export function jsonSubmission(body: unknown): { spec: OperationSpec; ids: IdBatches; maxIds: number } {
-  checkJsonBody(body, true);
-  const { ids, ...spec } = validateValue<CreateOperationBody>(CreateOperationBody, body, 'body');
-  if (spec.rollout?.waves) checkWaveSteps(spec.rollout.waves, 'body.rollout.waves');
+export function jsonSubmission(
+  body: unknown,
+  /** Where the fields are, as refusals name them: `body` (the route), `operation` (an intake job's data). */
+  where = 'body',
+): { spec: OperationSpec; ids: IdBatches; maxIds: number } {
+  checkJsonBody(body, true, where);
+  const { ids, ...spec } = validateValue<CreateOperationBody>(CreateOperationBody, body, where);
+  if (spec.rollout?.waves) checkWaveSteps(spec.rollout.waves, `${where}.rollout.waves`);
   return { spec, ids: inlineBatches(ids), maxIds: MAX_INLINE_IDS };
 }
+
+const ONE_STEP = new RegExp(`^${WAVE_STEP}$`);
+/** As many as rollout.waves takes (its schema's maxItems). */
+const MAX_WAVE_STEPS = 20;
+const STEP_RULE = 'must be a number of tenants ("1" to "9999999") or a share of them ("0.5%" to "100%")';
 
 /**
  * The spec of a text/plain upload, from its query string: the flat rollout fields (`waves` as
@@ -146,6 +155,16 @@ export function jsonSubmission(body: unknown): { spec: OperationSpec; ids: IdBat
 export function textSpec(query: TextUploadQuery): OperationSpec {
   const { waves, bakeSeconds, concurrency, onHalt, ...rest } = query;
   const steps = waves?.split(',');
+  if (steps && steps.length > MAX_WAVE_STEPS)
+    throw new BadRequestError('VALIDATION_FAILED', `Invalid querystring.waves: at most ${MAX_WAVE_STEPS} steps`, [
+      { field: 'querystring.waves', message: `must have at most ${MAX_WAVE_STEPS} steps (got ${steps.length})` },
+    ]);
+  steps?.forEach((step, k) => {
+    if (!ONE_STEP.test(step))
+      throw new BadRequestError('VALIDATION_FAILED', `Invalid querystring.waves.${k}: ${STEP_RULE}`, [
+        { field: `querystring.waves.${k}`, value: step, message: STEP_RULE },
+      ]);
+  });
   if (steps) checkWaveSteps(steps, 'querystring.waves');
   const rollout = Object.fromEntries(
     Object.entries({ waves: steps, bakeSeconds, concurrency }).filter(([, v]) => v !== undefined),
