@@ -131,7 +131,8 @@ export const TextUploadQuery = Type.Object(
       Type.String({
         // Each step is checked on its own (submission.ts textSpec), so that a bad one is named
         // (querystring.waves.1) with why, not answered with the whole list's pattern (a trial).
-        minLength: 1,
+        // Printable ASCII: what characters it takes; which steps it takes is said per step.
+        pattern: '^[ -~]+$',
         maxLength: 400,
         description:
           'rollout.waves, comma-separated: "1,10%,100%" (each % written %25 in a URL: 1,10%25,100%25). Up to 20 steps',
