@@ -86,7 +86,7 @@ it('counts a POST while it is out, so a process that dies then leaves it counted
     await expect.poll(() => hanging.received.length, { timeout: 10_000 }).toBe(1);
     // The POST is at the receiver and unanswered: had the process died now, this is what stays.
     expect(await row()).toMatchObject({ status: 'pending', attempts: 1 });
-    expect((await row()).last_error).toMatch(/a POST went out at .*; its outcome was not recorded/);
+    expect((await row()).last_error).toMatch(/a POST went out at .* and has not been answered yet/);
     // Its outcome replaces the note and adds no second count.
     await hanging.close();
     expect(await out).toMatchObject({ ok: false, retry: true });

@@ -69,7 +69,10 @@ async function markSent(pool: pg.Pool, id: string) {
     `UPDATE webhook_deliveries SET attempts = attempts + 1, updated_at = now(),
             last_error = CASE WHEN status = 'pending' THEN $2 ELSE last_error END
       WHERE id = $1 AND status IN ('pending', 'cancelled')`,
-    [id, `a POST went out at ${new Date().toISOString()}; its outcome was not recorded (the process may have stopped)`],
+    [
+      id,
+      `a POST went out at ${new Date().toISOString()} and has not been answered yet (if this stays past its timeout, the process that sent it stopped before recording the outcome)`,
+    ],
   );
 }
 
