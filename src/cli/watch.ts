@@ -114,6 +114,10 @@ export async function watchOperation(o: WatchOptions): Promise<WatchResult> {
           apply(now);
         } else if (frame.event === 'progress' || frame.event === 'end') {
           apply(data);
+        } else if (frame.event === 'unavailable') {
+          o.view.note(`the server cannot read the operation since ${String(data.since)} (database away); waiting`);
+        } else if (frame.event === 'available') {
+          o.view.note(`the server reads the operation again (since ${String(data.at)})`);
         }
         o.view.frame(frame.event, frame.id, data, status);
         if (frame.event === 'snapshot' || frame.event === 'progress') o.view.waves(waves, status);

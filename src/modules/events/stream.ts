@@ -11,6 +11,9 @@ import type { QueueHolds } from '../operations/views.ts';
 import { frame, HEARTBEAT, progressData, progressKey, snapshotData, transitionData } from './frames.ts';
 
 export const POLL_MS = 500;
+const iso = () => new Date().toISOString();
+const UNAVAILABLE =
+  'The operation cannot be read (the database does not answer): nothing new is shown until it is back. Nothing is lost; this stream goes on by itself, and the operation moves again once its workers reach the database.';
 /** Audit events read per statement while catching up. */
 const PAGE = 200;
 
@@ -44,6 +47,8 @@ export async function streamOperation(o: StreamOptions): Promise<void> {
   let sentProgress: string | null = null;
   let sentProbesAt = op.probes?.at ?? null;
   let failing = false;
+  /** Since when the operation cannot be read (PostgreSQL away), or null. */
+  let unreadSince: string | null = null;
   while (!o.signal.aborted) {
     try {
       // Every event up to op.lastSeq committed before op was read (the audit event commits with the
@@ -83,6 +88,21 @@ export async function streamOperation(o: StreamOptions): Promise<void> {
     }
     await sleep(POLL_MS, undefined, { signal: o.signal }).catch(() => {});
     if (o.signal.aborted) return;
-    op = (await readLive(o.db, op.id, o.holdsOf).catch(() => null)) ?? op;
+    const read = await readLive(o.db, op.id, o.holdsOf).then(
+      (live) => live,
+      (err: unknown) => err as Error,
+    );
+    if (!(read instanceof Error)) {
+      op = read ?? op;
+      // Back: said once, then the frames that changed meanwhile follow as usual.
+      if (unreadSince !== null) await write(frame(cursor, 'available', { since: unreadSince, at: iso() }));
+      unreadSince = null;
+    } else if (unreadSince === null) {
+      // The stream went on in silence while PostgreSQL was away: `watch` showed its last line for
+      // the whole outage while GETs said 503 (a trial). Said once; the stream stays open and goes on.
+      unreadSince = iso();
+      o.log.warn({ err: read, operationId: op.id }, 'event stream cannot read the operation; retrying');
+      await write(frame(cursor, 'unavailable', { since: unreadSince, detail: UNAVAILABLE }));
+    }
   }
 }

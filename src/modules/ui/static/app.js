@@ -312,6 +312,9 @@ function onFrame(v, { event, id, data }) {
     v.op = { ...v.op, state, currentWave, bakeUntil, haltReason, throttled, waiting, refused };
     mergeWaves(v, waves);
   } else if (event === 'probes') v.probes = data;
+  else if (event === 'unavailable')
+    setStream(`the server cannot read the operation since ${data.since} (database away)`);
+  else if (event === 'available') setStream('live');
   else if (event === 'end') v.op = { ...v.op, state: data.state };
   if (id !== null && /^\d+$/.test(id)) v.cursor = Number(id);
   render(v);
