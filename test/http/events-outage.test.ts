@@ -36,12 +36,13 @@ describe('an event stream while the database is away', () => {
       .expect(201);
     let down = false;
     // The real database, failing as a stopped PostgreSQL does while `down`.
-    const db: Queryable = {
-      query: ((...args: Parameters<Queryable['query']>) =>
+    const pool = t.app.db.pool;
+    const db = {
+      query: (text: string, values?: unknown[]) =>
         down
           ? Promise.reject(Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' }))
-          : t.app.db.pool.query(...args)) as Queryable['query'],
-    };
+          : pool.query(text, values),
+    } as unknown as Queryable;
     const out = new PassThrough();
     let text = '';
     out.on('data', (c: Buffer) => (text += c.toString()));
