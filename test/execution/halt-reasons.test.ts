@@ -102,7 +102,7 @@ describe('the error of an item whose rollback could not restore it', () => {
     for (const r of rows) {
       const sent = restores.get(idempotencyKeyFor({ operationId: op.id, resourceId: r.resource_id }, 'restore'));
       expect(sent, r.resource_id).toBe(4);
-      expect(r.last_error, r.resource_id).toBe('HTTP 422 Unprocessable Entity (after 4 restore attempts)');
+      expect(r.last_error, r.resource_id).toBe('HTTP 422 Unprocessable Entity (after 4 restore requests)');
     }
   });
 });

@@ -62,13 +62,15 @@ export function connectionText(err: unknown): string {
   return e?.code && /^[A-Z0-9_]{2,40}$/.test(e.code) ? e.code : (e?.name ?? 'Error');
 }
 
-const ATTEMPTS = / \(after \d+ (?:\w+ )?attempts?\)$/;
+const ATTEMPTS = / \(after \d+ (?:\w+ )?(?:attempts?|requests?)\)$/;
 /**
  * An error with how many requests were sent for it: `HTTP 500 Internal Server Error (after 2
- * attempts)`, or `(after 4 restore attempts)` where the requests of several calls are counted (a
- * rollback's rounds). A count the error carried is replaced, never appended to. The count is what
+ * attempts)`, or `(after 4 restore requests)` where the requests of several calls are counted (a
+ * rollback's rounds: "attempts" there read as the rollback's own 5 attempts, each of which may
+ * send several requests, and a trial saw "after 10 restore attempts" beside a limit of 5). A count the error carried is replaced, never appended to. The count is what
  * reached the transport, so it matches the downstream's log of the item's Idempotency-Key.
  */
 export function afterAttempts(error: string, n: number, what = ''): string {
-  return `${error.replace(ATTEMPTS, '')} (after ${n} ${what ? `${what} ` : ''}attempt${n === 1 ? '' : 's'})`;
+  const unit = what ? `${what} request` : 'attempt';
+  return `${error.replace(ATTEMPTS, '')} (after ${n} ${unit}${n === 1 ? '' : 's'})`;
 }
