@@ -80,6 +80,16 @@ async function later(job: Job, token: string | undefined, delayMs: number): Prom
   throw new DelayedError();
 }
 
+/**
+ * BullMQ's word that a job's lock went while the job ran (Redis was away, or the process stalled
+ * past the lock): logged as errors with stacks after every Redis return, read as failures by an
+ * operator (a trial), though the job's run is fenced (exclusive.ts) and the stalled-job check or the
+ * reconciler hands the job on with nothing lost.
+ */
+const LOCK_LOST = /Missing lock for job|could not renew lock for job/i;
+const LOCK_LOST_SAID =
+  "a job's lock was lost (Redis was away, or the job outlived its lock): its run is fenced and another worker takes the job over; nothing is lost";
+
 export function startConsumers(d: ConsumerDeps): Consumers {
   const { pool, snapshots, engine, adapters, load, clock } = d;
   const readSnapshots = (ids: number[]) => snapshots.get(pool, ids);
@@ -208,7 +218,10 @@ export function startConsumers(d: ConsumerDeps): Consumers {
       d.logger.warn({ err, jobId: job.id }, 'control job failed (retried; the reconciler re-arms it)'),
     );
   });
-  for (const w of [items, control]) errorsTo(w, d.redisOutage, (err) => d.logger.error({ err }, 'worker error'));
+  for (const w of [items, control])
+    errorsTo(w, d.redisOutage, (err) =>
+      LOCK_LOST.test(err.message) ? d.logger.warn({ err }, LOCK_LOST_SAID) : d.logger.error({ err }, 'worker error'),
+    );
   return {
     items,
     control,
