@@ -60,6 +60,9 @@ it('lists endpoints and failed deliveries, then sends chosen ones and the rest a
   expect(JSON.parse(rest.stdout)).toEqual({ redelivered: 2, deliveryIds: ids.slice(1), more: false });
   const none = await admin(['webhooks', 'redeliver', endpoint, '--reason', 'receiver back']);
   expect(none.stdout).toContain('No failed delivery to send again.');
+  const noneListed = await admin(['webhooks', 'deliveries', endpoint, '--status', 'failed']);
+  expect(noneListed.code).toBe(0);
+  expect(noneListed.stdout.trim()).toBe('No failed deliveries.');
 
   const pending = await admin(['--json', 'webhooks', 'deliveries', endpoint, '--status', 'pending']);
   expect((JSON.parse(pending.stdout).items as unknown[]).length).toBe(3);

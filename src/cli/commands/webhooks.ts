@@ -77,6 +77,11 @@ export function registerWebhookCommands(program: Command) {
           path(id, `/deliveries${q ? `?${q}` : ''}`),
         );
         ctx.out.result(r, () => {
+          // Nothing printed at all read as a command that did nothing (a trial).
+          if (r.items.length === 0)
+            ctx.out.line(
+              `No ${f.status ? `${f.status} ` : ''}deliveries${f.after !== undefined ? ` after ${f.after}` : ''}.`,
+            );
           for (const d of r.items)
             ctx.out.line(
               `${d.id}  ${d.status.padEnd(9)} ${String(d.attempts).padStart(2)} attempts  ${d.eventType}` +
