@@ -122,7 +122,12 @@ describe('plans that sat too long or went stale', () => {
     const op = await submit(ids).expect(201);
     await command(h, 'approver', op.body.id, 'approve', { planHash: op.body.planHash }).expect(200);
     const [moved, deleted, guarded] = [ids[0]!, ids[5]!, ids[9]!];
-    await query(h.databaseUrl, `UPDATE resources SET tenant_id = $2 WHERE id = $1`, [moved, tenantId(sites[3]!)]);
+    // Moved and protected at once: both are said (only the move was, and putting the tenant back
+    // was refused again for the protection: a trial).
+    await query(h.databaseUrl, `UPDATE resources SET tenant_id = $2, protected = true WHERE id = $1`, [
+      moved,
+      tenantId(sites[3]!),
+    ]);
     await query(h.databaseUrl, `UPDATE resources SET state = 'soft_deleted' WHERE id = $1`, [deleted]);
     await query(h.databaseUrl, `UPDATE resources SET protected = true WHERE id = $1`, [guarded]);
     const res = await command(h, 'operator', op.body.id, 'start').expect(409);
@@ -139,7 +144,7 @@ describe('plans that sat too long or went stale', () => {
       res.body.details.changed.map((c: { resourceId: string; reason: string }) => [c.resourceId, c.reason]),
     );
     expect(reasons).toEqual({
-      [moved]: `it belongs to tenant ${tenantId(sites[3]!)} now, not ${tenantId(sites[0]!)}`,
+      [moved]: `it belongs to tenant ${tenantId(sites[3]!)} now, not ${tenantId(sites[0]!)}; it is protected now`,
       [deleted]: 'it is soft_deleted now',
       [guarded]: 'it is protected now',
     });

@@ -167,7 +167,7 @@ interface ApplyRow {
 export const PROTECTED_SINCE_PLAN = (id: string) =>
   `${id} is protected in the registry (marked after the plan): not deleted`;
 export const TENANT_PROTECTED_SINCE_PLAN = (id: string, tenantId: string) =>
-  `${id} not deleted: its tenant ${tenantId} is protected in the registry (marked after the plan: its break-glass approval did not cover this tenant)`;
+  `${id} not deleted: its tenant ${tenantId} is protected in the registry (marked after the plan; a plan's break-glass approval covers only the tenants protected when it was made)`;
 export const DESCENDANT_PROTECTED_SINCE_PLAN = (id: string, via: string) =>
   `${id} not deleted: its cascade would take ${via}, which is protected in the registry now (marked after the plan); nothing was changed`;
 

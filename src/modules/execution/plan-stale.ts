@@ -116,19 +116,24 @@ export async function planStale(tx: pg.PoolClient, record: OperationRecord): Pro
   );
 }
 
-/** What changed of one planned resource, in words (the first one's is in PLAN_STALE's message). */
+/**
+ * What changed of one planned resource, in words (the first one's is in PLAN_STALE's message):
+ * every change, not the first only — a resource moved to another tenant and protected read only
+ * "belongs to tenant …", and an operator who put the tenant back was refused again (a trial).
+ */
 function staleReason(x: StaleRow, states: readonly string[], approvedTenants: readonly string[]): string {
   if (x.type === null) return 'not in the registry any more';
-  if (x.type !== x.planned_type) return `it is a ${x.type} now, not a ${x.planned_type}`;
-  if (x.tenant_id !== x.planned_tenant) return `it belongs to tenant ${x.tenant_id} now, not ${x.planned_tenant}`;
-  if (x.state !== null && !states.includes(x.state)) return `it is ${x.state} now`;
-  if (x.protected) return 'it is protected now';
-  if (x.tenant_protected && !approvedTenants.includes(x.tenant_id))
-    return `its tenant ${x.tenant_id} is protected now (the plan's break-glass did not cover it)`;
-  if (x.unmatched_pattern !== null) return `its ID no longer matches the type's idPattern ${x.unmatched_pattern}`;
+  const why: string[] = [];
+  if (x.type !== x.planned_type) why.push(`it is a ${x.type} now, not a ${x.planned_type}`);
+  if (x.tenant_id !== x.planned_tenant) why.push(`it belongs to tenant ${x.tenant_id} now, not ${x.planned_tenant}`);
+  if (x.state !== null && !states.includes(x.state)) why.push(`it is ${x.state} now`);
+  if (x.protected) why.push('it is protected now');
+  if (x.tenant_protected && x.tenant_id !== null && !approvedTenants.includes(x.tenant_id))
+    why.push(`its tenant ${x.tenant_id} is protected now (the plan's break-glass did not cover it)`);
+  if (x.unmatched_pattern !== null) why.push(`its ID no longer matches the type's idPattern ${x.unmatched_pattern}`);
   if (x.moved_from !== null)
-    return `it is no longer in ${x.moved_from}'s cascade (its parent is ${x.parent_id ?? 'none'} now)`;
-  return 'changed';
+    why.push(`it is no longer in ${x.moved_from}'s cascade (its parent is ${x.parent_id ?? 'none'} now)`);
+  return why.length ? why.join('; ') : 'changed';
 }
 
 async function cascadeTypes(tx: pg.PoolClient, type: string): Promise<string[]> {
