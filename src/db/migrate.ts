@@ -79,10 +79,15 @@ export function databaseProblem(err: unknown, databaseUrl: string): ConfigError 
 
 /** Connects once, within `connectMs`, and lets go: a start's first look at DATABASE_URL (workers). */
 export async function databaseAnswers(databaseUrl: string, connectMs = STARTUP_CONNECT_MS): Promise<void> {
+  await (await startupClient(databaseUrl, connectMs)).end();
+}
+
+/** A connected client that gave up connecting after `connectMs`; a dropped connection fails the query in hand instead of the process. */
+async function startupClient(databaseUrl: string, connectMs: number): Promise<pg.Client> {
   const client = new pg.Client({ connectionString: databaseUrl, connectionTimeoutMillis: connectMs });
   client.on('error', () => undefined);
   await client.connect();
-  await client.end();
+  return client;
 }
 
 /** A ConfigError naming the database (never its credentials) when it lacks any of this build's migrations. */
@@ -104,9 +109,7 @@ export async function migrate(
   connectMs = STARTUP_CONNECT_MS,
 ): Promise<MigrationResult> {
   const names = migrationNames(dir);
-  const client = new pg.Client({ connectionString: databaseUrl, connectionTimeoutMillis: connectMs });
-  client.on('error', () => undefined); // a dropped connection fails the query in hand instead of the process
-  await client.connect();
+  const client = await startupClient(databaseUrl, connectMs);
   try {
     await client.query('SELECT pg_advisory_lock($1)', [LOCK_KEY]);
     await client.query(`CREATE TABLE IF NOT EXISTS "_prisma_migrations" (

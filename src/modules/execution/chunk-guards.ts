@@ -2,12 +2,11 @@
 // cascade would now take a child the plan does not list, and the per-call look at protection where
 // no registry statement guards the call (protection-recheck.ts).
 import type { AdapterItem, TargetAdapter } from '../adapters/index.ts';
-import { DESCENDANT_PROTECTED_SINCE_PLAN } from '../adapters/registry-apply.ts';
 import type { OwnAdapters } from './cascade-own.ts';
 import type { ChunkDeps } from './chunk.ts';
 import type { ClaimedItem, Outcome } from './ledger.ts';
 import { NEW_CHILD } from './new-children.ts';
-import { recheckingProtection } from './protection-recheck.ts';
+import { protectionRefusal, recheckingProtection } from './protection-recheck.ts';
 import type { OperationRecord } from './state.ts';
 
 /** What the guard against protection since the plan covers: deletes and erasures (not restores or purges). */
@@ -50,14 +49,13 @@ export async function refuseProtected<Tx>(
   own: OwnAdapters,
 ): Promise<Outcome[]> {
   if (!GUARDED_ACTIONS.includes(op.action) || !deps.protectedNow || part.length === 0) return [];
-  const kids = (i: ClaimedItem) => unguarded(adapter, own)(i);
+  const kids = unguarded(adapter, own);
   const now = await deps.protectedNow(
     [...part.map((i) => i.resourceId), ...part.flatMap((i) => kids(i).map((d) => d.resourceId))],
     op.approvedTenants,
   );
   return part.flatMap((i): Outcome[] => {
-    const via = kids(i).find((d) => now.has(d.resourceId));
-    const why = now.get(i.resourceId) ?? (via && DESCENDANT_PROTECTED_SINCE_PLAN(i.resourceId, via.resourceId));
+    const why = protectionRefusal(now, i.resourceId, kids(i));
     return why === undefined ? [] : [{ seq: i.seq, state: 'failed', error: why, permanent: true }];
   });
 }

@@ -20,6 +20,19 @@ export interface PlannedParent {
 }
 
 /**
+ * Child `c` counts as new (see above) when taken by the cascade of a parent of type `parentType`:
+ * $2 the root type (nothing to look for, and no index probe per item, when it cascades to nothing),
+ * $3 the children the plan lists, $4 the operation.
+ */
+const isNewChild = (
+  parentType: string,
+) => `EXISTS (SELECT 1 FROM resource_types rt WHERE rt.name = $2 AND cardinality(rt.cascade_to) > 0)
+       AND c.state = 'active'
+       AND (NOT ${isExternal('t')} OR c.updated_at > (SELECT o.created_at FROM operations o WHERE o.id = $4))
+       AND ${takenByCascade('c.type', parentType, `'{}'`)}
+       AND NOT (c.id = ANY($3::text[]))`;
+
+/**
  * Of `roots` (resource IDs of `type`, in operation `opId`), those with a new child of a cascade type
  * not in `known`, each with the first: a child of the root itself, or of one of its planned
  * descendants (`under`, taken with it), so an app imported under a planned site's planned
@@ -34,43 +47,27 @@ export async function newChildren(
   under: PlannedParent[] = [],
 ): Promise<Map<string, string>> {
   if (roots.length === 0) return new Map();
-  if (under.length === 0) return directChildren(db, opId, type, roots, known);
-  // Nothing to look for, and no index probe per item, when the type cascades to nothing.
+  // Roots without planned descendants (every chunk of the one-statement registry path) are asked
+  // in the first shape: the list of parents cost that path 5–25% of its items/s (npm run bench --
+  // waves, interleaved with the commit before).
   const r = await db.query<{ root: string; child: string }>(
-    `WITH parents AS (
+    under.length === 0
+      ? `SELECT DISTINCT ON (c.parent_id) c.parent_id AS root, c.id AS child
+     FROM resources c JOIN resource_types t ON t.name = c.type
+     WHERE c.parent_id = ANY($1::text[]) AND ${isNewChild('$2::text')}
+     ORDER BY c.parent_id, c.id`
+      : `WITH parents AS (
        SELECT id, $2::text AS type, id AS root FROM unnest($1::text[]) id
        UNION ALL
        SELECT * FROM unnest($5::text[], $6::text[], $7::text[])
      )
      SELECT DISTINCT ON (p.root) p.root, c.id AS child
      FROM parents p JOIN resources c ON c.parent_id = p.id JOIN resource_types t ON t.name = c.type
-     WHERE EXISTS (SELECT 1 FROM resource_types rt WHERE rt.name = $2 AND cardinality(rt.cascade_to) > 0)
-       AND c.state = 'active'
-       AND (NOT ${isExternal('t')} OR c.updated_at > (SELECT o.created_at FROM operations o WHERE o.id = $4))
-       AND ${takenByCascade('c.type', 'p.type', `'{}'`)}
-       AND NOT (c.id = ANY($3::text[]))
+     WHERE ${isNewChild('p.type')}
      ORDER BY p.root, c.id`,
-    [roots, type, known, opId, under.map((u) => u.id), under.map((u) => u.type), under.map((u) => u.root)],
-  );
-  return new Map(r.rows.map((x) => [x.root, x.child]));
-}
-
-/**
- * Roots without planned descendants (every chunk of the one-statement registry path): their own
- * children only, in the statement's first shape. The general one above, with its list of parents,
- * cost that path 5–25% of its items/s (npm run bench -- waves, interleaved with the commit before).
- */
-async function directChildren(db: Queryable, opId: string, type: string, roots: string[], known: string[]) {
-  const r = await db.query<{ root: string; child: string }>(
-    `SELECT DISTINCT ON (c.parent_id) c.parent_id AS root, c.id AS child
-     FROM resources c JOIN resource_types t ON t.name = c.type
-     WHERE EXISTS (SELECT 1 FROM resource_types rt WHERE rt.name = $2 AND cardinality(rt.cascade_to) > 0)
-       AND c.parent_id = ANY($1::text[]) AND c.state = 'active'
-       AND (NOT ${isExternal('t')} OR c.updated_at > (SELECT o.created_at FROM operations o WHERE o.id = $4))
-       AND ${takenByCascade('c.type', '$2::text', `'{}'`)}
-       AND NOT (c.id = ANY($3::text[]))
-     ORDER BY c.parent_id, c.id`,
-    [roots, type, known, opId],
+    under.length === 0
+      ? [roots, type, known, opId]
+      : [roots, type, known, opId, under.map((u) => u.id), under.map((u) => u.type), under.map((u) => u.root)],
   );
   return new Map(r.rows.map((x) => [x.root, x.child]));
 }

@@ -9,6 +9,19 @@
 import type { AdapterItem, ApplyOptions, DestructiveAction, ItemResult, TargetAdapter } from '../adapters/index.ts';
 import { DESCENDANT_PROTECTED_SINCE_PLAN } from '../adapters/registry-apply.ts';
 
+/**
+ * Why item `id` may not be deleted, given what is protected `now` (protected-now.ts): its own
+ * reason, or the first of `kids` (descendants its delete takes unguarded) that is protected.
+ */
+export function protectionRefusal(
+  now: Map<string, string>,
+  id: string,
+  kids: readonly { resourceId: string }[],
+): string | undefined {
+  const via = now.has(id) ? undefined : kids.find((d) => now.has(d.resourceId));
+  return now.get(id) ?? (via && DESCENDANT_PROTECTED_SINCE_PLAN(id, via.resourceId));
+}
+
 /** How old the protection a call is checked against may be: the window a mark can miss. */
 export const RECHECK_MS = 500;
 
@@ -44,18 +57,12 @@ export function recheckingProtection(
     );
     return asking;
   };
-  const refusal = (now: Map<string, string>, i: AdapterItem): string | undefined => {
-    const own = now.get(i.resourceId);
-    if (own !== undefined) return own;
-    const via = watched(i).find((d) => now.has(d.resourceId));
-    return via && DESCENDANT_PROTECTED_SINCE_PLAN(i.resourceId, via.resourceId);
-  };
   return {
     ...inner,
     async apply(action: DestructiveAction, batch: AdapterItem[], opts: ApplyOptions): Promise<ItemResult[]> {
       if (action === 'restore') return inner.apply(action, batch, opts);
       const now = await current();
-      const why = batch.map((i) => refusal(now, i));
+      const why = batch.map((i) => protectionRefusal(now, i.resourceId, watched(i)));
       for (const i of batch) started.add(i.resourceId);
       const go = batch.filter((_, k) => why[k] === undefined);
       const sent = go.length ? await inner.apply(action, go, opts) : [];

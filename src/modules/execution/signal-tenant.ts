@@ -6,7 +6,7 @@ import type { Queryable } from '../../lib/sql.ts';
 import { TOP_TENANTS } from '../operations/plan-build.ts';
 
 interface PlanTenants {
-  tenants?: { total?: number; top?: { tenantId: string }[] };
+  tenants?: { top?: { tenantId: string }[] };
 }
 
 /** A warning for the signal's answer, or null when the tenant is one of the operation's. */

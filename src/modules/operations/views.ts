@@ -5,6 +5,7 @@ import { approvalsMissing } from './lifecycle.ts';
 import type { LifecycleState } from './lifecycle-types.ts';
 import type { ProgressView } from './progress.ts';
 import { RESTORE_ATTEMPTS, RESTORE_BACKOFF_MS } from '../execution/rollback-ledger.ts';
+import type { GuardRefusal } from '../execution/engine.ts';
 
 export interface Unfinished {
   count: number;
@@ -89,14 +90,8 @@ export function operationView(
   };
 }
 
-interface Refusal {
-  command: string;
-  state: string;
-  code: string;
-  message: string;
-  by: string;
-  at: string;
-}
+/** What engine-store.ts keeps of a GuardRefusal: its time as JSON text. */
+type Refusal = Omit<GuardRefusal, 'at'> & { at: string };
 
 /** The last guard refusal (engine-store.ts refused), while the operation is in the state it was refused in. */
 export function refusalOf(op: Pick<OperationRow, 'state' | 'lastRefusal'>) {
