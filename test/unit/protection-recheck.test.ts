@@ -1,9 +1,15 @@
 // The per-call protection look of an HTTP delete (protection-recheck.ts): calls share one registry
 // query while it is fresh, ask again once it is RECHECK_MS old (only for items not sent yet), and an
-// item protected since — or whose unguarded descendant is — fails for good without being sent.
+// item protected since — or whose unguarded descendant is — fails for good without being sent. With
+// a way to ask whether protection changed since a look, a look reads the rows again only when it did.
 import { describe, expect, it } from 'vitest';
 import type { AdapterItem, ItemResult, TargetAdapter } from '../../src/modules/adapters/index.ts';
-import { RECHECK_MS, recheckingProtection } from '../../src/modules/execution/protection-recheck.ts';
+import {
+  FULL_LOOK_MAX_MS,
+  RECHECK_MS,
+  recheckingProtection,
+  type ProtectionChecks,
+} from '../../src/modules/execution/protection-recheck.ts';
 
 const item = (id: string, kids: string[] = []): AdapterItem => ({
   operationId: 'op_1',
@@ -15,9 +21,12 @@ const item = (id: string, kids: string[] = []): AdapterItem => ({
     : {}),
 });
 
-function world(protectedIds: Set<string>) {
+function world(protectedIds: Set<string>, opts: { changes?: boolean; first?: boolean } = {}) {
   let now = 1_000;
+  // Each full look sees the change counter as it is; changedSince compares with it.
+  let changes = 0;
   const asked: string[][] = [];
+  const compared: string[] = [];
   const sent: string[] = [];
   const inner = {
     kind: 'http',
@@ -27,19 +36,40 @@ function world(protectedIds: Set<string>) {
     },
   } as unknown as TargetAdapter;
   const items = [item('s_1', ['a_1']), item('s_2'), item('s_3')];
+  const refusals = (ids: string[]) =>
+    new Map(ids.filter((id) => protectedIds.has(id)).map((id) => [id, `${id} is protected now`]));
+  const checks: ProtectionChecks = {
+    look: async (ids) => {
+      asked.push(ids);
+      return { refusals: refusals(ids), seen: String(changes) };
+    },
+    ...(opts.changes
+      ? {
+          changedSince: async (seen: string) => {
+            compared.push(seen);
+            return Number(seen) !== changes;
+          },
+        }
+      : {}),
+    ...(opts.first
+      ? { first: { at: now, look: { refusals: refusals(['s_1', 'a_1', 's_2', 's_3']), seen: '0' } } }
+      : {}),
+  };
   const adapter = recheckingProtection(
     inner,
     items,
     (i) => i.descendants ?? [],
-    async (ids) => {
-      asked.push(ids);
-      return new Map(ids.filter((id) => protectedIds.has(id)).map((id) => [id, `${id} is protected now`]));
-    },
+    checks,
     () => now,
   );
-  const opts = { idempotencyKey: () => 'k', concurrency: 1, shouldContinue: () => true };
-  const call = (i: AdapterItem) => adapter.apply('softDelete', [i], opts).then((r) => r[0]!);
-  return { items, asked, sent, call, tick: (ms: number) => (now += ms) };
+  const callOpts = { idempotencyKey: () => 'k', concurrency: 1, shouldContinue: () => true };
+  const call = (i: AdapterItem) => adapter.apply('softDelete', [i], callOpts).then((r) => r[0]!);
+  /** A statement that may change protection commits (and marks `id`, if given). */
+  const change = (id?: string) => {
+    changes++;
+    if (id) protectedIds.add(id);
+  };
+  return { items, asked, compared, sent, call, change, tick: (ms: number) => (now += ms) };
 }
 
 describe('recheckingProtection', () => {
@@ -66,5 +96,38 @@ describe('recheckingProtection', () => {
     expect((viaChild as { error: string }).error).toContain('a_1');
     expect(own).toEqual({ ok: false, permanent: true, unapplied: true, error: 's_3 is protected now' });
     expect(w.sent).toEqual(['s_2']);
+  });
+
+  it("with the chunk's own look, asks only whether protection changed since, and reads the rows only when it did", async () => {
+    const w = world(new Set(), { changes: true, first: true });
+    expect((await w.call(w.items[0]!)).ok).toBe(true);
+    expect(w.asked).toEqual([]);
+    expect(w.compared).toEqual([]);
+    w.tick(RECHECK_MS);
+    expect((await w.call(w.items[1]!)).ok).toBe(true);
+    expect(w.compared).toEqual(['0']);
+    expect(w.asked).toEqual([]);
+    w.change('s_3');
+    w.tick(RECHECK_MS);
+    expect(await w.call(w.items[2]!)).toMatchObject({ ok: false, unapplied: true, error: 's_3 is protected now' });
+    expect(w.compared).toEqual(['0', '0']);
+    expect(w.asked).toEqual([['s_3']]);
+    expect(w.sent).toEqual(['s_1', 's_2']);
+  });
+
+  it('compares with the last full look, and reads the rows again once that look is too old to compare with', async () => {
+    const w = world(new Set(), { changes: true, first: true });
+    w.change();
+    w.tick(RECHECK_MS);
+    await w.call(w.items[0]!);
+    expect(w.asked).toHaveLength(1);
+    w.tick(RECHECK_MS);
+    await w.call(w.items[1]!);
+    expect(w.compared).toEqual(['0', '1']);
+    expect(w.asked).toHaveLength(1);
+    w.tick(FULL_LOOK_MAX_MS);
+    await w.call(w.items[2]!);
+    expect(w.compared).toEqual(['0', '1']);
+    expect(w.asked).toEqual([['s_1', 'a_1', 's_2', 's_3'], ['s_3']]);
   });
 });

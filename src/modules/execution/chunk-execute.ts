@@ -122,7 +122,7 @@ export async function execute<Tx>(
     const prepare = async (part: ClaimedItem[]) => {
       // Protection is asked while the snapshots are read (not before: that put a registry query in
       // front of every part's first call); a refused item is neither marked nor sent.
-      const [protectedNow, grown, { snaps: taken, failures: unsnapped }] = await Promise.all([
+      const [{ refused: protectedNow, first }, grown, { snaps: taken, failures: unsnapped }] = await Promise.all([
         refuseProtected(deps, op, part, adapter, own),
         refuseNewChildren(deps, op, part),
         takeSnapshots(
@@ -143,7 +143,7 @@ export async function execute<Tx>(
       const out = new Set(failures.map((f) => f.seq));
       const snaps = taken.filter((x) => !out.has(x.parentSeq ?? x.seq));
       const wanted = part.filter((i) => !out.has(i.seq));
-      return { failures, ...(await markWriteAhead(deps, j, range, token, snaps, wanted)) };
+      return { failures, first, ...(await markWriteAhead(deps, j, range, token, snaps, wanted)) };
     };
     const breaker = chunkBreaker(
       haltPolicy,
@@ -197,6 +197,7 @@ export async function execute<Tx>(
           deletingThroughOwnAdapters(adapter, own, adapter.kind === 'http' ? undefined : slot),
           sendItems,
           unguarded(adapter, own),
+          prepared.first,
         ),
         op.mode === 'hard' ? 'hardDelete' : 'softDelete',
         sendItems,

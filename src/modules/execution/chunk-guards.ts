@@ -7,6 +7,7 @@ import type { ChunkDeps } from './chunk.ts';
 import type { ClaimedItem, Outcome } from './ledger.ts';
 import { NEW_CHILD } from './new-children.ts';
 import { protectionRefusal, recheckingProtection } from './protection-recheck.ts';
+import type { ProtectionLook } from './protected-now.ts';
 import type { OperationRecord } from './state.ts';
 
 /** What the guard against protection since the plan covers: deletes and erasures (not restores or purges). */
@@ -28,17 +29,32 @@ export function protectionRechecked<Tx>(
   sender: TargetAdapter,
   items: AdapterItem[],
   watched: (i: AdapterItem) => AdapterItem[],
+  /** The look refuseProtected took of these items (what the calls compare with first). */
+  first?: FirstLook,
 ): TargetAdapter {
   if (!GUARDED_ACTIONS.includes(op.action) || !deps.protectedNow) return sender;
   // A registry item with nothing sent on its own is guarded by its statement: no query more.
   if (sender.kind !== 'http' && !items.some((i) => watched(i).length)) return sender;
-  return recheckingProtection(sender, items, watched, (ids) => deps.protectedNow!(ids, op.approvedTenants));
+  return recheckingProtection(
+    sender,
+    items,
+    watched,
+    {
+      look: (ids) => deps.protectedNow!(ids, op.approvedTenants),
+      ...(deps.protectionChangedSince ? { changedSince: (seen: string) => deps.protectionChangedSince!(seen) } : {}),
+      ...(first ? { first } : {}),
+    },
+    () => deps.clock(),
+  );
 }
+
+export type FirstLook = { at: number; look: ProtectionLook };
 
 /**
  * A delete's (or erasure's) items whose resource or tenant was marked protected since the plan (an import while
  * the operation runs): failed for good, before the write-ahead mark (so never sent). The plan refused
  * protected resources and `start` refuses a plan they went stale under; this covers the run itself.
+ * Also returns the look itself, which the part's calls compare with first (protectionRechecked).
  */
 export async function refuseProtected<Tx>(
   deps: ChunkDeps<Tx>,
@@ -47,17 +63,19 @@ export async function refuseProtected<Tx>(
   adapter: TargetAdapter,
   /** Their descendants of these types are sent on their own: no registry statement guards them. */
   own: OwnAdapters,
-): Promise<Outcome[]> {
-  if (!GUARDED_ACTIONS.includes(op.action) || !deps.protectedNow || part.length === 0) return [];
+): Promise<{ refused: Outcome[]; first?: FirstLook }> {
+  if (!GUARDED_ACTIONS.includes(op.action) || !deps.protectedNow || part.length === 0) return { refused: [] };
   const kids = unguarded(adapter, own);
-  const now = await deps.protectedNow(
+  const at = deps.clock();
+  const look = await deps.protectedNow(
     [...part.map((i) => i.resourceId), ...part.flatMap((i) => kids(i).map((d) => d.resourceId))],
     op.approvedTenants,
   );
-  return part.flatMap((i): Outcome[] => {
-    const why = protectionRefusal(now, i.resourceId, kids(i));
+  const refused = part.flatMap((i): Outcome[] => {
+    const why = protectionRefusal(look.refusals, i.resourceId, kids(i));
     return why === undefined ? [] : [{ seq: i.seq, state: 'failed', error: why, permanent: true }];
   });
+  return { refused, first: { at, look } };
 }
 
 /**

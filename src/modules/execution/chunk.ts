@@ -18,6 +18,7 @@ import { runToken, type Fence } from './exclusive.ts';
 import type { HaltWatch } from './halt-watch.ts';
 import type { Ledger, Outcome, Range } from './ledger.ts';
 import type { PlannedParent } from './new-children.ts';
+import type { ProtectionLook } from './protected-now.ts';
 import type { ChunkJob } from './queues.ts';
 import type { OperationRecord } from './state.ts';
 import { REQUEUE_DELAY_MS, deferForCap, type VelocityGrant, type VelocityLimiter } from './velocity.ts';
@@ -66,7 +67,9 @@ export interface ChunkDeps<Tx = Queryable> {
    * among `approvedTenants`: registry-apply.ts DeleteGuard), each with why. A delete's chunk leaves them
    * (an import that protects a resource or tenant while the operation runs is honoured before its call).
    */
-  protectedNow?(resourceIds: string[], approvedTenants: string[]): Promise<Map<string, string>>;
+  protectedNow?(resourceIds: string[], approvedTenants: string[]): Promise<ProtectionLook>;
+  /** Whether protection may have changed since a look (protected-now.ts): the per-call look then reads it again. */
+  protectionChangedSince?(seen: string): Promise<boolean>;
   /**
    * A restore's or purge's ledger seqs whose resource changed in the registry since the plan, each
    * with what it is now (changed-since-plan.ts): their chunk leaves them.

@@ -24,7 +24,7 @@ import type { Engine } from './engine.ts';
 import type { JobLocks } from './exclusive.ts';
 import type { HaltWatch } from './halt-watch.ts';
 import type { Ledger } from './ledger.ts';
-import { protectedNow } from './protected-now.ts';
+import { protectedNow, protectionChangedSince } from './protected-now.ts';
 import { changedSincePlan } from './changed-since-plan.ts';
 import { newChildren } from './new-children.ts';
 import { JOB_ATTEMPTS, QUEUE_NAMES, type ChunkJob, type ControlJob, type Queues } from './queues.ts';
@@ -111,6 +111,7 @@ export function startConsumers(d: ConsumerDeps): Consumers {
     registryFollows,
     sameDb: { sql: (tx) => tx, put: (tx, opId, inputs) => snapshots.put(tx, opId, inputs) },
     protectedNow: (ids, approvedTenants) => protectedNow(pool, ids, approvedTenants),
+    protectionChangedSince: (seen) => protectionChangedSince(pool, seen),
     changedSincePlan: (opId, seqs) => changedSincePlan(pool, opId, seqs),
     newChildren: (opId, type, roots, known, under) => newChildren(pool, opId, type, roots, known, under),
   });

@@ -3,6 +3,14 @@
 import type pg from 'pg';
 import { PROTECTED_SINCE_PLAN, TENANT_PROTECTED_SINCE_PLAN } from '../adapters/registry-apply.ts';
 
+/** What a look at protection found, and the snapshot it was taken in (for protectionChangedSince). */
+export interface ProtectionLook {
+  /** Each resource that may not be deleted now, with why. */
+  refusals: Map<string, string>;
+  /** The look's snapshot (`pg_current_snapshot()` as text). */
+  seen: string;
+}
+
 /**
  * The chunk's resources that are protected now, or whose tenant is (unless the approval named that
  * tenant): each with the reason its item fails.
@@ -11,11 +19,14 @@ export async function protectedNow(
   pool: Pick<pg.Pool, 'query'>,
   ids: string[],
   approvedTenants: string[],
-): Promise<Map<string, string>> {
+): Promise<ProtectionLook> {
   // One primary-key lookup per ID: with `id = ANY(…)` PostgreSQL scans the whole registry below a
   // few hundred thousand rows (registry-apply.ts says the same of its statement). The chunk's few
   // tenants are looked up once each, as the registry statement does (ptenant).
-  const r = await pool.query<{ id: string; protected: boolean; tenant_id: string }>(
+  // The snapshot is the statement's own (pg_current_snapshot reads the active one), so "changed
+  // since" below means exactly "committed after what this look saw". It rides on every row, and on
+  // one row of its own when none is refused (the usual case).
+  const r = await pool.query<{ id: string | null; protected: boolean; tenant_id: string; seen: string }>(
     `WITH r AS MATERIALIZED (
        SELECT r.id, r.protected, r.tenant_id FROM unnest($1::text[]) AS i(id)
        CROSS JOIN LATERAL (SELECT id, protected, tenant_id FROM resources r WHERE r.id = i.id) r
@@ -24,13 +35,44 @@ export async function protectedNow(
        CROSS JOIN LATERAL (SELECT id FROM tenants t WHERE t.id = d.tenant_id AND t.protected) t
        WHERE NOT (t.id = ANY($2::text[]))
      )
-     SELECT id, protected, tenant_id FROM r WHERE protected OR tenant_id IN (SELECT id FROM ptenant)`,
+     SELECT id, protected, tenant_id, pg_current_snapshot()::text AS seen FROM r
+     WHERE protected OR tenant_id IN (SELECT id FROM ptenant)
+     UNION ALL SELECT NULL, false, NULL, pg_current_snapshot()::text`,
     [ids, approvedTenants],
   );
-  return new Map(
-    r.rows.map((row) => [
-      row.id,
-      row.protected ? PROTECTED_SINCE_PLAN(row.id) : TENANT_PROTECTED_SINCE_PLAN(row.id, row.tenant_id),
-    ]),
+  const refusals = new Map<string, string>();
+  for (const row of r.rows)
+    if (row.id !== null)
+      refusals.set(
+        row.id,
+        row.protected ? PROTECTED_SINCE_PLAN(row.id) : TENANT_PROTECTED_SINCE_PLAN(row.id, row.tenant_id),
+      );
+  return { refusals, seen: r.rows[0]!.seen };
+}
+
+/**
+ * Whether a statement that may change protection (prisma/sql/protection_changes.sql) committed
+ * after the look whose snapshot is `seen`: its transaction was running or not yet begun then, and has
+ * committed now. One index range over the few changes since the oldest transaction `seen` waited on.
+ */
+export async function protectionChangedSince(pool: Pick<pg.Pool, 'query'>, seen: string): Promise<boolean> {
+  const r = await pool.query<{ changed: boolean }>(
+    `SELECT EXISTS (
+       SELECT 1 FROM protection_changes
+       WHERE xid >= pg_snapshot_xmin($1::pg_snapshot) AND NOT pg_visible_in_snapshot(xid, $1::pg_snapshot)
+     ) AS changed`,
+    [seen],
   );
+  return r.rows[0]!.changed;
+}
+
+/** Changes older than this are deleted (pruneProtectionChanges): far beyond any look still compared with them. */
+export const PROTECTION_CHANGES_KEPT = '1 day';
+
+/** Deletes the changes no look can still need (the workers' reconcile loop). Returns how many went. */
+export async function pruneProtectionChanges(pool: Pick<pg.Pool, 'query'>): Promise<number> {
+  const r = await pool.query(`DELETE FROM protection_changes WHERE at < now() - $1::interval`, [
+    PROTECTION_CHANGES_KEPT,
+  ]);
+  return r.rowCount ?? 0;
 }

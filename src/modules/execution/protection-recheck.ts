@@ -6,8 +6,14 @@
 // So each call first looks at the protection of the part's items as it was at most RECHECK_MS
 // ago (one registry query for all items not sent yet, shared by the calls that wait for it): an
 // item protected since is not sent, and fails for good with nothing changed.
+// Reading every item's row again per look cost the efficiency bench's PostgreSQL ~100 µs of its
+// ~270 µs per item (`npm run bench -- statements`, BENCH_STATEMENTS_OF=efficiency), while protection
+// almost never changes. So a look first asks whether any statement that may change protection
+// committed since the last full look (protected-now.ts protectionChangedSince: one index probe) and
+// reads the rows again only then.
 import type { AdapterItem, ApplyOptions, DestructiveAction, ItemResult, TargetAdapter } from '../adapters/index.ts';
 import { DESCENDANT_PROTECTED_SINCE_PLAN } from '../adapters/registry-apply.ts';
+import type { ProtectionLook } from './protected-now.ts';
 
 /**
  * Why item `id` may not be deleted, given what is protected `now` (protected-now.ts): its own
@@ -24,37 +30,61 @@ export function protectionRefusal(
 
 /** How old the protection a call is checked against may be: the window a mark can miss. */
 export const RECHECK_MS = 500;
+/**
+ * A full look older than this is read again rather than compared with the changes since: far inside
+ * the day the changes are kept (protected-now.ts PROTECTION_CHANGES_KEPT).
+ */
+export const FULL_LOOK_MAX_MS = 10 * 60_000;
+
+export interface ProtectionChecks {
+  /** A full look at these resources (protected-now.ts protectedNow, the approved tenants bound). */
+  look(ids: string[]): Promise<ProtectionLook>;
+  /** Whether protection may have changed since the look that saw `seen`; absent: always look again. */
+  changedSince?(seen: string): Promise<boolean>;
+  /** The look the chunk took of these items while it read their snapshots (refuseProtected), and when. */
+  first?: { at: number; look: ProtectionLook };
+}
 
 /**
- * `inner` whose deletes look at `check` (protected-now.ts, the operation's approved tenants bound)
- * before each call. `items` are every item this adapter will be asked to delete, and `watched` the
- * descendants of each whose protection stops it too (what its delete takes that no registry
- * statement guards).
+ * `inner` whose deletes look at protection (`checks`) before each call. `items` are every item this
+ * adapter will be asked to delete, and `watched` the descendants of each whose protection stops it
+ * too (what its delete takes that no registry statement guards).
  */
 export function recheckingProtection(
   inner: TargetAdapter,
   items: AdapterItem[],
   watched: (i: AdapterItem) => AdapterItem[],
-  check: (ids: string[]) => Promise<Map<string, string>>,
+  checks: ProtectionChecks,
   clock: () => number = Date.now,
 ): TargetAdapter {
   const started = new Set<string>();
-  let known: { at: number; now: Map<string, string> } | null = null;
+  // `at`: when what `now` says was last known to hold; `full`: when its rows were last read.
+  let known: { at: number; full: number; now: Map<string, string>; seen: string } | null = checks.first
+    ? { at: checks.first.at, full: checks.first.at, now: checks.first.look.refusals, seen: checks.first.look.seen }
+    : null;
   let asking: Promise<Map<string, string>> | null = null;
-  const current = (): Promise<Map<string, string>> => {
-    if (known && clock() - known.at < RECHECK_MS) return Promise.resolve(known.now);
-    if (asking) return asking;
-    const at = clock();
+  const lookAgain = async (at: number): Promise<Map<string, string>> => {
+    const prior = known;
+    if (
+      prior &&
+      checks.changedSince &&
+      at - prior.full < FULL_LOOK_MAX_MS &&
+      !(await checks.changedSince(prior.seen))
+    ) {
+      known = { ...prior, at };
+      return prior.now;
+    }
     const ids = items
       .filter((i) => !started.has(i.resourceId))
       .flatMap((i) => [i.resourceId, ...watched(i).map((d) => d.resourceId)]);
-    asking = check(ids).then(
-      (now) => ((known = { at, now }), (asking = null), now),
-      (err: unknown) => {
-        asking = null;
-        throw err;
-      },
-    );
+    const look = await checks.look(ids);
+    known = { at, full: at, now: look.refusals, seen: look.seen };
+    return look.refusals;
+  };
+  const current = (): Promise<Map<string, string>> => {
+    if (known && clock() - known.at < RECHECK_MS) return Promise.resolve(known.now);
+    if (asking) return asking;
+    asking = lookAgain(clock()).finally(() => (asking = null));
     return asking;
   };
   return {
