@@ -194,6 +194,14 @@ describe('a resource protected while the operation runs', () => {
       haltPolicy: { ...FAST_HALT, maxFailureRate: 0.5, onHalt: 'pause' },
     }).expect(201);
     await command(h, 'approver', op.body.id, 'approve', { planHash: op.body.planHash }).expect(200);
+    // The plan kept the snapshot its chunks compare with (chunk-guards.ts refuseProtected): the
+    // mark below is a change since it, so the last wave's chunk reads protection again.
+    const [kept] = await query<{ seen: string | null }>(
+      h.databaseUrl,
+      'SELECT protection_seen AS seen FROM operations WHERE id = $1',
+      [op.body.id],
+    );
+    expect(kept!.seen).toMatch(/^\d+:\d+:/);
     // One app of the last wave's tenants (waves go by tenant id at equal sizes), protected (as an
     // import would) right after the start, seconds before its wave runs (after the 2 s bake).
     const guarded = appsOf([sites[2]!], APPS)[1]!;

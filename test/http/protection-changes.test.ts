@@ -9,6 +9,7 @@ import {
   protectionChangedSince,
   pruneProtectionChanges,
 } from '../../src/modules/execution/protected-now.ts';
+import { loadOperation } from '../../src/modules/execution/state.ts';
 import { upsertTenants } from '../../src/modules/registry/repository.ts';
 import { createTestDatabase } from '../support/db.ts';
 
@@ -82,6 +83,22 @@ describe('protection changes', () => {
     const now = await protectedNow(pool, ['app_2'], []);
     expect(now.refusals.get('app_2')).toContain('t0');
     expect((await protectedNow(pool, ['app_2'], ['t0'])).refusals.size).toBe(0);
+  });
+
+  it("an operation's plan snapshot is compared with while the plan is recent enough, not after", async () => {
+    const seen = (await protectedNow(pool, IDS, [])).seen;
+    for (const [id, age] of [
+      ['op_recent', '11 hours'],
+      ['op_old', '13 hours'],
+    ] as const)
+      await pool.query(
+        `INSERT INTO operations (id, action, target_type, mode, reason, ticket, state, requested_by, requested_by_name,
+           request_hash, rollout, halt_policy, protection_seen, created_at)
+         VALUES ($1, 'delete', 'app', 'soft', 'r', 't', 'running', 'tok', 'n', 'h', '{}', '{}', $2, now() - $3::interval)`,
+        [id, seen, age],
+      );
+    expect((await loadOperation(pool, 'op_recent', false))!.protectionSeen).toBe(seen);
+    expect((await loadOperation(pool, 'op_old', false))!.protectionSeen).toBeNull();
   });
 
   it("the registry adapter's deletes and restores note nothing; old notes are pruned", async () => {

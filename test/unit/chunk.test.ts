@@ -89,6 +89,7 @@ function harness(o: {
     action: o.erase ? 'erase' : 'delete',
     targetType: 'app',
     approvedTenants: [],
+    protectionSeen: null,
     mode: o.erase ? 'hard' : 'soft',
     lifecycle: o.erase ? { ...lifecycle, kind: 'erase' } : lifecycle,
     waves: [{ wave: 0, fromSeq: 0, toSeq: n }],

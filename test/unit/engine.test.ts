@@ -28,6 +28,7 @@ function world(
     action: 'delete',
     targetType: 'app',
     approvedTenants: [],
+    protectionSeen: null,
     mode: 'soft',
     lifecycle: initial,
     waves: [0, 1, 2].map((w) => ({ wave: w, fromSeq: w * 10, toSeq: w * 10 + 10 })),

@@ -55,6 +55,12 @@ export type FirstLook = { at: number; look: ProtectionLook };
  * the operation runs): failed for good, before the write-ahead mark (so never sent). The plan refused
  * protected resources and `start` refuses a plan they went stale under; this covers the run itself.
  * Also returns the look itself, which the part's calls compare with first (protectionRechecked).
+ *
+ * When no statement that may change protection committed since the plan's snapshot
+ * (protectionSeen), what the plan saw still holds, and it saw none of these items protected
+ * (classified `protected`, rejected) nor of a tenant protected beyond the ones its break-glass
+ * covers: the rows are not read again. That look cost the efficiency bench's PostgreSQL ~45 µs of
+ * its ~180 µs per item (`npm run bench -- statements`, BENCH_STATEMENTS_OF=efficiency).
  */
 export async function refuseProtected<Tx>(
   deps: ChunkDeps<Tx>,
@@ -67,6 +73,9 @@ export async function refuseProtected<Tx>(
   if (!GUARDED_ACTIONS.includes(op.action) || !deps.protectedNow || part.length === 0) return { refused: [] };
   const kids = unguarded(adapter, own);
   const at = deps.clock();
+  const seen = op.protectionSeen;
+  if (seen && deps.protectionChangedSince && !(await deps.protectionChangedSince(seen)))
+    return { refused: [], first: { at, look: { refusals: new Map(), seen } } };
   const look = await deps.protectedNow(
     [...part.map((i) => i.resourceId), ...part.flatMap((i) => kids(i).map((d) => d.resourceId))],
     op.approvedTenants,

@@ -66,6 +66,17 @@ export async function protectionChangedSince(pool: Pick<pg.Pool, 'query'>, seen:
   return r.rows[0]!.changed;
 }
 
+/** The statement's snapshot, for protectionChangedSince (a plan takes it before it reads protection). */
+export async function snapshotNow(db: Pick<pg.Pool, 'query'>): Promise<string> {
+  return (await db.query<{ seen: string }>('SELECT pg_current_snapshot()::text AS seen')).rows[0]!.seen;
+}
+
+/**
+ * How old a plan's snapshot (OperationRecord.protectionSeen) may be and still be compared with the
+ * changes since: well inside the day they are kept, whatever an operation's bakes add to its plan's age.
+ */
+export const PLAN_LOOK_MAX = '12 hours';
+
 /** Changes older than this are deleted (pruneProtectionChanges): far beyond any look still compared with them. */
 export const PROTECTION_CHANGES_KEPT = '1 day';
 

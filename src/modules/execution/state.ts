@@ -1,6 +1,7 @@
 // Loads an operation's lifecycle state in ONE query: the row, its waves and their counters, its
 // approvals and the global freeze. Every job and command reads the state this way, once.
 import type { Queryable } from '../../lib/sql.ts';
+import { PLAN_LOOK_MAX } from './protected-now.ts';
 import type { DrillStatus, LifecycleState, OperationKind, OpState, WaveStats } from '../operations/lifecycle.ts';
 import { withHaltDefaults, withRolloutDefaults, type HaltPolicy, type RolloutPolicy } from '../operations/policy.ts';
 
@@ -22,6 +23,11 @@ export interface OperationRecord {
    * one of them protected now is not news to this operation; any other is (registry-apply.ts DeleteGuard).
    */
   approvedTenants: string[];
+  /**
+   * The snapshot taken before the plan read protection (a delete's or erasure's plan), while it is
+   * recent enough to compare with protection_changes (PLAN_LOOK_MAX); null otherwise.
+   */
+  protectionSeen: string | null;
   lifecycle: LifecycleState;
   waves: WaveRange[];
   /** Counters of the current wave (undefined before the start). */
@@ -69,6 +75,7 @@ interface Row {
   approvals: { by: string; role: LifecycleState['approvals'][number]['role']; planHash: string }[];
   frozen: boolean;
   approved_tenants: string[];
+  protection_seen: string | null;
 }
 
 export async function loadOperation(db: Queryable, id: string, lock: boolean): Promise<OperationRecord | undefined> {
@@ -81,9 +88,10 @@ export async function loadOperation(db: Queryable, id: string, lock: boolean): P
        (SELECT coalesce(json_agg(json_build_object('by', a.approver, 'role', a.role, 'planHash', a.plan_hash) ORDER BY a.id), '[]')
           FROM approvals a WHERE a.operation_id = o.id) AS approvals,
        coalesce((SELECT (s.value->>'frozen')::boolean FROM settings s WHERE s.key = 'freeze'), false) AS frozen,
-       CASE WHEN o.requires_break_glass THEN coalesce(o.protected_tenants, '{}') ELSE '{}' END AS approved_tenants
+       CASE WHEN o.requires_break_glass THEN coalesce(o.protected_tenants, '{}') ELSE '{}' END AS approved_tenants,
+       CASE WHEN o.created_at > now() - $2::interval THEN o.protection_seen END AS protection_seen
      FROM operations o WHERE o.id = $1 ${lock ? 'FOR UPDATE OF o' : ''}`,
-    [id],
+    [id, PLAN_LOOK_MAX],
   );
   const o = r.rows[0];
   return o && toRecord(o);
@@ -139,6 +147,7 @@ function toRecord(o: Row): OperationRecord {
     targetType: o.target_type,
     mode: o.mode,
     approvedTenants: o.approved_tenants,
+    protectionSeen: o.protection_seen,
     lifecycle,
     waves: waves.map(({ wave, fromSeq, toSeq }) => ({ wave, fromSeq, toSeq })),
     wave: current && {

@@ -45,14 +45,16 @@ export interface NewOperation {
   scope?: unknown;
   /** Deletes: the plan's tenants that are protected (its break-glass covers them, no other). */
   protectedTenants?: string[];
+  /** Deletes: the snapshot taken before the plan read protection (OperationRecord.protectionSeen). */
+  protectionSeen?: string;
 }
 
 export async function insertOperation(client: pg.PoolClient, o: NewOperation) {
   await client.query(
     `INSERT INTO operations (id, action, target_type, mode, reason, ticket, state, requested_by, requested_by_name,
        idempotency_key, request_hash, rollout, halt_policy, plan, plan_hash, rejection, item_count, tenant_count,
-       requires_break_glass, auto_start, expires_at, scope, protected_tenants)
-     VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23)`,
+       requires_break_glass, auto_start, expires_at, scope, protected_tenants, protection_seen)
+     VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24)`,
     [
       o.id,
       o.action,
@@ -77,6 +79,7 @@ export async function insertOperation(client: pg.PoolClient, o: NewOperation) {
       o.expiresAt,
       o.scope === undefined ? null : JSON.stringify(o.scope),
       o.protectedTenants ?? [],
+      o.protectionSeen ?? null,
     ],
   );
 }

@@ -15,6 +15,7 @@ import { cascadeLeftOut } from './cascade-plan.ts';
 import { lockPlanned } from './resource-locks.ts';
 import { buildPlan, computePlanHash, insertItems, insertWaves, type PlanSummary } from './plan-build.ts';
 import { classify, markLockedByOthers, storeRejections, type Classification } from './planner.ts';
+import { snapshotNow } from '../execution/protected-now.ts';
 import { applyRollingBudgets, insertOperationTenants } from './rolling-budgets.ts';
 import { scopeReport, type ScopeReport } from './scope.ts';
 import { DEFAULT_BUDGETS, DEFAULT_PLAN_TTL_SECONDS, withHaltDefaults, withRolloutDefaults } from './policy.ts';
@@ -177,6 +178,8 @@ export function operationService(deps: {
           ]);
           if (existing.rowCount) return replay(s.idempotencyKey, requestHash, s.principal.tokenId, client);
         }
+        // Before anything reads protection: a change committed after it is one the plan may not have seen.
+        const protectionSeen = await snapshotNow(client);
         let cls = await classify(
           client,
           type.name,
@@ -281,6 +284,7 @@ export function operationService(deps: {
           tenantCount: summary.tenantCount,
           requiresBreakGlass: summary.requiresBreakGlass,
           protectedTenants,
+          protectionSeen,
         });
         await insertItems(client, operationId, waveOf, cls.counts.ok, cls.descendants);
         await insertOperationTenants(client, operationId, loads);
