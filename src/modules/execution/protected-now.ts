@@ -75,7 +75,7 @@ export async function snapshotNow(db: Pick<pg.Pool, 'query'>): Promise<string> {
  * How old a plan's snapshot (OperationRecord.protectionSeen) may be and still be compared with the
  * changes since: well inside the day they are kept, whatever an operation's bakes add to its plan's age.
  */
-export const PLAN_LOOK_MAX = '12 hours';
+export const PLAN_LOOK_MAX_MS = 12 * 3_600_000;
 
 /** Changes older than this are deleted (pruneProtectionChanges): far beyond any look still compared with them. */
 export const PROTECTION_CHANGES_KEPT = '1 day';

@@ -1,7 +1,7 @@
 // Loads an operation's lifecycle state in ONE query: the row, its waves and their counters, its
 // approvals and the global freeze. Every job and command reads the state this way, once.
 import type { Queryable } from '../../lib/sql.ts';
-import { PLAN_LOOK_MAX } from './protected-now.ts';
+import { PLAN_LOOK_MAX_MS } from './protected-now.ts';
 import type { DrillStatus, LifecycleState, OperationKind, OpState, WaveStats } from '../operations/lifecycle.ts';
 import { withHaltDefaults, withRolloutDefaults, type HaltPolicy, type RolloutPolicy } from '../operations/policy.ts';
 
@@ -76,22 +76,26 @@ interface Row {
   frozen: boolean;
   approved_tenants: string[];
   protection_seen: string | null;
+  created_at: Date;
 }
 
 export async function loadOperation(db: Queryable, id: string, lock: boolean): Promise<OperationRecord | undefined> {
+  // pg_stat_activity shows a statement's first 1,023 bytes (track_activity_query_size): keep the
+  // FROM within them, so that whoever looks at what waits for an operation's lock sees which table
+  // (kill.test.ts lockWaiters does). Hence the short indents and the plan's age judged here, not in SQL.
   const r = await db.query<Row>(
     `SELECT o.id, o.state, o.version, o.action, o.target_type, o.mode, o.current_wave, o.paused_from, o.halt_reason,
-       o.halt_cause, o.requires_break_glass, o.plan_hash, o.requested_by, o.auto_start, o.halt_policy, o.rollout,
-       o.bake_until, o.wave_deadline, o.progress_at, o.expires_at, o.drill_state,
-       (SELECT json_agg(json_build_array(w.wave, w.from_seq, w.to_seq, w.done, w.failed, w.consecutive_failures, w.progress_at) ORDER BY w.wave)
-          FROM operation_waves w WHERE w.operation_id = o.id) AS waves,
-       (SELECT coalesce(json_agg(json_build_object('by', a.approver, 'role', a.role, 'planHash', a.plan_hash) ORDER BY a.id), '[]')
-          FROM approvals a WHERE a.operation_id = o.id) AS approvals,
-       coalesce((SELECT (s.value->>'frozen')::boolean FROM settings s WHERE s.key = 'freeze'), false) AS frozen,
-       CASE WHEN o.requires_break_glass THEN coalesce(o.protected_tenants, '{}') ELSE '{}' END AS approved_tenants,
-       CASE WHEN o.created_at > now() - $2::interval THEN o.protection_seen END AS protection_seen
+   o.halt_cause, o.requires_break_glass, o.plan_hash, o.requested_by, o.auto_start, o.halt_policy, o.rollout,
+   o.bake_until, o.wave_deadline, o.progress_at, o.expires_at, o.drill_state,
+   (SELECT json_agg(json_build_array(w.wave, w.from_seq, w.to_seq, w.done, w.failed, w.consecutive_failures, w.progress_at) ORDER BY w.wave)
+      FROM operation_waves w WHERE w.operation_id = o.id) AS waves,
+   (SELECT coalesce(json_agg(json_build_object('by', a.approver, 'role', a.role, 'planHash', a.plan_hash) ORDER BY a.id), '[]')
+      FROM approvals a WHERE a.operation_id = o.id) AS approvals,
+   coalesce((SELECT (s.value->>'frozen')::boolean FROM settings s WHERE s.key = 'freeze'), false) AS frozen,
+   CASE WHEN o.requires_break_glass THEN coalesce(o.protected_tenants, '{}') ELSE '{}' END AS approved_tenants,
+   o.protection_seen, o.created_at
      FROM operations o WHERE o.id = $1 ${lock ? 'FOR UPDATE OF o' : ''}`,
-    [id, PLAN_LOOK_MAX],
+    [id],
   );
   const o = r.rows[0];
   return o && toRecord(o);
@@ -147,7 +151,8 @@ function toRecord(o: Row): OperationRecord {
     targetType: o.target_type,
     mode: o.mode,
     approvedTenants: o.approved_tenants,
-    protectionSeen: o.protection_seen,
+    protectionSeen:
+      o.protection_seen && Date.now() - o.created_at.getTime() < PLAN_LOOK_MAX_MS ? o.protection_seen : null,
     lifecycle,
     waves: waves.map(({ wave, fromSeq, toSeq }) => ({ wave, fromSeq, toSeq })),
     wave: current && {
