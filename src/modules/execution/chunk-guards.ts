@@ -6,8 +6,7 @@ import type { OwnAdapters } from './cascade-own.ts';
 import type { ChunkDeps } from './chunk.ts';
 import type { ClaimedItem, Outcome } from './ledger.ts';
 import { NEW_CHILD } from './new-children.ts';
-import { protectionRefusal, recheckingProtection } from './protection-recheck.ts';
-import type { ProtectionLook } from './protected-now.ts';
+import { protectionRefusal, recheckingProtection, type FirstLook } from './protection-recheck.ts';
 import type { OperationRecord } from './state.ts';
 
 /** What the guard against protection since the plan covers: deletes and erasures (not restores or purges). */
@@ -47,8 +46,6 @@ export function protectionRechecked<Tx>(
     () => deps.clock(),
   );
 }
-
-export type FirstLook = { at: number; look: ProtectionLook };
 
 /**
  * A delete's (or erasure's) items whose resource or tenant was marked protected since the plan (an import while

@@ -40,13 +40,19 @@ export const RECHECK_MS = 100;
  */
 export const FULL_LOOK_MAX_MS = 10 * 60_000;
 
+/** A look taken before the calls (the chunk's refuseProtected, or its plan's snapshot), and when. */
+export interface FirstLook {
+  at: number;
+  look: ProtectionLook;
+}
+
 export interface ProtectionChecks {
   /** A full look at these resources (protected-now.ts protectedNow, the approved tenants bound). */
   look(ids: string[]): Promise<ProtectionLook>;
   /** Whether protection may have changed since the look that saw `seen`; absent: always look again. */
   changedSince?(seen: string): Promise<boolean>;
   /** The look the chunk took of these items while it read their snapshots (refuseProtected), and when. */
-  first?: { at: number; look: ProtectionLook };
+  first?: FirstLook;
 }
 
 /**

@@ -25,7 +25,7 @@ export interface OperationRecord {
   approvedTenants: string[];
   /**
    * The snapshot taken before the plan read protection (a delete's or erasure's plan), while it is
-   * recent enough to compare with protection_changes (PLAN_LOOK_MAX); null otherwise.
+   * recent enough to compare with protection_changes (PLAN_LOOK_MAX_MS); null otherwise.
    */
   protectionSeen: string | null;
   lifecycle: LifecycleState;
