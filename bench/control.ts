@@ -330,7 +330,7 @@ export async function benchControl(env: { databaseUrl: string; redisUrl: string 
       figure: 'setup',
       value: `${ITEMS.toLocaleString('en')} items`,
       goal: '',
-      detail: `workers ${WORKERS}${WORKERS === 'separate' ? ` (nice ${process.env.BLASTGATE_WORKER_NICE ?? 10})` : ''}, 4 chunk workers, rollout concurrency 16, bake 0; seed ${seedS.toFixed(1)} s, plan + approve + start ${planS.toFixed(1)} s`,
+      detail: `workers ${WORKERS}${WORKERS === 'separate' ? ` (nice ${process.env.BLASTGATE_WORKER_NICE ?? 10})` : ''}, 4 chunk workers, rollout concurrency 16, bake 0; seed ${seedS.toFixed(1)} s, plan + approve ${planS.toFixed(1)} s, start ${Math.round(op.startMs)} ms`,
     });
   } finally {
     await db.end();

@@ -109,10 +109,15 @@ describe('protection changes', () => {
     );
     await pool.query(`UPDATE resources SET state = 'active', deleted_at = NULL, purge_after = NULL WHERE id = 'app_3'`);
     expect(await notes()).toBe(before);
-    await pool.query(
-      `UPDATE protection_changes SET at = now() - interval '2 days' WHERE id = (SELECT min(id) FROM protection_changes)`,
-    );
-    expect(await pruneProtectionChanges(pool)).toBe(1);
+    // Registry changes (a start's shortcut, plan-stale.ts) note them: a state is what a plan checks.
+    const registryNotes = async () =>
+      (await pool.query<{ n: number }>('SELECT count(*)::int AS n FROM registry_changes')).rows[0]!.n;
+    const noted = await registryNotes();
+    expect(noted).toBeGreaterThanOrEqual(2);
+    for (const table of ['protection_changes', 'registry_changes'])
+      await pool.query(`UPDATE ${table} SET at = now() - interval '2 days' WHERE id = (SELECT min(id) FROM ${table})`);
+    expect(await pruneProtectionChanges(pool)).toBe(2);
     expect(await notes()).toBe(before - 1);
+    expect(await registryNotes()).toBe(noted - 1);
   });
 });

@@ -50,17 +50,30 @@ export async function protectedNow(
   return { refusals, seen: r.rows[0]!.seen };
 }
 
+/** Rows of `table` (a change log) whose transaction committed after the snapshot `seen` was taken. */
+const committedSince = (table: 'protection_changes' | 'registry_changes', seen: string) =>
+  `EXISTS (SELECT 1 FROM ${table}
+           WHERE xid >= pg_snapshot_xmin(${seen}::pg_snapshot) AND NOT pg_visible_in_snapshot(xid, ${seen}::pg_snapshot))`;
+
 /**
  * Whether a statement that may change protection (prisma/sql/protection_changes.sql) committed
  * after the look whose snapshot is `seen`: its transaction was running or not yet begun then, and has
  * committed now. One index range over the few changes since the oldest transaction `seen` waited on.
  */
 export async function protectionChangedSince(pool: Pick<pg.Pool, 'query'>, seen: string): Promise<boolean> {
-  const r = await pool.query<{ changed: boolean }>(
-    `SELECT EXISTS (
-       SELECT 1 FROM protection_changes
-       WHERE xid >= pg_snapshot_xmin($1::pg_snapshot) AND NOT pg_visible_in_snapshot(xid, $1::pg_snapshot)
-     ) AS changed`,
+  const r = await pool.query<{ changed: boolean }>(`SELECT ${committedSince('protection_changes', '$1')} AS changed`, [
+    seen,
+  ]);
+  return r.rows[0]!.changed;
+}
+
+/**
+ * Whether anything a delete's plan was checked against may have changed since its snapshot `seen`:
+ * protection (protection_changes) or the registry's resources and types (registry_changes).
+ */
+export async function registryChangedSince(db: Pick<pg.Pool, 'query'>, seen: string): Promise<boolean> {
+  const r = await db.query<{ changed: boolean }>(
+    `SELECT ${committedSince('protection_changes', '$1')} OR ${committedSince('registry_changes', '$1')} AS changed`,
     [seen],
   );
   return r.rows[0]!.changed;
@@ -82,8 +95,11 @@ export const PROTECTION_CHANGES_KEPT = '1 day';
 
 /** Deletes the changes no look can still need (the workers' reconcile loop). Returns how many went. */
 export async function pruneProtectionChanges(pool: Pick<pg.Pool, 'query'>): Promise<number> {
-  const r = await pool.query(`DELETE FROM protection_changes WHERE at < now() - $1::interval`, [
-    PROTECTION_CHANGES_KEPT,
-  ]);
-  return r.rowCount ?? 0;
+  const r = await pool.query<{ n: number }>(
+    `WITH p AS (DELETE FROM protection_changes WHERE at < now() - $1::interval RETURNING 1),
+          g AS (DELETE FROM registry_changes WHERE at < now() - $1::interval RETURNING 1)
+     SELECT (SELECT count(*) FROM p)::int + (SELECT count(*) FROM g)::int AS n`,
+    [PROTECTION_CHANGES_KEPT],
+  );
+  return r.rows[0]!.n;
 }

@@ -156,6 +156,9 @@ export function operationService(deps: {
       timings[stage] = Math.round(now - mark);
       mark = now;
     };
+    // Before anything the plan is checked against is read (the type's definition included): a change
+    // committed after it is one the plan may not have seen (chunks' protection, start's staleness).
+    const protectionSeen = await snapshotNow(pool);
     const type = await getResourceType(pool, spec.targetType);
     if (!type)
       throw new UnprocessableError(
@@ -178,8 +181,6 @@ export function operationService(deps: {
           ]);
           if (existing.rowCount) return replay(s.idempotencyKey, requestHash, s.principal.tokenId, client);
         }
-        // Before anything reads protection: a change committed after it is one the plan may not have seen.
-        const protectionSeen = await snapshotNow(client);
         let cls = await classify(
           client,
           type.name,

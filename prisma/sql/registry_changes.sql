@@ -1,0 +1,21 @@
+-- Registry changes (model RegistryChange): every statement that may make a delete's plan stale
+-- notes its transaction, so that `start` reads the plan's whole ledger against the registry only
+-- when something changed since the plan (plan-stale.ts). Statement-level: an import of 1M rows, or
+-- a chunk's delete of 500, writes one row. Noted: resources added, removed or changed in what a
+-- plan checks (type, tenant, parent, state, protection), and any change of a resource type (its
+-- idPattern, its cascades). Not noted: retention's due time and the deletion stamps (purge_after,
+-- deleted_at, updated_at alone). Tenant protection is in protection_changes.
+CREATE FUNCTION blastgate_note_registry_change() RETURNS trigger AS $$
+BEGIN
+  INSERT INTO registry_changes DEFAULT VALUES;
+  RETURN NULL;
+END;
+$$ LANGUAGE plpgsql;
+
+CREATE TRIGGER resources_registry_changes
+  AFTER INSERT OR DELETE OR UPDATE OF id, type, tenant_id, parent_id, state, protected ON "resources"
+  FOR EACH STATEMENT EXECUTE FUNCTION blastgate_note_registry_change();
+CREATE TRIGGER resources_registry_truncates AFTER TRUNCATE ON "resources"
+  FOR EACH STATEMENT EXECUTE FUNCTION blastgate_note_registry_change();
+CREATE TRIGGER resource_types_registry_changes AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE ON "resource_types"
+  FOR EACH STATEMENT EXECUTE FUNCTION blastgate_note_registry_change();

@@ -1,0 +1,187 @@
+// `start` reads a delete's whole ledger against the registry (plan-stale.ts) only when something it
+// was checked against may have changed since the plan's snapshot: every statement that could do so
+// notes its transaction (prisma/sql/registry_changes.sql, protection_changes.sql). These tests see
+// which way start went by a ledger row altered behind its back (no statement on the ledger is
+// noted): the full check reports it as stale, the shortcut does not look. So each case below fails
+// if the shortcut is missing (the first), or if a kind of change is not noted (the others).
+import request from 'supertest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import pg from 'pg';
+import { buildExecHarness, getOperation, type ExecHarness } from '../support/execution.ts';
+import { appsOf, command } from '../support/exec-helpers.ts';
+import { appId, query, seedRegistry, siteId, tenantId } from '../support/seed.ts';
+
+const APPS = 3;
+let nextSite = 1;
+const freshSites = (n: number) => Array.from({ length: n }, () => nextSite++);
+
+let h: ExecHarness;
+beforeAll(async () => {
+  // No workers: a started operation only has to be started, not run.
+  h = await buildExecHarness({ workers: 0 });
+  await seedRegistry(h.databaseUrl, { sites: 120, appsPerSite: APPS });
+});
+afterAll(async () => {
+  await h?.close();
+});
+
+const ROLLOUT = { bakeSeconds: 0, concurrency: 2, waves: ['100%'] };
+
+/** A planned and approved delete of `ids` (apps by default: a type without cascades). */
+async function approved(ids: string[], targetType = 'app') {
+  const op = await request(h.app.server)
+    .post('/v1/operations')
+    .set('authorization', h.auth('requester'))
+    .send({ targetType, reason: 'fresh plan check', ticket: 'CHG-7', ids, rollout: ROLLOUT })
+    .expect(201);
+  await command(h, 'approver', op.body.id, 'approve', { planHash: op.body.planHash }).expect(200);
+  return op.body.id as string;
+}
+
+/** Alters the first item's planned tenant in the ledger itself: only the full check can see it. */
+async function alterLedger(opId: string) {
+  await query(
+    h.databaseUrl,
+    `UPDATE operation_items SET tenant_id = 'tenant_elsewhere' WHERE operation_id = $1 AND seq = 0`,
+    [opId],
+  );
+}
+
+/** Starts it: 'shortcut' when start did not read the ledger (it starts), 'full' when it did (PLAN_STALE). */
+async function startWent(opId: string): Promise<'shortcut' | 'full'> {
+  const res = await command(h, 'operator', opId, 'start');
+  if (res.status === 200) return 'shortcut';
+  expect(res.status).toBe(409);
+  expect(res.body.code).toBe('PLAN_STALE');
+  expect(res.body.details.changed[0].reason).toContain('it belongs to tenant');
+  await command(h, 'operator', opId, 'abort', { reason: 'test' }).expect(200);
+  return 'full';
+}
+
+describe("start: a delete's plan nothing changed since", () => {
+  it('starts without reading its ledger against the registry again', async () => {
+    const id = await approved(appsOf(freshSites(2), APPS));
+    await alterLedger(id);
+    expect(await startWent(id)).toBe('shortcut');
+    expect((await getOperation(h, id)).state).toBe('running');
+  });
+
+  it("starts after only retention's due time changed elsewhere (not noted: it stales no plan)", async () => {
+    const [other] = freshSites(1);
+    const id = await approved(appsOf(freshSites(1), APPS));
+    await alterLedger(id);
+    await query(
+      h.databaseUrl,
+      `UPDATE resources SET purge_after = now() + interval '30 days', updated_at = now() WHERE id = $1`,
+      [appId(other!, 0)],
+    );
+    expect(await startWent(id)).toBe('shortcut');
+  });
+});
+
+describe('start: a change since the plan, anywhere in the registry, makes it read the plan whole', () => {
+  // Each on resources no plan here lists: what matters is that the change is noted, not what it is.
+  const cases: [string, (site: number) => Promise<unknown>][] = [
+    [
+      'a state changed (another operation deleted or restored)',
+      (s) => query(h.databaseUrl, `UPDATE resources SET state = 'soft_deleted' WHERE id = $1`, [appId(s, 0)]),
+    ],
+    [
+      'a resource moved to another tenant',
+      (s) => query(h.databaseUrl, `UPDATE resources SET tenant_id = $2 WHERE id = $1`, [appId(s, 0), tenantId(0)]),
+    ],
+    [
+      'a resource moved to another parent',
+      (s) => query(h.databaseUrl, `UPDATE resources SET parent_id = $2 WHERE id = $1`, [appId(s, 0), siteId(0)]),
+    ],
+    [
+      'a resource of another type now',
+      (s) => query(h.databaseUrl, `UPDATE resources SET type = 'site' WHERE id = $1`, [appId(s, 0)]),
+    ],
+    [
+      'a resource marked protected',
+      (s) => query(h.databaseUrl, `UPDATE resources SET protected = true WHERE id = $1`, [appId(s, 0)]),
+    ],
+    [
+      'a tenant marked protected',
+      (s) => query(h.databaseUrl, `UPDATE tenants SET protected = true WHERE id = $1`, [tenantId(s)]),
+    ],
+    [
+      'a resource added',
+      (s) =>
+        query(h.databaseUrl, `INSERT INTO resources (id, type, tenant_id) VALUES ($1, 'app', $2)`, [
+          appId(s, 50),
+          tenantId(s),
+        ]),
+    ],
+    ['a resource removed', (s) => query(h.databaseUrl, `DELETE FROM resources WHERE id = $1`, [appId(s, 1)])],
+    [
+      'a type redeclared, even as it was',
+      () => query(h.databaseUrl, `UPDATE resource_types SET id_pattern = id_pattern WHERE name = 'app'`),
+    ],
+    [
+      'an import through the API, even of a resource as it was',
+      (s) =>
+        request(h.app.server)
+          .post('/v1/registry/resources')
+          .set('authorization', h.auth('admin'))
+          .send({ resources: [{ id: appId(s, 2), type: 'app', tenantId: tenantId(s), parentId: siteId(s) }] })
+          .expect(200),
+    ],
+  ];
+  for (const [what, change] of cases)
+    it(what, async () => {
+      const [other] = freshSites(1);
+      const id = await approved(appsOf(freshSites(1), APPS));
+      await alterLedger(id);
+      await change(other!);
+      expect(await startWent(id)).toBe('full');
+    });
+
+  it('a change by a transaction already running when the plan was made, committed after it', async () => {
+    const [other] = freshSites(1);
+    const c = new pg.Client({ connectionString: h.databaseUrl });
+    await c.connect();
+    try {
+      await c.query('BEGIN');
+      await c.query(`UPDATE resources SET state = 'soft_deleted' WHERE id = $1`, [appId(other!, 0)]);
+      const id = await approved(appsOf(freshSites(1), APPS));
+      await c.query('COMMIT');
+      await alterLedger(id);
+      expect(await startWent(id)).toBe('full');
+    } finally {
+      await c.end();
+    }
+  });
+
+  it('not a change rolled back', async () => {
+    const [other] = freshSites(1);
+    const id = await approved(appsOf(freshSites(1), APPS));
+    await alterLedger(id);
+    const c = new pg.Client({ connectionString: h.databaseUrl });
+    await c.connect();
+    try {
+      await c.query('BEGIN');
+      await c.query(`UPDATE resources SET state = 'soft_deleted' WHERE id = $1`, [appId(other!, 0)]);
+      await c.query('ROLLBACK');
+    } finally {
+      await c.end();
+    }
+    expect(await startWent(id)).toBe('shortcut');
+  });
+});
+
+describe('start: always the whole plan', () => {
+  it('for a plan with a cascade (sites take their apps)', async () => {
+    const id = await approved(freshSites(2).map(siteId), 'site');
+    await alterLedger(id);
+    expect(await startWent(id)).toBe('full');
+  });
+
+  it('for a plan older than its snapshot may be compared (12 hours)', async () => {
+    const id = await approved(appsOf(freshSites(1), APPS));
+    await alterLedger(id);
+    await query(h.databaseUrl, `UPDATE operations SET created_at = now() - interval '13 hours' WHERE id = $1`, [id]);
+    expect(await startWent(id)).toBe('full');
+  });
+});
