@@ -36,6 +36,9 @@ const BULK_LOCK_TIMEOUT = '3s';
 // retention): for an HTTP adapter's resources it is what undoes Blastgate's delete, never a change
 // of anything else of the row (restores/history.ts).
 const PARENT = 'CASE WHEN s.parent_given THEN s.parent_id ELSE r.parent_id END';
+const CHANGES = `((r.type, r.tenant_id, r.parent_id, r.state, r.protected)
+    IS DISTINCT FROM (s.type, s.tenant_id, ${PARENT}, coalesce(s.state, r.state), coalesce(s.protected, r.protected))
+  OR (s.state = 'active' AND r.purge_after IS NOT NULL))`;
 const MERGE_UPDATE = `
   UPDATE resources r SET type = s.type, tenant_id = s.tenant_id, parent_id = ${PARENT},
     state = coalesce(s.state, r.state), protected = coalesce(s.protected, r.protected),
@@ -46,10 +49,14 @@ const MERGE_UPDATE = `
       THEN now() ELSE r.state_imported_at END,
     updated_at = now()
   FROM registry_stage s
-  WHERE r.id = s.id
-    AND ((r.type, r.tenant_id, r.parent_id, r.state, r.protected)
-          IS DISTINCT FROM (s.type, s.tenant_id, ${PARENT}, coalesce(s.state, r.state), coalesce(s.protected, r.protected))
-      OR (s.state = 'active' AND r.purge_after IS NOT NULL))`;
+  WHERE r.id = s.id AND ${CHANGES}`;
+/**
+ * Whether the import changes any existing row. The UPDATE runs only then: it is a statement on the
+ * columns plans and protection depend on, and any such statement is noted as a change, rows or no
+ * rows (prisma/sql/registry_changes.sql, protection_changes.sql). A routine sync that changes
+ * nothing must not make every running delete read protection again, nor every start its whole plan.
+ */
+const ANY_CHANGE = `SELECT EXISTS (SELECT 1 FROM registry_stage s JOIN resources r ON r.id = s.id WHERE ${CHANGES}) AS any`;
 
 const NEW_ROWS = 'FROM registry_stage s WHERE NOT EXISTS (SELECT 1 FROM resources r WHERE r.id = s.id)';
 
@@ -68,7 +75,8 @@ export interface MergeResult {
 
 /** Runs inside the import transaction, under the registry write lock, after validation. */
 export async function mergeStage(client: pg.PoolClient): Promise<MergeResult> {
-  const updated = (await client.query(MERGE_UPDATE)).rowCount ?? 0;
+  const changes = await client.query<{ any: boolean }>(ANY_CHANGE);
+  const updated = changes.rows[0]!.any ? ((await client.query(MERGE_UPDATE)).rowCount ?? 0) : 0;
   const fresh = (await client.query<{ n: number }>(`SELECT count(*)::int AS n ${NEW_ROWS}`)).rows[0]!.n;
   if (fresh === 0) return { inserted: 0, updated, bulk: false };
   const restore = fresh >= BULK_MIN_ROWS ? await suspendSecondaryStructures(client, fresh) : null;

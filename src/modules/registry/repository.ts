@@ -137,21 +137,33 @@ export async function upsertTenants(client: pg.PoolClient, tenants: TenantInput[
      WHERE i.protected IS NOT NULL AND i.protected IS DISTINCT FROM coalesce(t.protected, false)`,
     cols,
   );
-  const updated = await client.query(
-    `UPDATE tenants t SET name = i.name, internal = coalesce(i.internal, t.internal),
-       protected = coalesce(i.protected, t.protected), updated_at = now()
-     FROM ${input}
-     WHERE t.id = i.id AND (t.name, t.internal, t.protected)
-       IS DISTINCT FROM (i.name, coalesce(i.internal, t.internal), coalesce(i.protected, t.protected))`,
+  // Each statement only when it has rows to write: any statement on tenants' protection is noted as
+  // a change, rows or no rows (prisma/sql/protection_changes.sql), and a routine sync that changes
+  // nothing must not make every running delete read protection again (merge.ts says the same).
+  const changed = `(t.name, t.internal, t.protected)
+       IS DISTINCT FROM (i.name, coalesce(i.internal, t.internal), coalesce(i.protected, t.protected))`;
+  const todo = await client.query<{ updates: boolean; inserts: boolean }>(
+    `SELECT EXISTS (SELECT 1 FROM ${input} JOIN tenants t ON t.id = i.id WHERE ${changed}) AS updates,
+            EXISTS (SELECT 1 FROM ${input} WHERE NOT EXISTS (SELECT 1 FROM tenants t WHERE t.id = i.id)) AS inserts`,
     cols,
   );
-  const inserted = await client.query(
-    `INSERT INTO tenants (id, name, internal, protected)
-     SELECT i.id, i.name, coalesce(i.internal, false), coalesce(i.protected, false) FROM ${input}
-     ON CONFLICT (id) DO NOTHING`,
-    cols,
-  );
-  return { inserted: inserted.rowCount ?? 0, updated: updated.rowCount ?? 0, protection };
+  const updated = todo.rows[0]!.updates
+    ? await client.query(
+        `UPDATE tenants t SET name = i.name, internal = coalesce(i.internal, t.internal),
+           protected = coalesce(i.protected, t.protected), updated_at = now()
+         FROM ${input} WHERE t.id = i.id AND ${changed}`,
+        cols,
+      )
+    : null;
+  const inserted = todo.rows[0]!.inserts
+    ? await client.query(
+        `INSERT INTO tenants (id, name, internal, protected)
+         SELECT i.id, i.name, coalesce(i.internal, false), coalesce(i.protected, false) FROM ${input}
+         ON CONFLICT (id) DO NOTHING`,
+        cols,
+      )
+    : null;
+  return { inserted: inserted?.rowCount ?? 0, updated: updated?.rowCount ?? 0, protection };
 }
 
 /** Contacts go to their own table, which no delete path touches. Returns rows changed. */
