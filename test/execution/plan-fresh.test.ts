@@ -203,3 +203,37 @@ describe('start: always the whole plan', () => {
     expect(await startWent(id)).toBe('full');
   });
 });
+
+describe('an import that changes what a live operation holds', () => {
+  it('says so in its answer (the holder and its state); the plan then does not start', async () => {
+    const [site, elsewhere] = freshSites(2);
+    const ids = appsOf([site!], APPS);
+    const id = await approved(ids);
+    // A wrong tenantId in an import meant to mark one resource: it moves the resource.
+    const moved = await request(h.app.server)
+      .post('/v1/registry/resources')
+      .set('authorization', h.auth('admin'))
+      .send({
+        resources: [
+          { id: ids[1], type: 'app', tenantId: tenantId(elsewhere!), parentId: siteId(site!), protected: true },
+          { id: appId(elsewhere!, 0), type: 'app', tenantId: tenantId(elsewhere!), protected: true },
+        ],
+      })
+      .expect(200);
+    expect(moved.body).toMatchObject({ updated: 2 });
+    expect(moved.body.held).toEqual({
+      count: 1,
+      resources: [{ id: ids[1], operationId: id, operationState: 'approved' }],
+    });
+    const res = await command(h, 'operator', id, 'start').expect(409);
+    expect(res.body.details.changed.map((c: { resourceId: string }) => c.resourceId)).toEqual([ids[1]]);
+    // Nothing held among what an import changes: no `held`.
+    const other = await request(h.app.server)
+      .post('/v1/registry/resources')
+      .set('authorization', h.auth('admin'))
+      .send({ resources: [{ id: appId(elsewhere!, 1), type: 'app', tenantId: tenantId(elsewhere!), protected: true }] })
+      .expect(200);
+    expect(other.body.updated).toBe(1);
+    expect(other.body).not.toHaveProperty('held');
+  });
+});

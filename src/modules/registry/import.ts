@@ -159,8 +159,14 @@ export async function importResources(
        LEFT JOIN LATERAL (SELECT r.protected FROM resources r WHERE r.id = s.id) r ON true
        WHERE s.protected IS NOT NULL AND s.protected IS DISTINCT FROM coalesce(r.protected, false)`,
     );
-    const { inserted, updated, bulk } = await mergeStage(client);
-    const result = { received, inserted, updated, unchanged: received - inserted - updated };
+    const { inserted, updated, bulk, held } = await mergeStage(client);
+    const result: ImportResult = {
+      received,
+      inserted,
+      updated,
+      unchanged: received - inserted - updated,
+      ...(held ? { held } : {}),
+    };
     await appendAudit(client, {
       actor: opts.actor,
       action: 'registry.import',

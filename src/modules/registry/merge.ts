@@ -15,6 +15,7 @@
 // synchronous_commit stays on: the time goes to index maintenance and CPU, not to the single WAL
 // flush at commit, and turning it off would let a crash lose an import we already acknowledged.
 import pg from 'pg';
+import { LIVE_STATES } from '../operations/lifecycle-types.ts';
 
 /** Fewer new rows than this always go row by row (rebuilding indexes costs O(table)). */
 export const BULK_MIN_ROWS = 100_000;
@@ -66,23 +67,57 @@ const MERGE_INSERT = `
     CASE WHEN coalesce(s.state, 'active') = 'active' THEN NULL ELSE now() END, now()
   ${NEW_ROWS}`;
 
+/** Changed resources a `held` answer names (the count is of all). */
+export const HELD_LISTED = 20;
+
+/**
+ * Existing resources the import changes that a live operation holds (resource_locks): it was
+ * planned against what they were. A trial's import with a wrong tenantId moved a resource that a
+ * planned delete held, answered `updated: 1`, and only the start's PLAN_STALE showed it later.
+ */
+const HELD = `
+  SELECT count(*) OVER ()::int AS total, s.id, l.operation_id, o.state
+  FROM registry_stage s JOIN resources r ON r.id = s.id
+  JOIN resource_locks l ON l.resource_id = s.id
+  JOIN operations o ON o.id = l.operation_id AND o.state = ANY($1::text[])
+  WHERE ${CHANGES}
+  ORDER BY s.pos LIMIT ${HELD_LISTED}`;
+
+export interface HeldChange {
+  count: number;
+  resources: { id: string; operationId: string; operationState: string }[];
+}
+
 export interface MergeResult {
   inserted: number;
   updated: number;
   /** Whether secondary indexes and FKs were rebuilt instead of maintained per row. */
   bulk: boolean;
+  /** Changed resources held by a live operation (none: null). */
+  held: HeldChange | null;
 }
 
 /** Runs inside the import transaction, under the registry write lock, after validation. */
 export async function mergeStage(client: pg.PoolClient): Promise<MergeResult> {
   const changes = await client.query<{ any: boolean }>(ANY_CHANGE);
+  let held: HeldChange | null = null;
+  if (changes.rows[0]!.any) {
+    const h = await client.query<{ total: number; id: string; operation_id: string; state: string }>(HELD, [
+      LIVE_STATES,
+    ]);
+    if (h.rows.length)
+      held = {
+        count: h.rows[0]!.total,
+        resources: h.rows.map((x) => ({ id: x.id, operationId: x.operation_id, operationState: x.state })),
+      };
+  }
   const updated = changes.rows[0]!.any ? ((await client.query(MERGE_UPDATE)).rowCount ?? 0) : 0;
   const fresh = (await client.query<{ n: number }>(`SELECT count(*)::int AS n ${NEW_ROWS}`)).rows[0]!.n;
-  if (fresh === 0) return { inserted: 0, updated, bulk: false };
+  if (fresh === 0) return { inserted: 0, updated, bulk: false, held };
   const restore = fresh >= BULK_MIN_ROWS ? await suspendSecondaryStructures(client, fresh) : null;
   const inserted = (await client.query(MERGE_INSERT)).rowCount ?? 0;
   if (restore) await restore();
-  return { inserted, updated, bulk: restore !== null };
+  return { inserted, updated, bulk: restore !== null, held };
 }
 
 /**

@@ -310,6 +310,25 @@ export const ImportResult = Type.Object(
     inserted: Type.Integer({ description: 'New resources' }),
     updated: Type.Integer({ description: 'Existing resources that changed' }),
     unchanged: Type.Integer({ description: 'Existing resources already identical' }),
+    held: Type.Optional(
+      Type.Object(
+        {
+          count: Type.Integer({ description: 'How many changed resources a live operation holds' }),
+          resources: Type.Array(
+            Type.Object({
+              id: Type.String(),
+              operationId: Type.String({ description: 'The live operation that holds it' }),
+              operationState: Type.String({ description: 'Its state when the import committed' }),
+            }),
+            { description: 'The first 20, in upload order' },
+          ),
+        },
+        {
+          description:
+            'Present when the import changed resources (type, tenant, parent, state or protection) that a live operation holds: it was planned against what they were. One not started yet will not start (409 PLAN_STALE names them: abort it and plan again). A running one leaves alone what is protected now; other changes do not stop it: look at it, and pause or abort it if they matter.',
+        },
+      ),
+    ),
   },
   {
     description: 'What the import changed',
