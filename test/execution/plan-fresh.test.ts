@@ -88,7 +88,32 @@ const importApp = (site: number, extra: Record<string, unknown> = {}) =>
     })
     .expect(200);
 
+/** The declared types, as `GET /v1/registry/types` gives them, PUT back as a config sync would. */
+async function putTypesAsTheyAre() {
+  const list = await request(h.app.server).get('/v1/registry/types').set('authorization', h.auth('viewer')).expect(200);
+  const types = (list.body.items as Record<string, unknown>[]).map((t) =>
+    Object.fromEntries(
+      ['name', 'idPattern', 'parentType', 'cascadeTo', 'adapter', 'retentionDays'].flatMap((k) =>
+        t[k] === null || t[k] === undefined ? [] : [[k, t[k]]],
+      ),
+    ),
+  );
+  await request(h.app.server)
+    .put('/v1/registry/types')
+    .set('authorization', h.auth('admin'))
+    .send({ types })
+    .expect(200);
+}
+
 describe('start: a routine sync that changes nothing is no change', () => {
+  it('the types declared again as they are: the plan is not read whole', async () => {
+    await putTypesAsTheyAre();
+    const id = await approved(appsOf(freshSites(1), APPS));
+    await alterLedger(id);
+    await putTypesAsTheyAre();
+    expect(await startWent(id)).toBe('shortcut');
+  });
+
   it('resources and tenants imported again as they are: the plan is not read whole', async () => {
     const [other] = freshSites(1);
     const id = await approved(appsOf(freshSites(1), APPS));
@@ -142,7 +167,7 @@ describe('start: a change since the plan, anywhere in the registry, makes it rea
     ],
     ['a resource removed', (s) => query(h.databaseUrl, `DELETE FROM resources WHERE id = $1`, [appId(s, 1)])],
     [
-      'a type redeclared, even as it was',
+      'a type redeclared (its row updated, even to what it was)',
       () => query(h.databaseUrl, `UPDATE resource_types SET id_pattern = id_pattern WHERE name = 'app'`),
     ],
     ['an import through the API that changes a resource', (s) => importApp(s, { state: 'soft_deleted' })],
@@ -186,6 +211,19 @@ describe('start: a change since the plan, anywhere in the registry, makes it rea
       await c.end();
     }
     expect(await startWent(id)).toBe('shortcut');
+  });
+});
+
+describe('start: what a stale plan says', () => {
+  it('of a tenant protected since a plan without break-glass: that it was not protected then', async () => {
+    const [site] = freshSites(1);
+    const id = await approved(appsOf([site!], APPS));
+    await query(h.databaseUrl, `UPDATE tenants SET protected = true WHERE id = $1`, [tenantId(site!)]);
+    const res = await command(h, 'operator', id, 'start').expect(409);
+    expect(res.body.details.changed[0].reason).toBe(
+      `its tenant ${tenantId(site!)} is protected now (it was not when the plan was made)`,
+    );
+    await command(h, 'operator', id, 'abort', { reason: 'test' }).expect(200);
   });
 });
 

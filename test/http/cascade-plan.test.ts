@@ -246,7 +246,14 @@ describe('a site delete takes its active descendants with it', () => {
       .set('authorization', t.auth('operator'))
       .send({})
       .expect(409);
-    expect(again.body.details.changed).toEqual([expect.objectContaining({ resourceId: 'app_new', planned: null })]);
+    expect(again.body.details.changed).toEqual([
+      expect.objectContaining({
+        resourceId: 'app_new',
+        planned: null,
+        // In words, as every other changed resource (a trial found this one without).
+        reason: `it is active under ${siteId(20)}, and its cascade would now take it: the plan does not list it`,
+      }),
+    ]);
   });
 
   it('a listed descendant refused for itself (type_mismatch) still counts against the site that would take it', async () => {

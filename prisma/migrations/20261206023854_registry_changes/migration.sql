@@ -30,5 +30,9 @@ CREATE TRIGGER resources_registry_changes
   FOR EACH STATEMENT EXECUTE FUNCTION blastgate_note_registry_change();
 CREATE TRIGGER resources_registry_truncates AFTER TRUNCATE ON "resources"
   FOR EACH STATEMENT EXECUTE FUNCTION blastgate_note_registry_change();
-CREATE TRIGGER resource_types_registry_changes AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE ON "resource_types"
+-- Types per row: a PUT of the declarations as they are (a routine config sync) changes no row, and
+-- its INSERT … ON CONFLICT statement would otherwise be noted every time. Types are few.
+CREATE TRIGGER resource_types_registry_changes AFTER INSERT OR DELETE OR UPDATE ON "resource_types"
+  FOR EACH ROW EXECUTE FUNCTION blastgate_note_registry_change();
+CREATE TRIGGER resource_types_registry_truncates AFTER TRUNCATE ON "resource_types"
   FOR EACH STATEMENT EXECUTE FUNCTION blastgate_note_registry_change();

@@ -144,7 +144,9 @@ function staleReason(x: StaleRow, states: readonly string[], approvedTenants: re
   if (x.state !== null && !states.includes(x.state)) why.push(`it is ${x.state} now`);
   if (x.protected) why.push('it is protected now');
   if (x.tenant_protected && x.tenant_id !== null && !approvedTenants.includes(x.tenant_id))
-    why.push(`its tenant ${x.tenant_id} is protected now (the plan's break-glass did not cover it)`);
+    why.push(
+      `its tenant ${x.tenant_id} is protected now (${approvedTenants.length ? "the plan's break-glass did not cover it" : 'it was not when the plan was made'})`,
+    );
   if (x.unmatched_pattern !== null) why.push(`its ID no longer matches the type's idPattern ${x.unmatched_pattern}`);
   if (x.moved_from !== null)
     why.push(`it is no longer in ${x.moved_from}'s cascade (its parent is ${x.parent_id ?? 'none'} now)`);
@@ -197,6 +199,8 @@ async function unplannedDescendants(tx: pg.PoolClient, cascadeTo: string[], stat
   );
   return r.rows.map((x) => ({
     resourceId: x.id,
+    // In words, as every changed resource's (a trial found this one without).
+    reason: `it is ${x.state} under ${x.parent_id}, and its cascade would now take it: the plan does not list it`,
     planned: null,
     now: { type: x.type, tenantId: x.tenant_id, state: x.state, parentId: x.parent_id },
   }));

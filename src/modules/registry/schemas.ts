@@ -325,7 +325,7 @@ export const ImportResult = Type.Object(
         },
         {
           description:
-            'Present when the import changed resources (type, tenant, parent, state or protection) that a live operation holds: it was planned against what they were. One not started yet will not start (409 PLAN_STALE names them: abort it and plan again). A running one leaves alone what is protected now; other changes do not stop it: look at it, and pause or abort it if they matter.',
+            'Present when the import changed resources (type, tenant, parent, state or protection) that a live operation holds: it was planned against what they were. One not started yet will not start (409 PLAN_STALE names them: abort it and plan again). A running one leaves alone what is protected now, and the registry adapter fails an item whose resource moved to another tenant or type; other changes do not stop it: look at it, and pause or abort it if they matter.',
         },
       ),
     ),
