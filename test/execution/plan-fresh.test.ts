@@ -275,3 +275,28 @@ describe('an import that changes what a live operation holds', () => {
     expect(other.body).not.toHaveProperty('held');
   });
 });
+
+describe('a tenant upsert that protects tenants whose resources a live operation holds', () => {
+  it('says which resources (held); the plan then does not start; protecting it again says nothing', async () => {
+    const [site] = freshSites(1);
+    const ids = appsOf([site!], APPS);
+    const id = await approved(ids);
+    const protect = () =>
+      request(h.app.server)
+        .post('/v1/registry/tenants')
+        .set('authorization', h.auth('admin'))
+        .send({ tenants: [{ id: tenantId(site!), name: `Customer ${site!}`, protected: true }] })
+        .expect(200);
+    const res = await protect();
+    expect(res.body.updated).toBe(1);
+    expect(res.body.held).toEqual({
+      count: APPS,
+      resources: ids.map((r) => ({ id: r, operationId: id, operationState: 'approved' })),
+    });
+    await command(h, 'operator', id, 'start').expect(409);
+    const again = await protect();
+    expect(again.body).toMatchObject({ updated: 0, unchanged: 1 });
+    expect(again.body).not.toHaveProperty('held');
+    await command(h, 'operator', id, 'abort', { reason: 'test' }).expect(200);
+  });
+});

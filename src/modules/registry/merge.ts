@@ -88,6 +88,32 @@ export interface HeldChange {
   resources: { id: string; operationId: string; operationState: string }[];
 }
 
+/** What a HELD-shaped query found (rows of total, id, operation_id, state); null when none. */
+export async function heldBy(
+  client: Pick<pg.PoolClient, 'query'>,
+  sql: string,
+  params: unknown[],
+): Promise<HeldChange | null> {
+  const h = await client.query<{ total: number; id: string; operation_id: string; state: string }>(sql, params);
+  if (h.rows.length === 0) return null;
+  return {
+    count: h.rows[0]!.total,
+    resources: h.rows.map((x) => ({ id: x.id, operationId: x.operation_id, operationState: x.state })),
+  };
+}
+
+/**
+ * Resources of tenants an upsert is about to protect (not protected now) that a live operation
+ * holds: its plan did not need break-glass for them, so its start or its run refuses them now.
+ */
+export const HELD_BY_TENANTS = `
+  SELECT count(*) OVER ()::int AS total, r.id, l.operation_id, o.state
+  FROM tenants t JOIN resources r ON r.tenant_id = t.id
+  JOIN resource_locks l ON l.resource_id = r.id
+  JOIN operations o ON o.id = l.operation_id AND o.state = ANY($2::text[])
+  WHERE t.id = ANY($1::text[]) AND NOT t.protected
+  ORDER BY r.id LIMIT ${HELD_LISTED}`;
+
 export interface MergeResult {
   inserted: number;
   updated: number;
@@ -100,17 +126,7 @@ export interface MergeResult {
 /** Runs inside the import transaction, under the registry write lock, after validation. */
 export async function mergeStage(client: pg.PoolClient): Promise<MergeResult> {
   const changes = await client.query<{ any: boolean }>(ANY_CHANGE);
-  let held: HeldChange | null = null;
-  if (changes.rows[0]!.any) {
-    const h = await client.query<{ total: number; id: string; operation_id: string; state: string }>(HELD, [
-      LIVE_STATES,
-    ]);
-    if (h.rows.length)
-      held = {
-        count: h.rows[0]!.total,
-        resources: h.rows.map((x) => ({ id: x.id, operationId: x.operation_id, operationState: x.state })),
-      };
-  }
+  const held = changes.rows[0]!.any ? await heldBy(client, HELD, [LIVE_STATES]) : null;
   const updated = changes.rows[0]!.any ? ((await client.query(MERGE_UPDATE)).rowCount ?? 0) : 0;
   const fresh = (await client.query<{ n: number }>(`SELECT count(*)::int AS n ${NEW_ROWS}`)).rows[0]!.n;
   if (fresh === 0) return { inserted: 0, updated, bulk: false, held };

@@ -193,6 +193,25 @@ export const PostTenantsBody = Type.Object(
 );
 export type PostTenantsBody = Static<typeof PostTenantsBody>;
 
+/** Changed resources a live operation holds (registry imports and tenant upserts say so). */
+const HeldChange = Type.Object(
+  {
+    count: Type.Integer({ description: 'How many changed resources a live operation holds' }),
+    resources: Type.Array(
+      Type.Object({
+        id: Type.String(),
+        operationId: Type.String({ description: 'The live operation that holds it' }),
+        operationState: Type.String({ description: 'Its state at the time of the change' }),
+      }),
+      { description: 'The first 20 (an import: in upload order; a tenant upsert: by resource ID)' },
+    ),
+  },
+  {
+    description:
+      'Present when the import changed resources (type, tenant, parent, state or protection) that a live operation holds: it was planned against what they were. One not started yet will not start (409 PLAN_STALE names them: abort it and plan again). A running one leaves alone what is protected now, and the registry adapter fails an item whose resource moved to another tenant or type; other changes do not stop it: look at it, and pause or abort it if they matter.',
+  },
+);
+
 export const TenantUpsertResult = Type.Object(
   {
     received: Type.Integer(),
@@ -200,6 +219,11 @@ export const TenantUpsertResult = Type.Object(
     updated: Type.Integer(),
     unchanged: Type.Integer(),
     contactsChanged: Type.Integer({ description: 'Contacts inserted or changed' }),
+    held: Type.Optional({
+      ...HeldChange,
+      description:
+        'Present when the upsert protected tenants whose resources a live operation holds (not protected when it was planned): one not started yet will not start (409 PLAN_STALE), a running one leaves those resources alone (their items fail saying why).',
+    }),
   },
   {
     description: 'What the upsert changed',
@@ -310,25 +334,7 @@ export const ImportResult = Type.Object(
     inserted: Type.Integer({ description: 'New resources' }),
     updated: Type.Integer({ description: 'Existing resources that changed' }),
     unchanged: Type.Integer({ description: 'Existing resources already identical' }),
-    held: Type.Optional(
-      Type.Object(
-        {
-          count: Type.Integer({ description: 'How many changed resources a live operation holds' }),
-          resources: Type.Array(
-            Type.Object({
-              id: Type.String(),
-              operationId: Type.String({ description: 'The live operation that holds it' }),
-              operationState: Type.String({ description: 'Its state when the import committed' }),
-            }),
-            { description: 'The first 20, in upload order' },
-          ),
-        },
-        {
-          description:
-            'Present when the import changed resources (type, tenant, parent, state or protection) that a live operation holds: it was planned against what they were. One not started yet will not start (409 PLAN_STALE names them: abort it and plan again). A running one leaves alone what is protected now, and the registry adapter fails an item whose resource moved to another tenant or type; other changes do not stop it: look at it, and pause or abort it if they matter.',
-        },
-      ),
-    ),
+    held: Type.Optional(HeldChange),
   },
   {
     description: 'What the import changed',

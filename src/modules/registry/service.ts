@@ -1,5 +1,7 @@
 // Registry rules: what a valid type declaration is, how tenants are upserted, and the audit
 // event that goes with every change (written in the transaction that makes the change).
+import { HELD_BY_TENANTS, heldBy } from './merge.ts';
+import { LIVE_STATES } from '../operations/lifecycle-types.ts';
 import type pg from 'pg';
 import { NotFoundError, UnprocessableError } from '../../lib/errors.ts';
 import { inTransaction } from '../../lib/sql.ts';
@@ -198,6 +200,9 @@ export function registryService(deps: {
         .map((t) => ({ tenantId: t.id, contact: t.contact }));
       const result = await inTransaction(pool, async (client) => {
         await repo.lockRegistryWrites(client);
+        // Before the upsert: which tenants it protects is what is not protected yet.
+        const protecting = body.tenants.filter((t) => t.protected === true).map((t) => t.id);
+        const held = protecting.length ? await heldBy(client, HELD_BY_TENANTS, [protecting, LIVE_STATES]) : null;
         const { inserted, updated, protection } = await repo.upsertTenants(client, body.tenants);
         const contactsChanged = await repo.upsertContacts(client, contacts);
         const r = {
@@ -206,6 +211,7 @@ export function registryService(deps: {
           updated,
           unchanged: body.tenants.length - inserted - updated,
           contactsChanged,
+          ...(held ? { held } : {}),
         };
         await appendAudit(client, {
           actor,
