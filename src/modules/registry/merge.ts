@@ -16,6 +16,7 @@
 // flush at commit, and turning it off would let a crash lose an import we already acknowledged.
 import pg from 'pg';
 import { LIVE_STATES } from '../operations/lifecycle-types.ts';
+import { HELD_LISTED, heldBy, type HeldChange } from './held.ts';
 
 /** Fewer new rows than this always go row by row (rebuilding indexes costs O(table)). */
 export const BULK_MIN_ROWS = 100_000;
@@ -67,9 +68,6 @@ const MERGE_INSERT = `
     CASE WHEN coalesce(s.state, 'active') = 'active' THEN NULL ELSE now() END, now()
   ${NEW_ROWS}`;
 
-/** Changed resources a `held` answer names (the count is of all). */
-export const HELD_LISTED = 20;
-
 /**
  * Existing resources the import changes that a live operation holds (resource_locks): it was
  * planned against what they were. A trial's import with a wrong tenantId moved a resource that a
@@ -82,37 +80,6 @@ const HELD = `
   JOIN operations o ON o.id = l.operation_id AND o.state = ANY($1::text[])
   WHERE ${CHANGES}
   ORDER BY s.pos LIMIT ${HELD_LISTED}`;
-
-export interface HeldChange {
-  count: number;
-  resources: { id: string; operationId: string; operationState: string }[];
-}
-
-/** What a HELD-shaped query found (rows of total, id, operation_id, state); null when none. */
-export async function heldBy(
-  client: Pick<pg.PoolClient, 'query'>,
-  sql: string,
-  params: unknown[],
-): Promise<HeldChange | null> {
-  const h = await client.query<{ total: number; id: string; operation_id: string; state: string }>(sql, params);
-  if (h.rows.length === 0) return null;
-  return {
-    count: h.rows[0]!.total,
-    resources: h.rows.map((x) => ({ id: x.id, operationId: x.operation_id, operationState: x.state })),
-  };
-}
-
-/**
- * Resources of tenants an upsert is about to protect (not protected now) that a live operation
- * holds: its plan did not need break-glass for them, so its start or its run refuses them now.
- */
-export const HELD_BY_TENANTS = `
-  SELECT count(*) OVER ()::int AS total, r.id, l.operation_id, o.state
-  FROM tenants t JOIN resources r ON r.tenant_id = t.id
-  JOIN resource_locks l ON l.resource_id = r.id
-  JOIN operations o ON o.id = l.operation_id AND o.state = ANY($2::text[])
-  WHERE t.id = ANY($1::text[]) AND NOT t.protected
-  ORDER BY r.id LIMIT ${HELD_LISTED}`;
 
 export interface MergeResult {
   inserted: number;

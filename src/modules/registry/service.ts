@@ -1,6 +1,6 @@
 // Registry rules: what a valid type declaration is, how tenants are upserted, and the audit
 // event that goes with every change (written in the transaction that makes the change).
-import { HELD_BY_TENANTS, heldBy } from './merge.ts';
+import { HELD_BY_TENANTS, heldBy } from './held.ts';
 import { LIVE_STATES } from '../operations/lifecycle-types.ts';
 import type pg from 'pg';
 import { NotFoundError, UnprocessableError } from '../../lib/errors.ts';
