@@ -55,6 +55,18 @@ interface ClientError {
   retryAfterSeconds?: number;
 }
 
+/**
+ * What a 503 for an unreachable dependency adds: a write cut off may or may not have taken effect,
+ * so it is read before it is sent again. A read has nothing to check (a trial found the command's
+ * advice on GETs and registry imports).
+ */
+function cutOffAdvice(request?: FastifyRequest): string {
+  if (request && (request.method === 'GET' || request.method === 'HEAD')) return '';
+  if (request && !request.url.startsWith('/v1/operations'))
+    return ' A write cut off this way may have taken effect or not: read what it was to change before sending it again';
+  return ' A command cut off this way may have taken effect or not: read the operation before sending it again';
+}
+
 export function toClientError(err: FastifyError | AppError | Error, request?: FastifyRequest): ClientError {
   if (err instanceof AppError)
     return {
@@ -76,7 +88,7 @@ export function toClientError(err: FastifyError | AppError | Error, request?: Fa
     return {
       status: 503,
       code: 'DEPENDENCY_UNAVAILABLE',
-      message: `${dependency ? `${DEPENDENCY_NAMES[dependency]} could not be reached` : 'PostgreSQL or Redis could not be reached (GET /readyz names which)'}; retry later. A command cut off this way may have taken effect or not: read the operation before sending it again`,
+      message: `${dependency ? `${DEPENDENCY_NAMES[dependency]} could not be reached` : 'PostgreSQL or Redis could not be reached (GET /readyz names which)'}; retry later.${cutOffAdvice(request)}`,
       ...(dependency ? { details: { dependency } } : {}),
       retryAfterSeconds: BUSY_RETRY_AFTER_S,
     };

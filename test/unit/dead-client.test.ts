@@ -5,6 +5,7 @@
 // opens asks PostgreSQL to check the client's socket while a statement runs.
 import { createServer, type Socket } from 'node:net';
 import { Redis } from 'ioredis';
+import type { FastifyRequest } from 'fastify';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../src/embedded/local-services.ts';
@@ -138,6 +139,22 @@ describe('a database that cannot be reached', () => {
     mute.disconnect();
     for (const s of sockets) s.destroy();
     await new Promise((r) => silent.close(r));
+  });
+
+  it('says to read before resending only what may have written: a command, or a write elsewhere', async () => {
+    const port = await freePort();
+    const dead = createDb(`postgres://postgres@127.0.0.1:${port}/x`, 1);
+    const err = await dead.pool.query('SELECT 1').then(
+      () => undefined,
+      (e: unknown) => e as Error,
+    );
+    await closeDb(dead);
+    const answer = (method: string, url: string) =>
+      toClientError(err!, { method, url } as unknown as FastifyRequest).message;
+    expect(answer('GET', '/v1/operations/op_1')).toBe('PostgreSQL could not be reached; retry later.');
+    expect(answer('HEAD', '/v1/registry/resources')).toBe('PostgreSQL could not be reached; retry later.');
+    expect(answer('POST', '/v1/operations/op_1/pause')).toMatch(/read the operation before sending it again$/);
+    expect(answer('POST', '/v1/registry/resources')).toMatch(/read what it was to change before sending it again$/);
   });
 
   it('leaves a real bug a 500', () => {
