@@ -20,7 +20,7 @@ import { startConsumers } from './modules/execution/consumers.ts';
 import { startPurgeScheduler } from './modules/purges/scheduler.ts';
 import { operationReads } from './modules/operations/repository.ts';
 import { releaseEndedLocks } from './modules/operations/resource-locks.ts';
-import { pruneProtectionChanges } from './modules/execution/protected-now.ts';
+import { pruneChangeLogs } from './modules/execution/protected-now.ts';
 import { pgEngine } from './modules/execution/engine-store.ts';
 import { createJobLocks } from './modules/execution/exclusive.ts';
 import { noteStoppedHolds } from './modules/execution/stopped-holds.ts';
@@ -189,7 +189,7 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
     // The same minute's housekeeping drops the protection changes no look can need any more.
     releaseLocks: async () => {
       const released = await releaseEndedLocks(db.pool);
-      await pruneProtectionChanges(db.pool);
+      await pruneChangeLogs(db.pool);
       return released;
     },
     logger: opts.logger,

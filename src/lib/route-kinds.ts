@@ -13,5 +13,8 @@ declare module 'fastify' {
 
 export const isControlRoute = (req: FastifyRequest) => req.routeOptions.config.control === true;
 
+/** A read (GET, HEAD): it changes nothing, so a failure in the middle of it leaves nothing to check. */
+export const isReadRequest = (req: Pick<FastifyRequest, 'method'>) => req.method === 'GET' || req.method === 'HEAD';
+
 /** Liveness: answering it is the whole point of it, so it is never limited or shed. */
 export const isLivenessProbe = (req: FastifyRequest) => req.routeOptions.url === '/healthz';

@@ -16,10 +16,10 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import type { FastifyInstance } from 'fastify';
 import pg from 'pg';
 import { RetryLaterError } from '../lib/errors.ts';
+import { isReadRequest } from '../lib/route-kinds.ts';
 import { DEPENDENCY, type Dependency } from '../lib/outage-log.ts';
 
 const RETRY_AFTER_S = 5;
-const READ_METHODS = new Set(['GET', 'HEAD']);
 
 /** The deadline of each statement (and connection start-up) in this async context, in ms. */
 const deadline = new AsyncLocalStorage<number>();
@@ -46,7 +46,7 @@ export function withReadDeadline<T>(ms: number, fn: () => T): T {
 export function installReadDeadline(app: FastifyInstance, ms: number) {
   // A callback hook, so that the rest of the request (hooks, handler) runs inside the context.
   app.addHook('onRequest', (request, _reply, done) => {
-    if (READ_METHODS.has(request.method)) withReadDeadline(ms, done);
+    if (isReadRequest(request)) withReadDeadline(ms, done);
     else done();
   });
 }

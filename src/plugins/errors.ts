@@ -9,6 +9,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { AppError, BadRequestError, RetryLaterError } from '../lib/errors.ts';
+import { isReadRequest } from '../lib/route-kinds.ts';
 import { DEPENDENCY_NAMES, dependencyOf } from '../lib/outage-log.ts';
 import { isPoolExhausted, isUnreachable } from './db.ts';
 import { acceptedTypes, unsupportedMediaType } from './uploads.ts';
@@ -61,7 +62,7 @@ interface ClientError {
  * advice on GETs and registry imports).
  */
 function cutOffAdvice(request?: FastifyRequest): string {
-  if (request && (request.method === 'GET' || request.method === 'HEAD')) return '';
+  if (request && isReadRequest(request)) return '';
   if (request && !request.url.startsWith('/v1/operations'))
     return ' A write cut off this way may have taken effect or not: read what it was to change before sending it again';
   return ' A command cut off this way may have taken effect or not: read the operation before sending it again';

@@ -4,11 +4,7 @@
 // running while the look was taken included — while the registry adapter's own deletes note nothing.
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  protectedNow,
-  protectionChangedSince,
-  pruneProtectionChanges,
-} from '../../src/modules/execution/protected-now.ts';
+import { protectedNow, protectionChangedSince, pruneChangeLogs } from '../../src/modules/execution/protected-now.ts';
 import { loadOperation } from '../../src/modules/execution/state.ts';
 import { upsertTenants } from '../../src/modules/registry/repository.ts';
 import { createTestDatabase } from '../support/db.ts';
@@ -116,7 +112,7 @@ describe('protection changes', () => {
     expect(noted).toBeGreaterThanOrEqual(2);
     for (const table of ['protection_changes', 'registry_changes'])
       await pool.query(`UPDATE ${table} SET at = now() - interval '2 days' WHERE id = (SELECT min(id) FROM ${table})`);
-    expect(await pruneProtectionChanges(pool)).toBe(2);
+    expect(await pruneChangeLogs(pool)).toBe(2);
     expect(await notes()).toBe(before - 1);
     expect(await registryNotes()).toBe(noted - 1);
   });

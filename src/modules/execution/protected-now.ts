@@ -90,16 +90,16 @@ export async function snapshotNow(db: Pick<pg.Pool, 'query'>): Promise<string> {
  */
 export const PLAN_LOOK_MAX_MS = 12 * 3_600_000;
 
-/** Changes older than this are deleted (pruneProtectionChanges): far beyond any look still compared with them. */
-export const PROTECTION_CHANGES_KEPT = '1 day';
+/** Changes (protection_changes, registry_changes) older than this are deleted (pruneChangeLogs): far beyond any look still compared with them. */
+export const CHANGE_LOGS_KEPT = '1 day';
 
 /** Deletes the changes no look can still need (the workers' reconcile loop). Returns how many went. */
-export async function pruneProtectionChanges(pool: Pick<pg.Pool, 'query'>): Promise<number> {
+export async function pruneChangeLogs(pool: Pick<pg.Pool, 'query'>): Promise<number> {
   const r = await pool.query<{ n: number }>(
     `WITH p AS (DELETE FROM protection_changes WHERE at < now() - $1::interval RETURNING 1),
           g AS (DELETE FROM registry_changes WHERE at < now() - $1::interval RETURNING 1)
      SELECT (SELECT count(*) FROM p)::int + (SELECT count(*) FROM g)::int AS n`,
-    [PROTECTION_CHANGES_KEPT],
+    [CHANGE_LOGS_KEPT],
   );
   return r.rows[0]!.n;
 }

@@ -36,7 +36,7 @@ export function protectionRefusal(
 export const RECHECK_MS = 100;
 /**
  * A full look older than this is read again rather than compared with the changes since: far inside
- * the day the changes are kept (protected-now.ts PROTECTION_CHANGES_KEPT).
+ * the day the changes are kept (protected-now.ts CHANGE_LOGS_KEPT).
  */
 export const FULL_LOOK_MAX_MS = 10 * 60_000;
 

@@ -92,9 +92,9 @@ export interface MergeResult {
 
 /** Runs inside the import transaction, under the registry write lock, after validation. */
 export async function mergeStage(client: pg.PoolClient): Promise<MergeResult> {
-  const changes = await client.query<{ any: boolean }>(ANY_CHANGE);
-  const held = changes.rows[0]!.any ? await heldBy(client, HELD, [LIVE_STATES]) : null;
-  const updated = changes.rows[0]!.any ? ((await client.query(MERGE_UPDATE)).rowCount ?? 0) : 0;
+  const changes = (await client.query<{ any: boolean }>(ANY_CHANGE)).rows[0]!.any;
+  const held = changes ? await heldBy(client, HELD, [LIVE_STATES]) : null;
+  const updated = changes ? ((await client.query(MERGE_UPDATE)).rowCount ?? 0) : 0;
   const fresh = (await client.query<{ n: number }>(`SELECT count(*)::int AS n ${NEW_ROWS}`)).rows[0]!.n;
   if (fresh === 0) return { inserted: 0, updated, bulk: false, held };
   const restore = fresh >= BULK_MIN_ROWS ? await suspendSecondaryStructures(client, fresh) : null;

@@ -1,7 +1,5 @@
 // Registry rules: what a valid type declaration is, how tenants are upserted, and the audit
 // event that goes with every change (written in the transaction that makes the change).
-import { HELD_BY_TENANTS, heldBy } from './held.ts';
-import { LIVE_STATES } from '../operations/lifecycle-types.ts';
 import type pg from 'pg';
 import { NotFoundError, UnprocessableError } from '../../lib/errors.ts';
 import { inTransaction } from '../../lib/sql.ts';
@@ -9,7 +7,9 @@ import { TEXT_RULES, textProblem, type TextProblem } from '../../lib/text.ts';
 import type { Metrics } from '../../plugins/metrics.ts';
 import { adapterProblems, type AdapterProblem, type DownstreamPolicy } from '../adapters/index.ts';
 import { appendAudit } from '../audit/repository.ts';
+import { LIVE_STATES } from '../operations/lifecycle-types.ts';
 import { readContact } from './contacts.ts';
+import { HELD_BY_TENANTS, heldBy } from './held.ts';
 import { importResources, type ImportOptions } from './import.ts';
 import type { StageRow } from './rows.ts';
 import * as repo from './repository.ts';
