@@ -100,7 +100,9 @@ describe('a PostgreSQL restart (immediate: every session cut)', () => {
     h.downstream.hang(0);
     await waitForState(h, op.id, ['rolled_back', 'rollback_incomplete'], 120_000);
     expect((await waitForState(h, op.id, ['rolled_back', 'rollback_incomplete'])).state).toBe('rolled_back');
-    await expectEverythingTouchedRestored(h, op.id);
+    // The restart may cut a delete chunk's record of calls it never sent (the rollback stopped it
+    // moments before): their marks stay, and the rollback restores them once their claims lapse.
+    await expectEverythingTouchedRestored(h, op.id, { unrecorded: true });
     expect(child.exited, 'the worker process exited').toBe(false);
   });
 
