@@ -61,6 +61,21 @@ function markPostgres(err: unknown) {
   if (err && typeof err === 'object') (err as { [DEPENDENCY]?: Dependency })[DEPENDENCY] ??= 'postgres';
 }
 type Method = (...args: unknown[]) => unknown;
+type Submittable = { handleError?: (err: unknown, ...rest: unknown[]) => unknown };
+
+/**
+ * A streamed query's failure is PostgreSQL's too. pg hands a lost connection to the query's
+ * handleError, and a COPY stream emits it as a plain ECONNRESET: an import cut off that way was
+ * answered "PostgreSQL or Redis could not be reached" with no dependency named (a trial).
+ */
+function markStreamFailures(q: Submittable) {
+  const handle = q.handleError;
+  if (typeof handle !== 'function') return;
+  q.handleError = function (this: unknown, err: unknown, ...rest: unknown[]) {
+    markPostgres(err);
+    return handle.call(this, err, ...rest);
+  };
+}
 
 /**
  * pg's Client, with connect() and query() bounded by the deadline of the context they are called
@@ -79,6 +94,7 @@ export class DeadlineClient extends pg.Client {
     const ms = deadline.getStore();
     // A streamed query (a cursor, COPY) ends when its consumer does, not when the server answers.
     const streamed = typeof (args[0] as { submit?: unknown } | undefined)?.submit === 'function';
+    if (streamed) markStreamFailures(args[0] as Submittable);
     const timer =
       ms === undefined || streamed
         ? undefined

@@ -3,10 +3,12 @@
 // or writes the socket, so a 1M-ID classification or a wave's chunk went on for seconds, holding
 // its row locks (the next plan of the same IDs waited on them) and a CPU. Every pool Blastgate
 // opens asks PostgreSQL to check the client's socket while a statement runs.
-import { createServer, type Socket } from 'node:net';
+import { connect, createServer, type Socket } from 'node:net';
+import { finished } from 'node:stream/promises';
 import { Redis } from 'ioredis';
 import type { FastifyRequest } from 'fastify';
 import pg from 'pg';
+import { from as copyFrom } from 'pg-copy-streams';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../src/embedded/local-services.ts';
 import { ConfigError } from '../../src/config.ts';
@@ -105,6 +107,52 @@ describe('a database that cannot be reached', () => {
     const after = await unreachable(() => victim.query('SELECT 1'));
     expect(after).toMatchObject({ status: 503, code: 'DEPENDENCY_UNAVAILABLE', details: { dependency: 'postgres' } });
     await victim.end().catch(() => undefined);
+  });
+
+  it('names PostgreSQL when a COPY (an import, an upload) is cut off by a reset connection', async () => {
+    // A TCP relay in front of PostgreSQL that resets every connection on demand (RST, not FIN: the
+    // client sees ECONNRESET, which says nothing of what it was connected to).
+    const target = new URL(url);
+    const relayed: Socket[] = [];
+    const relay = createServer((inbound) => {
+      const outbound = connect(Number(target.port), target.hostname);
+      relayed.push(inbound, outbound);
+      inbound.pipe(outbound).pipe(inbound);
+      inbound.on('error', () => undefined);
+      outbound.on('error', () => undefined);
+    });
+    await new Promise<void>((r) => relay.listen(0, '127.0.0.1', r));
+    const via = new URL(url);
+    via.host = `127.0.0.1:${(relay.address() as { port: number }).port}`;
+    const cutDb = createDb(via.href, 1);
+    try {
+      const err = await (async () => {
+        const client = await cutDb.pool.connect();
+        try {
+          await client.query('CREATE TEMP TABLE cut_copy (id text)');
+          const copy = client.query(copyFrom('COPY cut_copy (id) FROM STDIN'));
+          copy.write('app_1\n');
+          await new Promise((r) => setTimeout(r, 100));
+          for (const s of relayed) s.resetAndDestroy();
+          copy.end('app_2\n');
+          await finished(copy);
+          return undefined;
+        } catch (e) {
+          return e as Error;
+        } finally {
+          client.release(true);
+        }
+      })();
+      expect(err, 'the cut to fail the COPY').toBeInstanceOf(Error);
+      expect(toClientError(err!)).toMatchObject({
+        status: 503,
+        code: 'DEPENDENCY_UNAVAILABLE',
+        details: { dependency: 'postgres' },
+      });
+    } finally {
+      await closeDb(cutDb);
+      await new Promise((r) => relay.close(r));
+    }
   });
 
   it("is a 503 too when it is the API's Redis: gone, or silent (an SSE stream took its slot there and answered 500)", async () => {
