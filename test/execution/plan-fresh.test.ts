@@ -276,6 +276,63 @@ describe('an import that changes what a live operation holds', () => {
   });
 });
 
+describe('an import that puts resources under a parent a live operation holds', () => {
+  it('names them with that parent (under), moved or new; the cascade plan then does not start', async () => {
+    const [site, other] = freshSites(2);
+    const id = await approved([siteId(site!)], 'site');
+    const res = await request(h.app.server)
+      .post('/v1/registry/resources')
+      .set('authorization', h.auth('admin'))
+      .send({
+        resources: [
+          // Moved from another site under the held one, and a new app under it.
+          { id: appId(other!, 0), type: 'app', tenantId: tenantId(site!), parentId: siteId(site!) },
+          { id: `app_77777_${site}`, type: 'app', tenantId: tenantId(site!), parentId: siteId(site!) },
+          // Under a parent nothing holds: not named.
+          { id: `app_77777_${other}`, type: 'app', tenantId: tenantId(other!), parentId: siteId(other!) },
+        ],
+      });
+    expect(res.status, JSON.stringify(res.body)).toBe(200);
+    expect(res.body).toMatchObject({ inserted: 2, updated: 1 });
+    expect(res.body.held).toEqual({
+      count: 2,
+      resources: [
+        { id: appId(other!, 0), operationId: id, operationState: 'approved', under: siteId(site!) },
+        { id: `app_77777_${site}`, operationId: id, operationState: 'approved', under: siteId(site!) },
+      ],
+    });
+    const stale = await command(h, 'operator', id, 'start').expect(409);
+    expect(stale.body.code).toBe('PLAN_STALE');
+    // Re-sending the same rows changes nothing, and says nothing.
+    const again = await request(h.app.server)
+      .post('/v1/registry/resources')
+      .set('authorization', h.auth('admin'))
+      .send({
+        resources: [{ id: `app_77777_${site}`, type: 'app', tenantId: tenantId(site!), parentId: siteId(site!) }],
+      })
+      .expect(200);
+    expect(again.body).toMatchObject({ unchanged: 1 });
+    expect(again.body).not.toHaveProperty('held');
+    await command(h, 'operator', id, 'abort', { reason: 'test' }).expect(200);
+  });
+
+  it('lists a held resource moved under another held parent once, as itself', async () => {
+    const [a, b] = freshSites(2);
+    const apps = await approved([appId(a!, 1)]);
+    const sites = await approved([siteId(b!)], 'site');
+    const res = await request(h.app.server)
+      .post('/v1/registry/resources')
+      .set('authorization', h.auth('admin'))
+      .send({ resources: [{ id: appId(a!, 1), type: 'app', tenantId: tenantId(a!), parentId: siteId(b!) }] })
+      .expect(200);
+    expect(res.body.held).toEqual({
+      count: 1,
+      resources: [{ id: appId(a!, 1), operationId: apps, operationState: 'approved' }],
+    });
+    for (const id of [apps, sites]) await command(h, 'operator', id, 'abort', { reason: 'test' }).expect(200);
+  });
+});
+
 describe('a tenant upsert that protects tenants whose resources a live operation holds', () => {
   it('says which resources (held); the plan then does not start; protecting it again says nothing', async () => {
     const [site] = freshSites(1);

@@ -7,7 +7,8 @@ export const HELD_LISTED = 20;
 
 export interface HeldChange {
   count: number;
-  resources: { id: string; operationId: string; operationState: string }[];
+  /** `under`: not held itself, but put under this parent, which the operation holds. */
+  resources: { id: string; operationId: string; operationState: string; under?: string }[];
 }
 
 /** What a HELD-shaped query found (rows of total, id, operation_id, state); null when none. */
@@ -16,11 +17,22 @@ export async function heldBy(
   sql: string,
   params: unknown[],
 ): Promise<HeldChange | null> {
-  const h = await client.query<{ total: number; id: string; operation_id: string; state: string }>(sql, params);
+  const h = await client.query<{
+    total: number;
+    id: string;
+    operation_id: string;
+    state: string;
+    under?: string | null;
+  }>(sql, params);
   if (h.rows.length === 0) return null;
   return {
     count: h.rows[0]!.total,
-    resources: h.rows.map((x) => ({ id: x.id, operationId: x.operation_id, operationState: x.state })),
+    resources: h.rows.map((x) => ({
+      id: x.id,
+      operationId: x.operation_id,
+      operationState: x.state,
+      ...(x.under ? { under: x.under } : {}),
+    })),
   };
 }
 

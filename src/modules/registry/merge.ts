@@ -72,14 +72,30 @@ const MERGE_INSERT = `
  * Existing resources the import changes that a live operation holds (resource_locks): it was
  * planned against what they were. A trial's import with a wrong tenantId moved a resource that a
  * planned delete held, answered `updated: 1`, and only the start's PLAN_STALE showed it later.
+ * Also a resource, existing or new, that the import puts under a parent a live operation holds
+ * (`under`): the parent's cascade was planned without it (a second trial's finding), and the
+ * start's PLAN_STALE or the run's refusal of a new child was the first to say so.
  */
+const LIVE_HOLDER = `JOIN operations o ON o.id = l.operation_id AND o.state = ANY($1::text[])`;
 const HELD = `
-  SELECT count(*) OVER ()::int AS total, s.id, l.operation_id, o.state
-  FROM registry_stage s JOIN resources r ON r.id = s.id
-  JOIN resource_locks l ON l.resource_id = s.id
-  JOIN operations o ON o.id = l.operation_id AND o.state = ANY($1::text[])
-  WHERE ${CHANGES}
-  ORDER BY s.pos LIMIT ${HELD_LISTED}`;
+  SELECT count(*) OVER ()::int AS total, id, operation_id, state, under FROM (
+    SELECT s.pos, s.id, l.operation_id, o.state, NULL::text AS under
+    FROM registry_stage s JOIN resources r ON r.id = s.id
+    JOIN resource_locks l ON l.resource_id = s.id ${LIVE_HOLDER}
+    WHERE ${CHANGES}
+    UNION ALL
+    SELECT s.pos, s.id, l.operation_id, o.state, s.parent_id
+    FROM registry_stage s LEFT JOIN resources r ON r.id = s.id
+    JOIN resource_locks l ON l.resource_id = s.parent_id ${LIVE_HOLDER}
+    WHERE s.parent_given AND s.parent_id IS DISTINCT FROM r.parent_id
+      -- Held itself: listed above, once.
+      AND NOT EXISTS (SELECT 1 FROM resource_locks m JOIN operations mo ON mo.id = m.operation_id
+                      WHERE m.resource_id = s.id AND mo.state = ANY($1::text[]))
+  ) h ORDER BY pos LIMIT ${HELD_LISTED}`;
+const ANY_LIVE = 'SELECT EXISTS (SELECT 1 FROM operations WHERE state = ANY($1::text[])) AS any';
+/** Whether the upload puts any resource under a new parent (only then may it be one held). */
+const ANY_NEW_PARENT = `SELECT EXISTS (SELECT 1 FROM registry_stage s LEFT JOIN resources r ON r.id = s.id
+  WHERE s.parent_given AND s.parent_id IS NOT NULL AND s.parent_id IS DISTINCT FROM r.parent_id) AS any`;
 
 export interface MergeResult {
   inserted: number;
@@ -93,7 +109,11 @@ export interface MergeResult {
 /** Runs inside the import transaction, under the registry write lock, after validation. */
 export async function mergeStage(client: pg.PoolClient): Promise<MergeResult> {
   const changes = (await client.query<{ any: boolean }>(ANY_CHANGE)).rows[0]!.any;
-  const held = changes ? await heldBy(client, HELD, [LIVE_STATES]) : null;
+  // Nothing can be held while no operation is live (a first load, most syncs): no join at all.
+  const live = (await client.query<{ any: boolean }>(ANY_LIVE, [LIVE_STATES])).rows[0]!.any;
+  // New rows are no change of an existing one, but may go under a held parent.
+  const mayHold = live && (changes || (await client.query<{ any: boolean }>(ANY_NEW_PARENT)).rows[0]!.any);
+  const held = mayHold ? await heldBy(client, HELD, [LIVE_STATES]) : null;
   const updated = changes ? ((await client.query(MERGE_UPDATE)).rowCount ?? 0) : 0;
   const fresh = (await client.query<{ n: number }>(`SELECT count(*)::int AS n ${NEW_ROWS}`)).rows[0]!.n;
   if (fresh === 0) return { inserted: 0, updated, bulk: false, held };

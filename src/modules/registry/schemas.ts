@@ -202,13 +202,19 @@ const HeldChange = Type.Object(
         id: Type.String(),
         operationId: Type.String({ description: 'The live operation that holds it' }),
         operationState: Type.String({ description: 'Its state at the time of the change' }),
+        under: Type.Optional(
+          Type.String({
+            description:
+              'Not held itself: the import put it (new, or moved) under this parent, which the operation holds. When the cascade of the operation would take it, that cascade was planned without it: a plan not started yet will not start (409 PLAN_STALE), and a running one does not delete that parent (its item fails naming the new child).',
+          }),
+        ),
       }),
       { description: 'The first 20 (an import: in upload order; a tenant upsert: by resource ID)' },
     ),
   },
   {
     description:
-      'Present when the import changed resources (type, tenant, parent, state or protection) that a live operation holds: it was planned against what they were. One not started yet will not start (409 PLAN_STALE names them: abort it and plan again). A running one leaves alone what is protected now, and the registry adapter fails an item whose resource moved to another tenant or type; other changes do not stop it: look at it, and pause or abort it if they matter.',
+      'Present when the import changed resources (type, tenant, parent, state or protection) that a live operation holds, or put resources under a parent one holds (`under`): it was planned against what they were. One not started yet will not start (409 PLAN_STALE names them: abort it and plan again). A running one leaves alone what is protected now, and the registry adapter fails an item whose resource moved to another tenant or type; other changes do not stop it: look at it, and pause or abort it if they matter.',
   },
 );
 
