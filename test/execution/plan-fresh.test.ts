@@ -47,6 +47,17 @@ async function alterLedger(opId: string) {
   );
 }
 
+/** The registry.held_changed events on an operation's own audit trail. */
+async function heldEvents(opId: string) {
+  const audit = await request(h.app.server)
+    .get(`/v1/audit?operationId=${opId}`)
+    .set('authorization', h.auth('viewer'))
+    .expect(200);
+  return (audit.body.items as { action: string; actor: string; payload: Record<string, unknown> }[])
+    .filter((e) => e.action === 'registry.held_changed')
+    .map((e) => e.payload);
+}
+
 /** Starts it: 'shortcut' when start did not read the ledger (it starts), 'full' when it did (PLAN_STALE). */
 async function startWent(opId: string): Promise<'shortcut' | 'full'> {
   const res = await command(h, 'operator', opId, 'start');
@@ -263,6 +274,10 @@ describe('an import that changes what a live operation holds', () => {
       count: 1,
       resources: [{ id: ids[1], operationId: id, operationState: 'approved' }],
     });
+    // The operation's own audit trail shows the import that changed what it holds.
+    expect(await heldEvents(id)).toEqual([
+      { by: 'registry.import', operationState: 'approved', count: 1, resources: [ids[1]] },
+    ]);
     const res = await command(h, 'operator', id, 'start').expect(409);
     expect(res.body.details.changed.map((c: { resourceId: string }) => c.resourceId)).toEqual([ids[1]]);
     // Nothing held among what an import changes: no `held`.
@@ -301,6 +316,14 @@ describe('an import that puts resources under a parent a live operation holds', 
         { id: `app_77777_${site}`, operationId: id, operationState: 'approved', under: siteId(site!) },
       ],
     });
+    expect(await heldEvents(id)).toEqual([
+      {
+        by: 'registry.import',
+        operationState: 'approved',
+        count: 2,
+        resources: [appId(other!, 0), `app_77777_${site}`],
+      },
+    ]);
     const stale = await command(h, 'operator', id, 'start').expect(409);
     expect(stale.body.code).toBe('PLAN_STALE');
     // Re-sending the same rows changes nothing, and says nothing.
@@ -329,6 +352,8 @@ describe('an import that puts resources under a parent a live operation holds', 
       count: 1,
       resources: [{ id: appId(a!, 1), operationId: apps, operationState: 'approved' }],
     });
+    expect(await heldEvents(apps)).toHaveLength(1);
+    expect(await heldEvents(sites)).toEqual([]);
     for (const id of [apps, sites]) await command(h, 'operator', id, 'abort', { reason: 'test' }).expect(200);
   });
 });
@@ -350,6 +375,9 @@ describe('a tenant upsert that protects tenants whose resources a live operation
       count: APPS,
       resources: ids.map((r) => ({ id: r, operationId: id, operationState: 'approved' })),
     });
+    expect(await heldEvents(id)).toEqual([
+      { by: 'registry.tenants.upsert', operationState: 'approved', count: APPS, resources: ids },
+    ]);
     await command(h, 'operator', id, 'start').expect(409);
     const again = await protect();
     expect(again.body).toMatchObject({ updated: 0, unchanged: 1 });

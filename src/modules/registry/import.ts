@@ -8,6 +8,7 @@ import { from as copyFrom } from 'pg-copy-streams';
 import { BadRequestError, UnprocessableError } from '../../lib/errors.ts';
 import { inTransaction } from '../../lib/sql.ts';
 import { appendAudit } from '../audit/repository.ts';
+import { auditHeld } from './held.ts';
 import { mergeStage } from './merge.ts';
 import { lockRegistryWrites, protectionChanges } from './repository.ts';
 import type { StageRow } from './rows.ts';
@@ -159,7 +160,7 @@ export async function importResources(
        LEFT JOIN LATERAL (SELECT r.protected FROM resources r WHERE r.id = s.id) r ON true
        WHERE s.protected IS NOT NULL AND s.protected IS DISTINCT FROM coalesce(r.protected, false)`,
     );
-    const { inserted, updated, bulk, held } = await mergeStage(client);
+    const { inserted, updated, bulk, held, heldOps } = await mergeStage(client);
     const result: ImportResult = {
       received,
       inserted,
@@ -178,6 +179,7 @@ export async function importResources(
         ...(protection ? { protection } : {}),
       },
     });
+    await auditHeld(client, opts.actor, 'registry.import', heldOps);
     return result;
   });
 }

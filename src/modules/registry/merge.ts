@@ -16,7 +16,7 @@
 // flush at commit, and turning it off would let a crash lose an import we already acknowledged.
 import pg from 'pg';
 import { LIVE_STATES } from '../operations/lifecycle-types.ts';
-import { HELD_LISTED, heldBy, type HeldChange } from './held.ts';
+import { heldBy, type HeldByOperation, type HeldChange, type HeldRows } from './held.ts';
 
 /** Fewer new rows than this always go row by row (rebuilding indexes costs O(table)). */
 export const BULK_MIN_ROWS = 100_000;
@@ -77,9 +77,8 @@ const MERGE_INSERT = `
  * start's PLAN_STALE or the run's refusal of a new child was the first to say so.
  */
 const LIVE_HOLDER = `JOIN operations o ON o.id = l.operation_id AND o.state = ANY($1::text[])`;
-const HELD = `
-  SELECT count(*) OVER ()::int AS total, id, operation_id, state, under FROM (
-    SELECT s.pos, s.id, l.operation_id, o.state, NULL::text AS under
+const HELD: HeldRows = {
+  sql: `SELECT s.pos AS ord, s.id, l.operation_id, o.state, NULL::text AS under
     FROM registry_stage s JOIN resources r ON r.id = s.id
     JOIN resource_locks l ON l.resource_id = s.id ${LIVE_HOLDER}
     WHERE ${CHANGES}
@@ -90,8 +89,9 @@ const HELD = `
     WHERE s.parent_given AND s.parent_id IS DISTINCT FROM r.parent_id
       -- Held itself: listed above, once.
       AND NOT EXISTS (SELECT 1 FROM resource_locks m JOIN operations mo ON mo.id = m.operation_id
-                      WHERE m.resource_id = s.id AND mo.state = ANY($1::text[]))
-  ) h ORDER BY pos LIMIT ${HELD_LISTED}`;
+                      WHERE m.resource_id = s.id AND mo.state = ANY($1::text[]))`,
+  params: [LIVE_STATES],
+};
 const ANY_LIVE = 'SELECT EXISTS (SELECT 1 FROM operations WHERE state = ANY($1::text[])) AS any';
 /** Whether the upload puts any resource under a new parent (only then may it be one held). */
 const ANY_NEW_PARENT = `SELECT EXISTS (SELECT 1 FROM registry_stage s LEFT JOIN resources r ON r.id = s.id
@@ -104,6 +104,8 @@ export interface MergeResult {
   bulk: boolean;
   /** Changed resources held by a live operation (none: null). */
   held: HeldChange | null;
+  /** The same, per operation (for its audit event). */
+  heldOps: HeldByOperation[];
 }
 
 /** Runs inside the import transaction, under the registry write lock, after validation. */
@@ -113,14 +115,16 @@ export async function mergeStage(client: pg.PoolClient): Promise<MergeResult> {
   const live = (await client.query<{ any: boolean }>(ANY_LIVE, [LIVE_STATES])).rows[0]!.any;
   // New rows are no change of an existing one, but may go under a held parent.
   const mayHold = live && (changes || (await client.query<{ any: boolean }>(ANY_NEW_PARENT)).rows[0]!.any);
-  const held = mayHold ? await heldBy(client, HELD, [LIVE_STATES]) : null;
+  const found = mayHold ? await heldBy(client, HELD) : null;
+  const held = found?.held ?? null;
+  const heldOps = found?.operations ?? [];
   const updated = changes ? ((await client.query(MERGE_UPDATE)).rowCount ?? 0) : 0;
   const fresh = (await client.query<{ n: number }>(`SELECT count(*)::int AS n ${NEW_ROWS}`)).rows[0]!.n;
-  if (fresh === 0) return { inserted: 0, updated, bulk: false, held };
+  if (fresh === 0) return { inserted: 0, updated, bulk: false, held, heldOps };
   const restore = fresh >= BULK_MIN_ROWS ? await suspendSecondaryStructures(client, fresh) : null;
   const inserted = (await client.query(MERGE_INSERT)).rowCount ?? 0;
   if (restore) await restore();
-  return { inserted, updated, bulk: restore !== null, held };
+  return { inserted, updated, bulk: restore !== null, held, heldOps };
 }
 
 /**

@@ -9,7 +9,7 @@ import { adapterProblems, type AdapterProblem, type DownstreamPolicy } from '../
 import { appendAudit } from '../audit/repository.ts';
 import { LIVE_STATES } from '../operations/lifecycle-types.ts';
 import { readContact } from './contacts.ts';
-import { HELD_BY_TENANTS, heldBy } from './held.ts';
+import { auditHeld, heldBy, heldByTenants } from './held.ts';
 import { importResources, type ImportOptions } from './import.ts';
 import type { StageRow } from './rows.ts';
 import * as repo from './repository.ts';
@@ -202,7 +202,8 @@ export function registryService(deps: {
         await repo.lockRegistryWrites(client);
         // Before the upsert: which tenants it protects is what is not protected yet.
         const protecting = body.tenants.filter((t) => t.protected === true).map((t) => t.id);
-        const held = protecting.length ? await heldBy(client, HELD_BY_TENANTS, [protecting, LIVE_STATES]) : null;
+        const found = protecting.length ? await heldBy(client, heldByTenants(protecting, LIVE_STATES)) : null;
+        const held = found?.held;
         const { inserted, updated, protection } = await repo.upsertTenants(client, body.tenants);
         const contactsChanged = await repo.upsertContacts(client, contacts);
         const r = {
@@ -219,6 +220,7 @@ export function registryService(deps: {
           outcome: 'accepted',
           payload: { ...r, ...(protection ? { protection } : {}) },
         });
+        await auditHeld(client, actor, 'registry.tenants.upsert', found?.operations ?? []);
         return r;
       });
       metrics?.registryRows.inc({ kind: 'tenant' }, result.inserted + result.updated);
