@@ -164,6 +164,29 @@ describe('token scope', () => {
     });
   });
 
+  it('names what the registry does not have (a typo in a tenant or a type), and nothing when it has all', async () => {
+    await query(
+      t.databaseUrl,
+      `INSERT INTO resource_types (name) VALUES ('scoped_app') ON CONFLICT DO NOTHING;
+       INSERT INTO tenants (id, name) VALUES ('tn_scope_known', 'Known') ON CONFLICT DO NOTHING`,
+    );
+    const typo = await create({
+      name: 'typo-ci',
+      role: 'requester',
+      scope: { resourceTypes: ['scoped_app', 'scoped_ap'], tenants: ['tn_scope_knwon', 'tn_scope_known'] },
+    }).expect(201);
+    // Made all the same (its tenants may be imported later), but said.
+    expect(typo.body.unknownScope).toEqual({ tenants: ['tn_scope_knwon'], resourceTypes: ['scoped_ap'] });
+    const known = await create({
+      name: 'known-ci',
+      role: 'requester',
+      scope: { resourceTypes: ['scoped_app'], tenants: ['tn_scope_known'] },
+    }).expect(201);
+    expect(known.body).not.toHaveProperty('unknownScope');
+    const unscoped = await create({ name: 'unscoped-ci', role: 'requester' }).expect(201);
+    expect(unscoped.body).not.toHaveProperty('unknownScope');
+  });
+
   it('is refused on roles that cannot submit operations, naming the field', async () => {
     const r = await create({ name: 'scoped-op', role: 'operator', scope: { tenants: ['t1'] } }).expect(400);
     expect(r.body).toMatchObject({ code: 'SCOPE_NOT_APPLICABLE', details: { field: 'scope', role: 'operator' } });

@@ -33,6 +33,7 @@ interface TokenView {
   status: string;
   expiresAt?: string | null;
   token?: string;
+  unknownScope?: { tenants?: string[]; resourceTypes?: string[] };
 }
 
 interface ScopeFlags {
@@ -267,6 +268,14 @@ export function registerAdminCommands(program: Command) {
           ctx.out.result(t, () => {
             ctx.out.line(`Created token ${t.id} (${t.role}) for ${t.name}. Its secret, shown only now:`);
             ctx.out.line(String(t.token));
+            const u = t.unknownScope;
+            if (u?.tenants) ctx.out.line(`Warning: no such tenant in the registry: ${u.tenants.join(', ')}`);
+            if (u?.resourceTypes)
+              ctx.out.line(`Warning: no such resource type declared: ${u.resourceTypes.join(', ')}`);
+            if (u)
+              ctx.out.line(
+                'The token can submit nothing of those until they exist (a typo? revoke it and create it again).',
+              );
           });
           return EXIT.ok;
         },

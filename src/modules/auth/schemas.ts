@@ -109,6 +109,18 @@ const created = {
   createdAt: DateTime('When the token was created'),
   expiresAt: Nullable(DateTime('When it stops working')),
   token: Type.String({ description: 'The secret; shown only in this response' }),
+  unknownScope: Type.Optional(
+    Type.Object(
+      {
+        tenants: Type.Optional(Type.Array(Type.String(), { description: 'Scope tenants not in the registry' })),
+        resourceTypes: Type.Optional(Type.Array(Type.String(), { description: 'Scope resource types not declared' })),
+      },
+      {
+        description:
+          'Present when the scope names tenants or resource types the registry does not have (yet): the token can submit nothing of them until they are imported or declared. A typo? Revoke the token and create it again.',
+      },
+    ),
+  ),
 };
 const CREATED_EXAMPLE = {
   id: EXAMPLE_ID,

@@ -119,9 +119,20 @@ export function authService(deps: AuthDeps) {
           outcome: 'accepted',
           payload: { tokenId: t.id, name, role, expiresAt: iso(expiresAt), scope, byTokenId: by.tokenId },
         });
-        return t;
+        // A typo in a scope is not refused (a token may be made before its tenants are imported),
+        // but said: a token scoped to no tenant that exists can submit nothing (a trial's finding).
+        const unknown = scope ? await repo.unknownInScope(tx, scope) : null;
+        return { t, unknown };
       });
-      return { ...view(row), token: secret };
+      const unknown = row.unknown;
+      const unknownScope =
+        unknown && (unknown.tenants.length || unknown.resourceTypes.length)
+          ? {
+              ...(unknown.tenants.length ? { tenants: unknown.tenants } : {}),
+              ...(unknown.resourceTypes.length ? { resourceTypes: unknown.resourceTypes } : {}),
+            }
+          : null;
+      return { ...view(row.t), token: secret, ...(unknownScope ? { unknownScope } : {}) };
     },
 
     /** A new secret (shown once); the token's older secrets stop working after `graceSeconds`. */
