@@ -41,6 +41,19 @@ describe('blastgate admin and control commands', () => {
     const revoked = await as('admin', ['--json', 'tokens', 'revoke', tok.id]);
     expect(revoked.code).toBe(0);
     expect(doc(revoked.stdout)).toMatchObject({ id: tok.id, revoked: true });
+    // A scope with a tenant the registry does not have: made, with a warning naming it.
+    const typo = await as('admin', [
+      'tokens',
+      'create',
+      '--name',
+      'ci-typo',
+      '--role',
+      'requester',
+      '--scope-tenants',
+      'tn_nowhere',
+    ]);
+    expect(typo.code, typo.stderr).toBe(0);
+    expect(typo.stdout).toContain('Warning: no such tenant in the registry: tn_nowhere');
     // Not an admin: the server's 403 and code, exit 1.
     const forbidden = await as('viewer', ['tokens', 'list']);
     expect(forbidden.code).toBe(1);
