@@ -327,6 +327,43 @@ describe('a tenant protected while the operation runs', () => {
     }
   }, 60_000);
 
+  it('is left alone when moved into a tenant protected all along, and its error does not say the tenant was just marked', async () => {
+    const [site, shelter] = freshSites(2);
+    const ids = appsOf([site!], APPS);
+    const movedApp = ids[2]!;
+    const sheltered = tenantId(shelter!);
+    await query(h.databaseUrl, `UPDATE tenants SET protected = true WHERE id = $1`, [sheltered]);
+    let moved = false;
+    h.downstream.beforeApply(async () => {
+      if (moved) return;
+      moved = true;
+      await query(h.databaseUrl, `UPDATE resources SET tenant_id = $2 WHERE id = $1`, [movedApp, sheltered]);
+      await new Promise((r) => setTimeout(r, RECHECK_MS + 200));
+    });
+    try {
+      const op = await submit(ids, {
+        rollout: { bakeSeconds: 0, concurrency: 1, waves: ['100%'] },
+        haltPolicy: { ...FAST_HALT, maxFailureRate: 1 },
+      }).expect(201);
+      await command(h, 'approver', op.body.id, 'approve', { planHash: op.body.planHash }).expect(200);
+      await command(h, 'operator', op.body.id, 'start').expect(200);
+      const end = await waitForState(h, op.body.id, ['completed', 'completed_with_failures', 'paused', 'halted']);
+      expect(end.state).toBe('completed_with_failures');
+      expect(h.downstream.destructiveCalls().some((c) => c.resourceId === movedApp)).toBe(false);
+      const [row] = await query<{ state: string; last_error: string }>(
+        h.databaseUrl,
+        'SELECT state, last_error FROM operation_items WHERE operation_id = $1 AND resource_id = $2',
+        [op.body.id, movedApp],
+      );
+      expect(row!.state).toBe('failed');
+      expect(row!.last_error).toContain(`its tenant ${sheltered} is protected`);
+      expect(row!.last_error).toContain('or the resource moved into it');
+    } finally {
+      h.downstream.beforeApply(undefined);
+      await query(h.databaseUrl, `UPDATE tenants SET protected = false WHERE id = $1`, [sheltered]);
+    }
+  }, 60_000);
+
   it("a plan's break-glass covers the tenants protected at the plan, not another protected since", async () => {
     const sites = freshSites(3);
     const [covered, later] = [tenantId(sites[1]!), tenantId(sites[2]!)];
