@@ -226,6 +226,18 @@ describe('a resource protected while the operation runs', () => {
  * Three sites' apps in waves "1" then "100%" (2 s bake between), started; the last site's tenant
  * is then protected (as an import would), before its wave runs. Unprotect `guarded` when done.
  */
+/** One wave, one chunk, one call at a time (the chunk reads protection before its first call), run to its end. */
+async function runOneCallAtATime(ids: string[]) {
+  const op = await submit(ids, {
+    rollout: { bakeSeconds: 0, concurrency: 1, waves: ['100%'] },
+    haltPolicy: { ...FAST_HALT, maxFailureRate: 1 },
+  }).expect(201);
+  await command(h, 'approver', op.body.id, 'approve', { planHash: op.body.planHash }).expect(200);
+  await command(h, 'operator', op.body.id, 'start').expect(200);
+  const end = await waitForState(h, op.body.id, ['completed', 'completed_with_failures', 'paused', 'halted']);
+  return { id: op.body.id as string, end };
+}
+
 async function protectLastTenantMidRun(maxFailureRate: number) {
   const sites = freshSites(3);
   const ids = appsOf(sites, APPS);
@@ -300,24 +312,18 @@ describe('a tenant protected while the operation runs', () => {
       await new Promise((r) => setTimeout(r, RECHECK_MS + 200));
     });
     try {
-      const op = await submit(ids, {
-        rollout: { bakeSeconds: 0, concurrency: 1, waves: ['100%'] },
-        haltPolicy: { ...FAST_HALT, maxFailureRate: 1 },
-      }).expect(201);
-      await command(h, 'approver', op.body.id, 'approve', { planHash: op.body.planHash }).expect(200);
-      await command(h, 'operator', op.body.id, 'start').expect(200);
-      const end = await waitForState(h, op.body.id, ['completed', 'completed_with_failures', 'paused', 'halted']);
-      expect(end.state).toBe('completed_with_failures');
+      const op = await runOneCallAtATime(ids);
+      expect(op.end.state).toBe('completed_with_failures');
       const sent = new Set(h.downstream.destructiveCalls().map((c) => c.resourceId));
       const refused = [guardedApp, ...appsOf([sites[1]!], APPS)];
       expect(refused.filter((id) => sent.has(id))).toEqual([]);
-      const rows = await ledger(h, op.body.id);
+      const rows = await ledger(h, op.id);
       for (const id of refused) expect(rows.find((r) => r.resource_id === id)!.state).toBe('failed');
       // Refused before the call: not marked as possibly deleted, so no rollback restores them.
       const marks = await query(
         h.databaseUrl,
         'SELECT resource_id FROM operation_items WHERE operation_id = $1 AND executed_seq IS NOT NULL AND resource_id = ANY($2)',
-        [op.body.id, refused],
+        [op.id, refused],
       );
       expect(marks).toEqual([]);
     } finally {
@@ -341,19 +347,13 @@ describe('a tenant protected while the operation runs', () => {
       await new Promise((r) => setTimeout(r, RECHECK_MS + 200));
     });
     try {
-      const op = await submit(ids, {
-        rollout: { bakeSeconds: 0, concurrency: 1, waves: ['100%'] },
-        haltPolicy: { ...FAST_HALT, maxFailureRate: 1 },
-      }).expect(201);
-      await command(h, 'approver', op.body.id, 'approve', { planHash: op.body.planHash }).expect(200);
-      await command(h, 'operator', op.body.id, 'start').expect(200);
-      const end = await waitForState(h, op.body.id, ['completed', 'completed_with_failures', 'paused', 'halted']);
-      expect(end.state).toBe('completed_with_failures');
+      const op = await runOneCallAtATime(ids);
+      expect(op.end.state).toBe('completed_with_failures');
       expect(h.downstream.destructiveCalls().some((c) => c.resourceId === movedApp)).toBe(false);
       const [row] = await query<{ state: string; last_error: string }>(
         h.databaseUrl,
         'SELECT state, last_error FROM operation_items WHERE operation_id = $1 AND resource_id = $2',
-        [op.body.id, movedApp],
+        [op.id, movedApp],
       );
       expect(row!.state).toBe('failed');
       expect(row!.last_error).toContain(`its tenant ${sheltered} is protected`);
