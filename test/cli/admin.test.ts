@@ -53,7 +53,24 @@ describe('blastgate admin and control commands', () => {
       'tn_nowhere',
     ]);
     expect(typo.code, typo.stderr).toBe(0);
-    expect(typo.stdout).toContain('Warning: no such tenant in the registry: tn_nowhere');
+    // On stderr: stdout is the secret a script reads.
+    expect(typo.stderr).toContain('blastgate: warning: no such tenant in the registry: tn_nowhere');
+    expect(typo.stdout).not.toContain('warning');
+    const typoJson = await as('admin', [
+      '--json',
+      'tokens',
+      'create',
+      '--name',
+      'ci-typo-json',
+      '--role',
+      'requester',
+      '--scope-tenants',
+      'tn_nowhere',
+    ]);
+    expect(doc(typoJson.stdout)).toMatchObject({ unknownScope: { tenants: ['tn_nowhere'] } });
+    expect(JSON.parse(typoJson.stderr.trim())).toMatchObject({
+      warning: { code: 'UNKNOWN_SCOPE', tenants: ['tn_nowhere'] },
+    });
     // Not an admin: the server's 403 and code, exit 1.
     const forbidden = await as('viewer', ['tokens', 'list']);
     expect(forbidden.code).toBe(1);

@@ -268,15 +268,24 @@ export function registerAdminCommands(program: Command) {
           ctx.out.result(t, () => {
             ctx.out.line(`Created token ${t.id} (${t.role}) for ${t.name}. Its secret, shown only now:`);
             ctx.out.line(String(t.token));
-            const u = t.unknownScope;
-            if (u?.tenants) ctx.out.line(`Warning: no such tenant in the registry: ${u.tenants.join(', ')}`);
-            if (u?.resourceTypes)
-              ctx.out.line(`Warning: no such resource type declared: ${u.resourceTypes.join(', ')}`);
-            if (u)
-              ctx.out.line(
-                'The token can submit nothing of those until they exist (a typo? revoke it and create it again).',
-              );
           });
+          // On stderr, as the CLI's other warnings: stdout is the secret a script reads.
+          const u = t.unknownScope;
+          if (u) {
+            const message =
+              'the token can submit nothing of those until they exist (a typo? revoke it and create it again)';
+            if (ctx.json)
+              process.stderr.write(JSON.stringify({ warning: { code: 'UNKNOWN_SCOPE', ...u, message } }) + '\n');
+            else {
+              if (u.tenants)
+                process.stderr.write(`blastgate: warning: no such tenant in the registry: ${u.tenants.join(', ')}\n`);
+              if (u.resourceTypes)
+                process.stderr.write(
+                  `blastgate: warning: no such resource type declared: ${u.resourceTypes.join(', ')}\n`,
+                );
+              process.stderr.write(`blastgate: warning: ${message}\n`);
+            }
+          }
           return EXIT.ok;
         },
       ),
