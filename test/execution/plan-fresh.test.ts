@@ -339,7 +339,7 @@ describe('an import that puts resources under a parent a live operation holds', 
     await command(h, 'operator', id, 'abort', { reason: 'test' }).expect(200);
   });
 
-  it('lists a held resource moved under another held parent once, as itself', async () => {
+  it('lists a held resource moved under another held parent once, as itself; both operations get the event', async () => {
     const [a, b] = freshSites(2);
     const apps = await approved([appId(a!, 1)]);
     const sites = await approved([siteId(b!)], 'site');
@@ -352,8 +352,13 @@ describe('an import that puts resources under a parent a live operation holds', 
       count: 1,
       resources: [{ id: appId(a!, 1), operationId: apps, operationState: 'approved' }],
     });
-    expect(await heldEvents(apps)).toHaveLength(1);
-    expect(await heldEvents(sites)).toEqual([]);
+    // Each operation's trail has it: the app's holder, and the holder of the site it went under.
+    expect(await heldEvents(apps)).toEqual([
+      { by: 'registry.import', operationState: 'approved', count: 1, resources: [appId(a!, 1)] },
+    ]);
+    expect(await heldEvents(sites)).toEqual([
+      { by: 'registry.import', operationState: 'approved', count: 1, resources: [appId(a!, 1)] },
+    ]);
     for (const id of [apps, sites]) await command(h, 'operator', id, 'abort', { reason: 'test' }).expect(200);
   });
 });

@@ -24,7 +24,8 @@ export interface HeldByOperation {
 
 /**
  * A held-rows query: rows of (ord, id, operation_id, state, under), one per changed resource and
- * the live operation that holds it (or its new parent: under), ordered by `ord`.
+ * live operation that holds it (or its new parent: under; a resource may have a row of each), in
+ * the answer's order by `ord`.
  */
 export interface HeldRows {
   sql: string;
@@ -36,6 +37,8 @@ export async function heldBy(
   client: Pick<pg.PoolClient, 'query'>,
   rows: HeldRows,
 ): Promise<{ held: HeldChange; operations: HeldByOperation[] } | null> {
+  // A resource held itself and put under a parent another operation holds is one row of the
+  // answer, as itself; each of the two operations gets its event (below).
   const h = await client.query<{
     total: number;
     id: string;
@@ -43,7 +46,8 @@ export async function heldBy(
     state: string;
     under: string | null;
   }>(
-    `SELECT count(*) OVER ()::int AS total, id, operation_id, state, under FROM (${rows.sql}) h
+    `SELECT count(*) OVER ()::int AS total, id, operation_id, state, under
+     FROM (SELECT DISTINCT ON (id) * FROM (${rows.sql}) a ORDER BY id, under NULLS FIRST) h
      ORDER BY ord LIMIT ${HELD_LISTED}`,
     rows.params,
   );

@@ -86,10 +86,7 @@ const HELD: HeldRows = {
     SELECT s.pos, s.id, l.operation_id, o.state, s.parent_id
     FROM registry_stage s LEFT JOIN resources r ON r.id = s.id
     JOIN resource_locks l ON l.resource_id = s.parent_id ${LIVE_HOLDER}
-    WHERE s.parent_given AND s.parent_id IS DISTINCT FROM r.parent_id
-      -- Held itself: listed above, once.
-      AND NOT EXISTS (SELECT 1 FROM resource_locks m JOIN operations mo ON mo.id = m.operation_id
-                      WHERE m.resource_id = s.id AND mo.state = ANY($1::text[]))`,
+    WHERE s.parent_given AND s.parent_id IS DISTINCT FROM r.parent_id`,
   params: [LIVE_STATES],
 };
 const ANY_LIVE = 'SELECT EXISTS (SELECT 1 FROM operations WHERE state = ANY($1::text[])) AS any';
