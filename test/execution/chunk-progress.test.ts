@@ -25,7 +25,7 @@ const DELETE_MS = 300;
 let h: ExecHarness;
 beforeAll(async () => {
   h = await buildExecHarness({ workers: 1 });
-  await seedRegistry(h.databaseUrl, { sites: 15, appsPerSite: 10, internalTenants: 1 });
+  await seedRegistry(h.databaseUrl, { sites: 17, appsPerSite: 10, internalTenants: 1 });
   await useHttpAdapter(h);
 });
 afterAll(async () => {
@@ -95,6 +95,46 @@ it('records the deletes of a slow chunk as they land, not only when the chunk en
     expect(seen.at(-1)!.done).toBe(ITEMS);
   } finally {
     h.downstream.hang(0);
+  }
+});
+
+it('records an item failed before any call (its snapshot could not be read) while the chunk still sends', async () => {
+  // Sites 15 and 16: one chunk of 20 items; one of them cannot be read, so it is never sent.
+  const ids = appsOf([15, 16], 10);
+  const unreadable = ids[5]!;
+  h.downstream.hang(DELETE_MS);
+  h.downstream.failSnapshotsOf([unreadable], 404);
+  try {
+    const plan = await submitAndStart(h, {
+      ids,
+      rollout: { bakeSeconds: 0, concurrency: 1, waves: ['100%'] },
+      haltPolicy: { probe: 'optional', maxFailureRate: 1 },
+    });
+    const seen: { failed: boolean; claimed: number }[] = [];
+    await until(
+      async () => {
+        const rows = await ledger(h, plan.id);
+        seen.push({
+          failed: rows.find((r) => r.resource_id === unreadable)!.state === 'failed',
+          claimed: rows.filter((r) => r.state === 'claimed').length,
+        });
+        return ['completed', 'completed_with_failures', 'halted', 'paused'].includes(
+          (await getOperation(h, plan.id)).state,
+        );
+      },
+      'the operation to end',
+      60_000,
+    );
+    // Failed in the ledger while the chunk's other calls were still out, not only at its end.
+    expect(
+      seen.some((s) => s.failed && s.claimed > 0),
+      JSON.stringify(seen),
+    ).toBe(true);
+    expect((await getOperation(h, plan.id)).state).toBe('completed_with_failures');
+    expect(h.downstream.destructiveCalls().some((c) => c.resourceId === unreadable)).toBe(false);
+  } finally {
+    h.downstream.hang(0);
+    h.downstream.failSnapshotsOf([]);
   }
 });
 

@@ -181,6 +181,7 @@ export async function execute<Tx>(
       }
       const { failures, toRun, notMarked } = prepared;
       outcomes.push(...failures);
+      progress?.refused(failures);
       breaker.failedBeforeCall(failures.length);
       // Not marked: the operation stopped running this wave before the mark. Nothing is sent.
       outcomes.push(...notMarked.map((i): Outcome => ({ seq: i.seq, state: 'pending', error: null })));
@@ -221,11 +222,13 @@ export async function execute<Tx>(
     const thrown = settled.find((x) => x.status === 'rejected');
     if (thrown) throw thrown.reason;
     const sent = outcomesOf(...mergeSent(settled.map((x) => (x as PromiseFulfilledResult<Sent>).value)));
-    outcomes.push(...sent.outcomes.filter((o) => !early.has(o.seq)));
+    outcomes.push(...sent.outcomes);
+    // What was recorded while the calls were out (landed, or refused before them) is left out.
+    const left = early.size ? outcomes.filter((o) => !early.has(o.seq)) : outcomes;
     const unsent = notMarkedCount + sent.unsent;
     const requeue = sent.requeue;
     const stillRunning = deps.watch.runs(j.opId, j.wave, since);
-    return { outcomes, marked, unsent, requeue, stillRunning };
+    return { outcomes: left, marked, unsent, requeue, stillRunning };
   } catch (err) {
     if (!calling) await releaseUnsent(deps, j, range, token, items, outcomes, err);
     throw err;

@@ -44,6 +44,11 @@ export type LandingItem = { seq: number; descendants?: { seq: number }[] };
 export interface ProgressRecorder {
   /** One call landed (in arrival order); may start recording what has landed so far. */
   arrive(item: LandingItem, r: ItemResult): void;
+  /**
+   * Items failed before any call (refused by a guard, no snapshot): recorded with the next landed
+   * calls, not only when the chunk ends (a slow chunk showed them minutes late).
+   */
+  refused(outcomes: Outcome[]): void;
   /** Waits for a record under way; the seqs recorded so far (the chunk's last record leaves them out). */
   settle(): Promise<Set<number>>;
 }
@@ -78,11 +83,18 @@ export function progressRecorder(
       last = clock();
     });
   };
+  const maybeFlush = () => {
+    if (landed.length && !running && clock() - last >= everyMs) flush();
+  };
   return {
     arrive(item, r) {
       const o = landedItemOutcome(item, r);
       if (o) landed.push(o);
-      if (landed.length && !running && clock() - last >= everyMs) flush();
+      maybeFlush();
+    },
+    refused(outcomes) {
+      landed.push(...outcomes);
+      maybeFlush();
     },
     async settle() {
       while (running) await running;
