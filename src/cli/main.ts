@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { EXIT } from './exit-codes.ts';
-import { reportError } from './output.ts';
+import { reportError, writeWarning } from './output.ts';
 import { registerOperationCommands } from './commands/operations.ts';
 import { registerControlCommands } from './commands/controls.ts';
 import { registerAdminCommands } from './commands/admin.ts';
@@ -68,12 +68,7 @@ export async function main(argv: string[] = process.argv): Promise<void> {
   endQuietlyOnClosedPipe();
   const json = argv.includes('--json');
   // On stderr only: stdout is what pipelines parse. With --json, one JSON object per line.
-  for (const w of misspeltCliSettings(process.env))
-    process.stderr.write(
-      json
-        ? JSON.stringify({ warning: { code: 'UNKNOWN_SETTING', ...w } }) + '\n'
-        : `blastgate: warning: ${w.message}\n`,
-    );
+  for (const w of misspeltCliSettings(process.env)) writeWarning(json, { code: 'UNKNOWN_SETTING', ...w });
   if (process.env.BLASTGATE_DEBUG_RSS)
     process.once('exit', () => process.stderr.write(`blastgate-debug maxRssKiB=${process.resourceUsage().maxRSS}\n`));
   const program = buildProgram();

@@ -13,6 +13,18 @@ export interface Out {
   result(doc: unknown, human?: () => void): void;
 }
 
+/**
+ * A warning on stderr (stdout is what pipelines parse): `blastgate: warning: <message>`, or with
+ * --json one JSON object per line, `{"warning": {code, message, …details}}`.
+ */
+export function writeWarning(
+  json: boolean,
+  w: { code: string; message: string } & Record<string, unknown>,
+  stderr: NodeJS.WritableStream = process.stderr,
+): void {
+  stderr.write(json ? JSON.stringify({ warning: w }) + '\n' : `blastgate: warning: ${w.message}\n`);
+}
+
 export function makeOut(json: boolean, stdout = process.stdout, stderr = process.stderr): Out {
   return {
     json,

@@ -5,6 +5,7 @@ import type { Command } from 'commander';
 import { CliError, EXIT, usageError } from '../exit-codes.ts';
 import { IDEMPOTENCY_HEADER, inBodyFlags } from '../spec.ts';
 import { collectIds, emptyIdList, inListLines, ListLines, openIds } from '../ids.ts';
+import { writeWarning } from '../output.ts';
 import {
   ctxOf,
   durationMs,
@@ -272,19 +273,12 @@ export function registerAdminCommands(program: Command) {
           // On stderr, as the CLI's other warnings: stdout is the secret a script reads.
           const u = t.unknownScope;
           if (u) {
-            const message =
-              'the token can submit nothing of those until they exist (a typo? revoke it and create it again)';
-            if (ctx.json)
-              process.stderr.write(JSON.stringify({ warning: { code: 'UNKNOWN_SCOPE', ...u, message } }) + '\n');
-            else {
-              if (u.tenants)
-                process.stderr.write(`blastgate: warning: no such tenant in the registry: ${u.tenants.join(', ')}\n`);
-              if (u.resourceTypes)
-                process.stderr.write(
-                  `blastgate: warning: no such resource type declared: ${u.resourceTypes.join(', ')}\n`,
-                );
-              process.stderr.write(`blastgate: warning: ${message}\n`);
-            }
+            const named = [
+              ...(u.tenants ? [`no such tenant in the registry: ${u.tenants.join(', ')}`] : []),
+              ...(u.resourceTypes ? [`no such resource type declared: ${u.resourceTypes.join(', ')}`] : []),
+            ];
+            const message = `${named.join('; ')}: the token can submit nothing of those until they exist (a typo? revoke it and create it again)`;
+            writeWarning(ctx.json, { code: 'UNKNOWN_SCOPE', ...u, message });
           }
           return EXIT.ok;
         },

@@ -106,9 +106,11 @@ export function tokenRepository(pool: pg.Pool) {
       return r.rows[0];
     },
 
-    /** Inserts a token with its first secret. */
-    /** Of a scope's tenants and types, those the registry does not have (in the order given). */
-    async unknownInScope(tx: Queryable, scope: TokenScope): Promise<{ tenants: string[]; resourceTypes: string[] }> {
+    /** Of a scope's tenants and types, those the registry does not have (in the order given); null: none. */
+    async unknownInScope(
+      tx: Queryable,
+      scope: TokenScope,
+    ): Promise<{ tenants?: string[]; resourceTypes?: string[] } | null> {
       const r = await tx.query<{ tenants: string[]; types: string[] }>(
         `SELECT ARRAY(SELECT x FROM unnest($1::text[]) WITH ORDINALITY AS u(x, n)
                       WHERE NOT EXISTS (SELECT 1 FROM tenants t WHERE t.id = u.x) ORDER BY n) AS tenants,
@@ -116,9 +118,12 @@ export function tokenRepository(pool: pg.Pool) {
                       WHERE NOT EXISTS (SELECT 1 FROM resource_types rt WHERE rt.name = u.x) ORDER BY n) AS types`,
         [scope.tenants ?? [], scope.resourceTypes ?? []],
       );
-      return { tenants: r.rows[0]!.tenants, resourceTypes: r.rows[0]!.types };
+      const { tenants, types } = r.rows[0]!;
+      if (!tenants.length && !types.length) return null;
+      return { ...(tenants.length ? { tenants } : {}), ...(types.length ? { resourceTypes: types } : {}) };
     },
 
+    /** Inserts a token with its first secret. */
     async insert(tx: pg.PoolClient, t: NewToken): Promise<TokenRow> {
       const r = await tx.query(
         `INSERT INTO api_tokens AS t (id, name, role, scope, expires_at, created_by)

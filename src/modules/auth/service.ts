@@ -121,18 +121,10 @@ export function authService(deps: AuthDeps) {
         });
         // A typo in a scope is not refused (a token may be made before its tenants are imported),
         // but said: a token scoped to no tenant that exists can submit nothing (a trial's finding).
-        const unknown = scope ? await repo.unknownInScope(tx, scope) : null;
-        return { t, unknown };
+        const unknownScope = scope ? await repo.unknownInScope(tx, scope) : null;
+        return { t, unknownScope };
       });
-      const unknown = row.unknown;
-      const unknownScope =
-        unknown && (unknown.tenants.length || unknown.resourceTypes.length)
-          ? {
-              ...(unknown.tenants.length ? { tenants: unknown.tenants } : {}),
-              ...(unknown.resourceTypes.length ? { resourceTypes: unknown.resourceTypes } : {}),
-            }
-          : null;
-      return { ...view(row.t), token: secret, ...(unknownScope ? { unknownScope } : {}) };
+      return { ...view(row.t), token: secret, ...(row.unknownScope ? { unknownScope: row.unknownScope } : {}) };
     },
 
     /** A new secret (shown once); the token's older secrets stop working after `graceSeconds`. */

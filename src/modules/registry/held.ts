@@ -52,6 +52,7 @@ export async function heldBy(
     rows.params,
   );
   if (h.rows.length === 0) return null;
+  // Per operation, without that dedupe: a second pass, run only when something is held.
   const ops = await client.query<{ operation_id: string; state: string; n: number; ids: string[] }>(
     `SELECT operation_id, min(state) AS state, count(*)::int AS n, (array_agg(id ORDER BY ord))[1:${HELD_LISTED}] AS ids
      FROM (${rows.sql}) h GROUP BY operation_id ORDER BY operation_id`,
