@@ -1,5 +1,5 @@
 // Data access for operations: plain SQL (writes take the transaction's client).
-import { LEDGER_COUNT_MEMO, memo } from '../../lib/memo.ts';
+import { memo } from '../../lib/memo.ts';
 import type pg from 'pg';
 import type { Queryable } from '../../lib/sql.ts';
 import { NotFoundError } from '../../lib/errors.ts';
@@ -9,13 +9,8 @@ import { DEFAULT_RESTORE_APPROVAL, type Budgets, type RestoreApproval } from './
 import { isExternal } from '../restores/history.ts';
 import { ownUnsent, RESTORE_ATTEMPTS, shownState } from '../execution/rollback-ledger.ts';
 import { progressFrom } from './progress.ts';
-import {
-  countsFromMoves,
-  COUNTERS_JSON_SQL,
-  MOVES_JSON_SQL,
-  type WaveCounter,
-  type WaveMove,
-} from '../execution/wave-moves.ts';
+import { progressOf } from './wave-progress.ts';
+import { COUNTERS_JSON_SQL, MOVES_JSON_SQL, type WaveCounter, type WaveMove } from '../execution/wave-moves.ts';
 
 export interface NewOperation {
   id: string;
@@ -122,8 +117,6 @@ export interface RejectionRow {
   viaTenantId: string | null;
 }
 
-export type WaveProgress = { wave: number; counts: Record<string, number> }[];
-
 /**
  * An operation's last item outcome, for `operations o`: the waves record each outcome's time, the
  * operation its own at each decision of the engine (views.ts waitingOf reads it).
@@ -136,9 +129,6 @@ const unfinishedMemo = memo<Awaited<ReturnType<ReturnType<typeof operationReads>
   ttlMs: 5_000,
   max: 256,
 });
-
-/** progressOf's ledger counts, per operation version, for every reader in this process. */
-const ledgerCounts = memo<WaveProgress>(LEDGER_COUNT_MEMO);
 
 export function operationReads(db: Queryable) {
   const findById = async (id: string) => {
@@ -302,44 +292,6 @@ export function operationReads(db: Queryable) {
 
 /** A drill as json_build_object gives it: the view's shape (dates as JSON text, normalised to ISO below). */
 type DrillJson = DrillView;
-
-/**
- * Items per wave and ledger state. The per-wave counters (kept with the outcomes they count) answer
- * it in one row per wave, whatever the ledger's size — a GET polled during a 1M-item run must not
- * count the ledger. They count submitted items by done/failed; the rest is pending (claimed items,
- * in flight, included). A rollback's restores and a restore drill's hold are the wave's moves (execution/wave-moves.ts), kept
- * in the statements that make them. The ledger is counted only where those cannot tell: cascaded
- * descendants (itemCount is larger than the waves).
- */
-async function progressOf(
-  db: Queryable,
-  op: Pick<Operation, 'id' | 'state' | 'itemCount' | 'updatedAt'>,
-  waves: WaveCounter[],
-  moves: WaveMove[] | null,
-): Promise<WaveProgress> {
-  const submitted = waves.reduce((n, w) => n + w.items, 0);
-  if (waves.length && submitted === op.itemCount)
-    return countsFromMoves(waves, moves ?? [], op.state === 'rolling_back');
-  // This counts the whole ledger (up to 1M rows and more with descendants): per GET, 500 GETs a
-  // second of a rolling-back operation kept a core of PostgreSQL scanning and slowed the rollback
-  // itself (npm run bench -- control). Shared for a second per process, longer when a count takes
-  // long (costFactor), and readers get the last count while a new one runs (staleMs) instead of
-  // waiting ~0.6 s for it; a change of state (or any other change to the row) is a new key, so what
-  // a view says about the operation's state is never older than its row.
-  return ledgerCounts.get(`${op.id}|${op.state}|${op.updatedAt.toISOString()}`, async () => {
-    // A failed restore that the running rollback will try again counts as restoring, not
-    // restore_failed (the counts went up and down between attempts).
-    const rows = await db.query<{ wave: number; state: string; n: number }>(
-      `SELECT wave, ${shownState('$2', '$3')} AS state,
-         count(*)::int AS n
-       FROM operation_items WHERE operation_id = $1 GROUP BY 1, 2`,
-      [op.id, op.state === 'rolling_back', RESTORE_ATTEMPTS],
-    );
-    const byWave = new Map<number, Record<string, number>>();
-    for (const r of rows.rows) byWave.set(r.wave, { ...byWave.get(r.wave), [r.state]: r.n });
-    return [...byWave.entries()].sort((a, b) => a[0] - b[0]).map(([wave, counts]) => ({ wave, counts }));
-  });
-}
 
 export type OperationReads = ReturnType<typeof operationReads>;
 /** An approval of the plan as it stands, as the view of one operation shows it (`id`: the approver's token). */
