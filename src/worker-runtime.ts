@@ -182,7 +182,7 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
       engine,
       enqueueChunks: (chunks) => queues.enqueueChunks(chunks),
       enqueueControl: (job, delayMs) => queues.enqueueControl(job, delayMs),
-      noteStoppedHolds: (opId) => noteStoppedHolds(db.pool, opId, leaseMs),
+      noteStoppedHolds: (opId, seqs) => noteStoppedHolds(db.pool, opId, leaseMs, seqs),
       clock,
     },
     everyMs: opts.reconcileEveryMs ?? 10_000,

@@ -150,6 +150,18 @@ describe('waitingOf', () => {
     expect(w?.on ?? null).toBe(on);
   });
 
+  // A running delete whose worker died: the reconciler notes the stopped run's claims (stopped-holds.ts).
+  it.each([
+    ['a running delete whose stopped run holds items', 'running', held(NOW + 50_000), 'claims'],
+    ['… but not a state that does not move through the queue', 'paused', held(NOW + 50_000), null],
+    ['… nor once the lease has ended', 'running', held(NOW), null],
+  ])('%s', (_name, state, fields, on) => {
+    const w = waitingOf({ state, ...fields }, { ...NO_HOLDS, lastProgressAt: ago(6_000) }, NOW);
+    expect(w?.on ?? null).toBe(on);
+    // The rollback's retries are no running delete's.
+    if (w) expect(w.detail).toMatch(/job lock lapses.*same Idempotency-Key/);
+  });
+
   it('says how many items are held, since when and until when, and the retries besides', () => {
     const w = waitingOf(
       { state: 'rolling_back', ...held(NOW + 50_000, ago(2_000), NOW + 5_000) },

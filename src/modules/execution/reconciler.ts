@@ -25,8 +25,8 @@ export interface ReconcilerDeps<Tx = unknown> {
   engine: Pick<Engine<Tx>, 'apply'>;
   enqueueChunks(chunks: ChunkJob[]): Promise<void>;
   enqueueControl(job: ControlJob, delayMs?: number): Promise<void>;
-  /** Notes on a rolling-back operation the items stopped runs hold (stopped-holds.ts). */
-  noteStoppedHolds?(opId: string): Promise<number>;
+  /** Notes on a rolling-back or running operation the items stopped runs hold (stopped-holds.ts). */
+  noteStoppedHolds?(opId: string, seqs?: { from: number; to: number }): Promise<number>;
   clock(): number;
 }
 
@@ -89,6 +89,8 @@ async function requeue<Tx>(deps: ReconcilerDeps<Tx>, op: OperationRecord, now: n
         return { opId: op.id, epoch, wave: w.wave, from, to: Math.min(w.toSeq, from + CHUNK_SIZE) };
       }),
     );
+    // A chunk whose worker died waits for that worker's job lock: say which items it holds meanwhile.
+    await deps.noteStoppedHolds?.(op.id, { from: w.fromSeq, to: w.toSeq });
     return { chunks: open.rows.length, control: 0 };
   }
   if (s.state === 'baking' && s.currentWave !== null) {

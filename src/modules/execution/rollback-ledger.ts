@@ -47,11 +47,12 @@ const ORPHANS_PER_PICK = 1_000;
 /**
  * The items other runs hold ($1: the operation, $2: the claim lease in seconds): how many, since the
  * first was claimed, and when the first lease ends. `also`: a further condition on the items.
+ * Marked items only (what a rollback restores), unless `unmarked` holds too (a running delete's).
  */
-export const heldItemsSql = (also = 'true') =>
+export const heldItemsSql = (also = 'true', unmarked = 'false') =>
   `SELECT count(*)::int AS items, min(claimed_at) AS since, min(claimed_at + make_interval(secs => $2)) AS at
    FROM operation_items
-   WHERE operation_id = $1 AND executed_seq IS NOT NULL AND state IN ('claimed', 'restoring')
+   WHERE operation_id = $1 AND (executed_seq IS NOT NULL OR ${unmarked}) AND state IN ('claimed', 'restoring')
      AND claimed_at >= now() - make_interval(secs => $2) AND ${also}`;
 /** restore_wait's `held` part, from a `held` row of heldItemsSql, noted now (the views read it). */
 export const HELD_JSON = `jsonb_build_object('held', jsonb_build_object('items', held.items, 'since', held.since,

@@ -211,6 +211,17 @@ function restoreWaitOf(op: Pick<OperationRow, 'state'> & Partial<HeldFields>): R
   return op.restoreWait as RestoreWait;
 }
 
+/**
+ * The items other runs hold, as noted on the operation's row (`restore_wait.held`): by the rollback
+ * job when it goes to sleep, and by the reconciler for the claims of a run whose process is gone —
+ * of a rollback, or of a running delete (stopped-holds.ts).
+ */
+function heldNoteOf(op: Pick<OperationRow, 'state'> & Partial<HeldFields>): RestoreWait['held'] | undefined {
+  if (op.state === 'rolling_back') return restoreWaitOf(op)?.held;
+  if (op.state !== 'running' || !op.restoreWait || typeof op.restoreWait !== 'object') return undefined;
+  return (op.restoreWait as RestoreWait).held;
+}
+
 /** No item outcome for this long while running or rolling back is shown as `waiting: progress`. */
 export const STILL_AFTER_MS = 30_000;
 
@@ -230,6 +241,8 @@ interface RestoreWait {
  * claim lease ends (then the rollback takes them over). Shown until that lease ends or an item
  * outcome is recorded after it was noted (then the rollback is moving, and notes anew when it
  * sleeps again). Before the restore retries it may also wait for: more items, and the longer wait.
+ * A running delete whose stopped run holds claimed items says so the same way (noted by the
+ * reconciler), rather than nothing until 30 s without an outcome (`progress`).
  */
 function heldClaimsOf(
   op: Pick<OperationRow, 'state'> & Partial<HeldFields>,
@@ -237,7 +250,7 @@ function heldClaimsOf(
   now: number,
   retry: ReturnType<typeof restoreRetryOf>,
 ) {
-  const h = restoreWaitOf(op)?.held;
+  const h = heldNoteOf(op);
   const until = Date.parse(h?.until ?? '');
   const noted = Date.parse(h?.notedAt ?? '');
   const since = Date.parse(h?.since ?? '');
@@ -249,7 +262,7 @@ function heldClaimsOf(
   return {
     on: 'claims' as const,
     since: new Date(Number.isNaN(since) ? noted : since).toISOString(),
-    detail: CLAIMS_DETAIL + also,
+    detail: (op.state === 'running' ? RUN_CLAIMS_DETAIL : CLAIMS_DETAIL) + also,
     items: h.items,
     until: new Date(until).toISOString(),
   };
@@ -258,6 +271,13 @@ function heldClaimsOf(
 const CLAIMS_DETAIL =
   'Items the rollback must restore are held by another run that has not recorded them: a delete chunk whose calls are still out records them when they land; ' +
   'a run whose worker stopped (killed, out of memory) keeps them until its claim lease ends (BLASTGATE_WORKER_LOCK_MS × 3), and the rollback takes them over then.';
+
+// A running delete's chunk job is the same job when it runs again (its job ID), and that run takes
+// over the claims of the one before at once: what it waits for is the dead worker's job lock.
+const RUN_CLAIMS_DETAIL =
+  'Items of this operation are claimed by a run whose worker process stopped (killed, out of memory) before it recorded them. ' +
+  "Its chunk job is handed out again once that worker's job lock lapses (BLASTGATE_WORKER_LOCK_MS, checked every 5 s), and the new run takes them over at once; " +
+  'their claim lease (until) is the latest that happens. A delete the stopped run may have sent is sent again under the same Idempotency-Key, which the downstream applies once.';
 
 /**
  * A rollback asleep until the next of its failed restores is due for its retry (the backoff after
