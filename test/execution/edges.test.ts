@@ -13,7 +13,7 @@ import {
   waitForState,
   type ExecHarness,
 } from '../support/execution.ts';
-import { appsOf, command, ledger } from '../support/exec-helpers.ts';
+import { appsOf, command, ledger, waitForWaiting } from '../support/exec-helpers.ts';
 import { readLive } from '../../src/modules/events/feed.ts';
 import { query, seedRegistry, tenantId } from '../support/seed.ts';
 import { moveClass, recordMoves } from '../../src/modules/execution/wave-moves.ts';
@@ -828,22 +828,12 @@ describe('a rollback whose items another run holds', () => {
     );
     expect(held).toHaveLength(3);
     await command(h, 'operator', plan.id, 'rollback', { reason: 'undo' }).expect(200);
-    type Waiting = { on: string; since: string; detail: string; items?: number; until?: string };
-    let seen: { waiting: Waiting; live: Waiting | null | undefined } | undefined;
-    await until(
-      async () => {
-        const view = await request(h.app.server)
-          .get(`/v1/operations/${plan.id}`)
-          .set('authorization', h.auth('viewer'));
-        if (view.body.waiting?.on !== 'claims') return false;
-        const live = await readLive(h.app.db.pool, plan.id, h.app.queueHolds);
-        seen = { waiting: view.body.waiting, live: live?.waiting };
-        return true;
-      },
+    const { waiting, live } = await waitForWaiting(
+      h,
+      plan.id,
+      'claims',
       'the view to say that the rollback waits for items another run holds',
-      20_000,
     );
-    const { waiting, live } = seen!;
     expect(waiting).toMatchObject({ on: 'claims', items: 3 });
     expect(Date.parse(waiting.until!)).toBeGreaterThan(Date.now());
     expect(waiting.detail).toMatch(/claim lease ends/);

@@ -11,14 +11,12 @@ import {
   buildExecHarness,
   getOperation,
   submitAndStart,
-  until,
   useHttpAdapter,
   waitForState,
   type ExecHarness,
 } from '../support/execution.ts';
-import { appsOf, ledger } from '../support/exec-helpers.ts';
+import { appsOf, ledger, waitForWaiting } from '../support/exec-helpers.ts';
 import { query, seedRegistry } from '../support/seed.ts';
-import { readLive } from '../../src/modules/events/feed.ts';
 import { LOCK_SESSIONS } from '../../src/modules/execution/exclusive.ts';
 import { QUEUE_NAMES } from '../../src/modules/execution/queues.ts';
 import { createRedis } from '../../src/plugins/redis.ts';
@@ -65,22 +63,13 @@ describe('a running delete whose items a stopped run holds', () => {
         [plan.id, tokens],
       );
       expect(claimed).toHaveLength(6);
-      type Waiting = { on: string; since: string; detail: string; items?: number; until?: string };
-      let seen: { waiting: Waiting; live: Waiting | null | undefined } | undefined;
-      await until(
-        async () => {
-          const view = await request(h.app.server)
-            .get(`/v1/operations/${plan.id}`)
-            .set('authorization', h.auth('viewer'));
-          if (view.body.waiting?.on !== 'claims') return false;
-          const live = await readLive(h.app.db.pool, plan.id, h.app.queueHolds);
-          seen = { waiting: view.body.waiting, live: live?.waiting };
-          return true;
-        },
+      const { waiting, live } = await waitForWaiting(
+        h,
+        plan.id,
+        'claims',
         'the view to say that a stopped run holds items of the running delete',
         15_000,
       );
-      const { waiting, live } = seen!;
       expect(waiting).toMatchObject({ on: 'claims', items: 3 });
       expect(Date.parse(waiting.until!)).toBeGreaterThan(Date.now());
       expect(waiting.detail).toMatch(/job lock lapses/);

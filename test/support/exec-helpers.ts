@@ -4,7 +4,8 @@ import request from 'supertest';
 import { expect } from 'vitest';
 import type { Role } from '../../src/modules/auth/roles.ts';
 import { DRILL_KEY_PREFIX } from '../../src/modules/adapters/signing.ts';
-import { submitAndStart, type ExecHarness } from './execution.ts';
+import { readLive } from '../../src/modules/events/feed.ts';
+import { submitAndStart, until, type ExecHarness } from './execution.ts';
 import { appId, query, siteId } from './seed.ts';
 
 /** POST /v1/operations/:id/<command> as `role`. */
@@ -100,3 +101,31 @@ export async function expectEverythingTouchedRestored(
 /** Softdeletes sent after `at` (epoch ms). */
 export const softDeletesAfter = (h: ExecHarness, rows: LedgerRow[], at: number) =>
   softDeletesOf(h, rows).filter((c) => c.at > at);
+
+export interface Waiting {
+  on: string;
+  since: string;
+  detail: string;
+  items?: number;
+  until?: string;
+}
+
+/**
+ * Polls the operation's view until its `waiting` is `on`; returns it with what the live stream's
+ * snapshot (events/feed.ts readLive) said right after, which must be the same.
+ */
+export async function waitForWaiting(h: ExecHarness, opId: string, on: string, what: string, timeoutMs = 20_000) {
+  let seen: { waiting: Waiting; live: Waiting | null | undefined } | undefined;
+  await until(
+    async () => {
+      const view = await request(h.app.server).get(`/v1/operations/${opId}`).set('authorization', h.auth('viewer'));
+      if (view.body.waiting?.on !== on) return false;
+      const live = await readLive(h.app.db.pool, opId, h.app.queueHolds);
+      seen = { waiting: view.body.waiting, live: live?.waiting };
+      return true;
+    },
+    what,
+    timeoutMs,
+  );
+  return seen!;
+}
