@@ -61,7 +61,7 @@ export function resolveConnection(flags: ConnectionFlags, env: NodeJS.ProcessEnv
 }
 
 function readToken(flags: ConnectionFlags, env: NodeJS.ProcessEnv): string | undefined {
-  if (flags.token) return flags.token.trim();
+  if (flags.token) return checkToken(flags.token.trim(), '--token');
   const file = flags.tokenFile ?? env.BLASTGATE_TOKEN_FILE;
   if (file) {
     let text: string;
@@ -70,9 +70,34 @@ function readToken(flags: ConnectionFlags, env: NodeJS.ProcessEnv): string | und
     } catch (err) {
       throw usageError(`cannot read the token file ${file}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
     }
-    const token = text.trim();
+    const token = text.replace(/^\uFEFF/, '').trim();
     if (!token) throw usageError(`the token file ${file} is empty`);
-    return token;
+    return checkToken(token, `the token file ${file}`);
   }
-  return env.BLASTGATE_TOKEN?.trim() || undefined;
+  const token = env.BLASTGATE_TOKEN?.trim();
+  return token ? checkToken(token, 'BLASTGATE_TOKEN') : undefined;
+}
+
+/**
+ * A token is one word of visible ASCII: what `Authorization: Bearer <token>` carries and the API
+ * reads (auth/plugin.ts). A second line, a space, a control or a non-ASCII character in it is a
+ * broken file or variable, said as a usage error naming what and where — never the token: a
+ * trial's two-line token file came back as "CONNECTION_FAILED: … Headers.append: "Bearer bg_…" is
+ * an invalid header value", the secret printed whole, exit 1.
+ */
+function checkToken(token: string, source: string): string {
+  const bad = /[^\x21-\x7e]/.exec(token);
+  if (!bad) return token;
+  const c = bad[0];
+  const what =
+    c === '\n' || c === '\r'
+      ? 'more than one line'
+      : /\s/.test(c)
+        ? 'a space'
+        : c < ' ' || c === '\x7f'
+          ? 'a control character'
+          : 'a character other than visible ASCII';
+  throw usageError(
+    `${source} holds ${what} (at character ${bad.index + 1}): a token is one word of visible ASCII characters, as Blastgate makes them (bg_…); the token is not shown`,
+  );
 }

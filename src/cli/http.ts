@@ -63,7 +63,7 @@ export class ApiClient {
       // An error of the streamed body (a bad line in the ID list) surfaces as fetch's cause.
       const cause = (err as { cause?: unknown }).cause;
       if (cause instanceof CliError) throw cause;
-      throw connectionError(this.conn.url, err);
+      throw connectionError(this.conn.url, err, this.conn.token);
     }
   }
 
@@ -105,10 +105,10 @@ export class ApiClient {
         const parts: Buffer[] = [];
         res.on('data', (b: Buffer) => parts.push(b));
         res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(parts).toString('utf8') }));
-        res.on('error', (err) => reject(connectionError(this.conn.url, err)));
+        res.on('error', (err) => reject(connectionError(this.conn.url, err, this.conn.token)));
       });
       req.on('error', (err) => {
-        if (!answered) reject(connectionError(this.conn.url, err));
+        if (!answered) reject(connectionError(this.conn.url, err, this.conn.token));
       });
       pipeline(Readable.from(body, { objectMode: false }), req).catch((err: unknown) => {
         // The server may answer (and close) before the whole body is sent, e.g. 401 or 413: that
@@ -154,8 +154,10 @@ export function apiError(status: number, body: ApiErrorBody | undefined, text = 
   return err;
 }
 
-function connectionError(url: string, err: unknown): CliError {
+function connectionError(url: string, err: unknown, token?: string): CliError {
   const cause = (err as { cause?: { code?: string; message?: string } }).cause;
   const why = cause?.code ?? cause?.message ?? (err as NodeJS.ErrnoException).code ?? (err as Error).message;
-  return new CliError(EXIT.error, 'CONNECTION_FAILED', `cannot reach ${url}: ${why}`);
+  // A client library's message may quote the request's headers: never the token (config.ts).
+  const said = token ? String(why).replaceAll(token, '[token]') : String(why);
+  return new CliError(EXIT.error, 'CONNECTION_FAILED', `cannot reach ${url}: ${said}`);
 }

@@ -75,7 +75,7 @@ export interface Consumers {
 }
 
 /** The step-job pattern: the same job comes back after `delayMs` (its attempts are not used up). */
-async function later(job: Job, token: string | undefined, delayMs: number): Promise<never> {
+export async function later(job: Job, token: string | undefined, delayMs: number): Promise<never> {
   await job.moveToDelayed(Date.now() + delayMs, token);
   throw new DelayedError();
 }
@@ -89,6 +89,32 @@ async function later(job: Job, token: string | undefined, delayMs: number): Prom
 const LOCK_LOST = /Missing lock for job|could not renew lock for job/i;
 const LOCK_LOST_SAID =
   "a job's lock was lost (Redis was away, or the job outlived its lock): its run is fenced and another worker takes the job over; nothing is lost";
+
+/**
+ * Renews the run's own job lock while it runs, beside BullMQ's renewal, which tracks locks by job
+ * ID: a job that moved itself back with no delay (`later(0)`: a rollback handing its slot back) is
+ * fetched again by another slot of this worker while its first run still releases its session
+ * lock, and the first run's end then untracked the second run's lock. Nothing renewed it: it lapsed,
+ * the stalled-job check handed the job out again while it ran, and its next move failed with
+ * "Missing lock" — every ~64 s of a long rollback (a new-user trial). A renewal refused (another
+ * run holds the lock now) or failed (Redis away) changes nothing here: the run is fenced by its
+ * session lock (exclusive.ts).
+ */
+export async function keepingLock<T>(
+  job: Job,
+  token: string | undefined,
+  lockMs: number,
+  run: () => Promise<T>,
+): Promise<T> {
+  if (!token) return run();
+  const renew = setInterval(() => void job.extendLock(token, lockMs).catch(() => undefined), lockMs / 2);
+  renew.unref();
+  try {
+    return await run();
+  } finally {
+    clearInterval(renew);
+  }
+}
 
 export function startConsumers(d: ConsumerDeps): Consumers {
   const { pool, snapshots, engine, adapters, load, clock } = d;
@@ -182,12 +208,21 @@ export function startConsumers(d: ConsumerDeps): Consumers {
   const items = new Worker<ChunkJob>(
     QUEUE_NAMES.items,
     (job, token) =>
-      tracked(() => d.locks.run(job, token, (fence) => processChunk(chunkDeps(job, token), job.id!, job.data, fence))),
+      tracked(() =>
+        keepingLock(job, token, d.lockDuration, () =>
+          d.locks.run(job, token, (fence) => processChunk(chunkDeps(job, token), job.id!, job.data, fence)),
+        ),
+      ),
     { ...common, connection: d.itemsConn, concurrency: d.concurrency },
   );
   const control = new Worker<ControlJob>(
     QUEUE_NAMES.control,
-    (job, token) => tracked(() => d.locks.run(job, token, (fence) => runControl(job, token, fence))),
+    (job, token) =>
+      tracked(() =>
+        keepingLock(job, token, d.lockDuration, () =>
+          d.locks.run(job, token, (fence) => runControl(job, token, fence)),
+        ),
+      ),
     { ...common, connection: d.controlConn, concurrency: d.controlConcurrency },
   );
   // While PostgreSQL or Redis is away every job in hand fails alike, and again at each retry: the
