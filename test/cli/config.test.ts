@@ -63,6 +63,51 @@ describe('CLI configuration', () => {
   });
 });
 
+// A trial: a token file with a second line came back as "CONNECTION_FAILED: … Headers.append:
+// "Bearer bg_…" is an invalid header value", the secret printed whole (with --json too), exit 1.
+describe('a token that is not one word of visible ASCII', () => {
+  const SECRET = 'bg_ghnfMbyH8j0wSecretPartThatMustNeverShow';
+  it.each([
+    ['a second line in the token file', { file: `${SECRET}\n${SECRET}\n` }, /more than one line/],
+    ['a line break in BLASTGATE_TOKEN', { env: `${SECRET}\nsecond` }, /BLASTGATE_TOKEN holds more than one line/],
+    ['a space in --token', { flag: `${SECRET} x` }, /--token holds a space/],
+    ['a non-ASCII character in the token file', { file: `${SECRET}€` }, /a character other than visible ASCII/],
+    ['a control character in BLASTGATE_TOKEN', { env: `${SECRET}\u0007` }, /a control character/],
+  ])('%s: a usage error (exit 2) saying what is wrong, never the token', async (_name, given, said) => {
+    const dir = await mkdtemp(join(tmpdir(), 'bg-cli-tok-'));
+    try {
+      const args = ['--json', 'status', 'op_1'];
+      if ('file' in given) {
+        await writeFile(join(dir, 'tok'), given.file, { mode: 0o600 });
+        args.unshift('--token-file', join(dir, 'tok'));
+      }
+      if ('flag' in given) args.unshift('--token', given.flag);
+      const run = await runCli(args, {
+        url: 'http://127.0.0.1:1',
+        ...('env' in given ? { token: given.env } : {}),
+      });
+      expect(run.code).toBe(2);
+      expect(run.stdout).toBe('');
+      const err = JSON.parse(run.stderr.trim()) as { error: { code: string; message: string } };
+      expect(err.error.code).toBe('USAGE');
+      expect(err.error.message).toMatch(said);
+      expect(run.stderr).not.toContain('SecretPart');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a byte-order mark and surrounding whitespace are still read as the token', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'bg-cli-tok-'));
+    try {
+      await writeFile(join(dir, 'tok'), `\uFEFF  ${SECRET} \r\n`);
+      expect(resolveConnection({ tokenFile: join(dir, 'tok') }, {}).token).toBe(SECRET);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('a misspelt CLI variable', () => {
   const warning =
     'BLASTGATE_QUEUE_PREFX is not a Blastgate setting and is ignored (did you mean BLASTGATE_QUEUE_PREFIX?)';
