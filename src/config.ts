@@ -253,6 +253,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (adminToken !== undefined && adminToken.length < 24) {
     problems.push('BLASTGATE_ADMIN_TOKEN must be at least 24 characters (it is the bootstrap admin credential)');
   }
+  // The API reads a bearer token as one word (auth/plugin.ts), and the CLI refuses any other: an
+  // admin token with a space or a line break in it would be a credential nobody can present.
+  if (adminToken !== undefined && /[^\x21-\x7e]/.test(adminToken))
+    problems.push(
+      'BLASTGATE_ADMIN_TOKEN must be one word of visible ASCII characters (no space, line break or other character): a token is sent as "Authorization: Bearer <token>"',
+    );
   const secrets = readSigningSecrets(env);
   problems.push(...secrets.problems);
   const allowText = env[ALLOW_ENV];

@@ -91,6 +91,9 @@ describe('metrics', () => {
       'BLASTGATE_METRICS_TOKEN must be at least 24 characters (got 5)',
       'BLASTGATE_WORKER_METRICS_PORT must be an integer from 1 to 65535 (got "x")',
     ]);
+    expect(problems({ ...external, BLASTGATE_ADMIN_TOKEN: `${'a'.repeat(24)} b` })).toEqual([
+      'BLASTGATE_ADMIN_TOKEN must be one word of visible ASCII characters (no space, line break or other character): a token is sent as "Authorization: Bearer <token>"',
+    ]);
     expect(problems({ ...external, PORT: '9000', BLASTGATE_METRICS_PORT: '9000' })).toEqual([
       'BLASTGATE_METRICS_PORT and PORT must be different ports (both are 9000)',
     ]);
