@@ -68,7 +68,7 @@ export function rejectionLines(err: CliError): string[] {
   const counts = Object.entries(d.counts ?? {}).filter(([c, n]) => c !== 'ok' && n > 0);
   if (d.counts?.ok !== undefined) lines.push(`  ok: ${d.counts.ok}`);
   for (const [cls, n] of counts) {
-    const first = (d.offenders?.[cls] ?? []).slice(0, FIRST_OFFENDERS).map(showOffender);
+    const first = (d.offenders?.[cls] ?? []).slice(0, FIRST_OFFENDERS).map((o) => showOffender(o, cls));
     const more = n > first.length ? `, … (${n - first.length} more)` : '';
     lines.push(`  ${cls}: ${n}${first.length ? `  e.g. ${first.join(', ')}${more}` : ''}`);
   }
@@ -99,18 +99,25 @@ function nextStep(counts: [string, number][], offenders: Record<string, Offender
     : 'Fix the list and submit it again (with a new idempotency key).';
 }
 
-function showOffender(o: Offender): string {
-  const extra = offenderDetails(o);
+function showOffender(o: Offender, cls: string): string {
+  const extra = offenderDetails(o, cls);
   return `${o.escaped ?? o.id}${extra.length ? ` (${extra.join(', ')})` : ''}`;
 }
 
-/** What the API says of one offender beyond its class: the words a rejection and `report` print. */
-export function offenderDetails(o: Offender): string[] {
+/**
+ * What the API says of one offender beyond its class: the words a rejection and `report` print.
+ * `via` is the parent a restore's parent_deleted item waits for, and otherwise the descendant a
+ * delete or purge takes along (a trial read "app_300 … for site site_3, which it takes along").
+ */
+export function offenderDetails(o: Offender, cls?: string): string[] {
+  const via = o.via && `${o.via.type ?? 'resource'} ${o.via.id}${o.via.tenantId ? ` of ${o.via.tenantId}` : ''}`;
   return [
     o.line ? `line ${o.line}` : '',
     o.actualType ? `is ${o.actualType}` : '',
-    o.via
-      ? `for ${o.via.type ?? 'resource'} ${o.via.id}${o.via.tenantId ? ` of ${o.via.tenantId}` : ''}, which it takes along`
+    via
+      ? cls === 'parent_deleted'
+        ? `its parent ${via} is deleted: restore it first, or with it`
+        : `for ${via}, which it takes along`
       : '',
     o.heldBy ? `held by ${o.heldBy}` : '',
     o.deletedBy ? `its delete by ${o.deletedBy} may have happened: roll that back to restore it` : '',

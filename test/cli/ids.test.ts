@@ -123,6 +123,18 @@ describe('the list line of an ID the server names by index', () => {
     expect(rejectionLines(rejected).join('\n')).toContain('site_5 (for app app_9 of tenant_2, which it takes along)');
   });
 
+  it("names a restore's deleted parent as the parent, not as something it takes along (a trial)", () => {
+    const rejected = new CliError(10, 'PLAN_REJECTED', 'The restore was rejected.', {
+      counts: { ok: 0, parent_deleted: 1 },
+      offenders: {
+        parent_deleted: [{ index: 0, id: 'app_300', via: { id: 'site_3', type: 'site', tenantId: 't_c' } }],
+      },
+    });
+    const text = rejectionLines(rejected).join('\n');
+    expect(text).toContain('app_300 (its parent site site_3 of t_c is deleted: restore it first, or with it)');
+    expect(text).not.toContain('takes along');
+  });
+
   it('says when the retention ends instead of "fix the list" for a purge asked for too early', () => {
     const early = (counts: Record<string, number>, offenders: object) =>
       rejectionLines(new CliError(10, 'PLAN_REJECTED', 'The purge was rejected.', { counts, offenders })).join('\n');

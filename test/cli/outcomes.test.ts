@@ -179,6 +179,16 @@ describe('blastgate CLI against the real stack', () => {
     expect(missing.stderr).toMatch(/404 NOT_FOUND: /);
   });
 
+  it("a dry run's next step repeats what makes it an erasure (a trial copied it into a plain soft delete)", async () => {
+    const file = await idsFile(appsOf([31], 2));
+    const args = ['plan', '--type', 'app', '--reason', 'Erase the user', '--ticket', 'GDPR-1', '--ids-file', file];
+    const erase = await as('requester', [...args, '--erasure']);
+    expect(erase.code, erase.stderr).toBe(0);
+    expect(erase.stdout).toContain('Submit it: blastgate submit --type app --erasure … (same IDs)');
+    const plain = await as('requester', args);
+    expect(plain.stdout).toContain('Submit it: blastgate submit --type app … (same IDs)');
+  });
+
   it('report prints what the API says of each offender: the operation holding an in_flight ID', async () => {
     const holder = await submitted(appsOf([25], 2));
     const file = await idsFile([...appsOf([25], 1), ...appsOf([26], 1)]);

@@ -101,7 +101,9 @@ export function registerOperationCommands(program: Command) {
       ctx.out.result({ ...body, submittedIds: stats.ids }, () => {
         ctx.out.line(`Dry run: ${stats.ids} IDs would be planned as follows (nothing was stored).`);
         for (const l of planLines(body.plan as OpView['plan'], null, f.erasure ? 'erase' : 'delete')) ctx.out.line(l);
-        ctx.out.line(`Submit it: blastgate submit --type ${f.type} … (same IDs)`);
+        // The same flags that made this plan: an erasure's dry run that said "submit --type app"
+        // would, copied, have submitted a soft delete instead (a trial).
+        ctx.out.line(`Submit it: blastgate submit --type ${f.type}${f.erasure ? ' --erasure' : ''} … (same IDs)`);
       });
       return EXIT.ok;
     }),
@@ -313,7 +315,7 @@ export function registerOperationCommands(program: Command) {
             else
               ctx.out.line(
                 `${it.index}\t${it.escaped ?? it.id}\t${it.class}\t${it.actualType ?? ''}\t${it.tenantId ?? ''}\t` +
-                  offenderDetails({ ...it, actualType: null }).join(', '),
+                  offenderDetails({ ...it, actualType: null }, it.class).join(', '),
               );
           if (r.nextCursor === undefined || r.nextCursor === null || !r.items.length) break;
           cursor = r.nextCursor;
