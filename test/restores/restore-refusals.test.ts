@@ -71,6 +71,16 @@ describe('scope', () => {
       `abort it (POST /v1/operations/${live.id}/abort)`,
     );
     await command(h, 'operator', live.id, 'abort', { reason: 'not needed' }).expect(200);
+    // Ended without ever starting: it deleted nothing, said so for a restore and a purge (a trial read
+    // "deleted nothing … that is still deleted (what was rolled back or restored since …)").
+    const aborted = await postRestore(h, { operationId: live.id });
+    expect([aborted.status, aborted.body.code]).toEqual([422, 'NOTHING_TO_RESTORE']);
+    expect(aborted.body.message).toMatch(/ended \w+ without ever starting: it deleted nothing/);
+    const purgeAborted = await request(h.app.server)
+      .post('/v1/purges')
+      .set('authorization', h.auth('requester'))
+      .send({ operationId: live.id, reason: 'Purge a plan never run', ticket: 'T-8', dryRun: true });
+    expect([purgeAborted.status, purgeAborted.body.code]).toEqual([422, 'NOTHING_TO_PURGE']);
     const restore = await postRestore(h, { targetType: 'app', ids: [appId(5, 0)] });
     expect(restore.status).toBe(201);
     expect((await postRestore(h, { operationId: restore.body.id })).body).toMatchObject({ code: 'NOT_A_DELETE' });

@@ -77,8 +77,8 @@ export function scopeOf(
  * resources. The refusal says what the requester can do about it, for the state it is in.
  */
 export async function checkSource(client: pg.PoolClient, id: string, noun: 'restore' | 'purge' = 'restore') {
-  const r = await client.query<{ action: string; state: string }>(
-    'SELECT action, state FROM operations WHERE id = $1',
+  const r = await client.query<{ action: string; state: string; started: boolean }>(
+    'SELECT action, state, started_at IS NOT NULL AS started FROM operations WHERE id = $1',
     [id],
   );
   const op = r.rows[0];
@@ -103,6 +103,15 @@ export async function checkSource(client: pg.PoolClient, id: string, noun: 'rest
       state: op.state,
     });
   }
+  // Ended before it ever started (rejected, cancelled, expired): "Blastgate deleted nothing of
+  // operation … that is still deleted (what was rolled back or restored since …)" read as if it
+  // had run (a trial).
+  if (!op.started)
+    throw new UnprocessableError(
+      noun === 'restore' ? 'NOTHING_TO_RESTORE' : 'NOTHING_TO_PURGE',
+      `Operation ${id} ended ${op.state} without ever starting: it deleted nothing, so there is nothing of it to ${noun}`,
+      { operationId: id, state: op.state },
+    );
 }
 
 /**
