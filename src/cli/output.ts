@@ -94,6 +94,9 @@ function nextStep(counts: [string, number][], offenders: Record<string, Offender
     const first = ends.sort()[0];
     return `Their retention has not ended${first ? ` (the first ends ${first})` : ''}: purge them after that, or leave them out.`;
   }
+  // Gone for good: no list fixes that but leaving them out (a trial read "fix the list" as a way back).
+  if (counts.length > 0 && counts.every(([cls]) => cls === 'purged' || cls === 'erased'))
+    return `They can never be restored (${counts.map(([cls]) => cls).join(', ')}): leave them out of the list${dryRun ? '' : ' and submit it again (with a new idempotency key)'}.`;
   return dryRun
     ? 'Fix the list before running it for real.'
     : 'Fix the list and submit it again (with a new idempotency key).';

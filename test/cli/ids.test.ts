@@ -135,6 +135,16 @@ describe('the list line of an ID the server names by index', () => {
     expect(text).not.toContain('takes along');
   });
 
+  it('says that purged and erased resources can never be restored, not "fix the list" (a trial)', () => {
+    const gone = new CliError(10, 'PLAN_REJECTED', 'The restore was rejected.', {
+      counts: { ok: 1, purged: 1, erased: 1 },
+      offenders: { purged: [{ index: 0, id: 'app_1' }], erased: [{ index: 1, id: 'app_2' }] },
+    });
+    const text = rejectionLines(gone).join('\n');
+    expect(text).toContain('They can never be restored (purged, erased): leave them out of the list');
+    expect(text).not.toContain('Fix the list');
+  });
+
   it('says when the retention ends instead of "fix the list" for a purge asked for too early', () => {
     const early = (counts: Record<string, number>, offenders: object) =>
       rejectionLines(new CliError(10, 'PLAN_REJECTED', 'The purge was rejected.', { counts, offenders })).join('\n');
