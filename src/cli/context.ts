@@ -134,6 +134,7 @@ export interface PlanLike {
     uncertain?: number;
     activeAgain?: number;
     childrenKept?: number;
+    otherTenant?: number;
     items?: { id: string; reason: string; detail: string }[];
   };
   liveAtAsOf?: { count: number; ids: string[] } | null;
@@ -190,6 +191,7 @@ export function planLines(
     ['uncertain', plan.leftOut?.uncertain, 'whose delete may or may not have happened'],
     ['active_again', plan.leftOut?.activeAgain, 'active again, brought back outside Blastgate'],
     ['children_kept', plan.leftOut?.childrenKept, 'kept: a child of theirs is not purged with them'],
+    ['other_tenant', plan.leftOut?.otherTenant, "of other tenants, taken along by this tenant's deletes"],
   ] as const) {
     if (!n) continue;
     const byDetail = new Map<string, string[]>();

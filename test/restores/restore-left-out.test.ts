@@ -202,3 +202,39 @@ describe('a resource brought back outside Blastgate (an import says it is active
     expect(run).toMatchObject({ state: 'completed', itemCount: APPS - 1 });
   });
 });
+
+// A trial: site_5 of t_c had apps of t_c and of t_a; its delete took both. The restore of t_c
+// brought the site and its own app back and said nothing of t_a's app, left deleted.
+describe("a tenant's delete that took along a resource of another tenant", () => {
+  it('is left to that tenant: named in leftOut (other_tenant) with its parent, and its restore brings it back', async () => {
+    const s = 8;
+    const other = appId(s, 0);
+    await request(h.app.server)
+      .post('/v1/registry/resources')
+      .set('authorization', h.auth('admin'))
+      .send({ resources: [{ id: other, type: 'app', tenantId: tenantId(9), parentId: siteId(s), state: 'active' }] })
+      .expect(200);
+    const del = await deleteAndComplete(h, 'site', [siteId(s)]);
+    const r = await postRestore(h, { tenantId: tenantId(s), dryRun: true });
+    expect(r.status, JSON.stringify(r.body)).toBe(200);
+    expect(r.body.plan).toMatchObject({
+      itemCount: APPS, // the site and its own 2 apps
+      leftOut: {
+        otherTenant: 1,
+        items: [
+          {
+            id: other,
+            reason: 'other_tenant',
+            by: del,
+            detail: `of tenant ${tenantId(9)}, taken along by the delete of its parent ${siteId(s)} (${del}): a restore of tenant ${tenantId(9)} brings it back once ${siteId(s)} is back`,
+          },
+        ],
+      },
+    });
+    const run = await runRestore(h, { tenantId: tenantId(s) });
+    expect(run).toMatchObject({ state: 'completed', itemCount: APPS });
+    // Its parent is back: the other tenant's restore takes it, and nothing is left out any more.
+    const theirs = await runRestore(h, { tenantId: tenantId(9) });
+    expect(theirs).toMatchObject({ state: 'completed', itemCount: 1 });
+  });
+});

@@ -277,6 +277,13 @@ export const PlanSchema = Type.Object(
                 'Absent when none',
             }),
           ),
+          otherTenant: Type.Optional(
+            Type.Integer({
+              description:
+                "A tenant's restore: how many resources of other tenants its deletes took along (a cascade from a parent of this tenant) " +
+                "are still deleted and left to their own tenant's restore (each item names its parent and tenant). Absent when none",
+            }),
+          ),
           items: Type.Array(
             Type.Object({
               id: Type.String(),
@@ -288,6 +295,7 @@ export const PlanSchema = Type.Object(
                 Type.Literal('uncertain'),
                 Type.Literal('active_again'),
                 Type.Literal('children_kept'),
+                Type.Literal('other_tenant'),
               ]),
               by: Type.Union([Type.String(), Type.Null()], {
                 description:
@@ -303,7 +311,7 @@ export const PlanSchema = Type.Object(
             'Restores and purges of a tenant or an operation: what the scope names but the plan leaves out, and why: ' +
             'purged already (by a purge or an erasure; for a tenant, also what an erasure took while it was active), ' +
             'which is final; for an operation, also what was brought back since (restored) or deleted again since by ' +
-            'another operation (deleted_again); for both, what a delete may or may not have deleted (uncertain) and what was brought back outside Blastgate since (active_again). Absent when nothing was left out. A list of IDs is never cut short: a purged ID in it ' +
+            'another operation (deleted_again); for a tenant, what its deletes took along of other tenants (other_tenant); for both, what a delete may or may not have deleted (uncertain) and what was brought back outside Blastgate since (active_again). Absent when nothing was left out. A list of IDs is never cut short: a purged ID in it ' +
             'rejects the plan (purged, erased)',
         },
       ),

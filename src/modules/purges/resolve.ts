@@ -7,7 +7,7 @@ import type pg from 'pg';
 import { LIVE_STATES } from '../operations/lifecycle-types.ts';
 import { createRestoreIds, isExternal, latestEvents, notImportedSince } from '../restores/history.ts';
 import { resolveDeleted, type LeftOut } from '../restores/resolve.ts';
-import { leftOutSentence, summarizeLeftOut } from '../restores/left-out.ts';
+import { LEFT_OUT_TABLE, leftOutSentence, summarizeLeftOut } from '../restores/left-out.ts';
 import { CASCADE_DEPTH, takenByCascade } from '../operations/cascade-plan.ts';
 import { UnprocessableError } from '../../lib/errors.ts';
 import { DEFAULT_RETENTION_DAYS } from './retention.ts';
@@ -75,9 +75,7 @@ async function refuseParentsOfKept(client: pg.PoolClient): Promise<void> {
  * cascade's depth, since leaving a child out keeps its own parent in turn. Returns how many.
  */
 async function keepParentsOfKept(client: pg.PoolClient): Promise<number> {
-  await client.query(
-    `CREATE TEMP TABLE IF NOT EXISTS left_out (id text PRIMARY KEY, reason text, by text, rollback boolean) ON COMMIT DROP`,
-  );
+  await client.query(LEFT_OUT_TABLE);
   let kept = 0;
   for (let level = 0; level <= CASCADE_DEPTH; level++) {
     const r = await client.query(

@@ -11,7 +11,11 @@ import { ownUnsent } from '../execution/rollback-ledger.ts';
 export const LEFT_OUT_SAMPLE = 20;
 
 export type LeftOutReason =
-  'purged' | 'erased' | 'restored' | 'deleted_again' | 'uncertain' | 'active_again' | 'children_kept';
+  'purged' | 'erased' | 'restored' | 'deleted_again' | 'uncertain' | 'active_again' | 'children_kept' | 'other_tenant';
+
+/** What a scope leaves out (`note`: other_tenant's parent and tenant); a purge's plan adds to it too. */
+export const LEFT_OUT_TABLE = `CREATE TEMP TABLE IF NOT EXISTS left_out
+  (id text PRIMARY KEY, reason text, by text, rollback boolean, note jsonb) ON COMMIT DROP`;
 
 export interface LeftOutItem {
   id: string;
@@ -41,6 +45,8 @@ export interface LeftOut {
   activeAgain: number;
   /** A purge: kept because a child its hard delete would take or orphan is not purged with it. */
   childrenKept?: number;
+  /** A tenant's restore: of another tenant, taken along by a delete of a parent of this one. */
+  otherTenant?: number;
   /** The first of each reason, by ID, with why. */
   items: LeftOutItem[];
 }
@@ -162,11 +168,35 @@ async function uncertain(client: pg.PoolClient, scope: Scope): Promise<void> {
   );
 }
 
+/**
+ * A tenant's restore: what its deletes' cascades took along that belongs to another tenant (a site
+ * of t_c with an app of t_a) and is still deleted. It is not this tenant's to bring back, so the
+ * plan leaves it out, and says so: a trial's restore of t_c came back without t_a's app and said
+ * nothing. Named with the delete that took it, its parent and its tenant (whose restore brings it
+ * back once the parent is back). Runs after plan_input holds what the plan takes. Returns how many.
+ */
+export async function otherTenants(client: pg.PoolClient, tenantId: string): Promise<number> {
+  const r = await client.query(
+    `INSERT INTO left_out (id, reason, by, note)
+     SELECT DISTINCT ON (d.resource_id) d.resource_id, 'other_tenant', l.op_id,
+       jsonb_build_object('parent', l.id, 'tenant', d.tenant_id)
+     FROM restore_latest l
+     JOIN operation_items p ON p.operation_id = l.op_id AND p.snapshot_id = l.snap_id
+     JOIN operation_items d ON d.operation_id = p.operation_id AND d.parent_seq = p.seq
+     JOIN resources r ON r.id = d.resource_id AND r.state = 'soft_deleted'
+     WHERE l.deleted AND l.id IN (SELECT id FROM plan_input)
+       AND d.executed_seq IS NOT NULL AND d.state = ANY($2::text[]) AND d.tenant_id <> $1
+       AND d.resource_id NOT IN (SELECT id FROM plan_input)
+     ORDER BY d.resource_id, l.at DESC
+     ON CONFLICT (id) DO NOTHING`,
+    [tenantId, DELETED_ITEM_STATES],
+  );
+  return r.rowCount ?? 0;
+}
+
 /** What the scope leaves out, or null when it leaves out nothing. */
 export async function leftOutOf(client: pg.PoolClient, scope: Scope): Promise<LeftOut | null> {
-  await client.query(
-    `CREATE TEMP TABLE left_out (id text PRIMARY KEY, reason text, by text, rollback boolean) ON COMMIT DROP`,
-  );
+  await client.query(LEFT_OUT_TABLE);
   await gone(client, scope);
   await broughtBackElsewhere(client, scope);
   if (scope.kind === 'operation') await since(client, scope.operationId);
@@ -181,8 +211,14 @@ export async function summarizeLeftOut(client: pg.PoolClient): Promise<LeftOut |
   );
   if (!counts.rowCount) return null;
   const n = Object.fromEntries(counts.rows.map((r) => [r.reason, r.n])) as Partial<Record<LeftOutReason, number>>;
-  const sample = await client.query<{ id: string; reason: LeftOutReason; by: string | null; rollback: boolean }>(
-    `SELECT id, reason, by, coalesce(rollback, false) AS rollback
+  const sample = await client.query<{
+    id: string;
+    reason: LeftOutReason;
+    by: string | null;
+    rollback: boolean;
+    note: { parent: string; tenant: string } | null;
+  }>(
+    `SELECT id, reason, by, coalesce(rollback, false) AS rollback, note
      FROM (SELECT *, row_number() OVER (PARTITION BY reason ORDER BY id) AS k FROM left_out) x
      WHERE k <= $1 ORDER BY id`,
     [LEFT_OUT_SAMPLE],
@@ -200,11 +236,12 @@ export async function summarizeLeftOut(client: pg.PoolClient): Promise<LeftOut |
     uncertain: n.uncertain ?? 0,
     activeAgain: n.active_again ?? 0,
     ...(n.children_kept ? { childrenKept: n.children_kept } : {}),
+    ...(n.other_tenant ? { otherTenant: n.other_tenant } : {}),
     // A kept parent's `by` column holds the child that keeps it (no operation did anything to it).
-    items: sample.rows.map(({ rollback, ...r }) =>
+    items: sample.rows.map(({ rollback, note, ...r }) =>
       r.reason === 'children_kept'
         ? { ...r, by: null, detail: keptDetail(r.by) }
-        : { ...r, detail: detailOf(r.reason, r.by, rollback) },
+        : { ...r, detail: detailOf(r.reason, r.by, rollback, note) },
     ),
   };
 }
@@ -212,8 +249,15 @@ export async function summarizeLeftOut(client: pg.PoolClient): Promise<LeftOut |
 const keptDetail = (child: string | null) =>
   `kept: its child ${child} is not purged with it (within its retention, or live), and a hard delete of the parent would take it or leave it without a parent; it is purged once its children are due too`;
 
-function detailOf(reason: LeftOutReason, by: string | null, rollback: boolean): string {
+function detailOf(
+  reason: LeftOutReason,
+  by: string | null,
+  rollback: boolean,
+  note: { parent: string; tenant: string } | null,
+): string {
   switch (reason) {
+    case 'other_tenant':
+      return `of tenant ${note?.tenant}, taken along by the delete of its parent ${note?.parent} (${by}): a restore of tenant ${note?.tenant} brings it back once ${note?.parent} is back`;
     case 'erased':
       return by
         ? `erased by ${by} (compliance erasure): its snapshots are destroyed, it can never be restored`
@@ -252,6 +296,8 @@ export function leftOutSentence(leftOut: LeftOut | null, verb: string): string {
       `; ${leftOut.uncertain} resource(s) of it may or may not have been deleted (a try of unknown outcome, then a failure; a rollback of that delete restores them) ${named(leftOut.uncertain, of('uncertain'))}`,
     leftOut.activeAgain &&
       `; ${leftOut.activeAgain} resource(s) of it are active again, brought back outside Blastgate ${named(leftOut.activeAgain, of('active_again'))}`,
+    leftOut.otherTenant &&
+      `; ${leftOut.otherTenant} resource(s) of other tenants that its deletes took along are left to their own tenant's restore ${named(leftOut.otherTenant, of('other_tenant'))}`,
     leftOut.childrenKept &&
       `; ${leftOut.childrenKept} resource(s) are kept because a child of theirs is not purged with them (within its retention, or live) ${named(leftOut.childrenKept, of('children_kept'))}`,
   ]

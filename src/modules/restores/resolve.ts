@@ -6,7 +6,7 @@ import type pg from 'pg';
 import { CASCADE_DEPTH } from '../operations/cascade-plan.ts';
 import { activeAgain, createRestoreIds, DELETED_ITEM_STATES, latestEvents } from './history.ts';
 import { classify, sources } from './classify.ts';
-import { LEFT_OUT_SAMPLE, leftOutOf, type LeftOut } from './left-out.ts';
+import { LEFT_OUT_SAMPLE, leftOutOf, otherTenants, summarizeLeftOut, type LeftOut } from './left-out.ts';
 import type { RestoreScope } from './schemas.ts';
 
 export type { LeftOut } from './left-out.ts';
@@ -17,7 +17,8 @@ export type { LeftOut } from './left-out.ts';
  * deletion first; for IDs it is the list as submitted (the caller has COPYed it into plan_input).
  */
 export async function resolveRestore(client: pg.PoolClient, scope: RestoreScope): Promise<LeftOut | null> {
-  const leftOut = await resolveDeleted(client, scope);
+  let leftOut = await resolveDeleted(client, scope);
+  if (scope.kind === 'tenant' && (await otherTenants(client, scope.tenantId))) leftOut = await summarizeLeftOut(client);
   await sources(client, scope.asOf);
   await classify(client, scope.kind === 'ids' ? scope.targetType : null);
   return leftOut;
