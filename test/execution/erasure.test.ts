@@ -203,6 +203,9 @@ describe('compliance erasure', () => {
       payload: { kind: 'erase', reason: SPEC.reason, items: ids.length },
     });
     const erasedEvents = audit.filter((a) => a.action === 'operation.keys_erased');
+    // Every event of the operation says what it is (README), this one too (a trial found it without).
+    for (const a of audit.filter((x) => x.action.startsWith('operation.')))
+      expect(a.payload.kind, a.action).toBe('erase');
     expect(erasedEvents.reduce((n, a) => n + (a.payload.keys as number), 0)).toBe(ids.length);
     expect(audit.at(-1)).toMatchObject({
       action: 'operation.completed',

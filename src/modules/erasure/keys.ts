@@ -46,7 +46,8 @@ export async function destroyKeysOf(
     action: 'operation.keys_erased',
     outcome: 'accepted',
     operationId,
-    payload: { ...erased, resourceIds: ids.slice(0, 100), listed: Math.min(ids.length, 100) },
+    // kind, as every other event of the operation says it (README; a trial found this one without).
+    payload: { kind: 'erase', ...erased, resourceIds: ids.slice(0, 100), listed: Math.min(ids.length, 100) },
   });
   return erased;
 }
