@@ -368,6 +368,13 @@ describe('blastgate CLI against the real stack', () => {
       expect(human.stderr).toContain(`the same \`blastgate ${verb}\` without --dry-run records the rejection`);
       expect(human.stderr).not.toContain('blastgate submit');
       expect(human.stderr).toContain('Fix the list before running it for real.');
+      // The same list on stdin, without --ids-file, as README says IDs come (a trial was refused).
+      const piped = await as(
+        'requester',
+        ['--json', ...rejArgs.filter((a) => a !== '--ids-file' && a !== unknown)],
+        ['', 'app_00099_98', '', 'app_00099_99'].join('\n'),
+      );
+      expect(jsonError(piped).error.code, piped.stderr).toBe('PLAN_REJECTED');
     },
   );
 

@@ -117,9 +117,10 @@ async function scopeBody(
   if (scopes.length === 0) throw usageError(`give a scope: ${choices}`);
   if (scopes.length > 1) throw usageError(`give one scope, not ${scopes.join(' and ')}: ${choices}`);
   if (f.deletedSince && !f.tenant) throw usageError('--deleted-since goes with --tenant');
-  if (f.type && !f.idsFile) throw usageError('--type needs --ids-file (or --ids-file - for stdin)');
   if (f.idsFile && !f.type) throw usageError('--ids-file needs --type (the type every ID must be)');
-  const ids = f.idsFile ? await collectIds(openIds(f.idsFile) as AsyncIterable<Buffer>, 100_000, lines) : undefined;
+  // --type without --ids-file reads stdin, as submit does (README: IDs come from --ids-file or
+  // stdin; a trial's `… | blastgate restore --type app` was refused); a terminal is a usage error.
+  const ids = f.type ? await collectIds(openIds(f.idsFile) as AsyncIterable<Buffer>, 100_000, lines) : undefined;
   if (ids?.length === 0) throw emptyIdList();
   const rollout = {
     ...(f.waves ? { waves: f.waves.split(',').map((x) => x.trim()) } : {}),
