@@ -301,7 +301,9 @@ describe('http adapter', () => {
     let checks = 0;
     const [result] = await httpAdapter().apply('softDelete', items(1), opts({ shouldContinue: () => ++checks === 1 }));
     expect(result).toMatchObject({ ok: false, permanent: false, status: 500, interrupted: true });
-    expect((result as { error: string }).error).toMatch(/^stopped before retry; last attempt: HTTP 500/);
+    expect((result as { error: string }).error).toMatch(
+      /^stopped before retry \(a halt, a shutdown or the batch's time budget\); last attempt: HTTP 500/,
+    );
     expect(downstream.calls).toHaveLength(1);
   });
 
@@ -324,7 +326,8 @@ describe('http adapter', () => {
     expect(stopped).toMatchObject({
       interrupted: true,
       attempts: 2,
-      error: 'stopped before retry; last attempt: HTTP 500 Internal Server Error (after 2 attempts)',
+      error:
+        "stopped before retry (a halt, a shutdown or the batch's time budget); last attempt: HTTP 500 Internal Server Error (after 2 attempts)",
     });
   });
 

@@ -130,7 +130,12 @@ export function createHttpAdapter(config: ResolvedHttpConfig, deps: HttpAdapterD
       if (shouldContinue && !shouldContinue()) {
         // Attempted before: the owning system may have applied it, so report the failure, not a skip.
         if (!last) return SKIPPED;
-        const error = afterAttempts(`stopped before retry; last attempt: ${last.error}`, sent);
+        // Told to stop by a halt or pause, a shutdown, or a rollback batch's time budget (its
+        // other items wait): "stopped before retry" alone read as a halt to a trial that had none.
+        const error = afterAttempts(
+          `stopped before retry (a halt, a shutdown or the batch's time budget); last attempt: ${last.error}`,
+          sent,
+        );
         return { ...last, interrupted: true, attempts: sent, error };
       }
       let res: RawResponse;
