@@ -140,7 +140,7 @@ export function haltReasonText(state: string, haltReason: string, label = 'halt 
 }
 const ROLLBACK_SHOWN = new Set(['rolling_back', 'rolled_back', 'rollback_incomplete']);
 
-/** The server's `waiting` (operations/views.ts waitingOf): why an operation that should move does not. */
+/** The server's `waiting` (operations/waiting.ts waitingOf): why an operation that should move does not. */
 export interface Waiting {
   on: string;
   since: string;

@@ -8,7 +8,7 @@ import { pgEngine } from '../modules/execution/engine-store.ts';
 import { createQueues, type Queues } from '../modules/execution/queues.ts';
 import { redisReachable } from './redis.ts';
 import { workerPresence } from '../modules/execution/worker-presence.ts';
-import { NO_HOLDS, QUEUED_STATES, type QueueHolds } from '../modules/operations/views.ts';
+import { NO_HOLDS, QUEUED_STATES, type QueueHolds } from '../modules/operations/waiting.ts';
 
 declare module 'fastify' {
   interface FastifyInstance {

@@ -3,7 +3,7 @@
 // what the queue holds the operation on, as this process sees it, and the clock-dependent parts.
 import { describe, expect, it } from 'vitest';
 import { sendView } from '../../src/modules/operations/view-json.ts';
-import { NO_HOLDS } from '../../src/modules/operations/views.ts';
+import { NO_HOLDS } from '../../src/modules/operations/waiting.ts';
 
 const at = new Date('2026-12-03T09:00:00.000Z');
 const op = {

@@ -1,4 +1,4 @@
-// Why a running operation does not move, as its view says it (operations/views.ts waitingOf): the
+// Why a running operation does not move, as its view says it (operations/waiting.ts waitingOf): the
 // queue lost, no worker, a rollback asleep until its failed restores are retried, or no item outcome
 // for STILL_AFTER_MS — in that order, and never for a state that does not move through the queue or
 // an operation a velocity cap holds back.
@@ -10,7 +10,7 @@ import {
   STILL_AFTER_MS,
   waitingOf,
   type QueueHolds,
-} from '../../src/modules/operations/views.ts';
+} from '../../src/modules/operations/waiting.ts';
 
 const NOW = Date.parse('2026-12-01T12:00:00.000Z');
 const ago = (ms: number) => new Date(NOW - ms);

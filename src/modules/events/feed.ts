@@ -5,7 +5,8 @@ import type { Queryable } from '../../lib/sql.ts';
 import { LAST_PROGRESS_SQL, ROLLBACK_STATES } from '../operations/repository.ts';
 import { MOVES_JSON_SQL, shownClass, type WaveMove } from '../execution/wave-moves.ts';
 import { ENDED_STATES, TERMINAL_STATES, type OpState } from '../operations/lifecycle-types.ts';
-import { NO_HOLDS, refusalOf, throttleOf, waitingOf, type QueueHolds } from '../operations/views.ts';
+import { refusalOf } from '../operations/views.ts';
+import { NO_HOLDS, throttleOf, waitingOf, type QueueHolds } from '../operations/waiting.ts';
 
 export interface WaveProgress {
   wave: number;
@@ -52,7 +53,7 @@ export interface OpLive {
   lastSeq: number;
   waves: WaveProgress[];
   probes: ProbeRound | null;
-  /** Why a running operation does not move, as its view says it (operations/views.ts). */
+  /** Why a running operation does not move, as its view says it (operations/waiting.ts). */
   throttled: ReturnType<typeof throttleOf>;
   waiting: ReturnType<typeof waitingOf>;
   refused: ReturnType<typeof refusalOf>;

@@ -7,7 +7,7 @@ import type { Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Queryable } from '../../lib/sql.ts';
 import { readLive, readTransitions, streamEnds, type OpLive } from './feed.ts';
-import type { QueueHolds } from '../operations/views.ts';
+import type { QueueHolds } from '../operations/waiting.ts';
 import { frame, HEARTBEAT, progressData, progressKey, snapshotData, transitionData } from './frames.ts';
 
 export const POLL_MS = 500;

@@ -119,7 +119,7 @@ export interface RejectionRow {
 
 /**
  * An operation's last item outcome, for `operations o`: the waves record each outcome's time, the
- * operation its own at each decision of the engine (views.ts waitingOf reads it).
+ * operation its own at each decision of the engine (waiting.ts waitingOf reads it).
  */
 export const LAST_PROGRESS_SQL =
   'greatest(o.progress_at, (SELECT max(w.progress_at) FROM operation_waves w WHERE w.operation_id = o.id))';

@@ -6,7 +6,8 @@
 // queue holds it on, as this process sees it, and the clock-dependent `throttled` and `waiting` —
 // are the cache key beside the read, so a request never gets JSON another request's inputs made.
 import type { FastifyReply } from 'fastify';
-import { operationView, throttleOf, waitingOf } from './views.ts';
+import { operationView } from './views.ts';
+import { throttleOf, waitingOf } from './waiting.ts';
 
 type ViewArgs = Parameters<typeof operationView>;
 interface Read {
