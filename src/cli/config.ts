@@ -1,6 +1,6 @@
 // Where the API is and who we are: flags win over the environment. The token is read here and
 // only ever put into an Authorization header: nothing prints it, not even --debug output.
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { misspeltAmong, notASetting } from '../lib/env-names.ts';
 import { usageError } from './exit-codes.ts';
 
@@ -58,6 +58,30 @@ export function resolveConnection(flags: ConnectionFlags, env: NodeJS.ProcessEnv
   if (url.protocol !== 'http:' && url.protocol !== 'https:')
     throw usageError(`--url / BLASTGATE_URL must be an http(s) URL (got "${raw}")`);
   return { url: url.toString().replace(/\/+$/, ''), token: readToken(flags, env) };
+}
+
+/**
+ * A token file others on the machine may read (a trial's 0644 file passed without a word), said as
+ * ssh says it of a key, but not refused: the file is the operator's, and a CI runner's secrets
+ * mount may be so by design. Null when there is none, it is private, or its mode cannot be read.
+ */
+export function tokenFileWarning(flags: ConnectionFlags, env: NodeJS.ProcessEnv = process.env) {
+  const file = flags.token ? undefined : (flags.tokenFile ?? env.BLASTGATE_TOKEN_FILE);
+  if (!file || process.platform === 'win32') return null;
+  let mode: number;
+  try {
+    mode = statSync(file).mode & 0o777;
+  } catch {
+    return null;
+  }
+  if ((mode & 0o077) === 0) return null;
+  const octal = mode.toString(8).padStart(4, '0');
+  return {
+    code: 'TOKEN_FILE_READABLE',
+    file,
+    mode: octal,
+    message: `the token file ${file} is readable by other users (mode ${octal}): chmod 600 ${file}`,
+  };
 }
 
 function readToken(flags: ConnectionFlags, env: NodeJS.ProcessEnv): string | undefined {

@@ -2,10 +2,10 @@
 // the small shared pieces (following an operation, the plan summary, parsing numbers and JSON).
 import type { Command } from 'commander';
 import { findDuplicateKey } from '../lib/json-keys.ts';
-import { resolveConnection, type Connection } from './config.ts';
+import { resolveConnection, tokenFileWarning, type Connection } from './config.ts';
 import { CliError, EXIT, usageError } from './exit-codes.ts';
 import { ApiClient } from './http.ts';
-import { haltReasonText, makeOut, type Out } from './output.ts';
+import { haltReasonText, makeOut, writeWarning, type Out } from './output.ts';
 import { watchOperation, type WatchResult } from './watch.ts';
 import { barView, jsonView, lineView, type View } from './watch-view.ts';
 
@@ -26,6 +26,8 @@ export interface GlobalFlags {
 export function ctxOf(cmd: Command): Ctx {
   const g = cmd.optsWithGlobals<GlobalFlags>();
   const conn = resolveConnection(g);
+  const readable = tokenFileWarning(g);
+  if (readable) writeWarning(Boolean(g.json), readable);
   return { conn, client: new ApiClient(conn), out: makeOut(Boolean(g.json)), json: Boolean(g.json) };
 }
 

@@ -1,6 +1,6 @@
 // The CLI's configuration: flags over the environment, the token from a file, the API's own
 // default address; and the exit code every state of an operation maps to (the README table).
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -102,6 +102,33 @@ describe('a token that is not one word of visible ASCII', () => {
     try {
       await writeFile(join(dir, 'tok'), `\uFEFF  ${SECRET} \r\n`);
       expect(resolveConnection({ tokenFile: join(dir, 'tok') }, {}).token).toBe(SECRET);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('a token file other users may read', () => {
+  it('is warned about on stderr (chmod 600), and used; a private one is not', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'bg-cli-tok-'));
+    try {
+      const file = join(dir, 'tok');
+      await writeFile(file, 'bg_readable_token_value\n');
+      await chmod(file, 0o644);
+      const args = ['--json', '--token-file', file, 'status', 'op_1'];
+      const open = await runCli(args, { url: 'http://127.0.0.1:1' });
+      expect(open.code).toBe(1); // nothing listens there: the token was read and sent
+      const first = JSON.parse(open.stderr.split('\n')[0]!) as { warning: Record<string, unknown> };
+      expect(first.warning).toEqual({
+        code: 'TOKEN_FILE_READABLE',
+        file,
+        mode: '0644',
+        message: `the token file ${file} is readable by other users (mode 0644): chmod 600 ${file}`,
+      });
+      expect(open.stderr).not.toContain('bg_readable_token_value');
+      await chmod(file, 0o600);
+      const closed = await runCli(args, { url: 'http://127.0.0.1:1' });
+      expect(closed.stderr).not.toContain('TOKEN_FILE_READABLE');
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
