@@ -846,6 +846,35 @@ describe('a rollback whose items another run holds', () => {
   }, 60_000);
 });
 
+describe('a rollback whose earlier run died holding items', () => {
+  it('takes them over at once (its runs are one at a time), not after their lease', async () => {
+    const ids = appsOf(freshSites(2), APPS);
+    const plan = await submitAndStart(h, { ids, rollout: ROLLOUT, haltPolicy: FAST_HALT });
+    await waitForState(h, plan.id, ['completed']);
+    // 3 items as a run of this rollback left them when its worker was killed mid-batch: restoring,
+    // claimed by the rollback under that run's token, their lease running 30 s more. A trial's
+    // rollback sat ~50 s after such a kill for items it had restored seconds before.
+    await query(
+      h.databaseUrl,
+      `WITH was AS (
+         SELECT seq, ${moveClass('operation_items')} AS cls FROM operation_items
+         WHERE operation_id = $1 AND state = 'done' ORDER BY seq LIMIT 3 FOR UPDATE
+       ), up AS (
+         UPDATE operation_items i SET state = 'restoring', claimed_by = 'rollback', claim_token = 'a-run-that-died',
+           claimed_at = now() + interval '30 seconds'
+         FROM was WHERE i.operation_id = $1 AND i.seq = was.seq
+         RETURNING i.seq, i.wave, i.parent_seq, was.cls AS from_class, ${moveClass('i')} AS to_class
+       ), ${recordMoves('counted', 'up')}
+       SELECT seq FROM up`,
+      [plan.id],
+    );
+    await command(h, 'operator', plan.id, 'rollback', { reason: 'undo' }).expect(200);
+    const end = await waitForState(h, plan.id, ['rolled_back', 'rollback_incomplete'], 15_000);
+    expect(end.state).toBe('rolled_back');
+    expect((await ledger(h, plan.id)).every((r) => r.state === 'restored')).toBe(true);
+  }, 60_000);
+});
+
 describe('a rollback whose job waits out a dead worker', () => {
   it('says which items stopped runs hold from the reconciler, before its own job runs again', async () => {
     const ids = appsOf(freshSites(2), APPS);

@@ -143,9 +143,16 @@ export function pgRollbackLedger(pool: Pick<pg.Pool, 'query'>, leaseMs: number):
       // state, except what is restored, what a live run still holds, and failed restores that
       // are final or waiting for their backoff. Submitted items newest first, each with its
       // eligible descendants; a descendant alone only once its parent is restored.
+      // An earlier run of this rollback holds nothing any more: runs of an operation's rollback
+      // are one at a time (exclusive.ts: this run holds the lock, so that one is dead, or fenced
+      // and sends nothing more), so its claims are taken over at once, as a chunk job takes over
+      // its own. Waiting out their lease kept a rollback still ~50 s after a worker's `kill -9`
+      // for items restored seconds before (a trial). A restore it may have sent is sent again
+      // under the item's one restore key, which the downstream applies once.
       const eligible = (t: string) => `${t}.operation_id = $1 AND ${t}.executed_seq IS NOT NULL
         AND (${t}.state IN ('done', 'failed', 'pending')
              OR (${t}.state IN ('claimed', 'restoring') AND ${t}.claimed_at < now() - make_interval(secs => $4))
+             OR (${t}.state = 'restoring' AND ${t}.claimed_by = 'rollback' AND ${t}.claim_token IS DISTINCT FROM $2)
              OR (${t}.state = 'restore_failed' AND NOT ${t}.permanent AND ${t}.restore_attempts < $5
                  AND (${t}.next_attempt_at IS NULL OR ${t}.next_attempt_at <= now())))`;
       // First the bulk of a rollback, deleted items not yet touched, newest first through

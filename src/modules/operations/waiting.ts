@@ -174,7 +174,8 @@ function heldClaimsOf(
 
 const CLAIMS_DETAIL =
   'Items the rollback must restore are held by another run that has not recorded them: a delete chunk whose calls are still out records them when they land; ' +
-  'a run whose worker stopped (killed, out of memory) keeps them until its claim lease ends (BLASTGATE_WORKER_LOCK_MS × 3), and the rollback takes them over then.';
+  'a run whose worker stopped (killed, out of memory) keeps them until its claim lease ends (BLASTGATE_WORKER_LOCK_MS × 3), and the rollback takes them over then; ' +
+  "an earlier run of this rollback's own, as soon as its job runs again (once the stopped worker's job lock lapses, BLASTGATE_WORKER_LOCK_MS).";
 
 // A running delete's chunk job is the same job when it runs again (its job ID), and that run takes
 // over the claims of the one before at once: what it waits for is the dead worker's job lock.
