@@ -301,6 +301,12 @@ export const PlanSchema = Type.Object(
                 description:
                   'The operation that did it: the purge or erasure, the restore or the delete whose rollback brought it back, the delete that took it again or may have (uncertain; null when only an import said it is purged)',
               }),
+              parentId: Type.Optional(
+                Type.String({ description: 'other_tenant: the parent (of this tenant) whose delete took it along' }),
+              ),
+              tenantId: Type.Optional(
+                Type.String({ description: 'other_tenant: its own tenant, whose restore brings it back' }),
+              ),
               detail: Type.String({ description: 'Why it is left out, for people' }),
             }),
             { description: 'The first 20 of each reason, by ID' },

@@ -25,6 +25,9 @@ export interface LeftOutItem {
    * brought it back; the delete that took it again. Null when only an import said it is purged.
    */
   by: string | null;
+  /** other_tenant: the parent whose delete took it along, and the tenant whose restore brings it back. */
+  parentId?: string;
+  tenantId?: string;
   detail: string;
 }
 
@@ -183,10 +186,13 @@ export async function otherTenants(client: pg.PoolClient, tenantId: string): Pro
      FROM restore_latest l
      JOIN operation_items p ON p.operation_id = l.op_id AND p.snapshot_id = l.snap_id
      JOIN operation_items d ON d.operation_id = p.operation_id AND d.parent_seq = p.seq
-     JOIN resources r ON r.id = d.resource_id AND r.state = 'soft_deleted'
+     -- Still deleted by that delete: nothing of Blastgate's took effect on it since, and not purged.
+     -- Not the registry row's state: an HTTP adapter's delete leaves it active (a trial's check).
+     JOIN snapshots s ON s.id = d.snapshot_id
+     JOIN resources r ON r.id = d.resource_id AND r.state <> 'purged'
      WHERE l.deleted AND l.id IN (SELECT id FROM plan_input)
        AND d.executed_seq IS NOT NULL AND d.state = ANY($2::text[]) AND d.tenant_id <> $1
-       AND d.resource_id NOT IN (SELECT id FROM plan_input)
+       AND d.resource_id NOT IN (SELECT id FROM plan_input) AND ${nothingTookEffectSince('s', '$2')}
      ORDER BY d.resource_id, l.at DESC
      ON CONFLICT (id) DO NOTHING`,
     [tenantId, DELETED_ITEM_STATES],
@@ -241,7 +247,11 @@ export async function summarizeLeftOut(client: pg.PoolClient): Promise<LeftOut |
     items: sample.rows.map(({ rollback, note, ...r }) =>
       r.reason === 'children_kept'
         ? { ...r, by: null, detail: keptDetail(r.by) }
-        : { ...r, detail: detailOf(r.reason, r.by, rollback, note) },
+        : {
+            ...r,
+            ...(r.reason === 'other_tenant' && note ? { parentId: note.parent, tenantId: note.tenant } : {}),
+            detail: detailOf(r.reason, r.by, rollback, note),
+          },
     ),
   };
 }
