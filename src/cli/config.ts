@@ -117,7 +117,9 @@ function checkToken(token: string, source: string): string {
     c === '\n' || c === '\r'
       ? 'more than one line'
       : /\s/.test(c)
-        ? 'a space'
+        ? c === '\t'
+          ? 'a tab'
+          : 'a space'
         : c < ' ' || c === '\x7f'
           ? 'a control character'
           : 'a character other than visible ASCII';

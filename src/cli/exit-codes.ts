@@ -39,6 +39,8 @@ export function exitForState(state: string): ExitCode | null {
 export class CliError extends Error {
   /** The server's requestId of a failed answer: what its log is searched by (shown for a 5xx). */
   requestId?: string;
+  /** A rejected restore or purge of a tenant or an operation: its IDs came from the scope, not a list. */
+  fromScope?: boolean;
 
   constructor(
     readonly exitCode: ExitCode,

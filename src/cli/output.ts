@@ -80,7 +80,7 @@ export function rejectionLines(err: CliError): string[] {
     lines.push(
       `This was a dry run: nothing was stored, so there is no report; ${err.recordWith ?? '`blastgate submit`'} records the rejection with its full report.`,
     );
-  lines.push(nextStep(counts, d.offenders, d.dryRun === true));
+  lines.push(nextStep(counts, d.offenders, d.dryRun === true, err.fromScope === true));
   return lines;
 }
 
@@ -88,7 +88,12 @@ export function rejectionLines(err: CliError): string[] {
  * What to do about a rejection. Only retention in the way (a purge asked for too early): no list
  * is wrong, the time is; "fix the list" read as nonsense for a purge of a tenant (a trial).
  */
-function nextStep(counts: [string, number][], offenders: Record<string, Offender[]> | undefined, dryRun: boolean) {
+function nextStep(
+  counts: [string, number][],
+  offenders: Record<string, Offender[]> | undefined,
+  dryRun: boolean,
+  fromScope: boolean,
+) {
   if (counts.length === 1 && counts[0]![0] === 'within_retention') {
     const ends = (offenders?.within_retention ?? []).map((o) => o.purgeAfter).filter((t): t is string => !!t);
     const first = ends.sort()[0];
@@ -97,6 +102,9 @@ function nextStep(counts: [string, number][], offenders: Record<string, Offender
   // Gone for good: no list fixes that but leaving them out (a trial read "fix the list" as a way back).
   if (counts.length > 0 && counts.every(([cls]) => cls === 'purged' || cls === 'erased'))
     return `They can never be restored (${counts.map(([cls]) => cls).join(', ')}): leave them out of the list${dryRun ? '' : ' and submit it again (with a new idempotency key)'}.`;
+  // A tenant or an operation: no list was given to fix (a trial).
+  if (fromScope)
+    return 'These come from the scope, not a list: settle what each one names (e.g. restore the parent it waits for first), or give the rest by IDs (--type with --ids-file), leaving them out.';
   return dryRun
     ? 'Fix the list before running it for real.'
     : 'Fix the list and submit it again (with a new idempotency key).';

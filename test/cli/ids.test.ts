@@ -135,6 +135,18 @@ describe('the list line of an ID the server names by index', () => {
     expect(text).not.toContain('takes along');
   });
 
+  it('says what to do when the IDs came from a tenant or an operation scope, not "fix the list" (a trial)', () => {
+    const rejected = new CliError(10, 'PLAN_REJECTED', 'The restore was rejected.', {
+      counts: { ok: 2, parent_deleted: 1 },
+      offenders: { parent_deleted: [{ index: 0, id: 'app_5', via: { id: 'site_1', type: 'site', tenantId: 't_a' } }] },
+      dryRun: true,
+    });
+    rejected.fromScope = true;
+    const text = rejectionLines(rejected).join('\n');
+    expect(text).toContain('These come from the scope, not a list');
+    expect(text).not.toContain('Fix the list');
+  });
+
   it('says that purged and erased resources can never be restored, not "fix the list" (a trial)', () => {
     const gone = new CliError(10, 'PLAN_REJECTED', 'The restore was rejected.', {
       counts: { ok: 1, purged: 1, erased: 1 },

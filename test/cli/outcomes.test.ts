@@ -7,6 +7,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
+import request from 'supertest';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import {
   buildExecHarness,
@@ -15,9 +16,9 @@ import {
   waitForState,
   type ExecHarness,
 } from '../support/execution.ts';
-import { appsOf } from '../support/exec-helpers.ts';
+import { appsOf, deleteSitesOf } from '../support/exec-helpers.ts';
 import { CLI_BIN, CLI_ROOT, jsonError, runCli, type CliRun } from '../support/cli.ts';
-import { seedRegistry } from '../support/seed.ts';
+import { appId, seedRegistry, siteId, tenantId } from '../support/seed.ts';
 import type { Role } from '../../src/modules/auth/roles.ts';
 
 let h: ExecHarness;
@@ -187,6 +188,32 @@ describe('blastgate CLI against the real stack', () => {
     expect(erase.stdout).toContain('Submit it: blastgate submit --type app --erasure … (same IDs)');
     const plain = await as('requester', args);
     expect(plain.stdout).toContain('Submit it: blastgate submit --type app … (same IDs)');
+  });
+
+  it('a rejected restore of a tenant says what to do without a list to fix (a trial read "Fix the list")', async () => {
+    // site 36's delete takes along an app of site 37's tenant: that tenant's restore waits for the site.
+    const moved = appId(36, 0);
+    await request(h.app.server)
+      .post('/v1/registry/resources')
+      .set('authorization', h.auth('admin'))
+      .send({ resources: [{ id: moved, type: 'app', tenantId: tenantId(37), parentId: siteId(36), state: 'active' }] })
+      .expect(200);
+    const del = await deleteSitesOf(h, [36]);
+    expect((await waitForState(h, del.id, ['completed', 'completed_with_failures', 'halted'])).state).toBe('completed');
+    const r = await as('requester', [
+      'restore',
+      '--tenant',
+      tenantId(37),
+      '--reason',
+      'Bring it back',
+      '--ticket',
+      'INC-2',
+      '--dry-run',
+    ]);
+    expect(r.code, r.stderr).toBe(10);
+    expect(r.stderr).toContain(`parent_deleted: 1  e.g. ${moved} (is app, its parent site ${siteId(36)}`);
+    expect(r.stderr).toContain('These come from the scope, not a list');
+    expect(r.stderr).not.toContain('Fix the list');
   });
 
   it('report prints what the API says of each offender: the operation holding an in_flight ID', async () => {

@@ -156,10 +156,11 @@ async function planned(
     .catch((err: unknown) => {
       // IDs the server names by index (INVALID_IDS, a rejection's offenders) get their file line.
       const e = inBodyFlags(f.idsFile ? inListLines(err, lines) : err, SCOPE_FLAGS);
+      if (e instanceof CliError && !f.type) e.fromScope = true;
       // A rejected dry run is recorded by this same command without --dry-run (not by `submit`,
       // which would plan a delete of these IDs).
       if (!(e instanceof CliError) || !f.dryRun) throw e;
-      throw new CliError(
+      const dry = new CliError(
         e.exitCode,
         e.code,
         e.message,
@@ -167,6 +168,8 @@ async function planned(
         e.status,
         `the same \`blastgate ${verb}\` without --dry-run`,
       );
+      dry.fromScope = e.fromScope;
+      throw dry;
     });
   // With --wait the operation and its plan are printed first too (not in --json, whose one result
   // comes at the end): a restore waits for an approver and a start by others, who need its ID.

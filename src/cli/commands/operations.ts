@@ -99,7 +99,9 @@ export function registerOperationCommands(program: Command) {
       const ctx = ctxOf(cmd);
       const { body, stats } = await streamSubmission(ctx, f, true);
       ctx.out.result({ ...body, submittedIds: stats.ids }, () => {
-        ctx.out.line(`Dry run: ${stats.ids} IDs would be planned as follows (nothing was stored).`);
+        ctx.out.line(
+          `Dry run: ${stats.ids} ID${stats.ids === 1 ? '' : 's'} would be planned as follows (nothing was stored).`,
+        );
         for (const l of planLines(body.plan as OpView['plan'], null, f.erasure ? 'erase' : 'delete')) ctx.out.line(l);
         // The same flags that made this plan: an erasure's dry run that said "submit --type app"
         // would, copied, have submitted a soft delete instead (a trial).
