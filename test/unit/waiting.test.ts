@@ -60,7 +60,22 @@ describe('waitingOf', () => {
     // At work once the retry is due: no outcome for 30 s counts from then, not from the failure
     // before the backoff (a trial saw restore_retry turn into "no item outcome recorded since …, a
     // worker that stopped …" the moment the retry went out).
-    ['… until the retry is due (it is at work then)', 'rolling_back', { lastProgressAt: still }, retrying(NOW), null],
+    // Due and out, no answer yet: still said (two trials saw it turn null every few seconds against
+    // a downstream that hung, restored 0) until an outcome lands or 30 s pass.
+    [
+      '… and while the retry is out, not answered yet',
+      'rolling_back',
+      { lastProgressAt: still },
+      retrying(NOW),
+      'restore_retry',
+    ],
+    [
+      '… not once an outcome landed after it was due (it moves)',
+      'rolling_back',
+      { lastProgressAt: ago(1_000) },
+      retrying(NOW - 2_000),
+      null,
+    ],
     [
       '… and no outcome for 30 s after it was due',
       'rolling_back',
@@ -113,6 +128,12 @@ describe('waitingOf', () => {
       lastError: 'HTTP 503 Service Unavailable (after 4 attempts)',
     });
     expect(w!.detail).toMatch(/4 to 32 s apart.*after 5 attempts.*endRollback/);
+    const out = waitingOf(
+      { state: 'rolling_back', ...retrying(NOW - 2_000) },
+      { ...NO_HOLDS, lastProgressAt: ago(4_000) },
+      NOW,
+    );
+    expect(out!.detail).toMatch(/^The retry due at \S+ is out now, and its restores have not answered yet\./);
   });
 
   // What nextWake also writes when other runs hold items the rollback must restore (a delete chunk

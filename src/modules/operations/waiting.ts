@@ -77,7 +77,7 @@ export function waitingOf(op: Pick<OperationRow, 'state'> & Partial<HeldFields>,
       detail:
         'The bake ended then and no probe round has moved the operation on since. A round (the health probes, then the next wave) is a queued job every 5 s: after PostgreSQL or Redis was away it is retried with backoff (seconds), and the reconciler queues it again if it was lost. With no move for haltPolicy.stallSeconds after the end the watchdog halts (or pauses) the operation.',
     };
-  const retry = restoreRetryOf(op, now);
+  const retry = restoreRetryOf(op, now, holds.lastProgressAt);
   const held = heldClaimsOf(op, holds.lastProgressAt, now, retry);
   if (held) return held;
   if (retry) return retry;
@@ -192,16 +192,28 @@ const RUN_CLAIMS_DETAIL =
  * large the ledger and however often the view is polled. Shown until that retry is due: then the
  * rollback is at work again (and writes it anew if it has to wait again).
  */
-function restoreRetryOf(op: Pick<OperationRow, 'state'> & Partial<HeldFields>, now: number) {
+function restoreRetryOf(
+  op: Pick<OperationRow, 'state'> & Partial<HeldFields>,
+  now: number,
+  lastProgressAt: Date | null | undefined,
+) {
   const w = restoreWaitOf(op);
-  if (!w) return null;
+  if (!w?.items) return null;
   const next = Date.parse(w.nextRetryAt ?? '');
-  if (!(next > now) || !w.items) return null;
+  if (Number.isNaN(next)) return null;
+  // Due, and out: no outcome recorded since it was due. Said as the same wait, not as nothing,
+  // until its restores answer (the rollback then notes its next wait, or moves) or STILL_AFTER_MS
+  // pass (then `progress` says it): against a downstream that hangs, the view went between
+  // restore_retry and null every few seconds for minutes, restored 0 (two trials).
+  const out = next <= now && now - next < STILL_AFTER_MS && !(lastProgressAt && lastProgressAt.getTime() > next);
+  if (!(next > now) && !out) return null;
   const since = Date.parse(w.since ?? '');
   return {
     on: 'restore_retry' as const,
     since: new Date(Number.isNaN(since) ? now : since).toISOString(),
-    detail: RESTORE_RETRY_DETAIL,
+    detail: out
+      ? `The retry due at ${new Date(next).toISOString()} is out now, and its restores have not answered yet. ${RESTORE_RETRY_DETAIL}`
+      : RESTORE_RETRY_DETAIL,
     items: w.items,
     nextRetryAt: new Date(next).toISOString(),
     lastError: w.lastError ?? null,
