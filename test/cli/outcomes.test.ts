@@ -101,6 +101,13 @@ describe('blastgate CLI against the real stack', () => {
   it('submit → approve → start → watch: completed is exit 0; every --json output parses', async () => {
     const op = await submitted(appsOf([0, 1, 2, 3], 2), ['--waves', '1,100%']);
 
+    // A token that may not approve is told so before the plan is shown (a trial saw the plan, then a 403).
+    const notMine = await as('requester', ['approve', op.id, '--yes']);
+    expect(notMine.code).toBe(1);
+    expect(notMine.stderr).toContain(
+      'FORBIDDEN: token "test-requester" has role requester: approving takes an approver',
+    );
+    expect(notMine.stdout).not.toContain(op.planHash);
     // Approving needs a confirmation: in a pipe without --yes it refuses (2) and sends nothing.
     const refused = await as('approver', ['approve', op.id]);
     expect(refused.code).toBe(2);

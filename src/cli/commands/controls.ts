@@ -86,7 +86,18 @@ export function registerControlCommands(program: Command) {
       act(async (id: string, f: { yes?: boolean; comment?: string }, cmd: Command) => {
         const ctx = ctxOf(cmd);
         needToken(ctx);
-        const op = await ctx.client.get<Op>(`/v1/operations/${encodeURIComponent(id)}`);
+        // The token's role first: a requester's approve printed the whole plan, then a 403 (a trial).
+        const [me, op] = await Promise.all([
+          ctx.client.get<{ name: string; role: string }>('/v1/auth/whoami'),
+          ctx.client.get<Op>(`/v1/operations/${encodeURIComponent(id)}`),
+        ]);
+        if (me.role !== 'approver' && me.role !== 'admin')
+          throw new CliError(
+            EXIT.error,
+            'FORBIDDEN',
+            `token "${me.name}" has role ${me.role}: approving takes an approver (or admin) token; nothing was sent`,
+            { role: me.role, allowedRoles: ['admin', 'approver'] },
+          );
         if (!op.planHash)
           throw new CliError(EXIT.error, 'NO_PLAN', `${op.id} has no plan to approve (it is ${op.state})`);
         // Shown before anything is sent, on stderr in --json mode so stdout stays one document.
