@@ -133,7 +133,7 @@ describe('waitingOf', () => {
       { ...NO_HOLDS, lastProgressAt: ago(4_000) },
       NOW,
     );
-    expect(out!.detail).toMatch(/^The retry due at \S+ is out now, and its restores have not answered yet\./);
+    expect(out!.detail).toMatch(/^Restores are out now and none has answered since the retry due at \S+ \(/);
   });
 
   // What nextWake also writes when other runs hold items the rollback must restore (a delete chunk

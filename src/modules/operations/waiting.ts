@@ -212,7 +212,7 @@ function restoreRetryOf(
     on: 'restore_retry' as const,
     since: new Date(Number.isNaN(since) ? now : since).toISOString(),
     detail: out
-      ? `The retry due at ${new Date(next).toISOString()} is out now, and its restores have not answered yet. ${RESTORE_RETRY_DETAIL}`
+      ? `Restores are out now and none has answered since the retry due at ${new Date(next).toISOString()} (the rollback sends items it has not tried yet before those it retries). ${RESTORE_RETRY_DETAIL}`
       : RESTORE_RETRY_DETAIL,
     items: w.items,
     nextRetryAt: new Date(next).toISOString(),
