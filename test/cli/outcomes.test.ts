@@ -221,6 +221,21 @@ describe('blastgate CLI against the real stack', () => {
     expect(r.stderr).toContain(`parent_deleted: 1  e.g. ${moved} (is app, its parent site ${siteId(36)}`);
     expect(r.stderr).toContain('These come from the scope, not a list');
     expect(r.stderr).not.toContain('Fix the list');
+    // The API's own message says it too (it read "or fix the list first", trial D).
+    const j = jsonError(
+      await as('requester', [
+        '--json',
+        'restore',
+        '--tenant',
+        tenantId(37),
+        '--reason',
+        'Again',
+        '--ticket',
+        'INC-2',
+        '--dry-run',
+      ]),
+    );
+    expect(j.error.message).toContain('settle first what each one names (the IDs come from the scope, not a list)');
   });
 
   it('report prints what the API says of each offender: the operation holding an in_flight ID', async () => {

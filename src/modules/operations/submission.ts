@@ -86,13 +86,15 @@ export function dryRunRejected(
   counts: Record<string, number>,
   offenders: Record<string, unknown[] | undefined>,
   scope: ScopeReport | null,
+  /** The IDs came from a list (false: a restore's or purge's tenant or operation scope). */
+  fromList = true,
 ) {
   const listed = Object.values(offenders).reduce((n, l) => n + (l?.length ?? 0), 0);
   const total = Object.entries(counts).reduce((n, [c, k]) => (c === 'ok' ? n : n + k), 0);
   const complete = listed === total;
   return new UnprocessableError(
     'PLAN_REJECTED',
-    `The plan would be rejected: ${offenceSummary(counts)}.${scopeNote(scope)} This was a dry run: nothing was stored, so there is no report URL; ${complete ? 'every offending ID is listed here' : `the first ${listed} of ${total} offending IDs are listed here`}. Submit without dryRun to record the rejection with its full report, or fix the list first.`,
+    `The plan would be rejected: ${offenceSummary(counts)}.${scopeNote(scope)} This was a dry run: nothing was stored, so there is no report URL; ${complete ? 'every offending ID is listed here' : `the first ${listed} of ${total} offending IDs are listed here`}. Submit without dryRun to record the rejection with its full report, or ${fromList ? 'fix the list first' : 'settle first what each one names (the IDs come from the scope, not a list)'}.`,
     {
       operationId: null,
       dryRun: true,

@@ -72,7 +72,12 @@ export default async function restoreRoutes(app: App) {
         case 'dry_run':
           return reply.status(200).send({ dryRun: true, plan: result.plan });
         case 'dry_run_rejected':
-          throw dryRunRejected(result.classification.counts, result.classification.samples, result.tokenScope);
+          throw dryRunRejected(
+            result.classification.counts,
+            result.classification.samples,
+            result.tokenScope,
+            (req.body as { ids?: unknown }).ids !== undefined,
+          );
         case 'rejected': {
           req.auditedByService = true;
           if (result.replayed) reply.header('idempotent-replayed', 'true');
