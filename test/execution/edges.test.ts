@@ -804,6 +804,26 @@ async function endLeasesAndRollBack(opId: string) {
   expect(after.body.waiting).toBeNull();
 }
 
+/**
+ * 3 deleted items as a run left them when its worker died: restoring, claimed by `claimedBy` under
+ * `token`, for 30 s more than the lease; their moves recorded as a claim records them.
+ */
+const holdThree = (opId: string, claimedBy: string, token: string) =>
+  query<{ seq: number }>(
+    h.databaseUrl,
+    `WITH was AS (
+       SELECT seq, ${moveClass('operation_items')} AS cls FROM operation_items
+       WHERE operation_id = $1 AND state = 'done' ORDER BY seq LIMIT 3 FOR UPDATE
+     ), up AS (
+       UPDATE operation_items i SET state = 'restoring', claimed_by = $2, claim_token = $3,
+         claimed_at = now() + interval '30 seconds'
+       FROM was WHERE i.operation_id = $1 AND i.seq = was.seq
+       RETURNING i.seq, i.wave, i.parent_seq, was.cls AS from_class, ${moveClass('i')} AS to_class
+     ), ${recordMoves('counted', 'up')}
+     SELECT seq FROM up`,
+    [opId, claimedBy, token],
+  );
+
 describe('a rollback whose items another run holds', () => {
   it('says so in its view and its stream (waiting: claims, how many, until when) until it takes them over', async () => {
     const ids = appsOf(freshSites(2), APPS);
@@ -812,21 +832,7 @@ describe('a rollback whose items another run holds', () => {
     // A run whose worker died holds 3 deleted items (state restoring, as a rollback's claim leaves
     // them) for 30 s more; its moves are recorded as the claim records them. A trial saw 320 such
     // items sit still while the view said only that 16 restores waited for their retry, then nothing.
-    const held = await query<{ seq: number }>(
-      h.databaseUrl,
-      `WITH was AS (
-         SELECT seq, ${moveClass('operation_items')} AS cls FROM operation_items
-         WHERE operation_id = $1 AND state = 'done' ORDER BY seq LIMIT 3 FOR UPDATE
-       ), up AS (
-         UPDATE operation_items i SET state = 'restoring', claimed_by = 'a-worker-that-died', claim_token = 'dead',
-           claimed_at = now() + interval '30 seconds'
-         FROM was WHERE i.operation_id = $1 AND i.seq = was.seq
-         RETURNING i.seq, i.wave, i.parent_seq, was.cls AS from_class, ${moveClass('i')} AS to_class
-       ), ${recordMoves('counted', 'up')}
-       SELECT seq FROM up`,
-      [plan.id],
-    );
-    expect(held).toHaveLength(3);
+    expect(await holdThree(plan.id, 'a-worker-that-died', 'dead')).toHaveLength(3);
     await command(h, 'operator', plan.id, 'rollback', { reason: 'undo' }).expect(200);
     const { waiting, live } = await waitForWaiting(
       h,
@@ -854,20 +860,7 @@ describe('a rollback whose earlier run died holding items', () => {
     // 3 items as a run of this rollback left them when its worker was killed mid-batch: restoring,
     // claimed by the rollback under that run's token, their lease running 30 s more. A trial's
     // rollback sat ~50 s after such a kill for items it had restored seconds before.
-    await query(
-      h.databaseUrl,
-      `WITH was AS (
-         SELECT seq, ${moveClass('operation_items')} AS cls FROM operation_items
-         WHERE operation_id = $1 AND state = 'done' ORDER BY seq LIMIT 3 FOR UPDATE
-       ), up AS (
-         UPDATE operation_items i SET state = 'restoring', claimed_by = 'rollback', claim_token = 'a-run-that-died',
-           claimed_at = now() + interval '30 seconds'
-         FROM was WHERE i.operation_id = $1 AND i.seq = was.seq
-         RETURNING i.seq, i.wave, i.parent_seq, was.cls AS from_class, ${moveClass('i')} AS to_class
-       ), ${recordMoves('counted', 'up')}
-       SELECT seq FROM up`,
-      [plan.id],
-    );
+    expect(await holdThree(plan.id, 'rollback', 'a-run-that-died')).toHaveLength(3);
     await command(h, 'operator', plan.id, 'rollback', { reason: 'undo' }).expect(200);
     const end = await waitForState(h, plan.id, ['rolled_back', 'rollback_incomplete'], 15_000);
     expect(end.state).toBe('rolled_back');
