@@ -11,6 +11,7 @@ import {
 import { readSigningSecrets, type SigningSecrets } from './modules/adapters/signing-secrets.ts';
 import { parseMasterKey } from './modules/snapshots/crypto.ts';
 import { parsePurgeCron } from './modules/purges/cron.ts';
+import { NOT_A_TOKEN_CHAR } from './lib/text.ts';
 import { DEFAULT_WEBHOOK_SETTINGS, type WebhookSettings } from './modules/webhooks/settings.ts';
 
 export interface Config {
@@ -255,7 +256,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
   // The API reads a bearer token as one word (auth/plugin.ts), and the CLI refuses any other: an
   // admin token with a space or a line break in it would be a credential nobody can present.
-  if (adminToken !== undefined && /[^\x21-\x7e]/.test(adminToken))
+  if (adminToken !== undefined && NOT_A_TOKEN_CHAR.test(adminToken))
     problems.push(
       'BLASTGATE_ADMIN_TOKEN must be one word of visible ASCII characters (no space, line break or other character): a token is sent as "Authorization: Bearer <token>"',
     );

@@ -2,6 +2,7 @@
 // only ever put into an Authorization header: nothing prints it, not even --debug output.
 import { readFileSync, statSync } from 'node:fs';
 import { misspeltAmong, notASetting } from '../lib/env-names.ts';
+import { NOT_A_TOKEN_CHAR } from '../lib/text.ts';
 import { usageError } from './exit-codes.ts';
 
 /** Every environment variable the CLI reads (README, "CLI and CI pipelines"). */
@@ -110,7 +111,7 @@ function readToken(flags: ConnectionFlags, env: NodeJS.ProcessEnv): string | und
  * an invalid header value", the secret printed whole, exit 1.
  */
 function checkToken(token: string, source: string): string {
-  const bad = /[^\x21-\x7e]/.exec(token);
+  const bad = NOT_A_TOKEN_CHAR.exec(token);
   if (!bad) return token;
   const c = bad[0];
   const what =

@@ -151,3 +151,10 @@ export const isStorable = (value: string) => !UNSTORABLE.test(value);
 
 /** Whether `value` has more than `max` characters, counted as code points (as JSON Schema does). */
 export const longerThan = (value: string, max: number) => value.length > max && [...value].length > max;
+
+/**
+ * A character a bearer token cannot hold: a token is one word of visible ASCII, what
+ * `Authorization: Bearer <token>` carries and the API reads (auth/plugin.ts). The server's
+ * BLASTGATE_ADMIN_TOKEN and the CLI's token are checked by it alike.
+ */
+export const NOT_A_TOKEN_CHAR = /[^\x21-\x7e]/;

@@ -156,20 +156,21 @@ async function planned(
     .catch((err: unknown) => {
       // IDs the server names by index (INVALID_IDS, a rejection's offenders) get their file line.
       const e = inBodyFlags(f.idsFile ? inListLines(err, lines) : err, SCOPE_FLAGS);
-      if (e instanceof CliError && !f.type) e.fromScope = true;
+      if (!(e instanceof CliError)) throw e;
       // A rejected dry run is recorded by this same command without --dry-run (not by `submit`,
       // which would plan a delete of these IDs).
-      if (!(e instanceof CliError) || !f.dryRun) throw e;
-      const dry = new CliError(
-        e.exitCode,
-        e.code,
-        e.message,
-        e.details,
-        e.status,
-        `the same \`blastgate ${verb}\` without --dry-run`,
-      );
-      dry.fromScope = e.fromScope;
-      throw dry;
+      const out = f.dryRun
+        ? new CliError(
+            e.exitCode,
+            e.code,
+            e.message,
+            e.details,
+            e.status,
+            `the same \`blastgate ${verb}\` without --dry-run`,
+          )
+        : e;
+      out.fromScope = !f.type;
+      throw out;
     });
   // With --wait the operation and its plan are printed first too (not in --json, whose one result
   // comes at the end): a restore waits for an approver and a start by others, who need its ID.

@@ -111,9 +111,12 @@ function retryDueAt(w: RestoreWait | null): Date | null {
 
 /** What a rolling-back operation's rollback job wrote when it last went to sleep (null otherwise). */
 function restoreWaitOf(op: Pick<OperationRow, 'state'> & Partial<HeldFields>): RestoreWait | null {
-  if (op.state !== 'rolling_back' || !op.restoreWait || typeof op.restoreWait !== 'object') return null;
-  return op.restoreWait as RestoreWait;
+  return op.state === 'rolling_back' ? waitNoteOf(op) : null;
 }
+
+/** The operation row's `restore_wait`, whatever its state (null when it holds none). */
+const waitNoteOf = (op: Partial<HeldFields>): RestoreWait | null =>
+  op.restoreWait && typeof op.restoreWait === 'object' ? (op.restoreWait as RestoreWait) : null;
 
 /**
  * The items other runs hold, as noted on the operation's row (`restore_wait.held`): by the rollback
@@ -121,9 +124,7 @@ function restoreWaitOf(op: Pick<OperationRow, 'state'> & Partial<HeldFields>): R
  * of a rollback, or of a running delete (stopped-holds.ts).
  */
 function heldNoteOf(op: Pick<OperationRow, 'state'> & Partial<HeldFields>): RestoreWait['held'] | undefined {
-  if (op.state === 'rolling_back') return restoreWaitOf(op)?.held;
-  if (op.state !== 'running' || !op.restoreWait || typeof op.restoreWait !== 'object') return undefined;
-  return (op.restoreWait as RestoreWait).held;
+  return op.state === 'rolling_back' || op.state === 'running' ? waitNoteOf(op)?.held : undefined;
 }
 
 /** No item outcome for this long while running or rolling back is shown as `waiting: progress`. */
