@@ -273,11 +273,16 @@ export function pgRollbackLedger(pool: Pick<pg.Pool, 'query'>, leaseMs: number):
       // only one), so what is written stays true until then; the views show it only until then.
       // The last error is the run's own (it just met it); a run that met none (woken to look again)
       // reads the newest one, the only case where this looks further.
+      // How many: every failed restore with attempts left, due or not. Against a downstream that
+      // hangs most are due long before the rollback gets to them (it sends untried items first, and
+      // each batch waits out its timeouts): counting those not yet due said 5–16 while 170+ waited
+      // (a trial). Items a batch handed back unsent never failed (no attempt used) and are not counted.
       const waiting = `operation_id = $1 AND executed_seq IS NOT NULL AND state = 'restore_failed' AND NOT permanent
-             AND restore_attempts < $3 AND next_attempt_at > now()`;
+             AND restore_attempts > 0 AND restore_attempts < $3`;
       const r = await pool.query<{ at: Date | null }>(
         `WITH held AS (${heldItemsSql()}), retry AS (
-           SELECT count(*)::int AS items, min(next_attempt_at) AS at, max(updated_at) AS since
+           SELECT count(*)::int AS items, min(next_attempt_at) FILTER (WHERE next_attempt_at > now()) AS at,
+             max(updated_at) AS since
            FROM operation_items WHERE ${waiting}
          ), wait AS (
            -- Items another run holds (a delete chunk still calling, or a run whose worker died: it
@@ -285,7 +290,7 @@ export function pgRollbackLedger(pool: Pick<pg.Pool, 'query'>, leaseMs: number):
            -- run's 320 items sat still while the view said only "16 restores wait for their retry",
            -- then nothing at all (a new-user trial). The views show it until an outcome is recorded.
            SELECT nullif(
-               coalesce(CASE WHEN retry.items > 0 THEN jsonb_build_object('items', retry.items, 'nextRetryAt', retry.at,
+               coalesce(CASE WHEN retry.at IS NOT NULL THEN jsonb_build_object('items', retry.items, 'nextRetryAt', retry.at,
                  'since', retry.since, 'lastError', left(coalesce($4::text, (SELECT last_error FROM operation_items
                                                    WHERE ${waiting} ORDER BY updated_at DESC LIMIT 1)), ${ERROR_SHOWN})) END, '{}')
                || coalesce(CASE WHEN held.items > 0 THEN ${HELD_JSON} END, '{}'),
