@@ -23,7 +23,7 @@ import { releaseEndedLocks } from './modules/operations/resource-locks.ts';
 import { pruneChangeLogs } from './modules/execution/protected-now.ts';
 import { pgEngine } from './modules/execution/engine-store.ts';
 import { createJobLocks } from './modules/execution/exclusive.ts';
-import { noteStoppedHolds } from './modules/execution/stopped-holds.ts';
+import { chunkJobsView, noteStoppedChunks, noteStoppedHolds } from './modules/execution/stopped-holds.ts';
 import { HaltWatch } from './modules/execution/halt-watch.ts';
 import { pgLedger } from './modules/execution/ledger.ts';
 import { createQueues } from './modules/execution/queues.ts';
@@ -161,6 +161,7 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
     controlConn,
     redisOutage,
     locks,
+    runner,
     load,
     ledger,
     engine,
@@ -175,6 +176,7 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
     logger: opts.logger,
   });
 
+  const chunkJobs = chunkJobsView(queues.items, producer);
   const loop = await startReconcileLoop({
     deps: {
       pool: db.pool,
@@ -183,6 +185,7 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
       enqueueChunks: (chunks) => queues.enqueueChunks(chunks),
       enqueueControl: (job, delayMs) => queues.enqueueControl(job, delayMs),
       noteStoppedHolds: (opId, seqs) => noteStoppedHolds(db.pool, opId, leaseMs, seqs),
+      noteStoppedChunks: (opId, seqs) => noteStoppedChunks(db.pool, chunkJobs, opId, seqs),
       clock,
     },
     everyMs: opts.reconcileEveryMs ?? 10_000,

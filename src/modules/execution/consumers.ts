@@ -49,6 +49,12 @@ export interface ConsumerDeps {
   itemsConn: Redis;
   controlConn: Redis;
   locks: JobLocks;
+  /**
+   * This process's runner ID (exclusive.ts), given to its chunk worker as its BullMQ name: a chunk
+   * job then says which process has it (processedBy), and the reconciler can tell one whose process
+   * died while BullMQ still holds it under that worker's job lock (stopped-holds.ts).
+   */
+  runner?: string;
   load: (opId: string) => Promise<OperationRecord | undefined>;
   ledger: Ledger;
   engine: Engine<pg.PoolClient>;
@@ -213,7 +219,7 @@ export function startConsumers(d: ConsumerDeps): Consumers {
           d.locks.run(job, token, (fence) => processChunk(chunkDeps(job, token), job.id!, job.data, fence)),
         ),
       ),
-    { ...common, connection: d.itemsConn, concurrency: d.concurrency },
+    { ...common, connection: d.itemsConn, concurrency: d.concurrency, ...(d.runner ? { name: d.runner } : {}) },
   );
   const control = new Worker<ControlJob>(
     QUEUE_NAMES.control,

@@ -27,6 +27,8 @@ export interface ReconcilerDeps<Tx = unknown> {
   enqueueControl(job: ControlJob, delayMs?: number): Promise<void>;
   /** Notes on a rolling-back or running operation the items stopped runs hold (stopped-holds.ts). */
   noteStoppedHolds?(opId: string, seqs?: { from: number; to: number }): Promise<number>;
+  /** Notes on a running operation the items of chunk jobs a stopped process had (stopped-holds.ts). */
+  noteStoppedChunks?(opId: string, seqs: { from: number; to: number }): Promise<number>;
   clock(): number;
 }
 
@@ -89,8 +91,10 @@ async function requeue<Tx>(deps: ReconcilerDeps<Tx>, op: OperationRecord, now: n
         return { opId: op.id, epoch, wave: w.wave, from, to: Math.min(w.toSeq, from + CHUNK_SIZE) };
       }),
     );
-    // A chunk whose worker died waits for that worker's job lock: say which items it holds meanwhile.
-    await deps.noteStoppedHolds?.(op.id, { from: w.fromSeq, to: w.toSeq });
+    // A chunk whose worker died waits for that worker's job lock: say which items it holds meanwhile
+    // (its claims; or, for a chunk that claims nothing, its job: a registry chunk's one transaction).
+    const seqs = { from: w.fromSeq, to: w.toSeq };
+    if (!(await deps.noteStoppedHolds?.(op.id, seqs))) await deps.noteStoppedChunks?.(op.id, seqs);
     return { chunks: open.rows.length, control: 0 };
   }
   if (s.state === 'baking' && s.currentWave !== null) {

@@ -14,7 +14,10 @@
 // a claim token names the run's process). Only what is certain is said: tokens that name no
 // process (drills, runs of older versions) are left to the rollback job, and nothing is noted
 // while the rollback moves or while what the views show is current.
+import type { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
 import type pg from 'pg';
+import type { ChunkJob } from './queues.ts';
 import { LOCK_SESSIONS } from './exclusive.ts';
 import { HELD_JSON, heldItemsSql } from './rollback-ledger.ts';
 import { LAST_PROGRESS_SQL } from '../operations/repository.ts';
@@ -59,4 +62,90 @@ export async function noteStoppedHolds(
     [opId, leaseMs / 1000, STOPPED_HOLDS_AFTER_MS / 1000, `${LOCK_SESSIONS}/%`, seqs.from, seqs.to],
   );
   return r.rows[0]?.items ?? 0;
+}
+
+/** What the reconciler reads of the chunk queue (BullMQ, in Redis). */
+export interface ChunkJobsView {
+  /** Chunk jobs in some worker's hands, with that worker's name (the runner of its process). */
+  active(): Promise<{ id?: string; data: ChunkJob; processedBy?: string; processedOn?: number }[]>;
+  /** How long the job's lock has left, in ms (negative: none). */
+  lockLeftMs(jobId: string): Promise<number>;
+}
+
+/** Active chunk jobs read at most: the jobs in all workers' hands at once (their concurrency). */
+const ACTIVE_READ = 200;
+
+/**
+ * A running delete whose chunk job a stopped process had (a registry chunk is one transaction: it
+ * claims nothing in the ledger, so noteStoppedHolds finds nothing). BullMQ keeps the job active
+ * under the dead worker's job lock until it lapses, and the view said nothing until `progress` at
+ * 30 s (a trial). Noted the same way (`restore_wait.held`, with `chunk: true`), until that lock
+ * lapses; only for an operation that sits still and whose held note the views do not already show.
+ * Returns how many items it noted.
+ */
+export async function noteStoppedChunks(
+  pool: Pick<pg.Pool, 'query'>,
+  jobs: ChunkJobsView,
+  opId: string,
+  seqs: { from: number; to: number },
+): Promise<number> {
+  const still = await pool.query(
+    `SELECT 1 FROM operations o, LATERAL (SELECT coalesce(${LAST_PROGRESS_SQL}, '-infinity') AS at) p
+     WHERE o.id = $1 AND o.state = 'running' AND p.at < now() - make_interval(secs => $2)
+       AND NOT coalesce((o.restore_wait->'held'->>'until')::timestamptz > now()
+                        AND (o.restore_wait->'held'->>'notedAt')::timestamptz >= p.at, false)`,
+    [opId, STOPPED_HOLDS_AFTER_MS / 1000],
+  );
+  if (!still.rowCount) return 0;
+  const mine = (await jobs.active()).filter(
+    (j) => j.id && j.processedBy && j.data.opId === opId && j.data.from >= seqs.from && j.data.to <= seqs.to,
+  );
+  if (mine.length === 0) return 0;
+  const live = await pool.query<{ runner: string }>(
+    `SELECT split_part(application_name, '/', 2) AS runner FROM pg_stat_activity WHERE application_name LIKE $1`,
+    [`${LOCK_SESSIONS}/%`],
+  );
+  const alive = new Set(live.rows.map((r) => r.runner));
+  const stopped = [];
+  let until = 0;
+  for (const j of mine) {
+    if (alive.has(j.processedBy!)) continue;
+    const left = await jobs.lockLeftMs(j.id!);
+    // A lapsed lock: the stalled-job check hands the job out again within seconds.
+    if (left <= 0) continue;
+    stopped.push(j);
+    until = Math.max(until, Date.now() + left);
+  }
+  if (stopped.length === 0) return 0;
+  const since = Math.min(...stopped.map((j) => j.processedOn ?? Date.now()));
+  const r = await pool.query<{ items: number }>(
+    `WITH held AS (
+       SELECT count(*)::int AS items FROM operation_items i JOIN unnest($2::int[], $3::int[]) AS c(f, t)
+         ON i.seq >= c.f AND i.seq < c.t
+       WHERE i.operation_id = $1 AND i.seq >= $6 AND i.seq < $7 AND i.state IN ('pending', 'claimed')
+     )
+     UPDATE operations o SET restore_wait = coalesce(o.restore_wait, '{}') || jsonb_build_object('held',
+       jsonb_build_object('items', held.items, 'since', $4::timestamptz, 'until', $5::timestamptz, 'notedAt', now(), 'chunk', true))
+     FROM held WHERE o.id = $1 AND o.state = 'running' AND held.items > 0
+     RETURNING held.items`,
+    [
+      opId,
+      stopped.map((j) => j.data.from),
+      stopped.map((j) => j.data.to),
+      new Date(since),
+      new Date(until),
+      seqs.from,
+      seqs.to,
+    ],
+  );
+  return r.rows[0]?.items ?? 0;
+}
+
+/** The chunk queue as noteStoppedChunks reads it. */
+export function chunkJobsView(items: Queue<ChunkJob>, redis: Pick<Redis, 'pttl'>): ChunkJobsView {
+  return {
+    active: () => items.getActive(0, ACTIVE_READ - 1),
+    // BullMQ's key of a job's lock (prepareJobForProcessing.lua: the job's key, then ':lock').
+    lockLeftMs: (jobId) => redis.pttl(`${items.toKey(jobId)}:lock`),
+  };
 }

@@ -137,7 +137,14 @@ interface RestoreWait {
   since?: string;
   lastError?: string | null;
   /** Items other runs held when the rollback went to sleep, and when their first lease ends. */
-  held?: { items?: number; since?: string; until?: string; notedAt?: string };
+  held?: {
+    items?: number;
+    since?: string;
+    until?: string;
+    notedAt?: string;
+    /** A running delete's chunk job a stopped process had, not its claims (it claims nothing). */
+    chunk?: boolean;
+  };
 }
 
 /**
@@ -167,7 +174,7 @@ function heldClaimsOf(
   return {
     on: 'claims' as const,
     since: new Date(Number.isNaN(since) ? noted : since).toISOString(),
-    detail: (op.state === 'running' ? RUN_CLAIMS_DETAIL : CLAIMS_DETAIL) + also,
+    detail: (op.state !== 'running' ? CLAIMS_DETAIL : h.chunk ? RUN_CHUNK_DETAIL : RUN_CLAIMS_DETAIL) + also,
     items: h.items,
     until: new Date(until).toISOString(),
   };
@@ -184,6 +191,12 @@ const RUN_CLAIMS_DETAIL =
   'Items of this operation are claimed by a run whose worker process stopped (killed, out of memory) before it recorded them. ' +
   "Its chunk job is handed out again once that worker's job lock lapses (BLASTGATE_WORKER_LOCK_MS, checked every 5 s), and the new run takes them over at once; " +
   'their claim lease (until) is the latest that happens. A delete the stopped run may have sent is sent again under the same Idempotency-Key, which the downstream applies once.';
+
+// A chunk that claims nothing (the registry adapter's: one transaction) leaves no claim behind: its
+// job does, in BullMQ, under the dead worker's job lock (stopped-holds.ts noteStoppedChunks).
+const RUN_CHUNK_DETAIL =
+  'A chunk of this operation was being run by a worker process that stopped (killed, out of memory); nothing of it was applied (the chunk is one transaction, undone with the process). ' +
+  "Its job is handed out again once that worker's job lock lapses (until; BLASTGATE_WORKER_LOCK_MS, checked every 5 s), and the new run does these items.";
 
 /**
  * A rollback asleep until the next of its failed restores is due for its retry (the backoff after
