@@ -26,6 +26,16 @@ import { LAST_PROGRESS_SQL } from '../operations/repository.ts';
 export const STOPPED_HOLDS_AFTER_MS = 5_000;
 
 /**
+ * The state of operation $1 when it is in one of `states`, has recorded no item outcome for `secs`
+ * seconds (a parameter), and its held note (if any) is not one the views still show.
+ */
+const sitsStill = (states: string, secs: string) =>
+  `SELECT o.state FROM operations o, LATERAL (SELECT coalesce(${LAST_PROGRESS_SQL}, '-infinity') AS at) p
+   WHERE o.id = $1 AND o.state IN ${states} AND p.at < now() - make_interval(secs => ${secs})
+     AND NOT coalesce((o.restore_wait->'held'->>'until')::timestamptz > now()
+                      AND (o.restore_wait->'held'->>'notedAt')::timestamptz >= p.at, false)`;
+
+/**
  * Writes `restore_wait.held` (items, since, until the first lease ends, notedAt) when items of a
  * rolling-back or running operation are held by claims of stopped runs and nothing moved for
  * STOPPED_HOLDS_AFTER_MS; keeps the rest of `restore_wait`. Returns how many items it noted.
@@ -41,13 +51,7 @@ export async function noteStoppedHolds(
   // The operation's row is checked first (an InitPlan): the ledger is read only for an operation
   // that sits still and whose held items the views do not already show.
   const r = await pool.query<{ items: number }>(
-    `WITH op AS (
-       SELECT o.state FROM operations o, LATERAL (SELECT coalesce(${LAST_PROGRESS_SQL}, '-infinity') AS at) p
-       WHERE o.id = $1 AND o.state IN ('rolling_back', 'running')
-         AND p.at < now() - make_interval(secs => $3)
-         AND NOT coalesce((o.restore_wait->'held'->>'until')::timestamptz > now()
-                          AND (o.restore_wait->'held'->>'notedAt')::timestamptz >= p.at, false)
-     ), live AS (
+    `WITH op AS (${sitsStill(`('rolling_back', 'running')`, '$3')}), live AS (
        SELECT split_part(application_name, '/', 2) AS runner FROM pg_stat_activity WHERE application_name LIKE $4
      ), held AS (
        ${heldItemsSql(
@@ -89,13 +93,7 @@ export async function noteStoppedChunks(
   opId: string,
   seqs: { from: number; to: number },
 ): Promise<number> {
-  const still = await pool.query(
-    `SELECT 1 FROM operations o, LATERAL (SELECT coalesce(${LAST_PROGRESS_SQL}, '-infinity') AS at) p
-     WHERE o.id = $1 AND o.state = 'running' AND p.at < now() - make_interval(secs => $2)
-       AND NOT coalesce((o.restore_wait->'held'->>'until')::timestamptz > now()
-                        AND (o.restore_wait->'held'->>'notedAt')::timestamptz >= p.at, false)`,
-    [opId, STOPPED_HOLDS_AFTER_MS / 1000],
-  );
+  const still = await pool.query(sitsStill(`('running')`, '$2'), [opId, STOPPED_HOLDS_AFTER_MS / 1000]);
   if (!still.rowCount) return 0;
   const mine = (await jobs.active()).filter(
     (j) => j.id && j.processedBy && j.data.opId === opId && j.data.from >= seqs.from && j.data.to <= seqs.to,
