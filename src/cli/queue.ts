@@ -136,7 +136,9 @@ export async function submitViaQueue(o: QueueSubmitOptions): Promise<QueueResult
     const notes = o.note ? waitingNotes(job, o.note, o.waitingNoteMs ?? WAITING_NOTE_MS) : undefined;
     try {
       const value = (await job.waitUntilFinished(ready, o.timeoutMs)) as Omit<QueueResult, 'jobId'>;
-      return { ...value, jobId, ...(keptBefore ? { replayed: true } : {}) };
+      // A replay: the job was kept from an earlier run, or the key made the operation before it
+      // (over REST, or by a job BullMQ no longer keeps), which the worker says.
+      return { ...value, jobId, ...(keptBefore || value.replayed ? { replayed: true } : {}) };
     } catch (err) {
       const e = err as Error;
       // BullMQ's own timeout, not a failedReason that happens to say "timed out".

@@ -521,8 +521,12 @@ describe('blastgate CLI against the real stack', () => {
     expect(ok.code, ok.stderr).toBe(0);
     const { operation } = parse(ok) as { operation: { id: string; state: string; planHash: string } };
     expect(operation.state).toBe('planned');
+    expect(parse(ok)).not.toHaveProperty('replayed');
     const status = await as('viewer', ['--json', 'status', operation.id]);
     expect(parse(status)).toMatchObject({ id: operation.id, planHash: operation.planHash, itemCount: 2 });
+    // The first run prints the operation whole, as REST's submit does: it printed the job's brief
+    // result (id, state, planHash, plan), so `jq .operation.links.self` worked only on re-runs (a trial).
+    expect(operation).toEqual(parse(status));
     // The pipeline re-run: the same command and key get the same operation back.
     const again = await viaQueue(appsOf([35], 2), 'cli-queue-ok');
     expect(again.code, again.stderr).toBe(0);
@@ -533,6 +537,26 @@ describe('blastgate CLI against the real stack', () => {
     expect(other.code, other.stdout).toBe(1);
     expect(jsonError(other).error).toMatchObject({ code: 'IDEMPOTENCY_KEY_REUSED' });
     expect(other.stdout + other.stderr).not.toContain(operation.id);
+
+    // A key REST used first: the queue's answer is that operation, said to be a replay (it was not).
+    const rest = await as('requester', [
+      '--json',
+      'submit',
+      '--type',
+      'app',
+      '--reason',
+      'From a pipeline',
+      '--ticket',
+      'CI-7',
+      '--ids-file',
+      await idsFile(appsOf([37], 2)),
+      '--idempotency-key',
+      'cli-rest-first',
+    ]);
+    expect(rest.code, rest.stderr).toBe(0);
+    const later = await viaQueue(appsOf([37], 2), 'cli-rest-first');
+    expect(later.code, later.stderr).toBe(0);
+    expect(parse(later)).toMatchObject({ replayed: true, operation: { id: parse(rest).operation.id } });
 
     const bad = await viaQueue([...appsOf([36], 1), 'app_00099_09'], 'cli-queue-bad');
     expect(bad.code, bad.stderr).toBe(10);

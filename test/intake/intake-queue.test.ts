@@ -197,7 +197,13 @@ describe('the CI intake queue', () => {
     const afterRemoval = await outcome(await add('ci-dup-1', data)); // a new job, planned again: a replay
     if (!first.ok || !again.ok || !afterRemoval.ok) throw new Error('a repeat was refused');
     expect(again.value.operationId).toBe(first.value.operationId);
-    expect(afterRemoval.value).toMatchObject({ operationId: first.value.operationId, state: 'planned' });
+    // The job that planned says so; the one added after the first was removed says it planned nothing new.
+    expect(first.value.replayed).toBe(false);
+    expect(afterRemoval.value).toMatchObject({
+      operationId: first.value.operationId,
+      state: 'planned',
+      replayed: true,
+    });
     const ops = await query(t.databaseUrl, `SELECT id FROM operations WHERE idempotency_key = 'ci-dup-1'`);
     expect(ops).toHaveLength(1);
 

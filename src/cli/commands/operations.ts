@@ -148,20 +148,25 @@ export function registerOperationCommands(program: Command) {
           }).catch((err: unknown) => {
             throw inFlags(idsByLine(err, blanks), f);
           });
-          op = { id: r.operationId, state: r.state, planHash: r.planHash, plan: r.plan as OpView['plan'] };
+          op = {
+            id: r.operationId,
+            state: r.state,
+            planHash: r.planHash,
+            plan: r.plan as OpView['plan'],
+            ...(r.links ? { links: r.links } : {}),
+          };
           submittedIds = ids.length;
-          if (r.replayed) {
-            replayed = true;
-            // The kept job's result is the operation as it was planned: read it as it is now (as
-            // the REST replay answers). When that fails, the state is unknown, said so: the plan-time
-            // state used to be printed as the current one (a cancelled operation as "planned", with
-            // a "Next: approve" step).
-            try {
-              op = await ctx.client.get<OpView>(`/v1/operations/${encodeURIComponent(op.id)}`);
-            } catch (err) {
-              const e = err as Error & { code?: string };
-              stateUnknown = `the API could not be read (${e.code ? `${e.code}: ` : ''}${e.message})`;
-            }
+          replayed = r.replayed === true;
+          // The job's result is the operation as it was planned, in brief: read it whole, as it is
+          // now, as REST answers (a first run's --json had no links, itemCount or requestedBy; a
+          // trial). For a replay, when that fails, the state is unknown, said so: the plan-time state
+          // used to be printed as the current one (a cancelled operation as "planned", with a "Next:
+          // approve" step). A new plan's state is the one it was just planned in.
+          try {
+            op = await ctx.client.get<OpView>(`/v1/operations/${encodeURIComponent(op.id)}`);
+          } catch (err) {
+            const e = err as Error & { code?: string };
+            if (replayed) stateUnknown = `the API could not be read (${e.code ? `${e.code}: ` : ''}${e.message})`;
           }
         } else {
           const sent = await streamSubmission(ctx, f, false);

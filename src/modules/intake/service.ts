@@ -49,6 +49,11 @@ export interface IntakeResult {
   planHash: string | null;
   plan: unknown;
   links: { self: string; events: string } | null;
+  /**
+   * The idempotency key had made this operation before (over REST, or by a job BullMQ no longer
+   * keeps): nothing new was planned. Without it a pipeline re-run could not tell (a trial).
+   */
+  replayed: boolean;
 }
 
 export interface IntakeDeps {
@@ -77,7 +82,14 @@ function unauthenticated(err: AppError | null, message: string): AppError {
 
 function outcomeOf(r: SubmitResult): IntakeResult {
   if (r.kind === 'dry_run')
-    return { operationId: null, state: 'dry_run', planHash: r.plan.planHash, plan: r.plan, links: null };
+    return {
+      operationId: null,
+      state: 'dry_run',
+      planHash: r.plan.planHash,
+      plan: r.plan,
+      links: null,
+      replayed: false,
+    };
   if (r.kind === 'dry_run_rejected') throw dryRunRejected(r.classification.counts, r.classification.samples, r.scope);
   const op = r.operation;
   if (r.kind === 'rejected') {
@@ -91,6 +103,7 @@ function outcomeOf(r: SubmitResult): IntakeResult {
     planHash: op.planHash,
     plan: op.plan,
     links: { self, events: `${self}/events` },
+    replayed: r.replayed,
   };
 }
 
