@@ -217,6 +217,23 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     }
     return v;
   };
+  // A URL without a database name connects to the user's default one (often `postgres`), and the
+  // start applied every migration there before it refused for another reason (a trial): the
+  // schema of Blastgate in a database that is not its own.
+  const databaseUrl = (v: string | undefined) => {
+    let u: URL;
+    try {
+      if (v === undefined) return v;
+      u = new URL(v);
+    } catch {
+      return v; // said above
+    }
+    if (/^postgres(ql)?:$/.test(u.protocol) && (u.pathname === '' || u.pathname === '/'))
+      problems.push(
+        'DATABASE_URL names no database: add its name after the host (postgres://user@host:5432/blastgate); without one PostgreSQL would use the user\'s default database',
+      );
+    return v;
+  };
   const int = (name: string, dflt: number, min: number, max: number) => {
     const v = str(name);
     if (v === undefined) return dflt;
@@ -274,7 +291,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const purgeCron = parsePurgeCron(str('BLASTGATE_PURGE_PROPOSAL_CRON'));
   if ('problem' in purgeCron) problems.push(purgeCron.problem);
   const config: Config = {
-    databaseUrl: url('DATABASE_URL', ['postgres:', 'postgresql:']),
+    databaseUrl: databaseUrl(url('DATABASE_URL', ['postgres:', 'postgresql:'])),
     redisUrl: redisUrl(url('REDIS_URL', ['redis:', 'rediss:']), problems),
     host,
     port: int('PORT', 3000, 0, 65535),

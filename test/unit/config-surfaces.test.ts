@@ -99,3 +99,16 @@ describe('metrics', () => {
     ]);
   });
 });
+
+describe('DATABASE_URL', () => {
+  it('must name a database: without one the start migrated the default database (postgres) first', () => {
+    for (const url of ['postgres://postgres@127.0.0.1:54488', 'postgresql://u:p@db:5432/'])
+      expect(problems({ ...external, DATABASE_URL: url })).toEqual([
+        expect.stringMatching(/^DATABASE_URL names no database: add its name after the host/),
+      ]);
+    // The password is never quoted back.
+    expect(problems({ ...external, DATABASE_URL: 'postgres://u:s3cret@db:5432' }).join(' ')).not.toContain('s3cret');
+    for (const url of ['postgres://db/x', 'postgres:///blastgate?host=/var/run/postgresql'])
+      expect(problems({ ...external, DATABASE_URL: url })).toEqual([]);
+  });
+});

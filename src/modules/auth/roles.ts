@@ -34,6 +34,6 @@ export function roleRefusal(auth: RouteAuth, role: Role, what: string): Forbidde
   if (roleAllows(auth, role)) return null;
   return new ForbiddenError(`Role "${role}" may not call ${what}`, {
     role,
-    allowedRoles: auth === 'any' ? 'any' : ['admin', ...auth],
+    allowedRoles: auth === 'any' ? 'any' : [...new Set(['admin', ...auth])],
   });
 }
