@@ -230,7 +230,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     }
     if (/^postgres(ql)?:$/.test(u.protocol) && (u.pathname === '' || u.pathname === '/'))
       problems.push(
-        'DATABASE_URL names no database: add its name after the host (postgres://user@host:5432/blastgate); without one PostgreSQL would use the user\'s default database',
+        "DATABASE_URL names no database: add its name after the host (postgres://user@host:5432/blastgate); without one PostgreSQL would use the user's default database",
       );
     return v;
   };

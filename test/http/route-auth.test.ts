@@ -127,6 +127,11 @@ describe('route authentication and authorisation', () => {
             problems.push(`${label(route)} as ${role} (allowed): ${r.status} ${r.code ?? ''}`);
         } else if (r.status !== 403 || (route.method !== 'HEAD' && r.code !== 'FORBIDDEN')) {
           problems.push(`${label(route)} as ${role} (not in ${JSON.stringify(auth)}): ${r.status} ${r.code ?? ''}`);
+        } else if (route.method !== 'HEAD') {
+          // Each allowed role once (an admin-only route said ["admin","admin"]: a trial).
+          const roles = (r.details as { allowedRoles?: unknown }).allowedRoles;
+          if (!Array.isArray(roles) || new Set(roles).size !== roles.length || !roles.includes('admin'))
+            problems.push(`${label(route)} as ${role}: allowedRoles ${JSON.stringify(roles)}`);
         }
       }
     }
