@@ -199,6 +199,43 @@ describe('invisible and control characters are refused in stored text', () => {
     expect(bad.body.details[0]).toMatchObject({ field: 'body.reason', codePoint: 'U+202E' });
   });
 
+  it('refuses free text that is only whitespace (a reason of tabs and a ticket of a space planned a delete)', async () => {
+    const plan = (reason: string, ticket: string) =>
+      unchanged(() =>
+        request(t.app.server)
+          .post('/v1/operations')
+          .set('authorization', t.auth('requester'))
+          .send({ targetType: 'free', reason, ticket, ids: ['r_ok'], dryRun: true }),
+      );
+    for (const [reason, ticket, field] of [
+      ['\t\t\t', 'CHG-1', 'body.reason'],
+      ['   ', 'CHG-1', 'body.reason'],
+      ['\n\n\n', 'CHG-1', 'body.reason'],
+      ['Remove the legacy app', ' ', 'body.ticket'],
+      ['Remove the legacy app', '\u3000', 'body.ticket'],
+    ] as const) {
+      const res = await plan(reason, ticket);
+      expect(res.status, JSON.stringify(res.body)).toBe(400);
+      expect(res.body.code).toBe('VALIDATION_FAILED');
+      expect(res.body.details[0]).toMatchObject({ field, message: expect.stringMatching(/^is only whitespace/) });
+    }
+    // Whitespace inside text is text.
+    const ok = await request(t.app.server)
+      .post('/v1/operations')
+      .set('authorization', t.auth('requester'))
+      .send({ targetType: 'free', reason: ' Remove\tthe app ', ticket: 'CHG 1', ids: ['r_x'], dryRun: true });
+    expect(ok.body.code).not.toBe('VALIDATION_FAILED');
+    const freeze = await request(t.app.server)
+      .put('/v1/admin/freeze')
+      .set('authorization', admin())
+      .send({ frozen: false, reason: ' \n ' });
+    expect(freeze.status).toBe(400);
+    expect(freeze.body.details[0]).toMatchObject({
+      field: 'body.reason',
+      message: expect.stringMatching(/whitespace/),
+    });
+  });
+
   it('allows non-ASCII text that shows as what it is (accents, CJK, emoji)', async () => {
     const res = await request(t.app.server)
       .post('/v1/registry/tenants')
