@@ -189,6 +189,10 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
       clock,
     },
     everyMs: opts.reconcileEveryMs ?? 10_000,
+    recovered: async () => {
+      const moved = await queues.retryFailedNow();
+      if (moved) opts.logger.info({ jobs: moved }, 'jobs that failed during the outage are retried now');
+    },
     // The same minute's housekeeping drops the protection changes no look can need any more.
     releaseLocks: async () => {
       const released = await releaseEndedLocks(db.pool);

@@ -40,8 +40,17 @@ export interface Queues {
   enqueueWave(job: Omit<ChunkJob, 'from' | 'to'>, range: { from: number; to: number }): Promise<number>;
   enqueueChunks(chunks: ChunkJob[]): Promise<void>;
   enqueueControl(job: ControlJob, delayMs?: number): Promise<void>;
+  /**
+   * Moves the jobs that failed and wait for their retry (backoff) to the front: after an outage,
+   * when what failed them is back. Jobs put off on purpose (a velocity cap, a rollback's sleep, a
+   * run that found another at work) failed nothing and keep their time. Returns how many moved.
+   */
+  retryFailedNow(): Promise<number>;
   close(): Promise<void>;
 }
+
+/** Delayed jobs looked at per queue by retryFailedNow: every job of a large wave fits. */
+const RETRY_SCAN = 5_000;
 
 // BullMQ forbids ':' in custom IDs (it is Redis's key separator), hence the dots.
 export const chunkJobId = (j: ChunkJob) =>
@@ -80,6 +89,20 @@ export function createQueues(connection: Redis, prefix: string): Queues {
     },
     async enqueueControl(job, delayMs = 0) {
       await control.add(job.kind, job, { jobId: controlJobId(job), delay: delayMs });
+    },
+    async retryFailedNow() {
+      let moved = 0;
+      for (const q of [items, control] as Queue[]) {
+        for (const job of await q.getDelayed(0, RETRY_SCAN - 1)) {
+          if (job.attemptsMade === 0) continue;
+          // Gone or moved since it was listed (run, removed): nothing to do.
+          moved += await job.promote().then(
+            () => 1,
+            () => 0,
+          );
+        }
+      }
+      return moved;
     },
     async close() {
       await Promise.all([items.close(), control.close()]);

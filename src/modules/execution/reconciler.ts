@@ -132,11 +132,19 @@ export async function startReconcileLoop<Tx>(o: {
   deps: ReconcilerDeps<Tx>;
   everyMs: number;
   releaseLocks(): Promise<number>;
+  /**
+   * After rounds failed (PostgreSQL or Redis away), once one succeeds: the jobs that failed
+   * meanwhile wait out their backoff (up to 16-32 s after a 15 s outage) unless moved on now.
+   */
+  recovered?(): Promise<void>;
   logger: Pick<FastifyBaseLogger, 'warn' | 'debug' | 'info'>;
 }): Promise<ReconcileLoop> {
   // Every round fails alike while PostgreSQL or Redis is away: said once (outage-log.ts).
   const away = outageLog(o.logger, 'reconcile');
   let releasedAt = 0;
+  let failing = false;
+  let retry: NodeJS.Timeout | undefined;
+  let stopped = false;
   const reconcile = async () => {
     const r = await reconcileOnce(o.deps);
     // At most once a minute: finding the rows scans the lock table, which also holds every lock of
@@ -149,19 +157,53 @@ export async function startReconcileLoop<Tx>(o: {
     return r;
   };
   let reconciling = false;
-  const timer = setInterval(() => {
-    if (reconciling) return;
+  // While a dependency is away, look again every second rather than every round: work resumes as
+  // soon as it is back (a trial: 6-8 s of a still operation after PostgreSQL returned, saying nothing).
+  const failed = () => {
+    failing = true;
+    if (stopped) return;
+    retry ??= setTimeout(() => {
+      retry = undefined;
+      round();
+    }, RETRY_WHILE_AWAY_MS).unref();
+  };
+  const round = () => {
+    if (reconciling || stopped) return;
     reconciling = true;
     reconcile()
       .then(
-        () => away.ok(),
-        (err: unknown) => away.caught(err, () => o.logger.warn({ err }, 'reconcile failed')),
+        async () => {
+          away.ok();
+          if (failing) {
+            failing = false;
+            await o.recovered?.();
+          }
+        },
+        (err: unknown) => {
+          away.caught(err, () => o.logger.warn({ err }, 'reconcile failed'));
+          failed();
+        },
       )
+      .catch((err: unknown) => o.logger.warn({ err }, 'could not move on the jobs that failed during an outage'))
       .finally(() => {
         reconciling = false;
       });
-  }, o.everyMs);
+  };
+  const timer = setInterval(round, o.everyMs);
   timer.unref();
-  await reconcile().catch((err: unknown) => o.logger.warn({ err }, 'initial reconcile failed'));
-  return { reconcile, stop: () => clearInterval(timer) };
+  await reconcile().catch((err: unknown) => {
+    o.logger.warn({ err }, 'initial reconcile failed');
+    failed();
+  });
+  return {
+    reconcile,
+    stop: () => {
+      stopped = true;
+      clearInterval(timer);
+      clearTimeout(retry);
+    },
+  };
 }
+
+/** How often the reconcile loop looks again while its rounds fail (a dependency away). */
+const RETRY_WHILE_AWAY_MS = 1_000;
