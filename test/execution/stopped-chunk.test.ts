@@ -75,7 +75,7 @@ describe('a running registry delete whose chunk job a stopped process had', () =
     expect(waiting).toMatchObject({ on: 'claims', items: first });
     expect(Date.parse(waiting.until!)).toBeGreaterThan(Date.now());
     expect(Date.parse(waiting.until!)).toBeLessThanOrEqual(Date.now() + DEAD_LOCK_MS);
-    expect(waiting.detail).toMatch(/nothing of it was applied/);
+    expect(waiting.detail).toMatch(/Nothing of the chunk was applied/);
     expect(live).toEqual(waiting);
     // The lock lapses, the stalled-job check hands the chunk out again: every item is deleted once.
     const end = await waitForState(h, plan.id, ['completed', 'completed_with_failures', 'halted'], 40_000);

@@ -134,4 +134,12 @@ describe('webhook event types', () => {
     expect(wave!.body.type).toBe('operation.wave_completed');
     expect(slackMessage(wave!.body).text).toContain('Operation op_1 wave 2 completed (delete app');
   });
+
+  it('says of a wave that bakes next that its probes are still to judge it (not "completed", then "halted")', () => {
+    const [wave] = buildEvents(src('operation.wave_settled', 'delete', { wave: 0 }));
+    const baking = { ...wave!.body, data: { ...wave!.body.data, state: 'baking' } };
+    expect(slackMessage(baking).text).toContain(
+      'Operation op_1 wave 1 done, baking (its health probes decide before the next wave)',
+    );
+  });
 });

@@ -450,7 +450,7 @@ export const OperationView = Type.Object(
             on: 'redis',
             since: '2026-12-01T16:20:00.000Z',
             detail:
-              'The work queue (Redis) cannot be reached: no new work is picked up until it is back. Nothing is lost; queued work is re-derived from the ledger when it returns.',
+              "The work queue (Redis) cannot be reached: chunks already in a worker's hands go on, but no new work is picked up until it is back. Nothing is lost; queued work is re-derived from the ledger when it returns.",
           },
         },
       ),

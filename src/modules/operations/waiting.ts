@@ -55,7 +55,7 @@ export function waitingOf(op: Pick<OperationRow, 'state'> & Partial<HeldFields>,
       on: 'redis' as const,
       since: holds.queueDownSince.toISOString(),
       detail:
-        'The work queue (Redis) cannot be reached: no new work is picked up until it is back. Nothing is lost; queued work is re-derived from the ledger when it returns.',
+        "The work queue (Redis) cannot be reached: chunks already in a worker's hands go on, but no new work is picked up until it is back. Nothing is lost; queued work is re-derived from the ledger when it returns.",
     };
   if (holds.noWorkersSince && holds.queueBackAt && now - holds.queueBackAt.getTime() < RECONNECT_GRACE_MS)
     return {
@@ -98,7 +98,7 @@ export function waitingOf(op: Pick<OperationRow, 'state'> & Partial<HeldFields>,
       on: 'progress' as const,
       since: last.toISOString(),
       detail:
-        'No item outcome recorded since then. A worker that stopped (killed, out of memory) keeps its claimed items until its claim lease ends (BLASTGATE_WORKER_LOCK_MS), then another worker takes them over; a downstream that does not answer holds them until its calls time out; after PostgreSQL or Redis was away, the chunks it failed are retried with backoff (seconds). With no progress for haltPolicy.stallSeconds the watchdog halts the operation.',
+        'No item outcome recorded since then. A worker that stopped (killed, out of memory) keeps its claimed items until its claim lease ends (BLASTGATE_WORKER_LOCK_MS), then another worker takes them over; a worker that shut down (Ctrl-C, SIGTERM) handed its unsent items back, and they go on when a worker takes their job again; a downstream that does not answer holds them until its calls time out; after PostgreSQL or Redis was away, the chunks it failed run again once it is back. With no progress for haltPolicy.stallSeconds the watchdog halts the operation.',
     };
   return null;
 }
@@ -188,14 +188,14 @@ const CLAIMS_DETAIL =
 // A running delete's chunk job is the same job when it runs again (its job ID), and that run takes
 // over the claims of the one before at once: what it waits for is the dead worker's job lock.
 const RUN_CLAIMS_DETAIL =
-  'Items of this operation are claimed by a run whose worker process stopped (killed, out of memory) before it recorded them. ' +
+  'Items of this operation are claimed by a run that has no session with PostgreSQL any more, before it recorded them: its worker process stopped (killed, out of memory), or PostgreSQL restarted and dropped the sessions (the run then stops sending). ' +
   "Its chunk job is handed out again once that worker's job lock lapses (BLASTGATE_WORKER_LOCK_MS, checked every 5 s), and the new run takes them over at once; " +
   'their claim lease (until) is the latest that happens. A delete the stopped run may have sent is sent again under the same Idempotency-Key, which the downstream applies once.';
 
 // A chunk that claims nothing (the registry adapter's: one transaction) leaves no claim behind: its
 // job does, in BullMQ, under the dead worker's job lock (stopped-holds.ts noteStoppedChunks).
 const RUN_CHUNK_DETAIL =
-  'A chunk of this operation was being run by a worker process that stopped (killed, out of memory); nothing of it was applied (the chunk is one transaction, undone with the process). ' +
+  'A chunk of this operation was being run by a worker process that has no session with PostgreSQL any more: it stopped (killed, out of memory), or PostgreSQL restarted and dropped the sessions. Nothing of the chunk was applied (it is one transaction, undone with its session). ' +
   "Its job is handed out again once that worker's job lock lapses (until; BLASTGATE_WORKER_LOCK_MS, checked every 5 s), and the new run does these items.";
 
 /**

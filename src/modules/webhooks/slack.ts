@@ -35,9 +35,13 @@ export function slackMessage(body: WebhookEvent['body']): { text: string; blocks
   } else {
     const what = prefix === 'operation' ? 'Operation' : prefix === 'restore' ? 'Restore' : 'Purge';
     // "wave 2 completed": the wave's number replaces the event's own "wave" (it read "wave 2 wave completed").
+    // A wave that bakes next is not yet judged healthy: its probes may halt it, and "completed"
+    // followed by "halted" for the same wave read as a contradiction in a channel (a trial).
     const event =
       typeof d.wave === 'number' && suffix === 'wave_completed'
-        ? `wave ${d.wave + 1} completed`
+        ? d.state === 'baking'
+          ? `wave ${d.wave + 1} done, baking (its health probes decide before the next wave)`
+          : `wave ${d.wave + 1} completed`
         : suffix.replace('_', ' ');
     text =
       `${icon} ${what} ${esc(d.operationId)} ${event}` +
