@@ -28,6 +28,7 @@ import { BootstrapRefused } from './modules/auth/bootstrap.ts';
 import { generateToken } from './modules/auth/secrets.ts';
 import { parseMasterKey } from './modules/snapshots/crypto.ts';
 import { checkSnapshotKey } from './modules/snapshots/key-check.ts';
+import { prefixWarning, recordQueuePrefix } from './modules/execution/prefix-check.ts';
 
 // The local PostgreSQL and Redis of embedded mode, once started (or taken over from an earlier
 // run): they must not outlive this process, however it ends — a clean shutdown, a shutdown that
@@ -126,6 +127,8 @@ async function main() {
   };
   const app = await buildApp({ config: { ...config, databaseUrl, redisUrl, snapshotKey }, downstream });
   await checkSnapshotKey(app.db.pool, snapshotKey);
+  const otherPrefix = await recordQueuePrefix(app.db.pool, config.queuePrefix, 'api').catch(() => null);
+  if (otherPrefix) app.log.warn({ queuePrefix: config.queuePrefix }, prefixWarning(config.queuePrefix, otherPrefix));
   let adminLine: string;
   try {
     adminLine = await bootstrapAdmin(app, config, Boolean(local));

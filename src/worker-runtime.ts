@@ -32,6 +32,7 @@ import { loadOperation } from './modules/execution/state.ts';
 import { createVelocityLimiter } from './modules/execution/velocity.ts';
 import { callSlots } from './modules/execution/call-slots.ts';
 import { checkSnapshotKey } from './modules/snapshots/key-check.ts';
+import { prefixWarning, recordQueuePrefix } from './modules/execution/prefix-check.ts';
 import { snapshotStore } from './modules/snapshots/store.ts';
 import { startIntakeWorker } from './modules/intake/worker.ts';
 import { startWebhooks } from './modules/webhooks/runtime.ts';
@@ -106,6 +107,8 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
     await closeDb(db);
     throw databaseProblem(err, opts.databaseUrl) ?? err;
   }
+  const otherPrefix = await recordQueuePrefix(db.pool, opts.queuePrefix, 'worker').catch(() => null);
+  if (otherPrefix) opts.logger.warn({ queuePrefix: opts.queuePrefix }, prefixWarning(opts.queuePrefix, otherPrefix));
   for (const t of await unsignableTypes(db.pool, opts.downstream.secrets).catch(() => []))
     opts.logger.warn(t, `type ${t.type}: this worker cannot sign its adapter's calls, so its items fail here`);
   const snapshots = snapshotStore(opts.snapshotKey);

@@ -52,7 +52,12 @@ try {
       ? undefined
       : await serveMetrics(metrics, { host: config.metricsHost, port: metricsPort, token: config.metricsToken });
   logger.info(
-    { concurrency: config.workerConcurrency, nice: nice.now, metricsPort: metricsPort ?? null },
+    {
+      concurrency: config.workerConcurrency,
+      queuePrefix: config.queuePrefix,
+      nice: nice.now,
+      metricsPort: metricsPort ?? null,
+    },
     'workers started',
   );
   const grace = closeWithGrace(
