@@ -146,13 +146,7 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
   const ledger = pgLedger(db.pool, leaseMs, snapshots);
   const runner = randomUUID();
   // A job started twice (possible after a Redis restart) must not run twice at once: see exclusive.ts.
-  const locks = createJobLocks(
-    opts.databaseUrl,
-    opts.queuePrefix,
-    opts.concurrency + controlConcurrency,
-    lockDuration,
-    runner,
-  );
+  const locks = createJobLocks(opts.databaseUrl, opts.concurrency + controlConcurrency, lockDuration, runner);
   const consumers = startConsumers({
     pool: db.pool,
     prefix: opts.queuePrefix,

@@ -53,13 +53,7 @@ export const lockKeyOf = (job: Pick<Job, 'id' | 'queueName' | 'data'>): string =
  * `retryMs`: how long a job whose other run is still going waits before it looks again. `runner`: this
  * process's ID, in its sessions' names and its runs' claim tokens (LOCK_SESSIONS).
  */
-export function createJobLocks(
-  databaseUrl: string,
-  prefix: string,
-  sessions: number,
-  retryMs: number,
-  runner: string,
-): JobLocks {
+export function createJobLocks(databaseUrl: string, sessions: number, retryMs: number, runner: string): JobLocks {
   const pool = new pg.Pool({
     connectionString: databaseUrl,
     max: sessions,
@@ -68,7 +62,10 @@ export function createJobLocks(
   pool.on('error', () => undefined);
   return {
     async run(job, token, fn) {
-      const key = `${prefix}:${lockKeyOf(job)}`;
+      // Not under the queue prefix: advisory locks belong to one database already, and processes
+      // of one database with different prefixes (a mistyped BLASTGATE_QUEUE_PREFIX: prefix-check.ts)
+      // each queue its operations' jobs under the same IDs. Under one key their runs are one at a time.
+      const key = lockKeyOf(job);
       const client = await pool.connect();
       const fence: Fence = { lost: false, runner };
       // Without a listener a dropped session would be an uncaught 'error' and end the process.
