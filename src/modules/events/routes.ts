@@ -52,7 +52,7 @@ export default async function eventRoutes(
           `wave starts and settlements, halts, pauses, the terminal state), \`progress\` (per-wave counts, and \`throttled\` / \`waiting\` / \`refused\` as the operation view has them, at most every ${POLL_MS} ms ` +
           'while something changed), `probes` (each bake probe round), `unavailable` / `available` (once each way while the database cannot be read: the stream stays open), and `end` once the operation is terminal or ended, ' +
           'after which the server closes the stream. Every frame has an `id`; reconnect with `Last-Event-ID` (or `?after=`) ' +
-          'to resume without gaps. Heartbeat comments (`: ping`) keep idle streams open. Served from the database, so any ' +
+          'to resume without a gap in the transitions (`progress` and `probes` are the state at the time, not a history: a reconnect gets the state now, the snapshot with the latest probe round). Heartbeat comments (`: ping`) keep idle streams open. Served from the database, so any ' +
           `API replica serves the same stream. At most BLASTGATE_SSE_MAX_PER_TOKEN (${opts.maxPerToken}) open streams per token (429 TOO_MANY_STREAMS).`,
         params: IdParams('Operation ID', 'op_lx2k9a1b2c3d4e5f6'),
         querystring: Type.Object({
