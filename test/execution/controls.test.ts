@@ -294,8 +294,12 @@ describe('global freeze', () => {
     expect((await getOperation(h, other.id)).state).toBe('approved');
 
     h.downstream.hang(0);
-    expect((await setFreeze(false)).status).toBe(200);
+    const lifted = await setFreeze(false);
+    expect(lifted.status).toBe(200);
     expect((await getOperation(h, plan.id)).state).toBe('paused'); // lifting a freeze resumes nothing
+    // …and says which operations stay paused, for an operator to resume (it said nothing: a trial).
+    expect(lifted.body.stillPaused).toContain(plan.id);
+    expect(lifted.body.stillPaused).not.toContain(other.id);
     expect((await command(h, 'operator', plan.id, 'resume', {})).status).toBe(200);
     expect((await waitForState(h, plan.id, ['completed', 'halted', 'rolled_back', 'paused'])).state).toBe('completed');
     await expectDeletedExactlyOnce(plan, ids);

@@ -17,6 +17,12 @@ const FreezeView = Type.Object(
     affected: Type.Optional(
       Type.Array(Type.String(), { description: 'Operations stopped (or marked) by this change' }),
     ),
+    stillPaused: Type.Optional(
+      Type.Array(Type.String(), {
+        description:
+          'On lifting: the operations paused now (by the freeze or before it), first 1,000 by ID. Lifting resumes none of them; an operator resumes each (POST /v1/operations/{id}/resume, blastgate resume <id>)',
+      }),
+    ),
   },
   {
     description: 'The global freeze',
@@ -101,7 +107,11 @@ export default async function freezeRoutes(app: App) {
           if (r?.changed) affected.push(id);
         }
       }
-      return { ...value, affected };
+      if (req.body.frozen) return { ...value, affected };
+      const paused = await app.db.control.pool.query<{ id: string }>(
+        `SELECT id FROM operations WHERE state = 'paused' ORDER BY id LIMIT 1000`,
+      );
+      return { ...value, affected, stillPaused: paused.rows.map((r) => r.id) };
     },
   );
 }
