@@ -112,6 +112,9 @@ export async function redisProblem(url: string, waitMs = REDIS_START_WAIT_MS): P
     // The event carries the cause (ECONNREFUSED, ENOTFOUND); the rejection only "Connection is closed".
     let cause: Error | undefined;
     probe.on('error', (e: Error) => (cause ??= e));
+    // The TCP connection was made: what then failed is the server's answer, not the network.
+    let connected = false;
+    probe.on('connect', () => (connected = true));
     let err: Error;
     try {
       await probe.connect();
@@ -132,7 +135,11 @@ export async function redisProblem(url: string, waitMs = REDIS_START_WAIT_MS): P
       ]);
     if (Date.now() >= deadline)
       return new ConfigError([
-        `REDIS_URL (${shownUrl(url)}) cannot be reached (waited ${waitMs / 1000} s): ${err.message}; check the host and port, and that Redis runs there`,
+        connected
+          ? // PostgreSQL's port, for one, takes the connection and closes it at the first Redis command
+            // ("Connection is closed.": a trial pointed REDIS_URL there).
+            `REDIS_URL (${shownUrl(url)}) did not answer as Redis within ${waitMs / 1000} s: a server there takes the connection but closed it without a Redis answer (${err.message}); check the port (is it Redis's?)`
+          : `REDIS_URL (${shownUrl(url)}) cannot be reached (waited ${waitMs / 1000} s): ${err.message}; check the host and port, and that Redis runs there`,
       ]);
     await new Promise((r) => setTimeout(r, 250));
   }

@@ -26,6 +26,17 @@ describe('REDIS_URL checked at start-up', () => {
     expect(Date.now() - started).toBeGreaterThanOrEqual(900);
   });
 
+  it("another server's port (PostgreSQL's) is said to answer, but not as Redis", async () => {
+    const pg = new URL(inject('pgRootUrl'));
+    const problem = await redisProblem(`redis://${pg.hostname}:${pg.port}/0`, 1_000);
+    expect(problem).toBeInstanceOf(ConfigError);
+    expect(problem!.message).toMatch(
+      new RegExp(
+        `REDIS_URL \\(redis://127\\.0\\.0\\.1:${pg.port}/0\\) did not answer as Redis within 1 s: .*is it Redis's\\?`,
+      ),
+    );
+  });
+
   it('a Redis that says no (a database it does not have) is named at once', async () => {
     const url = new URL(inject('redisUrl'));
     url.pathname = '/99';
