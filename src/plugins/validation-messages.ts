@@ -130,6 +130,11 @@ function detailsOf(issue: ValidationIssue, where: string, group: ValidationIssue
           allowed: [issue.params?.allowedValue],
         },
       ];
+    case 'pattern': {
+      // A wave step of "0" or "150%" was answered with the raw regular expression (a trial).
+      const rule = (issue.parentSchema as { 'x-rule'?: string } | undefined)?.['x-rule'];
+      return rule ? [{ field, message: rule, value: issue.data }] : [{ field, message }];
+    }
     case 'format': {
       const kind = issue.params?.format as string;
       if (TEXT_KINDS.has(kind) && typeof issue.data === 'string') {

@@ -30,6 +30,8 @@ function makeAjv(coerce: boolean) {
   ajv.addFormat('date-time', { type: 'string', validate: isStorableDateTime });
   // OpenAPI annotations that ajv does not know about.
   ajv.addKeyword({ keyword: 'example' });
+  // What a `pattern` stands for, in words: its refusal says that rather than the regular expression.
+  ajv.addKeyword({ keyword: 'x-rule' });
   return ajv;
 }
 

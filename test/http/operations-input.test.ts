@@ -278,6 +278,22 @@ describe('bad input changes nothing', () => {
     expect(plain.body.details).toEqual({ line: 1 });
   });
 
+  it('says in words what a wave step must be, not the regular expression ("0", "150%": a trial)', async () => {
+    for (const step of ['0', '150%']) {
+      const res = await post()
+        .send({ ...spec, ids: [appId(1, 1)], rollout: { waves: ['1', step] } })
+        .expect(400);
+      expect(res.body.details).toEqual([
+        {
+          field: 'body.rollout.waves.1',
+          value: step,
+          message: 'must be a number of tenants ("1" to "9999999") or a share of them ("0.5%" to "100%")',
+        },
+      ]);
+      expect(res.body.message).not.toMatch(/pattern/);
+    }
+  });
+
   it('names the wave step that does not reach more tenants than the one before it', async () => {
     const res = await post()
       .send({ ...spec, ids: [appId(1, 1)], rollout: { waves: ['1', '50%', '10%', '100%'] } })

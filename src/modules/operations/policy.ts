@@ -6,8 +6,10 @@ import { BadRequestError } from '../../lib/errors.ts';
 /** One wave step, unanchored (a text upload's `waves` lists several, comma-separated). */
 export const WAVE_STEP = '([1-9][0-9]{0,6}|([1-9][0-9]?(\\.[0-9]+)?|100)%)';
 /** A wave boundary: a number of tenants ("1") or a cumulative share of tenants ("10%"). */
+export const WAVE_STEP_RULE = 'must be a number of tenants ("1" to "9999999") or a share of them ("0.5%" to "100%")';
 export const WaveStep = Type.String({
   pattern: `^${WAVE_STEP}$`,
+  'x-rule': WAVE_STEP_RULE,
   description: 'Cumulative tenants reached by the end of this wave: a count ("1") or a share ("10%")',
   example: '10%',
 });

@@ -11,7 +11,7 @@ import type { RouteAuth } from '../auth/roles.ts';
 import { NDJSON } from '../../plugins/uploads.ts';
 import { inlineBatches, MAX_INLINE_IDS, MAX_STREAMED_IDS, ndjsonLineId, type IdBatches } from './intake.ts';
 import { readIdStream } from './id-stream.ts';
-import { checkWaveSteps, WAVE_STEP } from './policy.ts';
+import { checkWaveSteps, WAVE_STEP, WAVE_STEP_RULE } from './policy.ts';
 import { CreateOperationBody, OperationSpec, type TextUploadQuery } from './schemas.ts';
 import { describeScope, type ScopeReport } from './scope.ts';
 
@@ -147,7 +147,6 @@ export function jsonSubmission(
 const ONE_STEP = new RegExp(`^${WAVE_STEP}$`);
 /** As many as rollout.waves takes (its schema's maxItems). */
 const MAX_WAVE_STEPS = 20;
-const STEP_RULE = 'must be a number of tenants ("1" to "9999999") or a share of them ("0.5%" to "100%")';
 
 /**
  * The spec of a text/plain upload, from its query string: the flat rollout fields (`waves` as
@@ -163,8 +162,8 @@ export function textSpec(query: TextUploadQuery): OperationSpec {
     ]);
   steps?.forEach((step, k) => {
     if (!ONE_STEP.test(step))
-      throw new BadRequestError('VALIDATION_FAILED', `Invalid querystring.waves.${k}: ${STEP_RULE}`, [
-        { field: `querystring.waves.${k}`, value: step, message: STEP_RULE },
+      throw new BadRequestError('VALIDATION_FAILED', `Invalid querystring.waves.${k}: ${WAVE_STEP_RULE}`, [
+        { field: `querystring.waves.${k}`, value: step, message: WAVE_STEP_RULE },
       ]);
   });
   if (steps) checkWaveSteps(steps, 'querystring.waves');
