@@ -166,13 +166,17 @@ export interface Waiting {
  * out its restores' backoff says how many, when the next retry is due and the last error (cut to
  * `errorChars`), not "waiting for restore_retry".
  */
+/** What `waiting.on` names, for people ("waiting for redis" read as a code word: a trial). */
+const WAITED_FOR: Record<string, string> = { redis: 'the work queue (Redis)', workers: 'a worker process' };
+
 export function waitingText(w: Waiting, errorChars = Infinity): string {
   if (w.on === 'claims') {
     const n = w.items ?? 0;
     return `waiting for ${n} item${n === 1 ? '' : 's'} another run holds (a chunk still calling, or a stopped worker's claim until ${w.until ?? '?'})`;
   }
   if (w.on === 'bake_end') return `waiting for the step after the bake that ended at ${w.since}`;
-  if (w.on !== 'restore_retry') return `waiting for ${w.on} since ${w.since}`;
+  if (w.on === 'progress') return `no item outcome since ${w.since}`;
+  if (w.on !== 'restore_retry') return `waiting for ${WAITED_FOR[w.on] ?? w.on} since ${w.since}`;
   const n = w.items ?? 0;
   const err = w.lastError ?? '';
   const cut = err.length > errorChars ? `${err.slice(0, errorChars)}…` : err;

@@ -370,7 +370,7 @@ describe('watch: why a running operation does not move', () => {
     view.waves(waves, { ...status, held: heldText({ throttled: null, waiting: null }) });
     expect(out).toEqual([
       'progress running · wave 2/2 · held back by maxItemsPerMinute until U · w2 4/10\n',
-      'progress running · wave 2/2 · waiting for redis since S · w2 4/10\n',
+      'progress running · wave 2/2 · waiting for the work queue (Redis) since S · w2 4/10\n',
       'progress running · wave 2/2 · w2 4/10\n',
     ]);
   });
@@ -441,7 +441,9 @@ describe('watch and status: a rollback waiting for its failed restores to be ret
     expect(held.length).toBeLessThan(250);
     expect(waitingText(long)).toContain(long.lastError);
     // The other reasons read as before.
-    expect(waitingText({ on: 'redis', since: 'S' })).toBe('waiting for redis since S');
+    expect(waitingText({ on: 'redis', since: 'S' })).toBe('waiting for the work queue (Redis) since S');
+    expect(waitingText({ on: 'workers', since: 'S' })).toBe('waiting for a worker process since S');
+    expect(waitingText({ on: 'progress', since: 'S' })).toBe('no item outcome since S');
   });
 
   it('says how many items another run holds and until when, not "waiting for claims"', () => {

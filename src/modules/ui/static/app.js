@@ -361,14 +361,17 @@ function setStream(s) {
 }
 
 /** Why it does not move, for people: a rollback waiting out its restores' backoff says how many, when and why. */
+// What `waiting.on` names ("Waiting for redis since 2026-…Z" read as a code word: a trial).
+const WAITED_FOR = { redis: 'the work queue (Redis)', workers: 'a worker process' };
 function waitingText(w) {
   if (w.on === 'claims')
-    return `Waiting for ${w.items} item(s) another run holds (until ${w.until} at most). ${w.detail}`;
-  if (w.on === 'bake_end') return `Waiting for the step after the bake that ended at ${w.since}: ${w.detail}`;
-  if (w.on !== 'restore_retry') return `Waiting for ${w.on} since ${w.since}: ${w.detail}`;
+    return `Waiting for ${w.items} item(s) another run holds (until ${when(w.until)} at most). ${w.detail}`;
+  if (w.on === 'bake_end') return `Waiting for the step after the bake that ended at ${when(w.since)}: ${w.detail}`;
+  if (w.on === 'progress') return `No item outcome since ${when(w.since)}. ${w.detail}`;
+  if (w.on !== 'restore_retry') return `Waiting for ${WAITED_FOR[w.on] ?? w.on} since ${when(w.since)}: ${w.detail}`;
   const n = w.items ?? 0;
   const error = w.lastError ? ` Last error: ${w.lastError}.` : '';
-  return `Waiting to retry ${n} failed restore${n === 1 ? '' : 's'}, the next at ${w.nextRetryAt}.${error} ${w.detail}`;
+  return `Waiting to retry ${n} failed restore${n === 1 ? '' : 's'}, the next at ${when(w.nextRetryAt)}.${error} ${w.detail}`;
 }
 
 /**
