@@ -15,8 +15,11 @@ import { isPoolExhausted, isUnreachable } from './db.ts';
 import { acceptedTypes, unsupportedMediaType } from './uploads.ts';
 import { describeValidation } from './validation-messages.ts';
 
-/** Headers a request may give once: Node would keep the first and drop the others. */
-const SINGLE_HEADERS = ['authorization', 'content-type'] as const;
+/**
+ * Headers a request may give once: Node would keep the first of the first two and drop the others,
+ * and join two Idempotency-Keys with ", " (refused then as a key "must match pattern": a trial).
+ */
+const SINGLE_HEADERS = ['authorization', 'content-type', 'idempotency-key'] as const;
 
 export { describeValidation } from './validation-messages.ts';
 

@@ -423,6 +423,11 @@ describe('path parameters and long requests', () => {
     );
     expect(twoTypes.status).toBe(400);
     expect(twoTypes.body).toMatchObject({ code: 'DUPLICATE_HEADER', details: { header: 'content-type', count: 2 } });
+    const twoKeys = await exchange(
+      `POST /v1/operations HTTP/1.1\r\nHost: x\r\nauthorization: ${t.auth('requester')}\r\nIdempotency-Key: run-1\r\nIdempotency-Key: run-2\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}`,
+    );
+    expect(twoKeys.status).toBe(400);
+    expect(twoKeys.body).toMatchObject({ code: 'DUPLICATE_HEADER', details: { header: 'idempotency-key', count: 2 } });
   });
 
   it('refuses a streamed upload declared larger than its limit at once, stating the limit', async () => {
