@@ -54,6 +54,28 @@ describe('the reconcile loop after an outage', () => {
   });
 });
 
+describe('the reconcile loop failing for a reason of its own', () => {
+  it('keeps the pace of its rounds (no retry every second: that is for a dependency away)', async () => {
+    let rounds = 0;
+    const deps = {
+      pool: {
+        query: async () => {
+          rounds++;
+          throw new Error('column "x" does not exist');
+        },
+      },
+      clock: () => Date.now(),
+    } as unknown as ReconcilerDeps;
+    const loop = await startReconcileLoop({ deps, everyMs: 60_000, releaseLocks: async () => 0, logger });
+    try {
+      await new Promise((r) => setTimeout(r, 2_500));
+      expect(rounds).toBe(1);
+    } finally {
+      loop.stop();
+    }
+  });
+});
+
 describe('retryFailedNow', () => {
   it('moves the jobs that failed and wait for their retry, not the jobs put off on purpose', async () => {
     const prefix = `bgretry${randomBytes(4).toString('hex')}`;

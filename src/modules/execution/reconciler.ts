@@ -8,7 +8,7 @@
 //   finished waves get settled, bakes and rollbacks get their job back);
 // - and the witness: a rollback whose items a stopped run holds says so at once, not when its own
 //   job runs again after the dead worker's job lock (stopped-holds.ts).
-import { outageLog } from '../../lib/outage-log.ts';
+import { isConnectionError, outageLog } from '../../lib/outage-log.ts';
 import type { FastifyBaseLogger } from 'fastify';
 import type pg from 'pg';
 import { decide } from '../operations/lifecycle.ts';
@@ -159,9 +159,10 @@ export async function startReconcileLoop<Tx>(o: {
   let reconciling = false;
   // While a dependency is away, look again every second rather than every round: work resumes as
   // soon as it is back (a trial: 6-8 s of a still operation after PostgreSQL returned, saying nothing).
-  const failed = () => {
+  const failed = (err: unknown) => {
     failing = true;
-    if (stopped) return;
+    // Only for a dependency away: a round that fails for a reason of its own keeps the round's pace.
+    if (stopped || !isConnectionError(err)) return;
     retry ??= setTimeout(() => {
       retry = undefined;
       round();
@@ -181,7 +182,7 @@ export async function startReconcileLoop<Tx>(o: {
         },
         (err: unknown) => {
           away.caught(err, () => o.logger.warn({ err }, 'reconcile failed'));
-          failed();
+          failed(err);
         },
       )
       .catch((err: unknown) => o.logger.warn({ err }, 'could not move on the jobs that failed during an outage'))
@@ -193,7 +194,7 @@ export async function startReconcileLoop<Tx>(o: {
   timer.unref();
   await reconcile().catch((err: unknown) => {
     o.logger.warn({ err }, 'initial reconcile failed');
-    failed();
+    failed(err);
   });
   return {
     reconcile,
