@@ -1,4 +1,5 @@
 // `npm run db:migrate`: applies committed migrations to DATABASE_URL.
+import { ConfigError } from '../src/config.ts';
 import { migrate } from '../src/db/migrate.ts';
 
 const url = process.env.DATABASE_URL;
@@ -13,5 +14,6 @@ try {
   );
 } catch (err) {
   console.error((err as Error).message);
-  process.exit(1);
+  // A URL that cannot be right (no database named) is a usage error, as at the server's start.
+  process.exit(err instanceof ConfigError ? 2 : 1);
 }

@@ -217,21 +217,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     }
     return v;
   };
-  // A URL without a database name connects to the user's default one (often `postgres`), and the
-  // start applied every migration there before it refused for another reason (a trial): the
-  // schema of Blastgate in a database that is not its own.
   const databaseUrl = (v: string | undefined) => {
-    let u: URL;
-    try {
-      if (v === undefined) return v;
-      u = new URL(v);
-    } catch {
-      return v; // said above
-    }
-    if (/^postgres(ql)?:$/.test(u.protocol) && (u.pathname === '' || u.pathname === '/'))
-      problems.push(
-        "DATABASE_URL names no database: add its name after the host (postgres://user@host:5432/blastgate); without one PostgreSQL would use the user's default database",
-      );
+    const problem = v === undefined ? null : databaseNameProblem(v);
+    if (problem) problems.push(problem);
     return v;
   };
   const int = (name: string, dflt: number, min: number, max: number) => {
@@ -378,4 +366,21 @@ function loadLimits(
     sseMaxPerToken: int('BLASTGATE_SSE_MAX_PER_TOKEN', d.sseMaxPerToken, 1, 10_000),
     sseHeartbeatMs: int('BLASTGATE_SSE_HEARTBEAT_MS', d.sseHeartbeatMs, 100, 300_000),
   };
+}
+
+/**
+ * A PostgreSQL URL that names no database connects to the user's default one (often `postgres`):
+ * a start applied every migration there before it refused for another reason, and `npm run
+ * db:migrate` did so without refusing at all (two trials): Blastgate's schema in a database that
+ * is not its own. Null when the URL names one, or is not a PostgreSQL URL (said elsewhere).
+ */
+export function databaseNameProblem(url: string): string | null {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return null;
+  }
+  if (!/^postgres(ql)?:$/.test(u.protocol) || (u.pathname !== '' && u.pathname !== '/')) return null;
+  return "DATABASE_URL names no database: add its name after the host (postgres://user@host:5432/blastgate); without one PostgreSQL would use the user's default database";
 }

@@ -6,7 +6,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import pg from 'pg';
-import { ConfigError, shownUrl } from '../config.ts';
+import { ConfigError, databaseNameProblem, shownUrl } from '../config.ts';
 import { isUnreachable } from '../plugins/db.ts';
 
 export const MIGRATIONS_DIR = resolve(import.meta.dirname, '..', '..', 'prisma', 'migrations');
@@ -108,6 +108,8 @@ export async function migrate(
   dir = MIGRATIONS_DIR,
   connectMs = STARTUP_CONNECT_MS,
 ): Promise<MigrationResult> {
+  const noName = databaseNameProblem(databaseUrl);
+  if (noName) throw new ConfigError([noName]);
   const names = migrationNames(dir);
   const client = await startupClient(databaseUrl, connectMs);
   try {

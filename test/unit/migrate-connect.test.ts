@@ -30,6 +30,15 @@ describe('the start-up connection to PostgreSQL', () => {
     expect(problem!.message).not.toContain('s3cret');
   });
 
+  it('refuses a URL that names no database before connecting (`npm run db:migrate` filled `postgres`: a trial)', async () => {
+    const noName = url.replace(/\/blastgate$/, '');
+    const err = await migrate(noName, undefined, 300).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as ConfigError).problems).toEqual([expect.stringMatching(/^DATABASE_URL names no database/)]);
+    // Refused before any connection: the silent server was never reached by it.
+    expect((err as Error).message).not.toContain('did not answer');
+  });
+
   it("a worker's first look gives up the same way", async () => {
     const err = await databaseAnswers(url, 300).catch((e: unknown) => e);
     expect(databaseProblem(err, url)?.message).toContain('did not answer as PostgreSQL');
