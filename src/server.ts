@@ -127,8 +127,9 @@ async function main() {
   };
   const app = await buildApp({ config: { ...config, databaseUrl, redisUrl, snapshotKey }, downstream });
   await checkSnapshotKey(app.db.pool, snapshotKey);
-  const otherPrefix = await recordQueuePrefix(app.db.pool, config.queuePrefix, 'api').catch(() => null);
-  if (otherPrefix) app.log.warn({ queuePrefix: config.queuePrefix }, prefixWarning(config.queuePrefix, otherPrefix));
+  const otherPrefixes = await recordQueuePrefix(app.db.pool, config.queuePrefix, 'api').catch(() => []);
+  if (otherPrefixes.length)
+    app.log.warn({ queuePrefix: config.queuePrefix }, prefixWarning(config.queuePrefix, otherPrefixes));
   let adminLine: string;
   try {
     adminLine = await bootstrapAdmin(app, config, Boolean(local));

@@ -107,8 +107,9 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
     await closeDb(db);
     throw databaseProblem(err, opts.databaseUrl) ?? err;
   }
-  const otherPrefix = await recordQueuePrefix(db.pool, opts.queuePrefix, 'worker').catch(() => null);
-  if (otherPrefix) opts.logger.warn({ queuePrefix: opts.queuePrefix }, prefixWarning(opts.queuePrefix, otherPrefix));
+  const otherPrefixes = await recordQueuePrefix(db.pool, opts.queuePrefix, 'worker').catch(() => []);
+  if (otherPrefixes.length)
+    opts.logger.warn({ queuePrefix: opts.queuePrefix }, prefixWarning(opts.queuePrefix, otherPrefixes));
   for (const t of await unsignableTypes(db.pool, opts.downstream.secrets).catch(() => []))
     opts.logger.warn(t, `type ${t.type}: this worker cannot sign its adapter's calls, so its items fail here`);
   const snapshots = snapshotStore(opts.snapshotKey);

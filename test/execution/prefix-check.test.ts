@@ -36,7 +36,7 @@ const start = (databaseUrl: string, queuePrefix: string, logger: pino.Logger) =>
   });
 
 describe('the queue prefix of a database', () => {
-  it('a worker started with another prefix than the start before it says so, naming both', async () => {
+  it('a start with another prefix than one started within the day says so, naming both, and takes no side', async () => {
     const databaseUrl = await createTestDatabase();
     const prefix = `bgt${randomBytes(4).toString('hex')}`;
     const typo = prefix.slice(0, -1);
@@ -46,14 +46,22 @@ describe('the queue prefix of a database', () => {
     await (await start(databaseUrl, prefix, same.logger)).close();
     const other = capture();
     await (await start(databaseUrl, typo, other.logger)).close();
+    // The right prefix again after the typo: told of the typo, never told to take it (a trial).
+    const back = capture();
+    await (await start(databaseUrl, prefix, back.logger)).close();
     const said = (w: string[]) => w.filter((m) => m.startsWith('BLASTGATE_QUEUE_PREFIX is'));
     expect(said(first.warnings)).toEqual([]);
     expect(said(same.warnings)).toEqual([]);
     expect(said(other.warnings)).toEqual([
-      expect.stringContaining(
-        `BLASTGATE_QUEUE_PREFIX is "${typo}", but the process started on this database before this one used "${prefix}"`,
+      expect.stringMatching(
+        new RegExp(
+          `^BLASTGATE_QUEUE_PREFIX is "${typo}", but processes of this database started with another prefix within the last day: "${prefix}" \\(worker, last at `,
+        ),
       ),
     ]);
-    expect(said(other.warnings)[0]).toContain(`restart this one with BLASTGATE_QUEUE_PREFIX=${prefix}`);
+    expect(said(back.warnings)).toEqual([expect.stringContaining(`is "${prefix}", but processes`)]);
+    expect(said(back.warnings)[0]).toContain(`"${typo}" (worker, last at `);
+    expect(said(back.warnings)[0]).toContain('check which one is meant');
+    expect(said(back.warnings)[0]).not.toContain(`BLASTGATE_QUEUE_PREFIX=${typo}`);
   }, 60_000);
 });

@@ -1,31 +1,40 @@
 // The queue prefix a database's processes share. An API and its workers must use one: a worker
 // started with a mistyped BLASTGATE_QUEUE_PREFIX took no job from the API's queues, yet its
 // reconciler re-derived the operations from the shared database into queues of its own and ran
-// them, while the API's view said "no worker process is connected" for the whole run (a trial),
-// and two sets of queues could run one operation's chunks side by side. Every start records its
-// prefix; one that finds another prefix recorded says so (a warning, not a refusal: moving a
-// database to a new prefix restarts every process, and the first of them would find the old one).
+// them, while the API's view said "no worker process is connected" for the whole run (a trial).
+// Every start records its prefix and when; one that finds another prefix started within the last
+// day says so, naming them and when, and which is meant is left to the operator: a start with the
+// right prefix after a mistyped one was told to take the typo (a later trial). A warning, not a
+// refusal: moving a database to a new prefix restarts every process, and the first would find the old.
 import type { Queryable } from '../../lib/sql.ts';
 
-const SETTING = 'queue_prefix';
+const SETTING = 'queue_prefixes';
 
-/** Records this process's prefix; returns the one recorded before it when that was another. */
-export async function recordQueuePrefix(db: Queryable, prefix: string, role: 'api' | 'worker'): Promise<string | null> {
-  const r = await db.query<{ before: string | null }>(
-    `WITH was AS (SELECT value->>'prefix' AS before FROM settings WHERE key = $1)
-     , now AS (
-       INSERT INTO settings (key, value, updated_by) VALUES ($1, $2, 'system')
-       ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()
-     )
-     SELECT (SELECT before FROM was) AS before`,
-    [SETTING, JSON.stringify({ prefix, role })],
-  );
-  const before = r.rows[0]?.before ?? null;
-  return before !== null && before !== prefix ? before : null;
+export interface OtherPrefix {
+  prefix: string;
+  role: string;
+  at: Date;
 }
 
-export const prefixWarning = (prefix: string, before: string) =>
-  `BLASTGATE_QUEUE_PREFIX is "${prefix}", but the process started on this database before this one used "${before}": ` +
-  "an API and its workers must share one prefix, or this process's jobs and the others' are in different queues " +
-  '(the API sees no worker, and operations may run twice over). Unless every process of this database moves to ' +
-  `"${prefix}", restart this one with BLASTGATE_QUEUE_PREFIX=${before}`;
+/** Records this process's prefix; returns the other prefixes started on this database within a day. */
+export async function recordQueuePrefix(db: Queryable, prefix: string, role: 'api' | 'worker'): Promise<OtherPrefix[]> {
+  const r = await db.query<{ prefix: string; role: string; at: Date }>(
+    `WITH was AS (SELECT value FROM settings WHERE key = $1)
+     , now AS (
+       INSERT INTO settings (key, value, updated_by)
+       VALUES ($1, jsonb_build_object($2::text, jsonb_build_object('at', now(), 'role', $3::text)), 'system')
+       ON CONFLICT (key) DO UPDATE SET value = settings.value || EXCLUDED.value, updated_at = now()
+     )
+     SELECT p.key AS prefix, p.value->>'role' AS role, (p.value->>'at')::timestamptz AS at
+     FROM was, jsonb_each(was.value) p
+     WHERE p.key <> $2 AND jsonb_typeof(p.value) = 'object' AND (p.value->>'at')::timestamptz > now() - interval '1 day'
+     ORDER BY 3 DESC`,
+    [SETTING, prefix, role],
+  );
+  return r.rows;
+}
+
+export const prefixWarning = (prefix: string, others: OtherPrefix[]) =>
+  `BLASTGATE_QUEUE_PREFIX is "${prefix}", but processes of this database started with another prefix within the last day: ` +
+  others.map((o) => `"${o.prefix}" (${o.role}, last at ${o.at.toISOString()})`).join(', ') +
+  '. An API and its workers must share one prefix, or their jobs are in different queues (the API sees no worker, and two sets of queues run the same operations): check which one is meant, and restart the processes that use another';
