@@ -193,3 +193,45 @@ describe('break-glass', () => {
     expect((await approveWith(h.auth('approver'), id, planHash)).body.state).toBe('approved');
   });
 });
+
+describe('approvals that arrive together', () => {
+  it('the second of two break-glass approvals waiting on the same lock approves the operation (it saw only its own)', async () => {
+    const ids = appsOf([60, 61], APPS);
+    const op = await submit('requester', ids, { erasure: true });
+    expect(op.status).toBe(201);
+    const { id, planHash } = op.body as { id: string; planHash: string };
+    // Both wait behind a transaction holding the operation's row, as behind a third command: the
+    // second to get the lock read the approvals as they were when it began to wait, without the
+    // first one's, and both answered "planned", needing one more (a trial saw "6 in" three times).
+    const pgmod = await import('pg');
+    const holder = new pgmod.default.Client({ connectionString: h.databaseUrl });
+    await holder.connect();
+    let answers: request.Response[];
+    try {
+      await holder.query('BEGIN');
+      await holder.query('SELECT 1 FROM operations WHERE id = $1 FOR UPDATE', [id]);
+      const both = Promise.all([
+        approveWith(h.auth('approver'), id, planHash),
+        approveWith(h.auth('admin'), id, planHash),
+      ]);
+      // Until both wait on the row (pg_stat_activity: their statements blocked by the holder).
+      for (let k = 0; k < 100; k++) {
+        const waiting = await query<{ n: number }>(
+          h.databaseUrl,
+          `SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%FROM operations o WHERE o.id%'`,
+        );
+        if (waiting[0]!.n >= 2) break;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      await holder.query('COMMIT');
+      answers = await both;
+    } finally {
+      await holder.end();
+    }
+    expect(answers.map((a) => a.status)).toEqual([200, 200]);
+    expect((await approvalsOf(id)).map((a) => a.role).sort()).toEqual(['admin', 'approver']);
+    expect((await getOperation(h, id)).state).toBe('approved');
+    // The answer of the one that completed the approvals says so.
+    expect(answers.map((a) => a.body.state)).toContain('approved');
+  });
+});

@@ -77,7 +77,9 @@ describe("a command's transaction", () => {
     );
     expect(applied?.state.state).toBe('cancelled');
     const kinds = statements.map((s) => s.split(' ').slice(0, 2).join(' '));
-    expect(kinds).toEqual(['BEGIN', 'SELECT o.id,', 'UPDATE operations', 'INSERT INTO', 'COMMIT']);
+    expect(kinds).toEqual(['BEGIN', 'SELECT 1', 'UPDATE operations', 'INSERT INTO', 'COMMIT']);
+    // The lock, then the read in a statement of its own (its snapshot after the lock), in one trip.
+    expect(statements[1]).toMatch(/FOR UPDATE OF o; SELECT o.id,/);
     expect(statements[2]).toContain('pg_advisory_xact_lock');
     expect(statements[3]).toContain('INSERT INTO audit_events');
     expect(await verify()).toMatchObject({ valid: true, brokenAt: null });

@@ -80,11 +80,31 @@ interface Row {
 }
 
 export async function loadOperation(db: Queryable, id: string, lock: boolean): Promise<OperationRecord | undefined> {
-  // pg_stat_activity shows a statement's first 1,023 bytes (track_activity_query_size): keep the
-  // FROM within them, so that whoever looks at what waits for an operation's lock sees which table
-  // (kill.test.ts lockWaiters does). Hence the short indents and the plan's age judged here, not in SQL.
-  const r = await db.query<Row>(
-    `SELECT o.id, o.state, o.version, o.action, o.target_type, o.mode, o.current_wave, o.paused_from, o.halt_reason,
+  if (!lock) return first((await db.query<Row>(readSql('$1'), [id])).rows);
+  // The lock first, the read in a statement after it. One statement that locked while it read took
+  // its snapshot before waiting for the lock: its approvals (and waves) were as they were then,
+  // without those of the command it waited for, so two break-glass approvals that waited together
+  // each saw only its own, and the operation stayed planned with both in (a trial). A statement's
+  // snapshot (READ COMMITTED) sees every command committed before it began. Both go in one simple
+  // query, one round trip as before (a command's trips each wait their turn under load:
+  // command-round-trips.test.ts); the ID as a literal, since a simple query takes no parameters.
+  const idSql = `'${id.replace(/'/g, "''")}'`;
+  const results = (await db.query(
+    `SELECT 1 FROM operations o WHERE o.id = ${idSql} FOR UPDATE OF o; ${readSql(idSql)}`,
+  )) as unknown as { rows: Row[] }[];
+  return first(results[1]?.rows ?? []);
+}
+
+const first = (rows: Row[]) => (rows[0] ? toRecord(rows[0]) : undefined);
+
+/**
+ * The operation with its waves, approvals and the freeze. pg_stat_activity shows a statement's first
+ * 1,023 bytes (track_activity_query_size): keep the FROM within them, so that whoever looks at what
+ * waits for an operation's lock sees which table (kill.test.ts lockWaiters does). Hence the short
+ * indents and the plan's age judged here, not in SQL.
+ */
+const readSql = (idSql: string) =>
+  `SELECT o.id, o.state, o.version, o.action, o.target_type, o.mode, o.current_wave, o.paused_from, o.halt_reason,
    o.halt_cause, o.requires_break_glass, o.plan_hash, o.requested_by, o.auto_start, o.halt_policy, o.rollout,
    o.bake_until, o.wave_deadline, o.progress_at, o.expires_at, o.drill_state,
    (SELECT json_agg(json_build_array(w.wave, w.from_seq, w.to_seq, w.done, w.failed, w.consecutive_failures, w.progress_at) ORDER BY w.wave)
@@ -94,12 +114,7 @@ export async function loadOperation(db: Queryable, id: string, lock: boolean): P
    coalesce((SELECT (s.value->>'frozen')::boolean FROM settings s WHERE s.key = 'freeze'), false) AS frozen,
    CASE WHEN o.requires_break_glass THEN coalesce(o.protected_tenants, '{}') ELSE '{}' END AS approved_tenants,
    o.protection_seen, o.created_at
-     FROM operations o WHERE o.id = $1 ${lock ? 'FOR UPDATE OF o' : ''}`,
-    [id],
-  );
-  const o = r.rows[0];
-  return o && toRecord(o);
-}
+     FROM operations o WHERE o.id = ${idSql}`;
 
 function toRecord(o: Row): OperationRecord {
   const waves = (o.waves ?? []).map(([wave, fromSeq, toSeq, done, failed, consecutiveFailures, progressAt]) => ({
