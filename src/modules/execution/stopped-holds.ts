@@ -25,6 +25,10 @@ import { LAST_PROGRESS_SQL } from '../operations/repository.ts';
 /** An operation with no item outcome for this long may be waiting on a stopped run's claims. */
 export const STOPPED_HOLDS_AFTER_MS = 5_000;
 
+/** The runners (processes) with a lock session connected; `pattern`: the parameter holding `${LOCK_SESSIONS}/%`. */
+const liveRunners = (pattern: string) =>
+  `SELECT split_part(application_name, '/', 2) AS runner FROM pg_stat_activity WHERE application_name LIKE ${pattern}`;
+
 /**
  * The state of operation $1 when it is in one of `states`, has recorded no item outcome for `secs`
  * seconds (a parameter), and its held note (if any) is not one the views still show.
@@ -51,9 +55,7 @@ export async function noteStoppedHolds(
   // The operation's row is checked first (an InitPlan): the ledger is read only for an operation
   // that sits still and whose held items the views do not already show.
   const r = await pool.query<{ items: number }>(
-    `WITH op AS (${sitsStill(`('rolling_back', 'running')`, '$3')}), live AS (
-       SELECT split_part(application_name, '/', 2) AS runner FROM pg_stat_activity WHERE application_name LIKE $4
-     ), held AS (
+    `WITH op AS (${sitsStill(`('rolling_back', 'running')`, '$3')}), live AS (${liveRunners('$4')}), held AS (
        ${heldItemsSql(
          `EXISTS (SELECT 1 FROM op) AND seq >= $5 AND seq < $6 AND strpos(claim_token, '/') > 0
           AND split_part(claim_token, '/', 1) NOT IN (SELECT runner FROM live)`,
@@ -99,10 +101,7 @@ export async function noteStoppedChunks(
     (j) => j.id && j.processedBy && j.data.opId === opId && j.data.from >= seqs.from && j.data.to <= seqs.to,
   );
   if (mine.length === 0) return 0;
-  const live = await pool.query<{ runner: string }>(
-    `SELECT split_part(application_name, '/', 2) AS runner FROM pg_stat_activity WHERE application_name LIKE $1`,
-    [`${LOCK_SESSIONS}/%`],
-  );
+  const live = await pool.query<{ runner: string }>(liveRunners('$1'), [`${LOCK_SESSIONS}/%`]);
   const alive = new Set(live.rows.map((r) => r.runner));
   const stopped = [];
   let until = 0;
