@@ -23,6 +23,17 @@ const STOPPED_STATES = new Set([
   'expired',
 ]);
 
+/** States in which an operation sends nothing more of its forward run (a rollback may still come). */
+const OVER_STATES = new Set([...STOPPED_STATES, 'completed'].filter((s) => s !== 'halted'));
+
+/**
+ * A ledger state as a count of an operation in `opState` says it: the items of an operation that
+ * ended without running them are `pending` in its ledger, and "pending 11" on a rolled-back
+ * operation read as work still queued (a trial). Nothing was sent for them, and nothing will be.
+ */
+export const countWord = (itemState: string, opState: string) =>
+  itemState === 'pending' && OVER_STATES.has(opState) ? 'never run' : itemState;
+
 /**
  * What waiting on an operation in `state` ends with: an exit code, or null to keep waiting
  * (planned, approved, running, baking, rolling_back).

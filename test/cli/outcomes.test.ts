@@ -502,6 +502,12 @@ describe('blastgate CLI against the real stack', () => {
     const doc = parse(r);
     expect(doc.outcome).toMatchObject({ state: 'rolled_back', exitCode: 11, timedOut: false });
     expect(doc.outcome.haltReason).toBeTruthy();
+    // The second wave's items were never sent: on a rolled-back operation, "pending 10" read as
+    // work still queued (a trial). The ledger state stays pending; the words say what it means.
+    const status = await as('viewer', ['status', op.id]);
+    expect(status.code, status.stderr).toBe(0);
+    expect(status.stdout).toMatch(/\n {2}wave 2: never run 10\n/);
+    expect(status.stdout).not.toMatch(/\bpending\b/);
   });
 
   it('submit --via-queue through the real intake worker: planned (0), then rejected (10) with its report', async () => {

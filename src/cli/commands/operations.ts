@@ -1,7 +1,7 @@
 // plan, submit, status, watch, report: an ID list streamed in as NDJSON (POST /v1/operations takes
 // up to 1,000,000 IDs that way, staged server-side), and an operation followed to its outcome.
 import type { Command } from 'commander';
-import { EXIT, exitForState, usageError } from '../exit-codes.ts';
+import { EXIT, countWord, exitForState, usageError } from '../exit-codes.ts';
 import {
   ndjsonBody,
   openIds,
@@ -243,7 +243,7 @@ export function registerOperationCommands(program: Command) {
               `  ${op.refused.command} refused ${op.refused.code} (${op.refused.by}, ${op.refused.at}): ${op.refused.message}`,
             );
           for (const w of op.waveProgress ?? []) {
-            const counts = Object.entries(w.counts).map(([k, n]) => `${k} ${n}`);
+            const counts = Object.entries(w.counts).map(([k, n]) => `${countWord(k, op.state)} ${n}`);
             ctx.out.line(`  wave ${w.wave + 1}: ${counts.join(' · ') || 'no items'}`);
           }
           // What did not get where the state says (failed deletes, items not restored, what a halted
