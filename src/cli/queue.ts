@@ -133,7 +133,9 @@ export async function submitViaQueue(o: QueueSubmitOptions): Promise<QueueResult
     }
     // A job no worker picks up (none connected, all busy) used to be waited on in silence until
     // --timeout. Say what it waits for, while it does.
-    const notes = o.note ? waitingNotes(job, o.note, o.waitingNoteMs ?? WAITING_NOTE_MS) : undefined;
+    const client = (await queue.getBackend().client) as unknown as Redis;
+    const why = (state: string) => waitingFor(state, client, o.prefix);
+    const notes = o.note ? waitingNotes(job, why, o.note, o.waitingNoteMs ?? WAITING_NOTE_MS) : undefined;
     try {
       const value = (await job.waitUntilFinished(ready, o.timeoutMs)) as Omit<QueueResult, 'jobId'>;
       // A replay: the job was kept from an earlier run, or the key made the operation before it
@@ -143,7 +145,7 @@ export async function submitViaQueue(o: QueueSubmitOptions): Promise<QueueResult
       const e = err as Error;
       // BullMQ's own timeout, not a failedReason that happens to say "timed out".
       if (!/^Job wait .* timed out before finishing/.test(e.message)) throw refusal(e);
-      throw await timedOut(job, jobId, o.prefix, o.timeoutMs);
+      throw await timedOut(job, why, jobId, o.prefix, o.timeoutMs);
     } finally {
       notes?.stop();
     }
@@ -183,22 +185,68 @@ interface JobLike {
   getState(): Promise<string>;
 }
 
-/** What the job's state says it waits for, or null when it is being planned (or done). */
-function waitingFor(state: string): string | null {
-  if (state === 'waiting' || state === 'prioritized' || state === 'waiting-children')
-    return 'no intake worker has picked it up (is one running on this Redis and prefix?); it stays queued';
+/** BullMQ names a worker's connection `<prefix>:<base64 of the queue's name>`, `:w:<name>` after it. */
+const INTAKE_WORKER = new RegExp(`^(.+):${Buffer.from('intake').toString('base64')}(?::w:.*)?$`);
+/** How many other prefixes a note names. */
+const PREFIXES_NAMED = 10;
+
+/**
+ * The prefixes under which intake workers are connected to this Redis (from CLIENT LIST, as BullMQ's
+ * getWorkers reads it), or null where the server does not answer it (some managed Redis refuse it).
+ */
+export async function intakeWorkerPrefixes(client: Pick<Redis, 'client'>): Promise<string[] | null> {
+  try {
+    const list = String(await client.client('LIST'));
+    const found = new Set<string>();
+    for (const line of list.split(/\r?\n/)) {
+      const name = /(?:^| )name=(\S+)/.exec(line)?.[1];
+      const prefix = name && INTAKE_WORKER.exec(name)?.[1];
+      if (prefix) found.add(prefix);
+    }
+    return [...found].sort();
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * What the job's state says it waits for, or null when it is being planned (or done). A job under a
+ * mistyped prefix waited to its timeout with "is one running on this Redis and prefix?" while the
+ * workers ran under the right one (a trial): the connected workers' prefixes say which it is. It is
+ * not refused: one Redis may serve several deployments by prefix, and this one's workers may be
+ * restarting while another's run.
+ */
+async function waitingFor(state: string, client: Pick<Redis, 'client'>, prefix: string): Promise<string | null> {
   if (state === 'delayed') return 'it waits for a retry (the worker found PostgreSQL or Redis down)';
-  return null;
+  if (state !== 'waiting' && state !== 'prioritized' && state !== 'waiting-children') return null;
+  const served = await intakeWorkerPrefixes(client);
+  if (served?.includes(prefix))
+    return `the intake workers under prefix ${prefix} are busy with other jobs; it stays queued`;
+  const others = (served ?? []).filter((p) => p !== prefix);
+  if (others.length)
+    return (
+      `no intake worker is connected under prefix ${prefix}, while intake workers are under ` +
+      `${others.slice(0, PREFIXES_NAMED).join(', ')}${others.length > PREFIXES_NAMED ? ` and ${others.length - PREFIXES_NAMED} more` : ''}` +
+      ` (is --queue-prefix or BLASTGATE_QUEUE_PREFIX right?); it stays queued`
+    );
+  if (served)
+    return 'no intake worker is connected to this Redis (none is running, or it is restarting); it stays queued';
+  return 'no intake worker has picked it up (is one running on this Redis and prefix?); it stays queued';
 }
 
 /** Notes on the job's wait while it is not picked up: first after `firstMs`, then every 30 s. */
-function waitingNotes(job: JobLike & { id?: string | undefined }, note: (text: string) => void, firstMs: number) {
+function waitingNotes(
+  job: JobLike & { id?: string | undefined },
+  waitsFor: (state: string) => Promise<string | null>,
+  note: (text: string) => void,
+  firstMs: number,
+) {
   let timer: NodeJS.Timeout | undefined;
   let stopped = false;
   const started = Date.now();
   const tick = async () => {
     const state = await job.getState().catch(() => undefined);
-    const why = state && waitingFor(state);
+    const why = state && (await waitsFor(state));
     if (stopped) return;
     if (why)
       note(`The intake job ${job.id} is still ${state} after ${Math.round((Date.now() - started) / 1000)} s: ${why}.`);
@@ -219,10 +267,16 @@ function waitingNotes(job: JobLike & { id?: string | undefined }, note: (text: s
  * --timeout ran out: the job is not withdrawn by that. Says where it is and what the operator can
  * do, since a worker that comes later still plans it.
  */
-async function timedOut(job: JobLike, jobId: string, prefix: string, timeoutMs: number): Promise<CliError> {
+async function timedOut(
+  job: JobLike,
+  waitsFor: (state: string) => Promise<string | null>,
+  jobId: string,
+  prefix: string,
+  timeoutMs: number,
+): Promise<CliError> {
   const state = await job.getState().catch(() => 'unknown');
   const pending = state === 'waiting' || state === 'prioritized' || state === 'delayed' || state === 'active';
-  const why = waitingFor(state);
+  const why = await waitsFor(state);
   return new CliError(
     EXIT.timedOut,
     'TIMED_OUT',

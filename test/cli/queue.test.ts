@@ -289,10 +289,14 @@ describe('submit --via-queue', () => {
     expect(made.details.jobId).toMatch(/^cli-/);
     expect(made.message).toContain(`run the same command with --idempotency-key ${made.details.jobId}`);
     expect(human.code, human.stderr).toBe(13);
+    // Under a prefix no worker consumes, while this file's worker runs under another: a typo of
+    // --queue-prefix waited to its timeout with "is one running on this Redis and prefix?" (a trial).
     expect(human.stderr).toMatch(
-      /The intake job ci-run-idle is still waiting after \d+ s: no intake worker has picked it up/,
+      new RegExp(
+        `The intake job ci-run-idle is still waiting after \\d+ s: no intake worker is connected under prefix ${idle}, while intake workers are under [^\\n]*\\b${prefix}\\b[^\\n]*\\(is --queue-prefix or BLASTGATE_QUEUE_PREFIX right\\?\\)`,
+      ),
     );
-    expect(human.stderr).toContain('TIMED_OUT');
+    expect(human.stderr).toMatch(/TIMED_OUT.*it is waiting: no intake worker is connected under prefix/);
     expect(human.stderr).toContain('It stays in the queue: a worker that takes it later still plans it');
     expect(human.stderr).toContain("Queue.remove('ci-run-idle')");
     expect(json.code, json.stderr).toBe(13);
