@@ -81,3 +81,5 @@ export function memo<T>(o: {
  * long, readers given the last count while a new one runs.
  */
 export const LEDGER_COUNT_MEMO = { ttlMs: 1_000, max: 256, costFactor: 4, staleMs: 2_000 };
+/** The other queue prefixes a no-worker wait names (plugins/queues.ts): one settings read per 2 s. */
+export const OTHER_PREFIXES_MEMO = { ttlMs: 2_000, max: 1 };

@@ -8,6 +8,8 @@ import { pgEngine } from '../modules/execution/engine-store.ts';
 import { createQueues, type Queues } from '../modules/execution/queues.ts';
 import { redisReachable } from './redis.ts';
 import { workerPresence } from '../modules/execution/worker-presence.ts';
+import { otherPrefixesText, otherQueuePrefixes } from '../modules/execution/prefix-check.ts';
+import { memo, OTHER_PREFIXES_MEMO } from '../lib/memo.ts';
 import { NO_HOLDS, QUEUED_STATES, type QueueHolds } from '../modules/operations/waiting.ts';
 
 declare module 'fastify' {
@@ -39,15 +41,25 @@ export default fp<{ prefix: string }>(
     );
     // Chunks are what move an operation: a process that runs none takes no work from it.
     const workers = workerPresence(queues.items);
+    // Read only while no worker is seen, and once per few seconds: a view polled hundreds of times
+    // a second does not read settings each time.
+    const prefixes = memo<string>(OTHER_PREFIXES_MEMO);
+    const otherPrefixes = () =>
+      prefixes.get('', async () => {
+        const others = await otherQueuePrefixes(app.db.pool, opts.prefix).catch(() => []);
+        return others.length ? otherPrefixesText(opts.prefix, others) : '';
+      });
     app.decorate('queueHolds', async (state: string, lastProgressAt: Date | null = null) => {
       if (!QUEUED_STATES.has(state)) return NO_HOLDS;
       // Redis lost: that is the reason, and asking it who is connected would wait for a timeout.
       const queueDownSince = app.queueDownSince();
+      const noWorkersSince = queueDownSince ? null : await workers.noneSince();
       return {
         queueDownSince,
-        noWorkersSince: queueDownSince ? null : await workers.noneSince(),
+        noWorkersSince,
         lastProgressAt,
         queueBackAt: app.queueBackAt(),
+        ...(noWorkersSince ? { otherPrefixes: await otherPrefixes() } : {}),
       };
     });
     // Redis unreachable: BullMQ's close would wait for it to come back; the redis plugin drops

@@ -19,6 +19,13 @@ afterAll(async () => {
 
 describe('no worker connected to the queue', () => {
   it('shows waiting on workers while none is connected, then runs once one starts', async () => {
+    // A worker of this database started under a mistyped prefix: it warned only itself, and this
+    // view said "no worker process is connected" while that worker ran the operation (a trial).
+    await h.app.db.pool.query(
+      `INSERT INTO settings (key, value, updated_by)
+       VALUES ('queue_prefixes', jsonb_build_object($1::text, jsonb_build_object('at', now(), 'role', 'worker')), 'system')`,
+      [`${h.prefix}-typo`],
+    );
     const t0 = Date.now();
     const op = await submitAndStart(h, { ids: [appId(0, 0), appId(1, 0), appId(2, 0)], rollout: { bakeSeconds: 0 } });
     const seen = await request(h.app.server).get(`/v1/operations/${op.id}`).set('authorization', h.auth('viewer'));
@@ -26,6 +33,11 @@ describe('no worker connected to the queue', () => {
     expect(seen.body.state).toBe('running');
     expect(seen.body.waiting, JSON.stringify(seen.body)).toMatchObject({ on: 'workers' });
     expect(seen.body.waiting.detail).toContain('npm run worker');
+    expect(seen.body.waiting.detail).toMatch(
+      new RegExp(
+        `started under another queue prefix within the last day: "${h.prefix}-typo" \\(worker, last at [^)]+\\); this one uses "${h.prefix}"\\. .*check BLASTGATE_QUEUE_PREFIX`,
+      ),
+    );
     expect(Date.parse(seen.body.waiting.since)).toBeGreaterThanOrEqual(t0 - 1_000);
     // The live view's stream says the same.
     expect((await readLive(h.app.db.pool, op.id, h.app.queueHolds))?.waiting).toEqual(seen.body.waiting);

@@ -38,3 +38,26 @@ export const prefixWarning = (prefix: string, others: OtherPrefix[]) =>
   `BLASTGATE_QUEUE_PREFIX is "${prefix}", but processes of this database started with another prefix within the last day: ` +
   others.map((o) => `"${o.prefix}" (${o.role}, last at ${o.at.toISOString()})`).join(', ') +
   '. An API and its workers must share one prefix, or their jobs are in different queues (the API sees no worker, and two sets of queues run the same operations): check which one is meant, and restart the processes that use another';
+
+/**
+ * The other prefixes started on this database within a day, read only: what a view that finds no
+ * worker connected names, since a worker started later under another prefix warned only itself,
+ * and the API's view said "no worker process is connected" while that worker ran the operation.
+ */
+export async function otherQueuePrefixes(db: Queryable, prefix: string): Promise<OtherPrefix[]> {
+  const r = await db.query<{ prefix: string; role: string; at: Date }>(
+    `SELECT p.key AS prefix, p.value->>'role' AS role, (p.value->>'at')::timestamptz AS at
+     FROM settings s, jsonb_each(s.value) p
+     WHERE s.key = $1 AND p.key <> $2 AND jsonb_typeof(p.value) = 'object'
+       AND (p.value->>'at')::timestamptz > now() - interval '1 day'
+     ORDER BY 3 DESC`,
+    [SETTING, prefix],
+  );
+  return r.rows;
+}
+
+/** The sentence a no-worker wait adds when processes of this database run under other prefixes. */
+export const otherPrefixesText = (prefix: string, others: readonly OtherPrefix[]) =>
+  ` Processes of this database started under another queue prefix within the last day: ` +
+  others.map((o) => `"${o.prefix}" (${o.role}, last at ${o.at.toISOString()})`).join(', ') +
+  `; this one uses "${prefix}". A worker under another prefix takes none of this process's jobs: check BLASTGATE_QUEUE_PREFIX.`;

@@ -28,6 +28,11 @@ export interface QueueHolds {
   lastProgressAt?: Date | null;
   /** When this process's Redis connection came back after its last outage, if it did. */
   queueBackAt?: Date | null;
+  /**
+   * While no worker is connected: what it says of processes of this database started under another
+   * queue prefix (prefix-check.ts), or nothing when there are none.
+   */
+  otherPrefixes?: string;
 }
 /**
  * How long after Redis answers again a missing worker is taken for one still reconnecting (ioredis
@@ -68,7 +73,8 @@ export function waitingOf(op: Pick<OperationRow, 'state'> & Partial<HeldFields>,
       on: 'workers' as const,
       since: holds.noWorkersSince.toISOString(),
       detail:
-        'No worker process is connected to the work queue, so nothing is picked up: start one (`npm run worker`, or an API with BLASTGATE_WORKERS_IN_PROCESS not false). Nothing is lost; the work waits in the queue.',
+        'No worker process is connected to the work queue, so nothing is picked up: start one (`npm run worker`, or an API with BLASTGATE_WORKERS_IN_PROCESS not false). Nothing is lost; the work waits in the queue.' +
+        (holds.otherPrefixes ?? ''),
     };
   if (op.state === 'baking' && op.bakeUntil && now - op.bakeUntil.getTime() >= BAKE_LATE_MS)
     return {
