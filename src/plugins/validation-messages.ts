@@ -59,6 +59,20 @@ export function closest(name: string, known: string[]): string | undefined {
   return bestD <= Math.max(2, Math.floor(name.length / 3)) ? best : undefined;
 }
 
+/**
+ * Field names meant for one another that no spelling distance finds: a signal takes `detail` where
+ * every command takes `reason`, and `{kind, reason}` was refused without a hint (a trial).
+ */
+const SYNONYMS: Record<string, readonly string[]> = {
+  reason: ['detail', 'comment'],
+  detail: ['reason', 'comment'],
+  details: ['detail', 'reason'],
+  message: ['detail', 'reason', 'comment'],
+  description: ['detail', 'reason', 'comment'],
+  note: ['detail', 'reason', 'comment'],
+  comment: ['reason', 'detail'],
+};
+
 const fieldOf = (where: string, instancePath: string) => `${where}${instancePath.replace(/\//g, '.')}`;
 
 /** Unknown and missing fields of an object that failed `required` or `additionalProperties`. */
@@ -77,7 +91,9 @@ function objectFieldIssues(issue: ValidationIssue, field: string): IssueDetail[]
         closest(
           key,
           known.filter((k) => !(k in data)),
-        ) ?? closest(key, known);
+        ) ??
+        closest(key, known) ??
+        SYNONYMS[key.toLowerCase()]?.find((k) => known.includes(k) && !(k in data));
       out.push({
         field,
         message: 'must NOT have additional properties',

@@ -76,6 +76,21 @@ describe('validation messages say what is allowed', () => {
     );
     const optional = await submit({ ...spec, dryrun: true, ids: [appId(1, 0)] }).expect(400);
     expect(optional.body.message).toBe('Unknown field "dryrun" in body (did you mean "dryRun"?)');
+    // A signal takes `detail` where every command takes `reason`: no spelling is near, and
+    // `{kind, reason}` was refused without a hint (a trial). Refused before anything is looked up.
+    const signal = await request(t.app.server)
+      .post('/v1/operations/op_lx2k9a1b2c3d4e5f6/signals')
+      .set('authorization', t.auth('operator'))
+      .send({ kind: 'support_ticket', reason: 'ZD-1: apps missing' })
+      .expect(400);
+    expect(signal.body.message).toBe('Unknown field "reason" in body (did you mean "detail"?)');
+    // A field that is there already is no guess.
+    const both = await request(t.app.server)
+      .post('/v1/operations/op_lx2k9a1b2c3d4e5f6/signals')
+      .set('authorization', t.auth('operator'))
+      .send({ kind: 'support_ticket', detail: 'ZD-1', reason: 'ZD-1: apps missing' })
+      .expect(400);
+    expect(both.body.message).toBe('Unknown field "reason" in body');
   });
 
   it('413 states the limit', async () => {
