@@ -182,7 +182,7 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
       engine,
       enqueueChunks: (chunks) => queues.enqueueChunks(chunks),
       enqueueControl: (job, delayMs) => queues.enqueueControl(job, delayMs),
-      noteStoppedHolds: (opId, seqs) => noteStoppedHolds(db.pool, opId, leaseMs, seqs),
+      noteStoppedHolds: (opId, seqs) => noteStoppedHolds(db.pool, opId, leaseMs, seqs, seqs && chunkJobs),
       noteStoppedChunks: (opId, seqs) => noteStoppedChunks(db.pool, chunkJobs, opId, seqs),
       clock,
     },

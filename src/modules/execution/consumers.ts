@@ -36,7 +36,7 @@ import type { OperationRecord } from './state.ts';
 import type { VelocityLimiter } from './velocity.ts';
 
 /** How often, at most, a worker looks for jobs whose worker died (BullMQ's stalled check). */
-const STALLED_CHECK_MS = 5_000;
+export const STALLED_CHECK_MS = 5_000;
 
 export interface ConsumerDeps {
   pool: pg.Pool;

@@ -18,6 +18,7 @@ import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type pg from 'pg';
 import type { ChunkJob } from './queues.ts';
+import { STALLED_CHECK_MS } from './consumers.ts';
 import { LOCK_SESSIONS } from './exclusive.ts';
 import { HELD_JSON, heldItemsSql } from './rollback-ledger.ts';
 import { LAST_PROGRESS_SQL } from '../operations/repository.ts';
@@ -40,7 +41,8 @@ const sitsStill = (states: string, secs: string) =>
                       AND (o.restore_wait->'held'->>'notedAt')::timestamptz >= p.at, false)`;
 
 /**
- * Writes `restore_wait.held` (items, since, until the first lease ends, notedAt) when items of a
+ * Writes `restore_wait.held` (items, since, until the first lease ends or, for a running delete, its
+ * stopped chunk jobs run again if sooner, notedAt) when items of a
  * rolling-back or running operation are held by claims of stopped runs and nothing moved for
  * STOPPED_HOLDS_AFTER_MS; keeps the rest of `restore_wait`. Returns how many items it noted.
  * A rollback waits for the items it must restore (marked ones); a running delete for any it claimed.
@@ -51,23 +53,59 @@ export async function noteStoppedHolds(
   leaseMs: number,
   /** A running delete's: its running wave's items (only they can be claimed), read by their key. */
   seqs: { from: number; to: number } = { from: 0, to: 2 ** 31 - 1 },
+  /** A running delete's chunk jobs, for when their next run takes the claims over (see below). */
+  jobs?: ChunkJobsView,
 ): Promise<number> {
+  // A running delete's claims are taken over at once by the next run of their chunk job (the same
+  // job ID), which BullMQ hands out once the stopped worker's job lock lapses: a trial saw `until`
+  // at the claim lease (~90 s) while the work went on at ~30 s. The sooner of the two is noted.
+  const lapse = jobs ? await stoppedChunkJobs(pool, jobs, opId, seqs) : null;
+  const jobsUntil = lapse?.stopped.length ? new Date(lapse.until + STALLED_CHECK_MS) : null;
   // The operation's row is checked first (an InitPlan): the ledger is read only for an operation
   // that sits still and whose held items the views do not already show.
   const r = await pool.query<{ items: number }>(
-    `WITH op AS (${sitsStill(`('rolling_back', 'running')`, '$3')}), live AS (${liveRunners('$4')}), held AS (
+    `WITH op AS (${sitsStill(`('rolling_back', 'running')`, '$3')}), live AS (${liveRunners('$4')}), claims AS (
        ${heldItemsSql(
          `EXISTS (SELECT 1 FROM op) AND seq >= $5 AND seq < $6 AND strpos(claim_token, '/') > 0
           AND split_part(claim_token, '/', 1) NOT IN (SELECT runner FROM live)`,
          `(SELECT state FROM op) = 'running'`,
        )}
-     )
+     ), held AS (SELECT items, since, least(at, $7::timestamptz) AS at FROM claims)
      UPDATE operations o SET restore_wait = coalesce(o.restore_wait, '{}') || ${HELD_JSON}
      FROM held, op WHERE o.id = $1 AND o.state = op.state AND held.items > 0
      RETURNING held.items`,
-    [opId, leaseMs / 1000, STOPPED_HOLDS_AFTER_MS / 1000, `${LOCK_SESSIONS}/%`, seqs.from, seqs.to],
+    [opId, leaseMs / 1000, STOPPED_HOLDS_AFTER_MS / 1000, `${LOCK_SESSIONS}/%`, seqs.from, seqs.to, jobsUntil],
   );
   return r.rows[0]?.items ?? 0;
+}
+
+/**
+ * The chunk jobs of operation `opId` (within `seqs`) in the hands of a process with no lock session,
+ * under a job lock that has not lapsed yet, and when the last of those locks lapses (ms).
+ */
+async function stoppedChunkJobs(
+  pool: Pick<pg.Pool, 'query'>,
+  jobs: ChunkJobsView,
+  opId: string,
+  seqs: { from: number; to: number },
+) {
+  const mine = (await jobs.active()).filter(
+    (j) => j.id && j.processedBy && j.data.opId === opId && j.data.from >= seqs.from && j.data.to <= seqs.to,
+  );
+  const stopped: typeof mine = [];
+  let until = 0;
+  if (mine.length === 0) return { stopped, until };
+  const live = await pool.query<{ runner: string }>(liveRunners('$1'), [`${LOCK_SESSIONS}/%`]);
+  const alive = new Set(live.rows.map((r) => r.runner));
+  for (const j of mine) {
+    if (alive.has(j.processedBy!)) continue;
+    const left = await jobs.lockLeftMs(j.id!);
+    // A lapsed lock: the stalled-job check hands the job out again within seconds.
+    if (left <= 0) continue;
+    stopped.push(j);
+    until = Math.max(until, Date.now() + left);
+  }
+  return { stopped, until };
 }
 
 /** What the reconciler reads of the chunk queue (BullMQ, in Redis). */
@@ -97,22 +135,7 @@ export async function noteStoppedChunks(
 ): Promise<number> {
   const still = await pool.query(sitsStill(`('running')`, '$2'), [opId, STOPPED_HOLDS_AFTER_MS / 1000]);
   if (!still.rowCount) return 0;
-  const mine = (await jobs.active()).filter(
-    (j) => j.id && j.processedBy && j.data.opId === opId && j.data.from >= seqs.from && j.data.to <= seqs.to,
-  );
-  if (mine.length === 0) return 0;
-  const live = await pool.query<{ runner: string }>(liveRunners('$1'), [`${LOCK_SESSIONS}/%`]);
-  const alive = new Set(live.rows.map((r) => r.runner));
-  const stopped = [];
-  let until = 0;
-  for (const j of mine) {
-    if (alive.has(j.processedBy!)) continue;
-    const left = await jobs.lockLeftMs(j.id!);
-    // A lapsed lock: the stalled-job check hands the job out again within seconds.
-    if (left <= 0) continue;
-    stopped.push(j);
-    until = Math.max(until, Date.now() + left);
-  }
+  const { stopped, until } = await stoppedChunkJobs(pool, jobs, opId, seqs);
   if (stopped.length === 0) return 0;
   const since = Math.min(...stopped.map((j) => j.processedOn ?? Date.now()));
   const r = await pool.query<{ items: number }>(

@@ -196,7 +196,7 @@ const CLAIMS_DETAIL =
 const RUN_CLAIMS_DETAIL =
   'Items of this operation are claimed by a run that has no session with PostgreSQL any more, before it recorded them: its worker process stopped (killed, out of memory), or PostgreSQL restarted and dropped the sessions (the run then stops sending). ' +
   "Its chunk job is handed out again once that worker's job lock lapses (BLASTGATE_WORKER_LOCK_MS, checked every 5 s), and the new run takes them over at once; " +
-  'their claim lease (until) is the latest that happens. A delete the stopped run may have sent is sent again under the same Idempotency-Key, which the downstream applies once.';
+  "until is when that job lock lapses (with the 5 s check), or the claims' lease if it ends sooner or the job is not in a worker's hands any more. A delete the stopped run may have sent is sent again under the same Idempotency-Key, which the downstream applies once.";
 
 // A chunk that claims nothing (the registry adapter's: one transaction) leaves no claim behind: its
 // job does, in BullMQ, under the dead worker's job lock (stopped-holds.ts noteStoppedChunks).
