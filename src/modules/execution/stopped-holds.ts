@@ -59,7 +59,9 @@ export async function noteStoppedHolds(
   // A running delete's claims are taken over at once by the next run of their chunk job (the same
   // job ID), which BullMQ hands out once the stopped worker's job lock lapses: a trial saw `until`
   // at the claim lease (~90 s) while the work went on at ~30 s. The sooner of the two is noted.
-  const lapse = jobs ? await stoppedChunkJobs(pool, jobs, opId, seqs) : null;
+  // Read only for an operation that sits still: a running one has chunk jobs out all the time.
+  const still = jobs && (await pool.query(sitsStill(`('running')`, '$2'), [opId, STOPPED_HOLDS_AFTER_MS / 1000]));
+  const lapse = still?.rowCount ? await stoppedChunkJobs(pool, jobs!, opId, seqs).catch(() => null) : null;
   const jobsUntil = lapse?.stopped.length ? new Date(lapse.until + STALLED_CHECK_MS) : null;
   // The operation's row is checked first (an InitPlan): the ledger is read only for an operation
   // that sits still and whose held items the views do not already show.
