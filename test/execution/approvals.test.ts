@@ -131,10 +131,16 @@ describe('nothing starts before approval', () => {
 describe('break-glass', () => {
   it('an erasure stays unapproved after approvers alone, is approved by an added admin approval, and then runs', async () => {
     const ids = appsOf([40, 41], APPS);
-    const op = await submit('requester', ids, { erasure: true });
+    const keyed = () => submit('requester', ids, { erasure: true }).set('idempotency-key', 'erasure-40-41');
+    const op = await keyed();
     expect(op.status).toBe(201);
     expect(op.body.requiresBreakGlass).toBe(true);
     const { id, planHash } = op.body as { id: string; planHash: string };
+    // The create answer says what the plan needs, as its GET does: it said nothing (a trial).
+    expect(op.body.approvals).toEqual([]);
+    expect(op.body.approvalsNeeded).toMatch(/two approvals|2 approvals|an admin/);
+    const fresh = await request(h.app.server).get(`/v1/operations/${id}`).set('authorization', h.auth('viewer'));
+    expect(op.body.approvalsNeeded).toBe(fresh.body.approvalsNeeded);
 
     const first = await approveWith(h.auth('approver'), id, planHash);
     expect(first.status).toBe(200);
@@ -145,6 +151,11 @@ describe('break-glass', () => {
     const viewed = await request(h.app.server).get(`/v1/operations/${id}`).set('authorization', h.auth('viewer'));
     expect(viewed.body.approvals).toEqual([{ by: expect.any(String), role: 'approver', at: expect.any(String) }]);
     expect(viewed.body.approvalsNeeded).toBe(first.body.command.approvalsNeeded);
+    // A replay of the create answers with the approval in, as the GET does.
+    const replay = await keyed();
+    expect(replay.status).toBe(200);
+    expect(replay.body.approvals).toEqual(viewed.body.approvals);
+    expect(replay.body.approvalsNeeded).toBe(viewed.body.approvalsNeeded);
     const early = await command(h, 'operator', id, 'start');
     expect(early.status).toBe(409);
     expect(early.body.message).toContain("it needs an admin's approval (a compliance erasure needs one of its two");

@@ -144,6 +144,19 @@ export function operationReads(db: Queryable) {
       return op;
     },
     findByIdempotencyKey: async (key: string) => (await findByKeyInTx(db, key)) ?? null,
+    /**
+     * The operation with the approvals of its plan as it stands, as its GET has them: a create's
+     * (or replay's) answer said nothing of the approvals a planned operation still needs (a trial).
+     */
+    withApprovals: async (op: OperationRow): Promise<OperationRow> => {
+      if (op.approvals || !op.planHash) return { ...op, approvals: op.approvals ?? [] };
+      const r = await db.query<ApprovalRow>(
+        `SELECT approver AS id, approver_name AS by, role, created_at AS at FROM approvals
+         WHERE operation_id = $1 AND plan_hash = $2 ORDER BY id`,
+        [op.id, op.planHash],
+      );
+      return { ...op, approvals: r.rows };
+    },
     items: async (q: {
       operationId: string;
       wave?: number;

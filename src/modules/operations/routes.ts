@@ -196,7 +196,7 @@ export default async function operationRoutes(app: App) {
     },
   );
 
-  function respond(
+  async function respond(
     result: SubmitResult,
     reply: { status(n: number): { send(b: unknown): unknown }; header(k: string, v: string): unknown },
     req: { auditedByService?: boolean },
@@ -205,7 +205,9 @@ export default async function operationRoutes(app: App) {
     switch (result.kind) {
       case 'planned':
         if (result.replayed) reply.header('idempotent-replayed', 'true');
-        return reply.status(result.replayed ? 200 : 201).send(operationView(result.operation));
+        return reply
+          .status(result.replayed ? 200 : 201)
+          .send(operationView(await reads.withApprovals(result.operation)));
       case 'dry_run':
         return reply.status(200).send({ dryRun: true, plan: result.plan });
       case 'dry_run_rejected':
