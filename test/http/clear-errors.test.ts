@@ -39,6 +39,14 @@ describe('validation messages say what is allowed', () => {
       .send('null')
       .expect(400);
     expect(nil.body.message).toBe('Invalid body: must be a JSON object with "reason"; got no body (or null)');
+    // The JSON content type with no body at all says the same (it said "Body cannot be empty").
+    const empty = await request(t.app.server)
+      .post('/v1/operations/op_lx2k9a1b2c3d4e5f6/pause')
+      .set('authorization', t.auth('operator'))
+      .set('content-type', 'application/json')
+      .send('')
+      .expect(400);
+    expect(empty.body.message).toBe('Invalid body: must be a JSON object with "reason"; got no body (or null)');
     // Any other type mismatch reads as before.
     const wrong = await submit({ ...spec, ids: 'app_1' }).expect(400);
     expect(wrong.body.message).toMatch(/^Invalid body\.ids: must be/);

@@ -68,7 +68,9 @@ export default async function restoreRoutes(app: App) {
       switch (result.kind) {
         case 'planned':
           if (result.replayed) reply.header('idempotent-replayed', 'true');
-          return reply.status(result.replayed ? 200 : 201).send(operationView(await reads.withApprovals(result.operation)));
+          return reply
+            .status(result.replayed ? 200 : 201)
+            .send(operationView(await reads.withApprovals(result.operation)));
         case 'dry_run':
           return reply.status(200).send({ dryRun: true, plan: result.plan });
         case 'dry_run_rejected':
