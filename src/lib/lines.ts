@@ -156,3 +156,14 @@ export function refuseDuplicateKeys(text: string, where: string, line?: number):
     { field: dup.field, key: dup.key, ...(line === undefined ? {} : { line }) },
   );
 }
+
+/**
+ * A first line that is one JSON string holding several lines: the whole NDJSON body was sent
+ * JSON-quoted, as Swagger UI's "Try it out" sends an NDJSON example (its media type says json). It
+ * was refused as "must be a JSON object", which sent people looking at the lines (a trial).
+ */
+export const QUOTED_NDJSON =
+  'is one JSON string holding several lines: the NDJSON body was sent JSON-quoted, as Swagger UI sends an NDJSON example. ' +
+  "Send the lines themselves (curl --data-binary @lines.ndjson -H 'content-type: application/x-ndjson'), or the application/json body in Swagger UI";
+
+export const isQuotedNdjson = (value: unknown) => typeof value === 'string' && value.includes('\n');

@@ -2,6 +2,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import request from 'supertest';
 import { gzipSync } from 'node:zlib';
+import { readFileSync } from 'node:fs';
+import { OPENAPI_FILE } from '../../scripts/openapi.ts';
 import { buildTestApp, type TestApp } from '../support/app.ts';
 import { appId, query, seedRegistry, siteId } from '../support/seed.ts';
 
@@ -276,6 +278,36 @@ describe('bad input changes nothing', () => {
     expect(res.body.message).toContain('byte order mark (U+FEFF)');
     const plain = await post().set('content-type', 'application/x-ndjson').send('{oops\n').expect(400);
     expect(plain.body.details).toEqual({ line: 1 });
+  });
+
+  it('says that an NDJSON body came JSON-quoted, as Swagger UI sends the documented examples (a trial)', async () => {
+    const doc = JSON.parse(readFileSync(OPENAPI_FILE, 'utf8')) as {
+      paths: Record<string, { post: { requestBody: { content: Record<string, { schema: { example: string } }> } } }>;
+    };
+    const example = (path: string) => doc.paths[path]!.post.requestBody.content['application/x-ndjson']!.schema.example;
+    const before = await counts();
+    const ops = await post()
+      .set('content-type', 'application/x-ndjson')
+      .send(JSON.stringify(example('/v1/operations')));
+    expect(ops.status).toBe(400);
+    expect(ops.body.code).toBe('VALIDATION_FAILED');
+    expect(ops.body.message).toMatch(
+      /^Line 1 is one JSON string holding several lines: the NDJSON body was sent JSON-quoted/,
+    );
+    // As typed, the same example is a dry run that plans.
+    const typed = await post().set('content-type', 'application/x-ndjson').send(example('/v1/operations'));
+    expect(typed.status, JSON.stringify(typed.body)).not.toBe(500);
+    expect(typed.body.message ?? '').not.toMatch(/JSON-quoted/);
+    const registry = await request(t.app.server)
+      .post('/v1/registry/resources')
+      .set('authorization', t.auth('admin'))
+      .set('content-type', 'application/x-ndjson')
+      .send(JSON.stringify(example('/v1/registry/resources')));
+    expect(registry.status).toBe(400);
+    expect(registry.body.message).toMatch(
+      /^Line 1: the line is one JSON string holding several lines: .*sent JSON-quoted/,
+    );
+    expect(await counts()).toEqual(before);
   });
 
   it('says in words what a wave step must be, not the regular expression ("0", "150%": a trial)', async () => {

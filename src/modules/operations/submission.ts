@@ -3,7 +3,7 @@
 // for a dry run (nothing stored) the note that there is none and how complete the inline list is.
 import type { Readable } from 'node:stream';
 import { BadRequestError, UnprocessableError } from '../../lib/errors.ts';
-import { parseJsonLine, type LineLimits } from '../../lib/lines.ts';
+import { isQuotedNdjson, parseJsonLine, QUOTED_NDJSON, type LineLimits } from '../../lib/lines.ts';
 import { escapedIfNeeded } from '../../lib/text.ts';
 import { checkJsonBody } from '../../plugins/json-body.ts';
 import { validateValue } from '../../plugins/validation.ts';
@@ -119,7 +119,12 @@ export async function readSubmission(
       slowId: ndjsonLineId,
     });
     if (!head) throw new BadRequestError('EMPTY_BODY', 'The NDJSON body is empty; line 1 must be the operation spec');
-    const spec = validateValue<OperationSpec>(OperationSpec, parseJsonLine(head), 'line 1');
+    const first = parseJsonLine(head);
+    if (isQuotedNdjson(first))
+      throw new BadRequestError('VALIDATION_FAILED', `Line 1 ${QUOTED_NDJSON}`, [
+        { field: 'line 1', message: QUOTED_NDJSON },
+      ]);
+    const spec = validateValue<OperationSpec>(OperationSpec, first, 'line 1');
     // Named where it was given, like the schema's refusals (the CLI maps `line 1.…` to its flags).
     if (spec.rollout?.waves) checkWaveSteps(spec.rollout.waves, 'line 1.rollout.waves');
     return { spec, ids: batches, maxIds: MAX_STREAMED_IDS };

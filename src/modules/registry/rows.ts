@@ -2,7 +2,7 @@
 // Only shape is checked here (cheaply, per row); values are checked set-based in Postgres.
 import { PassThrough, type Readable } from 'node:stream';
 import { BadRequestError } from '../../lib/errors.ts';
-import { lineBatches, parseJsonLine } from '../../lib/lines.ts';
+import { isQuotedNdjson, lineBatches, parseJsonLine, QUOTED_NDJSON } from '../../lib/lines.ts';
 import { longerThan, textProblem } from '../../lib/text.ts';
 import { MAX_ID_LENGTH } from './schemas.ts';
 
@@ -65,6 +65,7 @@ function text(o: Record<string, unknown>, field: string, presence: Presence, pla
  * backslashes, so every string in it is a valid ID and the per-field scan is skipped.
  */
 export function toStageRow(value: unknown, pos: number, at: RowAt, plain = false): StageRow {
+  if (isQuotedNdjson(value)) throw invalid(at, '', `the line ${QUOTED_NDJSON}`);
   if (typeof value !== 'object' || value === null || Array.isArray(value))
     throw invalid(at, '', 'must be a JSON object');
   const o = value as Record<string, unknown>;

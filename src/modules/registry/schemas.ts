@@ -326,6 +326,9 @@ export type PostResourcesJsonBody = Static<typeof PostResourcesJsonBody>;
  * Fastify's per-content-type validation accepts the stream while the OpenAPI document still shows it.
  */
 export const PostResourcesNdjsonBody = {
+  // A string: Swagger UI sends the example as typed only then (without, it sent it as one JSON
+  // string, which the route refused: a trial).
+  type: 'string',
   description:
     'One resource object per line (same fields as in the JSON variant), up to 1,000,000 lines / 300 MB, streamed',
   example:
