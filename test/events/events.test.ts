@@ -1,6 +1,8 @@
 // GET /v1/operations/{id}/events: a client that disconnects mid-operation and reconnects with
 // Last-Event-ID — to another API replica — misses nothing and sees nothing twice; two replicas serve
 // the same stream; the stream ends with the operation; streams per token are bounded.
+import { readFileSync } from 'node:fs';
+import { OPENAPI_FILE } from '../../scripts/openapi.ts';
 import type { AddressInfo } from 'node:net';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -252,6 +254,15 @@ describe('live events', () => {
     });
     expect(viaQuery.status).toBe(400);
     await viaQuery.body?.cancel();
+    // The document's example of ?after= works on any install: Swagger UI fills it in, and "412"
+    // was after the newest event of a fresh one, a 400 (a trial).
+    const doc = JSON.parse(readFileSync(OPENAPI_FILE, 'utf8')) as {
+      paths: Record<string, { get: { parameters: { name: string; example?: string }[] } }>;
+    };
+    const example = doc.paths['/v1/operations/{id}/events']!.get.parameters.find((p) => p.name === 'after')!.example!;
+    const documented = await openSse(`${events(urlA, op.id)}?after=${example}`, h.tokens.viewer);
+    expect(documented.status).toBe(200);
+    documented.close();
     const anonymous = await fetch(events(urlA, op.id));
     expect(anonymous.status).toBe(401);
     await anonymous.body?.cancel();

@@ -60,8 +60,10 @@ export default async function eventRoutes(
             Type.String({
               pattern: CURSOR.source,
               description:
-                'Resume after this event id (same as the Last-Event-ID header, which wins when both are sent)',
-              examples: ['412'],
+                'Resume after this event id (same as the Last-Event-ID header, which wins when both are sent); 0 replays every event. An id after the newest event is 400 INVALID_LAST_EVENT_ID',
+              // 0, not a typical id: Swagger UI fills the example in, and "412" on a fresh install
+              // was after the newest event, a 400 (a trial).
+              examples: ['0'],
             }),
           ),
         }),
