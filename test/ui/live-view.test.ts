@@ -368,6 +368,30 @@ describe('live view in headless Chromium', () => {
     }
   });
 
+  it('follows a completed operation again when it is rolled back from elsewhere (the API, the CLI)', async () => {
+    // The stream ends with `completed`, and the page stopped there: a rollback sent through the
+    // API was never shown, the page saying completed while the operation rolled back (a trial).
+    const op = await submitAndStart(h, { ids: appsOf(range(70, 72), APPS), rollout: { ...ROLLOUT, waves: ['100%'] } });
+    expect((await waitForState(h, op.id, ['completed', 'completed_with_failures', 'halted'])).state).toBe('completed');
+    const page = await browser.newPage();
+    try {
+      await openWithToken(page, h.tokens.viewer);
+      await page.locator('#ops').waitFor();
+      await page.goto(`${base}/ui#/op/${op.id}`);
+      await page.locator('#stream[data-stream="ended"]').waitFor({ timeout: 15_000 });
+      expect(await page.locator('#op-state').textContent()).toBe('completed');
+      expect((await command(h, 'operator', op.id, 'rollback', { reason: 'undo from the CLI' })).status).toBe(200);
+      await expect
+        .poll(() => page.locator('#timeline li[data-action="operation.rollback_started"]').count(), POLL)
+        .toBe(1);
+      expect((await waitForState(h, op.id, ['rolled_back', 'rollback_incomplete'])).state).toBe('rolled_back');
+      await expect.poll(() => page.locator('#op-state').textContent(), POLL).toBe('rolled_back');
+      await page.locator('#stream[data-stream="ended"]').waitFor({ timeout: 15_000 });
+    } finally {
+      await page.close();
+    }
+  });
+
   it('shows a rollback that ended incomplete: restore failures in red, each item once, its reason, and Roll back again', async () => {
     // 8 items deleted; the rollback restores 5 and 3 restores are refused for good (422), so it
     // ends rollback_incomplete.

@@ -254,13 +254,40 @@ async function follow(v) {
       }
       setStream('live');
       delay = 500;
-      if (await readFrames(res.body, (f) => onFrame(v, f))) return ((v.ended = true), setStream('ended'));
+      if (await readFrames(res.body, (f) => onFrame(v, f))) {
+        v.ended = true;
+        setStream('ended');
+        return void watchEnded(v);
+      }
     } catch (err) {
       if (v.ctrl.signal.aborted) return;
       setStream(`reconnecting (${err.message ?? err})`);
     }
     await sleep(delay, v.ctrl.signal);
     delay = Math.min(delay * 2, 10_000);
+  }
+}
+
+// An operation that ended may still be rolled back (completed, completed_with_failures,
+// rollback_incomplete): its stream ends there, and a rollback started elsewhere (the API, the CLI,
+// another tab) was never shown: the page said completed while the operation rolled back (a trial).
+// Its state is read every few seconds; once it changes, the stream is followed again from its cursor.
+const REOPENABLE = ['completed', 'completed_with_failures', 'rollback_incomplete'];
+const ENDED_POLL_MS = 5_000;
+async function watchEnded(v) {
+  const from = v.op?.state;
+  if (!REOPENABLE.includes(from)) return;
+  setStream(`ended (checked every ${ENDED_POLL_MS / 1000} s for a rollback)`);
+  while (view === v && v.ended && !v.ctrl.signal.aborted) {
+    await sleep(ENDED_POLL_MS, v.ctrl.signal);
+    if (view !== v || !v.ended || v.ctrl.signal.aborted) return;
+    const op = await api(`/v1/operations/${encodeURIComponent(v.id)}`).catch(() => null);
+    if (view !== v || !v.ended) return;
+    if (op && op.state !== from) {
+      applyOperation(v, op);
+      render(v);
+      return void follow(v);
+    }
   }
 }
 
