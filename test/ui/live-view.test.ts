@@ -276,8 +276,29 @@ describe('live view in headless Chromium', () => {
         [id],
       );
       expect(approval?.payload.comment).toBe('checked the tenant list');
+      // An operator starts it from the page: there was no Start button, and the flow ended in curl.
+      const operator = await (await browser.newContext()).newPage();
+      await openWithToken(operator, h.tokens.operator);
+      await operator.locator(`#ops tr[data-id="${id}"] a`).click();
+      await expect.poll(() => operator.locator('#op-state').textContent(), POLL).toBe('approved');
+      expect(await operator.locator('#actions button').evaluateAll((bs) => bs.map((b) => b.textContent))).toEqual([
+        'Start…',
+        'Abort…',
+      ]);
+      await operator.locator('#actions button[data-action="start"]').click();
+      await operator.locator('#reason').fill('checked the plan');
+      await operator.locator('#confirm-ok').click();
+      await expect.poll(async () => (await getOperation(h, id)).state, POLL).not.toBe('approved');
+      await operator.context().close();
+      const [started] = await query<{ payload: { reason?: string } }>(
+        h.databaseUrl,
+        `SELECT payload FROM audit_events WHERE operation_id = $1 AND action = 'operation.started'`,
+        [id],
+      );
+      expect(started?.payload.reason).toBe('checked the plan');
     } finally {
       await context.close();
+      await command(h, 'operator', id, 'pause', { reason: 'end of the test' });
     }
   });
 

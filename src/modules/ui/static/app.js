@@ -16,6 +16,8 @@ const STOPPABLE = ['running', 'baking', 'paused', 'halted'];
 // Which buttons a role sees, and in which states; the server decides in the end (its refusal is shown).
 const ACTIONS = [
   { path: 'approve', label: 'Approve…', role: 'approver', when: (op) => op.state === 'planned' },
+  // An approved operation waited for a start the page could not give (a trial): the flow ended in curl.
+  { path: 'start', label: 'Start…', role: 'operator', when: (op) => op.state === 'approved' },
   { path: 'pause', label: 'Pause…', role: 'operator', when: (op) => ['running', 'baking'].includes(op.state) },
   { path: 'resume', label: 'Resume…', role: 'operator', when: (op) => ['paused', 'halted'].includes(op.state) },
   {
