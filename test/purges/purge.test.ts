@@ -29,6 +29,7 @@ import {
   getRestore,
   postRestore,
   registryStates,
+  runRestore,
   useHttp,
   useRegistry,
 } from '../support/restores.ts';
@@ -401,6 +402,51 @@ describe('a purge whose hard delete had an unknown outcome', () => {
     expect(list.body.items.find((x: { id: string }) => x.id === appsOfSite(s)[2])).toMatchObject({
       uncertainPurge: null,
     });
+  });
+});
+
+describe('a purge of what a restore may have brought back', () => {
+  it('HTTP: refuses a resource whose restore went out with its outcome unknown (restore_uncertain): it may be live', async () => {
+    await useHttp(h);
+    const s = freshSite();
+    const apps = appsOfSite(s).slice(0, 2);
+    for (const x of apps)
+      h.downstream.resources.set(x, { id: x, tenantId: tenantId(s), state: 'active', data: { name: x } });
+    await deleteAndComplete(h, 'app', apps);
+    // The first app's restore is applied downstream and answered 500; every later try of it finds
+    // a service that lost its key (503): the restore fails with its outcome unknown. The app is live.
+    const tried = new Set<string>();
+    h.downstream.answer((c) => {
+      if (c.action !== 'restore' || c.resourceId !== apps[0]) return null;
+      if (!tried.has(c.resourceId!)) return (tried.add(c.resourceId!), null);
+      return 503;
+    });
+    h.downstream.failOnly(['restore']);
+    h.downstream.failNext(1, 500, { afterApply: true });
+    try {
+      const restore = await runRestore(h, {
+        targetType: 'app',
+        ids: [apps[0]],
+        haltPolicy: { maxFailureRate: 1 },
+        rollout: { bakeSeconds: 0, concurrency: 1, waves: ['100%'] },
+      });
+      expect(restore.state).toBe('completed_with_failures');
+    } finally {
+      h.downstream.answer(null);
+      h.downstream.failOnly(null);
+    }
+    expect(h.downstream.state(apps[0]!)).toBe('active');
+    await makeDue(apps);
+    // It was classified ok, and the purge hard-deleted a live app (a trial purged two so).
+    const r = await postPurge({ targetType: 'app', ids: [apps[0]] });
+    expect(r.status, JSON.stringify(r.body)).toBe(422);
+    expect(r.body).toMatchObject({ code: 'PLAN_REJECTED', details: { counts: { restore_uncertain: 1 } } });
+    expect(r.body.message).toContain('whose restore may or may not have happened');
+    // The other app, whose delete stands with nothing after it, may be purged.
+    const other = await postPurge({ targetType: 'app', ids: [apps[1]] });
+    expect(other.status, JSON.stringify(other.body)).toBe(201);
+    await command(h, 'operator', other.body.id, 'abort', { reason: 'not now' }).expect(200);
+    expect(h.downstream.state(apps[0]!)).toBe('active');
   });
 });
 

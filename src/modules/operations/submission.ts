@@ -44,6 +44,8 @@ const OFFENCES: Record<string, string> = {
   not_deleted: 'not deleted (nothing to bring back or purge)',
   uncertain: 'whose delete may or may not have happened (roll back that delete to restore it from its snapshot)',
   within_retention: 'still within their retention',
+  restore_uncertain:
+    'whose restore may or may not have happened (they may be live again: restore them again to settle it, or leave them out)',
   purged: 'already purged (gone for good: never restorable, leave them out)',
   erased: 'erased (their snapshots are gone: never restorable, leave them out)',
   no_snapshot: 'without a snapshot to restore from',

@@ -117,6 +117,7 @@ async function classify(client: pg.PoolClient, targetType: string | null, now: D
          WHEN $1::text IS NOT NULL AND r.type <> $1 AND NOT x.taken THEN 'type_mismatch'
          WHEN lo.id IS NOT NULL THEN 'in_flight'
          WHEN r.state = 'purged' THEN 'purged'
+         WHEN ur.op_id IS NOT NULL THEN 'restore_uncertain'
          WHEN NOT (r.state = 'soft_deleted'
                    OR (${isExternal('t')} AND coalesce(l.deleted, false)
                        AND ${notImportedSince('l.at')})) THEN 'not_deleted'
@@ -129,6 +130,17 @@ async function classify(client: pg.PoolClient, targetType: string | null, now: D
      LEFT JOIN resources r ON r.id = i.id
      LEFT JOIN resource_types t ON t.name = r.type
      LEFT JOIN restore_latest l ON l.id = i.id
+     -- A restore of it since its latest act that took effect, whose outcome is unknown: its call
+     -- went out (a mark), then it failed (a 5xx after the downstream applied it, a timeout) or its
+     -- operation ended without recording it (aborted with the call out). The resource may be live
+     -- again; purging it would hard-delete it (a trial purged two live apps so).
+     LEFT JOIN LATERAL (
+       SELECT rs.op_id FROM restore_snaps rs
+       JOIN operations uo ON uo.id = rs.op_id AND uo.action = 'restore'
+       JOIN operation_items ui ON ui.snapshot_id = rs.snap_id AND (ui.operation_id || '') = rs.op_id
+       WHERE rs.id = i.id AND rs.at >= coalesce(l.at, '-infinity') AND ui.executed_seq IS NOT NULL
+         AND ui.state <> 'done'
+       ORDER BY rs.at DESC, rs.snap_id DESC LIMIT 1) ur ON true
      LEFT JOIN resource_locks lk ON lk.resource_id = i.id
      LEFT JOIN operations lo ON lo.id = lk.operation_id AND lo.state = ANY($2::text[])
      CROSS JOIN LATERAL (

@@ -27,7 +27,8 @@ export default async function purgeRoutes(app: App) {
           'a delete operation that has ended, targetType + ids, or dueBefore (every resource whose purgeAfter is at or before it; a dueBefore more than a minute ahead of the server is 422 DUE_BEFORE_IN_FUTURE). ' +
           'More than one scope, or none: 422 SCOPE_CONFLICT / SCOPE_REQUIRED / SCOPE_INCOMPLETE naming the fields. Every resource is ' +
           'classified: ok, unknown, type_mismatch, duplicate, not_deleted (still active), within_retention (its purgeAfter, named, is ' +
-          'still ahead), purged (already) or in_flight (naming the live operation that holds it). One that is not ok rejects the purge ' +
+          'still ahead), purged (already), in_flight (naming the live operation that holds it) or restore_uncertain (a restore of it ' +
+          'since its delete went out and its outcome is unknown: it may be live again). One that is not ok rejects the purge ' +
           '(422 PLAN_REJECTED with a per-ID report, recorded). Otherwise 201: an operation of kind purge, mode hard, with its plan ' +
           "(the delete's default waves). It always needs an approval by someone other than the requester (and break-glass over budget), " +
           "whatever the policy; once started, each item is hard-deleted through its type's adapter and ends purged. A purge is never " +

@@ -16,6 +16,7 @@ export const PURGE_CLASSES = [
   'within_retention',
   'purged',
   'in_flight',
+  'restore_uncertain',
 ] as const;
 export type PurgeClass = (typeof PURGE_CLASSES)[number];
 
