@@ -3,18 +3,13 @@
 // still until `progress` at 30 s (a trial), while BullMQ kept the chunk job under the dead worker's
 // job lock. The reconciler now reads the chunk queue's active jobs: one whose worker's process has
 // no lock session any more is noted, with its items and when that lock lapses (stopped-holds.ts).
-import { randomUUID } from 'node:crypto';
-import { Worker } from 'bullmq';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { QUEUE_NAMES } from '../../src/modules/execution/queues.ts';
-import { createRedis } from '../../src/plugins/redis.ts';
-import { appsOf, ledger, waitForWaiting } from '../support/exec-helpers.ts';
+import { appsOf, deadWorkerTakesChunk, ledger, waitForWaiting } from '../support/exec-helpers.ts';
 import {
   buildExecHarness,
   getOperation,
   submitAndStart,
-  until,
   waitForState,
   type ExecHarness,
 } from '../support/execution.ts';
@@ -44,22 +39,7 @@ describe('a running registry delete whose chunk job a stopped process had', () =
     });
     // A worker of a process that dies with the job in hand: its runner has no lock session, and
     // BullMQ keeps the job active under its lock (no renewal: it lapses DEAD_LOCK_MS later).
-    const conn = createRedis(h.redisUrl, true);
-    let taken = 0;
-    const dead = new Worker(
-      QUEUE_NAMES.items,
-      () => {
-        taken++;
-        return new Promise<void>(() => undefined);
-      },
-      { connection: conn, prefix: h.prefix, name: randomUUID(), lockDuration: DEAD_LOCK_MS },
-    );
-    try {
-      await until(async () => taken > 0, 'the doomed worker to take the chunk job', 10_000);
-      await dead.close(true);
-    } finally {
-      conn.disconnect();
-    }
+    await deadWorkerTakesChunk(h, DEAD_LOCK_MS);
     expect((await getOperation(h, plan.id)).state).toBe('running');
     await h.startWorker();
     const { waiting, live } = await waitForWaiting(

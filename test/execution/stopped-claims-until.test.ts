@@ -4,16 +4,12 @@
 // lock lapses, not when the claim lease ends. The view's `until` said the lease (~90 s in a trial,
 // while the delete went on at ~30 s); it now says the sooner of the two (stopped-holds.ts).
 import { randomUUID } from 'node:crypto';
-import { Worker, type Job } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { QUEUE_NAMES, type ChunkJob } from '../../src/modules/execution/queues.ts';
-import { createRedis } from '../../src/plugins/redis.ts';
-import { appsOf, ledger, waitForWaiting } from '../support/exec-helpers.ts';
+import { appsOf, deadWorkerTakesChunk, ledger, waitForWaiting } from '../support/exec-helpers.ts';
 import {
   buildExecHarness,
   getOperation,
   submitAndStart,
-  until,
   useHttpAdapter,
   waitForState,
   type ExecHarness,
@@ -44,29 +40,14 @@ describe('a running HTTP delete whose chunk a stopped worker had claimed', () =>
       haltPolicy: { probe: 'optional' },
     });
     const runner = randomUUID();
-    const conn = createRedis(h.redisUrl, true);
-    let job: Job<ChunkJob> | undefined;
-    const dead = new Worker<ChunkJob>(
-      QUEUE_NAMES.items,
-      (j) => {
-        job ??= j;
-        return new Promise<void>(() => undefined);
-      },
-      { connection: conn, prefix: h.prefix, name: runner, lockDuration: DEAD_LOCK_MS },
-    );
-    try {
-      await until(async () => job !== undefined, 'the doomed worker to take the chunk job', 10_000);
-      await dead.close(true);
-    } finally {
-      conn.disconnect();
-    }
+    const job = await deadWorkerTakesChunk(h, DEAD_LOCK_MS, runner);
     const claimedAt = Date.now();
     // What the dead run had done before it died: claimed its chunk's items (a token naming its process).
     const claimed = await query(
       h.databaseUrl,
       `UPDATE operation_items SET state = 'claimed', claimed_by = $2, claim_token = $3, claimed_at = now()
        WHERE operation_id = $1 AND seq >= $4 AND seq < $5 AND state = 'pending' RETURNING seq`,
-      [plan.id, job!.id, `${runner}/${randomUUID()}`, job!.data.from, job!.data.to],
+      [plan.id, job.id, `${runner}/${randomUUID()}`, job.data.from, job.data.to],
     );
     expect(claimed.length).toBeGreaterThan(0);
     expect((await getOperation(h, plan.id)).state).toBe('running');

@@ -1,10 +1,14 @@
 // Helpers for the execution tests: operator commands over HTTP, the item ledger, what reached the
 // downstream, and the "everything touched was restored" check shared by every rollback test.
+import { randomUUID } from 'node:crypto';
+import { Worker, type Job } from 'bullmq';
 import request from 'supertest';
 import { expect } from 'vitest';
 import type { Role } from '../../src/modules/auth/roles.ts';
 import { DRILL_KEY_PREFIX } from '../../src/modules/adapters/signing.ts';
 import { readLive } from '../../src/modules/events/feed.ts';
+import { QUEUE_NAMES, type ChunkJob } from '../../src/modules/execution/queues.ts';
+import { createRedis } from '../../src/plugins/redis.ts';
 import { submitAndStart, until, type ExecHarness } from './execution.ts';
 import { appId, query, siteId } from './seed.ts';
 
@@ -128,4 +132,29 @@ export async function waitForWaiting(h: ExecHarness, opId: string, on: string, w
     timeoutMs,
   );
   return seen!;
+}
+
+/**
+ * A worker of a process that dies with a chunk job in hand: it takes the next chunk job and never
+ * finishes it, and is closed without a word to BullMQ, which keeps the job active under its lock (no
+ * renewal: it lapses `lockMs` later). Its runner (`name`) has no lock session. Returns the job.
+ */
+export async function deadWorkerTakesChunk(h: ExecHarness, lockMs: number, name = randomUUID()) {
+  const conn = createRedis(h.redisUrl, true);
+  let job: Job<ChunkJob> | undefined;
+  const dead = new Worker<ChunkJob>(
+    QUEUE_NAMES.items,
+    (j) => {
+      job ??= j;
+      return new Promise<void>(() => undefined);
+    },
+    { connection: conn, prefix: h.prefix, name, lockDuration: lockMs },
+  );
+  try {
+    await until(async () => job !== undefined, 'the doomed worker to take the chunk job', 10_000);
+    await dead.close(true);
+  } finally {
+    conn.disconnect();
+  }
+  return job!;
 }
