@@ -72,6 +72,16 @@ const purgeAfterOf = async (ids: string[]) =>
 const makeDue = (ids: string[]) =>
   query(h.databaseUrl, `UPDATE resources SET purge_after = now() - interval '1 day' WHERE id = ANY($1)`, [ids]);
 const siteAndApps = (s: number) => [siteId(s), ...appsOfSite(s)];
+/** Two apps of a fresh site, live downstream, soft-deleted through their HTTP adapter. */
+async function twoHttpAppsDeleted() {
+  await useHttp(h);
+  const s = freshSite();
+  const apps = appsOfSite(s).slice(0, 2);
+  for (const x of apps)
+    h.downstream.resources.set(x, { id: x, tenantId: tenantId(s), state: 'active', data: { name: x } });
+  await deleteAndComplete(h, 'app', apps);
+  return { s, apps };
+}
 
 async function approveAndRun(op: { id: string; planHash: string }) {
   await command(h, 'approver', op.id, 'approve', { planHash: op.planHash }).expect(200);
@@ -355,12 +365,7 @@ describe('a due purge', () => {
 
 describe('a purge whose hard delete had an unknown outcome', () => {
   it('HTTP: the registry view says the resource may be purged (uncertainPurge), not only soft-deleted', async () => {
-    await useHttp(h);
-    const s = freshSite();
-    const apps = appsOfSite(s).slice(0, 2);
-    for (const x of apps)
-      h.downstream.resources.set(x, { id: x, tenantId: tenantId(s), state: 'active', data: { name: x } });
-    await deleteAndComplete(h, 'app', apps);
+    const { s, apps } = await twoHttpAppsDeleted();
     await makeDue(apps);
     const r = await postPurge({
       targetType: 'app',
@@ -407,12 +412,7 @@ describe('a purge whose hard delete had an unknown outcome', () => {
 
 describe('a purge of what a restore may have brought back', () => {
   it('HTTP: refuses a resource whose restore went out with its outcome unknown (restore_uncertain): it may be live', async () => {
-    await useHttp(h);
-    const s = freshSite();
-    const apps = appsOfSite(s).slice(0, 2);
-    for (const x of apps)
-      h.downstream.resources.set(x, { id: x, tenantId: tenantId(s), state: 'active', data: { name: x } });
-    await deleteAndComplete(h, 'app', apps);
+    const { apps } = await twoHttpAppsDeleted();
     // The first app's restore is applied downstream and answered 500; every later try of it finds
     // a service that lost its key (503): the restore fails with its outcome unknown. The app is live.
     const tried = new Set<string>();
