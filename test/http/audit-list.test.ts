@@ -95,6 +95,9 @@ describe('GET /v1/audit filters', () => {
       ['action=', 'querystring.action'],
       [`actor=${'x'.repeat(300)}`, 'querystring.actor'],
       ['outcome=a%00b', 'querystring.outcome'],
+      // An outcome the log never records: it was an empty page, as if nothing had been refused (a trial).
+      ['outcome=meh', 'querystring.outcome'],
+      ['outcome=refused,failed', 'querystring.outcome'],
     ] as const) {
       const before = await fingerprint(t.app.db.pool);
       const r = await get(`/v1/audit?${qs}`).expect(400);

@@ -5,10 +5,13 @@ import { canonicalJson } from '../../lib/canonical-json.ts';
 import type pg from 'pg';
 import { inTransaction, type Queryable } from '../../lib/sql.ts';
 
+/** Every outcome an audit event records. */
+export const AUDIT_OUTCOMES = ['accepted', 'refused', 'info'] as const;
+
 export interface AuditInput {
   actor: string;
   action: string;
-  outcome: 'accepted' | 'refused' | 'info';
+  outcome: (typeof AUDIT_OUTCOMES)[number];
   operationId?: string | null;
   payload?: Record<string, unknown>;
 }

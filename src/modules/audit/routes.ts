@@ -2,7 +2,7 @@
 import { Type } from '@fastify/type-provider-typebox';
 import { listFilters, nextLink } from '../../lib/list-query.ts';
 import { errorResponses, IdString, PageLinks, Text, type App } from '../../lib/schemas.ts';
-import { auditAlone, listAudit, verifyAudit } from './repository.ts';
+import { AUDIT_OUTCOMES, auditAlone, listAudit, verifyAudit } from './repository.ts';
 import { isUnreachable } from '../../plugins/db.ts';
 import { escapeText, isStorable } from '../../lib/text.ts';
 
@@ -36,7 +36,8 @@ export default async function auditRoutes(app: App) {
     '/audit',
     {
       config: { auth: 'any' },
-      preValidation: listFilters({ action: null, actor: null, outcome: null }),
+      // An outcome the log never records is 400, not an empty page that reads as "nothing refused" (a trial).
+      preValidation: listFilters({ action: null, actor: null, outcome: AUDIT_OUTCOMES }),
       schema: {
         operationId: 'listAudit',
         tags: ['audit'],
@@ -60,7 +61,9 @@ export default async function auditRoutes(app: App) {
               'Only these actions (`registry.tenants.upsert`), or a prefix ending in `*` (`registry.*`, `operation.*`)',
             ),
             actor: AuditFilter("Only events by these token names (the event's `actor`)"),
-            outcome: AuditFilter('Only events with these outcomes (`accepted`, `refused`, …)'),
+            outcome: AuditFilter(
+              'Only events with these outcomes: `accepted`, `refused`, `info` (any other is 400 VALIDATION_FAILED)',
+            ),
           },
           { additionalProperties: false },
         ),
