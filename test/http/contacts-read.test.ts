@@ -98,6 +98,7 @@ describe('GET /v1/operations/{id}/tenants', () => {
           { ...row(3), contact: null },
         ],
         nextCursor: null,
+        links: { next: null },
       });
     }
     const audit = await auditOf('operation.contacts.read');
@@ -119,7 +120,12 @@ describe('GET /v1/operations/{id}/tenants', () => {
     const before = (await auditOf('operation.contacts.read')).length;
     for (const role of ['requester', 'approver', 'viewer'] as const) {
       const r = await get(role, `/v1/operations/${opId}/tenants`).expect(200);
-      expect(r.body).toEqual({ contactsIncluded: false, items: [row(0), row(1), row(3)], nextCursor: null });
+      expect(r.body).toEqual({
+        contactsIncluded: false,
+        items: [row(0), row(1), row(3)],
+        nextCursor: null,
+        links: { next: null },
+      });
     }
     expect(await auditOf('operation.contacts.read')).toHaveLength(before);
   });
@@ -128,8 +134,10 @@ describe('GET /v1/operations/{id}/tenants', () => {
     const first = await get('viewer', `/v1/operations/${opId}/tenants?limit=2`).expect(200);
     expect(first.body.items.map((r: { tenantId: string }) => r.tenantId)).toEqual([tenantId(0), tenantId(1)]);
     expect(first.body.nextCursor).toBe(tenantId(1));
-    const second = await get('viewer', `/v1/operations/${opId}/tenants?limit=2&cursor=${tenantId(1)}`).expect(200);
-    expect(second.body).toEqual({ contactsIncluded: false, items: [row(3)], nextCursor: null });
+    // The next page's link, as every other list gives it (it had only nextCursor: a trial).
+    expect(first.body.links).toEqual({ next: `/v1/operations/${opId}/tenants?limit=2&cursor=${tenantId(1)}` });
+    const second = await get('viewer', first.body.links.next).expect(200);
+    expect(second.body).toEqual({ contactsIncluded: false, items: [row(3)], nextCursor: null, links: { next: null } });
   });
 
   it('answers 404 naming an unknown operation', async () => {

@@ -2,7 +2,8 @@
 // what happened to their items and — for the people who act on an incident — how to reach them.
 import { Type } from '@fastify/type-provider-typebox';
 import { ERROR_EXAMPLES } from '../../lib/error-examples.ts';
-import { errorResponse, errorResponses, IdParams, IdString, type App } from '../../lib/schemas.ts';
+import { nextLink } from '../../lib/list-query.ts';
+import { errorResponse, errorResponses, IdParams, IdString, PageLinks, type App } from '../../lib/schemas.ts';
 import { inTransaction, type Queryable } from '../../lib/sql.ts';
 import type { Role } from '../auth/roles.ts';
 import { appendAudit } from '../audit/repository.ts';
@@ -42,6 +43,7 @@ const AffectedTenantsPage = Type.Object(
     }),
     items: Type.Array(AffectedTenant),
     nextCursor: Type.Union([Type.String(), Type.Null()]),
+    links: PageLinks,
   },
   {
     description: "The operation's tenants, by tenant ID",
@@ -60,6 +62,7 @@ const AffectedTenantsPage = Type.Object(
         },
       ],
       nextCursor: null,
+      links: { next: null },
     },
   },
 );
@@ -164,10 +167,14 @@ export default async function affectedTenantRoutes(app: App) {
             return rows;
           })
         : await page(app.db.pool);
+      const nextCursor = items.length === limit ? items[items.length - 1]!.tenantId : null;
+      // The next page's link, as every other list gives it (it had only nextCursor: a trial).
+      const path = `/v1/operations/${encodeURIComponent(op.id)}/tenants`;
       return {
         contactsIncluded: withContacts,
         items,
-        nextCursor: items.length === limit ? items[items.length - 1]!.tenantId : null,
+        nextCursor,
+        links: { next: nextLink(path, req.query as Record<string, unknown>, 'cursor', nextCursor) },
       };
     },
   );
