@@ -174,7 +174,7 @@ export default async function affectedTenantRoutes(app: App) {
         contactsIncluded: withContacts,
         items,
         nextCursor,
-        links: { next: nextLink(path, req.query as Record<string, unknown>, 'cursor', nextCursor) },
+        links: { next: nextLink(path, req.query, 'cursor', nextCursor) },
       };
     },
   );
