@@ -103,6 +103,10 @@ async function keepParentsOfKept(client: pg.PoolClient): Promise<number> {
  * deleted before it was recorded, its deletion time plus its retention.
  */
 async function classify(client: pg.PoolClient, targetType: string | null, now: Date): Promise<void> {
+  // The restore_uncertain lookup reads a resource's snapshots once per row: by this index, not a
+  // scan of every snapshot of every resource asked about per row (restores/classify.ts measured
+  // 53 s against 0.2 s for a 16,000-item operation).
+  await client.query(`CREATE INDEX ON restore_snaps (id, at)`);
   await client.query(
     `CREATE TEMP TABLE plan_dups ON COMMIT DROP AS
      SELECT id, min(ord) AS first_ord FROM plan_input GROUP BY id HAVING count(*) > 1`,
