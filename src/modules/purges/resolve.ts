@@ -5,7 +5,7 @@
 // locks and the rejection report are the delete planner's own.
 import type pg from 'pg';
 import { LIVE_STATES } from '../operations/lifecycle-types.ts';
-import { createRestoreIds, isExternal, latestEvents, notImportedSince } from '../restores/history.ts';
+import { createRestoreIds, isExternal, itemOfSnapshot, latestEvents, notImportedSince } from '../restores/history.ts';
 import { resolveDeleted, type LeftOut } from '../restores/resolve.ts';
 import { LEFT_OUT_TABLE, leftOutSentence, summarizeLeftOut } from '../restores/left-out.ts';
 import { CASCADE_DEPTH, takenByCascade } from '../operations/cascade-plan.ts';
@@ -103,10 +103,23 @@ async function keepParentsOfKept(client: pg.PoolClient): Promise<number> {
  * deleted before it was recorded, its deletion time plus its retention.
  */
 async function classify(client: pg.PoolClient, targetType: string | null, now: Date): Promise<void> {
-  // The restore_uncertain lookup reads a resource's snapshots once per row: by this index, not a
-  // scan of every snapshot of every resource asked about per row (restores/classify.ts measured
-  // 53 s against 0.2 s for a 16,000-item operation).
-  await client.query(`CREATE INDEX ON restore_snaps (id, at)`);
+  // A restore of the resource since its latest act that took effect, whose outcome is unknown: its
+  // call went out (a mark), then it failed (a 5xx after the downstream applied it, a timeout) or its
+  // operation ended without recording it (aborted with the call out). The resource may be live
+  // again; purging it would hard-delete it (a trial purged two live apps so). Set-based, from the
+  // restores' snapshots alone (restores are few beside deletes and purges): a lookup per row cost
+  // ~0.4-0.7 s per 10,000 resources with history (npm run bench -- purge).
+  await client.query(`DROP TABLE IF EXISTS purge_restore_uncertain`);
+  await client.query(
+    `CREATE TEMP TABLE purge_restore_uncertain ON COMMIT DROP AS
+     SELECT DISTINCT ON (rs.id) rs.id, rs.op_id FROM restore_snaps rs
+     JOIN operations o ON o.id = rs.op_id AND o.action = 'restore'
+     ${itemOfSnapshot('rs', 'rs.snap_id', 'rs.op_id')}
+     LEFT JOIN restore_latest l ON l.id = rs.id
+     WHERE rs.at >= coalesce(l.at, '-infinity') AND i.executed_seq IS NOT NULL AND i.state <> 'done'
+     ORDER BY rs.id, rs.at DESC, rs.snap_id DESC`,
+  );
+  await client.query(`ALTER TABLE purge_restore_uncertain ADD PRIMARY KEY (id)`);
   await client.query(
     `CREATE TEMP TABLE plan_dups ON COMMIT DROP AS
      SELECT id, min(ord) AS first_ord FROM plan_input GROUP BY id HAVING count(*) > 1`,
@@ -134,17 +147,7 @@ async function classify(client: pg.PoolClient, targetType: string | null, now: D
      LEFT JOIN resources r ON r.id = i.id
      LEFT JOIN resource_types t ON t.name = r.type
      LEFT JOIN restore_latest l ON l.id = i.id
-     -- A restore of it since its latest act that took effect, whose outcome is unknown: its call
-     -- went out (a mark), then it failed (a 5xx after the downstream applied it, a timeout) or its
-     -- operation ended without recording it (aborted with the call out). The resource may be live
-     -- again; purging it would hard-delete it (a trial purged two live apps so).
-     LEFT JOIN LATERAL (
-       SELECT rs.op_id FROM restore_snaps rs
-       JOIN operations uo ON uo.id = rs.op_id AND uo.action = 'restore'
-       JOIN operation_items ui ON ui.snapshot_id = rs.snap_id AND (ui.operation_id || '') = rs.op_id
-       WHERE rs.id = i.id AND rs.at >= coalesce(l.at, '-infinity') AND ui.executed_seq IS NOT NULL
-         AND ui.state <> 'done'
-       ORDER BY rs.at DESC, rs.snap_id DESC LIMIT 1) ur ON true
+     LEFT JOIN purge_restore_uncertain ur ON ur.id = i.id
      LEFT JOIN resource_locks lk ON lk.resource_id = i.id
      LEFT JOIN operations lo ON lo.id = lk.operation_id AND lo.state = ANY($2::text[])
      CROSS JOIN LATERAL (
