@@ -16,6 +16,17 @@ export interface OtherPrefix {
   at: Date;
 }
 
+/** SQL: the prefixes in settings value `value` other than $2, started within the last day, newest first. */
+const othersIn = (value: string) =>
+  `SELECT p.key AS prefix, p.value->>'role' AS role, (p.value->>'at')::timestamptz AS at
+   FROM jsonb_each(${value}) p
+   WHERE p.key <> $2 AND jsonb_typeof(p.value) = 'object' AND (p.value->>'at')::timestamptz > now() - interval '1 day'
+   ORDER BY 3 DESC`;
+
+/** "x" (worker, last at …), …: the other prefixes as both messages name them. */
+const named = (others: readonly OtherPrefix[]) =>
+  others.map((o) => `"${o.prefix}" (${o.role}, last at ${o.at.toISOString()})`).join(', ');
+
 /** Records this process's prefix; returns the other prefixes started on this database within a day. */
 export async function recordQueuePrefix(db: Queryable, prefix: string, role: 'api' | 'worker'): Promise<OtherPrefix[]> {
   const r = await db.query<{ prefix: string; role: string; at: Date }>(
@@ -25,10 +36,7 @@ export async function recordQueuePrefix(db: Queryable, prefix: string, role: 'ap
        VALUES ($1, jsonb_build_object($2::text, jsonb_build_object('at', now(), 'role', $3::text)), 'system')
        ON CONFLICT (key) DO UPDATE SET value = settings.value || EXCLUDED.value, updated_at = now()
      )
-     SELECT p.key AS prefix, p.value->>'role' AS role, (p.value->>'at')::timestamptz AS at
-     FROM was, jsonb_each(was.value) p
-     WHERE p.key <> $2 AND jsonb_typeof(p.value) = 'object' AND (p.value->>'at')::timestamptz > now() - interval '1 day'
-     ORDER BY 3 DESC`,
+     ${othersIn('(SELECT value FROM was)')}`,
     [SETTING, prefix, role],
   );
   return r.rows;
@@ -36,7 +44,7 @@ export async function recordQueuePrefix(db: Queryable, prefix: string, role: 'ap
 
 export const prefixWarning = (prefix: string, others: OtherPrefix[]) =>
   `BLASTGATE_QUEUE_PREFIX is "${prefix}", but processes of this database started with another prefix within the last day: ` +
-  others.map((o) => `"${o.prefix}" (${o.role}, last at ${o.at.toISOString()})`).join(', ') +
+  named(others) +
   '. An API and its workers must share one prefix, or their jobs are in different queues (the API sees no worker, and two sets of queues run the same operations): check which one is meant, and restart the processes that use another';
 
 /**
@@ -46,11 +54,7 @@ export const prefixWarning = (prefix: string, others: OtherPrefix[]) =>
  */
 export async function otherQueuePrefixes(db: Queryable, prefix: string): Promise<OtherPrefix[]> {
   const r = await db.query<{ prefix: string; role: string; at: Date }>(
-    `SELECT p.key AS prefix, p.value->>'role' AS role, (p.value->>'at')::timestamptz AS at
-     FROM settings s, jsonb_each(s.value) p
-     WHERE s.key = $1 AND p.key <> $2 AND jsonb_typeof(p.value) = 'object'
-       AND (p.value->>'at')::timestamptz > now() - interval '1 day'
-     ORDER BY 3 DESC`,
+    `WITH s AS (SELECT value FROM settings WHERE key = $1) ${othersIn('(SELECT value FROM s)')}`,
     [SETTING, prefix],
   );
   return r.rows;
@@ -59,5 +63,5 @@ export async function otherQueuePrefixes(db: Queryable, prefix: string): Promise
 /** The sentence a no-worker wait adds when processes of this database run under other prefixes. */
 export const otherPrefixesText = (prefix: string, others: readonly OtherPrefix[]) =>
   ` Processes of this database started under another queue prefix within the last day: ` +
-  others.map((o) => `"${o.prefix}" (${o.role}, last at ${o.at.toISOString()})`).join(', ') +
+  named(others) +
   `; this one uses "${prefix}". A worker under another prefix takes none of this process's jobs: check BLASTGATE_QUEUE_PREFIX.`;
