@@ -23,6 +23,7 @@ import { FIRST_BATCH, nextBatchSize, PROGRESS_EVERY_MS } from './chunk-progress.
 import { restoreBatch } from './rollback-batch.ts';
 import type { RestoreCandidate, RestoreResult } from './rollback-ledger.ts';
 import type { OperationRecord } from './state.ts';
+import { TERMINAL_STATES } from '../operations/lifecycle-types.ts';
 
 /** Snapshot reads may run this many times the destructive concurrency (as for deletes). */
 const SNAPSHOT_FANOUT = 4;
@@ -53,6 +54,7 @@ export async function executeRestore<Tx>(
   const lease = keepLease(deps, j, range, token);
   const since = deps.clock();
   let calling = false;
+  let ended = false;
   await deps.watch.track(j.opId);
   try {
     // Changed in the registry since the plan (active again, purged, gone): never sent.
@@ -119,7 +121,10 @@ export async function executeRestore<Tx>(
         ).map((r) => [r.seq, r]),
       );
       size = nextBatchSize(size, part.length, performance.now() - t0);
-      const got = part.map((item) => outcomeOf(item, results));
+      // Stopped with restores of unknown or partial outcome: kept to be sent again while the operation
+      // may still run (a pause), recorded as far as they got once it never will (an abort).
+      if (!ended && [...results.values()].some((r) => r.skipped || r.interrupted)) ended = await hasEnded(deps, j.opId);
+      const got = part.map((item) => outcomeOf(item, results, ended));
       for (const o of got)
         if (o.state === 'pending') {
           if (o.sent) requeue++;
@@ -183,18 +188,20 @@ function candidates(i: ClaimedItem): RestoreCandidate[] {
 }
 
 /**
- * Never sent → handed back unsent; sent with an unknown outcome (stopped between retries, or the
+ * Never sent → handed back unsent. Sent with an unknown outcome (stopped between retries, or the
  * parent came back but a descendant was not sent yet) → handed back to be sent again with the same
- * keys, which the owning system applies once; otherwise each resource's outcome, and the item a
- * failure for its wave unless everything came back.
+ * keys, which the owning system applies once — unless the operation has `ended` (aborted): nothing
+ * sends them again, so each resource is recorded as far as it got (a trial's aborted restore left a
+ * site that was back recorded pending, and every later restore of its apps refused parent_deleted).
+ * Otherwise each resource's outcome, and the item a failure for its wave unless everything came back.
  */
-function outcomeOf(item: ClaimedItem, results: Map<number, RestoreResult>): Outcome {
+function outcomeOf(item: ClaimedItem, results: Map<number, RestoreResult>, ended: boolean): Outcome {
   const own = results.get(item.seq)!;
   const kids = item.descendants.map((d) => ({ d, r: results.get(d.seq)! }));
   const pendingKids = (): DescendantOutcome[] => kids.map(({ d }) => ({ seq: d.seq, state: 'pending', error: null }));
   if (own.skipped) return { seq: item.seq, state: 'pending', error: null, descendants: pendingKids() };
   const unknown = own.interrupted || (own.ok && kids.some(({ r }) => r.skipped || r.interrupted));
-  if (unknown)
+  if (unknown && !ended)
     return {
       seq: item.seq,
       state: 'pending',
@@ -202,11 +209,8 @@ function outcomeOf(item: ClaimedItem, results: Map<number, RestoreResult>): Outc
       sent: true,
       descendants: pendingKids(),
     };
-  const descendants = kids.map(({ d, r }): DescendantOutcome =>
-    r.ok
-      ? { seq: d.seq, state: 'done', error: null }
-      : { seq: d.seq, state: 'failed', error: r.error, permanent: r.permanent },
-  );
+  const descendants = kids.map(({ d, r }) => settled(d.seq, r));
+  if (own.interrupted) return { ...settled(item.seq, own), descendants };
   if (!own.ok)
     return {
       seq: item.seq,
@@ -222,7 +226,7 @@ function outcomeOf(item: ClaimedItem, results: Map<number, RestoreResult>): Outc
   if (missing.length === 0) return { seq: item.seq, state: 'done', error: null, descendants };
   const named = missing
     .slice(0, NAMED_DESCENDANTS)
-    .map(({ d, r }) => `${d.resourceId} (${r.error})`)
+    .map(({ d, r }) => `${d.resourceId} (${descendants.find((x) => x.seq === d.seq)?.error ?? r.error})`)
     .join('; ');
   const more = missing.length > NAMED_DESCENDANTS ? ` and ${missing.length - NAMED_DESCENDANTS} more` : '';
   return {
@@ -232,4 +236,32 @@ function outcomeOf(item: ClaimedItem, results: Map<number, RestoreResult>): Outc
     error: `restored, but ${missing.length} of the ${kids.length} it took were not: ${named}${more}`.slice(0, 500),
     descendants,
   };
+}
+
+/** A restore of an aborted operation that was never sent: nothing sends it now. */
+export const ABORTED_UNSENT = 'restore not sent: the operation was aborted first; nothing was applied';
+
+/**
+ * A descendant's own outcome; once the operation ended, also one never sent (it fails, unapplied:
+ * it loses the mark its parent's run set) or sent with no answer (it fails keeping its mark: it may
+ * be back, and a purge refuses it as restore_uncertain until a restore settles it).
+ */
+function settled(seq: number, r: RestoreResult): DescendantOutcome {
+  if (r.ok) return { seq, state: 'done', error: null };
+  if (r.skipped) return { seq, state: 'failed', error: ABORTED_UNSENT, permanent: true, unapplied: true };
+  if (r.interrupted) return { seq, state: 'failed', error: outcomeUnknown('restore', r.error), permanent: true };
+  return { seq, state: 'failed', error: r.error, permanent: r.permanent };
+}
+
+/** The error of an item whose call went out and whose operation was aborted before its answer. */
+export const outcomeUnknown = (action: string, error: string | null) =>
+  `outcome unknown: its ${action} was sent and the operation was aborted before an answer${error ? ` (${error})` : ''}; it may have been applied: ${action === 'restore' ? 'restore it again to settle it' : 'look at the resource before acting on it'}`.slice(
+    0,
+    500,
+  );
+
+/** The operation has ended (aborted: cancelled): nothing of it is sent again. */
+async function hasEnded<Tx>(deps: ChunkDeps<Tx>, opId: string): Promise<boolean> {
+  const op = await deps.load(opId).catch(() => undefined);
+  return op !== undefined && TERMINAL_STATES.includes(op.lifecycle.state);
 }

@@ -6,6 +6,8 @@
 //   (after a Redis restart, a lost job or a crash between a commit and its effects, every running
 //   wave gets its unfinished chunks queued again — deterministic job IDs make that idempotent —
 //   finished waves get settled, bakes and rollbacks get their job back);
+// - the recorder of last resort: an aborted restore's, purge's or erasure's items that a stopped run
+//   held, or that went out with no answer, are recorded "outcome unknown" (settle-aborted.ts);
 // - and the witness: a rollback whose items a stopped run holds says so at once, not when its own
 //   job runs again after the dead worker's job lock (stopped-holds.ts).
 import { isConnectionError, outageLog } from '../../lib/outage-log.ts';
@@ -29,6 +31,8 @@ export interface ReconcilerDeps<Tx = unknown> {
   noteStoppedHolds?(opId: string, seqs?: { from: number; to: number }): Promise<number>;
   /** Notes on a running operation the items of chunk jobs a stopped process had (stopped-holds.ts). */
   noteStoppedChunks?(opId: string, seqs: { from: number; to: number }): Promise<number>;
+  /** Records what aborted restores, purges and erasures left without an outcome (settle-aborted.ts). */
+  settleAborted?(): Promise<number>;
   clock(): number;
 }
 
@@ -36,6 +40,8 @@ export interface Reconciled {
   chunks: number;
   control: number;
   timers: number;
+  /** Items of aborted operations recorded (settle-aborted.ts). */
+  settled: number;
 }
 
 export async function reconcileOnce<Tx>(deps: ReconcilerDeps<Tx>): Promise<Reconciled> {
@@ -45,7 +51,7 @@ export async function reconcileOnce<Tx>(deps: ReconcilerDeps<Tx>): Promise<Recon
      WHERE state IN ('running', 'baking', 'rolling_back') OR (state IN ('planned', 'approved') AND expires_at <= $1)`,
     [new Date(now)],
   );
-  const out: Reconciled = { chunks: 0, control: 0, timers: 0 };
+  const out: Reconciled = { chunks: 0, control: 0, timers: 0, settled: 0 };
   for (const { id } of ops.rows) {
     const op = await deps.load(id);
     if (!op) continue;
@@ -62,6 +68,7 @@ export async function reconcileOnce<Tx>(deps: ReconcilerDeps<Tx>): Promise<Recon
     out.chunks += requeued.chunks;
     out.control += requeued.control;
   }
+  out.settled = (await deps.settleAborted?.()) ?? 0;
   return out;
 }
 

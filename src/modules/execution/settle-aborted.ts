@@ -1,0 +1,94 @@
+// What an aborted restore, purge or erasure left without an outcome, recorded. Such an operation
+// ends at once (cancelled: it has no rollback to fall back on), and nothing sends its items again.
+// A live run records what it did when it stops (chunk-restore.ts, for a restore's cascades), but
+// two kinds of item were left as they were for good (a trial):
+// - claimed by a run that stopped (`kill -9` of its worker): `claimed` forever, its calls' outcome
+//   never written;
+// - handed back `pending` with their write-ahead mark (a pause stopped them between retries, then
+//   the abort came): they read "never run" while their call may have been applied.
+// Once the claims' lease has run out, each such item is recorded failed, "outcome unknown", keeping
+// its mark (a purge then refuses a restore of unknown outcome as restore_uncertain, and the registry
+// views show a delete or purge of unknown outcome); an item claimed without a mark was never sent
+// and goes back to pending. The reconciler runs this; an operation is looked at until nothing of
+// it is held or unsettled (`settled_at`), and at least two leases after it ended: a chunk that read
+// the operation running just before the abort may still claim (and then hand back) its items.
+import type pg from 'pg';
+import type { Engine } from './engine.ts';
+import type { Ledger, Outcome } from './ledger.ts';
+import { outcomeUnknown } from './chunk-restore.ts';
+import { randomUUID } from 'node:crypto';
+
+export interface SettleDeps<Tx> {
+  pool: Pick<pg.Pool, 'query'>;
+  ledger: Pick<Ledger<Tx>, 'record'>;
+  engine: Pick<Engine<Tx>, 'apply'>;
+  leaseMs: number;
+  clock(): number;
+}
+
+const SYSTEM = { name: 'system' };
+
+/** Settles every aborted operation that needs it; returns how many items it recorded. */
+export async function settleAborted<Tx>(deps: SettleDeps<Tx>): Promise<number> {
+  const ops = await deps.pool.query<{ id: string; action: string; wave: number; from_seq: number; to_seq: number }>(
+    `SELECT o.id, o.action, w.wave, w.from_seq, w.to_seq FROM operations o
+     JOIN operation_waves w ON w.operation_id = o.id AND w.wave = o.current_wave
+     WHERE o.state = 'cancelled' AND o.settled_at IS NULL AND o.started_at IS NOT NULL`,
+  );
+  let settled = 0;
+  for (const op of ops.rows) settled += await settleOne(deps, op);
+  return settled;
+}
+
+async function settleOne<Tx>(
+  deps: SettleDeps<Tx>,
+  op: { id: string; action: string; wave: number; from_seq: number; to_seq: number },
+): Promise<number> {
+  const token = randomUUID();
+  const secs = deps.leaseMs / 1000;
+  // Taken over under a token of its own, as a claim whose lease ran out is (ledger.ts claim): a run
+  // that wakes up later can record nothing of them.
+  const taken = await deps.pool.query<{ seq: number; marked: boolean; own_unsent: boolean; last_error: string | null }>(
+    `UPDATE operation_items SET state = 'claimed', claim_token = $4, claimed_by = 'settle-aborted', claimed_at = now()
+     WHERE operation_id = $1 AND seq >= $2 AND seq < $3 AND parent_seq IS NULL
+       AND ((state = 'claimed' AND claimed_at < now() - make_interval(secs => $5))
+            OR (state = 'pending' AND executed_seq IS NOT NULL))
+     RETURNING seq, executed_seq IS NOT NULL AS marked, own_unsent, last_error`,
+    [op.id, op.from_seq, op.to_seq, token, secs],
+  );
+  if (taken.rows.length) {
+    const verb = op.action === 'erase' ? 'erasure' : op.action;
+    const outcomes = taken.rows.map((i): Outcome =>
+      i.marked
+        ? {
+            seq: i.seq,
+            state: 'failed',
+            error: outcomeUnknown(verb, i.last_error),
+            permanent: true,
+            ...(i.own_unsent ? { ownUnsent: true } : {}),
+          }
+        : // Claimed, never marked: nothing was sent for it.
+          { seq: i.seq, state: 'pending', error: null },
+    );
+    const now = deps.clock();
+    await deps.engine.apply(
+      op.id,
+      async (tx) => {
+        await deps.ledger.record(tx, op.id, op.wave, token, outcomes, new Set(), now);
+        return null;
+      },
+      SYSTEM,
+      { report: true },
+    );
+  }
+  // Settled once nothing of it is held (a live run's claims are recorded by that run) and no chunk
+  // that read it running can claim anything any more.
+  await deps.pool.query(
+    `UPDATE operations o SET settled_at = now() WHERE o.id = $1 AND o.settled_at IS NULL
+       AND o.finished_at < now() - make_interval(secs => $4)
+       AND NOT EXISTS (SELECT 1 FROM operation_items i WHERE i.operation_id = $1 AND i.seq >= $2 AND i.seq < $3
+                       AND i.parent_seq IS NULL AND (i.state = 'claimed' OR (i.state = 'pending' AND i.executed_seq IS NOT NULL)))`,
+    [op.id, op.from_seq, op.to_seq, 2 * secs],
+  );
+  return taken.rows.length;
+}

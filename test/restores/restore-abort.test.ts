@@ -1,0 +1,186 @@
+// An aborted restore records what its calls did. It ends at once (cancelled: nothing sends its items
+// again), so what went out must be written as it happened: a site that came back is restored, the
+// apps its cascade did not reach yet were never sent, and a call whose run was killed is of unknown
+// outcome. A trial found all of them recorded `pending` (or `claimed` for good after a `kill -9`),
+// and every later restore of the apps refused parent_deleted, with their site live.
+import { afterAll, beforeAll, beforeEach, describe, expect, it, onTestFailed } from 'vitest';
+import { pollUntil } from '../support/crash.ts';
+import { command, isDrillCall } from '../support/exec-helpers.ts';
+import { buildExecHarness, SECRET, waitForState, type ExecHarness } from '../support/execution.ts';
+import {
+  APPS,
+  appsOfSite,
+  deleteAndComplete,
+  getRestore,
+  postRestore,
+  restoreItems,
+  startRestore,
+  useHttp,
+} from '../support/restores.ts';
+import { query, seedRegistry, siteId, tenantId } from '../support/seed.ts';
+import { spawnWorker } from '../support/worker-child.ts';
+
+let h: ExecHarness;
+let nextSite = 0;
+
+beforeAll(async () => {
+  h = await buildExecHarness({ workers: 1 });
+  await seedRegistry(h.databaseUrl, { sites: 10, appsPerSite: APPS });
+});
+afterAll(async () => {
+  await h?.close();
+});
+beforeEach(() => h.downstream.reset());
+
+/** A site and its apps, live downstream (the site's delete cascades to them), deleted by a completed operation. */
+async function deletedSite() {
+  const s = nextSite++;
+  const apps = appsOfSite(s);
+  await useHttp(h);
+  h.downstream.resources.set(siteId(s), { id: siteId(s), tenantId: tenantId(s), state: 'active', data: { s } });
+  for (const x of apps) h.downstream.resources.set(x, { id: x, tenantId: tenantId(s), state: 'active', data: { x } });
+  h.downstream.cascade(siteId(s), apps);
+  await deleteAndComplete(h, 'site', [siteId(s)]);
+  return { s, apps };
+}
+
+const runningRestore = async () =>
+  (
+    await query<{ id: string }>(
+      h.databaseUrl,
+      `SELECT id FROM operations WHERE action = 'restore' AND state = 'running' ORDER BY created_at DESC LIMIT 1`,
+    )
+  )[0]!.id;
+
+const marks = async (opId: string) =>
+  Object.fromEntries(
+    (
+      await query<{ resource_id: string; marked: boolean }>(
+        h.databaseUrl,
+        `SELECT resource_id, executed_seq IS NOT NULL AS marked FROM operation_items WHERE operation_id = $1`,
+        [opId],
+      )
+    ).map((r) => [r.resource_id, r.marked]),
+  );
+
+describe('an abort midway through a cascade', () => {
+  it('records the site and the app that came back restored and the apps never sent as such; a later restore brings those back', async () => {
+    const { s, apps } = await deletedSite();
+    // The first app's restore reaches the downstream; the operator aborts before it is applied.
+    let aborted: string | undefined;
+    h.downstream.beforeApply(async (c) => {
+      if (c.action !== 'restore' || c.resourceId !== apps[0] || aborted) return;
+      aborted = await runningRestore();
+      await command(h, 'operator', aborted, 'abort', { reason: 'wrong tenant' }).expect(200);
+      // The workers' halt watch polls every 100 ms: the next app's call finds the abort.
+      await new Promise((r) => setTimeout(r, 600));
+    });
+    const op = await startRestore(h, { tenantId: tenantId(s), rollout: { concurrency: 1 } });
+    await waitForState(h, op.id, ['cancelled']);
+    expect(aborted).toBe(op.id);
+    await pollUntil(
+      async () => (await restoreItems(h, op.id)).every((i) => i.state !== 'claimed'),
+      "the chunk's record",
+      20_000,
+      50,
+    );
+    expect([siteId(s), ...apps].map((x) => h.downstream.state(x))).toEqual([
+      'active',
+      'active',
+      'soft_deleted',
+      'soft_deleted',
+    ]);
+    const items = Object.fromEntries((await restoreItems(h, op.id)).map((i) => [i.resource_id, i]));
+    expect(items[siteId(s)]).toMatchObject({ state: 'done' });
+    expect(items[siteId(s)]!.last_error).toMatch(/^restored, but 2 of the 3 it took were not: .*aborted first/);
+    expect(items[apps[0]!]).toMatchObject({ state: 'done' });
+    for (const x of apps.slice(1))
+      expect(items[x]).toMatchObject({
+        state: 'failed',
+        last_error: 'restore not sent: the operation was aborted first; nothing was applied',
+      });
+    // What was never sent carries no write-ahead mark: no purge takes it for a restore of unknown outcome.
+    expect(await marks(op.id)).toEqual({ [siteId(s)]: true, [apps[0]!]: true, [apps[1]!]: false, [apps[2]!]: false });
+    // The view's count of a cascade's ledger is shared for a second or two (wave-progress.ts).
+    await pollUntil(
+      async () => (await getRestore(h, op.id)).counts?.pending === 0,
+      'the view to count it',
+      10_000,
+      200,
+    );
+    expect((await getRestore(h, op.id)).counts).toMatchObject({ restored: 2, notRestored: 2 });
+
+    // The apps left deleted can be restored: their site is back (it was parent_deleted).
+    h.downstream.beforeApply(undefined);
+    const again = await postRestore(h, { tenantId: tenantId(s) });
+    expect(again.status, JSON.stringify(again.body)).toBe(201);
+    expect(again.body.itemCount).toBe(2);
+  });
+});
+
+describe('an abort after the worker running the restore was killed', () => {
+  it('records the call it had out as of unknown outcome once its lease ran out, instead of claimed for good', async () => {
+    const { s, apps } = await deletedSite();
+    // Only the worker process that will be killed runs the restore.
+    for (const w of h.workers.splice(0)) await w.close();
+    const victim = await spawnWorker({
+      databaseUrl: h.databaseUrl,
+      redisUrl: h.redisUrl,
+      queuePrefix: h.prefix,
+      signingSecret: SECRET,
+      lockMs: 1_500,
+      name: 'victim',
+    });
+    onTestFailed(() => console.error(victim.output()));
+    try {
+      h.downstream.hang(60_000);
+      const op = await startRestore(h, { tenantId: tenantId(s), rollout: { concurrency: 1 } });
+      await pollUntil(
+        () => h.downstream.calls.some((c) => c.action === 'restore' && c.resourceId === siteId(s) && !isDrillCall(c)),
+        "the site's restore to reach the downstream",
+        20_000,
+        20,
+      );
+      await victim.kill();
+      await command(h, 'operator', op.id, 'abort', { reason: 'worker lost' }).expect(200);
+      expect(await restoreItems(h, op.id).then((xs) => xs.find((i) => i.resource_id === siteId(s))?.state)).toBe(
+        'claimed',
+      );
+      await h.startWorker();
+      // The victim's lease (5 s) runs out; a live worker's reconciler records it.
+      await pollUntil(
+        async () => (await restoreItems(h, op.id)).every((i) => i.state !== 'claimed'),
+        'the killed run’s claim to be settled',
+        30_000,
+        200,
+      );
+      const items = Object.fromEntries((await restoreItems(h, op.id)).map((i) => [i.resource_id, i]));
+      expect(items[siteId(s)]).toMatchObject({ state: 'failed' });
+      expect(items[siteId(s)]!.last_error).toMatch(
+        /^outcome unknown: its restore was sent and the operation was aborted/,
+      );
+      for (const x of apps) expect(items[x]!.state).toBe('failed');
+      // Kept marked: it may be live again (a purge refuses it as restore_uncertain).
+      expect(Object.values(await marks(op.id))).toEqual([true, true, true, true]);
+      await pollUntil(
+        async () => (await getRestore(h, op.id)).counts?.pending === 0,
+        'the view to count it',
+        10_000,
+        200,
+      );
+      expect((await getRestore(h, op.id)).counts).toMatchObject({ byState: { failed: 4 }, restored: 0 });
+      // Settled: the reconciler stops looking once its claims could no longer be taken.
+      await pollUntil(
+        async () =>
+          (await query(h.databaseUrl, `SELECT 1 FROM operations WHERE id = $1 AND settled_at IS NOT NULL`, [op.id]))
+            .length === 1,
+        'the operation to be settled',
+        30_000,
+        200,
+      );
+    } finally {
+      h.downstream.hang(0);
+      await victim.kill().catch(() => undefined);
+    }
+  });
+});
