@@ -1,4 +1,4 @@
-// An aborted restore records what its calls did. It ends at once (cancelled: nothing sends its items
+// An aborted restore (and a rollback ended by an operator) records what its calls did. It ends at once (cancelled: nothing sends its items
 // again), so what went out must be written as it happened: a site that came back is restored, the
 // apps its cascade did not reach yet were never sent, and a call whose run was killed is of unknown
 // outcome. A trial found all of them recorded `pending` (or `claimed` for good after a `kill -9`),
@@ -6,7 +6,15 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it, onTestFailed } from 'vitest';
 import { pollUntil } from '../support/crash.ts';
 import { command, isDrillCall } from '../support/exec-helpers.ts';
-import { buildExecHarness, SECRET, waitForState, type ExecHarness } from '../support/execution.ts';
+import {
+  buildExecHarness,
+  getOperation,
+  SECRET,
+  submitAndStart,
+  useHttpAdapter,
+  waitForState,
+  type ExecHarness,
+} from '../support/execution.ts';
 import {
   APPS,
   appsOfSite,
@@ -118,20 +126,25 @@ describe('an abort midway through a cascade', () => {
   });
 });
 
+/** Only a worker process of its own, to be killed, runs what comes next (the in-process workers stop). */
+async function victimWorker() {
+  for (const w of h.workers.splice(0)) await w.close();
+  const victim = await spawnWorker({
+    databaseUrl: h.databaseUrl,
+    redisUrl: h.redisUrl,
+    queuePrefix: h.prefix,
+    signingSecret: SECRET,
+    lockMs: 1_500,
+    name: 'victim',
+  });
+  onTestFailed(() => console.error(victim.output()));
+  return victim;
+}
+
 describe('an abort after the worker running the restore was killed', () => {
   it('records the call it had out as of unknown outcome once its lease ran out, instead of claimed for good', async () => {
     const { s, apps } = await deletedSite();
-    // Only the worker process that will be killed runs the restore.
-    for (const w of h.workers.splice(0)) await w.close();
-    const victim = await spawnWorker({
-      databaseUrl: h.databaseUrl,
-      redisUrl: h.redisUrl,
-      queuePrefix: h.prefix,
-      signingSecret: SECRET,
-      lockMs: 1_500,
-      name: 'victim',
-    });
-    onTestFailed(() => console.error(victim.output()));
+    const victim = await victimWorker();
     try {
       h.downstream.hang(60_000);
       const op = await startRestore(h, { tenantId: tenantId(s), rollout: { concurrency: 1 } });
@@ -178,6 +191,73 @@ describe('an abort after the worker running the restore was killed', () => {
         30_000,
         200,
       );
+    } finally {
+      h.downstream.hang(0);
+      await victim.kill().catch(() => undefined);
+    }
+  });
+});
+
+describe('a rollback ended after the worker running it was killed', () => {
+  it('records the restores it held as failed with their outcome unknown, instead of restoring for good; a rollback again restores them', async () => {
+    await useHttpAdapter(h, false);
+    const s = nextSite++;
+    const apps = appsOfSite(s);
+    const op = await submitAndStart(h, {
+      ids: apps,
+      rollout: { bakeSeconds: 0, waves: ['100%'], concurrency: 4 },
+      haltPolicy: { probe: 'optional' },
+    });
+    await waitForState(h, op.id, ['completed']);
+    const victim = await victimWorker();
+    try {
+      h.downstream.hang(60_000);
+      await command(h, 'operator', op.id, 'rollback', { reason: 'wrong apps' }).expect(200);
+      await pollUntil(
+        () => h.downstream.calls.filter((c) => c.action === 'restore' && !isDrillCall(c)).length === apps.length,
+        'the restores to reach the downstream',
+        20_000,
+        20,
+      );
+      await victim.kill();
+      await command(h, 'operator', op.id, 'abort', { reason: 'worker lost', endRollback: true }).expect(200);
+      expect((await getOperation(h, op.id)).state).toBe('rollback_incomplete');
+      await h.startWorker();
+      const states = async () =>
+        (
+          await query<{ state: string; last_error: string | null }>(
+            h.databaseUrl,
+            `SELECT state, last_error FROM operation_items WHERE operation_id = $1`,
+            [op.id],
+          )
+        ).map((i) => i.state);
+      expect(await states()).toEqual(['restoring', 'restoring', 'restoring']);
+      // The victim's lease (5 s) runs out; a live worker's reconciler records the restores it held.
+      await pollUntil(
+        async () => !(await states()).includes('restoring'),
+        'the held restores to be settled',
+        30_000,
+        200,
+      );
+      const items = await query<{ state: string; last_error: string }>(
+        h.databaseUrl,
+        `SELECT state, last_error FROM operation_items WHERE operation_id = $1`,
+        [op.id],
+      );
+      for (const i of items) {
+        expect(i.state).toBe('restore_failed');
+        expect(i.last_error).toMatch(
+          /^outcome unknown: its restore was sent and the rollback was ended before an answer/,
+        );
+      }
+      const view = await getOperation(h, op.id);
+      expect(view).toMatchObject({ state: 'rollback_incomplete', progress: { restoring: 0, restoreFailed: APPS } });
+
+      // Started again, the rollback sends them again (under the same keys) and ends rolled back.
+      h.downstream.hang(0);
+      await command(h, 'operator', op.id, 'rollback', { reason: 'again' }).expect(200);
+      await waitForState(h, op.id, ['rolled_back']);
+      expect(apps.map((x) => h.downstream.state(x))).toEqual(['active', 'active', 'active']);
     } finally {
       h.downstream.hang(0);
       await victim.kill().catch(() => undefined);

@@ -254,8 +254,8 @@ function settled(seq: number, r: RestoreResult): DescendantOutcome {
 }
 
 /** The error of an item whose call went out and whose operation was aborted before its answer. */
-export const outcomeUnknown = (action: string, error: string | null) =>
-  `outcome unknown: its ${action} was sent and the operation was aborted before an answer${error ? ` (${error})` : ''}; it may have been applied: ${action === 'restore' ? 'restore it again to settle it' : 'look at the resource before acting on it'}`.slice(
+export const outcomeUnknown = (action: string, error: string | null, ended = 'the operation was aborted') =>
+  `outcome unknown: its ${action} was sent and ${ended} before an answer${error ? ` (${error})` : ''}; it may have been applied: ${action === 'restore' ? 'restore it again to settle it' : 'look at the resource before acting on it'}`.slice(
     0,
     500,
   );

@@ -94,7 +94,8 @@ async function persist(tx: pg.PoolClient, record: OperationRecord, n: LifecycleS
     `UPDATE operations SET state = $2, current_wave = $3, halt_reason = $4, paused_from = $5, version = version + 1,
        updated_at = now(), bake_until = $6, wave_deadline = $7, progress_at = $8, expires_at = $9,
        started_at = CASE WHEN started_at IS NULL AND $2 = 'running' THEN now() ELSE started_at END,
-       finished_at = CASE WHEN $10 THEN now() ELSE NULL END, drill_state = $11, halt_cause = $12, last_refusal = NULL
+       finished_at = CASE WHEN $10 THEN now() ELSE NULL END, drill_state = $11, halt_cause = $12, last_refusal = NULL,
+       settled_at = NULL
      WHERE id = $1 RETURNING version${audited ? `, pg_advisory_xact_lock(${AUDIT_CHAIN_LOCK})::text AS chain` : ''}`,
     [
       opId,
