@@ -267,6 +267,7 @@ export const CODES_BY_STATUS: Record<number, readonly string[]> = {
     'SCOPE_REQUIRED',
     'SCOPE_INCOMPLETE',
     'AS_OF_IN_FUTURE',
+    'DELETED_SINCE_IN_FUTURE',
     'DUE_BEFORE_IN_FUTURE',
     'INVALID_TYPE_DECLARATION',
     'ADAPTER_CONFIG_INVALID',

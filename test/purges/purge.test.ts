@@ -241,6 +241,10 @@ describe('purge refusals', () => {
       details: { field: 'body.dueBefore', dueBefore: later },
     });
     expect(await query(h.databaseUrl, 'SELECT count(*)::int AS n FROM operations')).toEqual(before);
+    // A tenant's deletedSince in the future selects nothing: refused too, not NOTHING_TO_PURGE (a trial).
+    const since = await postPurge({ tenantId: tenantId(0), deletedSince: later });
+    expect(since.status, JSON.stringify(since.body)).toBe(422);
+    expect(since.body).toMatchObject({ code: 'DELETED_SINCE_IN_FUTURE', details: { fields: ['deletedSince'] } });
   });
 
   it('a scope that conflicts: 422 SCOPE_CONFLICT naming the fields', async () => {

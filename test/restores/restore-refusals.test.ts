@@ -50,6 +50,12 @@ describe('scope', () => {
     [{ ids: ['app_1'] }, 'SCOPE_INCOMPLETE', ['ids']],
     // A future asOf would quietly mean "the latest" (no snapshot is taken after now): a typo, refused.
     [{ tenantId: tenantId(0), asOf: new Date(Date.now() + 3_600_000).toISOString() }, 'AS_OF_IN_FUTURE', ['asOf']],
+    // Nothing is deleted after now: it was answered NOTHING_TO_RESTORE, as if the tenant had nothing deleted.
+    [
+      { tenantId: tenantId(0), deletedSince: new Date(Date.now() + 3_600_000).toISOString() },
+      'DELETED_SINCE_IN_FUTURE',
+      ['deletedSince'],
+    ],
   ])('%j → 422 %s naming the fields', async (body, code, fields) => {
     const r = await postRestore(h, body);
     expect(r.status, JSON.stringify(r.body)).toBe(422);

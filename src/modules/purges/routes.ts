@@ -24,7 +24,7 @@ export default async function purgeRoutes(app: App) {
         summary: 'Hard-delete what is past its retention',
         description:
           'Exactly one scope: a tenant (everything of it Blastgate deleted and is still deleted, optionally since deletedSince), ' +
-          'a delete operation that has ended, targetType + ids, or dueBefore (every resource whose purgeAfter is at or before it; a dueBefore more than a minute ahead of the server is 422 DUE_BEFORE_IN_FUTURE). ' +
+          'a delete operation that has ended, targetType + ids, or dueBefore (every resource whose purgeAfter is at or before it; a dueBefore more than a minute ahead of the server is 422 DUE_BEFORE_IN_FUTURE, and so is a deletedSince: DELETED_SINCE_IN_FUTURE). ' +
           'More than one scope, or none: 422 SCOPE_CONFLICT / SCOPE_REQUIRED / SCOPE_INCOMPLETE naming the fields. Every resource is ' +
           'classified: ok, unknown, type_mismatch, duplicate, not_deleted (still active), within_retention (its purgeAfter, named, is ' +
           'still ahead), purged (already), in_flight (naming the live operation that holds it) or restore_uncertain (a restore of it ' +

@@ -49,6 +49,16 @@ export function scopeOf(
       { fields: ['asOf'], asOf, now: here },
     );
   }
+  // Nothing is deleted after now: a future deletedSince selects nothing, and was answered as if the
+  // tenant had nothing to restore or purge (a trial) where it is a mistyped year or time zone.
+  if (b.deletedSince !== undefined && Date.parse(b.deletedSince) > now + CLOCK_SKEW_MS) {
+    const here = new Date(now).toISOString();
+    throw new UnprocessableError(
+      'DELETED_SINCE_IN_FUTURE',
+      `deletedSince ${b.deletedSince} is in the future (it is ${here} here): nothing was deleted after now; omit it for everything of the tenant Blastgate deleted, or correct the time`,
+      { fields: ['deletedSince'], deletedSince: b.deletedSince, now: here },
+    );
+  }
   if (given[0] === 'tenant') {
     if (b.tenantId === undefined)
       throw new UnprocessableError('SCOPE_INCOMPLETE', 'deletedSince needs tenantId: whose deletes since then?', {
