@@ -263,6 +263,14 @@ describe('live events', () => {
     const documented = await openSse(`${events(urlA, op.id)}?after=${example}`, h.tokens.viewer);
     expect(documented.status).toBe(200);
     documented.close();
+    // A misspelt parameter replayed the whole stream from its start: refused, naming it.
+    const misspelt = await fetch(`${events(urlA, op.id)}?afterr=${newest}`, {
+      headers: { authorization: `Bearer ${h.tokens.viewer}` },
+    });
+    expect(misspelt.status).toBe(400);
+    const refusal = (await misspelt.json()) as { code: string; message: string };
+    expect(refusal).toMatchObject({ code: 'VALIDATION_FAILED' });
+    expect(refusal.message).toContain('afterr');
     const anonymous = await fetch(events(urlA, op.id));
     expect(anonymous.status).toBe(401);
     await anonymous.body?.cancel();

@@ -55,18 +55,22 @@ export default async function eventRoutes(
           'to resume without a gap in the transitions (`progress` and `probes` are the state at the time, not a history: a reconnect gets the state now, the snapshot with the latest probe round). Heartbeat comments (`: ping`) keep idle streams open. Served from the database, so any ' +
           `API replica serves the same stream. At most BLASTGATE_SSE_MAX_PER_TOKEN (${opts.maxPerToken}) open streams per token (429 TOO_MANY_STREAMS).`,
         params: IdParams('Operation ID', 'op_lx2k9a1b2c3d4e5f6'),
-        querystring: Type.Object({
-          after: Type.Optional(
-            Type.String({
-              pattern: CURSOR.source,
-              description:
-                'Resume after this event id (same as the Last-Event-ID header, which wins when both are sent); 0 replays every event. An id after the newest event is 400 INVALID_LAST_EVENT_ID',
-              // 0, not a typical id: Swagger UI fills the example in, and "412" on a fresh install
-              // was after the newest event, a 400 (a trial).
-              examples: ['0'],
-            }),
-          ),
-        }),
+        querystring: Type.Object(
+          {
+            after: Type.Optional(
+              Type.String({
+                pattern: CURSOR.source,
+                description:
+                  'Resume after this event id (same as the Last-Event-ID header, which wins when both are sent); 0 replays every event. An id after the newest event is 400 INVALID_LAST_EVENT_ID',
+                // 0, not a typical id: Swagger UI fills the example in, and "412" on a fresh install
+                // was after the newest event, a 400 (a trial).
+                examples: ['0'],
+              }),
+            ),
+          },
+          // A misspelt `after` replayed the whole stream from its start, saying nothing.
+          { additionalProperties: false },
+        ),
         response: {
           200: {
             description: 'The event stream',
