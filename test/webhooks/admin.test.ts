@@ -121,7 +121,7 @@ describe('webhook admin routes', () => {
     expect(withDeleted.body.items).toHaveLength(1);
     const log = await request(t.app.server).get(`/v1/admin/webhooks/${id}/deliveries`).set('authorization', admin);
     expect(log.status).toBe(200);
-    expect(log.body).toEqual({ items: [], nextAfter: null });
+    expect(log.body).toEqual({ items: [], nextAfter: null, links: { next: null } });
     const again = await request(t.app.server).delete(`/v1/admin/webhooks/${id}`).set('authorization', admin);
     expect(again.status).toBe(409);
     expect(again.body.code).toBe('WEBHOOK_DELETED');

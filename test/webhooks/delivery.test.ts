@@ -109,6 +109,16 @@ describe('webhooks', () => {
     for (const d of log) expect(d).toMatchObject({ status: 'delivered', attempts: 1, lastStatusCode: 204 });
     // Each event once (webhook-id = event id, unique).
     expect(new Set(mine.map((r) => r.headers['webhook-id'])).size).toBe(mine.length);
+    // Paged two at a time by links.next (with the filter kept), as every list pages: the same log.
+    const paged: DeliveryRow[] = [];
+    let next: string | null = `/v1/admin/webhooks/${endpoints.all!.id}/deliveries?limit=2&status=delivered`;
+    for (let page = 0; next && page < 100; page++) {
+      const res = await request(h.app.server).get(next).set('authorization', h.auth('admin')).expect(200);
+      paged.push(...(res.body.items as DeliveryRow[]));
+      next = res.body.links.next as string | null;
+    }
+    expect(next).toBeNull();
+    expect(paged.filter((d) => d.operationId === opId).map((d) => d.eventId)).toEqual(log.map((d) => d.eventId));
   });
 
   it('sends nothing to an endpoint whose filter matches no event of a successful operation', async () => {

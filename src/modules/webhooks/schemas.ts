@@ -1,6 +1,6 @@
 // Request and response shapes of /v1/admin/webhooks.
 import { Type } from '@fastify/type-provider-typebox';
-import { IdString, MultilineText, Text } from '../../lib/schemas.ts';
+import { IdString, MultilineText, PageLinks, Text } from '../../lib/schemas.ts';
 import { ALL_EVENTS, EVENT_TYPES } from './events.ts';
 import { MAX_URL_LENGTH } from './url-policy.ts';
 
@@ -202,8 +202,12 @@ export const DeliveryPage = Type.Object(
       }),
     ),
     nextAfter: Type.Union([Type.Integer(), Type.Null()], { description: 'Pass as after for the next page' }),
+    links: PageLinks,
   },
-  { description: 'A page of the delivery log, oldest first', example: { items: [deliveryExample], nextAfter: null } },
+  {
+    description: 'A page of the delivery log, oldest first',
+    example: { items: [deliveryExample], nextAfter: null, links: { next: null } },
+  },
 );
 
 export const RedeliverBody = Type.Object(
