@@ -140,7 +140,13 @@ function lingerThenClose(socket: Socket) {
  */
 export function installBodyDeadline(app: FastifyInstance, requestTimeoutMs: number) {
   const methods = (m: string | string[]) => (Array.isArray(m) ? m : [m]);
-  documentErrorResponses(app, [408], (route) => methods(route.method).some((m) => BODY_METHODS.has(m)));
+  const takesBody = (route: { method: string | string[] }) => methods(route.method).some((m) => BODY_METHODS.has(m));
+  documentErrorResponses(app, [408], takesBody);
+  // And, like any body, one too large for the route (413) or of a type it does not read (415): the
+  // document named them only where a route said so itself.
+  documentErrorResponses(app, [413, 415], takesBody);
+  // A path parameter or query that does not decode, or fails its schema, is 400 on every route.
+  documentErrorResponses(app, [400], (route) => route.url.includes(':') || route.schema?.querystring !== undefined);
   // Every route may run out of time (or find no database connection free).
   documentErrorResponses(app, [503]);
   app.addHook('preParsing', async (request, reply, payload) => {
