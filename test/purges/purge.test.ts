@@ -454,6 +454,58 @@ describe('a purge of what a restore may have brought back', () => {
   });
 });
 
+describe('a purge of what a rollback may have brought back', () => {
+  it("HTTP: refuses a resource whose rollback's restore went out with its outcome unknown (restore_uncertain)", async () => {
+    const { s, apps } = await twoHttpAppsDeleted();
+    const del = (
+      await query<{ operation_id: string }>(
+        h.databaseUrl,
+        `SELECT operation_id FROM operation_items WHERE resource_id = $1 ORDER BY updated_at DESC LIMIT 1`,
+        [apps[0]],
+      )
+    )[0]!.operation_id;
+    // The first app's restore is applied downstream and answered 500, every later try 503; the other
+    // app's restores are all refused 503 before anything. The rollback retries with a backoff.
+    const tried = new Set<string>();
+    h.downstream.answer((c) => {
+      if (c.action !== 'restore') return null;
+      if (c.resourceId === apps[0] && !tried.has(apps[0]!)) return (tried.add(apps[0]!), null);
+      return 503;
+    });
+    h.downstream.failOnly(['restore']);
+    h.downstream.failNext(1, 500, { afterApply: true });
+    try {
+      await command(h, 'operator', del, 'rollback', { reason: 'wrong apps' }).expect(200);
+      const failed = async () =>
+        (
+          await query<{ n: number }>(
+            h.databaseUrl,
+            `SELECT count(*)::int AS n FROM operation_items WHERE operation_id = $1 AND state = 'restore_failed'`,
+            [del],
+          )
+        )[0]!.n === apps.length;
+      for (let i = 0; i < 200 && !(await failed()); i++) await new Promise((r) => setTimeout(r, 100));
+      expect(await failed()).toBe(true);
+      // The operator gives up on the rollback: what it did not restore stays deleted, as far as it knows.
+      await command(h, 'operator', del, 'abort', { reason: 'downstream down', endRollback: true }).expect(200);
+    } finally {
+      h.downstream.answer(null);
+      h.downstream.failOnly(null);
+    }
+    expect(h.downstream.state(apps[0]!)).toBe('active');
+    await makeDue(apps);
+    // It read as deleted (restore_failed) and was purged: a live app hard-deleted (a trial purged one so).
+    const r = await postPurge({ targetType: 'app', ids: apps });
+    expect(r.status, JSON.stringify(r.body)).toBe(422);
+    // The other app's restores were refused before anything was applied, but the item cannot tell.
+    expect(r.body).toMatchObject({ code: 'PLAN_REJECTED', details: { counts: { restore_uncertain: 2 } } });
+    // The retention scheduler's proposal of the tenant's due resources leaves them out alike.
+    const tenant = await postPurge({ tenantId: tenantId(s) });
+    expect(tenant.status, JSON.stringify(tenant.body)).toBe(422);
+    expect(h.downstream.state(apps[0]!)).toBe('active');
+  });
+});
+
 describe('a purge whose snapshot reads fail', () => {
   it("HTTP: sends none of a chunk's hard deletes once its failed reads make the wave unhealthy, and halts", async () => {
     // As for deletes (halt.test.ts): failed reads counted only once the chunk was recorded, after

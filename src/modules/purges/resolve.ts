@@ -108,7 +108,8 @@ async function classify(client: pg.PoolClient, targetType: string | null, now: D
   // operation ended without recording it (aborted with the call out). The resource may be live
   // again; purging it would hard-delete it (a trial purged two live apps so). Set-based, from the
   // restores' snapshots alone (restores are few beside deletes and purges): a lookup per row cost
-  // ~0.4-0.7 s per 10,000 resources with history (npm run bench -- purge).
+  // ~0.4-0.7 s per 10,000 resources with history (npm run bench -- purge). A rollback's restore of
+  // the standing delete alike (restore_latest's undo_uncertain: a trial purged a live app so).
   await client.query(`DROP TABLE IF EXISTS purge_restore_uncertain`);
   await client.query(
     `CREATE TEMP TABLE purge_restore_uncertain ON COMMIT DROP AS
@@ -134,7 +135,7 @@ async function classify(client: pg.PoolClient, targetType: string | null, now: D
          WHEN $1::text IS NOT NULL AND r.type <> $1 AND NOT x.taken THEN 'type_mismatch'
          WHEN lo.id IS NOT NULL THEN 'in_flight'
          WHEN r.state = 'purged' THEN 'purged'
-         WHEN ur.op_id IS NOT NULL THEN 'restore_uncertain'
+         WHEN ur.op_id IS NOT NULL OR coalesce(l.undo_uncertain, false) THEN 'restore_uncertain'
          WHEN NOT (r.state = 'soft_deleted'
                    OR (${isExternal('t')} AND coalesce(l.deleted, false)
                        AND ${notImportedSince('l.at')})) THEN 'not_deleted'

@@ -120,8 +120,19 @@ export const itemOfSnapshot = (s: string, id = `${s}.id`, operationId = `${s}.op
        OFFSET 0) i`;
 
 /**
+ * SQL, of a delete's ledger item `i`: a rollback's restore of it went out and did not end restored,
+ * so the resource may be live again: a restore is in flight (or its run stopped: an ended
+ * rollback's held items are recorded once their lease ran out, execution/settle-aborted.ts), or
+ * its restores failed after requests were sent (a 5xx after the owning system applied it, a
+ * timeout), or their outcome is unknown. A purge must not take it for deleted (purges/resolve.ts).
+ */
+export const UNDO_UNCERTAIN = `(i.state = 'restoring' OR (i.state = 'restore_failed'
+         AND (i.restore_calls > 0 OR i.last_error LIKE 'outcome unknown:%')))`;
+
+/**
  * restore_events: every snapshot of the resources in restore_ids whose call took effect — a delete
- * (done, or rolled back: restored) or a restore (done) — and restore_latest: the latest per resource.
+ * (done, or rolled back: restored) or a restore (done) — and restore_latest: the latest per resource,
+ * with whether a rollback's restore of that delete may have brought it back (UNDO_UNCERTAIN).
  */
 export async function latestEvents(client: pg.PoolClient): Promise<void> {
   await client.query(`DROP TABLE IF EXISTS restore_snaps, restore_latest`);
@@ -142,7 +153,8 @@ export async function latestEvents(client: pg.PoolClient): Promise<void> {
     `CREATE TEMP TABLE restore_latest ON COMMIT DROP AS
      SELECT DISTINCT ON (rs.id) rs.id, rs.snap_id, rs.at, rs.op_id, o.action, i.state AS item_state,
        coalesce(i.resource_type, o.target_type) AS type, i.tenant_id,
-       (o.action = 'delete' AND i.state <> 'restored') AS deleted
+       (o.action = 'delete' AND i.state <> 'restored') AS deleted,
+       (o.action = 'delete' AND ${UNDO_UNCERTAIN}) AS undo_uncertain
      FROM restore_snaps rs
      JOIN operations o ON o.id = rs.op_id
      -- Through operation_items_snapshot, one probe per snapshot: (operation_id || '') keeps the
