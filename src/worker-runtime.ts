@@ -25,6 +25,7 @@ import { pgEngine } from './modules/execution/engine-store.ts';
 import { createJobLocks } from './modules/execution/exclusive.ts';
 import { chunkJobsView, noteStoppedChunks, noteStoppedHolds } from './modules/execution/stopped-holds.ts';
 import { settleAborted } from './modules/execution/settle-aborted.ts';
+import { registryFollows } from './modules/purges/retention.ts';
 import { pgRollbackLedger } from './modules/execution/rollback-ledger.ts';
 import { HaltWatch } from './modules/execution/halt-watch.ts';
 import { pgLedger } from './modules/execution/ledger.ts';
@@ -187,7 +188,15 @@ export async function startWorkers(opts: WorkerOptions): Promise<RunningWorkers>
       noteStoppedHolds: (opId, seqs) => noteStoppedHolds(db.pool, opId, leaseMs, seqs, seqs && chunkJobs),
       noteStoppedChunks: (opId, seqs) => noteStoppedChunks(db.pool, chunkJobs, opId, seqs),
       settleAborted: () =>
-        settleAborted({ pool: db.pool, ledger, rollbacks: pgRollbackLedger(db.pool, leaseMs), engine, leaseMs, clock }),
+        settleAborted({
+          pool: db.pool,
+          ledger,
+          rollbacks: pgRollbackLedger(db.pool, leaseMs),
+          registryFollows,
+          engine,
+          leaseMs,
+          clock,
+        }),
       clock,
     },
     everyMs: opts.reconcileEveryMs ?? 10_000,

@@ -141,6 +141,56 @@ async function victimWorker() {
   return victim;
 }
 
+describe('an abort of a restore paused midway through a cascade', () => {
+  it('records the site and the app that came back as restored, the others of unknown outcome; a later restore takes those', async () => {
+    const { s, apps } = await deletedSite();
+    // The first app's restore reaches the downstream; the operator pauses before it is applied.
+    let paused: string | undefined;
+    h.downstream.beforeApply(async (c) => {
+      if (c.action !== 'restore' || c.resourceId !== apps[0] || paused) return;
+      paused = await runningRestore();
+      await command(h, 'operator', paused, 'pause', { reason: 'check the tenant' }).expect(200);
+      await new Promise((r) => setTimeout(r, 600));
+    });
+    const op = await startRestore(h, { tenantId: tenantId(s), rollout: { concurrency: 1 } });
+    await waitForState(h, op.id, ['paused']);
+    // Handed back whole, to be sent again on resume; the app that came back is recorded so meanwhile.
+    await pollUntil(
+      async () => (await restoreItems(h, op.id)).every((i) => i.state !== 'claimed'),
+      "the chunk's record",
+      20_000,
+      50,
+    );
+    h.downstream.beforeApply(undefined);
+    await command(h, 'operator', op.id, 'abort', { reason: 'wrong tenant after all' }).expect(200);
+    await pollUntil(
+      async () => (await restoreItems(h, op.id)).every((i) => i.state !== 'pending'),
+      'the abort to be settled',
+      20_000,
+      100,
+    );
+    expect([siteId(s), ...apps].map((x) => h.downstream.state(x))).toEqual([
+      'active',
+      'active',
+      'soft_deleted',
+      'soft_deleted',
+    ]);
+    const items = Object.fromEntries((await restoreItems(h, op.id)).map((i) => [i.resource_id, i]));
+    expect(items[siteId(s)]).toMatchObject({ state: 'done' });
+    expect(items[siteId(s)]!.last_error).toMatch(/^restored, but 2 of the 3 it took were not/);
+    expect(items[apps[0]!]).toMatchObject({ state: 'done' });
+    for (const x of apps.slice(1)) {
+      expect(items[x]!.state).toBe('failed');
+      expect(items[x]!.last_error).toMatch(/^outcome unknown: its restore may have been sent/);
+    }
+    // Every way back was refused (parent_deleted via the site, superseded for the site itself): now
+    // the apps left deleted are restored, under a site that is back.
+    const again = await postRestore(h, { tenantId: tenantId(s) });
+    expect(again.status, JSON.stringify(again.body)).toBe(201);
+    expect(again.body.itemCount).toBe(2);
+  });
+});
+
 describe('an abort after the worker running the restore was killed', () => {
   it('records the call it had out as of unknown outcome once its lease ran out, instead of claimed for good', async () => {
     const { s, apps } = await deletedSite();
@@ -170,7 +220,7 @@ describe('an abort after the worker running the restore was killed', () => {
       const items = Object.fromEntries((await restoreItems(h, op.id)).map((i) => [i.resource_id, i]));
       expect(items[siteId(s)]).toMatchObject({ state: 'failed' });
       expect(items[siteId(s)]!.last_error).toMatch(
-        /^outcome unknown: its restore was sent and the operation was aborted/,
+        /^outcome unknown: its restore may have been sent and the operation was aborted/,
       );
       for (const x of apps) expect(items[x]!.state).toBe('failed');
       // Kept marked: it may be live again (a purge refuses it as restore_uncertain).
@@ -247,7 +297,7 @@ describe('a rollback ended after the worker running it was killed', () => {
       for (const i of items) {
         expect(i.state).toBe('restore_failed');
         expect(i.last_error).toMatch(
-          /^outcome unknown: its restore was sent and the rollback was ended before an answer/,
+          /^outcome unknown: its restore may have been sent and the rollback was ended before an answer/,
         );
       }
       const view = await getOperation(h, op.id);

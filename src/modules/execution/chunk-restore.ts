@@ -201,13 +201,18 @@ function outcomeOf(item: ClaimedItem, results: Map<number, RestoreResult>, ended
   const pendingKids = (): DescendantOutcome[] => kids.map(({ d }) => ({ seq: d.seq, state: 'pending', error: null }));
   if (own.skipped) return { seq: item.seq, state: 'pending', error: null, descendants: pendingKids() };
   const unknown = own.interrupted || (own.ok && kids.some(({ r }) => r.skipped || r.interrupted));
+  // Handed back whole (the run that sends it again sends the item and every descendant, under the
+  // same keys), with the descendants that came back recorded so: if the operation is aborted before
+  // that run, they say how far it got (settle-aborted.ts), where the item alone said nothing of it.
   if (unknown && !ended)
     return {
       seq: item.seq,
       state: 'pending',
-      error: own.error ?? 'a descendant was not sent yet',
+      error: own.error ?? PARENT_BACK,
       sent: true,
-      descendants: pendingKids(),
+      descendants: kids.map(({ d, r }) =>
+        r.ok ? { seq: d.seq, state: 'done', error: null } : { seq: d.seq, state: 'pending', error: null },
+      ),
     };
   const descendants = kids.map(({ d, r }) => settled(d.seq, r));
   if (own.interrupted) return { ...settled(item.seq, own), descendants };
@@ -238,6 +243,12 @@ function outcomeOf(item: ClaimedItem, results: Map<number, RestoreResult>, ended
   };
 }
 
+/**
+ * The error an item handed back keeps when it came back itself and a descendant was not sent yet
+ * (the descendants that came back are recorded done): what an abort before its next run records it by.
+ */
+export const PARENT_BACK = 'restored; a descendant was not sent yet';
+
 /** A restore of an aborted operation that was never sent: nothing sends it now. */
 export const ABORTED_UNSENT = 'restore not sent: the operation was aborted first; nothing was applied';
 
@@ -254,8 +265,14 @@ function settled(seq: number, r: RestoreResult): DescendantOutcome {
 }
 
 /** The error of an item whose call went out and whose operation was aborted before its answer. */
-export const outcomeUnknown = (action: string, error: string | null, ended = 'the operation was aborted') =>
-  `outcome unknown: its ${action} was sent and ${ended} before an answer${error ? ` (${error})` : ''}; it may have been applied: ${action === 'restore' ? 'restore it again to settle it' : 'look at the resource before acting on it'}`.slice(
+export const outcomeUnknown = (
+  action: string,
+  error: string | null,
+  ended = 'the operation was aborted',
+  /** false: its run stopped holding it, and it may or may not have sent it. */
+  sent = true,
+) =>
+  `outcome unknown: its ${action} ${sent ? 'was' : 'may have been'} sent and ${ended} before an answer${error ? ` (${error})` : ''}; it may have been applied: ${action === 'restore' ? 'restore it again to settle it' : 'look at the resource before acting on it'}`.slice(
     0,
     500,
   );

@@ -21,15 +21,19 @@
 // that read the operation running just before the abort may still claim (and hand back) its items.
 import type pg from 'pg';
 import type { Engine } from './engine.ts';
-import type { Ledger, Outcome } from './ledger.ts';
+import type { OperationRecord } from './state.ts';
+import type { OperationKind } from '../operations/lifecycle-types.ts';
+import type { DescendantOutcome, Ledger, Outcome } from './ledger.ts';
 import type { RollbackLedger } from './rollback-ledger.ts';
-import { outcomeUnknown } from './chunk-restore.ts';
+import { outcomeUnknown, PARENT_BACK } from './chunk-restore.ts';
 import { randomUUID } from 'node:crypto';
 
 export interface SettleDeps<Tx> {
   pool: Pick<pg.Pool, 'query'>;
   ledger: Pick<Ledger<Tx>, 'record'>;
   rollbacks: Pick<RollbackLedger, 'finish'>;
+  /** What a done outcome means for the registry row (purges/retention.ts registryFollows). */
+  registryFollows?: (tx: Tx, op: Pick<OperationRecord, 'id' | 'action' | 'mode'>, doneSeqs: number[]) => Promise<void>;
   engine: Pick<Engine<Tx>, 'apply'>;
   leaseMs: number;
   clock(): number;
@@ -67,33 +71,48 @@ async function settleOne<Tx>(
   const secs = deps.leaseMs / 1000;
   // Taken over under a token of its own, as a claim whose lease ran out is (ledger.ts claim): a run
   // that wakes up later can record nothing of them.
-  const taken = await deps.pool.query<{ seq: number; marked: boolean; own_unsent: boolean; last_error: string | null }>(
-    `UPDATE operation_items SET state = 'claimed', claim_token = $4, claimed_by = 'settle-aborted', claimed_at = now()
-     WHERE operation_id = $1 AND seq >= $2 AND seq < $3 AND parent_seq IS NULL
-       AND ((state = 'claimed' AND claimed_at < now() - make_interval(secs => $5))
-            OR (state = 'pending' AND executed_seq IS NOT NULL))
-     RETURNING seq, executed_seq IS NOT NULL AS marked, own_unsent, last_error`,
+  const taken = await deps.pool.query<{
+    seq: number;
+    was: string;
+    marked: boolean;
+    own_unsent: boolean;
+    last_error: string | null;
+  }>(
+    `UPDATE operation_items i SET state = 'claimed', claim_token = $4, claimed_by = 'settle-aborted', claimed_at = now()
+     FROM (SELECT seq, state FROM operation_items
+           WHERE operation_id = $1 AND seq >= $2 AND seq < $3 AND parent_seq IS NULL
+             AND ((state = 'claimed' AND claimed_at < now() - make_interval(secs => $5))
+                  OR (state = 'pending' AND executed_seq IS NOT NULL))
+           FOR UPDATE) w
+     WHERE i.operation_id = $1 AND i.seq = w.seq
+     RETURNING i.seq, w.state AS was, i.executed_seq IS NOT NULL AS marked, i.own_unsent, i.last_error`,
     [op.id, op.from_seq, op.to_seq, token, secs],
   );
   if (taken.rows.length) {
-    const verb = op.action === 'erase' ? 'erasure' : op.action;
-    const outcomes = taken.rows.map((i): Outcome =>
-      i.marked
-        ? {
-            seq: i.seq,
-            state: 'failed',
-            error: outcomeUnknown(verb, i.last_error),
-            permanent: true,
-            ...(i.own_unsent ? { ownUnsent: true } : {}),
-          }
-        : // Claimed, never marked: nothing was sent for it.
-          { seq: i.seq, state: 'pending', error: null },
-    );
+    const kids =
+      op.action === 'restore'
+        ? await kidStates(
+            deps.pool,
+            op.id,
+            taken.rows.map((i) => i.seq),
+          )
+        : new Map();
+    const outcomes = taken.rows.map((i) => settledOutcome(op.action, i, kids.get(i.seq) ?? []));
     const now = deps.clock();
     await deps.engine.apply(
       op.id,
       async (tx) => {
-        await deps.ledger.record(tx, op.id, op.wave, token, outcomes, new Set(), now);
+        // What the registry row says of a restore that came back (its retention ends), as a chunk's record does.
+        const follow = async () => {
+          const back = outcomes.filter((o) => o.state === 'done' || o.descendants?.some((d) => d.state === 'done'));
+          if (back.length && deps.registryFollows)
+            await deps.registryFollows(
+              tx,
+              { id: op.id, action: op.action as OperationKind, mode: 'soft' },
+              back.map((o) => o.seq),
+            );
+        };
+        await deps.ledger.record(tx, op.id, op.wave, token, outcomes, new Set(), now, follow);
         return null;
       },
       SYSTEM,
@@ -129,7 +148,7 @@ async function settleRollback<Tx>(deps: SettleDeps<Tx>, opId: string): Promise<n
     taken.rows.map((i) => ({
       seq: i.seq,
       ok: false,
-      error: outcomeUnknown('restore', null, 'the rollback was ended'),
+      error: outcomeUnknown('restore', null, 'the rollback was ended', false),
       permanent: false,
     })),
   );
@@ -140,4 +159,65 @@ async function settleRollback<Tx>(deps: SettleDeps<Tx>, opId: string): Promise<n
     [opId, 2 * secs],
   );
   return taken.rows.length;
+}
+
+/**
+ * What an item left without an outcome is recorded as. Never marked: nothing was sent (pending). A
+ * restore whose descendants partly came back (recorded so when it was handed back, chunk-restore.ts)
+ * or that came back itself (PARENT_BACK) is done, saying which of its descendants did not; the rest
+ * fail with their outcome unknown, keeping their marks. Claimed by a stopped run, its call may or
+ * may not have been sent; handed back, it was.
+ */
+function settledOutcome(
+  action: string,
+  i: { seq: number; was: string; marked: boolean; own_unsent: boolean; last_error: string | null },
+  kids: Kid[],
+): Outcome {
+  if (!i.marked) return { seq: i.seq, state: 'pending', error: null };
+  const verb = action === 'erase' ? 'erasure' : action;
+  const sent = i.was === 'pending';
+  const unknown = outcomeUnknown(verb, i.last_error === PARENT_BACK ? null : i.last_error, undefined, sent);
+  if (action !== 'restore' || kids.length === 0)
+    return {
+      seq: i.seq,
+      state: 'failed',
+      error: unknown,
+      permanent: true,
+      ...(i.own_unsent ? { ownUnsent: true } : {}),
+    };
+  const back = new Set(kids.filter((k) => k.state === 'done').map((k) => k.seq));
+  const descendants = kids.map((k): DescendantOutcome =>
+    back.has(k.seq)
+      ? { seq: k.seq, state: 'done', error: null }
+      : { seq: k.seq, state: 'failed', error: outcomeUnknown(verb, null, undefined, false), permanent: true },
+  );
+  // Descendants are sent only once their parent came back.
+  if (back.size === 0 && i.last_error !== PARENT_BACK)
+    return { seq: i.seq, state: 'failed', error: unknown, permanent: true, descendants };
+  const missing = kids.length - back.size;
+  return {
+    seq: i.seq,
+    state: 'done',
+    ...(missing ? { verdict: 'failed' as const } : {}),
+    error: missing
+      ? `restored, but ${missing} of the ${kids.length} it took were not (the operation was aborted; their outcome is unknown)`
+      : null,
+    descendants,
+  };
+}
+
+interface Kid {
+  seq: number;
+  state: string;
+}
+
+/** The descendants of these items with their ledger state, by parent seq. */
+async function kidStates(pool: Pick<pg.Pool, 'query'>, opId: string, seqs: number[]): Promise<Map<number, Kid[]>> {
+  const r = await pool.query<{ seq: number; parent_seq: number; state: string }>(
+    `SELECT seq, parent_seq, state FROM operation_items WHERE operation_id = $1 AND parent_seq = ANY($2::int[]) ORDER BY seq`,
+    [opId, seqs],
+  );
+  const out = new Map<number, Kid[]>();
+  for (const k of r.rows) out.set(k.parent_seq, [...(out.get(k.parent_seq) ?? []), { seq: k.seq, state: k.state }]);
+  return out;
 }
