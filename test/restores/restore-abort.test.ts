@@ -41,10 +41,13 @@ afterAll(async () => {
 beforeEach(() => h.downstream.reset());
 
 /** A site and its apps, live downstream (the site's delete cascades to them), deleted by a completed operation. */
-async function deletedSite() {
+async function deletedSite(siteAdapter: 'http' | 'registry' = 'http') {
   const s = nextSite++;
   const apps = appsOfSite(s);
   await useHttp(h);
+  // The incident's shape: sites in the registry, apps in another system (restored over HTTP after their site).
+  if (siteAdapter === 'registry')
+    await query(h.databaseUrl, `UPDATE resource_types SET adapter = '{"kind":"registry"}' WHERE name = 'site'`);
   h.downstream.resources.set(siteId(s), { id: siteId(s), tenantId: tenantId(s), state: 'active', data: { s } });
   for (const x of apps) h.downstream.resources.set(x, { id: x, tenantId: tenantId(s), state: 'active', data: { x } });
   h.downstream.cascade(siteId(s), apps);
@@ -192,60 +195,77 @@ describe('an abort of a restore paused midway through a cascade', () => {
 });
 
 describe('an abort after the worker running the restore was killed', () => {
-  it('records the call it had out as of unknown outcome once its lease ran out, instead of claimed for good', async () => {
-    const { s, apps } = await deletedSite();
-    const victim = await victimWorker();
-    try {
-      h.downstream.hang(60_000);
-      const op = await startRestore(h, { tenantId: tenantId(s), rollout: { concurrency: 1 } });
-      await pollUntil(
-        () => h.downstream.calls.some((c) => c.action === 'restore' && c.resourceId === siteId(s) && !isDrillCall(c)),
-        "the site's restore to reach the downstream",
-        20_000,
-        20,
-      );
-      await victim.kill();
-      await command(h, 'operator', op.id, 'abort', { reason: 'worker lost' }).expect(200);
-      expect(await restoreItems(h, op.id).then((xs) => xs.find((i) => i.resource_id === siteId(s))?.state)).toBe(
-        'claimed',
-      );
-      await h.startWorker();
-      // The victim's lease (5 s) runs out; a live worker's reconciler records it.
-      await pollUntil(
-        async () => (await restoreItems(h, op.id)).every((i) => i.state !== 'claimed'),
-        'the killed run’s claim to be settled',
-        30_000,
-        200,
-      );
-      const items = Object.fromEntries((await restoreItems(h, op.id)).map((i) => [i.resource_id, i]));
-      expect(items[siteId(s)]).toMatchObject({ state: 'failed' });
-      expect(items[siteId(s)]!.last_error).toMatch(
-        /^outcome unknown: its restore may have been sent and the operation was aborted/,
-      );
-      for (const x of apps) expect(items[x]!.state).toBe('failed');
-      // Kept marked: it may be live again (a purge refuses it as restore_uncertain).
-      expect(Object.values(await marks(op.id))).toEqual([true, true, true, true]);
-      await pollUntil(
-        async () => (await getRestore(h, op.id)).counts?.pending === 0,
-        'the view to count it',
-        10_000,
-        200,
-      );
-      expect((await getRestore(h, op.id)).counts).toMatchObject({ byState: { failed: 4 }, restored: 0 });
-      // Settled: the reconciler stops looking once its claims could no longer be taken.
-      await pollUntil(
-        async () =>
-          (await query(h.databaseUrl, `SELECT 1 FROM operations WHERE id = $1 AND settled_at IS NOT NULL`, [op.id]))
-            .length === 1,
-        'the operation to be settled',
-        30_000,
-        200,
-      );
-    } finally {
-      h.downstream.hang(0);
-      await victim.kill().catch(() => undefined);
-    }
-  });
+  it.each(['http', 'registry'] as const)(
+    "site on the %s adapter: records the calls it had out as of unknown outcome once its lease ran out, instead of claimed for good; the registry's word stands for its own restores",
+    async (siteAdapter) => {
+      const { s, apps } = await deletedSite(siteAdapter);
+      const victim = await victimWorker();
+      try {
+        h.downstream.hang(60_000);
+        const op = await startRestore(h, { tenantId: tenantId(s), rollout: { concurrency: 1 } });
+        // Over HTTP the site's own restore hangs; on the registry it commits, and the first app's hangs.
+        const hung = siteAdapter === 'http' ? siteId(s) : apps[0];
+        await pollUntil(
+          () => h.downstream.calls.some((c) => c.action === 'restore' && c.resourceId === hung && !isDrillCall(c)),
+          'a restore to reach the downstream',
+          20_000,
+          20,
+        );
+        await victim.kill();
+        await command(h, 'operator', op.id, 'abort', { reason: 'worker lost' }).expect(200);
+        expect(await restoreItems(h, op.id).then((xs) => xs.find((i) => i.resource_id === siteId(s))?.state)).toBe(
+          'claimed',
+        );
+        await h.startWorker();
+        // The victim's lease (5 s) runs out; a live worker's reconciler records it.
+        await pollUntil(
+          async () => (await restoreItems(h, op.id)).every((i) => i.state !== 'claimed'),
+          'the killed run’s claim to be settled',
+          30_000,
+          200,
+        );
+        const items = Object.fromEntries((await restoreItems(h, op.id)).map((i) => [i.resource_id, i]));
+        for (const x of siteAdapter === 'http' ? [siteId(s), ...apps] : apps) {
+          expect(items[x]!.state).toBe('failed');
+          expect(items[x]!.last_error).toMatch(
+            /^outcome unknown: its restore may have been sent and the operation was aborted/,
+          );
+        }
+        // Kept marked: it may be live again (a purge refuses it as restore_uncertain).
+        expect(Object.values(await marks(op.id))).toEqual([true, true, true, true]);
+        await pollUntil(
+          async () => (await getRestore(h, op.id)).counts?.pending === 0,
+          'the view to count it',
+          10_000,
+          200,
+        );
+        if (siteAdapter === 'http') {
+          expect((await getRestore(h, op.id)).counts).toMatchObject({ byState: { failed: 4 }, restored: 0 });
+        } else {
+          // The registry restored the site in its own transaction: it is back, and recorded so. Every
+          // later restore of its apps was refused parent_deleted (a trial): now they are taken.
+          expect(items[siteId(s)]).toMatchObject({ state: 'done' });
+          expect((await getRestore(h, op.id)).counts).toMatchObject({ byState: { done: 1, failed: 3 }, restored: 1 });
+          h.downstream.hang(0);
+          const again = await postRestore(h, { tenantId: tenantId(s) });
+          expect(again.status, JSON.stringify(again.body)).toBe(201);
+          expect(again.body.itemCount).toBe(APPS);
+        }
+        // Settled: the reconciler stops looking once its claims could no longer be taken.
+        await pollUntil(
+          async () =>
+            (await query(h.databaseUrl, `SELECT 1 FROM operations WHERE id = $1 AND settled_at IS NOT NULL`, [op.id]))
+              .length === 1,
+          'the operation to be settled',
+          30_000,
+          200,
+        );
+      } finally {
+        h.downstream.hang(0);
+        await victim.kill().catch(() => undefined);
+      }
+    },
+  );
 });
 
 describe('a rollback ended after the worker running it was killed', () => {

@@ -26,6 +26,7 @@ import type { OperationKind } from '../operations/lifecycle-types.ts';
 import type { DescendantOutcome, Ledger, Outcome } from './ledger.ts';
 import type { RollbackLedger } from './rollback-ledger.ts';
 import { outcomeUnknown, PARENT_BACK } from './chunk-restore.ts';
+import { isExternal } from '../restores/history.ts';
 import { randomUUID } from 'node:crypto';
 
 export interface SettleDeps<Tx> {
@@ -89,15 +90,11 @@ async function settleOne<Tx>(
     [op.id, op.from_seq, op.to_seq, token, secs],
   );
   if (taken.rows.length) {
-    const kids =
-      op.action === 'restore'
-        ? await kidStates(
-            deps.pool,
-            op.id,
-            taken.rows.map((i) => i.seq),
-          )
-        : new Map();
-    const outcomes = taken.rows.map((i) => settledOutcome(op.action, i, kids.get(i.seq) ?? []));
+    const seqs = taken.rows.map((i) => i.seq);
+    const restore = op.action === 'restore';
+    const kids = restore ? await kidStates(deps.pool, op.id, seqs) : new Map<number, Kid[]>();
+    const back = restore ? await registryShowsBack(deps.pool, op.id, seqs) : new Set<number>();
+    const outcomes = taken.rows.map((i) => settledOutcome(op.action, i, kids.get(i.seq) ?? [], back));
     const now = deps.clock();
     await deps.engine.apply(
       op.id,
@@ -163,8 +160,9 @@ async function settleRollback<Tx>(deps: SettleDeps<Tx>, opId: string): Promise<n
 
 /**
  * What an item left without an outcome is recorded as. Never marked: nothing was sent (pending). A
- * restore whose descendants partly came back (recorded so when it was handed back, chunk-restore.ts)
- * or that came back itself (PARENT_BACK) is done, saying which of its descendants did not; the rest
+ * restore whose descendants partly came back (recorded so when it was handed back, chunk-restore.ts,
+ * or shown by the registry) or that came back itself (PARENT_BACK, or the registry shows it) is
+ * done, saying which of its descendants did not; the rest
  * fail with their outcome unknown, keeping their marks. Claimed by a stopped run, its call may or
  * may not have been sent; handed back, it was.
  */
@@ -172,11 +170,15 @@ function settledOutcome(
   action: string,
   i: { seq: number; was: string; marked: boolean; own_unsent: boolean; last_error: string | null },
   kids: Kid[],
+  /** Restores of the registry adapter that the registry shows took effect (registryShowsBack). */
+  registryBack: ReadonlySet<number>,
 ): Outcome {
   if (!i.marked) return { seq: i.seq, state: 'pending', error: null };
   const verb = action === 'erase' ? 'erasure' : action;
   const sent = i.was === 'pending';
   const unknown = outcomeUnknown(verb, i.last_error === PARENT_BACK ? null : i.last_error, undefined, sent);
+  const ownBack = i.last_error === PARENT_BACK || registryBack.has(i.seq);
+  if (action === 'restore' && kids.length === 0 && ownBack) return { seq: i.seq, state: 'done', error: null };
   if (action !== 'restore' || kids.length === 0)
     return {
       seq: i.seq,
@@ -185,15 +187,14 @@ function settledOutcome(
       permanent: true,
       ...(i.own_unsent ? { ownUnsent: true } : {}),
     };
-  const back = new Set(kids.filter((k) => k.state === 'done').map((k) => k.seq));
+  const back = new Set(kids.filter((k) => k.state === 'done' || registryBack.has(k.seq)).map((k) => k.seq));
   const descendants = kids.map((k): DescendantOutcome =>
     back.has(k.seq)
       ? { seq: k.seq, state: 'done', error: null }
       : { seq: k.seq, state: 'failed', error: outcomeUnknown(verb, null, undefined, false), permanent: true },
   );
   // Descendants are sent only once their parent came back.
-  if (back.size === 0 && i.last_error !== PARENT_BACK)
-    return { seq: i.seq, state: 'failed', error: unknown, permanent: true, descendants };
+  if (back.size === 0 && !ownBack) return { seq: i.seq, state: 'failed', error: unknown, permanent: true, descendants };
   const missing = kids.length - back.size;
   return {
     seq: i.seq,
@@ -220,4 +221,23 @@ async function kidStates(pool: Pick<pg.Pool, 'query'>, opId: string, seqs: numbe
   const out = new Map<number, Kid[]>();
   for (const k of r.rows) out.set(k.parent_seq, [...(out.get(k.parent_seq) ?? []), { seq: k.seq, state: k.state }]);
   return out;
+}
+
+/**
+ * Of these restore items and their descendants, those of a registry-adapter type whose row the
+ * registry shows back: active, and written since the restore's own snapshot of it was taken (just
+ * before its call). The registry adapter restores in the registry's own transaction, so the row is
+ * what happened: a `kill -9` after a site's restore committed left the site active and its item of
+ * unknown outcome, and every later restore of its apps refused them parent_deleted (a trial).
+ */
+async function registryShowsBack(pool: Pick<pg.Pool, 'query'>, opId: string, seqs: number[]): Promise<Set<number>> {
+  const r = await pool.query<{ seq: number }>(
+    `SELECT i.seq FROM operation_items i
+     JOIN resources r ON r.id = i.resource_id JOIN resource_types t ON t.name = r.type
+     JOIN snapshots s ON s.id = i.snapshot_id
+     WHERE i.operation_id = $1 AND (i.seq = ANY($2::int[]) OR i.parent_seq = ANY($2::int[]))
+       AND NOT ${isExternal('t')} AND r.state = 'active' AND r.updated_at >= s.created_at`,
+    [opId, seqs],
+  );
+  return new Set(r.rows.map((x) => x.seq));
 }
