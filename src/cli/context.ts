@@ -137,6 +137,7 @@ export interface PlanLike {
     activeAgain?: number;
     childrenKept?: number;
     otherTenant?: number;
+    restoreUncertain?: number;
     items?: { id: string; reason: string; detail: string }[];
   };
   liveAtAsOf?: { count: number; ids: string[] } | null;
@@ -194,6 +195,11 @@ export function planLines(
     ['active_again', plan.leftOut?.activeAgain, 'active again, brought back outside Blastgate'],
     ['children_kept', plan.leftOut?.childrenKept, 'kept: a child of theirs is not purged with them'],
     ['other_tenant', plan.leftOut?.otherTenant, "of other tenants, taken along by this tenant's deletes"],
+    [
+      'restore_uncertain',
+      plan.leftOut?.restoreUncertain,
+      'left out: a restore of them went out with its outcome unknown',
+    ],
   ] as const) {
     if (!n) continue;
     const byDetail = new Map<string, string[]>();

@@ -416,7 +416,7 @@ describe('a purge whose hard delete had an unknown outcome', () => {
 
 describe('a purge of what a restore may have brought back', () => {
   it('HTTP: refuses a resource whose restore went out with its outcome unknown (restore_uncertain): it may be live', async () => {
-    const { apps } = await twoHttpAppsDeleted();
+    const { s, apps } = await twoHttpAppsDeleted();
     // The first app's restore is applied downstream and answered 500; every later try of it finds
     // a service that lost its key (503): the restore fails with its outcome unknown. The app is live.
     const tried = new Set<string>();
@@ -450,6 +450,16 @@ describe('a purge of what a restore may have brought back', () => {
     const other = await postPurge({ targetType: 'app', ids: [apps[1]] });
     expect(other.status, JSON.stringify(other.body)).toBe(201);
     await command(h, 'operator', other.body.id, 'abort', { reason: 'not now' }).expect(200);
+    // A scope the plan computes (a tenant, everything due) leaves it out, saying so, and purges the
+    // rest: one such app rejected every daily proposal of the retention scheduler (a trial).
+    const tenant = await postPurge({ tenantId: tenantId(s) });
+    expect(tenant.status, JSON.stringify(tenant.body)).toBe(201);
+    expect(tenant.body.itemCount).toBe(1);
+    expect(tenant.body.plan.leftOut).toMatchObject({
+      restoreUncertain: 1,
+      items: [{ id: apps[0], reason: 'restore_uncertain' }],
+    });
+    await command(h, 'operator', tenant.body.id, 'abort', { reason: 'not now' }).expect(200);
     expect(h.downstream.state(apps[0]!)).toBe('active');
   });
 });
@@ -499,9 +509,11 @@ describe('a purge of what a rollback may have brought back', () => {
     expect(r.status, JSON.stringify(r.body)).toBe(422);
     // The other app's restores were refused before anything was applied, but the item cannot tell.
     expect(r.body).toMatchObject({ code: 'PLAN_REJECTED', details: { counts: { restore_uncertain: 2 } } });
-    // The retention scheduler's proposal of the tenant's due resources leaves them out alike.
+    // A tenant's purge leaves them out, saying so: nothing is left to purge.
     const tenant = await postPurge({ tenantId: tenantId(s) });
     expect(tenant.status, JSON.stringify(tenant.body)).toBe(422);
+    expect(tenant.body).toMatchObject({ code: 'NOTHING_TO_PURGE', details: { leftOut: { restoreUncertain: 2 } } });
+    expect(tenant.body.message).toContain('2 resource(s) are left out because a restore of them went out');
     expect(h.downstream.state(apps[0]!)).toBe('active');
   });
 });

@@ -277,6 +277,14 @@ export const PlanSchema = Type.Object(
                 'Absent when none',
             }),
           ),
+          restoreUncertain: Type.Optional(
+            Type.Integer({
+              description:
+                'A purge of everything due, a tenant or an operation: how many resources it leaves out because a restore of ' +
+                'them (or a rollback of their delete) went out since the delete with its outcome unknown: they may be live ' +
+                'again. A list of IDs refuses them instead (restore_uncertain). Absent when none',
+            }),
+          ),
           otherTenant: Type.Optional(
             Type.Integer({
               description:
@@ -296,6 +304,7 @@ export const PlanSchema = Type.Object(
                 Type.Literal('active_again'),
                 Type.Literal('children_kept'),
                 Type.Literal('other_tenant'),
+                Type.Literal('restore_uncertain'),
               ]),
               by: Type.Union([Type.String(), Type.Null()], {
                 description:

@@ -31,6 +31,10 @@ export async function resolvePurge(client: pg.PoolClient, scope: PurgeScope, now
     );
   } else leftOut = await resolveDeleted(client, scope);
   await classify(client, scope.kind === 'ids' ? scope.targetType : null, now);
+  // What may be live again is never purged: a list of IDs refuses it (restore_uncertain), the other
+  // scopes leave it out, saying so, and purge the rest (one such app rejected every daily proposal of
+  // the retention scheduler: a trial).
+  if (scope.kind !== 'ids' && (await leaveOutUncertain(client))) leftOut = await summarizeLeftOut(client);
   // A list of IDs takes each one's cascade with it and refuses the ID when a child cannot go
   // (restores/resolve.ts expandCascades); the other scopes leave such a parent out.
   if (scope.kind !== 'ids' && (await keepParentsOfKept(client))) leftOut = await summarizeLeftOut(client);
@@ -64,6 +68,20 @@ async function refuseParentsOfKept(client: pg.PoolClient): Promise<void> {
      FROM (${unpurgedChildren('')}) k
      WHERE c.id = k.id`,
   );
+}
+
+/** Moves the restore_uncertain resources of plan_class to left_out (their parents are then kept). */
+async function leaveOutUncertain(client: pg.PoolClient): Promise<number> {
+  await client.query(LEFT_OUT_TABLE);
+  const r = await client.query(
+    `WITH gone AS (
+       DELETE FROM plan_class c WHERE c.class = 'restore_uncertain' RETURNING c.id
+     ), noted AS (
+       INSERT INTO left_out (id, reason, by) SELECT id, 'restore_uncertain', NULL FROM gone ON CONFLICT (id) DO NOTHING
+     )
+     DELETE FROM plan_input i USING gone g WHERE i.id = g.id`,
+  );
+  return r.rowCount ?? 0;
 }
 
 /**

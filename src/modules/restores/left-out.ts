@@ -11,7 +11,15 @@ import { ownUnsent } from '../execution/rollback-ledger.ts';
 export const LEFT_OUT_SAMPLE = 20;
 
 export type LeftOutReason =
-  'purged' | 'erased' | 'restored' | 'deleted_again' | 'uncertain' | 'active_again' | 'children_kept' | 'other_tenant';
+  | 'purged'
+  | 'erased'
+  | 'restored'
+  | 'deleted_again'
+  | 'uncertain'
+  | 'active_again'
+  | 'children_kept'
+  | 'other_tenant'
+  | 'restore_uncertain';
 
 /** What a scope leaves out (`note`: other_tenant's parent and tenant); a purge's plan adds to it too. */
 export const LEFT_OUT_TABLE = `CREATE TEMP TABLE IF NOT EXISTS left_out
@@ -50,6 +58,8 @@ export interface LeftOut {
   childrenKept?: number;
   /** A tenant's restore: of another tenant, taken along by a delete of a parent of this one. */
   otherTenant?: number;
+  /** A purge: a restore of it (or a rollback's) went out since its delete with its outcome unknown: it may be live. */
+  restoreUncertain?: number;
   /** The first of each reason, by ID, with why. */
   items: LeftOutItem[];
 }
@@ -243,6 +253,7 @@ export async function summarizeLeftOut(client: pg.PoolClient): Promise<LeftOut |
     activeAgain: n.active_again ?? 0,
     ...(n.children_kept ? { childrenKept: n.children_kept } : {}),
     ...(n.other_tenant ? { otherTenant: n.other_tenant } : {}),
+    ...(n.restore_uncertain ? { restoreUncertain: n.restore_uncertain } : {}),
     // A kept parent's `by` column holds the child that keeps it (no operation did anything to it).
     items: sample.rows.map(({ rollback, note, ...r }) =>
       r.reason === 'children_kept'
@@ -286,6 +297,8 @@ function detailOf(
       return `active again since its delete by ${by}: brought back outside Blastgate (the registry says so), not deleted any more`;
     case 'children_kept':
       return keptDetail(by);
+    case 'restore_uncertain':
+      return 'a restore of it since its delete went out and its outcome is unknown: it may be live again; restore it again to settle it (a later purge takes it once its delete stands)';
   }
 }
 
@@ -308,6 +321,8 @@ export function leftOutSentence(leftOut: LeftOut | null, verb: string): string {
       `; ${leftOut.activeAgain} resource(s) of it are active again, brought back outside Blastgate ${named(leftOut.activeAgain, of('active_again'))}`,
     leftOut.otherTenant &&
       `; ${leftOut.otherTenant} resource(s) of other tenants that its deletes took along are left to their own tenant's restore ${named(leftOut.otherTenant, of('other_tenant'))}`,
+    leftOut.restoreUncertain &&
+      `; ${leftOut.restoreUncertain} resource(s) are left out because a restore of them went out with its outcome unknown (they may be live again: restore them again to settle it) ${named(leftOut.restoreUncertain, of('restore_uncertain'))}`,
     leftOut.childrenKept &&
       `; ${leftOut.childrenKept} resource(s) are kept because a child of theirs is not purged with them (within its retention, or live) ${named(leftOut.childrenKept, of('children_kept'))}`,
   ]
