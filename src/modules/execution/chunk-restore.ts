@@ -255,7 +255,7 @@ export const ABORTED_UNSENT = 'restore not sent: the operation was aborted first
 /**
  * A descendant's own outcome; once the operation ended, also one never sent (it fails, unapplied:
  * it loses the mark its parent's run set) or sent with no answer (it fails keeping its mark: it may
- * be back, and a purge refuses it as restore_uncertain until a restore settles it).
+ * be back, and a purge takes it for restore_uncertain until a restore settles it).
  */
 function settled(seq: number, r: RestoreResult): DescendantOutcome {
   if (r.ok) return { seq, state: 'done', error: null };

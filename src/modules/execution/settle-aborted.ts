@@ -7,9 +7,10 @@
 // - handed back `pending` with their write-ahead mark (a pause stopped them between retries, then
 //   the abort came): they read "never run" while their call may have been applied.
 // Once the claims' lease has run out, each such item is recorded failed, "outcome unknown", keeping
-// its mark (a purge then refuses a restore of unknown outcome as restore_uncertain, and the registry
-// views show a delete or purge of unknown outcome); an item claimed without a mark was never sent
-// and goes back to pending.
+// its mark (a purge then leaves out a restore of unknown outcome as restore_uncertain, and the
+// registry views show a delete or purge of unknown outcome); an item claimed without a mark was
+// never sent and goes back to pending. A restore is recorded as far as it is known to have got
+// (settledOutcome): what came back is done, so that a later restore takes what did not.
 //
 // A rollback ended by an operator (abort with endRollback: rollback_incomplete) after its run was
 // killed left that run's items `restoring` for good, and its view counting them as being restored.
@@ -101,12 +102,12 @@ async function settleOne<Tx>(
       async (tx) => {
         // What the registry row says of a restore that came back (its retention ends), as a chunk's record does.
         const follow = async () => {
-          const back = outcomes.filter((o) => o.state === 'done' || o.descendants?.some((d) => d.state === 'done'));
-          if (back.length && deps.registryFollows)
+          const landed = outcomes.filter((o) => o.state === 'done' || o.descendants?.some((d) => d.state === 'done'));
+          if (landed.length && deps.registryFollows)
             await deps.registryFollows(
               tx,
               { id: op.id, action: op.action as OperationKind, mode: 'soft' },
-              back.map((o) => o.seq),
+              landed.map((o) => o.seq),
             );
         };
         await deps.ledger.record(tx, op.id, op.wave, token, outcomes, new Set(), now, follow);
@@ -160,11 +161,11 @@ async function settleRollback<Tx>(deps: SettleDeps<Tx>, opId: string): Promise<n
 
 /**
  * What an item left without an outcome is recorded as. Never marked: nothing was sent (pending). A
- * restore whose descendants partly came back (recorded so when it was handed back, chunk-restore.ts,
- * or shown by the registry) or that came back itself (PARENT_BACK, or the registry shows it) is
- * done, saying which of its descendants did not; the rest
- * fail with their outcome unknown, keeping their marks. Claimed by a stopped run, its call may or
- * may not have been sent; handed back, it was.
+ * restore that came back itself (PARENT_BACK, or the registry shows it), or some of whose
+ * descendants did (recorded done when it was handed back, chunk-restore.ts, or shown by the
+ * registry), is done, saying how many of its descendants did not. The rest fail with their outcome
+ * unknown, keeping their marks: claimed by a stopped run, their call may or may not have been sent;
+ * handed back, it was.
  */
 function settledOutcome(
   action: string,

@@ -28,8 +28,9 @@ export default async function purgeRoutes(app: App) {
           'More than one scope, or none: 422 SCOPE_CONFLICT / SCOPE_REQUIRED / SCOPE_INCOMPLETE naming the fields. Every resource is ' +
           'classified: ok, unknown, type_mismatch, duplicate, not_deleted (still active), within_retention (its purgeAfter, named, is ' +
           'still ahead), purged (already), in_flight (naming the live operation that holds it) or restore_uncertain (a restore of it ' +
-          'since its delete went out and its outcome is unknown: it may be live again). One that is not ok rejects the purge ' +
-          '(422 PLAN_REJECTED with a per-ID report, recorded). Otherwise 201: an operation of kind purge, mode hard, with its plan ' +
+          'since its delete, or a rollback of that delete, went out and did not end restored: it may be live again). In a list of ' +
+          'IDs, one that is not ok rejects the purge (422 PLAN_REJECTED with a per-ID report, recorded); a tenant, an operation or ' +
+          'dueBefore leaves the restore_uncertain ones out (plan.leftOut.restoreUncertain) and purges the rest. Otherwise 201: an operation of kind purge, mode hard, with its plan ' +
           "(the delete's default waves). It always needs an approval by someone other than the requester (and break-glass over budget), " +
           "whatever the policy; once started, each item is hard-deleted through its type's adapter and ends purged. A purge is never " +
           'rolled back (409 ROLLBACK_NOT_SUPPORTED): one that halts waits for a human (resume or abort). It ends completed only when ' +
