@@ -77,6 +77,7 @@ describe('POST /v1/registry/resources (JSON)', () => {
       deletedBy: null,
       uncertainDelete: null,
       uncertainPurge: null,
+      uncertainRestore: null,
     });
     const deleted = await getResource('app_json2').expect(200);
     expect(deleted.body).toMatchObject({ state: 'soft_deleted', parentId: null, deletedAt: expect.any(String) });

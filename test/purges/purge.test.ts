@@ -73,6 +73,11 @@ const makeDue = (ids: string[]) =>
   query(h.databaseUrl, `UPDATE resources SET purge_after = now() - interval '1 day' WHERE id = ANY($1)`, [ids]);
 const siteAndApps = (s: number) => [siteId(s), ...appsOfSite(s)];
 /** Two apps of a fresh site, live downstream, soft-deleted through their HTTP adapter. */
+/** GET /v1/registry/resources/{id}. */
+const registryView = async (id: string) =>
+  (await request(h.app.server).get(`/v1/registry/resources/${id}`).set('authorization', h.auth('viewer')).expect(200))
+    .body as Record<string, unknown>;
+
 async function twoHttpAppsDeleted() {
   await useHttp(h);
   const s = freshSite();
@@ -417,6 +422,7 @@ describe('a purge whose hard delete had an unknown outcome', () => {
 describe('a purge of what a restore may have brought back', () => {
   it('HTTP: refuses a resource whose restore went out with its outcome unknown (restore_uncertain): it may be live', async () => {
     const { s, apps } = await twoHttpAppsDeleted();
+    let restoreId = '';
     // The first app's restore is applied downstream and answered 500; every later try of it finds
     // a service that lost its key (503): the restore fails with its outcome unknown. The app is live.
     const tried = new Set<string>();
@@ -428,18 +434,23 @@ describe('a purge of what a restore may have brought back', () => {
     h.downstream.failOnly(['restore']);
     h.downstream.failNext(1, 500, { afterApply: true });
     try {
-      const restore = await runRestore(h, {
-        targetType: 'app',
-        ids: [apps[0]],
-        haltPolicy: { maxFailureRate: 1 },
-        rollout: { bakeSeconds: 0, concurrency: 1, waves: ['100%'] },
-      });
-      expect(restore.state).toBe('completed_with_failures');
+      restoreId = (
+        await runRestore(h, {
+          targetType: 'app',
+          ids: [apps[0]],
+          haltPolicy: { maxFailureRate: 1 },
+          rollout: { bakeSeconds: 0, concurrency: 1, waves: ['100%'] },
+        })
+      ).id;
+      expect((await getRestore(h, restoreId)).state).toBe('completed_with_failures');
     } finally {
       h.downstream.answer(null);
       h.downstream.failOnly(null);
     }
     expect(h.downstream.state(apps[0]!)).toBe('active');
+    // The registry's view says it may be back, beside the delete that stands (it read as deleted alone).
+    expect(await registryView(apps[0]!)).toMatchObject({ uncertainRestore: { operationId: restoreId } });
+    expect(await registryView(apps[1]!)).toMatchObject({ uncertainRestore: null });
     await makeDue(apps);
     // It was classified ok, and the purge hard-deleted a live app (a trial purged two so).
     const r = await postPurge({ targetType: 'app', ids: [apps[0]] });
@@ -503,6 +514,7 @@ describe('a purge of what a rollback may have brought back', () => {
       h.downstream.failOnly(null);
     }
     expect(h.downstream.state(apps[0]!)).toBe('active');
+    expect(await registryView(apps[0]!)).toMatchObject({ uncertainRestore: { operationId: del } });
     await makeDue(apps);
     // It read as deleted (restore_failed) and was purged: a live app hard-deleted (a trial purged one so).
     const r = await postPurge({ targetType: 'app', ids: apps });

@@ -6,7 +6,13 @@ import { Type, type Static } from '@fastify/type-provider-typebox';
 import { BadRequestError } from '../../lib/errors.ts';
 import { ListFilter, listFilters, nextLink } from '../../lib/list-query.ts';
 import { errorResponses, IdString, PageLinks, type App } from '../../lib/schemas.ts';
-import { deletedByView, standingDeletes, uncertainDeletes, uncertainDeleteView } from '../restores/history.ts';
+import {
+  deletedByView,
+  standingDeletes,
+  uncertainDeletes,
+  uncertainDeleteView,
+  uncertainRestores,
+} from '../restores/history.ts';
 import type { Queryable } from '../../lib/sql.ts';
 import { RESOURCE_EXAMPLE, RESOURCE_STATES, Resource, TYPE_NAME_PATTERN } from './schemas.ts';
 import { purgeAfterView } from './repository.ts';
@@ -155,7 +161,11 @@ async function listResources(db: Queryable, q: Static<typeof ResourcesQuery> & {
     [q.type ?? null, q.tenantId ?? null, q.state ?? null, q.parentId ?? null, q.after ?? null, q.limit],
   );
   const ids = res.rows.map((r) => r.id);
-  const [deleted, uncertain] = await Promise.all([standingDeletes(db, ids), uncertainDeletes(db, ids)]);
+  const [deleted, uncertain, restores] = await Promise.all([
+    standingDeletes(db, ids),
+    uncertainDeletes(db, ids),
+    uncertainRestores(db, ids),
+  ]);
   return res.rows.map((r) => ({
     id: r.id,
     type: r.type,
@@ -169,6 +179,7 @@ async function listResources(db: Queryable, q: Static<typeof ResourcesQuery> & {
     deletedBy: deletedByView(deleted.get(r.id)),
     uncertainDelete: uncertainDeleteView(uncertain.get(r.id)),
     uncertainPurge: uncertainDeleteView(uncertain.get(r.id), 'purge'),
+    uncertainRestore: uncertainDeleteView(restores.get(r.id)),
   }));
 }
 

@@ -2,7 +2,13 @@
 // import.ts) so that 100k tenants or 1M resources are a handful of statements, not one per row.
 import type pg from 'pg';
 import type { Queryable } from '../../lib/sql.ts';
-import { deletedByView, standingDeletes, uncertainDeletes, uncertainDeleteView } from '../restores/history.ts';
+import {
+  deletedByView,
+  standingDeletes,
+  uncertainDeletes,
+  uncertainDeleteView,
+  uncertainRestores,
+} from '../restores/history.ts';
 import type { Resource, ResourceType, ResourceTypeInput, TenantInput } from './schemas.ts';
 
 // Registry writers take this transaction-scoped advisory lock, so that two bulk upserts never
@@ -228,5 +234,6 @@ export async function getResource(db: Queryable, id: string): Promise<Resource |
     deletedBy: deletedByView((await standingDeletes(db, [id])).get(id)),
     uncertainDelete: uncertainDeleteView(uncertain),
     uncertainPurge: uncertainDeleteView(uncertain, 'purge'),
+    uncertainRestore: uncertainDeleteView((await uncertainRestores(db, [id])).get(id)),
   };
 }

@@ -366,6 +366,7 @@ export const RESOURCE_EXAMPLE = {
   deletedBy: null,
   uncertainDelete: null,
   uncertainPurge: null,
+  uncertainRestore: null,
 };
 
 export const Resource = Type.Object(
@@ -409,6 +410,21 @@ export const Resource = Type.Object(
           additionalProperties: false,
           description:
             "A delete of this resource by an ended operation whose outcome is unknown: a try that may have applied (a timeout, a 5xx), then the item failed; nothing of Blastgate's took effect on it since. Check the resource in its own system; a rollback of that operation restores it from its snapshot, a restore refuses it (uncertain). Null otherwise",
+        },
+      ),
+    ),
+    uncertainRestore: Nullable(
+      Type.Object(
+        {
+          operationId: Type.String({
+            description: 'The restore operation, or the delete whose rollback sent the restore',
+          }),
+          at: { ...Timestamp, description: 'When Blastgate stored the snapshot of the restore, or of the delete' },
+        },
+        {
+          additionalProperties: false,
+          description:
+            "A restore of this resource by an ended operation (a restore, or a delete's rollback) whose call went out and that did not end restored: a 5xx after its system applied it, a timeout, an abort with the call out. It may be live again although deletedBy says its delete stands: check it in its own system. A purge of a tenant, an operation or everything due leaves it out, a list of IDs refuses it (restore_uncertain); a restore of it settles it. Null otherwise",
         },
       ),
     ),

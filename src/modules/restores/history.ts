@@ -238,6 +238,29 @@ export async function uncertainDeletes(db: Queryable, ids: string[]): Promise<Ma
   return new Map(r.rows.map((u) => [u.id, { operationId: u.operation_id, at: u.at, action: u.action }]));
 }
 
+/**
+ * The resources' restores by Blastgate whose outcome is unknown, by resource ID: a restore
+ * operation's, or a rollback's of the delete that stands, whose call went out (its mark) and that
+ * did not end restored, in an operation that has ended, with nothing of Blastgate's taking effect
+ * since. The resource may be live again although `deletedBy` says its delete stands (a trial read
+ * it as deleted); a purge leaves it out (restore_uncertain), a restore settles it.
+ */
+export async function uncertainRestores(db: Queryable, ids: string[]): Promise<Map<string, UncertainDelete>> {
+  if (ids.length === 0) return new Map();
+  const r = await db.query<{ id: string; operation_id: string; at: Date }>(
+    `SELECT DISTINCT ON (s.resource_id) s.resource_id AS id, s.operation_id, s.created_at AS at
+     FROM snapshots s JOIN operations o ON o.id = s.operation_id AND o.action IN ('delete', 'restore')
+       AND o.state <> ALL($3::text[])
+     ${itemOfSnapshot('s')}
+     WHERE s.resource_id = ANY($2::text[]) AND i.executed_seq IS NOT NULL
+       AND ((o.action = 'restore' AND i.state <> 'done') OR (o.action = 'delete' AND ${UNDO_UNCERTAIN}))
+       AND ${nothingTookEffectSince('s')}
+     ORDER BY s.resource_id, s.created_at DESC, s.id DESC`,
+    [DELETED_ITEM_STATES, ids, LIVE_STATES],
+  );
+  return new Map(r.rows.map((u) => [u.id, { operationId: u.operation_id, at: u.at, action: 'delete' }]));
+}
+
 /** The `uncertainDelete` (`uncertainPurge`) field of a registry resource view. */
 export const uncertainDeleteView = (u: UncertainDelete | undefined, action: UncertainDelete['action'] = 'delete') =>
   u && u.action === action ? { operationId: u.operationId, at: u.at.toISOString() } : null;
