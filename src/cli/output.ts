@@ -102,6 +102,10 @@ function nextStep(
   // Gone for good: no list fixes that but leaving them out (a trial read "fix the list" as a way back).
   if (counts.length > 0 && counts.every(([cls]) => cls === 'purged' || cls === 'erased'))
     return `They can never be restored (${counts.map(([cls]) => cls).join(', ')}): leave them out of the list${dryRun ? '' : ' and submit it again (with a new idempotency key)'}.`;
+  // May be live again: what settles it is a restore, not the list (the scope's hint sent a trial
+  // looking for a parent to restore).
+  if (counts.length > 0 && counts.every(([cls]) => cls === 'restore_uncertain'))
+    return `A restore of each went out with its outcome unknown, so they may be live again: restore them again to settle it (blastgate restore), or leave them out${dryRun ? '' : ' and submit again (with a new idempotency key)'}.`;
   // A tenant or an operation: no list was given to fix (a trial).
   if (fromScope)
     return 'These come from the scope, not a list: settle what each one names (e.g. restore the parent it waits for first), or give the rest by IDs (--type with --ids-file), leaving them out.';

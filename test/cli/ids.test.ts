@@ -157,6 +157,16 @@ describe('the list line of an ID the server names by index', () => {
     expect(text).not.toContain('Fix the list');
   });
 
+  it('says that a restore settles what may be live again (restore_uncertain), not a parent to restore (a trial)', () => {
+    const rejected = new CliError(10, 'PLAN_REJECTED', 'The purge was rejected.', {
+      counts: { ok: 0, restore_uncertain: 1 },
+      offenders: { restore_uncertain: [{ index: 0, id: 'app_12', actualType: 'app' }] },
+    });
+    const text = rejectionLines(rejected).join('\n');
+    expect(text).toContain('they may be live again: restore them again to settle it (blastgate restore)');
+    expect(text).not.toContain('Fix the list');
+  });
+
   it('says when the retention ends instead of "fix the list" for a purge asked for too early', () => {
     const early = (counts: Record<string, number>, offenders: object) =>
       rejectionLines(new CliError(10, 'PLAN_REJECTED', 'The purge was rejected.', { counts, offenders })).join('\n');
