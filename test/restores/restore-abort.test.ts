@@ -24,6 +24,7 @@ import {
   restoreItems,
   startRestore,
   useHttp,
+  type RestoreView,
 } from '../support/restores.ts';
 import { query, seedRegistry, siteId, tenantId } from '../support/seed.ts';
 import { spawnWorker } from '../support/worker-child.ts';
@@ -62,6 +63,16 @@ const runningRestore = async () =>
       `SELECT id FROM operations WHERE action = 'restore' AND state = 'running' ORDER BY created_at DESC LIMIT 1`,
     )
   )[0]!.id;
+
+/** The operation's view once `ok` says so (bounded: the last view read otherwise). */
+async function waitForView(opId: string, ok: (v: RestoreView & { waiting: unknown }) => boolean) {
+  let v = (await getRestore(h, opId)) as RestoreView & { waiting: unknown };
+  for (let i = 0; i < 50 && !ok(v); i++) {
+    await new Promise((r) => setTimeout(r, 200));
+    v = (await getRestore(h, opId)) as RestoreView & { waiting: unknown };
+  }
+  return v;
+}
 
 const marks = async (opId: string) =>
   Object.fromEntries(
@@ -217,6 +228,9 @@ describe('an abort after the worker running the restore was killed', () => {
           'claimed',
         );
         await h.startWorker();
+        // Until then the view says what it waits for (it listed the items claimed, saying nothing).
+        const settling = await waitForView(op.id, (v) => v.waiting !== null || !(v.counts?.pending ?? 0));
+        expect(settling.waiting).toMatchObject({ on: 'claims', items: 1, until: expect.any(String) });
         // The victim's lease (5 s) runs out; a live worker's reconciler records it.
         await pollUntil(
           async () => (await restoreItems(h, op.id)).every((i) => i.state !== 'claimed'),
@@ -224,6 +238,7 @@ describe('an abort after the worker running the restore was killed', () => {
           30_000,
           200,
         );
+        expect((await waitForView(op.id, (v) => v.waiting === null)).waiting).toBeNull();
         const items = Object.fromEntries((await restoreItems(h, op.id)).map((i) => [i.resource_id, i]));
         for (const x of siteAdapter === 'http' ? [siteId(s), ...apps] : apps) {
           expect(items[x]!.state).toBe('failed');

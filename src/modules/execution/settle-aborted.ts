@@ -126,6 +126,10 @@ async function settleOne<Tx>(
                        AND i.parent_seq IS NULL AND (i.state = 'claimed' OR (i.state = 'pending' AND i.executed_seq IS NOT NULL)))`,
     [op.id, op.from_seq, op.to_seq, 2 * secs],
   );
+  await noteHeld(deps, op.id, `i.seq >= $3 AND i.seq < $4 AND i.parent_seq IS NULL AND i.state = 'claimed'`, [
+    op.from_seq,
+    op.to_seq,
+  ]);
   return taken.rows.length;
 }
 
@@ -156,6 +160,7 @@ async function settleRollback<Tx>(deps: SettleDeps<Tx>, opId: string): Promise<n
        AND NOT EXISTS (SELECT 1 FROM operation_items i WHERE i.operation_id = $1 AND i.state = 'restoring')`,
     [opId, 2 * secs],
   );
+  await noteHeld(deps, opId, `i.state = 'restoring'`);
   return taken.rows.length;
 }
 
@@ -241,4 +246,25 @@ async function registryShowsBack(pool: Pick<pg.Pool, 'query'>, opId: string, seq
     [opId, seqs],
   );
   return new Set(r.rows.map((x) => x.seq));
+}
+
+/**
+ * Notes on the row what a run still holds (`restore_wait.held`, settling: the views show it as
+ * `waiting: claims` until the first lease ends), or clears that note once nothing is held.
+ * `held`: SQL of the held items `i`, its parameters from $3 on.
+ */
+async function noteHeld<Tx>(deps: SettleDeps<Tx>, opId: string, held: string, params: unknown[] = []): Promise<void> {
+  await deps.pool.query(
+    `WITH h AS (
+       SELECT count(*)::int AS items, min(i.claimed_at) AS since FROM operation_items i WHERE i.operation_id = $1 AND ${held}
+     ), note AS (
+       SELECT CASE WHEN h.items = 0 THEN NULL ELSE jsonb_build_object('held', jsonb_build_object('items', h.items,
+         'since', h.since, 'until', h.since + make_interval(secs => $2), 'notedAt', now(), 'settling', true)) END AS w
+       FROM h
+     )
+     UPDATE operations o SET restore_wait = note.w FROM note
+     WHERE o.id = $1 AND o.restore_wait IS DISTINCT FROM note.w
+       AND (note.w IS NOT NULL OR (o.restore_wait->'held'->>'settling')::boolean IS TRUE)`,
+    [opId, deps.leaseMs / 1000, ...params],
+  );
 }

@@ -54,6 +54,7 @@ export const NO_HOLDS: QueueHolds = { queueDownSince: null, noWorkersSince: null
  * moving and no reason.
  */
 export function waitingOf(op: Pick<OperationRow, 'state'> & Partial<HeldFields>, holds: QueueHolds, now = Date.now()) {
+  if (SETTLING_STATES.has(op.state)) return settlingOf(op, now);
   if (!QUEUED_STATES.has(op.state)) return null;
   if (holds.queueDownSince)
     return {
@@ -133,6 +134,29 @@ function heldNoteOf(op: Pick<OperationRow, 'state'> & Partial<HeldFields>): Rest
   return op.state === 'rolling_back' || op.state === 'running' ? waitNoteOf(op)?.held : undefined;
 }
 
+/** Ended states whose items a stopped run may still hold (execution/settle-aborted.ts). */
+const SETTLING_STATES = new Set(['cancelled', 'rollback_incomplete']);
+
+/**
+ * An aborted operation (or a rollback ended) whose items a run still held when it ended: they are
+ * recorded once that run records them, or its claim's lease ends (settle-aborted.ts notes it on the
+ * row). Without it, the view of a `cancelled` restore listed items `claimed` for ~90 s after a
+ * worker's `kill -9`, and a new restore meanwhile was refused for a site already back (a trial).
+ */
+function settlingOf(op: Partial<HeldFields>, now: number) {
+  const h = waitNoteOf(op)?.held;
+  const until = Date.parse(h?.until ?? '');
+  if (!h?.settling || !h.items || !(until > now)) return null;
+  return {
+    on: 'claims' as const,
+    since: new Date(Date.parse(h.since ?? '') || Date.parse(h.notedAt ?? '') || now).toISOString(),
+    detail:
+      'It has ended, but a run still held these items when it did: their calls may be out. They are recorded when that run records them, or once its claim lease ends (until; the run stopped): restored where the registry shows it, otherwise failed with their outcome unknown. Nothing more is sent. A restore of them planned before then may find their parent still deleted.',
+    items: h.items,
+    until: new Date(until).toISOString(),
+  };
+}
+
 /** No item outcome for this long while running or rolling back is shown as `waiting: progress`. */
 export const STILL_AFTER_MS = 30_000;
 
@@ -150,6 +174,8 @@ interface RestoreWait {
     notedAt?: string;
     /** A running delete's chunk job a stopped process had, not its claims (it claims nothing). */
     chunk?: boolean;
+    /** An ended operation's items a run still held (settle-aborted.ts). */
+    settling?: boolean;
   };
 }
 
