@@ -64,6 +64,26 @@ const runningRestore = async () =>
     )
   )[0]!.id;
 
+/**
+ * When the first app's restore reaches the downstream (before it is applied), the operator sends
+ * `command` to the running restore; the halt watch polls every 100 ms, so the next call finds it.
+ * Returns the operation it was sent to, once it was.
+ */
+function onFirstAppRestore(app: string, what: 'abort' | 'pause') {
+  let sentTo: string | undefined;
+  h.downstream.beforeApply(async (c) => {
+    if (c.action !== 'restore' || c.resourceId !== app || sentTo) return;
+    sentTo = await runningRestore();
+    await command(h, 'operator', sentTo, what, { reason: 'wrong tenant' }).expect(200);
+    await new Promise((r) => setTimeout(r, 600));
+  });
+  return () => sentTo;
+}
+
+/** Waits (bounded) until no item of the operation is claimed. */
+const nothingClaimed = (opId: string, what: string, timeoutMs = 20_000) =>
+  pollUntil(async () => (await restoreItems(h, opId)).every((i) => i.state !== 'claimed'), what, timeoutMs, 100);
+
 /** The operation's view once `ok` says so (bounded: the last view read otherwise). */
 async function waitForView(opId: string, ok: (v: RestoreView & { waiting: unknown }) => boolean) {
   let v = (await getRestore(h, opId)) as RestoreView & { waiting: unknown };
@@ -89,23 +109,11 @@ describe('an abort midway through a cascade', () => {
   it('records the site and the app that came back restored and the apps never sent as such; a later restore brings those back', async () => {
     const { s, apps } = await deletedSite();
     // The first app's restore reaches the downstream; the operator aborts before it is applied.
-    let aborted: string | undefined;
-    h.downstream.beforeApply(async (c) => {
-      if (c.action !== 'restore' || c.resourceId !== apps[0] || aborted) return;
-      aborted = await runningRestore();
-      await command(h, 'operator', aborted, 'abort', { reason: 'wrong tenant' }).expect(200);
-      // The workers' halt watch polls every 100 ms: the next app's call finds the abort.
-      await new Promise((r) => setTimeout(r, 600));
-    });
+    const aborted = onFirstAppRestore(apps[0]!, 'abort');
     const op = await startRestore(h, { tenantId: tenantId(s), rollout: { concurrency: 1 } });
     await waitForState(h, op.id, ['cancelled']);
-    expect(aborted).toBe(op.id);
-    await pollUntil(
-      async () => (await restoreItems(h, op.id)).every((i) => i.state !== 'claimed'),
-      "the chunk's record",
-      20_000,
-      50,
-    );
+    expect(aborted()).toBe(op.id);
+    await nothingClaimed(op.id, "the chunk's record");
     expect([siteId(s), ...apps].map((x) => h.downstream.state(x))).toEqual([
       'active',
       'active',
@@ -124,13 +132,10 @@ describe('an abort midway through a cascade', () => {
     // What was never sent carries no write-ahead mark: no purge takes it for a restore of unknown outcome.
     expect(await marks(op.id)).toEqual({ [siteId(s)]: true, [apps[0]!]: true, [apps[1]!]: false, [apps[2]!]: false });
     // The view's count of a cascade's ledger is shared for a second or two (wave-progress.ts).
-    await pollUntil(
-      async () => (await getRestore(h, op.id)).counts?.pending === 0,
-      'the view to count it',
-      10_000,
-      200,
-    );
-    expect((await getRestore(h, op.id)).counts).toMatchObject({ restored: 2, notRestored: 2 });
+    expect((await waitForView(op.id, (v) => v.counts?.pending === 0)).counts).toMatchObject({
+      restored: 2,
+      notRestored: 2,
+    });
 
     // The apps left deleted can be restored: their site is back (it was parent_deleted).
     h.downstream.beforeApply(undefined);
@@ -159,22 +164,12 @@ describe('an abort of a restore paused midway through a cascade', () => {
   it('records the site and the app that came back as restored, the others of unknown outcome; a later restore takes those', async () => {
     const { s, apps } = await deletedSite();
     // The first app's restore reaches the downstream; the operator pauses before it is applied.
-    let paused: string | undefined;
-    h.downstream.beforeApply(async (c) => {
-      if (c.action !== 'restore' || c.resourceId !== apps[0] || paused) return;
-      paused = await runningRestore();
-      await command(h, 'operator', paused, 'pause', { reason: 'check the tenant' }).expect(200);
-      await new Promise((r) => setTimeout(r, 600));
-    });
+    const paused = onFirstAppRestore(apps[0]!, 'pause');
     const op = await startRestore(h, { tenantId: tenantId(s), rollout: { concurrency: 1 } });
     await waitForState(h, op.id, ['paused']);
+    expect(paused()).toBe(op.id);
     // Handed back whole, to be sent again on resume; the app that came back is recorded so meanwhile.
-    await pollUntil(
-      async () => (await restoreItems(h, op.id)).every((i) => i.state !== 'claimed'),
-      "the chunk's record",
-      20_000,
-      50,
-    );
+    await nothingClaimed(op.id, "the chunk's record");
     h.downstream.beforeApply(undefined);
     await command(h, 'operator', op.id, 'abort', { reason: 'wrong tenant after all' }).expect(200);
     await pollUntil(
@@ -232,12 +227,7 @@ describe('an abort after the worker running the restore was killed', () => {
         const settling = await waitForView(op.id, (v) => v.waiting !== null || !(v.counts?.pending ?? 0));
         expect(settling.waiting).toMatchObject({ on: 'claims', items: 1, until: expect.any(String) });
         // The victim's lease (5 s) runs out; a live worker's reconciler records it.
-        await pollUntil(
-          async () => (await restoreItems(h, op.id)).every((i) => i.state !== 'claimed'),
-          'the killed run’s claim to be settled',
-          30_000,
-          200,
-        );
+        await nothingClaimed(op.id, 'the killed run’s claim to be settled', 30_000);
         expect((await waitForView(op.id, (v) => v.waiting === null)).waiting).toBeNull();
         const items = Object.fromEntries((await restoreItems(h, op.id)).map((i) => [i.resource_id, i]));
         for (const x of siteAdapter === 'http' ? [siteId(s), ...apps] : apps) {
@@ -248,19 +238,14 @@ describe('an abort after the worker running the restore was killed', () => {
         }
         // Kept marked: it may be live again (a purge refuses it as restore_uncertain).
         expect(Object.values(await marks(op.id))).toEqual([true, true, true, true]);
-        await pollUntil(
-          async () => (await getRestore(h, op.id)).counts?.pending === 0,
-          'the view to count it',
-          10_000,
-          200,
-        );
+        const counted = (await waitForView(op.id, (v) => v.counts?.pending === 0)).counts;
         if (siteAdapter === 'http') {
-          expect((await getRestore(h, op.id)).counts).toMatchObject({ byState: { failed: 4 }, restored: 0 });
+          expect(counted).toMatchObject({ byState: { failed: 4 }, restored: 0 });
         } else {
           // The registry restored the site in its own transaction: it is back, and recorded so. Every
           // later restore of its apps was refused parent_deleted (a trial): now they are taken.
           expect(items[siteId(s)]).toMatchObject({ state: 'done' });
-          expect((await getRestore(h, op.id)).counts).toMatchObject({ byState: { done: 1, failed: 3 }, restored: 1 });
+          expect(counted).toMatchObject({ byState: { done: 1, failed: 3 }, restored: 1 });
           h.downstream.hang(0);
           const again = await postRestore(h, { tenantId: tenantId(s) });
           expect(again.status, JSON.stringify(again.body)).toBe(201);
