@@ -95,6 +95,12 @@ export const PageLinks = Type.Object({
   next: Type.Union([Type.String({ description: 'The next page with the same filters' }), Type.Null()]),
 });
 
+const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH']);
+
+/** A route whose method carries a body (for documentErrorResponses). */
+export const takesBody = (route: { method: string | string[] }) =>
+  (Array.isArray(route.method) ? route.method : [route.method]).some((m) => BODY_METHODS.has(m));
+
 /**
  * Documents refusals that apply across routes (timeouts, rate limits, load shedding) on every /v1
  * route `when` selects, as the plugin that causes them is registered; a route's own entry wins.

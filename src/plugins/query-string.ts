@@ -9,6 +9,7 @@
 // (authentication included, as for a broken path) looks at the request.
 import type { FastifyInstance } from 'fastify';
 import { BadRequestError } from '../lib/errors.ts';
+import { documentErrorResponses } from '../lib/schemas.ts';
 
 /** A parameter whose name or value is not percent-encoded UTF-8. */
 interface BadParam {
@@ -112,6 +113,8 @@ export function parseQueryString(qs: string): Record<string, unknown> {
 
 /** Refuses a request whose query string did not decode: 400 BAD_URL naming the parameters. */
 export function installQueryStringCheck(app: FastifyInstance) {
+  // This, or a path parameter or query that fails its schema, is 400 on every route that has them.
+  documentErrorResponses(app, [400], (route) => route.url.includes(':') || route.schema?.querystring !== undefined);
   app.addHook('onRequest', async (request) => {
     const bad = typeof request.query === 'object' && request.query !== null ? broken.get(request.query) : undefined;
     if (!bad) return;

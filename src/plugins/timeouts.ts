@@ -18,14 +18,12 @@ import { PassThrough, type Readable } from 'node:stream';
 import type { ConnectionError, FastifyInstance } from 'fastify';
 import type { Limits } from '../config.ts';
 import { BadRequestError, RequestTimeoutError, RetryLaterError } from '../lib/errors.ts';
-import { documentErrorResponses } from '../lib/schemas.ts';
+import { documentErrorResponses, takesBody } from '../lib/schemas.ts';
 
 // Node checks its requestTimeout only every connectionsCheckingInterval (30 s by default): check
 // every second, and let the backstop fire after the precise deadline, never before it.
 const CHECK_EVERY_MS = 1_000;
 const BACKSTOP_AFTER_MS = 2_000;
-
-const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH']);
 
 const HANDLER_TIMEOUT_RETRY_AFTER_S = 5;
 
@@ -139,14 +137,7 @@ function lingerThenClose(socket: Socket) {
  * closed after the answer: the client may still be sending.
  */
 export function installBodyDeadline(app: FastifyInstance, requestTimeoutMs: number) {
-  const methods = (m: string | string[]) => (Array.isArray(m) ? m : [m]);
-  const takesBody = (route: { method: string | string[] }) => methods(route.method).some((m) => BODY_METHODS.has(m));
   documentErrorResponses(app, [408], takesBody);
-  // And, like any body, one too large for the route (413) or of a type it does not read (415): the
-  // document named them only where a route said so itself.
-  documentErrorResponses(app, [413, 415], takesBody);
-  // A path parameter or query that does not decode, or fails its schema, is 400 on every route.
-  documentErrorResponses(app, [400], (route) => route.url.includes(':') || route.schema?.querystring !== undefined);
   // Every route may run out of time (or find no database connection free).
   documentErrorResponses(app, [503]);
   app.addHook('preParsing', async (request, reply, payload) => {

@@ -9,6 +9,7 @@ import { outageLog } from '../lib/outage-log.ts';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type pg from 'pg';
 import { AppError, PayloadTooLargeError } from '../lib/errors.ts';
+import { documentErrorResponses, takesBody } from '../lib/schemas.ts';
 import { sweepStaleStaging } from '../modules/operations/staging.ts';
 
 export const NDJSON = 'application/x-ndjson';
@@ -69,6 +70,9 @@ export function encodingProblem(headers: Record<string, string | string[] | unde
 }
 
 export function installContentTypes(app: FastifyInstance) {
+  // Like any body, one too large for the route (413) or of a type it does not read (415): the
+  // document named them only where a route said so itself.
+  documentErrorResponses(app, [413, 415], takesBody);
   for (const type of [NDJSON, TEXT]) {
     app.addContentTypeParser(type, (req, payload, done) => {
       // Fastify's bodyLimit does not apply to a stream handed over as is: a body declared larger

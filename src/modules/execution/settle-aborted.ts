@@ -117,19 +117,13 @@ async function settleOne<Tx>(
       { report: true },
     );
   }
-  // Settled once nothing of it is held (a live run's claims are recorded by that run) and no chunk
-  // that read it running can claim anything any more.
-  await deps.pool.query(
-    `UPDATE operations o SET settled_at = now() WHERE o.id = $1 AND o.settled_at IS NULL
-       AND o.finished_at < now() - make_interval(secs => $4)
-       AND NOT EXISTS (SELECT 1 FROM operation_items i WHERE i.operation_id = $1 AND i.seq >= $2 AND i.seq < $3
-                       AND i.parent_seq IS NULL AND (i.state = 'claimed' OR (i.state = 'pending' AND i.executed_seq IS NOT NULL)))`,
-    [op.id, op.from_seq, op.to_seq, 2 * secs],
+  await closeRound(
+    deps,
+    op.id,
+    `i.seq >= $3 AND i.seq < $4 AND i.parent_seq IS NULL AND (i.state = 'claimed' OR (i.state = 'pending' AND i.executed_seq IS NOT NULL))`,
+    `i.state = 'claimed'`,
+    [op.from_seq, op.to_seq],
   );
-  await noteHeld(deps, op.id, `i.seq >= $3 AND i.seq < $4 AND i.parent_seq IS NULL AND i.state = 'claimed'`, [
-    op.from_seq,
-    op.to_seq,
-  ]);
   return taken.rows.length;
 }
 
@@ -154,13 +148,7 @@ async function settleRollback<Tx>(deps: SettleDeps<Tx>, opId: string): Promise<n
       permanent: false,
     })),
   );
-  await deps.pool.query(
-    `UPDATE operations o SET settled_at = now() WHERE o.id = $1 AND o.settled_at IS NULL
-       AND o.finished_at < now() - make_interval(secs => $2)
-       AND NOT EXISTS (SELECT 1 FROM operation_items i WHERE i.operation_id = $1 AND i.state = 'restoring')`,
-    [opId, 2 * secs],
-  );
-  await noteHeld(deps, opId, `i.state = 'restoring'`);
+  await closeRound(deps, opId, `i.state = 'restoring'`, 'true');
   return taken.rows.length;
 }
 
@@ -249,22 +237,35 @@ async function registryShowsBack(pool: Pick<pg.Pool, 'query'>, opId: string, seq
 }
 
 /**
- * Notes on the row what a run still holds (`restore_wait.held`, settling: the views show it as
- * `waiting: claims` until the first lease ends), or clears that note once nothing is held.
- * `held`: SQL of the held items `i`, its parameters from $3 on.
+ * The end of a round, in one statement over the items still open (`open`, SQL of items `i`, its
+ * parameters from $3 on): those a run still holds (`held`, of those) are noted on the row
+ * (`restore_wait.held`, settling: the views show it as `waiting: claims` until the first lease
+ * ends), and the note is cleared once none is; with none open, and no chunk that read the operation
+ * running able to claim anything any more (two leases after it ended), it is settled.
  */
-async function noteHeld<Tx>(deps: SettleDeps<Tx>, opId: string, held: string, params: unknown[] = []): Promise<void> {
+async function closeRound<Tx>(
+  deps: SettleDeps<Tx>,
+  opId: string,
+  open: string,
+  held: string,
+  params: unknown[] = [],
+): Promise<void> {
   await deps.pool.query(
-    `WITH h AS (
-       SELECT count(*)::int AS items, min(i.claimed_at) AS since FROM operation_items i WHERE i.operation_id = $1 AND ${held}
+    `WITH i AS (
+       SELECT i.claimed_at, (${held}) AS held FROM operation_items i WHERE i.operation_id = $1 AND ${open}
+     ), h AS (
+       SELECT count(*) AS open, count(*) FILTER (WHERE held)::int AS items, min(claimed_at) FILTER (WHERE held) AS since FROM i
      ), note AS (
-       SELECT CASE WHEN h.items = 0 THEN NULL ELSE jsonb_build_object('held', jsonb_build_object('items', h.items,
+       SELECT h.open, CASE WHEN h.items = 0 THEN NULL ELSE jsonb_build_object('held', jsonb_build_object('items', h.items,
          'since', h.since, 'until', h.since + make_interval(secs => $2), 'notedAt', now(), 'settling', true)) END AS w
        FROM h
      )
-     UPDATE operations o SET restore_wait = note.w FROM note
-     WHERE o.id = $1 AND o.restore_wait IS DISTINCT FROM note.w
-       AND (note.w IS NOT NULL OR (o.restore_wait->'held'->>'settling')::boolean IS TRUE)`,
+     UPDATE operations o SET
+       restore_wait = CASE WHEN note.w IS NOT NULL OR (o.restore_wait->'held'->>'settling')::boolean IS TRUE
+                           THEN note.w ELSE o.restore_wait END,
+       settled_at = CASE WHEN note.open = 0 AND o.finished_at < now() - make_interval(secs => 2 * $2)
+                         THEN now() ELSE o.settled_at END
+     FROM note WHERE o.id = $1`,
     [opId, deps.leaseMs / 1000, ...params],
   );
 }

@@ -6,13 +6,7 @@ import { Type, type Static } from '@fastify/type-provider-typebox';
 import { BadRequestError } from '../../lib/errors.ts';
 import { ListFilter, listFilters, nextLink } from '../../lib/list-query.ts';
 import { errorResponses, IdString, PageLinks, type App } from '../../lib/schemas.ts';
-import {
-  deletedByView,
-  standingDeletes,
-  uncertainDeletes,
-  uncertainDeleteView,
-  uncertainRestores,
-} from '../restores/history.ts';
+import { historyViews } from '../restores/history.ts';
 import type { Queryable } from '../../lib/sql.ts';
 import { RESOURCE_EXAMPLE, RESOURCE_STATES, Resource, TYPE_NAME_PATTERN } from './schemas.ts';
 import { purgeAfterView } from './repository.ts';
@@ -161,11 +155,7 @@ async function listResources(db: Queryable, q: Static<typeof ResourcesQuery> & {
     [q.type ?? null, q.tenantId ?? null, q.state ?? null, q.parentId ?? null, q.after ?? null, q.limit],
   );
   const ids = res.rows.map((r) => r.id);
-  const [deleted, uncertain, restores] = await Promise.all([
-    standingDeletes(db, ids),
-    uncertainDeletes(db, ids),
-    uncertainRestores(db, ids),
-  ]);
+  const history = await historyViews(db, ids);
   return res.rows.map((r) => ({
     id: r.id,
     type: r.type,
@@ -176,10 +166,7 @@ async function listResources(db: Queryable, q: Static<typeof ResourcesQuery> & {
     deletedAt: iso(r.deleted_at),
     purgeAfter: purgeAfterView(r.state, r.purge_after),
     updatedAt: r.updated_at.toISOString(),
-    deletedBy: deletedByView(deleted.get(r.id)),
-    uncertainDelete: uncertainDeleteView(uncertain.get(r.id)),
-    uncertainPurge: uncertainDeleteView(uncertain.get(r.id), 'purge'),
-    uncertainRestore: uncertainDeleteView(restores.get(r.id)),
+    ...history(r.id),
   }));
 }
 

@@ -2,13 +2,7 @@
 // import.ts) so that 100k tenants or 1M resources are a handful of statements, not one per row.
 import type pg from 'pg';
 import type { Queryable } from '../../lib/sql.ts';
-import {
-  deletedByView,
-  standingDeletes,
-  uncertainDeletes,
-  uncertainDeleteView,
-  uncertainRestores,
-} from '../restores/history.ts';
+import { historyViews } from '../restores/history.ts';
 import type { Resource, ResourceType, ResourceTypeInput, TenantInput } from './schemas.ts';
 
 // Registry writers take this transaction-scoped advisory lock, so that two bulk upserts never
@@ -220,7 +214,7 @@ export async function getResource(db: Queryable, id: string): Promise<Resource |
   const res = await db.query('SELECT * FROM resources WHERE id = $1', [id]);
   const r = res.rows[0] as Record<string, unknown> | undefined;
   if (!r) return undefined;
-  const uncertain = (await uncertainDeletes(db, [id])).get(id);
+  const history = await historyViews(db, [id]);
   return {
     id: r.id as string,
     type: r.type as string,
@@ -231,9 +225,6 @@ export async function getResource(db: Queryable, id: string): Promise<Resource |
     deletedAt: iso(r.deleted_at as Date | null),
     purgeAfter: purgeAfterView(r.state as string, r.purge_after as Date | null),
     updatedAt: (r.updated_at as Date).toISOString(),
-    deletedBy: deletedByView((await standingDeletes(db, [id])).get(id)),
-    uncertainDelete: uncertainDeleteView(uncertain),
-    uncertainPurge: uncertainDeleteView(uncertain, 'purge'),
-    uncertainRestore: uncertainDeleteView((await uncertainRestores(db, [id])).get(id)),
+    ...history(id),
   };
 }

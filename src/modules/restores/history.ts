@@ -261,10 +261,28 @@ export async function uncertainRestores(db: Queryable, ids: string[]): Promise<M
   return new Map(r.rows.map((u) => [u.id, { operationId: u.operation_id, at: u.at, action: 'delete' }]));
 }
 
-/** The `uncertainDelete` (`uncertainPurge`) field of a registry resource view. */
-export const uncertainDeleteView = (u: UncertainDelete | undefined, action: UncertainDelete['action'] = 'delete') =>
+/** The `uncertainDelete` (`uncertainPurge`, `uncertainRestore`) field of a registry resource view. */
+const uncertainView = (u: UncertainDelete | undefined, action: UncertainDelete['action'] = 'delete') =>
   u && u.action === action ? { operationId: u.operationId, at: u.at.toISOString() } : null;
 
-/** The `deletedBy` field of a registry resource view. */
-export const deletedByView = (d: StandingDelete | undefined) =>
-  d ? { operationId: d.operationId, mode: d.mode, at: d.at.toISOString() } : null;
+/**
+ * What Blastgate's history says of each resource, as the registry views show it beside the row:
+ * the delete that stands (`deletedBy`) and the acts of unknown outcome. By resource ID, for a page
+ * of IDs (the list) or one (the single read): three statements at once.
+ */
+export async function historyViews(db: Queryable, ids: string[]) {
+  const [deleted, uncertain, restores] = await Promise.all([
+    standingDeletes(db, ids),
+    uncertainDeletes(db, ids),
+    uncertainRestores(db, ids),
+  ]);
+  return (id: string) => {
+    const d = deleted.get(id);
+    return {
+      deletedBy: d ? { operationId: d.operationId, mode: d.mode, at: d.at.toISOString() } : null,
+      uncertainDelete: uncertainView(uncertain.get(id)),
+      uncertainPurge: uncertainView(uncertain.get(id), 'purge'),
+      uncertainRestore: uncertainView(restores.get(id)),
+    };
+  };
+}
