@@ -86,6 +86,7 @@ describe('per-ID classification', () => {
       out_of_scope: 0,
       duplicate: 1,
       already_deleted: 0,
+      restore_uncertain: 0,
       protected: 1,
     });
     const o = res.body.details.offenders;

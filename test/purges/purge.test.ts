@@ -58,6 +58,12 @@ const postPurge = (body: Record<string, unknown>, key?: string) => {
   if (key) r.set('idempotency-key', key);
   return r.send({ reason: 'Retention ended', ticket: 'CHG-2211', rollout: ROLLOUT, ...body });
 };
+/** A dry-run delete plan of app IDs (a second delete of what may be live again). */
+const planDelete = (ids: string[]) =>
+  request(h.app.server)
+    .post('/v1/operations')
+    .set('authorization', h.auth('requester'))
+    .send({ targetType: 'app', reason: 'Remove the legacy app', ticket: 'CHG-1', ids, dryRun: true });
 const purgeAfterOf = async (ids: string[]) =>
   Object.fromEntries(
     (
@@ -457,6 +463,12 @@ describe('a purge of what a restore may have brought back', () => {
     expect(r.status, JSON.stringify(r.body)).toBe(422);
     expect(r.body).toMatchObject({ code: 'PLAN_REJECTED', details: { counts: { restore_uncertain: 1 } } });
     expect(r.body.message).toContain('whose restore may or may not have happened');
+    // A new delete of it says the same: it read "already deleted" (soft_deleted) while it was live.
+    const again = await planDelete(apps);
+    expect(again.status, JSON.stringify(again.body)).toBe(422);
+    expect(again.body.details.counts).toMatchObject({ ok: 0, restore_uncertain: 1, already_deleted: 1 });
+    expect(again.body.details.offenders.restore_uncertain).toEqual([expect.objectContaining({ id: apps[0] })]);
+    expect(again.body.details.offenders.already_deleted).toEqual([expect.objectContaining({ id: apps[1] })]);
     // The other app, whose delete stands with nothing after it, may be purged.
     const other = await postPurge({ targetType: 'app', ids: [apps[1]] });
     expect(other.status, JSON.stringify(other.body)).toBe(201);
@@ -521,6 +533,11 @@ describe('a purge of what a rollback may have brought back', () => {
     expect(r.status, JSON.stringify(r.body)).toBe(422);
     // The other app's restores were refused before anything was applied, but the item cannot tell.
     expect(r.body).toMatchObject({ code: 'PLAN_REJECTED', details: { counts: { restore_uncertain: 2 } } });
+    // A new delete of them says the same (it said already_deleted of a live app).
+    const again = await planDelete(apps);
+    expect(again.status, JSON.stringify(again.body)).toBe(422);
+    expect(again.body.details.counts).toMatchObject({ ok: 0, restore_uncertain: 2, already_deleted: 0 });
+    expect(again.body.message).toContain('whose restore may or may not have happened');
     // A tenant's purge leaves them out, saying so: nothing is left to purge.
     const tenant = await postPurge({ tenantId: tenantId(s) });
     expect(tenant.status, JSON.stringify(tenant.body)).toBe(422);

@@ -5,7 +5,7 @@ import type pg from 'pg';
 import type { TokenScope } from '../auth/roles.ts';
 import { classifyCascade, countDescendants, expandCascade, markDescendantsLockedByOthers } from './cascade-plan.ts';
 import { ACTIVE_ONLY } from '../erasure/states.ts';
-import { DELETE_STANDS, ledgerDecides, readHistory } from '../restores/history.ts';
+import { DELETE_STANDS, ledgerDecides, readHistory, uncertainRestoreIds } from '../restores/history.ts';
 import { LIVE_STATES } from './lifecycle-types.ts';
 
 export const ID_CLASSES = [
@@ -15,6 +15,7 @@ export const ID_CLASSES = [
   'pattern_mismatch',
   'duplicate',
   'already_deleted',
+  'restore_uncertain',
   'out_of_scope',
   'in_flight',
   'protected',
@@ -160,14 +161,20 @@ export async function classify(
  * `ok`: sent a second delete, snapshotted in its deleted state, and then restored by the second
  * operation's rollback — undoing the first delete without anyone asking. Here Blastgate's latest
  * act on each `ok` resource decides, as for restores and purges: a delete that stands (not undone
- * by a rollback or a restore, and no import said the resource is active since) is `already_deleted`.
+ * by a rollback or a restore, and no import said the resource is active since) is `already_deleted`
+ * — unless a restore of it since (a restore operation's, or that delete's rollback's) went out with
+ * its outcome unknown: it may be live again, and "already deleted" would send the operator away
+ * from a live resource. That is `restore_uncertain` (a restore settles it), as purges say it.
  */
 async function deletedElsewhere(client: pg.PoolClient): Promise<void> {
   if (!(await readHistory(client, `SELECT id FROM plan_class WHERE class = 'ok'`))) return;
+  await uncertainRestoreIds(client);
   await client.query(
-    `UPDATE plan_class c SET class = 'already_deleted',
+    `UPDATE plan_class c SET
+       class = CASE WHEN ur.id IS NOT NULL OR l.undo_uncertain THEN 'restore_uncertain' ELSE 'already_deleted' END,
        state = CASE WHEN o.mode = 'hard' THEN 'purged' ELSE 'soft_deleted' END
      FROM restore_latest l JOIN resources r ON r.id = l.id JOIN operations o ON o.id = l.op_id
+     LEFT JOIN restore_uncertain_ids ur ON ur.id = l.id
      WHERE c.id = l.id AND c.class = 'ok' AND ${DELETE_STANDS}`,
   );
 }

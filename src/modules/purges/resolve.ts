@@ -5,7 +5,13 @@
 // locks and the rejection report are the delete planner's own.
 import type pg from 'pg';
 import { LIVE_STATES } from '../operations/lifecycle-types.ts';
-import { createRestoreIds, isExternal, itemOfSnapshot, latestEvents, notImportedSince } from '../restores/history.ts';
+import {
+  createRestoreIds,
+  isExternal,
+  latestEvents,
+  notImportedSince,
+  uncertainRestoreIds,
+} from '../restores/history.ts';
 import { resolveDeleted, type LeftOut } from '../restores/resolve.ts';
 import { LEFT_OUT_TABLE, leftOutSentence, summarizeLeftOut } from '../restores/left-out.ts';
 import { CASCADE_DEPTH, takenByCascade } from '../operations/cascade-plan.ts';
@@ -121,24 +127,9 @@ async function keepParentsOfKept(client: pg.PoolClient): Promise<number> {
  * deleted before it was recorded, its deletion time plus its retention.
  */
 async function classify(client: pg.PoolClient, targetType: string | null, now: Date): Promise<void> {
-  // A restore of the resource since its latest act that took effect, whose outcome is unknown: its
-  // call went out (a mark), then it failed (a 5xx after the downstream applied it, a timeout) or its
-  // operation ended without recording it (aborted with the call out). The resource may be live
-  // again; purging it would hard-delete it (a trial purged two live apps so). Set-based, from the
-  // restores' snapshots alone (restores are few beside deletes and purges): a lookup per row cost
-  // ~0.4-0.7 s per 10,000 resources with history (npm run bench -- purge). A rollback's restore of
-  // the standing delete alike (restore_latest's undo_uncertain: a trial purged a live app so).
-  await client.query(`DROP TABLE IF EXISTS purge_restore_uncertain`);
-  await client.query(
-    `CREATE TEMP TABLE purge_restore_uncertain ON COMMIT DROP AS
-     SELECT DISTINCT ON (rs.id) rs.id, rs.op_id FROM restore_snaps rs
-     JOIN operations o ON o.id = rs.op_id AND o.action = 'restore'
-     ${itemOfSnapshot('rs', 'rs.snap_id', 'rs.op_id')}
-     LEFT JOIN restore_latest l ON l.id = rs.id
-     WHERE rs.at >= coalesce(l.at, '-infinity') AND i.executed_seq IS NOT NULL AND i.state <> 'done'
-     ORDER BY rs.id, rs.at DESC, rs.snap_id DESC`,
-  );
-  await client.query(`ALTER TABLE purge_restore_uncertain ADD PRIMARY KEY (id)`);
+  // What a restore (or a delete's rollback: restore_latest's undo_uncertain) may have brought back is
+  // never purged: a trial purged two live apps so.
+  await uncertainRestoreIds(client);
   await client.query(
     `CREATE TEMP TABLE plan_dups ON COMMIT DROP AS
      SELECT id, min(ord) AS first_ord FROM plan_input GROUP BY id HAVING count(*) > 1`,
@@ -166,7 +157,7 @@ async function classify(client: pg.PoolClient, targetType: string | null, now: D
      LEFT JOIN resources r ON r.id = i.id
      LEFT JOIN resource_types t ON t.name = r.type
      LEFT JOIN restore_latest l ON l.id = i.id
-     LEFT JOIN purge_restore_uncertain ur ON ur.id = i.id
+     LEFT JOIN restore_uncertain_ids ur ON ur.id = i.id
      LEFT JOIN resource_locks lk ON lk.resource_id = i.id
      LEFT JOIN operations lo ON lo.id = lk.operation_id AND lo.state = ANY($2::text[])
      CROSS JOIN LATERAL (

@@ -171,6 +171,29 @@ export async function latestEvents(client: pg.PoolClient): Promise<void> {
   await client.query(`ALTER TABLE restore_latest ADD PRIMARY KEY (id)`);
 }
 
+/**
+ * restore_uncertain_ids (id, op_id): the resources of restore_ids with a restore operation's restore
+ * since their latest act that took effect whose outcome is unknown: its call went out (a mark), then
+ * it failed (a 5xx after the downstream applied it, a timeout) or its operation ended without
+ * recording it (aborted with the call out). The resource may be live again. Set-based, from the
+ * restores' snapshots alone (restores are few beside deletes and purges): a lookup per row cost
+ * ~0.4-0.7 s per 10,000 resources with history (npm run bench -- purge). After latestEvents().
+ * A rollback's restore of the standing delete alike is restore_latest's undo_uncertain.
+ */
+export async function uncertainRestoreIds(client: pg.PoolClient): Promise<void> {
+  await client.query(`DROP TABLE IF EXISTS restore_uncertain_ids`);
+  await client.query(
+    `CREATE TEMP TABLE restore_uncertain_ids ON COMMIT DROP AS
+     SELECT DISTINCT ON (rs.id) rs.id, rs.op_id FROM restore_snaps rs
+     JOIN operations o ON o.id = rs.op_id AND o.action = 'restore'
+     ${itemOfSnapshot('rs', 'rs.snap_id', 'rs.op_id')}
+     LEFT JOIN restore_latest l ON l.id = rs.id
+     WHERE rs.at >= coalesce(l.at, '-infinity') AND i.executed_seq IS NOT NULL AND i.state <> 'done'
+     ORDER BY rs.id, rs.at DESC, rs.snap_id DESC`,
+  );
+  await client.query(`ALTER TABLE restore_uncertain_ids ADD PRIMARY KEY (id)`);
+}
+
 export interface StandingDelete {
   operationId: string;
   mode: 'soft' | 'hard';
