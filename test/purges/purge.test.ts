@@ -519,6 +519,17 @@ describe('a purge of what a rollback may have brought back', () => {
         )[0]!.n === apps.length;
       for (let i = 0; i < 200 && !(await failed()); i++) await new Promise((r) => setTimeout(r, 100));
       expect(await failed()).toBe(true);
+      // Their errors say what the purge below concludes: it may be back. They read "HTTP 503 …
+      // (after 3 restore requests)", as if nothing had happened.
+      const errors = await query<{ last_error: string }>(
+        h.databaseUrl,
+        `SELECT last_error FROM operation_items WHERE operation_id = $1`,
+        [del],
+      );
+      for (const e of errors)
+        expect(e.last_error).toMatch(
+          /^outcome unknown: its restore went out and did not succeed \(HTTP 503 .*restore requests?\)\); it may have been applied/,
+        );
       // The operator gives up on the rollback: what it did not restore stays deleted, as far as it knows.
       await command(h, 'operator', del, 'abort', { reason: 'downstream down', endRollback: true }).expect(200);
     } finally {

@@ -4,7 +4,7 @@
 // type's adapter, shallowest first; the descendants of a parent that did not come back fail with it.
 import { describe, expect, it } from 'vitest';
 import { SKIPPED, type AdapterItem, type ItemResult, type TargetAdapter } from '../../src/modules/adapters/types.ts';
-import { RESTORE_NOT_SENT, restoreBatch } from '../../src/modules/execution/rollback-batch.ts';
+import { RESTORE_NOT_SENT, restoreBatch, saysUncertain } from '../../src/modules/execution/rollback-batch.ts';
 import type { RestoreCandidate } from '../../src/modules/execution/rollback-ledger.ts';
 import type { SnapshotRead } from '../../src/modules/snapshots/store.ts';
 
@@ -174,5 +174,34 @@ describe('restoreBatch', () => {
     for (const s of [0, 3, 4, 5])
       expect(bySeq.get(s)).toEqual({ seq: s, ok: false, permanent: false, error: RESTORE_NOT_SENT, skipped: true });
     expect(bySeq.get(1)).toMatchObject({ ok: true });
+  });
+});
+
+describe("saysUncertain: a rollback's failed restore, as its item keeps it", () => {
+  const base = { seq: 1, ok: false, permanent: false } as const;
+  it.each([
+    ['sent, answered 503', { ...base, error: 'HTTP 503 (after 3 restore requests)', attempts: 3 }, 'did not succeed'],
+    [
+      'sent, then the run stopped between retries',
+      { ...base, error: 'stopped before retry; last attempt: timeout', attempts: 1, interrupted: true as const },
+      'the rollback stopped before its answer',
+    ],
+  ])('%s: outcome unknown, it may be live again', (_name, r, how) => {
+    const out = saysUncertain(r);
+    expect(out.error).toBe(
+      `outcome unknown: its restore went out and ${how} (${r.error}); it may have been applied, so the resource may be live again: a rollback sends it again to settle it`,
+    );
+    expect({ ...out, error: r.error }).toEqual(r);
+  });
+  it.each([
+    ['restored', { seq: 1, ok: true, error: null, permanent: false }],
+    [
+      'refused, nothing applied',
+      { ...base, permanent: true, unapplied: true as const, error: 'HTTP 422', attempts: 1 },
+    ],
+    ['never sent', { ...base, error: RESTORE_NOT_SENT, skipped: true as const }],
+    ['not tried: its parent did not come back', { ...base, error: 'not restored: site_1 was not (HTTP 500)' }],
+  ])('%s: keeps its own words', (_name, r) => {
+    expect(saysUncertain(r)).toBe(r);
   });
 });

@@ -76,6 +76,27 @@ const fromItem = (seq: number, x: ItemResult): RestoreResult => {
 const counted = (r: RestoreResult, before = 0): RestoreResult =>
   r.attempts && r.error ? { ...r, error: afterAttempts(r.error, before + r.attempts, 'restore') } : r;
 
+/**
+ * A rollback's failed restore whose requests went out, as the item keeps it: its outcome is unknown
+ * (a 5xx may come after the owning system applied it; a run stopped between retries has no answer),
+ * so the resource may be live again, and the error says so. It read "HTTP 500 … (after 6 restore
+ * requests)" or "stopped before retry…" while purges and the registry view (restores/history.ts,
+ * UNDO_UNCERTAIN) already took it for possibly back. A refusal that changed nothing (unapplied), a
+ * restore never sent and one not tried for its parent's sake keep their own words.
+ */
+export function saysUncertain(r: RestoreResult): RestoreResult {
+  if (r.ok || r.skipped || r.unapplied || !r.error || !(r.interrupted || (r.attempts ?? 0) > 0)) return r;
+  const how = r.interrupted ? 'the rollback stopped before its answer' : 'did not succeed';
+  return {
+    ...r,
+    error:
+      `outcome unknown: its restore went out and ${how} (${r.error}); it may have been applied, so the resource may be live again: a rollback sends it again to settle it`.slice(
+        0,
+        500,
+      ),
+  };
+}
+
 export async function restoreBatch(c: BatchContext, picked: RestoreCandidate[]): Promise<RestoreResult[]> {
   const rows = rollbackOrder(picked);
   const results = new Map<number, RestoreResult>();

@@ -15,7 +15,7 @@ import type { Engine } from './engine.ts';
 import { runToken, type Fence } from './exclusive.ts';
 import type { HaltWatch } from './halt-watch.ts';
 import { FIRST_BATCH, nextBatchSize, PROGRESS_EVERY_MS } from './chunk-progress.ts';
-import { restoreBatch } from './rollback-batch.ts';
+import { restoreBatch, saysUncertain } from './rollback-batch.ts';
 import type { RestoreCandidate, RestoreResult, RollbackLedger } from './rollback-ledger.ts';
 import type { OperationRecord } from './state.ts';
 
@@ -109,7 +109,7 @@ async function rollbackRun<Tx>(deps: RollbackDeps<Tx>, opId: string, fence: Fenc
           performance.now() - batchStarted < BATCH_BUDGET_MS,
       },
       toSend,
-    );
+    ).then((rs) => rs.map(saysUncertain));
     const out = [...decided, ...sent];
     await deps.ledger.finish(opId, token, out);
     lastError = out.findLast((r) => !r.ok && !r.permanent && !r.skipped)?.error ?? lastError;
