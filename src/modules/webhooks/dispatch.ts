@@ -188,3 +188,17 @@ export async function queueRedeliveries(
     after = r.rows[r.rows.length - 1]!.id;
   }
 }
+
+/**
+ * An earlier delivery of `endpoint` than `id` is pending and not tried in its current series: it goes
+ * first (endpoint-gate.ts). One that was tried and waits for its retry does not hold later ones up.
+ * Through the partial index of pending deliveries (a scan of the endpoint's history otherwise).
+ */
+export async function earlierUntried(db: Queryable, endpoint: string, id: string): Promise<boolean> {
+  const r = await db.query(
+    `SELECT 1 FROM webhook_deliveries
+      WHERE endpoint_id = $1 AND status = 'pending' AND id < $2::bigint AND attempts = attempt_base LIMIT 1`,
+    [endpoint, id],
+  );
+  return r.rows.length > 0;
+}

@@ -13,6 +13,12 @@
 // the next. A wake that is lost (a crash between the pop and the promote, Redis down) costs at
 // most `parkMs`: a parked delivery comes back by itself then, and parks again if it must.
 //
+// The list is kept in event order (a sorted set scored by delivery ID), and the one woken is the
+// earliest parked: woken first-parked-first, a burst (a redelivery of what failed while a receiver
+// was down) reached a healthy receiver as "halted, rolled_back, wave_completed, started" (a trial).
+// A delivery with an earlier one of its endpoint not yet tried parks too (runtime.ts): the earlier
+// one's end wakes it.
+//
 // The bound is per process: N worker processes may have N attempts in flight to one endpoint.
 import { DelayedError, Job, type Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
@@ -29,20 +35,33 @@ export interface EndpointGate {
   enter(endpoint: string): boolean;
   /** Gives the slot back and wakes the endpoint's first parked delivery. */
   leave(endpoint: string): Promise<void>;
-  /** Parks `job` (its endpoint is at its bound) and throws DelayedError, which BullMQ expects. */
-  park(job: Job, token: string | undefined, endpoint: string): Promise<never>;
+  /**
+   * Parks `job` (delivery `order`, its ID) and throws DelayedError, which BullMQ expects: its
+   * endpoint is at its bound, or `behind` says an earlier delivery is not tried yet (asked again
+   * once parked: that one may have ended in between, finding no one to wake).
+   */
+  park(
+    job: Job,
+    token: string | undefined,
+    endpoint: string,
+    order: number,
+    behind?: () => Promise<boolean>,
+  ): Promise<never>;
 }
 
 export function endpointGate(o: { redis: Redis; queue: Queue; prefix: string; parkMs: number }): EndpointGate {
   const inFlight = new Map<string, number>();
   const room = (endpoint: string) => (inFlight.get(endpoint) ?? 0) < PER_ENDPOINT;
   // Not under `<prefix>:webhooks:`, where BullMQ keeps the queue's keys and one per job ID.
-  const key = (endpoint: string) => `${o.prefix}:webhook-parked:${endpoint}`;
+  // A sorted set; the list an older version kept was `webhook-parked:` (another name: no WRONGTYPE
+  // while both run, its entries come back by themselves).
+  const key = (endpoint: string) => `${o.prefix}:webhook-parked-in-order:${endpoint}`;
 
   async function wake(endpoint: string) {
     for (;;) {
-      const entry = await o.redis.lpop(key(endpoint));
-      if (entry === null) return;
+      const popped = await o.redis.zpopmin(key(endpoint));
+      const entry = popped[0];
+      if (entry === undefined) return;
       const [id, made] = entry.split('|') as [string, string];
       const job = await Job.fromId(o.queue, id);
       // Done already, or it made an attempt since it was parked (it came back by itself): it may be
@@ -70,7 +89,7 @@ export function endpointGate(o: { redis: Redis; queue: Queue; prefix: string; pa
       else inFlight.delete(endpoint);
       await wake(endpoint);
     },
-    async park(job, token, endpoint) {
+    async park(job, token, endpoint, order, behind) {
       // Jittered: a backlog that comes back by itself does not all come back at once.
       await job.moveToDelayed(Date.now() + o.parkMs + Math.floor((Math.random() * o.parkMs) / 4), token);
       try {
@@ -78,11 +97,11 @@ export function endpointGate(o: { redis: Redis; queue: Queue; prefix: string; pa
         // The TTL only drops a list nobody parks on any more; its deliveries came back by themselves.
         await o.redis
           .multi()
-          .rpush(k, `${job.id}|${job.attemptsMade}`)
+          .zadd(k, order, `${job.id}|${job.attemptsMade}`)
           .pexpire(k, 4 * o.parkMs)
           .exec();
-        // The attempt ahead of it may have ended between enter() and the push, finding no one to wake.
-        if (room(endpoint)) await wake(endpoint);
+        // The attempt ahead of it may have ended between enter() and the add, finding no one to wake.
+        if (behind ? !(await behind()) && room(endpoint) : room(endpoint)) await wake(endpoint);
       } catch {
         // Parked all the same: it comes back by itself after parkMs.
       }

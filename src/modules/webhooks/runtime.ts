@@ -8,7 +8,14 @@ import type { Redis } from 'ioredis';
 import type pg from 'pg';
 import type { HostAllowlist } from '../adapters/host-allowlist.ts';
 import { createAgents, deliverOnce, throwUnlessDelivered } from './deliver.ts';
-import { DISPATCH_BATCH, dispatchOnce, stalePending, queueRedeliveries, type Queued } from './dispatch.ts';
+import {
+  DISPATCH_BATCH,
+  dispatchOnce,
+  earlierUntried,
+  stalePending,
+  queueRedeliveries,
+  type Queued,
+} from './dispatch.ts';
 import { endpointGate } from './endpoint-gate.ts';
 import { CAPPED_BACKOFF, retryDelayMs, type WebhookSettings } from './settings.ts';
 import { errorsTo, outageLog, type OutageLog } from '../../lib/outage-log.ts';
@@ -83,8 +90,12 @@ export async function startWebhooks(
       const endpoint = job.data.endpointId ?? (await endpointOf(job.data.deliveryId));
       // No such delivery: nothing to send (deliverOnce skips it).
       if (endpoint === undefined) return;
+      const order = Number(job.data.deliveryId);
+      // In event order: an earlier delivery of the endpoint not tried yet goes first (endpoint-gate.ts).
+      const behind = () => earlierUntried(o.pool, endpoint, job.data.deliveryId);
+      if (await behind()) return gate.park(job, token, endpoint, order, behind);
       // Parking uses no attempt of the job (the delivery's own count is what ends it: deliverOnce).
-      if (!gate.enter(endpoint)) return gate.park(job, token, endpoint);
+      if (!gate.enter(endpoint)) return gate.park(job, token, endpoint, order);
       try {
         throwUnlessDelivered(await deliverOnce(deps, job.data.deliveryId, s.attempts));
       } finally {
