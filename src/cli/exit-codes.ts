@@ -46,6 +46,12 @@ export function exitForState(state: string): ExitCode | null {
   return null;
 }
 
+/**
+ * A 422 that only a flag's value can cause: the same command cannot succeed again (exit 2). A type
+ * that is not declared is --type's typo (a trial: exit 1, beside exit 2 for every other typo).
+ */
+export const byFlag = (code: string | undefined) => code === 'UNKNOWN_TARGET_TYPE';
+
 /** An error the CLI reports and exits with: `code` is the server's error code when there is one. */
 export class CliError extends Error {
   /** The server's requestId of a failed answer: what its log is searched by (shown for a 5xx). */

@@ -5,7 +5,7 @@ import http from 'node:http';
 import https from 'node:https';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { CliError, EXIT } from './exit-codes.ts';
+import { byFlag, CliError, EXIT } from './exit-codes.ts';
 import type { Connection } from './config.ts';
 
 export interface ApiErrorBody {
@@ -148,7 +148,7 @@ export function apiError(status: number, body: ApiErrorBody | undefined, text = 
   // A 400 is a request the server could not take as sent: built from this invocation's flags and
   // ID list, it is a usage error (exit 2), as the CLI's own checks of them are; a pipeline then
   // knows that retrying the same command cannot help (a trial read exit 1 as "try again").
-  const exit = code === 'PLAN_REJECTED' ? EXIT.rejected : status === 400 ? EXIT.usage : EXIT.error;
+  const exit = code === 'PLAN_REJECTED' ? EXIT.rejected : status === 400 || byFlag(code) ? EXIT.usage : EXIT.error;
   const err = new CliError(exit, code, message, body?.details, status);
   if (typeof body?.requestId === 'string') err.requestId = body.requestId;
   return err;

@@ -3,7 +3,7 @@
 // outcome as the REST path does: a plan → 0, PLAN_REJECTED → 10, any other refusal → 1.
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { CliError, EXIT, usageError } from './exit-codes.ts';
+import { byFlag, CliError, EXIT, usageError } from './exit-codes.ts';
 import { intakeTokenFingerprint } from './token-fingerprint.ts';
 import { timedOut, waitingFor, waitingNotes, WAITING_NOTE_MS } from './queue-wait.ts';
 
@@ -239,7 +239,7 @@ function refusal(err: Error): CliError {
   // A 400 is the job's input, built from this invocation's flags and ID list: a usage error (exit 2),
   // as the same refusal over REST is (http.ts apiError); the caller names the flags in it (inFlags).
   const status = typeof r.status === 'number' ? r.status : undefined;
-  const exit = status === 400 ? EXIT.usage : EXIT.error;
+  const exit = status === 400 || byFlag(r.code) ? EXIT.usage : EXIT.error;
   return new CliError(exit, r.code ?? 'JOB_FAILED', r.message ?? err.message, r.details, status);
 }
 

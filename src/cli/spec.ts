@@ -96,18 +96,23 @@ export function withFlagNames(
   err: unknown,
   shown: (field: string) => { flag: string; text: string } | undefined,
 ): unknown {
-  if (!(err instanceof CliError) || err.status === undefined || !Array.isArray(err.details)) return err;
-  const details = (err.details as { field?: unknown }[]).map((d) => {
+  if (!(err instanceof CliError) || err.status === undefined) return err;
+  // A list of fields (a validation's), or one object naming its field (a refusal such as
+  // UNKNOWN_TARGET_TYPE, whose typo'd --type was the one a trial found named by no flag).
+  const one = !Array.isArray(err.details) && typeof (err.details as { field?: unknown } | null)?.field === 'string';
+  if (!Array.isArray(err.details) && !one) return err;
+  const named = (d: { field?: unknown }) => {
     const s = typeof d?.field === 'string' ? shown(d.field) : undefined;
     return s ? { ...d, flag: s.flag } : d;
-  });
+  };
+  const details = one ? [named(err.details as { field?: unknown })] : (err.details as { field?: unknown }[]).map(named);
   // Longest field first, so that "line 1.rollout" never rewrites part of "line 1.rollout.waves".
   const fields = details
     .map((d) => d.field)
     .filter((x): x is string => typeof x === 'string' && shown(x) !== undefined)
     .sort((a, b) => b.length - a.length);
   const message = fields.reduce((m, field) => m.split(field).join(shown(field)!.text), err.message);
-  return new CliError(err.exitCode, err.code, message, details, err.status);
+  return new CliError(err.exitCode, err.code, message, one ? details[0] : details, err.status);
 }
 
 /**
@@ -139,8 +144,9 @@ export function inFlags(err: unknown, f: SpecFlags): unknown {
   return withFlagNames(err, (field) => {
     if (field === IDEMPOTENCY_HEADER) return { flag: '--idempotency-key', text: '--idempotency-key' };
     // `line 1.` in a streamed submission's refusal; `operation.` in the intake queue's (the job's operation).
+    // A field with neither names the spec's own (UNKNOWN_TARGET_TYPE: targetType).
     const prefix = ['line 1.', 'operation.'].find((p) => field.startsWith(p));
-    const path = prefix ? field.slice(prefix.length) : undefined;
+    const path = prefix ? field.slice(prefix.length) : field;
     if (path === undefined) return undefined;
     const hit = FLAG_FIELDS.find(
       ([flag, key]) => (path === key || path.startsWith(`${key}.`)) && (!key.startsWith('rollout.') || given[flag]),

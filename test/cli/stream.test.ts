@@ -103,8 +103,31 @@ describe('submitting 1,000,000 IDs', () => {
       // Bounds the wait: before, the CLI stayed until its stdin ended, here never (killed: code null).
       timeoutMs: 30_000,
     });
-    expect(r.code, r.stderr).toBe(1);
+    expect(r.code, r.stderr).toBe(2);
     expect(jsonError(r).error).toMatchObject({ code: 'UNKNOWN_TARGET_TYPE', status: 422 });
+  });
+
+  it('a typo in --type names the flag and the type meant, and exits 2 as every other typo does (a trial: exit 1, no hint)', async () => {
+    const file = join(dir, 'typo.txt');
+    await writeFile(file, 'app_00000_00\n');
+    const r = await runCli(
+      ['--json', 'plan', '--type', 'ap', '--reason', 'Typo', '--ticket', 'T-1', '--ids-file', file],
+      {
+        url,
+        token: t.tokens.requester,
+      },
+    );
+    expect(r.code, r.stderr).toBe(2);
+    const e = jsonError(r).error;
+    expect(e).toMatchObject({
+      code: 'UNKNOWN_TARGET_TYPE',
+      status: 422,
+      details: { field: 'targetType', flag: '--type', targetType: 'ap', didYouMean: 'app' },
+    });
+    expect(e.details.declared).toEqual(expect.arrayContaining(['app', 'site']));
+    expect(e.message).toMatch(
+      /^--type "ap" is not a type declared in the registry \(did you mean "app"\?\); declared types: /,
+    );
   });
 
   it('stops on a line longer than the server reads, without gathering it: a 50 MB line is refused at 64 KiB', async () => {

@@ -122,6 +122,11 @@ describe('scope', () => {
       code: 'UNKNOWN_TARGET_TYPE',
       details: { field: 'targetType' },
     });
+    // A typo names the type meant and the declared ones (the CLI names --type).
+    const typeTypo = (await postRestore(h, { targetType: 'ap', ids: ['x_1'] })).body;
+    expect(typeTypo).toMatchObject({ code: 'UNKNOWN_TARGET_TYPE', details: { targetType: 'ap', didYouMean: 'app' } });
+    expect(typeTypo.details.declared).toEqual(expect.arrayContaining(['app', 'site']));
+    expect(typeTypo.message).toContain('(did you mean "app"?); declared types: ');
     // A restore never rolls back, so it has no onHalt to set.
     const r = await postRestore(h, { tenantId: tenantId(0), haltPolicy: { onHalt: 'rollback' } });
     expect([r.status, r.body.code]).toEqual([400, 'VALIDATION_FAILED']);

@@ -83,6 +83,8 @@ const SCOPE_FLAGS: Record<string, string> = {
   'body.deletedSince': '--deleted-since',
   'body.operationId': '--operation',
   'body.targetType': '--type',
+  // A type the registry does not declare (UNKNOWN_TARGET_TYPE) names the body's field bare.
+  targetType: '--type',
   'body.asOf': '--as-of',
   'body.dueBefore': '--due-before',
   'body.rollout.waves': '--waves',

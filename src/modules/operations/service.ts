@@ -24,6 +24,7 @@ import {
   getBudgets,
   getPlanTtlSeconds,
   getResourceType,
+  unknownTargetType,
   insertOperation,
   loadInTx,
   type OperationReads,
@@ -160,12 +161,7 @@ export function operationService(deps: {
     // committed after it is one the plan may not have seen (chunks' protection, start's staleness).
     const protectionSeen = await snapshotNow(pool);
     const type = await getResourceType(pool, spec.targetType);
-    if (!type)
-      throw new UnprocessableError(
-        'UNKNOWN_TARGET_TYPE',
-        `Resource type "${spec.targetType}" is not declared in the registry`,
-        { field: 'targetType', targetType: spec.targetType },
-      );
+    if (!type) throw await unknownTargetType(pool, spec.targetType);
     const staged = newStagingTable();
     try {
       await createStagingTable(uploads, staged);

@@ -26,6 +26,7 @@ import {
   getBudgets,
   getPlanTtlSeconds,
   getResourceType,
+  unknownTargetType,
   insertOperation,
   loadInTx,
   type OperationReads,
@@ -121,11 +122,7 @@ export function purgeService(deps: {
         await client.query('CREATE TEMP TABLE plan_input (ord int NOT NULL, id text NOT NULL) ON COMMIT DROP');
         if (scope.kind === 'ids') {
           if (!(await getResourceType(client, scope.targetType)))
-            throw new UnprocessableError(
-              'UNKNOWN_TARGET_TYPE',
-              `Resource type "${scope.targetType}" is not declared in the registry`,
-              { field: 'targetType', targetType: scope.targetType },
-            );
+            throw await unknownTargetType(client, scope.targetType);
           const sink = async (rows: Buffer) => {
             const copy = client.query(copyFrom('COPY plan_input (ord, id) FROM STDIN'));
             copy.end(rows);

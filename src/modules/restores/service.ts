@@ -4,7 +4,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type pg from 'pg';
 import { canonicalJson } from '../../lib/canonical-json.ts';
-import { AppError, UnprocessableError } from '../../lib/errors.ts';
+import { AppError } from '../../lib/errors.ts';
 import { inTransaction } from '../../lib/sql.ts';
 import type { Metrics } from '../../plugins/metrics.ts';
 import type { Principal } from '../auth/roles.ts';
@@ -27,6 +27,7 @@ import {
   getBudgets,
   getPlanTtlSeconds,
   getResourceType,
+  unknownTargetType,
   getRestoreApproval,
   insertOperation,
   loadInTx,
@@ -99,14 +100,7 @@ export function restoreService(deps: {
         await client.query('CREATE TEMP TABLE plan_input (ord int NOT NULL, id text NOT NULL) ON COMMIT DROP');
         if (scope.kind === 'ids') {
           if (!(await getResourceType(client, scope.targetType)))
-            throw new UnprocessableError(
-              'UNKNOWN_TARGET_TYPE',
-              `Resource type "${scope.targetType}" is not declared in the registry`,
-              {
-                field: 'targetType',
-                targetType: scope.targetType,
-              },
-            );
+            throw await unknownTargetType(client, scope.targetType);
           // At most MAX_INLINE_IDS, inline: small enough to copy inside the plan's transaction.
           const sink = async (rows: Buffer) => {
             const copy = client.query(copyFrom('COPY plan_input (ord, id) FROM STDIN'));
