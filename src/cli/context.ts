@@ -57,9 +57,11 @@ export function durationMs(text: string): number {
   return ms;
 }
 
-export function intArg(name: string) {
+/** A whole-number flag; `min` as the server takes it (--concurrency 0 passed here, then the server refused it). */
+export function intArg(name: string, min = 0) {
   return (text: string): number => {
-    if (!/^\d+$/.test(text)) throw usageError(`${name} must be a whole number, 0 or more (got "${text}")`);
+    if (!/^\d+$/.test(text) || Number(text) < min)
+      throw usageError(`${name} must be a whole number, ${min} or more (got "${text}")`);
     return Number(text);
   };
 }

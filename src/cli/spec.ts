@@ -41,7 +41,7 @@ export function specOptions(cmd: Command): Command {
     .option(
       '--concurrency <n>',
       'destructive calls in flight at once, per worker process (its chunks of the operation share them)',
-      intArg('--concurrency'),
+      intArg('--concurrency', 1),
     )
     .option('--rollout <json>', 'the whole rollout policy as JSON (the flags above win)', jsonArg('--rollout'))
     .option('--halt-policy <json>', 'halt policy as JSON', jsonArg('--halt-policy'))

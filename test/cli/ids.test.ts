@@ -221,6 +221,9 @@ describe('intArg (--bake-seconds, --concurrency)', () => {
     expect(intArg('--bake-seconds')('30')).toBe(30);
     expect(() => intArg('--bake-seconds')('-5')).toThrow('--bake-seconds must be a whole number, 0 or more (got "-5")');
     expect(() => intArg('--bake-seconds')('1.5')).toThrow('must be a whole number, 0 or more (got "1.5")');
+    // As the server takes it: --concurrency 0 passed here, then the server refused it (trial L).
+    expect(() => intArg('--concurrency', 1)('0')).toThrow('--concurrency must be a whole number, 1 or more (got "0")');
+    expect(intArg('--concurrency', 1)('1')).toBe(1);
   });
 });
 

@@ -68,7 +68,7 @@ function scopeOptions(cmd: Command, what: string): Command {
       'wave steps, comma-separated (e.g. 10%,100%; default: a restore 10%,100%, a purge as a delete)',
     )
     .option('--bake-seconds <n>', 'bake time between waves', intArg('--bake-seconds'))
-    .option('--concurrency <n>', 'calls in flight at once per worker process', intArg('--concurrency'))
+    .option('--concurrency <n>', 'calls in flight at once per worker process', intArg('--concurrency', 1))
     .option('--dry-run', 'the plan only, nothing stored')
     .option('--idempotency-key <key>', 'makes a retry return the same operation')
     .option('--wait', 'wait for an outcome (after approval and start)')
