@@ -76,6 +76,14 @@ describe('scope', () => {
     expect((await postRestore(h, { operationId: live.id })).body.message).toContain(
       `abort it (POST /v1/operations/${live.id}/abort)`,
     );
+    // Rolling back: its rollback is the way already under way ("or roll it back first" read as a
+    // contradiction, trial L). The state alone decides the words: set it for the request.
+    await query(h.databaseUrl, `UPDATE operations SET state = 'rolling_back' WHERE id = $1`, [live.id]);
+    const back = (await postRestore(h, { operationId: live.id })).body;
+    await query(h.databaseUrl, `UPDATE operations SET state = 'approved' WHERE id = $1`, [live.id]);
+    expect(back).toMatchObject({ code: 'OPERATION_LIVE', details: { state: 'rolling_back' } });
+    expect(back.message).toContain('its rollback is bringing back what it deleted: let it end');
+    expect(back.message).not.toContain('roll it back');
     await command(h, 'operator', live.id, 'abort', { reason: 'not needed' }).expect(200);
     // Ended without ever starting: it deleted nothing, said so for a restore and a purge (a trial read
     // "deleted nothing … that is still deleted (what was rolled back or restored since …)").

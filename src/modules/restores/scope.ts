@@ -107,7 +107,10 @@ export async function checkSource(client: pg.PoolClient, id: string, noun: 'rest
     const way =
       op.state === 'planned' || op.state === 'approved'
         ? `it has not started, so it deleted nothing yet: abort it (POST /v1/operations/${id}/abort) if it is not wanted, or let it run and end first`
-        : `let it end, or roll it back (POST /v1/operations/${id}/rollback) first`;
+        : op.state === 'rolling_back'
+          ? // Its rollback already brings back what it deleted ("or roll it back first" read as a contradiction: a trial).
+            `its rollback is bringing back what it deleted: let it end (rolled_back, or rollback_incomplete with what it could not restore, which a restore of the operation then takes)`
+          : `let it end, or roll it back (POST /v1/operations/${id}/rollback) first`;
     throw new ConflictError('OPERATION_LIVE', `Operation ${id} is ${op.state} and still holds its resources; ${way}`, {
       operationId: id,
       state: op.state,
