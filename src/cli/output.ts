@@ -173,7 +173,7 @@ export interface Waiting {
 /** What `waiting.on` names, for people ("waiting for redis" read as a code word: a trial). */
 const WAITED_FOR: Record<string, string> = { redis: 'the work queue (Redis)', workers: 'a worker process' };
 
-export function waitingText(w: Waiting, errorChars = Infinity): string {
+export function waitingText(w: Waiting, errorChars = Infinity, now = Date.now): string {
   if (w.on === 'claims') {
     const n = w.items ?? 0;
     return `waiting for ${n} item${n === 1 ? '' : 's'} another run holds (a chunk still calling, or a stopped worker's claim until ${w.until ?? '?'})`;
@@ -184,10 +184,14 @@ export function waitingText(w: Waiting, errorChars = Infinity): string {
   const n = w.items ?? 0;
   const err = w.lastError ?? '';
   const cut = err.length > errorChars ? `${err.slice(0, errorChars)}…` : err;
-  return (
-    `waiting to retry ${n} failed restore${n === 1 ? '' : 's'}, the next at ${w.nextRetryAt ?? '?'}` +
-    (cut ? ` (last error: ${cut})` : '')
-  );
+  // Due already (the restores are out, none answered yet; or a Redis outage held the rollback up):
+  // "the next at" a time 17 s ago read as a clock gone wrong (trial L).
+  const due = Date.parse(w.nextRetryAt ?? '');
+  const when =
+    due <= now()
+      ? `retrying since ${w.nextRetryAt} (due then, none answered yet)`
+      : `the next at ${w.nextRetryAt ?? '?'}`;
+  return `waiting to retry ${n} failed restore${n === 1 ? '' : 's'}, ${when}` + (cut ? ` (last error: ${cut})` : '');
 }
 
 /** Prints an error the way the mode asks; returns the exit code. */

@@ -408,7 +408,8 @@ describe('watch and status: a rollback waiting for its failed restores to be ret
     since: '2026-12-02T09:47:54.710Z',
     detail: 'Restores that failed for a reason that may pass …',
     items: 4,
-    nextRetryAt: '2026-12-02T09:47:58.710Z',
+    // Ahead of now (one already due reads differently: below).
+    nextRetryAt: '2099-12-02T09:47:58.710Z',
     lastError: 'HTTP 503 Service Unavailable (after 4 attempts)',
   };
 
@@ -427,11 +428,22 @@ describe('watch and status: a rollback waiting for its failed restores to be ret
     view.waves(waves, { ...status, held: heldText({ throttled: null, waiting }) });
     view.waves(waves, { ...status, held: heldText({ throttled: null, waiting: { ...waiting, items: 1 } }) });
     expect(out).toEqual([
-      'progress rolling_back · wave 1/1 · waiting to retry 4 failed restores, the next at 2026-12-02T09:47:58.710Z' +
+      'progress rolling_back · wave 1/1 · waiting to retry 4 failed restores, the next at 2099-12-02T09:47:58.710Z' +
         ' (last error: HTTP 503 Service Unavailable (after 4 attempts)) · w1 4/4\n',
-      'progress rolling_back · wave 1/1 · waiting to retry 1 failed restore, the next at 2026-12-02T09:47:58.710Z' +
+      'progress rolling_back · wave 1/1 · waiting to retry 1 failed restore, the next at 2099-12-02T09:47:58.710Z' +
         ' (last error: HTTP 503 Service Unavailable (after 4 attempts)) · w1 4/4\n',
     ]);
+  });
+
+  it('says a retry already due is under way since then, not "the next at" a time gone by (trial L)', () => {
+    const due = { ...waiting, nextRetryAt: '2026-12-02T09:47:58.710Z' };
+    expect(waitingText(due, Infinity, () => Date.parse('2026-12-02T09:48:15.000Z'))).toBe(
+      'waiting to retry 4 failed restores, retrying since 2026-12-02T09:47:58.710Z (due then, none answered yet)' +
+        ' (last error: HTTP 503 Service Unavailable (after 4 attempts))',
+    );
+    expect(waitingText(due, Infinity, () => Date.parse('2026-12-02T09:47:50.000Z'))).toContain(
+      'the next at 2026-12-02T09:47:58.710Z',
+    );
   });
 
   it("cuts a long error on watch's status line; status prints it whole", () => {

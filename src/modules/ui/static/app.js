@@ -400,7 +400,12 @@ function waitingText(w) {
   if (w.on !== 'restore_retry') return `Waiting for ${WAITED_FOR[w.on] ?? w.on} since ${when(w.since)}: ${w.detail}`;
   const n = w.items ?? 0;
   const error = w.lastError ? ` Last error: ${w.lastError}.` : '';
-  return `Waiting to retry ${n} failed restore${n === 1 ? '' : 's'}, the next at ${when(w.nextRetryAt)}.${error} ${w.detail}`;
+  // Due already: "the next at" a past time read as a clock gone wrong (trial L).
+  const next =
+    Date.parse(w.nextRetryAt) <= Date.now()
+      ? `retrying since ${when(w.nextRetryAt)} (due then, none answered yet)`
+      : `the next at ${when(w.nextRetryAt)}`;
+  return `Waiting to retry ${n} failed restore${n === 1 ? '' : 's'}, ${next}.${error} ${w.detail}`;
 }
 
 /**
