@@ -109,6 +109,15 @@ export async function follow(
   }
 }
 
+/**
+ * What an operation in a state that no event moves on its own waits for: "still planned (last heard
+ * from the server 8 s ago)" read as a lost connection on a healthy stream with nothing to send (trial L).
+ */
+const WAITS_FOR: Record<string, string> = {
+  planned: ': it waits for an approval (blastgate approve), then a start',
+  approved: ': it waits for a start (blastgate start)',
+};
+
 const ago = (at: number | null) => (at === null ? 'never' : `${Math.round((Date.now() - at) / 1000)} s ago`);
 
 export function outcomeLine(r: WatchResult): string {
@@ -117,7 +126,7 @@ export function outcomeLine(r: WatchResult): string {
     return r.state === 'unknown'
       ? `Timed out waiting: no event of ${r.operationId} arrived; its state is not known (blastgate status ${r.operationId}).`
       : // How fresh that state is: a stream that went silent (a hung server) holds an old one.
-        `Timed out waiting: ${r.operationId} is still ${r.state} (last heard from the server ${ago(r.lastHeardAt)}).`;
+        `Timed out waiting: ${r.operationId} is still ${r.state}${WAITS_FOR[r.state] ?? ''} (last heard from the server ${ago(r.lastHeardAt)}).`;
   const halt = r.haltReason ? ` (${haltReasonText(r.state, r.haltReason)})` : '';
   return `${r.operationId} is ${r.state}${halt}.`;
 }

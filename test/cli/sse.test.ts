@@ -275,7 +275,7 @@ describe('followSse / watchOperation against a real SSE server', () => {
       // Heard from once, then silent: the state may be old, and the line says how old (a trial
       // read "is still planned" from a hung server while the operation had completed).
       expect(outcomeLine(r)).toMatch(
-        /^Timed out waiting: op_1 is still planned \(last heard from the server [12] s ago\)\.$/,
+        /^Timed out waiting: op_1 is still planned: it waits for an approval \(blastgate approve\), then a start \(last heard from the server [12] s ago\)\.$/,
       );
     } finally {
       quiet.closeAllConnections();
