@@ -147,7 +147,6 @@ export function inFlags(err: unknown, f: SpecFlags): unknown {
     // A field with neither names the spec's own (UNKNOWN_TARGET_TYPE: targetType).
     const prefix = ['line 1.', 'operation.'].find((p) => field.startsWith(p));
     const path = prefix ? field.slice(prefix.length) : field;
-    if (path === undefined) return undefined;
     const hit = FLAG_FIELDS.find(
       ([flag, key]) => (path === key || path.startsWith(`${key}.`)) && (!key.startsWith('rollout.') || given[flag]),
     );

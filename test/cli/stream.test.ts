@@ -124,7 +124,7 @@ describe('submitting 1,000,000 IDs', () => {
       status: 422,
       details: { field: 'targetType', flag: '--type', targetType: 'ap', didYouMean: 'app' },
     });
-    expect(e.details.declared).toEqual(expect.arrayContaining(['app', 'site']));
+    expect(e.details?.declared).toEqual(expect.arrayContaining(['app', 'site']));
     expect(e.message).toMatch(
       /^--type "ap" is not a type declared in the registry \(did you mean "app"\?\); declared types: /,
     );
