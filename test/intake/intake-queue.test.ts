@@ -163,6 +163,11 @@ describe('the CI intake queue', () => {
       code: 'UNAUTHENTICATED',
       message: 'The job data has no bearer token (data.token)',
     });
+    // Data that is no object says so (null read as a missing token field: trial L).
+    expect(await refusal('ci-null-data', null)).toMatchObject({
+      code: 'UNAUTHENTICATED',
+      message: 'The job data is null, not an object {token, operation}: it has no bearer token (data.token)',
+    });
     // A token that is there but not text is not "no token" (a trial read that and looked for a missing field).
     expect(
       await refusal('ci-number-token', { token: 12345, operation: { ...spec, ids: [appId(2, 0)] } }),

@@ -111,11 +111,14 @@ export function intakeService(deps: IntakeDeps) {
   const { pool, metrics, log } = deps;
 
   /** The principal of the job's token, refused like the route refuses (401) otherwise. */
-  async function principalOf(secret: string | undefined, notText = false): Promise<Principal> {
+  async function principalOf(secret: string | undefined, notText = false, notObject?: string): Promise<Principal> {
     // A token given as a number (or anything but a string) is not "no token": say what is wrong.
-    const tokenMissing = notText
-      ? 'The job data has a token that is not a string (data.token must be the bearer token, as text)'
-      : 'The job data has no bearer token (data.token)';
+    // Nor is data that is no object at all (null read as a missing token field: trial L).
+    const tokenMissing = notObject
+      ? `The job data is ${notObject}, not an object {token, operation}: it has no bearer token (data.token)`
+      : notText
+        ? 'The job data has a token that is not a string (data.token must be the bearer token, as text)'
+        : 'The job data has no bearer token (data.token)';
     if (!secret) throw unauthenticated(null, tokenMissing);
     let principal: Principal;
     try {
@@ -221,7 +224,9 @@ export function intakeService(deps: IntakeDeps) {
     const finish = () => ('sealedToken' in job.data || 'token' in job.data ? job.updateData(kept) : undefined);
     let principal: Principal | undefined;
     try {
-      principal = await principalOf(secret, 'token' in obj && typeof obj.token !== 'string');
+      const notObject =
+        raw === obj ? undefined : raw === null ? 'null' : Array.isArray(raw) ? 'an array' : `a ${typeof raw}`;
+      principal = await principalOf(secret, 'token' in obj && typeof obj.token !== 'string', notObject);
       const out = await plan(job, kept, unknownFields, principal);
       await finish();
       return out;
