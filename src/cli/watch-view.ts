@@ -13,6 +13,8 @@ export interface WaveProgress {
   pending: number;
   restored?: number;
   restoreFailed?: number;
+  /** Being restored by a running rollback (its restore out, or to be retried). */
+  restoring?: number;
   skipped?: number;
   /** Descendants the wave's cascades take, not counted in items (the stream's `descendants`). */
   descendants?: number;
@@ -153,6 +155,7 @@ export function lineView(write: (s: string) => void): View {
       // What a rollback has brought back so far: during one, done/items stays where the run left it,
       // so the line said "w2 195/195" twenty times while the restores landed (a new-user trial).
       const back = (w: WaveProgress) =>
+        (w.restoring ? ` · restoring ${w.restoring}` : '') +
         (w.restored ? ` · restored ${w.restored}` : '') +
         (w.restoreFailed ? ` (${w.restoreFailed} restore failed)` : '');
       const parts = waves.map(

@@ -116,6 +116,7 @@ describe('live events', () => {
           'items',
           'pending',
           'restoreFailed',
+          'restoring',
           'restored',
           'settledAt',
           'startedAt',

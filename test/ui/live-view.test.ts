@@ -483,6 +483,46 @@ describe('live view in headless Chromium', () => {
     }
   });
 
+  it('shows what a running rollback is restoring as restoring, not as done (trial M: drawn green, or nowhere)', async () => {
+    const op = await submitAndStart(h, { ids: appsOf([84, 85], APPS), rollout: ROLLOUT });
+    await waitForState(h, op.id, ['completed']);
+    // Every restore is answered 503: the rollback keeps trying them (restoring) and runs on.
+    h.downstream.failOnly(['restore']);
+    h.downstream.failAll(503);
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    try {
+      expect((await command(h, 'operator', op.id, 'rollback', { reason: 'undo the cleanup' })).status).toBe(200);
+      await expect
+        .poll(async () => (await ledger(h, op.id)).filter((i) => i.state === 'restore_failed').length, POLL)
+        .toBe(2 * APPS);
+      await openWithToken(page, h.tokens.viewer);
+      await page.locator('#ops').waitFor();
+      await page.goto(`${base}/ui#/op/${op.id}`);
+      await expect.poll(() => page.locator('#op-state').textContent(), POLL).toBe('rolling_back');
+      const strip = () =>
+        page.evaluate<Record<string, string>[]>(
+          `[...document.querySelectorAll('#waves li')].map((li) => ({ ...li.dataset, text: li.querySelector('.wave-label').textContent }))`,
+        );
+      const sum = (ws: Record<string, string>[], k: string) => ws.reduce((n, w) => n + Number(w[k]), 0);
+      // Once the stream's progress has come (the page reads the operation first, then the stream).
+      await page.locator('#stream[data-stream="live"]').waitFor({ timeout: 15_000 });
+      await expect.poll(async () => sum(await strip(), 'restoring'), POLL).toBe(2 * APPS);
+      const waves = await strip();
+      expect({ done: sum(waves, 'done'), failed: sum(waves, 'failed'), restored: sum(waves, 'restored') }).toEqual({
+        done: 0,
+        failed: 0,
+        restored: 0,
+      });
+      for (const w of waves) if (Number(w.restoring) > 0) expect(w.text).toContain(` · ${w.restoring} restoring · `);
+    } finally {
+      await context.close();
+      h.downstream.failAll(null);
+      h.downstream.failOnly(null);
+      await command(h, 'operator', op.id, 'abort', { reason: 'end of the test', endRollback: true });
+    }
+  });
+
   it('hides the login form while signed in, and shows it again after "Forget token"', async () => {
     const context = await browser.newContext();
     const page = await context.newPage();

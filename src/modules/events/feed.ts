@@ -25,6 +25,11 @@ export interface WaveProgress {
   restored: number;
   /** Items of the wave whose restore failed (ledger state restore_failed): a rollback could not bring them back. */
   restoreFailed: number;
+  /**
+   * Items of the wave a running rollback is restoring (a restore out, or one it will try again):
+   * the live view drew them as done, or not at all when their delete's outcome was unknown (trial M).
+   */
+  restoring: number;
   startedAt: string | null;
   settledAt: string | null;
 }
@@ -148,6 +153,7 @@ export async function readLive(
       pending: Math.max(0, w.items - w.done - w.failed),
       restored: undone.get(w.wave)?.restored ?? 0,
       restoreFailed: undone.get(w.wave)?.restoreFailed ?? 0,
+      restoring: undone.get(w.wave)?.restoring ?? 0,
       startedAt: iso(w.started_at ? new Date(w.started_at) : null),
       settledAt: iso(w.settled_at ? new Date(w.settled_at) : null),
     })),
@@ -175,12 +181,13 @@ export async function readLive(
  * down between attempts): it still counts as deleted.
  */
 function restoresByWave(moves: WaveMove[], rollbackRuns: boolean) {
-  const byWave = new Map<number, { restored: number; restoreFailed: number }>();
+  const byWave = new Map<number, { restored: number; restoreFailed: number; restoring: number }>();
   for (const m of moves) {
-    const w = byWave.get(m.wave) ?? { restored: 0, restoreFailed: 0 };
+    const w = byWave.get(m.wave) ?? { restored: 0, restoreFailed: 0, restoring: 0 };
     const c = shownClass(m.class, rollbackRuns);
     if (c === 'restored') w.restored += m.n;
     if (c === 'restore_failed') w.restoreFailed += m.n;
+    if (c === 'restoring') w.restoring += m.n;
     byWave.set(m.wave, w);
   }
   return byWave;

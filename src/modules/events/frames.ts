@@ -59,7 +59,7 @@ export function progressKey(op: OpLive) {
 }
 
 export function progressData(op: OpLive) {
-  const counts = { items: 0, done: 0, failed: 0, pending: 0, restored: 0, restoreFailed: 0 };
+  const counts = { items: 0, done: 0, failed: 0, pending: 0, restored: 0, restoreFailed: 0, restoring: 0 };
   for (const w of op.waves) {
     counts.items += w.items;
     counts.done += w.done;
@@ -67,6 +67,7 @@ export function progressData(op: OpLive) {
     counts.pending += w.pending;
     counts.restored += w.restored;
     counts.restoreFailed += w.restoreFailed;
+    counts.restoring += w.restoring;
   }
   return {
     state: op.state,

@@ -229,9 +229,10 @@ function applyOperation(v, op) {
     return {
       wave: w.index,
       items: w.items,
-      // Counted as the stream's waves are once shown (shownWave): an item being restored is still deleted.
-      done: (c.done ?? 0) + (c.restoring ?? 0),
+      // Counted as the stream's waves are once shown (shownWave): each item once, in its ledger state.
+      done: c.done ?? 0,
       failed: c.failed ?? 0,
+      restoring: c.restoring ?? 0,
       restored: c.restored ?? 0,
       restoreFailed: c.restore_failed ?? 0,
     };
@@ -368,12 +369,16 @@ function mergeWaves(v, waves) {
  * never more than the wave's items.
  */
 function shownWave(w) {
-  const undone = (w.restored ?? 0) + (w.restoreFailed ?? 0);
+  // What a rollback took up (restoring, restored, restore failed) is no longer shown as the forward
+  // run's done or failed: each item once. An item whose delete had no known outcome (its call out at
+  // a halt) is neither, and was drawn nowhere while it was being restored (trial M).
+  const undone = (w.restored ?? 0) + (w.restoreFailed ?? 0) + (w.restoring ?? 0);
   const done = w.done ?? 0;
   return {
     ...w,
     done: Math.max(0, done - undone),
     failed: Math.max(0, (w.failed ?? 0) - Math.max(0, undone - done)),
+    restoring: w.restoring ?? 0,
     restored: w.restored ?? 0,
     restoreFailed: w.restoreFailed ?? 0,
   };
@@ -454,6 +459,7 @@ function render(v) {
 const SEGMENTS = [
   ['done', 'done'],
   ['failed', 'failed'],
+  ['restoring', 'restoring'],
   ['restored', 'restored'],
   ['restoreFailed', 'restore-failed'],
 ];
@@ -461,7 +467,8 @@ const SEGMENTS = [
 function renderWave(w) {
   const li = el('li');
   const n = (k) => w[k] ?? 0;
-  for (const k of ['wave', 'items', 'done', 'failed', 'restored', 'restoreFailed']) li.dataset[k] = String(n(k));
+  for (const k of ['wave', 'items', 'done', 'failed', 'restoring', 'restored', 'restoreFailed'])
+    li.dataset[k] = String(n(k));
   const bar = el('div', null, 'bar');
   // Each item is counted once (shownWave), so the segments fit. The cap is for the operation view's
   // ledger counts, which also count cascaded descendants where the plan's items per wave do not:
@@ -474,7 +481,8 @@ function renderWave(w) {
     seg.style.width = `${w.items ? (100 * shown) / w.items : 0}%`;
     bar.append(seg);
   }
-  const text = `Wave ${n('wave') + 1}: ${n('done')} done · ${n('failed')} failed · ${n('restored')} restored`;
+  const restoring = n('restoring') ? ` · ${n('restoring')} restoring` : '';
+  const text = `Wave ${n('wave') + 1}: ${n('done')} done · ${n('failed')} failed${restoring} · ${n('restored')} restored`;
   const label = el('span', text, 'wave-label');
   if (n('restoreFailed')) label.append(' · ', el('span', `${n('restoreFailed')} restore failed`, 'restore-failed'));
   // The stream counts a wave's submitted items; what their cascades take is said beside them.
