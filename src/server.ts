@@ -29,6 +29,8 @@ import { generateToken } from './modules/auth/secrets.ts';
 import { parseMasterKey } from './modules/snapshots/crypto.ts';
 import { checkSnapshotKey } from './modules/snapshots/key-check.ts';
 import { prefixWarning, recordQueuePrefix } from './modules/execution/prefix-check.ts';
+import { workerCommand } from './embedded/worker-hint.ts';
+import { EMBEDDED_ALLOW } from './modules/adapters/host-allowlist.ts';
 
 // The local PostgreSQL and Redis of embedded mode, once started (or taken over from an earlier
 // run): they must not outlive this process, however it ends — a clean shutdown, a shutdown that
@@ -192,7 +194,18 @@ async function main() {
       `  Swagger UI:  ${shown}/docs`,
       `  Live view:   ${shown}/ui`,
       `  Admin token: ${adminLine}`,
-      `  Workers:     ${workers ? 'running in this process' : 'not in this process (run `npm run worker`)'}\n`,
+      `  Workers:     ${
+        workers
+          ? 'running in this process'
+          : `not in this process; start one (or more, from a shell with this one's settings) with\n    ${workerCommand({
+              dataDir: config.dataDir,
+              localDatabaseUrl: local?.databaseUrl,
+              localRedisUrl: local?.redisUrl,
+              keyFromDataDir: config.snapshotKey === undefined,
+              secretFromDataDir: Boolean(local) && !config.signingSecrets.hasDefault,
+              ...(local && !process.env.BLASTGATE_DOWNSTREAM_ALLOW ? { embeddedAllow: EMBEDDED_ALLOW } : {}),
+            })}`
+      }\n`,
     ].join('\n'),
   );
 
