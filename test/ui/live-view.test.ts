@@ -20,7 +20,7 @@ import {
 } from '../support/execution.ts';
 import { appsOf, command, ledger, range } from '../support/exec-helpers.ts';
 import { findChromium } from '../support/chromium.ts';
-import { query, seedRegistry } from '../support/seed.ts';
+import { query, seedRegistry, siteId } from '../support/seed.ts';
 
 const APPS = 4;
 /** How long the page may take to show something (a bounded wait, not a timing assertion). */
@@ -520,6 +520,57 @@ describe('live view in headless Chromium', () => {
       h.downstream.failAll(null);
       h.downstream.failOnly(null);
       await command(h, 'operator', op.id, 'abort', { reason: 'end of the test', endRollback: true });
+    }
+  });
+
+  it('says why a rejected plan was rejected, and loads a page opened during a database outage once it answers (trial M)', async () => {
+    // The 2022 mistake: site IDs in an app delete. The page said "delete of 0 app items across 0
+    // tenants · 0 waves", no reason.
+    const res = await request(h.app.server)
+      .post('/v1/operations')
+      .set('authorization', h.auth('requester'))
+      .send({
+        targetType: 'app',
+        reason: 'Remove the legacy app',
+        ticket: 'CHG-1',
+        ids: [appsOf([86], APPS)[0], siteId(87), siteId(88)],
+      });
+    expect(res.status, JSON.stringify(res.body)).toBe(422);
+    const id = res.body.details.operationId as string;
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    try {
+      await openWithToken(page, h.tokens.viewer);
+      await page.locator('#ops').waitFor();
+      // The first two reads of the operation meet PostgreSQL away (503), as during an outage: the
+      // page stayed on the error until reloaded by hand.
+      let refused = 0;
+      await page.route(`**/v1/operations/${id}`, (route) =>
+        refused++ < 2
+          ? route.fulfill({
+              status: 503,
+              contentType: 'application/json',
+              body: JSON.stringify({
+                code: 'DEPENDENCY_UNAVAILABLE',
+                message: 'PostgreSQL could not be reached; retry later.',
+              }),
+            })
+          : route.continue(),
+      );
+      await page.goto(`${base}/ui#/op/${id}`);
+      await expect.poll(() => page.locator('#error').textContent(), POLL).toContain('503 DEPENDENCY_UNAVAILABLE');
+      await expect.poll(() => page.locator('#op-state').textContent(), POLL).toBe('rejected');
+      expect(refused).toBeGreaterThanOrEqual(3);
+      expect(await page.locator('#error').isVisible()).toBe(false);
+      expect(await page.locator('#op-summary').textContent()).toMatch(
+        /^delete of 3 submitted app IDs: nothing planned/,
+      );
+      const why = await page.locator('#halt').textContent();
+      expect(why).toContain('Rejected: 2 type_mismatch of 3; nothing runs from it.');
+      expect(why).toContain(`${siteId(87)} (type_mismatch: is site)`);
+      expect(why).toContain(`GET /v1/operations/${id}/report (blastgate report ${id})`);
+    } finally {
+      await context.close();
     }
   });
 

@@ -180,6 +180,8 @@ async function loadList() {
   $('ops-empty').hidden = sorted.length > 0;
 }
 
+/** "1 tenant", "2 tenants" ("1 tenants, 1 waves" in the approve dialog: trial M). */
+const count = (n, noun) => `${n} ${noun}${n === 1 ? '' : 's'}`;
 const when = (iso) => (iso ? new Date(iso).toLocaleString() : '');
 
 // ---- one operation ---------------------------------------------------------------------------
@@ -200,8 +202,13 @@ async function showOp(id) {
     // The stream resumes after the last audit event read here: nothing twice, nothing missed.
     v.cursor = audit.length ? audit[audit.length - 1].seq : null;
   } catch (err) {
-    return showError(err);
+    showError(err);
+    // PostgreSQL or Redis away (503): tried again until it answers, as an open page's stream rides
+    // the outage out. A page opened during one stayed on the error until reloaded by hand (trial M).
+    if (err?.status === 503) setTimeout(() => view === v && showOp(id), 2000);
+    return;
   }
+  showError(null);
   render(v);
   v.tick = setInterval(() => renderBake(v), 1000);
   void follow(v);
@@ -414,6 +421,30 @@ function waitingText(w) {
 }
 
 /**
+ * Why a rejected plan was rejected, from its recorded report: it showed as "delete of 0 app items
+ * across 0 tenants · 0 waves" with no reason (trial M). The first offenders, and where every one is.
+ */
+function rejectionText(op) {
+  const r = op.state === 'rejected' ? op.rejection : null;
+  if (!r?.counts) return null;
+  const counts = Object.entries(r.counts);
+  const submitted = counts.reduce((n, [, k]) => n + k, 0);
+  const bad = counts.filter(([c, k]) => c !== 'ok' && k > 0);
+  const first = bad
+    .flatMap(([c]) =>
+      (r.offenders?.[c] ?? []).slice(0, 3).map((o) => `${o.id} (${c}${o.actualType ? `: is ${o.actualType}` : ''})`),
+    )
+    .slice(0, 5);
+  const report = op.links?.report ?? `/v1/operations/${op.id}/report`;
+  return {
+    submitted,
+    text:
+      `Rejected: ${bad.map(([c, k]) => `${k} ${c}`).join(', ')} of ${submitted}; nothing runs from it. ` +
+      `${first.length ? `E.g. ${first.join(', ')}. ` : ''}Every offending ID: GET ${report} (blastgate report ${op.id}).`,
+  };
+}
+
+/**
  * "120 items: 60 app, 60 module by cascade": itemCount counts cascaded descendants too, so "120
  * app items" over 60 apps (a trial) read as twice the apps.
  */
@@ -433,11 +464,17 @@ function render(v) {
     op.currentWave === null || op.currentWave === undefined
       ? `${op.waveCount} waves`
       : `wave ${op.currentWave + 1} of ${op.waveCount}`;
-  $('op-summary').textContent =
-    `${op.kind ?? op.action} of ${itemsText(op)} across ${op.tenantCount} tenant${op.tenantCount === 1 ? '' : 's'} · ` +
-    `${waves} · requested by ${op.requestedBy}`;
-  $('halt').hidden = !op.haltReason;
-  $('halt').textContent = op.haltReason ? `${REASON_LABELS[op.state] ?? 'Reason'}: ${op.haltReason}` : '';
+  const rejected = rejectionText(op);
+  $('op-summary').textContent = rejected
+    ? `${op.kind ?? op.action} of ${rejected.submitted} submitted ${op.targetType} ID${rejected.submitted === 1 ? '' : 's'}: nothing planned · requested by ${op.requestedBy}`
+    : `${op.kind ?? op.action} of ${itemsText(op)} across ${op.tenantCount} tenant${op.tenantCount === 1 ? '' : 's'} · ` +
+      `${waves} · requested by ${op.requestedBy}`;
+  $('halt').hidden = !op.haltReason && !rejected;
+  $('halt').textContent = rejected
+    ? rejected.text
+    : op.haltReason
+      ? `${REASON_LABELS[op.state] ?? 'Reason'}: ${op.haltReason}`
+      : '';
   // Running with nothing moving needs its reason shown, as the halt's is.
   const held = op.waiting
     ? waitingText(op.waiting)
@@ -555,7 +592,7 @@ function openDialog(v, action) {
   if (approve) {
     const p = v.op.plan ?? {};
     $('confirm-plan-summary').textContent =
-      `${p.itemCount} items, ${p.tenantCount} tenants, ${p.waves?.length ?? 0} waves` +
+      `${count(p.itemCount, 'item')}, ${count(p.tenantCount, 'tenant')}, ${count(p.waves?.length ?? 0, 'wave')}` +
       `${p.budgets ? (p.budgets.withinBudget ? ', within budget' : `, over budget: ${p.budgets.breaches.join(', ')}`) : ''}` +
       `${p.requiresBreakGlass ? ', break-glass (needs a second approval by an admin)' : ''}`;
     $('confirm-hash').textContent = v.op.planHash ?? '';
