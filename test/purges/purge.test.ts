@@ -537,7 +537,11 @@ describe('a purge of what a rollback may have brought back', () => {
       h.downstream.failOnly(null);
     }
     expect(h.downstream.state(apps[0]!)).toBe('active');
-    expect(await registryView(apps[0]!)).toMatchObject({ uncertainRestore: { operationId: del } });
+    const view = await registryView(apps[0]!);
+    expect(view).toMatchObject({ uncertainRestore: { operationId: del } });
+    // When its restore went out and failed, not when it was deleted (the snapshot's time, trial M).
+    const at = (x: unknown) => Date.parse((x as { at: string }).at);
+    expect(at(view.uncertainRestore)).toBeGreaterThan(at(view.deletedBy));
     await makeDue(apps);
     // It read as deleted (restore_failed) and was purged: a live app hard-deleted (a trial purged one so).
     const r = await postPurge({ targetType: 'app', ids: apps });

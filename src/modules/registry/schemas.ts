@@ -419,7 +419,11 @@ export const Resource = Type.Object(
           operationId: Type.String({
             description: 'The restore operation, or the delete whose rollback sent the restore',
           }),
-          at: { ...Timestamp, description: 'When Blastgate stored the snapshot of the restore, or of the delete' },
+          at: {
+            ...Timestamp,
+            description:
+              "When Blastgate stored the restore's snapshot (a restore operation's, just before its call), or recorded the rollback's restore failed",
+          },
         },
         {
           additionalProperties: false,

@@ -270,8 +270,12 @@ export async function uncertainDeletes(db: Queryable, ids: string[]): Promise<Ma
  */
 export async function uncertainRestores(db: Queryable, ids: string[]): Promise<Map<string, UncertainDelete>> {
   if (ids.length === 0) return new Map();
+  // `at`: a restore operation's snapshot time (taken just before its call); a rollback's restore has
+  // no snapshot of its own (it restores the delete's), so its item's last change (the restore's
+  // failure recorded), not the delete's time, which the view showed (trial M).
   const r = await db.query<{ id: string; operation_id: string; at: Date }>(
-    `SELECT DISTINCT ON (s.resource_id) s.resource_id AS id, s.operation_id, s.created_at AS at
+    `SELECT DISTINCT ON (s.resource_id) s.resource_id AS id, s.operation_id,
+       CASE WHEN o.action = 'delete' THEN i.updated_at ELSE s.created_at END AS at
      FROM snapshots s JOIN operations o ON o.id = s.operation_id AND o.action IN ('delete', 'restore')
        AND o.state <> ALL($3::text[])
      ${itemOfSnapshot('s')}
