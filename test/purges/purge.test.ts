@@ -480,8 +480,10 @@ describe('a purge of what a restore may have brought back', () => {
     expect(tenant.body.itemCount).toBe(1);
     expect(tenant.body.plan.leftOut).toMatchObject({
       restoreUncertain: 1,
-      items: [{ id: apps[0], reason: 'restore_uncertain' }],
+      // Naming the restore whose outcome is unknown (by was null: trial M).
+      items: [{ id: apps[0], reason: 'restore_uncertain', by: restoreId }],
     });
+    expect(tenant.body.plan.leftOut.items[0].detail).toContain(`a restore of it by ${restoreId} since its delete`);
     await command(h, 'operator', tenant.body.id, 'abort', { reason: 'not now' }).expect(200);
     expect(h.downstream.state(apps[0]!)).toBe('active');
   });

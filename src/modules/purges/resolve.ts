@@ -83,7 +83,11 @@ async function leaveOutUncertain(client: pg.PoolClient): Promise<number> {
     `WITH gone AS (
        DELETE FROM plan_class c WHERE c.class = 'restore_uncertain' RETURNING c.id
      ), noted AS (
-       INSERT INTO left_out (id, reason, by) SELECT id, 'restore_uncertain', NULL FROM gone ON CONFLICT (id) DO NOTHING
+       -- Named: the restore operation, or the delete whose rollback sent the restore (it was null: trial M).
+       INSERT INTO left_out (id, reason, by)
+       SELECT g.id, 'restore_uncertain', coalesce(ur.op_id, l.op_id) FROM gone g
+       LEFT JOIN restore_uncertain_ids ur ON ur.id = g.id LEFT JOIN restore_latest l ON l.id = g.id
+       ON CONFLICT (id) DO NOTHING
      )
      DELETE FROM plan_input i USING gone g WHERE i.id = g.id`,
   );

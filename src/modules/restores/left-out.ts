@@ -298,7 +298,7 @@ function detailOf(
     case 'children_kept':
       return keptDetail(by);
     case 'restore_uncertain':
-      return 'a restore of it since its delete went out and its outcome is unknown: it may be live again; restore it again to settle it (a later purge takes it once its delete stands)';
+      return `a restore of it${by ? ` by ${by}` : ''} since its delete went out and its outcome is unknown: it may be live again; restore it again to settle it (a later purge takes it once its delete stands)`;
   }
 }
 
