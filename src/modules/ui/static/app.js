@@ -519,7 +519,10 @@ function renderWave(w) {
     bar.append(seg);
   }
   const restoring = n('restoring') ? ` · ${n('restoring')} restoring` : '';
-  const text = `Wave ${n('wave') + 1}: ${n('done')} done · ${n('failed')} failed${restoring} · ${n('restored')} restored`;
+  // Restored only where a rollback may restore: a purge's or a restore's waves said "0 restored" (trial M).
+  const undoable = (view?.op?.kind ?? view?.op?.action ?? 'delete') === 'delete';
+  const restored = undoable || n('restored') ? ` · ${n('restored')} restored` : '';
+  const text = `Wave ${n('wave') + 1}: ${n('done')} done · ${n('failed')} failed${restoring}${restored}`;
   const label = el('span', text, 'wave-label');
   if (n('restoreFailed')) label.append(' · ', el('span', `${n('restoreFailed')} restore failed`, 'restore-failed'));
   // The stream counts a wave's submitted items; what their cascades take is said beside them.
@@ -545,16 +548,19 @@ function renderProbes(round) {
   $('probes')
     .querySelector('tbody')
     .replaceChildren(
-      ...round.results.map((r) => {
-        const tr = el('tr', null, `probe-${r.result}`);
-        // A cascade's descendants' system is named beside the tenant (its own adapter was asked).
-        tr.append(
-          el('td', r.type ? `${r.tenantId} via ${r.type}` : r.tenantId),
-          el('td', r.result),
-          el('td', r.detail ?? ''),
-        );
-        return tr;
-      }),
+      // t_2 before t_10 (sorted as text, t_1, t_10, t_11 … t_2 read as missing tenants: trial M).
+      ...[...round.results]
+        .sort((a, b) => a.tenantId.localeCompare(b.tenantId, undefined, { numeric: true }))
+        .map((r) => {
+          const tr = el('tr', null, `probe-${r.result}`);
+          // A cascade's descendants' system is named beside the tenant (its own adapter was asked).
+          tr.append(
+            el('td', r.type ? `${r.tenantId} via ${r.type}` : r.tenantId),
+            el('td', r.result),
+            el('td', r.detail ?? ''),
+          );
+          return tr;
+        }),
     );
 }
 
