@@ -142,6 +142,10 @@ describe('live view in headless Chromium', () => {
 
       // The timeline shows what happened so far (approval, start).
       await expect.poll(() => page.locator('#timeline li[data-action="operation.approved"]').count(), POLL).toBe(1);
+      // A wave's entries say which wave (counted from 1): "wave_started" alone did not (trial M).
+      const waveEntries = await page.locator('#timeline li[data-action$="wave_started"]').allTextContents();
+      expect(waveEntries.length).toBeGreaterThan(0);
+      for (const t of waveEntries) expect(t).toMatch(/wave_started \(wave [1-9]\d*\)/);
 
       await page.locator('#actions button[data-action="pause"]').click();
       await page.locator('#reason').fill('watching the canary dashboards');

@@ -581,7 +581,10 @@ function renderEntry(e) {
   const d = e.detail ?? {};
   const move = e.from || e.to ? ` ${e.from ?? '–'} → ${e.to ?? '–'}` : '';
   const why = d.reason ?? d.haltReason ?? d.comment ?? '';
-  const li = el('li', `${when(e.at)} ${e.action}${move} by ${e.actor} (${e.outcome})${why ? `: ${why}` : ''}`);
+  // Which wave a wave_started or wave_settled was of (they did not say: trial M); counted from 1.
+  const w = typeof e.wave === 'number' ? e.wave : d.wave;
+  const wave = typeof w === 'number' && /wave/.test(e.action) ? ` (wave ${w + 1})` : '';
+  const li = el('li', `${when(e.at)} ${e.action}${wave}${move} by ${e.actor} (${e.outcome})${why ? `: ${why}` : ''}`);
   li.dataset.seq = String(e.seq);
   li.dataset.action = e.action;
   return li;
