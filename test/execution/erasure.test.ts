@@ -330,6 +330,39 @@ describe('compliance erasure', () => {
     }
   });
 
+  it('a hard delete applied and answered 500 on every try: the registry view says it may be purged (uncertainPurge)', async () => {
+    // A trial: the erasure halted and was aborted, and the app read as active and never touched
+    // (deletedBy, uncertainDelete and uncertainPurge all null) while its system had it purged.
+    const ids = appsOf(freshSites(1), 1);
+    // The first try is applied and answered 500; every later one is answered 500.
+    let tried = false;
+    h.downstream.answer((c) => (c.action !== 'hardDelete' ? null : tried ? 500 : ((tried = true), null)));
+    h.downstream.failOnly(['hardDelete']);
+    h.downstream.failNext(1, 500, { afterApply: true });
+    try {
+      const op = await submitAndStart(h, {
+        ...SPEC,
+        erasure: true,
+        ids,
+        rollout: { ...ROLLOUT, waves: ['100%'] },
+        haltPolicy: { ...HALT, maxConsecutiveFailures: 1 },
+      });
+      const end = await waitForState(h, op.id, ['completed', 'completed_with_failures', 'halted', 'paused']);
+      expect(end.state).not.toBe('completed');
+      await command(h, 'operator', op.id, 'abort', { reason: 'the downstream is failing' }).expect(200);
+      expect(h.downstream.state(ids[0]!)).toBe('purged');
+      const view = await request(h.app.server)
+        .get(`/v1/registry/resources/${ids[0]}`)
+        .set('authorization', h.auth('viewer'))
+        .expect(200);
+      expect(view.body).toMatchObject({ uncertainPurge: { operationId: op.id }, uncertainDelete: null });
+    } finally {
+      h.downstream.answer(null);
+      h.downstream.failNext(0, 500);
+      h.downstream.failOnly(null);
+    }
+  });
+
   it('an item whose hard delete failed keeps its keys and its readable snapshot; the end does not read as success', async () => {
     const [s] = freshSites(1);
     const ids = appsOf([s!], APPS);

@@ -441,7 +441,7 @@ export const Resource = Type.Object(
         {
           additionalProperties: false,
           description:
-            "A purge (hard delete) of this resource by an ended operation whose outcome is unknown: a try that may have applied (a timeout, a 5xx), then the item failed; nothing of Blastgate's took effect on it since. It may be gone for good in its own system although the registry still reads soft_deleted: check it there. A later purge that takes it tries again (with the same outcome if it went through); a restore may fail. Null otherwise",
+            "A purge or a compliance erasure (a hard delete) of this resource by an ended operation whose outcome is unknown: a try that may have applied (a timeout, a 5xx), then the item failed; nothing of Blastgate's took effect on it since. It may be gone for good in its own system although the registry still reads soft_deleted (or active, for an erasure): check it there. A later purge that takes it tries again (with the same outcome if it went through); a restore may fail. Null otherwise",
         },
       ),
     ),

@@ -239,7 +239,7 @@ export interface UncertainDelete {
 }
 
 /**
- * The resources' deletes (and purges) by Blastgate whose outcome is unknown, by resource ID: a try
+ * The resources' deletes (and purges, erasures) by Blastgate whose outcome is unknown, by resource ID: a try
  * that may have applied (a timeout, a 5xx), then the item failed, in an operation that has ended, and
  * nothing of Blastgate's took effect on it since. The registry views show it beside `deletedBy`:
  * without it, a resource that may be gone read as never touched (a delete) or as only soft-deleted,
@@ -248,9 +248,9 @@ export interface UncertainDelete {
  */
 export async function uncertainDeletes(db: Queryable, ids: string[]): Promise<Map<string, UncertainDelete>> {
   if (ids.length === 0) return new Map();
-  const r = await db.query<{ id: string; operation_id: string; at: Date; action: 'delete' | 'purge' }>(
+  const r = await db.query<{ id: string; operation_id: string; at: Date; action: 'delete' | 'purge' | 'erase' }>(
     `SELECT DISTINCT ON (s.resource_id) s.resource_id AS id, s.operation_id, s.created_at AS at, o.action
-     FROM snapshots s JOIN operations o ON o.id = s.operation_id AND o.action IN ('delete', 'purge') AND o.state <> ALL($3::text[])
+     FROM snapshots s JOIN operations o ON o.id = s.operation_id AND o.action IN ('delete', 'purge', 'erase') AND o.state <> ALL($3::text[])
      ${itemOfSnapshot('s')}
      WHERE s.resource_id = ANY($2::text[]) AND i.executed_seq IS NOT NULL AND NOT (i.state = ANY($1::text[] || '{restored}'))
        AND ${nothingTookEffectSince('s')}
@@ -258,7 +258,14 @@ export async function uncertainDeletes(db: Queryable, ids: string[]): Promise<Ma
      ORDER BY s.resource_id, s.created_at DESC, s.id DESC`,
     [DELETED_ITEM_STATES, ids, LIVE_STATES],
   );
-  return new Map(r.rows.map((u) => [u.id, { operationId: u.operation_id, at: u.at, action: u.action }]));
+  // An erasure's hard delete is a purge's: of unknown outcome, the resource may be gone for good. It
+  // read as active and never touched while its system had it purged (a trial).
+  return new Map(
+    r.rows.map((u) => [
+      u.id,
+      { operationId: u.operation_id, at: u.at, action: u.action === 'delete' ? 'delete' : 'purge' },
+    ]),
+  );
 }
 
 /**
