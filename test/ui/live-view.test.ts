@@ -544,8 +544,25 @@ describe('live view in headless Chromium', () => {
     const context = await browser.newContext();
     const page = await context.newPage();
     try {
+      // The token's check meets the outage first (a page loaded during it: trial N).
+      let whoamiRefused = 0;
+      await page.route('**/v1/auth/whoami', (route) =>
+        whoamiRefused++ < 2
+          ? route.fulfill({
+              status: 503,
+              contentType: 'application/json',
+              body: JSON.stringify({
+                code: 'DEPENDENCY_UNAVAILABLE',
+                message: 'PostgreSQL could not be reached; retry later.',
+              }),
+            })
+          : route.continue(),
+      );
       await openWithToken(page, h.tokens.viewer);
+      await expect.poll(() => page.locator('#error').textContent(), POLL).toContain('503 DEPENDENCY_UNAVAILABLE');
       await page.locator('#ops').waitFor();
+      await expect.poll(() => page.locator('#whoami').textContent(), POLL).toBe('test-viewer (viewer)');
+      expect(whoamiRefused).toBeGreaterThanOrEqual(3);
       // The first two reads of the operation meet PostgreSQL away (503), as during an outage: the
       // page stayed on the error until reloaded by hand.
       let refused = 0;

@@ -120,7 +120,11 @@ async function start() {
   try {
     me = await api('/v1/auth/whoami');
   } catch (err) {
-    return showError(err);
+    showError(err);
+    // PostgreSQL or Redis away (503): asked again until it answers, and the page goes on from there.
+    // A page loaded during an outage stayed on the error (trial N): the retry of showOp was never reached.
+    if (err?.status === 503) setTimeout(() => token() && !me && start(), 2000);
+    return;
   }
   $('whoami').textContent = `${me.name} (${me.role})`;
   $('forget').hidden = false;
