@@ -199,6 +199,7 @@ async function main() {
           ? 'running in this process'
           : `not in this process; start one (or more, from a shell with this one's settings) with\n    ${workerCommand({
               dataDir: config.dataDir,
+              cwd: process.cwd(),
               localDatabaseUrl: local?.databaseUrl,
               localRedisUrl: local?.redisUrl,
               keyFromDataDir: config.snapshotKey === undefined,

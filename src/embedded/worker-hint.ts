@@ -8,6 +8,8 @@ import { join } from 'node:path';
 
 export interface WorkerHintInput {
   dataDir: string;
+  /** The checkout (npm run worker reads its package.json): the command starts there (trial N ran it elsewhere). */
+  cwd: string;
   /** The local servers' URLs this start runs (undefined: the shell's own URL is used). */
   localDatabaseUrl?: string;
   localRedisUrl?: string;
@@ -27,5 +29,5 @@ export function workerCommand(o: WorkerHintInput): string {
     // A worker given both URLs is not in embedded mode: without this it may call no local downstream.
     o.embeddedAllow && `BLASTGATE_DOWNSTREAM_ALLOW=${o.embeddedAllow.join(',')}`,
   ].filter(Boolean);
-  return [...env, 'npm run worker'].join(' ');
+  return `cd ${o.cwd} && ${[...env, 'npm run worker'].join(' ')}`;
 }

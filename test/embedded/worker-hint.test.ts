@@ -30,7 +30,12 @@ it('prints a worker command that starts a worker on the local servers and key fi
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env))
     if (v !== undefined && k !== 'DATABASE_URL' && k !== 'REDIS_URL' && !k.startsWith('BLASTGATE_')) env[k] = v;
-  for (const pair of command.replace(/ npm run worker$/, '').split(' ')) {
+  // In the checkout, whatever folder the shell is in (npm run worker reads its package.json).
+  expect(command.startsWith(`cd ${ROOT} && `), command).toBe(true);
+  for (const pair of command
+    .replace(/^cd \S+ && /, '')
+    .replace(/ npm run worker$/, '')
+    .split(' ')) {
     const at = pair.indexOf('=');
     env[pair.slice(0, at)] = pair.slice(at + 1);
   }
