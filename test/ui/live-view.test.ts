@@ -55,6 +55,27 @@ async function openWithToken(page: Page, token: string) {
   await page.locator('#login button[type=submit]').click();
 }
 
+/**
+ * The first two requests the page makes to `url` meet PostgreSQL away (the API's 503), the rest go
+ * through: an outage as the browser sees it. `asked` counts them all.
+ */
+async function outageFirst(page: Page, url: string) {
+  const seen = { asked: 0 };
+  await page.route(url, (route) =>
+    seen.asked++ < 2
+      ? route.fulfill({
+          status: 503,
+          contentType: 'application/json',
+          body: JSON.stringify({
+            code: 'DEPENDENCY_UNAVAILABLE',
+            message: 'PostgreSQL could not be reached; retry later.',
+          }),
+        })
+      : route.continue(),
+  );
+  return seen;
+}
+
 /** Items done over every wave of the strip, as the page shows them. */
 const doneOnPage = (page: Page) =>
   page.evaluate<number>(
@@ -545,43 +566,19 @@ describe('live view in headless Chromium', () => {
     const page = await context.newPage();
     try {
       // The token's check meets the outage first (a page loaded during it: trial N).
-      let whoamiRefused = 0;
-      await page.route('**/v1/auth/whoami', (route) =>
-        whoamiRefused++ < 2
-          ? route.fulfill({
-              status: 503,
-              contentType: 'application/json',
-              body: JSON.stringify({
-                code: 'DEPENDENCY_UNAVAILABLE',
-                message: 'PostgreSQL could not be reached; retry later.',
-              }),
-            })
-          : route.continue(),
-      );
+      const whoami = await outageFirst(page, '**/v1/auth/whoami');
       await openWithToken(page, h.tokens.viewer);
       await expect.poll(() => page.locator('#error').textContent(), POLL).toContain('503 DEPENDENCY_UNAVAILABLE');
       await page.locator('#ops').waitFor();
       await expect.poll(() => page.locator('#whoami').textContent(), POLL).toBe('test-viewer (viewer)');
-      expect(whoamiRefused).toBeGreaterThanOrEqual(3);
+      expect(whoami.asked).toBeGreaterThanOrEqual(3);
       // The first two reads of the operation meet PostgreSQL away (503), as during an outage: the
       // page stayed on the error until reloaded by hand.
-      let refused = 0;
-      await page.route(`**/v1/operations/${id}`, (route) =>
-        refused++ < 2
-          ? route.fulfill({
-              status: 503,
-              contentType: 'application/json',
-              body: JSON.stringify({
-                code: 'DEPENDENCY_UNAVAILABLE',
-                message: 'PostgreSQL could not be reached; retry later.',
-              }),
-            })
-          : route.continue(),
-      );
+      const read = await outageFirst(page, `**/v1/operations/${id}`);
       await page.goto(`${base}/ui#/op/${id}`);
       await expect.poll(() => page.locator('#error').textContent(), POLL).toContain('503 DEPENDENCY_UNAVAILABLE');
       await expect.poll(() => page.locator('#op-state').textContent(), POLL).toBe('rejected');
-      expect(refused).toBeGreaterThanOrEqual(3);
+      expect(read.asked).toBeGreaterThanOrEqual(3);
       expect(await page.locator('#error').isVisible()).toBe(false);
       expect(await page.locator('#op-summary').textContent()).toMatch(
         /^delete of 3 submitted app IDs: nothing planned/,
