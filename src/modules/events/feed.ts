@@ -178,7 +178,7 @@ export async function readLive(
  * per wave, from the wave's moves (one row per wave and class; the streams of a rolling-back
  * operation read them on every tick, where they used to scan the ledger). While the rollback runs,
  * a failed restore that will be tried again is not "restore failed" yet (the counts went up and
- * down between attempts): it still counts as deleted.
+ * down between attempts): it counts as restoring, with the restores out.
  */
 function restoresByWave(moves: WaveMove[], rollbackRuns: boolean) {
   const byWave = new Map<number, { restored: number; restoreFailed: number; restoring: number }>();

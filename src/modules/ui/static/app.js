@@ -471,7 +471,7 @@ function render(v) {
   const rejected = rejectionText(op);
   $('op-summary').textContent = rejected
     ? `${op.kind ?? op.action} of ${rejected.submitted} submitted ${op.targetType} ID${rejected.submitted === 1 ? '' : 's'}: nothing planned · requested by ${op.requestedBy}`
-    : `${op.kind ?? op.action} of ${itemsText(op)} across ${op.tenantCount} tenant${op.tenantCount === 1 ? '' : 's'} · ` +
+    : `${op.kind ?? op.action} of ${itemsText(op)} across ${count(op.tenantCount, 'tenant')} · ` +
       `${waves} · requested by ${op.requestedBy}`;
   $('halt').hidden = !op.haltReason && !rejected;
   $('halt').textContent = rejected
