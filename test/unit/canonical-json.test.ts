@@ -3,6 +3,7 @@
 // implementation is kept here only as the reference the property compares against.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import canonicalize from 'canonicalize';
 import { canonicalJson } from '../../src/lib/canonical-json.ts';
 
 function former(value: unknown): string {
@@ -41,5 +42,44 @@ describe('canonicalJson', () => {
   it('refuses what JSON cannot carry instead of hashing something else', () => {
     expect(() => canonicalJson({ rate: Number.NaN })).toThrow(/NaN/);
     expect(() => canonicalJson({ s: '\ud800' })).toThrow(/surrogate/i);
+  });
+});
+
+describe('canonicalJson of a flat object (its fast path)', () => {
+  // The library is the reference: a flat object (a registry snapshot's shape) must hash the same
+  // whichever path wrote it, or a snapshot written before the fast path would fail verification.
+  const primitive = fc.oneof(
+    fc.string({ unit: 'grapheme' }),
+    fc.string({ unit: 'binary' }),
+    fc.double({ noNaN: true, noDefaultInfinity: true }),
+    fc.integer(),
+    fc.boolean(),
+    fc.constant(null),
+    fc.constant(undefined),
+  );
+  it('writes what the library writes, for any keys and primitive values', () => {
+    fc.assert(
+      fc.property(fc.dictionary(fc.string({ unit: 'binary' }), primitive), (obj) => {
+        let expected: string | Error;
+        try {
+          expected = canonicalize(obj) ?? 'null';
+        } catch (e) {
+          expected = e as Error;
+        }
+        if (expected instanceof Error) expect(() => canonicalJson(obj)).toThrow(expected.message);
+        else expect(canonicalJson(obj)).toBe(expected);
+      }),
+      { numRuns: 3_000 },
+    );
+  });
+
+  it('leaves nesting, toJSON, NaN and lone surrogates to the library', () => {
+    expect(canonicalJson({ b: { d: 1, c: [2, { f: 0, e: 'x' }] }, a: 'y' })).toBe(
+      '{"a":"y","b":{"c":[2,{"e":"x","f":0}],"d":1}}',
+    );
+    expect(canonicalJson({ at: new Date('2026-12-06T00:00:00.000Z') })).toBe('{"at":"2026-12-06T00:00:00.000Z"}');
+    expect(canonicalJson(Object.assign(Object.create(null) as object, { b: 1, a: 2 }))).toBe('{"a":2,"b":1}');
+    expect(() => canonicalJson({ rate: Number.POSITIVE_INFINITY })).toThrow(/Infinity/);
+    expect(() => canonicalJson({ '\udc00': 1 })).toThrow(/surrogate/i);
   });
 });

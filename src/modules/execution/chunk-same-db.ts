@@ -12,6 +12,7 @@
 //
 // Anything else — a cascade, an item claimed or tried before, a restore, a purge, an erasure, an
 // HTTP adapter — takes the general path (chunk.ts → chunk-execute.ts).
+import { intArray, textArray } from '../../lib/pg-array.ts';
 import { seqLayout, type Queryable } from '../../lib/sql.ts';
 import { applyChunkWithBefore, type RegistrySnapshot } from '../adapters/registry-apply.ts';
 import type { ItemResult } from '../adapters/types.ts';
@@ -159,7 +160,14 @@ export async function runSameDbChunk<Tx>(
              snapshot_id = ($4::bigint[])[${k}], updated_at = now(),
              executed_seq = CASE WHEN ($4::bigint[])[${k}] IS NULL THEN NULL ELSE nextval('operation_item_exec_seq') END
            WHERE i.operation_id = $1 AND i.seq = ANY($2::int[]) AND i.seq >= $5 AND i.seq < $6 AND i.state = 'pending'`,
-          [j.opId, seqs, lay(errors), lay(items.map((r) => sid.get(r.seq) ?? null)), from, j.to],
+          [
+            j.opId,
+            intArray(seqs),
+            textArray(lay(errors)),
+            intArray(lay(items.map((r) => sid.get(r.seq) ?? null))),
+            from,
+            j.to,
+          ],
         );
         const doneSeqs = done.map(({ r }) => r.seq);
         // No registryFollows (the general path's): the registry statement above already wrote what

@@ -3,6 +3,7 @@
 // every read: a snapshot that does not decrypt, or whose content does not hash to the hash it
 // carries, is never handed to a restore.
 import type pg from 'pg';
+import { intArray, textArray } from '../../lib/pg-array.ts';
 import { inSlices } from '../../lib/slices.ts';
 import type { Queryable } from '../../lib/sql.ts';
 import {
@@ -96,7 +97,7 @@ export function snapshotStore(master: Buffer): SnapshotStore {
   async function readKeys(tx: pg.PoolClient, resourceIds: string[]): Promise<Map<string, { id: number; key: Buffer }>> {
     const r = await tx.query<{ id: string; resource_id: string; wrapped: Buffer }>(
       `SELECT id, resource_id, wrapped FROM resource_keys WHERE resource_id = ANY($1::text[]) AND erased_at IS NULL`,
-      [resourceIds],
+      [textArray(resourceIds)],
     );
     return new Map(
       r.rows.map((k) => [k.resource_id, { id: Number(k.id), key: unwrapDataKey(master, k.resource_id, k.wrapped) }]),
@@ -134,18 +135,19 @@ export function snapshotStore(master: Buffer): SnapshotStore {
   ): Promise<{ ids: number[]; made: Set<string> }> {
     const keys = pack(newKeys.map((k) => [k.wrapped]));
     const sealed = pack(rows.map((x) => [x.iv, x.tag, x.ciphertext]));
+    // Arrays as literals (lib/pg-array.ts): node-postgres's own encoding was most of a put's garbage.
     const r = await tx.query<{ ids: string[]; made: string[] }>(WRITE, [
-      newKeys.map((k) => k.resourceId),
+      textArray(newKeys.map((k) => k.resourceId)),
       keys.blob,
-      keys.offsets,
-      keys.lengths,
-      rows.map((x) => x.resourceId),
-      rows.map((x) => x.tenantId),
-      rows.map((x) => x.hash),
-      rows.map((x) => x.keyId),
+      intArray(keys.offsets),
+      intArray(keys.lengths),
+      textArray(rows.map((x) => x.resourceId)),
+      textArray(rows.map((x) => x.tenantId)),
+      textArray(rows.map((x) => x.hash)),
+      intArray(rows.map((x) => x.keyId)),
       sealed.blob,
-      sealed.offsets,
-      sealed.lengths,
+      intArray(sealed.offsets),
+      intArray(sealed.lengths),
       operationId,
     ]);
     const row = r.rows[0]!;
