@@ -37,7 +37,8 @@ interface ActionSpec {
 /**
  * A soft delete's retention (purges/retention.ts: the type's, else the policy's), written with the
  * delete itself: the ledger's record then finds it set and writes the row no second time (the
- * largest write of a registry chunk after the delete). A row that already has one keeps it.
+ * largest write of a registry chunk after the delete). A row that already has one keeps it; one
+ * found soft_deleted already is left unchanged (ok) and gets it from that record (recordRetention).
  */
 const RETENTION_SQL = `coalesce(r.purge_after, now() + make_interval(days => coalesce(
   (SELECT rt.retention_days FROM resource_types rt WHERE rt.name = r.type),

@@ -18,6 +18,7 @@ import { applyChunkWithBefore, type RegistrySnapshot } from '../adapters/registr
 import type { ItemResult } from '../adapters/types.ts';
 import { mayExecute, type LifecycleEvent } from '../operations/lifecycle.ts';
 import type { WaveStats } from '../operations/wave-health.ts';
+import { recordRetention } from '../purges/retention.ts';
 import type { SnapshotInput } from '../snapshots/store.ts';
 import type { ChunkDeps } from './chunk.ts';
 import type { Fence } from './exclusive.ts';
@@ -170,9 +171,15 @@ export async function runSameDbChunk<Tx>(
           ],
         );
         const doneSeqs = done.map(({ r }) => r.seq);
-        // No registryFollows (the general path's): the registry statement above already wrote what
-        // a done soft delete means for the row (its retention, registry-apply.ts), and a hard delete
-        // is the statement itself. It would look up every done item again to change no row.
+        // No registryFollows (the general path's) for the rows the statement changed: it already
+        // wrote what a done soft delete means for them (their retention, registry-apply.ts), and a
+        // hard delete is the statement itself; it would look up every done item again to change no
+        // row. A soft delete's row found soft_deleted already (its own system deleted it first, an
+        // import said so) is done without a change, so without a retention: it gets the general
+        // path's record (recordRetention, which says why). Only those: none in the usual chunk.
+        const already =
+          op.mode === 'soft' ? done.flatMap((d) => (d.snap.state === 'soft_deleted' ? [d.r.seq] : [])) : [];
+        if (already.length) await recordRetention(db, j.opId, already);
         const verdicts = items.map((r) => (sid.has(r.seq) ? 'done' : 'failed'));
         const lastError = errors.findLast((e) => e !== null) ?? undefined;
         const { stats, lastError: waveLast } = await foldIntoWave(db, j.opId, j.wave, verdicts, since, lastError);

@@ -40,6 +40,16 @@ export async function setRetentionDays(db: Queryable, days: number, by: string):
  * After a soft delete's outcomes are recorded (in the same transaction): the items that are done,
  * and the descendants their cascades took, get purge_after = now + their type's retention. Only
  * rows not purged meanwhile; an item recorded done twice (a retried report) keeps its first time.
+ *
+ * Done includes a resource the delete found soft_deleted already (its own system deleted it after
+ * the plan, and an import said so): the delete is idempotent, records it done with its snapshot,
+ * and the operator reads it as one of what the operation deleted, so it gets the same retention.
+ * Without one, a purge of everything due never took it (a trial: 1 of 1,000 deleted apps kept
+ * purge_after null). A retention already set is never shortened or replaced. A rollback or a
+ * restore of such an item leaves it soft_deleted (its snapshot's state) and clears the retention
+ * (clearRetention, rollback-ledger.ts) as for every item it brings back: it ends as it was before
+ * the operation, deleted by its own system with no retention of Blastgate's, so no purge of
+ * everything due takes what the operator undid.
  */
 export async function recordRetention(tx: Queryable, operationId: string, doneSeqs: number[]): Promise<void> {
   if (doneSeqs.length === 0) return;
