@@ -7,6 +7,7 @@
 // tenant) blocks its parent, which fails permanently and changes nothing. A restore is per
 // resource: a parent can come back while a purged descendant cannot (each gets its own result).
 import type pg from 'pg';
+import { textArray } from '../../lib/pg-array.ts';
 import { DEFAULT_RETENTION_DAYS } from '../purges/retention.ts';
 import type { AdapterItem, ApplyOptions, DestructiveAction, ItemResult } from './types.ts';
 
@@ -250,22 +251,23 @@ async function applyRows(
   const kids = items.flatMap((root) => (root.descendants ?? []).map((d) => ({ d, root })));
   const targets = items.map(target);
   const kidTargets = kids.map(({ d }) => target(d));
+  // Arrays as literals (lib/pg-array.ts): this is a waves run's largest statement.
   const { rows } = await pool.query<ApplyRow>(applySql(spec), [
-    items.map((i) => i.resourceId),
-    items.map((i) => i.type),
-    items.map((i) => i.tenantId),
-    targets.map((t) => t.state),
-    targets.map((t) => t.deletedAt),
-    spec.from,
-    kids.map(({ d }) => d.resourceId),
-    kids.map(({ d }) => d.type),
-    kids.map(({ d }) => d.tenantId),
-    kidTargets.map((t) => t.state),
-    kidTargets.map((t) => t.deletedAt),
-    kids.map(({ root }) => root.resourceId),
+    textArray(items.map((i) => i.resourceId)),
+    textArray(items.map((i) => i.type)),
+    textArray(items.map((i) => i.tenantId)),
+    textArray(targets.map((t) => t.state)),
+    textArray(targets.map((t) => t.deletedAt)),
+    textArray(spec.from),
+    textArray(kids.map(({ d }) => d.resourceId)),
+    textArray(kids.map(({ d }) => d.type)),
+    textArray(kids.map(({ d }) => d.tenantId)),
+    textArray(kidTargets.map((t) => t.state)),
+    textArray(kidTargets.map((t) => t.deletedAt)),
+    textArray(kids.map(({ root }) => root.resourceId)),
     action !== 'restore',
     guard !== undefined && action !== 'restore',
-    guard?.approvedTenants ?? [],
+    textArray(guard?.approvedTenants ?? []),
   ]);
   const byId = new Map(rows.map((r) => [r.id, r]));
   // Every failure below is an item the statement left as it was, with its cascade (a descendant
