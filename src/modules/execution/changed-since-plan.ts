@@ -6,7 +6,7 @@
 // restore wrote its snapshot over a resource brought back and edited meanwhile (a trial): the plan
 // was fresh when it started, and nothing looked again between waves.
 import type pg from 'pg';
-import { CHANGED_SINCE_PLAN } from '../restores/stale.ts';
+import { CHANGED_SINCE_PLAN, TENANT_CHANGED } from '../restores/stale.ts';
 import type { ChunkDeps } from './chunk.ts';
 import type { ClaimedItem, Outcome } from './ledger.ts';
 
@@ -18,6 +18,8 @@ interface Changed {
   state: string | null;
   planned_type: string;
   planned_tenant: string;
+  /** Of another tenant since the plan (not a restore's item moved before its delete: TENANT_CHANGED). */
+  moved: boolean;
   /** A restore's submitted item: its registry parent, when that is deleted now. */
   deleted_parent: string | null;
   parent_state: string | null;
@@ -35,7 +37,7 @@ export async function changedSincePlan(
   if (seqs.length === 0) return new Map();
   const r = await pool.query<Changed>(
     `SELECT i.seq, i.resource_id, r.type, r.tenant_id, r.state, i.resource_type AS planned_type,
-            i.tenant_id AS planned_tenant, p.id AS deleted_parent, p.state AS parent_state
+            i.tenant_id AS planned_tenant, ${TENANT_CHANGED} AS moved, p.id AS deleted_parent, p.state AS parent_state
      FROM unnest($2::int[]) AS s(seq)
      JOIN operation_items i ON i.operation_id = $1 AND i.seq = s.seq
      JOIN operations o ON o.id = i.operation_id
@@ -53,8 +55,7 @@ export async function changedSincePlan(
 function nowIs(x: Changed): string {
   if (x.state === null) return `${x.resource_id} is no longer in the registry`;
   if (x.type !== x.planned_type) return `${x.resource_id} is of type ${x.type} now (planned: ${x.planned_type})`;
-  if (x.tenant_id !== x.planned_tenant)
-    return `${x.resource_id} belongs to tenant ${x.tenant_id} now (planned: ${x.planned_tenant})`;
+  if (x.moved) return `${x.resource_id} belongs to tenant ${x.tenant_id} now (planned: ${x.planned_tenant})`;
   // Before "active again": another system's resource reads active in the registry while deleted.
   if (x.deleted_parent)
     return `the parent of ${x.resource_id}, ${x.deleted_parent}, is ${x.parent_state} since the plan`;

@@ -29,6 +29,22 @@ export async function sources(client: pg.PoolClient, asOf: string | null): Promi
 }
 
 /**
+ * SQL: resource `r` (of type `t`) belongs to another tenant than its delete `l` recorded, and was
+ * moved before that delete: an import moved it while an HTTP delete ran, whose call still went out
+ * with the plan's tenant (README: a running HTTP delete does not stop for a tenant move), and the
+ * row has not changed since the delete's snapshot (`updated_at` follows every change of a row, and
+ * an HTTP adapter's delete writes none). The delete's snapshot is then the latest word: the
+ * resource comes back as that delete sent it, under the tenant its ledger and snapshot say (the
+ * scope of that tenant takes it, and the restore's call is addressed as the delete's was). A row
+ * changed after the snapshot (strictly: the same millisecond is not known to be before) may have
+ * moved after the delete, and stays superseded; so does any move of a registry adapter's row,
+ * whose delete refuses a moved resource and writes the row itself. Asked after the type is known
+ * to be the delete's (`t` is then its type).
+ */
+export const MOVED_BEFORE_DELETE = `(l.deleted AND r.tenant_id <> l.tenant_id AND ${isExternal('t')}
+              AND r.updated_at < l.at)`;
+
+/**
  * One pass: duplicate (ids only), unknown, type_mismatch (ids only), in_flight (a live operation
  * holds it, named), erased (purged by a compliance erasure, its snapshot keys destroyed), purged, not_deleted (Blastgate has no delete of it to undo; no_snapshot when the
  * registry says it is deleted anyway), superseded (its type or tenant changed since the delete, or
@@ -37,7 +53,8 @@ export async function sources(client: pg.PoolClient, asOf: string | null): Promi
  *
  * Superseded, by adapter kind: the registry adapter writes the delete into the registry row, so a
  * row that is active again, or changed after its deleted_at, was superseded; an HTTP adapter leaves
- * the row alone, so only a row an import said is active after the delete is (state_imported_at).
+ * the row alone, so only a row an import said is active after the delete is (state_imported_at),
+ * or one moved to another tenant after it (MOVED_BEFORE_DELETE).
  */
 export async function classify(client: pg.PoolClient, targetType: string | null): Promise<void> {
   // The `uncertain` lookup below reads a resource's snapshots once per planned row: without an index
@@ -51,7 +68,8 @@ export async function classify(client: pg.PoolClient, targetType: string | null)
   );
   await client.query(
     `CREATE TEMP TABLE plan_class ON COMMIT DROP AS
-     SELECT i.ord, i.id, r.type AS actual_type, coalesce(r.tenant_id, l.tenant_id) AS tenant_id, r.state,
+     SELECT i.ord, i.id, r.type AS actual_type,
+       CASE WHEN r.type = l.type AND ${MOVED_BEFORE_DELETE} THEN l.tenant_id ELSE coalesce(r.tenant_id, l.tenant_id) END AS tenant_id, r.state,
        lo.id AS held_by, u.op_id AS uncertain_by, NULL::text AS via, r.parent_id, coalesce(l.type, r.type) AS type, l.at AS deleted_at, src.snap_id AS source_snapshot_id,
        CASE
          WHEN d.first_ord IS NOT NULL AND i.ord > d.first_ord THEN 'duplicate'
@@ -65,7 +83,11 @@ export async function classify(client: pg.PoolClient, targetType: string | null)
          WHEN r.state = 'purged' THEN 'purged'
          WHEN NOT coalesce(l.deleted, false) THEN
            CASE WHEN u.op_id IS NOT NULL THEN 'uncertain' WHEN r.state = 'active' THEN 'not_deleted' ELSE 'no_snapshot' END
-         WHEN r.type <> l.type OR r.tenant_id <> l.tenant_id THEN 'superseded'
+         WHEN r.type <> l.type THEN 'superseded'
+         -- Another tenant now: superseded only when it may have moved after the delete. Any tenant
+         -- mismatch was, and a tenant's restore refused an app an import had moved while the HTTP
+         -- delete ran, before its call went out, which a rollback restored (a trial).
+         WHEN r.tenant_id <> l.tenant_id AND NOT ${MOVED_BEFORE_DELETE} THEN 'superseded'
          WHEN NOT ${isExternal('t')}
               AND (r.state = 'active' OR r.updated_at > coalesce(r.deleted_at, '-infinity')) THEN 'superseded'
          WHEN r.state = 'active' AND NOT ${notImportedSince('l.at')} THEN 'superseded'

@@ -10,13 +10,25 @@ import { isExternal, notImportedSince } from './history.ts';
 const LISTED = 100;
 
 /**
+ * SQL: ledger item `i` of operation `o` belongs to another tenant than its registry row `r` (of type
+ * `t`) says, and that is a change since the plan. Not for a restore's item of a resource moved
+ * before the delete it undoes (restores/classify.ts MOVED_BEFORE_DELETE): its plan took the tenant
+ * of that delete's ledger on purpose, and the row is as the plan saw it as long as it has not
+ * changed since a snapshot of a delete under the item's tenant (every change of a row moves its
+ * updated_at past it). Without it such a restore was refused at `start` as PLAN_STALE.
+ */
+export const TENANT_CHANGED = `(r.tenant_id <> i.tenant_id AND NOT (o.action = 'restore' AND ${isExternal('t')}
+  AND EXISTS (SELECT 1 FROM snapshots ds JOIN operations d ON d.id = ds.operation_id AND d.action = 'delete'
+              WHERE ds.resource_id = i.resource_id AND ds.tenant_id = i.tenant_id AND ds.created_at > r.updated_at)))`;
+
+/**
  * SQL: ledger item `i` of operation `o` (a restore's or a purge's: each item names its type), its
  * registry row `r` and that row's type `t`, changed since the plan: gone, of another type or tenant,
  * purged, or made active again — a registry-adapter row by any change (its state is Blastgate's),
  * another system's only by an import that said so. `start` asks it of the whole ledger, each chunk
  * of its own items (execution/changed-since-plan.ts).
  */
-export const CHANGED_SINCE_PLAN = `(r.id IS NULL OR r.type <> i.resource_type OR r.tenant_id <> i.tenant_id OR r.state = 'purged'
+export const CHANGED_SINCE_PLAN = `(r.id IS NULL OR r.type <> i.resource_type OR ${TENANT_CHANGED} OR r.state = 'purged'
   OR (r.state = 'active' AND CASE WHEN ${isExternal('t')} THEN NOT ${notImportedSince('o.created_at')}
                                   ELSE r.updated_at > o.created_at END))`;
 
