@@ -15,6 +15,12 @@ export function canonicalJson(value: unknown): string {
   return canonicalize(value ?? null) ?? 'null';
 }
 
+/** The keys in UTF-16 code unit order; most objects built here already are (no sort, no copy). */
+function sorted(keys: string[]): string[] {
+  for (let k = 1; k < keys.length; k++) if (keys[k - 1]! > keys[k]!) return keys.sort();
+  return keys;
+}
+
 /** No lone surrogate (ES2024's String.prototype.isWellFormed, in Node 20 and later; TypeScript's lib here is older). */
 const wellFormed = (s: string): boolean => (s as unknown as { isWellFormed(): boolean }).isWellFormed();
 
@@ -30,7 +36,7 @@ function flatObject(value: object): string | undefined {
   if ((proto !== Object.prototype && proto !== null) || 'toJSON' in value) return undefined;
   const obj = value as Record<string, unknown>;
   let out = '';
-  for (const key of Object.keys(obj).sort()) {
+  for (const key of sorted(Object.keys(obj))) {
     const v = obj[key];
     if (v === undefined) continue;
     let text: string;

@@ -1,7 +1,7 @@
 // The rollout's `concurrency` is the operation's budget of destructive calls in flight per worker
-// process, shared by every chunk of it the process runs (call-slots.ts): three chunks of one wave
+// process, shared by every chunk of it the process runs (call-slots.ts): two chunks of one wave
 // run at once on a worker with 4 chunk slots, and the downstream still never has more than
-// `concurrency` of the operation's calls in hand. Per chunk (before), it had up to 3 × concurrency.
+// `concurrency` of the operation's calls in hand. Per chunk (before), it had up to 2 × concurrency.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { appsOf, isDrillCall } from '../support/exec-helpers.ts';
 import {
@@ -14,7 +14,7 @@ import {
 import { seedRegistry } from '../support/seed.ts';
 
 const SITES = 15;
-const APPS = 100; // 1,500 items: three 500-item chunks in one wave
+const APPS = 100; // 1,500 items: two chunks in one wave (CHUNK_SIZE 1,000 + 500)
 const CONCURRENCY = 3;
 
 let h: ExecHarness;

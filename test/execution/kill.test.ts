@@ -26,11 +26,12 @@ import {
 } from '../support/execution.ts';
 import { appId, query, seedRegistry } from '../support/seed.ts';
 import { killAllWorkers, spawnWorker, type WorkerChild } from '../support/worker-child.ts';
+import { CHUNK_SIZE } from '../../src/modules/execution/queues.ts';
 
 const SITES_PER_CASE = 12;
 const APPS_PER_SITE = 50;
 const CASES = 9;
-const TOTAL = SITES_PER_CASE * APPS_PER_SITE; // 600: wave 0 = 1 tenant (50), wave 1 = 550 (chunks of 500 + 50)
+const TOTAL = SITES_PER_CASE * APPS_PER_SITE; // 600: wave 0 = 1 tenant (50), wave 1 = 550 (one chunk: CHUNK_SIZE)
 const LOCK_MS = 1_500;
 const END_STATES = ['completed', 'halted', 'rolling_back', 'rolled_back', 'paused', 'failed', 'cancelled'];
 
@@ -183,7 +184,7 @@ describe('a worker process SIGKILLed mid-operation; another process takes over',
     await expectCompletedOnce(op.id, ids);
   });
 
-  it('in the middle of the big wave, two chunks running at full speed (k = 300)', async () => {
+  it('in the middle of the big wave, its calls going out at full speed (k = 300)', async () => {
     const { ids, victim } = await prepareCase();
     const op = await submit(ids);
     await pollUntil(() => destructive() >= 300, 'the 300th destructive call', 20_000, 1);
@@ -228,18 +229,19 @@ describe('a worker process SIGKILLed mid-operation; another process takes over',
     const lastWave = op.waves.length - 1;
     await pollUntil(async () => (await opRow(op.id)).current_wave === lastWave, 'the last wave to start', 20_000, 5);
     // recordOutcomes updates the wave's counters in the same transaction as the items: with the
-    // wave row locked, both chunk jobs stop after their calls, before anything is committed.
+    // wave row locked, every chunk job of it stops after its calls, before anything is committed.
     const lock = await holdLock(
       h.databaseUrl,
       'SELECT 1 FROM operation_waves WHERE operation_id = $1 AND wave = $2 FOR UPDATE',
       [op.id, lastWave],
     );
     try {
+      const chunks = Math.ceil(op.waves[lastWave]!.items / CHUNK_SIZE);
       await pollUntil(
         async () =>
           appliedCount(h.downstream, op.id, ids) === TOTAL &&
-          (await lockWaiters(h.databaseUrl, 'operation_waves')) >= 2,
-        'both chunks of the last wave blocked recording outcomes after all calls were applied',
+          (await lockWaiters(h.databaseUrl, 'operation_waves')) >= chunks,
+        'every chunk of the last wave blocked recording outcomes after all calls were applied',
         // A wait, not a timing: the worker's PostgreSQL backends run at nice 10, and on a loaded
         // machine (a fresh-clone run beside a 2M-row seed) 20 s did not suffice once.
         60_000,

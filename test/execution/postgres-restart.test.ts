@@ -59,7 +59,7 @@ describe('a PostgreSQL restart (immediate: every session cut)', () => {
     onTestFailed(() => console.error(child.output()));
     const ids = idsFor(0);
     h.downstream.reset();
-    h.downstream.hang(100); // ~3.5 s for the 500-item chunk at 16 in flight: the restart lands inside it
+    h.downstream.hang(100); // ~3.5 s for the big wave's chunk at 16 in flight: the restart lands inside it
     const op = await submitAndStart(h, { ids, rollout: { bakeSeconds: 0, waves: ['1', '100%'], concurrency: 16 } });
     await pollUntil(
       async () => appliedCount(h.downstream, op.id, ids) > 100,

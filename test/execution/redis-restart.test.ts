@@ -30,7 +30,7 @@ import { readLive } from '../../src/modules/events/feed.ts';
 const SITES_PER_CASE = 12;
 const APPS_PER_SITE = 50;
 const CASES = 5;
-const TOTAL = SITES_PER_CASE * APPS_PER_SITE; // wave 0: 1 tenant (50 items); wave 1: 550 (chunks of 500 + 50)
+const TOTAL = SITES_PER_CASE * APPS_PER_SITE; // wave 0: 1 tenant (50 items); wave 1: 550 (one chunk)
 const LOCK_MS = 1_500;
 /** Longer than the job lock, so every lock taken before the outage has expired when Redis is back. */
 const OUTAGE_MS = 2_500;
@@ -66,7 +66,7 @@ const destructive = () => h.downstream.destructiveCalls().length;
 async function restartMidWave(how: { signal: 'SIGTERM' | 'SIGKILL'; freshDir: boolean }) {
   const ids = idsFor(nextCase++);
   h.downstream.reset();
-  // 200 ms per call, 16 in flight: the big wave's 500-item chunk runs for ~6 s, through the outage
+  // 200 ms per call, 16 in flight: the big wave's 550-item chunk runs for ~7 s, through the outage
   // and for seconds after it, while the job locks taken before the outage have expired.
   h.downstream.hang(200);
   const op = await submitAndStart(h, { ids, rollout: { bakeSeconds: 0, waves: ['1', '100%'], concurrency: 16 } });
@@ -85,7 +85,7 @@ async function restartMidWave(how: { signal: 'SIGTERM' | 'SIGKILL'; freshDir: bo
   });
   expect(op.waves.map((w) => w.items)).toEqual([50, 550]);
 
-  // Wave 0 makes 50 calls and wave 1's small chunk at most 50: past 120, the 500-item chunk is
+  // Wave 0 makes 50 calls: past 120, wave 1's chunk (550 items, CHUNK_SIZE 1,000) is
   // sending (its snapshots and write-ahead mark are behind it), with seconds of calls still to go.
   await pollUntil(() => destructive() >= 120, 'the big chunk to be sending', 20_000, 5);
   await redis.stop(how.signal);
@@ -176,7 +176,7 @@ describe('Redis restarted in the middle of a wave', () => {
     onTestFailed(async () =>
       console.error('ledger:', JSON.stringify(await ledgerCounts(h.databaseUrl, op.id).catch(() => ({})))),
     );
-    // Wave 0 makes 50 calls and wave 1's small chunk at most 50: past 120, the 500-item chunk is
+    // Wave 0 makes 50 calls: past 120, wave 1's chunk (550 items, CHUNK_SIZE 1,000) is
     // sending (its snapshots and write-ahead mark are behind it), with seconds of calls still to go.
     await pollUntil(() => destructive() >= 120, 'the big chunk to be sending', 20_000, 5);
     await redis.stop('SIGKILL');

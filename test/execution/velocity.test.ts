@@ -16,6 +16,7 @@ import {
 import { isDrillCall } from '../support/exec-helpers.ts';
 import { appId, query, seedRegistry } from '../support/seed.ts';
 import { readLive } from '../../src/modules/events/feed.ts';
+import { CHUNK_SIZE } from '../../src/modules/execution/queues.ts';
 
 const MINUTE = 60_000;
 // The workers' clock starts at the beginning of a minute and moves only when the test says so.
@@ -27,11 +28,12 @@ beforeAll(async () => {
   await useHttpAdapter(h);
   // A type of Blastgate's own registry without cascades: its delete chunks take the one-transaction
   // path (chunk-same-db.ts).
+  await query(h.databaseUrl, `INSERT INTO resource_types (name, id_pattern) VALUES ('gadget', '^gadget_[0-9]+$')`);
   await query(
     h.databaseUrl,
-    `INSERT INTO resource_types (name, id_pattern) VALUES ('gadget', '^gadget_[0-9]+$');
-     INSERT INTO resources (id, type, tenant_id)
-     SELECT 'gadget_' || i, 'gadget', 'tenant_' || lpad((i % 20)::text, 5, '0') FROM generate_series(0, 999) i`,
+    `INSERT INTO resources (id, type, tenant_id)
+     SELECT 'gadget_' || i, 'gadget', 'tenant_' || lpad((i % 20)::text, 5, '0') FROM generate_series(0, $1 - 1) i`,
+    [2 * CHUNK_SIZE],
   );
 });
 afterAll(async () => {
@@ -98,29 +100,29 @@ describe('velocity caps', () => {
     }
   });
   it('says which cap holds a registry operation whose chunk was granted nothing', async () => {
-    // Two chunks of 500 and a cap of 500: one chunk is granted all it asked for (no cap bound it),
-    // the other nothing. That one went back to the queue until the next minute without a word: the
-    // view read running, 500 pending, throttled null (a new-user trial after a restart).
-    const ids = Array.from({ length: 1000 }, (_, i) => `gadget_${i}`);
+    // Two chunks and a cap of one chunk's items: one chunk is granted all it asked for (no cap bound
+    // it), the other nothing. That one went back to the queue until the next minute without a word:
+    // the view read running, 500 pending, throttled null (a new-user trial after a restart, 500-item chunks).
+    const ids = Array.from({ length: 2 * CHUNK_SIZE }, (_, i) => `gadget_${i}`);
     const op = await submitAndStart(h, {
       ids,
       targetType: 'gadget',
-      rollout: { bakeSeconds: 0, waves: ['100%'], maxItemsPerMinute: 500, concurrency: 8, restoreDrill: false },
+      rollout: { bakeSeconds: 0, waves: ['100%'], maxItemsPerMinute: CHUNK_SIZE, concurrency: 8, restoreDrill: false },
       haltPolicy: { probe: 'optional' },
     });
-    await until(async () => (await done(op.id)) >= 500, '500 items done');
+    await until(async () => (await done(op.id)) >= CHUNK_SIZE, 'the first chunk done');
     await until(
       async () => ((await getOperation(h, op.id)) as { throttled: unknown }).throttled !== null,
       'the view to say which cap holds the rest',
       10_000,
     );
-    expect(await done(op.id)).toBe(500);
+    expect(await done(op.id)).toBe(CHUNK_SIZE);
     expect(await getOperation(h, op.id)).toMatchObject({
       state: 'running',
       throttled: { cap: 'maxItemsPerMinute', until: new Date(Math.ceil(now / MINUTE) * MINUTE).toISOString() },
     });
     now += MINUTE;
     await waitForState(h, op.id, ['completed'], 30_000);
-    expect(await done(op.id)).toBe(1000);
+    expect(await done(op.id)).toBe(2 * CHUNK_SIZE);
   });
 });

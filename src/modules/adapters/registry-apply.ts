@@ -222,14 +222,15 @@ export async function applyChunkWithBefore(
   const before = items.map((item): RegistrySnapshot | null => {
     const row = byId.get(item.resourceId);
     if (!row || row.before === null || row.before_updated_at === null) return null;
+    // Keys in canonical order: its canonical JSON (the snapshot's hash) then needs no sort.
     return {
-      id: item.resourceId,
-      type: item.type,
-      tenantId: item.tenantId,
-      parentId: row.before_parent_id,
-      state: row.before as State,
-      protected: row.before_protected ?? false,
       deletedAt: row.before_deleted_at?.toISOString() ?? null,
+      id: item.resourceId,
+      parentId: row.before_parent_id,
+      protected: row.before_protected ?? false,
+      state: row.before as State,
+      tenantId: item.tenantId,
+      type: item.type,
       updatedAt: row.before_updated_at.toISOString(),
     };
   });
