@@ -109,6 +109,19 @@ export async function wavesThroughput(
   during?.(r.id);
   const end = await waitStateSql(databaseUrl, r.id, ['completed', 'rolled_back', 'paused', 'halted'], 600_000);
   const seconds = (performance.now() - r.started) / 1000;
+  // BENCH_WAVE_TIMELINE=1: when each wave started and settled (ms after the start), to see the
+  // time between waves (the bake's probe round, the next wave's enqueue) beside the waves' own.
+  if (process.env.BENCH_WAVE_TIMELINE) {
+    const t = await sql(
+      databaseUrl,
+      `SELECT w.wave, w.to_seq - w.from_seq AS items,
+         round(extract(epoch FROM w.started_at - o.started_at) * 1000) AS started_ms,
+         round(extract(epoch FROM w.settled_at - o.started_at) * 1000) AS settled_ms
+       FROM operation_waves w JOIN operations o ON o.id = w.operation_id WHERE w.operation_id = $1 ORDER BY w.wave`,
+      [r.id],
+    );
+    console.table(t.rows);
+  }
   return { id: r.id, seconds, itemsPerSec: n / seconds, end, cpu: cpuPerItem(r.cpu, n), startMs: r.startMs };
 }
 
