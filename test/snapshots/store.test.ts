@@ -98,6 +98,32 @@ describe('snapshot store', () => {
     }
   });
 
+  it('keysExpected false (a registry delete): a resource that has a key after all is written under it, in input order', async () => {
+    // The put does not ask for keys first: the existing key's resources lose their new key to it
+    // (the write's ON CONFLICT) and are sealed again under it, as after a lost race.
+    await put('op_k0', [{ resourceId: 'app_k_old', tenantId: 't1', data: { v: 0 } }]);
+    const keyOf = async (r: string) =>
+      (await pool.query(`SELECT id FROM resource_keys WHERE resource_id = $1 AND erased_at IS NULL`, [r])).rows;
+    const before = await keyOf('app_k_old');
+    const batch = [
+      { resourceId: 'app_k_new', tenantId: 't1', data: { v: 1 } },
+      { resourceId: 'app_k_old', tenantId: 't1', data: { v: 2 } },
+      { resourceId: 'app_k_new2', tenantId: 't1', data: { v: 3 } },
+      { resourceId: 'app_k_old', tenantId: 't1', data: { v: 4 } },
+    ];
+    const ids = await inTransaction(pool, (tx) => store.put(tx, 'op_k1', batch, { keysExpected: false }));
+    expect(new Set(ids).size).toBe(batch.length);
+    const got = await store.get(pool, ids);
+    ids.forEach((id, i) => expect(got.get(id)).toEqual({ ok: true, data: batch[i]!.data }));
+    // One live key per resource: the old one kept, one new one each for the others.
+    expect(await keyOf('app_k_old')).toEqual(before);
+    const keyIds = await pool.query<{ key_id: string; resource_id: string }>(
+      `SELECT DISTINCT key_id, resource_id FROM snapshots WHERE operation_id = 'op_k1'`,
+    );
+    expect(keyIds.rows.find((r) => r.resource_id === 'app_k_old')?.key_id).toBe(String(before[0].id));
+    expect(await count(`resource_keys WHERE resource_id LIKE 'app_k_%'`)).toBe(3);
+  });
+
   it('keeps the input order of a batch', async () => {
     const inputs = Array.from({ length: 50 }, (_, i) => ({ resourceId: `app_b${i}`, tenantId: 't1', data: { i } }));
     const ids = await put('op_3', inputs);

@@ -141,7 +141,7 @@ export function startConsumers(d: ConsumerDeps): Consumers {
     readSnapshots,
     eraseKeys: (tx, opId, seqs) => destroyKeysOf(tx, snapshots, opId, seqs),
     registryFollows,
-    sameDb: { sql: (tx) => tx, put: (tx, opId, inputs) => snapshots.put(tx, opId, inputs) },
+    sameDb: { sql: (tx) => tx, put: (tx, opId, inputs) => snapshots.put(tx, opId, inputs, { keysExpected: false }) },
     protectedNow: (ids, approvedTenants) => protectedNow(pool, ids, approvedTenants),
     protectionChangedSince: (seen) => protectionChangedSince(pool, seen),
     changedSincePlan: (opId, seqs) => changedSincePlan(pool, opId, seqs),

@@ -29,8 +29,18 @@ export type SnapshotRead =
   | { ok: false; reason: 'snapshot_corrupt' | 'erased' | 'no_snapshot'; detail: string };
 
 export interface SnapshotStore {
-  /** In the caller's transaction: stores each input (content once), returns the snapshot ids in input order. */
-  put(tx: pg.PoolClient, operationId: string, inputs: SnapshotInput[]): Promise<number[]>;
+  /**
+   * In the caller's transaction: stores each input (content once), returns the snapshot ids in input
+   * order. `keysExpected: false`: the resources are expected to have no key yet (a delete's, almost
+   * always: a key is made at a resource's first snapshot), so their keys are made without asking
+   * first; one that has a key after all is sealed again under it, as after a lost race.
+   */
+  put(
+    tx: pg.PoolClient,
+    operationId: string,
+    inputs: SnapshotInput[],
+    opts?: { keysExpected?: boolean },
+  ): Promise<number[]>;
   /** Reads and verifies snapshots by id. */
   get(db: Queryable, ids: number[]): Promise<Map<number, SnapshotRead>>;
   /** Destroys every key of these resources (compliance erasure); returns how many keys. */
@@ -155,11 +165,17 @@ export function snapshotStore(master: Buffer): SnapshotStore {
   }
 
   return {
-    async put(tx, operationId, inputs) {
+    async put(tx, operationId, inputs, opts) {
       if (inputs.length === 0) return [];
       // In slices (lib/slices.ts): the calls in flight on this event loop are answered meanwhile.
       const contents = await inSlices(inputs, (slice) => slice.map((i) => contentOf(i.data)));
-      const existing = await readKeys(tx, [...new Set(inputs.map((i) => i.resourceId))]);
+      // Not asked when no key is expected: the write's key insert finds the ones that exist (its
+      // ON CONFLICT), and those items take the lost race's path below (a statement less per chunk
+      // of a registry delete, whose resources have none).
+      const existing =
+        opts?.keysExpected === false
+          ? new Map<string, { id: number; key: Buffer }>()
+          : await readKeys(tx, [...new Set(inputs.map((i) => i.resourceId))]);
       const missing = [...new Set(inputs.map((i) => i.resourceId).filter((id) => !existing.has(id)))];
       const made = await inSlices(missing, (slice) => newDataKeys(master, slice));
       const fresh = new Map(missing.map((id, k) => [id, made[k]!.key]));
