@@ -3,7 +3,7 @@
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildTestApp, type TestApp } from '../support/app.ts';
-import { appId, query, seedRegistry } from '../support/seed.ts';
+import { appId, query, seedRegistry, siteId } from '../support/seed.ts';
 
 let t: TestApp;
 const spec = { targetType: 'app', reason: 'Remove the legacy app', ticket: 'CHG-1' };
@@ -144,6 +144,33 @@ describe('summaries', () => {
     }
     // Measured: 3,516 B for the page of six against 17,965 B in full; the 12,000-item plan 3,302 B, its summary 588 B.
     expect(Buffer.byteLength(r.text) * 3).toBeLessThan(fullBytes);
+  });
+
+  // A rejected plan read "0 items" in the live view's list (a trial): itemCount counts the plan, and
+  // there is none. The summary says what was submitted and which classes rejected it.
+  it('say what a rejected plan was submitted with and why it was rejected', async () => {
+    // Two site IDs in an app delete, and an app the big plan holds.
+    const res = await request(t.app.server)
+      .post('/v1/operations')
+      .set('authorization', t.auth('requester'))
+      .send({ ...spec, ids: [siteId(1), appId(3, 0), siteId(2)] });
+    expect(res.status, JSON.stringify(res.body)).toBe(422);
+    const id = res.body.details.operationId as string;
+    const rejected = (await list('?state=rejected').expect(200)).body.items;
+    expect(rejected.map((o: { id: string }) => o.id)).toEqual([id]);
+    expect(rejected[0]).toMatchObject({
+      state: 'rejected',
+      itemCount: 0,
+      rejectionSummary: { submitted: 3, counts: { type_mismatch: 2, in_flight: 1 } },
+    });
+    expect(Object.keys(rejected[0].rejectionSummary.counts).sort()).toEqual(['in_flight', 'type_mismatch']);
+    // The same counts as the operation's own rejection (which lists every class, ok included).
+    const one = await request(t.app.server).get(`/v1/operations/${id}`).set('authorization', t.auth('viewer'));
+    const all = one.body.rejection.counts as Record<string, number>;
+    expect(Object.values(all).reduce((a, n) => a + n, 0)).toBe(3);
+    // Any other state: null.
+    for (const o of (await list('?limit=200').expect(200)).body.items)
+      if (o.id !== id) expect(o.rejectionSummary, o.id).toBeNull();
   });
 
   // A trial read a command's answer without the `progress` the views carry (it had `counts` only).

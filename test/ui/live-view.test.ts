@@ -4,10 +4,11 @@
 // progress strip advance from the event stream, pauses it with a reason, and the operation is
 // paused. The token stays in the tab's sessionStorage: never in localStorage, never in a URL.
 // Then what new-user trials found: the state shown while the stream replays history, a rollback
-// that ended incomplete (its strip, its reason line, its Roll back button), the login form while
-// signed in, and the browser's request for /favicon.ico.
+// that ended incomplete (its strip, its reason line, its Roll back button), a rejected plan in the
+// list and a plan that never ran (no probe panel), an open page during an outage (it says since when
+// it is not updated), the login form while signed in, and the browser's request for /favicon.ico.
 import type { AddressInfo } from 'node:net';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import { chromium, type Browser, type Page, type Route } from 'playwright-core';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -588,6 +589,169 @@ describe('live view in headless Chromium', () => {
       expect(why).toContain(`${siteId(87)} (type_mismatch: is site)`);
       expect(why).toContain(`GET /v1/operations/${id}/report (blastgate report ${id})`);
     } finally {
+      await context.close();
+    }
+  });
+
+  /** A recorded rejection (422 PLAN_REJECTED): an app and two site IDs in an app delete. */
+  async function rejectedPlan(app: number, sites: [number, number]) {
+    const res = await request(h.app.server)
+      .post('/v1/operations')
+      .set('authorization', h.auth('requester'))
+      .send({
+        targetType: 'app',
+        reason: 'Remove the legacy app',
+        ticket: 'CHG-1',
+        ids: [appsOf([app], APPS)[0], siteId(sites[0]), siteId(sites[1])],
+      });
+    expect(res.status, JSON.stringify(res.body)).toBe(422);
+    return res.body.details.operationId as string;
+  }
+
+  it('lists a rejected plan by what was submitted and why, not as "0 items" (trial)', async () => {
+    const rejected = await rejectedPlan(92, [93, 94]);
+    const planned = (await submitAndStart(h, { ids: appsOf([95], APPS), rollout: ROLLOUT }, false)).id;
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    try {
+      await openWithToken(page, h.tokens.viewer);
+      const cells = (id: string) => page.locator(`#ops tr[data-id="${id}"] td`).allTextContents();
+      await page.locator(`#ops tr[data-id="${rejected}"]`).waitFor({ timeout: 15_000 });
+      // Operation, State, Kind, Type, Items, Tenants, Created.
+      expect((await cells(rejected)).slice(1, 6)).toEqual([
+        'rejected',
+        'delete',
+        'app',
+        '3 submitted · rejected (2 type_mismatch)',
+        '–',
+      ]);
+      // A plan is listed by its items, as before.
+      expect((await cells(planned)).slice(1, 6)).toEqual(['approved', 'delete', 'app', String(APPS), '1']);
+    } finally {
+      await context.close();
+      await command(h, 'operator', planned, 'abort', { reason: 'end of the test' });
+    }
+  });
+
+  it('shows no probe panel for a plan that never ran: rejected, or cancelled before its start (trial)', async () => {
+    // A rejected plan said "nothing runs from it" above "No probe round yet", as if it would run.
+    const rejected = await rejectedPlan(97, [98, 99]);
+    // Cancelled before its start: its waves were planned, none ran.
+    const cancelled = (await submitAndStart(h, { ids: appsOf([89], APPS), rollout: ROLLOUT }, false)).id;
+    expect((await command(h, 'operator', cancelled, 'abort', { reason: 'not this week' })).status).toBe(200);
+    expect((await getOperation(h, cancelled)).state).toBe('cancelled');
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    try {
+      await openWithToken(page, h.tokens.viewer);
+      await page.locator('#ops').waitFor();
+      await page.goto(`${base}/ui#/op/${rejected}`);
+      await expect.poll(() => page.locator('#op-state').textContent(), POLL).toBe('rejected');
+      await page.locator('#stream[data-stream="ended"]').waitFor({ timeout: 15_000 });
+      expect(await page.locator('#halt').textContent()).toContain('nothing runs from it');
+      // Nothing about probe rounds, and no empty Waves heading: there is no plan.
+      const shown = await page.locator('#op').innerText();
+      expect(shown).not.toMatch(/probe/i);
+      expect(shown).not.toMatch(/\bwaves\b/i);
+      expect(await page.locator('#probes-panel').isVisible()).toBe(false);
+
+      await page.goto(`${base}/ui#/op/${cancelled}`);
+      await expect.poll(() => page.locator('#op-state').textContent(), POLL).toBe('cancelled');
+      await page.locator('#stream[data-stream="ended"]').waitFor({ timeout: 15_000 });
+      expect(await page.locator('#halt').textContent()).toBe('Cancelled: not this week');
+      expect(await page.locator('#op').innerText()).not.toMatch(/probe/i);
+      expect(await page.locator('#waves li').count()).toBeGreaterThan(0); // its plan's waves, none run
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('says an open page is not updated while the service answers 503 or nothing, until it answers again (trial)', async () => {
+    // A page already open when PostgreSQL went away kept showing its old state, with no sign that
+    // it was old. The outage as the browser sees it: 503 DEPENDENCY_UNAVAILABLE, or no answer.
+    let away: '503' | 'network' | 'frame' | null = null;
+    const outage = (route: Route) =>
+      away === '503'
+        ? route.fulfill({
+            status: 503,
+            contentType: 'application/json',
+            body: JSON.stringify({
+              code: 'DEPENDENCY_UNAVAILABLE',
+              message: 'PostgreSQL could not be reached; retry later.',
+            }),
+          })
+        : away === 'network'
+          ? route.abort('failed')
+          : route.continue();
+    const notice = /^Not updated since \d\d:\d\d:\d\d: the service answers 503 \(PostgreSQL unavailable\); retrying$/;
+    const approved = (await submitAndStart(h, { ids: appsOf([96], APPS), rollout: ROLLOUT }, false)).id;
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    try {
+      await page.route((u) => u.pathname === '/v1/operations', outage);
+      await openWithToken(page, h.tokens.viewer);
+      const row = page.locator(`#ops tr[data-id="${approved}"]`);
+      await row.waitFor({ timeout: 15_000 });
+      expect(await page.locator('#stale').isVisible()).toBe(false);
+
+      // The list's own refresh (every 5 s) meets the outage: the rows stay, and the page says they are old.
+      away = '503';
+      await expect.poll(() => page.locator('#stale').isVisible(), POLL).toBe(true);
+      expect(await page.locator('#stale').textContent()).toMatch(notice);
+      expect(await row.isVisible()).toBe(true);
+      expect(await page.locator('#error').isVisible()).toBe(false);
+      // An answer again: the notice goes with the next refresh.
+      away = null;
+      await expect.poll(() => page.locator('#stale').isVisible(), POLL).toBe(false);
+      // No answer at all (the server down, the network): said as such.
+      away = 'network';
+      await page.locator('#refresh').click();
+      await expect
+        .poll(() => page.locator('#stale').textContent(), POLL)
+        .toMatch(/^Not updated since \d\d:\d\d:\d\d: the service does not answer \(network error\); retrying$/);
+      away = null;
+      await page.locator('#refresh').click();
+      await expect.poll(() => page.locator('#stale').isVisible(), POLL).toBe(false);
+
+      // An operation's page: its event stream (open while the operation waits for its start) drops,
+      // and its reconnects meet the outage.
+      await page.route(
+        (u) => u.pathname === `/v1/operations/${approved}/events`,
+        (route) =>
+          away === 'frame'
+            ? route.fulfill({
+                status: 200,
+                contentType: 'text/event-stream',
+                body: `event: unavailable\ndata: ${JSON.stringify({ since: new Date().toISOString(), detail: 'database away' })}\n\n`,
+              })
+            : outage(route),
+      );
+      await page.goto(`${base}/ui#/op/${approved}`);
+      await page.locator('#stream[data-stream="live"]').waitFor({ timeout: 15_000 });
+      expect(await page.locator('#op-state').textContent()).toBe('approved');
+      expect(await page.locator('#probes-panel').textContent()).toContain('No probe round yet.'); // it may still run
+      away = '503';
+      h.app.server.closeAllConnections();
+      await expect.poll(() => page.locator('#stale').textContent(), POLL).toMatch(notice);
+      expect(await page.locator('#stale').isVisible()).toBe(true);
+      expect(await page.locator('#op-state').textContent()).toBe('approved');
+      expect(await page.locator('#error').isVisible()).toBe(false);
+      away = null;
+      await expect.poll(() => page.locator('#stale').isVisible(), POLL).toBe(false);
+      await page.locator('#stream[data-stream="live"]').waitFor({ timeout: 15_000 });
+      // The server's own word on an open stream: it cannot read the operation (PostgreSQL away).
+      away = 'frame';
+      h.app.server.closeAllConnections();
+      await expect
+        .poll(() => page.locator('#stale').textContent(), POLL)
+        .toMatch(
+          /^Not updated since \d\d:\d\d:\d\d: the service cannot read the operation \(PostgreSQL unavailable\); retrying$/,
+        );
+      away = null;
+      await expect.poll(() => page.locator('#stale').isVisible(), POLL).toBe(false);
+      await page.locator('#stream[data-stream="live"]').waitFor({ timeout: 15_000 });
+    } finally {
+      away = null;
       await context.close();
     }
   });

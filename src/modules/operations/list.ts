@@ -47,13 +47,36 @@ export const OperationSummary = Type.Object(
     reason: Type.String(),
     ticket: Type.String(),
     requestedBy: Type.String({ description: 'Name of the requesting token' }),
-    itemCount: Type.Integer({ description: 'Items of the plan, cascaded descendants included' }),
+    itemCount: Type.Integer({
+      description:
+        'Items of the plan, cascaded descendants included (0 for a rejected operation: see rejectionSummary)',
+    }),
     tenantCount: Type.Integer(),
     currentWave: Type.Union([Type.Integer(), Type.Null()]),
     waveCount: Type.Integer({ description: 'Waves of the plan (0 for a rejected operation)' }),
     haltReason: Nullable(Type.String()),
     progress: Progress,
     planHash: Nullable(Type.String()),
+    rejectionSummary: Type.Union(
+      [
+        Type.Object({
+          submitted: Type.Integer({
+            description:
+              "IDs the plan was judged on: the submitted list (a restore's or purge's scope: the IDs it named)",
+          }),
+          counts: Type.Record(Type.String(), Type.Integer(), {
+            description: 'IDs of each class that rejected it (ok and classes with none left out)',
+          }),
+        }),
+        Type.Null(),
+      ],
+      {
+        description:
+          'A rejected operation (nothing planned, so itemCount is 0): what was submitted and why it was rejected, ' +
+          'e.g. { "submitted": 3, "counts": { "type_mismatch": 2 } }. GET /v1/operations/{id} has the full `rejection` ' +
+          'with the first offenders, and its report every one. Null in any other state',
+      },
+    ),
     createdAt: Type.String({ format: 'date-time' }),
     updatedAt: Type.String({ format: 'date-time' }),
     finishedAt: Nullable(Type.String({ format: 'date-time' })),
@@ -82,6 +105,7 @@ const SUMMARY_EXAMPLE = {
   haltReason: null,
   progress: { items: 2000, done: 310, failed: 0, pending: 1690, restoring: 0, restored: 0, restoreFailed: 0 },
   planHash: 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855',
+  rejectionSummary: null,
   createdAt: '2026-11-24T12:00:00.000Z',
   updatedAt: '2026-11-24T12:05:00.000Z',
   finishedAt: null,
@@ -118,6 +142,7 @@ interface SummaryRow {
   current_wave: number | null;
   halt_reason: string | null;
   plan_hash: string | null;
+  rejection_counts: Record<string, number> | null;
   created_at: Date;
   updated_at: Date;
   finished_at: Date | null;
@@ -125,11 +150,25 @@ interface SummaryRow {
   wave_moves: WaveMove[];
 }
 
+/**
+ * A rejected operation's counts per class (the stored rejection's, which name every class, ok
+ * included): the IDs judged and the classes that rejected it. The list showed a rejected plan as
+ * "0 items" (a trial): itemCount counts the plan, and there is none.
+ */
+function rejectionSummary(counts: Record<string, number>) {
+  const all = Object.entries(counts).filter(([, n]) => typeof n === 'number');
+  return {
+    submitted: all.reduce((sum, [, n]) => sum + n, 0),
+    counts: Object.fromEntries(all.filter(([c, n]) => c !== 'ok' && n > 0)),
+  };
+}
+
 /** One statement for the page and its progress; newest first (IDs sort by creation), keyset on id. */
 export async function listSummaries(db: Queryable, q: OperationsQuery & { limit: number }) {
   const res = await db.query<SummaryRow>(
     `SELECT o.id, o.action, o.target_type, o.mode, o.state, o.reason, o.ticket, o.requested_by_name, o.item_count,
             o.tenant_count, o.current_wave, o.halt_reason, o.plan_hash, o.created_at, o.updated_at, o.finished_at,
+            CASE WHEN o.state = 'rejected' THEN o.rejection->'counts' END AS rejection_counts,
             ${COUNTERS_JSON_SQL('o.id')} AS wave_counters, ${MOVES_JSON_SQL('o.id')} AS wave_moves
      FROM operations o
      WHERE ($1::text[] IS NULL OR o.state = ANY($1::text[]))
@@ -157,6 +196,7 @@ export async function listSummaries(db: Queryable, q: OperationsQuery & { limit:
     // The single view's progress, by the same function (progress.ts).
     progress: progressFrom(r.wave_counters, r.wave_moves, r.state === 'rolling_back'),
     planHash: r.plan_hash,
+    rejectionSummary: r.rejection_counts ? rejectionSummary(r.rejection_counts) : null,
     createdAt: r.created_at.toISOString(),
     updatedAt: r.updated_at.toISOString(),
     finishedAt: r.finished_at?.toISOString() ?? null,

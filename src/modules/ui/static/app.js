@@ -60,7 +60,16 @@ const REASON_LABELS = {
   rollback_incomplete: 'Rollback incomplete',
   completed_with_failures: 'Completed with failures',
   cancelled: 'Cancelled',
+  expired: 'Expired',
 };
+// Never started: rejected, or cancelled or expired before its start (currentWave is null until the
+// start). No wave ran and no probe round will come: "No probe round yet" under a rejected plan read
+// as if it would still run (a trial).
+const NEVER_RUN = ['rejected', 'cancelled', 'expired', 'failed'];
+const neverRan = (op) => NEVER_RUN.includes(op.state) && (op.currentWave === null || op.currentWave === undefined);
+// How soon a read that met an outage (a 503, no answer) is tried again: a page loaded during one,
+// an open page's event stream, alike.
+const RETRY_MS = 2000;
 
 const $ = (id) => document.getElementById(id);
 const token = () => sessionStorage.getItem(TOKEN_KEY);
@@ -81,6 +90,15 @@ class ApiError extends Error {
     super(`${status} ${body?.code ?? 'ERROR'}: ${body?.message ?? 'the request failed'}`);
     this.status = status;
     this.code = body?.code;
+    this.serverMessage = body?.message ?? '';
+    this.dependency = body?.details?.dependency;
+  }
+}
+
+/** No answer at all (the server down, the connection refused or cut): fetch's TypeError, said as such. */
+class NetworkError extends Error {
+  constructor(cause) {
+    super(`no answer from the service (${cause?.message ?? cause})`);
   }
 }
 
@@ -89,7 +107,9 @@ async function api(path, opts = {}) {
   if (opts.body !== undefined) headers['content-type'] = 'application/json';
   const init = { method: opts.method ?? 'GET', headers, cache: 'no-store' };
   if (opts.body !== undefined) init.body = JSON.stringify(opts.body);
-  const res = await fetch(path, init);
+  const res = await fetch(path, init).catch((err) => {
+    throw new NetworkError(err);
+  });
   const body = await res.json().catch(() => null);
   if (!res.ok) throw new ApiError(res.status, body);
   return body;
@@ -99,6 +119,44 @@ function showError(err) {
   $('error').hidden = !err;
   $('error').textContent = err ? (err.message ?? String(err)) : '';
   if (err?.status === 401) forget();
+}
+
+const DEPENDENCIES = { postgres: 'PostgreSQL', redis: 'Redis' };
+/**
+ * What an outage looks like from here, said for people, or null for any other failure: the service
+ * answers 503 (PostgreSQL or Redis away; 502 or 504 from a proxy in front of it), or does not answer.
+ * Such a read is tried again, and what the page shows meanwhile is old.
+ */
+function outageOf(err) {
+  if (err instanceof NetworkError) return 'the service does not answer (network error)';
+  if (!(err instanceof ApiError) || ![502, 503, 504].includes(err.status)) return null;
+  const dep = DEPENDENCIES[err.dependency] ?? /^(PostgreSQL|Redis)\b/.exec(err.serverMessage)?.[1];
+  return `the service answers ${err.status} (${dep ? `${dep} unavailable` : (err.code ?? 'unavailable')})`;
+}
+
+// A page open when PostgreSQL went away kept showing its old state with no sign that it was old (a
+// trial). freshAt: when what the page shows was last known current (an answer, a frame or a heartbeat
+// of a stream that reads the operation); a refresh or a stream that meets an outage says since when.
+let freshAt = null;
+const hms = (d) => [d.getHours(), d.getMinutes(), d.getSeconds()].map((n) => String(n).padStart(2, '0')).join(':');
+
+function fresh() {
+  freshAt = new Date();
+  if ($('stale').hidden) return; // called for every chunk of the stream: no DOM work when nothing changes
+  $('stale').hidden = true;
+  $('stale').textContent = '';
+}
+
+function stale(cause, since = freshAt) {
+  $('stale').textContent = `${since ? `Not updated since ${hms(since)}` : 'Not updated'}: ${cause}; retrying`;
+  $('stale').hidden = false;
+}
+
+/** A refresh of what the page shows failed: an outage makes it stale (and is retried); anything else is an error. */
+function refreshFailed(err) {
+  const cause = outageOf(err);
+  if (cause && freshAt) stale(cause);
+  else showError(err);
 }
 
 let me = null;
@@ -123,7 +181,7 @@ async function start() {
     showError(err);
     // PostgreSQL or Redis away (503): asked again until it answers, and the page goes on from there.
     // A page loaded during an outage stayed on the error (trial N): the retry of showOp was never reached.
-    if (err?.status === 503) setTimeout(() => token() && !me && start(), 2000);
+    if (err?.status === 503) setTimeout(() => token() && !me && start(), RETRY_MS);
     return;
   }
   $('whoami').textContent = `${me.name} (${me.role})`;
@@ -140,6 +198,9 @@ function route() {
 
 function stopViews() {
   clearInterval(listTimer);
+  // What the next view shows is its own: nothing of it is old yet.
+  freshAt = null;
+  $('stale').hidden = true;
   if (view) {
     view.ctrl.abort();
     clearInterval(view.tick);
@@ -152,8 +213,8 @@ async function showList() {
   stopViews();
   $('op').hidden = true;
   $('list').hidden = false;
-  listTimer = setInterval(() => void loadList().catch(showError), 5000);
-  await loadList().catch(showError);
+  listTimer = setInterval(() => void loadList().catch(refreshFailed), 5000);
+  await loadList().catch(refreshFailed);
 }
 
 async function loadList() {
@@ -164,6 +225,10 @@ async function loadList() {
       api(`/v1/operations?limit=100${s ? `&state=${encodeURIComponent(s)}` : ''}`),
     ),
   );
+  // An answer: what the list shows is current, and an error of an earlier load (a list loaded during an
+  // outage) is over.
+  fresh();
+  showError(null);
   const ops = new Map(pages.flatMap((p) => p.items).map((o) => [o.id, o]));
   const rank = (o) => (FINISHED.includes(o.state) ? 1 : 0);
   const sorted = [...ops.values()].sort((a, b) => rank(a) - rank(b) || String(b.createdAt).localeCompare(a.createdAt));
@@ -174,7 +239,9 @@ async function loadList() {
       tr.dataset.state = o.state;
       const link = el('a', o.id);
       link.href = `#/op/${encodeURIComponent(o.id)}`;
-      const cells = [o.state, o.kind ?? o.action, o.targetType, o.itemCount, o.tenantCount, when(o.createdAt)];
+      const r = o.rejectionSummary;
+      const items = r ? listedRejection(r) : o.itemCount;
+      const cells = [o.state, o.kind ?? o.action, o.targetType, items, r ? '–' : o.tenantCount, when(o.createdAt)];
       tr.append(el('td'), ...cells.map((c) => el('td', c)));
       tr.firstChild.append(link);
       tr.children[1].className = `state state-${o.state}`;
@@ -182,6 +249,15 @@ async function loadList() {
     }),
   );
   $('ops-empty').hidden = sorted.length > 0;
+}
+
+/**
+ * A rejected plan in the list: what was submitted and why it was rejected ("3 submitted · rejected
+ * (2 type_mismatch)"). It read "0 items" (a trial): nothing was planned, so the plan has none.
+ */
+function listedRejection(r) {
+  const why = Object.entries(r.counts ?? {}).map(([c, n]) => `${n} ${c}`);
+  return `${r.submitted} submitted · rejected${why.length ? ` (${why.join(', ')})` : ''}`;
 }
 
 /** "1 tenant", "2 tenants" ("1 tenants, 1 waves" in the approve dialog: trial M). */
@@ -209,10 +285,11 @@ async function showOp(id) {
     showError(err);
     // PostgreSQL or Redis away (503): tried again until it answers, as an open page's stream rides
     // the outage out. A page opened during one stayed on the error until reloaded by hand (trial M).
-    if (err?.status === 503) setTimeout(() => view === v && showOp(id), 2000);
+    if (err?.status === 503) setTimeout(() => view === v && showOp(id), RETRY_MS);
     return;
   }
   showError(null);
+  fresh();
   render(v);
   v.tick = setInterval(() => renderBake(v), 1000);
   void follow(v);
@@ -256,29 +333,41 @@ async function follow(v) {
   v.ended = false;
   while (!v.ctrl.signal.aborted) {
     setStream('connecting');
+    let outage = null;
     try {
       const headers = { authorization: `Bearer ${token()}`, accept: 'text/event-stream' };
       if (v.cursor !== null) headers['last-event-id'] = String(v.cursor);
       const url = `/v1/operations/${encodeURIComponent(v.id)}/events`;
-      const res = await fetch(url, { headers, signal: v.ctrl.signal, cache: 'no-store' });
+      const res = await fetch(url, { headers, signal: v.ctrl.signal, cache: 'no-store' }).catch((err) => {
+        throw v.ctrl.signal.aborted ? err : new NetworkError(err);
+      });
       if (!res.ok) {
         const err = new ApiError(res.status, await res.json().catch(() => null));
         if (res.status !== 429 && res.status < 500) return (setStream('stopped'), showError(err));
         throw err;
       }
+      // Connected: the server read the operation, so whatever an earlier stream said about the
+      // database being away is over (the frames that follow bring the state now).
+      v.away = false;
       setStream('live');
       delay = 500;
-      if (await readFrames(res.body, (f) => onFrame(v, f))) {
+      const alive = () => view === v && !v.away && fresh();
+      if (await readFrames(res.body, (f) => onFrame(v, f), alive)) {
         v.ended = true;
         setStream('ended');
         return void watchEnded(v);
       }
     } catch (err) {
       if (v.ctrl.signal.aborted) return;
+      // A reconnect that meets an outage: what the page shows is old until one gets through, tried
+      // every RETRY_MS as a page loaded during an outage is. (A stream that merely dropped is not
+      // news: its reconnect says.)
+      outage = outageOf(err);
+      if (outage && view === v) stale(outage);
       setStream(`reconnecting (${err.message ?? err})`);
     }
-    await sleep(delay, v.ctrl.signal);
-    delay = Math.min(delay * 2, 10_000);
+    await sleep(outage ? RETRY_MS : delay, v.ctrl.signal);
+    if (!outage) delay = Math.min(delay * 2, 10_000);
   }
 }
 
@@ -295,8 +384,13 @@ async function watchEnded(v) {
   while (view === v && v.ended && !v.ctrl.signal.aborted) {
     await sleep(ENDED_POLL_MS, v.ctrl.signal);
     if (view !== v || !v.ended || v.ctrl.signal.aborted) return;
-    const op = await api(`/v1/operations/${encodeURIComponent(v.id)}`).catch(() => null);
+    const op = await api(`/v1/operations/${encodeURIComponent(v.id)}`).catch((err) => {
+      const cause = outageOf(err);
+      if (cause && view === v) stale(cause);
+      return null;
+    });
     if (view !== v || !v.ended) return;
+    if (op) fresh();
     if (op && op.state !== from) {
       applyOperation(v, op);
       render(v);
@@ -305,14 +399,18 @@ async function watchEnded(v) {
   }
 }
 
-/** SSE framing: `field: value` lines, a blank line ends a frame, `:` lines are comments. True after `end`. */
-async function readFrames(body, onFrame) {
+/**
+ * SSE framing: `field: value` lines, a blank line ends a frame, `:` lines are comments. True after
+ * `end`. `onData` is called for every chunk read, heartbeats included: the server is there.
+ */
+async function readFrames(body, onFrame, onData = () => undefined) {
   const reader = body.pipeThrough(new TextDecoderStream()).getReader();
   let buf = '';
   let frame = { event: 'message', id: null, data: [] };
   for (;;) {
     const { value, done } = await reader.read();
     if (done) return false;
+    onData();
     buf += value;
     let nl;
     while ((nl = buf.indexOf('\n')) >= 0) {
@@ -353,10 +451,19 @@ function onFrame(v, { event, id, data }) {
     v.op = { ...v.op, state, currentWave, bakeUntil, haltReason, throttled, waiting, refused };
     mergeWaves(v, waves);
   } else if (event === 'probes') v.probes = data;
-  else if (event === 'unavailable')
+  else if (event === 'unavailable') {
+    // The stream stays open and beats while PostgreSQL is away: its heartbeats are no news.
+    v.away = true;
     setStream(`the server cannot read the operation since ${data.since} (database away)`);
-  else if (event === 'available') setStream('live');
-  else if (event === 'end') v.op = { ...v.op, state: data.state };
+    // What the page shows is as of then (the chunk this frame came in is no news either).
+    const since = Date.parse(data.since);
+    if (!Number.isNaN(since)) freshAt = new Date(since);
+    stale('the service cannot read the operation (PostgreSQL unavailable)');
+  } else if (event === 'available') {
+    v.away = false;
+    fresh();
+    setStream('live');
+  } else if (event === 'end') v.op = { ...v.op, state: data.state };
   if (id !== null && /^\d+$/.test(id)) v.cursor = Number(id);
   render(v);
 }
@@ -490,7 +597,11 @@ function render(v) {
   $('held').hidden = !held;
   $('held').textContent = held;
   renderBake(v);
+  // A plan that never ran has no probe round to wait for, and a rejected one no waves either.
+  const never = neverRan(op);
+  $('waves-panel').hidden = never && !v.waves.length;
   $('waves').replaceChildren(...v.waves.map(renderWave));
+  $('probes-panel').hidden = never;
   renderProbes(v.probes);
   renderActions(v);
   const entries = [...v.timeline.values()].sort((a, b) => b.seq - a.seq);
@@ -648,7 +759,7 @@ $('filters').append(
     const box = el('input');
     box.type = 'checkbox';
     box.value = s;
-    box.addEventListener('change', () => void loadList().catch(showError));
+    box.addEventListener('change', () => void loadList().catch(refreshFailed));
     label.prepend(box);
     return label;
   }),
@@ -662,7 +773,7 @@ $('login').addEventListener('submit', (ev) => {
   void start();
 });
 $('forget').addEventListener('click', forget);
-$('refresh').addEventListener('click', () => void loadList().catch(showError));
+$('refresh').addEventListener('click', () => void loadList().catch(refreshFailed));
 $('confirm-form').addEventListener('submit', (ev) => void confirm(ev));
 $('confirm-cancel').addEventListener('click', () => ((pending = null), $('confirm').close()));
 window.addEventListener('hashchange', route);
