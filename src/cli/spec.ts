@@ -87,15 +87,48 @@ const FLAG_FIELDS: [flag: string, field: string][] = [
   ['--auto-start', 'autoStart'],
 ];
 
+/** How a refusal names a field a flag gave: the flag, its text in the message, and the value when it is one of a list's. */
+interface Shown {
+  flag: string;
+  text: string;
+  value?: string | number;
+}
+
+/** The longest part of a list's value a refusal quotes. */
+const SHOWN_VALUE_CHARS = 60;
+
+/**
+ * How to name `rest`, the path inside what `flag` gave (`given`): nothing is the flag itself; an
+ * index into a list the flag gave (`--delivery 7 abc`, `--waves 1,abc`) is the value at it, as
+ * typed (`--delivery "abc"`): "Invalid --delivery (0)" named a position in a list the user never
+ * saw (a new-user trial). Anything deeper (inside a JSON flag's object) is the path after the flag.
+ */
+function flagText(flag: string, rest: string, given?: unknown): Shown {
+  if (rest === '') return { flag, text: flag };
+  const value = /^\d+$/.test(rest) && Array.isArray(given) ? (given as unknown[])[Number(rest)] : undefined;
+  if (typeof value === 'string' || typeof value === 'number') {
+    const s = String(value);
+    const quoted = JSON.stringify(s.length > SHOWN_VALUE_CHARS ? `${s.slice(0, SHOWN_VALUE_CHARS)}…` : s);
+    return { flag, text: `${flag} ${quoted}`, value };
+  }
+  return { flag, text: `${flag} (${rest})` };
+}
+
+/** The value at a dotted path of a body the CLI built (`scope.resourceTypes`), if there is one. */
+const valueAt = (body: unknown, path: string): unknown =>
+  path
+    .split('.')
+    .reduce<unknown>(
+      (v, k) => (v && typeof v === 'object' && Object.hasOwn(v, k) ? (v as Record<string, unknown>)[k] : undefined),
+      body,
+    );
+
 /**
  * A server refusal (details[].field) said again in the CLI's terms: each field a flag gave is
- * named by it, in the message and as `flag` in its detail. `shown` says which flag gave a field,
- * and how to name it (the flag, or the flag with the path inside what it gave).
+ * named by it, in the message and as `flag` in its detail (with `value` when it names one value of
+ * a list). `shown` says which flag gave a field, and how to name it (flagText).
  */
-export function withFlagNames(
-  err: unknown,
-  shown: (field: string) => { flag: string; text: string } | undefined,
-): unknown {
+export function withFlagNames(err: unknown, shown: (field: string) => Shown | undefined): unknown {
   if (!(err instanceof CliError) || err.status === undefined) return err;
   // A list of fields (a validation's), or one object naming its field (a refusal such as
   // UNKNOWN_TARGET_TYPE, whose typo'd --type was the one a trial found named by no flag).
@@ -103,7 +136,8 @@ export function withFlagNames(
   if (!Array.isArray(err.details) && !one) return err;
   const named = (d: { field?: unknown }) => {
     const s = typeof d?.field === 'string' ? shown(d.field) : undefined;
-    return s ? { ...d, flag: s.flag } : d;
+    if (!s) return d;
+    return { ...d, flag: s.flag, ...(s.value !== undefined && !('value' in d) ? { value: s.value } : {}) };
   };
   const details = one ? [named(err.details as { field?: unknown })] : (err.details as { field?: unknown }[]).map(named);
   // Longest field first, so that "line 1.rollout" never rewrites part of "line 1.rollout.waves".
@@ -117,16 +151,17 @@ export function withFlagNames(
 
 /**
  * withFlagNames for a JSON body the CLI built from flags: `flags` maps a body field (`body.reason`)
- * to its flag; a field inside one (`body.scope.tenants.0`) is named by the flag that gave it.
+ * to its flag; a field inside one (`body.scope.tenants.0`) is named by the flag that gave it, and
+ * one value of a list the flag gave by that value, read from `body` (what was sent).
  */
-export function inBodyFlags(err: unknown, flags: Record<string, string>): unknown {
+export function inBodyFlags(err: unknown, flags: Record<string, string>, body?: unknown): unknown {
   return withFlagNames(err, (field) => {
     const key = Object.keys(flags)
       .filter((k) => field === k || field.startsWith(`${k}.`))
       .sort((a, b) => b.length - a.length)[0];
     if (!key) return undefined;
-    const flag = flags[key]!;
-    return { flag, text: field === key ? flag : `${flag} (${field.slice(key.length + 1)})` };
+    const given = key.startsWith('body.') ? valueAt(body, key.slice('body.'.length)) : undefined;
+    return flagText(flags[key]!, field === key ? '' : field.slice(key.length + 1), given);
   });
 }
 
@@ -136,6 +171,7 @@ export function inBodyFlags(err: unknown, flags: Record<string, string>): unknow
  * field came from its own flag when given, else from --rollout.
  */
 export function inFlags(err: unknown, f: SpecFlags): unknown {
+  const spec = specOf(f, false);
   const given: Record<string, boolean> = {
     '--waves': f.waves !== undefined,
     '--bake-seconds': f.bakeSeconds !== undefined,
@@ -151,6 +187,12 @@ export function inFlags(err: unknown, f: SpecFlags): unknown {
       ([flag, key]) => (path === key || path.startsWith(`${key}.`)) && (!key.startsWith('rollout.') || given[flag]),
     );
     if (!hit) return undefined;
+    // A value of a list the flag gave (--waves 1,abc) by that value; deeper, the spec's path (--rollout (rollout.waves.1)).
+    const rest = path.slice(hit[1].length + 1);
+    if (path !== hit[1] && /^\d+$/.test(rest)) {
+      const named = flagText(hit[0], rest, valueAt(spec, hit[1]));
+      if (named.value !== undefined) return named;
+    }
     return { flag: hit[0], text: path === hit[1] ? hit[0] : `${hit[0]} (${path})` };
   });
 }

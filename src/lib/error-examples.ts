@@ -98,10 +98,34 @@ export const ERROR_EXAMPLES = {
       'Blastgate deleted nothing of tenant tn_acme that is still deleted (what was rolled back or restored since is not deleted)',
     details: { scope: { kind: 'tenant', tenantId: 'tn_acme', deletedSince: null, asOf: null } },
   },
+  // The scope's deleted resources were all left out (with none: "Nothing in this scope is deleted
+  // and not purged yet"); details.leftOut counts them by reason, with the first IDs of each.
   nothingToPurge: {
     code: 'NOTHING_TO_PURGE',
-    message: 'Nothing in this scope is deleted and not purged yet',
-    details: { scope: { kind: 'tenant', tenantId: 'tn_acme', deletedSince: null, asOf: null } },
+    message:
+      'The only deleted resource in this scope was left out: 1 restore_uncertain (a restore of it went out with its outcome unknown, so it may be live again; restore it again to settle it: app_8f3k2m1q); nothing to purge',
+    details: {
+      scope: { kind: 'tenant', tenantId: 'tn_acme', deletedSince: null, asOf: null },
+      leftOut: {
+        purged: 0,
+        ids: [],
+        erased: 0,
+        restored: 0,
+        deletedAgain: 0,
+        uncertain: 0,
+        activeAgain: 0,
+        restoreUncertain: 1,
+        items: [
+          {
+            id: 'app_8f3k2m1q',
+            reason: 'restore_uncertain',
+            by: 'op_lx2k9a1b2c3d4e5f6',
+            detail:
+              'a restore of it by op_lx2k9a1b2c3d4e5f6 since its delete went out and its outcome is unknown: it may be live again; restore it again to settle it (a later purge takes it once its delete stands)',
+          },
+        ],
+      },
+    },
   },
   invalidTypeDeclaration: {
     code: 'INVALID_TYPE_DECLARATION',

@@ -183,6 +183,17 @@ function detailsOf(issue: ValidationIssue, where: string, group: ValidationIssue
       const types = [...new Set(group.map((g) => String(g.params?.type)))];
       return [{ field, message: `must be ${types.join(' or ')}`, allowed: types }];
     }
+    case 'uniqueItems': {
+      // ajv names the two positions ("items ## 1 and 0 are identical"): a CLI user who typed
+      // `--delivery 7 7` never saw a list with positions. The value says which.
+      const i = issue.params?.i;
+      const value = Array.isArray(issue.data) && typeof i === 'number' ? (issue.data as unknown[])[i] : undefined;
+      if (typeof value !== 'string' && typeof value !== 'number') return [{ field, message }];
+      const shown = typeof value === 'string' && value.length > 60 ? `${value.slice(0, 60)}…` : value;
+      return [
+        { field, message: `must not list a value twice (${JSON.stringify(shown)} is given more than once)`, value },
+      ];
+    }
     default:
       return [{ field, message, ...(issue.params && 'limit' in issue.params ? { limit: issue.params.limit } : {}) }];
   }

@@ -264,7 +264,15 @@ describe('blastgate admin and control commands', () => {
       ],
       ['admin', ['tokens', 'create', '--name', 'bot', '--role', 'superuser'], undefined, 2, 'Invalid --role'],
       ['requester', restoreOf('--idempotency-key', 'bad key!'), undefined, 2, 'Invalid --idempotency-key'],
-      ['requester', restoreOf('--waves', '50%,10%'), undefined, 2, 'Invalid --waves (1): must reach more tenants'],
+      // A list's bad value by what it is, not by its position in the list.
+      ['requester', restoreOf('--waves', '50%,10%'), undefined, 2, 'Invalid --waves "10%": must reach more tenants'],
+      [
+        'admin',
+        ['tokens', 'create', '--name', 'bot', '--role', 'requester', '--scope-types', 'app,Site'],
+        undefined,
+        2,
+        'Invalid --scope-types "Site": must match pattern',
+      ],
       ['requester', restoreOf('--bake-seconds', '999999'), undefined, 2, 'Invalid --bake-seconds'],
       [
         'requester',

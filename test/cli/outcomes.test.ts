@@ -18,7 +18,7 @@ import {
 } from '../support/execution.ts';
 import { appsOf, deleteSitesOf } from '../support/exec-helpers.ts';
 import { CLI_BIN, CLI_ROOT, jsonError, runCli, type CliRun } from '../support/cli.ts';
-import { appId, seedRegistry, siteId, tenantId } from '../support/seed.ts';
+import { appId, query, seedRegistry, siteId, tenantId } from '../support/seed.ts';
 import type { Role } from '../../src/modules/auth/roles.ts';
 
 let h: ExecHarness;
@@ -452,7 +452,7 @@ describe('blastgate CLI against the real stack', () => {
     expect(j.error).toMatchObject({ details: expect.arrayContaining([expect.objectContaining({ flag: '--reason' })]) });
     const waves = await as('requester', [...args.slice(0, 4), 'Bad waves', ...args.slice(5)]);
     expect(waves.code, waves.stderr).toBe(2);
-    expect(waves.stderr).toMatch(/400 VALIDATION_FAILED: Invalid --waves \(rollout\.waves\.1\): /);
+    expect(waves.stderr).toMatch(/400 VALIDATION_FAILED: Invalid --waves "abc": must be a number of tenants/);
     // Operator commands too.
     const pause = await as('operator', ['pause', 'op_doesnotexist', '--reason', 'x']);
     expect(pause.code, pause.stderr).toBe(2);
@@ -478,6 +478,41 @@ describe('blastgate CLI against the real stack', () => {
       /Next: an approver runs {2}blastgate approve op_\S+ {2}\(it starts once the approvals are in\)/,
     );
     expect(r.stdout).not.toMatch(/blastgate start/);
+  });
+
+  it('purge of a tenant whose deleted resources were all left out prints the server\'s count of them, not "nothing is deleted"', async () => {
+    // Site 39 and its apps deleted; the site is due, and both apps are active again (an import):
+    // the site, deleted and not purged, is kept for them (children_kept) and nothing is left to purge.
+    const del = await deleteSitesOf(h, [39]);
+    expect((await waitForState(h, del.id, ['completed', 'completed_with_failures', 'halted'])).state).toBe('completed');
+    await query(h.databaseUrl, `UPDATE resources SET purge_after = now() - interval '1 day' WHERE id = $1`, [
+      siteId(39),
+    ]);
+    await request(h.app.server)
+      .post('/v1/registry/resources')
+      .set('authorization', h.auth('admin'))
+      .send({
+        resources: appsOf([39], 2).map((id) => ({
+          id,
+          type: 'app',
+          tenantId: tenantId(39),
+          parentId: siteId(39),
+          state: 'active',
+        })),
+      })
+      .expect(200);
+    const args = ['purge', '--tenant', tenantId(39), '--reason', 'Retention ended', '--ticket', 'CHG-39', '--dry-run'];
+    const r = await as('requester', args);
+    expect(r.code, r.stderr).toBe(1);
+    expect(r.stderr).toContain(
+      `blastgate: 422 NOTHING_TO_PURGE: The only deleted resource in this scope was left out: 1 children_kept (kept because a child of it is not purged with it, within its retention or live: ${siteId(39)}); nothing to purge; 2 resource(s) of it are active again`,
+    );
+    expect(r.stderr).not.toContain('Nothing in this scope is deleted');
+    const j = jsonError(await as('requester', ['--json', ...args]));
+    expect(j.error).toMatchObject({
+      code: 'NOTHING_TO_PURGE',
+      details: { leftOut: { childrenKept: 1, activeAgain: 2 } },
+    });
   });
 
   it('report on a plan that was not rejected says there is nothing to report', async () => {

@@ -88,3 +88,38 @@ it('prints the server refusal with its code, naming the flag or the delivery at 
   expect(viewer.code).toBe(1);
   expect(viewer.stderr).toMatch(/403 FORBIDDEN/);
 });
+
+it('names the --delivery value it refuses, not its position in the list (exit 2), the first bad one of several', async () => {
+  const bad = await admin(['webhooks', 'redeliver', endpoint, '--reason', 'receiver back', '--delivery', 'abc']);
+  expect(bad.code, bad.stderr).toBe(2);
+  expect(bad.stderr).toContain('Invalid --delivery "abc": a delivery ID is a positive integer');
+  // Several (as separate values and comma-separated): the first bad one, by its value.
+  const several = await admin([
+    'webhooks',
+    'redeliver',
+    endpoint,
+    '--reason',
+    'receiver back',
+    '--delivery',
+    '7',
+    '0,x',
+  ]);
+  expect(several.code, several.stderr).toBe(2);
+  expect(several.stderr).toContain('Invalid --delivery "0": a delivery ID is a positive integer');
+  expect(several.stderr).not.toMatch(/--delivery \(\d+\)/);
+  // One given twice: that one, not the two positions ("items ## 1 and 0 are identical").
+  const twice = await admin(['webhooks', 'redeliver', endpoint, '--reason', 'receiver back', '--delivery', '7', '7']);
+  expect(twice.code, twice.stderr).toBe(2);
+  expect(twice.stderr).toContain('Invalid --delivery: must not list a value twice ("7" is given more than once)');
+  const j = JSON.parse(
+    (await admin(['--json', 'webhooks', 'redeliver', endpoint, '--reason', 'receiver back', '--delivery', 'abc']))
+      .stderr,
+  );
+  expect(j).toMatchObject({
+    exitCode: 2,
+    error: {
+      message: 'Invalid --delivery "abc": a delivery ID is a positive integer',
+      details: [{ field: 'body.deliveryIds.0', flag: '--delivery', value: 'abc' }],
+    },
+  });
+});

@@ -559,7 +559,10 @@ describe('a purge of what a rollback may have brought back', () => {
     const tenant = await postPurge({ tenantId: tenantId(s) });
     expect(tenant.status, JSON.stringify(tenant.body)).toBe(422);
     expect(tenant.body).toMatchObject({ code: 'NOTHING_TO_PURGE', details: { leftOut: { restoreUncertain: 2 } } });
-    expect(tenant.body.message).toContain('2 resource(s) are left out because a restore of them went out');
+    // They are deleted and not purged: the message says all of them were left out, and why.
+    expect(tenant.body.message).toBe(
+      `All 2 deleted resources in this scope were left out: 2 restore_uncertain (a restore of each went out with its outcome unknown, so they may be live again; restore them again to settle it: ${[...apps].sort().join(', ')}); nothing to purge`,
+    );
     expect(h.downstream.state(apps[0]!)).toBe('active');
   });
 });
@@ -814,5 +817,56 @@ describe('a scope of everything due or of a tenant: a parent goes only with its 
           .map((x) => [x, 'purged']),
       ),
     });
+  });
+});
+
+describe('a tenant or an operation whose every deleted resource is left out', () => {
+  it('says they were all left out, by reason, not that nothing is deleted; nothing deleted at all keeps saying that', async () => {
+    // A site and its apps, deleted and due; every app is active again (an import): the apps are no
+    // longer deleted, and the site, still deleted and not purged, is kept for them (children_kept).
+    const s = freshSite();
+    const del = await deleteAndComplete(h, 'site', [siteId(s)]);
+    await makeDue(siteAndApps(s));
+    await request(h.app.server)
+      .post('/v1/registry/resources')
+      .set('authorization', h.auth('admin'))
+      .send({ resources: appsOfSite(s).map((id) => ({ id, type: 'app', tenantId: tenantId(s), state: 'active' })) })
+      .expect(200);
+    for (const scope of [{ tenantId: tenantId(s) }, { operationId: del }]) {
+      const r = await postPurge({ ...scope, dryRun: true });
+      expect(r.status, JSON.stringify(r.body)).toBe(422);
+      // The code clients branch on stays; details carry the counts by reason (leftOut).
+      expect(r.body).toMatchObject({
+        code: 'NOTHING_TO_PURGE',
+        details: { leftOut: { childrenKept: 1, activeAgain: APPS, purged: 0 } },
+      });
+      expect(r.body.message).not.toContain('Nothing in this scope is deleted');
+      expect(r.body.message).toMatch(
+        new RegExp(
+          `^The only deleted resource in this scope was left out: 1 children_kept \\(kept because a child of it is not purged with it, within its retention or live: ${siteId(s)}\\); nothing to purge;`,
+        ),
+      );
+      // What is not deleted any more is still said, after it.
+      expect(r.body.message).toContain(`; ${APPS} resource(s) of it are active again, brought back outside Blastgate`);
+    }
+    // Everything due by now, the same (earlier tests' due resources are not due any more).
+    await query(h.databaseUrl, `UPDATE resources SET purge_after = NULL WHERE state <> 'purged' AND id <> $1`, [
+      siteId(s),
+    ]);
+    const dueBefore = new Date().toISOString();
+    const due = await postPurge({ dueBefore, dryRun: true });
+    expect(due.status, JSON.stringify(due.body)).toBe(422);
+    expect(due.body).toMatchObject({ code: 'NOTHING_TO_PURGE', details: { leftOut: { childrenKept: 1 } } });
+    expect(due.body.message).toBe(
+      `The only resource due for purging by ${new Date(dueBefore).toISOString()} was left out: 1 children_kept (kept because a child of it is not purged with it, within its retention or live: ${siteId(s)}); nothing to purge; no deleted resource is waiting for its retention to end`,
+    );
+    // A tenant of which Blastgate deleted nothing: nothing is deleted, as before.
+    const untouched = await postPurge({ tenantId: tenantId(freshSite()), dryRun: true });
+    expect(untouched.status, JSON.stringify(untouched.body)).toBe(422);
+    expect(untouched.body).toMatchObject({
+      code: 'NOTHING_TO_PURGE',
+      message: 'Nothing in this scope is deleted and not purged yet',
+    });
+    expect(untouched.body.details.leftOut).toBeUndefined();
   });
 });

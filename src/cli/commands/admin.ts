@@ -157,7 +157,7 @@ async function planned(
     .post<Planned>(`/v1/${verb}s`, body, f.idempotencyKey ? { 'idempotency-key': f.idempotencyKey } : undefined)
     .catch((err: unknown) => {
       // IDs the server names by index (INVALID_IDS, a rejection's offenders) get their file line.
-      const e = inBodyFlags(f.idsFile ? inListLines(err, lines) : err, SCOPE_FLAGS);
+      const e = inBodyFlags(f.idsFile ? inListLines(err, lines) : err, SCOPE_FLAGS, body);
       if (!(e instanceof CliError)) throw e;
       // A rejected dry run is recorded by this same command without --dry-run (not by `submit`,
       // which would plan a delete of these IDs).
@@ -271,7 +271,7 @@ export function registerAdminCommands(program: Command) {
             ...(Object.keys(scope).length ? { scope } : {}),
           };
           const t = await ctx.client.post<TokenView>('/v1/admin/tokens', body).catch((err: unknown) => {
-            throw inBodyFlags(err, TOKEN_FLAGS);
+            throw inBodyFlags(err, TOKEN_FLAGS, body);
           });
           ctx.out.result(t, () => {
             ctx.out.line(`Created token ${t.id} (${t.role}) for ${t.name}. Its secret, shown only now:`);

@@ -69,7 +69,7 @@ async function command(ctx: Ctx, path: string, body: Record<string, unknown>): P
   try {
     return await ctx.client.post<Op>(path, body);
   } catch (err) {
-    const named = inBodyFlags(err, FLAGS);
+    const named = inBodyFlags(err, FLAGS, body);
     if (!(named instanceof CliError) || !named.message.includes(END_ROLLBACK)) throw named;
     const message = named.message.replace(END_ROLLBACK, `${END_ROLLBACK} (blastgate abort --end-rollback)`);
     throw new CliError(named.exitCode, named.code, message, named.details, named.status);

@@ -113,7 +113,7 @@ export function registerWebhookCommands(program: Command) {
         const r = await ctx.client
           .post<{ redelivered: number; deliveryIds: string[]; more: boolean }>(path(id, '/redeliver'), body)
           .catch((err: unknown) => {
-            throw inBodyFlags(err, REDELIVER_FLAGS);
+            throw inBodyFlags(err, REDELIVER_FLAGS, body);
           });
         ctx.out.result(r, () => {
           ctx.out.line(

@@ -13,7 +13,7 @@ import {
   uncertainRestoreIds,
 } from '../restores/history.ts';
 import { resolveDeleted, type LeftOut } from '../restores/resolve.ts';
-import { LEFT_OUT_TABLE, leftOutSentence, summarizeLeftOut } from '../restores/left-out.ts';
+import { LEFT_OUT_TABLE, leftOutSentence, summarizeLeftOut, type LeftOutReason } from '../restores/left-out.ts';
 import { CASCADE_DEPTH, takenByCascade } from '../operations/cascade-plan.ts';
 import { UnprocessableError } from '../../lib/errors.ts';
 import { DEFAULT_RETENTION_DAYS } from './retention.ts';
@@ -228,21 +228,75 @@ export async function storePurgeRejections(client: pg.PoolClient, operationId: s
 }
 
 /**
+ * What a purge leaves out that is deleted and not purged yet, by reason, with why (said of one, or
+ * of several): the scope names it, the purge does not take it.
+ */
+const DELETED_LEFT_OUT: readonly [LeftOutReason, (l: LeftOut) => number | undefined, (one: boolean) => string][] = [
+  [
+    'restore_uncertain',
+    (l) => l.restoreUncertain,
+    (one) =>
+      one
+        ? 'a restore of it went out with its outcome unknown, so it may be live again; restore it again to settle it'
+        : 'a restore of each went out with its outcome unknown, so they may be live again; restore them again to settle it',
+  ],
+  [
+    'children_kept',
+    (l) => l.childrenKept,
+    (one) =>
+      `kept because a child of ${one ? 'it' : 'each'} is not purged with ${one ? 'it' : 'them'}, within its retention or live`,
+  ],
+  [
+    'deleted_again',
+    (l) => l.deletedAgain,
+    (one) => `restored and deleted again since by another operation, whose purge takes ${one ? 'it' : 'them'}`,
+  ],
+];
+
+/**
+ * When a purge left out every deleted resource of its scope: "All 3 deleted resources in this scope
+ * were left out: 2 restore_uncertain (why: IDs), 1 children_kept (…)", or null when it left out
+ * none (nothing is deleted). "Nothing in this scope is deleted and not purged yet" was said of a
+ * tenant whose deleted resources were all left out, and read as if there were none (a trial).
+ */
+function allLeftOut(leftOut: LeftOut | null, one: string, many: string): string | null {
+  if (!leftOut) return null;
+  const counted = DELETED_LEFT_OUT.map(([reason, count, why]) => [reason, count(leftOut) ?? 0, why] as const).filter(
+    ([, n]) => n > 0,
+  );
+  const total = counted.reduce((sum, [, n]) => sum + n, 0);
+  if (total === 0) return null;
+  const ids = (reason: LeftOutReason, n: number) => {
+    const some = leftOut.items.filter((i) => i.reason === reason).map((i) => i.id);
+    return `${some.slice(0, 5).join(', ')}${n > Math.min(some.length, 5) ? ', …' : ''}`;
+  };
+  const lead = total === 1 ? `The only ${one} was left out` : `All ${total} ${many} were left out`;
+  return `${lead}: ${counted.map(([reason, n, why]) => `${n} ${reason} (${why(n === 1)}: ${ids(reason, n)})`).join(', ')}; nothing to purge`;
+}
+
+const deletedReasons = DELETED_LEFT_OUT.map(([reason]) => reason);
+
+/**
  * 422 NOTHING_TO_PURGE, saying why: for dueBefore, that nothing is due by then and when the next
  * resource is (a requester who asked too early learns when to ask); for a tenant or an operation,
- * what of it is purged already.
+ * what of it is purged already. When everything deleted in the scope was left out, it says so,
+ * counted by reason (details.leftOut has the counts and the first IDs of each).
  */
 export async function nothingToPurge(
   client: pg.PoolClient,
   scope: PurgeScope,
   leftOut: LeftOut | null,
 ): Promise<UnprocessableError> {
-  if (scope.kind !== 'due')
+  if (scope.kind !== 'due') {
+    const all = allLeftOut(leftOut, 'deleted resource in this scope', 'deleted resources in this scope');
     return new UnprocessableError(
       'NOTHING_TO_PURGE',
-      `Nothing in this scope is deleted and not purged yet${leftOutSentence(leftOut, 'purged again')}`,
+      all
+        ? `${all}${leftOutSentence(leftOut, 'purged again', deletedReasons)}`
+        : `Nothing in this scope is deleted and not purged yet${leftOutSentence(leftOut, 'purged again')}`,
       { scope, ...(leftOut ? { leftOut } : {}) },
     );
+  }
   const next = await client.query<{ at: Date | null }>(
     // Later than asked: what is due by then but kept back by its children (keepParentsOfKept) is
     // purged once they are due, and a time already past told the requester nothing (a trial).
@@ -250,11 +304,19 @@ export async function nothingToPurge(
     [scope.dueBefore],
   );
   const at = next.rows[0]?.at?.toISOString() ?? null;
+  const nextDue = at
+    ? `the next resource's retention ends at ${at}`
+    : 'no deleted resource is waiting for its retention to end';
+  const all = allLeftOut(
+    leftOut,
+    `resource due for purging by ${scope.dueBefore}`,
+    `resources due for purging by ${scope.dueBefore}`,
+  );
   return new UnprocessableError(
     'NOTHING_TO_PURGE',
-    `Nothing is due for purging by ${scope.dueBefore}: ` +
-      (at ? `the next resource's retention ends at ${at}` : 'no deleted resource is waiting for its retention to end') +
-      leftOutSentence(leftOut, 'purged'),
+    all
+      ? `${all}; ${nextDue}${leftOutSentence(leftOut, 'purged', deletedReasons)}`
+      : `Nothing is due for purging by ${scope.dueBefore}: ${nextDue}${leftOutSentence(leftOut, 'purged')}`,
     { scope, nextPurgeAfter: at, ...(leftOut ? { leftOut } : {}) },
   );
 }

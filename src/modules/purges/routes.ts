@@ -30,7 +30,9 @@ export default async function purgeRoutes(app: App) {
           'still ahead), purged (already), in_flight (naming the live operation that holds it) or restore_uncertain (a restore of it ' +
           'since its delete, or a rollback of that delete, went out and did not end restored: it may be live again). In a list of ' +
           'IDs, one that is not ok rejects the purge (422 PLAN_REJECTED with a per-ID report, recorded); a tenant, an operation or ' +
-          'dueBefore leaves the restore_uncertain ones out (plan.leftOut.restoreUncertain) and purges the rest. Otherwise 201: an operation of kind purge, mode hard, with its plan ' +
+          'dueBefore leaves the restore_uncertain ones out (plan.leftOut.restoreUncertain) and purges the rest. Nothing left to purge is 422 NOTHING_TO_PURGE: ' +
+          'nothing in the scope is deleted and not purged yet, or all of it was left out (the message counts them by reason; details.leftOut has the counts and the first IDs). ' +
+          'Otherwise 201: an operation of kind purge, mode hard, with its plan ' +
           "(the delete's default waves). It always needs an approval by someone other than the requester (and break-glass over budget), " +
           "whatever the policy; once started, each item is hard-deleted through its type's adapter and ends purged. A purge is never " +
           'rolled back (409 ROLLBACK_NOT_SUPPORTED): one that halts waits for a human (resume or abort). It ends completed only when ' +

@@ -302,28 +302,32 @@ function detailOf(
   }
 }
 
-/** The NOTHING_TO_… sentence about what a scope left out, and why. */
-export function leftOutSentence(leftOut: LeftOut | null, verb: string): string {
+/**
+ * The NOTHING_TO_… sentence about what a scope left out, and why; not of the reasons in `except`,
+ * which the caller says itself (a purge that left out every deleted resource leads with them).
+ */
+export function leftOutSentence(leftOut: LeftOut | null, verb: string, except: readonly LeftOutReason[] = []): string {
   if (!leftOut) return '';
-  const named = (n: number, ids: string[]) => `(${ids.slice(0, 5).join(', ')}${n > 5 ? ', …' : ''})`;
+  const say = (reason: LeftOutReason, n: number | undefined) => Boolean(n) && !except.includes(reason);
+  const named = (n: number | undefined, ids: string[]) => `(${ids.slice(0, 5).join(', ')}${(n ?? 0) > 5 ? ', …' : ''})`;
   const of = (reason: LeftOutReason) => leftOut.items.filter((i) => i.reason === reason).map((i) => i.id);
   const erased = leftOut.erased ? ` (${leftOut.erased} erased by a compliance erasure)` : '';
   return [
-    leftOut.purged &&
+    say('purged', leftOut.purged) &&
       `; ${leftOut.purged} resource(s) of it are purged${erased} and can never be ${verb} ${named(leftOut.purged, leftOut.ids)}`,
-    leftOut.restored &&
+    say('restored', leftOut.restored) &&
       `; ${leftOut.restored} resource(s) of it were restored since ${named(leftOut.restored, of('restored'))}`,
-    leftOut.deletedAgain &&
+    say('deleted_again', leftOut.deletedAgain) &&
       `; ${leftOut.deletedAgain} resource(s) of it were restored and deleted again since by another operation ${named(leftOut.deletedAgain, of('deleted_again'))}`,
-    leftOut.uncertain &&
+    say('uncertain', leftOut.uncertain) &&
       `; ${leftOut.uncertain} resource(s) of it may or may not have been deleted (a try of unknown outcome, then a failure; a rollback of that delete restores them) ${named(leftOut.uncertain, of('uncertain'))}`,
-    leftOut.activeAgain &&
+    say('active_again', leftOut.activeAgain) &&
       `; ${leftOut.activeAgain} resource(s) of it are active again, brought back outside Blastgate ${named(leftOut.activeAgain, of('active_again'))}`,
-    leftOut.otherTenant &&
+    say('other_tenant', leftOut.otherTenant) &&
       `; ${leftOut.otherTenant} resource(s) of other tenants that its deletes took along are left to their own tenant's restore ${named(leftOut.otherTenant, of('other_tenant'))}`,
-    leftOut.restoreUncertain &&
+    say('restore_uncertain', leftOut.restoreUncertain) &&
       `; ${leftOut.restoreUncertain} resource(s) are left out because a restore of them went out with its outcome unknown (they may be live again: restore them again to settle it) ${named(leftOut.restoreUncertain, of('restore_uncertain'))}`,
-    leftOut.childrenKept &&
+    say('children_kept', leftOut.childrenKept) &&
       `; ${leftOut.childrenKept} resource(s) are kept because a child of theirs is not purged with them (within its retention, or live) ${named(leftOut.childrenKept, of('children_kept'))}`,
   ]
     .filter(Boolean)

@@ -214,13 +214,21 @@ export const RedeliverBody = Type.Object(
   {
     reason: MultilineText({ minLength: 3, maxLength: 2000, description: 'Why (kept in the audit log)' }),
     deliveryIds: Type.Optional(
-      Type.Array(Type.String({ pattern: '^[1-9][0-9]{0,17}$', description: 'A delivery id (from the delivery log)' }), {
-        minItems: 1,
-        maxItems: 1000,
-        uniqueItems: true,
-        description:
-          'These deliveries (each failed or cancelled); without it, the oldest 1,000 failed deliveries of the endpoint',
-      }),
+      Type.Array(
+        Type.String({
+          pattern: '^[1-9][0-9]{0,17}$',
+          // Said instead of the pattern, which read as noise beside what was typed (a trial).
+          'x-rule': 'a delivery ID is a positive integer',
+          description: 'A delivery id (from the delivery log)',
+        }),
+        {
+          minItems: 1,
+          maxItems: 1000,
+          uniqueItems: true,
+          description:
+            'These deliveries (each failed or cancelled); without it, the oldest 1,000 failed deliveries of the endpoint',
+        },
+      ),
     ),
   },
   {
