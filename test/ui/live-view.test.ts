@@ -552,17 +552,7 @@ describe('live view in headless Chromium', () => {
   it('says why a rejected plan was rejected, and loads a page opened during a database outage once it answers (trial M)', async () => {
     // The 2022 mistake: site IDs in an app delete. The page said "delete of 0 app items across 0
     // tenants · 0 waves", no reason.
-    const res = await request(h.app.server)
-      .post('/v1/operations')
-      .set('authorization', h.auth('requester'))
-      .send({
-        targetType: 'app',
-        reason: 'Remove the legacy app',
-        ticket: 'CHG-1',
-        ids: [appsOf([86], APPS)[0], siteId(87), siteId(88)],
-      });
-    expect(res.status, JSON.stringify(res.body)).toBe(422);
-    const id = res.body.details.operationId as string;
+    const id = await rejectedPlan(86, [87, 88]);
     const context = await browser.newContext();
     const page = await context.newPage();
     try {
