@@ -120,7 +120,9 @@ describe('snapshot store', () => {
     const keyIds = await pool.query<{ key_id: string; resource_id: string }>(
       `SELECT DISTINCT key_id, resource_id FROM snapshots WHERE operation_id = 'op_k1'`,
     );
-    expect(keyIds.rows.find((r) => r.resource_id === 'app_k_old')?.key_id).toBe(String(before[0].id));
+    // String() both: a bigint arrives as a string, or as a number once the app's db plugin (loaded
+    // by another test file of this process) has set node-postgres's int8 parser.
+    expect(String(keyIds.rows.find((r) => r.resource_id === 'app_k_old')?.key_id)).toBe(String(before[0].id));
     expect(await count(`resource_keys WHERE resource_id LIKE 'app_k_%'`)).toBe(3);
   });
 
