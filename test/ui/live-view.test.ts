@@ -56,24 +56,20 @@ async function openWithToken(page: Page, token: string) {
   await page.locator('#login button[type=submit]').click();
 }
 
+/** The API's answer while PostgreSQL is away (503 DEPENDENCY_UNAVAILABLE), as the browser gets it. */
+const POSTGRES_AWAY = {
+  status: 503,
+  contentType: 'application/json',
+  body: JSON.stringify({ code: 'DEPENDENCY_UNAVAILABLE', message: 'PostgreSQL could not be reached; retry later.' }),
+};
+
 /**
  * The first two requests the page makes to `url` meet PostgreSQL away (the API's 503), the rest go
  * through: an outage as the browser sees it. `asked` counts them all.
  */
 async function outageFirst(page: Page, url: string) {
   const seen = { asked: 0 };
-  await page.route(url, (route) =>
-    seen.asked++ < 2
-      ? route.fulfill({
-          status: 503,
-          contentType: 'application/json',
-          body: JSON.stringify({
-            code: 'DEPENDENCY_UNAVAILABLE',
-            message: 'PostgreSQL could not be reached; retry later.',
-          }),
-        })
-      : route.continue(),
-  );
+  await page.route(url, (route) => (seen.asked++ < 2 ? route.fulfill(POSTGRES_AWAY) : route.continue()));
   return seen;
 }
 
@@ -661,18 +657,7 @@ describe('live view in headless Chromium', () => {
     // it was old. The outage as the browser sees it: 503 DEPENDENCY_UNAVAILABLE, or no answer.
     let away: '503' | 'network' | 'frame' | null = null;
     const outage = (route: Route) =>
-      away === '503'
-        ? route.fulfill({
-            status: 503,
-            contentType: 'application/json',
-            body: JSON.stringify({
-              code: 'DEPENDENCY_UNAVAILABLE',
-              message: 'PostgreSQL could not be reached; retry later.',
-            }),
-          })
-        : away === 'network'
-          ? route.abort('failed')
-          : route.continue();
+      away === '503' ? route.fulfill(POSTGRES_AWAY) : away === 'network' ? route.abort('failed') : route.continue();
     const notice = /^Not updated since \d\d:\d\d:\d\d: the service answers 503 \(PostgreSQL unavailable\); retrying$/;
     const approved = (await submitAndStart(h, { ids: appsOf([96], APPS), rollout: ROLLOUT }, false)).id;
     const context = await browser.newContext();
