@@ -13,7 +13,13 @@ import {
   uncertainRestoreIds,
 } from '../restores/history.ts';
 import { resolveDeleted, type LeftOut } from '../restores/resolve.ts';
-import { LEFT_OUT_TABLE, leftOutSentence, summarizeLeftOut, type LeftOutReason } from '../restores/left-out.ts';
+import {
+  LEFT_OUT_TABLE,
+  leftOutIds,
+  leftOutSentence,
+  summarizeLeftOut,
+  type LeftOutReason,
+} from '../restores/left-out.ts';
 import { CASCADE_DEPTH, takenByCascade } from '../operations/cascade-plan.ts';
 import { UnprocessableError } from '../../lib/errors.ts';
 import { DEFAULT_RETENTION_DAYS } from './retention.ts';
@@ -267,7 +273,7 @@ function allLeftOut(leftOut: LeftOut | null, one: string, many: string): string 
   const total = counted.reduce((sum, [, n]) => sum + n, 0);
   if (total === 0) return null;
   const ids = (reason: LeftOutReason, n: number) => {
-    const some = leftOut.items.filter((i) => i.reason === reason).map((i) => i.id);
+    const some = leftOutIds(leftOut, reason);
     return `${some.slice(0, 5).join(', ')}${n > Math.min(some.length, 5) ? ', …' : ''}`;
   };
   const lead = total === 1 ? `The only ${one} was left out` : `All ${total} ${many} were left out`;

@@ -302,6 +302,10 @@ function detailOf(
   }
 }
 
+/** The IDs of the report's sample left out for `reason`. */
+export const leftOutIds = (leftOut: LeftOut, reason: LeftOutReason): string[] =>
+  leftOut.items.filter((i) => i.reason === reason).map((i) => i.id);
+
 /**
  * The NOTHING_TO_… sentence about what a scope left out, and why; not of the reasons in `except`,
  * which the caller says itself (a purge that left out every deleted resource leads with them).
@@ -310,7 +314,7 @@ export function leftOutSentence(leftOut: LeftOut | null, verb: string, except: r
   if (!leftOut) return '';
   const say = (reason: LeftOutReason, n: number | undefined) => Boolean(n) && !except.includes(reason);
   const named = (n: number | undefined, ids: string[]) => `(${ids.slice(0, 5).join(', ')}${(n ?? 0) > 5 ? ', …' : ''})`;
-  const of = (reason: LeftOutReason) => leftOut.items.filter((i) => i.reason === reason).map((i) => i.id);
+  const of = (reason: LeftOutReason) => leftOutIds(leftOut, reason);
   const erased = leftOut.erased ? ` (${leftOut.erased} erased by a compliance erasure)` : '';
   return [
     say('purged', leftOut.purged) &&
