@@ -1,10 +1,11 @@
-// classify() resolves the staged IDs by one of four statements: grouped by ID or not (an input
-// intake proved distinct), serial or split over parallel workers (a large input). Each must
-// classify every ID exactly as the grouped serial one does, duplicates included.
+// classify() resolves the staged IDs by one of six statements: grouped by ID or not (an input
+// intake proved distinct), and joined to the registry by hash, by hash over parallel workers (a
+// large input) or by primary-key lookups (an input small next to the registry). Each must classify
+// every ID exactly as the grouped hash join does, duplicates included.
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ACTIVE_ONLY } from '../../src/modules/erasure/states.ts';
-import { classify } from '../../src/modules/operations/planner.ts';
+import { classify, joinStrategy, type RegistryJoin } from '../../src/modules/operations/planner.ts';
 import { createTestDatabase } from '../support/db.ts';
 import { appId, query, seedRegistry, siteId } from '../support/seed.ts';
 
@@ -20,7 +21,7 @@ afterAll(async () => {
   await pool?.end();
 });
 
-type Path = { distinct: boolean; parallel: boolean };
+type Path = { distinct: boolean; join: RegistryJoin };
 
 /** plan_class after classify() over `ids` by one path, in submission order; nothing is kept. */
 async function classified(ids: string[], path: Path) {
@@ -38,7 +39,7 @@ async function classified(ids: string[], path: Path) {
     // and have each statement's plan sent here, to see that it did.
     const plans: string[] = [];
     client.on('notice', (n) => plans.push(`${n.message} ${n.detail ?? ''}`));
-    if (path.parallel)
+    if (path.join === 'parallel')
       await client.query(
         `SET LOCAL min_parallel_table_scan_size = 0; SET LOCAL client_min_messages = log; SET LOCAL debug_print_plan = on`,
       );
@@ -46,8 +47,13 @@ async function classified(ids: string[], path: Path) {
     const c = await classify(client, 'app', type.id_pattern, [], null, ACTIVE_ONLY, {
       submitted: ids.length,
       distinct: path.distinct,
-      parallelFrom: path.parallel ? 0 : Number.MAX_SAFE_INTEGER,
+      join: path.join,
     });
+    // The join's settings are this statement's only: the plan's later statements keep PostgreSQL's.
+    const after = await client.query(
+      `SELECT current_setting('enable_hashjoin') AS h, current_setting('parallel_setup_cost') AS p`,
+    );
+    expect(after.rows[0]).toEqual({ h: 'on', p: '1000' });
     const rows = await client.query(
       `SELECT ord, id, class, actual_type, tenant_id, state, lock_row FROM plan_class ORDER BY ord`,
     );
@@ -65,22 +71,45 @@ describe('classify: every path classifies as the grouped serial one', () => {
 
   it('a list without duplicates: the same rows by all four paths', async () => {
     const ids = [...odd, ...good.filter((id) => !odd.includes(id))];
-    const want = await classified(ids, { distinct: false, parallel: false });
+    const want = await classified(ids, { distinct: false, join: 'hash' });
     expect(want.gathered).toBe(false);
     expect(want.counts).toMatchObject({ ok: ids.length - 6, unknown: 1, type_mismatch: 1, pattern_mismatch: 1 });
     expect(want.counts).toMatchObject({ protected: 1, already_deleted: 2, duplicate: 0 });
     for (const path of [
-      { distinct: true, parallel: false },
-      { distinct: false, parallel: true },
-      { distinct: true, parallel: true },
-    ])
-      expect(await classified(ids, path), JSON.stringify(path)).toEqual({ ...want, gathered: path.parallel });
+      { distinct: true, join: 'hash' },
+      { distinct: false, join: 'parallel' },
+      { distinct: true, join: 'parallel' },
+      { distinct: false, join: 'lookup' },
+      { distinct: true, join: 'lookup' },
+    ] as const)
+      expect(await classified(ids, path), JSON.stringify(path)).toEqual({
+        ...want,
+        gathered: path.join === 'parallel',
+      });
   });
 
-  it('a list with duplicates: grouped, serial or parallel, reports each later copy', async () => {
+  it('a list with duplicates: grouped, by any join, reports each later copy', async () => {
     const ids = [...good.slice(0, 500), good[7]!, siteId(1), siteId(1), ...good.slice(500), good[999]!];
-    const want = await classified(ids, { distinct: false, parallel: false });
+    const want = await classified(ids, { distinct: false, join: 'hash' });
     expect(want.counts).toMatchObject({ ok: 997, protected: 1, already_deleted: 2, type_mismatch: 1, duplicate: 3 });
-    expect(await classified(ids, { distinct: false, parallel: true })).toEqual({ ...want, gathered: true });
+    expect(await classified(ids, { distinct: false, join: 'parallel' })).toEqual({ ...want, gathered: true });
+    expect(await classified(ids, { distinct: false, join: 'lookup' })).toEqual(want);
+  });
+
+  it('looks IDs up by primary key only when they are few next to the registry, and never for a tenant-scoped token', async () => {
+    // The registry: 40 sites and 1,000 apps, analysed (reltuples is ANALYZE's count).
+    await query(url, 'ANALYZE resources');
+    const client = await pool.connect();
+    try {
+      const tenantScope = { tenants: ['t1'] };
+      expect(await joinStrategy(client, 1, null)).toBe('lookup');
+      expect(await joinStrategy(client, 86, null)).toBe('lookup');
+      expect(await joinStrategy(client, 87, null)).toBe('hash');
+      expect(await joinStrategy(client, 1, tenantScope)).toBe('hash');
+      expect(await joinStrategy(client, 1, { resourceTypes: ['app'] })).toBe('lookup');
+      expect(await joinStrategy(client, 500_000, null)).toBe('parallel');
+    } finally {
+      client.release();
+    }
   });
 });
