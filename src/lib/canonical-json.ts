@@ -15,10 +15,10 @@ export function canonicalJson(value: unknown): string {
   return canonicalize(value ?? null) ?? 'null';
 }
 
-/** The keys in UTF-16 code unit order; most objects built here already are (no sort, no copy). */
-function sorted(keys: string[]): string[] {
-  for (let k = 1; k < keys.length; k++) if (keys[k - 1]! > keys[k]!) return keys.sort();
-  return keys;
+/** Whether the keys are in UTF-16 code unit order already (most objects built here are). */
+function inOrder(keys: string[]): boolean {
+  for (let k = 1; k < keys.length; k++) if (keys[k - 1]! > keys[k]!) return false;
+  return true;
 }
 
 /** No lone surrogate (ES2024's String.prototype.isWellFormed, in Node 20 and later; TypeScript's lib here is older). */
@@ -35,21 +35,22 @@ function flatObject(value: object): string | undefined {
   const proto: unknown = Object.getPrototypeOf(value);
   if ((proto !== Object.prototype && proto !== null) || 'toJSON' in value) return undefined;
   const obj = value as Record<string, unknown>;
+  const keys = Object.keys(obj);
+  for (const key of keys) {
+    const v = obj[key];
+    if (v === undefined || typeof v === 'boolean' || v === null) continue;
+    if (typeof v === 'string' ? !wellFormed(v) : typeof v !== 'number' || !Number.isFinite(v)) return undefined;
+    if (!wellFormed(key)) return undefined;
+  }
+  // Keys already in order: JSON.stringify writes them in that order (Object.keys's), each value as
+  // the library would, and leaves out the undefined ones, in one native pass and one string (the
+  // pieces joined below were ~15% of what a waves run allocated, `npm run bench -- waves`).
+  if (inOrder(keys)) return JSON.stringify(obj);
   let out = '';
-  for (const key of sorted(Object.keys(obj))) {
+  for (const key of keys.sort()) {
     const v = obj[key];
     if (v === undefined) continue;
-    let text: string;
-    if (typeof v === 'string') {
-      if (!wellFormed(v)) return undefined;
-      text = JSON.stringify(v);
-    } else if (typeof v === 'number') {
-      if (!Number.isFinite(v)) return undefined;
-      text = JSON.stringify(v);
-    } else if (typeof v === 'boolean' || v === null) text = String(v);
-    else return undefined;
-    if (!wellFormed(key)) return undefined;
-    out += `${out ? ',' : ''}${JSON.stringify(key)}:${text}`;
+    out += `${out ? ',' : ''}${JSON.stringify(key)}:${JSON.stringify(v)}`;
   }
   return `{${out}}`;
 }

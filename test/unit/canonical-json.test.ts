@@ -73,6 +73,27 @@ describe('canonicalJson of a flat object (its fast path)', () => {
     );
   });
 
+  it('writes what the library writes for objects built with their keys in order (JSON.stringify writes those)', () => {
+    // Integer-like keys too: Object.keys lists them first, in numeric order ("9" before "10"), which
+    // is not the canonical order, so such an object must not be written in its own key order.
+    const key = fc.oneof(fc.string({ unit: 'binary' }), fc.nat({ max: 200 }).map(String));
+    fc.assert(
+      fc.property(fc.dictionary(key, primitive), (dict) => {
+        const obj = Object.fromEntries(Object.entries(dict).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+        let expected: string | Error;
+        try {
+          expected = canonicalize(obj) ?? 'null';
+        } catch (e) {
+          expected = e as Error;
+        }
+        if (expected instanceof Error) expect(() => canonicalJson(obj)).toThrow(expected.message);
+        else expect(canonicalJson(obj)).toBe(expected);
+      }),
+      { numRuns: 3_000 },
+    );
+    expect(canonicalJson({ 9: 'a', 10: 'b', x: 1 })).toBe('{"10":"b","9":"a","x":1}');
+  });
+
   it('leaves nesting, toJSON, NaN and lone surrogates to the library', () => {
     expect(canonicalJson({ b: { d: 1, c: [2, { f: 0, e: 'x' }] }, a: 'y' })).toBe(
       '{"a":"y","b":{"c":[2,{"e":"x","f":0}],"d":1}}',

@@ -8,6 +8,7 @@
 // the registry even after Blastgate deleted it (its state is its system's), so there a child counts
 // as new when its row changed after the plan (an import created it, moved it in or said it is
 // active): one the plan left out as deleted and that nothing touched since is not.
+import { textArray } from '../../lib/pg-array.ts';
 import type { Queryable } from '../../lib/sql.ts';
 import { takenByCascade } from '../operations/cascade-plan.ts';
 import { isExternal } from '../restores/history.ts';
@@ -66,8 +67,16 @@ export async function newChildren(
      WHERE ${isNewChild('p.type')}
      ORDER BY p.root, c.id`,
     under.length === 0
-      ? [roots, type, known, opId]
-      : [roots, type, known, opId, under.map((u) => u.id), under.map((u) => u.type), under.map((u) => u.root)],
+      ? [textArray(roots), type, textArray(known), opId]
+      : [
+          textArray(roots),
+          type,
+          textArray(known),
+          opId,
+          textArray(under.map((u) => u.id)),
+          textArray(under.map((u) => u.type)),
+          textArray(under.map((u) => u.root)),
+        ],
   );
   return new Map(r.rows.map((x) => [x.root, x.child]));
 }
