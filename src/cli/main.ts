@@ -9,6 +9,7 @@ import { registerOperationCommands } from './commands/operations.ts';
 import { registerControlCommands } from './commands/controls.ts';
 import { registerAdminCommands } from './commands/admin.ts';
 import { registerWebhookCommands } from './commands/webhooks.ts';
+import { registerListCommand } from './commands/list.ts';
 import { DEFAULT_URL, misspeltCliSettings } from './config.ts';
 
 /** Usage errors throw (and exit 2) instead of exiting 1 from inside commander. */
@@ -45,6 +46,7 @@ export function buildProgram(): Command {
       '\nExit codes: 0 completed/ok · 10 plan rejected · 11 halted, rolled back, completed with failures, cancelled, failed, expired · 12 paused · 13 timed out waiting · 2 usage error · 1 other error',
     );
   registerOperationCommands(program);
+  registerListCommand(program);
   registerControlCommands(program);
   registerAdminCommands(program);
   registerWebhookCommands(program);
