@@ -1,7 +1,10 @@
 // blastgate list against the real API: the operations newest first, one line each with state,
 // progress, ticket and requester; a rejected plan by what rejected it; filters and paging as the
 // API's, the next page's command printed; --json the API's page; a refused filter names the flag.
+import { mkdtemp, writeFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import request from 'supertest';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { buildTestApp, type TestApp } from '../support/app.ts';
@@ -62,6 +65,13 @@ it('lists the operations newest first, one line each, a rejected plan by what re
   expect(lines).toHaveLength(4);
 });
 
+it('says in status, too, what rejected a plan', async () => {
+  const r = await viewer(['status', rejected]);
+  expect(r.code, r.stderr).toBe(0);
+  expect(r.stdout).toContain('  3 submitted, rejected for 2 type_mismatch\n');
+  expect(r.stdout).toContain(`  full report: blastgate report ${rejected}`);
+});
+
 it('filters by state and kind, pages with the command for the next page, and says when nothing matches', async () => {
   const halt = await viewer(['list', '--state', 'halted,planned', '--kind', 'delete']);
   expect(halt.code, halt.stderr).toBe(0);
@@ -74,13 +84,33 @@ it('filters by state and kind, pages with the command for the next page, and say
 
   const first = await viewer(['list', '--limit', '1']);
   expect(first.code, first.stderr).toBe(0);
-  expect(first.stdout).toContain(`More: blastgate list --limit 1 --cursor ${rejected}`);
+  expect(first.stdout).toContain(`More: blastgate list --limit 1 --cursor ${rejected}\n`);
+  // The flags it was given on its command line, --url and --token-file included (never --token).
+  const tokenFile = join(await mkdtemp(join(tmpdir(), 'bg-list-')), 'token');
+  await writeFile(tokenFile, t.tokens.viewer, { mode: 0o600 });
+  const flagged = await runCli(['--url', url, '--token-file', tokenFile, 'list', '--limit', '1'], {});
+  expect(flagged.code, flagged.stderr).toBe(0);
+  expect(flagged.stdout).toContain(
+    `More: blastgate --url ${url} --token-file ${tokenFile} list --limit 1 --cursor ${rejected}\n`,
+  );
+  const given = await runCli(['--url', url, '--token', t.tokens.viewer, 'list', '--limit', '1'], {});
+  expect(given.stdout).toContain(`More: blastgate --url ${url} list --limit 1 --cursor ${rejected}\n`);
+  expect(given.stdout).not.toContain(t.tokens.viewer);
   const second = await viewer(['list', '--limit', '1', '--cursor', rejected]);
   expect(second.stdout.split('\n')[0]).toMatch(new RegExp(`^${halted} `));
+  // The last page, exactly full: no next page to offer.
+  const last = await viewer(['list', '--limit', '1', '--cursor', halted]);
+  expect(last.stdout.split('\n')[0]).toMatch(new RegExp(`^${planned} `));
+  expect(last.stdout).not.toContain('More:');
+
+  // Between waves an operation is baking: a filter on running alone says so.
+  const running = await viewer(['list', '--state', 'running']);
+  expect(running.stdout).toContain('No operations in state running.');
+  expect(running.stdout).toContain('add --state baking to see those too');
 
   const none = await viewer(['list', '--state', 'running', '--kind', 'restore']);
   expect(none.code, none.stderr).toBe(0);
-  expect(none.stdout.trim()).toBe('No operations in state running of kind restore.');
+  expect(none.stdout.split('\n')[0]).toBe('No operations in state running of kind restore.');
 });
 
 it('prints the API page with --json, and names the flag of a refused filter', async () => {

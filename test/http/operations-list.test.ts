@@ -97,6 +97,18 @@ describe('paging', () => {
     expect(seen).toEqual(newestFirst(ops));
     await list('?limit=201').expect(400);
   });
+
+  it('gives no next page after a page that is exactly the last one', async () => {
+    const all = await list(`?limit=${ops.length}`).expect(200);
+    expect(ids(all.body)).toEqual(newestFirst(ops));
+    expect(all.body).toMatchObject({ nextCursor: null, links: { next: null } });
+    const half = ops.length / 2;
+    const first = await list(`?limit=${half}`).expect(200);
+    expect(first.body.nextCursor).toBe(ids(first.body)[half - 1]);
+    const last = await list(`?limit=${half}&cursor=${first.body.nextCursor}`).expect(200);
+    expect(ids(last.body)).toHaveLength(half);
+    expect(last.body).toMatchObject({ nextCursor: null, links: { next: null } });
+  });
 });
 
 describe('summaries', () => {

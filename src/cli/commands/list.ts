@@ -3,7 +3,7 @@
 import type { Command } from 'commander';
 import { EXIT } from '../exit-codes.ts';
 import { inBodyFlags } from '../spec.ts';
-import { act, ctxOf, intArg, needToken } from '../context.ts';
+import { act, ctxOf, intArg, needToken, type GlobalFlags } from '../context.ts';
 
 interface Summary {
   id: string;
@@ -33,6 +33,27 @@ const LIST_FLAGS: Record<string, string> = {
 const REASON_SHOWN = 160;
 
 const n = (x: number) => x.toLocaleString('en');
+
+/** A value as a shell word: quoted when it holds anything a shell would read. */
+const word = (v: string) => (/^[\w@%+=:,./-]+$/.test(v) ? v : `'${v.replace(/'/g, `'\\''`)}'`);
+
+/**
+ * The command for the next page, with the flags this one was given on its command line: `--url`
+ * and `--token-file` too (without them, a trial's copy of the line went to the default address
+ * with no token), never `--token` (a command line is visible to other users of the machine).
+ */
+function nextPageCommand(g: GlobalFlags, f: { state?: string[]; kind?: string[]; limit?: number }, cursor: string) {
+  return [
+    'blastgate',
+    ...(g.url ? [`--url ${word(g.url)}`] : []),
+    ...(g.tokenFile ? [`--token-file ${word(g.tokenFile)}`] : []),
+    'list',
+    ...(f.state ?? []).map((s) => `--state ${word(s)}`),
+    ...(f.kind ?? []).map((k) => `--kind ${word(k)}`),
+    ...(f.limit !== undefined ? [`--limit ${f.limit}`] : []),
+    `--cursor ${cursor}`,
+  ].join(' ');
+}
 
 /** "running · wave 3/5 · 310 of 2,000 done, 2 failed · 40 tenants" */
 function progressText(o: Summary): string {
@@ -89,14 +110,15 @@ export function registerListCommand(program: Command) {
                 `  ${o.haltReason.length > REASON_SHOWN ? `${o.haltReason.slice(0, REASON_SHOWN)}… (blastgate status ${o.id})` : o.haltReason}`,
               );
           }
-          if (r.nextCursor) {
-            const again = [
-              ...(f.state ?? []).map((s) => `--state ${s}`),
-              ...(f.kind ?? []).map((k) => `--kind ${k}`),
-              ...(f.limit !== undefined ? [`--limit ${f.limit}`] : []),
-            ];
-            ctx.out.line(`More: blastgate list ${[...again, `--cursor ${r.nextCursor}`].join(' ')}`);
-          }
+          if (r.nextCursor)
+            ctx.out.line(`More: ${nextPageCommand(cmd.optsWithGlobals<GlobalFlags>(), f, r.nextCursor)}`);
+          // Between two waves an operation is `baking`, not `running`: a trial's `--state running`
+          // found nothing while a delete was three waves in.
+          const states = (f.state ?? []).flatMap((s) => s.split(','));
+          if (states.includes('running') && !states.includes('baking'))
+            ctx.out.line(
+              '(Between two waves an operation is baking, not running: add --state baking to see those too.)',
+            );
         });
         return EXIT.ok;
       }),

@@ -70,6 +70,7 @@ interface StatusView {
   plan: PlanLike | null;
   waveProgress?: { wave: number; counts: Record<string, number> }[];
   links?: { report?: string | null };
+  rejection?: { counts?: Record<string, number> } | null;
   unfinished?: {
     count: number;
     items: { resourceId: string; tenantId: string; state: string; lastError: string | null }[];
@@ -257,9 +258,14 @@ export function registerOperationCommands(program: Command) {
                 `    … ${op.unfinished.count - UNFINISHED_SHOWN} more: --json lists ${Math.min(op.unfinished.count, 100)}, GET /v1/operations/${op.id}/items?state=${[...new Set(op.unfinished.items.map((i) => i.state))].join(',')} pages through all`,
               );
           }
-          if (op.state === 'rejected')
+          if (op.state === 'rejected') {
+            // What rejected it, as `list` says it (a trial: status said less than the list).
+            const counts = Object.entries(op.rejection?.counts ?? {});
+            const why = counts.filter(([c, k]) => c !== 'ok' && k > 0).map(([c, k]) => `${k} ${c}`);
+            if (why.length)
+              ctx.out.line(`  ${counts.reduce((t, [, k]) => t + k, 0)} submitted, rejected for ${why.join(', ')}`);
             ctx.out.line(`  full report: blastgate report ${op.id}  (GET ${op.links?.report})`);
-          else for (const l of planLines(op.plan, op.planHash, op.kind)) ctx.out.line(l);
+          } else for (const l of planLines(op.plan, op.planHash, op.kind)) ctx.out.line(l);
         });
         // A status is read successfully whatever the state; a pipeline that branches on the outcome asks.
         return flags.exitStatus ? (exitForState(op.state) ?? EXIT.ok) : EXIT.ok;

@@ -52,7 +52,9 @@ export const OperationSummary = Type.Object(
         'Items of the plan, cascaded descendants included (0 for a rejected operation: see rejectionSummary)',
     }),
     tenantCount: Type.Integer(),
-    currentWave: Type.Union([Type.Integer(), Type.Null()]),
+    currentWave: Type.Union([Type.Integer(), Type.Null()], {
+      description: 'Index of the wave it is in or ended in, from 0 (the CLI and /ui show it from 1: "wave 3/3")',
+    }),
     waveCount: Type.Integer({ description: 'Waves of the plan (0 for a rejected operation)' }),
     haltReason: Nullable(Type.String()),
     progress: Progress,
@@ -230,8 +232,11 @@ export function listRoute(app: App) {
     async (req) => {
       const limit = req.query.limit!;
       await checkOperationCursor(app.db.pool, req.query.cursor);
-      const items = await listSummaries(app.db.pool, { ...req.query, limit });
-      const nextCursor = items.length === limit ? items[items.length - 1]!.id : null;
+      // One row more than the page: a page that is exactly the last one has no next (a trial's
+      // `--limit 1` over one operation printed a "More:" command that listed nothing).
+      const rows = await listSummaries(app.db.pool, { ...req.query, limit: limit + 1 });
+      const items = rows.slice(0, limit);
+      const nextCursor = rows.length > limit ? items[items.length - 1]!.id : null;
       return { items, nextCursor, links: { next: nextLink(LIST_PATH, req.query, 'cursor', nextCursor) } };
     },
   );
