@@ -65,6 +65,39 @@ it('lists the operations newest first, one line each, a rejected plan by what re
   expect(lines).toHaveLength(4);
 });
 
+it('says why a live operation does not move now: a bake and its end, a velocity cap and until when', async () => {
+  const until = new Date(Date.now() + 60_000).toISOString();
+  await query(
+    t.databaseUrl,
+    `UPDATE operations SET state = 'baking', current_wave = 0, bake_until = $2 WHERE id = $1`,
+    [planned, until],
+  );
+  try {
+    const baking = await viewer(['list', '--state', 'baking']);
+    expect(baking.stdout).toMatch(new RegExp(`^${planned}  delete app  baking · wave 1/\\d+ · bake until ${until} · `));
+    await query(
+      t.databaseUrl,
+      `UPDATE operations SET state = 'running', bake_until = NULL, throttled_by = 'maxItemsPerMinute', throttled_until = $2 WHERE id = $1`,
+      [planned, until],
+    );
+    const held = await viewer(['--json', 'list', '--state', 'running']);
+    expect(JSON.parse(held.stdout).items[0]).toMatchObject({
+      id: planned,
+      bakeUntil: null,
+      throttled: { cap: 'maxItemsPerMinute', until },
+    });
+    const line = await viewer(['list', '--state', 'running']);
+    expect(line.stdout).toContain(`running · wave 1/`);
+    expect(line.stdout).toContain(` · held back by maxItemsPerMinute until ${until} · `);
+  } finally {
+    await query(
+      t.databaseUrl,
+      `UPDATE operations SET state = 'planned', current_wave = NULL, bake_until = NULL, throttled_by = NULL, throttled_until = NULL WHERE id = $1`,
+      [planned],
+    );
+  }
+});
+
 it('says in status, too, what rejected a plan', async () => {
   const r = await viewer(['status', rejected]);
   expect(r.code, r.stderr).toBe(0);

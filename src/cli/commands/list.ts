@@ -17,6 +17,8 @@ interface Summary {
   currentWave: number | null;
   waveCount: number;
   haltReason: string | null;
+  bakeUntil: string | null;
+  throttled: { cap: string; until: string } | null;
   progress: { items: number; done: number; failed: number; restored: number; restoreFailed: number };
   rejectionSummary: { submitted: number; counts: Record<string, number> } | null;
   createdAt: string;
@@ -64,6 +66,9 @@ function progressText(o: Summary): string {
   const p = o.progress;
   const parts = [o.state];
   if (o.currentWave !== null) parts.push(`wave ${o.currentWave + 1}/${o.waveCount}`);
+  // Why it does not move now, as status says it (a trial: list showed a held-back run as plain running).
+  if (o.bakeUntil) parts.push(`bake until ${o.bakeUntil}`);
+  if (o.throttled) parts.push(`held back by ${o.throttled.cap} until ${o.throttled.until}`);
   const counts = [`${n(p.done)} of ${n(p.items)} done`];
   if (p.failed) counts.push(`${n(p.failed)} failed`);
   if (p.restored) counts.push(`${n(p.restored)} restored`);

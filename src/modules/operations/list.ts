@@ -13,6 +13,7 @@ import { checkOperationCursor } from './cursors.ts';
 import { OP_STATES } from './lifecycle-types.ts';
 import { Progress, progressFrom } from './progress.ts';
 import { TargetTypeView } from './schemas.ts';
+import { throttleOf } from './waiting.ts';
 
 const KINDS = ['delete', 'erase', 'restore', 'purge'] as const;
 const LIST_PATH = '/v1/operations';
@@ -57,6 +58,22 @@ export const OperationSummary = Type.Object(
     }),
     waveCount: Type.Integer({ description: 'Waves of the plan (0 for a rejected operation)' }),
     haltReason: Nullable(Type.String()),
+    bakeUntil: Nullable(
+      Type.String({
+        format: 'date-time',
+        description: 'While baking: when the bake after the current wave ends (as Operation.bakeUntil); null otherwise',
+      }),
+    ),
+    throttled: Type.Union(
+      [
+        Type.Object({
+          cap: Type.String({ description: 'maxItemsPerMinute or maxTenantsPerMinute (rollout)' }),
+          until: Type.String({ format: 'date-time' }),
+        }),
+        Type.Null(),
+      ],
+      { description: 'A running operation whose velocity cap holds items back right now (as Operation.throttled)' },
+    ),
     progress: Progress,
     planHash: Nullable(Type.String()),
     rejectionSummary: Type.Union(
@@ -105,6 +122,8 @@ const SUMMARY_EXAMPLE = {
   currentWave: 2,
   waveCount: 5,
   haltReason: null,
+  bakeUntil: null,
+  throttled: null,
   progress: { items: 2000, done: 310, failed: 0, pending: 1690, restoring: 0, restored: 0, restoreFailed: 0 },
   planHash: 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855',
   rejectionSummary: null,
@@ -143,6 +162,9 @@ interface SummaryRow {
   tenant_count: number;
   current_wave: number | null;
   halt_reason: string | null;
+  bake_until: Date | null;
+  throttled_by: string | null;
+  throttled_until: Date | null;
   plan_hash: string | null;
   rejection_counts: Record<string, number> | null;
   created_at: Date;
@@ -169,7 +191,8 @@ function rejectionSummary(counts: Record<string, number>) {
 export async function listSummaries(db: Queryable, q: OperationsQuery & { limit: number }) {
   const res = await db.query<SummaryRow>(
     `SELECT o.id, o.action, o.target_type, o.mode, o.state, o.reason, o.ticket, o.requested_by_name, o.item_count,
-            o.tenant_count, o.current_wave, o.halt_reason, o.plan_hash, o.created_at, o.updated_at, o.finished_at,
+            o.tenant_count, o.current_wave, o.halt_reason, o.bake_until, o.throttled_by, o.throttled_until,
+            o.plan_hash, o.created_at, o.updated_at, o.finished_at,
             CASE WHEN o.state = 'rejected' THEN o.rejection->'counts' END AS rejection_counts,
             ${COUNTERS_JSON_SQL('o.id')} AS wave_counters, ${MOVES_JSON_SQL('o.id')} AS wave_moves
      FROM operations o
@@ -195,6 +218,9 @@ export async function listSummaries(db: Queryable, q: OperationsQuery & { limit:
     currentWave: r.current_wave,
     waveCount: r.wave_counters.length,
     haltReason: r.halt_reason,
+    // As the single view says them (views.ts, waiting.ts): why a live operation does not move now.
+    bakeUntil: r.state === 'baking' && r.bake_until ? r.bake_until.toISOString() : null,
+    throttled: throttleOf({ state: r.state, throttledBy: r.throttled_by, throttledUntil: r.throttled_until }),
     // The single view's progress, by the same function (progress.ts).
     progress: progressFrom(r.wave_counters, r.wave_moves, r.state === 'rolling_back'),
     planHash: r.plan_hash,
