@@ -88,6 +88,10 @@ describe('GET /v1/audit filters', () => {
     expect(second.items[0]!.outcome).toBe('refused');
     const all = await events('limit=1000');
     expect(all.links).toEqual({ next: null });
+    // A last page that is exactly full offers no next page (it led to an empty one).
+    const exact = await events(`limit=${all.items.length}`);
+    expect(exact.items).toEqual(all.items);
+    expect(exact).toMatchObject({ nextAfter: null, links: { next: null } });
   });
 
   it('refuses an empty or oversized filter value with 400 naming it, and changes nothing', async () => {

@@ -62,7 +62,9 @@ describe('GET /v1/operations', () => {
     expect(first.body.items.map((o: { id: string }) => o.id)).toEqual([rejected]);
     const second = await get(first.body.links.next).expect(200);
     expect(second.body.items.map((o: { id: string }) => o.id)).toEqual([planned]);
-    const third = await get(`/v1/operations?limit=1&cursor=${second.body.nextCursor}`).expect(200);
+    // The last page, exactly full: no next page is offered; past it, an empty page.
+    expect(second.body).toMatchObject({ nextCursor: null, links: { next: null } });
+    const third = await get(`/v1/operations?limit=1&cursor=${planned}`).expect(200);
     expect(third.body).toMatchObject({ items: [], nextCursor: null });
   });
 });

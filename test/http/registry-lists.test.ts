@@ -55,6 +55,12 @@ describe('GET /v1/registry/tenants', () => {
       links: { next: `/v1/registry/tenants?limit=2&after=${tenantId(1)}` },
     });
     expect(first.body.items[0]).not.toHaveProperty('contact');
+    // A last page that is exactly full offers no next page (it led to an empty one).
+    const last = await get(`/v1/registry/tenants?limit=10&after=${tenantId(19)}`).expect(200);
+    expect(last.body.items.map((x: { id: string }) => x.id)).toEqual(
+      Array.from({ length: 10 }, (_, i) => tenantId(20 + i)),
+    );
+    expect(last.body).toMatchObject({ nextCursor: null, links: { next: null } });
   });
 
   it('filters by internal, protected and ID prefix, and keeps the filters across pages', async () => {

@@ -102,8 +102,10 @@ export default async function auditRoutes(app: App) {
     async (req) => {
       // The validator filled in the default page size.
       const limit = req.query.limit!;
-      const items = await listAudit(app.db.pool, { ...req.query, limit });
-      const nextAfter = items.length === limit ? items[items.length - 1]!.seq : null;
+      // One row more than the page: an exactly full last page offers no next one.
+      const rows = await listAudit(app.db.pool, { ...req.query, limit: limit + 1 });
+      const items = rows.slice(0, limit);
+      const nextAfter = rows.length > limit ? items[items.length - 1]!.seq : null;
       return {
         items,
         nextAfter,

@@ -170,8 +170,13 @@ async function listResources(db: Queryable, q: Static<typeof ResourcesQuery> & {
   }));
 }
 
-function page<T extends { id: string }>(items: T[], limit: number, path: string, query: Record<string, unknown>) {
-  const nextCursor = items.length === limit ? items[items.length - 1]!.id : null;
+/**
+ * A page of `rows`, read with one row more than `limit`: that row only says a next page exists, so
+ * a page that is exactly the last one offers none (as GET /v1/operations).
+ */
+function page<T extends { id: string }>(rows: T[], limit: number, path: string, query: Record<string, unknown>) {
+  const items = rows.slice(0, limit);
+  const nextCursor = rows.length > limit ? items[items.length - 1]!.id : null;
   return { items, nextCursor, links: { next: nextLink(path, query, 'after', nextCursor) } };
 }
 
@@ -199,7 +204,12 @@ export function registryListRoutes(app: App) {
     },
     async (req) => {
       const limit = req.query.limit!;
-      return page(await listTenants(app.db.pool, { ...req.query, limit }), limit, '/v1/registry/tenants', req.query);
+      return page(
+        await listTenants(app.db.pool, { ...req.query, limit: limit + 1 }),
+        limit,
+        '/v1/registry/tenants',
+        req.query,
+      );
     },
   );
 
@@ -227,8 +237,8 @@ export function registryListRoutes(app: App) {
     },
     async (req) => {
       const limit = req.query.limit!;
-      const items = await listResources(app.db.pool, { ...req.query, limit });
-      return page(items, limit, '/v1/registry/resources', req.query);
+      const rows = await listResources(app.db.pool, { ...req.query, limit: limit + 1 });
+      return page(rows, limit, '/v1/registry/resources', req.query);
     },
   );
 }

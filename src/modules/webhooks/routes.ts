@@ -283,8 +283,10 @@ export default async function webhookRoutes(app: App, opts: { masterKey: Buffer 
     async (req) => {
       if (!(await getEndpoint(app.db.pool, req.params.id))) throw new NotFoundError('Webhook', req.params.id);
       const limit = req.query.limit!;
-      const items = await listDeliveries(app.db.pool, req.params.id, { ...req.query, limit });
-      const nextAfter = items.length === limit ? Number(items[items.length - 1]!.id) : null;
+      // One row more than the page: an exactly full last page offers no next one.
+      const rows = await listDeliveries(app.db.pool, req.params.id, { ...req.query, limit: limit + 1 });
+      const items = rows.slice(0, limit);
+      const nextAfter = rows.length > limit ? Number(items[items.length - 1]!.id) : null;
       // links.next, as every other list gives it (a trial followed the operations' lists' links here).
       const path = `/v1/admin/webhooks/${encodeURIComponent(req.params.id)}/deliveries`;
       return { items, nextAfter, links: { next: nextLink(path, req.query, 'after', nextAfter?.toString() ?? null) } };
