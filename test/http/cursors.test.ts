@@ -84,6 +84,10 @@ describe('GET /v1/operations/{id}/tenants', () => {
     expect(first.body.nextCursor).toBe(tenantId(1));
     const second = await get(`/v1/operations/${planned}/tenants?limit=2&cursor=${first.body.nextCursor}`).expect(200);
     expect(second.body.items.map((r: { tenantId: string }) => r.tenantId)).toEqual([tenantId(2)]);
+    // An exactly full last page offers no next page (it led to an empty one).
+    const all = await get(`/v1/operations/${planned}/tenants?limit=3`).expect(200);
+    expect(all.body.items).toHaveLength(3);
+    expect(all.body).toMatchObject({ nextCursor: null, links: { next: null } });
   });
 });
 
@@ -133,6 +137,9 @@ describe('GET /v1/operations/{id}/items', () => {
     const second = await get(first.body.links.next).expect(200);
     expect(second.body).toMatchObject({ nextCursor: null, links: { next: null } });
     expect(second.body.items).toHaveLength(2);
+    const exact = await get(`/v1/operations/${planned}/items?limit=6`).expect(200);
+    expect(exact.body.items).toHaveLength(6);
+    expect(exact.body).toMatchObject({ nextCursor: null, links: { next: null } });
     const filtered = await get(`/v1/operations/${planned}/items?limit=1&state=pending`).expect(200);
     expect(filtered.body.links.next).toBe(
       `/v1/operations/${planned}/items?limit=1&state=pending&cursor=${filtered.body.nextCursor}`,
@@ -154,5 +161,8 @@ describe('GET /v1/operations/{id}/report', () => {
     const second = await get(first.body.links.next).expect(200);
     expect(second.body.items.map((r: { id: string }) => r.id)).toEqual(['app_nope_3']);
     expect(second.body.links).toEqual({ next: null });
+    const exact = await get(`/v1/operations/${rejected}/report?limit=3`).expect(200);
+    expect(exact.body.items).toHaveLength(3);
+    expect(exact.body).toMatchObject({ nextCursor: null, links: { next: null } });
   });
 });

@@ -131,8 +131,13 @@ export default async function affectedTenantRoutes(app: App) {
       const principal = req.principal!;
       const withContacts = CONTACT_ROLES.includes(principal.role);
       const limit = req.query.limit!;
+      // One row more than the page: an exactly full last page offers no next one. The extra row is
+      // dropped before any contact is read (a read is audited with the tenants it returned).
+      let more = false;
       const page = async (db: Queryable) => {
-        const rows = await ledgerTenants(db, op.id, req.query.cursor ?? null, limit, op.state === 'rolling_back');
+        const read = await ledgerTenants(db, op.id, req.query.cursor ?? null, limit + 1, op.state === 'rolling_back');
+        more = read.length > limit;
+        const rows = read.slice(0, limit);
         const cards = await tenantCards(
           db,
           rows.map((r) => r.tenant_id),
@@ -167,7 +172,7 @@ export default async function affectedTenantRoutes(app: App) {
             return rows;
           })
         : await page(app.db.pool);
-      const nextCursor = items.length === limit ? items[items.length - 1]!.tenantId : null;
+      const nextCursor = more ? items[items.length - 1]!.tenantId : null;
       // The next page's link, as every other list gives it (it had only nextCursor: a trial).
       const path = `/v1/operations/${encodeURIComponent(op.id)}/tenants`;
       return {

@@ -274,13 +274,15 @@ export default async function operationRoutes(app: App) {
       const op = await reads.get(req.params.id);
       const cursor = await checkItemCursor(app.db.pool, op.id, req.query.cursor);
       await checkItemWave(app.db.pool, op.id, req.query.wave);
-      const rows = await reads.items({
+      // One row more than the page: an exactly full last page offers no next one.
+      const read = await reads.items({
         operationId: op.id,
         ...req.query,
         cursor,
-        limit: req.query.limit!,
+        limit: req.query.limit! + 1,
         rollingBack: op.state === 'rolling_back',
       });
+      const rows = read.slice(0, req.query.limit!);
       // When each resource's retention ends (soft-deleted by an operation, not purged yet). One
       // primary-key lookup per ID: with `id = ANY(…)` PostgreSQL scanned the whole registry.
       const due = await app.db.pool.query<{ id: string; purge_after: Date }>(
@@ -306,7 +308,7 @@ export default async function operationRoutes(app: App) {
         ...paged(
           `/v1/operations/${op.id}/items`,
           req.query,
-          rows.length === req.query.limit ? String(rows.at(-1)!.seq) : null,
+          read.length > rows.length ? String(rows.at(-1)!.seq) : null,
         ),
       };
     },
@@ -343,12 +345,13 @@ export default async function operationRoutes(app: App) {
     async (req) => {
       const op = await reads.get(req.params.id);
       const cursor = await checkReportCursor(app.db.pool, op.id, req.query.cursor);
-      const rows = await reads.rejections({
+      const read = await reads.rejections({
         operationId: op.id,
         class: req.query.class,
         cursor,
-        limit: req.query.limit!,
+        limit: req.query.limit! + 1,
       });
+      const rows = read.slice(0, req.query.limit!);
       return {
         counts: (op.rejection as { counts?: Record<string, number> } | null)?.counts ?? {},
         items: rows.map((r) => ({
@@ -366,7 +369,7 @@ export default async function operationRoutes(app: App) {
         ...paged(
           `/v1/operations/${op.id}/report`,
           req.query,
-          rows.length === req.query.limit ? String(rows.at(-1)!.ordinal) : null,
+          read.length > rows.length ? String(rows.at(-1)!.ordinal) : null,
         ),
       };
     },
