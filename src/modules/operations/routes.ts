@@ -282,7 +282,7 @@ export default async function operationRoutes(app: App) {
         limit: req.query.limit! + 1,
         rollingBack: op.state === 'rolling_back',
       });
-      const rows = read.slice(0, req.query.limit!);
+      const rows = read.slice(0, req.query.limit);
       // When each resource's retention ends (soft-deleted by an operation, not purged yet). One
       // primary-key lookup per ID: with `id = ANY(…)` PostgreSQL scanned the whole registry.
       const due = await app.db.pool.query<{ id: string; purge_after: Date }>(
@@ -351,7 +351,7 @@ export default async function operationRoutes(app: App) {
         cursor,
         limit: req.query.limit! + 1,
       });
-      const rows = read.slice(0, req.query.limit!);
+      const rows = read.slice(0, req.query.limit);
       return {
         counts: (op.rejection as { counts?: Record<string, number> } | null)?.counts ?? {},
         items: rows.map((r) => ({
