@@ -58,6 +58,18 @@ export function listFilters(filters: Record<string, readonly string[] | null>) {
   };
 }
 
+/**
+ * A page of `rows` read with one row more than `limit` (`readLimit`): the extra row only says that
+ * a next page exists, so a page that is exactly the last one offers none (a trial's `--limit 1`
+ * over one operation printed a "More:" command that listed nothing). `last` is the row the next
+ * page's cursor is taken from, null when nothing follows.
+ */
+export function splitPage<T>(rows: T[], limit: number): { items: T[]; last: T | null } {
+  const items = rows.slice(0, limit);
+  return { items, last: rows.length > limit ? items[items.length - 1]! : null };
+}
+export const readLimit = (limit: number) => limit + 1;
+
 /** The URL of the next page: this request's query with the cursor parameter moved on. */
 export function nextLink(path: string, query: Record<string, unknown>, cursorParam: string, cursor: string | null) {
   if (cursor === null) return null;

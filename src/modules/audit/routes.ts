@@ -1,6 +1,6 @@
 // Reading and verifying the audit log, and recording refused destructive requests.
 import { Type } from '@fastify/type-provider-typebox';
-import { listFilters, nextLink } from '../../lib/list-query.ts';
+import { listFilters, nextLink, splitPage, readLimit } from '../../lib/list-query.ts';
 import { errorResponses, IdString, PageLinks, Text, type App } from '../../lib/schemas.ts';
 import { AUDIT_OUTCOMES, auditAlone, listAudit, verifyAudit } from './repository.ts';
 import { isUnreachable } from '../../plugins/db.ts';
@@ -102,10 +102,8 @@ export default async function auditRoutes(app: App) {
     async (req) => {
       // The validator filled in the default page size.
       const limit = req.query.limit!;
-      // One row more than the page: an exactly full last page offers no next one.
-      const rows = await listAudit(app.db.pool, { ...req.query, limit: limit + 1 });
-      const items = rows.slice(0, limit);
-      const nextAfter = rows.length > limit ? items[items.length - 1]!.seq : null;
+      const { items, last } = splitPage(await listAudit(app.db.pool, { ...req.query, limit: readLimit(limit) }), limit);
+      const nextAfter = last?.seq ?? null;
       return {
         items,
         nextAfter,

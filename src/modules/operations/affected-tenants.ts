@@ -2,7 +2,7 @@
 // what happened to their items and — for the people who act on an incident — how to reach them.
 import { Type } from '@fastify/type-provider-typebox';
 import { ERROR_EXAMPLES } from '../../lib/error-examples.ts';
-import { nextLink } from '../../lib/list-query.ts';
+import { nextLink, splitPage, readLimit } from '../../lib/list-query.ts';
 import { errorResponse, errorResponses, IdParams, IdString, PageLinks, type App } from '../../lib/schemas.ts';
 import { inTransaction, type Queryable } from '../../lib/sql.ts';
 import type { Role } from '../auth/roles.ts';
@@ -131,13 +131,16 @@ export default async function affectedTenantRoutes(app: App) {
       const principal = req.principal!;
       const withContacts = CONTACT_ROLES.includes(principal.role);
       const limit = req.query.limit!;
-      // One row more than the page: an exactly full last page offers no next one. The extra row is
-      // dropped before any contact is read (a read is audited with the tenants it returned).
-      let more = false;
+      // The extra row of readLimit is dropped before any contact is read (a read is audited with
+      // the tenants it returned): `paging.next` is the tenant the next page starts after.
+      const paging = { next: null as string | null };
       const page = async (db: Queryable) => {
-        const read = await ledgerTenants(db, op.id, req.query.cursor ?? null, limit + 1, op.state === 'rolling_back');
-        more = read.length > limit;
-        const rows = read.slice(0, limit);
+        const read = splitPage(
+          await ledgerTenants(db, op.id, req.query.cursor ?? null, readLimit(limit), op.state === 'rolling_back'),
+          limit,
+        );
+        paging.next = read.last?.tenant_id ?? null;
+        const rows = read.items;
         const cards = await tenantCards(
           db,
           rows.map((r) => r.tenant_id),
@@ -172,7 +175,7 @@ export default async function affectedTenantRoutes(app: App) {
             return rows;
           })
         : await page(app.db.pool);
-      const nextCursor = more ? items[items.length - 1]!.tenantId : null;
+      const nextCursor = paging.next;
       // The next page's link, as every other list gives it (it had only nextCursor: a trial).
       const path = `/v1/operations/${encodeURIComponent(op.id)}/tenants`;
       return {

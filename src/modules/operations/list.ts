@@ -5,7 +5,7 @@
 // counting the item ledger (up to a million rows per operation) and not one query per operation.
 import { Type, type Static } from '@fastify/type-provider-typebox';
 import type { Queryable } from '../../lib/sql.ts';
-import { ListFilter, listFilters, nextLink } from '../../lib/list-query.ts';
+import { ListFilter, listFilters, nextLink, splitPage, readLimit } from '../../lib/list-query.ts';
 import { ERROR_EXAMPLES } from '../../lib/error-examples.ts';
 import { errorResponse, errorResponses, IdString, PageLinks, type App } from '../../lib/schemas.ts';
 import { COUNTERS_JSON_SQL, MOVES_JSON_SQL, type WaveCounter, type WaveMove } from '../execution/wave-moves.ts';
@@ -258,11 +258,11 @@ export function listRoute(app: App) {
     async (req) => {
       const limit = req.query.limit!;
       await checkOperationCursor(app.db.pool, req.query.cursor);
-      // One row more than the page: a page that is exactly the last one has no next (a trial's
-      // `--limit 1` over one operation printed a "More:" command that listed nothing).
-      const rows = await listSummaries(app.db.pool, { ...req.query, limit: limit + 1 });
-      const items = rows.slice(0, limit);
-      const nextCursor = rows.length > limit ? items[items.length - 1]!.id : null;
+      const { items, last } = splitPage(
+        await listSummaries(app.db.pool, { ...req.query, limit: readLimit(limit) }),
+        limit,
+      );
+      const nextCursor = last?.id ?? null;
       return { items, nextCursor, links: { next: nextLink(LIST_PATH, req.query, 'cursor', nextCursor) } };
     },
   );

@@ -4,7 +4,7 @@ import { Type } from '@fastify/type-provider-typebox';
 import type { Readable } from 'node:stream';
 import { BadRequestError } from '../../lib/errors.ts';
 import { ERROR_EXAMPLES, type ErrorExample } from '../../lib/error-examples.ts';
-import { ListFilter, listFilters, nextLink } from '../../lib/list-query.ts';
+import { ListFilter, listFilters, nextLink, splitPage, readLimit } from '../../lib/list-query.ts';
 import { errorResponse, errorResponses, IdParams, IdString, MAX_INT4, type App } from '../../lib/schemas.ts';
 import { escapedIfNeeded } from '../../lib/text.ts';
 import { NDJSON, TEXT } from '../../plugins/uploads.ts';
@@ -274,15 +274,16 @@ export default async function operationRoutes(app: App) {
       const op = await reads.get(req.params.id);
       const cursor = await checkItemCursor(app.db.pool, op.id, req.query.cursor);
       await checkItemWave(app.db.pool, op.id, req.query.wave);
-      // One row more than the page: an exactly full last page offers no next one.
-      const read = await reads.items({
-        operationId: op.id,
-        ...req.query,
-        cursor,
-        limit: req.query.limit! + 1,
-        rollingBack: op.state === 'rolling_back',
-      });
-      const rows = read.slice(0, req.query.limit);
+      const { items: rows, last } = splitPage(
+        await reads.items({
+          operationId: op.id,
+          ...req.query,
+          cursor,
+          limit: readLimit(req.query.limit!),
+          rollingBack: op.state === 'rolling_back',
+        }),
+        req.query.limit!,
+      );
       // When each resource's retention ends (soft-deleted by an operation, not purged yet). One
       // primary-key lookup per ID: with `id = ANY(…)` PostgreSQL scanned the whole registry.
       const due = await app.db.pool.query<{ id: string; purge_after: Date }>(
@@ -305,11 +306,7 @@ export default async function operationRoutes(app: App) {
           purgeAfter: purgeAfter.get(r.resourceId) ?? null,
           updatedAt: r.updatedAt.toISOString(),
         })),
-        ...paged(
-          `/v1/operations/${op.id}/items`,
-          req.query,
-          read.length > rows.length ? String(rows.at(-1)!.seq) : null,
-        ),
+        ...paged(`/v1/operations/${op.id}/items`, req.query, last && String(last.seq)),
       };
     },
   );
@@ -345,13 +342,15 @@ export default async function operationRoutes(app: App) {
     async (req) => {
       const op = await reads.get(req.params.id);
       const cursor = await checkReportCursor(app.db.pool, op.id, req.query.cursor);
-      const read = await reads.rejections({
-        operationId: op.id,
-        class: req.query.class,
-        cursor,
-        limit: req.query.limit! + 1,
-      });
-      const rows = read.slice(0, req.query.limit);
+      const { items: rows, last } = splitPage(
+        await reads.rejections({
+          operationId: op.id,
+          class: req.query.class,
+          cursor,
+          limit: readLimit(req.query.limit!),
+        }),
+        req.query.limit!,
+      );
       return {
         counts: (op.rejection as { counts?: Record<string, number> } | null)?.counts ?? {},
         items: rows.map((r) => ({
@@ -366,11 +365,7 @@ export default async function operationRoutes(app: App) {
           ...(r.purgeAfter ? { purgeAfter: r.purgeAfter.toISOString() } : {}),
           ...(r.state ? { state: r.state } : {}),
         })),
-        ...paged(
-          `/v1/operations/${op.id}/report`,
-          req.query,
-          read.length > rows.length ? String(rows.at(-1)!.ordinal) : null,
-        ),
+        ...paged(`/v1/operations/${op.id}/report`, req.query, last && String(last.ordinal)),
       };
     },
   );

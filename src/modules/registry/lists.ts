@@ -4,7 +4,7 @@
 // keyset pages in ID order (`after` = the last ID of the previous page), stable while rows change.
 import { Type, type Static } from '@fastify/type-provider-typebox';
 import { BadRequestError } from '../../lib/errors.ts';
-import { ListFilter, listFilters, nextLink } from '../../lib/list-query.ts';
+import { ListFilter, listFilters, nextLink, splitPage, readLimit } from '../../lib/list-query.ts';
 import { errorResponses, IdString, PageLinks, type App } from '../../lib/schemas.ts';
 import { historyViews } from '../restores/history.ts';
 import type { Queryable } from '../../lib/sql.ts';
@@ -170,13 +170,10 @@ async function listResources(db: Queryable, q: Static<typeof ResourcesQuery> & {
   }));
 }
 
-/**
- * A page of `rows`, read with one row more than `limit`: that row only says a next page exists, so
- * a page that is exactly the last one offers none (as GET /v1/operations).
- */
+/** A page of `rows`, read with readLimit(limit) (list-query.ts splitPage). */
 function page<T extends { id: string }>(rows: T[], limit: number, path: string, query: Record<string, unknown>) {
-  const items = rows.slice(0, limit);
-  const nextCursor = rows.length > limit ? items[items.length - 1]!.id : null;
+  const { items, last } = splitPage(rows, limit);
+  const nextCursor = last?.id ?? null;
   return { items, nextCursor, links: { next: nextLink(path, query, 'after', nextCursor) } };
 }
 
@@ -205,7 +202,7 @@ export function registryListRoutes(app: App) {
     async (req) => {
       const limit = req.query.limit!;
       return page(
-        await listTenants(app.db.pool, { ...req.query, limit: limit + 1 }),
+        await listTenants(app.db.pool, { ...req.query, limit: readLimit(limit) }),
         limit,
         '/v1/registry/tenants',
         req.query,
@@ -237,7 +234,7 @@ export function registryListRoutes(app: App) {
     },
     async (req) => {
       const limit = req.query.limit!;
-      const rows = await listResources(app.db.pool, { ...req.query, limit: limit + 1 });
+      const rows = await listResources(app.db.pool, { ...req.query, limit: readLimit(limit) });
       return page(rows, limit, '/v1/registry/resources', req.query);
     },
   );

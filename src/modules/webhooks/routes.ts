@@ -5,7 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import { ConflictError, NotFoundError, UnprocessableError } from '../../lib/errors.ts';
-import { nextLink } from '../../lib/list-query.ts';
+import { nextLink, splitPage, readLimit } from '../../lib/list-query.ts';
 import { inTransaction } from '../../lib/sql.ts';
 import { ERROR_EXAMPLES } from '../../lib/error-examples.ts';
 import { errorResponse, errorResponses, type App } from '../../lib/schemas.ts';
@@ -283,10 +283,11 @@ export default async function webhookRoutes(app: App, opts: { masterKey: Buffer 
     async (req) => {
       if (!(await getEndpoint(app.db.pool, req.params.id))) throw new NotFoundError('Webhook', req.params.id);
       const limit = req.query.limit!;
-      // One row more than the page: an exactly full last page offers no next one.
-      const rows = await listDeliveries(app.db.pool, req.params.id, { ...req.query, limit: limit + 1 });
-      const items = rows.slice(0, limit);
-      const nextAfter = rows.length > limit ? Number(items[items.length - 1]!.id) : null;
+      const { items, last } = splitPage(
+        await listDeliveries(app.db.pool, req.params.id, { ...req.query, limit: readLimit(limit) }),
+        limit,
+      );
+      const nextAfter = last ? Number(last.id) : null;
       // links.next, as every other list gives it (a trial followed the operations' lists' links here).
       const path = `/v1/admin/webhooks/${encodeURIComponent(req.params.id)}/deliveries`;
       return { items, nextAfter, links: { next: nextLink(path, req.query, 'after', nextAfter?.toString() ?? null) } };
