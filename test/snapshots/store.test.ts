@@ -126,6 +126,35 @@ describe('snapshot store', () => {
     expect(await count(`resource_keys WHERE resource_id LIKE 'app_k_%'`)).toBe(3);
   });
 
+  it('a key conflict undoes only the failed write: what the transaction wrote before it stays, and it commits', async () => {
+    // The keys go in with a plain INSERT under a savepoint; an existing key fails it, and only the
+    // work since the savepoint may be rolled back (a chunk has written its registry rows before).
+    await put('op_s0', [{ resourceId: 'app_s_old', tenantId: 't1', data: { v: 0 } }]);
+    const ids = await inTransaction(pool, async (tx) => {
+      await tx.query(`CREATE TABLE IF NOT EXISTS before_put (n int)`);
+      await tx.query(`INSERT INTO before_put VALUES (1)`);
+      const out = await store.put(
+        tx,
+        'op_s1',
+        [
+          { resourceId: 'app_s_new', tenantId: 't1', data: { v: 1 } },
+          { resourceId: 'app_s_old', tenantId: 't1', data: { v: 2 } },
+        ],
+        { keysExpected: false },
+      );
+      // The transaction is usable after the conflict, and later writes join it.
+      await tx.query(`INSERT INTO before_put VALUES (2)`);
+      return out;
+    });
+    expect(await count('before_put')).toBe(2);
+    const got = await store.get(pool, ids);
+    expect(ids.map((id) => got.get(id))).toEqual([
+      { ok: true, data: { v: 1 } },
+      { ok: true, data: { v: 2 } },
+    ]);
+    expect(await count(`resource_keys WHERE resource_id LIKE 'app_s_%'`)).toBe(2);
+  });
+
   it('keeps the input order of a batch', async () => {
     const inputs = Array.from({ length: 50 }, (_, i) => ({ resourceId: `app_b${i}`, tenantId: 't1', data: { i } }));
     const ids = await put('op_3', inputs);

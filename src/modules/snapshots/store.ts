@@ -61,18 +61,30 @@ interface Sealed {
 }
 
 /**
- * One round trip for the whole write: the missing keys (race-safe: ON CONFLICT on the one-live-key
- * index) and the snapshot rows with their content, in input order. An item whose new key lost a
- * race to another transaction gets no key id from `k`, so its snapshot is not written; `lost` tells
- * the caller which keys were not created (none, almost always: the names of the ~1,000 keys a
- * registry chunk makes, sent back, were ~2% of what a waves run allocated). The content is in the snapshot row (not content-addressed in
- * snapshot_contents, as before 20261202070027): one row and three index entries per snapshot.
+ * One round trip for the whole write: the missing keys and the snapshot rows with their content, in
+ * input order. The keys go in with a plain INSERT first (`KEYS_PLAIN`): a key row made by another
+ * transaction meanwhile makes it fail on the one-live-key index, and `put` then writes again with
+ * `KEYS_RACE_SAFE`, whose ON CONFLICT skips it. A plain insert because it is the usual case (a
+ * delete's resources have no key) and ON CONFLICT's speculative insertion costs a second index
+ * look and one more WAL record per row (Heap/HEAP_CONFIRM, pg_walinspect): one of ~20 per item of
+ * a registry delete. An item whose new key lost a race gets no key id from `k`, so its snapshot is
+ * not written; `lost` tells the caller which keys were not created (none, almost always: the names
+ * of the ~1,000 keys a registry chunk makes, sent back, were ~2% of what a waves run allocated).
+ * The content is in the snapshot row (not content-addressed in snapshot_contents, as before
+ * 20261202070027): one row and three index entries per snapshot.
  */
-const WRITE = `
-WITH k AS (
+const KEYS_PLAIN = `
   INSERT INTO resource_keys (resource_id, wrapped)
   SELECT r, substring($2::bytea FROM o + 1 FOR n) FROM unnest($1::text[], $3::int[], $4::int[]) AS u(r, o, n)
-  ON CONFLICT (resource_id) WHERE erased_at IS NULL DO NOTHING RETURNING id, resource_id
+  RETURNING id, resource_id`;
+const KEYS_RACE_SAFE = KEYS_PLAIN.replace(
+  'RETURNING',
+  'ON CONFLICT (resource_id) WHERE erased_at IS NULL DO NOTHING RETURNING',
+);
+const UNIQUE_VIOLATION = '23505';
+
+const writeSql = (keys: string) => `
+WITH k AS (${keys}
 ), s AS (
   INSERT INTO snapshots (operation_id, resource_id, tenant_id, key_id, content_hash, iv, tag, ciphertext)
   SELECT $12, u.r, u.t, coalesce(u.kid, k.id), u.h, substring($9::bytea FROM u.o + 1 FOR ${IV}),
@@ -86,6 +98,8 @@ WITH k AS (
 SELECT (SELECT coalesce(array_agg(id ORDER BY id), '{}') FROM s) AS ids,
        (SELECT coalesce(array_agg(u.r), '{}') FROM unnest($1::text[]) AS u(r)
         WHERE NOT EXISTS (SELECT 1 FROM k WHERE k.resource_id = u.r)) AS lost`;
+const WRITE_PLAIN = writeSql(KEYS_PLAIN);
+const WRITE_RACE_SAFE = writeSql(KEYS_RACE_SAFE);
 
 /**
  * Many byte strings as one Buffer with each one's offset and length: a Buffer parameter travels in
@@ -144,11 +158,12 @@ export function snapshotStore(master: Buffer): SnapshotStore {
     operationId: string,
     rows: Sealed[],
     newKeys: { resourceId: string; wrapped: Buffer }[],
+    sql = WRITE_RACE_SAFE,
   ): Promise<{ ids: number[]; lost: Set<string> }> {
     const keys = pack(newKeys.map((k) => [k.wrapped]));
     const sealed = pack(rows.map((x) => [x.iv, x.tag, x.ciphertext]));
     // Arrays as literals (lib/pg-array.ts): node-postgres's own encoding was most of a put's garbage.
-    const r = await tx.query<{ ids: string[]; lost: string[] }>(WRITE, [
+    const r = await tx.query<{ ids: string[]; lost: string[] }>(sql, [
       textArray(newKeys.map((k) => k.resourceId)),
       keys.blob,
       intArray(keys.offsets),
@@ -164,6 +179,28 @@ export function snapshotStore(master: Buffer): SnapshotStore {
     ]);
     const row = r.rows[0]!;
     return { ids: row.ids.map(Number), lost: new Set(row.lost) };
+  }
+
+  /**
+   * The write with its keys inserted plainly, under a savepoint: when another transaction made one
+   * of them first, the statement fails as a whole (after waiting for that one's commit) and is
+   * written again race-safe, where those items come back `lost`.
+   */
+  async function writeKeysPlainFirst(
+    tx: pg.PoolClient,
+    operationId: string,
+    rows: Sealed[],
+    newKeys: { resourceId: string; wrapped: Buffer }[],
+  ): Promise<{ ids: number[]; lost: Set<string> }> {
+    if (newKeys.length === 0) return write(tx, operationId, rows, newKeys);
+    await tx.query('SAVEPOINT snapshot_keys');
+    try {
+      return await write(tx, operationId, rows, newKeys, WRITE_PLAIN);
+    } catch (err) {
+      if ((err as { code?: string }).code !== UNIQUE_VIOLATION) throw err;
+    }
+    await tx.query('ROLLBACK TO SAVEPOINT snapshot_keys');
+    return write(tx, operationId, rows, newKeys);
   }
 
   return {
@@ -182,7 +219,7 @@ export function snapshotStore(master: Buffer): SnapshotStore {
       const made = await inSlices(missing, (slice) => newDataKeys(master, slice));
       const fresh = new Map(missing.map((id, k) => [id, made[k]!.key]));
       const rows = await sealAll(inputs, contents, existing, fresh);
-      const first = await write(
+      const first = await writeKeysPlainFirst(
         tx,
         operationId,
         rows,
