@@ -41,6 +41,11 @@ describe('no worker connected to the queue', () => {
     expect(Date.parse(seen.body.waiting.since)).toBeGreaterThanOrEqual(t0 - 1_000);
     // The live view's stream says the same.
     expect((await readLive(h.app.db.pool, op.id, h.app.queueHolds))?.waiting).toEqual(seen.body.waiting);
+    // And the list, which read plain `running` (a trial); not for an operation that is not queued.
+    const listed = await request(h.app.server).get('/v1/operations').set('authorization', h.auth('viewer'));
+    expect(listed.status).toBe(200);
+    const summary = listed.body.items.find((o: { id: string }) => o.id === op.id);
+    expect(summary.waiting).toEqual(seen.body.waiting);
     // Not claimed for an operation that does not move through the queue.
     expect((await h.app.queueHolds('planned')).noWorkersSince).toBeNull();
 

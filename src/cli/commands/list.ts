@@ -2,6 +2,7 @@
 // first ("what is running, what is waiting for me, what halted?"), without an operation ID to hand.
 import type { Command } from 'commander';
 import { EXIT } from '../exit-codes.ts';
+import { waitingText, type Waiting } from '../output.ts';
 import { inBodyFlags } from '../spec.ts';
 import { act, ctxOf, intArg, needToken, type GlobalFlags } from '../context.ts';
 
@@ -19,6 +20,7 @@ interface Summary {
   haltReason: string | null;
   bakeUntil: string | null;
   throttled: { cap: string; until: string } | null;
+  waiting: Waiting | null;
   progress: { items: number; done: number; failed: number; restored: number; restoreFailed: number };
   rejectionSummary: { submitted: number; counts: Record<string, number> } | null;
   createdAt: string;
@@ -31,6 +33,8 @@ const LIST_FLAGS: Record<string, string> = {
   'querystring.limit': '--limit',
   'querystring.cursor': '--cursor',
 };
+/** Characters of a restore's last error on a waiting operation's line (status shows it whole). */
+const WAIT_ERROR_CHARS = 80;
 /** Characters of a halt reason shown under its operation (status shows it whole). */
 const REASON_SHOWN = 160;
 
@@ -69,6 +73,8 @@ function progressText(o: Summary): string {
   // Why it does not move now, as status says it (a trial: list showed a held-back run as plain running).
   if (o.bakeUntil) parts.push(`bake until ${o.bakeUntil}`);
   if (o.throttled) parts.push(`held back by ${o.throttled.cap} until ${o.throttled.until}`);
+  // Redis or the workers away, held items, restore retries: a trial's list read plain `running`.
+  if (o.waiting) parts.push(waitingText(o.waiting, WAIT_ERROR_CHARS));
   const counts = [`${n(p.done)} of ${n(p.items)} done`];
   if (p.failed) counts.push(`${n(p.failed)} failed`);
   if (p.restored) counts.push(`${n(p.restored)} restored`);
@@ -83,7 +89,7 @@ export function registerListCommand(program: Command) {
     .description('Operations, newest first: state, progress, ticket and requester (GET /v1/operations)')
     .option('--state <states...>', 'only these states (running, paused, halted, planned, approved, …)')
     .option('--kind <kinds...>', 'only these kinds: delete, erase, restore, purge')
-    .option('--limit <n>', 'at most this many (1-200, default 20)', intArg('--limit', 1))
+    .option('--limit <n>', 'at most this many (1-200, default 20)', intArg('--limit', 1, 200))
     .option('--cursor <id>', 'the page after this operation (the last line says which)')
     .action(
       act(async (f: { state?: string[]; kind?: string[]; limit?: number; cursor?: string }, cmd: Command) => {

@@ -12,8 +12,9 @@ import { COUNTERS_JSON_SQL, MOVES_JSON_SQL, type WaveCounter, type WaveMove } fr
 import { checkOperationCursor } from './cursors.ts';
 import { OP_STATES } from './lifecycle-types.ts';
 import { Progress, progressFrom } from './progress.ts';
-import { TargetTypeView } from './schemas.ts';
-import { throttleOf } from './waiting.ts';
+import { LAST_PROGRESS_SQL } from './repository.ts';
+import { TargetTypeView, Waiting } from './schemas.ts';
+import { NO_HOLDS, QUEUED_STATES, throttleOf, waitingOf, type QueueHolds } from './waiting.ts';
 
 const KINDS = ['delete', 'erase', 'restore', 'purge'] as const;
 const LIST_PATH = '/v1/operations';
@@ -74,6 +75,10 @@ export const OperationSummary = Type.Object(
       ],
       { description: 'A running operation whose velocity cap holds items back right now (as Operation.throttled)' },
     ),
+    waiting: Type.Union(Waiting.anyOf, {
+      description:
+        'Why a live operation does not move now: the work queue or its workers away, held items, restore retries, no outcome for a while, a late bake end (as Operation.waiting). Null otherwise',
+    }),
     progress: Progress,
     planHash: Nullable(Type.String()),
     rejectionSummary: Type.Union(
@@ -165,6 +170,8 @@ interface SummaryRow {
   bake_until: Date | null;
   throttled_by: string | null;
   throttled_until: Date | null;
+  restore_wait: unknown;
+  last_progress_at: Date | null;
   plan_hash: string | null;
   rejection_counts: Record<string, number> | null;
   created_at: Date;
@@ -187,12 +194,21 @@ function rejectionSummary(counts: Record<string, number>) {
   };
 }
 
-/** One statement for the page and its progress; newest first (IDs sort by creation), keyset on id. */
-export async function listSummaries(db: Queryable, q: OperationsQuery & { limit: number }) {
+/**
+ * One statement for the page and its progress; newest first (IDs sort by creation), keyset on id.
+ * `holdsOf`: what holds queued work, as the single view asks it (app.queueHolds), asked once per
+ * page and only when a row is in a queued state.
+ */
+export async function listSummaries(
+  db: Queryable,
+  q: OperationsQuery & { limit: number },
+  holdsOf: () => Promise<QueueHolds> = async () => NO_HOLDS,
+) {
   const res = await db.query<SummaryRow>(
     `SELECT o.id, o.action, o.target_type, o.mode, o.state, o.reason, o.ticket, o.requested_by_name, o.item_count,
             o.tenant_count, o.current_wave, o.halt_reason, o.bake_until, o.throttled_by, o.throttled_until,
-            o.plan_hash, o.created_at, o.updated_at, o.finished_at,
+            o.plan_hash, o.created_at, o.updated_at, o.finished_at, o.restore_wait,
+            ${LAST_PROGRESS_SQL} AS last_progress_at,
             CASE WHEN o.state = 'rejected' THEN o.rejection->'counts' END AS rejection_counts,
             ${COUNTERS_JSON_SQL('o.id')} AS wave_counters, ${MOVES_JSON_SQL('o.id')} AS wave_moves
      FROM operations o
@@ -203,6 +219,7 @@ export async function listSummaries(db: Queryable, q: OperationsQuery & { limit:
      LIMIT $4`,
     [q.state ?? null, q.kind ?? null, q.cursor ?? null, q.limit],
   );
+  const holds = res.rows.some((r) => QUEUED_STATES.has(r.state)) ? await holdsOf() : NO_HOLDS;
   return res.rows.map((r) => ({
     id: r.id,
     kind: r.action,
@@ -221,6 +238,17 @@ export async function listSummaries(db: Queryable, q: OperationsQuery & { limit:
     // As the single view says them (views.ts, waiting.ts): why a live operation does not move now.
     bakeUntil: r.state === 'baking' && r.bake_until ? r.bake_until.toISOString() : null,
     throttled: throttleOf({ state: r.state, throttledBy: r.throttled_by, throttledUntil: r.throttled_until }),
+    // A list read as `running` while Redis was away (a trial): it says what the single view says.
+    waiting: waitingOf(
+      {
+        state: r.state,
+        throttledBy: r.throttled_by,
+        throttledUntil: r.throttled_until,
+        restoreWait: r.restore_wait as never,
+        bakeUntil: r.bake_until,
+      },
+      QUEUED_STATES.has(r.state) ? { ...holds, lastProgressAt: r.last_progress_at } : NO_HOLDS,
+    ),
     // The single view's progress, by the same function (progress.ts).
     progress: progressFrom(r.wave_counters, r.wave_moves, r.state === 'rolling_back'),
     planHash: r.plan_hash,
@@ -259,7 +287,7 @@ export function listRoute(app: App) {
       const limit = req.query.limit!;
       await checkOperationCursor(app.db.pool, req.query.cursor);
       const { items, last } = splitPage(
-        await listSummaries(app.db.pool, { ...req.query, limit: readLimit(limit) }),
+        await listSummaries(app.db.pool, { ...req.query, limit: readLimit(limit) }, () => app.queueHolds('running')),
         limit,
       );
       const nextCursor = last?.id ?? null;

@@ -338,6 +338,70 @@ export const PlanSchema = Type.Object(
   { $id: 'Plan', description: 'The blast radius: items, tenants, cascade, waves, budgets and the time to restore' },
 );
 
+/** Why a live operation does not move now (operations/waiting.ts), in the view and the list. */
+export const Waiting = Type.Union(
+  [
+    Type.Object({
+      on: Type.Union(
+        [
+          Type.Literal('redis'),
+          Type.Literal('workers'),
+          Type.Literal('claims'),
+          Type.Literal('restore_retry'),
+          Type.Literal('progress'),
+          Type.Literal('bake_end'),
+        ],
+        {
+          description:
+            'What it waits for: the work queue (Redis), unreachable from the API; a worker process, none being connected to the queue; items another run holds, a rollback waiting until a delete chunk records them or the claim lease of a worker that stopped ends, or a running delete whose chunk a worker that stopped had claimed, waiting until the job of that chunk runs again (items, until say more); the retry of restores that failed for a reason that may pass (a 5xx, a timeout), a rollback waiting out their backoff (items, nextRetryAt, lastError say more); or item outcomes, none recorded for 30 s while running or rolling back (detail says what holds items that long); or the step after a bake, none taken 15 s after it ended (bake_end)',
+        },
+      ),
+      since: Type.String({
+        format: 'date-time',
+        description:
+          'Since when the API has lost its connection (redis), first saw no worker (workers), the first of the held items was claimed (claims), the last restore failed (restore_retry), the last item outcome (progress), or the bake ended (bake_end)',
+      }),
+      detail: Type.String({ description: 'For people' }),
+      items: Type.Optional(
+        Type.Integer({
+          description:
+            'restore_retry: how many items (cascaded descendants included) wait for the retry of their restore; claims: how many items other runs hold',
+        }),
+      ),
+      until: Type.Optional(
+        Type.String({
+          format: 'date-time',
+          description:
+            "claims: when the first of those claims ends (its lease): the rollback takes over what is still unrecorded then, and a running delete at the latest then (its chunk job runs again once the stopped worker's job lock lapses, usually sooner)",
+        }),
+      ),
+      nextRetryAt: Type.Optional(
+        Type.String({
+          format: 'date-time',
+          description: 'restore_retry: when the next of those retries is due (the rollback moves again then)',
+        }),
+      ),
+      lastError: Type.Optional(
+        Type.Union([Type.String(), Type.Null()], {
+          description:
+            'restore_retry: the last error a restore met (at most 500 characters); the items route (?state=restoring) lists each item with its own',
+        }),
+      ),
+    }),
+    Type.Null(),
+  ],
+  {
+    description:
+      'A running, baking or rolling-back operation that cannot move because the work queue (Redis) is unreachable from the API or no worker process is connected to it, a rollback waiting for the retry of failed restores (until the next is due), or one that has recorded no item outcome for 30 s: which, and since when (why it does not move). Null otherwise',
+    example: {
+      on: 'redis',
+      since: '2026-12-01T16:20:00.000Z',
+      detail:
+        "The work queue (Redis) cannot be reached: chunks already in a worker's hands go on, but no new work is picked up until it is back. Nothing is lost; queued work is re-derived from the ledger when it returns.",
+    },
+  },
+);
+
 export const OperationView = Type.Object(
   {
     id: Type.String(),
@@ -400,70 +464,7 @@ export const OperationView = Type.Object(
         },
       ),
     ),
-    waiting: Type.Optional(
-      Type.Union(
-        [
-          Type.Object({
-            on: Type.Union(
-              [
-                Type.Literal('redis'),
-                Type.Literal('workers'),
-                Type.Literal('claims'),
-                Type.Literal('restore_retry'),
-                Type.Literal('progress'),
-                Type.Literal('bake_end'),
-              ],
-              {
-                description:
-                  'What it waits for: the work queue (Redis), unreachable from the API; a worker process, none being connected to the queue; items another run holds, a rollback waiting until a delete chunk records them or the claim lease of a worker that stopped ends, or a running delete whose chunk a worker that stopped had claimed, waiting until the job of that chunk runs again (items, until say more); the retry of restores that failed for a reason that may pass (a 5xx, a timeout), a rollback waiting out their backoff (items, nextRetryAt, lastError say more); or item outcomes, none recorded for 30 s while running or rolling back (detail says what holds items that long); or the step after a bake, none taken 15 s after it ended (bake_end)',
-              },
-            ),
-            since: Type.String({
-              format: 'date-time',
-              description:
-                'Since when the API has lost its connection (redis), first saw no worker (workers), the first of the held items was claimed (claims), the last restore failed (restore_retry), the last item outcome (progress), or the bake ended (bake_end)',
-            }),
-            detail: Type.String({ description: 'For people' }),
-            items: Type.Optional(
-              Type.Integer({
-                description:
-                  'restore_retry: how many items (cascaded descendants included) wait for the retry of their restore; claims: how many items other runs hold',
-              }),
-            ),
-            until: Type.Optional(
-              Type.String({
-                format: 'date-time',
-                description:
-                  "claims: when the first of those claims ends (its lease): the rollback takes over what is still unrecorded then, and a running delete at the latest then (its chunk job runs again once the stopped worker's job lock lapses, usually sooner)",
-              }),
-            ),
-            nextRetryAt: Type.Optional(
-              Type.String({
-                format: 'date-time',
-                description: 'restore_retry: when the next of those retries is due (the rollback moves again then)',
-              }),
-            ),
-            lastError: Type.Optional(
-              Type.Union([Type.String(), Type.Null()], {
-                description:
-                  'restore_retry: the last error a restore met (at most 500 characters); the items route (?state=restoring) lists each item with its own',
-              }),
-            ),
-          }),
-          Type.Null(),
-        ],
-        {
-          description:
-            'A running, baking or rolling-back operation that cannot move because the work queue (Redis) is unreachable from the API or no worker process is connected to it, a rollback waiting for the retry of failed restores (until the next is due), or one that has recorded no item outcome for 30 s: which, and since when (why it does not move). Null otherwise',
-          example: {
-            on: 'redis',
-            since: '2026-12-01T16:20:00.000Z',
-            detail:
-              "The work queue (Redis) cannot be reached: chunks already in a worker's hands go on, but no new work is picked up until it is back. Nothing is lost; queued work is re-derived from the ledger when it returns.",
-          },
-        },
-      ),
-    ),
+    waiting: Type.Optional(Waiting),
     refused: Type.Optional(
       Type.Union(
         [
