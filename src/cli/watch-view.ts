@@ -121,6 +121,9 @@ function probeLine(data: Record<string, unknown>, shown: Map<number, string>): s
 
 export function lineView(write: (s: string) => void): View {
   const probesShown = new Map<number, string>();
+  // A progress line like the last one says nothing new: during an outage every reconnect's
+  // snapshot printed the same line again (a new-user trial).
+  let lastProgress: string | undefined;
   return {
     frame(event, _id, data, status) {
       if (event === 'transition') {
@@ -161,7 +164,9 @@ export function lineView(write: (s: string) => void): View {
       const parts = waves.map(
         (w) => `w${w.wave + 1} ${w.done}/${w.items}${byCascade(w)}${w.failed ? ` (${w.failed} failed)` : ''}${back(w)}`,
       );
-      write(`progress ${statusText(status)} · ${parts.join(' · ')}\n`);
+      const line = `progress ${statusText(status)} · ${parts.join(' · ')}\n`;
+      if (line !== lastProgress) write(line);
+      lastProgress = line;
     },
     note: (text) => write(text + '\n'),
     close: () => undefined,

@@ -375,6 +375,25 @@ describe('watch: why a running operation does not move', () => {
     ]);
   });
 
+  it('does not print a progress line again while nothing on it changed (an outage reconnecting)', () => {
+    const out: string[] = [];
+    const view = lineView((x) => out.push(x));
+    const status = { state: 'running', currentWave: 0, waveCount: 2, haltReason: null, bakeUntil: null, skewMs: 0 };
+    const at = (done: number) => [{ wave: 0, items: 10, done, failed: 0 }] as never;
+    view.waves(at(4), status);
+    view.note('event stream dropped (socket hang up); reconnecting (attempt 1)');
+    view.waves(at(4), status);
+    view.waves(at(4), status);
+    view.waves(at(5), status);
+    view.waves(at(4), status);
+    expect(out).toEqual([
+      'progress running · wave 1/2 · w1 4/10\n',
+      'event stream dropped (socket hang up); reconnecting (attempt 1)\n',
+      'progress running · wave 1/2 · w1 5/10\n',
+      'progress running · wave 1/2 · w1 4/10\n',
+    ]);
+  });
+
   it('does not print the wait read now beside a transition, an event of the past', () => {
     const out: string[] = [];
     const view = lineView((x) => out.push(x));
