@@ -58,10 +58,13 @@ export function durationMs(text: string): number {
 }
 
 /** A whole-number flag; `min` as the server takes it (--concurrency 0 passed here, then the server refused it). */
-export function intArg(name: string, min = 0) {
+/** A whole-number flag; with `max`, refused here as the server would (one message for both ends). */
+export function intArg(name: string, min = 0, max?: number) {
   return (text: string): number => {
-    if (!/^\d+$/.test(text) || Number(text) < min)
-      throw usageError(`${name} must be a whole number, ${min} or more (got "${text}")`);
+    if (!/^\d+$/.test(text) || Number(text) < min || (max !== undefined && Number(text) > max))
+      throw usageError(
+        `${name} must be a whole number, ${max === undefined ? `${min} or more` : `from ${min} to ${max}`} (got "${text}")`,
+      );
     return Number(text);
   };
 }

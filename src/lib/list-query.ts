@@ -11,6 +11,7 @@
 // sends) or comma-separated in one (`state=running,paused`); both mean "any of them".
 import { Type } from '@fastify/type-provider-typebox';
 import type { FastifyRequest } from 'fastify';
+import { closest } from '../plugins/validation-messages.ts';
 import { BadRequestError } from './errors.ts';
 import { escapedIfNeeded, showText } from './text.ts';
 
@@ -40,23 +41,33 @@ export function listFilters(filters: Record<string, readonly string[] | null>) {
     if (!query) return;
     for (const [name, allowed] of Object.entries(filters)) {
       const v = query[name];
-      if (typeof v === 'string') query[name] = v.split(',');
-      else if (Array.isArray(v)) query[name] = v.flatMap((x) => (typeof x === 'string' ? x.split(',') : [x]));
+      if (typeof v === 'string') query[name] = split(v);
+      else if (Array.isArray(v)) query[name] = v.flatMap((x) => (typeof x === 'string' ? split(x) : [x]));
       const values = (query[name] as unknown[] | undefined) ?? [];
       const i = allowed ? values.findIndex((x) => typeof x !== 'string' || !allowed.includes(x)) : -1;
       if (i >= 0) {
         const field = `querystring.${name}`;
         const message = `must be one of ${allowed!.map((a) => JSON.stringify(a)).join(', ')}`;
         const shown = showText(String(values[i]));
+        // `state=runing` (a trial's typo) names what it was surely meant to be.
+        const guess = typeof values[i] === 'string' ? closest(values[i], [...allowed!]) : undefined;
         throw new BadRequestError(
           'VALIDATION_FAILED',
-          `Invalid ${field}: ${shown.startsWith('"') ? shown : JSON.stringify(shown)} is not allowed; ${message}`,
-          [{ field, message, allowed }],
+          `Invalid ${field}: ${shown.startsWith('"') ? shown : JSON.stringify(shown)} is not allowed` +
+            `${guess ? ` (did you mean ${JSON.stringify(guess)}?)` : ''}; ${message}`,
+          [{ field, message, allowed, ...(guess ? { didYouMean: guess } : {}) }],
         );
       }
     }
   };
 }
+
+/**
+ * A parameter's comma-separated values. Empty pieces around a comma are dropped (`running,`, a
+ * trial's `--state running,` was refused as `"" is not allowed`); an empty parameter stays one
+ * empty value, which is refused.
+ */
+const split = (v: string) => (v.includes(',') ? v.split(',').filter((x) => x !== '') : [v]);
 
 /**
  * A page of `rows` read with one row more than `limit` (`readLimit`): the extra row only says that

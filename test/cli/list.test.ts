@@ -158,5 +158,14 @@ it('prints the API page with --json, and names the flag of a refused filter', as
   const { error } = jsonError(bad);
   expect(error.code).toBe('VALIDATION_FAILED');
   expect(error.message).toContain('--state');
-  expect(error.message).toContain('running');
+  expect(error.message).toContain('(did you mean "running"?)');
+  // Both ends of --limit are refused here, with the same words (201 was the server's refusal).
+  for (const n of ['0', '201']) {
+    const limit = await viewer(['list', '--limit', n]);
+    expect(limit.code).toBe(2);
+    expect(limit.stderr).toContain(`--limit must be a whole number, from 1 to 200 (got "${n}")`);
+  }
+  const trailing = await viewer(['list', '--state', 'planned,']);
+  expect(trailing.code, trailing.stderr).toBe(0);
+  expect(trailing.stdout).toContain(planned);
 });

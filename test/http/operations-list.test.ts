@@ -60,6 +60,16 @@ describe('filters', () => {
     await list('?state=running&state=bogus').expect(400);
     await list('?state=running,bogus').expect(400);
     await list('?state=').expect(400);
+    // A typo names what it surely meant; a trailing comma is not a value of its own.
+    const typo = await list('?state=runing').expect(400);
+    expect(typo.body.message).toMatch(
+      /^Invalid querystring.state: "runing" is not allowed \(did you mean "running"\?\); must be one of /,
+    );
+    expect(typo.body.details[0].didYouMean).toBe('running');
+    expect((await list('?state=paused,').expect(200)).body.items.map((o: { state: string }) => o.state)).toEqual([
+      'paused',
+    ]);
+    expect((await list('?state=,paused&state=running,,').expect(200)).body.items.length).toBe(2);
     const kind = await list('?kind=drop').expect(400);
     expect(kind.body.details[0].allowed).toEqual(['delete', 'erase', 'restore', 'purge']);
   });
@@ -176,6 +186,8 @@ describe('summaries', () => {
       rejectionSummary: { submitted: 3, counts: { type_mismatch: 2, in_flight: 1 } },
     });
     expect(Object.keys(rejected[0].rejectionSummary.counts).sort()).toEqual(['in_flight', 'type_mismatch']);
+    // Ended as it was made: a rejected plan is final (it read as never finished).
+    expect(rejected[0].finishedAt).toBe(rejected[0].createdAt);
     // The same counts as the operation's own rejection (which lists every class, ok included).
     const one = await request(t.app.server).get(`/v1/operations/${id}`).set('authorization', t.auth('viewer'));
     const all = one.body.rejection.counts as Record<string, number>;

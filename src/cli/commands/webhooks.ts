@@ -61,7 +61,7 @@ export function registerWebhookCommands(program: Command) {
     .argument('<id>', 'endpoint ID')
     .option('--status <status>', STATUSES.join(' | '))
     .option('--after <delivery>', 'deliveries after this id (paging)', intArg('--after'))
-    .option('--limit <n>', 'at most this many (1-1000, default 100)', intArg('--limit', 1))
+    .option('--limit <n>', 'at most this many (1-1000, default 100)', intArg('--limit', 1, 1000))
     .action(
       act(async (id: string, f: { status?: string; after?: number; limit?: number }, cmd: Command) => {
         const ctx = ctxOf(cmd);

@@ -49,8 +49,10 @@ export async function insertOperation(client: pg.PoolClient, o: NewOperation) {
   await client.query(
     `INSERT INTO operations (id, action, target_type, mode, reason, ticket, state, requested_by, requested_by_name,
        idempotency_key, request_hash, rollout, halt_policy, plan, plan_hash, rejection, item_count, tenant_count,
-       requires_break_glass, auto_start, expires_at, scope, protected_tenants, protection_seen)
-     VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24)`,
+       requires_break_glass, auto_start, expires_at, scope, protected_tenants, protection_seen, finished_at)
+     VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,
+       -- A rejected plan ends as it is made (the rolling budgets do not count rejected ones).
+       CASE WHEN $7 = 'rejected' THEN now() END)`,
     [
       o.id,
       o.action,
