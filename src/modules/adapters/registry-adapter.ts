@@ -8,6 +8,7 @@
 // "wrong-type IDs never run" (promise 1) would be broken last, so a row whose type or tenant does
 // not match the item is a permanent failure, never acted on.
 import type pg from 'pg';
+import { textArray } from '../../lib/pg-array.ts';
 import { applyChunk, mismatch, type RegistrySnapshot, type State } from './registry-apply.ts';
 import { SKIPPED, type AdapterItem, type ItemResult, type ProbeResult, type TargetAdapter } from './types.ts';
 
@@ -103,22 +104,40 @@ export function createRegistryAdapter(pool: Pool): TargetAdapter {
     },
 
     async probe(tenantId, opts): Promise<ProbeResult> {
-      let timer: NodeJS.Timeout | undefined;
-      const timeout = new Promise<'timeout'>((resolve) => {
-        timer = setTimeout(() => resolve('timeout'), opts.timeoutMs);
-      });
-      try {
-        const res = await Promise.race([pool.query('SELECT 1 FROM tenants WHERE id = $1', [tenantId]), timeout]);
-        if (res === 'timeout')
-          return { result: 'timeout', detail: `database did not answer within ${opts.timeoutMs} ms` };
-        return res.rowCount
-          ? { result: 'healthy' }
-          : { result: 'error', detail: `tenant ${tenantId} is not in the registry` };
-      } catch (err) {
-        return { result: 'error', detail: (err as Error).message };
-      } finally {
-        clearTimeout(timer);
-      }
+      return (await probeTenants(pool, [tenantId], opts.timeoutMs))[0]!;
     },
+
+    probeMany: (tenantIds, opts) => probeTenants(pool, tenantIds, opts.timeoutMs),
   };
+}
+
+/**
+ * The registry's health for these tenants, in one query: healthy for each it has, an error for one
+ * it does not; a timeout or a failed query is every tenant's outcome (fail closed).
+ */
+async function probeTenants(
+  pool: Pick<pg.Pool, 'query'>,
+  tenantIds: string[],
+  timeoutMs: number,
+): Promise<ProbeResult[]> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<'timeout'>((resolve) => {
+    timer = setTimeout(() => resolve('timeout'), timeoutMs);
+  });
+  const all = (r: ProbeResult) => tenantIds.map(() => r);
+  try {
+    const res = await Promise.race([
+      pool.query<{ id: string }>('SELECT id FROM tenants WHERE id = ANY($1::text[])', [textArray(tenantIds)]),
+      timeout,
+    ]);
+    if (res === 'timeout') return all({ result: 'timeout', detail: `database did not answer within ${timeoutMs} ms` });
+    const found = new Set(res.rows.map((r) => r.id));
+    return tenantIds.map((id) =>
+      found.has(id) ? { result: 'healthy' } : { result: 'error', detail: `tenant ${id} is not in the registry` },
+    );
+  } catch (err) {
+    return all({ result: 'error', detail: (err as Error).message });
+  } finally {
+    clearTimeout(timer);
+  }
 }

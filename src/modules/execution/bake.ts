@@ -2,6 +2,7 @@
 // decided state is still baking this wave, schedule the next round. Silence and errors count as
 // unhealthy (fail closed); decide() judges whether the bake is over against its own clock.
 import type { Queryable } from '../../lib/sql.ts';
+import type { ProbeResult, TargetAdapter } from '../adapters/types.ts';
 import type { ProbeOutcome } from '../operations/lifecycle.ts';
 import type { AdapterCache } from './adapters-cache.ts';
 import type { Engine } from './engine.ts';
@@ -37,36 +38,53 @@ export async function processBake<Tx>(deps: BakeDeps<Tx>, j: Extract<ControlJob,
     adapters.set(t, await deps.adapters.get(t).catch((e: unknown) => ({ broken: String(e) })));
   const timeoutMs = op.lifecycle.haltPolicy.probeTimeoutMs;
   const probes: ProbeOutcome[] = new Array(targets.length);
+  // A descendant's system is named: "tenant_b (unhealthy)" alone would point at the site's.
+  const named = (k: number) => {
+    const { tenantId, type } = targets[k]!;
+    return { tenantId, ...(type === op.targetType ? {} : { type }) };
+  };
+  const record = (k: number, r: ProbeResult) =>
+    (probes[k] = { ...named(k), result: r.result, ...(r.detail ? { detail: r.detail } : {}) });
+  // The adapter enforces the timeout; this race is the backstop for a probe that never settles.
+  const bounded = <T>(p: Promise<T>, late: T) => {
+    let timer: NodeJS.Timeout | undefined;
+    return Promise.race([p, new Promise<T>((res) => (timer = setTimeout(() => res(late), timeoutMs + 500)))]).finally(
+      () => clearTimeout(timer),
+    );
+  };
+  const LATE: ProbeResult = { result: 'timeout', detail: 'no answer' };
+  const failed = (e: unknown): ProbeResult => ({ result: 'error', detail: String(e) });
+  const one: number[] = [];
+  const many = new Map<string, number[]>();
+  targets.forEach(({ type }, k) => {
+    const a = adapters.get(type)!;
+    if ('broken' in a) probes[k] = { ...named(k), result: 'error', detail: a.broken };
+    else if (!a.hasProbe) probes[k] = { ...named(k), result: 'not_configured' };
+    else if (a.adapter.probeMany) many.set(type, [...(many.get(type) ?? []), k]);
+    else one.push(k);
+  });
+  // An adapter that probes many tenants at once gets one call per round (the registry: one query).
+  const batches = [...many].map(async ([type, ks]) => {
+    const { adapter } = adapters.get(type) as { adapter: TargetAdapter };
+    const all = ks.map(() => LATE);
+    const rs = await bounded(
+      adapter.probeMany!(
+        ks.map((k) => targets[k]!.tenantId),
+        { timeoutMs },
+      ),
+      all,
+    ).catch((e: unknown) => ks.map(() => failed(e)));
+    ks.forEach((k, i) => record(k, rs[i] ?? LATE));
+  });
   let next = 0;
   const lane = async () => {
-    for (let k = next++; k < targets.length; k = next++) {
-      const { tenantId, type } = targets[k]!;
-      const a = adapters.get(type)!;
-      // A descendant's system is named: "tenant_b (unhealthy)" alone would point at the site's.
-      const named = { tenantId, ...(type === op.targetType ? {} : { type }) };
-      if ('broken' in a) {
-        probes[k] = { ...named, result: 'error', detail: a.broken };
-        continue;
-      }
-      const { adapter, hasProbe } = a;
-      if (!hasProbe) {
-        probes[k] = { ...named, result: 'not_configured' };
-        continue;
-      }
-      // The adapter enforces the timeout; this race is the backstop for a probe that never settles.
-      let timer: NodeJS.Timeout | undefined;
-      const r = await Promise.race([
-        adapter.probe(tenantId, { timeoutMs }),
-        new Promise<{ result: 'timeout'; detail: string }>((res) => {
-          timer = setTimeout(() => res({ result: 'timeout', detail: 'no answer' }), timeoutMs + 500);
-        }),
-      ])
-        .catch((e: unknown) => ({ result: 'error' as const, detail: String(e) }))
-        .finally(() => clearTimeout(timer));
-      probes[k] = { ...named, result: r.result, ...(r.detail ? { detail: r.detail } : {}) };
+    for (let i = next++; i < one.length; i = next++) {
+      const k = one[i]!;
+      const { adapter } = adapters.get(targets[k]!.type) as { adapter: TargetAdapter };
+      record(k, await bounded(adapter.probe(targets[k]!.tenantId, { timeoutMs }), LATE).catch(failed));
     }
   };
-  await Promise.all(Array.from({ length: Math.min(PROBE_CONCURRENCY, targets.length) }, lane));
+  await Promise.all([...batches, ...Array.from({ length: Math.min(PROBE_CONCURRENCY, one.length) }, lane)]);
   // For people watching only: a round that cannot be recorded must not stop the bake it judges.
   await deps
     .recordProbes?.(j.opId, j.wave, probes)
