@@ -121,6 +121,15 @@ export async function wavesThroughput(
       [r.id],
     );
     console.table(t.rows);
+    // The operation's audited steps on the same clock (wave settled, probe rounds, next wave).
+    const steps = await sql(
+      databaseUrl,
+      `SELECT a.action, a.payload->>'to' AS "to", a.payload->>'wave' AS wave,
+         round(extract(epoch FROM a.at - o.started_at) * 1000) AS at_ms
+       FROM audit_events a JOIN operations o ON o.id = a.operation_id WHERE a.operation_id = $1 ORDER BY a.seq`,
+      [r.id],
+    );
+    console.table(steps.rows);
   }
   return { id: r.id, seconds, itemsPerSec: n / seconds, end, cpu: cpuPerItem(r.cpu, n), startMs: r.startMs };
 }
