@@ -97,6 +97,16 @@ const LOCK_LOST_SAID =
   "a job's lock was lost (Redis was away, or the job outlived its lock): its run is fenced and another worker takes the job over; nothing is lost";
 
 /**
+ * A worker's error as the log says it: a lost job lock is a warning with BullMQ's message and no
+ * stack (a trial's log after a Redis kill -9 was pages of stacks for what is expected and
+ * harmless); anything else an error with its stack.
+ */
+export function logWorkerError(logger: Pick<FastifyBaseLogger, 'warn' | 'error'>, err: Error): void {
+  if (LOCK_LOST.test(err.message)) logger.warn({ detail: err.message }, LOCK_LOST_SAID);
+  else logger.error({ err }, 'worker error');
+}
+
+/**
  * Renews the run's own job lock while it runs, beside BullMQ's renewal, which tracks locks by job
  * ID: a job that moved itself back with no delay (`later(0)`: a rollback handing its slot back) is
  * fetched again by another slot of this worker while its first run still releases its session
@@ -260,10 +270,7 @@ export function startConsumers(d: ConsumerDeps): Consumers {
       d.logger.warn({ err, jobId: job.id }, 'control job failed (retried; the reconciler re-arms it)'),
     );
   });
-  for (const w of [items, control])
-    errorsTo(w, d.redisOutage, (err) =>
-      LOCK_LOST.test(err.message) ? d.logger.warn({ err }, LOCK_LOST_SAID) : d.logger.error({ err }, 'worker error'),
-    );
+  for (const w of [items, control]) errorsTo(w, d.redisOutage, (err) => logWorkerError(d.logger, err));
   return {
     items,
     control,
