@@ -208,9 +208,9 @@ export function snapshotStore(master: Buffer): SnapshotStore {
       if (inputs.length === 0) return [];
       // In slices (lib/slices.ts): the calls in flight on this event loop are answered meanwhile.
       const contents = await inSlices(inputs, (slice) => slice.map((i) => contentOf(i.data)));
-      // Not asked when no key is expected: the write's key insert finds the ones that exist (its
-      // ON CONFLICT), and those items take the lost race's path below (a statement less per chunk
-      // of a registry delete, whose resources have none).
+      // Not asked when no key is expected: the write's key insert finds the ones that exist (the
+      // plain insert fails on them and the race-safe one skips them), and those items take the lost
+      // race's path below (a statement less per chunk of a registry delete, whose resources have none).
       const existing =
         opts?.keysExpected === false
           ? new Map<string, { id: number; key: Buffer }>()
