@@ -11,7 +11,7 @@
 // sends) or comma-separated in one (`state=running,paused`); both mean "any of them".
 import { Type } from '@fastify/type-provider-typebox';
 import type { FastifyRequest } from 'fastify';
-import { closest } from '../plugins/validation-messages.ts';
+import { closest } from './closest.ts';
 import { BadRequestError } from './errors.ts';
 import { escapedIfNeeded, showText } from './text.ts';
 

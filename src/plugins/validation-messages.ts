@@ -1,6 +1,7 @@
 // Turns ajv's errors into answers that say what is allowed: the values of an enum, the field a
 // misspelling was probably meant to be next to the field it left missing, the hidden character of
 // a string that breaks the text rule. Needs ajv's `verbose` errors (the failing value and schema).
+import { closest } from '../lib/closest.ts';
 import { DATE_TIME_RULE } from '../lib/date-time.ts';
 import { TEXT_RULES, textProblem, type TextKind } from '../lib/text.ts';
 
@@ -31,33 +32,6 @@ interface ObjectSchema {
 const TEXT_KINDS = new Set(Object.keys(TEXT_RULES));
 const quoteList = (xs: unknown[]) => xs.map((x) => JSON.stringify(x)).join(', ');
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
-
-/** Edit distance, for "did you mean": small strings only (field names). */
-function distance(a: string, b: string): number {
-  const prev = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    let diag = prev[0]!;
-    prev[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const up = prev[j]!;
-      prev[j] = Math.min(up + 1, prev[j - 1]! + 1, diag + (a[i - 1] === b[j - 1] ? 0 : 1));
-      diag = up;
-    }
-  }
-  return prev[b.length]!;
-}
-
-/** The known field closest to `name`, when it is close enough to be a misspelling of it. */
-export function closest(name: string, known: string[]): string | undefined {
-  if (name.length > 100) return undefined;
-  let best: string | undefined;
-  let bestD = Infinity;
-  for (const k of known) {
-    const d = k.toLowerCase() === name.toLowerCase() ? 0 : distance(name, k);
-    if (d < bestD) [best, bestD] = [k, d];
-  }
-  return bestD <= Math.max(2, Math.floor(name.length / 3)) ? best : undefined;
-}
 
 /**
  * Field names meant for one another that no spelling distance finds: a signal takes `detail` where

@@ -3,7 +3,7 @@ import { memo } from '../../lib/memo.ts';
 import type pg from 'pg';
 import type { Queryable } from '../../lib/sql.ts';
 import { NotFoundError, UnprocessableError } from '../../lib/errors.ts';
-import { closest } from '../../plugins/validation-messages.ts';
+import { closest } from '../../lib/closest.ts';
 import type { Operation } from '../../generated/prisma/client.ts';
 import type { DrillView } from './views.ts';
 import { DEFAULT_RESTORE_APPROVAL, type Budgets, type RestoreApproval } from './policy.ts';
