@@ -174,10 +174,16 @@ export function planLines(
   const lines = [
     `  items ${plan.itemCount ?? '?'} · tenants ${plan.tenantCount ?? '?'} · waves ${plan.waves?.length ?? 0}`,
   ];
-  for (const w of plan.waves ?? [])
-    lines.push(
-      `  wave ${w.index + 1}${w.kind === 'internal' ? ' (internal)' : w.step ? ` (${w.step})` : ''}: ${counted(w.tenants, 'tenant')}, ${counted(w.items, 'item')}`,
-    );
+  // A step is cumulative (the share of tenants reached once the wave ends), its counts are what the
+  // wave adds: "wave 2 (10%): 2 tenants" read as 10% being 2 tenants (a trial).
+  const reach = (step: string) =>
+    `up to ${step.endsWith('%') ? `${step} of tenants` : counted(Number(step), 'tenant')}`;
+  (plan.waves ?? []).forEach((w, k) => {
+    const label = w.kind === 'internal' ? ' (internal)' : w.step ? ` (${reach(w.step)})` : '';
+    const tenants =
+      k === 0 ? counted(w.tenants, 'tenant') : `${w.tenants} more ${w.tenants === 1 ? 'tenant' : 'tenants'}`;
+    lines.push(`  wave ${w.index + 1}${label}: ${tenants}, ${counted(w.items, 'item')}`);
+  });
   if (plan.cascade?.length) lines.push(`  cascade: ${plan.cascade.map((c) => `${c.count} ${c.type}`).join(', ')}`);
   for (const o of plan.cascadeLeftOut ?? [])
     lines.push(

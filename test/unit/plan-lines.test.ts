@@ -85,3 +85,24 @@ describe('planLines cascadeLeftOut', () => {
     expect(lines).toContain('  left out of the cascade: 7 widget already deleted (w1, w2, w3, w4, w5, …)');
   });
 });
+
+describe('planLines waves', () => {
+  it('says a step is the share of tenants reached, and what each wave adds', () => {
+    const lines = planLines({
+      itemCount: 1_200,
+      tenantCount: 12,
+      waves: [
+        { index: 0, kind: 'internal', step: null, tenants: 1, items: 10 },
+        { index: 1, kind: 'canary', step: '1', tenants: 1, items: 40 },
+        { index: 2, kind: 'wave', step: '25%', tenants: 2, items: 150 },
+        { index: 3, kind: 'wave', step: '100%', tenants: 8, items: 1_000 },
+      ],
+    });
+    expect(lines.filter((l) => l.startsWith('  wave'))).toEqual([
+      '  wave 1 (internal): 1 tenant, 10 items',
+      '  wave 2 (up to 1 tenant): 1 more tenant, 40 items',
+      '  wave 3 (up to 25% of tenants): 2 more tenants, 150 items',
+      '  wave 4 (up to 100% of tenants): 8 more tenants, 1000 items',
+    ]);
+  });
+});
