@@ -60,8 +60,11 @@ export async function processBake<Tx>(deps: BakeDeps<Tx>, j: Extract<ControlJob,
     const a = adapters.get(type)!;
     if ('broken' in a) probes[k] = { ...named(k), result: 'error', detail: a.broken };
     else if (!a.hasProbe) probes[k] = { ...named(k), result: 'not_configured' };
-    else if (a.adapter.probeMany) many.set(type, [...(many.get(type) ?? []), k]);
-    else one.push(k);
+    else if (a.adapter.probeMany) {
+      const ks = many.get(type);
+      if (ks) ks.push(k);
+      else many.set(type, [k]);
+    } else one.push(k);
   });
   // An adapter that probes many tenants at once gets one call per round (the registry: one query).
   const batches = [...many].map(async ([type, ks]) => {

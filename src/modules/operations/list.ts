@@ -14,7 +14,7 @@ import { OP_STATES } from './lifecycle-types.ts';
 import { Progress, progressFrom } from './progress.ts';
 import { LAST_PROGRESS_SQL } from './repository.ts';
 import { TargetTypeView, Waiting } from './schemas.ts';
-import { NO_HOLDS, QUEUED_STATES, throttleOf, waitingOf, type QueueHolds } from './waiting.ts';
+import { bakeUntilOf, NO_HOLDS, QUEUED_STATES, throttleOf, waitingOf, type QueueHolds } from './waiting.ts';
 
 const KINDS = ['delete', 'erase', 'restore', 'purge'] as const;
 const LIST_PATH = '/v1/operations';
@@ -236,7 +236,7 @@ export async function listSummaries(
     waveCount: r.wave_counters.length,
     haltReason: r.halt_reason,
     // As the single view says them (views.ts, waiting.ts): why a live operation does not move now.
-    bakeUntil: r.state === 'baking' && r.bake_until ? r.bake_until.toISOString() : null,
+    bakeUntil: bakeUntilOf({ state: r.state, bakeUntil: r.bake_until }),
     throttled: throttleOf({ state: r.state, throttledBy: r.throttled_by, throttledUntil: r.throttled_until }),
     // A list read as `running` while Redis was away (a trial): it says what the single view says.
     waiting: waitingOf(

@@ -4,7 +4,7 @@ import type { Role } from '../auth/roles.ts';
 import { approvalsMissing } from './lifecycle.ts';
 import type { LifecycleState } from './lifecycle-types.ts';
 import type { ProgressView } from './progress.ts';
-import { NO_HOLDS, throttleOf, waitingOf, type QueueHolds } from './waiting.ts';
+import { bakeUntilOf, NO_HOLDS, throttleOf, waitingOf, type QueueHolds } from './waiting.ts';
 import type { GuardRefusal } from '../execution/engine.ts';
 
 export interface Unfinished {
@@ -55,7 +55,7 @@ export function operationView(
     haltPolicy: op.haltPolicy,
     currentWave: op.currentWave,
     haltReason: op.haltReason,
-    bakeUntil: op.state === 'baking' && op.bakeUntil ? op.bakeUntil.toISOString() : null,
+    bakeUntil: bakeUntilOf(op),
     throttled: throttleOf(op),
     waiting: waitingOf(op, holds),
     refused: refusalOf(op),

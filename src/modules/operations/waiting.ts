@@ -13,6 +13,10 @@ export function throttleOf(op: Omit<HeldFields, 'restoreWait' | 'bakeUntil'>, no
   return { cap: op.throttledBy, until: op.throttledUntil.toISOString() };
 }
 
+/** When the bake after the current wave ends, while baking (the views' `bakeUntil`); null otherwise. */
+export const bakeUntilOf = (op: Pick<HeldFields, 'state' | 'bakeUntil'>) =>
+  op.state === 'baking' && op.bakeUntil ? op.bakeUntil.toISOString() : null;
+
 /** States in which an operation moves through the work queue (and so can wait on it). */
 export const QUEUED_STATES = new Set(['running', 'baking', 'rolling_back']);
 
