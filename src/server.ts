@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { ConfigError, loadConfig, SNAPSHOT_KEY_FORMS, type Config } from './config.ts';
 import { buildApp } from './app.ts';
 import { databaseProblem, migrate } from './db/migrate.ts';
+import { collationHint, databaseCollation } from './db/collation.ts';
 import {
   localDatabaseBesideSharedRedis,
   startSomeLocalServices,
@@ -129,6 +130,9 @@ async function main() {
   };
   const app = await buildApp({ config: { ...config, databaseUrl, redisUrl, snapshotKey }, downstream });
   await checkSnapshotKey(app.db.pool, snapshotKey);
+  // Only a hint: a start never fails for it.
+  const hint = collationHint(await databaseCollation(app.db.pool).catch(() => 'C'));
+  if (hint) app.log.info(hint);
   const otherPrefixes = await recordQueuePrefix(app.db.pool, config.queuePrefix, 'api').catch(() => []);
   if (otherPrefixes.length)
     app.log.warn({ queuePrefix: config.queuePrefix }, prefixWarning(config.queuePrefix, otherPrefixes));

@@ -45,6 +45,10 @@ export async function startPostgres(ctx: StartContext, owned: Owned): Promise<st
       '-E',
       'UTF8',
       '--locale=C.UTF-8',
+      // IDs compare byte by byte (the same order as C.UTF-8's, without the locale's string
+      // comparison): a plan's registry lookups and lock inserts ~10% faster (README, Production).
+      // Character classes and case (regexes, lower()) keep C.UTF-8's Unicode rules (LC_CTYPE).
+      '--lc-collate=C',
       // A durable cluster must be on disk before it is used; a throw-away one need not be.
       ...(durability === 'fast' ? ['--no-sync'] : []),
     ]);

@@ -7,8 +7,10 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { startLocalServices, type LocalServices } from '../../src/embedded/local-services.ts';
 import { cleanUp, durabilitySettings, pidAlive, postmasterPid, tempDataDir } from './helpers.ts';
 
-const ON = { fsync: 'on', synchronous_commit: 'on', full_page_writes: 'on' };
-const OFF = { fsync: 'off', synchronous_commit: 'off', full_page_writes: 'off' };
+// IDs compare bytewise (src/db/collation.ts); case and character classes stay Unicode's.
+const LOCALE = { lc_collate: 'C', lc_ctype: 'C.UTF-8' };
+const ON = { fsync: 'on', synchronous_commit: 'on', full_page_writes: 'on', ...LOCALE };
+const OFF = { fsync: 'off', synchronous_commit: 'off', full_page_writes: 'off', ...LOCALE };
 
 describe('embedded PostgreSQL durability', () => {
   const dirs: string[] = [];

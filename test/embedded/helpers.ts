@@ -96,7 +96,7 @@ export async function durabilitySettings(databaseUrl: string): Promise<Record<st
   await c.connect();
   try {
     const out: Record<string, string> = {};
-    for (const s of ['fsync', 'synchronous_commit', 'full_page_writes'])
+    for (const s of ['fsync', 'synchronous_commit', 'full_page_writes', 'lc_collate', 'lc_ctype'])
       out[s] = String((await c.query(`SHOW ${s}`)).rows[0]?.[s]);
     return out;
   } finally {

@@ -81,6 +81,9 @@ describe('Ctrl-C on the zero-config start', () => {
       fsync: 'on',
       synchronous_commit: 'on',
       full_page_writes: 'on',
+      // IDs compare bytewise (src/db/collation.ts); case and character classes stay Unicode's.
+      lc_collate: 'C',
+      lc_ctype: 'C.UTF-8',
     });
 
     server.signal('SIGINT');

@@ -84,6 +84,8 @@ export class OwnPostgres {
       '-E',
       'UTF8',
       '--locale=C.UTF-8',
+      // As the embedded PostgreSQL (src/embedded/local-postgres.ts).
+      '--lc-collate=C',
       '--no-sync',
     ]);
     const r = await run(c, a, 120_000);
