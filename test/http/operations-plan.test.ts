@@ -104,6 +104,23 @@ describe('per-ID classification', () => {
   });
 });
 
+describe('resources a live operation holds', () => {
+  it('are in_flight, naming the holder, in a list rejected for other IDs too (no lock is taken then)', async () => {
+    const held = [appId(400, 0), appId(400, 1)];
+    // As admin: the requester's rolling budget stays as the plans below count on it.
+    const first = await submit({ ...spec, ids: held }, 'admin').expect(201);
+    // Already deleted too: in_flight outranks it, as the holder's rollback may bring it back.
+    await query(t.databaseUrl, `UPDATE resources SET state = 'soft_deleted' WHERE id = $1`, [held[1]]);
+    const res = await submit({ ...spec, ids: [held[0], 'app_99999_03', appId(400, 2), held[1]] }, 'admin').expect(422);
+    expect(res.body.details.counts).toMatchObject({ ok: 1, unknown: 1, in_flight: 2, already_deleted: 0 });
+    expect(res.body.details.offenders.in_flight).toEqual([
+      expect.objectContaining({ id: held[0], index: 0, heldBy: first.body.id }),
+      expect.objectContaining({ id: held[1], index: 3, heldBy: first.body.id }),
+    ]);
+    expect(res.body.details.offenders.unknown[0]).not.toHaveProperty('heldBy');
+  });
+});
+
 describe('valid plans', () => {
   it('plans a valid list: tenant counts, internal tenants first, canary waves, hash', async () => {
     // 2 internal customers (0, 1) and 98 external ones, 3 apps each.
