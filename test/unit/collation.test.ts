@@ -14,7 +14,7 @@ describe('the database collation hint', () => {
   it('names a linguistic collation and the way to a faster one', () => {
     expect(collationHint('en_US.UTF-8')).toBe(
       `the database compares text under the collation "en_US.UTF-8": plans run ~10% faster in a database ` +
-        `created with LC_COLLATE 'C' (README, Production: PostgreSQL)`,
+        `created with LC_COLLATE 'C' (README, Production: PostgreSQL's collation)`,
     );
     expect(collationHint('C.UTF-8')).toContain('"C.UTF-8"');
   });
