@@ -1,7 +1,8 @@
-// classify() resolves the staged IDs by one of six statements: grouped by ID or not (an input
+// classify() resolves the staged IDs by one of eight statements: grouped by ID or not (an input
 // intake proved distinct), and joined to the registry by hash, by hash over parallel workers (a
-// large input) or by primary-key lookups (an input small next to the registry). Each must classify
-// every ID exactly as the grouped hash join does, duplicates included.
+// large input) or by primary-key lookups (an input small next to the registry), those over parallel
+// workers too from 20,000 IDs. Each must classify every ID exactly as the grouped hash join does,
+// duplicates included.
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ACTIVE_ONLY } from '../../src/modules/erasure/states.ts';
@@ -35,14 +36,14 @@ async function classified(ids: string[], path: Path) {
     ]);
     await client.query(`ANALYZE staged`);
     await client.query(`CREATE TEMP VIEW plan_input AS SELECT ord, id FROM staged`);
-    // A small registry never gets a parallel plan by size: let it, so that the parallel path runs;
-    // and have each statement's plan sent here, to see that it did.
+    // A small registry never gets a parallel plan by size: let it, so that the parallel path runs
+    // (the parallel lookups' own settings allow a small input); and have each statement's plan sent
+    // here, to see that it did.
     const plans: string[] = [];
     client.on('notice', (n) => plans.push(`${n.message} ${n.detail ?? ''}`));
-    if (path.join === 'parallel')
-      await client.query(
-        `SET LOCAL min_parallel_table_scan_size = 0; SET LOCAL client_min_messages = log; SET LOCAL debug_print_plan = on`,
-      );
+    if (path.join === 'parallel') await client.query(`SET LOCAL min_parallel_table_scan_size = 0`);
+    if (path.join === 'parallel' || path.join === 'parallel-lookup')
+      await client.query(`SET LOCAL client_min_messages = log; SET LOCAL debug_print_plan = on`);
     const type = (await client.query(`SELECT id_pattern FROM resource_types WHERE name = 'app'`)).rows[0];
     const c = await classify(client, 'app', type.id_pattern, [], null, ACTIVE_ONLY, {
       submitted: ids.length,
@@ -51,9 +52,10 @@ async function classified(ids: string[], path: Path) {
     });
     // The join's settings are this statement's only: the plan's later statements keep PostgreSQL's.
     const after = await client.query(
-      `SELECT current_setting('enable_hashjoin') AS h, current_setting('parallel_setup_cost') AS p`,
+      `SELECT current_setting('enable_hashjoin') AS h, current_setting('parallel_setup_cost') AS p,
+         current_setting('min_parallel_table_scan_size') AS m`,
     );
-    expect(after.rows[0]).toEqual({ h: 'on', p: '1000' });
+    expect(after.rows[0]).toEqual({ h: 'on', p: '1000', m: path.join === 'parallel' ? '0' : '8MB' });
     const rows = await client.query(
       `SELECT ord, id, class, actual_type, tenant_id, state, lock_row FROM plan_class ORDER BY ord`,
     );
@@ -81,10 +83,12 @@ describe('classify: every path classifies as the grouped serial one', () => {
       { distinct: true, join: 'parallel' },
       { distinct: false, join: 'lookup' },
       { distinct: true, join: 'lookup' },
+      { distinct: false, join: 'parallel-lookup' },
+      { distinct: true, join: 'parallel-lookup' },
     ] as const)
       expect(await classified(ids, path), JSON.stringify(path)).toEqual({
         ...want,
-        gathered: path.join === 'parallel',
+        gathered: path.join === 'parallel' || path.join === 'parallel-lookup',
       });
   });
 
@@ -94,6 +98,7 @@ describe('classify: every path classifies as the grouped serial one', () => {
     expect(want.counts).toMatchObject({ ok: 997, protected: 1, already_deleted: 2, type_mismatch: 1, duplicate: 3 });
     expect(await classified(ids, { distinct: false, join: 'parallel' })).toEqual({ ...want, gathered: true });
     expect(await classified(ids, { distinct: false, join: 'lookup' })).toEqual(want);
+    expect(await classified(ids, { distinct: false, join: 'parallel-lookup' })).toEqual({ ...want, gathered: true });
   });
 
   it('looks IDs up by primary key only when they are few next to the registry, and never for a tenant-scoped token', async () => {
@@ -108,6 +113,13 @@ describe('classify: every path classifies as the grouped serial one', () => {
       expect(await joinStrategy(client, 1, tenantScope)).toBe('hash');
       expect(await joinStrategy(client, 1, { resourceTypes: ['app'] })).toBe('lookup');
       expect(await joinStrategy(client, 500_000, null)).toBe('parallel');
+      // A registry of 10M rows (its count as ANALYZE left it, set in a transaction rolled back).
+      await client.query('BEGIN');
+      await client.query(`UPDATE pg_class SET reltuples = 1e7 WHERE oid = 'resources'::regclass`);
+      expect(await joinStrategy(client, 19_999, null)).toBe('lookup');
+      expect(await joinStrategy(client, 20_000, null)).toBe('parallel-lookup');
+      expect(await joinStrategy(client, 20_000, tenantScope)).toBe('hash');
+      await client.query('ROLLBACK');
     } finally {
       client.release();
     }

@@ -29,9 +29,11 @@ const PARALLEL_FROM = 500_000;
  * primary key instead of joined by hash (see joinStrategy).
  */
 const LOOKUP_RATIO = 12;
+/** From this many submitted IDs, their lookups are split over parallel workers (see joinStrategy). */
+const PARALLEL_LOOKUP_FROM = 20_000;
 
 /** How classify joins the submitted IDs to the registry. */
-export type RegistryJoin = 'lookup' | 'hash' | 'parallel';
+export type RegistryJoin = 'lookup' | 'parallel-lookup' | 'hash' | 'parallel';
 
 /**
  * The operation a rejected ID names, stored in one column (held_by): an uncertain one's (a
@@ -174,13 +176,22 @@ async function markLockRows(client: pg.PoolClient): Promise<void> {
 }
 
 // Only for the registry join: the statements after it keep PostgreSQL's own choices.
+const LOOKUP = `SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off`;
+const LOOKUP_DEFAULTS = `SET LOCAL enable_hashjoin TO DEFAULT; SET LOCAL enable_mergejoin TO DEFAULT`;
+const PARALLEL = `SET LOCAL parallel_setup_cost = 0; SET LOCAL parallel_tuple_cost = 0`;
+const PARALLEL_DEFAULTS = `SET LOCAL parallel_setup_cost TO DEFAULT; SET LOCAL parallel_tuple_cost TO DEFAULT`;
+// A 100k-ID staging table is ~4 MB, under the 8 MB from which PostgreSQL scans a table in parallel.
+const ANY_SIZE = `SET LOCAL min_parallel_table_scan_size = 0`;
+const ANY_SIZE_DEFAULT = `SET LOCAL min_parallel_table_scan_size TO DEFAULT`;
 const JOIN_SETTINGS = {
-  lookup: `SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off`,
-  parallel: `SET LOCAL parallel_setup_cost = 0; SET LOCAL parallel_tuple_cost = 0`,
+  lookup: LOOKUP,
+  'parallel-lookup': `${LOOKUP}; ${PARALLEL}; ${ANY_SIZE}`,
+  parallel: PARALLEL,
 };
 const JOIN_DEFAULTS = {
-  lookup: `SET LOCAL enable_hashjoin TO DEFAULT; SET LOCAL enable_mergejoin TO DEFAULT`,
-  parallel: `SET LOCAL parallel_setup_cost TO DEFAULT; SET LOCAL parallel_tuple_cost TO DEFAULT`,
+  lookup: LOOKUP_DEFAULTS,
+  'parallel-lookup': `${LOOKUP_DEFAULTS}; ${PARALLEL_DEFAULTS}; ${ANY_SIZE_DEFAULT}`,
+  parallel: PARALLEL_DEFAULTS,
 };
 
 /**
@@ -192,6 +203,9 @@ const JOIN_DEFAULTS = {
  *   So a lookup up to one ID per LOOKUP_RATIO registry rows (reltuples: ANALYZE's count; a never
  *   analysed registry keeps the hash). A token scoped to tenants keeps it too: without hash joins
  *   its scope's tenants (up to 10,000) would be a nested loop for every ID.
+ * - `parallel-lookup`: the same lookups split over parallel workers (the submitted IDs scanned in
+ *   parallel, each looked up by its worker) from PARALLEL_LOOKUP_FROM IDs: 100k IDs 131 → 85 ms
+ *   (psql, IDs compared bytewise, 3 runs each, 2026-12-07).
  * - `parallel` splits a large input over parallel workers: 1M IDs 3.3 → 2.5 s; at 100k–500k no
  *   gain or a loss (building the shared hash of the registry costs what it saves). Only this
  *   statement: the ones after read the temporary table, which parallel workers cannot.
@@ -206,7 +220,8 @@ export async function joinStrategy(
   const r = await client.query<{ rows: number }>(
     `SELECT reltuples::float8 AS rows FROM pg_class WHERE oid = 'resources'::regclass`,
   );
-  return submitted * LOOKUP_RATIO <= (r.rows[0]?.rows ?? 0) ? 'lookup' : 'hash';
+  if (submitted * LOOKUP_RATIO > (r.rows[0]?.rows ?? 0)) return 'hash';
+  return submitted >= PARALLEL_LOOKUP_FROM ? 'parallel-lookup' : 'lookup';
 }
 
 /**
