@@ -57,8 +57,10 @@ export function durationMs(text: string): number {
   return ms;
 }
 
-/** A whole-number flag; `min` as the server takes it (--concurrency 0 passed here, then the server refused it). */
-/** A whole-number flag; with `max`, refused here as the server would (one message for both ends). */
+/**
+ * A whole-number flag, `min` (and `max`) as the server takes it: --concurrency 0 passed here, then
+ * the server refused it. Both ends are refused here with one message.
+ */
 export function intArg(name: string, min = 0, max?: number) {
   return (text: string): number => {
     if (!/^\d+$/.test(text) || Number(text) < min || (max !== undefined && Number(text) > max))

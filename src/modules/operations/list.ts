@@ -5,6 +5,7 @@
 // counting the item ledger (up to a million rows per operation) and not one query per operation.
 import { Type, type Static } from '@fastify/type-provider-typebox';
 import type { Queryable } from '../../lib/sql.ts';
+import type { Operation } from '../../generated/prisma/client.ts';
 import { ListFilter, listFilters, nextLink, splitPage, readLimit } from '../../lib/list-query.ts';
 import { ERROR_EXAMPLES } from '../../lib/error-examples.ts';
 import { errorResponse, errorResponses, IdString, PageLinks, type App } from '../../lib/schemas.ts';
@@ -170,7 +171,7 @@ interface SummaryRow {
   bake_until: Date | null;
   throttled_by: string | null;
   throttled_until: Date | null;
-  restore_wait: unknown;
+  restore_wait: Operation['restoreWait'];
   last_progress_at: Date | null;
   plan_hash: string | null;
   rejection_counts: Record<string, number> | null;
@@ -220,7 +221,19 @@ export async function listSummaries(
     [q.state ?? null, q.kind ?? null, q.cursor ?? null, q.limit],
   );
   const holds = res.rows.some((r) => QUEUED_STATES.has(r.state)) ? await holdsOf() : NO_HOLDS;
-  return res.rows.map((r) => ({
+  return res.rows.map((r) => summaryOf(r, holds));
+}
+
+function summaryOf(r: SummaryRow, holds: QueueHolds) {
+  // What holds it, in the fields the single view reads them from (views.ts, waiting.ts).
+  const held = {
+    state: r.state,
+    throttledBy: r.throttled_by,
+    throttledUntil: r.throttled_until,
+    restoreWait: r.restore_wait,
+    bakeUntil: r.bake_until,
+  };
+  return {
     id: r.id,
     kind: r.action,
     action: r.action,
@@ -236,19 +249,10 @@ export async function listSummaries(
     waveCount: r.wave_counters.length,
     haltReason: r.halt_reason,
     // As the single view says them (views.ts, waiting.ts): why a live operation does not move now.
-    bakeUntil: bakeUntilOf({ state: r.state, bakeUntil: r.bake_until }),
-    throttled: throttleOf({ state: r.state, throttledBy: r.throttled_by, throttledUntil: r.throttled_until }),
+    bakeUntil: bakeUntilOf(held),
+    throttled: throttleOf(held),
     // A list read as `running` while Redis was away (a trial): it says what the single view says.
-    waiting: waitingOf(
-      {
-        state: r.state,
-        throttledBy: r.throttled_by,
-        throttledUntil: r.throttled_until,
-        restoreWait: r.restore_wait as never,
-        bakeUntil: r.bake_until,
-      },
-      QUEUED_STATES.has(r.state) ? { ...holds, lastProgressAt: r.last_progress_at } : NO_HOLDS,
-    ),
+    waiting: waitingOf(held, QUEUED_STATES.has(r.state) ? { ...holds, lastProgressAt: r.last_progress_at } : NO_HOLDS),
     // The single view's progress, by the same function (progress.ts).
     progress: progressFrom(r.wave_counters, r.wave_moves, r.state === 'rolling_back'),
     planHash: r.plan_hash,
@@ -257,7 +261,7 @@ export async function listSummaries(
     updatedAt: r.updated_at.toISOString(),
     finishedAt: r.finished_at?.toISOString() ?? null,
     links: { self: `${LIST_PATH}/${r.id}` },
-  }));
+  };
 }
 
 export function listRoute(app: App) {
