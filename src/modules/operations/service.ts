@@ -184,7 +184,7 @@ export function operationService(deps: {
           type.cascade_to ?? [],
           principal.scope,
           statesActedOn(action),
-          { submitted: intake.count, distinct: intake.distinct },
+          { submitted: intake.count, distinct: intake.distinct, lockStage: !dryRun },
           type.external,
         );
         lap('classify');
