@@ -3,6 +3,13 @@ import type pg from 'pg';
 
 export type Queryable = Pick<pg.Pool | pg.PoolClient, 'query'>;
 
+/**
+ * For one statement of a transaction: joins by nested loops only (an index probe per outer row),
+ * where PostgreSQL would hash the whole inner table; and PostgreSQL's choice again after it.
+ */
+export const NESTED_LOOPS = `SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off`;
+export const NESTED_LOOPS_END = `SET LOCAL enable_hashjoin TO DEFAULT; SET LOCAL enable_mergejoin TO DEFAULT`;
+
 /** Runs `fn` in one transaction on one pooled client; rolls back on any error. */
 export async function inTransaction<T>(pool: pg.Pool, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
   const client = await pool.connect();

@@ -7,7 +7,7 @@ import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ACTIVE_ONLY } from '../../src/modules/erasure/states.ts';
 import { classify, deferLockRows, markLockedByOthers } from '../../src/modules/operations/planner.ts';
-import { lockPlanned } from '../../src/modules/operations/resource-locks.ts';
+import { joinLocks, lockPlanned } from '../../src/modules/operations/resource-locks.ts';
 import { buildTestApp, type TestApp } from '../support/app.ts';
 import { appId, query, seedRegistry } from '../support/seed.ts';
 
@@ -95,5 +95,26 @@ describe('classify leaves lock rows to the lock stage when only it would read th
     expect(deferLockRows(true, true, [], false)).toBe(false);
     expect(deferLockRows(true, false, ['task'], false)).toBe(false);
     expect(deferLockRows(true, false, [], true)).toBe(false);
+  });
+});
+
+describe('joinLocks: a plan small next to the lock table probes it per row', () => {
+  it('forces nested loops for the statement only when the lock table holds over twice the plan', async () => {
+    const client = await pool.connect();
+    try {
+      await client.query('BEGIN');
+      // As if every live operation together held 1M resources (ANALYZE's count; rolled back).
+      await client.query(`UPDATE pg_class SET reltuples = 1e6 WHERE oid = 'resource_locks'::regclass`);
+      const hashing = () =>
+        client.query<{ on: string }>(`SELECT current_setting('enable_hashjoin') AS on`).then((r) => r.rows[0]!.on);
+      expect(await joinLocks(client, 100_000, hashing)).toBe('off');
+      expect(await hashing()).toBe('on');
+      expect(await joinLocks(client, 500_000, hashing)).toBe('on');
+      // Unknown size (0): PostgreSQL's own choice, without even reading the count.
+      expect(await joinLocks(client, 0, hashing)).toBe('on');
+    } finally {
+      await client.query('ROLLBACK');
+      client.release();
+    }
   });
 });

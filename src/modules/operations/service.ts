@@ -195,7 +195,7 @@ export function operationService(deps: {
           !dryRun &&
           !(await lockPlanned(client, operationId, cls.counts.ok + cls.descendants, cls.unlocked))
         ) {
-          cls = await markLockedByOthers(client, operationId);
+          cls = await markLockedByOthers(client, operationId, undefined, cls.counts.ok + cls.descendants);
         }
         lap('lock');
         for (const [c, n] of Object.entries(cls.counts)) if (n) metrics.planIds.inc({ class: c }, n);
