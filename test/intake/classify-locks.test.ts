@@ -6,8 +6,8 @@ import pg from 'pg';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ACTIVE_ONLY } from '../../src/modules/erasure/states.ts';
-import { classify, deferLockRows, markLockedByOthers } from '../../src/modules/operations/planner.ts';
-import { joinLocks, lockPlanned } from '../../src/modules/operations/resource-locks.ts';
+import { classify, markLockedByOthers } from '../../src/modules/operations/planner.ts';
+import { deferLockRows, joinLocks, lockPlanned } from '../../src/modules/operations/resource-locks.ts';
 import { buildTestApp, type TestApp } from '../support/app.ts';
 import { appId, query, seedRegistry } from '../support/seed.ts';
 

@@ -7,7 +7,7 @@ import { classifyCascade, countDescendants, expandCascade, markDescendantsLocked
 import { ACTIVE_ONLY } from '../erasure/states.ts';
 import { DELETE_STANDS, ledgerDecides, readHistory, uncertainRestoreIds } from '../restores/history.ts';
 import { LIVE_STATES } from './lifecycle-types.ts';
-import { joinLocks } from './resource-locks.ts';
+import { deferLockRows, joinLocks, markLockRows } from './resource-locks.ts';
 import { NESTED_LOOPS, NESTED_LOOPS_END } from '../../lib/sql.ts';
 
 export const ID_CLASSES = [
@@ -141,9 +141,9 @@ export async function classify(
     [targetType, idPattern, typeInScope, scope?.tenants ?? null, states],
   );
   if (join !== 'hash') await client.query(JOIN_DEFAULTS[join]);
-  const duplicates = (resolved.rowCount ?? 0) < input.submitted;
-  const deferred = deferLockRows(input.lockStage ?? false, duplicates, cascadeTo, external && ledgerDecides(states));
   const resolvedRows = resolved.rowCount ?? 0;
+  const duplicates = resolvedRows < input.submitted;
+  const deferred = deferLockRows(input.lockStage ?? false, duplicates, cascadeTo, external && ledgerDecides(states));
   if (!deferred) await markLockRows(client, resolvedRows);
   // Fewer distinct IDs than submitted: the later occurrences are duplicates, reported with what
   // their first occurrence resolved to.
@@ -172,47 +172,6 @@ export async function classify(
   if (!counted.rejected) return counted;
   await markLockRows(client, resolvedRows);
   return summarize(client, ID_CLASSES, true);
-}
-
-/**
- * Whether markLockRows may wait until the classification is known. Its join reads the whole lock
- * table, whose size is every live operation's items, not this plan's: 39 / 66 / 285 ms for 100k /
- * 100k / 1M IDs against 100k / 200k / 300k other lock rows (npm run bench -- plan, PostgreSQL's
- * statement log, 2026-12-07), for a list whose resources had no lock row at all. A list that is
- * otherwise all ok needs no lock row from classify: the lock stage that follows (not for a dry run)
- * finds every one itself, takes over those of ended holders, and on a live holder is refused, and
- * then markLockedByOthers names it — the same in_flight, heldBy and rejection. A list rejected for
- * another reason is marked afterwards, which equals marking it first only when nothing after the
- * registry join reclassifies a row: no duplicates (their rows copy the first occurrence's lock
- * fields), no cascade and no ledger check of an external type.
- */
-export function deferLockRows(
-  lockStage: boolean,
-  duplicates: boolean,
-  cascadeTo: readonly string[],
-  ledgerCheck: boolean,
-): boolean {
-  return lockStage && !duplicates && cascadeTo.length === 0 && !ledgerCheck;
-}
-
-/**
- * The lock rows of the resolved IDs, in a statement of its own after the registry join: `lock_row`
- * for every one, and `in_flight` (with the holder in held_by) where the holder is live — over the
- * classes it outranks, as a branch of the join's CASE between out_of_scope and already_deleted did.
- * Joined inside the registry join, the lock table was looked up once per ID (forced nested loops for
- * the `lookup` join) and the operations rescanned per ID: 75 ms of a 100k-ID classify's 280 with no
- * lock row at all; here the few lock rows are joined to the plan's rows instead.
- */
-async function markLockRows(client: pg.PoolClient, rows: number): Promise<void> {
-  await joinLocks(client, rows, () =>
-    client.query(
-      `UPDATE plan_class c SET lock_row = true, held_by = o.id,
-         class = CASE WHEN o.id IS NOT NULL AND c.class IN ('already_deleted', 'protected', 'ok') THEN 'in_flight' ELSE c.class END
-       FROM resource_locks l LEFT JOIN operations o ON o.id = l.operation_id AND o.state = ANY($1::text[])
-       WHERE l.resource_id = c.id AND c.actual_type IS NOT NULL`,
-      [LIVE_STATES],
-    ),
-  );
 }
 
 // Only for the registry join: the statements after it keep PostgreSQL's own choices.

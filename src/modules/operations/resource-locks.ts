@@ -41,10 +41,11 @@ const TAKE = `
  * nothing is kept and false is returned (the caller then classifies those IDs as in_flight).
  *
  * `unlocked`: the classification saw no lock row for any of them (no resource was ever locked, or
- * its holder's row is gone), or did not look (planner.ts, deferLockRows). They are then first taken with a plain INSERT — half the cost of the
- * upsert's speculative insertion per row — which the primary key makes exactly as safe: a lock row
- * a concurrent plan inserted meanwhile makes it fail (after waiting for that plan's commit), and
- * the upsert below, with its take-over rule, then decides as it always does.
+ * its holder's row is gone), or did not look (deferLockRows). They are then first
+ * taken with a plain INSERT — half the cost of the upsert's speculative insertion per row — which
+ * the primary key makes exactly as safe: a lock row a concurrent plan inserted meanwhile makes it
+ * fail (after waiting for that plan's commit), and the upsert below, with its take-over rule, then
+ * decides as it always does.
  */
 export async function lockPlanned(
   client: pg.PoolClient,
@@ -67,7 +68,7 @@ export async function lockPlanned(
     }
     await client.query('ROLLBACK TO SAVEPOINT plan_locks');
     // A lock row is in the way. When a live operation's is, the upsert below could only fail too,
-    // after a speculative insertion per ID (classify leaves such lists to this stage: planner.ts,
+    // after a speculative insertion per ID (classify leaves such lists to this stage:
     // deferLockRows). `unlocked` comes without descendants, so the listed IDs are all there is.
     const live = await joinLocks(client, expected, () =>
       client.query(
@@ -85,6 +86,47 @@ export async function lockPlanned(
   if ((r.rowCount ?? 0) === expected) return true;
   await client.query('ROLLBACK TO SAVEPOINT plan_locks');
   return false;
+}
+
+/**
+ * Whether markLockRows may wait until the classification is known. Its join reads the whole lock
+ * table, whose size is every live operation's items, not this plan's: 39 / 66 / 285 ms for 100k /
+ * 100k / 1M IDs against 100k / 200k / 300k other lock rows (npm run bench -- plan, PostgreSQL's
+ * statement log, 2026-12-07), for a list whose resources had no lock row at all. A list that is
+ * otherwise all ok needs no lock row from classify: the lock stage that follows (not for a dry run)
+ * finds every one itself, takes over those of ended holders, and on a live holder is refused, and
+ * then markLockedByOthers names it — the same in_flight, heldBy and rejection. A list rejected for
+ * another reason is marked afterwards, which equals marking it first only when nothing after the
+ * registry join reclassifies a row: no duplicates (their rows copy the first occurrence's lock
+ * fields), no cascade and no ledger check of an external type.
+ */
+export function deferLockRows(
+  lockStage: boolean,
+  duplicates: boolean,
+  cascadeTo: readonly string[],
+  ledgerCheck: boolean,
+): boolean {
+  return lockStage && !duplicates && cascadeTo.length === 0 && !ledgerCheck;
+}
+
+/**
+ * The lock rows of the resolved IDs, in a statement of its own after the registry join: `lock_row`
+ * for every one, and `in_flight` (with the holder in held_by) where the holder is live — over the
+ * classes it outranks, as a branch of the join's CASE between out_of_scope and already_deleted did.
+ * Joined inside the registry join, the lock table was looked up once per ID (forced nested loops for
+ * the `lookup` join) and the operations rescanned per ID: 75 ms of a 100k-ID classify's 280 with no
+ * lock row at all; here the few lock rows are joined to the plan's rows instead.
+ */
+export async function markLockRows(client: pg.PoolClient, rows: number): Promise<void> {
+  await joinLocks(client, rows, () =>
+    client.query(
+      `UPDATE plan_class c SET lock_row = true, held_by = o.id,
+         class = CASE WHEN o.id IS NOT NULL AND c.class IN ('already_deleted', 'protected', 'ok') THEN 'in_flight' ELSE c.class END
+       FROM resource_locks l LEFT JOIN operations o ON o.id = l.operation_id AND o.state = ANY($1::text[])
+       WHERE l.resource_id = c.id AND c.actual_type IS NOT NULL`,
+      [LIVE_STATES],
+    ),
+  );
 }
 
 /** A lock table over this many times a plan's rows is probed per row rather than hashed (joinLocks). */
