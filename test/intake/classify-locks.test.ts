@@ -10,6 +10,7 @@ import { classify, markLockedByOthers } from '../../src/modules/operations/plann
 import { deferLockRows, joinLocks, lockPlanned } from '../../src/modules/operations/resource-locks.ts';
 import { buildTestApp, type TestApp } from '../support/app.ts';
 import { appId, query, seedRegistry } from '../support/seed.ts';
+import { stageIds } from '../support/staging.ts';
 
 let t: TestApp;
 let pool: pg.Pool;
@@ -36,11 +37,7 @@ async function planned(ids: string[], opts: { lockStage: boolean; duplicates?: b
   const client = await pool.connect();
   try {
     await client.query('BEGIN');
-    await client.query(`CREATE TEMP TABLE staged (ord int, id text)`);
-    await client.query(`INSERT INTO staged SELECT o - 1, id FROM unnest($1::text[]) WITH ORDINALITY AS u(id, o)`, [
-      ids,
-    ]);
-    await client.query(`CREATE TEMP VIEW plan_input AS SELECT ord, id FROM staged`);
+    await stageIds(client, ids);
     const type = (await client.query(`SELECT id_pattern FROM resource_types WHERE name = 'app'`)).rows[0];
     const classified = await classify(client, 'app', type.id_pattern, [], null, ACTIVE_ONLY, {
       submitted: ids.length,

@@ -9,6 +9,7 @@ import { ACTIVE_ONLY } from '../../src/modules/erasure/states.ts';
 import { classify, joinStrategy, type RegistryJoin } from '../../src/modules/operations/planner.ts';
 import { createTestDatabase } from '../support/db.ts';
 import { appId, query, seedRegistry, siteId } from '../support/seed.ts';
+import { stageIds } from '../support/staging.ts';
 
 let pool: pg.Pool;
 let url: string;
@@ -29,13 +30,7 @@ async function classified(ids: string[], path: Path) {
   const client = await pool.connect();
   try {
     await client.query('BEGIN');
-    // Not a temporary table, as staging's (parallel workers cannot read those); dropped by the rollback.
-    await client.query(`CREATE UNLOGGED TABLE staged (ord int, id text)`);
-    await client.query(`INSERT INTO staged SELECT o - 1, id FROM unnest($1::text[]) WITH ORDINALITY AS u(id, o)`, [
-      ids,
-    ]);
-    await client.query(`ANALYZE staged`);
-    await client.query(`CREATE TEMP VIEW plan_input AS SELECT ord, id FROM staged`);
+    await stageIds(client, ids, 'UNLOGGED');
     // A small registry never gets a parallel plan by size: let it, so that the parallel path runs
     // (the parallel lookups' own settings allow a small input); and have each statement's plan sent
     // here, to see that it did.
