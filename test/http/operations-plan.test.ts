@@ -119,6 +119,56 @@ describe('resources a live operation holds', () => {
     ]);
     expect(res.body.details.offenders.unknown[0]).not.toHaveProperty('heldBy');
   });
+
+  it('many overlapping plans at once: the winners share nothing, and every loser names a winner for each ID it lost', async () => {
+    // 60 apps; 9 lists of 12, each overlapping its neighbours by 6, plus 2 dry runs, all at once.
+    // Classify leaves an otherwise all-ok list's lock rows to the lock stage: the race is decided
+    // there, and a loser must still be told exactly which IDs it lost, and to whom.
+    const apps = [700, 701, 702].flatMap((site) => Array.from({ length: 20 }, (_, j) => appId(site, j)));
+    const lists = Array.from({ length: 9 }, (_, k) => apps.slice(k * 6, k * 6 + 12));
+    const answers = await Promise.all([
+      ...lists.map((ids) => submit({ ...spec, ids }, 'admin')),
+      submit({ ...spec, ids: lists[2], dryRun: true }, 'admin'),
+      submit({ ...spec, ids: lists[5], dryRun: true }, 'admin'),
+    ]);
+    const runs = answers.slice(0, 9);
+    for (const r of runs) expect([201, 422]).toContain(r.status);
+    const winners = new Map<string, string>(); // resource → the operation that won it
+    for (const [k, r] of runs.entries()) {
+      if (r.status !== 201) continue;
+      for (const id of lists[k]!) {
+        expect(winners.get(id), `${id} won twice`).toBeUndefined();
+        winners.set(id, r.body.id);
+      }
+    }
+    expect(winners.size).toBeGreaterThan(0);
+    const check = (r: (typeof answers)[number], ids: string[]) => {
+      expect(r.body.code).toBe('PLAN_REJECTED');
+      const lost = ids.filter((id) => winners.has(id));
+      expect(lost.length).toBeGreaterThan(0);
+      expect(r.body.details.counts).toMatchObject({ ok: ids.length - lost.length, in_flight: lost.length });
+      const named = r.body.details.offenders.in_flight.map((o: { id: string; heldBy: string }) => [o.id, o.heldBy]);
+      expect(named).toEqual(lost.map((id) => [id, winners.get(id)]));
+    };
+    for (const [k, r] of runs.entries()) if (r.status === 422) check(r, lists[k]!);
+    // The dry runs saw whatever had committed when they classified: winners only, never a loser.
+    for (const [i, r] of answers.slice(9).entries()) {
+      const ids = lists[i === 0 ? 2 : 5]!;
+      expect([200, 422]).toContain(r.status);
+      for (const o of r.status === 422 ? r.body.details.offenders.in_flight : [])
+        expect(o.heldBy).toBe(winners.get(o.id));
+      if (r.status === 200) expect(r.body.plan.itemCount).toBe(ids.length);
+    }
+    // The lock table says the same: every app a winner's, none a loser's.
+    const locks = await query<{ resource_id: string; operation_id: string }>(
+      t.databaseUrl,
+      'SELECT resource_id, operation_id FROM resource_locks WHERE resource_id = ANY($1) ORDER BY 1',
+      [apps],
+    );
+    expect(locks.map((l) => [l.resource_id, l.operation_id])).toEqual(
+      [...winners].sort(([a], [b]) => (a < b ? -1 : 1)),
+    );
+  });
 });
 
 describe('valid plans', () => {
