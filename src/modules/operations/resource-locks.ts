@@ -41,11 +41,11 @@ const TAKE = `
  * nothing is kept and false is returned (the caller then classifies those IDs as in_flight).
  *
  * `unlocked`: the classification saw no lock row for any of them (no resource was ever locked, or
- * its holder's row is gone), or did not look (deferLockRows). They are then first
- * taken with a plain INSERT — half the cost of the upsert's speculative insertion per row — which
- * the primary key makes exactly as safe: a lock row a concurrent plan inserted meanwhile makes it
- * fail (after waiting for that plan's commit), and the upsert below, with its take-over rule, then
- * decides as it always does.
+ * its holder's row is gone), or did not look (deferLockRows). They are then first taken with a
+ * plain INSERT — half the cost of the upsert's speculative insertion per row — which the primary
+ * key makes exactly as safe: a lock row a concurrent plan inserted meanwhile makes it fail (after
+ * waiting for that plan's commit), and the upsert below, with its take-over rule, then decides as
+ * it always does.
  */
 export async function lockPlanned(
   client: pg.PoolClient,
