@@ -142,13 +142,16 @@ describe('resources a live operation holds', () => {
       }
     }
     expect(winners.size).toBeGreaterThan(0);
+    // A loser names the holders that had committed when it lost: a list between two winners may
+    // lose to the first, and the second win the rest of it afterwards (its report calls those ok).
     const check = (r: (typeof answers)[number], ids: string[]) => {
       expect(r.body.code).toBe('PLAN_REJECTED');
-      const lost = ids.filter((id) => winners.has(id));
-      expect(lost.length).toBeGreaterThan(0);
-      expect(r.body.details.counts).toMatchObject({ ok: ids.length - lost.length, in_flight: lost.length });
       const named = r.body.details.offenders.in_flight.map((o: { id: string; heldBy: string }) => [o.id, o.heldBy]);
-      expect(named).toEqual(lost.map((id) => [id, winners.get(id)]));
+      expect(named.length).toBeGreaterThan(0);
+      expect(r.body.details.counts).toMatchObject({ ok: ids.length - named.length, in_flight: named.length });
+      // Each one named is the winner's, in submission order; never a loser's.
+      const lost = new Set(named.map(([id]: string[]) => id));
+      expect(named).toEqual(ids.filter((id) => lost.has(id)).map((id) => [id, winners.get(id)]));
     };
     for (const [k, r] of runs.entries()) if (r.status === 422) check(r, lists[k]!);
     // The dry runs saw whatever had committed when they classified: winners only, never a loser.
