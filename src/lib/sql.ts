@@ -10,6 +10,15 @@ export type Queryable = Pick<pg.Pool | pg.PoolClient, 'query'>;
 export const NESTED_LOOPS = `SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off`;
 export const NESTED_LOOPS_END = `SET LOCAL enable_hashjoin TO DEFAULT; SET LOCAL enable_mergejoin TO DEFAULT`;
 
+/** A table's row count as ANALYZE last counted it (pg_class.reltuples); -1 when never analysed. */
+export async function estimatedRows(db: Queryable, table: string): Promise<number> {
+  const r = await db.query<{ rows: number }>(
+    `SELECT reltuples::float8 AS rows FROM pg_class WHERE oid = $1::regclass`,
+    [table],
+  );
+  return r.rows[0]?.rows ?? 0;
+}
+
 /** Runs `fn` in one transaction on one pooled client; rolls back on any error. */
 export async function inTransaction<T>(pool: pg.Pool, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
   const client = await pool.connect();

@@ -8,7 +8,7 @@ import { ACTIVE_ONLY } from '../erasure/states.ts';
 import { DELETE_STANDS, ledgerDecides, readHistory, uncertainRestoreIds } from '../restores/history.ts';
 import { LIVE_STATES } from './lifecycle-types.ts';
 import { deferLockRows, joinLocks, markLockRows } from './resource-locks.ts';
-import { NESTED_LOOPS, NESTED_LOOPS_END } from '../../lib/sql.ts';
+import { estimatedRows, NESTED_LOOPS, NESTED_LOOPS_END } from '../../lib/sql.ts';
 
 export const ID_CLASSES = [
   'ok',
@@ -175,21 +175,19 @@ export async function classify(
 }
 
 // Only for the registry join: the statements after it keep PostgreSQL's own choices.
-const LOOKUP = NESTED_LOOPS;
-const LOOKUP_DEFAULTS = NESTED_LOOPS_END;
 const PARALLEL = `SET LOCAL parallel_setup_cost = 0; SET LOCAL parallel_tuple_cost = 0`;
 const PARALLEL_DEFAULTS = `SET LOCAL parallel_setup_cost TO DEFAULT; SET LOCAL parallel_tuple_cost TO DEFAULT`;
 // A 100k-ID staging table is ~4 MB, under the 8 MB from which PostgreSQL scans a table in parallel.
 const ANY_SIZE = `SET LOCAL min_parallel_table_scan_size = 0`;
 const ANY_SIZE_DEFAULT = `SET LOCAL min_parallel_table_scan_size TO DEFAULT`;
 const JOIN_SETTINGS = {
-  lookup: LOOKUP,
-  'parallel-lookup': `${LOOKUP}; ${PARALLEL}; ${ANY_SIZE}`,
+  lookup: NESTED_LOOPS,
+  'parallel-lookup': `${NESTED_LOOPS}; ${PARALLEL}; ${ANY_SIZE}`,
   parallel: PARALLEL,
 };
 const JOIN_DEFAULTS = {
-  lookup: LOOKUP_DEFAULTS,
-  'parallel-lookup': `${LOOKUP_DEFAULTS}; ${PARALLEL_DEFAULTS}; ${ANY_SIZE_DEFAULT}`,
+  lookup: NESTED_LOOPS_END,
+  'parallel-lookup': `${NESTED_LOOPS_END}; ${PARALLEL_DEFAULTS}; ${ANY_SIZE_DEFAULT}`,
   parallel: PARALLEL_DEFAULTS,
 };
 
@@ -217,10 +215,7 @@ export async function joinStrategy(
 ): Promise<RegistryJoin> {
   if (submitted >= PARALLEL_FROM) return 'parallel';
   if (scope?.tenants) return 'hash';
-  const r = await client.query<{ rows: number }>(
-    `SELECT reltuples::float8 AS rows FROM pg_class WHERE oid = 'resources'::regclass`,
-  );
-  if (submitted * LOOKUP_RATIO > (r.rows[0]?.rows ?? 0)) return 'hash';
+  if (submitted * LOOKUP_RATIO > (await estimatedRows(client, 'resources'))) return 'hash';
   return submitted >= PARALLEL_LOOKUP_FROM ? 'parallel-lookup' : 'lookup';
 }
 

@@ -6,7 +6,7 @@
 import type pg from 'pg';
 import { DESCENDANT_IDS } from './cascade-plan.ts';
 import { LIVE_STATES } from './lifecycle-types.ts';
-import { NESTED_LOOPS, NESTED_LOOPS_END } from '../../lib/sql.ts';
+import { estimatedRows, NESTED_LOOPS, NESTED_LOOPS_END } from '../../lib/sql.ts';
 
 const UNIQUE_VIOLATION = '23505';
 // Taking locks is serialised (transaction-scoped, so held until the plan commits or rolls back):
@@ -142,10 +142,7 @@ const PROBE_RATIO = 2;
  */
 export async function joinLocks<T>(client: pg.PoolClient, planned: number, statement: () => Promise<T>): Promise<T> {
   if (planned <= 0) return statement();
-  const r = await client.query<{ rows: number }>(
-    `SELECT reltuples::float8 AS rows FROM pg_class WHERE oid = 'resource_locks'::regclass`,
-  );
-  if (planned * PROBE_RATIO >= (r.rows[0]?.rows ?? 0)) return statement();
+  if (planned * PROBE_RATIO >= (await estimatedRows(client, 'resource_locks'))) return statement();
   await client.query(NESTED_LOOPS);
   const out = await statement();
   await client.query(NESTED_LOOPS_END);
