@@ -185,7 +185,10 @@ export function pgRollbackLedger(pool: Pick<pg.Pool, 'query'>, leaseMs: number):
            -- The class each item had when locked (above), for the wave's moves.
            claimed AS (
              UPDATE operation_items i SET state = 'restoring', claimed_by = 'rollback', claim_token = $2,
-               claimed_at = now(), restore_attempts = i.restore_attempts + 1, updated_at = now()
+               claimed_at = now(), restore_attempts = i.restore_attempts + 1, updated_at = now(),
+               -- Taken from a call of unknown outcome (not done, not in the restore states already):
+               -- its restore states must not read as a delete that took effect (history.ts unconfirmedUndo).
+               forward_unconfirmed = i.forward_unconfirmed OR i.state NOT IN ('done', 'restoring', 'restore_failed')
              -- By the locked row's ctid, not its key: with a ledger written since the last ANALYZE
              -- the key join was planned as a walk over the operation's every row, the pick looked up
              -- per row (60,000 rows read per claim in test/execution/ledger-plans.test.ts).

@@ -409,7 +409,7 @@ export const Resource = Type.Object(
         {
           additionalProperties: false,
           description:
-            "A delete of this resource by an ended operation whose outcome is unknown: a try that may have applied (a timeout, a 5xx), then the item failed; nothing of Blastgate's took effect on it since. Check the resource in its own system; a rollback of that operation restores it from its snapshot, a restore refuses it (uncertain). Null otherwise",
+            "A delete of this resource by an ended operation whose outcome is unknown: a try that may have applied (a timeout, a 5xx), then the item failed (and a rollback of it, if one ran, did not restore it); nothing of Blastgate's took effect on it since. Check the resource in its own system; a rollback of that operation restores it from its snapshot, a restore refuses it (uncertain). Null otherwise",
         },
       ),
     ),

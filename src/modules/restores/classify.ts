@@ -4,7 +4,7 @@
 import type pg from 'pg';
 import { ownUnsent } from '../execution/rollback-ledger.ts';
 import { LIVE_STATES } from '../operations/lifecycle-types.ts';
-import { DELETED_ITEM_STATES, isErased, isExternal, notImportedSince } from './history.ts';
+import { DELETED_ITEM_STATES, deletedItem, isErased, isExternal, notImportedSince } from './history.ts';
 
 /**
  * restore_source: the snapshot each resource goes back to. By default the one its latest delete
@@ -117,7 +117,7 @@ export async function classify(client: pg.PoolClient, targetType: string | null)
        JOIN operations uo ON uo.id = rs.op_id AND uo.action = 'delete'
        JOIN operation_items ui ON ui.snapshot_id = rs.snap_id AND (ui.operation_id || '') = rs.op_id
        WHERE rs.id = i.id AND rs.at >= coalesce(l.at, '-infinity') AND ui.executed_seq IS NOT NULL
-         AND NOT (ui.state = ANY($3::text[] || '{restored}')) AND NOT ${ownUnsent('ui')}
+         AND NOT ${deletedItem('ui', '$3', true)} AND NOT ${ownUnsent('ui')}
        ORDER BY rs.at DESC, rs.snap_id DESC LIMIT 1) u ON true`,
     [targetType, LIVE_STATES, DELETED_ITEM_STATES],
   );

@@ -14,6 +14,27 @@ import { ownUnsent } from '../execution/rollback-ledger.ts';
 export const DELETED_ITEM_STATES = ['done', 'restore_failed', 'restoring'];
 
 /**
+ * SQL, of a delete's ledger item `i`: in a restore state that a rollback took it into from a call
+ * of unknown outcome (forward_unconfirmed: failed, pending or claimed with its mark). It says
+ * nothing of a delete that took effect: a restore that failed before any request (an unreadable
+ * snapshot, a rollback ended first) left such an item restore_failed, read as a delete that
+ * stands, and a purge hard-deleted a resource live in its own system
+ * (test/purges/forward-unconfirmed.test.ts). It reads as the failed item it was: a delete of
+ * unknown outcome.
+ */
+export const unconfirmedUndo = (i: string) =>
+  `(${i}.forward_unconfirmed AND ${i}.state IN ('restoring', 'restore_failed'))`;
+
+/**
+ * SQL: delete item `i`'s call took effect and was not undone, i.e. its state is one of `states`
+ * (the placeholder bound to DELETED_ITEM_STATES), or `restored` too with `orRestored` (it took
+ * effect, then a rollback undid it), and not unconfirmedUndo. Its negation, with a mark, is a
+ * delete of unknown outcome.
+ */
+export const deletedItem = (i: string, states = '$1', orRestored = false) =>
+  `(${i}.state = ANY(${states}::text[]${orRestored ? ` || '{restored}'` : ''}) AND NOT ${unconfirmedUndo(i)})`;
+
+/**
  * restore_ids: the resources whose history latestEvents() reads, filled by the caller (this
  * transaction only). taken: not named by a restore's scope, but taken along by the cascade of a
  * resource that is.
@@ -89,9 +110,7 @@ export const ledgerDecides = (states: readonly string[]) => !states.includes('so
  * SQL: the call of snapshot `s` (operation `o`, ledger item `i`) took effect: a delete (done, or
  * rolled back since) or a restore (done). `states`: the placeholder bound to DELETED_ITEM_STATES.
  */
-export const tookEffect = (
-  states = '$1',
-) => `((o.action = 'delete' AND i.state = ANY(${states}::text[] || '{restored}'))
+export const tookEffect = (states = '$1') => `((o.action = 'delete' AND ${deletedItem('i', states, true)})
             OR (o.action = 'restore' AND i.state = 'done'))`;
 const TOOK_EFFECT = tookEffect();
 
@@ -252,7 +271,7 @@ export async function uncertainDeletes(db: Queryable, ids: string[]): Promise<Ma
     `SELECT DISTINCT ON (s.resource_id) s.resource_id AS id, s.operation_id, s.created_at AS at, o.action
      FROM snapshots s JOIN operations o ON o.id = s.operation_id AND o.action IN ('delete', 'purge', 'erase') AND o.state <> ALL($3::text[])
      ${itemOfSnapshot('s')}
-     WHERE s.resource_id = ANY($2::text[]) AND i.executed_seq IS NOT NULL AND NOT (i.state = ANY($1::text[] || '{restored}'))
+     WHERE s.resource_id = ANY($2::text[]) AND i.executed_seq IS NOT NULL AND NOT ${deletedItem('i', '$1', true)}
        AND ${nothingTookEffectSince('s')}
        AND NOT ${ownUnsent('i')}
      ORDER BY s.resource_id, s.created_at DESC, s.id DESC`,
@@ -287,7 +306,9 @@ export async function uncertainRestores(db: Queryable, ids: string[]): Promise<M
        AND o.state <> ALL($3::text[])
      ${itemOfSnapshot('s')}
      WHERE s.resource_id = ANY($2::text[]) AND i.executed_seq IS NOT NULL
-       AND ((o.action = 'restore' AND i.state <> 'done') OR (o.action = 'delete' AND ${UNDO_UNCERTAIN}))
+       -- A rollback's restore of a delete of unknown outcome: uncertainDeletes names that delete.
+       AND ((o.action = 'restore' AND i.state <> 'done')
+            OR (o.action = 'delete' AND ${UNDO_UNCERTAIN} AND NOT ${unconfirmedUndo('i')}))
        AND ${nothingTookEffectSince('s')}
      ORDER BY s.resource_id, s.created_at DESC, s.id DESC`,
     [DELETED_ITEM_STATES, ids, LIVE_STATES],

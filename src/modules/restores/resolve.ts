@@ -4,7 +4,7 @@
 // What Blastgate did to each resource is read from its snapshots (history.ts).
 import type pg from 'pg';
 import { CASCADE_DEPTH } from '../operations/cascade-plan.ts';
-import { activeAgain, createRestoreIds, DELETED_ITEM_STATES, latestEvents } from './history.ts';
+import { activeAgain, createRestoreIds, DELETED_ITEM_STATES, deletedItem, latestEvents } from './history.ts';
 import { classify, sources } from './classify.ts';
 import { LEFT_OUT_SAMPLE, leftOutOf, otherTenants, summarizeLeftOut, type LeftOut } from './left-out.ts';
 import type { RestoreScope } from './schemas.ts';
@@ -72,8 +72,8 @@ export async function resolveDeleted(client: pg.PoolClient, scope: RestoreScope)
     );
   } else {
     await client.query(
-      `INSERT INTO restore_ids (id) SELECT DISTINCT resource_id FROM operation_items
-       WHERE operation_id = $1 AND executed_seq IS NOT NULL AND state = ANY($2::text[])`,
+      `INSERT INTO restore_ids (id) SELECT DISTINCT resource_id FROM operation_items i
+       WHERE operation_id = $1 AND executed_seq IS NOT NULL AND ${deletedItem('i', '$2')}`,
       [scope.operationId, DELETED_ITEM_STATES],
     );
   }
