@@ -6,7 +6,7 @@
 // after it (a move, an import that says it is active again) still does.
 import request from 'supertest';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { ledger, ownCalls } from '../support/exec-helpers.ts';
+import { command, ledger, ownCalls } from '../support/exec-helpers.ts';
 import {
   buildExecHarness,
   getOperation,
@@ -146,5 +146,49 @@ describe('a change after the delete still supersedes it', () => {
     const r = await postRestore(h, { tenantId: tenantId(s), dryRun: true });
     expect(r.status, JSON.stringify(r.body)).toBe(422);
     expect(r.body).toMatchObject({ code: 'PLAN_REJECTED', details: { counts: { ok: 0, superseded: 1 } } });
+  });
+});
+
+// A rollback sends this operation's snapshot back, as a restore would: the same changes supersede
+// it. Through an HTTP adapter nothing else stopped it: a rollback wrote the delete's snapshot over
+// an app edited since it came back, and restored one under the tenant it had left (a probe).
+describe('a rollback after the registry said the resource changed', () => {
+  it('sends nothing for an app moved after its delete or active again, and restores the rest', async () => {
+    const s = 9;
+    const [moved, back, plain] = [appId(s, 0), appId(s, 1), appId(s, 2)];
+    for (const id of [moved, back, plain])
+      h.downstream.resources.set(id, { id, tenantId: tenantId(s), state: 'active', data: { name: id, v: 1 } });
+    const del = await deleteAndComplete(h, 'app', [moved, back, plain]);
+    await importApps([moved], 10);
+    // Its system brought it back and it was edited since; an import says it is active.
+    Object.assign(h.downstream.resources.get(back)!, { state: 'active', data: { name: back, v: 2 } });
+    await importApps([back], s, { state: 'active' });
+
+    await command(h, 'operator', del, 'rollback', { reason: 'wrong apps' }).expect(200);
+    expect((await waitForState(h, del, ['rolled_back', 'rollback_incomplete'])).state).toBe('rollback_incomplete');
+    expect(ownCalls(h, 'restore').map((c) => c.resourceId)).toEqual([plain]);
+    expect(h.downstream.resources.get(back)!.data).toEqual({ name: back, v: 2 });
+    const rows = await query<{ resource_id: string; state: string; last_error: string | null }>(
+      h.databaseUrl,
+      'SELECT resource_id, state, last_error FROM operation_items WHERE operation_id = $1',
+      [del],
+    );
+    const items = new Map(rows.map((r) => [r.resource_id, r]));
+    expect(items.get(moved)).toMatchObject({ state: 'restore_failed' });
+    expect(items.get(moved)!.last_error).toContain(`belongs to ${tenantId(10)} now, not ${tenantId(s)}`);
+    expect(items.get(back)).toMatchObject({ state: 'restored' });
+    expect(items.get(back)!.last_error).toContain('active again since this delete');
+    expect(items.get(plain)).toMatchObject({ state: 'restored', last_error: null });
+  });
+
+  it('restores an app moved before its delete call, under the tenant the delete used', async () => {
+    const [canary, s, to] = [10, 11, 9];
+    const moved = appId(s, 0);
+    const del = await deleteMovingMeanwhile(canary, [moved], to);
+    await command(h, 'operator', del, 'rollback', { reason: 'wrong apps' }).expect(200);
+    expect((await waitForState(h, del, ['rolled_back', 'rollback_incomplete'])).state).toBe('rolled_back');
+    expect(ownCalls(h, 'restore').filter((c) => c.resourceId === moved)).toEqual([
+      expect.objectContaining({ tenantId: tenantId(s), status: 200 }),
+    ]);
   });
 });

@@ -5,8 +5,14 @@
 // a signed restore, carrying the old snapshot, for a resource the registry says is purged, and
 // reported rolled_back (a new-user trial). The registry adapter refuses a purged row itself, but it
 // too would undo a later operation's delete with this one's snapshot.
+//
+// Nor, through an HTTP adapter, a resource the registry says changed since the delete: brought back
+// in its own system (an import said active), moved to another tenant, or given another type. A
+// restore refuses those as superseded (restores/classify.ts); a rollback sent the old snapshot,
+// overwriting an edit made since, or restored under the old tenant (a probe). The registry adapter's
+// own statement restores only a soft-deleted row of the item's type and tenant.
 import type pg from 'pg';
-import { isErased, readHistory } from '../restores/history.ts';
+import { isErased, isExternal, notImportedSince, readHistory } from '../restores/history.ts';
 import type { RestoreCandidate, RestoreResult } from './rollback-ledger.ts';
 
 /**
@@ -82,6 +88,7 @@ export async function supersededItems(
         );
       }
     }
+    for (const r of await changedSince(client, opId, picked)) if (!decided.has(r.seq)) decided.set(r.seq, r);
     await client.query('COMMIT');
     return [...decided.values()];
   } catch (err) {
@@ -90,4 +97,57 @@ export async function supersededItems(
   } finally {
     client.release();
   }
+}
+
+/**
+ * The HTTP-adapter items among `picked` whose registry row changed since this operation's snapshot
+ * of them: another type or tenant (not restored, for good), or active again by an import (back
+ * already: nothing sent). A tenant that differs but changed before the delete is the move a
+ * restore also allows (classify.ts MOVED_BEFORE_DELETE): the item kept the tenant it was planned
+ * with. One snapshot lookup per item (OFFSET 0), as elsewhere: never a scan of the ledger.
+ */
+async function changedSince(client: pg.PoolClient, opId: string, picked: RestoreCandidate[]): Promise<RestoreResult[]> {
+  const r = await client.query<{ seq: number; id: string; was: string; now: string; change: string }>(
+    `SELECT seq, id, was, now, change FROM (
+       SELECT p.seq, p.id,
+         CASE
+           WHEN r.type <> t.name THEN t.name WHEN r.tenant_id <> p.tenant THEN p.tenant ELSE NULL
+         END AS was,
+         CASE WHEN r.type <> t.name THEN r.type WHEN r.tenant_id <> p.tenant THEN r.tenant_id ELSE NULL END AS now,
+         CASE
+           WHEN r.type <> t.name THEN 'type'
+           WHEN r.tenant_id <> p.tenant AND NOT coalesce(r.updated_at < s.at, false) THEN 'tenant'
+           WHEN r.state = 'active' AND NOT ${notImportedSince('s.at')} THEN 'active'
+         END AS change
+       FROM unnest($1::int[], $2::text[], $3::text[], $4::text[], $5::bigint[]) AS p(seq, id, tenant, type, snap)
+       JOIN operations o ON o.id = $6
+       JOIN resource_types t ON t.name = coalesce(p.type, o.target_type) AND ${isExternal('t')}
+       JOIN resources r ON r.id = p.id
+       LEFT JOIN LATERAL (SELECT created_at AS at FROM snapshots WHERE id = p.snap OFFSET 0) s ON true
+     ) c WHERE change IS NOT NULL`,
+    [
+      picked.map((p) => p.seq),
+      picked.map((p) => p.resourceId),
+      picked.map((p) => p.tenantId),
+      picked.map((p) => p.type),
+      picked.map((p) => p.snapshotId),
+      opId,
+    ],
+  );
+  return r.rows.map((c): RestoreResult => {
+    if (c.change === 'active')
+      return {
+        seq: c.seq,
+        ok: true,
+        error: `active again since this delete (a registry import said so): nothing sent (this operation's older snapshot would overwrite it)`,
+        permanent: false,
+      };
+    const what = c.change === 'type' ? `is a ${c.now} now, not the ${c.was}` : `belongs to ${c.now} now, not ${c.was}`;
+    return {
+      seq: c.seq,
+      ok: false,
+      error: `not restored: ${c.id} ${what} this operation deleted (a registry import changed it since): restoring would undo that change; check it in its own system`,
+      permanent: true,
+    };
+  });
 }
