@@ -196,6 +196,25 @@ describe('PUT /v1/registry/types: adapter declarations', () => {
     expect(details[2]!.message).toMatch(/\{tenantId\}/);
   });
 
+  it('refuses a GET template without {id}: it has no body, so every resource would be read from one URL', async () => {
+    const details = await refuse('noid', [
+      http({ snapshot: 'GET /apps/all?tenantId={tenantId}' }),
+      // The other methods send the item, its ID included, in their body: a fixed path is theirs to choose.
+      http({ softDelete: 'POST /apps/soft-delete', hardDelete: 'GET /apps/purge' }),
+    ]);
+    expect(details).toEqual([
+      expect.objectContaining({
+        field: 'types[0].adapter.snapshot',
+        problem: 'missing_placeholder',
+        allowed: ['{id}'],
+      }),
+      expect.objectContaining({ field: 'types[1].adapter.hardDelete', problem: 'missing_placeholder' }),
+    ]);
+    expect(details[0]!.message).toMatch(/\{id\}/);
+    const ok = await put({ types: [{ name: 'noid_ok', adapter: http({ softDelete: 'POST /apps/soft-delete' }) }] });
+    expect(ok.status, JSON.stringify(ok.body)).toBe(200);
+  });
+
   it('refuses dot segments in a template or the baseUrl path: the receiver would resolve them to another path for every resource', async () => {
     const details = await refuse('dots', [
       http({ snapshot: 'GET /apps/{id}/../b' }),

@@ -33,6 +33,7 @@ export interface AdapterProblem {
     | 'invalid_method'
     | 'invalid_template'
     | 'unknown_placeholder'
+    | 'missing_placeholder'
     | 'out_of_range'
     | 'host_not_allowed'
     | 'unresolvable_secret';
@@ -107,6 +108,21 @@ function templateProblem(
 }
 
 /**
+ * A GET carries no body (the other methods send the item, its ID included, in theirs): without
+ * {id} in its path or query every resource of the type would be read from one URL, and a restore
+ * would send that one document back as each resource's snapshot (a new-user trial had it accepted).
+ */
+function getWithoutId(value: string): Pick<AdapterProblem, 'problem' | 'message' | 'allowed'> | null {
+  if (!value.startsWith('GET ') || value.includes('{id}')) return null;
+  return {
+    problem: 'missing_placeholder',
+    message:
+      'a GET sends no body, so it must name the item: put {id} in its path or query (every resource would be read from one URL)',
+    allowed: ['{id}'],
+  };
+}
+
+/**
  * The first `.` or `..` segment (also percent-encoded, `%2e%2E`) of a template's path, or of a
  * baseUrl's path; a backslash counts as a separator, as URL parsers read it in http(s) URLs.
  */
@@ -165,7 +181,8 @@ function httpProblems(config: Record<string, unknown>): AdapterProblem[] {
             'signingSecret must name a secret: lower-case letters and digits in words joined by single hyphens, at most 64 characters, not ending in -file (e.g. "apps-prod", set as BLASTGATE_SECRET_APPS_PROD)',
         },
   );
-  for (const key of REQUIRED_TEMPLATES) text(key, true, (v) => templateProblem(v, ITEM_PLACEHOLDERS));
+  for (const key of REQUIRED_TEMPLATES)
+    text(key, true, (v) => templateProblem(v, ITEM_PLACEHOLDERS) ?? getWithoutId(v));
   text('snapshotBatch', false, (v) => {
     if (!v.startsWith('POST '))
       return {
