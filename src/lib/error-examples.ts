@@ -157,7 +157,7 @@ export const ERROR_EXAMPLES = {
   planHashMismatch: {
     code: 'PLAN_HASH_MISMATCH',
     message:
-      'the approval is for a different plan than the current one (planHash e3b0c44298fc…); review the plan again: GET /v1/operations/{id} shows it and the planHash to approve',
+      'the approval is for a different plan than the current one (planHash e3b0c44298fc…); review the plan again: GET /v1/operations/op_lx2k9a1b2c3d4e5f6 shows it and the planHash to approve',
     details: { operationId: 'op_lx2k9a1b2c3d4e5f6', state: 'planned' },
   },
   selfApproval: {

@@ -84,7 +84,8 @@ describe('who may approve', () => {
       // Names the hash given and where the plan and its hash are, never the current hash itself
       // (an approval follows a review of the plan).
       expect(r.body.message).toContain(`(planHash ${stale.slice(0, 12)}…)`);
-      expect(r.body.message).toContain('GET /v1/operations/{id} shows it and the planHash to approve');
+      // This operation's own route, not the template (a trial was handed "{id}").
+      expect(r.body.message).toContain(`GET /v1/operations/${b.body.id} shows it and the planHash to approve`);
       expect(JSON.stringify(r.body)).not.toContain(b.body.planHash as string);
     }
     expect((await getOperation(h, b.body.id)).state).toBe('planned');

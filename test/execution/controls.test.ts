@@ -236,6 +236,8 @@ describe('abort and rollback', () => {
     });
     expect(late.status, JSON.stringify(late.body)).toBe(200);
     expect(late.body.state).toBe('completed');
+    // Recorded, and the answer does not say it changed the operation (it read changed: true).
+    expect(late.body.command).toMatchObject({ action: 'signals', from: 'completed', to: 'completed', changed: false });
     const kept = await query<{ kind: string; detail: string }>(
       h.databaseUrl,
       'SELECT kind, detail FROM signals WHERE operation_id = $1',

@@ -110,7 +110,9 @@ describe('plans that sat too long or went stale', () => {
     ]);
     const refused = await command(h, 'operator', op.body.id, 'start').expect(409);
     expect(refused.body.code).toMatch(/OPERATION_EXPIRED|INVALID_TRANSITION/);
-    await waitForState(h, op.body.id, ['expired']);
+    const expired = await waitForState(h, op.body.id, ['expired']);
+    // It still says when it expired (it read null once expired: a trial).
+    expect(Date.parse((expired as { expiresAt?: string }).expiresAt ?? '')).toBeLessThan(Date.now());
     expect((await audit(op.body.id)).map((a) => a.action)).toContain('operation.expired');
     await submit(ids).expect(201);
     expect(h.downstream.destructiveCalls()).toHaveLength(0);

@@ -130,8 +130,11 @@ export function createEngine<Tx>(deps: EngineDeps<Tx>): Engine<Tx> {
           const d = decide(record.lifecycle, event, now);
           const base = { record, state: record.lifecycle, effects: [], changed: false, version: record.version };
           if (!d.ok) {
-            if (opts.report) return { ...base, refused: { code: d.code, message: d.message } };
-            throw new AppError(d.status, d.code, d.message, { operationId: opId, state: record.lifecycle.state });
+            // The pure decision names its operation's routes with {id}; a client was handed the
+            // template itself ("GET /v1/operations/{id} shows it": a trial).
+            const message = d.message.replaceAll('/v1/operations/{id}', `/v1/operations/${opId}`);
+            if (opts.report) return { ...base, refused: { code: d.code, message } };
+            throw new AppError(d.status, d.code, message, { operationId: opId, state: record.lifecycle.state });
           }
           const changed = d.effects.length > 0 || !isDeepStrictEqual(d.next, record.lifecycle);
           if (!changed) return base;

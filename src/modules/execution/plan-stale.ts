@@ -99,9 +99,12 @@ export async function planStale(tx: pg.PoolClient, record: OperationRecord): Pro
      ORDER BY i.seq LIMIT $4`,
     [record.id, record.targetType, record.approvedTenants, STALE_LISTED, states],
   );
-  const unplanned = r.rows.length || !cascadeTo.length ? [] : await unplannedDescendants(tx, cascadeTo, states);
+  // Both kinds in one answer: with the cascade's new children asked only when nothing planned had
+  // changed, fixing what one 409 named met another at the next start (a trial).
+  const unplanned = cascadeTo.length ? await unplannedDescendants(tx, cascadeTo, states) : [];
   if (r.rows.length === 0 && unplanned.length === 0) return null;
-  const total = r.rows[0]?.total ?? unplanned.length;
+  const changedTotal = r.rows[0]?.total ?? 0;
+  const total = changedTotal + unplanned.length;
   const changed = r.rows.map((x) => ({
     resourceId: x.resource_id,
     reason: staleReason(x, states, record.approvedTenants),
@@ -121,9 +124,18 @@ export async function planStale(tx: pg.PoolClient, record: OperationRecord): Pro
   }));
   // The stale operation keeps its locks until it ends, so a new plan of the same resources would
   // be refused as in_flight: the message says to abort it first.
-  const what = changed.length
-    ? `${total} planned resource(s) changed in the registry since the plan was made (e.g. ${changed[0]!.resourceId}: ${changed[0]!.reason})`
-    : `${total} resource(s) that the plan does not list would now be taken by its cascade (e.g. ${unplanned[0]!.resourceId}, now ${unplanned[0]!.now.state} under ${unplanned[0]!.now.parentId})`;
+  const what = [
+    ...(changed.length
+      ? [
+          `${changedTotal} planned resource(s) changed in the registry since the plan was made (e.g. ${changed[0]!.resourceId}: ${changed[0]!.reason})`,
+        ]
+      : []),
+    ...(unplanned.length
+      ? [
+          `${unplanned.length}${unplanned.length === STALE_LISTED ? ' or more' : ''} resource(s) that the plan does not list would now be taken by its cascade (e.g. ${unplanned[0]!.resourceId}, now ${unplanned[0]!.now.state} under ${unplanned[0]!.now.parentId})`,
+        ]
+      : []),
+  ].join(', and ');
   return new ConflictError(
     'PLAN_STALE',
     `${what}; nothing was started. Abort this operation (POST /v1/operations/${record.id}/abort with a reason; its locks hold the planned resources), then submit a new plan.`,

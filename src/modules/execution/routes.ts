@@ -3,6 +3,7 @@
 // uploads or reads can delay them; the ones that halt or steer a live rollout are control routes
 // (lib/route-kinds.ts: own rate-limit budget, never shed).
 import { Type } from '@fastify/type-provider-typebox';
+import { isDeepStrictEqual } from 'node:util';
 import { ERROR_EXAMPLES, type ErrorExample } from '../../lib/error-examples.ts';
 import { errorResponse, errorResponses, IdParams, IdString, MultilineText, Text, type App } from '../../lib/schemas.ts';
 import type { Principal } from '../auth/roles.ts';
@@ -236,7 +237,9 @@ export default async function commandRoutes(app: App) {
           action: c.path,
           from: applied.record.lifecycle.state,
           to: applied.state.state,
-          changed: applied.changed,
+          // A signal is recorded (audited) in any state, but on an operation with nothing to stop it
+          // changes nothing of it: "changed: true" on a completed one read as if it had (a trial).
+          changed: c.path === 'signals' ? !isDeepStrictEqual(applied.state, applied.record.lifecycle) : applied.changed,
           ...(missing ? { approvalsNeeded: missing } : {}),
           ...(warning ? { warning } : {}),
         };

@@ -585,7 +585,8 @@ export const OperationView = Type.Object(
       }),
     ),
     expiresAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()], {
-      description: 'A planned or approved operation expires (state expired) if not started by then',
+      description:
+        'A planned or approved operation expires (state expired) if not started by then; an expired one keeps the time it expired at. Null in other states',
     }),
     finishedAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
     createdAt: Type.String({ format: 'date-time' }),

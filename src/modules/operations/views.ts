@@ -77,7 +77,9 @@ export function operationView(
               : null,
         }
       : {}),
-    expiresAt: op.expiresAt && ['planned', 'approved'].includes(op.state) ? op.expiresAt.toISOString() : null,
+    // Kept once it expired: when it did is what an operator asks of an expired plan (a trial saw null).
+    expiresAt:
+      op.expiresAt && ['planned', 'approved', 'expired'].includes(op.state) ? op.expiresAt.toISOString() : null,
     finishedAt: op.finishedAt?.toISOString() ?? null,
     createdAt: op.createdAt.toISOString(),
     updatedAt: op.updatedAt.toISOString(),
