@@ -13,6 +13,7 @@ import {
   until,
   useHttpAdapter,
   waitForState,
+  waitSettled,
   type ExecHarness,
 } from '../support/execution.ts';
 import { APPS, appsOfSite } from '../support/restores.ts';
@@ -118,6 +119,8 @@ describe('a rollback that never sent the restore of a delete of unknown outcome'
       async () => (await Promise.all(apps.map((a) => itemOf(del, a)))).every((i) => i.state !== 'restoring'),
       'no item restoring',
     );
+    // The ended rollback holds them until its run is settled (a restore of it may still land).
+    await waitSettled(h, del);
     const held = restoresSent()[0]!.resourceId!;
     const third = apps.find((a) => a !== X && a !== held)!;
     expect(restoresSent().map((c) => c.resourceId)).toEqual([held]);

@@ -19,7 +19,7 @@ import {
 import { createRedis } from '../../src/plugins/redis.ts';
 import { METRICS_TOKEN } from '../support/app.ts';
 import { command, ledger } from '../support/exec-helpers.ts';
-import { buildExecHarness, waitForState, type ExecHarness } from '../support/execution.ts';
+import { buildExecHarness, waitForState, waitSettled, type ExecHarness } from '../support/execution.ts';
 import { IDEMPOTENCY_KEY_PATTERN } from '../support/keys.ts';
 import {
   APPS,
@@ -544,6 +544,8 @@ describe('a purge of what a rollback may have brought back', () => {
     // When its restore went out and failed, not when it was deleted (the snapshot's time, trial M).
     const at = (x: unknown) => Date.parse((x as { at: string }).at);
     expect(at(view.uncertainRestore)).toBeGreaterThan(at(view.deletedBy));
+    // The ended rollback holds them until its run is settled (a restore of it may still land).
+    await waitSettled(h, del);
     await makeDue(apps);
     // It read as deleted (restore_failed) and was purged: a live app hard-deleted (a trial purged one so).
     const r = await postPurge({ targetType: 'app', ids: apps });

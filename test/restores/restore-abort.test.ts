@@ -13,6 +13,7 @@ import {
   submitAndStart,
   useHttpAdapter,
   waitForState,
+  waitSettled,
   type ExecHarness,
 } from '../support/execution.ts';
 import {
@@ -137,8 +138,10 @@ describe('an abort midway through a cascade', () => {
       notRestored: 2,
     });
 
-    // The apps left deleted can be restored: their site is back (it was parent_deleted).
+    // The apps left deleted can be restored: their site is back (it was parent_deleted). Once the
+    // aborted restore is settled: it holds them until then.
     h.downstream.beforeApply(undefined);
+    await waitSettled(h, op.id);
     const again = await postRestore(h, { tenantId: tenantId(s) });
     expect(again.status, JSON.stringify(again.body)).toBe(201);
     expect(again.body.itemCount).toBe(2);
@@ -193,7 +196,8 @@ describe('an abort of a restore paused midway through a cascade', () => {
       expect(items[x]!.last_error).toMatch(/^outcome unknown: its restore may have been sent/);
     }
     // Every way back was refused (parent_deleted via the site, superseded for the site itself): now
-    // the apps left deleted are restored, under a site that is back.
+    // the apps left deleted are restored, under a site that is back (once the abort is settled).
+    await waitSettled(h, op.id);
     const again = await postRestore(h, { tenantId: tenantId(s) });
     expect(again.status, JSON.stringify(again.body)).toBe(201);
     expect(again.body.itemCount).toBe(2);
@@ -247,6 +251,7 @@ describe('an abort after the worker running the restore was killed', () => {
           expect(items[siteId(s)]).toMatchObject({ state: 'done' });
           expect(counted).toMatchObject({ byState: { done: 1, failed: 3 }, restored: 1 });
           h.downstream.hang(0);
+          await waitSettled(h, op.id);
           const again = await postRestore(h, { tenantId: tenantId(s) });
           expect(again.status, JSON.stringify(again.body)).toBe(201);
           expect(again.body.itemCount).toBe(APPS);

@@ -7,7 +7,7 @@ import pg from 'pg';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { snapshotStore } from '../../src/modules/snapshots/store.ts';
-import { buildExecHarness, waitForState, type ExecHarness } from '../support/execution.ts';
+import { buildExecHarness, waitForState, waitSettled, type ExecHarness } from '../support/execution.ts';
 import { command } from '../support/exec-helpers.ts';
 import { TEST_SNAPSHOT_KEY_BYTES } from '../support/keys.ts';
 import {
@@ -143,7 +143,8 @@ describe('snapshots that fail verification are never restored from', () => {
     });
     const op = await getRestore(h, planned.body.id);
     expect(op.unfinished!.count).toBe(1 + APPS);
-    // The abort gave the resources back; a new restore of them is refused as erased, not in_flight.
+    // The abort gave the resources back once settled; a new restore of them is refused as erased, not in_flight.
+    await waitSettled(h, planned.body.id);
     const again = await postRestore(h, { tenantId: tenantId(s) });
     expect(again.status).toBe(422);
     expect(again.body.details.counts).toMatchObject({ erased: 1, in_flight: 0 });

@@ -191,3 +191,17 @@ export async function until(check: () => Promise<boolean> | boolean, what: strin
   }
   throw new Error(`timed out waiting for ${what}`);
 }
+
+/**
+ * Until an aborted operation's run is settled (settled_at, two claim leases after it ended at the
+ * earliest): it holds its resources until then (holdsResources), as a call it sent may still land.
+ */
+export async function waitSettled(h: ExecHarness, opId: string, timeoutMs = 30_000) {
+  await until(
+    async () =>
+      (await query(h.databaseUrl, `SELECT 1 FROM operations WHERE id = $1 AND settled_at IS NOT NULL`, [opId])).length >
+      0,
+    `${opId} to be settled`,
+    timeoutMs,
+  );
+}

@@ -95,7 +95,7 @@ async function persist(tx: pg.PoolClient, record: OperationRecord, n: LifecycleS
        updated_at = now(), bake_until = $6, wave_deadline = $7, progress_at = $8, expires_at = $9,
        started_at = CASE WHEN started_at IS NULL AND $2 = 'running' THEN now() ELSE started_at END,
        finished_at = CASE WHEN $10 THEN now() ELSE NULL END, drill_state = $11, halt_cause = $12, last_refusal = NULL,
-       settled_at = NULL
+       settled_at = CASE WHEN $13 THEN now() ELSE NULL END
      WHERE id = $1 RETURNING version${audited ? `, pg_advisory_xact_lock(${AUDIT_CHAIN_LOCK})::text AS chain` : ''}`,
     [
       opId,
@@ -110,6 +110,10 @@ async function persist(tx: pg.PoolClient, record: OperationRecord, n: LifecycleS
       ended,
       n.drill === 'off' || n.drill === 'pending' ? null : n.drill,
       n.haltCause,
+      // A rollback that ended by itself (its run reports when no item is left to try) holds no call
+      // out: settled, so it does not hold its resources as an operator-ended one does until its run
+      // is settled (holdsResources).
+      event.type === 'rollback_settled',
     ],
   );
   for (const e of c.effects) {

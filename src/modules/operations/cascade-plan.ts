@@ -7,7 +7,7 @@ import type pg from 'pg';
 import { UnprocessableError } from '../../lib/errors.ts';
 import { ACTIVE_ONLY } from '../erasure/states.ts';
 import { DELETE_STANDS, EXTERNAL_TYPES, ledgerDecides, readHistory } from '../restores/history.ts';
-import { LIVE_STATES } from './lifecycle-types.ts';
+import { holdsResources, LIVE_STATES } from './lifecycle-types.ts';
 
 /** Levels of descendants followed below a submitted resource. */
 export const CASCADE_DEPTH = 5;
@@ -129,7 +129,7 @@ export async function classifyCascade(client: pg.PoolClient, scopeTenants: strin
     `UPDATE plan_class c SET class = 'in_flight', held_by = x.held_by, via = x.id
      FROM (SELECT DISTINCT ON (pc.root) pc.root, pc.id, lo.id AS held_by
            FROM plan_cascade pc JOIN resource_locks l ON l.resource_id = pc.id
-           JOIN operations lo ON lo.id = l.operation_id AND lo.state = ANY($1::text[])
+           JOIN operations lo ON lo.id = l.operation_id AND ${holdsResources('lo', '$1')}
            ORDER BY pc.root, pc.id) x
      WHERE c.id = x.root AND c.class = 'ok'`,
     [LIVE_STATES],
@@ -158,7 +158,7 @@ export async function markDescendantsLockedByOthers(client: pg.PoolClient, opera
     `UPDATE plan_class c SET class = 'in_flight', held_by = x.held_by, via = x.id
      FROM (SELECT DISTINCT ON (pc.root) pc.root, pc.id, l.operation_id AS held_by
            FROM plan_cascade pc JOIN resource_locks l ON l.resource_id = pc.id
-           JOIN operations o ON o.id = l.operation_id AND o.state = ANY($2::text[])
+           JOIN operations o ON o.id = l.operation_id AND ${holdsResources('o', '$2')}
            WHERE l.operation_id <> $1 ORDER BY pc.root, pc.id) x
      WHERE c.id = x.root AND c.class = 'ok'`,
     [operationId, LIVE_STATES],

@@ -36,6 +36,18 @@ export const LIVE_STATES: readonly OpState[] = OP_STATES.filter(
 );
 
 /**
+ * SQL: operation `o` holds its resources: in one of the states bound to `live` (LIVE_STATES), or
+ * ended by an abort (a restore, purge or erasure: cancelled; a rollback an operator ended:
+ * rollback_incomplete) with its run not settled yet (execution/settle-aborted.ts): a call it sent
+ * may still land. Released at once, a hard delete an abort left in flight landed after a restore
+ * of the same resource had been planned, run and reported completed, and a second purge sent a
+ * second hard delete under another key (a probe). The same rule as operations_unsettled.
+ */
+export const holdsResources = (o: string, live: string) =>
+  `(${o}.state = ANY(${live}::text[]) OR (${o}.state IN ('cancelled', 'rollback_incomplete')
+     AND ${o}.settled_at IS NULL AND ${o}.started_at IS NOT NULL))`;
+
+/**
  * Who sent an event: the token id decides identity (self-approval, one approval per person) and
  * the name is what people read (halt reasons, audit details) — a UUID in a reason helps nobody.
  */

@@ -6,7 +6,7 @@ import type { TokenScope } from '../auth/roles.ts';
 import { classifyCascade, countDescendants, expandCascade, markDescendantsLockedByOthers } from './cascade-plan.ts';
 import { ACTIVE_ONLY } from '../erasure/states.ts';
 import { DELETE_STANDS, ledgerDecides, readHistory, uncertainRestoreIds } from '../restores/history.ts';
-import { LIVE_STATES } from './lifecycle-types.ts';
+import { holdsResources, LIVE_STATES } from './lifecycle-types.ts';
 import { deferLockRows, joinLocks, markLockRows } from './resource-locks.ts';
 import { estimatedRows, NESTED_LOOPS, NESTED_LOOPS_END } from '../../lib/sql.ts';
 
@@ -266,7 +266,7 @@ export async function markLockedByOthers<C extends string = IdClass>(
   await joinLocks(client, planned, () =>
     client.query(
       `UPDATE plan_class c SET class = 'in_flight', held_by = l.operation_id
-       FROM resource_locks l JOIN operations o ON o.id = l.operation_id AND o.state = ANY($2::text[])
+       FROM resource_locks l JOIN operations o ON o.id = l.operation_id AND ${holdsResources('o', '$2')}
        WHERE c.class = 'ok' AND l.resource_id = c.id AND l.operation_id <> $1`,
       [operationId, LIVE_STATES],
     ),

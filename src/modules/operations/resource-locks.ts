@@ -1,11 +1,12 @@
 // A resource is in at most one live operation (promise 7). `resource_locks` names the operation
 // that holds each resource. No step has to release a lock: a lock whose holder has ended
-// (terminal or ended state) is simply taken over by the next operation, so an operation that
-// ends, expires or crashes can never leave a resource blocked. Such rows are deleted afterwards in
+// (terminal or ended state; an aborted one once its run is settled: holdsResources) is simply
+// taken over by the next operation, so an operation that ends, expires or crashes can never leave
+// a resource blocked. Such rows are deleted afterwards in
 // the background (releaseEndedLocks) only to keep the table small and the next plan's insert cheap.
 import type pg from 'pg';
 import { DESCENDANT_IDS } from './cascade-plan.ts';
-import { LIVE_STATES } from './lifecycle-types.ts';
+import { holdsResources, LIVE_STATES } from './lifecycle-types.ts';
 import { estimatedRows, NESTED_LOOPS, NESTED_LOOPS_END } from '../../lib/sql.ts';
 
 const UNIQUE_VIOLATION = '23505';
@@ -33,7 +34,7 @@ export interface Holder {
 const TAKE = `
   ON CONFLICT (resource_id) DO UPDATE SET operation_id = EXCLUDED.operation_id
   WHERE resource_locks.operation_id = EXCLUDED.operation_id
-     OR EXISTS (SELECT 1 FROM operations o WHERE o.id = resource_locks.operation_id AND o.state <> ALL($2::text[]))`;
+     OR EXISTS (SELECT 1 FROM operations o WHERE o.id = resource_locks.operation_id AND NOT ${holdsResources('o', '$2')})`;
 
 /**
  * Locks every ID of the planning input (plan_class rows classified ok) and every descendant their
@@ -73,7 +74,7 @@ export async function lockPlanned(
     const live = await joinLocks(client, expected, () =>
       client.query(
         `SELECT 1 FROM plan_class c JOIN resource_locks l ON l.resource_id = c.id
-         JOIN operations o ON o.id = l.operation_id AND o.state = ANY($1::text[]) WHERE c.class = 'ok' LIMIT 1`,
+         JOIN operations o ON o.id = l.operation_id AND ${holdsResources('o', '$1')} WHERE c.class = 'ok' LIMIT 1`,
         [LIVE_STATES],
       ),
     );
@@ -122,7 +123,7 @@ export async function markLockRows(client: pg.PoolClient, rows: number): Promise
     client.query(
       `UPDATE plan_class c SET lock_row = true, held_by = o.id,
          class = CASE WHEN o.id IS NOT NULL AND c.class IN ('already_deleted', 'protected', 'ok') THEN 'in_flight' ELSE c.class END
-       FROM resource_locks l LEFT JOIN operations o ON o.id = l.operation_id AND o.state = ANY($1::text[])
+       FROM resource_locks l LEFT JOIN operations o ON o.id = l.operation_id AND ${holdsResources('o', '$1')}
        WHERE l.resource_id = c.id AND c.actual_type IS NOT NULL`,
       [LIVE_STATES],
     ),
@@ -184,7 +185,7 @@ export async function releaseEndedLocks(pool: Pick<pg.Pool, 'query'>, maxBatches
     const r = await pool.query(
       `DELETE FROM resource_locks WHERE ctid = ANY(ARRAY(
          SELECT l.ctid FROM resource_locks l LEFT JOIN operations o ON o.id = l.operation_id
-         WHERE o.id IS NULL OR o.state <> ALL($1::text[])
+         WHERE o.id IS NULL OR NOT ${holdsResources('o', '$1')}
          LIMIT $2 FOR UPDATE OF l SKIP LOCKED))`,
       [LIVE_STATES, RELEASE_BATCH],
     );

@@ -4,7 +4,7 @@
 // The classification leaves plan_class and an empty plan_cascade behind, so that the plan, the
 // locks and the rejection report are the delete planner's own.
 import type pg from 'pg';
-import { LIVE_STATES } from '../operations/lifecycle-types.ts';
+import { holdsResources, LIVE_STATES } from '../operations/lifecycle-types.ts';
 import {
   createRestoreIds,
   isExternal,
@@ -169,7 +169,7 @@ async function classify(client: pg.PoolClient, targetType: string | null, now: D
      LEFT JOIN restore_latest l ON l.id = i.id
      LEFT JOIN restore_uncertain_ids ur ON ur.id = i.id
      LEFT JOIN resource_locks lk ON lk.resource_id = i.id
-     LEFT JOIN operations lo ON lo.id = lk.operation_id AND lo.state = ANY($2::text[])
+     LEFT JOIN operations lo ON lo.id = lk.operation_id AND ${holdsResources('lo', '$2')}
      CROSS JOIN LATERAL (
        SELECT coalesce(r.purge_after, coalesce(r.deleted_at, l.at) + make_interval(days => coalesce(t.retention_days,
          (SELECT (value->>'days')::int FROM settings WHERE key = 'retention'), $4))) AS purge_after

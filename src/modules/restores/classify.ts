@@ -3,7 +3,7 @@
 // delete planner's table, so that the plan, the locks and the rejection report are its own.
 import type pg from 'pg';
 import { ownUnsent } from '../execution/rollback-ledger.ts';
-import { LIVE_STATES } from '../operations/lifecycle-types.ts';
+import { holdsResources, LIVE_STATES } from '../operations/lifecycle-types.ts';
 import { DELETED_ITEM_STATES, deletedItem, isErased, isExternal, notImportedSince } from './history.ts';
 
 /**
@@ -107,7 +107,7 @@ export async function classify(client: pg.PoolClient, targetType: string | null)
      LEFT JOIN resources p ON p.id = r.parent_id
      LEFT JOIN restore_latest pl ON pl.id = r.parent_id
      LEFT JOIN resource_locks lk ON lk.resource_id = i.id
-     LEFT JOIN operations lo ON lo.id = lk.operation_id AND lo.state = ANY($2::text[])
+     LEFT JOIN operations lo ON lo.id = lk.operation_id AND ${holdsResources('lo', '$2')}
      -- A delete of it since its latest event that took effect whose outcome is unknown: a try that
      -- may have applied (a timeout, a 5xx), then the item failed. Its write-ahead mark stays, so a
      -- rollback of that delete restores it; a restore by ID cannot tell, and must not say
