@@ -19,7 +19,13 @@ export class SseParser {
   private event = '';
   private data: string[] = [];
   private sawCR = false;
+  /**
+   * The cursor to resume from: an `id:` line's value once its frame has ended (the WHATWG last
+   * event ID buffer, set on dispatch). Taken at the `id:` line, a connection cut inside a frame
+   * resumed after the event it never delivered (a probe: a transition lost across a reconnect).
+   */
   lastId: string | undefined;
+  private idBuffer: string | undefined;
   /** The server's `retry:` advice, in ms. */
   retryMs: number | undefined;
 
@@ -29,6 +35,7 @@ export class SseParser {
     private readonly onComment?: (text: string) => void,
   ) {
     this.lastId = lastId;
+    this.idBuffer = lastId;
   }
 
   /** Feeds a chunk of text; returns the frames it completed. */
@@ -59,6 +66,7 @@ export class SseParser {
 
   private line(line: string): SseFrame | undefined {
     if (line === '') {
+      this.lastId = this.idBuffer;
       const frame = this.data.length
         ? { event: this.event || 'message', data: this.data.join('\n'), id: this.lastId }
         : undefined;
@@ -76,7 +84,7 @@ export class SseParser {
     if (value.startsWith(' ')) value = value.slice(1);
     if (field === 'event') this.event = value;
     else if (field === 'data') this.data.push(value);
-    else if (field === 'id' && !value.includes('\0')) this.lastId = value;
+    else if (field === 'id' && !value.includes('\0')) this.idBuffer = value;
     else if (field === 'retry' && /^\d+$/.test(value)) this.retryMs = Number(value);
     return undefined;
   }

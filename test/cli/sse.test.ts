@@ -43,6 +43,15 @@ describe('SseParser', () => {
     }
   });
 
+  it('moves the resume cursor only when a frame ends: a connection cut inside one resumes before it', () => {
+    const p = new SseParser('11');
+    expect(p.push('id: 12\nevent: transition\n')).toEqual([]);
+    // Cut here, the reconnect's Last-Event-ID skipped transition 12 (a probe).
+    expect(p.lastId).toBe('11');
+    expect(p.push('data: {}\n\n')).toEqual([{ event: 'transition', data: '{}', id: '12' }]);
+    expect(p.lastId).toBe('12');
+  });
+
   it('ignores comments and frames without data, and ids with NUL', () => {
     const p = new SseParser('7');
     expect(p.push(': hello\n\nevent: x\n\nid: a\0b\ndata: d\n\n')).toEqual([{ event: 'message', data: 'd', id: '7' }]);
