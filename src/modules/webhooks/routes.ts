@@ -196,7 +196,14 @@ export default async function webhookRoutes(app: App, opts: { masterKey: Buffer 
       if (b.url !== undefined) checkUrl(b.url);
       if (b.events !== undefined) checkEvents(b.events);
       const row = await change(req.params.id, req.principal!.name, async (tx, before) => {
-        const row = await updateEndpoint(tx, before.id, b);
+        // Enabled again, it receives what happens from now on: the dispatcher reads the log behind
+        // the events, and one that reached an event raised while the endpoint was disabled only
+        // after it was enabled again sent it (a probe; workers down or deploying meanwhile).
+        const reenabled = !before.enabled && b.enabled === true;
+        const row = await updateEndpoint(tx, before.id, {
+          ...b,
+          ...(reenabled ? { sinceSeq: await headSeq(tx) } : {}),
+        });
         if (before.enabled && !row.enabled) await cancelPending(tx, row.id, 'endpoint disabled');
         const changed = Object.keys(b).sort();
         const detail = { changed, events: row.events, format: row.format, enabled: row.enabled };
