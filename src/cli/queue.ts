@@ -88,7 +88,10 @@ export async function submitViaQueue(o: QueueSubmitOptions): Promise<QueueResult
           (beforeState === 'failed' || (beforeState === 'completed' && ownerOf(before, jobId) === null))
         )
           await before.remove();
-        else if (before) keptBefore = true;
+        // A replay only when the kept job had already planned: one still waiting (a re-run after a
+        // --timeout with no worker up, as the timeout says to) is planned for the first time now,
+        // and read "A replay: … nothing new was planned" (a probe).
+        else if (before && beforeState === 'completed') keptBefore = true;
         const added = await queue.add(
           'submit',
           { token: o.token, operation: o.operation },
