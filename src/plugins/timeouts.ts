@@ -42,17 +42,22 @@ export function serverTimeoutOptions(limits: Pick<Limits, 'requestTimeoutMs'>) {
  * checks `reply.sent` before it commits (submissions and operator commands do).
  */
 export function installHandlerDeadline(app: FastifyInstance, handlerTimeoutMs: number) {
-  app.addHook('onRequest', async (_request, reply) => {
+  app.addHook('onRequest', async (request, reply) => {
     const timer = setTimeout(
       () => {
         if (reply.sent || reply.raw.headersSent) return;
+        // A command that committed before the deadline is not rolled back: it takes effect, and the
+        // answer says so (a probe was told "rolled back" for a start whose deletes then went out).
+        const committed = request.commandCommitted === true;
         void reply.send(
           new RetryLaterError(
             503,
             'HANDLER_TIMEOUT',
-            `No answer within ${handlerTimeoutMs} ms (BLASTGATE_HANDLER_TIMEOUT_MS); retry later. A submission or command that times out is rolled back`,
+            committed
+              ? `No answer within ${handlerTimeoutMs} ms (BLASTGATE_HANDLER_TIMEOUT_MS), but the command was committed before it and takes effect: do not send it again; GET the operation for its state`
+              : `No answer within ${handlerTimeoutMs} ms (BLASTGATE_HANDLER_TIMEOUT_MS); retry later. A submission or command that times out is rolled back`,
             HANDLER_TIMEOUT_RETRY_AFTER_S,
-            { limitMs: handlerTimeoutMs },
+            { limitMs: handlerTimeoutMs, ...(committed ? { committed: true } : {}) },
           ),
         );
       },
@@ -196,3 +201,10 @@ export function installBodyDeadline(app: FastifyInstance, requestTimeoutMs: numb
 
 /** The most of a refused body that is read and dropped so that its answer reaches the client. */
 const MAX_DRAINED_BYTES = 1024 * 1024 * 1024;
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** An operator command of this request committed (execution/routes.ts): a late deadline must not say it rolled back. */
+    commandCommitted?: boolean;
+  }
+}

@@ -221,6 +221,7 @@ export default async function commandRoutes(app: App) {
             // Read while the effects (Redis) are carried out. Awaited below; the catch only keeps a
             // failure that comes while apply() still waits for the effects from being unhandled.
             committed: () => {
+              req.commandCommitted = true;
               view = reads.view(id, { drills: false });
               view.catch(() => undefined);
             },
