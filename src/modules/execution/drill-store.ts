@@ -3,8 +3,23 @@
 // record of where the drill left that item.
 import type pg from 'pg';
 import { inTransaction } from '../../lib/sql.ts';
+import { isExternal, notImportedSince } from '../restores/history.ts';
 import type { RestoreCandidate } from './rollback-ledger.ts';
 import { recordMoves } from './wave-moves.ts';
+
+/**
+ * SQL, of a done item `i`: the registry says its resource changed since its delete: another type
+ * or tenant, or (another system's resource) active again by an import. The drill restores its pick
+ * from the delete's snapshot and deletes it again: on such a resource it wrote the old snapshot
+ * over an edit made since and deleted it (a probe), what a rollback leaves alone
+ * (rollback-superseded.ts). It drills another item.
+ */
+const CHANGED_SINCE_DELETE = `EXISTS (
+  SELECT 1 FROM resources r JOIN operations o ON o.id = i.operation_id
+  JOIN resource_types t ON t.name = coalesce(i.resource_type, o.target_type)
+  LEFT JOIN snapshots s ON s.id = i.snapshot_id
+  WHERE r.id = i.resource_id AND (r.type <> t.name OR r.tenant_id <> i.tenant_id
+    OR (${isExternal('t')} AND r.state = 'active' AND NOT ${notImportedSince('s.created_at')})))`;
 
 /**
  * How long a drill holds its item against a rollback (claimed_at is set this far ahead; a rollback
@@ -82,6 +97,7 @@ export function pgDrillStore(pool: pg.Pool): DrillStore {
           const picked = await tx.query<{ seq: number }>(
             `SELECT i.seq FROM operation_items i
              WHERE i.operation_id = $1 AND i.seq >= $2 AND i.seq < $3 AND i.parent_seq IS NULL AND i.state = 'done'
+               AND NOT ${CHANGED_SINCE_DELETE}
              ORDER BY EXISTS (SELECT 1 FROM operation_items d WHERE d.operation_id = $1 AND d.parent_seq = i.seq), i.seq
              LIMIT 1 FOR UPDATE`,
             [opId, range.fromSeq, range.toSeq],
