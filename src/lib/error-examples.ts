@@ -266,6 +266,7 @@ export const CODES_BY_STATUS: Record<number, readonly string[]> = {
     'PLAN_HASH_MISMATCH',
     'PLAN_STALE',
     'RESOURCES_IN_FLIGHT',
+    'ADAPTER_CHANGED',
     'ROLLBACK_NOT_SUPPORTED',
     'IDEMPOTENCY_KEY_REUSED',
     'OPERATION_LIVE',

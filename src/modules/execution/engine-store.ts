@@ -9,6 +9,7 @@ import { appendAudit, AUDIT_CHAIN_LOCK } from '../audit/repository.ts';
 import type { Guard, LifecycleState } from '../operations/lifecycle.ts';
 import { ENDED_STATES, TERMINAL_STATES } from '../operations/lifecycle.ts';
 import { relockTouched } from '../operations/resource-locks.ts';
+import { adapterSystem } from '../restores/history.ts';
 import { restoreStale } from '../restores/stale.ts';
 import type { Metrics } from '../../plugins/metrics.ts';
 import { erasureAuditDetail } from '../erasure/keys.ts';
@@ -41,6 +42,8 @@ export function pgEngineStore(pool: pg.Pool): EngineStore<pg.PoolClient> {
 
 async function checkGuard(tx: pg.PoolClient, record: OperationRecord, guard: Guard): Promise<AppError | null> {
   if (guard === 'take_locks') {
+    const changed = await adaptersChanged(tx, record.id);
+    if (changed) return changed;
     const held = await relockTouched(tx, record.id);
     if (held.length === 0) {
       // Only a rollback of an ended operation takes its locks back: a new attempt at its restores.
@@ -203,4 +206,31 @@ export function pgEngine(o: PgEngineOptions): Engine<pg.PoolClient> {
     metrics: o.metrics,
     log: o.log,
   });
+}
+
+/**
+ * A rollback of an ended operation whose types' adapters reach another system than when it was
+ * planned (adapterSystem: the kind, an HTTP adapter's base URL) is refused: it would send its
+ * restores through the system declared now. A type re-declared from HTTP to the registry "restored"
+ * rows the HTTP delete had left active, sent nothing, and read rolled_back, its resources still
+ * deleted in their system; re-pointed at another URL, it restored into a system the delete never
+ * called (a probe). Only the types the operation acted on: its target and its descendants' types.
+ */
+async function adaptersChanged(tx: pg.PoolClient, opId: string): Promise<AppError | null> {
+  const r = await tx.query<{ type: string; was: string; now: string }>(
+    `SELECT t.name AS type, o.adapter_systems->>t.name AS was, ${adapterSystem('t')} AS now
+     FROM operations o JOIN resource_types t ON o.adapter_systems ? t.name
+     WHERE o.id = $1 AND o.adapter_systems->>t.name IS DISTINCT FROM ${adapterSystem('t')}
+       AND (t.name = o.target_type
+            OR EXISTS (SELECT 1 FROM operation_items i WHERE i.operation_id = o.id AND i.resource_type = t.name))
+     ORDER BY t.name`,
+    [opId],
+  );
+  if (r.rows.length === 0) return null;
+  const first = r.rows[0]!;
+  return new ConflictError(
+    'ADAPTER_CHANGED',
+    `Type ${first.type} was deleted through ${first.was} and is declared with ${first.now} now: a rollback would restore through the system declared now, not where the delete happened. Declare the adapter as it was to roll back, or restore the resources in their own system`,
+    { changed: r.rows },
+  );
 }

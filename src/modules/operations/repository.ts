@@ -7,7 +7,7 @@ import { closest } from '../../lib/closest.ts';
 import type { Operation } from '../../generated/prisma/client.ts';
 import type { DrillView } from './views.ts';
 import { DEFAULT_RESTORE_APPROVAL, type Budgets, type RestoreApproval } from './policy.ts';
-import { isExternal } from '../restores/history.ts';
+import { adapterSystem, isExternal } from '../restores/history.ts';
 import { ownUnsent, RESTORE_ATTEMPTS, shownState } from '../execution/rollback-ledger.ts';
 import { progressFrom } from './progress.ts';
 import { progressOf } from './wave-progress.ts';
@@ -49,10 +49,13 @@ export async function insertOperation(client: pg.PoolClient, o: NewOperation) {
   await client.query(
     `INSERT INTO operations (id, action, target_type, mode, reason, ticket, state, requested_by, requested_by_name,
        idempotency_key, request_hash, rollout, halt_policy, plan, plan_hash, rejection, item_count, tenant_count,
-       requires_break_glass, auto_start, expires_at, scope, protected_tenants, protection_seen, finished_at)
+       requires_break_glass, auto_start, expires_at, scope, protected_tenants, protection_seen, finished_at,
+       adapter_systems)
      VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,
        -- A rejected plan ends as it is made (the rolling budgets do not count rejected ones).
-       CASE WHEN $7 = 'rejected' THEN now() END)`,
+       CASE WHEN $7 = 'rejected' THEN now() END,
+       -- Every type's (a handful): what the rollback's guard compares (engine-store.ts adaptersChanged).
+       (SELECT jsonb_object_agg(t.name, ${adapterSystem('t')}) FROM resource_types t))`,
     [
       o.id,
       o.action,

@@ -472,7 +472,7 @@ export const OperationView = Type.Object(
             command: Type.String({
               description: 'The command that was refused: start, approve (autoStart), auto_start, rollback, …',
             }),
-            code: Type.String({ description: 'Its error code: PLAN_STALE or RESOURCES_IN_FLIGHT' }),
+            code: Type.String({ description: 'Its error code: PLAN_STALE, RESOURCES_IN_FLIGHT or ADAPTER_CHANGED' }),
             message: Type.String({ description: 'The refusal as its caller got it: what changed, and what to do' }),
             by: Type.String({ description: 'Who asked' }),
             at: Type.String({ format: 'date-time' }),

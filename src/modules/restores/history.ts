@@ -96,6 +96,16 @@ export function isExternal(t: string): string {
   return `coalesce(${t}.adapter->>'kind', 'registry') <> 'registry'`;
 }
 
+/**
+ * SQL: the system resource type `t`'s adapter reaches: "registry", or the kind and base URL of
+ * another system's ("http https://apps.internal/api"). Timeouts, retries and templates are not
+ * part of it: a rollback through the same system after they changed is the same rollback.
+ */
+export function adapterSystem(t: string): string {
+  return `CASE WHEN NOT ${isExternal(t)} THEN 'registry'
+    ELSE (${t}.adapter->>'kind') || ' ' || rtrim(coalesce(${t}.adapter->>'baseUrl', ''), '/') END`;
+}
+
 /** Types whose resources live in another system (see isExternal). */
 export const EXTERNAL_TYPES = `SELECT name FROM resource_types t WHERE ${isExternal('t')}`;
 
