@@ -8,7 +8,7 @@ import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { command, isDrillCall } from '../support/exec-helpers.ts';
 import { buildExecHarness, submitAndStart, until, waitForState, type ExecHarness } from '../support/execution.ts';
-import { APPS, appsOfSite, deleteAndComplete, postRestore, useHttp } from '../support/restores.ts';
+import { APPS, appsOfSite, deleteAndComplete, postRestore, tamperSnapshots, useHttp } from '../support/restores.ts';
 import { query, seedRegistry, tenantId } from '../support/seed.ts';
 
 let h: ExecHarness;
@@ -137,16 +137,11 @@ describe('a rollback that ends by itself', () => {
   it('holds nothing once it ends rollback_incomplete: a restore planned right after is not refused in_flight', async () => {
     const { X, del } = await appDeleted();
     // Its snapshot fails verification: the rollback cannot restore it, and ends by itself.
-    await query(h.databaseUrl, 'ALTER TABLE snapshots DISABLE TRIGGER snapshots_append_only');
-    try {
-      await query(
-        h.databaseUrl,
-        `UPDATE snapshots SET content_hash = repeat('f', 64) WHERE operation_id = $1 AND resource_id = $2`,
-        [del, X],
-      );
-    } finally {
-      await query(h.databaseUrl, 'ALTER TABLE snapshots ENABLE TRIGGER snapshots_append_only');
-    }
+    await tamperSnapshots(
+      h,
+      `UPDATE snapshots SET content_hash = repeat('f', 64) WHERE operation_id = $1 AND resource_id = $2`,
+      [del, X],
+    );
     await command(h, 'operator', del, 'rollback', { reason: 'undo the cleanup' }).expect(200);
     expect((await waitForState(h, del, ['rolled_back', 'rollback_incomplete'])).state).toBe('rollback_incomplete');
     const restore = await postRestore(h, { targetType: 'app', ids: [X], dryRun: true });

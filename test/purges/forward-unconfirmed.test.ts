@@ -16,7 +16,7 @@ import {
   waitSettled,
   type ExecHarness,
 } from '../support/execution.ts';
-import { APPS, appsOfSite } from '../support/restores.ts';
+import { APPS, appsOfSite, tamperSnapshots } from '../support/restores.ts';
 import { query, seedRegistry, tenantId } from '../support/seed.ts';
 
 let h: ExecHarness;
@@ -54,18 +54,10 @@ const itemOf = async (opId: string, id: string) =>
 const restoresSent = () => h.downstream.calls.filter((c) => c.action === 'restore' && !isDrillCall(c));
 const hardDeletes = () => h.downstream.calls.filter((c) => c.action === 'hardDelete').map((c) => c.resourceId);
 
-/** Changes snapshots, insert-only otherwise (their trigger is off meanwhile): what the test simulates. */
-async function tamperSnapshots(sql: string, params: unknown[]) {
-  await query(h.databaseUrl, 'ALTER TABLE snapshots DISABLE TRIGGER snapshots_append_only');
-  try {
-    await query(h.databaseUrl, sql, params);
-  } finally {
-    await query(h.databaseUrl, 'ALTER TABLE snapshots ENABLE TRIGGER snapshots_append_only');
-  }
-}
 /** Two days pass for these resources: their retention (1 day) ends, from their snapshots' time or the row's. */
 async function age(ids: string[]) {
   await tamperSnapshots(
+    h,
     `UPDATE snapshots SET created_at = created_at - interval '2 days' WHERE resource_id = ANY($1)`,
     [ids],
   );
@@ -157,6 +149,7 @@ describe('a rollback that never sent the restore of a delete of unknown outcome'
   it('an unreadable snapshot: a tenant purge leaves the live resource out', async () => {
     const { s, apps, X, del } = await deleteWithXUnconfirmed();
     await tamperSnapshots(
+      h,
       `UPDATE snapshots SET content_hash = repeat('f', 64) WHERE operation_id = $1 AND resource_id = $2`,
       [del, X],
     );

@@ -130,3 +130,16 @@ export const auditOf = (h: ExecHarness, opId: string) =>
     `SELECT action, actor, payload FROM audit_events WHERE operation_id = $1 ORDER BY seq`,
     [opId],
   );
+
+/**
+ * Changes snapshots, insert-only otherwise (their trigger is off meanwhile): what a test simulates
+ * (time passing, a corrupted row).
+ */
+export async function tamperSnapshots(h: Pick<ExecHarness, 'databaseUrl'>, sql: string, params: unknown[]) {
+  await query(h.databaseUrl, 'ALTER TABLE snapshots DISABLE TRIGGER snapshots_append_only');
+  try {
+    await query(h.databaseUrl, sql, params);
+  } finally {
+    await query(h.databaseUrl, 'ALTER TABLE snapshots ENABLE TRIGGER snapshots_append_only');
+  }
+}
