@@ -6,6 +6,7 @@
 // restore wrote its snapshot over a resource brought back and edited meanwhile (a trial): the plan
 // was fresh when it started, and nothing looked again between waves.
 import type pg from 'pg';
+import type { AdapterItem, ApplyOptions, DestructiveAction, ItemResult, TargetAdapter } from '../adapters/index.ts';
 import { CHANGED_SINCE_PLAN, TENANT_CHANGED } from '../restores/stale.ts';
 import type { ChunkDeps } from './chunk.ts';
 import type { ClaimedItem, Outcome } from './ledger.ts';
@@ -94,4 +95,42 @@ export async function refuseChanged<Tx>(
   });
   const left = new Set(refused.map((o) => o.seq));
   return { refused, unchanged: items.filter((i) => !left.has(i.seq)) };
+}
+
+/**
+ * `inner` whose hard deletes ask the registry again right before each call. A purge chunk's items
+ * are checked once (refuseChanged) before up to a chunk's calls go out one by one: an app imported
+ * as active while the chunk's first call was out was hard-deleted minutes later, its item recorded
+ * done and its row rewritten purged (a probe). One statement per call, for its own items: purges are
+ * not the hot path the delete's change log (protection-recheck.ts) was built for. `seqOf`: each
+ * item's ledger seq; `sentBefore`: items an earlier run marked, sent again with their key whatever
+ * the registry says (refuseChanged).
+ */
+export function recheckingChanges<Tx>(
+  inner: TargetAdapter,
+  deps: Pick<ChunkDeps<Tx>, 'changedSincePlan'>,
+  opId: string,
+  seqOf: ReadonlyMap<string, number>,
+  sentBefore: ReadonlySet<number>,
+): TargetAdapter {
+  const changedSincePlan = deps.changedSincePlan;
+  if (!changedSincePlan) return inner;
+  return {
+    ...inner,
+    async apply(action: DestructiveAction, batch: AdapterItem[], opts: ApplyOptions): Promise<ItemResult[]> {
+      if (action !== 'hardDelete') return inner.apply(action, batch, opts);
+      const seqs = batch.map((i) => seqOf.get(i.resourceId)!).filter((s) => !sentBefore.has(s));
+      const changed = seqs.length ? await changedSincePlan(opId, seqs) : new Map<number, string>();
+      const why = batch.map((i) => changed.get(seqOf.get(i.resourceId)!));
+      const go = batch.filter((_, k) => why[k] === undefined);
+      const sent = go.length ? await inner.apply(action, go, opts) : [];
+      let next = 0;
+      return batch.map((_, k): ItemResult => {
+        const w = why[k];
+        if (w === undefined) return sent[next++]!;
+        const error = `not purged: ${w}; plan a new one if it is still wanted`.slice(0, 500);
+        return { ok: false, permanent: true, unapplied: true, error };
+      });
+    },
+  };
 }

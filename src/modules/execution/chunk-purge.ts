@@ -7,7 +7,7 @@ import { AppError } from '../../lib/errors.ts';
 import { idempotencyKeyFor, type AdapterItem, type TargetAdapter } from '../adapters/index.ts';
 import { applyWithBreaker, arrivalOrder, chunkBreaker } from './breaker.ts';
 import type { ChunkDeps } from './chunk.ts';
-import { refuseChanged } from './changed-since-plan.ts';
+import { recheckingChanges, refuseChanged } from './changed-since-plan.ts';
 import {
   keepLease,
   markWriteAhead,
@@ -94,11 +94,15 @@ export async function executePurge<Tx>(
     // count in the wave as failed deletes do, before the deletes go out (breaker.ts).
     breaker.failedBeforeCall(outcomes.filter((o) => o.state === 'failed').length);
     const progress = chunkProgress(deps, recordLanded && ((landed) => recordLanded(landed, marked)));
+    const seqOf = new Map(items.map((i) => [i.resourceId, i.seq]));
+    const sentBefore = new Set(items.filter((i) => i.executedSeq !== null).map((i) => i.seq));
     for (const [type, adapter] of adapters) {
       const part = toRun.filter((i) => typeOf(i) === type);
       if (part.length === 0) continue;
       const { results, arrived } = await applyWithBreaker(
-        adapter,
+        // An HTTP adapter's calls go out one by one, each after the registry is asked again; the
+        // registry's statement acts on them all at once, right after the chunk's own look.
+        adapter.kind === 'http' ? recheckingChanges(adapter, deps, j.opId, seqOf, sentBefore) : adapter,
         'hardDelete',
         part.map((i): AdapterItem => ({ operationId: j.opId, resourceId: i.resourceId, tenantId: i.tenantId, type })),
         { idempotencyKey: idempotencyKeyFor, concurrency: rollout.concurrency },
