@@ -91,7 +91,8 @@ export async function refuseChanged<Tx>(
     const why = own ?? (kid && `its descendant ${changed.get(kid.seq)}`);
     if (!why) return [];
     const error = `not ${what}: ${why}; plan a new one if it is still wanted`.slice(0, 500);
-    return [{ seq: i.seq, state: 'failed', error, permanent: true }];
+    // Nothing sent: a mark this run set before asking (a restore's later part) is taken back.
+    return [{ seq: i.seq, state: 'failed', error, permanent: true, unapplied: true }];
   });
   const left = new Set(refused.map((o) => o.seq));
   return { refused, unchanged: items.filter((i) => !left.has(i.seq)) };

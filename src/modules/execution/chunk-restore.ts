@@ -102,7 +102,17 @@ export async function executeRestore<Tx>(
     let lastRecord = deps.clock();
     let size = FIRST_BATCH;
     for (let at = 0; at < toRun.length;) {
-      const part = toRun.slice(at, at + size);
+      let part = toRun.slice(at, at + size);
+      // Asked again before each part after the first (the chunk asked before its snapshots): a
+      // resource brought back while the parts before went out got this restore's snapshot written
+      // over it, as a purge's hard delete took one (chunk-purge.ts asks before every call).
+      if (at > 0) {
+        const again = await refuseChanged(deps, j.opId, part, 'restored');
+        outcomes.push(...again.refused);
+        at += part.length - again.unchanged.length;
+        part = again.unchanged;
+        if (part.length === 0) continue;
+      }
       at += part.length;
       const t0 = performance.now();
       const results = new Map(
