@@ -477,14 +477,15 @@ describe('an operation that records no outcome', () => {
 describe('no operation can wedge', () => {
   it('fails the items of a type whose stored adapter no longer works, with the reason, and ends', async () => {
     const ids = appsOf(freshSites(2), APPS);
-    const op = await submit(ids, { haltPolicy: FAST_HALT }).expect(201);
-    await command(h, 'approver', op.body.id, 'approve', { planHash: op.body.planHash }).expect(200);
-    // A row written before adapters were validated on declaration (or edited by hand).
+    // A row written before adapters were validated on declaration (or edited by hand), there when
+    // the plan was made (changed after it, the start is refused: ADAPTER_CHANGED).
     await query(
       h.databaseUrl,
       `UPDATE resource_types SET adapter = '{"kind":"http","baseUrl":"not a url"}' WHERE name = 'app'`,
     );
     try {
+      const op = await submit(ids, { haltPolicy: FAST_HALT }).expect(201);
+      await command(h, 'approver', op.body.id, 'approve', { planHash: op.body.planHash }).expect(200);
       await command(h, 'operator', op.body.id, 'start').expect(200);
       const end = await waitForState(
         h,

@@ -10,6 +10,7 @@ import { command, ownCalls } from '../support/exec-helpers.ts';
 import {
   buildExecHarness,
   getOperation,
+  submitAndStart,
   useHttpAdapter,
   waitForState,
   type ExecHarness,
@@ -66,5 +67,44 @@ describe('a rollback after the type was re-declared to another system', () => {
     await command(h, 'operator', del, 'rollback', { reason: 'undo the cleanup' }).expect(200);
     expect((await waitForState(h, del, ['rolled_back', 'rollback_incomplete'])).state).toBe('rolled_back');
     expect(apps.map((x) => h.downstream.state(x))).toEqual(apps.map(() => 'active'));
+  });
+});
+
+describe('an operation started or rolled back while running after its type was re-declared', () => {
+  it('a start is refused, and so is a rollback of a halted one', async () => {
+    await useHttpAdapter(h, false);
+    const http = await adapterOfApps();
+    const planned = await submitAndStart(
+      h,
+      { ids: appsOfSite(1), rollout: { waves: ['100%'], bakeSeconds: 0 } },
+      false,
+    );
+    expect((await declareApps({ kind: 'registry' })).status).toBe(200);
+    const start = await command(h, 'operator', planned.id, 'start');
+    expect(start.status, JSON.stringify(start.body)).toBe(409);
+    expect(start.body.code).toBe('ADAPTER_CHANGED');
+    expect((await getOperation(h, planned.id)).state).toBe('approved');
+
+    // A delete that halts (every call refused), then the same change: its rollback is refused too.
+    expect((await declareApps(http)).status).toBe(200);
+    h.downstream.failOnly(['softDelete']);
+    h.downstream.failNext(1_000, 500);
+    try {
+      const halted = await submitAndStart(h, {
+        ids: appsOfSite(2),
+        rollout: { waves: ['100%'], bakeSeconds: 0 },
+        haltPolicy: { probe: 'optional', onHalt: 'pause', maxConsecutiveFailures: 1 },
+      });
+      expect((await waitForState(h, halted.id, ['halted', 'paused', 'completed_with_failures'])).state).toBe('halted');
+      expect((await declareApps({ kind: 'registry' })).status).toBe(200);
+      const rb = await command(h, 'operator', halted.id, 'rollback', { reason: 'undo' });
+      expect(rb.status, JSON.stringify(rb.body)).toBe(409);
+      expect(rb.body.code).toBe('ADAPTER_CHANGED');
+      expect((await getOperation(h, halted.id)).state).toBe('halted');
+    } finally {
+      h.downstream.failOnly(null);
+      h.downstream.failNext(0, 500);
+      await declareApps(http);
+    }
   });
 });

@@ -463,14 +463,15 @@ export const operatorCases: Case[] = [
       effects: HALT_ROLLBACK,
       next: { pausedFrom: null },
       reason: /rollback by oncall-operator: customer complaint/,
-      guards: [],
+      // Its restores go only through the systems it deleted from.
+      guards: ['same_adapters'],
     }),
   ),
   ...(['completed', 'completed_with_failures', 'rollback_incomplete'] as const).map((s) =>
     c(`${s} + rollback → rolling_back, after taking its resources back`, at(s), ev.rollback(), {
       to: 'rolling_back',
       effects: HALT_ROLLBACK,
-      guards: ['take_locks'],
+      guards: ['same_adapters', 'take_locks'],
     }),
   ),
   ...(['planned', 'approved', 'rolling_back'] as const).map((s) =>

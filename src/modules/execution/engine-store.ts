@@ -41,9 +41,10 @@ export function pgEngineStore(pool: pg.Pool): EngineStore<pg.PoolClient> {
 }
 
 async function checkGuard(tx: pg.PoolClient, record: OperationRecord, guard: Guard): Promise<AppError | null> {
+  // Before the rest: neither a plan's freshness nor its locks matter through another system.
+  const changed = await adaptersChanged(tx, record.id);
+  if (changed || guard === 'same_adapters') return changed;
   if (guard === 'take_locks') {
-    const changed = await adaptersChanged(tx, record.id);
-    if (changed) return changed;
     const held = await relockTouched(tx, record.id);
     if (held.length === 0) {
       // Only a rollback of an ended operation takes its locks back: a new attempt at its restores.
@@ -209,9 +210,9 @@ export function pgEngine(o: PgEngineOptions): Engine<pg.PoolClient> {
 }
 
 /**
- * A rollback of an ended operation whose types' adapters reach another system than when it was
- * planned (adapterSystem: the kind, an HTTP adapter's base URL) is refused: it would send its
- * restores through the system declared now. A type re-declared from HTTP to the registry "restored"
+ * An operation whose types' adapters reach another system than when it was planned (adapterSystem:
+ * the kind, an HTTP adapter's base URL) is not started or rolled back: its calls would go through
+ * the system declared now. A type re-declared from HTTP to the registry "restored"
  * rows the HTTP delete had left active, sent nothing, and read rolled_back, its resources still
  * deleted in their system; re-pointed at another URL, it restored into a system the delete never
  * called (a probe). Only the types the operation acted on: its target and its descendants' types.
@@ -230,7 +231,7 @@ async function adaptersChanged(tx: pg.PoolClient, opId: string): Promise<AppErro
   const first = r.rows[0]!;
   return new ConflictError(
     'ADAPTER_CHANGED',
-    `Type ${first.type} was deleted through ${first.was} and is declared with ${first.now} now: a rollback would restore through the system declared now, not where the delete happened. Declare the adapter as it was to roll back, or restore the resources in their own system`,
+    `Type ${first.type} was planned against ${first.was} and is declared with ${first.now} now: its calls would go to the system declared now, not the one this operation was planned (or deleted) in. Declare the adapter as it was, or plan again (a rollback: restore the resources in their own system)`,
     { changed: r.rows },
   );
 }

@@ -148,7 +148,7 @@ const COMMANDS: Command[] = [
     operationId: 'rollbackOperation',
     summary: 'Roll back an operation',
     description:
-      'Stops execution and restores every item the operation touched, newest first. An ended operation takes its resources back first (409 RESOURCES_IN_FLIGHT when another live operation holds some), and is refused 409 ADAPTER_CHANGED when a type it deleted is declared with an adapter that reaches another system now (another kind or base URL): its restores would go there.',
+      'Stops execution and restores every item the operation touched, newest first. Refused 409 ADAPTER_CHANGED when a type it deleted is declared with an adapter that reaches another system now (another kind or base URL): its restores would go there. An ended operation takes its resources back first (409 RESOURCES_IN_FLIGHT when another live operation holds some).',
     roles: ['operator'],
     body: Reason('Rolled back from the dashboard after inspecting wave 1'),
     event: (p, b) => ({ type: 'rollback', by: who(p), reason: reasonOf(b, 'rollback') }),

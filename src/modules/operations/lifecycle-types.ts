@@ -170,8 +170,10 @@ export type Effect =
  * commits the decision; one that fails refuses the whole decision (409) and nothing is written.
  * - plan_fresh: every planned resource still has the type, tenant, state and protection it had.
  * - take_locks: the operation can take its resources back from whoever holds them now.
+ * - same_adapters: each type it acted on still reaches, through its adapter, the system it was
+ *   planned against (plan_fresh checks it too).
  */
-export type Guard = 'plan_fresh' | 'take_locks';
+export type Guard = 'plan_fresh' | 'take_locks' | 'same_adapters';
 
 export type Decision =
   | { ok: true; next: LifecycleState; effects: Effect[]; guards: Guard[] }

@@ -189,8 +189,9 @@ function rollback(s: LifecycleState, by: string, reason: string): Decision {
     audit('rollback_started', s, next, by, { reason, haltReason: next.haltReason }),
     { type: 'enqueue_rollback' },
   ];
-  // An ended operation gave its resources back; it must hold them again before restoring them.
-  return ok(next, effects, fromEnded ? ['take_locks'] : []);
+  // Its restores go through the adapters declared now: only into the systems it deleted from. An
+  // ended operation gave its resources back; it must hold them again before restoring them.
+  return ok(next, effects, fromEnded ? ['same_adapters', 'take_locks'] : ['same_adapters']);
 }
 
 function freeze(s: LifecycleState, e: Extract<LifecycleEvent, { type: 'freeze' | 'unfreeze' }>): Decision {
