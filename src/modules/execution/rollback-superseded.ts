@@ -107,13 +107,17 @@ export async function supersededItems(
  * with. One snapshot lookup per item (OFFSET 0), as elsewhere: never a scan of the ledger.
  */
 async function changedSince(client: pg.PoolClient, opId: string, picked: RestoreCandidate[]): Promise<RestoreResult[]> {
-  const r = await client.query<{ seq: number; id: string; was: string; now: string; change: string }>(
-    `SELECT seq, id, was, now, change FROM (
-       SELECT p.seq, p.id,
-         CASE
-           WHEN r.type <> t.name THEN t.name WHEN r.tenant_id <> p.tenant THEN p.tenant ELSE NULL
-         END AS was,
-         CASE WHEN r.type <> t.name THEN r.type WHEN r.tenant_id <> p.tenant THEN r.tenant_id ELSE NULL END AS now,
+  const r = await client.query<{
+    seq: number;
+    id: string;
+    type: string;
+    planned_type: string;
+    tenant: string;
+    planned_tenant: string;
+    change: string;
+  }>(
+    `SELECT seq, id, type, planned_type, tenant, planned_tenant, change FROM (
+       SELECT p.seq, p.id, r.type, t.name AS planned_type, r.tenant_id AS tenant, p.tenant AS planned_tenant,
          CASE
            WHEN r.type <> t.name THEN 'type'
            WHEN r.tenant_id <> p.tenant AND NOT coalesce(r.updated_at < s.at, false) THEN 'tenant'
@@ -142,7 +146,10 @@ async function changedSince(client: pg.PoolClient, opId: string, picked: Restore
         error: `active again since this delete (a registry import said so): nothing sent (this operation's older snapshot would overwrite it)`,
         permanent: false,
       };
-    const what = c.change === 'type' ? `is a ${c.now} now, not the ${c.was}` : `belongs to ${c.now} now, not ${c.was}`;
+    const what =
+      c.change === 'type'
+        ? `is a ${c.type} now, not the ${c.planned_type}`
+        : `belongs to ${c.tenant} now, not ${c.planned_tenant}`;
     return {
       seq: c.seq,
       ok: false,
