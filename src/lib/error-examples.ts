@@ -139,6 +139,22 @@ export const ERROR_EXAMPLES = {
       },
     ],
   },
+  adapterInUse: {
+    code: 'ADAPTER_IN_USE',
+    message:
+      'Type app would reach registry instead of http https://apps.internal/api, and operation op_lx2k9a1b2c3d4e5f6 (running) is acting on it through http https://apps.internal/api: its next calls would go to the other system. Nothing was written. Let it finish, or abort or roll it back first; a change that keeps the kind and base URL (timeouts, templates) is accepted',
+    details: {
+      inUse: [
+        {
+          type: 'app',
+          operationId: 'op_lx2k9a1b2c3d4e5f6',
+          operationState: 'running',
+          was: 'http https://apps.internal/api',
+          now: 'registry',
+        },
+      ],
+    },
+  },
   duplicateTenantId: {
     code: 'DUPLICATE_TENANT_ID',
     message: 'Tenant tn_acme appears more than once; nothing was written',
@@ -267,6 +283,7 @@ export const CODES_BY_STATUS: Record<number, readonly string[]> = {
     'PLAN_STALE',
     'RESOURCES_IN_FLIGHT',
     'ADAPTER_CHANGED',
+    'ADAPTER_IN_USE',
     'ROLLBACK_NOT_SUPPORTED',
     'IDEMPOTENCY_KEY_REUSED',
     'OPERATION_LIVE',

@@ -70,8 +70,8 @@ describe('a rollback after the type was re-declared to another system', () => {
   });
 });
 
-describe('an operation started or rolled back while running after its type was re-declared', () => {
-  it('a start is refused, and so is a rollback of a halted one', async () => {
+describe('an operation started after its type was re-declared', () => {
+  it('is refused, and stays approved', async () => {
     await useHttpAdapter(h, false);
     const http = await adapterOfApps();
     const planned = await submitAndStart(
@@ -79,14 +79,57 @@ describe('an operation started or rolled back while running after its type was r
       { ids: appsOfSite(1), rollout: { waves: ['100%'], bakeSeconds: 0 } },
       false,
     );
-    expect((await declareApps({ kind: 'registry' })).status).toBe(200);
-    const start = await command(h, 'operator', planned.id, 'start');
-    expect(start.status, JSON.stringify(start.body)).toBe(409);
-    expect(start.body.code).toBe('ADAPTER_CHANGED');
-    expect((await getOperation(h, planned.id)).state).toBe('approved');
+    try {
+      expect((await declareApps({ kind: 'registry' })).status).toBe(200);
+      const start = await command(h, 'operator', planned.id, 'start');
+      expect(start.status, JSON.stringify(start.body)).toBe(409);
+      expect(start.body.code).toBe('ADAPTER_CHANGED');
+      expect((await getOperation(h, planned.id)).state).toBe('approved');
+    } finally {
+      await declareApps(http);
+      await command(h, 'operator', planned.id, 'cancel', { reason: 'done with it' });
+    }
+  });
+});
 
-    // A delete that halts (every call refused), then the same change: its rollback is refused too.
-    expect((await declareApps(http)).status).toBe(200);
+// Each chunk builds its adapter from the type's row as it is then: a declaration accepted mid-run
+// sent the rest of a running operation's calls to the system declared now (or, to the registry,
+// recorded "done" items never touched in their own system). It is refused while one that has
+// started holds its resources (409 ADAPTER_IN_USE), and nothing is written.
+describe("re-declaring a type's adapter while an operation acts on it", () => {
+  it('is refused for a running and a halted operation; the running one completes in its own system', async () => {
+    await useHttpAdapter(h, false);
+    const http = await adapterOfApps();
+    const apps = appsOfSite(3);
+    for (const x of apps)
+      h.downstream.resources.set(x, { id: x, tenantId: tenantId(3), state: 'active', data: { name: x } });
+    h.downstream.hang(1_500);
+    let running: string;
+    try {
+      running = (await submitAndStart(h, { ids: apps, rollout: { waves: ['100%'], bakeSeconds: 0 } })).id;
+      await waitForState(h, running, ['running']);
+      for (const other of [{ kind: 'registry' }, { ...http, baseUrl: 'http://127.0.0.1:9' }]) {
+        const r = await declareApps(other);
+        expect(r.status, JSON.stringify(r.body)).toBe(409);
+        expect(r.body).toMatchObject({
+          code: 'ADAPTER_IN_USE',
+          details: {
+            inUse: [{ type: 'app', operationId: running, was: `http ${h.downstream.url.replace(/\/$/, '')}` }],
+          },
+        });
+        expect(await adapterOfApps()).toEqual(http);
+      }
+      // A change that keeps the system (a timeout) is accepted.
+      expect((await declareApps({ ...http, timeoutMs: 6_000 })).status).toBe(200);
+    } finally {
+      h.downstream.hang(0);
+    }
+    expect((await waitForState(h, running, ['completed', 'completed_with_failures', 'halted'])).state).toBe(
+      'completed',
+    );
+    expect(apps.map((x) => h.downstream.state(x))).toEqual(apps.map(() => 'soft_deleted'));
+
+    // Halted, it still holds its resources: refused too, while a planned one is left to its start.
     h.downstream.failOnly(['softDelete']);
     h.downstream.failNext(1_000, 500);
     try {
@@ -96,15 +139,26 @@ describe('an operation started or rolled back while running after its type was r
         haltPolicy: { probe: 'optional', onHalt: 'pause', maxConsecutiveFailures: 1 },
       });
       expect((await waitForState(h, halted.id, ['halted', 'paused', 'completed_with_failures'])).state).toBe('halted');
-      expect((await declareApps({ kind: 'registry' })).status).toBe(200);
-      const rb = await command(h, 'operator', halted.id, 'rollback', { reason: 'undo' });
-      expect(rb.status, JSON.stringify(rb.body)).toBe(409);
-      expect(rb.body.code).toBe('ADAPTER_CHANGED');
-      expect((await getOperation(h, halted.id)).state).toBe('halted');
+      const r = await declareApps({ kind: 'registry' });
+      expect(r.status, JSON.stringify(r.body)).toBe(409);
+      expect(r.body).toMatchObject({ code: 'ADAPTER_IN_USE', details: { inUse: [{ operationId: halted.id }] } });
+
+      // Declared so before this check existed (written as that declaration did): neither a resume
+      // nor a rollback goes through the other system.
+      await query(h.databaseUrl, `UPDATE resource_types SET adapter = '{"kind":"registry"}' WHERE name = 'app'`);
+      for (const [cmd, body] of [
+        ['resume', {}],
+        ['rollback', { reason: 'undo' }],
+      ] as const) {
+        const c = await command(h, 'operator', halted.id, cmd, body);
+        expect(c.status, `${cmd} ${JSON.stringify(c.body)}`).toBe(409);
+        expect(c.body.code).toBe('ADAPTER_CHANGED');
+        expect((await getOperation(h, halted.id)).state).toBe('halted');
+      }
     } finally {
       h.downstream.failOnly(null);
       h.downstream.failNext(0, 500);
-      await declareApps(http);
+      await query(h.databaseUrl, `UPDATE resource_types SET adapter = $1 WHERE name = 'app'`, [http]);
     }
   });
 });

@@ -394,11 +394,15 @@ export const operatorCases: Case[] = [
     to: 'running',
     effects: ['audit', 'enqueue_wave:1'],
     next: { pausedFrom: null, haltReason: null },
+    // Its calls go on only through the systems it was planned against.
+    guards: ['same_adapters'],
   }),
   c('paused (baking) + resume → bake again', at('paused', { pausedFrom: 'baking' }), ev.resume(), {
     to: 'baking',
     effects: ['audit', 'start_bake:1'],
     next: { pausedFrom: null },
+    // Its calls go on only through the systems it was planned against.
+    guards: ['same_adapters'],
   }),
   c('paused + resume while frozen → 409 FROZEN', at('paused', { frozen: true }), ev.resume(), {
     refused: 'FROZEN',
@@ -408,6 +412,8 @@ export const operatorCases: Case[] = [
     to: 'running',
     effects: ['audit', 'enqueue_wave:1'],
     next: { haltReason: null },
+    // Its calls go on only through the systems it was planned against.
+    guards: ['same_adapters'],
   }),
   c('halted + resume while frozen → 409 FROZEN', at('halted', { ...pausePolicy, frozen: true }), ev.resume(), {
     refused: 'FROZEN',

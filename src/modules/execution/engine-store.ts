@@ -9,6 +9,7 @@ import { appendAudit, AUDIT_CHAIN_LOCK } from '../audit/repository.ts';
 import type { Guard, LifecycleState } from '../operations/lifecycle.ts';
 import { ENDED_STATES, TERMINAL_STATES } from '../operations/lifecycle.ts';
 import { relockTouched } from '../operations/resource-locks.ts';
+import { TYPE_SYSTEMS_LOCK } from '../registry/adapter-in-use.ts';
 import { adapterSystem } from '../restores/history.ts';
 import { restoreStale } from '../restores/stale.ts';
 import type { Metrics } from '../../plugins/metrics.ts';
@@ -218,6 +219,7 @@ export function pgEngine(o: PgEngineOptions): Engine<pg.PoolClient> {
  * called (a probe). Only the types the operation acted on: its target and its descendants' types.
  */
 async function adaptersChanged(tx: pg.PoolClient, opId: string): Promise<AppError | null> {
+  await tx.query('SELECT pg_advisory_xact_lock_shared($1)', [TYPE_SYSTEMS_LOCK]);
   const r = await tx.query<{ type: string; was: string; now: string }>(
     `SELECT t.name AS type, o.adapter_systems->>t.name AS was, ${adapterSystem('t')} AS now
      FROM operations o JOIN resource_types t ON o.adapter_systems ? t.name

@@ -171,7 +171,7 @@ export type Effect =
  * - plan_fresh: every planned resource still has the type, tenant, state and protection it had.
  * - take_locks: the operation can take its resources back from whoever holds them now.
  * - same_adapters: each type it acted on still reaches, through its adapter, the system it was
- *   planned against (plan_fresh checks it too).
+ *   planned against: a rollback's and a resume's (plan_fresh checks it too).
  */
 export type Guard = 'plan_fresh' | 'take_locks' | 'same_adapters';
 

@@ -147,10 +147,13 @@ function resume(from: LifecycleState, by: string, now: number, reason?: string):
     return {
       ...d,
       effects: [audit('resumed', s, d.next, by, withReason), ...d.effects.filter((x) => x.type !== 'audit')],
+      guards: ['same_adapters'],
     };
   }
   // From a pause in running or a halt: re-queue the wave's pending items; the wave is re-judged.
-  return runWave(s, wave, 'resumed', by, now, { previousReason: s.haltReason, ...withReason });
+  // Its calls go on through the adapters declared now: only into the systems it was planned against.
+  const d = runWave(s, wave, 'resumed', by, now, { previousReason: s.haltReason, ...withReason }) as Ok;
+  return { ...d, guards: ['same_adapters'] };
 }
 
 /** `by` is the operator's token name: it goes into the halt reason people read. */

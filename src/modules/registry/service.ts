@@ -8,6 +8,7 @@ import type { Metrics } from '../../plugins/metrics.ts';
 import { adapterProblems, type AdapterProblem, type DownstreamPolicy } from '../adapters/index.ts';
 import { appendAudit } from '../audit/repository.ts';
 import { LIVE_STATES } from '../operations/lifecycle-types.ts';
+import { adapterInUse, TYPE_SYSTEMS_LOCK } from './adapter-in-use.ts';
 import { readContact } from './contacts.ts';
 import { auditHeld, heldBy, heldByTenants } from './held.ts';
 import { importResources, type ImportOptions } from './import.ts';
@@ -169,6 +170,9 @@ export function registryService(deps: {
             problems,
           );
         }
+        await client.query('SELECT pg_advisory_xact_lock($1)', [TYPE_SYSTEMS_LOCK]);
+        const inUse = await adapterInUse(client, body.types as ResourceTypeInput[]);
+        if (inUse) throw inUse;
         // Every adapter passed adapterProblems: each is an AdapterConfig.
         await repo.upsertTypes(client, body.types as ResourceTypeInput[]);
         await appendAudit(client, {

@@ -1,0 +1,61 @@
+// A type's adapter re-pointed at another system while an operation is acting on it. Each chunk
+// builds its adapter from the type's row as it is then (execution/adapters-cache.ts), so the
+// running operation's next calls would go to the system declared now: deletes into a system it was
+// never planned against, or, declared to the registry, "done" items whose resources were never
+// touched in their own system. A start and a rollback refuse such an operation (ADAPTER_CHANGED);
+// a declaration that would do it to one that has started is refused here instead, before any call.
+import type pg from 'pg';
+import { ConflictError } from '../../lib/errors.ts';
+import { holdsResources, LIVE_STATES } from '../operations/lifecycle-types.ts';
+import { adapterSystem } from '../restores/history.ts';
+import type { ResourceTypeInput } from './schemas.ts';
+
+export interface AdapterInUse {
+  type: string;
+  operationId: string;
+  operationState: string;
+  /** The system it was planned against, and the one the declaration would point it at. */
+  was: string;
+  now: string;
+}
+
+const LISTED = 20;
+
+/**
+ * Held exclusively by a declaration from its check to its commit, and shared by the guard of a
+ * start or rollback (execution/engine-store.ts): neither commits on a view the other is changing.
+ */
+export const TYPE_SYSTEMS_LOCK = 7_342_011;
+
+/**
+ * Refusal when a declared type would reach another system (adapterSystem: kind and base URL) than
+ * an operation that has started and still holds its resources was planned against; null when none.
+ * Planned and approved operations are left to their start's check, ended ones to their rollback's.
+ */
+export async function adapterInUse(
+  client: Pick<pg.PoolClient, 'query'>,
+  types: Pick<ResourceTypeInput, 'name' | 'adapter'>[],
+): Promise<ConflictError | null> {
+  const r = await client.query<AdapterInUse>(
+    `WITH d AS (
+       SELECT name, coalesce(adapter, '{"kind":"registry"}') AS adapter
+       FROM jsonb_to_recordset($1::jsonb) AS x(name text, adapter jsonb))
+     SELECT d.name AS type, o.id AS "operationId", o.state AS "operationState",
+       o.adapter_systems->>d.name AS was, ${adapterSystem('d')} AS now
+     FROM d JOIN operations o ON o.adapter_systems ? d.name
+     WHERE o.started_at IS NOT NULL AND ${holdsResources('o', '$2')}
+       AND o.adapter_systems->>d.name IS DISTINCT FROM ${adapterSystem('d')}
+       AND (o.target_type = d.name
+            OR EXISTS (SELECT 1 FROM operation_items i WHERE i.operation_id = o.id AND i.resource_type = d.name))
+     ORDER BY d.name, o.created_at
+     LIMIT ${LISTED}`,
+    [JSON.stringify(types.map((t) => ({ name: t.name, adapter: t.adapter ?? null }))), LIVE_STATES],
+  );
+  if (r.rows.length === 0) return null;
+  const first = r.rows[0]!;
+  return new ConflictError(
+    'ADAPTER_IN_USE',
+    `Type ${first.type} would reach ${first.now} instead of ${first.was}, and operation ${first.operationId} (${first.operationState}) is acting on it through ${first.was}: its next calls would go to the other system. Nothing was written. Let it finish, or abort or roll it back first; a change that keeps the kind and base URL (timeouts, templates) is accepted`,
+    { inUse: r.rows },
+  );
+}
