@@ -151,6 +151,7 @@ export interface PlanLike {
     deletedAgain?: number;
     uncertain?: number;
     activeAgain?: number;
+    moved?: number;
     childrenKept?: number;
     otherTenant?: number;
     restoreUncertain?: number;
@@ -215,6 +216,7 @@ export function planLines(
     ['deleted_again', plan.leftOut?.deletedAgain, 'deleted again since'],
     ['uncertain', plan.leftOut?.uncertain, 'whose delete may or may not have happened'],
     ['active_again', plan.leftOut?.activeAgain, 'active again, brought back outside Blastgate'],
+    ['moved', plan.leftOut?.moved, 'moved to another tenant or type since their delete'],
     ['children_kept', plan.leftOut?.childrenKept, 'kept: a child of theirs is not purged with them'],
     ['other_tenant', plan.leftOut?.otherTenant, "of other tenants, taken along by this tenant's deletes"],
     [

@@ -118,16 +118,20 @@ describe('an app moved to another tenant before its HTTP delete call', () => {
 });
 
 describe('a change after the delete still supersedes it', () => {
-  it('an app moved after its delete: refused as superseded, by tenant and by ID', async () => {
+  it('an app moved after its delete: refused as superseded by ID, left out of its old tenant (moved)', async () => {
     const s = 3;
     const app = appId(s, 0);
     await deleteAndComplete(h, 'app', [app]);
     await importApps([app], 4);
-    for (const scope of [{ tenantId: tenantId(s) }, { targetType: 'app', ids: [app] }]) {
-      const r = await postRestore(h, { ...scope, dryRun: true });
-      expect(r.status, JSON.stringify(r.body)).toBe(422);
-      expect(r.body).toMatchObject({ code: 'PLAN_REJECTED', details: { counts: { ok: 0, superseded: 1 } } });
-    }
+    const byId = await postRestore(h, { targetType: 'app', ids: [app], dryRun: true });
+    expect(byId.status, JSON.stringify(byId.body)).toBe(422);
+    expect(byId.body).toMatchObject({ code: 'PLAN_REJECTED', details: { counts: { ok: 0, superseded: 1 } } });
+    const byTenant = await postRestore(h, { tenantId: tenantId(s), dryRun: true });
+    expect(byTenant.status, JSON.stringify(byTenant.body)).toBe(422);
+    expect(byTenant.body).toMatchObject({
+      code: 'NOTHING_TO_RESTORE',
+      details: { leftOut: { moved: 1, items: [{ id: app, reason: 'moved', tenantId: tenantId(4) }] } },
+    });
   });
 
   it('an app moved before its delete and changed after it (moved again, imported active): not restored', async () => {
@@ -142,10 +146,10 @@ describe('a change after the delete still supersedes it', () => {
       expect(r.status, JSON.stringify(r.body)).toBe(422);
       expect(r.body).toMatchObject({ code: 'PLAN_REJECTED', details: { counts: { ok: 0, superseded: 1 } } });
     }
-    // The tenant's restore refuses the one moved again, and leaves out the one active again.
+    // The tenant's restore leaves out both: the one moved again, and the one active again.
     const r = await postRestore(h, { tenantId: tenantId(s), dryRun: true });
     expect(r.status, JSON.stringify(r.body)).toBe(422);
-    expect(r.body).toMatchObject({ code: 'PLAN_REJECTED', details: { counts: { ok: 0, superseded: 1 } } });
+    expect(r.body).toMatchObject({ code: 'NOTHING_TO_RESTORE', details: { leftOut: { moved: 1, activeAgain: 1 } } });
   });
 });
 

@@ -285,6 +285,14 @@ export const PlanSchema = Type.Object(
                 'again. A list of IDs refuses them instead (restore_uncertain). Absent when none',
             }),
           ),
+          moved: Type.Optional(
+            Type.Integer({
+              description:
+                "A tenant's or an operation's restore or purge: how many resources its deletes took that an import has moved " +
+                "to another tenant or type since (each item names the tenant it belongs to now): not this scope's to restore " +
+                'or purge. A list of IDs still names each one (a restore refuses it: superseded). Absent when none',
+            }),
+          ),
           otherTenant: Type.Optional(
             Type.Integer({
               description:
@@ -302,6 +310,7 @@ export const PlanSchema = Type.Object(
                 Type.Literal('deleted_again'),
                 Type.Literal('uncertain'),
                 Type.Literal('active_again'),
+                Type.Literal('moved'),
                 Type.Literal('children_kept'),
                 Type.Literal('other_tenant'),
                 Type.Literal('restore_uncertain'),
@@ -314,7 +323,10 @@ export const PlanSchema = Type.Object(
                 Type.String({ description: 'other_tenant: the parent (of this tenant) whose delete took it along' }),
               ),
               tenantId: Type.Optional(
-                Type.String({ description: 'other_tenant: its own tenant, whose restore brings it back' }),
+                Type.String({
+                  description:
+                    'other_tenant: its own tenant, whose restore brings it back; moved: the tenant it belongs to now',
+                }),
               ),
               detail: Type.String({ description: 'Why it is left out, for people' }),
             }),
@@ -326,7 +338,7 @@ export const PlanSchema = Type.Object(
             'Restores and purges of a tenant or an operation: what the scope names but the plan leaves out, and why: ' +
             'purged already (by a purge or an erasure; for a tenant, also what an erasure took while it was active), ' +
             'which is final; for an operation, also what was brought back since (restored) or deleted again since by ' +
-            'another operation (deleted_again); for a tenant, what its deletes took along of other tenants (other_tenant); for both, what a delete may or may not have deleted (uncertain) and what was brought back outside Blastgate since (active_again). Absent when nothing was left out. A list of IDs is never cut short: a purged ID in it ' +
+            'another operation (deleted_again); for a tenant, what its deletes took along of other tenants (other_tenant); for both, what a delete may or may not have deleted (uncertain), what was brought back outside Blastgate since (active_again) and what an import moved to another tenant or type since (moved). Absent when nothing was left out. A list of IDs is never cut short: a purged ID in it ' +
             'rejects the plan (purged, erased)',
         },
       ),

@@ -13,13 +13,8 @@ import {
   uncertainRestoreIds,
 } from '../restores/history.ts';
 import { resolveDeleted, type LeftOut } from '../restores/resolve.ts';
-import {
-  LEFT_OUT_TABLE,
-  leftOutIds,
-  leftOutSentence,
-  summarizeLeftOut,
-  type LeftOutReason,
-} from '../restores/left-out.ts';
+import { LEFT_OUT_TABLE, summarizeLeftOut, type LeftOutReason } from '../restores/left-out.ts';
+import { leftOutIds, leftOutSentence } from '../restores/left-out-words.ts';
 import { CASCADE_DEPTH, takenByCascade } from '../operations/cascade-plan.ts';
 import { UnprocessableError } from '../../lib/errors.ts';
 import { DEFAULT_RETENTION_DAYS } from './retention.ts';

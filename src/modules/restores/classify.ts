@@ -45,6 +45,14 @@ export const MOVED_BEFORE_DELETE = `(l.deleted AND r.tenant_id <> l.tenant_id AN
               AND r.updated_at < l.at)`;
 
 /**
+ * SQL: resource `r` (of type `t`) has another type or tenant than its delete `l` recorded, by a
+ * change that may have come after that delete (not MOVED_BEFORE_DELETE): its snapshot is of what
+ * the resource was, not of what it is. A list of IDs is refused `superseded` for it; a tenant's or
+ * an operation's scope leaves it out (left-out.ts: moved).
+ */
+export const MOVED_SINCE_DELETE = `(r.type <> l.type OR (r.tenant_id <> l.tenant_id AND NOT ${MOVED_BEFORE_DELETE}))`;
+
+/**
  * One pass: duplicate (ids only), unknown, type_mismatch (ids only), in_flight (a live operation
  * holds it, named), erased (purged by a compliance erasure, its snapshot keys destroyed), purged, not_deleted (Blastgate has no delete of it to undo; no_snapshot when the
  * registry says it is deleted anyway), superseded (its type or tenant changed since the delete, or
@@ -83,11 +91,10 @@ export async function classify(client: pg.PoolClient, targetType: string | null)
          WHEN r.state = 'purged' THEN 'purged'
          WHEN NOT coalesce(l.deleted, false) THEN
            CASE WHEN u.op_id IS NOT NULL THEN 'uncertain' WHEN r.state = 'active' THEN 'not_deleted' ELSE 'no_snapshot' END
-         WHEN r.type <> l.type THEN 'superseded'
          -- Another tenant now: superseded only when it may have moved after the delete. Any tenant
          -- mismatch was, and a tenant's restore refused an app an import had moved while the HTTP
          -- delete ran, before its call went out, which a rollback restored (a trial).
-         WHEN r.tenant_id <> l.tenant_id AND NOT ${MOVED_BEFORE_DELETE} THEN 'superseded'
+         WHEN ${MOVED_SINCE_DELETE} THEN 'superseded'
          WHEN NOT ${isExternal('t')}
               AND (r.state = 'active' OR r.updated_at > coalesce(r.deleted_at, '-infinity')) THEN 'superseded'
          WHEN r.state = 'active' AND NOT ${notImportedSince('l.at')} THEN 'superseded'

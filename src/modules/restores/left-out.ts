@@ -13,6 +13,8 @@ import {
   tookEffect,
 } from './history.ts';
 import { ownUnsent } from '../execution/rollback-ledger.ts';
+import { MOVED_SINCE_DELETE } from './classify.ts';
+import { detailOf, keptDetail, type Note } from './left-out-words.ts';
 
 /** How many IDs of each reason leftOut names (and liveAtAsOf). */
 export const LEFT_OUT_SAMPLE = 20;
@@ -24,11 +26,12 @@ export type LeftOutReason =
   | 'deleted_again'
   | 'uncertain'
   | 'active_again'
+  | 'moved'
   | 'children_kept'
   | 'other_tenant'
   | 'restore_uncertain';
 
-/** What a scope leaves out (`note`: other_tenant's parent and tenant); a purge's plan adds to it too. */
+/** What a scope leaves out (`note`: other_tenant's parent and tenant, moved's tenant and type); a purge's plan adds to it too. */
 export const LEFT_OUT_TABLE = `CREATE TEMP TABLE IF NOT EXISTS left_out
   (id text PRIMARY KEY, reason text, by text, rollback boolean, note jsonb) ON COMMIT DROP`;
 
@@ -40,7 +43,7 @@ export interface LeftOutItem {
    * brought it back; the delete that took it again. Null when only an import said it is purged.
    */
   by: string | null;
-  /** other_tenant: the parent whose delete took it along, and the tenant whose restore brings it back. */
+  /** other_tenant: the parent whose delete took it along, and the tenant whose restore brings it back; moved: where it is now. */
   parentId?: string;
   tenantId?: string;
   detail: string;
@@ -61,6 +64,8 @@ export interface LeftOut {
   uncertain: number;
   /** Brought back outside Blastgate since its delete (its system restored it; an import said it is active). */
   activeAgain: number;
+  /** Moved to another tenant or type since its delete (an import said so): not this scope's to act on. */
+  moved?: number;
   /** A purge: kept because a child its hard delete would take or orphan is not purged with it. */
   childrenKept?: number;
   /** A tenant's restore: of another tenant, taken along by a delete of a parent of this one. */
@@ -110,18 +115,21 @@ async function gone(client: pg.PoolClient, scope: Scope): Promise<void> {
 }
 
 /**
- * What the scope's deletes took that is active again, brought back outside Blastgate (resolve.ts
- * leaves it out of plan_input): not deleted any more, so not restored nor purged; named with the
- * delete it was brought back from.
+ * What the scope's deletes took that changed outside Blastgate since (resolve.ts leaves it out of
+ * plan_input), named with the delete: active again, brought back (not deleted any more, so not
+ * restored nor purged; said first, wherever it is now), or else moved to another tenant or type
+ * (another customer's now, or another system's: not this scope's to restore or purge).
  */
-async function broughtBackElsewhere(client: pg.PoolClient, scope: Scope): Promise<void> {
+async function changedElsewhere(client: pg.PoolClient, scope: Scope): Promise<void> {
   const where =
     scope.kind === 'tenant' ? `l.tenant_id = $1 AND l.at >= coalesce($2::timestamptz, '-infinity')` : `l.op_id = $1`;
   await client.query(
-    `INSERT INTO left_out (id, reason, by)
-     SELECT l.id, 'active_again', l.op_id FROM restore_latest l
-     JOIN resources r ON r.id = l.id JOIN resource_types t ON t.name = r.type
-     WHERE l.deleted AND ${where} AND ${activeAgain('l.at')}
+    `INSERT INTO left_out (id, reason, by, note)
+     SELECT l.id, CASE WHEN ${activeAgain('l.at')} THEN 'active_again' ELSE 'moved' END, l.op_id,
+       CASE WHEN NOT ${activeAgain('l.at')} THEN jsonb_build_object('tenant', r.tenant_id, 'type', r.type) END
+     FROM restore_latest l
+     JOIN resources r ON r.id = l.id AND r.state <> 'purged' JOIN resource_types t ON t.name = r.type
+     WHERE l.deleted AND ${where} AND (${MOVED_SINCE_DELETE} OR ${activeAgain('l.at')})
      ON CONFLICT (id) DO NOTHING`,
     scope.kind === 'tenant' ? [scope.tenantId, scope.deletedSince] : [scope.operationId],
   );
@@ -221,7 +229,7 @@ export async function otherTenants(client: pg.PoolClient, tenantId: string): Pro
 export async function leftOutOf(client: pg.PoolClient, scope: Scope): Promise<LeftOut | null> {
   await client.query(LEFT_OUT_TABLE);
   await gone(client, scope);
-  await broughtBackElsewhere(client, scope);
+  await changedElsewhere(client, scope);
   if (scope.kind === 'operation') await since(client, scope.operationId);
   await uncertain(client, scope);
   return summarizeLeftOut(client);
@@ -239,7 +247,7 @@ export async function summarizeLeftOut(client: pg.PoolClient): Promise<LeftOut |
     reason: LeftOutReason;
     by: string | null;
     rollback: boolean;
-    note: { parent: string; tenant: string } | null;
+    note: Note | null;
   }>(
     `SELECT id, reason, by, coalesce(rollback, false) AS rollback, note
      FROM (SELECT *, row_number() OVER (PARTITION BY reason ORDER BY id) AS k FROM left_out) x
@@ -259,6 +267,7 @@ export async function summarizeLeftOut(client: pg.PoolClient): Promise<LeftOut |
     uncertain: n.uncertain ?? 0,
     activeAgain: n.active_again ?? 0,
     ...(n.children_kept ? { childrenKept: n.children_kept } : {}),
+    ...(n.moved ? { moved: n.moved } : {}),
     ...(n.other_tenant ? { otherTenant: n.other_tenant } : {}),
     ...(n.restore_uncertain ? { restoreUncertain: n.restore_uncertain } : {}),
     // A kept parent's `by` column holds the child that keeps it (no operation did anything to it).
@@ -268,79 +277,9 @@ export async function summarizeLeftOut(client: pg.PoolClient): Promise<LeftOut |
         : {
             ...r,
             ...(r.reason === 'other_tenant' && note ? { parentId: note.parent, tenantId: note.tenant } : {}),
+            ...(r.reason === 'moved' && note ? { tenantId: note.tenant } : {}),
             detail: detailOf(r.reason, r.by, rollback, note),
           },
     ),
   };
-}
-
-const keptDetail = (child: string | null) =>
-  `kept: its child ${child} is not purged with it (within its retention, or live), and a hard delete of the parent would take it or leave it without a parent; it is purged once its children are due too`;
-
-function detailOf(
-  reason: LeftOutReason,
-  by: string | null,
-  rollback: boolean,
-  note: { parent: string; tenant: string } | null,
-): string {
-  switch (reason) {
-    case 'other_tenant':
-      return `of tenant ${note?.tenant}, taken along by the delete of its parent ${note?.parent} (${by}): a restore of tenant ${note?.tenant} brings it back once ${note?.parent} is back`;
-    case 'erased':
-      return by
-        ? `erased by ${by} (compliance erasure): its snapshots are destroyed, it can never be restored`
-        : 'erased (its snapshot keys are destroyed): it can never be restored';
-    case 'purged':
-      return by
-        ? `purged by ${by}: a hard delete is final, it can never be restored`
-        : 'purged (the registry says so): final, it can never be restored';
-    case 'restored':
-      return rollback ? `already restored by the rollback of ${by}` : `already restored by ${by}`;
-    case 'deleted_again':
-      return `restored since and deleted again by ${by}: a restore of ${by} brings it back`;
-    case 'uncertain':
-      return `the delete by ${by} may or may not have happened (a try of unknown outcome, then a failure): a rollback of ${by} restores it from its snapshot`;
-    case 'active_again':
-      return `active again since its delete by ${by}: brought back outside Blastgate (the registry says so), not deleted any more`;
-    case 'children_kept':
-      return keptDetail(by);
-    case 'restore_uncertain':
-      return `a restore of it${by ? ` by ${by}` : ''} since its delete went out and its outcome is unknown: it may be live again; restore it again to settle it (a later purge takes it once its delete stands)`;
-  }
-}
-
-/** The IDs of the report's sample left out for `reason`. */
-export const leftOutIds = (leftOut: LeftOut, reason: LeftOutReason): string[] =>
-  leftOut.items.filter((i) => i.reason === reason).map((i) => i.id);
-
-/**
- * The NOTHING_TO_… sentence about what a scope left out, and why; not of the reasons in `except`,
- * which the caller says itself (a purge that left out every deleted resource leads with them).
- */
-export function leftOutSentence(leftOut: LeftOut | null, verb: string, except: readonly LeftOutReason[] = []): string {
-  if (!leftOut) return '';
-  const say = (reason: LeftOutReason, n: number | undefined) => Boolean(n) && !except.includes(reason);
-  const named = (n: number | undefined, ids: string[]) => `(${ids.slice(0, 5).join(', ')}${(n ?? 0) > 5 ? ', …' : ''})`;
-  const of = (reason: LeftOutReason) => leftOutIds(leftOut, reason);
-  const erased = leftOut.erased ? ` (${leftOut.erased} erased by a compliance erasure)` : '';
-  return [
-    say('purged', leftOut.purged) &&
-      `; ${leftOut.purged} resource(s) of it are purged${erased} and can never be ${verb} ${named(leftOut.purged, leftOut.ids)}`,
-    say('restored', leftOut.restored) &&
-      `; ${leftOut.restored} resource(s) of it were restored since ${named(leftOut.restored, of('restored'))}`,
-    say('deleted_again', leftOut.deletedAgain) &&
-      `; ${leftOut.deletedAgain} resource(s) of it were restored and deleted again since by another operation ${named(leftOut.deletedAgain, of('deleted_again'))}`,
-    say('uncertain', leftOut.uncertain) &&
-      `; ${leftOut.uncertain} resource(s) of it may or may not have been deleted (a try of unknown outcome, then a failure; a rollback of that delete restores them) ${named(leftOut.uncertain, of('uncertain'))}`,
-    say('active_again', leftOut.activeAgain) &&
-      `; ${leftOut.activeAgain} resource(s) of it are active again, brought back outside Blastgate ${named(leftOut.activeAgain, of('active_again'))}`,
-    say('other_tenant', leftOut.otherTenant) &&
-      `; ${leftOut.otherTenant} resource(s) of other tenants that its deletes took along are left to their own tenant's restore ${named(leftOut.otherTenant, of('other_tenant'))}`,
-    say('restore_uncertain', leftOut.restoreUncertain) &&
-      `; ${leftOut.restoreUncertain} resource(s) are left out because a restore of them went out with its outcome unknown (they may be live again: restore them again to settle it) ${named(leftOut.restoreUncertain, of('restore_uncertain'))}`,
-    say('children_kept', leftOut.childrenKept) &&
-      `; ${leftOut.childrenKept} resource(s) are kept because a child of theirs is not purged with them (within its retention, or live) ${named(leftOut.childrenKept, of('children_kept'))}`,
-  ]
-    .filter(Boolean)
-    .join('');
 }

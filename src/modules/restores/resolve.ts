@@ -5,7 +5,7 @@
 import type pg from 'pg';
 import { CASCADE_DEPTH } from '../operations/cascade-plan.ts';
 import { activeAgain, createRestoreIds, DELETED_ITEM_STATES, deletedItem, latestEvents } from './history.ts';
-import { classify, sources } from './classify.ts';
+import { classify, MOVED_SINCE_DELETE, sources } from './classify.ts';
 import { LEFT_OUT_SAMPLE, leftOutOf, otherTenants, summarizeLeftOut, type LeftOut } from './left-out.ts';
 import type { RestoreScope } from './schemas.ts';
 
@@ -106,13 +106,15 @@ export async function resolveDeleted(client: pg.PoolClient, scope: RestoreScope)
     // many and why (leftOut); a list of IDs still names each one (purged, erased).
     // Nor is one brought back outside Blastgate since (its system restored it, an import said it is
     // active): it is not deleted any more, and writing its snapshot over it would undo what came
-    // since. Named by the scope, it was `superseded` and refused the whole restore (a trial).
+    // since. Named by the scope, it was `superseded` and refused the whole restore (a trial). Nor
+    // one moved to another tenant or type since: another customer's now, which a tenant's purge
+    // hard-deleted (a probe), and which refused a tenant's restore for good.
     await client.query(
       `INSERT INTO plan_input (ord, id)
        SELECT (row_number() OVER (ORDER BY l.at DESC, l.id) - 1)::int, l.id FROM restore_latest l
        WHERE l.deleted AND ${which.where}
          AND NOT EXISTS (SELECT 1 FROM resources r JOIN resource_types t ON t.name = r.type
-                         WHERE r.id = l.id AND (r.state = 'purged' OR ${activeAgain('l.at')}))`,
+                         WHERE r.id = l.id AND (r.state = 'purged' OR ${activeAgain('l.at')} OR ${MOVED_SINCE_DELETE}))`,
       which.params,
     );
     return leftOutOf(client, scope);

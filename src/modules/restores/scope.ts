@@ -1,7 +1,8 @@
 // A restore's scope: exactly one of a tenant (since a time), an ended delete operation, or a list
 // of IDs of one type — checked before anything is resolved, each refusal naming the fields.
 import type pg from 'pg';
-import { leftOutSentence, type LeftOut } from './left-out.ts';
+import type { LeftOut } from './left-out.ts';
+import { leftOutSentence } from './left-out-words.ts';
 import { ConflictError, NotFoundError, UnprocessableError } from '../../lib/errors.ts';
 import { LIVE_STATES } from '../operations/lifecycle-types.ts';
 import { SCOPE_FIELDS, type CreateRestoreBody, type RestoreScope } from './schemas.ts';

@@ -1,0 +1,76 @@
+// What a left-out resource's reason says to people: each item's `detail`, and the sentence a
+// NOTHING_TO_RESTORE / NOTHING_TO_PURGE answer adds about what its scope left out (left-out.ts).
+import type { LeftOut, LeftOutReason } from './left-out.ts';
+
+/** left_out.note: other_tenant's parent and tenant; moved's tenant and type now. */
+export type Note = { parent?: string; tenant: string; type?: string };
+
+export const keptDetail = (child: string | null) =>
+  `kept: its child ${child} is not purged with it (within its retention, or live), and a hard delete of the parent would take it or leave it without a parent; it is purged once its children are due too`;
+
+export function detailOf(reason: LeftOutReason, by: string | null, rollback: boolean, note: Note | null): string {
+  switch (reason) {
+    case 'moved':
+      return `moved to tenant ${note?.tenant} (type ${note?.type}) since its delete by ${by} (an import says so): not this scope's to act on; named by ID, it is judged on its own`;
+    case 'other_tenant':
+      return `of tenant ${note?.tenant}, taken along by the delete of its parent ${note?.parent} (${by}): a restore of tenant ${note?.tenant} brings it back once ${note?.parent} is back`;
+    case 'erased':
+      return by
+        ? `erased by ${by} (compliance erasure): its snapshots are destroyed, it can never be restored`
+        : 'erased (its snapshot keys are destroyed): it can never be restored';
+    case 'purged':
+      return by
+        ? `purged by ${by}: a hard delete is final, it can never be restored`
+        : 'purged (the registry says so): final, it can never be restored';
+    case 'restored':
+      return rollback ? `already restored by the rollback of ${by}` : `already restored by ${by}`;
+    case 'deleted_again':
+      return `restored since and deleted again by ${by}: a restore of ${by} brings it back`;
+    case 'uncertain':
+      return `the delete by ${by} may or may not have happened (a try of unknown outcome, then a failure): a rollback of ${by} restores it from its snapshot`;
+    case 'active_again':
+      return `active again since its delete by ${by}: brought back outside Blastgate (the registry says so), not deleted any more`;
+    case 'children_kept':
+      return keptDetail(by);
+    case 'restore_uncertain':
+      return `a restore of it${by ? ` by ${by}` : ''} since its delete went out and its outcome is unknown: it may be live again; restore it again to settle it (a later purge takes it once its delete stands)`;
+  }
+}
+
+/** The IDs of the report's sample left out for `reason`. */
+export const leftOutIds = (leftOut: LeftOut, reason: LeftOutReason): string[] =>
+  leftOut.items.filter((i) => i.reason === reason).map((i) => i.id);
+
+/**
+ * The NOTHING_TO_… sentence about what a scope left out, and why; not of the reasons in `except`,
+ * which the caller says itself (a purge that left out every deleted resource leads with them).
+ */
+export function leftOutSentence(leftOut: LeftOut | null, verb: string, except: readonly LeftOutReason[] = []): string {
+  if (!leftOut) return '';
+  const say = (reason: LeftOutReason, n: number | undefined) => Boolean(n) && !except.includes(reason);
+  const named = (n: number | undefined, ids: string[]) => `(${ids.slice(0, 5).join(', ')}${(n ?? 0) > 5 ? ', …' : ''})`;
+  const of = (reason: LeftOutReason) => leftOutIds(leftOut, reason);
+  const erased = leftOut.erased ? ` (${leftOut.erased} erased by a compliance erasure)` : '';
+  return [
+    say('purged', leftOut.purged) &&
+      `; ${leftOut.purged} resource(s) of it are purged${erased} and can never be ${verb} ${named(leftOut.purged, leftOut.ids)}`,
+    say('restored', leftOut.restored) &&
+      `; ${leftOut.restored} resource(s) of it were restored since ${named(leftOut.restored, of('restored'))}`,
+    say('deleted_again', leftOut.deletedAgain) &&
+      `; ${leftOut.deletedAgain} resource(s) of it were restored and deleted again since by another operation ${named(leftOut.deletedAgain, of('deleted_again'))}`,
+    say('uncertain', leftOut.uncertain) &&
+      `; ${leftOut.uncertain} resource(s) of it may or may not have been deleted (a try of unknown outcome, then a failure; a rollback of that delete restores them) ${named(leftOut.uncertain, of('uncertain'))}`,
+    say('active_again', leftOut.activeAgain) &&
+      `; ${leftOut.activeAgain} resource(s) of it are active again, brought back outside Blastgate ${named(leftOut.activeAgain, of('active_again'))}`,
+    say('moved', leftOut.moved) &&
+      `; ${leftOut.moved} resource(s) of it were moved to another tenant or type since their delete ${named(leftOut.moved, of('moved'))}`,
+    say('other_tenant', leftOut.otherTenant) &&
+      `; ${leftOut.otherTenant} resource(s) of other tenants that its deletes took along are left to their own tenant's restore ${named(leftOut.otherTenant, of('other_tenant'))}`,
+    say('restore_uncertain', leftOut.restoreUncertain) &&
+      `; ${leftOut.restoreUncertain} resource(s) are left out because a restore of them went out with its outcome unknown (they may be live again: restore them again to settle it) ${named(leftOut.restoreUncertain, of('restore_uncertain'))}`,
+    say('children_kept', leftOut.childrenKept) &&
+      `; ${leftOut.childrenKept} resource(s) are kept because a child of theirs is not purged with them (within its retention, or live) ${named(leftOut.childrenKept, of('children_kept'))}`,
+  ]
+    .filter(Boolean)
+    .join('');
+}
