@@ -8,6 +8,7 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import FindMyWay, { type HTTPMethod } from 'find-my-way';
 import { AppError, BadRequestError, RetryLaterError } from '../lib/errors.ts';
 import { isReadRequest } from '../lib/route-kinds.ts';
 import { DEPENDENCY_NAMES, dependencyOf } from '../lib/outage-log.ts';
@@ -153,14 +154,37 @@ export function installErrorHandler(app: FastifyInstance) {
     else request.log.info({ code: e.code, details: e.details }, e.message);
     return send(request, reply, e);
   });
-  app.setNotFoundHandler((request, reply) =>
-    send(request, reply, {
+  // A path that exists under other methods is a 405 naming them (`Allow`), not "no such route": a
+  // DELETE /v1/operations/{id} read as a mistyped URL (a trial). Fastify's own router is not
+  // public, so every route is also kept in one of find-my-way's own, used only to ask this.
+  const routes = FindMyWay({ maxParamLength: MAX_PARAM_LENGTH });
+  app.addHook('onRoute', (route) => {
+    for (const m of [route.method].flat()) {
+      const method = m.toUpperCase() as HTTPMethod;
+      if (!routes.hasRoute(method, route.url)) routes.on(method, route.url, () => undefined);
+    }
+  });
+  app.setNotFoundHandler((request, reply) => {
+    const path = request.url.split('?')[0]!;
+    const allow = ROUTER_METHODS.filter((m) => m !== request.method && routes.find(m, path) !== null);
+    if (allow.length) {
+      reply.header('allow', allow.join(', '));
+      return send(request, reply, {
+        status: 405,
+        code: 'METHOD_NOT_ALLOWED',
+        message: `${request.method} is not served on ${path}; it takes ${allow.join(', ')}`,
+        details: { method: request.method, allow },
+      });
+    }
+    return send(request, reply, {
       status: 404,
       code: 'ROUTE_NOT_FOUND',
-      message: `No route ${request.method} ${request.url.split('?')[0]}`,
-    }),
-  );
+      message: `No route ${request.method} ${path}`,
+    });
+  });
 }
+
+const ROUTER_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const;
 
 /** Fastify's `frameworkErrors`: errors of the router, before a route is chosen. */
 export function frameworkErrors(err: FastifyError, request: FastifyRequest, reply: FastifyReply): void {

@@ -29,6 +29,26 @@ describe('health and docs', () => {
     expect(r.body.code).toBe('ROUTE_NOT_FOUND');
   });
 
+  // A DELETE of an operation read "No route", as if the URL were mistyped (a trial).
+  it('answers a known path under another method with a coded 405 naming the methods it takes', async () => {
+    const r = await request(t.app.server)
+      .delete('/v1/operations/op_x')
+      .set('authorization', t.auth('admin'))
+      .expect(405);
+    expect(r.headers.allow).toBe('GET, HEAD');
+    expect(r.body).toMatchObject({
+      code: 'METHOD_NOT_ALLOWED',
+      message: 'DELETE is not served on /v1/operations/op_x; it takes GET, HEAD',
+      details: { method: 'DELETE', allow: ['GET', 'HEAD'] },
+    });
+    const put = await request(t.app.server).put('/v1/operations').send({}).expect(405);
+    expect(put.body.details.allow).toEqual(['GET', 'HEAD', 'POST']);
+    // A path no method serves is still a 404, with nothing to offer.
+    const none = await request(t.app.server).delete('/v1/nope/x').expect(404);
+    expect(none.body.code).toBe('ROUTE_NOT_FOUND');
+    expect(none.headers.allow).toBeUndefined();
+  });
+
   it('refuses /v1 without a token, with a bad token, and for the wrong role', async () => {
     await request(t.app.server).get('/v1/admin/tokens').expect(401);
     const bad = await request(t.app.server).get('/v1/admin/tokens').set('authorization', 'Bearer nope').expect(401);
