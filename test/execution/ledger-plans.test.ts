@@ -9,12 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pgRollbackLedger } from '../../src/modules/execution/rollback-ledger.ts';
 import { supersededItems } from '../../src/modules/execution/rollback-superseded.ts';
 import { clearRetention } from '../../src/modules/purges/retention.ts';
-import {
-  createRestoreIds,
-  latestEvents,
-  standingDeletes,
-  uncertainDeletes,
-} from '../../src/modules/restores/history.ts';
+import { createRestoreIds, latestEvents } from '../../src/modules/restores/history.ts';
+import { standingDeletes, uncertainDeletes } from '../../src/modules/restores/history-views.ts';
 import { createTestDatabase } from '../support/db.ts';
 
 const OP = 'op_ledger_plans';

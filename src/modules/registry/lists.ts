@@ -6,7 +6,7 @@ import { Type, type Static } from '@fastify/type-provider-typebox';
 import { BadRequestError } from '../../lib/errors.ts';
 import { ListFilter, listFilters, nextLink, splitPage, readLimit } from '../../lib/list-query.ts';
 import { errorResponses, IdString, PageLinks, type App } from '../../lib/schemas.ts';
-import { historyViews } from '../restores/history.ts';
+import { historyViews } from '../restores/history-views.ts';
 import type { Queryable } from '../../lib/sql.ts';
 import { RESOURCE_EXAMPLE, RESOURCE_STATES, Resource, TYPE_NAME_PATTERN } from './schemas.ts';
 import { purgeAfterView } from './repository.ts';

@@ -2,7 +2,7 @@
 // import.ts) so that 100k tenants or 1M resources are a handful of statements, not one per row.
 import type pg from 'pg';
 import type { Queryable } from '../../lib/sql.ts';
-import { historyViews } from '../restores/history.ts';
+import { historyViews } from '../restores/history-views.ts';
 import type { Resource, ResourceType, ResourceTypeInput, TenantInput } from './schemas.ts';
 
 // Registry writers take this transaction-scoped advisory lock, so that two bulk upserts never
