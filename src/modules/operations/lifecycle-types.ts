@@ -48,6 +48,14 @@ export const holdsResources = (o: string, live: string) =>
      AND ${o}.settled_at IS NULL AND ${o}.started_at IS NOT NULL))`;
 
 /**
+ * SQL: resource `id` is held by an operation that holds its resources (holdsResources), with the
+ * live states inlined: for statements whose parameters are taken by other things.
+ */
+export const heldByLive = (id: string) =>
+  `EXISTS (SELECT 1 FROM resource_locks hk JOIN operations ho ON ho.id = hk.operation_id
+     WHERE hk.resource_id = ${id} AND ${holdsResources('ho', `'{${LIVE_STATES.join(',')}}'`)})`;
+
+/**
  * Who sent an event: the token id decides identity (self-approval, one approval per person) and
  * the name is what people read (halt reasons, audit details) — a UUID in a reason helps nobody.
  */

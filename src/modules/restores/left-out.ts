@@ -14,6 +14,7 @@ import {
 } from './history.ts';
 import { ownUnsent } from '../execution/rollback-ledger.ts';
 import { MOVED_SINCE_DELETE } from './classify.ts';
+import { heldByLive } from '../operations/lifecycle-types.ts';
 import { detailOf, keptDetail, type Note } from './left-out-words.ts';
 
 /** How many IDs of each reason leftOut names (and liveAtAsOf). */
@@ -129,7 +130,7 @@ async function changedElsewhere(client: pg.PoolClient, scope: Scope): Promise<vo
        CASE WHEN NOT ${activeAgain('l.at')} THEN jsonb_build_object('tenant', r.tenant_id, 'type', r.type) END
      FROM restore_latest l
      JOIN resources r ON r.id = l.id AND r.state <> 'purged' JOIN resource_types t ON t.name = r.type
-     WHERE l.deleted AND ${where} AND (${MOVED_SINCE_DELETE} OR ${activeAgain('l.at')})
+     WHERE l.deleted AND ${where} AND (${MOVED_SINCE_DELETE} OR ${activeAgain('l.at')}) AND NOT ${heldByLive('l.id')}
      ON CONFLICT (id) DO NOTHING`,
     scope.kind === 'tenant' ? [scope.tenantId, scope.deletedSince] : [scope.operationId],
   );
