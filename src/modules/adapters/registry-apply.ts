@@ -294,6 +294,7 @@ async function applyRows(
     textArray(guard?.approvedTenants ?? []),
   ]);
   const byId = new Map(rows.map((r) => [r.id, r]));
+  await readMovedAgain(pool, rows);
   // Every failure below is an item the statement left as it was, with its cascade (a descendant
   // changes only with a parent that acts): nothing was changed, so it is `unapplied`. A statement
   // that failed fails its chunk as retryable instead (registry-adapter.ts), its outcome unknown.
@@ -331,4 +332,23 @@ async function applyRows(
     };
   });
   return { results, byId };
+}
+
+/**
+ * What the registry has now for the rows the statement found changed: it read them from its own
+ * snapshot, taken before it waited for a row an import was changing, so an item refused that way
+ * named the tenant it had been planned with as the one the registry has (a probe). Rare: read again.
+ */
+async function readMovedAgain(pool: Pool, rows: ApplyRow[]): Promise<void> {
+  const missed = rows.filter((r) => r.before === null);
+  if (missed.length === 0) return;
+  const now = await pool.query<{ id: string; type: string; tenant_id: string }>(
+    'SELECT id, type, tenant_id FROM resources WHERE id = ANY($1::text[])',
+    [missed.map((r) => r.id)],
+  );
+  const byId = new Map(now.rows.map((r) => [r.id, r]));
+  for (const r of missed) {
+    r.actual_type = byId.get(r.id)?.type ?? null;
+    r.actual_tenant = byId.get(r.id)?.tenant_id ?? null;
+  }
 }
