@@ -48,7 +48,7 @@ describe('token expiry', () => {
 
   it('refuses an expiry that is not in the future, naming the field', async () => {
     const r = await create({ name: 'late', role: 'viewer', expiresAt: '2020-01-01T00:00:00Z' }).expect(400);
-    expect(r.body).toMatchObject({ code: 'EXPIRY_NOT_IN_FUTURE', details: { field: 'expiresAt' } });
+    expect(r.body).toMatchObject({ code: 'EXPIRY_NOT_IN_FUTURE', details: { field: 'body.expiresAt' } });
   });
 });
 

@@ -81,7 +81,7 @@ export function authService(deps: AuthDeps) {
       const expiresAt = opts.expiresAt === undefined ? null : new Date(opts.expiresAt);
       if (expiresAt && expiresAt.getTime() <= clock()) {
         throw new BadRequestError('EXPIRY_NOT_IN_FUTURE', `expiresAt must be in the future (got ${opts.expiresAt})`, {
-          field: 'expiresAt',
+          field: 'body.expiresAt',
           expiresAt: opts.expiresAt,
           now: new Date(clock()).toISOString(),
         });

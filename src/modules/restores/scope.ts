@@ -47,7 +47,8 @@ export function scopeOf(
     throw new UnprocessableError(
       'AS_OF_IN_FUTURE',
       `asOf ${asOf} is in the future (it is ${here} here): each resource goes back to its last snapshot before asOf, and none is taken after now; omit asOf for the state before the latest delete, or correct the time`,
-      { fields: ['asOf'], asOf, now: here },
+      // `field` as VALIDATION_FAILED and the other time refusals name it; `fields` as the scope refusals do.
+      { field: 'body.asOf', fields: ['asOf'], asOf, now: here },
     );
   }
   // Nothing is deleted after now: a future deletedSince selects nothing, and was answered as if the
@@ -57,7 +58,7 @@ export function scopeOf(
     throw new UnprocessableError(
       'DELETED_SINCE_IN_FUTURE',
       `deletedSince ${b.deletedSince} is in the future (it is ${here} here): nothing was deleted after now; omit it for everything of the tenant Blastgate deleted, or correct the time`,
-      { fields: ['deletedSince'], deletedSince: b.deletedSince, now: here },
+      { field: 'body.deletedSince', fields: ['deletedSince'], deletedSince: b.deletedSince, now: here },
     );
   }
   if (given[0] === 'tenant') {
