@@ -6,6 +6,7 @@
 import pg from 'pg';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { buildExecHarness, submitAndStart, until, waitForState, type ExecHarness } from '../support/execution.ts';
+import { lockWaiters } from '../support/crash.ts';
 import { useRegistry } from '../support/restores.ts';
 import { appId, query, seedRegistry, tenantId } from '../support/seed.ts';
 
@@ -33,17 +34,8 @@ it('an app moved while its delete statement waited for it: not deleted, and the 
       rollout: { bakeSeconds: 0, concurrency: 1, waves: ['100%'] },
       haltPolicy: { probe: 'optional' },
     });
-    await until(
-      async () =>
-        (
-          await query(
-            h.databaseUrl,
-            `SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query ILIKE '%FROM resources%'`,
-          )
-        ).length > 0,
-      'the delete statement to wait for the row',
-      20_000,
-    );
+    // The registry adapter's apply statement (its first CTE is ptenant) waits for the row.
+    await until(async () => (await lockWaiters(h.databaseUrl, 'ptenant AS')) > 0, 'the delete to wait for the row');
     await mover.query('COMMIT');
     await waitForState(h, op.id, [
       'completed',

@@ -8,12 +8,20 @@ import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { command, isDrillCall } from '../support/exec-helpers.ts';
 import { buildExecHarness, submitAndStart, until, waitForState, type ExecHarness } from '../support/execution.ts';
-import { APPS, appsOfSite, deleteAndComplete, postRestore, tamperSnapshots, useHttp } from '../support/restores.ts';
+import {
+  APPS,
+  appsOfSite,
+  deleteAndComplete,
+  ONE_LANE,
+  postPurge as postPurgeAs,
+  postRestore,
+  tamperSnapshots,
+  useHttp,
+} from '../support/restores.ts';
 import { query, seedRegistry, tenantId } from '../support/seed.ts';
 
 let h: ExecHarness;
 let nextSite = 0;
-const ONE_LANE = { bakeSeconds: 0, concurrency: 1, waves: ['100%'] };
 
 beforeAll(async () => {
   h = await buildExecHarness({ workers: 1 });
@@ -24,11 +32,7 @@ afterAll(async () => {
   await h?.close();
 });
 
-const postPurge = (body: Record<string, unknown>) =>
-  request(h.app.server)
-    .post('/v1/purges')
-    .set('authorization', h.auth('requester'))
-    .send({ reason: 'Retention ended', ticket: 'CHG-2211', rollout: ONE_LANE, ...body });
+const postPurge = (body: Record<string, unknown>) => postPurgeAs(h, body);
 const hardDeletes = () => h.downstream.calls.filter((c) => c.action === 'hardDelete' && !isDrillCall(c));
 const itemState = async (opId: string) =>
   (

@@ -16,14 +16,19 @@ import {
   waitSettled,
   type ExecHarness,
 } from '../support/execution.ts';
-import { APPS, appsOfSite, tamperSnapshots } from '../support/restores.ts';
+import {
+  ageTwoDays,
+  APPS,
+  appsOfSite,
+  ONE_LANE,
+  postPurge as postPurgeAs,
+  tamperSnapshots,
+} from '../support/restores.ts';
 import { query, seedRegistry, tenantId } from '../support/seed.ts';
 
 let h: ExecHarness;
 let nextSite = 0;
 const LENIENT = { probe: 'optional', maxFailureRate: 1, maxConsecutiveFailures: 1_000_000 };
-// One call at a time: the rollback's restores go out in order, so one held restore holds the rest.
-const ONE_LANE = { bakeSeconds: 0, concurrency: 1, waves: ['100%'] };
 
 beforeAll(async () => {
   h = await buildExecHarness({ workers: 1 });
@@ -38,11 +43,7 @@ afterAll(async () => {
 const registryView = async (id: string) =>
   (await request(h.app.server).get(`/v1/registry/resources/${id}`).set('authorization', h.auth('viewer')).expect(200))
     .body as Record<string, unknown>;
-const postPurge = (body: Record<string, unknown>) =>
-  request(h.app.server)
-    .post('/v1/purges')
-    .set('authorization', h.auth('requester'))
-    .send({ reason: 'Retention ended', ticket: 'CHG-2211', rollout: ONE_LANE, ...body });
+const postPurge = (body: Record<string, unknown>) => postPurgeAs(h, body);
 const itemOf = async (opId: string, id: string) =>
   (
     await query<{ state: string; restore_calls: number; forward_unconfirmed: boolean }>(
@@ -54,19 +55,7 @@ const itemOf = async (opId: string, id: string) =>
 const restoresSent = () => h.downstream.calls.filter((c) => c.action === 'restore' && !isDrillCall(c));
 const hardDeletes = () => h.downstream.calls.filter((c) => c.action === 'hardDelete').map((c) => c.resourceId);
 
-/** Two days pass for these resources: their retention (1 day) ends, from their snapshots' time or the row's. */
-async function age(ids: string[]) {
-  await tamperSnapshots(
-    h,
-    `UPDATE snapshots SET created_at = created_at - interval '2 days' WHERE resource_id = ANY($1)`,
-    [ids],
-  );
-  await query(
-    h.databaseUrl,
-    `UPDATE resources SET purge_after = now() - interval '1 day' WHERE id = ANY($1) AND purge_after IS NOT NULL`,
-    [ids],
-  );
-}
+const age = (ids: string[]) => ageTwoDays(h, ids);
 
 /** A fresh site's apps, live downstream, deleted; X's soft delete answered 500 on every try, not applied. */
 async function deleteWithXUnconfirmed() {

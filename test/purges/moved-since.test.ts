@@ -8,11 +8,17 @@ import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { command } from '../support/exec-helpers.ts';
 import { buildExecHarness, waitForState, type ExecHarness } from '../support/execution.ts';
-import { appsOfSite, deleteAndComplete, postRestore, tamperSnapshots, useHttp } from '../support/restores.ts';
+import {
+  ageTwoDays,
+  appsOfSite,
+  deleteAndComplete,
+  postPurge as postPurgeAs,
+  postRestore,
+  useHttp,
+} from '../support/restores.ts';
 import { query, seedRegistry, tenantId } from '../support/seed.ts';
 
 let h: ExecHarness;
-const ONE_LANE = { bakeSeconds: 0, concurrency: 1, waves: ['100%'] };
 
 beforeAll(async () => {
   h = await buildExecHarness({ workers: 1 });
@@ -24,11 +30,7 @@ afterAll(async () => {
   await h?.close();
 });
 
-const postPurge = (body: Record<string, unknown>) =>
-  request(h.app.server)
-    .post('/v1/purges')
-    .set('authorization', h.auth('requester'))
-    .send({ reason: 'Retention ended', ticket: 'CHG-2211', rollout: ONE_LANE, ...body });
+const postPurge = (body: Record<string, unknown>) => postPurgeAs(h, body);
 /** The import a system of record sends: these apps belong to tenant `to` now (state and parent kept). */
 const moveApps = (ids: string[], to: number) =>
   request(h.app.server)
@@ -36,19 +38,7 @@ const moveApps = (ids: string[], to: number) =>
     .set('authorization', h.auth('admin'))
     .send({ resources: ids.map((id) => ({ id, type: 'app', tenantId: tenantId(to) })) })
     .expect(200);
-/** Two days pass for these resources: their retention (1 day) ends. */
-async function age(ids: string[]) {
-  await tamperSnapshots(
-    h,
-    `UPDATE snapshots SET created_at = created_at - interval '2 days' WHERE resource_id = ANY($1)`,
-    [ids],
-  );
-  await query(
-    h.databaseUrl,
-    `UPDATE resources SET purge_after = now() - interval '1 day' WHERE id = ANY($1) AND purge_after IS NOT NULL`,
-    [ids],
-  );
-}
+const age = (ids: string[]) => ageTwoDays(h, ids);
 /** A site's apps, live downstream, deleted through their HTTP adapter; then `moved` goes to tenant `to`. */
 async function deleteThenMove(s: number, to: number) {
   h.downstream.reset();

@@ -54,6 +54,30 @@ export const postRestore = (h: ExecHarness, body: Record<string, unknown>, key?:
   return r.send({ reason: 'Bring back what the script deleted', ticket: 'INC-883', ...body });
 };
 
+/** One call at a time: a purge's or a restore's calls go out in order, so one held call holds the rest. */
+export const ONE_LANE = { bakeSeconds: 0, concurrency: 1, waves: ['100%'] };
+
+/** POST /v1/purges as the requester, one lane unless the body gives a rollout. */
+export const postPurge = (h: ExecHarness, body: Record<string, unknown>) =>
+  request(h.app.server)
+    .post('/v1/purges')
+    .set('authorization', h.auth('requester'))
+    .send({ reason: 'Retention ended', ticket: 'CHG-2211', rollout: ONE_LANE, ...body });
+
+/** Two days pass for these resources: a 1-day retention ends, from their snapshots' time or the row's. */
+export async function ageTwoDays(h: Pick<ExecHarness, 'databaseUrl'>, ids: string[]) {
+  await tamperSnapshots(
+    h,
+    `UPDATE snapshots SET created_at = created_at - interval '2 days' WHERE resource_id = ANY($1)`,
+    [ids],
+  );
+  await query(
+    h.databaseUrl,
+    `UPDATE resources SET purge_after = now() - interval '1 day' WHERE id = ANY($1) AND purge_after IS NOT NULL`,
+    [ids],
+  );
+}
+
 export interface RestoreView {
   id: string;
   kind: string;
