@@ -255,7 +255,10 @@ describe('purge refusals', () => {
     // A tenant's deletedSince in the future selects nothing: refused too, not NOTHING_TO_PURGE (a trial).
     const since = await postPurge({ tenantId: tenantId(0), deletedSince: later });
     expect(since.status, JSON.stringify(since.body)).toBe(422);
-    expect(since.body).toMatchObject({ code: 'DELETED_SINCE_IN_FUTURE', details: { field: 'body.deletedSince', fields: ['deletedSince'] } });
+    expect(since.body).toMatchObject({
+      code: 'DELETED_SINCE_IN_FUTURE',
+      details: { field: 'body.deletedSince', fields: ['deletedSince'] },
+    });
   });
 
   it('a scope that conflicts: 422 SCOPE_CONFLICT naming the fields', async () => {
