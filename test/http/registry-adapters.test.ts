@@ -84,6 +84,37 @@ describe('PUT /v1/registry/types: adapter declarations', () => {
     expect(types.find((x) => x.name === 'svc_reg')!.adapter).toEqual({ kind: 'registry' });
   });
 
+  // A PUT replaces every field: one that meant to change a retention and left the adapter out moved
+  // an HTTP type to the registry, and its deletes then sent nothing to its system (a trial).
+  it('refuses leaving out the adapter of a type declared with another system; registry on purpose is accepted', async () => {
+    expect((await put({ types: [{ name: 'svc_omit', adapter: http() }, { name: 'reg_omit' }] })).status).toBe(200);
+    const r = await put({
+      types: [
+        { name: 'reg_omit', retentionDays: 7 },
+        { name: 'svc_omit', retentionDays: 7 },
+      ],
+    });
+    expect(r.status, JSON.stringify(r.body)).toBe(422);
+    expect(r.body.details).toEqual([
+      expect.objectContaining({
+        field: 'types[1].adapter',
+        problem: 'adapter_omitted',
+        message: expect.stringContaining('svc_omit is declared with http https://apps.internal/api/v2'),
+      }),
+    ]);
+    const stored = await listTypes();
+    expect(stored.find((x) => x.name === 'svc_omit')!.adapter).toEqual(http());
+    // The registry type may leave it out (it is the registry either way); the HTTP one says so.
+    const ok = await put({
+      types: [
+        { name: 'reg_omit', retentionDays: 7 },
+        { name: 'svc_omit', adapter: { kind: 'registry' } },
+      ],
+    });
+    expect(ok.status, JSON.stringify(ok.body)).toBe(200);
+    expect((await listTypes()).find((x) => x.name === 'svc_omit')!.adapter).toEqual({ kind: 'registry' });
+  });
+
   it('refuses {"kind":"http"} alone, naming baseUrl and every missing template', async () => {
     const details = await refuse('bare', [{ kind: 'http' }]);
     expect(details).toEqual(

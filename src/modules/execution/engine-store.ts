@@ -233,7 +233,7 @@ async function adaptersChanged(tx: pg.PoolClient, opId: string): Promise<AppErro
   const first = r.rows[0]!;
   return new ConflictError(
     'ADAPTER_CHANGED',
-    `Type ${first.type} was planned against ${first.was} and is declared with ${first.now} now: its calls would go to the system declared now, not the one this operation was planned (or deleted) in. Declare the adapter as it was, or plan again (a rollback: restore the resources in their own system)`,
+    `Type ${first.type} was planned against ${first.was} and is declared with ${first.now} now: its calls would go to the system declared now, not the one this operation was planned (or deleted) in. Declare the adapter as it was; a start can also plan the operation again, and a rollback that cannot go through that system any more leaves the restores to that system's own tools`,
     { changed: r.rows },
   );
 }

@@ -7,8 +7,9 @@
 import type pg from 'pg';
 import { ConflictError } from '../../lib/errors.ts';
 import { holdsResources, LIVE_STATES } from '../operations/lifecycle-types.ts';
-import { adapterSystem } from '../restores/history.ts';
+import { adapterSystem, isExternal } from '../restores/history.ts';
 import type { ResourceTypeInput } from './schemas.ts';
+import type { TypeProblem } from './service.ts';
 
 export interface AdapterInUse {
   type: string;
@@ -53,9 +54,48 @@ export async function adapterInUse(
   );
   if (r.rows.length === 0) return null;
   const first = r.rows[0]!;
+  // What ends it depends on where it is: a rollback or an abort under way is ended by waiting.
+  const wayOut =
+    first.operationState === 'rolling_back'
+      ? 'Let its rollback finish (or end it with an abort that asks for it)'
+      : ['cancelled', 'rollback_incomplete'].includes(first.operationState)
+        ? 'It was stopped with a call still out: wait until its run is settled'
+        : 'Let it finish, or abort or roll it back first';
   return new ConflictError(
     'ADAPTER_IN_USE',
-    `Type ${first.type} would reach ${first.now} instead of ${first.was}, and operation ${first.operationId} (${first.operationState}) is acting on it through ${first.was}: its next calls would go to the other system. Nothing was written. Let it finish, or abort or roll it back first; a change that keeps the kind and base URL (timeouts, templates) is accepted`,
+    `Type ${first.type} would reach ${first.now} instead of ${first.was}, and operation ${first.operationId} (${first.operationState}) is acting on it through ${first.was}: its next calls would go to the other system. Nothing was written. ${wayOut}; a change that keeps the kind and base URL (timeouts, templates) is accepted`,
     { inUse: r.rows },
   );
+}
+
+/**
+ * A PUT replaces every field of a type, and a type with no adapter is acted on in the registry
+ * alone: a declaration that only meant to change a retention, leaving the adapter out, moved an
+ * HTTP type to the registry without a word, and its next deletes marked registry rows and read
+ * completed while nothing was sent to its system (a trial). Leaving out the adapter of a type
+ * declared with another system's is refused; `{"kind":"registry"}` says it on purpose.
+ */
+export async function omittedAdapters(
+  client: Pick<pg.PoolClient, 'query'>,
+  types: { name: string; adapter?: unknown }[],
+): Promise<TypeProblem[]> {
+  const omitted = types.flatMap((t, i) => (t.adapter === undefined ? [{ name: t.name, i }] : []));
+  if (omitted.length === 0) return [];
+  const r = await client.query<{ name: string; system: string }>(
+    `SELECT t.name, ${adapterSystem('t')} AS system FROM resource_types t WHERE t.name = ANY($1) AND ${isExternal('t')}`,
+    [omitted.map((o) => o.name)],
+  );
+  const external = new Map(r.rows.map((x) => [x.name, x.system]));
+  return omitted.flatMap(({ name, i }) => {
+    const system = external.get(name);
+    return system === undefined
+      ? []
+      : [
+          {
+            field: `types[${i}].adapter`,
+            problem: 'adapter_omitted' as const,
+            message: `type ${name} is declared with ${system}, and a PUT replaces every field: without its adapter it would be acted on in the registry alone, and nothing sent to that system. Give its adapter again, or {"kind":"registry"} to move it to the registry on purpose`,
+          },
+        ];
+  });
 }

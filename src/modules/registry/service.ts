@@ -8,7 +8,7 @@ import type { Metrics } from '../../plugins/metrics.ts';
 import { adapterProblems, type AdapterProblem, type DownstreamPolicy } from '../adapters/index.ts';
 import { appendAudit } from '../audit/repository.ts';
 import { LIVE_STATES } from '../operations/lifecycle-types.ts';
-import { adapterInUse, TYPE_SYSTEMS_LOCK } from './adapter-in-use.ts';
+import { adapterInUse, omittedAdapters, TYPE_SYSTEMS_LOCK } from './adapter-in-use.ts';
 import { readContact } from './contacts.ts';
 import { auditHeld, heldBy, heldByTenants } from './held.ts';
 import { importResources, type ImportOptions } from './import.ts';
@@ -19,7 +19,13 @@ import type { ImportResult, PostTenantsBody, ResourceTypeInput, UncheckedTypeInp
 export interface TypeProblem {
   field: string;
   problem:
-    'duplicate_name' | 'invalid_regex' | 'unknown_type' | 'parent_cycle' | 'invalid_text' | AdapterProblem['problem'];
+    | 'duplicate_name'
+    | 'invalid_regex'
+    | 'unknown_type'
+    | 'parent_cycle'
+    | 'invalid_text'
+    | 'adapter_omitted'
+    | AdapterProblem['problem'];
   /** The offending value; absent for a missing field. */
   value?: unknown;
   message: string;
@@ -163,6 +169,7 @@ export function registryService(deps: {
       return inTransaction(pool, async (client) => {
         await repo.lockRegistryWrites(client);
         problems.push(...checkTypeReferences(body.types, await repo.typeParents(client)));
+        problems.push(...(await omittedAdapters(client, body.types)));
         if (problems.length) {
           throw new UnprocessableError(
             'INVALID_TYPE_DECLARATION',

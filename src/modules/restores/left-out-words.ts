@@ -11,7 +11,7 @@ export const keptDetail = (child: string | null) =>
 export function detailOf(reason: LeftOutReason, by: string | null, rollback: boolean, note: Note | null): string {
   switch (reason) {
     case 'moved':
-      return `moved to tenant ${note?.tenant} (type ${note?.type}) since its delete by ${by} (an import says so): not this scope's to act on; named by ID, it is judged on its own`;
+      return `moved to tenant ${note?.tenant} (type ${note?.type}) since its delete by ${by} (an import says so): not this scope's to act on (a restore by ID refuses it as superseded: its snapshot is of what it was)`;
     case 'other_tenant':
       return `of tenant ${note?.tenant}, taken along by the delete of its parent ${note?.parent} (${by}): a restore of tenant ${note?.tenant} brings it back once ${note?.parent} is back`;
     case 'erased':
