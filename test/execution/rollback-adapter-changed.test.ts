@@ -15,7 +15,7 @@ import {
   waitForState,
   type ExecHarness,
 } from '../support/execution.ts';
-import { appsOfSite, deleteAndComplete } from '../support/restores.ts';
+import { appsOfSite, deleteAndComplete, postRestore } from '../support/restores.ts';
 import { query, seedRegistry, tenantId } from '../support/seed.ts';
 
 let h: ExecHarness;
@@ -59,8 +59,20 @@ describe('a rollback after the type was re-declared to another system', () => {
         details: { changed: [{ type: 'app', was: `http ${h.downstream.url.replace(/\/$/, '')}` }] },
       });
       expect((await getOperation(h, del)).state).toBe('completed');
+      // A restore of what it deleted would go there too: refused per ID, by operation and by ID.
+      for (const scope of [{ operationId: del }, { targetType: 'app', ids: apps }]) {
+        const restore = await postRestore(h, { ...scope, dryRun: true });
+        expect(restore.status, JSON.stringify(restore.body)).toBe(422);
+        expect(restore.body).toMatchObject({
+          code: 'PLAN_REJECTED',
+          details: { counts: { ok: 0, adapter_changed: apps.length } },
+        });
+      }
     }
     expect(ownCalls(h, 'restore')).toEqual([]);
+    // Declared as it was, a restore plans (the rollback below runs instead).
+    expect((await declareApps(http)).status).toBe(200);
+    expect((await postRestore(h, { operationId: del, dryRun: true })).status).toBe(200);
 
     // Declared as it was (a new timeout is still the same system), the rollback runs.
     expect((await declareApps({ ...http, timeoutMs: 6_000 })).status).toBe(200);

@@ -203,6 +203,7 @@ describe('per ID, like a delete plan', () => {
       uncertain: 0,
       in_flight: 2,
       superseded: 2,
+      adapter_changed: 0,
       no_snapshot: 1,
       erased: 1,
       purged: 1,

@@ -50,6 +50,8 @@ const OFFENCES: Record<string, string> = {
   erased: 'erased (their snapshots are gone: never restorable, leave them out)',
   no_snapshot: 'without a snapshot to restore from',
   superseded: 'changed since that delete (restoring would undo a later change)',
+  adapter_changed:
+    "deleted through another system than their type's adapter reaches now (their restores would go there: declare the adapter as it was)",
   parent_deleted: 'whose parent is deleted (each names it in via: restore it first, or with them)',
 };
 

@@ -4,7 +4,14 @@
 import type pg from 'pg';
 import { ownUnsent } from '../execution/rollback-ledger.ts';
 import { holdsResources, LIVE_STATES } from '../operations/lifecycle-types.ts';
-import { DELETED_ITEM_STATES, deletedItem, isErased, isExternal, notImportedSince } from './history.ts';
+import {
+  DELETED_ITEM_STATES,
+  deletedItem,
+  deletedThroughOtherSystem,
+  isErased,
+  isExternal,
+  notImportedSince,
+} from './history.ts';
 
 /**
  * restore_source: the snapshot each resource goes back to. By default the one its latest delete
@@ -95,6 +102,8 @@ export async function classify(client: pg.PoolClient, targetType: string | null)
          -- mismatch was, and a tenant's restore refused an app an import had moved while the HTTP
          -- delete ran, before its call went out, which a rollback restored (a trial).
          WHEN ${MOVED_SINCE_DELETE} THEN 'superseded'
+         -- Before the row's own checks: those read the row as the system declared now keeps it.
+         WHEN ${deletedThroughOtherSystem('l', 't')} THEN 'adapter_changed'
          WHEN NOT ${isExternal('t')}
               AND (r.state = 'active' OR r.updated_at > coalesce(r.deleted_at, '-infinity')) THEN 'superseded'
          WHEN r.state = 'active' AND NOT ${notImportedSince('l.at')} THEN 'superseded'

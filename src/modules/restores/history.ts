@@ -103,6 +103,16 @@ export function adapterSystem(t: string): string {
     ELSE (${t}.adapter->>'kind') || ' ' || rtrim(coalesce(${t}.adapter->>'baseUrl', ''), '/') END`;
 }
 
+/**
+ * SQL: the delete `l` (restore_latest) went through another system than type `t`'s adapter reaches
+ * now (adapterSystem, recorded per operation when it was planned): its restore would be sent there,
+ * not where the delete happened. A rollback is refused the same way (ADAPTER_CHANGED). Operations
+ * planned before adapter_systems was recorded are not asked.
+ */
+export const deletedThroughOtherSystem = (l: string, t: string) =>
+  `EXISTS (SELECT 1 FROM operations dop WHERE dop.id = ${l}.op_id AND dop.adapter_systems ? ${l}.type
+     AND dop.adapter_systems->>${l}.type <> ${adapterSystem(t)})`;
+
 /** Types whose resources live in another system (see isExternal). */
 export const EXTERNAL_TYPES = `SELECT name FROM resource_types t WHERE ${isExternal('t')}`;
 

@@ -6,6 +6,7 @@ import type pg from 'pg';
 import type { RestoreScope } from './schemas.ts';
 import {
   activeAgain,
+  deletedThroughOtherSystem,
   DELETED_ITEM_STATES,
   deletedItem,
   isErased,
@@ -131,6 +132,7 @@ async function changedElsewhere(client: pg.PoolClient, scope: Scope): Promise<vo
      FROM restore_latest l
      JOIN resources r ON r.id = l.id AND r.state <> 'purged' JOIN resource_types t ON t.name = r.type
      WHERE l.deleted AND ${where} AND (${MOVED_SINCE_DELETE} OR ${activeAgain('l.at')}) AND NOT ${heldByLive('l.id')}
+       AND NOT ${deletedThroughOtherSystem('l', 't')}
      ON CONFLICT (id) DO NOTHING`,
     scope.kind === 'tenant' ? [scope.tenantId, scope.deletedSince] : [scope.operationId],
   );

@@ -5,7 +5,14 @@
 import type pg from 'pg';
 import { CASCADE_DEPTH } from '../operations/cascade-plan.ts';
 import { heldByLive } from '../operations/lifecycle-types.ts';
-import { activeAgain, createRestoreIds, DELETED_ITEM_STATES, deletedItem, latestEvents } from './history.ts';
+import {
+  activeAgain,
+  createRestoreIds,
+  DELETED_ITEM_STATES,
+  deletedItem,
+  deletedThroughOtherSystem,
+  latestEvents,
+} from './history.ts';
 import { classify, MOVED_SINCE_DELETE, sources } from './classify.ts';
 import { LEFT_OUT_SAMPLE, leftOutOf, otherTenants, summarizeLeftOut, type LeftOut } from './left-out.ts';
 import type { RestoreScope } from './schemas.ts';
@@ -111,14 +118,17 @@ export async function resolveDeleted(client: pg.PoolClient, scope: RestoreScope)
     // one moved to another tenant or type since: another customer's now, which a tenant's purge
     // hard-deleted (a probe), and which refused a tenant's restore for good. What a live operation
     // holds is neither: a rollback under way writes the registry before its ledger (classify names
-    // it in_flight); it was said to be "brought back outside Blastgate" (a probe).
+    // it in_flight); it was said to be "brought back outside Blastgate" (a probe). Nor is what was
+    // deleted through another system than its type reaches now: its row is read as that system's
+    // (classify refuses it, adapter_changed).
     await client.query(
       `INSERT INTO plan_input (ord, id)
        SELECT (row_number() OVER (ORDER BY l.at DESC, l.id) - 1)::int, l.id FROM restore_latest l
        WHERE l.deleted AND ${which.where}
          AND NOT EXISTS (SELECT 1 FROM resources r JOIN resource_types t ON t.name = r.type
                          WHERE r.id = l.id AND (r.state = 'purged'
-                           OR ((${activeAgain('l.at')} OR ${MOVED_SINCE_DELETE}) AND NOT ${heldByLive('l.id')})))`,
+                           OR ((${activeAgain('l.at')} OR ${MOVED_SINCE_DELETE}) AND NOT ${heldByLive('l.id')}
+                               AND NOT ${deletedThroughOtherSystem('l', 't')})))`,
       which.params,
     );
     return leftOutOf(client, scope);

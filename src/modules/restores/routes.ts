@@ -28,7 +28,7 @@ export default async function restoreRoutes(app: App) {
           'a delete operation that has ended (everything it deleted), or targetType + ids. More than one scope, or none: 422 ' +
           'SCOPE_CONFLICT / SCOPE_REQUIRED / SCOPE_INCOMPLETE naming the fields; an asOf in the future: 422 AS_OF_IN_FUTURE, a deletedSince in the future: 422 DELETED_SINCE_IN_FUTURE. Every resource is classified: ok, unknown, ' +
           'type_mismatch, duplicate, not_deleted, uncertain (a delete of it had an unknown outcome, then failed: deletedBy names it), purged, erased, no_snapshot, in_flight (naming the live operation that holds it), ' +
-          'superseded (changed or re-created after the delete) or parent_deleted (its parent is deleted and not restored with it). ' +
+          "superseded (changed or re-created after the delete), adapter_changed (deleted through another system than its type's adapter reaches now: another kind or baseUrl; its restore would go there, as a rollback is refused ADAPTER_CHANGED) or parent_deleted (its parent is deleted and not restored with it). " +
           'One that is not ok rejects the restore (422 PLAN_REJECTED with a per-ID report, recorded). Otherwise 201: an operation ' +
           'of kind restore with its plan (items, tenants, waves ["10%", "100%"] and no bake by default). It needs an approval ' +
           '(policy restoreApproval, default required), runs through the same engine newest deletion first, restores each ' +

@@ -23,6 +23,7 @@ export const RESTORE_CLASSES = [
   'no_snapshot',
   'in_flight',
   'superseded',
+  'adapter_changed',
   'parent_deleted',
   'out_of_scope',
 ] as const;
