@@ -103,7 +103,7 @@ export async function classify(client: pg.PoolClient, targetType: string | null)
          -- delete ran, before its call went out, which a rollback restored (a trial).
          WHEN ${MOVED_SINCE_DELETE} THEN 'superseded'
          -- Before the row's own checks: those read the row as the system declared now keeps it.
-         WHEN ${deletedThroughOtherSystem('l', 't')} THEN 'adapter_changed'
+         WHEN ${deletedThroughOtherSystem('l')} THEN 'adapter_changed'
          WHEN NOT ${isExternal('t')}
               AND (r.state = 'active' OR r.updated_at > coalesce(r.deleted_at, '-infinity')) THEN 'superseded'
          WHEN r.state = 'active' AND NOT ${notImportedSince('l.at')} THEN 'superseded'

@@ -104,14 +104,21 @@ export function adapterSystem(t: string): string {
 }
 
 /**
- * SQL: the delete `l` (restore_latest) went through another system than type `t`'s adapter reaches
+ * SQL: the delete `l` (restore_latest) went through another system than its type's adapter reaches
  * now (adapterSystem, recorded per operation when it was planned): its restore would be sent there,
  * not where the delete happened. A rollback is refused the same way (ADAPTER_CHANGED). Operations
  * planned before adapter_systems was recorded are not asked.
  */
-export const deletedThroughOtherSystem = (l: string, t: string) =>
-  `EXISTS (SELECT 1 FROM operations dop WHERE dop.id = ${l}.op_id AND dop.adapter_systems ? ${l}.type
-     AND dop.adapter_systems->>${l}.type <> ${adapterSystem(t)})`;
+export const deletedThroughOtherSystem = (l: string) =>
+  `EXISTS (SELECT 1 FROM operations dop JOIN resource_types dt ON dt.name = ${l}.type
+     WHERE dop.id = ${l}.op_id AND dop.adapter_systems ? ${l}.type
+       AND dop.adapter_systems->>${l}.type <> ${adapterSystem('dt')})`;
+
+/**
+ * SQL: resource `r` (type `t`) is active again since its delete `l`, as the system its type
+ * reaches reads it (activeAgain); not asked of a delete through another system (adapter_changed).
+ */
+export const activeAgainHere = (l: string) => `(${activeAgain(`${l}.at`)} AND NOT ${deletedThroughOtherSystem(l)})`;
 
 /** Types whose resources live in another system (see isExternal). */
 export const EXTERNAL_TYPES = `SELECT name FROM resource_types t WHERE ${isExternal('t')}`;

@@ -5,8 +5,7 @@
 import type pg from 'pg';
 import type { RestoreScope } from './schemas.ts';
 import {
-  activeAgain,
-  deletedThroughOtherSystem,
+  activeAgainHere,
   DELETED_ITEM_STATES,
   deletedItem,
   isErased,
@@ -127,12 +126,11 @@ async function changedElsewhere(client: pg.PoolClient, scope: Scope): Promise<vo
     scope.kind === 'tenant' ? `l.tenant_id = $1 AND l.at >= coalesce($2::timestamptz, '-infinity')` : `l.op_id = $1`;
   await client.query(
     `INSERT INTO left_out (id, reason, by, note)
-     SELECT l.id, CASE WHEN ${activeAgain('l.at')} THEN 'active_again' ELSE 'moved' END, l.op_id,
-       CASE WHEN NOT ${activeAgain('l.at')} THEN jsonb_build_object('tenant', r.tenant_id, 'type', r.type) END
+     SELECT l.id, CASE WHEN ${activeAgainHere('l')} THEN 'active_again' ELSE 'moved' END, l.op_id,
+       CASE WHEN NOT ${activeAgainHere('l')} THEN jsonb_build_object('tenant', r.tenant_id, 'type', r.type) END
      FROM restore_latest l
      JOIN resources r ON r.id = l.id AND r.state <> 'purged' JOIN resource_types t ON t.name = r.type
-     WHERE l.deleted AND ${where} AND (${MOVED_SINCE_DELETE} OR ${activeAgain('l.at')}) AND NOT ${heldByLive('l.id')}
-       AND NOT ${deletedThroughOtherSystem('l', 't')}
+     WHERE l.deleted AND ${where} AND (${MOVED_SINCE_DELETE} OR ${activeAgainHere('l')}) AND NOT ${heldByLive('l.id')}
      ON CONFLICT (id) DO NOTHING`,
     scope.kind === 'tenant' ? [scope.tenantId, scope.deletedSince] : [scope.operationId],
   );
