@@ -155,6 +155,7 @@ export interface PlanLike {
     childrenKept?: number;
     otherTenant?: number;
     restoreUncertain?: number;
+    adapterChanged?: number;
     items?: { id: string; reason: string; detail: string }[];
   };
   liveAtAsOf?: { count: number; ids: string[] } | null;
@@ -219,6 +220,11 @@ export function planLines(
     ['moved', plan.leftOut?.moved, 'moved to another tenant or type since their delete'],
     ['children_kept', plan.leftOut?.childrenKept, 'kept: a child of theirs is not purged with them'],
     ['other_tenant', plan.leftOut?.otherTenant, "of other tenants, taken along by this tenant's deletes"],
+    [
+      'adapter_changed',
+      plan.leftOut?.adapterChanged,
+      'left out: deleted through another system than their adapter reaches now',
+    ],
     [
       'restore_uncertain',
       plan.leftOut?.restoreUncertain,

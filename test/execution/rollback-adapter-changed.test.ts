@@ -15,7 +15,7 @@ import {
   waitForState,
   type ExecHarness,
 } from '../support/execution.ts';
-import { appsOfSite, deleteAndComplete, postRestore } from '../support/restores.ts';
+import { appsOfSite, deleteAndComplete, postPurge, postRestore } from '../support/restores.ts';
 import { query, seedRegistry, tenantId } from '../support/seed.ts';
 
 let h: ExecHarness;
@@ -68,6 +68,17 @@ describe('a rollback after the type was re-declared to another system', () => {
           details: { counts: { ok: 0, adapter_changed: apps.length } },
         });
       }
+      // So would a purge's hard deletes (a system that never had them may answer 404, "already
+      // gone"): refused by ID, left out of the operation's scope.
+      const byIds = await postPurge(h, { targetType: 'app', ids: apps, dryRun: true });
+      expect(byIds.status, JSON.stringify(byIds.body)).toBe(422);
+      expect(byIds.body).toMatchObject({ details: { counts: { ok: 0, adapter_changed: apps.length } } });
+      const ofOp = await postPurge(h, { operationId: del, dryRun: true });
+      expect(ofOp.status, JSON.stringify(ofOp.body)).toBe(422);
+      expect(ofOp.body).toMatchObject({
+        code: 'NOTHING_TO_PURGE',
+        details: { leftOut: { adapterChanged: apps.length } },
+      });
     }
     expect(ownCalls(h, 'restore')).toEqual([]);
     // Declared as it was, a restore plans (the rollback below runs instead).

@@ -293,6 +293,14 @@ export const PlanSchema = Type.Object(
                 'or purge. A list of IDs still names each one (a restore refuses it: superseded). Absent when none',
             }),
           ),
+          adapterChanged: Type.Optional(
+            Type.Integer({
+              description:
+                "A purge of everything due, a tenant or an operation: how many resources it leaves out because their type's adapter " +
+                'reaches another system (kind or baseUrl) than their delete went through: the hard delete would go there. A list of ' +
+                'IDs refuses them instead (adapter_changed). Absent when none',
+            }),
+          ),
           otherTenant: Type.Optional(
             Type.Integer({
               description:
@@ -314,6 +322,7 @@ export const PlanSchema = Type.Object(
                 Type.Literal('children_kept'),
                 Type.Literal('other_tenant'),
                 Type.Literal('restore_uncertain'),
+                Type.Literal('adapter_changed'),
               ]),
               by: Type.Union([Type.String(), Type.Null()], {
                 description:

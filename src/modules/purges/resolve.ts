@@ -7,6 +7,7 @@ import type pg from 'pg';
 import { holdsResources, LIVE_STATES } from '../operations/lifecycle-types.ts';
 import {
   createRestoreIds,
+  deletedThroughOtherSystem,
   isExternal,
   latestEvents,
   notImportedSince,
@@ -38,10 +39,11 @@ export async function resolvePurge(client: pg.PoolClient, scope: PurgeScope, now
     );
   } else leftOut = await resolveDeleted(client, scope);
   await classify(client, scope.kind === 'ids' ? scope.targetType : null, now);
-  // What may be live again is never purged: a list of IDs refuses it (restore_uncertain), the other
-  // scopes leave it out, saying so, and purge the rest (one such app rejected every daily proposal of
-  // the retention scheduler: a trial).
-  if (scope.kind !== 'ids' && (await leaveOutUncertain(client))) leftOut = await summarizeLeftOut(client);
+  // What may be live again is never purged, nor what its type's adapter would hard-delete in another
+  // system than its delete went to: a list of IDs refuses it (restore_uncertain, adapter_changed),
+  // the other scopes leave it out, saying so, and purge the rest (one such app rejected every daily
+  // proposal of the retention scheduler: a trial).
+  if (scope.kind !== 'ids' && (await leaveOutUnsafe(client))) leftOut = await summarizeLeftOut(client);
   // A list of IDs takes each one's cascade with it and refuses the ID when a child cannot go
   // (restores/resolve.ts expandCascades); the other scopes leave such a parent out.
   if (scope.kind !== 'ids' && (await keepParentsOfKept(client))) leftOut = await summarizeLeftOut(client);
@@ -77,16 +79,21 @@ async function refuseParentsOfKept(client: pg.PoolClient): Promise<void> {
   );
 }
 
-/** Moves the restore_uncertain resources of plan_class to left_out (their parents are then kept). */
-async function leaveOutUncertain(client: pg.PoolClient): Promise<number> {
+/**
+ * Moves the restore_uncertain and adapter_changed resources of plan_class to left_out (their parents
+ * are then kept): a scope's purge takes the rest, and the daily proposal is not refused for them.
+ */
+async function leaveOutUnsafe(client: pg.PoolClient): Promise<number> {
   await client.query(LEFT_OUT_TABLE);
   const r = await client.query(
     `WITH gone AS (
-       DELETE FROM plan_class c WHERE c.class = 'restore_uncertain' RETURNING c.id
+       DELETE FROM plan_class c WHERE c.class IN ('restore_uncertain', 'adapter_changed') RETURNING c.id, c.class
      ), noted AS (
-       -- Named: the restore operation, or the delete whose rollback sent the restore (it was null: trial M).
+       -- Named: the restore operation, or the delete whose rollback sent the restore (it was null:
+       -- trial M); the delete, for adapter_changed.
        INSERT INTO left_out (id, reason, by)
-       SELECT g.id, 'restore_uncertain', coalesce(ur.op_id, l.op_id) FROM gone g
+       SELECT g.id, g.class, CASE WHEN g.class = 'restore_uncertain' THEN coalesce(ur.op_id, l.op_id) ELSE l.op_id END
+       FROM gone g
        LEFT JOIN restore_uncertain_ids ur ON ur.id = g.id LEFT JOIN restore_latest l ON l.id = g.id
        ON CONFLICT (id) DO NOTHING
      )
@@ -150,6 +157,9 @@ async function classify(client: pg.PoolClient, targetType: string | null, now: D
          WHEN lo.id IS NOT NULL THEN 'in_flight'
          WHEN r.state = 'purged' THEN 'purged'
          WHEN ur.op_id IS NOT NULL OR coalesce(l.undo_uncertain, false) THEN 'restore_uncertain'
+         -- Its hard delete would go to another system than its delete did, which may answer 404
+         -- ("already gone", counted done) for a resource it never had (restores: the same class).
+         WHEN coalesce(l.deleted, false) AND ${deletedThroughOtherSystem('l')} THEN 'adapter_changed'
          WHEN NOT (r.state = 'soft_deleted'
                    OR (${isExternal('t')} AND coalesce(l.deleted, false)
                        AND ${notImportedSince('l.at')})) THEN 'not_deleted'
@@ -240,6 +250,12 @@ const DELETED_LEFT_OUT: readonly [LeftOutReason, (l: LeftOut) => number | undefi
       one
         ? 'a restore of it went out with its outcome unknown, so it may be live again; restore it again to settle it'
         : 'a restore of each went out with its outcome unknown, so they may be live again; restore them again to settle it',
+  ],
+  [
+    'adapter_changed',
+    (l) => l.adapterChanged,
+    (one) =>
+      `deleted through another system than ${one ? 'its' : 'their'} type's adapter reaches now, which would be sent ${one ? 'its' : 'their'} hard delete${one ? '' : 's'}; declare the adapter as it was`,
   ],
   [
     'children_kept',

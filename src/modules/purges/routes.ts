@@ -27,10 +27,10 @@ export default async function purgeRoutes(app: App) {
           'a delete operation that has ended, targetType + ids, or dueBefore (every resource whose purgeAfter is at or before it; a dueBefore more than a minute ahead of the server is 422 DUE_BEFORE_IN_FUTURE, and so is a deletedSince: DELETED_SINCE_IN_FUTURE). ' +
           'More than one scope, or none: 422 SCOPE_CONFLICT / SCOPE_REQUIRED / SCOPE_INCOMPLETE naming the fields. Every resource is ' +
           'classified: ok, unknown, type_mismatch, duplicate, not_deleted (still active), within_retention (its purgeAfter, named, is ' +
-          'still ahead), purged (already), in_flight (naming the live operation that holds it) or restore_uncertain (a restore of it ' +
-          'since its delete, or a rollback of that delete, went out and did not end restored: it may be live again). In a list of ' +
+          'still ahead), purged (already), in_flight (naming the live operation that holds it) restore_uncertain (a restore of it ' +
+          "since its delete, or a rollback of that delete, went out and did not end restored: it may be live again) or adapter_changed (deleted through another system than its type's adapter reaches now: another kind or baseUrl). In a list of " +
           'IDs, one that is not ok rejects the purge (422 PLAN_REJECTED with a per-ID report, recorded); a tenant, an operation or ' +
-          'dueBefore leaves the restore_uncertain ones out (plan.leftOut.restoreUncertain) and purges the rest. Nothing left to purge is 422 NOTHING_TO_PURGE: ' +
+          'dueBefore leaves the restore_uncertain and adapter_changed ones out (plan.leftOut.restoreUncertain, adapterChanged) and purges the rest. Nothing left to purge is 422 NOTHING_TO_PURGE: ' +
           'nothing in the scope is deleted and not purged yet, or all of it was left out (the message counts them by reason; details.leftOut has the counts and the first IDs). ' +
           'Otherwise 201: an operation of kind purge, mode hard, with its plan ' +
           "(the delete's default waves). It always needs an approval by someone other than the requester (and break-glass over budget), " +

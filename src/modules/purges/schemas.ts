@@ -17,6 +17,7 @@ export const PURGE_CLASSES = [
   'purged',
   'in_flight',
   'restore_uncertain',
+  'adapter_changed',
 ] as const;
 export type PurgeClass = (typeof PURGE_CLASSES)[number];
 

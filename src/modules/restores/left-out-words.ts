@@ -32,6 +32,8 @@ export function detailOf(reason: LeftOutReason, by: string | null, rollback: boo
       return `active again since its delete by ${by}: brought back outside Blastgate (the registry says so), not deleted any more`;
     case 'children_kept':
       return keptDetail(by);
+    case 'adapter_changed':
+      return `deleted by ${by} through another system than its type's adapter reaches now (another kind or baseUrl): its hard delete would go there; declare the adapter as it was`;
     case 'restore_uncertain':
       return `a restore of it${by ? ` by ${by}` : ''} since its delete went out and its outcome is unknown: it may be live again; restore it again to settle it (a later purge takes it once its delete stands)`;
   }
@@ -68,6 +70,8 @@ export function leftOutSentence(leftOut: LeftOut | null, verb: string, except: r
       `; ${leftOut.otherTenant} resource(s) of other tenants that its deletes took along are left to their own tenant's restore ${named(leftOut.otherTenant, of('other_tenant'))}`,
     say('restore_uncertain', leftOut.restoreUncertain) &&
       `; ${leftOut.restoreUncertain} resource(s) are left out because a restore of them went out with its outcome unknown (they may be live again: restore them again to settle it) ${named(leftOut.restoreUncertain, of('restore_uncertain'))}`,
+    say('adapter_changed', leftOut.adapterChanged) &&
+      `; ${leftOut.adapterChanged} resource(s) are left out because their type's adapter reaches another system than their delete went through ${named(leftOut.adapterChanged, of('adapter_changed'))}`,
     say('children_kept', leftOut.childrenKept) &&
       `; ${leftOut.childrenKept} resource(s) are kept because a child of theirs is not purged with them (within its retention, or live) ${named(leftOut.childrenKept, of('children_kept'))}`,
   ]

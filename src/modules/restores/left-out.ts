@@ -30,7 +30,8 @@ export type LeftOutReason =
   | 'moved'
   | 'children_kept'
   | 'other_tenant'
-  | 'restore_uncertain';
+  | 'restore_uncertain'
+  | 'adapter_changed';
 
 /** What a scope leaves out (`note`: other_tenant's parent and tenant, moved's tenant and type); a purge's plan adds to it too. */
 export const LEFT_OUT_TABLE = `CREATE TEMP TABLE IF NOT EXISTS left_out
@@ -73,6 +74,8 @@ export interface LeftOut {
   otherTenant?: number;
   /** A purge: a restore of it (or a rollback's) went out since its delete with its outcome unknown: it may be live. */
   restoreUncertain?: number;
+  /** A purge: deleted through another system than its type's adapter reaches now (restores refuse it). */
+  adapterChanged?: number;
   /** The first of each reason, by ID, with why. */
   items: LeftOutItem[];
 }
@@ -271,6 +274,7 @@ export async function summarizeLeftOut(client: pg.PoolClient): Promise<LeftOut |
     ...(n.moved ? { moved: n.moved } : {}),
     ...(n.other_tenant ? { otherTenant: n.other_tenant } : {}),
     ...(n.restore_uncertain ? { restoreUncertain: n.restore_uncertain } : {}),
+    ...(n.adapter_changed ? { adapterChanged: n.adapter_changed } : {}),
     // A kept parent's `by` column holds the child that keeps it (no operation did anything to it).
     items: sample.rows.map(({ rollback, note, ...r }) =>
       r.reason === 'children_kept'
