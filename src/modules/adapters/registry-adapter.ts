@@ -9,7 +9,8 @@
 // not match the item is a permanent failure, never acted on.
 import type pg from 'pg';
 import { textArray } from '../../lib/pg-array.ts';
-import { applyChunk, mismatch, type RegistrySnapshot, type State } from './registry-apply.ts';
+import { applyChunk, type RegistrySnapshot, type State } from './registry-apply.ts';
+import { mismatch } from './registry-refusals.ts';
 import { SKIPPED, type AdapterItem, type ItemResult, type ProbeResult, type TargetAdapter } from './types.ts';
 
 export type { RegistrySnapshot } from './registry-apply.ts';

@@ -1,7 +1,7 @@
 // Protection is checked again just before a chunk's destructive calls: a resource or tenant that
 // became protected after the plan was approved is not deleted (chunk.ts protectedNow).
 import type pg from 'pg';
-import { PROTECTED_SINCE_PLAN, TENANT_PROTECTED_SINCE_PLAN } from '../adapters/registry-apply.ts';
+import { PROTECTED_SINCE_PLAN, TENANT_PROTECTED_SINCE_PLAN } from '../adapters/registry-refusals.ts';
 
 /** What a look at protection found, and the snapshot it was taken in (for protectionChangedSince). */
 export interface ProtectionLook {

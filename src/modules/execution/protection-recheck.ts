@@ -12,7 +12,7 @@
 // committed since the last full look (protected-now.ts protectionChangedSince: one index probe) and
 // reads the rows again only then.
 import type { AdapterItem, ApplyOptions, DestructiveAction, ItemResult, TargetAdapter } from '../adapters/index.ts';
-import { DESCENDANT_PROTECTED_SINCE_PLAN } from '../adapters/registry-apply.ts';
+import { DESCENDANT_PROTECTED_SINCE_PLAN } from '../adapters/registry-refusals.ts';
 import type { ProtectionLook } from './protected-now.ts';
 
 /**
