@@ -146,14 +146,6 @@ function send(request: FastifyRequest, reply: FastifyReply, e: ClientError) {
 }
 
 export function installErrorHandler(app: FastifyInstance) {
-  app.setErrorHandler((err: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
-    const e = toClientError(err, request);
-    // A refusal for now (shed, busy, timed out) is the service protecting itself, not a failure.
-    if (e.status >= 500 && e.retryAfterSeconds === undefined) request.log.error({ err }, 'request failed');
-    else if (e.status >= 500) request.log.warn({ code: e.code, details: e.details }, e.message);
-    else request.log.info({ code: e.code, details: e.details }, e.message);
-    return send(request, reply, e);
-  });
   // A path that exists under other methods is a 405 naming them (`Allow`), not "no such route": a
   // DELETE /v1/operations/{id} read as a mistyped URL (a trial). Fastify's own router is not
   // public, so every route is also kept in one of find-my-way's own, used only to ask this.
@@ -164,7 +156,7 @@ export function installErrorHandler(app: FastifyInstance) {
       if (!routes.hasRoute(method, route.url)) routes.on(method, route.url, () => undefined);
     }
   });
-  app.setNotFoundHandler((request, reply) => {
+  const noRoute = (request: FastifyRequest, reply: FastifyReply) => {
     const path = request.url.split('?')[0]!;
     const allow = ROUTER_METHODS.filter((m) => m !== request.method && routes.find(m, path) !== null);
     if (allow.length) {
@@ -181,7 +173,19 @@ export function installErrorHandler(app: FastifyInstance) {
       code: 'ROUTE_NOT_FOUND',
       message: `No route ${request.method} ${path}`,
     });
+  };
+  app.setErrorHandler((err: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
+    // No route takes it: its body (read on the way, a malformed one refused) is beside the point,
+    // and a user who fixed the body learnt only then that the method was wrong (a trial).
+    if (request.is404) return noRoute(request, reply);
+    const e = toClientError(err, request);
+    // A refusal for now (shed, busy, timed out) is the service protecting itself, not a failure.
+    if (e.status >= 500 && e.retryAfterSeconds === undefined) request.log.error({ err }, 'request failed');
+    else if (e.status >= 500) request.log.warn({ code: e.code, details: e.details }, e.message);
+    else request.log.info({ code: e.code, details: e.details }, e.message);
+    return send(request, reply, e);
   });
+  app.setNotFoundHandler(noRoute);
 }
 
 const ROUTER_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const;

@@ -43,6 +43,13 @@ describe('health and docs', () => {
     });
     const put = await request(t.app.server).put('/v1/operations').send({}).expect(405);
     expect(put.body.details.allow).toEqual(['GET', 'HEAD', 'POST']);
+    // Its body is beside the point: a malformed one is not what the answer is about (a trial).
+    const malformed = await request(t.app.server)
+      .put('/v1/operations')
+      .set('content-type', 'application/json')
+      .send('{bad')
+      .expect(405);
+    expect(malformed.body.code).toBe('METHOD_NOT_ALLOWED');
     // A path no method serves is still a 404, with nothing to offer.
     const none = await request(t.app.server).delete('/v1/nope/x').expect(404);
     expect(none.body.code).toBe('ROUTE_NOT_FOUND');
