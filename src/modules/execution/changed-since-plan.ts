@@ -7,6 +7,7 @@
 // was fresh when it started, and nothing looked again between waves.
 import type pg from 'pg';
 import type { AdapterItem, ApplyOptions, DestructiveAction, ItemResult, TargetAdapter } from '../adapters/index.ts';
+import { applyAllBut } from './protection-recheck.ts';
 import { CHANGED_SINCE_PLAN, TENANT_CHANGED } from '../restores/stale.ts';
 import type { ChunkDeps } from './chunk.ts';
 import type { ClaimedItem, Outcome } from './ledger.ts';
@@ -122,16 +123,11 @@ export function recheckingChanges<Tx>(
       if (action !== 'hardDelete') return inner.apply(action, batch, opts);
       const seqs = batch.map((i) => seqOf.get(i.resourceId)!).filter((s) => !sentBefore.has(s));
       const changed = seqs.length ? await changedSincePlan(opId, seqs) : new Map<number, string>();
-      const why = batch.map((i) => changed.get(seqOf.get(i.resourceId)!));
-      const go = batch.filter((_, k) => why[k] === undefined);
-      const sent = go.length ? await inner.apply(action, go, opts) : [];
-      let next = 0;
-      return batch.map((_, k): ItemResult => {
-        const w = why[k];
-        if (w === undefined) return sent[next++]!;
-        const error = `not purged: ${w}; plan a new one if it is still wanted`.slice(0, 500);
-        return { ok: false, permanent: true, unapplied: true, error };
+      const why = batch.map((i) => {
+        const w = changed.get(seqOf.get(i.resourceId)!);
+        return w && `not purged: ${w}; plan a new one if it is still wanted`.slice(0, 500);
       });
+      return applyAllBut(inner, action, batch, opts, why);
     },
   };
 }

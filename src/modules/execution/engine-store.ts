@@ -10,7 +10,7 @@ import type { Guard, LifecycleState } from '../operations/lifecycle.ts';
 import { ENDED_STATES, TERMINAL_STATES } from '../operations/lifecycle.ts';
 import { relockTouched } from '../operations/resource-locks.ts';
 import { TYPE_SYSTEMS_LOCK } from '../registry/adapter-in-use.ts';
-import { adapterSystem } from '../restores/history.ts';
+import { actsOnType, adapterSystem, plannedElsewhere } from '../restores/history.ts';
 import { restoreStale } from '../restores/stale.ts';
 import type { Metrics } from '../../plugins/metrics.ts';
 import { erasureAuditDetail } from '../erasure/keys.ts';
@@ -42,9 +42,12 @@ export function pgEngineStore(pool: pg.Pool): EngineStore<pg.PoolClient> {
 }
 
 async function checkGuard(tx: pg.PoolClient, record: OperationRecord, guard: Guard): Promise<AppError | null> {
-  // Before the rest: neither a plan's freshness nor its locks matter through another system.
-  const changed = await adaptersChanged(tx, record.id);
-  if (changed || guard === 'same_adapters') return changed;
+  // Before the rest: neither a plan's freshness nor its locks matter through another system. A
+  // rollback's take_locks follows its own same_adapters guard, which asked already.
+  if (guard !== 'take_locks') {
+    const changed = await adaptersChanged(tx, record.id);
+    if (changed || guard === 'same_adapters') return changed;
+  }
   if (guard === 'take_locks') {
     const held = await relockTouched(tx, record.id);
     if (held.length === 0) {
@@ -222,10 +225,8 @@ async function adaptersChanged(tx: pg.PoolClient, opId: string): Promise<AppErro
   await tx.query('SELECT pg_advisory_xact_lock_shared($1)', [TYPE_SYSTEMS_LOCK]);
   const r = await tx.query<{ type: string; was: string; now: string }>(
     `SELECT t.name AS type, o.adapter_systems->>t.name AS was, ${adapterSystem('t')} AS now
-     FROM operations o JOIN resource_types t ON o.adapter_systems ? t.name
-     WHERE o.id = $1 AND o.adapter_systems->>t.name IS DISTINCT FROM ${adapterSystem('t')}
-       AND (t.name = o.target_type
-            OR EXISTS (SELECT 1 FROM operation_items i WHERE i.operation_id = o.id AND i.resource_type = t.name))
+     FROM operations o JOIN resource_types t ON ${plannedElsewhere('o', 't.name', adapterSystem('t'))}
+     WHERE o.id = $1 AND ${actsOnType('o', 't.name')}
      ORDER BY t.name`,
     [opId],
   );

@@ -104,12 +104,27 @@ export function recheckingProtection(
       const now = await current();
       const why = batch.map((i) => protectionRefusal(now, i.resourceId, watched(i)));
       for (const i of batch) started.add(i.resourceId);
-      const go = batch.filter((_, k) => why[k] === undefined);
-      const sent = go.length ? await inner.apply(action, go, opts) : [];
-      let next = 0;
-      return batch.map((_, k): ItemResult =>
-        why[k] === undefined ? sent[next++]! : { ok: false, permanent: true, unapplied: true, error: why[k] },
-      );
+      return applyAllBut(inner, action, batch, opts, why);
     },
   };
+}
+
+/**
+ * `inner.apply` for the items of `batch` with no refusal in `why` (by position); each refused one
+ * fails for good with its refusal and nothing sent. Results come back in `batch`'s order.
+ */
+export async function applyAllBut(
+  inner: TargetAdapter,
+  action: DestructiveAction,
+  batch: AdapterItem[],
+  opts: ApplyOptions,
+  why: (string | undefined)[],
+): Promise<ItemResult[]> {
+  const go = batch.filter((_, k) => why[k] === undefined);
+  const sent = go.length ? await inner.apply(action, go, opts) : [];
+  let next = 0;
+  return batch.map((_, k): ItemResult => {
+    const error = why[k];
+    return error === undefined ? sent[next++]! : { ok: false, permanent: true, unapplied: true, error };
+  });
 }

@@ -7,7 +7,7 @@
 import type pg from 'pg';
 import { ConflictError } from '../../lib/errors.ts';
 import { holdsResources, LIVE_STATES } from '../operations/lifecycle-types.ts';
-import { adapterSystem, isExternal } from '../restores/history.ts';
+import { actsOnType, adapterSystem, isExternal, plannedElsewhere } from '../restores/history.ts';
 import type { ResourceTypeInput } from './schemas.ts';
 import type { TypeProblem } from './service.ts';
 
@@ -43,11 +43,8 @@ export async function adapterInUse(
        FROM jsonb_to_recordset($1::jsonb) AS x(name text, adapter jsonb))
      SELECT d.name AS type, o.id AS "operationId", o.state AS "operationState",
        o.adapter_systems->>d.name AS was, ${adapterSystem('d')} AS now
-     FROM d JOIN operations o ON o.adapter_systems ? d.name
-     WHERE o.started_at IS NOT NULL AND ${holdsResources('o', '$2')}
-       AND o.adapter_systems->>d.name IS DISTINCT FROM ${adapterSystem('d')}
-       AND (o.target_type = d.name
-            OR EXISTS (SELECT 1 FROM operation_items i WHERE i.operation_id = o.id AND i.resource_type = d.name))
+     FROM d JOIN operations o ON ${plannedElsewhere('o', 'd.name', adapterSystem('d'))}
+     WHERE o.started_at IS NOT NULL AND ${holdsResources('o', '$2')} AND ${actsOnType('o', 'd.name')}
      ORDER BY d.name, o.created_at
      LIMIT ${LISTED}`,
     [JSON.stringify(types.map((t) => ({ name: t.name, adapter: t.adapter ?? null }))), LIVE_STATES],

@@ -111,8 +111,19 @@ export function adapterSystem(t: string): string {
  */
 export const deletedThroughOtherSystem = (l: string) =>
   `EXISTS (SELECT 1 FROM operations dop JOIN resource_types dt ON dt.name = ${l}.type
-     WHERE dop.id = ${l}.op_id AND dop.adapter_systems ? ${l}.type
-       AND dop.adapter_systems->>${l}.type <> ${adapterSystem('dt')})`;
+     WHERE dop.id = ${l}.op_id AND ${plannedElsewhere('dop', `${l}.type`, adapterSystem('dt'))})`;
+
+/**
+ * SQL: operation `o` was planned against another system for type `name` than `now` (an
+ * adapterSystem expression). Operations planned before adapter_systems was recorded are not asked.
+ */
+export const plannedElsewhere = (o: string, name: string, now: string) =>
+  `(${o}.adapter_systems ? ${name} AND ${o}.adapter_systems->>${name} IS DISTINCT FROM ${now})`;
+
+/** SQL: operation `o` acts on type `name`: its target's, or a descendant's its cascade took. */
+export const actsOnType = (o: string, name: string) =>
+  `(${o}.target_type = ${name}
+    OR EXISTS (SELECT 1 FROM operation_items i WHERE i.operation_id = ${o}.id AND i.resource_type = ${name}))`;
 
 /**
  * SQL: resource `r` (type `t`) is active again since its delete `l`, as the system its type

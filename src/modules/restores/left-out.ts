@@ -119,6 +119,14 @@ async function gone(client: pg.PoolClient, scope: Scope): Promise<void> {
 }
 
 /**
+ * SQL: the deleted resource `r` of restore_latest `l` (type `t`) changed outside Blastgate since
+ * that delete, so a tenant's or an operation's scope leaves it out (resolve.ts) and says why
+ * (changedElsewhere): active again, or moved to another tenant or type. Not what a live operation
+ * holds: a rollback under way writes the registry before its ledger (classify: in_flight).
+ */
+export const CHANGED_ELSEWHERE = `((${MOVED_SINCE_DELETE} OR ${activeAgainHere('l')}) AND NOT ${heldByLive('l.id')})`;
+
+/**
  * What the scope's deletes took that changed outside Blastgate since (resolve.ts leaves it out of
  * plan_input), named with the delete: active again, brought back (not deleted any more, so not
  * restored nor purged; said first, wherever it is now), or else moved to another tenant or type
@@ -133,7 +141,7 @@ async function changedElsewhere(client: pg.PoolClient, scope: Scope): Promise<vo
        CASE WHEN NOT ${activeAgainHere('l')} THEN jsonb_build_object('tenant', r.tenant_id, 'type', r.type) END
      FROM restore_latest l
      JOIN resources r ON r.id = l.id AND r.state <> 'purged' JOIN resource_types t ON t.name = r.type
-     WHERE l.deleted AND ${where} AND (${MOVED_SINCE_DELETE} OR ${activeAgainHere('l')}) AND NOT ${heldByLive('l.id')}
+     WHERE l.deleted AND ${where} AND ${CHANGED_ELSEWHERE}
      ON CONFLICT (id) DO NOTHING`,
     scope.kind === 'tenant' ? [scope.tenantId, scope.deletedSince] : [scope.operationId],
   );

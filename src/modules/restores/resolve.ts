@@ -4,10 +4,16 @@
 // What Blastgate did to each resource is read from its snapshots (history.ts).
 import type pg from 'pg';
 import { CASCADE_DEPTH } from '../operations/cascade-plan.ts';
-import { heldByLive } from '../operations/lifecycle-types.ts';
-import { createRestoreIds, DELETED_ITEM_STATES, deletedItem, activeAgainHere, latestEvents } from './history.ts';
-import { classify, MOVED_SINCE_DELETE, sources } from './classify.ts';
-import { LEFT_OUT_SAMPLE, leftOutOf, otherTenants, summarizeLeftOut, type LeftOut } from './left-out.ts';
+import { createRestoreIds, DELETED_ITEM_STATES, deletedItem, latestEvents } from './history.ts';
+import { classify, sources } from './classify.ts';
+import {
+  CHANGED_ELSEWHERE,
+  LEFT_OUT_SAMPLE,
+  leftOutOf,
+  otherTenants,
+  summarizeLeftOut,
+  type LeftOut,
+} from './left-out.ts';
 import type { RestoreScope } from './schemas.ts';
 
 export type { LeftOut } from './left-out.ts';
@@ -120,7 +126,7 @@ export async function resolveDeleted(client: pg.PoolClient, scope: RestoreScope)
        WHERE l.deleted AND ${which.where}
          AND NOT EXISTS (SELECT 1 FROM resources r JOIN resource_types t ON t.name = r.type
                          WHERE r.id = l.id AND (r.state = 'purged'
-                           OR ((${activeAgainHere('l')} OR ${MOVED_SINCE_DELETE}) AND NOT ${heldByLive('l.id')})))`,
+                           OR ${CHANGED_ELSEWHERE}))`,
       which.params,
     );
     return leftOutOf(client, scope);
