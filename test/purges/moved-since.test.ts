@@ -3,7 +3,8 @@
 // that other tenant with nothing saying why (a probe); a tenant's restore refused the whole tenant
 // for it (PLAN_REJECTED, superseded), for good, as one app brought back outside Blastgate once did.
 // Both scopes leave it out now (leftOut: moved, naming where it is), as they leave out what is
-// active again, and act on the rest; a list of IDs still names it and is judged as it was.
+// active again, and act on the rest; a list of IDs still names it and is judged as it was. So does
+// everything due (dueBefore, the daily proposal), which hard-deleted it under its new tenant (a trial).
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { command } from '../support/exec-helpers.ts';
@@ -91,5 +92,30 @@ describe('a resource moved to another tenant after its delete', () => {
     const byId = await postRestore(h, { targetType: 'app', ids: [moved], dryRun: true });
     expect(byId.status, JSON.stringify(byId.body)).toBe(422);
     expect(byId.body).toMatchObject({ code: 'PLAN_REJECTED', details: { counts: { superseded: 1 } } });
+  });
+
+  it('is left out of everything due (dueBefore), which hard-deletes the rest and then says why nothing is left', async () => {
+    const { moved, rest, del } = await deleteThenMove(4, 5);
+    const now = new Date().toISOString();
+    const r = await postPurge({ dueBefore: now });
+    expect(r.status, JSON.stringify(r.body)).toBe(201);
+    expect(r.body.plan.leftOut.moved).toBeGreaterThanOrEqual(1);
+    expect(r.body.plan.leftOut.items).toEqual(expect.arrayContaining([movedItem(moved, 5, del)]));
+    expect(r.body.plan.leftOut.items.every((i: { reason: string }) => i.reason === 'moved')).toBe(true);
+    const left = r.body.plan.leftOut.items.map((i: { id: string }) => i.id);
+    await command(h, 'approver', r.body.id, 'approve', { planHash: r.body.planHash }).expect(200);
+    await command(h, 'operator', r.body.id, 'start').expect(200);
+    expect((await waitForState(h, r.body.id, ['completed', 'completed_with_failures', 'halted'])).state).toBe(
+      'completed',
+    );
+    const hardDeleted = h.downstream.calls.filter((c) => c.action === 'hardDelete').map((c) => c.resourceId);
+    expect(hardDeleted).toEqual(expect.arrayContaining(rest));
+    expect(hardDeleted.filter((id) => left.includes(id))).toEqual([]);
+    expect(h.downstream.state(moved)).toBe('soft_deleted');
+
+    const again = await postPurge({ dueBefore: new Date().toISOString(), dryRun: true });
+    expect(again.status, JSON.stringify(again.body)).toBe(422);
+    expect(again.body).toMatchObject({ code: 'NOTHING_TO_PURGE', details: { leftOut: { moved: left.length } } });
+    expect(again.body.message).toMatch(/were left out: \d+ moved \(moved to another tenant or type since their delete/);
   });
 });

@@ -14,11 +14,11 @@ import {
   uncertainRestoreIds,
 } from '../restores/history.ts';
 import { resolveDeleted, type LeftOut } from '../restores/resolve.ts';
-import { LEFT_OUT_TABLE, summarizeLeftOut, type LeftOutReason } from '../restores/left-out.ts';
+import { summarizeLeftOut, type LeftOutReason } from '../restores/left-out.ts';
 import { leftOutIds, leftOutSentence } from '../restores/left-out-words.ts';
-import { CASCADE_DEPTH, takenByCascade } from '../operations/cascade-plan.ts';
 import { UnprocessableError } from '../../lib/errors.ts';
 import { DEFAULT_RETENTION_DAYS } from './retention.ts';
+import { keepParentsOfKept, leaveOutMoved, leaveOutUnsafe, unpurgedChildren } from './leave-out.ts';
 import type { PurgeScope } from './schemas.ts';
 
 export async function resolvePurge(client: pg.PoolClient, scope: PurgeScope, now: Date): Promise<LeftOut | null> {
@@ -37,6 +37,7 @@ export async function resolvePurge(client: pg.PoolClient, scope: PurgeScope, now
        SELECT (row_number() OVER (ORDER BY r.purge_after, r.id) - 1)::int, r.id
        FROM restore_ids x JOIN resources r ON r.id = x.id`,
     );
+    if (await leaveOutMoved(client)) leftOut = await summarizeLeftOut(client);
   } else leftOut = await resolveDeleted(client, scope);
   await classify(client, scope.kind === 'ids' ? scope.targetType : null, now);
   // What may be live again is never purged, nor what its type's adapter would hard-delete in another
@@ -50,17 +51,6 @@ export async function resolvePurge(client: pg.PoolClient, scope: PurgeScope, now
   if (scope.kind === 'ids') await refuseParentsOfKept(client);
   return leftOut;
 }
-
-/**
- * SQL: each ok resource of plan_class with a child of a cascade type that is neither purged nor in
- * plan_class (`inPlan` narrows what counts as in it), with its first such child (`child`, `state`).
- */
-const unpurgedChildren = (inPlan: string) =>
-  `SELECT DISTINCT ON (c.id) c.id, ch.id AS child, ch.state
-   FROM plan_class c JOIN resources ch ON ch.parent_id = c.id AND ch.state <> 'purged'
-   WHERE c.class = 'ok' AND ${takenByCascade('ch.type', 'c.type', "'{}'")}
-     AND NOT EXISTS (SELECT 1 FROM plan_class x WHERE x.id = ch.id ${inPlan})
-   ORDER BY c.id, ch.id`;
 
 /**
  * A listed resource with a child of a cascade type that is neither purged nor in this purge (one
@@ -77,55 +67,6 @@ async function refuseParentsOfKept(client: pg.PoolClient): Promise<void> {
      FROM (${unpurgedChildren('')}) k
      WHERE c.id = k.id`,
   );
-}
-
-/**
- * Moves the restore_uncertain and adapter_changed resources of plan_class to left_out (their parents
- * are then kept): a scope's purge takes the rest, and the daily proposal is not refused for them.
- */
-async function leaveOutUnsafe(client: pg.PoolClient): Promise<number> {
-  await client.query(LEFT_OUT_TABLE);
-  const r = await client.query(
-    `WITH gone AS (
-       DELETE FROM plan_class c WHERE c.class IN ('restore_uncertain', 'adapter_changed') RETURNING c.id, c.class
-     ), noted AS (
-       -- Named: the restore operation, or the delete whose rollback sent the restore (it was null:
-       -- trial M); the delete, for adapter_changed.
-       INSERT INTO left_out (id, reason, by)
-       SELECT g.id, g.class, CASE WHEN g.class = 'restore_uncertain' THEN coalesce(ur.op_id, l.op_id) ELSE l.op_id END
-       FROM gone g
-       LEFT JOIN restore_uncertain_ids ur ON ur.id = g.id LEFT JOIN restore_latest l ON l.id = g.id
-       ON CONFLICT (id) DO NOTHING
-     )
-     DELETE FROM plan_input i USING gone g WHERE i.id = g.id`,
-  );
-  return r.rowCount ?? 0;
-}
-
-/**
- * A scope of everything due, a tenant or an operation names resources, not their cascades: a site
- * due for purging whose apps were still within their retention (or active again) was purged alone,
- * its apps left soft-deleted under a purged parent, never restorable (parent_deleted), and an HTTP
- * downstream that cascades its own hard delete would have taken a live app (a trial). Such a
- * parent is left out (left_out: children_kept) until its children are purged with it; up to the
- * cascade's depth, since leaving a child out keeps its own parent in turn. Returns how many.
- */
-async function keepParentsOfKept(client: pg.PoolClient): Promise<number> {
-  await client.query(LEFT_OUT_TABLE);
-  let kept = 0;
-  for (let level = 0; level <= CASCADE_DEPTH; level++) {
-    const r = await client.query(
-      `WITH k AS (${unpurgedChildren(`AND x.class = 'ok'`)}), gone AS (
-         DELETE FROM plan_class c USING k WHERE c.id = k.id RETURNING c.id
-       ), noted AS (
-         INSERT INTO left_out (id, reason, by) SELECT id, 'children_kept', child FROM k ON CONFLICT (id) DO NOTHING
-       )
-       DELETE FROM plan_input i USING gone g WHERE i.id = g.id`,
-    );
-    if (!r.rowCount) break;
-    kept += r.rowCount;
-  }
-  return kept;
 }
 
 /**
@@ -256,6 +197,12 @@ const DELETED_LEFT_OUT: readonly [LeftOutReason, (l: LeftOut) => number | undefi
     (l) => l.adapterChanged,
     (one) =>
       `deleted through another system than ${one ? 'its' : 'their'} type's adapter reaches now, which would be sent ${one ? 'its' : 'their'} hard delete${one ? '' : 's'}; declare the adapter as it was`,
+  ],
+  [
+    'moved',
+    (l) => l.moved,
+    (one) =>
+      `moved to another tenant or type since ${one ? 'its' : 'their'} delete (an import says so): another customer's now, not Blastgate's to hard-delete; by ID it is still the operator's to name`,
   ],
   [
     'children_kept',

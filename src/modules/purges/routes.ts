@@ -30,7 +30,7 @@ export default async function purgeRoutes(app: App) {
           'still ahead), purged (already), in_flight (naming the live operation that holds it) restore_uncertain (a restore of it ' +
           "since its delete, or a rollback of that delete, went out and did not end restored: it may be live again) or adapter_changed (deleted through another system than its type's adapter reaches now: another kind or baseUrl). In a list of " +
           'IDs, one that is not ok rejects the purge (422 PLAN_REJECTED with a per-ID report, recorded); a tenant, an operation or ' +
-          'dueBefore leaves the restore_uncertain and adapter_changed ones out (plan.leftOut.restoreUncertain, adapterChanged) and purges the rest. Nothing left to purge is 422 NOTHING_TO_PURGE: ' +
+          'dueBefore leaves the restore_uncertain and adapter_changed ones out (plan.leftOut.restoreUncertain, adapterChanged), and what an import moved to another tenant or type since its delete (plan.leftOut.moved), and purges the rest. Nothing left to purge is 422 NOTHING_TO_PURGE: ' +
           'nothing in the scope is deleted and not purged yet, or all of it was left out (the message counts them by reason; details.leftOut has the counts and the first IDs). ' +
           'Otherwise 201: an operation of kind purge, mode hard, with its plan ' +
           "(the delete's default waves). It always needs an approval by someone other than the requester (and break-glass over budget), " +

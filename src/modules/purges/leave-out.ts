@@ -1,0 +1,92 @@
+// What a purge's scope names and does not take, moved from plan_input / plan_class to left_out with
+// why (restores/left-out.ts summarizes it): a tenant, an operation or everything due purges the rest
+// of its scope, where a list of IDs is refused for one such resource (resolve.ts).
+import type pg from 'pg';
+import { heldByLive } from '../operations/lifecycle-types.ts';
+import { takenByCascade, CASCADE_DEPTH } from '../operations/cascade-plan.ts';
+import { MOVED_SINCE_DELETE } from '../restores/classify.ts';
+import { LEFT_OUT_TABLE } from '../restores/left-out.ts';
+
+/**
+ * Everything due: what an import moved to another tenant or type since its delete is left out
+ * (left_out: moved, naming where it is now), as a tenant's or an operation's scope leaves it out
+ * (restores/resolve.ts). It is another customer's now, and no restore brings it back (by ID it is
+ * superseded); the daily proposal hard-deleted it under the tenant it was moved to, with nothing
+ * saying why (a trial). A live operation's resources are not (classify names them in_flight): a
+ * rollback under way writes the registry before its ledger. Returns how many. Reads restore_latest.
+ */
+export async function leaveOutMoved(client: pg.PoolClient): Promise<number> {
+  await client.query(LEFT_OUT_TABLE);
+  const r = await client.query(
+    `WITH gone AS (
+       DELETE FROM plan_input i USING restore_latest l, resources r, resource_types t
+       WHERE l.id = i.id AND r.id = i.id AND t.name = r.type
+         AND l.deleted AND ${MOVED_SINCE_DELETE} AND NOT ${heldByLive('i.id')}
+       RETURNING i.id, l.op_id, r.tenant_id, r.type
+     )
+     INSERT INTO left_out (id, reason, by, note)
+     SELECT id, 'moved', op_id, jsonb_build_object('tenant', tenant_id, 'type', type) FROM gone
+     ON CONFLICT (id) DO NOTHING`,
+  );
+  return r.rowCount ?? 0;
+}
+
+/**
+ * SQL: each ok resource of plan_class with a child of a cascade type that is neither purged nor in
+ * plan_class (`inPlan` narrows what counts as in it), with its first such child (`child`, `state`).
+ */
+export const unpurgedChildren = (inPlan: string) =>
+  `SELECT DISTINCT ON (c.id) c.id, ch.id AS child, ch.state
+   FROM plan_class c JOIN resources ch ON ch.parent_id = c.id AND ch.state <> 'purged'
+   WHERE c.class = 'ok' AND ${takenByCascade('ch.type', 'c.type', "'{}'")}
+     AND NOT EXISTS (SELECT 1 FROM plan_class x WHERE x.id = ch.id ${inPlan})
+   ORDER BY c.id, ch.id`;
+
+/**
+ * Moves the restore_uncertain and adapter_changed resources of plan_class to left_out (their parents
+ * are then kept): a scope's purge takes the rest, and the daily proposal is not refused for them.
+ */
+export async function leaveOutUnsafe(client: pg.PoolClient): Promise<number> {
+  await client.query(LEFT_OUT_TABLE);
+  const r = await client.query(
+    `WITH gone AS (
+       DELETE FROM plan_class c WHERE c.class IN ('restore_uncertain', 'adapter_changed') RETURNING c.id, c.class
+     ), noted AS (
+       -- Named: the restore operation, or the delete whose rollback sent the restore (it was null:
+       -- trial M); the delete, for adapter_changed.
+       INSERT INTO left_out (id, reason, by)
+       SELECT g.id, g.class, CASE WHEN g.class = 'restore_uncertain' THEN coalesce(ur.op_id, l.op_id) ELSE l.op_id END
+       FROM gone g
+       LEFT JOIN restore_uncertain_ids ur ON ur.id = g.id LEFT JOIN restore_latest l ON l.id = g.id
+       ON CONFLICT (id) DO NOTHING
+     )
+     DELETE FROM plan_input i USING gone g WHERE i.id = g.id`,
+  );
+  return r.rowCount ?? 0;
+}
+
+/**
+ * A scope of everything due, a tenant or an operation names resources, not their cascades: a site
+ * due for purging whose apps were still within their retention (or active again) was purged alone,
+ * its apps left soft-deleted under a purged parent, never restorable (parent_deleted), and an HTTP
+ * downstream that cascades its own hard delete would have taken a live app (a trial). Such a
+ * parent is left out (left_out: children_kept) until its children are purged with it; up to the
+ * cascade's depth, since leaving a child out keeps its own parent in turn. Returns how many.
+ */
+export async function keepParentsOfKept(client: pg.PoolClient): Promise<number> {
+  await client.query(LEFT_OUT_TABLE);
+  let kept = 0;
+  for (let level = 0; level <= CASCADE_DEPTH; level++) {
+    const r = await client.query(
+      `WITH k AS (${unpurgedChildren(`AND x.class = 'ok'`)}), gone AS (
+         DELETE FROM plan_class c USING k WHERE c.id = k.id RETURNING c.id
+       ), noted AS (
+         INSERT INTO left_out (id, reason, by) SELECT id, 'children_kept', child FROM k ON CONFLICT (id) DO NOTHING
+       )
+       DELETE FROM plan_input i USING gone g WHERE i.id = g.id`,
+    );
+    if (!r.rowCount) break;
+    kept += r.rowCount;
+  }
+  return kept;
+}
