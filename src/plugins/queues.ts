@@ -52,10 +52,14 @@ export default fp<{ prefix: string }>(
     app.decorate('queueHolds', async (state: string, lastProgressAt: Date | null = null) => {
       if (!QUEUED_STATES.has(state)) return NO_HOLDS;
       // Redis lost: that is the reason, and asking it who is connected would wait for a timeout.
-      const queueDownSince = app.queueDownSince();
-      const noWorkersSince = queueDownSince ? null : await workers.noneSince();
+      const lost = app.queueDownSince();
+      const counted = lost ? null : await workers.noneSince();
+      // Its connection open and nothing answering: as much a reason, and no count is known then.
+      const hung = lost ? null : workers.hungSince();
+      const noWorkersSince = hung ? null : counted;
       return {
-        queueDownSince,
+        queueDownSince: lost ?? hung,
+        ...(hung ? { queueHung: true } : {}),
         noWorkersSince,
         lastProgressAt,
         queueBackAt: app.queueBackAt(),

@@ -160,6 +160,15 @@ describe('Redis restarted in the middle of a wave', () => {
       // is generous; what it proves is "not waiting on Redis".
       expect(tookMs).toBeLessThan(10_000);
       expect(h.downstream.destructiveCalls()).toEqual([]);
+      // Its view says why nothing moves: it said nothing (waiting: null) while Redis hung (a probe).
+      // (Within a few seconds: a count of the workers answered before the freeze is reused for 2 s.)
+      const view = () => request(h.app.server).get(`/v1/operations/${op.id}`).set('authorization', h.auth('viewer'));
+      let seen = await view();
+      for (let i = 0; i < 20 && seen.status === 200 && !seen.body.waiting; i++) seen = await view();
+      expect(seen.status, JSON.stringify(seen.body)).toBe(200);
+      expect(seen.body.waiting, JSON.stringify(seen.body.waiting)).toMatchObject({ on: 'redis' });
+      expect(seen.body.waiting.detail).toMatch(/does not answer, though its connection is open/);
+      expect(Date.parse(seen.body.waiting.since)).toBeGreaterThanOrEqual(began - 2_000);
     } finally {
       redis.thaw();
     }

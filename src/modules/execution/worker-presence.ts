@@ -7,29 +7,51 @@ import type { Queue } from 'bullmq';
 
 /** How long one count is reused: a view polled hundreds of times a second asks Redis once per this. */
 const CHECK_EVERY_MS = 2_000;
+/**
+ * How long a count may go unanswered before Redis is taken for hung, its connection open and
+ * nothing answering (a frozen host, a partition), and the longest a view waits for the count: the
+ * API's commands give up only after 5 s (plugins/redis.ts), and each view waited that long, then
+ * said nothing (`waiting: null`) while nothing moved (a probe froze Redis with SIGSTOP).
+ */
+export const HUNG_AFTER_MS = 1_500;
+const TIMED_OUT = /^Command timed out$/;
 
 export interface WorkerPresence {
   /** Since when no worker was seen (the first check that found none), or null: some are, or unknown. */
   noneSince(): Promise<Date | null>;
+  /**
+   * Since when Redis has not answered with its connection open: a count out for HUNG_AFTER_MS or
+   * more, or the last one timed out, since the first such count went out; null once one answers.
+   */
+  hungSince(): Date | null;
 }
 
 export function workerPresence(
   queue: Pick<Queue, 'getWorkersCount'>,
-  o: { everyMs?: number; now?: () => number } = {},
+  o: { everyMs?: number; hungAfterMs?: number; now?: () => number } = {},
 ): WorkerPresence {
   const every = o.everyMs ?? CHECK_EVERY_MS;
+  const hungAfter = o.hungAfterMs ?? HUNG_AFTER_MS;
   const now = o.now ?? Date.now;
   let checkedAt = -Infinity;
   let since: Date | null = null;
+  let hung: Date | null = null;
+  let sentAt = 0;
   let pending: Promise<void> | null = null;
+  /** The count still out when a view stopped waiting for it. */
+  let overdue: Promise<void> | null = null;
   const check = async () => {
+    const sent = (sentAt = now());
     try {
       const n = await queue.getWorkersCount();
       since = n > 0 ? null : (since ?? new Date(now()));
-    } catch {
+      hung = null;
+    } catch (err) {
       // Redis unreachable or CLIENT LIST refused (a managed Redis may forbid it): unknown, so
-      // nothing is claimed; an unreachable Redis is reported as such (queueDownSince).
+      // nothing is claimed; an unreachable Redis is reported as such (queueDownSince), a hung one
+      // here.
       since = null;
+      hung = TIMED_OUT.test((err as Error)?.message ?? '') ? (hung ?? new Date(sent)) : null;
     } finally {
       checkedAt = now();
       pending = null;
@@ -37,8 +59,22 @@ export function workerPresence(
   };
   return {
     async noneSince() {
-      if (now() - checkedAt >= every) await (pending ??= check());
+      if (now() - checkedAt >= every) {
+        const out = (pending ??= check());
+        let timer: NodeJS.Timeout | undefined;
+        const late = await Promise.race([
+          out.then(() => false),
+          new Promise<boolean>((r) => (timer = setTimeout(() => r(true), hungAfter))),
+        ]);
+        clearTimeout(timer);
+        // (By the timer, not the clock: the two may disagree by a millisecond.)
+        if (late && pending === out) overdue = out;
+      }
       return since;
+    },
+    hungSince() {
+      if (hung) return hung;
+      return pending && (overdue === pending || now() - sentAt >= hungAfter) ? new Date(sentAt) : null;
     },
   };
 }

@@ -374,7 +374,7 @@ export const Waiting = Type.Union(
         ],
         {
           description:
-            'What it waits for: the work queue (Redis), unreachable from the API; a worker process, none being connected to the queue; items another run holds, a rollback waiting until a delete chunk records them or the claim lease of a worker that stopped ends, or a running delete whose chunk a worker that stopped had claimed, waiting until the job of that chunk runs again (items, until say more); the retry of restores that failed for a reason that may pass (a 5xx, a timeout), a rollback waiting out their backoff (items, nextRetryAt, lastError say more); or item outcomes, none recorded for 30 s while running or rolling back (detail says what holds items that long); or the step after a bake, none taken 15 s after it ended (bake_end)',
+            'What it waits for: the work queue (Redis), unreachable from the API or not answering it (its connection open: a frozen host, a partition); a worker process, none being connected to the queue; items another run holds, a rollback waiting until a delete chunk records them or the claim lease of a worker that stopped ends, or a running delete whose chunk a worker that stopped had claimed, waiting until the job of that chunk runs again (items, until say more); the retry of restores that failed for a reason that may pass (a 5xx, a timeout), a rollback waiting out their backoff (items, nextRetryAt, lastError say more); or item outcomes, none recorded for 30 s while running or rolling back (detail says what holds items that long); or the step after a bake, none taken 15 s after it ended (bake_end)',
         },
       ),
       since: Type.String({

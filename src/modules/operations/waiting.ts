@@ -21,8 +21,10 @@ export const bakeUntilOf = (op: Pick<HeldFields, 'state' | 'bakeUntil'>) =>
 export const QUEUED_STATES = new Set(['running', 'baking', 'rolling_back']);
 
 export interface QueueHolds {
-  /** Since when this process has lost its Redis connection. */
+  /** Since when this process has lost its Redis connection, or Redis has not answered it. */
   queueDownSince: Date | null;
+  /** Redis has not answered with its connection open (a frozen host, a partition): not lost. */
+  queueHung?: boolean;
   /** Since when no worker process is connected to the work queue (worker-presence.ts). */
   noWorkersSince: Date | null;
   /**
@@ -64,8 +66,9 @@ export function waitingOf(op: Pick<OperationRow, 'state'> & Partial<HeldFields>,
     return {
       on: 'redis' as const,
       since: holds.queueDownSince.toISOString(),
-      detail:
-        "The work queue (Redis) cannot be reached: chunks already in a worker's hands go on, but no new work is picked up until it is back. Nothing is lost; queued work is re-derived from the ledger when it returns.",
+      detail: holds.queueHung
+        ? "The work queue (Redis) does not answer, though its connection is open (a frozen host, a partition; /readyz says so too): chunks already in a worker's hands go on, but no new work is picked up until it answers. Nothing is lost; queued work is re-derived from the ledger when it does."
+        : "The work queue (Redis) cannot be reached: chunks already in a worker's hands go on, but no new work is picked up until it is back. Nothing is lost; queued work is re-derived from the ledger when it returns.",
     };
   if (holds.noWorkersSince && holds.queueBackAt && now - holds.queueBackAt.getTime() < RECONNECT_GRACE_MS)
     return {
