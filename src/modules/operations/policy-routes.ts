@@ -11,7 +11,7 @@ import type { Queryable } from '../../lib/sql.ts';
 import { BUDGETS_EXAMPLE, Budgets, BudgetsInput, RollingBudgetsInput, RollingBudgetsView } from './budget-schemas.ts';
 import { DEFAULT_BUDGETS, DEFAULT_PLAN_TTL_SECONDS, DEFAULT_RESTORE_APPROVAL } from './policy.ts';
 import { DEFAULT_ROLLING_BUDGETS, getRollingBudgets, ROLLING_WINDOW_HOURS } from './rolling-budgets.ts';
-import { getBudgets, getPlanTtlSeconds, getRestoreApproval } from './repository.ts';
+import { getBudgets, getPlanTtlSeconds, getRestoreApproval } from './settings-reads.ts';
 import {
   DEFAULT_RETENTION_DAYS,
   getRetentionDays,

@@ -2,88 +2,13 @@
 import { memo } from '../../lib/memo.ts';
 import type pg from 'pg';
 import type { Queryable } from '../../lib/sql.ts';
-import { NotFoundError, UnprocessableError } from '../../lib/errors.ts';
-import { closest } from '../../lib/closest.ts';
+import { NotFoundError } from '../../lib/errors.ts';
 import type { Operation } from '../../generated/prisma/client.ts';
 import type { DrillView } from './views.ts';
-import { DEFAULT_RESTORE_APPROVAL, type Budgets, type RestoreApproval } from './policy.ts';
-import { adapterSystem, isExternal } from '../restores/history.ts';
 import { ownUnsent, RESTORE_ATTEMPTS, shownState } from '../execution/rollback-ledger.ts';
 import { progressFrom } from './progress.ts';
 import { progressOf } from './wave-progress.ts';
 import { COUNTERS_JSON_SQL, MOVES_JSON_SQL, type WaveCounter, type WaveMove } from '../execution/wave-moves.ts';
-
-export interface NewOperation {
-  id: string;
-  action: string;
-  targetType: string;
-  mode: string;
-  reason: string;
-  ticket: string;
-  /** approved: a restore the policy lets run without an approval (restoreApproval "none"). */
-  state: 'planned' | 'rejected' | 'approved';
-  requestedBy: string;
-  requestedByName: string;
-  idempotencyKey: string | null;
-  requestHash: string;
-  rollout: unknown;
-  haltPolicy: unknown;
-  plan: unknown;
-  planHash: string | null;
-  rejection: unknown;
-  itemCount: number;
-  tenantCount: number;
-  requiresBreakGlass: boolean;
-  autoStart: boolean;
-  /** When a planned operation stops blocking its resources if nobody starts it. */
-  expiresAt: Date | null;
-  /** Restores: the scope asked for. */
-  scope?: unknown;
-  /** Deletes: the plan's tenants that are protected (its break-glass covers them, no other). */
-  protectedTenants?: string[];
-  /** Deletes: the snapshot taken before the plan read protection (OperationRecord.protectionSeen). */
-  protectionSeen?: string;
-}
-
-export async function insertOperation(client: pg.PoolClient, o: NewOperation) {
-  await client.query(
-    `INSERT INTO operations (id, action, target_type, mode, reason, ticket, state, requested_by, requested_by_name,
-       idempotency_key, request_hash, rollout, halt_policy, plan, plan_hash, rejection, item_count, tenant_count,
-       requires_break_glass, auto_start, expires_at, scope, protected_tenants, protection_seen, finished_at,
-       adapter_systems)
-     VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,
-       -- A rejected plan ends as it is made (the rolling budgets do not count rejected ones).
-       CASE WHEN $7 = 'rejected' THEN now() END,
-       -- Every type's (a handful): what the rollback's guard compares (engine-store.ts adaptersChanged).
-       (SELECT jsonb_object_agg(t.name, ${adapterSystem('t')}) FROM resource_types t))`,
-    [
-      o.id,
-      o.action,
-      o.targetType,
-      o.mode,
-      o.reason,
-      o.ticket,
-      o.state,
-      o.requestedBy,
-      o.requestedByName,
-      o.idempotencyKey,
-      o.requestHash,
-      JSON.stringify(o.rollout),
-      JSON.stringify(o.haltPolicy),
-      o.plan === null ? null : JSON.stringify(o.plan),
-      o.planHash,
-      o.rejection === null ? null : JSON.stringify(o.rejection),
-      o.itemCount,
-      o.tenantCount,
-      o.requiresBreakGlass,
-      o.autoStart,
-      o.expiresAt,
-      o.scope === undefined ? null : JSON.stringify(o.scope),
-      o.protectedTenants ?? [],
-      o.protectionSeen ?? null,
-    ],
-  );
-}
 
 /** Items listed in an operation's `unfinished` summary; the items route pages through all of them. */
 const UNFINISHED_LISTED = 100;
@@ -321,70 +246,6 @@ export interface ApprovalRow {
   at: string;
 }
 export type OperationRow = Operation & { approvals?: ApprovalRow[] };
-
-/**
- * 422 UNKNOWN_TARGET_TYPE for a type no declaration names, with the declared types and the closest
- * one (`didYouMean`): "ap" for "app" was the one typo a trial met with no hint. `field` is the
- * body's (targetType), which the CLI names as --type.
- */
-export async function unknownTargetType(db: Queryable, name: string): Promise<UnprocessableError> {
-  const r = await db.query<{ name: string }>('SELECT name FROM resource_types ORDER BY name LIMIT $1', [
-    DECLARED_SHOWN + 1,
-  ]);
-  const declared = r.rows.map((x) => x.name);
-  const guess = closest(name, declared.slice(0, DECLARED_SHOWN));
-  const more = declared.length > DECLARED_SHOWN ? ', …' : '';
-  return new UnprocessableError(
-    'UNKNOWN_TARGET_TYPE',
-    `targetType "${name}" is not a type declared in the registry` +
-      (guess ? ` (did you mean "${guess}"?)` : '') +
-      (declared.length
-        ? `; declared types: ${declared.slice(0, DECLARED_SHOWN).join(', ')}${more}`
-        : '; none is declared yet (PUT /v1/registry/types)'),
-    {
-      field: 'targetType',
-      targetType: name,
-      ...(guess ? { didYouMean: guess } : {}),
-      declared: declared.slice(0, DECLARED_SHOWN),
-    },
-  );
-}
-/** How many declared types a refusal lists. */
-const DECLARED_SHOWN = 50;
-
-export async function getResourceType(client: pg.PoolClient | pg.Pool, name: string) {
-  // external: its resources live in another system (an HTTP adapter), whose deletes leave the
-  // registry row's state alone.
-  const res = await client.query<{
-    name: string;
-    id_pattern: string | null;
-    cascade_to: string[] | null;
-    external: boolean;
-  }>(`SELECT name, id_pattern, cascade_to, ${isExternal('t')} AS external FROM resource_types t WHERE name = $1`, [
-    name,
-  ]);
-  return res.rows[0];
-}
-
-export async function getBudgets(client: Queryable) {
-  const res = await client.query<{ value: Partial<Budgets> }>(`SELECT value FROM settings WHERE key = 'budgets'`);
-  return res.rows[0]?.value;
-}
-
-/** Whether a restore needs an approval (policy restoreApproval; default required). */
-export async function getRestoreApproval(client: Queryable): Promise<RestoreApproval> {
-  const res = await client.query<{ value: { approval?: RestoreApproval } }>(
-    `SELECT value FROM settings WHERE key = 'restores'`,
-  );
-  return res.rows[0]?.value.approval ?? DEFAULT_RESTORE_APPROVAL;
-}
-
-export async function getPlanTtlSeconds(client: Queryable): Promise<number | undefined> {
-  const res = await client.query<{ value: { planTtlSeconds?: number } }>(
-    `SELECT value FROM settings WHERE key = 'plans'`,
-  );
-  return res.rows[0]?.value.planTtlSeconds;
-}
 
 export async function findByKeyInTx(client: Queryable, key: string): Promise<OperationRow | undefined> {
   const r = await client.query('SELECT * FROM operations WHERE idempotency_key = $1', [key]);

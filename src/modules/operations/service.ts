@@ -19,17 +19,9 @@ import { snapshotNow } from '../execution/protected-now.ts';
 import { applyRollingBudgets, insertOperationTenants } from './rolling-budgets.ts';
 import { scopeReport, type ScopeReport } from './scope.ts';
 import { DEFAULT_BUDGETS, DEFAULT_PLAN_TTL_SECONDS, withHaltDefaults, withRolloutDefaults } from './policy.ts';
-import {
-  findByKeyInTx,
-  getBudgets,
-  getPlanTtlSeconds,
-  getResourceType,
-  unknownTargetType,
-  insertOperation,
-  loadInTx,
-  type OperationReads,
-  type OperationRow,
-} from './repository.ts';
+import { findByKeyInTx, loadInTx, type OperationReads, type OperationRow } from './repository.ts';
+import { insertOperation } from './insert.ts';
+import { getBudgets, getPlanTtlSeconds, getResourceType, unknownTargetType } from './settings-reads.ts';
 import type { OperationSpec } from './schemas.ts';
 import { replayOf } from '../restores/replay.ts';
 import { metricOutcome, planOutcome } from '../../lib/plan-outcome.ts';

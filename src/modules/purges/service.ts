@@ -22,16 +22,9 @@ import {
   checkWaveSteps,
   withRolloutDefaults,
 } from '../operations/policy.ts';
-import {
-  getBudgets,
-  getPlanTtlSeconds,
-  getResourceType,
-  unknownTargetType,
-  insertOperation,
-  loadInTx,
-  type OperationReads,
-  type OperationRow,
-} from '../operations/repository.ts';
+import { loadInTx, type OperationReads, type OperationRow } from '../operations/repository.ts';
+import { insertOperation } from '../operations/insert.ts';
+import { getBudgets, getPlanTtlSeconds, getResourceType, unknownTargetType } from '../operations/settings-reads.ts';
 import { lockPlanned } from '../operations/resource-locks.ts';
 import type { ServiceLog } from '../operations/service.ts';
 import { foldTakenIntoRoots, rootTypes } from '../restores/resolve.ts';

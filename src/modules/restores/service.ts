@@ -23,17 +23,15 @@ import {
   checkWaveSteps,
   withRolloutDefaults,
 } from '../operations/policy.ts';
+import { loadInTx, type OperationReads, type OperationRow } from '../operations/repository.ts';
+import { insertOperation } from '../operations/insert.ts';
 import {
   getBudgets,
   getPlanTtlSeconds,
   getResourceType,
-  unknownTargetType,
   getRestoreApproval,
-  insertOperation,
-  loadInTx,
-  type OperationReads,
-  type OperationRow,
-} from '../operations/repository.ts';
+  unknownTargetType,
+} from '../operations/settings-reads.ts';
 import { lockPlanned } from '../operations/resource-locks.ts';
 import type { ServiceLog } from '../operations/service.ts';
 import {
