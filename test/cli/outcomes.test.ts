@@ -505,7 +505,7 @@ describe('blastgate CLI against the real stack', () => {
     const r = await as('requester', args);
     expect(r.code, r.stderr).toBe(1);
     expect(r.stderr).toContain(
-      `blastgate: 422 NOTHING_TO_PURGE: The only deleted resource in this scope was left out: 1 children_kept (kept because a child of it is not purged with it, within its retention or live: ${siteId(39)}); nothing to purge; 2 resource(s) of it are active again`,
+      `blastgate: 422 NOTHING_TO_PURGE: The only deleted resource in this scope was left out: 1 children_kept (kept because a child of it is not purged with it: within its retention, live, moved, or of a tenant a later wave takes: ${siteId(39)}); nothing to purge; 2 resource(s) of it are active again`,
     );
     expect(r.stderr).not.toContain('Nothing in this scope is deleted');
     const j = jsonError(await as('requester', ['--json', ...args]));

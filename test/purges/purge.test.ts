@@ -848,7 +848,7 @@ describe('a tenant or an operation whose every deleted resource is left out', ()
       expect(r.body.message).not.toContain('Nothing in this scope is deleted');
       expect(r.body.message).toMatch(
         new RegExp(
-          `^The only deleted resource in this scope was left out: 1 children_kept \\(kept because a child of it is not purged with it, within its retention or live: ${siteId(s)}\\); nothing to purge;`,
+          `^The only deleted resource in this scope was left out: 1 children_kept \\(kept because a child of it is not purged with it: within its retention, live, moved, or of a tenant a later wave takes: ${siteId(s)}\\); nothing to purge;`,
         ),
       );
       // What is not deleted any more is still said, after it.
@@ -863,7 +863,7 @@ describe('a tenant or an operation whose every deleted resource is left out', ()
     expect(due.status, JSON.stringify(due.body)).toBe(422);
     expect(due.body).toMatchObject({ code: 'NOTHING_TO_PURGE', details: { leftOut: { childrenKept: 1 } } });
     expect(due.body.message).toBe(
-      `The only resource due for purging by ${new Date(dueBefore).toISOString()} was left out: 1 children_kept (kept because a child of it is not purged with it, within its retention or live: ${siteId(s)}); nothing to purge; no deleted resource is waiting for its retention to end`,
+      `The only resource due for purging by ${new Date(dueBefore).toISOString()} was left out: 1 children_kept (kept because a child of it is not purged with it: within its retention, live, moved, or of a tenant a later wave takes: ${siteId(s)}); nothing to purge; no deleted resource is waiting for its retention to end`,
     );
     // A tenant of which Blastgate deleted nothing: nothing is deleted, as before.
     const untouched = await postPurge({ tenantId: tenantId(freshSite()), dryRun: true });

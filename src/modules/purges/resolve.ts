@@ -208,7 +208,7 @@ const DELETED_LEFT_OUT: readonly [LeftOutReason, (l: LeftOut) => number | undefi
     'children_kept',
     (l) => l.childrenKept,
     (one) =>
-      `kept because a child of ${one ? 'it' : 'each'} is not purged with ${one ? 'it' : 'them'}, within its retention or live`,
+      `kept because a child of ${one ? 'it' : 'each'} is not purged with ${one ? 'it' : 'them'}: within its retention, live, moved, or of a tenant a later wave takes`,
   ],
   [
     'deleted_again',

@@ -28,7 +28,7 @@ export default async function purgeRoutes(app: App) {
           'More than one scope, or none: 422 SCOPE_CONFLICT / SCOPE_REQUIRED / SCOPE_INCOMPLETE naming the fields. Every resource is ' +
           'classified: ok, unknown, type_mismatch, duplicate, not_deleted (still active), within_retention (its purgeAfter, named, is ' +
           'still ahead), purged (already), in_flight (naming the live operation that holds it) restore_uncertain (a restore of it ' +
-          "since its delete, or a rollback of that delete, went out and did not end restored: it may be live again) or adapter_changed (deleted through another system than its type's adapter reaches now: another kind or baseUrl). In a list of " +
+          "since its delete, or a rollback of that delete, went out and did not end restored: it may be live again) or adapter_changed (deleted through another system than its type's adapter reaches now: another kind or baseUrl), or, for a parent, child_later (a child it purges is of a tenant a later wave takes: a parent never goes before its children; a tenant, an operation or dueBefore keep such a parent, leftOut.childrenKept). In a list of " +
           'IDs, one that is not ok rejects the purge (422 PLAN_REJECTED with a per-ID report, recorded); a tenant, an operation or ' +
           'dueBefore leaves the restore_uncertain and adapter_changed ones out (plan.leftOut.restoreUncertain, adapterChanged), and what an import moved to another tenant or type since its delete (plan.leftOut.moved), and purges the rest. Nothing left to purge is 422 NOTHING_TO_PURGE: ' +
           'nothing in the scope is deleted and not purged yet, or all of it was left out (the message counts them by reason; details.leftOut has the counts and the first IDs). ' +

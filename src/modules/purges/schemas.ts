@@ -18,6 +18,7 @@ export const PURGE_CLASSES = [
   'in_flight',
   'restore_uncertain',
   'adapter_changed',
+  'child_later',
 ] as const;
 export type PurgeClass = (typeof PURGE_CLASSES)[number];
 

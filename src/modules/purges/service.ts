@@ -24,6 +24,8 @@ import {
 } from '../operations/policy.ts';
 import { loadInTx, type OperationReads, type OperationRow } from '../operations/repository.ts';
 import { insertOperation } from '../operations/insert.ts';
+import { summarizeLeftOut } from '../restores/left-out.ts';
+import { holdParentsBehindChildren } from './family-waves.ts';
 import { getBudgets, getPlanTtlSeconds, getResourceType, unknownTargetType } from '../operations/settings-reads.ts';
 import { lockPlanned } from '../operations/resource-locks.ts';
 import type { ServiceLog } from '../operations/service.ts';
@@ -133,9 +135,11 @@ export function purgeService(deps: {
           ]);
           if (existing.rowCount) return replay(s.idempotencyKey, requestHash, s.principal.tokenId);
         }
-        const leftOut = await resolvePurge(client, scope, now);
+        let leftOut = await resolvePurge(client, scope, now);
         if (scope.kind !== 'ids' && (await client.query('SELECT 1 FROM plan_input LIMIT 1')).rowCount === 0)
           throw await nothingToPurge(client, scope, leftOut);
+        if ((await holdParentsBehindChildren(client, scope, rollout.waves)) && scope.kind !== 'ids')
+          leftOut = await summarizeLeftOut(client);
         await foldTakenIntoRoots(client);
         let cls = await summarize(client, PURGE_CLASSES);
         if (!cls.rejected && !dryRun && !(await lockPlanned(client, operationId, cls.counts.ok)))

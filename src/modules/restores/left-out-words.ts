@@ -6,7 +6,11 @@ import type { LeftOut, LeftOutReason } from './left-out.ts';
 export type Note = { parent?: string; tenant: string; type?: string };
 
 export const keptDetail = (child: string | null) =>
-  `kept: its child ${child} is not purged with it (within its retention, or live), and a hard delete of the parent would take it or leave it without a parent; it is purged once its children are due too`;
+  `kept: its child ${child} is not purged with it (${KEPT_WHY}), and a hard delete of the parent would take it or leave it without a parent; a later purge takes it once its children are purged`;
+
+/** Why a child is not purged with its parent (purges/leave-out.ts, family-waves.ts). */
+const KEPT_WHY =
+  "within its retention, live, moved to another tenant or type since its delete, or of a tenant this purge's waves take in a later wave";
 
 export function detailOf(reason: LeftOutReason, by: string | null, rollback: boolean, note: Note | null): string {
   switch (reason) {
@@ -73,7 +77,7 @@ export function leftOutSentence(leftOut: LeftOut | null, verb: string, except: r
     say('adapter_changed', leftOut.adapterChanged) &&
       `; ${leftOut.adapterChanged} resource(s) are left out because their type's adapter reaches another system than their delete went through ${named(leftOut.adapterChanged, of('adapter_changed'))}`,
     say('children_kept', leftOut.childrenKept) &&
-      `; ${leftOut.childrenKept} resource(s) are kept because a child of theirs is not purged with them (within its retention, or live) ${named(leftOut.childrenKept, of('children_kept'))}`,
+      `; ${leftOut.childrenKept} resource(s) are kept because a child of theirs is not purged with them (${KEPT_WHY}) ${named(leftOut.childrenKept, of('children_kept'))}`,
   ]
     .filter(Boolean)
     .join('');

@@ -1,0 +1,86 @@
+// A purge's waves go by tenant, and a cascade crosses tenants (a site of one with apps of another).
+// A trial purged such a site in wave 0 with its apps in wave 1; stopped in between, the apps were
+// left soft-deleted under a purged site, never restorable (parent_deleted naming a purged parent).
+// A parent is never planned before a child it purges: a list of IDs refuses it (child_later, via
+// the child), and everything due (as a tenant or an operation) keeps it for a later purge
+// (children_kept), which takes it once its children are gone.
+import request from 'supertest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { command } from '../support/exec-helpers.ts';
+import { buildExecHarness, waitForState, type ExecHarness } from '../support/execution.ts';
+import { ageTwoDays, deleteAndComplete, postPurge as postPurgeAs, registryStates } from '../support/restores.ts';
+import { seedRegistry, siteId, tenantId } from '../support/seed.ts';
+
+let h: ExecHarness;
+const SITE = siteId(0);
+const OWN_APP = 'app_00000_00';
+/** Apps of tenant 5 under tenant 0's site: 3 items against the site's tenant's 2, so a later wave. */
+const CROSS = ['app_00000_50', 'app_00000_51', 'app_00000_52'];
+const FAMILY = [SITE, OWN_APP, ...CROSS];
+
+beforeAll(async () => {
+  h = await buildExecHarness({ workers: 1 });
+  await seedRegistry(h.databaseUrl, { sites: 6, appsPerSite: 1 });
+  await request(h.app.server)
+    .post('/v1/registry/resources')
+    .set('authorization', h.auth('admin'))
+    .send({ resources: CROSS.map((id) => ({ id, type: 'app', tenantId: tenantId(5), parentId: SITE })) })
+    .expect(200);
+  await deleteAndComplete(h, 'site', [SITE]);
+  await ageTwoDays(h, FAMILY);
+});
+afterAll(async () => {
+  await h?.close();
+});
+
+const WAVES = { bakeSeconds: 0, concurrency: 4, waves: ['1', '100%'] };
+const postPurge = (body: Record<string, unknown>) => postPurgeAs(h, { rollout: WAVES, ...body });
+async function run(purge: { id: string; planHash: string }) {
+  await command(h, 'approver', purge.id, 'approve', { planHash: purge.planHash }).expect(200);
+  await command(h, 'operator', purge.id, 'start').expect(200);
+  return (await waitForState(h, purge.id, ['completed', 'completed_with_failures', 'halted', 'paused'])).state;
+}
+
+describe('a parent whose child is of a tenant a later wave takes', () => {
+  it('listed by ID, is refused through the child; with one wave the family is planned', async () => {
+    const r = await postPurge({ targetType: 'site', ids: [SITE], dryRun: true });
+    expect(r.status, JSON.stringify(r.body)).toBe(422);
+    expect(r.body).toMatchObject({ code: 'PLAN_REJECTED', details: { counts: { child_later: 1 } } });
+    expect(r.body.details.offenders.child_later).toEqual([
+      expect.objectContaining({
+        id: SITE,
+        via: expect.objectContaining({ id: expect.stringMatching(/^app_00000_5/) }),
+      }),
+    ]);
+    expect(r.body.message).toMatch(/of a tenant the purge's waves take later/);
+
+    const one = await postPurge({
+      targetType: 'site',
+      ids: [SITE],
+      dryRun: true,
+      rollout: { ...WAVES, waves: ['100%'] },
+    });
+    expect(one.status, JSON.stringify(one.body)).toBe(200);
+    expect(one.body.plan.itemCount).toBe(FAMILY.length);
+  });
+
+  it('due, is kept back while its children are purged, and a later purge takes it', async () => {
+    const r = await postPurge({ dueBefore: new Date().toISOString() });
+    expect(r.status, JSON.stringify(r.body)).toBe(201);
+    expect(r.body.plan).toMatchObject({ itemCount: FAMILY.length - 1, leftOut: { childrenKept: 1 } });
+    expect(r.body.plan.leftOut.items).toEqual([
+      expect.objectContaining({ id: SITE, reason: 'children_kept', detail: expect.stringMatching(/later wave/) }),
+    ]);
+    expect(await run(r.body)).toBe('completed');
+    expect(await registryStates(h, FAMILY)).toEqual({
+      [SITE]: 'soft_deleted',
+      ...Object.fromEntries([OWN_APP, ...CROSS].map((id) => [id, 'purged'])),
+    });
+
+    const after = await postPurge({ dueBefore: new Date().toISOString() });
+    expect(after.status, JSON.stringify(after.body)).toBe(201);
+    expect(after.body.plan.itemCount).toBe(1);
+    expect(await run(after.body)).toBe('completed');
+    expect((await registryStates(h, [SITE]))[SITE]).toBe('purged');
+  });
+});
