@@ -84,3 +84,31 @@ describe('a parent whose child is of a tenant a later wave takes', () => {
     expect((await registryStates(h, [SITE]))[SITE]).toBe('purged');
   });
 });
+
+describe('a child its cascade takes that an import moved to another tenant since the delete', () => {
+  it("refuses the listed parent through it (moved); listed on its own, the child is the operator's to purge", async () => {
+    const site = siteId(1);
+    const app = 'app_00001_00';
+    await deleteAndComplete(h, 'site', [site]);
+    await ageTwoDays(h, [site, app]);
+    await request(h.app.server)
+      .post('/v1/registry/resources')
+      .set('authorization', h.auth('admin'))
+      .send({ resources: [{ id: app, type: 'app', tenantId: tenantId(2) }] })
+      .expect(200);
+    // (One wave: otherwise its tenant's later wave refuses the site already, as child_later.)
+    const r = await postPurge({
+      targetType: 'site',
+      ids: [site],
+      dryRun: true,
+      rollout: { ...WAVES, waves: ['100%'] },
+    });
+    expect(r.status, JSON.stringify(r.body)).toBe(422);
+    expect(r.body).toMatchObject({ code: 'PLAN_REJECTED', details: { counts: { moved: 1 } } });
+    expect(r.body.details.offenders.moved).toEqual([
+      expect.objectContaining({ id: site, via: expect.objectContaining({ id: app }) }),
+    ]);
+    const alone = await postPurge({ targetType: 'app', ids: [app], dryRun: true });
+    expect(alone.status, JSON.stringify(alone.body)).toBe(200);
+  });
+});

@@ -18,6 +18,7 @@ import { summarizeLeftOut, type LeftOutReason } from '../restores/left-out.ts';
 import { leftOutIds, leftOutSentence } from '../restores/left-out-words.ts';
 import { UnprocessableError } from '../../lib/errors.ts';
 import { DEFAULT_RETENTION_DAYS } from './retention.ts';
+import { MOVED_SINCE_DELETE } from '../restores/classify.ts';
 import { keepParentsOfKept, leaveOutMoved, leaveOutUnsafe, unpurgedChildren } from './leave-out.ts';
 import type { PurgeScope } from './schemas.ts';
 
@@ -97,6 +98,10 @@ async function classify(client: pg.PoolClient, targetType: string | null, now: D
          WHEN $1::text IS NOT NULL AND r.type <> $1 AND NOT x.taken THEN 'type_mismatch'
          WHEN lo.id IS NOT NULL THEN 'in_flight'
          WHEN r.state = 'purged' THEN 'purged'
+         -- What a listed ID's cascade takes along that an import moved to another tenant or type
+         -- since its delete: another customer's now, taken without being named (a trial). Named
+         -- itself, it is the operator's to purge (moved-since.test.ts).
+         WHEN x.taken AND coalesce(l.deleted, false) AND ${MOVED_SINCE_DELETE} THEN 'moved'
          WHEN ur.op_id IS NOT NULL OR coalesce(l.undo_uncertain, false) THEN 'restore_uncertain'
          -- Its hard delete would go to another system than its delete did, which may answer 404
          -- ("already gone", counted done) for a resource it never had (restores: the same class).
