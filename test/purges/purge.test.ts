@@ -866,11 +866,12 @@ describe('a tenant or an operation whose every deleted resource is left out', ()
       `The only resource due for purging by ${new Date(dueBefore).toISOString()} was left out: 1 children_kept (kept because a child of it is not purged with it: within its retention, live, moved, or of a tenant a later wave takes: ${siteId(s)}); nothing to purge; no deleted resource is waiting for its retention to end`,
     );
     // A tenant of which Blastgate deleted nothing: nothing is deleted, as before.
-    const untouched = await postPurge({ tenantId: tenantId(freshSite()), dryRun: true });
+    const fresh = tenantId(freshSite());
+    const untouched = await postPurge({ tenantId: fresh, dryRun: true });
     expect(untouched.status, JSON.stringify(untouched.body)).toBe(422);
     expect(untouched.body).toMatchObject({
       code: 'NOTHING_TO_PURGE',
-      message: 'Nothing in this scope is deleted and not purged yet',
+      message: `Blastgate deleted nothing of tenant ${fresh} that is still deleted and not purged yet (a resource an import moved to it after its delete is purged by ID only)`,
     });
     expect(untouched.body.details.leftOut).toBeUndefined();
   });

@@ -262,7 +262,11 @@ export async function nothingToPurge(
       'NOTHING_TO_PURGE',
       all
         ? `${all}${leftOutSentence(leftOut, 'purged again', deletedReasons)}`
-        : `Nothing in this scope is deleted and not purged yet${leftOutSentence(leftOut, 'purged again')}`,
+        : scope.kind === 'tenant'
+          ? // Not "nothing is deleted": the registry may list soft-deleted resources of the tenant that
+            // an import moved to it after their delete, which no scope but a list of IDs takes (a trial).
+            `Blastgate deleted nothing of tenant ${scope.tenantId} that is still deleted and not purged yet (a resource an import moved to it after its delete is purged by ID only)${leftOutSentence(leftOut, 'purged again')}`
+          : `Nothing in this scope is deleted and not purged yet${leftOutSentence(leftOut, 'purged again')}`,
       { scope, ...(leftOut ? { leftOut } : {}) },
     );
   }
