@@ -13,7 +13,7 @@ const CHECK_EVERY_MS = 2_000;
  * API's commands give up only after 5 s (plugins/redis.ts), and each view waited that long, then
  * said nothing (`waiting: null`) while nothing moved (a probe froze Redis with SIGSTOP).
  */
-export const HUNG_AFTER_MS = 1_500;
+export const HUNG_AFTER_MS = 1_000;
 const TIMED_OUT = /^Command timed out$/;
 
 export interface WorkerPresence {
