@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { command } from '../support/exec-helpers.ts';
 import { buildExecHarness, waitForState, type ExecHarness } from '../support/execution.ts';
 import { ageTwoDays, deleteAndComplete, postPurge as postPurgeAs, registryStates } from '../support/restores.ts';
-import { seedRegistry, siteId, tenantId } from '../support/seed.ts';
+import { query, seedRegistry, siteId, tenantId } from '../support/seed.ts';
 
 let h: ExecHarness;
 const SITE = siteId(0);
@@ -54,14 +54,20 @@ describe('a parent whose child is of a tenant a later wave takes', () => {
     ]);
     expect(r.body.message).toMatch(/of a tenant the purge's waves take later/);
 
-    const one = await postPurge({
-      targetType: 'site',
-      ids: [SITE],
-      dryRun: true,
-      rollout: { ...WAVES, waves: ['100%'] },
-    });
+    const oneWave = { ...WAVES, waves: ['100%'] };
+    const one = await postPurge({ targetType: 'site', ids: [SITE], dryRun: true, rollout: oneWave });
     expect(one.status, JSON.stringify(one.body)).toBe(200);
     expect(one.body.plan.itemCount).toBe(FAMILY.length);
+    // Within the wave the site comes after its apps (chunks run in seq order); then it is aborted.
+    const planned = await postPurge({ targetType: 'site', ids: [SITE], rollout: oneWave });
+    expect(planned.status, JSON.stringify(planned.body)).toBe(201);
+    const order = await query<{ resource_id: string }>(
+      h.databaseUrl,
+      'SELECT resource_id FROM operation_items WHERE operation_id = $1 ORDER BY seq',
+      [planned.body.id],
+    );
+    expect(order.map((r) => r.resource_id).at(-1)).toBe(SITE);
+    await command(h, 'operator', planned.body.id, 'abort', { reason: 'order checked' }).expect(200);
   });
 
   it('due, is kept back while its children are purged, and a later purge takes it', async () => {

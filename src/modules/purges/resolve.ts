@@ -19,6 +19,7 @@ import { leftOutIds, leftOutSentence } from '../restores/left-out-words.ts';
 import { UnprocessableError } from '../../lib/errors.ts';
 import { DEFAULT_RETENTION_DAYS } from './retention.ts';
 import { MOVED_SINCE_DELETE } from '../restores/classify.ts';
+import { CASCADE_DEPTH } from '../operations/cascade-plan.ts';
 import { keepParentsOfKept, leaveOutMoved, leaveOutUnsafe, unpurgedChildren } from './leave-out.ts';
 import type { PurgeScope } from './schemas.ts';
 
@@ -150,18 +151,30 @@ export async function retentionEnds(client: pg.PoolClient): Promise<Map<string, 
   return new Map(r.rows.map((x) => [x.id, x.purge_after.toISOString()]));
 }
 
-/** The purge's ledger: every resource in wave order, longest due first within a wave, with its own type. */
+/**
+ * The purge's ledger: every resource in wave order, with its own type; within a wave, types a
+ * cascade reaches deeper first (apps before their sites: family-waves.ts keeps a parent out of an
+ * earlier wave than its children, and chunks run in seq order), then longest due first.
+ */
 export async function insertPurgeItems(
   client: pg.PoolClient,
   operationId: string,
   waveOf: Map<string, number>,
 ): Promise<void> {
   await client.query(
-    `INSERT INTO operation_items (operation_id, seq, resource_id, tenant_id, ordinal, wave, resource_type)
-     SELECT $1, (row_number() OVER (ORDER BY w.wave, c.purge_after, c.ord) - 1)::int, c.id, c.tenant_id, c.ord, w.wave, c.type
+    `WITH RECURSIVE reach(name, depth) AS (
+       SELECT name, 0 FROM resource_types
+       UNION ALL
+       SELECT c.name, r.depth + 1 FROM reach r JOIN resource_types t ON t.name = r.name
+       CROSS JOIN LATERAL unnest(t.cascade_to) AS c(name) WHERE r.depth < $4
+     ), depth AS (SELECT name, max(depth) AS depth FROM reach GROUP BY name)
+     INSERT INTO operation_items (operation_id, seq, resource_id, tenant_id, ordinal, wave, resource_type)
+     SELECT $1, (row_number() OVER (ORDER BY w.wave, coalesce(d.depth, 0) DESC, c.purge_after, c.ord) - 1)::int,
+       c.id, c.tenant_id, c.ord, w.wave, c.type
      FROM plan_class c JOIN unnest($2::text[], $3::int[]) AS w(tenant_id, wave) ON w.tenant_id = c.tenant_id
+     LEFT JOIN depth d ON d.name = c.type
      ORDER BY 2`,
-    [operationId, [...waveOf.keys()], [...waveOf.values()]],
+    [operationId, [...waveOf.keys()], [...waveOf.values()], CASCADE_DEPTH],
   );
 }
 
