@@ -118,3 +118,40 @@ describe('a child its cascade takes that an import moved to another tenant since
     expect(alone.status, JSON.stringify(alone.body)).toBe(200);
   });
 });
+
+describe('a child imported under a parent while its purge runs', () => {
+  it('keeps the parent: its item fails naming the child, which stays live', async () => {
+    const [canary, site] = [siteId(4), siteId(5)];
+    const family = [canary, 'app_00004_00', site, 'app_00005_00'];
+    await deleteAndComplete(h, 'site', [canary, site]);
+    await ageTwoDays(h, family);
+    // Two items each: tenant 4 is the canary wave (ties go by tenant id), tenant 5 goes after a bake.
+    const r = await postPurge({ targetType: 'site', ids: [canary, site], rollout: { ...WAVES, bakeSeconds: 2 } });
+    expect(r.status, JSON.stringify(r.body)).toBe(201);
+    await command(h, 'approver', r.body.id, 'approve', { planHash: r.body.planHash }).expect(200);
+    await command(h, 'operator', r.body.id, 'start').expect(200);
+    await waitForState(h, r.body.id, ['baking']);
+    const newcomer = 'app_00005_60';
+    await request(h.app.server)
+      .post('/v1/registry/resources')
+      .set('authorization', h.auth('admin'))
+      .send({ resources: [{ id: newcomer, type: 'app', tenantId: tenantId(5), parentId: site, state: 'active' }] })
+      .expect(200);
+    const end = await waitForState(h, r.body.id, ['completed', 'completed_with_failures', 'halted', 'paused']);
+    // One of the wave's two items failed: past the halt policy's failure rate, the purge halts for a human.
+    expect(end.state).toBe('halted');
+    expect(await registryStates(h, [...family, newcomer])).toEqual({
+      [canary]: 'purged',
+      app_00004_00: 'purged',
+      [site]: 'soft_deleted',
+      app_00005_00: 'purged',
+      [newcomer]: 'active',
+    });
+    const [item] = await query<{ last_error: string }>(
+      h.databaseUrl,
+      'SELECT last_error FROM operation_items WHERE operation_id = $1 AND resource_id = $2',
+      [r.body.id, site],
+    );
+    expect(item?.last_error).toMatch(new RegExp(`has a child ${newcomer} \\(active\\) that this purge does not take`));
+  });
+});

@@ -9,6 +9,7 @@ import type pg from 'pg';
 import type { AdapterItem, ApplyOptions, DestructiveAction, ItemResult, TargetAdapter } from '../adapters/index.ts';
 import { applyAllBut } from './protection-recheck.ts';
 import { CHANGED_SINCE_PLAN, TENANT_CHANGED } from '../restores/stale.ts';
+import { takenByCascade } from '../operations/cascade-plan.ts';
 import type { ChunkDeps } from './chunk.ts';
 import type { ClaimedItem, Outcome } from './ledger.ts';
 
@@ -25,6 +26,9 @@ interface Changed {
   /** A restore's submitted item: its registry parent, when that is deleted now. */
   deleted_parent: string | null;
   parent_state: string | null;
+  /** A purge's item: a child of a cascade type, not purged, that this purge does not hold. */
+  new_child: string | null;
+  new_child_state: string | null;
 }
 
 /**
@@ -39,7 +43,8 @@ export async function changedSincePlan(
   if (seqs.length === 0) return new Map();
   const r = await pool.query<Changed>(
     `SELECT i.seq, i.resource_id, r.type, r.tenant_id, r.state, i.resource_type AS planned_type,
-            i.tenant_id AS planned_tenant, ${TENANT_CHANGED} AS moved, p.id AS deleted_parent, p.state AS parent_state
+            i.tenant_id AS planned_tenant, ${TENANT_CHANGED} AS moved, p.id AS deleted_parent, p.state AS parent_state,
+            kid.id AS new_child, kid.state AS new_child_state
      FROM unnest($2::int[]) AS s(seq)
      JOIN operation_items i ON i.operation_id = $1 AND i.seq = s.seq
      JOIN operations o ON o.id = i.operation_id
@@ -48,7 +53,17 @@ export async function changedSincePlan(
      -- parent_deleted otherwise; its descendants come with it): one deleted since, by another
      -- operation, would get it back under a deleted parent (a trial).
      LEFT JOIN resources p ON o.action = 'restore' AND i.parent_seq IS NULL AND p.id = r.parent_id AND p.state <> 'active'
-     WHERE p.id IS NOT NULL OR ${CHANGED_SINCE_PLAN}`,
+     -- A purge's item with a child its hard delete would take or orphan that the purge does not
+     -- hold (created, imported or moved in since the plan): the plan kept such a parent back, and a
+     -- child imported under a site during a bake was left under a purged site (a trial).
+     LEFT JOIN LATERAL (
+       SELECT ch.id, ch.state FROM resources ch
+       WHERE o.action = 'purge' AND ch.parent_id = i.resource_id AND ch.state <> 'purged'
+         AND ${takenByCascade('ch.type', 'coalesce(i.resource_type, o.target_type)', "'{}'")}
+         AND NOT EXISTS (SELECT 1 FROM resource_locks lk WHERE lk.resource_id = ch.id AND lk.operation_id = o.id)
+       ORDER BY ch.id LIMIT 1
+     ) kid ON true
+     WHERE p.id IS NOT NULL OR kid.id IS NOT NULL OR ${CHANGED_SINCE_PLAN}`,
     [operationId, seqs],
   );
   return new Map(r.rows.map((x) => [x.seq, nowIs(x)]));
@@ -62,6 +77,8 @@ function nowIs(x: Changed): string {
   if (x.deleted_parent)
     return `the parent of ${x.resource_id}, ${x.deleted_parent}, is ${x.parent_state} since the plan`;
   if (x.state === 'purged') return `${x.resource_id} was purged since the plan`;
+  if (x.new_child)
+    return `${x.resource_id} has a child ${x.new_child} (${x.new_child_state}) that this purge does not take (created or moved in since the plan): its hard delete would take it or leave it without a parent`;
   return `${x.resource_id} is active again since the plan (restored or re-created elsewhere, or imported as active)`;
 }
 
