@@ -155,3 +155,31 @@ describe('a child imported under a parent while its purge runs', () => {
     expect(item?.last_error).toMatch(new RegExp(`has a child ${newcomer} \\(active\\) that this purge does not take`));
   });
 });
+
+describe('a child the purge holds, made active again while the purge runs', () => {
+  it('keeps its parent too: both items fail, the child stays live under a deleted (not purged) parent', async () => {
+    const [canary, site] = [siteId(2), siteId(3)];
+    const child = 'app_00003_00';
+    const family = [canary, 'app_00002_00', site, child];
+    await deleteAndComplete(h, 'site', [canary, site]);
+    await ageTwoDays(h, family);
+    const r = await postPurge({ targetType: 'site', ids: [canary, site], rollout: { ...WAVES, bakeSeconds: 2 } });
+    expect(r.status, JSON.stringify(r.body)).toBe(201);
+    await command(h, 'approver', r.body.id, 'approve', { planHash: r.body.planHash }).expect(200);
+    await command(h, 'operator', r.body.id, 'start').expect(200);
+    await waitForState(h, r.body.id, ['baking']);
+    await request(h.app.server)
+      .post('/v1/registry/resources')
+      .set('authorization', h.auth('admin'))
+      .send({ resources: [{ id: child, type: 'app', tenantId: tenantId(3), state: 'active' }] })
+      .expect(200);
+    const end = await waitForState(h, r.body.id, ['completed', 'completed_with_failures', 'halted', 'paused']);
+    expect(end.state).toBe('halted');
+    expect(await registryStates(h, family)).toEqual({
+      [canary]: 'purged',
+      app_00002_00: 'purged',
+      [site]: 'soft_deleted',
+      [child]: 'active',
+    });
+  });
+});

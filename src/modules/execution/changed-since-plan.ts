@@ -10,6 +10,7 @@ import type { AdapterItem, ApplyOptions, DestructiveAction, ItemResult, TargetAd
 import { applyAllBut } from './protection-recheck.ts';
 import { CHANGED_SINCE_PLAN, TENANT_CHANGED } from '../restores/stale.ts';
 import { takenByCascade } from '../operations/cascade-plan.ts';
+import { isExternal } from '../restores/history.ts';
 import type { ChunkDeps } from './chunk.ts';
 import type { ClaimedItem, Outcome } from './ledger.ts';
 
@@ -57,10 +58,13 @@ export async function changedSincePlan(
      -- hold (created, imported or moved in since the plan): the plan kept such a parent back, and a
      -- child imported under a site during a bake was left under a purged site (a trial).
      LEFT JOIN LATERAL (
-       SELECT ch.id, ch.state FROM resources ch
+       SELECT ch.id, ch.state FROM resources ch JOIN resource_types cht ON cht.name = ch.type
        WHERE o.action = 'purge' AND ch.parent_id = i.resource_id AND ch.state <> 'purged'
          AND ${takenByCascade('ch.type', 'coalesce(i.resource_type, o.target_type)', "'{}'")}
-         AND NOT EXISTS (SELECT 1 FROM resource_locks lk WHERE lk.resource_id = ch.id AND lk.operation_id = o.id)
+         -- One it holds is purged before it (family-waves.ts) unless it is live again: active in
+         -- the registry, which for a registry adapter's resource says so (its own item is refused).
+         AND (NOT EXISTS (SELECT 1 FROM resource_locks lk WHERE lk.resource_id = ch.id AND lk.operation_id = o.id)
+              OR (ch.state = 'active' AND NOT ${isExternal('cht')}))
        ORDER BY ch.id LIMIT 1
      ) kid ON true
      WHERE p.id IS NOT NULL OR kid.id IS NOT NULL OR ${CHANGED_SINCE_PLAN}`,
@@ -78,7 +82,7 @@ function nowIs(x: Changed): string {
     return `the parent of ${x.resource_id}, ${x.deleted_parent}, is ${x.parent_state} since the plan`;
   if (x.state === 'purged') return `${x.resource_id} was purged since the plan`;
   if (x.new_child)
-    return `${x.resource_id} has a child ${x.new_child} (${x.new_child_state}) that this purge does not take (created or moved in since the plan): its hard delete would take it or leave it without a parent`;
+    return `${x.resource_id} has a child ${x.new_child} (${x.new_child_state}) that this purge does not take (created, moved in or made active since the plan): its hard delete would take it or leave it without a parent`;
   return `${x.resource_id} is active again since the plan (restored or re-created elsewhere, or imported as active)`;
 }
 
