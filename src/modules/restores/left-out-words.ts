@@ -15,7 +15,7 @@ const KEPT_WHY =
 export function detailOf(reason: LeftOutReason, by: string | null, rollback: boolean, note: Note | null): string {
   switch (reason) {
     case 'moved':
-      return `moved to tenant ${note?.tenant} (type ${note?.type}) since its delete by ${by} (an import says so): not this scope's to act on (a restore by ID refuses it as superseded: its snapshot is of what it was)`;
+      return `moved to tenant ${note?.tenant} (type ${note?.type}) since its delete by ${by} (an import says so): not this scope's to act on (by ID, a restore refuses it as superseded, its snapshot being of what it was, and a purge takes it)`;
     case 'other_tenant':
       return `of tenant ${note?.tenant}, taken along by the delete of its parent ${note?.parent} (${by}): a restore of tenant ${note?.tenant} brings it back once ${note?.parent} is back`;
     case 'erased':
