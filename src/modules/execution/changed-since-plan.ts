@@ -152,3 +152,13 @@ export function recheckingChanges<Tx>(
     },
   };
 }
+
+/** The registry parent of each of these resources that has one. */
+export async function parentsOf(pool: Pick<pg.Pool, 'query'>, ids: string[]): Promise<Map<string, string>> {
+  if (ids.length === 0) return new Map();
+  const r = await pool.query<{ id: string; parent_id: string }>(
+    'SELECT id, parent_id FROM resources WHERE id = ANY($1::text[]) AND parent_id IS NOT NULL',
+    [ids],
+  );
+  return new Map(r.rows.map((x) => [x.id, x.parent_id]));
+}

@@ -4,7 +4,7 @@
 // deleted state is stored like any pre-call snapshot (no snapshot, no call), and it stays: a later
 // restore of the resource still finds it and reports `purged` (restores/resolve.ts).
 import { AppError } from '../../lib/errors.ts';
-import { idempotencyKeyFor, type AdapterItem, type TargetAdapter } from '../adapters/index.ts';
+import { idempotencyKeyFor, isSkipped, type AdapterItem, type TargetAdapter } from '../adapters/index.ts';
 import { applyWithBreaker, arrivalOrder, chunkBreaker } from './breaker.ts';
 import type { ChunkDeps } from './chunk.ts';
 import { recheckingChanges, refuseChanged } from './changed-since-plan.ts';
@@ -95,9 +95,16 @@ export async function executePurge<Tx>(
     breaker.failedBeforeCall(outcomes.filter((o) => o.state === 'failed').length);
     const progress = chunkProgress(deps, recordLanded && ((landed) => recordLanded(landed, marked)));
     const seqOf = new Map(items.map((i) => [i.resourceId, i.seq]));
+    const resourceOf = new Map(items.map((i) => [i.seq, i.resourceId]));
     const sentBefore = new Set(items.filter((i) => i.executedSeq !== null).map((i) => i.seq));
+    // A child in this chunk that is not purged holds its parent back: the types go children first
+    // (resolve.ts insertPurgeItems), and a site was purged after its app's hard delete failed,
+    // leaving the app deleted under a purged site, never restorable (a probe).
+    const notPurged = new Set(outcomes.filter((o) => o.state === 'failed').map((o) => resourceOf.get(o.seq)!));
     for (const [type, adapter] of adapters) {
-      const part = toRun.filter((i) => typeOf(i) === type);
+      const all = toRun.filter((i) => typeOf(i) === type);
+      const { held, part } = await holdParents(deps, all, notPurged);
+      outcomes.push(...held);
       if (part.length === 0) continue;
       const { results, arrived } = await applyWithBreaker(
         // An HTTP adapter's calls go out one by one, each after the registry is asked again; the
@@ -113,6 +120,10 @@ export async function executePurge<Tx>(
       );
       // Recorded while the calls were out: not recorded again (their rows are no longer claimed).
       const early = (await progress?.settle()) ?? new Set<number>();
+      // Failed for good or to be retried; not one never sent (a halt stops its parent's call too).
+      results.forEach((r, k) => {
+        if (!r.ok && !isSkipped(r) && !r.interrupted) notPurged.add(part[k]!.resourceId);
+      });
       const sent = outcomesOf(part, results, arrivalOrder(arrived));
       outcomes.push(...sent.outcomes.filter((o) => !early.has(o.seq)));
       unsent += sent.unsent;
@@ -128,4 +139,28 @@ export async function executePurge<Tx>(
     lease.stop();
     deps.watch.untrack(j.opId);
   }
+}
+
+/**
+ * Splits `items` into those whose resource is the registry parent of one in `notPurged` (failed for
+ * good, nothing sent, naming the child; they join `notPurged` for their own parents) and the rest.
+ */
+async function holdParents<Tx>(
+  deps: Pick<ChunkDeps<Tx>, 'parentsOf'>,
+  items: ClaimedItem[],
+  notPurged: Set<string>,
+): Promise<{ held: Outcome[]; part: ClaimedItem[] }> {
+  if (notPurged.size === 0 || !deps.parentsOf || items.length === 0) return { held: [], part: items };
+  const childOf = new Map<string, string>();
+  for (const [child, parent] of await deps.parentsOf([...notPurged])) childOf.set(parent, child);
+  const held: Outcome[] = [];
+  const part = items.filter((i) => {
+    const child = childOf.get(i.resourceId);
+    if (child === undefined) return true;
+    notPurged.add(i.resourceId);
+    const error = `not purged: its child ${child} was not purged by this purge (its item failed); a hard delete of the parent would leave it without a parent, never restorable. Purge it again once the child is purged`;
+    held.push({ seq: i.seq, state: 'failed', error: error.slice(0, 500), permanent: true, unapplied: true });
+    return false;
+  });
+  return { held, part };
 }

@@ -12,8 +12,6 @@ import { LEFT_OUT_TABLE } from '../restores/left-out.ts';
 import { keepParentsOfKept } from './leave-out.ts';
 import type { PurgeScope } from './schemas.ts';
 
-/** Rounds of leaving parents out and scheduling again: each may move tenants between waves. */
-const MAX_ROUNDS = 8;
 
 /**
  * Holds each parent of plan_class whose cascade child in it would go in a later wave (by the waves
@@ -36,7 +34,10 @@ export async function holdParentsBehindChildren(
   );
   if (!links.rowCount) return false;
   let changed = false;
-  for (let round = 0; round < MAX_ROUNDS; round++) {
+  // Each round leaves at least one parent out (or refuses them and ends), and each may move tenants
+  // between waves and so bring another parent ahead of its child: until none is (a probe built a
+  // plan that needed 9 rounds; a cap of 8 planned the last parent ahead of its child).
+  for (;;) {
     const waveOf = await wavesOfPlan(client, steps);
     const tenants = [...waveOf.keys()];
     const waves = tenants.map((t) => waveOf.get(t)!);
