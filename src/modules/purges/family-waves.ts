@@ -12,7 +12,6 @@ import { LEFT_OUT_TABLE } from '../restores/left-out.ts';
 import { keepParentsOfKept } from './leave-out.ts';
 import type { PurgeScope } from './schemas.ts';
 
-
 /**
  * Holds each parent of plan_class whose cascade child in it would go in a later wave (by the waves
  * `steps` make of the plan's tenants): left out, or refused for a list of IDs. Returns whether it
