@@ -9,7 +9,7 @@ import type pg from 'pg';
 import type { AdapterItem, ApplyOptions, DestructiveAction, ItemResult, TargetAdapter } from '../adapters/index.ts';
 import { applyAllBut } from './protection-recheck.ts';
 import { CHANGED_SINCE_PLAN, TENANT_CHANGED } from '../restores/stale.ts';
-import { takenByCascade } from '../operations/cascade-plan.ts';
+import { familyChild } from '../purges/leave-out.ts';
 import { isExternal } from '../restores/history.ts';
 import type { ChunkDeps } from './chunk.ts';
 import type { ClaimedItem, Outcome } from './ledger.ts';
@@ -60,7 +60,7 @@ export async function changedSincePlan(
      LEFT JOIN LATERAL (
        SELECT ch.id, ch.state FROM resources ch JOIN resource_types cht ON cht.name = ch.type
        WHERE o.action = 'purge' AND ch.parent_id = i.resource_id AND ch.state <> 'purged'
-         AND ${takenByCascade('ch.type', 'coalesce(i.resource_type, o.target_type)', "'{}'")}
+         AND ${familyChild('ch', 'coalesce(i.resource_type, o.target_type)')}
          -- One it holds is purged before it (family-waves.ts) unless it is live again: active in
          -- the registry, which for a registry adapter's resource says so (its own item is refused).
          AND (NOT EXISTS (SELECT 1 FROM resource_locks lk WHERE lk.resource_id = ch.id AND lk.operation_id = o.id)

@@ -6,10 +6,9 @@
 // dueBefore alike). A tenant, an operation or everything due leaves such a parent out, kept until
 // its children are gone (children_kept, naming the child); a list of IDs refuses it (child_later).
 import type pg from 'pg';
-import { takenByCascade } from '../operations/cascade-plan.ts';
 import { scheduleWaves, type TenantLoad } from '../operations/waves.ts';
 import { LEFT_OUT_TABLE } from '../restores/left-out.ts';
-import { keepParentsOfKept } from './leave-out.ts';
+import { familyChild, keepParentsOfKept } from './leave-out.ts';
 import type { PurgeScope } from './schemas.ts';
 
 /**
@@ -27,7 +26,7 @@ export async function holdParentsBehindChildren(
     `CREATE TEMP TABLE purge_links ON COMMIT DROP AS
      SELECT k.id AS child, k.tenant_id AS child_tenant, c.id AS parent, c.tenant_id AS parent_tenant
      FROM plan_class c
-     JOIN resources ch ON ch.parent_id = c.id AND ${takenByCascade('ch.type', 'c.type', "'{}'")}
+     JOIN resources ch ON ch.parent_id = c.id AND ${familyChild('ch', 'c.type')}
      JOIN plan_class k ON k.id = ch.id AND k.class = 'ok'
      WHERE c.class = 'ok' AND k.tenant_id <> c.tenant_id`,
   );

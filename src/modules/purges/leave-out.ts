@@ -32,13 +32,23 @@ export async function leaveOutMoved(client: pg.PoolClient): Promise<number> {
 }
 
 /**
- * SQL: each ok resource of plan_class with a child of a cascade type that is neither purged nor in
+ * SQL: child `ch` (not purged) of parent type `parentType` that a purge of the parent must not go
+ * before: one of a type its cascade takes, or one soft-deleted whatever its type. A cascade declared
+ * on the top type only (corp → dept, user) takes a user under a dept whose own type cascades to
+ * nothing, and a purge of the dept left that user deleted under a purged dept, never restorable (a
+ * probe): a deleted child is kept restorable whichever cascade took it.
+ */
+export const familyChild = (ch: string, parentType: string) =>
+  `(${ch}.state = 'soft_deleted' OR ${takenByCascade(`${ch}.type`, parentType, "'{}'")})`;
+
+/**
+ * SQL: each ok resource of plan_class with a child (familyChild) that is neither purged nor in
  * plan_class (`inPlan` narrows what counts as in it), with its first such child (`child`, `state`).
  */
 export const unpurgedChildren = (inPlan: string) =>
   `SELECT DISTINCT ON (c.id) c.id, ch.id AS child, ch.state
    FROM plan_class c JOIN resources ch ON ch.parent_id = c.id AND ch.state <> 'purged'
-   WHERE c.class = 'ok' AND ${takenByCascade('ch.type', 'c.type', "'{}'")}
+   WHERE c.class = 'ok' AND ${familyChild('ch', 'c.type')}
      AND NOT EXISTS (SELECT 1 FROM plan_class x WHERE x.id = ch.id ${inPlan})
    ORDER BY c.id, ch.id`;
 

@@ -1,0 +1,60 @@
+// A cascade declared on the top type only: corp cascades to dept and user, and dept to nothing, so
+// deleting corp_1 takes dept_1 and the user under it. A probe's purge of everything due took dept_1
+// (and corp_1) while user_1 was still within its retention: user_1 was left deleted under a purged
+// dept, never restorable (parent_deleted naming a purged parent), and so was the tenant's restore.
+// A deleted child keeps its parent back whichever cascade took it.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildExecHarness, type ExecHarness } from '../support/execution.ts';
+import { deleteAndComplete, postPurge, postRestore, registryStates } from '../support/restores.ts';
+import { query } from '../support/seed.ts';
+
+let h: ExecHarness;
+
+beforeAll(async () => {
+  h = await buildExecHarness({ workers: 1 });
+  await query(
+    h.databaseUrl,
+    `INSERT INTO resource_types (name, parent_type, cascade_to) VALUES
+       ('corp', NULL, ARRAY['dept', 'user']), ('dept', 'corp', ARRAY[]::text[]), ('user', 'dept', ARRAY[]::text[])`,
+  );
+  await query(h.databaseUrl, `INSERT INTO tenants (id, name) VALUES ('tc_1', 'Corp one')`);
+  await query(
+    h.databaseUrl,
+    `INSERT INTO resources (id, type, tenant_id, parent_id) VALUES
+       ('corp_1', 'corp', 'tc_1', NULL), ('dept_1', 'dept', 'tc_1', 'corp_1'), ('user_1', 'user', 'tc_1', 'dept_1')`,
+  );
+});
+afterAll(async () => {
+  await h?.close();
+});
+
+describe("a child the top type's cascade took, still within its retention", () => {
+  it('keeps its parent (and that one its own) out of everything due; the tenant restores whole', async () => {
+    await deleteAndComplete(h, 'corp', ['corp_1']);
+    expect(await registryStates(h, ['corp_1', 'dept_1', 'user_1'])).toEqual({
+      corp_1: 'soft_deleted',
+      dept_1: 'soft_deleted',
+      user_1: 'soft_deleted',
+    });
+    await query(
+      h.databaseUrl,
+      `UPDATE resources SET purge_after = now() - interval '1 day' WHERE id IN ('corp_1', 'dept_1')`,
+    );
+    const r = await postPurge(h, { dueBefore: new Date().toISOString(), dryRun: true });
+    expect(r.status, JSON.stringify(r.body)).toBe(422);
+    expect(r.body).toMatchObject({ code: 'NOTHING_TO_PURGE', details: { leftOut: { childrenKept: 2 } } });
+    expect(r.body.details.leftOut.items).toEqual([
+      expect.objectContaining({ id: 'corp_1', reason: 'children_kept', detail: expect.stringContaining('dept_1') }),
+      expect.objectContaining({ id: 'dept_1', reason: 'children_kept', detail: expect.stringContaining('user_1') }),
+    ]);
+    // Listed by ID, dept_1 is refused through user_1 (when its retention ends is named).
+    const listed = await postPurge(h, { targetType: 'dept', ids: ['dept_1'], dryRun: true });
+    expect(listed.status, JSON.stringify(listed.body)).toBe(422);
+    expect(listed.body.details.offenders.within_retention).toEqual([
+      expect.objectContaining({ id: 'dept_1', via: expect.objectContaining({ id: 'user_1' }) }),
+    ]);
+    const restore = await postRestore(h, { tenantId: 'tc_1', dryRun: true });
+    expect(restore.status, JSON.stringify(restore.body)).toBe(200);
+    expect(restore.body.plan.itemCount).toBe(3);
+  });
+});
