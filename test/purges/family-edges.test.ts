@@ -1,3 +1,5 @@
+// Purge families at their edges (family-waves.test.ts has the plain cases).
+//
 // A cascade declared on the top type only: corp cascades to dept and user, and dept to nothing, so
 // deleting corp_1 takes dept_1 and the user under it. A probe's purge of everything due took dept_1
 // (and corp_1) while user_1 was still within its retention: user_1 was left deleted under a purged
@@ -7,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildExecHarness, type ExecHarness } from '../support/execution.ts';
 import { deleteAndComplete, postPurge, postRestore, registryStates } from '../support/restores.ts';
 import { query } from '../support/seed.ts';
+import { command } from '../support/exec-helpers.ts';
 
 let h: ExecHarness;
 
@@ -56,5 +59,57 @@ describe("a child the top type's cascade took, still within its retention", () =
     const restore = await postRestore(h, { tenantId: 'tc_1', dryRun: true });
     expect(restore.status, JSON.stringify(restore.body)).toBe(200);
     expect(restore.body.plan.itemCount).toBe(3);
+  });
+});
+
+describe('parents that each take another round of waves to keep back', () => {
+  // Tenant ta has nine sites, each with its app in another tenant (tz: 10 items, tb_i: 9 - i):
+  // leaving one site out makes ta lighter, and it moves ahead of the next tenant, whose app is then
+  // in a later wave than its site. A cap of 8 rounds planned site_r8 ahead of its app (a probe).
+  it('leaves every such parent out, however many rounds it takes: no child in a later wave than its parent', async () => {
+    const bs = Array.from({ length: 8 }, (_, k) => k + 1);
+    await query(h.databaseUrl, `INSERT INTO tenants (id, name) SELECT id, id FROM unnest($1::text[]) AS t(id)`, [
+      ['ta', 'tz', ...bs.map((i) => `tb${i}`)],
+    ]);
+    const rows: [string, string, string, string | null][] = [
+      ['site_p1', 'site', 'ta', null],
+      ['app_p1', 'app', 'tz', 'site_p1'],
+      ...Array.from({ length: 9 }, (_, k): [string, string, string, null] => [`app_z${k}`, 'app', 'tz', null]),
+      ...bs.flatMap((i): [string, string, string, string | null][] => [
+        [`site_r${i}`, 'site', 'ta', null],
+        [`app_r${i}`, 'app', `tb${i}`, `site_r${i}`],
+        ...Array.from({ length: 8 - i }, (_, k): [string, string, string, null] => [
+          `app_b${i}_${k}`,
+          'app',
+          `tb${i}`,
+          null,
+        ]),
+      ]),
+    ];
+    await query(
+      h.databaseUrl,
+      `INSERT INTO resource_types (name, cascade_to) VALUES ('site', ARRAY['app']), ('app', '{}')`,
+    );
+    await query(
+      h.databaseUrl,
+      `INSERT INTO resources (id, type, tenant_id, parent_id, state, deleted_at, purge_after)
+       SELECT id, type, tenant_id, parent_id, 'soft_deleted', now() - interval '40 days', now() - interval '1 day'
+       FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS r(id, type, tenant_id, parent_id)`,
+      [rows.map((r) => r[0]), rows.map((r) => r[1]), rows.map((r) => r[2]), rows.map((r) => r[3])],
+    );
+    const waves = ['1', '2', '3', '4', '5', '6', '7', '8', '9', '100%'];
+    const r = await postPurge(h, { dueBefore: new Date().toISOString(), rollout: { bakeSeconds: 0, waves } });
+    expect(r.status, JSON.stringify(r.body)).toBe(201);
+    expect(r.body.plan.leftOut.childrenKept).toBeGreaterThanOrEqual(9);
+    const ahead = await query<{ parent: string; child: string }>(
+      h.databaseUrl,
+      `SELECT p.resource_id AS parent, c.resource_id AS child
+       FROM operation_items p JOIN resources ch ON ch.parent_id = p.resource_id
+       JOIN operation_items c ON c.operation_id = p.operation_id AND c.resource_id = ch.id
+       WHERE p.operation_id = $1 AND c.wave > p.wave`,
+      [r.body.id],
+    );
+    expect(ahead).toEqual([]);
+    await command(h, 'operator', r.body.id, 'abort', { reason: 'plan checked' }).expect(200);
   });
 });
