@@ -113,3 +113,30 @@ describe('parents that each take another round of waves to keep back', () => {
     await command(h, 'operator', r.body.id, 'abort', { reason: 'plan checked' }).expect(200);
   });
 });
+
+describe('a listed parent refused for a taken child whose own child goes in a later wave', () => {
+  it('names that grandchild in via (child_later), not the taken child', async () => {
+    // corp_3 (tx1, with dept_3b) → dept_3 (tx2) → user_3 (tx3): tx2 is wave 0, tx3 wave 1, tx1 wave 2.
+    await query(h.databaseUrl, `INSERT INTO tenants (id, name) VALUES ('tx1', 'x1'), ('tx2', 'x2'), ('tx3', 'x3')`);
+    await query(
+      h.databaseUrl,
+      `INSERT INTO resources (id, type, tenant_id, parent_id) VALUES ('corp_3', 'corp', 'tx1', NULL),
+         ('dept_3b', 'dept', 'tx1', 'corp_3'), ('dept_3', 'dept', 'tx2', 'corp_3'), ('user_3', 'user', 'tx3', 'dept_3')`,
+    );
+    await deleteAndComplete(h, 'corp', ['corp_3']);
+    await query(
+      h.databaseUrl,
+      `UPDATE resources SET purge_after = now() - interval '1 day' WHERE id IN ('corp_3', 'dept_3b', 'dept_3', 'user_3')`,
+    );
+    const r = await postPurge(h, {
+      targetType: 'corp',
+      ids: ['corp_3'],
+      dryRun: true,
+      rollout: { bakeSeconds: 0, waves: ['1', '2', '100%'] },
+    });
+    expect(r.status, JSON.stringify(r.body)).toBe(422);
+    expect(r.body.details.offenders.child_later).toEqual([
+      expect.objectContaining({ id: 'corp_3', via: expect.objectContaining({ id: 'user_3' }) }),
+    ]);
+  });
+});

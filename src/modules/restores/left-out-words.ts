@@ -10,7 +10,7 @@ export const keptDetail = (child: string | null) =>
 
 /** Why a child is not purged with its parent (purges/leave-out.ts, family-waves.ts). */
 const KEPT_WHY =
-  "within its retention, live, moved to another tenant or type since its delete, or of a tenant this purge's waves take in a later wave";
+  "within its retention, live, moved to another tenant or type since its delete, of a tenant this purge's waves take in a later wave, or outside this purge's scope (another tenant's)";
 
 export function detailOf(reason: LeftOutReason, by: string | null, rollback: boolean, note: Note | null): string {
   switch (reason) {

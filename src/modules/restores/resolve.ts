@@ -184,8 +184,10 @@ export async function foldTakenIntoRoots(client: pg.PoolClient): Promise<boolean
   const rejected = await client.query(`SELECT 1 FROM plan_class WHERE class <> 'ok' LIMIT 1`);
   if (!rejected.rowCount) return false;
   await client.query(
-    `UPDATE plan_class c SET class = x.class, held_by = coalesce(c.held_by, x.held_by), via = x.id
-     FROM (SELECT DISTINCT ON (t.root) t.root, k.id, k.class, k.held_by FROM restore_taken t JOIN plan_class k ON k.id = t.id
+    // A purge's child_later names the child its wave goes after, not the taken parent (a probe).
+    `UPDATE plan_class c SET class = x.class, held_by = coalesce(c.held_by, x.held_by),
+       via = CASE WHEN x.class = 'child_later' THEN coalesce(x.via, x.id) ELSE x.id END
+     FROM (SELECT DISTINCT ON (t.root) t.root, k.id, k.class, k.held_by, k.via FROM restore_taken t JOIN plan_class k ON k.id = t.id
            WHERE k.class <> 'ok' ORDER BY t.root, k.id) x
      WHERE c.id = x.root AND c.class = 'ok'`,
   );
