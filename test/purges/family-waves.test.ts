@@ -41,6 +41,27 @@ async function run(purge: { id: string; planHash: string }) {
   return (await waitForState(h, purge.id, ['completed', 'completed_with_failures', 'halted', 'paused'])).state;
 }
 
+/**
+ * Sites `canary` (tenant wave 0) and `site` (after a 2 s bake) deleted, due and purged by ID:
+ * returns the purge once its bake runs.
+ */
+async function purgeIntoBake(canary: string, site: string, family: string[]) {
+  await deleteAndComplete(h, 'site', [canary, site]);
+  await ageTwoDays(h, family);
+  const r = await postPurge({ targetType: 'site', ids: [canary, site], rollout: { ...WAVES, bakeSeconds: 2 } });
+  expect(r.status, JSON.stringify(r.body)).toBe(201);
+  await command(h, 'approver', r.body.id, 'approve', { planHash: r.body.planHash }).expect(200);
+  await command(h, 'operator', r.body.id, 'start').expect(200);
+  await waitForState(h, r.body.id, ['baking']);
+  return r.body as { id: string };
+}
+const importApp = (resource: Record<string, unknown>) =>
+  request(h.app.server)
+    .post('/v1/registry/resources')
+    .set('authorization', h.auth('admin'))
+    .send({ resources: [{ type: 'app', ...resource }] })
+    .expect(200);
+
 describe('a parent whose child is of a tenant a later wave takes', () => {
   it('listed by ID, is refused through the child; with one wave the family is planned', async () => {
     const r = await postPurge({ targetType: 'site', ids: [SITE], dryRun: true });
@@ -97,11 +118,7 @@ describe('a child its cascade takes that an import moved to another tenant since
     const app = 'app_00001_00';
     await deleteAndComplete(h, 'site', [site]);
     await ageTwoDays(h, [site, app]);
-    await request(h.app.server)
-      .post('/v1/registry/resources')
-      .set('authorization', h.auth('admin'))
-      .send({ resources: [{ id: app, type: 'app', tenantId: tenantId(2) }] })
-      .expect(200);
+    await importApp({ id: app, tenantId: tenantId(2) });
     // (One wave: otherwise its tenant's later wave refuses the site already, as child_later.)
     const r = await postPurge({
       targetType: 'site',
@@ -123,21 +140,11 @@ describe('a child imported under a parent while its purge runs', () => {
   it('keeps the parent: its item fails naming the child, which stays live', async () => {
     const [canary, site] = [siteId(4), siteId(5)];
     const family = [canary, 'app_00004_00', site, 'app_00005_00'];
-    await deleteAndComplete(h, 'site', [canary, site]);
-    await ageTwoDays(h, family);
     // Two items each: tenant 4 is the canary wave (ties go by tenant id), tenant 5 goes after a bake.
-    const r = await postPurge({ targetType: 'site', ids: [canary, site], rollout: { ...WAVES, bakeSeconds: 2 } });
-    expect(r.status, JSON.stringify(r.body)).toBe(201);
-    await command(h, 'approver', r.body.id, 'approve', { planHash: r.body.planHash }).expect(200);
-    await command(h, 'operator', r.body.id, 'start').expect(200);
-    await waitForState(h, r.body.id, ['baking']);
+    const purge = await purgeIntoBake(canary, site, family);
     const newcomer = 'app_00005_60';
-    await request(h.app.server)
-      .post('/v1/registry/resources')
-      .set('authorization', h.auth('admin'))
-      .send({ resources: [{ id: newcomer, type: 'app', tenantId: tenantId(5), parentId: site, state: 'active' }] })
-      .expect(200);
-    const end = await waitForState(h, r.body.id, ['completed', 'completed_with_failures', 'halted', 'paused']);
+    await importApp({ id: newcomer, tenantId: tenantId(5), parentId: site, state: 'active' });
+    const end = await waitForState(h, purge.id, ['completed', 'completed_with_failures', 'halted', 'paused']);
     // One of the wave's two items failed: past the halt policy's failure rate, the purge halts for a human.
     expect(end.state).toBe('halted');
     expect(await registryStates(h, [...family, newcomer])).toEqual({
@@ -150,7 +157,7 @@ describe('a child imported under a parent while its purge runs', () => {
     const [item] = await query<{ last_error: string }>(
       h.databaseUrl,
       'SELECT last_error FROM operation_items WHERE operation_id = $1 AND resource_id = $2',
-      [r.body.id, site],
+      [purge.id, site],
     );
     expect(item?.last_error).toMatch(new RegExp(`has a child ${newcomer} \\(active\\) that this purge does not take`));
   });
@@ -161,19 +168,9 @@ describe('a child the purge holds, made active again while the purge runs', () =
     const [canary, site] = [siteId(2), siteId(3)];
     const child = 'app_00003_00';
     const family = [canary, 'app_00002_00', site, child];
-    await deleteAndComplete(h, 'site', [canary, site]);
-    await ageTwoDays(h, family);
-    const r = await postPurge({ targetType: 'site', ids: [canary, site], rollout: { ...WAVES, bakeSeconds: 2 } });
-    expect(r.status, JSON.stringify(r.body)).toBe(201);
-    await command(h, 'approver', r.body.id, 'approve', { planHash: r.body.planHash }).expect(200);
-    await command(h, 'operator', r.body.id, 'start').expect(200);
-    await waitForState(h, r.body.id, ['baking']);
-    await request(h.app.server)
-      .post('/v1/registry/resources')
-      .set('authorization', h.auth('admin'))
-      .send({ resources: [{ id: child, type: 'app', tenantId: tenantId(3), state: 'active' }] })
-      .expect(200);
-    const end = await waitForState(h, r.body.id, ['completed', 'completed_with_failures', 'halted', 'paused']);
+    const purge = await purgeIntoBake(canary, site, family);
+    await importApp({ id: child, tenantId: tenantId(3), state: 'active' });
+    const end = await waitForState(h, purge.id, ['completed', 'completed_with_failures', 'halted', 'paused']);
     expect(end.state).toBe('halted');
     expect(await registryStates(h, family)).toEqual({
       [canary]: 'purged',
