@@ -27,7 +27,10 @@ interface Changed {
   /** A restore's submitted item: its registry parent, when that is deleted now. */
   deleted_parent: string | null;
   parent_state: string | null;
-  /** A purge's item: a child of a cascade type, not purged, that this purge does not hold. */
+  /**
+   * A purge's item: a child it must not go before (purges/leave-out.ts familyChild) that this purge
+   * does not hold, or one live again.
+   */
   new_child: string | null;
   new_child_state: string | null;
 }
