@@ -48,8 +48,10 @@ export async function executePurge<Tx>(
   await deps.watch.track(j.opId);
   try {
     // Changed in the registry since the plan (active again, purged, gone): never sent.
-    const { refused, unchanged } = await refuseChanged(deps, j.opId, items, 'purged');
+    const { refused, unchanged: fresh } = await refuseChanged(deps, j.opId, items, 'purged');
     outcomes.push(...refused);
+    const { held: heldBack, part: unchanged } = await refuseHeldBack(deps, j.opId, fresh, typeOf);
+    outcomes.push(...heldBack);
     const snaps: Snap[] = [];
     const adapters = new Map<string, TargetAdapter>();
     for (const type of [...new Set(unchanged.map(typeOf))]) {
@@ -163,4 +165,34 @@ async function holdParents<Tx>(
     return false;
   });
   return { held, part };
+}
+
+/**
+ * Splits a purge chunk's items into those with a child that holds them back (created, moved in or
+ * made active since the plan: changed-since-plan.ts childrenHoldingBack), failed for good with
+ * nothing sent, and the rest. Not an item an earlier run may have sent: it is sent again with its key.
+ */
+async function refuseHeldBack<Tx>(
+  deps: Pick<ChunkDeps<Tx>, 'childrenHoldingBack'>,
+  opId: string,
+  items: ClaimedItem[],
+  typeOf: (i: ClaimedItem) => string,
+): Promise<{ held: Outcome[]; part: ClaimedItem[] }> {
+  const fresh = items.filter((i) => i.executedSeq === null);
+  if (!deps.childrenHoldingBack || fresh.length === 0) return { held: [], part: items };
+  const why = await deps.childrenHoldingBack(
+    opId,
+    fresh.map((i) => ({ resourceId: i.resourceId, type: typeOf(i) })),
+  );
+  if (why.size === 0) return { held: [], part: items };
+  const held = fresh
+    .filter((i) => why.has(i.resourceId))
+    .map((i): Outcome => ({
+      seq: i.seq,
+      state: 'failed',
+      error: `not purged: ${why.get(i.resourceId)}; plan a new one if it is still wanted`.slice(0, 500),
+      permanent: true,
+      unapplied: true,
+    }));
+  return { held, part: items.filter((i) => !why.has(i.resourceId) || i.executedSeq !== null) };
 }

@@ -75,6 +75,11 @@ export interface ChunkDeps<Tx = Queryable> {
    * with what it is now (changed-since-plan.ts): their chunk leaves them.
    */
   changedSincePlan?(opId: string, seqs: number[]): Promise<Map<number, string>>;
+  /** A purge's items with a child that holds them back, each with why (changed-since-plan.ts childrenHoldingBack). */
+  childrenHoldingBack?(
+    opId: string,
+    items: readonly { resourceId: string; type: string }[],
+  ): Promise<Map<string, string>>;
   /** The registry parent of each of these resources that has one (a purge holds back a failed child's parent). */
   parentsOf?(resourceIds: string[]): Promise<Map<string, string>>;
   /** Of these resources of `type`, those with a child their cascade would take that `known` does not list (new-children.ts). */

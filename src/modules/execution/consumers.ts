@@ -25,7 +25,7 @@ import type { JobLocks } from './exclusive.ts';
 import type { HaltWatch } from './halt-watch.ts';
 import type { Ledger } from './ledger.ts';
 import { protectedNow, protectionChangedSince } from './protected-now.ts';
-import { changedSincePlan, parentsOf } from './changed-since-plan.ts';
+import { changedSincePlan, childrenHoldingBack, parentsOf } from './changed-since-plan.ts';
 import { newChildren } from './new-children.ts';
 import { JOB_ATTEMPTS, QUEUE_NAMES, type ChunkJob, type ControlJob, type Queues } from './queues.ts';
 import { pgRollbackLedger } from './rollback-ledger.ts';
@@ -156,6 +156,7 @@ export function startConsumers(d: ConsumerDeps): Consumers {
     protectionChangedSince: (seen) => protectionChangedSince(pool, seen),
     changedSincePlan: (opId, seqs) => changedSincePlan(pool, opId, seqs),
     parentsOf: (ids) => parentsOf(pool, ids),
+    childrenHoldingBack: (opId, items) => childrenHoldingBack(pool, opId, items),
     newChildren: (opId, type, roots, known, under) => newChildren(pool, opId, type, roots, known, under),
   });
   const runControl = (
