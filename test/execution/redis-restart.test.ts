@@ -48,10 +48,9 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   try {
-    // Closing needs Redis up (quit); a failed case may have left it down. And answering again: in
-    // one CI run of many, the close left an ioredis connection without an error listener retrying
-    // the port after it was gone, and a "Connection is closed." rejection nobody handled, most
-    // likely a close while the connections were still reconnecting after the last case's restart.
+    // Closing needs Redis up (quit); a failed case may have left it down. And answering again, as a
+    // precaution: one CI run reported an unhandled "Connection is closed." rejection while this file
+    // ran, whose source was not found; closing while connections still reconnect is one candidate.
     await redis?.start().catch(() => undefined);
     if (h)
       await pollUntil(
