@@ -58,6 +58,16 @@ export interface PlanInput {
   guardProtected?: boolean;
 }
 
+/** The plan's items per tenant (plan_class), with the tenant's flags. */
+export const planTenantLoads = (client: pg.PoolClient) =>
+  client.query<{ tenant_id: string; items: number; internal: boolean; protected: boolean }>(
+    // Counted per tenant before the join: PostgreSQL joins before it groups, which joined every
+    // item to its tenant (100k IDs: 20 → 10 ms; psql, 2026-12-07).
+    `SELECT c.tenant_id, c.items, t.internal, t.protected
+     FROM (SELECT tenant_id, count(*)::int AS items FROM plan_class GROUP BY tenant_id) c
+     JOIN tenants t ON t.id = c.tenant_id`,
+  );
+
 /**
  * Tenant loads, waves, cascade and budgets for an all-ok classification. `loads` is what the plan
  * deletes per tenant, descendants included (in their own tenants): what the rolling budgets count.
@@ -72,13 +82,7 @@ export async function buildPlan(
   /** Every tenant of the plan that is protected (the summary counts them and names the first 10). */
   protectedTenants: string[];
 }> {
-  const loads = await client.query<{ tenant_id: string; items: number; internal: boolean; protected: boolean }>(
-    // Counted per tenant before the join: PostgreSQL joins before it groups, which joined every
-    // item to its tenant (100k IDs: 20 → 10 ms; psql, 2026-12-07).
-    `SELECT c.tenant_id, c.items, t.internal, t.protected
-     FROM (SELECT tenant_id, count(*)::int AS items FROM plan_class GROUP BY tenant_id) c
-     JOIN tenants t ON t.id = c.tenant_id`,
-  );
+  const loads = await planTenantLoads(client);
   // Descendants count where the item that takes them is (its wave is theirs), and their tenants
   // count toward the budget even when no submitted item belongs to them.
   const cascade = await cascadeSummary(client);

@@ -6,6 +6,7 @@
 // dueBefore alike). A tenant, an operation or everything due leaves such a parent out, kept until
 // its children are gone (children_kept, naming the child); a list of IDs refuses it (child_later).
 import type pg from 'pg';
+import { planTenantLoads } from '../operations/plan-build.ts';
 import { scheduleWaves, type TenantLoad } from '../operations/waves.ts';
 import { LEFT_OUT_TABLE } from '../restores/left-out.ts';
 import { familyChild, keepParentsOfKept } from './leave-out.ts';
@@ -81,11 +82,7 @@ export async function holdParentsBehindChildren(
 
 /** Each tenant's wave, as the purge's plan will schedule them (plan-build.ts: a purge takes no cascade). */
 async function wavesOfPlan(client: pg.PoolClient, steps: readonly string[]): Promise<Map<string, number>> {
-  const loads = await client.query<{ tenant_id: string; items: number; internal: boolean }>(
-    `SELECT c.tenant_id, c.items, t.internal
-     FROM (SELECT tenant_id, count(*)::int AS items FROM plan_class GROUP BY tenant_id) c
-     JOIN tenants t ON t.id = c.tenant_id`,
-  );
+  const loads = await planTenantLoads(client);
   const tenants: TenantLoad[] = loads.rows.map((r) => ({
     tenantId: r.tenant_id,
     items: r.items,
