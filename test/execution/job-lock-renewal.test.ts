@@ -27,8 +27,11 @@ async function runOnce(processor: (job: Job, token: string | undefined, runs: st
   const runs: string[] = [];
   const errors: string[] = [];
   let stalled = 0;
+  // BullMQ leaves a connection it was given open on close (it is the caller's): dropped after it.
+  const workerConn = createRedis(inject('redisUrl'), true);
+  closers.push(async () => workerConn.disconnect());
   const worker = new Worker('renewal', (job, token) => processor(job, token, runs), {
-    connection: createRedis(inject('redisUrl'), true),
+    connection: workerConn,
     prefix,
     concurrency: 2,
     lockDuration: LOCK_MS,
