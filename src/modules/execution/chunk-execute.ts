@@ -45,6 +45,8 @@ export interface Executed {
   /** Items handed back with an unknown outcome, to be sent again. */
   requeue: number;
   stillRunning: boolean;
+  /** Handed back to wait for other chunks (a purge's parent for its children): run again after this long. */
+  retryInMs?: number;
 }
 
 export async function execute<Tx>(

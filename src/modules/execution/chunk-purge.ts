@@ -17,6 +17,7 @@ import {
   type RecordLanded,
 } from './chunk-execute.ts';
 import { takeSnapshots } from './chunk-snapshots.ts';
+import { awaitChildren, CHILDREN_WAIT_MS } from './purge-children.ts';
 import { chunkProgress } from './chunk-progress.ts';
 import type { Fence } from './exclusive.ts';
 import type { ClaimedItem, Outcome, Range, Snap } from './ledger.ts';
@@ -50,8 +51,12 @@ export async function executePurge<Tx>(
     // Changed in the registry since the plan (active again, purged, gone): never sent.
     const { refused, unchanged: fresh } = await refuseChanged(deps, j.opId, items, 'purged');
     outcomes.push(...refused);
-    const { held: heldBack, part: unchanged } = await refuseHeldBack(deps, j.opId, fresh, typeOf);
+    const { held: heldBack, part: unheld } = await refuseHeldBack(deps, j.opId, fresh, typeOf);
     outcomes.push(...heldBack);
+    // Children in the chunks before this one go first, whatever runs beside it.
+    const family = await awaitChildren(deps, j.opId, j.wave, unheld, items);
+    outcomes.push(...family.held, ...family.waiting);
+    const unchanged = family.part;
     const snaps: Snap[] = [];
     const adapters = new Map<string, TargetAdapter>();
     for (const type of [...new Set(unchanged.map(typeOf))]) {
@@ -85,7 +90,7 @@ export async function executePurge<Tx>(
     outcomes.push(...notMarked.map((i): Outcome => ({ seq: i.seq, state: 'pending', error: null })));
 
     calling = true;
-    let unsent = notMarked.length;
+    let unsent = notMarked.length + family.waiting.length;
     let requeue = 0;
     const breaker = chunkBreaker(
       haltPolicy,
@@ -131,7 +136,14 @@ export async function executePurge<Tx>(
       unsent += sent.unsent;
       requeue += sent.requeue;
     }
-    return { outcomes, marked, unsent, requeue, stillRunning: deps.watch.runs(j.opId, j.wave, since) };
+    return {
+      outcomes,
+      marked,
+      unsent,
+      requeue,
+      stillRunning: deps.watch.runs(j.opId, j.wave, since),
+      ...(family.waiting.length ? { retryInMs: CHILDREN_WAIT_MS } : {}),
+    };
   } catch (err) {
     // As for deletes: before any call went out, hand the items back saying why; after, the claim's
     // lease decides who sends them again (with the same keys).

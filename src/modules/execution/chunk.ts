@@ -19,6 +19,7 @@ import type { HaltWatch } from './halt-watch.ts';
 import type { Ledger, Outcome, Range } from './ledger.ts';
 import type { PlannedParent } from './new-children.ts';
 import type { ProtectionLook } from './protected-now.ts';
+import type { OutstandingChild } from './purge-children.ts';
 import type { ChunkJob } from './queues.ts';
 import type { OperationRecord } from './state.ts';
 import { REQUEUE_DELAY_MS, deferForCap, type VelocityGrant, type VelocityLimiter } from './velocity.ts';
@@ -80,6 +81,13 @@ export interface ChunkDeps<Tx = Queryable> {
     opId: string,
     items: readonly { resourceId: string; type: string }[],
   ): Promise<Map<string, string>>;
+  /** A purge's parents with a child it holds in another chunk, not purged yet (purge-children.ts). */
+  childrenOutstanding?(
+    opId: string,
+    parents: string[],
+    inChunk: string[],
+    wave: number,
+  ): Promise<Map<string, OutstandingChild>>;
   /** The registry parent of each of these resources that has one (a purge holds back a failed child's parent). */
   parentsOf?(resourceIds: string[]): Promise<Map<string, string>>;
   /** Of these resources of `type`, those with a child their cascade would take that `known` does not list (new-children.ts). */
@@ -208,6 +216,7 @@ export async function processChunk<Tx>(deps: ChunkDeps<Tx>, jobId: string, j: Ch
   let unsent = 0;
   let handedBack = 0;
   let stillRunning = false;
+  let retryInMs = 0;
   if (items.length) {
     const r = await execute(deps, op, j, range, token, items, fence, got, async (landed, marked) => {
       await recordBatch(landed, marked);
@@ -217,6 +226,7 @@ export async function processChunk<Tx>(deps: ChunkDeps<Tx>, jobId: string, j: Ch
     unsent = r.unsent;
     handedBack = r.unsent + r.requeue;
     stillRunning = r.stillRunning;
+    retryInMs = r.retryInMs ?? 0;
   }
   // Caps charge executed items only: what was reserved but never sent is given back.
   if (grant && unsent > 0) await deps.velocity.refund(grant, unsent);
@@ -228,7 +238,7 @@ export async function processChunk<Tx>(deps: ChunkDeps<Tx>, jobId: string, j: Ch
     : stillRunning || deferMs > 0;
   await noteThrottle(deps, j.opId, grant);
   if ((handedBack > 0 || deferMs > 0) && running)
-    await deps.requeue({ ...j, epoch: applied?.version ?? j.epoch }, deferMs || REQUEUE_DELAY_MS);
+    await deps.requeue({ ...j, epoch: applied?.version ?? j.epoch }, deferMs || retryInMs || REQUEUE_DELAY_MS);
 }
 
 /** A cap that cut a grant short is recorded on the operation; a failure to record it changes nothing else. */

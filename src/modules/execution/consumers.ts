@@ -26,6 +26,7 @@ import type { HaltWatch } from './halt-watch.ts';
 import type { Ledger } from './ledger.ts';
 import { protectedNow, protectionChangedSince } from './protected-now.ts';
 import { changedSincePlan, childrenHoldingBack, parentsOf } from './changed-since-plan.ts';
+import { childrenOutstanding } from './purge-children.ts';
 import { newChildren } from './new-children.ts';
 import { JOB_ATTEMPTS, QUEUE_NAMES, type ChunkJob, type ControlJob, type Queues } from './queues.ts';
 import { pgRollbackLedger } from './rollback-ledger.ts';
@@ -157,6 +158,7 @@ export function startConsumers(d: ConsumerDeps): Consumers {
     changedSincePlan: (opId, seqs) => changedSincePlan(pool, opId, seqs),
     parentsOf: (ids) => parentsOf(pool, ids),
     childrenHoldingBack: (opId, items) => childrenHoldingBack(pool, opId, items),
+    childrenOutstanding: (opId, parents, inChunk, wave) => childrenOutstanding(pool, opId, parents, inChunk, wave),
     newChildren: (opId, type, roots, known, under) => newChildren(pool, opId, type, roots, known, under),
   });
   const runControl = (

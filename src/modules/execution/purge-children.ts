@@ -1,0 +1,103 @@
+// A purge's parent waits for the children it holds in other chunks. Within a wave the ledger puts
+// children before their parents (purges/resolve.ts insertPurgeItems), but the chunks of a wave run
+// side by side: a site whose apps filled the chunk before its own was purged while that chunk still
+// had an app's hard delete out, or after that call had failed, and the app was left deleted under a
+// purged site, never restorable (family-chunks.test.ts). The children in the parent's own chunk are
+// held by its calls' order (chunk-purge.ts holdParents); children the purge does not hold, by
+// childrenHoldingBack (changed-since-plan.ts).
+import type pg from 'pg';
+import type { ChunkDeps } from './chunk.ts';
+import type { ClaimedItem, Outcome } from './ledger.ts';
+
+/** How long a parent handed back for its children waits before its chunk runs again. */
+export const CHILDREN_WAIT_MS = 500;
+
+/** A parent's child that another chunk has not purged: `failed` says why it never will be. */
+export interface OutstandingChild {
+  child: string;
+  /** Null: its item is still to run (pending, or claimed by a chunk at work). */
+  failed: string | null;
+}
+
+/**
+ * Of `parents` (resources of a purge chunk), those with a registry child this purge holds that is
+ * not purged yet and not among `inChunk`, each with such a child, preferring one that will never be
+ * purged by this run: its item failed, or it is in a later wave than `wave` (a wave never waits for
+ * a later one). The ledger is read by resource only when such a child exists: there is no index for
+ * it, and in a purge whose chunks run in order no parent meets one.
+ */
+export async function childrenOutstanding(
+  pool: Pick<pg.Pool, 'query'>,
+  operationId: string,
+  parents: readonly string[],
+  inChunk: readonly string[],
+  wave: number,
+): Promise<Map<string, OutstandingChild>> {
+  if (parents.length === 0) return new Map();
+  const kids = await pool.query<{ id: string; parent_id: string }>(
+    `SELECT ch.id, ch.parent_id FROM resources ch
+     JOIN resource_locks lk ON lk.resource_id = ch.id AND lk.operation_id = $1
+     WHERE ch.parent_id = ANY($2::text[]) AND ch.state <> 'purged' AND NOT (ch.id = ANY($3::text[]))`,
+    [operationId, parents, inChunk],
+  );
+  if (kids.rows.length === 0) return new Map();
+  const items = await pool.query<{ resource_id: string; state: string; wave: number; last_error: string | null }>(
+    `SELECT resource_id, state, wave, last_error FROM operation_items
+     WHERE operation_id = $1 AND resource_id = ANY($2::text[])`,
+    [operationId, kids.rows.map((k) => k.id)],
+  );
+  const itemOf = new Map(items.rows.map((i) => [i.resource_id, i]));
+  const out = new Map<string, OutstandingChild>();
+  for (const k of kids.rows) {
+    const i = itemOf.get(k.id);
+    // Its outcome is recorded (and the registry row with it) after this look began.
+    if (i?.state === 'done') continue;
+    const failed = !i
+      ? 'it is not an item of this purge'
+      : i.state === 'failed'
+        ? 'its item failed'
+        : i.wave > wave
+          ? `it goes in a later wave (${i.wave})`
+          : null;
+    const seen = out.get(k.parent_id);
+    if (!seen || (seen.failed === null && failed !== null)) out.set(k.parent_id, { child: k.id, failed });
+  }
+  return out;
+}
+
+/**
+ * Splits a purge chunk's fresh items (never sent) into parents whose child in another chunk will not
+ * be purged (failed for good, nothing sent, naming it), parents whose child's chunk has still to
+ * record it (handed back: `pending`, to run again once it has), and the rest. An item an earlier run
+ * may have sent goes on as it is: it is sent again with its key.
+ */
+export async function awaitChildren<Tx>(
+  deps: Pick<ChunkDeps<Tx>, 'childrenOutstanding'>,
+  opId: string,
+  wave: number,
+  items: ClaimedItem[],
+  inChunk: readonly ClaimedItem[],
+): Promise<{ held: Outcome[]; waiting: Outcome[]; part: ClaimedItem[] }> {
+  const fresh = items.filter((i) => i.executedSeq === null);
+  if (!deps.childrenOutstanding || fresh.length === 0) return { held: [], waiting: [], part: items };
+  const out = await deps.childrenOutstanding(
+    opId,
+    fresh.map((i) => i.resourceId),
+    inChunk.map((i) => i.resourceId),
+    wave,
+  );
+  if (out.size === 0) return { held: [], waiting: [], part: items };
+  const held: Outcome[] = [];
+  const waiting: Outcome[] = [];
+  const part = items.filter((i) => {
+    const o = i.executedSeq === null ? out.get(i.resourceId) : undefined;
+    if (!o) return true;
+    if (o.failed === null) waiting.push({ seq: i.seq, state: 'pending', error: null });
+    else {
+      const error = `not purged: its child ${o.child} was not purged by this purge (${o.failed}); a hard delete of the parent would leave it without a parent, never restorable. Purge it again once the child is purged`;
+      held.push({ seq: i.seq, state: 'failed', error: error.slice(0, 500), permanent: true, unapplied: true });
+    }
+    return false;
+  });
+  return { held, waiting, part };
+}

@@ -1,0 +1,123 @@
+// A family across chunks of one wave. A purge's ledger puts a site's apps before the site, so a site
+// with more apps than a chunk holds has its apps in the chunks before its own, and chunks of a wave
+// run side by side. The chunk's look for children covered only children it did not hold and those
+// in its own chunk: a site was purged while another chunk still had its app's hard delete out, or
+// after that chunk's call for the app had failed, leaving the app deleted under a purged site,
+// never restorable. A child the purge holds in another chunk now makes its parent wait for that
+// chunk's outcome: purged, the parent goes; failed, the parent fails naming it.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { command } from '../support/exec-helpers.ts';
+import { buildExecHarness, waitForState, type ExecHarness } from '../support/execution.ts';
+import { ageTwoDays, deleteAndComplete, postPurge, registryStates, useHttp } from '../support/restores.ts';
+import { appId, query, seedRegistry, siteId, tenantId } from '../support/seed.ts';
+
+/** 1,100 apps, then the 11 sites: the second chunk holds the last 100 apps and every site. */
+const SITES = 11;
+const APPS = 100;
+let h: ExecHarness;
+
+beforeAll(async () => {
+  // Two chunk workers: the wave's two chunks run side by side.
+  h = await buildExecHarness({ workers: 2 });
+  await seedRegistry(h.databaseUrl, { sites: 2 * SITES, appsPerSite: APPS });
+  await useHttp(h);
+  await query(h.databaseUrl, `UPDATE resource_types SET adapter = '{"kind":"registry"}' WHERE name = 'site'`);
+});
+afterAll(async () => {
+  await h?.close();
+});
+
+/**
+ * Deletes case `c`'s sites with their apps, ages them past retention and plans their purge in one
+ * wave; returns it with the first app of its ledger (in the first chunk) and that app's site.
+ */
+async function planPurge(c: number) {
+  const sites = Array.from({ length: SITES }, (_, k) => c * SITES + k);
+  for (const s of sites)
+    for (let j = 0; j < APPS; j++)
+      h.downstream.resources.set(appId(s, j), { id: appId(s, j), tenantId: tenantId(s), state: 'active', data: {} });
+  await deleteAndComplete(h, 'site', sites.map(siteId));
+  await ageTwoDays(h, [
+    ...sites.map(siteId),
+    ...sites.flatMap((s) => Array.from({ length: APPS }, (_, j) => appId(s, j))),
+  ]);
+  const r = await postPurge(h, {
+    targetType: 'site',
+    ids: sites.map(siteId),
+    rollout: { bakeSeconds: 0, concurrency: 8, waves: ['100%'] },
+    haltPolicy: { maxFailureRate: 1, probe: 'optional' },
+  });
+  expect(r.status, JSON.stringify(r.body)).toBe(201);
+  const items = await query<{ seq: number; resource_id: string }>(
+    h.databaseUrl,
+    'SELECT seq, resource_id FROM operation_items WHERE operation_id = $1 ORDER BY seq',
+    [r.body.id],
+  );
+  expect(items).toHaveLength(SITES * (APPS + 1));
+  // The app in the first chunk whose call is the test's to hold or refuse, and its site (second chunk).
+  const firstApp = items[0]!.resource_id;
+  const site = (
+    await query<{ parent_id: string }>(h.databaseUrl, 'SELECT parent_id FROM resources WHERE id = $1', [firstApp])
+  )[0]!.parent_id;
+  expect(items.findIndex((i) => i.resource_id === site)).toBeGreaterThanOrEqual(1_000);
+  return { id: r.body.id as string, planHash: r.body.planHash as string, site, firstApp };
+}
+
+async function run(p: { id: string; planHash: string }) {
+  await command(h, 'approver', p.id, 'approve', { planHash: p.planHash }).expect(200);
+  await command(h, 'operator', p.id, 'start').expect(200);
+  return waitForState(h, p.id, ['completed', 'completed_with_failures', 'halted', 'paused'], 60_000);
+}
+
+const itemOf = async (opId: string, resourceId: string) =>
+  (
+    await query<{ state: string; last_error: string | null }>(
+      h.databaseUrl,
+      'SELECT state, last_error FROM operation_items WHERE operation_id = $1 AND resource_id = $2',
+      [opId, resourceId],
+    )
+  )[0]!;
+
+describe('a site whose app is in an earlier chunk of the same wave', () => {
+  it('waits for that chunk: purged after its app, whose call was still out when its chunk started', async () => {
+    const p = await planPurge(0);
+    let appPurgedAt = 0;
+    h.downstream.beforeApply(async (c) => {
+      if (c.action !== 'hardDelete' || c.resourceId !== p.firstApp) return;
+      // Long enough for the other chunk to run in the meantime.
+      await new Promise((r) => setTimeout(r, 2_500));
+      appPurgedAt = Date.now();
+    });
+    try {
+      const end = await run(p);
+      expect(end.state).toBe('completed');
+    } finally {
+      h.downstream.beforeApply(undefined);
+    }
+    expect(appPurgedAt).toBeGreaterThan(0);
+    const [site] = await query<{ state: string; updated_at: Date }>(
+      h.databaseUrl,
+      'SELECT state, updated_at FROM resources WHERE id = $1',
+      [p.site],
+    );
+    expect(site!.state).toBe('purged');
+    // Purged by the registry's statement after the app's hard delete answered, not during it.
+    expect(site!.updated_at.getTime()).toBeGreaterThanOrEqual(appPurgedAt - 5);
+  });
+
+  it("fails naming the app when that chunk's call for it failed, and stays soft-deleted", async () => {
+    const p = await planPurge(1);
+    h.downstream.answer((c) => (c.action === 'hardDelete' && c.resourceId === p.firstApp ? 403 : null));
+    try {
+      const end = await run(p);
+      expect(end.state).toBe('completed_with_failures');
+    } finally {
+      h.downstream.answer(null);
+    }
+    expect((await registryStates(h, [p.site]))[p.site]).toBe('soft_deleted');
+    expect(h.downstream.state(p.firstApp)).toBe('soft_deleted');
+    const item = await itemOf(p.id, p.site);
+    expect(item.state).toBe('failed');
+    expect(item.last_error).toMatch(new RegExp(`its child ${p.firstApp} was not purged by this purge`));
+  });
+});
