@@ -6,7 +6,7 @@
 // dept, never restorable (parent_deleted naming a purged parent), and so was the tenant's restore.
 // A deleted child keeps its parent back whichever cascade took it.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildExecHarness, type ExecHarness } from '../support/execution.ts';
+import { buildExecHarness, waitForState, type ExecHarness } from '../support/execution.ts';
 import { deleteAndComplete, postPurge, postRestore, registryStates } from '../support/restores.ts';
 import { query } from '../support/seed.ts';
 import { command } from '../support/exec-helpers.ts';
@@ -138,5 +138,37 @@ describe('a listed parent refused for a taken child whose own child goes in a la
     expect(r.body.details.offenders.child_later).toEqual([
       expect.objectContaining({ id: 'corp_3', via: expect.objectContaining({ id: 'user_3' }) }),
     ]);
+  });
+});
+
+describe('a listed parent whose soft-deleted child is due too but not in the purge', () => {
+  it('is refused as child_not_listed naming the child (not within_retention, with a retention end already past)', async () => {
+    // user_2 deleted on its own, then dept_2 (which cascades to nothing): both due.
+    await query(
+      h.databaseUrl,
+      `INSERT INTO resources (id, type, tenant_id, parent_id) VALUES
+         ('dept_2', 'dept', 'tc_1', NULL), ('user_2', 'user', 'tc_1', 'dept_2')`,
+    );
+    await deleteAndComplete(h, 'user', ['user_2']);
+    await deleteAndComplete(h, 'dept', ['dept_2']);
+    await query(
+      h.databaseUrl,
+      `UPDATE resources SET purge_after = now() - interval '1 day' WHERE id IN ('dept_2', 'user_2')`,
+    );
+    const listed = await postPurge(h, { targetType: 'dept', ids: ['dept_2'], dryRun: true });
+    expect(listed.status, JSON.stringify(listed.body)).toBe(422);
+    expect(listed.body.details.counts).toMatchObject({ child_not_listed: 1 });
+    expect(listed.body.details.offenders.child_not_listed).toEqual([
+      expect.objectContaining({ id: 'dept_2', via: expect.objectContaining({ id: 'user_2' }) }),
+    ]);
+    expect(listed.body.message).toContain('child_not_listed');
+    // Purged first on its own, the child no longer holds the parent back.
+    const child = await postPurge(h, { targetType: 'user', ids: ['user_2'] });
+    expect(child.status, JSON.stringify(child.body)).toBe(201);
+    await command(h, 'approver', child.body.id, 'approve', { planHash: child.body.planHash }).expect(200);
+    await command(h, 'operator', child.body.id, 'start').expect(200);
+    await waitForState(h, child.body.id, ['completed']);
+    const again = await postPurge(h, { targetType: 'dept', ids: ['dept_2'], dryRun: true });
+    expect(again.status, JSON.stringify(again.body)).toBe(200);
   });
 });

@@ -55,6 +55,8 @@ const OFFENCES: Record<string, string> = {
   parent_deleted: 'whose parent is deleted (each names it in via: restore it first, or with them)',
   moved:
     "whose cascade takes a resource moved to another tenant or type since its delete (each names it in via: another customer's now; list it on its own to purge it)",
+  child_not_listed:
+    "whose soft-deleted child (each names it in via) is due too but not in this purge: its own delete took it, not the parent's (purge the child first)",
   child_later:
     'whose child (each names it in via) is of a tenant the purge\'s waves take later, so the parent would go first (purge the child first, or plan one wave: rollout.waves ["100%"])',
 };

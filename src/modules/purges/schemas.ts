@@ -19,6 +19,7 @@ export const PURGE_CLASSES = [
   'restore_uncertain',
   'adapter_changed',
   'child_later',
+  'child_not_listed',
   'moved',
 ] as const;
 export type PurgeClass = (typeof PURGE_CLASSES)[number];
