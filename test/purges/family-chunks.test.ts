@@ -5,11 +5,13 @@
 // after that chunk's call for the app had failed, leaving the app deleted under a purged site,
 // never restorable. A child the purge holds in another chunk now makes its parent wait for that
 // chunk's outcome: purged, the parent goes; failed, the parent fails naming it.
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { command } from '../support/exec-helpers.ts';
 import { buildExecHarness, waitForState, type ExecHarness } from '../support/execution.ts';
 import { ageTwoDays, deleteAndComplete, postPurge, registryStates, useHttp } from '../support/restores.ts';
 import { appId, query, seedRegistry, siteId, tenantId } from '../support/seed.ts';
+import { childrenOutstanding } from '../../src/modules/execution/purge-children.ts';
 
 /** 1,100 apps, then the 11 sites: the second chunk holds the last 100 apps and every site. */
 const SITES = 11;
@@ -19,7 +21,7 @@ let h: ExecHarness;
 beforeAll(async () => {
   // Two chunk workers: the wave's two chunks run side by side.
   h = await buildExecHarness({ workers: 2 });
-  await seedRegistry(h.databaseUrl, { sites: 2 * SITES, appsPerSite: APPS });
+  await seedRegistry(h.databaseUrl, { sites: 3 * SITES, appsPerSite: APPS });
   await useHttp(h);
   await query(h.databaseUrl, `UPDATE resource_types SET adapter = '{"kind":"registry"}' WHERE name = 'site'`);
 });
@@ -119,5 +121,41 @@ describe('a site whose app is in an earlier chunk of the same wave', () => {
     const item = await itemOf(p.id, p.site);
     expect(item.state).toBe('failed');
     expect(item.last_error).toMatch(new RegExp(`its child ${p.firstApp} was not purged by this purge`));
+  });
+});
+
+describe("what a parent's chunk makes of its child in another chunk (childrenOutstanding)", () => {
+  it('waits for one still to run, goes after one purged, and fails naming one failed or in a later wave', async () => {
+    const p = await planPurge(2);
+    const pool = new pg.Pool({ connectionString: h.databaseUrl, max: 1 });
+    try {
+      const look = () => childrenOutstanding(pool, p.id, [p.site], [], 0);
+      const setItem = (sql: string) =>
+        query(h.databaseUrl, `UPDATE operation_items SET ${sql} WHERE operation_id = $1 AND resource_id = $2`, [
+          p.id,
+          p.firstApp,
+        ]);
+      // Every app of the site is still to run: the site waits (no reason it never could go).
+      expect((await look()).get(p.site)).toEqual({ child: expect.any(String), failed: null });
+      // The other chunk's own items do not count from inside it.
+      const apps = Array.from({ length: APPS }, (_, j) => appId(Number(p.site.slice(5)), j));
+      expect((await childrenOutstanding(pool, p.id, [p.site], apps, 0)).size).toBe(0);
+      await setItem(`state = 'failed'`);
+      expect((await look()).get(p.site)).toEqual({ child: p.firstApp, failed: 'its item failed' });
+      await setItem(`state = 'pending', wave = 1`);
+      expect((await look()).get(p.site)).toEqual({ child: p.firstApp, failed: 'it goes in a later wave (1)' });
+      // Purged (its item done, its row purged): no longer outstanding; the others still are.
+      await setItem(`state = 'done', wave = 0`);
+      await query(h.databaseUrl, `UPDATE resources SET state = 'purged' WHERE id = $1`, [p.firstApp]);
+      const after = (await look()).get(p.site);
+      expect(after?.failed).toBeNull();
+      expect(after?.child).not.toBe(p.firstApp);
+    } finally {
+      // As planned again: the harness checks the wave counters against the ledger at its close.
+      await query(h.databaseUrl, `UPDATE operation_items SET state = 'pending', wave = 0 WHERE operation_id = $1`, [
+        p.id,
+      ]);
+      await pool.end();
+    }
   });
 });
