@@ -41,8 +41,8 @@ export async function childrenOutstanding(
     [operationId, parents, inChunk],
   );
   if (kids.rows.length === 0) return new Map();
-  const items = await pool.query<{ resource_id: string; state: string; wave: number; last_error: string | null }>(
-    `SELECT resource_id, state, wave, last_error FROM operation_items
+  const items = await pool.query<{ resource_id: string; state: string; wave: number }>(
+    `SELECT resource_id, state, wave FROM operation_items
      WHERE operation_id = $1 AND resource_id = ANY($2::text[])`,
     [operationId, kids.rows.map((k) => k.id)],
   );
