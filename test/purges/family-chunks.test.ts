@@ -159,3 +159,71 @@ describe("what a parent's chunk makes of its child in another chunk (childrenOut
     }
   });
 });
+
+describe('three levels across chunks (org → proj → 1,001 tasks)', () => {
+  it('keeps the org back while its proj, in the same chunk, waits for a task in the chunk before', async () => {
+    const http = (col: string) =>
+      JSON.stringify({
+        kind: 'http',
+        baseUrl: h.downstream.url,
+        snapshot: `GET /${col}/{id}?tenantId={tenantId}`,
+        softDelete: `POST /${col}/{id}/soft-delete`,
+        restore: `POST /${col}/{id}/restore`,
+        hardDelete: `DELETE /${col}/{id}`,
+        timeoutMs: 5_000,
+        retries: 1,
+        retryBaseMs: 10,
+      });
+    await query(
+      h.databaseUrl,
+      `INSERT INTO resource_types (name, parent_type, cascade_to, adapter) VALUES
+         ('org', NULL, ARRAY['proj', 'task'], '{"kind":"registry"}'),
+         ('proj', 'org', ARRAY['task'], $1::jsonb), ('task', 'proj', ARRAY[]::text[], $2::jsonb)`,
+      [http('projs'), http('tasks')],
+    );
+    await query(h.databaseUrl, `INSERT INTO tenants (id, name) VALUES ('to_1', 'Org one')`);
+    await query(
+      h.databaseUrl,
+      `INSERT INTO resources (id, type, tenant_id, parent_id)
+       SELECT 'org_1', 'org', 'to_1', NULL UNION ALL SELECT 'proj_1', 'proj', 'to_1', 'org_1'
+       UNION ALL SELECT 'task_' || lpad(n::text, 4, '0'), 'task', 'to_1', 'proj_1' FROM generate_series(0, 1000) n`,
+    );
+    const tasks = Array.from({ length: 1_001 }, (_, n) => `task_${String(n).padStart(4, '0')}`);
+    await deleteAndComplete(h, 'org', ['org_1']);
+    await ageTwoDays(h, ['org_1', 'proj_1', ...tasks]);
+    const r = await postPurge(h, {
+      targetType: 'org',
+      ids: ['org_1'],
+      rollout: { bakeSeconds: 0, concurrency: 8, waves: ['100%'] },
+      haltPolicy: { maxFailureRate: 1, probe: 'optional' },
+    });
+    expect(r.status, JSON.stringify(r.body)).toBe(201);
+    const ledger = await query<{ resource_id: string }>(
+      h.databaseUrl,
+      'SELECT resource_id FROM operation_items WHERE operation_id = $1 ORDER BY seq',
+      [r.body.id],
+    );
+    // Chunk 0: 1,000 tasks; chunk 1: the last task, the proj, the org.
+    expect(ledger.slice(-2).map((x) => x.resource_id)).toEqual(['proj_1', 'org_1']);
+    const slow = ledger[0]!.resource_id;
+    let taskPurgedAt = 0;
+    h.downstream.beforeApply(async (c) => {
+      if (c.action !== 'hardDelete' || c.resourceId !== slow) return;
+      await new Promise((res) => setTimeout(res, 2_500));
+      taskPurgedAt = Date.now();
+    });
+    try {
+      const end = await run({ id: r.body.id, planHash: r.body.planHash });
+      expect(end.state).toBe('completed');
+    } finally {
+      h.downstream.beforeApply(undefined);
+    }
+    const rows = await query<{ id: string; state: string; updated_at: Date }>(
+      h.databaseUrl,
+      `SELECT id, state, updated_at FROM resources WHERE id IN ('org_1', 'proj_1') ORDER BY id`,
+    );
+    expect(rows.map((x) => x.state)).toEqual(['purged', 'purged']);
+    // Neither went while the task's hard delete was out.
+    for (const x of rows) expect(x.updated_at.getTime(), x.id).toBeGreaterThanOrEqual(taskPurgedAt - 5);
+  });
+});

@@ -68,11 +68,13 @@ export async function childrenOutstanding(
 /**
  * Splits a purge chunk's fresh items (never sent) into parents whose child in another chunk will not
  * be purged (failed for good, nothing sent, naming it), parents whose child's chunk has still to
- * record it (handed back: `pending`, to run again once it has), and the rest. An item an earlier run
- * may have sent goes on as it is: it is sent again with its key.
+ * record it (handed back: `pending`, to run again once it has), and the rest. A parent in this chunk
+ * of one handed back is handed back too, and so on up: a probe's org was purged while its proj, in
+ * the same chunk, waited for a task in the chunk before (the failed ones' parents are holdParents').
+ * An item an earlier run may have sent goes on as it is: it is sent again with its key.
  */
 export async function awaitChildren<Tx>(
-  deps: Pick<ChunkDeps<Tx>, 'childrenOutstanding'>,
+  deps: Pick<ChunkDeps<Tx>, 'childrenOutstanding' | 'parentsOf'>,
   opId: string,
   wave: number,
   items: ClaimedItem[],
@@ -89,7 +91,7 @@ export async function awaitChildren<Tx>(
   if (out.size === 0) return { held: [], waiting: [], part: items };
   const held: Outcome[] = [];
   const waiting: Outcome[] = [];
-  const part = items.filter((i) => {
+  let part = items.filter((i) => {
     const o = i.executedSeq === null ? out.get(i.resourceId) : undefined;
     if (!o) return true;
     if (o.failed === null) waiting.push({ seq: i.seq, state: 'pending', error: null });
@@ -99,5 +101,16 @@ export async function awaitChildren<Tx>(
     }
     return false;
   });
+  const resourceOf = new Map(items.map((i) => [i.seq, i.resourceId]));
+  let wait = waiting.map((o) => resourceOf.get(o.seq)!);
+  // Each round moves at least one item out of `part`, so it ends.
+  while (wait.length && part.length && deps.parentsOf) {
+    const parents = new Set((await deps.parentsOf(wait)).values());
+    const up = part.filter((i) => parents.has(i.resourceId));
+    if (up.length === 0) break;
+    waiting.push(...up.map((i): Outcome => ({ seq: i.seq, state: 'pending', error: null })));
+    part = part.filter((i) => !parents.has(i.resourceId));
+    wait = up.map((i) => i.resourceId);
+  }
   return { held, waiting, part };
 }
