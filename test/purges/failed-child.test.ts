@@ -46,3 +46,26 @@ describe('a site whose app is not purged', () => {
     expect(siteItem!.last_error).toMatch(new RegExp(`its child ${refused} was not purged by this purge`));
   });
 });
+
+describe('the site again, once its app is purged on its own', () => {
+  it('is purged by ID: the apps its delete took that are purged already do not refuse it', async () => {
+    const site = siteId(1);
+    const apps = appsOfSite(1);
+    for (const x of apps) h.downstream.resources.set(x, { id: x, tenantId: tenantId(1), state: 'active', data: {} });
+    await deleteAndComplete(h, 'site', [site]);
+    await ageTwoDays(h, [site, ...apps]);
+    const runPurge = async (body: Record<string, unknown>) => {
+      const r = await postPurge(h, body);
+      expect(r.status, JSON.stringify(r.body)).toBe(201);
+      await command(h, 'approver', r.body.id, 'approve', { planHash: r.body.planHash }).expect(200);
+      await command(h, 'operator', r.body.id, 'start').expect(200);
+      return waitForState(h, r.body.id, ['completed', 'completed_with_failures', 'halted', 'paused']);
+    };
+    // Two of its apps purged on their own first (a purge that failed the site, or by ID).
+    expect((await runPurge({ targetType: 'app', ids: apps.slice(0, 2) })).state).toBe('completed');
+    expect((await runPurge({ targetType: 'site', ids: [site] })).state).toBe('completed');
+    expect(await registryStates(h, [site, ...apps])).toEqual(
+      Object.fromEntries([site, ...apps].map((x) => [x, 'purged'])),
+    );
+  });
+});

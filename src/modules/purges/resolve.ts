@@ -42,6 +42,13 @@ export async function resolvePurge(client: pg.PoolClient, scope: PurgeScope, now
     if (await leaveOutMoved(client)) leftOut = await summarizeLeftOut(client);
   } else leftOut = await resolveDeleted(client, scope);
   await classify(client, scope.kind === 'ids' ? scope.targetType : null, now);
+  // What a listed ID's delete took along and is purged already is gone, as the purge would leave it:
+  // it refused its parent for good ("already purged", via a sibling purged by a purge that failed
+  // the parent for an app whose hard delete failed: a probe).
+  if (scope.kind === 'ids')
+    await client.query(
+      `DELETE FROM plan_class c USING restore_ids x WHERE x.id = c.id AND x.taken AND c.class = 'purged'`,
+    );
   // What may be live again is never purged, nor what its type's adapter would hard-delete in another
   // system than its delete went to: a list of IDs refuses it (restore_uncertain, adapter_changed),
   // the other scopes leave it out, saying so, and purge the rest (one such app rejected every daily
