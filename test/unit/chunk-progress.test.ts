@@ -1,6 +1,6 @@
 // The chunk's progress recorder (execution/chunk-progress.ts): what it records while calls are out,
 // when, and what it leaves to the chunk's last record.
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import type { ItemResult } from '../../src/modules/adapters/index.ts';
 import { landedOutcome, nextBatchSize, progressRecorder } from '../../src/modules/execution/chunk-progress.ts';
 
@@ -25,6 +25,34 @@ describe('landedOutcome', () => {
 });
 
 describe('progressRecorder', () => {
+  it('records what landed once the interval is over even when no other call lands (the last one hangs)', async () => {
+    vi.useFakeTimers();
+    try {
+      const batches: number[][] = [];
+      const rec = progressRecorder(
+        async (b) => {
+          batches.push(b.map((o) => o.seq));
+        },
+        2_000,
+        () => Date.now(),
+      );
+      rec.arrive({ seq: 0 }, ok);
+      await vi.advanceTimersByTimeAsync(500);
+      rec.arrive({ seq: 1 }, failed);
+      await vi.advanceTimersByTimeAsync(1_400);
+      expect(batches).toEqual([]);
+      await vi.advanceTimersByTimeAsync(200);
+      expect(batches).toEqual([[0, 1]]);
+      // Once the chunk settles, nothing more is recorded behind its own record.
+      rec.arrive({ seq: 2 }, ok);
+      expect([...(await rec.settle())]).toEqual([0, 1]);
+      await vi.advanceTimersByTimeAsync(5_000);
+      expect(batches).toEqual([[0, 1]]);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
   function harness(fail = false) {
     let now = 0;
     const batches: Outcome[][] = [];

@@ -10,6 +10,8 @@ import type { Outcome } from './ledger.ts';
 
 /** How often, at most, a chunk records its landed outcomes while its other calls are still out. */
 export const PROGRESS_EVERY_MS = 2_000;
+/** The least a recorder's timer waits (its clock and the timers' may disagree by a little). */
+const MIN_WAIT_MS = 10;
 
 /**
  * An item's outcome once its call has landed for good: done, or failed (`unapplied` when no try
@@ -70,7 +72,28 @@ export function progressRecorder(
   const recorded = new Set<number>();
   let last = clock();
   let running: Promise<void> | undefined;
+  // What landed is recorded once the interval is over even when no other call lands after it: a
+  // chunk whose last call hung showed 998 deletes made as pending for as long, and a purge's parents
+  // waited that long for their children's records (a probe).
+  let timer: NodeJS.Timeout | undefined;
+  let settled = false;
+  const disarm = () => {
+    clearTimeout(timer);
+    timer = undefined;
+  };
+  const arm = () => {
+    if (timer || settled || !landed.length) return;
+    timer = setTimeout(
+      () => {
+        timer = undefined;
+        maybeFlush();
+      },
+      Math.max(MIN_WAIT_MS, everyMs - (clock() - last)),
+    );
+    timer.unref();
+  };
   const flush = () => {
+    disarm();
     const batch = landed;
     landed = [];
     running = record(batch).then(
@@ -81,23 +104,32 @@ export function progressRecorder(
     void running.finally(() => {
       running = undefined;
       last = clock();
+      arm();
     });
   };
   const maybeFlush = () => {
-    if (landed.length && !running && clock() - last >= everyMs) flush();
+    if (!landed.length || running) return;
+    if (clock() - last >= everyMs) flush();
+    else arm();
   };
   return {
     arrive(item, r) {
+      settled = false;
       const o = landedItemOutcome(item, r);
       if (o) landed.push(o);
       maybeFlush();
     },
     refused(outcomes) {
+      settled = false;
       landed.push(...outcomes);
       maybeFlush();
     },
     async settle() {
+      // The chunk's record of its calls follows: nothing is recorded behind it.
+      settled = true;
+      disarm();
       while (running) await running;
+      disarm();
       return recorded;
     },
   };
