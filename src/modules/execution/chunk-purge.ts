@@ -17,7 +17,7 @@ import {
   type RecordLanded,
 } from './chunk-execute.ts';
 import { takeSnapshots } from './chunk-snapshots.ts';
-import { awaitChildren, CHILDREN_WAIT_MS } from './purge-children.ts';
+import { awaitChildren, childrenWaitMs } from './purge-children.ts';
 import { chunkProgress } from './chunk-progress.ts';
 import type { Fence } from './exclusive.ts';
 import type { ClaimedItem, Outcome, Range, Snap } from './ledger.ts';
@@ -142,7 +142,7 @@ export async function executePurge<Tx>(
       unsent,
       requeue,
       stillRunning: deps.watch.runs(j.opId, j.wave, since),
-      ...(family.waiting.length ? { retryInMs: CHILDREN_WAIT_MS } : {}),
+      ...(family.waiting.length ? { retryInMs: childrenWaitMs(j.waits) } : {}),
     };
   } catch (err) {
     // As for deletes: before any call went out, hand the items back saying why; after, the claim's

@@ -237,8 +237,13 @@ export async function processChunk<Tx>(deps: ChunkDeps<Tx>, jobId: string, j: Ch
     ? mayExecute(applied.state) && applied.state.currentWave === j.wave
     : stillRunning || deferMs > 0;
   await noteThrottle(deps, j.opId, grant);
-  if ((handedBack > 0 || deferMs > 0) && running)
-    await deps.requeue({ ...j, epoch: applied?.version ?? j.epoch }, deferMs || retryInMs || REQUEUE_DELAY_MS);
+  if ((handedBack > 0 || deferMs > 0) && running) {
+    const { waits, ...job } = j;
+    await deps.requeue(
+      { ...job, epoch: applied?.version ?? j.epoch, ...(retryInMs ? { waits: (waits ?? 0) + 1 } : {}) },
+      deferMs || retryInMs || REQUEUE_DELAY_MS,
+    );
+  }
 }
 
 /** A cap that cut a grant short is recorded on the operation; a failure to record it changes nothing else. */

@@ -145,7 +145,16 @@ export function startConsumers(d: ConsumerDeps): Consumers {
     velocity: d.velocity,
     throttled: (opId, cap, until) => recordThrottle(pool, opId, cap, until),
     slots: d.slots,
-    requeue: (_next, delayMs) => later(job, token, delayMs),
+    // The same job, delayed (its ID, and so its epoch, stays: exclusive.ts); only how many times in
+    // a row it waited for children is carried over, which sets its next wait (purge-children.ts).
+    requeue: async (next: ChunkJob, delayMs) => {
+      const data = job.data as ChunkJob;
+      if ((next.waits ?? 0) !== (data.waits ?? 0)) {
+        const { waits: _old, ...rest } = data;
+        await job.updateData(next.waits ? { ...rest, waits: next.waits } : rest);
+      }
+      return later(job, token, delayMs);
+    },
     clock,
     leaseMs: d.leaseMs,
     metrics: d.metrics,

@@ -21,6 +21,8 @@ export interface ChunkJob {
   wave: number;
   from: number;
   to: number;
+  /** How many times in a row this chunk handed parents back to wait for their children (purge-children.ts). */
+  waits?: number;
 }
 export type ControlJob =
   | { kind: 'bake'; opId: string; epoch: number; wave: number; round: number }
