@@ -11,6 +11,7 @@ import { appId, query, seedRegistry, siteId } from '../support/seed.ts';
 import { createMetrics } from '../../src/plugins/metrics.ts';
 import { readLive } from '../../src/modules/events/feed.ts';
 import { lineView } from '../../src/cli/watch-view.ts';
+import { useHttp as useHttpOn } from '../support/restores.ts';
 
 const APPS = 3;
 const ROLLOUT = { bakeSeconds: 0, concurrency: 2, waves: ['1', '100%'] };
@@ -34,23 +35,7 @@ afterAll(async () => {
 beforeEach(() => h.downstream.reset());
 
 /** Both types act on the test downstream: sites under /sites, apps under /apps. */
-async function useHttp() {
-  const adapter = (col: string) =>
-    JSON.stringify({
-      kind: 'http',
-      baseUrl: h.downstream.url,
-      // With the tenant: the downstream knows it from the first read (the restore drill compares reads).
-      snapshot: `GET /${col}/{id}?tenantId={tenantId}`,
-      softDelete: `POST /${col}/{id}/soft-delete`,
-      restore: `POST /${col}/{id}/restore`,
-      hardDelete: `DELETE /${col}/{id}`,
-      timeoutMs: 5_000,
-      retries: 1,
-      retryBaseMs: 10,
-    });
-  await query(h.databaseUrl, `UPDATE resource_types SET adapter = $1 WHERE name = 'site'`, [adapter('sites')]);
-  await query(h.databaseUrl, `UPDATE resource_types SET adapter = $1 WHERE name = 'app'`, [adapter('apps')]);
-}
+const useHttp = () => useHttpOn(h);
 const useRegistry = () => query(h.databaseUrl, `UPDATE resource_types SET adapter = '{"kind":"registry"}'`);
 
 const deleteSites = (sites: number[], extra: Record<string, unknown> = {}) =>

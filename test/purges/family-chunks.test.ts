@@ -9,7 +9,14 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { command } from '../support/exec-helpers.ts';
 import { buildExecHarness, waitForState, type ExecHarness } from '../support/execution.ts';
-import { ageTwoDays, deleteAndComplete, postPurge, registryStates, useHttp } from '../support/restores.ts';
+import {
+  ageTwoDays,
+  deleteAndComplete,
+  httpAdapterOn,
+  postPurge,
+  registryStates,
+  useHttp,
+} from '../support/restores.ts';
 import { appId, query, seedRegistry, siteId, tenantId } from '../support/seed.ts';
 import { childrenOutstanding } from '../../src/modules/execution/purge-children.ts';
 
@@ -162,18 +169,7 @@ describe("what a parent's chunk makes of its child in another chunk (childrenOut
 
 describe('three levels across chunks (org → proj → 1,001 tasks)', () => {
   it('keeps the org back while its proj, in the same chunk, waits for a task in the chunk before', async () => {
-    const http = (col: string) =>
-      JSON.stringify({
-        kind: 'http',
-        baseUrl: h.downstream.url,
-        snapshot: `GET /${col}/{id}?tenantId={tenantId}`,
-        softDelete: `POST /${col}/{id}/soft-delete`,
-        restore: `POST /${col}/{id}/restore`,
-        hardDelete: `DELETE /${col}/{id}`,
-        timeoutMs: 5_000,
-        retries: 1,
-        retryBaseMs: 10,
-      });
+    const http = (col: string) => httpAdapterOn(h, col);
     await query(
       h.databaseUrl,
       `INSERT INTO resource_types (name, parent_type, cascade_to, adapter) VALUES

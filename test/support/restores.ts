@@ -12,21 +12,24 @@ export const appsOfSite = (s: number) => Array.from({ length: APPS }, (_, j) => 
 export const RESTORE_ENDS = ['completed', 'completed_with_failures', 'cancelled', 'halted', 'paused'];
 const DELETE_ROLLOUT = { bakeSeconds: 0, concurrency: 4, waves: ['1', '100%'] };
 
+/** An HTTP adapter declaration (JSON) for resources under /{col} of the test downstream. */
+export const httpAdapterOn = (h: Pick<ExecHarness, 'downstream'>, col: string) =>
+  JSON.stringify({
+    kind: 'http',
+    baseUrl: h.downstream.url,
+    // With the tenant: the downstream knows it from the first read (the restore drill compares reads).
+    snapshot: `GET /${col}/{id}?tenantId={tenantId}`,
+    softDelete: `POST /${col}/{id}/soft-delete`,
+    restore: `POST /${col}/{id}/restore`,
+    hardDelete: `DELETE /${col}/{id}`,
+    timeoutMs: 5_000,
+    retries: 1,
+    retryBaseMs: 10,
+  });
+
 /** Both fixture types act on the test downstream: sites under /sites, apps under /apps. */
 export async function useHttp(h: ExecHarness) {
-  const adapter = (col: string) =>
-    JSON.stringify({
-      kind: 'http',
-      baseUrl: h.downstream.url,
-      // With the tenant: the downstream knows it from the first read (the restore drill compares reads).
-      snapshot: `GET /${col}/{id}?tenantId={tenantId}`,
-      softDelete: `POST /${col}/{id}/soft-delete`,
-      restore: `POST /${col}/{id}/restore`,
-      hardDelete: `DELETE /${col}/{id}`,
-      timeoutMs: 5_000,
-      retries: 1,
-      retryBaseMs: 10,
-    });
+  const adapter = (col: string) => httpAdapterOn(h, col);
   await query(h.databaseUrl, `UPDATE resource_types SET adapter = $1 WHERE name = 'site'`, [adapter('sites')]);
   await query(h.databaseUrl, `UPDATE resource_types SET adapter = $1 WHERE name = 'app'`, [adapter('apps')]);
 }
