@@ -172,3 +172,23 @@ describe('a listed parent whose soft-deleted child is due too but not in the pur
     expect(again.status, JSON.stringify(again.body)).toBe(200);
   });
 });
+
+describe('a mid-level parent listed by ID (corp → dept → user, the delete made on the corp)', () => {
+  it('takes along what the same delete took under it, instead of refusing it through those', async () => {
+    await query(
+      h.databaseUrl,
+      `INSERT INTO resources (id, type, tenant_id, parent_id) VALUES
+         ('corp_m1', 'corp', 'tc_1', NULL), ('dept_m1', 'dept', 'tc_1', 'corp_m1'), ('user_m1', 'user', 'tc_1', 'dept_m1'),
+         ('dept_m2', 'dept', 'tc_1', 'corp_m1'), ('user_m2', 'user', 'tc_1', 'dept_m2')`,
+    );
+    await deleteAndComplete(h, 'corp', ['corp_m1']);
+    await query(
+      h.databaseUrl,
+      `UPDATE resources SET purge_after = now() - interval '1 day' WHERE id IN ('corp_m1', 'dept_m1', 'user_m1', 'dept_m2', 'user_m2')`,
+    );
+    const r = await postPurge(h, { targetType: 'dept', ids: ['dept_m1'], dryRun: true });
+    expect(r.status, JSON.stringify(r.body)).toBe(200);
+    // dept_m1 and its user; not its sibling's family nor the corp.
+    expect(r.body.plan.itemCount).toBe(2);
+  });
+});

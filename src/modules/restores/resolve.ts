@@ -141,14 +141,24 @@ export async function resolveDeleted(client: pg.PoolClient, scope: RestoreScope)
  */
 async function expandCascades(client: pg.PoolClient): Promise<boolean> {
   // Each taken resource with the listed one that takes it (its root): a rejection names the root.
+  // A delete's ledger points every descendant at its root (parent_seq), so a listed resource that
+  // was itself a descendant (a dept deleted with its corp) takes the root's descendants that are
+  // under it in the registry: it took none, and was refused through a user the same delete had
+  // taken under it (a probe).
   await client.query(
     `CREATE TEMP TABLE restore_taken ON COMMIT DROP AS
      SELECT DISTINCT ON (d.resource_id) d.resource_id AS id, l.id AS root FROM restore_latest l
      JOIN operation_items p ON p.operation_id = l.op_id AND p.snapshot_id = l.snap_id
-     JOIN operation_items d ON d.operation_id = p.operation_id AND d.parent_seq = p.seq
+     JOIN operation_items d ON d.operation_id = p.operation_id AND d.parent_seq = coalesce(p.parent_seq, p.seq)
      WHERE l.deleted AND d.executed_seq IS NOT NULL AND l.id IN (SELECT id FROM plan_input)
        AND d.resource_id NOT IN (SELECT id FROM plan_input)
+       AND (p.parent_seq IS NULL OR (d.depth > p.depth AND EXISTS (
+         WITH RECURSIVE up (id, n) AS (
+           SELECT r.parent_id, 1 FROM resources r WHERE r.id = d.resource_id
+           UNION ALL SELECT r.parent_id, up.n + 1 FROM up JOIN resources r ON r.id = up.id WHERE up.n < $1
+         ) SELECT 1 FROM up WHERE up.id = p.resource_id)))
      ORDER BY d.resource_id, l.id`,
+    [CASCADE_DEPTH],
   );
   const r = await client.query(
     `INSERT INTO plan_input (ord, id)
