@@ -314,7 +314,7 @@ export const probeCases: Case[] = [
   c('no probe data → halt', at('baking'), ev.probes(1, []), {
     to: 'rolling_back',
     effects: HALT_ROLLBACK,
-    reason: /no probe data/,
+    reason: /no probe data: nothing was sent to any tenant so far, or every call was refused with no effect/,
   }),
   c(
     'probe not configured, probes required → paused (inconclusive)',

@@ -56,7 +56,15 @@ export function probes(s: LifecycleState, e: Extract<LifecycleEvent, { type: 'pr
   const active = s.state === 'running' || s.state === 'baking' || s.state === 'paused';
   if (e.wave !== s.currentWave || !active) return unchanged(s);
   // Fail closed in every active state: no data, an error or a timeout all count as unhealthy.
-  if (e.probes.length === 0) return halt(s, `${waveName(s, e.wave)}: no probe data`, SYSTEM);
+  // The round probes the tenants the operation has acted on so far (bake-store.ts touchedTenants):
+  // none means no call of it went out or had an effect. Said so: "no probe data" alone sent a probe's
+  // operator looking for a broken probe, where the wave's only item had been refused (403).
+  if (e.probes.length === 0)
+    return halt(
+      s,
+      `${waveName(s, e.wave)}: no probe data: nothing was sent to any tenant so far, or every call was refused with no effect (each item says why)`,
+      SYSTEM,
+    );
   const bad = e.probes.filter((p) => BAD_PROBE.includes(p.result));
   if (bad.length > 0)
     return halt(s, `${waveName(s, e.wave)}: unhealthy probes: ${listTenants(bad)}`, SYSTEM, { unhealthy: bad.length });
