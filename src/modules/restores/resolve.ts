@@ -142,22 +142,35 @@ export async function resolveDeleted(client: pg.PoolClient, scope: RestoreScope)
 async function expandCascades(client: pg.PoolClient): Promise<boolean> {
   // Each taken resource with the listed one that takes it (its root): a rejection names the root.
   // A delete's ledger points every descendant at its root (parent_seq), so a listed resource that
-  // was itself a descendant (a dept deleted with its corp) takes the root's descendants that are
-  // under it in the registry: it took none, and was refused through a user the same delete had
-  // taken under it (a probe).
+  // was itself a descendant (a dept deleted with its corp) takes, of that root's descendants, those
+  // under it in the registry: it took none, and a purge was refused through a user the same delete
+  // had taken under it (a probe). Found from the registry down, each by its snapshot of that delete
+  // (indexed), not among the root's descendants: a list of many such resources under one root would
+  // have read all of them for each.
   await client.query(
     `CREATE TEMP TABLE restore_taken ON COMMIT DROP AS
-     SELECT DISTINCT ON (d.resource_id) d.resource_id AS id, l.id AS root FROM restore_latest l
-     JOIN operation_items p ON p.operation_id = l.op_id AND p.snapshot_id = l.snap_id
-     JOIN operation_items d ON d.operation_id = p.operation_id AND d.parent_seq = coalesce(p.parent_seq, p.seq)
-     WHERE l.deleted AND d.executed_seq IS NOT NULL AND l.id IN (SELECT id FROM plan_input)
-       AND d.resource_id NOT IN (SELECT id FROM plan_input)
-       AND (p.parent_seq IS NULL OR (d.depth > p.depth AND EXISTS (
-         WITH RECURSIVE up (id, n) AS (
-           SELECT r.parent_id, 1 FROM resources r WHERE r.id = d.resource_id
-           UNION ALL SELECT r.parent_id, up.n + 1 FROM up JOIN resources r ON r.id = up.id WHERE up.n < $1
-         ) SELECT 1 FROM up WHERE up.id = p.resource_id)))
-     ORDER BY d.resource_id, l.id`,
+     WITH RECURSIVE listed AS (
+       SELECT l.id, p.operation_id, p.seq, p.parent_seq FROM restore_latest l
+       JOIN operation_items p ON p.operation_id = l.op_id AND p.snapshot_id = l.snap_id
+       WHERE l.deleted AND l.id IN (SELECT id FROM plan_input)
+     ), under (top, op, root_seq, id, n) AS (
+       SELECT x.id, x.operation_id, x.parent_seq, r.id, 1 FROM listed x JOIN resources r ON r.parent_id = x.id
+       WHERE x.parent_seq IS NOT NULL
+       UNION ALL
+       SELECT u.top, u.op, u.root_seq, r.id, u.n + 1 FROM under u JOIN resources r ON r.parent_id = u.id WHERE u.n < $1
+     ), taken AS (
+       SELECT d.resource_id, x.id AS root FROM listed x
+       JOIN operation_items d ON d.operation_id = x.operation_id AND d.parent_seq = x.seq
+       WHERE x.parent_seq IS NULL AND d.executed_seq IS NOT NULL
+       UNION ALL
+       SELECT d.resource_id, u.top FROM under u
+       JOIN snapshots sn ON sn.resource_id = u.id AND sn.operation_id = u.op
+       JOIN operation_items d ON d.snapshot_id = sn.id AND d.operation_id = u.op AND d.parent_seq = u.root_seq
+       WHERE d.executed_seq IS NOT NULL
+     )
+     SELECT DISTINCT ON (t.resource_id) t.resource_id AS id, t.root FROM taken t
+     WHERE t.resource_id NOT IN (SELECT id FROM plan_input)
+     ORDER BY t.resource_id, t.root`,
     [CASCADE_DEPTH],
   );
   const r = await client.query(
