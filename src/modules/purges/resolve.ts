@@ -20,7 +20,7 @@ import { UnprocessableError } from '../../lib/errors.ts';
 import { DEFAULT_RETENTION_DAYS } from './retention.ts';
 import { MOVED_SINCE_DELETE } from '../restores/classify.ts';
 import { CASCADE_DEPTH } from '../operations/cascade-plan.ts';
-import { keepParentsOfKept, leaveOutMoved, leaveOutUnsafe, unpurgedChildren } from './leave-out.ts';
+import { keepParentsOfKept, leaveOutMoved, leaveOutUnsafe, refuseParentsOfKept } from './leave-out.ts';
 import type { PurgeScope } from './schemas.ts';
 
 export async function resolvePurge(client: pg.PoolClient, scope: PurgeScope, now: Date): Promise<LeftOut | null> {
@@ -59,28 +59,6 @@ export async function resolvePurge(client: pg.PoolClient, scope: PurgeScope, now
   if (scope.kind !== 'ids' && (await keepParentsOfKept(client))) leftOut = await summarizeLeftOut(client);
   if (scope.kind === 'ids') await refuseParentsOfKept(client, now);
   return leftOut;
-}
-
-/**
- * A listed resource with a child of a cascade type that is neither purged nor in this purge (one
- * its delete did not take: created, moved in or brought back since) is refused through it (`via`):
- * not_deleted; within_retention when the child is soft-deleted; child_not_listed when that child's
- * retention has ended too (deleted on its own: a probe read "within its retention" with a date
- * already past). Its delete's own cascade is pulled in and judged already (restores/resolve.ts); a
- * trial purged a zone by ID over a live box imported under it after the delete.
- */
-async function refuseParentsOfKept(client: pg.PoolClient, now: Date): Promise<void> {
-  await client.query(
-    // (The child's retention end is the report's: retentionEnds.)
-    `UPDATE plan_class c SET class = CASE
-         WHEN k.state <> 'soft_deleted' THEN 'not_deleted'
-         WHEN ch.purge_after <= $1 THEN 'child_not_listed'
-         ELSE 'within_retention' END,
-       via = k.child
-     FROM (${unpurgedChildren('')}) k JOIN resources ch ON ch.id = k.child
-     WHERE c.id = k.id`,
-    [now],
-  );
 }
 
 /**
