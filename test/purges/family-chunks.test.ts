@@ -91,8 +91,11 @@ describe('a site whose app is in an earlier chunk of the same wave', () => {
   it('waits for that chunk: purged after its app, whose call was still out when its chunk started', async () => {
     const p = await planPurge(0);
     let appPurgedAt = 0;
+    let meanwhile: Promise<{ state: string; last_error: string | null }> | undefined;
     h.downstream.beforeApply(async (c) => {
       if (c.action !== 'hardDelete' || c.resourceId !== p.firstApp) return;
+      // What the site's item says while it waits.
+      meanwhile = new Promise((r) => setTimeout(r, 1_200)).then(() => itemOf(p.id, p.site));
       // Long enough for the other chunk to run in the meantime.
       await new Promise((r) => setTimeout(r, 2_500));
       appPurgedAt = Date.now();
@@ -104,6 +107,11 @@ describe('a site whose app is in an earlier chunk of the same wave', () => {
       h.downstream.beforeApply(undefined);
     }
     expect(appPurgedAt).toBeGreaterThan(0);
+    // (Pending, or claimed for an instant by a look of its chunk.)
+    expect(await meanwhile).toMatchObject({
+      state: expect.stringMatching(/^(pending|claimed)$/),
+      last_error: expect.stringMatching(/^not sent yet: this purge waits for the outcome of its child app_/),
+    });
     const [site] = await query<{ state: string; updated_at: Date }>(
       h.databaseUrl,
       'SELECT state, updated_at FROM resources WHERE id = $1',

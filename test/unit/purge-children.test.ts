@@ -36,7 +36,12 @@ describe('awaitChildren', () => {
       chunk,
     );
     expect(r.waiting.map((o) => o.seq).sort()).toEqual([11, 12]);
-    expect(r.waiting.every((o) => o.state === 'pending' && o.error === null)).toBe(true);
+    expect(r.waiting.every((o) => o.state === 'pending')).toBe(true);
+    // Each says what it waits for: the proj its task, the org its proj.
+    expect(r.waiting.map((o) => o.error)).toEqual([
+      'not sent yet: this purge waits for the outcome of its child task_0 first',
+      'not sent yet: this purge waits for the outcome of its child proj_1 first',
+    ]);
     expect(r.held).toEqual([]);
     expect(r.part.map((i) => i.resourceId)).toEqual(['task_9', 'org_2']);
   });

@@ -17,6 +17,9 @@ import type { ClaimedItem, Outcome } from './ledger.ts';
  */
 export const childrenWaitMs = (waits = 0) => Math.min(4_000, 500 * 2 ** Math.min(waits, 3));
 
+/** What a parent handed back to wait says (its last error) until it goes. */
+const WAITING = 'not sent yet: this purge waits for the outcome of its child';
+
 /** A parent's child that another chunk has not purged: `failed` says why it never will be. */
 export interface OutstandingChild {
   child: string;
@@ -99,7 +102,8 @@ export async function awaitChildren<Tx>(
   let part = items.filter((i) => {
     const o = i.executedSeq === null ? out.get(i.resourceId) : undefined;
     if (!o) return true;
-    if (o.failed === null) waiting.push({ seq: i.seq, state: 'pending', error: null });
+    // Said on the item, which the views list as pending: nothing else tells why it does not move.
+    if (o.failed === null) waiting.push({ seq: i.seq, state: 'pending', error: `${WAITING} ${o.child} first` });
     else {
       const error = `not purged: its child ${o.child} was not purged by this purge (${o.failed}); a hard delete of the parent would leave it without a parent, never restorable. Purge it again once the child is purged`;
       held.push({ seq: i.seq, state: 'failed', error: error.slice(0, 500), permanent: true, unapplied: true });
@@ -110,10 +114,17 @@ export async function awaitChildren<Tx>(
   let wait = waiting.map((o) => resourceOf.get(o.seq)!);
   // Each round moves at least one item out of `part`, so it ends.
   while (wait.length && part.length && deps.parentsOf) {
-    const parents = new Set((await deps.parentsOf(wait)).values());
+    const childOf = new Map([...(await deps.parentsOf(wait))].map(([child, parent]) => [parent, child]));
+    const parents = new Set(childOf.keys());
     const up = part.filter((i) => parents.has(i.resourceId));
     if (up.length === 0) break;
-    waiting.push(...up.map((i): Outcome => ({ seq: i.seq, state: 'pending', error: null })));
+    waiting.push(
+      ...up.map((i): Outcome => ({
+        seq: i.seq,
+        state: 'pending',
+        error: `${WAITING} ${childOf.get(i.resourceId)} first`,
+      })),
+    );
     part = part.filter((i) => !parents.has(i.resourceId));
     wait = up.map((i) => i.resourceId);
   }
