@@ -12,7 +12,7 @@ let h: ExecHarness;
 
 beforeAll(async () => {
   h = await buildExecHarness({ workers: 1 });
-  await seedRegistry(h.databaseUrl, { sites: 2, appsPerSite: 3 });
+  await seedRegistry(h.databaseUrl, { sites: 3, appsPerSite: 3 });
   await useHttp(h);
   await query(h.databaseUrl, `UPDATE resource_types SET adapter = '{"kind":"registry"}' WHERE name = 'site'`);
 });
@@ -67,5 +67,23 @@ describe('the site again, once its app is purged on its own', () => {
     expect(await registryStates(h, [site, ...apps])).toEqual(
       Object.fromEntries([site, ...apps].map((x) => [x, 'purged'])),
     );
+  });
+});
+
+describe('a site whose HTTP app was deleted on its own before it', () => {
+  it('is refused through the app as child_not_listed once the app is due too, not as not_deleted', async () => {
+    const site = siteId(2);
+    const apps = appsOfSite(2);
+    for (const x of apps) h.downstream.resources.set(x, { id: x, tenantId: tenantId(2), state: 'active', data: {} });
+    await deleteAndComplete(h, 'app', [apps[0]!]);
+    await deleteAndComplete(h, 'site', [site]);
+    // The app's registry row stays active: its system, not the registry, holds its state.
+    expect((await registryStates(h, [apps[0]!]))[apps[0]!]).toBe('active');
+    await ageTwoDays(h, [site, ...apps]);
+    const r = await postPurge(h, { targetType: 'site', ids: [site], dryRun: true });
+    expect(r.status, JSON.stringify(r.body)).toBe(422);
+    expect(r.body.details.offenders.child_not_listed).toEqual([
+      expect.objectContaining({ id: site, via: expect.objectContaining({ id: apps[0] }) }),
+    ]);
   });
 });

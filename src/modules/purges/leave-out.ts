@@ -6,6 +6,7 @@ import { heldByLive } from '../operations/lifecycle-types.ts';
 import { takenByCascade, CASCADE_DEPTH } from '../operations/cascade-plan.ts';
 import { MOVED_SINCE_DELETE } from '../restores/classify.ts';
 import { LEFT_OUT_TABLE } from '../restores/left-out.ts';
+import { isExternal, latestEvents, notImportedSince } from '../restores/history.ts';
 
 /**
  * Everything due: what an import moved to another tenant or type since its delete is left out
@@ -104,20 +105,32 @@ export async function keepParentsOfKept(client: pg.PoolClient): Promise<number> 
 /**
  * A listed resource with a child of a cascade type that is neither purged nor in this purge (one
  * its delete did not take: created, moved in or brought back since) is refused through it (`via`):
- * not_deleted; within_retention when the child is soft-deleted; child_not_listed when that child's
+ * not_deleted; within_retention when the child is deleted; child_not_listed when that child's
  * retention has ended too (deleted on its own: a probe read "within its retention" with a date
- * already past). Its delete's own cascade is pulled in and judged already (restores/resolve.ts); a
- * trial purged a zone by ID over a live box imported under it after the delete.
+ * already past). A child of an HTTP type is deleted by Blastgate's history, its registry row
+ * staying active (it read not_deleted: a probe). Its delete's own cascade is pulled in and judged
+ * already (restores/resolve.ts); a trial purged a zone by ID over a live box imported under it after
+ * the delete.
  */
 export async function refuseParentsOfKept(client: pg.PoolClient, now: Date): Promise<void> {
+  // Their history is read only for such children: most lists have none.
+  const external = await client.query(
+    `INSERT INTO restore_ids (id)
+     SELECT k.child FROM (${unpurgedChildren('')}) k JOIN resources r ON r.id = k.child
+     JOIN resource_types t ON t.name = r.type WHERE r.state = 'active' AND ${isExternal('t')}
+     ON CONFLICT DO NOTHING`,
+  );
+  if (external.rowCount) await latestEvents(client);
   await client.query(
     // (The child's retention end is the report's: retentionEnds.)
     `UPDATE plan_class c SET class = CASE
-         WHEN k.state <> 'soft_deleted' THEN 'not_deleted'
-         WHEN ch.purge_after <= $1 THEN 'child_not_listed'
+         WHEN NOT (k.state = 'soft_deleted'
+                   OR (${isExternal('t')} AND coalesce(l.deleted, false) AND ${notImportedSince('l.at')})) THEN 'not_deleted'
+         WHEN r.purge_after <= $1 THEN 'child_not_listed'
          ELSE 'within_retention' END,
        via = k.child
-     FROM (${unpurgedChildren('')}) k JOIN resources ch ON ch.id = k.child
+     FROM (${unpurgedChildren('')}) k JOIN resources r ON r.id = k.child JOIN resource_types t ON t.name = r.type
+     LEFT JOIN restore_latest l ON l.id = k.child
      WHERE c.id = k.id`,
     [now],
   );
