@@ -17,7 +17,7 @@ import {
   type RecordLanded,
 } from './chunk-execute.ts';
 import { takeSnapshots } from './chunk-snapshots.ts';
-import { awaitChildren, childrenWaitMs } from './purge-children.ts';
+import { awaitChildren, childrenWaitMs, orphanRefusal } from './purge-children.ts';
 import { chunkProgress } from './chunk-progress.ts';
 import type { Fence } from './exclusive.ts';
 import type { ClaimedItem, Outcome, Range, Snap } from './ledger.ts';
@@ -172,8 +172,7 @@ async function holdParents<Tx>(
     const child = childOf.get(i.resourceId);
     if (child === undefined) return true;
     notPurged.add(i.resourceId);
-    const error = `not purged: its child ${child} was not purged by this purge (its item failed); a hard delete of the parent would leave it without a parent, never restorable. Purge it again once the child is purged`;
-    held.push({ seq: i.seq, state: 'failed', error: error.slice(0, 500), permanent: true, unapplied: true });
+    held.push(orphanRefusal(i.seq, child, 'its item failed'));
     return false;
   });
   return { held, part };

@@ -20,6 +20,15 @@ export const childrenWaitMs = (waits = 0) => Math.min(4_000, 500 * 2 ** Math.min
 /** What a parent handed back to wait says (its last error) until it goes. */
 const WAITING = 'not sent yet: this purge waits for the outcome of its child';
 
+/**
+ * A parent failed for good with nothing sent: its child will not be purged by this run (`why`). The
+ * chunk's own order (chunk-purge.ts holdParents) and the look at other chunks say it alike.
+ */
+export function orphanRefusal(seq: number, child: string, why: string): Outcome {
+  const error = `not purged: its child ${child} was not purged by this purge (${why}); a hard delete of the parent would leave it without a parent, never restorable. Purge it again once the child is purged`;
+  return { seq, state: 'failed', error: error.slice(0, 500), permanent: true, unapplied: true };
+}
+
 /** A parent's child that another chunk has not purged: `failed` says why it never will be. */
 export interface OutstandingChild {
   child: string;
@@ -104,10 +113,7 @@ export async function awaitChildren<Tx>(
     if (!o) return true;
     // Said on the item, which the views list as pending: nothing else tells why it does not move.
     if (o.failed === null) waiting.push({ seq: i.seq, state: 'pending', error: `${WAITING} ${o.child} first` });
-    else {
-      const error = `not purged: its child ${o.child} was not purged by this purge (${o.failed}); a hard delete of the parent would leave it without a parent, never restorable. Purge it again once the child is purged`;
-      held.push({ seq: i.seq, state: 'failed', error: error.slice(0, 500), permanent: true, unapplied: true });
-    }
+    else held.push(orphanRefusal(i.seq, o.child, o.failed));
     return false;
   });
   const resourceOf = new Map(items.map((i) => [i.seq, i.resourceId]));
@@ -115,8 +121,7 @@ export async function awaitChildren<Tx>(
   // Each round moves at least one item out of `part`, so it ends.
   while (wait.length && part.length && deps.parentsOf) {
     const childOf = new Map([...(await deps.parentsOf(wait))].map(([child, parent]) => [parent, child]));
-    const parents = new Set(childOf.keys());
-    const up = part.filter((i) => parents.has(i.resourceId));
+    const up = part.filter((i) => childOf.has(i.resourceId));
     if (up.length === 0) break;
     waiting.push(
       ...up.map((i): Outcome => ({
@@ -125,7 +130,7 @@ export async function awaitChildren<Tx>(
         error: `${WAITING} ${childOf.get(i.resourceId)} first`,
       })),
     );
-    part = part.filter((i) => !parents.has(i.resourceId));
+    part = part.filter((i) => !childOf.has(i.resourceId));
     wait = up.map((i) => i.resourceId);
   }
   return { held, waiting, part };
