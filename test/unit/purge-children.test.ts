@@ -1,7 +1,12 @@
 // A purge's parents and the children they wait for (execution/purge-children.ts): who is handed
 // back, who fails, and how long a chunk waits before it looks again.
 import { describe, expect, it } from 'vitest';
-import { awaitChildren, childrenWaitMs, type OutstandingChild } from '../../src/modules/execution/purge-children.ts';
+import {
+  awaitChildren,
+  childrenFirst,
+  childrenWaitMs,
+  type OutstandingChild,
+} from '../../src/modules/execution/purge-children.ts';
 import type { ClaimedItem } from '../../src/modules/execution/ledger.ts';
 
 const item = (seq: number, resourceId: string, executedSeq: number | null = null) =>
@@ -71,5 +76,60 @@ describe('childrenWaitMs', () => {
   it('waits 0.5 s, doubling with each wait in a row, up to 4 s', () => {
     expect([0, 1, 2, 3, 4, 10].map((w) => childrenWaitMs(w))).toEqual([500, 1_000, 2_000, 4_000, 4_000, 4_000]);
     expect(childrenWaitMs()).toBe(500);
+  });
+});
+
+describe('childrenFirst', () => {
+  const of = (links: [string, string][]) => {
+    const up = new Map(links);
+    return { parentsOf: async (ids: string[]) => new Map(ids.filter((i) => up.has(i)).map((i) => [i, up.get(i)!])) };
+  };
+  const names = (rounds: ClaimedItem[][]) => rounds.map((r) => r.map((i) => i.resourceId));
+  const items = (...ids: string[]) => ids.map((id, k) => item(k, id));
+
+  it.each([
+    ['no family within the items: one round, as given', [['f_b', 'site_0']], ['f_a', 'f_b'], [['f_a', 'f_b']]],
+    [
+      'a chain listed parents first: deepest first, one level a round',
+      [
+        ['f_b', 'f_a'],
+        ['f_c', 'f_b'],
+      ],
+      ['f_a', 'f_b', 'f_c', 'f_d'],
+      [['f_c', 'f_d'], ['f_b'], ['f_a']],
+    ],
+    [
+      'two children of one parent go together, before it',
+      [
+        ['f_b', 'f_a'],
+        ['f_c', 'f_a'],
+      ],
+      ['f_a', 'f_b', 'f_c'],
+      [['f_b', 'f_c'], ['f_a']],
+    ],
+    [
+      'a parent waits for its deepest child, not its nearest',
+      [
+        ['f_b', 'f_a'],
+        ['f_c', 'f_a'],
+        ['f_d', 'f_c'],
+      ],
+      ['f_a', 'f_b', 'f_c', 'f_d'],
+      [['f_b', 'f_d'], ['f_c'], ['f_a']],
+    ],
+    [
+      'a loop of parents (no import makes one) goes last, whole',
+      [
+        ['f_a', 'f_b'],
+        ['f_b', 'f_a'],
+      ],
+      ['f_a', 'f_b', 'f_c'],
+      [['f_c'], ['f_a', 'f_b']],
+    ],
+  ] as [string, [string, string][], string[], string[][]][])('%s', async (_, links, ids, want) => {
+    const rounds = await childrenFirst(of(links), items(...ids));
+    expect(names(rounds)).toEqual(want);
+    // Every item goes exactly once.
+    expect(rounds.flat().length).toBe(ids.length);
   });
 });

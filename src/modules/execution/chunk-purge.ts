@@ -17,7 +17,7 @@ import {
   type RecordLanded,
 } from './chunk-execute.ts';
 import { takeSnapshots } from './chunk-snapshots.ts';
-import { awaitChildren, childrenWaitMs, orphanRefusal } from './purge-children.ts';
+import { awaitChildren, childrenFirst, childrenWaitMs, orphanRefusal } from './purge-children.ts';
 import { chunkProgress } from './chunk-progress.ts';
 import type { Fence } from './exclusive.ts';
 import type { ClaimedItem, Outcome, Range, Snap } from './ledger.ts';
@@ -110,31 +110,34 @@ export async function executePurge<Tx>(
     const notPurged = new Set(outcomes.filter((o) => o.state === 'failed').map((o) => resourceOf.get(o.seq)!));
     for (const [type, adapter] of adapters) {
       const all = toRun.filter((i) => typeOf(i) === type);
-      const { held, part } = await holdParents(deps, all, notPurged);
-      outcomes.push(...held);
-      if (part.length === 0) continue;
-      const { results, arrived } = await applyWithBreaker(
-        // An HTTP adapter's calls go out one by one, each after the registry is asked again; the
-        // registry's statement acts on them all at once, right after the chunk's own look.
-        adapter.kind === 'http' ? recheckingChanges(adapter, deps, j.opId, seqOf, sentBefore) : adapter,
-        'hardDelete',
-        part.map((i): AdapterItem => ({ operationId: j.opId, resourceId: i.resourceId, tenantId: i.tenantId, type })),
-        { idempotencyKey: idempotencyKeyFor, concurrency: rollout.concurrency },
-        breaker,
-        slot,
-        // HTTP adapters' calls land one by one (the registry's all at once: nothing to record early).
-        adapter.kind === 'http' ? progress && ((k, r) => progress.arrive(part[k]!, r)) : undefined,
-      );
-      // Recorded while the calls were out: not recorded again (their rows are no longer claimed).
-      const early = (await progress?.settle()) ?? new Set<number>();
-      // Failed for good or to be retried; not one never sent (a halt stops its parent's call too).
-      results.forEach((r, k) => {
-        if (!r.ok && !isSkipped(r) && !r.interrupted) notPurged.add(part[k]!.resourceId);
-      });
-      const sent = outcomesOf(part, results, arrivalOrder(arrived));
-      outcomes.push(...sent.outcomes.filter((o) => !early.has(o.seq)));
-      unsent += sent.unsent;
-      requeue += sent.requeue;
+      // The registry's statement acts on a round at once: a family in it goes or stays together.
+      for (const round of adapter.kind === 'http' ? await childrenFirst(deps, all) : [all]) {
+        const { held, part } = await holdParents(deps, round, notPurged);
+        outcomes.push(...held);
+        if (part.length === 0) continue;
+        const { results, arrived } = await applyWithBreaker(
+          // An HTTP adapter's calls go out one by one, each after the registry is asked again; the
+          // registry's statement acts on them all at once, right after the chunk's own look.
+          adapter.kind === 'http' ? recheckingChanges(adapter, deps, j.opId, seqOf, sentBefore) : adapter,
+          'hardDelete',
+          part.map((i): AdapterItem => ({ operationId: j.opId, resourceId: i.resourceId, tenantId: i.tenantId, type })),
+          { idempotencyKey: idempotencyKeyFor, concurrency: rollout.concurrency },
+          breaker,
+          slot,
+          // HTTP adapters' calls land one by one (the registry's all at once: nothing to record early).
+          adapter.kind === 'http' ? progress && ((k, r) => progress.arrive(part[k]!, r)) : undefined,
+        );
+        // Recorded while the calls were out: not recorded again (their rows are no longer claimed).
+        const early = (await progress?.settle()) ?? new Set<number>();
+        // Failed for good or to be retried; not one never sent (a halt stops its parent's call too).
+        results.forEach((r, k) => {
+          if (!r.ok && !isSkipped(r) && !r.interrupted) notPurged.add(part[k]!.resourceId);
+        });
+        const sent = outcomesOf(part, results, arrivalOrder(arrived));
+        outcomes.push(...sent.outcomes.filter((o) => !early.has(o.seq)));
+        unsent += sent.unsent;
+        requeue += sent.requeue;
+      }
     }
     return {
       outcomes,

@@ -1,0 +1,106 @@
+// A family within one type. A type that declares no parentType takes a parent of any type, its own
+// included: a folder under a folder. A purge's chunk sent the hard deletes of one type side by side,
+// so a parent folder was purged beside its child folder in the same chunk, and stayed purged when the
+// child's call failed: the child left deleted under a purged parent, never restorable. Within a
+// type, an HTTP adapter's calls now go children first, and a parent whose child failed is not sent.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { command } from '../support/exec-helpers.ts';
+import { buildExecHarness, waitForState, type ExecHarness } from '../support/execution.ts';
+import { ageTwoDays, deleteAndComplete, httpAdapterOn, postPurge } from '../support/restores.ts';
+import { query, seedRegistry, tenantId } from '../support/seed.ts';
+
+let h: ExecHarness;
+const T = tenantId(0);
+/** fold_a ⊃ fold_b ⊃ fold_c, listed parents first; fold_d on its own. */
+const CHAIN = ['fold_a', 'fold_b', 'fold_c'];
+/** fold_p ⊃ fold_q ⊃ fold_r, all purged. */
+const OK_CHAIN = ['fold_p', 'fold_q', 'fold_r'];
+
+beforeAll(async () => {
+  h = await buildExecHarness({ workers: 1 });
+  await seedRegistry(h.databaseUrl, { sites: 1, appsPerSite: 1 });
+  await query(
+    h.databaseUrl,
+    `INSERT INTO resource_types (name, id_pattern, parent_type, cascade_to, adapter) VALUES ('folder', '^fold_[a-z]+$', NULL, ARRAY[]::text[], $1)`,
+    [httpAdapterOn(h, 'folders')],
+  );
+  await query(
+    h.databaseUrl,
+    `INSERT INTO resources (id, type, tenant_id, parent_id) VALUES
+      ('fold_a', 'folder', $1, NULL), ('fold_b', 'folder', $1, 'fold_a'), ('fold_c', 'folder', $1, 'fold_b'),
+      ('fold_d', 'folder', $1, NULL),
+      ('fold_p', 'folder', $1, NULL), ('fold_q', 'folder', $1, 'fold_p'), ('fold_r', 'folder', $1, 'fold_q')`,
+    [T],
+  );
+  for (const x of [...CHAIN, 'fold_d', ...OK_CHAIN])
+    h.downstream.resources.set(x, { id: x, tenantId: T, state: 'active', data: {} });
+});
+afterAll(async () => {
+  await h?.close();
+});
+
+describe('a purge of a folder chain whose deepest folder is refused', () => {
+  it('purges none of the folders above it, and their items name the child that held them', async () => {
+    await deleteAndComplete(h, 'folder', [...CHAIN, 'fold_d']);
+    await ageTwoDays(h, [...CHAIN, 'fold_d']);
+    const order: string[] = [];
+    h.downstream.answer((c) => {
+      if (c.action !== 'hardDelete') return null;
+      order.push(c.resourceId!);
+      return c.resourceId === 'fold_c' ? 403 : null;
+    });
+    const r = await postPurge(h, {
+      targetType: 'folder',
+      ids: [...CHAIN, 'fold_d'],
+      rollout: { bakeSeconds: 0, concurrency: 8, waves: ['100%'] },
+      haltPolicy: { maxFailureRate: 1, probe: 'optional' },
+    });
+    expect(r.status, JSON.stringify(r.body)).toBe(201);
+    await command(h, 'approver', r.body.id, 'approve', { planHash: r.body.planHash }).expect(200);
+    await command(h, 'operator', r.body.id, 'start').expect(200);
+    const end = await waitForState(h, r.body.id, ['completed', 'completed_with_failures', 'halted', 'paused']);
+    expect(['halted', 'completed_with_failures']).toContain(end.state);
+    // Only the unrelated folder and the refused one were called; the refused one stays deleted.
+    expect(order.sort()).toEqual(['fold_c', 'fold_d']);
+    expect(h.downstream.state('fold_a')).toBe('soft_deleted');
+    expect(h.downstream.state('fold_b')).toBe('soft_deleted');
+    expect(h.downstream.state('fold_c')).toBe('soft_deleted');
+    expect(h.downstream.state('fold_d')).toBe('purged');
+    const items = await query<{ resource_id: string; state: string; last_error: string | null }>(
+      h.databaseUrl,
+      'SELECT resource_id, state, last_error FROM operation_items WHERE operation_id = $1 ORDER BY resource_id',
+      [r.body.id],
+    );
+    const by = Object.fromEntries(items.map((i) => [i.resource_id, i]));
+    expect(by.fold_b).toMatchObject({ state: 'failed' });
+    expect(by.fold_b!.last_error).toMatch(/its child fold_c was not purged by this purge/);
+    expect(by.fold_a).toMatchObject({ state: 'failed' });
+    expect(by.fold_a!.last_error).toMatch(/its child fold_b was not purged by this purge/);
+  });
+});
+
+describe('a purge of a folder chain whose calls all succeed', () => {
+  it('purges every folder, each after its child', async () => {
+    await deleteAndComplete(h, 'folder', OK_CHAIN);
+    await ageTwoDays(h, OK_CHAIN);
+    const order: string[] = [];
+    h.downstream.answer((c) => {
+      if (c.action === 'hardDelete') order.push(c.resourceId!);
+      return null;
+    });
+    const r = await postPurge(h, {
+      targetType: 'folder',
+      ids: OK_CHAIN,
+      rollout: { bakeSeconds: 0, concurrency: 8, waves: ['100%'] },
+      haltPolicy: { probe: 'optional' },
+    });
+    expect(r.status, JSON.stringify(r.body)).toBe(201);
+    await command(h, 'approver', r.body.id, 'approve', { planHash: r.body.planHash }).expect(200);
+    await command(h, 'operator', r.body.id, 'start').expect(200);
+    expect((await waitForState(h, r.body.id, ['completed', 'completed_with_failures', 'halted'])).state).toBe(
+      'completed',
+    );
+    expect(order).toEqual(['fold_r', 'fold_q', 'fold_p']);
+    for (const x of OK_CHAIN) expect(h.downstream.state(x)).toBe('purged');
+  });
+});
