@@ -29,10 +29,12 @@ beforeAll(async () => {
     `INSERT INTO resources (id, type, tenant_id, parent_id) VALUES
       ('fold_a', 'folder', $1, NULL), ('fold_b', 'folder', $1, 'fold_a'), ('fold_c', 'folder', $1, 'fold_b'),
       ('fold_d', 'folder', $1, NULL),
-      ('fold_p', 'folder', $1, NULL), ('fold_q', 'folder', $1, 'fold_p'), ('fold_r', 'folder', $1, 'fold_q')`,
+      ('fold_p', 'folder', $1, NULL), ('fold_q', 'folder', $1, 'fold_p'), ('fold_r', 'folder', $1, 'fold_q'),
+      ('fold_u', 'folder', $1, NULL), ('fold_v', 'folder', $1, 'fold_u'), ('fold_w', 'folder', $1, NULL),
+      ('fold_x', 'folder', $1, 'fold_w')`,
     [T],
   );
-  for (const x of [...CHAIN, 'fold_d', ...OK_CHAIN])
+  for (const x of [...CHAIN, 'fold_d', ...OK_CHAIN, 'fold_u', 'fold_v', 'fold_w', 'fold_x'])
     h.downstream.resources.set(x, { id: x, tenantId: T, state: 'active', data: {} });
 });
 afterAll(async () => {
@@ -102,5 +104,35 @@ describe('a purge of a folder chain whose calls all succeed', () => {
     );
     expect(order).toEqual(['fold_r', 'fold_q', 'fold_p']);
     for (const x of OK_CHAIN) expect(h.downstream.state(x)).toBe('purged');
+  });
+});
+
+describe('a folder whose child folder was deleted on its own and is not purged', () => {
+  it("is refused by ID (child_not_listed) and left out of its operation's purge, not purged over the child", async () => {
+    // The child's registry row stays active (its system holds its state), and its type is no
+    // cascade of the parent's: only Blastgate's history says it is deleted.
+    await deleteAndComplete(h, 'folder', ['fold_v']);
+    const parentDelete = await deleteAndComplete(h, 'folder', ['fold_u']);
+    await ageTwoDays(h, ['fold_u', 'fold_v']);
+    const listed = await postPurge(h, { targetType: 'folder', ids: ['fold_u'], dryRun: true });
+    expect(listed.status, JSON.stringify(listed.body)).toBe(422);
+    expect(listed.body.details.offenders.child_not_listed).toEqual([
+      expect.objectContaining({ id: 'fold_u', via: expect.objectContaining({ id: 'fold_v' }) }),
+    ]);
+    const byOp = await postPurge(h, { operationId: parentDelete, dryRun: true });
+    expect(byOp.status, JSON.stringify(byOp.body)).toBe(422);
+    expect(byOp.body.details.leftOut.items).toEqual([
+      expect.objectContaining({ id: 'fold_u', reason: 'children_kept', detail: expect.stringContaining('fold_v') }),
+    ]);
+    // Both listed: the child goes first, and the parent with it.
+    const both = await postPurge(h, { targetType: 'folder', ids: ['fold_u', 'fold_v'], dryRun: true });
+    expect(both.status, JSON.stringify(both.body)).toBe(200);
+  });
+
+  it('does not hold a parent whose live child folder was never deleted (a child of no cascade type)', async () => {
+    await deleteAndComplete(h, 'folder', ['fold_w']);
+    await ageTwoDays(h, ['fold_w']);
+    const r = await postPurge(h, { targetType: 'folder', ids: ['fold_w'], dryRun: true });
+    expect(r.status, JSON.stringify(r.body)).toBe(200);
   });
 });

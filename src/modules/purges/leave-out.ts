@@ -6,7 +6,7 @@ import { heldByLive } from '../operations/lifecycle-types.ts';
 import { takenByCascade, CASCADE_DEPTH } from '../operations/cascade-plan.ts';
 import { MOVED_SINCE_DELETE } from '../restores/classify.ts';
 import { LEFT_OUT_TABLE } from '../restores/left-out.ts';
-import { isExternal, latestEvents, notImportedSince } from '../restores/history.ts';
+import { createRestoreIds, isExternal, latestEvents, notImportedSince } from '../restores/history.ts';
 
 /**
  * Everything due: what an import moved to another tenant or type since its delete is left out
@@ -34,24 +34,53 @@ export async function leaveOutMoved(client: pg.PoolClient): Promise<number> {
 
 /**
  * SQL: child `ch` (not purged) of parent type `parentType` that a purge of the parent must not go
- * before: one of a type its cascade takes, or one soft-deleted whatever its type. A cascade declared
- * on the top type only (corp → dept, user) takes a user under a dept whose own type cascades to
+ * before: one of a type its cascade takes, or one deleted whatever its type. A cascade declared on
+ * the top type only (corp → dept, user) takes a user under a dept whose own type cascades to
  * nothing, and a purge of the dept left that user deleted under a purged dept, never restorable (a
- * probe): a deleted child is kept restorable whichever cascade took it.
+ * probe): a deleted child is kept restorable whichever cascade took it. An HTTP type's row stays
+ * active when it is deleted; `history` (restore_latest holds such children: readChildHistory) has
+ * one whose latest act in Blastgate is a delete not undone count as deleted (a folder under a
+ * folder, deleted on its own, was purged under: a probe). Without it, only cascade types' count.
  */
-export const familyChild = (ch: string, parentType: string) =>
-  `(${ch}.state = 'soft_deleted' OR ${takenByCascade(`${ch}.type`, parentType, "'{}'")})`;
+export const familyChild = (ch: string, parentType: string, history = false) =>
+  `(${ch}.state = 'soft_deleted' OR ${takenByCascade(`${ch}.type`, parentType, "'{}'")}${
+    history
+      ? ` OR (${ch}.state = 'active' AND EXISTS (SELECT 1 FROM restore_latest hl WHERE hl.id = ${ch}.id AND hl.deleted
+            AND coalesce(${ch}.state_imported_at, '-infinity') <= hl.at))`
+      : ''
+  })`;
 
 /**
- * SQL: each ok resource of plan_class with a child (familyChild) that is neither purged nor in
- * plan_class (`inPlan` narrows what counts as in it), with its first such child (`child`, `state`).
+ * SQL: each ok resource of plan_class with a child (familyChild, with history) that is neither
+ * purged nor in plan_class (`inPlan` narrows what counts as in it), with its first such child
+ * (`child`, `state`).
  */
 export const unpurgedChildren = (inPlan: string) =>
   `SELECT DISTINCT ON (c.id) c.id, ch.id AS child, ch.state
    FROM plan_class c JOIN resources ch ON ch.parent_id = c.id AND ch.state <> 'purged'
-   WHERE c.class = 'ok' AND ${familyChild('ch', 'c.type')}
+   WHERE c.class = 'ok' AND ${familyChild('ch', 'c.type', true)}
      AND NOT EXISTS (SELECT 1 FROM plan_class x WHERE x.id = ch.id ${inPlan})
    ORDER BY c.id, ch.id`;
+
+/**
+ * Adds to restore_latest the history of plan_class's children whose type lives in another system
+ * (HTTP: their row says active whether or not they are deleted) and that the plan does not take,
+ * for familyChild's `history`. Read only when such a child exists: most plans have none.
+ */
+export async function readChildHistory(client: pg.PoolClient): Promise<void> {
+  await createRestoreIds(client, true);
+  const r = await client.query(
+    `INSERT INTO restore_ids (id)
+     SELECT DISTINCT ch.id FROM plan_class c JOIN resources ch ON ch.parent_id = c.id AND ch.state = 'active'
+     JOIN resource_types t ON t.name = ch.type
+     WHERE c.class = 'ok' AND ${isExternal('t')} AND NOT EXISTS (SELECT 1 FROM plan_class x WHERE x.id = ch.id)
+     ON CONFLICT DO NOTHING`,
+  );
+  // familyChild's history reads restore_latest, which no earlier step may have made.
+  const made = async () =>
+    (await client.query<{ e: boolean }>(`SELECT to_regclass('pg_temp.restore_latest') IS NOT NULL AS e`)).rows[0]!.e;
+  if (r.rowCount || !(await made())) await latestEvents(client);
+}
 
 /**
  * Moves the restore_uncertain and adapter_changed resources of plan_class to left_out (their parents
@@ -86,6 +115,7 @@ export async function leaveOutUnsafe(client: pg.PoolClient): Promise<number> {
  */
 export async function keepParentsOfKept(client: pg.PoolClient): Promise<number> {
   await client.query(LEFT_OUT_TABLE);
+  await readChildHistory(client);
   let kept = 0;
   for (let level = 0; level <= CASCADE_DEPTH; level++) {
     const r = await client.query(
@@ -113,14 +143,7 @@ export async function keepParentsOfKept(client: pg.PoolClient): Promise<number> 
  * the delete.
  */
 export async function refuseParentsOfKept(client: pg.PoolClient, now: Date): Promise<void> {
-  // Their history is read only for such children: most lists have none.
-  const external = await client.query(
-    `INSERT INTO restore_ids (id)
-     SELECT k.child FROM (${unpurgedChildren('')}) k JOIN resources r ON r.id = k.child
-     JOIN resource_types t ON t.name = r.type WHERE r.state = 'active' AND ${isExternal('t')}
-     ON CONFLICT DO NOTHING`,
-  );
-  if (external.rowCount) await latestEvents(client);
+  await readChildHistory(client);
   await client.query(
     // (The child's retention end is the report's: retentionEnds.)
     `UPDATE plan_class c SET class = CASE
