@@ -124,6 +124,7 @@ export async function executeRestore<Tx>(
               concurrency: rollout.concurrency,
               adapters: deps.adapters,
               readSnapshots,
+              ...(deps.parentsOf ? { parentsOf: (ids: string[]) => deps.parentsOf!(ids) } : {}),
               shouldContinue: () => !fence.lost && !lease.lost() && deps.watch.canRun(j.opId, j.wave, since),
             },
             part.flatMap(candidates),

@@ -207,6 +207,7 @@ export function startConsumers(d: ConsumerDeps): Consumers {
         throughput: pgThroughputRecorder(pool),
         watch: d.watch,
         superseded: (id, picked) => supersededItems(pool, id, picked),
+        parentsOf: (ids) => parentsOf(pool, ids),
       },
       j.opId,
       fence,

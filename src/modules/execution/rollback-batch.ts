@@ -29,6 +29,12 @@ export interface BatchContext {
   adapters: Pick<AdapterCache, 'get'>;
   readSnapshots: (ids: number[]) => Promise<Map<number, SnapshotRead>>;
   shouldContinue: () => boolean;
+  /**
+   * The registry parent of each of these resources that has one: a descendant under another one
+   * (a chain deeper than a level) is restored only once that one is back. Without it, only the
+   * submitted item's failure holds its descendants.
+   */
+  parentsOf?: (resourceIds: string[]) => Promise<Map<string, string>>;
   /** The keys to send (default: the item's own restore key; a restore drill sends its own). */
   idempotencyKey?: (item: AdapterItem, action: DestructiveAction) => string;
 }
@@ -183,8 +189,11 @@ export async function restoreBatch(c: BatchContext, picked: RestoreCandidate[]):
   // The rest: descendants the owning system cascaded itself, and those whose parent came back in
   // an earlier batch. Shallowest first: a child is back before its own children.
   const rest = rows.filter((r) => !results.has(r.seq));
+  const held = await heldByParents(c, rows, rest);
   for (const depth of [...new Set(rest.map((r) => r.depth))].sort((a, b) => a - b)) {
-    const level = rest.filter((r) => r.depth === depth);
+    // Under a descendant that did not come back (a shallower level's), nothing is sent: a probe's
+    // d_3 and d_4 came back live under d_2, whose restore was refused.
+    const level = rest.filter((r) => r.depth === depth && !held(r, results));
     for (const type of [...new Set(level.map((r) => r.type ?? c.targetType))]) {
       const part = level.filter((r) => (r.type ?? c.targetType) === type);
       const res = await restore(await adapterOf(type), part.map(item), part);
@@ -192,4 +201,26 @@ export async function restoreBatch(c: BatchContext, picked: RestoreCandidate[]):
     }
   }
   return rows.map((r) => counted(results.get(r.seq)!, r.restoreCalls));
+}
+
+/**
+ * Whether `r`'s registry parent is another candidate of the batch that did not come back (then its
+ * result is set here, as a submitted item's children's is: not sent under a parent never sent).
+ */
+async function heldByParents(c: BatchContext, rows: RestoreCandidate[], rest: RestoreCandidate[]) {
+  const deep = rest.filter((r) => r.depth > 1);
+  const parentOf = deep.length && c.parentsOf ? await c.parentsOf(deep.map((r) => r.resourceId)) : new Map();
+  const candidate = new Map(rows.map((r) => [r.resourceId, r]));
+  return (r: RestoreCandidate, results: Map<number, RestoreResult>) => {
+    const p = candidate.get(parentOf.get(r.resourceId) ?? '');
+    const own = p && p.seq !== r.seq ? results.get(p.seq) : undefined;
+    if (!own || own.ok) return false;
+    results.set(
+      r.seq,
+      own.skipped
+        ? notSent(r.seq)
+        : failure(r.seq, `not restored: ${p!.resourceId} was not (${own.error})`, own.permanent),
+    );
+    return true;
+  };
 }

@@ -51,6 +51,8 @@ export interface RollbackDeps<Tx = Queryable> {
   throughput?: ThroughputRecorder;
   /** Items decided without a call: purged or acted on by a later operation (rollback-superseded.ts). */
   superseded?: (opId: string, picked: RestoreCandidate[]) => Promise<RestoreResult[]>;
+  /** The registry parent of each of these resources that has one (rollback-batch.ts BatchContext). */
+  parentsOf?: (resourceIds: string[]) => Promise<Map<string, string>>;
   /** Whether the operation still rolls back, read before every restore call (halt-watch.ts). */
   watch?: Pick<HaltWatch, 'track' | 'untrack' | 'stillRollingBack' | 'shuttingDown'>;
 }
@@ -98,6 +100,7 @@ async function rollbackRun<Tx>(deps: RollbackDeps<Tx>, opId: string, fence: Fenc
         concurrency: op.lifecycle.rollout.concurrency,
         adapters: deps.adapters,
         readSnapshots: deps.readSnapshots,
+        parentsOf: deps.parentsOf,
         // An operator may end the rollback (abort → rollback_incomplete) while a batch is under
         // way: the calls not yet sent are not sent, and the batch records them as not restored.
         // So does a shutdown of this process (Ctrl-C, SIGTERM): it waited for the whole batch,
