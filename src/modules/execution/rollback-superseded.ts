@@ -60,11 +60,16 @@ export async function supersededItems(
     const idsSql = `SELECT DISTINCT p.id FROM unnest($1::text[]) AS p(id)
       WHERE EXISTS (SELECT 1 FROM snapshots s WHERE s.resource_id = p.id AND s.operation_id <> $2)`;
     if (await readHistory(client, idsSql, [ids, opId])) {
+      // Later than this operation's own snapshot of the item: its delete may have taken effect with
+      // no answer (applied, then a 500), which restore_latest does not count, and an earlier
+      // operation's rollback then read as the latest act: "already restored", nothing sent, and
+      // rolled_back over a resource still deleted downstream (a probe).
       const later = await client.query<{ seq: number; resource_id: string; op_id: string; deleted: boolean }>(
         `SELECT p.seq, p.id AS resource_id, l.op_id, l.deleted
-         FROM unnest($1::int[], $2::text[]) AS p(seq, id) JOIN restore_latest l ON l.id = p.id
-         WHERE l.op_id <> $3`,
-        [seqs, ids, opId],
+         FROM unnest($1::int[], $2::text[], $4::bigint[]) AS p(seq, id, snap) JOIN restore_latest l ON l.id = p.id
+         LEFT JOIN LATERAL (SELECT created_at AS at FROM snapshots WHERE id = p.snap OFFSET 0) s ON true
+         WHERE l.op_id <> $3 AND (s.at IS NULL OR (l.at, l.snap_id) > (s.at, p.snap))`,
+        [seqs, ids, opId, picked.map((p) => p.snapshotId)],
       );
       for (const r of later.rows) {
         if (decided.has(r.seq)) continue;
