@@ -324,6 +324,46 @@ describe('POST /v1/registry/resources (NDJSON)', () => {
     expect(ok.body).toMatchObject({ inserted: 2 });
   });
 
+  it('rejects a loop of parents (a type with no parentType takes its own kind), in the upload or through the registry', async () => {
+    // Two sites each the other's parent: every cascade, purge and restore order walks the family
+    // up or down, and a loop has no top (a probe's purge sent both side by side).
+    const before = await resourceCount();
+    const loop = await postNdjson(
+      ndjson([
+        { id: 'site_loop1', type: 'site', tenantId: 'tn_0', parentId: 'site_loop2' },
+        { id: 'site_loop2', type: 'site', tenantId: 'tn_0', parentId: 'site_loop1' },
+      ]),
+    ).expect(422);
+    expect(loop.body.details.counts).toEqual({ parent_loop: 2 });
+    expect(loop.body.details.offenders[0]).toEqual({
+      line: 1,
+      id: 'site_loop1',
+      problem: 'parent_loop',
+      value: 'site_loop1 → site_loop2 → site_loop1',
+    });
+    expect(await resourceCount()).toBe(before);
+    // A chain is fine; putting its top under its own grandchild is not.
+    await postNdjson(
+      ndjson([
+        { id: 'site_top', type: 'site', tenantId: 'tn_0' },
+        { id: 'site_mid', type: 'site', tenantId: 'tn_0', parentId: 'site_top' },
+        { id: 'site_low', type: 'site', tenantId: 'tn_0', parentId: 'site_mid' },
+      ]),
+    ).expect(200);
+    const moved = await postNdjson(
+      ndjson([{ id: 'site_top', type: 'site', tenantId: 'tn_0', parentId: 'site_low' }]),
+    ).expect(422);
+    expect(moved.body.details.offenders).toEqual([
+      {
+        line: 1,
+        id: 'site_top',
+        problem: 'parent_loop',
+        value: 'site_top → site_low → site_mid → site_top',
+      },
+    ]);
+    expect((await getResource('site_top')).body.parentId ?? null).toBeNull();
+  });
+
   it('carries backslashes and non-ASCII IDs through COPY unchanged', async () => {
     const ids = ['app_back\\slash', 'app_tab\\tnot', 'app_ünïcode_✓'];
     const r = await postNdjson(ndjson(ids.map((id) => ({ id, type: 'app', tenantId: 'tn_0' })))).expect(422);

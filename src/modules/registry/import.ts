@@ -51,6 +51,33 @@ async function copyIntoStage(client: pg.PoolClient, batches: AsyncIterable<Stage
 
 const STATES_SQL = RESOURCE_STATES.map((s) => `'${s}'`).join(', ');
 
+/**
+ * A loop of parents (a → b → a), in the upload or through the registry: a cascade, a purge's
+ * children-first order and a restore's parents-first order all walk a family, and a loop has no top
+ * (a probe's purge sent both of one side by side). Only a type with no parentType can close one: a
+ * loop through declared parentTypes is a loop of types, refused when they are declared. So the walk
+ * starts from staged rows of such a type that name a parent, which a routine import has none of;
+ * the upload's row wins over the registry's at each step, as for the checks above.
+ */
+const PARENT_LOOPS = `
+  WITH RECURSIVE up(start, pos, id, path) AS (
+    SELECT s.id, s.pos, s.parent_id, ARRAY[s.id, s.parent_id]
+    FROM registry_stage s JOIN resource_types t ON t.name = s.type
+    WHERE s.parent_id IS NOT NULL AND s.parent_id <> s.id AND t.parent_type IS NULL
+    UNION ALL
+    SELECT u.start, u.pos, n.next, u.path || n.next
+    FROM up u
+    CROSS JOIN LATERAL (
+      SELECT coalesce((SELECT ps.parent_id FROM registry_stage ps WHERE ps.id = u.id LIMIT 1),
+        (SELECT pr.parent_id FROM resources pr WHERE pr.id = u.id
+          AND NOT EXISTS (SELECT 1 FROM registry_stage ps WHERE ps.id = u.id))) AS next
+    ) n
+    -- Ends at the top, back at the start, or in a loop above the start (reported from its own rows).
+    WHERE u.id <> u.start AND n.next IS NOT NULL AND NOT (n.next = ANY(u.path[2:])) AND cardinality(u.path) < 1000
+  )
+  INSERT INTO registry_problems (pos, id, problem, value)
+  SELECT DISTINCT ON (pos) pos, start, 'parent_loop', array_to_string(path, ' → ') FROM up WHERE id = start`;
+
 /** Set-based validation of the staged rows; throws REGISTRY_REJECTED with a report. */
 async function rejectProblems(
   client: pg.PoolClient,
@@ -99,6 +126,16 @@ async function rejectProblems(
         s.parent_id <> s.id AND t.parent_type IS NOT NULL AND coalesce(ps.type, pr.type) <> t.parent_type)
     ) AS v(problem, value, bad)
     WHERE v.bad`);
+  // The stage has no index, and the walk looks rows up by ID: one is built only when there is a walk.
+  const walks = await client.query(
+    `SELECT 1 FROM registry_stage s JOIN resource_types t ON t.name = s.type
+     WHERE s.parent_id IS NOT NULL AND s.parent_id <> s.id AND t.parent_type IS NULL LIMIT 1`,
+  );
+  if (walks.rowCount) {
+    await client.query('CREATE INDEX ON registry_stage (id)');
+    await client.query('ANALYZE registry_stage');
+    await client.query(PARENT_LOOPS);
+  }
   // Where the first one is, counted as the offenders' own position is (a 0-based index, or a line).
   const offset = position === 'line' ? 0 : 1;
   await client.query(
