@@ -11,6 +11,7 @@ import { query, seedRegistry, tenantId } from '../support/seed.ts';
 
 let h: ExecHarness;
 const T = tenantId(0);
+const FOLDERS = ['fold_3', 'fold_2', 'fold_1'];
 const chain = (p: string) => [1, 2, 3, 4].map((k) => `dir_${p}${k}`);
 
 beforeAll(async () => {
@@ -22,6 +23,19 @@ beforeAll(async () => {
     `INSERT INTO resource_types (name, id_pattern, parent_type, cascade_to, adapter) VALUES ('dir', '^dir_[a-z0-9]+$', NULL, ARRAY['dir'], $1)`,
     [httpAdapterOn(h, 'dirs')],
   );
+  // A folder takes nothing with it: a folder under a folder is listed on its own.
+  await query(
+    h.databaseUrl,
+    `INSERT INTO resource_types (name, id_pattern, parent_type, cascade_to, adapter) VALUES ('folder', '^fold_[a-z0-9]+$', NULL, ARRAY[]::text[], $1)`,
+    [httpAdapterOn(h, 'folders')],
+  );
+  await query(
+    h.databaseUrl,
+    `INSERT INTO resources (id, type, tenant_id, parent_id) VALUES
+       ('fold_1', 'folder', $1, NULL), ('fold_2', 'folder', $1, 'fold_1'), ('fold_3', 'folder', $1, 'fold_2')`,
+    [T],
+  );
+  for (const x of FOLDERS) h.downstream.resources.set(x, { id: x, tenantId: T, state: 'active', data: {} });
   for (const p of ['a', 'b']) {
     const ids = chain(p);
     await query(
@@ -87,5 +101,24 @@ describe('a restore of a dir chain whose second dir is refused', () => {
     expect(by[d3]).toMatchObject({ state: 'failed' });
     expect(by[d3]!.last_error).toMatch(new RegExp(`not restored: ${d2} was not`));
     expect(by[d4]).toMatchObject({ state: 'failed' });
+  });
+});
+
+describe('a rollback of a delete that listed a folder and the folders under it, the top one refused', () => {
+  it('restores parents first, and none under the refused one', async () => {
+    const opId = await deleteAndComplete(h, 'folder', FOLDERS);
+    const order = refuseRestoreOf('fold_1');
+    await command(h, 'operator', opId, 'rollback', { reason: 'wrong folders' }).expect(200);
+    expect((await waitForState(h, opId, ['rolled_back', 'rollback_incomplete'])).state).toBe('rollback_incomplete');
+    expect(order).toEqual(['fold_1']);
+    for (const x of FOLDERS) expect(h.downstream.state(x), x).not.toBe('active');
+    const rows = await query<{ resource_id: string; last_error: string | null }>(
+      h.databaseUrl,
+      'SELECT resource_id, last_error FROM operation_items WHERE operation_id = $1',
+      [opId],
+    );
+    const by = Object.fromEntries(rows.map((r) => [r.resource_id, r.last_error]));
+    expect(by.fold_2).toMatch(/not restored: fold_1 was not/);
+    expect(by.fold_3).toMatch(/not restored: fold_2 was not/);
   });
 });

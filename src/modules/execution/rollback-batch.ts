@@ -151,8 +151,11 @@ export async function restoreBatch(c: BatchContext, picked: RestoreCandidate[]):
   const roots = rows.filter((r) => r.parentSeq === null);
   const kidsOf = (seq: number) => rows.filter((r) => r.parentSeq === seq);
   const typeOf = (r: RestoreCandidate) => r.type ?? c.targetType;
-  for (const type of [...new Set(roots.map(typeOf))]) {
-    const ready = roots.filter((r) => typeOf(r) === type && data.has(r.seq));
+  // Submitted items under one another (a folder listed with the folders under it) go parents first,
+  // whatever order they were deleted in, and none goes under one that did not come back.
+  const { levels, held: rootHeld } = await rootLevels(c, roots);
+  for (const [level, type] of levels.flatMap((l, k) => [...new Set(l.map(typeOf))].map((t) => [k, t] as const))) {
+    const ready = levels[level]!.filter((r) => typeOf(r) === type && data.has(r.seq) && !rootHeld(r, results));
     if (!ready.length) continue;
     const adapter = await adapterOf(type);
     // Kid types the parent's own transaction restores (registry in registry); the others come after.
@@ -224,3 +227,43 @@ async function heldByParents(c: BatchContext, rows: RestoreCandidate[], rest: Re
     return true;
   };
 }
+
+/**
+ * `roots` in levels, parents first: a root's registry parent that is another root of the batch is in
+ * an earlier level. `held` fails (as heldByParents) a root whose parent root did not come back.
+ */
+async function rootLevels(c: BatchContext, roots: RestoreCandidate[]) {
+  const parentOf = roots.length > 1 && c.parentsOf ? await c.parentsOf(roots.map((r) => r.resourceId)) : new Map();
+  const byId = new Map(roots.map((r) => [r.resourceId, r]));
+  const up = new Map<number, RestoreCandidate>();
+  for (const r of roots) {
+    const p = byId.get(parentOf.get(r.resourceId) ?? '');
+    if (p && p.seq !== r.seq) up.set(r.seq, p);
+  }
+  const levels: RestoreCandidate[][] = [];
+  let left = roots;
+  while (left.length) {
+    const waiting = new Set(left.map((r) => r.seq));
+    const level = left.filter((r) => !waiting.has(up.get(r.seq)?.seq ?? -1));
+    // A loop of parents (the import refuses one) goes last, together.
+    if (level.length === 0) {
+      levels.push(left);
+      break;
+    }
+    levels.push(level);
+    const went = new Set(level);
+    left = left.filter((r) => !went.has(r));
+  }
+  const held = (r: RestoreCandidate, results: Map<number, RestoreResult>) => {
+    const p = up.get(r.seq);
+    const own = p ? results.get(p.seq) : undefined;
+    if (!own || own.ok) return false;
+    results.set(r.seq, parentNotBack(r.seq, p!, own));
+    return true;
+  };
+  return { levels: levels.length ? levels : [roots], held };
+}
+
+/** Not sent under a parent that did not come back (never sent itself: neither is this). */
+const parentNotBack = (seq: number, p: RestoreCandidate, own: RestoreResult): RestoreResult =>
+  own.skipped ? notSent(seq) : failure(seq, `not restored: ${p.resourceId} was not (${own.error})`, own.permanent);
