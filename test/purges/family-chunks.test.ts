@@ -8,7 +8,7 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { command } from '../support/exec-helpers.ts';
-import { buildExecHarness, waitForState, type ExecHarness } from '../support/execution.ts';
+import { buildExecHarness, until, waitForState, waitSettled, type ExecHarness } from '../support/execution.ts';
 import {
   ageTwoDays,
   deleteAndComplete,
@@ -28,7 +28,7 @@ let h: ExecHarness;
 beforeAll(async () => {
   // Two chunk workers: the wave's two chunks run side by side.
   h = await buildExecHarness({ workers: 2 });
-  await seedRegistry(h.databaseUrl, { sites: 3 * SITES, appsPerSite: APPS });
+  await seedRegistry(h.databaseUrl, { sites: 4 * SITES, appsPerSite: APPS });
   await useHttp(h);
   await query(h.databaseUrl, `UPDATE resource_types SET adapter = '{"kind":"registry"}' WHERE name = 'site'`);
 });
@@ -229,5 +229,34 @@ describe('three levels across chunks (org → proj → 1,001 tasks)', () => {
     expect(rows.map((x) => x.state)).toEqual(['purged', 'purged']);
     // Neither went while the task's hard delete was out.
     for (const x of rows) expect(x.updated_at.getTime(), x.id).toBeGreaterThanOrEqual(taskPurgedAt - 5);
+  });
+});
+
+describe('a site waiting for its app when the purge is aborted', () => {
+  it('says it was not sent for the abort, not that it waits for its app (nothing sends it now)', async () => {
+    const p = await planPurge(3);
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    h.downstream.beforeApply(async (c) => {
+      if (c.action === 'hardDelete' && c.resourceId === p.firstApp) await held;
+    });
+    try {
+      await command(h, 'approver', p.id, 'approve', { planHash: p.planHash }).expect(200);
+      await command(h, 'operator', p.id, 'start').expect(200);
+      await until(
+        async () => (await itemOf(p.id, p.site)).last_error?.startsWith('not sent yet') ?? false,
+        'the site to wait for its app',
+        30_000,
+      );
+      await command(h, 'operator', p.id, 'abort', { reason: 'wrong list' }).expect(200);
+    } finally {
+      release();
+      h.downstream.beforeApply(undefined);
+    }
+    await waitSettled(h, p.id);
+    const item = await itemOf(p.id, p.site);
+    expect(item.state).toBe('pending');
+    expect(item.last_error).toMatch(/^not sent: the purge was aborted while it waited for its child app_/);
+    expect((await registryStates(h, [p.site]))[p.site]).toBe('soft_deleted');
   });
 });

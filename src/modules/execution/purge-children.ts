@@ -18,7 +18,9 @@ import type { ClaimedItem, Outcome } from './ledger.ts';
 export const childrenWaitMs = (waits = 0) => Math.min(4_000, 500 * 2 ** Math.min(waits, 3));
 
 /** What a parent handed back to wait says (its last error) until it goes. */
-const WAITING = 'not sent yet: this purge waits for the outcome of its child';
+export const WAITING = 'not sent yet: this purge waits for the outcome of its child';
+/** …and once its purge was aborted (settle-aborted.ts), with the child's ID after it. */
+export const ABORTED_WAITING = 'not sent: the purge was aborted while it waited for its child';
 
 /**
  * A parent failed for good with nothing sent: its child will not be purged by this run (`why`). The

@@ -27,6 +27,7 @@ import type { OperationKind } from '../operations/lifecycle-types.ts';
 import type { DescendantOutcome, Ledger, Outcome } from './ledger.ts';
 import type { RollbackLedger } from './rollback-ledger.ts';
 import { outcomeUnknown, PARENT_BACK } from './chunk-restore.ts';
+import { ABORTED_WAITING, WAITING } from './purge-children.ts';
 import { isExternal } from '../restores/history.ts';
 import { randomUUID } from 'node:crypto';
 
@@ -117,6 +118,13 @@ async function settleOne<Tx>(
       { report: true },
     );
   }
+  // A purge's parent handed back to wait for a child says so on its item: nothing sends it now, and
+  // "waits for" read as still to come on a cancelled purge (a probe).
+  await deps.pool.query(
+    `UPDATE operation_items SET last_error = $4 || substr(last_error, length($5) + 1)
+     WHERE operation_id = $1 AND seq >= $2 AND seq < $3 AND state = 'pending' AND starts_with(last_error, $5)`,
+    [op.id, op.from_seq, op.to_seq, ABORTED_WAITING, WAITING],
+  );
   await closeRound(
     deps,
     op.id,
