@@ -6,8 +6,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { command } from '../support/exec-helpers.ts';
 import { buildExecHarness, waitForState, type ExecHarness } from '../support/execution.ts';
-import { ageTwoDays, deleteAndComplete, httpAdapterOn, postPurge } from '../support/restores.ts';
-import { query, seedRegistry, tenantId } from '../support/seed.ts';
+import { ageTwoDays, deleteAndComplete, httpAdapterOn, postPurge, registryStates } from '../support/restores.ts';
+import { appId, query, seedRegistry, siteId, tenantId } from '../support/seed.ts';
 
 let h: ExecHarness;
 const T = tenantId(0);
@@ -18,7 +18,7 @@ const OK_CHAIN = ['fold_p', 'fold_q', 'fold_r'];
 
 beforeAll(async () => {
   h = await buildExecHarness({ workers: 1 });
-  await seedRegistry(h.databaseUrl, { sites: 1, appsPerSite: 1 });
+  await seedRegistry(h.databaseUrl, { sites: 2, appsPerSite: 1 });
   await query(
     h.databaseUrl,
     `INSERT INTO resource_types (name, id_pattern, parent_type, cascade_to, adapter) VALUES ('folder', '^fold_[a-z]+$', NULL, ARRAY[]::text[], $1)`,
@@ -134,5 +134,34 @@ describe('a folder whose child folder was deleted on its own and is not purged',
     await ageTwoDays(h, ['fold_w']);
     const r = await postPurge(h, { targetType: 'folder', ids: ['fold_w'], dryRun: true });
     expect(r.status, JSON.stringify(r.body)).toBe(200);
+  });
+});
+
+describe('a purge of a registry site with an HTTP folder under it, the folder refused', () => {
+  it("keeps the site: the folder goes first, whatever the types' order", async () => {
+    // A folder takes a parent of any type: here a site, whose type's cascade does not reach it.
+    const T1 = tenantId(1);
+    await query(
+      h.databaseUrl,
+      `INSERT INTO resources (id, type, tenant_id, parent_id) VALUES ('fold_s', 'folder', $1, $2)`,
+      [T1, siteId(1)],
+    );
+    h.downstream.resources.set('fold_s', { id: 'fold_s', tenantId: T1, state: 'active', data: {} });
+    await deleteAndComplete(h, 'folder', ['fold_s']);
+    await deleteAndComplete(h, 'site', [siteId(1)]);
+    await ageTwoDays(h, ['fold_s', siteId(1), appId(1, 0)]);
+    h.downstream.answer((c) => (c.action === 'hardDelete' && c.resourceId === 'fold_s' ? 403 : null));
+    const r = await postPurge(h, {
+      tenantId: T1,
+      rollout: { bakeSeconds: 0, concurrency: 8, waves: ['100%'] },
+      haltPolicy: { maxFailureRate: 1, probe: 'optional' },
+    });
+    expect(r.status, JSON.stringify(r.body)).toBe(201);
+    await command(h, 'approver', r.body.id, 'approve', { planHash: r.body.planHash }).expect(200);
+    await command(h, 'operator', r.body.id, 'start').expect(200);
+    await waitForState(h, r.body.id, ['completed', 'completed_with_failures', 'halted', 'paused']);
+    h.downstream.answer(null);
+    expect(h.downstream.state('fold_s')).toBe('soft_deleted');
+    expect((await registryStates(h, [siteId(1)]))[siteId(1)]).toBe('soft_deleted');
   });
 });

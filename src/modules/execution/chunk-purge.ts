@@ -108,10 +108,13 @@ export async function executePurge<Tx>(
     // (resolve.ts insertPurgeItems), and a site was purged after its app's hard delete failed,
     // leaving the app deleted under a purged site, never restorable (a probe).
     const notPurged = new Set(outcomes.filter((o) => o.state === 'failed').map((o) => resourceOf.get(o.seq)!));
-    for (const [type, adapter] of adapters) {
-      const all = toRun.filter((i) => typeOf(i) === type);
-      // The registry's statement acts on a round at once: a family in it goes or stays together.
-      for (const round of adapter.kind === 'http' ? await childrenFirst(deps, all) : [all]) {
+    // Children first across the chunk, in rounds (a type with no parentType takes a parent of any
+    // type, its own included: the types' order alone sent a site's statement before the hard delete
+    // of a folder under it, which then failed: a probe); within a round, type by type.
+    for (const everyType of await childrenFirst(deps, toRun))
+      for (const [type, adapter] of adapters) {
+        const round = everyType.filter((i) => typeOf(i) === type);
+        if (round.length === 0) continue;
         const { held, part } = await holdParents(deps, round, notPurged);
         outcomes.push(...held);
         if (part.length === 0) continue;
@@ -138,7 +141,6 @@ export async function executePurge<Tx>(
         unsent += sent.unsent;
         requeue += sent.requeue;
       }
-    }
     return {
       outcomes,
       marked,

@@ -139,11 +139,12 @@ export async function awaitChildren<Tx>(
 }
 
 /**
- * One type's items of a chunk in rounds, children first: no item has a registry child in its own
- * round or a later one. A type that declares no parentType takes a parent of its own kind (a folder
- * under a folder), and the chunk sent one type's hard deletes side by side: a parent folder was
- * purged beside its child and stayed purged when the child's call failed (same-type-family.test.ts).
- * Types' families otherwise span types, which go in order already: then one round, `items` as is.
+ * A chunk's items in rounds, children first: no item has a registry child in its own round or a
+ * later one. A type that declares no parentType takes a parent of any type, its own included (a
+ * folder under a folder, or under a site whose cascade does not reach it), and the chunk went type
+ * by type in the ledger's order of cascade types: a parent was purged beside or before its child and
+ * stayed purged when the child's call failed (same-type-family.test.ts). No family in the chunk: one
+ * round, `items` as is.
  */
 export async function childrenFirst<Tx>(
   deps: Pick<ChunkDeps<Tx>, 'parentsOf'>,
