@@ -364,6 +364,33 @@ describe('POST /v1/registry/resources (NDJSON)', () => {
     expect((await getResource('site_top')).body.parentId ?? null).toBeNull();
   });
 
+  it('rejects a loop closed by a row of a type with a parentType, and a loop longer than a thousand', async () => {
+    // site_la under app_lx under site_lb, then app_lx put under site_la: the loop's new link is the app's.
+    await postNdjson(
+      ndjson([
+        { id: 'site_la', type: 'site', tenantId: 'tn_0' },
+        { id: 'site_lb', type: 'site', tenantId: 'tn_0' },
+        { id: 'app_lx', type: 'app', tenantId: 'tn_0', parentId: 'site_lb' },
+      ]),
+    ).expect(200);
+    await postNdjson(ndjson([{ id: 'site_la', type: 'site', tenantId: 'tn_0', parentId: 'app_lx' }])).expect(200);
+    const closed = await postNdjson(
+      ndjson([{ id: 'app_lx', type: 'app', tenantId: 'tn_0', parentId: 'site_la' }]),
+    ).expect(422);
+    expect(closed.body.details.offenders).toEqual([
+      { line: 1, id: 'app_lx', problem: 'parent_loop', value: 'app_lx → site_la → app_lx' },
+    ]);
+    // A chain of 1,500 sites, its top then put under its bottom.
+    const chain = Array.from({ length: 1_500 }, (_, k) => `site_ch${k}`);
+    await postNdjson(
+      ndjson(chain.map((id, k) => ({ id, type: 'site', tenantId: 'tn_0', ...(k ? { parentId: chain[k - 1] } : {}) }))),
+    ).expect(200);
+    const long = await postNdjson(
+      ndjson([{ id: chain[0], type: 'site', tenantId: 'tn_0', parentId: chain[chain.length - 1] }]),
+    ).expect(422);
+    expect(long.body.details.counts).toEqual({ parent_loop: 1 });
+  });
+
   it('carries backslashes and non-ASCII IDs through COPY unchanged', async () => {
     const ids = ['app_back\\slash', 'app_tab\\tnot', 'app_ünïcode_✓'];
     const r = await postNdjson(ndjson(ids.map((id) => ({ id, type: 'app', tenantId: 'tn_0' })))).expect(422);

@@ -54,29 +54,71 @@ const STATES_SQL = RESOURCE_STATES.map((s) => `'${s}'`).join(', ');
 /**
  * A loop of parents (a → b → a), in the upload or through the registry: a cascade, a purge's
  * children-first order and a restore's parents-first order all walk a family, and a loop has no top
- * (a probe's purge sent both of one side by side). Only a type with no parentType can close one: a
- * loop through declared parentTypes is a loop of types, refused when they are declared. So the walk
- * starts from staged rows of such a type that name a parent, which a routine import has none of;
- * the upload's row wins over the registry's at each step, as for the checks above.
+ * (a probe's purge sent both of one side by side). The registry has none before the import, so a
+ * new loop holds a row whose link the import changes and whose parent has a parent: such rows
+ * (registry_loop_starts, none in a routine re-import) are where loops may start. Each walks up
+ * (the upload's row winning over the registry's, as for the checks above) only to the next such
+ * row or a top, so a chain imported whole costs a step per row, not one walk to its top per row
+ * (that was quadratic: a probe's 3,000-folder chain took 200 s); the loops are then found among
+ * these links (parentLoops).
  */
-const PARENT_LOOPS = `
-  WITH RECURSIVE up(start, pos, id, path) AS (
-    SELECT s.id, s.pos, s.parent_id, ARRAY[s.id, s.parent_id]
-    FROM registry_stage s JOIN resource_types t ON t.name = s.type
-    WHERE s.parent_id IS NOT NULL AND s.parent_id <> s.id AND t.parent_type IS NULL
+const LOOP_LINKS = `
+  WITH RECURSIVE up(start, id, path) AS (
+    SELECT st.id, st.parent_id, ARRAY[st.id] FROM (SELECT DISTINCT ON (id) id, parent_id FROM registry_loop_starts) st
     UNION ALL
-    SELECT u.start, u.pos, n.next, u.path || n.next
+    SELECT u.start, n.next, u.path || u.id
     FROM up u
     CROSS JOIN LATERAL (
       SELECT coalesce((SELECT ps.parent_id FROM registry_stage ps WHERE ps.id = u.id LIMIT 1),
         (SELECT pr.parent_id FROM resources pr WHERE pr.id = u.id
           AND NOT EXISTS (SELECT 1 FROM registry_stage ps WHERE ps.id = u.id))) AS next
     ) n
-    -- Ends at the top, back at the start, or in a loop above the start (reported from its own rows).
-    WHERE u.id <> u.start AND n.next IS NOT NULL AND NOT (n.next = ANY(u.path[2:])) AND cardinality(u.path) < 1000
+    WHERE NOT EXISTS (SELECT 1 FROM registry_loop_starts x WHERE x.id = u.id) AND n.next IS NOT NULL
   )
-  INSERT INTO registry_problems (pos, id, problem, value)
-  SELECT DISTINCT ON (pos) pos, start, 'parent_loop', array_to_string(path, ' → ') FROM up WHERE id = start`;
+  SELECT u.start, u.id AS reached, u.path FROM up u WHERE EXISTS (SELECT 1 FROM registry_loop_starts x WHERE x.id = u.id)`;
+
+/**
+ * The loops among links start → next start (each with the IDs from its start to before the next):
+ * every start on one, with the loop from it ("a → b → a"). Links not on a loop lead into one or to
+ * a top.
+ */
+/** How many resources of a loop its report names. */
+const LOOP_SHOWN = 20;
+
+export function parentLoops(links: Map<string, { reached: string; path: string[] }>): Map<string, string> {
+  const out = new Map<string, string>();
+  const done = new Set<string>();
+  for (const first of links.keys()) {
+    const seen: string[] = [];
+    const at = new Map<string, number>();
+    let x: string | undefined = first;
+    while (x !== undefined && !done.has(x) && !at.has(x)) {
+      at.set(x, seen.length);
+      seen.push(x);
+      x = links.get(x)?.reached;
+    }
+    if (x !== undefined && at.has(x)) {
+      const loop = seen.slice(at.get(x));
+      // The whole loop, or its first LOOP_SHOWN resources and its length: a loop of n rows said in
+      // full on each of them is n² (a 100,000-row loop ran the API out of memory).
+      const ids = loop.flatMap((s) => links.get(s)!.path);
+      const from = new Map(ids.map((id, i) => [id, i]));
+      loop.forEach((start) => {
+        const k = from.get(start)!;
+        const head = ids.slice(k, k + LOOP_SHOWN);
+        const shown = [...head, ...ids.slice(0, Math.min(k, LOOP_SHOWN - head.length))];
+        out.set(
+          start,
+          ids.length <= LOOP_SHOWN
+            ? [...shown, start].join(' → ')
+            : `${shown.join(' → ')} → … (${ids.length} in the loop)`,
+        );
+      });
+    }
+    for (const s of seen) done.add(s);
+  }
+  return out;
+}
 
 /** Set-based validation of the staged rows; throws REGISTRY_REJECTED with a report. */
 async function rejectProblems(
@@ -106,35 +148,52 @@ async function rejectProblems(
   // the stage has no index, and a lookup per row would scan it once per row.
   // Only rows whose parent (or type) is new are checked: a routine re-import of the same registry
   // skips the two joins (~3 of a 1M-row re-import's 12 s when every row was checked).
+  // The rows whose link is new are also where a loop of parents can start (PARENT_LOOPS): those
+  // whose parent has a parent of its own.
+  await client.query(`CREATE TEMP TABLE registry_loop_starts (pos int, id text, parent_id text) ON COMMIT DROP`);
   await client.query(`
     WITH named AS MATERIALIZED (
       SELECT s.pos, s.id, s.type, s.parent_id FROM registry_stage s
       LEFT JOIN resources cur ON cur.id = s.id
       WHERE s.parent_id IS NOT NULL
         AND (cur.id IS NULL OR cur.parent_id IS DISTINCT FROM s.parent_id OR cur.type <> s.type)
+    ), joined AS MATERIALIZED (
+      SELECT s.pos, s.id, s.type, s.parent_id, t.parent_type, ps.id IS NOT NULL AS staged,
+        coalesce(ps.type, pr.type) AS p_type, pr.id IS NOT NULL AS stored,
+        CASE WHEN ps.id IS NOT NULL THEN ps.parent_id ELSE pr.parent_id END AS grandparent
+      FROM named s
+      LEFT JOIN resource_types t ON t.name = s.type
+      LEFT JOIN registry_stage ps ON ps.id = s.parent_id
+      LEFT JOIN resources pr ON pr.id = s.parent_id
+    ), starts AS (
+      INSERT INTO registry_loop_starts (pos, id, parent_id)
+      SELECT pos, id, parent_id FROM joined WHERE parent_id <> id AND grandparent IS NOT NULL
     )
     INSERT INTO registry_problems (pos, id, problem, value)
     SELECT s.pos, s.id, v.problem, v.value
-    FROM named s
-    LEFT JOIN resource_types t ON t.name = s.type
-    LEFT JOIN registry_stage ps ON ps.id = s.parent_id
-    LEFT JOIN resources pr ON pr.id = s.parent_id
+    FROM joined s
     CROSS JOIN LATERAL (VALUES
       ('parent_is_self', s.parent_id, s.parent_id = s.id),
-      ('unknown_parent', s.parent_id, s.parent_id <> s.id AND ps.id IS NULL AND pr.id IS NULL),
-      ('parent_type_mismatch', coalesce(ps.type, pr.type) || ' (' || s.parent_id || '); ' || s.type || ' needs ' || t.parent_type,
-        s.parent_id <> s.id AND t.parent_type IS NOT NULL AND coalesce(ps.type, pr.type) <> t.parent_type)
+      ('unknown_parent', s.parent_id, s.parent_id <> s.id AND NOT s.staged AND NOT s.stored),
+      ('parent_type_mismatch', s.p_type || ' (' || s.parent_id || '); ' || s.type || ' needs ' || s.parent_type,
+        s.parent_id <> s.id AND s.parent_type IS NOT NULL AND s.p_type <> s.parent_type)
     ) AS v(problem, value, bad)
     WHERE v.bad`);
   // The stage has no index, and the walk looks rows up by ID: one is built only when there is a walk.
-  const walks = await client.query(
-    `SELECT 1 FROM registry_stage s JOIN resource_types t ON t.name = s.type
-     WHERE s.parent_id IS NOT NULL AND s.parent_id <> s.id AND t.parent_type IS NULL LIMIT 1`,
-  );
-  if (walks.rowCount) {
+  if ((await client.query('SELECT 1 FROM registry_loop_starts LIMIT 1')).rowCount) {
     await client.query('CREATE INDEX ON registry_stage (id)');
+    await client.query('CREATE INDEX ON registry_loop_starts (id)');
     await client.query('ANALYZE registry_stage');
-    await client.query(PARENT_LOOPS);
+    await client.query('ANALYZE registry_loop_starts');
+    const links = await client.query<{ start: string; reached: string; path: string[] }>(LOOP_LINKS);
+    const loops = parentLoops(new Map(links.rows.map((l) => [l.start, { reached: l.reached, path: l.path }])));
+    if (loops.size)
+      await client.query(
+        `INSERT INTO registry_problems (pos, id, problem, value)
+         SELECT st.pos, st.id, 'parent_loop', l.value FROM unnest($1::text[], $2::text[]) AS l(id, value)
+         JOIN registry_loop_starts st ON st.id = l.id`,
+        [[...loops.keys()], [...loops.values()]],
+      );
   }
   // Where the first one is, counted as the offenders' own position is (a 0-based index, or a line).
   const offset = position === 'line' ? 0 : 1;
