@@ -31,10 +31,10 @@ beforeAll(async () => {
       ('fold_d', 'folder', $1, NULL),
       ('fold_p', 'folder', $1, NULL), ('fold_q', 'folder', $1, 'fold_p'), ('fold_r', 'folder', $1, 'fold_q'),
       ('fold_u', 'folder', $1, NULL), ('fold_v', 'folder', $1, 'fold_u'), ('fold_w', 'folder', $1, NULL),
-      ('fold_x', 'folder', $1, 'fold_w')`,
+      ('fold_x', 'folder', $1, 'fold_w'), ('fold_l', 'folder', $1, NULL), ('fold_m', 'folder', $1, 'fold_l')`,
     [T],
   );
-  for (const x of [...CHAIN, 'fold_d', ...OK_CHAIN, 'fold_u', 'fold_v', 'fold_w', 'fold_x'])
+  for (const x of [...CHAIN, 'fold_d', ...OK_CHAIN, 'fold_u', 'fold_v', 'fold_w', 'fold_x', 'fold_l', 'fold_m'])
     h.downstream.resources.set(x, { id: x, tenantId: T, state: 'active', data: {} });
 });
 afterAll(async () => {
@@ -163,5 +163,33 @@ describe('a purge of a registry site with an HTTP folder under it, the folder re
     h.downstream.answer(null);
     expect(h.downstream.state('fold_s')).toBe('soft_deleted');
     expect((await registryStates(h, [siteId(1)]))[siteId(1)]).toBe('soft_deleted');
+  });
+});
+
+describe('a folder whose live child folder is deleted after its purge was planned', () => {
+  it('is not purged over it: its item fails naming the child', async () => {
+    await deleteAndComplete(h, 'folder', ['fold_l']);
+    await ageTwoDays(h, ['fold_l']);
+    const r = await postPurge(h, {
+      targetType: 'folder',
+      ids: ['fold_l'],
+      rollout: { bakeSeconds: 0, concurrency: 8, waves: ['100%'] },
+      haltPolicy: { maxFailureRate: 1, probe: 'optional' },
+    });
+    expect(r.status, JSON.stringify(r.body)).toBe(201);
+    // Deleted by Blastgate after the plan: its row stays active, only the history says so.
+    await deleteAndComplete(h, 'folder', ['fold_m']);
+    await command(h, 'approver', r.body.id, 'approve', { planHash: r.body.planHash }).expect(200);
+    const started = await command(h, 'operator', r.body.id, 'start');
+    expect(started.status, JSON.stringify(started.body)).toBe(200);
+    await waitForState(h, r.body.id, ['completed', 'completed_with_failures', 'halted', 'paused']);
+    const [item] = await query<{ state: string; last_error: string | null }>(
+      h.databaseUrl,
+      'SELECT state, last_error FROM operation_items WHERE operation_id = $1',
+      [r.body.id],
+    );
+    expect(item).toMatchObject({ state: 'failed' });
+    expect(item!.last_error).toMatch(/has a child fold_m .*acted on since the plan/);
+    expect(h.downstream.state('fold_l')).toBe('soft_deleted');
   });
 });

@@ -178,7 +178,14 @@ export async function childrenHoldingBack(
      FROM unnest($2::text[], $3::text[]) AS x(id, type)
      CROSS JOIN LATERAL (
        SELECT ch.id, ch.state FROM resources ch JOIN resource_types cht ON cht.name = ch.type
-       WHERE ch.parent_id = x.id AND ch.state <> 'purged' AND ${familyChild('ch', 'x.type')}
+       WHERE ch.parent_id = x.id AND ch.state <> 'purged'
+         AND (${familyChild('ch', 'x.type')}
+              -- One of an HTTP type that Blastgate acted on since the plan (its row stays active
+              -- when deleted): a folder deleted after its parent's purge was planned was left
+              -- deleted under a purged parent (a probe). Any act since counts: plan a new one.
+              OR (ch.state = 'active' AND ${isExternal('cht')} AND EXISTS (
+                SELECT 1 FROM snapshots s WHERE s.resource_id = ch.id AND s.operation_id <> $1
+                  AND s.created_at > (SELECT created_at FROM operations WHERE id = $1))))
          AND (NOT EXISTS (SELECT 1 FROM resource_locks lk WHERE lk.resource_id = ch.id AND lk.operation_id = $1)
               OR (ch.state = 'active' AND NOT ${isExternal('cht')}))
        LIMIT 1
@@ -188,7 +195,7 @@ export async function childrenHoldingBack(
   return new Map(
     r.rows.map((x) => [
       x.parent,
-      `${x.parent} has a child ${x.child} (${x.state}) that this purge does not take (created, moved in or made active since the plan): its hard delete would take it or leave it without a parent`,
+      `${x.parent} has a child ${x.child} (${x.state}) that this purge does not take (created, moved in, made active or acted on since the plan): its hard delete would take it or leave it without a parent`,
     ]),
   );
 }
