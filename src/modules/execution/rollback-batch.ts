@@ -218,12 +218,7 @@ async function heldByParents(c: BatchContext, rows: RestoreCandidate[], rest: Re
     const p = candidate.get(parentOf.get(r.resourceId) ?? '');
     const own = p && p.seq !== r.seq ? results.get(p.seq) : undefined;
     if (!own || own.ok) return false;
-    results.set(
-      r.seq,
-      own.skipped
-        ? notSent(r.seq)
-        : failure(r.seq, `not restored: ${p!.resourceId} was not (${own.error})`, own.permanent),
-    );
+    results.set(r.seq, parentNotBack(r.seq, p!, own));
     return true;
   };
 }
