@@ -111,11 +111,13 @@ export async function executePurge<Tx>(
     // Children first across the chunk, in rounds (a type with no parentType takes a parent of any
     // type, its own included: the types' order alone sent a site's statement before the hard delete
     // of a folder under it, which then failed: a probe); within a round, type by type.
-    for (const everyType of await childrenFirst(deps, toRun))
+    // The chunk's parent links, asked once: its rounds and the parents held by a failed child go by them.
+    const parents = deps.parentsOf ? await deps.parentsOf(items.map((i) => i.resourceId)) : new Map<string, string>();
+    for (const everyType of childrenFirst(toRun, parents))
       for (const [type, adapter] of adapters) {
         const round = everyType.filter((i) => typeOf(i) === type);
         if (round.length === 0) continue;
-        const { held, part } = await holdParents(deps, round, notPurged);
+        const { held, part } = holdParents(round, notPurged, parents);
         outcomes.push(...held);
         if (part.length === 0) continue;
         const { results, arrived } = await applyWithBreaker(
@@ -164,14 +166,17 @@ export async function executePurge<Tx>(
  * Splits `items` into those whose resource is the registry parent of one in `notPurged` (failed for
  * good, nothing sent, naming the child; they join `notPurged` for their own parents) and the rest.
  */
-async function holdParents<Tx>(
-  deps: Pick<ChunkDeps<Tx>, 'parentsOf'>,
+function holdParents(
   items: ClaimedItem[],
   notPurged: Set<string>,
-): Promise<{ held: Outcome[]; part: ClaimedItem[] }> {
-  if (notPurged.size === 0 || !deps.parentsOf || items.length === 0) return { held: [], part: items };
+  parents: ReadonlyMap<string, string>,
+): { held: Outcome[]; part: ClaimedItem[] } {
+  if (notPurged.size === 0 || items.length === 0) return { held: [], part: items };
   const childOf = new Map<string, string>();
-  for (const [child, parent] of await deps.parentsOf([...notPurged])) childOf.set(parent, child);
+  for (const child of notPurged) {
+    const parent = parents.get(child);
+    if (parent !== undefined) childOf.set(parent, child);
+  }
   const held: Outcome[] = [];
   const part = items.filter((i) => {
     const child = childOf.get(i.resourceId);

@@ -146,16 +146,17 @@ export async function awaitChildren<Tx>(
  * stayed purged when the child's call failed (same-type-family.test.ts). No family in the chunk: one
  * round, `items` as is.
  */
-export async function childrenFirst<Tx>(
-  deps: Pick<ChunkDeps<Tx>, 'parentsOf'>,
+export function childrenFirst(
   items: ClaimedItem[],
-): Promise<ClaimedItem[][]> {
-  if (items.length < 2 || !deps.parentsOf) return [items];
+  /** The registry parent of each chunk item that has one (ChunkDeps.parentsOf). */
+  parents: ReadonlyMap<string, string>,
+): ClaimedItem[][] {
+  if (items.length < 2) return [items];
   const ids = new Set(items.map((i) => i.resourceId));
   const kids = new Map<string, number>();
   const parentOf = new Map<string, string>();
-  for (const [child, parent] of await deps.parentsOf([...ids])) {
-    if (!ids.has(parent) || parent === child) continue;
+  for (const [child, parent] of parents) {
+    if (!ids.has(child) || !ids.has(parent) || parent === child) continue;
     parentOf.set(child, parent);
     kids.set(parent, (kids.get(parent) ?? 0) + 1);
   }

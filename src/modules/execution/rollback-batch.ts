@@ -153,7 +153,12 @@ export async function restoreBatch(c: BatchContext, picked: RestoreCandidate[]):
   const typeOf = (r: RestoreCandidate) => r.type ?? c.targetType;
   // Submitted items under one another (a folder listed with the folders under it) go parents first,
   // whatever order they were deleted in, and none goes under one that did not come back.
-  const { levels, held: rootHeld } = await rootLevels(c, roots);
+  // The registry parents the two orders below go by, asked once per batch: of the submitted items
+  // (when there are several) and of the descendants deeper than a submitted item's children.
+  const asked = rows.filter((r) => r.depth > 1 || (r.parentSeq === null && roots.length > 1));
+  const parentOf =
+    asked.length && c.parentsOf ? await c.parentsOf(asked.map((r) => r.resourceId)) : new Map<string, string>();
+  const { levels, held: rootHeld } = rootLevels(roots, parentOf);
   for (const [level, type] of levels.flatMap((l, k) => [...new Set(l.map(typeOf))].map((t) => [k, t] as const))) {
     const ready = levels[level]!.filter((r) => typeOf(r) === type && data.has(r.seq) && !rootHeld(r, results));
     if (!ready.length) continue;
@@ -192,7 +197,7 @@ export async function restoreBatch(c: BatchContext, picked: RestoreCandidate[]):
   // The rest: descendants the owning system cascaded itself, and those whose parent came back in
   // an earlier batch. Shallowest first: a child is back before its own children.
   const rest = rows.filter((r) => !results.has(r.seq));
-  const held = await heldByParents(c, rows, rest);
+  const held = heldByParents(rows, parentOf);
   for (const depth of [...new Set(rest.map((r) => r.depth))].sort((a, b) => a - b)) {
     // Under a descendant that did not come back (a shallower level's), nothing is sent: a probe's
     // d_3 and d_4 came back live under d_2, whose restore was refused.
@@ -210,9 +215,7 @@ export async function restoreBatch(c: BatchContext, picked: RestoreCandidate[]):
  * Whether `r`'s registry parent is another candidate of the batch that did not come back (then its
  * result is set here, as a submitted item's children's is: not sent under a parent never sent).
  */
-async function heldByParents(c: BatchContext, rows: RestoreCandidate[], rest: RestoreCandidate[]) {
-  const deep = rest.filter((r) => r.depth > 1);
-  const parentOf = deep.length && c.parentsOf ? await c.parentsOf(deep.map((r) => r.resourceId)) : new Map();
+function heldByParents(rows: RestoreCandidate[], parentOf: ReadonlyMap<string, string>) {
   const candidate = new Map(rows.map((r) => [r.resourceId, r]));
   return (r: RestoreCandidate, results: Map<number, RestoreResult>) => {
     const p = candidate.get(parentOf.get(r.resourceId) ?? '');
@@ -227,8 +230,7 @@ async function heldByParents(c: BatchContext, rows: RestoreCandidate[], rest: Re
  * `roots` in levels, parents first: a root's registry parent that is another root of the batch is in
  * an earlier level. `held` fails (as heldByParents) a root whose parent root did not come back.
  */
-async function rootLevels(c: BatchContext, roots: RestoreCandidate[]) {
-  const parentOf = roots.length > 1 && c.parentsOf ? await c.parentsOf(roots.map((r) => r.resourceId)) : new Map();
+function rootLevels(roots: RestoreCandidate[], parentOf: ReadonlyMap<string, string>) {
   const byId = new Map(roots.map((r) => [r.resourceId, r]));
   const up = new Map<number, RestoreCandidate>();
   for (const r of roots) {

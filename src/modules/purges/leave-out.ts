@@ -46,7 +46,7 @@ export const familyChild = (ch: string, parentType: string, history = false) =>
   `(${ch}.state = 'soft_deleted' OR ${takenByCascade(`${ch}.type`, parentType, "'{}'")}${
     history
       ? ` OR (${ch}.state = 'active' AND EXISTS (SELECT 1 FROM restore_latest hl WHERE hl.id = ${ch}.id AND hl.deleted
-            AND coalesce(${ch}.state_imported_at, '-infinity') <= hl.at))`
+            AND ${notImportedSince('hl.at', ch)}))`
       : ''
   })`;
 

@@ -63,9 +63,9 @@ export async function readHistory(client: pg.PoolClient, idsSql: string, params:
  */
 export const DELETE_STANDS = `l.deleted AND ${notImportedSince('l.at')}`;
 
-/** No import said what resource `r`'s state is after `at` (see DELETE_STANDS). */
-export function notImportedSince(at: string): string {
-  return `coalesce(r.state_imported_at, '-infinity') <= ${at}`;
+/** No import said what resource `row` (default `r`)'s state is after `at` (see DELETE_STANDS). */
+export function notImportedSince(at: string, row = 'r'): string {
+  return `coalesce(${row}.state_imported_at, '-infinity') <= ${at}`;
 }
 
 /**
